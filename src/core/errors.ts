@@ -1,0 +1,65 @@
+/**
+ * The one error catalogue. Every handled error carries a stable `SY_ERR_*` code, the HTTP status a
+ * live host answers with, and a message that names the bad value and what was expected.
+ */
+
+/** Stable error codes, their HTTP status and OpenAI-style error type. */
+export const ERRORS = {
+  SY_ERR_INVALID_ARGUMENT: { status: 400, type: 'invalid_request_error' },
+  SY_ERR_INVALID_CONFIG: { status: 400, type: 'invalid_request_error' },
+  SY_ERR_UNKNOWN_NAME: { status: 400, type: 'invalid_request_error' },
+  SY_ERR_TRACE_PARSE: { status: 400, type: 'invalid_request_error' },
+  SY_ERR_NOT_FOUND: { status: 404, type: 'not_found_error' },
+  SY_ERR_REQUEST_TOO_LARGE: { status: 413, type: 'invalid_request_error' },
+  SY_ERR_CAPACITY: { status: 507, type: 'server_error' },
+  SY_ERR_RATE_LIMITED: { status: 429, type: 'rate_limit_error' },
+  SY_ERR_OVERLOADED: { status: 429, type: 'rate_limit_error' },
+  SY_ERR_SLO_UNREACHABLE: { status: 429, type: 'rate_limit_error' },
+  SY_ERR_NO_INSTANCE: { status: 503, type: 'server_error' },
+  SY_ERR_UPSTREAM: { status: 502, type: 'server_error' },
+  SY_ERR_TIMEOUT: { status: 504, type: 'server_error' },
+  SY_ERR_INTERNAL: { status: 500, type: 'server_error' },
+} as const satisfies Record<string, { status: number; type: string }>;
+
+/** One of the stable error codes. */
+export type ErrorCode = keyof typeof ERRORS;
+
+/** A handled error: what the world did wrong, with a stable code. */
+export class SwitchyardError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Optional structured details (the bad field, the valid choices). */
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'SwitchyardError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.details = details;
+  }
+
+  /** OpenAI-style JSON error body. */
+  toJSON(): { error: { message: string; type: string; code: ErrorCode; param: string | null } } {
+    const param = typeof this.details?.['param'] === 'string' ? (this.details['param'] as string) : null;
+    return { error: { message: this.message, type: ERRORS[this.code].type, code: this.code, param } };
+  }
+}
+
+/** Error for a value outside a fixed set: names the value and lists the valid choices. */
+export function unknownName(kind: string, value: string, valid: readonly string[]): SwitchyardError {
+  return new SwitchyardError(
+    'SY_ERR_UNKNOWN_NAME',
+    `unknown ${kind} '${value}'; valid: ${[...valid].sort().join(', ')}`,
+    { param: kind, value, valid: [...valid] },
+  );
+}
+
+/** Error for an argument that is out of range or malformed. */
+export function invalidArgument(param: string, value: unknown, expected: string): SwitchyardError {
+  return new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    `invalid ${param} '${String(value)}': expected ${expected}`,
+    { param, value, expected },
+  );
+}

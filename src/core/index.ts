@@ -1,0 +1,10 @@
+export * from './assert.ts';
+export * from './clock.ts';
+export * from './decision.ts';
+export * from './errors.ts';
+export * from './hash.ts';
+export type * from './ids.ts';
+export * from './request.ts';
+export * from './rng.ts';
+export * from './units.ts';
+export type * from './view.ts';

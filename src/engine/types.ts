@@ -1,0 +1,73 @@
+/**
+ * The engine core's contract. The core is a pure state machine advanced by its host: the twin drives
+ * it in virtual time, the built-in `sim` engine server in wall time. Two-phase steps let a host wait
+ * out the step's duration before the step's tokens exist.
+ */
+
+/** Engine options, named after vLLM's flags. */
+export interface EngineConfig {
+  /** --block-size: tokens per KV block. */
+  readonly blockSize: number;
+  /** --max-num-seqs: cap on running sequences. */
+  readonly maxNumSeqs: number;
+  /** --max-num-batched-tokens: per-step token budget (prefill chunks + decodes). */
+  readonly maxNumBatchedTokens: number;
+  /** --gpu-memory-utilization: fraction of HBM the engine may use for weights + KV. */
+  readonly gpuMemoryUtilization: number;
+  /** Inverse of --no-prefix-caching. */
+  readonly enablePrefixCaching: boolean;
+  /** Overrides the KV block count computed from memory (tests, --num-gpu-blocks-override). */
+  readonly numGpuBlocksOverride: number | undefined;
+}
+
+/** vLLM's defaults. */
+export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
+  blockSize: 16,
+  maxNumSeqs: 256,
+  maxNumBatchedTokens: 8192,
+  gpuMemoryUtilization: 0.9,
+  enablePrefixCaching: true,
+  numGpuBlocksOverride: undefined,
+};
+
+/** A request as the engine core sees it. */
+export interface EngineRequest {
+  readonly id: string;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly arrivalMs: number;
+  /**
+   * Chained hashes of the prompt's full blocks at the engine's block size (block i covers tokens
+   * [i * blockSize, (i + 1) * blockSize)). May be shorter than the prompt's full blocks: blocks
+   * without a hash are treated as unique to this request.
+   */
+  readonly blockHashes: ArrayLike<number>;
+}
+
+/** What the engine reports when a request ends. */
+export interface FinishedRequest {
+  readonly request: EngineRequest;
+  readonly arrivalMs: number;
+  /** When the engine first scheduled it. */
+  readonly firstScheduledMs: number;
+  readonly firstTokenMs: number;
+  readonly finishMs: number;
+  /** Prompt tokens served from the prefix cache on its (last) admission. */
+  readonly cachedPromptTokens: number;
+  readonly preemptions: number;
+}
+
+/** KV events in vLLM's vocabulary. */
+export type KvEvent =
+  | { readonly type: 'BlockStored'; readonly hashes: readonly number[]; readonly parentHash: number | undefined }
+  | { readonly type: 'BlockRemoved'; readonly hashes: readonly number[] }
+  | { readonly type: 'AllBlocksCleared' };
+
+/** The host's hooks. All optional except finish; the core calls them synchronously in finishStep. */
+export interface EngineListener {
+  onFirstToken?(request: EngineRequest, nowMs: number): void;
+  onFinish(result: FinishedRequest): void;
+  /** Inter-token gaps, batched: `count` tokens each arrived `gapMs` after the previous one. */
+  onInterTokenLatency?(gapMs: number, count: number): void;
+  onKvEvent?(event: KvEvent): void;
+}

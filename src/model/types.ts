@@ -1,0 +1,99 @@
+import type { GpuId, ModelId } from '../core/ids.ts';
+
+/** One GPU class. Peak numbers are the vendor's dense figures; efficiencies come from calibration. */
+export interface GpuSpec {
+  readonly id: GpuId;
+  readonly name: string;
+  /** Peak dense BF16/FP16 tensor throughput. */
+  readonly peakFlopsPerS: number;
+  readonly hbmBandwidthBytesPerS: number;
+  readonly hbmBytes: number;
+  /** Per-GPU bandwidth to peers in the same node (NVLink, or PCIe where there is none). */
+  readonly interconnectBytesPerS: number;
+  /** Calibrated efficiency factors (see docs/engine-model.md). */
+  readonly calibration: GpuCalibration;
+}
+
+/** The handful of efficiency factors fitted per GPU class. */
+export interface GpuCalibration {
+  /** Fraction of peak FLOP/s that large GEMMs reach. */
+  readonly gemmComputeEfficiency: number;
+  /** Fraction of HBM bandwidth that weight and KV reads reach. */
+  readonly memoryEfficiency: number;
+  /** Fraction of peak FLOP/s that attention kernels reach. */
+  readonly attentionComputeEfficiency: number;
+  /** Fraction of interconnect bandwidth that all-reduce reaches. */
+  readonly allReduceEfficiency: number;
+  /** Fixed latency per all-reduce call, microseconds. */
+  readonly allReduceLatencyUs: number;
+  /** Fixed cost per layer per step (kernel launches, norms), microseconds. */
+  readonly layerOverheadUs: number;
+  /** Fixed cost per engine step (scheduling, sampling, CPU work), milliseconds. */
+  readonly stepOverheadMs: number;
+}
+
+/** One model architecture: a data entry, not code. */
+export interface ModelSpec {
+  readonly id: ModelId;
+  /** The name the model goes by upstream (for docs and the live gateway). */
+  readonly hfName: string;
+  readonly layers: number;
+  readonly hiddenSize: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  /** FFN intermediate size (per expert for MoE). */
+  readonly ffnSize: number;
+  readonly vocabSize: number;
+  /** 1 for dense models. */
+  readonly experts: number;
+  /** Experts each token is routed to (1 for dense). */
+  readonly expertsPerToken: number;
+  /** Gated MLP (SwiGLU: gate, up and down projections) or plain (up and down). */
+  readonly gatedMlp: boolean;
+  /** Bytes per weight and per KV element (2 for bf16/fp16). */
+  readonly dtypeBytes: number;
+}
+
+/**
+ * The work in one engine step, in aggregate so the hot path allocates nothing. A step mixes prefill
+ * chunks (some tokens of a prompt, after tokens already in cache) and decodes (one token each).
+ */
+export interface StepShape {
+  /** Prefill chunks in the step. */
+  prefillSeqs: number;
+  /** New prompt tokens computed this step, over all chunks. */
+  prefillTokens: number;
+  /**
+   * Attention work of the prefill chunks, in query-key pairs: for a chunk of c tokens after k tokens
+   * already in context, c * k + c * (c + 1) / 2.
+   */
+  prefillAttentionPairs: number;
+  /** Sequences decoding one token each. */
+  decodeSeqs: number;
+  /** Sum of the decode sequences' context lengths (tokens of KV each must read). */
+  decodeContextTokens: number;
+}
+
+/** A storage tier a checkpoint is loaded from. */
+export type StorageTier = 'hbm' | 'dram' | 'nvme' | 'ssd-sata' | 'network';
+
+/** A link KV blocks travel over. */
+export type LinkKind = 'nvlink' | 'pcie4' | 'pcie5' | 'rdma-200g' | 'rdma-400g' | 'ethernet-25g' | 'ethernet-100g';
+
+/** Predicts times for one (GPU, model, tensor-parallel degree). Pure. */
+export interface PerfModel {
+  readonly gpu: GpuSpec;
+  readonly model: ModelSpec;
+  readonly tp: number;
+  /** Duration of one engine step. */
+  stepTimeMs(shape: StepShape): number;
+  /** A lone prefill of `tokens` new tokens after `cachedTokens` already in cache. */
+  prefillTimeMs(tokens: number, cachedTokens?: number): number;
+  /** A decode-only step of `batch` sequences with the given mean context. */
+  decodeStepTimeMs(batch: number, meanContextTokens: number): number;
+  /** KV bytes per token for the whole instance (all TP shards). */
+  kvBytesPerToken(): number;
+  /** Weight bytes for the whole instance. */
+  weightBytes(): number;
+}

@@ -1,0 +1,72 @@
+/** The summary of one twin run: what `--json` writes and the table and HTML report show. */
+
+/** Mean and percentiles of one latency, in ms. */
+export interface LatencyStats {
+  readonly mean: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+}
+
+/** A sampled time series: t in simulated seconds, one value array per instance. */
+export interface InstanceSeries {
+  readonly tS: readonly number[];
+  /** Keyed by instance id. */
+  readonly running: Readonly<Record<string, readonly number[]>>;
+  readonly waiting: Readonly<Record<string, readonly number[]>>;
+  readonly kvUsage: Readonly<Record<string, readonly number[]>>;
+}
+
+/** Per-instance totals. */
+export interface InstanceSummary {
+  readonly id: string;
+  readonly gpu: string;
+  readonly model: string;
+  readonly tp: number;
+  readonly requests: number;
+  /** Fraction of simulated time the instance was running a step. */
+  readonly utilization: number;
+  readonly kvUsageMean: number;
+  readonly kvUsageMax: number;
+  readonly prefixHitRate: number;
+  readonly preemptions: number;
+}
+
+/** The whole summary. Wall-clock fields are `wallSeconds` and `eventsPerWallS` only. */
+export interface SimSummary {
+  readonly policy: string;
+  readonly seed: number;
+  readonly workload: string;
+  readonly instances: number;
+  readonly requests: number;
+  readonly completed: number;
+  readonly rejected: number;
+  readonly ttftMs: LatencyStats;
+  readonly tpotMs: LatencyStats;
+  readonly itlMs: LatencyStats;
+  readonly e2eMs: LatencyStats;
+  readonly queueMs: LatencyStats;
+  readonly slo: { readonly ttftMs: number; readonly tpotMs: number };
+  /** Fractions of completed + rejected requests meeting the TTFT target, the TPOT target, both. */
+  readonly sloAttainment: { readonly ttft: number; readonly tpot: number; readonly both: number };
+  readonly throughputTokPerS: number;
+  readonly throughputReqPerS: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly prefixHitRate: number;
+  readonly preemptions: number;
+  readonly gpuSeconds: number;
+  readonly simulatedSeconds: number;
+  readonly events: number;
+  readonly wallSeconds: number;
+  readonly eventsPerWallS: number;
+  readonly perInstance: readonly InstanceSummary[];
+}
+
+/** Everything the HTML report draws: the summary plus raw samples for CDFs. */
+export interface SimReportData {
+  readonly summary: SimSummary;
+  /** Per-request samples for CDFs (downsampled by the simulator to at most a few thousand). */
+  readonly samples: { readonly ttftMs: readonly number[]; readonly tpotMs: readonly number[]; readonly e2eMs: readonly number[] };
+  readonly series: InstanceSeries;
+}
