@@ -19,7 +19,10 @@ export interface PrefixChain {
 }
 
 /** The empty chain: nothing shared. */
-export const NO_PREFIX: PrefixChain = Object.freeze({ blockTokens: 16, hashes: Object.freeze([]) as readonly number[] });
+export const NO_PREFIX: PrefixChain = Object.freeze({
+  blockTokens: 16,
+  hashes: Object.freeze([]) as readonly number[],
+});
 
 /** One inference request as policies and engines see it. */
 export interface Request {

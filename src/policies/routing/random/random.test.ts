@@ -1,0 +1,4 @@
+import { runRoutingConformance } from '../conformance.ts';
+import { createRandom } from './random.ts';
+
+runRoutingConformance('random', createRandom);
