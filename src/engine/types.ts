@@ -59,15 +59,31 @@ export interface FinishedRequest {
 
 /** KV events in vLLM's vocabulary. */
 export type KvEvent =
-  | { readonly type: 'BlockStored'; readonly hashes: readonly number[]; readonly parentHash: number | undefined }
+  | {
+      readonly type: 'BlockStored';
+      readonly hashes: readonly number[];
+      readonly parentHash: number | undefined;
+    }
   | { readonly type: 'BlockRemoved'; readonly hashes: readonly number[] }
   | { readonly type: 'AllBlocksCleared' };
 
-/** The host's hooks. All optional except finish; the core calls them synchronously in finishStep. */
+/**
+ * Why the core refused a request at `add`. `kv-capacity`: the request's KV (prompt plus all but the
+ * last output token) needs more blocks than the whole pool holds, so it could never run to the end;
+ * admitting it would preempt and recompute forever.
+ */
+export type EngineRejectReason = 'kv-capacity';
+
+/**
+ * The host's hooks. All optional except finish; the core calls them synchronously in finishStep,
+ * except `onReject`, which `add` calls. A hook may call `add` or `abort` on the core.
+ */
 export interface EngineListener {
   onFirstToken?(request: EngineRequest, nowMs: number): void;
   onFinish(result: FinishedRequest): void;
   /** Inter-token gaps, batched: `count` tokens each arrived `gapMs` after the previous one. */
   onInterTokenLatency?(gapMs: number, count: number): void;
   onKvEvent?(event: KvEvent): void;
+  /** The request was refused at `add` and will never finish; `add` also returns false. */
+  onReject?(request: EngineRequest, reason: EngineRejectReason, nowMs: number): void;
 }
