@@ -6,6 +6,11 @@ export interface LatencyStats {
   readonly p50: number;
   readonly p90: number;
   readonly p99: number;
+  /**
+   * Number of samples behind the figures. With no samples every figure is 0 (not NaN, which JSON
+   * cannot carry) and count is 0. Optional so older producers stay valid.
+   */
+  readonly count?: number;
 }
 
 /** A sampled time series: t in simulated seconds, one value array per instance. */
@@ -67,6 +72,22 @@ export interface SimSummary {
 export interface SimReportData {
   readonly summary: SimSummary;
   /** Per-request samples for CDFs (downsampled by the simulator to at most a few thousand). */
-  readonly samples: { readonly ttftMs: readonly number[]; readonly tpotMs: readonly number[]; readonly e2eMs: readonly number[] };
+  readonly samples: {
+    readonly ttftMs: readonly number[];
+    readonly tpotMs: readonly number[];
+    readonly e2eMs: readonly number[];
+  };
   readonly series: InstanceSeries;
+  /** Label in comparisons; defaults to `summary.policy`. Set it when two runs share a policy. */
+  readonly name?: string;
+  /** Requests per second that met both SLO targets, when the caller measured it. */
+  readonly goodputRps?: number;
+}
+
+/** One policy's run in a comparison: the table, the JSON and the HTML report take a list of these. */
+export interface ComparisonRow {
+  readonly name: string;
+  readonly summary: SimSummary;
+  /** Requests per second that met both SLO targets, when the caller measured it. */
+  readonly goodputRps?: number;
 }
