@@ -1,0 +1,102 @@
+import { type Command, Option } from 'commander';
+import { routingPolicyNames } from '../policies/routing/registry.ts';
+import { SIM_DEFAULTS } from '../sim/config.ts';
+import { formatComparisonTable } from '../sim/report/table.ts';
+import { runTwin, writeOutputs } from '../sim/run.ts';
+import type { SimResult } from '../sim/simulator.ts';
+import { positiveInt, positiveNumber } from './parse.ts';
+import { withProgress } from './progress.ts';
+
+interface DemoFlags {
+  trace: string;
+  policies: string;
+  instances: number;
+  rateScale: number;
+  requests: number;
+  json?: string;
+  html?: string;
+  progress: boolean;
+}
+
+/** The bundled default: several routing policies on a trace slice, side by side. */
+const DEMO = {
+  trace: 'sample:mooncake-conversation',
+  policies: 'round-robin,random,least-request',
+  instances: 4,
+  rateScale: 1,
+  requests: 2000,
+} as const;
+
+/** Registers `switchyard demo`, what `npm start` runs until the live gateway lands. */
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description(
+      'Twin demo: replay a bundled trace slice under several routing policies on the same cluster and seed,\n' +
+        'then print a comparison table.',
+    )
+    .option('--trace <path>', 'trace file or sample name', DEMO.trace)
+    .addOption(
+      new Option(
+        '--policies <list>',
+        `comma-separated routing policies (valid: ${routingPolicyNames().join(', ')})`,
+      ).default(DEMO.policies),
+    )
+    .option('--instances <n>', 'engine instances (Llama-3.1-8B on H100)', positiveInt, DEMO.instances)
+    .option('--rate-scale <k>', 'multiply the trace arrival rate by k', positiveNumber, DEMO.rateScale)
+    .option('--requests <n>', 'requests to replay from the trace', positiveInt, DEMO.requests)
+    .option('--json <file>', 'write { policies: { name: summary } } as JSON')
+    .option('--html <file>', 'write an HTML report comparing the policies')
+    .option('--no-progress', 'do not draw progress bars')
+    .action(async (flags: DemoFlags) => {
+      const names = flags.policies
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0);
+      const results: SimResult[] = [];
+      process.stdout.write(
+        `Switchyard twin demo: ${flags.trace}, first ${flags.requests} requests at ${flags.rateScale}x rate, ` +
+          `${flags.instances} x ${SIM_DEFAULTS.model} on ${SIM_DEFAULTS.gpu}\n`,
+      );
+      for (const name of names) {
+        const settings = {
+          seed: SIM_DEFAULTS.seed,
+          policy: { name, params: {} },
+          cluster: {
+            groups: [
+              {
+                count: flags.instances,
+                gpu: SIM_DEFAULTS.gpu,
+                model: SIM_DEFAULTS.model,
+                tp: SIM_DEFAULTS.tp,
+              },
+            ],
+          },
+          engine: {},
+          workload: {
+            kind: 'trace',
+            trace: flags.trace,
+            rateScale: flags.rateScale,
+            maxRequests: flags.requests,
+          },
+          slo: { ttftMs: SIM_DEFAULTS.sloTtftMs, tpotMs: SIM_DEFAULTS.sloTpotMs },
+          output: {},
+          expectedRequests: flags.requests,
+        };
+        const result = await withProgress(flags.progress, flags.requests, (onProgress) =>
+          runTwin(settings, onProgress),
+        );
+        results.push(result);
+      }
+      const rows = results.map((r) => ({ name: r.summary.policy, summary: r.summary }));
+      process.stdout.write(`${formatComparisonTable(rows, { color: process.stdout.isTTY === true })}\n`);
+      process.stdout.write(
+        `SLO: TTFT <= ${SIM_DEFAULTS.sloTtftMs} ms and TPOT <= ${SIM_DEFAULTS.sloTpotMs} ms.\n` +
+          'Next: `switchyard sim --help`, or `switchyard demo --html report.html` for plots.\n',
+      );
+      writeOutputs(results, {
+        ...(flags.json !== undefined ? { json: flags.json } : {}),
+        ...(flags.html !== undefined ? { html: flags.html } : {}),
+      });
+    });
+}

@@ -1,0 +1,35 @@
+import { Command, CommanderError } from 'commander';
+import { SwitchyardError } from '../core/errors.ts';
+import { registerDemoCommand } from './demo-command.ts';
+import { registerSimCommand } from './sim-command.ts';
+
+/** Builds the `switchyard` program. Exported for tests. */
+export function buildProgram(): Command {
+  const program = new Command('switchyard')
+    .description(
+      'Switchyard runs LLM serving clusters. The twin (`sim`) replays traces on a modelled cluster with the same\n' +
+        'policies the live gateway runs.',
+    )
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerSimCommand(program);
+  registerDemoCommand(program);
+  return program;
+}
+
+/** Runs the CLI; returns the exit code. Handled errors print one line, never a stack trace. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv]);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    if (error instanceof SwitchyardError) {
+      process.stderr.write(`switchyard: ${error.message} [${error.code}]\n`);
+      return 2;
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,36 @@
+import cliProgress from 'cli-progress';
+
+/** Reports progress: requests that have arrived, and the simulated time reached. */
+export type ProgressFn = (arrived: number, simulatedMs: number) => void;
+
+/**
+ * Runs `work` with a progress bar on stderr when `enabled` and stderr is a terminal. With a known
+ * total the bar fills; without one it counts.
+ */
+export async function withProgress<T>(
+  enabled: boolean,
+  total: number | undefined,
+  work: (onProgress: ProgressFn) => T | Promise<T>,
+): Promise<T> {
+  if (!enabled || process.stderr.isTTY !== true) return await work(() => {});
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format:
+        total !== undefined
+          ? 'simulating [{bar}] {percentage}% | {value}/{total} requests | t={simS} s'
+          : 'simulating {value} requests | t={simS} s',
+      hideCursor: true,
+      clearOnComplete: true,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(total ?? 0, 0, { simS: '0' });
+  try {
+    return await work((arrived, simulatedMs) => {
+      bar.update(arrived, { simS: (simulatedMs / 1000).toFixed(0) });
+    });
+  } finally {
+    bar.stop();
+  }
+}

@@ -1,0 +1,240 @@
+import { readFileSync } from 'node:fs';
+import { type Command, Option } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { SwitchyardError } from '../core/errors.ts';
+import { gpuIds } from '../model/gpus.ts';
+import { modelIds } from '../model/models.ts';
+import { routingPolicyNames } from '../policies/routing/registry.ts';
+import { parseWithSchema, SIM_DEFAULTS, type SimConfigFile, simConfigFileSchema } from '../sim/config.ts';
+import { formatSummaryTable } from '../sim/report/table.ts';
+import { runTwin, type TwinSettings, writeOutputs } from '../sim/run.ts';
+import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
+import { withProgress } from './progress.ts';
+
+/** The flags of `switchyard sim`, as commander hands them over. */
+interface SimFlags {
+  config?: string;
+  trace?: string;
+  workload?: 'poisson' | 'gamma';
+  rate?: number;
+  cv?: number;
+  requests?: number;
+  duration?: number;
+  inputTokens?: number;
+  outputTokens?: number;
+  instances: number;
+  gpu: string;
+  model: string;
+  tp: number;
+  policy: string;
+  seed: number;
+  sloTtftMs: number;
+  sloTpotMs: number;
+  rateScale?: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  blockSize?: number;
+  gpuMemoryUtilization?: number;
+  prefixCaching: boolean;
+  json?: string;
+  html?: string;
+  progress: boolean;
+}
+
+/** Registers `switchyard sim`. */
+export function registerSimCommand(program: Command): void {
+  program
+    .command('sim')
+    .description(
+      'Run the twin: replay a trace or a generated workload on a modelled cluster and report latencies,\n' +
+        'SLO attainment, throughput and prefix-cache hits. Deterministic: the same seed and input give the same output.',
+    )
+    .option(
+      '--config <file>',
+      'YAML file with any of: seed, policy, cluster, engine, workload, slo, output (flags override it)',
+    )
+    .addOption(
+      new Option(
+        '--trace <path>',
+        'replay a trace: a file (Azure LLM 2023 CSV, Mooncake JSONL(.gz), Vidur CSV) or sample:azure-conv, sample:mooncake-conversation',
+      ).conflicts('workload'),
+    )
+    .addOption(
+      new Option('--workload <kind>', 'generate arrivals instead of a trace').choices(['poisson', 'gamma']),
+    )
+    .option('--rate <req/s>', 'arrival rate of the generated workload (default 10)', positiveNumber)
+    .option(
+      '--cv <x>',
+      'coefficient of variation of inter-arrival times for --workload gamma (default 2)',
+      positiveNumber,
+    )
+    .option(
+      '--requests <n>',
+      'stop after n requests (default: the whole trace, or 1000 generated)',
+      positiveInt,
+    )
+    .option('--duration <s>', 'stop arrivals after s seconds of simulated time', positiveNumber)
+    .option('--input-tokens <n>', 'prompt length of generated requests (default 1024)', positiveInt)
+    .option('--output-tokens <n>', 'output length of generated requests (default 128)', positiveInt)
+    .option(
+      '--rate-scale <k>',
+      'multiply the trace arrival rate by k (k > 1 compresses time)',
+      positiveNumber,
+    )
+    .option('--instances <n>', 'number of engine instances', positiveInt, SIM_DEFAULTS.instances)
+    .addOption(new Option('--gpu <id>', 'GPU of every instance').choices(gpuIds()).default(SIM_DEFAULTS.gpu))
+    .addOption(
+      new Option('--model <id>', 'model every instance serves')
+        .choices(modelIds())
+        .default(SIM_DEFAULTS.model),
+    )
+    .option('--tp <n>', 'tensor-parallel degree per instance', positiveInt, SIM_DEFAULTS.tp)
+    .addOption(
+      new Option('--policy <name>', 'routing policy')
+        .choices(routingPolicyNames())
+        .default(SIM_DEFAULTS.policy),
+    )
+    .option('--seed <s>', 'seed of every random choice in the run', nonNegativeInt, SIM_DEFAULTS.seed)
+    .option('--slo-ttft-ms <x>', 'time-to-first-token target', positiveNumber, SIM_DEFAULTS.sloTtftMs)
+    .option('--slo-tpot-ms <y>', 'time-per-output-token target', positiveNumber, SIM_DEFAULTS.sloTpotMs)
+    .option('--max-num-seqs <n>', 'engine: cap on running sequences (vLLM default 256)', positiveInt)
+    .option('--max-num-batched-tokens <n>', 'engine: token budget per step (default 8192)', positiveInt)
+    .option('--block-size <n>', 'engine: tokens per KV block (default 16)', positiveInt)
+    .option(
+      '--gpu-memory-utilization <f>',
+      'engine: fraction of GPU memory for weights and KV (default 0.9)',
+      fraction,
+    )
+    .option('--no-prefix-caching', 'engine: disable automatic prefix caching')
+    .option('--json <file>', 'write the summary as JSON')
+    .option('--html <file>', 'write a self-contained HTML report with plots')
+    .option('--no-progress', 'do not draw a progress bar')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  switchyard sim --trace sample:mooncake-conversation --instances 8 --policy least-request\n' +
+        '  switchyard sim --workload poisson --rate 40 --requests 5000 --input-tokens 2048 --output-tokens 256 --json out.json\n' +
+        '  switchyard sim --config examples/sim.yaml --html report.html',
+    )
+    .action(async (flags: SimFlags, command: Command) => {
+      const fromCli = (name: string): boolean => command.getOptionValueSource(name) === 'cli';
+      const file = flags.config !== undefined ? loadConfigFile(flags.config) : {};
+      const settings = resolveSettings(flags, file, fromCli);
+      const result = await withProgress(flags.progress, settings.expectedRequests, (onProgress) =>
+        runTwin(settings, onProgress),
+      );
+      process.stdout.write(
+        `${formatSummaryTable(result.summary, { color: process.stdout.isTTY === true })}\n`,
+      );
+      writeOutputs([result], settings.output);
+    });
+}
+
+/** Reads and validates a YAML config file. */
+export function loadConfigFile(path: string): SimConfigFile {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new SwitchyardError('SY_ERR_NOT_FOUND', `config file '${path}' cannot be read`);
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (error) {
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_CONFIG',
+      `config file '${path}' is not valid YAML: ${String(error)}`,
+    );
+  }
+  return parseWithSchema(simConfigFileSchema, value ?? {}, `config file '${path}'`);
+}
+
+/** Merges flags over the config file: a flag given on the command line wins, then the file, then defaults. */
+export function resolveSettings(
+  flags: SimFlags,
+  file: SimConfigFile,
+  fromCli: (name: string) => boolean,
+): TwinSettings {
+  const pick = <T>(name: string, flagValue: T, fileValue: T | undefined): T =>
+    fromCli(name) || fileValue === undefined ? flagValue : fileValue;
+  const filePolicy = typeof file.policy === 'string' ? { name: file.policy, params: {} } : file.policy;
+  const policy =
+    fromCli('policy') || filePolicy === undefined ? { name: flags.policy, params: {} } : filePolicy;
+  const fileCluster = file.cluster !== undefined && !('groups' in file.cluster) ? file.cluster : undefined;
+  const cluster =
+    file.cluster !== undefined &&
+    'groups' in file.cluster &&
+    !['instances', 'gpu', 'model', 'tp'].some(fromCli)
+      ? file.cluster
+      : {
+          groups: [
+            {
+              count: pick('instances', flags.instances, fileCluster?.instances),
+              gpu: pick('gpu', flags.gpu, fileCluster?.gpu),
+              model: pick('model', flags.model, fileCluster?.model),
+              tp: pick('tp', flags.tp, fileCluster?.tp),
+            },
+          ],
+        };
+  const engine = { ...(file.engine ?? {}) };
+  if (flags.maxNumSeqs !== undefined) engine.maxNumSeqs = flags.maxNumSeqs;
+  if (flags.maxNumBatchedTokens !== undefined) engine.maxNumBatchedTokens = flags.maxNumBatchedTokens;
+  if (flags.blockSize !== undefined) engine.blockSize = flags.blockSize;
+  if (flags.gpuMemoryUtilization !== undefined) engine.gpuMemoryUtilization = flags.gpuMemoryUtilization;
+  if (fromCli('prefixCaching')) engine.enablePrefixCaching = flags.prefixCaching;
+  return {
+    seed: pick('seed', flags.seed, file.seed),
+    policy,
+    cluster,
+    engine,
+    workload: workloadFromFlags(flags, file.workload, fromCli),
+    slo: {
+      ttftMs: pick('sloTtftMs', flags.sloTtftMs, file.slo?.ttftMs),
+      tpotMs: pick('sloTpotMs', flags.sloTpotMs, file.slo?.tpotMs),
+    },
+    output: {
+      ...(file.output ?? {}),
+      ...(flags.json !== undefined ? { json: flags.json } : {}),
+      ...(flags.html !== undefined ? { html: flags.html } : {}),
+    },
+    expectedRequests: flags.requests,
+  };
+}
+
+/** Builds the workload spec from flags, over the config file's workload when no source flag is given. */
+function workloadFromFlags(
+  flags: SimFlags,
+  fileWorkload: Record<string, unknown> | undefined,
+  fromCli: (name: string) => boolean,
+): Record<string, unknown> {
+  const limits = {
+    ...(flags.requests !== undefined ? { maxRequests: flags.requests } : {}),
+    ...(flags.duration !== undefined ? { durationS: flags.duration } : {}),
+  };
+  if (flags.trace !== undefined) {
+    return {
+      kind: 'trace',
+      trace: flags.trace,
+      ...(flags.rateScale !== undefined ? { rateScale: flags.rateScale } : {}),
+      ...limits,
+    };
+  }
+  const generated = flags.workload !== undefined || fileWorkload === undefined;
+  if (!generated) {
+    const merged: Record<string, unknown> = { ...fileWorkload, ...limits };
+    if (fromCli('rateScale')) merged['rateScale'] = flags.rateScale;
+    if (fromCli('rate')) merged['rateRps'] = flags.rate;
+    return merged;
+  }
+  const kind = flags.workload ?? 'poisson';
+  return {
+    kind,
+    rateRps: flags.rate ?? 10,
+    ...(kind === 'gamma' ? { cv: flags.cv ?? 2 } : {}),
+    input: { kind: 'fixed', tokens: flags.inputTokens ?? 1024 },
+    output: { kind: 'fixed', tokens: flags.outputTokens ?? 128 },
+    ...(flags.requests === undefined && flags.duration === undefined ? { maxRequests: 1000 } : {}),
+    ...limits,
+  };
+}
