@@ -1,0 +1,130 @@
+/**
+ * Shared helpers for the trace readers: decoding file bytes (plain or gzip), walking lines with
+ * their 1-based numbers, strict number parsing and the one parse-error constructor, so every
+ * reader reports `file:line: what` the same way.
+ */
+import { gunzipSync } from 'node:zlib';
+import { SwitchyardError } from '../../core/errors.ts';
+
+/** Largest decompressed trace we accept; V8 strings top out near 512 MiB anyway. */
+export const TRACE_BYTES_MAX = 512 * 1024 * 1024;
+
+/** Error for a malformed trace line: names the file, the 1-based line and what was wrong. */
+export function traceParseError(file: string, line: number, what: string): SwitchyardError {
+  return new SwitchyardError('SY_ERR_TRACE_PARSE', `${file}:${line}: ${what}`, { file, line });
+}
+
+/** True when the bytes start with the gzip magic number (1f 8b). */
+export function isGzip(bytes: Uint8Array): boolean {
+  return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
+}
+
+/** Turns file bytes into text, gunzipping when the gzip magic is present (the extension is not trusted). */
+export function decodeTraceBytes(bytes: Uint8Array, file: string): string {
+  let raw = bytes;
+  if (isGzip(bytes)) {
+    try {
+      raw = gunzipSync(bytes, { maxOutputLength: TRACE_BYTES_MAX });
+    } catch (err) {
+      throw traceParseError(file, 1, `corrupt gzip data (${(err as Error).message})`);
+    }
+  }
+  const text = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8');
+  // A UTF-8 byte-order mark would otherwise glue itself to the first header name.
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
+/** One non-blank line of a file, without its line ending. */
+export interface TraceLine {
+  readonly text: string;
+  /** 1-based physical line number, for error messages. */
+  readonly number: number;
+}
+
+/**
+ * The non-blank lines of a text, LF or CRLF. Blank lines (a trailing newline, an empty last line)
+ * are skipped rather than rejected: they carry no record and editors add them freely.
+ */
+export function nonBlankLines(text: string): TraceLine[] {
+  const out: TraceLine[] = [];
+  const parts = text.split('\n');
+  for (let i = 0; i < parts.length; i++) {
+    let s = parts[i] as string;
+    if (s.endsWith('\r')) s = s.slice(0, -1);
+    if (s.trim() === '') continue;
+    out.push({ text: s, number: i + 1 });
+  }
+  return out;
+}
+
+const INT_RE = /^\d+$/;
+const DECIMAL_RE = /^\d+(?:\.\d*)?(?:[eE][-+]?\d+)?$/;
+
+/** A token count: a non-negative safe integer written in plain digits, or undefined. */
+export function parseTokenCount(cell: string): number | undefined {
+  const s = cell.trim();
+  if (!INT_RE.test(s)) return undefined;
+  const n = Number(s);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** A non-negative finite decimal (e.g. `4.314579`, `1e-3`), or undefined. */
+export function parseNonNegativeDecimal(cell: string): number | undefined {
+  const s = cell.trim();
+  if (!DECIMAL_RE.test(s)) return undefined;
+  const n = Number(s);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** Shortens a line for an error message so a huge JSON row does not flood the terminal. */
+export function excerpt(s: string, maxChars = 80): string {
+  return s.length <= maxChars ? `'${s}'` : `'${s.slice(0, maxChars)}…'`;
+}
+
+/**
+ * Maps header names (case-insensitive, trimmed) to column indices, failing with the header's line
+ * when a required column is missing.
+ */
+export function headerColumns<K extends string>(
+  header: TraceLine,
+  file: string,
+  required: readonly K[],
+  what: string,
+): { readonly index: Record<K, number>; readonly width: number } {
+  const names = header.text.split(',').map((c) => c.trim().toLowerCase());
+  const index = {} as Record<K, number>;
+  const missing: string[] = [];
+  for (const key of required) {
+    const at = names.indexOf(key.toLowerCase());
+    if (at < 0) missing.push(key);
+    index[key] = at;
+  }
+  if (missing.length > 0) {
+    throw traceParseError(
+      file,
+      header.number,
+      `${what} header must name columns ${required.join(', ')}; missing ${missing.join(', ')} in ${excerpt(header.text)}`,
+    );
+  }
+  return { index, width: names.length };
+}
+
+/** Fails unless arrival times never go backwards: the twin replays in order and we do not sort silently. */
+export function checkOrder(
+  file: string,
+  line: number,
+  previous: number,
+  current: number,
+  unit: string,
+): void {
+  if (current < previous) {
+    throw traceParseError(
+      file,
+      line,
+      `arrival time ${current}${unit} is earlier than the previous row's ${previous}${unit}; trace rows must be sorted by arrival`,
+    );
+  }
+}
+
+/** Frozen empty hash-id list shared by every record of a format without prefix ids. */
+export const NO_HASH_IDS: readonly number[] = Object.freeze([]) as readonly number[];

@@ -1,0 +1,21 @@
+/** Workloads: trace replay and synthetic generators, behind one spec and createWorkload. */
+export type { ArrivalProcess } from './arrivals.ts';
+export { gammaArrivals, poissonArrivals } from './arrivals.ts';
+export type { RequestDefaults } from './common.ts';
+export { createWorkload, parseWorkloadSpec } from './create.ts';
+export type { LengthRole, LengthSampler, LengthsLoader, PairSampler } from './lengths.ts';
+export { cachedLengthsLoader, lengthSampler, pairSampler } from './lengths.ts';
+export { sessionRequests, systemPromptRequests, ZipfSampler } from './shared-prefix.ts';
+export type {
+  LengthDist,
+  LengthDistInput,
+  WorkloadSpec,
+  WorkloadSpecInput,
+  WorkloadSpecOf,
+} from './spec.ts';
+export { lengthDistSchema, traceFormatSchema, WORKLOAD_KINDS, workloadSpecSchema } from './spec.ts';
+export type { StreamLimits } from './synthetic.ts';
+export { independentRequests, limitsOf, renewalRequests } from './synthetic.ts';
+export type { TraceRequestOptions } from './trace-source.ts';
+export { traceRequests } from './trace-source.ts';
+export type { RequestSource, Trace, TraceFormat, TraceRecord } from './types.ts';
