@@ -174,3 +174,14 @@ test('--help explains each option and its default', async () => {
   }
   assert.match(run.stdout, /default: "h100"/);
 });
+
+test('the demo (npm start) compares the routing policies on the bundled trace', async () => {
+  const out = join(dir, 'demo.json');
+  const run = await cli(['demo', '--requests', '300', '--json', out]);
+  assert.equal(run.code, 0, run.stderr);
+  for (const name of ['round-robin', 'random', 'least-request']) assert.match(run.stdout, new RegExp(name));
+  const json = JSON.parse(readFileSync(out, 'utf8'));
+  assert.deepEqual(Object.keys(json.policies), ['round-robin', 'random', 'least-request']);
+  for (const summary of Object.values(json.policies) as { requests: number }[])
+    assert.equal(summary.requests, 300);
+});
