@@ -30,6 +30,33 @@ export interface GpuCalibration {
   readonly layerOverheadUs: number;
   /** Fixed cost per engine step (scheduling, sampling, CPU work), milliseconds. */
   readonly stepOverheadMs: number;
+  /**
+   * Fixed time per GEMM kernel, microseconds: the floor a tiny kernel never gets under
+   * (launch, pipeline fill, tail). Absent means 0.
+   */
+  readonly kernelLatencyUs?: number;
+  /** Fixed time per attention kernel, microseconds. Absent means `kernelLatencyUs`. */
+  readonly attentionLatencyUs?: number;
+  /**
+   * Fixed time per prefill attention call (per layer), microseconds, where it differs from decode
+   * attention (older engines set up a separate variable-length kernel). Absent means
+   * `attentionLatencyUs`.
+   */
+  readonly prefillAttentionLatencyUs?: number;
+  /**
+   * Extra all-reduce latency per ring hop, microseconds; a ring all-reduce takes 2 * (tp - 1) hops.
+   * Absent means 0 (one-shot all-reduce whose latency does not grow with tp).
+   */
+  readonly allReduceHopLatencyUs?: number;
+  /**
+   * All-reduce messages of at least this many bytes run at `allReduceLargeEfficiency` instead
+   * (implementations switch algorithm or fall off a registered buffer above a size). Absent: one regime.
+   */
+  readonly allReduceLargeMessageBytes?: number;
+  /** Fraction of interconnect bandwidth reached by messages of `allReduceLargeMessageBytes` or more. */
+  readonly allReduceLargeEfficiency?: number;
+  /** CPU cost per sequence in a step (scheduling, sampling, detokenising), microseconds. Absent means 0. */
+  readonly seqOverheadUs?: number;
 }
 
 /** One model architecture: a data entry, not code. */
@@ -53,6 +80,8 @@ export interface ModelSpec {
   readonly gatedMlp: boolean;
   /** Bytes per weight and per KV element (2 for bf16/fp16). */
   readonly dtypeBytes: number;
+  /** The LM head shares the input embedding's weights (OPT, BLOOM). Absent means untied. */
+  readonly tiedEmbeddings?: boolean;
 }
 
 /**
@@ -79,7 +108,14 @@ export interface StepShape {
 export type StorageTier = 'hbm' | 'dram' | 'nvme' | 'ssd-sata' | 'network';
 
 /** A link KV blocks travel over. */
-export type LinkKind = 'nvlink' | 'pcie4' | 'pcie5' | 'rdma-200g' | 'rdma-400g' | 'ethernet-25g' | 'ethernet-100g';
+export type LinkKind =
+  | 'nvlink'
+  | 'pcie4'
+  | 'pcie5'
+  | 'rdma-200g'
+  | 'rdma-400g'
+  | 'ethernet-25g'
+  | 'ethernet-100g';
 
 /** Predicts times for one (GPU, model, tensor-parallel degree). Pure. */
 export interface PerfModel {

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { SwitchyardError } from '../core/errors.ts';
+import { gpuIds, gpuSpec } from './gpus.ts';
+import { weightBytesPerGpu } from './kv.ts';
+import { modelIds, modelSpec } from './models.ts';
+import { createPerfModel, expectedExpertsTouched, perfModelFor } from './perf.ts';
+import type { StepShape } from './types.ts';
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    return e instanceof SwitchyardError ? e.code : `not a SwitchyardError: ${String(e)}`;
+  }
+  return undefined;
+}
+
+describe('perf model', () => {
+  const llama8 = perfModelFor('h100', 'llama-3.1-8b', 1);
+
+  it('prefill time grows with tokens and with cached context', () => {
+    let previous = 0;
+    for (const tokens of [16, 128, 512, 1024, 2048, 4096, 8192]) {
+      const t = llama8.prefillTimeMs(tokens);
+      assert.ok(t > previous, `prefill ${tokens} = ${t} should exceed ${previous}`);
+      previous = t;
+    }
+    assert.ok(llama8.prefillTimeMs(512, 8192) > llama8.prefillTimeMs(512, 0));
+  });
+
+  it('decode step time grows with batch and with context', () => {
+    let previous = 0;
+    for (const batch of [1, 2, 8, 32, 128, 256]) {
+      const t = llama8.decodeStepTimeMs(batch, 1000);
+      assert.ok(t > previous, `decode batch ${batch} = ${t} should exceed ${previous}`);
+      previous = t;
+    }
+    previous = 0;
+    for (const ctx of [100, 1000, 4000, 16000, 64000]) {
+      const t = llama8.decodeStepTimeMs(32, ctx);
+      assert.ok(t > previous, `decode context ${ctx} = ${t} should exceed ${previous}`);
+      previous = t;
+    }
+  });
+
+  it('lands near published and measured figures', () => {
+    // vLLM on one H100: TPOT 6.48 ms at concurrency 1; the weight-read bound alone is ~4.8 ms.
+    const tpot = llama8.decodeStepTimeMs(1, 300);
+    assert.ok(tpot > 5.5 && tpot < 7.5, `tpot ${tpot}`);
+    // Prefill of 1024 tokens is 14 TFLOP of GEMMs: at least 14.5 ms at peak on an H100.
+    const prefill = llama8.prefillTimeMs(1024);
+    assert.ok(prefill > 18 && prefill < 40, `prefill ${prefill}`);
+    // Splitwise (2023-era engine): Llama-2-70B on 8 x H100, prompt 2048 in 137 ms, a token in ~30 ms.
+    const legacy = perfModelFor('h100', 'llama-2-70b', 8, 'legacy-2023');
+    const prompt = legacy.prefillTimeMs(2048);
+    const token = legacy.decodeStepTimeMs(1, 576);
+    assert.ok(Math.abs(prompt / 137 - 1) < 0.15, `prompt ${prompt}`);
+    assert.ok(Math.abs(token / 30.6 - 1) < 0.15, `token ${token}`);
+  });
+
+  it('higher tensor parallelism takes less time for the same work on a 70B model', () => {
+    for (const gpu of ['h100', 'a100-80gb']) {
+      const times = [2, 4, 8].map((tp) => perfModelFor(gpu, 'llama-3.1-70b', tp));
+      for (let i = 1; i < times.length; i++) {
+        const [a, b] = [times[i - 1]!, times[i]!];
+        assert.ok(b.prefillTimeMs(2048) < a.prefillTimeMs(2048), `${gpu} prefill tp${a.tp} -> tp${b.tp}`);
+        assert.ok(
+          b.decodeStepTimeMs(32, 2000) < a.decodeStepTimeMs(32, 2000),
+          `${gpu} decode tp${a.tp} -> tp${b.tp}`,
+        );
+      }
+    }
+  });
+
+  it('MoE reads only the touched experts: cheap at batch 1, all experts across a large batch', () => {
+    assert.equal(expectedExpertsTouched(8, 2, 1), 2);
+    assert.ok(expectedExpertsTouched(8, 2, 256) > 7.99);
+    const mixtral = perfModelFor('h100', 'mixtral-8x7b', 2);
+    const gpu = mixtral.gpu;
+    // Time to stream every weight on one shard once: what a batch touching all experts pays.
+    const allWeightsMs =
+      (weightBytesPerGpu(mixtral.model, 2) /
+        (gpu.hbmBandwidthBytesPerS * mixtral.calibration.memoryEfficiency)) *
+      1000;
+    const batch1 = mixtral.decodeStepTimeMs(1, 500);
+    const batch64 = mixtral.decodeStepTimeMs(64, 500);
+    assert.ok(batch1 < 0.6 * allWeightsMs, `batch 1: ${batch1} ms vs all experts ${allWeightsMs} ms`);
+    assert.ok(batch64 > 0.95 * allWeightsMs, `batch 64: ${batch64} ms vs all experts ${allWeightsMs} ms`);
+    // Dense model of the same shape reads its (single) MLP whatever the batch.
+    assert.ok(mixtral.layerGemmTimeMs(64) > 3 * mixtral.layerGemmTimeMs(1));
+  });
+
+  it('stepTimeMs agrees with the conveniences and costs nothing for an empty step', () => {
+    const shape: StepShape = {
+      prefillSeqs: 1,
+      prefillTokens: 1000,
+      prefillAttentionPairs: 1000 * 24 + (1000 * 1001) / 2,
+      decodeSeqs: 0,
+      decodeContextTokens: 0,
+    };
+    assert.equal(llama8.stepTimeMs(shape), llama8.prefillTimeMs(1000, 24));
+    const empty: StepShape = {
+      prefillSeqs: 0,
+      prefillTokens: 0,
+      prefillAttentionPairs: 0,
+      decodeSeqs: 0,
+      decodeContextTokens: 0,
+    };
+    assert.equal(llama8.stepTimeMs(empty), 0);
+    // A mixed step costs more than either half alone, less than both run separately.
+    const mixed: StepShape = { ...shape, decodeSeqs: 64, decodeContextTokens: 64 * 1500 };
+    const both = llama8.prefillTimeMs(1000, 24) + llama8.decodeStepTimeMs(64, 1500);
+    assert.ok(llama8.stepTimeMs(mixed) > llama8.prefillTimeMs(1000, 24));
+    assert.ok(llama8.stepTimeMs(mixed) < both);
+  });
+
+  it('gives finite positive times for every catalogue pair and valid tp', () => {
+    for (const gpuId of gpuIds()) {
+      for (const modelId of modelIds()) {
+        const model = modelSpec(modelId);
+        for (const tp of [1, 2, 4, 8]) {
+          if (model.heads % tp !== 0) continue;
+          const perf = createPerfModel(gpuSpec(gpuId), model, tp);
+          for (const t of [perf.prefillTimeMs(777, 100), perf.decodeStepTimeMs(17, 900)]) {
+            assert.ok(Number.isFinite(t) && t > 0, `${gpuId} ${modelId} tp${tp}: ${t}`);
+          }
+        }
+      }
+    }
+  });
+
+  it('rejects unknown ids with SY_ERR_UNKNOWN_NAME listing the valid ones', () => {
+    assert.throws(
+      () => perfModelFor('h1000', 'llama-3.1-8b', 1),
+      (e: unknown) =>
+        e instanceof SwitchyardError &&
+        e.code === 'SY_ERR_UNKNOWN_NAME' &&
+        e.message.includes('h1000') &&
+        gpuIds().every((id) => e.message.includes(id)),
+    );
+    assert.throws(
+      () => perfModelFor('h100', 'llama-9', 1),
+      (e: unknown) =>
+        e instanceof SwitchyardError &&
+        e.code === 'SY_ERR_UNKNOWN_NAME' &&
+        modelIds().every((id) => e.message.includes(id)),
+    );
+    assert.equal(
+      codeOf(() => perfModelFor('h100', 'llama-3.1-8b', 1, 'tgi-0.1')),
+      'SY_ERR_UNKNOWN_NAME',
+    );
+  });
+
+  it('rejects a tp that does not split the heads with SY_ERR_INVALID_ARGUMENT', () => {
+    for (const tp of [0, 3, 1.5, -2, 64]) {
+      assert.equal(
+        codeOf(() => perfModelFor('h100', 'llama-3.1-8b', tp)),
+        'SY_ERR_INVALID_ARGUMENT',
+        `tp ${tp}`,
+      );
+    }
+    // More shards than KV heads is fine when tp is a multiple of them (KV heads are replicated).
+    assert.equal(
+      codeOf(() => perfModelFor('h100', 'llama-3.1-8b', 16)),
+      undefined,
+    );
+  });
+});
