@@ -22,7 +22,7 @@ interface DemoFlags {
 const DEMO = {
   trace: 'sample:mooncake-conversation',
   policies: 'round-robin,random,least-request',
-  instances: 4,
+  instances: 8,
   rateScale: 1,
   requests: 2000,
 } as const;
