@@ -4,6 +4,7 @@ export * from './decision.ts';
 export * from './errors.ts';
 export * from './hash.ts';
 export type * from './ids.ts';
+export type * from './kv-events.ts';
 export * from './request.ts';
 export * from './rng.ts';
 export * from './units.ts';

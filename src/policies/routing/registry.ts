@@ -1,27 +1,101 @@
-import { unknownName } from '../../core/errors.ts';
-import { createLeastRequest } from './least-request/least-request.ts';
-import { createRandom } from './random/random.ts';
-import { createRoundRobin } from './round-robin/round-robin.ts';
-import type { RoutingPolicy, RoutingPolicyFactory } from './types.ts';
+import { z } from 'zod';
+import { SwitchyardError, unknownName } from '../../core/errors.ts';
+import type { InstanceView } from '../../core/view.ts';
+import { perfModelFor } from '../../model/perf.ts';
+import type { PerfModel } from '../../model/types.ts';
+import { CATALOGUE } from './catalogue.ts';
+import type { PolicyContext, RoutingPolicy } from './types.ts';
 
-/** Type name to factory. Adding a policy is one line here. */
-const FACTORIES: Readonly<Record<string, RoutingPolicyFactory>> = {
-  'round-robin': () => createRoundRobin(),
-  random: () => createRandom(),
-  'least-request': () => createLeastRequest(),
-};
+const ENTRIES = CATALOGUE;
 
-/** The names a config or `--policy` may use. */
+/** The type names a config or `--policy` may use. */
 export function routingPolicyNames(): string[] {
-  return Object.keys(FACTORIES).sort();
+  return Object.keys(ENTRIES).sort();
 }
 
-/** Builds a policy by type name; an unknown name fails and lists the valid ones. */
+/** The description of a policy type, for `--help`. */
+export function routingPolicyDescription(name: string): string {
+  return ENTRIES[name]?.description ?? '';
+}
+
+/** The default context: performance models from the catalogue, cached per (gpu, model, tp). */
+export function defaultPolicyContext(): PolicyContext {
+  const cache = new Map<string, PerfModel>();
+  return {
+    perfModel(instance: InstanceView): PerfModel {
+      const model = instance.models[0] ?? 'llama-3.1-8b';
+      const key = `${instance.gpu}/${model}/${instance.tp}`;
+      let perf = cache.get(key);
+      if (perf === undefined) {
+        perf = perfModelFor(instance.gpu, model, instance.tp);
+        cache.set(key, perf);
+      }
+      return perf;
+    },
+  };
+}
+
+/**
+ * Builds a policy by type name with validated parameters. An unknown name fails and lists the
+ * valid ones; an unknown or malformed parameter fails naming it.
+ */
 export function createRoutingPolicy(
   name: string,
   params: Readonly<Record<string, unknown>> = {},
+  context: PolicyContext = defaultPolicyContext(),
+  label = name,
 ): RoutingPolicy {
-  const factory = Object.hasOwn(FACTORIES, name) ? FACTORIES[name] : undefined;
-  if (factory === undefined) throw unknownName('routing policy', name, routingPolicyNames());
-  return factory(params);
+  const e = Object.hasOwn(ENTRIES, name) ? ENTRIES[name] : undefined;
+  if (e === undefined) throw unknownName('routing policy', name, routingPolicyNames());
+  const parsed = e.params.safeParse(params);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`);
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_CONFIG',
+      `routing policy '${label}' (type ${name}): ${problems.join('; ')}`,
+      { param: 'params', problems },
+    );
+  }
+  const policy = e.create(parsed.data, context);
+  return label === policy.name
+    ? policy
+    : { ...bindHooks(policy), name: label, decide: policy.decide.bind(policy) };
+}
+
+function bindHooks(policy: RoutingPolicy): Partial<RoutingPolicy> {
+  const out: Record<string, unknown> = {};
+  for (const hook of ['onRouted', 'onFirstToken', 'onCompleted', 'onFailed', 'onKvEvent'] as const) {
+    const f = policy[hook];
+    if (f !== undefined) out[hook] = (f as (...a: unknown[]) => void).bind(policy);
+  }
+  return out as Partial<RoutingPolicy>;
+}
+
+/**
+ * The `routing:` section of a config: named policy instances (a type and its parameters) and the
+ * one that is active. A name may also be used directly as a type with default parameters.
+ */
+export const routingConfigSchema = z.strictObject({
+  policy: z.string(),
+  policies: z
+    .record(
+      z.string(),
+      z.strictObject({ type: z.string(), params: z.record(z.string(), z.unknown()).default({}) }),
+    )
+    .default({}),
+});
+export type RoutingConfig = z.infer<typeof routingConfigSchema>;
+
+/** Resolves a policy name against a config's named instances, falling back to a registered type. */
+export function createConfiguredPolicy(
+  name: string,
+  named: RoutingConfig['policies'],
+  context: PolicyContext = defaultPolicyContext(),
+): RoutingPolicy {
+  const instance = Object.hasOwn(named, name) ? named[name] : undefined;
+  if (instance !== undefined) return createRoutingPolicy(instance.type, instance.params, context, name);
+  if (!Object.hasOwn(ENTRIES, name)) {
+    throw unknownName('routing policy', name, [...routingPolicyNames(), ...Object.keys(named)]);
+  }
+  return createRoutingPolicy(name, {}, context);
 }
