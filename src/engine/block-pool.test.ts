@@ -95,3 +95,74 @@ test('random allocate/store/touch/release keeps the pool consistent', () => {
     ),
   );
 });
+
+test('hash index: lookups agree with a Map through stores and evictions, colliding keys included', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 40 }),
+      // Keys from a small set so stores collide and duplicate; floats, negatives and large uint32s
+      // take the index's non-uint32 hashing path as well as its common one.
+      fc.array(
+        fc.tuple(
+          fc.integer({ min: 0, max: 3 }),
+          fc.constantFrom(0, 1, 2, 3, 17, 33, 65, 2 ** 31, 2 ** 32 - 1, -1, -0.5, 1.5, 1e300, 12345.678),
+          fc.nat(),
+        ),
+        { maxLength: 300 },
+      ),
+      (numBlocks, ops) => {
+        const evicted: number[] = [];
+        const pool = new BlockPool(numBlocks, (hash) => evicted.push(hash));
+        const model = new Map<number, number>();
+        const held: number[] = [];
+        for (const [kind, key, pick] of ops) {
+          if (kind === 0 && pool.freeCount > 0) {
+            evicted.length = 0;
+            const b = pool.allocate();
+            for (const hash of evicted) model.delete(hash);
+            held.push(b);
+          } else if (kind === 1 && held.length > 0) {
+            const b = held[pick % held.length]!;
+            if (pool.hashOf(b) === undefined) {
+              const fresh = !model.has(key);
+              assert.equal(pool.store(b, key), fresh);
+              if (fresh) model.set(key, b);
+            }
+          } else if (kind === 2 && held.length > 0) {
+            pool.release(held.splice(pick % held.length, 1)[0]!);
+          } else if (kind === 3) {
+            const b = pool.lookup(key);
+            assert.equal(b, model.get(key) ?? -1);
+            if (b >= 0) {
+              pool.touch(b);
+              held.push(b);
+            }
+          }
+          assert.equal(pool.hashedCount, model.size);
+          for (const [hash, block] of model) assert.equal(pool.lookup(hash), block);
+        }
+        pool.checkInvariants();
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test('hash index: a full pool of hashed blocks stays reachable after evicting any of them', () => {
+  const numBlocks = 1000;
+  const pool = new BlockPool(numBlocks);
+  const blocks: number[] = [];
+  // Sequential small ids, as Mooncake hash_ids are, exercise clustering in the probe runs.
+  for (let i = 0; i < numBlocks; i++) {
+    const b = pool.allocate();
+    assert.equal(pool.store(b, i), true);
+    blocks.push(b);
+  }
+  for (const b of blocks) pool.release(b);
+  // Evict the older half (LRU order), then check the rest are all still found.
+  for (let i = 0; i < numBlocks / 2; i++) pool.allocate();
+  for (let i = 0; i < numBlocks; i++) {
+    assert.equal(pool.lookup(i), i < numBlocks / 2 ? -1 : blocks[i]);
+  }
+  pool.checkInvariants();
+});

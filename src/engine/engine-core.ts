@@ -1,4 +1,4 @@
-import { assert } from '../core/assert.ts';
+import { AssertionError, assert } from '../core/assert.ts';
 import type { PerfModel, StepShape } from '../model/types.ts';
 import { BlockPool } from './block-pool.ts';
 import { Deque } from './deque.ts';
@@ -9,33 +9,44 @@ const RUNNING = 1;
 const DONE = 2;
 type SeqState = typeof WAITING | typeof RUNNING | typeof DONE;
 
+/** The block table of a sequence that holds none (waiting, or finished). */
+const NO_BLOCKS = new Int32Array(0);
+/** `lastTokenMs` of a sequence that has sampled nothing yet. */
+const NO_TOKEN_YET = Number.NEGATIVE_INFINITY;
+/** Running slots allocated up front; they double as needed, up to maxNumSeqs. */
+const SLOTS_INITIAL = 64;
+
 /**
  * One request's state inside the core. Token bookkeeping follows vLLM v1: `numTokens` is every
  * token known (prompt plus sampled output), `computed` is how many of them have KV in cache. A
  * sequence computes `numTokens - computed` tokens (chunked by the budget) and samples one new token
  * each time it catches up. Preemption resets `computed` to 0 and the whole of `numTokens` becomes
  * the prompt to recompute.
+ *
+ * While a sequence runs, its per-step fields live in the core's running slots (see EngineCore) and
+ * the copies here are stale; they are current again once it leaves the running set.
  */
 class Seq {
   readonly request: EngineRequest;
   readonly outputTokens: number;
   readonly hashCount: number;
+  /** Blocks the request's largest KV needs (prompt plus all but the last output token). */
+  readonly maxBlocks: number;
   state: SeqState = WAITING;
   numTokens: number;
   /** Tokens to prefill on the current admission; the sequence decodes once `computed` reaches it. */
   promptLen: number;
   produced = 0;
   computed = 0;
-  /** Physical blocks, in token order; sized for the request's largest KV so it never grows. */
-  readonly blocks: Int32Array;
-  numBlocks = 0;
-  /** Leading blocks already considered for the prefix cache (hashed, hit, or found duplicate). */
-  numStored = 0;
-  /** Tokens scheduled in the step in flight (0 when not scheduled). */
-  stepTokens = 0;
+  /**
+   * Physical blocks, in token order: a table from the core's BlockTables, taken on admission and
+   * given back when the sequence lets go of its blocks, so only running sequences hold one.
+   */
+  blocks: Int32Array = NO_BLOCKS;
   firstScheduledMs = -1;
   firstTokenMs = -1;
-  lastTokenMs = -1;
+  /** When its last token was sampled; NO_TOKEN_YET before the first. */
+  lastTokenMs = NO_TOKEN_YET;
   cachedPromptTokens = 0;
   preemptions = 0;
 
@@ -45,7 +56,38 @@ class Seq {
     this.hashCount = request.blockHashes.length;
     this.numTokens = request.inputTokens;
     this.promptLen = request.inputTokens;
-    this.blocks = new Int32Array(maxBlocks);
+    this.maxBlocks = maxBlocks;
+  }
+}
+
+/**
+ * Recycled block tables in power-of-two sizes. A request's table used to be a fresh Int32Array,
+ * which for a typical prompt is too big to live on V8's heap: a malloc and a finaliser per request,
+ * 6% of a twin run. Only running sequences (and the one at the front of the waiting queue) hold
+ * tables, so each size class caches at most `cachedMax` (maxNumSeqs) of them.
+ */
+class BlockTables {
+  private readonly free: Int32Array[][] = [];
+
+  constructor(private readonly cachedMax: number) {}
+
+  /** A table of at least `length` entries (contents unspecified). */
+  take(length: number): Int32Array {
+    const sizeClass = length <= 1 ? 0 : 32 - Math.clz32(length - 1);
+    const cached = this.free[sizeClass]?.pop();
+    return cached ?? new Int32Array(1 << sizeClass);
+  }
+
+  /** Hands a table from `take` back. */
+  give(table: Int32Array): void {
+    if (table.length === 0) return;
+    const sizeClass = 31 - Math.clz32(table.length);
+    let list = this.free[sizeClass];
+    if (list === undefined) {
+      list = [];
+      this.free[sizeClass] = list;
+    }
+    if (list.length < this.cachedMax) list.push(table);
   }
 }
 
@@ -63,6 +105,13 @@ class Seq {
  * is O(batch) and allocates nothing except per request (its state and its FinishedRequest) and KV
  * events (only when the listener takes them).
  *
+ * Running sequences live in slots: parallel typed arrays indexed by position in admission order
+ * (`slotComputed[i]` and so on, with `slotSeq[i]` the Seq itself). Both step loops touch every
+ * running sequence, and a twin host steps a hundred cores in turn, so the per-sequence fields a
+ * step reads sit together in a few kilobytes instead of scattered over objects and their boxed
+ * doubles (docs/benchmarks.md has the figures). A Seq's own copies are loaded into a slot on
+ * admission and saved back when it leaves the running set (finish, preemption, abort).
+ *
  * Prefix caching: a prompt block is hashed (becomes hittable, BlockStored) at the end of the step
  * that completes it, never before its KV exists. Only blocks with an entry in
  * `EngineRequest.blockHashes` are cacheable; decode blocks never are.
@@ -78,10 +127,28 @@ export class EngineCore {
   private readonly emitKv: boolean;
 
   /** Running sequences in admission order, `runCount` of them; slots past the count are stale. */
-  private readonly runList: Seq[] = [];
+  private slotSeq: (Seq | undefined)[] = [];
+  /**
+   * The block table of the sequence in each slot (its `blocks`): reading it here instead of through
+   * the Seq saves a cache miss on every block allocation, about a tenth of a 128-instance run.
+   */
+  private slotTable: Int32Array[] = [];
+  private slotNumTokens: Float64Array = new Float64Array(0);
+  private slotComputed: Float64Array = new Float64Array(0);
+  private slotPromptLen: Float64Array = new Float64Array(0);
+  /** Tokens scheduled in the step in flight (0 when not scheduled). */
+  private slotStepTokens: Float64Array = new Float64Array(0);
+  /** Output tokens still to sample. */
+  private slotRemaining: Float64Array = new Float64Array(0);
+  private slotLastTokenMs: Float64Array = new Float64Array(0);
+  private slotNumBlocks: Int32Array = new Int32Array(0);
+  /** Leading blocks already considered for the prefix cache (hashed, hit, or found duplicate). */
+  private slotNumStored: Int32Array = new Int32Array(0);
+  private slotHashCount: Int32Array = new Int32Array(0);
   private runCount = 0;
   private readonly waitQueue = new Deque<Seq>(64);
   private readonly byId = new Map<string, Seq>();
+  private readonly tables: BlockTables;
   /** Reused for every step; the perf model must not keep it. */
   private readonly shape: StepShape = {
     prefillSeqs: 0,
@@ -127,6 +194,8 @@ export class EngineCore {
     this.blockSize = config.blockSize;
     this.caching = config.enablePrefixCaching;
     this.emitKv = listener.onKvEvent !== undefined;
+    this.tables = new BlockTables(config.maxNumSeqs);
+    this.growSlots(Math.min(SLOTS_INITIAL, config.maxNumSeqs));
     this.blockPool = new BlockPool(numBlocks, this.emitKv ? (hash) => this.emitRemoved(hash) : undefined);
   }
 
@@ -196,15 +265,18 @@ export class EngineCore {
    * `listener.onReject`, when its KV could never fit in the pool (see EngineRejectReason).
    */
   add(request: EngineRequest, nowMs: number): boolean {
-    assert(
-      Number.isInteger(request.inputTokens) && request.inputTokens >= 1,
-      `request ${request.id}: inputTokens must be a positive integer, got ${request.inputTokens}`,
-    );
-    assert(
-      Number.isInteger(request.outputTokens) && request.outputTokens >= 1,
-      `request ${request.id}: outputTokens must be a positive integer, got ${request.outputTokens}`,
-    );
-    assert(!this.byId.has(request.id), `request ${request.id} added twice`);
+    // Messages are built only on failure: `add` runs once per request of a million-request run.
+    if (!(Number.isInteger(request.inputTokens) && request.inputTokens >= 1)) {
+      throw new AssertionError(
+        `request ${request.id}: inputTokens must be a positive integer, got ${request.inputTokens}`,
+      );
+    }
+    if (!(Number.isInteger(request.outputTokens) && request.outputTokens >= 1)) {
+      throw new AssertionError(
+        `request ${request.id}: outputTokens must be a positive integer, got ${request.outputTokens}`,
+      );
+    }
+    if (this.byId.has(request.id)) throw new AssertionError(`request ${request.id} added twice`);
     // The last output token is sampled, never fed back, so it needs no KV.
     const maxBlocks = Math.ceil((request.inputTokens + request.outputTokens - 1) / this.blockSize);
     if (maxBlocks > this.blockPool.numBlocks) {
@@ -229,13 +301,17 @@ export class EngineCore {
     if (seq.state === WAITING) {
       this.waitQueue.remove(seq);
       this.pendingPrefill -= seq.promptLen - seq.computed;
+      this.giveTable(seq);
     } else {
-      if (seq.computed < seq.promptLen) this.pendingPrefill -= seq.promptLen - seq.computed;
-      this.releaseBlocks(seq);
-      seq.stepTokens = 0;
-      // Inside finishStep the compaction loop is walking the list; it drops the sequence itself.
+      const slot = this.slotOf(seq);
+      const computed = this.slotComputed[slot]!;
+      const promptLen = this.slotPromptLen[slot]!;
+      if (computed < promptLen) this.pendingPrefill -= promptLen - computed;
+      this.releaseBlocks(slot);
+      this.slotStepTokens[slot] = 0;
+      // Inside finishStep the compaction loop is walking the slots; it drops the sequence itself.
       if (this.inFinish) this.abortedInFinish = true;
-      else this.removeRunning(seq);
+      else this.removeRunning(slot);
     }
     seq.state = DONE;
     return true;
@@ -259,25 +335,29 @@ export class EngineCore {
     let budget = this.config.maxNumBatchedTokens;
     let scheduled = 0;
     let preempted = false;
-    const list = this.runList;
+    const numTokens = this.slotNumTokens;
+    const computedOf = this.slotComputed;
+    const numBlocks = this.slotNumBlocks;
+    const bs = this.blockSize;
 
     for (let i = 0; i < this.runCount && budget > 0; i++) {
-      const seq = list[i]!;
-      const want = seq.numTokens - seq.computed;
-      const n = Math.min(want, budget);
-      if (!this.ensureBlocks(seq, seq.computed + n)) {
+      const computed = computedOf[i]!;
+      const want = numTokens[i]! - computed;
+      const n = want < budget ? want : budget;
+      // The common case, blocks already in hand, is tested here without a call.
+      if (computed + n > numBlocks[i]! * bs && !this.ensureBlocks(i, computed + n)) {
         // Recompute preemption, vLLM's policy: evict the most recently admitted until this one fits.
         let fits = false;
         while (!fits) {
-          const victim = list[--this.runCount]!;
+          const victim = --this.runCount;
           this.preempt(victim);
           preempted = true;
-          if (victim === seq) break;
-          fits = this.ensureBlocks(seq, seq.computed + n);
+          if (victim === i) break;
+          fits = this.ensureBlocks(i, computed + n);
         }
         if (!fits) break;
       }
-      this.schedule(seq, n);
+      this.schedule(i, n);
       budget -= n;
       scheduled++;
     }
@@ -299,7 +379,10 @@ export class EngineCore {
       return undefined;
     }
     const durationMs = this.perf.stepTimeMs(shape);
-    assert(durationMs >= 0 && Number.isFinite(durationMs), `perf model returned step time ${durationMs}`);
+    // Tested before formatting: printing a double costs more than the rest of a small step.
+    if (!(durationMs >= 0 && durationMs < Number.POSITIVE_INFINITY)) {
+      throw new AssertionError(`perf model returned step time ${durationMs}`);
+    }
     this.inFlight = true;
     this.stepStartMs = nowMs;
     return durationMs;
@@ -312,8 +395,15 @@ export class EngineCore {
     this.busyTotalMs += nowMs - this.stepStartMs;
     this.stepCount++;
     const prevEndMs = this.prevStepEndMs;
-    const list = this.runList;
     const listener = this.listener;
+    const caching = this.caching;
+    const seqs = this.slotSeq;
+    const numTokensOf = this.slotNumTokens;
+    const computedOf = this.slotComputed;
+    const promptLenOf = this.slotPromptLen;
+    const stepTokensOf = this.slotStepTokens;
+    const remainingOf = this.slotRemaining;
+    const lastTokenMsOf = this.slotLastTokenMs;
     let regularGaps = 0;
     let kept = 0;
 
@@ -321,35 +411,42 @@ export class EngineCore {
     try {
       const count = this.runCount;
       for (let i = 0; i < count; i++) {
-        const seq = list[i]!;
-        if (seq.state !== RUNNING) continue;
-        const n = seq.stepTokens;
+        // Only a listener hook aborts, so the Seq's state needs reading only after one did.
+        if (this.abortedInFinish && seqs[i]!.state !== RUNNING) continue;
+        const n = stepTokensOf[i]!;
         if (n > 0) {
-          seq.stepTokens = 0;
-          if (seq.computed < seq.promptLen) this.pendingPrefill -= n;
-          seq.computed += n;
-          if (this.caching && seq.numStored < seq.hashCount) this.storeFullBlocks(seq);
-          if (seq.computed === seq.numTokens) {
+          stepTokensOf[i] = 0;
+          const computed = computedOf[i]! + n;
+          if (computed - n < promptLenOf[i]!) this.pendingPrefill -= n;
+          computedOf[i] = computed;
+          if (caching && this.slotNumStored[i]! < this.slotHashCount[i]!) this.storeFullBlocks(i);
+          const numTokens = numTokensOf[i]!;
+          if (computed === numTokens) {
             // Catching up samples one token (the step that ends the prompt samples the first).
-            seq.produced++;
-            seq.numTokens++;
-            if (seq.firstTokenMs < 0) {
+            const remaining = remainingOf[i]! - 1;
+            remainingOf[i] = remaining;
+            numTokensOf[i] = numTokens + 1;
+            const lastTokenMs = lastTokenMsOf[i]!;
+            if (lastTokenMs === NO_TOKEN_YET) {
+              const seq = seqs[i]!;
               seq.firstTokenMs = nowMs;
               listener.onFirstToken?.(seq.request, nowMs);
-            } else if (seq.lastTokenMs === prevEndMs) {
+            } else if (lastTokenMs === prevEndMs) {
               regularGaps++;
             } else {
-              listener.onInterTokenLatency?.(nowMs - seq.lastTokenMs, 1);
+              listener.onInterTokenLatency?.(nowMs - lastTokenMs, 1);
             }
-            seq.lastTokenMs = nowMs;
-            if (seq.produced === seq.outputTokens) {
-              this.finish(seq, nowMs);
+            lastTokenMsOf[i] = nowMs;
+            if (remaining === 0) {
+              this.finish(i, nowMs);
               continue;
             }
           }
         }
         // A hook above may have aborted this very sequence.
-        if (seq.state === RUNNING) list[kept++] = seq;
+        if (this.abortedInFinish && seqs[i]!.state !== RUNNING) continue;
+        if (kept !== i) this.moveSlot(i, kept);
+        kept++;
       }
       // Sequences admitted by no one (hooks only add to waiting) cannot appear past `count`.
       this.runCount = kept;
@@ -361,8 +458,9 @@ export class EngineCore {
       this.abortedInFinish = false;
       let w = 0;
       for (let i = 0; i < this.runCount; i++) {
-        const seq = list[i]!;
-        if (seq.state === RUNNING) list[w++] = seq;
+        if (seqs[i]!.state !== RUNNING) continue;
+        if (w !== i) this.moveSlot(i, w);
+        w++;
       }
       this.runCount = w;
     }
@@ -381,7 +479,7 @@ export class EngineCore {
   blocksOf(requestId: string): number[] | undefined {
     const seq = this.byId.get(requestId);
     if (seq === undefined || seq.state !== RUNNING) return undefined;
-    return Array.from(seq.blocks.subarray(0, seq.numBlocks));
+    return Array.from(seq.blocks.subarray(0, this.slotNumBlocks[this.slotOf(seq)]));
   }
 
   /**
@@ -393,17 +491,28 @@ export class EngineCore {
     const refs = new Int32Array(this.blockPool.numBlocks);
     let pending = 0;
     for (let i = 0; i < this.runCount; i++) {
-      const seq = this.runList[i]!;
+      const seq = this.slotSeq[i]!;
+      const computed = this.slotComputed[i]!;
+      const numBlocks = this.slotNumBlocks[i]!;
+      const promptLen = this.slotPromptLen[i]!;
       assert(seq.state === RUNNING, `non-running ${seq.request.id} in the running list`);
-      assert(seq.numBlocks * this.blockSize >= seq.computed, `${seq.request.id} computed past its blocks`);
-      assert(seq.computed <= seq.numTokens, `${seq.request.id} computed past its tokens`);
-      for (let j = 0; j < seq.numBlocks; j++) refs[seq.blocks[j]!]!++;
-      if (seq.computed < seq.promptLen) pending += seq.promptLen - seq.computed;
+      assert(numBlocks * this.blockSize >= computed, `${seq.request.id} computed past its blocks`);
+      assert(computed <= this.slotNumTokens[i]!, `${seq.request.id} computed past its tokens`);
+      assert(
+        this.inFlight || this.slotStepTokens[i] === 0,
+        `${seq.request.id} has tokens of a finished step`,
+      );
+      const remaining = this.slotRemaining[i]!;
+      assert(remaining >= 1 && remaining <= seq.outputTokens, `${seq.request.id}: ${remaining} tokens to go`);
+      assert(this.slotTable[i] === seq.blocks, `${seq.request.id}: slot and Seq disagree on its table`);
+      assert(numBlocks <= seq.blocks.length, `${seq.request.id} holds more blocks than its table`);
+      for (let j = 0; j < numBlocks; j++) refs[seq.blocks[j]!]!++;
+      if (computed < promptLen) pending += promptLen - computed;
     }
     assert(this.runCount <= this.config.maxNumSeqs, `running ${this.runCount} > maxNumSeqs`);
     for (let i = 0; i < this.waitQueue.size; i++) {
       const seq = this.waitQueue.at(i)!;
-      assert(seq.state === WAITING && seq.numBlocks === 0, `waiting ${seq.request.id} holds blocks`);
+      assert(seq.state === WAITING && seq.computed === 0, `waiting ${seq.request.id} holds KV`);
       pending += seq.promptLen - seq.computed;
     }
     for (let b = 0; b < refs.length; b++) {
@@ -428,6 +537,9 @@ export class EngineCore {
   private admit(seq: Seq, budget: number, nowMs: number): number {
     const bs = this.blockSize;
     const pool = this.blockPool;
+    // A sequence refused here keeps its table for the next try: it stays at the front.
+    if (seq.blocks.length === 0) seq.blocks = this.tables.take(seq.maxBlocks);
+    const blocks = seq.blocks;
     let hits = 0;
     let hitsFree = 0;
     if (this.caching) {
@@ -438,7 +550,7 @@ export class EngineCore {
         const block = pool.lookup(hashes[hits]!);
         if (block < 0) break;
         if (pool.isCachedFree(block)) hitsFree++;
-        seq.blocks[hits++] = block;
+        blocks[hits++] = block;
       }
     }
     const computed = hits * bs;
@@ -449,11 +561,8 @@ export class EngineCore {
     if (pool.freeCount - hitsFree < newBlocks) return 0;
 
     this.waitQueue.popFront();
-    for (let j = 0; j < hits; j++) pool.touch(seq.blocks[j]!);
-    for (let j = 0; j < newBlocks; j++) seq.blocks[hits + j] = pool.allocate();
-    seq.numBlocks = hits + newBlocks;
-    seq.numStored = hits;
-    seq.computed = computed;
+    for (let j = 0; j < hits; j++) pool.touch(blocks[j]!);
+    for (let j = 0; j < newBlocks; j++) blocks[hits + j] = pool.allocate();
     seq.cachedPromptTokens = computed;
     this.pendingPrefill -= computed;
     if (seq.firstScheduledMs < 0) {
@@ -462,42 +571,123 @@ export class EngineCore {
       this.prefixHits += computed;
     }
     seq.state = RUNNING;
-    this.runList[this.runCount++] = seq;
-    this.schedule(seq, n);
+    const slot = this.runCount++;
+    if (slot === this.slotSeq.length) this.growSlots(Math.min(2 * slot, this.config.maxNumSeqs));
+    this.slotSeq[slot] = seq;
+    this.slotTable[slot] = blocks;
+    this.slotNumTokens[slot] = seq.numTokens;
+    this.slotComputed[slot] = computed;
+    this.slotPromptLen[slot] = seq.promptLen;
+    this.slotStepTokens[slot] = 0;
+    this.slotRemaining[slot] = seq.outputTokens - seq.produced;
+    this.slotLastTokenMs[slot] = seq.lastTokenMs;
+    this.slotNumBlocks[slot] = hits + newBlocks;
+    this.slotNumStored[slot] = hits;
+    this.slotHashCount[slot] = seq.hashCount;
+    this.schedule(slot, n);
     return n;
   }
 
-  /** Records `n` tokens of `seq` in this step's shape. */
-  private schedule(seq: Seq, n: number): void {
-    seq.stepTokens = n;
+  /** Copies the running sequence's fields back into its Seq as it leaves the running set. */
+  private save(slot: number): Seq {
+    const seq = this.slotSeq[slot]!;
+    seq.numTokens = this.slotNumTokens[slot]!;
+    seq.computed = this.slotComputed[slot]!;
+    seq.promptLen = this.slotPromptLen[slot]!;
+    seq.produced = seq.outputTokens - this.slotRemaining[slot]!;
+    seq.lastTokenMs = this.slotLastTokenMs[slot]!;
+    return seq;
+  }
+
+  /** Moves a running sequence from slot `from` to slot `to` (compaction; `to` is stale). */
+  private moveSlot(from: number, to: number): void {
+    this.slotSeq[to] = this.slotSeq[from];
+    this.slotTable[to] = this.slotTable[from]!;
+    this.slotNumTokens[to] = this.slotNumTokens[from]!;
+    this.slotComputed[to] = this.slotComputed[from]!;
+    this.slotPromptLen[to] = this.slotPromptLen[from]!;
+    this.slotStepTokens[to] = this.slotStepTokens[from]!;
+    this.slotRemaining[to] = this.slotRemaining[from]!;
+    this.slotLastTokenMs[to] = this.slotLastTokenMs[from]!;
+    this.slotNumBlocks[to] = this.slotNumBlocks[from]!;
+    this.slotNumStored[to] = this.slotNumStored[from]!;
+    this.slotHashCount[to] = this.slotHashCount[from]!;
+  }
+
+  /** The slot of a running sequence. O(running); for aborts and tests, never per step. */
+  private slotOf(seq: Seq): number {
+    // During finishStep, slots between the kept prefix and the loop's position are stale copies,
+    // but a sequence's live slot always comes before any stale copy of it.
+    const slot = this.slotSeq.indexOf(seq);
+    assert(slot >= 0 && slot < this.runCount, `${seq.request.id} has no running slot`);
+    return slot;
+  }
+
+  /** Resizes the slot arrays to `capacity` (at least the running count). */
+  private growSlots(capacity: number): void {
+    const f64 = (old: Float64Array): Float64Array => {
+      const next = new Float64Array(capacity);
+      next.set(old.subarray(0, Math.min(old.length, capacity)));
+      return next;
+    };
+    const i32 = (old: Int32Array): Int32Array => {
+      const next = new Int32Array(capacity);
+      next.set(old.subarray(0, Math.min(old.length, capacity)));
+      return next;
+    };
+    this.slotSeq.length = capacity;
+    this.slotTable.length = capacity;
+    this.slotNumTokens = f64(this.slotNumTokens);
+    this.slotComputed = f64(this.slotComputed);
+    this.slotPromptLen = f64(this.slotPromptLen);
+    this.slotStepTokens = f64(this.slotStepTokens);
+    this.slotRemaining = f64(this.slotRemaining);
+    this.slotLastTokenMs = f64(this.slotLastTokenMs);
+    this.slotNumBlocks = i32(this.slotNumBlocks);
+    this.slotNumStored = i32(this.slotNumStored);
+    this.slotHashCount = i32(this.slotHashCount);
+  }
+
+  /** Records `n` tokens of the sequence in `slot` in this step's shape. */
+  private schedule(slot: number, n: number): void {
+    this.slotStepTokens[slot] = n;
     const shape = this.shape;
-    if (seq.computed < seq.promptLen) {
+    const computed = this.slotComputed[slot]!;
+    if (computed < this.slotPromptLen[slot]!) {
       shape.prefillSeqs++;
       shape.prefillTokens += n;
-      shape.prefillAttentionPairs += n * seq.computed + (n * (n + 1)) / 2;
+      shape.prefillAttentionPairs += n * computed + (n * (n + 1)) / 2;
     } else {
       shape.decodeSeqs++;
-      shape.decodeContextTokens += seq.numTokens;
+      shape.decodeContextTokens += this.slotNumTokens[slot]!;
     }
   }
 
-  /** Makes sure `seq` holds blocks for its first `tokens` tokens; false (and no change) if too few are free. */
-  private ensureBlocks(seq: Seq, tokens: number): boolean {
-    const have = seq.numBlocks;
+  /**
+   * Makes sure the sequence in `slot` holds blocks for its first `tokens` tokens; false (and no
+   * change) if too few are free.
+   */
+  private ensureBlocks(slot: number, tokens: number): boolean {
+    const have = this.slotNumBlocks[slot]!;
     if (tokens <= have * this.blockSize) return true;
     const need = Math.ceil(tokens / this.blockSize) - have;
     const pool = this.blockPool;
     if (pool.freeCount < need) return false;
-    for (let j = 0; j < need; j++) seq.blocks[have + j] = pool.allocate();
-    seq.numBlocks = have + need;
+    const blocks = this.slotTable[slot]!;
+    for (let j = 0; j < need; j++) blocks[have + j] = pool.allocate();
+    this.slotNumBlocks[slot] = have + need;
     return true;
   }
 
-  /** Recompute preemption: free everything and requeue at the front with all tokens as the prompt. */
-  private preempt(seq: Seq): void {
-    assert(seq.stepTokens === 0, `preempting ${seq.request.id} after scheduling it`);
+  /**
+   * Recompute preemption of the last running sequence (in `slot`, already dropped from the count):
+   * free everything and requeue at the front with all tokens as the prompt.
+   */
+  private preempt(slot: number): void {
+    const seq = this.save(slot);
+    assert(this.slotStepTokens[slot] === 0, `preempting ${seq.request.id} after scheduling it`);
     if (seq.computed < seq.promptLen) this.pendingPrefill -= seq.promptLen - seq.computed;
-    this.releaseBlocks(seq);
+    this.releaseBlocks(slot);
     seq.computed = 0;
     seq.promptLen = seq.numTokens;
     this.pendingPrefill += seq.promptLen;
@@ -507,8 +697,9 @@ export class EngineCore {
     this.waitQueue.pushFront(seq);
   }
 
-  private finish(seq: Seq, nowMs: number): void {
-    this.releaseBlocks(seq);
+  private finish(slot: number, nowMs: number): void {
+    const seq = this.save(slot);
+    this.releaseBlocks(slot);
     seq.state = DONE;
     this.byId.delete(seq.request.id);
     const result: FinishedRequest = {
@@ -524,27 +715,38 @@ export class EngineCore {
   }
 
   /**
-   * Frees a sequence's blocks last to first, as vLLM does: the tail of a prompt is the least likely to
-   * be shared, so it enters the LRU first and is evicted first.
+   * Frees the blocks of the sequence in `slot` last to first, as vLLM does: the tail of a prompt is
+   * the least likely to be shared, so it enters the LRU first and is evicted first.
    */
-  private releaseBlocks(seq: Seq): void {
+  private releaseBlocks(slot: number): void {
     const pool = this.blockPool;
-    for (let j = seq.numBlocks - 1; j >= 0; j--) pool.release(seq.blocks[j]!);
-    seq.numBlocks = 0;
-    seq.numStored = 0;
+    const blocks = this.slotTable[slot]!;
+    for (let j = this.slotNumBlocks[slot]! - 1; j >= 0; j--) pool.release(blocks[j]!);
+    this.slotNumBlocks[slot] = 0;
+    this.slotNumStored[slot] = 0;
+    this.giveTable(this.slotSeq[slot]!);
   }
 
-  /** Hashes the sequence's prompt blocks that its computed tokens have just filled. */
-  private storeFullBlocks(seq: Seq): void {
-    const full = Math.min(Math.floor(seq.computed / this.blockSize), seq.hashCount);
-    if (full <= seq.numStored) return;
+  /** Returns the sequence's block table to the recycler; it holds no blocks by then. */
+  private giveTable(seq: Seq): void {
+    this.tables.give(seq.blocks);
+    seq.blocks = NO_BLOCKS;
+  }
+
+  /** Hashes the prompt blocks of the sequence in `slot` that its computed tokens have just filled. */
+  private storeFullBlocks(slot: number): void {
+    const numStored = this.slotNumStored[slot]!;
+    const full = Math.min(Math.floor(this.slotComputed[slot]! / this.blockSize), this.slotHashCount[slot]!);
+    if (full <= numStored) return;
+    const seq = this.slotSeq[slot]!;
     const hashes = seq.request.blockHashes;
+    const blocks = this.slotTable[slot]!;
     const pool = this.blockPool;
     let run: number[] | undefined;
     let runParent: number | undefined;
-    for (let j = seq.numStored; j < full; j++) {
+    for (let j = numStored; j < full; j++) {
       const hash = hashes[j]!;
-      if (pool.store(seq.blocks[j]!, hash)) {
+      if (pool.store(blocks[j]!, hash)) {
         if (!this.emitKv) continue;
         if (run === undefined) {
           run = [];
@@ -558,7 +760,7 @@ export class EngineCore {
       }
     }
     if (run !== undefined) this.emitStored(run, runParent);
-    seq.numStored = full;
+    this.slotNumStored[slot] = full;
   }
 
   private emitStored(hashes: number[], parentHash: number | undefined): void {
@@ -570,13 +772,9 @@ export class EngineCore {
     this.listener.onKvEvent!({ type: 'BlockRemoved', hashes: [hash] });
   }
 
-  private removeRunning(seq: Seq): void {
-    const list = this.runList;
-    let w = 0;
-    for (let i = 0; i < this.runCount; i++) {
-      const s = list[i]!;
-      if (s !== seq) list[w++] = s;
-    }
-    this.runCount = w;
+  /** Drops the sequence in `slot` from the running set, keeping the order of the rest. */
+  private removeRunning(slot: number): void {
+    for (let i = slot + 1; i < this.runCount; i++) this.moveSlot(i, i - 1);
+    this.runCount--;
   }
 }

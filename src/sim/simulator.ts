@@ -55,6 +55,8 @@ interface TwinEngineRequest extends EngineRequest {
 const ARRIVAL = -1;
 const SAMPLE = -2;
 const PROGRESS_EVERY = 4096;
+/** The engine block hashes of a request with no prefix chain: shared, never written. */
+const NO_BLOCK_HASHES: readonly number[] = Object.freeze([]);
 
 /**
  * Runs one simulation: requests arrive from `source`, the policy routes each one, engine cores run
@@ -122,7 +124,10 @@ export function runSimulation(source: RequestSource, options: SimOptions): SimRe
       inputTokens: request.inputTokens,
       outputTokens: request.outputTokens,
       arrivalMs: request.arrivalMs,
-      blockHashes: engineBlockHashes(request.prefix, request.inputTokens, instance.blockSize),
+      blockHashes:
+        request.prefix.hashes.length === 0
+          ? NO_BLOCK_HASHES
+          : engineBlockHashes(request.prefix, request.inputTokens, instance.blockSize),
       source: request,
       instance,
     };
