@@ -2,10 +2,9 @@ import { type Command, Option } from 'commander';
 import { routingPolicyNames } from '../policies/routing/registry.ts';
 import { SIM_DEFAULTS } from '../sim/config.ts';
 import { formatComparisonTable } from '../sim/report/table.ts';
-import { runTwin, writeOutputs } from '../sim/run.ts';
-import type { SimResult } from '../sim/simulator.ts';
+import { runExperiment, writeOutputs } from '../sim/run.ts';
 import { positiveInt, positiveNumber } from './parse.ts';
-import { withProgress } from './progress.ts';
+import { withSteps } from './progress.ts';
 
 interface DemoFlags {
   trace: string;
@@ -53,48 +52,41 @@ export function registerDemoCommand(program: Command): void {
         .split(',')
         .map((s) => s.trim())
         .filter((s) => s.length > 0);
-      const results: SimResult[] = [];
       process.stdout.write(
         `Switchyard twin demo: ${flags.trace}, first ${flags.requests} requests at ${flags.rateScale}x rate, ` +
           `${flags.instances} x ${SIM_DEFAULTS.model} on ${SIM_DEFAULTS.gpu}\n`,
       );
-      for (const name of names) {
-        const settings = {
-          seed: SIM_DEFAULTS.seed,
-          policy: { name, params: {} },
-          cluster: {
-            groups: [
-              {
-                count: flags.instances,
-                gpu: SIM_DEFAULTS.gpu,
-                model: SIM_DEFAULTS.model,
-                tp: SIM_DEFAULTS.tp,
-              },
-            ],
-          },
-          engine: {},
-          workload: {
-            kind: 'trace',
-            trace: flags.trace,
-            rateScale: flags.rateScale,
-            maxRequests: flags.requests,
-          },
-          slo: { ttftMs: SIM_DEFAULTS.sloTtftMs, tpotMs: SIM_DEFAULTS.sloTpotMs },
-          output: {},
-          expectedRequests: flags.requests,
-        };
-        const result = await withProgress(flags.progress, flags.requests, (onProgress) =>
-          runTwin(settings, onProgress),
-        );
-        results.push(result);
-      }
+      const settings = {
+        seed: SIM_DEFAULTS.seed,
+        policy: names[0] ?? SIM_DEFAULTS.policy,
+        policies: {},
+        cluster: {
+          groups: [
+            { count: flags.instances, gpu: SIM_DEFAULTS.gpu, model: SIM_DEFAULTS.model, tp: SIM_DEFAULTS.tp },
+          ],
+        },
+        engine: {},
+        workload: {
+          kind: 'trace',
+          trace: flags.trace,
+          rateScale: flags.rateScale,
+          maxRequests: flags.requests,
+        },
+        slo: { ttftMs: SIM_DEFAULTS.sloTtftMs, tpotMs: SIM_DEFAULTS.sloTpotMs },
+        output: {},
+        expectedRequests: flags.requests,
+      };
+      const runs = await withSteps(flags.progress, (step) =>
+        runExperiment(settings, names, { goodput: false, onRun: step }),
+      );
+      const results = runs.map((r) => r.result);
       const rows = results.map((r) => ({ name: r.summary.policy, summary: r.summary }));
       process.stdout.write(`${formatComparisonTable(rows, { color: process.stdout.isTTY === true })}\n`);
       process.stdout.write(
         `SLO: TTFT <= ${SIM_DEFAULTS.sloTtftMs} ms and TPOT <= ${SIM_DEFAULTS.sloTpotMs} ms.\n` +
           'Next: `switchyard sim --help`, or `switchyard demo --html report.html` for plots.\n',
       );
-      writeOutputs(results, {
+      writeOutputs(runs, {
         ...(flags.json !== undefined ? { json: flags.json } : {}),
         ...(flags.html !== undefined ? { html: flags.html } : {}),
       });

@@ -34,3 +34,32 @@ export async function withProgress<T>(
     bar.stop();
   }
 }
+
+/**
+ * Runs a multi-run experiment with a bar over its runs: each call of `step(policy, what)` names the
+ * run under way. Silent when disabled or when stderr is not a terminal.
+ */
+export async function withSteps<T>(
+  enabled: boolean,
+  work: (step: (policy: string, what: string) => void) => T | Promise<T>,
+): Promise<T> {
+  if (!enabled || process.stderr.isTTY !== true) return await work(() => {});
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: 'runs {value} | {policy}: {what}',
+      hideCursor: true,
+      clearOnComplete: true,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(0, 0, { policy: '', what: '' });
+  let runs = 0;
+  try {
+    return await work((policy, what) => {
+      bar.update(++runs, { policy, what });
+    });
+  } finally {
+    bar.stop();
+  }
+}

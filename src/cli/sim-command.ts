@@ -4,12 +4,13 @@ import { parse as parseYaml } from 'yaml';
 import { SwitchyardError } from '../core/errors.ts';
 import { gpuIds } from '../model/gpus.ts';
 import { modelIds } from '../model/models.ts';
-import { routingPolicyNames } from '../policies/routing/registry.ts';
+import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import { parseWithSchema, SIM_DEFAULTS, type SimConfigFile, simConfigFileSchema } from '../sim/config.ts';
-import { formatSummaryTable } from '../sim/report/table.ts';
-import { runTwin, type TwinSettings, writeOutputs } from '../sim/run.ts';
+import type { GoodputResult } from '../sim/goodput.ts';
+import { formatComparisonTable, formatSummaryTable } from '../sim/report/table.ts';
+import { type PolicyRun, runExperiment, runTwin, type TwinSettings, writeOutputs } from '../sim/run.ts';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
-import { withProgress } from './progress.ts';
+import { withProgress, withSteps } from './progress.ts';
 
 /** The flags of `switchyard sim`, as commander hands them over. */
 interface SimFlags {
@@ -27,6 +28,8 @@ interface SimFlags {
   model: string;
   tp: number;
   policy: string;
+  compare?: string;
+  goodput?: boolean;
   seed: number;
   sloTtftMs: number;
   sloTpotMs: number;
@@ -89,11 +92,18 @@ export function registerSimCommand(program: Command): void {
         .default(SIM_DEFAULTS.model),
     )
     .option('--tp <n>', 'tensor-parallel degree per instance', positiveInt, SIM_DEFAULTS.tp)
-    .addOption(
-      new Option('--policy <name>', 'routing policy')
-        .choices(routingPolicyNames())
-        .default(SIM_DEFAULTS.policy),
+    .option(
+      '--policy <name>',
+      `routing policy: a type (${routingPolicyNames().join(', ')}) or a name from the config's policies`,
+      SIM_DEFAULTS.policy,
     )
+    .addOption(
+      new Option(
+        '--compare <list>',
+        'run several policies (comma-separated) on the same workload and seed',
+      ).conflicts('policy'),
+    )
+    .option('--goodput', 'sweep the arrival rate for goodput: the highest rate with >= 90% meeting both SLOs')
     .option('--seed <s>', 'seed of every random choice in the run', nonNegativeInt, SIM_DEFAULTS.seed)
     .option('--slo-ttft-ms <x>', 'time-to-first-token target', positiveNumber, SIM_DEFAULTS.sloTtftMs)
     .option('--slo-tpot-ms <y>', 'time-per-output-token target', positiveNumber, SIM_DEFAULTS.sloTpotMs)
@@ -120,14 +130,55 @@ export function registerSimCommand(program: Command): void {
       const fromCli = (name: string): boolean => command.getOptionValueSource(name) === 'cli';
       const file = flags.config !== undefined ? loadConfigFile(flags.config) : {};
       const settings = resolveSettings(flags, file, fromCli);
-      const result = await withProgress(flags.progress, settings.expectedRequests, (onProgress) =>
-        runTwin(settings, onProgress),
-      );
-      process.stdout.write(
-        `${formatSummaryTable(result.summary, { color: process.stdout.isTTY === true })}\n`,
-      );
-      writeOutputs([result], settings.output);
+      const color = process.stdout.isTTY === true;
+      const policies = flags.compare !== undefined ? splitList(flags.compare) : [settings.policy];
+      // Build every policy once up front, so a bad name fails before any simulation runs.
+      for (const name of policies) createConfiguredPolicy(name, settings.policies);
+      let runs: PolicyRun[];
+      if (policies.length === 1 && flags.goodput !== true) {
+        const result = await withProgress(flags.progress, settings.expectedRequests, (onProgress) =>
+          runTwin(settings, onProgress),
+        );
+        runs = [{ result, goodput: undefined }];
+      } else {
+        runs = await withSteps(flags.progress, (step) =>
+          runExperiment(settings, policies, { goodput: flags.goodput === true, onRun: step }),
+        );
+      }
+      if (runs.length === 1) {
+        const run = runs[0] as PolicyRun;
+        process.stdout.write(`${formatSummaryTable(run.result.summary, { color })}\n`);
+        if (run.goodput !== undefined) process.stdout.write(`${formatGoodput(run.goodput)}\n`);
+      } else {
+        const rows = runs.map((run) => ({
+          name: run.result.summary.policy,
+          summary: run.result.summary,
+          ...(run.goodput !== undefined ? { goodputRps: run.goodput.goodputRps } : {}),
+        }));
+        process.stdout.write(`${formatComparisonTable(rows, { color })}\n`);
+      }
+      writeOutputs(runs, settings.output);
     });
+}
+
+function splitList(list: string): string[] {
+  return list
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+/** One line per sweep point, then the goodput. */
+export function formatGoodput(goodput: GoodputResult): string {
+  const lines = goodput.points.map(
+    (p) =>
+      `  rate ${p.rateRps.toFixed(2)} req/s (x${p.scale.toFixed(3)}): ${(p.attainment * 100).toFixed(1)}% meet both SLOs`,
+  );
+  return [
+    `goodput sweep (target ${(goodput.targetAttainment * 100).toFixed(0)}%):`,
+    ...lines,
+    `goodput: ${goodput.goodputRps.toFixed(2)} req/s`,
+  ].join('\n');
 }
 
 /** Reads and validates a YAML config file. */
@@ -158,9 +209,7 @@ export function resolveSettings(
 ): TwinSettings {
   const pick = <T>(name: string, flagValue: T, fileValue: T | undefined): T =>
     fromCli(name) || fileValue === undefined ? flagValue : fileValue;
-  const filePolicy = typeof file.policy === 'string' ? { name: file.policy, params: {} } : file.policy;
-  const policy =
-    fromCli('policy') || filePolicy === undefined ? { name: flags.policy, params: {} } : filePolicy;
+  const policy = pick('policy', flags.policy, file.policy);
   const fileCluster = file.cluster !== undefined && !('groups' in file.cluster) ? file.cluster : undefined;
   const cluster =
     file.cluster !== undefined &&
@@ -186,6 +235,7 @@ export function resolveSettings(
   return {
     seed: pick('seed', flags.seed, file.seed),
     policy,
+    policies: file.policies ?? {},
     cluster,
     engine,
     workload: workloadFromFlags(flags, file.workload, fromCli),

@@ -43,10 +43,13 @@ const uniformClusterSchema = z
 export const simConfigFileSchema = z
   .object({
     seed: z.number().int().min(0).max(0xffffffff),
-    policy: z.union([
+    /** The active routing policy: a registered type or a name from `policies`. */
+    policy: z.string(),
+    /** Named policy instances: a type and its parameters (see docs/results/routing.md for examples). */
+    policies: z.record(
       z.string(),
-      z.object({ name: z.string(), params: z.record(z.string(), z.unknown()).default({}) }).strict(),
-    ]),
+      z.strictObject({ type: z.string(), params: z.record(z.string(), z.unknown()).default({}) }),
+    ),
     cluster: z.union([uniformClusterSchema, clusterSpecSchema]),
     engine: engineOptionsSchema,
     workload: z.record(z.string(), z.unknown()),
