@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { makeRequest, type Request } from '../../../core/request.ts';
+import { Rng } from '../../../core/rng.ts';
+import type { ClusterView } from '../../../core/view.ts';
+import { engineBlockHashes } from '../../../engine/prefix.ts';
+import { runRoutingConformance, testCluster } from '../conformance.ts';
+import { createRoutingPolicy } from '../registry.ts';
+import type { RoutingPolicy } from '../types.ts';
+import { createKvEvents, kvEventsParams } from './kv-events.ts';
+
+runRoutingConformance('kv-events', () => createKvEvents());
+runRoutingConformance('kv-events (load guard)', () =>
+  createKvEvents(kvEventsParams.parse({ loadGuard: true })),
+);
+
+/** A prompt of `chainBlocks` 512-token chain blocks (Mooncake-style), all from `family`. */
+function prompt(id: string, family: number, chainBlocks: number): Request {
+  const hashes = Array.from({ length: chainBlocks }, (_, i) => family * 1000 + i);
+  return makeRequest({
+    id,
+    inputTokens: chainBlocks * 512,
+    outputTokens: 8,
+    arrivalMs: 0,
+    prefix: { blockTokens: 512, hashes },
+  });
+}
+
+/** i0 is the least loaded; i1 and i2 are busier. */
+const view: ClusterView = testCluster(3, (i) => ({ inFlight: [0, 3, 5][i] ?? 0, waiting: 0 }));
+
+function routed(policy: RoutingPolicy, request: Request, v: ClusterView = view, seed = 1): string {
+  const d = policy.decide(v, request, new Rng(seed));
+  assert.equal(d.kind, 'route');
+  return d.kind === 'route' ? d.instanceId : '';
+}
+
+function stored(policy: RoutingPolicy, instanceId: string, hashes: readonly number[]): void {
+  policy.onKvEvent?.(instanceId, { type: 'BlockStored', hashes, parentHash: undefined }, 0);
+}
+
+test('kv-events: matches only what BlockStored reported, and forgets on BlockRemoved', () => {
+  const policy = createKvEvents();
+  const r = prompt('r', 1, 4);
+  // Nothing reported: least in-flight.
+  assert.equal(routed(policy, r), 'i0');
+  const engine = engineBlockHashes(r.prefix, r.inputTokens, 16);
+  stored(policy, 'i2', engine);
+  assert.equal(routed(policy, r), 'i2');
+  // i1 reports the first half: i2 still has the longer match.
+  stored(policy, 'i1', engine.slice(0, 64));
+  assert.equal(routed(policy, r), 'i2');
+  // The engine evicts i2's first block: nothing after it can be hit there any more.
+  policy.onKvEvent?.('i2', { type: 'BlockRemoved', hashes: [engine[0] as number] }, 1);
+  assert.equal(routed(policy, r), 'i1');
+  policy.onKvEvent?.('i1', { type: 'AllBlocksCleared' }, 2);
+  assert.equal(routed(policy, r), 'i0');
+});
+
+test('kv-events: a hole in the reported chain ends the match there', () => {
+  const policy = createKvEvents();
+  const r = prompt('r', 2, 2);
+  const engine = engineBlockHashes(r.prefix, r.inputTokens, 16);
+  // i2 holds blocks 0..9 and 11..63 (not 10); i1 holds 0..19.
+  stored(policy, 'i2', [...engine.slice(0, 10), ...engine.slice(11)]);
+  stored(policy, 'i1', engine.slice(0, 20));
+  assert.equal(routed(policy, r), 'i1');
+});
+
+test('kv-events: hashes the prompt at each instance block size and compares matched tokens', () => {
+  const policy = createKvEvents();
+  const r = prompt('r', 3, 2);
+  const v = testCluster(3, (i) => ({
+    inFlight: [0, 3, 5][i] ?? 0,
+    waiting: 0,
+    blockSize: i === 2 ? 32 : 16,
+  }));
+  // i1 (16-token blocks) holds 12 blocks = 192 tokens; i2 (32-token blocks) holds 8 = 256 tokens.
+  stored(policy, 'i1', engineBlockHashes(r.prefix, r.inputTokens, 16).slice(0, 12));
+  stored(policy, 'i2', engineBlockHashes(r.prefix, r.inputTokens, 32).slice(0, 8));
+  assert.equal(routed(policy, r, v), 'i2');
+  stored(policy, 'i1', engineBlockHashes(r.prefix, r.inputTokens, 16).slice(0, 20));
+  assert.equal(routed(policy, r, v), 'i1');
+});
+
+test('kv-events: equal matches go to the fewest in-flight, then the fewest waiting', () => {
+  const policy = createKvEvents();
+  const r = prompt('r', 4, 1);
+  const engine = engineBlockHashes(r.prefix, r.inputTokens, 16);
+  stored(policy, 'i1', engine);
+  stored(policy, 'i2', engine);
+  assert.equal(routed(policy, r), 'i1');
+  const v = testCluster(3, (i) => ({ inFlight: [0, 3, 3][i] ?? 0, waiting: [0, 4, 2][i] ?? 0 }));
+  assert.equal(routed(policy, r, v), 'i2');
+  // Fully tied: the seeded generator decides, so both appear across seeds.
+  const tied = testCluster(3, (i) => ({ inFlight: [0, 3, 3][i] ?? 0, waiting: 0 }));
+  const seen = new Set<string>();
+  for (let seed = 0; seed < 32; seed++) seen.add(routed(policy, r, tied, seed));
+  assert.deepEqual([...seen].sort(), ['i1', 'i2']);
+});
+
+test('kv-events: the load guard ignores the cache while the pool is imbalanced', () => {
+  const guarded = createKvEvents(
+    kvEventsParams.parse({ loadGuard: true, loadGuardAbs: 4, loadGuardRel: 1.5 }),
+  );
+  const plain = createKvEvents();
+  const r = prompt('r', 5, 1);
+  for (const p of [guarded, plain]) stored(p, 'i2', engineBlockHashes(r.prefix, r.inputTokens, 16));
+  const imbalanced = testCluster(3, (i) => ({ inFlight: [1, 3, 9][i] ?? 0, waiting: 0 }));
+  assert.equal(routed(plain, r, imbalanced), 'i2');
+  assert.equal(routed(guarded, r, imbalanced), 'i0');
+  // max - min = 4 is not above the absolute threshold: the cache wins again.
+  const balanced = testCluster(3, (i) => ({ inFlight: [1, 3, 5][i] ?? 0, waiting: 0 }));
+  assert.equal(routed(guarded, r, balanced), 'i2');
+});
+
+test('kv-events: the per-instance bound drops the oldest stored blocks first', () => {
+  const policy = createKvEvents(kvEventsParams.parse({ blocksPerInstanceMax: 40 }));
+  const a = prompt('a', 6, 1);
+  const b = prompt('b', 7, 1);
+  stored(policy, 'i2', engineBlockHashes(a.prefix, a.inputTokens, 16));
+  stored(policy, 'i2', engineBlockHashes(b.prefix, b.inputTokens, 16));
+  // 64 blocks reported, 40 kept: a's first 24 blocks went, so a no longer matches; b does.
+  assert.equal(routed(policy, a), 'i0');
+  assert.equal(routed(policy, b), 'i2');
+});
+
+test('kv-events: the catalogue builds it and rejects an unknown parameter by name', () => {
+  assert.equal(createRoutingPolicy('kv-events').name, 'kv-events');
+  assert.throws(() => createRoutingPolicy('kv-events', { loadguard: 1 }), /loadguard/);
+});
