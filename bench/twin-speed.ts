@@ -1,0 +1,394 @@
+/**
+ * Twin speed: how many simulated requests and events the twin gets through per wall second, and
+ * its peak memory. Not a test; run with `npm run bench:twin` (see bench/README.md and
+ * docs/benchmarks.md). Two scenarios, in one process, after a short warm-up:
+ * - mooncake: the full Mooncake conversation trace (12,031 requests) replayed on 16 H100 instances
+ *   of llama-3.1-8b; the bundled sample stands in (and the table says so) when the trace is absent;
+ * - poisson: a Poisson workload (1,000,000 requests by default) on 128 such instances at a rate
+ *   that loads the cluster without overloading it (see the load line printed for each run).
+ *
+ * Flags:
+ *   --requests N              requests of the Poisson run (default 1000000)
+ *   --rate R                  Poisson arrival rate, req/s (default 2000)
+ *   --trace PATH              the Mooncake trace (default the shared data path)
+ *   --only mooncake|poisson   run one scenario
+ *   --json FILE               also write the figures as JSON
+ *   --profile-summary DIR     print the top self-time functions of the largest .cpuprofile in DIR
+ *                             (from `node --cpu-prof --cpu-prof-dir=DIR ...`) and exit
+ */
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
+import Table from 'cli-table3';
+import { Rng } from '../src/core/rng.ts';
+import { DEFAULT_ENGINE_CONFIG } from '../src/engine/types.ts';
+import { createRoutingPolicy } from '../src/policies/routing/registry.ts';
+import type { ClusterSpec } from '../src/sim/cluster.ts';
+import { runSimulation, type SimResult } from '../src/sim/simulator.ts';
+import { createWorkload } from '../src/sim/workload/create.ts';
+import type { WorkloadSpecInput } from '../src/sim/workload/spec.ts';
+
+/** The issue's target: simulated requests per wall second. */
+const TARGET_REQ_PER_S = 50_000;
+/** Vidur's observed speed on this class of machine (a published figure, not run here). */
+const VIDUR_REQ_PER_S = 1_000;
+const MOONCAKE_TRACE = '/work/shared/data/traces/mooncake/conversation_trace.jsonl.gz';
+const MOONCAKE_SAMPLE = 'sample:mooncake-conversation';
+const MIB = 1024 * 1024;
+/** cli-table3 without rules between rows: one line per row, easy to paste into the docs. */
+const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
+
+/**
+ * One twin run, set up the way `runTwin` sets one up (workload from `Rng(seed).fork('workload')`,
+ * vLLM's engine defaults, the policy from the registry), but through the simulator's own entry
+ * point so the benchmark does not depend on the CLI's settings shape.
+ */
+interface Scenario {
+  readonly name: string;
+  /** What the reader needs to know about the input (trace path, or the fallback). */
+  readonly note: string;
+  readonly instances: number;
+  readonly workload: WorkloadSpecInput;
+  /** For the progress bar, when known. */
+  readonly expectedRequests: number | undefined;
+}
+
+const SEED = 1;
+const POLICY = 'least-request';
+
+/** One scenario's figures. */
+interface Figures {
+  readonly scenario: string;
+  readonly note: string;
+  readonly instances: number;
+  readonly requests: number;
+  readonly events: number;
+  /** The simulation loop alone (the summary's wallSeconds). */
+  readonly simWallS: number;
+  /** End to end: building the workload (reading the trace, if any) and the simulation. */
+  readonly totalWallS: number;
+  readonly reqPerWallS: number;
+  readonly eventsPerWallS: number;
+  /** Process peak RSS (getrusage maxRSS) when the scenario ended: a high-water mark. */
+  readonly maxRssMiB: number;
+  /** Peak V8 heap used, sampled every few thousand arrivals during the scenario. */
+  readonly peakHeapMiB: number;
+  readonly load: Load;
+}
+
+/** Enough about the simulated load to show the cluster was busy, not idle or drowning. */
+interface Load {
+  readonly simulatedS: number;
+  /** Completed requests per simulated second, first arrival to last finish. */
+  readonly servedReqPerS: number;
+  readonly utilization: number;
+  /** Little's law: completions per second times mean end-to-end latency, per instance. */
+  readonly meanConcurrentPerInstance: number;
+  readonly kvUsageMean: number;
+  readonly ttftP50Ms: number;
+  readonly ttftP99Ms: number;
+  readonly tpotP50Ms: number;
+  readonly preemptions: number;
+}
+
+function main(): void {
+  const { values } = parseArgs({
+    options: {
+      requests: { type: 'string', default: '1000000' },
+      rate: { type: 'string', default: '2000' },
+      trace: { type: 'string', default: MOONCAKE_TRACE },
+      only: { type: 'string' },
+      json: { type: 'string' },
+      'profile-summary': { type: 'string' },
+    },
+    strict: true,
+  });
+  if (values['profile-summary'] !== undefined) {
+    printProfileSummary(values['profile-summary'], 25);
+    return;
+  }
+  const requests = positiveInt(values.requests, '--requests');
+  const rateRps = positiveNumber(values.rate, '--rate');
+  const only = values.only;
+  if (only !== undefined && only !== 'mooncake' && only !== 'poisson') {
+    throw new Error(`--only must be mooncake or poisson, got '${only}'`);
+  }
+
+  const trace = existsSync(values.trace) ? values.trace : MOONCAKE_SAMPLE;
+  const traceNote =
+    trace === MOONCAKE_SAMPLE
+      ? `${values.trace} not found: the bundled ${MOONCAKE_SAMPLE} stands in`
+      : `trace ${trace}`;
+  const scenarios: Scenario[] = [];
+  if (only !== 'poisson') scenarios.push(mooncakeScenario(trace, traceNote, undefined));
+  if (only !== 'mooncake') scenarios.push(poissonScenario(rateRps, requests));
+
+  console.log(
+    `twin speed: node ${process.version}, ${process.platform}/${process.arch}, ` +
+      `${availableCores()} cores; target ${fmtInt(TARGET_REQ_PER_S)} req/s, Vidur ~${fmtInt(VIDUR_REQ_PER_S)} req/s`,
+  );
+  // Warm-up: the same code paths on small inputs, so the first measured run is not paying for
+  // compilation. Its figures are not reported.
+  const warmStart = performance.now();
+  run(poissonScenario(rateRps, 20_000), undefined);
+  if (only !== 'poisson') run(mooncakeScenario(trace, traceNote, 1000), undefined);
+  console.log(`warm-up: ${((performance.now() - warmStart) / 1000).toFixed(2)} s`);
+
+  const figures: Figures[] = [];
+  for (const scenario of scenarios) {
+    const f = measure(scenario);
+    figures.push(f);
+    const l = f.load;
+    console.log(
+      `${f.scenario}: ${f.note}; ${f.instances} instances; simulated ${l.simulatedS.toFixed(0)} s at ` +
+        `${l.servedReqPerS.toFixed(1)} req/s; busy ${(100 * l.utilization).toFixed(1)}%, ` +
+        `${l.meanConcurrentPerInstance.toFixed(1)} requests in flight per instance, KV ${(100 * l.kvUsageMean).toFixed(1)}%; ` +
+        `TTFT p50 ${l.ttftP50Ms.toFixed(0)} ms p99 ${l.ttftP99Ms.toFixed(0)} ms, TPOT p50 ${l.tpotP50Ms.toFixed(1)} ms; ` +
+        `${l.preemptions} preemptions; ${f.totalWallS.toFixed(2)} s end to end`,
+    );
+  }
+  console.log(formatTable(figures));
+  if (values.json !== undefined) {
+    writeFileSync(values.json, `${JSON.stringify({ node: process.version, figures }, null, 2)}\n`);
+  }
+}
+
+/** The Mooncake replay: 16 H100 instances of llama-3.1-8b, least-request routing. */
+function mooncakeScenario(trace: string, note: string, maxRequests: number | undefined): Scenario {
+  return {
+    name: 'mooncake',
+    note,
+    instances: 16,
+    workload: {
+      kind: 'trace',
+      trace,
+      rateScale: 1,
+      ...(maxRequests !== undefined ? { maxRequests } : {}),
+    },
+    expectedRequests: maxRequests,
+  };
+}
+
+/** The large synthetic run: 128 H100 instances, Poisson arrivals, uniform lengths. */
+function poissonScenario(rateRps: number, requests: number): Scenario {
+  return {
+    name: 'poisson',
+    note: `poisson ${rateRps} req/s, input U[128, 2048], output U[16, 512]`,
+    instances: 128,
+    workload: {
+      kind: 'poisson',
+      rateRps,
+      maxRequests: requests,
+      input: { kind: 'uniform', lo: 128, hi: 2048 },
+      output: { kind: 'uniform', lo: 16, hi: 512 },
+    },
+    expectedRequests: requests,
+  };
+}
+
+/** One run of a scenario; reading the trace (in createWorkload) is part of it. */
+function run(
+  scenario: Scenario,
+  onProgress: ((arrived: number, simulatedMs: number) => void) | undefined,
+): SimResult {
+  const cluster: ClusterSpec = {
+    groups: [{ count: scenario.instances, gpu: 'h100', model: 'llama-3.1-8b', tp: 1 }],
+  };
+  const source = createWorkload(scenario.workload, new Rng(SEED).fork('workload'));
+  return runSimulation(source, {
+    seed: SEED,
+    cluster,
+    engine: DEFAULT_ENGINE_CONFIG,
+    policy: createRoutingPolicy(POLICY),
+    slo: { ttftMs: 2000, tpotMs: 100 },
+    workload: scenario.note,
+    ...(onProgress !== undefined ? { onProgress } : {}),
+  });
+}
+
+/** Runs one scenario with a progress bar on a terminal and a heap sampler riding on its callback. */
+function measure(scenario: Scenario): Figures {
+  const bar =
+    process.stderr.isTTY === true
+      ? new cliProgress.SingleBar(
+          {
+            stream: process.stderr,
+            format: `${scenario.name.padEnd(8)} [{bar}] {percentage}% | {value}/{total} requests | t={simS} s`,
+            hideCursor: true,
+            clearOnComplete: true,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
+  let peakHeap = process.memoryUsage().heapUsed;
+  // The trace's length is known only once it is read; the bar starts counting and learns it then.
+  bar?.start(scenario.expectedRequests ?? 0, 0, { simS: '0' });
+  const start = performance.now();
+  let result: SimResult;
+  try {
+    result = run(scenario, (arrived, simulatedMs) => {
+      const heap = process.memoryUsage().heapUsed;
+      if (heap > peakHeap) peakHeap = heap;
+      if (bar !== undefined) {
+        if (arrived > bar.getTotal()) bar.setTotal(arrived);
+        bar.update(arrived, { simS: (simulatedMs / 1000).toFixed(0) });
+      }
+    });
+  } finally {
+    bar?.stop();
+  }
+  const totalWallS = (performance.now() - start) / 1000;
+  const heap = process.memoryUsage().heapUsed;
+  if (heap > peakHeap) peakHeap = heap;
+  const s = result.summary;
+  const perInstance = s.perInstance;
+  const mean = (pick: (x: (typeof perInstance)[number]) => number): number =>
+    perInstance.reduce((sum, x) => sum + pick(x), 0) / Math.max(1, perInstance.length);
+  return {
+    scenario: scenario.name,
+    note: scenario.note,
+    instances: s.instances,
+    requests: s.requests,
+    events: s.events,
+    simWallS: s.wallSeconds,
+    totalWallS,
+    reqPerWallS: s.requests / s.wallSeconds,
+    eventsPerWallS: s.eventsPerWallS,
+    maxRssMiB: (process.resourceUsage().maxRSS * 1024) / MIB,
+    peakHeapMiB: peakHeap / MIB,
+    load: {
+      simulatedS: s.simulatedSeconds,
+      servedReqPerS: s.throughputReqPerS,
+      utilization: mean((x) => x.utilization),
+      meanConcurrentPerInstance: (s.throughputReqPerS * (s.e2eMs.mean / 1000)) / Math.max(1, s.instances),
+      kvUsageMean: mean((x) => x.kvUsageMean),
+      ttftP50Ms: s.ttftMs.p50,
+      ttftP99Ms: s.ttftMs.p99,
+      tpotP50Ms: s.tpotMs.p50,
+      preemptions: s.preemptions,
+    },
+  };
+}
+
+function formatTable(figures: readonly Figures[]): string {
+  const table = new Table({
+    head: [
+      'scenario',
+      'instances',
+      'requests',
+      'events',
+      'wall s',
+      'req / wall s',
+      'events / wall s',
+      'peak RSS MiB',
+      'peak heap MiB',
+      'x target',
+      'x Vidur',
+    ],
+    style: { head: [], border: [] },
+    chars: COMPACT,
+  });
+  for (const f of figures) {
+    table.push([
+      f.scenario,
+      String(f.instances),
+      fmtInt(f.requests),
+      fmtInt(f.events),
+      f.simWallS.toFixed(2),
+      fmtInt(f.reqPerWallS),
+      fmtInt(f.eventsPerWallS),
+      fmtInt(f.maxRssMiB),
+      fmtInt(f.peakHeapMiB),
+      (f.reqPerWallS / TARGET_REQ_PER_S).toFixed(2),
+      (f.reqPerWallS / VIDUR_REQ_PER_S).toFixed(1),
+    ]);
+  }
+  return table.toString();
+}
+
+/**
+ * Self time per function of the busiest .cpuprofile in `dir` (a tsx run writes one per thread; the
+ * loader thread's is mostly idle). Self time is what the function itself ran, not its callees;
+ * functions V8 inlined count towards their caller.
+ */
+function printProfileSummary(dir: string, top: number): void {
+  interface ProfileNode {
+    readonly id: number;
+    readonly callFrame: { readonly functionName: string; readonly url: string };
+  }
+  interface Profile {
+    readonly nodes: readonly ProfileNode[];
+    readonly samples: readonly number[];
+    readonly timeDeltas: readonly number[];
+  }
+  let best: { file: string; self: Map<string, number>; busyUs: number } | undefined;
+  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+  if (files.length === 0) throw new Error(`no .cpuprofile in ${dir}`);
+  for (const file of files) {
+    const path = join(dir, file);
+    if (!statSync(path).isFile()) continue;
+    const profile = JSON.parse(readFileSync(path, 'utf8')) as Profile;
+    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    const self = new Map<string, number>();
+    let busyUs = 0;
+    for (let i = 0; i < profile.samples.length; i++) {
+      const node = byId.get(profile.samples[i] as number);
+      if (node === undefined) continue;
+      const name = node.callFrame.functionName || '(anonymous)';
+      if (name === '(idle)') continue;
+      const us = profile.timeDeltas[i] ?? 0;
+      busyUs += us;
+      const where = node.callFrame.url.split('/').slice(-2).join('/');
+      const key = where.length > 0 ? `${name}  ${where}` : name;
+      self.set(key, (self.get(key) ?? 0) + us);
+    }
+    if (best === undefined || busyUs > best.busyUs) best = { file, self, busyUs };
+  }
+  if (best === undefined) return;
+  const table = new Table({
+    head: ['self ms', 'self %', 'function  file'],
+    style: { head: [], border: [] },
+    chars: COMPACT,
+  });
+  const rows = [...best.self].sort((a, b) => b[1] - a[1]).slice(0, top);
+  for (const [key, us] of rows) {
+    table.push([(us / 1000).toFixed(0), ((100 * us) / best.busyUs).toFixed(1), key]);
+  }
+  console.log(`${best.file}: ${(best.busyUs / 1000).toFixed(0)} ms busy`);
+  console.log(table.toString());
+}
+
+function availableCores(): number {
+  // A container's CPU quota is what the run really gets; the host may show more cores.
+  return Math.max(1, Math.round(readCgroupCpus() ?? availableParallelism()));
+}
+
+function readCgroupCpus(): number | undefined {
+  try {
+    const [quota, period] = readFileSync('/sys/fs/cgroup/cpu.max', 'utf8').trim().split(/\s+/);
+    if (quota === undefined || period === undefined || quota === 'max') return undefined;
+    return Number(quota) / Number(period);
+  } catch {
+    return undefined;
+  }
+}
+
+function positiveInt(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got '${text}'`);
+  return n;
+}
+
+function positiveNumber(text: string, flag: string): number {
+  const n = Number(text);
+  if (!(n > 0 && Number.isFinite(n))) throw new Error(`${flag} must be a positive number, got '${text}'`);
+  return n;
+}
+
+function fmtInt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+main();
