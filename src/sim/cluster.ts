@@ -17,9 +17,20 @@ export const clusterSpecSchema = z.object({ groups: z.array(instanceGroupSchema)
 export type InstanceGroup = z.infer<typeof instanceGroupSchema>;
 export type ClusterSpec = z.infer<typeof clusterSpecSchema>;
 
+/** The engine signals a router reads, as last scraped. */
+interface SignalSnapshot {
+  running: number;
+  waiting: number;
+  kvUsage: number;
+  pendingPrefillTokens: number;
+  prefixHitRate: number;
+}
+
 /**
  * One modelled instance: an engine core plus the host's own accounting, seen by policies through
- * the read-only InstanceView. In the twin every signal is exact and fresh.
+ * the read-only InstanceView. By default every signal is exact and fresh. With a scrape interval
+ * (`stale = true`), the engine's signals come from the last `scrape()`, as a live gateway sees them
+ * between Prometheus scrapes, while `inFlight`, the host's own count, stays fresh.
  */
 export class SimInstance implements InstanceView {
   readonly models: readonly string[];
@@ -35,6 +46,13 @@ export class SimInstance implements InstanceView {
   kvUsageSum = 0;
   kvUsageMax = 0;
   kvUsageSamples = 0;
+  private readonly snapshot: SignalSnapshot = {
+    running: 0,
+    waiting: 0,
+    kvUsage: 0,
+    pendingPrefillTokens: 0,
+    prefixHitRate: 0,
+  };
 
   constructor(
     readonly index: number,
@@ -44,26 +62,40 @@ export class SimInstance implements InstanceView {
     readonly tp: number,
     readonly engine: EngineCore,
     readonly blockSize: number,
+    /** Whether policies see scraped (possibly stale) engine signals instead of live ones. */
+    readonly stale = false,
   ) {
     this.models = [model];
   }
 
+  /** Copies the engine's signals, as a metrics scrape would. */
+  scrape(nowMs: number): void {
+    const s = this.snapshot;
+    const e = this.engine;
+    s.running = e.running;
+    s.waiting = e.waiting;
+    s.kvUsage = e.kvUsage;
+    s.pendingPrefillTokens = e.pendingPrefillTokens;
+    s.prefixHitRate = e.prefixHitRate;
+    this.updatedAtMs = nowMs;
+  }
+
   get running(): number {
-    return this.engine.running;
+    return this.stale ? this.snapshot.running : this.engine.running;
   }
   get waiting(): number {
-    return this.engine.waiting;
+    return this.stale ? this.snapshot.waiting : this.engine.waiting;
   }
   get kvUsage(): number {
-    return this.engine.kvUsage;
+    return this.stale ? this.snapshot.kvUsage : this.engine.kvUsage;
   }
   get kvBlocksTotal(): number {
     return this.engine.kvBlocksTotal;
   }
   get pendingPrefillTokens(): number {
-    return this.engine.pendingPrefillTokens;
+    return this.stale ? this.snapshot.pendingPrefillTokens : this.engine.pendingPrefillTokens;
   }
   get prefixHitRate(): number {
-    return this.engine.prefixHitRate;
+    return this.stale ? this.snapshot.prefixHitRate : this.engine.prefixHitRate;
   }
 }

@@ -1,24 +1,25 @@
+import type { ErrorCode } from '../core/errors.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { chainHash } from '../core/hash.ts';
+import type { KvEvent } from '../core/kv-events.ts';
 import type { Request, Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
 import type { ClusterView } from '../core/view.ts';
 import { EngineCore } from '../engine/engine-core.ts';
 import { engineBlockHashes } from '../engine/prefix.ts';
-import type { EngineConfig, EngineListener, EngineRequest, FinishedRequest } from '../engine/types.ts';
+import type { EngineConfig, EngineListener, EngineRequest } from '../engine/types.ts';
 import { kvBlocksThatFit } from '../model/kv.ts';
 import { perfModelFor } from '../model/perf.ts';
+import { admissionStep, type BatchJob, BatchTracker } from '../policies/admission/batch.ts';
+import type { AdmissionConfigInput } from '../policies/admission/config.ts';
+import { createAdmissionController } from '../policies/admission/controller.ts';
+import type { AdmissionQueue } from '../policies/admission/types.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { type ClusterSpec, SimInstance } from './cluster.ts';
 import { EventQueue } from './event-queue.ts';
-import { GrowableFloat64 } from './growable.ts';
-import {
-  downsampleSorted,
-  LatencyHistogram,
-  latencyStats,
-  latencyStatsSorted,
-} from './report/percentiles.ts';
-import type { InstanceSummary, SimReportData, SimSummary } from './report/types.ts';
+import { RunMetrics, SeriesRecorder } from './metrics.ts';
+import { downsampleSorted } from './report/percentiles.ts';
+import type { BatchJobSummary, SimReportData, SimSummary } from './report/types.ts';
 import type { RequestSource } from './workload/types.ts';
 
 /** Everything one twin run needs besides the workload. */
@@ -36,13 +37,25 @@ export interface SimOptions {
   readonly cdfPointsMax?: number;
   /** How many time-series points per instance the report keeps at most (older points decimate). */
   readonly seriesPointsMax?: number;
+  /**
+   * Runs an admission queue (priority bands, VTC fairness, limits, shedding) in front of routing,
+   * as the live gateway does. Undefined: every request goes straight to routing.
+   */
+  readonly admission?: AdmissionConfigInput | undefined;
+  /** Offline batch jobs, submitted at their `submittedMs`; they need `admission` (defaults apply). */
+  readonly batchJobs?: readonly BatchJob[] | undefined;
+  /**
+   * Engine signals (running, waiting, KV usage, pending prefill) reach policies through a scrape
+   * every this many ms, as Prometheus scrapes do live. 0 or undefined: exact and fresh.
+   */
+  readonly scrapeIntervalMs?: number | undefined;
 }
 
 /** The outcome of one run. */
 export interface SimResult {
   readonly summary: SimSummary;
   readonly report: SimReportData;
-  /** A digest of every routing decision (request id and instance), to check determinism cheaply. */
+  /** A digest of every routing decision (request and instance), to check determinism cheaply. */
   readonly decisionDigest: string;
 }
 
@@ -50,75 +63,233 @@ export interface SimResult {
 interface TwinEngineRequest extends EngineRequest {
   readonly source: Request;
   readonly instance: SimInstance;
+  readonly offline: boolean;
 }
 
 const ARRIVAL = -1;
 const SAMPLE = -2;
+const SCRAPE = -3;
+const WAKE = -4;
+const BATCH_SUBMIT = -5;
 const PROGRESS_EVERY = 4096;
 /** The engine block hashes of a request with no prefix chain: shared, never written. */
 const NO_BLOCK_HASHES: readonly number[] = Object.freeze([]);
 
 /**
- * Runs one simulation: requests arrive from `source`, the policy routes each one, engine cores run
- * steps in virtual time. Deterministic for a given seed, source and options.
+ * Runs one simulation: requests arrive from `source`, optionally wait in the admission queue, the
+ * policy routes each one, engine cores run steps in virtual time. Deterministic for a given seed,
+ * source and options.
  */
 export function runSimulation(source: RequestSource, options: SimOptions): SimResult {
-  const wallStart = process.hrtime.bigint();
-  const rng = new Rng(options.seed).fork('routing');
-  const policy = options.policy;
-  const queue = new EventQueue(4096);
-  const metrics = new RunMetrics();
-  const instances = buildInstances(options, metrics, policy);
-  const view: { nowMs: number; instances: readonly SimInstance[] } = { nowMs: 0, instances };
-  const clusterView: ClusterView = view;
-  const series = new SeriesRecorder(instances, options.seriesPointsMax ?? 400);
+  return new Twin(source, options).run();
+}
 
-  const iterator = source[Symbol.iterator]();
-  let pending: Request | undefined;
-  let arrived = 0;
-  let nowMs = 0;
-  let digest = 0x12345678;
+/** One run's state. Private to this module: `runSimulation` is the interface. */
+class Twin {
+  private readonly wallStart = process.hrtime.bigint();
+  private readonly rng: Rng;
+  private readonly policy: RoutingPolicy;
+  private readonly queue = new EventQueue(4096);
+  private readonly metrics = new RunMetrics();
+  private readonly instances: SimInstance[];
+  private readonly view: { nowMs: number; instances: readonly SimInstance[] };
+  private readonly series: SeriesRecorder;
+  private readonly iterator: Iterator<Request>;
+  private readonly admission: AdmissionQueue | undefined;
+  private readonly batches: BatchTracker | undefined;
+  private readonly jobs: readonly BatchJob[];
+  private readonly scrapeIntervalMs: number;
+  private pending: Request | undefined;
+  private nextJob = 0;
+  private arrived = 0;
+  private nowMs = 0;
+  private digest = 0x12345678;
+  private nextSampleMs = 0;
+  private nextScrapeMs = Number.POSITIVE_INFINITY;
+  private wakeMs = Number.POSITIVE_INFINITY;
+  private readonly rejectedByCode = new Map<ErrorCode, number>();
 
-  const pullNext = (): void => {
-    const next = iterator.next();
+  constructor(
+    source: RequestSource,
+    private readonly options: SimOptions,
+  ) {
+    this.rng = new Rng(options.seed).fork('routing');
+    this.policy = options.policy;
+    this.scrapeIntervalMs = options.scrapeIntervalMs ?? 0;
+    this.instances = this.buildInstances();
+    this.view = { nowMs: 0, instances: this.instances };
+    this.series = new SeriesRecorder(this.instances, options.seriesPointsMax ?? 400);
+    this.iterator = source[Symbol.iterator]();
+    this.jobs = [...(options.batchJobs ?? [])].sort((a, b) => a.submittedMs - b.submittedMs);
+    const needsAdmission = options.admission !== undefined || this.jobs.length > 0;
+    this.admission = needsAdmission ? createAdmissionController(options.admission ?? {}) : undefined;
+    this.batches = this.jobs.length > 0 ? new BatchTracker() : undefined;
+  }
+
+  run(): SimResult {
+    const queue = this.queue;
+    this.pullNext();
+    queue.push(0, SAMPLE);
+    if (this.scrapeIntervalMs > 0) {
+      for (const instance of this.instances) instance.scrape(0);
+      this.nextScrapeMs = this.scrapeIntervalMs;
+      queue.push(this.nextScrapeMs, SCRAPE);
+    }
+    if (this.jobs.length > 0) queue.push((this.jobs[0] as BatchJob).submittedMs, BATCH_SUBMIT);
+    while (queue.length > 0) {
+      this.nowMs = queue.peekTime();
+      const payload = queue.pop();
+      if (payload >= 0) this.stepEnded(this.instances[payload] as SimInstance);
+      else if (payload === ARRIVAL) this.arrival();
+      else if (payload === SAMPLE) this.sample();
+      else if (payload === SCRAPE) this.scrape();
+      else if (payload === WAKE) {
+        this.wakeMs = Number.POSITIVE_INFINITY;
+        this.admit();
+      } else this.submitBatch();
+    }
+    this.options.onProgress?.(this.arrived, this.nowMs);
+    return this.result();
+  }
+
+  /**
+   * The earliest time something outside one instance can happen: an arrival, a sample, a scrape,
+   * an admission wake-up or a batch submission. Until then instances are independent, so one may
+   * run several steps in a row without going through the event queue.
+   */
+  private barrierMs(): number {
+    let t = this.pending !== undefined ? this.pending.arrivalMs : Number.POSITIVE_INFINITY;
+    if (this.nextSampleMs < t) t = this.nextSampleMs;
+    if (this.nextScrapeMs < t) t = this.nextScrapeMs;
+    if (this.wakeMs < t) t = this.wakeMs;
+    if (this.nextJob < this.jobs.length) t = Math.min(t, (this.jobs[this.nextJob] as BatchJob).submittedMs);
+    return t;
+  }
+
+  private stepEnded(instance: SimInstance): void {
+    const engine = instance.engine;
+    let t = this.nowMs;
+    engine.finishStep(t);
+    // With work queued for admission, a finish may release it to any instance: stay in event order.
+    const barrier = this.admission !== undefined && this.admission.queued > 0 ? t : this.barrierMs();
+    for (;;) {
+      const durationMs = engine.startStep(t);
+      if (durationMs === undefined) {
+        instance.stepEndMs = Number.NaN;
+        break;
+      }
+      const end = t + durationMs;
+      instance.stepEndMs = end;
+      if (end >= barrier) {
+        this.queue.push(end, instance.index);
+        break;
+      }
+      // Nothing else can happen before this step ends: finish it here (the same work, one less event).
+      this.queue.popped++;
+      t = end;
+      engine.finishStep(t);
+    }
+    if (this.admission !== undefined && this.admission.queued > 0) this.admit();
+  }
+
+  private pullNext(): void {
+    const next = this.iterator.next();
     if (next.done === true) {
-      pending = undefined;
+      this.pending = undefined;
       return;
     }
     const request = next.value;
-    if (request.arrivalMs < nowMs) {
+    if (request.arrivalMs < this.nowMs) {
       throw new SwitchyardError(
         'SY_ERR_INVALID_ARGUMENT',
-        `workload is not sorted by arrival: request '${request.id}' arrives at ${request.arrivalMs} ms, before ${nowMs} ms`,
+        `workload is not sorted by arrival: request '${request.id}' arrives at ${request.arrivalMs} ms, before ${this.nowMs} ms`,
       );
     }
-    pending = request;
-    queue.push(request.arrivalMs, ARRIVAL);
-  };
+    this.pending = request;
+    this.queue.push(request.arrivalMs, ARRIVAL);
+  }
 
-  const startStep = (instance: SimInstance): void => {
-    const durationMs = instance.engine.startStep(nowMs);
-    if (durationMs === undefined) {
-      instance.stepEndMs = Number.NaN;
-      return;
+  private arrival(): void {
+    const request = this.pending as Request;
+    this.pullNext();
+    this.arrived++;
+    this.metrics.requests++;
+    this.metrics.inputTokens += request.inputTokens;
+    const admission = this.admission;
+    if (admission === undefined) {
+      this.route(request, this.isOffline(request));
+    } else {
+      this.view.nowMs = this.nowMs;
+      const verdict = admission.offer(request, this.view);
+      if (verdict.kind === 'dispatch') {
+        if (this.route(request, this.isOffline(request))) admission.onDispatched(request, this.nowMs);
+        else admission.onFailed(request, this.nowMs);
+      } else if (verdict.kind === 'reject') {
+        this.reject(request, verdict.code, this.isOffline(request));
+      }
+      this.admit();
     }
-    instance.stepEndMs = nowMs + durationMs;
-    queue.push(instance.stepEndMs, instance.index);
-  };
+    const onProgress = this.options.onProgress;
+    if (onProgress !== undefined && this.arrived % PROGRESS_EVERY === 0) onProgress(this.arrived, this.nowMs);
+  }
 
-  const arrive = (request: Request): void => {
-    arrived++;
-    metrics.requests++;
-    metrics.inputTokens += request.inputTokens;
-    view.nowMs = nowMs;
-    const decision = policy.decide(clusterView, request, rng);
+  /** Drains the admission queue into routing and re-arms its wake-up. */
+  private admit(): void {
+    const admission = this.admission as AdmissionQueue;
+    this.view.nowMs = this.nowMs;
+    const { dispatch, expired } =
+      this.batches !== undefined
+        ? admissionStep(admission, this.batches, this.view)
+        : admission.drain(this.view);
+    for (const request of dispatch) {
+      const offline = this.isOffline(request);
+      if (this.route(request, offline)) {
+        admission.onDispatched(request, this.nowMs);
+        this.batches?.onDispatched(request, this.nowMs);
+      } else {
+        admission.onFailed(request, this.nowMs);
+        this.batches?.onFailed(request, this.nowMs);
+      }
+    }
+    for (const e of expired) this.reject(e.request, e.code, this.isOffline(e.request));
+    let wake = admission.nextWakeMs(this.nowMs);
+    const batchWake = this.batches?.nextWakeMs(this.nowMs);
+    if (batchWake !== undefined && (wake === undefined || batchWake < wake)) wake = batchWake;
+    if (wake !== undefined && wake < this.wakeMs) {
+      // Never schedule in the past, and never twice at one time.
+      this.wakeMs = Math.max(wake, this.nowMs + 1e-6);
+      this.queue.push(this.wakeMs, WAKE);
+    }
+  }
+
+  /** Batch-job requests carry a negative priority (the offline band); their metrics stay apart. */
+  private isOffline(request: Request): boolean {
+    return request.priority < 0;
+  }
+
+  private submitBatch(): void {
+    const job = this.jobs[this.nextJob++] as BatchJob;
+    const tracker = this.batches as BatchTracker;
+    const result = tracker.submit(job);
+    if (result.kind === 'reject')
+      throw new SwitchyardError(result.code, `batch job '${job.id}': ${result.reason}`);
+    if (this.nextJob < this.jobs.length) {
+      this.queue.push(Math.max(this.nowMs, (this.jobs[this.nextJob] as BatchJob).submittedMs), BATCH_SUBMIT);
+    }
+    this.admit();
+  }
+
+  /** Routes a request; false when the policy rejected it (already counted). */
+  private route(request: Request, offline: boolean): boolean {
+    this.view.nowMs = this.nowMs;
+    const decision = this.policy.decide(this.view as ClusterView, request, this.rng);
     if (decision.kind === 'reject') {
-      metrics.rejected++;
-      digest = chainHash(digest, 0xffffffff);
-      return;
+      this.digest = chainHash(this.digest, 0xffffffff);
+      this.reject(request, decision.code, offline);
+      return false;
     }
-    const instance = findInstance(instances, decision.instanceId);
-    digest = chainHash(digest, instance.index);
+    const instance = findInstance(this.instances, decision.instanceId);
+    this.digest = chainHash(this.digest, instance.index);
     const engineRequest: TwinEngineRequest = {
       id: request.id,
       inputTokens: request.inputTokens,
@@ -130,54 +301,169 @@ export function runSimulation(source: RequestSource, options: SimOptions): SimRe
           : engineBlockHashes(request.prefix, request.inputTokens, instance.blockSize),
       source: request,
       instance,
+      offline,
     };
     instance.inFlight++;
     instance.routed++;
-    policy.onRouted?.(request, instance.id, nowMs);
-    instance.engine.add(engineRequest, nowMs);
-    if (Number.isNaN(instance.stepEndMs)) startStep(instance);
-  };
+    this.policy.onRouted?.(request, instance.id, this.nowMs);
+    instance.engine.add(engineRequest, this.nowMs);
+    if (Number.isNaN(instance.stepEndMs)) this.stepEndedIdle(instance);
+    return true;
+  }
 
-  pullNext();
-  queue.push(0, SAMPLE);
-  while (queue.length > 0) {
-    nowMs = queue.peekTime();
-    const payload = queue.pop();
-    if (payload >= 0) {
-      const instance = instances[payload] as SimInstance;
-      metrics.nowMs = nowMs;
-      instance.engine.finishStep(nowMs);
-      startStep(instance);
-    } else if (payload === ARRIVAL) {
-      const request = pending as Request;
-      pullNext();
-      arrive(request);
-      if (options.onProgress !== undefined && arrived % PROGRESS_EVERY === 0)
-        options.onProgress(arrived, nowMs);
+  /** Starts a step on an idle instance that just received work. */
+  private stepEndedIdle(instance: SimInstance): void {
+    const durationMs = instance.engine.startStep(this.nowMs);
+    if (durationMs === undefined) return;
+    instance.stepEndMs = this.nowMs + durationMs;
+    this.queue.push(instance.stepEndMs, instance.index);
+  }
+
+  private reject(_request: Request, code: ErrorCode, offline: boolean): void {
+    if (offline) this.metrics.batchRejected++;
+    else this.metrics.rejected++;
+    this.rejectedByCode.set(code, (this.rejectedByCode.get(code) ?? 0) + 1);
+  }
+
+  private sample(): void {
+    this.series.sample(this.nowMs);
+    // Keep sampling only while something else is still to happen.
+    if (this.queue.length > 0) {
+      this.nextSampleMs = this.nowMs + this.series.intervalMs;
+      this.queue.push(this.nextSampleMs, SAMPLE);
     } else {
-      series.sample(nowMs);
-      // Keep sampling only while something else is still to happen.
-      if (queue.length > 0) queue.push(nowMs + series.intervalMs, SAMPLE);
+      this.nextSampleMs = Number.POSITIVE_INFINITY;
     }
   }
-  options.onProgress?.(arrived, nowMs);
 
-  const wallSeconds = Number(process.hrtime.bigint() - wallStart) / 1e9;
-  const summary = metrics.summarize(options, instances, queue.popped, wallSeconds);
-  const cdfMax = options.cdfPointsMax ?? 2000;
-  return {
-    summary,
-    report: {
+  private scrape(): void {
+    for (const instance of this.instances) instance.scrape(this.nowMs);
+    if (this.queue.length > 0) {
+      this.nextScrapeMs = this.nowMs + this.scrapeIntervalMs;
+      this.queue.push(this.nextScrapeMs, SCRAPE);
+    } else {
+      this.nextScrapeMs = Number.POSITIVE_INFINITY;
+    }
+    if (this.admission !== undefined && this.admission.queued > 0) this.admit();
+  }
+
+  private buildInstances(): SimInstance[] {
+    const options = this.options;
+    const policy = this.policy;
+    const metrics = this.metrics;
+    const slo = options.slo;
+    const onFirstToken = (request: EngineRequest, nowMs: number): void => {
+      const twin = request as TwinEngineRequest;
+      policy.onFirstToken?.(twin.source, twin.instance.id, nowMs);
+    };
+    const onFinish: EngineListener['onFinish'] = (result) => {
+      const twin = result.request as TwinEngineRequest;
+      twin.instance.inFlight--;
+      if (twin.offline) metrics.batchFinished(result);
+      else metrics.finish(result, slo);
+      policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs);
+      if (this.admission !== undefined) {
+        const usage = { inputTokens: twin.inputTokens, outputTokens: twin.outputTokens };
+        this.admission.onCompleted(twin.source, usage, result.finishMs);
+        this.batches?.onCompleted(twin.source, result.finishMs);
+      }
+    };
+    const onReject: NonNullable<EngineListener['onReject']> = (request, _reason, nowMs) => {
+      // The engine can never fit this request's KV: it ends as an explicit rejection.
+      const twin = request as TwinEngineRequest;
+      twin.instance.inFlight--;
+      this.reject(twin.source, 'SY_ERR_CAPACITY', twin.offline);
+      policy.onFailed?.(twin.source, twin.instance.id, nowMs);
+      this.admission?.onFailed(twin.source, nowMs);
+      this.batches?.onFailed(twin.source, nowMs);
+    };
+    const onInterTokenLatency = (gapMs: number, count: number): void => {
+      metrics.itl.record(gapMs, count);
+    };
+    const instances: SimInstance[] = [];
+    for (const group of options.cluster.groups) {
+      const perf = perfModelFor(group.gpu, group.model, group.tp);
+      const blocks =
+        options.engine.numGpuBlocksOverride ??
+        kvBlocksThatFit(
+          perf.gpu,
+          perf.model,
+          group.tp,
+          options.engine.gpuMemoryUtilization,
+          options.engine.blockSize,
+        );
+      for (let k = 0; k < group.count; k++) {
+        const index = instances.length;
+        const id = `i${index}`;
+        const listener: EngineListener = { onFirstToken, onFinish, onReject, onInterTokenLatency };
+        const onKvEvent = policy.onKvEvent;
+        if (onKvEvent !== undefined) {
+          // Only a policy that reads KV events pays for them; each instance's listener names its instance.
+          listener.onKvEvent = (event: KvEvent) => onKvEvent.call(policy, id, event, this.nowMs);
+        }
+        const engine = new EngineCore(options.engine, perf, blocks, listener);
+        instances.push(
+          new SimInstance(
+            index,
+            id,
+            group.gpu,
+            group.model,
+            group.tp,
+            engine,
+            options.engine.blockSize,
+            this.scrapeIntervalMs > 0,
+          ),
+        );
+      }
+    }
+    return instances;
+  }
+
+  private result(): SimResult {
+    const wallSeconds = Number(process.hrtime.bigint() - this.wallStart) / 1e9;
+    const options = this.options;
+    const base = this.metrics.summarize(
+      { policy: options.policy.name, seed: options.seed, workload: options.workload, slo: options.slo },
+      this.instances,
+      this.queue.popped,
+      wallSeconds,
+    );
+    const rejectedByCode = Object.fromEntries([...this.rejectedByCode].sort(([a], [b]) => (a < b ? -1 : 1)));
+    const batch: BatchJobSummary[] | undefined =
+      this.batches === undefined
+        ? undefined
+        : this.batches.jobs(this.nowMs).map((job) => ({
+            id: job.id,
+            status: job.status,
+            total: job.total,
+            completed: job.completed,
+            failed: job.failed,
+            expired: job.expired,
+            submittedS: job.submittedMs / 1000,
+            deadlineS: job.deadlineMs / 1000,
+            finishedS: job.finishedMs === undefined ? -1 : job.finishedMs / 1000,
+            withinWindow: job.withinWindow,
+          }));
+    const summary: SimSummary = {
+      ...base,
+      ...(this.rejectedByCode.size > 0 ? { rejectedByCode } : {}),
+      ...(batch !== undefined ? { batchJobs: batch } : {}),
+    };
+    const cdfMax = options.cdfPointsMax ?? 2000;
+    return {
       summary,
-      samples: {
-        ttftMs: downsampleSorted(metrics.sortedTtft(), cdfMax),
-        tpotMs: downsampleSorted(metrics.sortedTpot(), cdfMax),
-        e2eMs: downsampleSorted(metrics.sortedE2e(), cdfMax),
+      report: {
+        summary,
+        samples: {
+          ttftMs: downsampleSorted(this.metrics.sortedTtft(), cdfMax),
+          tpotMs: downsampleSorted(this.metrics.sortedTpot(), cdfMax),
+          e2eMs: downsampleSorted(this.metrics.sortedE2e(), cdfMax),
+        },
+        series: this.series.result(),
       },
-      series: series.result(),
-    },
-    decisionDigest: digest.toString(16).padStart(8, '0'),
-  };
+      decisionDigest: this.digest.toString(16).padStart(8, '0'),
+    };
+  }
 }
 
 function findInstance(instances: readonly SimInstance[], id: string): SimInstance {
@@ -189,237 +475,4 @@ function findInstance(instances: readonly SimInstance[], id: string): SimInstanc
   if (found === undefined)
     throw new SwitchyardError('SY_ERR_NOT_FOUND', `policy picked unknown instance '${id}'`);
   return found;
-}
-
-function buildInstances(options: SimOptions, metrics: RunMetrics, policy: RoutingPolicy): SimInstance[] {
-  const listener: EngineListener = {
-    onFirstToken(request) {
-      const twin = request as TwinEngineRequest;
-      policy.onFirstToken?.(twin.source, twin.instance.id, metrics.nowMs);
-    },
-    onFinish(result) {
-      const twin = result.request as TwinEngineRequest;
-      twin.instance.inFlight--;
-      metrics.finish(result, options.slo);
-      policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs);
-    },
-    onReject(request, _reason, nowMs) {
-      // The engine can never fit this request's KV: it ends as an explicit rejection.
-      const twin = request as TwinEngineRequest;
-      twin.instance.inFlight--;
-      metrics.rejected++;
-      policy.onFailed?.(twin.source, twin.instance.id, nowMs);
-    },
-    onInterTokenLatency(gapMs, count) {
-      metrics.itl.record(gapMs, count);
-    },
-  };
-  const instances: SimInstance[] = [];
-  for (const group of options.cluster.groups) {
-    const perf = perfModelFor(group.gpu, group.model, group.tp);
-    const blocks =
-      options.engine.numGpuBlocksOverride ??
-      kvBlocksThatFit(
-        perf.gpu,
-        perf.model,
-        group.tp,
-        options.engine.gpuMemoryUtilization,
-        options.engine.blockSize,
-      );
-    for (let k = 0; k < group.count; k++) {
-      const index = instances.length;
-      const engine = new EngineCore(options.engine, perf, blocks, listener);
-      instances.push(
-        new SimInstance(
-          index,
-          `i${index}`,
-          group.gpu,
-          group.model,
-          group.tp,
-          engine,
-          options.engine.blockSize,
-        ),
-      );
-    }
-  }
-  return instances;
-}
-
-/** Per-request and aggregate counters of one run. */
-class RunMetrics {
-  requests = 0;
-  rejected = 0;
-  completed = 0;
-  inputTokens = 0;
-  outputTokens = 0;
-  preemptions = 0;
-  nowMs = 0;
-  lastFinishMs = 0;
-  ttftOk = 0;
-  tpotOk = 0;
-  bothOk = 0;
-  readonly ttft = new GrowableFloat64(4096);
-  readonly tpot = new GrowableFloat64(4096);
-  readonly e2e = new GrowableFloat64(4096);
-  readonly queueing = new GrowableFloat64(4096);
-  readonly itl = new LatencyHistogram();
-  private sorted: { ttft?: Float64Array; tpot?: Float64Array; e2e?: Float64Array } = {};
-
-  finish(result: FinishedRequest, slo: Slo): void {
-    const output = result.request.outputTokens;
-    const ttftMs = result.firstTokenMs - result.arrivalMs;
-    const tpotMs = output > 1 ? (result.finishMs - result.firstTokenMs) / (output - 1) : 0;
-    this.completed++;
-    this.outputTokens += output;
-    this.preemptions += result.preemptions;
-    this.ttft.push(ttftMs);
-    this.tpot.push(tpotMs);
-    this.e2e.push(result.finishMs - result.arrivalMs);
-    this.queueing.push(result.firstScheduledMs - result.arrivalMs);
-    const ttftMet = ttftMs <= slo.ttftMs;
-    const tpotMet = tpotMs <= slo.tpotMs;
-    if (ttftMet) this.ttftOk++;
-    if (tpotMet) this.tpotOk++;
-    if (ttftMet && tpotMet) this.bothOk++;
-    if (result.finishMs > this.lastFinishMs) this.lastFinishMs = result.finishMs;
-  }
-
-  sortedTtft(): Float64Array {
-    this.sorted.ttft ??= Float64Array.from(this.ttft.view()).sort();
-    return this.sorted.ttft;
-  }
-  sortedTpot(): Float64Array {
-    this.sorted.tpot ??= Float64Array.from(this.tpot.view()).sort();
-    return this.sorted.tpot;
-  }
-  sortedE2e(): Float64Array {
-    this.sorted.e2e ??= Float64Array.from(this.e2e.view()).sort();
-    return this.sorted.e2e;
-  }
-
-  summarize(
-    options: SimOptions,
-    instances: readonly SimInstance[],
-    events: number,
-    wallSeconds: number,
-  ): SimSummary {
-    const simulatedMs = this.lastFinishMs;
-    const simulatedSeconds = simulatedMs / 1000;
-    const judged = this.completed + this.rejected;
-    let hitTokens = 0;
-    let queryTokens = 0;
-    let gpuSeconds = 0;
-    const perInstance: InstanceSummary[] = instances.map((instance) => {
-      const engine = instance.engine;
-      hitTokens += engine.prefixHitTokens;
-      queryTokens += engine.prefixQueryTokens;
-      gpuSeconds += instance.tp * simulatedSeconds;
-      return {
-        id: instance.id,
-        gpu: instance.gpu,
-        model: instance.model,
-        tp: instance.tp,
-        requests: instance.routed,
-        utilization: simulatedMs > 0 ? Math.min(1, engine.busyMs / simulatedMs) : 0,
-        kvUsageMean: instance.kvUsageSamples > 0 ? instance.kvUsageSum / instance.kvUsageSamples : 0,
-        kvUsageMax: instance.kvUsageMax,
-        prefixHitRate: engine.prefixHitRate,
-        preemptions: engine.preemptions,
-      };
-    });
-    const itl = this.itl;
-    return {
-      policy: options.policy.name,
-      seed: options.seed,
-      workload: options.workload,
-      instances: instances.length,
-      requests: this.requests,
-      completed: this.completed,
-      rejected: this.rejected,
-      ttftMs: latencyStatsSorted(this.sortedTtft()),
-      tpotMs: latencyStatsSorted(this.sortedTpot()),
-      itlMs: {
-        mean: itl.mean(),
-        p50: itl.percentile(0.5),
-        p90: itl.percentile(0.9),
-        p99: itl.percentile(0.99),
-      },
-      e2eMs: latencyStatsSorted(this.sortedE2e()),
-      queueMs: latencyStats(this.queueing.view()),
-      slo: { ttftMs: options.slo.ttftMs, tpotMs: options.slo.tpotMs },
-      sloAttainment: {
-        ttft: judged > 0 ? this.ttftOk / judged : 0,
-        tpot: judged > 0 ? this.tpotOk / judged : 0,
-        both: judged > 0 ? this.bothOk / judged : 0,
-      },
-      throughputTokPerS: simulatedSeconds > 0 ? this.outputTokens / simulatedSeconds : 0,
-      throughputReqPerS: simulatedSeconds > 0 ? this.completed / simulatedSeconds : 0,
-      inputTokens: this.inputTokens,
-      outputTokens: this.outputTokens,
-      prefixHitRate: queryTokens > 0 ? hitTokens / queryTokens : 0,
-      preemptions: this.preemptions,
-      gpuSeconds,
-      simulatedSeconds,
-      events,
-      wallSeconds,
-      eventsPerWallS: wallSeconds > 0 ? events / wallSeconds : 0,
-      perInstance,
-    };
-  }
-}
-
-/**
- * Samples per-instance running, waiting and KV usage over time. When the series grows past its
- * bound it keeps every other point and doubles the interval, so memory stays bounded however long
- * the run.
- */
-class SeriesRecorder {
-  intervalMs = 1000;
-  private readonly tS: number[] = [];
-  private readonly running: number[][];
-  private readonly waiting: number[][];
-  private readonly kv: number[][];
-
-  constructor(
-    private readonly instances: readonly SimInstance[],
-    private readonly pointsMax: number,
-  ) {
-    this.running = instances.map(() => []);
-    this.waiting = instances.map(() => []);
-    this.kv = instances.map(() => []);
-  }
-
-  sample(nowMs: number): void {
-    this.tS.push(nowMs / 1000);
-    for (let i = 0; i < this.instances.length; i++) {
-      const instance = this.instances[i] as SimInstance;
-      const kvUsage = instance.kvUsage;
-      (this.running[i] as number[]).push(instance.running);
-      (this.waiting[i] as number[]).push(instance.waiting);
-      (this.kv[i] as number[]).push(kvUsage);
-      instance.kvUsageSum += kvUsage;
-      instance.kvUsageSamples++;
-      if (kvUsage > instance.kvUsageMax) instance.kvUsageMax = kvUsage;
-    }
-    if (this.tS.length >= this.pointsMax) this.decimate();
-  }
-
-  private decimate(): void {
-    const keepEven = (xs: number[]): void => {
-      let w = 0;
-      for (let r = 0; r < xs.length; r += 2) xs[w++] = xs[r] as number;
-      xs.length = w;
-    };
-    keepEven(this.tS);
-    for (const xs of this.running) keepEven(xs);
-    for (const xs of this.waiting) keepEven(xs);
-    for (const xs of this.kv) keepEven(xs);
-    this.intervalMs *= 2;
-  }
-
-  result(): SimReportData['series'] {
-    const byId = (rows: number[][]): Record<string, number[]> =>
-      Object.fromEntries(this.instances.map((instance, i) => [instance.id, rows[i] as number[]]));
-    return { tS: this.tS, running: byId(this.running), waiting: byId(this.waiting), kvUsage: byId(this.kv) };
-  }
 }

@@ -66,6 +66,10 @@ export interface SimSummary {
   readonly wallSeconds: number;
   readonly eventsPerWallS: number;
   readonly perInstance: readonly InstanceSummary[];
+  /** Rejections by stable error code (admission, early rejection, capacity), when any. */
+  readonly rejectedByCode?: Readonly<Record<string, number>>;
+  /** Offline batch jobs run beside the online workload, when any. */
+  readonly batchJobs?: readonly BatchJobSummary[];
 }
 
 /** Everything the HTML report draws: the summary plus raw samples for CDFs. */
@@ -90,4 +94,19 @@ export interface ComparisonRow {
   readonly summary: SimSummary;
   /** Requests per second that met both SLO targets, when the caller measured it. */
   readonly goodputRps?: number;
+}
+
+/** One offline batch job's outcome (OpenAI Batch states). */
+export interface BatchJobSummary {
+  readonly id: string;
+  readonly status: 'in_progress' | 'completed' | 'expired';
+  readonly total: number;
+  readonly completed: number;
+  readonly failed: number;
+  readonly expired: number;
+  readonly submittedS: number;
+  readonly deadlineS: number;
+  /** When its last request ended; -1 while any is open. */
+  readonly finishedS: number;
+  readonly withinWindow: boolean;
 }
