@@ -2,14 +2,23 @@
  * Every routing policy type, by the name config and `--policy` use. Adding a policy is one line
  * here plus its folder (code, test calling the conformance suite, README with formula and source).
  */
+import { z } from 'zod';
 import { entry, noParams, type RoutingPolicyEntry } from './entry.ts';
 import { createKvCost, kvCostParams } from './kv-cost/kv-cost.ts';
 import { createKvEvents, kvEventsParams } from './kv-events/kv-events.ts';
+import { createLeastKv } from './least-kv/least-kv.ts';
 import { createLeastRequest } from './least-request/least-request.ts';
+import { createLlmd } from './llm-d/llm-d.ts';
+import { LOAD_SIGNALS } from './load.ts';
+import { createLoraAffinity } from './lora-affinity/lora-affinity.ts';
 import { createMooncake, mooncakeParams } from './mooncake/mooncake.ts';
+import { createPowerOfTwo } from './power-of-two/power-of-two.ts';
 import { createPreble, prebleParams } from './preble/preble.ts';
+import { createPrefixAffinity } from './prefix-affinity/prefix-affinity.ts';
+import { createQueue } from './queue/queue.ts';
 import { createRandom } from './random/random.ts';
 import { createRoundRobin } from './round-robin/round-robin.ts';
+import { createSession } from './session/session.ts';
 
 export const CATALOGUE: Readonly<Record<string, RoutingPolicyEntry<unknown>>> = {
   'round-robin': entry({
@@ -22,6 +31,62 @@ export const CATALOGUE: Readonly<Record<string, RoutingPolicyEntry<unknown>>> = 
     description: 'fewest in-flight requests (host accounting)',
     params: noParams,
     create: createLeastRequest,
+  }),
+  'least-kv': entry({
+    description: 'lowest KV-cache usage; ties: fewest in-flight, then lowest index',
+    params: noParams,
+    create: createLeastKv,
+  }),
+  queue: entry({
+    description: 'fewest waiting in the engine queue; ties: fewest in-flight, then lowest index',
+    params: noParams,
+    create: createQueue,
+  }),
+  'power-of-two': entry({
+    description: 'two distinct random eligible instances (seeded), the less loaded wins',
+    params: z.strictObject({ load: z.enum(LOAD_SIGNALS).default('in-flight') }),
+    create: createPowerOfTwo,
+  }),
+  'prefix-affinity': entry({
+    description:
+      "SGLang's cache-aware rule: least load when imbalanced, else longest prefix match above cacheThreshold, else least load",
+    params: z.strictObject({
+      load: z.enum(['in-flight', 'waiting']).default('in-flight'),
+      balanceAbsThreshold: z.number().nonnegative().default(64),
+      balanceRelThreshold: z.number().min(1).default(1.5),
+      cacheThreshold: z.number().min(0).max(1).default(0.3),
+      /** Per-instance prefix-index bound in chain blocks; absent: the instance's KV cache in chain blocks. */
+      capacityBlocks: z.number().int().positive().optional(),
+    }),
+    create: createPrefixAffinity,
+  }),
+  'llm-d': entry({
+    description: "llm-d's default profile: queue x2 + (1 - kvUsage) x2 + prefix match x3, max score",
+    params: z.strictObject({
+      queueWeight: z.number().nonnegative().default(2),
+      kvUsageWeight: z.number().nonnegative().default(2),
+      prefixCacheWeight: z.number().nonnegative().default(3),
+      /** Per-instance prefix-index bound in chain blocks; absent: the instance's KV cache in chain blocks. */
+      capacityBlocks: z.number().int().positive().optional(),
+    }),
+    create: createLlmd,
+  }),
+  session: entry({
+    description:
+      'session affinity: consistent hashing with bounded loads on sessionId, else tenant, else request id',
+    params: z.strictObject({
+      virtualNodes: z.number().int().min(1).max(1000).default(100),
+      epsilon: z.number().nonnegative().default(0.25),
+    }),
+    create: createSession,
+  }),
+  'lora-affinity': entry({
+    description: "model 'base:adapter': instances already holding the adapter first, unless overloaded",
+    params: z.strictObject({
+      maxAdaptersPerInstance: z.number().int().min(1).max(1024).default(8),
+      overloadFactor: z.number().positive().default(1.5),
+    }),
+    create: createLoraAffinity,
   }),
   'kv-cost': entry({
     description:

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { makeRequest, type Request } from '../../core/request.ts';
 import { Rng } from '../../core/rng.ts';
 import type { ClusterView, InstanceView } from '../../core/view.ts';
-import type { RoutingPolicy } from './types.ts';
+import type { Filter, RoutingPolicy } from './types.ts';
 
 /** An instance view with sane defaults, for tests. */
 export function testInstance(index: number, fields: Partial<InstanceView> = {}): InstanceView {
@@ -113,5 +113,42 @@ export function runRoutingConformance(name: string, create: () => RoutingPolicy)
     const policy = create();
     const d = policy.decide(view, requestWithPrefix(1, 100_000), new Rng(5));
     assert.equal(d.kind, 'route');
+  });
+}
+
+/**
+ * Registers the tests particular to profile policies: their filters are respected. `build(extra)`
+ * must return a fresh policy whose profile runs the `extra` filters (after its own).
+ */
+export function runProfileConformance(
+  name: string,
+  build: (extraFilters: readonly Filter[]) => RoutingPolicy,
+): void {
+  test(`${name}: never picks an instance its filters removed`, () => {
+    const oddOnly: Filter = {
+      name: 'odd-only',
+      filter: (_v, _r, c) => c.filter((x) => Number(x.id.slice(1)) % 2 === 1),
+    };
+    const policy = build([oddOnly]);
+    const view = testCluster(12);
+    const rng = new Rng(9);
+    for (let r = 0; r < 200; r++) {
+      const request = requestWithPrefix(r, 64 + (r % 5) * 16);
+      const d = policy.decide(view, request, rng);
+      assert.equal(d.kind, 'route');
+      if (d.kind !== 'route') continue;
+      assert.equal(Number(d.instanceId.slice(1)) % 2, 1, `picked ${d.instanceId}, which the filter removed`);
+      policy.onRouted?.(request, d.instanceId, view.nowMs);
+    }
+  });
+
+  test(`${name}: a filter that removes every instance rejects, naming the filter`, () => {
+    const none: Filter = { name: 'none-left', filter: () => [] };
+    const d = build([none]).decide(testCluster(4), requestWithPrefix(1, 64), new Rng(1));
+    assert.equal(d.kind, 'reject');
+    if (d.kind === 'reject') {
+      assert.equal(d.code, 'SY_ERR_NO_INSTANCE');
+      assert.match(d.reason, /none-left/);
+    }
   });
 }
