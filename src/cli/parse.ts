@@ -28,3 +28,11 @@ export function fraction(value: string): number {
   if (!Number.isFinite(n) || n <= 0 || n > 1) throw new InvalidArgumentError(`'${value}' is not in (0, 1].`);
   return n;
 }
+
+/** Commander parser for a non-negative number flag. */
+export function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError(`'${value}' is not a non-negative number.`);
+  return n;
+}

@@ -9,7 +9,7 @@ import { parseWithSchema, SIM_DEFAULTS, type SimConfigFile, simConfigFileSchema 
 import type { GoodputResult } from '../sim/goodput.ts';
 import { formatComparisonTable, formatSummaryTable } from '../sim/report/table.ts';
 import { type PolicyRun, runExperiment, runTwin, type TwinSettings, writeOutputs } from '../sim/run.ts';
-import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
+import { fraction, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './parse.ts';
 import { withProgress, withSteps } from './progress.ts';
 
 /** The flags of `switchyard sim`, as commander hands them over. */
@@ -42,6 +42,12 @@ interface SimFlags {
   json?: string;
   html?: string;
   progress: boolean;
+  admission?: boolean;
+  scrapeIntervalMs?: number;
+  batchRequests?: number;
+  batchWindowS: number;
+  batchInputTokens: number;
+  batchOutputTokens: number;
 }
 
 /** Registers `switchyard sim`. */
@@ -116,6 +122,23 @@ export function registerSimCommand(program: Command): void {
       fraction,
     )
     .option('--no-prefix-caching', 'engine: disable automatic prefix caching')
+    .option(
+      '--admission',
+      'put the admission queue (priority bands, VTC fairness, shedding) in front of routing',
+    )
+    .option(
+      '--scrape-interval-ms <ms>',
+      'policies see engine signals as scraped this often, like a live gateway (default: exact)',
+      nonNegativeNumber,
+    )
+    .option(
+      '--batch-requests <n>',
+      'add an offline batch job of n requests submitted at t=0 (implies --admission)',
+      positiveInt,
+    )
+    .option('--batch-window-s <s>', 'completion window of the batch job', positiveNumber, 3600)
+    .option('--batch-input-tokens <n>', 'prompt length of batch requests', positiveInt, 1024)
+    .option('--batch-output-tokens <n>', 'output length of batch requests', positiveInt, 256)
     .option('--json <file>', 'write the summary as JSON')
     .option('--html <file>', 'write a self-contained HTML report with plots')
     .option('--no-progress', 'do not draw a progress bar')
@@ -249,6 +272,22 @@ export function resolveSettings(
       ...(flags.html !== undefined ? { html: flags.html } : {}),
     },
     expectedRequests: flags.requests,
+    admission: flags.admission === true ? (file.admission ?? {}) : file.admission,
+    batchJobs:
+      flags.batchRequests !== undefined
+        ? [
+            {
+              id: 'batch',
+              tenant: 'batch',
+              requests: flags.batchRequests,
+              input: { kind: 'fixed', tokens: flags.batchInputTokens },
+              output: { kind: 'fixed', tokens: flags.batchOutputTokens },
+              submitS: 0,
+              windowS: flags.batchWindowS,
+            },
+          ]
+        : file.batch?.jobs,
+    scrapeIntervalMs: flags.scrapeIntervalMs ?? file.scrapeIntervalMs,
   };
 }
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { SwitchyardError } from '../core/errors.ts';
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from '../engine/types.ts';
+import { batchSectionSchema } from './batch-jobs.ts';
 import { type ClusterSpec, clusterSpecSchema } from './cluster.ts';
 
 /** Defaults of the twin's command line and config file. */
@@ -54,6 +55,12 @@ export const simConfigFileSchema = z
     engine: engineOptionsSchema,
     workload: z.record(z.string(), z.unknown()),
     slo: z.object({ ttftMs: z.number().positive(), tpotMs: z.number().positive() }).partial().strict(),
+    /** The admission queue (bands, tenants, limits); validated by its own schema. Present: enabled. */
+    admission: z.record(z.string(), z.unknown()),
+    /** Offline batch jobs that fill spare capacity. */
+    batch: batchSectionSchema,
+    /** Policies see engine signals scraped this often (0: exact). */
+    scrapeIntervalMs: z.number().nonnegative().finite(),
     output: z.object({ json: z.string(), html: z.string() }).partial().strict(),
   })
   .partial()

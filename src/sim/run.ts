@@ -5,6 +5,7 @@ import { assertNever } from '../core/assert.ts';
 import type { Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
 import { createConfiguredPolicy } from '../policies/routing/registry.ts';
+import { type BatchJobSpec, buildBatchJob } from './batch-jobs.ts';
 import type { ClusterSpec } from './cluster.ts';
 import { type engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
 import { type GoodputResult, goodputSweep, scaleWorkload } from './goodput.ts';
@@ -38,6 +39,12 @@ export interface TwinSettings {
   readonly output: { readonly json?: string | undefined; readonly html?: string | undefined };
   /** For the progress bar, when known. */
   readonly expectedRequests: number | undefined;
+  /** The admission queue's config; undefined runs without one (unless batch jobs need it). */
+  readonly admission?: Readonly<Record<string, unknown>> | undefined;
+  /** Offline batch jobs. */
+  readonly batchJobs?: readonly BatchJobSpec[] | undefined;
+  /** Engine signals reach policies through scrapes this far apart (0: exact). */
+  readonly scrapeIntervalMs?: number | undefined;
 }
 
 /** Runs one twin simulation from resolved settings. */
@@ -65,6 +72,9 @@ export function runTwinSpec(
     slo: settings.slo,
     workload: describeWorkload(spec),
     ...(onProgress !== undefined ? { onProgress } : {}),
+    admission: settings.admission,
+    batchJobs: settings.batchJobs?.map((job) => buildBatchJob(job, rng.fork('batch'))),
+    scrapeIntervalMs: settings.scrapeIntervalMs,
   });
 }
 
