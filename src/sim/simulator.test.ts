@@ -127,3 +127,79 @@ test('an unsorted workload is refused with a clear error', () => {
   ];
   assert.throws(() => runSimulation(requests, options()), /not sorted by arrival/);
 });
+
+test('a batch job fills spare capacity and finishes within its window; online requests keep their SLO', () => {
+  const online = () => poisson(400, 10, 3);
+  const base = runSimulation(online(), options()).summary;
+  const withBatch = runSimulation(
+    online(),
+    options({
+      batchJobs: [
+        {
+          id: 'nightly',
+          tenant: 'batch',
+          completionWindowMs: 3_600_000,
+          submittedMs: 0,
+          requests: {
+            count: 2000,
+            generate: (i) =>
+              makeRequest({
+                id: `b${i}`,
+                tenant: 'batch',
+                priority: -1,
+                inputTokens: 512,
+                outputTokens: 64,
+                arrivalMs: 0,
+              }),
+          },
+        },
+      ],
+    }),
+  ).summary;
+  assert.equal(withBatch.requests, 400, 'batch requests are not online requests');
+  assert.equal(withBatch.completed, 400);
+  const job = withBatch.batchJobs?.[0];
+  assert.ok(job !== undefined);
+  assert.equal(job.status, 'completed');
+  assert.equal(job.completed, 2000);
+  assert.ok(job.withinWindow);
+  assert.ok(Math.abs(withBatch.sloAttainment.both - base.sloAttainment.both) <= 0.01);
+});
+
+test('the admission queue sheds with stable codes when asked to keep its queue tiny', () => {
+  const result = runSimulation(
+    poisson(600, 400, 4),
+    options({
+      admission: {
+        bands: [
+          { name: 'online', minPriority: 0, deadlineMs: 2000, queueDepthMax: 4 },
+          { name: 'batch', minPriority: -1000, deadlineMs: 86_400_000, queueDepthMax: 16 },
+        ],
+        gate: { waitingMax: 1 },
+      },
+    }),
+  ).summary;
+  assert.ok(result.rejected > 0, 'an overloaded cluster with a 4-deep queue must shed');
+  assert.equal(result.completed + result.rejected, 600, 'every accepted request ends');
+  const codes = Object.keys(result.rejectedByCode ?? {});
+  assert.ok(
+    codes.every((c) => ['SY_ERR_OVERLOADED', 'SY_ERR_SLO_UNREACHABLE'].includes(c)),
+    codes.join(),
+  );
+});
+
+test('scraped signals go stale: a queue-based policy herds onto the instance that looked idle', () => {
+  const run = (scrapeIntervalMs: number) =>
+    runSimulation(
+      poisson(1500, 60, 11),
+      options({
+        policy: createRoutingPolicy('queue'),
+        scrapeIntervalMs,
+        cluster: { groups: [{ count: 4, gpu: 'h100', model: 'llama-3.1-8b', tp: 1 }] },
+        engine: { ...DEFAULT_ENGINE_CONFIG, maxNumSeqs: 8 },
+      }),
+    ).summary;
+  const fresh = run(0);
+  const stale = run(2000);
+  assert.ok(stale.ttftMs.p99 > fresh.ttftMs.p99, `stale ${stale.ttftMs.p99} vs fresh ${fresh.ttftMs.p99}`);
+});

@@ -173,12 +173,14 @@ class Twin {
     // With work queued for admission, a finish may release it to any instance: stay in event order.
     const barrier = this.admission !== undefined && this.admission.queued > 0 ? t : this.barrierMs();
     for (;;) {
-      const durationMs = engine.startStep(t);
+      // Up to the barrier the core may fuse decode-only steps (no one can add, abort or look).
+      const durationMs = engine.startStep(t, barrier);
       if (durationMs === undefined) {
         instance.stepEndMs = Number.NaN;
         break;
       }
-      const end = t + durationMs;
+      // The core's own end: a fused step's sub-steps summed one by one, not t + durationMs.
+      const end = engine.stepEndMs;
       instance.stepEndMs = end;
       if (end >= barrier) {
         this.queue.push(end, instance.index);
@@ -313,9 +315,12 @@ class Twin {
 
   /** Starts a step on an idle instance that just received work. */
   private stepEndedIdle(instance: SimInstance): void {
-    const durationMs = instance.engine.startStep(this.nowMs);
+    // Routing from inside `admit` may be followed by more routing and a new wake-up, which
+    // barrierMs() cannot see yet: with an admission queue, no fusing from here.
+    const horizonMs = this.admission === undefined ? this.barrierMs() : this.nowMs;
+    const durationMs = instance.engine.startStep(this.nowMs, horizonMs);
     if (durationMs === undefined) return;
-    instance.stepEndMs = this.nowMs + durationMs;
+    instance.stepEndMs = instance.engine.stepEndMs;
     this.queue.push(instance.stepEndMs, instance.index);
   }
 
@@ -325,10 +330,18 @@ class Twin {
     this.rejectedByCode.set(code, (this.rejectedByCode.get(code) ?? 0) + 1);
   }
 
+  /** Whether anything besides the periodic sample and scrape ticks is still to happen. */
+  private hasWork(): boolean {
+    if (this.pending !== undefined || this.nextJob < this.jobs.length) return true;
+    if (this.wakeMs !== Number.POSITIVE_INFINITY) return true;
+    for (const instance of this.instances) if (!Number.isNaN(instance.stepEndMs)) return true;
+    return false;
+  }
+
   private sample(): void {
     this.series.sample(this.nowMs);
-    // Keep sampling only while something else is still to happen.
-    if (this.queue.length > 0) {
+    // Keep sampling only while something else is still to happen (the ticks must not keep each other alive).
+    if (this.hasWork()) {
       this.nextSampleMs = this.nowMs + this.series.intervalMs;
       this.queue.push(this.nextSampleMs, SAMPLE);
     } else {
@@ -338,7 +351,7 @@ class Twin {
 
   private scrape(): void {
     for (const instance of this.instances) instance.scrape(this.nowMs);
-    if (this.queue.length > 0) {
+    if (this.hasWork()) {
       this.nextScrapeMs = this.nowMs + this.scrapeIntervalMs;
       this.queue.push(this.nextScrapeMs, SCRAPE);
     } else {
