@@ -15,6 +15,11 @@ const NO_BLOCKS = new Int32Array(0);
 const NO_TOKEN_YET = Number.NEGATIVE_INFINITY;
 /** Running slots allocated up front; they double as needed, up to maxNumSeqs. */
 const SLOTS_INITIAL = 64;
+/**
+ * Most decode steps one fused step may hold (see `startStep`). It bounds the sub-step end times a
+ * core keeps; past a few hundred the host's per-step cost is noise anyway.
+ */
+export const FUSED_STEPS_MAX = 4096;
 
 /**
  * One request's state inside the core. Token bookkeeping follows vLLM v1: `numTokens` is every
@@ -115,6 +120,13 @@ class BlockTables {
  * Prefix caching: a prompt block is hashed (becomes hittable, BlockStored) at the end of the step
  * that completes it, never before its KV exists. Only blocks with an entry in
  * `EngineRequest.blockHashes` are cacheable; decode blocks never are.
+ *
+ * Fused decode steps: a host that knows nothing outside the core can happen before some time (no
+ * arrival, no abort, no one reading the core's signals) passes that time to `startStep` as a
+ * horizon, and the core may then run several decode-only steps as one host-visible step, with the
+ * same results as running them one by one. A sparse trace is mostly one sequence decoding alone,
+ * hundreds of steps per request; fusing them is what lets a twin replay such a trace at tens of
+ * thousands of requests per wall second (docs/benchmarks.md).
  */
 export class EngineCore {
   /** Inspection only (tests, debugging): the block pool. */
@@ -162,6 +174,15 @@ export class EngineCore {
   private inFinish = false;
   private abortedInFinish = false;
   private stepStartMs = 0;
+  /** When the step in flight ends (its last sub-step's end for a fused step); NaN when none. */
+  private stepEndAtMs = Number.NaN;
+  /** Decode steps in the step in flight: 1, or more for a fused step. */
+  private fusedSteps = 1;
+  /**
+   * End time of each sub-step of the step in flight, in order (entries past `fusedSteps` are
+   * stale). Grown on demand up to FUSED_STEPS_MAX, so a core that never fuses keeps it tiny.
+   */
+  private subStepEndMs: Float64Array = new Float64Array(16);
   /** End of the previous step; a sequence whose last token came then has a regular gap. */
   private prevStepEndMs = Number.NaN;
 
@@ -249,9 +270,18 @@ export class EngineCore {
   get busyMs(): number {
     return this.busyTotalMs;
   }
-  /** Steps finished so far. */
+  /** Engine steps finished so far; a fused step counts as the decode steps it holds. */
   get steps(): number {
     return this.stepCount;
+  }
+  /**
+   * When the step in flight ends: `startStep`'s nowMs plus the duration it returned, or for a
+   * fused step its sub-steps' durations added one by one (NaN when no step is in flight). A host
+   * should finish the step at exactly this time: for a fused step, nowMs + duration can differ from
+   * the sum in the last bit, and every time the core reports must match the unfused run's.
+   */
+  get stepEndMs(): number {
+    return this.stepEndAtMs;
   }
   /** Any request waiting or running: a host with a free core should call startStep. */
   get hasWork(): boolean {
@@ -321,8 +351,27 @@ export class EngineCore {
 
   /**
    * Schedules the next batch and returns its duration, or undefined when there is nothing to run.
+   *
+   * `horizonMs` (default `nowMs`: never fuse) lets the core fuse decode steps. The host promises that
+   * nothing outside the core happens before it: no `add`, no `abort`, no reading of the core's
+   * signals, so the core's state in between is nobody's business. When the step scheduled now is
+   * decode-only (no prefill chunk, nothing preempted or admitted: every running sequence decodes one
+   * token) the core runs k >= 1 such steps as one, k the largest number such that
+   * - no sequence finishes before the k-th (one may finish at it),
+   * - the blocks the k steps need are free now; the core allocates them here, in the order the
+   *   unfused steps would (so the same physical blocks and the same evictions), and when a waiting
+   *   request might otherwise be admitted in between, it stops before the next step that allocates,
+   *   since allocation and eviction can change whether that request fits,
+   * - the k-th step ends strictly before `horizonMs`, every step's duration coming from the perf
+   *   model with the context each sequence would have then,
+   * - k <= FUSED_STEPS_MAX.
+   * The returned duration covers all k steps; `stepEndMs` is their exact end, which the host should
+   * pass to `finishStep`. That call then reports each sub-step as the unfused run would: the same
+   * inter-token gaps and counts, finishes at the last sub-step's end, the same busy time and step
+   * count. KV events of the allocations (BlockRemoved) come at this call instead of at each
+   * sub-step's start: same events, same order within the core.
    */
-  startStep(nowMs: number): number | undefined {
+  startStep(nowMs: number, horizonMs: number = nowMs): number | undefined {
     assert(!this.inFlight, 'startStep while a step is in flight');
     assert(!this.inFinish, 'startStep from a listener hook inside finishStep');
     const shape = this.shape;
@@ -385,13 +434,35 @@ export class EngineCore {
     }
     this.inFlight = true;
     this.stepStartMs = nowMs;
+    const endMs = nowMs + durationMs;
+    this.stepEndAtMs = endMs;
+    this.fusedSteps = 1;
+    // Decode-only: every running sequence scheduled (prefillSeqs 0 also means none was admitted,
+    // since an admission always has a prompt token to compute) and nothing preempted.
+    if (horizonMs > endMs && !preempted && shape.prefillSeqs === 0 && shape.decodeSeqs === this.runCount) {
+      // The admission loop ran and failed iff it was entered: it admits nothing only by refusal.
+      const admissionTried = budget > 0 && this.runCount < this.config.maxNumSeqs && this.waitQueue.size > 0;
+      const k = this.fuseDecodes(endMs, horizonMs, admissionTried);
+      if (k > 1) {
+        this.fusedSteps = k;
+        this.stepEndAtMs = this.subStepEndMs[k - 1]!;
+        return this.stepEndAtMs - nowMs;
+      }
+    }
     return durationMs;
   }
 
-  /** Applies the step in flight: prefill progress, sampled tokens, finishes, listener calls. */
+  /**
+   * Applies the step in flight: prefill progress, sampled tokens, finishes, listener calls. For a
+   * fused step, `nowMs` is the end of its last sub-step (`stepEndMs`); the earlier sub-steps end at
+   * the times `startStep` computed, and are reported as such.
+   */
   finishStep(nowMs: number): void {
     assert(this.inFlight, 'finishStep without startStep');
     this.inFlight = false;
+    this.stepEndAtMs = Number.NaN;
+    // All but the last sub-step of a fused step first; the last one is an ordinary step below.
+    if (this.fusedSteps > 1) this.finishFusedPrefix();
     this.busyTotalMs += nowMs - this.stepStartMs;
     this.stepCount++;
     const prevEndMs = this.prevStepEndMs;
@@ -586,6 +657,141 @@ export class EngineCore {
     this.slotHashCount[slot] = seq.hashCount;
     this.schedule(slot, n);
     return n;
+  }
+
+  /**
+   * Extends the decode-only step just scheduled (ending at `firstEndMs`) by as many further decode
+   * steps as `startStep`'s rules allow, allocating their blocks; returns the number of steps k and
+   * leaves their end times in `subStepEndMs[0..k)` and the last one's shape in `shape`.
+   *
+   * Sub-step j (1-based) of sequence i computes its token `computed + j`, so it needs a new block
+   * when that passes `numBlocks * blockSize`: at most one block per sequence per sub-step. With no
+   * finish and no free in between, the unfused steps would find every block they need free iff the
+   * total fits `freeCount` now, so no preemption is skipped.
+   */
+  private fuseDecodes(firstEndMs: number, horizonMs: number, admissionTried: boolean): number {
+    const n = this.runCount;
+    const bs = this.blockSize;
+    const computedOf = this.slotComputed;
+    const numBlocksOf = this.slotNumBlocks;
+    const remainingOf = this.slotRemaining;
+    let kMax = FUSED_STEPS_MAX;
+    // The first sub-step that needs a block for some sequence.
+    let nextAlloc = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < n; i++) {
+      const remaining = remainingOf[i]!;
+      if (remaining < kMax) kMax = remaining;
+      const alloc = numBlocksOf[i]! * bs - computedOf[i]! + 1;
+      if (alloc < nextAlloc) nextAlloc = alloc;
+    }
+    if (kMax < 2) return 1;
+    if (this.subStepEndMs.length < kMax) this.growSubSteps(kMax);
+    const ends = this.subStepEndMs;
+    const shape = this.shape;
+    const perf = this.perf;
+    const pool = this.blockPool;
+    ends[0] = firstEndMs;
+    let endMs = firstEndMs;
+    let k = 1;
+    while (k < kMax) {
+      const j = k + 1;
+      // Every sequence's context is one token longer than in the previous sub-step.
+      shape.decodeContextTokens += n;
+      const durationMs = perf.stepTimeMs(shape);
+      if (!(durationMs >= 0 && durationMs < Number.POSITIVE_INFINITY)) {
+        throw new AssertionError(`perf model returned step time ${durationMs}`);
+      }
+      // Summed one by one, as a host adding each unfused step's duration would.
+      const nextEndMs = endMs + durationMs;
+      if (!(nextEndMs < horizonMs)) {
+        shape.decodeContextTokens -= n;
+        break;
+      }
+      if (j === nextAlloc) {
+        let need = 0;
+        for (let i = 0; i < n; i++) if (computedOf[i]! + j > numBlocksOf[i]! * bs) need++;
+        if (admissionTried || need > pool.freeCount) {
+          shape.decodeContextTokens -= n;
+          break;
+        }
+        // In slot order, as the unfused step's scheduling loop would allocate them.
+        nextAlloc = Number.POSITIVE_INFINITY;
+        for (let i = 0; i < n; i++) {
+          let have = numBlocksOf[i]!;
+          if (computedOf[i]! + j > have * bs) {
+            this.slotTable[i]![have] = pool.allocate();
+            numBlocksOf[i] = ++have;
+          }
+          const alloc = have * bs - computedOf[i]! + 1;
+          if (alloc < nextAlloc) nextAlloc = alloc;
+        }
+      }
+      ends[k] = nextEndMs;
+      endMs = nextEndMs;
+      k = j;
+    }
+    return k;
+  }
+
+  /**
+   * Applies sub-steps 1 to k-1 of the fused step in flight, reporting them as the unfused steps
+   * would have: each sequence's first gap (regular, or its own after a resume), then one batched
+   * gap per sub-step; busy time and step count per sub-step, so their sums are the same floats.
+   * It leaves the core as if the last sub-step had just started, for finishStep's ordinary pass.
+   */
+  private finishFusedPrefix(): void {
+    // Hooks run here as inside finishStep: they may abort or add, never start a step.
+    this.inFinish = true;
+    try {
+      this.applyFusedPrefix();
+    } finally {
+      this.inFinish = false;
+    }
+  }
+
+  private applyFusedPrefix(): void {
+    const k = this.fusedSteps;
+    this.fusedSteps = 1;
+    const ends = this.subStepEndMs;
+    const n = this.runCount;
+    const listener = this.listener;
+    const prevEndMs = this.prevStepEndMs;
+    const firstEndMs = ends[0]!;
+    const lastStartMs = ends[k - 2]!;
+    const advance = k - 1;
+    const numTokensOf = this.slotNumTokens;
+    const computedOf = this.slotComputed;
+    const remainingOf = this.slotRemaining;
+    const lastTokenMsOf = this.slotLastTokenMs;
+    let regularGaps = 0;
+    for (let i = 0; i < n; i++) {
+      // Every sequence in a fused step decodes, so it has sampled a token before.
+      const lastTokenMs = lastTokenMsOf[i]!;
+      if (lastTokenMs === prevEndMs) regularGaps++;
+      else listener.onInterTokenLatency?.(firstEndMs - lastTokenMs, 1);
+      computedOf[i] = computedOf[i]! + advance;
+      numTokensOf[i] = numTokensOf[i]! + advance;
+      remainingOf[i] = remainingOf[i]! - advance;
+      lastTokenMsOf[i] = lastStartMs;
+    }
+    if (regularGaps > 0) listener.onInterTokenLatency?.(firstEndMs - prevEndMs, regularGaps);
+    let busyMs = this.busyTotalMs + (firstEndMs - this.stepStartMs);
+    for (let j = 1; j < advance; j++) {
+      const gapMs = ends[j]! - ends[j - 1]!;
+      listener.onInterTokenLatency?.(gapMs, n);
+      busyMs += gapMs;
+    }
+    this.busyTotalMs = busyMs;
+    this.stepCount += advance;
+    this.prevStepEndMs = lastStartMs;
+    this.stepStartMs = lastStartMs;
+  }
+
+  /** Grows the sub-step end times to at least `length` entries (at most FUSED_STEPS_MAX). */
+  private growSubSteps(length: number): void {
+    let capacity = this.subStepEndMs.length;
+    while (capacity < length) capacity *= 2;
+    this.subStepEndMs = new Float64Array(Math.min(capacity, FUSED_STEPS_MAX));
   }
 
   /** Copies the running sequence's fields back into its Seq as it leaves the running set. */

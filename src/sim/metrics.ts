@@ -88,11 +88,13 @@ export class RunMetrics {
     let hitTokens = 0;
     let queryTokens = 0;
     let gpuSeconds = 0;
+    let engineSteps = 0;
     const perInstance: InstanceSummary[] = instances.map((instance) => {
       const engine = instance.engine;
       hitTokens += engine.prefixHitTokens;
       queryTokens += engine.prefixQueryTokens;
       gpuSeconds += instance.tp * simulatedSeconds;
+      engineSteps += engine.steps;
       return {
         id: instance.id,
         gpu: instance.gpu,
@@ -140,6 +142,7 @@ export class RunMetrics {
       gpuSeconds,
       simulatedSeconds,
       events,
+      engineSteps,
       wallSeconds,
       eventsPerWallS: wallSeconds > 0 ? events / wallSeconds : 0,
       perInstance,

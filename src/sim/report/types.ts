@@ -62,7 +62,13 @@ export interface SimSummary {
   readonly preemptions: number;
   readonly gpuSeconds: number;
   readonly simulatedSeconds: number;
+  /** Discrete events the twin processed (a fused run of decode steps is one). */
   readonly events: number;
+  /**
+   * Engine steps run on all instances, counting each decode step a fused step holds; the same
+   * whether or not steps were fused. Optional: summaries from before it existed lack it.
+   */
+  readonly engineSteps?: number;
   readonly wallSeconds: number;
   readonly eventsPerWallS: number;
   readonly perInstance: readonly InstanceSummary[];
