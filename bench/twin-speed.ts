@@ -1,6 +1,7 @@
 /**
- * Twin speed: how many simulated requests and events the twin gets through per wall second, and
- * its peak memory. Not a test; run with `npm run bench:twin` (see bench/README.md and
+ * Twin speed: how many simulated requests, events and engine steps the twin gets through per wall
+ * second, and its peak memory. Events are what the twin's loop handles; engine steps count every
+ * decode step, also those the engine core fused into one event (see EngineCore.startStep). Not a test; run with `npm run bench:twin` (see bench/README.md and
  * docs/benchmarks.md). Two scenarios, in one process, after a short warm-up:
  * - mooncake: the full Mooncake conversation trace (12,031 requests) replayed on 16 H100 instances
  *   of llama-3.1-8b; the bundled sample stands in (and the table says so) when the trace is absent;
@@ -65,12 +66,15 @@ interface Figures {
   readonly instances: number;
   readonly requests: number;
   readonly events: number;
+  /** Engine steps on all instances, each fused decode step counted (the summary's engineSteps). */
+  readonly engineSteps: number;
   /** The simulation loop alone (the summary's wallSeconds). */
   readonly simWallS: number;
   /** End to end: building the workload (reading the trace, if any) and the simulation. */
   readonly totalWallS: number;
   readonly reqPerWallS: number;
   readonly eventsPerWallS: number;
+  readonly engineStepsPerWallS: number;
   /** Process peak RSS (getrusage maxRSS) when the scenario ended: a high-water mark. */
   readonly maxRssMiB: number;
   /** Peak V8 heap used, sampled every few thousand arrivals during the scenario. */
@@ -253,10 +257,12 @@ function measure(scenario: Scenario): Figures {
     instances: s.instances,
     requests: s.requests,
     events: s.events,
+    engineSteps: s.engineSteps ?? 0,
     simWallS: s.wallSeconds,
     totalWallS,
     reqPerWallS: s.requests / s.wallSeconds,
     eventsPerWallS: s.eventsPerWallS,
+    engineStepsPerWallS: (s.engineSteps ?? 0) / s.wallSeconds,
     maxRssMiB: (process.resourceUsage().maxRSS * 1024) / MIB,
     peakHeapMiB: peakHeap / MIB,
     load: {
@@ -280,9 +286,11 @@ function formatTable(figures: readonly Figures[]): string {
       'instances',
       'requests',
       'events',
+      'engine steps',
       'wall s',
       'req / wall s',
       'events / wall s',
+      'steps / wall s',
       'peak RSS MiB',
       'peak heap MiB',
       'x target',
@@ -297,9 +305,11 @@ function formatTable(figures: readonly Figures[]): string {
       String(f.instances),
       fmtInt(f.requests),
       fmtInt(f.events),
+      fmtInt(f.engineSteps),
       f.simWallS.toFixed(2),
       fmtInt(f.reqPerWallS),
       fmtInt(f.eventsPerWallS),
+      fmtInt(f.engineStepsPerWallS),
       fmtInt(f.maxRssMiB),
       fmtInt(f.peakHeapMiB),
       (f.reqPerWallS / TARGET_REQ_PER_S).toFixed(2),

@@ -529,3 +529,208 @@ test('a tiny pool forces preemption in random workloads', () => {
   );
   assert.ok(preemptions > 0);
 });
+
+// ---- fused decode steps ----
+
+/** A perf model whose decode time grows with context, so every sub-step's duration differs. */
+function contextPerf(): PerfModel {
+  return {
+    ...fakePerf(),
+    stepTimeMs: (shape) =>
+      0.7 + 0.013 * shape.prefillTokens + 0.051 * shape.decodeSeqs + 0.00037 * shape.decodeContextTokens,
+  };
+}
+
+/** What a host can observe at a step boundary. */
+function snapshot(core: EngineCore, ids: readonly string[]): string {
+  const blocks = ids.map((id) => core.blocksOf(id)?.join(',') ?? '-').join(' ');
+  return `${core.running} ${core.waiting} ${core.kvBlocksUsed} ${core.pendingPrefillTokens} ${core.blockPool.cachedFreeCount} ${blocks}`;
+}
+
+interface HostRun {
+  readonly rec: Recorder;
+  readonly core: EngineCore;
+  /** Snapshot at each step boundary, by time. */
+  readonly boundaries: Map<number, string>;
+  /** Steps the host saw (a fused step is one). */
+  readonly hostSteps: number;
+}
+
+/**
+ * Drives a core as the twin does: arrivals and aborts land at the first step boundary at or after
+ * their time, and with `fuse` each step gets the next such time (or an extra barrier, standing for a
+ * metrics sample) as its horizon. Without `fuse` the horizon is now: plain steps.
+ */
+function driveHost(w: Workload, fuse: boolean, barriers: readonly number[], perf: PerfModel): HostRun {
+  const rec = new Recorder();
+  const core = new EngineCore(w.config, perf, w.numBlocks, rec);
+  const arrivals = [...w.requests].sort((a, b) => a.arrivalMs - b.arrivalMs);
+  const aborts = [...w.aborts].sort((a, b) => a[1] - b[1]);
+  const extra = [...barriers].sort((a, b) => a - b);
+  const ids = w.requests.map((r) => r.id);
+  const boundaries = new Map<number, string>();
+  let nowMs = 0;
+  let next = 0;
+  let nextAbort = 0;
+  let nextExtra = 0;
+  let hostSteps = 0;
+  for (;;) {
+    while (next < arrivals.length && arrivals[next]!.arrivalMs <= nowMs) core.add(arrivals[next++]!, nowMs);
+    while (nextAbort < aborts.length && aborts[nextAbort]![1] <= nowMs)
+      core.abort(aborts[nextAbort++]![0], nowMs);
+    while (nextExtra < extra.length && extra[nextExtra]! <= nowMs) nextExtra++;
+    const barrier = Math.min(
+      arrivals[next]?.arrivalMs ?? Infinity,
+      aborts[nextAbort]?.[1] ?? Infinity,
+      extra[nextExtra] ?? Infinity,
+    );
+    const durationMs = core.startStep(nowMs, fuse ? barrier : nowMs);
+    if (durationMs === undefined) {
+      if (next >= arrivals.length && nextAbort >= aborts.length) break;
+      nowMs = Math.max(
+        nowMs,
+        Math.min(arrivals[next]?.arrivalMs ?? Infinity, aborts[nextAbort]?.[1] ?? Infinity),
+      );
+      continue;
+    }
+    const endMs = core.stepEndMs;
+    if (!fuse) assert.equal(endMs, nowMs + durationMs);
+    // A fused step ends strictly before the horizon; a plain one may cross it.
+    if (fuse && core.lastStepShape.decodeSeqs > 0 && endMs >= barrier) {
+      assert.equal(endMs, nowMs + durationMs, 'a step crossing the horizon is not fused');
+    }
+    nowMs = endMs;
+    core.finishStep(nowMs);
+    core.checkInvariants();
+    boundaries.set(nowMs, snapshot(core, ids));
+    hostSteps++;
+    assert.ok(hostSteps < 1e6, 'workload did not finish');
+  }
+  return { rec, core, boundaries, hostSteps };
+}
+
+/** The listener log of one kind of entry, in order. */
+function entries(rec: Recorder, ...kinds: string[]): string[] {
+  return rec.log.filter((line) => kinds.some((k) => line.startsWith(`${k} `)));
+}
+
+test('fused: one sequence decoding alone runs its whole decode as one host step', () => {
+  const w: Workload = {
+    config: config({ blockSize: 16 }),
+    numBlocks: 100,
+    requests: [req('a', 100, 40)],
+    aborts: new Map(),
+  };
+  const plain = driveHost(w, false, [], contextPerf());
+  const fused = driveHost(w, true, [], contextPerf());
+  assert.equal(plain.hostSteps, 40);
+  // The prefill step, then 39 decode steps (crossing three block boundaries) fused into one.
+  assert.equal(fused.hostSteps, 2);
+  assert.equal(fused.core.steps, 40);
+  assert.deepEqual(
+    fused.rec.log,
+    plain.rec.log.filter((l) => !l.startsWith('kv ')),
+  );
+  assert.equal(fused.core.busyMs, plain.core.busyMs);
+  assert.equal(fused.rec.finished.get('a')!.finishMs, plain.rec.finished.get('a')!.finishMs);
+  // Each sub-step's gap reported on its own, as the plain run does: 39 distinct gaps.
+  assert.deepEqual(fused.rec.itlCalls, plain.rec.itlCalls);
+  assert.equal(new Set(fused.rec.itlCalls.map(([gap]) => gap)).size, 39);
+});
+
+test('fused: the horizon bounds a fused step, which ends strictly before it', () => {
+  const core = new EngineCore(config({}), contextPerf(), 100, new Recorder());
+  core.add(req('a', 10, 1000), 0);
+  let nowMs = core.startStep(0)!;
+  core.finishStep(nowMs);
+  const horizonMs = nowMs + 10;
+  core.startStep(nowMs, horizonMs);
+  const endMs = core.stepEndMs;
+  assert.ok(endMs < horizonMs);
+  const stepsBefore = core.steps;
+  core.finishStep(endMs);
+  const fusedSteps = core.steps - stepsBefore;
+  assert.ok(fusedSteps > 1);
+  // One more sub-step would have reached the horizon.
+  const nextMs = core.startStep(endMs)!;
+  assert.ok(endMs + nextMs >= horizonMs);
+  nowMs = endMs + nextMs;
+  core.finishStep(nowMs);
+  // The default horizon (now) never fuses.
+  assert.equal(core.steps, stepsBefore + fusedSteps + 1);
+  assert.ok(Number.isNaN(core.stepEndMs));
+});
+
+test('fused: a sub-step ending exactly at the horizon is left out', () => {
+  const perf: PerfModel = { ...fakePerf(), stepTimeMs: (shape) => (shape.prefillTokens > 0 ? 2 : 1) };
+  const core = new EngineCore(config({}), perf, 100, new Recorder());
+  core.add(req('a', 10, 20), 0);
+  core.startStep(0, 7);
+  assert.equal(core.stepEndMs, 2);
+  core.finishStep(2);
+  // Sub-steps would end at 3, 4, 5, 6, 7: the one at 7 may be an event of its own.
+  assert.equal(core.startStep(2, 7), 4);
+  assert.equal(core.stepEndMs, 6);
+  core.finishStep(6);
+  assert.equal(core.steps, 5);
+});
+
+test('fused: no fusing while a prefill chunk, a preemption or an admission is in the step', () => {
+  const rec = new Recorder();
+  const core = new EngineCore(config({ maxNumBatchedTokens: 32 }), contextPerf(), 100, rec);
+  core.add(req('a', 8, 50), 0);
+  let nowMs = core.startStep(0, Infinity)!;
+  core.finishStep(nowMs);
+  // b's long prompt is chunked over several steps; a decodes alongside, one step at a time.
+  core.add(req('b', 100, 5), nowMs);
+  for (let i = 0; i < 4; i++) {
+    const before = core.steps;
+    core.startStep(nowMs, Infinity);
+    assert.ok(core.lastStepShape.prefillSeqs > 0);
+    nowMs = core.stepEndMs;
+    core.finishStep(nowMs);
+    assert.equal(core.steps, before + 1);
+  }
+  // Both decode now: fused up to b's last token, which it samples at the fused step's end.
+  core.startStep(nowMs, Infinity);
+  nowMs = core.stepEndMs;
+  core.finishStep(nowMs);
+  assert.equal(rec.finished.get('b')?.finishMs, nowMs);
+  assert.equal(rec.finished.has('a'), false);
+});
+
+test('property: fused and plain steps give the same finishes, tokens, gaps, blocks and events', () => {
+  let fusedAny = 0;
+  let preemptions = 0;
+  fc.assert(
+    fc.property(
+      workloadArb,
+      fc.boolean(),
+      fc.array(fc.double({ min: 0, max: 400, noNaN: true }), { maxLength: 6 }),
+      (w, withAborts, barriers) => {
+        const load = withAborts ? w : { ...w, aborts: new Map<string, number>() };
+        const plain = driveHost(load, false, barriers, contextPerf());
+        const fused = driveHost(load, true, barriers, contextPerf());
+        // Finishes and first tokens with their times, in order; gaps with their counts, in order.
+        assert.deepEqual(entries(fused.rec, 'first', 'finish'), entries(plain.rec, 'first', 'finish'));
+        assert.deepEqual(fused.rec.itlCalls, plain.rec.itlCalls);
+        // The same KV events in the same order (evictions of a fused step come at its start).
+        assert.deepEqual(fused.rec.kvEvents, plain.rec.kvEvents);
+        assert.deepEqual(fused.rec.rejected, plain.rec.rejected);
+        // Every boundary the fused host saw is one the plain host saw, in the same state.
+        for (const [t, state] of fused.boundaries) assert.equal(state, plain.boundaries.get(t), `at ${t}`);
+        assert.equal(fused.core.steps, plain.core.steps);
+        assert.equal(fused.core.busyMs, plain.core.busyMs);
+        assert.equal(fused.core.preemptions, plain.core.preemptions);
+        assert.equal(fused.core.prefixHitTokens, plain.core.prefixHitTokens);
+        assert.equal(fused.core.blockPool.cachedFreeCount, plain.core.blockPool.cachedFreeCount);
+        assert.equal(fused.core.kvBlocksUsed, 0);
+        if (fused.hostSteps < plain.hostSteps) fusedAny++;
+        preemptions += plain.core.preemptions;
+      },
+    ),
+    { numRuns: 400 },
+  );
+  // The generator must reach both fusing and preemption.
+  assert.ok(fusedAny > 50 && preemptions > 0, `fused ${fusedAny} runs, ${preemptions} preemptions`);
+});
