@@ -39,6 +39,7 @@ interface SimFlags {
   blockSize?: number;
   gpuMemoryUtilization?: number;
   prefixCaching: boolean;
+  schedulingPolicy?: 'fcfs' | 'priority';
   json?: string;
   html?: string;
   progress: boolean;
@@ -122,6 +123,12 @@ export function registerSimCommand(program: Command): void {
       fraction,
     )
     .option('--no-prefix-caching', 'engine: disable automatic prefix caching')
+    .addOption(
+      new Option(
+        '--scheduling-policy <policy>',
+        'engine: fcfs, or priority (higher-priority requests first, preempting lower ones; default fcfs)',
+      ).choices(['fcfs', 'priority']),
+    )
     .option(
       '--admission',
       'put the admission queue (priority bands, VTC fairness, shedding) in front of routing',
@@ -255,6 +262,7 @@ export function resolveSettings(
   if (flags.blockSize !== undefined) engine.blockSize = flags.blockSize;
   if (flags.gpuMemoryUtilization !== undefined) engine.gpuMemoryUtilization = flags.gpuMemoryUtilization;
   if (fromCli('prefixCaching')) engine.enablePrefixCaching = flags.prefixCaching;
+  if (flags.schedulingPolicy !== undefined) engine.schedulingPolicy = flags.schedulingPolicy;
   return {
     seed: pick('seed', flags.seed, file.seed),
     policy,

@@ -86,7 +86,11 @@ interface DriveOptions {
 }
 
 /** Runs a workload to completion as a host would, checking invariants after every step. */
-function drive(core: EngineCore, requests: readonly EngineRequest[], options: DriveOptions = {}): number {
+export function drive(
+  core: EngineCore,
+  requests: readonly EngineRequest[],
+  options: DriveOptions = {},
+): number {
   const arrivals = [...requests].sort((a, b) => a.arrivalMs - b.arrivalMs);
   const aborts = [...(options.aborts ?? new Map<string, number>())].sort((a, b) => a[1] - b[1]);
   let nowMs = options.startMs ?? 0;

@@ -3,6 +3,7 @@ import type { PerfModel, StepShape } from '../model/types.ts';
 import { BlockPool } from './block-pool.ts';
 import { Deque } from './deque.ts';
 import type { EngineConfig, EngineListener, EngineRequest, FinishedRequest, KvEvent } from './types.ts';
+import { PriorityWaitQueue, type WaitQueue } from './wait-queue.ts';
 
 const WAITING = 0;
 const RUNNING = 1;
@@ -55,8 +56,12 @@ class Seq {
   cachedPromptTokens = 0;
   preemptions = 0;
 
+  /** Higher is more important (the 'priority' scheduling policy). */
+  readonly priority: number;
+
   constructor(request: EngineRequest, maxBlocks: number) {
     this.request = request;
+    this.priority = request.priority ?? 0;
     this.outputTokens = request.outputTokens;
     this.hashCount = request.blockHashes.length;
     this.numTokens = request.inputTokens;
@@ -158,7 +163,8 @@ export class EngineCore {
   private slotNumStored: Int32Array = new Int32Array(0);
   private slotHashCount: Int32Array = new Int32Array(0);
   private runCount = 0;
-  private readonly waitQueue = new Deque<Seq>(64);
+  private readonly waitQueue: WaitQueue<Seq>;
+  private readonly byPriority: boolean;
   private readonly byId = new Map<string, Seq>();
   private readonly tables: BlockTables;
   /** Reused for every step; the perf model must not keep it. */
@@ -216,6 +222,8 @@ export class EngineCore {
     this.caching = config.enablePrefixCaching;
     this.emitKv = listener.onKvEvent !== undefined;
     this.tables = new BlockTables(config.maxNumSeqs);
+    this.byPriority = config.schedulingPolicy === 'priority';
+    this.waitQueue = this.byPriority ? new PriorityWaitQueue<Seq>((seq) => seq.priority) : new Deque<Seq>(64);
     this.growSlots(Math.min(SLOTS_INITIAL, config.maxNumSeqs));
     this.blockPool = new BlockPool(numBlocks, this.emitKv ? (hash) => this.emitRemoved(hash) : undefined);
   }
@@ -384,6 +392,7 @@ export class EngineCore {
     let budget = this.config.maxNumBatchedTokens;
     let scheduled = 0;
     let preempted = false;
+    if (this.byPriority) this.preemptForPriority();
     const numTokens = this.slotNumTokens;
     const computedOf = this.slotComputed;
     const numBlocks = this.slotNumBlocks;
@@ -602,6 +611,46 @@ export class EngineCore {
   // ---- internals ----
 
   /**
+   * The priority policy: while the most important waiting request cannot get a running slot or the
+   * blocks of its first chunk, and the least important running sequence matters less, preempt that
+   * one (recompute, to the front of its own level). This runs before anything is scheduled, so no
+   * scheduled work is thrown away, and it does not count as the thrashing preemption that blocks
+   * admission for a step: it exists to admit.
+   */
+  private preemptForPriority(): void {
+    const bs = this.blockSize;
+    const chunkMax = this.config.maxNumBatchedTokens;
+    for (;;) {
+      const head = this.waitQueue.peekFront();
+      if (head === undefined || this.runCount === 0) return;
+      const last = this.slotSeq[this.runCount - 1]!;
+      if (last.priority >= head.priority) return;
+      const needsSlot = this.runCount >= this.config.maxNumSeqs;
+      // Conservative: ignores prefix-cache hits, which can only lower the need.
+      const needsBlocks = Math.ceil(Math.min(head.numTokens, chunkMax) / bs) > this.blockPool.freeCount;
+      if (!needsSlot && !needsBlocks) return;
+      this.preempt(--this.runCount);
+    }
+  }
+
+  /**
+   * Keeps the running set ordered by priority, highest first (FCFS within a level), so budget and
+   * preemption both favour the important: moves the sequence just admitted into `slot` up past the
+   * less important ones. Uses the spare slot at the end of the arrays as scratch.
+   */
+  private placeByPriority(slot: number): void {
+    const seq = this.slotSeq[slot]!;
+    let to = slot;
+    while (to > 0 && this.slotSeq[to - 1]!.priority < seq.priority) to--;
+    if (to === slot) return;
+    const scratch = this.slotSeq.length - 1;
+    this.moveSlot(slot, scratch);
+    for (let i = slot; i > to; i--) this.moveSlot(i - 1, i);
+    this.moveSlot(scratch, to);
+    this.slotSeq[scratch] = undefined;
+  }
+
+  /**
    * Tries to admit the front waiting sequence with a budget of `budget` tokens; returns the tokens
    * scheduled, 0 when its blocks do not fit (it stays at the front: FCFS, no skipping).
    */
@@ -643,7 +692,8 @@ export class EngineCore {
     }
     seq.state = RUNNING;
     const slot = this.runCount++;
-    if (slot === this.slotSeq.length) this.growSlots(Math.min(2 * slot, this.config.maxNumSeqs));
+    // One slot more than maxNumSeqs: the spare is placeByPriority's scratch.
+    if (slot + 1 >= this.slotSeq.length) this.growSlots(Math.min(2 * (slot + 1), this.config.maxNumSeqs + 1));
     this.slotSeq[slot] = seq;
     this.slotTable[slot] = blocks;
     this.slotNumTokens[slot] = seq.numTokens;
@@ -656,6 +706,7 @@ export class EngineCore {
     this.slotNumStored[slot] = hits;
     this.slotHashCount[slot] = seq.hashCount;
     this.schedule(slot, n);
+    if (this.byPriority) this.placeByPriority(slot);
     return n;
   }
 

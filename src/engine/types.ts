@@ -18,6 +18,12 @@ export interface EngineConfig {
   readonly enablePrefixCaching: boolean;
   /** Overrides the KV block count computed from memory (tests, --num-gpu-blocks-override). */
   readonly numGpuBlocksOverride: number | undefined;
+  /**
+   * --scheduling-policy: 'fcfs' serves in arrival order; 'priority' serves higher-priority requests
+   * first and preempts lower-priority running ones to make room for them (vLLM's priority policy,
+   * with Switchyard's sign: a higher `priority` is more important).
+   */
+  readonly schedulingPolicy: 'fcfs' | 'priority';
 }
 
 /** vLLM's defaults. */
@@ -28,6 +34,7 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
   gpuMemoryUtilization: 0.9,
   enablePrefixCaching: true,
   numGpuBlocksOverride: undefined,
+  schedulingPolicy: 'fcfs',
 };
 
 /** A request as the engine core sees it. */
@@ -36,6 +43,8 @@ export interface EngineRequest {
   readonly inputTokens: number;
   readonly outputTokens: number;
   readonly arrivalMs: number;
+  /** Higher is more important; only the 'priority' scheduling policy reads it. Default 0. */
+  readonly priority?: number;
   /**
    * Chained hashes of the prompt's full blocks at the engine's block size (block i covers tokens
    * [i * blockSize, (i + 1) * blockSize)). May be shorter than the prompt's full blocks: blocks

@@ -26,6 +26,7 @@ export const engineOptionsSchema = z
     gpuMemoryUtilization: z.number().gt(0).max(1),
     enablePrefixCaching: z.boolean(),
     numGpuBlocksOverride: z.number().int().min(1),
+    schedulingPolicy: z.enum(['fcfs', 'priority']),
   })
   .partial()
   .strict();

@@ -297,6 +297,7 @@ class Twin {
       inputTokens: request.inputTokens,
       outputTokens: request.outputTokens,
       arrivalMs: request.arrivalMs,
+      priority: request.priority,
       blockHashes:
         request.prefix.hashes.length === 0
           ? NO_BLOCK_HASHES

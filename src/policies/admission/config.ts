@@ -62,6 +62,13 @@ export const gateConfigSchema = z.strictObject({
   /** ... and while offline in-flight requests are below this times the number of eligible instances. */
   offlineInFlightPerInstanceMax: z.number().int().min(1).default(4),
   /**
+   * Offline work also waits while the mean online+offline in-flight per eligible instance is at or
+   * above this: a busy decode batch is not spare even when nothing queues, because every added
+   * sequence lengthens every step (TPOT). Default: no limit; docs/results/batch.md measures 16 with a
+   * 32-per-instance offline cap and priority engines as the setting that harvests the most.
+   */
+  spareInFlightPerInstanceMax: z.number().positive().default(Number.MAX_SAFE_INTEGER),
+  /**
    * While requests are queued, `nextWakeMs` asks to be woken this often to re-read the view: engine
    * queues drain at every engine step, with no arrival or completion to tell the host.
    */

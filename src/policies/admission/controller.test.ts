@@ -360,3 +360,16 @@ test('config: strict schema with defaults; bad values are SY_ERR_INVALID_CONFIG'
   );
   assert.throws(() => createAdmissionController({ shedding: { retryAfterMinMs: 10, retryAfterMaxMs: 5 } }));
 });
+
+test('offline band: a busy decode batch is not spare capacity (spareInFlightPerInstanceMax)', () => {
+  const ctl = createAdmissionController({ gate: { spareInFlightPerInstanceMax: 10 } });
+  const batch = (i: number) => req(`b${i}`, { priority: -1, arrivalMs: i });
+  // Nothing queued anywhere, KV nearly empty, but 10 requests in flight per instance: hold the batch.
+  assert.equal(ctl.offer(batch(0), view(0, 2, { inFlight: 10 })).kind, 'queued');
+  assert.deepEqual(ctl.drain(view(1, 2, { inFlight: 12 })).dispatch, []);
+  // The online load falls below the bound: the batch goes.
+  assert.deepEqual(
+    ctl.drain(view(2, 2, { inFlight: 3 })).dispatch.map((r) => r.id),
+    ['b0'],
+  );
+});

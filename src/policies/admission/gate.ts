@@ -44,7 +44,8 @@ export class CapacityProjection {
 
   /**
    * Offline gate: the online gate is open, and there is spare capacity: engines' total waiting at most
-   * spareWaitingMax, mean KV usage below spareKvUsageMax, and offline in-flight below
+   * spareWaitingMax, mean KV usage below spareKvUsageMax, mean in-flight below
+   * spareInFlightPerInstanceMax, and offline in-flight below
    * offlineInFlightPerInstanceMax per eligible instance.
    */
   offlineOpen(model: string, offlineInFlight: number): boolean {
@@ -52,6 +53,7 @@ export class CapacityProjection {
     let eligible = 0;
     let waiting = this.spareWaitingAdded;
     let kvUsage = 0;
+    let inFlight = 0;
     const instances = this.view.instances;
     for (let i = 0; i < instances.length; i++) {
       const instance = instances[i];
@@ -59,9 +61,11 @@ export class CapacityProjection {
       eligible += 1;
       waiting += instance.waiting;
       kvUsage += this.kvUsage[i] ?? 0;
+      inFlight += this.inFlight[i] ?? 0;
     }
     return (
       waiting <= this.gate.spareWaitingMax &&
+      inFlight / eligible < this.gate.spareInFlightPerInstanceMax &&
       kvUsage / eligible < this.gate.spareKvUsageMax &&
       offlineInFlight < this.gate.offlineInFlightPerInstanceMax * eligible
     );
