@@ -1,8 +1,8 @@
 /**
  * An int32 -> int32 hash table with open addressing (linear probing) over one typed array, for the
- * prefix indices' hot path. A V8 Map costs two or three cache misses per lookup (hash table, entry,
- * boxed value) and holds at most 2^24 entries; here a lookup is one multiply and, almost always, one
- * cache line, keys and values sitting side by side. Deletion shifts later entries of the probe run
+ * hot path of the prefix cache index (`prefix-cache-index.ts`). A V8 Map costs two or three cache
+ * misses per lookup (hash table, entry, boxed value) and holds at most 2^24 entries; here a lookup is
+ * one multiply and, almost always, one cache line, keys and values sitting side by side. Deletion shifts later entries of the probe run
  * back, so there are no tombstones and probes stay short however long the table lives.
  *
  * Values may be any int32 except `INT_TABLE_MISSING`, which `get` returns for an absent key.
@@ -45,6 +45,28 @@ export class IntTable {
       const v = data[2 * i + 1] as number;
       if (v === INT_TABLE_MISSING || data[2 * i] === key) return v;
       i = (i + 1) & mask;
+    }
+  }
+
+  /**
+   * `out[j] = get(keys[j])` for j < count. One loop of independent lookups, so the CPU overlaps
+   * their cache misses where a lookup per iteration of a longer loop would take them one at a time.
+   */
+  getMany(keys: Int32Array, out: Int32Array, count: number): void {
+    const data = this.data;
+    const mask = this.mask;
+    const shift = this.shift;
+    for (let j = 0; j < count; j++) {
+      const key = keys[j] as number;
+      let i = Math.imul(key, 0x9e3779b1) >>> shift;
+      for (;;) {
+        const v = data[2 * i + 1] as number;
+        if (v === INT_TABLE_MISSING || data[2 * i] === key) {
+          out[j] = v;
+          break;
+        }
+        i = (i + 1) & mask;
+      }
     }
   }
 

@@ -3,9 +3,9 @@ import { reject, routeTo } from '../../../core/decision.ts';
 import type { InstanceId, RequestId } from '../../../core/ids.ts';
 import type { Request } from '../../../core/request.ts';
 import type { InstanceView } from '../../../core/view.ts';
-import { BlockHolderIndex } from '../block-holders.ts';
 import { isEligible } from '../eligible.ts';
 import { maxScorePicker, softmaxPicker } from '../pickers.ts';
+import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { Picker, RoutingPolicy } from '../types.ts';
 
 /** Parameters of `kv-cost`; every key has a default. */
@@ -48,7 +48,7 @@ interface ActiveRecord {
  * the seeded generator), or with `temperature > 0` one is sampled by softmax.
  */
 export function createKvCost(params: KvCostParams = kvCostParams.parse({})): RoutingPolicy {
-  const index = new BlockHolderIndex();
+  const index = new PrefixCacheIndex({ capacity: { tokens: params.indexCapacityTokens } });
   const active = new Map<RequestId, ActiveRecord>();
   let prefillTokens = new Float64Array(16);
   let decodeTokens = new Float64Array(16);
@@ -139,12 +139,7 @@ export function createKvCost(params: KvCostParams = kvCostParams.parse({})): Rou
       // Map order is insertion order, so the first key is the longest-tracked request: a host that
       // lost its completion is the likeliest reason the bound is reached.
       if (active.size > params.requestsTrackedMax) release(active.keys().next().value as RequestId);
-      index.insertChain(
-        slot,
-        prefix.hashes,
-        prefix.hashes.length,
-        Math.floor(params.indexCapacityTokens / prefix.blockTokens),
-      );
+      index.learn(slot, prefix);
     },
     onFirstToken(request: Request) {
       const rec = active.get(request.id);

@@ -1,12 +1,11 @@
 import { z } from 'zod';
-import { assertNever } from '../../../core/assert.ts';
 import { reject, routeTo } from '../../../core/decision.ts';
 import type { InstanceId } from '../../../core/ids.ts';
 import type { KvEvent } from '../../../core/kv-events.ts';
 import type { PrefixChain } from '../../../core/request.ts';
 import type { InstanceView } from '../../../core/view.ts';
-import { BlockHolderIndex, ChainCursor } from '../block-holders.ts';
 import { isEligible } from '../eligible.ts';
+import { ChainCursor, PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { RoutingPolicy } from '../types.ts';
 
 /** Parameters of `kv-events`; every key has a default. */
@@ -40,7 +39,7 @@ export type KvEventsParams = z.infer<typeof kvEventsParams>;
  * to the fewest in-flight requests, then the fewest waiting, then at random (seeded).
  */
 export function createKvEvents(params: KvEventsParams = kvEventsParams.parse({})): RoutingPolicy {
-  const index = new BlockHolderIndex();
+  const index = new PrefixCacheIndex({ capacity: { blocks: params.blocksPerInstanceMax } });
   const cursor = new ChainCursor();
   const candidates: InstanceView[] = [];
   const blockSizes: number[] = [];
@@ -95,21 +94,7 @@ export function createKvEvents(params: KvEventsParams = kvEventsParams.parse({})
       return routeTo((candidates[best] as InstanceView).id);
     },
     onKvEvent(instanceId: InstanceId, event: KvEvent) {
-      const slot = index.register(instanceId);
-      switch (event.type) {
-        case 'BlockStored':
-          for (const hash of event.hashes) index.add(slot, hash);
-          index.trim(slot, params.blocksPerInstanceMax);
-          return;
-        case 'BlockRemoved':
-          for (const hash of event.hashes) index.remove(slot, hash);
-          return;
-        case 'AllBlocksCleared':
-          index.clear(slot);
-          return;
-        default:
-          assertNever(event, 'KV event');
-      }
+      index.applyKvEvent(index.register(instanceId), event);
     },
   };
 

@@ -7,8 +7,8 @@ import { MS_PER_S } from '../../../core/units.ts';
 import type { InstanceView } from '../../../core/view.ts';
 import { kvTransferTimeMs, LINKS } from '../../../model/loading.ts';
 import type { LinkKind, PerfModel } from '../../../model/types.ts';
-import { BlockHolderIndex } from '../block-holders.ts';
 import { isEligible } from '../eligible.ts';
+import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { PolicyContext, RoutingPolicy } from '../types.ts';
 
 const LINK_KINDS = Object.keys(LINKS) as [LinkKind, ...LinkKind[]];
@@ -58,7 +58,7 @@ interface PerfMemo {
  * instance is estimated to meet both its TTFT and TPOT SLOs.
  */
 export function createMooncake(params: MooncakeParams, context: PolicyContext): RoutingPolicy {
-  const index = new BlockHolderIndex();
+  const index = new PrefixCacheIndex({ capacity: { tokens: params.indexCapacityTokens } });
   const candidates: InstanceView[] = [];
   const memos: PerfMemo[] = [];
   let ttft = new Float64Array(64);
@@ -137,12 +137,7 @@ export function createMooncake(params: MooncakeParams, context: PolicyContext): 
     onRouted(request: Request, instanceId: InstanceId) {
       const slot = index.register(instanceId);
       const prefix = request.prefix;
-      index.insertChain(
-        slot,
-        prefix.hashes,
-        prefix.hashes.length,
-        Math.floor(params.indexCapacityTokens / prefix.blockTokens),
-      );
+      index.learn(slot, prefix);
     },
   };
 

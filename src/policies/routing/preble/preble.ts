@@ -4,8 +4,8 @@ import type { InstanceId } from '../../../core/ids.ts';
 import type { Request } from '../../../core/request.ts';
 import type { InstanceView } from '../../../core/view.ts';
 import type { PerfModel } from '../../../model/types.ts';
-import { BlockHolderIndex } from '../block-holders.ts';
 import { isEligible } from '../eligible.ts';
+import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { PolicyContext, RoutingPolicy } from '../types.ts';
 
 /** Parameters of `preble`; every key has a default. */
@@ -127,7 +127,7 @@ class WindowRing {
  * time of each routed request's missed tokens plus its decode time on instance i.
  */
 export function createPreble(params: PrebleParams, context: PolicyContext): RoutingPolicy {
-  const index = new BlockHolderIndex();
+  const index = new PrefixCacheIndex({ capacity: { tokens: params.indexCapacityTokens } });
   const rings: WindowRing[] = [];
   const ringGenerations: number[] = [];
   const candidates: InstanceView[] = [];
@@ -216,12 +216,7 @@ export function createPreble(params: PrebleParams, context: PolicyContext): Rout
       }
       ring.expire(nowMs - params.windowMs);
       ring.push(nowMs, request.inputTokens - cached, cached, request.outputTokens);
-      index.insertChain(
-        slot,
-        prefix.hashes,
-        prefix.hashes.length,
-        Math.floor(params.indexCapacityTokens / prefix.blockTokens),
-      );
+      index.learn(slot, prefix);
     },
   };
 }

@@ -1,8 +1,8 @@
 import { reject, routeTo } from '../../../core/decision.ts';
 import type { InstanceView } from '../../../core/view.ts';
-import { ApproxPrefixCache } from '../approx-prefix.ts';
 import { isEligible } from '../eligible.ts';
 import { loadOf } from '../load.ts';
+import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { RoutingPolicy } from '../types.ts';
 
 /** Parameters of prefix-affinity (SGLang's cache-aware rule). */
@@ -47,14 +47,16 @@ export interface PrefixAffinityPolicy extends RoutingPolicy {
 export function createPrefixAffinity(
   params: PrefixAffinityParams = PREFIX_AFFINITY_DEFAULTS,
 ): PrefixAffinityPolicy {
-  const cache = new ApproxPrefixCache({ capacityBlocks: params.capacityBlocks });
+  const index = new PrefixCacheIndex({
+    capacity: params.capacityBlocks === undefined ? 'kv-cache' : { blocks: params.capacityBlocks },
+  });
   const { load: signal, balanceAbsThreshold, balanceRelThreshold, cacheThreshold } = params;
   // Scratch: the eligible instances of the current decision, reused so decide does not allocate.
   const eligible: InstanceView[] = [];
   return {
     name: 'prefix-affinity',
     decide(view, request) {
-      cache.observe(view);
+      index.observe(view);
       let count = 0;
       let least: InstanceView | undefined;
       let leastLoad = 0;
@@ -78,14 +80,14 @@ export function createPrefixAffinity(
       const imbalanced =
         maxLoad - leastLoad > balanceAbsThreshold && maxLoad > balanceRelThreshold * leastLoad;
       if (imbalanced || request.inputTokens <= 0) return routeTo(least.id);
-      const matched = cache.match(request.prefix.hashes, eligible, count);
+      index.match(request.prefix.hashes);
       let best = -1;
       let bestBlocks = 0;
       let bestLoad = 0;
       for (let i = 0; i < count; i++) {
-        const blocks = matched[i] as number;
-        if (blocks === 0 || blocks < bestBlocks) continue;
         const instance = eligible[i] as InstanceView;
+        const blocks = index.matchedBlocks(index.slotOf(instance.id));
+        if (blocks === 0 || blocks < bestBlocks) continue;
         const load = loadOf(instance, signal);
         if (
           blocks > bestBlocks ||
@@ -103,13 +105,15 @@ export function createPrefixAffinity(
       return routeTo(least.id);
     },
     onRouted(request, instanceId) {
-      cache.learn(request, instanceId);
+      index.learn(index.register(instanceId), request.prefix);
     },
     onKvEvent(instanceId, event) {
-      cache.onKvEvent(instanceId, event);
+      // Only a clear applies: the engine's block hashes live in its own hash space (its block size,
+      // its chain), not the request chain's, so stored and removed blocks cannot be matched here.
+      if (event.type === 'AllBlocksCleared') index.clear(index.slotOf(instanceId));
     },
     cachedBlocks(instanceId) {
-      return cache.size(instanceId);
+      return index.size(index.slotOf(instanceId));
     },
   };
 }

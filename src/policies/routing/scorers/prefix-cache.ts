@@ -1,7 +1,8 @@
 import type { InstanceId } from '../../../core/ids.ts';
 import type { KvEvent } from '../../../core/kv-events.ts';
 import type { Request } from '../../../core/request.ts';
-import { ApproxPrefixCache, type ApproxPrefixCacheOptions } from '../approx-prefix.ts';
+import type { InstanceView } from '../../../core/view.ts';
+import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { Scorer } from '../types.ts';
 
 /** The prefix-cache scorer, with a read-out of its index for tests and reports. */
@@ -10,33 +11,44 @@ export interface PrefixCacheScorer extends Scorer {
   cachedBlocks(instanceId: InstanceId): number;
 }
 
+/** Options of the prefix-cache scorer. */
+export interface PrefixCacheScorerOptions {
+  /** Per-instance bound of the index in chain blocks; undefined: the instance's KV cache in chain blocks. */
+  readonly capacityBlocks?: number | undefined;
+}
+
 /**
  * Prefix-cache affinity: `matched leading blocks / request blocks` from an approximate index of
  * what each instance caches, learned in `onRouted` (llm-d's `prefix-cache-scorer` in approximate
  * mode). Each scorer owns its index, so two profiles never share learned state by accident.
  */
-export function createPrefixCacheScorer(options: ApproxPrefixCacheOptions = {}): PrefixCacheScorer {
-  const cache = new ApproxPrefixCache(options);
+export function createPrefixCacheScorer(options: PrefixCacheScorerOptions = {}): PrefixCacheScorer {
+  const index = new PrefixCacheIndex({
+    capacity: options.capacityBlocks === undefined ? 'kv-cache' : { blocks: options.capacityBlocks },
+  });
   return {
     name: 'prefix-cache',
     score(view, request, candidates, out) {
-      cache.observe(view);
+      index.observe(view);
       const blocks = request.prefix.hashes.length;
       if (blocks === 0) {
         out.fill(0, 0, candidates.length);
         return;
       }
-      const matched = cache.match(request.prefix.hashes, candidates);
-      for (let i = 0; i < candidates.length; i++) out[i] = (matched[i] as number) / blocks;
+      index.match(request.prefix.hashes);
+      for (let i = 0; i < candidates.length; i++)
+        out[i] = index.matchedBlocks(index.slotOf((candidates[i] as InstanceView).id)) / blocks;
     },
     onRouted(request: Request, instanceId: InstanceId) {
-      cache.learn(request, instanceId);
+      index.learn(index.register(instanceId), request.prefix);
     },
     onKvEvent(instanceId: InstanceId, event: KvEvent) {
-      cache.onKvEvent(instanceId, event);
+      // Only a clear applies: the engine's block hashes live in its own hash space (its block size,
+      // its chain), not the request chain's, so stored and removed blocks cannot be matched here.
+      if (event.type === 'AllBlocksCleared') index.clear(index.slotOf(instanceId));
     },
     cachedBlocks(instanceId) {
-      return cache.size(instanceId);
+      return index.size(index.slotOf(instanceId));
     },
   };
 }
