@@ -711,8 +711,16 @@ test('property: fused and plain steps give the same finishes, tokens, gaps, bloc
       workloadArb,
       fc.boolean(),
       fc.array(fc.double({ min: 0, max: 400, noNaN: true }), { maxLength: 6 }),
-      (w, withAborts, barriers) => {
-        const load = withAborts ? w : { ...w, aborts: new Map<string, number>() };
+      fc.option(fc.array(fc.integer({ min: -1, max: 2 }), { minLength: 24, maxLength: 24 })),
+      (w, withAborts, barriers, priorities) => {
+        // With priorities, the priority policy: waiting requests may preempt when blocks run short.
+        const load: Workload = {
+          ...w,
+          config: priorities === null ? w.config : { ...w.config, schedulingPolicy: 'priority' },
+          requests:
+            priorities === null ? w.requests : w.requests.map((r, i) => ({ ...r, priority: priorities[i]! })),
+          aborts: withAborts ? w.aborts : new Map<string, number>(),
+        };
         const plain = driveHost(load, false, barriers, contextPerf());
         const fused = driveHost(load, true, barriers, contextPerf());
         // Finishes and first tokens with their times, in order; gaps with their counts, in order.

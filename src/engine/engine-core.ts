@@ -368,8 +368,8 @@ export class EngineCore {
    * - no sequence finishes before the k-th (one may finish at it),
    * - the blocks the k steps need are free now; the core allocates them here, in the order the
    *   unfused steps would (so the same physical blocks and the same evictions), and when a waiting
-   *   request might otherwise be admitted in between, it stops before the next step that allocates,
-   *   since allocation and eviction can change whether that request fits,
+   *   request was refused admission, or under the priority policy could preempt, it stops before
+   *   the next step that allocates, since allocation and eviction change what fits,
    * - the k-th step ends strictly before `horizonMs`, every step's duration coming from the perf
    *   model with the context each sequence would have then,
    * - k <= FUSED_STEPS_MAX.
@@ -449,9 +449,18 @@ export class EngineCore {
     // Decode-only: every running sequence scheduled (prefillSeqs 0 also means none was admitted,
     // since an admission always has a prompt token to compute) and nothing preempted.
     if (horizonMs > endMs && !preempted && shape.prefillSeqs === 0 && shape.decodeSeqs === this.runCount) {
-      // The admission loop ran and failed iff it was entered: it admits nothing only by refusal.
-      const admissionTried = budget > 0 && this.runCount < this.config.maxNumSeqs && this.waitQueue.size > 0;
-      const k = this.fuseDecodes(endMs, horizonMs, admissionTried);
+      // Whether a waiting request's fate depends on the free blocks: the admission loop ran and
+      // was refused (it was entered), or under the priority policy a waiting request may preempt
+      // once blocks run short. Then the fused steps must not allocate.
+      const waitingWatchesBlocks =
+        this.waitQueue.size > 0 &&
+        (this.byPriority || (budget > 0 && this.runCount < this.config.maxNumSeqs));
+      // The priority check runs before a step's allocations; the next step would run it after
+      // this one's, so ask now and keep the step alone if it would preempt.
+      const k =
+        this.byPriority && waitingWatchesBlocks && this.priorityWantsPreemption()
+          ? 1
+          : this.fuseDecodes(endMs, horizonMs, waitingWatchesBlocks);
       if (k > 1) {
         this.fusedSteps = k;
         this.stepEndAtMs = this.subStepEndMs[k - 1]!;
@@ -618,19 +627,23 @@ export class EngineCore {
    * admission for a step: it exists to admit.
    */
   private preemptForPriority(): void {
-    const bs = this.blockSize;
-    const chunkMax = this.config.maxNumBatchedTokens;
-    for (;;) {
-      const head = this.waitQueue.peekFront();
-      if (head === undefined || this.runCount === 0) return;
-      const last = this.slotSeq[this.runCount - 1]!;
-      if (last.priority >= head.priority) return;
-      const needsSlot = this.runCount >= this.config.maxNumSeqs;
-      // Conservative: ignores prefix-cache hits, which can only lower the need.
-      const needsBlocks = Math.ceil(Math.min(head.numTokens, chunkMax) / bs) > this.blockPool.freeCount;
-      if (!needsSlot && !needsBlocks) return;
-      this.preempt(--this.runCount);
-    }
+    while (this.priorityWantsPreemption()) this.preempt(--this.runCount);
+  }
+
+  /**
+   * Whether the most important waiting request should preempt the least important running
+   * sequence: it matters more and lacks a running slot or the blocks of its first chunk. Also asked
+   * by startStep before fusing, as the next unfused step would ask it.
+   */
+  private priorityWantsPreemption(): boolean {
+    const head = this.waitQueue.peekFront();
+    if (head === undefined || this.runCount === 0) return false;
+    const last = this.slotSeq[this.runCount - 1]!;
+    if (last.priority >= head.priority) return false;
+    const needsSlot = this.runCount >= this.config.maxNumSeqs;
+    // Conservative: ignores prefix-cache hits, which can only lower the need.
+    const chunk = Math.min(head.numTokens, this.config.maxNumBatchedTokens);
+    return needsSlot || Math.ceil(chunk / this.blockSize) > this.blockPool.freeCount;
   }
 
   /**
@@ -720,7 +733,7 @@ export class EngineCore {
    * finish and no free in between, the unfused steps would find every block they need free iff the
    * total fits `freeCount` now, so no preemption is skipped.
    */
-  private fuseDecodes(firstEndMs: number, horizonMs: number, admissionTried: boolean): number {
+  private fuseDecodes(firstEndMs: number, horizonMs: number, waitingWatchesBlocks: boolean): number {
     const n = this.runCount;
     const bs = this.blockSize;
     const computedOf = this.slotComputed;
@@ -761,7 +774,7 @@ export class EngineCore {
       if (j === nextAlloc) {
         let need = 0;
         for (let i = 0; i < n; i++) if (computedOf[i]! + j > numBlocksOf[i]! * bs) need++;
-        if (admissionTried || need > pool.freeCount) {
+        if (waitingWatchesBlocks || need > pool.freeCount) {
           shape.decodeContextTokens -= n;
           break;
         }
