@@ -14,6 +14,7 @@ import Table from 'cli-table3';
 import { CHAIN_ROOT, chainHash } from '../src/core/hash.ts';
 import { makeRequest, type Request } from '../src/core/request.ts';
 import { Rng } from '../src/core/rng.ts';
+import { engineBlockHashes } from '../src/engine/prefix.ts';
 import { testCluster } from '../src/policies/routing/conformance.ts';
 import { createRoutingPolicy, routingPolicyNames } from '../src/policies/routing/registry.ts';
 
@@ -61,22 +62,60 @@ const view = testCluster(instances, (i) => ({
   waiting: i % 3,
   kvUsage: (i % 10) / 10,
 }));
+/** The engine block size the simulated KV events use (vLLM's default). */
+const ENGINE_BLOCK_SIZE = 16;
+let naiveBaselineUs: number | undefined;
+
+/**
+ * The baseline: the straightforward precise matcher, one hash set per instance and a walk of the
+ * prompt's blocks on every instance until the first miss (what a router that keeps a set of cached
+ * blocks per worker does). Mean microseconds per decision on the same warm state.
+ */
+function naiveMatchUs(prompts: readonly Request[]): number {
+  const sets: Set<number>[] = [];
+  for (let i = 0; i < instances; i++) {
+    const set = new Set<number>();
+    for (let c = 0; c < 10; c++) for (const h of chain(16, 10_000, i * 10 + c + 1, 2000)) set.add(h);
+    sets.push(set);
+  }
+  const rounds = Math.max(20, Math.floor(decisions / 50));
+  let sink = 0;
+  const t0 = process.hrtime.bigint();
+  for (let r = 0; r < rounds; r++) {
+    const hashes = (prompts[r % prompts.length] as Request).prefix.hashes;
+    let best = 0;
+    for (const set of sets) {
+      let k = 0;
+      while (k < hashes.length && set.has(hashes[k] as number)) k++;
+      if (k > best) best = k;
+    }
+    sink += best;
+  }
+  const us = Number(process.hrtime.bigint() - t0) / 1000 / rounds;
+  if (sink < 0) console.log(sink);
+  return us;
+}
+
 const table = new Table({
+  // Plain text when piped (docs, CI logs): cli-table3 colours its borders by default.
+  ...(process.stdout.isTTY === true ? {} : { style: { head: [], border: [] } }),
   head: ['policy', 'block', 'decide mean us', 'decide p99 us', 'onRouted mean us', 'verdict'],
 });
 for (const blockTokens of [16, 512]) {
   for (const name of only ?? routingPolicyNames()) {
     const policy = createRoutingPolicy(name);
     const rng = new Rng(1);
-    // Warm: every instance holds the system prompt and ten conversations of its own.
+    // Warm: every instance holds the system prompt and ten conversations of its own. Policies that
+    // learn from routing see the routes; precise ones see the engines' KV events for the same blocks.
     for (let i = 0; i < instances; i++) {
       for (let c = 0; c < 10; c++) {
         const family = i * 10 + c + 1;
-        policy.onRouted?.(
-          request(`w${family}`, blockTokens, 10_000, chain(blockTokens, 10_000, family, 2000)),
-          `i${i}`,
-          0,
-        );
+        const warm = request(`w${family}`, blockTokens, 10_000, chain(blockTokens, 10_000, family, 2000));
+        policy.onRouted?.(warm, `i${i}`, 0);
+        if (policy.onKvEvent !== undefined) {
+          const hashes = engineBlockHashes(warm.prefix, warm.inputTokens, ENGINE_BLOCK_SIZE);
+          policy.onKvEvent(`i${i}`, { type: 'BlockStored', hashes, parentHash: undefined }, 0);
+        }
       }
     }
     const prompts = Array.from({ length: 16 }, (_, k) => {
@@ -97,6 +136,7 @@ for (const blockTokens of [16, 512]) {
     const t1 = process.hrtime.bigint();
     for (let r = 0; r < routes; r++) policy.onRouted?.(prompts[r % 16] as Request, `i${r % instances}`, 0);
     const routedUs = Number(process.hrtime.bigint() - t1) / 1000 / routes;
+    if (blockTokens === 16) naiveBaselineUs ??= naiveMatchUs(prompts);
     table.push([
       name,
       blockTokens,
@@ -109,3 +149,9 @@ for (const blockTokens of [16, 512]) {
 }
 console.log(`${instances} instances, 100,000-token prompts, ${decisions} decisions per row`);
 console.log(table.toString());
+if (naiveBaselineUs !== undefined) {
+  console.log(
+    `baseline, naive per-instance set walk (16-token blocks, same warm state): ${naiveBaselineUs.toFixed(1)} us per decision;` +
+      ' ratio = baseline / policy mean in the table above. For scale, llm-d reports 2.5-3 ms added latency with precise prefix scoring on 100k-token prompts.',
+  );
+}
