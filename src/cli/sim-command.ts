@@ -9,6 +9,7 @@ import { parseWithSchema, SIM_DEFAULTS, type SimConfigFile, simConfigFileSchema 
 import type { GoodputResult } from '../sim/goodput.ts';
 import { formatComparisonTable, formatSummaryTable } from '../sim/report/table.ts';
 import { type PolicyRun, runExperiment, runTwin, type TwinSettings, writeOutputs } from '../sim/run.ts';
+import { DecisionLogWriter } from './decision-log.ts';
 import { fraction, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './parse.ts';
 import { withProgress, withSteps } from './progress.ts';
 
@@ -42,6 +43,7 @@ interface SimFlags {
   schedulingPolicy?: 'fcfs' | 'priority';
   json?: string;
   html?: string;
+  decisionLog?: string;
   progress: boolean;
   admission?: boolean;
   scrapeIntervalMs?: number;
@@ -146,6 +148,10 @@ export function registerSimCommand(program: Command): void {
     .option('--batch-window-s <s>', 'completion window of the batch job', positiveNumber, 3600)
     .option('--batch-input-tokens <n>', 'prompt length of batch requests', positiveInt, 1024)
     .option('--batch-output-tokens <n>', 'output length of batch requests', positiveInt, 256)
+    .option(
+      '--decision-log <file>',
+      'write every routing decision as JSON lines (request, time, instance or rejection code)',
+    )
     .option('--json <file>', 'write the summary as JSON')
     .option('--html <file>', 'write a self-contained HTML report with plots')
     .option('--no-progress', 'do not draw a progress bar')
@@ -166,10 +172,15 @@ export function registerSimCommand(program: Command): void {
       for (const name of policies) createConfiguredPolicy(name, settings.policies);
       let runs: PolicyRun[];
       if (policies.length === 1 && flags.goodput !== true) {
-        const result = await withProgress(flags.progress, settings.expectedRequests, (onProgress) =>
-          runTwin(settings, onProgress),
-        );
-        runs = [{ result, goodput: undefined }];
+        const log = flags.decisionLog !== undefined ? new DecisionLogWriter(flags.decisionLog) : undefined;
+        try {
+          const result = await withProgress(flags.progress, settings.expectedRequests, (onProgress) =>
+            runTwin(settings, onProgress, log?.write),
+          );
+          runs = [{ result, goodput: undefined }];
+        } finally {
+          log?.close();
+        }
       } else {
         runs = await withSteps(flags.progress, (step) =>
           runExperiment(settings, policies, { goodput: flags.goodput === true, onRun: step }),

@@ -18,7 +18,7 @@ import {
   summaryToJson,
   toJsonValue,
 } from './report/json.ts';
-import { runSimulation, type SimResult } from './simulator.ts';
+import { type DecisionLogEntry, runSimulation, type SimResult } from './simulator.ts';
 import { createWorkload } from './workload/create.ts';
 import { type WorkloadSpec, workloadSpecSchema } from './workload/spec.ts';
 
@@ -51,9 +51,10 @@ export interface TwinSettings {
 export function runTwin(
   settings: TwinSettings,
   onProgress?: (arrived: number, simulatedMs: number) => void,
+  onDecision?: (entry: DecisionLogEntry) => void,
 ): SimResult {
   const spec = parseWithSchema(workloadSpecSchema, settings.workload, 'workload');
-  return runTwinSpec(settings, spec, onProgress);
+  return runTwinSpec(settings, spec, onProgress, onDecision);
 }
 
 /** Runs one twin simulation on an already validated workload spec. */
@@ -61,6 +62,7 @@ export function runTwinSpec(
   settings: TwinSettings,
   spec: WorkloadSpec,
   onProgress?: (arrived: number, simulatedMs: number) => void,
+  onDecision?: (entry: DecisionLogEntry) => void,
 ): SimResult {
   const rng = new Rng(settings.seed);
   const source = createWorkload(spec, rng.fork('workload'));
@@ -75,6 +77,7 @@ export function runTwinSpec(
     admission: settings.admission,
     batchJobs: settings.batchJobs?.map((job) => buildBatchJob(job, rng.fork('batch'))),
     scrapeIntervalMs: settings.scrapeIntervalMs,
+    onDecision,
   });
 }
 

@@ -18,7 +18,7 @@ import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { type ClusterSpec, SimInstance } from './cluster.ts';
 import { EventQueue } from './event-queue.ts';
 import { RunMetrics, SeriesRecorder } from './metrics.ts';
-import { downsampleSorted } from './report/percentiles.ts';
+import { downsampleSorted, LatencyHistogram } from './report/percentiles.ts';
 import type { BatchJobSummary, SimReportData, SimSummary } from './report/types.ts';
 import type { RequestSource } from './workload/types.ts';
 
@@ -45,10 +45,23 @@ export interface SimOptions {
   /** Offline batch jobs, submitted at their `submittedMs`; they need `admission` (defaults apply). */
   readonly batchJobs?: readonly BatchJob[] | undefined;
   /**
+   * Receives every routing decision in order: the decision log. It holds no wall-clock field, so the
+   * same seed and input give a byte-identical log.
+   */
+  readonly onDecision?: ((entry: DecisionLogEntry) => void) | undefined;
+  /**
    * Engine signals (running, waiting, KV usage, pending prefill) reach policies through a scrape
    * every this many ms, as Prometheus scrapes do live. 0 or undefined: exact and fresh.
    */
   readonly scrapeIntervalMs?: number | undefined;
+}
+
+/** One routing decision: the request, when, and the instance chosen or the rejection code. */
+export interface DecisionLogEntry {
+  readonly requestId: string;
+  readonly atMs: number;
+  readonly instance: string | undefined;
+  readonly code: ErrorCode | undefined;
 }
 
 /** The outcome of one run. */
@@ -72,6 +85,8 @@ const SCRAPE = -3;
 const WAKE = -4;
 const BATCH_SUBMIT = -5;
 const PROGRESS_EVERY = 4096;
+/** The host times one decide call in this many. */
+const DECISION_TIMING_EVERY = 8;
 /** The engine block hashes of a request with no prefix chain: shared, never written. */
 const NO_BLOCK_HASHES: readonly number[] = Object.freeze([]);
 
@@ -108,6 +123,9 @@ class Twin {
   private nextScrapeMs = Number.POSITIVE_INFINITY;
   private wakeMs = Number.POSITIVE_INFINITY;
   private readonly rejectedByCode = new Map<ErrorCode, number>();
+  /** Wall time of every DECISION_TIMING_EVERY-th decide call, in microseconds (host-side timing). */
+  private readonly decideUs = new LatencyHistogram();
+  private decisions = 0;
 
   constructor(
     source: RequestSource,
@@ -284,14 +302,21 @@ class Twin {
   /** Routes a request; false when the policy rejected it (already counted). */
   private route(request: Request, offline: boolean): boolean {
     this.view.nowMs = this.nowMs;
+    // The host times the policy (every few decisions, so timing costs nothing noticeable).
+    const timed = this.decisions++ % DECISION_TIMING_EVERY === 0;
+    const t0 = timed ? performance.now() : 0;
     const decision = this.policy.decide(this.view as ClusterView, request, this.rng);
+    if (timed) this.decideUs.record((performance.now() - t0) * 1000);
+    const onDecision = this.options.onDecision;
     if (decision.kind === 'reject') {
       this.digest = chainHash(this.digest, 0xffffffff);
+      onDecision?.({ requestId: request.id, atMs: this.nowMs, instance: undefined, code: decision.code });
       this.reject(request, decision.code, offline);
       return false;
     }
     const instance = findInstance(this.instances, decision.instanceId);
     this.digest = chainHash(this.digest, instance.index);
+    onDecision?.({ requestId: request.id, atMs: this.nowMs, instance: instance.id, code: undefined });
     const engineRequest: TwinEngineRequest = {
       id: request.id,
       inputTokens: request.inputTokens,
@@ -462,6 +487,7 @@ class Twin {
       ...base,
       ...(this.rejectedByCode.size > 0 ? { rejectedByCode } : {}),
       ...(batch !== undefined ? { batchJobs: batch } : {}),
+      decisionUs: this.decideUs.stats(),
     };
     const cdfMax = options.cdfPointsMax ?? 2000;
     return {

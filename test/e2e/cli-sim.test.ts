@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
-const WALL_FIELDS = new Set(['wallSeconds', 'eventsPerWallS']);
+const WALL_FIELDS = new Set(['wallSeconds', 'eventsPerWallS', 'decisionUs']);
 
 interface Run {
   code: number;
@@ -106,6 +106,37 @@ test('sim is deterministic: the same seed and input give identical JSON apart fr
   const [ja, jb, jc] = [a, b, c].map((f) => withoutWall(JSON.parse(readFileSync(f, 'utf8'))));
   assert.deepEqual(ja, jb);
   assert.notDeepEqual(ja, jc, 'a different seed changes random routing');
+});
+
+test('the decision log is byte-identical for the same seed and input', async () => {
+  const args = [
+    'sim',
+    '--trace',
+    'sample:mooncake-conversation',
+    '--requests',
+    '300',
+    '--instances',
+    '4',
+    '--policy',
+    'prefix-affinity',
+  ];
+  const a = join(dir, 'a.log');
+  const b = join(dir, 'b.log');
+  assert.equal((await cli([...args, '--decision-log', a])).code, 0);
+  assert.equal((await cli([...args, '--decision-log', b])).code, 0);
+  const text = readFileSync(a, 'utf8');
+  assert.equal(text, readFileSync(b, 'utf8'));
+  const lines = text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.equal(lines.length, 300);
+  assert.ok(
+    lines.every(
+      (l) =>
+        typeof l.request === 'string' && (typeof l.instance === 'string' || typeof l.reject === 'string'),
+    ),
+  );
 });
 
 test('sim runs a generated Poisson workload from a YAML config, flags overriding it', async () => {

@@ -49,7 +49,13 @@ export function createRoutingPolicy(
   if (e === undefined) throw unknownName('routing policy', name, routingPolicyNames());
   const parsed = e.params.safeParse(params);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`);
+    const valid = validKeys(e.params);
+    const problems = parsed.error.issues.map((i) => {
+      const where = i.path.join('.') || '(params)';
+      // Name the keys that do exist, so a typo is one look away from its fix.
+      const hint = i.code === 'unrecognized_keys' ? `; valid: ${valid.length > 0 ? valid.join(', ') : '(none)'}` : '';
+      return `${where}: ${i.message}${hint}`;
+    });
     throw new SwitchyardError(
       'SY_ERR_INVALID_CONFIG',
       `routing policy '${label}' (type ${name}): ${problems.join('; ')}`,
@@ -98,4 +104,10 @@ export function createConfiguredPolicy(
     throw unknownName('routing policy', name, [...routingPolicyNames(), ...Object.keys(named)]);
   }
   return createRoutingPolicy(name, {}, context);
+}
+
+/** The parameter names a policy's schema accepts (its object shape), sorted. */
+function validKeys(schema: z.ZodType<unknown>): string[] {
+  const shape = (schema as { shape?: Record<string, unknown> }).shape;
+  return shape !== undefined ? Object.keys(shape).sort() : [];
 }

@@ -77,7 +77,7 @@ const SUMMARY_KEYS = [
 ] as const;
 const LATENCY_FIELDS = new Set(['ttftMs', 'tpotMs', 'itlMs', 'e2eMs', 'queueMs']);
 /** The only fields that change between two runs with the same seed and trace. */
-const WALL_CLOCK_FIELDS = new Set(['wallSeconds', 'eventsPerWallS']);
+const WALL_CLOCK_FIELDS = new Set(['wallSeconds', 'eventsPerWallS', 'decisionUs']);
 
 /**
  * A deterministic JSON copy of any plain value: numbers rounded by roundFloat, object keys sorted,
@@ -143,7 +143,7 @@ function summaryChildKeys(key: string): readonly string[] {
 /** Options for summaryToJson and comparisonToJson. */
 export interface SummaryJsonOptions {
   /**
-   * Keep `wallSeconds` and `eventsPerWallS` (default true). Leave them out to get byte-identical
+   * Keep `wallSeconds`, `eventsPerWallS` and `decisionUs` (default true). Leave them out to get byte-identical
    * output from two runs with the same seed and trace.
    */
   readonly wallClock?: boolean;

@@ -74,6 +74,11 @@ export interface SimSummary {
   readonly perInstance: readonly InstanceSummary[];
   /** Rejections by stable error code (admission, early rejection, capacity), when any. */
   readonly rejectedByCode?: Readonly<Record<string, number>>;
+  /**
+   * Wall time of the policy's decide calls in microseconds, sampled one in eight by the host. A
+   * wall-clock field, like wallSeconds: it varies from run to run.
+   */
+  readonly decisionUs?: LatencyStats;
   /** Offline batch jobs run beside the online workload, when any. */
   readonly batchJobs?: readonly BatchJobSummary[];
 }

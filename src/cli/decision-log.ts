@@ -1,0 +1,41 @@
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { DecisionLogEntry } from '../sim/simulator.ts';
+
+/** Bytes buffered before a write: a million decisions must not sit in memory, nor cost a syscall each. */
+const FLUSH_BYTES = 1 << 20;
+
+/** Writes the twin's decision log as JSON lines, buffered. */
+export class DecisionLogWriter {
+  private readonly fd: number;
+  private buffer: string[] = [];
+  private bytes = 0;
+
+  constructor(path: string) {
+    mkdirSync(dirname(path), { recursive: true });
+    this.fd = openSync(path, 'w');
+  }
+
+  /** Appends one decision (bound, so it can be passed as a callback). */
+  readonly write = (entry: DecisionLogEntry): void => {
+    const line =
+      entry.code === undefined
+        ? `{"request":${JSON.stringify(entry.requestId)},"atMs":${entry.atMs},"instance":${JSON.stringify(entry.instance)}}\n`
+        : `{"request":${JSON.stringify(entry.requestId)},"atMs":${entry.atMs},"reject":${JSON.stringify(entry.code)}}\n`;
+    this.buffer.push(line);
+    this.bytes += line.length;
+    if (this.bytes >= FLUSH_BYTES) this.flush();
+  };
+
+  close(): void {
+    this.flush();
+    closeSync(this.fd);
+  }
+
+  private flush(): void {
+    if (this.buffer.length === 0) return;
+    writeSync(this.fd, this.buffer.join(''));
+    this.buffer = [];
+    this.bytes = 0;
+  }
+}
