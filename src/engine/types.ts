@@ -66,15 +66,10 @@ export interface FinishedRequest {
   readonly preemptions: number;
 }
 
-/** KV events in vLLM's vocabulary. */
-export type KvEvent =
-  | {
-      readonly type: 'BlockStored';
-      readonly hashes: readonly number[];
-      readonly parentHash: number | undefined;
-    }
-  | { readonly type: 'BlockRemoved'; readonly hashes: readonly number[] }
-  | { readonly type: 'AllBlocksCleared' };
+/** KV events in vLLM's vocabulary; the type lives in core so policies and adapters share it. */
+export type { KvEvent } from '../core/kv-events.ts';
+
+import type { KvEvent } from '../core/kv-events.ts';
 
 /**
  * Why the core refused a request at `add`. `kv-capacity`: the request's KV (prompt plus all but the

@@ -1,5 +1,6 @@
 import { assertNever } from '../../core/assert.ts';
 import type { InstanceView } from '../../core/view.ts';
+import { isEligible } from './eligible.ts';
 
 /** The load signals a load-comparing policy may read. */
 export const LOAD_SIGNALS = ['in-flight', 'waiting', 'kv'] as const;
@@ -23,4 +24,27 @@ export function loadOf(instance: InstanceView, signal: LoadSignal): number {
     default:
       return assertNever(signal, 'load signal');
   }
+}
+
+/**
+ * The eligible instance with the lowest load under `signal`; ties go to fewer in-flight requests
+ * (the host's fresh count breaks ties between equally stale scrapes), then to the lowest index, so
+ * neither map order nor randomness decides. Undefined when none is eligible.
+ */
+export function leastLoaded(
+  instances: readonly InstanceView[],
+  model: string,
+  signal: LoadSignal,
+): InstanceView | undefined {
+  let best: InstanceView | undefined;
+  let bestLoad = Number.POSITIVE_INFINITY;
+  for (const instance of instances) {
+    if (!isEligible(instance, model)) continue;
+    const load = loadOf(instance, signal);
+    if (best === undefined || load < bestLoad || (load === bestLoad && instance.inFlight < best.inFlight)) {
+      best = instance;
+      bestLoad = load;
+    }
+  }
+  return best;
 }

@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { reject, routeTo } from '../../../core/decision.ts';
+import { routeTo } from '../../../core/decision.ts';
 import type { InstanceId, RequestId } from '../../../core/ids.ts';
 import type { Request } from '../../../core/request.ts';
 import type { InstanceView } from '../../../core/view.ts';
-import { isEligible } from '../eligible.ts';
+import { eligibleInto, noEligibleInstance } from '../eligible.ts';
 import { maxScorePicker, softmaxPicker } from '../pickers.ts';
 import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { Picker, RoutingPolicy } from '../types.ts';
@@ -86,11 +86,9 @@ export function createKvCost(params: KvCostParams = kvCostParams.parse({})): Rou
   return {
     name: 'kv-cost',
     decide(view, request, rng) {
-      candidates.length = 0;
-      for (const instance of view.instances)
-        if (isEligible(instance, request.model)) candidates.push(instance);
+      eligibleInto(view.instances, request.model, candidates);
       const n = candidates.length;
-      if (n === 0) return reject('SY_ERR_NO_INSTANCE', `no eligible instance for model '${request.model}'`);
+      if (n === 0) return noEligibleInstance(request.model);
       if (scores.length < n) scores = new Float64Array(n * 2);
       const prefix = request.prefix;
       index.match(prefix.hashes);

@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { reject, routeTo } from '../../../core/decision.ts';
+import { routeTo } from '../../../core/decision.ts';
 import type { InstanceId } from '../../../core/ids.ts';
 import type { KvEvent } from '../../../core/kv-events.ts';
 import type { PrefixChain } from '../../../core/request.ts';
 import type { InstanceView } from '../../../core/view.ts';
-import { isEligible } from '../eligible.ts';
+import { eligibleInto, noEligibleInstance } from '../eligible.ts';
 import { ChainCursor, PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { RoutingPolicy } from '../types.ts';
 
@@ -67,11 +67,9 @@ export function createKvEvents(params: KvEventsParams = kvEventsParams.parse({})
   return {
     name: 'kv-events',
     decide(view, request, rng) {
-      candidates.length = 0;
-      for (const instance of view.instances)
-        if (isEligible(instance, request.model)) candidates.push(instance);
+      eligibleInto(view.instances, request.model, candidates);
       const n = candidates.length;
-      if (n === 0) return reject('SY_ERR_NO_INSTANCE', `no eligible instance for model '${request.model}'`);
+      if (n === 0) return noEligibleInstance(request.model);
       const guarded = params.loadGuard && imbalanced(candidates, params.loadGuardAbs, params.loadGuardRel);
       if (!guarded) matchAll(request.prefix, request.inputTokens);
       let best = -1;

@@ -1,7 +1,7 @@
-import { reject, routeTo } from '../../../core/decision.ts';
+import { routeTo } from '../../../core/decision.ts';
 import type { InstanceId } from '../../../core/ids.ts';
 import type { InstanceView } from '../../../core/view.ts';
-import { isEligible } from '../eligible.ts';
+import { isEligible, noEligibleInstance } from '../eligible.ts';
 import type { RoutingPolicy } from '../types.ts';
 
 /** Parameters of LoRA affinity. */
@@ -71,8 +71,7 @@ export function createLoraAffinity(params: LoraAffinityParams = LORA_AFFINITY_DE
           leastHolder = instance;
         }
       }
-      if (least === undefined)
-        return reject('SY_ERR_NO_INSTANCE', `no eligible instance for model '${request.model}'`);
+      if (least === undefined) return noEligibleInstance(request.model);
       if (leastHolder === undefined) return routeTo(least.id);
       const mean = inFlight / count;
       const overloaded = leastHolder.inFlight > overloadFactor * Math.max(mean, 1);

@@ -7,7 +7,7 @@ import { MS_PER_S } from '../../../core/units.ts';
 import type { InstanceView } from '../../../core/view.ts';
 import { kvTransferTimeMs, LINKS } from '../../../model/loading.ts';
 import type { LinkKind, PerfModel } from '../../../model/types.ts';
-import { isEligible } from '../eligible.ts';
+import { eligibleInto, noEligibleInstance } from '../eligible.ts';
 import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { PolicyContext, RoutingPolicy } from '../types.ts';
 
@@ -85,11 +85,9 @@ export function createMooncake(params: MooncakeParams, context: PolicyContext): 
   return {
     name: 'mooncake',
     decide(view, request, rng) {
-      candidates.length = 0;
-      for (const instance of view.instances)
-        if (isEligible(instance, request.model)) candidates.push(instance);
+      eligibleInto(view.instances, request.model, candidates);
       const n = candidates.length;
-      if (n === 0) return reject('SY_ERR_NO_INSTANCE', `no eligible instance for model '${request.model}'`);
+      if (n === 0) return noEligibleInstance(request.model);
       if (ttft.length < n) ttft = new Float64Array(n * 2);
       const input = request.inputTokens;
       // At least one prompt token is always computed: the engine needs its logits.

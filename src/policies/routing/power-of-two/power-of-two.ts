@@ -1,6 +1,6 @@
-import { reject, routeTo } from '../../../core/decision.ts';
+import { routeTo } from '../../../core/decision.ts';
 import type { InstanceView } from '../../../core/view.ts';
-import { isEligible } from '../eligible.ts';
+import { isEligible, noEligibleInstance } from '../eligible.ts';
 import { type LoadSignal, loadOf } from '../load.ts';
 import type { RoutingPolicy } from '../types.ts';
 
@@ -23,8 +23,7 @@ export function createPowerOfTwo(params: PowerOfTwoParams = { load: 'in-flight' 
     decide(view, request, rng) {
       let eligible = 0;
       for (const instance of view.instances) if (isEligible(instance, request.model)) eligible++;
-      if (eligible === 0)
-        return reject('SY_ERR_NO_INSTANCE', `no eligible instance for model '${request.model}'`);
+      if (eligible === 0) return noEligibleInstance(request.model);
       const first = rng.int(eligible);
       let second = first;
       if (eligible > 1) {

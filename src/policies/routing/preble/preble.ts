@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { reject, routeTo } from '../../../core/decision.ts';
+import { routeTo } from '../../../core/decision.ts';
 import type { InstanceId } from '../../../core/ids.ts';
 import type { Request } from '../../../core/request.ts';
 import type { InstanceView } from '../../../core/view.ts';
 import type { PerfModel } from '../../../model/types.ts';
-import { isEligible } from '../eligible.ts';
+import { eligibleInto, noEligibleInstance } from '../eligible.ts';
 import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { PolicyContext, RoutingPolicy } from '../types.ts';
 
@@ -160,11 +160,9 @@ export function createPreble(params: PrebleParams, context: PolicyContext): Rout
   return {
     name: 'preble',
     decide(view, request, rng) {
-      candidates.length = 0;
-      for (const instance of view.instances)
-        if (isEligible(instance, request.model)) candidates.push(instance);
+      eligibleInto(view.instances, request.model, candidates);
       const n = candidates.length;
-      if (n === 0) return reject('SY_ERR_NO_INSTANCE', `no eligible instance for model '${request.model}'`);
+      if (n === 0) return noEligibleInstance(request.model);
       if (matchedOf.length < n) matchedOf = new Float64Array(n * 2);
       const input = request.inputTokens;
       const prefix = request.prefix;

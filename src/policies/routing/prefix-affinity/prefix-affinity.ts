@@ -1,6 +1,6 @@
-import { reject, routeTo } from '../../../core/decision.ts';
+import { routeTo } from '../../../core/decision.ts';
 import type { InstanceView } from '../../../core/view.ts';
-import { isEligible } from '../eligible.ts';
+import { isEligible, noEligibleInstance } from '../eligible.ts';
 import { loadOf } from '../load.ts';
 import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { RoutingPolicy } from '../types.ts';
@@ -75,8 +75,7 @@ export function createPrefixAffinity(
         }
         if (count === 1 || load > maxLoad) maxLoad = load;
       }
-      if (least === undefined)
-        return reject('SY_ERR_NO_INSTANCE', `no eligible instance for model '${request.model}'`);
+      if (least === undefined) return noEligibleInstance(request.model);
       const imbalanced =
         maxLoad - leastLoad > balanceAbsThreshold && maxLoad > balanceRelThreshold * leastLoad;
       if (imbalanced || request.inputTokens <= 0) return routeTo(least.id);

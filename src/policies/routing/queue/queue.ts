@@ -1,6 +1,6 @@
-import { reject, routeTo } from '../../../core/decision.ts';
-import type { InstanceView } from '../../../core/view.ts';
-import { isEligible } from '../eligible.ts';
+import { routeTo } from '../../../core/decision.ts';
+import { noEligibleInstance } from '../eligible.ts';
+import { leastLoaded } from '../load.ts';
 import type { RoutingPolicy } from '../types.ts';
 
 /**
@@ -11,19 +11,8 @@ export function createQueue(): RoutingPolicy {
   return {
     name: 'queue',
     decide(view, request) {
-      let best: InstanceView | undefined;
-      for (const instance of view.instances) {
-        if (!isEligible(instance, request.model)) continue;
-        if (
-          best === undefined ||
-          instance.waiting < best.waiting ||
-          (instance.waiting === best.waiting && instance.inFlight < best.inFlight)
-        ) {
-          best = instance;
-        }
-      }
-      if (best === undefined)
-        return reject('SY_ERR_NO_INSTANCE', `no eligible instance for model '${request.model}'`);
+      const best = leastLoaded(view.instances, request.model, 'waiting');
+      if (best === undefined) return noEligibleInstance(request.model);
       return routeTo(best.id);
     },
   };

@@ -1,6 +1,6 @@
-import { reject, routeTo } from '../../../core/decision.ts';
+import { routeTo } from '../../../core/decision.ts';
 import type { InstanceView } from '../../../core/view.ts';
-import { isEligible } from '../eligible.ts';
+import { isEligible, noEligibleInstance } from '../eligible.ts';
 import type { RoutingPolicy } from '../types.ts';
 
 /** Uniformly random over eligible instances, drawn from the host's seeded generator. */
@@ -10,8 +10,7 @@ export function createRandom(): RoutingPolicy {
     decide(view, request, rng) {
       const eligible: InstanceView[] = [];
       for (const instance of view.instances) if (isEligible(instance, request.model)) eligible.push(instance);
-      if (eligible.length === 0)
-        return reject('SY_ERR_NO_INSTANCE', `no eligible instance for model '${request.model}'`);
+      if (eligible.length === 0) return noEligibleInstance(request.model);
       return routeTo(rng.pick(eligible).id);
     },
   };

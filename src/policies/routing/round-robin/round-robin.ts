@@ -1,5 +1,5 @@
-import { reject, routeTo } from '../../../core/decision.ts';
-import { isEligible } from '../eligible.ts';
+import { routeTo } from '../../../core/decision.ts';
+import { isEligible, noEligibleInstance } from '../eligible.ts';
 import type { RoutingPolicy } from '../types.ts';
 
 /**
@@ -16,7 +16,7 @@ export function createRoundRobin(): RoutingPolicy {
         const instance = view.instances[(cursor + k) % n];
         if (instance !== undefined && isEligible(instance, request.model)) return routeTo(instance.id);
       }
-      return reject('SY_ERR_NO_INSTANCE', `no eligible instance for model '${request.model}'`);
+      return noEligibleInstance(request.model);
     },
     onRouted() {
       // Rotate the starting point; skipping ineligible instances happens in decide.

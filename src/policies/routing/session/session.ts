@@ -1,11 +1,11 @@
 import { assert } from '../../../core/assert.ts';
-import { reject, routeTo } from '../../../core/decision.ts';
+import { routeTo } from '../../../core/decision.ts';
 import { CHAIN_ROOT, chainHash } from '../../../core/hash.ts';
 import type { InstanceId } from '../../../core/ids.ts';
 import type { Request } from '../../../core/request.ts';
 import { hashString } from '../../../core/rng.ts';
 import type { InstanceView } from '../../../core/view.ts';
-import { isEligible } from '../eligible.ts';
+import { isEligible, noEligibleInstance } from '../eligible.ts';
 import type { RoutingPolicy } from '../types.ts';
 
 /** Parameters of session affinity. */
@@ -96,8 +96,7 @@ export function createSession(params: SessionParams = SESSION_DEFAULTS): Routing
         eligible++;
         inFlight += instance.inFlight;
       }
-      if (eligible === 0)
-        return reject('SY_ERR_NO_INSTANCE', `no eligible instance for model '${request.model}'`);
+      if (eligible === 0) return noEligibleInstance(request.model);
       ensureRing(instances);
       const bound = Math.ceil(((1 + epsilon) * (inFlight + 1)) / eligible);
       const start = lowerBound(positions, position(sessionKey(request), 0));
