@@ -53,7 +53,8 @@ export function createRoutingPolicy(
     const problems = parsed.error.issues.map((i) => {
       const where = i.path.join('.') || '(params)';
       // Name the keys that do exist, so a typo is one look away from its fix.
-      const hint = i.code === 'unrecognized_keys' ? `; valid: ${valid.length > 0 ? valid.join(', ') : '(none)'}` : '';
+      const hint =
+        i.code === 'unrecognized_keys' ? `; valid: ${valid.length > 0 ? valid.join(', ') : '(none)'}` : '';
       return `${where}: ${i.message}${hint}`;
     });
     throw new SwitchyardError(
