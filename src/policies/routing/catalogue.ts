@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { entry, noParams, type RoutingPolicyEntry } from './entry.ts';
+import { createGoodput, goodputParams } from './goodput/goodput.ts';
 import { createKvCost, kvCostParams } from './kv-cost/kv-cost.ts';
 import { createKvEvents, kvEventsParams } from './kv-events/kv-events.ts';
 import { createLeastKv } from './least-kv/least-kv.ts';
@@ -111,5 +112,11 @@ export const CATALOGUE: Readonly<Record<string, RoutingPolicyEntry<unknown>>> = 
       "Preble's E2: exploit the longest cached prefix when it covers most of the prompt, else the least windowed load",
     params: prebleParams,
     create: createPreble,
+  }),
+  goodput: entry({
+    description:
+      "Switchyard's SLO router: min over instances of max(predicted TTFT / SLO, TPOT / SLO) from never-stale router-side prefill and decode accounting, prefix reuse and KV headroom; early SLO rejection",
+    params: goodputParams,
+    create: createGoodput,
   }),
 };
