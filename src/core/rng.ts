@@ -1,6 +1,6 @@
 /**
  * A seeded pseudo-random generator (xoshiro128**, seeded through splitmix32). Every policy, workload
- * and engine that needs randomness receives one of these; nothing calls Math.random(). `fork(label)`
+ * and engine that needs randomness receives one of these; nothing uses the global generator. `fork(label)`
  * derives an independent stream, so adding a consumer does not shift the numbers others see.
  */
 export class Rng {
