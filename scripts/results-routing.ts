@@ -582,7 +582,7 @@ function renderDoc(
     if (setting === undefined || f === undefined) continue;
     const perSecond = f.requests / Math.max(1, f.spanS);
     const file = setting.usesSample
-      ? `\`${setting.tracePath}\` (bundled 3,000-row sample; the full file was not found)`
+      ? `\`${setting.tracePath}\` (bundled 3,000-row sample${existsSync(resolve(ROOT, trace.full)) ? ', by --sample' : '; the full file was not found'})`
       : `\`${setting.tracePath}\`${setting.sliceS !== undefined ? `, first ${num(setting.sliceS)} s` : ''}`;
     w(
       `| ${trace.title} | ${file} | ${num(f.requests)} | ${num(f.spanS)} s | ${num(f.inputMean)} / ${num(f.inputP50)} / ${num(f.inputP90)} / ${num(f.inputP99)} | ` +
@@ -591,6 +591,14 @@ function renderDoc(
     );
   }
   w('');
+  if (settings.some((s) => s.usesSample)) {
+    w(
+      '**Samples, not the full traces**: a sample spans minutes of trace time, and at 32 instances the sweep',
+      "compresses it into seconds of simulated time, shorter than one answer's decode. Those figures measure",
+      'a ramp from an empty cluster more than a steady state; read the 8-instance ones, or fetch the traces.',
+      '',
+    );
+  }
   const mf = facts.get('mooncake');
   const af = facts.get('azure');
   w('### Why these SLOs', '');
