@@ -65,7 +65,10 @@ export function runTwinSpec(
   onDecision?: (entry: DecisionLogEntry) => void,
 ): SimResult {
   const rng = new Rng(settings.seed);
-  const source = createWorkload(spec, rng.fork('workload'));
+  // Requests carry the run's SLO unless the workload gives its own, so SLO-aware policies aim at
+  // what the run measures.
+  const withSlo: WorkloadSpec = spec.slo !== undefined ? spec : { ...spec, slo: settings.slo };
+  const source = createWorkload(withSlo, rng.fork('workload'));
   return runSimulation(source, {
     seed: settings.seed,
     cluster: settings.cluster,

@@ -206,13 +206,24 @@ test('--help explains each option and its default', async () => {
   assert.match(run.stdout, /default: "h100"/);
 });
 
-test('the demo (npm start) compares the routing policies on the bundled trace', async () => {
+test('the demo (npm start) compares the routing policies on the bundled trace, with goodput', async () => {
   const out = join(dir, 'demo.json');
   const run = await cli(['demo', '--requests', '300', '--json', out]);
   assert.equal(run.code, 0, run.stderr);
-  for (const name of ['round-robin', 'random', 'least-request']) assert.match(run.stdout, new RegExp(name));
+  const names = [
+    'round-robin',
+    'least-request',
+    'prefix-affinity',
+    'llm-d',
+    'kv-cost',
+    'mooncake',
+    'goodput',
+  ];
+  for (const name of names) assert.match(run.stdout, new RegExp(name));
   const json = JSON.parse(readFileSync(out, 'utf8'));
-  assert.deepEqual(Object.keys(json.policies), ['round-robin', 'random', 'least-request']);
-  for (const summary of Object.values(json.policies) as { requests: number }[])
+  assert.deepEqual(Object.keys(json.policies), names);
+  for (const summary of Object.values(json.policies) as { requests: number; goodputRps: number }[]) {
     assert.equal(summary.requests, 300);
+    assert.equal(typeof summary.goodputRps, 'number');
+  }
 });
