@@ -5,6 +5,7 @@
  * settings. Run with `npm run results:batch`.
  */
 import { writeFileSync } from 'node:fs';
+import { fixedBatchJob } from '../src/sim/batch-jobs.ts';
 import { SIM_DEFAULTS } from '../src/sim/config.ts';
 import { runTwin, type TwinSettings } from '../src/sim/run.ts';
 
@@ -52,17 +53,7 @@ function settings(rateRps: number, mode: Mode): TwinSettings {
     expectedRequests: undefined,
     admission: mode.admission,
     batchJobs: mode.batch
-      ? [
-          {
-            id: 'nightly',
-            tenant: 'batch',
-            requests: BATCH.requests,
-            input: { kind: 'fixed', tokens: BATCH.inputTokens },
-            output: { kind: 'fixed', tokens: BATCH.outputTokens },
-            submitS: 0,
-            windowS: BATCH.windowS,
-          },
-        ]
+      ? [fixedBatchJob('nightly', BATCH.requests, BATCH.inputTokens, BATCH.outputTokens, BATCH.windowS)]
       : undefined,
   };
 }

@@ -5,6 +5,7 @@ import { SwitchyardError } from '../core/errors.ts';
 import { gpuIds } from '../model/gpus.ts';
 import { modelIds } from '../model/models.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
+import { fixedBatchJob } from '../sim/batch-jobs.ts';
 import { parseWithSchema, SIM_DEFAULTS, type SimConfigFile, simConfigFileSchema } from '../sim/config.ts';
 import type { GoodputResult } from '../sim/goodput.ts';
 import { formatComparisonTable, formatSummaryTable } from '../sim/report/table.ts';
@@ -295,15 +296,13 @@ export function resolveSettings(
     batchJobs:
       flags.batchRequests !== undefined
         ? [
-            {
-              id: 'batch',
-              tenant: 'batch',
-              requests: flags.batchRequests,
-              input: { kind: 'fixed', tokens: flags.batchInputTokens },
-              output: { kind: 'fixed', tokens: flags.batchOutputTokens },
-              submitS: 0,
-              windowS: flags.batchWindowS,
-            },
+            fixedBatchJob(
+              'batch',
+              flags.batchRequests,
+              flags.batchInputTokens,
+              flags.batchOutputTokens,
+              flags.batchWindowS,
+            ),
           ]
         : file.batch?.jobs,
     scrapeIntervalMs: flags.scrapeIntervalMs ?? file.scrapeIntervalMs,

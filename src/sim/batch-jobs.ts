@@ -26,6 +26,25 @@ export type BatchJobSpec = z.output<typeof batchJobSpecSchema>;
 /** The `batch:` section of a twin config. */
 export const batchSectionSchema = z.strictObject({ jobs: z.array(batchJobSpecSchema).max(1000) });
 
+/** A job of identical requests submitted at t = 0: the `--batch-*` flags' shape. */
+export function fixedBatchJob(
+  id: string,
+  requests: number,
+  inputTokens: number,
+  outputTokens: number,
+  windowS: number,
+): BatchJobSpec {
+  return {
+    id,
+    tenant: 'batch',
+    requests,
+    input: { kind: 'fixed', tokens: inputTokens },
+    output: { kind: 'fixed', tokens: outputTokens },
+    submitS: 0,
+    windowS,
+  };
+}
+
 /** The offline band's priority. */
 export const BATCH_PRIORITY = -1;
 

@@ -1,28 +1,18 @@
 /** Views and requests for the admission tests. */
 import { makeRequest, type Request } from '../../core/request.ts';
 import type { ClusterView, InstanceView } from '../../core/view.ts';
+import { testInstance } from '../routing/conformance.ts';
 
-/** One instance, idle unless told otherwise. */
+/** One instance, idle unless told otherwise (the routing suite's test instance with no load). */
 export function instance(index: number, fields: Partial<InstanceView> = {}): InstanceView {
-  return {
-    id: `i${index}`,
-    models: ['default'],
-    gpu: 'h100',
-    tp: 1,
-    role: 'both',
-    healthy: true,
-    draining: false,
+  return testInstance(index, {
     inFlight: 0,
     running: 0,
     waiting: 0,
     kvUsage: 0,
-    kvBlocksTotal: 10_000,
-    blockSize: 16,
     pendingPrefillTokens: 0,
-    prefixHitRate: 0,
-    updatedAtMs: 0,
     ...fields,
-  };
+  });
 }
 
 /** A cluster of `n` instances at `nowMs`, each with the same fields. */
