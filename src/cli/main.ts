@@ -1,6 +1,9 @@
 import { Command, CommanderError } from 'commander';
 import { SwitchyardError } from '../core/errors.ts';
+import { registerBenchCommand } from './bench-command.ts';
 import { registerDemoCommand } from './demo-command.ts';
+import { registerEngineCommand } from './engine-command.ts';
+import { registerServeCommand } from './serve-command.ts';
 import { registerSimCommand } from './sim-command.ts';
 
 /** Builds the `switchyard` program. Exported for tests. */
@@ -15,6 +18,9 @@ export function buildProgram(): Command {
     .exitOverride();
   registerSimCommand(program);
   registerDemoCommand(program);
+  registerServeCommand(program);
+  registerEngineCommand(program);
+  registerBenchCommand(program);
   return program;
 }
 

@@ -1,0 +1,61 @@
+/**
+ * The contract between the built-in engines' shared OpenAI HTTP surface (`openai-server.ts`) and
+ * what generates the tokens: the `sim` backend (the engine core in wall time) and the `llama`
+ * backend (node-llama-cpp on the CPU). The server parses bodies, streams SSE, serves /metrics,
+ * /health and /v1/models; a backend only generates and reports its signals.
+ */
+import type { ParsedCompletionRequest } from '../core/openai-api.ts';
+
+/** Why a generation ended, in OpenAI's words. */
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+/** Token counts of a finished generation. */
+export interface GenerationUsage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  /** Prompt tokens served from the prefix cache (vLLM's `prompt_tokens_details.cached_tokens`). */
+  readonly cachedTokens: number;
+}
+
+/** Where a backend delivers one generation's output. Exactly one of onFinish / onError ends it. */
+export interface GenerationSink {
+  /** One or more new tokens, as text. */
+  onText(text: string, tokens: number): void;
+  onFinish(reason: FinishReason, usage: GenerationUsage): void;
+  /** The generation failed (the backend refused it or broke); `status` is the HTTP status to answer with. */
+  onError(error: Error & { status?: number; code?: string }): void;
+}
+
+/** One generation to run. */
+export interface GenerationInput {
+  readonly id: string;
+  readonly request: ParsedCompletionRequest;
+  /** Fires when the client went away; the backend frees the sequence. */
+  readonly signal: AbortSignal;
+}
+
+/** The live signals a backend exposes under vLLM's metric names. */
+export interface BackendSignals {
+  readonly running: number;
+  readonly waiting: number;
+  /** 0..1 */
+  readonly kvUsage: number;
+  readonly kvBlocksTotal: number;
+  readonly blockSize: number;
+  readonly prefixQueriesTokens: number;
+  readonly prefixHitsTokens: number;
+  readonly promptTokensTotal: number;
+  readonly generationTokensTotal: number;
+  readonly preemptionsTotal: number;
+}
+
+/** A generator of tokens behind the built-in OpenAI server. */
+export interface EngineBackend {
+  /** The model id served (what /v1/models lists and requests must name). */
+  readonly modelId: string;
+  /** Starts a generation; output arrives through the sink, asynchronously. */
+  generate(input: GenerationInput, sink: GenerationSink): void;
+  signals(): BackendSignals;
+  /** Stops accepting work and frees resources; pending generations end with onError. */
+  close(): Promise<void>;
+}
