@@ -1,0 +1,47 @@
+/**
+ * The Switchyard gateway as the benchmark runs it: `node bin/switchyard.mjs serve --config FILE`
+ * (what a user runs), with a generated config whose backends are the benchmark's upstream ports.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { BENCH_MODEL } from './bodies.ts';
+
+/** The CLI entry point, relative to the repository root. */
+export const SWITCHYARD_BIN = 'bin/switchyard.mjs';
+
+/** Whether this checkout has a gateway to run yet (src/gateway with its entry point). */
+export function gatewayAvailable(root: string): boolean {
+  return existsSync(join(root, 'src/gateway/index.ts'));
+}
+
+/**
+ * Writes a gateway config: `port`, one `openai` backend per upstream port (they all serve
+ * BENCH_MODEL; type openai means no metrics scraping and /v1/models as the health check), and
+ * `policy` for routing. Returns the file name.
+ */
+export function writeGatewayConfig(
+  file: string,
+  port: number,
+  upstreams: readonly number[],
+  policy: string,
+): string {
+  const config = {
+    host: '127.0.0.1',
+    port,
+    backends: upstreams.map((p, i) => ({
+      id: `b${i}`,
+      type: 'openai',
+      url: `http://127.0.0.1:${p}`,
+      models: [BENCH_MODEL],
+    })),
+    routing: { policy },
+  };
+  writeFileSync(file, stringify(config));
+  return file;
+}
+
+/** argv for `switchyard serve` with `config`, run by this Node with `nodeFlags` (e.g. --cpu-prof). */
+export function gatewayArgs(root: string, config: string, nodeFlags: readonly string[]): string[] {
+  return [process.execPath, ...nodeFlags, join(root, SWITCHYARD_BIN), 'serve', '--config', config];
+}
