@@ -19,6 +19,10 @@ export const ERRORS = {
   SY_ERR_UPSTREAM: { status: 502, type: 'server_error' },
   SY_ERR_TIMEOUT: { status: 504, type: 'server_error' },
   SY_ERR_INTERNAL: { status: 500, type: 'server_error' },
+  /** A live host's API key (tenant or admin) is missing or wrong. */
+  SY_ERR_UNAUTHORIZED: { status: 401, type: 'authentication_error' },
+  /** The live host is shutting down: it finishes what it has and takes nothing new. */
+  SY_ERR_DRAINING: { status: 503, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 /** One of the stable error codes. */

@@ -1,0 +1,313 @@
+/**
+ * The gateway's configuration: one strict zod schema (unknown keys fail and name the valid ones),
+ * loaded from YAML with `${VAR}` / `${VAR:-default}` substitution in string values, every default in
+ * one place. docs/gateway.md is the reference.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { SwitchyardError } from '../core/errors.ts';
+import { admissionConfigSchema, tenantConfigSchema } from '../policies/admission/config.ts';
+import { routingConfigSchema } from '../policies/routing/registry.ts';
+
+/** Engine kinds a backend may be. They differ in defaults (metrics, health path), not in protocol. */
+export const BACKEND_TYPES = ['vllm', 'sglang', 'llamacpp', 'openai', 'sim', 'llama'] as const;
+export type BackendType = (typeof BACKEND_TYPES)[number];
+
+const httpUrl = z
+  .string()
+  .refine((s) => /^https?:\/\/[^/\s]+(\/[^\s]*)?$/.test(s), { message: 'expected an http(s) URL' })
+  .transform((s) => s.replace(/\/+$/, ''));
+
+const path = z.string().startsWith('/').max(1024);
+
+/** One engine behind the gateway. */
+export const backendConfigSchema = z.strictObject({
+  /** Unique instance id (policies and the admin API name instances by it). */
+  id: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'expected 1-64 characters of [A-Za-z0-9._:-]'),
+  type: z.enum(BACKEND_TYPES),
+  /** Base URL: the gateway appends /v1/... (a trailing slash is dropped). */
+  url: httpUrl,
+  /** Model ids the engine serves (what requests name). */
+  models: z.array(z.string().min(1).max(512)).min(1).max(256),
+  role: z.enum(['both', 'prefill', 'decode']).default('both'),
+  /** GPU class from the catalogue, for policies that predict time (goodput, mooncake). */
+  gpu: z.string().min(1).default('h100'),
+  tp: z.number().int().min(1).max(64).default(1),
+  /** Prometheus metrics path; null: do not scrape. Default: /metrics, except type openai (null). */
+  metricsPath: path.nullable().optional(),
+  /** Health-check path. Default: /health, except type openai (/v1/models). */
+  healthPath: path.optional(),
+  /** vLLM-format KV events over ZMQ (tcp://host:port). */
+  kvEvents: z
+    .string()
+    .regex(/^tcp:\/\/[^\s]+:\d+$/, 'expected tcp://host:port')
+    .optional(),
+  /** ZMQ topic to subscribe to ('' = all). */
+  kvEventsTopic: z.string().max(256).optional(),
+  /** Sent upstream as `Authorization: Bearer <apiKey>` (hosted OpenAI-compatible APIs). */
+  apiKey: z.string().min(1).optional(),
+  /** Keep-alive connections the gateway may hold open to this backend. */
+  connectionsMax: z.number().int().min(1).max(4096).default(256),
+});
+export type BackendConfig = z.infer<typeof backendConfigSchema>;
+
+/** A tenant: an API key, its name and the admission limits of `tenantConfigSchema`. */
+export const gatewayTenantSchema = tenantConfigSchema.extend({
+  key: z.string().min(1).max(1024),
+  name: z.string().min(1).max(128),
+});
+export type GatewayTenant = z.infer<typeof gatewayTenantSchema>;
+
+/** Bounds on every request. */
+export const limitsConfigSchema = z.strictObject({
+  /** Request bodies larger than this get 413. */
+  bodyBytesMax: z
+    .number()
+    .int()
+    .min(1024)
+    .max(1 << 30)
+    .default(8 * 1024 * 1024),
+  /** A request not finished after this long ends with SY_ERR_TIMEOUT (504, or an SSE error event). */
+  requestTimeoutMs: z.number().int().min(1).max(86_400_000).default(600_000),
+  /** An upstream that sent no body byte this long after the request went out is given up (and retried). */
+  firstByteTimeoutMs: z.number().int().min(1).max(86_400_000).default(120_000),
+  /** Further instances tried before the first byte reaches the client (connect error, 5xx, 429). */
+  retries: z.number().int().min(0).max(16).default(2),
+  /** Backoff before retry k (0-based): min(max, base * 2^k), times a jitter factor in [0.5, 1). */
+  retryBackoffBaseMs: z.number().min(0).max(60_000).default(20),
+  retryBackoffMaxMs: z.number().min(0).max(600_000).default(1000),
+});
+export type LimitsConfig = z.infer<typeof limitsConfigSchema>;
+
+export const healthCheckConfigSchema = z.strictObject({
+  intervalMs: z.number().int().min(10).max(600_000).default(1000),
+  timeoutMs: z.number().int().min(10).max(600_000).default(1000),
+  /** Consecutive failures (checks or proxy connection errors) that eject an instance. */
+  failuresToEject: z.number().int().min(1).max(1000).default(3),
+  /** Consecutive successful checks that re-admit an ejected instance. */
+  successesToReadmit: z.number().int().min(1).max(1000).default(2),
+});
+export type HealthCheckConfig = z.infer<typeof healthCheckConfigSchema>;
+
+/** The whole gateway config. `{}` is valid (the CLI then starts local engines). */
+export const gatewayConfigSchema = z
+  .strictObject({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65_535).default(8080),
+    backends: z.array(backendConfigSchema).max(4096).default([]),
+    /** Routing policy; absent: the host picks a prefix-aware default (kv-events with KV events, else prefix-affinity). */
+    routing: routingConfigSchema.optional(),
+    admission: admissionConfigSchema.optional(),
+    tenants: z.array(gatewayTenantSchema).max(100_000).default([]),
+    /** Enables /admin/*; requests need `Authorization: Bearer <adminKey>`. */
+    adminKey: z.string().min(8).max(1024).optional(),
+    /** Latency targets every request carries (admission deadlines, SLO-aware policies). */
+    slo: z.strictObject({ ttftMs: z.number().positive(), tpotMs: z.number().positive() }).optional(),
+    limits: limitsConfigSchema.prefault({}),
+    /** Engine metrics are scraped this often. */
+    scrapeIntervalMs: z.number().int().min(10).max(60_000).default(75),
+    /** Scraped signals older than this count as stale (default: 3 scrape intervals). */
+    signalStaleAfterMs: z.number().int().min(10).max(600_000).optional(),
+    healthCheck: healthCheckConfigSchema.prefault({}),
+    /** On SIGTERM / close(), in-flight requests get this long to finish. */
+    drainTimeoutMs: z.number().int().min(0).max(3_600_000).default(30_000),
+    /** Seed of the routing and jitter generators. */
+    seed: z.number().int().default(1),
+  })
+  .superRefine((config, ctx) => {
+    const ids = new Set<string>();
+    for (const [i, b] of config.backends.entries()) {
+      if (ids.has(b.id))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['backends', i, 'id'],
+          message: `duplicate backend id '${b.id}'`,
+        });
+      ids.add(b.id);
+    }
+    const keys = new Set<string>();
+    const names = new Set<string>();
+    for (const [i, t] of config.tenants.entries()) {
+      if (keys.has(t.key))
+        ctx.addIssue({ code: 'custom', path: ['tenants', i, 'key'], message: 'duplicate tenant key' });
+      if (names.has(t.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tenants', i, 'name'],
+          message: `duplicate tenant name '${t.name}'`,
+        });
+      if (config.admission !== undefined && Object.hasOwn(config.admission.tenants, t.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tenants', i, 'name'],
+          message: `tenant '${t.name}' is also configured under admission.tenants; configure it in one place`,
+        });
+      keys.add(t.key);
+      names.add(t.name);
+    }
+    if (config.limits.retryBackoffBaseMs > config.limits.retryBackoffMaxMs)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['limits', 'retryBackoffBaseMs'],
+        message: 'must not exceed retryBackoffMaxMs',
+      });
+  });
+
+/** A validated gateway config with every default filled in. */
+export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
+/** What a config file or a caller may give. */
+export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
+
+/** A backend's metrics path after type defaults (null: no scraping). */
+export function metricsPathOf(b: BackendConfig): string | null {
+  if (b.metricsPath !== undefined) return b.metricsPath;
+  return b.type === 'openai' ? null : '/metrics';
+}
+
+/** A backend's health path after type defaults. */
+export function healthPathOf(b: BackendConfig): string {
+  return b.healthPath ?? (b.type === 'openai' ? '/v1/models' : '/health');
+}
+
+/** The admission config the gateway runs: `admission:` plus the tenants' limits by name. */
+export function admissionInput(config: GatewayConfig): Record<string, unknown> {
+  const base = config.admission ?? admissionConfigSchema.parse({});
+  const tenants: Record<string, unknown> = { ...base.tenants };
+  for (const t of config.tenants) {
+    const { key: _key, name, ...limits } = t;
+    tenants[name] = limits;
+  }
+  return { ...base, tenants };
+}
+
+/**
+ * Replaces `${VAR}` and `${VAR:-default}` in every string of a parsed document. A variable that is
+ * unset and has no default fails naming it and where it was used.
+ */
+export function substituteEnv(
+  value: unknown,
+  env: Readonly<Record<string, string | undefined>>,
+  at = '',
+): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback) => {
+      const v = env[name];
+      if (v !== undefined && v !== '') return v;
+      if (fallback !== undefined) return fallback as string;
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_CONFIG',
+        `gateway config: ${at || '(top level)'}: environment variable ${name} is not set`,
+        { param: at, variable: name },
+      );
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, at ? `${at}.${i}` : `${i}`));
+  if (typeof value === 'object' && value !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, env, at ? `${at}.${k}` : k);
+    return out;
+  }
+  return value;
+}
+
+/** Validates a config object; a failure is SY_ERR_INVALID_CONFIG naming every bad path (and the valid keys). */
+export function parseGatewayConfig(
+  value: unknown,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): GatewayConfig {
+  const substituted = substituteEnv(value ?? {}, env);
+  const result = gatewayConfigSchema.safeParse(substituted);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const where = issue.path.length > 0 ? issue.path.map(String).join('.') : '(top level)';
+    let hint = '';
+    if (issue.code === 'unrecognized_keys') {
+      const valid = keysAt(gatewayConfigSchema, issue.path);
+      if (valid.length > 0) hint = `; valid: ${valid.join(', ')}`;
+    }
+    return `${where}: ${issue.message}${hint}`;
+  });
+  throw new SwitchyardError('SY_ERR_INVALID_CONFIG', `gateway config: ${problems.join('; ')}`, {
+    param: 'config',
+    problems,
+  });
+}
+
+/** Reads and validates a YAML (or JSON) config file. */
+export function loadGatewayConfig(
+  file: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): GatewayConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_CONFIG',
+      `cannot read gateway config '${file}': ${(error as Error).message}`,
+      { param: 'config' },
+    );
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (error) {
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_CONFIG',
+      `gateway config '${file}' is not valid YAML: ${(error as Error).message}`,
+      { param: 'config' },
+    );
+  }
+  return parseGatewayConfig(doc ?? {}, env);
+}
+
+interface ZodDefLike {
+  type?: string;
+  shape?: Record<string, unknown>;
+  element?: unknown;
+  innerType?: unknown;
+  in?: unknown;
+  valueType?: unknown;
+}
+
+/** The object keys a schema accepts at `path` (walking arrays, records, defaults and optionals). */
+function keysAt(schema: unknown, path: readonly PropertyKey[]): string[] {
+  let node: unknown = schema;
+  let i = 0;
+  for (let guard = 0; guard < 64 && node !== undefined; guard++) {
+    const def = (node as { _zod?: { def?: ZodDefLike } })._zod?.def;
+    if (def === undefined) return [];
+    switch (def.type) {
+      case 'optional':
+      case 'default':
+      case 'prefault':
+      case 'nullable':
+        node = def.innerType;
+        continue;
+      case 'pipe':
+        node = def.in;
+        continue;
+      case 'array':
+        if (i >= path.length) return [];
+        node = def.element;
+        i++;
+        continue;
+      case 'record':
+        if (i >= path.length) return [];
+        node = def.valueType;
+        i++;
+        continue;
+      case 'object': {
+        const shape = def.shape ?? {};
+        if (i >= path.length) return Object.keys(shape).sort();
+        node = shape[String(path[i])];
+        i++;
+        continue;
+      }
+      default:
+        return [];
+    }
+  }
+  return [];
+}

@@ -1,0 +1,769 @@
+/**
+ * The live gateway: the second host of the routing and admission policies (the twin is the first).
+ * It drives them the way src/sim/simulator.ts does, in wall time: a request is parsed, offered to
+ * admission (dispatch now, queue, or reject), routed by the active policy over the live view, and
+ * proxied; the policy hears onRouted / onFirstToken / onCompleted / onFailed and the engines' KV
+ * events, admission hears onDispatched / onCompleted / onFailed, and the queue is drained after
+ * every arrival, completion, failure, scrape and wake-up.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Agent } from 'undici';
+import { SwitchyardError } from '../core/errors.ts';
+import { type ParsedCompletionRequest, parseCompletionBody } from '../core/openai-api.ts';
+import type { Request, Slo } from '../core/request.ts';
+import { Rng } from '../core/rng.ts';
+import { estimateTokens, textPrefixChain } from '../core/text-prefix.ts';
+import type { ClusterView, InstanceView } from '../core/view.ts';
+import { gpuSpec } from '../model/gpus.ts';
+import { kvBlocksThatFit } from '../model/kv.ts';
+import { modelSpec } from '../model/models.ts';
+import { createAdmissionController } from '../policies/admission/controller.ts';
+import type { AdmissionQueue } from '../policies/admission/types.ts';
+import { isEligible } from '../policies/routing/eligible.ts';
+import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
+import type { RoutingPolicy } from '../policies/routing/types.ts';
+import { handleAdmin } from './admin.ts';
+import {
+  admissionInput,
+  type GatewayConfig,
+  type GatewayConfigInput,
+  healthPathOf,
+  type LimitsConfig,
+  metricsPathOf,
+  parseGatewayConfig,
+} from './config.ts';
+import { NO_FEEDS, type SignalFeeds } from './feeds.ts';
+import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
+import { bearerToken, readBody, sendError, sendJson } from './http-util.ts';
+import { LiveView } from './live-view.ts';
+import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
+import { Backend, Exchange, type ExchangeHost, type ExchangeKind, type ExchangeOutcome } from './proxy.ts';
+import { type AttemptFailure, backoffMs } from './retry.ts';
+
+/** Host-side options that are not configuration. */
+export interface GatewayOptions {
+  /** Where log lines go (ejections, re-admissions, feed errors). Default: stderr. */
+  readonly log?: (line: string) => void;
+  /** Engine signal and KV-event sources. Default: none (gateway accounting only). */
+  readonly feeds?: SignalFeeds;
+  /** Wait for the first health-check round before resolving (default true). */
+  readonly awaitFirstHealthCheck?: boolean;
+}
+
+/** A running gateway. */
+export interface Gateway {
+  /** Base URL, e.g. http://127.0.0.1:8080 */
+  readonly url: string;
+  readonly port: number;
+  readonly config: GatewayConfig;
+  readonly stats: GatewayStats;
+  /** The live view policies read (for tests and dashboards). */
+  readonly view: LiveView;
+  /** The active routing policy's name. */
+  readonly policyName: string;
+  /** Switches the active routing policy (a configured name or a registered type). */
+  setPolicy(name: string): void;
+  /** Marks an instance drained (no new requests) or back in service; false for an unknown id. */
+  setDraining(id: string, draining: boolean): boolean;
+  /** Stops taking requests: /ready and new requests answer 503. Resolves when in-flight requests finished (bounded). */
+  drain(): Promise<void>;
+  /** drain(), then stops everything. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** KV blocks an instance is assumed to have until it reports its own (catalogue, or a round guess). */
+function defaultKvBlocks(gpu: string, model: string | undefined, tp: number): number {
+  try {
+    return kvBlocksThatFit(gpuSpec(gpu), modelSpec(model ?? ''), tp, 0.9, 16);
+  } catch {
+    return 65_536;
+  }
+}
+
+interface TenantEntry {
+  readonly name: string;
+  readonly priority: number | undefined;
+}
+
+/** Starts a gateway (validating the config) and resolves when it listens. */
+export async function startGateway(
+  config: GatewayConfigInput | GatewayConfig,
+  options: GatewayOptions = {},
+): Promise<Gateway> {
+  const gateway = new LiveGateway(parseGatewayConfig(config), options);
+  await gateway.listen(options.awaitFirstHealthCheck ?? true);
+  return gateway;
+}
+
+/** @internal The gateway's state. `startGateway` is the interface. */
+export class LiveGateway implements Gateway, ExchangeHost {
+  readonly config: GatewayConfig;
+  readonly limits: LimitsConfig;
+  readonly stats = new GatewayStats();
+  readonly view: LiveView;
+  readonly backends: Backend[] = [];
+  readonly backendById = new Map<string, Backend>();
+  readonly metrics: GatewayMetrics;
+  readonly admission: AdmissionQueue;
+  readonly adminKey: string | undefined;
+  private policy: RoutingPolicy;
+  private readonly routingRng: Rng;
+  private readonly jitterRng: Rng;
+  private readonly models: Set<string>;
+  private readonly modelsJson: string;
+  private readonly tenants = new Map<string, TenantEntry>();
+  private readonly slo: Slo | undefined;
+  private readonly server: Server;
+  private readonly health: HealthChecker;
+  private readonly healthAgent = new Agent({ connections: 4, keepAliveTimeout: 10_000 });
+  private readonly feeds: SignalFeeds;
+  private readonly log: (line: string) => void;
+  /** Queued in admission, by request id. */
+  private readonly pending = new Map<string, Exchange>();
+  /** Every exchange not yet finished. */
+  private readonly live = new Set<Exchange>();
+  private nextId = 0;
+  private draining = false;
+  private drainPromise: Promise<void> | undefined;
+  private closePromise: Promise<void> | undefined;
+  private drainWaiters: (() => void)[] = [];
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private wakeAtMs = Number.POSITIVE_INFINITY;
+  private stepping = false;
+  private stepAgain = false;
+  url = '';
+  port = 0;
+
+  constructor(config: GatewayConfig, options: GatewayOptions) {
+    this.config = config;
+    this.limits = config.limits;
+    this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.feeds = options.feeds ?? NO_FEEDS;
+    this.adminKey = config.adminKey;
+    this.slo = config.slo;
+    this.view = new LiveView(config.signalStaleAfterMs ?? 3 * config.scrapeIntervalMs);
+    const rng = new Rng(config.seed);
+    this.routingRng = rng.fork('routing');
+    this.jitterRng = rng.fork('retry-jitter');
+    const targets: HealthTarget[] = [];
+    for (const b of config.backends) {
+      const instance = this.view.add({
+        id: b.id,
+        models: b.models,
+        gpu: b.gpu,
+        tp: b.tp,
+        role: b.role,
+        kvBlocksTotal: defaultKvBlocks(b.gpu, b.models[0], b.tp),
+        blockSize: 16,
+      });
+      const health: HealthTarget = {
+        id: b.id,
+        url: b.url + healthPathOf(b),
+        headers: b.apiKey === undefined ? {} : { authorization: `Bearer ${b.apiKey}` },
+        state: new HealthState(config.healthCheck),
+      };
+      targets.push(health);
+      const backend = new Backend(b, instance, health);
+      this.backends.push(backend);
+      this.backendById.set(b.id, backend);
+    }
+    this.models = new Set(config.backends.flatMap((b) => b.models));
+    this.modelsJson = JSON.stringify({
+      object: 'list',
+      data: [...this.models]
+        .sort()
+        .map((id) => ({ id, object: 'model', created: 0, owned_by: 'switchyard' })),
+    });
+    for (const t of config.tenants) this.tenants.set(t.key, { name: t.name, priority: t.priority });
+    this.admission = createAdmissionController(admissionInput(config));
+    this.policy = createConfiguredPolicy(this.defaultPolicyName(), config.routing?.policies ?? {});
+    this.metrics = new GatewayMetrics(this.stats, this.view, () => this.policy.name);
+    this.health = new HealthChecker(targets, config.healthCheck, this.healthAgent, (id, healthy, reason) => {
+      const backend = this.backendById.get(id);
+      if (backend === undefined) return;
+      backend.instance.healthy = healthy;
+      this.log(`switchyard: instance ${id} ${healthy ? 're-admitted' : 'ejected'}: ${reason}`);
+      if (healthy) this.step();
+    });
+    this.server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res));
+    this.server.on('clientError', (_error, socket) => {
+      if (socket.writable)
+        socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+  }
+
+  private defaultPolicyName(): string {
+    if (this.config.routing !== undefined) return this.config.routing.policy;
+    return this.config.backends.some((b) => b.kvEvents !== undefined) ? 'kv-events' : 'prefix-affinity';
+  }
+
+  get policyName(): string {
+    return this.policy.name;
+  }
+
+  /** Binds the port, starts health checks and feeds. */
+  async listen(awaitHealth: boolean): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.config.port, this.config.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = this.server.address() as AddressInfo;
+    this.port = address.port;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    this.url = `http://${host}:${this.port}`;
+    this.feeds.start(
+      this.backends.map((b) => {
+        const metricsPath = metricsPathOf(b.config);
+        return {
+          id: b.id,
+          metricsUrl: metricsPath === null ? null : b.config.url + metricsPath,
+          kvEvents: b.config.kvEvents ?? null,
+          kvEventsTopic: b.config.kvEventsTopic,
+        };
+      }),
+      {
+        signals: (id, signals, atMs) => {
+          this.view.applySignals(id, signals, atMs);
+          if (this.stats.queued > 0) this.step();
+        },
+        kvEvents: (id, events) => {
+          const hook = this.policy.onKvEvent;
+          if (hook === undefined) return;
+          const now = this.nowMs();
+          for (const event of events) hook.call(this.policy, id, event, now);
+        },
+        error: (id, source, error) => this.log(`switchyard: ${source} of ${id}: ${error.message}`),
+      },
+    );
+    if (awaitHealth && this.backends.length > 0) await this.health.checkAll();
+    this.health.start();
+  }
+
+  nowMs(): number {
+    return performance.now();
+  }
+
+  setPolicy(name: string): void {
+    // Requests already routed keep reporting to the policy that routed them (Exchange.policy).
+    this.policy = createConfiguredPolicy(name, this.config.routing?.policies ?? {});
+  }
+
+  /** Names a PUT /admin/policy may use. */
+  policyNames(): string[] {
+    return [
+      ...new Set([...routingPolicyNames(), ...Object.keys(this.config.routing?.policies ?? {})]),
+    ].sort();
+  }
+
+  setDraining(id: string, draining: boolean): boolean {
+    const backend = this.backendById.get(id);
+    if (backend === undefined) return false;
+    backend.instance.draining = draining;
+    if (!draining) this.step();
+    return true;
+  }
+
+  /** Ready: not draining, and every configured model has a healthy, undrained instance. */
+  readiness(): { ready: boolean; reason: string } {
+    if (this.draining) return { ready: false, reason: 'gateway is draining' };
+    for (const model of this.models) {
+      const ok = this.backends.some(
+        (b) => b.instance.healthy && !b.instance.draining && b.instance.models.includes(model),
+      );
+      if (!ok) return { ready: false, reason: `no healthy instance serves model '${model}'` };
+    }
+    if (this.models.size === 0) return { ready: false, reason: 'no backends configured' };
+    return { ready: true, reason: 'ok' };
+  }
+
+  // ---- HTTP ----
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    try {
+      this.route(req, res);
+    } catch (error) {
+      const e =
+        error instanceof SwitchyardError
+          ? error
+          : new SwitchyardError('SY_ERR_INTERNAL', `internal error: ${(error as Error).message}`);
+      if (!(error instanceof SwitchyardError)) this.log(`switchyard: ${(error as Error).stack ?? error}`);
+      if (!res.headersSent) sendError(res, e);
+      else res.destroy();
+    }
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const method = req.method ?? 'GET';
+    if (method === 'POST') {
+      if (path === '/v1/chat/completions') {
+        this.completion(req, res, 'chat');
+        return;
+      }
+      if (path === '/v1/completions') {
+        this.completion(req, res, 'completion');
+        return;
+      }
+      if (path === '/v1/embeddings') {
+        this.completion(req, res, 'embeddings');
+        return;
+      }
+    } else if (method === 'GET' || method === 'HEAD') {
+      switch (path) {
+        case '/health': {
+          sendJson(res, 200, { status: 'ok' });
+          return;
+        }
+        case '/ready': {
+          const r = this.readiness();
+          sendJson(res, r.ready ? 200 : 503, {
+            status: r.ready ? 'ready' : 'not ready',
+            reason: r.reason,
+          });
+          return;
+        }
+        case '/v1/models':
+          res.writeHead(200, {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(this.modelsJson),
+          });
+          res.end(this.modelsJson);
+          return;
+        case '/metrics':
+          void this.metrics.registry.metrics().then(
+            (text) => {
+              res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+              res.end(text);
+            },
+            (error: Error) => sendError(res, new SwitchyardError('SY_ERR_INTERNAL', error.message)),
+          );
+          return;
+        case '/stats': {
+          sendJson(res, 200, this.statsJson());
+          return;
+        }
+      }
+    }
+    if (path === '/admin' || path.startsWith('/admin/')) {
+      handleAdmin(this, req, res, method, path);
+      return;
+    }
+    this.drainBody(req);
+    sendError(
+      res,
+      new SwitchyardError('SY_ERR_NOT_FOUND', `unknown route ${method} ${path}`, { param: 'path' }),
+    );
+  }
+
+  /** Counters and admission state, for /stats and /admin/stats. */
+  statsJson(): Record<string, unknown> {
+    return {
+      ...this.stats.toJSON(),
+      admission: this.admission.stats,
+      policy: this.policy.name,
+      draining: this.draining,
+    };
+  }
+
+  /** Reads and discards a body we will not use (keeps the connection reusable for small bodies). */
+  private drainBody(req: IncomingMessage): void {
+    req.resume();
+  }
+
+  private rejectEarly(res: ServerResponse, error: SwitchyardError, retryAfterMs?: number): void {
+    this.stats.reject(error.code);
+    sendError(res, error, retryAfterMs);
+  }
+
+  private completion(req: IncomingMessage, res: ServerResponse, kind: ExchangeKind): void {
+    if (this.draining) {
+      this.drainBody(req);
+      res.shouldKeepAlive = false;
+      this.rejectEarly(res, new SwitchyardError('SY_ERR_DRAINING', 'gateway is shutting down'), 1000);
+      return;
+    }
+    let tenant: TenantEntry | undefined;
+    if (this.tenants.size > 0) {
+      const key = bearerToken(req.headers.authorization);
+      tenant = key === undefined ? undefined : this.tenants.get(key);
+      if (tenant === undefined) {
+        this.drainBody(req);
+        this.rejectEarly(
+          res,
+          new SwitchyardError(
+            'SY_ERR_UNAUTHORIZED',
+            key === undefined ? 'missing API key (Authorization: Bearer <key>)' : 'invalid API key',
+            { param: 'authorization' },
+          ),
+        );
+        return;
+      }
+    }
+    const arrivalMs = this.nowMs();
+    readBody(req, this.limits.bodyBytesMax, (result) => {
+      if (!result.ok) {
+        if (result.error.code === 'SY_ERR_REQUEST_TOO_LARGE') res.shouldKeepAlive = false;
+        this.rejectEarly(res, result.error);
+        return;
+      }
+      let request: Request;
+      let stream = false;
+      try {
+        const built = this.buildRequest(kind, result.body, tenant, req, arrivalMs);
+        request = built.request;
+        stream = built.stream;
+      } catch (error) {
+        if (error instanceof SwitchyardError) {
+          this.rejectEarly(res, error);
+          return;
+        }
+        throw error;
+      }
+      this.accept(kind, request, result.body, stream, res);
+    });
+  }
+
+  private buildRequest(
+    kind: ExchangeKind,
+    body: Buffer,
+    tenant: TenantEntry | undefined,
+    req: IncomingMessage,
+    arrivalMs: number,
+  ): { request: Request; stream: boolean } {
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch (error) {
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `request body is not valid JSON: ${(error as Error).message}`,
+        {
+          param: 'body',
+        },
+      );
+    }
+    let model: string;
+    let inputTokens: number;
+    let outputTokens = 0;
+    let stream = false;
+    let parsed: ParsedCompletionRequest | undefined;
+    let prefix = undefined as Request['prefix'] | undefined;
+    if (kind === 'embeddings') {
+      const m =
+        typeof json === 'object' && json !== null ? (json as { model?: unknown; input?: unknown }) : {};
+      if (typeof m.model !== 'string' || m.model.length === 0)
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          'invalid request body: model: expected a string',
+          {
+            param: 'model',
+          },
+        );
+      if (m.input === undefined)
+        throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'invalid request body: input: required', {
+          param: 'input',
+        });
+      model = m.model;
+      const text = typeof m.input === 'string' ? m.input : '';
+      inputTokens = Math.max(1, typeof m.input === 'string' ? estimateTokens(text) : 1);
+      prefix = textPrefixChain('');
+    } else {
+      parsed = parseCompletionBody(kind, json);
+      model = parsed.model;
+      inputTokens = parsed.promptTokens;
+      outputTokens = parsed.maxTokens;
+      stream = parsed.stream;
+      prefix = parsed.prefix;
+    }
+    if (!this.models.has(model)) {
+      throw new SwitchyardError(
+        'SY_ERR_NOT_FOUND',
+        `model '${model}' is not served here; served: ${[...this.models].sort().join(', ')}`,
+        { param: 'model' },
+      );
+    }
+    const session = req.headers['x-session-id'];
+    const request: Request = {
+      id: `r${++this.nextId}`,
+      model,
+      tenant: tenant?.name ?? 'default',
+      priority: tenant?.priority ?? parsed?.priority ?? 0,
+      inputTokens,
+      outputTokens,
+      arrivalMs,
+      slo: this.slo,
+      prefix,
+      sessionId: typeof session === 'string' && session.length > 0 ? session : parsed?.user,
+    };
+    return { request, stream };
+  }
+
+  /** Offers a parsed request to admission (completions) and starts it or holds it. */
+  private accept(
+    kind: ExchangeKind,
+    request: Request,
+    body: Buffer,
+    stream: boolean,
+    res: ServerResponse,
+  ): void {
+    if (kind === 'embeddings') {
+      const ex = new Exchange(this, kind, request, body, stream, res);
+      this.stats.accepted++;
+      this.live.add(ex);
+      ex.start();
+      return;
+    }
+    const now = this.nowMs();
+    const verdict = this.admission.offer(request, this.view.at(now));
+    if (verdict.kind === 'reject') {
+      this.rejectEarly(res, new SwitchyardError(verdict.code, verdict.reason), verdict.retryAfterMs);
+      return;
+    }
+    const ex = new Exchange(this, kind, request, body, stream, res);
+    this.stats.accepted++;
+    this.live.add(ex);
+    if (verdict.kind === 'dispatch') {
+      ex.released = true;
+      this.admission.onDispatched(request, now);
+      ex.start();
+    } else {
+      ex.queued = true;
+      this.stats.queued++;
+      this.pending.set(request.id, ex);
+    }
+    this.step();
+  }
+
+  // ---- admission ----
+
+  /** Drains the admission queue into routing and re-arms the wake-up (re-entrant calls coalesce). */
+  step(): void {
+    if (this.stepping) {
+      this.stepAgain = true;
+      return;
+    }
+    if (this.admission.queued === 0 && this.pending.size === 0) return;
+    this.stepping = true;
+    try {
+      do {
+        this.stepAgain = false;
+        this.stepOnce();
+      } while (this.stepAgain);
+    } finally {
+      this.stepping = false;
+    }
+  }
+
+  private stepOnce(): void {
+    const now = this.nowMs();
+    const { dispatch, expired } = this.admission.drain(this.view.at(now));
+    for (const request of dispatch) {
+      const ex = this.pending.get(request.id);
+      this.pending.delete(request.id);
+      if (ex === undefined || ex.done) {
+        // The client left while it was queued: it was counted then; admission hears it now.
+        this.admission.onFailed(request, now);
+        continue;
+      }
+      ex.queued = false;
+      this.stats.queued--;
+      ex.released = true;
+      this.admission.onDispatched(request, now);
+      ex.start();
+    }
+    for (const e of expired) {
+      const ex = this.pending.get(e.request.id);
+      this.pending.delete(e.request.id);
+      if (ex === undefined || ex.done) continue;
+      ex.fail(new SwitchyardError(e.code, e.reason), e.code === 'SY_ERR_OVERLOADED' ? 1000 : undefined);
+    }
+    const wake = this.admission.nextWakeMs(this.nowMs());
+    if (wake === undefined) return;
+    if (this.wakeTimer !== undefined && wake >= this.wakeAtMs) return;
+    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
+    this.wakeAtMs = wake;
+    this.wakeTimer = setTimeout(
+      () => {
+        this.wakeTimer = undefined;
+        this.wakeAtMs = Number.POSITIVE_INFINITY;
+        this.step();
+      },
+      Math.max(1, wake - this.nowMs()),
+    );
+  }
+
+  // ---- ExchangeHost ----
+
+  pick(ex: Exchange): Backend | SwitchyardError {
+    const now = this.nowMs();
+    const view = this.view.at(now);
+    const request = ex.request;
+    let candidates: ClusterView = view;
+    if (ex.tried.length > 0) {
+      // A retry goes elsewhere when anywhere else can take it; else the same instance again.
+      const rest: InstanceView[] = view.instances.filter(
+        (i) => !ex.tried.includes(i.id) && isEligible(i, request.model),
+      );
+      if (rest.length > 0) candidates = { nowMs: now, instances: rest };
+    }
+    if (ex.kind === 'embeddings') return this.pickLeastLoaded(candidates, request.model);
+    const policy = ex.policy ?? this.policy;
+    ex.policy = policy;
+    let decision: ReturnType<RoutingPolicy['decide']>;
+    try {
+      decision = policy.decide(candidates, request, this.routingRng);
+    } catch (error) {
+      return new SwitchyardError(
+        'SY_ERR_INTERNAL',
+        `routing policy '${policy.name}' failed: ${(error as Error).message}`,
+      );
+    }
+    if (decision.kind === 'reject') {
+      return new SwitchyardError(decision.code, decision.reason, {
+        retryAfterMs: decision.retryAfterMs ?? 1000,
+      });
+    }
+    const backend = this.backendById.get(decision.instanceId);
+    if (backend === undefined)
+      return new SwitchyardError(
+        'SY_ERR_INTERNAL',
+        `routing policy picked unknown instance '${decision.instanceId}'`,
+      );
+    return backend;
+  }
+
+  private pickLeastLoaded(view: ClusterView, model: string): Backend | SwitchyardError {
+    let best: InstanceView | undefined;
+    for (const i of view.instances)
+      if (isEligible(i, model) && (best === undefined || i.inFlight < best.inFlight)) best = i;
+    if (best === undefined)
+      return new SwitchyardError('SY_ERR_NO_INSTANCE', `no eligible instance for model '${model}'`, {
+        retryAfterMs: 1000,
+      });
+    return this.backendById.get(best.id) as Backend;
+  }
+
+  backoffMs(attempt: number): number {
+    return backoffMs(attempt, this.limits, this.jitterRng);
+  }
+
+  retrying(_ex: Exchange, _failure: AttemptFailure): void {
+    this.stats.retries++;
+  }
+
+  connectFailed(backend: Backend, error: Error): void {
+    this.health.reportConnectFailure(backend.health, `connection error while proxying: ${error.message}`);
+  }
+
+  attemptStarted(ex: Exchange, backend: Backend): void {
+    const instance = backend.instance;
+    instance.inFlight++;
+    instance.pendingPrefillTokens += ex.request.inputTokens;
+    ex.prefillPending = true;
+    ex.policy?.onRouted?.(ex.request, instance.id, this.nowMs());
+  }
+
+  firstByte(ex: Exchange, backend: Backend): void {
+    const now = this.nowMs();
+    if (ex.prefillPending) {
+      ex.prefillPending = false;
+      backend.instance.pendingPrefillTokens -= ex.request.inputTokens;
+    }
+    if (ex.stream) this.metrics.ttftSeconds.observe((now - ex.request.arrivalMs) / 1000);
+    ex.policy?.onFirstToken?.(ex.request, backend.id, now);
+  }
+
+  attemptEnded(ex: Exchange, backend: Backend, ok: boolean): void {
+    const instance = backend.instance;
+    instance.inFlight--;
+    if (ex.prefillPending) {
+      ex.prefillPending = false;
+      instance.pendingPrefillTokens -= ex.request.inputTokens;
+    }
+    const now = this.nowMs();
+    if (ok) ex.policy?.onCompleted?.(ex.request, backend.id, now);
+    else ex.policy?.onFailed?.(ex.request, backend.id, now);
+  }
+
+  finished(ex: Exchange, outcome: ExchangeOutcome): void {
+    const now = this.nowMs();
+    this.live.delete(ex);
+    if (ex.queued) {
+      // Still in admission's queue: drain will hand it back and hear onFailed then.
+      ex.queued = false;
+      this.stats.queued--;
+    }
+    if (outcome.ok) {
+      this.stats.completed++;
+      this.metrics.e2eSeconds.observe((now - ex.request.arrivalMs) / 1000);
+    } else {
+      this.stats.fail(
+        outcome.code === 'CLIENT_ABORT'
+          ? 'client_abort'
+          : outcome.code === 'UPSTREAM_4XX'
+            ? 'upstream_4xx'
+            : reasonOf(outcome.code),
+      );
+    }
+    if (ex.released) {
+      if (outcome.ok)
+        this.admission.onCompleted(
+          ex.request,
+          { inputTokens: ex.request.inputTokens, outputTokens: outcome.outputTokens },
+          now,
+        );
+      else this.admission.onFailed(ex.request, now);
+    }
+    if (this.live.size === 0 && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
+    this.step();
+  }
+
+  // ---- shutdown ----
+
+  drain(): Promise<void> {
+    if (this.drainPromise !== undefined) return this.drainPromise;
+    this.draining = true;
+    this.drainPromise = new Promise<void>((resolve) => {
+      if (this.live.size === 0) return resolve();
+      const timer = setTimeout(resolve, this.config.drainTimeoutMs);
+      this.drainWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    return this.drainPromise;
+  }
+
+  close(): Promise<void> {
+    if (this.closePromise !== undefined) return this.closePromise;
+    this.closePromise = (async () => {
+      await this.drain();
+      const leftover = new SwitchyardError(
+        'SY_ERR_DRAINING',
+        'gateway shut down before the request finished',
+      );
+      for (const ex of [...this.live]) ex.fail(leftover);
+      if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
+      this.health.stop();
+      await new Promise<void>((resolve) => {
+        this.server.close(() => resolve());
+        this.server.closeIdleConnections();
+        setTimeout(() => this.server.closeAllConnections(), 1000).unref();
+      });
+      await this.feeds.stop();
+      await Promise.allSettled([...this.backends.map((b) => b.pool.destroy()), this.healthAgent.destroy()]);
+    })();
+    return this.closePromise;
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * The live ClusterView: what policies read about each engine, built from three sources.
+ *
+ * - The gateway's own accounting, always fresh: `inFlight` (sent, not yet finished),
+ *   `pendingPrefillTokens` (input tokens of requests sent and still waiting for their first byte),
+ *   `healthy` (health checks and proxy connection errors) and `draining` (admin API).
+ * - Each engine's Prometheus metrics, scraped every `scrapeIntervalMs`: `running`, `waiting`,
+ *   `kvUsage`, `kvBlocksTotal`, `blockSize`, `prefixHitRate`. `updatedAtMs` is the scrape time.
+ * - KV events, which go straight to the active policy's `onKvEvent` hook, not through the view.
+ *
+ * Staleness: scraped signals older than `staleAfterMs` (or never scraped, or an engine without a
+ * metrics endpoint) are not trusted. Such an instance is marked `stale` and shows the gateway's own
+ * accounting instead: `running = inFlight`, `waiting = 0` (everything sent is assumed admitted),
+ * `kvUsage` keeps its last scraped value (0 if none: KV usage moves slowly and has no host-side
+ * proxy). Fresh scraped values are shown as scraped, as the twin's scraped view does; requests sent
+ * since the scrape show in `inFlight`.
+ */
+import type { InstanceRole, InstanceView } from '../core/view.ts';
+
+/** Engine signals as the metrics scraper reports them (every field optional: engines differ). */
+export interface EngineSignalsInput {
+  readonly running?: number | undefined;
+  readonly waiting?: number | undefined;
+  readonly kvUsage?: number | undefined;
+  readonly kvBlocksTotal?: number | undefined;
+  readonly blockSize?: number | undefined;
+  readonly prefixQueries?: number | undefined;
+  readonly prefixHits?: number | undefined;
+}
+
+/** What the view needs to know about an instance when it is added. */
+export interface LiveInstanceSpec {
+  readonly id: string;
+  readonly models: readonly string[];
+  readonly gpu: string;
+  readonly tp: number;
+  readonly role: InstanceRole;
+  /** Defaults until an engine reports its own. */
+  readonly kvBlocksTotal: number;
+  readonly blockSize: number;
+}
+
+function finite(v: number | undefined): v is number {
+  return v !== undefined && Number.isFinite(v);
+}
+
+/** One instance as policies see it; the gateway mutates it, policies only read. */
+export class LiveInstance implements InstanceView {
+  readonly id: string;
+  readonly models: readonly string[];
+  readonly gpu: string;
+  readonly tp: number;
+  readonly role: InstanceRole;
+  healthy = true;
+  draining = false;
+  inFlight = 0;
+  running = 0;
+  waiting = 0;
+  kvUsage = 0;
+  kvBlocksTotal: number;
+  blockSize: number;
+  pendingPrefillTokens = 0;
+  prefixHitRate = 0;
+  updatedAtMs = 0;
+  /** True while the view shows host accounting instead of scraped signals. */
+  stale = true;
+  /** Last scraped values (NaN: never reported). */
+  private scrapedRunning = Number.NaN;
+  private scrapedWaiting = Number.NaN;
+  private scrapedAtMs = Number.NEGATIVE_INFINITY;
+
+  constructor(spec: LiveInstanceSpec) {
+    this.id = spec.id;
+    this.models = spec.models;
+    this.gpu = spec.gpu;
+    this.tp = spec.tp;
+    this.role = spec.role;
+    this.kvBlocksTotal = spec.kvBlocksTotal;
+    this.blockSize = spec.blockSize;
+  }
+
+  /** Applies one scrape. Fields the engine did not report keep their previous value. */
+  applySignals(signals: EngineSignalsInput, atMs: number): void {
+    if (atMs < this.scrapedAtMs) return;
+    this.scrapedAtMs = atMs;
+    this.updatedAtMs = atMs;
+    this.scrapedRunning = finite(signals.running) ? Math.max(0, signals.running) : Number.NaN;
+    this.scrapedWaiting = finite(signals.waiting) ? Math.max(0, signals.waiting) : Number.NaN;
+    if (finite(signals.kvUsage)) this.kvUsage = Math.min(1, Math.max(0, signals.kvUsage));
+    if (finite(signals.kvBlocksTotal) && signals.kvBlocksTotal > 0)
+      this.kvBlocksTotal = signals.kvBlocksTotal;
+    if (finite(signals.blockSize) && signals.blockSize > 0) this.blockSize = signals.blockSize;
+    if (finite(signals.prefixQueries) && finite(signals.prefixHits) && signals.prefixQueries > 0)
+      this.prefixHitRate = Math.min(1, Math.max(0, signals.prefixHits / signals.prefixQueries));
+  }
+
+  /** Settles what the view shows at `nowMs`: scraped signals when fresh, host accounting when stale. */
+  settle(nowMs: number, staleAfterMs: number): void {
+    const fresh = nowMs - this.scrapedAtMs <= staleAfterMs;
+    const running = fresh ? this.scrapedRunning : Number.NaN;
+    const waiting = fresh ? this.scrapedWaiting : Number.NaN;
+    this.stale = !fresh || Number.isNaN(running);
+    this.running = Number.isNaN(running) ? this.inFlight : running;
+    this.waiting = Number.isNaN(waiting) ? 0 : waiting;
+  }
+
+  /** Milliseconds since the last scrape (Infinity: never). */
+  signalAgeMs(nowMs: number): number {
+    return nowMs - this.scrapedAtMs;
+  }
+}
+
+/** The cluster as the live policies see it. `at(nowMs)` settles every instance for one decision. */
+export class LiveView {
+  nowMs = 0;
+  readonly instances: LiveInstance[] = [];
+  private readonly byId = new Map<string, LiveInstance>();
+
+  constructor(readonly staleAfterMs: number) {}
+
+  add(spec: LiveInstanceSpec): LiveInstance {
+    if (this.byId.has(spec.id)) throw new RangeError(`duplicate instance id '${spec.id}'`);
+    const instance = new LiveInstance(spec);
+    this.instances.push(instance);
+    this.byId.set(spec.id, instance);
+    return instance;
+  }
+
+  get(id: string): LiveInstance | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Feeds a scrape to its instance; unknown ids (an instance removed meanwhile) are ignored. */
+  applySignals(id: string, signals: EngineSignalsInput, atMs: number): void {
+    this.byId.get(id)?.applySignals(signals, atMs);
+  }
+
+  /** Settles the view at `nowMs` and returns it (no allocation). */
+  at(nowMs: number): this {
+    this.nowMs = nowMs;
+    const staleAfterMs = this.staleAfterMs;
+    for (const instance of this.instances) instance.settle(nowMs, staleAfterMs);
+    return this;
+  }
+}
