@@ -1,6 +1,180 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
+import { invalidArgument } from '../core/errors.ts';
+import { registerLlamaEngineCommand } from '../engines/llama/cli.ts';
+import { startOpenAiServer } from '../engines/openai-server.ts';
+import { openKvPublisher } from '../engines/sim/kv-publisher.ts';
+import { SimBackend } from '../engines/sim/sim-backend.ts';
+import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
 
-/** Registers `switchyard engine` (being built; see issue 4). */
+/** The flags of `switchyard engine sim`, as commander hands them over. */
+interface SimEngineFlags {
+  host: string;
+  port: number;
+  gpu: string;
+  model: string;
+  servedModelName?: string;
+  tp: number;
+  blockSize: number;
+  maxNumSeqs: number;
+  maxNumBatchedTokens: number;
+  gpuMemoryUtilization: number;
+  numGpuBlocksOverride?: number;
+  enablePrefixCaching: boolean;
+  schedulingPolicy: 'fcfs' | 'priority';
+  timeScale: number;
+  maxWaiting?: number;
+  kvEvents: string;
+  shutdownTimeout: number;
+}
+
+/** The ready line a built-in engine prints on stdout once it listens (one JSON object). */
+export interface EngineReadyLine {
+  readonly event: 'ready';
+  readonly engine: 'sim' | 'llama';
+  readonly url: string;
+  readonly model: string;
+  readonly kvEvents: string | null;
+}
+
+/** Waits for SIGTERM or SIGINT. */
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+async function runSimEngine(flags: SimEngineFlags): Promise<void> {
+  const kvEndpoint = flags.kvEvents === 'none' ? undefined : flags.kvEvents;
+  if (kvEndpoint !== undefined && !/^(tcp|ipc|inproc):\/\/./.test(kvEndpoint)) {
+    throw invalidArgument('kv-events', kvEndpoint, "a ZMQ endpoint such as tcp://127.0.0.1:* , or 'none'");
+  }
+  const modelId = flags.servedModelName ?? flags.model;
+  const publisher = kvEndpoint === undefined ? undefined : await openKvPublisher(kvEndpoint);
+  let backend: SimBackend;
+  try {
+    backend = new SimBackend({
+      modelId,
+      gpu: flags.gpu,
+      model: flags.model,
+      tp: flags.tp,
+      timeScale: flags.timeScale,
+      engine: {
+        blockSize: flags.blockSize,
+        maxNumSeqs: flags.maxNumSeqs,
+        maxNumBatchedTokens: flags.maxNumBatchedTokens,
+        gpuMemoryUtilization: flags.gpuMemoryUtilization,
+        enablePrefixCaching: flags.enablePrefixCaching,
+        numGpuBlocksOverride: flags.numGpuBlocksOverride,
+        schedulingPolicy: flags.schedulingPolicy,
+      },
+      ...(publisher === undefined ? {} : { kvEvents: publisher }),
+    });
+  } catch (error) {
+    await publisher?.close();
+    throw error;
+  }
+  const server = await startOpenAiServer(backend, {
+    host: flags.host,
+    port: flags.port,
+    ownedBy: 'switchyard-sim',
+    ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
+  }).catch(async (error: Error) => {
+    await publisher?.close();
+    throw invalidArgument(
+      'port',
+      `${flags.host}:${flags.port}`,
+      `a free address to listen on (${error.message})`,
+    );
+  });
+  const ready: EngineReadyLine = {
+    event: 'ready',
+    engine: 'sim',
+    url: server.url,
+    model: modelId,
+    kvEvents: publisher?.endpoint ?? null,
+  };
+  process.stdout.write(`${JSON.stringify(ready)}\n`);
+  const signal = await untilSignal();
+  process.stderr.write(
+    `switchyard engine sim: ${signal}, draining ${server.inFlight} in-flight request(s) ` +
+      `(up to ${flags.shutdownTimeout} s)\n`,
+  );
+  await server.close(flags.shutdownTimeout * 1000);
+  await publisher?.close();
+}
+
+/** Registers `switchyard engine` with its `sim` and `llama` engines. */
 export function registerEngineCommand(program: Command): void {
-  program.command('engine').description('(not yet available)');
+  const engine = program
+    .command('engine')
+    .description(
+      'Run a built-in engine server: the OpenAI API (/v1/chat/completions, /v1/completions, /v1/embeddings,\n' +
+        '/v1/models), /health, /metrics under vLLM metric names, and vLLM-format KV events over ZMQ.\n' +
+        'Once listening it prints one JSON line on stdout:\n' +
+        '  {"event":"ready","engine":"sim","url":"http://127.0.0.1:PORT","model":"...","kvEvents":"tcp://...|null"}\n' +
+        'SIGTERM or SIGINT stops accepting, lets in-flight requests finish, and exits 0.',
+    );
+  engine
+    .command('sim')
+    .description(
+      "The twin's engine core (vLLM-like continuous batching, paged KV, prefix cache, chunked prefill,\n" +
+        'preemption) in wall time: each step lasts what the performance model of --gpu and --model says.\n' +
+        'A request generates exactly max_tokens tokens of filler text (like vLLM with ignore_eos).',
+    )
+    .option('--host <host>', 'interface to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0: any free port)', nonNegativeInt, 8000)
+    .option('--gpu <id>', 'GPU whose performance is modelled (see `switchyard sim --help`)', 'h100')
+    .option('--model <id>', 'model whose performance and KV size are modelled', 'llama-3.1-8b')
+    .option('--served-model-name <name>', 'model name requests must use (default: --model)')
+    .option('--tp <n>', 'tensor-parallel GPUs', positiveInt, 1)
+    .option('--block-size <tokens>', 'tokens per KV block', positiveInt, 16)
+    .option('--max-num-seqs <n>', 'most sequences running at once', positiveInt, 256)
+    .option(
+      '--max-num-batched-tokens <n>',
+      'token budget per step (prefill chunks + decodes)',
+      positiveInt,
+      8192,
+    )
+    .option('--gpu-memory-utilization <f>', 'fraction of GPU memory for weights and KV', fraction, 0.9)
+    .option(
+      '--num-gpu-blocks-override <n>',
+      'KV blocks in the pool instead of what fits in memory',
+      positiveInt,
+    )
+    .option('--no-enable-prefix-caching', 'disable the prefix cache')
+    .addOption(
+      new Option(
+        '--scheduling-policy <policy>',
+        'fcfs: arrival order; priority: lower `priority` first, preempting',
+      )
+        .choices(['fcfs', 'priority'])
+        .default('fcfs'),
+    )
+    .option(
+      '--time-scale <x>',
+      'wall time per modelled time (0.1: ten times faster than modelled)',
+      positiveNumber,
+      1,
+    )
+    .option(
+      '--max-waiting <n>',
+      'answer 429 (Retry-After) while this many requests wait (default: no bound)',
+      nonNegativeInt,
+    )
+    .option(
+      '--kv-events <endpoint>',
+      "publish KV events on this ZMQ endpoint (a '*' port picks a free one), or 'none'",
+      'tcp://127.0.0.1:*',
+    )
+    .option('--shutdown-timeout <s>', 'longest wait for in-flight requests on SIGTERM', positiveNumber, 30)
+    .action(async (flags: SimEngineFlags) => {
+      await runSimEngine(flags);
+    });
+  registerLlamaEngineCommand(engine);
 }

@@ -557,6 +557,20 @@ export class EngineCore {
     this.prevStepEndMs = nowMs;
   }
 
+  /**
+   * Calls `fn` for each running sequence, in slot order, with its request and the output tokens it
+   * has sampled so far: what a host that streams tokens (the built-in `sim` engine server) reads
+   * after each step. O(running), allocates nothing; `fn` must not call into the core.
+   */
+  forEachRunning(fn: (request: EngineRequest, producedTokens: number) => void): void {
+    const seqs = this.slotSeq;
+    const remainingOf = this.slotRemaining;
+    for (let i = 0; i < this.runCount; i++) {
+      const seq = seqs[i]!;
+      fn(seq.request, seq.outputTokens - remainingOf[i]!);
+    }
+  }
+
   // ---- inspection (tests, debugging) ----
 
   /** The shape of the last scheduled step. Reused: copy it to keep it. */

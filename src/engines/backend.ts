@@ -56,6 +56,11 @@ export interface EngineBackend {
   /** Starts a generation; output arrives through the sink, asynchronously. */
   generate(input: GenerationInput, sink: GenerationSink): void;
   signals(): BackendSignals;
+  /**
+   * Optional: embeddings of each input text, for `POST /v1/embeddings`. A backend without it leaves
+   * the endpoint to the server, which answers with deterministic pseudo-embeddings of the text.
+   */
+  embed?(inputs: readonly string[]): Promise<readonly (readonly number[])[]>;
   /** Stops accepting work and frees resources; pending generations end with onError. */
   close(): Promise<void>;
 }

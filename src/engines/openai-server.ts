@@ -1,0 +1,596 @@
+/**
+ * The built-in engines' shared HTTP surface: an OpenAI-compatible server over an `EngineBackend`.
+ *
+ * - `POST /v1/chat/completions`, `POST /v1/completions`: JSON or SSE in OpenAI's shapes, with
+ *   `usage.prompt_tokens_details.cached_tokens`; `stream_options.include_usage` adds a usage chunk.
+ *   Headers go out with the first token (or the error), so a refusal keeps its HTTP status.
+ * - `POST /v1/embeddings`: the backend's, or deterministic pseudo-embeddings of the input text.
+ * - `GET /v1/models`, `GET /health`, `GET /metrics` (vLLM's metric names, see vllm-metrics.ts).
+ *
+ * Errors are OpenAI-style JSON from SwitchyardError: a bad body 400, a wrong model 404, a body past
+ * `bodyBytesMax` 413, more than `maxWaiting` queued 429 with Retry-After (the gateway retries it on
+ * another instance), shutting down 503. A client that disconnects aborts its generation.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { z } from 'zod';
+import { ERRORS, type ErrorCode, SwitchyardError } from '../core/errors.ts';
+import { type ParsedCompletionRequest, parseCompletionBody, SSE_DONE } from '../core/openai-api.ts';
+import { estimateTokens } from '../core/text-prefix.ts';
+import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage } from './backend.ts';
+import { VllmMetrics } from './vllm-metrics.ts';
+
+/** Default bound on a request body. */
+export const BODY_BYTES_MAX_DEFAULT = 32 << 20;
+/** Default embedding width of the pseudo-embeddings. */
+export const EMBEDDING_DIMENSIONS_DEFAULT = 384;
+/** Widest embedding a request may ask for. */
+export const EMBEDDING_DIMENSIONS_MAX = 8192;
+/** Inputs one embeddings request may carry. */
+export const EMBEDDING_INPUTS_MAX = 2048;
+/** Default wait for in-flight generations when closing. */
+export const CLOSE_GRACE_MS_DEFAULT = 30_000;
+
+/** Options of the OpenAI-compatible engine server. */
+export interface OpenAiServerOptions {
+  /** Interface to listen on; default 127.0.0.1. */
+  readonly host?: string;
+  /** Port; 0 (the default) picks a free one. */
+  readonly port?: number;
+  /**
+   * Bound on requests waiting in the backend: a request arriving when `waiting >= maxWaiting` gets
+   * 429 SY_ERR_OVERLOADED with Retry-After. Unset: no bound.
+   */
+  readonly maxWaiting?: number;
+  /** Retry-After seconds on a 429; default 1. */
+  readonly retryAfterS?: number;
+  /** Largest request body; default BODY_BYTES_MAX_DEFAULT. */
+  readonly bodyBytesMax?: number;
+  /** `owned_by` in /v1/models, e.g. 'switchyard-sim'. */
+  readonly ownedBy?: string;
+}
+
+/** A running engine server. */
+export interface OpenAiServer {
+  /** `http://host:port`. */
+  readonly url: string;
+  readonly port: number;
+  /** Generations in progress. */
+  readonly inFlight: number;
+  /**
+   * Stops accepting (new requests get 503), waits up to `graceMs` (default CLOSE_GRACE_MS_DEFAULT)
+   * for in-flight generations, then drops the remaining connections and closes the backend.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** An error body in OpenAI's shape for any error: SwitchyardError's own, or one built from its fields. */
+function errorBody(error: Error & { status?: number; code?: string }): { status: number; body: string } {
+  if (error instanceof SwitchyardError) return { status: error.status, body: JSON.stringify(error.toJSON()) };
+  const code = (
+    error.code !== undefined && error.code in ERRORS ? error.code : 'SY_ERR_INTERNAL'
+  ) as ErrorCode;
+  const status = error.status ?? ERRORS[code].status;
+  const body = { error: { message: error.message, type: ERRORS[code].type, code, param: null } };
+  return { status, body: JSON.stringify(body) };
+}
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    ...headers,
+  });
+  res.end(body);
+}
+
+function sendError(res: ServerResponse, error: Error, headers: Record<string, string> = {}): void {
+  const { status, body } = errorBody(error);
+  sendJson(res, status, body, headers);
+}
+
+function usageJson(usage: GenerationUsage): string {
+  return (
+    `{"prompt_tokens":${usage.promptTokens},"completion_tokens":${usage.completionTokens},` +
+    `"total_tokens":${usage.promptTokens + usage.completionTokens},` +
+    `"prompt_tokens_details":{"cached_tokens":${usage.cachedTokens}}}`
+  );
+}
+
+/** Deterministic unit vector from a text: xorshift32 seeded by the text's FNV-1a hash. */
+export function pseudoEmbedding(text: string, dimensions: number): number[] {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  let x = h >>> 0 || 1;
+  const out = new Array<number>(dimensions);
+  let norm = 0;
+  for (let i = 0; i < dimensions; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const v = (x >>> 0) / 0x80000000 - 1;
+    out[i] = v;
+    norm += v * v;
+  }
+  const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
+  for (let i = 0; i < dimensions; i++) out[i] = out[i]! * scale;
+  return out;
+}
+
+const embeddingBodySchema = z.looseObject({
+  model: z.string().min(1).max(512),
+  input: z.union([
+    z.string(),
+    z.array(z.string()).min(1).max(EMBEDDING_INPUTS_MAX),
+    z.array(z.number().int().min(0)).min(1),
+    z
+      .array(z.array(z.number().int().min(0)).min(1))
+      .min(1)
+      .max(EMBEDDING_INPUTS_MAX),
+  ]),
+  encoding_format: z.enum(['float', 'base64']).optional(),
+  dimensions: z.number().int().min(1).max(EMBEDDING_DIMENSIONS_MAX).optional(),
+  user: z.string().max(256).optional(),
+});
+
+/** Reads a request body up to `limit` bytes; rejects with 413 past it. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (declared > limit) {
+      reject(tooLarge(declared, limit));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        reject(tooLarge(size, limit));
+        req.removeAllListeners('data');
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function tooLarge(bytes: number, limit: number): SwitchyardError {
+  return new SwitchyardError(
+    'SY_ERR_REQUEST_TOO_LARGE',
+    `request body of ${bytes} bytes or more exceeds the limit of ${limit} bytes`,
+    { param: 'body' },
+  );
+}
+
+function parseJson(buffer: Buffer): unknown {
+  try {
+    return JSON.parse(buffer.toString('utf8'));
+  } catch (error) {
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `invalid request body: not JSON (${(error as Error).message})`,
+      { param: 'body' },
+    );
+  }
+}
+
+/**
+ * One generation's response: a GenerationSink that writes OpenAI JSON or SSE. The SSE framing of a
+ * token chunk is built once per request; each token then costs one JSON string escape and a write.
+ */
+class CompletionResponse implements GenerationSink {
+  private started = false;
+  /** Nothing more may be written: the response ended or the client left. */
+  private ended = false;
+  /** The backend ended the generation (onFinish or onError came). */
+  private settled = false;
+  private readonly chunkHead: string;
+  private readonly chunkTail: string;
+  private text = '';
+  private readonly arrivalMs: number;
+
+  constructor(
+    private readonly server: EngineHttpServer,
+    private readonly res: ServerResponse,
+    private readonly parsed: ParsedCompletionRequest,
+    private readonly id: string,
+    private readonly created: number,
+    arrivalMs: number,
+  ) {
+    this.arrivalMs = arrivalMs;
+    const usageNull = parsed.includeUsage ? ',"usage":null' : '';
+    if (parsed.kind === 'chat') {
+      this.chunkHead = `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"delta":{"content":`;
+      this.chunkTail = `},"logprobs":null,"finish_reason":null}]${usageNull}}\n\n`;
+    } else {
+      this.chunkHead = `data: {"id":"${id}","object":"text_completion","created":${created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"text":`;
+      this.chunkTail = `,"logprobs":null,"finish_reason":null,"stop_reason":null}]${usageNull}}\n\n`;
+    }
+  }
+
+  /** The client is gone (or the response ended): nothing more may be written. */
+  get done(): boolean {
+    return this.ended;
+  }
+
+  onText(text: string, _tokens: number): void {
+    if (this.ended) return;
+    if (!this.started) this.start();
+    if (this.parsed.stream) this.res.write(this.chunkHead + JSON.stringify(text) + this.chunkTail);
+    else this.text += text;
+  }
+
+  onFinish(reason: FinishReason, usage: GenerationUsage): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.server.generationEnded(reason, (performance.now() - this.arrivalMs) / 1000);
+    if (this.ended) return;
+    this.ended = true;
+    const res = this.res;
+    const parsed = this.parsed;
+    const reasonJson = JSON.stringify(reason);
+    if (parsed.stream) {
+      if (!this.started) this.start();
+      let out =
+        parsed.kind === 'chat'
+          ? `data: {"id":"${this.id}","object":"chat.completion.chunk","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":${reasonJson}}]${parsed.includeUsage ? ',"usage":null' : ''}}\n\n`
+          : `data: {"id":"${this.id}","object":"text_completion","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"text":"","logprobs":null,"finish_reason":${reasonJson},"stop_reason":null}]${parsed.includeUsage ? ',"usage":null' : ''}}\n\n`;
+      if (parsed.includeUsage) {
+        const object = parsed.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+        out += `data: {"id":"${this.id}","object":"${object}","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[],"usage":${usageJson(usage)}}\n\n`;
+      }
+      res.end(out + SSE_DONE);
+      return;
+    }
+    const choice =
+      parsed.kind === 'chat'
+        ? `{"index":0,"message":{"role":"assistant","content":${JSON.stringify(this.text)}},"logprobs":null,"finish_reason":${reasonJson}}`
+        : `{"index":0,"text":${JSON.stringify(this.text)},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":null}`;
+    const object = parsed.kind === 'chat' ? 'chat.completion' : 'text_completion';
+    const body = `{"id":"${this.id}","object":"${object}","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[${choice}],"usage":${usageJson(usage)}}`;
+    sendJson(res, 200, body, this.server.closingHeaders());
+  }
+
+  onError(error: Error & { status?: number; code?: string }): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.server.generationEnded(undefined, 0);
+    if (this.ended) return;
+    this.ended = true;
+    if (!this.started) {
+      sendError(this.res, error, this.server.closingHeaders());
+      return;
+    }
+    // Mid-stream: the status is out already, so the error travels as an event (as vLLM does).
+    this.res.end(`data: ${errorBody(error).body}\n\n${SSE_DONE}`);
+  }
+
+  /** The client went away before the end. */
+  abandon(): void {
+    this.ended = true;
+  }
+
+  private start(): void {
+    this.started = true;
+    this.server.firstToken((performance.now() - this.arrivalMs) / 1000);
+    if (!this.parsed.stream) return;
+    this.res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      ...this.server.closingHeaders(),
+    });
+    if (this.parsed.kind === 'chat') {
+      this.res.write(
+        `data: {"id":"${this.id}","object":"chat.completion.chunk","created":${this.created},"model":${JSON.stringify(this.parsed.model)},"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]${this.parsed.includeUsage ? ',"usage":null' : ''}}\n\n`,
+      );
+    }
+  }
+}
+
+/** The server proper; `startOpenAiServer` is its public face. */
+class EngineHttpServer {
+  readonly metrics: VllmMetrics;
+  private readonly http: Server;
+  private readonly idBase = randomBytes(4).toString('hex');
+  private nextId = 0;
+  private active = 0;
+  private closing = false;
+  private drained: (() => void) | undefined;
+  private readonly bodyBytesMax: number;
+  private readonly retryAfter: string;
+  private readonly modelsBody: string;
+
+  constructor(
+    readonly backend: EngineBackend,
+    private readonly options: OpenAiServerOptions,
+  ) {
+    this.metrics = new VllmMetrics(backend.modelId);
+    this.bodyBytesMax = options.bodyBytesMax ?? BODY_BYTES_MAX_DEFAULT;
+    this.retryAfter = String(options.retryAfterS ?? 1);
+    this.modelsBody = JSON.stringify({
+      object: 'list',
+      data: [
+        {
+          id: backend.modelId,
+          object: 'model',
+          created: Math.floor(Date.now() / 1000),
+          owned_by: options.ownedBy ?? 'switchyard',
+          root: backend.modelId,
+          parent: null,
+        },
+      ],
+    });
+    this.http = createServer({ keepAlive: true, noDelay: true }, (req, res) => this.handle(req, res));
+    this.http.keepAliveTimeout = 30_000;
+    this.http.headersTimeout = 35_000;
+  }
+
+  get inFlight(): number {
+    return this.active;
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(port, host, () => {
+        this.http.off('error', reject);
+        resolve((this.http.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  async close(graceMs: number): Promise<void> {
+    if (!this.closing) {
+      this.closing = true;
+      const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+      this.http.closeIdleConnections();
+      if (this.active > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, graceMs);
+          this.drained = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      this.drained = undefined;
+      this.http.closeAllConnections();
+      await this.backend.close();
+      await closed;
+    }
+  }
+
+  /** Headers that end keep-alive while the server drains. */
+  closingHeaders(): Record<string, string> {
+    return this.closing ? { connection: 'close' } : {};
+  }
+
+  firstToken(seconds: number): void {
+    this.metrics.observeFirstToken(seconds);
+  }
+
+  /** A generation ended: `reason` undefined for an error. */
+  generationEnded(reason: FinishReason | undefined, seconds: number): void {
+    this.active--;
+    if (reason !== undefined) this.metrics.observeFinish(reason, seconds);
+    if (this.active === 0) this.drained?.();
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const method = req.method ?? 'GET';
+    const route = `${method === 'HEAD' ? 'GET' : method} ${path}`;
+    switch (route) {
+      case 'POST /v1/chat/completions':
+        void this.completion('chat', req, res);
+        return;
+      case 'POST /v1/completions':
+        void this.completion('completion', req, res);
+        return;
+      case 'POST /v1/embeddings':
+        void this.embeddings(req, res);
+        return;
+      case 'GET /health':
+        res.writeHead(this.closing ? 503 : 200, { 'content-length': 0 });
+        res.end();
+        return;
+      case 'GET /v1/models':
+        sendJson(res, 200, this.modelsBody);
+        return;
+      case 'GET /metrics':
+        void this.scrape(res);
+        return;
+      default:
+        req.resume();
+        sendError(
+          res,
+          new SwitchyardError('SY_ERR_NOT_FOUND', `no route for ${method} ${path}`, { param: 'path' }),
+        );
+    }
+  }
+
+  private async scrape(res: ServerResponse): Promise<void> {
+    try {
+      const text = await this.metrics.render(this.backend.signals());
+      res.writeHead(200, {
+        'content-type': this.metrics.contentType,
+        'content-length': Buffer.byteLength(text),
+      });
+      res.end(text);
+    } catch (error) {
+      sendError(res, error as Error);
+    }
+  }
+
+  /** Reads, parses and checks a body; answers the error itself and returns undefined on failure. */
+  private async body(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+    if (this.closing) {
+      req.resume();
+      sendError(res, new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine is shutting down'), {
+        connection: 'close',
+      });
+      return undefined;
+    }
+    try {
+      return parseJson(await readBody(req, this.bodyBytesMax));
+    } catch (error) {
+      const tooBig = error instanceof SwitchyardError && error.code === 'SY_ERR_REQUEST_TOO_LARGE';
+      sendError(res, error as Error, tooBig ? { connection: 'close' } : {});
+      return undefined;
+    }
+  }
+
+  private checkModel(model: string): void {
+    if (model !== this.backend.modelId) {
+      throw new SwitchyardError(
+        'SY_ERR_NOT_FOUND',
+        `model '${model}' not found: this engine serves '${this.backend.modelId}'`,
+        { param: 'model' },
+      );
+    }
+  }
+
+  private async completion(
+    kind: 'chat' | 'completion',
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> {
+    const arrivalMs = performance.now();
+    const body = await this.body(req, res);
+    if (body === undefined) return;
+    let parsed: ParsedCompletionRequest;
+    try {
+      parsed = parseCompletionBody(kind, body);
+      this.checkModel(parsed.model);
+      const maxWaiting = this.options.maxWaiting;
+      if (maxWaiting !== undefined) {
+        const waiting = this.backend.signals().waiting;
+        if (waiting >= maxWaiting) {
+          sendError(
+            res,
+            new SwitchyardError(
+              'SY_ERR_OVERLOADED',
+              `engine overloaded: ${waiting} requests waiting, the bound is ${maxWaiting}`,
+              { param: null },
+            ),
+            { 'retry-after': this.retryAfter },
+          );
+          return;
+        }
+      }
+    } catch (error) {
+      sendError(res, error as Error);
+      return;
+    }
+    const requestHeader = req.headers['x-request-id'];
+    const tag =
+      typeof requestHeader === 'string' && requestHeader.length > 0 && requestHeader.length <= 128
+        ? requestHeader
+        : `${this.idBase}${(this.nextId++).toString(36)}`;
+    const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${tag}`;
+    const created = Math.floor(Date.now() / 1000);
+    const response = new CompletionResponse(this, res, parsed, id, created, arrivalMs);
+    const controller = new AbortController();
+    res.on('close', () => {
+      if (response.done) return;
+      response.abandon();
+      controller.abort();
+    });
+    this.active++;
+    try {
+      this.backend.generate({ id, request: parsed, signal: controller.signal }, response);
+    } catch (error) {
+      response.onError(error as Error);
+    }
+  }
+
+  private async embeddings(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await this.body(req, res);
+    if (body === undefined) return;
+    try {
+      const r = embeddingBodySchema.safeParse(body);
+      if (!r.success) {
+        const first = r.error.issues[0];
+        const param = first === undefined ? 'body' : first.path.map(String).join('.') || 'body';
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `invalid request body: ${param}: ${first?.message}`,
+          {
+            param,
+          },
+        );
+      }
+      const data = r.data;
+      this.checkModel(data.model);
+      const raw = data.input;
+      const texts: string[] = [];
+      let promptTokens = 0;
+      let tokenIds = false;
+      if (typeof raw === 'string') texts.push(raw);
+      else if (typeof raw[0] === 'string') texts.push(...(raw as string[]));
+      else if (typeof raw[0] === 'number') {
+        tokenIds = true;
+        texts.push((raw as number[]).join(' '));
+        promptTokens = raw.length;
+      } else {
+        tokenIds = true;
+        for (const ids of raw as number[][]) {
+          texts.push(ids.join(' '));
+          promptTokens += ids.length;
+        }
+      }
+      if (!tokenIds) for (const t of texts) promptTokens += Math.max(1, estimateTokens(t));
+      const dimensions = data.dimensions ?? EMBEDDING_DIMENSIONS_DEFAULT;
+      const vectors =
+        this.backend.embed !== undefined && !tokenIds
+          ? await this.backend.embed(texts)
+          : texts.map((t) => pseudoEmbedding(t, dimensions));
+      const base64 = data.encoding_format === 'base64';
+      const out = {
+        object: 'list',
+        data: vectors.map((v, index) => ({
+          object: 'embedding',
+          index,
+          embedding: base64 ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v,
+        })),
+        model: data.model,
+        usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+      };
+      sendJson(res, 200, JSON.stringify(out), this.closingHeaders());
+    } catch (error) {
+      sendError(res, error as Error);
+    }
+  }
+}
+
+/** Starts the OpenAI-compatible server over `backend`; resolves once it listens. */
+export async function startOpenAiServer(
+  backend: EngineBackend,
+  options: OpenAiServerOptions = {},
+): Promise<OpenAiServer> {
+  const server = new EngineHttpServer(backend, options);
+  const host = options.host ?? '127.0.0.1';
+  const port = await server.listen(host, options.port ?? 0);
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    url: `http://${urlHost}:${port}`,
+    port,
+    get inFlight() {
+      return server.inFlight;
+    },
+    close: (graceMs = CLOSE_GRACE_MS_DEFAULT) => server.close(graceMs),
+  };
+}
