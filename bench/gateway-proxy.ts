@@ -68,6 +68,7 @@ const HELP = `node --import tsx bench/gateway-proxy.ts [flags]
   --phases P            some of: ${PHASES.join(',')}
   --warmup S            seconds of wrk warm-up per path before measuring (default 3)
   --no-pin              do not pin processes with taskset
+  --nice N              run every benchmark process at this niceness (e.g. -10, as root, on a shared machine)
   --gateway-flags F     extra Node flags for the gateway, space-separated (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
   --json FILE           also write every run and the medians as JSON`;
 
@@ -85,6 +86,7 @@ const { values } = parseArgs({
     phases: { type: 'string' },
     warmup: { type: 'string', default: '3' },
     'no-pin': { type: 'boolean', default: false },
+    nice: { type: 'string', default: '0' },
     'gateway-flags': { type: 'string', default: '' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -144,12 +146,19 @@ if (nginxVersion === undefined || wrkVersion === undefined) {
   process.exit(1);
 }
 const taskset = values['no-pin'] || cpus().length < 2 ? undefined : findTaskset();
-const pinLoad = pinPrefix(taskset, CORE_LOAD);
-const pinProxy = pinPrefix(taskset, CORE_PROXY);
+const nice = Number(values.nice);
+if (!Number.isInteger(nice) || nice < -20 || nice > 19) {
+  console.error(`--nice: expected an integer in [-20, 19], got '${values.nice}'`);
+  process.exit(2);
+}
+const pinLoad = pinPrefix(taskset, CORE_LOAD, nice);
+const pinProxy = pinPrefix(taskset, CORE_PROXY, nice);
+const pinNone = pinPrefix(undefined, undefined, nice);
 const pinning =
   taskset === undefined
     ? 'none (taskset missing, fewer than 2 cores, or --no-pin): every process shares every core'
     : `taskset: load generator (wrk / open-loop) and upstreams on core ${CORE_LOAD}; proxy under test on core ${CORE_PROXY}; nginx-2w unpinned`;
+const niceNote = nice === 0 ? '' : `; every process at nice ${nice}`;
 
 if (rows.includes('switchyard') && !gatewayAvailable(ROOT)) {
   console.log('note: src/gateway/index.ts is missing in this checkout; the switchyard row is skipped.');
@@ -262,7 +271,7 @@ for (const row of rows) {
         { listen: listenJson, upstreams: upstreamPorts, streaming: false },
         { listen: listenSse, upstreams: ssePorts, streaming: true },
       ]);
-      const pid = start(row, [...(workers === 1 ? pinProxy : []), ...nginxArgs(dir, row, config)]);
+      const pid = start(row, [...(workers === 1 ? pinProxy : pinNone), ...nginxArgs(dir, row, config)]);
       targets.push({
         row,
         label: `nginx (${workers} worker${workers === 1 ? '' : 's'}${workers === 1 ? '' : ', unpinned'})`,
@@ -425,7 +434,7 @@ async function measure(t: Target, phase: Phase): Promise<RowRun> {
 
 console.log(
   `gateway overhead: ${targets.map((t) => t.label).join(' | ')}; ${repeat} x ${durationS} s per figure; ` +
-    `pinning: ${pinning}`,
+    `pinning: ${pinning}${niceNote}`,
 );
 if (warmupS > 0) {
   for (const t of targets) {
@@ -645,7 +654,7 @@ if (targets.some((t) => t.row === 'switchyard')) {
       `SSE events/s: ${fmt(e, 0)} (target >= ${fmt(TARGET_SSE_EVENTS_PER_S, 0)}): ${verdict(e >= TARGET_SSE_EVENTS_PER_S)}`,
     );
   }
-  console.log(`\n${label('switchyard')}:\n  ${lines.join('\n  ')}`);
+  if (lines.length > 0) console.log(`\n${label('switchyard')}:\n  ${lines.join('\n  ')}`);
 }
 console.log(
   '\nFor scale (published, not measured here): vLLM production-stack router, a Python gateway, about 900 req/s and about 1 ms added.',
@@ -678,6 +687,7 @@ if (values.json !== undefined) {
           bodies: jsonBodies.length,
           bodyBytesMean: jsonBodies.reduce((a, b) => a + b.length, 0) / jsonBodies.length,
           pinning,
+          nice,
         },
         rows: targets.map((t) => ({ row: t.row, label: t.label })),
         medians,

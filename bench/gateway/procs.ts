@@ -12,9 +12,13 @@ export function findTaskset(): string | undefined {
   return r.error === undefined && r.status === 0 ? 'taskset' : undefined;
 }
 
-/** The argv prefix that pins a command to `cpus` (e.g. "1" or "0,1"), or [] when not pinning. */
-export function pinPrefix(taskset: string | undefined, cpus: string | undefined): string[] {
-  return taskset === undefined || cpus === undefined ? [] : [taskset, '-c', cpus];
+/**
+ * The argv prefix that runs a command at niceness `nice` (0: unchanged; negative needs root) and
+ * pinned to `cpus` (e.g. "1" or "0,1"; undefined or no taskset: unpinned).
+ */
+export function pinPrefix(taskset: string | undefined, cpus: string | undefined, nice = 0): string[] {
+  const niceness = nice === 0 ? [] : ['nice', '-n', String(nice)];
+  return taskset === undefined || cpus === undefined ? niceness : [...niceness, taskset, '-c', cpus];
 }
 
 const children: ChildProcess[] = [];

@@ -1,14 +1,15 @@
 /**
- * The Switchyard gateway as the benchmark runs it: `node bin/switchyard.mjs serve --config FILE`
- * (what a user runs), with a generated config whose backends are the benchmark's upstream ports.
+ * The Switchyard gateway as the benchmark runs it: `startGateway` in a child process of its own
+ * (bench/gateway/switchyard-child.ts, loading the YAML config as `switchyard serve --config` does),
+ * with a generated config whose backends are the benchmark's upstream ports.
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { BENCH_MODEL } from './bodies.ts';
 
-/** The CLI entry point, relative to the repository root. */
-export const SWITCHYARD_BIN = 'bin/switchyard.mjs';
+/** The child that runs the gateway, relative to the repository root. */
+const CHILD = 'bench/gateway/switchyard-child.ts';
 
 /** Whether this checkout has a gateway to run yet (src/gateway with its entry point). */
 export function gatewayAvailable(root: string): boolean {
@@ -41,7 +42,7 @@ export function writeGatewayConfig(
   return file;
 }
 
-/** argv for `switchyard serve` with `config`, run by this Node with `nodeFlags` (e.g. --cpu-prof). */
+/** argv that runs the gateway with `config`, by this Node with `nodeFlags` (e.g. --cpu-prof). */
 export function gatewayArgs(root: string, config: string, nodeFlags: readonly string[]): string[] {
-  return [process.execPath, ...nodeFlags, join(root, SWITCHYARD_BIN), 'serve', '--config', config];
+  return [process.execPath, ...nodeFlags, '--import', 'tsx', join(root, CHILD), '--config', config];
 }
