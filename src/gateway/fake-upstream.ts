@@ -147,7 +147,8 @@ function respond(state: FakeUpstream, model: string, path: string, body: string,
   const next = (): void => {
     if (res.destroyed) return;
     if (b.cutAfterChunks !== undefined && sent >= b.cutAfterChunks) {
-      res.destroy();
+      // Let what was written reach the socket first: destroy() drops unflushed writes.
+      setTimeout(() => res.destroy(), 20);
       return;
     }
     if (sent < tokens) {

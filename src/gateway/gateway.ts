@@ -36,7 +36,7 @@ import {
 import { NO_FEEDS, type SignalFeeds } from './feeds.ts';
 import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
 import { bearerToken, readBody, sendError, sendJson } from './http-util.ts';
-import { LiveView } from './live-view.ts';
+import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
 import { Backend, Exchange, type ExchangeHost, type ExchangeKind, type ExchangeOutcome } from './proxy.ts';
 import { type AttemptFailure, backoffMs } from './retry.ts';
@@ -111,6 +111,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
   private readonly routingRng: Rng;
   private readonly jitterRng: Rng;
   private readonly models: Set<string>;
+  private readonly instancesByModel = new Map<string, LiveInstance[]>();
   private readonly modelsJson: string;
   private readonly tenants = new Map<string, TenantEntry>();
   private readonly slo: Slo | undefined;
@@ -169,6 +170,12 @@ export class LiveGateway implements Gateway, ExchangeHost {
       this.backendById.set(b.id, backend);
     }
     this.models = new Set(config.backends.flatMap((b) => b.models));
+    for (const b of this.backends)
+      for (const m of b.config.models) {
+        const list = this.instancesByModel.get(m) ?? [];
+        list.push(b.instance);
+        this.instancesByModel.set(m, list);
+      }
     this.modelsJson = JSON.stringify({
       object: 'list',
       data: [...this.models]
@@ -513,6 +520,17 @@ export class LiveGateway implements Gateway, ExchangeHost {
     stream: boolean,
     res: ServerResponse,
   ): void {
+    if (!this.servable(request.model)) {
+      // Fail fast rather than queue: nothing serves the model now (health checks may re-admit one).
+      this.rejectEarly(
+        res,
+        new SwitchyardError('SY_ERR_NO_INSTANCE', `no healthy instance serves model '${request.model}'`, {
+          param: 'model',
+        }),
+        this.config.healthCheck.intervalMs,
+      );
+      return;
+    }
     if (kind === 'embeddings') {
       const ex = new Exchange(this, kind, request, body, stream, res);
       this.stats.accepted++;
@@ -539,6 +557,14 @@ export class LiveGateway implements Gateway, ExchangeHost {
       this.pending.set(request.id, ex);
     }
     this.step();
+  }
+
+  /** Some healthy, undrained instance serves `model`. */
+  private servable(model: string): boolean {
+    const instances = this.instancesByModel.get(model);
+    if (instances === undefined) return false;
+    for (const i of instances) if (i.healthy && !i.draining) return true;
+    return false;
   }
 
   // ---- admission ----
