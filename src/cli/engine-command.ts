@@ -165,7 +165,7 @@ export function registerEngineCommand(program: Command): void {
     .option(
       '--max-waiting <n>',
       'answer 429 (Retry-After) while this many requests wait (default: no bound)',
-      nonNegativeInt,
+      positiveInt,
     )
     .option(
       '--kv-events <endpoint>',

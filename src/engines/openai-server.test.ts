@@ -239,6 +239,7 @@ test('more than maxWaiting queued requests get 429 with Retry-After', async () =
   assert.equal(refused.headers.get('retry-after'), '3');
   assert.equal(((await refused.json()) as Json).error.code, 'SY_ERR_OVERLOADED');
   assert.equal(backend.calls.length, 1);
+  await assert.rejects(startOpenAiServer(backend, { maxWaiting: 0 }), /invalid maxWaiting '0'/);
 });
 
 test('a client that disconnects aborts its generation', async () => {

@@ -16,7 +16,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
-import { ERRORS, type ErrorCode, SwitchyardError } from '../core/errors.ts';
+import { ERRORS, type ErrorCode, invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { type ParsedCompletionRequest, parseCompletionBody, SSE_DONE } from '../core/openai-api.ts';
 import { estimateTokens } from '../core/text-prefix.ts';
 import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage } from './backend.ts';
@@ -581,6 +581,10 @@ export async function startOpenAiServer(
   backend: EngineBackend,
   options: OpenAiServerOptions = {},
 ): Promise<OpenAiServer> {
+  const { maxWaiting } = options;
+  if (maxWaiting !== undefined && !(Number.isInteger(maxWaiting) && maxWaiting >= 1)) {
+    throw invalidArgument('maxWaiting', maxWaiting, 'an integer >= 1');
+  }
   const server = new EngineHttpServer(backend, options);
   const host = options.host ?? '127.0.0.1';
   const port = await server.listen(host, options.port ?? 0);
