@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { EngineSignals } from './engine-signals.ts';
+import { MetricsScraper } from './scraper.ts';
+
+const VLLM_PAGE = readFileSync(new URL('./fixtures/vllm.prom', import.meta.url), 'utf8');
+
+interface TestServer {
+  readonly url: string;
+  /** Requests seen, and the largest number ever in flight at once. */
+  readonly stats: { requests: number; inFlight: number; inFlightMax: number; sockets: number };
+  close(): Promise<void>;
+}
+
+async function serve(
+  handler: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>,
+): Promise<TestServer> {
+  const stats = { requests: 0, inFlight: 0, inFlightMax: 0, sockets: 0 };
+  const server: Server = createServer((req, res) => {
+    stats.requests++;
+    stats.inFlight++;
+    stats.inFlightMax = Math.max(stats.inFlightMax, stats.inFlight);
+    res.on('close', () => stats.inFlight--);
+    void handler(req, res);
+  });
+  server.on('connection', () => stats.sockets++);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/metrics`,
+    stats,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const page = (text: string) => (_req: IncomingMessage, res: ServerResponse) => {
+  res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+  res.end(text);
+};
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+function recorder(opts: { intervalMs?: number; timeoutMs?: number } = {}) {
+  const signals: { id: string; signals: EngineSignals; atMs: number }[] = [];
+  const errors: { id: string; error: Error }[] = [];
+  let clock = 1_000;
+  const scraper = new MetricsScraper({
+    intervalMs: opts.intervalMs ?? 50,
+    timeoutMs: opts.timeoutMs ?? 2_000,
+    onSignals: (id, s, atMs) => signals.push({ id, signals: s, atMs }),
+    onError: (id, error) => errors.push({ id, error }),
+    now: () => clock++,
+  });
+  return { scraper, signals, errors };
+}
+
+describe('MetricsScraper', () => {
+  it('delivers signals from each target on its interval over one kept-alive connection', async () => {
+    const a = await serve(page(VLLM_PAGE));
+    const b = await serve(
+      page('sglang:num_running_reqs 2\nsglang:num_queue_reqs 1\nsglang:token_usage 0.5\n'),
+    );
+    const { scraper, signals, errors } = recorder({ intervalMs: 50 });
+    try {
+      scraper.add('a', a.url);
+      scraper.add('b', b.url);
+      scraper.start();
+      await waitFor('several scrapes of each', () =>
+        ['a', 'b'].every((id) => signals.filter((s) => s.id === id).length >= 4),
+      );
+      const fromA = signals.find((s) => s.id === 'a')!;
+      assert.equal(fromA.signals.family, 'vllm');
+      assert.equal(fromA.signals.running, 23);
+      assert.equal(fromA.signals.kvBlocksTotal, 27503);
+      assert.deepEqual(signals.find((s) => s.id === 'b')!.signals, {
+        family: 'sglang',
+        running: 2,
+        waiting: 1,
+        kvUsage: 0.5,
+      });
+      assert.ok(
+        signals.every((s, i) => i === 0 || s.atMs > signals[i - 1]!.atMs),
+        'atMs comes from the injected clock',
+      );
+      assert.deepEqual(errors, []);
+      assert.equal(a.stats.sockets, 1, 'one keep-alive connection per target');
+      assert.equal(a.stats.inFlightMax, 1);
+    } finally {
+      await scraper.stop();
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('reports a slow target as timed out, never overlaps its scrapes, and keeps scraping the others', async () => {
+    const slow = await serve(async (_req, res) => {
+      await sleep(1_000);
+      if (!res.destroyed) page(VLLM_PAGE)(_req, res);
+    });
+    const fast = await serve(page(VLLM_PAGE));
+    const { scraper, signals, errors } = recorder({ intervalMs: 50, timeoutMs: 150 });
+    try {
+      scraper.add('slow', slow.url);
+      scraper.add('fast', fast.url);
+      scraper.start();
+      await waitFor('two timeouts', () => errors.filter((e) => e.id === 'slow').length >= 2);
+      const timeout = errors.find((e) => e.id === 'slow')!.error as Error & { code?: string };
+      assert.equal(timeout.code, 'SY_ERR_TIMEOUT');
+      assert.match(timeout.message, /'slow' timed out after 150 ms/);
+      assert.equal(slow.stats.inFlightMax, 1, 'scrapes of one target never overlap');
+      assert.ok(signals.some((s) => s.id === 'fast'));
+      assert.ok(!signals.some((s) => s.id === 'slow'));
+      assert.ok(errors.every((e) => e.id === 'slow'));
+    } finally {
+      await scraper.stop();
+      await slow.close();
+      await fast.close();
+    }
+  });
+
+  it('reports refused connections, HTTP errors and malformed pages without throwing', async () => {
+    const broken = await serve((req, res) => {
+      if (req.url === '/metrics') {
+        res.writeHead(500);
+        res.end('boom');
+      } else {
+        page('vllm:num_requests_running{ 1\n')(req, res);
+      }
+    });
+    const dead = await serve(page(''));
+    const deadUrl = dead.url;
+    await dead.close();
+    const { scraper, errors } = recorder({ intervalMs: 20, timeoutMs: 1_000 });
+    try {
+      scraper.add('http500', broken.url);
+      scraper.add('garbled', broken.url.replace('/metrics', '/garbled'));
+      scraper.add('refused', deadUrl);
+      scraper.start();
+      await waitFor('an error from each', () =>
+        ['http500', 'garbled', 'refused'].every((id) => errors.some((e) => e.id === id)),
+      );
+      const byId = (id: string) => errors.find((e) => e.id === id)!.error as Error & { code?: string };
+      assert.equal(byId('http500').code, 'SY_ERR_UPSTREAM');
+      assert.match(byId('http500').message, /HTTP 500/);
+      assert.match(byId('garbled').message, /malformed Prometheus text at line 1/);
+      assert.equal(byId('refused').code, 'SY_ERR_UPSTREAM');
+      assert.match(byId('refused').message, /ECONNREFUSED/);
+    } finally {
+      await scraper.stop();
+      await broken.close();
+    }
+  });
+
+  it('backs off a failing target instead of hammering it', async () => {
+    const failing = await serve((_req, res) => {
+      res.writeHead(503);
+      res.end();
+    });
+    const { scraper, errors } = recorder({ intervalMs: 10, timeoutMs: 500 });
+    try {
+      scraper.add('e', failing.url);
+      scraper.start();
+      await sleep(1_000);
+      // Without backoff: ~100 tries in a second; with doubling from 10 ms: about 8.
+      assert.ok(errors.length >= 3 && errors.length <= 15, `${errors.length} tries in 1 s`);
+    } finally {
+      await scraper.stop();
+      await failing.close();
+    }
+  });
+
+  it('stops scraping a removed target, mid-flight included, and reports nothing for it', async () => {
+    const slowServer = await serve(async (req, res) => {
+      await sleep(1_000);
+      if (!res.destroyed) page(VLLM_PAGE)(req, res);
+    });
+    const quick = await serve(page(VLLM_PAGE));
+    const { scraper, signals, errors } = recorder({ intervalMs: 30, timeoutMs: 2_000 });
+    try {
+      scraper.add('slow', slowServer.url);
+      scraper.add('quick', quick.url);
+      scraper.start();
+      await waitFor('the slow scrape to start', () => slowServer.stats.requests === 1);
+      scraper.remove('slow');
+      // The server answers after 1 s; the request ends sooner only if removal aborted it.
+      await waitFor('the in-flight scrape to be aborted', () => slowServer.stats.inFlight === 0, 600);
+      await waitFor('a few quick scrapes', () => signals.filter((s) => s.id === 'quick').length >= 2);
+      scraper.remove('quick');
+      scraper.remove('never-added');
+      assert.deepEqual(scraper.ids, []);
+      const seen = { slow: slowServer.stats.requests, quick: quick.stats.requests, signals: signals.length };
+      await sleep(500);
+      assert.equal(slowServer.stats.requests, seen.slow);
+      assert.equal(quick.stats.requests, seen.quick);
+      assert.equal(signals.length, seen.signals);
+      assert.ok(!signals.some((s) => s.id === 'slow'));
+      assert.deepEqual(errors, []);
+    } finally {
+      await scraper.stop();
+      await slowServer.close();
+      await quick.close();
+    }
+  });
+
+  it('validates its options and targets', () => {
+    const base = { onSignals() {}, onError() {} };
+    assert.throws(() => new MetricsScraper({ ...base, intervalMs: 0, timeoutMs: 10 }), {
+      code: 'SY_ERR_INVALID_ARGUMENT',
+    });
+    assert.throws(() => new MetricsScraper({ ...base, intervalMs: 50, timeoutMs: -1 }), {
+      code: 'SY_ERR_INVALID_ARGUMENT',
+    });
+    const scraper = new MetricsScraper({ ...base, intervalMs: 50, timeoutMs: 100 });
+    assert.throws(() => scraper.add('x', 'not a url'), { code: 'SY_ERR_INVALID_ARGUMENT' });
+    assert.throws(() => scraper.add('x', 'ftp://host/metrics'), { code: 'SY_ERR_INVALID_ARGUMENT' });
+    scraper.add('x', 'http://127.0.0.1:9/metrics');
+    assert.throws(() => scraper.add('x', 'http://127.0.0.1:9/metrics'), { code: 'SY_ERR_INVALID_ARGUMENT' });
+  });
+});
