@@ -1,0 +1,1 @@
+export { getBinsDir } from 'node-llama-cpp-prebuilt-linux-arm64-real';

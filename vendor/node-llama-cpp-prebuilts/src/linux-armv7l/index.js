@@ -1,0 +1,1 @@
+export { getBinsDir } from 'node-llama-cpp-prebuilt-linux-armv7l-real';
