@@ -160,6 +160,19 @@ describe('gateway proxying', () => {
     assert.equal((await fetch(`${gw.url}/v1/chat/completions`)).status, 404); // GET
   });
 
+  it('feeds scraped engine metrics into the live view', async () => {
+    const [u] = await fakes(1);
+    const gw = await gateway([u as FakeUpstream], { scrapeIntervalMs: 20 });
+    await until(() => gw.view.at(performance.now()).get('e0')?.stale === false);
+    const e0 = gw.view.get('e0');
+    assert.equal(e0?.running, 1);
+    assert.equal(e0?.kvUsage, 0.25);
+    await u?.close();
+    // The engine is gone: after 3 intervals its signals are stale and host accounting stands in.
+    await until(() => gw.view.at(performance.now()).get('e0')?.stale === true);
+    assert.equal(e0?.running, e0?.inFlight);
+  });
+
   it('answers 400 / 404 / 413 with stable codes and never crashes on garbage', async () => {
     const [u] = await fakes(1);
     const gw = await gateway([u as FakeUpstream], { limits: { bodyBytesMax: 4096 } });

@@ -23,6 +23,7 @@ import type { AdmissionQueue } from '../policies/admission/types.ts';
 import { isEligible } from '../policies/routing/eligible.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
+import { adapterFeeds } from './adapter-feeds.ts';
 import { handleAdmin } from './admin.ts';
 import {
   admissionInput,
@@ -33,7 +34,7 @@ import {
   metricsPathOf,
   parseGatewayConfig,
 } from './config.ts';
-import { NO_FEEDS, type SignalFeeds } from './feeds.ts';
+import type { SignalFeeds } from './feeds.ts';
 import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
 import { bearerToken, readBody, sendError, sendJson } from './http-util.ts';
 import { type LiveInstance, LiveView } from './live-view.ts';
@@ -45,7 +46,7 @@ import { type AttemptFailure, backoffMs } from './retry.ts';
 export interface GatewayOptions {
   /** Where log lines go (ejections, re-admissions, feed errors). Default: stderr. */
   readonly log?: (line: string) => void;
-  /** Engine signal and KV-event sources. Default: none (gateway accounting only). */
+  /** Engine signal and KV-event sources. Default: the metrics scraper and KV-event subscriber (NO_FEEDS: none). */
   readonly feeds?: SignalFeeds;
   /** Wait for the first health-check round before resolving (default true). */
   readonly awaitFirstHealthCheck?: boolean;
@@ -140,7 +141,9 @@ export class LiveGateway implements Gateway, ExchangeHost {
     this.config = config;
     this.limits = config.limits;
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
-    this.feeds = options.feeds ?? NO_FEEDS;
+    this.feeds =
+      options.feeds ??
+      adapterFeeds({ scrapeIntervalMs: config.scrapeIntervalMs, now: () => performance.now() });
     this.adminKey = config.adminKey;
     this.slo = config.slo;
     this.view = new LiveView(config.signalStaleAfterMs ?? 3 * config.scrapeIntervalMs);

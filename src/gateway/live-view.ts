@@ -26,6 +26,8 @@ export interface EngineSignalsInput {
   readonly blockSize?: number | undefined;
   readonly prefixQueries?: number | undefined;
   readonly prefixHits?: number | undefined;
+  /** The engine's own hit-rate gauge, used when it reports no query and hit counters. */
+  readonly prefixHitRate?: number | undefined;
 }
 
 /** What the view needs to know about an instance when it is added. */
@@ -92,6 +94,8 @@ export class LiveInstance implements InstanceView {
     if (finite(signals.blockSize) && signals.blockSize > 0) this.blockSize = signals.blockSize;
     if (finite(signals.prefixQueries) && finite(signals.prefixHits) && signals.prefixQueries > 0)
       this.prefixHitRate = Math.min(1, Math.max(0, signals.prefixHits / signals.prefixQueries));
+    else if (finite(signals.prefixHitRate))
+      this.prefixHitRate = Math.min(1, Math.max(0, signals.prefixHitRate));
   }
 
   /** Settles what the view shows at `nowMs`: scraped signals when fresh, host accounting when stale. */
