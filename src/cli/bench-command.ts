@@ -1,6 +1,131 @@
+import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
+import { runBench } from '../loadgen/bench.ts';
+import { BENCH_DEFAULTS, type BenchFlags, resolveBenchOptions } from '../loadgen/options.ts';
+import { checkOutputPath, formatBenchReport, writeBenchJson } from '../loadgen/report.ts';
+import type { RunProgress } from '../loadgen/runner.ts';
+import { SAMPLE_PREFIX, SAMPLES } from '../sim/traces/samples.ts';
 
-/** Registers `switchyard bench` (being built; see issue 4). */
+/**
+ * Registers `switchyard bench`: an open-loop load generator against any OpenAI-compatible server.
+ * Flags arrive as strings and are validated in src/loadgen/options.ts, so every bad value is one
+ * SwitchyardError line (exit 2) naming the value and what is valid.
+ */
 export function registerBenchCommand(program: Command): void {
-  program.command('bench').description('(not yet available)');
+  const samples = Object.keys(SAMPLES)
+    .map((n) => SAMPLE_PREFIX + n)
+    .join(', ');
+  const d = BENCH_DEFAULTS;
+  program
+    .command('bench')
+    .description(
+      'Load-test an OpenAI-compatible server, open loop: requests go out at their scheduled times ' +
+        '(Poisson/Gamma arrivals or a replayed trace) whether or not earlier ones have answered, and the ' +
+        'report gives TTFT, ITL, TPOT and E2E percentiles, throughput, failures by reason and goodput. ' +
+        'See docs/bench.md.',
+    )
+    .option('--url <url>', 'base URL of the server, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine)')
+    .option(
+      '--endpoint <kind>',
+      `chat (/v1/chat/completions) or completions (/v1/completions) (default ${d.endpoint})`,
+    )
+    .option('--model <name>', 'model to ask for (default: the first of GET /v1/models)')
+    .option('--api-key <key>', 'sent as Authorization: Bearer <key>')
+    .option('--rate <req/s>', `mean arrival rate, or inf to send everything at once (default ${d.rateRps})`)
+    .option('--burstiness <k>', 'Gamma arrivals of shape k (1 = Poisson, < 1 burstier), as in vLLM')
+    .option('--cv <x>', 'Gamma arrivals with inter-arrival coefficient of variation x (1 = Poisson)')
+    .option('--requests <n>', `number of requests (default ${d.requests}, or the whole trace)`)
+    .option('--duration <s>', 'stop scheduling after s seconds of the run')
+    .option(
+      '--input-tokens <n|lo-hi>',
+      `prompt tokens, fixed or uniform in a range (default ${d.inputTokens})`,
+    )
+    .option(
+      '--output-tokens <n|lo-hi>',
+      `max_tokens, fixed or uniform in a range (default ${d.outputTokens})`,
+    )
+    .option('--prefix-groups <G>', 'G shared system prompts; each request starts with one of them')
+    .option('--prefix-tokens <P>', 'tokens of each shared system prompt (added before --input-tokens)')
+    .option('--trace <path>', `replay a trace file (Azure CSV, Mooncake JSONL(.gz)) or ${samples}`)
+    .option('--rate-scale <k>', 'replay the trace k times faster (0.5: half as fast) (default 1)')
+    .option('--max-concurrency <n>', `bound on outstanding requests (default ${d.maxConcurrency})`)
+    .option(
+      '--overflow <mode>',
+      `beyond the bound: wait for a slot, or drop the request (default ${d.overflow})`,
+    )
+    .option('--timeout-s <s>', `per-request timeout (default ${d.timeoutS})`)
+    .option('--no-stream', 'ask for whole responses (TTFT is then the E2E; no ITL or TPOT)')
+    .option('--no-ignore-eos', 'do not send ignore_eos: true (for servers that reject unknown fields)')
+    .option('--slo-ttft-ms <ms>', 'TTFT target for goodput')
+    .option('--slo-tpot-ms <ms>', 'TPOT target for goodput')
+    .option('--seed <n>', `seed of arrivals, lengths and prompt text (default ${d.seed})`)
+    .option('--json <file>', 'write the summary as JSON')
+    .option('--save-requests', 'add every request to the JSON (times, tokens, ITLs, failure)')
+    .option('--no-progress', 'no progress bar (there is none when stderr is not a terminal either)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  switchyard bench --url http://127.0.0.1:8000 --rate 8 --requests 500 --input-tokens 1024 --output-tokens 128\n' +
+        '  switchyard bench --url http://127.0.0.1:8000 --trace sample:mooncake-conversation --rate-scale 4 --requests 300 \\\n' +
+        '    --slo-ttft-ms 2000 --slo-tpot-ms 100 --json bench.json\n' +
+        '  switchyard bench --url http://127.0.0.1:8000 --endpoint chat --rate 20 --burstiness 0.5 \\\n' +
+        '    --prefix-groups 8 --prefix-tokens 2048 --input-tokens 128-512 --output-tokens 64-256',
+    )
+    .action(async (flags: BenchFlags) => {
+      const options = resolveBenchOptions(flags);
+      if (options.json !== undefined) checkOutputPath(options.json);
+      const interrupt = new AbortController();
+      const onSigint = (): void => {
+        process.stderr.write('\nswitchyard bench: interrupted; reporting what finished\n');
+        interrupt.abort();
+      };
+      process.once('SIGINT', onSigint);
+      const bar = new BenchBar(options.progress && process.stderr.isTTY === true);
+      try {
+        const summary = await runBench(options, {
+          signal: interrupt.signal,
+          onStart: (total) => bar.start(total),
+          onProgress: (p) => bar.update(p),
+        });
+        bar.stop();
+        process.stdout.write(`${formatBenchReport(summary, { color: process.stdout.isTTY === true })}\n`);
+        if (options.json !== undefined) writeBenchJson(options.json, summary);
+      } finally {
+        bar.stop();
+        process.removeListener('SIGINT', onSigint);
+      }
+    });
+}
+
+/** The progress bar on stderr: requests done of the total (or a count when the total is open). */
+class BenchBar {
+  private bar: cliProgress.SingleBar | undefined;
+
+  constructor(private readonly enabled: boolean) {}
+
+  start(total: number | undefined): void {
+    if (!this.enabled) return;
+    this.bar = new cliProgress.SingleBar(
+      {
+        stream: process.stderr,
+        format:
+          total !== undefined
+            ? 'bench [{bar}] {percentage}% | {value}/{total} done | {outstanding} in flight | {failed} failed'
+            : 'bench {value} done | {outstanding} in flight | {failed} failed',
+        hideCursor: true,
+        clearOnComplete: true,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    this.bar.start(total ?? 0, 0, { outstanding: 0, failed: 0 });
+  }
+
+  update(p: RunProgress): void {
+    this.bar?.update(p.done, { outstanding: p.outstanding, failed: p.failed });
+  }
+
+  stop(): void {
+    this.bar?.stop();
+    this.bar = undefined;
+  }
 }

@@ -1,0 +1,92 @@
+/**
+ * One bench run from validated options: build the plan (synthetic or trace), find the model, send
+ * the plan open-loop through a pooled client, and summarise.
+ */
+import { SwitchyardError } from '../core/errors.ts';
+import { readTrace } from '../sim/traces/read.ts';
+import { OpenAiClient } from './client.ts';
+import type { BenchOptions } from './options.ts';
+import { syntheticPlan, tracePlan } from './plan.ts';
+import { PromptSynth } from './prompts.ts';
+import { type RunHooks, runPlan } from './runner.ts';
+import type { BenchPlan, BenchSummary } from './types.ts';
+
+/** The plan of a run, from its options (reads the trace for a trace source). */
+export function buildPlan(options: BenchOptions): { plan: BenchPlan; prompts: PromptSynth } {
+  const s = options.source;
+  if (s.kind === 'trace') {
+    const trace = readTrace(s.trace);
+    const plan = tracePlan(trace, { rateScale: s.rateScale, requests: s.requests, durationS: s.durationS });
+    return { plan, prompts: new PromptSynth(options.seed, trace.blockTokens) };
+  }
+  const plan = syntheticPlan({
+    rateRps: s.rateRps,
+    cv: s.cv,
+    requests: s.requests,
+    durationS: s.durationS,
+    inputTokens: s.inputTokens,
+    outputTokens: s.outputTokens,
+    prefixGroups: s.prefixGroups,
+    prefixTokens: s.prefixTokens,
+    seed: options.seed,
+  });
+  return { plan, prompts: new PromptSynth(options.seed) };
+}
+
+/** Hooks of runBench: the runner's, plus one call once the plan is known. */
+export interface BenchHooks extends RunHooks {
+  /** Called before the first request, with the plan's size (when known) and the model. */
+  readonly onStart?: (total: number | undefined, model: string) => void;
+}
+
+/**
+ * Runs a benchmark. Fails before sending anything when the server cannot be reached
+ * (SY_ERR_UPSTREAM) or names no model and none was given (SY_ERR_NOT_FOUND).
+ */
+export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): Promise<BenchSummary> {
+  const { plan, prompts } = buildPlan(options);
+  const client = new OpenAiClient({
+    baseUrl: options.url,
+    apiKey: options.apiKey,
+    connections: options.maxConcurrency,
+    timeoutMs: options.timeoutMs,
+  });
+  try {
+    const models = await client.listModels(Math.min(options.timeoutMs, 10_000));
+    const model = options.model ?? models[0];
+    if (model === undefined) {
+      throw new SwitchyardError(
+        'SY_ERR_NOT_FOUND',
+        `${client.url}/v1/models lists no model; name one with --model`,
+        { param: '--model' },
+      );
+    }
+    hooks.onStart?.(plan.total, model);
+    return await runPlan(
+      plan,
+      prompts,
+      client,
+      {
+        endpoint: options.endpoint,
+        model,
+        stream: options.stream,
+        ignoreEos: options.ignoreEos,
+        maxConcurrency: options.maxConcurrency,
+        overflow: options.overflow,
+        slo: { ttftMs: options.sloTtftMs, tpotMs: options.sloTpotMs },
+        saveRequests: options.saveRequests,
+      },
+      {
+        url: client.url,
+        endpoint: options.endpoint,
+        model,
+        stream: options.stream,
+        seed: options.seed,
+        workload: plan.workload,
+      },
+      hooks,
+    );
+  } finally {
+    await client.close();
+  }
+}

@@ -1,0 +1,301 @@
+/**
+ * `switchyard bench` flags: raw strings from the command line, validated into BenchOptions. Every
+ * bad value fails with a SwitchyardError that names the flag, the value and what is valid, and
+ * flags that do not go together (a trace with --rate, --cv with --burstiness) are refused rather
+ * than silently ignored.
+ */
+import { invalidArgument, SwitchyardError, unknownName } from '../core/errors.ts';
+import { ENDPOINTS, type Endpoint, parseBaseUrl } from './client.ts';
+import type { TokenRange } from './plan.ts';
+import { OVERFLOW_MODES, type OverflowMode } from './runner.ts';
+
+/** Defaults of the flags that have one. */
+export const BENCH_DEFAULTS = {
+  endpoint: 'completions' as Endpoint,
+  rateRps: 10,
+  requests: 1000,
+  inputTokens: 1024,
+  outputTokens: 128,
+  maxConcurrency: 256,
+  overflow: 'wait' as OverflowMode,
+  timeoutS: 300,
+  seed: 1,
+} as const;
+
+/** Upper bounds that keep a typo from asking for something absurd. */
+export const BENCH_LIMITS = {
+  maxConcurrencyMax: 100_000,
+  tokensMax: 1 << 20,
+  prefixGroupsMax: 1_000_000,
+} as const;
+
+/** The flags as commander hands them over: strings, and the booleans of --no-* flags. */
+export interface BenchFlags {
+  url?: string;
+  endpoint?: string;
+  model?: string;
+  apiKey?: string;
+  rate?: string;
+  burstiness?: string;
+  cv?: string;
+  requests?: string;
+  duration?: string;
+  inputTokens?: string;
+  outputTokens?: string;
+  prefixGroups?: string;
+  prefixTokens?: string;
+  trace?: string;
+  rateScale?: string;
+  maxConcurrency?: string;
+  overflow?: string;
+  timeoutS?: string;
+  stream: boolean;
+  ignoreEos: boolean;
+  sloTtftMs?: string;
+  sloTpotMs?: string;
+  seed?: string;
+  json?: string;
+  saveRequests?: boolean;
+  progress: boolean;
+}
+
+/** Where the requests come from. */
+export type BenchSource =
+  | {
+      readonly kind: 'synthetic';
+      readonly rateRps: number;
+      readonly cv: number;
+      readonly requests: number | undefined;
+      readonly durationS: number | undefined;
+      readonly inputTokens: TokenRange;
+      readonly outputTokens: TokenRange;
+      readonly prefixGroups: number;
+      readonly prefixTokens: number;
+    }
+  | {
+      readonly kind: 'trace';
+      readonly trace: string;
+      readonly rateScale: number;
+      readonly requests: number | undefined;
+      readonly durationS: number | undefined;
+    };
+
+/** Validated options of one bench run. */
+export interface BenchOptions {
+  readonly url: URL;
+  readonly endpoint: Endpoint;
+  readonly model: string | undefined;
+  readonly apiKey: string | undefined;
+  readonly source: BenchSource;
+  readonly maxConcurrency: number;
+  readonly overflow: OverflowMode;
+  readonly timeoutMs: number;
+  readonly stream: boolean;
+  readonly ignoreEos: boolean;
+  readonly sloTtftMs: number | undefined;
+  readonly sloTpotMs: number | undefined;
+  readonly seed: number;
+  readonly json: string | undefined;
+  readonly saveRequests: boolean;
+  readonly progress: boolean;
+}
+
+function flagError(flag: string, value: string, expected: string): SwitchyardError {
+  return invalidArgument(`--${flag}`, value, expected);
+}
+
+/** A positive number; `inf` too when allowInfinity. */
+export function parsePositive(flag: string, value: string, allowInfinity = false): number {
+  const text = value.trim().toLowerCase();
+  if (allowInfinity && (text === 'inf' || text === 'infinity')) return Number.POSITIVE_INFINITY;
+  const n = Number(text);
+  if (text === '' || !Number.isFinite(n) || n <= 0) {
+    throw flagError(flag, value, allowInfinity ? 'a positive number or inf' : 'a positive number');
+  }
+  return n;
+}
+
+/** An integer in [min, max]. */
+export function parseInteger(flag: string, value: string, min: number, max: number): number {
+  const text = value.trim();
+  const n = Number(text);
+  if (text === '' || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw flagError(flag, value, `an integer from ${min} to ${max}`);
+  }
+  return n;
+}
+
+/** `N` or `LO-HI` (inclusive, LO <= HI), each a token count from 1 to BENCH_LIMITS.tokensMax. */
+export function parseTokenRange(flag: string, value: string): TokenRange {
+  const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(value);
+  const expected = `a token count N or a range LO-HI (1 <= LO <= HI <= ${BENCH_LIMITS.tokensMax})`;
+  if (m === null) throw flagError(flag, value, expected);
+  const lo = Number(m[1]);
+  const hi = m[2] === undefined ? lo : Number(m[2]);
+  if (lo < 1 || hi < lo || hi > BENCH_LIMITS.tokensMax) throw flagError(flag, value, expected);
+  return { lo, hi };
+}
+
+function oneOf<T extends string>(kind: string, value: string, valid: readonly T[]): T {
+  if (!(valid as readonly string[]).includes(value)) throw unknownName(kind, value, valid);
+  return value as T;
+}
+
+function conflict(flag: string, value: string, why: string): SwitchyardError {
+  return new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `invalid --${flag} '${value}': ${why}`, {
+    param: `--${flag}`,
+    value,
+  });
+}
+
+/** Validates the flags. Throws SwitchyardError on the first bad one. */
+export function resolveBenchOptions(flags: BenchFlags): BenchOptions {
+  if (flags.url === undefined) {
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      "missing --url: expected the server's base URL, e.g. --url http://127.0.0.1:8000",
+      { param: '--url' },
+    );
+  }
+  const url = parseBaseUrl(flags.url);
+  const endpoint = oneOf('--endpoint', flags.endpoint ?? BENCH_DEFAULTS.endpoint, ENDPOINTS);
+  const overflow = oneOf('--overflow', flags.overflow ?? BENCH_DEFAULTS.overflow, OVERFLOW_MODES);
+  const requests =
+    flags.requests === undefined ? undefined : parseInteger('requests', flags.requests, 1, 1e9);
+  const durationS = flags.duration === undefined ? undefined : parsePositive('duration', flags.duration);
+  const source =
+    flags.trace !== undefined
+      ? traceSource(flags, requests, durationS)
+      : syntheticSource(flags, requests, durationS);
+  if (flags.model !== undefined && flags.model.trim() === '')
+    throw flagError('model', flags.model, 'a model name');
+  return {
+    url,
+    endpoint,
+    model: flags.model,
+    apiKey: flags.apiKey,
+    source,
+    maxConcurrency:
+      flags.maxConcurrency === undefined
+        ? BENCH_DEFAULTS.maxConcurrency
+        : parseInteger('max-concurrency', flags.maxConcurrency, 1, BENCH_LIMITS.maxConcurrencyMax),
+    overflow,
+    timeoutMs:
+      (flags.timeoutS === undefined ? BENCH_DEFAULTS.timeoutS : parsePositive('timeout-s', flags.timeoutS)) *
+      1000,
+    stream: flags.stream,
+    ignoreEos: flags.ignoreEos,
+    sloTtftMs: flags.sloTtftMs === undefined ? undefined : parsePositive('slo-ttft-ms', flags.sloTtftMs),
+    sloTpotMs: flags.sloTpotMs === undefined ? undefined : parsePositive('slo-tpot-ms', flags.sloTpotMs),
+    seed: flags.seed === undefined ? BENCH_DEFAULTS.seed : parseInteger('seed', flags.seed, 0, 0xffffffff),
+    json: flags.json,
+    saveRequests: flags.saveRequests === true,
+    progress: flags.progress,
+  };
+}
+
+function traceSource(
+  flags: BenchFlags,
+  requests: number | undefined,
+  durationS: number | undefined,
+): BenchSource {
+  const synthetic: [keyof BenchFlags, string][] = [
+    ['rate', 'a trace brings its own arrival times; speed them up or slow them down with --rate-scale'],
+    ['burstiness', 'a trace brings its own arrival times'],
+    ['cv', 'a trace brings its own arrival times'],
+    ['inputTokens', 'a trace brings its own lengths'],
+    ['outputTokens', 'a trace brings its own lengths'],
+    ['prefixGroups', "a trace brings its own prefixes (Mooncake hash_ids); Azure's have none"],
+    ['prefixTokens', "a trace brings its own prefixes (Mooncake hash_ids); Azure's have none"],
+  ];
+  for (const [key, why] of synthetic) {
+    const value = flags[key];
+    if (typeof value === 'string') throw conflict(kebab(key), value, `not used with --trace: ${why}`);
+  }
+  return {
+    kind: 'trace',
+    trace: flags.trace as string,
+    rateScale: flags.rateScale === undefined ? 1 : parsePositive('rate-scale', flags.rateScale),
+    requests,
+    durationS,
+  };
+}
+
+function syntheticSource(
+  flags: BenchFlags,
+  requests: number | undefined,
+  durationS: number | undefined,
+): BenchSource {
+  if (flags.rateScale !== undefined) {
+    throw conflict(
+      'rate-scale',
+      flags.rateScale,
+      'only used with --trace; set the rate of a synthetic workload with --rate',
+    );
+  }
+  const rateRps = flags.rate === undefined ? BENCH_DEFAULTS.rateRps : parsePositive('rate', flags.rate, true);
+  if (flags.burstiness !== undefined && flags.cv !== undefined) {
+    throw conflict('cv', flags.cv, 'give --burstiness or --cv, not both (burstiness k is cv = 1/sqrt(k))');
+  }
+  let cv = 1;
+  if (flags.burstiness !== undefined) cv = 1 / Math.sqrt(parsePositive('burstiness', flags.burstiness));
+  if (flags.cv !== undefined) cv = parsePositive('cv', flags.cv);
+  if (cv !== 1 && rateRps === Number.POSITIVE_INFINITY) {
+    throw conflict(
+      flags.cv !== undefined ? 'cv' : 'burstiness',
+      flags.cv ?? flags.burstiness ?? '',
+      'has no effect with --rate inf',
+    );
+  }
+  const groupsGiven = flags.prefixGroups !== undefined;
+  const tokensGiven = flags.prefixTokens !== undefined;
+  if (groupsGiven !== tokensGiven) {
+    throw groupsGiven
+      ? conflict(
+          'prefix-groups',
+          flags.prefixGroups as string,
+          'needs --prefix-tokens P (the length of each shared prompt)',
+        )
+      : conflict(
+          'prefix-tokens',
+          flags.prefixTokens as string,
+          'needs --prefix-groups G (how many shared prompts)',
+        );
+  }
+  const prefixGroups = groupsGiven
+    ? parseInteger('prefix-groups', flags.prefixGroups as string, 1, BENCH_LIMITS.prefixGroupsMax)
+    : 0;
+  const prefixTokens = tokensGiven
+    ? parseInteger('prefix-tokens', flags.prefixTokens as string, 1, BENCH_LIMITS.tokensMax)
+    : 0;
+  const inputTokens =
+    flags.inputTokens === undefined
+      ? { lo: BENCH_DEFAULTS.inputTokens, hi: BENCH_DEFAULTS.inputTokens }
+      : parseTokenRange('input-tokens', flags.inputTokens);
+  const outputTokens =
+    flags.outputTokens === undefined
+      ? { lo: BENCH_DEFAULTS.outputTokens, hi: BENCH_DEFAULTS.outputTokens }
+      : parseTokenRange('output-tokens', flags.outputTokens);
+  if (rateRps === Number.POSITIVE_INFINITY && requests === undefined && durationS !== undefined) {
+    throw conflict(
+      'rate',
+      flags.rate ?? 'inf',
+      'needs --requests: at an infinite rate every request goes at t = 0',
+    );
+  }
+  return {
+    kind: 'synthetic',
+    rateRps,
+    cv,
+    requests: requests ?? (durationS === undefined ? BENCH_DEFAULTS.requests : undefined),
+    durationS,
+    inputTokens,
+    outputTokens,
+    prefixGroups,
+    prefixTokens,
+  };
+}
+
+function kebab(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}

@@ -1,0 +1,151 @@
+/**
+ * Plans: when each request goes out and how long it is. A synthetic plan draws Poisson or Gamma
+ * arrivals and token counts from the seed; a trace plan replays a trace's arrivals (scaled in time)
+ * with its lengths and prefix ids. Plans are lazy, so a long run never holds all its requests.
+ */
+import { invalidArgument } from '../core/errors.ts';
+import { Rng } from '../core/rng.ts';
+import { type ArrivalProcess, gammaArrivals } from '../sim/workload/arrivals.ts';
+import { lengthSampler } from '../sim/workload/lengths.ts';
+import type { LengthDist } from '../sim/workload/spec.ts';
+import { traceRequests } from '../sim/workload/trace-source.ts';
+import type { Trace } from '../sim/workload/types.ts';
+import type { BenchPlan, PlannedRequest } from './types.ts';
+
+/** A token count: fixed, or uniform over [lo, hi] inclusive. */
+export type TokenRange = { readonly lo: number; readonly hi: number };
+
+/** A synthetic workload. */
+export interface SyntheticPlanOptions {
+  /** Mean arrival rate; Infinity sends every request at t = 0. */
+  readonly rateRps: number;
+  /** Coefficient of variation of the gaps: 1 is Poisson, above 1 burstier (Gamma arrivals). */
+  readonly cv: number;
+  /** Stop after this many requests. */
+  readonly requests: number | undefined;
+  /** Stop scheduling after this many seconds. */
+  readonly durationS: number | undefined;
+  /** Unique tokens per prompt (after the group prefix, if any). */
+  readonly inputTokens: TokenRange;
+  readonly outputTokens: TokenRange;
+  /** G shared system prompts (0: none); each request picks one uniformly. */
+  readonly prefixGroups: number;
+  /** Tokens of each system prompt. */
+  readonly prefixTokens: number;
+  readonly seed: number;
+}
+
+function dist(range: TokenRange): LengthDist {
+  return range.lo === range.hi
+    ? { kind: 'fixed', tokens: range.lo }
+    : { kind: 'uniform', lo: range.lo, hi: range.hi };
+}
+
+function noTraces(): never {
+  throw new Error('synthetic plans read no traces');
+}
+
+/** Sends all at once: every gap is zero. */
+const ALL_AT_ONCE: ArrivalProcess = { nextGapMs: () => 0 };
+
+/**
+ * A synthetic plan. The first request goes at t = 0, each next one a drawn gap later (as vLLM's
+ * benchmark does). Arrivals, lengths and groups draw from independent forks of the seed, so changing
+ * the lengths does not move the arrivals. Needs requests or durationS (a plan must end).
+ */
+export function syntheticPlan(o: SyntheticPlanOptions): BenchPlan {
+  if (o.requests === undefined && o.durationS === undefined) {
+    throw invalidArgument('limits', 'none', 'a request count or a duration: a synthetic plan never ends');
+  }
+  if (o.rateRps === Number.POSITIVE_INFINITY && o.requests === undefined) {
+    throw invalidArgument('rate', 'inf', 'a request count with an infinite rate (all requests go at t = 0)');
+  }
+  const requestsMax = o.requests ?? Number.POSITIVE_INFINITY;
+  const endMs = o.durationS === undefined ? Number.POSITIVE_INFINITY : o.durationS * 1000;
+  function* generate(): Generator<PlannedRequest> {
+    const rng = new Rng(o.seed);
+    const arrivals =
+      o.rateRps === Number.POSITIVE_INFINITY
+        ? ALL_AT_ONCE
+        : gammaArrivals(o.rateRps, o.cv, rng.fork('arrivals'));
+    const input = lengthSampler(dist(o.inputTokens), 'input', rng.fork('input'), noTraces);
+    const output = lengthSampler(dist(o.outputTokens), 'output', rng.fork('output'), noTraces);
+    const groups = rng.fork('groups');
+    let atMs = 0;
+    for (let index = 0; index < requestsMax; index++) {
+      if (index > 0) atMs += arrivals.nextGapMs();
+      if (atMs >= endMs) return;
+      const group = o.prefixGroups > 0 ? groups.int(o.prefixGroups) : undefined;
+      const prefixTokens = group === undefined ? 0 : o.prefixTokens;
+      yield {
+        index,
+        atMs,
+        inputTokens: prefixTokens + input.sample(),
+        outputTokens: output.sample(),
+        hashIds: [],
+        group,
+        prefixTokens,
+      };
+    }
+  }
+  return {
+    total: o.requests,
+    requests: { [Symbol.iterator]: generate },
+    workload: {
+      kind: o.cv === 1 ? 'poisson' : 'gamma',
+      rateRps: o.rateRps === Number.POSITIVE_INFINITY ? 'inf' : o.rateRps,
+      ...(o.cv === 1 ? {} : { cv: o.cv }),
+      inputTokens: o.inputTokens,
+      outputTokens: o.outputTokens,
+      ...(o.prefixGroups > 0 ? { prefixGroups: o.prefixGroups, prefixTokens: o.prefixTokens } : {}),
+      ...(o.requests !== undefined ? { requests: o.requests } : {}),
+      ...(o.durationS !== undefined ? { durationS: o.durationS } : {}),
+    },
+  };
+}
+
+/** A trace replay. */
+export interface TracePlanOptions {
+  /** Arrival-rate multiplier: 2 replays twice as fast. */
+  readonly rateScale: number;
+  readonly requests: number | undefined;
+  /** Stop scheduling after this many seconds of the run (scaled time). */
+  readonly durationS: number | undefined;
+}
+
+/**
+ * A trace replay: arrival times divided by rateScale, lengths and prefix ids as in the trace
+ * (output length at least 1, as max_tokens must be). The count is known up front.
+ */
+export function tracePlan(trace: Trace, o: TracePlanOptions): BenchPlan {
+  const source = traceRequests(trace, {
+    rateScale: o.rateScale,
+    ...(o.requests !== undefined ? { maxRequests: o.requests } : {}),
+    // traceRequests slices in trace time, before scaling.
+    ...(o.durationS !== undefined ? { durationS: o.durationS * o.rateScale } : {}),
+  });
+  const requests: PlannedRequest[] = [];
+  for (const r of source) {
+    requests.push({
+      index: requests.length,
+      atMs: r.arrivalMs,
+      inputTokens: Math.max(1, r.inputTokens),
+      outputTokens: Math.max(1, r.outputTokens),
+      hashIds: r.prefix.hashes,
+      group: undefined,
+      prefixTokens: 0,
+    });
+  }
+  return {
+    total: requests.length,
+    requests,
+    workload: {
+      kind: 'trace',
+      trace: trace.source,
+      format: trace.format,
+      rateScale: o.rateScale,
+      ...(o.requests !== undefined ? { requests: o.requests } : {}),
+      ...(o.durationS !== undefined ? { durationS: o.durationS } : {}),
+    },
+  };
+}
