@@ -41,7 +41,7 @@ export interface BenchHooks extends RunHooks {
 
 /**
  * Runs a benchmark. Fails before sending anything when the server cannot be reached
- * (SY_ERR_UPSTREAM) or names no model and none was given (SY_ERR_NOT_FOUND).
+ * or names no model when none was given (SY_ERR_UPSTREAM).
  */
 export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): Promise<BenchSummary> {
   const { plan, prompts } = buildPlan(options);
@@ -52,12 +52,17 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
     timeoutMs: options.timeoutMs,
   });
   try {
+    // Always asked, even with --model: an unreachable server fails here, before the run.
     const models = await client.listModels(Math.min(options.timeoutMs, 10_000));
-    const model = options.model ?? models[0];
+    const model = options.model ?? models.ids[0];
     if (model === undefined) {
+      const why =
+        models.error !== undefined
+          ? `GET ${client.url}/v1/models answered ${models.status} (${models.error})`
+          : `${client.url}/v1/models lists no model`;
       throw new SwitchyardError(
-        'SY_ERR_NOT_FOUND',
-        `${client.url}/v1/models lists no model; name one with --model`,
+        'SY_ERR_UPSTREAM',
+        `${why}; name the model with --model${models.status === 401 || models.status === 403 ? ' or check --api-key' : ''}`,
         { param: '--model' },
       );
     }

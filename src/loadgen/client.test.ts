@@ -153,11 +153,16 @@ test('timeouts, refused connections and cancellation are failures with a reason,
   assert.equal(x.reason, 'cancelled');
 });
 
-test('listModels: the ids, [] when none, SY_ERR_UPSTREAM when unreachable', async () => {
+test('listModels: the ids, none, an error status, SY_ERR_UPSTREAM when unreachable', async () => {
   const s = await fake({ model: 'm-1' });
-  assert.deepEqual(await client(s.url).listModels(), ['m-1']);
+  assert.deepEqual(await client(s.url).listModels(), { status: 200, ids: ['m-1'], error: undefined });
   const empty = await fake({ noModels: true });
-  assert.deepEqual(await client(empty.url).listModels(), []);
+  assert.deepEqual((await client(empty.url).listModels()).ids, []);
+  const locked = await raw((_req, res) => {
+    res.writeHead(401, { 'content-type': 'application/json' });
+    res.end('{"error":{"message":"bad key","code":"invalid_api_key"}}');
+  });
+  assert.deepEqual(await client(locked).listModels(), { status: 401, ids: [], error: 'bad key' });
   const closed = await raw(() => {});
   const port = new URL(closed).port;
   await servers.pop()?.close();

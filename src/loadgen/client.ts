@@ -138,6 +138,14 @@ function httpReason(status: number, body: string): { reason: string; error: stri
   return { reason: code !== undefined ? `http_${status}:${code}` : `http_${status}`, error: text };
 }
 
+/** What GET /v1/models answered. */
+export interface ModelList {
+  readonly status: number;
+  readonly ids: readonly string[];
+  /** The error message of a non-2xx or unreadable answer. */
+  readonly error: string | undefined;
+}
+
 /** Options of an OpenAiClient. */
 export interface ClientOptions {
   /** Base URL (see parseBaseUrl). */
@@ -191,10 +199,11 @@ export class OpenAiClient {
   }
 
   /**
-   * GET /v1/models: the ids the server serves. A server that cannot be reached fails with
-   * SY_ERR_UPSTREAM naming the URL; one that answers but lists nothing returns [].
+   * GET /v1/models: the ids the server serves, with the answer's status and error message. A server
+   * that cannot be reached fails with SY_ERR_UPSTREAM naming the URL; one that answers but lists
+   * nothing gives no ids.
    */
-  async listModels(timeoutMs = 10_000): Promise<string[]> {
+  async listModels(timeoutMs = 10_000): Promise<ModelList> {
     const path = `${this.basePath}/v1/models`;
     let res: Awaited<ReturnType<Pool['request']>>;
     try {
@@ -212,15 +221,17 @@ export class OpenAiClient {
       );
     }
     const text = await readLimited(res.body, 1 << 20);
-    if (res.statusCode < 200 || res.statusCode >= 300) return [];
+    const status = res.statusCode;
+    if (status < 200 || status >= 300) return { status, ids: [], error: httpReason(status, text).error };
     try {
       const body = JSON.parse(text) as { data?: unknown };
-      if (!Array.isArray(body.data)) return [];
-      return body.data
+      const data = Array.isArray(body.data) ? body.data : [];
+      const ids = data
         .map((m) => (typeof m === 'object' && m !== null ? (m as { id?: unknown }).id : undefined))
         .filter((id): id is string => typeof id === 'string' && id.length > 0);
+      return { status, ids, error: undefined };
     } catch {
-      return [];
+      return { status, ids: [], error: `not JSON: ${text.slice(0, 80)}` };
     }
   }
 

@@ -1,6 +1,6 @@
 /** The load generator behind `switchyard bench`: plans, prompt synthesis, an SSE client, the open-loop runner, metrics and reports. */
 export { buildPlan, runBench } from './bench.ts';
-export type { Attempt, CompletionCall, Endpoint, TokenSource } from './client.ts';
+export type { Attempt, CompletionCall, Endpoint, ModelList, TokenSource } from './client.ts';
 export { completionBody, ENDPOINTS, networkReason, OpenAiClient, parseBaseUrl } from './client.ts';
 export { MetricsCollector, meetsSlo, tpotMs } from './metrics.ts';
 export type { BenchFlags, BenchOptions, BenchSource } from './options.ts';
