@@ -10,7 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Agent } from 'undici';
 import { SwitchyardError } from '../core/errors.ts';
-import { type ParsedCompletionRequest, parseCompletionBody } from '../core/openai-api.ts';
+import type { ParsedCompletionRequest } from '../core/openai-api.ts';
 import type { Request, Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
 import { estimateTokens, textPrefixChain } from '../core/text-prefix.ts';
@@ -34,6 +34,7 @@ import {
   metricsPathOf,
   parseGatewayConfig,
 } from './config.ts';
+import { parseBody } from './fast-parse.ts';
 import type { SignalFeeds } from './feeds.ts';
 import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
 import { bearerToken, readBody, sendError, sendJson } from './http-util.ts';
@@ -131,6 +132,8 @@ export class LiveGateway implements Gateway, ExchangeHost {
   private closePromise: Promise<void> | undefined;
   private drainWaiters: (() => void)[] = [];
   private wakeTimer: NodeJS.Timeout | undefined;
+  /** One periodic sweep enforces every request's timeouts. */
+  private sweepTimer: NodeJS.Timeout | undefined;
   private wakeAtMs = Number.POSITIVE_INFINITY;
   private stepping = false;
   private stepAgain = false;
@@ -250,12 +253,25 @@ export class LiveGateway implements Gateway, ExchangeHost {
         error: (id, source, error) => this.log(`switchyard: ${source} of ${id}: ${error.message}`),
       },
     );
+    const sweepMs = Math.min(
+      100,
+      Math.max(5, Math.min(this.limits.firstByteTimeoutMs, this.limits.requestTimeoutMs) / 8),
+    );
+    this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
+    this.sweepTimer.unref();
     if (awaitHealth && this.backends.length > 0) await this.health.checkAll();
     this.health.start();
   }
 
   nowMs(): number {
     return performance.now();
+  }
+
+  /** Times out what is overdue (request deadline, first-byte deadline of the current attempt). */
+  private sweep(): void {
+    if (this.live.size === 0) return;
+    const now = this.nowMs();
+    for (const ex of this.live) ex.checkTimers(now);
   }
 
   setPolicy(name: string): void {
@@ -485,7 +501,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
       inputTokens = Math.max(1, typeof m.input === 'string' ? estimateTokens(text) : 1);
       prefix = textPrefixChain('');
     } else {
-      parsed = parseCompletionBody(kind, json);
+      parsed = parseBody(kind, json);
       model = parsed.model;
       inputTokens = parsed.promptTokens;
       outputTokens = parsed.maxTokens;
@@ -784,6 +800,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
       );
       for (const ex of [...this.live]) ex.fail(leftover);
       if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
+      if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
       this.health.stop();
       await new Promise<void>((resolve) => {
         this.server.close(() => resolve());

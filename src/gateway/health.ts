@@ -1,7 +1,8 @@
 /**
  * Health of each backend: `GET <healthPath>` every `intervalMs`; an instance is ejected after
  * `failuresToEject` consecutive failures (failed checks and connection errors while proxying both
- * count) and re-admitted after `successesToReadmit` consecutive successful checks.
+ * count) and re-admitted after `successesToReadmit` consecutive successful checks, or at its first
+ * successful check if it never passed one before (an engine still starting when the gateway did).
  */
 import { type Dispatcher, request } from 'undici';
 import type { HealthCheckConfig } from './config.ts';
@@ -11,6 +12,8 @@ export class HealthState {
   healthy = true;
   private failures = 0;
   private successes = 0;
+  /** Whether the instance ever passed a check. */
+  private answered = false;
 
   constructor(private readonly config: Pick<HealthCheckConfig, 'failuresToEject' | 'successesToReadmit'>) {}
 
@@ -28,9 +31,12 @@ export class HealthState {
   /** Records a success; returns true when this re-admits the instance. */
   succeed(): boolean {
     this.failures = 0;
+    const first = !this.answered;
+    this.answered = true;
     if (this.healthy) return false;
     this.successes++;
-    if (this.successes >= this.config.successesToReadmit) {
+    // An engine that was never up (still starting when the gateway did) is admitted at its first answer.
+    if (first || this.successes >= this.config.successesToReadmit) {
       this.healthy = true;
       this.successes = 0;
       return true;

@@ -128,7 +128,6 @@ export class Exchange {
   released = false;
   /** The current attempt's input tokens still count as pending prefill on its instance. */
   prefillPending = false;
-  private timer: NodeJS.Timeout | undefined = undefined;
   private lastFailure: { failure: AttemptFailure; detail: string; status: number } | undefined;
 
   constructor(
@@ -147,7 +146,6 @@ export class Exchange {
   start(): void {
     if (this.done) return;
     this.queued = false;
-    this.armTimer(this.host.nowMs());
     this.next();
   }
 
@@ -165,34 +163,24 @@ export class Exchange {
     this.finish({ ok: false, code: 'CLIENT_ABORT' }, undefined);
   };
 
-  private readonly onTimer = (): void => {
-    this.timer = undefined;
-    if (this.done) return;
-    const now = this.host.nowMs();
-    if (now >= this.deadlineMs - 0.5) {
-      const error = new SwitchyardError(
-        'SY_ERR_TIMEOUT',
-        `request did not finish within ${this.host.limits.requestTimeoutMs} ms (limits.requestTimeoutMs)`,
+  /**
+   * Enforces the request deadline and the current attempt's first-byte deadline. The gateway calls
+   * it for every live exchange from one periodic sweep (no timer per request).
+   */
+  checkTimers(now: number): void {
+    if (this.done || this.queued) return;
+    if (now >= this.deadlineMs) {
+      this.fail(
+        new SwitchyardError(
+          'SY_ERR_TIMEOUT',
+          `request did not finish within ${this.host.limits.requestTimeoutMs} ms (limits.requestTimeoutMs)`,
+        ),
       );
-      this.fail(error);
       return;
     }
     const attempt = this.attempt;
-    if (attempt !== undefined && !attempt.sawFirstByte && now >= attempt.firstByteDeadlineMs - 0.5) {
+    if (attempt !== undefined && !attempt.sawFirstByte && now >= attempt.firstByteDeadlineMs)
       attempt.timedOut();
-      return;
-    }
-    this.armTimer(now);
-  };
-
-  /** One timer per exchange: the earlier of the request deadline and the attempt's first-byte deadline. */
-  armTimer(now: number): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    let at = this.deadlineMs;
-    const attempt = this.attempt;
-    if (attempt !== undefined && !attempt.sawFirstByte && attempt.firstByteDeadlineMs < at)
-      at = attempt.firstByteDeadlineMs;
-    this.timer = setTimeout(this.onTimer, Math.max(1, at - now));
   }
 
   /** Routes and sends the next attempt. */
@@ -211,7 +199,6 @@ export class Exchange {
     const attempt = new Attempt(this, picked, this.host.nowMs() + this.host.limits.firstByteTimeoutMs);
     this.attempt = attempt;
     this.host.attemptStarted(this, picked);
-    this.armTimer(this.host.nowMs());
     attempt.send();
   }
 
@@ -258,7 +245,13 @@ export class Exchange {
       res.writeHead(status, SSE_HEADERS);
     } else {
       const type = headers['content-type'];
-      res.writeHead(status, { 'content-type': typeof type === 'string' ? type : 'application/json' });
+      const length = headers['content-length'];
+      const out: Record<string, string> = {
+        'content-type': typeof type === 'string' ? type : 'application/json',
+      };
+      // With the length known the answer needs no chunked framing (and no extra write for its end).
+      if (typeof length === 'string') out['content-length'] = length;
+      res.writeHead(status, out);
     }
   }
 
@@ -266,8 +259,6 @@ export class Exchange {
   finish(outcome: ExchangeOutcome, answer: (() => void) | undefined): void {
     if (this.done) return;
     this.done = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
     this.res.off('close', this.onClientClose);
     this.host.finished(this, outcome);
     answer?.();
@@ -404,12 +395,18 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.sawFirstByte = true;
       ex.host.firstByte(ex, this.backend);
       ex.commit(this.status, this.headers, this.sse);
-      ex.armTimer(ex.host.nowMs());
     }
-    this.prev = this.last;
+    const held = this.last;
+    this.prev = held;
     this.last = chunk;
-    if (this.sse) this.events += countOccurrences(chunk, DATA_PREFIX);
     const res = ex.res;
+    if (this.sse) this.events += countOccurrences(chunk, DATA_PREFIX);
+    else {
+      // A JSON answer usually arrives in one chunk: hold each chunk until the next one (or the end),
+      // so the common case leaves in a single write with the head.
+      if (held === undefined || res.destroyed) return;
+      chunk = held;
+    }
     if (!res.write(chunk)) {
       controller.pause();
       res.once('drain', () => controller.resume());
@@ -445,8 +442,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     const outputTokens =
       this.usageTokens() ?? (this.sse ? Math.max(0, this.events - 1) : ex.request.outputTokens);
+    const tail = this.sse ? undefined : this.last;
     ex.finish({ ok: true, outputTokens }, () => {
-      if (!ex.res.destroyed) ex.res.end();
+      if (ex.res.destroyed) return;
+      if (tail === undefined) ex.res.end();
+      else ex.res.end(tail);
     });
   }
 

@@ -51,6 +51,7 @@ describe('retry rules', () => {
 describe('HealthState', () => {
   it('ejects after failuresToEject consecutive failures and re-admits after successesToReadmit', () => {
     const h = new HealthState({ failuresToEject: 3, successesToReadmit: 2 });
+    assert.equal(h.succeed(), false); // it has answered once: re-admission now needs the full run
     assert.equal(h.fail(), false);
     assert.equal(h.fail(), false);
     assert.equal(h.succeed(), false); // resets the failure run
@@ -63,6 +64,15 @@ describe('HealthState', () => {
     assert.equal(h.succeed(), false);
     assert.equal(h.fail(), false); // a failure resets the success run
     assert.equal(h.succeed(), false);
+    assert.equal(h.succeed(), true);
+    assert.equal(h.healthy, true);
+  });
+
+  it('admits an instance that never answered at its first success', () => {
+    const h = new HealthState({ failuresToEject: 2, successesToReadmit: 5 });
+    h.fail();
+    assert.equal(h.fail(), true);
+    assert.equal(h.healthy, false);
     assert.equal(h.succeed(), true);
     assert.equal(h.healthy, true);
   });

@@ -1,0 +1,163 @@
+/**
+ * The hot-path body parser: the same result as core's `parseCompletionBody`, without zod for the
+ * common case. A hand-written check accepts a body only if every field the schema names has the
+ * type and range the schema demands (it may be stricter than the schema, never looser); anything it
+ * does not accept goes to `parseCompletionBody`, which either accepts it after all or throws the
+ * 400 that names the bad field. fast-parse.test.ts checks, over generated bodies, that both paths
+ * agree. Measured on the gateway benchmark's 4 KB chat bodies: about 14 us of zod per request saved.
+ */
+import {
+  DEFAULT_MAX_TOKENS,
+  MAX_TOKENS_LIMIT,
+  type ParsedCompletionRequest,
+  parseCompletionBody,
+} from '../core/openai-api.ts';
+import { estimateTokens, renderChat, textPrefixChain, tokenPrefixChain } from '../core/text-prefix.ts';
+
+const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
+const MESSAGES_MAX = 100_000;
+const STOP_MAX = 16;
+const PRIORITY_ABS_MAX = 1_000_000;
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function nullish(v: unknown): boolean {
+  return v === undefined || v === null;
+}
+
+function optionalBoolean(v: unknown): boolean {
+  return v === undefined || typeof v === 'boolean';
+}
+
+function tokenLimit(v: unknown): boolean {
+  return nullish(v) || (Number.isSafeInteger(v) && (v as number) >= 1 && (v as number) <= MAX_TOKENS_LIMIT);
+}
+
+function nonNegativeInt(v: unknown): boolean {
+  return Number.isSafeInteger(v) && (v as number) >= 0;
+}
+
+/** The fields both endpoints share, checked as strictly as the schema (or more). */
+function commonValid(b: Json): boolean {
+  const model = b['model'];
+  if (typeof model !== 'string' || model.length < 1 || model.length > 512) return false;
+  if (!optionalBoolean(b['stream'])) return false;
+  const so = b['stream_options'];
+  if (!nullish(so) && !(isObject(so) && optionalBoolean(so['include_usage']))) return false;
+  if (!tokenLimit(b['max_tokens'])) return false;
+  const t = b['temperature'];
+  if (!nullish(t) && !(typeof t === 'number' && t >= 0 && t <= 2)) return false;
+  const p = b['top_p'];
+  if (!nullish(p) && !(typeof p === 'number' && p > 0 && p <= 1)) return false;
+  const n = b['n'];
+  if (!nullish(n) && n !== 1) return false;
+  const stop = b['stop'];
+  if (!nullish(stop) && typeof stop !== 'string') {
+    if (!Array.isArray(stop) || stop.length > STOP_MAX) return false;
+    for (const s of stop) if (typeof s !== 'string') return false;
+  }
+  const seed = b['seed'];
+  if (!nullish(seed) && !Number.isSafeInteger(seed)) return false;
+  const user = b['user'];
+  if (user !== undefined && !(typeof user === 'string' && user.length <= 256)) return false;
+  const priority = b['priority'];
+  if (
+    priority !== undefined &&
+    !(Number.isSafeInteger(priority) && Math.abs(priority as number) <= PRIORITY_ABS_MAX)
+  )
+    return false;
+  return true;
+}
+
+/** The rendered chat text, or undefined when some message does not pass the schema. */
+function chatText(messages: unknown): string | undefined {
+  if (!Array.isArray(messages) || messages.length < 1 || messages.length > MESSAGES_MAX) return undefined;
+  let out = '';
+  for (const m of messages) {
+    if (!isObject(m)) return undefined;
+    const role = m['role'];
+    if (typeof role !== 'string' || !ROLES.has(role)) return undefined;
+    const name = m['name'];
+    if (name !== undefined && typeof name !== 'string') return undefined;
+    const content = m['content'];
+    let text = '';
+    if (typeof content === 'string') text = content;
+    else if (Array.isArray(content)) {
+      for (const part of content) {
+        if (!isObject(part) || typeof part['type'] !== 'string') return undefined;
+        const t = part['text'];
+        if (t === undefined) continue;
+        if (typeof t !== 'string') return undefined;
+        text += t;
+      }
+    } else if (!nullish(content)) return undefined;
+    out += renderChat([{ role, content: text }]);
+  }
+  return out;
+}
+
+/** The prompt of a completion body as text or ids, or undefined when it does not pass the schema. */
+function completionPrompt(prompt: unknown): { text: string; ids: readonly number[] | undefined } | undefined {
+  if (typeof prompt === 'string') return { text: prompt, ids: undefined };
+  if (!Array.isArray(prompt) || prompt.length < 1) return undefined;
+  const first = prompt[0];
+  if (typeof first === 'string') return prompt.length === 1 ? { text: first, ids: undefined } : undefined;
+  if (typeof first === 'number') {
+    for (const id of prompt) if (!nonNegativeInt(id)) return undefined;
+    return { text: '', ids: prompt as number[] };
+  }
+  if (prompt.length !== 1 || !Array.isArray(first) || first.length < 1) return undefined;
+  for (const id of first) if (!nonNegativeInt(id)) return undefined;
+  return { text: '', ids: first as number[] };
+}
+
+/**
+ * Parses a chat or completion body (already JSON-decoded) exactly as `parseCompletionBody` does,
+ * and throws the same SwitchyardError for a bad one.
+ */
+export function parseBody(kind: 'chat' | 'completion', body: unknown): ParsedCompletionRequest {
+  if (!isObject(body) || !commonValid(body)) return parseCompletionBody(kind, body);
+  let promptText: string;
+  let promptTokenIds: readonly number[] | undefined;
+  let maxGiven: unknown;
+  if (kind === 'chat') {
+    if (!tokenLimit(body['max_completion_tokens'])) return parseCompletionBody(kind, body);
+    const text = chatText(body['messages']);
+    if (text === undefined) return parseCompletionBody(kind, body);
+    promptText = text;
+    maxGiven = body['max_completion_tokens'] ?? body['max_tokens'];
+  } else {
+    if (!optionalBoolean(body['echo'])) return parseCompletionBody(kind, body);
+    const prompt = completionPrompt(body['prompt']);
+    if (prompt === undefined) return parseCompletionBody(kind, body);
+    promptText = prompt.text;
+    promptTokenIds = prompt.ids;
+    maxGiven = body['max_tokens'];
+  }
+  const stop = body['stop'];
+  const so = body['stream_options'];
+  const temperature = body['temperature'];
+  const seed = body['seed'];
+  return {
+    kind,
+    model: body['model'] as string,
+    stream: body['stream'] === true,
+    includeUsage: isObject(so) && so['include_usage'] === true,
+    maxTokens: nullish(maxGiven) ? DEFAULT_MAX_TOKENS : (maxGiven as number),
+    maxTokensGiven: !nullish(maxGiven),
+    promptText,
+    promptTokenIds,
+    promptTokens:
+      promptTokenIds !== undefined ? promptTokenIds.length : Math.max(1, estimateTokens(promptText)),
+    prefix: promptTokenIds !== undefined ? tokenPrefixChain(promptTokenIds) : textPrefixChain(promptText),
+    stop: nullish(stop) ? [] : typeof stop === 'string' ? [stop] : [...(stop as string[])],
+    temperature: nullish(temperature) ? undefined : (temperature as number),
+    seed: nullish(seed) ? undefined : (seed as number),
+    priority: body['priority'] as number | undefined,
+    user: body['user'] as string | undefined,
+  };
+}
