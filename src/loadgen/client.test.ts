@@ -118,7 +118,7 @@ test('an error status is counted by status and the body code', async () => {
   assert.equal(b.error, 'oops');
 });
 
-test('an error in the middle of a stream, and a stream with no output', async () => {
+test('an error event in the middle of a stream, a stream with no output, a connection cut midway', async () => {
   const url = await raw((req, res) => {
     req.resume();
     res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -133,6 +133,14 @@ test('an error in the middle of a stream, and a stream with no output', async ()
   assert.equal(a.error, 'engine died');
   const b = await c.send({ ...CALL, endpoint: 'chat' });
   assert.equal(b.reason, 'no_output');
+  const cut = await raw((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write('data: {"choices":[{"text":"a"}]}\n\n');
+    setTimeout(() => res.socket?.destroy(), 20);
+  });
+  const d = await client(cut).send(CALL);
+  assert.equal(d.reason, 'connection_reset');
 });
 
 test('timeouts, refused connections and cancellation are failures with a reason, not throws', async () => {

@@ -38,7 +38,7 @@ export function wordText(rng: Rng, tag: string, chars: number): string {
   const parts: string[] = [tag];
   let length = tag.length;
   while (length < chars - 1) {
-    const word = WORDS[rng.int(WORDS.length)] as string;
+    const word = WORDS[rng.nextUint32() % WORDS.length] as string;
     parts.push(' ', word);
     length += word.length + 1;
   }
