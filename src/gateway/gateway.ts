@@ -310,8 +310,13 @@ export class LiveGateway implements Gateway, ExchangeHost {
   // ---- HTTP ----
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    this.guard(res, () => this.route(req, res));
+  }
+
+  /** Runs `f`; a throw answers 500 (or cuts a started answer) instead of crashing the process. */
+  private guard(res: ServerResponse, f: () => void): void {
     try {
-      this.route(req, res);
+      f();
     } catch (error) {
       const e =
         error instanceof SwitchyardError
@@ -433,27 +438,29 @@ export class LiveGateway implements Gateway, ExchangeHost {
       }
     }
     const arrivalMs = this.nowMs();
-    readBody(req, this.limits.bodyBytesMax, (result) => {
-      if (!result.ok) {
-        if (result.error.code === 'SY_ERR_REQUEST_TOO_LARGE') res.shouldKeepAlive = false;
-        this.rejectEarly(res, result.error);
-        return;
-      }
-      let request: Request;
-      let stream = false;
-      try {
-        const built = this.buildRequest(kind, result.body, tenant, req, arrivalMs);
-        request = built.request;
-        stream = built.stream;
-      } catch (error) {
-        if (error instanceof SwitchyardError) {
-          this.rejectEarly(res, error);
+    readBody(req, this.limits.bodyBytesMax, (result) =>
+      this.guard(res, () => {
+        if (!result.ok) {
+          if (result.error.code === 'SY_ERR_REQUEST_TOO_LARGE') res.shouldKeepAlive = false;
+          this.rejectEarly(res, result.error);
           return;
         }
-        throw error;
-      }
-      this.accept(kind, request, result.body, stream, res);
-    });
+        let request: Request;
+        let stream = false;
+        try {
+          const built = this.buildRequest(kind, result.body, tenant, req, arrivalMs);
+          request = built.request;
+          stream = built.stream;
+        } catch (error) {
+          if (error instanceof SwitchyardError) {
+            this.rejectEarly(res, error);
+            return;
+          }
+          throw error;
+        }
+        this.accept(kind, request, result.body, stream, res);
+      }),
+    );
   }
 
   private buildRequest(
