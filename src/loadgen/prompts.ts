@@ -21,8 +21,6 @@ import { MOONCAKE_BLOCK_TOKENS } from '../sim/traces/mooncake.ts';
 import type { PlannedRequest } from './types.ts';
 import { WORDS } from './words.ts';
 
-export { CHARS_PER_TOKEN };
-
 /** Characters of a Mooncake block: 512 tokens at 4 characters each. */
 export const BLOCK_CHARS = MOONCAKE_BLOCK_TOKENS * CHARS_PER_TOKEN;
 

@@ -77,6 +77,7 @@ export async function runPlan(
   setMaxListeners(settings.maxConcurrency + 8, cancel.signal);
   const onAbort = (): void => cancel.abort();
   hooks.signal?.addEventListener('abort', onAbort, { once: true });
+  if (hooks.signal?.aborted === true) cancel.abort();
   const inFlight = new Set<Promise<void>>();
   let slotWaiters: (() => void)[] = [];
   let scheduled = 0;
