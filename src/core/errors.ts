@@ -23,6 +23,8 @@ export const ERRORS = {
   SY_ERR_UNAUTHORIZED: { status: 401, type: 'authentication_error' },
   /** The live host is shutting down: it finishes what it has and takes nothing new. */
   SY_ERR_DRAINING: { status: 503, type: 'server_error' },
+  /** The client took longer than the host's limit to send its request. */
+  SY_ERR_REQUEST_TIMEOUT: { status: 408, type: 'invalid_request_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 /** One of the stable error codes. */

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { type FakeUpstream, startFakeUpstream } from './fake-upstream.ts';
 import { type Gateway, type GatewayOptions, startGateway } from './gateway.ts';
@@ -204,6 +205,33 @@ describe('gateway proxying', () => {
     assert.equal(gw.stats.rejected.get('SY_ERR_INVALID_ARGUMENT'), 9);
     // Still serving.
     assert.equal((await post(gw, '/v1/chat/completions', chat())).status, 200);
+  });
+
+  it('answers garbage request lines with a JSON 400, and a stalled body with a JSON 408', async () => {
+    const [u] = await fakes(1);
+    const gw = await gateway([u as FakeUpstream], { limits: { requestTimeoutMs: 300 } });
+    const raw = (text: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const socket = connect(gw.port, '127.0.0.1', () => socket.write(text));
+        let out = '';
+        socket.on('data', (d) => {
+          out += d.toString();
+        });
+        socket.on('close', () => resolve(out));
+        socket.on('error', reject);
+        socket.setTimeout(5000, () => socket.destroy());
+      });
+    const garbage = await raw('BLAH /x\r\n\r\n');
+    assert.match(garbage, /^HTTP\/1\.1 400 /);
+    assert.match(garbage, /"code":"SY_ERR_INVALID_ARGUMENT"/);
+    const t0 = Date.now();
+    const stalled = await raw(
+      'POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"mo',
+    );
+    assert.ok(Date.now() - t0 < 3000);
+    assert.match(stalled, /^HTTP\/1\.1 408 /);
+    assert.match(stalled, /"code":"SY_ERR_REQUEST_TIMEOUT"/);
+    assert.equal(gw.stats.rejected.get('SY_ERR_REQUEST_TIMEOUT'), 1);
   });
 
   it('answers 413 for a chunked body that grows past the limit', async () => {

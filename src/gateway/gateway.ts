@@ -6,7 +6,13 @@
  * events, admission hears onDispatched / onCompleted / onFailed, and the queue is drained after
  * every arrival, completion, failure, scrape and wake-up.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent } from 'undici';
 import { SwitchyardError } from '../core/errors.ts';
@@ -83,6 +89,12 @@ function defaultKvBlocks(gpu: string, model: string | undefined, tp: number): nu
   }
 }
 
+/** A request body being read, and what to do when it is late. */
+interface Reading {
+  readonly deadlineMs: number;
+  expire(): void;
+}
+
 interface TenantEntry {
   readonly name: string;
   readonly priority: number | undefined;
@@ -124,6 +136,8 @@ export class LiveGateway implements Gateway, ExchangeHost {
   private readonly log: (line: string) => void;
   /** Queued in admission, by request id. */
   private readonly pending = new Map<string, Exchange>();
+  /** Request bodies still arriving. */
+  private readonly reading = new Set<Reading>();
   /** Every exchange not yet finished. */
   private readonly live = new Set<Exchange>();
   private nextId = 0;
@@ -200,10 +214,26 @@ export class LiveGateway implements Gateway, ExchangeHost {
       if (healthy) this.step();
     });
     this.server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res));
-    this.server.on('clientError', (_error, socket) => {
-      if (socket.writable)
-        socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      else socket.destroy();
+    this.server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+      // Requests Node's parser refused (garbage, oversized heads): a JSON error, then close.
+      if (!socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const e =
+        error.code === 'HPE_HEADER_OVERFLOW'
+          ? new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', 'request head too large', { param: 'headers' })
+          : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? new SwitchyardError('SY_ERR_REQUEST_TIMEOUT', 'request not received in time')
+            : new SwitchyardError(
+                'SY_ERR_INVALID_ARGUMENT',
+                `malformed HTTP request (${error.code ?? 'parse error'})`,
+              );
+      this.stats.reject(e.code);
+      const body = JSON.stringify(e.toJSON());
+      socket.end(
+        `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? 'Error'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
     });
   }
 
@@ -269,9 +299,14 @@ export class LiveGateway implements Gateway, ExchangeHost {
 
   /** Times out what is overdue (request deadline, first-byte deadline of the current attempt). */
   private sweep(): void {
-    if (this.live.size === 0) return;
+    if (this.live.size === 0 && this.reading.size === 0) return;
     const now = this.nowMs();
     for (const ex of this.live) ex.checkTimers(now);
+    for (const r of this.reading)
+      if (now >= r.deadlineMs) {
+        this.reading.delete(r);
+        r.expire();
+      }
   }
 
   setPolicy(name: string): void {
@@ -438,8 +473,27 @@ export class LiveGateway implements Gateway, ExchangeHost {
       }
     }
     const arrivalMs = this.nowMs();
-    readBody(req, this.limits.bodyBytesMax, (result) =>
+    // A body still arriving at the request deadline is given up (slow clients hold no slot forever).
+    const reading: Reading = {
+      deadlineMs: arrivalMs + this.limits.requestTimeoutMs,
+      expire: () => {
+        cancel();
+        res.shouldKeepAlive = false;
+        this.rejectEarly(
+          res,
+          new SwitchyardError(
+            'SY_ERR_REQUEST_TIMEOUT',
+            `request body not received within ${this.limits.requestTimeoutMs} ms (limits.requestTimeoutMs)`,
+            { param: 'body' },
+          ),
+        );
+        req.destroy();
+      },
+    };
+    this.reading.add(reading);
+    const cancel = readBody(req, this.limits.bodyBytesMax, (result) =>
       this.guard(res, () => {
+        this.reading.delete(reading);
         if (!result.ok) {
           if (result.error.code === 'SY_ERR_REQUEST_TOO_LARGE') res.shouldKeepAlive = false;
           this.rejectEarly(res, result.error);

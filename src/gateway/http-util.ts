@@ -38,8 +38,13 @@ export type BodyResult =
 /**
  * Reads a request body up to `bytesMax`. A declared Content-Length over the limit fails at once; a
  * chunked body fails as soon as it passes the limit (the rest is not read: the connection closes).
+ * Returns a function that cancels the read (`done` is then never called).
  */
-export function readBody(req: IncomingMessage, bytesMax: number, done: (result: BodyResult) => void): void {
+export function readBody(
+  req: IncomingMessage,
+  bytesMax: number,
+  done: (result: BodyResult) => void,
+): () => void {
   const tooLarge = (): SwitchyardError =>
     new SwitchyardError(
       'SY_ERR_REQUEST_TOO_LARGE',
@@ -51,7 +56,7 @@ export function readBody(req: IncomingMessage, bytesMax: number, done: (result: 
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > bytesMax) {
     done({ ok: false, error: tooLarge() });
-    return;
+    return () => {};
   }
   const chunks: Buffer[] = [];
   let size = 0;
@@ -87,6 +92,10 @@ export function readBody(req: IncomingMessage, bytesMax: number, done: (result: 
       ),
     });
   });
+  // Cancels the read: `done` will not be called.
+  return () => {
+    finished = true;
+  };
 }
 
 /** The bearer token of an Authorization header, or undefined. */
