@@ -1,6 +1,110 @@
+/**
+ * `switchyard engine llama`: the `llama` backend (node-llama-cpp on the CPU) behind the built-in
+ * engines' OpenAI server. Prints one JSON ready line on stdout once it listens and drains on SIGTERM
+ * or SIGINT, like `switchyard engine sim`.
+ */
 import type { Command } from 'commander';
+import type { EngineReadyLine } from '../../cli/engine-command.ts';
+import { nonNegativeInt, positiveInt, positiveNumber } from '../../cli/parse.ts';
+import { invalidArgument } from '../../core/errors.ts';
+import { startOpenAiServer } from '../openai-server.ts';
+import { LlamaBackend, SEQUENCES_DEFAULT, THREADS_DEFAULT } from './llama-backend.ts';
 
-/** Registers `switchyard engine llama` under the `engine` command (being built; see issue 4). */
+/** The flags of `switchyard engine llama`, as commander hands them over. */
+interface LlamaEngineFlags {
+  model?: string;
+  host: string;
+  port: number;
+  sequences: number;
+  threads: number;
+  contextSize?: number;
+  servedModelName?: string;
+  maxWaiting?: number;
+  shutdownTimeout: number;
+}
+
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
+  if (flags.model === undefined)
+    throw invalidArgument('model', '(none)', 'a GGUF model file: --model PATH.gguf');
+  const backend = await LlamaBackend.open({
+    modelPath: flags.model,
+    sequences: flags.sequences,
+    threads: flags.threads,
+    ...(flags.servedModelName === undefined ? {} : { modelId: flags.servedModelName }),
+    ...(flags.contextSize === undefined ? {} : { contextSize: flags.contextSize }),
+    ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
+  });
+  const server = await startOpenAiServer(backend, {
+    host: flags.host,
+    port: flags.port,
+    ownedBy: 'switchyard-llama',
+    ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
+  }).catch(async (error: Error) => {
+    await backend.close();
+    throw invalidArgument(
+      'port',
+      `${flags.host}:${flags.port}`,
+      `a free address to listen on (${error.message})`,
+    );
+  });
+  const ready: EngineReadyLine = {
+    event: 'ready',
+    engine: 'llama',
+    url: server.url,
+    model: backend.modelId,
+    kvEvents: null,
+  };
+  process.stdout.write(`${JSON.stringify(ready)}\n`);
+  const signal = await untilSignal();
+  process.stderr.write(
+    `switchyard engine llama: ${signal}, draining ${server.inFlight} in-flight request(s) ` +
+      `(up to ${flags.shutdownTimeout} s)\n`,
+  );
+  await server.close(flags.shutdownTimeout * 1000);
+}
+
+/** Registers `switchyard engine llama` under the `engine` command. */
 export function registerLlamaEngineCommand(engine: Command): void {
-  engine.command('llama').description('(not yet available)');
+  engine
+    .command('llama')
+    .description(
+      'Real CPU inference with llama.cpp (node-llama-cpp) on a GGUF model: one context with --sequences\n' +
+        'parallel sequences and a waiting queue. A request takes the free sequence whose KV shares the\n' +
+        "longest prefix with its prompt and evaluates only the rest (usage's cached_tokens, and\n" +
+        'vllm:prefix_cache_hits_total in /metrics). Chat prompts are the canonical rendering of the\n' +
+        "messages followed by '<|assistant|>\\n' (the model's chat template is not applied).\n" +
+        'A tiny random-weight model for trying it out: node --import tsx scripts/make-tiny-gguf.ts',
+    )
+    .option('--model <path>', 'GGUF model file (required)')
+    .option('--host <host>', 'interface to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0: any free port)', nonNegativeInt, 8000)
+    .option('--sequences <n>', 'parallel sequences (generations at once)', positiveInt, SEQUENCES_DEFAULT)
+    .option('--threads <n>', 'CPU threads for evaluation', positiveInt, THREADS_DEFAULT)
+    .option(
+      '--context-size <tokens>',
+      "tokens per sequence (default: the model's training context, at most 4096)",
+      positiveInt,
+    )
+    .option('--served-model-name <name>', 'model name requests must use (default: the file name)')
+    .option(
+      '--max-waiting <n>',
+      'answer 429 (Retry-After) while this many requests wait (default: no bound below 1024)',
+      positiveInt,
+    )
+    .option('--shutdown-timeout <s>', 'longest wait for in-flight requests on SIGTERM', positiveNumber, 30)
+    .action(async (flags: LlamaEngineFlags) => {
+      await runLlamaEngine(flags);
+    });
 }

@@ -1,0 +1,271 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parseCompletionBody } from '../../core/openai-api.ts';
+import type { FinishReason, GenerationUsage } from '../backend.ts';
+import { firstStopIndex, heldBackLength, LlamaBackend, pickSlot } from './llama-backend.ts';
+import { ensureTinyLlamaGguf } from './tiny-gguf.ts';
+
+describe('stop strings', () => {
+  test('heldBackLength keeps the longest suffix that may start a stop string', () => {
+    assert.equal(heldBackLength('hello wor', ['world']), 3);
+    assert.equal(heldBackLength('hello', ['world']), 0);
+    assert.equal(heldBackLength('abc##', ['###', 'c#']), 2);
+    assert.equal(heldBackLength('x', []), 0);
+    assert.equal(heldBackLength('xa', ['ab']), 1);
+    // Only proper prefixes are held: a whole stop string is firstStopIndex's to find.
+    assert.equal(heldBackLength('ab', ['ab']), 0);
+  });
+
+  test('firstStopIndex finds the earliest of several stop strings', () => {
+    assert.equal(firstStopIndex('one two three', ['three', 'two']), 4);
+    assert.equal(firstStopIndex('one two', ['four']), -1);
+    assert.equal(firstStopIndex('abc', ['']), -1);
+  });
+});
+
+describe('pickSlot', () => {
+  const slot = (busy: boolean, releasedAt: number, shared: number) => ({ busy, releasedAt, shared });
+  const by = (s: { shared: number }) => s.shared;
+
+  test('takes the longest shared prefix when it reaches reuseMin', () => {
+    const slots = [slot(false, 1, 20), slot(false, 2, 40), slot(true, 0, 90)];
+    assert.equal(pickSlot(slots, by, 16)?.slot, slots[1]);
+  });
+
+  test('ties go to the least recently used', () => {
+    const slots = [slot(false, 5, 30), slot(false, 3, 30)];
+    assert.equal(pickSlot(slots, by, 16)?.slot, slots[1]);
+  });
+
+  test('a short match does not evict a cached prefix while an older slot is free', () => {
+    const slots = [slot(false, 7, 1), slot(false, 0, 0)];
+    const pick = pickSlot(slots, by, 16);
+    assert.equal(pick?.slot, slots[1]);
+    assert.equal(pick?.shared, 0);
+  });
+
+  test('undefined when every slot is busy', () => {
+    assert.equal(pickSlot([slot(true, 0, 50)], by, 16), undefined);
+  });
+});
+
+interface Outcome {
+  text: string;
+  chunks: number;
+  tokens: number;
+  reason: FinishReason | 'error';
+  usage: GenerationUsage | undefined;
+  error: (Error & { status?: number; code?: string }) | undefined;
+}
+
+/** Runs one generation to its end. `onChunk` sees each chunk (to abort mid-way). */
+function run(
+  backend: LlamaBackend,
+  body: Record<string, unknown>,
+  options: { kind?: 'chat' | 'completion'; signal?: AbortSignal; onChunk?: (text: string) => void } = {},
+): Promise<Outcome> {
+  const kind = options.kind ?? 'completion';
+  const request = parseCompletionBody(kind, { model: backend.modelId, ...body });
+  const out: Outcome = {
+    text: '',
+    chunks: 0,
+    tokens: 0,
+    reason: 'error',
+    usage: undefined,
+    error: undefined,
+  };
+  return new Promise((resolve) => {
+    backend.generate(
+      { id: `t${Math.random()}`, request, signal: options.signal ?? new AbortController().signal },
+      {
+        onText(text, tokens) {
+          out.text += text;
+          out.tokens += tokens;
+          out.chunks++;
+          options.onChunk?.(text);
+        },
+        onFinish(reason, usage) {
+          out.reason = reason;
+          out.usage = usage;
+          resolve(out);
+        },
+        onError(error) {
+          out.error = error;
+          resolve(out);
+        },
+      },
+    );
+  });
+}
+
+const LONG =
+  'Switchyard routes each request to the engine that already holds its prefix, so the prompt is not ' +
+  'computed twice. This paragraph is the shared system prompt of several requests in this test. ';
+
+describe('LlamaBackend on the tiny model', { timeout: 120_000 }, () => {
+  let dir: string;
+  let backend: LlamaBackend;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sy-llama-'));
+    const modelPath = ensureTinyLlamaGguf(join(dir, 'tiny.gguf'));
+    backend = await LlamaBackend.open({ modelPath, sequences: 2, maxWaiting: 2, contextSize: 512 });
+  });
+
+  after(async () => {
+    await backend?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a completion generates max_tokens tokens with usage', async () => {
+    assert.equal(backend.modelId, 'tiny');
+    const out = await run(backend, { prompt: 'Hello there, model.', max_tokens: 12, temperature: 0 });
+    assert.equal(out.error, undefined);
+    assert.equal(out.reason, 'length');
+    assert.equal(out.usage?.completionTokens, 12);
+    assert.equal(out.tokens, 12);
+    assert.ok(out.text.length > 0);
+    assert.ok((out.usage?.promptTokens ?? 0) > 5);
+  });
+
+  test('a prompt extending a cached one reuses its tokens', async () => {
+    const before = backend.signals();
+    const first = await run(backend, { prompt: LONG, max_tokens: 4, temperature: 0 });
+    const second = await run(backend, { prompt: `${LONG}And one more line.`, max_tokens: 4, temperature: 0 });
+    assert.equal(first.usage?.cachedTokens, 0);
+    // Every token of the first prompt is still in the sequence's KV.
+    assert.equal(second.usage?.cachedTokens, first.usage?.promptTokens);
+    const after = backend.signals();
+    assert.equal(after.prefixHitsTokens - before.prefixHitsTokens, second.usage?.cachedTokens);
+    assert.equal(
+      after.prefixQueriesTokens - before.prefixQueriesTokens,
+      (first.usage?.promptTokens ?? 0) + (second.usage?.promptTokens ?? 0),
+    );
+  });
+
+  test('the same seed gives the same text; greedy is deterministic too', async () => {
+    const body = { prompt: 'Tell me a story.', max_tokens: 16, temperature: 1, seed: 42 };
+    const a = await run(backend, body);
+    const b = await run(backend, body);
+    assert.equal(a.text, b.text);
+    const g1 = await run(backend, { prompt: 'Greedy.', max_tokens: 10, temperature: 0 });
+    const g2 = await run(backend, { prompt: 'Greedy.', max_tokens: 10, temperature: 0 });
+    assert.equal(g1.text, g2.text);
+  });
+
+  test('a stop string ends the text before it, with finish reason stop', async () => {
+    const body = { prompt: 'Count: one two three', max_tokens: 24, temperature: 1, seed: 7 };
+    const free = await run(backend, body);
+    assert.ok(
+      free.text.length >= 8,
+      `text too short to pick a stop string from: ${JSON.stringify(free.text)}`,
+    );
+    const stop = free.text.slice(5, 7);
+    const expected = free.text.slice(0, free.text.indexOf(stop));
+    const stopped = await run(backend, { ...body, stop: [stop, 'never-appears-here'] });
+    assert.equal(stopped.reason, 'stop');
+    assert.equal(stopped.text, expected);
+    assert.ok((stopped.usage?.completionTokens ?? 0) < 24);
+  });
+
+  test('a chat request generates after the canonical rendering', async () => {
+    const out = await run(
+      backend,
+      { messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, temperature: 0 },
+      { kind: 'chat' },
+    );
+    assert.equal(out.reason, 'length');
+    assert.equal(out.usage?.completionTokens, 5);
+  });
+
+  test('token-id prompts are used as given; ids outside the vocabulary are refused', async () => {
+    const ok = await run(backend, { prompt: [72, 101, 108, 108, 111], max_tokens: 3, temperature: 0 });
+    assert.equal(ok.usage?.promptTokens, 5);
+    const bad = await run(backend, { prompt: [1, 99_999], max_tokens: 3 });
+    assert.equal(bad.error?.code, 'SY_ERR_INVALID_ARGUMENT');
+  });
+
+  test('a prompt plus max_tokens past the context is refused with 400', async () => {
+    const out = await run(backend, { prompt: 'x', max_tokens: 100_000 });
+    assert.equal(out.error?.code, 'SY_ERR_INVALID_ARGUMENT');
+    assert.equal(out.error?.status, 400);
+  });
+
+  test('an abort ends the generation early with finish reason abort', async () => {
+    const controller = new AbortController();
+    const out = await run(
+      backend,
+      { prompt: 'Abort me.', max_tokens: 400, temperature: 1 },
+      { signal: controller.signal, onChunk: () => controller.abort() },
+    );
+    assert.equal(out.reason, 'abort');
+    assert.ok((out.usage?.completionTokens ?? 400) < 400);
+  });
+
+  test('more requests than sequences wait, past the bound they are refused, all others complete', async () => {
+    const peak = { running: 0, waiting: 0 };
+    const runs = [0, 1, 2, 3].map((i) =>
+      run(backend, { prompt: `Request number ${i} of four.`, max_tokens: 40, temperature: 1, seed: i }),
+    );
+    const s = backend.signals();
+    peak.running = Math.max(peak.running, s.running);
+    peak.waiting = Math.max(peak.waiting, s.waiting);
+    const refused = await run(backend, { prompt: 'one too many', max_tokens: 4 });
+    const outs = await Promise.all(runs);
+    assert.equal(peak.running, 2);
+    assert.equal(peak.waiting, 2);
+    assert.equal(refused.error?.code, 'SY_ERR_OVERLOADED');
+    for (const out of outs) {
+      assert.equal(out.reason, 'length');
+      assert.equal(out.usage?.completionTokens, 40);
+    }
+    assert.equal(backend.signals().running, 0);
+  });
+});
+
+describe('LlamaBackend.open', { timeout: 60_000 }, () => {
+  let dir: string;
+  let good: Buffer;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'sy-llama-bad-'));
+    good = readFileSync(ensureTinyLlamaGguf(join(dir, 'tiny.gguf')));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const opening = async (name: string, bytes: Buffer | string | undefined) => {
+    const path = join(dir, name);
+    if (bytes !== undefined) writeFileSync(path, bytes);
+    const lines: string[] = [];
+    let error: (Error & { code?: string; param?: string }) | undefined;
+    try {
+      await (await LlamaBackend.open({ modelPath: path, log: (l) => lines.push(l) })).close();
+    } catch (e) {
+      error = e as Error;
+    }
+    return { error, lines };
+  };
+
+  test('a missing file, a non-GGUF file and a header with impossible counts fail before loading', async () => {
+    for (const [name, bytes, why] of [
+      ['missing.gguf', undefined, /ENOENT/],
+      ['text.gguf', 'GGUF not really', /no GGUF header/],
+      ['cut.gguf', good.subarray(0, 100), /do not fit in 100 bytes/],
+    ] as const) {
+      const { error } = await opening(name, bytes);
+      assert.equal(error?.code, 'SY_ERR_INVALID_ARGUMENT', name);
+      assert.match(error?.message ?? '', new RegExp(`${name}.*expected a GGUF model file`));
+      assert.match(error?.message ?? '', why);
+    }
+  });
+
+  test('a truncated model fails with one invalid-argument error naming it', async () => {
+    // (That nothing else is printed is checked on a fresh process in test/e2e/engine-llama.test.ts:
+    // llama.cpp's log hook is per process, and this process has loaded a model before.)
+    const { error } = await opening('half.gguf', good.subarray(0, good.length >> 1));
+    assert.equal(error?.code, 'SY_ERR_INVALID_ARGUMENT');
+    assert.match(error?.message ?? '', /half\.gguf could not be loaded: /);
+  });
+});

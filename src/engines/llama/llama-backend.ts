@@ -1,0 +1,548 @@
+/**
+ * The built-in `llama` engine's backend: real CPU inference through node-llama-cpp. One model, one
+ * context with `sequences` sequences (node-llama-cpp batches the sequences' decodes together), and a
+ * bounded FIFO of requests waiting for a free sequence.
+ *
+ * Prefix reuse: a sequence keeps its KV after a request ends, and node-llama-cpp tracks the tokens
+ * it holds (`contextTokens`). A request takes the free sequence whose tokens share the longest
+ * prefix with its prompt (ties: the least recently used), erases what follows the shared prefix and
+ * evaluates only the rest. The shared tokens are the request's `cachedTokens`, and they count as
+ * prefix-cache hits in the signals (vLLM's `prefix_cache_queries`/`hits`, in tokens).
+ *
+ * Prompts: completions use the prompt text (or the token ids given); chat uses the canonical
+ * rendering of the messages (`request.promptText`, the same text the gateway hashes for prefix
+ * identity) followed by `<|assistant|>\n`, so the next turn of a conversation, rendered the same
+ * way, extends this request's tokens and reuses them. The model's own chat template is not applied.
+ */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import {
+  getLlama,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  LlamaLogLevel,
+  type LlamaModel,
+  type Token,
+} from 'node-llama-cpp';
+import { SwitchyardError } from '../../core/errors.ts';
+import type {
+  BackendSignals,
+  EngineBackend,
+  FinishReason,
+  GenerationInput,
+  GenerationSink,
+  GenerationUsage,
+} from '../backend.ts';
+
+/** Sequences (parallel generations) by default. */
+export const SEQUENCES_DEFAULT = 4;
+/** Decode threads by default: on a small CPU one thread beats two that fight over the cores. */
+export const THREADS_DEFAULT = 1;
+/** Largest per-sequence context by default (the model's training context if smaller). */
+export const CONTEXT_SIZE_MAX_DEFAULT = 4096;
+/** Bound on the waiting queue by default. */
+export const WAITING_MAX_DEFAULT = 1024;
+/** Tokens per nominal KV block in the signals (vLLM's default block size). */
+export const BLOCK_SIZE = 16;
+/** Shortest shared prefix worth taking a slot for over the least recently used one (one block). */
+export const REUSE_MIN_TOKENS = BLOCK_SIZE;
+/** Tokens a UTF-8 character may span in a byte-level vocabulary; longer undecodable runs are flushed. */
+const UTF8_PENDING_TOKENS_MAX = 4;
+/** What follows the canonical chat rendering: the assistant turn the model writes. */
+export const CHAT_GENERATION_CUE = '<|assistant|>\n';
+
+/** Options of the `llama` backend. */
+export interface LlamaBackendOptions {
+  /** Path of a GGUF model file. */
+  readonly modelPath: string;
+  /** The model id served; default: the file name without `.gguf`. */
+  readonly modelId?: string;
+  /** Parallel sequences in the context; default SEQUENCES_DEFAULT. */
+  readonly sequences?: number;
+  /** Threads for evaluation; default THREADS_DEFAULT. */
+  readonly threads?: number;
+  /** Tokens per sequence; default min(model's training context, CONTEXT_SIZE_MAX_DEFAULT). */
+  readonly contextSize?: number;
+  /** Requests that may wait for a sequence; more are refused with SY_ERR_OVERLOADED. */
+  readonly maxWaiting?: number;
+  /** Where llama.cpp's warnings and errors go; default stderr. */
+  readonly log?: (line: string) => void;
+}
+
+/** One sequence of the context and what the backend knows of it. */
+interface Slot {
+  readonly index: number;
+  readonly sequence: LlamaContextSequence;
+  busy: boolean;
+  /** Monotonic stamp of the last release (least recently used is the smallest). */
+  releasedAt: number;
+}
+
+/** A request between generate() and its end. */
+interface Job {
+  readonly input: GenerationInput;
+  readonly sink: GenerationSink;
+  readonly tokens: readonly Token[];
+  /** Output tokens allowed: max_tokens, or what the context leaves when max_tokens was not given. */
+  readonly limit: number;
+  onAbort: (() => void) | undefined;
+}
+
+/** The longest suffix of `text` that is a proper prefix of one of `stops` (what must be held back). */
+export function heldBackLength(text: string, stops: readonly string[]): number {
+  let held = 0;
+  for (const stop of stops) {
+    for (let k = Math.min(stop.length - 1, text.length); k > held; k--) {
+      if (text.endsWith(stop.slice(0, k))) {
+        held = k;
+        break;
+      }
+    }
+  }
+  return held;
+}
+
+/** The earliest index where one of `stops` occurs in `text`, or -1. */
+export function firstStopIndex(text: string, stops: readonly string[]): number {
+  let first = -1;
+  for (const stop of stops) {
+    if (stop.length === 0) continue;
+    const i = text.indexOf(stop);
+    if (i >= 0 && (first < 0 || i < first)) first = i;
+  }
+  return first;
+}
+
+/**
+ * Picks the free slot to serve a prompt. The slot sharing the longest prefix wins when it shares at
+ * least `reuseMin` tokens (ties: the least recently used); otherwise the least recently used slot
+ * (never-used ones first), so a match of a token or two does not evict a long cached prefix while
+ * another slot is idle. `shared(slot)` gives the shared prefix length. Undefined when all are busy.
+ */
+export function pickSlot<S extends { busy: boolean; releasedAt: number }>(
+  slots: readonly S[],
+  shared: (slot: S) => number,
+  reuseMin: number,
+): { slot: S; shared: number } | undefined {
+  let best: { slot: S; shared: number } | undefined;
+  let oldest: S | undefined;
+  for (const slot of slots) {
+    if (slot.busy) continue;
+    if (oldest === undefined || slot.releasedAt < oldest.releasedAt) oldest = slot;
+    const n = shared(slot);
+    if (
+      best === undefined ||
+      n > best.shared ||
+      (n === best.shared && slot.releasedAt < best.slot.releasedAt)
+    ) {
+      best = { slot, shared: n };
+    }
+  }
+  if (best === undefined || oldest === undefined) return undefined;
+  if (best.shared >= reuseMin || best.slot === oldest) return best;
+  return { slot: oldest, shared: shared(oldest) };
+}
+
+/** Smallest encoding of one metadata pair (empty key, type, one byte) and of one tensor description. */
+const GGUF_KV_BYTES_MIN = 13;
+const GGUF_TENSOR_BYTES_MIN = 28;
+
+/**
+ * Throws SY_ERR_INVALID_ARGUMENT naming `path` unless it is a readable file with a GGUF v2/v3 header
+ * whose counts fit in the file. llama.cpp rejects a bad file by itself, but node-llama-cpp reads the
+ * header first and a garbage count can make it allocate without bound.
+ */
+export function checkGgufHeader(path: string): void {
+  const invalid = (why: string) =>
+    new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `invalid model '${path}': expected a GGUF model file (${why})`,
+      {
+        param: 'model',
+      },
+    );
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (error) {
+    throw invalid((error as NodeJS.ErrnoException).code ?? 'unreadable');
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const header = Buffer.alloc(24);
+    let read: number;
+    try {
+      read = readSync(fd, header, 0, 24, 0);
+    } catch (error) {
+      throw invalid((error as NodeJS.ErrnoException).code ?? 'unreadable');
+    }
+    if (read < 24 || header.toString('latin1', 0, 4) !== 'GGUF') throw invalid('no GGUF header');
+    const version = header.readUInt32LE(4);
+    if (version !== 2 && version !== 3) throw invalid(`GGUF version ${version}, expected 2 or 3`);
+    const tensors = header.readBigUInt64LE(8);
+    const pairs = header.readBigUInt64LE(16);
+    if (tensors * BigInt(GGUF_TENSOR_BYTES_MIN) + pairs * BigInt(GGUF_KV_BYTES_MIN) > BigInt(size)) {
+      throw invalid(`${tensors} tensors and ${pairs} metadata pairs do not fit in ${size} bytes`);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function modelIdFromPath(path: string): string {
+  const name = path.split(/[\\/]/).pop() ?? path;
+  return name.replace(/\.gguf$/i, '');
+}
+
+/** An EngineBackend generating with node-llama-cpp on the CPU. Create with `LlamaBackend.open()`. */
+export class LlamaBackend implements EngineBackend {
+  readonly modelId: string;
+  /** Tokens each sequence holds at most. */
+  readonly contextSize: number;
+  readonly sequences: number;
+  private readonly waitingMax: number;
+  private readonly slots: Slot[];
+  private readonly queue: Job[] = [];
+  private readonly active = new Set<Job>();
+  /** Tokens in the vocabulary (from the GGUF metadata); ids past it are refused. */
+  private readonly vocabularySize: number;
+  private releaseStamp = 0;
+  private closed = false;
+  private promptTokensTotal = 0;
+  private generationTokensTotal = 0;
+  private prefixQueriesTokens = 0;
+  private prefixHitsTokens = 0;
+
+  private constructor(
+    private readonly llama: Llama,
+    private readonly model: LlamaModel,
+    context: LlamaContext,
+    options: LlamaBackendOptions,
+  ) {
+    this.modelId = options.modelId ?? modelIdFromPath(options.modelPath);
+    this.contextSize = context.contextSize;
+    this.sequences = context.totalSequences;
+    this.waitingMax = options.maxWaiting ?? WAITING_MAX_DEFAULT;
+    const metadata = model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: readonly string[] } } };
+    this.vocabularySize = metadata.tokenizer?.ggml?.tokens?.length ?? Number.POSITIVE_INFINITY;
+    this.slots = [];
+    for (let i = 0; i < this.sequences; i++) {
+      this.slots.push({ index: i, sequence: context.getSequence(), busy: false, releasedAt: 0 });
+    }
+  }
+
+  /**
+   * Loads the model and creates the context. Never builds or downloads llama.cpp: the prebuilt CPU
+   * binary must be installed. Throws SY_ERR_INVALID_ARGUMENT naming the model path when the file is
+   * not a model llama.cpp can load.
+   */
+  static async open(options: LlamaBackendOptions): Promise<LlamaBackend> {
+    checkGgufHeader(options.modelPath);
+    const threads = options.threads ?? THREADS_DEFAULT;
+    const sequences = options.sequences ?? SEQUENCES_DEFAULT;
+    for (const [name, value] of [
+      ['threads', threads],
+      ['sequences', sequences],
+      ['contextSize', options.contextSize ?? 1],
+      ['maxWaiting', options.maxWaiting ?? 1],
+    ] as const) {
+      if (!Number.isInteger(value) || value < 1) {
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `${name} must be an integer >= 1, got ${value}`,
+          {
+            param: name,
+          },
+        );
+      }
+    }
+    const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    // While the model loads, llama.cpp's messages are held: a file it cannot load ends in one error
+    // line naming the first thing llama.cpp complained about; a good one prints its warnings.
+    let loading = true;
+    const held: string[] = [];
+    let firstError = '';
+    const llama = await getLlama({
+      gpu: process.platform === 'darwin' && process.arch === 'arm64' ? 'metal' : false,
+      build: 'never',
+      skipDownload: true,
+      progressLogs: false,
+      maxThreads: threads,
+      logLevel: LlamaLogLevel.warn,
+      logger: (level, message) => {
+        const text = message.trim();
+        if (text === '') return;
+        const line = `llama.cpp ${level}: ${text}`;
+        if (!loading) return log(line);
+        if (firstError === '' && (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal)) {
+          firstError = text;
+        }
+        held.push(line);
+      },
+    });
+    let model: LlamaModel;
+    try {
+      model = await llama.loadModel({ modelPath: options.modelPath });
+    } catch (error) {
+      await llama.dispose();
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `model ${options.modelPath} could not be loaded: ${firstError || (error as Error).message}; ` +
+          'expected a GGUF model file llama.cpp can load',
+        { param: 'model' },
+      );
+    } finally {
+      loading = false;
+    }
+    for (const line of held) log(line);
+    try {
+      const contextSize = options.contextSize ?? Math.min(model.trainContextSize, CONTEXT_SIZE_MAX_DEFAULT);
+      const context = await model.createContext({ sequences, contextSize, threads });
+      return new LlamaBackend(llama, model, context, options);
+    } catch (error) {
+      await llama.dispose();
+      throw error;
+    }
+  }
+
+  /** The prompt's tokens: the ids given, or the text tokenized (BOS first when the model wants it). */
+  tokenizePrompt(input: GenerationInput): Token[] {
+    const request = input.request;
+    if (request.promptTokenIds !== undefined) {
+      const vocab = this.vocabularySize;
+      const bad = request.promptTokenIds.find((id) => id >= vocab);
+      if (bad !== undefined) {
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `prompt token id ${bad} is outside the vocabulary of ${vocab} tokens`,
+          { param: 'prompt' },
+        );
+      }
+      return [...request.promptTokenIds] as Token[];
+    }
+    const text = request.kind === 'chat' ? request.promptText + CHAT_GENERATION_CUE : request.promptText;
+    const tokens = this.model.tokenize(text, false);
+    const bos = this.model.tokens.bos;
+    if (bos !== null && this.model.tokens.shouldPrependBosToken) tokens.unshift(bos);
+    if (tokens.length === 0) {
+      throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'the prompt is empty', { param: 'prompt' });
+    }
+    return tokens;
+  }
+
+  generate(input: GenerationInput, sink: GenerationSink): void {
+    if (this.closed) {
+      sink.onError(new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine is shutting down'));
+      return;
+    }
+    let tokens: Token[];
+    try {
+      tokens = this.tokenizePrompt(input);
+    } catch (error) {
+      sink.onError(error as Error);
+      return;
+    }
+    const request = input.request;
+    const room = this.contextSize - tokens.length;
+    if (room < 1 || (request.maxTokensGiven && request.maxTokens > room)) {
+      sink.onError(
+        new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `the prompt's ${tokens.length} tokens plus max_tokens ${request.maxTokensGiven ? request.maxTokens : 1} ` +
+            `exceed the context of ${this.contextSize} tokens per sequence`,
+          { param: request.maxTokensGiven ? 'max_tokens' : 'prompt' },
+        ),
+      );
+      return;
+    }
+    if (input.signal.aborted) {
+      sink.onFinish('abort', { promptTokens: tokens.length, completionTokens: 0, cachedTokens: 0 });
+      return;
+    }
+    if (this.queue.length >= this.waitingMax) {
+      sink.onError(
+        new SwitchyardError(
+          'SY_ERR_OVERLOADED',
+          `engine overloaded: ${this.queue.length} requests waiting, the bound is ${this.waitingMax}`,
+        ),
+      );
+      return;
+    }
+    const job: Job = { input, sink, tokens, limit: Math.min(request.maxTokens, room), onAbort: undefined };
+    job.onAbort = () => this.abortWaiting(job);
+    input.signal.addEventListener('abort', job.onAbort, { once: true });
+    this.queue.push(job);
+    this.pump();
+  }
+
+  private abortWaiting(job: Job): void {
+    const at = this.queue.indexOf(job);
+    if (at < 0) return;
+    this.queue.splice(at, 1);
+    job.sink.onFinish('abort', { promptTokens: job.tokens.length, completionTokens: 0, cachedTokens: 0 });
+  }
+
+  /** Hands free sequences to waiting requests, oldest request first. */
+  private pump(): void {
+    while (!this.closed && this.queue.length > 0) {
+      const job = this.queue[0]!;
+      const pick = pickSlot(this.slots, (slot) => this.sharedPrefix(slot, job.tokens), REUSE_MIN_TOKENS);
+      if (pick === undefined) return;
+      this.queue.shift();
+      if (job.onAbort !== undefined) job.input.signal.removeEventListener('abort', job.onAbort);
+      pick.slot.busy = true;
+      this.active.add(job);
+      void this.run(job, pick.slot, pick.shared);
+    }
+  }
+
+  /** Prompt tokens the slot's KV already holds; at most all but one (the last is evaluated for logits). */
+  private sharedPrefix(slot: Slot, tokens: readonly Token[]): number {
+    const held = slot.sequence.contextTokens;
+    const n = Math.min(held.length, tokens.length - 1);
+    let i = 0;
+    while (i < n && held[i] === tokens[i]) i++;
+    return i;
+  }
+
+  private async run(job: Job, slot: Slot, shared: number): Promise<void> {
+    const { request, signal } = job.input;
+    const sequence = slot.sequence;
+    const stops = request.stop.filter((s) => s.length > 0);
+    const promptTokens = job.tokens.length;
+    this.promptTokensTotal += promptTokens;
+    this.prefixQueriesTokens += promptTokens;
+    this.prefixHitsTokens += shared;
+    let completionTokens = 0;
+    /** Generated tokens not yet turned into text (an incomplete UTF-8 character). */
+    let pendingTokens: Token[] = [];
+    /** Text decoded but held back because it may be the start of a stop string. */
+    let held = '';
+    let heldTokens = 0;
+    let recentTokens: Token[] = job.tokens.slice(-8);
+    let reason: FinishReason = 'length';
+    const emit = (text: string, tokens: number): void => {
+      if (text.length > 0 || tokens > 0) job.sink.onText(text, tokens);
+    };
+    let ended = false;
+    try {
+      if (sequence.nextTokenIndex > shared) {
+        await sequence.eraseContextTokenRanges([{ start: shared, end: sequence.nextTokenIndex }]);
+      }
+      const generator = sequence.evaluate(job.tokens.slice(shared), {
+        temperature: request.temperature ?? 1,
+        ...(request.seed === undefined ? {} : { seed: request.seed }),
+        yieldEogToken: true,
+      });
+      try {
+        for await (const token of generator) {
+          if (this.closed) throw new Error('closed');
+          if (signal.aborted) {
+            reason = 'abort';
+            break;
+          }
+          if (this.model.isEogToken(token)) {
+            reason = 'stop';
+            break;
+          }
+          completionTokens++;
+          this.generationTokensTotal++;
+          pendingTokens.push(token);
+          const piece = this.model.detokenize(pendingTokens, false, recentTokens);
+          if (piece.endsWith('\uFFFD') && pendingTokens.length < UTF8_PENDING_TOKENS_MAX) {
+            if (completionTokens >= job.limit) break;
+            continue;
+          }
+          recentTokens = [...recentTokens, ...pendingTokens].slice(-8);
+          heldTokens += pendingTokens.length;
+          pendingTokens = [];
+          held += piece;
+          if (stops.length > 0) {
+            const at = firstStopIndex(held, stops);
+            if (at >= 0) {
+              emit(held.slice(0, at), heldTokens);
+              held = '';
+              heldTokens = 0;
+              reason = 'stop';
+              break;
+            }
+            const keep = heldBackLength(held, stops);
+            if (keep < held.length) {
+              emit(held.slice(0, held.length - keep), heldTokens);
+              held = held.slice(held.length - keep);
+              heldTokens = 0;
+            }
+          } else {
+            emit(held, heldTokens);
+            held = '';
+            heldTokens = 0;
+          }
+          if (completionTokens >= job.limit) break;
+        }
+      } finally {
+        await generator.return();
+      }
+      if (pendingTokens.length > 0) {
+        held += this.model.detokenize(pendingTokens, false, recentTokens);
+        heldTokens += pendingTokens.length;
+      }
+      emit(held, heldTokens);
+      ended = true;
+      const usage: GenerationUsage = { promptTokens, completionTokens, cachedTokens: shared };
+      this.release(job, slot);
+      job.sink.onFinish(reason, usage);
+    } catch (error) {
+      if (ended) return;
+      if (!this.closed) await sequence.clearHistory().catch(() => undefined);
+      this.release(job, slot);
+      job.sink.onError(
+        this.closed
+          ? new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine shut down before the generation ended')
+          : new SwitchyardError('SY_ERR_INTERNAL', `generation failed: ${(error as Error).message}`),
+      );
+    }
+  }
+
+  private release(job: Job, slot: Slot): void {
+    this.active.delete(job);
+    slot.busy = false;
+    slot.releasedAt = ++this.releaseStamp;
+    this.pump();
+  }
+
+  signals(): BackendSignals {
+    let kvTokens = 0;
+    for (const slot of this.slots) if (slot.busy) kvTokens += slot.sequence.nextTokenIndex;
+    const capacity = this.contextSize * this.sequences;
+    return {
+      running: this.active.size,
+      waiting: this.queue.length,
+      kvUsage: capacity > 0 ? Math.min(1, kvTokens / capacity) : 0,
+      kvBlocksTotal: Math.floor(capacity / BLOCK_SIZE),
+      blockSize: BLOCK_SIZE,
+      prefixQueriesTokens: this.prefixQueriesTokens,
+      prefixHitsTokens: this.prefixHitsTokens,
+      promptTokensTotal: this.promptTokensTotal,
+      generationTokensTotal: this.generationTokensTotal,
+      preemptionsTotal: 0,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const error = new SwitchyardError(
+      'SY_ERR_NO_INSTANCE',
+      'the engine shut down before the generation ended',
+    );
+    for (const job of this.queue.splice(0)) {
+      if (job.onAbort !== undefined) job.input.signal.removeEventListener('abort', job.onAbort);
+      job.sink.onError(error);
+    }
+    // Running generations see `closed` at their next token and end with onError; wait for them so
+    // the context is idle before it is freed.
+    const deadline = Date.now() + 10_000;
+    while (this.active.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await this.llama.dispose();
+  }
+}
