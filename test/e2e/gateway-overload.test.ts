@@ -1,0 +1,259 @@
+/**
+ * End-to-end overload: a burst far above what two real sim engines (at model speed) can serve.
+ *
+ * 1. Admission with a small capacity gate and small queues sheds the excess with 429, Retry-After
+ *    and a SY_ERR_* code, while the requests it admits keep their time to first token: their TTFT
+ *    p50 stays within a ratio of the unloaded TTFT measured in the same test. The same burst through
+ *    a gateway that admits everything shows the ratio would be broken without it.
+ * 2. A tenant over its RPM limit gets 429 SY_ERR_RATE_LIMITED with Retry-After; another tenant
+ *    sending at the same time is not affected.
+ * 3. An engine that is itself full (its own waiting bound) answers 429; the gateway retries, then
+ *    relays the overload as its own 429 with Retry-After.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Pool } from 'undici';
+import { DAY_MS } from '../../src/policies/admission/config.ts';
+import {
+  assertErrorBody,
+  type GatewayStatsJson,
+  getJson,
+  MODEL,
+  percentile,
+  post,
+  type Reply,
+  type SimCluster,
+  simBackend,
+  sseData,
+  startSims,
+  startTestGateway,
+  Teardown,
+} from './support/cluster.ts';
+
+/** Admitted requests' TTFT p50 may be at most this multiple of the unloaded p50. */
+const TTFT_RATIO_MAX = 2.5;
+const BURST = 48;
+const UNLOADED_SAMPLES = 6;
+/** About 4,000 prompt tokens: prefill is most of the time to first token. */
+const PROMPT_CHARS = 16_000;
+const MAX_TOKENS = 8;
+
+const teardown = new Teardown();
+let sims: SimCluster;
+let narrow: SimCluster;
+
+before(async () => {
+  [sims, narrow] = await Promise.all([
+    startSims(2, ['--time-scale', '1', '--kv-events', 'none'], teardown),
+    startSims(
+      1,
+      ['--time-scale', '1', '--kv-events', 'none', '--max-num-seqs', '1', '--max-waiting', '1'],
+      teardown,
+    ),
+  ]);
+});
+
+after(() => teardown.run());
+
+let promptSerial = 0;
+/** A prompt no earlier request shares from its first block on (no prefix-cache help). */
+function freshPrompt(): string {
+  const n = promptSerial++;
+  let text = `Request ${n} (${Math.random().toString(36).slice(2)}): `;
+  while (text.length < PROMPT_CHARS)
+    text += `car ${n}-${text.length} goes to track ${(n * 7 + text.length) % 13}. `;
+  return text;
+}
+
+function streamBody(): Record<string, unknown> {
+  return { model: MODEL, prompt: freshPrompt(), max_tokens: MAX_TOKENS, stream: true };
+}
+
+/** Asserts a shed request: 429, a Retry-After of whole seconds >= 1, and a catalogued 429 code. */
+function assertShed(r: Reply, codes: readonly string[]): void {
+  assert.equal(r.status, 429, r.text);
+  const retryAfter = r.headers.get('retry-after');
+  assert.ok(
+    retryAfter !== null && /^\d+$/.test(retryAfter) && Number(retryAfter) >= 1,
+    `Retry-After ${retryAfter}`,
+  );
+  const body = assertErrorBody(r.text, 429, 'shed request');
+  assert.ok(codes.includes(body.error.code), `code ${body.error.code}, expected one of ${codes.join(', ')}`);
+}
+
+function assertComplete(r: Reply): void {
+  assert.equal(r.status, 200, r.text);
+  const data = sseData(r.text);
+  assert.equal(data.at(-1), '[DONE]');
+  assert.ok(!data.some((d) => d.startsWith('{"error"')), r.text.slice(-300));
+}
+
+/**
+ * Sends `n` streaming requests at once over `n` keep-alive connections opened beforehand (so the
+ * burst costs the gateway its requests, not connection setups), timing each from the common start.
+ */
+async function burst(url: string, n: number): Promise<Reply[]> {
+  const pool = new Pool(url, { connections: n, pipelining: 1 });
+  try {
+    await Promise.all(
+      Array.from({ length: n }, () =>
+        pool.request({ method: 'GET', path: '/health' }).then((r) => r.body.dump()),
+      ),
+    );
+    const bodies = Array.from({ length: n }, () => Buffer.from(JSON.stringify(streamBody())));
+    const start = performance.now();
+    return await Promise.all(
+      bodies.map(async (body): Promise<Reply> => {
+        const res = await pool.request({
+          method: 'POST',
+          path: '/v1/completions',
+          headers: { 'content-type': 'application/json' },
+          body,
+          signal: AbortSignal.timeout(60_000),
+        });
+        let firstChunkMs = Number.NaN;
+        let text = '';
+        for await (const chunk of res.body) {
+          if (Number.isNaN(firstChunkMs)) firstChunkMs = performance.now() - start;
+          text += (chunk as Buffer).toString();
+        }
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
+        return { status: res.statusCode, headers, text, firstChunkMs, totalMs: performance.now() - start };
+      }),
+    );
+  } finally {
+    await pool.close();
+  }
+}
+
+/** Unloaded TTFT: one request at a time over a warm connection (the first, warm-up one not counted). */
+async function unloadedTtft(url: string, samples: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i <= samples; i++) {
+    const [r] = await burst(url, 1);
+    assert.ok(r !== undefined);
+    assertComplete(r);
+    if (i > 0) out.push(r.firstChunkMs);
+  }
+  return out;
+}
+
+describe('gateway overload', { timeout: 120_000 }, () => {
+  it('sheds a burst with 429 + Retry-After while admitted requests keep their TTFT', async () => {
+    const backends = sims.engines.map((e, i) => simBackend(`e${i}`, e));
+    const guarded = await startTestGateway(
+      {
+        backends,
+        routing: { policy: 'least-request' },
+        admission: {
+          gate: { inFlightMax: 1, waitingMax: 1 },
+          bands: [
+            { name: 'interactive', minPriority: 1, deadlineMs: 10_000, queueDepthMax: 1 },
+            { name: 'online', minPriority: 0, deadlineMs: 30_000, queueDepthMax: 1 },
+            { name: 'batch', minPriority: -1, deadlineMs: DAY_MS, queueDepthMax: 1 },
+          ],
+        },
+      },
+      teardown,
+    );
+    // Unloaded: one request at a time.
+    const unloaded = await unloadedTtft(guarded.url, UNLOADED_SAMPLES);
+    const base = percentile(unloaded, 50);
+
+    const replies = await burst(guarded.url, BURST);
+    const admitted = replies.filter((r) => r.status === 200);
+    const shed = replies.filter((r) => r.status !== 200);
+    for (const r of admitted) assertComplete(r);
+    for (const r of shed) assertShed(r, ['SY_ERR_OVERLOADED', 'SY_ERR_SLO_UNREACHABLE']);
+    const admittedP50 = percentile(
+      admitted.map((r) => r.firstChunkMs),
+      50,
+    );
+
+    // The same burst with nothing held back: every request goes to the engines at once.
+    const open = await startTestGateway({ backends, routing: { policy: 'least-request' } }, teardown);
+    const flood = await burst(open.url, BURST);
+    for (const r of flood) assertComplete(r);
+    const floodP50 = percentile(
+      flood.map((r) => r.firstChunkMs),
+      50,
+    );
+    process.stderr.write(
+      `overload: unloaded TTFT p50 ${base.toFixed(0)} ms; burst of ${BURST}: ${admitted.length} admitted ` +
+        `(TTFT p50 ${admittedP50.toFixed(0)} ms), ${shed.length} shed; without admission TTFT p50 ${floodP50.toFixed(0)} ms\n`,
+    );
+    assert.ok(shed.length > 0, 'nothing was shed');
+    assert.ok(admitted.length >= 2, `only ${admitted.length} admitted`);
+    assert.ok(
+      admittedP50 <= TTFT_RATIO_MAX * base,
+      `admitted TTFT p50 ${admittedP50.toFixed(0)} ms > ${TTFT_RATIO_MAX} x unloaded ${base.toFixed(0)} ms`,
+    );
+    assert.ok(
+      floodP50 > TTFT_RATIO_MAX * base,
+      `without admission the burst's TTFT p50 ${floodP50.toFixed(0)} ms is within the bound too: the test proves nothing`,
+    );
+    const stats = await getJson<GatewayStatsJson>(`${guarded.url}/stats`);
+    assert.equal(stats.inFlight, 0);
+    assert.equal(stats.accepted, stats.completed + stats.failedTotal);
+    const rejected = Object.values(stats.rejected).reduce((a, b) => a + b, 0);
+    assert.equal(
+      rejected + (stats.failed['overloaded'] ?? 0) + (stats.failed['slo_unreachable'] ?? 0),
+      shed.length,
+    );
+  });
+
+  it('limits a tenant to its RPM with 429 SY_ERR_RATE_LIMITED; another tenant is unaffected', async () => {
+    const { url } = await startTestGateway(
+      {
+        backends: sims.engines.map((e, i) => simBackend(`e${i}`, e)),
+        tenants: [
+          { key: 'sk-limited', name: 'limited', rpm: 6 },
+          { key: 'sk-other', name: 'other' },
+        ],
+      },
+      teardown,
+    );
+    const small = (i: number) => ({ model: MODEL, prompt: `short ${i}`, max_tokens: 2 });
+    const [limited, other] = await Promise.all([
+      Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          post(url, '/v1/completions', small(i), { headers: { authorization: 'Bearer sk-limited' } }),
+        ),
+      ),
+      Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          post(url, '/v1/completions', small(i), { headers: { authorization: 'Bearer sk-other' } }),
+        ),
+      ),
+    ]);
+    const passed = limited.filter((r) => r.status === 200).length;
+    for (const r of limited) if (r.status !== 200) assertShed(r, ['SY_ERR_RATE_LIMITED']);
+    assert.ok(passed >= 1 && passed <= 7, `${passed} of 20 passed an RPM limit of 6`);
+    for (const r of other) assert.equal(r.status, 200, r.text);
+  });
+
+  it("relays an engine's own 429 as the gateway's 429 with Retry-After after retrying", async () => {
+    const { url } = await startTestGateway(
+      {
+        backends: narrow.engines.map((e, i) => simBackend(`n${i}`, e)),
+        limits: { retries: 2, retryBackoffBaseMs: 5, retryBackoffMaxMs: 20 },
+      },
+      teardown,
+    );
+    // One running, one waiting: the engine's bound is full for the others.
+    const replies = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        post(url, '/v1/completions', { model: MODEL, prompt: `hold ${i}`, max_tokens: 40, stream: true }),
+      ),
+    );
+    const shed = replies.filter((r) => r.status !== 200);
+    for (const r of replies.filter((x) => x.status === 200)) assertComplete(r);
+    for (const r of shed) assertShed(r, ['SY_ERR_OVERLOADED']);
+    assert.ok(shed.length >= 1, 'the engine refused nothing');
+    const stats = await getJson<GatewayStatsJson>(`${url}/stats`);
+    assert.ok(stats.retries >= 2 * shed.length, `retries ${stats.retries} for ${shed.length} shed`);
+    assert.equal(stats.failed['overloaded'], shed.length, JSON.stringify(stats));
+    assert.equal(stats.inFlight, 0);
+  });
+});
