@@ -9,7 +9,7 @@ import { type LocalEngines, startLocalEngines } from '../adapters/local-engines.
 import { SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, loadGatewayConfig, parseGatewayConfig } from '../gateway/config.ts';
 import { startGateway } from '../gateway/gateway.ts';
-import { routingPolicyNames } from '../policies/routing/registry.ts';
+import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import { nonNegativeInt, positiveInt } from './parse.ts';
 
 /** Flags of `switchyard serve`. */
@@ -50,7 +50,10 @@ function effectiveConfig(flags: ServeFlags): GatewayConfig {
   if (flags.adminKey !== undefined) overrides['adminKey'] = flags.adminKey;
   if (flags.policy !== undefined)
     overrides['routing'] = { policy: flags.policy, policies: base.routing?.policies ?? {} };
-  return parseGatewayConfig({ ...base, ...overrides }, {});
+  const config = parseGatewayConfig({ ...base, ...overrides }, {});
+  // Fail on a bad policy name before any engine starts.
+  if (config.routing !== undefined) createConfiguredPolicy(config.routing.policy, config.routing.policies);
+  return config;
 }
 
 function engineArgs(flags: ServeFlags): string[] {
@@ -132,9 +135,9 @@ export function registerServeCommand(program: Command): void {
   program
     .command('serve')
     .description(
-      'Run the live gateway: an OpenAI-compatible front door (/v1/chat/completions, /v1/completions,\n' +
-        '/v1/embeddings, /v1/models) that routes through the same policies as the twin, with admission,\n' +
-        'retries, health checks, /metrics, /ready and an admin API. Backends come from --config; without\n' +
+      'Run the live gateway: an OpenAI-compatible front door (/v1/chat/completions, /v1/completions, ' +
+        '/v1/embeddings, /v1/models) that routes through the same policies as the twin, with admission, ' +
+        'retries, health checks, /metrics, /ready and an admin API. Backends come from --config; without ' +
         'any it starts --engines local engines. See docs/gateway.md.',
     )
     .option(
