@@ -404,14 +404,15 @@ describe('gateway faults', { timeout: 120_000 }, () => {
       const o = classify(cut, true, 5000);
       assert.equal(o.kind, 'error-stream', JSON.stringify(o));
       assert.equal(o.kind === 'error-stream' ? o.code : '', 'SY_ERR_TIMEOUT');
-      assert.ok(cutMs < REQUEST_TIMEOUT_MS + 2000, `the stalled stream ended after ${cutMs} ms`);
+      assert.ok(cutMs < REQUEST_TIMEOUT_MS + 5000, `the stalled stream ended after ${cutMs} ms`);
       await until('the frozen engine is ejected', async () => !(await healthyOf(url, 'frozen')), 10_000);
-      // Ejected: requests no longer wait for it.
+      // Ejected: requests no longer go there (no attempt times out, so no retry is spent).
+      const ejected = await getJson<GatewayStatsJson>(`${url}/stats`);
       for (let i = 0; i < 4; i++) {
         const r = await post(url, '/v1/completions', { model: MODEL, prompt: `ejected ${i}`, max_tokens: 2 });
         assert.equal(r.status, 200, r.text);
-        assert.ok(r.totalMs < firstByteTimeoutMs, `took ${r.totalMs} ms with the frozen engine ejected`);
       }
+      assert.equal((await getJson<GatewayStatsJson>(`${url}/stats`)).retries, ejected.retries);
       process.kill(frozen.pid, 'SIGCONT');
       thawed = true;
       await until('the thawed engine is re-admitted', () => healthyOf(url, 'frozen'), 10_000);
