@@ -14,6 +14,7 @@ import {
   STATUS_CODES,
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Agent } from 'undici';
 import { SwitchyardError } from '../core/errors.ts';
 import type { ParsedCompletionRequest } from '../core/openai-api.ts';
@@ -91,8 +92,10 @@ function defaultKvBlocks(gpu: string, model: string | undefined, tp: number): nu
 
 /** A request body being read, and what to do when it is late. */
 interface Reading {
+  readonly res: ServerResponse;
   readonly deadlineMs: number;
-  expire(): void;
+  /** Gives up the read and answers `error`. */
+  fail(error: SwitchyardError): void;
 }
 
 interface TenantEntry {
@@ -213,9 +216,53 @@ export class LiveGateway implements Gateway, ExchangeHost {
       this.log(`switchyard: instance ${id} ${healthy ? 're-admitted' : 'ejected'}: ${reason}`);
       if (healthy) this.step();
     });
-    this.server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res));
+    // A request head must arrive within requestTimeoutMs (at most 60 s); the body is bounded by the
+    // sweep (Node's own requestTimeout is set just past it, as a backstop).
+    const headersTimeoutMs = Math.min(this.limits.requestTimeoutMs, 60_000);
+    this.server = createServer(
+      {
+        keepAliveTimeout: 65_000,
+        headersTimeout: headersTimeoutMs,
+        requestTimeout: this.limits.requestTimeoutMs + 1000,
+        connectionsCheckingInterval: Math.min(30_000, Math.max(100, headersTimeoutMs / 4)),
+      },
+      (req, res) => this.handle(req, res),
+    );
+    this.server.on('checkExpectation', (req, res) => {
+      req.resume();
+      res.shouldKeepAlive = false;
+      this.rejectEarly(
+        res,
+        new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `unsupported Expect header '${String(req.headers.expect)}': only 100-continue is supported`,
+          { param: 'expect' },
+        ),
+      );
+    });
+    this.server.on('clientError', (error: NodeJS.ErrnoException, socket) => this.clientError(error, socket));
+    this.server.on('checkExpectation', (req, res) => {
+      req.resume();
+      res.shouldKeepAlive = false;
+      this.rejectEarly(
+        res,
+        new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `unsupported Expect header '${String(req.headers.expect)}': only 100-continue is supported`,
+          { param: 'expect' },
+        ),
+      );
+    });
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
-      // Requests Node's parser refused (garbage, oversized heads): a JSON error, then close.
+      const pending = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+      if (pending !== undefined && pending !== null) {
+        // A request the handler already holds (a client that half-closed mid-body, a late body): the
+        // handler answers and counts it, once; the connection ends soon whatever happens.
+        pending.shouldKeepAlive = false;
+        setTimeout(() => socket.destroy(), 1000).unref();
+        return;
+      }
+      // Requests Node's parser refused (garbage, oversized or stalled heads): a JSON error, then close.
       if (!socket.writable) {
         socket.destroy();
         return;
@@ -235,6 +282,41 @@ export class LiveGateway implements Gateway, ExchangeHost {
         `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? 'Error'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
     });
+  }
+
+  /** Requests Node's parser refused (garbage, oversized or stalled heads, broken bodies): one JSON error, then close. */
+  private clientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+    const e =
+      error.code === 'HPE_HEADER_OVERFLOW'
+        ? new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', 'request head too large', { param: 'headers' })
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new SwitchyardError('SY_ERR_REQUEST_TIMEOUT', 'request not received in time')
+          : new SwitchyardError(
+              'SY_ERR_INVALID_ARGUMENT',
+              `malformed HTTP request (${error.code ?? 'parse error'})`,
+            );
+    const pending = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (pending !== undefined && pending !== null) {
+      // The handler holds this request. Still reading its body: answer it there, once. Past that (it is
+      // being proxied): the connection just ends, and the exchange sees its client leave.
+      for (const r of this.reading)
+        if (r.res === pending) {
+          r.fail(e);
+          return;
+        }
+      pending.shouldKeepAlive = false;
+      socket.destroy();
+      return;
+    }
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    this.stats.reject(e.code);
+    const body = JSON.stringify(e.toJSON());
+    socket.end(
+      `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? 'Error'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   }
 
   private defaultPolicyName(): string {
@@ -303,10 +385,14 @@ export class LiveGateway implements Gateway, ExchangeHost {
     const now = this.nowMs();
     for (const ex of this.live) ex.checkTimers(now);
     for (const r of this.reading)
-      if (now >= r.deadlineMs) {
-        this.reading.delete(r);
-        r.expire();
-      }
+      if (now >= r.deadlineMs)
+        r.fail(
+          new SwitchyardError(
+            'SY_ERR_REQUEST_TIMEOUT',
+            `request body not received within ${this.limits.requestTimeoutMs} ms (limits.requestTimeoutMs)`,
+            { param: 'body' },
+          ),
+        );
   }
 
   setPolicy(name: string): void {
@@ -444,6 +530,8 @@ export class LiveGateway implements Gateway, ExchangeHost {
   }
 
   private rejectEarly(res: ServerResponse, error: SwitchyardError, retryAfterMs?: number): void {
+    // Answered already (a parse error of the same request got there first): count it once.
+    if (res.headersSent || res.writableEnded) return;
     this.stats.reject(error.code);
     sendError(res, error, retryAfterMs);
   }
@@ -475,18 +563,13 @@ export class LiveGateway implements Gateway, ExchangeHost {
     const arrivalMs = this.nowMs();
     // A body still arriving at the request deadline is given up (slow clients hold no slot forever).
     const reading: Reading = {
+      res,
       deadlineMs: arrivalMs + this.limits.requestTimeoutMs,
-      expire: () => {
+      fail: (error) => {
+        this.reading.delete(reading);
         cancel();
         res.shouldKeepAlive = false;
-        this.rejectEarly(
-          res,
-          new SwitchyardError(
-            'SY_ERR_REQUEST_TIMEOUT',
-            `request body not received within ${this.limits.requestTimeoutMs} ms (limits.requestTimeoutMs)`,
-            { param: 'body' },
-          ),
-        );
+        this.rejectEarly(res, error);
         req.destroy();
       },
     };
