@@ -18,8 +18,8 @@
  * Run: `node --import tsx bench/gateway-proxy.ts [--repeat 3] [--duration 10] [--connections 64]
  * [--json FILE]`; `--help` lists every flag. Needs nginx and wrk (`apt-get install nginx wrk`).
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +32,9 @@ import {
   cpuSeconds,
   findTaskset,
   freePorts,
+  machineBusySeconds,
   pinPrefix,
+  selfAndReapedSeconds,
   startChild,
   stopChildren,
   waitForPort,
@@ -42,7 +44,7 @@ import { runWrk, type WrkResult, writeWrkScript } from './gateway/wrk.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const PATH = '/v1/chat/completions';
-const ROWS = ['direct', 'switchyard', 'nginx', 'nginx-2w'] as const;
+const ROWS = ['direct', 'switchyard', 'node-proxy', 'nginx', 'nginx-2w'] as const;
 type Row = (typeof ROWS)[number];
 const PHASES = ['rps', 'latency', 'sse'] as const;
 type Phase = (typeof PHASES)[number];
@@ -67,9 +69,12 @@ const HELP = `node --import tsx bench/gateway-proxy.ts [flags]
   --only ROWS           some of: ${ROWS.join(',')}
   --phases P            some of: ${PHASES.join(',')}
   --warmup S            seconds of wrk warm-up per path before measuring (default 3)
+  --noise-max PCT       redo a measurement (up to 5 times) when other work on the machine used more
+                        than PCT% of a core meanwhile (default 20; 200 never redoes)
   --no-pin              do not pin processes with taskset
   --nice N              run every benchmark process at this niceness (e.g. -10, as root, on a shared machine)
   --gateway-flags F     extra Node flags for the gateway, space-separated (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
+  --gateway-stats DIR   the gateway children write event-loop delay and GC pauses to DIR/{json,sse}.json on exit
   --json FILE           also write every run and the medians as JSON`;
 
 const { values } = parseArgs({
@@ -87,7 +92,9 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '3' },
     'no-pin': { type: 'boolean', default: false },
     nice: { type: 'string', default: '0' },
+    'noise-max': { type: 'string', default: '20' },
     'gateway-flags': { type: 'string', default: '' },
+    'gateway-stats': { type: 'string' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -124,7 +131,7 @@ const rate = positiveInt('rate', values.rate);
 const eventsPerStream = positiveInt('events', values.events);
 const sseConnections = positiveInt('sse-connections', values['sse-connections']);
 const backendCount = positiveInt('backends', values.backends);
-const warmupS = Number(values.warmup);
+const warmupS = values.warmup === '0' ? 0 : positiveInt('warmup', values.warmup);
 let rows = listOf('only', values.only, ROWS);
 const phases = listOf('phases', values.phases, PHASES);
 
@@ -146,6 +153,11 @@ if (nginxVersion === undefined || wrkVersion === undefined) {
   process.exit(1);
 }
 const taskset = values['no-pin'] || cpus().length < 2 ? undefined : findTaskset();
+const noiseMaxPct = Number(values['noise-max']);
+if (!(noiseMaxPct >= 0)) {
+  console.error(`--noise-max: expected a percentage, got '${values['noise-max']}'`);
+  process.exit(2);
+}
 const nice = Number(values.nice);
 if (!Number.isInteger(nice) || nice < -20 || nice > 19) {
   console.error(`--nice: expected an integer in [-20, 19], got '${values.nice}'`);
@@ -160,6 +172,17 @@ const pinning =
     : `taskset: load generator (wrk / open-loop) and upstreams on core ${CORE_LOAD}; proxy under test on core ${CORE_PROXY}; nginx-2w unpinned`;
 const niceNote = nice === 0 ? '' : `; every process at nice ${nice}`;
 
+/** The gateway's last commit, and whether the working tree changes it (the code measured). */
+function gatewayVersion(): string {
+  const git = (args: string[]): string =>
+    spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' }).stdout?.trim() ?? '';
+  const commit = git(['log', '-1', '--format=%h', '--', 'src/gateway']) || 'unknown';
+  return git(['status', '--porcelain', '--', 'src/gateway']) === ''
+    ? commit
+    : `${commit} + uncommitted changes`;
+}
+const switchyardVersion = gatewayVersion();
+
 if (rows.includes('switchyard') && !gatewayAvailable(ROOT)) {
   console.log('note: src/gateway/index.ts is missing in this checkout; the switchyard row is skipped.');
   rows = rows.filter((r) => r !== 'switchyard');
@@ -172,10 +195,10 @@ const cleanup = (): void => {
   stopChildren();
   rmSync(dir, { recursive: true, force: true });
 };
-process.on('SIGINT', () => {
-  cleanup();
-  process.exit(130);
-});
+// Children must not outlive the benchmark, however it ends (an uncaught error included).
+process.on('exit', cleanup);
+process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
 
 const jsonBodies = chatBodies(DEFAULT_BODY_OPTIONS);
 const sseBodies = chatBodies({ ...DEFAULT_BODY_OPTIONS, stream: true });
@@ -184,12 +207,11 @@ writeFileSync(jsonBodiesFile, JSON.stringify(jsonBodies));
 const jsonScript = writeWrkScript(join(dir, 'json.lua'), PATH, jsonBodies);
 const sseScript = writeWrkScript(join(dir, 'sse.lua'), PATH, sseBodies);
 
-const ports = await freePorts(2 * backendCount + 6);
+const ports = await freePorts(2 * backendCount + 8);
 const upstreamPorts = ports.slice(0, backendCount);
 const ssePorts = ports.slice(backendCount, 2 * backendCount);
-const [nginx1Json, nginx1Sse, nginx2Json, nginx2Sse, gatewayJson, gatewaySse] = ports.slice(
-  2 * backendCount,
-) as [number, number, number, number, number, number];
+const [nginx1Json, nginx1Sse, nginx2Json, nginx2Sse, gatewayJson, gatewaySse, nodeJson, nodeSse] =
+  ports.slice(2 * backendCount) as [number, number, number, number, number, number, number, number];
 
 interface Target {
   readonly row: Row;
@@ -201,9 +223,11 @@ interface Target {
 }
 
 const started: { name: string; log: () => string }[] = [];
+const startedPids: (number | undefined)[] = [];
 function start(name: string, argv: string[]): number | undefined {
   const { child, log } = startChild(argv, name);
   started.push({ name, log });
+  startedPids.push(child.pid);
   return child.pid;
 }
 
@@ -238,12 +262,15 @@ for (const row of rows) {
       break;
     case 'switchyard': {
       const flags = values['gateway-flags'].split(' ').filter(Boolean);
+      const statsDir = values['gateway-stats'] === undefined ? undefined : resolve(values['gateway-stats']);
+      if (statsDir !== undefined) mkdirSync(statsDir, { recursive: true });
       const pj = start('switchyard (json)', [
         ...pinProxy,
         ...gatewayArgs(
           ROOT,
           writeGatewayConfig(join(dir, 'gateway-json.yaml'), gatewayJson, upstreamPorts, values.policy),
           flags,
+          statsDir === undefined ? undefined : join(statsDir, 'json.json'),
         ),
       ]);
       const ps = start('switchyard (sse)', [
@@ -252,6 +279,7 @@ for (const row of rows) {
           ROOT,
           writeGatewayConfig(join(dir, 'gateway-sse.yaml'), gatewaySse, ssePorts, values.policy),
           flags,
+          statsDir === undefined ? undefined : join(statsDir, 'sse.json'),
         ),
       ]);
       targets.push({
@@ -259,6 +287,29 @@ for (const row of rows) {
         label: `switchyard (${values.policy}, ${backendCount} backends)`,
         jsonPort: gatewayJson,
         ssePort: gatewaySse,
+        pids: [pj, ps],
+      });
+      break;
+    }
+    case 'node-proxy': {
+      const child = (port: number, upstreams: readonly number[]): string[] => [
+        ...pinProxy,
+        process.execPath,
+        '--import',
+        'tsx',
+        join(ROOT, 'bench/gateway/node-proxy.ts'),
+        '--port',
+        String(port),
+        '--upstreams',
+        upstreams.join(','),
+      ];
+      const pj = start('node-proxy (json)', child(nodeJson, upstreamPorts));
+      const ps = start('node-proxy (sse)', child(nodeSse, ssePorts));
+      targets.push({
+        row,
+        label: 'node:http + undici, no logic',
+        jsonPort: nodeJson,
+        ssePort: nodeSse,
         pids: [pj, ps],
       });
       break;
@@ -345,6 +396,7 @@ interface OpenLoopResult {
   readonly requests: number;
   readonly errors: number;
   readonly achievedRate: number;
+  readonly elapsedS: number;
   readonly latencyMsP50: number;
   readonly latencyMsP90: number;
   readonly latencyMsP99: number;
@@ -354,9 +406,9 @@ interface OpenLoopResult {
 }
 
 interface RowRun {
-  rps?: WrkResult & { proxyCpuUsPerRequest: number | null };
-  latency?: OpenLoopResult;
-  sse?: WrkResult & { eventsPerS: number; mbPerS: number; proxyCpuUsPerEvent: number | null };
+  rps?: WrkResult & Noise & { proxyCpuUsPerRequest: number | null };
+  latency?: OpenLoopResult & Noise & { proxyCpuUsPerRequest: number | null };
+  sse?: WrkResult & Noise & { eventsPerS: number; mbPerS: number; proxyCpuUsPerEvent: number | null };
 }
 
 function proxyCpu(t: Target): number {
@@ -400,21 +452,51 @@ function openLoop(port: number): Promise<OpenLoopResult> {
   });
 }
 
+/**
+ * CPU that other work on the machine used during a window, as a percentage of one core: every
+ * core's busy time less this benchmark's processes (upstreams, proxies, this process and the load
+ * generators it reaped).
+ */
+interface Noise {
+  otherWorkPct: number;
+}
+
+/** CPU seconds of every process this benchmark started, and of itself and its reaped children. */
+function benchmarkCpu(): number {
+  return startedPids.reduce<number>((sum, pid) => sum + cpuSeconds(pid), 0) + selfAndReapedSeconds();
+}
+
 async function measure(t: Target, phase: Phase): Promise<RowRun> {
   const url = (port: number): string => `http://127.0.0.1:${port}`;
+  const cpu0 = proxyCpu(t);
+  const ours0 = benchmarkCpu();
+  const busy0 = machineBusySeconds();
+  const wall0 = performance.now();
+  /** The proxy's CPU seconds since the start, and the other work meanwhile. */
+  const window = (): { cpu: number } & Noise => {
+    const cpu = proxyCpu(t) - cpu0;
+    const other = machineBusySeconds() - busy0 - (benchmarkCpu() - ours0);
+    const seconds = (performance.now() - wall0) / 1000;
+    return { cpu, otherWorkPct: Math.max(0, (100 * other) / seconds) };
+  };
   switch (phase) {
     case 'rps': {
-      const cpu0 = proxyCpu(t);
       const r = await runWrk(pinLoad, url(t.jsonPort), jsonScript, connections, durationS);
-      const cpu = proxyCpu(t) - cpu0;
-      return { rps: { ...r, proxyCpuUsPerRequest: t.pids.length === 0 ? null : (cpu * 1e6) / r.requests } };
+      const { cpu, otherWorkPct } = window();
+      const proxyCpuUsPerRequest = t.pids.length === 0 ? null : (cpu * 1e6) / r.requests;
+      return { rps: { ...r, proxyCpuUsPerRequest, otherWorkPct } };
     }
-    case 'latency':
-      return { latency: await openLoop(t.jsonPort) };
+    case 'latency': {
+      const r = await openLoop(t.jsonPort);
+      const { cpu, otherWorkPct } = window();
+      // The generator's warm-up second is inside the CPU window too: divide by every request sent.
+      const sent = r.achievedRate * r.elapsedS;
+      const proxyCpuUsPerRequest = t.pids.length === 0 ? null : (cpu * 1e6) / sent;
+      return { latency: { ...r, proxyCpuUsPerRequest, otherWorkPct } };
+    }
     case 'sse': {
-      const cpu0 = proxyCpu(t);
       const r = await runWrk(pinLoad, url(t.ssePort), sseScript, sseConnections, durationS);
-      const cpu = proxyCpu(t) - cpu0;
+      const { cpu, otherWorkPct } = window();
       const events = r.requests * eventsPerStream;
       return {
         sse: {
@@ -422,6 +504,7 @@ async function measure(t: Target, phase: Phase): Promise<RowRun> {
           eventsPerS: events / r.seconds,
           mbPerS: r.bytes / r.seconds / 1e6,
           proxyCpuUsPerEvent: t.pids.length === 0 ? null : (cpu * 1e6) / events,
+          otherWorkPct,
         },
       };
     }
@@ -434,19 +517,26 @@ async function measure(t: Target, phase: Phase): Promise<RowRun> {
 
 console.log(
   `gateway overhead: ${targets.map((t) => t.label).join(' | ')}; ${repeat} x ${durationS} s per figure; ` +
-    `pinning: ${pinning}${niceNote}`,
+    `pinning: ${pinning}${niceNote}; gateway at ${switchyardVersion}`,
 );
 if (warmupS > 0) {
   for (const t of targets) {
-    await runWrk(pinLoad, `http://127.0.0.1:${t.jsonPort}`, jsonScript, connections, warmupS);
-    await runWrk(
-      pinLoad,
-      `http://127.0.0.1:${t.ssePort}`,
-      sseScript,
-      sseConnections,
-      Math.max(1, warmupS / 2),
-    );
+    try {
+      await runWrk(pinLoad, `http://127.0.0.1:${t.jsonPort}`, jsonScript, connections, warmupS);
+      const sseWarmupS = Math.max(1, Math.ceil(warmupS / 2));
+      await runWrk(pinLoad, `http://127.0.0.1:${t.ssePort}`, sseScript, sseConnections, sseWarmupS);
+    } catch (e) {
+      fail(`${t.label}, warm-up: ${(e as Error).message}`);
+    }
   }
+}
+
+/** A measurement with more other work than --noise-max is redone, this many times at most. */
+const NOISY_RETRIES_MAX = 5;
+const NOISY_WAIT_S = 10;
+let noisyRetries = 0;
+function noiseOf(r: RowRun): number | null {
+  return r.rps?.otherWorkPct ?? r.latency?.otherWorkPct ?? r.sse?.otherWorkPct ?? null;
 }
 
 const runs: { repeat: number; load: number[]; rows: Partial<Record<Row, RowRun>> }[] = [];
@@ -456,15 +546,22 @@ for (let k = 0; k < repeat; k++) {
   const order = targets.map((_, i) => targets[(i + k) % targets.length] as Target);
   for (const phase of phases) {
     for (const t of order) {
-      process.stdout.write(`  run ${k + 1}/${repeat} ${phase} ${t.label} ...`);
-      let result: RowRun;
-      try {
-        result = await measure(t, phase);
-      } catch (e) {
-        fail(`${t.label}, ${phase}: ${(e as Error).message}`);
+      let result: RowRun | undefined;
+      for (let attempt = 0; ; attempt++) {
+        process.stdout.write(`  run ${k + 1}/${repeat} ${phase} ${t.label} ...`);
+        try {
+          result = await measure(t, phase);
+        } catch (e) {
+          fail(`${t.label}, ${phase}: ${(e as Error).message}`);
+        }
+        const other = noiseOf(result);
+        process.stdout.write(` ${summary(result)}; other work: ${fmt(other, 0)}% of a core\n`);
+        if (!(other !== null && other > noiseMaxPct) || attempt >= NOISY_RETRIES_MAX) break;
+        noisyRetries++;
+        process.stdout.write(`    noisy (over --noise-max ${noiseMaxPct}%): again in ${NOISY_WAIT_S} s\n`);
+        await new Promise((r) => setTimeout(r, NOISY_WAIT_S * 1000));
       }
       run.rows[t.row] = { ...run.rows[t.row], ...result };
-      process.stdout.write(` ${summary(result)}\n`);
     }
   }
   runs.push(run);
@@ -522,13 +619,16 @@ for (const t of targets) {
     wrkLatencyMsP99: med(row, (r) => r.rps?.latencyMsP99),
     proxyCpuUsPerRequest: med(row, (r) => r.rps?.proxyCpuUsPerRequest),
     rpsErrors: med(row, (r) => r.rps?.errors),
+    rpsOtherPct: med(row, (r) => r.rps?.otherWorkPct),
     latencyMsP50: med(row, (r) => r.latency?.latencyMsP50),
     latencyMsP99: med(row, (r) => r.latency?.latencyMsP99),
     latencyMsP999: med(row, (r) => r.latency?.latencyMsP999),
     addedMsP50: medDiff(row, 'direct', (r) => r.latency?.latencyMsP50),
     addedMsP99: medDiff(row, 'direct', (r) => r.latency?.latencyMsP99),
     scheduleLagMsP99: med(row, (r) => r.latency?.scheduleLagMsP99),
+    latencyProxyCpuUsPerRequest: med(row, (r) => r.latency?.proxyCpuUsPerRequest),
     latencyErrors: med(row, (r) => r.latency?.errors),
+    latencyOtherPct: med(row, (r) => r.latency?.otherWorkPct),
     sseEventsPerS: med(row, (r) => r.sse?.eventsPerS),
     sseMbPerS: med(row, (r) => r.sse?.mbPerS),
     sseXDirect: ratio(
@@ -541,11 +641,14 @@ for (const t of targets) {
     ),
     proxyCpuUsPerEvent: med(row, (r) => r.sse?.proxyCpuUsPerEvent),
     sseErrors: med(row, (r) => r.sse?.errors),
+    sseOtherPct: med(row, (r) => r.sse?.otherWorkPct),
   };
 }
 const m = (row: Row, key: string): number => medians[row]?.[key] ?? Number.NaN;
 
-console.log(`\nMedians of ${repeat} run(s).`);
+console.log(
+  `\nMedians of ${repeat} run(s); ${noisyRetries} measurement(s) redone for other work over ${noiseMaxPct}% of a core.`,
+);
 if (phases.includes('rps')) {
   const table = new Table({
     ...plainStyle,
@@ -558,6 +661,7 @@ if (phases.includes('rps')) {
       'p99 ms',
       'proxy CPU us/req',
       'errors',
+      'other work %',
     ],
   });
   for (const t of targets) {
@@ -570,6 +674,7 @@ if (phases.includes('rps')) {
       fmt(m(t.row, 'wrkLatencyMsP99'), 2),
       fmt(m(t.row, 'proxyCpuUsPerRequest'), 1),
       fmt(m(t.row, 'rpsErrors'), 0),
+      fmt(m(t.row, 'rpsOtherPct'), 0),
     ]);
   }
   console.log(table.toString());
@@ -584,8 +689,10 @@ if (phases.includes('latency')) {
       'p99.9 ms',
       'added p50 ms',
       'added p99 ms',
+      'proxy CPU us/req',
       'lag p99 ms',
       'errors',
+      'other work %',
     ],
   });
   for (const t of targets) {
@@ -596,8 +703,10 @@ if (phases.includes('latency')) {
       fmt(m(t.row, 'latencyMsP999'), 3),
       t.row === 'direct' ? '' : fmt(m(t.row, 'addedMsP50'), 3),
       t.row === 'direct' ? '' : fmt(m(t.row, 'addedMsP99'), 3),
+      fmt(m(t.row, 'latencyProxyCpuUsPerRequest'), 1),
       fmt(m(t.row, 'scheduleLagMsP99'), 3),
       fmt(m(t.row, 'latencyErrors'), 0),
+      fmt(m(t.row, 'latencyOtherPct'), 0),
     ]);
   }
   console.log(table.toString());
@@ -613,6 +722,7 @@ if (phases.includes('sse')) {
       'x nginx',
       'proxy CPU us/event',
       'errors',
+      'other work %',
     ],
   });
   for (const t of targets) {
@@ -624,6 +734,7 @@ if (phases.includes('sse')) {
       fmt(m(t.row, 'sseXNginx'), 2),
       fmt(m(t.row, 'proxyCpuUsPerEvent'), 2),
       fmt(m(t.row, 'sseErrors'), 0),
+      fmt(m(t.row, 'sseOtherPct'), 0),
     ]);
   }
   console.log(table.toString());
@@ -637,6 +748,10 @@ if (targets.some((t) => t.row === 'switchyard')) {
     lines.push(
       `max req/s x nginx: ${fmt(x, 2)} (target >= ${TARGET_RPS_X_NGINX}): ${verdict(x >= TARGET_RPS_X_NGINX)}`,
     );
+    if (rows.includes('node-proxy')) {
+      const floor = m('switchyard', 'requestsPerS') / m('node-proxy', 'requestsPerS');
+      lines.push(`max req/s x the no-logic Node proxy: ${fmt(floor, 2)}`);
+    }
   }
   if (phases.includes('latency') && rows.includes('direct')) {
     const p50 = m('switchyard', 'addedMsP50');
@@ -674,6 +789,7 @@ if (values.json !== undefined) {
           node: process.version,
           nginx: nginxVersion,
           wrk: wrkVersion,
+          gateway: switchyardVersion,
         },
         options: {
           repeat,
@@ -688,6 +804,8 @@ if (values.json !== undefined) {
           bodyBytesMean: jsonBodies.reduce((a, b) => a + b.length, 0) / jsonBodies.length,
           pinning,
           nice,
+          noiseMaxPct,
+          noisyRetries,
         },
         rows: targets.map((t) => ({ row: t.row, label: t.label })),
         medians,

@@ -92,6 +92,7 @@ function finish(): void {
     errors,
     offeredRate: rate,
     achievedRate: total / elapsedS,
+    elapsedS,
     latencyMsP50: quantile(measured, 0.5),
     latencyMsP90: quantile(measured, 0.9),
     latencyMsP99: quantile(measured, 0.99),

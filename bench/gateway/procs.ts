@@ -123,3 +123,32 @@ export function cpuSeconds(pid: number | undefined): number {
   }
   return ticks / TICKS_PER_S;
 }
+
+/**
+ * Busy CPU seconds of every core together so far (user, nice, system and steal from /proc/stat;
+ * not irq and softirq, which no process's own time includes); NaN without /proc.
+ */
+export function machineBusySeconds(): number {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal
+    return ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[7] ?? 0)) / TICKS_PER_S;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * CPU seconds of this process plus its children that have exited and been reaped (wrk, the
+ * open-loop generator: /proc/self/stat utime, stime, cutime, cstime).
+ */
+export function selfAndReapedSeconds(): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICKS_PER_S;
+  } catch {
+    return Number.NaN;
+  }
+}

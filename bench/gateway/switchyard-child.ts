@@ -4,12 +4,17 @@
  * line `{"ready":true,"url":...}`. On SIGTERM or SIGINT it closes the gateway and exits normally, so
  * `node --cpu-prof` writes its profile.
  *
- * `node --import tsx bench/gateway/switchyard-child.ts --config FILE.yaml`
+ * With `--stats FILE` it also writes, on exit, the event loop's delay (p50, p99, max) and the
+ * garbage collector's pauses by kind, to tell stalls inside the gateway from noise outside it.
+ *
+ * `node --import tsx bench/gateway/switchyard-child.ts --config FILE.yaml [--stats FILE.json]`
  */
+import { writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { loadGatewayConfig, startGateway } from '../../src/gateway/index.ts';
 
-const { values } = parseArgs({ options: { config: { type: 'string' } } });
+const { values } = parseArgs({ options: { config: { type: 'string' }, stats: { type: 'string' } } });
 if (values.config === undefined) {
   console.error('usage: switchyard-child.ts --config FILE.yaml');
   process.exit(2);
@@ -17,10 +22,44 @@ if (values.config === undefined) {
 const gateway = await startGateway(loadGatewayConfig(values.config));
 process.stdout.write(`${JSON.stringify({ ready: true, url: gateway.url, policy: gateway.policyName })}\n`);
 
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+/** GC kind (1 scavenge, 2 mark-compact, 4 incremental, 8 weak callbacks) -> count, total and max ms. */
+const gc = new Map<number, { count: number; totalMs: number; maxMs: number }>();
+if (values.stats !== undefined) {
+  loopDelay.enable();
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as { detail?: { kind?: number } }).detail?.kind ?? 0;
+      const g = gc.get(kind) ?? { count: 0, totalMs: 0, maxMs: 0 };
+      g.count++;
+      g.totalMs += e.duration;
+      g.maxMs = Math.max(g.maxMs, e.duration);
+      gc.set(kind, g);
+    }
+  }).observe({ entryTypes: ['gc'] });
+}
+
+function writeStats(file: string): void {
+  const ms = (ns: number): number => ns / 1e6;
+  writeFileSync(
+    file,
+    JSON.stringify({
+      loopDelayMs: {
+        p50: ms(loopDelay.percentile(50)),
+        p99: ms(loopDelay.percentile(99)),
+        p999: ms(loopDelay.percentile(99.9)),
+        max: ms(loopDelay.max),
+      },
+      gc: Object.fromEntries(gc),
+    }),
+  );
+}
+
 let closing = false;
 const stop = (): void => {
   if (closing) return;
   closing = true;
+  if (values.stats !== undefined) writeStats(values.stats);
   // Bounded: a stuck drain must not keep the benchmark's children alive.
   const timer = setTimeout(() => process.exit(0), 5000);
   timer.unref();

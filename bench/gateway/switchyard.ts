@@ -43,6 +43,12 @@ export function writeGatewayConfig(
 }
 
 /** argv that runs the gateway with `config`, by this Node with `nodeFlags` (e.g. --cpu-prof). */
-export function gatewayArgs(root: string, config: string, nodeFlags: readonly string[]): string[] {
-  return [process.execPath, ...nodeFlags, '--import', 'tsx', join(root, CHILD), '--config', config];
+export function gatewayArgs(
+  root: string,
+  config: string,
+  nodeFlags: readonly string[],
+  statsFile: string | undefined,
+): string[] {
+  const stats = statsFile === undefined ? [] : ['--stats', statsFile];
+  return [process.execPath, ...nodeFlags, '--import', 'tsx', join(root, CHILD), '--config', config, ...stats];
 }
