@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { invalidArgument } from '../core/errors.ts';
 import { registerLlamaEngineCommand } from '../engines/llama/cli.ts';
-import { startOpenAiServer } from '../engines/openai-server.ts';
+import { serveEngine } from '../engines/run-engine.ts';
 import { openKvPublisher } from '../engines/sim/kv-publisher.ts';
 import { SimBackend } from '../engines/sim/sim-backend.ts';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
@@ -25,28 +25,6 @@ interface SimEngineFlags {
   maxWaiting?: number;
   kvEvents: string;
   shutdownTimeout: number;
-}
-
-/** The ready line a built-in engine prints on stdout once it listens (one JSON object). */
-export interface EngineReadyLine {
-  readonly event: 'ready';
-  readonly engine: 'sim' | 'llama';
-  readonly url: string;
-  readonly model: string;
-  readonly kvEvents: string | null;
-}
-
-/** Waits for SIGTERM or SIGINT. */
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
 }
 
 async function runSimEngine(flags: SimEngineFlags): Promise<void> {
@@ -79,34 +57,15 @@ async function runSimEngine(flags: SimEngineFlags): Promise<void> {
     await publisher?.close();
     throw error;
   }
-  const server = await startOpenAiServer(backend, {
+  await serveEngine(backend, {
+    engine: 'sim',
     host: flags.host,
     port: flags.port,
-    ownedBy: 'switchyard-sim',
-    ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
-  }).catch(async (error: Error) => {
-    await publisher?.close();
-    throw invalidArgument(
-      'port',
-      `${flags.host}:${flags.port}`,
-      `a free address to listen on (${error.message})`,
-    );
-  });
-  const ready: EngineReadyLine = {
-    event: 'ready',
-    engine: 'sim',
-    url: server.url,
-    model: modelId,
+    maxWaiting: flags.maxWaiting,
+    shutdownTimeoutS: flags.shutdownTimeout,
     kvEvents: publisher?.endpoint ?? null,
-  };
-  process.stdout.write(`${JSON.stringify(ready)}\n`);
-  const signal = await untilSignal();
-  process.stderr.write(
-    `switchyard engine sim: ${signal}, draining ${server.inFlight} in-flight request(s) ` +
-      `(up to ${flags.shutdownTimeout} s)\n`,
-  );
-  await server.close(flags.shutdownTimeout * 1000);
-  await publisher?.close();
+    release: async () => publisher?.close(),
+  });
 }
 
 /** Registers `switchyard engine` with its `sim` and `llama` engines. */

@@ -11,6 +11,7 @@ import { type GatewayConfig, loadGatewayConfig, parseGatewayConfig } from '../ga
 import { startGateway } from '../gateway/gateway.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import { nonNegativeInt, positiveInt } from './parse.ts';
+import { untilSignal } from './signals.ts';
 
 /** Flags of `switchyard serve`. */
 interface ServeFlags {
@@ -28,18 +29,6 @@ interface ServeFlags {
 
 /** The default model of local sim engines. */
 const DEFAULT_SIM_MODEL = 'llama-3.1-8b';
-
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (signal: NodeJS.Signals): void => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      resolve(signal);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
-}
 
 /** The config after flags: flags beat the file. */
 function effectiveConfig(flags: ServeFlags): GatewayConfig {

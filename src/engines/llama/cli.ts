@@ -4,10 +4,9 @@
  * or SIGINT, like `switchyard engine sim`.
  */
 import type { Command } from 'commander';
-import type { EngineReadyLine } from '../../cli/engine-command.ts';
 import { nonNegativeInt, positiveInt, positiveNumber } from '../../cli/parse.ts';
 import { invalidArgument } from '../../core/errors.ts';
-import { startOpenAiServer } from '../openai-server.ts';
+import { serveEngine } from '../run-engine.ts';
 import { LlamaBackend, SEQUENCES_DEFAULT, THREADS_DEFAULT } from './llama-backend.ts';
 
 /** The flags of `switchyard engine llama`, as commander hands them over. */
@@ -23,18 +22,6 @@ interface LlamaEngineFlags {
   shutdownTimeout: number;
 }
 
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
-}
-
 async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
   if (flags.model === undefined)
     throw invalidArgument('model', '(none)', 'a GGUF model file: --model PATH.gguf');
@@ -46,33 +33,14 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
     ...(flags.contextSize === undefined ? {} : { contextSize: flags.contextSize }),
     ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
   });
-  const server = await startOpenAiServer(backend, {
+  await serveEngine(backend, {
+    engine: 'llama',
     host: flags.host,
     port: flags.port,
-    ownedBy: 'switchyard-llama',
-    ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
-  }).catch(async (error: Error) => {
-    await backend.close();
-    throw invalidArgument(
-      'port',
-      `${flags.host}:${flags.port}`,
-      `a free address to listen on (${error.message})`,
-    );
-  });
-  const ready: EngineReadyLine = {
-    event: 'ready',
-    engine: 'llama',
-    url: server.url,
-    model: backend.modelId,
+    maxWaiting: flags.maxWaiting,
+    shutdownTimeoutS: flags.shutdownTimeout,
     kvEvents: null,
-  };
-  process.stdout.write(`${JSON.stringify(ready)}\n`);
-  const signal = await untilSignal();
-  process.stderr.write(
-    `switchyard engine llama: ${signal}, draining ${server.inFlight} in-flight request(s) ` +
-      `(up to ${flags.shutdownTimeout} s)\n`,
-  );
-  await server.close(flags.shutdownTimeout * 1000);
+  });
 }
 
 /** Registers `switchyard engine llama` under the `engine` command. */
