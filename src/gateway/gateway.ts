@@ -241,18 +241,6 @@ export class LiveGateway implements Gateway, ExchangeHost {
       );
     });
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket) => this.clientError(error, socket));
-    this.server.on('checkExpectation', (req, res) => {
-      req.resume();
-      res.shouldKeepAlive = false;
-      this.rejectEarly(
-        res,
-        new SwitchyardError(
-          'SY_ERR_INVALID_ARGUMENT',
-          `unsupported Expect header '${String(req.headers.expect)}': only 100-continue is supported`,
-          { param: 'expect' },
-        ),
-      );
-    });
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
       const pending = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
       if (pending !== undefined && pending !== null) {
