@@ -30,9 +30,10 @@ after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-async function serve(args: string[]): Promise<Serve> {
+async function serve(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Serve> {
   const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env,
   });
   const stderr: string[] = [];
   createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (l) => stderr.push(l));
@@ -208,25 +209,9 @@ describe('switchyard serve --config', { timeout: 60_000 }, () => {
         `  - { id: live, type: sim, url: "${engine.url}", models: [${MODEL}]${engine.kvEvents !== null ? `, kvEvents: "${engine.kvEvents}"` : ''} }`,
       ].join('\n'),
     );
-    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--config', file], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, SY_E2E_ADMIN: 'e2e-admin-key' },
-    });
-    const stderr: string[] = [];
-    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (l) => stderr.push(l));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    cleanups.push(async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    });
-    const url = await new Promise<string>((resolve, reject) => {
-      createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-        const m = /listening on (http:\/\/\S+)/.exec(line);
-        if (m !== null) resolve(m[1] as string);
-      });
-      void exited.then((code) => reject(new Error(`serve exited ${code}: ${stderr.join('\n')}`)));
+    const { url, child, exited } = await serve(['--config', file], {
+      ...process.env,
+      SY_E2E_ADMIN: 'e2e-admin-key',
     });
     const auth = { authorization: 'Bearer tenant-key-a' };
 
