@@ -12,7 +12,7 @@ import {
   type ParsedCompletionRequest,
   parseCompletionBody,
 } from '../core/openai-api.ts';
-import { estimateTokens, renderChat, textPrefixChain, tokenPrefixChain } from '../core/text-prefix.ts';
+import { estimateTokens, textPrefixChain, tokenPrefixChain } from '../core/text-prefix.ts';
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
 const MESSAGES_MAX = 100_000;
@@ -95,7 +95,8 @@ function chatText(messages: unknown): string | undefined {
         text += t;
       }
     } else if (!nullish(content)) return undefined;
-    out += renderChat([{ role, content: text }]);
+    // renderChat's rendering of one message, without its array and object.
+    out += `<|${role}|>\n${text}\n`;
   }
   return out;
 }
