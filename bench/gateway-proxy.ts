@@ -73,7 +73,8 @@ const HELP = `node --import tsx bench/gateway-proxy.ts [flags]
                         than PCT% of a core meanwhile (default 20; 200 never redoes)
   --no-pin              do not pin processes with taskset
   --nice N              run every benchmark process at this niceness (e.g. -10, as root, on a shared machine)
-  --gateway-flags F     extra Node flags for the gateway, space-separated (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
+  --node-flags=F        extra Node flags for the Node proxies under test (switchyard, node-proxy),
+                        space-separated, e.g. --node-flags="--cpu-prof --cpu-prof-dir=/tmp/prof"
   --gateway-stats DIR   the gateway children write event-loop delay and GC pauses to DIR/{json,sse}.json on exit
   --json FILE           also write every run and the medians as JSON`;
 
@@ -93,7 +94,7 @@ const { values } = parseArgs({
     'no-pin': { type: 'boolean', default: false },
     nice: { type: 'string', default: '0' },
     'noise-max': { type: 'string', default: '20' },
-    'gateway-flags': { type: 'string', default: '' },
+    'node-flags': { type: 'string', default: '' },
     'gateway-stats': { type: 'string' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -222,6 +223,7 @@ interface Target {
   readonly pids: readonly (number | undefined)[];
 }
 
+const nodeFlags = values['node-flags'].split(' ').filter(Boolean);
 const started: { name: string; log: () => string }[] = [];
 const startedPids: (number | undefined)[] = [];
 function start(name: string, argv: string[]): number | undefined {
@@ -261,7 +263,7 @@ for (const row of rows) {
       });
       break;
     case 'switchyard': {
-      const flags = values['gateway-flags'].split(' ').filter(Boolean);
+      const flags = nodeFlags;
       const statsDir = values['gateway-stats'] === undefined ? undefined : resolve(values['gateway-stats']);
       if (statsDir !== undefined) mkdirSync(statsDir, { recursive: true });
       const pj = start('switchyard (json)', [
@@ -295,6 +297,7 @@ for (const row of rows) {
       const child = (port: number, upstreams: readonly number[]): string[] => [
         ...pinProxy,
         process.execPath,
+        ...nodeFlags,
         '--import',
         'tsx',
         join(ROOT, 'bench/gateway/node-proxy.ts'),

@@ -23,13 +23,24 @@ const gateway = await startGateway(loadGatewayConfig(values.config));
 process.stdout.write(`${JSON.stringify({ ready: true, url: gateway.url, policy: gateway.policyName })}\n`);
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
-/** GC kind (1 scavenge, 2 mark-compact, 4 incremental, 8 weak callbacks) -> count, total and max ms. */
-const gc = new Map<number, { count: number; totalMs: number; maxMs: number }>();
+/** GC kind (perf_hooks.constants: 1 minor, 4 major, 8 incremental, 16 weak callbacks) -> pauses. */
+const GC_KINDS: Record<number, string> = { 1: 'minor', 4: 'major', 8: 'incremental', 16: 'weakcb' };
+const gc = new Map<string, { count: number; totalMs: number; maxMs: number }>();
+/** Every 5 s: seconds since start, heap used and RSS in MiB, requests accepted so far. */
+const memory: [number, number, number, number][] = [];
+const t0 = performance.now();
 if (values.stats !== undefined) {
   loopDelay.enable();
+  setInterval(() => {
+    const m = process.memoryUsage();
+    const mib = (b: number): number => Math.round(b / 2 ** 20);
+    const seconds = Math.round((performance.now() - t0) / 1000);
+    memory.push([seconds, mib(m.heapUsed), mib(m.rss), gateway.stats.accepted]);
+  }, 5000).unref();
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
-      const kind = (e as { detail?: { kind?: number } }).detail?.kind ?? 0;
+      const code = (e as { detail?: { kind?: number } }).detail?.kind ?? 0;
+      const kind = GC_KINDS[code] ?? String(code);
       const g = gc.get(kind) ?? { count: 0, totalMs: 0, maxMs: 0 };
       g.count++;
       g.totalMs += e.duration;
@@ -51,6 +62,7 @@ function writeStats(file: string): void {
         max: ms(loopDelay.max),
       },
       gc: Object.fromEntries(gc),
+      memory,
     }),
   );
 }
