@@ -57,25 +57,12 @@ let units = new Uint16Array(4096);
 let unitBytes = Buffer.from(units.buffer);
 
 /**
- * The prefix chain of a text: one chained hash per full TEXT_BLOCK_CHARS block (the tail that does
- * not fill a block is left out; it is unique to this request as far as a cache can tell).
- * `maxBlocks` bounds the work for huge prompts.
- *
- * The values are FNV-1a over each block's UTF-16 code units, chained; for speed the code units are first
- * copied out in one native call (reading a typed array is several times cheaper than `charCodeAt`)
- * and the independent per-block FNV chains run four side by side.
+ * The chain of the first `count` blocks of `u`: FNV-1a over each block's code units, chained. The
+ * blocks' own hashes are independent, so four run side by side (four dependency chains keep the
+ * multipliers busy).
  */
-export function textPrefixChain(text: string, maxBlocks = 1 << 16): PrefixChain {
-  const count = Math.min(Math.floor(text.length / TEXT_BLOCK_CHARS), maxBlocks);
+function hashUnits(u: Uint16Array, count: number): PrefixChain {
   const hashes = new Array<number>(count);
-  const chars = count * TEXT_BLOCK_CHARS;
-  if (units.length < chars) {
-    units = new Uint16Array(Math.max(chars, units.length * 2));
-    unitBytes = Buffer.from(units.buffer);
-  }
-  const u = units;
-  // UTF-16LE is the string's own code units, lone surrogates included; only whole blocks are copied.
-  if (chars > 0) unitBytes.write(text, 0, chars * 2, 'utf16le');
   let parent = CHAIN_ROOT;
   let b = 0;
   for (; b + 4 <= count; b += 4) {
@@ -110,6 +97,93 @@ export function textPrefixChain(text: string, maxBlocks = 1 << 16): PrefixChain 
     hashes[b] = parent;
   }
   return { blockTokens: TEXT_BLOCK_TOKENS, hashes };
+}
+
+/**
+ * The prefix chain of a text: one chained hash per full TEXT_BLOCK_CHARS block (the tail that does
+ * not fill a block is left out; it is unique to this request as far as a cache can tell).
+ * `maxBlocks` bounds the work for huge prompts.
+ *
+ * The values are FNV-1a over each block's UTF-16 code units, chained; for speed the code units are
+ * first copied out in one native call (reading a typed array is several times cheaper than
+ * `charCodeAt`).
+ */
+export function textPrefixChain(text: string, maxBlocks = 1 << 16): PrefixChain {
+  const count = Math.min(Math.floor(text.length / TEXT_BLOCK_CHARS), maxBlocks);
+  const chars = count * TEXT_BLOCK_CHARS;
+  if (units.length < chars) {
+    units = new Uint16Array(Math.max(chars, units.length * 2));
+    unitBytes = Buffer.from(units.buffer);
+  }
+  // UTF-16LE is the string's own code units, lone surrogates included; only whole blocks are copied.
+  if (chars > 0) unitBytes.write(text, 0, chars * 2, 'utf16le');
+  return hashUnits(units, count);
+}
+
+/** Below this many code units a string is copied in JavaScript rather than by a native call. */
+const SHORT_COPY_MAX = 24;
+
+/**
+ * Renders chat messages as `renderChat` does, straight into code units, and hashes them: the same
+ * length and the same chain as `renderChat` then `textPrefixChain`, without building the text.
+ * Single-threaded reuse: `reset()`, then `message` / `append` calls, then `chain()`.
+ */
+export class ChatChainWriter {
+  /** Code units written so far (the rendered text's length). */
+  length = 0;
+  private u = new Uint16Array(8192);
+  private bytes = Buffer.from(this.u.buffer);
+
+  reset(): void {
+    this.length = 0;
+  }
+
+  /** Starts a message: `<|role|>\n`. Its content follows by `append`, then `endMessage()`. */
+  startMessage(role: string): void {
+    this.ensure(role.length + 4);
+    const u = this.u;
+    let n = this.length;
+    u[n++] = 0x3c; // <
+    u[n++] = 0x7c; // |
+    for (let i = 0; i < role.length; i++) u[n++] = role.charCodeAt(i);
+    u[n++] = 0x7c; // |
+    u[n++] = 0x3e; // >
+    u[n++] = 0x0a; // \n
+    this.length = n;
+  }
+
+  /** Appends text (a message's content, or one part of it). */
+  append(text: string): void {
+    const k = text.length;
+    if (k === 0) return;
+    this.ensure(k);
+    if (k <= SHORT_COPY_MAX) {
+      const u = this.u;
+      const n = this.length;
+      for (let i = 0; i < k; i++) u[n + i] = text.charCodeAt(i);
+    } else this.bytes.write(text, this.length * 2, 'utf16le');
+    this.length += k;
+  }
+
+  /** Ends a message: `\n`. */
+  endMessage(): void {
+    this.ensure(1);
+    this.u[this.length++] = 0x0a;
+  }
+
+  /** The chain of what was written, as `textPrefixChain(renderedText, maxBlocks)` gives it. */
+  chain(maxBlocks = 1 << 16): PrefixChain {
+    return hashUnits(this.u, Math.min(Math.floor(this.length / TEXT_BLOCK_CHARS), maxBlocks));
+  }
+
+  private ensure(more: number): void {
+    const need = this.length + more;
+    if (need <= this.u.length) return;
+    const u = new Uint16Array(Math.max(need, this.u.length * 2));
+    u.set(this.u.subarray(0, this.length));
+    this.u = u;
+    this.bytes = Buffer.from(u.buffer);
+  }
 }
 
 /** The prefix chain of a prompt given as token ids: exact blocks of `blockTokens` ids. */

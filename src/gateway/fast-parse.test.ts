@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parseCompletionBody } from '../core/openai-api.ts';
-import { parseBody } from './fast-parse.ts';
+import { parseBody, parseRouting } from './fast-parse.ts';
 
 /** Both parsers' outcome: the parsed request, or the error's code, param and message. */
 function outcome(f: () => unknown): unknown {
@@ -102,6 +102,19 @@ const completionBody = fc.record(
   { requiredKeys: ['model', 'prompt'] },
 );
 
+/** The fields parseRouting gives, from a full parse. */
+function routingFields(p: ReturnType<typeof parseCompletionBody>): unknown {
+  return {
+    model: p.model,
+    stream: p.stream,
+    maxTokens: p.maxTokens,
+    promptTokens: p.promptTokens,
+    prefix: p.prefix,
+    priority: p.priority,
+    user: p.user,
+  };
+}
+
 /** Checks agreement over generated bodies; returns how many parsed successfully. */
 function agree(kind: 'chat' | 'completion', bodies: fc.Arbitrary<unknown>): number {
   let accepted = 0;
@@ -111,6 +124,10 @@ function agree(kind: 'chat' | 'completion', bodies: fc.Arbitrary<unknown>): numb
       assert.deepEqual(
         fast,
         outcome(() => parseCompletionBody(kind, body)),
+      );
+      assert.deepEqual(
+        outcome(() => parseRouting(kind, body)),
+        outcome(() => routingFields(parseCompletionBody(kind, body))),
       );
       if ((fast as { ok?: unknown }).ok !== undefined) accepted++;
     }),
@@ -178,10 +195,15 @@ describe('parseBody (the gateway fast path)', () => {
       ['chat', []],
       ['completion', 'text'],
     ];
-    for (const [kind, body] of bodies)
+    for (const [kind, body] of bodies) {
       assert.deepEqual(
         outcome(() => parseBody(kind, body)),
         outcome(() => parseCompletionBody(kind, body)),
       );
+      assert.deepEqual(
+        outcome(() => parseRouting(kind, body)),
+        outcome(() => routingFields(parseCompletionBody(kind, body))),
+      );
+    }
   });
 });

@@ -12,7 +12,14 @@ import {
   type ParsedCompletionRequest,
   parseCompletionBody,
 } from '../core/openai-api.ts';
-import { estimateTokens, textPrefixChain, tokenPrefixChain } from '../core/text-prefix.ts';
+import type { PrefixChain } from '../core/request.ts';
+import {
+  CHARS_PER_TOKEN,
+  ChatChainWriter,
+  estimateTokens,
+  textPrefixChain,
+  tokenPrefixChain,
+} from '../core/text-prefix.ts';
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
 const MESSAGES_MAX = 100_000;
@@ -161,4 +168,86 @@ export function parseBody(kind: 'chat' | 'completion', body: unknown): ParsedCom
     priority: body['priority'] as number | undefined,
     user: body['user'] as string | undefined,
   };
+}
+
+/** What the gateway needs of a chat or completion body to admit and route it. */
+export interface RoutingFields {
+  readonly model: string;
+  readonly stream: boolean;
+  readonly maxTokens: number;
+  readonly promptTokens: number;
+  readonly prefix: PrefixChain;
+  readonly priority: number | undefined;
+  readonly user: string | undefined;
+}
+
+function routingOf(p: ParsedCompletionRequest): RoutingFields {
+  return {
+    model: p.model,
+    stream: p.stream,
+    maxTokens: p.maxTokens,
+    promptTokens: p.promptTokens,
+    prefix: p.prefix,
+    priority: p.priority,
+    user: p.user,
+  };
+}
+
+const writer = new ChatChainWriter();
+
+/**
+ * Renders the messages into `writer` (as `chatText` renders them), or returns false when some message
+ * does not pass the schema (exactly when `chatText` returns undefined).
+ */
+function writeChat(messages: unknown): boolean {
+  if (!Array.isArray(messages) || messages.length < 1 || messages.length > MESSAGES_MAX) return false;
+  writer.reset();
+  for (const m of messages) {
+    if (!isObject(m)) return false;
+    const role = m['role'];
+    if (typeof role !== 'string' || !ROLES.has(role)) return false;
+    const name = m['name'];
+    if (name !== undefined && typeof name !== 'string') return false;
+    const content = m['content'];
+    writer.startMessage(role);
+    if (typeof content === 'string') writer.append(content);
+    else if (Array.isArray(content)) {
+      for (const part of content) {
+        if (!isObject(part) || typeof part['type'] !== 'string') return false;
+        const t = part['text'];
+        if (t === undefined) continue;
+        if (typeof t !== 'string') return false;
+        writer.append(t);
+      }
+    } else if (!nullish(content)) return false;
+    writer.endMessage();
+  }
+  return true;
+}
+
+/**
+ * The routing fields of a chat or completion body (already JSON-decoded): the same values as the
+ * matching fields of `parseBody`, and the same error for a bad body. A valid chat body (the common
+ * case) is hashed as it is rendered, without building the prompt text.
+ */
+export function parseRouting(kind: 'chat' | 'completion', body: unknown): RoutingFields {
+  if (
+    kind === 'chat' &&
+    isObject(body) &&
+    commonValid(body) &&
+    tokenLimit(body['max_completion_tokens']) &&
+    writeChat(body['messages'])
+  ) {
+    const maxGiven = body['max_completion_tokens'] ?? body['max_tokens'];
+    return {
+      model: body['model'] as string,
+      stream: body['stream'] === true,
+      maxTokens: nullish(maxGiven) ? DEFAULT_MAX_TOKENS : (maxGiven as number),
+      promptTokens: Math.max(1, Math.ceil(writer.length / CHARS_PER_TOKEN)),
+      prefix: writer.chain(),
+      priority: body['priority'] as number | undefined,
+      user: body['user'] as string | undefined,
+    };
+  }
+  return routingOf(parseBody(kind, body));
 }

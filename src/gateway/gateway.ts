@@ -17,7 +17,6 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Agent } from 'undici';
 import { SwitchyardError } from '../core/errors.ts';
-import type { ParsedCompletionRequest } from '../core/openai-api.ts';
 import type { Request, Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
 import { estimateTokens, textPrefixChain } from '../core/text-prefix.ts';
@@ -41,7 +40,7 @@ import {
   metricsPathOf,
   parseGatewayConfig,
 } from './config.ts';
-import { parseBody } from './fast-parse.ts';
+import { parseRouting, type RoutingFields } from './fast-parse.ts';
 import type { SignalFeeds } from './feeds.ts';
 import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
 import { bearerToken, readBody, sendError, sendJson } from './http-util.ts';
@@ -611,7 +610,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
     let inputTokens: number;
     let outputTokens = 0;
     let stream = false;
-    let parsed: ParsedCompletionRequest | undefined;
+    let parsed: RoutingFields | undefined;
     let prefix = undefined as Request['prefix'] | undefined;
     if (kind === 'embeddings') {
       const m =
@@ -633,7 +632,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
       inputTokens = Math.max(1, typeof m.input === 'string' ? estimateTokens(text) : 1);
       prefix = textPrefixChain('');
     } else {
-      parsed = parseBody(kind, json);
+      parsed = parseRouting(kind, json);
       model = parsed.model;
       inputTokens = parsed.promptTokens;
       outputTokens = parsed.maxTokens;

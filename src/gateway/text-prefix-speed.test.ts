@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { CHAIN_ROOT, chainHash } from '../core/hash.ts';
-import { TEXT_BLOCK_CHARS, textPrefixChain } from '../core/text-prefix.ts';
+import { ChatChainWriter, renderChat, TEXT_BLOCK_CHARS, textPrefixChain } from '../core/text-prefix.ts';
 
 function reference(text: string, maxBlocks = 1 << 16): number[] {
   const count = Math.min(Math.floor(text.length / TEXT_BLOCK_CHARS), maxBlocks);
@@ -53,5 +53,35 @@ describe('textPrefixChain (fast) equals the plain definition', () => {
     assert.deepEqual(textPrefixChain(short).hashes, reference(short));
     const rope = `${'x'.repeat(100)}${long.slice(5, 9000)}${'y'.repeat(77)}`;
     assert.deepEqual(textPrefixChain(rope).hashes, reference(rope));
+  });
+});
+
+describe('ChatChainWriter', () => {
+  it('gives the length and chain of renderChat then textPrefixChain, growing past its scratch space', () => {
+    const writer = new ChatChainWriter();
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            role: fc.constantFrom('system', 'user', 'assistant', 'x'),
+            content: fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 3000 })),
+          }),
+          { maxLength: 8 },
+        ),
+        (messages) => {
+          writer.reset();
+          for (const m of messages) {
+            writer.startMessage(m.role);
+            writer.append(m.content);
+            writer.endMessage();
+          }
+          const text = renderChat(messages);
+          assert.equal(writer.length, text.length);
+          assert.deepEqual(writer.chain(), textPrefixChain(text));
+          assert.deepEqual(writer.chain(3), textPrefixChain(text, 3));
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });
