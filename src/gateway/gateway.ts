@@ -43,7 +43,7 @@ import {
 import { parseRouting, type RoutingFields } from './fast-parse.ts';
 import type { SignalFeeds } from './feeds.ts';
 import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
-import { bearerToken, readBody, sendError, sendJson } from './http-util.ts';
+import { bearerToken, sendError, sendJson } from './http-util.ts';
 import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
 import { Backend, Exchange, type ExchangeHost, type ExchangeKind, type ExchangeOutcome } from './proxy.ts';
@@ -95,6 +95,96 @@ interface Reading {
   readonly deadlineMs: number;
   /** Gives up the read and answers `error`. */
   fail(error: SwitchyardError): void;
+}
+
+const BODY_READER = Symbol('switchyard.bodyReader');
+type ReqWithReader = IncomingMessage & { [BODY_READER]?: BodyReader };
+
+function bodyTooLarge(bytesMax: number): SwitchyardError {
+  return new SwitchyardError(
+    'SY_ERR_REQUEST_TOO_LARGE',
+    `request body exceeds ${bytesMax} bytes (limits.bodyBytesMax)`,
+    { param: 'body' },
+  );
+}
+
+/**
+ * A completion body being read: `readBody`'s behaviour (a declared or actual size over the limit
+ * fails at once, the rest unread), with one object per request and shared listener functions (they
+ * find their reader on the request) instead of a handful of closures.
+ */
+class BodyReader implements Reading {
+  private first: Buffer | undefined = undefined;
+  private chunks: Buffer[] | undefined = undefined;
+  size = 0;
+  finished = false;
+
+  constructor(
+    readonly gateway: LiveGateway,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly kind: ExchangeKind,
+    readonly tenant: TenantEntry | undefined,
+    readonly arrivalMs: number,
+    readonly deadlineMs: number,
+  ) {}
+
+  fail(error: SwitchyardError): void {
+    this.finished = true;
+    this.gateway.bodyFailed(this, error);
+  }
+
+  data(chunk: Buffer): void {
+    if (this.finished) return;
+    this.size += chunk.length;
+    const max = this.gateway.limits.bodyBytesMax;
+    if (this.size > max) {
+      this.finished = true;
+      this.first = undefined;
+      this.chunks = undefined;
+      this.req.pause();
+      this.gateway.bodyRead(this, bodyTooLarge(max));
+      return;
+    }
+    if (this.first === undefined) this.first = chunk;
+    else if (this.chunks === undefined) this.chunks = [this.first, chunk];
+    else this.chunks.push(chunk);
+  }
+
+  end(): void {
+    if (this.finished) return;
+    this.finished = true;
+    const body =
+      this.chunks !== undefined
+        ? Buffer.concat(this.chunks, this.size)
+        : (this.first ?? Buffer.concat([], 0));
+    this.first = undefined;
+    this.chunks = undefined;
+    this.gateway.bodyRead(this, body);
+  }
+
+  error(error: Error): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.gateway.bodyRead(
+      this,
+      new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `request body could not be read: ${error.message}`, {
+        param: 'body',
+      }),
+    );
+  }
+}
+
+function onBodyData(this: ReqWithReader, chunk: Buffer): void {
+  this[BODY_READER]?.data(chunk);
+}
+
+function onBodyEnd(this: ReqWithReader): void {
+  this[BODY_READER]?.end();
+}
+
+function onBodyError(this: ReqWithReader, error: Error): void {
+  this[BODY_READER]?.error(error);
 }
 
 interface TenantEntry {
@@ -426,14 +516,19 @@ export class LiveGateway implements Gateway, ExchangeHost {
     try {
       f();
     } catch (error) {
-      const e =
-        error instanceof SwitchyardError
-          ? error
-          : new SwitchyardError('SY_ERR_INTERNAL', `internal error: ${(error as Error).message}`);
-      if (!(error instanceof SwitchyardError)) this.log(`switchyard: ${(error as Error).stack ?? error}`);
-      if (!res.headersSent) sendError(res, e);
-      else res.destroy();
+      this.internalError(res, error);
     }
+  }
+
+  /** A throw while handling a request: 500 (or cut a started answer) instead of crashing the process. */
+  private internalError(res: ServerResponse, error: unknown): void {
+    const e =
+      error instanceof SwitchyardError
+        ? error
+        : new SwitchyardError('SY_ERR_INTERNAL', `internal error: ${(error as Error).message}`);
+    if (!(error instanceof SwitchyardError)) this.log(`switchyard: ${(error as Error).stack ?? error}`);
+    if (!res.headersSent) sendError(res, e);
+    else res.destroy();
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {
@@ -516,7 +611,8 @@ export class LiveGateway implements Gateway, ExchangeHost {
     req.resume();
   }
 
-  private rejectEarly(res: ServerResponse, error: SwitchyardError, retryAfterMs?: number): void {
+  /** @internal */
+  rejectEarly(res: ServerResponse, error: SwitchyardError, retryAfterMs?: number): void {
     // Answered already (a parse error of the same request got there first): count it once.
     if (res.headersSent || res.writableEnded) return;
     this.stats.reject(error.code);
@@ -549,42 +645,65 @@ export class LiveGateway implements Gateway, ExchangeHost {
     }
     const arrivalMs = this.nowMs();
     // A body still arriving at the request deadline is given up (slow clients hold no slot forever).
-    const reading: Reading = {
+    const reader = new BodyReader(
+      this,
+      req,
       res,
-      deadlineMs: arrivalMs + this.limits.requestTimeoutMs,
-      fail: (error) => {
-        this.reading.delete(reading);
-        cancel();
-        res.shouldKeepAlive = false;
-        this.rejectEarly(res, error);
-        req.destroy();
-      },
-    };
-    this.reading.add(reading);
-    const cancel = readBody(req, this.limits.bodyBytesMax, (result) =>
-      this.guard(res, () => {
-        this.reading.delete(reading);
-        if (!result.ok) {
-          if (result.error.code === 'SY_ERR_REQUEST_TOO_LARGE') res.shouldKeepAlive = false;
-          this.rejectEarly(res, result.error);
+      kind,
+      tenant,
+      arrivalMs,
+      arrivalMs + this.limits.requestTimeoutMs,
+    );
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > this.limits.bodyBytesMax) {
+      this.bodyRead(reader, bodyTooLarge(this.limits.bodyBytesMax));
+      return;
+    }
+    this.reading.add(reader);
+    (req as ReqWithReader)[BODY_READER] = reader;
+    req.on('data', onBodyData);
+    req.on('end', onBodyEnd);
+    req.on('error', onBodyError);
+  }
+
+  /**
+   * @internal A completion body was read (or could not be): parse, admit, start. Exactly what
+   * `readBody`'s callback did, without a closure per request.
+   */
+  bodyRead(r: BodyReader, result: Buffer | SwitchyardError): void {
+    const res = r.res;
+    try {
+      this.reading.delete(r);
+      if (result instanceof SwitchyardError) {
+        if (result.code === 'SY_ERR_REQUEST_TOO_LARGE') res.shouldKeepAlive = false;
+        this.rejectEarly(res, result);
+        return;
+      }
+      let request: Request;
+      let stream = false;
+      try {
+        const built = this.buildRequest(r.kind, result, r.tenant, r.req, r.arrivalMs);
+        request = built.request;
+        stream = built.stream;
+      } catch (error) {
+        if (error instanceof SwitchyardError) {
+          this.rejectEarly(res, error);
           return;
         }
-        let request: Request;
-        let stream = false;
-        try {
-          const built = this.buildRequest(kind, result.body, tenant, req, arrivalMs);
-          request = built.request;
-          stream = built.stream;
-        } catch (error) {
-          if (error instanceof SwitchyardError) {
-            this.rejectEarly(res, error);
-            return;
-          }
-          throw error;
-        }
-        this.accept(kind, request, result.body, stream, res);
-      }),
-    );
+        throw error;
+      }
+      this.accept(r.kind, request, result, stream, res);
+    } catch (error) {
+      this.internalError(res, error);
+    }
+  }
+
+  /** @internal Gives up a body read (its deadline passed, or the client broke the connection). */
+  bodyFailed(r: BodyReader, error: SwitchyardError): void {
+    this.reading.delete(r);
+    r.res.shouldKeepAlive = false;
+    this.rejectEarly(r.res, error);
+    r.req.destroy();
   }
 
   private buildRequest(

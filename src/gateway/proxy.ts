@@ -108,6 +108,14 @@ export interface ExchangeHost {
   finished(ex: Exchange, outcome: ExchangeOutcome): void;
 }
 
+const EXCHANGE = Symbol('switchyard.exchange');
+type ResWithExchange = ServerResponse & { [EXCHANGE]?: Exchange };
+
+/** One shared 'close' listener for every response: it finds its exchange on the response. */
+function onResClose(this: ResWithExchange): void {
+  this[EXCHANGE]?.clientClosed();
+}
+
 /** One accepted request, from admission to the last byte. */
 export class Exchange {
   /** The attempt in progress, if any. */
@@ -139,7 +147,8 @@ export class Exchange {
     readonly res: ServerResponse,
   ) {
     this.deadlineMs = request.arrivalMs + host.limits.requestTimeoutMs;
-    res.on('close', this.onClientClose);
+    (res as ResWithExchange)[EXCHANGE] = this;
+    res.on('close', onResClose);
   }
 
   /** Starts the first attempt (admission released the request). */
@@ -156,12 +165,13 @@ export class Exchange {
     this.finish({ ok: false, code: error.code }, () => this.writeError(error, retryAfterMs));
   }
 
-  private readonly onClientClose = (): void => {
+  /** The client's connection closed (res 'close'): before the answer finished, that is an abort. */
+  clientClosed(): void {
     if (this.done) return;
     if (this.res.writableFinished) return;
     this.attempt?.cancel(new Error('client closed the connection'));
     this.finish({ ok: false, code: 'CLIENT_ABORT' }, undefined);
-  };
+  }
 
   /**
    * Enforces the request deadline and the current attempt's first-byte deadline. The gateway calls
@@ -259,7 +269,7 @@ export class Exchange {
   finish(outcome: ExchangeOutcome, answer: (() => void) | undefined): void {
     if (this.done) return;
     this.done = true;
-    this.res.off('close', this.onClientClose);
+    this.res.off('close', onResClose);
     this.host.finished(this, outcome);
     answer?.();
   }
