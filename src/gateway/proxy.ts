@@ -274,6 +274,18 @@ export class Exchange {
     answer?.();
   }
 
+  /** `finish` for a completed answer, then its last bytes (`tail`) and the end; no closure. */
+  finishOk(outputTokens: number, tail: Buffer | undefined): void {
+    if (this.done) return;
+    this.done = true;
+    const res = this.res;
+    res.off('close', onResClose);
+    this.host.finished(this, { ok: true, outputTokens });
+    if (res.destroyed) return;
+    if (tail === undefined) res.end();
+    else res.end(tail);
+  }
+
   /** Writes an error: a JSON answer before commit, an SSE error event after (or cuts a JSON body). */
   private writeError(error: SwitchyardError, retryAfterMs?: number): void {
     const res = this.res;
@@ -452,12 +464,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     const outputTokens =
       this.usageTokens() ?? (this.sse ? Math.max(0, this.events - 1) : ex.request.outputTokens);
-    const tail = this.sse ? undefined : this.last;
-    ex.finish({ ok: true, outputTokens }, () => {
-      if (ex.res.destroyed) return;
-      if (tail === undefined) ex.res.end();
-      else ex.res.end(tail);
-    });
+    ex.finishOk(outputTokens, this.sse ? undefined : this.last);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {
