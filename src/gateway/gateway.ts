@@ -330,35 +330,6 @@ export class LiveGateway implements Gateway, ExchangeHost {
       );
     });
     this.server.on('clientError', (error: NodeJS.ErrnoException, socket) => this.clientError(error, socket));
-    this.server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
-      const pending = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
-      if (pending !== undefined && pending !== null) {
-        // A request the handler already holds (a client that half-closed mid-body, a late body): the
-        // handler answers and counts it, once; the connection ends soon whatever happens.
-        pending.shouldKeepAlive = false;
-        setTimeout(() => socket.destroy(), 1000).unref();
-        return;
-      }
-      // Requests Node's parser refused (garbage, oversized or stalled heads): a JSON error, then close.
-      if (!socket.writable) {
-        socket.destroy();
-        return;
-      }
-      const e =
-        error.code === 'HPE_HEADER_OVERFLOW'
-          ? new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', 'request head too large', { param: 'headers' })
-          : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-            ? new SwitchyardError('SY_ERR_REQUEST_TIMEOUT', 'request not received in time')
-            : new SwitchyardError(
-                'SY_ERR_INVALID_ARGUMENT',
-                `malformed HTTP request (${error.code ?? 'parse error'})`,
-              );
-      this.stats.reject(e.code);
-      const body = JSON.stringify(e.toJSON());
-      socket.end(
-        `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? 'Error'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
-    });
   }
 
   /** Requests Node's parser refused (garbage, oversized or stalled heads, broken bodies): one JSON error, then close. */

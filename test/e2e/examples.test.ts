@@ -13,7 +13,7 @@ test('examples/gateway.yaml is a valid gateway config and is the one docs/gatewa
     config.backends.map((b) => b.id),
     ['sim-0', 'sim-1'],
   );
-  assert.equal(config.routing.policy, 'cache-aware');
+  assert.equal(config.routing?.policy, 'cache-aware');
   const doc = readFileSync(join(ROOT, 'docs', 'gateway.md'), 'utf8');
   const start = doc.indexOf('```yaml\n', doc.indexOf('`gateway.yaml`:')) + '```yaml\n'.length;
   const shown = doc.slice(start, doc.indexOf('```', start));
