@@ -6,7 +6,7 @@
  */
 import { invalidArgument, SwitchyardError, unknownName } from '../core/errors.ts';
 import { ENDPOINTS, type Endpoint, parseBaseUrl } from './client.ts';
-import type { TokenRange } from './plan.ts';
+import type { SyntheticPlanOptions, TokenRange, TracePlanOptions } from './plan.ts';
 import { OVERFLOW_MODES, type OverflowMode } from './runner.ts';
 
 /** Defaults of the flags that have one. */
@@ -61,24 +61,8 @@ export interface BenchFlags {
 
 /** Where the requests come from. */
 export type BenchSource =
-  | {
-      readonly kind: 'synthetic';
-      readonly rateRps: number;
-      readonly cv: number;
-      readonly requests: number | undefined;
-      readonly durationS: number | undefined;
-      readonly inputTokens: TokenRange;
-      readonly outputTokens: TokenRange;
-      readonly prefixGroups: number;
-      readonly prefixTokens: number;
-    }
-  | {
-      readonly kind: 'trace';
-      readonly trace: string;
-      readonly rateScale: number;
-      readonly requests: number | undefined;
-      readonly durationS: number | undefined;
-    };
+  | ({ readonly kind: 'synthetic' } & Omit<SyntheticPlanOptions, 'seed'>)
+  | ({ readonly kind: 'trace'; readonly trace: string } & TracePlanOptions);
 
 /** Validated options of one bench run. */
 export interface BenchOptions {
