@@ -4,7 +4,7 @@
  * plain keep-alive reverse proxy, side by side in one run. Three figures per path:
  *
  * - max req/s: wrk, one thread, keep-alive, `--connections` connections, POSTing realistic chat
- *   bodies (2.5 to 6 KB, eight shared system prompts) for `--duration` seconds;
+ *   bodies (2.8 to 5.5 KB, eight shared system prompts) for `--duration` seconds;
  * - added latency: an open-loop generator (bench/gateway/open-loop.ts) at `--rate` req/s, p50 and
  *   p99 of (via proxy) minus (direct);
  * - SSE relay: wrk on `stream: true` bodies against an upstream that writes `--events` chunk events
@@ -173,14 +173,14 @@ const pinning =
     : `taskset: load generator (wrk / open-loop) and upstreams on core ${CORE_LOAD}; proxy under test on core ${CORE_PROXY}; nginx-2w unpinned`;
 const niceNote = nice === 0 ? '' : `; every process at nice ${nice}`;
 
-/** The gateway's last commit, and whether the working tree changes it (the code measured). */
+/** The last commit of src/ (the gateway and what it runs), and whether the working tree changes it. */
 function gatewayVersion(): string {
   const git = (args: string[]): string =>
     spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' }).stdout?.trim() ?? '';
-  const commit = git(['log', '-1', '--format=%h', '--', 'src/gateway']) || 'unknown';
-  return git(['status', '--porcelain', '--', 'src/gateway']) === ''
+  const commit = git(['log', '-1', '--format=%h', '--', 'src']) || 'unknown';
+  return git(['status', '--porcelain', '--', 'src']) === ''
     ? commit
-    : `${commit} + uncommitted changes`;
+    : `${commit} + uncommitted changes in src/`;
 }
 const switchyardVersion = gatewayVersion();
 

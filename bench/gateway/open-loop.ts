@@ -10,7 +10,7 @@
  * Run as a child: `node --import tsx bench/gateway/open-loop.ts --url http://127.0.0.1:P --rate 1000
  * --duration 10 --bodies FILE.json`; prints one JSON line with the figures.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 
@@ -103,6 +103,14 @@ function finish(): void {
     scheduleLagMsP99: quantile(lag, 0.99),
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
+  // Diagnostics: every measured request's send time (ms after the first) and latency, to look for
+  // periodic stalls. Set SY_BENCH_DUMP to a file name prefix; each run writes PREFIX-PID.json.
+  const dump = process.env.SY_BENCH_DUMP;
+  if (dump !== undefined && dump !== '') {
+    const rows: [number, number][] = [];
+    for (let i = warmupCount; i < total; i++) rows.push([i * intervalMs, latencyMs[i] as number]);
+    writeFileSync(`${dump}-${process.pid}.json`, JSON.stringify(rows));
+  }
   void pool.close();
 }
 
