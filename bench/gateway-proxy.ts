@@ -148,7 +148,7 @@ if (nginxVersion === undefined || wrkVersion === undefined) {
     .filter(Boolean)
     .join(' and ');
   console.error(
-    `gateway-proxy: ${missing} not found. Install them with \`apt-get install nginx wrk\` ` +
+    `gateway-proxy: ${missing} not found. Install with \`apt-get install nginx wrk\` ` +
       '(Debian/Ubuntu; no service needs to run), or point NGINX=/path/to/nginx and WRK=/path/to/wrk at them.',
   );
   process.exit(1);
