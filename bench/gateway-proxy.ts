@@ -18,7 +18,7 @@
  * Run: `node --import tsx bench/gateway-proxy.ts [--repeat 3] [--duration 10] [--connections 64]
  * [--json FILE]`; `--help` lists every flag. Needs nginx and wrk (`apt-get install nginx wrk`).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -34,6 +34,7 @@ import {
   freePorts,
   machineBusySeconds,
   pinPrefix,
+  runToEnd,
   selfAndReapedSeconds,
   startChild,
   stopChildren,
@@ -418,7 +419,7 @@ function proxyCpu(t: Target): number {
   return t.pids.reduce<number>((sum, pid) => sum + cpuSeconds(pid), 0);
 }
 
-function openLoop(port: number): Promise<OpenLoopResult> {
+async function openLoop(port: number): Promise<OpenLoopResult> {
   const argv = [
     ...pinLoad,
     process.execPath,
@@ -434,25 +435,13 @@ function openLoop(port: number): Promise<OpenLoopResult> {
     '--bodies',
     jsonBodiesFile,
   ];
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = out
-        .trim()
-        .split('\n')
-        .findLast((l) => l.startsWith('{'));
-      if (code !== 0 || line === undefined) reject(new Error(`open-loop exited with ${code}:\n${out}`));
-      else resolveRun(JSON.parse(line) as OpenLoopResult);
-    });
-  });
+  const { code, out } = await runToEnd(argv);
+  const line = out
+    .trim()
+    .split('\n')
+    .findLast((l) => l.startsWith('{'));
+  if (code !== 0 || line === undefined) throw new Error(`open-loop exited with ${code}:\n${out}`);
+  return JSON.parse(line) as OpenLoopResult;
 }
 
 /**

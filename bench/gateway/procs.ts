@@ -152,3 +152,18 @@ export function selfAndReapedSeconds(): number {
     return Number.NaN;
   }
 }
+
+/** Runs a command to its end and resolves with its exit code and stdout and stderr together. */
+export function runToEnd(argv: readonly string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const collect = (d: Buffer): void => {
+      out += d.toString();
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}

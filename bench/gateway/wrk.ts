@@ -3,9 +3,9 @@
  * once per thread in `init`, so wrk spends no time formatting them) and prints its summary as one
  * JSON line from `done`, and a runner that parses that line.
  */
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { WRK_BIN } from './nginx.ts';
+import { runToEnd } from './procs.ts';
 
 const MARK = 'WRKJSON ';
 
@@ -55,7 +55,7 @@ end
 }
 
 /** Runs wrk (one thread, keep-alive) against `url` with `script`, through `prefix` (e.g. taskset). */
-export function runWrk(
+export async function runWrk(
   prefix: readonly string[],
   url: string,
   script: string,
@@ -74,33 +74,18 @@ export function runWrk(
     script,
     url,
   ];
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = out.split('\n').find((l) => l.startsWith(MARK));
-      if (code !== 0 || line === undefined) {
-        reject(new Error(`wrk exited with ${code}:\n${out}`));
-        return;
-      }
-      const j = JSON.parse(line.slice(MARK.length)) as Record<string, number>;
-      const s = (j.duration_us ?? 0) / 1e6;
-      resolve({
-        requests: j.requests ?? 0,
-        seconds: s,
-        requestsPerS: (j.requests ?? 0) / s,
-        bytes: j.bytes ?? 0,
-        errors: j.errors ?? 0,
-        latencyMsP50: (j.p50_us ?? 0) / 1000,
-        latencyMsP99: (j.p99_us ?? 0) / 1000,
-      });
-    });
-  });
+  const { code, out } = await runToEnd(argv);
+  const line = out.split('\n').find((l) => l.startsWith(MARK));
+  if (code !== 0 || line === undefined) throw new Error(`wrk exited with ${code}:\n${out}`);
+  const j = JSON.parse(line.slice(MARK.length)) as Record<string, number>;
+  const s = (j.duration_us ?? 0) / 1e6;
+  return {
+    requests: j.requests ?? 0,
+    seconds: s,
+    requestsPerS: (j.requests ?? 0) / s,
+    bytes: j.bytes ?? 0,
+    errors: j.errors ?? 0,
+    latencyMsP50: (j.p50_us ?? 0) / 1000,
+    latencyMsP99: (j.p99_us ?? 0) / 1000,
+  };
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parseCompletionBody } from '../core/openai-api.ts';
-import { parseBody, parseRouting } from './fast-parse.ts';
+import { parseBody, parseRouting, routingOf } from './fast-parse.ts';
 
 /** Both parsers' outcome: the parsed request, or the error's code, param and message. */
 function outcome(f: () => unknown): unknown {
@@ -102,19 +102,6 @@ const completionBody = fc.record(
   { requiredKeys: ['model', 'prompt'] },
 );
 
-/** The fields parseRouting gives, from a full parse. */
-function routingFields(p: ReturnType<typeof parseCompletionBody>): unknown {
-  return {
-    model: p.model,
-    stream: p.stream,
-    maxTokens: p.maxTokens,
-    promptTokens: p.promptTokens,
-    prefix: p.prefix,
-    priority: p.priority,
-    user: p.user,
-  };
-}
-
 /** Checks agreement over generated bodies; returns how many parsed successfully. */
 function agree(kind: 'chat' | 'completion', bodies: fc.Arbitrary<unknown>): number {
   let accepted = 0;
@@ -127,7 +114,7 @@ function agree(kind: 'chat' | 'completion', bodies: fc.Arbitrary<unknown>): numb
       );
       assert.deepEqual(
         outcome(() => parseRouting(kind, body)),
-        outcome(() => routingFields(parseCompletionBody(kind, body))),
+        outcome(() => routingOf(parseCompletionBody(kind, body))),
       );
       if ((fast as { ok?: unknown }).ok !== undefined) accepted++;
     }),
@@ -202,7 +189,7 @@ describe('parseBody (the gateway fast path)', () => {
       );
       assert.deepEqual(
         outcome(() => parseRouting(kind, body)),
-        outcome(() => routingFields(parseCompletionBody(kind, body))),
+        outcome(() => routingOf(parseCompletionBody(kind, body))),
       );
     }
   });

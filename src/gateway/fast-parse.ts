@@ -181,7 +181,8 @@ export interface RoutingFields {
   readonly user: string | undefined;
 }
 
-function routingOf(p: ParsedCompletionRequest): RoutingFields {
+/** The routing fields of a full parse (what parseRouting gives without the full parse). */
+export function routingOf(p: ParsedCompletionRequest): RoutingFields {
   return {
     model: p.model,
     stream: p.stream,
