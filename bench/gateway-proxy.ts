@@ -641,95 +641,58 @@ const m = (row: Row, key: string): number => medians[row]?.[key] ?? Number.NaN;
 console.log(
   `\nMedians of ${repeat} run(s); ${noisyRetries} measurement(s) redone for other work over ${noiseMaxPct}% of a core.`,
 );
-if (phases.includes('rps')) {
-  const table = new Table({
-    ...plainStyle,
-    head: [
-      'max req/s (wrk -t1 -c' + connections + ')',
-      'req/s',
-      'x direct',
-      'x nginx',
-      'p50 ms',
-      'p99 ms',
-      'proxy CPU us/req',
-      'errors',
-      'other work %',
-    ],
-  });
+/** A column of a result table: its header, the median it shows, its decimals, and whether the direct row leaves it blank. */
+type Column = readonly [header: string, key: string, digits: number, blankForDirect?: boolean];
+
+/** Prints one table of medians, a row per path. */
+function printTable(title: string, columns: readonly Column[]): void {
+  const table = new Table({ ...plainStyle, head: [title, ...columns.map((c) => c[0])] });
   for (const t of targets) {
     table.push([
       t.label,
-      fmt(m(t.row, 'requestsPerS'), 0),
-      fmt(m(t.row, 'requestsPerSXDirect'), 2),
-      fmt(m(t.row, 'requestsPerSXNginx'), 2),
-      fmt(m(t.row, 'wrkLatencyMsP50'), 2),
-      fmt(m(t.row, 'wrkLatencyMsP99'), 2),
-      fmt(m(t.row, 'proxyCpuUsPerRequest'), 1),
-      fmt(m(t.row, 'rpsErrors'), 0),
-      fmt(m(t.row, 'rpsOtherPct'), 0),
+      ...columns.map(([, key, digits, blank]) =>
+        blank === true && t.row === 'direct' ? '' : fmt(m(t.row, key), digits),
+      ),
     ]);
   }
   console.log(table.toString());
+}
+
+if (phases.includes('rps')) {
+  printTable(`max req/s (wrk -t1 -c${connections})`, [
+    ['req/s', 'requestsPerS', 0],
+    ['x direct', 'requestsPerSXDirect', 2],
+    ['x nginx', 'requestsPerSXNginx', 2],
+    ['p50 ms', 'wrkLatencyMsP50', 2],
+    ['p99 ms', 'wrkLatencyMsP99', 2],
+    ['proxy CPU us/req', 'proxyCpuUsPerRequest', 1],
+    ['errors', 'rpsErrors', 0],
+    ['other work %', 'rpsOtherPct', 0],
+  ]);
 }
 if (phases.includes('latency')) {
-  const table = new Table({
-    ...plainStyle,
-    head: [
-      `open loop ${rate} req/s`,
-      'p50 ms',
-      'p99 ms',
-      'p99.9 ms',
-      'added p50 ms',
-      'added p99 ms',
-      'proxy CPU us/req',
-      'lag p99 ms',
-      'errors',
-      'other work %',
-    ],
-  });
-  for (const t of targets) {
-    table.push([
-      t.label,
-      fmt(m(t.row, 'latencyMsP50'), 3),
-      fmt(m(t.row, 'latencyMsP99'), 3),
-      fmt(m(t.row, 'latencyMsP999'), 3),
-      t.row === 'direct' ? '' : fmt(m(t.row, 'addedMsP50'), 3),
-      t.row === 'direct' ? '' : fmt(m(t.row, 'addedMsP99'), 3),
-      fmt(m(t.row, 'latencyProxyCpuUsPerRequest'), 1),
-      fmt(m(t.row, 'scheduleLagMsP99'), 3),
-      fmt(m(t.row, 'latencyErrors'), 0),
-      fmt(m(t.row, 'latencyOtherPct'), 0),
-    ]);
-  }
-  console.log(table.toString());
+  printTable(`open loop ${rate} req/s`, [
+    ['p50 ms', 'latencyMsP50', 3],
+    ['p99 ms', 'latencyMsP99', 3],
+    ['p99.9 ms', 'latencyMsP999', 3],
+    ['added p50 ms', 'addedMsP50', 3, true],
+    ['added p99 ms', 'addedMsP99', 3, true],
+    ['proxy CPU us/req', 'latencyProxyCpuUsPerRequest', 1],
+    ['lag p99 ms', 'scheduleLagMsP99', 3],
+    ['errors', 'latencyErrors', 0],
+    ['other work %', 'latencyOtherPct', 0],
+  ]);
 }
 if (phases.includes('sse')) {
-  const table = new Table({
-    ...plainStyle,
-    head: [
-      `SSE ${eventsPerStream} events/response, ${sseConnections} streams`,
-      'events/s',
-      'MB/s',
-      'x direct',
-      'x nginx',
-      'proxy CPU us/event',
-      'errors',
-      'other work %',
-    ],
-  });
-  for (const t of targets) {
-    table.push([
-      t.label,
-      fmt(m(t.row, 'sseEventsPerS'), 0),
-      fmt(m(t.row, 'sseMbPerS'), 1),
-      fmt(m(t.row, 'sseXDirect'), 2),
-      fmt(m(t.row, 'sseXNginx'), 2),
-      fmt(m(t.row, 'proxyCpuUsPerEvent'), 2),
-      fmt(m(t.row, 'sseErrors'), 0),
-      fmt(m(t.row, 'sseOtherPct'), 0),
-    ]);
-  }
-  console.log(table.toString());
+  printTable(`SSE ${eventsPerStream} events/response, ${sseConnections} streams`, [
+    ['events/s', 'sseEventsPerS', 0],
+    ['MB/s', 'sseMbPerS', 1],
+    ['x direct', 'sseXDirect', 2],
+    ['x nginx', 'sseXNginx', 2],
+    ['proxy CPU us/event', 'proxyCpuUsPerEvent', 2],
+    ['errors', 'sseErrors', 0],
+    ['other work %', 'sseOtherPct', 0],
+  ]);
 }
 
 if (targets.some((t) => t.row === 'switchyard')) {
