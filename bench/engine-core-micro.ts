@@ -5,10 +5,10 @@
  *   counting requests per wall second through one core.
  * Run: node --import tsx bench/engine-core-micro.ts
  */
-import { EngineCore } from '../src/engine/engine-core.ts';
-import { engineBlockHashes } from '../src/engine/prefix.ts';
-import type { EngineListener, EngineRequest } from '../src/engine/types.ts';
-import { DEFAULT_ENGINE_CONFIG } from '../src/engine/types.ts';
+import { EngineCore } from '../src/engine-core/engine-core.ts';
+import { engineBlockHashes } from '../src/engine-core/prefix.ts';
+import type { EngineListener, EngineRequest } from '../src/engine-core/types.ts';
+import { DEFAULT_ENGINE_CONFIG } from '../src/engine-core/types.ts';
 import type { GpuSpec, ModelSpec, PerfModel, StepShape } from '../src/model/types.ts';
 
 const perf: PerfModel = {

@@ -14,7 +14,7 @@ import Table from 'cli-table3';
 import { CHAIN_ROOT, chainHash } from '../src/core/hash.ts';
 import { makeRequest, type Request } from '../src/core/request.ts';
 import { Rng } from '../src/core/rng.ts';
-import { engineBlockHashes } from '../src/engine/prefix.ts';
+import { engineBlockHashes } from '../src/engine-core/prefix.ts';
 import { testCluster } from '../src/policies/routing/conformance.ts';
 import { createRoutingPolicy, routingPolicyNames } from '../src/policies/routing/registry.ts';
 

@@ -24,12 +24,12 @@ import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
 import { Rng } from '../src/core/rng.ts';
-import { DEFAULT_ENGINE_CONFIG } from '../src/engine/types.ts';
+import { DEFAULT_ENGINE_CONFIG } from '../src/engine-core/types.ts';
 import { createRoutingPolicy } from '../src/policies/routing/registry.ts';
-import type { ClusterSpec } from '../src/sim/cluster.ts';
-import { runSimulation, type SimResult } from '../src/sim/simulator.ts';
-import { createWorkload } from '../src/sim/workload/create.ts';
-import type { WorkloadSpecInput } from '../src/sim/workload/spec.ts';
+import type { ClusterSpec } from '../src/twin/cluster.ts';
+import { runSimulation, type SimResult } from '../src/twin/simulator.ts';
+import { createWorkload } from '../src/workload/create.ts';
+import type { WorkloadSpecInput } from '../src/workload/spec.ts';
 
 /** The target: simulated requests per wall second. */
 const TARGET_REQ_PER_S = 50_000;

@@ -5,9 +5,9 @@
  * settings. Run with `npm run results:batch`.
  */
 import { writeFileSync } from 'node:fs';
-import { fixedBatchJob } from '../src/sim/batch-jobs.ts';
-import { SIM_DEFAULTS } from '../src/sim/config.ts';
-import { runTwin, type TwinSettings } from '../src/sim/run.ts';
+import { fixedBatchJob } from '../src/twin/batch-jobs.ts';
+import { SIM_DEFAULTS } from '../src/twin/config.ts';
+import { runTwin, type TwinSettings } from '../src/twin/run.ts';
 
 const INSTANCES = 4;
 const SLO = { ttftMs: 500, tpotMs: 50 };

@@ -11,7 +11,7 @@
  *   npm run results:routing -- --only 'goodput;mooncake' --settings mooncake-8 --out /tmp/x.md
  *
  * Each (setting, policy, signals) triple is one job: a goodput sweep through `runExperiment`
- * (src/sim/run.ts), run in a child process so the sweeps use every core. Results do not depend on
+ * (src/twin/run.ts), run in a child process so the sweeps use every core. Results do not depend on
  * the number of jobs: each run is seeded and independent.
  */
 import { type ChildProcess, fork } from 'node:child_process';
@@ -23,10 +23,10 @@ import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { stringify as toYaml } from 'yaml';
 import { perfModelFor } from '../src/model/perf.ts';
-import { renderHtmlReport } from '../src/sim/report/html.ts';
-import type { SimReportData, SimSummary } from '../src/sim/report/types.ts';
-import { runExperiment, type TwinSettings } from '../src/sim/run.ts';
-import { readTrace } from '../src/sim/traces/index.ts';
+import { renderHtmlReport } from '../src/twin/report/html.ts';
+import type { SimReportData, SimSummary } from '../src/twin/report/types.ts';
+import { runExperiment, type TwinSettings } from '../src/twin/run.ts';
+import { readTrace } from '../src/workload/traces/index.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DOC = resolve(ROOT, 'docs/results/routing.md');
@@ -716,7 +716,7 @@ function renderDoc(
     '```',
     '',
     `This run: ${results.length} goodput sweeps in ${num(run.wallS)} s on ${run.workers} worker process(es)`,
-    '(each sweep is one child process running `runExperiment` from src/sim/run.ts; results do not depend',
+    '(each sweep is one child process running `runExperiment` from src/twin/run.ts; results do not depend',
     'on the number of workers). Each table alone, with the CLI (the YAML files hold the cluster, the',
     'trace, its slice and rate, and the SLOs the script used):',
     '',

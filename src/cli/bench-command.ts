@@ -4,7 +4,7 @@ import { runBench } from '../loadgen/bench.ts';
 import { BENCH_DEFAULTS, type BenchFlags, resolveBenchOptions } from '../loadgen/options.ts';
 import { checkOutputPath, formatBenchReport, writeBenchJson } from '../loadgen/report.ts';
 import type { RunProgress } from '../loadgen/runner.ts';
-import { SAMPLE_PREFIX, SAMPLES } from '../sim/traces/samples.ts';
+import { SAMPLE_PREFIX, SAMPLES } from '../workload/traces/samples.ts';
 
 /**
  * Registers `switchyard bench`: an open-loop load generator against any OpenAI-compatible server.

@@ -1,6 +1,6 @@
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { DecisionLogEntry } from '../sim/simulator.ts';
+import type { DecisionLogEntry } from '../twin/simulator.ts';
 
 /** Bytes buffered before a write: a million decisions must not sit in memory, nor cost a syscall each. */
 const FLUSH_BYTES = 1 << 20;

@@ -1,8 +1,8 @@
 import { type Command, Option } from 'commander';
 import { routingPolicyNames } from '../policies/routing/registry.ts';
-import { SIM_DEFAULTS } from '../sim/config.ts';
-import { formatComparisonTable } from '../sim/report/table.ts';
-import { runExperiment, writeOutputs } from '../sim/run.ts';
+import { SIM_DEFAULTS } from '../twin/config.ts';
+import { formatComparisonTable } from '../twin/report/table.ts';
+import { runExperiment, writeOutputs } from '../twin/run.ts';
 import { positiveInt, positiveNumber } from './parse.ts';
 import { withSteps } from './progress.ts';
 

@@ -1,9 +1,9 @@
 import { type Command, Option } from 'commander';
 import { invalidArgument } from '../core/errors.ts';
-import { registerLlamaEngineCommand } from '../engines/llama/cli.ts';
-import { serveEngine } from '../engines/run-engine.ts';
-import { openKvPublisher } from '../engines/sim/kv-publisher.ts';
-import { SimBackend } from '../engines/sim/sim-backend.ts';
+import { serveEngine } from '../engine-servers/run-engine.ts';
+import { openKvPublisher } from '../engine-servers/sim/kv-publisher.ts';
+import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
+import { registerLlamaEngineCommand } from './llama-engine-command.ts';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
 
 /** The flags of `switchyard engine sim`, as commander hands them over. */

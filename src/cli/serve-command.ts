@@ -6,12 +6,12 @@
  */
 import { type Command, Option } from 'commander';
 import { type LocalEngines, startLocalEngines } from '../adapters/local-engines.ts';
+import { untilSignal } from '../adapters/process-signals.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, loadGatewayConfig, parseGatewayConfig } from '../gateway/config.ts';
 import { startGateway } from '../gateway/gateway.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import { nonNegativeInt, positiveInt } from './parse.ts';
-import { untilSignal } from './signals.ts';
 
 /** Flags of `switchyard serve`. */
 interface ServeFlags {

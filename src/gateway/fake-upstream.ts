@@ -2,7 +2,7 @@
  * A small OpenAI-compatible upstream on loopback, for the gateway's tests and benchmarks: answers
  * chat and completion requests (streaming or not) with a fixed number of tokens, serves /health,
  * /metrics (vLLM names) and /v1/models, and can be told to misbehave (fail with a status, cut a
- * stream, stall). Not a model of an engine: src/engines/sim is that.
+ * stream, stall). Not a model of an engine: src/engine-servers/sim is that.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';

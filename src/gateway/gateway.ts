@@ -1,6 +1,6 @@
 /**
  * The live gateway: the second host of the routing and admission policies (the twin is the first).
- * It drives them the way src/sim/simulator.ts does, in wall time: a request is parsed, offered to
+ * It drives them the way src/twin/simulator.ts does, in wall time: a request is parsed, offered to
  * admission (dispatch now, queue, or reject), routed by the active policy over the live view, and
  * proxied; the policy hears onRouted / onFirstToken / onCompleted / onFailed and the engines' KV
  * events, admission hears onDispatched / onCompleted / onFailed, and the queue is drained after

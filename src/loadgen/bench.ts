@@ -3,7 +3,7 @@
  * the plan open-loop through a pooled client, and summarise.
  */
 import { SwitchyardError } from '../core/errors.ts';
-import { readTrace } from '../sim/traces/read.ts';
+import { readTrace } from '../workload/traces/read.ts';
 import { OpenAiClient } from './client.ts';
 import type { BenchOptions } from './options.ts';
 import { syntheticPlan, tracePlan } from './plan.ts';

@@ -10,10 +10,10 @@
  * - Goodput (DistServe): completed requests meeting every given SLO (TTFT <= target, TPOT <= target;
  *   a request without a TPOT meets the TPOT target), per second of the run.
  *
- * Latency percentiles use src/sim/report's exact type-7 convention, the same as the twin's reports.
+ * Latency percentiles use src/twin/report's exact type-7 convention, the same as the twin's reports.
  */
-import { GrowableFloat64 } from '../sim/growable.ts';
-import { latencyStats } from '../sim/report/percentiles.ts';
+import { GrowableFloat64 } from '../stats/growable.ts';
+import { latencyStats } from '../stats/percentiles.ts';
 import type { BenchSummary, RequestRecord } from './types.ts';
 
 /** TPOT of a request, or undefined when it has fewer than two output tokens or no TTFT. */

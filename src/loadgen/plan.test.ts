@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SwitchyardError } from '../core/errors.ts';
-import { readTrace } from '../sim/traces/read.ts';
+import { readTrace } from '../workload/traces/read.ts';
 import { type SyntheticPlanOptions, syntheticPlan, tracePlan } from './plan.ts';
 
 const BASE: SyntheticPlanOptions = {

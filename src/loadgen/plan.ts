@@ -5,11 +5,11 @@
  */
 import { invalidArgument } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
-import { type ArrivalProcess, gammaArrivals } from '../sim/workload/arrivals.ts';
-import { lengthSampler } from '../sim/workload/lengths.ts';
-import type { LengthDist } from '../sim/workload/spec.ts';
-import { traceRequests } from '../sim/workload/trace-source.ts';
-import type { Trace } from '../sim/workload/types.ts';
+import { type ArrivalProcess, gammaArrivals } from '../workload/arrivals.ts';
+import { lengthSampler } from '../workload/lengths.ts';
+import type { LengthDist } from '../workload/spec.ts';
+import { traceRequests } from '../workload/trace-source.ts';
+import type { Trace } from '../workload/types.ts';
 import type { BenchPlan, PlannedRequest } from './types.ts';
 
 /** A token count: fixed, or uniform over [lo, hi] inclusive. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Rng } from '../core/rng.ts';
 import { TEXT_BLOCK_CHARS, textPrefixChain } from '../core/text-prefix.ts';
-import { readTrace } from '../sim/traces/read.ts';
+import { readTrace } from '../workload/traces/read.ts';
 import { tracePlan } from './plan.ts';
 import { BLOCK_CHARS, PromptSynth, wordText } from './prompts.ts';
 import type { PlannedRequest } from './types.ts';

@@ -17,7 +17,7 @@
  */
 import { Rng } from '../core/rng.ts';
 import { CHARS_PER_TOKEN } from '../core/text-prefix.ts';
-import { MOONCAKE_BLOCK_TOKENS } from '../sim/traces/mooncake.ts';
+import { MOONCAKE_BLOCK_TOKENS } from '../workload/traces/mooncake.ts';
 import type { PlannedRequest } from './types.ts';
 import { WORDS } from './words.ts';
 

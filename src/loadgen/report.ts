@@ -6,7 +6,7 @@ import { statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Table from 'cli-table3';
 import { SwitchyardError } from '../core/errors.ts';
-import { fmtMs, fmtNumber, fmtPct, fmtQty, fmtSeconds, fmtTarget } from '../sim/report/format.ts';
+import { fmtMs, fmtNumber, fmtPct, fmtQty, fmtSeconds, fmtTarget } from '../stats/format.ts';
 import type { BenchSummary, LatencyStats } from './types.ts';
 
 const BOLD = '\u001b[1m';

@@ -1,5 +1,5 @@
 /** The load generator's data: what to send when, what came back, and the summary of a run. */
-import type { LatencyStats } from '../sim/report/types.ts';
+import type { LatencyStats } from '../twin/report/types.ts';
 import type { TokenSource } from './client.ts';
 
 export type { LatencyStats };

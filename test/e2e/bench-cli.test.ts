@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startFakeServer } from '../../src/loadgen/test-server.ts';
 import type { BenchSummary } from '../../src/loadgen/types.ts';
-import { readTrace } from '../../src/sim/traces/read.ts';
+import { readTrace } from '../../src/workload/traces/read.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));

@@ -8,7 +8,7 @@ import OpenAI from 'openai';
 import { KvEventSubscriber } from '../../src/adapters/kv-events/subscriber.ts';
 import type { KvEvent } from '../../src/core/kv-events.ts';
 import { parseCompletionBody } from '../../src/core/openai-api.ts';
-import { engineBlockHashes } from '../../src/engine/prefix.ts';
+import { engineBlockHashes } from '../../src/engine-core/prefix.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { CHAIN_ROOT, chainHash } from '../../core/hash.ts';
 import type { KvEvent } from '../../core/kv-events.ts';
 import type { PrefixChain } from '../../core/request.ts';
-import { engineBlockHashes } from '../../engine/prefix.ts';
+import { engineBlockHashes } from '../../engine-core/prefix.ts';
 import { testCluster } from './conformance.ts';
 import { ChainCursor, PREFIX_INDEX_SWEEP_EVERY, PrefixCacheIndex } from './prefix-cache-index.ts';
 

@@ -103,7 +103,7 @@ export function chainCapacityBlocks(
  * A chain of block hashes read front to back, so a match stops reading (and hashing) where the match
  * stops. Either a chain already in an array, or the engine-granularity chained hashes of a prompt
  * computed lazily: the same values, in the same order, as `engineBlockHashes(prefix, inputTokens,
- * blockSize)` in src/engine/prefix.ts (its doc explains the construction; a test holds the two
+ * blockSize)` in src/engine-core/prefix.ts (its doc explains the construction; a test holds the two
  * equal). One class for both, so the match loop's call to `next` stays monomorphic and inlined
  * (two cursor classes in one process made it a third slower).
  */

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { makeRequest, type Request } from '../../../core/request.ts';
 import { Rng } from '../../../core/rng.ts';
 import type { ClusterView } from '../../../core/view.ts';
-import { engineBlockHashes } from '../../../engine/prefix.ts';
+import { engineBlockHashes } from '../../../engine-core/prefix.ts';
 import { runRoutingConformance, testCluster } from '../conformance.ts';
 import { createRoutingPolicy } from '../registry.ts';
 import type { RoutingPolicy } from '../types.ts';

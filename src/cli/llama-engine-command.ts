@@ -1,0 +1,78 @@
+/**
+ * `switchyard engine llama`: the `llama` backend (node-llama-cpp on the CPU) behind the built-in
+ * engines' OpenAI server. Prints one JSON ready line on stdout once it listens and drains on SIGTERM
+ * or SIGINT, like `switchyard engine sim`.
+ */
+import type { Command } from 'commander';
+import { invalidArgument } from '../core/errors.ts';
+import { LlamaBackend, SEQUENCES_DEFAULT, THREADS_DEFAULT } from '../engine-servers/llama/llama-backend.ts';
+import { serveEngine } from '../engine-servers/run-engine.ts';
+import { nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
+
+/** The flags of `switchyard engine llama`, as commander hands them over. */
+interface LlamaEngineFlags {
+  model?: string;
+  host: string;
+  port: number;
+  sequences: number;
+  threads: number;
+  contextSize?: number;
+  servedModelName?: string;
+  maxWaiting?: number;
+  shutdownTimeout: number;
+}
+
+async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
+  if (flags.model === undefined)
+    throw invalidArgument('model', '(none)', 'a GGUF model file: --model PATH.gguf');
+  const backend = await LlamaBackend.open({
+    modelPath: flags.model,
+    sequences: flags.sequences,
+    threads: flags.threads,
+    ...(flags.servedModelName === undefined ? {} : { modelId: flags.servedModelName }),
+    ...(flags.contextSize === undefined ? {} : { contextSize: flags.contextSize }),
+    ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
+  });
+  await serveEngine(backend, {
+    engine: 'llama',
+    host: flags.host,
+    port: flags.port,
+    maxWaiting: flags.maxWaiting,
+    shutdownTimeoutS: flags.shutdownTimeout,
+    kvEvents: null,
+  });
+}
+
+/** Registers `switchyard engine llama` under the `engine` command. */
+export function registerLlamaEngineCommand(engine: Command): void {
+  engine
+    .command('llama')
+    .description(
+      'Real CPU inference with llama.cpp (node-llama-cpp) on a GGUF model: one context with --sequences\n' +
+        'parallel sequences and a waiting queue. A request takes the free sequence whose KV shares the\n' +
+        "longest prefix with its prompt and evaluates only the rest (usage's cached_tokens, and\n" +
+        'vllm:prefix_cache_hits_total in /metrics). Chat prompts are the canonical rendering of the\n' +
+        "messages followed by '<|assistant|>\\n' (the model's chat template is not applied).\n" +
+        'A tiny random-weight model for trying it out: node --import tsx scripts/make-tiny-gguf.ts',
+    )
+    .option('--model <path>', 'GGUF model file (required)')
+    .option('--host <host>', 'interface to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0: any free port)', nonNegativeInt, 8000)
+    .option('--sequences <n>', 'parallel sequences (generations at once)', positiveInt, SEQUENCES_DEFAULT)
+    .option('--threads <n>', 'CPU threads for evaluation', positiveInt, THREADS_DEFAULT)
+    .option(
+      '--context-size <tokens>',
+      "tokens per sequence (default: the model's training context, at most 4096)",
+      positiveInt,
+    )
+    .option('--served-model-name <name>', 'model name requests must use (default: the file name)')
+    .option(
+      '--max-waiting <n>',
+      'answer 429 (Retry-After) while this many requests wait (default: no bound below 1024)',
+      positiveInt,
+    )
+    .option('--shutdown-timeout <s>', 'longest wait for in-flight requests on SIGTERM', positiveNumber, 30)
+    .action(async (flags: LlamaEngineFlags) => {
+      await runLlamaEngine(flags);
+    });
+}

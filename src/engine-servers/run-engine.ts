@@ -1,0 +1,64 @@
+/**
+ * The life of a built-in engine process, shared by `switchyard engine sim` and `engine llama`:
+ * listen, print the ready line the local-engine supervisor reads, wait for SIGTERM or SIGINT, drain.
+ */
+import { untilSignal } from '../adapters/process-signals.ts';
+import { invalidArgument } from '../core/errors.ts';
+import type { EngineBackend } from './backend.ts';
+import { startOpenAiServer } from './openai-server.ts';
+
+/** The ready line a built-in engine prints on stdout once it listens (one JSON object). */
+export interface EngineReadyLine {
+  readonly event: 'ready';
+  readonly engine: 'sim' | 'llama';
+  readonly url: string;
+  readonly model: string;
+  readonly kvEvents: string | null;
+}
+
+/** How to serve one backend. */
+export interface ServeEngineOptions {
+  readonly engine: EngineReadyLine['engine'];
+  readonly host: string;
+  readonly port: number;
+  readonly maxWaiting?: number | undefined;
+  /** Longest wait for in-flight requests after a signal. */
+  readonly shutdownTimeoutS: number;
+  /** The KV-event endpoint the ready line announces. */
+  readonly kvEvents: string | null;
+  /** Frees what the backend's host opened beside it (a KV publisher); runs on every exit path. */
+  readonly release?: () => Promise<void>;
+}
+
+/** Serves `backend` until SIGTERM or SIGINT, then drains and closes. */
+export async function serveEngine(backend: EngineBackend, options: ServeEngineOptions): Promise<void> {
+  const server = await startOpenAiServer(backend, {
+    host: options.host,
+    port: options.port,
+    ownedBy: `switchyard-${options.engine}`,
+    ...(options.maxWaiting === undefined ? {} : { maxWaiting: options.maxWaiting }),
+  }).catch(async (error: Error) => {
+    await backend.close();
+    await options.release?.();
+    throw invalidArgument(
+      'port',
+      `${options.host}:${options.port}`,
+      `a free address to listen on (${error.message})`,
+    );
+  });
+  const ready: EngineReadyLine = {
+    event: 'ready',
+    engine: options.engine,
+    url: server.url,
+    model: backend.modelId,
+    kvEvents: options.kvEvents,
+  };
+  process.stdout.write(`${JSON.stringify(ready)}\n`);
+  const signal = await untilSignal();
+  process.stderr.write(
+    `switchyard engine ${options.engine}: ${signal}, draining ${server.inFlight} in-flight request(s) ` +
+      `(up to ${options.shutdownTimeoutS} s)\n`,
+  );
+  await server.close(options.shutdownTimeoutS * 1000);
+  await options.release?.();
+}

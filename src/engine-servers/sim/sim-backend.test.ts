@@ -1,0 +1,202 @@
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { test } from 'node:test';
+import type { KvEvent } from '../../core/kv-events.ts';
+import { parseCompletionBody } from '../../core/openai-api.ts';
+import { textPrefixChain } from '../../core/text-prefix.ts';
+import { engineBlockHashes } from '../../engine-core/prefix.ts';
+import { perfModelFor } from '../../model/perf.ts';
+import type { PerfModel } from '../../model/types.ts';
+import type { FinishReason, GenerationSink, GenerationUsage } from '../backend.ts';
+import { fillerToken, SimBackend, type SimBackendOptions } from './sim-backend.ts';
+
+const MODEL = 'sim-test';
+
+/** The catalogue's model with every step lasting `stepMs`. */
+function fixedStepPerf(stepMs: number): PerfModel {
+  const base = perfModelFor('h100', 'llama-3.1-8b', 1);
+  return {
+    gpu: base.gpu,
+    model: base.model,
+    tp: base.tp,
+    stepTimeMs: () => stepMs,
+    prefillTimeMs: () => stepMs,
+    decodeStepTimeMs: () => stepMs,
+    kvBytesPerToken: () => base.kvBytesPerToken(),
+    weightBytes: () => base.weightBytes(),
+  };
+}
+
+function backend(options: Partial<SimBackendOptions> = {}): SimBackend {
+  return new SimBackend({
+    modelId: MODEL,
+    gpu: 'h100',
+    model: 'llama-3.1-8b',
+    tp: 1,
+    timeScale: 0.05,
+    ...options,
+  });
+}
+
+interface Outcome {
+  text: string;
+  chunks: number;
+  tokens: number;
+  reason?: FinishReason;
+  usage?: GenerationUsage;
+  error?: Error & { status?: number };
+  firstTextMs?: number;
+  endMs: number;
+}
+
+/** Runs one generation to its end. */
+function generate(
+  b: SimBackend,
+  prompt: string,
+  maxTokens: number,
+  signal: AbortSignal = new AbortController().signal,
+  onText?: (o: Outcome) => void,
+): Promise<Outcome> {
+  const request = parseCompletionBody('completion', { model: MODEL, prompt, max_tokens: maxTokens });
+  return new Promise((resolve) => {
+    const o: Outcome = { text: '', chunks: 0, tokens: 0, endMs: 0 };
+    const sink: GenerationSink = {
+      onText(text, tokens) {
+        o.firstTextMs ??= performance.now();
+        o.text += text;
+        o.chunks++;
+        o.tokens += tokens;
+        onText?.(o);
+      },
+      onFinish(reason, usage) {
+        o.reason = reason;
+        o.usage = usage;
+        o.endMs = performance.now();
+        resolve(o);
+      },
+      onError(error) {
+        o.error = error;
+        o.endMs = performance.now();
+        resolve(o);
+      },
+    };
+    b.generate({ id: `r${Math.random()}`, request, signal }, sink);
+  });
+}
+
+test('a generation streams exactly max_tokens deterministic tokens, one per step, and ends with length', async () => {
+  const b = backend();
+  const prompt = 'x'.repeat(400);
+  const o = await generate(b, prompt, 12);
+  assert.equal(o.reason, 'length');
+  assert.equal(o.tokens, 12);
+  assert.equal(o.chunks, 12, 'one delivery per decode step');
+  assert.deepEqual(o.usage, { promptTokens: 100, completionTokens: 12, cachedTokens: 0 });
+  // The filler is a function of the request id: 12 words, each from the vocabulary.
+  const words = o.text.split(' ').slice(1);
+  assert.equal(words.length, 12);
+  assert.equal(fillerToken(7, 3), fillerToken(7, 3));
+  const s = b.signals();
+  assert.equal(s.running, 0);
+  assert.equal(s.waiting, 0);
+  assert.equal(s.generationTokensTotal, 12);
+  assert.equal(s.promptTokensTotal, 100);
+  b.engine.checkInvariants();
+  await b.close();
+});
+
+test('a shared prefix is served from the cache and reported as cached tokens and prefix hits', async () => {
+  const events: KvEvent[] = [];
+  const b = backend({
+    kvEvents: {
+      publish: (batch, _ts, blockSize) => {
+        assert.equal(blockSize, 16);
+        events.push(...batch);
+      },
+    },
+  });
+  const shared = 'The quick brown fox jumps over the lazy dog. '.repeat(40);
+  const first = await generate(b, `${shared} first question`, 4);
+  assert.equal(first.usage?.cachedTokens, 0);
+  const second = await generate(b, `${shared} another question entirely`, 4);
+  const sharedBlocks = Math.floor(shared.length / 64);
+  assert.ok(second.usage!.cachedTokens >= (sharedBlocks - 1) * 16, `cached ${second.usage?.cachedTokens}`);
+  const s = b.signals();
+  assert.equal(s.prefixHitsTokens, second.usage!.cachedTokens);
+  assert.equal(s.prefixQueriesTokens, first.usage!.promptTokens + second.usage!.promptTokens);
+  // The first request's stored blocks are the engine hashes of its text prefix chain, in order.
+  const firstPrompt = `${shared} first question`;
+  const expected = engineBlockHashes(textPrefixChain(firstPrompt), Math.ceil(firstPrompt.length / 4), 16);
+  const stored = events.flatMap((e) => (e.type === 'BlockStored' ? e.hashes : []));
+  assert.deepEqual(stored.slice(0, expected.length), expected);
+  await b.close();
+});
+
+test('steps take the modelled time scaled by timeScale, and an idle engine takes no steps', async () => {
+  const b = backend({ perf: fixedStepPerf(20), timeScale: 0.5 });
+  const start = performance.now();
+  const o = await generate(b, 'hello world', 10);
+  const wallMs = o.endMs - start;
+  // Ten steps of 20 model ms at half speed: at least 100 ms of wall time.
+  assert.ok(wallMs >= 95, `took ${wallMs} ms`);
+  assert.ok(wallMs < 5_000, `took ${wallMs} ms`);
+  const steps = b.engine.steps;
+  assert.equal(steps, 10);
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(b.engine.steps, steps, 'no steps while idle');
+  await b.close();
+});
+
+test('concurrent requests share steps: the batch takes about as long as one', async () => {
+  const b = backend({ perf: fixedStepPerf(10), timeScale: 1 });
+  const start = performance.now();
+  const all = await Promise.all(Array.from({ length: 8 }, (_, i) => generate(b, `prompt ${i}`, 20)));
+  for (const o of all) assert.equal(o.tokens, 20);
+  // 20 steps of 10 ms for all eight together, not 160 steps.
+  assert.equal(b.engine.steps, 20);
+  assert.ok(performance.now() - start >= 190);
+  await b.close();
+});
+
+test('an abort frees the sequence and ends it with abort', async () => {
+  const b = backend({ perf: fixedStepPerf(5), timeScale: 1 });
+  const controller = new AbortController();
+  const o = await generate(b, 'abort me please', 1000, controller.signal, (p) => {
+    if (p.tokens === 3) controller.abort();
+  });
+  assert.equal(o.reason, 'abort');
+  assert.equal(o.usage?.completionTokens, 3);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(b.signals().running, 0);
+  assert.equal(b.signals().kvUsage, 0);
+  b.engine.checkInvariants();
+  // The engine goes on serving.
+  const next = await generate(b, 'after', 3);
+  assert.equal(next.tokens, 3);
+  await b.close();
+});
+
+test('a request whose KV can never fit is refused with 400 naming max_tokens', async () => {
+  const b = backend({ engine: { numGpuBlocksOverride: 4 } });
+  const o = await generate(b, 'x'.repeat(200), 100);
+  assert.equal(o.error?.status, 400);
+  assert.match(o.error!.message, /max_tokens/);
+  assert.equal(b.signals().waiting, 0);
+  await b.close();
+});
+
+test('close ends pending generations with an error and refuses new ones', async () => {
+  const b = backend({ perf: fixedStepPerf(50), timeScale: 1 });
+  const pending = generate(b, 'long', 1000);
+  await new Promise((r) => setTimeout(r, 20));
+  await b.close();
+  const o = await pending;
+  assert.equal(o.error?.status, 503);
+  const late = await generate(b, 'late', 2);
+  assert.equal(late.error?.status, 503);
+});
+
+test('an invalid time scale is refused', () => {
+  assert.throws(() => backend({ timeScale: 0 }), /timeScale/);
+  assert.throws(() => backend({ gpu: 'nope' }), /unknown gpu 'nope'/);
+});

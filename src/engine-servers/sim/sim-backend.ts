@@ -1,0 +1,426 @@
+/**
+ * The built-in `sim` engine's backend: the twin's engine core (continuous batching over paged KV
+ * blocks, prefix cache, chunked prefill, preemption) driven in wall time. Each step's duration comes
+ * from the performance model of the named GPU and model; the backend waits it out (scaled by
+ * `timeScale`), then hands every sequence the tokens the step produced. The text is deterministic
+ * filler: the engine models timing and memory, not language.
+ *
+ * Like vLLM with `ignore_eos`, a request generates exactly `max_tokens` tokens (finish reason
+ * 'length'); stop strings are ignored. Its prefix identity is the request's prefix chain converted
+ * to engine blocks, so the KV events it publishes name the same hashes the gateway derives from the
+ * prompt text.
+ */
+import { performance } from 'node:perf_hooks';
+import { SwitchyardError } from '../../core/errors.ts';
+import type { KvEvent } from '../../core/kv-events.ts';
+import { EngineCore } from '../../engine-core/engine-core.ts';
+import { engineBlockHashes } from '../../engine-core/prefix.ts';
+import {
+  DEFAULT_ENGINE_CONFIG,
+  type EngineConfig,
+  type EngineListener,
+  type EngineRequest,
+  type FinishedRequest,
+} from '../../engine-core/types.ts';
+import { kvBlocksThatFit } from '../../model/kv.ts';
+import { perfModelFor } from '../../model/perf.ts';
+import type { PerfModel } from '../../model/types.ts';
+import type {
+  BackendSignals,
+  EngineBackend,
+  GenerationInput,
+  GenerationSink,
+  GenerationUsage,
+} from '../backend.ts';
+
+/** Where the backend sends its KV events, one batch per engine step (the ZMQ publisher). */
+export interface KvEventSink {
+  publish(events: readonly KvEvent[], tsSec: number, blockSize: number): void;
+}
+
+/** Options of the `sim` backend; the engine flags follow vLLM's. */
+export interface SimBackendOptions {
+  /** The model id served (`--served-model-name`). */
+  readonly modelId: string;
+  /** GPU catalogue id (`--gpu`), e.g. 'h100'. */
+  readonly gpu: string;
+  /** Model catalogue id (`--model`), e.g. 'llama-3.1-8b'. */
+  readonly model: string;
+  /** Tensor-parallel degree. */
+  readonly tp: number;
+  /** Engine options; unset ones take vLLM's defaults. */
+  readonly engine?: Partial<EngineConfig>;
+  /** Wall time per modelled time: 0.1 runs ten times faster than the model says. Default 1. */
+  readonly timeScale?: number;
+  /** Receives KV events; without it the core emits none. */
+  readonly kvEvents?: KvEventSink;
+  /** Replaces the catalogue's performance model (tests). */
+  readonly perf?: PerfModel;
+}
+
+/**
+ * How far, in wall time, the modelled clock may run behind the wall clock. Late timers are caught
+ * up (the next step starts where the last one ended, so throughput matches the model), but an event
+ * loop stalled longer than this loses the excess instead of replaying it as a burst of steps.
+ */
+export const LAG_MAX_WALL_MS = 100;
+
+/** Filler vocabulary; a token is one word with its leading space. 64 entries (a power of two). */
+const WORDS = [
+  'the',
+  'of',
+  'and',
+  'to',
+  'in',
+  'a',
+  'is',
+  'that',
+  'for',
+  'it',
+  'as',
+  'was',
+  'with',
+  'be',
+  'by',
+  'on',
+  'not',
+  'he',
+  'this',
+  'are',
+  'or',
+  'his',
+  'from',
+  'at',
+  'which',
+  'but',
+  'have',
+  'an',
+  'had',
+  'they',
+  'you',
+  'were',
+  'their',
+  'one',
+  'all',
+  'we',
+  'can',
+  'her',
+  'has',
+  'there',
+  'been',
+  'if',
+  'more',
+  'when',
+  'will',
+  'would',
+  'who',
+  'so',
+  'no',
+  'she',
+  'other',
+  'its',
+  'may',
+  'these',
+  'about',
+  'than',
+  'into',
+  'them',
+  'could',
+  'some',
+  'time',
+  'only',
+  'new',
+  'cluster',
+].map((w) => ` ${w}`);
+const WORD_MASK = WORDS.length - 1;
+
+/** FNV-1a of a string. */
+function hashString(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** The filler token at `index` of the generation whose id hashes to `seed`. */
+export function fillerToken(seed: number, index: number): string {
+  let h = Math.imul(seed ^ index, 0x9e3779b1);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  return WORDS[(h ^ (h >>> 13)) & WORD_MASK]!;
+}
+
+/** One generation in the core. */
+class SimSequence {
+  delivered = 0;
+  readonly onAbort: () => void;
+
+  constructor(
+    readonly request: EngineRequest,
+    readonly seed: number,
+    readonly sink: GenerationSink,
+    readonly signal: AbortSignal,
+    backend: SimBackend,
+  ) {
+    this.onAbort = () => backend.abortSequence(this);
+  }
+}
+
+/** The `sim` engine backend. See the module comment. */
+export class SimBackend implements EngineBackend {
+  readonly modelId: string;
+  readonly blockSize: number;
+  private readonly core: EngineCore;
+  private readonly timeScale: number;
+  private readonly lagMaxModelMs: number;
+  private readonly kvSink: KvEventSink | undefined;
+  private kvBuffer: KvEvent[] = [];
+  private readonly active = new Map<string, SimSequence>();
+  private readonly t0 = performance.now();
+  private nextId = 0;
+  private closed = false;
+  /** A startStep is queued (setImmediate) or a step's end is awaited (timer). */
+  private stepQueued = false;
+  private timer: NodeJS.Timeout | undefined;
+  /** Inside finishStep or the progress pass: the core must not be called. */
+  private inCore = false;
+  /** The last step's end on the model clock. */
+  private lastEndMs = 0;
+  /** The next step follows the last one without idling in between. */
+  private chained = false;
+  private promptTokensTotal = 0;
+  private generationTokensTotal = 0;
+
+  private readonly startStepCallback = (): void => this.runStartStep();
+  private readonly finishStepCallback = (): void => this.runFinishStep();
+  private readonly progressCallback = (request: EngineRequest, produced: number): void => {
+    const seq = this.active.get(request.id);
+    if (seq !== undefined && produced > seq.delivered) this.deliver(seq, produced);
+  };
+
+  /**
+   * Throws SwitchyardError SY_ERR_UNKNOWN_NAME for an unknown GPU or model, SY_ERR_CAPACITY when
+   * the model does not fit, SY_ERR_INVALID_ARGUMENT for a bad tp or time scale.
+   */
+  constructor(options: SimBackendOptions) {
+    const timeScale = options.timeScale ?? 1;
+    if (!(timeScale > 0 && timeScale < Number.POSITIVE_INFINITY)) {
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `invalid timeScale '${timeScale}': expected a positive number`,
+        { param: 'timeScale' },
+      );
+    }
+    const config: EngineConfig = { ...DEFAULT_ENGINE_CONFIG, ...options.engine };
+    const perf = options.perf ?? perfModelFor(options.gpu, options.model, options.tp);
+    const numBlocks =
+      config.numGpuBlocksOverride ??
+      kvBlocksThatFit(perf.gpu, perf.model, perf.tp, config.gpuMemoryUtilization, config.blockSize);
+    this.modelId = options.modelId;
+    this.blockSize = config.blockSize;
+    this.timeScale = timeScale;
+    this.lagMaxModelMs = LAG_MAX_WALL_MS / timeScale;
+    this.kvSink = options.kvEvents;
+    const listener: EngineListener = {
+      onFirstToken: (request) => {
+        this.promptTokensTotal += request.inputTokens;
+      },
+      onFinish: (result) => this.onFinish(result),
+    };
+    if (this.kvSink !== undefined) listener.onKvEvent = (event) => this.kvBuffer.push(event);
+    this.core = new EngineCore(config, perf, numBlocks, listener);
+  }
+
+  /** The engine core (inspection: tests). */
+  get engine(): EngineCore {
+    return this.core;
+  }
+
+  generate(input: GenerationInput, sink: GenerationSink): void {
+    if (this.closed) {
+      sink.onError(new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine is shutting down'));
+      return;
+    }
+    if (this.inCore) {
+      // Called from a sink inside a step's delivery: join once the core is free again.
+      queueMicrotask(() => this.generate(input, sink));
+      return;
+    }
+    const req = input.request;
+    if (input.signal.aborted) {
+      sink.onFinish('abort', { promptTokens: req.promptTokens, completionTokens: 0, cachedTokens: 0 });
+      return;
+    }
+    const nowMs = this.modelNowMs();
+    const id = `${input.id}#${this.nextId++}`;
+    const request: EngineRequest = {
+      id,
+      inputTokens: req.promptTokens,
+      outputTokens: req.maxTokens,
+      arrivalMs: nowMs,
+      // The body's `priority` is vLLM's (lower first); the core's is Switchyard's (higher first).
+      priority: req.priority === undefined ? 0 : -req.priority,
+      blockHashes: engineBlockHashes(req.prefix, req.promptTokens, this.blockSize),
+    };
+    if (!this.core.add(request, nowMs)) {
+      const blocks = Math.ceil((req.promptTokens + req.maxTokens - 1) / this.blockSize);
+      sink.onError(
+        new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `invalid max_tokens '${req.maxTokens}': a prompt of ${req.promptTokens} tokens plus ${req.maxTokens} ` +
+            `output tokens needs ${blocks} KV blocks of ${this.blockSize} tokens, and this engine holds ` +
+            `${this.core.kvBlocksTotal}`,
+          { param: 'max_tokens' },
+        ),
+      );
+      return;
+    }
+    const seq = new SimSequence(request, hashString(id), sink, input.signal, this);
+    this.active.set(id, seq);
+    input.signal.addEventListener('abort', seq.onAbort, { once: true });
+    this.kick();
+  }
+
+  signals(): BackendSignals {
+    const core = this.core;
+    return {
+      running: core.running,
+      waiting: core.waiting,
+      kvUsage: core.kvUsage,
+      kvBlocksTotal: core.kvBlocksTotal,
+      blockSize: this.blockSize,
+      prefixQueriesTokens: core.prefixQueryTokens,
+      prefixHitsTokens: core.prefixHitTokens,
+      promptTokensTotal: this.promptTokensTotal,
+      generationTokensTotal: this.generationTokensTotal,
+      preemptionsTotal: core.preemptions,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    const error = new SwitchyardError(
+      'SY_ERR_NO_INSTANCE',
+      'the engine shut down before the generation ended',
+    );
+    for (const seq of [...this.active.values()]) {
+      this.release(seq);
+      seq.sink.onError(error);
+    }
+  }
+
+  /** The client went away: frees the sequence. Called by the sequence's abort listener. */
+  abortSequence(seq: SimSequence): void {
+    if (this.active.get(seq.request.id) !== seq) return;
+    this.release(seq);
+    seq.sink.onFinish('abort', {
+      promptTokens: seq.request.inputTokens,
+      completionTokens: seq.delivered,
+      cachedTokens: 0,
+    });
+  }
+
+  // ---- internals ----
+
+  /** Drops a sequence from the backend and the core. */
+  private release(seq: SimSequence): void {
+    const id = seq.request.id;
+    this.active.delete(id);
+    seq.signal.removeEventListener('abort', seq.onAbort);
+    if (this.inCore) {
+      queueMicrotask(() => this.abortInCore(id));
+    } else {
+      this.abortInCore(id);
+    }
+  }
+
+  private abortInCore(id: string): void {
+    this.core.abort(id, this.modelNowMs());
+    // Aborting frees blocks (no events), but keep the order of any events already buffered.
+    this.flushKv();
+  }
+
+  private modelNowMs(): number {
+    return (performance.now() - this.t0) / this.timeScale;
+  }
+
+  /** Starts a step soon, unless one is queued or running. Arrivals within one turn share it. */
+  private kick(): void {
+    if (this.stepQueued || this.closed || this.core.busy) return;
+    this.stepQueued = true;
+    setImmediate(this.startStepCallback);
+  }
+
+  private runStartStep(): void {
+    this.stepQueued = false;
+    if (this.closed || this.core.busy) return;
+    const nowMs = this.modelNowMs();
+    // Back to back after a step (a late timer must not slow the model), or now after idling; never
+    // before the last step's end.
+    const startMs = this.chained
+      ? Math.max(this.lastEndMs, nowMs - this.lagMaxModelMs)
+      : Math.max(this.lastEndMs, nowMs);
+    const durationMs = this.core.startStep(startMs);
+    this.flushKv();
+    if (durationMs === undefined) {
+      this.chained = false;
+      return;
+    }
+    this.stepQueued = true;
+    const delayMs = this.t0 + this.core.stepEndMs * this.timeScale - performance.now();
+    if (delayMs <= 0) setImmediate(this.finishStepCallback);
+    else this.timer = setTimeout(this.finishStepCallback, Math.ceil(delayMs));
+  }
+
+  private runFinishStep(): void {
+    this.timer = undefined;
+    this.stepQueued = false;
+    if (this.closed) return;
+    const endMs = this.core.stepEndMs;
+    this.inCore = true;
+    try {
+      this.core.finishStep(endMs);
+      this.core.forEachRunning(this.progressCallback);
+    } finally {
+      this.inCore = false;
+    }
+    this.lastEndMs = endMs;
+    this.flushKv();
+    this.chained = this.core.hasWork;
+    if (this.chained) this.runStartStep();
+  }
+
+  private onFinish(result: FinishedRequest): void {
+    const request = result.request;
+    const seq = this.active.get(request.id);
+    if (seq === undefined) return;
+    this.active.delete(request.id);
+    seq.signal.removeEventListener('abort', seq.onAbort);
+    if (request.outputTokens > seq.delivered) this.deliver(seq, request.outputTokens);
+    const usage: GenerationUsage = {
+      promptTokens: request.inputTokens,
+      completionTokens: request.outputTokens,
+      cachedTokens: result.cachedPromptTokens,
+    };
+    seq.sink.onFinish('length', usage);
+  }
+
+  /** Hands the sequence its tokens up to `produced`. */
+  private deliver(seq: SimSequence, produced: number): void {
+    const from = seq.delivered;
+    let text = fillerToken(seq.seed, from);
+    for (let i = from + 1; i < produced; i++) text += fillerToken(seq.seed, i);
+    seq.delivered = produced;
+    this.generationTokensTotal += produced - from;
+    seq.sink.onText(text, produced - from);
+  }
+
+  private flushKv(): void {
+    if (this.kvBuffer.length === 0) return;
+    const events = this.kvBuffer;
+    this.kvBuffer = [];
+    const tsSec = (performance.timeOrigin + performance.now()) / 1000;
+    this.kvSink!.publish(events, tsSec, this.blockSize);
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Terminal tables for twin runs: one run's summary, and one row per policy when comparing. The
+ * functions are pure and return text; the caller decides colour (pass `process.stdout.isTTY`).
+ */
+
+import Table from 'cli-table3';
+import { fmtMs, fmtNumber, fmtPct, fmtQty, fmtSeconds, fmtSi, fmtTarget } from '../../stats/format.ts';
+import type { ComparisonRow, LatencyStats, SimSummary } from './types.ts';
+
+/** Options shared by the table formatters. */
+export interface TableOptions {
+  /** ANSI colours for headers and the best value per column. Default false: plain text for pipes and files. */
+  readonly color?: boolean;
+}
+
+/** Options for formatSummaryTable. */
+export interface SummaryTableOptions extends TableOptions {
+  /** Instances listed one per row before a "... N more" line (default 16; 0 hides the table). */
+  readonly instanceRowsMax?: number;
+}
+
+const ANSI = {
+  bold: '\u001b[1m',
+  green: '\u001b[32m',
+  cyan: '\u001b[36m',
+  dim: '\u001b[2m',
+  reset: '\u001b[0m',
+};
+
+function paint(text: string, code: string, color: boolean): string {
+  return color ? `${code}${text}${ANSI.reset}` : text;
+}
+
+/**
+ * A cli-table3 table in our style. cli-table3 colours headers red and borders grey unless told
+ * not to, so without colour both style lists are emptied. A newline in a heading splits it over
+ * two lines, which keeps the comparison table within 100 columns.
+ */
+function newTable(head: string[], color: boolean, rightFrom = 1): Table.Table {
+  return new Table({
+    head,
+    colAligns: head.map((_, i) => (i >= rightFrom ? 'right' : 'left')),
+    style: { head: color ? ['cyan'] : [], border: color ? ['grey'] : [], compact: true },
+  });
+}
+
+function latencyRow(name: string, s: LatencyStats): string[] {
+  return [name, fmtMs(s.mean), fmtMs(s.p50), fmtMs(s.p90), fmtMs(s.p99)];
+}
+
+/**
+ * A compact summary of one run: counts, latency table, SLO attainment, throughput, cache and cost
+ * figures, simulator speed, then a per-instance table (the first `instanceRowsMax` instances and a
+ * "... N more" line).
+ */
+export function formatSummaryTable(summary: SimSummary, options: SummaryTableOptions = {}): string {
+  const color = options.color ?? false;
+  const s = summary;
+  const lines: string[] = [];
+  lines.push(
+    paint(
+      `policy ${s.policy} · workload ${s.workload} · seed ${s.seed} · ${fmtNumber(s.instances)} instances`,
+      ANSI.bold,
+      color,
+    ),
+  );
+  const rejectedShare = s.requests > 0 ? ` (${fmtPct(s.rejected / s.requests)})` : '';
+  lines.push(
+    `requests ${fmtNumber(s.requests)} · completed ${fmtNumber(s.completed)} · rejected ${fmtNumber(s.rejected)}${rejectedShare}`,
+  );
+
+  const lat = newTable(['latency (ms)', 'mean', 'p50', 'p90', 'p99'], color);
+  lat.push(
+    latencyRow('TTFT', s.ttftMs),
+    latencyRow('TPOT', s.tpotMs),
+    latencyRow('ITL', s.itlMs),
+    latencyRow('E2E', s.e2eMs),
+    latencyRow('queue', s.queueMs),
+  );
+  lines.push(lat.toString());
+
+  const a = s.sloAttainment;
+  lines.push(
+    `SLO attainment: TTFT ≤ ${fmtTarget(s.slo.ttftMs)} ms ${fmtPct(a.ttft)} · ` +
+      `TPOT ≤ ${fmtTarget(s.slo.tpotMs)} ms ${fmtPct(a.tpot)} · both ${paint(fmtPct(a.both), ANSI.bold, color)}`,
+  );
+  lines.push(
+    `throughput ${fmtQty(s.throughputTokPerS)} tok/s · ${fmtQty(s.throughputReqPerS)} req/s · ` +
+      `tokens in ${fmtSi(s.inputTokens)} out ${fmtSi(s.outputTokens)}`,
+  );
+  lines.push(
+    `prefix hit rate ${fmtPct(s.prefixHitRate)} · preemptions ${fmtNumber(s.preemptions)} · ` +
+      `GPU-seconds ${fmtQty(s.gpuSeconds)}`,
+  );
+  const speedup = s.wallSeconds > 0 ? ` (${fmtSi(s.simulatedSeconds / s.wallSeconds)}× real time)` : '';
+  lines.push(
+    paint(
+      `simulated ${fmtSeconds(s.simulatedSeconds)} · wall ${fmtSeconds(s.wallSeconds)} · ` +
+        `${fmtSi(s.events)} events, ${fmtSi(s.eventsPerWallS)} events/s${speedup}`,
+      ANSI.dim,
+      color,
+    ),
+  );
+
+  const rowsMax = options.instanceRowsMax ?? 16;
+  if (rowsMax > 0 && s.perInstance.length > 0) lines.push(formatInstances(s, rowsMax, color));
+  return lines.join('\n');
+}
+
+function formatInstances(s: SimSummary, rowsMax: number, color: boolean): string {
+  const t = newTable(
+    ['instance', 'gpu', 'model', 'tp', 'requests', 'util', 'KV mean', 'KV max', 'hit rate', 'preempt'],
+    color,
+    3,
+  );
+  for (const p of s.perInstance.slice(0, rowsMax)) {
+    t.push([
+      p.id,
+      p.gpu,
+      p.model,
+      String(p.tp),
+      fmtNumber(p.requests),
+      fmtPct(p.utilization),
+      fmtPct(p.kvUsageMean),
+      fmtPct(p.kvUsageMax),
+      fmtPct(p.prefixHitRate),
+      fmtNumber(p.preemptions),
+    ]);
+  }
+  const more = s.perInstance.length - rowsMax;
+  return more > 0 ? `${t.toString()}\n… ${fmtNumber(more)} more instances` : t.toString();
+}
+
+/** Which way is better for a comparison column, for highlighting. */
+type Better = 'low' | 'high' | 'none';
+
+interface Column {
+  readonly head: string;
+  readonly better: Better;
+  readonly value: (row: ComparisonRow) => number;
+  readonly format: (x: number) => string;
+}
+
+const COMPARISON_COLUMNS: readonly Column[] = [
+  { head: 'TTFT\nmean ms', better: 'low', value: (r) => r.summary.ttftMs.mean, format: fmtMs },
+  { head: 'TTFT\np99 ms', better: 'low', value: (r) => r.summary.ttftMs.p99, format: fmtMs },
+  { head: 'TPOT\nmean ms', better: 'low', value: (r) => r.summary.tpotMs.mean, format: fmtMs },
+  { head: 'E2E\np99 ms', better: 'low', value: (r) => r.summary.e2eMs.p99, format: fmtMs },
+  { head: 'SLO\nboth', better: 'high', value: (r) => r.summary.sloAttainment.both, format: fmtPct },
+  { head: 'hit\nrate', better: 'high', value: (r) => r.summary.prefixHitRate, format: fmtPct },
+  { head: 'rejected', better: 'low', value: (r) => r.summary.rejected, format: (x) => fmtNumber(x) },
+];
+
+const GOODPUT_COLUMN: Column = {
+  head: 'goodput\nreq/s',
+  better: 'high',
+  value: (r) => r.goodputRps ?? Number.NaN,
+  format: fmtQty,
+};
+
+/**
+ * One row per policy: goodput (when any row has it), mean and p99 TTFT, mean TPOT, p99 E2E, SLO
+ * attainment (both targets), prefix hit rate, rejected requests. With colour on, the best value of
+ * each column is green (ties all green); with it off the text is plain.
+ */
+export function formatComparisonTable(rows: readonly ComparisonRow[], options: TableOptions = {}): string {
+  const color = options.color ?? false;
+  const columns = rows.some((r) => r.goodputRps !== undefined)
+    ? [GOODPUT_COLUMN, ...COMPARISON_COLUMNS]
+    : COMPARISON_COLUMNS;
+  const t = newTable(['policy', ...columns.map((c) => c.head)], color);
+  const best = columns.map((c) => bestValue(rows.map(c.value), c.better));
+  for (const row of rows) {
+    t.push([
+      row.name,
+      ...columns.map((c, i) => {
+        const v = c.value(row);
+        const text = c.format(v);
+        return rows.length > 1 && v === best[i] ? paint(text, ANSI.green, color) : text;
+      }),
+    ]);
+  }
+  return t.toString();
+}
+
+function bestValue(values: readonly number[], better: Better): number {
+  const finite = values.filter(Number.isFinite);
+  if (better === 'none' || finite.length === 0) return Number.NaN;
+  return better === 'low' ? Math.min(...finite) : Math.max(...finite);
+}

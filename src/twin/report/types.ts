@@ -1,0 +1,114 @@
+/** The summary of one twin run: what `--json` writes and the table and HTML report show. */
+
+import type { LatencyStats } from '../../stats/percentiles.ts';
+
+export type { LatencyStats };
+
+/** A sampled time series: t in simulated seconds, one value array per instance. */
+export interface InstanceSeries {
+  readonly tS: readonly number[];
+  /** Keyed by instance id. */
+  readonly running: Readonly<Record<string, readonly number[]>>;
+  readonly waiting: Readonly<Record<string, readonly number[]>>;
+  readonly kvUsage: Readonly<Record<string, readonly number[]>>;
+}
+
+/** Per-instance totals. */
+export interface InstanceSummary {
+  readonly id: string;
+  readonly gpu: string;
+  readonly model: string;
+  readonly tp: number;
+  readonly requests: number;
+  /** Fraction of simulated time the instance was running a step. */
+  readonly utilization: number;
+  readonly kvUsageMean: number;
+  readonly kvUsageMax: number;
+  readonly prefixHitRate: number;
+  readonly preemptions: number;
+}
+
+/** The whole summary. Wall-clock fields are `wallSeconds` and `eventsPerWallS` only. */
+export interface SimSummary {
+  readonly policy: string;
+  readonly seed: number;
+  readonly workload: string;
+  readonly instances: number;
+  readonly requests: number;
+  readonly completed: number;
+  readonly rejected: number;
+  readonly ttftMs: LatencyStats;
+  readonly tpotMs: LatencyStats;
+  readonly itlMs: LatencyStats;
+  readonly e2eMs: LatencyStats;
+  readonly queueMs: LatencyStats;
+  readonly slo: { readonly ttftMs: number; readonly tpotMs: number };
+  /** Fractions of completed + rejected requests meeting the TTFT target, the TPOT target, both. */
+  readonly sloAttainment: { readonly ttft: number; readonly tpot: number; readonly both: number };
+  readonly throughputTokPerS: number;
+  readonly throughputReqPerS: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly prefixHitRate: number;
+  readonly preemptions: number;
+  readonly gpuSeconds: number;
+  readonly simulatedSeconds: number;
+  /** Discrete events the twin processed (a fused run of decode steps is one). */
+  readonly events: number;
+  /**
+   * Engine steps run on all instances, counting each decode step a fused step holds; the same
+   * whether or not steps were fused. Optional: summaries from before it existed lack it.
+   */
+  readonly engineSteps?: number;
+  readonly wallSeconds: number;
+  readonly eventsPerWallS: number;
+  readonly perInstance: readonly InstanceSummary[];
+  /** Rejections by stable error code (admission, early rejection, capacity), when any. */
+  readonly rejectedByCode?: Readonly<Record<string, number>>;
+  /**
+   * Wall time of the policy's decide calls in microseconds, sampled one in eight by the host. A
+   * wall-clock field, like wallSeconds: it varies from run to run.
+   */
+  readonly decisionUs?: LatencyStats;
+  /** Offline batch jobs run beside the online workload, when any. */
+  readonly batchJobs?: readonly BatchJobSummary[];
+}
+
+/** Everything the HTML report draws: the summary plus raw samples for CDFs. */
+export interface SimReportData {
+  readonly summary: SimSummary;
+  /** Per-request samples for CDFs (downsampled by the simulator to at most a few thousand). */
+  readonly samples: {
+    readonly ttftMs: readonly number[];
+    readonly tpotMs: readonly number[];
+    readonly e2eMs: readonly number[];
+  };
+  readonly series: InstanceSeries;
+  /** Label in comparisons; defaults to `summary.policy`. Set it when two runs share a policy. */
+  readonly name?: string;
+  /** Requests per second that met both SLO targets, when the caller measured it. */
+  readonly goodputRps?: number;
+}
+
+/** One policy's run in a comparison: the table, the JSON and the HTML report take a list of these. */
+export interface ComparisonRow {
+  readonly name: string;
+  readonly summary: SimSummary;
+  /** Requests per second that met both SLO targets, when the caller measured it. */
+  readonly goodputRps?: number;
+}
+
+/** One offline batch job's outcome (OpenAI Batch states). */
+export interface BatchJobSummary {
+  readonly id: string;
+  readonly status: 'in_progress' | 'completed' | 'expired';
+  readonly total: number;
+  readonly completed: number;
+  readonly failed: number;
+  readonly expired: number;
+  readonly submittedS: number;
+  readonly deadlineS: number;
+  /** When its last request ended; -1 while any is open. */
+  readonly finishedS: number;
+  readonly withinWindow: boolean;
+}

@@ -1,0 +1,194 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { z } from 'zod';
+import { assertNever } from '../core/assert.ts';
+import type { Slo } from '../core/request.ts';
+import { Rng } from '../core/rng.ts';
+import { createConfiguredPolicy } from '../policies/routing/registry.ts';
+import { createWorkload } from '../workload/create.ts';
+import { type WorkloadSpec, workloadSpecSchema } from '../workload/spec.ts';
+import { type BatchJobSpec, buildBatchJob } from './batch-jobs.ts';
+import type { ClusterSpec } from './cluster.ts';
+import { type engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
+import { type GoodputResult, goodputSweep, scaleWorkload } from './goodput.ts';
+import { renderHtmlReport } from './report/html.ts';
+import {
+  comparisonToJson,
+  type JsonValue,
+  roundFloat,
+  stringifyJson,
+  summaryToJson,
+  toJsonValue,
+} from './report/json.ts';
+import { type DecisionLogEntry, runSimulation, type SimResult } from './simulator.ts';
+
+/** Everything that defines one twin run, resolved from flags and config. */
+export interface TwinSettings {
+  readonly seed: number;
+  /** The routing policy: a registered type or a name from `policies`. */
+  readonly policy: string;
+  /** Named policy instances from the config. */
+  readonly policies: Readonly<
+    Record<string, { readonly type: string; readonly params: Record<string, unknown> }>
+  >;
+  readonly cluster: ClusterSpec;
+  readonly engine: z.infer<typeof engineOptionsSchema>;
+  /** Validated against the workload schema when the run starts. */
+  readonly workload: Readonly<Record<string, unknown>>;
+  readonly slo: Slo;
+  readonly output: { readonly json?: string | undefined; readonly html?: string | undefined };
+  /** For the progress bar, when known. */
+  readonly expectedRequests: number | undefined;
+  /** The admission queue's config; undefined runs without one (unless batch jobs need it). */
+  readonly admission?: Readonly<Record<string, unknown>> | undefined;
+  /** Offline batch jobs. */
+  readonly batchJobs?: readonly BatchJobSpec[] | undefined;
+  /** Engine signals reach policies through scrapes this far apart (0: exact). */
+  readonly scrapeIntervalMs?: number | undefined;
+}
+
+/** Runs one twin simulation from resolved settings. */
+export function runTwin(
+  settings: TwinSettings,
+  onProgress?: (arrived: number, simulatedMs: number) => void,
+  onDecision?: (entry: DecisionLogEntry) => void,
+): SimResult {
+  const spec = parseWithSchema(workloadSpecSchema, settings.workload, 'workload');
+  return runTwinSpec(settings, spec, onProgress, onDecision);
+}
+
+/** Runs one twin simulation on an already validated workload spec. */
+export function runTwinSpec(
+  settings: TwinSettings,
+  spec: WorkloadSpec,
+  onProgress?: (arrived: number, simulatedMs: number) => void,
+  onDecision?: (entry: DecisionLogEntry) => void,
+): SimResult {
+  const rng = new Rng(settings.seed);
+  // Requests carry the run's SLO unless the workload gives its own, so SLO-aware policies aim at
+  // what the run measures.
+  const withSlo: WorkloadSpec = spec.slo !== undefined ? spec : { ...spec, slo: settings.slo };
+  const source = createWorkload(withSlo, rng.fork('workload'));
+  return runSimulation(source, {
+    seed: settings.seed,
+    cluster: settings.cluster,
+    engine: toEngineConfig(settings.engine),
+    policy: createConfiguredPolicy(settings.policy, settings.policies),
+    slo: settings.slo,
+    workload: describeWorkload(spec),
+    ...(onProgress !== undefined ? { onProgress } : {}),
+    admission: settings.admission,
+    batchJobs: settings.batchJobs?.map((job) => buildBatchJob(job, rng.fork('batch'))),
+    scrapeIntervalMs: settings.scrapeIntervalMs,
+    onDecision,
+  });
+}
+
+/** One policy's run in an experiment: its result at the workload's own rate, and its goodput if swept. */
+export interface PolicyRun {
+  readonly result: SimResult;
+  readonly goodput: GoodputResult | undefined;
+}
+
+/** The workload's own mean arrival rate: requests over the span of arrivals. */
+export function offeredRateRps(spec: WorkloadSpec, seed: number): number {
+  let count = 0;
+  let firstMs = Number.NaN;
+  let lastMs = 0;
+  for (const request of createWorkload(spec, new Rng(seed).fork('workload'))) {
+    if (count === 0) firstMs = request.arrivalMs;
+    lastMs = request.arrivalMs;
+    count++;
+  }
+  const spanS = (lastMs - firstMs) / 1000;
+  return count > 1 && spanS > 0 ? (count - 1) / spanS : 0;
+}
+
+/**
+ * Runs each policy on the same workload and seed, and, when asked, sweeps each one's arrival rate
+ * for goodput (the highest rate with >= 90% of requests meeting both SLOs, DistServe's definition).
+ */
+export function runExperiment(
+  settings: TwinSettings,
+  policies: readonly string[],
+  options: { goodput: boolean; onRun?: (policy: string, what: string) => void },
+): PolicyRun[] {
+  const spec = parseWithSchema(workloadSpecSchema, settings.workload, 'workload');
+  const baseRate = options.goodput ? offeredRateRps(spec, settings.seed) : 0;
+  return policies.map((policy) => {
+    const perPolicy = { ...settings, policy };
+    options.onRun?.(policy, 'base rate');
+    const result = runTwinSpec(perPolicy, spec);
+    if (!options.goodput) return { result, goodput: undefined };
+    const goodput = goodputSweep((scale) => {
+      options.onRun?.(policy, `rate x${scale.toFixed(3)}`);
+      const summary =
+        scale === 1 ? result.summary : runTwinSpec(perPolicy, scaleWorkload(spec, scale)).summary;
+      return { attainment: summary.sloAttainment.both, rateRps: baseRate * scale };
+    });
+    return { result, goodput };
+  });
+}
+
+/** Writes the JSON summary and the HTML report where asked. */
+export function writeOutputs(runs: readonly PolicyRun[], output: TwinSettings['output']): void {
+  const withGoodput = (run: PolicyRun) => ({
+    name: run.result.summary.policy,
+    summary: run.result.summary,
+    ...(run.goodput !== undefined ? { goodputRps: run.goodput.goodputRps } : {}),
+  });
+  if (output.json !== undefined) {
+    let value: JsonValue;
+    if (runs.length === 1) {
+      const run = runs[0] as PolicyRun;
+      value = summaryToJson(run.result.summary);
+      if (run.goodput !== undefined) {
+        value = {
+          ...value,
+          goodputRps: roundFloat(run.goodput.goodputRps),
+          goodputSweep: toJsonValue(run.goodput),
+        };
+      }
+    } else {
+      value = { policies: comparisonToJson(runs.map(withGoodput)) };
+    }
+    writeText(output.json, stringifyJson(value));
+  }
+  if (output.html !== undefined) {
+    const reports = runs.map((run) => ({
+      ...run.result.report,
+      ...(run.goodput !== undefined ? { goodputRps: run.goodput.goodputRps } : {}),
+    }));
+    writeText(output.html, renderHtmlReport(reports));
+  }
+}
+
+function writeText(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, text);
+}
+
+/** A one-line label for a workload spec, for reports. */
+export function describeWorkload(spec: WorkloadSpec): string {
+  const limit = [
+    spec.maxRequests !== undefined ? `${spec.maxRequests} requests` : '',
+    spec.durationS !== undefined ? `${spec.durationS} s` : '',
+  ]
+    .filter((s) => s.length > 0)
+    .join(', ');
+  const tail = limit.length > 0 ? ` (${limit})` : '';
+  switch (spec.kind) {
+    case 'trace':
+      return `trace ${spec.trace}${spec.rateScale !== 1 ? ` at ${spec.rateScale}x rate` : ''}${tail}`;
+    case 'poisson':
+      return `poisson ${spec.rateRps} req/s${tail}`;
+    case 'gamma':
+      return `gamma ${spec.rateRps} req/s cv ${spec.cv}${tail}`;
+    case 'system-prompts':
+      return `system-prompts ${spec.groups} groups x ${spec.prefixTokens} tokens at ${spec.rateRps} req/s${tail}`;
+    case 'sessions':
+      return `sessions at ${spec.sessionRateRps} sessions/s${tail}`;
+    default:
+      return assertNever(spec, 'workload kind');
+  }
+}

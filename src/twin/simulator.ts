@@ -1,0 +1,518 @@
+import type { ErrorCode } from '../core/errors.ts';
+import { SwitchyardError } from '../core/errors.ts';
+import { chainHash } from '../core/hash.ts';
+import type { KvEvent } from '../core/kv-events.ts';
+import type { Request, Slo } from '../core/request.ts';
+import { Rng } from '../core/rng.ts';
+import type { ClusterView } from '../core/view.ts';
+import { EngineCore } from '../engine-core/engine-core.ts';
+import { engineBlockHashes } from '../engine-core/prefix.ts';
+import type { EngineConfig, EngineListener, EngineRequest } from '../engine-core/types.ts';
+import { kvBlocksThatFit } from '../model/kv.ts';
+import { perfModelFor } from '../model/perf.ts';
+import { admissionStep, type BatchJob, BatchTracker } from '../policies/admission/batch.ts';
+import type { AdmissionConfigInput } from '../policies/admission/config.ts';
+import { createAdmissionController } from '../policies/admission/controller.ts';
+import type { AdmissionQueue } from '../policies/admission/types.ts';
+import type { RoutingPolicy } from '../policies/routing/types.ts';
+import { downsampleSorted, LatencyHistogram } from '../stats/percentiles.ts';
+import type { RequestSource } from '../workload/types.ts';
+import { type ClusterSpec, SimInstance } from './cluster.ts';
+import { EventQueue } from './event-queue.ts';
+import { RunMetrics, SeriesRecorder } from './metrics.ts';
+import type { BatchJobSummary, SimReportData, SimSummary } from './report/types.ts';
+
+/** Everything one twin run needs besides the workload. */
+export interface SimOptions {
+  readonly seed: number;
+  readonly cluster: ClusterSpec;
+  readonly engine: EngineConfig;
+  readonly policy: RoutingPolicy;
+  readonly slo: Slo;
+  /** A label for reports (the trace or generator). */
+  readonly workload: string;
+  /** Called every so often with the number of requests that have arrived; for progress bars. */
+  readonly onProgress?: (arrived: number, simulatedMs: number) => void;
+  /** How many per-request samples the report keeps for CDF plots. */
+  readonly cdfPointsMax?: number;
+  /** How many time-series points per instance the report keeps at most (older points decimate). */
+  readonly seriesPointsMax?: number;
+  /**
+   * Runs an admission queue (priority bands, VTC fairness, limits, shedding) in front of routing,
+   * as the live gateway does. Undefined: every request goes straight to routing.
+   */
+  readonly admission?: AdmissionConfigInput | undefined;
+  /** Offline batch jobs, submitted at their `submittedMs`; they need `admission` (defaults apply). */
+  readonly batchJobs?: readonly BatchJob[] | undefined;
+  /**
+   * Receives every routing decision in order: the decision log. It holds no wall-clock field, so the
+   * same seed and input give a byte-identical log.
+   */
+  readonly onDecision?: ((entry: DecisionLogEntry) => void) | undefined;
+  /**
+   * Engine signals (running, waiting, KV usage, pending prefill) reach policies through a scrape
+   * every this many ms, as Prometheus scrapes do live. 0 or undefined: exact and fresh.
+   */
+  readonly scrapeIntervalMs?: number | undefined;
+}
+
+/** One routing decision: the request, when, and the instance chosen or the rejection code. */
+export interface DecisionLogEntry {
+  readonly requestId: string;
+  readonly atMs: number;
+  readonly instance: string | undefined;
+  readonly code: ErrorCode | undefined;
+}
+
+/** The outcome of one run. */
+export interface SimResult {
+  readonly summary: SimSummary;
+  readonly report: SimReportData;
+  /** A digest of every routing decision (request and instance), to check determinism cheaply. */
+  readonly decisionDigest: string;
+}
+
+/** The engine request plus what the twin needs to map it back. */
+interface TwinEngineRequest extends EngineRequest {
+  readonly source: Request;
+  readonly instance: SimInstance;
+  readonly offline: boolean;
+}
+
+const ARRIVAL = -1;
+const SAMPLE = -2;
+const SCRAPE = -3;
+const WAKE = -4;
+const BATCH_SUBMIT = -5;
+const PROGRESS_EVERY = 4096;
+/** The host times one decide call in this many. */
+const DECISION_TIMING_EVERY = 8;
+/** The engine block hashes of a request with no prefix chain: shared, never written. */
+const NO_BLOCK_HASHES: readonly number[] = Object.freeze([]);
+
+/**
+ * Runs one simulation: requests arrive from `source`, optionally wait in the admission queue, the
+ * policy routes each one, engine cores run steps in virtual time. Deterministic for a given seed,
+ * source and options.
+ */
+export function runSimulation(source: RequestSource, options: SimOptions): SimResult {
+  return new Twin(source, options).run();
+}
+
+/** One run's state. Private to this module: `runSimulation` is the interface. */
+class Twin {
+  private readonly wallStart = process.hrtime.bigint();
+  private readonly rng: Rng;
+  private readonly policy: RoutingPolicy;
+  private readonly queue = new EventQueue(4096);
+  private readonly metrics = new RunMetrics();
+  private readonly instances: SimInstance[];
+  private readonly view: { nowMs: number; instances: readonly SimInstance[] };
+  private readonly series: SeriesRecorder;
+  private readonly iterator: Iterator<Request>;
+  private readonly admission: AdmissionQueue | undefined;
+  private readonly batches: BatchTracker | undefined;
+  private readonly jobs: readonly BatchJob[];
+  private readonly scrapeIntervalMs: number;
+  private pending: Request | undefined;
+  private nextJob = 0;
+  private arrived = 0;
+  private nowMs = 0;
+  private digest = 0x12345678;
+  private nextSampleMs = 0;
+  private nextScrapeMs = Number.POSITIVE_INFINITY;
+  private wakeMs = Number.POSITIVE_INFINITY;
+  private readonly rejectedByCode = new Map<ErrorCode, number>();
+  /** Wall time of every DECISION_TIMING_EVERY-th decide call, in microseconds (host-side timing). */
+  private readonly decideUs = new LatencyHistogram();
+  private decisions = 0;
+
+  constructor(
+    source: RequestSource,
+    private readonly options: SimOptions,
+  ) {
+    this.rng = new Rng(options.seed).fork('routing');
+    this.policy = options.policy;
+    this.scrapeIntervalMs = options.scrapeIntervalMs ?? 0;
+    this.instances = this.buildInstances();
+    this.view = { nowMs: 0, instances: this.instances };
+    this.series = new SeriesRecorder(this.instances, options.seriesPointsMax ?? 400);
+    this.iterator = source[Symbol.iterator]();
+    this.jobs = [...(options.batchJobs ?? [])].sort((a, b) => a.submittedMs - b.submittedMs);
+    const needsAdmission = options.admission !== undefined || this.jobs.length > 0;
+    this.admission = needsAdmission ? createAdmissionController(options.admission ?? {}) : undefined;
+    this.batches = this.jobs.length > 0 ? new BatchTracker() : undefined;
+  }
+
+  run(): SimResult {
+    const queue = this.queue;
+    this.pullNext();
+    queue.push(0, SAMPLE);
+    if (this.scrapeIntervalMs > 0) {
+      for (const instance of this.instances) instance.scrape(0);
+      this.nextScrapeMs = this.scrapeIntervalMs;
+      queue.push(this.nextScrapeMs, SCRAPE);
+    }
+    if (this.jobs.length > 0) queue.push((this.jobs[0] as BatchJob).submittedMs, BATCH_SUBMIT);
+    while (queue.length > 0) {
+      this.nowMs = queue.peekTime();
+      const payload = queue.pop();
+      if (payload >= 0) this.stepEnded(this.instances[payload] as SimInstance);
+      else if (payload === ARRIVAL) this.arrival();
+      else if (payload === SAMPLE) this.sample();
+      else if (payload === SCRAPE) this.scrape();
+      else if (payload === WAKE) {
+        this.wakeMs = Number.POSITIVE_INFINITY;
+        this.admit();
+      } else this.submitBatch();
+    }
+    this.options.onProgress?.(this.arrived, this.nowMs);
+    return this.result();
+  }
+
+  /**
+   * The earliest time something outside one instance can happen: an arrival, a sample, a scrape,
+   * an admission wake-up or a batch submission. Until then instances are independent, so one may
+   * run several steps in a row without going through the event queue.
+   */
+  private barrierMs(): number {
+    let t = this.pending !== undefined ? this.pending.arrivalMs : Number.POSITIVE_INFINITY;
+    if (this.nextSampleMs < t) t = this.nextSampleMs;
+    if (this.nextScrapeMs < t) t = this.nextScrapeMs;
+    if (this.wakeMs < t) t = this.wakeMs;
+    if (this.nextJob < this.jobs.length) t = Math.min(t, (this.jobs[this.nextJob] as BatchJob).submittedMs);
+    return t;
+  }
+
+  private stepEnded(instance: SimInstance): void {
+    const engine = instance.engine;
+    let t = this.nowMs;
+    engine.finishStep(t);
+    // With work queued for admission, a finish may release it to any instance: stay in event order.
+    const barrier = this.admission !== undefined && this.admission.queued > 0 ? t : this.barrierMs();
+    for (;;) {
+      // Up to the barrier the core may fuse decode-only steps (no one can add, abort or look).
+      const durationMs = engine.startStep(t, barrier);
+      if (durationMs === undefined) {
+        instance.stepEndMs = Number.NaN;
+        break;
+      }
+      // The core's own end: a fused step's sub-steps summed one by one, not t + durationMs.
+      const end = engine.stepEndMs;
+      instance.stepEndMs = end;
+      if (end >= barrier) {
+        this.queue.push(end, instance.index);
+        break;
+      }
+      // Nothing else can happen before this step ends: finish it here (the same work, one less event).
+      this.queue.popped++;
+      t = end;
+      engine.finishStep(t);
+    }
+    if (this.admission !== undefined && this.admission.queued > 0) this.admit();
+  }
+
+  private pullNext(): void {
+    const next = this.iterator.next();
+    if (next.done === true) {
+      this.pending = undefined;
+      return;
+    }
+    const request = next.value;
+    if (request.arrivalMs < this.nowMs) {
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `workload is not sorted by arrival: request '${request.id}' arrives at ${request.arrivalMs} ms, before ${this.nowMs} ms`,
+      );
+    }
+    this.pending = request;
+    this.queue.push(request.arrivalMs, ARRIVAL);
+  }
+
+  private arrival(): void {
+    const request = this.pending as Request;
+    this.pullNext();
+    this.arrived++;
+    this.metrics.requests++;
+    this.metrics.inputTokens += request.inputTokens;
+    const admission = this.admission;
+    if (admission === undefined) {
+      this.route(request, this.isOffline(request));
+    } else {
+      this.view.nowMs = this.nowMs;
+      const verdict = admission.offer(request, this.view);
+      if (verdict.kind === 'dispatch') {
+        if (this.route(request, this.isOffline(request))) admission.onDispatched(request, this.nowMs);
+        else admission.onFailed(request, this.nowMs);
+      } else if (verdict.kind === 'reject') {
+        this.reject(request, verdict.code, this.isOffline(request));
+      }
+      this.admit();
+    }
+    const onProgress = this.options.onProgress;
+    if (onProgress !== undefined && this.arrived % PROGRESS_EVERY === 0) onProgress(this.arrived, this.nowMs);
+  }
+
+  /** Drains the admission queue into routing and re-arms its wake-up. */
+  private admit(): void {
+    const admission = this.admission as AdmissionQueue;
+    this.view.nowMs = this.nowMs;
+    const { dispatch, expired } =
+      this.batches !== undefined
+        ? admissionStep(admission, this.batches, this.view)
+        : admission.drain(this.view);
+    for (const request of dispatch) {
+      const offline = this.isOffline(request);
+      if (this.route(request, offline)) {
+        admission.onDispatched(request, this.nowMs);
+        this.batches?.onDispatched(request, this.nowMs);
+      } else {
+        admission.onFailed(request, this.nowMs);
+        this.batches?.onFailed(request, this.nowMs);
+      }
+    }
+    for (const e of expired) this.reject(e.request, e.code, this.isOffline(e.request));
+    let wake = admission.nextWakeMs(this.nowMs);
+    const batchWake = this.batches?.nextWakeMs(this.nowMs);
+    if (batchWake !== undefined && (wake === undefined || batchWake < wake)) wake = batchWake;
+    if (wake !== undefined && wake < this.wakeMs) {
+      // Never schedule in the past, and never twice at one time.
+      this.wakeMs = Math.max(wake, this.nowMs + 1e-6);
+      this.queue.push(this.wakeMs, WAKE);
+    }
+  }
+
+  /** Batch-job requests carry a negative priority (the offline band); their metrics stay apart. */
+  private isOffline(request: Request): boolean {
+    return request.priority < 0;
+  }
+
+  private submitBatch(): void {
+    const job = this.jobs[this.nextJob++] as BatchJob;
+    const tracker = this.batches as BatchTracker;
+    const result = tracker.submit(job);
+    if (result.kind === 'reject')
+      throw new SwitchyardError(result.code, `batch job '${job.id}': ${result.reason}`);
+    if (this.nextJob < this.jobs.length) {
+      this.queue.push(Math.max(this.nowMs, (this.jobs[this.nextJob] as BatchJob).submittedMs), BATCH_SUBMIT);
+    }
+    this.admit();
+  }
+
+  /** Routes a request; false when the policy rejected it (already counted). */
+  private route(request: Request, offline: boolean): boolean {
+    this.view.nowMs = this.nowMs;
+    // The host times the policy (every few decisions, so timing costs nothing noticeable).
+    const timed = this.decisions++ % DECISION_TIMING_EVERY === 0;
+    const t0 = timed ? performance.now() : 0;
+    const decision = this.policy.decide(this.view as ClusterView, request, this.rng);
+    if (timed) this.decideUs.record((performance.now() - t0) * 1000);
+    const onDecision = this.options.onDecision;
+    if (decision.kind === 'reject') {
+      this.digest = chainHash(this.digest, 0xffffffff);
+      onDecision?.({ requestId: request.id, atMs: this.nowMs, instance: undefined, code: decision.code });
+      this.reject(request, decision.code, offline);
+      return false;
+    }
+    const instance = findInstance(this.instances, decision.instanceId);
+    this.digest = chainHash(this.digest, instance.index);
+    onDecision?.({ requestId: request.id, atMs: this.nowMs, instance: instance.id, code: undefined });
+    const engineRequest: TwinEngineRequest = {
+      id: request.id,
+      inputTokens: request.inputTokens,
+      outputTokens: request.outputTokens,
+      arrivalMs: request.arrivalMs,
+      priority: request.priority,
+      blockHashes:
+        request.prefix.hashes.length === 0
+          ? NO_BLOCK_HASHES
+          : engineBlockHashes(request.prefix, request.inputTokens, instance.blockSize),
+      source: request,
+      instance,
+      offline,
+    };
+    instance.inFlight++;
+    instance.routed++;
+    this.policy.onRouted?.(request, instance.id, this.nowMs);
+    instance.engine.add(engineRequest, this.nowMs);
+    if (Number.isNaN(instance.stepEndMs)) this.stepEndedIdle(instance);
+    return true;
+  }
+
+  /** Starts a step on an idle instance that just received work. */
+  private stepEndedIdle(instance: SimInstance): void {
+    // Routing from inside `admit` may be followed by more routing and a new wake-up, which
+    // barrierMs() cannot see yet: with an admission queue, no fusing from here.
+    const horizonMs = this.admission === undefined ? this.barrierMs() : this.nowMs;
+    const durationMs = instance.engine.startStep(this.nowMs, horizonMs);
+    if (durationMs === undefined) return;
+    instance.stepEndMs = instance.engine.stepEndMs;
+    this.queue.push(instance.stepEndMs, instance.index);
+  }
+
+  private reject(_request: Request, code: ErrorCode, offline: boolean): void {
+    if (offline) this.metrics.batchRejected++;
+    else this.metrics.rejected++;
+    this.rejectedByCode.set(code, (this.rejectedByCode.get(code) ?? 0) + 1);
+  }
+
+  /** Whether anything besides the periodic sample and scrape ticks is still to happen. */
+  private hasWork(): boolean {
+    if (this.pending !== undefined || this.nextJob < this.jobs.length) return true;
+    if (this.wakeMs !== Number.POSITIVE_INFINITY) return true;
+    for (const instance of this.instances) if (!Number.isNaN(instance.stepEndMs)) return true;
+    return false;
+  }
+
+  private sample(): void {
+    this.series.sample(this.nowMs);
+    // Keep sampling only while something else is still to happen (the ticks must not keep each other alive).
+    if (this.hasWork()) {
+      this.nextSampleMs = this.nowMs + this.series.intervalMs;
+      this.queue.push(this.nextSampleMs, SAMPLE);
+    } else {
+      this.nextSampleMs = Number.POSITIVE_INFINITY;
+    }
+  }
+
+  private scrape(): void {
+    for (const instance of this.instances) instance.scrape(this.nowMs);
+    if (this.hasWork()) {
+      this.nextScrapeMs = this.nowMs + this.scrapeIntervalMs;
+      this.queue.push(this.nextScrapeMs, SCRAPE);
+    } else {
+      this.nextScrapeMs = Number.POSITIVE_INFINITY;
+    }
+    if (this.admission !== undefined && this.admission.queued > 0) this.admit();
+  }
+
+  private buildInstances(): SimInstance[] {
+    const options = this.options;
+    const policy = this.policy;
+    const metrics = this.metrics;
+    const slo = options.slo;
+    const onFirstToken = (request: EngineRequest, nowMs: number): void => {
+      const twin = request as TwinEngineRequest;
+      policy.onFirstToken?.(twin.source, twin.instance.id, nowMs);
+    };
+    const onFinish: EngineListener['onFinish'] = (result) => {
+      const twin = result.request as TwinEngineRequest;
+      twin.instance.inFlight--;
+      if (twin.offline) metrics.batchFinished(result);
+      else metrics.finish(result, slo);
+      policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs);
+      if (this.admission !== undefined) {
+        const usage = { inputTokens: twin.inputTokens, outputTokens: twin.outputTokens };
+        this.admission.onCompleted(twin.source, usage, result.finishMs);
+        this.batches?.onCompleted(twin.source, result.finishMs);
+      }
+    };
+    const onReject: NonNullable<EngineListener['onReject']> = (request, _reason, nowMs) => {
+      // The engine can never fit this request's KV: it ends as an explicit rejection.
+      const twin = request as TwinEngineRequest;
+      twin.instance.inFlight--;
+      this.reject(twin.source, 'SY_ERR_CAPACITY', twin.offline);
+      policy.onFailed?.(twin.source, twin.instance.id, nowMs);
+      this.admission?.onFailed(twin.source, nowMs);
+      this.batches?.onFailed(twin.source, nowMs);
+    };
+    const onInterTokenLatency = (gapMs: number, count: number): void => {
+      metrics.itl.record(gapMs, count);
+    };
+    const instances: SimInstance[] = [];
+    for (const group of options.cluster.groups) {
+      const perf = perfModelFor(group.gpu, group.model, group.tp);
+      const blocks =
+        options.engine.numGpuBlocksOverride ??
+        kvBlocksThatFit(
+          perf.gpu,
+          perf.model,
+          group.tp,
+          options.engine.gpuMemoryUtilization,
+          options.engine.blockSize,
+        );
+      for (let k = 0; k < group.count; k++) {
+        const index = instances.length;
+        const id = `i${index}`;
+        const listener: EngineListener = { onFirstToken, onFinish, onReject, onInterTokenLatency };
+        const onKvEvent = policy.onKvEvent;
+        if (onKvEvent !== undefined) {
+          // Only a policy that reads KV events pays for them; each instance's listener names its instance.
+          listener.onKvEvent = (event: KvEvent) => onKvEvent.call(policy, id, event, this.nowMs);
+        }
+        const engine = new EngineCore(options.engine, perf, blocks, listener);
+        instances.push(
+          new SimInstance(
+            index,
+            id,
+            group.gpu,
+            group.model,
+            group.tp,
+            engine,
+            options.engine.blockSize,
+            this.scrapeIntervalMs > 0,
+          ),
+        );
+      }
+    }
+    return instances;
+  }
+
+  private result(): SimResult {
+    const wallSeconds = Number(process.hrtime.bigint() - this.wallStart) / 1e9;
+    const options = this.options;
+    const base = this.metrics.summarize(
+      { policy: options.policy.name, seed: options.seed, workload: options.workload, slo: options.slo },
+      this.instances,
+      this.queue.popped,
+      wallSeconds,
+    );
+    const rejectedByCode = Object.fromEntries([...this.rejectedByCode].sort(([a], [b]) => (a < b ? -1 : 1)));
+    const batch: BatchJobSummary[] | undefined =
+      this.batches === undefined
+        ? undefined
+        : this.batches.jobs(this.nowMs).map((job) => ({
+            id: job.id,
+            status: job.status,
+            total: job.total,
+            completed: job.completed,
+            failed: job.failed,
+            expired: job.expired,
+            submittedS: job.submittedMs / 1000,
+            deadlineS: job.deadlineMs / 1000,
+            finishedS: job.finishedMs === undefined ? -1 : job.finishedMs / 1000,
+            withinWindow: job.withinWindow,
+          }));
+    const summary: SimSummary = {
+      ...base,
+      ...(this.rejectedByCode.size > 0 ? { rejectedByCode } : {}),
+      ...(batch !== undefined ? { batchJobs: batch } : {}),
+      decisionUs: this.decideUs.stats(),
+    };
+    const cdfMax = options.cdfPointsMax ?? 2000;
+    return {
+      summary,
+      report: {
+        summary,
+        samples: {
+          ttftMs: downsampleSorted(this.metrics.sortedTtft(), cdfMax),
+          tpotMs: downsampleSorted(this.metrics.sortedTpot(), cdfMax),
+          e2eMs: downsampleSorted(this.metrics.sortedE2e(), cdfMax),
+        },
+        series: this.series.result(),
+      },
+      decisionDigest: this.digest.toString(16).padStart(8, '0'),
+    };
+  }
+}
+
+function findInstance(instances: readonly SimInstance[], id: string): SimInstance {
+  // Instance ids are `i<index>`, so the common case is a direct lookup.
+  const index = Number(id.slice(1));
+  const direct = instances[index];
+  if (direct !== undefined && direct.id === id) return direct;
+  const found = instances.find((x) => x.id === id);
+  if (found === undefined)
+    throw new SwitchyardError('SY_ERR_NOT_FOUND', `policy picked unknown instance '${id}'`);
+  return found;
+}

@@ -1,0 +1,175 @@
+/**
+ * The workload spec: a plain, JSON/YAML-friendly discriminated union on `kind`, validated by zod.
+ * Every object is strict (an unknown key fails, no silent defaults for typos). Defaults are filled
+ * by the schema, so `WorkloadSpecInput` is what a user writes and `WorkloadSpec` what the
+ * generators receive.
+ */
+import { z } from 'zod';
+
+const tokenCount = z.number().int().nonnegative();
+const positive = z.number().positive().finite();
+
+/** Trace formats, as in src/workload/types.ts. */
+export const traceFormatSchema = z.enum(['azure', 'mooncake', 'vidur']);
+
+/**
+ * A distribution of token counts (or, for `turns`, of counts). `empirical` samples a column of a
+ * trace's records (`column` defaults to the role: input-like roles read `inputTokens`, `output`
+ * reads `outputTokens`); it also accepts Vidur length-statistics files that have no arrival times.
+ */
+export const lengthDistSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('fixed'), tokens: tokenCount }),
+  z
+    .strictObject({ kind: z.literal('uniform'), lo: tokenCount, hi: tokenCount })
+    .refine((d) => d.lo <= d.hi, { message: 'lo must be <= hi', path: ['hi'] }),
+  z
+    .strictObject({
+      kind: z.literal('lognormal'),
+      /** Mean of the distribution before clamping and rounding. */
+      mean: positive,
+      /** Coefficient of variation (stddev / mean); 0 means always `mean`. */
+      cv: z.number().nonnegative().finite(),
+      min: tokenCount.default(1),
+      max: tokenCount.optional(),
+    })
+    .refine((d) => d.max === undefined || d.min <= d.max, { message: 'min must be <= max', path: ['max'] }),
+  z.strictObject({
+    kind: z.literal('empirical'),
+    /** A trace path or `sample:<name>`. */
+    trace: z.string().min(1),
+    format: traceFormatSchema.optional(),
+    column: z.enum(['input', 'output']).optional(),
+  }),
+]);
+
+const sloSchema = z.strictObject({ ttftMs: positive, tpotMs: positive });
+
+/** Fields every kind shares: what the requests say about themselves. */
+const requestFields = {
+  model: z.string().min(1).default('default'),
+  tenant: z.string().min(1).default('default'),
+  priority: z.number().int().default(0),
+  slo: sloSchema.optional(),
+};
+
+/** Where a workload stops; synthetic kinds must set at least one. */
+const limitFields = {
+  maxRequests: z.number().int().nonnegative().optional(),
+  durationS: positive.optional(),
+};
+
+const blockTokens = z.number().int().positive().default(16);
+
+const BOUNDED = {
+  message: 'set maxRequests or durationS: a synthetic workload never ends on its own',
+  path: ['maxRequests'],
+};
+function bounded(d: { maxRequests?: number | undefined; durationS?: number | undefined }): boolean {
+  return d.maxRequests !== undefined || d.durationS !== undefined;
+}
+
+/** Poisson arrivals at `rateRps`, lengths drawn independently per request, no shared prefixes. */
+export const poissonSpecSchema = z
+  .strictObject({
+    kind: z.literal('poisson'),
+    rateRps: positive,
+    input: lengthDistSchema,
+    output: lengthDistSchema,
+    ...requestFields,
+    ...limitFields,
+  })
+  .refine(bounded, BOUNDED);
+
+/** Gamma-renewal arrivals: mean rate `rateRps`, inter-arrival CV `cv` (1 is Poisson, >1 bursty). */
+export const gammaSpecSchema = z
+  .strictObject({
+    kind: z.literal('gamma'),
+    rateRps: positive,
+    cv: positive,
+    input: lengthDistSchema,
+    output: lengthDistSchema,
+    ...requestFields,
+    ...limitFields,
+  })
+  .refine(bounded, BOUNDED);
+
+/**
+ * Shared system prompts: `groups` prompts of `prefixTokens` each, picked with Zipf popularity
+ * (P(group g) ∝ 1 / (g + 1)^zipfExponent; 0 is uniform); each request is its group's prefix plus a
+ * unique suffix of `suffix` tokens.
+ */
+export const systemPromptsSpecSchema = z
+  .strictObject({
+    kind: z.literal('system-prompts'),
+    rateRps: positive,
+    cv: positive.default(1),
+    groups: z.number().int().min(1).max(1_000_000),
+    prefixTokens: tokenCount,
+    zipfExponent: z.number().nonnegative().finite().default(1),
+    suffix: lengthDistSchema,
+    output: lengthDistSchema,
+    blockTokens,
+    ...requestFields,
+    ...limitFields,
+  })
+  .refine(bounded, BOUNDED);
+
+/**
+ * Multi-turn sessions: sessions start at `sessionRateRps`; each has `turns` turns; turn n's prompt
+ * is the previous prompt + the previous answer + a new user message of `userTokens`. Turns are
+ * `thinkTimeMeanS` apart on average (exponential, measured from the previous turn's arrival: the
+ * generator is open-loop and does not know when answers finish).
+ */
+export const sessionsSpecSchema = z
+  .strictObject({
+    kind: z.literal('sessions'),
+    sessionRateRps: positive,
+    cv: positive.default(1),
+    turns: lengthDistSchema,
+    userTokens: lengthDistSchema,
+    output: lengthDistSchema,
+    thinkTimeMeanS: positive.default(10),
+    /** A system prompt shared by every session (0 for none). */
+    systemPromptTokens: tokenCount.default(0),
+    /** A session ends before a turn whose prompt + answer would exceed this (its first turn always runs). */
+    contextTokensMax: z.number().int().positive().default(32_768),
+    blockTokens,
+    ...requestFields,
+    ...limitFields,
+  })
+  .refine(bounded, BOUNDED);
+
+/** Replay of a trace file or bundled sample; see traceRequests for slicing and scaling. */
+export const traceSpecSchema = z.strictObject({
+  kind: z.literal('trace'),
+  /** A trace path or `sample:<name>`. */
+  trace: z.string().min(1),
+  format: traceFormatSchema.optional(),
+  rateScale: positive.default(1),
+  startS: z.number().nonnegative().finite().default(0),
+  ...requestFields,
+  ...limitFields,
+});
+
+/** The whole workload spec. */
+export const workloadSpecSchema = z.discriminatedUnion('kind', [
+  poissonSpecSchema,
+  gammaSpecSchema,
+  systemPromptsSpecSchema,
+  sessionsSpecSchema,
+  traceSpecSchema,
+]);
+
+/** The workload kinds, for error messages and CLI help. */
+export const WORKLOAD_KINDS = ['poisson', 'gamma', 'system-prompts', 'sessions', 'trace'] as const;
+
+/** A length distribution after validation (defaults filled). */
+export type LengthDist = z.output<typeof lengthDistSchema>;
+/** A length distribution as written. */
+export type LengthDistInput = z.input<typeof lengthDistSchema>;
+/** A workload spec after validation (defaults filled). */
+export type WorkloadSpec = z.output<typeof workloadSpecSchema>;
+/** A workload spec as written by a user or config file. */
+export type WorkloadSpecInput = z.input<typeof workloadSpecSchema>;
+/** One kind's validated spec. */
+export type WorkloadSpecOf<K extends WorkloadSpec['kind']> = Extract<WorkloadSpec, { kind: K }>;

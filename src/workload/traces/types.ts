@@ -1,0 +1,18 @@
+import type { TraceFormat, TraceRecord } from '../types.ts';
+
+/**
+ * One trace format: a parser from file text to records and a writer back to that format. Each
+ * reader keeps to this narrow interface so one conformance suite covers them all.
+ */
+export interface TraceReader {
+  readonly format: TraceFormat;
+  /** Tokens per hash id when the format carries prefix ids; undefined otherwise. */
+  readonly blockTokens: number | undefined;
+  /**
+   * Parses a whole (already decompressed) file. Arrival times come back relative to the first
+   * record. `file` names the source in errors (`SY_ERR_TRACE_PARSE`, `file:line: what`).
+   */
+  parse(text: string, file: string): TraceRecord[];
+  /** Writes records in this format (used for fixtures and round-trip tests). */
+  write(records: readonly TraceRecord[]): string;
+}

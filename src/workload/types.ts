@@ -1,0 +1,29 @@
+import type { Request } from '../core/request.ts';
+
+/**
+ * A stream of requests in arrival order. Lazy, so that a million-request workload never sits in
+ * memory at once. The simulator pulls one at a time.
+ */
+export type RequestSource = Iterable<Request>;
+
+/** One row of a trace, before it becomes a Request. */
+export interface TraceRecord {
+  /** Arrival time relative to the trace start. */
+  readonly arrivalMs: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  /** Prefix block ids (Mooncake `hash_ids`), each covering `blockTokens` tokens; empty when unknown. */
+  readonly hashIds: readonly number[];
+}
+
+/** A parsed trace. */
+export interface Trace {
+  /** Where it came from (a path or a `sample:` name), for reports. */
+  readonly source: string;
+  readonly format: TraceFormat;
+  /** Tokens per hash id (512 for Mooncake); undefined where the trace has no prefix ids. */
+  readonly blockTokens: number | undefined;
+  readonly records: readonly TraceRecord[];
+}
+
+export type TraceFormat = 'azure' | 'mooncake' | 'vidur';
