@@ -25,6 +25,7 @@ import { gpuSpec } from '../model/gpus.ts';
 import { kvBlocksThatFit } from '../model/kv.ts';
 import { modelSpec } from '../model/models.ts';
 import { createAdmissionController } from '../policies/admission/controller.ts';
+import { type AdmissionHost, AdmissionDriver } from '../policies/admission/driver.ts';
 import type { AdmissionQueue } from '../policies/admission/types.ts';
 import { isEligible } from '../policies/routing/eligible.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
@@ -238,11 +239,10 @@ export class LiveGateway implements Gateway, ExchangeHost {
   private closePromise: Promise<void> | undefined;
   private drainWaiters: (() => void)[] = [];
   private wakeTimer: NodeJS.Timeout | undefined;
+  /** The shared admission drive loop (the twin runs the same one). */
+  private readonly driver: AdmissionDriver;
   /** One periodic sweep enforces every request's timeouts. */
   private sweepTimer: NodeJS.Timeout | undefined;
-  private wakeAtMs = Number.POSITIVE_INFINITY;
-  private stepping = false;
-  private stepAgain = false;
   url = '';
   port = 0;
 
@@ -296,6 +296,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
     });
     for (const t of config.tenants) this.tenants.set(t.key, { name: t.name, priority: t.priority });
     this.admission = createAdmissionController(admissionInput(config));
+    this.driver = new AdmissionDriver(this.admission, this.admissionHost());
     this.policy = createConfiguredPolicy(this.defaultPolicyName(), config.routing?.policies ?? {});
     this.metrics = new GatewayMetrics(this.stats, this.view, () => this.policy.name);
     this.health = new HealthChecker(targets, config.healthCheck, this.healthAgent, (id, healthy, reason) => {
@@ -778,25 +779,38 @@ export class LiveGateway implements Gateway, ExchangeHost {
       ex.start();
       return;
     }
-    const now = this.nowMs();
-    const verdict = this.admission.offer(request, this.view.at(now));
+    let ex: Exchange | undefined;
+    const verdict = this.driver.offer(request, () => {
+      ex = this.admit(kind, request, body, stream, res);
+      ex.released = true;
+      ex.start();
+      return true;
+    });
     if (verdict.kind === 'reject') {
       this.rejectEarly(res, new SwitchyardError(verdict.code, verdict.reason), verdict.retryAfterMs);
       return;
     }
-    const ex = new Exchange(this, kind, request, body, stream, res);
-    this.stats.accepted++;
-    this.live.add(ex);
-    if (verdict.kind === 'dispatch') {
-      ex.released = true;
-      this.admission.onDispatched(request, now);
-      ex.start();
-    } else {
+    if (verdict.kind === 'queued') {
+      ex = this.admit(kind, request, body, stream, res);
       ex.queued = true;
       this.stats.queued++;
       this.pending.set(request.id, ex);
     }
     this.step();
+  }
+
+  /** An exchange for a request admission did not refuse. */
+  private admit(
+    kind: ExchangeKind,
+    request: Request,
+    body: Buffer,
+    stream: boolean,
+    res: ServerResponse,
+  ): Exchange {
+    const ex = new Exchange(this, kind, request, body, stream, res);
+    this.stats.accepted++;
+    this.live.add(ex);
+    return ex;
   }
 
   /** Some healthy, undrained instance serves `model`. */
@@ -811,58 +825,44 @@ export class LiveGateway implements Gateway, ExchangeHost {
 
   /** Drains the admission queue into routing and re-arms the wake-up (re-entrant calls coalesce). */
   step(): void {
-    if (this.stepping) {
-      this.stepAgain = true;
-      return;
-    }
     if (this.admission.queued === 0 && this.pending.size === 0) return;
-    this.stepping = true;
-    try {
-      do {
-        this.stepAgain = false;
-        this.stepOnce();
-      } while (this.stepAgain);
-    } finally {
-      this.stepping = false;
-    }
+    this.driver.drain();
   }
 
-  private stepOnce(): void {
-    const now = this.nowMs();
-    const { dispatch, expired } = this.admission.drain(this.view.at(now));
-    for (const request of dispatch) {
-      const ex = this.pending.get(request.id);
-      this.pending.delete(request.id);
-      if (ex === undefined || ex.done) {
-        // The client left while it was queued: it was counted then; admission hears it now.
-        this.admission.onFailed(request, now);
-        continue;
-      }
-      ex.queued = false;
-      this.stats.queued--;
-      ex.released = true;
-      this.admission.onDispatched(request, now);
-      ex.start();
-    }
-    for (const e of expired) {
-      const ex = this.pending.get(e.request.id);
-      this.pending.delete(e.request.id);
-      if (ex === undefined || ex.done) continue;
-      ex.fail(new SwitchyardError(e.code, e.reason), e.code === 'SY_ERR_OVERLOADED' ? 1000 : undefined);
-    }
-    const wake = this.admission.nextWakeMs(this.nowMs());
-    if (wake === undefined) return;
-    if (this.wakeTimer !== undefined && wake >= this.wakeAtMs) return;
-    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
-    this.wakeAtMs = wake;
-    this.wakeTimer = setTimeout(
-      () => {
-        this.wakeTimer = undefined;
-        this.wakeAtMs = Number.POSITIVE_INFINITY;
-        this.step();
+  /** What the shared admission driver asks of the gateway: wall clock, live view, exchanges, a timer. */
+  private admissionHost(): AdmissionHost {
+    return {
+      nowMs: () => this.nowMs(),
+      view: (nowMs) => this.view.at(nowMs),
+      send: (request) => {
+        const ex = this.pending.get(request.id);
+        this.pending.delete(request.id);
+        // The client left while it was queued: it was counted then; admission hears it failed now.
+        if (ex === undefined || ex.done) return false;
+        ex.queued = false;
+        this.stats.queued--;
+        ex.released = true;
+        ex.start();
+        return true;
       },
-      Math.max(1, wake - this.nowMs()),
-    );
+      reject: (e) => {
+        const ex = this.pending.get(e.request.id);
+        this.pending.delete(e.request.id);
+        if (ex === undefined || ex.done) return;
+        ex.fail(new SwitchyardError(e.code, e.reason), e.code === 'SY_ERR_OVERLOADED' ? 1000 : undefined);
+      },
+      armWake: (atMs, nowMs) => {
+        if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
+        this.wakeTimer = setTimeout(
+          () => {
+            this.wakeTimer = undefined;
+            this.driver.wake();
+          },
+          Math.max(1, atMs - nowMs),
+        );
+        return atMs;
+      },
+    };
   }
 
   // ---- ExchangeHost ----
@@ -946,7 +946,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
     ex.policy?.onFirstToken?.(ex.request, backend.id, now);
   }
 
-  attemptEnded(ex: Exchange, backend: Backend, ok: boolean): void {
+  attemptEnded(ex: Exchange, backend: Backend, ok: boolean, generatedTokens?: number): void {
     const instance = backend.instance;
     instance.inFlight--;
     if (ex.prefillPending) {

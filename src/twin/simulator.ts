@@ -10,9 +10,10 @@ import { engineBlockHashes } from '../engine-core/prefix.ts';
 import type { EngineConfig, EngineListener, EngineRequest } from '../engine-core/types.ts';
 import { kvBlocksThatFit } from '../model/kv.ts';
 import { perfModelFor } from '../model/perf.ts';
-import { admissionStep, type BatchJob, BatchTracker } from '../policies/admission/batch.ts';
+import { type BatchJob, BatchTracker } from '../policies/admission/batch.ts';
 import type { AdmissionConfigInput } from '../policies/admission/config.ts';
 import { createAdmissionController } from '../policies/admission/controller.ts';
+import { type AdmissionHost, AdmissionDriver } from '../policies/admission/driver.ts';
 import type { AdmissionQueue } from '../policies/admission/types.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { downsampleSorted, LatencyHistogram } from '../stats/percentiles.ts';
@@ -111,6 +112,7 @@ class Twin {
   private readonly series: SeriesRecorder;
   private readonly iterator: Iterator<Request>;
   private readonly admission: AdmissionQueue | undefined;
+  private readonly driver: AdmissionDriver | undefined;
   private readonly batches: BatchTracker | undefined;
   private readonly jobs: readonly BatchJob[];
   private readonly scrapeIntervalMs: number;
@@ -121,7 +123,6 @@ class Twin {
   private digest = 0x12345678;
   private nextSampleMs = 0;
   private nextScrapeMs = Number.POSITIVE_INFINITY;
-  private wakeMs = Number.POSITIVE_INFINITY;
   private readonly rejectedByCode = new Map<ErrorCode, number>();
   /** Wall time of every DECISION_TIMING_EVERY-th decide call, in microseconds (host-side timing). */
   private readonly decideUs = new LatencyHistogram();
@@ -142,6 +143,10 @@ class Twin {
     const needsAdmission = options.admission !== undefined || this.jobs.length > 0;
     this.admission = needsAdmission ? createAdmissionController(options.admission ?? {}) : undefined;
     this.batches = this.jobs.length > 0 ? new BatchTracker() : undefined;
+    this.driver =
+      this.admission === undefined
+        ? undefined
+        : new AdmissionDriver(this.admission, this.admissionHost(), this.batches);
   }
 
   run(): SimResult {
@@ -161,10 +166,8 @@ class Twin {
       else if (payload === ARRIVAL) this.arrival();
       else if (payload === SAMPLE) this.sample();
       else if (payload === SCRAPE) this.scrape();
-      else if (payload === WAKE) {
-        this.wakeMs = Number.POSITIVE_INFINITY;
-        this.admit();
-      } else this.submitBatch();
+      else if (payload === WAKE) (this.driver as AdmissionDriver).wake();
+      else this.submitBatch();
     }
     this.options.onProgress?.(this.arrived, this.nowMs);
     return this.result();
@@ -179,7 +182,8 @@ class Twin {
     let t = this.pending !== undefined ? this.pending.arrivalMs : Number.POSITIVE_INFINITY;
     if (this.nextSampleMs < t) t = this.nextSampleMs;
     if (this.nextScrapeMs < t) t = this.nextScrapeMs;
-    if (this.wakeMs < t) t = this.wakeMs;
+    const wakeMs = this.driver?.wakeAtMs ?? Number.POSITIVE_INFINITY;
+    if (wakeMs < t) t = wakeMs;
     if (this.nextJob < this.jobs.length) t = Math.min(t, (this.jobs[this.nextJob] as BatchJob).submittedMs);
     return t;
   }
@@ -235,51 +239,40 @@ class Twin {
     this.arrived++;
     this.metrics.requests++;
     this.metrics.inputTokens += request.inputTokens;
-    const admission = this.admission;
-    if (admission === undefined) {
+    const driver = this.driver;
+    if (driver === undefined) {
       this.route(request, this.isOffline(request));
     } else {
-      this.view.nowMs = this.nowMs;
-      const verdict = admission.offer(request, this.view);
-      if (verdict.kind === 'dispatch') {
-        if (this.route(request, this.isOffline(request))) admission.onDispatched(request, this.nowMs);
-        else admission.onFailed(request, this.nowMs);
-      } else if (verdict.kind === 'reject') {
-        this.reject(request, verdict.code, this.isOffline(request));
-      }
+      const verdict = driver.offer(request, () => this.route(request, this.isOffline(request)));
+      if (verdict.kind === 'reject') this.reject(request, verdict.code, this.isOffline(request));
       this.admit();
     }
     const onProgress = this.options.onProgress;
     if (onProgress !== undefined && this.arrived % PROGRESS_EVERY === 0) onProgress(this.arrived, this.nowMs);
   }
 
-  /** Drains the admission queue into routing and re-arms its wake-up. */
+  /** What the shared admission driver asks of the twin: its clock, view, routing and event queue. */
+  private admissionHost(): AdmissionHost {
+    return {
+      nowMs: () => this.nowMs,
+      view: (nowMs) => {
+        this.view.nowMs = nowMs;
+        return this.view as ClusterView;
+      },
+      send: (request) => this.route(request, this.isOffline(request)),
+      reject: (rejection) =>
+        this.reject(rejection.request, rejection.code, this.isOffline(rejection.request)),
+      armWake: (atMs, nowMs) => {
+        // Never in the past, and never twice at one time.
+        const wakeMs = Math.max(atMs, nowMs + 1e-6);
+        this.queue.push(wakeMs, WAKE);
+        return wakeMs;
+      },
+    };
+  }
+
   private admit(): void {
-    const admission = this.admission as AdmissionQueue;
-    this.view.nowMs = this.nowMs;
-    const { dispatch, expired } =
-      this.batches !== undefined
-        ? admissionStep(admission, this.batches, this.view)
-        : admission.drain(this.view);
-    for (const request of dispatch) {
-      const offline = this.isOffline(request);
-      if (this.route(request, offline)) {
-        admission.onDispatched(request, this.nowMs);
-        this.batches?.onDispatched(request, this.nowMs);
-      } else {
-        admission.onFailed(request, this.nowMs);
-        this.batches?.onFailed(request, this.nowMs);
-      }
-    }
-    for (const e of expired) this.reject(e.request, e.code, this.isOffline(e.request));
-    let wake = admission.nextWakeMs(this.nowMs);
-    const batchWake = this.batches?.nextWakeMs(this.nowMs);
-    if (batchWake !== undefined && (wake === undefined || batchWake < wake)) wake = batchWake;
-    if (wake !== undefined && wake < this.wakeMs) {
-      // Never schedule in the past, and never twice at one time.
-      this.wakeMs = Math.max(wake, this.nowMs + 1e-6);
-      this.queue.push(this.wakeMs, WAKE);
-    }
+    (this.driver as AdmissionDriver).drain();
   }
 
   /** Batch-job requests carry a negative priority (the offline band); their metrics stay apart. */
@@ -359,7 +352,7 @@ class Twin {
   /** Whether anything besides the periodic sample and scrape ticks is still to happen. */
   private hasWork(): boolean {
     if (this.pending !== undefined || this.nextJob < this.jobs.length) return true;
-    if (this.wakeMs !== Number.POSITIVE_INFINITY) return true;
+    if (this.driver !== undefined && this.driver.wakeAtMs !== Number.POSITIVE_INFINITY) return true;
     for (const instance of this.instances) if (!Number.isNaN(instance.stepEndMs)) return true;
     return false;
   }
