@@ -50,7 +50,7 @@ function request(id: string, blockTokens: number, tokens: number, hashes: number
   return makeRequest({
     id,
     inputTokens: tokens,
-    outputTokens: 64,
+    maxTokens: 64,
     arrivalMs: 0,
     prefix: { blockTokens, hashes },
   });

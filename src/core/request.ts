@@ -16,6 +16,12 @@ export interface Slo {
 export interface PrefixChain {
   readonly blockTokens: number;
   readonly hashes: readonly number[];
+  /**
+   * The hashes are the engine's own block hashes (low 32 bits of vLLM's, from the prompt's token
+   * ids; `core/token-blocks.ts`), one per engine block of `blockTokens` tokens: KV-event matching
+   * uses them as they are instead of deriving engine hashes from the chain.
+   */
+  readonly exact?: boolean;
 }
 
 /** The empty chain: nothing shared. */
@@ -32,8 +38,12 @@ export interface Request {
   /** Higher is more important; 0 is the default online band. */
   readonly priority: number;
   readonly inputTokens: number;
-  /** Output tokens to generate (known in the twin from the trace; max_tokens live). */
-  readonly outputTokens: number;
+  /**
+   * The output limit the client declared (`max_tokens` / `max_completion_tokens`), or undefined when
+   * it sent none. This is all a policy may know of the output length: the true length is known only
+   * once the request completes (the twin keeps it on its own engine-side type, never here).
+   */
+  readonly maxTokens: number | undefined;
   /** Arrival time on the host's clock. */
   readonly arrivalMs: number;
   readonly slo: Slo | undefined;
@@ -44,7 +54,7 @@ export interface Request {
 
 /** Fills the optional fields of a request with their defaults. */
 export function makeRequest(
-  fields: Pick<Request, 'id' | 'inputTokens' | 'outputTokens' | 'arrivalMs'> & Partial<Request>,
+  fields: Pick<Request, 'id' | 'inputTokens' | 'arrivalMs'> & Partial<Request>,
 ): Request {
   return {
     model: 'default',
@@ -53,6 +63,7 @@ export function makeRequest(
     slo: undefined,
     prefix: NO_PREFIX,
     sessionId: undefined,
+    maxTokens: undefined,
     ...fields,
   };
 }

@@ -174,7 +174,8 @@ export function parseBody(kind: 'chat' | 'completion', body: unknown): ParsedCom
 export interface RoutingFields {
   readonly model: string;
   readonly stream: boolean;
-  readonly maxTokens: number;
+  /** The client's max_tokens / max_completion_tokens; undefined when it sent none (no default here). */
+  readonly maxTokens: number | undefined;
   readonly promptTokens: number;
   readonly prefix: PrefixChain;
   readonly priority: number | undefined;
@@ -186,7 +187,7 @@ export function routingOf(p: ParsedCompletionRequest): RoutingFields {
   return {
     model: p.model,
     stream: p.stream,
-    maxTokens: p.maxTokens,
+    maxTokens: p.maxTokensGiven ? p.maxTokens : undefined,
     promptTokens: p.promptTokens,
     prefix: p.prefix,
     priority: p.priority,
@@ -243,7 +244,7 @@ export function parseRouting(kind: 'chat' | 'completion', body: unknown): Routin
     return {
       model: body['model'] as string,
       stream: body['stream'] === true,
-      maxTokens: nullish(maxGiven) ? DEFAULT_MAX_TOKENS : (maxGiven as number),
+      maxTokens: nullish(maxGiven) ? undefined : (maxGiven as number),
       promptTokens: Math.max(1, Math.ceil(writer.length / CHARS_PER_TOKEN)),
       prefix: writer.chain(),
       priority: body['priority'] as number | undefined,

@@ -25,7 +25,7 @@ import { gpuSpec } from '../model/gpus.ts';
 import { kvBlocksThatFit } from '../model/kv.ts';
 import { modelSpec } from '../model/models.ts';
 import { createAdmissionController } from '../policies/admission/controller.ts';
-import { type AdmissionHost, AdmissionDriver } from '../policies/admission/driver.ts';
+import { AdmissionDriver, type AdmissionHost } from '../policies/admission/driver.ts';
 import type { AdmissionQueue } from '../policies/admission/types.ts';
 import { isEligible } from '../policies/routing/eligible.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
@@ -699,7 +699,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
     }
     let model: string;
     let inputTokens: number;
-    let outputTokens = 0;
+    let maxTokens: number | undefined;
     let stream = false;
     let parsed: RoutingFields | undefined;
     let prefix = undefined as Request['prefix'] | undefined;
@@ -726,7 +726,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
       parsed = parseRouting(kind, json);
       model = parsed.model;
       inputTokens = parsed.promptTokens;
-      outputTokens = parsed.maxTokens;
+      maxTokens = parsed.maxTokens;
       stream = parsed.stream;
       prefix = parsed.prefix;
     }
@@ -744,7 +744,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
       tenant: tenant?.name ?? 'default',
       priority: tenant?.priority ?? parsed?.priority ?? 0,
       inputTokens,
-      outputTokens,
+      maxTokens,
       arrivalMs,
       slo: this.slo,
       prefix,
@@ -954,7 +954,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
       instance.pendingPrefillTokens -= ex.request.inputTokens;
     }
     const now = this.nowMs();
-    if (ok) ex.policy?.onCompleted?.(ex.request, backend.id, now);
+    if (ok) ex.policy?.onCompleted?.(ex.request, backend.id, now, generatedTokens);
     else ex.policy?.onFailed?.(ex.request, backend.id, now);
   }
 
@@ -982,7 +982,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
       if (outcome.ok)
         this.admission.onCompleted(
           ex.request,
-          { inputTokens: ex.request.inputTokens, outputTokens: outcome.outputTokens },
+          { inputTokens: ex.request.inputTokens, completionTokens: outcome.outputTokens },
           now,
         );
       else this.admission.onFailed(ex.request, now);

@@ -102,8 +102,11 @@ export interface ExchangeHost {
   attemptStarted(ex: Exchange, backend: Backend): void;
   /** The first body byte of the response arrived (TTFT, policy onFirstToken). */
   firstByte(ex: Exchange, backend: Backend): void;
-  /** An attempt ended, well or not (in-flight accounting, policy onCompleted / onFailed). */
-  attemptEnded(ex: Exchange, backend: Backend, ok: boolean): void;
+  /**
+   * An attempt ended, well or not (in-flight accounting, policy onCompleted / onFailed), with the
+   * tokens it generated where a completed answer tells.
+   */
+  attemptEnded(ex: Exchange, backend: Backend, ok: boolean, generatedTokens?: number): void;
   /** The exchange is over; called exactly once. */
   finished(ex: Exchange, outcome: ExchangeOutcome): void;
 }
@@ -449,7 +452,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
       ex.commit(this.status, this.headers, this.sse);
     }
     const sseDone = !this.sse || this.endsWithDone();
-    ex.host.attemptEnded(ex, this.backend, sseDone);
+    // Without usage in a JSON answer, the count is unknown (not the declared max_tokens).
+    const outputTokens = this.usageTokens() ?? (this.sse ? Math.max(0, this.events - 1) : undefined);
+    ex.host.attemptEnded(ex, this.backend, sseDone, outputTokens);
     if (!sseDone) {
       const error = new SwitchyardError(
         'SY_ERR_UPSTREAM',
@@ -462,9 +467,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       });
       return;
     }
-    const outputTokens =
-      this.usageTokens() ?? (this.sse ? Math.max(0, this.events - 1) : ex.request.outputTokens);
-    ex.finishOk(outputTokens, this.sse ? undefined : this.last);
+    ex.finishOk(outputTokens ?? ex.request.maxTokens ?? 0, this.sse ? undefined : this.last);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {

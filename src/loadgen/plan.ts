@@ -130,7 +130,7 @@ export function tracePlan(trace: Trace, o: TracePlanOptions): BenchPlan {
       index: requests.length,
       atMs: r.arrivalMs,
       inputTokens: Math.max(1, r.inputTokens),
-      outputTokens: Math.max(1, r.outputTokens),
+      outputTokens: Math.max(1, r.trueOutputTokens),
       hashIds: r.prefix.hashes,
       group: undefined,
       prefixTokens: 0,

@@ -1,9 +1,10 @@
 import { z } from 'zod';
-import { makeRequest, NO_PREFIX, type Request } from '../core/request.ts';
+import { makeRequest, NO_PREFIX } from '../core/request.ts';
 import type { Rng } from '../core/rng.ts';
 import type { BatchJob } from '../policies/admission/batch.ts';
 import { cachedLengthsLoader, pairSampler } from '../workload/lengths.ts';
 import { lengthDistSchema } from '../workload/spec.ts';
+import type { TwinRequest } from '../workload/types.ts';
 
 /**
  * An offline batch job for the twin, shaped like an OpenAI Batch: many requests and a completion
@@ -59,18 +60,20 @@ export function buildBatchJob(spec: BatchJobSpec, rng: Rng): BatchJob {
     submittedMs,
     requests: {
       count: spec.requests,
-      generate(index: number): Request {
+      generate(index: number): TwinRequest {
         lengths.sample();
         const { inputTokens, outputTokens } = lengths;
-        return makeRequest({
+        // A Batch line's body carries its max_tokens; the job's lengths are its answers' lengths.
+        const request = makeRequest({
           id: `${spec.id}-${index}`,
           tenant: spec.tenant,
           priority: BATCH_PRIORITY,
           inputTokens,
-          outputTokens,
+          maxTokens: outputTokens,
           arrivalMs: submittedMs,
           prefix: NO_PREFIX,
         });
+        return { ...request, trueOutputTokens: outputTokens };
       },
     },
   };

@@ -27,7 +27,16 @@ test('goodput is 0 when nothing meets the target, and the sweep is bounded', () 
 
 test('scaling a workload multiplies its rate', () => {
   const t = scaleWorkload(
-    { kind: 'trace', trace: 'x', rateScale: 2, startS: 0, model: 'm', tenant: 't', priority: 0 },
+    {
+      kind: 'trace',
+      trace: 'x',
+      rateScale: 2,
+      startS: 0,
+      model: 'm',
+      tenant: 't',
+      priority: 0,
+      declaredMaxTokens: { kind: 'none' },
+    },
     3,
   );
   assert.equal(t.kind === 'trace' && t.rateScale, 6);

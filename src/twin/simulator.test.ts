@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { makeRequest, type Request } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
+import { makeTwinRequest } from '../workload/common.ts';
 import { createWorkload } from '../workload/create.ts';
+import type { TwinRequest } from '../workload/types.ts';
 import { runSimulation, type SimOptions } from './simulator.ts';
 
 function options(overrides: Partial<SimOptions> = {}): SimOptions {
@@ -19,7 +20,7 @@ function options(overrides: Partial<SimOptions> = {}): SimOptions {
   };
 }
 
-function poisson(n: number, rateRps: number, seed = 1): Iterable<Request> {
+function poisson(n: number, rateRps: number, seed = 1): Iterable<TwinRequest> {
   return createWorkload(
     {
       kind: 'poisson',
@@ -41,7 +42,7 @@ test('every request ends: completed plus rejected equals arrived, tokens add up'
   assert.equal(s.rejected, 0);
   assert.equal(
     s.outputTokens,
-    requests.reduce((sum, r) => sum + r.outputTokens, 0),
+    requests.reduce((sum, r) => sum + r.trueOutputTokens, 0),
   );
   assert.ok(s.ttftMs.p50 > 0 && s.ttftMs.p99 >= s.ttftMs.p90 && s.ttftMs.p90 >= s.ttftMs.p50);
   assert.ok(s.e2eMs.mean >= s.ttftMs.mean);
@@ -66,8 +67,8 @@ test('the same seed and input give the same decisions and summary', () => {
 
 test('a request whose KV can never fit is rejected, not looped on', () => {
   const requests = [
-    makeRequest({ id: 'small', inputTokens: 100, outputTokens: 10, arrivalMs: 0 }),
-    makeRequest({ id: 'huge', inputTokens: 50_000, outputTokens: 10, arrivalMs: 1 }),
+    makeTwinRequest({ id: 'small', inputTokens: 100, trueOutputTokens: 10, arrivalMs: 0 }),
+    makeTwinRequest({ id: 'huge', inputTokens: 50_000, trueOutputTokens: 10, arrivalMs: 1 }),
   ];
   const result = runSimulation(
     requests,
@@ -122,8 +123,8 @@ test('least-request beats random on tail latency under load', () => {
 
 test('an unsorted workload is refused with a clear error', () => {
   const requests = [
-    makeRequest({ id: 'a', inputTokens: 10, outputTokens: 2, arrivalMs: 100 }),
-    makeRequest({ id: 'b', inputTokens: 10, outputTokens: 2, arrivalMs: 50 }),
+    makeTwinRequest({ id: 'a', inputTokens: 10, trueOutputTokens: 2, arrivalMs: 100 }),
+    makeTwinRequest({ id: 'b', inputTokens: 10, trueOutputTokens: 2, arrivalMs: 50 }),
   ];
   assert.throws(() => runSimulation(requests, options()), /not sorted by arrival/);
 });
@@ -143,12 +144,13 @@ test('a batch job fills spare capacity and finishes within its window; online re
           requests: {
             count: 2000,
             generate: (i) =>
-              makeRequest({
+              makeTwinRequest({
                 id: `b${i}`,
                 tenant: 'batch',
                 priority: -1,
                 inputTokens: 512,
-                outputTokens: 64,
+                maxTokens: 64,
+                trueOutputTokens: 64,
                 arrivalMs: 0,
               }),
           },

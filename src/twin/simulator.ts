@@ -13,11 +13,11 @@ import { perfModelFor } from '../model/perf.ts';
 import { type BatchJob, BatchTracker } from '../policies/admission/batch.ts';
 import type { AdmissionConfigInput } from '../policies/admission/config.ts';
 import { createAdmissionController } from '../policies/admission/controller.ts';
-import { type AdmissionHost, AdmissionDriver } from '../policies/admission/driver.ts';
+import { AdmissionDriver, type AdmissionHost } from '../policies/admission/driver.ts';
 import type { AdmissionQueue } from '../policies/admission/types.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { downsampleSorted, LatencyHistogram } from '../stats/percentiles.ts';
-import type { RequestSource } from '../workload/types.ts';
+import type { RequestSource, TwinRequest } from '../workload/types.ts';
 import { type ClusterSpec, SimInstance } from './cluster.ts';
 import { EventQueue } from './event-queue.ts';
 import { RunMetrics, SeriesRecorder } from './metrics.ts';
@@ -110,8 +110,9 @@ class Twin {
   private readonly instances: SimInstance[];
   private readonly view: { nowMs: number; instances: readonly SimInstance[] };
   private readonly series: SeriesRecorder;
-  private readonly iterator: Iterator<Request>;
+  private readonly iterator: Iterator<TwinRequest>;
   private readonly admission: AdmissionQueue | undefined;
+  /** The shared admission drive loop (the gateway runs the same one); undefined without admission. */
   private readonly driver: AdmissionDriver | undefined;
   private readonly batches: BatchTracker | undefined;
   private readonly jobs: readonly BatchJob[];
@@ -313,7 +314,8 @@ class Twin {
     const engineRequest: TwinEngineRequest = {
       id: request.id,
       inputTokens: request.inputTokens,
-      outputTokens: request.outputTokens,
+      // Admission hands back the object the workload made: a TwinRequest, whose true length only the engine reads.
+      outputTokens: (request as TwinRequest).trueOutputTokens,
       arrivalMs: request.arrivalMs,
       priority: request.priority,
       blockHashes:
@@ -393,9 +395,9 @@ class Twin {
       twin.instance.inFlight--;
       if (twin.offline) metrics.batchFinished(result);
       else metrics.finish(result, slo);
-      policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs);
+      policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs, twin.outputTokens);
       if (this.admission !== undefined) {
-        const usage = { inputTokens: twin.inputTokens, outputTokens: twin.outputTokens };
+        const usage = { inputTokens: twin.inputTokens, completionTokens: twin.outputTokens };
         this.admission.onCompleted(twin.source, usage, result.finishMs);
         this.batches?.onCompleted(twin.source, result.finishMs);
       }

@@ -1,5 +1,13 @@
 import type { ModelId, TenantId } from '../core/ids.ts';
-import type { PrefixChain, Request, Slo } from '../core/request.ts';
+import { makeRequest, type PrefixChain, type Request, type Slo } from '../core/request.ts';
+import {
+  DEFAULT_DECLARED_MAX_TOKENS,
+  type DeclaredMaxTokens,
+  declaredMaxTokens,
+  generatedTokens,
+  parseDeclaredMaxTokens,
+} from './declared.ts';
+import type { TwinRequest } from './types.ts';
 
 /** What every request of one workload shares. */
 export interface RequestDefaults {
@@ -7,14 +15,17 @@ export interface RequestDefaults {
   readonly tenant: TenantId;
   readonly priority: number;
   readonly slo: Slo | undefined;
+  /** What each request declares as max_tokens, from its true output length. */
+  readonly declared: DeclaredMaxTokens;
 }
 
-/** The defaults makeRequest would fill. */
+/** The defaults makeRequest would fill, and the default declaration. */
 export const DEFAULT_REQUEST_FIELDS: RequestDefaults = {
   model: 'default',
   tenant: 'default',
   priority: 0,
   slo: undefined,
+  declared: parseDeclaredMaxTokens(DEFAULT_DECLARED_MAX_TOKENS),
 };
 
 /**
@@ -26,11 +37,12 @@ export function buildRequest(
   d: RequestDefaults,
   index: number,
   inputTokens: number,
-  outputTokens: number,
+  traceOutputTokens: number,
   arrivalMs: number,
   prefix: PrefixChain,
   sessionId: string | undefined,
-): Request {
+): TwinRequest {
+  const maxTokens = declaredMaxTokens(d.declared, traceOutputTokens);
   return {
     model: d.model,
     tenant: d.tenant,
@@ -38,15 +50,16 @@ export function buildRequest(
     slo: d.slo,
     prefix,
     sessionId,
+    maxTokens,
     id: `r${index}`,
     inputTokens,
-    outputTokens,
     arrivalMs,
+    trueOutputTokens: generatedTokens(maxTokens, traceOutputTokens),
   };
 }
 
 /** A RequestSource that restarts from the same state on every iteration (re-iterable, deterministic). */
-export function restartable(start: () => Iterator<Request>): Iterable<Request> {
+export function restartable(start: () => Iterator<TwinRequest>): Iterable<TwinRequest> {
   return { [Symbol.iterator]: start };
 }
 
@@ -56,6 +69,21 @@ export function defaultsOf(spec: {
   readonly tenant: TenantId;
   readonly priority: number;
   readonly slo?: Slo | undefined;
+  readonly declaredMaxTokens: DeclaredMaxTokens;
 }): RequestDefaults {
-  return { model: spec.model, tenant: spec.tenant, priority: spec.priority, slo: spec.slo };
+  return {
+    model: spec.model,
+    tenant: spec.tenant,
+    priority: spec.priority,
+    slo: spec.slo,
+    declared: spec.declaredMaxTokens,
+  };
+}
+
+/** A twin request from a few fields (tests, small hand-made workloads): makeRequest plus the true length. */
+export function makeTwinRequest(
+  fields: Pick<Request, 'id' | 'inputTokens' | 'arrivalMs'> &
+    Partial<Request> & { readonly trueOutputTokens: number },
+): TwinRequest {
+  return { ...makeRequest(fields), trueOutputTokens: fields.trueOutputTokens };
 }

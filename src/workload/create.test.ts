@@ -162,7 +162,26 @@ describe('parseWorkloadSpec', () => {
       model: 'default',
       tenant: 'default',
       priority: 0,
+      declaredMaxTokens: { kind: 'cap', tokens: 4096 },
     });
+  });
+
+  it('declaredMaxTokens parses each form and names the accepted ones when wrong', () => {
+    const d = (text: string) =>
+      parseWorkloadSpec({ kind: 'trace', trace: 'x', declaredMaxTokens: text }).declaredMaxTokens;
+    assert.deepEqual(d('exact'), { kind: 'exact' });
+    assert.deepEqual(d('none'), { kind: 'none' });
+    assert.deepEqual(d('cap:512'), { kind: 'cap', tokens: 512 });
+    assert.deepEqual(d('factor:1.5'), { kind: 'factor', factor: 1.5 });
+    for (const bad of ['cap:0', 'factor:0.5', 'max', 'cap:']) {
+      assert.throws(
+        () => d(bad),
+        (err: unknown) =>
+          err instanceof SwitchyardError &&
+          err.code === 'SY_ERR_INVALID_ARGUMENT' &&
+          /workload\.declaredMaxTokens: expected exact, cap:N/.test(err.message),
+      );
+    }
   });
 
   it('an unknown kind lists the valid kinds', () => {

@@ -66,6 +66,7 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
         tenant: s.tenant,
         priority: s.priority,
         ...(s.slo === undefined ? {} : { slo: s.slo }),
+        declaredMaxTokens: s.declaredMaxTokens,
       });
     case 'poisson':
     case 'gamma':

@@ -3,6 +3,15 @@ export type { ArrivalProcess } from './arrivals.ts';
 export { gammaArrivals, poissonArrivals } from './arrivals.ts';
 export type { RequestDefaults } from './common.ts';
 export { createWorkload, parseWorkloadSpec } from './create.ts';
+export type { DeclaredMaxTokens } from './declared.ts';
+export {
+  DEFAULT_DECLARED_MAX_TOKENS,
+  declaredMaxTokens,
+  declaredMaxTokensSchema,
+  formatDeclaredMaxTokens,
+  generatedTokens,
+  parseDeclaredMaxTokens,
+} from './declared.ts';
 export type { LengthRole, LengthSampler, LengthsLoader, PairSampler } from './lengths.ts';
 export { cachedLengthsLoader, lengthSampler, pairSampler } from './lengths.ts';
 export { sessionRequests, systemPromptRequests, ZipfSampler } from './shared-prefix.ts';
@@ -18,4 +27,4 @@ export type { StreamLimits } from './synthetic.ts';
 export { independentRequests, limitsOf, renewalRequests } from './synthetic.ts';
 export type { TraceRequestOptions } from './trace-source.ts';
 export { traceRequests } from './trace-source.ts';
-export type { RequestSource, Trace, TraceFormat, TraceRecord } from './types.ts';
+export type { RequestSource, Trace, TraceFormat, TraceRecord, TwinRequest } from './types.ts';

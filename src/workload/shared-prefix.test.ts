@@ -7,6 +7,7 @@ import { parseWorkloadSpec } from './create.ts';
 import { cachedLengthsLoader } from './lengths.ts';
 import { sessionRequests, systemPromptRequests, ZipfSampler } from './shared-prefix.ts';
 import type { WorkloadSpecOf } from './spec.ts';
+import type { TwinRequest } from './types.ts';
 
 const load = cachedLengthsLoader();
 
@@ -142,7 +143,7 @@ describe('session workload', () => {
       for (let n = 1; n < turns.length; n++) {
         const prev = turns[n - 1] as Request;
         const cur = turns[n] as Request;
-        assert.ok(cur.inputTokens > prev.inputTokens + prev.outputTokens);
+        assert.ok(cur.inputTokens > prev.inputTokens + (prev as TwinRequest).trueOutputTokens);
         assert.ok(cur.arrivalMs >= prev.arrivalMs);
         assert.equal(cur.prefix.hashes.length, Math.floor(cur.inputTokens / 16));
         assert.deepEqual(cur.prefix.hashes.slice(0, prev.prefix.hashes.length), [...prev.prefix.hashes]);
@@ -174,7 +175,7 @@ describe('session workload', () => {
       maxRequests: 2000,
     });
     const out = [...sessionRequests(spec, new Rng(2), load)];
-    assert.ok(out.every((r) => r.inputTokens + r.outputTokens <= 2000));
+    assert.ok(out.every((r) => r.inputTokens + r.trueOutputTokens <= 2000));
     assert.ok(out.length === 2000);
   });
 });

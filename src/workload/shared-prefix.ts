@@ -8,13 +8,14 @@
  * so two workloads with different seeds never share a prefix by accident.
  */
 import { CHAIN_ROOT, chainHash } from '../core/hash.ts';
-import type { PrefixChain, Request } from '../core/request.ts';
+import type { PrefixChain } from '../core/request.ts';
 import type { Rng } from '../core/rng.ts';
 import { gammaArrivals } from './arrivals.ts';
 import { buildRequest, defaultsOf } from './common.ts';
 import { type LengthsLoader, lengthSampler, pairSampler } from './lengths.ts';
 import type { WorkloadSpecOf } from './spec.ts';
 import { limitsOf } from './synthetic.ts';
+import type { TwinRequest } from './types.ts';
 
 /** Picks group g with probability ∝ 1 / (g + 1)^exponent (exponent 0: uniform). */
 export class ZipfSampler {
@@ -60,7 +61,7 @@ export function* systemPromptRequests(
   spec: WorkloadSpecOf<'system-prompts'>,
   rng: Rng,
   load: LengthsLoader,
-): Generator<Request> {
+): Generator<TwinRequest> {
   const arrivals = gammaArrivals(spec.rateRps, spec.cv, rng.fork('arrivals'));
   const lengths = pairSampler(spec.suffix, spec.output, rng.fork('lengths'), load);
   const groupRng = rng.fork('groups');
@@ -165,7 +166,7 @@ export function* sessionRequests(
   spec: WorkloadSpecOf<'sessions'>,
   rng: Rng,
   load: LengthsLoader,
-): Generator<Request> {
+): Generator<TwinRequest> {
   const starts = gammaArrivals(spec.sessionRateRps, spec.cv, rng.fork('arrivals'));
   const lengths = pairSampler(spec.userTokens, spec.output, rng.fork('lengths'), load);
   const turns = lengthSampler(spec.turns, 'input', rng.fork('turns'), load);

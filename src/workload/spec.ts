@@ -5,6 +5,7 @@
  * generators receive.
  */
 import { z } from 'zod';
+import { declaredMaxTokensSchema } from './declared.ts';
 
 const tokenCount = z.number().int().nonnegative();
 const positive = z.number().positive().finite();
@@ -50,6 +51,8 @@ const requestFields = {
   tenant: z.string().min(1).default('default'),
   priority: z.number().int().default(0),
   slo: sloSchema.optional(),
+  /** What each request declares as max_tokens: exact, cap:N, factor:K or none (see declared.ts). */
+  declaredMaxTokens: declaredMaxTokensSchema,
 };
 
 /** Where a workload stops; synthetic kinds must set at least one. */

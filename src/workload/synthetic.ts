@@ -3,12 +3,13 @@
  * object and its id string: lengths land in a reused PairSampler and every request shares the
  * frozen NO_PREFIX chain, so a million requests cost well under a second.
  */
-import { NO_PREFIX, type Request } from '../core/request.ts';
+import { NO_PREFIX } from '../core/request.ts';
 import type { Rng } from '../core/rng.ts';
 import { type ArrivalProcess, gammaArrivals, poissonArrivals } from './arrivals.ts';
 import { buildRequest, defaultsOf, type RequestDefaults } from './common.ts';
 import { type LengthsLoader, type PairSampler, pairSampler } from './lengths.ts';
 import type { WorkloadSpecOf } from './spec.ts';
+import type { TwinRequest } from './types.ts';
 
 /** When a generated stream stops: whichever comes first. */
 export interface StreamLimits {
@@ -35,7 +36,7 @@ export function* independentRequests(
   lengths: PairSampler,
   defaults: RequestDefaults,
   limits: StreamLimits,
-): Generator<Request> {
+): Generator<TwinRequest> {
   const { maxRequests, durationMs } = limits;
   let t = 0;
   for (let i = 0; i < maxRequests; i++) {
@@ -51,7 +52,7 @@ export function renewalRequests(
   spec: WorkloadSpecOf<'poisson' | 'gamma'>,
   rng: Rng,
   load: LengthsLoader,
-): Generator<Request> {
+): Generator<TwinRequest> {
   const arrivalRng = rng.fork('arrivals');
   const arrivals =
     spec.kind === 'poisson'

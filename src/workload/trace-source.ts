@@ -12,9 +12,10 @@
  */
 import { invalidArgument } from '../core/errors.ts';
 import type { ModelId, TenantId } from '../core/ids.ts';
-import { NO_PREFIX, type PrefixChain, type Request, type Slo } from '../core/request.ts';
+import { NO_PREFIX, type PrefixChain, type Slo } from '../core/request.ts';
 import { buildRequest, DEFAULT_REQUEST_FIELDS, type RequestDefaults, restartable } from './common.ts';
-import type { RequestSource, Trace, TraceRecord } from './types.ts';
+import type { DeclaredMaxTokens } from './declared.ts';
+import type { RequestSource, Trace, TraceRecord, TwinRequest } from './types.ts';
 
 /** How to replay a trace. */
 export interface TraceRequestOptions {
@@ -36,6 +37,8 @@ export interface TraceRequestOptions {
   readonly tenant?: TenantId;
   readonly priority?: number;
   readonly slo?: Slo;
+  /** What each request declares as max_tokens. Default: DEFAULT_DECLARED_MAX_TOKENS. */
+  readonly declaredMaxTokens?: DeclaredMaxTokens;
 }
 
 /** Index of the first record arriving at or after `ms` (records are sorted by arrival). */
@@ -83,11 +86,12 @@ export function traceRequests(trace: Trace, options: TraceRequestOptions = {}): 
     tenant: options.tenant ?? DEFAULT_REQUEST_FIELDS.tenant,
     priority: options.priority ?? DEFAULT_REQUEST_FIELDS.priority,
     slo: options.slo,
+    declared: options.declaredMaxTokens ?? DEFAULT_REQUEST_FIELDS.declared,
   };
   const blockTokens = trace.blockTokens ?? NO_PREFIX.blockTokens;
   const records = trace.records;
 
-  function* replay(): Generator<Request> {
+  function* replay(): Generator<TwinRequest> {
     let n = 0;
     for (let i = firstAtOrAfter(records, startMs); i < records.length && n < maxRequests; i++, n++) {
       const r = records[i] as TraceRecord;

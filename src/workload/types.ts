@@ -1,10 +1,21 @@
 import type { Request } from '../core/request.ts';
 
 /**
+ * A twin request: what the client sent (Request, with its declared maxTokens) plus the output length
+ * the modelled engine will generate. `trueOutputTokens` is the twin's knowledge from the trace; only
+ * the simulator reads it, to build the engine request. Policies take `Request` and live in a layer
+ * that cannot import this type, so they never see it (see DESIGN.md, the twin rule).
+ */
+export interface TwinRequest extends Request {
+  /** Output tokens the engine generates (the trace's length, cut at a declared cap). */
+  readonly trueOutputTokens: number;
+}
+
+/**
  * A stream of requests in arrival order. Lazy, so that a million-request workload never sits in
  * memory at once. The simulator pulls one at a time.
  */
-export type RequestSource = Iterable<Request>;
+export type RequestSource = Iterable<TwinRequest>;
 
 /** One row of a trace, before it becomes a Request. */
 export interface TraceRecord {

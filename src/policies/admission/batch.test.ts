@@ -26,7 +26,7 @@ test('batch: a job flows through spare capacity and completes within its window'
   const running: Request[] = [];
   for (let t = 0; t < 1000 && tracker.job('j1', t)?.finishedMs === undefined; t += 10) {
     for (const r of running.splice(0)) {
-      ctl.onCompleted(r, { inputTokens: r.inputTokens, outputTokens: r.outputTokens }, t);
+      ctl.onCompleted(r, { inputTokens: r.inputTokens, completionTokens: r.maxTokens ?? 0 }, t);
       tracker.onCompleted(r, t);
     }
     const { dispatch, expired } = admissionStep(ctl, tracker, view(t, 1));
@@ -169,7 +169,7 @@ test('batch: finished jobs are remembered up to finishedJobsMax', () => {
     tracker.submit(job(id, 1));
     const { dispatch } = admissionStep(ctl, tracker, view(0, 1));
     for (const r of dispatch) {
-      ctl.onCompleted(r, { inputTokens: 1, outputTokens: 1 }, 1);
+      ctl.onCompleted(r, { inputTokens: 1, completionTokens: 1 }, 1);
       tracker.onCompleted(r, 1);
     }
   }

@@ -149,7 +149,7 @@ function run(ops: readonly Op[]): string[] {
           tenant: `t${op.tenant}`,
           priority: op.priority,
           inputTokens: op.input,
-          outputTokens: op.output,
+          maxTokens: op.output,
           arrivalMs: nowMs,
           slo: op.ttftMs === undefined ? undefined : { ttftMs: op.ttftMs, tpotMs: 50 },
         });
@@ -172,7 +172,7 @@ function run(ops: readonly Op[]): string[] {
         if (inFlight.length === 0) break;
         const [r] = inFlight.splice(op.pick % inFlight.length, 1) as [Request];
         if (op.kind === 'complete') {
-          ctl.onCompleted(r, { inputTokens: r.inputTokens, outputTokens: r.outputTokens }, nowMs);
+          ctl.onCompleted(r, { inputTokens: r.inputTokens, completionTokens: r.maxTokens ?? 0 }, nowMs);
           tracker.onCompleted(r, nowMs);
         } else {
           ctl.onFailed(r, nowMs);
@@ -215,7 +215,7 @@ function run(ops: readonly Op[]): string[] {
     i++
   ) {
     for (const r of inFlight.splice(0)) {
-      ctl.onCompleted(r, { inputTokens: r.inputTokens, outputTokens: 1 }, nowMs);
+      ctl.onCompleted(r, { inputTokens: r.inputTokens, completionTokens: 1 }, nowMs);
       tracker.onCompleted(r, nowMs);
     }
     nowMs = Math.max(

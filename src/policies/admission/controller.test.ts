@@ -104,9 +104,10 @@ test('RPM: a token bucket rejects with the exact wait and refills over time', ()
   assert.equal(ctl.offer(req('other', { tenant: 'u' }), view(1000)).kind, 'dispatch');
 });
 
-test('TPM counts input + max output at admission; retryAfterMs is the time until the bucket has room', () => {
+test('TPM counts input + expected output (capped by max_tokens) at admission; retryAfterMs is the time until the bucket has room', () => {
   const ctl = createAdmissionController({ tenants: { t: { tpm: 6000 } } });
-  const big = (id: string) => req(id, { tenant: 't', inputTokens: 600, outputTokens: 400 });
+  // No completion seen yet: the expected output is the estimator's prior (256), capped here at 200.
+  const big = (id: string) => req(id, { tenant: 't', inputTokens: 800, maxTokens: 200 });
   for (let i = 0; i < 6; i++) assert.equal(ctl.offer(big(`r${i}`), view(0)).kind, 'dispatch');
   const over = ctl.offer(big('over'), view(0));
   assert.ok(over.kind === 'reject' && over.code === 'SY_ERR_RATE_LIMITED');
@@ -260,12 +261,12 @@ test('offline band: dispatches only into spare capacity, and stops when online l
   assert.equal(ctl.offlineInFlight, 8);
   assert.equal(ctl.queued, 4);
   // One finishes: room for one more, no more.
-  ctl.onCompleted(released[0]!, { inputTokens: 100, outputTokens: 50 }, 10);
+  ctl.onCompleted(released[0]!, { inputTokens: 100, completionTokens: 50 }, 10);
   assert.deepEqual(
     ctl.drain(view(10)).dispatch.map((r) => r.id),
     ['b8'],
   );
-  ctl.onCompleted(released[1]!, { inputTokens: 100, outputTokens: 50 }, 20);
+  ctl.onCompleted(released[1]!, { inputTokens: 100, completionTokens: 50 }, 20);
   // Any request waiting in an engine: no spare capacity, although the online gate is open.
   assert.deepEqual(ctl.drain(view(20, 2, { waiting: 1 })).dispatch, []);
   // Mean KV usage at or above 0.7: no spare capacity.
@@ -290,7 +291,7 @@ test('onFailed and onCompleted free offline in-flight slots; unknown requests ar
   ctl.onFailed(r, 5);
   assert.equal(ctl.offlineInFlight, 0);
   ctl.onFailed(r, 6);
-  ctl.onCompleted(req('never-seen'), { inputTokens: 1, outputTokens: 1 }, 7);
+  ctl.onCompleted(req('never-seen'), { inputTokens: 1, completionTokens: 1 }, 7);
   ctl.onDispatched(req('never-seen'), 7);
   assert.equal(ctl.offlineInFlight, 0);
 });
@@ -302,7 +303,7 @@ test('tenantsMax: idle tenants are forgotten to make room; busy ones are not', (
   const refused = ctl.offer(req('c', { tenant: 'c' }), saturated(0));
   assert.ok(refused.kind === 'reject' && refused.code === 'SY_ERR_OVERLOADED');
   const { dispatch } = ctl.drain(view(1));
-  for (const r of dispatch) ctl.onCompleted(r, { inputTokens: 100, outputTokens: 50 }, 2);
+  for (const r of dispatch) ctl.onCompleted(r, { inputTokens: 100, completionTokens: 50 }, 2);
   assert.equal(ctl.offer(req('c2', { tenant: 'c' }), view(3)).kind, 'dispatch');
 });
 
@@ -326,7 +327,8 @@ test('determinism: the same inputs give the same decisions', () => {
       if (result.kind === 'dispatch') inFlight.push(r);
       if (i % 4 === 0) {
         const done = inFlight.shift();
-        if (done !== undefined) ctl.onCompleted(done, { inputTokens: done.inputTokens, outputTokens: 40 }, t);
+        if (done !== undefined)
+          ctl.onCompleted(done, { inputTokens: done.inputTokens, completionTokens: 40 }, t);
         const out = ctl.drain(view(t, 1, { waiting: i % 2 }));
         for (const d of out.dispatch) {
           ctl.onDispatched(d, t);

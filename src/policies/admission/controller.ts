@@ -8,6 +8,7 @@
 import { assert } from '../../core/assert.ts';
 import type { Request } from '../../core/request.ts';
 import type { ClusterView } from '../../core/view.ts';
+import { OutputLengthEstimator } from '../estimation/output-length.ts';
 import { type AdmissionConfig, type BandConfig, parseAdmissionConfig, type TenantConfig } from './config.ts';
 import { DrainRate } from './drain-rate.ts';
 import { CapacityProjection } from './gate.ts';
@@ -17,6 +18,7 @@ import type {
   AdmissionQueue,
   AdmissionStats,
   BandSnapshot,
+  CompletionUsage,
   DrainResult,
   OfferHints,
   OfferResult,
@@ -104,6 +106,8 @@ class Controller implements AdmissionQueue {
   private offlineInFlightCount = 0;
   private counts = { offered: 0, dispatched: 0, rejected: 0, expired: 0 };
   private queuedTotal = 0;
+  /** A request's token cost counts its expected output, learnt from completions (never the true length). */
+  private readonly lengths = new OutputLengthEstimator();
 
   constructor(private readonly config: AdmissionConfig) {
     const sorted = [...config.bands].sort((a, b) => b.minPriority - a.minPriority);
@@ -151,7 +155,7 @@ class Controller implements AdmissionQueue {
     const band = offline ? this.lowest : this.bandFor(tenant.config.priority ?? request.priority);
     const deadlineMs =
       hints?.deadlineMs ?? request.arrivalMs + (request.slo?.ttftMs ?? band.config.deadlineMs);
-    const tokens = request.inputTokens + request.outputTokens;
+    const tokens = request.inputTokens + Math.round(this.lengths.estimate(request));
 
     if (!offline) {
       const limited = this.rateLimited(tenant, tokens, nowMs);
@@ -230,12 +234,14 @@ class Controller implements AdmissionQueue {
     if (record.fromQueue) record.band.drainRate.observe(nowMs);
   }
 
-  onCompleted(request: Request, usage: { inputTokens: number; outputTokens: number }, nowMs: number): void {
+  onCompleted(request: Request, usage: CompletionUsage, nowMs: number): void {
+    this.lengths.observe(request, usage.completionTokens);
     const record = this.inFlight.get(request.id);
     if (record === undefined) return;
     const { inputWeight, outputWeight } = this.config.vtc;
     // Input was charged at release from the request's own count; settle any difference now.
-    const cost = inputWeight * (usage.inputTokens - request.inputTokens) + outputWeight * usage.outputTokens;
+    const cost =
+      inputWeight * (usage.inputTokens - request.inputTokens) + outputWeight * usage.completionTokens;
     record.lane.counter += cost / record.lane.tenant.weight;
     this.finish(request, record, nowMs);
   }
@@ -350,7 +356,7 @@ class Controller implements AdmissionQueue {
     if (tpmWaitMs === undefined)
       return this.reject(
         'SY_ERR_RATE_LIMITED',
-        `request needs ${tokens} tokens (input + max output); tenant '${tenant.name}' tpm is ${tenant.config.tpm}`,
+        `request needs ${tokens} tokens (input + expected output); tenant '${tenant.name}' tpm is ${tenant.config.tpm}`,
         undefined,
       );
     if (rpmWaitMs === undefined)

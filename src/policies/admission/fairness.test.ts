@@ -33,7 +33,7 @@ class OneSlotHost {
     this.nowMs += 10;
     if (this.running !== undefined) {
       const r = this.running;
-      this.ctl.onCompleted(r, { inputTokens: r.inputTokens, outputTokens: r.outputTokens }, this.nowMs);
+      this.ctl.onCompleted(r, { inputTokens: r.inputTokens, completionTokens: r.maxTokens ?? 0 }, this.nowMs);
       this.running = undefined;
     }
     const { dispatch } = this.ctl.drain(view(this.nowMs, 1));
@@ -53,7 +53,7 @@ class OneSlotHost {
 function tokensOf(requests: readonly Request[], tenant: string): number {
   return requests
     .filter((r) => r.tenant === tenant)
-    .reduce((sum, r) => sum + r.inputTokens + 2 * r.outputTokens, 0);
+    .reduce((sum, r) => sum + r.inputTokens + 2 * (r.maxTokens ?? 0), 0);
 }
 
 test('VTC: two tenants with equal demand get equal service', () => {
@@ -79,8 +79,8 @@ test('VTC: service is equal in weighted tokens, not in requests', () => {
   const host = new OneSlotHost(oneSlot());
   host.offer(req('warm', { tenant: 'x' }));
   for (let i = 0; i < 200; i++) {
-    host.offer(req(`big${i}`, { tenant: 'big', inputTokens: 1000, outputTokens: 100, arrivalMs: i }));
-    host.offer(req(`small${i}`, { tenant: 'small', inputTokens: 100, outputTokens: 10, arrivalMs: i }));
+    host.offer(req(`big${i}`, { tenant: 'big', inputTokens: 1000, maxTokens: 100, arrivalMs: i }));
+    host.offer(req(`small${i}`, { tenant: 'small', inputTokens: 100, maxTokens: 10, arrivalMs: i }));
   }
   for (let i = 0; i < 120; i++) host.step();
   const served = host.served.slice(1);

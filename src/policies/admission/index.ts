@@ -30,6 +30,7 @@ export type {
   AdmissionQueue,
   AdmissionStats,
   BandSnapshot,
+  CompletionUsage,
   DrainResult,
   OfferHints,
   OfferResult,

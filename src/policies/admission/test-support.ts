@@ -26,9 +26,6 @@ export function saturated(nowMs: number, n = 2): ClusterView {
 }
 
 /** A request; `arrivalMs` defaults to 0. */
-export function req(
-  id: string,
-  fields: Partial<Request> & { inputTokens?: number; outputTokens?: number } = {},
-): Request {
-  return makeRequest({ id, inputTokens: 100, outputTokens: 50, arrivalMs: 0, ...fields });
+export function req(id: string, fields: Partial<Request> & { inputTokens?: number } = {}): Request {
+  return makeRequest({ id, inputTokens: 100, maxTokens: 50, arrivalMs: 0, ...fields });
 }

@@ -6,6 +6,13 @@ import type { ErrorCode } from '../../core/errors.ts';
 import type { Request } from '../../core/request.ts';
 import type { ClusterView } from '../../core/view.ts';
 
+/** What a finished request really consumed, as the host counted it. */
+export interface CompletionUsage {
+  readonly inputTokens: number;
+  /** Output tokens generated (usage or counted chunks live; the engine's count in the twin). */
+  readonly completionTokens: number;
+}
+
 /** What happens to a request offered to admission. */
 export type OfferResult =
   | { readonly kind: 'dispatch' }
@@ -57,7 +64,7 @@ export interface AdmissionController {
   /** The host sent a request that `offer` or `drain` released. Feeds the drain-rate estimate. */
   onDispatched(request: Request, nowMs: number): void;
   /** A dispatched request finished; `usage` is what it really consumed (charged to its tenant). */
-  onCompleted(request: Request, usage: { inputTokens: number; outputTokens: number }, nowMs: number): void;
+  onCompleted(request: Request, usage: CompletionUsage, nowMs: number): void;
   /** A dispatched request failed (routing refused it, or the engine failed). */
   onFailed(request: Request, nowMs: number): void;
   /** When the host should call drain again even if nothing happens (a deadline, a gate re-check). */

@@ -54,7 +54,7 @@ function requestWithPrefix(id: number, tokens: number): Request {
   return makeRequest({
     id: `r${id}`,
     inputTokens: tokens,
-    outputTokens: 16,
+    maxTokens: 16,
     arrivalMs: 1000,
     prefix: { blockTokens: 16, hashes },
   });

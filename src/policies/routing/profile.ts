@@ -78,7 +78,7 @@ export function createProfilePolicy(name: string, spec: ProfileSpec): RoutingPol
   const onKvEvent = forward('onKvEvent');
   if (onRouted) hooks.onRouted = onRouted as (r: Request, id: InstanceId, t: number) => void;
   if (onFirstToken) hooks.onFirstToken = onFirstToken as (r: Request, id: InstanceId, t: number) => void;
-  if (onCompleted) hooks.onCompleted = onCompleted as (r: Request, id: InstanceId, t: number) => void;
+  if (onCompleted) hooks.onCompleted = onCompleted as NonNullable<RoutingHooks['onCompleted']>;
   if (onFailed) hooks.onFailed = onFailed as (r: Request, id: InstanceId, t: number) => void;
   if (onKvEvent) hooks.onKvEvent = onKvEvent as (id: InstanceId, e: KvEvent, t: number) => void;
   return Object.assign(policy, hooks);

@@ -11,7 +11,12 @@ export interface RoutingHooks {
   /** The host sent `request` to `instanceId`. */
   onRouted?(request: Request, instanceId: InstanceId, nowMs: number): void;
   onFirstToken?(request: Request, instanceId: InstanceId, nowMs: number): void;
-  onCompleted?(request: Request, instanceId: InstanceId, nowMs: number): void;
+  /**
+   * The request finished on `instanceId`. `generatedTokens` is how many output tokens it produced
+   * (the engine's usage or counted chunks live; the engine's count in the twin), or undefined where
+   * the host cannot tell (a 4xx answer). This, not the request, is how a policy learns output lengths.
+   */
+  onCompleted?(request: Request, instanceId: InstanceId, nowMs: number, generatedTokens?: number): void;
   onFailed?(request: Request, instanceId: InstanceId, nowMs: number): void;
   /** An engine reported a change to its prefix cache (vLLM KV events). */
   onKvEvent?(instanceId: InstanceId, event: KvEvent, nowMs: number): void;

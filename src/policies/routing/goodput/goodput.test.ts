@@ -38,7 +38,7 @@ function prompt(
   return makeRequest({
     id,
     inputTokens: chainBlocks * 512 + extra,
-    outputTokens: output,
+    maxTokens: output,
     arrivalMs: 0,
     prefix: { blockTokens: 512, hashes },
     slo,

@@ -4,6 +4,7 @@ import type { InstanceId, RequestId } from '../../../core/ids.ts';
 import type { Request } from '../../../core/request.ts';
 import type { InstanceView } from '../../../core/view.ts';
 import type { PerfModel, StepShape } from '../../../model/types.ts';
+import { OutputLengthEstimator } from '../../estimation/output-length.ts';
 import { isEligible, noEligibleInstance } from '../eligible.ts';
 import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { PolicyContext, RoutingPolicy } from '../types.ts';
@@ -61,9 +62,10 @@ interface Outstanding {
   readonly prefillPairs: number;
   /** Mean KV context over its decode (prompt plus half its output). */
   readonly decodeContext: number;
-  /** Peak KV tokens (prompt plus output). */
+  /** Peak KV tokens (prompt plus estimated output). */
   readonly kvTokens: number;
-  readonly outputTokens: number;
+  /** Output tokens estimated when routed (never the true length: the router cannot know it). */
+  readonly estOutputTokens: number;
   decoding: boolean;
   // Fragile requests only (see `watch`): the projected decode window and the stall budget.
   decodeStartMs: number;
@@ -132,6 +134,8 @@ interface Prediction {
  */
 export function createGoodput(params: GoodputParams, context: PolicyContext): RoutingPolicy {
   const index = new PrefixCacheIndex();
+  /** Output lengths learnt from completions: the router never knows a request's true length. */
+  const lengths = new OutputLengthEstimator();
   const active = new Map<RequestId, Outstanding>();
   const constants: PerfConstants[] = [];
   /**
@@ -248,6 +252,7 @@ export function createGoodput(params: GoodputParams, context: PolicyContext): Ro
     slot: number | undefined,
     k: PerfConstants,
     request: Request,
+    outTokens: number,
     cached: number,
     kvCapTokens: number,
     nowMs: number,
@@ -279,9 +284,9 @@ export function createGoodput(params: GoodputParams, context: PolicyContext): Ro
     p.prefillSteps = steps;
     p.ttftMs = queueMs + ownMs;
     const batch = dSeqs + qSeqs + 1;
-    p.decodeStepMs = decodeStepMs(k, batch, dContext + qContext + input + request.outputTokens / 2);
+    p.decodeStepMs = decodeStepMs(k, batch, dContext + qContext + input + outTokens / 2);
     p.tpotMs = p.decodeStepMs / (1 - rho);
-    p.kvOver = Math.max(0, kv + input + request.outputTokens - kvCapTokens) / kvCapTokens;
+    p.kvOver = Math.max(0, kv + input + outTokens - kvCapTokens) / kvCapTokens;
     let harm = 0;
     const list = live ? fragile[slot] : undefined;
     if (list !== undefined) {
@@ -308,6 +313,7 @@ export function createGoodput(params: GoodputParams, context: PolicyContext): Ro
       const tpotSloMs = request.slo?.tpotMs ?? params.tpotSloMs;
       const ttftBudget = ttftSloMs * params.ttftSlack;
       const tpotBudget = tpotSloMs * params.tpotSlack;
+      const outTokens = lengths.estimate(request);
       let best: InstanceView | undefined;
       let bestK: PerfConstants | undefined;
       let bestCost = Number.POSITIVE_INFINITY;
@@ -333,7 +339,7 @@ export function createGoodput(params: GoodputParams, context: PolicyContext): Ro
         const slot = index.slotOf(instance.id);
         const cached = cachedTokens(slot, request);
         const kvCap = instance.kvBlocksTotal * instance.blockSize * params.kvHeadroom;
-        predict(slot, k, request, cached, kvCap, view.nowMs);
+        predict(slot, k, request, outTokens, cached, kvCap, view.nowMs);
         const ratio = Math.max(p.ttftMs / ttftBudget, p.tpotMs / tpotBudget);
         // Its own SLO first, then the others' (harm), then load, with a pull towards its cache.
         let cost =
@@ -376,14 +382,15 @@ export function createGoodput(params: GoodputParams, context: PolicyContext): Ro
         index.longestMatch(slot, prefix.hashes) * prefix.blockTokens,
       );
       const u = input - cached;
+      const outTokens = lengths.estimate(request);
       const rec: Outstanding = {
         slot,
         generation: index.generation(slot),
         prefillTokens: u,
         prefillPairs: u * cached + (u * (u + 1)) / 2,
-        decodeContext: input + request.outputTokens / 2,
-        kvTokens: input + request.outputTokens,
-        outputTokens: request.outputTokens,
+        decodeContext: input + outTokens / 2,
+        kvTokens: input + outTokens,
+        estOutputTokens: outTokens,
         decoding: false,
         decodeStartMs: 0,
         decodeEndMs: 0,
@@ -394,7 +401,7 @@ export function createGoodput(params: GoodputParams, context: PolicyContext): Ro
       // Prices need the instance's perf model, known when this policy chose the instance itself.
       const k = chosenConstants.get(instanceId);
       if (k !== undefined) {
-        predict(slot, k, request, cached, Number.POSITIVE_INFINITY, nowMs);
+        predict(slot, k, request, outTokens, cached, Number.POSITIVE_INFINITY, nowMs);
         const list = fragile[slot] as Outstanding[];
         // This prefill stalls the fragile requests whose decode it overlaps: charge them.
         for (const j of list) {
@@ -402,7 +409,7 @@ export function createGoodput(params: GoodputParams, context: PolicyContext): Ro
           j.stallMs += stall;
           j.decodeEndMs += stall;
         }
-        const gaps = Math.max(0, request.outputTokens - 1);
+        const gaps = Math.max(0, outTokens - 1);
         const tpotSloMs = request.slo?.tpotMs ?? params.tpotSloMs;
         rec.decodeStepMs = p.decodeStepMs;
         rec.stallBudgetMs = gaps * (tpotSloMs - p.decodeStepMs);
@@ -435,10 +442,11 @@ export function createGoodput(params: GoodputParams, context: PolicyContext): Ro
       decContext[rec.slot] = (decContext[rec.slot] as number) + rec.decodeContext;
       // The decode window moves to the real first token; stalls already charged keep their length.
       rec.decodeStartMs = nowMs;
-      rec.decodeEndMs = nowMs + Math.max(0, rec.outputTokens - 1) * rec.decodeStepMs + rec.stallMs;
+      rec.decodeEndMs = nowMs + Math.max(0, rec.estOutputTokens - 1) * rec.decodeStepMs + rec.stallMs;
     },
 
-    onCompleted(request: Request) {
+    onCompleted(request: Request, _instanceId: InstanceId, _nowMs: number, generatedTokens?: number) {
+      lengths.observe(request, generatedTokens);
       release(request.id);
     },
 
@@ -564,7 +572,7 @@ function decodeStepMs(k: PerfConstants, batch: number, contextTokens: number): n
  */
 function stallOn(j: Outstanding, startMs: number, prefillMs: number, steps: number): number {
   if (startMs >= j.decodeEndMs) return 0;
-  const gaps = Math.max(0, j.outputTokens - 1);
+  const gaps = Math.max(0, j.estOutputTokens - 1);
   const left =
     startMs <= j.decodeStartMs
       ? gaps

@@ -18,7 +18,7 @@ function prompt(id: string, family: number, blocks: number, shared = blocks): Re
   return makeRequest({
     id,
     inputTokens: blocks * 16,
-    outputTokens: 8,
+    maxTokens: 8,
     arrivalMs: 0,
     prefix: { blockTokens: 16, hashes },
   });

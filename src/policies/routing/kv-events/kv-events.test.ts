@@ -20,7 +20,7 @@ function prompt(id: string, family: number, chainBlocks: number): Request {
   return makeRequest({
     id,
     inputTokens: chainBlocks * 512,
-    outputTokens: 8,
+    maxTokens: 8,
     arrivalMs: 0,
     prefix: { blockTokens: 512, hashes },
   });

@@ -7,7 +7,7 @@ import { createLeastKv } from './least-kv.ts';
 
 runRoutingConformance('least-kv', createLeastKv);
 
-const request = makeRequest({ id: 'a', inputTokens: 8, outputTokens: 1, arrivalMs: 0 });
+const request = makeRequest({ id: 'a', inputTokens: 8, maxTokens: 1, arrivalMs: 0 });
 
 test('least-kv: picks the lowest KV usage', () => {
   const view = testCluster(4, (i) => ({ kvUsage: [0.5, 0.2, 0.9, 0.3][i] ?? 0, inFlight: 0 }));

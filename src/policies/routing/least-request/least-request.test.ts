@@ -13,7 +13,7 @@ test('least-request: picks the instance with the fewest in-flight requests', () 
   const view = testCluster(5, (i) => ({ inFlight: [4, 2, 9, 1, 1][i] ?? 0 }));
   const d = createLeastRequest().decide(
     view,
-    makeRequest({ id: 'a', inputTokens: 8, outputTokens: 1, arrivalMs: 0 }),
+    makeRequest({ id: 'a', inputTokens: 8, maxTokens: 1, arrivalMs: 0 }),
     new Rng(1),
   );
   assert.deepEqual(d, { kind: 'route', instanceId: 'i3' });

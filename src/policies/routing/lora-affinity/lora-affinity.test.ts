@@ -9,7 +9,7 @@ import { createLoraAffinity, LORA_AFFINITY_DEFAULTS, parseModelAdapter } from '.
 runRoutingConformance('lora-affinity', () => createLoraAffinity());
 
 const forModel = (model: string, id = 'r'): Request =>
-  makeRequest({ id, model, inputTokens: 64, outputTokens: 8, arrivalMs: 0 });
+  makeRequest({ id, model, inputTokens: 64, maxTokens: 8, arrivalMs: 0 });
 
 const llamas = (inFlight: readonly number[]): ClusterView =>
   testCluster(inFlight.length, (i) => ({ inFlight: inFlight[i] ?? 0, models: ['llama'] }));

@@ -28,7 +28,7 @@ function prompt(id: string, family: number, chainBlocks: number, extra = 0, slo?
   return makeRequest({
     id,
     inputTokens: chainBlocks * 512 + extra,
-    outputTokens: 64,
+    maxTokens: 64,
     arrivalMs: 0,
     prefix: { blockTokens: 512, hashes },
     slo,

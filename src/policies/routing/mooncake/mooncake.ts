@@ -7,6 +7,7 @@ import { MS_PER_S } from '../../../core/units.ts';
 import type { InstanceView } from '../../../core/view.ts';
 import { kvTransferTimeMs, LINKS } from '../../../model/loading.ts';
 import type { LinkKind, PerfModel } from '../../../model/types.ts';
+import { OutputLengthEstimator } from '../../estimation/output-length.ts';
 import { eligibleInto, noEligibleInstance } from '../eligible.ts';
 import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { PolicyContext, RoutingPolicy } from '../types.ts';
@@ -59,6 +60,8 @@ interface PerfMemo {
  */
 export function createMooncake(params: MooncakeParams, context: PolicyContext): RoutingPolicy {
   const index = new PrefixCacheIndex({ capacity: { tokens: params.indexCapacityTokens } });
+  /** Output lengths learnt from completions (the TPOT estimate's context), never the true length. */
+  const lengths = new OutputLengthEstimator();
   const candidates: InstanceView[] = [];
   const memos: PerfMemo[] = [];
   let ttft = new Float64Array(64);
@@ -137,6 +140,9 @@ export function createMooncake(params: MooncakeParams, context: PolicyContext): 
       const prefix = request.prefix;
       index.learn(slot, prefix);
     },
+    onCompleted(request: Request, _instanceId: InstanceId, _nowMs: number, generatedTokens?: number) {
+      lengths.observe(request, generatedTokens);
+    },
   };
 
   /**
@@ -179,14 +185,15 @@ export function createMooncake(params: MooncakeParams, context: PolicyContext): 
       'SY_ERR_SLO_UNREACHABLE',
       `estimated TPOT ${lowestTpot.toFixed(1)} ms at best exceeds the TPOT budget ${tpotBudgetMs.toFixed(1)} ms`,
       // The batch turns over on the scale of one request's decode.
-      retryAfter(lowestTpot * request.outputTokens),
+      retryAfter(lowestTpot * lengths.estimate(request)),
     );
   }
 
   /** TPOT if this request joined the running batch: one decode step of running + 1 sequences. */
   function tpotMs(instance: InstanceView, request: Request): number {
     const kvTokens = kvTokensInUse(instance);
-    const meanContext = (kvTokens + request.inputTokens + request.outputTokens / 2) / (instance.running + 1);
+    const outTokens = lengths.estimate(request);
+    const meanContext = (kvTokens + request.inputTokens + outTokens / 2) / (instance.running + 1);
     return context.perfModel(instance).decodeStepTimeMs(instance.running + 1, meanContext);
   }
 

@@ -10,7 +10,7 @@ for (const load of ['in-flight', 'waiting', 'kv'] as const) {
   runRoutingConformance(`power-of-two (load ${load})`, () => createPowerOfTwo({ load }));
 }
 
-const request = makeRequest({ id: 'a', inputTokens: 8, outputTokens: 1, arrivalMs: 0 });
+const request = makeRequest({ id: 'a', inputTokens: 8, maxTokens: 1, arrivalMs: 0 });
 
 test('power-of-two: never picks the worse of its two samples', () => {
   // Replays the policy's own draws with a twin generator and checks the choice against both samples.

@@ -24,7 +24,7 @@ function prompt(id: string, family: number, shared: number, own = 0): Request {
   return makeRequest({
     id,
     inputTokens: (shared + own) * 512,
-    outputTokens: 128,
+    maxTokens: 128,
     arrivalMs: 0,
     prefix: { blockTokens: 512, hashes },
   });
@@ -93,7 +93,7 @@ test('preble: the per-instance window is bounded', () => {
   // With room for one request, i3 remembers only its last routed one, a 512-token prompt with one
   // output token (~14 ms): less than the ~30 ms its cached 1,024 tokens save.
   const policy = loadedHolder({ windowRequestsMax: 1 });
-  policy.onRouted?.({ ...prompt('tiny', 77, 1), outputTokens: 1 }, 'i3', 0);
+  policy.onRouted?.({ ...prompt('tiny', 77, 1), maxTokens: 1 }, 'i3', 0);
   assert.equal(routed(policy, at(1000), prompt('q', 1, 2, 16)), 'i3');
 });
 

@@ -4,6 +4,7 @@ import type { InstanceId } from '../../../core/ids.ts';
 import type { Request } from '../../../core/request.ts';
 import type { InstanceView } from '../../../core/view.ts';
 import type { PerfModel } from '../../../model/types.ts';
+import { OutputLengthEstimator } from '../../estimation/output-length.ts';
 import { eligibleInto, noEligibleInstance } from '../eligible.ts';
 import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { PolicyContext, RoutingPolicy } from '../types.ts';
@@ -128,6 +129,7 @@ class WindowRing {
  */
 export function createPreble(params: PrebleParams, context: PolicyContext): RoutingPolicy {
   const index = new PrefixCacheIndex({ capacity: { tokens: params.indexCapacityTokens } });
+  const lengths = new OutputLengthEstimator(); // learnt from completions: never the true length
   const rings: WindowRing[] = [];
   const ringGenerations: number[] = [];
   const candidates: InstanceView[] = [];
@@ -213,8 +215,11 @@ export function createPreble(params: PrebleParams, context: PolicyContext): Rout
         ringGenerations[slot] = index.generation(slot);
       }
       ring.expire(nowMs - params.windowMs);
-      ring.push(nowMs, request.inputTokens - cached, cached, request.outputTokens);
+      ring.push(nowMs, request.inputTokens - cached, cached, lengths.estimate(request));
       index.learn(slot, prefix);
+    },
+    onCompleted(request: Request, _id: InstanceId, _nowMs: number, generatedTokens?: number) {
+      lengths.observe(request, generatedTokens);
     },
   };
 }

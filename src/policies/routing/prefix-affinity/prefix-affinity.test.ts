@@ -27,7 +27,7 @@ function prompt(id: string, family: number, shared: number, blocks: number): Req
   return makeRequest({
     id,
     inputTokens: blocks * 16,
-    outputTokens: 8,
+    maxTokens: 8,
     arrivalMs: 0,
     prefix: { blockTokens: 16, hashes },
   });

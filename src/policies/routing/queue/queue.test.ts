@@ -7,7 +7,7 @@ import { createQueue } from './queue.ts';
 
 runRoutingConformance('queue', createQueue);
 
-const request = makeRequest({ id: 'a', inputTokens: 8, outputTokens: 1, arrivalMs: 0 });
+const request = makeRequest({ id: 'a', inputTokens: 8, maxTokens: 1, arrivalMs: 0 });
 
 test('queue: picks the fewest waiting, whatever the in-flight count', () => {
   const view = testCluster(4, (i) => ({ waiting: [3, 1, 4, 2][i] ?? 0, inFlight: [0, 9, 0, 0][i] ?? 0 }));

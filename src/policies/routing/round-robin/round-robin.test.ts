@@ -14,7 +14,7 @@ test('round-robin: visits every eligible instance in turn', () => {
   const policy = createRoundRobin();
   const picked: string[] = [];
   for (let r = 0; r < 6; r++) {
-    const request = makeRequest({ id: `r${r}`, inputTokens: 8, outputTokens: 1, arrivalMs: 0 });
+    const request = makeRequest({ id: `r${r}`, inputTokens: 8, maxTokens: 1, arrivalMs: 0 });
     const d = policy.decide(view, request, new Rng(1));
     assert.equal(d.kind, 'route');
     if (d.kind === 'route') {

@@ -12,7 +12,7 @@ import { queueScorer } from './queue.ts';
 const request = makeRequest({
   id: 'r',
   inputTokens: 64,
-  outputTokens: 1,
+  maxTokens: 1,
   arrivalMs: 0,
   prefix: { blockTokens: 16, hashes: [11, 12, 13, 14] },
 });

@@ -9,7 +9,7 @@ import { createSession, SESSION_DEFAULTS, sessionKey } from './session.ts';
 runRoutingConformance('session', () => createSession());
 
 function forSession(sessionId: string | undefined, id = 'r', tenant = 'default'): Request {
-  return makeRequest({ id, inputTokens: 64, outputTokens: 8, arrivalMs: 0, sessionId, tenant });
+  return makeRequest({ id, inputTokens: 64, maxTokens: 8, arrivalMs: 0, sessionId, tenant });
 }
 
 function route(policy: ReturnType<typeof createSession>, view: ClusterView, request: Request): string {
