@@ -138,7 +138,7 @@ export function registerSimCommand(program: Command): void {
     )
     .option(
       '--scrape-interval-ms <ms>',
-      'policies see engine signals as scraped this often, like a live gateway (default: exact)',
+      'policies see engine signals as scraped this often, like a live gateway (default 75, the live default; 0: exact signals, an oracle)',
       nonNegativeNumber,
     )
     .option(

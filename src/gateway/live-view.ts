@@ -8,14 +8,17 @@
  *   `kvUsage`, `kvBlocksTotal`, `blockSize`, `prefixHitRate`. `updatedAtMs` is the scrape time.
  * - KV events, which go straight to the active policy's `onKvEvent` hook, not through the view.
  *
+ * The field kinds, and the rule below, are the same in the twin's view (src/core/view.ts has the
+ * table; src/policies/routing/conformance-views.ts checks both views agree field by field).
+ *
  * Staleness: scraped signals older than `staleAfterMs` (or never scraped, or an engine without a
- * metrics endpoint) are not trusted. Such an instance is marked `stale` and shows the gateway's own
+ * metrics endpoint) are not trusted (`signalsFresh`). Such an instance is marked `stale` and shows the gateway's own
  * accounting instead: `running = inFlight`, `waiting = 0` (everything sent is assumed admitted),
  * `kvUsage` keeps its last scraped value (0 if none: KV usage moves slowly and has no host-side
  * proxy). Fresh scraped values are shown as scraped, as the twin's scraped view does; requests sent
  * since the scrape show in `inFlight`.
  */
-import type { InstanceRole, InstanceView } from '../core/view.ts';
+import { type InstanceRole, type InstanceView, signalsFresh } from '../core/view.ts';
 
 /** Engine signals as the metrics scraper reports them (every field optional: engines differ). */
 export interface EngineSignalsInput {
@@ -100,7 +103,7 @@ export class LiveInstance implements InstanceView {
 
   /** Settles what the view shows at `nowMs`: scraped signals when fresh, host accounting when stale. */
   settle(nowMs: number, staleAfterMs: number): void {
-    const fresh = nowMs - this.scrapedAtMs <= staleAfterMs;
+    const fresh = signalsFresh(nowMs, this.scrapedAtMs, staleAfterMs);
     const running = fresh ? this.scrapedRunning : Number.NaN;
     const waiting = fresh ? this.scrapedWaiting : Number.NaN;
     this.stale = !fresh || Number.isNaN(running);

@@ -1,5 +1,10 @@
 import { z } from 'zod';
-import type { InstanceRole, InstanceView } from '../core/view.ts';
+import {
+  type InstanceRole,
+  type InstanceView,
+  SIGNAL_STALE_AFTER_SCRAPES,
+  signalsFresh,
+} from '../core/view.ts';
 import type { EngineCore } from '../engine-core/engine-core.ts';
 
 /** One group of identical instances. */
@@ -22,15 +27,24 @@ interface SignalSnapshot {
   running: number;
   waiting: number;
   kvUsage: number;
-  pendingPrefillTokens: number;
   prefixHitRate: number;
+}
+
+/** The host's clock as the view shows it; the twin's view object is one. */
+export interface ViewClock {
+  readonly nowMs: number;
 }
 
 /**
  * One modelled instance: an engine core plus the host's own accounting, seen by policies through
- * the read-only InstanceView. By default every signal is exact and fresh. With a scrape interval
- * (`stale = true`), the engine's signals come from the last `scrape()`, as a live gateway sees them
- * between Prometheus scrapes, while `inFlight`, the host's own count, stays fresh.
+ * the read-only InstanceView with the same fields and the same staleness as the live view
+ * (src/core/view.ts has the table):
+ * - host accounting (`inFlight`, `pendingPrefillTokens`, `healthy`, `draining`) is what the twin, as
+ *   the host, sent and observed (`sent`, `firstToken`, `ended`), never read from the engine;
+ * - engine signals (`running`, `waiting`, `kvUsage`, `prefixHitRate`, `updatedAtMs`) come from the
+ *   last `scrape()`, as a live gateway sees them between Prometheus scrapes; a snapshot older than
+ *   `staleAfterMs` falls back to host accounting exactly as the live view does (`signalsFresh`).
+ * With `scrapeIntervalMs` 0 (the twin's oracle mode) engine signals are read live from the core.
  */
 export class SimInstance implements InstanceView {
   readonly models: readonly string[];
@@ -38,21 +52,18 @@ export class SimInstance implements InstanceView {
   healthy = true;
   draining = false;
   inFlight = 0;
+  pendingPrefillTokens = 0;
   /** Requests routed here over the run. */
   routed = 0;
   /** Virtual time the current step ends; NaN when idle. */
   stepEndMs = Number.NaN;
-  updatedAtMs = 0;
   kvUsageSum = 0;
   kvUsageMax = 0;
   kvUsageSamples = 0;
-  private readonly snapshot: SignalSnapshot = {
-    running: 0,
-    waiting: 0,
-    kvUsage: 0,
-    pendingPrefillTokens: 0,
-    prefixHitRate: 0,
-  };
+  private scrapedAtMs = 0;
+  private readonly snapshot: SignalSnapshot = { running: 0, waiting: 0, kvUsage: 0, prefixHitRate: 0 };
+  private readonly exact: boolean;
+  private readonly staleAfterMs: number;
 
   constructor(
     readonly index: number,
@@ -62,10 +73,14 @@ export class SimInstance implements InstanceView {
     readonly tp: number,
     readonly engine: EngineCore,
     readonly blockSize: number,
-    /** Whether policies see scraped (possibly stale) engine signals instead of live ones. */
-    readonly stale = false,
+    /** The view's clock, read to judge the snapshot's age. */
+    private readonly clock: ViewClock,
+    /** Scrape period; 0: policies read exact engine signals (no staleness at all). */
+    scrapeIntervalMs: number,
   ) {
     this.models = [model];
+    this.exact = scrapeIntervalMs === 0;
+    this.staleAfterMs = SIGNAL_STALE_AFTER_SCRAPES * scrapeIntervalMs;
   }
 
   /** Copies the engine's signals, as a metrics scrape would. */
@@ -75,27 +90,54 @@ export class SimInstance implements InstanceView {
     s.running = e.running;
     s.waiting = e.waiting;
     s.kvUsage = e.kvUsage;
-    s.pendingPrefillTokens = e.pendingPrefillTokens;
     s.prefixHitRate = e.prefixHitRate;
-    this.updatedAtMs = nowMs;
+    this.scrapedAtMs = nowMs;
+  }
+
+  // ---- host accounting, as the gateway keeps it (attemptStarted / firstByte / attemptEnded) ----
+
+  /** The host sent a request of `inputTokens` prompt tokens here. */
+  sent(inputTokens: number): void {
+    this.inFlight++;
+    this.pendingPrefillTokens += inputTokens;
+  }
+
+  /** The host saw the first output token of a request it sent here. */
+  firstToken(inputTokens: number): void {
+    this.pendingPrefillTokens -= inputTokens;
+  }
+
+  /** A request sent here finished or failed; `prefillPending` when no first token was seen. */
+  ended(inputTokens: number, prefillPending: boolean): void {
+    this.inFlight--;
+    if (prefillPending) this.pendingPrefillTokens -= inputTokens;
+  }
+
+  // ---- engine signals, as scraped ----
+
+  /** Whether the last snapshot may still be shown (always, in exact mode). */
+  private get fresh(): boolean {
+    return this.exact || signalsFresh(this.clock.nowMs, this.scrapedAtMs, this.staleAfterMs);
   }
 
   get running(): number {
-    return this.stale ? this.snapshot.running : this.engine.running;
+    if (this.exact) return this.engine.running;
+    return this.fresh ? this.snapshot.running : this.inFlight;
   }
   get waiting(): number {
-    return this.stale ? this.snapshot.waiting : this.engine.waiting;
+    if (this.exact) return this.engine.waiting;
+    return this.fresh ? this.snapshot.waiting : 0;
   }
   get kvUsage(): number {
-    return this.stale ? this.snapshot.kvUsage : this.engine.kvUsage;
+    return this.exact ? this.engine.kvUsage : this.snapshot.kvUsage;
   }
   get kvBlocksTotal(): number {
     return this.engine.kvBlocksTotal;
   }
-  get pendingPrefillTokens(): number {
-    return this.stale ? this.snapshot.pendingPrefillTokens : this.engine.pendingPrefillTokens;
-  }
   get prefixHitRate(): number {
-    return this.stale ? this.snapshot.prefixHitRate : this.engine.prefixHitRate;
+    return this.exact ? this.engine.prefixHitRate : this.snapshot.prefixHitRate;
+  }
+  get updatedAtMs(): number {
+    return this.exact ? this.clock.nowMs : this.scrapedAtMs;
   }
 }

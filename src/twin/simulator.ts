@@ -4,7 +4,7 @@ import { chainHash } from '../core/hash.ts';
 import type { KvEvent } from '../core/kv-events.ts';
 import type { Request, Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
-import type { ClusterView } from '../core/view.ts';
+import { type ClusterView, DEFAULT_SCRAPE_INTERVAL_MS } from '../core/view.ts';
 import { EngineCore } from '../engine-core/engine-core.ts';
 import { engineBlockHashes } from '../engine-core/prefix.ts';
 import type { EngineConfig, EngineListener, EngineRequest } from '../engine-core/types.ts';
@@ -51,8 +51,11 @@ export interface SimOptions {
    */
   readonly onDecision?: ((entry: DecisionLogEntry) => void) | undefined;
   /**
-   * Engine signals (running, waiting, KV usage, pending prefill) reach policies through a scrape
-   * every this many ms, as Prometheus scrapes do live. 0 or undefined: exact and fresh.
+   * Engine signals (running, waiting, KV usage, prefix hit rate) reach policies through a scrape
+   * every this many ms, as Prometheus scrapes do live; a snapshot older than three intervals falls
+   * back to host accounting, as the live view does. Undefined: the live default,
+   * DEFAULT_SCRAPE_INTERVAL_MS (75). 0: exact engine signals (an oracle no live gateway has).
+   * Host accounting (inFlight, pendingPrefillTokens) is always fresh either way.
    */
   readonly scrapeIntervalMs?: number | undefined;
 }
@@ -78,6 +81,8 @@ interface TwinEngineRequest extends EngineRequest {
   readonly source: Request;
   readonly instance: SimInstance;
   readonly offline: boolean;
+  /** No first token seen yet: its input still counts in the instance's pendingPrefillTokens. */
+  prefillPending: boolean;
 }
 
 const ARRIVAL = -1;
@@ -108,7 +113,8 @@ class Twin {
   private readonly queue = new EventQueue(4096);
   private readonly metrics = new RunMetrics();
   private readonly instances: SimInstance[];
-  private readonly view: { nowMs: number; instances: readonly SimInstance[] };
+  /** The view policies read; its `nowMs` is also the clock instances judge signal age by. */
+  private readonly view: { nowMs: number; instances: readonly SimInstance[] } = { nowMs: 0, instances: [] };
   private readonly series: SeriesRecorder;
   private readonly iterator: Iterator<TwinRequest>;
   private readonly admission: AdmissionQueue | undefined;
@@ -135,9 +141,9 @@ class Twin {
   ) {
     this.rng = new Rng(options.seed).fork('routing');
     this.policy = options.policy;
-    this.scrapeIntervalMs = options.scrapeIntervalMs ?? 0;
+    this.scrapeIntervalMs = options.scrapeIntervalMs ?? DEFAULT_SCRAPE_INTERVAL_MS;
     this.instances = this.buildInstances();
-    this.view = { nowMs: 0, instances: this.instances };
+    this.view.instances = this.instances;
     this.series = new SeriesRecorder(this.instances, options.seriesPointsMax ?? 400);
     this.iterator = source[Symbol.iterator]();
     this.jobs = [...(options.batchJobs ?? [])].sort((a, b) => a.submittedMs - b.submittedMs);
@@ -325,8 +331,9 @@ class Twin {
       source: request,
       instance,
       offline,
+      prefillPending: true,
     };
-    instance.inFlight++;
+    instance.sent(request.inputTokens);
     instance.routed++;
     this.policy.onRouted?.(request, instance.id, this.nowMs);
     instance.engine.add(engineRequest, this.nowMs);
@@ -388,11 +395,13 @@ class Twin {
     const slo = options.slo;
     const onFirstToken = (request: EngineRequest, nowMs: number): void => {
       const twin = request as TwinEngineRequest;
+      twin.prefillPending = false;
+      twin.instance.firstToken(twin.inputTokens);
       policy.onFirstToken?.(twin.source, twin.instance.id, nowMs);
     };
     const onFinish: EngineListener['onFinish'] = (result) => {
       const twin = result.request as TwinEngineRequest;
-      twin.instance.inFlight--;
+      twin.instance.ended(twin.inputTokens, twin.prefillPending);
       if (twin.offline) metrics.batchFinished(result);
       else metrics.finish(result, slo);
       policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs, twin.outputTokens);
@@ -405,7 +414,7 @@ class Twin {
     const onReject: NonNullable<EngineListener['onReject']> = (request, _reason, nowMs) => {
       // The engine can never fit this request's KV: it ends as an explicit rejection.
       const twin = request as TwinEngineRequest;
-      twin.instance.inFlight--;
+      twin.instance.ended(twin.inputTokens, twin.prefillPending);
       this.reject(twin.source, 'SY_ERR_CAPACITY', twin.offline);
       policy.onFailed?.(twin.source, twin.instance.id, nowMs);
       this.admission?.onFailed(twin.source, nowMs);
@@ -445,7 +454,8 @@ class Twin {
             group.tp,
             engine,
             options.engine.blockSize,
-            this.scrapeIntervalMs > 0,
+            this.view,
+            this.scrapeIntervalMs,
           ),
         );
       }
