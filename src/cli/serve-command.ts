@@ -20,6 +20,7 @@ interface ServeFlags {
   readonly engines: number;
   readonly engine: 'sim' | 'llama';
   readonly model?: string;
+  readonly servedModelName?: string;
   readonly gpu: string;
   readonly policy?: string;
   readonly config?: string;
@@ -55,9 +56,14 @@ function engineArgs(flags: ServeFlags): string[] {
           param: 'model',
         },
       );
+    if (flags.servedModelName !== undefined)
+      throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', '--served-model-name is for --engine sim only', {
+        param: 'served-model-name',
+      });
     return ['--model', flags.model];
   }
   const args = ['--gpu', flags.gpu, '--model', flags.model ?? DEFAULT_SIM_MODEL];
+  if (flags.servedModelName !== undefined) args.push('--served-model-name', flags.servedModelName);
   if (flags.timeScale !== undefined) args.push('--time-scale', flags.timeScale);
   return args;
 }
@@ -88,6 +94,9 @@ async function runServe(flags: ServeFlags): Promise<void> {
           url: e.url,
           models: [e.model],
           gpu: flags.engine === 'sim' ? flags.gpu : 'cpu',
+          // A sim engine runs a catalogue model whatever name it serves: policies that predict time
+          // (goodput, mooncake, preble) get its performance model. A GGUF file has none.
+          ...(flags.engine === 'sim' ? { perfModel: flags.model ?? DEFAULT_SIM_MODEL } : {}),
           ...(e.kvEvents !== null ? { kvEvents: e.kvEvents } : {}),
         })),
       },
@@ -140,6 +149,10 @@ export function registerServeCommand(program: Command): void {
     .option(
       '--model <id|path>',
       `local engines' model (sim: a catalogue id, default ${DEFAULT_SIM_MODEL}; llama: a GGUF path)`,
+    )
+    .option(
+      '--served-model-name <name>',
+      'local sim engines: the model name requests use (e.g. meta-llama/Llama-3.1-8B-Instruct; default --model)',
     )
     .option('--gpu <id>', 'GPU the local sim engines model', 'h100')
     .option('--time-scale <x>', 'local sim engines: wall time per modelled time')

@@ -6,9 +6,19 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { kvEventsRefusal, policyTypeOf, tokenizerConfigSchema } from '../adapters/tokenizer/config.ts';
 import { SwitchyardError } from '../core/errors.ts';
+import { GPUS, gpuIds } from '../model/gpus.ts';
+import { MODELS, modelIds } from '../model/models.ts';
+import { perfModelFor } from '../model/perf.ts';
 import { admissionConfigSchema, tenantConfigSchema } from '../policies/admission/config.ts';
-import { routingConfigSchema } from '../policies/routing/registry.ts';
+import {
+  type PerfModelRef,
+  perfModelContext,
+  policyNeedsPerfModel,
+  routingConfigSchema,
+} from '../policies/routing/registry.ts';
+import type { PolicyContext } from '../policies/routing/types.ts';
 
 /** Engine kinds a backend may be. They differ in defaults (metrics, health path), not in protocol. */
 export const BACKEND_TYPES = ['vllm', 'sglang', 'llamacpp', 'openai', 'sim', 'llama'] as const;
@@ -30,10 +40,25 @@ export const backendConfigSchema = z.strictObject({
   url: httpUrl,
   /** Model ids the engine serves (what requests name). */
   models: z.array(z.string().min(1).max(512)).min(1).max(256),
-  role: z.enum(['both', 'prefill', 'decode']).default('both'),
-  /** GPU class from the catalogue, for policies that predict time (goodput, mooncake). */
+  /**
+   * The phases this engine serves. Only `both`: prefill/decode disaggregation is not implemented
+   * yet, and a role nothing acts on would be accepted and silently ignored.
+   */
+  role: z
+    .literal('both', {
+      error:
+        "only 'both' is supported: prefill/decode disaggregation (prefill, decode) is not implemented yet",
+    })
+    .default('both'),
+  /** GPU class from the catalogue: KV sizing, and policies that predict time (goodput, mooncake, preble). */
   gpu: z.string().min(1).default('h100'),
   tp: z.number().int().min(1).max(64).default(1),
+  /**
+   * The catalogue model (src/model/models.ts) whose performance this engine has, with `gpu` and `tp`,
+   * for policies that predict time. Absent: the first of `models` that is a catalogue id or a
+   * catalogue model's Hugging Face name (case-insensitive), e.g. meta-llama/Llama-3.1-8B-Instruct.
+   */
+  perfModel: z.string().min(1).max(128).optional(),
   /** Prometheus metrics path; null: do not scrape. Default: /metrics, except type openai (null). */
   metricsPath: path.nullable().optional(),
   /** Health-check path. Default: /health, except type openai (/v1/models). */
@@ -45,6 +70,8 @@ export const backendConfigSchema = z.strictObject({
     .optional(),
   /** ZMQ topic to subscribe to ('' = all). */
   kvEventsTopic: z.string().max(256).optional(),
+  /** The served model's tokenizer and the engine's block hashing: precise kv-events routing for non-built-in engines. */
+  tokenizer: tokenizerConfigSchema.optional(),
   /** Sent upstream as `Authorization: Bearer <apiKey>` (hosted OpenAI-compatible APIs). */
   apiKey: z.string().min(1).optional(),
   /** Keep-alive connections the gateway may hold open to this backend. */
@@ -146,6 +173,16 @@ export const gatewayConfigSchema = z
       keys.add(t.key);
       names.add(t.name);
     }
+    const policy = config.routing ?? {
+      policy: config.backends.some((b) => b.kvEvents !== undefined) ? 'kv-events' : '',
+      policies: {},
+    };
+    if (policyTypeOf(policy.policy, policy.policies) === 'kv-events')
+      for (const [i, b] of config.backends.entries()) {
+        const refusal = kvEventsRefusal(b);
+        if (refusal !== undefined)
+          ctx.addIssue({ code: 'custom', path: ['backends', i, 'tokenizer'], message: refusal });
+      }
     if (config.limits.retryBackoffBaseMs > config.limits.retryBackoffMaxMs)
       ctx.addIssue({
         code: 'custom',
@@ -158,6 +195,86 @@ export const gatewayConfigSchema = z
 export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
 /** What a config file or a caller may give. */
 export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
+
+/**
+ * The catalogue model a backend's performance model is: its `perfModel`, else the first of its
+ * `models` that is a catalogue id or a catalogue model's Hugging Face name (`hfName`, from the
+ * model's own config.json on the Hub), compared case-insensitively. Undefined when none is.
+ */
+export function perfModelIdOf(b: Pick<BackendConfig, 'models' | 'perfModel'>): string | undefined {
+  if (b.perfModel !== undefined) return b.perfModel;
+  for (const served of b.models) {
+    const name = served.toLowerCase();
+    for (const [id, spec] of MODELS)
+      if (id.toLowerCase() === name || spec.hfName.toLowerCase() === name) return id;
+  }
+  return undefined;
+}
+
+/** Why a backend has no usable performance model (`where` names the field to set), or undefined. */
+function perfModelProblem(b: BackendConfig): { field: string; message: string } | undefined {
+  const model = perfModelIdOf(b);
+  if (model === undefined)
+    return {
+      field: 'perfModel',
+      message: `serves ${b.models.map((m) => `'${m}'`).join(', ')}, none a catalogue model; set perfModel to one of ${modelIds().join(', ')}`,
+    };
+  if (!MODELS.has(model))
+    return { field: 'perfModel', message: `unknown model '${model}'; valid: ${modelIds().join(', ')}` };
+  if (!GPUS.has(b.gpu))
+    return { field: 'gpu', message: `unknown GPU '${b.gpu}'; valid: ${gpuIds().join(', ')}` };
+  try {
+    perfModelFor(b.gpu, model, b.tp);
+  } catch (error) {
+    return { field: 'tp', message: (error as Error).message };
+  }
+  return undefined;
+}
+
+/** The gateway's performance models: the policies' context, and the check that every backend has one. */
+export interface GatewayPerfModels {
+  /** The context policies get: each instance's performance model by its backend's mapping. */
+  readonly context: PolicyContext;
+  /**
+   * Fails with SY_ERR_INVALID_CONFIG, naming each backend and the field to set, when one of
+   * `policies` (config names or types) predicts time and a backend has no usable performance model.
+   */
+  require(policies: readonly string[]): void;
+}
+
+/** Builds the gateway's performance-model mapping from its backends (see `perfModel`). */
+export function gatewayPerfModels(config: GatewayConfig): GatewayPerfModels {
+  const refs = new Map<string, PerfModelRef>();
+  const problems: string[] = [];
+  for (const [i, b] of config.backends.entries()) {
+    const problem = perfModelProblem(b);
+    if (problem === undefined) refs.set(b.id, { gpu: b.gpu, model: perfModelIdOf(b) as string, tp: b.tp });
+    else problems.push(`backends.${i}.${problem.field}: backend '${b.id}' ${problem.message}`);
+  }
+  const named = config.routing?.policies ?? {};
+  return {
+    context: perfModelContext((instance) => {
+      const ref = refs.get(instance.id);
+      if (ref === undefined)
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_CONFIG',
+          `instance '${instance.id}' has no performance model (backends[].perfModel)`,
+          { param: 'perfModel' },
+        );
+      return ref;
+    }),
+    require(policies) {
+      if (problems.length === 0) return;
+      const needing = policies.filter((p) => policyNeedsPerfModel(p, named));
+      if (needing.length === 0) return;
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_CONFIG',
+        `gateway config: routing policy ${[...new Set(needing)].map((p) => `'${p}'`).join(', ')} predicts time and needs a performance model per backend: ${problems.join('; ')}`,
+        { param: 'perfModel', problems },
+      );
+    },
+  };
+}
 
 /** A backend's metrics path after type defaults (null: no scraping). */
 export function metricsPathOf(b: BackendConfig): string | null {

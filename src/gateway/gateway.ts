@@ -16,6 +16,9 @@ import {
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Agent } from 'undici';
+import { kvEventsRefusal, policyTypeOf } from '../adapters/tokenizer/config.ts';
+import type { PromptTokenizer } from '../adapters/tokenizer/load.ts';
+import { loadModelTokenizers } from '../adapters/tokenizer/models.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import type { Request, Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
@@ -36,10 +39,13 @@ import {
   admissionInput,
   type GatewayConfig,
   type GatewayConfigInput,
+  type GatewayPerfModels,
+  gatewayPerfModels,
   healthPathOf,
   type LimitsConfig,
   metricsPathOf,
   parseGatewayConfig,
+  perfModelIdOf,
 } from './config.ts';
 import { parseRouting, type RoutingFields } from './fast-parse.ts';
 import type { SignalFeeds } from './feeds.ts';
@@ -215,9 +221,12 @@ export class LiveGateway implements Gateway, ExchangeHost {
   readonly admission: AdmissionQueue;
   readonly adminKey: string | undefined;
   private policy: RoutingPolicy;
+  private readonly perfModels: GatewayPerfModels;
   private readonly routingRng: Rng;
   private readonly jitterRng: Rng;
   private readonly models: Set<string>;
+  /** Models whose prompts are tokenized for exact engine block hashes (a backend's `tokenizer`). */
+  private readonly tokenizers: Map<string, PromptTokenizer>;
   private readonly instancesByModel = new Map<string, LiveInstance[]>();
   private readonly modelsJson: string;
   private readonly tenants = new Map<string, TenantEntry>();
@@ -267,7 +276,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
         gpu: b.gpu,
         tp: b.tp,
         role: b.role,
-        kvBlocksTotal: defaultKvBlocks(b.gpu, b.models[0], b.tp),
+        kvBlocksTotal: defaultKvBlocks(b.gpu, perfModelIdOf(b) ?? b.models[0], b.tp),
         blockSize: 16,
       });
       const health: HealthTarget = {
@@ -282,6 +291,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
       this.backendById.set(b.id, backend);
     }
     this.models = new Set(config.backends.flatMap((b) => b.models));
+    this.tokenizers = loadModelTokenizers(config.backends);
     for (const b of this.backends)
       for (const m of b.config.models) {
         const list = this.instancesByModel.get(m) ?? [];
@@ -297,7 +307,14 @@ export class LiveGateway implements Gateway, ExchangeHost {
     for (const t of config.tenants) this.tenants.set(t.key, { name: t.name, priority: t.priority });
     this.admission = createAdmissionController(admissionInput(config));
     this.driver = new AdmissionDriver(this.admission, this.admissionHost());
-    this.policy = createConfiguredPolicy(this.defaultPolicyName(), config.routing?.policies ?? {});
+    // Refuse to start, not answer every request 500, when a policy that predicts time has no model.
+    this.perfModels = gatewayPerfModels(config);
+    this.perfModels.require([this.defaultPolicyName(), ...Object.keys(config.routing?.policies ?? {})]);
+    this.policy = createConfiguredPolicy(
+      this.defaultPolicyName(),
+      config.routing?.policies ?? {},
+      this.perfModels.context,
+    );
     this.metrics = new GatewayMetrics(this.stats, this.view, () => this.policy.name);
     this.health = new HealthChecker(targets, config.healthCheck, this.healthAgent, (id, healthy, reason) => {
       const backend = this.backendById.get(id);
@@ -446,7 +463,15 @@ export class LiveGateway implements Gateway, ExchangeHost {
 
   setPolicy(name: string): void {
     // Requests already routed keep reporting to the policy that routed them (Exchange.policy).
-    this.policy = createConfiguredPolicy(name, this.config.routing?.policies ?? {});
+    const named = this.config.routing?.policies ?? {};
+    if (policyTypeOf(name, named) === 'kv-events')
+      for (const b of this.config.backends) {
+        const refusal = kvEventsRefusal(b);
+        if (refusal !== undefined)
+          throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', refusal, { param: 'policy' });
+      }
+    this.perfModels.require([name]);
+    this.policy = createConfiguredPolicy(name, named, this.perfModels.context);
   }
 
   /** Names a PUT /admin/policy may use. */
@@ -729,6 +754,13 @@ export class LiveGateway implements Gateway, ExchangeHost {
       maxTokens = parsed.maxTokens;
       stream = parsed.stream;
       prefix = parsed.prefix;
+      const tokenizer = this.tokenizers.get(model);
+      if (tokenizer !== undefined) {
+        // The body passed parseRouting, so its shape is known good.
+        const tokenized = tokenizer.tokenizeBody(kind, json as Record<string, unknown>);
+        inputTokens = tokenized.promptTokens;
+        prefix = tokenized.prefix;
+      }
     }
     if (!this.models.has(model)) {
       throw new SwitchyardError(

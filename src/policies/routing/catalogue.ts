@@ -105,18 +105,21 @@ export const CATALOGUE: Readonly<Record<string, RoutingPolicyEntry<unknown>>> = 
     description:
       "Mooncake's Conductor: min estimated TTFT (queue + uncached prefill + cheaper remote-prefix fetch); early SLO rejection",
     params: mooncakeParams,
+    needsPerfModel: true,
     create: createMooncake,
   }),
   preble: entry({
     description:
       "Preble's E2: exploit the longest cached prefix when it covers most of the prompt, else the least windowed load",
     params: prebleParams,
+    needsPerfModel: true,
     create: createPreble,
   }),
   goodput: entry({
     description:
       "Switchyard's SLO router: min over instances of max(predicted TTFT / SLO, TPOT / SLO) from never-stale router-side prefill and decode accounting, prefix reuse and KV headroom; early SLO rejection",
     params: goodputParams,
+    needsPerfModel: true,
     create: createGoodput,
   }),
 };

@@ -5,6 +5,11 @@ import type { PolicyContext, RoutingPolicy } from './types.ts';
 export interface RoutingPolicyEntry<P = Record<string, unknown>> {
   readonly description: string;
   readonly params: z.ZodType<P>;
+  /**
+   * Whether the policy predicts time through `PolicyContext.perfModel`, so a host must know each
+   * instance's catalogue GPU, model and TP before it runs it (the gateway refuses to start otherwise).
+   */
+  readonly needsPerfModel?: boolean;
   create(params: P, context: PolicyContext): RoutingPolicy;
 }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SwitchyardError, unknownName } from '../../core/errors.ts';
+import type { GpuId, ModelId } from '../../core/ids.ts';
 import type { InstanceView } from '../../core/view.ts';
 import { perfModelFor } from '../../model/perf.ts';
 import type { PerfModel } from '../../model/types.ts';
@@ -18,21 +19,54 @@ export function routingPolicyDescription(name: string): string {
   return ENTRIES[name]?.description ?? '';
 }
 
-/** The default context: performance models from the catalogue, cached per (gpu, model, tp). */
-export function defaultPolicyContext(): PolicyContext {
+/** Catalogue ids of the performance model an instance runs with (src/model: GPU, model, TP). */
+export interface PerfModelRef {
+  readonly gpu: GpuId;
+  readonly model: ModelId;
+  readonly tp: number;
+}
+
+/**
+ * A context whose performance models come from `refOf`, built once per distinct (gpu, model, tp).
+ * A host that knows which catalogue model each instance runs (the gateway's `perfModel` mapping)
+ * passes its own `refOf`; an unknown id throws SY_ERR_UNKNOWN_NAME from the catalogue.
+ */
+export function perfModelContext(refOf: (instance: InstanceView) => PerfModelRef): PolicyContext {
   const cache = new Map<string, PerfModel>();
   return {
     perfModel(instance: InstanceView): PerfModel {
-      const model = instance.models[0] ?? 'llama-3.1-8b';
-      const key = `${instance.gpu}/${model}/${instance.tp}`;
+      const ref = refOf(instance);
+      const key = `${ref.gpu}/${ref.model}/${ref.tp}`;
       let perf = cache.get(key);
       if (perf === undefined) {
-        perf = perfModelFor(instance.gpu, model, instance.tp);
+        perf = perfModelFor(ref.gpu, ref.model, ref.tp);
         cache.set(key, perf);
       }
       return perf;
     },
   };
+}
+
+/**
+ * The twin's context: an instance's first model, GPU and TP are catalogue ids already (the twin
+ * builds its cluster from them).
+ */
+export function defaultPolicyContext(): PolicyContext {
+  return perfModelContext((instance) => ({
+    gpu: instance.gpu,
+    model: instance.models[0] ?? 'llama-3.1-8b',
+    tp: instance.tp,
+  }));
+}
+
+/**
+ * Whether the policy a config names (a named instance or a registered type) predicts time through
+ * `PolicyContext.perfModel`. An unknown name answers false: creating the policy reports it.
+ */
+export function policyNeedsPerfModel(name: string, named: RoutingConfig['policies'] = {}): boolean {
+  const type = Object.hasOwn(named, name) ? (named[name] as { type: string }).type : name;
+  const e = Object.hasOwn(ENTRIES, type) ? ENTRIES[type] : undefined;
+  return e?.needsPerfModel === true;
 }
 
 /**
