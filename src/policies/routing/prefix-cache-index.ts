@@ -127,8 +127,18 @@ export class ChainCursor {
     return this;
   }
 
-  /** Starts over on a prompt's engine block hashes at `blockSize`; returns this. */
+  /**
+   * Starts over on a prompt's engine block hashes at `blockSize`; returns this. An `exact` chain
+   * already holds the engine's own hashes (from token ids): it is read as it is at its own block
+   * size, and matches nothing at another.
+   */
   engineBlocks(prefix: PrefixChain, inputTokens: number, blockSize: number): this {
+    if (prefix.exact === true) {
+      this.array(prefix.hashes);
+      if (blockSize !== prefix.blockTokens) this.count = 0;
+      else this.count = Math.min(this.count, Math.floor(inputTokens / blockSize));
+      return this;
+    }
     this.engine = true;
     this.chain = prefix.hashes;
     this.chainTokens = prefix.blockTokens;

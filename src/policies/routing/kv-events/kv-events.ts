@@ -45,20 +45,26 @@ export function createKvEvents(params: KvEventsParams = kvEventsParams.parse({})
   const blockSizes: number[] = [];
   let matched = new Float64Array(64);
 
-  /** Writes matched prompt tokens for each candidate, one pass over the chain per block size. */
+  /**
+   * Writes matched prompt tokens for each candidate, one pass over the chain per block size. An
+   * exact chain (the engines' own hashes, from the gateway's tokenizer) is matched once, at the block
+   * size its tokenizer config declares for every instance: the operator states it there, and the
+   * scraped block size may not have arrived yet.
+   */
   const matchAll = (prefix: PrefixChain, inputTokens: number): void => {
     const n = candidates.length;
     if (matched.length < n) matched = new Float64Array(n * 2);
     blockSizes.length = 0;
+    const exact = prefix.exact === true;
     for (let i = 0; i < n; i++) {
-      const bs = (candidates[i] as InstanceView).blockSize;
+      const bs = exact ? prefix.blockTokens : (candidates[i] as InstanceView).blockSize;
       if (!blockSizes.includes(bs)) blockSizes.push(bs);
     }
     for (const bs of blockSizes) {
       index.matchCursor(cursor.engineBlocks(prefix, inputTokens, bs));
       for (let i = 0; i < n; i++) {
         const instance = candidates[i] as InstanceView;
-        if (instance.blockSize !== bs) continue;
+        if (!exact && instance.blockSize !== bs) continue;
         matched[i] = index.matchedBlocks(index.slotOf(instance.id)) * bs;
       }
     }
