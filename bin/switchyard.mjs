@@ -1,7 +1,64 @@
 #!/usr/bin/env node
-// Entry point: loads the TypeScript sources through tsx's loader, then runs the CLI.
-import { register } from 'tsx/esm/api';
+// Entry point: runs the compiled CLI (dist/, from `npm run build`, which `npm ci` runs through the
+// `prepare` script). Every engine child and the gateway start through here, so starting from plain
+// JavaScript instead of transpiling the sources through tsx is what makes start-up quick.
+//
+// When dist/ is missing or older than a source file (a developer edited src/ or pulled and has not
+// rebuilt), it runs the sources through tsx instead: slower to start, but never stale code. The
+// notice goes only to a terminal, so the output that tests and scripts read stays the same.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-register();
-const { main } = await import('../src/cli/main.ts');
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SRC = join(ROOT, 'src');
+/** Written by `npm run build` after tsc succeeds; its mtime is the build's. */
+const STAMP = join(ROOT, 'dist', '.built');
+/** Set for this process's children, so a whole `serve` with its engines says it once. */
+const NOTED = 'SWITCHYARD_FROM_SOURCE_NOTED';
+
+/** Newest mtime (ms) of the non-test .ts files under `dir`; 0 when there is no such directory. */
+function newestSourceMs(dir) {
+  let newest = 0;
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, newestSourceMs(path));
+    else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts'))
+      newest = Math.max(newest, statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+/** Why dist/ cannot be used (missing, or older than src/), or undefined when it is current. */
+function distProblem() {
+  if (!existsSync(STAMP)) return 'dist/ is not built';
+  return newestSourceMs(SRC) > statSync(STAMP).mtimeMs ? 'dist/ is older than src/' : undefined;
+}
+
+async function loadMain() {
+  const problem = distProblem();
+  if (problem === undefined) return import('../dist/cli/main.js');
+  let register;
+  try {
+    ({ register } = await import('tsx/esm/api'));
+  } catch {
+    // No tsx (dependencies not installed, or installed without dev dependencies).
+    if (existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) return import('../dist/cli/main.js');
+    console.error(`switchyard: ${problem}; run \`npm ci\` (it builds) or \`npm run build\``);
+    process.exit(1);
+  }
+  if (process.stderr.isTTY && process.env[NOTED] === undefined)
+    console.error(`switchyard: ${problem}; running src/ through tsx (slower start); \`npm run build\``);
+  process.env[NOTED] = '1';
+  register();
+  return import('../src/cli/main.ts');
+}
+
+const { main } = await loadMain();
 process.exitCode = await main(process.argv);
