@@ -42,15 +42,19 @@ export const TEXT_CHAIN_BACKEND_TYPES: readonly string[] = ['sim', 'llama'];
 interface BackendLike {
   readonly id: string;
   readonly type: string;
+  readonly kvEvents?: string | undefined;
   readonly tokenizer?: TokenizerConfig | undefined;
 }
 
 /**
- * The one-line reason `kv-events` cannot route for this backend, or undefined when it can: a
- * backend that is not a built-in engine must say how to tokenize (its `tokenizer` field).
+ * The one-line reason `kv-events` cannot route for this backend, or undefined when it can. A backend
+ * that publishes KV events and is not a built-in engine names its blocks by hashes of token ids, so
+ * the gateway must tokenize as it does (its `tokenizer` field); without that no request would ever
+ * match its events. A backend that publishes none gives the policy nothing to match, tokenizer or not.
  */
 export function kvEventsRefusal(backend: BackendLike): string | undefined {
-  if (backend.tokenizer !== undefined || TEXT_CHAIN_BACKEND_TYPES.includes(backend.type)) return undefined;
+  if (backend.kvEvents === undefined || backend.tokenizer !== undefined) return undefined;
+  if (TEXT_CHAIN_BACKEND_TYPES.includes(backend.type)) return undefined;
   return (
     `routing policy kv-events needs backend '${backend.id}' (type ${backend.type}) to have a 'tokenizer' field ` +
     `(tokenizer.json path, blockSize, hashSeed = the engine's PYTHONHASHSEED): its KV events name blocks ` +
