@@ -129,3 +129,34 @@ test('kv-events: the catalogue builds it and rejects an unknown parameter by nam
   assert.equal(createRoutingPolicy('kv-events').name, 'kv-events');
   assert.throws(() => createRoutingPolicy('kv-events', { loadguard: 1 }), /loadguard/);
 });
+
+test('kv-events: an exact chain (engine hashes from token ids) is matched as it is, at its own block size', () => {
+  const policy = createKvEvents();
+  // The engine's own hashes of a 5-block prompt; instances report different block sizes in the view
+  // (not scraped yet, or wrong): the exact chain's declared block size is what counts.
+  const hashes = [0xdeadbeef, 0x12345678, 0x0badf00d, 0xfeedface, 0x7fffffff];
+  const r = makeRequest({
+    id: 'x',
+    inputTokens: 5 * 16 + 3,
+    maxTokens: 8,
+    arrivalMs: 0,
+    prefix: { blockTokens: 16, hashes, exact: true },
+  });
+  const v = testCluster(3, (i) => ({
+    inFlight: [0, 3, 5][i] ?? 0,
+    waiting: 0,
+    blockSize: [16, 32, 64][i] ?? 16,
+  }));
+  assert.equal(routed(policy, r, v), 'i0');
+  stored(policy, 'i2', hashes.slice(0, 3));
+  assert.equal(routed(policy, r, v), 'i2');
+  stored(policy, 'i1', hashes);
+  assert.equal(routed(policy, r, v), 'i1');
+  // Derived (text-chain) engine hashes of the same numbers do not match: exactness is what makes
+  // the hashes usable as they are.
+  assert.equal(routed(policy, { ...r, prefix: { blockTokens: 16, hashes } }, v), 'i0');
+  // A prompt with fewer input tokens than the chain covers matches only its own full blocks.
+  const short = { ...r, inputTokens: 2 * 16 };
+  stored(policy, 'i0', hashes.slice(0, 2));
+  assert.equal(routed(policy, short, v), 'i0');
+});
