@@ -962,8 +962,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
 
   attemptStarted(ex: Exchange, backend: Backend): void {
     const instance = backend.instance;
-    instance.inFlight++;
-    instance.pendingPrefillTokens += ex.request.inputTokens;
+    instance.sent(ex.request.inputTokens);
     ex.prefillPending = true;
     ex.policy?.onRouted?.(ex.request, instance.id, this.nowMs());
   }
@@ -972,19 +971,15 @@ export class LiveGateway implements Gateway, ExchangeHost {
     const now = this.nowMs();
     if (ex.prefillPending) {
       ex.prefillPending = false;
-      backend.instance.pendingPrefillTokens -= ex.request.inputTokens;
+      backend.instance.firstToken(ex.request.inputTokens);
     }
     if (ex.stream) this.metrics.ttftSeconds.observe((now - ex.request.arrivalMs) / 1000);
     ex.policy?.onFirstToken?.(ex.request, backend.id, now);
   }
 
   attemptEnded(ex: Exchange, backend: Backend, ok: boolean, generatedTokens?: number): void {
-    const instance = backend.instance;
-    instance.inFlight--;
-    if (ex.prefillPending) {
-      ex.prefillPending = false;
-      instance.pendingPrefillTokens -= ex.request.inputTokens;
-    }
+    backend.instance.ended(ex.request.inputTokens, ex.prefillPending);
+    ex.prefillPending = false;
     const now = this.nowMs();
     if (ok) ex.policy?.onCompleted?.(ex.request, backend.id, now, generatedTokens);
     else ex.policy?.onFailed?.(ex.request, backend.id, now);

@@ -84,6 +84,25 @@ export class LiveInstance implements InstanceView {
     this.blockSize = spec.blockSize;
   }
 
+  // ---- host accounting, as the twin keeps it too (SimInstance has the same three calls) ----
+
+  /** The gateway sent a request of `inputTokens` prompt tokens here (one attempt). */
+  sent(inputTokens: number): void {
+    this.inFlight++;
+    this.pendingPrefillTokens += inputTokens;
+  }
+
+  /** The first byte of a request sent here arrived. */
+  firstToken(inputTokens: number): void {
+    this.pendingPrefillTokens -= inputTokens;
+  }
+
+  /** An attempt sent here ended (finished or failed); `prefillPending` when no first byte came. */
+  ended(inputTokens: number, prefillPending: boolean): void {
+    this.inFlight--;
+    if (prefillPending) this.pendingPrefillTokens -= inputTokens;
+  }
+
   /** Applies one scrape. Fields the engine did not report keep their previous value. */
   applySignals(signals: EngineSignalsInput, atMs: number): void {
     if (atMs < this.scrapedAtMs) return;

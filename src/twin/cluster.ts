@@ -60,7 +60,9 @@ export class SimInstance implements InstanceView {
   kvUsageSum = 0;
   kvUsageMax = 0;
   kvUsageSamples = 0;
-  private scrapedAtMs = 0;
+  /** Never scraped: stale until the first scrape, as live. */
+  private scrapedAtMs = Number.NEGATIVE_INFINITY;
+  private scrapedAtOrZeroMs = 0;
   private readonly snapshot: SignalSnapshot = { running: 0, waiting: 0, kvUsage: 0, prefixHitRate: 0 };
   private readonly exact: boolean;
   private readonly staleAfterMs: number;
@@ -92,6 +94,7 @@ export class SimInstance implements InstanceView {
     s.kvUsage = e.kvUsage;
     s.prefixHitRate = e.prefixHitRate;
     this.scrapedAtMs = nowMs;
+    this.scrapedAtOrZeroMs = nowMs;
   }
 
   // ---- host accounting, as the gateway keeps it (attemptStarted / firstByte / attemptEnded) ----
@@ -138,6 +141,6 @@ export class SimInstance implements InstanceView {
     return this.exact ? this.engine.prefixHitRate : this.snapshot.prefixHitRate;
   }
   get updatedAtMs(): number {
-    return this.exact ? this.clock.nowMs : this.scrapedAtMs;
+    return this.exact ? this.clock.nowMs : this.scrapedAtOrZeroMs;
   }
 }
