@@ -5,50 +5,11 @@
  * successful check if it never passed one before (an engine still starting when the gateway did).
  */
 import { type Dispatcher, request } from 'undici';
+import type { HealthState } from '../policies/reliability.ts';
 import type { HealthCheckConfig } from './config.ts';
 
-/** The ejection state machine of one instance. Pure: the checker feeds it outcomes. */
-export class HealthState {
-  healthy = true;
-  private failures = 0;
-  private successes = 0;
-  /** Whether the instance ever passed a check. */
-  private answered = false;
-
-  constructor(private readonly config: Pick<HealthCheckConfig, 'failuresToEject' | 'successesToReadmit'>) {}
-
-  /** Records a failure; returns true when this ejects the instance. */
-  fail(): boolean {
-    this.successes = 0;
-    this.failures++;
-    if (this.healthy && this.failures >= this.config.failuresToEject) {
-      this.healthy = false;
-      return true;
-    }
-    return false;
-  }
-
-  /** Records a success; returns true when this re-admits the instance. */
-  succeed(): boolean {
-    this.failures = 0;
-    const first = !this.answered;
-    this.answered = true;
-    if (this.healthy) return false;
-    this.successes++;
-    // An engine that was never up (still starting when the gateway did) is admitted at its first answer.
-    if (first || this.successes >= this.config.successesToReadmit) {
-      this.healthy = true;
-      this.successes = 0;
-      return true;
-    }
-    return false;
-  }
-
-  /** Consecutive failures so far. */
-  get failureCount(): number {
-    return this.failures;
-  }
-}
+/** The ejection state machine lives with the twin's, in one pure module. */
+export { HealthState } from '../policies/reliability.ts';
 
 /** One backend the checker watches. */
 export interface HealthTarget {

@@ -2,7 +2,6 @@
  * Retry rules for the proxy: what may be retried on another instance (only before the first byte
  * reached the client), and how long to wait first (exponential backoff with jitter from a seeded Rng).
  */
-import type { Rng } from '../core/rng.ts';
 
 /** Why one upstream attempt did not produce a usable response. */
 export type AttemptFailure =
@@ -49,17 +48,5 @@ export function statusFailure(status: number): AttemptFailure | undefined {
   return undefined;
 }
 
-/** Backoff parameters (the `limits:` section). */
-export interface BackoffConfig {
-  readonly retryBackoffBaseMs: number;
-  readonly retryBackoffMaxMs: number;
-}
-
-/**
- * Delay before retry `attempt` (0 for the first retry): min(max, base * 2^attempt), times a jitter
- * factor uniform in [0.5, 1) ("equal jitter": never zero, never more than the cap).
- */
-export function backoffMs(attempt: number, config: BackoffConfig, rng: Rng): number {
-  const capped = Math.min(config.retryBackoffMaxMs, config.retryBackoffBaseMs * 2 ** Math.min(attempt, 30));
-  return capped * (0.5 + 0.5 * rng.next());
-}
+/** Backoff is shared with the twin's retries (src/policies/reliability.ts). */
+export { type BackoffConfig, backoffMs } from '../policies/reliability.ts';
