@@ -16,6 +16,7 @@ import { createMooncake, mooncakeParams } from './mooncake/mooncake.ts';
 import { createPowerOfTwo } from './power-of-two/power-of-two.ts';
 import { createPreble, prebleParams } from './preble/preble.ts';
 import { createPrefixAffinity } from './prefix-affinity/prefix-affinity.ts';
+import { createProfile, profileParams } from './profile-policy/profile-policy.ts';
 import { createQueue } from './queue/queue.ts';
 import { createRandom } from './random/random.ts';
 import { createRoundRobin } from './round-robin/round-robin.ts';
@@ -71,6 +72,12 @@ export const CATALOGUE: Readonly<Record<string, RoutingPolicyEntry<unknown>>> = 
       capacityBlocks: z.number().int().positive().optional(),
     }),
     create: createLlmd,
+  }),
+  profile: entry({
+    description:
+      'a scheduling profile composed in config: filters, weighted scorers (queue, in-flight, kv-usage, prefix-cache, session-affinity, kv-cost) and a picker',
+    params: profileParams,
+    create: createProfile,
   }),
   session: entry({
     description:

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { Rng } from '../../core/rng.ts';
 import type { InstanceView } from '../../core/view.ts';
 import type { Picker } from './types.ts';
@@ -48,3 +49,28 @@ export function softmaxPicker(temperature: number): Picker {
     },
   };
 }
+
+/** One picker type a profile in config may name: a description, a strict parameter schema, a factory. */
+export interface PickerEntry<P = Record<string, unknown>> {
+  readonly description: string;
+  readonly params: z.ZodType<P>;
+  create(params: P): Picker;
+}
+
+function pickerEntry<P>(e: PickerEntry<P>): PickerEntry<unknown> {
+  return e as unknown as PickerEntry<unknown>;
+}
+
+/** Pickers by the name a profile uses. */
+export const PICKER_CATALOGUE: Readonly<Record<string, PickerEntry<unknown>>> = {
+  'max-score': pickerEntry({
+    description: 'highest total; ties uniformly at random (seeded)',
+    params: z.strictObject({}),
+    create: () => maxScorePicker,
+  }),
+  softmax: pickerEntry({
+    description: 'samples in proportion to exp(total / temperature); temperature 0: max-score',
+    params: z.strictObject({ temperature: z.number().min(0) }),
+    create: (p) => softmaxPicker(p.temperature),
+  }),
+};

@@ -83,10 +83,10 @@ export function createRoutingPolicy(
   if (e === undefined) throw unknownName('routing policy', name, routingPolicyNames());
   const parsed = e.params.safeParse(params);
   if (!parsed.success) {
-    const valid = validKeys(e.params);
     const problems = parsed.error.issues.map((i) => {
       const where = i.path.join('.') || '(params)';
       // Name the keys that do exist, so a typo is one look away from its fix.
+      const valid = validKeys(e.params, i.path);
       const hint =
         i.code === 'unrecognized_keys' ? `; valid: ${valid.length > 0 ? valid.join(', ') : '(none)'}` : '';
       return `${where}: ${i.message}${hint}`;
@@ -141,8 +141,22 @@ export function createConfiguredPolicy(
   return createRoutingPolicy(name, {}, context);
 }
 
-/** The parameter names a policy's schema accepts (its object shape), sorted. */
-function validKeys(schema: z.ZodType<unknown>): string[] {
-  const shape = (schema as { shape?: Record<string, unknown> }).shape;
-  return shape !== undefined ? Object.keys(shape).sort() : [];
+/** The keys a policy's schema accepts at `path` (its object shapes, through arrays and defaults), sorted. */
+function validKeys(schema: unknown, path: readonly PropertyKey[]): string[] {
+  let node = schema;
+  let i = 0;
+  for (let guard = 0; guard < 32 && node !== undefined; guard++) {
+    const def = (node as { _zod?: { def?: Record<string, unknown> } })._zod?.def;
+    if (def === undefined) return [];
+    if (def['type'] === 'object') {
+      const shape = (def['shape'] ?? {}) as Record<string, unknown>;
+      if (i >= path.length) return Object.keys(shape).sort();
+      node = shape[String(path[i++])];
+    } else if (def['type'] === 'array') {
+      if (i++ >= path.length) return [];
+      node = def['element'];
+    } else if (def['type'] === 'pipe') node = def['in'];
+    else node = def['innerType'];
+  }
+  return [];
 }

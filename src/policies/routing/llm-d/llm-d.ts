@@ -1,9 +1,5 @@
-import { eligibleFilter } from '../filters.ts';
-import { maxScorePicker } from '../pickers.ts';
 import { createProfilePolicy, type ProfileSpec } from '../profile.ts';
-import { kvUsageScorer } from '../scorers/kv-usage.ts';
-import { createPrefixCacheScorer } from '../scorers/prefix-cache.ts';
-import { queueScorer } from '../scorers/queue.ts';
+import { buildProfile, type ProfileConfig, profileParams } from '../profile-policy/profile-policy.ts';
 import type { Filter, RoutingPolicy } from '../types.ts';
 
 /** Parameters of the llm-d profile. */
@@ -19,27 +15,35 @@ export interface LlmdParams {
 export const LLMD_DEFAULTS: LlmdParams = { queueWeight: 2, kvUsageWeight: 2, prefixCacheWeight: 3 };
 
 /**
- * llm-d's default scheduling profile: the eligible filter (plus `extraFilters`, after it), then
- * `queueWeight x queue + kvUsageWeight x (1 - kvUsage) + prefixCacheWeight x prefix match`, then
- * the max-score picker with a seeded random tie-break. A fresh prefix-cache scorer (and index) per
- * call.
+ * llm-d's default scheduling profile as a `profile` config: no filter beyond the eligible one, then
+ * `queueWeight x queue + kvUsageWeight x kv-usage + prefixCacheWeight x prefix-cache`, then the
+ * max-score picker (seeded random tie-break). The same YAML under `type: profile` decides the same.
+ */
+export function llmdProfileConfig(params: LlmdParams = LLMD_DEFAULTS): ProfileConfig {
+  return profileParams.parse({
+    scorers: [
+      { type: 'queue', weight: params.queueWeight },
+      { type: 'kv-usage', weight: params.kvUsageWeight },
+      {
+        type: 'prefix-cache',
+        weight: params.prefixCacheWeight,
+        params: params.capacityBlocks === undefined ? {} : { capacityBlocks: params.capacityBlocks },
+      },
+    ],
+    picker: { type: 'max-score' },
+  });
+}
+
+/**
+ * llm-d's default profile as a spec, with `extraFilters` after the eligible filter (a deployment's
+ * own, e.g. by zone). A fresh prefix-cache scorer (and index) per call.
  */
 export function llmdProfile(
   params: LlmdParams = LLMD_DEFAULTS,
   extraFilters: readonly Filter[] = [],
 ): ProfileSpec {
-  return {
-    filters: [eligibleFilter, ...extraFilters],
-    scorers: [
-      { scorer: queueScorer, weight: params.queueWeight },
-      { scorer: kvUsageScorer, weight: params.kvUsageWeight },
-      {
-        scorer: createPrefixCacheScorer({ capacityBlocks: params.capacityBlocks }),
-        weight: params.prefixCacheWeight,
-      },
-    ],
-    picker: maxScorePicker,
-  };
+  const spec = buildProfile(llmdProfileConfig(params));
+  return { ...spec, filters: [...spec.filters, ...extraFilters] };
 }
 
 /** The llm-d profile as a routing policy. */

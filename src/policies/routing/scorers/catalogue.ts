@@ -6,9 +6,11 @@ import { z } from 'zod';
 import { SwitchyardError, unknownName } from '../../../core/errors.ts';
 import type { Scorer } from '../types.ts';
 import { inFlightScorer } from './in-flight.ts';
+import { createKvCostScorer, KV_COST_SCORER_DEFAULTS } from './kv-cost.ts';
 import { kvUsageScorer } from './kv-usage.ts';
 import { createPrefixCacheScorer } from './prefix-cache.ts';
 import { queueScorer } from './queue.ts';
+import { sessionAffinityScorer } from './session-affinity.ts';
 
 /** One registered scorer type: a description, a strict parameter schema, and a factory. */
 export interface ScorerEntry<P = Record<string, unknown>> {
@@ -26,6 +28,13 @@ function scorerEntry<P>(e: ScorerEntry<P>): ScorerEntry<unknown> {
 export const prefixCacheScorerParams = z.strictObject({
   /** Per-instance bound of the index in chain blocks; absent: the instance's KV cache in chain blocks. */
   capacityBlocks: z.number().int().positive().optional(),
+});
+
+/** The schema of the kv-cost scorer's parameters (the `kv-cost` policy's, less the picker's temperature). */
+export const kvCostScorerParams = z.strictObject({
+  overlapWeight: z.number().min(0).default(KV_COST_SCORER_DEFAULTS.overlapWeight),
+  indexCapacityTokens: z.number().int().positive().default(KV_COST_SCORER_DEFAULTS.indexCapacityTokens),
+  requestsTrackedMax: z.number().int().positive().default(KV_COST_SCORER_DEFAULTS.requestsTrackedMax),
 });
 
 export const SCORER_CATALOGUE: Readonly<Record<string, ScorerEntry<unknown>>> = {
@@ -48,6 +57,18 @@ export const SCORER_CATALOGUE: Readonly<Record<string, ScorerEntry<unknown>>> = 
     description: 'matched prefix blocks / request blocks, from an approximate index learned from routing',
     params: prefixCacheScorerParams,
     create: (p) => createPrefixCacheScorer({ capacityBlocks: p.capacityBlocks }),
+  }),
+  'session-affinity': scorerEntry({
+    description:
+      'session affinity: 1 for the instance the session (else tenant) hashes to by rendezvous hashing',
+    params: z.strictObject({}),
+    create: () => sessionAffinityScorer,
+  }),
+  'kv-cost': scorerEntry({
+    description:
+      "NVIDIA Dynamo's KV cost, min-max normalised: overlapWeight x prefill blocks to compute + active decode blocks",
+    params: kvCostScorerParams,
+    create: (p) => createKvCostScorer(p),
   }),
 };
 

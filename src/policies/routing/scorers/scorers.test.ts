@@ -5,9 +5,11 @@ import { makeRequest } from '../../../core/request.ts';
 import { testCluster } from '../conformance.ts';
 import { createScorer, scorerNames } from './catalogue.ts';
 import { inFlightScorer } from './in-flight.ts';
+import { createKvCostScorer, KV_COST_SCORER_DEFAULTS } from './kv-cost.ts';
 import { kvUsageScorer } from './kv-usage.ts';
 import { createPrefixCacheScorer } from './prefix-cache.ts';
 import { queueScorer } from './queue.ts';
+import { sessionAffinityScorer } from './session-affinity.ts';
 
 const request = makeRequest({
   id: 'r',
@@ -70,7 +72,14 @@ test('prefix-cache scorer: matched blocks / request blocks, learned from routing
 });
 
 test('scorer catalogue: builds by name, rejects unknown names and parameters', () => {
-  assert.deepEqual(scorerNames(), ['in-flight', 'kv-usage', 'prefix-cache', 'queue']);
+  assert.deepEqual(scorerNames(), [
+    'in-flight',
+    'kv-cost',
+    'kv-usage',
+    'prefix-cache',
+    'queue',
+    'session-affinity',
+  ]);
   assert.equal(createScorer('prefix-cache', { capacityBlocks: 128 }).name, 'prefix-cache');
   assert.throws(
     () => createScorer('nope'),
@@ -82,4 +91,59 @@ test('scorer catalogue: builds by name, rejects unknown names and parameters', (
   );
   // A stateful scorer is fresh per call: two profiles never share an index.
   assert.notEqual(createScorer('prefix-cache'), createScorer('prefix-cache'));
+});
+
+test('session-affinity scorer: one owner per session, stable across decisions; none without a session or tenant', () => {
+  const view = testCluster(4);
+  const withSession = (id: string, sessionId: string) => ({ ...request, id, sessionId });
+  const owner = (r: typeof request) => {
+    const out = new Float64Array(4);
+    sessionAffinityScorer.score(view, r, view.instances, out);
+    assert.equal(
+      [...out].reduce((a, b) => a + b, 0),
+      1,
+    );
+    return out.indexOf(1);
+  };
+  // The same session goes to the same instance whatever the request; sessions spread over instances.
+  assert.equal(owner(withSession('a', 's1')), owner(withSession('b', 's1')));
+  const owners = new Set(Array.from({ length: 64 }, (_, i) => owner(withSession(`r${i}`, `s${i}`))));
+  assert.ok(owners.size >= 3, `64 sessions on ${owners.size} instance(s)`);
+  // Without its owner among the candidates, a session moves; the others keep theirs (rendezvous).
+  const first = owner(withSession('x', 's1'));
+  const rest = view.instances.filter((_, i) => i !== first);
+  const out = new Float64Array(3);
+  sessionAffinityScorer.score(view, withSession('x', 's1'), rest, out);
+  assert.equal([...out].filter((x) => x === 1).length, 1);
+  assert.deepEqual(scores(sessionAffinityScorer), [0, 0, 0, 0]);
+});
+
+test('kv-cost scorer: cheapest (cached prefix, least active prefill and decode) scores 1, dearest 0', () => {
+  const scorer = createKvCostScorer(KV_COST_SCORER_DEFAULTS);
+  // Nothing routed yet: every candidate costs the same.
+  assert.deepEqual(scores(scorer), [1, 1, 1, 1]);
+  // i1 holds the first 3 of the 4 blocks; i2 is busy with a 1024-token request of another prefix.
+  scorer.onRouted?.(
+    { ...request, id: 'a', inputTokens: 48, prefix: { blockTokens: 16, hashes: [11, 12, 13] } },
+    'i1',
+    0,
+  );
+  scorer.onCompleted?.({ ...request, id: 'a' }, 'i1', 0);
+  scorer.onRouted?.(
+    { ...request, id: 'b', inputTokens: 1024, prefix: { blockTokens: 16, hashes: [99] } },
+    'i2',
+    0,
+  );
+  const s = scores(scorer);
+  assert.equal(s[1], 1);
+  assert.equal(s[2], 0);
+  assert.ok((s[0] as number) > 0 && (s[0] as number) < 1);
+  // Its first token moves b's prompt from prefill to decode only; completion frees it all.
+  scorer.onFirstToken?.({ ...request, id: 'b' }, 'i2', 0);
+  assert.equal(scores(scorer)[2], 0);
+  scorer.onCompleted?.({ ...request, id: 'b' }, 'i2', 0);
+  assert.deepEqual(
+    scores(scorer).map((x) => (x === 1 ? 1 : 0)),
+    [0, 1, 0, 0],
+  );
 });
