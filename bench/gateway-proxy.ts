@@ -77,6 +77,7 @@ const HELP = `node --import tsx bench/gateway-proxy.ts [flags]
   --node-flags=F        extra Node flags for the Node proxies under test (switchyard, node-proxy),
                         space-separated, e.g. --node-flags="--cpu-prof --cpu-prof-dir=/tmp/prof"
   --gateway-stats DIR   the gateway children write event-loop delay and GC pauses to DIR/{json,sse}.json on exit
+                        (they run bench/gateway/switchyard-child.ts through tsx instead of switchyard serve)
   --json FILE           also write every run and the medians as JSON`;
 
 const { values } = parseArgs({
@@ -189,6 +190,30 @@ if (rows.includes('switchyard') && !gatewayAvailable(ROOT)) {
   console.log('note: src/gateway/index.ts is missing in this checkout; the switchyard row is skipped.');
   rows = rows.filter((r) => r !== 'switchyard');
 }
+if (rows.includes('switchyard')) buildGateway();
+
+/**
+ * Compiles src/ to dist/ (`npm run build`), so the gateway under test is the one `switchyard serve`
+ * runs, from JavaScript, and not older than the sources (bin/switchyard.mjs would otherwise run them
+ * through tsx).
+ */
+function buildGateway(): void {
+  const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  if (build.status !== 0) {
+    console.error('npm run build failed; the gateway cannot run from dist/');
+    process.exit(1);
+  }
+}
+
+/**
+ * argv of one gateway under test: `switchyard serve --config FILE` from dist/, as users run it. With
+ * `--gateway-stats` it is bench/gateway/switchyard-child.ts instead (the same startGateway, plus the
+ * event-loop and GC recorders), which loads src/ through tsx.
+ */
+function switchyardArgv(config: string, flags: readonly string[], statsFile: string | undefined): string[] {
+  if (statsFile !== undefined) return gatewayArgs(ROOT, config, flags, statsFile);
+  return [process.execPath, ...flags, join(ROOT, 'bin/switchyard.mjs'), 'serve', '--config', config];
+}
 
 // --- set-up ----------------------------------------------------------------------------------------
 
@@ -269,8 +294,7 @@ for (const row of rows) {
       if (statsDir !== undefined) mkdirSync(statsDir, { recursive: true });
       const pj = start('switchyard (json)', [
         ...pinProxy,
-        ...gatewayArgs(
-          ROOT,
+        ...switchyardArgv(
           writeGatewayConfig(join(dir, 'gateway-json.yaml'), gatewayJson, upstreamPorts, values.policy),
           flags,
           statsDir === undefined ? undefined : join(statsDir, 'json.json'),
@@ -278,8 +302,7 @@ for (const row of rows) {
       ]);
       const ps = start('switchyard (sse)', [
         ...pinProxy,
-        ...gatewayArgs(
-          ROOT,
+        ...switchyardArgv(
           writeGatewayConfig(join(dir, 'gateway-sse.yaml'), gatewaySse, ssePorts, values.policy),
           flags,
           statsDir === undefined ? undefined : join(statsDir, 'sse.json'),
