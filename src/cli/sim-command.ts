@@ -1,15 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
-import { SwitchyardError } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { gpuIds } from '../model/gpus.ts';
 import { modelIds } from '../model/models.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import { fixedBatchJob } from '../twin/batch-jobs.ts';
 import { parseWithSchema, SIM_DEFAULTS, type SimConfigFile, simConfigFileSchema } from '../twin/config.ts';
-import type { GoodputResult } from '../twin/goodput.ts';
+import { GOODPUT_DEFAULTS, type GoodputResult } from '../twin/goodput.ts';
 import { formatComparisonTable, formatSummaryTable } from '../twin/report/table.ts';
 import { type PolicyRun, runExperiment, runTwin, type TwinSettings, writeOutputs } from '../twin/run.ts';
+import { DEFAULT_DECLARED_MAX_TOKENS, parseDeclaredMaxTokens } from '../workload/declared.ts';
 import { DecisionLogWriter } from './decision-log.ts';
 import { fraction, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './parse.ts';
 import { withProgress, withSteps } from './progress.ts';
@@ -52,6 +53,9 @@ interface SimFlags {
   batchWindowS: number;
   batchInputTokens: number;
   batchOutputTokens: number;
+  declaredMaxTokens?: string;
+  earlyReject?: boolean;
+  goodputTarget?: number;
 }
 
 /** Registers `switchyard sim`. */
@@ -113,7 +117,25 @@ export function registerSimCommand(program: Command): void {
         'run several policies (comma-separated) on the same workload and seed',
       ).conflicts('policy'),
     )
-    .option('--goodput', 'sweep the arrival rate for goodput: the highest rate with >= 90% meeting both SLOs')
+    .option(
+      '--goodput',
+      'sweep the arrival rate for goodput: the highest rate with >= target (--goodput-target) meeting both SLOs',
+    )
+    .option(
+      '--goodput-target <f>',
+      `goodput's attainment target, a fraction in (0, 1] (default ${GOODPUT_DEFAULTS.targetAttainment})`,
+      goodputTarget,
+    )
+    .option(
+      '--declared-max-tokens <d>',
+      `what each request declares as max_tokens: exact, cap:N, factor:K or none (default ${DEFAULT_DECLARED_MAX_TOKENS}); ` +
+        'policies see only this, the engine generates the true length',
+    )
+    .option(
+      '--early-reject',
+      'put the shared early-rejection step (refuse what no instance can serve within its SLO) in front of every policy; ' +
+        "goodput's and mooncake's own rejection is then off unless configured",
+    )
     .option('--seed <s>', 'seed of every random choice in the run', nonNegativeInt, SIM_DEFAULTS.seed)
     .option('--slo-ttft-ms <x>', 'time-to-first-token target', positiveNumber, SIM_DEFAULTS.sloTtftMs)
     .option('--slo-tpot-ms <y>', 'time-per-output-token target', positiveNumber, SIM_DEFAULTS.sloTpotMs)
@@ -201,6 +223,11 @@ export function registerSimCommand(program: Command): void {
       }
       writeOutputs(runs, settings.output);
     });
+}
+
+function declared(text: string): string {
+  parseDeclaredMaxTokens(text, 'declared-max-tokens');
+  return text;
 }
 
 function splitList(list: string): string[] {
@@ -306,7 +333,17 @@ export function resolveSettings(
           ]
         : file.batch?.jobs,
     scrapeIntervalMs: flags.scrapeIntervalMs ?? file.scrapeIntervalMs,
+    earlyReject: flags.earlyReject === true ? (file.earlyReject ?? {}) : file.earlyReject,
+    goodputTarget: flags.goodputTarget ?? file.goodputTarget,
   };
+}
+
+/** Parses --goodput-target: a fraction in (0, 1]. */
+function goodputTarget(value: string): number {
+  const x = Number(value);
+  if (!(x > 0 && x <= 1))
+    throw invalidArgument('goodput-target', value, 'a fraction in (0, 1], e.g. 0.9 or 0.99');
+  return x;
 }
 
 /** Builds the workload spec from flags, over the config file's workload when no source flag is given. */
@@ -318,6 +355,10 @@ function workloadFromFlags(
   const limits = {
     ...(flags.requests !== undefined ? { maxRequests: flags.requests } : {}),
     ...(flags.duration !== undefined ? { durationS: flags.duration } : {}),
+    // Validated here, so a bad value fails naming the flag; the workload schema parses it again.
+    ...(flags.declaredMaxTokens !== undefined
+      ? { declaredMaxTokens: declared(flags.declaredMaxTokens) }
+      : {}),
   };
   if (flags.trace !== undefined) {
     return {

@@ -62,6 +62,13 @@ export const simConfigFileSchema = z
     batch: batchSectionSchema,
     /** Policies see engine signals scraped this often (0: exact). */
     scrapeIntervalMs: z.number().nonnegative().finite(),
+    /**
+     * The shared early-rejection step in front of the policy (see src/policies/admission/early-reject.ts);
+     * present: enabled, with these parameters. Validated by its own schema when the run starts.
+     */
+    earlyReject: z.record(z.string(), z.unknown()),
+    /** Goodput's attainment target for --goodput, a fraction in (0, 1] (default 0.9). */
+    goodputTarget: z.number().gt(0).max(1),
     output: z.object({ json: z.string(), html: z.string() }).partial().strict(),
   })
   .partial()

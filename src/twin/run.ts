@@ -4,13 +4,16 @@ import type { z } from 'zod';
 import { assertNever } from '../core/assert.ts';
 import type { Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
-import { createConfiguredPolicy } from '../policies/routing/registry.ts';
+import { type EarlyRejectParamsInput, withEarlyReject } from '../policies/admission/early-reject.ts';
+import { createConfiguredPolicy, defaultPolicyContext } from '../policies/routing/registry.ts';
+import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { createWorkload } from '../workload/create.ts';
+import { formatDeclaredMaxTokens } from '../workload/declared.ts';
 import { type WorkloadSpec, workloadSpecSchema } from '../workload/spec.ts';
 import { type BatchJobSpec, buildBatchJob } from './batch-jobs.ts';
 import type { ClusterSpec } from './cluster.ts';
 import { type engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
-import { type GoodputResult, goodputSweep, scaleWorkload } from './goodput.ts';
+import { GOODPUT_DEFAULTS, type GoodputResult, goodputSweep, scaleWorkload } from './goodput.ts';
 import { renderHtmlReport } from './report/html.ts';
 import {
   comparisonToJson,
@@ -45,6 +48,37 @@ export interface TwinSettings {
   readonly batchJobs?: readonly BatchJobSpec[] | undefined;
   /** Engine signals reach policies through scrapes this far apart (0: exact). */
   readonly scrapeIntervalMs?: number | undefined;
+  /**
+   * The shared early-rejection step (src/policies/admission/early-reject.ts) in front of the policy;
+   * undefined: none. With it, policies with a rejection of their own (OWN_REJECTION) run with that
+   * off unless their config sets `rejectEarly`, so every policy is admitted by the same rule.
+   */
+  readonly earlyReject?: EarlyRejectParamsInput | undefined;
+  /** Goodput's attainment target, 0..1 (default GOODPUT_DEFAULTS.targetAttainment, 0.9). */
+  readonly goodputTarget?: number | undefined;
+}
+
+/** Policy types that can refuse requests themselves (a `rejectEarly` parameter). */
+export const OWN_REJECTION: readonly string[] = ['goodput', 'mooncake'];
+
+/**
+ * The policy a run uses: the configured one, behind the shared early-rejection step when asked
+ * (with the policy's own rejection off unless its config says otherwise).
+ */
+export function buildPolicy(settings: TwinSettings): RoutingPolicy {
+  const context = defaultPolicyContext();
+  if (settings.earlyReject === undefined) {
+    return createConfiguredPolicy(settings.policy, settings.policies, context);
+  }
+  const named = { ...settings.policies };
+  const own = named[settings.policy];
+  if (own === undefined && OWN_REJECTION.includes(settings.policy)) {
+    named[settings.policy] = { type: settings.policy, params: { rejectEarly: false } };
+  } else if (own !== undefined && OWN_REJECTION.includes(own.type) && !('rejectEarly' in own.params)) {
+    named[settings.policy] = { type: own.type, params: { ...own.params, rejectEarly: false } };
+  }
+  const inner = createConfiguredPolicy(settings.policy, named, context);
+  return withEarlyReject(inner, settings.earlyReject, context);
 }
 
 /** Runs one twin simulation from resolved settings. */
@@ -73,7 +107,7 @@ export function runTwinSpec(
     seed: settings.seed,
     cluster: settings.cluster,
     engine: toEngineConfig(settings.engine),
-    policy: createConfiguredPolicy(settings.policy, settings.policies),
+    policy: buildPolicy(settings),
     slo: settings.slo,
     workload: describeWorkload(spec),
     ...(onProgress !== undefined ? { onProgress } : {}),
@@ -87,7 +121,10 @@ export function runTwinSpec(
 /** One policy's run in an experiment: its result at the workload's own rate, and its goodput if swept. */
 export interface PolicyRun {
   readonly result: SimResult;
+  /** Goodput at the settings' target (goodputTarget). */
   readonly goodput: GoodputResult | undefined;
+  /** Goodput at each target asked for with `goodputTargets`, in that order (the sweeps share runs). */
+  readonly goodputByTarget?: readonly GoodputResult[];
 }
 
 /** The workload's own mean arrival rate: requests over the span of arrivals. */
@@ -106,27 +143,41 @@ export function offeredRateRps(spec: WorkloadSpec, seed: number): number {
 
 /**
  * Runs each policy on the same workload and seed, and, when asked, sweeps each one's arrival rate
- * for goodput (the highest rate with >= 90% of requests meeting both SLOs, DistServe's definition).
+ * for goodput (the highest rate with >= target of requests meeting both SLOs, DistServe's
+ * definition; the target is `settings.goodputTarget`, 0.9 by default). `goodputTargets` sweeps
+ * several targets at once, reusing every rate already run.
  */
 export function runExperiment(
   settings: TwinSettings,
   policies: readonly string[],
-  options: { goodput: boolean; onRun?: (policy: string, what: string) => void },
+  options: {
+    goodput: boolean;
+    goodputTargets?: readonly number[];
+    onRun?: (policy: string, what: string) => void;
+  },
 ): PolicyRun[] {
   const spec = parseWithSchema(workloadSpecSchema, settings.workload, 'workload');
   const baseRate = options.goodput ? offeredRateRps(spec, settings.seed) : 0;
+  const target = settings.goodputTarget ?? GOODPUT_DEFAULTS.targetAttainment;
   return policies.map((policy) => {
     const perPolicy = { ...settings, policy };
     options.onRun?.(policy, 'base rate');
     const result = runTwinSpec(perPolicy, spec);
     if (!options.goodput) return { result, goodput: undefined };
-    const goodput = goodputSweep((scale) => {
-      options.onRun?.(policy, `rate x${scale.toFixed(3)}`);
-      const summary =
-        scale === 1 ? result.summary : runTwinSpec(perPolicy, scaleWorkload(spec, scale)).summary;
-      return { attainment: summary.sloAttainment.both, rateRps: baseRate * scale };
-    });
-    return { result, goodput };
+    const attainmentAt = new Map<number, number>([[1, result.summary.sloAttainment.both]]);
+    const evaluate = (scale: number) => {
+      let attainment = attainmentAt.get(scale);
+      if (attainment === undefined) {
+        options.onRun?.(policy, `rate x${scale.toFixed(3)}`);
+        attainment = runTwinSpec(perPolicy, scaleWorkload(spec, scale)).summary.sloAttainment.both;
+        attainmentAt.set(scale, attainment);
+      }
+      return { attainment, rateRps: baseRate * scale };
+    };
+    const sweep = (t: number) => goodputSweep(evaluate, { ...GOODPUT_DEFAULTS, targetAttainment: t });
+    const goodput = sweep(target);
+    if (options.goodputTargets === undefined) return { result, goodput };
+    return { result, goodput, goodputByTarget: options.goodputTargets.map(sweep) };
   });
 }
 
@@ -176,7 +227,8 @@ export function describeWorkload(spec: WorkloadSpec): string {
   ]
     .filter((s) => s.length > 0)
     .join(', ');
-  const tail = limit.length > 0 ? ` (${limit})` : '';
+  const declared = `, max_tokens ${formatDeclaredMaxTokens(spec.declaredMaxTokens)}`;
+  const tail = `${limit.length > 0 ? ` (${limit})` : ''}${declared}`;
   switch (spec.kind) {
     case 'trace':
       return `trace ${spec.trace}${spec.rateScale !== 1 ? ` at ${spec.rateScale}x rate` : ''}${tail}`;

@@ -67,14 +67,27 @@ export function formatDeclaredMaxTokens(d: DeclaredMaxTokens): string {
   }
 }
 
-/** The declaration in a workload spec or config: a string, validated and parsed by zod. */
+/** A declaration already parsed (a validated spec validated again keeps it). */
+const parsedSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('exact') }),
+  z.strictObject({ kind: z.literal('cap'), tokens: z.number().int().min(1) }),
+  z.strictObject({ kind: z.literal('factor'), factor: z.number().min(1).finite() }),
+  z.strictObject({ kind: z.literal('none') }),
+]);
+
+/**
+ * The declaration in a workload spec or config: a string (or, in a spec validated before, its
+ * parsed form); absent means DEFAULT_DECLARED_MAX_TOKENS.
+ */
 export const declaredMaxTokensSchema = z
-  .string()
-  .default(DEFAULT_DECLARED_MAX_TOKENS)
-  .transform((text, ctx) => {
-    const d = tryParse(text);
+  .union([z.string(), parsedSchema])
+  .optional()
+  .transform((value, ctx): DeclaredMaxTokens => {
+    if (value === undefined) return parseDeclaredMaxTokens(DEFAULT_DECLARED_MAX_TOKENS);
+    if (typeof value !== 'string') return value;
+    const d = tryParse(value);
     if (d === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected ${DECLARED_MAX_TOKENS_FORMS}, got '${text}'` });
+      ctx.addIssue({ code: 'custom', message: `expected ${DECLARED_MAX_TOKENS_FORMS}, got '${value}'` });
       return z.NEVER;
     }
     return d;

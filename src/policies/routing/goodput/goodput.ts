@@ -139,7 +139,7 @@ export function createGoodput(params: GoodputParams, context: PolicyContext): Ro
   const active = new Map<RequestId, Outstanding>();
   const constants: PerfConstants[] = [];
   /**
-   * The perf constants of the instance each decision chose: a memo of a pure function of its GPU,
+   * The perf constants of every instance a decision priced: a memo of a pure function of its GPU,
    * model and TP, written by `decide` for the `onRouted` that follows (hooks see no view). It never
    * changes a decision.
    */
@@ -167,6 +167,11 @@ export function createGoodput(params: GoodputParams, context: PolicyContext): Ro
     decodeStepMs: 0,
     harm: 0,
     kvOver: 0,
+  };
+
+  const remember = (id: InstanceId, k: PerfConstants): void => {
+    if (chosenConstants.size >= MEMO_MAX) chosenConstants.clear();
+    chosenConstants.set(id, k);
   };
 
   const constantsFor = (perf: PerfModel): PerfConstants => {
@@ -336,6 +341,9 @@ export function createGoodput(params: GoodputParams, context: PolicyContext): Ro
           kModel = model;
           kTp = instance.tp;
         }
+        // Remembered for every instance priced, so that the hooks can price a placement another
+        // policy chose (goodput as the early-rejection judge, src/policies/admission/early-reject.ts).
+        if (chosenConstants.get(instance.id) !== k) remember(instance.id, k);
         const slot = index.slotOf(instance.id);
         const cached = cachedTokens(slot, request);
         const kvCap = instance.kvBlocksTotal * instance.blockSize * params.kvHeadroom;
@@ -364,10 +372,6 @@ export function createGoodput(params: GoodputParams, context: PolicyContext): Ro
       if (params.rejectEarly) {
         const refusal = refuse(best.id, bestTtft, bestTpot, bestHarm, bestKvOver, ttftBudget, tpotBudget);
         if (refusal !== undefined) return refusal;
-      }
-      if (chosenConstants.get(best.id) !== bestK) {
-        if (chosenConstants.size >= MEMO_MAX) chosenConstants.clear();
-        chosenConstants.set(best.id, bestK);
       }
       return routeTo(best.id);
     },
