@@ -3,7 +3,8 @@
  * kv-events routing against vLLM): chat bodies of several sizes rendered with Qwen3's chat template,
  * tokenized with its tokenizer.json (@huggingface/tokenizers), and hashed into vLLM's sha256_cbor
  * block chain. Prints the median and p99 of each stage and of the whole, per body size, next to the
- * text-chain hashing the gateway does without a tokenizer. Not a test; run with
+ * text-chain hashing the gateway does without a tokenizer, and the gateway's whole per-request call
+ * (`tokenizeBody`, bounded by `promptCharsMax`). Not a test; run with
  * `node --import tsx bench/tokenize.ts [--iterations N]`.
  *
  * Bodies are English prose from a seeded generator with a per-request prefix, so the BPE word cache
@@ -40,7 +41,8 @@ function main(): void {
   const { values } = parseArgs({ options: { iterations: { type: 'string', default: '200' } } });
   const iterations = Number(values.iterations);
   const loadStart = performance.now();
-  const tokenizer = loadPromptTokenizer(tokenizerConfigSchema.parse({ path: TOKENIZER, hashSeed: '0' }));
+  const cfg = tokenizerConfigSchema.parse({ path: TOKENIZER, hashSeed: '0' });
+  const tokenizer = loadPromptTokenizer(cfg);
   const loadMs = performance.now() - loadStart;
   const table = new Table({
     head: [
@@ -50,6 +52,7 @@ function main(): void {
       'vLLM hashes ms p50/p99',
       'total ms p50/p99',
       'us/token',
+      `gateway (promptCharsMax ${cfg.promptCharsMax}) ms p50/p99`,
       'text chain ms p50',
     ],
   });
@@ -59,6 +62,7 @@ function main(): void {
     const tok: number[] = [];
     const hash: number[] = [];
     const text: number[] = [];
+    const bounded: number[] = [];
     let tokens = 0;
     for (let i = 0; i < iterations + 20; i++) {
       const messages: TemplateMessage[] = [
@@ -72,16 +76,20 @@ function main(): void {
       const t2 = performance.now();
       textPrefixChain(renderChat(messages));
       const t3 = performance.now();
+      tokenizer.tokenizeBody('chat', { messages });
+      const t4 = performance.now();
       if (i < 20) continue; // warm-up
       tokens = ids.length;
       tok.push(t1 - t0);
       hash.push(t2 - t1);
       text.push(t3 - t2);
+      bounded.push(t4 - t3);
     }
     const total = tok.map((t, i) => t + (hash[i] as number)).sort((a, b) => a - b);
     tok.sort((a, b) => a - b);
     hash.sort((a, b) => a - b);
     text.sort((a, b) => a - b);
+    bounded.sort((a, b) => a - b);
     const f = (xs: number[]) => `${percentile(xs, 0.5).toFixed(3)} / ${percentile(xs, 0.99).toFixed(3)}`;
     table.push([
       size + 200,
@@ -90,6 +98,7 @@ function main(): void {
       f(hash),
       f(total),
       ((percentile(total, 0.5) * 1000) / tokens).toFixed(2),
+      f(bounded),
       percentile(text, 0.5).toFixed(4),
     ]);
   }

@@ -18,6 +18,18 @@ export const tokenizerConfigSchema = z.strictObject({
   configPath: z.string().min(1).max(4096).optional(),
   /** A Jinja chat template file that replaces the config's `chat_template` (vLLM's `--chat-template`). */
   chatTemplatePath: z.string().min(1).max(4096).optional(),
+  /**
+   * Prompt characters tokenized per request at most (the rendered chat, or a completion's text):
+   * tokenization runs on the gateway's event loop at a few microseconds a token, so past this only
+   * the prompt's start is hashed (enough to find its prefix's holder) and the rest is counted at 4
+   * characters a token.
+   */
+  promptCharsMax: z
+    .number()
+    .int()
+    .min(1024)
+    .max(1 << 24)
+    .default(32_768),
   /** The engine's KV block size in tokens (vLLM `--block-size`). */
   blockSize: z.number().int().min(1).max(4096).default(16),
   /** The engine's `--prefix-caching-hash-algo`. */

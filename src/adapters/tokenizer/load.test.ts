@@ -201,3 +201,54 @@ test('gateway config: kv-events is refused for a vLLM backend publishing KV even
   assert.equal(refused({ backends: [quiet], routing: { policy: 'kv-events' } }), '');
   assert.equal(refused({ backends: [vllm], routing: { policy: 'prefix-affinity' } }), '');
 });
+
+test('tokenizer: past promptCharsMax only the prompt start is hashed, and its blocks are the full ones', () => {
+  // Varied prose with numbers, punctuation and newlines, so cuts land in every kind of pre-token.
+  const words = [
+    'yard',
+    'switch,',
+    'hump',
+    '42',
+    'siding.',
+    'coupler\n',
+    'manifest',
+    '(consist)',
+    'ladder',
+    'lead',
+  ];
+  let text = '';
+  for (let i = 0; text.length < 20_000; i++) text += `${words[(i * 7 + (i >> 3)) % words.length]} `;
+  const full = tokenizer.tokenizeBody('completion', { prompt: text });
+  for (const charsMax of [1024, 4099, 8192]) {
+    const small = loadPromptTokenizer({ ...cfg, promptCharsMax: charsMax });
+    const cut = small.tokenizeBody('completion', { prompt: text });
+    assert.ok(cut.prefix.hashes.length > 0 && cut.prefix.hashes.length < full.prefix.hashes.length);
+    assert.deepEqual(
+      cut.prefix.hashes,
+      full.prefix.hashes.slice(0, cut.prefix.hashes.length),
+      `cut at ${charsMax}`,
+    );
+    // The count past the cut is an estimate: within a quarter of the real one here.
+    assert.ok(Math.abs(cut.promptTokens - full.promptTokens) < full.promptTokens / 4, `${cut.promptTokens}`);
+    // A chat is bounded the same way (its rendered text).
+    const chat = small.tokenizeBody('chat', { messages: [{ role: 'user', content: text }] });
+    const chatFull = tokenizer.tokenizeBody('chat', { messages: [{ role: 'user', content: text }] });
+    assert.deepEqual(chat.prefix.hashes, chatFull.prefix.hashes.slice(0, chat.prefix.hashes.length));
+  }
+});
+
+test('tokenizer: a template that refuses the messages is a 400 naming the template', () => {
+  const file = join(tmp, 'strict.jinja');
+  writeFileSync(
+    file,
+    "{% if messages[0].role != 'user' %}{{ raise_exception('first message must be user') }}{% endif %}x",
+  );
+  const strict = loadPromptTokenizer({ ...cfg, chatTemplatePath: file });
+  assert.throws(
+    () => strict.tokenizeBody('chat', { messages: [{ role: 'system', content: 's' }] }),
+    (e: unknown) =>
+      e instanceof SwitchyardError &&
+      e.code === 'SY_ERR_INVALID_ARGUMENT' &&
+      /chat template failed: .*first message must be user/.test(e.message),
+  );
+});

@@ -17,8 +17,16 @@ import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { PrefixChain } from '../../core/request.ts';
+import { CHARS_PER_TOKEN } from '../../core/text-prefix.ts';
 import { type Sha256, type VllmHashing, vllmNoneHash, vllmPrefixChain } from '../../core/token-blocks.ts';
 import type { TokenizerConfig } from './config.ts';
+
+/**
+ * Ids dropped before the cut when a prompt is longer than `promptCharsMax`: the cut can change the
+ * tokens of the pre-token (word, number, punctuation or whitespace run) it falls in, which this
+ * covers unless that pre-token is longer; then the last kept blocks just fail to match.
+ */
+export const TOKENIZE_CUT_MARGIN_TOKENS = 32;
 
 /** SHA-256 by node:crypto's one-shot hash (cheaper than createHash for small inputs). */
 export const nodeSha256: Sha256 = (data) => hash('sha256', data, 'buffer');
@@ -136,12 +144,42 @@ export function loadPromptTokenizer(cfg: TokenizerConfig): PromptTokenizer {
     sha256: nodeSha256,
   };
 
-  const chatIds = (messages: readonly TemplateMessage[], extra: Readonly<Record<string, unknown>> = {}) => {
-    const text = template.render({ add_generation_prompt: true, ...special, ...extra, messages });
-    return tokenizer.encode(text, { add_special_tokens: false }).ids;
+  const render = (messages: readonly TemplateMessage[], extra: Readonly<Record<string, unknown>> = {}) => {
+    try {
+      return template.render({ add_generation_prompt: true, ...special, ...extra, messages });
+    } catch (error) {
+      // The template itself refuses (raise_exception) or fails on these messages: vLLM answers 400 too.
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `chat template failed: ${(error as Error).message}`,
+        {
+          param: 'messages',
+        },
+      );
+    }
   };
-  const textIds = (text: string) => tokenizer.encode(text, { add_special_tokens: true }).ids;
+  const encode = (text: string, addSpecial: boolean) =>
+    tokenizer.encode(text, { add_special_tokens: addSpecial }).ids;
+  const chatIds = (messages: readonly TemplateMessage[], extra: Readonly<Record<string, unknown>> = {}) =>
+    encode(render(messages, extra), false);
+  const textIds = (text: string) => encode(text, true);
   const chain = (ids: ArrayLike<number>) => vllmPrefixChain(ids, hashing);
+  /**
+   * Tokenizes at most `promptCharsMax` characters: past it, the first promptCharsMax are encoded and
+   * the last TOKENIZE_CUT_MARGIN_TOKENS ids dropped (the cut can change only the pre-token it falls
+   * in, so the ids before it are the full text's), and the rest of the text is counted at
+   * CHARS_PER_TOKEN.
+   */
+  const bounded = (text: string, addSpecial: boolean): TokenizedPrompt => {
+    if (text.length <= cfg.promptCharsMax) {
+      const ids = encode(text, addSpecial);
+      return { promptTokens: Math.max(1, ids.length), prefix: chain(ids) };
+    }
+    const ids = encode(text.slice(0, cfg.promptCharsMax), addSpecial);
+    const rest = Math.ceil((text.length - cfg.promptCharsMax) / CHARS_PER_TOKEN);
+    const kept = ids.slice(0, Math.max(0, ids.length - TOKENIZE_CUT_MARGIN_TOKENS));
+    return { promptTokens: ids.length + rest, prefix: chain(kept) };
+  };
 
   return {
     hashing,
@@ -149,22 +187,16 @@ export function loadPromptTokenizer(cfg: TokenizerConfig): PromptTokenizer {
     textIds,
     chain,
     tokenizeBody(kind, body) {
-      const ids =
-        kind === 'chat'
-          ? chatIds(templateMessages(body['messages']), chatExtras(body))
-          : promptIds(body['prompt']);
+      if (kind === 'chat')
+        return bounded(render(templateMessages(body['messages']), chatExtras(body)), false);
+      const prompt = body['prompt'];
+      const first: unknown = Array.isArray(prompt) ? prompt[0] : prompt;
+      if (typeof first === 'string') return bounded(first, true);
+      // Token ids (one prompt, or a batch of one): as they are.
+      const ids = (typeof first === 'number' ? prompt : Array.isArray(first) ? first : []) as number[];
       return { promptTokens: Math.max(1, ids.length), prefix: chain(ids) };
     },
   };
-
-  function promptIds(prompt: unknown): number[] {
-    if (typeof prompt === 'string') return textIds(prompt);
-    if (!Array.isArray(prompt) || prompt.length === 0) return [];
-    const first: unknown = prompt[0];
-    if (typeof first === 'string') return textIds(first);
-    if (typeof first === 'number') return prompt as number[];
-    return Array.isArray(first) ? (first as number[]) : [];
-  }
 }
 
 /** A chat body's messages as the template wants them: every field kept, content as text. */
