@@ -3,7 +3,7 @@ import type { FinishedRequest } from '../engine-core/types.ts';
 import { GrowableFloat64 } from '../stats/growable.ts';
 import { LatencyHistogram, latencyStats, latencyStatsSorted } from '../stats/percentiles.ts';
 import type { SimInstance } from './cluster.ts';
-import type { InstanceSummary, SimReportData, SimSummary } from './report/types.ts';
+import type { InstanceSummary, SimReportData, SimSummary, TailStats } from './report/types.ts';
 
 /** What the summary needs to know about the run besides the counters. */
 export interface SummaryContext {
@@ -127,6 +127,9 @@ export class RunMetrics {
       },
       e2eMs: latencyStatsSorted(this.sortedE2e()),
       queueMs: latencyStats(this.queueing.view()),
+      ttftMsAll: tailWithRejected(this.sortedTtft(), this.rejected),
+      tpotMsAll: tailWithRejected(this.sortedTpot(), this.rejected),
+      e2eMsAll: tailWithRejected(this.sortedE2e(), this.rejected),
       slo: { ttftMs: options.slo.ttftMs, tpotMs: options.slo.tpotMs },
       sloAttainment: {
         ttft: judged > 0 ? this.ttftOk / judged : 0,
@@ -138,6 +141,8 @@ export class RunMetrics {
       inputTokens: this.inputTokens,
       outputTokens: this.outputTokens,
       prefixHitRate: queryTokens > 0 ? hitTokens / queryTokens : 0,
+      // Every arrived online prompt token is the denominator: a rejected prompt is a 0% hit.
+      prefixHitRateAll: this.inputTokens > 0 ? Math.min(1, hitTokens / this.inputTokens) : 0,
       preemptions: this.preemptions,
       gpuSeconds,
       simulatedSeconds,
@@ -148,6 +153,25 @@ export class RunMetrics {
       perInstance,
     };
   }
+}
+
+/**
+ * Percentiles of `completed` sorted latencies followed by `rejected` requests at +∞ (type-7
+ * interpolation, as quantileSorted; an interpolation that touches a +∞ is +∞).
+ */
+export function tailWithRejected(sorted: ArrayLike<number>, rejected: number): TailStats {
+  const completed = sorted.length;
+  const count = completed + rejected;
+  const at = (q: number): number => {
+    if (count === 0) return 0;
+    const rank = q * (count - 1);
+    const lo = Math.floor(rank);
+    const hi = rank > lo ? lo + 1 : lo;
+    if (hi >= completed) return Number.POSITIVE_INFINITY;
+    const vLo = sorted[lo] as number;
+    return vLo + (rank - lo) * ((sorted[hi] as number) - vLo);
+  };
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), count };
 }
 
 /**

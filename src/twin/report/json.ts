@@ -60,6 +60,9 @@ const SUMMARY_KEYS = [
   'itlMs',
   'e2eMs',
   'queueMs',
+  'ttftMsAll',
+  'tpotMsAll',
+  'e2eMsAll',
   'slo',
   'sloAttainment',
   'throughputTokPerS',
@@ -67,6 +70,7 @@ const SUMMARY_KEYS = [
   'inputTokens',
   'outputTokens',
   'prefixHitRate',
+  'prefixHitRateAll',
   'preemptions',
   'gpuSeconds',
   'simulatedSeconds',
@@ -75,7 +79,16 @@ const SUMMARY_KEYS = [
   'eventsPerWallS',
   'perInstance',
 ] as const;
-const LATENCY_FIELDS = new Set(['ttftMs', 'tpotMs', 'itlMs', 'e2eMs', 'queueMs']);
+const LATENCY_FIELDS = new Set([
+  'ttftMs',
+  'tpotMs',
+  'itlMs',
+  'e2eMs',
+  'queueMs',
+  'ttftMsAll',
+  'tpotMsAll',
+  'e2eMsAll',
+]);
 /** The only fields that change between two runs with the same seed and trace. */
 const WALL_CLOCK_FIELDS = new Set(['wallSeconds', 'eventsPerWallS', 'decisionUs']);
 

@@ -65,3 +65,36 @@ test('comparison table has one row per policy and goodput only when given', () =
   const colored = formatComparisonTable(rows, { color: true });
   assert.ok(colored.includes(`${ESC}32m`), 'best values are green');
 });
+
+test('comparison percentiles and hit rate count rejected requests: ∞ where a percentile lands among them', () => {
+  const base = sampleReportData({ policy: 'a' }).summary;
+  const served = { ...base, rejected: 0, ttftMsAll: { p50: 40, p90: 90, p99: 300, count: 100 } };
+  // 5% rejected: their +∞ holds the p99 of TTFT, so it prints ∞, and the rejected column says 5.
+  const refusing = {
+    ...base,
+    rejected: 5,
+    ttftMsAll: { p50: 30, p90: 60, p99: Number.POSITIVE_INFINITY, count: 100 },
+    prefixHitRate: 0.5,
+    prefixHitRateAll: 0.25,
+  };
+  const text = formatComparisonTable([
+    { name: 'served', summary: served },
+    { name: 'refusing', summary: refusing },
+  ]);
+  const row = text.split('\n').find((l) => l.includes('│ refusing ')) ?? '';
+  assert.ok(row.includes('∞'), row);
+  assert.ok(row.includes('25.0%') && !row.includes('50.0%'), `hit rate over all prompt tokens: ${row}`);
+  assert.match(row, /│\s+5 │$/);
+  assert.ok(text.includes('rejected'));
+});
+
+test('summary table adds the all-requests rows only when something was rejected', () => {
+  const { summary } = sampleReportData({ instances: 2 });
+  assert.ok(!formatSummaryTable({ ...summary, rejected: 0 }).includes('TTFT all'));
+  const text = formatSummaryTable({
+    ...summary,
+    rejected: 3,
+    ttftMsAll: { p50: 10, p90: 20, p99: Number.POSITIVE_INFINITY, count: 50 },
+  });
+  assert.ok(/│ TTFT all\s+│.*∞/.test(text), text);
+});

@@ -5,7 +5,7 @@
 
 import Table from 'cli-table3';
 import { fmtMs, fmtNumber, fmtPct, fmtQty, fmtSeconds, fmtSi, fmtTarget } from '../../stats/format.ts';
-import type { ComparisonRow, LatencyStats, SimSummary } from './types.ts';
+import type { ComparisonRow, LatencyStats, SimSummary, TailStats } from './types.ts';
 
 /** Options shared by the table formatters. */
 export interface TableOptions {
@@ -48,6 +48,26 @@ function latencyRow(name: string, s: LatencyStats): string[] {
   return [name, fmtMs(s.mean), fmtMs(s.p50), fmtMs(s.p90), fmtMs(s.p99)];
 }
 
+/** A latency that may be +∞ (a percentile among rejected requests): '∞', else as fmtMs. */
+export function fmtTailMs(x: number): string {
+  return x === Number.POSITIVE_INFINITY ? '∞' : fmtMs(x);
+}
+
+function tailRow(name: string, s: TailStats): string[] {
+  return [name, '', fmtTailMs(s.p50), fmtTailMs(s.p90), fmtTailMs(s.p99)];
+}
+
+/** Percentiles over completed and rejected requests, from the summary or, for older ones, completed only. */
+function allTtft(s: SimSummary): TailStats {
+  return s.ttftMsAll ?? { ...s.ttftMs, count: s.completed };
+}
+function allTpot(s: SimSummary): TailStats {
+  return s.tpotMsAll ?? { ...s.tpotMs, count: s.completed };
+}
+function allE2e(s: SimSummary): TailStats {
+  return s.e2eMsAll ?? { ...s.e2eMs, count: s.completed };
+}
+
 /**
  * A compact summary of one run: counts, latency table, SLO attainment, throughput, cache and cost
  * figures, simulator speed, then a per-instance table (the first `instanceRowsMax` instances and a
@@ -77,7 +97,20 @@ export function formatSummaryTable(summary: SimSummary, options: SummaryTableOpt
     latencyRow('E2E', s.e2eMs),
     latencyRow('queue', s.queueMs),
   );
+  if (s.rejected > 0) {
+    // The same percentiles with each rejected request counted as +∞: what every client saw.
+    lat.push(tailRow('TTFT all', allTtft(s)), tailRow('TPOT all', allTpot(s)), tailRow('E2E all', allE2e(s)));
+  }
   lines.push(lat.toString());
+  if (s.rejected > 0) {
+    lines.push(
+      paint(
+        `"all" rows count the ${fmtNumber(s.rejected)} rejected requests as ∞ (an SLO miss)`,
+        ANSI.dim,
+        color,
+      ),
+    );
+  }
 
   const a = s.sloAttainment;
   lines.push(
@@ -89,7 +122,8 @@ export function formatSummaryTable(summary: SimSummary, options: SummaryTableOpt
       `tokens in ${fmtSi(s.inputTokens)} out ${fmtSi(s.outputTokens)}`,
   );
   lines.push(
-    `prefix hit rate ${fmtPct(s.prefixHitRate)} · preemptions ${fmtNumber(s.preemptions)} · ` +
+    `prefix hit rate ${fmtPct(s.prefixHitRateAll ?? s.prefixHitRate)} of all prompt tokens ` +
+      `(${fmtPct(s.prefixHitRate)} of those looked up) · preemptions ${fmtNumber(s.preemptions)} · ` +
       `GPU-seconds ${fmtQty(s.gpuSeconds)}`,
   );
   const speedup = s.wallSeconds > 0 ? ` (${fmtSi(s.simulatedSeconds / s.wallSeconds)}× real time)` : '';
@@ -141,13 +175,23 @@ interface Column {
   readonly format: (x: number) => string;
 }
 
+/**
+ * Every percentile and the hit rate are over all requests, rejected ones included (as +∞ latency,
+ * printed '∞', and as prompts with no hit), so refusing the slowest requests cannot flatter a policy;
+ * the rejected column stands beside them.
+ */
 const COMPARISON_COLUMNS: readonly Column[] = [
-  { head: 'TTFT\nmean ms', better: 'low', value: (r) => r.summary.ttftMs.mean, format: fmtMs },
-  { head: 'TTFT\np99 ms', better: 'low', value: (r) => r.summary.ttftMs.p99, format: fmtMs },
-  { head: 'TPOT\nmean ms', better: 'low', value: (r) => r.summary.tpotMs.mean, format: fmtMs },
-  { head: 'E2E\np99 ms', better: 'low', value: (r) => r.summary.e2eMs.p99, format: fmtMs },
+  { head: 'TTFT\np50 ms', better: 'low', value: (r) => allTtft(r.summary).p50, format: fmtTailMs },
+  { head: 'TTFT\np99 ms', better: 'low', value: (r) => allTtft(r.summary).p99, format: fmtTailMs },
+  { head: 'TPOT\np90 ms', better: 'low', value: (r) => allTpot(r.summary).p90, format: fmtTailMs },
+  { head: 'E2E\np99 ms', better: 'low', value: (r) => allE2e(r.summary).p99, format: fmtTailMs },
   { head: 'SLO\nboth', better: 'high', value: (r) => r.summary.sloAttainment.both, format: fmtPct },
-  { head: 'hit\nrate', better: 'high', value: (r) => r.summary.prefixHitRate, format: fmtPct },
+  {
+    head: 'hit\nrate',
+    better: 'high',
+    value: (r) => r.summary.prefixHitRateAll ?? r.summary.prefixHitRate,
+    format: fmtPct,
+  },
   { head: 'rejected', better: 'low', value: (r) => r.summary.rejected, format: (x) => fmtNumber(x) },
 ];
 
@@ -159,8 +203,9 @@ const GOODPUT_COLUMN: Column = {
 };
 
 /**
- * One row per policy: goodput (when any row has it), mean and p99 TTFT, mean TPOT, p99 E2E, SLO
- * attainment (both targets), prefix hit rate, rejected requests. With colour on, the best value of
+ * One row per policy: goodput (when any row has it), p50 and p99 TTFT, p90 TPOT, p99 E2E (each over
+ * all requests, a rejected one as ∞), SLO attainment (both targets), prefix hit rate over all prompt
+ * tokens, rejected requests. With colour on, the best value of
  * each column is green (ties all green); with it off the text is plain.
  */
 export function formatComparisonTable(rows: readonly ComparisonRow[], options: TableOptions = {}): string {

@@ -1,8 +1,18 @@
 /** The summary of one twin run: what `--json` writes and the table and HTML report show. */
 
 import type { LatencyStats } from '../../stats/percentiles.ts';
+import type { ReliabilitySummary } from '../faults.ts';
 
 export type { LatencyStats };
+
+/** Percentiles over completed and rejected requests; +∞ where a percentile falls among the rejected. */
+export interface TailStats {
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  /** Requests behind the figures: completed + rejected. */
+  readonly count: number;
+}
 
 /** A sampled time series: t in simulated seconds, one value array per instance. */
 export interface InstanceSeries {
@@ -63,8 +73,26 @@ export interface SimSummary {
   readonly wallSeconds: number;
   readonly eventsPerWallS: number;
   readonly perInstance: readonly InstanceSummary[];
+  /**
+   * TTFT, TPOT and E2E percentiles over every online request judged (completed + rejected), a
+   * rejected request counted as +∞ latency (it never got an answer, and it is an SLO miss): a policy
+   * that refuses its slowest requests cannot look faster by it. A percentile that lands among the
+   * rejected ones is +∞ in memory and `null` in JSON (tables print '∞'). `count` is completed +
+   * rejected. Optional: summaries from before these fields lack them. The fields without `All`
+   * (ttftMs, tpotMs, e2eMs) keep their meaning: completed requests only.
+   */
+  readonly ttftMsAll?: TailStats;
+  readonly tpotMsAll?: TailStats;
+  readonly e2eMsAll?: TailStats;
+  /**
+   * Prefix-cache hit tokens over every online prompt token that arrived, rejected prompts included
+   * (prefixHitRate keeps its meaning: hits over the prompt tokens engines looked up).
+   */
+  readonly prefixHitRateAll?: number;
   /** Rejections by stable error code (admission, early rejection, capacity), when any. */
   readonly rejectedByCode?: Readonly<Record<string, number>>;
+  /** Faults injected and what the reliability rules did about them; present only in fault runs. */
+  readonly reliability?: ReliabilitySummary;
   /**
    * Wall time of the policy's decide calls in microseconds, sampled one in eight by the host. A
    * wall-clock field, like wallSeconds: it varies from run to run.
