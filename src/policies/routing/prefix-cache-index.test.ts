@@ -332,3 +332,16 @@ test('prefix cache index: match results survive the stamp counters wrapping', ()
     assert.equal(index.matchedBlocks(index.slotOf('b')), 1);
   }
 });
+
+test('ChainCursor: an exact chain is read as it is at its own block size, limited to full prompt blocks', () => {
+  const prefix = { blockTokens: 16, hashes: [0xffffffff, 7, 0x80000000], exact: true };
+  const read = (inputTokens: number, blockSize: number): number[] => {
+    const c = new ChainCursor().engineBlocks(prefix, inputTokens, blockSize);
+    return Array.from({ length: c.length }, () => c.next() >>> 0);
+  };
+  assert.deepEqual(read(48, 16), [0xffffffff, 7, 0x80000000]);
+  assert.deepEqual(read(100, 16), [0xffffffff, 7, 0x80000000]);
+  assert.deepEqual(read(47, 16), [0xffffffff, 7]);
+  // The engine's hashes at 16 tokens say nothing about blocks of another size.
+  assert.deepEqual(read(48, 32), []);
+});
