@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { routingPolicyNames } from '../../src/policies/routing/registry.ts';
-import { freePort, post, sseData } from './support/cluster.ts';
+import { assertErrorBody, freePort, post, sseData } from './support/cluster.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 /** A real served name: the Hub id of the instruct model, which is no catalogue id. */
@@ -190,6 +190,29 @@ describe('a backend without a performance model', { timeout: 60_000 }, () => {
     for (const part of ['SY_ERR_INVALID_CONFIG', "'goodput'", "backend 'custom-bot'", 'backends.1.perfModel'])
       assert.ok(line.includes(part), `'${part}' not in: ${line}`);
     assert.ok(!line.includes("'known'"), 'a backend served under a catalogue Hugging Face name resolves');
+
+    // With a policy that predicts nothing it starts, and switching to one is refused, not a 500 later.
+    writeFileSync(
+      config,
+      JSON.stringify({ backends, routing: { policy: 'least-request' }, adminKey: 'admin-key-for-policies' }),
+    );
+    const lenient = run(['serve', '--port', '0', '--config', config]);
+    const url = await listening(lenient);
+    for (const policy of ['goodput', 'mooncake', 'preble']) {
+      const res = await fetch(`${url}/admin/policy`, {
+        method: 'PUT',
+        headers: { ...ADMIN, 'content-type': 'application/json' },
+        body: JSON.stringify({ policy }),
+      });
+      const body = await res.text();
+      assert.equal(res.status, 400, body);
+      assert.equal(assertErrorBody(body, 400, policy).error.code, 'SY_ERR_INVALID_CONFIG');
+      assert.ok(body.includes("backend 'custom-bot'"), body);
+    }
+    const active = await fetch(`${url}/admin/policy`, { headers: ADMIN });
+    assert.equal(((await active.json()) as { policy: string }).policy, 'least-request');
+    lenient.child.kill('SIGTERM');
+    assert.equal(await lenient.exited, 0, lenient.stderr.join(''));
 
     // The same config names the model: it starts (and the backend's port is dead, which is fine here).
     backends[1] = { ...backends[1], perfModel: 'llama-3.1-8b' } as (typeof backends)[number];
