@@ -15,11 +15,20 @@ import type { AdmissionConfigInput } from '../policies/admission/config.ts';
 import { createAdmissionController } from '../policies/admission/controller.ts';
 import { AdmissionDriver, type AdmissionHost } from '../policies/admission/driver.ts';
 import type { AdmissionQueue } from '../policies/admission/types.ts';
+import { backoffMs } from '../policies/reliability.ts';
+import { isEligible } from '../policies/routing/eligible.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { downsampleSorted, LatencyHistogram } from '../stats/percentiles.ts';
 import type { RequestSource, TwinRequest } from '../workload/types.ts';
 import { type ClusterSpec, SimInstance } from './cluster.ts';
 import { EventQueue } from './event-queue.ts';
+import {
+  type Fault,
+  FaultRuntime,
+  faultEdges,
+  RELIABILITY_DEFAULTS,
+  type ReliabilityConfig,
+} from './faults.ts';
 import { RunMetrics, SeriesRecorder } from './metrics.ts';
 import type { BatchJobSummary, SimReportData, SimSummary } from './report/types.ts';
 
@@ -58,6 +67,10 @@ export interface SimOptions {
    * Host accounting (inFlight, pendingPrefillTokens) is always fresh either way.
    */
   readonly scrapeIntervalMs?: number | undefined;
+  /** Faults to inject (crash, stall, slow scrape; src/twin/faults.ts). None: no fault machinery runs. */
+  readonly faults?: readonly Fault[] | undefined;
+  /** Retries and health rules under faults; unset fields take the gateway's defaults. */
+  readonly reliability?: Partial<ReliabilityConfig> | undefined;
 }
 
 /** One routing decision: the request, when, and the instance chosen or the rejection code. */
@@ -83,6 +96,9 @@ interface TwinEngineRequest extends EngineRequest {
   readonly offline: boolean;
   /** No first token seen yet: its input still counts in the instance's pendingPrefillTokens. */
   prefillPending: boolean;
+  /** Attempts made before this one (0: the first), and the instances they went to. */
+  readonly attempt: number;
+  readonly tried: readonly string[];
 }
 
 const ARRIVAL = -1;
@@ -90,6 +106,10 @@ const SAMPLE = -2;
 const SCRAPE = -3;
 const WAKE = -4;
 const BATCH_SUBMIT = -5;
+const FAULT_EDGE = -6;
+const HEALTH_CHECK = -7;
+const RETRY = -8;
+const NONE_TRIED: readonly string[] = Object.freeze([]);
 const PROGRESS_EVERY = 4096;
 /** The host times one decide call in this many. */
 const DECISION_TIMING_EVERY = 8;
@@ -134,6 +154,10 @@ class Twin {
   /** Wall time of every DECISION_TIMING_EVERY-th decide call, in microseconds (host-side timing). */
   private readonly decideUs = new LatencyHistogram();
   private decisions = 0;
+  /** Fault state; undefined when the run injects none (then nothing below costs anything). */
+  private readonly faults: FaultRuntime<TwinEngineRequest> | undefined;
+  private readonly faultCount: number;
+  private readonly jitterRng: Rng;
 
   constructor(
     source: RequestSource,
@@ -150,6 +174,15 @@ class Twin {
     const needsAdmission = options.admission !== undefined || this.jobs.length > 0;
     this.admission = needsAdmission ? createAdmissionController(options.admission ?? {}) : undefined;
     this.batches = this.jobs.length > 0 ? new BatchTracker() : undefined;
+    this.jitterRng = new Rng(options.seed).fork('retry-jitter');
+    const faults = options.faults ?? [];
+    this.faultCount = faults.length;
+    const ids = this.instances.map((i) => i.id);
+    const reliability = { ...RELIABILITY_DEFAULTS, ...options.reliability };
+    this.faults =
+      faults.length === 0
+        ? undefined
+        : new FaultRuntime(faultEdges(faults, ids), reliability, this.instances.length);
     this.driver =
       this.admission === undefined
         ? undefined
@@ -160,6 +193,11 @@ class Twin {
     const queue = this.queue;
     this.pullNext();
     queue.push(0, SAMPLE);
+    if (this.faults !== undefined) {
+      queue.push(this.faults.nextEdgeMs, FAULT_EDGE);
+      this.faults.nextHealthMs = 0;
+      queue.push(0, HEALTH_CHECK);
+    }
     if (this.scrapeIntervalMs > 0) {
       for (const instance of this.instances) instance.scrape(0);
       this.nextScrapeMs = this.scrapeIntervalMs;
@@ -174,6 +212,9 @@ class Twin {
       else if (payload === SAMPLE) this.sample();
       else if (payload === SCRAPE) this.scrape();
       else if (payload === WAKE) (this.driver as AdmissionDriver).wake();
+      else if (payload === FAULT_EDGE) this.faultEdge();
+      else if (payload === HEALTH_CHECK) this.healthCheck();
+      else if (payload === RETRY) this.retry();
       else this.submitBatch();
     }
     this.options.onProgress?.(this.arrived, this.nowMs);
@@ -192,11 +233,19 @@ class Twin {
     const wakeMs = this.driver?.wakeAtMs ?? Number.POSITIVE_INFINITY;
     if (wakeMs < t) t = wakeMs;
     if (this.nextJob < this.jobs.length) t = Math.min(t, (this.jobs[this.nextJob] as BatchJob).submittedMs);
+    const faults = this.faults;
+    if (faults !== undefined) t = Math.min(t, faults.nextEdgeMs, faults.nextHealthMs, faults.nextRetryMs);
     return t;
   }
 
   private stepEnded(instance: SimInstance): void {
     const engine = instance.engine;
+    if (this.faults !== undefined && this.nowMs < (this.faults.stalledUntilMs[instance.index] as number)) {
+      // A stalled engine makes no progress: its step ends when the stall does.
+      instance.stepEndMs = this.faults.stalledUntilMs[instance.index] as number;
+      this.queue.push(instance.stepEndMs, instance.index);
+      return;
+    }
     let t = this.nowMs;
     engine.finishStep(t);
     // With work queued for admission, a finish may release it to any instance: stay in event order.
@@ -299,13 +348,18 @@ class Twin {
     this.admit();
   }
 
-  /** Routes a request; false when the policy rejected it (already counted). */
-  private route(request: Request, offline: boolean): boolean {
+  /**
+   * Routes a request (attempt `attempt`, after failing on `tried`); false when the policy rejected
+   * it (already counted). Under faults the instance picked may be down: the attempt fails to connect
+   * and is retried or failed, and the request still counts as sent.
+   */
+  private route(request: Request, offline: boolean, attempt = 0, tried = NONE_TRIED): boolean {
     this.view.nowMs = this.nowMs;
     // The host times the policy (every few decisions, so timing costs nothing noticeable).
     const timed = this.decisions++ % DECISION_TIMING_EVERY === 0;
     const t0 = timed ? performance.now() : 0;
-    const decision = this.policy.decide(this.view as ClusterView, request, this.rng);
+    const view = tried.length === 0 ? (this.view as ClusterView) : this.retryView(request, tried);
+    const decision = this.policy.decide(view, request, this.rng);
     if (timed) this.decideUs.record((performance.now() - t0) * 1000);
     const onDecision = this.options.onDecision;
     if (decision.kind === 'reject') {
@@ -317,6 +371,11 @@ class Twin {
     const instance = findInstance(this.instances, decision.instanceId);
     this.digest = chainHash(this.digest, instance.index);
     onDecision?.({ requestId: request.id, atMs: this.nowMs, instance: instance.id, code: undefined });
+    const faults = this.faults;
+    if (faults !== undefined && (faults.down[instance.index] as number) > 0) {
+      this.connectFailed(request, offline, instance, attempt, tried);
+      return true;
+    }
     const engineRequest: TwinEngineRequest = {
       id: request.id,
       inputTokens: request.inputTokens,
@@ -332,17 +391,162 @@ class Twin {
       instance,
       offline,
       prefillPending: true,
+      attempt,
+      tried,
     };
     instance.sent(request.inputTokens);
     instance.routed++;
     this.policy.onRouted?.(request, instance.id, this.nowMs);
+    faults?.live[instance.index]?.add(engineRequest);
     instance.engine.add(engineRequest, this.nowMs);
     if (Number.isNaN(instance.stepEndMs)) this.stepEndedIdle(instance);
     return true;
   }
 
+  // ---- faults and the reliability rules (the gateway's: retry before the first token, ejection) ----
+
+  /** A retry goes elsewhere while anywhere else can take it; else anywhere (as the gateway's pick). */
+  private retryView(request: Request, tried: readonly string[]): ClusterView {
+    const rest = this.instances.filter((i) => !tried.includes(i.id) && isEligible(i, request.model));
+    return rest.length > 0 ? { nowMs: this.nowMs, instances: rest } : (this.view as ClusterView);
+  }
+
+  /** An attempt found its instance down: the connection is refused, a health strike, then retry or fail. */
+  private connectFailed(
+    request: Request,
+    offline: boolean,
+    instance: SimInstance,
+    attempt: number,
+    tried: readonly string[],
+  ): void {
+    const faults = this.faults as FaultRuntime<TwinEngineRequest>;
+    this.policy.onRouted?.(request, instance.id, this.nowMs);
+    this.policy.onFailed?.(request, instance.id, this.nowMs);
+    faults.connectFailures++;
+    this.healthVerdict(instance, false);
+    this.retryOrFail(request, offline, attempt, [...tried, instance.id]);
+  }
+
+  /** Schedules another attempt after the gateway's backoff, or fails the request when none is left. */
+  private retryOrFail(request: Request, offline: boolean, attempt: number, tried: readonly string[]): void {
+    const faults = this.faults as FaultRuntime<TwinEngineRequest>;
+    if (attempt >= faults.config.retries) {
+      this.failRequest(request, offline);
+      return;
+    }
+    const atMs = this.nowMs + backoffMs(attempt, faults.config, this.jitterRng);
+    faults.scheduleRetry(request, offline, atMs, attempt + 1, tried);
+    this.queue.push(atMs, RETRY);
+  }
+
+  /** A retry's backoff is over: route it again, away from the instances it failed on. */
+  private retry(): void {
+    const faults = this.faults as FaultRuntime<TwinEngineRequest>;
+    const pending = faults.retries.pop();
+    if (pending === undefined) return;
+    const { request: source, offline } = pending;
+    if (!this.route(source, offline, pending.attempt, pending.tried)) {
+      // The policy refused it (counted as a rejection); admission had released it, so it failed.
+      this.admission?.onFailed(source, this.nowMs);
+      this.batches?.onFailed(source, this.nowMs);
+    }
+  }
+
+  /**
+   * A request ends failed (killed mid-stream, or out of retries): the gateway answers it with
+   * SY_ERR_UPSTREAM, so it counts as a rejection under that code and misses its SLO.
+   */
+  private failRequest(request: Request, offline: boolean): void {
+    (this.faults as FaultRuntime<TwinEngineRequest>).failed++;
+    this.reject(request, 'SY_ERR_UPSTREAM', offline);
+    this.admission?.onFailed(request, this.nowMs);
+    this.batches?.onFailed(request, this.nowMs);
+  }
+
+  /** A health verdict (check or connection error) that may eject or re-admit the instance. */
+  private healthVerdict(instance: SimInstance, ok: boolean): void {
+    const change = (this.faults as FaultRuntime<TwinEngineRequest>).verdict(instance.index, ok);
+    if (change === undefined) return;
+    instance.healthy = change === 'readmitted';
+    if (instance.healthy && this.admission !== undefined && this.admission.queued > 0) this.admit();
+  }
+
+  /** The periodic health check of every instance: a down one fails it, any other passes. */
+  private healthCheck(): void {
+    const faults = this.faults as FaultRuntime<TwinEngineRequest>;
+    for (const instance of this.instances) this.healthVerdict(instance, faults.down[instance.index] === 0);
+    if (this.hasWork()) {
+      faults.nextHealthMs = this.nowMs + faults.config.healthCheckIntervalMs;
+      this.queue.push(faults.nextHealthMs, HEALTH_CHECK);
+    } else {
+      faults.nextHealthMs = Number.POSITIVE_INFINITY;
+    }
+  }
+
+  /** A fault starts or ends. */
+  private faultEdge(): void {
+    const faults = this.faults as FaultRuntime<TwinEngineRequest>;
+    while (faults.nextEdgeMs <= this.nowMs) {
+      const { fault, start } = faults.takeEdge();
+      const instance = findInstance(this.instances, fault.instance);
+      const i = instance.index;
+      const delta = start ? 1 : -1;
+      switch (fault.kind) {
+        case 'crash':
+          faults.down[i] = (faults.down[i] as number) + delta;
+          if (start) this.crash(instance);
+          break;
+        case 'stall':
+          faults.stalled[i] = (faults.stalled[i] as number) + delta;
+          if (start) {
+            const until = this.nowMs + fault.durationMs;
+            faults.stalledUntilMs[i] = Math.max(faults.stalledUntilMs[i] as number, until);
+          } else if (faults.stalled[i] === 0 && Number.isNaN(instance.stepEndMs)) {
+            // Work that arrived during the stall starts now.
+            this.stepEndedIdle(instance);
+          }
+          break;
+        case 'slow-scrape':
+          faults.unscraped[i] = (faults.unscraped[i] as number) + delta;
+          break;
+        default: {
+          const never: never = fault.kind;
+          throw new Error(`unknown fault kind ${String(never)}`);
+        }
+      }
+    }
+    if (faults.nextEdgeMs !== Number.POSITIVE_INFINITY) this.queue.push(faults.nextEdgeMs, FAULT_EDGE);
+    if (this.admission !== undefined && this.admission.queued > 0) this.admit();
+  }
+
+  /**
+   * The engine dies: every request on it ends. One with no first token yet broke before the response
+   * (a connection error: a health strike, then a retry elsewhere); one already streaming fails. The
+   * engine core itself keeps its prefix cache (a simplification: a real restart starts cold).
+   */
+  private crash(instance: SimInstance): void {
+    const faults = this.faults as FaultRuntime<TwinEngineRequest>;
+    const live = faults.live[instance.index] as Set<TwinEngineRequest>;
+    const killed = [...live];
+    live.clear();
+    for (const r of killed) {
+      instance.engine.abort(r.id, this.nowMs);
+      instance.ended(r.inputTokens, r.prefillPending);
+      this.policy.onFailed?.(r.source, instance.id, this.nowMs);
+      if (r.prefillPending) {
+        faults.connectFailures++;
+        this.healthVerdict(instance, false);
+        this.retryOrFail(r.source, r.offline, r.attempt, [...r.tried, instance.id]);
+      } else {
+        this.failRequest(r.source, r.offline);
+      }
+    }
+  }
+
   /** Starts a step on an idle instance that just received work. */
   private stepEndedIdle(instance: SimInstance): void {
+    // A stalled engine starts nothing until the stall ends (the stall's end starts it).
+    if (this.faults !== undefined && (this.faults.stalled[instance.index] as number) > 0) return;
     // Routing from inside `admit` may be followed by more routing and a new wake-up, which
     // barrierMs() cannot see yet: with an admission queue, no fusing from here.
     const horizonMs = this.admission === undefined ? this.barrierMs() : this.nowMs;
@@ -362,6 +566,7 @@ class Twin {
   private hasWork(): boolean {
     if (this.pending !== undefined || this.nextJob < this.jobs.length) return true;
     if (this.driver !== undefined && this.driver.wakeAtMs !== Number.POSITIVE_INFINITY) return true;
+    if (this.faults !== undefined && this.faults.retries.size > 0) return true;
     for (const instance of this.instances) if (!Number.isNaN(instance.stepEndMs)) return true;
     return false;
   }
@@ -378,7 +583,14 @@ class Twin {
   }
 
   private scrape(): void {
-    for (const instance of this.instances) instance.scrape(this.nowMs);
+    const faults = this.faults;
+    for (const instance of this.instances) {
+      // A down engine's /metrics does not answer; a slow-scrape fault loses its scrapes.
+      const i = instance.index;
+      if (faults !== undefined && ((faults.down[i] as number) > 0 || (faults.unscraped[i] as number) > 0))
+        continue;
+      instance.scrape(this.nowMs);
+    }
     if (this.hasWork()) {
       this.nextScrapeMs = this.nowMs + this.scrapeIntervalMs;
       this.queue.push(this.nextScrapeMs, SCRAPE);
@@ -402,6 +614,7 @@ class Twin {
     const onFinish: EngineListener['onFinish'] = (result) => {
       const twin = result.request as TwinEngineRequest;
       twin.instance.ended(twin.inputTokens, twin.prefillPending);
+      this.faults?.live[twin.instance.index]?.delete(twin);
       if (twin.offline) metrics.batchFinished(result);
       else metrics.finish(result, slo);
       policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs, twin.outputTokens);
@@ -415,6 +628,7 @@ class Twin {
       // The engine can never fit this request's KV: it ends as an explicit rejection.
       const twin = request as TwinEngineRequest;
       twin.instance.ended(twin.inputTokens, twin.prefillPending);
+      this.faults?.live[twin.instance.index]?.delete(twin);
       this.reject(twin.source, 'SY_ERR_CAPACITY', twin.offline);
       policy.onFailed?.(twin.source, twin.instance.id, nowMs);
       this.admission?.onFailed(twin.source, nowMs);
@@ -492,6 +706,7 @@ class Twin {
       ...base,
       ...(this.rejectedByCode.size > 0 ? { rejectedByCode } : {}),
       ...(batch !== undefined ? { batchJobs: batch } : {}),
+      ...(this.faults !== undefined ? { reliability: this.faults.summary(this.faultCount) } : {}),
       decisionUs: this.decideUs.stats(),
     };
     const cdfMax = options.cdfPointsMax ?? 2000;
