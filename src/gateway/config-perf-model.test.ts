@@ -36,6 +36,35 @@ describe('backend role', () => {
   });
 });
 
+describe('routing.policies', () => {
+  it('checks every named policy at parse time, not when the admin API first switches to it', () => {
+    const routing = (policies: Record<string, unknown>) => ({
+      routing: { policy: 'least-request', policies },
+    });
+    parseGatewayConfig(routing({ mine: { type: 'profile', params: { scorers: [{ type: 'queue' }] } } }), {});
+    invalidConfig(
+      () =>
+        parseGatewayConfig(
+          routing({ mine: { type: 'profile', params: { scorers: [{ type: 'qeue' }] } } }),
+          {},
+        ),
+      'routing.policies.mine',
+      "unknown scorer 'qeue'",
+      'valid: in-flight',
+    );
+    invalidConfig(
+      () => parseGatewayConfig(routing({ x: { type: 'nope' } }), {}),
+      'routing.policies.x',
+      'valid: goodput',
+    );
+    invalidConfig(
+      () => parseGatewayConfig(routing({ p2: { type: 'power-of-two', params: { load: 'cpu' } } }), {}),
+      'routing.policies.p2',
+      'load',
+    );
+  });
+});
+
 describe('backend perfModel', () => {
   it('resolves an explicit catalogue id, a catalogue id served as is, and a Hugging Face name in any case', () => {
     assert.equal(perfModelIdOf({ models: ['acme/bot'], perfModel: 'qwen2.5-7b' }), 'qwen2.5-7b');

@@ -13,6 +13,7 @@ import { MODELS, modelIds } from '../model/models.ts';
 import { perfModelFor } from '../model/perf.ts';
 import { admissionConfigSchema, tenantConfigSchema } from '../policies/admission/config.ts';
 import {
+  checkRoutingPolicy,
   type PerfModelRef,
   perfModelContext,
   policyNeedsPerfModel,
@@ -183,6 +184,15 @@ export const gatewayConfigSchema = z
         if (refusal !== undefined)
           ctx.addIssue({ code: 'custom', path: ['backends', i, 'tokenizer'], message: refusal });
       }
+    // Every named policy is checked now, not when PUT /admin/policy first switches to it.
+    for (const [name, policy] of Object.entries(config.routing?.policies ?? {})) {
+      try {
+        checkRoutingPolicy(policy.type, policy.params, name);
+      } catch (error) {
+        if (!(error instanceof SwitchyardError)) throw error;
+        ctx.addIssue({ code: 'custom', path: ['routing', 'policies', name], message: error.message });
+      }
+    }
     if (config.limits.retryBackoffBaseMs > config.limits.retryBackoffMaxMs)
       ctx.addIssue({
         code: 'custom',

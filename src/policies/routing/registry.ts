@@ -5,6 +5,7 @@ import type { InstanceView } from '../../core/view.ts';
 import { perfModelFor } from '../../model/perf.ts';
 import type { PerfModel } from '../../model/types.ts';
 import { CATALOGUE } from './catalogue.ts';
+import type { RoutingPolicyEntry } from './entry.ts';
 import type { PolicyContext, RoutingPolicy } from './types.ts';
 
 const ENTRIES = CATALOGUE;
@@ -79,28 +80,52 @@ export function createRoutingPolicy(
   context: PolicyContext = defaultPolicyContext(),
   label = name,
 ): RoutingPolicy {
-  const e = Object.hasOwn(ENTRIES, name) ? ENTRIES[name] : undefined;
-  if (e === undefined) throw unknownName('routing policy', name, routingPolicyNames());
-  const parsed = e.params.safeParse(params);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => {
-      const where = i.path.join('.') || '(params)';
-      // Name the keys that do exist, so a typo is one look away from its fix.
-      const valid = validKeys(e.params, i.path);
-      const hint =
-        i.code === 'unrecognized_keys' ? `; valid: ${valid.length > 0 ? valid.join(', ') : '(none)'}` : '';
-      return `${where}: ${i.message}${hint}`;
-    });
-    throw new SwitchyardError(
-      'SY_ERR_INVALID_CONFIG',
-      `routing policy '${label}' (type ${name}): ${problems.join('; ')}`,
-      { param: 'params', problems },
-    );
-  }
-  const policy = e.create(parsed.data, context);
+  const e = entryOf(name);
+  const policy = e.create(parseParams(e, name, params, label), context);
   return label === policy.name
     ? policy
     : { ...bindHooks(policy), name: label, decide: policy.decide.bind(policy) };
+}
+
+/**
+ * Checks a policy type and its parameters without building it, with the errors `createRoutingPolicy`
+ * gives: a host validates every named policy of its config at start-up, not when one is switched to.
+ */
+export function checkRoutingPolicy(
+  name: string,
+  params: Readonly<Record<string, unknown>> = {},
+  label = name,
+): void {
+  parseParams(entryOf(name), name, params, label);
+}
+
+function entryOf(name: string): RoutingPolicyEntry<unknown> {
+  const e = Object.hasOwn(ENTRIES, name) ? ENTRIES[name] : undefined;
+  if (e === undefined) throw unknownName('routing policy', name, routingPolicyNames());
+  return e;
+}
+
+function parseParams(
+  e: RoutingPolicyEntry<unknown>,
+  name: string,
+  params: Readonly<Record<string, unknown>>,
+  label: string,
+): unknown {
+  const parsed = e.params.safeParse(params);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((i) => {
+    const where = i.path.join('.') || '(params)';
+    // Name the keys that do exist, so a typo is one look away from its fix.
+    const valid = validKeys(e.params, i.path);
+    const hint =
+      i.code === 'unrecognized_keys' ? `; valid: ${valid.length > 0 ? valid.join(', ') : '(none)'}` : '';
+    return `${where}: ${i.message}${hint}`;
+  });
+  throw new SwitchyardError(
+    'SY_ERR_INVALID_CONFIG',
+    `routing policy '${label}' (type ${name}): ${problems.join('; ')}`,
+    { param: 'params', problems },
+  );
 }
 
 function bindHooks(policy: RoutingPolicy): Partial<RoutingPolicy> {
