@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SwitchyardError } from '../core/errors.ts';
 import type { InstanceView } from '../core/view.ts';
-import { gatewayPerfModels, parseGatewayConfig, perfModelIdOf } from './config.ts';
+import { MODELS } from '../model/models.ts';
+import { gatewayPerfModels, HF_ALIASES, parseGatewayConfig, perfModelIdOf } from './config.ts';
 
 const backend = (over: Record<string, unknown> = {}) => ({
   id: 'b0',
@@ -71,7 +72,11 @@ describe('backend perfModel', () => {
     assert.equal(perfModelIdOf({ models: ['llama-3.1-8b'] }), 'llama-3.1-8b');
     assert.equal(perfModelIdOf({ models: ['META-LLAMA/llama-3.1-8b-instruct'] }), 'llama-3.1-8b');
     assert.equal(perfModelIdOf({ models: ['acme/bot', 'Qwen/Qwen2.5-7B-Instruct'] }), 'qwen2.5-7b');
+    assert.equal(perfModelIdOf({ models: ['meta-llama/Meta-Llama-3.1-8B-Instruct'] }), 'llama-3.1-8b');
+    assert.equal(perfModelIdOf({ models: ['mistralai/Mixtral-8x7B-v0.1'] }), 'mixtral-8x7b');
     assert.equal(perfModelIdOf({ models: ['acme/bot'] }), undefined);
+    // Every alias names a catalogue model.
+    for (const id of Object.values(HF_ALIASES)) assert.ok(MODELS.has(id), id);
   });
 
   it('gives policies the mapped performance model by instance id', () => {

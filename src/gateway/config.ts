@@ -207,14 +207,36 @@ export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
 export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
 
 /**
+ * Hugging Face names of checkpoints with the same architecture as a catalogue model (its `hfName`
+ * is the other variant): base and instruct/chat variants share their config.json on the Hub (layers,
+ * hidden size, heads, KV heads, FFN size), so they share a performance model. Also the Llama 3.1
+ * repositories' names before Meta renamed them (`Meta-Llama-3.1-*`, which the Hub still redirects).
+ */
+export const HF_ALIASES: Readonly<Record<string, string>> = {
+  'meta-llama/llama-2-7b-chat-hf': 'llama-2-7b',
+  'meta-llama/llama-2-70b-chat-hf': 'llama-2-70b',
+  'meta-llama/llama-3.1-8b': 'llama-3.1-8b',
+  'meta-llama/meta-llama-3.1-8b': 'llama-3.1-8b',
+  'meta-llama/meta-llama-3.1-8b-instruct': 'llama-3.1-8b',
+  'meta-llama/llama-3.1-70b': 'llama-3.1-70b',
+  'meta-llama/meta-llama-3.1-70b': 'llama-3.1-70b',
+  'meta-llama/meta-llama-3.1-70b-instruct': 'llama-3.1-70b',
+  'codellama/codellama-34b-hf': 'codellama-34b',
+  'qwen/qwen2.5-7b': 'qwen2.5-7b',
+  'mistralai/mixtral-8x7b-v0.1': 'mixtral-8x7b',
+};
+
+/**
  * The catalogue model a backend's performance model is: its `perfModel`, else the first of its
- * `models` that is a catalogue id or a catalogue model's Hugging Face name (`hfName`, from the
- * model's own config.json on the Hub), compared case-insensitively. Undefined when none is.
+ * `models` that is a catalogue id, a catalogue model's Hugging Face name (`hfName`), or one of
+ * `HF_ALIASES`, compared case-insensitively. Undefined when none is.
  */
 export function perfModelIdOf(b: Pick<BackendConfig, 'models' | 'perfModel'>): string | undefined {
   if (b.perfModel !== undefined) return b.perfModel;
   for (const served of b.models) {
     const name = served.toLowerCase();
+    const alias = Object.hasOwn(HF_ALIASES, name) ? HF_ALIASES[name] : undefined;
+    if (alias !== undefined) return alias;
     for (const [id, spec] of MODELS)
       if (id.toLowerCase() === name || spec.hfName.toLowerCase() === name) return id;
   }
