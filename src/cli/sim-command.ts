@@ -7,6 +7,7 @@ import { modelIds } from '../model/models.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import { fixedBatchJob } from '../twin/batch-jobs.ts';
 import { parseWithSchema, SIM_DEFAULTS, type SimConfigFile, simConfigFileSchema } from '../twin/config.ts';
+import { type Fault, parseFault, RELIABILITY_DEFAULTS, toFault } from '../twin/faults.ts';
 import { GOODPUT_DEFAULTS, type GoodputResult } from '../twin/goodput.ts';
 import { formatComparisonTable, formatSummaryTable } from '../twin/report/table.ts';
 import { type PolicyRun, runExperiment, runTwin, type TwinSettings, writeOutputs } from '../twin/run.ts';
@@ -56,6 +57,8 @@ interface SimFlags {
   declaredMaxTokens?: string;
   earlyReject?: boolean;
   goodputTarget?: number;
+  fault?: Fault[];
+  retries?: number;
 }
 
 /** Registers `switchyard sim`. */
@@ -162,6 +165,16 @@ export function registerSimCommand(program: Command): void {
       '--scrape-interval-ms <ms>',
       'policies see engine signals as scraped this often, like a live gateway (default 75, the live default; 0: exact signals, an oracle)',
       nonNegativeNumber,
+    )
+    .option(
+      '--fault <spec>',
+      'inject a fault, kind:instance@start+duration with kind crash, stall or slow-scrape (e.g. crash:i2@30s+20s); repeatable',
+      (value: string, previous: Fault[] | undefined) => [...(previous ?? []), parseFault(value)],
+    )
+    .option(
+      '--retries <n>',
+      `under faults: further instances tried before the first token (default ${RELIABILITY_DEFAULTS.retries}, as the gateway)`,
+      nonNegativeInt,
     )
     .option(
       '--batch-requests <n>',
@@ -334,6 +347,8 @@ export function resolveSettings(
         : file.batch?.jobs,
     scrapeIntervalMs: flags.scrapeIntervalMs ?? file.scrapeIntervalMs,
     earlyReject: flags.earlyReject === true ? (file.earlyReject ?? {}) : file.earlyReject,
+    faults: flags.fault ?? file.faults?.map(toFault),
+    reliability: { ...file.reliability, ...(flags.retries !== undefined ? { retries: flags.retries } : {}) },
     goodputTarget: flags.goodputTarget ?? file.goodputTarget,
   };
 }

@@ -3,6 +3,7 @@ import { SwitchyardError } from '../core/errors.ts';
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from '../engine-core/types.ts';
 import { batchSectionSchema } from './batch-jobs.ts';
 import { type ClusterSpec, clusterSpecSchema } from './cluster.ts';
+import { FAULTS_MAX, faultEntrySchema, reliabilitySchema } from './faults.ts';
 
 /** Defaults of the twin's command line and config file. */
 export const SIM_DEFAULTS = {
@@ -67,6 +68,10 @@ export const simConfigFileSchema = z
      * present: enabled, with these parameters. Validated by its own schema when the run starts.
      */
     earlyReject: z.record(z.string(), z.unknown()),
+    /** Faults to inject: `kind:instance@start+duration` strings or objects (src/twin/faults.ts). */
+    faults: z.array(faultEntrySchema).max(FAULTS_MAX),
+    /** Retries and health rules under faults (defaults: the gateway's). */
+    reliability: reliabilitySchema,
     /** Goodput's attainment target for --goodput, a fraction in (0, 1] (default 0.9). */
     goodputTarget: z.number().gt(0).max(1),
     output: z.object({ json: z.string(), html: z.string() }).partial().strict(),

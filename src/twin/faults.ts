@@ -116,6 +116,16 @@ export const RELIABILITY_DEFAULTS: ReliabilityConfig = {
   successesToReadmit: 2,
 };
 
+/** Some reliability fields, as a config file or flags give them (undefined: the default). */
+export type ReliabilityInput = { readonly [K in keyof ReliabilityConfig]?: ReliabilityConfig[K] | undefined };
+
+/** Fills unset fields with the gateway's defaults. */
+export function reliabilityWithDefaults(input: ReliabilityInput | undefined): ReliabilityConfig {
+  const merged: Record<string, number> = { ...RELIABILITY_DEFAULTS };
+  for (const [key, value] of Object.entries(input ?? {})) if (value !== undefined) merged[key] = value;
+  return merged as unknown as ReliabilityConfig;
+}
+
 /** A config file's `reliability:` section. */
 export const reliabilitySchema = z
   .strictObject({

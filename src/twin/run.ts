@@ -13,6 +13,7 @@ import { type WorkloadSpec, workloadSpecSchema } from '../workload/spec.ts';
 import { type BatchJobSpec, buildBatchJob } from './batch-jobs.ts';
 import type { ClusterSpec } from './cluster.ts';
 import { type engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
+import type { Fault, ReliabilityInput } from './faults.ts';
 import { GOODPUT_DEFAULTS, type GoodputResult, goodputSweep, scaleWorkload } from './goodput.ts';
 import { renderHtmlReport } from './report/html.ts';
 import {
@@ -54,6 +55,10 @@ export interface TwinSettings {
    * off unless their config sets `rejectEarly`, so every policy is admitted by the same rule.
    */
   readonly earlyReject?: EarlyRejectParamsInput | undefined;
+  /** Faults to inject (crash, stall, slow-scrape); none by default. */
+  readonly faults?: readonly Fault[] | undefined;
+  /** Retries and health rules under faults; unset fields take the gateway's defaults. */
+  readonly reliability?: ReliabilityInput | undefined;
   /** Goodput's attainment target, 0..1 (default GOODPUT_DEFAULTS.targetAttainment, 0.9). */
   readonly goodputTarget?: number | undefined;
 }
@@ -114,6 +119,8 @@ export function runTwinSpec(
     admission: settings.admission,
     batchJobs: settings.batchJobs?.map((job) => buildBatchJob(job, rng.fork('batch'))),
     scrapeIntervalMs: settings.scrapeIntervalMs,
+    faults: settings.faults,
+    reliability: settings.reliability,
     onDecision,
   });
 }

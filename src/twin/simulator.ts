@@ -26,8 +26,8 @@ import {
   type Fault,
   FaultRuntime,
   faultEdges,
-  RELIABILITY_DEFAULTS,
-  type ReliabilityConfig,
+  type ReliabilityInput,
+  reliabilityWithDefaults,
 } from './faults.ts';
 import { RunMetrics, SeriesRecorder } from './metrics.ts';
 import type { BatchJobSummary, SimReportData, SimSummary } from './report/types.ts';
@@ -70,7 +70,7 @@ export interface SimOptions {
   /** Faults to inject (crash, stall, slow scrape; src/twin/faults.ts). None: no fault machinery runs. */
   readonly faults?: readonly Fault[] | undefined;
   /** Retries and health rules under faults; unset fields take the gateway's defaults. */
-  readonly reliability?: Partial<ReliabilityConfig> | undefined;
+  readonly reliability?: ReliabilityInput | undefined;
 }
 
 /** One routing decision: the request, when, and the instance chosen or the rejection code. */
@@ -178,7 +178,7 @@ class Twin {
     const faults = options.faults ?? [];
     this.faultCount = faults.length;
     const ids = this.instances.map((i) => i.id);
-    const reliability = { ...RELIABILITY_DEFAULTS, ...options.reliability };
+    const reliability = reliabilityWithDefaults(options.reliability);
     this.faults =
       faults.length === 0
         ? undefined
