@@ -1,0 +1,120 @@
+/**
+ * bin/switchyard.mjs chooses what to run: the build in dist/ when it is current, the sources through
+ * tsx when dist/ is missing or older than a source file, and a one-line hint when neither can run.
+ * Each case runs a copy of the real entry point in a temporary tree whose dist/ and src/ entry
+ * points only say which of them ran.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A tree with bin/, dist/ (built an hour ago), src/ (two hours ago) and, optionally, node_modules. */
+function makeTree(withNodeModules: boolean): string {
+  const root = mkdtempSync(join(tmpdir(), 'switchyard-bin-'));
+  mkdirSync(join(root, 'bin'));
+  copyFileSync(join(REPO, 'bin/switchyard.mjs'), join(root, 'bin/switchyard.mjs'));
+  writeFileSync(join(root, 'package.json'), '{"type":"module"}\n');
+  mkdirSync(join(root, 'dist/cli'), { recursive: true });
+  writeFileSync(
+    join(root, 'dist/cli/main.js'),
+    "export async function main(argv) { process.stdout.write('dist ' + argv.slice(2).join(' ')); return 0; }\n",
+  );
+  mkdirSync(join(root, 'src/cli'), { recursive: true });
+  // Type annotations: this file only runs if something transpiles it.
+  writeFileSync(
+    join(root, 'src/cli/main.ts'),
+    "export async function main(argv: readonly string[]): Promise<number> {\n  process.stdout.write('src ' + argv.slice(2).join(' '));\n  return 3;\n}\n",
+  );
+  writeFileSync(join(root, 'src/cli/main.test.ts'), '');
+  writeFileSync(join(root, 'dist/.built'), '');
+  const now = Date.now() / 1000;
+  setMtime(root, 'dist/.built', now - 3600);
+  setMtime(root, 'src/cli/main.ts', now - 7200);
+  setMtime(root, 'src/cli/main.test.ts', now - 7200);
+  if (withNodeModules) symlinkSync(join(REPO, 'node_modules'), join(root, 'node_modules'), 'dir');
+  return root;
+}
+
+function setMtime(root: string, file: string, seconds: number): void {
+  utimesSync(join(root, file), seconds, seconds);
+}
+
+function run(root: string): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [join(root, 'bin/switchyard.mjs'), '--version'],
+      { cwd: root, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+test('a current dist/ runs, and a newer test file does not make it stale', async (t) => {
+  const root = makeTree(true);
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  setMtime(root, 'src/cli/main.test.ts', Date.now() / 1000);
+  const r = await run(root);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'dist --version');
+});
+
+test('a source file newer than the build runs src/ through tsx, quietly when stderr is not a terminal', async (t) => {
+  const root = makeTree(true);
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  setMtime(root, 'src/cli/main.ts', Date.now() / 1000);
+  const r = await run(root);
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(r.stdout, 'src --version');
+  assert.equal(r.stderr, '');
+});
+
+test('without a build stamp it runs src/ through tsx', async (t) => {
+  const root = makeTree(true);
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  unlinkSync(join(root, 'dist/.built'));
+  const r = await run(root);
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(r.stdout, 'src --version');
+});
+
+test('without tsx it runs a stale dist/, and with no dist/ either prints one line naming the build', async (t) => {
+  const root = makeTree(false);
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  setMtime(root, 'src/cli/main.ts', Date.now() / 1000);
+  const stale = await run(root);
+  assert.equal(stale.code, 0, stale.stderr);
+  assert.equal(stale.stdout, 'dist --version');
+
+  rmSync(join(root, 'dist'), { recursive: true });
+  const none = await run(root);
+  assert.equal(none.code, 1);
+  assert.equal(none.stdout, '');
+  const lines = none.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, none.stderr);
+  assert.match(lines[0] as string, /dist\/ is not built; run `npm ci` \(it builds\) or `npm run build`/);
+});
