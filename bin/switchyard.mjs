@@ -12,7 +12,10 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SRC = join(ROOT, 'src');
-/** Written by `npm run build` after tsc succeeds, dated when the build started (an edit made meanwhile is newer). */
+/**
+ * Written by `npm run build` after tsc succeeds, dated when the build started, so an edit made
+ * during the build counts as newer.
+ */
 const STAMP = join(ROOT, 'dist', '.built');
 /** Set for this process's children, so a whole `serve` with its engines says it once. */
 const NOTED = 'SWITCHYARD_FROM_SOURCE_NOTED';
