@@ -1,8 +1,11 @@
 import { type Command, Option } from 'commander';
+import { invalidArgument } from '../core/errors.ts';
 import { routingPolicyNames } from '../policies/routing/registry.ts';
 import { SIM_DEFAULTS } from '../twin/config.ts';
+import { GOODPUT_DEFAULTS } from '../twin/goodput.ts';
 import { formatComparisonTable } from '../twin/report/table.ts';
 import { runExperiment, writeOutputs } from '../twin/run.ts';
+import { DEFAULT_DECLARED_MAX_TOKENS, parseDeclaredMaxTokens } from '../workload/declared.ts';
 import { positiveInt, positiveNumber } from './parse.ts';
 import { withSteps } from './progress.ts';
 
@@ -18,6 +21,9 @@ interface DemoFlags {
   goodput: boolean;
   sloTtftMs: number;
   sloTpotMs: number;
+  earlyReject: boolean;
+  goodputTarget: number;
+  declaredMaxTokens: string;
 }
 
 /** The bundled default: several routing policies on a trace slice, side by side. */
@@ -58,6 +64,22 @@ export function registerDemoCommand(program: Command): void {
     .option('--slo-ttft-ms <x>', 'time-to-first-token target', positiveNumber, DEMO.sloTtftMs)
     .option('--slo-tpot-ms <y>', 'time-per-output-token target', positiveNumber, DEMO.sloTpotMs)
     .option('--no-goodput', 'skip the goodput sweep (faster: only the run at the trace rate)')
+    .option(
+      '--goodput-target <f>',
+      "goodput's attainment target, a fraction in (0, 1]",
+      goodputTargetArg,
+      GOODPUT_DEFAULTS.targetAttainment,
+    )
+    .option(
+      '--declared-max-tokens <d>',
+      'what each request declares as max_tokens: exact, cap:N, factor:K or none',
+      declaredArg,
+      DEFAULT_DECLARED_MAX_TOKENS,
+    )
+    .option(
+      '--no-early-reject',
+      'run each policy alone, without the shared early-rejection step (goodput and mooncake then refuse on their own)',
+    )
     .option('--no-progress', 'do not draw progress bars')
     .action(async (flags: DemoFlags) => {
       const names = flags.policies
@@ -83,10 +105,14 @@ export function registerDemoCommand(program: Command): void {
           trace: flags.trace,
           rateScale: flags.rateScale,
           maxRequests: flags.requests,
+          declaredMaxTokens: flags.declaredMaxTokens,
         },
         slo: { ttftMs: flags.sloTtftMs, tpotMs: flags.sloTpotMs },
         output: {},
         expectedRequests: flags.requests,
+        // Every policy behind the same early-rejection step: admission held equal, placement compared.
+        earlyReject: flags.earlyReject ? {} : undefined,
+        goodputTarget: flags.goodputTarget,
       };
       const runs = await withSteps(flags.progress, (step) =>
         runExperiment(settings, names, { goodput: flags.goodput, onRun: step }),
@@ -99,7 +125,9 @@ export function registerDemoCommand(program: Command): void {
       process.stdout.write(`${formatComparisonTable(rows, { color: process.stdout.isTTY === true })}\n`);
       process.stdout.write(
         `SLO: TTFT <= ${flags.sloTtftMs} ms and TPOT <= ${flags.sloTpotMs} ms. Goodput: the highest arrival rate at which ` +
-          '>= 90% of requests meet both (the other columns are at the trace rate).\n' +
+          `>= ${Math.round(flags.goodputTarget * 100)}% of requests meet both (the other columns are at the trace rate; ` +
+          'percentiles and hit rate count rejected requests, as ∞ and as misses).\n' +
+          `Requests declare max_tokens ${flags.declaredMaxTokens}${flags.earlyReject ? '; every policy runs behind the same early-rejection step' : ''}.\n` +
           'Next: `switchyard sim --help`, or `switchyard demo --html report.html` for plots.\n',
       );
       writeOutputs(runs, {
@@ -107,4 +135,16 @@ export function registerDemoCommand(program: Command): void {
         ...(flags.html !== undefined ? { html: flags.html } : {}),
       });
     });
+}
+
+function goodputTargetArg(value: string): number {
+  const x = Number(value);
+  if (!(x > 0 && x <= 1))
+    throw invalidArgument('goodput-target', value, 'a fraction in (0, 1], e.g. 0.9 or 0.99');
+  return x;
+}
+
+function declaredArg(value: string): string {
+  parseDeclaredMaxTokens(value, 'declared-max-tokens');
+  return value;
 }
