@@ -67,6 +67,11 @@ export interface SimOptions {
    * Host accounting (inFlight, pendingPrefillTokens) is always fresh either way.
    */
   readonly scrapeIntervalMs?: number | undefined;
+  /**
+   * Takes every scrape tick, also those no decision reads (the twin skips those by default). Only
+   * for checking that skipping changes nothing; slower.
+   */
+  readonly scrapeEveryTick?: boolean | undefined;
   /** Faults to inject (crash, stall, slow scrape; src/twin/faults.ts). None: no fault machinery runs. */
   readonly faults?: readonly Fault[] | undefined;
   /** Retries and health rules under faults; unset fields take the gateway's defaults. */
@@ -150,6 +155,7 @@ class Twin {
   private digest = 0x12345678;
   private nextSampleMs = 0;
   private nextScrapeMs = Number.POSITIVE_INFINITY;
+  private lastScrapeMs = 0;
   private readonly rejectedByCode = new Map<ErrorCode, number>();
   /** Wall time of every DECISION_TIMING_EVERY-th decide call, in microseconds (host-side timing). */
   private readonly decideUs = new LatencyHistogram();
@@ -198,24 +204,27 @@ class Twin {
       this.faults.nextHealthMs = 0;
       queue.push(0, HEALTH_CHECK);
     }
+    if (this.jobs.length > 0) queue.push((this.jobs[0] as BatchJob).submittedMs, BATCH_SUBMIT);
     if (this.scrapeIntervalMs > 0) {
       for (const instance of this.instances) instance.scrape(0);
-      this.nextScrapeMs = this.scrapeIntervalMs;
-      queue.push(this.nextScrapeMs, SCRAPE);
+      this.armScrape();
     }
-    if (this.jobs.length > 0) queue.push((this.jobs[0] as BatchJob).submittedMs, BATCH_SUBMIT);
     while (queue.length > 0) {
       this.nowMs = queue.peekTime();
       const payload = queue.pop();
       if (payload >= 0) this.stepEnded(this.instances[payload] as SimInstance);
-      else if (payload === ARRIVAL) this.arrival();
       else if (payload === SAMPLE) this.sample();
       else if (payload === SCRAPE) this.scrape();
-      else if (payload === WAKE) (this.driver as AdmissionDriver).wake();
-      else if (payload === FAULT_EDGE) this.faultEdge();
       else if (payload === HEALTH_CHECK) this.healthCheck();
-      else if (payload === RETRY) this.retry();
-      else this.submitBatch();
+      else {
+        // The events after which a routing decision may come sooner than the next armed scrape.
+        if (payload === ARRIVAL) this.arrival();
+        else if (payload === WAKE) (this.driver as AdmissionDriver).wake();
+        else if (payload === FAULT_EDGE) this.faultEdge();
+        else if (payload === RETRY) this.retry();
+        else this.submitBatch();
+        this.armScrape();
+      }
     }
     this.options.onProgress?.(this.arrived, this.nowMs);
     return this.result();
@@ -583,6 +592,8 @@ class Twin {
   }
 
   private scrape(): void {
+    // An earlier tick was armed after this one: this event is superseded.
+    if (this.nowMs !== this.nextScrapeMs) return;
     const faults = this.faults;
     for (const instance of this.instances) {
       // A down engine's /metrics does not answer; a slow-scrape fault loses its scrapes.
@@ -591,13 +602,47 @@ class Twin {
         continue;
       instance.scrape(this.nowMs);
     }
-    if (this.hasWork()) {
-      this.nextScrapeMs = this.nowMs + this.scrapeIntervalMs;
-      this.queue.push(this.nextScrapeMs, SCRAPE);
-    } else {
-      this.nextScrapeMs = Number.POSITIVE_INFINITY;
-    }
+    this.lastScrapeMs = this.nowMs;
+    this.nextScrapeMs = Number.POSITIVE_INFINITY;
     if (this.admission !== undefined && this.admission.queued > 0) this.admit();
+    this.armScrape();
+  }
+
+  /**
+   * Arms the next scrape that anyone will read. Scrapes fall on the grid k * scrapeIntervalMs, as a
+   * periodic scraper's do, and policies read the one at or before each decision. While admission
+   * holds requests, any step end may dispatch, so every tick is taken. Otherwise decisions come only
+   * at arrivals, wake-ups, retries and batch submissions, which are known in advance (only such an
+   * event schedules another): the ticks before the last one preceding the next of them are never
+   * read, so they are skipped. A skipped tick is not a barrier, so engines run ahead past it; the
+   * results are those of scraping every tick (`scrapeEveryTick`; src/twin/scrape.test.ts checks).
+   */
+  private armScrape(): void {
+    const intervalMs = this.scrapeIntervalMs;
+    if (intervalMs === 0) return;
+    let tickMs: number;
+    const holding = this.admission !== undefined && this.admission.queued > 0;
+    if (holding || this.options.scrapeEveryTick === true) {
+      if (!holding && !this.hasWork()) return;
+      tickMs = this.lastScrapeMs + intervalMs;
+    } else {
+      tickMs = Math.floor(this.nextDecisionMs() / intervalMs) * intervalMs;
+      // That tick was already taken (or is no longer reachable): the decision reads the last one.
+      if (tickMs <= this.lastScrapeMs || tickMs < this.nowMs) return;
+    }
+    if (tickMs >= this.nextScrapeMs || !Number.isFinite(tickMs)) return;
+    this.nextScrapeMs = tickMs;
+    this.queue.push(tickMs, SCRAPE);
+  }
+
+  /** The earliest known event that may make a routing decision (Infinity: none left). */
+  private nextDecisionMs(): number {
+    let t = this.pending !== undefined ? this.pending.arrivalMs : Number.POSITIVE_INFINITY;
+    const wakeMs = this.driver?.wakeAtMs ?? Number.POSITIVE_INFINITY;
+    if (wakeMs < t) t = wakeMs;
+    if (this.faults !== undefined && this.faults.nextRetryMs < t) t = this.faults.nextRetryMs;
+    if (this.nextJob < this.jobs.length) t = Math.min(t, (this.jobs[this.nextJob] as BatchJob).submittedMs);
+    return t;
   }
 
   private buildInstances(): SimInstance[] {
