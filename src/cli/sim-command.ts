@@ -225,6 +225,13 @@ export function registerSimCommand(program: Command): void {
       if (runs.length === 1) {
         const run = runs[0] as PolicyRun;
         process.stdout.write(`${formatSummaryTable(run.result.summary, { color })}\n`);
+        const reliability = run.result.summary.reliability;
+        if (reliability !== undefined)
+          process.stdout.write(
+            `faults ${reliability.faults}: ${reliability.failed} failed, ${reliability.retried} retried, ` +
+              `${reliability.connectFailures} connection failures, ${reliability.ejections} ejections, ` +
+              `${reliability.readmissions} re-admissions\n`,
+          );
         if (run.goodput !== undefined) process.stdout.write(`${formatGoodput(run.goodput)}\n`);
       } else {
         const rows = runs.map((run) => ({
