@@ -96,6 +96,31 @@ export function runRoutingConformance(name: string, create: () => RoutingPolicy)
     }
   });
 
+  test(`${name}: decide() leaves the policy's state alone (same instance, same input, same decision)`, () => {
+    // Two fresh policies cannot see a decide() that changes the policy's own state; one instance
+    // can. State may change only in the hooks (onRouted and the like), which this test never calls
+    // after the warm-up.
+    const view = testCluster(16);
+    const policy = create();
+    const warm = new Rng(11);
+    for (let r = 0; r < 32; r++) {
+      const request = requestWithPrefix(1000 + r, 64 + (r % 5) * 64);
+      const d = policy.decide(view, request, warm);
+      if (d.kind === 'route') policy.onRouted?.(request, d.instanceId, view.nowMs);
+    }
+    for (let r = 0; r < 20; r++) {
+      const request = requestWithPrefix(r, 256 + (r % 3) * 128);
+      const first = policy.decide(view, request, new Rng(r));
+      const again = policy.decide(view, request, new Rng(r));
+      assert.deepEqual(again, first, `a second decide() on request ${r} differs`);
+      // Other decisions in between must not change it either.
+      for (let k = 1; k <= 3; k++)
+        policy.decide(view, requestWithPrefix(500 + r * 3 + k, 64 * k), new Rng(k));
+      const later = policy.decide(view, request, new Rng(r));
+      assert.deepEqual(later, first, `decide() on request ${r} changed after other decisions`);
+    }
+  });
+
   test(`${name}: does not mutate the view`, () => {
     const view = deepFreeze(testCluster(8));
     const snapshot = JSON.stringify(view);
