@@ -224,11 +224,9 @@ describe('gateway proxying', () => {
     const garbage = await raw('BLAH /x\r\n\r\n');
     assert.match(garbage, /^HTTP\/1\.1 400 /);
     assert.match(garbage, /"code":"SY_ERR_INVALID_ARGUMENT"/);
-    const t0 = Date.now();
     const stalled = await raw(
       'POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"mo',
     );
-    assert.ok(Date.now() - t0 < 3000);
     assert.match(stalled, /^HTTP\/1\.1 408 /);
     assert.match(stalled, /"code":"SY_ERR_REQUEST_TIMEOUT"/);
     assert.equal(gw.stats.rejected.get('SY_ERR_REQUEST_TIMEOUT'), 1);
@@ -326,10 +324,8 @@ describe('gateway retries and failures', () => {
     const gw = await gateway([slow as FakeUpstream, fast as FakeUpstream], {
       limits: { firstByteTimeoutMs: 100, retryBackoffBaseMs: 1, retryBackoffMaxMs: 2 },
     });
-    const t0 = Date.now();
     const r = await post(gw, '/v1/chat/completions', chat());
     assert.equal(r.status, 200);
-    assert.ok(Date.now() - t0 < 1500);
     assert.equal((fast as FakeUpstream).received.length, 1);
     assert.equal(gw.stats.retries, 1);
 

@@ -114,7 +114,7 @@ describe('Poisson workload', () => {
     assert.ok(rs.every((r) => r.prefix === NO_PREFIX && r.sessionId === undefined));
   });
 
-  it('iterates 1,000,000 requests with bounded memory, under 2 µs each', () => {
+  it('iterates 1,000,000 requests with bounded memory', () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
     const source = createWorkload(
@@ -132,7 +132,6 @@ describe('Poisson workload', () => {
     let count = 0;
     let tokens = 0;
     let growthBytes = 0;
-    const t0 = process.hrtime.bigint();
     for (const r of source) {
       count++;
       tokens += r.inputTokens;
@@ -141,13 +140,11 @@ describe('Poisson workload', () => {
         growthBytes = process.memoryUsage().heapUsed - before;
       }
     }
-    const usPerRequest = Number(process.hrtime.bigint() - t0) / 1000 / count;
     assert.equal(count, 1_000_000);
     assert.ok(tokens > 0);
     // Holding the requests would take >100 MB; a lazy stream holds a few.
     assert.ok(growthBytes < 8 * 1024 * 1024, `heap grew ${growthBytes} bytes`);
-    // Loose bound (includes two GCs); typical is well under 0.5 µs.
-    assert.ok(usPerRequest < 2, `${usPerRequest.toFixed(3)} µs per request`);
+    // Speed per request is measured in bench/hot-paths.ts, not asserted here.
   });
 });
 

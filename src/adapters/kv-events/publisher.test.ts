@@ -73,18 +73,15 @@ describe('KvEventPublisher', () => {
       };
       burst();
       const before = await retainedMb();
-      const started = performance.now();
       for (let round = 0; round < 10; round++) {
         burst();
         await sleep(5);
       }
-      const elapsedMs = performance.now() - started;
       const after = await retainedMb();
       assert.equal(pub.nextSeq, 220_000n);
       assert.equal(pub.dropped, 0);
       // 200k batches of ~100 bytes would retain ~20 MB if anything queued them.
       assert.ok(after - before < 5, `retained memory grew ${(after - before).toFixed(1)} MB`);
-      assert.ok(elapsedMs < 20_000, `publishing took ${elapsedMs} ms`);
     } finally {
       await pub.close();
     }
@@ -98,13 +95,11 @@ describe('KvEventPublisher', () => {
       sub.subscribe();
       await firstMessage(pub, sub, []);
       const big: KvEvent[] = [{ type: 'BlockRemoved', hashes: Array.from({ length: 4000 }, (_, i) => i) }];
-      const started = performance.now();
+      // A publish that waited for the stuck reader would never return; the test's timeout catches it.
       for (let i = 0; i < 5000; i++) pub.publish(big, i, 16);
-      const syncMs = performance.now() - started;
       await sleep(200);
       assert.ok(pub.dropped > 0, `expected drops, published ${pub.published}`);
       assert.equal(pub.published + pub.dropped, Number(pub.nextSeq));
-      assert.ok(syncMs < 10_000, `publish loop took ${syncMs} ms`);
     } finally {
       sub.close();
       await pub.close();

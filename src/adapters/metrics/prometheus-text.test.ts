@@ -216,27 +216,16 @@ describe('parsePrometheusText', () => {
       assert.ok(parsePrometheusText(fixture(name)).length > 10);
   });
 
-  it('parses a realistic vLLM page in well under a millisecond', (t) => {
+  it('parses a realistic vLLM page whole and filtered to the same engine-signal samples', () => {
+    // Parse speed is measured in bench/hot-paths.ts, not asserted here.
     const text = fixture('vllm.prom');
     const keep = (n: string) => ENGINE_SIGNAL_METRICS.has(n);
-    /** Best of 10 batches: robust to a busy CI box, where a mean would measure the neighbours. */
-    const bestMs = (opts: { keep?: (n: string) => boolean }) => {
-      for (let i = 0; i < 200; i++) parsePrometheusText(text, opts);
-      let best = Number.POSITIVE_INFINITY;
-      for (let batch = 0; batch < 10; batch++) {
-        const started = performance.now();
-        for (let i = 0; i < 50; i++) parsePrometheusText(text, opts);
-        best = Math.min(best, (performance.now() - started) / 50);
-      }
-      return best;
-    };
-    const fullMs = bestMs({});
-    const keptMs = bestMs({ keep });
-    t.diagnostic(
-      `vllm.prom (${text.split('\n').length} lines): full ${fullMs.toFixed(3)} ms, filtered ${keptMs.toFixed(3)} ms`,
+    const full = parsePrometheusText(text);
+    const kept = parsePrometheusText(text, { keep });
+    assert.ok(kept.length > 0 && kept.length < full.length);
+    assert.deepEqual(
+      kept,
+      full.filter((s) => keep(s.name)),
     );
-    // Measured ~0.25 ms full and ~0.08 ms filtered on this box; bounds leave room for slow CI.
-    assert.ok(fullMs < 1, `full parse took ${fullMs.toFixed(3)} ms`);
-    assert.ok(keptMs < 0.5, `filtered parse took ${keptMs.toFixed(3)} ms`);
   });
 });

@@ -139,7 +139,6 @@ test('steps take the modelled time scaled by timeScale, and an idle engine takes
   const wallMs = o.endMs - start;
   // Ten steps of 20 model ms at half speed: at least 100 ms of wall time.
   assert.ok(wallMs >= 95, `took ${wallMs} ms`);
-  assert.ok(wallMs < 5_000, `took ${wallMs} ms`);
   const steps = b.engine.steps;
   assert.equal(steps, 10);
   await new Promise((r) => setTimeout(r, 60));
