@@ -48,6 +48,9 @@ for (const [policy, extra, rateRps] of cases) {
     assert.equal(strip(lazy.summary), strip(every.summary));
     // Inter-token gaps are summed in a different order when steps fuse: equal up to rounding.
     assert.ok(Math.abs(lazy.summary.itlMs.mean - every.summary.itlMs.mean) < 1e-9);
-    assert.ok(lazy.summary.events < every.summary.events, `events ${lazy.summary.events} vs ${every.summary.events}`);
+    assert.ok(
+      lazy.summary.events < every.summary.events,
+      `events ${lazy.summary.events} vs ${every.summary.events}`,
+    );
   });
 }
