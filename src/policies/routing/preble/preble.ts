@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { routeTo } from '../../../core/decision.ts';
-import type { InstanceId } from '../../../core/ids.ts';
+import type { InstanceId, RequestId } from '../../../core/ids.ts';
 import type { Request } from '../../../core/request.ts';
+import type { Rng } from '../../../core/rng.ts';
 import type { InstanceView } from '../../../core/view.ts';
 import type { PerfModel } from '../../../model/types.ts';
 import { OutputLengthEstimator } from '../../estimation/output-length.ts';
@@ -12,16 +13,29 @@ import type { PolicyContext, RoutingPolicy } from '../types.ts';
 /** Parameters of `preble`; every key has a default. */
 export const prebleParams = z.strictObject({
   /**
-   * Exploit when the longest cached prefix covers more than this share of the prompt. At 0.5 this
-   * is Preble's rule: exploit when the cached tokens outnumber the missed ones.
+   * Exploit (follow the cache) when the longest cached prefix is longer than this many times the
+   * missed part of the prompt. At 1 this is Preble's rule (§3.2): cached tokens outnumber missed ones.
    */
-  exploreThreshold: z.number().min(0).max(1).default(0.5),
-  /** The recent history an instance's load is summed over. */
+  exploitRatio: z.number().min(0).default(1),
+  /** The recent history H an instance's load sums over (Preble: 3 minutes). */
   windowMs: z.number().positive().default(180_000),
   /** Routed requests remembered per instance within the window; past it the oldest is dropped. */
   windowRequestsMax: z.number().int().positive().default(4096),
-  /** Prefix tokens the approximate index remembers per instance (see kv-cost). */
+  /** Prefix tokens the approximate index remembers per instance (about an H100's KV for an 8B model). */
   indexCapacityTokens: z.number().int().positive().default(450_000),
+  /**
+   * Post-assignment rebalancing: when the instance exploitation picks would carry more than this many
+   * times the load of the best explored one, the request goes to the explored one instead, which
+   * then holds a replica of the prefix (Preble's load adjustment and prefix autoscaling, §3.2).
+   */
+  rebalanceRatio: z.number().min(1).default(2),
+  /**
+   * Which requests' decode time the load counts: `window`, every request routed in the window (the
+   * paper's text, §3.2); `in-flight`, only those routed and not yet finished (the authors' code).
+   */
+  decodeLoad: z.enum(['window', 'in-flight']).default('in-flight'),
+  /** Requests the in-flight account remembers; past it the oldest is taken as finished. */
+  inFlightMax: z.number().int().positive().default(65_536),
 });
 /** Validated `preble` parameters. */
 export type PrebleParams = z.infer<typeof prebleParams>;
@@ -119,13 +133,26 @@ class WindowRing {
   }
 }
 
+/** What the decision knows of one candidate instance. */
+interface Candidate {
+  matchedTokens: number;
+  loadMs: number;
+  /** load + eviction + this request's prefill there: the instance's load once it takes the request. */
+  exploreCostMs: number;
+}
+
 /**
- * Preble's E2 rule (ICLR'25). Let `matched_i` be the prompt tokens instance i holds (approximate
- * index). If max_i matched_i > exploreThreshold x prompt tokens, exploit: route to an instance with
- * that longest match, the least loaded among them. Otherwise explore: route to
- *   argmin_i load_i + prefill_i(prompt - matched_i, matched_i)
- * where load_i is Preble's windowed compute estimate: over the last `windowMs`, the predicted prefill
- * time of each routed request's missed tokens plus its decode time on instance i.
+ * Preble's E2 global scheduler (ICLR'25, §3.2), per request:
+ *
+ * - exploit when the longest cached prefix (over all instances, approximate index) is longer than
+ *   `exploitRatio` x the rest of the prompt: among the instances holding it, the least loaded;
+ * - otherwise explore: the instance with the least `load + eviction + prefill` cost;
+ * - post-assignment rebalancing: if the exploited instance's load once it takes the request is over
+ *   `rebalanceRatio` x the explored one's, send it to the explored one, which so gains a replica of
+ *   the prefix (later requests of the prefix split between the holders by load).
+ *
+ * `load` is the compute routed to the instance in the last `windowMs`: the prefill time of each
+ * request's missed tokens plus its decode time (estimated output tokens x the instance's TPOT).
  */
 export function createPreble(params: PrebleParams, context: PolicyContext): RoutingPolicy {
   const index = new PrefixCacheIndex({ capacity: { tokens: params.indexCapacityTokens } });
@@ -134,29 +161,91 @@ export function createPreble(params: PrebleParams, context: PolicyContext): Rout
   const ringGenerations: number[] = [];
   const candidates: InstanceView[] = [];
   const sums = new Float64Array(4);
-  let matchedOf = new Float64Array(64);
+  let costs: Candidate[] = [];
+  /** Estimated output tokens of the requests in flight per slot, and each request's share. */
+  const inFlightOutput: number[] = [];
+  const inFlight = new Map<RequestId, { slot: number; generation: number; outputTokens: number }>();
 
-  /** Windowed load of an instance in ms of GPU time. */
-  const loadMs = (instance: InstanceView, perf: PerfModel, nowMs: number): number => {
+  const finish = (id: RequestId): void => {
+    const entry = inFlight.get(id);
+    if (entry === undefined) return;
+    inFlight.delete(id);
+    if (index.generation(entry.slot) !== entry.generation) return;
+    inFlightOutput[entry.slot] = Math.max(0, (inFlightOutput[entry.slot] ?? 0) - entry.outputTokens);
+  };
+
+  /** Output tokens whose decode time the load counts on `slot`: in flight, or routed in the window. */
+  const decodeTokens = (slot: number | undefined, windowOutputTokens: number): number => {
+    if (params.decodeLoad === 'window') return windowOutputTokens;
+    if (slot === undefined || ringOf(slot) === undefined) return 0;
+    return inFlightOutput[slot] ?? 0;
+  };
+
+  /** The live window of `slot`, or undefined when it has none (or its slot was recycled). */
+  const ringOf = (slot: number | undefined): WindowRing | undefined => {
+    if (slot === undefined) return undefined;
+    const ring = rings[slot];
+    return ring !== undefined && ringGenerations[slot] === index.generation(slot) ? ring : undefined;
+  };
+
+  /** Fills `out` for one instance: its windowed load and its explore cost for `request`. */
+  const price = (instance: InstanceView, request: Request, nowMs: number, out: Candidate): void => {
+    const perf = context.perfModel(instance);
     const slot = index.slotOf(instance.id);
-    const ring = slot === undefined ? undefined : rings[slot];
-    if (ring === undefined || ringGenerations[slot as number] !== index.generation(slot as number)) return 0;
-    ring.peek(nowMs - params.windowMs, sums);
-    const count = sums[0] as number;
-    if (count <= 0) return 0;
-    const missed = sums[1] as number;
-    const cached = sums[2] as number;
-    // The prefill model is not linear (attention grows with context), so the sum is evaluated at the
-    // window's mean request; the hooks cannot price each request on its own (they lack the view).
-    const prefillMs = missed > 0 ? count * perf.prefillTimeMs(missed / count, cached / count) : 0;
-    // A decoding request owns 1/batch of each step it is part of.
-    const batch = Math.max(1, instance.running);
-    const meanContext =
-      instance.running > 0
-        ? (instance.kvUsage * instance.kvBlocksTotal * instance.blockSize) / instance.running
-        : (missed + cached) / count;
-    const decodeMs = ((sums[3] as number) * perf.decodeStepTimeMs(batch, meanContext)) / batch;
-    return prefillMs + decodeMs;
+    const input = request.inputTokens;
+    const matched = Math.min(input, index.matchedBlocks(slot) * request.prefix.blockTokens);
+    // At least one token is computed, so a fully cached prompt still costs one step.
+    const cached = Math.min(matched, Math.max(0, input - 1));
+    const missed = input - cached;
+    out.matchedTokens = matched;
+    out.loadMs = 0;
+    let windowCachedTokens = 0;
+    const ring = ringOf(slot);
+    if (ring !== undefined) {
+      ring.peek(nowMs - params.windowMs, sums);
+      out.loadMs = windowLoadMs(instance, perf, sums, decodeTokens(slot, sums[3] as number));
+      windowCachedTokens = sums[2] as number;
+    }
+    const evictMs = evictionCostMs(perf, slot, missed, windowCachedTokens, request.prefix.blockTokens);
+    out.exploreCostMs = out.loadMs + evictMs + perf.prefillTimeMs(missed, cached);
+  };
+
+  /**
+   * Preble's eviction cost M_i: the prefill time of the cached tokens this request would push out,
+   * weighted by how often the instance's cache was hit in the window (hit tokens per resident token).
+   * The index does not count hits per block, so every evicted token is priced at the instance mean.
+   */
+  const evictionCostMs = (
+    perf: PerfModel,
+    slot: number | undefined,
+    missedTokens: number,
+    windowCachedTokens: number,
+    blockTokens: number,
+  ): number => {
+    const residentTokens = index.size(slot) * blockTokens;
+    const evictedTokens = residentTokens + missedTokens - params.indexCapacityTokens;
+    if (evictedTokens <= 0 || residentTokens <= 0 || windowCachedTokens <= 0) return 0;
+    return (windowCachedTokens / residentTokens) * perf.prefillTimeMs(evictedTokens, 0);
+  };
+
+  /** Index of the least `key` among `costs[0..n)` passing `keep`, seeded ties; -1 if none passes. */
+  const argmin = (n: number, key: (c: Candidate) => number, keep: (c: Candidate) => boolean, rng: Rng) => {
+    let best = -1;
+    let bestKey = Number.POSITIVE_INFINITY;
+    let ties = 0;
+    for (let i = 0; i < n; i++) {
+      const c = costs[i] as Candidate;
+      if (!keep(c)) continue;
+      const k = key(c);
+      if (k < bestKey) {
+        best = i;
+        bestKey = k;
+        ties = 1;
+      } else if (k === bestKey && rng.int(++ties) === 0) {
+        best = i;
+      }
+    }
+    return best;
   };
 
   return {
@@ -165,40 +254,32 @@ export function createPreble(params: PrebleParams, context: PolicyContext): Rout
       eligibleInto(view.instances, request.model, candidates);
       const n = candidates.length;
       if (n === 0) return noEligibleInstance(request.model);
-      if (matchedOf.length < n) matchedOf = new Float64Array(n * 2);
-      const input = request.inputTokens;
-      const prefix = request.prefix;
-      index.match(prefix.hashes);
+      while (costs.length < n) costs = [...costs, { matchedTokens: 0, loadMs: 0, exploreCostMs: 0 }];
+      index.match(request.prefix.hashes);
       let longest = 0;
       for (let i = 0; i < n; i++) {
-        const slot = index.slotOf((candidates[i] as InstanceView).id);
-        const matched = Math.min(input, index.matchedBlocks(slot) * prefix.blockTokens);
-        matchedOf[i] = matched;
-        if (matched > longest) longest = matched;
+        const c = costs[i] as Candidate;
+        price(candidates[i] as InstanceView, request, view.nowMs, c);
+        if (c.matchedTokens > longest) longest = c.matchedTokens;
       }
-      const exploit = longest > 0 && longest > params.exploreThreshold * input;
-      let best = -1;
-      let bestCost = Number.POSITIVE_INFINITY;
-      let ties = 0;
-      for (let i = 0; i < n; i++) {
-        if (exploit && matchedOf[i] !== longest) continue;
-        const instance = candidates[i] as InstanceView;
-        const perf = context.perfModel(instance);
-        let cost = loadMs(instance, perf, view.nowMs);
-        if (!exploit) {
-          // At least one token is computed, so a fully cached prompt still costs one step.
-          const cached = Math.min(matchedOf[i] as number, Math.max(0, input - 1));
-          cost += perf.prefillTimeMs(input - cached, cached);
-        }
-        if (cost < bestCost) {
-          best = i;
-          bestCost = cost;
-          ties = 1;
-        } else if (cost === bestCost && rng.int(++ties) === 0) {
-          best = i;
-        }
-      }
-      return routeTo((candidates[best] as InstanceView).id);
+      const explored = argmin(
+        n,
+        (c) => c.exploreCostMs,
+        () => true,
+        rng,
+      );
+      const exploit = longest > 0 && longest > params.exploitRatio * (request.inputTokens - longest);
+      if (!exploit) return routeTo((candidates[explored] as InstanceView).id);
+      // The holders of the longest prefix compute the same missed tokens: their load decides.
+      const held = argmin(
+        n,
+        (c) => c.exploreCostMs,
+        (c) => c.matchedTokens === longest,
+        rng,
+      );
+      const heldCost = (costs[held] as Candidate).exploreCostMs;
+      const rebalance = heldCost > params.rebalanceRatio * (costs[explored] as Candidate).exploreCostMs;
+      return routeTo((candidates[rebalance ? explored : held] as InstanceView).id);
     },
     onRouted(request: Request, instanceId: InstanceId, nowMs: number) {
       const slot = index.register(instanceId);
@@ -207,19 +288,56 @@ export function createPreble(params: PrebleParams, context: PolicyContext): Rout
         request.inputTokens,
         index.longestMatch(slot, prefix.hashes) * prefix.blockTokens,
       );
-      let ring = rings[slot];
-      if (ring === undefined || ringGenerations[slot] !== index.generation(slot)) {
+      let ring = ringOf(slot);
+      if (ring === undefined) {
         // A new slot, or one recycled from an instance gone from the fleet: an empty window.
         ring = new WindowRing(params.windowRequestsMax);
+        inFlightOutput[slot] = 0;
         rings[slot] = ring;
         ringGenerations[slot] = index.generation(slot);
       }
       ring.expire(nowMs - params.windowMs);
-      ring.push(nowMs, request.inputTokens - cached, cached, lengths.estimate(request));
+      const outputTokens = lengths.estimate(request);
+      ring.push(nowMs, request.inputTokens - cached, cached, outputTokens);
       index.learn(slot, prefix);
+      finish(request.id); // a retried request is counted once, where it went last
+      if (inFlight.size >= params.inFlightMax) finish(inFlight.keys().next().value as RequestId);
+      inFlight.set(request.id, { slot, generation: index.generation(slot), outputTokens });
+      inFlightOutput[slot] = (inFlightOutput[slot] ?? 0) + outputTokens;
     },
     onCompleted(request: Request, _id: InstanceId, _nowMs: number, generatedTokens?: number) {
       lengths.observe(request, generatedTokens);
+      finish(request.id);
+    },
+    onFailed(request: Request) {
+      finish(request.id);
     },
   };
+}
+
+/**
+ * Preble's load L_i in ms of GPU time from the window's sums [count, missed, cached, output]:
+ * the prefill of the missed tokens plus the decode of the (estimated) output tokens at the
+ * instance's current TPOT. The prefill model is not linear (attention grows with context) and the
+ * hooks cannot price each request (they lack the view), so the window is priced at its mean request.
+ */
+function windowLoadMs(
+  instance: InstanceView,
+  perf: PerfModel,
+  sums: Float64Array,
+  decodeTokens: number,
+): number {
+  const count = sums[0] as number;
+  if (count <= 0 && decodeTokens <= 0) return 0;
+  const missed = sums[1] as number;
+  const cached = sums[2] as number;
+  const prefillMs = missed > 0 ? count * perf.prefillTimeMs(missed / count, cached / count) : 0;
+  const meanContext =
+    instance.running > 0
+      ? (instance.kvUsage * instance.kvBlocksTotal * instance.blockSize) / instance.running
+      : (missed + cached) / Math.max(1, count);
+  // Each decoding request takes one step per output token: its decode time is output x TPOT, and
+  // TPOT grows with the batch the instance runs now.
+  const tpotMs = perf.decodeStepTimeMs(Math.max(1, instance.running), meanContext);
+  return prefillMs + decodeTokens * tpotMs;
 }
