@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { invalidArgument } from '../core/errors.ts';
-import { LlamaBackend, SEQUENCES_DEFAULT, THREADS_DEFAULT } from '../engine-servers/llama/llama-backend.ts';
+import { SEQUENCES_DEFAULT, THREADS_DEFAULT } from '../engine-servers/llama/defaults.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
 import { nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
 
@@ -25,6 +25,8 @@ interface LlamaEngineFlags {
 async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
   if (flags.model === undefined)
     throw invalidArgument('model', '(none)', 'a GGUF model file: --model PATH.gguf');
+  // Loaded here, not at the top: node-llama-cpp costs every other command about 0.35 s to import.
+  const { LlamaBackend } = await import('../engine-servers/llama/llama-backend.ts');
   const backend = await LlamaBackend.open({
     modelPath: flags.model,
     sequences: flags.sequences,

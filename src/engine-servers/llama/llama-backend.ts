@@ -34,10 +34,9 @@ import type {
   GenerationUsage,
 } from '../backend.ts';
 
-/** Sequences (parallel generations) by default. */
-export const SEQUENCES_DEFAULT = 4;
-/** Decode threads by default: on a small CPU one thread beats two that fight over the cores. */
-export const THREADS_DEFAULT = 1;
+export { SEQUENCES_DEFAULT, THREADS_DEFAULT } from './defaults.ts';
+
+import { SEQUENCES_DEFAULT, THREADS_DEFAULT } from './defaults.ts';
 /** Largest per-sequence context by default (the model's training context if smaller). */
 export const CONTEXT_SIZE_MAX_DEFAULT = 4096;
 /** Bound on the waiting queue by default. */
