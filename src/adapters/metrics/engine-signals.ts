@@ -15,8 +15,13 @@
  * vLLM's `*_perc` gauges are fractions (0..1) despite the name. Counts are summed over every
  * label set (vLLM's `engine` for data parallelism, `model_name`, SGLang's ranks); fractions are
  * averaged; vLLM's blocks are summed over engines and the block size is the first one seen.
- * NaN samples are ignored. llama.cpp's `n_busy_slots_per_decode` is a lifetime average, not the
- * current load, so it is not mapped.
+ * NaN samples are ignored, and so is a negative hit-rate gauge: vLLM v0 reports
+ * `vllm:gpu_prefix_cache_hit_rate` -1 when prefix caching is off ("-1 means not supported or
+ * disabled", `vllm/core/block/interfaces.py`), which is "no rate", not a rate of 0. llama.cpp's
+ * `n_busy_slots_per_decode` is a lifetime average, not the current load, so it is not mapped; its
+ * `kv_cache_usage_ratio` was dropped from the server in llama.cpp PR #13660 (2025), so current
+ * llama.cpp pages carry no kvUsage. Pages captured from real servers, with their sources, are in
+ * `fixtures/real/` (see its README).
  */
 import type { Sample } from './prometheus-text.ts';
 
@@ -67,6 +72,9 @@ export const ENGINE_SIGNAL_METRICS: ReadonlySet<string> = new Set([
   'llamacpp:kv_cache_usage_ratio',
 ]);
 
+/** Rate gauges whose negative value is the engine's "not available" sentinel. */
+const RATE_GAUGES: ReadonlySet<string> = new Set(['vllm:gpu_prefix_cache_hit_rate', 'sglang:cache_hit_rate']);
+
 /** A running sum or mean over the label sets of one metric. */
 class Acc {
   sum = 0;
@@ -105,6 +113,7 @@ export function engineSignalsFromMetrics(samples: readonly Sample[]): EngineSign
       vllmBlockSize ??= labelNumber(sample.labels['block_size']);
       continue;
     }
+    if (sample.value < 0 && RATE_GAUGES.has(name)) continue;
     let a = acc.get(name);
     if (a === undefined) {
       a = new Acc();
