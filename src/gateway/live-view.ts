@@ -9,7 +9,7 @@
  * - KV events, which go straight to the active policy's `onKvEvent` hook, not through the view.
  *
  * The field kinds, and the rule below, are the same in the twin's view (src/core/view.ts has the
- * table; src/policies/routing/conformance-views.ts checks both views agree field by field).
+ * table; test/conformance/views.ts checks both views agree field by field).
  *
  * Staleness: scraped signals older than `staleAfterMs` (or never scraped, or an engine without a
  * metrics endpoint) are not trusted (`signalsFresh`). Such an instance is marked `stale` and shows the gateway's own

@@ -12,23 +12,23 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { engineSignalsFromMetrics } from '../../adapters/metrics/engine-signals.ts';
-import { parsePrometheusText } from '../../adapters/metrics/prometheus-text.ts';
-import { makeRequest, type Request } from '../../core/request.ts';
-import { Rng } from '../../core/rng.ts';
+import { engineSignalsFromMetrics } from '../../src/adapters/metrics/engine-signals.ts';
+import { parsePrometheusText } from '../../src/adapters/metrics/prometheus-text.ts';
+import { makeRequest, type Request } from '../../src/core/request.ts';
+import { Rng } from '../../src/core/rng.ts';
 import {
   type ClusterView,
   DEFAULT_SCRAPE_INTERVAL_MS,
   type InstanceView,
   SIGNAL_STALE_AFTER_SCRAPES,
-} from '../../core/view.ts';
-import { EngineCore } from '../../engine-core/engine-core.ts';
-import { DEFAULT_ENGINE_CONFIG, type EngineRequest } from '../../engine-core/types.ts';
-import { VllmMetrics } from '../../engine-servers/vllm-metrics.ts';
-import { LiveView } from '../../gateway/live-view.ts';
-import { perfModelFor } from '../../model/perf.ts';
-import { SimInstance } from '../../twin/cluster.ts';
-import type { RoutingPolicy } from './types.ts';
+} from '../../src/core/view.ts';
+import { EngineCore } from '../../src/engine-core/engine-core.ts';
+import { DEFAULT_ENGINE_CONFIG, type EngineRequest } from '../../src/engine-core/types.ts';
+import { VllmMetrics } from '../../src/engine-servers/vllm-metrics.ts';
+import { LiveView } from '../../src/gateway/live-view.ts';
+import { perfModelFor } from '../../src/model/perf.ts';
+import type { RoutingPolicy } from '../../src/policies/routing/types.ts';
+import { SimInstance } from '../../src/twin/cluster.ts';
 
 const GPU = 'h100';
 const MODEL = 'llama-3.1-8b';

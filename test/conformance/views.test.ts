@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DEFAULT_SCRAPE_INTERVAL_MS, ENGINE_SIGNAL_FIELDS, HOST_ACCOUNTING_FIELDS } from '../../core/view.ts';
-import { parseGatewayConfig } from '../../gateway/config.ts';
-import { loadedPair, VIEW_FIELDS, ViewPair, viewRequest } from './conformance-views.ts';
+import {
+  DEFAULT_SCRAPE_INTERVAL_MS,
+  ENGINE_SIGNAL_FIELDS,
+  HOST_ACCOUNTING_FIELDS,
+} from '../../src/core/view.ts';
+import { parseGatewayConfig } from '../../src/gateway/config.ts';
+import { loadedPair, VIEW_FIELDS, ViewPair, viewRequest } from './views.ts';
 
 test('the field table covers every InstanceView field once: identity, host accounting or engine signal', () => {
   const identity = ['id', 'models', 'gpu', 'tp', 'role'];
