@@ -20,6 +20,7 @@ import {
   routingConfigSchema,
 } from '../policies/routing/registry.ts';
 import type { PolicyContext } from '../policies/routing/types.ts';
+import { batchConfigSchema } from './batch/config.ts';
 
 /** Engine kinds a backend may be. They differ in defaults (metrics, health path), not in protocol. */
 export const BACKEND_TYPES = ['vllm', 'sglang', 'llamacpp', 'openai', 'sim', 'llama'] as const;
@@ -127,6 +128,8 @@ export const gatewayConfigSchema = z
     /** Routing policy; absent: the host picks a prefix-aware default (kv-events with KV events, else prefix-affinity). */
     routing: routingConfigSchema.optional(),
     admission: admissionConfigSchema.optional(),
+    /** The Batch API (/v1/files, /v1/batches); absent: those routes answer 404. See docs/gateway.md. */
+    batch: batchConfigSchema.optional(),
     tenants: z.array(gatewayTenantSchema).max(100_000).default([]),
     /** Enables /admin/*; requests need `Authorization: Bearer <adminKey>`. */
     adminKey: z.string().min(8).max(1024).optional(),

@@ -29,12 +29,15 @@ import { kvBlocksThatFit } from '../model/kv.ts';
 import { modelSpec } from '../model/models.ts';
 import { createAdmissionController } from '../policies/admission/controller.ts';
 import { AdmissionDriver, type AdmissionHost } from '../policies/admission/driver.ts';
-import type { AdmissionQueue } from '../policies/admission/types.ts';
+import type { AdmissionQueue, OfferHints } from '../policies/admission/types.ts';
 import { isEligible } from '../policies/routing/eligible.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { adapterFeeds } from './adapter-feeds.ts';
 import { handleAdmin } from './admin.ts';
+import { handleBatchApi, isBatchApiPath } from './batch/http.ts';
+import { BatchService } from './batch/service.ts';
+import { BATCH_PRIORITY } from './batch/state.ts';
 import {
   admissionInput,
   type GatewayConfig,
@@ -252,6 +255,8 @@ export class LiveGateway implements Gateway, ExchangeHost {
   private readonly driver: AdmissionDriver;
   /** One periodic sweep enforces every request's timeouts. */
   private sweepTimer: NodeJS.Timeout | undefined;
+  /** The Batch API (config `batch:`), or undefined when it is off. */
+  private readonly batch: BatchService | undefined;
   url = '';
   port = 0;
 
@@ -307,6 +312,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
     for (const t of config.tenants) this.tenants.set(t.key, { name: t.name, priority: t.priority });
     this.admission = createAdmissionController(admissionInput(config));
     this.driver = new AdmissionDriver(this.admission, this.admissionHost());
+    this.batch = this.createBatchService();
     // Refuse to start, not answer every request 500, when a policy that predicts time has no model.
     this.perfModels = gatewayPerfModels(config);
     this.perfModels.require([this.defaultPolicyName(), ...Object.keys(config.routing?.policies ?? {})]);
@@ -439,6 +445,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
     this.sweepTimer.unref();
     if (awaitHealth && this.backends.length > 0) await this.health.checkAll();
     this.health.start();
+    this.batch?.start();
   }
 
   nowMs(): number {
@@ -586,6 +593,10 @@ export class LiveGateway implements Gateway, ExchangeHost {
       handleAdmin(this, req, res, method, path);
       return;
     }
+    if (this.batch !== undefined && isBatchApiPath(path)) {
+      this.batchApi(this.batch, req, res, method);
+      return;
+    }
     this.drainBody(req);
     sendError(
       res,
@@ -614,6 +625,73 @@ export class LiveGateway implements Gateway, ExchangeHost {
     if (res.headersSent || res.writableEnded) return;
     this.stats.reject(error.code);
     sendError(res, error, retryAfterMs);
+  }
+
+  // ---- Batch API (src/gateway/batch) ----
+
+  private createBatchService(): BatchService | undefined {
+    if (this.config.batch === undefined) return undefined;
+    return new BatchService(this.config.batch, {
+      dispatch: (kind, body, tenant, hints, res) => this.dispatchInternal(kind, body, tenant, hints, res),
+      nowMs: () => this.nowMs(),
+      log: this.log,
+    });
+  }
+
+  /** /v1/files and /v1/batches, for the tenant the API key names (every tenant's own). */
+  private batchApi(batch: BatchService, req: IncomingMessage, res: ServerResponse, method: string): void {
+    let owner = 'default';
+    if (this.tenants.size > 0) {
+      const tenant = this.tenants.get(bearerToken(req.headers.authorization) ?? '');
+      if (tenant === undefined) {
+        this.drainBody(req);
+        sendError(
+          res,
+          new SwitchyardError('SY_ERR_UNAUTHORIZED', 'missing or invalid API key', {
+            param: 'authorization',
+          }),
+        );
+        return;
+      }
+      owner = tenant.name;
+    }
+    try {
+      handleBatchApi(batch, req, res, method, new URL(req.url ?? '/', 'http://gateway'), owner);
+    } catch (error) {
+      if (!(error instanceof SwitchyardError)) throw error;
+      this.drainBody(req);
+      sendError(res, error);
+    }
+  }
+
+  /**
+   * Sends a request the gateway makes itself (a Batch API line) down the clients' path: the body is
+   * parsed like a client's, offered to admission with `hints` (the offline band), routed and proxied,
+   * and the answer written to `res` (a capture, not a socket). The one way in for batch requests.
+   */
+  dispatchInternal(
+    kind: 'chat' | 'completion',
+    body: Buffer,
+    tenant: string,
+    hints: OfferHints,
+    res: ServerResponse,
+  ): void {
+    this.guard(res, () => {
+      if (this.draining) {
+        this.rejectEarly(res, new SwitchyardError('SY_ERR_DRAINING', 'gateway is shutting down'));
+        return;
+      }
+      let request: Request;
+      try {
+        const noHeaders = { headers: {} } as IncomingMessage;
+        request = this.buildRequest(kind, body, undefined, noHeaders, this.nowMs()).request;
+      } catch (error) {
+        if (!(error instanceof SwitchyardError)) throw error;
+        this.rejectEarly(res, error);
+        return;
+      }
+      this.accept(kind, { ...request, tenant, priority: BATCH_PRIORITY }, body, false, res, hints);
+    });
   }
 
   private completion(req: IncomingMessage, res: ServerResponse, kind: ExchangeKind): void {
@@ -792,6 +870,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
     body: Buffer,
     stream: boolean,
     res: ServerResponse,
+    hints?: OfferHints,
   ): void {
     if (!this.servable(request.model)) {
       // Fail fast rather than queue: nothing serves the model now (health checks may re-admit one).
@@ -812,12 +891,16 @@ export class LiveGateway implements Gateway, ExchangeHost {
       return;
     }
     let ex: Exchange | undefined;
-    const verdict = this.driver.offer(request, () => {
-      ex = this.admit(kind, request, body, stream, res);
-      ex.released = true;
-      ex.start();
-      return true;
-    });
+    const verdict = this.driver.offer(
+      request,
+      () => {
+        ex = this.admit(kind, request, body, stream, res);
+        ex.released = true;
+        ex.start();
+        return true;
+      },
+      hints,
+    );
     if (verdict.kind === 'reject') {
       this.rejectEarly(res, new SwitchyardError(verdict.code, verdict.reason), verdict.retryAfterMs);
       return;
@@ -1027,6 +1110,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
   drain(): Promise<void> {
     if (this.drainPromise !== undefined) return this.drainPromise;
     this.draining = true;
+    this.batch?.stop();
     this.drainPromise = new Promise<void>((resolve) => {
       if (this.live.size === 0) return resolve();
       const timer = setTimeout(resolve, this.config.drainTimeoutMs);

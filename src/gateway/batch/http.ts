@@ -1,0 +1,272 @@
+/**
+ * The Batch API's HTTP routes, shaped like OpenAI's: /v1/files (multipart upload with
+ * purpose=batch, retrieve, content, delete, list) and /v1/batches (create, retrieve, list, cancel).
+ *
+ * Uploads are parsed by busboy, streaming to disk with `fileBytesMax` enforced as bytes arrive:
+ * undici's `Request.formData()` would also parse multipart, but it buffers the whole body in memory
+ * before any limit could apply.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import busboy from 'busboy';
+import { SwitchyardError } from '../../core/errors.ts';
+import { readBody, sendError, sendJson } from '../http-util.ts';
+import { isBatchEndpoint } from './lines.ts';
+import type { BatchService } from './service.ts';
+import { publicBatch } from './state.ts';
+import type { StoredFile } from './store.ts';
+
+/** Size of a POST /v1/batches body, at most. */
+const CREATE_BODY_BYTES_MAX = 64 * 1024;
+/** Metadata of a batch: OpenAI allows 16 pairs, keys up to 64 and values up to 512 characters. */
+const METADATA_PAIRS_MAX = 16;
+const METADATA_KEY_CHARS_MAX = 64;
+const METADATA_VALUE_CHARS_MAX = 512;
+/** A list's page size, at most and by default (OpenAI's). */
+const LIST_LIMIT_MAX = 100;
+const LIST_LIMIT_DEFAULT = 20;
+
+/** True for a path this module answers. */
+export function isBatchApiPath(path: string): boolean {
+  return (
+    path === '/v1/files' ||
+    path.startsWith('/v1/files/') ||
+    path === '/v1/batches' ||
+    path.startsWith('/v1/batches/')
+  );
+}
+
+function publicFile(f: StoredFile): Omit<StoredFile, 'owner' | 'data'> & { status: 'processed' } {
+  const { owner: _o, data: _d, ...rest } = f;
+  return { ...rest, status: 'processed' };
+}
+
+function invalid(message: string, param: string): SwitchyardError {
+  return new SwitchyardError('SY_ERR_INVALID_ARGUMENT', message, { param });
+}
+
+function notFound(method: string, path: string): SwitchyardError {
+  return new SwitchyardError('SY_ERR_NOT_FOUND', `unknown route ${method} ${path}`, { param: 'path' });
+}
+
+/** Answers one Batch API request for tenant `owner`. A SwitchyardError thrown is the caller's to answer. */
+export function handleBatchApi(
+  service: BatchService,
+  req: IncomingMessage,
+  res: ServerResponse,
+  method: string,
+  url: URL,
+  owner: string,
+): void {
+  const [resource, id, action, ...extra] = url.pathname.split('/').slice(2);
+  if (extra.length > 0 || id?.length === 0) throw notFound(method, url.pathname);
+  const route = `${method} ${resource}${id === undefined ? '' : '/:id'}${action === undefined ? '' : `/${action}`}`;
+  // Uploads and creates read their bodies; every other route has none to read.
+  if (route !== 'POST files' && route !== 'POST batches') req.resume();
+  const key = id ?? '';
+  switch (route) {
+    case 'POST files':
+      upload(service, req, res, owner);
+      break;
+    case 'GET files':
+      sendJson(res, 200, { object: 'list', data: service.listFiles(owner).map(publicFile), has_more: false });
+      break;
+    case 'GET files/:id':
+      sendJson(res, 200, publicFile(service.file(key, owner)));
+      break;
+    case 'DELETE files/:id':
+      service.deleteFile(key, owner);
+      sendJson(res, 200, { id: key, object: 'file', deleted: true });
+      break;
+    case 'GET files/:id/content':
+      content(service, res, key, owner);
+      break;
+    case 'POST batches':
+      createBatch(service, req, res, owner);
+      break;
+    case 'GET batches':
+      listBatches(service, res, url, owner);
+      break;
+    case 'GET batches/:id':
+      sendJson(res, 200, publicBatch(service.batch(key, owner)));
+      break;
+    case 'POST batches/:id/cancel':
+      sendJson(res, 200, publicBatch(service.cancel(key, owner)));
+      break;
+    default:
+      throw notFound(method, url.pathname);
+  }
+}
+
+function content(service: BatchService, res: ServerResponse, id: string, owner: string): void {
+  const file = service.file(id, owner);
+  const stream = createReadStream(service.contentPath(file));
+  stream.once('open', () => {
+    res.writeHead(200, { 'content-type': 'application/jsonl', 'content-length': file.bytes });
+    stream.pipe(res);
+  });
+  stream.once('error', (error) => {
+    if (!res.headersSent)
+      sendError(res, new SwitchyardError('SY_ERR_NOT_FOUND', `file '${id}' content: ${error.message}`));
+    else res.destroy();
+  });
+}
+
+function listBatches(service: BatchService, res: ServerResponse, url: URL, owner: string): void {
+  const limitText = url.searchParams.get('limit');
+  const limit = limitText === null ? LIST_LIMIT_DEFAULT : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT_MAX)
+    throw invalid(`limit: expected an integer from 1 to ${LIST_LIMIT_MAX}, got '${limitText}'`, 'limit');
+  const after = url.searchParams.get('after') ?? undefined;
+  const page = service.list(owner, limit, after);
+  sendJson(res, 200, {
+    object: 'list',
+    data: page.data.map(publicBatch),
+    first_id: page.data[0]?.id ?? null,
+    last_id: page.data[page.data.length - 1]?.id ?? null,
+    has_more: page.hasMore,
+  });
+}
+
+function createBatch(service: BatchService, req: IncomingMessage, res: ServerResponse, owner: string): void {
+  readBody(req, CREATE_BODY_BYTES_MAX, (result) => {
+    try {
+      if (!result.ok) throw result.error;
+      let json: unknown;
+      try {
+        json = JSON.parse(result.body.toString('utf8'));
+      } catch (error) {
+        throw invalid(`request body is not valid JSON: ${(error as Error).message}`, 'body');
+      }
+      if (typeof json !== 'object' || json === null)
+        throw invalid('request body: expected a JSON object', 'body');
+      const o = json as Record<string, unknown>;
+      if (typeof o['input_file_id'] !== 'string')
+        throw invalid('input_file_id: expected a string', 'input_file_id');
+      if (!isBatchEndpoint(o['endpoint']))
+        throw invalid(
+          `endpoint: expected '/v1/chat/completions' or '/v1/completions', got ${JSON.stringify(o['endpoint'])}`,
+          'endpoint',
+        );
+      if (o['completion_window'] !== '24h')
+        throw invalid(
+          `completion_window: expected '24h', got ${JSON.stringify(o['completion_window'])}`,
+          'completion_window',
+        );
+      const batch = service.create(owner, o['input_file_id'], o['endpoint'], metadataOf(o['metadata']));
+      sendJson(res, 200, publicBatch(batch));
+    } catch (error) {
+      if (!(error instanceof SwitchyardError)) throw error;
+      sendError(res, error);
+    }
+  });
+}
+
+function metadataOf(value: unknown): Record<string, string> | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw invalid('metadata: expected an object', 'metadata');
+  const entries = Object.entries(value);
+  if (entries.length > METADATA_PAIRS_MAX)
+    throw invalid(`metadata: at most ${METADATA_PAIRS_MAX} pairs, got ${entries.length}`, 'metadata');
+  const out: Record<string, string> = {};
+  for (const [k, v] of entries) {
+    if (k.length > METADATA_KEY_CHARS_MAX || typeof v !== 'string' || v.length > METADATA_VALUE_CHARS_MAX)
+      throw invalid(
+        `metadata.${k}: keys up to ${METADATA_KEY_CHARS_MAX} characters, string values up to ${METADATA_VALUE_CHARS_MAX}`,
+        'metadata',
+      );
+    out[k] = v;
+  }
+  return out;
+}
+
+/** POST /v1/files: one `file` part streamed to disk, one `purpose` field that must be 'batch'. */
+function upload(service: BatchService, req: IncomingMessage, res: ServerResponse, owner: string): void {
+  service.checkRoomForFile();
+  const type = req.headers['content-type'] ?? '';
+  if (!type.toLowerCase().startsWith('multipart/form-data'))
+    throw invalid(`content-type: expected multipart/form-data, got '${type}'`, 'content-type');
+  const declared = req.headers['content-length'];
+  // The multipart framing adds a little; a declared size far past the limit is refused unread.
+  if (declared !== undefined && Number(declared) > service.config.fileBytesMax + 64 * 1024) {
+    res.shouldKeepAlive = false;
+    throw tooLarge(service);
+  }
+  const { id, path } = service.newUpload();
+  let purpose: string | undefined;
+  let filename: string | undefined;
+  let bytes = 0;
+  let failure: SwitchyardError | undefined;
+  let written: Promise<void> | undefined;
+  const fail = (error: SwitchyardError): void => {
+    failure ??= error;
+  };
+  const parser = busboy({
+    headers: req.headers,
+    limits: { files: 1, fields: 8, fieldSize: 1024, fileSize: service.config.fileBytesMax, parts: 16 },
+  });
+  parser.on('field', (name, value) => {
+    if (name === 'purpose') purpose = value;
+  });
+  parser.on('file', (name, stream, info) => {
+    if (name !== 'file' || written !== undefined) {
+      stream.resume();
+      return;
+    }
+    filename = info.filename ?? 'input.jsonl';
+    const out = createWriteStream(path);
+    stream.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    stream.on('limit', () => fail(tooLarge(service)));
+    written = new Promise<void>((resolve) => {
+      out.on('close', resolve);
+      out.on('error', (error) => {
+        fail(new SwitchyardError('SY_ERR_INTERNAL', `could not store the upload: ${error.message}`));
+        resolve();
+      });
+    });
+    stream.pipe(out);
+  });
+  parser.on('filesLimit', () => fail(invalid('only one file per upload', 'file')));
+  parser.on('error', (error: Error) => {
+    fail(invalid(`malformed multipart body: ${error.message}`, 'body'));
+    req.unpipe(parser);
+    req.resume();
+  });
+  const finish = async (): Promise<void> => {
+    await written;
+    try {
+      if (failure !== undefined) throw failure;
+      if (filename === undefined) throw invalid("missing the 'file' part", 'file');
+      if (purpose !== 'batch')
+        throw invalid(`purpose: expected 'batch', got ${JSON.stringify(purpose ?? null)}`, 'purpose');
+      sendJson(res, 200, publicFile(service.addFile(id, owner, filename, bytes)));
+    } catch (error) {
+      service.discardUpload(path);
+      if (!(error instanceof SwitchyardError)) throw error;
+      if (error.code === 'SY_ERR_REQUEST_TOO_LARGE') res.shouldKeepAlive = false;
+      sendError(res, error);
+    }
+  };
+  let finished = false;
+  const once = (): void => {
+    if (finished) return;
+    finished = true;
+    void finish().catch((error: Error) =>
+      sendError(res, new SwitchyardError('SY_ERR_INTERNAL', error.message)),
+    );
+  };
+  parser.on('close', once);
+  parser.on('error', once);
+  req.pipe(parser);
+}
+
+function tooLarge(service: BatchService): SwitchyardError {
+  return new SwitchyardError(
+    'SY_ERR_REQUEST_TOO_LARGE',
+    `the file exceeds ${service.config.fileBytesMax} bytes (batch.fileBytesMax)`,
+    { param: 'file' },
+  );
+}

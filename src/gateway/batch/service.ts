@@ -1,0 +1,588 @@
+/**
+ * The Batch API's engine room (host layer): stored files, batch records, and the runner that sends
+ * each batch request through the gateway's own admission (offline band, dispatched only into spare
+ * capacity), routing and proxying, then appends its result. State lives in `BatchStore`; on start-up
+ * every batch picks up where it was (validating again, running the requests not yet done, or
+ * finishing its files).
+ *
+ * Bounds: `inFlightMax` requests out at once across all batches, `activeBatchesMax` batches held in
+ * memory, `filesMax` stored uploads, `batchesMax` stored records, `fileBytesMax` per upload,
+ * `linesMax` per batch. A request admission refused for lack of room is offered again after
+ * `retryDelayMs`, until the batch's completion window closes.
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
+import { SwitchyardError } from '../../core/errors.ts';
+import type { OfferHints } from '../../policies/admission/types.ts';
+import { type CapturedAnswer, CaptureResponse } from './capture.ts';
+import type { BatchConfig } from './config.ts';
+import {
+  BATCH_ENDPOINTS,
+  type BatchEndpoint,
+  type BatchLine,
+  type FileError,
+  type RefusedLine,
+  validateInput,
+} from './lines.ts';
+import { advance, type BatchEvent, type BatchRecord, isTerminal, newBatch } from './state.ts';
+import { BatchStore, type StoredFile } from './store.ts';
+
+/** What the service needs from the gateway. */
+export interface BatchHost {
+  /** Sends one request down the clients' path (admission with `hints`, routing, proxy) into `res`. */
+  dispatch(
+    kind: 'chat' | 'completion',
+    body: Buffer,
+    tenant: string,
+    hints: OfferHints,
+    res: ServerResponse,
+  ): void;
+  /** The host clock admission runs on (ms). */
+  nowMs(): number;
+  log(line: string): void;
+}
+
+/** Gateway codes that mean "no room now": the request is offered again later, not failed. */
+const NO_ROOM = new Set([
+  'SY_ERR_OVERLOADED',
+  'SY_ERR_NO_INSTANCE',
+  'SY_ERR_DRAINING',
+  'SY_ERR_RATE_LIMITED',
+]);
+
+/** A batch being validated, run or wound down: its requests and open result files. */
+interface Active {
+  record: BatchRecord;
+  lines: readonly BatchLine[];
+  /** Next index into `lines` not yet offered. */
+  next: number;
+  /** custom_ids with a result written. */
+  readonly done: Set<string>;
+  /** Requests refused for lack of room, with when to offer them again (host ms). */
+  readonly retry: { line: BatchLine; atMs: number }[];
+  inFlight: number;
+  outFd: number | undefined;
+  errFd: number | undefined;
+}
+
+function newId(prefix: string): string {
+  return `${prefix}${randomBytes(12).toString('hex')}`;
+}
+
+function nowS(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+/** Stored files and batches, and the runner. */
+export class BatchService {
+  private readonly store: BatchStore;
+  private readonly files = new Map<string, StoredFile>();
+  /** Every stored batch, oldest first. */
+  private readonly batches = new Map<string, BatchRecord>();
+  private readonly active = new Map<string, Active>();
+  private inFlight = 0;
+  private stopped = true;
+  private timer: NodeJS.Timeout | undefined;
+  /** Round-robin position among active batches. */
+  private turn = 0;
+
+  constructor(
+    readonly config: BatchConfig,
+    private readonly host: BatchHost,
+  ) {
+    this.store = new BatchStore(config.dir);
+    for (const f of this.store.readAll<StoredFile>(this.store.filesDir)) this.files.set(f.id, f);
+    const records = this.store.readAll<BatchRecord>(this.store.batchesDir);
+    records.sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : 1));
+    for (const r of records) this.batches.set(r.id, r);
+  }
+
+  /** Resumes every unfinished batch and starts the retry/expiry tick. */
+  start(): void {
+    this.stopped = false;
+    this.timer = setInterval(() => this.tick(), Math.min(this.config.retryDelayMs, 1000));
+    this.timer.unref();
+    for (const record of this.batches.values()) if (!isTerminal(record.status)) this.resume(record);
+  }
+
+  /** Stops sending (the gateway drains); requests out finish and are recorded, the rest wait for a restart. */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  // ---- files ----
+
+  /** Counts an upload against `filesMax` before any byte is stored. */
+  checkRoomForFile(): void {
+    let uploads = 0;
+    for (const f of this.files.values()) if (f.purpose === 'batch') uploads++;
+    if (uploads >= this.config.filesMax)
+      throw new SwitchyardError(
+        'SY_ERR_CAPACITY',
+        `${uploads} files are stored (batch.filesMax ${this.config.filesMax}); delete some first`,
+      );
+  }
+
+  /** A fresh id and the absolute path an upload's bytes are streamed to. */
+  newUpload(): { id: string; path: string } {
+    const id = newId('file-');
+    return { id, path: this.store.abs(this.store.uploadData(id)) };
+  }
+
+  /** Registers an upload whose bytes are at `newUpload().path`. */
+  addFile(id: string, owner: string, filename: string, bytes: number): StoredFile {
+    const file: StoredFile = {
+      id,
+      object: 'file',
+      bytes,
+      created_at: nowS(),
+      filename,
+      purpose: 'batch',
+      owner,
+      data: this.store.uploadData(id),
+    };
+    this.store.writeJsonAtomic(this.store.fileMetaPath(id), file);
+    this.files.set(id, file);
+    return file;
+  }
+
+  /** Removes an abandoned upload's bytes. */
+  discardUpload(path: string): void {
+    this.store.removeAbs(path);
+  }
+
+  file(id: string, owner: string): StoredFile {
+    const f = this.files.get(id);
+    if (f === undefined || f.owner !== owner)
+      throw new SwitchyardError('SY_ERR_NOT_FOUND', `no file '${id}'`, { param: 'file_id' });
+    return f;
+  }
+
+  listFiles(owner: string): StoredFile[] {
+    return [...this.files.values()].filter((f) => f.owner === owner);
+  }
+
+  /** Absolute path of a file's bytes. */
+  contentPath(file: StoredFile): string {
+    return this.store.abs(file.data);
+  }
+
+  deleteFile(id: string, owner: string): void {
+    const f = this.file(id, owner);
+    for (const b of this.batches.values())
+      if (b.input_file_id === id && !isTerminal(b.status))
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `file '${id}' is the input of batch '${b.id}', which is ${b.status}`,
+          { param: 'file_id' },
+        );
+    this.store.removeAbs(this.store.fileMetaPath(id));
+    this.store.remove(f.data);
+    this.files.delete(id);
+  }
+
+  // ---- batches ----
+
+  /** Creates a batch (status validating) and validates it in the background. */
+  create(
+    owner: string,
+    inputFileId: string,
+    endpoint: BatchEndpoint,
+    metadata: Record<string, string> | null,
+  ): BatchRecord {
+    const input = this.file(inputFileId, owner);
+    if (input.purpose !== 'batch')
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `file '${inputFileId}' has purpose '${input.purpose}', not 'batch'`,
+        {
+          param: 'input_file_id',
+        },
+      );
+    if (this.active.size >= this.config.activeBatchesMax)
+      throw new SwitchyardError(
+        'SY_ERR_OVERLOADED',
+        `${this.active.size} batches are running (batch.activeBatchesMax ${this.config.activeBatchesMax})`,
+      );
+    this.makeRoomForBatch();
+    const record = newBatch(newId('batch_'), owner, endpoint, inputFileId, metadata, nowS());
+    this.save(record);
+    this.resume(record);
+    return record;
+  }
+
+  batch(id: string, owner: string): BatchRecord {
+    const b = this.batches.get(id);
+    if (b === undefined || b.owner !== owner)
+      throw new SwitchyardError('SY_ERR_NOT_FOUND', `no batch '${id}'`, { param: 'batch_id' });
+    return b;
+  }
+
+  /** The owner's batches, newest first, after `after` (an id), at most `limit`. */
+  list(owner: string, limit: number, after: string | undefined): { data: BatchRecord[]; hasMore: boolean } {
+    const mine = [...this.batches.values()].filter((b) => b.owner === owner).reverse();
+    let start = 0;
+    if (after !== undefined) {
+      const i = mine.findIndex((b) => b.id === after);
+      start = i < 0 ? mine.length : i + 1;
+    }
+    const data = mine.slice(start, start + limit);
+    return { data, hasMore: start + limit < mine.length };
+  }
+
+  cancel(id: string, owner: string): BatchRecord {
+    const record = this.batch(id, owner);
+    if (record.status === 'cancelling' || record.status === 'cancelled') return record;
+    const next = advance(record, 'cancel', nowS());
+    if (next === undefined)
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `batch '${id}' is ${record.status}; it cannot be cancelled`,
+        {
+          param: 'batch_id',
+        },
+      );
+    this.save(next);
+    const a = this.active.get(id);
+    if (a !== undefined) {
+      a.record = next;
+      a.retry.length = 0;
+      a.next = a.lines.length;
+    }
+    this.windDown(id);
+    return next;
+  }
+
+  /** Forgets the oldest finished batch records when the store is full (their files stay). */
+  private makeRoomForBatch(): void {
+    if (this.batches.size < this.config.batchesMax) return;
+    for (const b of this.batches.values()) {
+      if (!isTerminal(b.status)) continue;
+      this.store.removeAbs(this.store.batchPath(b.id));
+      this.batches.delete(b.id);
+      if (this.batches.size < this.config.batchesMax) return;
+    }
+    throw new SwitchyardError(
+      'SY_ERR_CAPACITY',
+      `${this.batches.size} batches are stored and none has finished (batch.batchesMax ${this.config.batchesMax})`,
+    );
+  }
+
+  private save(record: BatchRecord): void {
+    this.store.writeJsonAtomic(this.store.batchPath(record.id), record);
+    this.batches.set(record.id, record);
+  }
+
+  /** Moves a batch on and stores it; a move the machine lacks is a bug here. */
+  private move(a: Active, event: BatchEvent, changes: Parameters<typeof advance>[3] = {}): void {
+    const next = advance(a.record, event, nowS(), changes);
+    if (next === undefined)
+      throw new Error(`batch ${a.record.id}: no move '${event}' from ${a.record.status}`);
+    a.record = next;
+    this.save(next);
+  }
+
+  // ---- running ----
+
+  /** Brings a stored, unfinished batch back into memory and carries on from its status. */
+  private resume(record: BatchRecord): void {
+    const paths = this.store.resultPaths(record.id);
+    const out = this.store.readResults(paths.output);
+    const err = this.store.readResults(paths.errors);
+    const done = new Set([...out.customIds, ...err.customIds]);
+    const counts = { total: record.request_counts.total, completed: out.lines, failed: err.lines };
+    const a: Active = {
+      record: { ...record, request_counts: counts },
+      lines: [],
+      next: 0,
+      done,
+      retry: [],
+      inFlight: 0,
+      outFd: undefined,
+      errFd: undefined,
+    };
+    this.active.set(record.id, a);
+    if (record.status === 'validating' || record.status === 'in_progress') {
+      void this.load(a).catch((error: Error) =>
+        this.host.log(`switchyard: batch ${record.id}: ${error.stack ?? error}`),
+      );
+      return;
+    }
+    // finalizing or cancelling: nothing is out after a restart, so finish the files.
+    this.windDown(record.id);
+  }
+
+  /** Reads and validates the input; refused lines go straight to the error file. */
+  private async load(a: Active): Promise<void> {
+    const input = this.files.get(a.record.input_file_id);
+    let text: string;
+    try {
+      if (input === undefined) throw new Error('the input file was deleted');
+      text = await readFile(this.contentPath(input), 'utf8');
+    } catch (error) {
+      this.failValidation(a, [
+        {
+          code: 'SY_ERR_NOT_FOUND',
+          message: `input file: ${(error as Error).message}`,
+          param: 'input_file_id',
+          line: null,
+        },
+      ]);
+      return;
+    }
+    if (a.record.status !== 'validating' && a.record.status !== 'in_progress') {
+      this.windDown(a.record.id);
+      return;
+    }
+    const result = validateInput(text, a.record.endpoint, {
+      linesMax: this.config.linesMax,
+      errorsMax: this.config.errorsMax,
+    });
+    if (result.kind === 'failed') {
+      this.failValidation(a, result.errors);
+      return;
+    }
+    const paths = this.store.resultPaths(a.record.id);
+    a.outFd = this.store.openAppend(paths.output);
+    a.errFd = this.store.openAppend(paths.errors);
+    for (const r of result.refused) this.record(a, r.customId, refusedLine(r), false);
+    a.lines = result.lines.filter((l) => !a.done.has(l.customId));
+    const total = result.lines.length + result.refused.length;
+    const counts = { ...a.record.request_counts, total };
+    if (a.record.status === 'validating') this.move(a, 'validated', { request_counts: counts });
+    else {
+      a.record = { ...a.record, request_counts: counts };
+      this.save(a.record);
+    }
+    this.pump();
+    this.maybeDrained(a);
+  }
+
+  private failValidation(a: Active, errors: readonly FileError[]): void {
+    if (a.record.status === 'validating')
+      this.move(a, 'invalid', { errors: { object: 'list', data: errors } });
+    else if (a.record.status === 'in_progress')
+      this.move(a, 'expire', { errors: { object: 'list', data: errors } });
+    this.closeActive(a);
+  }
+
+  /** Sends requests while there is room, one batch at a time in turn. */
+  private pump(): void {
+    if (this.stopped) return;
+    const nowMs = this.host.nowMs();
+    let idle = 0;
+    while (this.inFlight < this.config.inFlightMax && idle < this.active.size) {
+      const ids = [...this.active.keys()];
+      const a = this.active.get(ids[this.turn++ % ids.length] as string) as Active;
+      const line = a.record.status === 'in_progress' ? this.takeLine(a, nowMs) : undefined;
+      if (line === undefined) {
+        idle++;
+        continue;
+      }
+      idle = 0;
+      this.send(a, line);
+    }
+  }
+
+  private takeLine(a: Active, nowMs: number): BatchLine | undefined {
+    const due = a.retry[0];
+    if (due !== undefined && due.atMs <= nowMs) {
+      a.retry.shift();
+      return due.line;
+    }
+    while (a.next < a.lines.length) {
+      const line = a.lines[a.next++] as BatchLine;
+      if (!a.done.has(line.customId)) return line;
+    }
+    return undefined;
+  }
+
+  private send(a: Active, line: BatchLine): void {
+    a.inFlight++;
+    this.inFlight++;
+    const deadlineMs = this.host.nowMs() + Math.max(0, a.record.expires_at * 1000 - Date.now());
+    const res = new CaptureResponse((answer) => this.answered(a, line, answer));
+    this.host.dispatch(
+      BATCH_ENDPOINTS[a.record.endpoint],
+      line.body,
+      a.record.owner,
+      { offline: true, deadlineMs },
+      res.asServerResponse(),
+    );
+  }
+
+  private answered(a: Active, line: BatchLine, answer: CapturedAnswer): void {
+    a.inFlight--;
+    this.inFlight--;
+    const code = answer.kind === 'answer' ? errorCodeOf(answer.body) : undefined;
+    if (code !== undefined && NO_ROOM.has(code) && answer.kind === 'answer' && answer.status >= 400) {
+      // No room now: not a result. Offered again later (or after a restart, if the gateway stops).
+      // Stopped (the gateway drains): dropped here, it has no result, so a restart runs it.
+      if (a.record.status === 'in_progress' && !this.stopped)
+        a.retry.push({ line, atMs: this.host.nowMs() + this.config.retryDelayMs });
+    } else if (a.record.status === 'in_progress' || a.record.status === 'cancelling') {
+      const ok = answer.kind === 'answer' && answer.status >= 200 && answer.status < 300;
+      this.record(a, line.customId, resultLine(line.customId, answer), ok);
+    }
+    if (a.record.status === 'cancelling') this.windDown(a.record.id);
+    else this.maybeDrained(a);
+    this.pump();
+  }
+
+  /** Appends one result unless the request already has one; updates the counts. */
+  private record(a: Active, customId: string, line: Record<string, unknown>, ok: boolean): void {
+    if (a.done.has(customId)) return;
+    const fd = ok ? a.outFd : a.errFd;
+    if (fd === undefined) return;
+    this.store.appendLine(fd, JSON.stringify(line));
+    a.done.add(customId);
+    const c = a.record.request_counts;
+    a.record = {
+      ...a.record,
+      request_counts: {
+        total: c.total,
+        completed: c.completed + (ok ? 1 : 0),
+        failed: c.failed + (ok ? 0 : 1),
+      },
+    };
+    this.batches.set(a.record.id, a.record);
+  }
+
+  /** Every request has a result: finalize. */
+  private maybeDrained(a: Active): void {
+    if (a.record.status !== 'in_progress' || a.inFlight > 0) return;
+    if (a.done.size < a.record.request_counts.total) return;
+    this.move(a, 'drained');
+    this.move(a, 'finalized', this.resultFiles(a));
+    this.closeActive(a);
+  }
+
+  /** A cancelling batch with nothing out, or a finalizing one after a restart: finish it. */
+  private windDown(id: string): void {
+    const a = this.active.get(id);
+    if (a === undefined || a.inFlight > 0) return;
+    if (a.record.status === 'validating') return;
+    if (a.record.status === 'cancelling') this.move(a, 'stopped', this.resultFiles(a));
+    else if (a.record.status === 'finalizing') this.move(a, 'finalized', this.resultFiles(a));
+    else return;
+    this.closeActive(a);
+  }
+
+  /** Registers the result files as file objects (ids fixed by the batch id, so a rerun is harmless). */
+  private resultFiles(a: Active): { output_file_id: string | null; error_file_id: string | null } {
+    const paths = this.store.resultPaths(a.record.id);
+    const suffix = a.record.id.slice('batch_'.length);
+    const register = (id: string, relative: string, name: string): string | null => {
+      const read = this.store.readResults(relative);
+      if (read.lines === 0) return null;
+      const file: StoredFile = {
+        id,
+        object: 'file',
+        bytes: readFileSync(this.store.abs(relative)).length,
+        created_at: nowS(),
+        filename: name,
+        purpose: 'batch_output',
+        owner: a.record.owner,
+        data: relative,
+      };
+      this.store.writeJsonAtomic(this.store.fileMetaPath(id), file);
+      this.files.set(id, file);
+      return id;
+    };
+    return {
+      output_file_id: register(`file-${suffix}-output`, paths.output, `${a.record.id}_output.jsonl`),
+      error_file_id: register(`file-${suffix}-errors`, paths.errors, `${a.record.id}_errors.jsonl`),
+    };
+  }
+
+  private closeActive(a: Active): void {
+    if (a.outFd !== undefined) closeSync(a.outFd);
+    if (a.errFd !== undefined) closeSync(a.errFd);
+    a.outFd = undefined;
+    a.errFd = undefined;
+    this.active.delete(a.record.id);
+  }
+
+  /** Re-offers due retries and closes the windows that have passed. */
+  private tick(): void {
+    const now = nowS();
+    for (const a of [...this.active.values()])
+      if (a.record.status === 'in_progress' && now >= a.record.expires_at) this.expire(a);
+    this.pump();
+  }
+
+  /** The window closed: what never ran goes to the error file as `batch_expired`. */
+  private expire(a: Active): void {
+    for (const line of a.lines)
+      if (!a.done.has(line.customId))
+        this.record(
+          a,
+          line.customId,
+          failedLine(line.customId, 'batch_expired', 'the completion window closed before this request ran'),
+          false,
+        );
+    a.retry.length = 0;
+    a.next = a.lines.length;
+    this.move(a, 'expire', this.resultFiles(a));
+    this.closeActive(a);
+  }
+
+  /** For /stats and tests: batch requests out now. */
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+}
+
+/** The `error.code` of an OpenAI-style error body, if it is one. */
+function errorCodeOf(body: Buffer): string | undefined {
+  if (body.length === 0 || body[0] !== 0x7b) return undefined;
+  try {
+    const error = (JSON.parse(body.toString('utf8')) as { error?: { code?: unknown } }).error;
+    return typeof error?.code === 'string' ? error.code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function requestId(): string {
+  return newId('batch_req_');
+}
+
+function failedLine(customId: string, code: string, message: string): Record<string, unknown> {
+  return { id: requestId(), custom_id: customId, response: null, error: { code, message } };
+}
+
+function refusedLine(r: RefusedLine): Record<string, unknown> {
+  return failedLine(r.customId, r.code, `line ${r.line}: ${r.message}`);
+}
+
+/** The result line of an answered request: the output file's shape, with `error` set when it failed. */
+function resultLine(customId: string, answer: CapturedAnswer): Record<string, unknown> {
+  if (answer.kind === 'cut')
+    return failedLine(customId, 'SY_ERR_UPSTREAM', 'the upstream answer was cut before it finished');
+  const text = answer.body.toString('utf8');
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // Not JSON: kept as text.
+  }
+  const id = typeof (body as { id?: unknown })?.id === 'string' ? (body as { id: string }).id : requestId();
+  const response = { status_code: answer.status, request_id: id, body };
+  if (answer.status >= 200 && answer.status < 300)
+    return { id: requestId(), custom_id: customId, response, error: null };
+  const e = (body as { error?: { code?: unknown; message?: unknown } })?.error;
+  return {
+    id: requestId(),
+    custom_id: customId,
+    response,
+    error: {
+      code: typeof e?.code === 'string' ? e.code : `http_${answer.status}`,
+      message: typeof e?.message === 'string' ? e.message : `the request answered HTTP ${answer.status}`,
+    },
+  };
+}
