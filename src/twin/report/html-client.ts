@@ -6,8 +6,9 @@
  *
  * Contract with html.ts: the payload is in `<script type="application/json" id="sy-data">` as
  * { title, runs: SimReportData[], instanceLinesMax }; charts go into the elements with ids
- * `cdf-ttft`, `cdf-tpot`, `cdf-e2e` and `ts-<run index>-<running|waiting|kv>`; the checkbox
- * `cdf-log` switches the CDFs' x axis between log and linear.
+ * `cdf-ttft`, `cdf-tpot`, `cdf-e2e`, `goodput-sweep`, `cl-<throughput|rejected|slo|running|waiting|kv>`
+ * and `ts-<run index>-<running|waiting|kv>`; the checkbox `cdf-log` switches the CDFs' x axis
+ * between log and linear. Colours follow html.ts's palette, run i in colour i.
  */
 export const CLIENT_JS = String.raw`(function () {
   'use strict';
@@ -73,11 +74,21 @@ export const CLIENT_JS = String.raw`(function () {
     return [xs, ys];
   }
 
+  // On a log axis the points at x <= 0 (a one-token answer has TPOT 0) are left off; the curve
+  // then starts at the share they hold, so the y values stay fractions of all requests.
+  function positiveOnly(t) {
+    var xs = [];
+    var ys = [];
+    for (var i = 0; i < t[0].length; i++) if (t[0][i] > 0) { xs.push(t[0][i]); ys.push(t[1][i]); }
+    return [xs, ys];
+  }
+
   function cdfChart(id, key, label, logX) {
     var el = document.getElementById(id);
     if (!el) return;
     el.textContent = '';
     var tables = runs.map(function (r) { return cdf(r.samples[key] || []); });
+    if (logX) tables = tables.map(positiveOnly);
     var nonEmpty = tables.filter(function (t) { return t[0].length > 0; });
     if (nonEmpty.length === 0) { el.textContent = 'no samples'; return; }
     var minX = Math.min.apply(null, nonEmpty.map(function (t) { return t[0][0]; }));
@@ -103,9 +114,185 @@ export const CLIENT_JS = String.raw`(function () {
     charts.push({ el: el, chart: new uPlot(opts, data, el) });
   }
 
-  // Per-instance time series: the first linesMax instances, then mean and max across all of them
-  // when there are more, so a large cluster stays readable and an outlier still shows in the max.
-  function seriesChart(id, series, field, label, scale) {
+  // The goodput sweep: attainment against arrival rate per swept run (points in rate order), the
+  // target as a dashed line, and each run's goodput (the rate it reports) as a diamond.
+  function goodputChart() {
+    var el = document.getElementById('goodput-sweep');
+    if (!el) return;
+    el.textContent = '';
+    var swept = [];
+    runs.forEach(function (r, i) { if (r.goodputSweep && r.goodputSweep.points.length > 0) swept.push(i); });
+    if (swept.length === 0) { el.textContent = 'no sweep'; return; }
+    var tables = swept.map(function (i) {
+      var pts = runs[i].goodputSweep.points.slice().sort(function (a, b) { return a.rateRps - b.rateRps; });
+      return [pts.map(function (p) { return p.rateRps; }), pts.map(function (p) { return p.attainment; })];
+    });
+    var marks = swept.map(function (i) {
+      var g = runs[i].goodputRps;
+      var pts = runs[i].goodputSweep.points.filter(function (p) { return p.rateRps === g; });
+      return [[g], [pts.length > 0 ? pts[0].attainment : null]];
+    });
+    var target = runs[swept[0]].goodputSweep.targetAttainment;
+    // The sweep bisects around the target, so most points sit near it: the y axis starts a little
+    // below the lowest point (at a round 10%) rather than at 0, to keep the curves apart.
+    var yLo = target;
+    tables.forEach(function (t) { t[1].forEach(function (y) { if (y != null && y < yLo) yLo = y; }); });
+    yLo = Math.max(0, Math.floor(yLo * 10 - 0.5) / 10);
+    var all = tables.concat(marks);
+    var xsAll = [];
+    all.forEach(function (t) { t[0].forEach(function (x) { if (x > 0) xsAll.push(x); }); });
+    var useLog = xsAll.length > 0 && Math.min.apply(null, xsAll) > 0;
+    var lo = Math.min.apply(null, xsAll);
+    var hi = Math.max.apply(null, xsAll);
+    all.push([[lo, hi], [target, target]]);
+    var data = uPlot.join(all.map(function (t) { return t[0].length > 0 ? t : [[lo], [null]]; }));
+    var pct = function (u, v) { return fmtPct(v); };
+    var series = [{ label: 'rate', value: function (u, v) { return v == null ? '-' : fmtAxis(v) + ' req/s'; } }];
+    swept.forEach(function (i) {
+      series.push({ label: runName(runs[i], i), stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true,
+        points: { show: true, size: 6 }, value: pct });
+    });
+    swept.forEach(function (i) {
+      series.push({ label: runName(runs[i], i) + ' goodput ' + fmtAxis(Number(runs[i].goodputRps.toPrecision(3))) + ' req/s',
+        stroke: PALETTE[i % PALETTE.length], width: 2,
+        points: { show: true, size: 13, width: 2, fill: '#fff' }, value: pct });
+    });
+    series.push({ label: 'target ' + fmtPct(target), stroke: '#444', width: 1.5, dash: [6, 4], spanGaps: true,
+      points: { show: false }, value: pct });
+    var opts = {
+      width: widthOf(el), height: HEIGHT,
+      scales: {
+        x: { time: false, distr: useLog ? 3 : 1, range: useLog ? [lo / 1.25, hi * 1.25] : [0, hi * 1.05] },
+        y: { range: [yLo, 1.01] },
+      },
+      series: series,
+      axes: [
+        axis('arrival rate (req/s' + (useLog ? ', log scale' : '') + ')', function (u, splits) { return splits.map(fmtAxis); }),
+        axis('requests meeting both SLOs', function (u, splits) {
+          return splits.map(function (v) { return v == null ? '' : fmt(v * 100, 0) + '%'; });
+        }),
+      ],
+      legend: { live: true },
+    };
+    charts.push({ el: el, chart: new uPlot(opts, data, el) });
+  }
+
+  // A cumulative count to a rate per second over a trailing window of windowS seconds.
+  function rateOf(tS, counts, windowS) {
+    var out = [];
+    var j = 0;
+    for (var k = 0; k < tS.length; k++) {
+      while (j < k && tS[j] < tS[k] - windowS) j++;
+      var from = j < k ? j : k - 1;
+      if (from < 0 || tS[k] <= tS[from]) { out.push(null); continue; }
+      out.push((counts[k] - counts[from]) / (tS[k] - tS[from]));
+    }
+    return out;
+  }
+
+  // Share of requests finishing (completed or rejected) in the trailing window that met both SLOs.
+  function attainmentOf(c, windowS) {
+    var met = rateOf(c.tS, c.sloMet, windowS);
+    var done = rateOf(c.tS, c.completed, windowS);
+    var rej = rateOf(c.tS, c.rejected, windowS);
+    return met.map(function (m, k) {
+      var d = done[k] == null ? null : done[k] + rej[k];
+      return m == null || d == null || d <= 0 ? null : (100 * m) / d;
+    });
+  }
+
+  // Per-instance series reduced to one cluster line (sum or mean over instances).
+  function reduceInstances(series, field, mean, scale) {
+    var byId = series[field] || {};
+    var ids = Object.keys(byId);
+    return series.tS.map(function (_, k) {
+      var sum = 0;
+      var n = 0;
+      for (var j = 0; j < ids.length; j++) {
+        var v = byId[ids[j]][k];
+        if (v == null || !isFinite(v)) continue;
+        sum += v * scale;
+        n++;
+      }
+      return n === 0 ? null : mean ? sum / n : sum;
+    });
+  }
+
+  // One line per run on a shared time axis; each run's points come from its own tS.
+  function runsChart(id, label, pick) {
+    var el = document.getElementById(id);
+    if (!el) return;
+    el.textContent = '';
+    var tables = runs.map(function (r) {
+      var p = pick(r);
+      return p ? [p[0], p[1]] : [[], []];
+    });
+    var nonEmpty = tables.filter(function (t) { return t[0].length > 0; });
+    if (nonEmpty.length === 0) { el.textContent = 'no samples'; return; }
+    var x0 = nonEmpty[0][0][0];
+    var data = uPlot.join(tables.map(function (t) { return t[0].length > 0 ? dedupe(t) : [[x0], [null]]; }));
+    var ser = [{ label: 'time', value: function (u, v) { return v == null ? '-' : fmt(v, 1) + ' s'; } }];
+    runs.forEach(function (r, i) {
+      ser.push({ label: runName(r, i), stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true,
+        points: { show: false }, value: function (u, v) { return v == null ? '-' : fmtAxis(Number(v.toPrecision(3))); } });
+    });
+    var opts = {
+      width: widthOf(el), height: HEIGHT,
+      scales: { x: { time: false }, y: { range: function (u, lo, hi) { return [0, hi > 0 ? hi * 1.05 : 1]; } } },
+      series: ser,
+      axes: [
+        axis('simulated time (s)', function (u, splits) { return splits.map(function (v) { return v == null ? '' : fmtAxis(v); }); }),
+        axis(label, function (u, splits) { return splits.map(fmtAxis); }),
+      ],
+      legend: { live: true },
+    };
+    charts.push({ el: el, chart: new uPlot(opts, data, el) });
+  }
+
+  // uPlot.join needs strictly increasing x: keep the last value of a repeated time.
+  function dedupe(t) {
+    var xs = [];
+    var ys = [];
+    for (var i = 0; i < t[0].length; i++) {
+      if (xs.length > 0 && xs[xs.length - 1] >= t[0][i]) { ys[ys.length - 1] = t[1][i]; continue; }
+      xs.push(t[0][i]);
+      ys.push(t[1][i]);
+    }
+    return [xs, ys];
+  }
+
+  function clusterCharts() {
+    var endS = 0;
+    runs.forEach(function (r) {
+      var t = (r.series.cluster && r.series.cluster.tS) || r.series.tS;
+      if (t.length > 0) endS = Math.max(endS, t[t.length - 1]);
+    });
+    var windowS = Math.max(1, endS / 50);
+    function cl(f) { return function (r) { var c = r.series.cluster; return c && c.tS.length > 1 ? f(c) : null; }; }
+    runsChart('cl-throughput', 'output tokens / s', cl(function (c) { return [c.tS, rateOf(c.tS, c.outputTokens, windowS)]; }));
+    runsChart('cl-rejected', 'rejected requests / s', cl(function (c) { return [c.tS, rateOf(c.tS, c.rejected, windowS)]; }));
+    runsChart('cl-slo', 'meeting both SLOs (%)', cl(function (c) { return [c.tS, attainmentOf(c, windowS)]; }));
+    runsChart('cl-running', 'running requests', function (r) { return [r.series.tS, reduceInstances(r.series, 'running', false, 1)]; });
+    runsChart('cl-waiting', 'waiting requests', function (r) { return [r.series.tS, reduceInstances(r.series, 'waiting', false, 1)]; });
+    runsChart('cl-kv', 'KV-cache usage (%)', function (r) { return [r.series.tS, reduceInstances(r.series, 'kvUsage', true, 100)]; });
+  }
+
+  // The highest value of a per-instance field across every run, so the runs' charts share a y scale.
+  function sharedMax(field, scale) {
+    var mx = 0;
+    runs.forEach(function (r) {
+      var byId = r.series[field] || {};
+      Object.keys(byId).forEach(function (iid) {
+        byId[iid].forEach(function (v) { if (v != null && isFinite(v) && v * scale > mx) mx = v * scale; });
+      });
+    });
+    return mx;
+  }
+
+  // Per-instance time series: the first linesMax instances, the cluster mean always (bold black), and
+  // the max across all instances when some are not drawn, so an outlier still shows. The y axis
+  // runs to yMax, shared by every run's chart of the same field so the policies compare by eye.
+  function seriesChart(id, series, field, label, scale, yMax) {
     var el = document.getElementById(id);
     if (!el) return;
     el.textContent = '';
@@ -124,34 +311,36 @@ export const CLIENT_JS = String.raw`(function () {
     shown.forEach(function (iid, j) {
       var arr = byId[iid];
       data.push(tS.map(function (_, k) { return at(arr, k); }));
-      ser.push({ label: iid, stroke: PALETTE[j % PALETTE.length], width: 1.25, points: { show: false },
+      ser.push({ label: iid, stroke: PALETTE[j % PALETTE.length], alpha: 0.55, width: 1, points: { show: false },
         value: valueFmt });
     });
-    if (ids.length > linesMax) {
-      var mean = [];
-      var max = [];
-      for (var k = 0; k < tS.length; k++) {
-        var sum = 0;
-        var cnt = 0;
-        var mx = null;
-        for (var j = 0; j < ids.length; j++) {
-          var v = at(byId[ids[j]], k);
-          if (v == null) continue;
-          sum += v;
-          cnt++;
-          if (mx == null || v > mx) mx = v;
-        }
-        mean.push(cnt > 0 ? sum / cnt : null);
-        max.push(mx);
+    var mean = [];
+    var max = [];
+    for (var k = 0; k < tS.length; k++) {
+      var sum = 0;
+      var cnt = 0;
+      var mx = null;
+      for (var j = 0; j < ids.length; j++) {
+        var v = at(byId[ids[j]], k);
+        if (v == null) continue;
+        sum += v;
+        cnt++;
+        if (mx == null || v > mx) mx = v;
       }
-      data.push(mean, max);
-      ser.push({ label: 'mean of all ' + fmt(ids.length, 0), stroke: '#111', width: 2.5, points: { show: false }, value: valueFmt });
+      mean.push(cnt > 0 ? sum / cnt : null);
+      max.push(mx);
+    }
+    data.push(mean);
+    ser.push({ label: 'cluster mean', stroke: '#111', width: 2.5, points: { show: false }, value: valueFmt });
+    if (ids.length > linesMax) {
+      data.push(max);
       ser.push({ label: 'max of all ' + fmt(ids.length, 0), stroke: '#111', width: 1.5, dash: [6, 4], points: { show: false },
         value: valueFmt });
     }
+    var top = yMax > 0 ? yMax * 1.05 : 1;
     var opts = {
       width: widthOf(el), height: HEIGHT,
-      scales: { x: { time: false }, y: { range: function (u, lo, hi) { return [0, hi > 0 ? hi * 1.05 : 1]; } } },
+      scales: { x: { time: false }, y: { range: function () { return [0, top]; } } },
       series: ser,
       axes: [
         axis('simulated time (s)', function (u, splits) { return splits.map(function (v) { return v == null ? '' : fmtAxis(v); }); }),
@@ -176,10 +365,15 @@ export const CLIENT_JS = String.raw`(function () {
   }
 
   drawCdfs();
+  goodputChart();
+  clusterCharts();
+  var runningMax = sharedMax('running', 1);
+  var waitingMax = sharedMax('waiting', 1);
+  var kvMax = sharedMax('kvUsage', 100);
   runs.forEach(function (r, i) {
-    seriesChart('ts-' + i + '-running', r.series, 'running', 'running requests', 1);
-    seriesChart('ts-' + i + '-waiting', r.series, 'waiting', 'waiting requests', 1);
-    seriesChart('ts-' + i + '-kv', r.series, 'kvUsage', 'KV-cache usage (%)', 100);
+    seriesChart('ts-' + i + '-running', r.series, 'running', 'running requests', 1, runningMax);
+    seriesChart('ts-' + i + '-waiting', r.series, 'waiting', 'waiting requests', 1, waitingMax);
+    seriesChart('ts-' + i + '-kv', r.series, 'kvUsage', 'KV-cache usage (%)', 100, kvMax);
   });
   var logBox = document.getElementById('cdf-log');
   if (logBox) logBox.addEventListener('change', drawCdfs);

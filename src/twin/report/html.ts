@@ -82,18 +82,20 @@ h3 { font-size: 14px; margin: 16px 0 6px; color: var(--muted); font-weight: 600;
 .meta { display: flex; flex-wrap: wrap; gap: 4px 18px; color: var(--muted); margin: 0; padding: 0; list-style: none; }
 .meta b { color: var(--fg); font-weight: 600; }
 table.t { border-collapse: collapse; font-variant-numeric: tabular-nums; margin: 4px 0 8px; }
-table.t th, table.t td { padding: 4px 10px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
+table.t th, table.t td { padding: 4px 7px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
 table.t th { font-weight: 600; background: var(--zebra); vertical-align: bottom; }
 table.t th:first-child, table.t td:first-child, table.t td.l, table.t th.l { text-align: left; }
 table.t tbody tr:nth-child(even) { background: #fbfbfc; }
 td.best { color: var(--good); font-weight: 700; }
+td.flag { color: #8a4b00; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 10px; margin: 10px 0; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; }
 .card .k { color: var(--muted); font-size: 12px; }
 .card .v { font-size: 18px; font-weight: 600; font-variant-numeric: tabular-nums; }
 .card .s { color: var(--muted); font-size: 12px; }
-.grid.cdf { grid-template-columns: repeat(auto-fit, minmax(380px, 1fr)); }
+.grid.cdf { grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 18px 24px; }
+.grid.three { grid-template-columns: repeat(auto-fit, minmax(400px, 1fr)); }
 .chart { min-width: 0; overflow: hidden; }
 .chart-title { font-weight: 600; margin: 0 0 4px; }
 .note { color: var(--muted); font-size: 12px; margin: 4px 0; }
@@ -103,6 +105,14 @@ summary { cursor: pointer; color: var(--accent); }
 .uplot .u-legend { font-size: 12px; text-align: left; }
 .uplot .u-legend .u-series { padding: 0 6px; }
 noscript { color: #a40000; }
+.note.flag { color: #8a4b00; }
+.bars { display: flex; flex-direction: column; gap: 6px; padding-top: 8px; }
+.bar-row { display: grid; grid-template-columns: minmax(90px, max-content) 1fr max-content; gap: 8px; align-items: center; }
+.bar-name { font-weight: 600; }
+.bar-track { background: var(--zebra); height: 14px; border-radius: 2px; }
+.bar { display: block; height: 14px; border-radius: 2px; min-width: 1px; }
+.bar-value { font-variant-numeric: tabular-nums; }
+.bar-codes { color: var(--muted); font-size: 12px; margin: -4px 0 0 8px; }
 `;
 
 function metaItem(key: string, value: string): string {
@@ -212,6 +222,15 @@ function latencyTable(s: SimSummary): string {
   );
 }
 
+/** Under one run's latency table: the percentiles leave rejected requests out; the p99s with them. */
+function singleRejectedNote(s: SimSummary): string {
+  const all =
+    s.ttftMsAll !== undefined && s.e2eMsAll !== undefined
+      ? ` Counting each as an unbounded latency: TTFT p99 ${fmtTail(s.ttftMsAll.p99)}, E2E p99 ${fmtTail(s.e2eMsAll.p99)}.`
+      : '';
+  return `<p class="note flag">Completed requests only: ${fmtNumber(s.rejected)} rejected requests are left out.${escapeHtml(all)}</p>`;
+}
+
 function summaryCards(s: SimSummary): string {
   const rejected = s.requests > 0 ? `${fmtPct(s.rejected / s.requests)} of requests` : '';
   const speedup = s.wallSeconds > 0 ? `${fmtSi(s.simulatedSeconds / s.wallSeconds)}× real time` : '';
@@ -286,6 +305,50 @@ const COMPARE_COLUMNS: readonly CompareColumn[] = [
   { head: 'rejected', better: 'low', value: (r) => r.summary.rejected, format: (x) => fmtNumber(x) },
 ];
 
+/** A latency percentile for a cell: ∞ where it falls among rejected requests. */
+function fmtTail(ms: number | undefined): string {
+  if (ms === undefined) return '-';
+  return ms === Number.POSITIVE_INFINITY ? '∞' : fmtMs(ms);
+}
+
+/** Columns of p99 over completed + rejected requests (rejected as ∞), for summaries that carry them. */
+const ALL_COLUMNS: readonly CompareColumn[] = [
+  {
+    head: 'TTFT p99\nall',
+    better: 'low',
+    value: (r) => r.summary.ttftMsAll?.p99 ?? Number.NaN,
+    format: fmtTail,
+  },
+  {
+    head: 'E2E p99\nall',
+    better: 'low',
+    value: (r) => r.summary.e2eMsAll?.p99 ?? Number.NaN,
+    format: fmtTail,
+  },
+];
+
+/** Whether any run rejected requests: its completed-only latency figures then need a flag. */
+function anyRejected(runs: readonly SimReportData[]): boolean {
+  return runs.some((r) => r.summary.rejected > 0);
+}
+
+/** The note that flags completed-only latency figures, naming who rejected how many. */
+function rejectedNote(runs: readonly SimReportData[], withAll: boolean): string {
+  const who = runs
+    .map((r, i) => ({ name: runName(r, i), n: r.summary.rejected }))
+    .filter((x) => x.n > 0)
+    .map((x) => `${x.name} ${fmtNumber(x.n)}`)
+    .join(', ');
+  return (
+    `<p class="note flag">* Completed requests only: rejected requests (${escapeHtml(who)}) never got an ` +
+    'answer and are left out, so a policy that rejects its slowest requests looks faster there.' +
+    (withAll
+      ? ' The “all” columns count each rejection as an unbounded latency (∞ where the percentile falls among them).'
+      : '') +
+    '</p>'
+  );
+}
+
 function comparisonTable(runs: readonly SimReportData[]): string {
   const goodput: CompareColumn = {
     head: 'goodput\nreq/s',
@@ -293,19 +356,118 @@ function comparisonTable(runs: readonly SimReportData[]): string {
     value: (r) => r.goodputRps ?? Number.NaN,
     format: fmtQty,
   };
-  const columns = runs.some((r) => r.goodputRps !== undefined)
-    ? [goodput, ...COMPARE_COLUMNS]
-    : COMPARE_COLUMNS;
+  const flag = anyRejected(runs);
+  const withAll = flag && runs.some((r) => r.summary.ttftMsAll !== undefined);
+  const columns = [
+    ...(runs.some((r) => r.goodputRps !== undefined) ? [goodput] : []),
+    ...COMPARE_COLUMNS.slice(0, 7),
+    ...(withAll ? ALL_COLUMNS : []),
+    ...COMPARE_COLUMNS.slice(7),
+  ];
+  // A completed-only latency of a run that rejected requests is flagged, and never marked best.
+  const flagged = (c: CompareColumn, r: SimReportData) =>
+    r.summary.rejected > 0 && /^(TTFT|TPOT|E2E)\n/.test(c.head);
   const best = columns.map((c) => {
-    const vs = runs.map(c.value).filter(Number.isFinite);
+    const vs = runs
+      .filter((r) => !flagged(c, r))
+      .map(c.value)
+      .filter(Number.isFinite);
     if (vs.length === 0) return Number.NaN;
     return c.better === 'low' ? Math.min(...vs) : Math.max(...vs);
   });
-  const rows = runs.map((r, i) => [runName(r, i), ...columns.map((c) => c.format(c.value(r)))]);
-  const classes = runs.map((r) => ['', ...columns.map((c, j) => (c.value(r) === best[j] ? 'best' : ''))]);
+  const rows = runs.map((r, i) => [
+    runName(r, i),
+    ...columns.map((c) => `${c.format(c.value(r))}${flagged(c, r) ? ' *' : ''}`),
+  ]);
+  const classes = runs.map((r) => [
+    '',
+    ...columns.map((c, j) => (flagged(c, r) ? 'flag' : c.value(r) === best[j] ? 'best' : '')),
+  ]);
   return (
     table(['policy', ...columns.map((c) => c.head)], rows, classes) +
-    '<p class="note">Latencies in ms. The best value in each column is in bold green.</p>'
+    '<p class="note">Latencies in ms. The best value in each column is in bold green.</p>' +
+    (flag ? rejectedNote(runs, withAll) : '')
+  );
+}
+
+/**
+ * Rejected requests per run as horizontal bars (static HTML, readable without JavaScript), with the
+ * share of requests and the rejection codes when the summary has them.
+ */
+function rejectedFigure(runs: readonly SimReportData[]): string {
+  const max = Math.max(1, ...runs.map((r) => r.summary.rejected));
+  const rows = runs
+    .map((r, i) => {
+      const s = r.summary;
+      const share = s.requests > 0 ? s.rejected / s.requests : 0;
+      const codes = Object.entries(s.rejectedByCode ?? {})
+        .map(([code, n]) => `${code}: ${fmtNumber(n)}`)
+        .join(', ');
+      const widthPct = ((100 * s.rejected) / max).toFixed(1);
+      return (
+        `<div class="bar-row"><span class="bar-name">${escapeHtml(runName(r, i))}</span>` +
+        `<span class="bar-track"><span class="bar" style="width:${widthPct}%;background:${paletteColor(i)}"></span></span>` +
+        `<span class="bar-value">${fmtNumber(s.rejected)} (${fmtPct(share)})</span></div>` +
+        (codes === '' ? '' : `<div class="bar-codes">${escapeHtml(codes)}</div>`)
+      );
+    })
+    .join('');
+  return `<div><p class="chart-title">Rejected requests</p><div class="bars">${rows}</div></div>`;
+}
+
+/** The charts' colour of run `i` (the client script uses the same palette). */
+function paletteColor(i: number): string {
+  return PALETTE[i % PALETTE.length] as string;
+}
+
+const PALETTE = [
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#d62728',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#7f7f7f',
+  '#bcbd22',
+  '#17becf',
+  '#393b79',
+  '#ad494a',
+  '#637939',
+  '#8c6d31',
+  '#7b4173',
+  '#3182bd',
+];
+
+/** The goodput sweep's curve: attainment against arrival rate, one line per run that was swept. */
+function goodputSection(runs: readonly SimReportData[]): string {
+  const swept = runs.filter((r) => r.goodputSweep !== undefined);
+  if (swept.length === 0) return '';
+  const targets = [...new Set(swept.map((r) => fmtPct(r.goodputSweep?.targetAttainment ?? 0)))].join(' | ');
+  return (
+    '<section><h2>Goodput sweep</h2>' +
+    `<p class="note">Share of requests meeting both SLOs (a rejection is a miss) at each arrival rate the sweep ` +
+    `tried; goodput is the highest rate at or above the target (${escapeHtml(targets)}, dashed), drawn as a large ring.</p>` +
+    `<div class="grid">${chartBox('goodput-sweep', 'SLO attainment against arrival rate')}</div></section>`
+  );
+}
+
+/** Cluster-wide series over time, one line per run: throughput, rejections, attainment, load. */
+function clusterSection(runs: readonly SimReportData[]): string {
+  const totals = runs.some((r) => r.series.cluster !== undefined);
+  return (
+    '<section><h2>Cluster over time</h2>' +
+    '<p class="note">One line per policy. Rates are averaged over a trailing window of about 2% of the run; ' +
+    'running and waiting are summed over instances, KV usage is their mean.</p><div class="grid">' +
+    (totals
+      ? chartBox('cl-throughput', 'Output throughput (tok/s, completed requests)') +
+        chartBox('cl-rejected', 'Rejections per second') +
+        chartBox('cl-slo', 'Finished requests meeting both SLOs (%)')
+      : '') +
+    chartBox('cl-running', 'Running requests, cluster total') +
+    chartBox('cl-waiting', 'Waiting requests, cluster total') +
+    chartBox('cl-kv', 'KV-cache usage, cluster mean') +
+    '</div></section>'
   );
 }
 
@@ -321,7 +483,7 @@ function instancesSection(run: SimReportData, i: number, linesMax: number, multi
       : '';
   const title = multi ? `Instances over time: ${escapeHtml(runName(run, i))}` : 'Instances over time';
   return (
-    `<section><h2>${title}</h2>${note}<div class="grid">` +
+    `<section><h2>${title}</h2>${note}<div class="grid three">` +
     chartBox(`ts-${i}-running`, 'Running requests') +
     chartBox(`ts-${i}-waiting`, 'Waiting requests') +
     chartBox(`ts-${i}-kv`, 'KV-cache usage') +
@@ -352,17 +514,23 @@ export function renderHtmlReport(runs: readonly SimReportData[], options: HtmlRe
         )
         .join('')}</section>`
     : `<section><h2>Summary</h2>${summaryCards(runs[0]!.summary)}${latencyTable(runs[0]!.summary)}` +
+      (anyRejected(runs) ? singleRejectedNote(runs[0]!.summary) : '') +
       `<details><summary>Per-instance table (${fmtNumber(runs[0]!.summary.perInstance.length)})</summary>` +
       `${instanceTable(runs[0]!.summary, rowsMax)}</details></section>`;
 
+  const cdfFlag = anyRejected(runs)
+    ? '<p class="note flag">The curves cover completed requests only: rejected requests (right) are not in them.</p>'
+    : '';
   const cdfs =
     '<section><h2>Latency distributions</h2>' +
     '<p class="note"><label><input type="checkbox" id="cdf-log" checked> log-scale latency axis</label> · ' +
     'drag across a chart to zoom, double-click to reset; hover for values.</p>' +
+    cdfFlag +
     '<div class="grid cdf">' +
     chartBox('cdf-ttft', 'Time to first token (CDF)') +
     chartBox('cdf-tpot', 'Time per output token (CDF)') +
     chartBox('cdf-e2e', 'End-to-end latency (CDF)') +
+    rejectedFigure(runs) +
     '</div></section>';
 
   const payload = { title, instanceLinesMax: linesMax, runs };
@@ -377,7 +545,9 @@ export function renderHtmlReport(runs: readonly SimReportData[], options: HtmlRe
     header(runs, title, options),
     '<noscript><p>The charts need JavaScript; the tables above and below do not.</p></noscript>',
     summary,
+    goodputSection(runs),
     cdfs,
+    clusterSection(runs),
     runs.map((r, i) => instancesSection(r, i, linesMax, multi)).join(''),
     '</main>',
     `<script type="application/json" id="sy-data">${jsonForScript(payload)}</script>`,

@@ -21,6 +21,29 @@ export interface InstanceSeries {
   readonly running: Readonly<Record<string, readonly number[]>>;
   readonly waiting: Readonly<Record<string, readonly number[]>>;
   readonly kvUsage: Readonly<Record<string, readonly number[]>>;
+  /** Cluster-wide cumulative totals on their own time axis. Optional: older reports lack it. */
+  readonly cluster?: ClusterSeries;
+}
+
+/**
+ * Cumulative online counts since the start, sampled at `tS` (simulated seconds): differences of
+ * neighbouring points are the rates drawn over time.
+ */
+export interface ClusterSeries {
+  readonly tS: readonly number[];
+  readonly completed: readonly number[];
+  readonly rejected: readonly number[];
+  /** Output tokens of completed requests. */
+  readonly outputTokens: readonly number[];
+  /** Requests that met both the TTFT and the TPOT SLO. */
+  readonly sloMet: readonly number[];
+}
+
+/** One point of a goodput sweep as the report draws it. */
+export interface GoodputSweepPoint {
+  readonly rateRps: number;
+  /** Fraction of requests meeting both SLOs at that rate (rejections count as misses). */
+  readonly attainment: number;
 }
 
 /** Per-instance totals. */
@@ -116,6 +139,11 @@ export interface SimReportData {
   readonly name?: string;
   /** Requests per second that met both SLO targets, when the caller measured it. */
   readonly goodputRps?: number;
+  /** The goodput sweep behind goodputRps: attainment at each arrival rate tried. */
+  readonly goodputSweep?: {
+    readonly targetAttainment: number;
+    readonly points: readonly GoodputSweepPoint[];
+  };
 }
 
 /** One policy's run in a comparison: the table, the JSON and the HTML report take a list of these. */
