@@ -215,7 +215,7 @@ export function writeOutputs(runs: readonly PolicyRun[], output: TwinSettings['o
   if (output.html !== undefined) {
     const reports = runs.map((run) => ({
       ...run.result.report,
-      ...(run.goodput !== undefined ? { goodputRps: run.goodput.goodputRps } : {}),
+      ...(run.goodput !== undefined ? { goodputRps: run.goodput.goodputRps, goodputSweep: run.goodput } : {}),
     }));
     writeText(output.html, renderHtmlReport(reports));
   }

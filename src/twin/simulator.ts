@@ -30,6 +30,7 @@ import {
   reliabilityWithDefaults,
 } from './faults.ts';
 import { RunMetrics, SeriesRecorder } from './metrics.ts';
+import { ClusterSeriesRecorder } from './report/cluster-series.ts';
 import type { BatchJobSummary, SimReportData, SimSummary } from './report/types.ts';
 
 /** Everything one twin run needs besides the workload. */
@@ -141,6 +142,7 @@ class Twin {
   /** The view policies read; its `nowMs` is also the clock instances judge signal age by. */
   private readonly view: { nowMs: number; instances: readonly SimInstance[] } = { nowMs: 0, instances: [] };
   private readonly series: SeriesRecorder;
+  private readonly clusterSeries: ClusterSeriesRecorder;
   private readonly iterator: Iterator<TwinRequest>;
   private readonly admission: AdmissionQueue | undefined;
   /** The shared admission drive loop (the gateway runs the same one); undefined without admission. */
@@ -175,6 +177,7 @@ class Twin {
     this.instances = this.buildInstances();
     this.view.instances = this.instances;
     this.series = new SeriesRecorder(this.instances, options.seriesPointsMax ?? 400);
+    this.clusterSeries = new ClusterSeriesRecorder(options.seriesPointsMax ?? 400);
     this.iterator = source[Symbol.iterator]();
     this.jobs = [...(options.batchJobs ?? [])].sort((a, b) => a.submittedMs - b.submittedMs);
     const needsAdmission = options.admission !== undefined || this.jobs.length > 0;
@@ -582,6 +585,13 @@ class Twin {
 
   private sample(): void {
     this.series.sample(this.nowMs);
+    const m = this.metrics;
+    this.clusterSeries.sample(this.nowMs, {
+      completed: m.completed,
+      rejected: m.rejected,
+      outputTokens: m.outputTokens,
+      sloMet: m.bothOk,
+    });
     // Keep sampling only while something else is still to happen (the ticks must not keep each other alive).
     if (this.hasWork()) {
       this.nextSampleMs = this.nowMs + this.series.intervalMs;
@@ -764,7 +774,7 @@ class Twin {
           tpotMs: downsampleSorted(this.metrics.sortedTpot(), cdfMax),
           e2eMs: downsampleSorted(this.metrics.sortedE2e(), cdfMax),
         },
-        series: this.series.result(),
+        series: { ...this.series.result(), cluster: this.clusterSeries.result() },
       },
       decisionDigest: this.digest.toString(16).padStart(8, '0'),
     };
