@@ -151,8 +151,9 @@ interface Candidate {
  *   `rebalanceRatio` x the explored one's, send it to the explored one, which so gains a replica of
  *   the prefix (later requests of the prefix split between the holders by load).
  *
- * `load` is the compute routed to the instance in the last `windowMs`: the prefill time of each
- * request's missed tokens plus its decode time (estimated output tokens x the instance's TPOT).
+ * `load` is the instance's compute: the prefill time of the missed tokens of each request routed
+ * there in the last `windowMs`, plus the decode time (estimated output tokens x the instance's TPOT)
+ * of the requests still in flight there (`decodeLoad: in-flight`) or routed in the window (`window`).
  */
 export function createPreble(params: PrebleParams, context: PolicyContext): RoutingPolicy {
   const index = new PrefixCacheIndex({ capacity: { tokens: params.indexCapacityTokens } });
