@@ -634,6 +634,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
     return new BatchService(this.config.batch, {
       dispatch: (kind, body, tenant, hints, res) => this.dispatchInternal(kind, body, tenant, hints, res),
       nowMs: () => this.nowMs(),
+      offlineRoom: () => this.admission.offlineRoom,
       log: this.log,
     });
   }

@@ -10,15 +10,15 @@ export const batchConfigSchema = z.strictObject({
     .int()
     .min(1)
     .max(1024 * 1024 * 1024)
-    .default(64 * 1024 * 1024),
+    .default(32 * 1024 * 1024),
   /** Requests in one batch, at most (OpenAI's limit: 50,000). */
   linesMax: z.number().int().min(1).max(1_000_000).default(50_000),
   /** Files kept (uploads and results), at most; an upload beyond it is refused until some are deleted. */
   filesMax: z.number().int().min(1).max(1_000_000).default(1000),
   /** Batch records kept, at most; the oldest finished ones are forgotten first to make room. */
   batchesMax: z.number().int().min(1).max(1_000_000).default(1000),
-  /** Batches validating, running or cancelling at once, at most (their requests are held in memory). */
-  activeBatchesMax: z.number().int().min(1).max(10_000).default(16),
+  /** Batches validating, running or cancelling at once, at most (their requests are held in memory: up to this times fileBytesMax). */
+  activeBatchesMax: z.number().int().min(1).max(10_000).default(8),
   /** Batch requests offered to admission and not yet finished, across all batches, at most. */
   inFlightMax: z.number().int().min(1).max(100_000).default(16),
   /** A request admission refused for lack of room is offered again after this long. */

@@ -41,6 +41,8 @@ export interface BatchHost {
   ): void;
   /** The host clock admission runs on (ms). */
   nowMs(): number;
+  /** Requests the offline band's queue can still take (nothing is offered while it is full). */
+  offlineRoom(): number;
   log(line: string): void;
 }
 
@@ -112,6 +114,13 @@ export class BatchService {
     this.stopped = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
+    this.closeFilesIfIdle();
+  }
+
+  /** Once stopped and nothing is out, the result files are closed (a restart reopens them). */
+  private closeFilesIfIdle(): void {
+    if (!this.stopped || this.inFlight > 0) return;
+    for (const a of this.active.values()) closeFds(a);
   }
 
   // ---- files ----
@@ -375,7 +384,11 @@ export class BatchService {
     if (this.stopped) return;
     const nowMs = this.host.nowMs();
     let idle = 0;
-    while (this.inFlight < this.config.inFlightMax && idle < this.active.size) {
+    while (
+      this.inFlight < this.config.inFlightMax &&
+      idle < this.active.size &&
+      this.host.offlineRoom() > 0
+    ) {
       const ids = [...this.active.keys()];
       const a = this.active.get(ids[this.turn++ % ids.length] as string) as Active;
       const line = a.record.status === 'in_progress' ? this.takeLine(a, nowMs) : undefined;
@@ -431,6 +444,7 @@ export class BatchService {
     if (a.record.status === 'cancelling') this.windDown(a.record.id);
     else this.maybeDrained(a);
     this.pump();
+    this.closeFilesIfIdle();
   }
 
   /** Appends one result unless the request already has one; updates the counts. */
@@ -500,10 +514,7 @@ export class BatchService {
   }
 
   private closeActive(a: Active): void {
-    if (a.outFd !== undefined) closeSync(a.outFd);
-    if (a.errFd !== undefined) closeSync(a.errFd);
-    a.outFd = undefined;
-    a.errFd = undefined;
+    closeFds(a);
     this.active.delete(a.record.id);
   }
 
@@ -535,6 +546,13 @@ export class BatchService {
   get requestsInFlight(): number {
     return this.inFlight;
   }
+}
+
+function closeFds(a: Active): void {
+  if (a.outFd !== undefined) closeSync(a.outFd);
+  if (a.errFd !== undefined) closeSync(a.errFd);
+  a.outFd = undefined;
+  a.errFd = undefined;
 }
 
 /** The `error.code` of an OpenAI-style error body, if it is one. */
