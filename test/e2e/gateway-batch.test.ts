@@ -230,6 +230,38 @@ describe('Batch API through the gateway', { timeout: 180_000 }, () => {
     assert.ok((await stats()).admission.offered >= ids.length + 1);
   });
 
+  it('offers a timed-out request again up to timeoutRetriesMax, then writes the timeout as its result', async () => {
+    const strict = await startTestGateway(
+      {
+        backends: sims.engines.map((e, i) => simBackend(`sim${i}`, e)),
+        limits: { requestTimeoutMs: 300 },
+        batch: { dir: tempDir(), timeoutRetriesMax: 1, retryDelayMs: 20 },
+      },
+      teardown,
+    );
+    const c = new OpenAI({ baseURL: `${strict.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 20_000 });
+    // The sim generates exactly max_tokens: 2000 tokens take far longer than 300 ms, 1 token does not.
+    const inputId = await upload(c, [
+      chatLine('long-0', {}, { max_tokens: 2000 }),
+      chatLine('short', {}, { max_tokens: 1 }),
+      chatLine('long-1', {}, { max_tokens: 2000 }),
+    ]);
+    const created = await c.batches.create({
+      input_file_id: inputId,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    const done = await waitFor(c, created.id, finished);
+    assert.equal(done.status, 'completed');
+    assert.deepEqual(done.request_counts, { total: 3, completed: 1, failed: 2 });
+    const errors = await resultLines(c, done.error_file_id);
+    assert.deepEqual(errors.map((l) => l.custom_id).sort(), ['long-0', 'long-1']);
+    for (const l of errors) assert.equal(l.error?.code, 'SY_ERR_TIMEOUT');
+    // Each long request was sent twice (first try + one retry): the gateway's own stats count them.
+    const stats = (await (await fetch(`${strict.url}/stats`)).json()) as { admission: { offered: number } };
+    assert.equal(stats.admission.offered, 5);
+  });
+
   it('fails a file that is not a batch file, naming the bad lines', async () => {
     const inputId = await upload(client, [chatLine('a'), '{oops', chatLine('a')]);
     const created = await client.batches.create({

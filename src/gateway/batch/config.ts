@@ -23,6 +23,12 @@ export const batchConfigSchema = z.strictObject({
   inFlightMax: z.number().int().min(1).max(100_000).default(16),
   /** A request admission refused for lack of room is offered again after this long. */
   retryDelayMs: z.number().int().min(1).max(600_000).default(500),
+  /**
+   * A request that timed out (limits.requestTimeoutMs, counted from its offer to admission, so
+   * waiting in the offline band counts) is offered again at most this many times before its timeout
+   * is its result.
+   */
+  timeoutRetriesMax: z.number().int().min(0).max(100).default(3),
   /** Entries of a failed batch's `errors`, at most. */
   errorsMax: z.number().int().min(1).max(10_000).default(100),
 });

@@ -65,6 +65,8 @@ interface Active {
   /** Requests refused for lack of room, with when to offer them again (host ms). */
   readonly retry: { line: BatchLine; atMs: number }[];
   inFlight: number;
+  /** Timeouts so far, by custom_id (only requests that timed out). */
+  readonly timeouts: Map<string, number>;
   outFd: number | undefined;
   errFd: number | undefined;
 }
@@ -311,6 +313,7 @@ export class BatchService {
       done,
       retry: [],
       inFlight: 0,
+      timeouts: new Map(),
       outFd: undefined,
       errFd: undefined,
     };
@@ -432,7 +435,7 @@ export class BatchService {
     a.inFlight--;
     this.inFlight--;
     const code = answer.kind === 'answer' ? errorCodeOf(answer.body) : undefined;
-    if (code !== undefined && NO_ROOM.has(code) && answer.kind === 'answer' && answer.status >= 400) {
+    if (code !== undefined && this.offerAgain(a, line, code)) {
       // No room now: not a result. Offered again later (or after a restart, if the gateway stops).
       // Stopped (the gateway drains): dropped here, it has no result, so a restart runs it.
       if (a.record.status === 'in_progress' && !this.stopped)
@@ -447,6 +450,20 @@ export class BatchService {
     this.closeFilesIfIdle();
   }
 
+  /**
+   * Whether an error answer means "try later" rather than a result: no room now, or a timeout (the
+   * request deadline counts from the offer, so a request held long in the offline band can time
+   * out on release), the latter at most `timeoutRetriesMax` times per request.
+   */
+  private offerAgain(a: Active, line: BatchLine, code: string): boolean {
+    if (code === 'SY_ERR_TIMEOUT') {
+      const timeouts = (a.timeouts.get(line.customId) ?? 0) + 1;
+      if (timeouts > this.config.timeoutRetriesMax) return false;
+      a.timeouts.set(line.customId, timeouts);
+    } else if (!NO_ROOM.has(code)) return false;
+    return true;
+  }
+
   /** Appends one result unless the request already has one; updates the counts. */
   private record(a: Active, customId: string, line: Record<string, unknown>, ok: boolean): void {
     if (a.done.has(customId)) return;
@@ -454,6 +471,7 @@ export class BatchService {
     if (fd === undefined) return;
     this.store.appendLine(fd, JSON.stringify(line));
     a.done.add(customId);
+    a.timeouts.delete(customId);
     const c = a.record.request_counts;
     a.record = {
       ...a.record,
