@@ -110,7 +110,7 @@ noscript { color: #a40000; }
 .bar-row { display: grid; grid-template-columns: minmax(90px, max-content) 1fr max-content; gap: 8px; align-items: center; }
 .bar-name { font-weight: 600; }
 .bar-track { background: var(--zebra); height: 14px; border-radius: 2px; }
-.bar { display: block; height: 14px; border-radius: 2px; min-width: 1px; }
+.bar { display: block; height: 14px; border-radius: 2px; }
 .bar-value { font-variant-numeric: tabular-nums; }
 .bar-codes { color: var(--muted); font-size: 12px; margin: -4px 0 0 8px; }
 `;
@@ -403,7 +403,8 @@ function rejectedFigure(runs: readonly SimReportData[]): string {
       const codes = Object.entries(s.rejectedByCode ?? {})
         .map(([code, n]) => `${code}: ${fmtNumber(n)}`)
         .join(', ');
-      const widthPct = ((100 * s.rejected) / max).toFixed(1);
+      // A zero draws no bar; any rejection at least a visible sliver.
+      const widthPct = s.rejected > 0 ? Math.max(0.5, (100 * s.rejected) / max).toFixed(1) : '0';
       return (
         `<div class="bar-row"><span class="bar-name">${escapeHtml(runName(r, i))}</span>` +
         `<span class="bar-track"><span class="bar" style="width:${widthPct}%;background:${paletteColor(i)}"></span></span>` +
