@@ -25,6 +25,10 @@ export const ERRORS = {
   SY_ERR_DRAINING: { status: 503, type: 'server_error' },
   /** The client took longer than the host's limit to send its request. */
   SY_ERR_REQUEST_TIMEOUT: { status: 408, type: 'invalid_request_error' },
+  /** A valid OpenAI parameter this host does not implement (a built-in engine); `param` names it. */
+  SY_ERR_UNSUPPORTED_PARAMETER: { status: 400, type: 'invalid_request_error' },
+  /** The path exists but not for this method; the answer's Allow header lists the methods. */
+  SY_ERR_METHOD_NOT_ALLOWED: { status: 405, type: 'invalid_request_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 /** One of the stable error codes. */

@@ -10,6 +10,7 @@ import type { ModelSpec } from './types.ts';
 const MODEL_LIST: readonly ModelSpec[] = [
   {
     id: 'llama-2-7b',
+    contextTokensMax: 4096,
     hfName: 'meta-llama/Llama-2-7b-hf',
     layers: 32,
     hiddenSize: 4096,
@@ -25,6 +26,7 @@ const MODEL_LIST: readonly ModelSpec[] = [
   },
   {
     id: 'llama-2-70b',
+    contextTokensMax: 4096,
     hfName: 'meta-llama/Llama-2-70b-hf',
     layers: 80,
     hiddenSize: 8192,
@@ -40,6 +42,7 @@ const MODEL_LIST: readonly ModelSpec[] = [
   },
   {
     id: 'llama-3.1-8b',
+    contextTokensMax: 131072,
     hfName: 'meta-llama/Llama-3.1-8B-Instruct',
     layers: 32,
     hiddenSize: 4096,
@@ -55,6 +58,7 @@ const MODEL_LIST: readonly ModelSpec[] = [
   },
   {
     id: 'llama-3.1-70b',
+    contextTokensMax: 131072,
     hfName: 'meta-llama/Llama-3.1-70B-Instruct',
     layers: 80,
     hiddenSize: 8192,
@@ -70,6 +74,7 @@ const MODEL_LIST: readonly ModelSpec[] = [
   },
   {
     id: 'codellama-34b',
+    contextTokensMax: 16384,
     hfName: 'codellama/CodeLlama-34b-Instruct-hf',
     layers: 48,
     hiddenSize: 8192,
@@ -85,6 +90,7 @@ const MODEL_LIST: readonly ModelSpec[] = [
   },
   {
     id: 'qwen2.5-7b',
+    contextTokensMax: 32768,
     hfName: 'Qwen/Qwen2.5-7B-Instruct',
     layers: 28,
     hiddenSize: 3584,
@@ -100,6 +106,7 @@ const MODEL_LIST: readonly ModelSpec[] = [
   },
   {
     id: 'mixtral-8x7b',
+    contextTokensMax: 32768,
     hfName: 'mistralai/Mixtral-8x7B-Instruct-v0.1',
     layers: 32,
     hiddenSize: 4096,
@@ -116,6 +123,7 @@ const MODEL_LIST: readonly ModelSpec[] = [
   // OPT and BLOOM are here because the calibration data (DistServe, Splitwise) measured them.
   {
     id: 'opt-13b',
+    contextTokensMax: 2048,
     hfName: 'facebook/opt-13b',
     layers: 40,
     hiddenSize: 5120,
@@ -132,6 +140,7 @@ const MODEL_LIST: readonly ModelSpec[] = [
   },
   {
     id: 'opt-66b',
+    contextTokensMax: 2048,
     hfName: 'facebook/opt-66b',
     layers: 64,
     hiddenSize: 9216,
@@ -148,6 +157,7 @@ const MODEL_LIST: readonly ModelSpec[] = [
   },
   {
     id: 'bloom-176b',
+    contextTokensMax: 2048,
     hfName: 'bigscience/bloom',
     layers: 70,
     hiddenSize: 14336,

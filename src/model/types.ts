@@ -80,6 +80,8 @@ export interface ModelSpec {
   readonly gatedMlp: boolean;
   /** Bytes per weight and per KV element (2 for bf16/fp16). */
   readonly dtypeBytes: number;
+  /** Longest sequence (prompt + output tokens) the model takes: vLLM's default max_model_len. */
+  readonly contextTokensMax: number;
   /** The LM head shares the input embedding's weights (OPT, BLOOM). Absent means untied. */
   readonly tiedEmbeddings?: boolean;
 }
