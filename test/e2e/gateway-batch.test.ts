@@ -262,6 +262,25 @@ describe('Batch API through the gateway', { timeout: 180_000 }, () => {
     assert.equal(stats.admission.offered, 5);
   });
 
+  it('writes 20,000 requests the gateway refuses at once without deep recursion', async () => {
+    const ids = Array.from({ length: 20_000 }, (_, i) => `m-${i}`);
+    const inputId = await upload(
+      client,
+      ids.map((id) => chatLine(id, {}, { model: 'no-such-model' })),
+    );
+    const created = await client.batches.create({
+      input_file_id: inputId,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    const done = await waitFor(client, created.id, finished);
+    assert.equal(done.status, 'completed');
+    assert.deepEqual(done.request_counts, { total: ids.length, completed: 0, failed: ids.length });
+    const errors = await resultLines(client, done.error_file_id);
+    assert.equal(new Set(errors.map((l) => l.custom_id)).size, ids.length);
+    assert.ok(errors.every((l) => l.error?.code === 'SY_ERR_NOT_FOUND'));
+  });
+
   it('fails a file that is not a batch file, naming the bad lines', async () => {
     const inputId = await upload(client, [chatLine('a'), '{oops', chatLine('a')]);
     const created = await client.batches.create({

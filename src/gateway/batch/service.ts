@@ -91,6 +91,8 @@ export class BatchService {
   private timer: NodeJS.Timeout | undefined;
   /** Round-robin position among active batches. */
   private turn = 0;
+  private pumping = false;
+  private pumpAgain = false;
 
   constructor(
     readonly config: BatchConfig,
@@ -382,9 +384,29 @@ export class BatchService {
     this.closeActive(a);
   }
 
-  /** Sends requests while there is room, one batch at a time in turn. */
+  /**
+   * Sends requests while there is room, one batch at a time in turn. A request can be answered
+   * synchronously (refused at once), and that answer pumps again: such calls only mark the running
+   * pump to go round once more, so the stack stays flat however many requests fail at once.
+   */
   private pump(): void {
     if (this.stopped) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.pumpAgain = false;
+        this.pumpOnce();
+      } while (this.pumpAgain && !this.stopped);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpOnce(): void {
     const nowMs = this.host.nowMs();
     let idle = 0;
     while (
