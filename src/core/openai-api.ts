@@ -13,6 +13,10 @@ import { estimateTokens, renderChat, textPrefixChain, tokenPrefixChain } from '.
 export const DEFAULT_MAX_TOKENS = 256;
 /** The largest max_tokens accepted. */
 export const MAX_TOKENS_LIMIT = 1 << 20;
+/** The largest `n` (choices per prompt) accepted; a real backend may set a lower one. */
+export const N_MAX = 128;
+/** Prompts one completions request may carry as a list (OpenAI's own limit is 2048 too). */
+export const PROMPTS_MAX = 2048;
 
 const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
 const message = z.looseObject({
@@ -28,7 +32,7 @@ const common = {
   max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().gt(0).max(1).nullish(),
-  n: z.literal(1).nullish(),
+  n: z.number().int().min(1).max(N_MAX).nullish(),
   stop: z.union([z.string(), z.array(z.string()).max(16)]).nullish(),
   seed: z.number().int().nullish(),
   user: z.string().max(256).optional(),
@@ -43,14 +47,21 @@ export const chatCompletionBodySchema = z.looseObject({
   max_completion_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
 });
 
-/** `POST /v1/completions`: one prompt, as text or as token ids. */
+/**
+ * `POST /v1/completions`: a prompt as text or token ids, or a list of them (OpenAI: one choice per
+ * prompt). The gateway passes a list through to real backends; the built-in engines refuse more
+ * than one prompt (see `builtinEngineRefusal`).
+ */
 export const completionBodySchema = z.looseObject({
   ...common,
   prompt: z.union([
     z.string(),
-    z.array(z.string()).length(1),
+    z.array(z.string()).min(1).max(PROMPTS_MAX),
     z.array(z.number().int().min(0)).min(1),
-    z.array(z.array(z.number().int().min(0)).min(1)).length(1),
+    z
+      .array(z.array(z.number().int().min(0)).min(1))
+      .min(1)
+      .max(PROMPTS_MAX),
   ]),
   echo: z.boolean().optional(),
 });
@@ -68,7 +79,10 @@ export interface ParsedCompletionRequest {
   readonly promptText: string;
   /** The prompt's token ids when the client sent ids. */
   readonly promptTokenIds: readonly number[] | undefined;
-  /** Prompt tokens: exact for ids, estimated for text. */
+  /**
+   * Prompt tokens: exact for ids, estimated for text. For a list of prompts, the sum over the list
+   * (what the request costs); `promptText`, `promptTokenIds` and `prefix` are the first prompt's.
+   */
   readonly promptTokens: number;
   readonly prefix: PrefixChain;
   readonly stop: readonly string[];
@@ -111,6 +125,8 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
   let promptText = '';
   let promptTokenIds: readonly number[] | undefined;
   let maxGiven: number | null | undefined;
+  /** Prompt tokens of the prompts after the first (a completions list). */
+  let morePromptTokens = 0;
   let common: z.infer<typeof completionBodySchema> | z.infer<typeof chatCompletionBodySchema>;
   if (kind === 'chat') {
     const r = chatCompletionBodySchema.safeParse(body);
@@ -124,9 +140,14 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
     common = r.data;
     const p = r.data.prompt;
     if (typeof p === 'string') promptText = p;
-    else if (typeof p[0] === 'string') promptText = p[0];
-    else if (typeof p[0] === 'number') promptTokenIds = p as number[];
-    else promptTokenIds = p[0] as number[];
+    else if (typeof p[0] === 'string') {
+      promptText = p[0];
+      for (let i = 1; i < p.length; i++) morePromptTokens += Math.max(1, estimateTokens(p[i] as string));
+    } else if (typeof p[0] === 'number') promptTokenIds = p as number[];
+    else {
+      promptTokenIds = p[0] as number[];
+      for (let i = 1; i < p.length; i++) morePromptTokens += (p[i] as number[]).length;
+    }
     maxGiven = r.data.max_tokens;
   }
   const stop = common.stop === undefined || common.stop === null ? [] : [common.stop].flat();
@@ -140,7 +161,8 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
     promptText,
     promptTokenIds,
     promptTokens:
-      promptTokenIds !== undefined ? promptTokenIds.length : Math.max(1, estimateTokens(promptText)),
+      morePromptTokens +
+      (promptTokenIds !== undefined ? promptTokenIds.length : Math.max(1, estimateTokens(promptText))),
     prefix: promptTokenIds !== undefined ? tokenPrefixChain(promptTokenIds) : textPrefixChain(promptText),
     stop,
     temperature: common.temperature ?? undefined,
@@ -148,6 +170,83 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
     priority: common.priority,
     user: common.user,
   };
+}
+
+/**
+ * A field counts as asked for unless absent, null, false, an empty list or object, or one of its
+ * `defaults` (for an object: its `type`). Completions' `logprobs: 0` is asked for (OpenAI then
+ * returns the sampled token's logprob).
+ */
+function asked(value: unknown, defaults: readonly unknown[] = []): boolean {
+  if (value === undefined || value === null || value === false) return false;
+  if (Array.isArray(value)) return value.length > 0;
+  if (typeof value === 'object') {
+    const type = (value as Record<string, unknown>)['type'];
+    if (type !== undefined) return !defaults.includes(type);
+    return Object.keys(value).length > 0;
+  }
+  return !defaults.includes(value);
+}
+
+/**
+ * OpenAI parameters the built-in engines (sim, llama) do not implement, with why. Each is refused
+ * with 400 SY_ERR_UNSUPPORTED_PARAMETER naming it rather than silently ignored; the gateway passes
+ * them through untouched to real backends (vLLM, SGLang, llama.cpp's server, OpenAI).
+ */
+const BUILTIN_UNSUPPORTED: readonly { param: string; defaults?: readonly unknown[]; why: string }[] = [
+  { param: 'tools', why: 'tool calling is not implemented' },
+  { param: 'tool_choice', defaults: ['none', 'auto'], why: 'tool calling is not implemented' },
+  { param: 'functions', why: 'function calling is not implemented' },
+  { param: 'function_call', defaults: ['none', 'auto'], why: 'function calling is not implemented' },
+  { param: 'response_format', defaults: ['text'], why: 'structured output (JSON mode) is not implemented' },
+  { param: 'logprobs', why: 'log probabilities are not computed' },
+  { param: 'top_logprobs', defaults: [0], why: 'log probabilities are not computed' },
+  { param: 'logit_bias', why: 'logit bias is not implemented' },
+  { param: 'echo', why: 'echoing the prompt is not implemented' },
+  { param: 'suffix', defaults: [''], why: 'insertion (suffix) is not implemented' },
+  { param: 'best_of', defaults: [1], why: 'best_of is not implemented (one sequence per request)' },
+];
+
+/**
+ * Why a built-in engine refuses this (already JSON-decoded) chat or completion body, or undefined
+ * when it can serve it: a parameter it does not implement (see BUILTIN_UNSUPPORTED), `n` > 1, or a
+ * completions `prompt` list of more than one prompt. Both refusals are 400
+ * SY_ERR_UNSUPPORTED_PARAMETER with `param` set; a type error is left to `parseCompletionBody`.
+ */
+export function builtinEngineRefusal(
+  kind: 'chat' | 'completion',
+  body: unknown,
+): SwitchyardError | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const b = body as Record<string, unknown>;
+  for (const { param, defaults, why } of BUILTIN_UNSUPPORTED) {
+    if (!asked(b[param], defaults)) continue;
+    return new SwitchyardError(
+      'SY_ERR_UNSUPPORTED_PARAMETER',
+      `parameter '${param}' is not supported by the built-in engines: ${why}; ` +
+        'remove it, or route the model to a vllm, sglang, llamacpp or openai backend',
+      { param },
+    );
+  }
+  const n = b['n'];
+  if (typeof n === 'number' && n > 1) {
+    return new SwitchyardError(
+      'SY_ERR_UNSUPPORTED_PARAMETER',
+      `n=${n} is not supported by the built-in engines: they generate one choice per request; ` +
+        'send n requests, or route the model to a real backend',
+      { param: 'n' },
+    );
+  }
+  const prompt = b['prompt'];
+  if (kind === 'completion' && Array.isArray(prompt) && prompt.length > 1 && typeof prompt[0] !== 'number') {
+    return new SwitchyardError(
+      'SY_ERR_UNSUPPORTED_PARAMETER',
+      `a prompt list of ${prompt.length} prompts is not supported by the built-in engines: ` +
+        'they answer one prompt per request; send one request per prompt, or route the model to a real backend',
+      { param: 'prompt' },
+    );
+  }
+  return undefined;
 }
 
 /** One server-sent event carrying a JSON payload. */

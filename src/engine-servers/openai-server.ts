@@ -4,8 +4,12 @@
  * - `POST /v1/chat/completions`, `POST /v1/completions`: JSON or SSE in OpenAI's shapes, with
  *   `usage.prompt_tokens_details.cached_tokens`; `stream_options.include_usage` adds a usage chunk.
  *   Headers go out with the first token (or the error), so a refusal keeps its HTTP status.
- * - `POST /v1/embeddings`: the backend's, or deterministic pseudo-embeddings of the input text.
- * - `GET /v1/models`, `GET /health`, `GET /metrics` (vLLM's metric names, see vllm-metrics.ts).
+ * - `POST /v1/embeddings`: the backend's, or deterministic pseudo-embeddings of the input text
+ *   (hash vectors, no meaning: /v1/models says `"embeddings": "hash"`).
+ * - `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`, `GET /metrics` (vLLM's metric names).
+ * - OpenAI parameters the engines do not implement (tools, response_format, logprobs, n > 1, ...)
+ *   get 400 SY_ERR_UNSUPPORTED_PARAMETER naming them (`builtinEngineRefusal`), never silence.
+ * - A known path with the wrong method: 405 SY_ERR_METHOD_NOT_ALLOWED with an Allow header.
  *
  * Errors are OpenAI-style JSON from SwitchyardError: a bad body 400, a wrong model 404, a body past
  * `bodyBytesMax` 413, more than `maxWaiting` queued 429 with Retry-After (the gateway retries it on
@@ -17,7 +21,12 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { ERRORS, type ErrorCode, invalidArgument, SwitchyardError } from '../core/errors.ts';
-import { type ParsedCompletionRequest, parseCompletionBody, SSE_DONE } from '../core/openai-api.ts';
+import {
+  builtinEngineRefusal,
+  type ParsedCompletionRequest,
+  parseCompletionBody,
+  SSE_DONE,
+} from '../core/openai-api.ts';
 import { estimateTokens } from '../core/text-prefix.ts';
 import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage } from './backend.ts';
 import { VllmMetrics } from './vllm-metrics.ts';
@@ -139,6 +148,25 @@ const embeddingBodySchema = z.looseObject({
   dimensions: z.number().int().min(1).max(EMBEDDING_DIMENSIONS_MAX).optional(),
   user: z.string().max(256).optional(),
 });
+
+/** The engine's paths and the methods each takes (the Allow header of a 405). */
+const ENGINE_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
+  ['/v1/chat/completions', 'POST'],
+  ['/v1/completions', 'POST'],
+  ['/v1/embeddings', 'POST'],
+  ['/v1/models', 'GET, HEAD'],
+  ['/health', 'GET, HEAD'],
+  ['/metrics', 'GET, HEAD'],
+]);
+
+/** A path segment, percent-decoded; the raw text when it is not valid percent-encoding. */
+function safeDecode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
 
 /** Reads a request body up to `limit` bytes; rejects with 413 past it. */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -310,6 +338,7 @@ class EngineHttpServer {
   private readonly bodyBytesMax: number;
   private readonly retryAfter: string;
   private readonly modelsBody: string;
+  private readonly modelBody: string;
 
   constructor(
     readonly backend: EngineBackend,
@@ -318,19 +347,19 @@ class EngineHttpServer {
     this.metrics = new VllmMetrics(backend.modelId);
     this.bodyBytesMax = options.bodyBytesMax ?? BODY_BYTES_MAX_DEFAULT;
     this.retryAfter = String(options.retryAfterS ?? 1);
-    this.modelsBody = JSON.stringify({
-      object: 'list',
-      data: [
-        {
-          id: backend.modelId,
-          object: 'model',
-          created: Math.floor(Date.now() / 1000),
-          owned_by: options.ownedBy ?? 'switchyard',
-          root: backend.modelId,
-          parent: null,
-        },
-      ],
-    });
+    const model = {
+      id: backend.modelId,
+      object: 'model',
+      created: Math.floor(Date.now() / 1000),
+      owned_by: options.ownedBy ?? 'switchyard',
+      root: backend.modelId,
+      parent: null,
+      // Switchyard's extension: whether /v1/embeddings carries meaning ('model') or is a hash of
+      // the text ('hash': deterministic unit vectors, fine for plumbing, useless for similarity).
+      embeddings: backend.embed === undefined ? 'hash' : 'model',
+    };
+    this.modelBody = JSON.stringify(model);
+    this.modelsBody = JSON.stringify({ object: 'list', data: [model] });
     this.http = createServer({ keepAlive: true, noDelay: true }, (req, res) => this.handle(req, res));
     this.http.keepAliveTimeout = 30_000;
     this.http.headersTimeout = 35_000;
@@ -415,11 +444,50 @@ class EngineHttpServer {
         return;
       default:
         req.resume();
-        sendError(
-          res,
-          new SwitchyardError('SY_ERR_NOT_FOUND', `no route for ${method} ${path}`, { param: 'path' }),
-        );
+        this.noRoute(res, method, path);
     }
+  }
+
+  /** 200 for GET /v1/models/{this model}, 405 for a known path's wrong method, else 404. */
+  private noRoute(res: ServerResponse, method: string, path: string): void {
+    const get = method === 'GET' || method === 'HEAD';
+    if (get && path.startsWith('/v1/models/')) {
+      const id = safeDecode(path.slice('/v1/models/'.length));
+      if (id === this.backend.modelId) {
+        sendJson(res, 200, this.modelBody);
+        return;
+      }
+      sendError(
+        res,
+        new SwitchyardError(
+          'SY_ERR_NOT_FOUND',
+          `model '${id}' not found: this engine serves '${this.backend.modelId}'`,
+          {
+            param: 'model',
+          },
+        ),
+      );
+      return;
+    }
+    const allow = ENGINE_ROUTE_METHODS.get(path);
+    if (allow !== undefined) {
+      sendError(
+        res,
+        new SwitchyardError(
+          'SY_ERR_METHOD_NOT_ALLOWED',
+          `method ${method} not allowed on ${path}; use ${allow}`,
+          {
+            param: 'method',
+          },
+        ),
+        { allow },
+      );
+      return;
+    }
+    sendError(
+      res,
+      new SwitchyardError('SY_ERR_NOT_FOUND', `no route for ${method} ${path}`, { param: 'path' }),
+    );
   }
 
   private async scrape(res: ServerResponse): Promise<void> {
@@ -475,6 +543,8 @@ class EngineHttpServer {
     try {
       parsed = parseCompletionBody(kind, body);
       this.checkModel(parsed.model);
+      const refusal = builtinEngineRefusal(kind, body);
+      if (refusal !== undefined) throw refusal;
       const maxWaiting = this.options.maxWaiting;
       if (maxWaiting !== undefined) {
         const waiting = this.backend.signals().waiting;

@@ -8,7 +8,7 @@ import { engineBlockHashes } from '../../engine-core/prefix.ts';
 import { perfModelFor } from '../../model/perf.ts';
 import type { PerfModel } from '../../model/types.ts';
 import type { FinishReason, GenerationSink, GenerationUsage } from '../backend.ts';
-import { fillerToken, SimBackend, type SimBackendOptions } from './sim-backend.ts';
+import { fillerToken, findStopCut, SimBackend, type SimBackendOptions } from './sim-backend.ts';
 
 const MODEL = 'sim-test';
 
@@ -56,8 +56,14 @@ function generate(
   maxTokens: number,
   signal: AbortSignal = new AbortController().signal,
   onText?: (o: Outcome) => void,
+  extra: Record<string, unknown> = {},
 ): Promise<Outcome> {
-  const request = parseCompletionBody('completion', { model: MODEL, prompt, max_tokens: maxTokens });
+  const request = parseCompletionBody('completion', {
+    model: MODEL,
+    prompt,
+    ...(maxTokens > 0 ? { max_tokens: maxTokens } : {}),
+    ...extra,
+  });
   return new Promise((resolve) => {
     const o: Outcome = { text: '', chunks: 0, tokens: 0, endMs: 0 };
     const sink: GenerationSink = {
@@ -198,4 +204,81 @@ test('close ends pending generations with an error and refuses new ones', async 
 test('an invalid time scale is refused', () => {
   assert.throws(() => backend({ timeScale: 0 }), /timeScale/);
   assert.throws(() => backend({ gpu: 'nope' }), /unknown gpu 'nope'/);
+});
+
+const never = new AbortController().signal;
+
+test('a stop string cuts the text before it, ends with stop, and the core models only the tokens up to it', async () => {
+  const b = backend();
+  const full = await generate(b, 'stop me', 64, never, undefined, { seed: 5 });
+  assert.equal(full.reason, 'length');
+  // A stop string spanning filler tokens 10 and 11 (the filler is the same for the same seed).
+  const words = full.text.split(' ').slice(1);
+  const stop = ` ${words[10]} ${words[11]}`;
+  const at = full.text.indexOf(stop);
+  const o = await generate(b, 'stop me', 64, never, undefined, { seed: 5, stop: ['never-there', stop] });
+  assert.equal(o.reason, 'stop');
+  assert.equal(o.text, full.text.slice(0, at));
+  assert.ok(!o.text.includes(stop));
+  assert.ok((o.usage?.completionTokens ?? 0) <= 12, `tokens up to the stop: ${o.usage?.completionTokens}`);
+  assert.equal(o.usage?.completionTokens, o.tokens);
+  assert.equal(b.signals().generationTokensTotal, 64 + o.tokens);
+  b.engine.checkInvariants();
+  await b.close();
+});
+
+test('findStopCut finds a stop string across token boundaries and ignores empty ones', () => {
+  let text = '';
+  for (let i = 0; i < 50; i++) text += fillerToken(9, i);
+  const stop = text.slice(37, 45);
+  const cut = findStopCut(9, 50, ['', stop]);
+  assert.equal(cut?.chars, text.indexOf(stop));
+  let upTo = '';
+  for (let i = 0; i < (cut?.tokens ?? 0); i++) upTo += fillerToken(9, i);
+  assert.ok(
+    upTo.includes(stop) && !upTo.slice(0, -fillerToken(9, (cut?.tokens ?? 1) - 1).length).includes(stop),
+  );
+  assert.equal(findStopCut(9, 50, ['']), undefined);
+  assert.equal(findStopCut(9, 50, ['not a filler word']), undefined);
+});
+
+test('the same seed or temperature 0 gives the same text; without them each request differs', async () => {
+  const b = backend();
+  const run = (extra: Record<string, unknown>, prompt = 'same prompt') =>
+    generate(b, prompt, 16, never, undefined, extra).then((o) => o.text);
+  const [s1, s2, s3, t1, t2, r1, r2] = await Promise.all([
+    run({ seed: 42 }),
+    run({ seed: 42 }),
+    run({ seed: 43 }),
+    run({ temperature: 0 }),
+    run({ temperature: 0 }),
+    run({}),
+    run({}),
+  ]);
+  assert.equal(s1, s2);
+  assert.notEqual(s1, s3);
+  assert.equal(t1, t2);
+  assert.notEqual(r1, r2);
+  assert.notEqual(await run({ seed: 42 }, 'another prompt'), s1, 'the prompt is part of the seed');
+  await b.close();
+});
+
+test("a prompt plus max_tokens past the model's context length is refused with 400; without max_tokens the output fits", async () => {
+  const b = backend();
+  const prompt = 'x'.repeat(187_500 * 4);
+  const o = await generate(b, prompt, 200_000);
+  assert.equal(o.error?.status, 400);
+  assert.match(
+    o.error?.message ?? '',
+    /maximum context length is 131072 tokens.*387500 \(187500 in the prompt, 200000/,
+  );
+  assert.equal((o.error as { details?: { param?: string } }).details?.param, 'prompt');
+  const near = await generate(b, 'x'.repeat(131_000 * 4), 100);
+  assert.equal(near.error?.status, 400);
+  assert.equal((near.error as { details?: { param?: string } }).details?.param, 'max_tokens');
+  // No max_tokens: what the context leaves (72 tokens), not the default 256.
+  const fits = await generate(b, 'x'.repeat(131_000 * 4), 0);
+  assert.equal(fits.error, undefined);
+  assert.equal(fits.usage?.completionTokens, 72);
+  await b.close();
 });

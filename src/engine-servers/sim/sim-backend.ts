@@ -5,14 +5,21 @@
  * `timeScale`), then hands every sequence the tokens the step produced. The text is deterministic
  * filler: the engine models timing and memory, not language.
  *
- * Like vLLM with `ignore_eos`, a request generates exactly `max_tokens` tokens (finish reason
- * 'length'); stop strings are ignored. Its prefix identity is the request's prefix chain converted
- * to engine blocks, so the KV events it publishes name the same hashes the gateway derives from the
+ * Like vLLM with `ignore_eos`, a request generates `max_tokens` tokens (finish reason 'length')
+ * unless a `stop` string occurs in the filler first: the text then ends before it, finish reason
+ * 'stop', and the core models only the tokens up to it (the cut is found when the request arrives,
+ * since the filler is a pure function of the text seed). The text seed is the request's own id, or
+ * with `seed` or `temperature: 0` a function of the prompt (and the seed): the same request then
+ * gets the same text. A prompt plus max_tokens past the model's context length (the catalogue's
+ * `contextTokensMax`) is refused with 400 as vLLM does; without max_tokens the output gets what the
+ * context leaves, up to the default. Its prefix identity is the request's prefix chain converted to
+ * engine blocks, so the KV events it publishes name the same hashes the gateway derives from the
  * prompt text.
  */
 import { performance } from 'node:perf_hooks';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { KvEvent } from '../../core/kv-events.ts';
+import type { ParsedCompletionRequest } from '../../core/openai-api.ts';
 import { EngineCore } from '../../engine-core/engine-core.ts';
 import { engineBlockHashes } from '../../engine-core/prefix.ts';
 import {
@@ -148,14 +155,64 @@ export function fillerToken(seed: number, index: number): string {
   return WORDS[(h ^ (h >>> 13)) & WORD_MASK]!;
 }
 
+/** Where a stop string cuts a generation: after `tokens` tokens, keeping `chars` characters. */
+export interface StopCut {
+  readonly tokens: number;
+  readonly chars: number;
+}
+
+/**
+ * Where the first of `stops` occurs in the filler of `seed` within `maxTokens` tokens, or undefined.
+ * Scans token by token, keeping only the tail a stop string could still span: O(maxTokens) time.
+ */
+export function findStopCut(seed: number, maxTokens: number, stops: readonly string[]): StopCut | undefined {
+  const live = stops.filter((s) => s.length > 0);
+  if (live.length === 0) return undefined;
+  const keep = Math.max(...live.map((s) => s.length)) - 1;
+  let tail = '';
+  /** Characters before `tail` starts. */
+  let tailAt = 0;
+  for (let i = 0; i < maxTokens; i++) {
+    tail += fillerToken(seed, i);
+    let at = -1;
+    for (const stop of live) {
+      const j = tail.indexOf(stop);
+      if (j >= 0 && (at < 0 || j < at)) at = j;
+    }
+    if (at >= 0) return { tokens: i + 1, chars: tailAt + at };
+    if (tail.length > keep) {
+      tailAt += tail.length - keep;
+      tail = tail.slice(tail.length - keep);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The filler's seed: the request id's hash (every request its own text) unless the client asked
+ * for reproducible output with `seed` or greedy decoding (`temperature: 0`), where it is a function
+ * of the prompt (and the seed), so the same request gets the same text.
+ */
+export function textSeed(request: ParsedCompletionRequest, id: string): number {
+  if (request.seed === undefined && request.temperature !== 0) return hashString(id);
+  const prompt = request.promptTokenIds !== undefined ? request.promptTokenIds.join(',') : request.promptText;
+  const promptHash = hashString(`${request.kind}\n${prompt}`);
+  if (request.seed === undefined) return promptHash;
+  return (Math.imul(promptHash ^ (request.seed | 0), 0x9e3779b1) ^ Math.floor(request.seed / 2 ** 32)) >>> 0;
+}
+
 /** One generation in the core. */
 class SimSequence {
   delivered = 0;
+  /** Characters handed to the sink so far. */
+  deliveredChars = 0;
   readonly onAbort: () => void;
 
   constructor(
     readonly request: EngineRequest,
     readonly seed: number,
+    /** Where a stop string ends the text; undefined: it runs to max_tokens. */
+    readonly stopCut: StopCut | undefined,
     readonly sink: GenerationSink,
     readonly signal: AbortSignal,
     backend: SimBackend,
@@ -172,6 +229,8 @@ export class SimBackend implements EngineBackend {
   private readonly timeScale: number;
   private readonly lagMaxModelMs: number;
   private readonly kvSink: KvEventSink | undefined;
+  /** The model's context length (prompt + output tokens); undefined when the model names none. */
+  private readonly contextTokensMax: number | undefined;
   private kvBuffer: KvEvent[] = [];
   private readonly active = new Map<string, SimSequence>();
   private readonly t0 = performance.now();
@@ -219,6 +278,8 @@ export class SimBackend implements EngineBackend {
     this.timeScale = timeScale;
     this.lagMaxModelMs = LAG_MAX_WALL_MS / timeScale;
     this.kvSink = options.kvEvents;
+    const ctx = perf.model.contextTokensMax;
+    this.contextTokensMax = Number.isSafeInteger(ctx) && ctx > 0 ? ctx : undefined;
     const listener: EngineListener = {
       onFirstToken: (request) => {
         this.promptTokensTotal += request.inputTokens;
@@ -249,23 +310,32 @@ export class SimBackend implements EngineBackend {
       sink.onFinish('abort', { promptTokens: req.promptTokens, completionTokens: 0, cachedTokens: 0 });
       return;
     }
+    let maxTokens: number;
+    try {
+      maxTokens = this.outputTokensAllowed(req);
+    } catch (error) {
+      sink.onError(error as Error);
+      return;
+    }
     const nowMs = this.modelNowMs();
     const id = `${input.id}#${this.nextId++}`;
+    const seed = textSeed(req, id);
+    const stopCut = findStopCut(seed, maxTokens, req.stop);
     const request: EngineRequest = {
       id,
       inputTokens: req.promptTokens,
-      outputTokens: req.maxTokens,
+      outputTokens: stopCut?.tokens ?? maxTokens,
       arrivalMs: nowMs,
       // The body's `priority` is vLLM's (lower first); the core's is Switchyard's (higher first).
       priority: req.priority === undefined ? 0 : -req.priority,
       blockHashes: engineBlockHashes(req.prefix, req.promptTokens, this.blockSize),
     };
     if (!this.core.add(request, nowMs)) {
-      const blocks = Math.ceil((req.promptTokens + req.maxTokens - 1) / this.blockSize);
+      const blocks = Math.ceil((req.promptTokens + maxTokens - 1) / this.blockSize);
       sink.onError(
         new SwitchyardError(
           'SY_ERR_INVALID_ARGUMENT',
-          `invalid max_tokens '${req.maxTokens}': a prompt of ${req.promptTokens} tokens plus ${req.maxTokens} ` +
+          `invalid max_tokens '${maxTokens}': a prompt of ${req.promptTokens} tokens plus ${maxTokens} ` +
             `output tokens needs ${blocks} KV blocks of ${this.blockSize} tokens, and this engine holds ` +
             `${this.core.kvBlocksTotal}`,
           { param: 'max_tokens' },
@@ -273,7 +343,7 @@ export class SimBackend implements EngineBackend {
       );
       return;
     }
-    const seq = new SimSequence(request, hashString(id), sink, input.signal, this);
+    const seq = new SimSequence(request, seed, stopCut, sink, input.signal, this);
     this.active.set(id, seq);
     input.signal.addEventListener('abort', seq.onAbort, { once: true });
     this.kick();
@@ -322,6 +392,25 @@ export class SimBackend implements EngineBackend {
   }
 
   // ---- internals ----
+
+  /**
+   * The output tokens a request may generate: max_tokens when the prompt plus it fit the model's
+   * context; without max_tokens, the default or what the context leaves. Throws 400 otherwise,
+   * naming max_tokens (or prompt when the prompt alone fills the context), as vLLM does.
+   */
+  private outputTokensAllowed(req: ParsedCompletionRequest): number {
+    const ctx = this.contextTokensMax;
+    if (ctx === undefined) return req.maxTokens;
+    const room = ctx - req.promptTokens;
+    if (room >= 1 && (!req.maxTokensGiven || req.maxTokens <= room)) return Math.min(req.maxTokens, room);
+    const asked = req.maxTokensGiven ? req.maxTokens : 1;
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `this model's maximum context length is ${ctx} tokens, but the request asks for ` +
+        `${req.promptTokens + asked} (${req.promptTokens} in the prompt, ${asked} in the completion)`,
+      { param: req.maxTokensGiven && room >= 1 ? 'max_tokens' : 'prompt', contextTokensMax: ctx },
+    );
+  }
 
   /** Drops a sequence from the backend and the core. */
   private release(seq: SimSequence): void {
@@ -403,16 +492,21 @@ export class SimBackend implements EngineBackend {
       completionTokens: request.outputTokens,
       cachedTokens: result.cachedPromptTokens,
     };
-    seq.sink.onFinish('length', usage);
+    seq.sink.onFinish(seq.stopCut === undefined ? 'length' : 'stop', usage);
   }
 
-  /** Hands the sequence its tokens up to `produced`. */
+  /** Hands the sequence its tokens up to `produced`, the text cut where a stop string begins. */
   private deliver(seq: SimSequence, produced: number): void {
     const from = seq.delivered;
     let text = fillerToken(seq.seed, from);
     for (let i = from + 1; i < produced; i++) text += fillerToken(seq.seed, i);
     seq.delivered = produced;
     this.generationTokensTotal += produced - from;
+    const cut = seq.stopCut;
+    if (cut !== undefined && seq.deliveredChars + text.length > cut.chars) {
+      text = text.slice(0, Math.max(0, cut.chars - seq.deliveredChars));
+    }
+    seq.deliveredChars += text.length;
     seq.sink.onText(text, produced - from);
   }
 
