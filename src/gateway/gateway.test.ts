@@ -158,7 +158,7 @@ describe('gateway proxying', () => {
     const nf = await fetch(`${gw.url}/v2/nothing`);
     assert.equal(nf.status, 404);
     assert.equal(((await nf.json()) as { error: { code: string } }).error.code, 'SY_ERR_NOT_FOUND');
-    assert.equal((await fetch(`${gw.url}/v1/chat/completions`)).status, 404); // GET
+    assert.equal((await fetch(`${gw.url}/v1/chat/completions`)).status, 405); // GET on a POST route
   });
 
   it('feeds scraped engine metrics into the live view', async () => {

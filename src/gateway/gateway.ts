@@ -99,6 +99,38 @@ function defaultKvBlocks(gpu: string, model: string | undefined, tp: number): nu
   }
 }
 
+/** The gateway's own fixed paths and the methods each takes (the Allow header of a 405). */
+const GATEWAY_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
+  ['/v1/chat/completions', 'POST'],
+  ['/v1/completions', 'POST'],
+  ['/v1/embeddings', 'POST'],
+  ['/v1/models', 'GET, HEAD'],
+  ['/health', 'GET, HEAD'],
+  ['/ready', 'GET, HEAD'],
+  ['/metrics', 'GET, HEAD'],
+  ['/stats', 'GET, HEAD'],
+]);
+
+/**
+ * The /v1/models entries, one per served model. A model only built-in engines (sim, llama) serve
+ * says `"embeddings": "hash"`: their /v1/embeddings are deterministic hash vectors, not meaning.
+ */
+function modelEntries(backends: GatewayConfig['backends']): Record<string, unknown>[] {
+  const ids = [...new Set(backends.flatMap((b) => b.models))].sort();
+  return ids.map((id) => {
+    const builtinOnly = backends.every(
+      (b) => !b.models.includes(id) || b.type === 'sim' || b.type === 'llama',
+    );
+    return {
+      id,
+      object: 'model',
+      created: 0,
+      owned_by: 'switchyard',
+      ...(builtinOnly ? { embeddings: 'hash' } : {}),
+    };
+  });
+}
+
 /** A request body being read, and what to do when it is late. */
 interface Reading {
   readonly res: ServerResponse;
@@ -303,12 +335,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
         list.push(b.instance);
         this.instancesByModel.set(m, list);
       }
-    this.modelsJson = JSON.stringify({
-      object: 'list',
-      data: [...this.models]
-        .sort()
-        .map((id) => ({ id, object: 'model', created: 0, owned_by: 'switchyard' })),
-    });
+    this.modelsJson = JSON.stringify({ object: 'list', data: modelEntries(config.backends) });
     for (const t of config.tenants) this.tenants.set(t.key, { name: t.name, priority: t.priority });
     this.admission = createAdmissionController(admissionInput(config));
     this.driver = new AdmissionDriver(this.admission, this.admissionHost());
@@ -598,10 +625,39 @@ export class LiveGateway implements Gateway, ExchangeHost {
       return;
     }
     this.drainBody(req);
+    const get = method === 'GET' || method === 'HEAD';
+    if (get && path.startsWith('/v1/models/')) {
+      this.modelById(res, path.slice('/v1/models/'.length));
+      return;
+    }
+    const allow = GATEWAY_ROUTE_METHODS.get(path);
+    if (allow !== undefined) {
+      res.setHeader('allow', allow);
+      const message = `method ${method} not allowed on ${path}; use ${allow}`;
+      sendError(res, new SwitchyardError('SY_ERR_METHOD_NOT_ALLOWED', message, { param: 'method' }));
+      return;
+    }
     sendError(
       res,
       new SwitchyardError('SY_ERR_NOT_FOUND', `unknown route ${method} ${path}`, { param: 'path' }),
     );
+  }
+
+  /** `GET /v1/models/{id}`: the model's entry from /v1/models, or 404 naming it. */
+  private modelById(res: ServerResponse, encodedId: string): void {
+    let id = encodedId;
+    try {
+      id = decodeURIComponent(encodedId);
+    } catch {
+      // Not valid percent-encoding: look the raw text up (it will not be found).
+    }
+    const models = (JSON.parse(this.modelsJson) as { data: { id: string }[] }).data;
+    const model = models.find((m) => m.id === id);
+    if (model !== undefined) {
+      sendJson(res, 200, model);
+      return;
+    }
+    sendError(res, new SwitchyardError('SY_ERR_NOT_FOUND', `model '${id}' not found`, { param: 'model' }));
   }
 
   /** Counters and admission state, for /stats and /admin/stats. */
