@@ -15,7 +15,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Pool } from 'undici';
-import { parseCompletionBody } from '../../src/core/openai-api.ts';
+import { builtinEngineRefusal, parseCompletionBody } from '../../src/core/openai-api.ts';
 import {
   assertErrorBody,
   type GatewayStatsJson,
@@ -543,8 +543,9 @@ function checkOk(spec: Spec, a: Answer): string | undefined {
 /** The first thing wrong with an answer, or undefined. */
 /**
  * Differential check against the schema (core's parseCompletionBody): a chat or completion body the
- * schema accepts, naming the served model, must be served. The only refusal allowed is the engine's
- * own 400 on max_tokens (a request whose KV does not fit its pool).
+ * schema accepts, naming the served model, must be served. The only refusals allowed are the engine's
+ * own 400 on max_tokens (a request whose KV does not fit its pool) and the built-in engines' 400 for
+ * a parameter they do not implement (`builtinEngineRefusal`).
  */
 function checkAgainstSchema(spec: Spec, a: Answer): string | undefined {
   if (spec.method !== 'POST' || spec.body === undefined || spec.kind.startsWith('oversized'))
@@ -552,13 +553,22 @@ function checkAgainstSchema(spec: Spec, a: Answer): string | undefined {
   const kind = spec.path === PATHS[0] ? 'chat' : spec.path === PATHS[1] ? 'completion' : undefined;
   if (kind === undefined) return undefined;
   let model: string;
+  let body: unknown;
   try {
-    model = parseCompletionBody(kind, JSON.parse(Buffer.from(spec.body).toString('utf8'))).model;
+    body = JSON.parse(Buffer.from(spec.body).toString('utf8'));
+    model = parseCompletionBody(kind, body).model;
   } catch {
     return undefined;
   }
   if (model !== MODEL || a.status === 200) return undefined;
   if (a.status === 400 && /"param":"max_tokens"/.test(a.text)) return undefined;
+  const refusal = builtinEngineRefusal(kind, body);
+  if (
+    a.status === 400 &&
+    refusal !== undefined &&
+    a.text.includes(`"param":"${refusal.toJSON().error.param}"`)
+  )
+    return undefined;
   return `the schema accepts this body, the gateway answered ${a.status}: ${a.text.slice(0, 200)}`;
 }
 
