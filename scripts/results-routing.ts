@@ -869,14 +869,13 @@ function renderDoc(
       .join(' | ')} |`,
     '',
     'Behind the step, `goodput` refuses exactly what it refuses alone (the step is its own rule, run as a',
-    'judge), and every peer now refuses the same way: the difference between the rows above and the',
-    'headline is what the step gives everyone.',
+    'judge), and every peer is refused by the same rule, applied to the state its own placement made (so',
+    'the counts differ: a placement that leaves fewer good options sees more refusals). The difference',
+    'between the `-no-reject` rows and the headline is what the step gives.',
     '',
   );
 
-  // The per-peer text names Mooncake ×32; without that setting its figures come from ×8.
-  const why = whyTheyLose(find, gp, ids);
-  w(...(ids.includes('mooncake-32') ? why : why.map((l) => l.replaceAll('Mooncake ×32', 'Mooncake ×8'))));
+  w(...whyTheyLose(find, gp, ids));
 
   // Reproduce.
   w('## Reproduce', '');
@@ -919,7 +918,6 @@ type Goodput = (setting: string, policy: string, stale?: boolean) => number;
 function whyTheyLose(find: Finder, gp: Goodput, ids: readonly string[]): string[] {
   const has = (id: string): boolean => ids.includes(id);
   const m8 = has('mooncake-8') ? 'mooncake-8' : (ids[0] ?? '');
-  const m32 = has('mooncake-32') ? 'mooncake-32' : m8;
   const a8 = has('azure-8') ? 'azure-8' : (ids[0] ?? '');
   const a32 = has('azure-32') ? 'azure-32' : a8;
   const sum = (id: string, p: string, stale = false): SimSummary | undefined => find(id, p, stale)?.summary;
@@ -938,7 +936,7 @@ function whyTheyLose(find: Finder, gp: Goodput, ids: readonly string[]): string[
     f(
       id,
       p,
-      (s) => s.prefixHitRate,
+      (s) => s.prefixHitRateAll ?? s.prefixHitRate,
       (x) => pct(x, 0),
     );
   const p99s = (id: string, p: string): string =>
@@ -982,65 +980,61 @@ function whyTheyLose(find: Finder, gp: Goodput, ids: readonly string[]): string[
     const u = s.perInstance.map((i) => i.utilization);
     return `${pct(Math.min(...u), 0)}-${pct(Math.max(...u), 0)}`;
   };
+  const late = has('mooncake-late-8') ? 'mooncake-late-8' : m8;
+  const tpot = (id: string, p: string): string =>
+    f(
+      id,
+      p,
+      (x) => x.tpotMs.mean,
+      (x) => `${num(x, 1)} ms`,
+    );
   return [
     '## Where and why each peer loses',
     '',
     'From the tables above and the per-instance series of the HTML reports (`--html`). Admission is held',
     'equal here (every policy behind the same early-rejection step), so what separates them is placement.',
-    'The failure common to the peers is **blindness to decode interference**: a prefill chunk of 8,192',
-    'tokens takes about 250 ms and every decode on that instance waits for it, so on Azure the TPOT',
-    'target is what fails first for all of them. Placement that ignores tokens also runs KV out: at the',
-    `Mooncake ×8 base rate round-robin preempts ${pre(m8, 'round-robin')} times and random ${pre(m8, 'random')}.`,
+    `On Azure the TPOT target is what fails first for the peers: at the ×8 base rate least-request meets TTFT`,
+    `for ${ttftMet(a8, 'least-request')} of requests but TPOT for ${tpotMet(a8, 'least-request')}, mooncake ${ttftMet(a8, 'mooncake')} and ${tpotMet(a8, 'mooncake')}: a prefill chunk of 8,192`,
+    'tokens takes about 250 ms and every decode on that instance waits for it. `goodput` prices that stall',
+    `and places around it (TPOT met ${tpotMet(a8, OURS)}). On Mooncake the step refuses the same few percent of`,
+    'prompts for every policy (the ones that would miss even at the best placement), and the cache-aware',
+    'peers come within a few percent of `goodput`: there, with admission held equal, placement alone has',
+    'little left to win.',
     '',
     `- **round-robin, random**: blind to load, prefix and SLO. On Mooncake each instance gets the same`,
-    `  number of requests but not the same work (prompts from 1 to 126k tokens), so a few long prompts`,
-    `  queue behind each other (busy ${busy(m32, 'round-robin')} across instances at ×32); prefix hits stay at the shared`,
-    `  system prompt (${hit(m32, 'round-robin')}). Random adds variance: ${g(m8, 'random')} vs ${g(m8, 'round-robin')} req/s at Mooncake ×8.`,
+    `  number of requests but not the same work (prompts from 1 to 126k tokens), and prefix hits stay at`,
+    `  the shared system prompt (${hit(m8, 'round-robin')}). Random adds variance: ${g(m8, 'random')} vs ${g(m8, 'round-robin')} req/s at Mooncake ×8.`,
     `- **least-request, queue, power-of-two**: balance request counts, not tokens, and see no cache`,
-    `  (hits ${hit(m32, 'least-request')}). A 100k-token prompt counts as much as a 500-token one; \`queue\` reads the`,
+    `  (hits ${hit(m8, 'least-request')} at Mooncake ×8). A 100k-token prompt counts as much as a 500-token one; \`queue\` reads the`,
     '  engine queue, empty most of the time under chunked prefill (a long prompt is "running"), and',
     '  `power-of-two` compares only two random instances. On Azure, where every prompt is short, they are',
-    `  as good as anything without admission (${g(a8, 'least-request')} req/s at ×8): TPOT is what breaks`,
-    `  (${tpotMet(a8, 'least-request')} TPOT met at the base rate vs ${ttftMet(a8, 'least-request')} TTFT).`,
+    `  level with the other peers (${g(a8, 'least-request')} req/s at ×8); TPOT is what breaks.`,
     `- **least-kv**: the engine's KV usage counts free cached blocks as free and grows only as a prefill`,
-    '  allocates, so an instance that just took a long prompt looks empty and takes the next ones too:',
-    `  imbalance ${imb(m32, 'least-kv')} at Mooncake ×32 (busy ${busy(m32, 'least-kv')}). With stale signals it herds harder`,
+    '  allocates, so an instance that just took a long prompt looks empty and takes the next ones too',
+    `  (${g(m8, 'least-kv')} req/s at Mooncake ×8). With stale signals it herds harder`,
     `  (${g(a32, 'least-kv', true)} vs ${g(a32, 'least-kv')} req/s at Azure ×32).`,
-    `- **prefix-affinity (SGLang)**: cache-aware (hits ${hit(m32, 'prefix-affinity')} at Mooncake ×32), but its balance guard counts`,
+    `- **prefix-affinity (SGLang)**: cache-aware (hits ${hit(m8, 'prefix-affinity')} at Mooncake ×8), but its balance guard counts`,
     "  requests (abs 64, rel 1.5), so a conversation's holder keeps its long turns until the counts diverge:",
-    `  imbalance ${imb(m32, 'prefix-affinity')} there and a TTFT p99 of ${p99s(m32, 'prefix-affinity')} at the base rate (goodput's: ${p99s(m32, OURS)}).`,
-    `- **llm-d**: queue, KV and prefix scorers on engine signals (${g(m32, 'llm-d')} req/s at Mooncake ×32, hits`,
-    `  ${hit(m32, 'llm-d')}). Its signals are scraped: between scrapes every decision sees the same scores, so a`,
+    `  imbalance ${imb(m8, 'prefix-affinity')} there and a TTFT p99 of served requests of ${p99s(m8, 'prefix-affinity')} at the base rate (goodput's: ${p99s(m8, OURS)}).`,
+    `- **llm-d**: queue, KV and prefix scorers on engine signals (${g(m8, 'llm-d')} req/s at Mooncake ×8, hits`,
+    `  ${hit(m8, 'llm-d')}). Its signals are scraped: between scrapes every decision sees the same scores, so a`,
     '  burst of same-instant arrivals lands on one instance. Stale on Azure it has',
     `  ${g(a8, 'llm-d', true)} / ${g(a32, 'llm-d', true)} req/s at ×8 / ×32 against ${g(a8, 'llm-d')} / ${g(a32, 'llm-d')} fresh.`,
-    `- **kv-cost (Dynamo)**: router-side token accounting, so staleness cannot hurt it (same figures`,
-    '  fresh and stale), and prefix-aware. But its cost',
-    '  adds decode blocks to prefill blocks one for one, so load outweighs the cache (hits',
-    `  ${hit(m32, 'kv-cost')} at Mooncake ×32 against llm-d's ${hit(m32, 'llm-d')}), it cannot tell a prefill that will stall a`,
-    `  decoding batch from one that will not (mean TPOT ${f(
-      m32,
-      'kv-cost',
-      (x) => x.tpotMs.mean,
-      (x) => `${num(x, 1)} ms`,
-    )} against goodput's ${f(
-      m32,
-      OURS,
-      (x) => x.tpotMs.mean,
-      (x) => `${num(x, 1)} ms`,
-    )} there),`,
-    '  and it has no KV limit and no admission.',
+    `- **kv-cost (Dynamo)**: router-side token accounting, so staleness hardly touches it (${g(a8, 'kv-cost', true)} stale vs`,
+    `  ${g(a8, 'kv-cost')} fresh at Azure ×8), and prefix-aware. But its cost adds decode blocks to prefill blocks`,
+    `  one for one, so load outweighs the cache (hits ${hit(m8, 'kv-cost')} at Mooncake ×8 against llm-d's ${hit(m8, 'llm-d')}),`,
+    '  and it cannot tell a prefill that will stall a decoding batch from one that will not (mean TPOT',
+    `  ${tpot(m8, 'kv-cost')} against goodput's ${tpot(m8, OURS)} there).`,
     `- **kv-events (precise prefix)**: the longest cached prefix wins and load only breaks ties (its`,
-    '  SGLang-style load guard is off by default). Conversations that share a long prefix, and the turns',
-    `  of one conversation, pile onto the instance holding it: imbalance ${imb(m32, 'kv-events')} at Mooncake ×32, some`,
-    `  instances idle (busy ${busy(m32, 'kv-events')}), goodput ${g(m32, 'kv-events')} req/s. Precision does not help a hot spot.`,
+    '  SGLang-style load guard is off by default). On the first half of Mooncake that ties the best',
+    `  (${g(m8, 'kv-events')} req/s); on the held-out second half, conversations that share a long prefix pile onto`,
+    `  the instance holding it: imbalance ${imb(late, 'kv-events')} and ${g(late, 'kv-events')} req/s. Precision does not help a hot spot.`,
     `- **mooncake (Conductor)**: TTFT prediction, and early rejection of its own (off here: the shared step`,
-    "  refuses for it). It loses on three counts. (1) It reads the engine's KV usage and batch from the view, so",
-    `  stale signals change it (${g(a32, 'mooncake', true)} vs ${g(a32, 'mooncake')} req/s at Azure ×32, ${g(a8, 'mooncake', true)} vs ${g(a8, 'mooncake')} at ×8).`,
-    '  (2) Its TPOT check is one decode step of the batch, blind to the prefill chunks that will ride',
-    `  along: at Azure ×8's base rate it meets TTFT for ${ttftMet(a8, 'mooncake')} but TPOT for ${tpotMet(a8, 'mooncake')}. (3) Its`,
+    '  refuses for it). (1) Its TPOT check is one decode step of the batch, blind to the prefill chunks',
+    `  that will ride along: at Azure ×8's base rate it meets TTFT for ${ttftMet(a8, 'mooncake')} but TPOT for ${tpotMet(a8, 'mooncake')}. (2) Its`,
     '  estimate assumes a remote prefix fetch that the twin (like a deployment without a KV transfer path)',
-    `  does not make, so it leaves cache holders and recomputes: hits ${hit(m32, 'mooncake')} vs goodput's ${hit(m32, OURS)} at`,
-    '  Mooncake ×32.',
+    `  does not make, so it leaves cache holders and recomputes: hits ${hit(m8, 'mooncake')} vs goodput's ${hit(m8, OURS)} at`,
+    `  Mooncake ×8. Stale signals: ${g(a8, 'mooncake', true)} vs ${g(a8, 'mooncake')} req/s at Azure ×8.`,
     `- **preble**: its load is a 180 s window of routed work in which a decoding request costs`,
     "  D(batch) / batch, so the bigger an instance's batch, the cheaper the next request looks there: the",
     `  busiest instances attract more and the others starve (busy ${busy(a8, 'preble')} at Azure ×8, imbalance`,
@@ -1048,12 +1042,13 @@ function whyTheyLose(find: Finder, gp: Goodput, ids: readonly string[]): string[
     '  Azure ×8.',
     '',
     '**What `goodput` does about each**: it prices tokens and attention, not request counts (the long',
-    'tail); its accounting is its own, updated by its hooks, so scrapes cannot make it stale (identical',
-    'figures fresh and stale); it follows the prefix it knows an instance holds, as a discount rather than',
-    "a rule (no hot spot); it keeps each instance's KV at its peak under 90% (no preemptions at any base",
-    'rate); it predicts the stall a prefill will put on the short answers decoding next to it and goes',
-    "elsewhere (the refusals are the shared step's here, the same for every policy). The design and formulas:",
-    '[goodput README](../../src/policies/routing/goodput/README.md).',
+    'tail); its accounting is its own, updated by its hooks, so scrapes barely move it',
+    `(${g(a8, OURS, true)} stale vs ${g(a8, OURS)} fresh at Azure ×8); it follows the prefix it knows an instance holds, as a`,
+    "discount rather than a rule (no hot spot); it keeps each instance's KV at its peak under 90% (no",
+    `preemptions at the base rates: ${ids.map((id) => pre(id, OURS)).join(', ')}); and it predicts the stall a prefill will put`,
+    'on the short answers decoding next to it and goes elsewhere. Output lengths are estimated from',
+    "completions, not read from the trace. The refusals are the shared step's, the same for every",
+    'policy. The design and formulas: [goodput README](../../src/policies/routing/goodput/README.md).',
     '',
   ];
 }
