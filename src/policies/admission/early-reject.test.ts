@@ -82,3 +82,37 @@ test('bad step parameters fail as SY_ERR_INVALID_CONFIG naming the key', () => {
     /earlyReject\.goodput: harmMax/,
   );
 });
+
+test('the step never reads the hidden true output length (both predictors)', () => {
+  for (const predictor of ['goodput', 'optimistic'] as const) {
+    const run = (trueOutputTokens: (i: number) => number): string[] => {
+      const policy = withEarlyReject(
+        createRoutingPolicy('round-robin'),
+        { predictor },
+        defaultPolicyContext(),
+      );
+      const out: string[] = [];
+      for (let i = 0; i < 200; i++) {
+        const hidden = trueOutputTokens(i);
+        const r = {
+          ...req(`r${i}`, 500 + ((i * 7919) % 30_000)),
+          trueOutputTokens: hidden,
+          outputTokens: hidden,
+        };
+        const v = { ...view((i * 3001) % 20_000), nowMs: i * 10 };
+        const d = policy.decide(v, r, new Rng(i));
+        out.push(d.kind === 'route' ? d.instanceId : d.code);
+        if (d.kind !== 'route') continue;
+        policy.onRouted?.(r, d.instanceId, v.nowMs);
+        policy.onFirstToken?.(r, d.instanceId, v.nowMs + 1);
+        if (i % 3 === 0) policy.onCompleted?.(r, d.instanceId, v.nowMs + 2, 120);
+      }
+      return out;
+    };
+    assert.deepEqual(
+      run(() => 1),
+      run((i) => 1 + ((i * 104_729) % 9000)),
+      predictor,
+    );
+  }
+});
