@@ -15,6 +15,7 @@ import { DEFAULT_DECLARED_MAX_TOKENS, parseDeclaredMaxTokens } from '../workload
 import { DecisionLogWriter } from './decision-log.ts';
 import { fraction, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './parse.ts';
 import { withProgress, withSteps } from './progress.ts';
+import { comparisonHeader, wroteLines } from './sim-header.ts';
 
 /** The flags of `switchyard sim`, as commander hands them over. */
 interface SimFlags {
@@ -85,7 +86,7 @@ export function registerSimCommand(program: Command): void {
     .option('--rate <req/s>', 'arrival rate of the generated workload (default 10)', positiveNumber)
     .option(
       '--cv <x>',
-      'coefficient of variation of inter-arrival times for --workload gamma (default 2)',
+      'coefficient of variation of inter-arrival times, implies --workload gamma (default 1: Poisson, as in bench; > 1 burstier)',
       positiveNumber,
     )
     .option(
@@ -239,9 +240,11 @@ export function registerSimCommand(program: Command): void {
           summary: run.result.summary,
           ...(run.goodput !== undefined ? { goodputRps: run.goodput.goodputRps } : {}),
         }));
+        process.stdout.write(comparisonHeader(settings, runs));
         process.stdout.write(`${formatComparisonTable(rows, { color })}\n`);
       }
       writeOutputs(runs, settings.output);
+      process.stdout.write(wroteLines(settings.output));
     });
 }
 
@@ -397,11 +400,11 @@ function workloadFromFlags(
     if (fromCli('rate')) merged['rateRps'] = flags.rate;
     return merged;
   }
-  const kind = flags.workload ?? 'poisson';
+  const kind = flags.workload ?? (flags.cv !== undefined ? 'gamma' : 'poisson');
   return {
     kind,
     rateRps: flags.rate ?? 10,
-    ...(kind === 'gamma' ? { cv: flags.cv ?? 2 } : {}),
+    ...(kind === 'gamma' ? { cv: flags.cv ?? 1 } : {}),
     input: { kind: 'fixed', tokens: flags.inputTokens ?? 1024 },
     output: { kind: 'fixed', tokens: flags.outputTokens ?? 128 },
     ...(flags.requests === undefined && flags.duration === undefined ? { maxRequests: 1000 } : {}),
