@@ -3,6 +3,7 @@ import { SwitchyardError } from '../core/errors.ts';
 import { registerBenchCommand } from './bench-command.ts';
 import { registerDemoCommand } from './demo-command.ts';
 import { registerEngineCommand } from './engine-command.ts';
+import { helpConfiguration } from './help.ts';
 import { registerServeCommand } from './serve-command.ts';
 import { registerSimCommand } from './sim-command.ts';
 
@@ -10,9 +11,11 @@ import { registerSimCommand } from './sim-command.ts';
 export function buildProgram(): Command {
   const program = new Command('switchyard')
     .description(
-      'Switchyard runs LLM serving clusters. The twin (`sim`) replays traces on a modelled cluster with the same\n' +
-        'policies the live gateway runs.',
+      'Switchyard runs LLM serving clusters. The twin (`sim`) replays traces on a modelled cluster with ' +
+        'the same policies the live gateway runs.',
     )
+    // Before any subcommand is added: subcommands copy the help configuration when created.
+    .configureHelp(helpConfiguration())
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
