@@ -2,7 +2,7 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { runBench } from '../loadgen/bench.ts';
 import { BENCH_DEFAULTS, type BenchFlags, resolveBenchOptions } from '../loadgen/options.ts';
-import { checkOutputPath, formatBenchReport, writeBenchJson } from '../loadgen/report.ts';
+import { formatBenchReport, prepareOutputPath, writeBenchJson } from '../loadgen/report.ts';
 import type { RunProgress } from '../loadgen/runner.ts';
 import { SAMPLE_PREFIX, SAMPLES } from '../workload/traces/samples.ts';
 
@@ -32,8 +32,14 @@ export function registerBenchCommand(program: Command): void {
     .option('--model <name>', 'model to ask for (default: the first of GET /v1/models)')
     .option('--api-key <key>', 'sent as Authorization: Bearer <key>')
     .option('--rate <req/s>', `mean arrival rate, or inf to send everything at once (default ${d.rateRps})`)
-    .option('--burstiness <k>', 'Gamma arrivals of shape k (1 = Poisson, < 1 burstier), as in vLLM')
-    .option('--cv <x>', 'Gamma arrivals with inter-arrival coefficient of variation x (1 = Poisson)')
+    .option(
+      '--burstiness <k>',
+      'Gamma arrivals of shape k (1 = Poisson, < 1 burstier), as in vLLM (default 1)',
+    )
+    .option(
+      '--cv <x>',
+      `Gamma arrivals with inter-arrival coefficient of variation x (> 1 burstier) (default ${d.cv}: Poisson)`,
+    )
     .option('--requests <n>', `number of requests (default ${d.requests}, or the whole trace)`)
     .option('--duration <s>', 'stop scheduling after s seconds of the run')
     .option(
@@ -59,21 +65,22 @@ export function registerBenchCommand(program: Command): void {
     .option('--slo-ttft-ms <ms>', 'TTFT target for goodput')
     .option('--slo-tpot-ms <ms>', 'TPOT target for goodput')
     .option('--seed <n>', `seed of arrivals, lengths and prompt text (default ${d.seed})`)
-    .option('--json <file>', 'write the summary as JSON')
+    .option('--json <file>', 'write the summary as JSON (its folder is created if missing)')
     .option('--save-requests', 'add every request to the JSON (times, tokens, ITLs, failure)')
     .option('--no-progress', 'no progress bar (there is none when stderr is not a terminal either)')
     .addHelpText(
       'after',
       '\nExamples:\n' +
-        '  switchyard bench --url http://127.0.0.1:8000 --rate 8 --requests 500 --input-tokens 1024 --output-tokens 128\n' +
-        '  switchyard bench --url http://127.0.0.1:8000 --trace sample:mooncake-conversation --rate-scale 4 --requests 300 \\\n' +
-        '    --slo-ttft-ms 2000 --slo-tpot-ms 100 --json bench.json\n' +
+        '  switchyard bench --url http://127.0.0.1:8000 --rate 8 --requests 500 \\\n' +
+        '    --input-tokens 1024 --output-tokens 128\n' +
+        '  switchyard bench --url http://127.0.0.1:8000 --trace sample:mooncake-conversation \\\n' +
+        '    --rate-scale 4 --requests 300 --slo-ttft-ms 2000 --slo-tpot-ms 100 --json out/bench.json\n' +
         '  switchyard bench --url http://127.0.0.1:8000 --endpoint chat --rate 20 --burstiness 0.5 \\\n' +
         '    --prefix-groups 8 --prefix-tokens 2048 --input-tokens 128-512 --output-tokens 64-256',
     )
     .action(async (flags: BenchFlags) => {
       const options = resolveBenchOptions(flags);
-      if (options.json !== undefined) checkOutputPath(options.json);
+      if (options.json !== undefined) prepareOutputPath(options.json);
       const interrupt = new AbortController();
       const onSigint = (): void => {
         process.stderr.write('\nswitchyard bench: interrupted; reporting what finished\n');

@@ -13,6 +13,8 @@ import { OVERFLOW_MODES, type OverflowMode } from './runner.ts';
 export const BENCH_DEFAULTS = {
   endpoint: 'completions' as Endpoint,
   rateRps: 10,
+  /** Poisson, as in vLLM's benchmark and in `switchyard sim`: burstier arrivals are asked for. */
+  cv: 1,
   requests: 1000,
   inputTokens: 1024,
   outputTokens: 128,
@@ -221,7 +223,7 @@ function syntheticSource(
   if (flags.burstiness !== undefined && flags.cv !== undefined) {
     throw conflict('cv', flags.cv, 'give --burstiness or --cv, not both (burstiness k is cv = 1/sqrt(k))');
   }
-  let cv = 1;
+  let cv: number = BENCH_DEFAULTS.cv;
   if (flags.burstiness !== undefined) cv = 1 / Math.sqrt(parsePositive('burstiness', flags.burstiness));
   if (flags.cv !== undefined) cv = parsePositive('cv', flags.cv);
   if (cv !== 1 && rateRps === Number.POSITIVE_INFINITY) {

@@ -2,7 +2,7 @@
  * The bench report: a terminal summary (cli-table3, colour only for a terminal) and the JSON file
  * (`--json`), with per-request records one per line when saved.
  */
-import { statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Table from 'cli-table3';
 import { SwitchyardError } from '../core/errors.ts';
@@ -116,19 +116,18 @@ export function benchJson(s: BenchSummary): string {
   return `${head.slice(0, -2)},\n  "records": [\n${body}\n  ]\n}\n`;
 }
 
-/** Fails early (before a long run) when the --json file's folder does not exist. */
-export function checkOutputPath(path: string): void {
+/**
+ * Creates the --json file's folder (as `sim` does for its outputs) before a long run, so a path
+ * that cannot be written fails at once instead of after the run.
+ */
+export function prepareOutputPath(path: string): void {
   const dir = dirname(path);
-  let ok = false;
   try {
-    ok = statSync(dir).isDirectory();
-  } catch {
-    ok = false;
-  }
-  if (!ok) {
+    mkdirSync(dir, { recursive: true });
+  } catch (error) {
     throw new SwitchyardError(
       'SY_ERR_INVALID_ARGUMENT',
-      `invalid --json '${path}': folder '${dir}' does not exist`,
+      `invalid --json '${path}': cannot create folder '${dir}': ${(error as Error).message}`,
       { param: '--json', value: path },
     );
   }
