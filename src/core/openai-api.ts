@@ -32,6 +32,8 @@ const common = {
   max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().gt(0).max(1).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
   n: z.number().int().min(1).max(N_MAX).nullish(),
   stop: z.union([z.string(), z.array(z.string()).max(16)]).nullish(),
   seed: z.number().int().nullish(),
@@ -87,6 +89,11 @@ export interface ParsedCompletionRequest {
   readonly prefix: PrefixChain;
   readonly stop: readonly string[];
   readonly temperature: number | undefined;
+  readonly topP: number | undefined;
+  /** OpenAI's frequency_penalty (-2..2); undefined when absent. */
+  readonly frequencyPenalty: number | undefined;
+  /** OpenAI's presence_penalty (-2..2); undefined when absent. */
+  readonly presencePenalty: number | undefined;
   readonly seed: number | undefined;
   readonly priority: number | undefined;
   readonly user: string | undefined;
@@ -166,6 +173,9 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
     prefix: promptTokenIds !== undefined ? tokenPrefixChain(promptTokenIds) : textPrefixChain(promptText),
     stop,
     temperature: common.temperature ?? undefined,
+    topP: common.top_p ?? undefined,
+    frequencyPenalty: common.frequency_penalty ?? undefined,
+    presencePenalty: common.presence_penalty ?? undefined,
     seed: common.seed ?? undefined,
     priority: common.priority,
     user: common.user,

@@ -60,6 +60,8 @@ function commonValid(b: Json): boolean {
   if (!nullish(t) && !(typeof t === 'number' && t >= 0 && t <= 2)) return false;
   const p = b['top_p'];
   if (!nullish(p) && !(typeof p === 'number' && p > 0 && p <= 1)) return false;
+  for (const penalty of [b['frequency_penalty'], b['presence_penalty']])
+    if (!nullish(penalty) && !(typeof penalty === 'number' && penalty >= -2 && penalty <= 2)) return false;
   const n = b['n'];
   if (!nullish(n) && n !== 1) return false;
   const stop = b['stop'];
@@ -164,6 +166,9 @@ export function parseBody(kind: 'chat' | 'completion', body: unknown): ParsedCom
     prefix: promptTokenIds !== undefined ? tokenPrefixChain(promptTokenIds) : textPrefixChain(promptText),
     stop: nullish(stop) ? [] : typeof stop === 'string' ? [stop] : [...(stop as string[])],
     temperature: nullish(temperature) ? undefined : (temperature as number),
+    topP: (body['top_p'] ?? undefined) as number | undefined,
+    frequencyPenalty: (body['frequency_penalty'] ?? undefined) as number | undefined,
+    presencePenalty: (body['presence_penalty'] ?? undefined) as number | undefined,
     seed: nullish(seed) ? undefined : (seed as number),
     priority: body['priority'] as number | undefined,
     user: body['user'] as string | undefined,

@@ -286,6 +286,16 @@ describe('the built-in sim engines behind the gateway', { timeout: 120_000 }, ()
       response_format: { type: 'text' },
     });
     assert.equal(ok.choices.length, 1);
+    // Sampling shape has no meaning for filler text: accepted (documented), not refused.
+    const shaped = await client.chat.completions.create({
+      model: MODEL,
+      messages,
+      max_tokens: 2,
+      top_p: 0.5,
+      frequency_penalty: 0.5,
+      presence_penalty: -0.5,
+    });
+    assert.equal(shaped.usage?.completion_tokens, 2);
     const single = await client.completions.create({
       model: MODEL,
       prompt: ['only one'],
@@ -455,6 +465,25 @@ describe('the llama engine refuses what it does not implement', { timeout: 120_0
     const a = await client.completions.create({ model, prompt: 'seed', max_tokens: 6, seed: 5 });
     const b = await client.completions.create({ model, prompt: 'seed', max_tokens: 6, seed: 5 });
     assert.equal(a.choices[0]?.text, b.choices[0]?.text);
+  });
+
+  it('implements top_p and refuses the penalties it does not implement', async () => {
+    const model = (await client.models.list()).data[0]?.id ?? '';
+    const body = { model, prompt: 'nucleus', max_tokens: 12, temperature: 1 };
+    const text = async (extra: Record<string, unknown>) =>
+      (await client.completions.create({ ...body, ...extra })).choices[0]?.text;
+    // A tiny nucleus keeps only the likeliest token: the seed no longer matters.
+    assert.equal(await text({ seed: 1, top_p: 1e-9 }), await text({ seed: 2, top_p: 1e-9 }));
+    assert.notEqual(await text({ seed: 1 }), await text({ seed: 2 }), 'without top_p the seed matters');
+    for (const param of ['frequency_penalty', 'presence_penalty']) {
+      await refused(
+        () => client.completions.create({ ...body, [param]: 0.5 }),
+        400,
+        'SY_ERR_UNSUPPORTED_PARAMETER',
+        param,
+      );
+    }
+    assert.ok((await text({ frequency_penalty: 0, presence_penalty: 0 })) !== undefined);
   });
 });
 

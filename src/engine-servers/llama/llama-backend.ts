@@ -25,6 +25,7 @@ import {
   type Token,
 } from 'node-llama-cpp';
 import { SwitchyardError } from '../../core/errors.ts';
+import type { ParsedCompletionRequest } from '../../core/openai-api.ts';
 import type {
   BackendSignals,
   EngineBackend,
@@ -85,6 +86,27 @@ interface Job {
   /** Output tokens allowed: max_tokens, or what the context leaves when max_tokens was not given. */
   readonly limit: number;
   onAbort: (() => void) | undefined;
+}
+
+/**
+ * Throws 400 SY_ERR_UNSUPPORTED_PARAMETER for a sampling parameter this backend does not implement:
+ * a non-zero `frequency_penalty` or `presence_penalty` (llama.cpp's repeat penalty looks at a
+ * window of recent tokens, not OpenAI's whole-output counts, so it is not offered as theirs).
+ */
+export function refuseUnimplementedSampling(request: ParsedCompletionRequest): void {
+  const penalties = [
+    ['frequency_penalty', request.frequencyPenalty],
+    ['presence_penalty', request.presencePenalty],
+  ] as const;
+  for (const [param, value] of penalties) {
+    if (value === undefined || value === 0) continue;
+    throw new SwitchyardError(
+      'SY_ERR_UNSUPPORTED_PARAMETER',
+      `parameter '${param}' is not supported by the llama engine (OpenAI's penalties are not implemented); ` +
+        'remove it or send 0',
+      { param },
+    );
+  }
 }
 
 /** The longest suffix of `text` that is a proper prefix of one of `stops` (what must be held back). */
@@ -336,6 +358,7 @@ export class LlamaBackend implements EngineBackend {
     }
     let tokens: Token[];
     try {
+      refuseUnimplementedSampling(input.request);
       tokens = this.tokenizePrompt(input);
     } catch (error) {
       sink.onError(error as Error);
@@ -430,6 +453,8 @@ export class LlamaBackend implements EngineBackend {
       }
       const generator = sequence.evaluate(job.tokens.slice(shared), {
         temperature: request.temperature ?? 1,
+        // OpenAI's default is no nucleus cut (node-llama-cpp's own default is 0.95).
+        topP: request.topP ?? 1,
         ...(request.seed === undefined ? {} : { seed: request.seed }),
         yieldEogToken: true,
       });
