@@ -231,6 +231,8 @@ function configOf(setting: Setting) {
     slo: setting.trace.slo,
     policies: NAMED_POLICIES,
     earlyReject: EARLY_REJECT,
+    // The fresh tables read exact engine signals; the stale lines add --scrape-interval-ms.
+    scrapeIntervalMs: 0,
   };
 }
 
