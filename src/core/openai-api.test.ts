@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SwitchyardError } from './errors.ts';
-import { DEFAULT_MAX_TOKENS, parseCompletionBody, SSE_DONE, sseEvent } from './openai-api.ts';
+import {
+  builtinEngineRefusal,
+  DEFAULT_MAX_TOKENS,
+  N_MAX,
+  parseCompletionBody,
+  SSE_DONE,
+  sseEvent,
+} from './openai-api.ts';
 import { TEXT_BLOCK_CHARS } from './text-prefix.ts';
 
 function codeOf(f: () => unknown): string {
@@ -83,5 +90,94 @@ describe('parseCompletionBody', () => {
   it('frames SSE events', () => {
     assert.equal(sseEvent({ a: 1 }), 'data: {"a":1}\n\n');
     assert.equal(SSE_DONE, 'data: [DONE]\n\n');
+  });
+});
+
+describe('lists of prompts and n', () => {
+  it('accepts a list of prompts (cost: the sum; prefix: the first) and n up to N_MAX', () => {
+    const one = parseCompletionBody('completion', { model: 'm', prompt: 'aaaa bbbb' });
+    const three = parseCompletionBody('completion', {
+      model: 'm',
+      prompt: ['aaaa bbbb', 'cccc dddd eeee', 'ff'],
+      n: 4,
+    });
+    assert.equal(three.promptText, 'aaaa bbbb');
+    assert.deepEqual(three.prefix, one.prefix);
+    assert.equal(three.promptTokens, 3 + 4 + 1);
+    const ids = parseCompletionBody('completion', {
+      model: 'm',
+      prompt: [
+        [1, 2, 3],
+        [4, 5],
+      ],
+    });
+    assert.deepEqual(ids.promptTokenIds, [1, 2, 3]);
+    assert.equal(ids.promptTokens, 5);
+    assert.equal(
+      codeOf(() => parseCompletionBody('chat', { model: 'm', messages: [{ role: 'user' }], n: 0 })),
+      'SY_ERR_INVALID_ARGUMENT:n',
+    );
+    assert.equal(
+      codeOf(() => parseCompletionBody('chat', { model: 'm', messages: [{ role: 'user' }], n: N_MAX + 1 })),
+      'SY_ERR_INVALID_ARGUMENT:n',
+    );
+  });
+});
+
+describe('builtinEngineRefusal', () => {
+  const chat = { model: 'm', messages: [{ role: 'user', content: 'x' }] };
+  const refusal = (kind: 'chat' | 'completion', body: unknown) => {
+    const e = builtinEngineRefusal(kind, body);
+    return e === undefined ? undefined : `${e.code}:${String(e.toJSON().error.param)}`;
+  };
+
+  it('names each parameter the built-in engines do not implement', () => {
+    const cases: [string, unknown][] = [
+      ['tools', [{ type: 'function', function: { name: 'f' } }]],
+      ['tool_choice', 'required'],
+      ['functions', [{ name: 'f' }]],
+      ['response_format', { type: 'json_object' }],
+      ['response_format', { type: 'json_schema', json_schema: { name: 's' } }],
+      ['logprobs', true],
+      ['logprobs', 0],
+      ['top_logprobs', 1],
+      ['logit_bias', { '5': 1 }],
+      ['echo', true],
+      ['suffix', 'tail'],
+      ['best_of', 2],
+    ];
+    for (const [param, value] of cases) {
+      assert.equal(
+        refusal('chat', { ...chat, [param]: value }),
+        `SY_ERR_UNSUPPORTED_PARAMETER:${param}`,
+        param,
+      );
+    }
+    assert.equal(refusal('chat', { ...chat, n: 2 }), 'SY_ERR_UNSUPPORTED_PARAMETER:n');
+    assert.equal(
+      refusal('completion', { model: 'm', prompt: ['a', 'b'] }),
+      'SY_ERR_UNSUPPORTED_PARAMETER:prompt',
+    );
+  });
+
+  it('accepts the values that mean off, and token-id prompts', () => {
+    const off = {
+      ...chat,
+      tools: [],
+      tool_choice: 'none',
+      response_format: { type: 'text' },
+      logprobs: false,
+      top_logprobs: 0,
+      logit_bias: {},
+      echo: false,
+      suffix: '',
+      best_of: 1,
+      n: 1,
+      functions: null,
+    };
+    assert.equal(refusal('chat', off), undefined);
+    assert.equal(refusal('completion', { model: 'm', prompt: ['one'] }), undefined);
+    assert.equal(refusal('completion', { model: 'm', prompt: [1, 2, 3] }), undefined);
+    assert.equal(refusal('completion', 'not an object'), undefined);
   });
 });
