@@ -4,17 +4,23 @@
  * JSON ready line on stdout (see src/cli/engine-command.ts); the supervisor collects those, forwards
  * the children's stderr with a prefix, reports a child that dies, and stops them all (SIGTERM, then
  * SIGKILL after a grace period).
+ *
+ * Each child runs in its own process group, so a terminal's Ctrl-C (or a wrapper signalling the
+ * group) reaches only the supervisor, which drains first and then stops the engines in order. Each
+ * child's stdin is a pipe the supervisor holds for the child's life: when the supervisor dies, however
+ * it dies, the kernel closes it and the child exits (see `whenParentGone`).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { SwitchyardError } from '../core/errors.ts';
+import { PARENT_PIPE_ENV } from './process-signals.ts';
 
 /** The CLI entry point the children run. */
 const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 
-/** Default wait for a child's ready line. */
-export const READY_TIMEOUT_MS_DEFAULT = 60_000;
+/** Default wait for a child's ready line: generous, a busy machine or a large model is slow to start. */
+export const READY_TIMEOUT_MS_DEFAULT = 300_000;
 /** Default wait between SIGTERM and SIGKILL when stopping. */
 export const STOP_GRACE_MS_DEFAULT = 10_000;
 /** Most engines one supervisor starts. */
@@ -48,6 +54,8 @@ export interface LocalEnginesOptions {
   readonly args: readonly string[];
   /** A child exited after it was ready and before `stop` (code or signal, as node reports them). */
   onExit?(index: number, code: number | null, signal: NodeJS.Signals | null): void;
+  /** A child printed its ready line, `elapsedMs` after the supervisor spawned it. */
+  onReady?(index: number, engine: LocalEngine, elapsedMs: number): void;
   /** Wait for each ready line; default READY_TIMEOUT_MS_DEFAULT. */
   readonly readyTimeoutMs?: number;
   /** Wait between SIGTERM and SIGKILL; default STOP_GRACE_MS_DEFAULT. */
@@ -115,9 +123,15 @@ export async function startLocalEngines(options: LocalEnginesOptions): Promise<L
 
   const readies = new Array<Promise<LocalEngine>>(count);
   for (let index = 0; index < count; index++) {
+    const spawnedMs = performance.now();
     const proc = spawn(process.execPath, [BIN, 'engine', options.engine, ...options.args, '--port', '0'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+      env: { ...process.env, [PARENT_PIPE_ENV]: 'stdin' },
     });
+    // Never written to: it only has to stay open while this process lives. A child that exits
+    // makes writes fail, and there are none; errors on it are the child's exit, reported below.
+    proc.stdin?.on('error', () => {});
     let stderrTail = '';
     const prefix = `[engine ${index}] `;
     createInterface({ input: proc.stderr! }).on('line', (line) => {
@@ -153,7 +167,9 @@ export async function startLocalEngines(options: LocalEnginesOptions): Promise<L
           if (engine !== undefined) {
             ready = true;
             clearTimeout(timer);
-            resolve({ ...engine, pid: proc.pid ?? 0 });
+            const started = { ...engine, pid: proc.pid ?? 0 };
+            options.onReady?.(index, started, performance.now() - spawnedMs);
+            resolve(started);
             return;
           }
         }

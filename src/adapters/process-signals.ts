@@ -1,3 +1,7 @@
+/**
+ * Process signals and parent death, for the long-running commands (`serve`, `engine`).
+ */
+
 /** Resolves with the first SIGTERM or SIGINT, then stops listening for both. */
 export function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -9,4 +13,61 @@ export function untilSignal(): Promise<NodeJS.Signals> {
     process.on('SIGTERM', on);
     process.on('SIGINT', on);
   });
+}
+
+/**
+ * Calls `onSignal` for every SIGTERM or SIGINT with its 1-based count, and keeps Node's default
+ * (die at once) out of the way, so a second Ctrl-C (or a wrapper such as `timeout` forwarding a
+ * signal again) reaches the caller instead of killing the process mid-drain. Returns the unsubscribe.
+ */
+export function onEverySignal(onSignal: (signal: NodeJS.Signals, count: number) => void): () => void {
+  let count = 0;
+  const on = (signal: NodeJS.Signals): void => {
+    count++;
+    onSignal(signal, count);
+  };
+  process.on('SIGTERM', on);
+  process.on('SIGINT', on);
+  return () => {
+    process.off('SIGTERM', on);
+    process.off('SIGINT', on);
+  };
+}
+
+/**
+ * The environment variable a supervisor sets on a child whose stdin is a pipe it holds open for
+ * the child's whole life: when the pipe reaches end-of-file the supervisor is gone.
+ */
+export const PARENT_PIPE_ENV = 'SWITCHYARD_PARENT_PIPE';
+
+/**
+ * Resolves when the supervising parent is gone: stdin (a pipe only the parent holds the write end
+ * of) reached end-of-file or failed. The kernel closes a dead process's descriptors whatever killed
+ * it (SIGKILL, OOM killer, crash), so this fires at once and needs no polling, unlike watching
+ * `process.ppid` (which changes to a subreaper, not always 1, and only shows on the next poll).
+ * Never resolves when the process was not started with `PARENT_PIPE_ENV=stdin` (run by hand, its
+ * stdin is a terminal or /dev/null). `stop()` releases stdin so it does not hold the process open.
+ */
+export function whenParentGone(): { readonly gone: Promise<void>; stop(): void } {
+  if (process.env[PARENT_PIPE_ENV] !== 'stdin') return { gone: new Promise(() => {}), stop: () => {} };
+  const stdin = process.stdin;
+  let resolveGone: () => void = () => {};
+  const gone = new Promise<void>((resolve) => {
+    resolveGone = resolve;
+  });
+  const done = (): void => resolveGone();
+  // The parent never writes; reading keeps the pipe watched, and the data is dropped.
+  stdin.on('data', () => {});
+  stdin.once('end', done);
+  stdin.once('error', done);
+  stdin.once('close', done);
+  return {
+    gone,
+    stop: () => {
+      stdin.off('end', done);
+      stdin.off('error', done);
+      stdin.off('close', done);
+      stdin.destroy();
+    },
+  };
 }

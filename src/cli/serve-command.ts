@@ -1,15 +1,23 @@
 /**
  * `switchyard serve`: the live gateway. Backends come from `--config` (YAML); with none configured it
- * starts `--engines` built-in engines as child processes and fronts them. SIGTERM / SIGINT drain
- * (ready and new requests answer 503, in-flight requests finish, bounded by drainTimeoutMs), stop the
- * local engines and exit 0.
+ * starts `--engines` built-in engines as child processes and fronts them. Everything that can be
+ * checked is checked before any engine starts (flags, config, model and GPU names, the port, memory
+ * for a GGUF model), and a usage error exits 2 with one line. SIGTERM / SIGINT drain (ready and new
+ * requests answer 503, in-flight requests finish, bounded by drainTimeoutMs); a second signal says
+ * what is still draining; a third ends the drain at once, every open stream getting an SSE error and
+ * `[DONE]`. Then the local engines stop and it exits 0.
  */
-import { type Command, Option } from 'commander';
-import { type LocalEngines, startLocalEngines } from '../adapters/local-engines.ts';
-import { untilSignal } from '../adapters/process-signals.ts';
-import { SwitchyardError } from '../core/errors.ts';
+import { statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { freemem } from 'node:os';
+import { type Command, CommanderError, Option } from 'commander';
+import { type LocalEngines, READY_TIMEOUT_MS_DEFAULT, startLocalEngines } from '../adapters/local-engines.ts';
+import { onEverySignal } from '../adapters/process-signals.ts';
+import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, loadGatewayConfig, parseGatewayConfig } from '../gateway/config.ts';
-import { startGateway } from '../gateway/gateway.ts';
+import { type Gateway, startGateway } from '../gateway/gateway.ts';
+import { gpuSpec } from '../model/gpus.ts';
+import { modelSpec } from '../model/models.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import { nonNegativeInt, positiveInt } from './parse.ts';
 
@@ -17,7 +25,7 @@ import { nonNegativeInt, positiveInt } from './parse.ts';
 interface ServeFlags {
   readonly port?: number;
   readonly host?: string;
-  readonly engines: number;
+  readonly engines?: number;
   readonly engine: 'sim' | 'llama';
   readonly model?: string;
   readonly servedModelName?: string;
@@ -26,10 +34,16 @@ interface ServeFlags {
   readonly config?: string;
   readonly adminKey?: string;
   readonly timeScale?: string;
+  readonly scrapeIntervalMs?: number;
+  readonly engineStartTimeoutMs: number;
 }
 
 /** The default model of local sim engines. */
 const DEFAULT_SIM_MODEL = 'llama-3.1-8b';
+/** Default local engines: sim engines are cheap; each llama engine holds its own model and context. */
+const DEFAULT_ENGINES = { sim: 4, llama: 1 } as const;
+/** Exit code of a usage error (bad flag, bad config, busy port), as for the CLI's own errors. */
+const USAGE_EXIT_CODE = 2;
 
 /** The config after flags: flags beat the file. */
 function effectiveConfig(flags: ServeFlags): GatewayConfig {
@@ -40,6 +54,7 @@ function effectiveConfig(flags: ServeFlags): GatewayConfig {
   if (flags.adminKey !== undefined) overrides['adminKey'] = flags.adminKey;
   if (flags.policy !== undefined)
     overrides['routing'] = { policy: flags.policy, policies: base.routing?.policies ?? {} };
+  if (flags.scrapeIntervalMs !== undefined) overrides['scrapeIntervalMs'] = flags.scrapeIntervalMs;
   const config = parseGatewayConfig({ ...base, ...overrides }, {});
   // Fail on a bad policy name before any engine starts.
   if (config.routing !== undefined) createConfiguredPolicy(config.routing.policy, config.routing.policies);
@@ -68,48 +83,137 @@ function engineArgs(flags: ServeFlags): string[] {
   return args;
 }
 
-async function runServe(flags: ServeFlags): Promise<void> {
-  let config = effectiveConfig(flags);
-  let engines: LocalEngines | undefined;
-  let stopping = false;
-  if (config.backends.length === 0) {
-    process.stderr.write(`switchyard serve: starting ${flags.engines} local ${flags.engine} engine(s)...\n`);
-    engines = await startLocalEngines({
-      count: flags.engines,
-      engine: flags.engine,
-      args: engineArgs(flags),
-      onExit: (index, code, signal) => {
-        if (!stopping)
-          process.stderr.write(
-            `switchyard serve: engine ${index} exited (${signal ?? `code ${code}`}); the gateway ejects it\n`,
-          );
-      },
-    });
-    config = parseGatewayConfig(
-      {
-        ...config,
-        backends: engines.engines.map((e, i) => ({
-          id: `engine-${i}`,
-          type: flags.engine,
-          url: e.url,
-          models: [e.model],
-          gpu: flags.engine === 'sim' ? flags.gpu : 'cpu',
-          // A sim engine runs a catalogue model whatever name it serves: policies that predict time
-          // (goodput, mooncake, preble) get its performance model. A GGUF file has none.
-          ...(flags.engine === 'sim' ? { perfModel: flags.model ?? DEFAULT_SIM_MODEL } : {}),
-          ...(e.kvEvents !== null ? { kvEvents: e.kvEvents } : {}),
-        })),
-      },
-      {},
-    );
-  }
-  let gateway: Awaited<ReturnType<typeof startGateway>>;
+function engineCount(flags: ServeFlags): number {
+  return flags.engines ?? DEFAULT_ENGINES[flags.engine];
+}
+
+/** Sim engines: the model and GPU must be in the catalogue (throws SY_ERR_UNKNOWN_NAME listing them). */
+function checkSimNames(flags: ServeFlags): void {
+  modelSpec(flags.model ?? DEFAULT_SIM_MODEL);
+  gpuSpec(flags.gpu);
+}
+
+const GIB = 1024 ** 3;
+
+/**
+ * Llama engines: the GGUF file must exist, and fit in free memory. One copy that does not fit is
+ * refused: it could only thrash or be OOM-killed. Copies for several engines that do not fit get a
+ * warning only: llama.cpp maps the file, so engines may share its pages, but each adds its own context.
+ */
+function checkLlamaModel(flags: ServeFlags, count: number, warn: (line: string) => void): void {
+  const path = flags.model as string;
+  let bytes: number;
   try {
-    gateway = await startGateway(config);
-  } catch (error) {
-    await engines?.stop();
-    throw error;
+    const stat = statSync(path);
+    if (!stat.isFile()) throw new Error('not a file');
+    bytes = stat.size;
+  } catch {
+    throw invalidArgument('model', path, 'a readable GGUF file');
   }
+  const free = freemem();
+  const gib = (n: number) => `${(n / GIB).toFixed(1)} GiB`;
+  if (bytes > free)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `--model ${path} is ${gib(bytes)} but only ${gib(free)} of memory is free; free some memory or use a smaller (more quantized) model`,
+      { param: 'model' },
+    );
+  if (bytes * count > free)
+    warn(
+      `switchyard serve: warning: ${count} llama engines x ${gib(bytes)} model = ${gib(bytes * count)}, more than the ${gib(free)} free; each engine loads the model (use --engines 1 or fewer engines)`,
+    );
+}
+
+/** Fails with one line when `host:port` cannot be bound (in use, not permitted): before any engine starts. */
+async function checkPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen({ host, port, exclusive: true }, () => resolve());
+    });
+  } catch (error) {
+    throw portError(host, port, error as NodeJS.ErrnoException);
+  } finally {
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+  }
+}
+
+function portError(host: string, port: number, error: NodeJS.ErrnoException): SwitchyardError {
+  const why =
+    error.code === 'EADDRINUSE'
+      ? 'is already in use'
+      : error.code === 'EACCES'
+        ? 'needs privileges'
+        : `cannot be bound (${error.code ?? error.message})`;
+  return new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    `port ${port} on ${host} ${why}; pick another with --port (0: any free port)`,
+    { param: 'port' },
+  );
+}
+
+/** Everything checked before starting anything; returns the config and the engine flags. */
+async function prepare(flags: ServeFlags): Promise<{ config: GatewayConfig; args: string[] | undefined }> {
+  const config = effectiveConfig(flags);
+  let args: string[] | undefined;
+  if (config.backends.length === 0) {
+    args = engineArgs(flags);
+    if (flags.engine === 'sim') checkSimNames(flags);
+    else checkLlamaModel(flags, engineCount(flags), (line) => process.stderr.write(`${line}\n`));
+  }
+  await checkPortFree(config.host, config.port);
+  return { config, args };
+}
+
+async function startEngines(
+  flags: ServeFlags,
+  args: string[],
+  isStopping: () => boolean,
+): Promise<LocalEngines> {
+  const count = engineCount(flags);
+  process.stderr.write(`switchyard serve: starting ${count} local ${flags.engine} engine(s)...\n`);
+  return startLocalEngines({
+    count,
+    engine: flags.engine,
+    args,
+    readyTimeoutMs: flags.engineStartTimeoutMs,
+    onReady: (index, engine, elapsedMs) =>
+      process.stderr.write(
+        `switchyard serve: engine ${index} ready at ${engine.url} (${(elapsedMs / 1000).toFixed(1)} s)\n`,
+      ),
+    onExit: (index, code, signal) => {
+      if (!isStopping())
+        process.stderr.write(
+          `switchyard serve: engine ${index} exited (${signal ?? `code ${code}`}); the gateway ejects it\n`,
+        );
+    },
+  });
+}
+
+/** The config with the started engines as its backends. */
+function withLocalBackends(config: GatewayConfig, flags: ServeFlags, engines: LocalEngines): GatewayConfig {
+  return parseGatewayConfig(
+    {
+      ...config,
+      backends: engines.engines.map((e, i) => ({
+        id: `engine-${i}`,
+        type: flags.engine,
+        url: e.url,
+        models: [e.model],
+        gpu: flags.engine === 'sim' ? flags.gpu : 'cpu',
+        // A sim engine runs a catalogue model whatever name it serves: policies that predict time
+        // (goodput, mooncake, preble) get its performance model. A GGUF file has none.
+        ...(flags.engine === 'sim' ? { perfModel: flags.model ?? DEFAULT_SIM_MODEL } : {}),
+        ...(e.kvEvents !== null ? { kvEvents: e.kvEvents } : {}),
+      })),
+    },
+    {},
+  );
+}
+
+function printListening(gateway: Gateway, config: GatewayConfig): void {
   const model = config.backends[0]?.models[0] ?? 'MODEL';
   const auth = config.tenants.length > 0 ? ` -H 'authorization: Bearer <tenant key>'` : '';
   process.stdout.write(
@@ -118,14 +222,72 @@ async function runServe(flags: ServeFlags): Promise<void> {
       `    -d '{"model":"${model}","messages":[{"role":"user","content":"Hello!"}],"max_tokens":32}'\n` +
       `  metrics: ${gateway.url}/metrics   ready: ${gateway.url}/ready   Ctrl-C drains and stops\n`,
   );
-  const signal = await untilSignal();
-  stopping = true;
-  process.stderr.write(
-    `switchyard serve: ${signal}: draining ${gateway.stats.inFlight} in-flight request(s) (up to ${config.drainTimeoutMs} ms)\n`,
-  );
-  await gateway.close();
-  await engines?.stop();
+}
+
+/**
+ * Waits for the first signal, then drains: a second signal prints what is still draining, a third
+ * ends the drain at once (open streams get an SSE error and `[DONE]` from close()).
+ */
+async function serveUntilStopped(gateway: Gateway, drainTimeoutMs: number): Promise<void> {
+  const say = (line: string) => process.stderr.write(`switchyard serve: ${line}\n`);
+  let first: (signal: NodeJS.Signals) => void = () => {};
+  const firstSignal = new Promise<NodeJS.Signals>((resolve) => {
+    first = resolve;
+  });
+  const unsubscribe = onEverySignal((signal, count) => {
+    if (count === 1) return first(signal);
+    const d = gateway.drainStatus();
+    const what = `${d.inFlight} request(s) (${d.streaming} streaming, ${d.queued} queued)`;
+    if (count === 2) say(`${signal}: still draining ${what}; another signal stops them now`);
+    else {
+      say(`${signal}: stopping now; ending ${what} with an error`);
+      gateway.stopDraining();
+    }
+  });
+  try {
+    const signal = await firstSignal;
+    say(`${signal}: draining ${gateway.stats.inFlight} in-flight request(s) (up to ${drainTimeoutMs} ms)`);
+    await gateway.close();
+  } finally {
+    unsubscribe();
+  }
+}
+
+async function runServe(flags: ServeFlags): Promise<void> {
+  const prepared = await prepare(flags);
+  let config = prepared.config;
+  let engines: LocalEngines | undefined;
+  let stopping = false;
+  if (prepared.args !== undefined) {
+    engines = await startEngines(flags, prepared.args, () => stopping);
+    config = withLocalBackends(config, flags, engines);
+  }
+  let gateway: Gateway;
+  try {
+    gateway = await startGateway(config);
+  } catch (error) {
+    stopping = true;
+    await engines?.stop();
+    // The port was free when checked; something took it while the engines started.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES')
+      throw portError(config.host, config.port, error as NodeJS.ErrnoException);
+    throw error;
+  }
+  printListening(gateway, config);
+  try {
+    await serveUntilStopped(gateway, config.drainTimeoutMs);
+  } finally {
+    stopping = true;
+    await engines?.stop();
+  }
   process.stderr.write('switchyard serve: stopped\n');
+}
+
+/** Commander's usage errors (unknown option, bad value) exit USAGE_EXIT_CODE like the command's own. */
+function usageExit(error: CommanderError): never {
+  if (error.exitCode === 1) throw new CommanderError(USAGE_EXIT_CODE, error.code, error.message);
+  throw error;
 }
 
 /** Registers `switchyard serve`. */
@@ -144,7 +306,11 @@ export function registerServeCommand(program: Command): void {
       nonNegativeInt,
     )
     .option('--host <host>', 'interface to listen on (default 127.0.0.1 or the config)')
-    .option('--engines <n>', 'local engines to start when the config names no backends', positiveInt, 4)
+    .option(
+      '--engines <n>',
+      `local engines to start when the config names no backends (default ${DEFAULT_ENGINES.sim} sim, ${DEFAULT_ENGINES.llama} llama)`,
+      positiveInt,
+    )
     .addOption(new Option('--engine <kind>', 'local engine kind').choices(['sim', 'llama']).default('sim'))
     .option(
       '--model <id|path>',
@@ -164,6 +330,18 @@ export function registerServeCommand(program: Command): void {
     )
     .option('--config <file>', 'gateway config (YAML)')
     .option('--admin-key <key>', 'enable /admin/* with this bearer key')
+    .option(
+      '--scrape-interval-ms <ms>',
+      "time between scrapes of each engine's /metrics, also each scrape's deadline up to 1 s (default 75 or the config)",
+      positiveInt,
+    )
+    .option(
+      '--engine-start-timeout-ms <ms>',
+      'longest wait for a local engine to start',
+      positiveInt,
+      READY_TIMEOUT_MS_DEFAULT,
+    )
+    .exitOverride(usageExit)
     .action(async (flags: ServeFlags) => {
       await runServe(flags);
     });

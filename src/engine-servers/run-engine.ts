@@ -1,8 +1,10 @@
 /**
  * The life of a built-in engine process, shared by `switchyard engine sim` and `engine llama`:
  * listen, print the ready line the local-engine supervisor reads, wait for SIGTERM or SIGINT, drain.
+ * Under a supervisor (`switchyard serve`) it also exits when the supervisor dies, so a killed
+ * gateway never leaves engines holding their ports and models.
  */
-import { untilSignal } from '../adapters/process-signals.ts';
+import { untilSignal, whenParentGone } from '../adapters/process-signals.ts';
 import { invalidArgument } from '../core/errors.ts';
 import type { EngineBackend } from './backend.ts';
 import { startOpenAiServer } from './openai-server.ts';
@@ -30,14 +32,20 @@ export interface ServeEngineOptions {
   readonly release?: () => Promise<void>;
 }
 
-/** Serves `backend` until SIGTERM or SIGINT, then drains and closes. */
+/** Wait for in-flight requests when the supervisor died: nobody is left to read their answers. */
+const ORPHAN_DRAIN_MS = 1000;
+
+/** Serves `backend` until SIGTERM or SIGINT (or its supervisor's death), then drains and closes. */
 export async function serveEngine(backend: EngineBackend, options: ServeEngineOptions): Promise<void> {
+  // Watched from the start: a parent that died while the model loaded is seen at once.
+  const parent = whenParentGone();
   const server = await startOpenAiServer(backend, {
     host: options.host,
     port: options.port,
     ownedBy: `switchyard-${options.engine}`,
     ...(options.maxWaiting === undefined ? {} : { maxWaiting: options.maxWaiting }),
   }).catch(async (error: Error) => {
+    parent.stop();
     await backend.close();
     await options.release?.();
     throw invalidArgument(
@@ -54,9 +62,17 @@ export async function serveEngine(backend: EngineBackend, options: ServeEngineOp
     kvEvents: options.kvEvents,
   };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
-  const signal = await untilSignal();
+  const why = await Promise.race([untilSignal(), parent.gone.then(() => 'parent-gone' as const)]);
+  parent.stop();
+  if (why === 'parent-gone') {
+    process.stderr.write(`switchyard engine ${options.engine}: its supervisor is gone; exiting\n`);
+    await server.close(ORPHAN_DRAIN_MS);
+    await options.release?.();
+    // Whatever else holds the loop (a KV socket, a native model thread) must not keep an orphan alive.
+    process.exit(0);
+  }
   process.stderr.write(
-    `switchyard engine ${options.engine}: ${signal}, draining ${server.inFlight} in-flight request(s) ` +
+    `switchyard engine ${options.engine}: ${why}, draining ${server.inFlight} in-flight request(s) ` +
       `(up to ${options.shutdownTimeoutS} s)\n`,
   );
   await server.close(options.shutdownTimeoutS * 1000);

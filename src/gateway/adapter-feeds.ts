@@ -3,6 +3,7 @@
  * `scrapeIntervalMs`, and vLLM-format KV events received by `KvEventSubscriber` over ZMQ.
  */
 import { KvEventSubscriber } from '../adapters/kv-events/subscriber.ts';
+import { LogLimiter, withSuppressed } from '../adapters/log-limiter.ts';
 import { MetricsScraper } from '../adapters/metrics/scraper.ts';
 import type { FeedSink, FeedTarget, SignalFeeds } from './feeds.ts';
 
@@ -15,23 +16,24 @@ export interface AdapterFeedsOptions {
   readonly now: () => number;
 }
 
-/** Errors of one source and instance are logged at most this often. */
-const ERROR_LOG_EVERY_MS = 10_000;
+/** Errors of one source and instance are logged at most this often (with a count of the rest). */
+const ERROR_LOG_EVERY_MS = 30_000;
 
 /** Scraper + subscriber behind the SignalFeeds interface. */
 export function adapterFeeds(options: AdapterFeedsOptions): SignalFeeds {
   let scraper: MetricsScraper | undefined;
   let subscriber: KvEventSubscriber | undefined;
-  const lastLogged = new Map<string, number>();
+  const limiter = new LogLimiter({ now: options.now, everyMs: ERROR_LOG_EVERY_MS });
   return {
     start(targets: readonly FeedTarget[], sink: FeedSink): void {
       const report = (id: string, source: 'metrics' | 'kv-events', error: Error): void => {
-        const key = `${source}/${id}`;
-        const now = options.now();
-        const last = lastLogged.get(key);
-        if (last !== undefined && now - last < ERROR_LOG_EVERY_MS) return;
-        lastLogged.set(key, now);
-        sink.error(id, source, error);
+        limiter.report(`${source}/${id}`, (suppressed) =>
+          sink.error(
+            id,
+            source,
+            suppressed === 0 ? error : new Error(withSuppressed(error.message, suppressed)),
+          ),
+        );
       };
       const scraped = targets.filter((t) => t.metricsUrl !== null);
       if (scraped.length > 0) {

@@ -88,6 +88,13 @@ export interface Gateway {
   drain(): Promise<void>;
   /** drain(), then stops everything. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Ends a drain now instead of at drainTimeoutMs: close() goes on at once and ends what is still
+   * open with an error (an SSE error event and `[DONE]` for a stream). Starts the drain if needed.
+   */
+  stopDraining(): void;
+  /** What a drain still waits for: live requests, of them streams already answering, and queued ones. */
+  drainStatus(): { readonly inFlight: number; readonly streaming: number; readonly queued: number };
 }
 
 /** KV blocks an instance is assumed to have until it reports its own (catalogue, or a round guess). */
@@ -282,6 +289,8 @@ export class LiveGateway implements Gateway, ExchangeHost {
   private drainPromise: Promise<void> | undefined;
   private closePromise: Promise<void> | undefined;
   private drainWaiters: (() => void)[] = [];
+  /** Ends the drain in progress at once (set while one runs). */
+  private endDrain: (() => void) | undefined;
   private wakeTimer: NodeJS.Timeout | undefined;
   /** The shared admission drive loop (the twin runs the same one). */
   private readonly driver: AdmissionDriver;
@@ -1170,13 +1179,27 @@ export class LiveGateway implements Gateway, ExchangeHost {
     this.batch?.stop();
     this.drainPromise = new Promise<void>((resolve) => {
       if (this.live.size === 0) return resolve();
-      const timer = setTimeout(resolve, this.config.drainTimeoutMs);
-      this.drainWaiters.push(() => {
+      const end = (): void => {
         clearTimeout(timer);
+        this.endDrain = undefined;
         resolve();
-      });
+      };
+      const timer = setTimeout(end, this.config.drainTimeoutMs);
+      this.endDrain = end;
+      this.drainWaiters.push(end);
     });
     return this.drainPromise;
+  }
+
+  stopDraining(): void {
+    void this.drain();
+    this.endDrain?.();
+  }
+
+  drainStatus(): { inFlight: number; streaming: number; queued: number } {
+    let streaming = 0;
+    for (const ex of this.live) if (ex.stream && ex.committed) streaming++;
+    return { inFlight: this.live.size, streaming, queued: this.stats.queued };
   }
 
   close(): Promise<void> {
