@@ -181,7 +181,7 @@ async function startEngines(
     readyTimeoutMs: flags.engineStartTimeoutMs,
     onReady: (index, engine, elapsedMs) =>
       process.stderr.write(
-        `switchyard serve: engine ${index} ready at ${engine.url} (${(elapsedMs / 1000).toFixed(1)} s)\n`,
+        `switchyard serve: engine ${index} ready at ${engine.url} (pid ${engine.pid}, ${(elapsedMs / 1000).toFixed(1)} s)\n`,
       ),
     onExit: (index, code, signal) => {
       if (!isStopping())
