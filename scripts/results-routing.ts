@@ -39,8 +39,11 @@ const CONFIG_DIR = resolve(ROOT, 'docs/results/routing');
 const SEED = 1;
 /** A live gateway's view of engine metrics: a Prometheus scrape this often. */
 const STALE_SCRAPE_MS = 100;
-/** Goodput is reported at both attainment targets: the first is the headline. */
-const TARGETS = [0.9, 0.99] as const;
+/**
+ * Goodput is reported at each of these attainment targets, a choice (`--targets 0.9,0.99`, the
+ * default); the first is the headline, the second fills the per-setting tables' second column.
+ */
+const TARGETS: readonly number[] = targetsFrom(process.argv);
 /** What every request declares as max_tokens: the production-like default, not the true length. */
 const DECLARED = DEFAULT_DECLARED_MAX_TOKENS;
 /** The shared early-rejection step every policy runs behind (its defaults: goodput's judge). */
@@ -163,6 +166,8 @@ interface Job {
   /** Behind the shared early-rejection step (every policy but the no-reject ablations). */
   readonly earlyReject: boolean;
   readonly html: boolean;
+  /** Goodput targets to sweep (the parent's TARGETS: a child has no --targets of its own). */
+  readonly targets: readonly number[];
 }
 
 /** The raw results as `--save` writes them. */
@@ -182,6 +187,17 @@ interface JobResult {
   readonly goodputByTarget: readonly number[];
   readonly report: SimReportData | undefined;
   readonly wallS: number;
+}
+
+/** The --targets list (fractions in (0, 1]), read before parseArgs so every constant has it. */
+function targetsFrom(argv: readonly string[]): number[] {
+  const at = argv.indexOf('--targets');
+  const text = at >= 0 ? argv[at + 1] : undefined;
+  const targets = (text ?? '0.9,0.99').split(',').map(Number);
+  if (targets.length === 0 || !targets.every((t) => t > 0 && t <= 1)) {
+    throw new Error(`--targets: expected fractions in (0, 1] separated by commas, got '${text}'`);
+  }
+  return targets;
 }
 
 /** The ablations that run with no early rejection at all. */
@@ -265,6 +281,7 @@ function twinSettings(setting: Setting, job: Job): TwinSettings {
     expectedRequests: undefined,
     scrapeIntervalMs: job.scrapeIntervalMs,
     earlyReject: job.earlyReject ? EARLY_REJECT : undefined,
+    goodputTarget: job.targets[0],
   };
 }
 
@@ -277,7 +294,7 @@ function runJob(settings: readonly Setting[], job: Job): JobResult {
   // `cwd` is the repository root, so the config's relative trace paths resolve as in the CLI.
   const [run] = runExperiment(twinSettings(setting, job), [job.policy], {
     goodput: true,
-    goodputTargets: TARGETS,
+    goodputTargets: job.targets,
   });
   if (run === undefined || run.goodput === undefined) throw new Error(`no result for ${job.policy}`);
   return {
@@ -312,6 +329,8 @@ async function main(): Promise<void> {
       'fresh-only': { type: 'boolean', default: false },
       /** Only the stale-signal sweeps, on every chosen setting (to add them where the default skips them). */
       'stale-only': { type: 'boolean', default: false },
+      /** Goodput attainment targets, comma-separated (read by targetsFrom). */
+      targets: { type: 'string' },
       /** Renders from several saved runs merged (comma-separated --save files). */
       merge: { type: 'string' },
       'no-progress': { type: 'boolean', default: false },
@@ -332,12 +351,20 @@ async function main(): Promise<void> {
         scrapeIntervalMs: 0,
         earlyReject: !isNoReject(policy),
         html: values.html !== undefined,
+        targets: TARGETS,
       });
     }
     // Stale signals where the trace asks for them (Azure: its sweeps are the cheap ones).
     if (values['fresh-only'] || !(stale || values['stale-only'])) continue;
     for (const policy of stalePolicies)
-      jobs.push({ setting: id, policy, scrapeIntervalMs: STALE_SCRAPE_MS, earlyReject: true, html: false });
+      jobs.push({
+        setting: id,
+        policy,
+        scrapeIntervalMs: STALE_SCRAPE_MS,
+        earlyReject: true,
+        html: false,
+        targets: TARGETS,
+      });
   }
   // The costliest first (Mooncake's long prompts, then more instances), so the pool ends together.
   const cost = (j: Job): number =>
@@ -924,6 +951,7 @@ function renderDoc(
     'npm run results:routing                     # every table here; writes this file',
     'npm run results:routing -- --html out/routing  # plus an HTML report per setting (base rate)',
     'npm run results:routing -- --full           # whole traces, no slice',
+    `npm run results:routing -- --targets ${TARGETS.join(',')}  # the goodput targets (these are the default)`,
     '# the Mooncake stale columns: the strongest peers only, merged into the default run',
     'npm run results:routing -- --save a.json',
     "npm run results:routing -- --stale-only --settings mooncake-8,mooncake-late-8 --only 'goodput;llm-d;kv-events;mooncake;prefix-affinity;kv-cost;least-request' --save b.json",
