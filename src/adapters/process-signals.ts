@@ -16,13 +16,24 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 /**
+ * The same signal again within this window is the same request: a Ctrl-C under `npm start` arrives
+ * twice, once from the terminal to the whole process group and once forwarded by npm.
+ */
+export const SIGNAL_COALESCE_MS = 250;
+
+/**
  * Calls `onSignal` for every SIGTERM or SIGINT with its 1-based count, and keeps Node's default
  * (die at once) out of the way, so a second Ctrl-C (or a wrapper such as `timeout` forwarding a
- * signal again) reaches the caller instead of killing the process mid-drain. Returns the unsubscribe.
+ * signal again) reaches the caller instead of killing the process mid-drain. A repeat of the same
+ * signal within SIGNAL_COALESCE_MS is not counted. Returns the unsubscribe.
  */
 export function onEverySignal(onSignal: (signal: NodeJS.Signals, count: number) => void): () => void {
   let count = 0;
+  let last: { signal: NodeJS.Signals; atMs: number } | undefined;
   const on = (signal: NodeJS.Signals): void => {
+    const now = Date.now();
+    if (last !== undefined && last.signal === signal && now - last.atMs < SIGNAL_COALESCE_MS) return;
+    last = { signal, atMs: now };
     count++;
     onSignal(signal, count);
   };
