@@ -7,7 +7,15 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  ftruncateSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -148,6 +156,20 @@ describe('switchyard serve: usage errors before anything starts', { timeout: HAN
         /unknown (model|gpu) 'no-such-[a-z]+'; valid: .*SY_ERR_UNKNOWN_NAME/,
       );
     }
+  });
+
+  it('a GGUF model larger than free memory exits 2 with one line before any engine starts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-serve-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    // Sparse: a terabyte by its size, no disk used.
+    const model = join(dir, 'huge.gguf');
+    const fd = openSync(model, 'w');
+    ftruncateSync(fd, 2 ** 40);
+    closeSync(fd);
+    const s = spawnServe(['--port', '0', '--engine', 'llama', '--model', model]);
+    assert.equal(await s.exited, 2);
+    assert.equal(s.stderr.length, 1, s.stderr.join('\n'));
+    assert.match(s.stderr[0] as string, /is 1024\.0 GiB but only [\d.]+ GiB of memory is free/);
   });
 
   it('a bad flag value exits 2 as well', async () => {
