@@ -65,6 +65,8 @@ export async function serveEngine(backend: EngineBackend, options: ServeEngineOp
   const why = await Promise.race([untilSignal(), parent.gone.then(() => 'parent-gone' as const)]);
   parent.stop();
   if (why === 'parent-gone') {
+    // The supervisor held the other end of stderr too: a write may fail with EPIPE, which is no news.
+    process.stderr.on('error', () => {});
     process.stderr.write(`switchyard engine ${options.engine}: its supervisor is gone; exiting\n`);
     await server.close(ORPHAN_DRAIN_MS);
     await options.release?.();
