@@ -165,14 +165,14 @@ export function createPreble(params: PrebleParams, context: PolicyContext): Rout
   let costs: Candidate[] = [];
   /** Estimated output tokens of the requests in flight per slot, and each request's share. */
   const inFlightOutput: number[] = [];
-  const inFlight = new Map<RequestId, { slot: number; generation: number; outputTokens: number }>();
+  const inFlight = new Map<RequestId, { slot: number; generation: number; estOutputTokens: number }>();
 
   const finish = (id: RequestId): void => {
     const entry = inFlight.get(id);
     if (entry === undefined) return;
     inFlight.delete(id);
     if (index.generation(entry.slot) !== entry.generation) return;
-    inFlightOutput[entry.slot] = Math.max(0, (inFlightOutput[entry.slot] ?? 0) - entry.outputTokens);
+    inFlightOutput[entry.slot] = Math.max(0, (inFlightOutput[entry.slot] ?? 0) - entry.estOutputTokens);
   };
 
   /** Output tokens whose decode time the load counts on `slot`: in flight, or routed in the window. */
@@ -303,7 +303,7 @@ export function createPreble(params: PrebleParams, context: PolicyContext): Rout
       index.learn(slot, prefix);
       finish(request.id); // a retried request is counted once, where it went last
       if (inFlight.size >= params.inFlightMax) finish(inFlight.keys().next().value as RequestId);
-      inFlight.set(request.id, { slot, generation: index.generation(slot), outputTokens });
+      inFlight.set(request.id, { slot, generation: index.generation(slot), estOutputTokens: outputTokens });
       inFlightOutput[slot] = (inFlightOutput[slot] ?? 0) + outputTokens;
     },
     onCompleted(request: Request, _id: InstanceId, _nowMs: number, generatedTokens?: number) {
