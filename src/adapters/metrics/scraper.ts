@@ -153,10 +153,7 @@ export class MetricsScraper {
     target.inFlight = undefined;
     if (!this.running || target.removed) return;
     const elapsedMs = performance.now() - startedMs;
-    const intervalMs =
-      target.failures === 0
-        ? this.opts.intervalMs
-        : Math.min(this.errorBackoffMaxMs, this.opts.intervalMs * 2 ** Math.min(target.failures - 1, 20));
+    const intervalMs = scrapeIntervalAfterMs(target.failures, this.opts.intervalMs, this.errorBackoffMaxMs);
     this.schedule(target, Math.max(0, intervalMs - elapsedMs));
   }
 
@@ -258,4 +255,13 @@ function asError(error: unknown, target: Target): Error {
     { cause: code ?? cause.name },
   );
   return wrapped;
+}
+
+/**
+ * The wait before a target's next scrape: the interval while it answers; after `failures`
+ * consecutive failures, the interval doubled per failure beyond the first, capped at `backoffMaxMs`.
+ */
+export function scrapeIntervalAfterMs(failures: number, intervalMs: number, backoffMaxMs: number): number {
+  if (failures === 0) return intervalMs;
+  return Math.min(backoffMaxMs, intervalMs * 2 ** Math.min(failures - 1, 20));
 }
