@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { assert } from '../../core/assert.ts';
 import { fmtMs, fmtNumber, fmtPct, fmtQty, fmtSeconds, fmtSi, fmtTarget } from '../../stats/format.ts';
 import { CLIENT_JS } from './html-client.ts';
+import { instanceCells } from './table.ts';
 import type { LatencyStats, SimReportData, SimSummary } from './types.ts';
 
 /** Options for renderHtmlReport. */
@@ -255,20 +256,7 @@ function summaryCards(s: SimSummary): string {
 }
 
 function instanceTable(s: SimSummary, rowsMax: number): string {
-  const rows = s.perInstance
-    .slice(0, rowsMax)
-    .map((p) => [
-      p.id,
-      p.gpu,
-      p.model,
-      String(p.tp),
-      fmtNumber(p.requests),
-      fmtPct(p.utilization),
-      fmtPct(p.kvUsageMean),
-      fmtPct(p.kvUsageMax),
-      fmtPct(p.prefixHitRate),
-      fmtNumber(p.preemptions),
-    ]);
+  const rows = s.perInstance.slice(0, rowsMax).map(instanceCells);
   const more = s.perInstance.length - rowsMax;
   const note = more > 0 ? `<p class="note">… ${fmtNumber(more)} more instances not listed</p>` : '';
   const left = rows.map(() => ['', 'l', 'l']);

@@ -148,18 +148,7 @@ function formatInstances(s: SimSummary, rowsMax: number, color: boolean): string
     3,
   );
   for (const p of s.perInstance.slice(0, rowsMax)) {
-    t.push([
-      p.id,
-      p.gpu,
-      p.model,
-      String(p.tp),
-      fmtNumber(p.requests),
-      fmtPct(p.utilization),
-      fmtPct(p.kvUsageMean),
-      fmtPct(p.kvUsageMax),
-      fmtPct(p.prefixHitRate),
-      fmtNumber(p.preemptions),
-    ]);
+    t.push(instanceCells(p));
   }
   const more = s.perInstance.length - rowsMax;
   return more > 0 ? `${t.toString()}\n… ${fmtNumber(more)} more instances` : t.toString();
@@ -232,4 +221,20 @@ function bestValue(values: readonly number[], better: Better): number {
   const finite = values.filter(Number.isFinite);
   if (better === 'none' || finite.length === 0) return Number.NaN;
   return better === 'low' ? Math.min(...finite) : Math.max(...finite);
+}
+
+/** One instance's row of the per-instance table, formatted; shared by the terminal and HTML reports. */
+export function instanceCells(p: SimSummary['perInstance'][number]): string[] {
+  return [
+    p.id,
+    p.gpu,
+    p.model,
+    String(p.tp),
+    fmtNumber(p.requests),
+    fmtPct(p.utilization),
+    fmtPct(p.kvUsageMean),
+    fmtPct(p.kvUsageMax),
+    fmtPct(p.prefixHitRate),
+    fmtNumber(p.preemptions),
+  ];
 }
