@@ -18,6 +18,7 @@
  * proxy). Fresh scraped values are shown as scraped, as the twin's scraped view does; requests sent
  * since the scrape show in `inFlight`.
  */
+import { HostAccounting } from '../core/host-accounting.ts';
 import { type InstanceRole, type InstanceView, signalsFresh } from '../core/view.ts';
 
 /** Engine signals as the metrics scraper reports them (every field optional: engines differ). */
@@ -50,7 +51,7 @@ function finite(v: number | undefined): v is number {
 }
 
 /** One instance as policies see it; the gateway mutates it, policies only read. */
-export class LiveInstance implements InstanceView {
+export class LiveInstance extends HostAccounting implements InstanceView {
   readonly id: string;
   readonly models: readonly string[];
   readonly gpu: string;
@@ -58,13 +59,11 @@ export class LiveInstance implements InstanceView {
   readonly role: InstanceRole;
   healthy = true;
   draining = false;
-  inFlight = 0;
   running = 0;
   waiting = 0;
   kvUsage = 0;
   kvBlocksTotal: number;
   blockSize: number;
-  pendingPrefillTokens = 0;
   prefixHitRate = 0;
   updatedAtMs = 0;
   /** True while the view shows host accounting instead of scraped signals. */
@@ -75,6 +74,7 @@ export class LiveInstance implements InstanceView {
   private scrapedAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(spec: LiveInstanceSpec) {
+    super();
     this.id = spec.id;
     this.models = spec.models;
     this.gpu = spec.gpu;
@@ -82,25 +82,6 @@ export class LiveInstance implements InstanceView {
     this.role = spec.role;
     this.kvBlocksTotal = spec.kvBlocksTotal;
     this.blockSize = spec.blockSize;
-  }
-
-  // ---- host accounting, as the twin keeps it too (SimInstance has the same three calls) ----
-
-  /** The gateway sent a request of `inputTokens` prompt tokens here (one attempt). */
-  sent(inputTokens: number): void {
-    this.inFlight++;
-    this.pendingPrefillTokens += inputTokens;
-  }
-
-  /** The first byte of a request sent here arrived. */
-  firstToken(inputTokens: number): void {
-    this.pendingPrefillTokens -= inputTokens;
-  }
-
-  /** An attempt sent here ended (finished or failed); `prefillPending` when no first byte came. */
-  ended(inputTokens: number, prefillPending: boolean): void {
-    this.inFlight--;
-    if (prefillPending) this.pendingPrefillTokens -= inputTokens;
   }
 
   /** Applies one scrape. Fields the engine did not report keep their previous value. */

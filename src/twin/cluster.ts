@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HostAccounting } from '../core/host-accounting.ts';
 import {
   type InstanceRole,
   type InstanceView,
@@ -46,13 +47,11 @@ export interface ViewClock {
  *   `staleAfterMs` falls back to host accounting exactly as the live view does (`signalsFresh`).
  * With `scrapeIntervalMs` 0 (the twin's oracle mode) engine signals are read live from the core.
  */
-export class SimInstance implements InstanceView {
+export class SimInstance extends HostAccounting implements InstanceView {
   readonly models: readonly string[];
   readonly role: InstanceRole = 'both';
   healthy = true;
   draining = false;
-  inFlight = 0;
-  pendingPrefillTokens = 0;
   /** Requests routed here over the run. */
   routed = 0;
   /** Virtual time the current step ends; NaN when idle. */
@@ -80,6 +79,7 @@ export class SimInstance implements InstanceView {
     /** Scrape period; 0: policies read exact engine signals (no staleness at all). */
     scrapeIntervalMs: number,
   ) {
+    super();
     this.models = [model];
     this.exact = scrapeIntervalMs === 0;
     this.staleAfterMs = SIGNAL_STALE_AFTER_SCRAPES * scrapeIntervalMs;
@@ -95,25 +95,6 @@ export class SimInstance implements InstanceView {
     s.prefixHitRate = e.prefixHitRate;
     this.scrapedAtMs = nowMs;
     this.scrapedAtOrZeroMs = nowMs;
-  }
-
-  // ---- host accounting, as the gateway keeps it (attemptStarted / firstByte / attemptEnded) ----
-
-  /** The host sent a request of `inputTokens` prompt tokens here. */
-  sent(inputTokens: number): void {
-    this.inFlight++;
-    this.pendingPrefillTokens += inputTokens;
-  }
-
-  /** The host saw the first output token of a request it sent here. */
-  firstToken(inputTokens: number): void {
-    this.pendingPrefillTokens -= inputTokens;
-  }
-
-  /** A request sent here finished or failed; `prefillPending` when no first token was seen. */
-  ended(inputTokens: number, prefillPending: boolean): void {
-    this.inFlight--;
-    if (prefillPending) this.pendingPrefillTokens -= inputTokens;
   }
 
   // ---- engine signals, as scraped ----
