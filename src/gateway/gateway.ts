@@ -22,7 +22,6 @@ import { loadModelTokenizers } from '../adapters/tokenizer/models.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import type { Request, Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
-import { estimateTokens, textPrefixChain } from '../core/text-prefix.ts';
 import type { ClusterView, InstanceView } from '../core/view.ts';
 import { gpuSpec } from '../model/gpus.ts';
 import { kvBlocksThatFit } from '../model/kv.ts';
@@ -50,13 +49,13 @@ import {
   parseGatewayConfig,
   perfModelIdOf,
 } from './config.ts';
-import { parseRouting, type RoutingFields } from './fast-parse.ts';
 import type { SignalFeeds } from './feeds.ts';
 import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
 import { bearerToken, sendError, sendJson } from './http-util.ts';
 import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
 import { Backend, Exchange, type ExchangeHost, type ExchangeKind, type ExchangeOutcome } from './proxy.ts';
+import { buildRequest, type RequestBuildContext, type TenantEntry } from './request-build.ts';
 import { type AttemptFailure, backoffMs } from './retry.ts';
 
 /** Host-side options that are not configuration. */
@@ -236,11 +235,6 @@ function onBodyError(this: ReqWithReader, error: Error): void {
   this[BODY_READER]?.error(error);
 }
 
-interface TenantEntry {
-  readonly name: string;
-  readonly priority: number | undefined;
-}
-
 /** Starts a gateway (validating the config) and resolves when it listens. */
 export async function startGateway(
   config: GatewayConfigInput | GatewayConfig,
@@ -285,6 +279,8 @@ export class LiveGateway implements Gateway, ExchangeHost {
   /** Every exchange not yet finished. */
   private readonly live = new Set<Exchange>();
   private nextId = 0;
+  /** What request-build.ts needs of the gateway. */
+  private readonly requestContext: RequestBuildContext;
   private draining = false;
   private drainPromise: Promise<void> | undefined;
   private closePromise: Promise<void> | undefined;
@@ -346,6 +342,12 @@ export class LiveGateway implements Gateway, ExchangeHost {
       }
     this.modelsJson = JSON.stringify({ object: 'list', data: modelEntries(config.backends) });
     for (const t of config.tenants) this.tenants.set(t.key, { name: t.name, priority: t.priority });
+    this.requestContext = {
+      models: this.models,
+      tokenizers: this.tokenizers,
+      slo: this.slo,
+      nextId: () => `r${++this.nextId}`,
+    };
     this.admission = createAdmissionController(admissionInput(config));
     this.driver = new AdmissionDriver(this.admission, this.admissionHost());
     this.batch = this.createBatchService();
@@ -750,7 +752,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
       let request: Request;
       try {
         const noHeaders = { headers: {} } as IncomingMessage;
-        request = this.buildRequest(kind, body, undefined, noHeaders, this.nowMs()).request;
+        request = buildRequest(this.requestContext, kind, body, undefined, noHeaders, this.nowMs()).request;
       } catch (error) {
         if (!(error instanceof SwitchyardError)) throw error;
         this.rejectEarly(res, error);
@@ -823,7 +825,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
       let request: Request;
       let stream = false;
       try {
-        const built = this.buildRequest(r.kind, result, r.tenant, r.req, r.arrivalMs);
+        const built = buildRequest(this.requestContext, r.kind, result, r.tenant, r.req, r.arrivalMs);
         request = built.request;
         stream = built.stream;
       } catch (error) {
@@ -845,88 +847,6 @@ export class LiveGateway implements Gateway, ExchangeHost {
     r.res.shouldKeepAlive = false;
     this.rejectEarly(r.res, error);
     r.req.destroy();
-  }
-
-  private buildRequest(
-    kind: ExchangeKind,
-    body: Buffer,
-    tenant: TenantEntry | undefined,
-    req: IncomingMessage,
-    arrivalMs: number,
-  ): { request: Request; stream: boolean } {
-    let json: unknown;
-    try {
-      json = JSON.parse(body.toString('utf8'));
-    } catch (error) {
-      throw new SwitchyardError(
-        'SY_ERR_INVALID_ARGUMENT',
-        `request body is not valid JSON: ${(error as Error).message}`,
-        {
-          param: 'body',
-        },
-      );
-    }
-    let model: string;
-    let inputTokens: number;
-    let maxTokens: number | undefined;
-    let stream = false;
-    let parsed: RoutingFields | undefined;
-    let prefix = undefined as Request['prefix'] | undefined;
-    if (kind === 'embeddings') {
-      const m =
-        typeof json === 'object' && json !== null ? (json as { model?: unknown; input?: unknown }) : {};
-      if (typeof m.model !== 'string' || m.model.length === 0)
-        throw new SwitchyardError(
-          'SY_ERR_INVALID_ARGUMENT',
-          'invalid request body: model: expected a string',
-          {
-            param: 'model',
-          },
-        );
-      if (m.input === undefined)
-        throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'invalid request body: input: required', {
-          param: 'input',
-        });
-      model = m.model;
-      const text = typeof m.input === 'string' ? m.input : '';
-      inputTokens = Math.max(1, typeof m.input === 'string' ? estimateTokens(text) : 1);
-      prefix = textPrefixChain('');
-    } else {
-      parsed = parseRouting(kind, json);
-      model = parsed.model;
-      inputTokens = parsed.promptTokens;
-      maxTokens = parsed.maxTokens;
-      stream = parsed.stream;
-      prefix = parsed.prefix;
-      const tokenizer = this.tokenizers.get(model);
-      if (tokenizer !== undefined) {
-        // The body passed parseRouting, so its shape is known good.
-        const tokenized = tokenizer.tokenizeBody(kind, json as Record<string, unknown>);
-        inputTokens = tokenized.promptTokens;
-        prefix = tokenized.prefix;
-      }
-    }
-    if (!this.models.has(model)) {
-      throw new SwitchyardError(
-        'SY_ERR_NOT_FOUND',
-        `model '${model}' is not served here; served: ${[...this.models].sort().join(', ')}`,
-        { param: 'model' },
-      );
-    }
-    const session = req.headers['x-session-id'];
-    const request: Request = {
-      id: `r${++this.nextId}`,
-      model,
-      tenant: tenant?.name ?? 'default',
-      priority: tenant?.priority ?? parsed?.priority ?? 0,
-      inputTokens,
-      maxTokens,
-      arrivalMs,
-      slo: this.slo,
-      prefix,
-      sessionId: typeof session === 'string' && session.length > 0 ? session : parsed?.user,
-    };
-    return { request, stream };
   }
 
   /** Offers a parsed request to admission (completions) and starts it or holds it. */
