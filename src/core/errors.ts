@@ -29,6 +29,10 @@ export const ERRORS = {
   SY_ERR_UNSUPPORTED_PARAMETER: { status: 400, type: 'invalid_request_error' },
   /** The path exists but not for this method; the answer's Allow header lists the methods. */
   SY_ERR_METHOD_NOT_ALLOWED: { status: 405, type: 'invalid_request_error' },
+  /** The gateway already holds limits.queuedBytesMax of queued request bodies: retry later. */
+  SY_ERR_QUEUE_BYTES_FULL: { status: 503, type: 'server_error' },
+  /** The tenant's queued request bodies would pass limits.tenantQueuedBytesMax: retry later. */
+  SY_ERR_TENANT_QUEUE_BYTES_FULL: { status: 429, type: 'rate_limit_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 /** One of the stable error codes. */
