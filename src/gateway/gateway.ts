@@ -37,6 +37,7 @@ import { handleAdmin } from './admin.ts';
 import { handleBatchApi, isBatchApiPath } from './batch/http.ts';
 import { BatchService } from './batch/service.ts';
 import { BATCH_PRIORITY } from './batch/state.ts';
+import { BodyReader, type BodyReaderHost, bodyTooLarge, type Reading } from './body-reader.ts';
 import {
   admissionInput,
   type GatewayConfig,
@@ -137,104 +138,6 @@ function modelEntries(backends: GatewayConfig['backends']): Record<string, unkno
   });
 }
 
-/** A request body being read, and what to do when it is late. */
-interface Reading {
-  readonly res: ServerResponse;
-  readonly deadlineMs: number;
-  /** Gives up the read and answers `error`. */
-  fail(error: SwitchyardError): void;
-}
-
-const BODY_READER = Symbol('switchyard.bodyReader');
-type ReqWithReader = IncomingMessage & { [BODY_READER]?: BodyReader };
-
-function bodyTooLarge(bytesMax: number): SwitchyardError {
-  return new SwitchyardError(
-    'SY_ERR_REQUEST_TOO_LARGE',
-    `request body exceeds ${bytesMax} bytes (limits.bodyBytesMax)`,
-    { param: 'body' },
-  );
-}
-
-/**
- * A completion body being read: `readBody`'s behaviour (a declared or actual size over the limit
- * fails at once, the rest unread), with one object per request and shared listener functions (they
- * find their reader on the request) instead of a handful of closures.
- */
-class BodyReader implements Reading {
-  private first: Buffer | undefined = undefined;
-  private chunks: Buffer[] | undefined = undefined;
-  size = 0;
-  finished = false;
-
-  constructor(
-    readonly gateway: LiveGateway,
-    readonly req: IncomingMessage,
-    readonly res: ServerResponse,
-    readonly kind: ExchangeKind,
-    readonly tenant: TenantEntry | undefined,
-    readonly arrivalMs: number,
-    readonly deadlineMs: number,
-  ) {}
-
-  fail(error: SwitchyardError): void {
-    this.finished = true;
-    this.gateway.bodyFailed(this, error);
-  }
-
-  data(chunk: Buffer): void {
-    if (this.finished) return;
-    this.size += chunk.length;
-    const max = this.gateway.limits.bodyBytesMax;
-    if (this.size > max) {
-      this.finished = true;
-      this.first = undefined;
-      this.chunks = undefined;
-      this.req.pause();
-      this.gateway.bodyRead(this, bodyTooLarge(max));
-      return;
-    }
-    if (this.first === undefined) this.first = chunk;
-    else if (this.chunks === undefined) this.chunks = [this.first, chunk];
-    else this.chunks.push(chunk);
-  }
-
-  end(): void {
-    if (this.finished) return;
-    this.finished = true;
-    const body =
-      this.chunks !== undefined
-        ? Buffer.concat(this.chunks, this.size)
-        : (this.first ?? Buffer.concat([], 0));
-    this.first = undefined;
-    this.chunks = undefined;
-    this.gateway.bodyRead(this, body);
-  }
-
-  error(error: Error): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.gateway.bodyRead(
-      this,
-      new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `request body could not be read: ${error.message}`, {
-        param: 'body',
-      }),
-    );
-  }
-}
-
-function onBodyData(this: ReqWithReader, chunk: Buffer): void {
-  this[BODY_READER]?.data(chunk);
-}
-
-function onBodyEnd(this: ReqWithReader): void {
-  this[BODY_READER]?.end();
-}
-
-function onBodyError(this: ReqWithReader, error: Error): void {
-  this[BODY_READER]?.error(error);
-}
-
 /** Starts a gateway (validating the config) and resolves when it listens. */
 export async function startGateway(
   config: GatewayConfigInput | GatewayConfig,
@@ -246,7 +149,7 @@ export async function startGateway(
 }
 
 /** @internal The gateway's state. `startGateway` is the interface. */
-export class LiveGateway implements Gateway, ExchangeHost {
+export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   readonly config: GatewayConfig;
   readonly limits: LimitsConfig;
   readonly stats = new GatewayStats();
@@ -803,10 +706,7 @@ export class LiveGateway implements Gateway, ExchangeHost {
       return;
     }
     this.reading.add(reader);
-    (req as ReqWithReader)[BODY_READER] = reader;
-    req.on('data', onBodyData);
-    req.on('end', onBodyEnd);
-    req.on('error', onBodyError);
+    reader.attach();
   }
 
   /**
