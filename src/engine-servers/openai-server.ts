@@ -5,7 +5,8 @@
  *   `usage.prompt_tokens_details.cached_tokens`; `stream_options.include_usage` adds a usage chunk.
  *   Headers go out with the first token (or the error), so a refusal keeps its HTTP status.
  * - `POST /v1/embeddings`: the backend's, or deterministic pseudo-embeddings of the input text
- *   (hash vectors, no meaning: /v1/models says `"embeddings": "hash"`).
+ *   (hash vectors, no meaning: /v1/models says `"embeddings": "hash"`); inputs, tokens, dimensions
+ *   and the answer's size are bounded, and the answer streams in slices (see embeddings.ts).
  * - `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`, `GET /metrics` (vLLM's metric names).
  * - OpenAI parameters the engines do not implement (tools, response_format, logprobs, n > 1, ...)
  *   get 400 SY_ERR_UNSUPPORTED_PARAMETER naming them (`builtinEngineRefusal`), never silence.
@@ -13,13 +14,21 @@
  *
  * Errors are OpenAI-style JSON from SwitchyardError: a bad body 400, a wrong model 404, a body past
  * `bodyBytesMax` 413, more than `maxWaiting` queued 429 with Retry-After (the gateway retries it on
- * another instance), shutting down 503. A client that disconnects aborts its generation.
+ * another instance), shutting down 503. A client that disconnects aborts its generation. A request
+ * Node's HTTP parser refuses (garbage, HTTP/1.1 without Host) gets a JSON 400 too, then the
+ * connection closes.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { z } from 'zod';
+import type { Duplex } from 'node:stream';
 import { ERRORS, type ErrorCode, invalidArgument, SwitchyardError } from '../core/errors.ts';
 import {
   builtinEngineRefusal,
@@ -27,18 +36,21 @@ import {
   parseCompletionBody,
   SSE_DONE,
 } from '../core/openai-api.ts';
-import { estimateTokens } from '../core/text-prefix.ts';
 import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage } from './backend.ts';
+import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './embeddings.ts';
 import { VllmMetrics } from './vllm-metrics.ts';
+
+export {
+  EMBEDDING_DIMENSIONS_DEFAULT,
+  EMBEDDING_DIMENSIONS_MAX,
+  EMBEDDING_INPUTS_MAX,
+  EMBEDDING_OUTPUT_FLOATS_MAX,
+  EMBEDDING_TOKENS_MAX,
+  pseudoEmbedding,
+} from './embeddings.ts';
 
 /** Default bound on a request body. */
 export const BODY_BYTES_MAX_DEFAULT = 32 << 20;
-/** Default embedding width of the pseudo-embeddings. */
-export const EMBEDDING_DIMENSIONS_DEFAULT = 384;
-/** Widest embedding a request may ask for. */
-export const EMBEDDING_DIMENSIONS_MAX = 8192;
-/** Inputs one embeddings request may carry. */
-export const EMBEDDING_INPUTS_MAX = 2048;
 /** Default wait for in-flight generations when closing. */
 export const CLOSE_GRACE_MS_DEFAULT = 30_000;
 
@@ -112,42 +124,6 @@ function usageJson(usage: GenerationUsage): string {
     `"prompt_tokens_details":{"cached_tokens":${usage.cachedTokens}}}`
   );
 }
-
-/** Deterministic unit vector from a text: xorshift32 seeded by the text's FNV-1a hash. */
-export function pseudoEmbedding(text: string, dimensions: number): number[] {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  let x = h >>> 0 || 1;
-  const out = new Array<number>(dimensions);
-  let norm = 0;
-  for (let i = 0; i < dimensions; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    const v = (x >>> 0) / 0x80000000 - 1;
-    out[i] = v;
-    norm += v * v;
-  }
-  const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
-  for (let i = 0; i < dimensions; i++) out[i] = out[i]! * scale;
-  return out;
-}
-
-const embeddingBodySchema = z.looseObject({
-  model: z.string().min(1).max(512),
-  input: z.union([
-    z.string(),
-    z.array(z.string()).min(1).max(EMBEDDING_INPUTS_MAX),
-    z.array(z.number().int().min(0)).min(1),
-    z
-      .array(z.array(z.number().int().min(0)).min(1))
-      .min(1)
-      .max(EMBEDDING_INPUTS_MAX),
-  ]),
-  encoding_format: z.enum(['float', 'base64']).optional(),
-  dimensions: z.number().int().min(1).max(EMBEDDING_DIMENSIONS_MAX).optional(),
-  user: z.string().max(256).optional(),
-});
 
 /** The engine's paths and the methods each takes (the Allow header of a 405). */
 const ENGINE_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
@@ -360,9 +336,14 @@ class EngineHttpServer {
     };
     this.modelBody = JSON.stringify(model);
     this.modelsBody = JSON.stringify({ object: 'list', data: [model] });
-    this.http = createServer({ keepAlive: true, noDelay: true }, (req, res) => this.handle(req, res));
+    // Host-less HTTP/1.1 requests reach `handle`, which answers them in JSON: with Node's own check
+    // they would get its empty 400.
+    this.http = createServer({ keepAlive: true, noDelay: true, requireHostHeader: false }, (req, res) =>
+      this.handle(req, res),
+    );
     this.http.keepAliveTimeout = 30_000;
     this.http.headersTimeout = 35_000;
+    this.http.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => clientError(error, socket));
   }
 
   get inFlight(): number {
@@ -417,6 +398,23 @@ class EngineHttpServer {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    if (req.headers.host === undefined && req.httpVersion === '1.1') {
+      // RFC 9112 section 3.2: a server answers 400 to an HTTP/1.1 request without Host.
+      req.resume();
+      res.shouldKeepAlive = false;
+      sendError(
+        res,
+        new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          'malformed HTTP request: HTTP/1.1 without a Host header',
+          {
+            param: 'host',
+          },
+        ),
+        { connection: 'close' },
+      );
+      return;
+    }
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
@@ -590,60 +588,46 @@ class EngineHttpServer {
   private async embeddings(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await this.body(req, res);
     if (body === undefined) return;
+    let request: EmbeddingRequest;
+    let vectors: readonly (readonly number[])[] | undefined;
     try {
-      const r = embeddingBodySchema.safeParse(body);
-      if (!r.success) {
-        const first = r.error.issues[0];
-        const param = first === undefined ? 'body' : first.path.map(String).join('.') || 'body';
-        throw new SwitchyardError(
-          'SY_ERR_INVALID_ARGUMENT',
-          `invalid request body: ${param}: ${first?.message}`,
-          {
-            param,
-          },
-        );
-      }
-      const data = r.data;
-      this.checkModel(data.model);
-      const raw = data.input;
-      const texts: string[] = [];
-      let promptTokens = 0;
-      let tokenIds = false;
-      if (typeof raw === 'string') texts.push(raw);
-      else if (typeof raw[0] === 'string') texts.push(...(raw as string[]));
-      else if (typeof raw[0] === 'number') {
-        tokenIds = true;
-        texts.push((raw as number[]).join(' '));
-        promptTokens = raw.length;
-      } else {
-        tokenIds = true;
-        for (const ids of raw as number[][]) {
-          texts.push(ids.join(' '));
-          promptTokens += ids.length;
-        }
-      }
-      if (!tokenIds) for (const t of texts) promptTokens += Math.max(1, estimateTokens(t));
-      const dimensions = data.dimensions ?? EMBEDDING_DIMENSIONS_DEFAULT;
-      const vectors =
-        this.backend.embed !== undefined && !tokenIds
-          ? await this.backend.embed(texts)
-          : texts.map((t) => pseudoEmbedding(t, dimensions));
-      const base64 = data.encoding_format === 'base64';
-      const out = {
-        object: 'list',
-        data: vectors.map((v, index) => ({
-          object: 'embedding',
-          index,
-          embedding: base64 ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v,
-        })),
-        model: data.model,
-        usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
-      };
-      sendJson(res, 200, JSON.stringify(out), this.closingHeaders());
+      request = parseEmbeddingBody(body);
+      this.checkModel(request.model);
+      if (this.backend.embed !== undefined && !request.tokenIds)
+        vectors = await this.backend.embed(request.texts);
     } catch (error) {
       sendError(res, error as Error);
+      return;
     }
+    await writeEmbeddings(res, request, vectors, this.closingHeaders());
   }
+}
+
+/**
+ * Requests Node's parser refused (garbage, a head past Node's limit, a stalled head): one JSON error
+ * in OpenAI's shape, then close. A socket already answering a request, or no longer writable, just
+ * closes: a second status line would corrupt the answer under way.
+ */
+function clientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+  const pending = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+  if ((pending !== undefined && pending !== null) || !socket.writable || error.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const e =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', 'request head too large', { param: 'headers' })
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new SwitchyardError('SY_ERR_REQUEST_TIMEOUT', 'request not received in time')
+        : new SwitchyardError(
+            'SY_ERR_INVALID_ARGUMENT',
+            `malformed HTTP request (${error.code ?? 'parse error'})`,
+          );
+  const body = JSON.stringify(e.toJSON());
+  socket.end(
+    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? 'Error'}\r\nconnection: close\r\n` +
+      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
 }
 
 /** Starts the OpenAI-compatible server over `backend`; resolves once it listens. */
