@@ -5,6 +5,12 @@
  * the children's stderr with a prefix, reports a child that dies, and stops them all (SIGTERM, then
  * SIGKILL after a grace period).
  *
+ * With a `restart` policy, a child that exits while it should be running is started again on the
+ * same port (and the same KV-event endpoint), after a backoff that doubles from `backoffMsMin` to
+ * `backoffMsMax`; past `restartsMax` restarts within `windowMs` the supervisor gives up on that
+ * engine (one `onGiveUp`). The gateway in front sees the engine fail its health checks, then pass
+ * them again, and re-admits it.
+ *
  * Each child runs in its own process group, so a terminal's Ctrl-C (or a wrapper signalling the
  * group) reaches only the supervisor, which drains first and then stops the engines in order. Each
  * child's stdin is a pipe the supervisor holds for the child's life: when the supervisor dies, however
@@ -34,6 +40,7 @@ export interface LocalEngine {
   readonly url: string;
   /** Its KV-event ZMQ endpoint, or null when it publishes none. */
   readonly kvEvents: string | null;
+  /** The current child's pid (a restart changes it). */
   readonly pid: number;
   /** The model name requests must use. */
   readonly model: string;
@@ -46,6 +53,25 @@ export interface LocalEngines {
   stop(): Promise<void>;
 }
 
+/** When and how often a child that died is started again. */
+export interface RestartPolicy {
+  /** Wait before the first restart; each restart within the window doubles it. */
+  readonly backoffMsMin: number;
+  /** Longest wait before a restart. */
+  readonly backoffMsMax: number;
+  /** Most restarts of one engine within `windowMs`; one more death and the supervisor gives up on it. */
+  readonly restartsMax: number;
+  readonly windowMs: number;
+}
+
+/** The restart policy `switchyard serve` uses: 0.5 s doubling to 10 s, at most 5 restarts a minute. */
+export const RESTART_POLICY_DEFAULT: RestartPolicy = {
+  backoffMsMin: 500,
+  backoffMsMax: 10_000,
+  restartsMax: 5,
+  windowMs: 60_000,
+};
+
 /** Options of `startLocalEngines`. */
 export interface LocalEnginesOptions {
   readonly count: number;
@@ -54,8 +80,14 @@ export interface LocalEnginesOptions {
   readonly args: readonly string[];
   /** A child exited after it was ready and before `stop` (code or signal, as node reports them). */
   onExit?(index: number, code: number | null, signal: NodeJS.Signals | null): void;
-  /** A child printed its ready line, `elapsedMs` after the supervisor spawned it. */
+  /** A child printed its ready line, `elapsedMs` after the supervisor spawned it (restarts too). */
   onReady?(index: number, engine: LocalEngine, elapsedMs: number): void;
+  /** Restart children that die; unset: a dead child stays dead. */
+  readonly restart?: RestartPolicy;
+  /** A restart of engine `index` is due in `delayMs`; `restarts` counts those within the window, this one included. */
+  onRestart?(index: number, restarts: number, delayMs: number): void;
+  /** Engine `index` died again after `restarts` restarts within the window: it stays down. */
+  onGiveUp?(index: number, restarts: number): void;
   /** Wait for each ready line; default READY_TIMEOUT_MS_DEFAULT. */
   readonly readyTimeoutMs?: number;
   /** Wait between SIGTERM and SIGKILL; default STOP_GRACE_MS_DEFAULT. */
@@ -65,7 +97,6 @@ export interface LocalEnginesOptions {
 }
 
 interface Child {
-  readonly index: number;
   readonly process: ChildProcess;
   readonly exited: Promise<void>;
   alive: boolean;
@@ -87,6 +118,190 @@ function parseReady(line: string): LocalEngine | undefined {
 }
 
 /**
+ * The wait before a restart when `recent` restarts happened within the window: `backoffMsMin`
+ * doubled per recent restart, at most `backoffMsMax`.
+ */
+export function restartDelayMs(policy: RestartPolicy, recent: number): number {
+  return Math.min(policy.backoffMsMax, policy.backoffMsMin * 2 ** Math.min(recent, 30));
+}
+
+/** One engine slot: its current child, what it announced, and its restart history. */
+class Slot {
+  child: Child | undefined;
+  /** Set once the first child was ready: where restarts must listen again. */
+  engine: LocalEngine | undefined;
+  /** performance.now() of each restart within the window (oldest first). */
+  readonly restartsMs: number[] = [];
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(readonly index: number) {}
+}
+
+/** The supervisor proper; `startLocalEngines` is its public face. */
+class Supervisor {
+  private readonly slots: Slot[];
+  private stopping = false;
+  private readonly log: (line: string) => void;
+  private readonly readyTimeoutMs: number;
+
+  constructor(private readonly options: LocalEnginesOptions) {
+    this.slots = Array.from({ length: options.count }, (_, i) => new Slot(i));
+    this.log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    this.readyTimeoutMs = options.readyTimeoutMs ?? READY_TIMEOUT_MS_DEFAULT;
+  }
+
+  /** Starts every child; resolves with the engines once all are ready (stopping all on a failure). */
+  async start(): Promise<LocalEngines> {
+    const readies = this.slots.map((slot) => this.spawn(slot));
+    // The first failure stops the rest; their own rejections then have nobody to tell.
+    for (const ready of readies) ready.catch(() => {});
+    try {
+      await Promise.all(readies);
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+    const engines = this.slots.map((slot) => this.view(slot));
+    return { engines, stop: () => this.stop() };
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const slot of this.slots) clearTimeout(slot.timer);
+    const children = this.slots.flatMap((s) => (s.child === undefined ? [] : [s.child]));
+    for (const child of children) if (child.alive) child.process.kill('SIGTERM');
+    const all = Promise.all(children.map((c) => c.exited));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), this.options.stopGraceMs ?? STOP_GRACE_MS_DEFAULT);
+    });
+    if ((await Promise.race([all, late])) === 'late') {
+      for (const child of children) if (child.alive) child.process.kill('SIGKILL');
+      await all;
+    }
+    clearTimeout(timer);
+  }
+
+  /** The slot's engine as callers see it: the pid follows restarts. */
+  private view(slot: Slot): LocalEngine {
+    const engine = slot.engine!;
+    return {
+      url: engine.url,
+      model: engine.model,
+      kvEvents: engine.kvEvents,
+      get pid() {
+        return slot.child?.process.pid ?? 0;
+      },
+    };
+  }
+
+  /** Where the child listens: a free port the first time, the first child's port and KV endpoint after. */
+  private placeArgs(slot: Slot): string[] {
+    const engine = slot.engine;
+    if (engine === undefined) return ['--port', '0'];
+    const kv = engine.kvEvents === null ? [] : ['--kv-events', engine.kvEvents];
+    return [...kv, '--port', new URL(engine.url).port];
+  }
+
+  /** Spawns the slot's child; resolves when it printed its ready line, rejects if it dies or stays silent. */
+  private spawn(slot: Slot): Promise<LocalEngine> {
+    const { index } = slot;
+    const spawnedMs = performance.now();
+    const proc = spawn(
+      process.execPath,
+      [BIN, 'engine', this.options.engine, ...this.options.args, ...this.placeArgs(slot)],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: true,
+        env: { ...process.env, [PARENT_PIPE_ENV]: 'stdin' },
+      },
+    );
+    // Never written to: it only has to stay open while this process lives. A child that exits
+    // makes writes fail, and there are none; errors on it are the child's exit, reported below.
+    proc.stdin?.on('error', () => {});
+    let stderrTail = '';
+    const prefix = `[engine ${index}] `;
+    createInterface({ input: proc.stderr! }).on('line', (line) => {
+      stderrTail = (stderrTail + line + '\n').slice(-STDERR_TAIL_CHARS);
+      this.log(prefix + line);
+    });
+    const child: Child = {
+      process: proc,
+      alive: true,
+      exited: new Promise((resolve) => proc.once('close', () => resolve())),
+    };
+    slot.child = child;
+    let ready = false;
+    return new Promise<LocalEngine>((resolve, reject) => {
+      const fail = (why: string): void => {
+        clearTimeout(timer);
+        reject(
+          new SwitchyardError(
+            'SY_ERR_UPSTREAM',
+            `engine ${index} (${this.options.engine}) ${why}${stderrTail === '' ? '' : `; its stderr ends:\n${stderrTail}`}`,
+            { param: 'engine', index },
+          ),
+        );
+      };
+      const timer = setTimeout(() => {
+        fail(`printed no ready line within ${this.readyTimeoutMs} ms`);
+        // A restarted child that never gets ready is a death like any other.
+        if (slot.engine !== undefined && child.alive) proc.kill('SIGKILL');
+      }, this.readyTimeoutMs);
+      createInterface({ input: proc.stdout! }).on('line', (line) => {
+        if (!ready) {
+          const engine = parseReady(line);
+          if (engine !== undefined) {
+            ready = true;
+            clearTimeout(timer);
+            slot.engine ??= engine;
+            const started = { ...engine, pid: proc.pid ?? 0 };
+            this.options.onReady?.(index, started, performance.now() - spawnedMs);
+            resolve(started);
+            return;
+          }
+        }
+        this.log(prefix + line);
+      });
+      proc.once('error', (error) => fail(`could not start: ${error.message}`));
+      // 'close' comes after the child's stdio closed, so its last stderr lines are in the tail.
+      proc.once('close', (code, signal) => {
+        child.alive = false;
+        if (!ready) fail(`exited (code ${code}, signal ${signal}) before it was ready`);
+        else if (!this.stopping) this.options.onExit?.(index, code, signal);
+        // Only a child that was once ready is restarted: one that cannot start fails `start`.
+        if (!this.stopping && slot.engine !== undefined) this.died(slot);
+      });
+    });
+  }
+
+  /** A child of a started slot died: schedule its restart, or give up past the bound. */
+  private died(slot: Slot): void {
+    const policy = this.options.restart;
+    if (policy === undefined) return;
+    const nowMs = performance.now();
+    while (slot.restartsMs.length > 0 && nowMs - slot.restartsMs[0]! > policy.windowMs)
+      slot.restartsMs.shift();
+    const recent = slot.restartsMs.length;
+    if (recent >= policy.restartsMax) {
+      this.options.onGiveUp?.(slot.index, recent);
+      return;
+    }
+    const delayMs = restartDelayMs(policy, recent);
+    slot.restartsMs.push(nowMs + delayMs);
+    this.options.onRestart?.(slot.index, recent + 1, delayMs);
+    slot.timer = setTimeout(() => {
+      slot.timer = undefined;
+      if (this.stopping) return;
+      // A failure (port taken, silent) ends in the child's 'close', which comes back here.
+      this.spawn(slot).catch((error: Error) =>
+        this.log(`[engine ${slot.index}] restart failed: ${error.message}`),
+      );
+    }, delayMs);
+  }
+}
+
+/**
  * Starts `count` engines and resolves once every one printed its ready line. Rejects (after stopping
  * the ones that started) when a child exits or stays silent past `readyTimeoutMs`; the error carries
  * the end of that child's stderr.
@@ -100,101 +315,5 @@ export async function startLocalEngines(options: LocalEnginesOptions): Promise<L
       { param: 'count' },
     );
   }
-  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const readyTimeoutMs = options.readyTimeoutMs ?? READY_TIMEOUT_MS_DEFAULT;
-  const graceMs = options.stopGraceMs ?? STOP_GRACE_MS_DEFAULT;
-  const children: Child[] = [];
-  let stopping = false;
-
-  const stop = async (): Promise<void> => {
-    stopping = true;
-    for (const child of children) if (child.alive) child.process.kill('SIGTERM');
-    const all = Promise.all(children.map((c) => c.exited));
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), graceMs);
-    });
-    if ((await Promise.race([all, late])) === 'late') {
-      for (const child of children) if (child.alive) child.process.kill('SIGKILL');
-      await all;
-    }
-    clearTimeout(timer);
-  };
-
-  const readies = new Array<Promise<LocalEngine>>(count);
-  for (let index = 0; index < count; index++) {
-    const spawnedMs = performance.now();
-    const proc = spawn(process.execPath, [BIN, 'engine', options.engine, ...options.args, '--port', '0'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      detached: true,
-      env: { ...process.env, [PARENT_PIPE_ENV]: 'stdin' },
-    });
-    // Never written to: it only has to stay open while this process lives. A child that exits
-    // makes writes fail, and there are none; errors on it are the child's exit, reported below.
-    proc.stdin?.on('error', () => {});
-    let stderrTail = '';
-    const prefix = `[engine ${index}] `;
-    createInterface({ input: proc.stderr! }).on('line', (line) => {
-      stderrTail = (stderrTail + line + '\n').slice(-STDERR_TAIL_CHARS);
-      log(prefix + line);
-    });
-    const child: Child = {
-      index,
-      process: proc,
-      alive: true,
-      exited: new Promise((resolve) => proc.once('close', () => resolve())),
-    };
-    children.push(child);
-    let ready = false;
-    readies[index] = new Promise<LocalEngine>((resolve, reject) => {
-      const fail = (why: string): void => {
-        clearTimeout(timer);
-        reject(
-          new SwitchyardError(
-            'SY_ERR_UPSTREAM',
-            `engine ${index} (${options.engine}) ${why}${stderrTail === '' ? '' : `; its stderr ends:\n${stderrTail}`}`,
-            { param: 'engine', index },
-          ),
-        );
-      };
-      const timer = setTimeout(
-        () => fail(`printed no ready line within ${readyTimeoutMs} ms`),
-        readyTimeoutMs,
-      );
-      createInterface({ input: proc.stdout! }).on('line', (line) => {
-        if (!ready) {
-          const engine = parseReady(line);
-          if (engine !== undefined) {
-            ready = true;
-            clearTimeout(timer);
-            const started = { ...engine, pid: proc.pid ?? 0 };
-            options.onReady?.(index, started, performance.now() - spawnedMs);
-            resolve(started);
-            return;
-          }
-        }
-        log(prefix + line);
-      });
-      proc.once('error', (error) => fail(`could not start: ${error.message}`));
-      // 'close' comes after the child's stdio closed, so its last stderr lines are in the tail.
-      proc.once('close', (code, signal) => {
-        child.alive = false;
-        if (!ready) {
-          fail(`exited (code ${code}, signal ${signal}) before it was ready`);
-        } else if (!stopping) {
-          options.onExit?.(index, code, signal);
-        }
-      });
-    });
-  }
-
-  // The first failure stops the rest; their own rejections then have nobody to tell.
-  for (const ready of readies) ready.catch(() => {});
-  try {
-    const engines = await Promise.all(readies);
-    return { engines, stop };
-  } catch (error) {
-    await stop();
-    throw error;
-  }
+  return new Supervisor(options).start();
 }

@@ -11,7 +11,12 @@ import { statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { freemem } from 'node:os';
 import { type Command, CommanderError, Option } from 'commander';
-import { type LocalEngines, READY_TIMEOUT_MS_DEFAULT, startLocalEngines } from '../adapters/local-engines.ts';
+import {
+  type LocalEngines,
+  READY_TIMEOUT_MS_DEFAULT,
+  RESTART_POLICY_DEFAULT,
+  startLocalEngines,
+} from '../adapters/local-engines.ts';
 import { onEverySignal } from '../adapters/process-signals.ts';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, loadGatewayConfig, parseGatewayConfig } from '../gateway/config.ts';
@@ -189,6 +194,16 @@ async function startEngines(
           `switchyard serve: engine ${index} exited (${signal ?? `code ${code}`}); the gateway ejects it\n`,
         );
     },
+    // A crashed engine comes back on its port; the gateway's health checks re-admit it.
+    restart: RESTART_POLICY_DEFAULT,
+    onRestart: (index, restarts, delayMs) =>
+      process.stderr.write(
+        `switchyard serve: restarting engine ${index} in ${(delayMs / 1000).toFixed(1)} s (restart ${restarts} of at most ${RESTART_POLICY_DEFAULT.restartsMax} in ${RESTART_POLICY_DEFAULT.windowMs / 1000} s)\n`,
+      ),
+    onGiveUp: (index, restarts) =>
+      process.stderr.write(
+        `switchyard serve: engine ${index} died after ${restarts} restarts in ${RESTART_POLICY_DEFAULT.windowMs / 1000} s; giving up on it (it stays ejected)\n`,
+      ),
   });
 }
 
