@@ -1,0 +1,153 @@
+/**
+ * End-to-end: `switchyard serve` restarts a local engine that crashes. The real CLI starts two sim
+ * engines; one is SIGKILLed; serve logs the death and the restart, a new process answers on the same
+ * port, the gateway ejects the engine while it is down and re-admits it after, and requests succeed
+ * throughout. Deadlines here only guard against hangs.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
+/** Guard against a hang, not a performance bound. */
+const HANG_GUARD_MS = 60_000;
+const ADMIN_KEY = 'restart-test-admin';
+const MODEL = 'llama-3.1-8b';
+
+let serve: ChildProcess | undefined;
+const dir = mkdtempSync(join(tmpdir(), 'sy-serve-restart-'));
+after(async () => {
+  if (serve !== undefined && serve.exitCode === null && serve.signalCode === null) {
+    const exited = new Promise((resolve) => serve?.once('close', resolve));
+    serve.kill('SIGKILL');
+    await exited;
+  }
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Polls `check` until it is true; fails after HANG_GUARD_MS with `what`. */
+async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + HANG_GUARD_MS;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Each engine's ready lines in order: [index, url, pid]. */
+function readyLines(stderr: readonly string[]): [number, string, number][] {
+  return stderr.flatMap((l) => {
+    const m = /engine (\d+) ready at (\S+) \(pid (\d+),/.exec(l);
+    return m === null ? [] : [[Number(m[1]), m[2] as string, Number(m[3])] as [number, string, number]];
+  });
+}
+
+interface InstanceJson {
+  id: string;
+  url: string;
+  healthy: boolean;
+}
+
+async function instances(url: string): Promise<InstanceJson[]> {
+  const res = await fetch(`${url}/admin/instances`, {
+    headers: { authorization: `Bearer ${ADMIN_KEY}` },
+    signal: AbortSignal.timeout(HANG_GUARD_MS),
+  });
+  assert.equal(res.status, 200);
+  return ((await res.json()) as { instances: InstanceJson[] }).instances;
+}
+
+async function chat(url: string): Promise<number> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }),
+    signal: AbortSignal.timeout(HANG_GUARD_MS),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+test('a SIGKILLed engine is restarted on its port, re-admitted, and serves again', {
+  timeout: HANG_GUARD_MS * 2,
+}, async () => {
+  const config = join(dir, 'gateway.yaml');
+  // Quick health checks, so the ejection and the re-admission both happen within the test.
+  writeFileSync(
+    config,
+    'healthCheck:\n  intervalMs: 100\n  timeoutMs: 1000\n  failuresToEject: 1\n  successesToReadmit: 1\n',
+  );
+  const child = spawn(
+    process.execPath,
+    [
+      BIN,
+      'serve',
+      '--port',
+      '0',
+      '--engines',
+      '2',
+      '--time-scale',
+      '0.05',
+      '--admin-key',
+      ADMIN_KEY,
+      '--config',
+      config,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  serve = child;
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  createInterface({ input: child.stdout! }).on('line', (l) => stdout.push(l));
+  createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
+  await until('the listening line', () => {
+    if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${stderr.join('\n')}`);
+    return stdout.some((l) => l.includes('listening on'));
+  });
+  const url = /listening on (http:\/\/\S+)/.exec(stdout.join('\n'))?.[1] as string;
+  const first = readyLines(stderr);
+  assert.equal(first.length, 2, stderr.join('\n'));
+  const [, engineUrl, oldPid] = first.find(([i]) => i === 0)!;
+  assert.equal(await chat(url), 200);
+
+  process.kill(oldPid, 'SIGKILL');
+  await until('the restart line', () => stderr.some((l) => l.includes('restarting engine 0 in 0.5 s')));
+  assert.ok(
+    stderr.some((l) => l.includes('engine 0 exited (SIGKILL)')),
+    stderr.join('\n'),
+  );
+  // While engine 0 is down, engine 1 serves every request.
+  for (let i = 0; i < 5; i++) assert.equal(await chat(url), 200);
+  await until('engine 0 ready again', () => readyLines(stderr).length === 3);
+  const [index, newUrl, newPid] = readyLines(stderr)[2]!;
+  assert.equal(index, 0);
+  assert.equal(newUrl, engineUrl, 'the same port');
+  assert.notEqual(newPid, oldPid);
+  const direct = await fetch(`${engineUrl}/health`);
+  assert.equal(direct.status, 200, 'the new process answers on the old port');
+  await until('engine-0 re-admitted', async () => (await instances(url)).every((i) => i.healthy));
+  assert.ok(
+    stderr.some((l) => /instance engine-0 ejected/.test(l)),
+    `the gateway ejected engine-0 while it was down:\n${stderr.join('\n')}`,
+  );
+  assert.ok(
+    stderr.some((l) => /instance engine-0 re-admitted/.test(l)),
+    stderr.join('\n'),
+  );
+  assert.equal((await fetch(`${url}/ready`)).status, 200);
+  const statuses = await Promise.all(Array.from({ length: 20 }, () => chat(url)));
+  assert.deepEqual(new Set(statuses), new Set([200]));
+  // The restarted engine takes its share: its own counters moved.
+  const metrics = await (await fetch(`${engineUrl}/metrics`)).text();
+  const line = metrics
+    .split('\n')
+    .find((l) => l.startsWith('vllm:request_success_total{finished_reason="length"'));
+  assert.ok(line !== undefined && Number(line.slice(line.lastIndexOf(' ') + 1)) > 0, metrics.slice(0, 2000));
+  assert.ok(!stderr.some((l) => l.includes('giving up')), stderr.join('\n'));
+});
