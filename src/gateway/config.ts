@@ -106,6 +106,20 @@ export const limitsConfigSchema = z.strictObject({
   /** Backoff before retry k (0-based): min(max, base * 2^k), times a jitter factor in [0.5, 1). */
   retryBackoffBaseMs: z.number().min(0).max(60_000).default(20),
   retryBackoffMaxMs: z.number().min(0).max(600_000).default(1000),
+  // ---- request intake (slow, many, large or deep bodies) ----
+  /** A body not fully received this long after its request head ends with 408 and a closed connection. */
+  bodyReadTimeoutMs: z.number().int().min(1).max(86_400_000).default(30_000),
+  /** Open connections one client address may hold; one more is answered 429 and closed unread. */
+  connectionsPerClientMax: z.number().int().min(1).max(1_000_000).default(128),
+  /** JSON nesting depth a body may have; a deeper one gets 400 before it is parsed. */
+  jsonDepthMax: z.number().int().min(2).max(100_000).default(64),
+  /** Bytes of bodies being read at once, all clients together; one past it is read, dropped and answered 503. */
+  readingBytesMax: z
+    .number()
+    .int()
+    .min(1024)
+    .max(1 << 30)
+    .default(64 * 1024 * 1024),
 });
 export type LimitsConfig = z.infer<typeof limitsConfigSchema>;
 
@@ -201,6 +215,12 @@ export const gatewayConfigSchema = z
         code: 'custom',
         path: ['limits', 'retryBackoffBaseMs'],
         message: 'must not exceed retryBackoffMaxMs',
+      });
+    if (config.limits.readingBytesMax < config.limits.bodyBytesMax)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['limits', 'readingBytesMax'],
+        message: 'must be at least bodyBytesMax (else a body of the allowed size could never be read)',
       });
   });
 
