@@ -4,7 +4,7 @@ import { chainHash } from '../core/hash.ts';
 import type { KvEvent } from '../core/kv-events.ts';
 import type { Request, Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
-import { type ClusterView, DEFAULT_SCRAPE_INTERVAL_MS } from '../core/view.ts';
+import { type ClusterView, DEFAULT_SCRAPE_INTERVAL_MS, SIGNAL_STALE_AFTER_SCRAPES } from '../core/view.ts';
 import { EngineCore } from '../engine-core/engine-core.ts';
 import { engineBlockHashes } from '../engine-core/prefix.ts';
 import type { EngineConfig, EngineListener, EngineRequest } from '../engine-core/types.ts';
@@ -181,7 +181,12 @@ class Twin {
     this.iterator = source[Symbol.iterator]();
     this.jobs = [...(options.batchJobs ?? [])].sort((a, b) => a.submittedMs - b.submittedMs);
     const needsAdmission = options.admission !== undefined || this.jobs.length > 0;
-    this.admission = needsAdmission ? createAdmissionController(options.admission ?? {}) : undefined;
+    // The gate bounds instances with stale signals by host accounting, as the gateway's does.
+    this.admission = needsAdmission
+      ? createAdmissionController(options.admission ?? {}, {
+          signalStaleAfterMs: SIGNAL_STALE_AFTER_SCRAPES * this.scrapeIntervalMs,
+        })
+      : undefined;
     this.batches = this.jobs.length > 0 ? new BatchTracker() : undefined;
     this.jitterRng = new Rng(options.seed).fork('retry-jitter');
     const faults = options.faults ?? [];

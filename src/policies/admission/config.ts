@@ -69,6 +69,20 @@ export const gateConfigSchema = z.strictObject({
    */
   spareInFlightPerInstanceMax: z.number().positive().default(Number.MAX_SAFE_INTEGER),
   /**
+   * An instance whose engine signals are stale (no scrape within the host's bound, or an engine
+   * without metrics) shows `waiting = 0`; judged by that alone the gate would pass up to inFlightMax
+   * requests into its engine queue, where they are served first come first served and fairness is
+   * lost. So a stale instance is also saturated at this many host-side in-flight requests: below any
+   * engine's batch size (vLLM max_num_seqs 256; the sim's too), so what it holds runs rather than waits.
+   */
+  staleInFlightMax: z.number().int().min(1).default(32),
+  /**
+   * ... or when the prompt tokens it was sent and has not yet answered a first token for (the
+   * host's `pendingPrefillTokens`, its own measure of the engine's prefill queue) reach this: two
+   * steps of vLLM's default token budget (max_num_batched_tokens 8192).
+   */
+  stalePrefillTokensMax: z.number().int().min(1).default(16_384),
+  /**
    * While requests are queued, `nextWakeMs` asks to be woken this often to re-read the view: engine
    * queues drain at every engine step, with no arrival or completion to tell the host.
    */

@@ -6,6 +6,7 @@
  * README.md gives the formulas, defaults and sources.
  */
 import { assert } from '../../core/assert.ts';
+import type { ErrorCode } from '../../core/errors.ts';
 import type { Request } from '../../core/request.ts';
 import type { ClusterView } from '../../core/view.ts';
 import { OutputLengthEstimator } from '../estimation/output-length.ts';
@@ -15,6 +16,7 @@ import { CapacityProjection } from './gate.ts';
 import { MinHeap } from './heap.ts';
 import { TokenBucket } from './token-bucket.ts';
 import type {
+  AdmissionHostOptions,
   AdmissionQueue,
   AdmissionStats,
   BandSnapshot,
@@ -27,6 +29,12 @@ import type {
 
 /** RPM and TPM are per minute. */
 const MINUTE_MS = 60_000;
+
+/**
+ * Past this many backlogged lanes in a band, a drain judges lane heads by a cheaper lower bound on
+ * their wait (the bands above only), so its work stays linear in the lanes, not quadratic.
+ */
+const SHED_LANES_EXACT_MAX = 64;
 
 /** A queued request. */
 interface Entry {
@@ -88,11 +96,15 @@ function compareEdf(a: Entry, b: Entry): number {
 }
 
 /**
- * Builds an admission controller from a config (validated here; `{}` gives every default).
+ * Builds an admission controller from a config (validated here; `{}` gives every default) and what
+ * the host says of its view (`host.signalStaleAfterMs`: both hosts pass theirs).
  * Throws SY_ERR_INVALID_CONFIG naming each bad field.
  */
-export function createAdmissionController(config: unknown = {}): AdmissionQueue {
-  return new Controller(parseAdmissionConfig(config));
+export function createAdmissionController(
+  config: unknown = {},
+  host: AdmissionHostOptions = {},
+): AdmissionQueue {
+  return new Controller(parseAdmissionConfig(config), host.signalStaleAfterMs ?? Number.POSITIVE_INFINITY);
 }
 
 class Controller implements AdmissionQueue {
@@ -109,7 +121,11 @@ class Controller implements AdmissionQueue {
   /** A request's token cost counts its expected output, learnt from completions (never the true length). */
   private readonly lengths = new OutputLengthEstimator();
 
-  constructor(private readonly config: AdmissionConfig) {
+  constructor(
+    private readonly config: AdmissionConfig,
+    /** Engine signals older than this are bounded by host accounting in the gate (CapacityProjection). */
+    private readonly signalStaleAfterMs: number,
+  ) {
     const sorted = [...config.bands].sort((a, b) => b.minPriority - a.minPriority);
     this.bandList = sorted.map((band, index) => ({
       config: band,
@@ -163,10 +179,7 @@ class Controller implements AdmissionQueue {
     }
     const lane = this.laneFor(tenant, band);
 
-    if (
-      this.queuedAtOrAbove(band) === 0 &&
-      this.gateOpen(new CapacityProjection(view, this.config.gate), band, request)
-    ) {
+    if (this.queuedAtOrAbove(band) === 0 && this.gateOpen(this.projection(view), band, request)) {
       this.admit(tenant, tokens, nowMs, offline);
       this.lift(band, lane);
       this.release(request, band, lane, false);
@@ -198,6 +211,9 @@ class Controller implements AdmissionQueue {
         this.retryAfterMs(waitMs),
       );
 
+    if (hints?.unqueueable !== undefined)
+      return this.reject(hints.unqueueable.code, hints.unqueueable.reason, this.retryAfterMs(waitMs));
+
     this.admit(tenant, tokens, nowMs, offline);
     this.lift(band, lane);
     this.enqueue(band, lane, { request, deadlineMs }, nowMs);
@@ -210,7 +226,7 @@ class Controller implements AdmissionQueue {
     for (const band of this.bandList) this.expire(band, nowMs, expired);
 
     const dispatch: Request[] = [];
-    const projection = new CapacityProjection(view, this.config.gate);
+    const projection = this.projection(view);
     for (const band of this.bandList) {
       while (band.queued > 0) {
         const lane = this.pickLane(band);
@@ -224,6 +240,7 @@ class Controller implements AdmissionQueue {
       // Strict priority: while a band still waits, nothing below it may take the capacity.
       if (band.queued > 0) break;
     }
+    for (const band of this.bandList) this.shedHopeless(band, nowMs, expired);
     return { dispatch, expired };
   }
 
@@ -294,6 +311,11 @@ class Controller implements AdmissionQueue {
     let queued = 0;
     for (let i = 0; i <= band.index; i++) queued += this.bandList[i]?.queued ?? 0;
     return queued;
+  }
+
+  /** The gate's projection of `view`, with this host's staleness bound. */
+  private projection(view: ClusterView): CapacityProjection {
+    return new CapacityProjection(view, this.config.gate, this.signalStaleAfterMs);
   }
 
   private gateOpen(projection: CapacityProjection, band: Band, request: Request): boolean {
@@ -377,11 +399,7 @@ class Controller implements AdmissionQueue {
     tenant.tpm?.take(tokens, nowMs);
   }
 
-  private reject(
-    code: 'SY_ERR_OVERLOADED' | 'SY_ERR_RATE_LIMITED',
-    reason: string,
-    retryAfterMs: number | undefined,
-  ): OfferResult {
+  private reject(code: ErrorCode, reason: string, retryAfterMs: number | undefined): OfferResult {
     this.counts.rejected += 1;
     return { kind: 'reject', code, reason, retryAfterMs };
   }
@@ -457,12 +475,14 @@ class Controller implements AdmissionQueue {
       while ((lane.queue.peek()?.deadlineMs ?? Number.POSITIVE_INFINITY) <= nowMs)
         gone.push(this.dequeue(band, lane, nowMs));
     gone.sort(compareEdf);
+    const retryAfterMs = this.retryAfterMs(this.bandWaitMs(band, nowMs));
     for (const entry of gone) {
       this.counts.expired += 1;
       out.push({
         request: entry.request,
         code: 'SY_ERR_SLO_UNREACHABLE',
         reason: `deadline passed after ${nowMs - entry.request.arrivalMs} ms queued in band '${band.config.name}'`,
+        retryAfterMs,
       });
     }
   }
@@ -494,6 +514,7 @@ class Controller implements AdmissionQueue {
       request: entry.request,
       code: 'SY_ERR_OVERLOADED',
       reason: `pushed out of the full '${band.config.name}' queue by a tenant with fewer requests queued`,
+      retryAfterMs: this.retryAfterMs(this.estimateWaitMs(band, victim, nowMs)),
     });
     return true;
   }
@@ -530,10 +551,9 @@ class Controller implements AdmissionQueue {
    * so another backlogged tenant u gets about (own + 1) x weight_u / weight_own turns before the new
    * request's, capped by what u has queued. Undefined while the band has no drain-rate history.
    */
-  private estimateWaitMs(band: Band, lane: Lane, nowMs: number): number | undefined {
-    const perMs = band.drainRate.perMs(nowMs);
+  private estimateWaitMs(band: Band, lane: Lane, nowMs: number, own = lane.queue.size): number | undefined {
+    const perMs = band.drainRate.perMsAtMost(nowMs);
     if (perMs === undefined) return undefined;
-    const own = lane.queue.size;
     let ahead = this.queuedAtOrAbove(band) - band.queued + own;
     for (const other of band.backlogged) {
       if (other === lane) continue;
@@ -541,6 +561,51 @@ class Controller implements AdmissionQueue {
       ahead += Math.min(other.queue.size, turns);
     }
     return (ahead + 1) / perMs;
+  }
+
+  /** Estimated wait of a request that would arrive in `band` now for a new tenant (everyone's turn first). */
+  private bandWaitMs(band: Band, nowMs: number): number | undefined {
+    const perMs = band.drainRate.perMsAtMost(nowMs);
+    if (perMs === undefined) return undefined;
+    return (this.queuedAtOrAbove(band) + 1) / perMs;
+  }
+
+  /** A lower bound on any queued request's wait in `band`: the bands above it go first. */
+  private bandAboveWaitMs(band: Band, nowMs: number): number | undefined {
+    const perMs = band.drainRate.perMsAtMost(nowMs);
+    if (perMs === undefined) return undefined;
+    return (this.queuedAtOrAbove(band) - band.queued + 1) / perMs;
+  }
+
+  /**
+   * Refuses now, instead of at its deadline, each lane head whose estimated wait already passes it
+   * (SY_ERR_SLO_UNREACHABLE with a Retry-After): a request that will expire anyway should not hold a
+   * client for the rest of its deadline. Runs after the dispatch loop, so only requests the gate is
+   * still holding back are judged; the head is the lane's earliest deadline and its shortest wait,
+   * and the rest of the lane is judged as it reaches the head. Online bands only, and only with
+   * shedOnEstimatedWait (the same estimate `offer` sheds on).
+   */
+  private shedHopeless(band: Band, nowMs: number, out: QueueRejection[]): void {
+    if (band.offline || band.queued === 0 || !this.config.shedding.shedOnEstimatedWait) return;
+    for (const lane of [...band.backlogged]) {
+      for (;;) {
+        const head = lane.queue.peek();
+        if (head === undefined) break;
+        const waitMs =
+          band.backlogged.length <= SHED_LANES_EXACT_MAX
+            ? this.estimateWaitMs(band, lane, nowMs, 0)
+            : this.bandAboveWaitMs(band, nowMs);
+        if (waitMs === undefined || nowMs + waitMs <= head.deadlineMs) break;
+        this.dequeue(band, lane, nowMs);
+        this.counts.expired += 1;
+        out.push({
+          request: head.request,
+          code: 'SY_ERR_SLO_UNREACHABLE',
+          reason: `estimated queueing wait ${Math.round(waitMs)} ms passes the deadline in ${Math.round(head.deadlineMs - nowMs)} ms (band '${band.config.name}')`,
+          retryAfterMs: this.retryAfterMs(waitMs),
+        });
+      }
+    }
   }
 
   /** A Retry-After hint: the wait estimate clamped to [retryAfterMinMs, retryAfterMaxMs]. */

@@ -46,6 +46,20 @@ export class DrainRate {
     return count / spanMs;
   }
 
+  /**
+   * An upper bound on the rate for shedding: `perMs` when known; while the queue has been busy for
+   * at least a tenth of the window with less than one dispatch, one dispatch per weighted span (the
+   * queue is draining at most that fast, so a wait computed from it is a lower bound). Undefined
+   * with too little busy time to say anything. Read-only, like `perMs`.
+   */
+  perMsAtMost(nowMs: number): number | undefined {
+    const decay = this.decayTo(nowMs);
+    const count = this.count * decay;
+    const spanMs = this.spanMs * decay + this.windowMs * (1 - decay);
+    if (spanMs < this.windowMs * MIN_SPAN_FRACTION) return undefined;
+    return Math.max(1, count) / spanMs;
+  }
+
   /** The decay factor from the last update to `nowMs`: 1 unless the queue was busy meanwhile. */
   private decayTo(nowMs: number): number {
     if (!this.busy || this.clockMs === undefined || nowMs <= this.clockMs) return 1;

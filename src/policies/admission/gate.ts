@@ -8,28 +8,44 @@ import type { ClusterView } from '../../core/view.ts';
 import { isEligible } from '../routing/eligible.ts';
 import type { GateConfig } from './config.ts';
 
-/** A view of the cluster plus what this controller released since the view was taken. */
+/**
+ * A view of the cluster plus what this controller released since the view was taken.
+ *
+ * Stale signals: an instance whose engine signals are older than `signalStaleAfterMs` shows
+ * `waiting = 0` (both views' rule), which says nothing about its engine queue. The gate then falls
+ * back to the host's own accounting, always fresh in both hosts: the instance is also saturated at
+ * `staleInFlightMax` in-flight requests or `stalePrefillTokensMax` prompt tokens sent without a
+ * first token, so the admission queue, not the engine's FCFS queue, keeps holding the backlog.
+ */
 export class CapacityProjection {
   private readonly inFlight: Float64Array;
   private readonly waiting: Float64Array;
   private readonly kvUsage: Float64Array;
+  private readonly prefillTokens: Float64Array;
+  /** 1 where the instance's engine signals are stale (bounded by host accounting), else 0. */
+  private readonly stale: Uint8Array;
   /** Engine waiting that counts against spare capacity: the view's, plus online releases. */
   private spareWaitingAdded = 0;
 
   constructor(
     private readonly view: ClusterView,
     private readonly gate: GateConfig,
+    signalStaleAfterMs = Number.POSITIVE_INFINITY,
   ) {
     const n = view.instances.length;
     this.inFlight = new Float64Array(n);
     this.waiting = new Float64Array(n);
     this.kvUsage = new Float64Array(n);
+    this.prefillTokens = new Float64Array(n);
+    this.stale = new Uint8Array(n);
     for (let i = 0; i < n; i++) {
       const instance = view.instances[i];
       if (instance === undefined) continue;
       this.inFlight[i] = instance.inFlight;
       this.waiting[i] = instance.waiting;
       this.kvUsage[i] = instance.kvUsage;
+      this.prefillTokens[i] = instance.pendingPrefillTokens;
+      this.stale[i] = view.nowMs - instance.updatedAtMs > signalStaleAfterMs ? 1 : 0;
     }
   }
 
@@ -83,6 +99,7 @@ export class CapacityProjection {
     if (instance === undefined) return;
     this.inFlight[i] = (this.inFlight[i] ?? 0) + 1;
     this.waiting[i] = (this.waiting[i] ?? 0) + 1;
+    this.prefillTokens[i] = (this.prefillTokens[i] ?? 0) + request.inputTokens;
     const kvTokens = instance.kvBlocksTotal * instance.blockSize;
     if (kvTokens > 0) this.kvUsage[i] = (this.kvUsage[i] ?? 0) + request.inputTokens / kvTokens;
   }
@@ -100,7 +117,9 @@ export class CapacityProjection {
       const saturated =
         (this.waiting[i] ?? 0) >= gate.waitingMax ||
         (this.kvUsage[i] ?? 0) >= gate.kvUsageMax ||
-        inFlight >= gate.inFlightMax;
+        inFlight >= gate.inFlightMax ||
+        (this.stale[i] === 1 &&
+          (inFlight >= gate.staleInFlightMax || (this.prefillTokens[i] ?? 0) >= gate.stalePrefillTokensMax));
       if (!saturated && inFlight < bestInFlight) {
         best = i;
         bestInFlight = inFlight;

@@ -30,6 +30,8 @@ export interface QueueRejection {
   readonly request: Request;
   readonly code: ErrorCode;
   readonly reason: string;
+  /** A hint for the client (HTTP Retry-After live): the band's estimated wait, bounded like offer's. */
+  readonly retryAfterMs: number;
 }
 
 /** What one `drain` call hands back. */
@@ -49,6 +51,24 @@ export interface OfferHints {
   readonly offline?: boolean;
   /** Absolute deadline on the host's clock, replacing arrival + (slo.ttftMs ?? band default). */
   readonly deadlineMs?: number;
+  /**
+   * The host cannot hold this request in the queue (a host resource, such as the gateway's bytes of
+   * queued bodies, is at its bound): dispatch it now if the gate is open, else refuse it with this
+   * code and reason (and a Retry-After from the wait estimate) instead of queueing it.
+   */
+  readonly unqueueable?: { readonly code: ErrorCode; readonly reason: string };
+}
+
+/** What a host tells the controller about its view (see `createAdmissionController`). */
+export interface AdmissionHostOptions {
+  /**
+   * Engine signals older than this (view.nowMs - instance.updatedAtMs) are stale: the gate then
+   * bounds the instance by the host's own accounting (gate.staleInFlightMax,
+   * gate.stalePrefillTokensMax) instead of trusting `waiting`, which a stale view shows as 0.
+   * Both hosts pass their view's bound (SIGNAL_STALE_AFTER_SCRAPES x scrape interval). Default:
+   * Infinity (signals are always trusted), for unit tests that build views by hand.
+   */
+  readonly signalStaleAfterMs?: number;
 }
 
 /** The gateway-side admission queue, as every host sees it. */
