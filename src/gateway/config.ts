@@ -106,6 +106,20 @@ export const limitsConfigSchema = z.strictObject({
   /** Backoff before retry k (0-based): min(max, base * 2^k), times a jitter factor in [0.5, 1). */
   retryBackoffBaseMs: z.number().min(0).max(60_000).default(20),
   retryBackoffMaxMs: z.number().min(0).max(600_000).default(1000),
+  // ---- stalled engines (src/gateway/stall.ts) ----
+  /**
+   * A committed response (a started stream, a JSON body partly sent) that gets no upstream byte this
+   * long ends with SY_ERR_TIMEOUT: an SSE error event and `[DONE]`, or a cut body. Without it a
+   * frozen engine held a stream until requestTimeoutMs (600 s).
+   */
+  streamIdleTimeoutMs: z.number().int().min(1).max(86_400_000).default(30_000),
+  /**
+   * A backend with requests outstanding that delivered no response byte this long, while another
+   * backend did, is declared stalled: ejected (health checks re-admit it) and its requests not yet
+   * answered are re-routed at once instead of at firstByteTimeoutMs. Keep it above the longest
+   * legitimate wait for a first byte on an otherwise idle engine (a very long prefill).
+   */
+  stallAfterMs: z.number().int().min(1).max(86_400_000).default(10_000),
   // ---- request intake (slow, many, large or deep bodies) ----
   /** A body not fully received this long after its request head ends with 408 and a closed connection. */
   bodyReadTimeoutMs: z.number().int().min(1).max(86_400_000).default(30_000),
@@ -120,6 +134,31 @@ export const limitsConfigSchema = z.strictObject({
     .min(1024)
     .max(1 << 30)
     .default(64 * 1024 * 1024),
+  // ---- admission: what queued requests may hold and claim ----
+  /**
+   * Bytes (body + prefix chain) all requests waiting in the admission queue may hold together; one
+   * that would pass it and cannot go out at once is refused 503 SY_ERR_QUEUE_BYTES_FULL with
+   * Retry-After. Without it the default queue depths times bodyBytesMax allowed about 100 GiB.
+   */
+  queuedBytesMax: z
+    .number()
+    .int()
+    .min(1024)
+    .max(2 ** 40)
+    .default(256 * 1024 * 1024),
+  /** The same bound per tenant (429 SY_ERR_TENANT_QUEUE_BYTES_FULL): one tenant cannot take it all. */
+  tenantQueuedBytesMax: z
+    .number()
+    .int()
+    .min(1024)
+    .max(2 ** 40)
+    .default(64 * 1024 * 1024),
+  /**
+   * The highest `priority` a request body may claim when no tenants are configured (bodies are
+   * clamped to [0, this]; keyed tenants take their configured priority or at most 0). Default 0: a
+   * client cannot raise its own priority, and no body reaches the batch band (docs/gateway.md).
+   */
+  clientPriorityMax: z.number().int().min(0).max(1_000_000).default(0),
 });
 export type LimitsConfig = z.infer<typeof limitsConfigSchema>;
 
