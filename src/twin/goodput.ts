@@ -1,5 +1,6 @@
 import { assertNever } from '../core/assert.ts';
 import type { WorkloadSpec } from '../workload/spec.ts';
+import { scaleRenewalRate } from '../workload/synthetic.ts';
 
 /** One evaluated point of a goodput sweep. */
 export interface GoodputPoint {
@@ -43,6 +44,8 @@ export function scaleWorkload(spec: WorkloadSpec, k: number): WorkloadSpec {
       return { ...spec, rateScale: spec.rateScale * k };
     case 'poisson':
     case 'gamma':
+    case 'constant':
+      return scaleRenewalRate(spec, k);
     case 'system-prompts':
       return { ...spec, rateRps: spec.rateRps * k };
     case 'sessions':

@@ -10,6 +10,7 @@ import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { createWorkload } from '../workload/create.ts';
 import { formatDeclaredMaxTokens } from '../workload/declared.ts';
 import { type WorkloadSpec, workloadSpecSchema } from '../workload/spec.ts';
+import { describeRate } from '../workload/synthetic.ts';
 import { type BatchJobSpec, buildBatchJob } from './batch-jobs.ts';
 import type { ClusterSpec } from './cluster.ts';
 import { type engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
@@ -240,9 +241,11 @@ export function describeWorkload(spec: WorkloadSpec): string {
     case 'trace':
       return `trace ${spec.trace}${spec.rateScale !== 1 ? ` at ${spec.rateScale}x rate` : ''}${tail}`;
     case 'poisson':
-      return `poisson ${spec.rateRps} req/s${tail}`;
+      return `poisson ${describeRate(spec)}${tail}`;
     case 'gamma':
-      return `gamma ${spec.rateRps} req/s cv ${spec.cv}${tail}`;
+      return `gamma ${describeRate(spec)} cv ${spec.cv}${tail}`;
+    case 'constant':
+      return `constant ${describeRate(spec)}${tail}`;
     case 'system-prompts':
       return `system-prompts ${spec.groups} groups x ${spec.prefixTokens} tokens at ${spec.rateRps} req/s${tail}`;
     case 'sessions':

@@ -1,7 +1,8 @@
 /**
  * Arrival processes: renewal processes that hand out inter-arrival gaps. Poisson has exponential
  * gaps; Gamma gaps with shape k = 1 / cv² and the same mean give any coefficient of variation
- * (cv > 1 is burstier than Poisson, cv < 1 more regular).
+ * (cv > 1 is burstier than Poisson, cv < 1 more regular); constant gaps are what load generators
+ * that pace requests evenly send (cv 0).
  */
 import { invalidArgument } from '../core/errors.ts';
 import type { Rng } from '../core/rng.ts';
@@ -35,6 +36,14 @@ class GammaArrivals implements ArrivalProcess {
   }
 }
 
+class ConstantArrivals implements ArrivalProcess {
+  constructor(private readonly gapMs: number) {}
+
+  nextGapMs(): number {
+    return this.gapMs;
+  }
+}
+
 function checkRate(rateRps: number): void {
   if (!(rateRps > 0 && Number.isFinite(rateRps)))
     throw invalidArgument('rateRps', rateRps, 'a positive number');
@@ -58,4 +67,10 @@ export function gammaArrivals(rateRps: number, cv: number, rng: Rng): ArrivalPro
   const shape = 1 / (cv * cv);
   const meanGapMs = 1000 / rateRps;
   return new GammaArrivals(rng, shape, meanGapMs / shape);
+}
+
+/** Constant-rate arrivals: every gap is exactly 1000 / `rateRps` ms. Draws no randomness. */
+export function constantArrivals(rateRps: number): ArrivalProcess {
+  checkRate(rateRps);
+  return new ConstantArrivals(1000 / rateRps);
 }

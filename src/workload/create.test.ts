@@ -30,6 +30,16 @@ function assertSorted(rs: readonly Request[]): void {
 const specs: Record<string, WorkloadSpecInput> = {
   poisson: { kind: 'poisson', rateRps: 20, ...lengths, maxRequests: 2000 },
   gamma: { kind: 'gamma', rateRps: 20, cv: 3, ...lengths, maxRequests: 2000 },
+  constant: { kind: 'constant', rateRps: 20, ...lengths, maxRequests: 2000 },
+  'poisson stages': {
+    kind: 'poisson',
+    stages: [
+      { rateRps: 5, durationS: 100 },
+      { rateRps: 40, durationS: 100 },
+    ],
+    ...lengths,
+    maxRequests: 2000,
+  },
   'system-prompts': {
     kind: 'system-prompts',
     rateRps: 20,

@@ -70,6 +70,7 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
       });
     case 'poisson':
     case 'gamma':
+    case 'constant':
       preload(load, s.input, s.output);
       return restartable(() => renewalRequests(s, root, load));
     case 'system-prompts':

@@ -1,6 +1,6 @@
 /** Workloads: trace replay and synthetic generators, behind one spec and createWorkload. */
 export type { ArrivalProcess } from './arrivals.ts';
-export { gammaArrivals, poissonArrivals } from './arrivals.ts';
+export { constantArrivals, gammaArrivals, poissonArrivals } from './arrivals.ts';
 export type { RequestDefaults } from './common.ts';
 export { createWorkload, parseWorkloadSpec } from './create.ts';
 export type { DeclaredMaxTokens } from './declared.ts';
@@ -18,13 +18,32 @@ export { sessionRequests, systemPromptRequests, ZipfSampler } from './shared-pre
 export type {
   LengthDist,
   LengthDistInput,
+  RateStage,
   WorkloadSpec,
   WorkloadSpecInput,
   WorkloadSpecOf,
 } from './spec.ts';
-export { lengthDistSchema, traceFormatSchema, WORKLOAD_KINDS, workloadSpecSchema } from './spec.ts';
-export type { StreamLimits } from './synthetic.ts';
-export { independentRequests, limitsOf, renewalRequests } from './synthetic.ts';
+export {
+  lengthDistSchema,
+  meanStageRateRps,
+  rateStageSchema,
+  STAGES_MAX,
+  traceFormatSchema,
+  WORKLOAD_KINDS,
+  workloadSpecSchema,
+} from './spec.ts';
+export type { RenewalSpec, StreamLimits } from './synthetic.ts';
+export {
+  arrivalTimesMs,
+  describeRate,
+  formatStages,
+  independentRequests,
+  limitsOf,
+  parseStages,
+  renewalRequests,
+  scaleRenewalRate,
+  timedRequests,
+} from './synthetic.ts';
 export type { TraceRequestOptions } from './trace-source.ts';
 export { traceRequests } from './trace-source.ts';
 export type { RequestSource, Trace, TraceFormat, TraceRecord, TwinRequest } from './types.ts';

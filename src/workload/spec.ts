@@ -71,30 +71,112 @@ function bounded(d: { maxRequests?: number | undefined; durationS?: number | und
   return d.maxRequests !== undefined || d.durationS !== undefined;
 }
 
-/** Poisson arrivals at `rateRps`, lengths drawn independently per request, no shared prefixes. */
+/** Most stages one workload may have (a bound on the spec, like every list we accept). */
+export const STAGES_MAX = 1000;
+
+/** One stage of a staged run: arrivals at `rateRps` for `durationS` seconds. */
+export const rateStageSchema = z.strictObject({ rateRps: positive, durationS: positive });
+
+/**
+ * What the renewal kinds (poisson, gamma, constant) share: one rate, or rate stages run back to
+ * back (`stages`, as load tests step their rate). With stages, rateRps is filled with their
+ * time-weighted mean (for labels and goodput) and the stages alone place the arrivals; a rateRps
+ * written next to stages must equal that mean, so that a validated spec validates again unchanged.
+ */
+const rateFields = {
+  rateRps: positive.optional(),
+  stages: z.array(rateStageSchema).min(1).max(STAGES_MAX).optional(),
+};
+
+/** A stage list's time-weighted mean rate. */
+export function meanStageRateRps(stages: readonly RateStage[]): number {
+  let requests = 0;
+  let seconds = 0;
+  for (const s of stages) {
+    requests += s.rateRps * s.durationS;
+    seconds += s.durationS;
+  }
+  return requests / seconds;
+}
+
+type RateFields = {
+  rateRps?: number | undefined;
+  stages?: RateStage[] | undefined;
+  maxRequests?: number | undefined;
+  durationS?: number | undefined;
+};
+
+/** Stages end on their own; otherwise a limit is needed. */
+function boundedOrStaged(d: RateFields): boolean {
+  return d.stages !== undefined || bounded(d);
+}
+
+function rateConsistent(d: RateFields): boolean {
+  if (d.stages === undefined) return d.rateRps !== undefined;
+  if (d.rateRps === undefined) return true;
+  const mean = meanStageRateRps(d.stages);
+  return Math.abs(d.rateRps - mean) <= 1e-9 * mean;
+}
+
+const RATE = {
+  message: 'set rateRps or stages (rateRps next to stages must be their time-weighted mean)',
+  path: ['rateRps'],
+};
+
+/** Fills rateRps from the stages, so every validated renewal spec has a rate. */
+function withRate<T extends RateFields>(d: T): Omit<T, 'rateRps'> & { rateRps: number } {
+  const rateRps = d.stages !== undefined ? meanStageRateRps(d.stages) : (d.rateRps as number);
+  return { ...d, rateRps };
+}
+
+/**
+ * Poisson arrivals at `rateRps` (or in `stages`), lengths drawn independently per request, no
+ * shared prefixes.
+ */
 export const poissonSpecSchema = z
   .strictObject({
     kind: z.literal('poisson'),
-    rateRps: positive,
+    ...rateFields,
     input: lengthDistSchema,
     output: lengthDistSchema,
     ...requestFields,
     ...limitFields,
   })
-  .refine(bounded, BOUNDED);
+  .refine(boundedOrStaged, BOUNDED)
+  .refine(rateConsistent, RATE)
+  .transform(withRate);
 
 /** Gamma-renewal arrivals: mean rate `rateRps`, inter-arrival CV `cv` (1 is Poisson, >1 bursty). */
 export const gammaSpecSchema = z
   .strictObject({
     kind: z.literal('gamma'),
-    rateRps: positive,
+    ...rateFields,
     cv: positive,
     input: lengthDistSchema,
     output: lengthDistSchema,
     ...requestFields,
     ...limitFields,
   })
-  .refine(bounded, BOUNDED);
+  .refine(boundedOrStaged, BOUNDED)
+  .refine(rateConsistent, RATE)
+  .transform(withRate);
+
+/**
+ * Constant-rate arrivals, as load generators that pace requests evenly send them: request k of a
+ * stage arrives k / rateRps seconds after the stage starts (the first at its start).
+ */
+export const constantSpecSchema = z
+  .strictObject({
+    kind: z.literal('constant'),
+    ...rateFields,
+    input: lengthDistSchema,
+    output: lengthDistSchema,
+    ...requestFields,
+    ...limitFields,
+  })
+  .refine(boundedOrStaged, BOUNDED)
+  .refine(rateConsistent, RATE)
+  .transform(withRate);
 
 /**
  * Shared system prompts: `groups` prompts of `prefixTokens` each, picked with Zipf popularity
@@ -158,14 +240,24 @@ export const traceSpecSchema = z.strictObject({
 export const workloadSpecSchema = z.discriminatedUnion('kind', [
   poissonSpecSchema,
   gammaSpecSchema,
+  constantSpecSchema,
   systemPromptsSpecSchema,
   sessionsSpecSchema,
   traceSpecSchema,
 ]);
 
 /** The workload kinds, for error messages and CLI help. */
-export const WORKLOAD_KINDS = ['poisson', 'gamma', 'system-prompts', 'sessions', 'trace'] as const;
+export const WORKLOAD_KINDS = [
+  'poisson',
+  'gamma',
+  'constant',
+  'system-prompts',
+  'sessions',
+  'trace',
+] as const;
 
+/** One rate stage. */
+export type RateStage = z.output<typeof rateStageSchema>;
 /** A length distribution after validation (defaults filled). */
 export type LengthDist = z.output<typeof lengthDistSchema>;
 /** A length distribution as written. */

@@ -1,14 +1,15 @@
 /**
- * Poisson and Gamma workloads without shared prefixes. The hot loop allocates only the request
+ * Poisson, Gamma and constant-rate workloads without shared prefixes, at one rate or in stages. The hot loop allocates only the request
  * object and its id string: lengths land in a reused PairSampler and every request shares the
  * frozen NO_PREFIX chain, so a million requests cost well under a second.
  */
+import { invalidArgument } from '../core/errors.ts';
 import { NO_PREFIX } from '../core/request.ts';
 import type { Rng } from '../core/rng.ts';
-import { type ArrivalProcess, gammaArrivals, poissonArrivals } from './arrivals.ts';
+import { type ArrivalProcess, constantArrivals, gammaArrivals, poissonArrivals } from './arrivals.ts';
 import { buildRequest, defaultsOf, type RequestDefaults } from './common.ts';
 import { type LengthsLoader, type PairSampler, pairSampler } from './lengths.ts';
-import type { WorkloadSpecOf } from './spec.ts';
+import { type RateStage, STAGES_MAX, type WorkloadSpecOf } from './spec.ts';
 import type { TwinRequest } from './types.ts';
 
 /** When a generated stream stops: whichever comes first. */
@@ -47,21 +48,123 @@ export function* independentRequests(
   }
 }
 
-/** A Poisson or Gamma workload from its validated spec; `rng` is used as this stream's root. */
-export function renewalRequests(
-  spec: WorkloadSpecOf<'poisson' | 'gamma'>,
-  rng: Rng,
-  load: LengthsLoader,
-): Generator<TwinRequest> {
+/** The renewal kinds: one arrival process per rate. */
+export type RenewalSpec = WorkloadSpecOf<'poisson' | 'gamma' | 'constant'>;
+
+/**
+ * A Poisson, Gamma or constant-rate workload from its validated spec; `rng` is used as this
+ * stream's root. A single-rate Poisson or Gamma stream is the renewal process itself (its first
+ * arrival one gap after 0); constant rates and stages go through arrivalTimesMs.
+ */
+export function renewalRequests(spec: RenewalSpec, rng: Rng, load: LengthsLoader): Generator<TwinRequest> {
   const arrivalRng = rng.fork('arrivals');
-  const arrivals =
-    spec.kind === 'poisson'
-      ? poissonArrivals(spec.rateRps, arrivalRng)
-      : gammaArrivals(spec.rateRps, spec.cv, arrivalRng);
-  return independentRequests(
-    arrivals,
-    pairSampler(spec.input, spec.output, rng.fork('lengths'), load),
-    defaultsOf(spec),
-    limitsOf(spec),
-  );
+  const lengths = pairSampler(spec.input, spec.output, rng.fork('lengths'), load);
+  const defaults = defaultsOf(spec);
+  const limits = limitsOf(spec);
+  if (spec.kind !== 'constant' && spec.stages === undefined) {
+    return independentRequests(processAt(spec, spec.rateRps, arrivalRng), lengths, defaults, limits);
+  }
+  const stages = spec.stages ?? [{ rateRps: spec.rateRps, durationS: Number.POSITIVE_INFINITY }];
+  const times = arrivalTimesMs(stages, (rateRps) => processAt(spec, rateRps, arrivalRng), spec.kind);
+  return timedRequests(times, lengths, defaults, limits);
+}
+
+function processAt(spec: RenewalSpec, rateRps: number, rng: Rng): ArrivalProcess {
+  switch (spec.kind) {
+    case 'poisson':
+      return poissonArrivals(rateRps, rng);
+    case 'gamma':
+      return gammaArrivals(rateRps, spec.cv, rng);
+    case 'constant':
+      return constantArrivals(rateRps);
+  }
+}
+
+/**
+ * Arrival times of stages run back to back: stage i covers [start_i, start_i + durationS_i) and
+ * its arrivals come from a fresh process at its rate, started at start_i. A random process's first
+ * arrival is one gap after the start; a constant one's k-th arrival is at start + k * gap exactly
+ * (multiplied, not summed, so a 600 s stage at 8 req/s holds exactly 4800 arrivals).
+ */
+export function* arrivalTimesMs(
+  stages: readonly RateStage[],
+  processFor: (rateRps: number) => ArrivalProcess,
+  kind: RenewalSpec['kind'],
+): Generator<number> {
+  let startMs = 0;
+  for (const stage of stages) {
+    const endMs = startMs + stage.durationS * 1000;
+    if (kind === 'constant') {
+      const gapMs = 1000 / stage.rateRps;
+      for (let k = 0; ; k++) {
+        const t = startMs + k * gapMs;
+        if (t >= endMs) break;
+        yield t;
+      }
+    } else {
+      const process = processFor(stage.rateRps);
+      for (let t = startMs + process.nextGapMs(); t < endMs; t += process.nextGapMs()) yield t;
+    }
+    startMs = endMs;
+  }
+}
+
+/** Requests at given arrival times (non-decreasing) with independent lengths, ids r0, r1, … */
+export function* timedRequests(
+  timesMs: Iterable<number>,
+  lengths: PairSampler,
+  defaults: RequestDefaults,
+  limits: StreamLimits,
+): Generator<TwinRequest> {
+  const { maxRequests, durationMs } = limits;
+  let i = 0;
+  for (const t of timesMs) {
+    if (i >= maxRequests || t >= durationMs) return;
+    lengths.sample();
+    yield buildRequest(defaults, i, lengths.inputTokens, lengths.outputTokens, t, NO_PREFIX, undefined);
+    i++;
+  }
+}
+
+/** The same workload with every rate (and every stage's rate) multiplied by `k`; for goodput sweeps. */
+export function scaleRenewalRate<S extends RenewalSpec>(spec: S, k: number): S {
+  const stages = spec.stages?.map((s) => ({ rateRps: s.rateRps * k, durationS: s.durationS }));
+  return { ...spec, rateRps: spec.rateRps * k, ...(stages !== undefined ? { stages } : {}) };
+}
+
+/** A renewal workload's rate for labels: `8 req/s`, or its stages as `stages 8:600,20:600 (req/s:s)`. */
+export function describeRate(spec: RenewalSpec): string {
+  if (spec.stages === undefined) return `${spec.rateRps} req/s`;
+  return `stages ${formatStages(spec.stages)} (req/s:s)`;
+}
+
+/** Stages as the --stages flag writes them: `rate:seconds,rate:seconds`. */
+export function formatStages(stages: readonly RateStage[]): string {
+  return stages.map((s) => `${s.rateRps}:${s.durationS}`).join(',');
+}
+
+/**
+ * Parses `--stages`: comma-separated `rate:seconds` pairs, e.g. `8:600,20:600` (8 req/s for 600 s,
+ * then 20 req/s for 600 s). A malformed list fails with SY_ERR_INVALID_ARGUMENT naming the pair.
+ */
+export function parseStages(text: string, param = 'stages'): RateStage[] {
+  const parts = text.split(',').map((p) => p.trim());
+  if (parts.length > STAGES_MAX) throw invalidArgument(param, text, `at most ${STAGES_MAX} stages`);
+  return parts.map((part) => {
+    const match = /^([^:]+):([^:]+)$/.exec(part);
+    const rateRps = Number(match?.[1]);
+    const durationS = Number(match?.[2]);
+    if (
+      match === null ||
+      !(rateRps > 0 && Number.isFinite(rateRps)) ||
+      !(durationS > 0 && Number.isFinite(durationS))
+    ) {
+      throw invalidArgument(
+        param,
+        part,
+        'rate:seconds with both positive, e.g. 8:600 (stages are comma-separated)',
+      );
+    }
+    return { rateRps, durationS };
+  });
 }
