@@ -12,6 +12,8 @@ import { GOODPUT_DEFAULTS, type GoodputResult } from '../twin/goodput.ts';
 import { formatComparisonTable, formatSummaryTable } from '../twin/report/table.ts';
 import { type PolicyRun, runExperiment, runTwin, type TwinSettings, writeOutputs } from '../twin/run.ts';
 import { DEFAULT_DECLARED_MAX_TOKENS, parseDeclaredMaxTokens } from '../workload/declared.ts';
+import type { RateStage } from '../workload/spec.ts';
+import { parseStages } from '../workload/synthetic.ts';
 import { DecisionLogWriter } from './decision-log.ts';
 import { fraction, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './parse.ts';
 import { withProgress, withSteps } from './progress.ts';
@@ -21,7 +23,8 @@ import { comparisonHeader, wroteLines } from './sim-header.ts';
 interface SimFlags {
   config?: string;
   trace?: string;
-  workload?: 'poisson' | 'gamma';
+  workload?: 'poisson' | 'gamma' | 'constant';
+  stages?: RateStage[];
   rate?: number;
   cv?: number;
   requests?: number;
@@ -81,9 +84,20 @@ export function registerSimCommand(program: Command): void {
       ).conflicts('workload'),
     )
     .addOption(
-      new Option('--workload <kind>', 'generate arrivals instead of a trace').choices(['poisson', 'gamma']),
+      new Option(
+        '--workload <kind>',
+        'generate arrivals instead of a trace: poisson, gamma (see --cv) or constant (evenly paced, as load testers send)',
+      ).choices(['poisson', 'gamma', 'constant']),
     )
     .option('--rate <req/s>', 'arrival rate of the generated workload (default 10)', positiveNumber)
+    .addOption(
+      new Option(
+        '--stages <list>',
+        'rate stages in one run instead of --rate: comma-separated rate:seconds, e.g. 8:600,20:600; the run ends with the last stage',
+      )
+        .argParser((value: string) => parseStages(value))
+        .conflicts(['rate', 'trace']),
+    )
     .option(
       '--cv <x>',
       'coefficient of variation of inter-arrival times, implies --workload gamma (default 1: Poisson, as in bench; > 1 burstier)',
@@ -197,6 +211,7 @@ export function registerSimCommand(program: Command): void {
       '\nExamples:\n' +
         '  switchyard sim --trace sample:mooncake-conversation --instances 8 --policy least-request\n' +
         '  switchyard sim --workload poisson --rate 40 --requests 5000 --input-tokens 2048 --output-tokens 256 --json out.json\n' +
+        '  switchyard sim --workload constant --stages 8:600,20:600 --instances 1 --input-tokens 700 --output-tokens 250\n' +
         '  switchyard sim --config examples/sim.yaml --html report.html',
     )
     .action(async (flags: SimFlags, command: Command) => {
@@ -397,17 +412,28 @@ function workloadFromFlags(
   if (!generated) {
     const merged: Record<string, unknown> = { ...fileWorkload, ...limits };
     if (fromCli('rateScale')) merged['rateScale'] = flags.rateScale;
-    if (fromCli('rate')) merged['rateRps'] = flags.rate;
+    if (fromCli('rate')) {
+      merged['rateRps'] = flags.rate;
+      delete merged['stages'];
+    }
+    if (flags.stages !== undefined) {
+      merged['stages'] = flags.stages;
+      delete merged['rateRps'];
+    }
     return merged;
   }
   const kind = flags.workload ?? (flags.cv !== undefined ? 'gamma' : 'poisson');
+  if (kind === 'constant' && flags.cv !== undefined)
+    throw invalidArgument('cv', flags.cv, 'no --cv with --workload constant (its gaps do not vary)');
+  const unbounded =
+    flags.requests === undefined && flags.duration === undefined && flags.stages === undefined;
   return {
     kind,
-    rateRps: flags.rate ?? 10,
+    ...(flags.stages !== undefined ? { stages: flags.stages } : { rateRps: flags.rate ?? 10 }),
     ...(kind === 'gamma' ? { cv: flags.cv ?? 1 } : {}),
     input: { kind: 'fixed', tokens: flags.inputTokens ?? 1024 },
     output: { kind: 'fixed', tokens: flags.outputTokens ?? 128 },
-    ...(flags.requests === undefined && flags.duration === undefined ? { maxRequests: 1000 } : {}),
+    ...(unbounded ? { maxRequests: 1000 } : {}),
     ...limits,
   };
 }
