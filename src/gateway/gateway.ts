@@ -26,6 +26,7 @@ import type { ClusterView, InstanceView } from '../core/view.ts';
 import { gpuSpec } from '../model/gpus.ts';
 import { kvBlocksThatFit } from '../model/kv.ts';
 import { modelSpec } from '../model/models.ts';
+import { admissionConfigSchema } from '../policies/admission/config.ts';
 import { createAdmissionController } from '../policies/admission/controller.ts';
 import { AdmissionDriver, type AdmissionHost } from '../policies/admission/driver.ts';
 import type { AdmissionQueue, OfferHints } from '../policies/admission/types.ts';
@@ -56,7 +57,8 @@ import { bearerToken, sendError, sendJson } from './http-util.ts';
 import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
 import { Backend, Exchange, type ExchangeHost, type ExchangeKind, type ExchangeOutcome } from './proxy.ts';
-import { buildRequest, type RequestBuildContext, type TenantEntry } from './request-build.ts';
+import { QueuedBytes, queuedBytesOf } from './queued-bytes.ts';
+import { buildRequest, priorityRule, type RequestBuildContext, type TenantEntry } from './request-build.ts';
 import { type AttemptFailure, backoffMs } from './retry.ts';
 
 /** Host-side options that are not configuration. */
@@ -184,6 +186,8 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   private nextId = 0;
   /** What request-build.ts needs of the gateway. */
   private readonly requestContext: RequestBuildContext;
+  /** Bytes held by requests in the admission queue, bounded in total and per tenant. */
+  readonly queuedBytes: QueuedBytes;
   private draining = false;
   private drainPromise: Promise<void> | undefined;
   private closePromise: Promise<void> | undefined;
@@ -250,8 +254,17 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       tokenizers: this.tokenizers,
       slo: this.slo,
       nextId: () => `r${++this.nextId}`,
+      priority: priorityRule(
+        (config.admission ?? admissionConfigSchema.parse({})).bands,
+        config.tenants.length > 0,
+        config.limits.clientPriorityMax,
+      ),
     };
-    this.admission = createAdmissionController(admissionInput(config));
+    this.queuedBytes = new QueuedBytes(config.limits.queuedBytesMax, config.limits.tenantQueuedBytesMax);
+    // Stale engine signals: the gate bounds such an instance by the gateway's own accounting.
+    this.admission = createAdmissionController(admissionInput(config), {
+      signalStaleAfterMs: this.view.staleAfterMs,
+    });
     this.driver = new AdmissionDriver(this.admission, this.admissionHost());
     this.batch = this.createBatchService();
     // Refuse to start, not answer every request 500, when a policy that predicts time has no model.
@@ -579,6 +592,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     return {
       ...this.stats.toJSON(),
       admission: this.admission.stats,
+      queuedBytes: this.queuedBytes.stats,
       policy: this.policy.name,
       draining: this.draining,
     };
@@ -749,7 +763,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     r.req.destroy();
   }
 
-  /** Offers a parsed request to admission (completions) and starts it or holds it. */
+  /** Offers a parsed request to admission (completions and embeddings) and starts it or holds it. */
   private accept(
     kind: ExchangeKind,
     request: Request,
@@ -769,13 +783,9 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       );
       return;
     }
-    if (kind === 'embeddings') {
-      const ex = new Exchange(this, kind, request, body, stream, res);
-      this.stats.accepted++;
-      this.live.add(ex);
-      ex.start();
-      return;
-    }
+    // A body that would pass a queued-bytes bound may still go out at once, but may not wait.
+    const bytes = queuedBytesOf(request, body);
+    const full = this.queuedBytes.refusal(request.tenant, bytes);
     let ex: Exchange | undefined;
     const verdict = this.driver.offer(
       request,
@@ -785,9 +795,11 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
         ex.start();
         return true;
       },
-      hints,
+      full === undefined ? hints : { ...hints, unqueueable: this.queuedBytesRefusal(full, request, bytes) },
     );
     if (verdict.kind === 'reject') {
+      if (verdict.code === 'SY_ERR_QUEUE_BYTES_FULL' || verdict.code === 'SY_ERR_TENANT_QUEUE_BYTES_FULL')
+        this.queuedBytes.refused();
       this.rejectEarly(res, new SwitchyardError(verdict.code, verdict.reason), verdict.retryAfterMs);
       return;
     }
@@ -795,9 +807,35 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       ex = this.admit(kind, request, body, stream, res);
       ex.queued = true;
       this.stats.queued++;
+      this.queuedBytes.hold(request.tenant, bytes);
       this.pending.set(request.id, ex);
     }
     this.step();
+  }
+
+  /** The refusal for a request that would pass a queued-bytes bound (`which`). */
+  private queuedBytesRefusal(
+    which: 'total' | 'tenant',
+    request: Request,
+    bytes: number,
+  ): { code: 'SY_ERR_QUEUE_BYTES_FULL' | 'SY_ERR_TENANT_QUEUE_BYTES_FULL'; reason: string } {
+    const q = this.queuedBytes;
+    return which === 'tenant'
+      ? {
+          code: 'SY_ERR_TENANT_QUEUE_BYTES_FULL',
+          reason: `tenant '${request.tenant}' has ${q.tenantBytes(request.tenant)} bytes queued; ${bytes} more would pass limits.tenantQueuedBytesMax ${q.tenantBytesMax}`,
+        }
+      : {
+          code: 'SY_ERR_QUEUE_BYTES_FULL',
+          reason: `${q.stats.bytes} bytes are queued; ${bytes} more would pass limits.queuedBytesMax ${q.bytesMax}`,
+        };
+  }
+
+  /** A queued exchange left the admission queue (sent, refused, or its client left). */
+  private leftQueue(ex: Exchange): void {
+    ex.queued = false;
+    this.stats.queued--;
+    this.queuedBytes.release(ex.request.tenant, queuedBytesOf(ex.request, ex.body));
   }
 
   /** An exchange for a request admission did not refuse. */
@@ -840,8 +878,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
         this.pending.delete(request.id);
         // The client left while it was queued: it was counted then; admission hears it failed now.
         if (ex === undefined || ex.done) return false;
-        ex.queued = false;
-        this.stats.queued--;
+        this.leftQueue(ex);
         ex.released = true;
         ex.start();
         return true;
@@ -850,7 +887,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
         const ex = this.pending.get(e.request.id);
         this.pending.delete(e.request.id);
         if (ex === undefined || ex.done) return;
-        ex.fail(new SwitchyardError(e.code, e.reason), e.code === 'SY_ERR_OVERLOADED' ? 1000 : undefined);
+        ex.fail(new SwitchyardError(e.code, e.reason), e.retryAfterMs);
       },
       armWake: (atMs, nowMs) => {
         if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
@@ -957,11 +994,8 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   finished(ex: Exchange, outcome: ExchangeOutcome): void {
     const now = this.nowMs();
     this.live.delete(ex);
-    if (ex.queued) {
-      // Still in admission's queue: drain will hand it back and hear onFailed then.
-      ex.queued = false;
-      this.stats.queued--;
-    }
+    // Still in admission's queue: drain will hand it back and hear onFailed then.
+    if (ex.queued) this.leftQueue(ex);
     if (outcome.ok) {
       this.stats.completed++;
       this.metrics.e2eSeconds.observe((now - ex.request.arrivalMs) / 1000);
@@ -978,7 +1012,11 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       if (outcome.ok)
         this.admission.onCompleted(
           ex.request,
-          { inputTokens: ex.request.inputTokens, completionTokens: outcome.outputTokens },
+          {
+            inputTokens: ex.request.inputTokens,
+            // An embedding generates nothing: no output charge, nothing for the length estimate.
+            completionTokens: ex.kind === 'embeddings' ? undefined : outcome.outputTokens,
+          },
           now,
         );
       else this.admission.onFailed(ex.request, now);

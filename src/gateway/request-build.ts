@@ -6,8 +6,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { PromptTokenizer } from '../adapters/tokenizer/load.ts';
 import { SwitchyardError } from '../core/errors.ts';
-import type { Request, Slo } from '../core/request.ts';
-import { estimateTokens, textPrefixChain } from '../core/text-prefix.ts';
+import { NO_PREFIX, type Request, type Slo } from '../core/request.ts';
+import { estimateTokens } from '../core/text-prefix.ts';
 import { parseRouting, type RoutingFields } from './fast-parse.ts';
 import type { ExchangeKind } from './proxy.ts';
 
@@ -22,6 +22,8 @@ export interface RequestBuildContext {
   readonly models: ReadonlySet<string>;
   readonly tokenizers: ReadonlyMap<string, PromptTokenizer>;
   readonly slo: Slo | undefined;
+  /** What a body's `priority` may claim (see `requestPriority`). */
+  readonly priority: PriorityRule;
   /** The next request id (`r1`, `r2`, ...). */
   nextId(): string;
 }
@@ -70,9 +72,9 @@ export function buildRequest(
         param: 'input',
       });
     model = m.model;
-    const text = typeof m.input === 'string' ? m.input : '';
-    inputTokens = Math.max(1, typeof m.input === 'string' ? estimateTokens(text) : 1);
-    prefix = textPrefixChain('');
+    inputTokens = embeddingsCost(m.input).tokens;
+    maxTokens = 1;
+    prefix = NO_PREFIX;
   } else {
     parsed = parseRouting(kind, json);
     model = parsed.model;
@@ -100,7 +102,7 @@ export function buildRequest(
     id: ctx.nextId(),
     model,
     tenant: tenant?.name ?? 'default',
-    priority: tenant?.priority ?? parsed?.priority ?? 0,
+    priority: requestPriority(ctx.priority, tenant, parsed?.priority),
     inputTokens,
     maxTokens,
     arrivalMs,
@@ -109,4 +111,69 @@ export function buildRequest(
     sessionId: typeof session === 'string' && session.length > 0 ? session : parsed?.user,
   };
   return { request, stream };
+}
+
+/**
+ * What a client may claim with `priority` in its body. Admission puts a request in the band its
+ * priority reaches, so an unchecked body priority let any client jump the queue (a high value) or
+ * reach the offline batch band (-1). The rule:
+ * - a tenant with a configured priority gets that priority; the body is ignored (operator's word);
+ * - any other client's body priority is clamped to [floor, ceiling]: `floor` is the lowest online
+ *   band's minPriority (never the batch band: that band is reached only through the Batch API, whose
+ *   requests carry the offline hint), and `ceiling` is 0 for a keyed tenant without a configured
+ *   priority (it may lower its own priority within the online bands, never raise it) and
+ *   `limits.clientPriorityMax` when no tenants are configured (default 0: nobody raises it).
+ */
+export interface PriorityRule {
+  /** Tenants are configured (requests carry an API key naming one). */
+  readonly keyed: boolean;
+  /** The lowest priority a body may ask for: the lowest online band's minPriority, at most 0. */
+  readonly floor: number;
+  /** The highest a body may ask for when no tenants are configured (limits.clientPriorityMax). */
+  readonly anonymousMax: number;
+}
+
+/** A request's priority under `rule` (see PriorityRule). */
+export function requestPriority(
+  rule: PriorityRule,
+  tenant: TenantEntry | undefined,
+  bodyPriority: number | undefined,
+): number {
+  if (tenant?.priority !== undefined) return tenant.priority;
+  const ceiling = rule.keyed ? 0 : Math.max(0, rule.anonymousMax);
+  const asked = bodyPriority ?? 0;
+  return Math.min(ceiling, Math.max(Math.min(0, rule.floor), asked));
+}
+
+/** Tokens one KV block holds (vLLM's default block size): the least a sequence occupies. */
+const BLOCK_TOKENS = 16;
+
+/**
+ * What an embeddings request costs admission: its inputs and their tokens. `input` may be a string,
+ * a list of strings, a list of token ids (one input), or a list of token-id lists; each input is
+ * estimated (text by characters, token ids by count) and rounded up to whole KV blocks, since an
+ * engine runs every input as its own sequence and a sequence holds whole blocks: 2,048 one-word
+ * inputs cost 32,768 tokens, not 2,048. Shapes the engine will refuse still get a cost (at least one
+ * block): admission runs before the engine's own validation.
+ */
+export function embeddingsCost(input: unknown): { inputs: number; tokens: number } {
+  const blocks = (tokens: number): number => Math.max(1, Math.ceil(tokens / BLOCK_TOKENS)) * BLOCK_TOKENS;
+  if (typeof input === 'string') return { inputs: 1, tokens: blocks(estimateTokens(input)) };
+  if (!Array.isArray(input) || input.length === 0) return { inputs: 1, tokens: blocks(0) };
+  if (input.every((x) => typeof x === 'number')) return { inputs: 1, tokens: blocks(input.length) };
+  let tokens = 0;
+  for (const x of input)
+    tokens += blocks(typeof x === 'string' ? estimateTokens(x) : Array.isArray(x) ? x.length : 0);
+  return { inputs: input.length, tokens };
+}
+
+/** The priority rule for a gateway: `bands` are admission's, `keyed` whether tenants are configured. */
+export function priorityRule(
+  bands: readonly { readonly minPriority: number }[],
+  keyed: boolean,
+  anonymousMax: number,
+): PriorityRule {
+  const ascending = bands.map((b) => b.minPriority).sort((a, b) => a - b);
+  // The lowest band is the offline batch band; the next one up is the lowest a client may reach.
+  return { keyed, floor: Math.min(0, ascending[1] ?? 0), anonymousMax };
 }

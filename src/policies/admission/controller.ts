@@ -258,7 +258,7 @@ class Controller implements AdmissionQueue {
     const { inputWeight, outputWeight } = this.config.vtc;
     // Input was charged at release from the request's own count; settle any difference now.
     const cost =
-      inputWeight * (usage.inputTokens - request.inputTokens) + outputWeight * usage.completionTokens;
+      inputWeight * (usage.inputTokens - request.inputTokens) + outputWeight * (usage.completionTokens ?? 0);
     record.lane.counter += cost / record.lane.tenant.weight;
     this.finish(request, record, nowMs);
   }

@@ -9,8 +9,12 @@ import type { ClusterView } from '../../core/view.ts';
 /** What a finished request really consumed, as the host counted it. */
 export interface CompletionUsage {
   readonly inputTokens: number;
-  /** Output tokens generated (usage or counted chunks live; the engine's count in the twin). */
-  readonly completionTokens: number;
+  /**
+   * Output tokens generated (usage or counted chunks live; the engine's count in the twin).
+   * Undefined for a request that generates nothing (embeddings): no output charge, and the
+   * output-length estimate learns nothing from it.
+   */
+  readonly completionTokens: number | undefined;
 }
 
 /** What happens to a request offered to admission. */
