@@ -975,6 +975,8 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
 
   firstByte(ex: Exchange, backend: Backend): void {
     const now = this.nowMs();
+    // Bytes from the backend: evidence it is alive, should its health check time out meanwhile.
+    this.health.noteProgress(backend.id, now);
     if (ex.prefillPending) {
       ex.prefillPending = false;
       backend.instance.firstToken(ex.request.inputTokens);
@@ -987,6 +989,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     backend.instance.ended(ex.request.inputTokens, ex.prefillPending);
     ex.prefillPending = false;
     const now = this.nowMs();
+    if (ok) this.health.noteProgress(backend.id, now);
     if (ok) ex.policy?.onCompleted?.(ex.request, backend.id, now, generatedTokens);
     else ex.policy?.onFailed?.(ex.request, backend.id, now);
   }

@@ -3,6 +3,18 @@
  * `failuresToEject` consecutive failures (failed checks and connection errors while proxying both
  * count) and re-admitted after `successesToReadmit` consecutive successful checks, or at its first
  * successful check if it never passed one before (an engine still starting when the gateway did).
+ *
+ * A busy gateway must not eject healthy engines. When its event loop is blocked (a large body being
+ * parsed), a health answer that arrived on time waits unread in the socket, and a plain timer would
+ * time the check out before the loop reads it: timers run before I/O in each turn of the loop. So a
+ * round's deadline counts only time the loop was free (`LoopFreeDeadline`): a stretch where a tick
+ * came late counts as at most PROBE_TICK_CREDIT_FACTOR ticks. Expiry waits one more turn, so an
+ * answer already in the socket is read first. A round that spent PROBE_WALL_FACTOR_MAX x `timeoutMs`
+ * of wall time without `timeoutMs` of free loop ends without a verdict for its timed-out checks: no
+ * strike, no success. A connection refused or a non-2xx answer is a failure whatever the loop did.
+ *
+ * Passive evidence: the gateway calls `noteProgress(id)` when a backend delivers proxied bytes; a
+ * check that timed out on a backend that delivered bytes since the check began is not a strike.
  */
 import { type Dispatcher, request } from 'undici';
 import type { HealthState } from '../policies/reliability.ts';
@@ -10,6 +22,13 @@ import type { HealthCheckConfig } from './config.ts';
 
 /** The ejection state machine lives with the twin's, in one pure module. */
 export { HealthState } from '../policies/reliability.ts';
+
+/** Longest tick of a round's deadline clock (shorter for short timeouts: timeoutMs / 10). */
+export const PROBE_TICK_MS_MAX = 50;
+/** A late tick counts as at most this many ticks of free loop: the rest was the loop blocked. */
+export const PROBE_TICK_CREDIT_FACTOR = 2;
+/** Wall time a round may take, in timeouts, before its timed-out checks end without a verdict. */
+export const PROBE_WALL_FACTOR_MAX = 10;
 
 /** One backend the checker watches. */
 export interface HealthTarget {
@@ -20,11 +39,61 @@ export interface HealthTarget {
   readonly state: HealthState;
 }
 
+/** What one check found. */
+type Verdict = { kind: 'ok' } | { kind: 'fail'; reason: string } | { kind: 'none' };
+
+/**
+ * A deadline of `timeoutMs` of free event loop: ticks every `tickMs`; each tick credits the time
+ * since the last one, at most PROBE_TICK_CREDIT_FACTOR x `tickMs`. Calls `expire(lagged)` once,
+ * a loop turn after the credit reached `timeoutMs` (lagged false) or the wall time reached
+ * PROBE_WALL_FACTOR_MAX x `timeoutMs` first (lagged true).
+ */
+export class LoopFreeDeadline {
+  private readonly tickMs: number;
+  private readonly startMs = performance.now();
+  private lastMs = this.startMs;
+  private creditMs = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
+
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly expire: (lagged: boolean) => void,
+  ) {
+    this.tickMs = Math.max(1, Math.min(PROBE_TICK_MS_MAX, timeoutMs / 10));
+    this.arm();
+  }
+
+  cancel(): void {
+    clearTimeout(this.timer);
+    if (this.immediate !== undefined) clearImmediate(this.immediate);
+  }
+
+  private arm(): void {
+    this.timer = setTimeout(() => this.tick(), Math.min(this.tickMs, this.timeoutMs - this.creditMs));
+  }
+
+  private tick(): void {
+    const nowMs = performance.now();
+    this.creditMs += Math.min(nowMs - this.lastMs, this.tickMs * PROBE_TICK_CREDIT_FACTOR);
+    this.lastMs = nowMs;
+    const lagged = nowMs - this.startMs >= this.timeoutMs * PROBE_WALL_FACTOR_MAX;
+    if (this.creditMs < this.timeoutMs && !lagged) {
+      this.arm();
+      return;
+    }
+    // Timers run before I/O in a loop turn: let the poll phase read what already arrived first.
+    this.immediate = setImmediate(() => this.expire(lagged && this.creditMs < this.timeoutMs));
+  }
+}
+
 /** Periodic health checks of every target; `onChange` hears ejections and re-admissions. */
 export class HealthChecker {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private closed = false;
+  /** performance.now() of the last bytes each backend delivered to a proxied request. */
+  private readonly progressMs = new Map<string, number>();
 
   constructor(
     private readonly targets: readonly HealthTarget[],
@@ -40,7 +109,30 @@ export class HealthChecker {
 
   /** One round over every target, in parallel; resolves when all answered or timed out. */
   async checkAll(): Promise<void> {
-    await Promise.all(this.targets.map((t) => this.checkOne(t)));
+    const round = new AbortController();
+    let lagged = false;
+    const deadline = new LoopFreeDeadline(this.config.timeoutMs, (l) => {
+      lagged = l;
+      round.abort();
+    });
+    try {
+      const verdicts = await Promise.all(this.targets.map((t) => this.probe(t, round.signal, () => lagged)));
+      if (this.closed) return;
+      for (const [i, t] of this.targets.entries()) this.apply(t, verdicts[i]!);
+    } finally {
+      deadline.cancel();
+    }
+  }
+
+  /**
+   * Passive evidence that backend `id` is alive: it delivered bytes of a proxied response at `atMs`
+   * (performance.now(), the gateway's clock). A check of `id` that times out after `atMs` is then
+   * not counted against it. For the proxy's stall detection and the gateway's first-byte and
+   * end-of-attempt hooks.
+   */
+  noteProgress(id: string, atMs: number = performance.now()): void {
+    const last = this.progressMs.get(id);
+    if (last === undefined || atMs > last) this.progressMs.set(id, atMs);
   }
 
   /** A connection error while proxying counts as a failed check. */
@@ -67,29 +159,50 @@ export class HealthChecker {
     this.timer.unref();
   }
 
-  private async checkOne(target: HealthTarget): Promise<void> {
-    let ok = false;
-    let reason = '';
+  private apply(target: HealthTarget, verdict: Verdict): void {
+    if (verdict.kind === 'ok') {
+      if (target.state.succeed()) this.onChange(target.id, true, 'health checks pass');
+    } else if (verdict.kind === 'fail' && target.state.fail()) {
+      this.onChange(target.id, false, verdict.reason);
+    }
+  }
+
+  /**
+   * One check of `target`, cut when the round's deadline expires (unless its answer's head arrived:
+   * then its body, empty for a health answer, is left to undici's body timeout).
+   */
+  private async probe(target: HealthTarget, round: AbortSignal, lagged: () => boolean): Promise<Verdict> {
+    const startMs = performance.now();
+    const own = new AbortController();
+    let head = false;
+    const cut = (): void => {
+      if (!head) own.abort(new Error(`no answer within ${this.config.timeoutMs} ms`));
+    };
+    round.addEventListener('abort', cut, { once: true });
+    // undici's own timers would fire before the loop reads a late-processed answer: the round's
+    // deadline decides, and these only bound a wait the round never cuts.
+    const undiciTimeoutMs = this.config.timeoutMs * (PROBE_WALL_FACTOR_MAX + 1);
     try {
       const res = await request(target.url, {
         dispatcher: this.dispatcher,
         method: 'GET',
         headers: target.headers,
-        headersTimeout: this.config.timeoutMs,
-        bodyTimeout: this.config.timeoutMs,
-        signal: AbortSignal.timeout(this.config.timeoutMs),
+        headersTimeout: undiciTimeoutMs,
+        bodyTimeout: undiciTimeoutMs,
+        signal: own.signal,
       });
+      head = true;
       await res.body.dump();
-      ok = res.statusCode >= 200 && res.statusCode < 300;
-      if (!ok) reason = `health check answered ${res.statusCode}`;
+      if (res.statusCode >= 200 && res.statusCode < 300) return { kind: 'ok' };
+      return { kind: 'fail', reason: `health check answered ${res.statusCode}` };
     } catch (error) {
-      reason = `health check failed: ${(error as Error).message}`;
-    }
-    if (this.closed) return;
-    if (ok) {
-      if (target.state.succeed()) this.onChange(target.id, true, 'health checks pass');
-    } else if (target.state.fail()) {
-      this.onChange(target.id, false, reason);
+      if (own.signal.aborted) {
+        if (lagged()) return { kind: 'none' };
+        if ((this.progressMs.get(target.id) ?? Number.NEGATIVE_INFINITY) >= startMs) return { kind: 'none' };
+      }
+      return { kind: 'fail', reason: `health check failed: ${(error as Error).message}` };
+    } finally {
+      round.removeEventListener('abort', cut);
     }
   }
 }
