@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DEFAULT_BANDS } from '../policies/admission/config.ts';
+import { embeddingsCost, priorityRule, requestPriority } from './request-build.ts';
+
+describe('requestPriority', () => {
+  const anonymous = priorityRule(DEFAULT_BANDS, false, 0);
+  const anonymousUpTo1 = priorityRule(DEFAULT_BANDS, false, 1);
+  const keyed = priorityRule(DEFAULT_BANDS, true, 5);
+
+  it('never lets a body reach the batch band', () => {
+    for (const rule of [anonymous, anonymousUpTo1, keyed]) {
+      assert.equal(requestPriority(rule, undefined, -1), 0);
+      assert.equal(requestPriority(rule, { name: 't', priority: undefined }, -1_000_000), 0);
+    }
+  });
+
+  it('clamps an anonymous body to [0, clientPriorityMax]', () => {
+    assert.equal(requestPriority(anonymous, undefined, 7), 0);
+    assert.equal(requestPriority(anonymousUpTo1, undefined, 7), 1);
+    assert.equal(requestPriority(anonymousUpTo1, undefined, undefined), 0);
+  });
+
+  it("keeps a keyed tenant at its configured priority, or at most 0 (clientPriorityMax is the anonymous rule's)", () => {
+    assert.equal(requestPriority(keyed, { name: 'gold', priority: 1 }, -1), 1);
+    assert.equal(requestPriority(keyed, { name: 'gold', priority: 1 }, 9), 1);
+    assert.equal(requestPriority(keyed, { name: 'plain', priority: undefined }, 9), 0);
+  });
+
+  it('lets a body lower its priority within the online bands when bands below 0 exist', () => {
+    const bands = [
+      ...DEFAULT_BANDS.slice(0, 2),
+      { name: 'low', minPriority: -5 },
+      { name: 'batch', minPriority: -10 },
+    ];
+    const rule = priorityRule(bands, true, 0);
+    assert.equal(requestPriority(rule, { name: 'plain', priority: undefined }, -3), -3);
+    assert.equal(requestPriority(rule, { name: 'plain', priority: undefined }, -10), -5);
+  });
+});
+
+describe('embeddingsCost', () => {
+  it('estimates every input shape and rounds each input up to whole 16-token blocks', () => {
+    assert.deepEqual(embeddingsCost('x'.repeat(400)), { inputs: 1, tokens: 112 });
+    assert.deepEqual(embeddingsCost(['a', 'b', 'c']), { inputs: 3, tokens: 48 });
+    assert.deepEqual(embeddingsCost([1, 2, 3]), { inputs: 1, tokens: 16 });
+    assert.deepEqual(embeddingsCost([new Array(40).fill(1), [1]]), { inputs: 2, tokens: 64 });
+    assert.deepEqual(embeddingsCost(42), { inputs: 1, tokens: 16 });
+  });
+
+  it('charges a request of many tiny inputs for each of them', () => {
+    const flood = embeddingsCost(Array.from({ length: 2048 }, () => 'hi'));
+    assert.deepEqual(flood, { inputs: 2048, tokens: 2048 * 16 });
+  });
+});
