@@ -6,14 +6,8 @@
  * events, admission hears onDispatched / onCompleted / onFailed, and the queue is drained after
  * every arrival, completion, failure, scrape and wake-up.
  */
-import {
-  createServer,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-  STATUS_CODES,
-} from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Agent } from 'undici';
 import { kvEventsRefusal, policyTypeOf } from '../adapters/tokenizer/config.ts';
@@ -38,7 +32,9 @@ import { handleAdmin } from './admin.ts';
 import { handleBatchApi, isBatchApiPath } from './batch/http.ts';
 import { BatchService } from './batch/service.ts';
 import { BATCH_PRIORITY } from './batch/state.ts';
-import { BodyReader, type BodyReaderHost, bodyTooLarge, type Reading } from './body-reader.ts';
+import { BodyReader, type BodyReaderHost, type Reading, ReadingBudget } from './body-reader.ts';
+import { admitConnection, ClientConnections } from './client-connections.ts';
+import { answerClientError, answerConnect, type ClientErrorHost, wasRefused } from './client-errors.ts';
 import {
   admissionInput,
   type GatewayConfig,
@@ -60,6 +56,7 @@ import { Backend, Exchange, type ExchangeHost, type ExchangeKind, type ExchangeO
 import { QueuedBytes, queuedBytesOf } from './queued-bytes.ts';
 import { buildRequest, priorityRule, type RequestBuildContext, type TenantEntry } from './request-build.ts';
 import { type AttemptFailure, backoffMs } from './retry.ts';
+import { findStalls } from './stall.ts';
 
 /** Host-side options that are not configuration. */
 export interface GatewayOptions {
@@ -181,9 +178,17 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   private readonly pending = new Map<string, Exchange>();
   /** Request bodies still arriving. */
   private readonly reading = new Set<Reading>();
+  /** Bytes those bodies hold, against limits.readingBytesMax. */
+  readonly readingBudget: ReadingBudget;
+  /** Open connections per client address, against limits.connectionsPerClientMax. */
+  private readonly clientConnections: ClientConnections;
+  /** What the raw-socket refusals (client-errors.ts) need of the gateway. */
+  private readonly clientErrorHost: ClientErrorHost;
   /** Every exchange not yet finished. */
   private readonly live = new Set<Exchange>();
   private nextId = 0;
+  /** `nowMs()` as of the last sweep tick: the proxy's per-chunk progress stamps (ExchangeHost). */
+  coarseNowMs = performance.now();
   /** What request-build.ts needs of the gateway. */
   private readonly requestContext: RequestBuildContext;
   /** Bytes held by requests in the admission queue, bounded in total and per tenant. */
@@ -276,24 +281,34 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       this.perfModels.context,
     );
     this.metrics = new GatewayMetrics(this.stats, this.view, () => this.policy.name);
-    this.health = new HealthChecker(targets, config.healthCheck, this.healthAgent, (id, healthy, reason) => {
-      const backend = this.backendById.get(id);
-      if (backend === undefined) return;
-      backend.instance.healthy = healthy;
-      this.log(`switchyard: instance ${id} ${healthy ? 're-admitted' : 'ejected'}: ${reason}`);
-      if (healthy) this.step();
-    });
+    this.health = new HealthChecker(targets, config.healthCheck, this.healthAgent, (id, healthy, reason) =>
+      this.healthChanged(id, healthy, reason),
+    );
     // A request head must arrive within requestTimeoutMs (at most 60 s); the body is bounded by the
     // sweep (Node's own requestTimeout is set just past it, as a backstop).
     const headersTimeoutMs = Math.min(this.limits.requestTimeoutMs, 60_000);
+    this.readingBudget = new ReadingBudget(this.limits.readingBytesMax);
+    this.clientConnections = new ClientConnections(this.limits.connectionsPerClientMax);
+    this.clientErrorHost = {
+      readingFor: (res) => {
+        for (const r of this.reading) if (r.res === res) return r;
+        return undefined;
+      },
+      countRejection: (code) => this.stats.reject(code),
+    };
     this.server = createServer(
       {
         keepAliveTimeout: 65_000,
         headersTimeout: headersTimeoutMs,
         requestTimeout: this.limits.requestTimeoutMs + 1000,
         connectionsCheckingInterval: Math.min(30_000, Math.max(100, headersTimeoutMs / 4)),
+        // Node would answer a Host-less HTTP/1.1 request with an empty 400; route() answers it in JSON.
+        requireHostHeader: false,
       },
       (req, res) => this.handle(req, res),
+    );
+    this.server.on('connection', (socket: Socket) =>
+      admitConnection(this.clientConnections, this.clientErrorHost, socket),
     );
     this.server.on('checkExpectation', (req, res) => {
       req.resume();
@@ -307,41 +322,11 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
         ),
       );
     });
-    this.server.on('clientError', (error: NodeJS.ErrnoException, socket) => this.clientError(error, socket));
-  }
-
-  /** Requests Node's parser refused (garbage, oversized or stalled heads, broken bodies): one JSON error, then close. */
-  private clientError(error: NodeJS.ErrnoException, socket: Duplex): void {
-    const e =
-      error.code === 'HPE_HEADER_OVERFLOW'
-        ? new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', 'request head too large', { param: 'headers' })
-        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? new SwitchyardError('SY_ERR_REQUEST_TIMEOUT', 'request not received in time')
-          : new SwitchyardError(
-              'SY_ERR_INVALID_ARGUMENT',
-              `malformed HTTP request (${error.code ?? 'parse error'})`,
-            );
-    const pending = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (pending !== undefined && pending !== null) {
-      // The handler holds this request. Still reading its body: answer it there, once. Past that (it is
-      // being proxied): the connection just ends, and the exchange sees its client leave.
-      for (const r of this.reading)
-        if (r.res === pending) {
-          r.fail(e);
-          return;
-        }
-      pending.shouldKeepAlive = false;
-      socket.destroy();
-      return;
-    }
-    if (!socket.writable) {
-      socket.destroy();
-      return;
-    }
-    this.stats.reject(e.code);
-    const body = JSON.stringify(e.toJSON());
-    socket.end(
-      `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? 'Error'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    this.server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
+      answerClientError(this.clientErrorHost, error, socket),
+    );
+    this.server.on('connect', (req: IncomingMessage, socket: Duplex) =>
+      answerConnect(this.clientErrorHost, req, socket),
     );
   }
 
@@ -391,9 +376,13 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
         error: (id, source, error) => this.log(`switchyard: ${source} of ${id}: ${error.message}`),
       },
     );
+    const l = this.limits;
     const sweepMs = Math.min(
       100,
-      Math.max(5, Math.min(this.limits.firstByteTimeoutMs, this.limits.requestTimeoutMs) / 8),
+      Math.max(
+        5,
+        Math.min(l.firstByteTimeoutMs, l.requestTimeoutMs, l.stallAfterMs, l.streamIdleTimeoutMs) / 8,
+      ),
     );
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
     this.sweepTimer.unref();
@@ -406,20 +395,17 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     return performance.now();
   }
 
-  /** Times out what is overdue (request deadline, first-byte deadline of the current attempt). */
+  /**
+   * Times out what is overdue (request deadline, first-byte deadline and idle bound of the current
+   * attempt), and ejects stalled backends so that checkTimers re-routes their unanswered requests.
+   */
   private sweep(): void {
-    if (this.live.size === 0 && this.reading.size === 0) return;
     const now = this.nowMs();
+    this.coarseNowMs = now;
+    if (this.live.size === 0 && this.reading.size === 0) return;
+    this.detectStalls(now);
     for (const ex of this.live) ex.checkTimers(now);
-    for (const r of this.reading)
-      if (now >= r.deadlineMs)
-        r.fail(
-          new SwitchyardError(
-            'SY_ERR_REQUEST_TIMEOUT',
-            `request body not received within ${this.limits.requestTimeoutMs} ms (limits.requestTimeoutMs)`,
-            { param: 'body' },
-          ),
-        );
+    for (const r of this.reading) if (now >= r.deadlineMs) r.expire();
   }
 
   setPolicy(name: string): void {
@@ -466,6 +452,8 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   // ---- HTTP ----
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    // A connection refused on its raw socket (over connectionsPerClientMax) was answered already.
+    if (wasRefused(req.socket)) return;
     this.guard(res, () => this.route(req, res));
   }
 
@@ -494,6 +482,16 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const method = req.method ?? 'GET';
+    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
+      // RFC 9112 section 3.2: an HTTP/1.1 request without Host is answered 400.
+      this.drainBody(req);
+      res.shouldKeepAlive = false;
+      const e = new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'HTTP/1.1 request without a Host header', {
+        param: 'host',
+      });
+      this.rejectEarly(res, e);
+      return;
+    }
     if (method === 'POST') {
       if (path === '/v1/chat/completions') {
         this.completion(req, res, 'chat');
@@ -703,24 +701,10 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
         return;
       }
     }
-    const arrivalMs = this.nowMs();
-    // A body still arriving at the request deadline is given up (slow clients hold no slot forever).
-    const reader = new BodyReader(
-      this,
-      req,
-      res,
-      kind,
-      tenant,
-      arrivalMs,
-      arrivalMs + this.limits.requestTimeoutMs,
-    );
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > this.limits.bodyBytesMax) {
-      this.bodyRead(reader, bodyTooLarge(this.limits.bodyBytesMax));
-      return;
-    }
+    // The body's bounds (time, size, bytes held, depth) live in body-reader.ts; the sweep expires it.
+    const reader = new BodyReader(this, req, res, kind, tenant, this.nowMs());
     this.reading.add(reader);
-    reader.attach();
+    reader.start();
   }
 
   /**
@@ -733,7 +717,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       this.reading.delete(r);
       if (result instanceof SwitchyardError) {
         if (result.code === 'SY_ERR_REQUEST_TOO_LARGE') res.shouldKeepAlive = false;
-        this.rejectEarly(res, result);
+        this.rejectEarly(res, result, r.retryAfterMs);
         return;
       }
       let request: Request;
@@ -760,7 +744,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     this.reading.delete(r);
     r.res.shouldKeepAlive = false;
     this.rejectEarly(r.res, error);
-    r.req.destroy();
+    r.close();
   }
 
   /** Offers a parsed request to admission (completions and embeddings) and starts it or holds it. */
@@ -960,6 +944,53 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
 
   retrying(_ex: Exchange, _failure: AttemptFailure): void {
     this.stats.retries++;
+  }
+
+  logLine(line: string): void {
+    this.log(line);
+  }
+
+  /** An instance was ejected or re-admitted (health checks, proxy connection errors, a stall). */
+  private healthChanged(id: string, healthy: boolean, reason: string): void {
+    const backend = this.backendById.get(id);
+    if (backend === undefined) return;
+    backend.instance.healthy = healthy;
+    this.log(`switchyard: instance ${id} ${healthy ? 're-admitted' : 'ejected'}: ${reason}`);
+    if (healthy) {
+      backend.progress.readmitted(this.nowMs());
+      this.step();
+    }
+  }
+
+  /**
+   * Declares stalled backends (src/gateway/stall.ts; the exchanges' checkTimers then re-routes their
+   * requests not yet answered). A healthy one is ejected through its health state, as if it had
+   * failed `failuresToEject` checks, so health checks re-admit it when it answers again.
+   */
+  private detectStalls(now: number): void {
+    const inputs = this.backends.map((b) => {
+      // Bytes mid-stream are evidence of life for the health checker too.
+      if (b.progress.lastByteMs > 0) this.health.noteProgress(b.id, b.progress.lastByteMs);
+      return { progress: b.progress, outstanding: b.instance.inFlight, healthy: b.instance.healthy };
+    });
+    for (const i of findStalls(inputs, now, this.limits.stallAfterMs)) {
+      const b = this.backends[i] as Backend;
+      b.progress.stalled = true;
+      const what = `no response byte for ${this.limits.stallAfterMs} ms (limits.stallAfterMs) with ${b.instance.inFlight} requests outstanding`;
+      if (!b.instance.healthy) {
+        this.log(
+          `switchyard: instance ${b.id} stalled while ejected (${what}): re-routing requests not yet answered`,
+        );
+        continue;
+      }
+      const state = b.health.state;
+      for (let k = 0; k < this.config.healthCheck.failuresToEject && state.healthy; k++) state.fail();
+      this.healthChanged(
+        b.id,
+        false,
+        `stalled: ${what} while other instances answered; re-routing requests not yet answered`,
+      );
+    }
   }
 
   connectFailed(backend: Backend, error: Error): void {

@@ -1,13 +1,21 @@
 /**
  * The hot path: one `Exchange` per accepted request, one `Attempt` per upstream try. Bytes flow
  * through untouched: the client's body goes upstream as received, the engine's response body goes
- * back chunk by chunk. The only look inside is at the edges: the first chunk (TTFT, and the moment
- * the response is committed), and the last two chunks at the end (`[DONE]`, usage).
+ * back chunk by chunk. What is read on the way (src/gateway/sse-events.ts, constant memory): SSE
+ * events as they pass (a stream is complete only when an event whose data is exactly `[DONE]`
+ * arrived; generated tokens come from the last usage event, else the event count), and whether a
+ * JSON answer arrived whole (its last chunk is held until then, so a truncated one is never relayed
+ * as a clean 200).
  *
  * Until the first byte is written to the client, a failed attempt (connection error, 5xx, 429,
- * first-byte timeout) is retried on another instance after a jittered backoff, up to
- * `limits.retries`. After it, a failure ends an SSE stream with an error event and `[DONE]`; a
- * non-streaming response is cut (the socket is destroyed), which no client mistakes for success.
+ * first-byte timeout, a stalled backend, a truncated answer) is retried on another instance after a
+ * jittered backoff, up to `limits.retries`. After it, a failure ends an SSE stream with an error
+ * event and `[DONE]`; a non-streaming response is cut (the socket is destroyed), which no client
+ * mistakes for success. A committed response that gets no upstream byte for
+ * `limits.streamIdleTimeoutMs` ends the same way (SY_ERR_TIMEOUT). Every timer is the gateway's one
+ * periodic sweep (`Exchange.checkTimers`), which also re-routes attempts on stalled backends
+ * (src/gateway/stall.ts); the per-chunk cost of that bookkeeping is two field writes on a coarse
+ * clock the sweep advances (`ExchangeHost.coarseNowMs`).
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { type Dispatcher, Pool } from 'undici';
@@ -20,6 +28,8 @@ import type { HealthTarget } from './health.ts';
 import { sendError } from './http-util.ts';
 import type { LiveInstance } from './live-view.ts';
 import { type AttemptFailure, isConnectError, statusFailure } from './retry.ts';
+import { JsonFraming, SseScanner } from './sse-events.ts';
+import { BackendProgress } from './stall.ts';
 
 /** What the gateway forwards to, and the upstream path of each. */
 export type ExchangeKind = 'chat' | 'completion' | 'embeddings';
@@ -29,18 +39,20 @@ const UPSTREAM_PATH: Record<ExchangeKind, string> = {
   embeddings: '/v1/embeddings',
 };
 
-/** Bytes of a non-2xx upstream body kept to relay or quote. */
+/** Bytes of a non-2xx upstream body kept to relay (4xx) or log (5xx, 429). */
 const ERROR_BODY_BYTES_MAX = 64 * 1024;
+/** Characters of a failed upstream's body written to the gateway log (never to the client). */
+const ERROR_LOG_CHARS_MAX = 300;
+/** Bound on an upstream's Retry-After that the gateway passes on (5 minutes). */
+export const UPSTREAM_RETRY_AFTER_MS_MAX = 300_000;
+/** Retry-After of a 429 when no upstream gave one. */
+const RETRY_AFTER_MS_DEFAULT = 1000;
 
 const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache',
   'x-accel-buffering': 'no',
 };
-
-const DONE_BYTES = Buffer.from('[DONE]');
-const COMPLETION_TOKENS = Buffer.from('"completion_tokens":');
-const DATA_PREFIX = Buffer.from('data:');
 
 /** One engine behind the gateway: its config, its live view entry, its connection pool. */
 export class Backend {
@@ -50,6 +62,8 @@ export class Backend {
   /** Headers sent upstream with every proxied request (shared, never mutated). */
   readonly headers: Record<string, string>;
   readonly paths: Record<ExchangeKind, string>;
+  /** When it last delivered a byte and became busy: what stall detection reads. */
+  readonly progress = new BackendProgress();
 
   constructor(
     readonly config: BackendConfig,
@@ -90,6 +104,14 @@ export type ExchangeOutcome =
 export interface ExchangeHost {
   readonly limits: LimitsConfig;
   nowMs(): number;
+  /**
+   * `nowMs()` as of the last sweep tick (or attempt start): per-chunk progress stamps read this
+   * field instead of the clock. Stale by at most one sweep interval, which the idle and stall
+   * bounds (seconds) do not notice.
+   */
+  readonly coarseNowMs: number;
+  /** A line for the gateway's log (an upstream's error body goes here, never to the client). */
+  logLine(line: string): void;
   /** Picks the instance for the next attempt (avoiding `tried` when another one is eligible). */
   pick(ex: Exchange): Backend | SwitchyardError;
   /** Delay before retry `attempt` (0-based). */
@@ -140,6 +162,8 @@ export class Exchange {
   /** The current attempt's input tokens still count as pending prefill on its instance. */
   prefillPending = false;
   private lastFailure: { failure: AttemptFailure; detail: string; status: number } | undefined;
+  /** The largest Retry-After an upstream 429 or 503 gave (bounded), passed on when it all fails. */
+  private upstreamRetryAfterMs: number | undefined = undefined;
 
   constructor(
     readonly host: ExchangeHost,
@@ -177,8 +201,9 @@ export class Exchange {
   }
 
   /**
-   * Enforces the request deadline and the current attempt's first-byte deadline. The gateway calls
-   * it for every live exchange from one periodic sweep (no timer per request).
+   * Enforces the request deadline, the current attempt's first-byte deadline and idle bound, and
+   * re-routes an attempt not yet answered whose backend stalled. The gateway calls it for every
+   * live exchange from one periodic sweep (no timer per request).
    */
   checkTimers(now: number): void {
     if (this.done || this.queued) return;
@@ -192,8 +217,18 @@ export class Exchange {
       return;
     }
     const attempt = this.attempt;
-    if (attempt !== undefined && !attempt.sawFirstByte && now >= attempt.firstByteDeadlineMs)
-      attempt.timedOut();
+    if (attempt === undefined) return;
+    if (!this.committed && attempt.backend.progress.stalled) attempt.stalled();
+    else if (!attempt.sawFirstByte) {
+      if (now >= attempt.firstByteDeadlineMs) attempt.timedOut();
+    } else if (!attempt.paused && now - attempt.lastByteMs >= this.host.limits.streamIdleTimeoutMs)
+      attempt.idle();
+  }
+
+  /** An upstream 429/503 asked for `ms` before a retry: the answer passes on the largest. */
+  noteRetryAfter(ms: number): void {
+    if (this.upstreamRetryAfterMs === undefined || ms > this.upstreamRetryAfterMs)
+      this.upstreamRetryAfterMs = ms;
   }
 
   /** Routes and sends the next attempt. */
@@ -209,7 +244,9 @@ export class Exchange {
     }
     this.attempts++;
     this.tried.push(picked.id);
-    const attempt = new Attempt(this, picked, this.host.nowMs() + this.host.limits.firstByteTimeoutMs);
+    const now = this.host.nowMs();
+    picked.progress.started(now, picked.instance.inFlight);
+    const attempt = new Attempt(this, picked, now + this.host.limits.firstByteTimeoutMs);
     this.attempt = attempt;
     this.host.attemptStarted(this, picked);
     attempt.send();
@@ -234,18 +271,22 @@ export class Exchange {
 
   private failAfterAttempts(last: { failure: AttemptFailure; detail: string; status: number }): void {
     const tried = this.tried.join(', ');
+    const retryAfterMs = this.upstreamRetryAfterMs;
     if (last.failure === 'status-429') {
       this.fail(
         new SwitchyardError(
           'SY_ERR_OVERLOADED',
           `every instance tried (${tried}) is overloaded: ${last.detail}`,
         ),
-        1000,
+        retryAfterMs ?? RETRY_AFTER_MS_DEFAULT,
       );
     } else if (last.failure === 'first-byte-timeout') {
       this.fail(new SwitchyardError('SY_ERR_TIMEOUT', `no response from ${tried}: ${last.detail}`));
     } else {
-      this.fail(new SwitchyardError('SY_ERR_UPSTREAM', `upstream failed (tried ${tried}): ${last.detail}`));
+      this.fail(
+        new SwitchyardError('SY_ERR_UPSTREAM', `upstream failed (tried ${tried}): ${last.detail}`),
+        retryAfterMs,
+      );
     }
   }
 
@@ -298,7 +339,7 @@ export class Exchange {
       return;
     }
     if (this.stream) {
-      res.write(sseEvent(error.toJSON()));
+      res.write((this.attempt?.resync() ?? '') + sseEvent(error.toJSON()));
       res.end(SSE_DONE);
     } else {
       res.destroy();
@@ -312,13 +353,17 @@ enum Mode {
   Head = 0,
   /** 2xx: bytes pass through to the client. */
   Pass = 1,
-  /** Non-2xx: the body is collected (bounded) to relay or quote. */
+  /** Non-2xx: the body is collected (bounded) to relay or log. */
   Collect = 2,
 }
 
 /** One upstream try: an undici dispatch handler that feeds its exchange. */
 export class Attempt implements Dispatcher.DispatchHandler {
   sawFirstByte = false;
+  /** Host time (coarse) of the last response byte, or of the resume after a slow client's pause. */
+  lastByteMs = 0;
+  /** The upstream is paused until the client drains what it was sent (not an idle upstream). */
+  paused = false;
   private controller: Dispatcher.DispatchController | undefined = undefined;
   private cancelled = false;
   private mode = Mode.Head;
@@ -327,9 +372,16 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private collected: Buffer[] = [];
   private collectedBytes = 0;
   private sse = false;
+  /** SSE: the event parser. */
+  private scanner: SseScanner | undefined = undefined;
+  /** JSON: whether the body arrived whole. */
+  private framing: JsonFraming | undefined = undefined;
+  /** Non-SSE: the chunk not yet written (the last one is checked before it goes). */
   private last: Buffer | undefined = undefined;
+  /** Non-SSE: the chunk before `last` (usage may straddle the two). */
   private prev: Buffer | undefined = undefined;
-  private events = 0;
+  /** Non-SSE: body bytes received. */
+  private bodyBytes = 0;
 
   constructor(
     readonly ex: Exchange,
@@ -355,10 +407,20 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
   }
 
+  /** Marks the attempt over; false when it already was. */
+  private stop(): boolean {
+    if (this.cancelled) return false;
+    this.cancelled = true;
+    if (this.paused) {
+      this.paused = false;
+      this.backend.progress.pausedAttempts--;
+    }
+    return true;
+  }
+
   /** Stops this attempt (client gone, request timeout); no further events reach the exchange. */
   cancel(reason: Error): void {
-    if (this.cancelled) return;
-    this.cancelled = true;
+    if (!this.stop()) return;
     this.ex.host.attemptEnded(this.ex, this.backend, false);
     try {
       this.controller?.abort(reason);
@@ -367,21 +429,51 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
   }
 
-  /** The first-byte deadline passed: abort and let the exchange retry. */
-  timedOut(): void {
-    if (this.cancelled) return;
-    this.cancelled = true;
+  /** Aborts the upstream request and lets the exchange retry (nothing reached the client). */
+  private abandon(reason: string, detail: string): void {
+    if (!this.stop()) return;
     try {
-      this.controller?.abort(new Error('first byte timeout'));
+      this.controller?.abort(new Error(reason));
     } catch {
       // Already finished.
     }
-    this.ex.attemptFailed(
-      this,
-      'first-byte-timeout',
+    this.ex.attemptFailed(this, 'first-byte-timeout', detail, 0);
+  }
+
+  /** The first-byte deadline passed: abort and let the exchange retry. */
+  timedOut(): void {
+    this.abandon(
+      'first byte timeout',
       `${this.backend.id} sent no response byte within ${this.ex.host.limits.firstByteTimeoutMs} ms (limits.firstByteTimeoutMs)`,
-      0,
     );
+  }
+
+  /** Its backend stalled (src/gateway/stall.ts) and nothing reached the client yet: re-route now. */
+  stalled(): void {
+    this.abandon(
+      'backend stalled',
+      `${this.backend.id} stalled (no response byte for ${this.ex.host.limits.stallAfterMs} ms, limits.stallAfterMs)`,
+    );
+  }
+
+  /**
+   * No upstream byte for streamIdleTimeoutMs after the first: a committed response ends with
+   * SY_ERR_TIMEOUT (an SSE error event and `[DONE]`, or a cut body); one not yet committed (a
+   * JSON answer's first chunk held) is retried like a first-byte timeout.
+   */
+  idle(): void {
+    const ex = this.ex;
+    const detail = `${this.backend.id} sent nothing for ${ex.host.limits.streamIdleTimeoutMs} ms (limits.streamIdleTimeoutMs)`;
+    if (!ex.committed) {
+      this.abandon('idle upstream', detail);
+      return;
+    }
+    ex.fail(new SwitchyardError('SY_ERR_TIMEOUT', `${detail}; the response is incomplete`));
+  }
+
+  /** What an error event appended to this stream must follow (see SseScanner.resync). */
+  resync(): string {
+    return this.scanner?.resync() ?? '';
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -395,12 +487,15 @@ export class Attempt implements Dispatcher.DispatchHandler {
     headers: IncomingHttpHeaders,
   ): void {
     if (this.cancelled) return;
+    this.backend.progress.byte(this.ex.host.coarseNowMs);
     this.status = statusCode;
     this.headers = headers;
     if (statusCode >= 200 && statusCode < 300) {
       this.mode = Mode.Pass;
       const type = headers['content-type'];
       this.sse = this.ex.stream || (typeof type === 'string' && type.startsWith('text/event-stream'));
+      if (this.sse) this.scanner = new SseScanner();
+      else if (typeof type !== 'string' || isJsonType(type)) this.framing = new JsonFraming();
     } else {
       this.mode = Mode.Collect;
     }
@@ -408,6 +503,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.cancelled) return;
+    const ex = this.ex;
+    const nowMs = ex.host.coarseNowMs;
+    this.backend.progress.byte(nowMs);
     if (this.mode === Mode.Collect) {
       if (this.collectedBytes < ERROR_BODY_BYTES_MAX) {
         this.collected.push(chunk);
@@ -415,67 +513,126 @@ export class Attempt implements Dispatcher.DispatchHandler {
       }
       return;
     }
-    const ex = this.ex;
+    this.lastByteMs = nowMs;
     if (!this.sawFirstByte) {
       this.sawFirstByte = true;
       ex.host.firstByte(ex, this.backend);
-      ex.commit(this.status, this.headers, this.sse);
+      if (this.sse) ex.commit(this.status, this.headers, true);
     }
-    const held = this.last;
-    this.prev = held;
-    this.last = chunk;
     const res = ex.res;
-    if (this.sse) this.events += countOccurrences(chunk, DATA_PREFIX);
+    if (this.sse) (this.scanner as SseScanner).push(chunk);
     else {
-      // A JSON answer usually arrives in one chunk: hold each chunk until the next one (or the end),
-      // so the common case leaves in a single write with the head.
+      this.bodyBytes += chunk.length;
+      this.framing?.push(chunk);
+      // Hold each chunk until the next one (or the end): the last is checked before it goes, and a
+      // JSON answer in one chunk leaves in a single write with the head, committed only then.
+      const held = this.last;
+      this.prev = held;
+      this.last = chunk;
       if (held === undefined || res.destroyed) return;
+      if (!ex.committed) ex.commit(this.status, this.headers, false);
       chunk = held;
     }
-    if (!res.write(chunk)) {
+    if (!res.write(chunk) && !this.paused) {
       controller.pause();
-      res.once('drain', () => controller.resume());
+      this.paused = true;
+      this.backend.progress.pausedAttempts++;
+      res.once('drain', () => this.drained(controller));
     }
+  }
+
+  /** The client took what it was sent: the upstream goes on, and the idle clock restarts. */
+  private drained(controller: Dispatcher.DispatchController): void {
+    if (this.paused) {
+      this.paused = false;
+      this.backend.progress.pausedAttempts--;
+      this.lastByteMs = this.ex.host.coarseNowMs;
+    }
+    controller.resume();
   }
 
   onResponseEnd(): void {
     if (this.cancelled) return;
-    this.cancelled = true;
-    const ex = this.ex;
     if (this.mode === Mode.Collect) {
+      this.stop();
       this.endCollected();
       return;
     }
+    if (this.sse) this.endStream();
+    else this.endBody();
+  }
+
+  /** An SSE stream ended: complete only with a `[DONE]` event; else an error event and `[DONE]`. */
+  private endStream(): void {
+    this.stop();
+    const ex = this.ex;
+    const scanner = this.scanner as SseScanner;
     if (!this.sawFirstByte) {
-      // A 2xx with an empty body: nothing to stream, so it is the answer as is.
+      // A 2xx with an empty body: the head, then the ending below.
       ex.host.firstByte(ex, this.backend);
-      ex.commit(this.status, this.headers, this.sse);
+      ex.commit(this.status, this.headers, true);
     }
-    const sseDone = !this.sse || this.endsWithDone();
-    // Without usage in a JSON answer, the count is unknown (not the declared max_tokens).
-    const outputTokens = this.usageTokens() ?? (this.sse ? Math.max(0, this.events - 1) : undefined);
-    ex.host.attemptEnded(ex, this.backend, sseDone, outputTokens);
-    if (!sseDone) {
-      const error = new SwitchyardError(
-        'SY_ERR_UPSTREAM',
-        `${this.backend.id} ended the stream without [DONE]`,
-      );
-      ex.finish({ ok: false, code: error.code }, () => {
-        if (ex.res.destroyed) return;
-        ex.res.write(sseEvent(error.toJSON()));
-        ex.res.end(SSE_DONE);
-      });
+    const outputTokens = scanner.usageTokens ?? scanner.events;
+    ex.host.attemptEnded(ex, this.backend, scanner.done, outputTokens);
+    if (scanner.done) {
+      ex.finishOk(outputTokens, undefined);
       return;
     }
-    ex.finishOk(outputTokens ?? ex.request.maxTokens ?? 0, this.sse ? undefined : this.last);
+    const error = new SwitchyardError(
+      'SY_ERR_UPSTREAM',
+      `${this.backend.id} ended the stream without a [DONE] event`,
+    );
+    ex.finish({ ok: false, code: error.code }, () => {
+      if (ex.res.destroyed) return;
+      ex.res.write(scanner.resync() + sseEvent(error.toJSON()));
+      ex.res.end(SSE_DONE);
+    });
+  }
+
+  /**
+   * A non-SSE 2xx body ended: its held last chunk goes out only when the body is whole (declared
+   * length met, a JSON body complete). A truncated one not yet committed is retried like a broken
+   * connection; one already committed is cut.
+   */
+  private endBody(): void {
+    const ex = this.ex;
+    const problem = this.bodyProblem();
+    if (problem !== undefined) {
+      const detail = `${this.backend.id} sent ${problem}`;
+      if (!ex.committed) {
+        this.stop();
+        ex.attemptFailed(this, 'connect', detail, this.status);
+        return;
+      }
+      this.stop();
+      ex.host.attemptEnded(ex, this.backend, false);
+      ex.fail(new SwitchyardError('SY_ERR_UPSTREAM', detail));
+      return;
+    }
+    this.stop();
+    if (!this.sawFirstByte) ex.host.firstByte(ex, this.backend);
+    if (!ex.committed) ex.commit(this.status, this.headers, false);
+    // Without usage in a JSON answer, the count is unknown (not the declared max_tokens).
+    const outputTokens = this.usageTokens();
+    ex.host.attemptEnded(ex, this.backend, true, outputTokens);
+    ex.finishOk(outputTokens ?? ex.request.maxTokens ?? 0, this.last);
+  }
+
+  /** Why a finished non-SSE body is not whole, or undefined when it is. */
+  private bodyProblem(): string | undefined {
+    const declared = this.headers['content-length'];
+    if (typeof declared === 'string' && Number(declared) !== this.bodyBytes)
+      return `${this.bodyBytes} of the ${declared} bytes its content-length declared`;
+    if (this.framing !== undefined && !this.framing.complete)
+      return `a truncated JSON answer (${this.bodyBytes} bytes, not one complete JSON value)`;
+    return undefined;
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {
-    if (this.cancelled) return;
-    this.cancelled = true;
+    if (!this.stop()) return;
     const ex = this.ex;
-    if (!this.sawFirstByte) {
-      if (isConnectError(error) || this.mode === Mode.Head) this.ex.host.connectFailed(this.backend, error);
+    if (!ex.committed) {
+      if (isConnectError(error) || this.mode === Mode.Head) ex.host.connectFailed(this.backend, error);
       ex.attemptFailed(this, 'connect', `${this.backend.id}: ${error.message}`, 0);
       return;
     }
@@ -485,37 +642,46 @@ export class Attempt implements Dispatcher.DispatchHandler {
     );
   }
 
-  /** A non-2xx response ended: retry a 5xx/429, relay anything else as the engine sent it. */
+  /**
+   * A non-2xx response ended: retry a 5xx/429, relay anything else as the engine sent it. A failed
+   * engine's body goes to the gateway log only: it may echo what the request carried (a key, a
+   * prompt), and the client of another attempt or tenant must not read it.
+   */
   private endCollected(): void {
     const ex = this.ex;
     const body = Buffer.concat(this.collected, Math.min(this.collectedBytes, ERROR_BODY_BYTES_MAX));
-    const failure = statusFailure(this.status);
+    const status = this.status;
+    const retryAfter = this.headers['retry-after'];
+    if (status === 429 || status === 503) {
+      const ms = retryAfterMs(retryAfter, Date.now());
+      if (ms !== undefined) ex.noteRetryAfter(ms);
+    }
+    const failure = statusFailure(status);
     if (failure !== undefined) {
-      const snippet = body.toString('utf8', 0, Math.min(body.length, 300)).replace(/\s+/g, ' ');
-      ex.attemptFailed(this, failure, `${this.backend.id} answered ${this.status}: ${snippet}`, this.status);
+      ex.host.logLine(
+        `switchyard: ${this.backend.id} answered ${status} to ${ex.request.id}: ${logSnippet(body)}`,
+      );
+      ex.attemptFailed(this, failure, `${this.backend.id} answered ${status}`, status);
       return;
     }
     // A 4xx (or 3xx): the engine's own verdict on the request; no other instance would differ.
     ex.host.attemptEnded(ex, this.backend, true);
-    const status = this.status;
     const type = this.headers['content-type'];
     ex.finish({ ok: false, code: 'UPSTREAM_4XX' }, () => {
       const res = ex.res;
       if (res.destroyed || res.headersSent) return;
       ex.committed = true;
-      res.writeHead(status, {
+      const out: Record<string, string | number> = {
         'content-type': typeof type === 'string' ? type : 'application/json',
         'content-length': body.length,
-      });
+      };
+      if (typeof retryAfter === 'string') out['retry-after'] = retryAfter;
+      res.writeHead(status, out);
       res.end(body);
     });
   }
 
-  private endsWithDone(): boolean {
-    return tailIncludes(this.prev, this.last, DONE_BYTES);
-  }
-
-  /** completion_tokens from a usage object in the last two chunks, if any. */
+  /** completion_tokens from a usage object in the last two chunks of a JSON answer, if any. */
   private usageTokens(): number | undefined {
     const last = this.last;
     if (last === undefined) return undefined;
@@ -539,24 +705,40 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 }
 
-/** Occurrences of `needle` in `buf`. */
-function countOccurrences(buf: Buffer, needle: Buffer): number {
-  let n = 0;
-  let at = buf.indexOf(needle);
-  while (at >= 0) {
-    n++;
-    at = buf.indexOf(needle, at + needle.length);
-  }
-  return n;
+/**
+ * The usage key of a JSON answer. Inside a JSON string a quote is escaped, so this exact sequence
+ * (closing quote, then colon) only matches a real key.
+ */
+const COMPLETION_TOKENS = Buffer.from('"completion_tokens":');
+
+/** application/json and the +json types. */
+function isJsonType(type: string): boolean {
+  const semi = type.indexOf(';');
+  const base = (semi < 0 ? type : type.slice(0, semi)).trim().toLowerCase();
+  return base === 'application/json' || base.endsWith('+json');
 }
 
-/** Whether `needle` occurs in the last 64 bytes of prev+last (it may straddle the two chunks). */
-function tailIncludes(prev: Buffer | undefined, last: Buffer | undefined, needle: Buffer): boolean {
-  if (last === undefined) return false;
-  const tail = 64;
-  if (last.length >= tail || prev === undefined) {
-    return last.subarray(Math.max(0, last.length - tail)).includes(needle);
+/** An upstream body for the log: bounded, whitespace and control characters collapsed. */
+function logSnippet(body: Buffer): string {
+  return body
+    .toString('utf8', 0, Math.min(body.length, ERROR_LOG_CHARS_MAX * 4))
+    .slice(0, ERROR_LOG_CHARS_MAX)
+    .replace(/[\s\p{Cc}]+/gu, ' ');
+}
+
+/**
+ * An upstream's Retry-After (delta-seconds or an HTTP date, RFC 9110 10.2.3) in milliseconds from
+ * `nowEpochMs`, bounded to [0, UPSTREAM_RETRY_AFTER_MS_MAX]; undefined when absent or unreadable.
+ */
+export function retryAfterMs(header: string | string[] | undefined, nowEpochMs: number): number | undefined {
+  const value = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (value === undefined || value === '') return undefined;
+  let ms: number;
+  if (/^\d+$/.test(value)) ms = Number(value) * 1000;
+  else {
+    const at = Date.parse(value);
+    if (Number.isNaN(at)) return undefined;
+    ms = at - nowEpochMs;
   }
-  const joined = Buffer.concat([prev.subarray(Math.max(0, prev.length - tail)), last]);
-  return joined.subarray(Math.max(0, joined.length - tail)).includes(needle);
+  return Math.min(UPSTREAM_RETRY_AFTER_MS_MAX, Math.max(0, ms));
 }
