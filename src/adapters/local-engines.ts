@@ -294,9 +294,9 @@ class Supervisor {
       slot.timer = undefined;
       if (this.stopping) return;
       // A failure (port taken, silent) ends in the child's 'close', which comes back here.
-      this.spawn(slot).catch((error: Error) =>
-        this.log(`[engine ${slot.index}] restart failed: ${error.message}`),
-      );
+      this.spawn(slot).catch((error: Error) => {
+        if (!this.stopping) this.log(`[engine ${slot.index}] restart failed: ${error.message}`);
+      });
     }, delayMs);
   }
 }
