@@ -78,7 +78,7 @@ export interface OpenAiServer {
   /** `http://host:port`. */
   readonly url: string;
   readonly port: number;
-  /** Generations in progress. */
+  /** Generations in progress, and embeddings answers still being written. */
   readonly inFlight: number;
   /**
    * Stops accepting (new requests get 503), waits up to `graceMs` (default CLOSE_GRACE_MS_DEFAULT)
@@ -599,7 +599,13 @@ class EngineHttpServer {
       sendError(res, error as Error);
       return;
     }
-    await writeEmbeddings(res, request, vectors, this.closingHeaders());
+    // Counted with the generations: a drain waits for an answer still streaming out.
+    this.active++;
+    try {
+      await writeEmbeddings(res, request, vectors, this.closingHeaders());
+    } finally {
+      this.generationEnded(undefined, 0);
+    }
   }
 }
 
