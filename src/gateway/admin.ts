@@ -57,7 +57,17 @@ export function handleAdmin(
     );
     return;
   }
-  const parts = path.split('/').filter((p) => p.length > 0);
+  const parts = decodedSegments(path);
+  if (parts === undefined) {
+    req.resume();
+    sendError(
+      res,
+      new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `malformed percent-encoding in path ${path}`, {
+        param: 'path',
+      }),
+    );
+    return;
+  }
   // parts[0] === 'admin'
   if (method === 'GET' && parts.length === 2 && parts[1] === 'instances') {
     req.resume();
@@ -70,7 +80,7 @@ export function handleAdmin(
     return;
   }
   if (method === 'POST' && parts.length === 4 && parts[1] === 'instances') {
-    const id = decodeURIComponent(parts[2] as string);
+    const id = parts[2] as string;
     const action = parts[3];
     if (action !== 'drain' && action !== 'undrain') {
       notFound();
@@ -129,6 +139,16 @@ export function handleAdmin(
     }
   }
   notFound();
+}
+
+/** The path's non-empty segments, percent-decoded; undefined when some segment's encoding is malformed. */
+export function decodedSegments(path: string): string[] | undefined {
+  const parts = path.split('/').filter((p) => p.length > 0);
+  try {
+    return parts.map((p) => decodeURIComponent(p));
+  } catch {
+    return undefined;
+  }
 }
 
 function instancesJson(gateway: LiveGateway): unknown[] {
