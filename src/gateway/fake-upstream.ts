@@ -2,7 +2,9 @@
  * A small OpenAI-compatible upstream on loopback, for the gateway's tests and benchmarks: answers
  * chat and completion requests (streaming or not) with a fixed number of tokens, serves /health,
  * /metrics (vLLM names) and /v1/models, and can be told to misbehave (fail with a status, cut a
- * stream, stall). Not a model of an engine: src/engine-servers/sim is that.
+ * stream, stall, end a stream without `[DONE]`, send a truncated JSON answer). Not a model of an
+ * engine: src/engine-servers/sim is that; a test that passes against this upstream says nothing
+ * about how a real engine behaves.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +21,23 @@ export interface FakeBehaviour {
   tokens?: number;
   /** Gap between streamed chunks. Default 0. */
   chunkGapMs?: number;
+  /** With failStatus: a Retry-After header on the failure. */
+  failRetryAfter?: string;
+  /** With failStatus: the error message echoes the request body (as some servers do). */
+  failEchoBody?: boolean;
+  /** The text of each generated token. Default 'tok '. */
+  tokenText?: string;
+  /** Streaming: end the body cleanly without the `data: [DONE]` event. */
+  omitDone?: boolean;
+  /** Non-streaming: send only this many bytes of the JSON answer, then end the body cleanly (chunked). */
+  truncateJsonAt?: number;
+  /** Non-streaming: declare a content-length this much larger than the answer, send it, then close. */
+  shortByBytes?: number;
+  /**
+   * Send this many chunks and then nothing, the connection left open: streaming, that many events;
+   * non-streaming, the first half of the answer (with the whole answer's content-length).
+   */
+  silentAfterChunks?: number;
 }
 
 /** A running fake upstream. */
@@ -96,8 +115,13 @@ function answer(
 function respond(state: FakeUpstream, model: string, path: string, body: string, res: ServerResponse): void {
   const b = state.behaviour;
   if (b.failStatus !== undefined) {
-    res.writeHead(b.failStatus, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: { message: `fake failure ${b.failStatus}`, type: 'server_error' } }));
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (b.failRetryAfter !== undefined) headers['retry-after'] = b.failRetryAfter;
+    res.writeHead(b.failStatus, headers);
+    const echo = b.failEchoBody === true ? `: ${body}` : '';
+    res.end(
+      JSON.stringify({ error: { message: `fake failure ${b.failStatus}${echo}`, type: 'server_error' } }),
+    );
     return;
   }
   let parsed: { stream?: boolean; stream_options?: { include_usage?: boolean } } = {};
@@ -111,6 +135,7 @@ function respond(state: FakeUpstream, model: string, path: string, body: string,
   const chat = path.endsWith('/chat/completions');
   const embeddings = path.endsWith('/embeddings');
   const tokens = b.tokens ?? 3;
+  const tokenText = b.tokenText ?? 'tok ';
   const usage = { prompt_tokens: 5, completion_tokens: tokens, total_tokens: 5 + tokens };
   if (embeddings) {
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -125,12 +150,11 @@ function respond(state: FakeUpstream, model: string, path: string, body: string,
   }
   const id = `fake-${state.port}-${state.received.length}`;
   if (parsed.stream !== true) {
-    const text = 'tok '.repeat(tokens);
+    const text = tokenText.repeat(tokens);
     const choice = chat
       ? { index: 0, message: { role: 'assistant', content: text }, finish_reason: 'length' }
       : { index: 0, text, finish_reason: 'length' };
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(
+    const answer = Buffer.from(
       JSON.stringify({
         id,
         object: chat ? 'chat.completion' : 'text_completion',
@@ -139,6 +163,7 @@ function respond(state: FakeUpstream, model: string, path: string, body: string,
         usage,
       }),
     );
+    misbehaveOrSend(b, res, answer);
     return;
   }
   res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -151,10 +176,11 @@ function respond(state: FakeUpstream, model: string, path: string, body: string,
       setTimeout(() => res.destroy(), 20);
       return;
     }
+    if (b.silentAfterChunks !== undefined && sent >= b.silentAfterChunks) return;
     if (sent < tokens) {
       const choice = chat
-        ? { index: 0, delta: { content: 'tok ' }, finish_reason: sent === tokens - 1 ? 'length' : null }
-        : { index: 0, text: 'tok ', finish_reason: sent === tokens - 1 ? 'length' : null };
+        ? { index: 0, delta: { content: tokenText }, finish_reason: sent === tokens - 1 ? 'length' : null }
+        : { index: 0, text: tokenText, finish_reason: sent === tokens - 1 ? 'length' : null };
       res.write(
         `data: ${JSON.stringify({ id, object: chat ? 'chat.completion.chunk' : 'text_completion', model, choices: [choice] })}\n\n`,
       );
@@ -167,7 +193,34 @@ function respond(state: FakeUpstream, model: string, path: string, body: string,
       res.write(
         `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', model, choices: [], usage })}\n\n`,
       );
-    res.end('data: [DONE]\n\n');
+    if (b.omitDone === true) res.end();
+    else res.end('data: [DONE]\n\n');
   };
   next();
+}
+
+/** Sends a non-streaming answer, or the broken version of it `b` asks for. */
+function misbehaveOrSend(b: FakeBehaviour, res: ServerResponse, answer: Buffer): void {
+  if (b.truncateJsonAt !== undefined) {
+    // No content-length: chunked framing, so the early end is a clean one.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(answer.subarray(0, b.truncateJsonAt));
+    return;
+  }
+  if (b.shortByBytes !== undefined) {
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': answer.length + b.shortByBytes,
+    });
+    res.write(answer);
+    setTimeout(() => res.destroy(), 20);
+    return;
+  }
+  if (b.silentAfterChunks !== undefined) {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': answer.length });
+    res.write(answer.subarray(0, answer.length >> 1));
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(answer);
 }
