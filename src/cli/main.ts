@@ -3,6 +3,7 @@ import { SwitchyardError } from '../core/errors.ts';
 import { registerBenchCommand } from './bench-command.ts';
 import { registerDemoCommand } from './demo-command.ts';
 import { registerEngineCommand } from './engine-command.ts';
+import { registerFidelityCommand } from './fidelity.ts';
 import { helpConfiguration } from './help.ts';
 import { registerServeCommand } from './serve-command.ts';
 import { registerSimCommand } from './sim-command.ts';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerServeCommand(program);
   registerEngineCommand(program);
   registerBenchCommand(program);
+  registerFidelityCommand(program);
   return program;
 }
 

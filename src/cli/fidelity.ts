@@ -1,0 +1,111 @@
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { SwitchyardError } from '../core/errors.ts';
+import { loadFidelityCase } from '../twin/fidelity/case.ts';
+import { compareAll } from '../twin/fidelity/compare.ts';
+import {
+  fidelityJson,
+  formatCaseNotes,
+  formatFidelitySummary,
+  formatFidelityTable,
+} from '../twin/fidelity/report.ts';
+import { type CaseResult, runCase } from '../twin/fidelity/run-case.ts';
+import { writeTextFile } from '../twin/fidelity/write.ts';
+import { withSteps } from './progress.ts';
+
+/** Most case files one run reads (a folder of thousands is a mistake, not a benchmark). */
+export const CASE_FILES_MAX = 1000;
+const CASE_EXTENSIONS = ['.yaml', '.yml', '.json'];
+
+interface FidelityFlags {
+  json?: string | true;
+  progress: boolean;
+}
+
+/** Registers `switchyard fidelity`. */
+export function registerFidelityCommand(program: Command): void {
+  program
+    .command('fidelity')
+    .description(
+      'Replay published end-to-end measurements of real engines in the twin and compare: measured against ' +
+        'predicted TTFT, per-token time and E2E with the signed error of each, whether the twin saturates ' +
+        'where the real engine did not, and the median error over all cases. See docs/fidelity.md for the ' +
+        'case format.',
+    )
+    .argument('<files...>', 'case files (YAML or JSON), or folders of them, e.g. data/fidelity')
+    .option('--json [file]', 'write the results as JSON to the file, or to stdout instead of the table')
+    .option('--no-progress', 'do not draw a progress bar over the cases')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  switchyard fidelity data/fidelity\n' +
+        '  switchyard fidelity data/fidelity/a100-llama-3.1-8b-sweep.yaml --json out/fidelity.json\n' +
+        '  npm run fidelity',
+    )
+    .action(async (files: string[], flags: FidelityFlags) => {
+      const paths = expandCaseFiles(files);
+      // Every file is validated before any case runs, so a typo in the last one fails at once.
+      const cases = paths.map(loadFidelityCase);
+      const seen = new Set<string>();
+      for (const c of cases) {
+        if (seen.has(c.name))
+          throw new SwitchyardError('SY_ERR_INVALID_CONFIG', `two fidelity cases are named '${c.name}'`);
+        seen.add(c.name);
+      }
+      const results = await withSteps(flags.progress && cases.length > 1, async (step) => {
+        const out: CaseResult[] = [];
+        for (const [i, c] of cases.entries()) {
+          step(c.name, `case ${i + 1} of ${cases.length}`);
+          // Let the bar draw between cases.
+          await new Promise((resolve) => setImmediate(resolve));
+          out.push(runCase(c));
+        }
+        return out;
+      });
+      const { rows, summary } = compareAll(results);
+      const json = `${JSON.stringify(fidelityJson(results, rows, summary), null, 2)}\n`;
+      if (flags.json === true) {
+        process.stdout.write(json);
+        return;
+      }
+      const color = process.stdout.isTTY === true;
+      process.stdout.write(`${formatFidelityTable(rows, { color })}\n`);
+      process.stdout.write(`${formatFidelitySummary(summary)}\n`);
+      process.stdout.write(`${formatCaseNotes(results)}\n`);
+      if (flags.json !== undefined) {
+        writeTextFile(flags.json, json);
+        process.stdout.write(`wrote ${flags.json}\n`);
+      }
+    });
+}
+
+/** Files as given, folders replaced by their case files (sorted); fails on a missing path or none found. */
+export function expandCaseFiles(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const arg of args) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(arg).isDirectory();
+    } catch {
+      throw new SwitchyardError('SY_ERR_NOT_FOUND', `fidelity case '${arg}' cannot be read`);
+    }
+    if (!isDir) {
+      out.push(arg);
+      continue;
+    }
+    const inside = readdirSync(arg)
+      .filter((name) => CASE_EXTENSIONS.some((ext) => name.endsWith(ext)))
+      .sort()
+      .map((name) => join(arg, name));
+    if (inside.length === 0)
+      throw new SwitchyardError('SY_ERR_NOT_FOUND', `folder '${arg}' holds no .yaml, .yml or .json case`);
+    out.push(...inside);
+  }
+  if (out.length > CASE_FILES_MAX)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `${out.length} case files; at most ${CASE_FILES_MAX}`,
+    );
+  return out;
+}

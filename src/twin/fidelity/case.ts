@@ -1,0 +1,178 @@
+/**
+ * A fidelity case: one published end-to-end measurement of a real engine, written so the twin can
+ * replay it. YAML or JSON; every object is strict (an unknown key fails, so a typo never turns into
+ * a silent default). docs/fidelity.md documents the format field by field.
+ *
+ * Extension points: `engine` takes exactly the twin's engine options (src/twin/config.ts
+ * engineOptionsSchema), so an option the twin learns (an engine profile, say) is accepted here the
+ * day it exists; `workload.arrival` is a discriminated union a new arrival kind joins.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { SwitchyardError, unknownName } from '../../core/errors.ts';
+import { gpuIds } from '../../model/gpus.ts';
+import { modelIds } from '../../model/models.ts';
+import { lengthDistSchema, rateStageSchema, STAGES_MAX } from '../../workload/spec.ts';
+import { engineOptionsSchema, parseWithSchema } from '../config.ts';
+
+const positive = z.number().positive().finite();
+
+/** Most requests one case may simulate: a bound on a run's memory and time. */
+export const CASE_REQUESTS_MAX = 200_000;
+/** Most concurrent clients of a closed-loop case. */
+export const CONCURRENCY_MAX = 4096;
+
+/** Figures of one latency, as a benchmark reports them (any subset; at least one). */
+export const latencyFiguresSchema = z
+  .strictObject({
+    mean: positive.optional(),
+    p50: positive.optional(),
+    p90: positive.optional(),
+    p99: positive.optional(),
+  })
+  .refine((f) => Object.values(f).some((v) => v !== undefined), {
+    message: 'give at least one of mean, p50, p90, p99',
+  });
+
+/**
+ * What was measured. `perTokenMs` is (E2E - TTFT) / (output tokens - 1) per request, which vLLM's
+ * and SGLang's benchmarks print as TPOT. `saturated`: the engine fell behind the offered load
+ * (queues and TTFT grew through the run), as the source reports it or its figures show.
+ */
+export const measuredSchema = z.strictObject({
+  ttftMs: latencyFiguresSchema.optional(),
+  perTokenMs: latencyFiguresSchema.optional(),
+  e2eMs: latencyFiguresSchema.optional(),
+  /** Completed requests per second over the run, where the source gives it. */
+  throughputRps: positive.optional(),
+  saturated: z.boolean(),
+});
+
+/** Where a measurement comes from: enough for a reader to find it and judge it. */
+export const sourceSchema = z.strictObject({
+  title: z.string().min(1),
+  url: z.string().min(1),
+  /** The engine and version measured, e.g. `vLLM 0.23.0`. */
+  engine: z.string().min(1),
+  /** When it was published or accessed (free text, e.g. 2026-03). */
+  date: z.string().min(1).optional(),
+  /** What the case assumes beyond the source (lengths not published, a GPU variant, …). */
+  note: z.string().min(1).optional(),
+});
+
+/** A stage of a staged run, with the figures measured over the requests that arrived in it. */
+export const measuredStageSchema = rateStageSchema.extend({ measured: measuredSchema.optional() }).strict();
+
+const lengths = { input: lengthDistSchema, output: lengthDistSchema };
+const limits = {
+  /** Requests to send (the benchmark's --num-prompts). */
+  requests: z.number().int().min(1).max(CASE_REQUESTS_MAX).optional(),
+  /** Stop arrivals after this many seconds. */
+  durationS: positive.optional(),
+};
+const openRate = {
+  rateRps: positive.optional(),
+  stages: z.array(measuredStageSchema).min(1).max(STAGES_MAX).optional(),
+};
+
+/** How requests arrive: open loop at a rate (or in stages), or closed loop at a concurrency. */
+export const caseWorkloadSchema = z.discriminatedUnion('arrival', [
+  z.strictObject({ arrival: z.literal('poisson'), ...openRate, ...lengths, ...limits }),
+  z.strictObject({ arrival: z.literal('constant'), ...openRate, ...lengths, ...limits }),
+  z.strictObject({ arrival: z.literal('gamma'), cv: positive, ...openRate, ...lengths, ...limits }),
+  /**
+   * Closed loop, as `vllm bench serve --max-concurrency C --request-rate inf`: C clients start at
+   * once and each sends its next request when its previous answer ends, until `requests` are sent.
+   */
+  z.strictObject({
+    arrival: z.literal('closed-loop'),
+    concurrency: z.number().int().min(1).max(CONCURRENCY_MAX),
+    ...lengths,
+    requests: z.number().int().min(1).max(CASE_REQUESTS_MAX),
+  }),
+]);
+
+/** One case file. */
+export const fidelityCaseSchema = z
+  .strictObject({
+    /** A short unique id, used as the row label. */
+    name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
+    description: z.string().min(1).optional(),
+    source: sourceSchema,
+    model: z.string().min(1),
+    gpu: z.string().min(1),
+    tp: z.number().int().min(1).max(64).default(1),
+    /** Instances behind one round-robin router (1: a single engine, as most benchmarks run). */
+    instances: z.number().int().min(1).max(64).default(1),
+    engine: engineOptionsSchema.default({}),
+    workload: caseWorkloadSchema,
+    seed: z.number().int().min(0).max(0xffffffff).default(1),
+    /** Figures over the whole run; optional where every stage has its own. */
+    measured: measuredSchema.optional(),
+  })
+  .superRefine((c, ctx) => {
+    const w = c.workload;
+    const stages = w.arrival === 'closed-loop' ? undefined : w.stages;
+    if (w.arrival !== 'closed-loop') {
+      if ((w.rateRps === undefined) === (stages === undefined))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['workload', 'rateRps'],
+          message: 'set rateRps or stages (not both)',
+        });
+      if (stages === undefined && w.requests === undefined && w.durationS === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['workload', 'requests'],
+          message: 'set requests or durationS: an open-loop run at one rate never ends on its own',
+        });
+    }
+    const stageMeasured = stages?.some((s) => s.measured !== undefined) ?? false;
+    if (c.measured === undefined && !stageMeasured)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['measured'],
+        message: 'give measured figures for the run or for a stage',
+      });
+  });
+
+/** A validated case. */
+export type FidelityCase = z.output<typeof fidelityCaseSchema>;
+/** A case as written. */
+export type FidelityCaseInput = z.input<typeof fidelityCaseSchema>;
+/** Measured figures after validation. */
+export type Measured = z.output<typeof measuredSchema>;
+/** Latency figures after validation. */
+export type LatencyFigures = z.output<typeof latencyFiguresSchema>;
+
+/**
+ * Validates a case. Schema problems fail with SY_ERR_INVALID_CONFIG naming each path; a model or
+ * GPU the catalogue lacks with SY_ERR_UNKNOWN_NAME listing the ones it has.
+ */
+export function parseFidelityCase(value: unknown, where = 'fidelity case'): FidelityCase {
+  const c = parseWithSchema(fidelityCaseSchema, value, where);
+  if (!modelIds().includes(c.model)) throw unknownName('model', c.model, modelIds());
+  if (!gpuIds().includes(c.gpu)) throw unknownName('gpu', c.gpu, gpuIds());
+  return c;
+}
+
+/** Reads and validates a case file (YAML, of which JSON is a subset). */
+export function loadFidelityCase(path: string): FidelityCase {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new SwitchyardError('SY_ERR_NOT_FOUND', `fidelity case '${path}' cannot be read`);
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (error) {
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_CONFIG',
+      `fidelity case '${path}' is not valid YAML or JSON: ${String(error)}`,
+    );
+  }
+  return parseFidelityCase(value, `fidelity case '${path}'`);
+}

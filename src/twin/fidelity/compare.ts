@@ -1,0 +1,141 @@
+/**
+ * Measured against predicted: the signed error of every figure a case gives, the saturation
+ * verdicts side by side, and the summary over all rows (median absolute error of TTFT and of the
+ * per-token time, and how many rows the twin saturates that the real engine did not).
+ */
+import type { LatencyStats } from '../../stats/percentiles.ts';
+import type { LatencyFigures } from './case.ts';
+import type { CaseResult, CaseRow } from './run-case.ts';
+
+/** The latencies a case can give. */
+export const FIGURES = ['ttftMs', 'perTokenMs', 'e2eMs'] as const;
+export type Figure = (typeof FIGURES)[number];
+/** The statistics a figure can give, in table order. */
+export const STATS = ['mean', 'p50', 'p90', 'p99'] as const;
+export type Stat = (typeof STATS)[number];
+
+/** One figure of one row. */
+export interface FigureComparison {
+  readonly figure: Figure;
+  readonly stat: Stat;
+  readonly measuredMs: number;
+  readonly predictedMs: number;
+  /** (predicted - measured) / measured, in percent: + when the twin is slower than reality. */
+  readonly errorPct: number;
+}
+
+/**
+ * The saturation verdicts: `twin-only` is the failure the harness exists to catch (the twin queues
+ * without bound where the real engine kept up); `real-only` the opposite.
+ */
+export type SaturationVerdict = 'agree' | 'twin-only' | 'real-only';
+
+/** One row compared. */
+export interface RowComparison {
+  readonly label: string;
+  readonly load: string;
+  readonly figures: readonly FigureComparison[];
+  readonly measuredSaturated: boolean;
+  readonly predictedSaturated: boolean;
+  readonly saturation: SaturationVerdict;
+  readonly measuredThroughputRps: number | undefined;
+  readonly predictedThroughputRps: number;
+}
+
+/** The summary over every row of every case. */
+export interface FidelitySummary {
+  readonly rows: number;
+  /** Median of |error| of the headline TTFT figure (the mean where given, else the median), percent; null with no row giving one. */
+  readonly ttftMedianAbsErrorPct: number | null;
+  /** The same for the per-token time. */
+  readonly perTokenMedianAbsErrorPct: number | null;
+  /** How many rows entered each median. */
+  readonly ttftRows: number;
+  readonly perTokenRows: number;
+  /** Rows where the twin saturated and the measurement did not. */
+  readonly twinOnlySaturations: number;
+  readonly realOnlySaturations: number;
+}
+
+/** Signed error in percent. */
+export function errorPct(measured: number, predicted: number): number {
+  return ((predicted - measured) / measured) * 100;
+}
+
+/** Compares one row: every statistic the measurement gives, for every figure. */
+export function compareRow(row: CaseRow): RowComparison {
+  const figures: FigureComparison[] = [];
+  for (const figure of FIGURES) {
+    const measured: LatencyFigures | undefined = row.measured[figure];
+    if (measured === undefined) continue;
+    const predicted: LatencyStats = row.predicted[figure];
+    for (const stat of STATS) {
+      const m = measured[stat];
+      if (m === undefined) continue;
+      figures.push({
+        figure,
+        stat,
+        measuredMs: m,
+        predictedMs: predicted[stat],
+        errorPct: errorPct(m, predicted[stat]),
+      });
+    }
+  }
+  const measuredSaturated = row.measured.saturated;
+  const predictedSaturated = row.predicted.saturated;
+  const saturation: SaturationVerdict =
+    measuredSaturated === predictedSaturated ? 'agree' : predictedSaturated ? 'twin-only' : 'real-only';
+  return {
+    label: row.label,
+    load: row.load,
+    figures,
+    measuredSaturated,
+    predictedSaturated,
+    saturation,
+    measuredThroughputRps: row.measured.throughputRps,
+    predictedThroughputRps: row.predicted.throughputRps,
+  };
+}
+
+/** The figure a row is summarised by: its mean where the source gives one, else its median. */
+export function headline(row: RowComparison, figure: Figure): FigureComparison | undefined {
+  const of = row.figures.filter((f) => f.figure === figure);
+  return of.find((f) => f.stat === 'mean') ?? of.find((f) => f.stat === 'p50');
+}
+
+/** The median of a list (mean of the middle two for an even count); null for none. */
+export function median(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** Every row of every case compared, and the summary. */
+export function compareAll(results: readonly CaseResult[]): {
+  rows: RowComparison[];
+  summary: FidelitySummary;
+} {
+  const rows = results.flatMap((r) => r.rows.map(compareRow));
+  const abs = (figure: Figure) =>
+    rows.flatMap((row) => {
+      const h = headline(row, figure);
+      return h === undefined ? [] : [Math.abs(h.errorPct)];
+    });
+  const ttft = abs('ttftMs');
+  const perToken = abs('perTokenMs');
+  return {
+    rows,
+    summary: {
+      rows: rows.length,
+      ttftMedianAbsErrorPct: median(ttft),
+      perTokenMedianAbsErrorPct: median(perToken),
+      ttftRows: ttft.length,
+      perTokenRows: perToken.length,
+      twinOnlySaturations: rows.filter((r) => r.saturation === 'twin-only').length,
+      realOnlySaturations: rows.filter((r) => r.saturation === 'real-only').length,
+    },
+  };
+}

@@ -1,0 +1,167 @@
+/**
+ * Per-request timings of a twin run, recorded through the routing hooks every host calls
+ * (onRouted, onFirstToken, onCompleted, onFailed). The twin's summary pools every request; a
+ * fidelity case needs them split by stage and needs the number in flight at each arrival, so the
+ * harness wraps the run's policy in an observer instead of reaching into the simulator.
+ */
+import { reject } from '../../core/decision.ts';
+import type { Request } from '../../core/request.ts';
+import type { RoutingPolicy } from '../../policies/routing/types.ts';
+import { type LatencyStats, latencyStats } from '../../stats/percentiles.ts';
+
+/** Timings of requests r0 … r(n-1), by index; NaN where a request never got that far. */
+export class RequestLog {
+  readonly arrivalMs: Float64Array;
+  readonly firstTokenMs: Float64Array;
+  readonly finishMs: Float64Array;
+  readonly generatedTokens: Int32Array;
+  /** Requests routed and not yet ended when this one was routed (itself excluded). */
+  readonly inFlightAtArrival: Int32Array;
+  private inFlight = 0;
+  /** Requests that ended without an answer (the engine could never fit them, or a failure). */
+  failed = 0;
+  /** Requests that ended, answered or not. */
+  ended = 0;
+
+  constructor(readonly size: number) {
+    this.arrivalMs = new Float64Array(size).fill(Number.NaN);
+    this.firstTokenMs = new Float64Array(size).fill(Number.NaN);
+    this.finishMs = new Float64Array(size).fill(Number.NaN);
+    this.generatedTokens = new Int32Array(size);
+    this.inFlightAtArrival = new Int32Array(size);
+  }
+
+  routed(index: number, arrivalMs: number): void {
+    this.arrivalMs[index] = arrivalMs;
+    this.inFlightAtArrival[index] = this.inFlight++;
+  }
+
+  firstToken(index: number, nowMs: number): void {
+    this.firstTokenMs[index] = nowMs;
+  }
+
+  completed(index: number, nowMs: number, tokens: number): void {
+    this.finishMs[index] = nowMs;
+    this.generatedTokens[index] = tokens;
+    this.inFlight--;
+    this.ended++;
+  }
+
+  endedUnanswered(): void {
+    this.failed++;
+    this.inFlight--;
+    this.ended++;
+  }
+}
+
+/** The index of request `r<index>`; every source the harness runs names its requests so. */
+export function requestIndex(request: Request): number {
+  return Number(request.id.slice(1));
+}
+
+/** Ids of a closed loop's polls (see closedLoopSource): refused unrouted, never recorded. */
+export const POLL_PREFIX = 'p';
+const POLL_REFUSED = reject('SY_ERR_CAPACITY', 'closed-loop poll: not a request');
+
+/**
+ * `inner` with every outcome hook also recorded in `log`. Decisions are inner's, unchanged, except
+ * for closed-loop polls, which are refused before inner sees them (a refusal calls no hook).
+ */
+export function observed(inner: RoutingPolicy, log: RequestLog): RoutingPolicy {
+  return {
+    name: inner.name,
+    decide: (view, request, rng) =>
+      request.id.startsWith(POLL_PREFIX) ? POLL_REFUSED : inner.decide(view, request, rng),
+    onRouted(request, instanceId, nowMs) {
+      log.routed(requestIndex(request), request.arrivalMs);
+      inner.onRouted?.(request, instanceId, nowMs);
+    },
+    onFirstToken(request, instanceId, nowMs) {
+      log.firstToken(requestIndex(request), nowMs);
+      inner.onFirstToken?.(request, instanceId, nowMs);
+    },
+    onCompleted(request, instanceId, nowMs, generatedTokens) {
+      log.completed(requestIndex(request), nowMs, generatedTokens ?? 0);
+      inner.onCompleted?.(request, instanceId, nowMs, generatedTokens);
+    },
+    onFailed(request, instanceId, nowMs) {
+      log.endedUnanswered();
+      inner.onFailed?.(request, instanceId, nowMs);
+    },
+    ...(inner.onKvEvent !== undefined ? { onKvEvent: inner.onKvEvent.bind(inner) } : {}),
+  };
+}
+
+/** What the twin predicts for one window of requests. */
+export interface PredictedFigures {
+  readonly ttftMs: LatencyStats;
+  /** (finish - first token) / (tokens - 1) per request with more than one output token. */
+  readonly perTokenMs: LatencyStats;
+  readonly e2eMs: LatencyStats;
+  /** Completed requests over the span from the first arrival to the last finish. */
+  readonly throughputRps: number;
+  /** In flight grew through the window: the twin fell behind the offered load (see isSaturated). */
+  readonly saturated: boolean;
+  readonly requests: number;
+  readonly completed: number;
+}
+
+/** Figures over the requests that arrived in [fromMs, toMs). */
+export function figuresOf(log: RequestLog, fromMs: number, toMs: number): PredictedFigures {
+  const ttft: number[] = [];
+  const perToken: number[] = [];
+  const e2e: number[] = [];
+  const inFlight: number[] = [];
+  let firstArrivalMs = Number.POSITIVE_INFINITY;
+  let lastFinishMs = Number.NEGATIVE_INFINITY;
+  let requests = 0;
+  for (let i = 0; i < log.size; i++) {
+    const arrival = log.arrivalMs[i] as number;
+    if (!(arrival >= fromMs && arrival < toMs)) continue;
+    requests++;
+    inFlight.push(log.inFlightAtArrival[i] as number);
+    firstArrivalMs = Math.min(firstArrivalMs, arrival);
+    const finish = log.finishMs[i] as number;
+    if (Number.isNaN(finish)) continue;
+    const first = log.firstTokenMs[i] as number;
+    const tokens = log.generatedTokens[i] as number;
+    lastFinishMs = Math.max(lastFinishMs, finish);
+    ttft.push(first - arrival);
+    e2e.push(finish - arrival);
+    if (tokens > 1) perToken.push((finish - first) / (tokens - 1));
+  }
+  const spanS = (lastFinishMs - firstArrivalMs) / 1000;
+  return {
+    ttftMs: latencyStats(ttft),
+    perTokenMs: latencyStats(perToken),
+    e2eMs: latencyStats(e2e),
+    throughputRps: spanS > 0 ? e2e.length / spanS : 0,
+    saturated: isSaturated(inFlight),
+    requests,
+    completed: e2e.length,
+  };
+}
+
+/** Fewer arrivals than this in a window: too few to call a trend. */
+export const SATURATION_SAMPLES_MIN = 20;
+
+/**
+ * Whether the number in flight grew through a window of arrivals (in arrival order): below
+ * capacity it hovers around rate x latency; past it the queue, and so the number in flight, grows
+ * with time. The mean over the last fifth of arrivals is compared with the mean over the second
+ * fifth (the first is warm-up): saturated when it grew by more than half and by more than 4
+ * requests (so that a few requests of noise at low load never count).
+ */
+export function isSaturated(inFlightAtArrival: readonly number[]): boolean {
+  const n = inFlightAtArrival.length;
+  if (n < SATURATION_SAMPLES_MIN) return false;
+  const fifth = Math.floor(n / 5);
+  const mean = (from: number, to: number) => {
+    let sum = 0;
+    for (let i = from; i < to; i++) sum += inFlightAtArrival[i] as number;
+    return sum / (to - from);
+  };
+  const early = mean(fifth, 2 * fifth);
+  const late = mean(n - fifth, n);
+  return late - early > Math.max(4, 0.5 * early);
+}

@@ -1,0 +1,110 @@
+/**
+ * The fidelity report as text (one table, a row block per case row, then the summary) and as JSON.
+ * Pure functions of the results: the same cases give byte-identical output.
+ */
+import Table from 'cli-table3';
+import { fmtMs, fmtNumber } from '../../stats/format.ts';
+import type { FidelitySummary, Figure, RowComparison, Stat } from './compare.ts';
+import type { CaseResult } from './run-case.ts';
+
+const FIGURE_NAMES: Readonly<Record<Figure, string>> = {
+  ttftMs: 'TTFT',
+  perTokenMs: 'per-token',
+  e2eMs: 'E2E',
+};
+
+/** A signed percentage with one decimal: +12.3%, -4.0%. */
+export function fmtSignedPct(pct: number): string {
+  if (!Number.isFinite(pct)) return pct > 0 ? '+∞' : '-';
+  return `${pct >= 0 ? '+' : ''}${fmtNumber(pct, 1)}%`;
+}
+
+function yesNo(x: boolean): string {
+  return x ? 'yes' : 'no';
+}
+
+const VERDICT = { agree: 'ok', 'twin-only': 'TWIN ONLY', 'real-only': 'real only' } as const;
+
+/** The comparison table: case, load, figure, measured, twin, error; a saturation line per row. */
+export function formatFidelityTable(
+  rows: readonly RowComparison[],
+  options: { color?: boolean } = {},
+): string {
+  const color = options.color === true;
+  const table = new Table({
+    head: ['case', 'load', 'figure (ms)', 'measured', 'twin', 'error'],
+    colAligns: ['left', 'left', 'left', 'right', 'right', 'right'],
+    style: { head: color ? ['cyan'] : [], border: color ? ['grey'] : [], compact: true },
+  });
+  for (const row of rows) {
+    const lines: string[][] = row.figures.map((f) => [
+      `${FIGURE_NAMES[f.figure]} ${statName(f.stat)}`,
+      fmtMs(f.measuredMs),
+      fmtMs(f.predictedMs),
+      fmtSignedPct(f.errorPct),
+    ]);
+    if (row.measuredThroughputRps !== undefined) {
+      const m = row.measuredThroughputRps;
+      lines.push([
+        'throughput req/s',
+        fmtMs(m),
+        fmtMs(row.predictedThroughputRps),
+        fmtSignedPct(((row.predictedThroughputRps - m) / m) * 100),
+      ]);
+    }
+    lines.push([
+      'saturated',
+      yesNo(row.measuredSaturated),
+      yesNo(row.predictedSaturated),
+      VERDICT[row.saturation],
+    ]);
+    lines.forEach((cells, i) => {
+      table.push([i === 0 ? row.label : '', i === 0 ? row.load : '', ...cells]);
+    });
+  }
+  return table.toString();
+}
+
+function statName(stat: Stat): string {
+  return stat === 'p50' ? 'median' : stat;
+}
+
+/** The summary lines under the table. */
+export function formatFidelitySummary(summary: FidelitySummary): string {
+  const pct = (x: number | null, n: number) => (x === null ? 'n/a' : `${fmtNumber(x, 1)}% over ${n} rows`);
+  return [
+    `median |error|: TTFT ${pct(summary.ttftMedianAbsErrorPct, summary.ttftRows)}; ` +
+      `per-token ${pct(summary.perTokenMedianAbsErrorPct, summary.perTokenRows)} ` +
+      '(mean where the source gives it, else median)',
+    `saturation: ${summary.twinOnlySaturations} of ${summary.rows} rows saturate in the twin only, ` +
+      `${summary.realOnlySaturations} in reality only`,
+  ].join('\n');
+}
+
+/** Lines that need saying besides the table: sources, and requests the twin refused. */
+export function formatCaseNotes(results: readonly CaseResult[]): string {
+  const lines: string[] = [];
+  for (const r of results) {
+    lines.push(`${r.name}: ${r.source.engine}, ${r.source.url}`);
+    if (r.failed > 0) lines.push(`  ${r.failed} requests refused or failed in the twin`);
+  }
+  return lines.join('\n');
+}
+
+/** Everything as one JSON value: per case its source and rows, then the summary. */
+export function fidelityJson(
+  results: readonly CaseResult[],
+  rows: readonly RowComparison[],
+  summary: FidelitySummary,
+): unknown {
+  const byLabel = new Map(rows.map((r) => [r.label, r]));
+  return {
+    cases: results.map((r) => ({
+      name: r.name,
+      source: r.source,
+      failed: r.failed,
+      rows: r.rows.map((row) => ({ ...byLabel.get(row.label), predicted: row.predicted })),
+    })),
+    summary,
+  };
+}
