@@ -481,7 +481,7 @@ class Controller implements AdmissionQueue {
       out.push({
         request: entry.request,
         code: 'SY_ERR_SLO_UNREACHABLE',
-        reason: `deadline passed after ${nowMs - entry.request.arrivalMs} ms queued in band '${band.config.name}'`,
+        reason: `deadline passed after ${Math.round(nowMs - entry.request.arrivalMs)} ms queued in band '${band.config.name}'`,
         retryAfterMs,
       });
     }
