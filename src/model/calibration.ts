@@ -3,6 +3,16 @@ import type { GpuId, ModelId } from '../core/ids.ts';
 import { calibrationFor, engineProfile } from './engines.ts';
 import { gpuSpec } from './gpus.ts';
 import { modelSpec } from './models.ts';
+import { OPERATOR_COEFFICIENTS } from './operators/coefficients.ts';
+import {
+  allReduceMs,
+  allReduceRegimesFor,
+  contextAttentionMs,
+  gemmMs,
+  generationAttentionMs,
+  moeMs,
+  type Roofline,
+} from './operators/operators.ts';
 import { createPerfModel, type RooflinePerfModel } from './perf.ts';
 import type { GpuCalibration, GpuSpec, StepShape } from './types.ts';
 
@@ -20,13 +30,34 @@ export const CALIBRATION_GROUPS = [
   'all-reduce',
   'derived-prefill',
   'derived-decode',
+  'op-gemm',
+  'op-context-attention',
+  'op-generation-attention',
+  'op-all-reduce-graph',
+  'op-all-reduce-eager',
+  'op-moe',
 ] as const;
 
 /** A report group. */
 export type CalibrationGroup = (typeof CALIBRATION_GROUPS)[number];
 
 /** What a point measured. */
-export type CalibrationOp = 'step' | 'gemm' | 'attention-prefill' | 'attention-decode' | 'all-reduce';
+export type CalibrationOp =
+  | 'step'
+  | 'gemm'
+  | 'attention-prefill'
+  | 'attention-decode'
+  | 'all-reduce'
+  | OperatorTableOp;
+
+/** Rows of the AIConfigurator operator tables (vLLM 0.14.0 kernels), one kernel each. */
+export type OperatorTableOp =
+  | 'op-gemm'
+  | 'op-context-attention'
+  | 'op-generation-attention'
+  | 'op-all-reduce-graph'
+  | 'op-all-reduce-eager'
+  | 'op-moe';
 
 /** One measured (or derived) time beside the inputs needed to predict it. */
 export interface CalibrationPoint {
@@ -49,6 +80,12 @@ export interface CalibrationPoint {
   readonly contextTokens?: number;
   /** `all-reduce`: message size. */
   readonly bytes?: number;
+  /**
+   * `op-*`: the table row's key columns, in the CSV's order: gemm m, n, k; attention batch,
+   * tokens (context: per sequence; generation: KV length - 1), heads, KV heads; all-reduce
+   * elements; MoE tokens, hidden, inter, top-k, experts, MoE tp.
+   */
+  readonly args?: readonly number[];
   readonly measuredMs: number;
   /** Human-readable description of the point. */
   readonly label: string;
@@ -86,8 +123,13 @@ export class PerfModelCache {
     if (perf === undefined) {
       const base = gpuSpec(gpuId);
       const gpu: GpuSpec = { ...base, calibration: this.lookup(base, engine) };
-      // The calibration is already merged into `gpu`, so the model runs under the empty profile.
-      perf = createPerfModel(gpu, modelSpec(modelId), tp, { engine: engineProfile('vllm') });
+      // The calibration is already merged into `gpu`, so the model runs under the empty profile,
+      // keeping only the engine's choice of model (operators or classic roofline).
+      const profile = {
+        ...engineProfile('vllm'),
+        classicRoofline: engineProfile(engine).classicRoofline === true,
+      };
+      perf = createPerfModel(gpu, modelSpec(modelId), tp, { engine: profile });
       this.cache.set(key, perf);
     }
     return perf;
@@ -101,6 +143,7 @@ function required<T>(value: T | undefined, field: string, point: CalibrationPoin
 
 /** Predicts one point's time with the perf model. */
 export function predictPoint(point: CalibrationPoint, cache: PerfModelCache): number {
+  if (point.op.startsWith('op-')) return predictOperatorRow(point);
   const modelId =
     point.op === 'all-reduce' ? ALL_REDUCE_CARRIER_MODEL : required(point.model, 'model', point);
   const perf = cache.get(point.gpu, modelId, point.tp, point.engine);
@@ -114,10 +157,129 @@ export function predictPoint(point: CalibrationPoint, cache: PerfModelCache): nu
     case 'attention-decode':
       return perf.decodeAttentionTimeMs(required(point.contextTokens, 'contextTokens', point));
     case 'all-reduce':
-      return perf.allReduceTimeMs(required(point.bytes, 'bytes', point));
+      // Vidur measured NCCL, which is what the classic model's ring formula describes.
+      return perf.ncclAllReduceTimeMs(required(point.bytes, 'bytes', point));
+    case 'op-gemm':
+    case 'op-context-attention':
+    case 'op-generation-attention':
+    case 'op-all-reduce-graph':
+    case 'op-all-reduce-eager':
+    case 'op-moe':
+      return predictOperatorRow(point);
     default:
       return assertNever(point.op, 'calibration op');
   }
+}
+
+/** The GPU table each operator row was measured on, by catalogue GPU. */
+const TABLE_OF_GPU: Readonly<Record<string, keyof typeof OPERATOR_COEFFICIENTS>> = {
+  h100: 'h100',
+  h200: 'h200',
+  'a100-80gb': 'a100',
+};
+
+/** Predicts one operator-table row with the fitted operator formulas (src/model/operators). */
+export function predictOperatorRow(point: CalibrationPoint): number {
+  const table = TABLE_OF_GPU[point.gpu];
+  if (table === undefined) throw new Error(`no operator table for gpu ${point.gpu}`);
+  const c = OPERATOR_COEFFICIENTS[table];
+  const gpu = gpuSpec(point.gpu);
+  const r: Roofline = { flopsPerMs: gpu.peakFlopsPerS / 1000, bytesPerMs: gpu.hbmBandwidthBytesPerS / 1000 };
+  const a = required(point.args, 'args', point);
+  const at = (i: number): number => a[i]!;
+  switch (point.op) {
+    case 'op-gemm':
+      return gemmMs(c.gemm, r, at(0), at(1), at(2));
+    case 'op-context-attention': {
+      const [b, s] = [at(0), at(1)];
+      return contextAttentionMs(c.contextAttention, r, b * s, (b * s * (s + 1)) / 2, at(2), at(3));
+    }
+    case 'op-generation-attention':
+      return generationAttentionMs(c.generationAttention, r, at(0), at(0) * (at(1) + 1), at(2), at(3));
+    case 'op-all-reduce-graph':
+    case 'op-all-reduce-eager': {
+      const byTp = point.op === 'op-all-reduce-graph' ? c.allReduce.graph : c.allReduce.eager;
+      const regimes = required(allReduceRegimesFor(byTp, point.tp), 'regimes', point);
+      return allReduceMs(regimes, at(0) * 2);
+    }
+    case 'op-moe': {
+      // The table routes tokens evenly: T tokens touch min(E, T k) experts.
+      const touched = Math.min(at(4), at(0) * at(3));
+      return moeMs(c.moe, r, at(0), at(1), at(2) / at(5), at(3), touched);
+    }
+    default:
+      throw new Error(`not an operator row: ${point.op}`);
+  }
+}
+
+/** The catalogue GPU each AIConfigurator table folder stands for. */
+export const OPERATOR_TABLE_GPUS: Readonly<Record<string, GpuId>> = {
+  h100: 'h100',
+  h200: 'h200',
+  a100: 'a100-80gb',
+};
+
+/** The committed CSV of each operator group, under data/samples/calibration/aiconfigurator/<gpu>/. */
+export const OPERATOR_TABLE_FILES: Readonly<Record<OperatorTableOp, string>> = {
+  'op-gemm': 'gemm.csv',
+  'op-context-attention': 'context-attention.csv',
+  'op-generation-attention': 'generation-attention.csv',
+  'op-all-reduce-graph': 'all-reduce.csv',
+  'op-all-reduce-eager': 'all-reduce.csv',
+  'op-moe': 'moe.csv',
+};
+
+/**
+ * The held-out rows of one committed operator table as calibration points. The fit
+ * (scripts/fit-operators.py) sorts each table by its key columns and fits on the even rows; the
+ * odd rows, returned here, were never seen by it. Pure: the caller reads the file.
+ */
+export function operatorHeldOutPoints(table: string, op: OperatorTableOp, csv: string): CalibrationPoint[] {
+  const gpu = OPERATOR_TABLE_GPUS[table];
+  if (gpu === undefined) throw new Error(`unknown operator table ${table}`);
+  const lines = csv.trim().split('\n').slice(1);
+  const isAllReduce = op === 'op-all-reduce-graph' || op === 'op-all-reduce-eager';
+  const backend = op === 'op-all-reduce-graph' ? 'graph' : 'eager';
+  const rows = lines.map((line) => line.split(','));
+  const out: CalibrationPoint[] = [];
+  const emit = (series: string[][], tp: number, keys: number): void => {
+    const parsed = series.map((row) => row.map(Number));
+    // Stable sort on the key columns, first column first: numpy's lexsort, as the fit does.
+    const order = parsed
+      .map((row, i) => ({ row, i }))
+      .sort((x, y) => {
+        for (let k = 0; k < keys; k++) {
+          const d = x.row[k]! - y.row[k]!;
+          if (d !== 0) return d;
+        }
+        return x.i - y.i;
+      });
+    for (let i = 1; i < order.length; i += 2) {
+      const row = order[i]!.row;
+      const args = row.slice(0, keys);
+      out.push({
+        group: op,
+        source: `aiconfigurator-${table}`,
+        engine: 'vllm',
+        gpu,
+        tp,
+        op,
+        args,
+        measuredMs: row[row.length - 1]!,
+        label: `${op.slice(3)} ${args.join('x')}`,
+      });
+    }
+  };
+  if (isAllReduce) {
+    for (const tp of [2, 4, 8]) {
+      const series = rows.filter((r) => r[0] === backend && Number(r[1]) === tp).map((r) => r.slice(2));
+      if (series.length > 0) emit(series, tp, 1);
+    }
+  } else {
+    const keys = rows[0]!.length - 1;
+    emit(rows, op === 'op-moe' ? Number(rows[0]![5]) : 1, keys);
+  }
+  return op === 'op-moe' ? out.map((p) => ({ ...p, tp: p.args![5]! })) : out;
 }
 
 /** A point with its prediction. */

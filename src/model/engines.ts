@@ -16,6 +16,11 @@ export interface EngineProfile {
   readonly byGpu: Readonly<Record<GpuId, Partial<GpuCalibration>>>;
   /** Factors replaced on every other GPU class. */
   readonly fallback: Partial<GpuCalibration>;
+  /**
+   * Predict with the classic per-layer roofline even where the GPU has a fitted operator table
+   * (the tables describe vLLM 0.14's kernels, not this engine's).
+   */
+  readonly classicRoofline?: boolean;
 }
 
 /** The default profile: the GPU catalogue's own factors (current vLLM). */
@@ -38,6 +43,7 @@ const PROFILE_LIST: readonly EngineProfile[] = [
   {
     id: 'legacy-2023',
     description: '2023-era serving stack as measured by Splitwise (no CUDA graphs, NCCL ring all-reduce)',
+    classicRoofline: true,
     byGpu: {
       'a100-80gb': {
         gemmComputeEfficiency: 0.74,

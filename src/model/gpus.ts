@@ -68,6 +68,7 @@ const A40_CALIBRATION: GpuCalibration = {
 const GPU_LIST: readonly GpuSpec[] = [
   {
     id: 'a100-40gb',
+    operatorTable: 'a100',
     name: 'NVIDIA A100 SXM4 40GB',
     peakFlopsPerS: 312 * TFLOPS,
     hbmBandwidthBytesPerS: 1555 * GB,
@@ -77,6 +78,7 @@ const GPU_LIST: readonly GpuSpec[] = [
   },
   {
     id: 'a100-80gb',
+    operatorTable: 'a100',
     name: 'NVIDIA A100 SXM4 80GB',
     peakFlopsPerS: 312 * TFLOPS,
     hbmBandwidthBytesPerS: 2039 * GB,
@@ -86,15 +88,20 @@ const GPU_LIST: readonly GpuSpec[] = [
   },
   {
     id: 'h100',
+    operatorTable: 'h100',
     name: 'NVIDIA H100 SXM5 80GB',
     peakFlopsPerS: 989 * TFLOPS,
     hbmBandwidthBytesPerS: 3350 * GB,
-    hbmBytes: 81559 * MiB,
+    // What PyTorch (and so vLLM's gpu_memory_utilization) sees: 79.18 GiB, as vLLM's start-up log
+    // reports it (llm-d-benchmark, config_explorer/empirical-vllm-memory-results.md); nvidia-smi
+    // shows 81,559 MiB.
+    hbmBytes: 81_080 * MiB,
     interconnectBytesPerS: 900 * GB,
     calibration: H100_CALIBRATION,
   },
   {
     id: 'h200',
+    operatorTable: 'h200',
     name: 'NVIDIA H200 SXM 141GB',
     peakFlopsPerS: 989 * TFLOPS,
     hbmBandwidthBytesPerS: 4800 * GB,

@@ -1,9 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SwitchyardError } from '../core/errors.ts';
-import { KiB } from '../core/units.ts';
+import { GiB, KiB } from '../core/units.ts';
 import { gpuSpec } from './gpus.ts';
-import { kvBlocksThatFit, kvBytesPerToken, kvBytesPerTokenPerGpu, weightBytesPerGpu } from './kv.ts';
+import {
+  kvBlocksThatFit,
+  kvBytesPerToken,
+  kvBytesPerTokenPerGpu,
+  kvCacheBytesPerGpu,
+  peakActivationBytes,
+  weightBytesPerGpu,
+} from './kv.ts';
 import { modelSpec, modelWeightBytes, parameterCount } from './models.ts';
 import { perfModelFor } from './perf.ts';
 
@@ -44,6 +51,23 @@ describe('KV and weight sizing', () => {
     assert.equal(
       kvBlocksThatFit(gpuSpec('h100'), modelSpec('llama-3.1-8b'), 1, 0.9, 32),
       Math.floor(blocks / 2),
+    );
+  });
+
+  it('sizes the KV cache as vLLM logged it: Llama-3.1-8B on an H100 at 0.9, max_num_seqs 1024', () => {
+    // vLLM's start-up log (llm-d-benchmark): 14.99 GiB weights, 4.76 GiB peak activation,
+    // 0.13 GiB non-torch, -0.45 GiB CUDA graphs, 51.38 GiB of KV cache.
+    const options = { maxNumSeqs: 1024, maxNumBatchedTokens: 8192 };
+    const m = modelSpec('llama-3.1-8b');
+    const peak = peakActivationBytes(m, 1, options) / GiB;
+    assert.ok(Math.abs(peak / 4.76 - 1) < 0.03, `peak activation ${peak} GiB`);
+    const kv = kvCacheBytesPerGpu(gpuSpec('h100'), m, 1, 0.9, options) / GiB;
+    assert.ok(Math.abs(kv / 51.38 - 1) < 0.02, `KV ${kv} GiB`);
+    // A smaller max_num_seqs shrinks the sampler's warm-up and leaves more KV.
+    assert.ok(kvCacheBytesPerGpu(gpuSpec('h100'), m, 1, 0.9, { ...options, maxNumSeqs: 128 }) / GiB > kv + 3);
+    assert.ok(
+      kvBlocksThatFit(gpuSpec('h100'), m, 1, 0.9, 16, { maxNumSeqs: 128 }) >
+        kvBlocksThatFit(gpuSpec('h100'), m, 1, 0.9, 16, options),
     );
   });
 

@@ -4,6 +4,7 @@ import { calibrationFor, DEFAULT_ENGINE_PROFILE, type EngineProfile, engineProfi
 import { gpuSpec } from './gpus.ts';
 import { kvBytesPerToken, kvHeadsPerGpu } from './kv.ts';
 import { modelSpec, modelWeightBytes } from './models.ts';
+import { OperatorStepModel, operatorCoefficientsFor } from './operators/step.ts';
 import type { GpuCalibration, GpuSpec, ModelSpec, PerfModel, StepShape } from './types.ts';
 
 const US_PER_MS = 1000;
@@ -13,6 +14,11 @@ const MS_PER_S = 1000;
 export interface PerfModelOptions {
   /** Engine profile (default `vllm`, the GPU catalogue's own factors). */
   readonly engine?: EngineProfile;
+  /**
+   * The engine's --max-num-seqs: vLLM captures CUDA graphs for batches up to
+   * min(2 * maxNumSeqs, 512) tokens, and pads a batch to the next captured size (default 256).
+   */
+  readonly maxNumSeqs?: number;
 }
 
 /**
@@ -100,6 +106,12 @@ export class RooflinePerfModel implements PerfModel {
   private readonly weightBytesTotal: number;
   private readonly kvBytesPerTokenTotal: number;
 
+  /**
+   * The operator model fitted to today's vLLM kernels, where the GPU has an operator table and the
+   * engine profile runs today's vLLM; undefined: the classic roofline below (other GPUs, legacy).
+   */
+  readonly operators: OperatorStepModel | undefined;
+
   /** Scratch shape for the convenience methods, so they allocate nothing either. */
   private readonly scratch: StepShape = {
     prefillSeqs: 0,
@@ -172,6 +184,12 @@ export class RooflinePerfModel implements PerfModel {
     this.seqOverheadMs = (cal.seqOverheadUs ?? 0) / US_PER_MS;
     this.weightBytesTotal = modelWeightBytes(model);
     this.kvBytesPerTokenTotal = kvBytesPerToken(model);
+    const profile = options.engine ?? engineProfile(DEFAULT_ENGINE_PROFILE);
+    const coefficients = profile.classicRoofline === true ? undefined : operatorCoefficientsFor(gpu);
+    this.operators =
+      coefficients === undefined
+        ? undefined
+        : new OperatorStepModel(gpu, model, tp, coefficients, cal, options.maxNumSeqs ?? 256);
   }
 
   /** One GEMM on one shard: the slower of its flops and its bytes, plus the kernel floor. */
@@ -187,6 +205,7 @@ export class RooflinePerfModel implements PerfModel {
    * only each token's own experts.
    */
   layerGemmTimeMs(tokens: number): number {
+    if (this.operators !== undefined) return this.operators.layerGemmMs(tokens);
     const f = this.flopsPerWeightByte * tokens;
     let ms =
       this.gemmMs(f * this.qkvWeightBytes, this.qkvWeightBytes + tokens * this.qkvActBytesPerToken) +
@@ -213,21 +232,33 @@ export class RooflinePerfModel implements PerfModel {
 
   /** Prefill attention of one layer on one shard: compute-bound over the query-key pairs. */
   prefillAttentionTimeMs(pairs: number): number {
+    if (this.operators !== undefined) return this.operators.prefillAttentionOfPairsMs(pairs);
     return (pairs * this.attentionFlopsPerPair) / this.attentionFlopsPerMs + this.prefillAttentionLatencyMs;
   }
 
   /** Decode attention of one layer on one shard: reading `contextTokens` tokens of KV. */
   decodeAttentionTimeMs(contextTokens: number): number {
+    if (this.operators !== undefined) return this.operators.decodeAttentionMs(1, contextTokens);
     const memoryMs = (contextTokens * this.kvBytesPerTokenPerLayer) / this.memBytesPerMs;
     const computeMs = (contextTokens * this.attentionFlopsPerPair) / this.attentionFlopsPerMs;
     return Math.max(memoryMs, computeMs) + this.attentionLatencyMs;
   }
 
   /**
-   * One all-reduce of `bytes` across the TP group; 0 at tp 1. Alpha-beta ring model: a fixed
-   * latency, 2 (tp - 1) hops, and 2 (tp - 1) / tp of the message through each GPU's link.
+   * One all-reduce of `bytes` across the TP group as the engine runs it; 0 at tp 1. Under the
+   * operator model: vLLM's custom all-reduce, inside a CUDA graph when the batch is one vLLM
+   * captures, else eager. Otherwise the NCCL ring of `ncclAllReduceTimeMs`.
    */
   allReduceTimeMs(bytes: number): number {
+    if (this.operators !== undefined) return this.operators.allReduceOfBytesMs(bytes);
+    return this.ncclAllReduceTimeMs(bytes);
+  }
+
+  /**
+   * One NCCL all-reduce of `bytes`; 0 at tp 1. Alpha-beta ring model: a fixed latency, 2 (tp - 1)
+   * hops, and 2 (tp - 1) / tp of the message through each GPU's link.
+   */
+  ncclAllReduceTimeMs(bytes: number): number {
     if (this.ringFactor === 0) return 0;
     const rate =
       bytes >= this.allReduceLargeMessageBytes ? this.allReduceLargeBytesPerMs : this.allReduceBytesPerMs;
@@ -235,6 +266,7 @@ export class RooflinePerfModel implements PerfModel {
   }
 
   stepTimeMs(shape: StepShape): number {
+    if (this.operators !== undefined) return this.operators.stepTimeMs(shape);
     const tokens = shape.prefillTokens + shape.decodeSeqs;
     if (tokens <= 0) return 0;
     const seqs = shape.prefillSeqs + shape.decodeSeqs;
@@ -301,6 +333,10 @@ export function perfModelFor(
   modelId: ModelId,
   tp: number,
   engineId: string = DEFAULT_ENGINE_PROFILE,
+  options: Omit<PerfModelOptions, 'engine'> = {},
 ): RooflinePerfModel {
-  return createPerfModel(gpuSpec(gpuId), modelSpec(modelId), tp, { engine: engineProfile(engineId) });
+  return createPerfModel(gpuSpec(gpuId), modelSpec(modelId), tp, {
+    ...options,
+    engine: engineProfile(engineId),
+  });
 }

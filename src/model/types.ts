@@ -12,6 +12,11 @@ export interface GpuSpec {
   readonly interconnectBytesPerS: number;
   /** Calibrated efficiency factors (see docs/engine-model.md). */
   readonly calibration: GpuCalibration;
+  /**
+   * The AIConfigurator operator table this GPU's kernels were fitted on (src/model/operators/);
+   * absent: the classic roofline with `calibration` alone.
+   */
+  readonly operatorTable?: 'h100' | 'h200' | 'a100';
 }
 
 /** The handful of efficiency factors fitted per GPU class. */

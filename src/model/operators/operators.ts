@@ -1,0 +1,233 @@
+/**
+ * Operator time models of vLLM's kernels: one roofline per operator (compute time against memory
+ * time on one GPU) with efficiency curves fitted per GPU to NVIDIA's AIConfigurator tables for
+ * vLLM 0.14.0 (scripts/fit-operators.py; coefficients in coefficients.ts). The same formulas run
+ * in the fit (Python) and here; the calibration report scores these functions on the held-out rows.
+ * Times are milliseconds, sizes are elements or bytes as named. docs/engine-model.md has the why.
+ */
+
+/** Head size every measured attention row uses (and every catalogue model). */
+export const ATTENTION_HEAD_DIM = 128;
+/** bf16 / fp16. */
+const ACT_BYTES = 2;
+/** Decode attention runs a split-KV combine pass from this context length on. */
+export const SPLIT_KV_TOKENS = 192;
+
+/** The two limits of the roofline for a GPU, per millisecond. */
+export interface Roofline {
+  readonly flopsPerMs: number;
+  readonly bytesPerMs: number;
+}
+
+/** A GEMM (m tokens x n outputs x k inputs): peak efficiency falling off for narrow n and k. */
+export interface GemmCoefficients {
+  /** Fraction of peak FLOP/s that a large GEMM reaches. */
+  readonly computeEfficiency: number;
+  /** Fraction of HBM bandwidth that a weight read reaches. */
+  readonly memoryEfficiency: number;
+  /** Fixed time per kernel (launch, pipeline fill, tail). */
+  readonly latencyUs: number;
+  /** n (output width) at which compute efficiency is halved: narrow GEMMs leave SMs idle. */
+  readonly nHalf: number;
+  /** k (reduction depth) at which compute efficiency is halved: short K loops never fill the pipeline. */
+  readonly kHalf: number;
+  /** p of the p-norm joining compute and memory time (large p: a sharp roofline corner). */
+  readonly sharpness: number;
+}
+
+/** Prefill (context) attention, FlashAttention varlen. */
+export interface ContextAttentionCoefficients {
+  readonly computeEfficiency: number;
+  /** Work (sequences x heads x tokens), in millions, at which efficiency is halved. */
+  readonly workHalfM: number;
+  readonly memoryEfficiency: number;
+  readonly latencyUs: number;
+  readonly sharpness: number;
+}
+
+/** Decode (generation) attention: reading each sequence's KV. */
+export interface GenerationAttentionCoefficients {
+  readonly memoryEfficiency: number;
+  /** KV streams (sequences x KV heads) at which bandwidth is halved: one stream cannot fill HBM. */
+  readonly streamsHalf: number;
+  readonly latencyUs: number;
+  /** Extra time of the split-KV combine pass, from SPLIT_KV_TOKENS of context. */
+  readonly splitKvUs: number;
+  /** Fixed cost per KV stream (block-table walk, per-CTA set-up), nanoseconds. */
+  readonly streamNs: number;
+  readonly computeEfficiency: number;
+  readonly sharpness: number;
+}
+
+/** vLLM's fused MoE layer (gate-up and down GEMMs over the routed tokens, one kernel each). */
+export interface MoeCoefficients {
+  readonly computeEfficiency: number;
+  /** Tokens per touched expert at which compute efficiency is halved. */
+  readonly tokensPerExpertHalf: number;
+  readonly memoryEfficiency: number;
+  readonly latencyUs: number;
+  readonly sharpness: number;
+  /** Fixed cost per touched expert (one more GEMM tile set to launch). */
+  readonly expertUs: number;
+}
+
+/**
+ * All-reduce as alpha-beta regimes by message size: `[fromBytes, latencyUs, bytesPerUs]`, in
+ * increasing `fromBytes` (the first is 0). vLLM's custom all-reduce is one-shot for small messages,
+ * two-shot for larger ones, and hands the largest to NCCL: each is a regime.
+ */
+export type AllReduceRegimes = readonly (readonly [number, number, number])[];
+
+/** All-reduce per backend and tensor-parallel degree. */
+export interface AllReduceCoefficients {
+  /** Inside a CUDA graph (decode and small mixed batches). */
+  readonly graph: Readonly<Record<number, AllReduceRegimes>>;
+  /** Launched eagerly (batches larger than the largest captured graph). */
+  readonly eager: Readonly<Record<number, AllReduceRegimes>>;
+}
+
+/** Every fitted operator of one GPU table. */
+export interface OperatorCoefficients {
+  readonly gemm: GemmCoefficients;
+  readonly contextAttention: ContextAttentionCoefficients;
+  readonly generationAttention: GenerationAttentionCoefficients;
+  readonly moe: MoeCoefficients;
+  readonly allReduce: AllReduceCoefficients;
+}
+
+/** (a^p + b^p)^(1/p): the roofline's max, rounded at the corner where neither limit dominates. */
+export function pNorm(a: number, b: number, p: number): number {
+  if (a === 0) return b;
+  if (b === 0) return a;
+  // Factored so one of the terms is 1: exact for large p, and no overflow.
+  return a > b ? a * (1 + (b / a) ** p) ** (1 / p) : b * (1 + (a / b) ** p) ** (1 / p);
+}
+
+/** One GEMM of m x n x k (bf16) on one GPU. */
+export function gemmMs(c: GemmCoefficients, r: Roofline, m: number, n: number, k: number): number {
+  const flops = 2 * m * n * k;
+  const bytes = ACT_BYTES * (m * k + n * k + m * n);
+  const efficiency = c.computeEfficiency * (n / (n + c.nHalf)) * (k / (k + c.kHalf));
+  return (
+    pNorm(flops / (r.flopsPerMs * efficiency), bytes / (r.bytesPerMs * c.memoryEfficiency), c.sharpness) +
+    c.latencyUs / 1000
+  );
+}
+
+/**
+ * Prefill attention over `tokens` new tokens on `heads` query heads (one GPU's share) whose causal
+ * query-key pairs are `pairs`: 4 * headDim flops a pair and head.
+ */
+export function contextAttentionMs(
+  c: ContextAttentionCoefficients,
+  r: Roofline,
+  tokens: number,
+  pairs: number,
+  heads: number,
+  kvHeads: number,
+): number {
+  const flops = 4 * heads * ATTENTION_HEAD_DIM * pairs;
+  const bytes = tokens * (2 * heads + 2 * kvHeads) * ATTENTION_HEAD_DIM * ACT_BYTES;
+  const work = heads * tokens;
+  const efficiency = (c.computeEfficiency * work) / (work + c.workHalfM * 1e6);
+  return (
+    pNorm(flops / (r.flopsPerMs * efficiency), bytes / (r.bytesPerMs * c.memoryEfficiency), c.sharpness) +
+    c.latencyUs / 1000
+  );
+}
+
+/**
+ * The part of decode attention proportional to KV read, per KV token, for `seqs` sequences: both
+ * the flops and the bytes scale with the tokens, so their p-norm does too.
+ */
+export function generationAttentionMsPerToken(
+  c: GenerationAttentionCoefficients,
+  r: Roofline,
+  seqs: number,
+  heads: number,
+  kvHeads: number,
+): number {
+  const bytes = 2 * kvHeads * ATTENTION_HEAD_DIM * ACT_BYTES;
+  const flops = 4 * heads * ATTENTION_HEAD_DIM;
+  const streams = seqs * kvHeads;
+  const efficiency = (c.memoryEfficiency * streams) / (streams + c.streamsHalf);
+  return pNorm(
+    flops / (r.flopsPerMs * c.computeEfficiency),
+    bytes / (r.bytesPerMs * efficiency),
+    c.sharpness,
+  );
+}
+
+/** The fixed part of decode attention for `seqs` sequences with mean context `meanContextTokens`. */
+export function generationAttentionFixedMs(
+  c: GenerationAttentionCoefficients,
+  seqs: number,
+  kvHeads: number,
+  meanContextTokens: number,
+): number {
+  const split = meanContextTokens >= SPLIT_KV_TOKENS ? c.splitKvUs : 0;
+  return (c.latencyUs + split + (seqs * kvHeads * c.streamNs) / 1000) / 1000;
+}
+
+/** Decode attention of `seqs` sequences reading `contextTokens` KV tokens in all. */
+export function generationAttentionMs(
+  c: GenerationAttentionCoefficients,
+  r: Roofline,
+  seqs: number,
+  contextTokens: number,
+  heads: number,
+  kvHeads: number,
+): number {
+  return (
+    contextTokens * generationAttentionMsPerToken(c, r, seqs, heads, kvHeads) +
+    generationAttentionFixedMs(c, seqs, kvHeads, contextTokens / seqs)
+  );
+}
+
+/**
+ * One fused MoE layer on one GPU: `tokens` tokens, each routed to `topK` of the experts, of which
+ * `touched` are distinct; each expert's gated MLP is `hidden x interPerGpu` (already split by tp).
+ */
+export function moeMs(
+  c: MoeCoefficients,
+  r: Roofline,
+  tokens: number,
+  hidden: number,
+  interPerGpu: number,
+  topK: number,
+  touched: number,
+): number {
+  const routed = tokens * topK;
+  const flops = routed * 2 * 3 * hidden * interPerGpu;
+  const bytes =
+    touched * 3 * hidden * interPerGpu * ACT_BYTES + routed * (2 * hidden + 3 * interPerGpu) * ACT_BYTES;
+  const perExpert = routed / touched;
+  const efficiency = (c.computeEfficiency * perExpert) / (perExpert + c.tokensPerExpertHalf);
+  return (
+    pNorm(flops / (r.flopsPerMs * efficiency), bytes / (r.bytesPerMs * c.memoryEfficiency), c.sharpness) +
+    (c.latencyUs + touched * c.expertUs) / 1000
+  );
+}
+
+/** The regimes for `tp` GPUs: the measured degree, else the next measured one above (else the largest). */
+export function allReduceRegimesFor(
+  table: Readonly<Record<number, AllReduceRegimes>>,
+  tp: number,
+): AllReduceRegimes | undefined {
+  const degrees = Object.keys(table)
+    .map(Number)
+    .sort((a, b) => a - b);
+  if (degrees.length === 0) return undefined;
+  const degree = degrees.find((d) => d >= tp) ?? degrees[degrees.length - 1]!;
+  return table[degree];
+}
+
+/** One all-reduce of `bytes` under the given regimes. */
+export function allReduceMs(regimes: AllReduceRegimes, bytes: number): number {
+  let regime = regimes[0]!;
+  for (let i = 1; i < regimes.length; i++) {
+    if (regimes[i]![0] <= bytes) regime = regimes[i]!;
+    else break;
+  }
+  return (regime[1] + bytes / regime[2]) / 1000;
+}

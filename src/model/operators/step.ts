@@ -1,0 +1,269 @@
+import { kvHeadsPerGpu } from '../kv.ts';
+import type { GpuCalibration, GpuSpec, ModelSpec, StepShape } from '../types.ts';
+import { OPERATOR_COEFFICIENTS } from './coefficients.ts';
+import {
+  type AllReduceRegimes,
+  allReduceMs,
+  allReduceRegimesFor,
+  contextAttentionMs,
+  gemmMs,
+  generationAttentionFixedMs,
+  generationAttentionMsPerToken,
+  moeMs,
+  type OperatorCoefficients,
+  type Roofline,
+} from './operators.ts';
+
+const MS_PER_S = 1000;
+/** vLLM never captures a CUDA graph above this many tokens (max_cudagraph_capture_size's cap). */
+export const CUDA_GRAPH_TOKENS_CAP = 512;
+/** Per-token and per-sequence costs are memoised up to this many tokens or sequences. */
+const MEMO_MAX = 16_384;
+
+/** The fitted operator coefficients for this GPU, or undefined when it has no table. */
+export function operatorCoefficientsFor(gpu: GpuSpec): OperatorCoefficients | undefined {
+  return gpu.operatorTable === undefined ? undefined : OPERATOR_COEFFICIENTS[gpu.operatorTable];
+}
+
+/**
+ * vLLM's default CUDA-graph capture sizes for a --max-num-seqs: 1, 2, 4, then multiples of 8 up
+ * to 256, then multiples of 16, up to min(2 * maxNumSeqs, 512) (vllm/config/vllm.py).
+ */
+export function cudaGraphCaptureSizes(maxNumSeqs: number): number[] {
+  const largest = Math.min(2 * maxNumSeqs, CUDA_GRAPH_TOKENS_CAP);
+  const sizes = [1, 2, 4];
+  for (let s = 8; s < 256; s += 8) sizes.push(s);
+  for (let s = 256; s <= largest; s += 16) sizes.push(s);
+  return sizes.filter((s) => s <= largest);
+}
+
+/**
+ * One engine step of today's vLLM from fitted operators, for one (GPU, model, tp):
+ *
+ *   step = max(gpu, cpu) + stepOverhead
+ *   gpu  = L * (GEMMs(T') + elementwise(T') + 2 all-reduce(T' x hidden) + attention) + LM head(S)
+ *   cpu  = S * seqOverhead
+ *
+ * T is the step's tokens and S its sequences; T' is T padded up to the next CUDA-graph capture size
+ * when T is at most the largest (decode batches and small mixed batches replay a graph), else T,
+ * run eagerly. Inside a graph the all-reduce is vLLM's custom all-reduce as captured; outside, its
+ * eager launch. With async scheduling (vLLM's default) the CPU prepares step n+1 while the GPU runs
+ * step n, so CPU work per sequence only shows when it outlasts the GPU.
+ *
+ * Everything that depends only on T' or S is memoised in typed arrays on first use, so a step
+ * in the twin costs a few lookups and one multiply-add for decode attention.
+ */
+export class OperatorStepModel {
+  private readonly c: OperatorCoefficients;
+  private readonly roofline: Roofline;
+  private readonly memBytesPerMs: number;
+  private readonly layers: number;
+  private readonly hidden: number;
+  private readonly qkvWidth: number;
+  private readonly qWidth: number;
+  private readonly ffnPerGpu: number;
+  private readonly upWidth: number;
+  private readonly headsPerGpu: number;
+  private readonly kvHeadsPerGpu: number;
+  private readonly vocabPerGpu: number;
+  private readonly experts: number;
+  private readonly expertsPerToken: number;
+  private readonly logMissProbability: number;
+  private readonly elementwiseBytesPerToken: number;
+  private readonly hiddenBytesPerToken: number;
+  private readonly graphRegimes: AllReduceRegimes | undefined;
+  private readonly eagerRegimes: AllReduceRegimes | undefined;
+  /** Padded size for each token count up to the largest capture size (index: tokens). */
+  private readonly paddedTokens: Int32Array;
+  readonly cudaGraphMaxTokens: number;
+  private readonly stepOverheadMs: number;
+  private readonly seqOverheadMs: number;
+  // Memos (NaN: not yet computed).
+  private readonly denseGraphMs: Float64Array;
+  private readonly denseEagerMs: Float64Array;
+  private readonly lmHeadMsBySeqs: Float64Array;
+  private readonly decodeMsPerTokenBySeqs: Float64Array;
+
+  constructor(
+    gpu: GpuSpec,
+    model: ModelSpec,
+    tp: number,
+    coefficients: OperatorCoefficients,
+    calibration: GpuCalibration,
+    maxNumSeqs: number,
+  ) {
+    this.c = coefficients;
+    this.roofline = {
+      flopsPerMs: gpu.peakFlopsPerS / MS_PER_S,
+      bytesPerMs: gpu.hbmBandwidthBytesPerS / MS_PER_S,
+    };
+    this.memBytesPerMs = (gpu.hbmBandwidthBytesPerS * coefficients.gemm.memoryEfficiency) / MS_PER_S;
+    const b = model.dtypeBytes;
+    this.layers = model.layers;
+    this.hidden = model.hiddenSize;
+    this.headsPerGpu = model.heads / tp;
+    this.kvHeadsPerGpu = kvHeadsPerGpu(model, tp);
+    this.qWidth = this.headsPerGpu * model.headDim;
+    this.qkvWidth = this.qWidth + 2 * this.kvHeadsPerGpu * model.headDim;
+    this.ffnPerGpu = model.ffnSize / tp;
+    this.upWidth = (model.gatedMlp ? 2 : 1) * this.ffnPerGpu;
+    this.vocabPerGpu = model.vocabSize / tp;
+    this.experts = model.experts;
+    this.expertsPerToken = model.expertsPerToken;
+    this.logMissProbability = model.experts > 1 ? Math.log(1 - model.expertsPerToken / model.experts) : 0;
+    const kvDim = this.kvHeadsPerGpu * model.headDim;
+    // Two RMSNorms (read, write), two residual adds (two reads, one write), rotary embedding on Q
+    // and K, the activation (reads upWidth, writes ffn) and the KV-cache write.
+    this.elementwiseBytesPerToken =
+      (2 * 2 * this.hidden +
+        2 * 3 * this.hidden +
+        2 * (this.qWidth + kvDim) +
+        this.upWidth +
+        this.ffnPerGpu +
+        2 * kvDim) *
+      b;
+    this.hiddenBytesPerToken = this.hidden * b;
+    this.graphRegimes = tp > 1 ? allReduceRegimesFor(coefficients.allReduce.graph, tp) : undefined;
+    this.eagerRegimes = tp > 1 ? allReduceRegimesFor(coefficients.allReduce.eager, tp) : undefined;
+    const sizes = cudaGraphCaptureSizes(maxNumSeqs);
+    this.cudaGraphMaxTokens = sizes[sizes.length - 1]!;
+    this.paddedTokens = new Int32Array(this.cudaGraphMaxTokens + 1);
+    let next = 0;
+    for (let t = 1; t <= this.cudaGraphMaxTokens; t++) {
+      while (sizes[next]! < t) next++;
+      this.paddedTokens[t] = sizes[next]!;
+    }
+    this.stepOverheadMs = calibration.stepOverheadMs;
+    this.seqOverheadMs = (calibration.seqOverheadUs ?? 0) / 1000;
+    this.denseGraphMs = new Float64Array(this.cudaGraphMaxTokens + 1).fill(Number.NaN);
+    this.denseEagerMs = new Float64Array(MEMO_MAX + 1).fill(Number.NaN);
+    this.lmHeadMsBySeqs = new Float64Array(MEMO_MAX + 1).fill(Number.NaN);
+    this.decodeMsPerTokenBySeqs = new Float64Array(MEMO_MAX + 1).fill(Number.NaN);
+  }
+
+  /** The four projection GEMMs of one layer (or attention's two plus the MoE layer) over `tokens`. */
+  layerGemmMs(tokens: number): number {
+    const g = this.c.gemm;
+    const r = this.roofline;
+    const h = this.hidden;
+    let ms = gemmMs(g, r, tokens, this.qkvWidth, h) + gemmMs(g, r, tokens, h, this.qWidth);
+    if (this.experts === 1) {
+      return ms + gemmMs(g, r, tokens, this.upWidth, h) + gemmMs(g, r, tokens, h, this.ffnPerGpu);
+    }
+    // Uniform routing: T tokens each picking k of E experts touch E (1 - (1 - k/E)^T) of them.
+    const touched = Math.max(
+      this.expertsPerToken,
+      this.experts * (1 - Math.exp(tokens * this.logMissProbability)),
+    );
+    ms += gemmMs(g, r, tokens, this.experts, h);
+    return ms + moeMs(this.c.moe, r, tokens, h, this.ffnPerGpu, this.expertsPerToken, touched);
+  }
+
+  /** One all-reduce of a `tokens`-token activation: in a graph or eager, as the batch runs. */
+  private allReduceOfTokensMs(tokens: number, graph: boolean): number {
+    const regimes = graph ? this.graphRegimes : this.eagerRegimes;
+    return regimes === undefined ? 0 : allReduceMs(regimes, tokens * this.hiddenBytesPerToken);
+  }
+
+  /** One all-reduce of `bytes` (graph regime when that many tokens would run in a graph). */
+  allReduceOfBytesMs(bytes: number): number {
+    const tokens = bytes / this.hiddenBytesPerToken;
+    return this.allReduceOfTokensMs(tokens, tokens <= this.cudaGraphMaxTokens);
+  }
+
+  /** Everything per layer that depends only on the (padded) token count, times the layers. */
+  private denseMs(tokens: number, graph: boolean): number {
+    const memo = graph ? this.denseGraphMs : this.denseEagerMs;
+    if (tokens < memo.length) {
+      const cached = memo[tokens]!;
+      if (!Number.isNaN(cached)) return cached;
+    }
+    const layer =
+      this.layerGemmMs(tokens) +
+      (tokens * this.elementwiseBytesPerToken) / this.memBytesPerMs +
+      2 * this.allReduceOfTokensMs(tokens, graph);
+    const ms = this.layers * layer;
+    if (tokens < memo.length) memo[tokens] = ms;
+    return ms;
+  }
+
+  /** The LM head over the sampled positions (one per sequence). */
+  private lmHeadMs(seqs: number): number {
+    const memo = this.lmHeadMsBySeqs;
+    if (seqs < memo.length) {
+      const cached = memo[seqs]!;
+      if (!Number.isNaN(cached)) return cached;
+    }
+    const ms = gemmMs(this.c.gemm, this.roofline, seqs, this.vocabPerGpu, this.hidden);
+    if (seqs < memo.length) memo[seqs] = ms;
+    return ms;
+  }
+
+  /** Prefill attention of one layer for chunks of `tokens` tokens with `pairs` query-key pairs. */
+  prefillAttentionMs(tokens: number, pairs: number): number {
+    return contextAttentionMs(
+      this.c.contextAttention,
+      this.roofline,
+      tokens,
+      pairs,
+      this.headsPerGpu,
+      this.kvHeadsPerGpu,
+    );
+  }
+
+  /** Prefill attention of one layer for one fresh prompt with `pairs` causal pairs. */
+  prefillAttentionOfPairsMs(pairs: number): number {
+    // A fresh prompt of s tokens has s (s + 1) / 2 pairs.
+    const tokens = Math.max(1, Math.round((Math.sqrt(8 * pairs + 1) - 1) / 2));
+    return this.prefillAttentionMs(tokens, pairs);
+  }
+
+  /** Decode attention of one layer: `seqs` sequences reading `contextTokens` KV tokens in all. */
+  decodeAttentionMs(seqs: number, contextTokens: number): number {
+    const memo = this.decodeMsPerTokenBySeqs;
+    let perToken = seqs < memo.length ? memo[seqs]! : Number.NaN;
+    if (Number.isNaN(perToken)) {
+      perToken = generationAttentionMsPerToken(
+        this.c.generationAttention,
+        this.roofline,
+        seqs,
+        this.headsPerGpu,
+        this.kvHeadsPerGpu,
+      );
+      if (seqs < memo.length) memo[seqs] = perToken;
+    }
+    return (
+      contextTokens * perToken +
+      generationAttentionFixedMs(this.c.generationAttention, seqs, this.kvHeadsPerGpu, contextTokens / seqs)
+    );
+  }
+
+  /** Tokens the GPU computes for a `tokens`-token batch: padded to a capture size, or as is. */
+  paddedTokensOf(tokens: number): number {
+    return tokens <= this.cudaGraphMaxTokens ? this.paddedTokens[tokens]! : tokens;
+  }
+
+  /** GPU time of one step. */
+  gpuStepMs(shape: StepShape): number {
+    const tokens = shape.prefillTokens + shape.decodeSeqs;
+    const seqs = shape.prefillSeqs + shape.decodeSeqs;
+    const graph = tokens <= this.cudaGraphMaxTokens;
+    const computed = graph ? this.paddedTokens[tokens]! : tokens;
+    let attention = 0;
+    if (shape.prefillTokens > 0) {
+      attention += this.prefillAttentionMs(shape.prefillTokens, shape.prefillAttentionPairs);
+    }
+    if (shape.decodeSeqs > 0)
+      attention += this.decodeAttentionMs(shape.decodeSeqs, shape.decodeContextTokens);
+    return this.denseMs(computed, graph) + this.layers * attention + this.lmHeadMs(seqs);
+  }
+
+  /** Duration of one engine step (0 for an empty one). */
+  stepTimeMs(shape: StepShape): number {
+    const tokens = shape.prefillTokens + shape.decodeSeqs;
+    if (tokens <= 0) return 0;
+    const gpu = this.gpuStepMs(shape);
+    const cpu = (shape.prefillSeqs + shape.decodeSeqs) * this.seqOverheadMs;
+    return (gpu > cpu ? gpu : cpu) + this.stepOverheadMs;
+  }
+}
