@@ -33,6 +33,7 @@ const CLOSE_LINGER_MS = 2000;
 
 /** A request body being read, and what to do when it is late. */
 export interface Reading {
+  readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly deadlineMs: number;
   /** Gives up the read and answers `error`, then closes the connection. */

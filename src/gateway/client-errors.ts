@@ -87,10 +87,11 @@ export function answerClientError(host: ClientErrorHost, error: NodeJS.ErrnoExce
     answerOnSocket(host, socket, e);
     return;
   }
-  // The handler holds a request on this connection. Still reading its body: the broken body is that
-  // request's, answer it there, once.
+  // The handler holds a request on this connection. Its body not yet whole: the broken body is that
+  // request's, answer it there, once. (A whole body whose end event is still on its way means the
+  // bad bytes are a request pipelined behind it.)
   const reading = host.readingFor(pending);
-  if (reading !== undefined) {
+  if (reading !== undefined && !reading.req.complete) {
     reading.fail(e);
     return;
   }
