@@ -1,0 +1,243 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type FidelityCaseInput, parseFidelityCase } from './case.ts';
+import { compareAll, compareRow, errorPct, median } from './compare.ts';
+import { isSaturated, SATURATION_SAMPLES_MIN } from './observe.ts';
+import { fmtSignedPct, formatFidelityTable } from './report.ts';
+import { type CaseRow, runCase } from './run-case.ts';
+
+const measured = { ttftMs: { mean: 50, p90: 80 }, perTokenMs: { mean: 10 }, saturated: false };
+
+function openCase(over: Partial<FidelityCaseInput> = {}): FidelityCaseInput {
+  return {
+    name: 'open',
+    source: { title: 't', url: 'https://example.org', engine: 'vLLM 0.23.0' },
+    model: 'llama-3.1-8b',
+    gpu: 'h100',
+    workload: {
+      arrival: 'constant',
+      rateRps: 4,
+      requests: 60,
+      input: { kind: 'fixed', tokens: 512 },
+      output: { kind: 'fixed', tokens: 64 },
+    },
+    measured,
+    ...over,
+  };
+}
+
+function closedCase(concurrency: number, requests: number): FidelityCaseInput {
+  return openCase({
+    name: `closed-${concurrency}`,
+    workload: {
+      arrival: 'closed-loop',
+      concurrency,
+      requests,
+      input: { kind: 'fixed', tokens: 512 },
+      output: { kind: 'uniform', lo: 32, hi: 96 },
+    },
+  });
+}
+
+describe('case format', () => {
+  it('fills defaults: tp 1, one instance, seed 1, no engine options', () => {
+    const c = parseFidelityCase(openCase());
+    assert.equal(c.tp, 1);
+    assert.equal(c.instances, 1);
+    assert.equal(c.seed, 1);
+    assert.deepEqual(c.engine, {});
+  });
+
+  it('refuses unknown keys, naming the path', () => {
+    assert.throws(() => parseFidelityCase({ ...openCase(), engine: { maxBatch: 3 } }), {
+      code: 'SY_ERR_INVALID_CONFIG',
+      message: /engine/,
+    });
+    assert.throws(() => parseFidelityCase({ ...openCase(), measured: { ...measured, ttft: 3 } }), {
+      code: 'SY_ERR_INVALID_CONFIG',
+    });
+  });
+
+  it('refuses a model or GPU the catalogue lacks, listing the valid ones', () => {
+    assert.throws(() => parseFidelityCase(openCase({ model: 'gpt-5' })), {
+      code: 'SY_ERR_UNKNOWN_NAME',
+      message: /llama-3\.1-8b/,
+    });
+    assert.throws(() => parseFidelityCase(openCase({ gpu: 'tpu' })), { code: 'SY_ERR_UNKNOWN_NAME' });
+  });
+
+  it('needs exactly one of rateRps and stages, a limit at one rate, and measured figures somewhere', () => {
+    const w = openCase().workload as Record<string, unknown>;
+    const stages = [{ rateRps: 2, durationS: 10 }];
+    assert.throws(() => parseFidelityCase(openCase({ workload: { ...w, stages } as never })), {
+      message: /rateRps or stages/,
+    });
+    const { requests: _, ...unbounded } = w;
+    assert.throws(() => parseFidelityCase(openCase({ workload: unbounded as never })), {
+      message: /requests or durationS/,
+    });
+    const { measured: _m, ...bare } = openCase();
+    assert.throws(() => parseFidelityCase(bare), { message: /measured/ });
+    const { rateRps: _r, requests: _q, ...staged } = w;
+    const withStageFigures = { ...staged, stages: [{ ...stages[0], measured }] };
+    assert.equal(parseFidelityCase({ ...bare, workload: withStageFigures as never }).measured, undefined);
+  });
+
+  it('refuses an empty figure set', () => {
+    assert.throws(() => parseFidelityCase(openCase({ measured: { ttftMs: {}, saturated: false } })), {
+      message: /at least one/,
+    });
+  });
+});
+
+describe('saturation', () => {
+  it('a flat number in flight is not saturation, however noisy', () => {
+    const flat = Array.from({ length: 200 }, (_, i) => 10 + (i % 7));
+    assert.equal(isSaturated(flat), false);
+  });
+
+  it('a number in flight that keeps growing is', () => {
+    const growing = Array.from({ length: 200 }, (_, i) => Math.floor(i / 4));
+    assert.equal(isSaturated(growing), true);
+  });
+
+  it('a small growth at low load is noise, and too few arrivals say nothing', () => {
+    assert.equal(isSaturated(Array.from({ length: 100 }, (_, i) => (i < 80 ? 1 : 4))), false);
+    assert.equal(isSaturated(Array.from({ length: SATURATION_SAMPLES_MIN - 1 }, (_, i) => i * 10)), false);
+  });
+});
+
+describe('comparison', () => {
+  it('signed error: + when the twin is slower', () => {
+    assert.equal(errorPct(100, 110), 10);
+    assert.equal(errorPct(100, 75), -25);
+    assert.equal(fmtSignedPct(10), '+10.0%');
+    assert.equal(fmtSignedPct(-4), '-4.0%');
+  });
+
+  it('median of odd and even lists, null for none', () => {
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+    assert.equal(median([]), null);
+  });
+
+  const stats = (mean: number) => ({ mean, p50: mean, p90: mean * 2, p99: mean * 3, count: 10 });
+  const row = (label: string, ttftMean: number, saturated: boolean): CaseRow => ({
+    label,
+    load: '1 req/s',
+    measured: { ttftMs: { mean: 100, p90: 200 }, perTokenMs: { p50: 10 }, saturated: false },
+    predicted: {
+      ttftMs: stats(ttftMean),
+      perTokenMs: stats(12),
+      e2eMs: stats(1000),
+      throughputRps: 1,
+      saturated,
+      requests: 10,
+      completed: 10,
+    },
+  });
+
+  it('compares every statistic the measurement gives and flags twin-only saturation', () => {
+    const r = compareRow(row('a', 150, true));
+    assert.deepEqual(
+      r.figures.map((f) => [f.figure, f.stat, f.errorPct]),
+      [
+        ['ttftMs', 'mean', 50],
+        ['ttftMs', 'p90', 50],
+        ['perTokenMs', 'p50', 20],
+      ],
+    );
+    assert.equal(r.saturation, 'twin-only');
+    const table = formatFidelityTable([r]);
+    assert.match(table, /TTFT mean\s*│\s*100\s*│\s*150\s*│\s*\+50\.0%/);
+    assert.match(table, /saturated\s*│\s*no\s*│\s*yes\s*│\s*TWIN ONLY/);
+  });
+
+  it('summarises by the mean where given, else the median, over all rows', () => {
+    const results = [
+      {
+        name: 'x',
+        source: { title: 't', url: 'u', engine: 'e' },
+        rows: [row('a', 150, false), row('b', 80, false)],
+        failed: 0,
+      },
+      { name: 'y', source: { title: 't', url: 'u', engine: 'e' }, rows: [row('c', 100, true)], failed: 0 },
+    ];
+    const { summary } = compareAll(results);
+    assert.equal(summary.rows, 3);
+    assert.equal(summary.ttftMedianAbsErrorPct, 20);
+    assert.equal(summary.perTokenMedianAbsErrorPct, 20);
+    assert.equal(summary.twinOnlySaturations, 1);
+  });
+});
+
+describe('runCase', () => {
+  it('is deterministic: the same case twice gives the same figures', () => {
+    const c = parseFidelityCase(openCase());
+    assert.deepEqual(runCase(c), runCase(c));
+  });
+
+  it('gives one row per measured stage over the requests that arrived in it', () => {
+    const c = parseFidelityCase(
+      openCase({
+        measured: undefined,
+        workload: {
+          arrival: 'constant',
+          stages: [
+            { rateRps: 2, durationS: 30, measured },
+            { rateRps: 5, durationS: 30 },
+            { rateRps: 8, durationS: 30, measured },
+          ],
+          input: { kind: 'fixed', tokens: 512 },
+          output: { kind: 'fixed', tokens: 64 },
+        },
+      }),
+    );
+    const result = runCase(c);
+    assert.deepEqual(
+      result.rows.map((r) => [r.label, r.load, r.predicted.requests, r.predicted.completed]),
+      [
+        ['open#1', '2 req/s', 60, 60],
+        ['open#3', '8 req/s', 240, 240],
+      ],
+    );
+  });
+
+  it('a far overloaded open loop saturates in the twin', () => {
+    const c = parseFidelityCase(
+      openCase({
+        workload: {
+          arrival: 'poisson',
+          rateRps: 200,
+          requests: 600,
+          input: { kind: 'fixed', tokens: 4000 },
+          output: { kind: 'fixed', tokens: 200 },
+        },
+      }),
+    );
+    const [row] = runCase(c).rows;
+    assert.equal(row?.predicted.saturated, true);
+  });
+
+  for (const concurrency of [1, 4, 16]) {
+    it(`a closed loop of ${concurrency} keeps ${concurrency} requests in flight (Little's law)`, () => {
+      const c = parseFidelityCase(closedCase(concurrency, concurrency * 12));
+      const [row] = runCase(c).rows;
+      assert.ok(row !== undefined);
+      const p = row.predicted;
+      assert.equal(p.completed, concurrency * 12);
+      assert.equal(p.saturated, false);
+      // Mean in flight = throughput x mean E2E: at most C, and close to it (the last wave drains).
+      const inFlight = (p.throughputRps * p.e2eMs.mean) / 1000;
+      assert.ok(inFlight <= concurrency * 1.0001, `in flight ${inFlight}`);
+      assert.ok(inFlight >= concurrency * 0.85, `in flight ${inFlight}`);
+    });
+  }
+
+  it('a closed loop of one never overlaps two requests: TTFT is the bare prefill', () => {
+    const one = runCase(parseFidelityCase(closedCase(1, 10))).rows[0];
+    const alone = runCase(parseFidelityCase(closedCase(1, 1))).rows[0];
+    assert.ok(one !== undefined && alone !== undefined);
+    assert.ok(Math.abs(one.predicted.ttftMs.p50 - alone.predicted.ttftMs.p50) < 1e-9);
+  });
+});
