@@ -130,6 +130,40 @@ describe('perf model', () => {
     }
   });
 
+  it('pads decode batches to CUDA-graph capture sizes and runs larger batches eagerly', () => {
+    const o = perfModelFor('h100', 'llama-2-70b', 4).operators!;
+    assert.equal(o.paddedTokensOf(9), 16);
+    assert.equal(o.paddedTokensOf(257), 272);
+    assert.equal(o.paddedTokensOf(513), 513);
+    assert.equal(o.cudaGraphMaxTokens, 512);
+    assert.equal(
+      perfModelFor('h100', 'llama-2-70b', 4, 'vllm', { maxNumSeqs: 128 }).operators!.cudaGraphMaxTokens,
+      256,
+    );
+    // Batches 9 and 16 replay the same graph: only attention differs.
+    const shape = (seqs: number): StepShape => ({
+      prefillSeqs: 0,
+      prefillTokens: 0,
+      prefillAttentionPairs: 0,
+      decodeSeqs: seqs,
+      decodeContextTokens: seqs * 700,
+    });
+    const gap = o.gpuStepMs(shape(16)) - o.gpuStepMs(shape(9));
+    assert.ok(gap > 0 && gap < 0.3, `gap ${gap}`);
+  });
+
+  it("charges vLLM's custom all-reduce: a few microseconds in a graph, more eagerly", () => {
+    const perf = perfModelFor('h100', 'llama-2-70b', 4);
+    const decodeMessage = 8 * 8192 * 2;
+    const inGraphUs = perf.allReduceTimeMs(decodeMessage) * 1000;
+    assert.ok(inGraphUs > 4 && inGraphUs < 7, `graph all-reduce ${inGraphUs} us`);
+    // The NCCL ring of the classic model charged an order of magnitude more.
+    assert.ok(perf.ncclAllReduceTimeMs(decodeMessage) * 1000 > 25);
+    // 2048 tokens run eagerly.
+    const eagerMs = perf.allReduceTimeMs(2048 * 8192 * 2);
+    assert.ok(eagerMs > perf.allReduceTimeMs(512 * 8192 * 2));
+  });
+
   it('rejects unknown ids with SY_ERR_UNKNOWN_NAME listing the valid ones', () => {
     assert.throws(
       () => perfModelFor('h1000', 'llama-3.1-8b', 1),
