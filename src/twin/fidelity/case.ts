@@ -47,6 +47,17 @@ export const measuredSchema = z.strictObject({
   /** Completed requests per second over the run, where the source gives it. */
   throughputRps: positive.optional(),
   saturated: z.boolean(),
+  /**
+   * Figures shown but kept out of the summary medians, with the reason (e.g. a TTFT the GPU's peak
+   * FLOP/s cannot produce for the stated prompts, which points at prompt caching the source does
+   * not describe). The table marks them.
+   */
+  excluded: z
+    .strictObject({
+      figures: z.array(z.enum(['ttftMs', 'perTokenMs', 'e2eMs'])).min(1),
+      reason: z.string().min(1),
+    })
+    .optional(),
 });
 
 /** Where a measurement comes from: enough for a reader to find it and judge it. */

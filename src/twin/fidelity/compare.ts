@@ -40,6 +40,9 @@ export interface RowComparison {
   readonly saturation: SaturationVerdict;
   readonly measuredThroughputRps: number | undefined;
   readonly predictedThroughputRps: number;
+  /** Figures kept out of the summary medians (shown, marked), and why. */
+  readonly excluded: readonly Figure[];
+  readonly excludedReason?: string;
 }
 
 /** The summary over every row of every case. */
@@ -55,6 +58,8 @@ export interface FidelitySummary {
   /** Rows where the twin saturated and the measurement did not. */
   readonly twinOnlySaturations: number;
   readonly realOnlySaturations: number;
+  /** Figures (of every row) a case keeps out of the medians. */
+  readonly excludedFigures: number;
 }
 
 /** Signed error in percent. */
@@ -94,11 +99,17 @@ export function compareRow(row: CaseRow): RowComparison {
     saturation,
     measuredThroughputRps: row.measured.throughputRps,
     predictedThroughputRps: row.predicted.throughputRps,
+    excluded: row.measured.excluded?.figures ?? [],
+    ...(row.measured.excluded !== undefined ? { excludedReason: row.measured.excluded.reason } : {}),
   };
 }
 
-/** The figure a row is summarised by: its mean where the source gives one, else its median. */
+/**
+ * The figure a row is summarised by: its mean where the source gives one, else its median; none
+ * where the case excludes that figure from the summary.
+ */
 export function headline(row: RowComparison, figure: Figure): FigureComparison | undefined {
+  if (row.excluded.includes(figure)) return undefined;
   const of = row.figures.filter((f) => f.figure === figure);
   return of.find((f) => f.stat === 'mean') ?? of.find((f) => f.stat === 'p50');
 }
@@ -136,6 +147,10 @@ export function compareAll(results: readonly CaseResult[]): {
       perTokenRows: perToken.length,
       twinOnlySaturations: rows.filter((r) => r.saturation === 'twin-only').length,
       realOnlySaturations: rows.filter((r) => r.saturation === 'real-only').length,
+      excludedFigures: rows.reduce(
+        (n, r) => n + r.figures.filter((f) => r.excluded.includes(f.figure)).length,
+        0,
+      ),
     },
   };
 }

@@ -168,6 +168,24 @@ describe('comparison', () => {
     assert.equal(summary.ttftMedianAbsErrorPct, 20);
     assert.equal(summary.perTokenMedianAbsErrorPct, 20);
     assert.equal(summary.twinOnlySaturations, 1);
+    assert.equal(summary.excludedFigures, 0);
+  });
+
+  it('leaves excluded figures out of the medians but keeps them in the table, marked', () => {
+    const excluded = row('a', 300, false);
+    const marked: CaseRow = {
+      ...excluded,
+      measured: { ...excluded.measured, excluded: { figures: ['ttftMs'], reason: 'cached prompts' } },
+    };
+    const source = { title: 't', url: 'u', engine: 'e' };
+    const { rows, summary } = compareAll([
+      { name: 'x', source, rows: [marked, row('b', 110, false)], failed: 0 },
+    ]);
+    assert.equal(summary.ttftMedianAbsErrorPct, 10);
+    assert.equal(summary.ttftRows, 1);
+    assert.equal(summary.perTokenRows, 2);
+    assert.equal(summary.excludedFigures, 2);
+    assert.match(formatFidelityTable(rows), /TTFT mean\s*│\s*100\s*│\s*300\s*│\s*\+200\.0% \(x\)/);
   });
 });
 

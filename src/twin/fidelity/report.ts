@@ -41,7 +41,7 @@ export function formatFidelityTable(
       `${FIGURE_NAMES[f.figure]} ${statName(f.stat)}`,
       fmtMs(f.measuredMs),
       fmtMs(f.predictedMs),
-      fmtSignedPct(f.errorPct),
+      `${fmtSignedPct(f.errorPct)}${row.excluded.includes(f.figure) ? ' (x)' : ''}`,
     ]);
     if (row.measuredThroughputRps !== undefined) {
       const m = row.measuredThroughputRps;
@@ -78,6 +78,9 @@ export function formatFidelitySummary(summary: FidelitySummary): string {
       '(mean where the source gives it, else median)',
     `saturation: ${summary.twinOnlySaturations} of ${summary.rows} rows saturate in the twin only, ` +
       `${summary.realOnlySaturations} in reality only`,
+    ...(summary.excludedFigures > 0
+      ? [`(x): ${summary.excludedFigures} figures shown but left out of the medians; the case says why`]
+      : []),
   ].join('\n');
 }
 
@@ -87,6 +90,11 @@ export function formatCaseNotes(results: readonly CaseResult[]): string {
   for (const r of results) {
     lines.push(`${r.name}: ${r.source.engine}, ${r.source.url}`);
     if (r.failed > 0) lines.push(`  ${r.failed} requests refused or failed in the twin`);
+    for (const row of r.rows) {
+      const excluded = row.measured.excluded;
+      if (excluded !== undefined)
+        lines.push(`  (x) ${row.label} ${excluded.figures.join(', ')}: ${excluded.reason}`);
+    }
   }
   return lines.join('\n');
 }
