@@ -41,6 +41,7 @@ describe('QueuedBytes', () => {
       bytesPeak: 1000,
       bytesMax: 1000,
       tenantBytesMax: 600,
+      tenantBytesPeak: 600,
       tenants: 1,
       refused: 2,
     });

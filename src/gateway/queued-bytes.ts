@@ -26,6 +26,8 @@ export interface QueuedBytesStats {
   readonly bytesPeak: number;
   readonly bytesMax: number;
   readonly tenantBytesMax: number;
+  /** The most one tenant ever held at once (bounded by `tenantBytesMax`). */
+  readonly tenantBytesPeak: number;
   /** Tenants holding bytes now. */
   readonly tenants: number;
   /** Requests refused because they would pass a bound. */
@@ -36,6 +38,7 @@ export interface QueuedBytesStats {
 export class QueuedBytes {
   private bytes = 0;
   private bytesPeak = 0;
+  private tenantBytesPeak = 0;
   private refusedCount = 0;
   private readonly byTenant = new Map<string, number>();
 
@@ -60,7 +63,9 @@ export class QueuedBytes {
   hold(tenant: string, bytes: number): void {
     this.bytes += bytes;
     if (this.bytes > this.bytesPeak) this.bytesPeak = this.bytes;
-    this.byTenant.set(tenant, (this.byTenant.get(tenant) ?? 0) + bytes);
+    const held = (this.byTenant.get(tenant) ?? 0) + bytes;
+    if (held > this.tenantBytesPeak) this.tenantBytesPeak = held;
+    this.byTenant.set(tenant, held);
   }
 
   /** A request of `bytes` left the queue. */
@@ -82,6 +87,7 @@ export class QueuedBytes {
       bytesPeak: this.bytesPeak,
       bytesMax: this.bytesMax,
       tenantBytesMax: this.tenantBytesMax,
+      tenantBytesPeak: this.tenantBytesPeak,
       tenants: this.byTenant.size,
       refused: this.refusedCount,
     };

@@ -47,6 +47,7 @@ interface QueuedBytesJson {
   bytesPeak: number;
   bytesMax: number;
   tenantBytesMax: number;
+  tenantBytesPeak: number;
   tenants: number;
   refused: number;
 }
@@ -187,7 +188,7 @@ describe('gateway admission faults', { timeout: 90_000 }, () => {
     );
     assert.equal(held.queued, 6, JSON.stringify(held));
     assert.ok(q.bytes > 1_300_000 && q.bytes <= q.bytesMax, JSON.stringify(q));
-    assert.ok(q.bytesPeak <= q.bytesMax, JSON.stringify(q));
+    assert.ok(q.bytesPeak <= q.bytesMax && q.tenantBytesPeak <= q.tenantBytesMax, JSON.stringify(q));
     assert.equal(q.tenants, 2);
     assert.equal(q.refused, 6);
     // Refused requests were never accepted: the blocker and the six queued were.

@@ -9,6 +9,10 @@
  *    sending at the same time is not affected.
  * 3. An engine that is itself full (its own waiting bound) answers 429; the gateway retries, then
  *    relays the overload as its own 429 with Retry-After.
+ * 4. One tenant floods large bodies and embeddings while another sends small chat requests: the
+ *    flood's bodies hit the queued-bytes bounds (refused with their codes, the gauge within its
+ *    bound), its embeddings go through admission like completions, and every victim request
+ *    completes while the flood's backlog is still queued (fair share, not first come first served).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -22,6 +26,7 @@ import {
   metricSum,
   NoReply,
   percentile,
+  pooled,
   post,
   type Reply,
   type SimCluster,
@@ -31,6 +36,7 @@ import {
   startSims,
   startTestGateway,
   Teardown,
+  until,
 } from './support/cluster.ts';
 
 /** Admitted requests' TTFT p50 may be at most this multiple of the unloaded p50. */
@@ -325,5 +331,116 @@ describe('gateway overload', { timeout: 120_000 }, () => {
     const engineServed = (await served()) - before;
     assert.ok(engineServed <= n, `engines counted ${engineServed} finished requests for ${n} sent`);
     assert.ok(engineServed >= ok);
+  });
+  it('a tenant flooding large bodies and embeddings leaves another tenant its share', async () => {
+    const { url } = await startTestGateway(
+      {
+        backends: sims.engines.map((e, i) => simBackend(`e${i}`, e)),
+        tenants: [
+          { key: 'sk-flood', name: 'flood' },
+          { key: 'sk-victim', name: 'victim' },
+        ],
+        // Two requests per engine: the backlog waits in the gateway's fair queue, where it can be seen.
+        admission: { gate: { inFlightMax: 2, waitingMax: 2 }, shedding: { shedOnEstimatedWait: false } },
+        limits: { queuedBytesMax: 4 * 1024 * 1024, tenantQueuedBytesMax: 1024 * 1024 },
+      },
+      teardown,
+    );
+    type Stats = GatewayStatsJson & {
+      admission: { offered: number };
+      queuedBytes: {
+        bytes: number;
+        bytesPeak: number;
+        bytesMax: number;
+        tenantBytesPeak: number;
+        tenantBytesMax: number;
+        refused: number;
+      };
+    };
+    const stats = () => getJson<Stats>(`${url}/stats`);
+    let floodServed = 0;
+    const flood: { controller: AbortController; reply: Promise<number | 'aborted'> }[] = [];
+    const send = (path: string, body: unknown): void => {
+      const controller = new AbortController();
+      const reply = fetch(url + path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer sk-flood' },
+        body: JSON.stringify(body),
+        signal: controller.signal,
+      }).then(
+        async (res) => {
+          await res.arrayBuffer();
+          if (res.status === 200) floodServed++;
+          return res.status;
+        },
+        (error: Error) => {
+          if (controller.signal.aborted) return 'aborted' as const;
+          throw error;
+        },
+      );
+      flood.push({ controller, reply });
+    };
+    // About 45 KB of body and chain each (10,000-token prompts); with the embeddings below, more
+    // than the flood's 1 MiB of queued bytes.
+    const LARGE = 24;
+    for (let i = 0; i < LARGE; i++)
+      send('/v1/completions', { model: MODEL, prompt: `${i} ${'large body '.repeat(3637)}`, max_tokens: 16 });
+    // 512 inputs each: 512 blocks of 16 tokens to admission, a 32,768-number answer.
+    const EMBEDDINGS = 60;
+    for (let i = 0; i < EMBEDDINGS; i++)
+      send('/v1/embeddings', {
+        model: MODEL,
+        input: Array.from({ length: 512 }, (_, k) => `flood ${i} ${k}`),
+        dimensions: 64,
+      });
+    await until('the flood is offered', async () => (await stats()).admission.offered === LARGE + EMBEDDINGS);
+    const backlog = (await stats()).queued;
+
+    // The victim: 20 small chat requests, 4 at a time. For each, count the flood requests served
+    // between its send and its answer: first come first served, it would wait for the whole backlog.
+    const VICTIM = 20;
+    const floodServedDuring: number[] = [];
+    const victim = await pooled(VICTIM, 4, async (i) => {
+      const before = floodServed;
+      const r = await post(
+        url,
+        '/v1/chat/completions',
+        { model: MODEL, messages: [{ role: 'user', content: `victim ${i}` }], max_tokens: 8 },
+        { headers: { authorization: 'Bearer sk-victim' }, deadlineMs: 90_000 },
+      );
+      floodServedDuring.push(floodServed - before);
+      return r;
+    });
+    const atVictimEnd = await stats();
+    for (const r of victim) assert.equal(r.status, 200, r.text);
+    const q = atVictimEnd.queuedBytes;
+    const worst = Math.max(...floodServedDuring);
+    process.stderr.write(
+      `overload flood: backlog ${backlog} queued when the victim started; each victim request saw at most ` +
+        `${worst} flood requests served (sum ${floodServedDuring.reduce((a, b) => a + b, 0)}); ` +
+        `queued bytes peak ${q.bytesPeak} (one tenant ${q.tenantBytesPeak} of ${q.tenantBytesMax}), ${q.refused} refused for bytes\n`,
+    );
+    // Fair share: a victim request waits for the flood work already on the engines (4 slots) and
+    // about one flood release (a VTC tie), never for the flood's backlog.
+    assert.ok(backlog >= 15, `backlog ${backlog}: too small to tell fair share from FCFS`);
+    assert.ok(worst <= 8, `a victim request waited for ${worst} flood requests (backlog ${backlog})`);
+    // The bytes bound held, and it is what refused part of the flood.
+    assert.ok(q.tenantBytesPeak <= q.tenantBytesMax && q.bytesPeak <= q.bytesMax, JSON.stringify(q));
+    assert.ok(q.refused >= 1, JSON.stringify(q));
+    assert.equal(
+      atVictimEnd.rejected['SY_ERR_TENANT_QUEUE_BYTES_FULL'],
+      q.refused,
+      JSON.stringify(atVictimEnd),
+    );
+    // Every request, embeddings included, went through admission.
+    assert.equal(atVictimEnd.admission.offered, LARGE + EMBEDDINGS + VICTIM, JSON.stringify(atVictimEnd));
+
+    for (const f of flood) f.controller.abort();
+    const outcomes = await Promise.all(flood.map((f) => f.reply));
+    for (const o of outcomes) assert.ok(o === 'aborted' || o === 200 || o === 429, String(o));
+    await until('every flood request ended', async () => (await stats()).inFlight === 0, 30_000);
+    const end = await stats();
+    assert.equal(end.queuedBytes.bytes, 0, JSON.stringify(end.queuedBytes));
+    assert.equal(end.accepted, end.completed + end.failedTotal, JSON.stringify(end));
   });
 });
