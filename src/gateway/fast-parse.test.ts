@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parseCompletionBody } from '../core/openai-api.ts';
-import { parseBody, parseRouting, routingOf } from './fast-parse.ts';
+import { parseBody, parseRouting, ROUTING_PREFIX_BLOCKS_MAX, routingOf } from './fast-parse.ts';
 
 /** Both parsers' outcome: the parsed request, or the error's code, param and message. */
 function outcome(f: () => unknown): unknown {
@@ -191,6 +191,25 @@ describe('parseBody (the gateway fast path)', () => {
         outcome(() => parseRouting(kind, body)),
         outcome(() => routingOf(parseCompletionBody(kind, body))),
       );
+    }
+  });
+
+  it('cuts the routing prefix chain of a huge prompt at ROUTING_PREFIX_BLOCKS_MAX, a prefix of the full chain', () => {
+    const text = 'abcdefghij'.repeat(ROUTING_PREFIX_BLOCKS_MAX * 8);
+    const bodies: ['chat' | 'completion', unknown][] = [
+      ['chat', { model: 'm', messages: [{ role: 'user', content: text }] }],
+      ['completion', { model: 'm', prompt: text }],
+      [
+        'completion',
+        { model: 'm', prompt: Array.from({ length: ROUTING_PREFIX_BLOCKS_MAX * 20 }, (_, i) => i) },
+      ],
+    ];
+    for (const [kind, body] of bodies) {
+      const full = routingOf(parseCompletionBody(kind, body));
+      const cut = parseRouting(kind, body);
+      assert.ok(full.prefix.hashes.length > ROUTING_PREFIX_BLOCKS_MAX);
+      assert.deepEqual(cut.prefix.hashes, full.prefix.hashes.slice(0, ROUTING_PREFIX_BLOCKS_MAX));
+      assert.deepEqual({ ...cut, prefix: undefined }, { ...full, prefix: undefined });
     }
   });
 });

@@ -17,6 +17,7 @@ import {
   CHARS_PER_TOKEN,
   ChatChainWriter,
   estimateTokens,
+  TEXT_BLOCK_TOKENS,
   textPrefixChain,
   tokenPrefixChain,
 } from '../core/text-prefix.ts';
@@ -203,6 +204,22 @@ export function routingOf(p: ParsedCompletionRequest): RoutingFields {
 const writer = new ChatChainWriter();
 
 /**
+ * Blocks of a prompt's prefix chain hashed for routing: 16,384 blocks of 16 estimated tokens
+ * (262,144 tokens, 1 MiB of text), twice the longest context of the catalogue models (131,072
+ * tokens), so no engine can hold a longer shared prefix. The chain is a prefix of the uncapped one;
+ * only prompts past the cap see a difference. Hashing an 8 MB prompt to the old cap (65,536 blocks)
+ * cost about 6 ms of event-loop time (bench/gateway-large-body.ts).
+ */
+export const ROUTING_PREFIX_BLOCKS_MAX = 16_384;
+
+/** `chain` cut to its first `blocksMax` hashes. */
+function capped(chain: PrefixChain, blocksMax: number): PrefixChain {
+  return chain.hashes.length <= blocksMax
+    ? chain
+    : { blockTokens: chain.blockTokens, hashes: chain.hashes.slice(0, blocksMax) };
+}
+
+/**
  * Renders the messages into `writer` (as `chatText` renders them), or returns false when some message
  * does not pass the schema (exactly when `chatText` returns undefined).
  */
@@ -234,27 +251,55 @@ function writeChat(messages: unknown): boolean {
 
 /**
  * The routing fields of a chat or completion body (already JSON-decoded): the same values as the
- * matching fields of `parseBody`, and the same error for a bad body. A valid chat body (the common
- * case) is hashed as it is rendered, without building the prompt text.
+ * matching fields of `parseBody`, but for a prefix chain cut at `prefixBlocksMax` blocks, and the
+ * same error for a bad body. A valid body (the common case) is hashed without building the prompt
+ * text, and only up to the cap.
  */
-export function parseRouting(kind: 'chat' | 'completion', body: unknown): RoutingFields {
-  if (
-    kind === 'chat' &&
-    isObject(body) &&
-    commonValid(body) &&
-    tokenLimit(body['max_completion_tokens']) &&
-    writeChat(body['messages'])
-  ) {
-    const maxGiven = body['max_completion_tokens'] ?? body['max_tokens'];
-    return {
-      model: body['model'] as string,
-      stream: body['stream'] === true,
-      maxTokens: nullish(maxGiven) ? undefined : (maxGiven as number),
-      promptTokens: Math.max(1, Math.ceil(writer.length / CHARS_PER_TOKEN)),
-      prefix: writer.chain(),
-      priority: body['priority'] as number | undefined,
-      user: body['user'] as string | undefined,
-    };
+export function parseRouting(
+  kind: 'chat' | 'completion',
+  body: unknown,
+  prefixBlocksMax = ROUTING_PREFIX_BLOCKS_MAX,
+): RoutingFields {
+  if (isObject(body) && commonValid(body)) {
+    const fields =
+      kind === 'chat' ? chatRouting(body, prefixBlocksMax) : completionRouting(body, prefixBlocksMax);
+    if (fields !== undefined) return fields;
   }
-  return routingOf(parseBody(kind, body));
+  const full = routingOf(parseBody(kind, body));
+  return { ...full, prefix: capped(full.prefix, prefixBlocksMax) };
+}
+
+/** A chat body's routing fields when every message passes the schema (else undefined). */
+function chatRouting(body: Json, prefixBlocksMax: number): RoutingFields | undefined {
+  if (!tokenLimit(body['max_completion_tokens']) || !writeChat(body['messages'])) return undefined;
+  const maxGiven = body['max_completion_tokens'] ?? body['max_tokens'];
+  return {
+    model: body['model'] as string,
+    stream: body['stream'] === true,
+    maxTokens: nullish(maxGiven) ? undefined : (maxGiven as number),
+    promptTokens: Math.max(1, Math.ceil(writer.length / CHARS_PER_TOKEN)),
+    prefix: writer.chain(prefixBlocksMax),
+    priority: body['priority'] as number | undefined,
+    user: body['user'] as string | undefined,
+  };
+}
+
+/** A completion body's routing fields when its prompt passes the schema (else undefined). */
+function completionRouting(body: Json, prefixBlocksMax: number): RoutingFields | undefined {
+  if (!optionalBoolean(body['echo'])) return undefined;
+  const prompt = completionPrompt(body['prompt']);
+  if (prompt === undefined) return undefined;
+  const maxGiven = body['max_tokens'];
+  return {
+    model: body['model'] as string,
+    stream: body['stream'] === true,
+    maxTokens: nullish(maxGiven) ? undefined : (maxGiven as number),
+    promptTokens: prompt.ids !== undefined ? prompt.ids.length : Math.max(1, estimateTokens(prompt.text)),
+    prefix:
+      prompt.ids !== undefined
+        ? tokenPrefixChain(prompt.ids, TEXT_BLOCK_TOKENS, prefixBlocksMax)
+        : textPrefixChain(prompt.text, prefixBlocksMax),
+    priority: body['priority'] as number | undefined,
+    user: body['user'] as string | undefined,
+  };
 }
