@@ -2,6 +2,8 @@ import { AssertionError, assert } from '../core/assert.ts';
 import type { PerfModel, StepShape } from '../model/types.ts';
 import { BlockPool } from './block-pool.ts';
 import { Deque } from './deque.ts';
+import type { PrefixForest, PrefixPath } from './prefix-forest.ts';
+import { RunCache, RunHold } from './run-cache.ts';
 import type { EngineConfig, EngineListener, EngineRequest, FinishedRequest, KvEvent } from './types.ts';
 import { PriorityWaitQueue, type WaitQueue } from './wait-queue.ts';
 
@@ -22,6 +24,16 @@ const SLOTS_INITIAL = 64;
  */
 export const FUSED_STEPS_MAX = 4096;
 
+/** How a host sets up an EngineCore beyond its engine options. */
+export interface EngineCoreOptions {
+  /**
+   * Keep the KV cache in runs over this forest's shared prefix paths (RunCache) instead of block by
+   * block. Requests then may carry `prefixPath` (taken from this forest; the core hands it back when
+   * the request leaves); one without gets a path of its `blockHashes`. No KV events in this mode.
+   */
+  readonly prefixForest?: PrefixForest | undefined;
+}
+
 /**
  * One request's state inside the core. Token bookkeeping follows vLLM v1: `numTokens` is every
  * token known (prompt plus sampled output), `computed` is how many of them have KV in cache. A
@@ -36,6 +48,8 @@ class Seq {
   readonly request: EngineRequest;
   readonly outputTokens: number;
   readonly hashCount: number;
+  /** Run-length mode only: the request's prefix path and what the sequence holds of it. */
+  readonly hold: RunHold | undefined;
   /** Blocks the request's largest KV needs (prompt plus all but the last output token). */
   readonly maxBlocks: number;
   state: SeqState = WAITING;
@@ -59,11 +73,12 @@ class Seq {
   /** Higher is more important (the 'priority' scheduling policy). */
   readonly priority: number;
 
-  constructor(request: EngineRequest, maxBlocks: number) {
+  constructor(request: EngineRequest, maxBlocks: number, path: PrefixPath | undefined) {
     this.request = request;
     this.priority = request.priority ?? 0;
     this.outputTokens = request.outputTokens;
-    this.hashCount = request.blockHashes.length;
+    this.hold = path === undefined ? undefined : new RunHold(path);
+    this.hashCount = path === undefined ? request.blockHashes.length : path.blocks;
     this.numTokens = request.inputTokens;
     this.promptLen = request.inputTokens;
     this.maxBlocks = maxBlocks;
@@ -132,10 +147,21 @@ class BlockTables {
  * same results as running them one by one. A sparse trace is mostly one sequence decoding alone,
  * hundreds of steps per request; fusing them is what lets a twin replay such a trace at tens of
  * thousands of requests per wall second (docs/benchmarks.md).
+ *
+ * Two KV caches, with the same results: by default the per-block `BlockPool` with a block table per
+ * sequence (block ids, KV events); given a PrefixForest (EngineCoreOptions), a RunCache that keeps
+ * blocks in runs over the forest's shared prefix paths, so a 12k-token prompt costs a few dozen
+ * operations instead of a few thousand (no KV events, no block ids; see RunCache for the one way
+ * its notion of "same block" differs).
  */
 export class EngineCore {
-  /** Inspection only (tests, debugging): the block pool. */
+  /** Inspection only (tests, debugging): the per-block pool; a 1-block stand-in in run-length mode. */
   readonly blockPool: BlockPool;
+  /** The run-length cache, when the core runs over a PrefixForest. */
+  private readonly runs: RunCache | undefined;
+  private readonly forest: PrefixForest | undefined;
+  /** Whichever of the two keeps the counts. */
+  private readonly kv: BlockPool | RunCache;
   private readonly config: EngineConfig;
   private readonly perf: PerfModel;
   private readonly listener: EngineListener;
@@ -204,8 +230,15 @@ export class EngineCore {
    * @param perf predicts each step's duration from its StepShape.
    * @param numBlocks KV blocks in the pool, computed by the host from memory and the model's KV size.
    * @param listener the host's hooks.
+   * @param options `prefixForest`: run the run-length cache over it (see the class comment).
    */
-  constructor(config: EngineConfig, perf: PerfModel, numBlocks: number, listener: EngineListener) {
+  constructor(
+    config: EngineConfig,
+    perf: PerfModel,
+    numBlocks: number,
+    listener: EngineListener,
+    options: EngineCoreOptions = {},
+  ) {
     assert(Number.isInteger(config.blockSize) && config.blockSize >= 1, `bad blockSize ${config.blockSize}`);
     assert(
       Number.isInteger(config.maxNumSeqs) && config.maxNumSeqs >= 1,
@@ -225,7 +258,25 @@ export class EngineCore {
     this.byPriority = config.schedulingPolicy === 'priority';
     this.waitQueue = this.byPriority ? new PriorityWaitQueue<Seq>((seq) => seq.priority) : new Deque<Seq>(64);
     this.growSlots(Math.min(SLOTS_INITIAL, config.maxNumSeqs));
-    this.blockPool = new BlockPool(numBlocks, this.emitKv ? (hash) => this.emitRemoved(hash) : undefined);
+    const forest = options.prefixForest;
+    if (forest === undefined) {
+      this.blockPool = new BlockPool(numBlocks, this.emitKv ? (hash) => this.emitRemoved(hash) : undefined);
+      this.runs = undefined;
+      this.kv = this.blockPool;
+    } else {
+      assert(
+        !this.emitKv,
+        'the run-length KV cache emits no KV events: a listener that reads them needs the block pool',
+      );
+      assert(
+        forest.blockSize === config.blockSize,
+        `forest of ${forest.blockSize}-token blocks for ${config.blockSize}`,
+      );
+      this.blockPool = new BlockPool(1);
+      this.runs = new RunCache(numBlocks, forest);
+      this.kv = this.runs;
+    }
+    this.forest = forest;
   }
 
   // ---- signals a router reads ----
@@ -240,15 +291,19 @@ export class EngineCore {
   }
   /** KV blocks held by sequences; free cached blocks count as free, like vLLM's usage metric. */
   get kvBlocksUsed(): number {
-    return this.blockPool.usedCount;
+    return this.kv.usedCount;
   }
   /** KV blocks in the pool. */
   get kvBlocksTotal(): number {
-    return this.blockPool.numBlocks;
+    return this.kv.numBlocks;
+  }
+  /** Free KV blocks that still hold a cached prefix (the LRU's blocks). */
+  get kvBlocksCachedFree(): number {
+    return this.runs !== undefined ? this.runs.cachedFreeCount : this.blockPool.cachedFreeCount;
   }
   /** kvBlocksUsed / kvBlocksTotal, in [0, 1]. */
   get kvUsage(): number {
-    return this.blockPool.usedCount / this.blockPool.numBlocks;
+    return this.kv.usedCount / this.kv.numBlocks;
   }
   /** Prompt tokens (including recompute after preemption) not yet computed, waiting plus running. */
   get pendingPrefillTokens(): number {
@@ -317,11 +372,13 @@ export class EngineCore {
     if (this.byId.has(request.id)) throw new AssertionError(`request ${request.id} added twice`);
     // The last output token is sampled, never fed back, so it needs no KV.
     const maxBlocks = Math.ceil((request.inputTokens + request.outputTokens - 1) / this.blockSize);
-    if (maxBlocks > this.blockPool.numBlocks) {
+    if (maxBlocks > this.kv.numBlocks) {
+      if (this.forest !== undefined && request.prefixPath !== undefined)
+        this.forest.release(request.prefixPath);
       this.listener.onReject?.(request, 'kv-capacity', nowMs);
       return false;
     }
-    const seq = new Seq(request, maxBlocks);
+    const seq = new Seq(request, maxBlocks, this.pathOf(request));
     this.byId.set(request.id, seq);
     this.waitQueue.pushBack(seq);
     this.pendingPrefill += seq.promptLen;
@@ -340,12 +397,14 @@ export class EngineCore {
       this.waitQueue.remove(seq);
       this.pendingPrefill -= seq.promptLen - seq.computed;
       this.giveTable(seq);
+      this.dropPath(seq);
     } else {
       const slot = this.slotOf(seq);
       const computed = this.slotComputed[slot]!;
       const promptLen = this.slotPromptLen[slot]!;
       if (computed < promptLen) this.pendingPrefill -= promptLen - computed;
       this.releaseBlocks(slot);
+      this.dropPath(seq);
       this.slotStepTokens[slot] = 0;
       // Inside finishStep the compaction loop is walking the slots; it drops the sequence itself.
       if (this.inFinish) this.abortedInFinish = true;
@@ -580,6 +639,7 @@ export class EngineCore {
 
   /** A running request's physical blocks, or undefined when it is not running. For tests. */
   blocksOf(requestId: string): number[] | undefined {
+    assert(this.runs === undefined, 'blocksOf: the run-length cache has no block ids');
     const seq = this.byId.get(requestId);
     if (seq === undefined || seq.state !== RUNNING) return undefined;
     return Array.from(seq.blocks.subarray(0, this.slotNumBlocks[this.slotOf(seq)]));
@@ -591,6 +651,7 @@ export class EngineCore {
    */
   checkInvariants(): void {
     this.blockPool.checkInvariants();
+    this.runs?.checkInvariants();
     const refs = new Int32Array(this.blockPool.numBlocks);
     let pending = 0;
     for (let i = 0; i < this.runCount; i++) {
@@ -608,8 +669,16 @@ export class EngineCore {
       const remaining = this.slotRemaining[i]!;
       assert(remaining >= 1 && remaining <= seq.outputTokens, `${seq.request.id}: ${remaining} tokens to go`);
       assert(this.slotTable[i] === seq.blocks, `${seq.request.id}: slot and Seq disagree on its table`);
-      assert(numBlocks <= seq.blocks.length, `${seq.request.id} holds more blocks than its table`);
-      for (let j = 0; j < numBlocks; j++) refs[seq.blocks[j]!]!++;
+      if (this.runs === undefined) {
+        assert(numBlocks <= seq.blocks.length, `${seq.request.id} holds more blocks than its table`);
+        for (let j = 0; j < numBlocks; j++) refs[seq.blocks[j]!]!++;
+      } else {
+        const hold = seq.hold!;
+        assert(
+          hold.done - hold.dupBlocks <= numBlocks,
+          `${seq.request.id} holds more cached blocks than blocks`,
+        );
+      }
       if (computed < promptLen) pending += promptLen - computed;
     }
     assert(this.runCount <= this.config.maxNumSeqs, `running ${this.runCount} > maxNumSeqs`);
@@ -657,7 +726,7 @@ export class EngineCore {
     const needsSlot = this.runCount >= this.config.maxNumSeqs;
     // Conservative: ignores prefix-cache hits, which can only lower the need.
     const chunk = Math.min(head.numTokens, this.config.maxNumBatchedTokens);
-    return needsSlot || Math.ceil(chunk / this.blockSize) > this.blockPool.freeCount;
+    return needsSlot || Math.ceil(chunk / this.blockSize) > this.kv.freeCount;
   }
 
   /**
@@ -683,15 +752,22 @@ export class EngineCore {
    */
   private admit(seq: Seq, budget: number, nowMs: number): number {
     const bs = this.blockSize;
-    const pool = this.blockPool;
-    // A sequence refused here keeps its table for the next try: it stays at the front.
-    if (seq.blocks.length === 0) seq.blocks = this.tables.take(seq.maxBlocks);
-    const blocks = seq.blocks;
+    // vLLM keeps at least one token to compute so the step has logits to sample from.
+    const cap = this.caching ? Math.min(seq.hashCount, Math.floor((seq.numTokens - 1) / bs)) : 0;
+    const runs = this.runs;
     let hits = 0;
     let hitsFree = 0;
-    if (this.caching) {
-      // vLLM keeps at least one token to compute so the step has logits to sample from.
-      const cap = Math.min(seq.hashCount, Math.floor((seq.numTokens - 1) / bs));
+    let blocks: Int32Array = NO_BLOCKS;
+    if (runs !== undefined) {
+      if (cap > 0) {
+        hits = runs.match(seq.hold!, cap);
+        hitsFree = runs.lastMatchFree;
+      }
+    } else {
+      // A sequence refused here keeps its table for the next try: it stays at the front.
+      if (seq.blocks.length === 0) seq.blocks = this.tables.take(seq.maxBlocks);
+      blocks = seq.blocks;
+      const pool = this.blockPool;
       const hashes = seq.request.blockHashes;
       while (hits < cap) {
         const block = pool.lookup(hashes[hits]!);
@@ -705,11 +781,17 @@ export class EngineCore {
     const n = Math.min(want, budget);
     const newBlocks = Math.ceil((computed + n) / bs) - hits;
     // Hits on free cached blocks leave the free pool, so they cannot also serve as new blocks.
-    if (pool.freeCount - hitsFree < newBlocks) return 0;
+    if (this.kv.freeCount - hitsFree < newBlocks) return 0;
 
     this.waitQueue.popFront();
-    for (let j = 0; j < hits; j++) pool.touch(blocks[j]!);
-    for (let j = 0; j < newBlocks; j++) blocks[hits + j] = pool.allocate();
+    if (runs !== undefined) {
+      if (hits > 0) runs.commit(seq.hold!);
+      runs.allocate(newBlocks);
+    } else {
+      const pool = this.blockPool;
+      for (let j = 0; j < hits; j++) pool.touch(blocks[j]!);
+      for (let j = 0; j < newBlocks; j++) blocks[hits + j] = pool.allocate();
+    }
     seq.cachedPromptTokens = computed;
     this.pendingPrefill -= computed;
     if (seq.firstScheduledMs < 0) {
@@ -768,6 +850,8 @@ export class EngineCore {
     const shape = this.shape;
     const perf = this.perf;
     const pool = this.blockPool;
+    const runs = this.runs;
+    const kv = this.kv;
     ends[0] = firstEndMs;
     let endMs = firstEndMs;
     let k = 1;
@@ -788,16 +872,18 @@ export class EngineCore {
       if (j === nextAlloc) {
         let need = 0;
         for (let i = 0; i < n; i++) if (computedOf[i]! + j > numBlocksOf[i]! * bs) need++;
-        if (waitingWatchesBlocks || need > pool.freeCount) {
+        if (waitingWatchesBlocks || need > kv.freeCount) {
           shape.decodeContextTokens -= n;
           break;
         }
+        // Anonymous blocks: which sequence gets which evicted block does not matter.
+        if (runs !== undefined) runs.allocate(need);
         // In slot order, as the unfused step's scheduling loop would allocate them.
         nextAlloc = Number.POSITIVE_INFINITY;
         for (let i = 0; i < n; i++) {
           let have = numBlocksOf[i]!;
           if (computedOf[i]! + j > have * bs) {
-            this.slotTable[i]![have] = pool.allocate();
+            if (runs === undefined) this.slotTable[i]![have] = pool.allocate();
             numBlocksOf[i] = ++have;
           }
           const alloc = have * bs - computedOf[i]! + 1;
@@ -955,10 +1041,14 @@ export class EngineCore {
     const have = this.slotNumBlocks[slot]!;
     if (tokens <= have * this.blockSize) return true;
     const need = Math.ceil(tokens / this.blockSize) - have;
-    const pool = this.blockPool;
-    if (pool.freeCount < need) return false;
-    const blocks = this.slotTable[slot]!;
-    for (let j = 0; j < need; j++) blocks[have + j] = pool.allocate();
+    if (this.kv.freeCount < need) return false;
+    if (this.runs !== undefined) {
+      this.runs.allocate(need);
+    } else {
+      const pool = this.blockPool;
+      const blocks = this.slotTable[slot]!;
+      for (let j = 0; j < need; j++) blocks[have + j] = pool.allocate();
+    }
     this.slotNumBlocks[slot] = have + need;
     return true;
   }
@@ -984,6 +1074,7 @@ export class EngineCore {
   private finish(slot: number, nowMs: number): void {
     const seq = this.save(slot);
     this.releaseBlocks(slot);
+    this.dropPath(seq);
     seq.state = DONE;
     this.byId.delete(seq.request.id);
     const result: FinishedRequest = {
@@ -1003,12 +1094,28 @@ export class EngineCore {
    * the least likely to be shared, so it enters the LRU first and is evicted first.
    */
   private releaseBlocks(slot: number): void {
-    const pool = this.blockPool;
-    const blocks = this.slotTable[slot]!;
-    for (let j = this.slotNumBlocks[slot]! - 1; j >= 0; j--) pool.release(blocks[j]!);
+    if (this.runs !== undefined) {
+      this.runs.release(this.slotSeq[slot]!.hold!, this.slotNumBlocks[slot]!);
+    } else {
+      const pool = this.blockPool;
+      const blocks = this.slotTable[slot]!;
+      for (let j = this.slotNumBlocks[slot]! - 1; j >= 0; j--) pool.release(blocks[j]!);
+    }
     this.slotNumBlocks[slot] = 0;
     this.slotNumStored[slot] = 0;
     this.giveTable(this.slotSeq[slot]!);
+  }
+
+  /** Run-length mode: hands the sequence's prefix path back to the forest as it leaves the core. */
+  private dropPath(seq: Seq): void {
+    if (seq.hold !== undefined) this.forest!.release(seq.hold.path);
+  }
+
+  /** The prefix path a request brings in run-length mode (undefined in per-block mode). */
+  private pathOf(request: EngineRequest): PrefixPath | undefined {
+    const forest = this.forest;
+    if (forest === undefined) return undefined;
+    return request.prefixPath ?? forest.pathOfHashes(request.blockHashes);
   }
 
   /** Returns the sequence's block table to the recycler; it holds no blocks by then. */
@@ -1023,6 +1130,11 @@ export class EngineCore {
     const full = Math.min(Math.floor(this.slotComputed[slot]! / this.blockSize), this.slotHashCount[slot]!);
     if (full <= numStored) return;
     const seq = this.slotSeq[slot]!;
+    if (this.runs !== undefined) {
+      this.runs.store(seq.hold!, full);
+      this.slotNumStored[slot] = full;
+      return;
+    }
     const hashes = seq.request.blockHashes;
     const blocks = this.slotTable[slot]!;
     const pool = this.blockPool;

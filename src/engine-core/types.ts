@@ -51,6 +51,11 @@ export interface EngineRequest {
    * without a hash are treated as unique to this request.
    */
   readonly blockHashes: ArrayLike<number>;
+  /**
+   * The same blocks as a path of the core's PrefixForest, for a core in run-length mode
+   * (EngineCoreOptions.prefixForest); ignored otherwise. The core takes over the path's uses.
+   */
+  readonly prefixPath?: PrefixPath | undefined;
 }
 
 /** What the engine reports when a request ends. */
@@ -70,6 +75,7 @@ export interface FinishedRequest {
 export type { KvEvent } from '../core/kv-events.ts';
 
 import type { KvEvent } from '../core/kv-events.ts';
+import type { PrefixPath } from './prefix-forest.ts';
 
 /**
  * Why the core refused a request at `add`. `kv-capacity`: the request's KV (prompt plus all but the

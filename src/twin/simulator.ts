@@ -7,6 +7,7 @@ import { Rng } from '../core/rng.ts';
 import { type ClusterView, DEFAULT_SCRAPE_INTERVAL_MS, SIGNAL_STALE_AFTER_SCRAPES } from '../core/view.ts';
 import { EngineCore } from '../engine-core/engine-core.ts';
 import { engineBlockHashes } from '../engine-core/prefix.ts';
+import { PrefixForest } from '../engine-core/prefix-forest.ts';
 import type { EngineConfig, EngineListener, EngineRequest } from '../engine-core/types.ts';
 import { kvBlocksThatFit } from '../model/kv.ts';
 import { perfModelFor } from '../model/perf.ts';
@@ -77,7 +78,22 @@ export interface SimOptions {
   readonly faults?: readonly Fault[] | undefined;
   /** Retries and health rules under faults; unset fields take the gateway's defaults. */
   readonly reliability?: ReliabilityInput | undefined;
+  /**
+   * How engine cores keep their prefix caches (undefined: 'runs').
+   * - 'runs': runs of blocks over prefix paths shared by all instances (engine-core/run-cache.ts);
+   *   a few dozen operations per long prompt instead of a few thousand.
+   * - 'blocks': the per-block pool, fed block ids that name each block exactly (node and place);
+   *   the reference 'runs' is tested against: the same results, byte for byte.
+   * - 'blocks-32bit': the per-block pool keyed by 32-bit chained block hashes, as the twin ran
+   *   before 'runs'. Two different prefixes whose hashes collide are one block there (a full trace
+   *   has thousands of colliding pairs, a few of which meet in one cache), so its results differ
+   *   slightly. A policy that reads KV events always runs this way: only it emits them.
+   */
+  readonly prefixCache?: PrefixCacheMode | undefined;
 }
+
+/** How the twin's engine cores keep their prefix caches (SimOptions.prefixCache). */
+export type PrefixCacheMode = 'runs' | 'blocks' | 'blocks-32bit';
 
 /** One routing decision: the request, when, and the instance chosen or the rejection code. */
 export interface DecisionLogEntry {
@@ -166,6 +182,9 @@ class Twin {
   private readonly faults: FaultRuntime<TwinEngineRequest> | undefined;
   private readonly faultCount: number;
   private readonly jitterRng: Rng;
+  /** The prefix paths requests' blocks are named by; undefined with 32-bit hashes. */
+  private readonly forest: PrefixForest | undefined;
+  private readonly prefixMode: PrefixCacheMode;
 
   constructor(
     source: RequestSource,
@@ -174,6 +193,9 @@ class Twin {
     this.rng = new Rng(options.seed).fork('routing');
     this.policy = options.policy;
     this.scrapeIntervalMs = options.scrapeIntervalMs ?? DEFAULT_SCRAPE_INTERVAL_MS;
+    this.prefixMode =
+      options.policy.onKvEvent !== undefined ? 'blocks-32bit' : (options.prefixCache ?? 'runs');
+    this.forest = this.prefixMode === 'blocks-32bit' ? undefined : new PrefixForest(options.engine.blockSize);
     this.instances = this.buildInstances();
     this.view.instances = this.instances;
     this.series = new SeriesRecorder(this.instances, options.seriesPointsMax ?? 400);
@@ -400,10 +422,7 @@ class Twin {
       outputTokens: (request as TwinRequest).trueOutputTokens,
       arrivalMs: request.arrivalMs,
       priority: request.priority,
-      blockHashes:
-        request.prefix.hashes.length === 0
-          ? NO_BLOCK_HASHES
-          : engineBlockHashes(request.prefix, request.inputTokens, instance.blockSize),
+      ...this.prefixOf(request, instance),
       source: request,
       instance,
       offline,
@@ -418,6 +437,22 @@ class Twin {
     instance.engine.add(engineRequest, this.nowMs);
     if (Number.isNaN(instance.stepEndMs)) this.stepEndedIdle(instance);
     return true;
+  }
+
+  /** The engine's view of a request's prefix: a forest path for run-length caches, else block hashes. */
+  private prefixOf(
+    request: Request,
+    instance: SimInstance,
+  ): Pick<EngineRequest, 'blockHashes' | 'prefixPath'> {
+    if (request.prefix.hashes.length === 0) return { blockHashes: NO_BLOCK_HASHES };
+    const forest = this.forest;
+    if (forest === undefined) {
+      return { blockHashes: engineBlockHashes(request.prefix, request.inputTokens, instance.blockSize) };
+    }
+    const prefixPath = forest.path(request.prefix, request.inputTokens);
+    // The per-block reference never hands paths back: their nodes, and so the ids, stay unique.
+    if (this.prefixMode === 'blocks') return { blockHashes: PrefixForest.blockIds(prefixPath) };
+    return { blockHashes: NO_BLOCK_HASHES, prefixPath };
   }
 
   // ---- faults and the reliability rules (the gateway's: retry before the first token, ejection) ----
@@ -718,7 +753,8 @@ class Twin {
           // Only a policy that reads KV events pays for them; each instance's listener names its instance.
           listener.onKvEvent = (event: KvEvent) => onKvEvent.call(policy, id, event, this.nowMs);
         }
-        const engine = new EngineCore(options.engine, perf, blocks, listener);
+        const prefixForest = this.prefixMode === 'runs' ? this.forest : undefined;
+        const engine = new EngineCore(options.engine, perf, blocks, listener, { prefixForest });
         instances.push(
           new SimInstance(
             index,
