@@ -67,25 +67,28 @@ def context_ms(c, peak, bw, b, s, h, kv):
 
 
 def generation_ms(c, peak, bw, b, s, h, kv):
-    me, streams_half, lat_us, split_us, stream_ns, ce, p = c
+    me, streams_half, lat_us, split_us, stream_ns, ce, p, gqa_us = c
     tokens = b * (s + 1)
     bytes_ = tokens * 2 * kv * HEAD_DIM * BYTES
     flops = tokens * 4 * h * HEAD_DIM
     x = b * kv
     eff = me * x / (x + streams_half)
     return (pnorm(flops / (peak * ce), bytes_ / (bw * eff), p) * 1e3 + lat_us * 1e-3
-            + split_us * 1e-3 * (s + 1 >= SPLIT_KV_TOKENS) + b * kv * stream_ns * 1e-6)
+            + split_us * 1e-3 * (s + 1 >= SPLIT_KV_TOKENS) + b * kv * stream_ns * 1e-6
+            + gqa_us * 1e-3 * ((b >= 2) & (kv >= 2) & (h > kv)))
 
 
 def moe_ms(c, peak, bw, t, hidden, inter, k, e, tp, touched):
-    ce, m_half, me, lat_us, p, expert_us = c
+    ce, m_half, me, lat_us, p, expert_us, inter_half = c
     shard = inter / tp
+    narrow = shard / (shard + inter_half)
     routed = t * k
     flops = routed * 2 * 3 * hidden * shard
     bytes_ = touched * 3 * hidden * shard * BYTES + routed * (2 * hidden + 3 * shard) * BYTES
     per_expert = routed / touched
-    eff = ce * per_expert / (per_expert + m_half)
-    return pnorm(flops / (peak * eff), bytes_ / (bw * me), p) * 1e3 + lat_us * 1e-3 + touched * expert_us * 1e-3
+    eff = ce * narrow * per_expert / (per_expert + m_half)
+    return (pnorm(flops / (peak * eff), bytes_ / (bw * me * narrow), p) * 1e3
+            + lat_us * 1e-3 + touched * expert_us * 1e-3)
 
 
 # ------------------------------------------------------------------ fitting
@@ -139,7 +142,7 @@ def fit_generation(gpu):
     b, s, h, kv, t = a.T
     train, test = split(len(t))
     f = lambda c, sl: generation_ms(c, peak, bw, b[sl], s[sl], h[sl], kv[sl])
-    c = fit_curve(f, [0.9, 2, 10, 2, 20, 0.3, 2], [0.05, 0, 0, 0, 0, 0.01, 1], [1, 1e3, 200, 100, 1e4, 1, 20], t, train)
+    c = fit_curve(f, [0.9, 2, 10, 2, 20, 0.3, 2, 1], [0.05, 0, 0, 0, 0, 0.01, 1, 0], [1, 1e3, 200, 100, 1e4, 1, 20, 100], t, train)
     return c, stats(f(c, test), t[test]), int(test.sum())
 
 
@@ -153,7 +156,7 @@ def fit_moe(gpu):
     touched = np.minimum(e, tok * k)
     train, test = split(len(t))
     f = lambda c, sl: moe_ms(c, peak, bw, tok[sl], hid[sl], inter[sl], k[sl], e[sl], tp[sl], touched[sl])
-    c = fit_curve(f, [0.3, 16, 0.7, 20, 2, 1], [0.02, 0, 0.05, 0, 1, 0], [1, 1e4, 1, 500, 20, 100], t, train)
+    c = fit_curve(f, [0.3, 16, 0.7, 20, 2, 1, 64], [0.02, 0, 0.05, 0, 1, 0, 0], [1, 1e4, 1, 500, 20, 100, 1e4], t, train)
     return c, stats(f(c, test), t[test]), int(test.sum())
 
 
@@ -259,8 +262,8 @@ def main():
         lines.append(f'  {gpu}: {{')
         lines.append('    gemm: { computeEfficiency: %s, memoryEfficiency: %s, latencyUs: %s, nHalf: %s, kHalf: %s, sharpness: %s },' % tuple(fmt(v) for v in g))
         lines.append('    contextAttention: { computeEfficiency: %s, workHalfM: %s, memoryEfficiency: %s, latencyUs: %s, sharpness: %s },' % tuple(fmt(v) for v in cx))
-        lines.append('    generationAttention: { memoryEfficiency: %s, streamsHalf: %s, latencyUs: %s, splitKvUs: %s, streamNs: %s, computeEfficiency: %s, sharpness: %s },' % tuple(fmt(v) for v in gx))
-        lines.append('    moe: { computeEfficiency: %s, tokensPerExpertHalf: %s, memoryEfficiency: %s, latencyUs: %s, sharpness: %s, expertUs: %s },' % tuple(fmt(v) for v in mo))
+        lines.append('    generationAttention: { memoryEfficiency: %s, streamsHalf: %s, latencyUs: %s, splitKvUs: %s, streamNs: %s, computeEfficiency: %s, sharpness: %s, gqaMultiSeqUs: %s },' % tuple(fmt(v) for v in gx))
+        lines.append('    moe: { computeEfficiency: %s, tokensPerExpertHalf: %s, memoryEfficiency: %s, latencyUs: %s, sharpness: %s, expertUs: %s, interHalf: %s },' % tuple(fmt(v) for v in mo))
         lines.append('    allReduce: {')
         for backend in ('graph', 'eager'):
             lines.append(f'      {backend}: {{')

@@ -57,6 +57,11 @@ export interface GenerationAttentionCoefficients {
   readonly streamNs: number;
   readonly computeEfficiency: number;
   readonly sharpness: number;
+  /**
+   * Extra fixed time of the packed grouped-query path the kernel takes for two or more sequences
+   * with several KV heads each, each shared by several query heads (the A100 table shows ~6 us).
+   */
+  readonly gqaMultiSeqUs: number;
 }
 
 /** vLLM's fused MoE layer (gate-up and down GEMMs over the routed tokens, one kernel each). */
@@ -69,6 +74,8 @@ export interface MoeCoefficients {
   readonly sharpness: number;
   /** Fixed cost per touched expert (one more GEMM tile set to launch). */
   readonly expertUs: number;
+  /** Expert width per GPU at which both efficiencies are halved: narrow shards waste their tiles. */
+  readonly interHalf: number;
 }
 
 /**
@@ -162,11 +169,13 @@ export function generationAttentionMsPerToken(
 export function generationAttentionFixedMs(
   c: GenerationAttentionCoefficients,
   seqs: number,
+  heads: number,
   kvHeads: number,
   meanContextTokens: number,
 ): number {
   const split = meanContextTokens >= SPLIT_KV_TOKENS ? c.splitKvUs : 0;
-  return (c.latencyUs + split + (seqs * kvHeads * c.streamNs) / 1000) / 1000;
+  const gqa = seqs >= 2 && kvHeads >= 2 && heads > kvHeads ? c.gqaMultiSeqUs : 0;
+  return (c.latencyUs + split + gqa + (seqs * kvHeads * c.streamNs) / 1000) / 1000;
 }
 
 /** Decode attention of `seqs` sequences reading `contextTokens` KV tokens in all. */
@@ -180,7 +189,7 @@ export function generationAttentionMs(
 ): number {
   return (
     contextTokens * generationAttentionMsPerToken(c, r, seqs, heads, kvHeads) +
-    generationAttentionFixedMs(c, seqs, kvHeads, contextTokens / seqs)
+    generationAttentionFixedMs(c, seqs, heads, kvHeads, contextTokens / seqs)
   );
 }
 
@@ -202,9 +211,11 @@ export function moeMs(
   const bytes =
     touched * 3 * hidden * interPerGpu * ACT_BYTES + routed * (2 * hidden + 3 * interPerGpu) * ACT_BYTES;
   const perExpert = routed / touched;
-  const efficiency = (c.computeEfficiency * perExpert) / (perExpert + c.tokensPerExpertHalf);
+  const narrow = interPerGpu / (interPerGpu + c.interHalf);
+  const efficiency = (c.computeEfficiency * narrow * perExpert) / (perExpert + c.tokensPerExpertHalf);
+  const memory = c.memoryEfficiency * narrow;
   return (
-    pNorm(flops / (r.flopsPerMs * efficiency), bytes / (r.bytesPerMs * c.memoryEfficiency), c.sharpness) +
+    pNorm(flops / (r.flopsPerMs * efficiency), bytes / (r.bytesPerMs * memory), c.sharpness) +
     (c.latencyUs + touched * c.expertUs) / 1000
   );
 }

@@ -234,7 +234,13 @@ export class OperatorStepModel {
     }
     return (
       contextTokens * perToken +
-      generationAttentionFixedMs(this.c.generationAttention, seqs, this.kvHeadsPerGpu, contextTokens / seqs)
+      generationAttentionFixedMs(
+        this.c.generationAttention,
+        seqs,
+        this.headsPerGpu,
+        this.kvHeadsPerGpu,
+        contextTokens / seqs,
+      )
     );
   }
 
