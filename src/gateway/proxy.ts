@@ -495,7 +495,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       const type = headers['content-type'];
       this.sse = this.ex.stream || (typeof type === 'string' && type.startsWith('text/event-stream'));
       if (this.sse) this.scanner = new SseScanner();
-      else if (typeof type !== 'string' || isJsonType(type)) this.framing = new JsonFraming();
+      else if (typeof type === 'string' && isJsonType(type)) this.framing = new JsonFraming();
     } else {
       this.mode = Mode.Collect;
     }
@@ -713,6 +713,7 @@ const COMPLETION_TOKENS = Buffer.from('"completion_tokens":');
 
 /** application/json and the +json types. */
 function isJsonType(type: string): boolean {
+  if (type.startsWith('application/json')) return true;
   const semi = type.indexOf(';');
   const base = (semi < 0 ? type : type.slice(0, semi)).trim().toLowerCase();
   return base === 'application/json' || base.endsWith('+json');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { JsonFraming, SseScanner } from './sse-events.ts';
+import { JsonFraming, SSE_LINE_BYTES_MAX, SseScanner } from './sse-events.ts';
 
 interface Scan {
   done: boolean;
@@ -23,9 +23,11 @@ function reference(text: string): Scan {
         if (joined === '[DONE]') out.done = true;
         else {
           out.events++;
-          let usage: number | undefined;
-          for (const m of joined.matchAll(/"completion_tokens": *(\d{1,12})/g)) usage = Number(m[1]);
-          if (usage !== undefined) out.usageTokens = usage;
+          // Usage: the last count in the event's last data line.
+          const last = data.at(-1) ?? '';
+          const at = last.lastIndexOf('"completion_tokens":');
+          const m = at < 0 ? null : /^"completion_tokens": *(\d{1,12})/.exec(last.slice(at));
+          out.usageTokens = m === null ? undefined : Number(m[1]);
         }
       }
       data = [];
@@ -111,16 +113,26 @@ describe('SseScanner', () => {
     }
   });
 
-  it('takes usage from the last event that has it, and a real key only', () => {
-    const text =
-      'data: {"usage":{"completion_tokens":3}}\n\n' +
-      'data: {"content":"\\"completion_tokens\\":77"}\n\n' +
-      'data: {"usage":{"completion_tokens":  12}}\n\n' +
-      'data: {"usage":{"completion_tokens":}}\n\n';
-    assert.equal(scan([Buffer.from(text)]).usageTokens, 12);
-    assert.equal(scan([Buffer.from('data: {"a":1}\n\n')]).usageTokens, undefined);
+  it('reads usage from the last event, from a real key only', () => {
+    const usage = (text: string) => scan([Buffer.from(text)]).usageTokens;
+    assert.equal(
+      usage('data: {"a":1}\n\ndata: {"usage":{"completion_tokens":  12}}\n\ndata: [DONE]\n\n'),
+      12,
+    );
+    assert.equal(usage('data: {"usage":{"completion_tokens":12,"completion_tokens_details":{}}}\n\n'), 12);
+    // A key inside a string is escaped: not a match.
+    assert.equal(usage('data: {"content":"\\"completion_tokens\\":77"}\n\n'), undefined);
+    // Only the last event counts, and only when it has a count.
+    assert.equal(usage('data: {"usage":{"completion_tokens":3}}\n\ndata: {"a":1}\n\n'), undefined);
+    assert.equal(usage('data: {"usage":{"completion_tokens":}}\n\n'), undefined);
     // Usage in an event never dispatched does not count.
-    assert.equal(scan([Buffer.from('data: {"usage":{"completion_tokens":5}}\n')]).usageTokens, undefined);
+    assert.equal(usage('data: {"usage":{"completion_tokens":5}}\n'), undefined);
+    // A line longer than the bound is not kept.
+    const long = `data: {"pad":"${'x'.repeat(SSE_LINE_BYTES_MAX)}","usage":{"completion_tokens":9}}\n\n`;
+    assert.equal(usage(long), undefined);
+    const fits = `data: {"pad":"${'x'.repeat(SSE_LINE_BYTES_MAX - 100)}","usage":{"completion_tokens":9}}\n\n`;
+    const buf = Buffer.from(fits);
+    assert.equal(scan(split(buf, [1000, 40_000])).usageTokens, 9);
   });
 
   it('knows how to start a clean event after a partial one', () => {

@@ -3,15 +3,17 @@
  *
  * - `SseScanner`: an incremental Server-Sent Events parser (the WHATWG event-stream rules) that
  *   knows whether an event whose data is exactly `[DONE]` arrived, how many other data events came,
- *   and the `completion_tokens` of the last event that carries a usage object. Events may be split
+ *   and the `completion_tokens` of the usage object in the last event. Events may be split
  *   anywhere across chunks; lines end with CRLF, LF or CR; `data:` takes one optional space;
- *   comments and other fields are skipped. It keeps no line buffer: a few counters and a matcher
- *   state carry over between chunks, so its memory is constant whatever the line length.
+ *   comments and other fields are skipped. It copies nothing: a few counters carry over between
+ *   chunks, and the usage is read at the end from the last event's data line, kept as references to
+ *   its chunks (bounded by SSE_LINE_BYTES_MAX).
  * - `JsonFraming`: whether a JSON body arrived whole (every object and array closed, no string left
  *   open). It tracks nesting and string state only; it does not build or fully validate the value.
  *
- * Both scan with Buffer.indexOf (native) where they can and byte by byte only where they must: the
- * first bytes of a line, the bytes around a chunk boundary, and a JSON body's structure.
+ * Both scan with Buffer.indexOf (native, single bytes: a multi-byte needle costs far more) where
+ * they can, and byte by byte only where they must: the first bytes of a line, and a JSON body's
+ * structure outside strings.
  */
 
 const LF = 0x0a;
@@ -27,10 +29,10 @@ const DONE = Buffer.from('[DONE]');
  * closing quote directly followed by a colon, only matches a real key.
  */
 const NEEDLE = Buffer.from('"completion_tokens":');
-/** KMP failure table of NEEDLE: the matcher state to fall back to after a mismatch. */
-const NEEDLE_FAIL = failureTable(NEEDLE);
 /** Digits read of a token count (a bound, not a real limit). */
 const DIGITS_MAX = 12;
+/** Bytes of one data line kept (references to its chunks) to read usage from; a longer one is not kept. */
+export const SSE_LINE_BYTES_MAX = 64 * 1024;
 
 /** Where the scanner is within the current line. */
 enum Line {
@@ -46,25 +48,17 @@ enum Line {
   Skip = 4,
 }
 
-function failureTable(needle: Buffer): Uint8Array {
-  const fail = new Uint8Array(needle.length);
-  let k = 0;
-  for (let i = 1; i < needle.length; i++) {
-    while (k > 0 && needle[i] !== needle[k]) k = fail[k - 1] as number;
-    if (needle[i] === needle[k]) k++;
-    fail[i] = k;
-  }
-  return fail;
-}
-
-/** Incremental SSE parser of one response body: feed every chunk to `push`, in order. */
+/**
+ * Incremental SSE parser of one response body: feed every chunk to `push`, in order. Usage is read
+ * once, on demand, from the last data line of the last event (where OpenAI-compatible servers put
+ * the usage object): the scanner keeps a reference to that line's bytes, not a copy, and searches
+ * nothing per chunk but line breaks.
+ */
 export class SseScanner {
   /** Dispatched data events other than `[DONE]` (the generated-token estimate without usage). */
   events = 0;
   /** An event whose data is exactly `[DONE]` was dispatched. */
   done = false;
-  /** `completion_tokens` of the last dispatched event that had one. */
-  usageTokens: number | undefined = undefined;
 
   private line = Line.Start;
   /** Bytes of `data` matched in the field name. */
@@ -79,16 +73,14 @@ export class SseScanner {
   private eventDataLines = 0;
   /** Its one data line is exactly `[DONE]`. */
   private eventDone = false;
-  private eventUsage: number | undefined = undefined;
-  /** Bytes of NEEDLE matched at the end of what was scanned (it may continue in the next chunk). */
-  private needleMatched = 0;
-  /** Digits of a token count read so far, or -1 when not reading one. */
-  private digits = -1;
-  private number = 0;
+  /** The current data line's value: a range of one chunk, or parts when it spans chunks. */
+  private readonly cur = new LineBytes();
+  /** The last data line of the event being built, and of the last dispatched event. */
+  private readonly eventLine = new LineBytes();
+  private readonly lastLine = new LineBytes();
   /** Cached positions in the chunk being pushed (-2: not searched yet; -1: none). */
   private lfAt = -2;
   private crAt = -2;
-  private needleAt = -2;
 
   /** Scans the next chunk of the body. */
   push(chunk: Buffer): void {
@@ -100,8 +92,13 @@ export class SseScanner {
     }
     this.lfAt = -2;
     this.crAt = -2;
-    this.needleAt = -2;
     while (i < n) {
+      // A blank line right after a line break (the end of most events): no search needed.
+      if (chunk[i] === LF && this.line === Line.Start) {
+        this.dispatch();
+        i++;
+        continue;
+      }
       if (this.lfAt !== -1 && this.lfAt < i) this.lfAt = chunk.indexOf(LF, i);
       if (this.crAt !== -1 && this.crAt < i) this.crAt = chunk.indexOf(CR, i);
       const lf = this.lfAt;
@@ -117,6 +114,20 @@ export class SseScanner {
       this.endLine();
       i = end + 1;
     }
+  }
+
+  /**
+   * `completion_tokens` of the usage object in the last data line of the last dispatched event
+   * (other than `[DONE]`), or undefined when it has none (or was longer than SSE_LINE_BYTES_MAX).
+   */
+  get usageTokens(): number | undefined {
+    const line = this.lastLine;
+    if (line.chunk !== undefined) return readCount(line.chunk, line.start, line.end);
+    if (line.parts !== undefined) {
+      const joined = Buffer.concat(line.parts);
+      return readCount(joined, 0, joined.length);
+    }
+    return undefined;
   }
 
   /**
@@ -152,9 +163,8 @@ export class SseScanner {
           this.line = Line.Value;
           if (c === SPACE) p++;
           break;
-        case Line.Skip:
-          return;
         default:
+          // Line.Skip: nothing more of this line matters.
           return;
       }
     }
@@ -174,58 +184,13 @@ export class SseScanner {
         }
     }
     this.valueBytes = before + (e - p);
-    let q = p;
-    // A count or a match begun in the previous chunk is finished byte by byte.
-    if (this.needleMatched > 0 || this.digits >= 0) q = this.scanBytes(chunk, q, e, true);
-    while (q < e) {
-      if (this.needleAt !== -1 && this.needleAt < q) this.needleAt = chunk.indexOf(NEEDLE, q);
-      const at = this.needleAt;
-      if (at < 0 || at >= e) break;
-      this.digits = 0;
-      this.number = 0;
-      q = this.scanBytes(chunk, at + NEEDLE.length, e, true);
-    }
-    // The line goes on in the next chunk: a match may begin in its last bytes.
-    if (e === chunk.length && q < e && this.digits < 0)
-      this.scanBytes(chunk, Math.max(q, e - (NEEDLE.length - 1)), e, false);
-  }
-
-  /**
-   * Advances the NEEDLE matcher and the count reader over [from, to). With `untilIdle`, stops after
-   * the first byte that leaves neither a partial match nor a count in progress; returns where it
-   * stopped.
-   */
-  private scanBytes(chunk: Buffer, from: number, to: number, untilIdle: boolean): number {
-    for (let i = from; i < to; i++) {
-      const c = chunk[i] as number;
-      if (this.digits >= 0) {
-        if (this.digits === 0 && c === SPACE) continue;
-        if (c >= 0x30 && c <= 0x39 && this.digits < DIGITS_MAX) {
-          this.number = this.number * 10 + (c - 0x30);
-          this.digits++;
-          continue;
-        }
-        this.endCount();
-        if (untilIdle) return i;
-        continue;
-      }
-      let m = this.needleMatched;
-      while (m > 0 && c !== NEEDLE[m]) m = NEEDLE_FAIL[m - 1] as number;
-      if (c === NEEDLE[m]) m++;
-      if (m === NEEDLE.length) {
-        m = 0;
-        this.digits = 0;
-        this.number = 0;
-      }
-      this.needleMatched = m;
-      if (untilIdle && m === 0 && this.digits < 0) return i + 1;
-    }
-    return to;
-  }
-
-  private endCount(): void {
-    if (this.digits > 0) this.eventUsage = this.number;
-    this.digits = -1;
+    const cur = this.cur;
+    if (this.valueBytes > SSE_LINE_BYTES_MAX) cur.clear();
+    else if (before === 0) cur.set(chunk, p, e);
+    else if (cur.chunk !== undefined) {
+      cur.parts = [cur.chunk.subarray(cur.start, cur.end), chunk.subarray(p, e)];
+      cur.chunk = undefined;
+    } else cur.parts?.push(chunk.subarray(p, e));
   }
 
   /** A line break: finish the line, and dispatch the event at a blank line. */
@@ -240,16 +205,15 @@ export class SseScanner {
       line === Line.ValueStart ||
       (line === Line.Field && this.fieldMatched === DATA.length);
     if (data) {
-      if (this.digits >= 0) this.endCount();
       this.eventDataLines++;
       this.eventDone = this.eventDataLines === 1 && this.valueIsDone && this.valueBytes === DONE.length;
+      this.eventLine.copy(this.cur);
     }
     this.line = Line.Start;
     this.fieldMatched = 0;
     this.valueBytes = 0;
     this.valueIsDone = true;
-    this.needleMatched = 0;
-    this.digits = -1;
+    this.cur.clear();
   }
 
   private dispatch(): void {
@@ -257,12 +221,59 @@ export class SseScanner {
     if (this.eventDone) this.done = true;
     else {
       this.events++;
-      if (this.eventUsage !== undefined) this.usageTokens = this.eventUsage;
+      this.lastLine.copy(this.eventLine);
     }
     this.eventDataLines = 0;
     this.eventDone = false;
-    this.eventUsage = undefined;
+    this.eventLine.clear();
   }
+}
+
+/**
+ * Where a data line's value is: `chunk` [start, end), or `parts` when it spans chunks; neither when
+ * it is not kept. Mutable, so that following lines costs no allocation per event.
+ */
+class LineBytes {
+  chunk: Buffer | undefined = undefined;
+  start = 0;
+  end = 0;
+  parts: Buffer[] | undefined = undefined;
+
+  set(chunk: Buffer, start: number, end: number): void {
+    this.chunk = chunk;
+    this.start = start;
+    this.end = end;
+    this.parts = undefined;
+  }
+
+  copy(other: LineBytes): void {
+    this.chunk = other.chunk;
+    this.start = other.start;
+    this.end = other.end;
+    this.parts = other.parts;
+  }
+
+  clear(): void {
+    this.chunk = undefined;
+    this.parts = undefined;
+  }
+}
+
+/** The count after the last NEEDLE in buf [start, end) (spaces allowed before it), if any. */
+function readCount(buf: Buffer, start: number, end: number): number | undefined {
+  if (end - start < NEEDLE.length) return undefined;
+  const at = buf.lastIndexOf(NEEDLE, end - NEEDLE.length);
+  if (at < start) return undefined;
+  let i = at + NEEDLE.length;
+  while (i < end && buf[i] === SPACE) i++;
+  let n = 0;
+  let digits = 0;
+  for (; i < end && digits < DIGITS_MAX; i++, digits++) {
+    const c = buf[i] as number;
+    if (c < 0x30 || c > 0x39) break;
+    n = n * 10 + (c - 0x30);
+  }
+  return digits > 0 ? n : undefined;
 }
 
 /** Where a JSON framing check stands. */
