@@ -27,6 +27,7 @@ interface FidelityFlags {
 export function registerFidelityCommand(program: Command): void {
   program
     .command('fidelity')
+    .summary('Replay published measurements of real engines in the twin: measured against predicted')
     .description(
       'Replay published end-to-end measurements of real engines in the twin and compare: measured against ' +
         'predicted TTFT, per-token time and E2E with the signed error of each, whether the twin saturates ' +
@@ -40,7 +41,7 @@ export function registerFidelityCommand(program: Command): void {
       'after',
       '\nExamples:\n' +
         '  switchyard fidelity data/fidelity\n' +
-        '  switchyard fidelity data/fidelity/a100-llama-3.1-8b-sweep.yaml --json out/fidelity.json\n' +
+        '  switchyard fidelity data/fidelity/a100-40gb-llama-3.1-8b-c1.yaml --json out/fidelity.json\n' +
         '  npm run fidelity',
     )
     .action(async (files: string[], flags: FidelityFlags) => {
