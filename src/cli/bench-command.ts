@@ -33,6 +33,14 @@ export function registerBenchCommand(program: Command): void {
     .option('--api-key <key>', 'sent as Authorization: Bearer <key>')
     .option('--rate <req/s>', `mean arrival rate, or inf to send everything at once (default ${d.rateRps})`)
     .option(
+      '--workload <kind>',
+      'arrivals: poisson (default), gamma (with --cv or --burstiness) or constant (evenly paced, every gap 1/rate)',
+    )
+    .option(
+      '--stages <list>',
+      'rate stages in one run instead of --rate: comma-separated rate:seconds, e.g. 8:600,20:600; the run ends with the last stage',
+    )
+    .option(
       '--burstiness <k>',
       'Gamma arrivals of shape k (1 = Poisson, < 1 burstier), as in vLLM (default 1)',
     )

@@ -22,6 +22,8 @@ export function buildPlan(options: BenchOptions): { plan: BenchPlan; prompts: Pr
   const plan = syntheticPlan({
     rateRps: s.rateRps,
     cv: s.cv,
+    ...(s.constant === true ? { constant: true } : {}),
+    ...(s.stages !== undefined ? { stages: s.stages } : {}),
     requests: s.requests,
     durationS: s.durationS,
     inputTokens: s.inputTokens,

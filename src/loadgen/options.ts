@@ -5,6 +5,8 @@
  * than silently ignored.
  */
 import { invalidArgument, SwitchyardError, unknownName } from '../core/errors.ts';
+import { meanStageRateRps } from '../workload/spec.ts';
+import { parseStages } from '../workload/synthetic.ts';
 import { ENDPOINTS, type Endpoint, parseBaseUrl } from './client.ts';
 import type { SyntheticPlanOptions, TokenRange, TracePlanOptions } from './plan.ts';
 import { OVERFLOW_MODES, type OverflowMode } from './runner.ts';
@@ -38,6 +40,10 @@ export interface BenchFlags {
   model?: string;
   apiKey?: string;
   rate?: string;
+  /** poisson, gamma or constant arrivals (default poisson; --cv/--burstiness imply gamma). */
+  workload?: string;
+  /** Rate stages `rate:seconds,...` instead of --rate. */
+  stages?: string;
   burstiness?: string;
   cv?: string;
   requests?: string;
@@ -187,6 +193,8 @@ function traceSource(
 ): BenchSource {
   const synthetic: [keyof BenchFlags, string][] = [
     ['rate', 'a trace brings its own arrival times; speed them up or slow them down with --rate-scale'],
+    ['workload', 'a trace brings its own arrival times'],
+    ['stages', 'a trace brings its own arrival times'],
     ['burstiness', 'a trace brings its own arrival times'],
     ['cv', 'a trace brings its own arrival times'],
     ['inputTokens', 'a trace brings its own lengths'],
@@ -219,7 +227,17 @@ function syntheticSource(
       'only used with --trace; set the rate of a synthetic workload with --rate',
     );
   }
-  const rateRps = flags.rate === undefined ? BENCH_DEFAULTS.rateRps : parsePositive('rate', flags.rate, true);
+  const arrival = arrivalOf(flags);
+  if (arrival.stages !== undefined && flags.rate !== undefined)
+    throw conflict('rate', flags.rate, 'give --rate or --stages, not both');
+  const rateRps =
+    arrival.stages !== undefined
+      ? meanStageRateRps(arrival.stages)
+      : flags.rate === undefined
+        ? BENCH_DEFAULTS.rateRps
+        : parsePositive('rate', flags.rate, true);
+  if (arrival.constant && rateRps === Number.POSITIVE_INFINITY)
+    throw conflict('rate', flags.rate ?? 'inf', 'constant arrivals need a finite rate');
   if (flags.burstiness !== undefined && flags.cv !== undefined) {
     throw conflict('cv', flags.cv, 'give --burstiness or --cv, not both (burstiness k is cv = 1/sqrt(k))');
   }
@@ -273,13 +291,43 @@ function syntheticSource(
     kind: 'synthetic',
     rateRps,
     cv,
-    requests: requests ?? (durationS === undefined ? BENCH_DEFAULTS.requests : undefined),
+    ...(arrival.constant ? { constant: true } : {}),
+    ...(arrival.stages !== undefined ? { stages: arrival.stages } : {}),
+    requests:
+      requests ??
+      (durationS === undefined && arrival.stages === undefined ? BENCH_DEFAULTS.requests : undefined),
     durationS,
     inputTokens,
     outputTokens,
     prefixGroups,
     prefixTokens,
   };
+}
+
+/**
+ * --workload and --stages: constant arrivals refuse --cv and --burstiness (their gaps do not vary);
+ * gamma needs one of them to differ from Poisson, poisson refuses them.
+ */
+function arrivalOf(flags: BenchFlags): {
+  constant: boolean;
+  stages: ReturnType<typeof parseStages> | undefined;
+} {
+  const kind = oneOf('--workload', flags.workload ?? 'poisson', ['poisson', 'gamma', 'constant'] as const);
+  const shaped = flags.cv ?? flags.burstiness;
+  if (kind === 'constant' && shaped !== undefined)
+    throw conflict(
+      flags.cv !== undefined ? 'cv' : 'burstiness',
+      shaped,
+      'constant arrivals have no variation',
+    );
+  if (kind === 'poisson' && flags.workload !== undefined && shaped !== undefined)
+    throw conflict(
+      flags.cv !== undefined ? 'cv' : 'burstiness',
+      shaped,
+      'Poisson arrivals have cv 1; use --workload gamma',
+    );
+  const stages = flags.stages === undefined ? undefined : parseStages(flags.stages, '--stages');
+  return { constant: kind === 'constant', stages };
 }
 
 function kebab(key: string): string {

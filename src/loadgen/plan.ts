@@ -7,7 +7,8 @@ import { invalidArgument } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
 import { type ArrivalProcess, gammaArrivals } from '../workload/arrivals.ts';
 import { lengthSampler } from '../workload/lengths.ts';
-import type { LengthDist } from '../workload/spec.ts';
+import type { LengthDist, RateStage } from '../workload/spec.ts';
+import { arrivalTimesMs, formatStages } from '../workload/synthetic.ts';
 import { traceRequests } from '../workload/trace-source.ts';
 import type { Trace } from '../workload/types.ts';
 import type { BenchPlan, PlannedRequest } from './types.ts';
@@ -21,6 +22,13 @@ export interface SyntheticPlanOptions {
   readonly rateRps: number;
   /** Coefficient of variation of the gaps: 1 is Poisson, above 1 burstier (Gamma arrivals). */
   readonly cv: number;
+  /** Evenly paced arrivals (every gap 1 / rate) instead of random ones; cv is then unused. */
+  readonly constant?: boolean;
+  /**
+   * Rate stages run back to back instead of one rate (rateRps is then their mean, for reports);
+   * the plan ends with the last stage unless requests or durationS end it first.
+   */
+  readonly stages?: readonly RateStage[] | undefined;
   /** Stop after this many requests. */
   readonly requests: number | undefined;
   /** Stop scheduling after this many seconds. */
@@ -54,7 +62,7 @@ const ALL_AT_ONCE: ArrivalProcess = { nextGapMs: () => 0 };
  * the lengths does not move the arrivals. Needs requests or durationS (a plan must end).
  */
 export function syntheticPlan(o: SyntheticPlanOptions): BenchPlan {
-  if (o.requests === undefined && o.durationS === undefined) {
+  if (o.requests === undefined && o.durationS === undefined && o.stages === undefined) {
     throw invalidArgument('limits', 'none', 'a request count or a duration: a synthetic plan never ends');
   }
   if (o.rateRps === Number.POSITIVE_INFINITY && o.requests === undefined) {
@@ -68,12 +76,18 @@ export function syntheticPlan(o: SyntheticPlanOptions): BenchPlan {
       o.rateRps === Number.POSITIVE_INFINITY
         ? ALL_AT_ONCE
         : gammaArrivals(o.rateRps, o.cv, rng.fork('arrivals'));
+    // Constant rates and stages take their times from the workload's generator (as the twin does).
+    const times = timesOf(o, rng);
     const input = lengthSampler(dist(o.inputTokens), 'input', rng.fork('input'), noTraces);
     const output = lengthSampler(dist(o.outputTokens), 'output', rng.fork('output'), noTraces);
     const groups = rng.fork('groups');
     let atMs = 0;
     for (let index = 0; index < requestsMax; index++) {
-      if (index > 0) atMs += arrivals.nextGapMs();
+      if (times !== undefined) {
+        const next = times.next();
+        if (next.done === true) return;
+        atMs = next.value;
+      } else if (index > 0) atMs += arrivals.nextGapMs();
       if (atMs >= endMs) return;
       const group = o.prefixGroups > 0 ? groups.int(o.prefixGroups) : undefined;
       const prefixTokens = group === undefined ? 0 : o.prefixTokens;
@@ -92,9 +106,10 @@ export function syntheticPlan(o: SyntheticPlanOptions): BenchPlan {
     total: o.requests,
     requests: { [Symbol.iterator]: generate },
     workload: {
-      kind: o.cv === 1 ? 'poisson' : 'gamma',
+      kind: o.constant === true ? 'constant' : o.cv === 1 ? 'poisson' : 'gamma',
       rateRps: o.rateRps === Number.POSITIVE_INFINITY ? 'inf' : o.rateRps,
-      ...(o.cv === 1 ? {} : { cv: o.cv }),
+      ...(o.stages !== undefined ? { stages: formatStages(o.stages) } : {}),
+      ...(o.cv === 1 || o.constant === true ? {} : { cv: o.cv }),
       inputTokens: o.inputTokens,
       outputTokens: o.outputTokens,
       ...(o.prefixGroups > 0 ? { prefixGroups: o.prefixGroups, prefixTokens: o.prefixTokens } : {}),
@@ -102,6 +117,18 @@ export function syntheticPlan(o: SyntheticPlanOptions): BenchPlan {
       ...(o.durationS !== undefined ? { durationS: o.durationS } : {}),
     },
   };
+}
+
+/**
+ * Arrival times of a constant-rate or staged plan (undefined for a single random rate, which keeps
+ * its own path: first request at 0, then drawn gaps). A constant plan sends request k at k / rate.
+ */
+function timesOf(o: SyntheticPlanOptions, rng: Rng): Iterator<number> | undefined {
+  if (o.constant !== true && o.stages === undefined) return undefined;
+  const stages = o.stages ?? [{ rateRps: o.rateRps, durationS: Number.POSITIVE_INFINITY }];
+  const arrivalRng = rng.fork('arrivals');
+  const kind = o.constant === true ? 'constant' : 'gamma';
+  return arrivalTimesMs(stages, (rateRps) => gammaArrivals(rateRps, o.cv, arrivalRng), kind);
 }
 
 /** A trace replay. */

@@ -39,7 +39,12 @@ export function describeWorkload(w: Readonly<Record<string, unknown>>): string {
     const { lo, hi } = r as { lo: number; hi: number };
     return lo === hi ? String(lo) : `${lo}-${hi}`;
   };
-  const rate = w['rateRps'] === 'inf' ? 'all at once' : `${String(w['rateRps'])} req/s`;
+  const rate =
+    w['stages'] !== undefined
+      ? `stages ${String(w['stages'])} (req/s:s)`
+      : w['rateRps'] === 'inf'
+        ? 'all at once'
+        : `${String(w['rateRps'])} req/s`;
   const bursty = w['cv'] !== undefined ? ` cv ${String(w['cv'])}` : '';
   const prefix =
     w['prefixGroups'] !== undefined
