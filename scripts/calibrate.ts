@@ -71,7 +71,8 @@ const GROUP_TITLES: Record<CalibrationGroup, string> = {
   'op-generation-attention': 'vLLM 0.14 generation attention (AIConfigurator, held-out rows)',
   'op-all-reduce-graph': 'vLLM 0.14 custom all-reduce, CUDA graph (AIConfigurator, held-out rows)',
   'op-all-reduce-eager': 'vLLM 0.14 custom all-reduce, eager (AIConfigurator, held-out rows)',
-  'op-moe': 'vLLM 0.14 fused MoE (AIConfigurator, held-out rows)',
+  'op-moe': 'vLLM 0.14 fused MoE, measured shapes (AIConfigurator, held-out rows)',
+  'op-moe-pooled': 'vLLM 0.14 fused MoE, pooled curve as for an unmeasured shape (held-out rows)',
 };
 
 /** Operator-table groups are reported per GPU and by their worst rows, not row by row. */

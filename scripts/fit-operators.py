@@ -157,7 +157,26 @@ def fit_moe(gpu):
     train, test = split(len(t))
     f = lambda c, sl: moe_ms(c, peak, bw, tok[sl], hid[sl], inter[sl], k[sl], e[sl], tp[sl], touched[sl])
     c = fit_curve(f, [0.3, 16, 0.7, 20, 2, 1, 64], [0.02, 0, 0.05, 0, 1, 0, 0], [1, 1e4, 1, 500, 20, 100, 1e4], t, train)
-    return c, stats(f(c, test), t[test]), int(test.sum())
+    pooled = stats(f(c, test), t[test])
+    # vLLM ships tuned Triton configs for some expert shapes and not others (on the H100, Mixtral's
+    # experts at TP2 run 5x faster than at TP1 for half the work), so each measured shape also gets
+    # its own efficiencies and latency, the curves' other parameters kept from the pooled fit.
+    shapes = {}
+    pred = f(c, np.ones(len(t), dtype=bool))
+    keys = np.stack([hid, inter, k, e, tp], 1)
+    for key in sorted(set(map(tuple, keys))):
+        mine = np.all(keys == key, axis=1)
+        tr = mine & train
+        if tr.sum() < 4:
+            continue
+        def g(cs, sl, c=c):
+            full = np.array([cs[0], c[1], cs[1], cs[2], c[4], c[5], c[6]])
+            return moe_ms(full, peak, bw, tok[sl], hid[sl], inter[sl], k[sl], e[sl], tp[sl], touched[sl])
+        cs = fit_curve(g, [c[0], c[2], c[3]], [0.02, 0.05, 0], [1, 1, 500], t, tr)
+        shapes[tuple(int(v) for v in key)] = cs
+        te = mine & test
+        pred[te] = g(cs, te)
+    return c, (pooled, stats(pred[test], t[test])), int(test.sum()), shapes
 
 
 def fit_regimes(x, t, max_regimes=3, min_points=3):
@@ -238,14 +257,15 @@ def main():
         g, ge, gn = fit_gemm(gpu)
         cx, cxe, cxn = fit_context(gpu)
         gx, gxe, gxn = fit_generation(gpu)
-        mo, moe_e, mon = fit_moe(gpu)
+        mo, (moe_pooled, moe_e), mon, moe_shapes = fit_moe(gpu)
         ar, are = fit_allreduce(gpu)
-        fits[gpu] = (g, cx, gx, mo, ar)
+        fits[gpu] = (g, cx, gx, mo, ar, moe_shapes)
         print(f'{gpu}: held-out (odd rows) median / worst abs error')
         print(f'  gemm                 n={gn:5d}  {ge[0]:.3f} / {ge[1]:.3f}   {[fmt(v) for v in g]}')
         print(f'  context attention    n={cxn:5d}  {cxe[0]:.3f} / {cxe[1]:.3f}   {[fmt(v) for v in cx]}')
         print(f'  generation attention n={gxn:5d}  {gxe[0]:.3f} / {gxe[1]:.3f}   {[fmt(v) for v in gx]}')
-        print(f'  moe                  n={mon:5d}  {moe_e[0]:.3f} / {moe_e[1]:.3f}   {[fmt(v) for v in mo]}')
+        print(f'  moe (pooled curve)   n={mon:5d}  {moe_pooled[0]:.3f} / {moe_pooled[1]:.3f}   {[fmt(v) for v in mo]}')
+        print(f'  moe (per shape)      n={mon:5d}  {moe_e[0]:.3f} / {moe_e[1]:.3f}   {len(moe_shapes)} shapes')
         for backend, ((med, worst), n) in are.items():
             print(f'  all-reduce {backend:9s} n={n:5d}  {med:.3f} / {worst:.3f}')
     if '--check' in sys.argv:
@@ -258,12 +278,16 @@ def main():
         '/** Fitted operator coefficients per measured GPU table (see docs/engine-model.md). */',
         'export const OPERATOR_COEFFICIENTS: Readonly<Record<\'h100\' | \'h200\' | \'a100\', OperatorCoefficients>> = {',
     ]
-    for gpu, (g, cx, gx, mo, ar) in fits.items():
+    for gpu, (g, cx, gx, mo, ar, moe_shapes) in fits.items():
         lines.append(f'  {gpu}: {{')
         lines.append('    gemm: { computeEfficiency: %s, memoryEfficiency: %s, latencyUs: %s, nHalf: %s, kHalf: %s, sharpness: %s },' % tuple(fmt(v) for v in g))
         lines.append('    contextAttention: { computeEfficiency: %s, workHalfM: %s, memoryEfficiency: %s, latencyUs: %s, sharpness: %s },' % tuple(fmt(v) for v in cx))
         lines.append('    generationAttention: { memoryEfficiency: %s, streamsHalf: %s, latencyUs: %s, splitKvUs: %s, streamNs: %s, computeEfficiency: %s, sharpness: %s, gqaMultiSeqUs: %s },' % tuple(fmt(v) for v in gx))
         lines.append('    moe: { computeEfficiency: %s, tokensPerExpertHalf: %s, memoryEfficiency: %s, latencyUs: %s, sharpness: %s, expertUs: %s, interHalf: %s },' % tuple(fmt(v) for v in mo))
+        lines.append('    moeShapes: {')
+        for (h_, i_, k_, e_, tp_), (ce_, me_, lat_) in moe_shapes.items():
+            lines.append(f"      '{h_}x{i_}x{k_}x{e_}/tp{tp_}': {{ computeEfficiency: {fmt(ce_)}, memoryEfficiency: {fmt(me_)}, latencyUs: {fmt(lat_)} }},")
+        lines.append('    },')
         lines.append('    allReduce: {')
         for backend in ('graph', 'eager'):
             lines.append(f'      {backend}: {{')

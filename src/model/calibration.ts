@@ -10,6 +10,7 @@ import {
   contextAttentionMs,
   gemmMs,
   generationAttentionMs,
+  moeCoefficientsFor,
   moeMs,
   type Roofline,
 } from './operators/operators.ts';
@@ -36,6 +37,7 @@ export const CALIBRATION_GROUPS = [
   'op-all-reduce-graph',
   'op-all-reduce-eager',
   'op-moe',
+  'op-moe-pooled',
 ] as const;
 
 /** A report group. */
@@ -57,7 +59,8 @@ export type OperatorTableOp =
   | 'op-generation-attention'
   | 'op-all-reduce-graph'
   | 'op-all-reduce-eager'
-  | 'op-moe';
+  | 'op-moe'
+  | 'op-moe-pooled';
 
 /** One measured (or derived) time beside the inputs needed to predict it. */
 export interface CalibrationPoint {
@@ -165,6 +168,7 @@ export function predictPoint(point: CalibrationPoint, cache: PerfModelCache): nu
     case 'op-all-reduce-graph':
     case 'op-all-reduce-eager':
     case 'op-moe':
+    case 'op-moe-pooled':
       return predictOperatorRow(point);
     default:
       return assertNever(point.op, 'calibration op');
@@ -202,10 +206,14 @@ export function predictOperatorRow(point: CalibrationPoint): number {
       const regimes = required(allReduceRegimesFor(byTp, point.tp), 'regimes', point);
       return allReduceMs(regimes, at(0) * 2);
     }
-    case 'op-moe': {
-      // The table routes tokens evenly: T tokens touch min(E, T k) experts.
+    case 'op-moe':
+    case 'op-moe-pooled': {
+      // The table routes tokens evenly: T tokens touch min(E, T k) experts. `op-moe` uses the
+      // shape's own coefficients (as the step model does for a catalogue model), `op-moe-pooled`
+      // the pooled curve an unmeasured shape would get.
       const touched = Math.min(at(4), at(0) * at(3));
-      return moeMs(c.moe, r, at(0), at(1), at(2) / at(5), at(3), touched);
+      const moe = point.op === 'op-moe' ? moeCoefficientsFor(c, at(1), at(2), at(3), at(4), at(5)) : c.moe;
+      return moeMs(moe, r, at(0), at(1), at(2) / at(5), at(3), touched);
     }
     default:
       throw new Error(`not an operator row: ${point.op}`);
@@ -227,6 +235,7 @@ export const OPERATOR_TABLE_FILES: Readonly<Record<OperatorTableOp, string>> = {
   'op-all-reduce-graph': 'all-reduce.csv',
   'op-all-reduce-eager': 'all-reduce.csv',
   'op-moe': 'moe.csv',
+  'op-moe-pooled': 'moe.csv',
 };
 
 /**
@@ -277,9 +286,9 @@ export function operatorHeldOutPoints(table: string, op: OperatorTableOp, csv: s
     }
   } else {
     const keys = rows[0]!.length - 1;
-    emit(rows, op === 'op-moe' ? Number(rows[0]![5]) : 1, keys);
+    emit(rows, 1, keys);
   }
-  return op === 'op-moe' ? out.map((p) => ({ ...p, tp: p.args![5]! })) : out;
+  return op === 'op-moe' || op === 'op-moe-pooled' ? out.map((p) => ({ ...p, tp: p.args![5]! })) : out;
 }
 
 /** A point with its prediction. */

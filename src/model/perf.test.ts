@@ -87,8 +87,9 @@ describe('perf model', () => {
     const batch64 = mixtral.decodeStepTimeMs(64, 500);
     assert.ok(batch1 < 0.6 * allWeightsMs, `batch 1: ${batch1} ms vs all experts ${allWeightsMs} ms`);
     assert.ok(batch64 > 0.95 * allWeightsMs, `batch 64: ${batch64} ms vs all experts ${allWeightsMs} ms`);
-    // Dense model of the same shape reads its (single) MLP whatever the batch.
-    assert.ok(mixtral.layerGemmTimeMs(64) > 3 * mixtral.layerGemmTimeMs(1));
+    // Touching 8 experts instead of 2 costs about 3x in the MoE layer (vLLM 0.14's fused MoE on an
+    // H100 at TP2: 0.16 ms for 1 token, 0.49 ms for 64), a little less with attention's GEMMs added.
+    assert.ok(mixtral.layerGemmTimeMs(64) > 2.5 * mixtral.layerGemmTimeMs(1));
   });
 
   it('stepTimeMs agrees with the conveniences and costs nothing for an empty step', () => {

@@ -93,13 +93,47 @@ export interface AllReduceCoefficients {
   readonly eager: Readonly<Record<number, AllReduceRegimes>>;
 }
 
+/** One measured expert shape's own efficiencies (vLLM ships tuned kernel configs for some). */
+export interface MoeShapeCoefficients {
+  readonly computeEfficiency: number;
+  readonly memoryEfficiency: number;
+  readonly latencyUs: number;
+}
+
 /** Every fitted operator of one GPU table. */
 export interface OperatorCoefficients {
   readonly gemm: GemmCoefficients;
   readonly contextAttention: ContextAttentionCoefficients;
   readonly generationAttention: GenerationAttentionCoefficients;
+  /** The MoE curve pooled over every measured shape: what an unmeasured shape gets. */
   readonly moe: MoeCoefficients;
+  /** Measured shapes, keyed by `moeShapeKey`. */
+  readonly moeShapes: Readonly<Record<string, MoeShapeCoefficients>>;
   readonly allReduce: AllReduceCoefficients;
+}
+
+/** The key of an expert shape: hidden x intermediate (whole expert) x top-k x experts / tp. */
+export function moeShapeKey(
+  hidden: number,
+  inter: number,
+  topK: number,
+  experts: number,
+  tp: number,
+): string {
+  return `${hidden}x${inter}x${topK}x${experts}/tp${tp}`;
+}
+
+/** The MoE coefficients for one shape: its own where it was measured, else the pooled curve. */
+export function moeCoefficientsFor(
+  c: OperatorCoefficients,
+  hidden: number,
+  inter: number,
+  topK: number,
+  experts: number,
+  tp: number,
+): MoeCoefficients {
+  const own = c.moeShapes[moeShapeKey(hidden, inter, topK, experts, tp)];
+  return own === undefined ? c.moe : { ...c.moe, ...own };
 }
 
 /** (a^p + b^p)^(1/p): the roofline's max, rounded at the corner where neither limit dominates. */

@@ -9,6 +9,8 @@ import {
   gemmMs,
   generationAttentionFixedMs,
   generationAttentionMsPerToken,
+  type MoeCoefficients,
+  moeCoefficientsFor,
   moeMs,
   type OperatorCoefficients,
   type Roofline,
@@ -55,6 +57,8 @@ export function cudaGraphCaptureSizes(maxNumSeqs: number): number[] {
  */
 export class OperatorStepModel {
   private readonly c: OperatorCoefficients;
+  /** This model's expert shape, measured or pooled. */
+  private readonly moe: MoeCoefficients;
   private readonly roofline: Roofline;
   private readonly memBytesPerMs: number;
   private readonly layers: number;
@@ -93,6 +97,14 @@ export class OperatorStepModel {
     maxNumSeqs: number,
   ) {
     this.c = coefficients;
+    this.moe = moeCoefficientsFor(
+      coefficients,
+      model.hiddenSize,
+      model.ffnSize,
+      model.expertsPerToken,
+      model.experts,
+      tp,
+    );
     this.roofline = {
       flopsPerMs: gpu.peakFlopsPerS / MS_PER_S,
       bytesPerMs: gpu.hbmBandwidthBytesPerS / MS_PER_S,
@@ -156,7 +168,7 @@ export class OperatorStepModel {
       this.experts * (1 - Math.exp(tokens * this.logMissProbability)),
     );
     ms += gemmMs(g, r, tokens, this.experts, h);
-    return ms + moeMs(this.c.moe, r, tokens, h, this.ffnPerGpu, this.expertsPerToken, touched);
+    return ms + moeMs(this.moe, r, tokens, h, this.ffnPerGpu, this.expertsPerToken, touched);
   }
 
   /** One all-reduce of a `tokens`-token activation: in a graph or eager, as the batch runs. */
