@@ -252,6 +252,13 @@ describe('runCase', () => {
     });
   }
 
+  it('a closed loop ends when the engine refuses every request (a prompt larger than its KV cache)', () => {
+    const c = parseFidelityCase({ ...closedCase(2, 6), engine: { numGpuBlocksOverride: 4 } });
+    const result = runCase(c);
+    assert.equal(result.failed, 6);
+    assert.equal(result.rows[0]?.predicted.completed, 0);
+  });
+
   it('a closed loop of one never overlaps two requests: TTFT is the bare prefill', () => {
     const one = runCase(parseFidelityCase(closedCase(1, 10))).rows[0];
     const alone = runCase(parseFidelityCase(closedCase(1, 1))).rows[0];

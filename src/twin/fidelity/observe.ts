@@ -47,6 +47,14 @@ export class RequestLog {
     this.ended++;
   }
 
+  /** Refused by the router: arrived, never in flight, ended unanswered. */
+  refused(index: number, arrivalMs: number): void {
+    this.arrivalMs[index] = arrivalMs;
+    this.inFlightAtArrival[index] = this.inFlight;
+    this.failed++;
+    this.ended++;
+  }
+
   endedUnanswered(): void {
     this.failed++;
     this.inFlight--;
@@ -70,8 +78,13 @@ const POLL_REFUSED = reject('SY_ERR_CAPACITY', 'closed-loop poll: not a request'
 export function observed(inner: RoutingPolicy, log: RequestLog): RoutingPolicy {
   return {
     name: inner.name,
-    decide: (view, request, rng) =>
-      request.id.startsWith(POLL_PREFIX) ? POLL_REFUSED : inner.decide(view, request, rng),
+    decide: (view, request, rng) => {
+      if (request.id.startsWith(POLL_PREFIX)) return POLL_REFUSED;
+      const decision = inner.decide(view, request, rng);
+      // A refusal calls no hook: count it here, or a closed loop would wait for it forever.
+      if (decision.kind === 'reject') log.refused(requestIndex(request), request.arrivalMs);
+      return decision;
+    },
     onRouted(request, instanceId, nowMs) {
       log.routed(requestIndex(request), request.arrivalMs);
       inner.onRouted?.(request, instanceId, nowMs);

@@ -4,6 +4,7 @@
  * unchanged. What comes back is, per measured row (the run, or each measured stage), the twin's
  * figures over the same requests.
  */
+import { SwitchyardError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
 import { createConfiguredPolicy } from '../../policies/routing/registry.ts';
 import { createWorkload } from '../../workload/create.ts';
@@ -123,6 +124,8 @@ function runClosedLoop(c: FidelityCase): CaseResult {
  * clients lag by their own HTTP round trip, which is of the same order).
  */
 export const CLOSED_LOOP_POLL_MS = 0.5;
+/** Most polls one closed loop makes (10,000 s of simulated time at 0.5 ms): a bound, not a target. */
+export const CLOSED_LOOP_POLLS_MAX = 20_000_000;
 
 /**
  * A closed loop as a request stream: `concurrency` clients send at 0, then request i (i >=
@@ -153,6 +156,11 @@ export function closedLoopSource(
           yield { ...(base[sent] as TwinRequest), arrivalMs: nowMs };
           sent++;
         } else {
+          if (polls >= CLOSED_LOOP_POLLS_MAX)
+            throw new SwitchyardError(
+              'SY_ERR_INVALID_ARGUMENT',
+              `closed loop: no answer ended in ${CLOSED_LOOP_POLLS_MAX} polls (${(nowMs / 1000).toFixed(0)} s simulated)`,
+            );
           nowMs += pollMs;
           yield { ...first, id: `${POLL_PREFIX}${polls++}`, arrivalMs: nowMs };
         }
