@@ -19,6 +19,7 @@
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { type Dispatcher, Pool } from 'undici';
+import { LogLimiter, withSuppressed } from '../adapters/log-limiter.ts';
 import { type ErrorCode, SwitchyardError } from '../core/errors.ts';
 import { SSE_DONE, sseEvent } from '../core/openai-api.ts';
 import type { Request } from '../core/request.ts';
@@ -43,6 +44,8 @@ const UPSTREAM_PATH: Record<ExchangeKind, string> = {
 const ERROR_BODY_BYTES_MAX = 64 * 1024;
 /** Characters of a failed upstream's body written to the gateway log (never to the client). */
 const ERROR_LOG_CHARS_MAX = 300;
+/** A failing engine logs one body per status this often (an engine failing everything floods nothing). */
+const UPSTREAM_ERROR_LOG_EVERY_MS = 10_000;
 /** Bound on an upstream's Retry-After that the gateway passes on (5 minutes). */
 export const UPSTREAM_RETRY_AFTER_MS_MAX = 300_000;
 /** Retry-After of a 429 when no upstream gave one. */
@@ -64,6 +67,8 @@ export class Backend {
   readonly paths: Record<ExchangeKind, string>;
   /** When it last delivered a byte and became busy: what stall detection reads. */
   readonly progress = new BackendProgress();
+  /** One log line per failure status per UPSTREAM_ERROR_LOG_EVERY_MS, with a count of the rest. */
+  readonly errorLog = new LogLimiter({ now: () => performance.now(), everyMs: UPSTREAM_ERROR_LOG_EVERY_MS });
 
   constructor(
     readonly config: BackendConfig,
@@ -653,13 +658,19 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const status = this.status;
     const retryAfter = this.headers['retry-after'];
     if (status === 429 || status === 503) {
-      const ms = retryAfterMs(retryAfter, Date.now());
+      const ms = parseRetryAfterMs(retryAfter, Date.now());
       if (ms !== undefined) ex.noteRetryAfter(ms);
     }
     const failure = statusFailure(status);
     if (failure !== undefined) {
-      ex.host.logLine(
-        `switchyard: ${this.backend.id} answered ${status} to ${ex.request.id}: ${logSnippet(body)}`,
+      const backend = this.backend;
+      backend.errorLog.report(String(status), (suppressed) =>
+        ex.host.logLine(
+          withSuppressed(
+            `switchyard: ${backend.id} answered ${status} to ${ex.request.id}: ${logSnippet(body)}`,
+            suppressed,
+          ),
+        ),
       );
       ex.attemptFailed(this, failure, `${this.backend.id} answered ${status}`, status);
       return;
@@ -731,7 +742,10 @@ function logSnippet(body: Buffer): string {
  * An upstream's Retry-After (delta-seconds or an HTTP date, RFC 9110 10.2.3) in milliseconds from
  * `nowEpochMs`, bounded to [0, UPSTREAM_RETRY_AFTER_MS_MAX]; undefined when absent or unreadable.
  */
-export function retryAfterMs(header: string | string[] | undefined, nowEpochMs: number): number | undefined {
+export function parseRetryAfterMs(
+  header: string | string[] | undefined,
+  nowEpochMs: number,
+): number | undefined {
   const value = (Array.isArray(header) ? header[0] : header)?.trim();
   if (value === undefined || value === '') return undefined;
   let ms: number;
