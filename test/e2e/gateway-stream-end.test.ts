@@ -273,5 +273,9 @@ describe('upstream error answers', () => {
     const logged = gw.logs.filter((l) => l.includes('e0 answered 500'));
     assert.equal(logged.length, 1, gw.logs.join('\n'));
     assert.ok(logged[0]?.includes('fake failure 500'), logged[0]);
+    // An engine failing everything does not flood the log: one body per status per window.
+    const again = await post(gw.url, '/v1/chat/completions', chat(false, 'again'));
+    assert.equal(again.status, 502);
+    assert.equal(gw.logs.filter((l) => l.includes('e0 answered 500')).length, 1, gw.logs.join('\n'));
   });
 });
