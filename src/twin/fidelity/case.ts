@@ -139,6 +139,12 @@ export const fidelityCaseSchema = z
           message: 'set requests or durationS: an open-loop run at one rate never ends on its own',
         });
     }
+    if (w.arrival !== 'closed-loop' && expectedRequests(w) > CASE_REQUESTS_MAX)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['workload'],
+        message: `about ${Math.round(expectedRequests(w))} requests; a case may send at most ${CASE_REQUESTS_MAX}`,
+      });
     const stageMeasured = stages?.some((s) => s.measured !== undefined) ?? false;
     if (c.measured === undefined && !stageMeasured)
       ctx.addIssue({
@@ -147,6 +153,28 @@ export const fidelityCaseSchema = z
         message: 'give measured figures for the run or for a stage',
       });
   });
+
+/** About how many requests an open-loop workload sends: its rate over its span, capped by `requests`. */
+function expectedRequests(w: {
+  rateRps?: number | undefined;
+  stages?: readonly { rateRps: number; durationS: number }[] | undefined;
+  requests?: number | undefined;
+  durationS?: number | undefined;
+}): number {
+  let byTime = Number.POSITIVE_INFINITY;
+  if (w.stages !== undefined) {
+    let elapsedS = 0;
+    byTime = 0;
+    for (const s of w.stages) {
+      const spanS = Math.max(0, Math.min(s.durationS, (w.durationS ?? Number.POSITIVE_INFINITY) - elapsedS));
+      byTime += s.rateRps * spanS;
+      elapsedS += s.durationS;
+    }
+  } else if (w.rateRps !== undefined && w.durationS !== undefined) {
+    byTime = w.rateRps * w.durationS;
+  }
+  return Math.min(byTime, w.requests ?? Number.POSITIVE_INFINITY);
+}
 
 /** A validated case. */
 export type FidelityCase = z.output<typeof fidelityCaseSchema>;

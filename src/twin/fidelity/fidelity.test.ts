@@ -83,6 +83,20 @@ describe('case format', () => {
     assert.equal(parseFidelityCase({ ...bare, workload: withStageFigures as never }).measured, undefined);
   });
 
+  it('refuses a workload that would send more requests than a case may', () => {
+    const stages = [{ rateRps: 100, durationS: 3000, measured }];
+    const { measured: _m, ...bare } = openCase();
+    const w = {
+      arrival: 'constant',
+      stages,
+      input: { kind: 'fixed', tokens: 10 },
+      output: { kind: 'fixed', tokens: 10 },
+    };
+    assert.throws(() => parseFidelityCase({ ...bare, workload: w as never }), { message: /at most 200000/ });
+    // The same stages cut by durationS fit.
+    assert.ok(parseFidelityCase({ ...bare, workload: { ...w, durationS: 60 } as never }));
+  });
+
   it('refuses an empty figure set', () => {
     assert.throws(() => parseFidelityCase(openCase({ measured: { ttftMs: {}, saturated: false } })), {
       message: /at least one/,
