@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { parse as parseYaml } from 'yaml';
 import { type FidelityCaseInput, parseFidelityCase } from './case.ts';
 import { compareAll, compareRow, errorPct, median } from './compare.ts';
 import { isSaturated, SATURATION_SAMPLES_MIN } from './observe.ts';
@@ -95,6 +98,17 @@ describe('case format', () => {
     assert.throws(() => parseFidelityCase({ ...bare, workload: w as never }), { message: /at most 200000/ });
     // The same stages cut by durationS fit.
     assert.ok(parseFidelityCase({ ...bare, workload: { ...w, durationS: 60 } as never }));
+  });
+
+  it("docs/fidelity.md's example case is a valid case, and so is its staged workload", () => {
+    const doc = readFileSync(join(import.meta.dirname, '..', '..', '..', 'docs', 'fidelity.md'), 'utf8');
+    const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] as string);
+    const example = parseFidelityCase(parseYaml(blocks[0] as string));
+    assert.equal(example.workload.arrival, 'closed-loop');
+    const staged = parseYaml(blocks[1] as string) as { workload: unknown };
+    const { measured: _m, ...bare } = openCase();
+    const c = parseFidelityCase({ ...bare, workload: staged.workload as never });
+    assert.equal(c.workload.arrival === 'constant' ? c.workload.stages?.length : 0, 2);
   });
 
   it('refuses an empty figure set', () => {
