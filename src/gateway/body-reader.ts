@@ -151,11 +151,30 @@ export class BodyReader implements Reading {
         return;
       }
     }
+    this.listen();
+  }
+
+  private listen(): void {
     const req = this.req as ReqWithReader;
     req[BODY_READER] = this;
     req.on('data', onBodyData);
     req.on('end', onBodyEnd);
     req.on('error', onBodyError);
+  }
+
+  /**
+   * Starts a read whose answer is decided already (draining, no valid key): the body is read and
+   * dropped, then `error` is answered (with Retry-After when `retryAfterMs` is given).
+   */
+  startRefused(error: SwitchyardError, retryAfterMs?: number): void {
+    this.refusal = error;
+    this.retryAfterMs = retryAfterMs;
+    const declared = declaredLength(this.req);
+    if (declared !== undefined && declared > DISCARD_BYTES_MAX) {
+      this.fail(error);
+      return;
+    }
+    this.listen();
   }
 
   fail(error: SwitchyardError): void {

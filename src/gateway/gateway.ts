@@ -679,9 +679,9 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
 
   private completion(req: IncomingMessage, res: ServerResponse, kind: ExchangeKind): void {
     if (this.draining) {
-      this.drainBody(req);
       res.shouldKeepAlive = false;
-      this.rejectEarly(res, new SwitchyardError('SY_ERR_DRAINING', 'gateway is shutting down'), 1000);
+      const e = new SwitchyardError('SY_ERR_DRAINING', 'gateway is shutting down');
+      this.refuseBody(req, res, kind, e, 1000);
       return;
     }
     let tenant: TenantEntry | undefined;
@@ -689,15 +689,12 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       const key = bearerToken(req.headers.authorization);
       tenant = key === undefined ? undefined : this.tenants.get(key);
       if (tenant === undefined) {
-        this.drainBody(req);
-        this.rejectEarly(
-          res,
-          new SwitchyardError(
-            'SY_ERR_UNAUTHORIZED',
-            key === undefined ? 'missing API key (Authorization: Bearer <key>)' : 'invalid API key',
-            { param: 'authorization' },
-          ),
+        const e = new SwitchyardError(
+          'SY_ERR_UNAUTHORIZED',
+          key === undefined ? 'missing API key (Authorization: Bearer <key>)' : 'invalid API key',
+          { param: 'authorization' },
         );
+        this.refuseBody(req, res, kind, e);
         return;
       }
     }
@@ -705,6 +702,19 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     const reader = new BodyReader(this, req, res, kind, tenant, this.nowMs());
     this.reading.add(reader);
     reader.start();
+  }
+
+  /** Answers `error` once the body is read and dropped (a client still sending sees it, not a broken pipe). */
+  private refuseBody(
+    req: IncomingMessage,
+    res: ServerResponse,
+    kind: ExchangeKind,
+    error: SwitchyardError,
+    retryAfterMs?: number,
+  ): void {
+    const reader = new BodyReader(this, req, res, kind, undefined, this.nowMs());
+    this.reading.add(reader);
+    reader.startRefused(error, retryAfterMs);
   }
 
   /**

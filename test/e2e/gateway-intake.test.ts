@@ -111,6 +111,55 @@ function codeOf(answer: RawAnswer | undefined): string {
   return assertErrorBody(answer.body, answer.status).error.code;
 }
 
+/** POSTs `total` bytes with Node's http client (declared or chunked) as an ordinary client does: all of it, then the answer. */
+function sendLarge(
+  url: string,
+  total: number,
+  chunked: boolean,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; text: string }> {
+  const { hostname, port } = new URL(url);
+  const chunk = Buffer.alloc(64 * 1024, 'a');
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: hostname,
+        port: Number(port),
+        method: 'POST',
+        path: '/v1/chat/completions',
+        headers: {
+          'content-type': 'application/json',
+          ...(chunked ? {} : { 'content-length': total }),
+          ...headers,
+        },
+        timeout: RAW_DEADLINE_MS,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          text += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('no answer in time')));
+    let sent = 0;
+    const write = (): void => {
+      while (sent < total) {
+        sent += chunk.length;
+        if (!req.write(chunk)) {
+          req.once('drain', write);
+          return;
+        }
+      }
+      req.end();
+    };
+    write();
+  });
+}
+
 const stats = (g: TestGateway): Promise<GatewayStatsJson> => getJson<GatewayStatsJson>(`${g.url}/stats`);
 const rejected = async (g: TestGateway, code: string): Promise<number> =>
   ((await stats(g)).rejected as Record<string, number>)[code] ?? 0;
@@ -236,47 +285,9 @@ describe('gateway request intake', { timeout: 60_000 }, () => {
 
   for (const chunked of [false, true])
     it(`answers an oversized ${chunked ? 'chunked' : 'declared'} body 413 to Node's http client, not a broken pipe`, async () => {
-      const { hostname, port } = new URL(gw.url);
-      const total = 10 * 1024 * 1024;
-      const chunk = Buffer.alloc(64 * 1024, 'a');
-      const status = await new Promise<number>((resolve, reject) => {
-        const req = httpRequest(
-          {
-            host: hostname,
-            port: Number(port),
-            method: 'POST',
-            path: '/v1/chat/completions',
-            headers: { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': total }) },
-            timeout: RAW_DEADLINE_MS,
-          },
-          (res) => {
-            let text = '';
-            res.setEncoding('utf8');
-            res.on('data', (c: string) => {
-              text += c;
-            });
-            res.on('end', () => {
-              assert.equal(assertErrorBody(text, res.statusCode).error.code, 'SY_ERR_REQUEST_TOO_LARGE');
-              resolve(res.statusCode ?? 0);
-            });
-          },
-        );
-        req.on('error', reject);
-        req.on('timeout', () => req.destroy(new Error('no answer in time')));
-        let sent = 0;
-        const write = (): void => {
-          while (sent < total) {
-            sent += chunk.length;
-            if (!req.write(chunk)) {
-              req.once('drain', write);
-              return;
-            }
-          }
-          req.end();
-        };
-        write();
-      });
-      assert.equal(status, 413);
+      const answer = await sendLarge(gw.url, 10 * 1024 * 1024, chunked);
+      assert.equal(answer.status, 413);
+      assert.equal(assertErrorBody(answer.text, answer.status).error.code, 'SY_ERR_REQUEST_TOO_LARGE');
     });
 
   it('answers a bad percent-encoding in an admin path 400 JSON', async () => {
@@ -344,22 +355,31 @@ describe('gateway request intake', { timeout: 60_000 }, () => {
     assert.equal(codeOf(answers[0]), 'SY_ERR_METHOD_NOT_ALLOWED');
   });
 
-  it('answers new connections 503 SY_ERR_DRAINING with Retry-After while a drain waits on a stream', async () => {
+  it('answers a large unauthorized body 401 after reading it, and new connections 503 SY_ERR_DRAINING with Retry-After while a drain waits on a stream', async () => {
     const local = new Teardown();
     try {
       const g = await startTestGateway(
-        { backends: [simBackend('e0', { url: engineUrl, kvEvents: null }, false)] },
+        {
+          backends: [simBackend('e0', { url: engineUrl, kvEvents: null }, false)],
+          tenants: [{ key: 'tenant-key', name: 't' }],
+        },
         local,
       );
+      // A refused body is read first, so an ordinary client sending a large one sees the 401.
+      const unauthorized = await sendLarge(g.url, 4 * 1024 * 1024, false, { authorization: 'Bearer wrong' });
+      assert.equal(unauthorized.status, 401);
       const res = await fetch(`${g.url}/v1/chat/completions`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: 'Bearer tenant-key' },
         body: JSON.stringify(chat({ stream: true, max_tokens: 2000 })),
       });
       const reader = (res.body as ReadableStream<Uint8Array>).getReader();
       assert.equal((await reader.read()).done, false);
       const drained = g.gateway.drain();
-      const answers = await rawExchange(g.url, `${postHead(chatText.length)}${chatText}`);
+      const answers = await rawExchange(
+        g.url,
+        `${postHead(chatText.length, 'authorization: Bearer tenant-key\r\n')}${chatText}`,
+      );
       assert.equal(answers[0]?.status, 503);
       assert.equal(codeOf(answers[0]), 'SY_ERR_DRAINING');
       assert.match(answers[0]?.head ?? '', /\r\nretry-after: 1/i);
