@@ -51,7 +51,12 @@ export function expectedExpertsTouched(experts: number, expertsPerToken: number,
  * the larger of its compute time and its memory time on one TP shard; operators are summed per
  * layer, times layers, plus the LM head and fixed overheads. Everything that does not depend on
  * the step's shape is computed once here, so `stepTimeMs` is a few dozen flops and no allocation.
- * Equations and calibration: docs/engine-model.md.
+ *
+ * On a GPU with a fitted operator table (H100, H200, A100) under today's vLLM, the step instead
+ * comes from `operators` (src/model/operators/step.ts): per-kernel rooflines fitted to vLLM 0.14's
+ * kernels, CUDA-graph padding, vLLM's custom all-reduce and async scheduling. The classic roofline
+ * below serves the other GPUs and older engine profiles. Equations and calibration:
+ * docs/engine-model.md.
  */
 export class RooflinePerfModel implements PerfModel {
   readonly gpu: GpuSpec;
