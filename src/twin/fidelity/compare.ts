@@ -52,9 +52,12 @@ export interface FidelitySummary {
   readonly ttftMedianAbsErrorPct: number | null;
   /** The same for the per-token time. */
   readonly perTokenMedianAbsErrorPct: number | null;
+  /** The same for E2E (shown for reference; the targets are on TTFT and per-token time). */
+  readonly e2eMedianAbsErrorPct: number | null;
   /** How many rows entered each median. */
   readonly ttftRows: number;
   readonly perTokenRows: number;
+  readonly e2eRows: number;
   /** Rows where the twin saturated and the measurement did not. */
   readonly twinOnlySaturations: number;
   readonly realOnlySaturations: number;
@@ -137,14 +140,17 @@ export function compareAll(results: readonly CaseResult[]): {
     });
   const ttft = abs('ttftMs');
   const perToken = abs('perTokenMs');
+  const e2e = abs('e2eMs');
   return {
     rows,
     summary: {
       rows: rows.length,
       ttftMedianAbsErrorPct: median(ttft),
       perTokenMedianAbsErrorPct: median(perToken),
+      e2eMedianAbsErrorPct: median(e2e),
       ttftRows: ttft.length,
       perTokenRows: perToken.length,
+      e2eRows: e2e.length,
       twinOnlySaturations: rows.filter((r) => r.saturation === 'twin-only').length,
       realOnlySaturations: rows.filter((r) => r.saturation === 'real-only').length,
       excludedFigures: rows.reduce(

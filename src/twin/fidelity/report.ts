@@ -74,8 +74,8 @@ export function formatFidelitySummary(summary: FidelitySummary): string {
   const pct = (x: number | null, n: number) => (x === null ? 'n/a' : `${fmtNumber(x, 1)}% over ${n} rows`);
   return [
     `median |error|: TTFT ${pct(summary.ttftMedianAbsErrorPct, summary.ttftRows)}; ` +
-      `per-token ${pct(summary.perTokenMedianAbsErrorPct, summary.perTokenRows)} ` +
-      '(mean where the source gives it, else median)',
+      `per-token ${pct(summary.perTokenMedianAbsErrorPct, summary.perTokenRows)}; ` +
+      `E2E ${pct(summary.e2eMedianAbsErrorPct, summary.e2eRows)} (mean where the source gives it, else median)`,
     `saturation: ${summary.twinOnlySaturations} of ${summary.rows} rows saturate in the twin only, ` +
       `${summary.realOnlySaturations} in reality only`,
     ...(summary.excludedFigures > 0
