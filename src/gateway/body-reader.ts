@@ -114,6 +114,8 @@ export class BodyReader implements Reading {
   private chunks: Buffer[] | undefined = undefined;
   /** Bytes taken from the host's reading budget. */
   private held = 0;
+  /** The declared length, when it was declared and taken from the budget whole. */
+  private declared: number | undefined = undefined;
   /** Set once the body is refused: it is dropped as it comes and this is the answer. */
   private refusal: SwitchyardError | undefined = undefined;
   /** Retry-After of the refusal, when it has one. */
@@ -144,7 +146,10 @@ export class BodyReader implements Reading {
     if (declared !== undefined) {
       if (declared > bodyBytesMax) this.refuse(bodyTooLarge(bodyBytesMax));
       else if (!this.host.readingBudget.take(declared)) this.refuseFull();
-      else this.held = declared;
+      else {
+        this.held = declared;
+        this.declared = declared;
+      }
       if (this.refusal !== undefined && declared > DISCARD_BYTES_MAX) {
         // Too much to drop and wait for: answer now, and close on the rest.
         this.fail(this.refusal);
@@ -215,9 +220,9 @@ export class BodyReader implements Reading {
       this.refuse(bodyTooLarge(bodyBytesMax));
       return;
     }
-    if (this.whole !== undefined || this.held >= this.size) {
-      // Declared length: copy into the one buffer (Node's parser never passes more than declared).
-      this.whole ??= Buffer.allocUnsafe(this.held);
+    if (this.declared !== undefined) {
+      // Copied into the one buffer (Node's parser never passes more than the declared length).
+      this.whole ??= Buffer.allocUnsafe(this.declared);
       chunk.copy(this.whole, start);
       return;
     }
@@ -281,6 +286,7 @@ export class BodyReader implements Reading {
   }
 
   private dropBody(): void {
+    this.declared = undefined;
     this.whole = undefined;
     this.first = undefined;
     this.chunks = undefined;
