@@ -4,6 +4,7 @@
  * unchanged. What comes back is, per measured row (the run, or each measured stage), the twin's
  * figures over the same requests.
  */
+import { assert } from '../../core/assert.ts';
 import { SwitchyardError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
 import { createConfiguredPolicy } from '../../policies/routing/registry.ts';
@@ -42,7 +43,7 @@ export function runCase(c: FidelityCase): CaseResult {
 /** The workload spec of an open-loop case, as `switchyard sim` would take it. */
 export function openLoopSpec(c: FidelityCase): WorkloadSpecInput {
   const w = c.workload;
-  if (w.arrival === 'closed-loop') throw new Error('openLoopSpec: a closed-loop case has no open-loop spec');
+  assert(w.arrival !== 'closed-loop', 'openLoopSpec: a closed-loop case has no open-loop spec');
   const rate =
     w.stages !== undefined
       ? { stages: w.stages.map((s) => ({ rateRps: s.rateRps, durationS: s.durationS })) }
@@ -63,7 +64,7 @@ export function openLoopSpec(c: FidelityCase): WorkloadSpecInput {
 
 function runOpenLoop(c: FidelityCase): CaseResult {
   const w = c.workload;
-  if (w.arrival === 'closed-loop') throw new Error('runOpenLoop: closed-loop case');
+  assert(w.arrival !== 'closed-loop', 'runOpenLoop: closed-loop case');
   // The same streams `switchyard sim --seed` draws, so a case can be rerun there by hand.
   const requests = [...createWorkload(openLoopSpec(c), new Rng(c.seed).fork('workload'))];
   const log = simulate(c, requests);
@@ -95,7 +96,7 @@ function runOpenLoop(c: FidelityCase): CaseResult {
 
 function runClosedLoop(c: FidelityCase): CaseResult {
   const w = c.workload;
-  if (w.arrival !== 'closed-loop') throw new Error('runClosedLoop: open-loop case');
+  assert(w.arrival === 'closed-loop', 'runClosedLoop: open-loop case');
   // Lengths as an open-loop run of the same size would draw them; the send times are the loop's.
   const spec: WorkloadSpecInput = {
     kind: 'constant',
