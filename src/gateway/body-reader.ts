@@ -20,12 +20,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SwitchyardError } from '../core/errors.ts';
 import type { LimitsConfig } from './config.ts';
+import { DISCARD_BYTES_MAX } from './http-util.ts';
 import { jsonDepthExceeds } from './json-depth.ts';
 import type { ExchangeKind } from './proxy.ts';
 import type { TenantEntry } from './request-build.ts';
 
-/** Most bytes of a refused body read and dropped before answering; past it the answer goes out at once. */
-export const DISCARD_BYTES_MAX = 64 * 1024 * 1024;
 /** Retry-After of a body refused because others hold `readingBytesMax`. */
 const READING_FULL_RETRY_AFTER_MS = 1000;
 /** Longest wait for a closing answer to drain before its connection is cut. */

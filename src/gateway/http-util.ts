@@ -30,15 +30,23 @@ export function sendError(res: ServerResponse, error: SwitchyardError, retryAfte
   sendJson(res, error.status, error.toJSON(), extra);
 }
 
+/**
+ * Most bytes of a refused request body read and dropped before the refusal is answered: most HTTP
+ * clients read no answer until they have sent their whole body, so answering and closing while they
+ * still send gives them a broken pipe instead of the error. Past this the answer goes out at once.
+ */
+export const DISCARD_BYTES_MAX = 64 * 1024 * 1024;
+
 /** Outcome of reading a request body. */
 export type BodyResult =
   | { readonly ok: true; readonly body: Buffer }
   | { readonly ok: false; readonly error: SwitchyardError };
 
 /**
- * Reads a request body up to `bytesMax`. A declared Content-Length over the limit fails at once; a
- * chunked body fails as soon as it passes the limit (the rest is not read: the connection closes).
- * Returns a function that cancels the read (`done` is then never called).
+ * Reads a request body up to `bytesMax`. A body over the limit (declared or actual) is read and
+ * dropped up to DISCARD_BYTES_MAX before `done` hears the 413, so the client sees the answer; one
+ * declared past that bound fails at once. Returns a function that cancels the read (`done` is then
+ * never called).
  */
 export function readBody(
   req: IncomingMessage,
@@ -53,22 +61,28 @@ export function readBody(
         param: 'body',
       },
     );
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > bytesMax) {
+  const declared = Number(req.headers['content-length'] ?? Number.NaN);
+  if (declared > DISCARD_BYTES_MAX) {
     done({ ok: false, error: tooLarge() });
     return () => {};
   }
   const chunks: Buffer[] = [];
   let size = 0;
   let finished = false;
+  /** Set once the body is over the limit: the rest is dropped, the 413 waits for its end. */
+  let refused = declared > bytesMax;
   req.on('data', (chunk: Buffer) => {
     if (finished) return;
     size += chunk.length;
-    if (size > bytesMax) {
+    if (refused) {
+      if (size <= DISCARD_BYTES_MAX) return;
       finished = true;
-      chunks.length = 0;
-      req.pause();
       done({ ok: false, error: tooLarge() });
+      return;
+    }
+    if (size > bytesMax) {
+      refused = true;
+      chunks.length = 0;
       return;
     }
     chunks.push(chunk);
@@ -76,7 +90,8 @@ export function readBody(
   req.on('end', () => {
     if (finished) return;
     finished = true;
-    done({ ok: true, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size) });
+    if (refused) done({ ok: false, error: tooLarge() });
+    else done({ ok: true, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size) });
   });
   req.on('error', (error) => {
     if (finished) return;

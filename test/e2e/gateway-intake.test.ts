@@ -117,6 +117,8 @@ function sendLarge(
   total: number,
   chunked: boolean,
   headers: Record<string, string> = {},
+  path = '/v1/chat/completions',
+  method = 'POST',
 ): Promise<{ status: number; text: string }> {
   const { hostname, port } = new URL(url);
   const chunk = Buffer.alloc(64 * 1024, 'a');
@@ -125,8 +127,8 @@ function sendLarge(
       {
         host: hostname,
         port: Number(port),
-        method: 'POST',
-        path: '/v1/chat/completions',
+        method,
+        path,
         headers: {
           'content-type': 'application/json',
           ...(chunked ? {} : { 'content-length': total }),
@@ -290,7 +292,7 @@ describe('gateway request intake', { timeout: 60_000 }, () => {
       assert.equal(assertErrorBody(answer.text, answer.status).error.code, 'SY_ERR_REQUEST_TOO_LARGE');
     });
 
-  it('answers a bad percent-encoding in an admin path 400 JSON', async () => {
+  it('answers a bad percent-encoding in an admin path 400 JSON, an oversized admin body 413', async () => {
     const res = await fetch(`${gw.url}/admin/instances/%E0%A4%A/drain`, {
       method: 'POST',
       headers: { authorization: `Bearer ${ADMIN_KEY}` },
@@ -298,6 +300,17 @@ describe('gateway request intake', { timeout: 60_000 }, () => {
     const text = await res.text();
     assert.equal(assertErrorBody(text, res.status).error.code, 'SY_ERR_INVALID_ARGUMENT');
     assert.equal(res.status, 400);
+    // An oversized admin body is read and dropped, then answered 413.
+    const big = await sendLarge(
+      gw.url,
+      1024 * 1024,
+      false,
+      { authorization: `Bearer ${ADMIN_KEY}` },
+      '/admin/policy',
+      'PUT',
+    );
+    assert.equal(big.status, 413);
+    assert.equal(assertErrorBody(big.text, big.status).error.code, 'SY_ERR_REQUEST_TOO_LARGE');
     const good = await fetch(`${gw.url}/admin/instances/e0/undrain`, {
       method: 'POST',
       headers: { authorization: `Bearer ${ADMIN_KEY}` },
