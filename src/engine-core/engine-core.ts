@@ -4,6 +4,7 @@ import { BlockPool } from './block-pool.ts';
 import { Deque } from './deque.ts';
 import type { PrefixForest, PrefixPath } from './prefix-forest.ts';
 import { RunCache, RunHold } from './run-cache.ts';
+import { type DecodeStepMemo, decodeStepMemo } from './step-memo.ts';
 import type { EngineConfig, EngineListener, EngineRequest, FinishedRequest, KvEvent } from './types.ts';
 import { PriorityWaitQueue, type WaitQueue } from './wait-queue.ts';
 
@@ -23,6 +24,8 @@ const SLOTS_INITIAL = 64;
  * core keeps; past a few hundred the host's per-step cost is noise anyway.
  */
 export const FUSED_STEPS_MAX = 4096;
+/** Decode batches whose context could reach this many tokens within a fused step are not fused. */
+const CONTEXT_FUSE_MAX = 2 ** 30;
 
 /** How a host sets up an EngineCore beyond its engine options. */
 export interface EngineCoreOptions {
@@ -32,6 +35,11 @@ export interface EngineCoreOptions {
    * the request leaves); one without gets a path of its `blockHashes`. No KV events in this mode.
    */
   readonly prefixForest?: PrefixForest | undefined;
+  /**
+   * Remember decode-only step times per perf model (DecodeStepMemo, shared by every core of the
+   * model): the same times, from a table instead of the model, on a pure perf model. Default false.
+   */
+  readonly memoizeDecodeSteps?: boolean | undefined;
 }
 
 /**
@@ -163,7 +171,8 @@ export class EngineCore {
   /** Whichever of the two keeps the counts. */
   private readonly kv: BlockPool | RunCache;
   private readonly config: EngineConfig;
-  private readonly perf: PerfModel;
+  /** Where step times come from: the perf model through its decode-step memo, or a pass-through. */
+  private readonly stepTimes: DecodeStepMemo;
   private readonly listener: EngineListener;
   private readonly blockSize: number;
   private readonly caching: boolean;
@@ -249,7 +258,7 @@ export class EngineCore {
       `bad maxNumBatchedTokens ${config.maxNumBatchedTokens}`,
     );
     this.config = config;
-    this.perf = perf;
+    this.stepTimes = decodeStepMemo(perf, options.memoizeDecodeSteps === true);
     this.listener = listener;
     this.blockSize = config.blockSize;
     this.caching = config.enablePrefixCaching;
@@ -495,7 +504,7 @@ export class EngineCore {
       assert(!this.hasWork, 'requests present but nothing schedulable');
       return undefined;
     }
-    const durationMs = this.perf.stepTimeMs(shape);
+    const durationMs = this.stepTimes.stepTimeMs(shape);
     // Tested before formatting: printing a double costs more than the rest of a small step.
     if (!(durationMs >= 0 && durationMs < Number.POSITIVE_INFINITY)) {
       throw new AssertionError(`perf model returned step time ${durationMs}`);
@@ -845,35 +854,40 @@ export class EngineCore {
       if (alloc < nextAlloc) nextAlloc = alloc;
     }
     if (kMax < 2) return 1;
+    // The context is kept as a 31-bit integer below; a batch past a billion tokens is not fused.
+    if (this.shape.decodeContextTokens + kMax * n >= CONTEXT_FUSE_MAX) return 1;
     if (this.subStepEndMs.length < kMax) this.growSubSteps(kMax);
     const ends = this.subStepEndMs;
     const shape = this.shape;
-    const perf = this.perf;
+    const stepTimes = this.stepTimes;
     const pool = this.blockPool;
     const runs = this.runs;
     const kv = this.kv;
     ends[0] = firstEndMs;
     let endMs = firstEndMs;
     let k = 1;
+    // The shape's context, kept in a small-integer local: stored into an object field or passed as a
+    // double, it was a new heap number on every sub-step of millions.
+    let contextTokens = shape.decodeContextTokens | 0;
     while (k < kMax) {
       const j = k + 1;
       // Every sequence's context is one token longer than in the previous sub-step.
-      shape.decodeContextTokens += n;
-      const durationMs = perf.stepTimeMs(shape);
+      contextTokens = (contextTokens + n) | 0;
+      const durationMs = stepTimes.decodeStepTimeMs(shape, contextTokens);
       if (!(durationMs >= 0 && durationMs < Number.POSITIVE_INFINITY)) {
         throw new AssertionError(`perf model returned step time ${durationMs}`);
       }
       // Summed one by one, as a host adding each unfused step's duration would.
       const nextEndMs = endMs + durationMs;
       if (!(nextEndMs < horizonMs)) {
-        shape.decodeContextTokens -= n;
+        contextTokens = (contextTokens - n) | 0;
         break;
       }
       if (j === nextAlloc) {
         let need = 0;
         for (let i = 0; i < n; i++) if (computedOf[i]! + j > numBlocksOf[i]! * bs) need++;
         if (waitingWatchesBlocks || need > kv.freeCount) {
-          shape.decodeContextTokens -= n;
+          contextTokens = (contextTokens - n) | 0;
           break;
         }
         // Anonymous blocks: which sequence gets which evicted block does not matter.
@@ -894,6 +908,8 @@ export class EngineCore {
       endMs = nextEndMs;
       k = j;
     }
+    // The last sub-step's shape, as `lastStepShape` shows it.
+    shape.decodeContextTokens = contextTokens;
     return k;
   }
 

@@ -334,10 +334,10 @@ export class RunCache {
         if (r.ref === 0) {
           // The part above m stays free, in its place in the LRU.
           this.lruFree -= m - r.lo;
-          runs.splice(i, 0, new Run(rec, r.lo, m, 1));
+          insertAt(runs, i, new Run(rec, r.lo, m, 1));
           r.lo = m;
         } else {
-          runs.splice(i + 1, 0, new Run(rec, m, r.hi, r.ref));
+          insertAt(runs, i + 1, new Run(rec, m, r.hi, r.ref));
           r.hi = m;
           r.ref++;
         }
@@ -384,7 +384,7 @@ export class RunCache {
       left.hi = hi;
       return i - 1;
     }
-    runs.splice(i, 0, new Run(rec, lo, hi, 1));
+    insertAt(runs, i, new Run(rec, lo, hi, 1));
     return i;
   }
 
@@ -408,11 +408,11 @@ export class RunCache {
       if (r.lo >= b) continue;
       if (r.hi <= a) break;
       if (r.hi > b) {
-        runs.splice(i + 1, 0, new Run(rec, b, r.hi, r.ref));
+        insertAt(runs, i + 1, new Run(rec, b, r.hi, r.ref));
         r.hi = b;
       }
       if (r.lo < a) {
-        runs.splice(i, 0, new Run(rec, r.lo, a, r.ref));
+        insertAt(runs, i, new Run(rec, r.lo, a, r.ref));
         r.lo = a;
         i++;
       }
@@ -436,7 +436,7 @@ export class RunCache {
     ) {
       // Freed just after the run above it: evicting the two top-down is evicting one run.
       last.lo = r.lo;
-      r.rec.runs.splice(index, 1);
+      removeAt(r.rec.runs, index);
       return;
     }
     r.stamp = this.nextStamp++;
@@ -467,7 +467,7 @@ export class RunCache {
         this.queueLive--;
         runs[this.head++] = undefined;
         const recRuns = r.rec.runs;
-        recRuns.splice(recRuns.indexOf(r), 1);
+        removeAt(recRuns, recRuns.indexOf(r));
         if (recRuns.length === 0) this.dropRecord(r.rec);
       }
     }
@@ -489,4 +489,18 @@ export class RunCache {
     this.queueStamps = stamps;
     this.head = 0;
   }
+}
+
+/** Inserts at index i, shifting the rest up (Array.prototype.splice allocates its result array). */
+function insertAt(runs: Run[], i: number, run: Run): void {
+  let j = runs.length;
+  runs.push(run);
+  for (; j > i; j--) runs[j] = runs[j - 1] as Run;
+  runs[i] = run;
+}
+
+/** Removes index i, shifting the rest down. */
+function removeAt(runs: Run[], i: number): void {
+  for (let j = i + 1; j < runs.length; j++) runs[j - 1] = runs[j] as Run;
+  runs.pop();
 }

@@ -753,8 +753,12 @@ class Twin {
           // Only a policy that reads KV events pays for them; each instance's listener names its instance.
           listener.onKvEvent = (event: KvEvent) => onKvEvent.call(policy, id, event, this.nowMs);
         }
-        const prefixForest = this.prefixMode === 'runs' ? this.forest : undefined;
-        const engine = new EngineCore(options.engine, perf, blocks, listener, { prefixForest });
+        // The fast mode also remembers decode step times; the references ask the model every time.
+        const fast = this.prefixMode === 'runs';
+        const engine = new EngineCore(options.engine, perf, blocks, listener, {
+          prefixForest: fast ? this.forest : undefined,
+          memoizeDecodeSteps: fast,
+        });
         instances.push(
           new SimInstance(
             index,
