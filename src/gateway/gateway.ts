@@ -32,7 +32,7 @@ import { handleAdmin } from './admin.ts';
 import { handleBatchApi, isBatchApiPath } from './batch/http.ts';
 import { BatchService } from './batch/service.ts';
 import { BATCH_PRIORITY } from './batch/state.ts';
-import { BodyReader, type BodyReaderHost, type Reading, ReadingBudget } from './body-reader.ts';
+import { BodyReader, type BodyReaderHost, bodyTooLarge, type Reading, ReadingBudget } from './body-reader.ts';
 import { admitConnection, ClientConnections } from './client-connections.ts';
 import { answerClientError, answerConnect, type ClientErrorHost, wasRefused } from './client-errors.ts';
 import {
@@ -310,6 +310,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     this.server.on('connection', (socket: Socket) =>
       admitConnection(this.clientConnections, this.clientErrorHost, socket),
     );
+    this.server.on('checkContinue', (req, res) => this.checkContinue(req, res));
     this.server.on('checkExpectation', (req, res) => {
       req.resume();
       res.shouldKeepAlive = false;
@@ -328,6 +329,23 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     this.server.on('connect', (req: IncomingMessage, socket: Duplex) =>
       answerConnect(this.clientErrorHost, req, socket),
     );
+  }
+
+  /**
+   * `Expect: 100-continue`: a completion body declared over limits.bodyBytesMax is refused 413
+   * before the client sends it (RFC 9110 section 10.1.1); anything else gets its 100 and goes on.
+   */
+  private checkContinue(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const completion =
+      path === '/v1/chat/completions' || path === '/v1/completions' || path === '/v1/embeddings';
+    if (completion && Number(req.headers['content-length']) > this.limits.bodyBytesMax) {
+      res.shouldKeepAlive = false;
+      this.rejectEarly(res, bodyTooLarge(this.limits.bodyBytesMax));
+      return;
+    }
+    res.writeContinue();
+    this.handle(req, res);
   }
 
   private defaultPolicyName(): string {

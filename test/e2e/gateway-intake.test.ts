@@ -292,6 +292,21 @@ describe('gateway request intake', { timeout: 60_000 }, () => {
       assert.equal(assertErrorBody(answer.text, answer.status).error.code, 'SY_ERR_REQUEST_TOO_LARGE');
     });
 
+  it('refuses an oversized body announced with Expect: 100-continue before it is sent; a small one gets its 100', async () => {
+    const refused = await rawExchange(gw.url, postHead(10 * 1024 * 1024, 'expect: 100-continue\r\n'));
+    assert.equal(refused.length, 1);
+    assert.equal(refused[0]?.status, 413);
+    assert.equal(codeOf(refused[0]), 'SY_ERR_REQUEST_TOO_LARGE');
+    const socket = await open(gw.url);
+    const all = readUntilClose(socket);
+    socket.write(postHead(chatText.length, 'expect: 100-continue\r\nconnection: close\r\n'));
+    socket.once('data', () => socket.write(chatText));
+    const text = await all;
+    assert.ok(text.startsWith('HTTP/1.1 100 Continue\r\n\r\n'), text.slice(0, 100));
+    const answers = answersOf(text.slice('HTTP/1.1 100 Continue\r\n\r\n'.length));
+    assert.equal(answers[0]?.status, 200);
+  });
+
   it('answers a bad percent-encoding in an admin path 400 JSON, an oversized admin body 413', async () => {
     const res = await fetch(`${gw.url}/admin/instances/%E0%A4%A/drain`, {
       method: 'POST',
