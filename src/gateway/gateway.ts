@@ -771,7 +771,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   bodyFailed(r: BodyReader, error: SwitchyardError): void {
     this.reading.delete(r);
     r.res.shouldKeepAlive = false;
-    this.rejectEarly(r.res, error);
+    this.rejectEarly(r.res, error, r.retryAfterMs);
     r.close();
   }
 
