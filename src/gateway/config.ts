@@ -123,8 +123,11 @@ export const limitsConfigSchema = z.strictObject({
   // ---- request intake (slow, many, large or deep bodies) ----
   /** A body not fully received this long after its request head ends with 408 and a closed connection. */
   bodyReadTimeoutMs: z.number().int().min(1).max(86_400_000).default(30_000),
-  /** Open connections one client address may hold; one more is answered 429 and closed unread. */
-  connectionsPerClientMax: z.number().int().min(1).max(1_000_000).default(128),
+  /**
+   * Open connections one client address may hold; one more is answered 429 and closed unread. 512
+   * leaves room for `switchyard bench`'s default 256 connections from one host (or a proxy in front).
+   */
+  connectionsPerClientMax: z.number().int().min(1).max(1_000_000).default(512),
   /** JSON nesting depth a body may have; a deeper one gets 400 before it is parsed. */
   jsonDepthMax: z.number().int().min(2).max(100_000).default(64),
   /** Bytes of bodies being read at once, all clients together; one past it is read, dropped and answered 503. */
