@@ -4,7 +4,7 @@ import { BlockPool } from './block-pool.ts';
 import { Deque } from './deque.ts';
 import type { PrefixForest, PrefixPath } from './prefix-forest.ts';
 import { RunCache, RunHold } from './run-cache.ts';
-import { type DecodeStepMemo, decodeStepMemo } from './step-memo.ts';
+import { DECODE_MEMO_PAGE_BITS, type DecodeStepMemo, decodeStepMemo } from './step-memo.ts';
 import type { EngineConfig, EngineListener, EngineRequest, FinishedRequest, KvEvent } from './types.ts';
 import { PriorityWaitQueue, type WaitQueue } from './wait-queue.ts';
 
@@ -26,6 +26,7 @@ const SLOTS_INITIAL = 64;
 export const FUSED_STEPS_MAX = 4096;
 /** Decode batches whose context could reach this many tokens within a fused step are not fused. */
 const CONTEXT_FUSE_MAX = 2 ** 30;
+const DECODE_MEMO_PAGE_MASK = (1 << DECODE_MEMO_PAGE_BITS) - 1;
 
 /** How a host sets up an EngineCore beyond its engine options. */
 export interface EngineCoreOptions {
@@ -869,11 +870,19 @@ export class EngineCore {
     // The shape's context, kept in a small-integer local: stored into an object field or passed as a
     // double, it was a new heap number on every sub-step of millions.
     let contextTokens = shape.decodeContextTokens | 0;
+    // The memo's page for the current contexts, read here without a call in the common case.
+    let page: Float64Array | undefined;
+    let pageIndex = -1;
     while (k < kMax) {
       const j = k + 1;
       // Every sequence's context is one token longer than in the previous sub-step.
       contextTokens = (contextTokens + n) | 0;
-      const durationMs = stepTimes.decodeStepTimeMs(shape, contextTokens);
+      if (contextTokens >>> DECODE_MEMO_PAGE_BITS !== pageIndex) {
+        pageIndex = contextTokens >>> DECODE_MEMO_PAGE_BITS;
+        page = stepTimes.pageFor(n, contextTokens);
+      }
+      let durationMs = page !== undefined ? page[contextTokens & DECODE_MEMO_PAGE_MASK]! : Number.NaN;
+      if (Number.isNaN(durationMs)) durationMs = stepTimes.decodeStepTimeMs(shape, contextTokens);
       if (!(durationMs >= 0 && durationMs < Number.POSITIVE_INFINITY)) {
         throw new AssertionError(`perf model returned step time ${durationMs}`);
       }

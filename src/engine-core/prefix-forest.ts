@@ -1,6 +1,5 @@
 import { assert } from '../core/assert.ts';
 import type { PrefixChain } from '../core/request.ts';
-import type { NodeRecord } from './run-cache.ts';
 
 /**
  * The engine blocks of one chain block, shared by every request whose chain reaches it: a node of
@@ -22,8 +21,8 @@ export class PrefixNode {
   readonly firstBlock: number;
   /** Engine blocks in this node; a request covers a prefix of them (all but at its prompt's end). */
   readonly size: number;
-  /** Per-instance cache state of this node's blocks: RunCache's list, one record per instance. */
-  records: NodeRecord | undefined = undefined;
+  /** Per-instance cache state of this node's blocks: the first of RunCache's records (-1: none). */
+  records = -1;
   /** Live paths through this node, plus its records, plus its children: at 0 the forest drops it. */
   uses = 0;
   /** The first child, kept out of the Map: most nodes have one. */

@@ -6,41 +6,152 @@ import type { PrefixForest, PrefixNode, PrefixPath } from './prefix-forest.ts';
  * the queue is compacted: the queue's bound.
  */
 const QUEUE_SLACK = 1024;
+/** No record, no run. */
+const NONE = -1;
+/** A run's stamp while it is in use (not in the LRU). */
+const IN_USE = -1;
 
 /**
- * A range [lo, hi) of one node's blocks, cached in one instance, all with the same ref count. A
- * free run (ref 0) sits in the LRU queue under its `stamp` and is evicted from the top down.
+ * The records and runs of every RunCache of one forest, in typed arrays with free lists.
+ *
+ * A record is one instance's cached blocks of one prefix node: the head of its runs, its cache, and
+ * the next record of the same node (another instance's; the node's list starts at
+ * `PrefixNode.records`). A run is a range [lo, hi) of the node's blocks cached in one instance, all
+ * with one ref count; a record's runs are a list sorted by lo, disjoint. A free run (ref 0) sits
+ * in its cache's LRU queue under its stamp. Bound: live records and runs are at most twice the
+ * blocks cached across the caches; the arrays grow by doubling and are never shrunk.
  */
-class Run {
-  lo: number;
-  hi: number;
-  ref: number;
-  /** The queue entry that holds this run while it is free; -1 while in use. */
-  stamp = -1;
-  readonly rec: NodeRecord;
+class RunPools {
+  recCache = new Int32Array(1024);
+  recNext = new Int32Array(1024);
+  recFirstRun = new Int32Array(1024);
+  recNode: (PrefixNode | undefined)[] = [];
+  private recFree = NONE;
+  private recTop = 0;
 
-  constructor(rec: NodeRecord, lo: number, hi: number, ref: number) {
-    this.rec = rec;
-    this.lo = lo;
-    this.hi = hi;
-    this.ref = ref;
+  runLo = new Int32Array(1024);
+  runHi = new Int32Array(1024);
+  runRef = new Int32Array(1024);
+  runRec = new Int32Array(1024);
+  runNext = new Int32Array(1024);
+  runPrev = new Int32Array(1024);
+  /** The queue entry's stamp while free; IN_USE otherwise. */
+  runStamp = new Float64Array(1024);
+  private runFree = NONE;
+  private runTop = 0;
+  private caches = 0;
+
+  /** A new cache's id. */
+  register(): number {
+    return this.caches++;
+  }
+
+  newRecord(node: PrefixNode, cache: number): number {
+    let r = this.recFree;
+    if (r !== NONE) {
+      this.recFree = this.recNext[r] as number;
+    } else {
+      r = this.recTop++;
+      if (r >= this.recCache.length) this.growRecords();
+    }
+    this.recCache[r] = cache;
+    this.recFirstRun[r] = NONE;
+    this.recNode[r] = node;
+    this.recNext[r] = node.records;
+    node.records = r;
+    return r;
+  }
+
+  /** Unlinks an empty record from its node's list and frees it. */
+  dropRecord(r: number): void {
+    const node = this.recNode[r] as PrefixNode;
+    const next = this.recNext[r] as number;
+    if (node.records === r) {
+      node.records = next;
+    } else {
+      let p = node.records;
+      while (this.recNext[p] !== r) p = this.recNext[p] as number;
+      this.recNext[p] = next;
+    }
+    this.recNode[r] = undefined;
+    this.recCache[r] = NONE;
+    this.recNext[r] = this.recFree;
+    this.recFree = r;
+  }
+
+  /** A new run [lo, hi) of record `rec` with `ref` references, in use, linked after `prev` (NONE: first). */
+  newRun(rec: number, lo: number, hi: number, ref: number, prev: number): number {
+    let u = this.runFree;
+    if (u !== NONE) {
+      this.runFree = this.runNext[u] as number;
+    } else {
+      u = this.runTop++;
+      if (u >= this.runLo.length) this.growRuns();
+    }
+    this.runLo[u] = lo;
+    this.runHi[u] = hi;
+    this.runRef[u] = ref;
+    this.runRec[u] = rec;
+    this.runStamp[u] = IN_USE;
+    const next = prev === NONE ? (this.recFirstRun[rec] as number) : (this.runNext[prev] as number);
+    this.runPrev[u] = prev;
+    this.runNext[u] = next;
+    if (prev === NONE) this.recFirstRun[rec] = u;
+    else this.runNext[prev] = u;
+    if (next !== NONE) this.runPrev[next] = u;
+    return u;
+  }
+
+  /** Unlinks a run from its record and frees it. */
+  dropRun(u: number): void {
+    const prev = this.runPrev[u] as number;
+    const next = this.runNext[u] as number;
+    if (prev === NONE) this.recFirstRun[this.runRec[u] as number] = next;
+    else this.runNext[prev] = next;
+    if (next !== NONE) this.runPrev[next] = prev;
+    this.runStamp[u] = IN_USE;
+    this.runRec[u] = NONE;
+    this.runNext[u] = this.runFree;
+    this.runFree = u;
+  }
+
+  private growRecords(): void {
+    const n = 2 * this.recCache.length;
+    this.recCache = grow(this.recCache, n);
+    this.recNext = grow(this.recNext, n);
+    this.recFirstRun = grow(this.recFirstRun, n);
+  }
+
+  private growRuns(): void {
+    const n = 2 * this.runLo.length;
+    this.runLo = grow(this.runLo, n);
+    this.runHi = grow(this.runHi, n);
+    this.runRef = grow(this.runRef, n);
+    this.runRec = grow(this.runRec, n);
+    this.runNext = grow(this.runNext, n);
+    this.runPrev = grow(this.runPrev, n);
+    const stamps = new Float64Array(n);
+    stamps.set(this.runStamp);
+    this.runStamp = stamps;
   }
 }
 
-/** One instance's cached blocks of one prefix node: its runs, sorted by `lo`, disjoint. */
-export class NodeRecord {
-  readonly node: PrefixNode;
-  readonly cache: RunCache;
-  /** The next record of the same node (another instance's). */
-  next: NodeRecord | undefined = undefined;
-  readonly runs: Run[] = [];
-  /** Set once its last block is evicted and it left the node's list. */
-  dead = false;
+function grow(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(n);
+  b.set(a);
+  return b;
+}
 
-  constructor(node: PrefixNode, cache: RunCache) {
-    this.node = node;
-    this.cache = cache;
+const poolsOf = new WeakMap<PrefixForest, RunPools>();
+
+/** The pools every RunCache of `forest` shares (their records link per node). */
+function poolsFor(forest: PrefixForest): RunPools {
+  let pools = poolsOf.get(forest);
+  if (pools === undefined) {
+    pools = new RunPools();
+    poolsOf.set(forest, pools);
   }
+  return pools;
 }
 
 /**
@@ -51,8 +162,11 @@ export class NodeRecord {
  */
 export class RunHold {
   readonly path: PrefixPath;
-  /** The record of path node j, once this sequence holds or has looked at blocks there. */
-  readonly recs: (NodeRecord | undefined)[] = [];
+  /**
+   * The record of path node j where this sequence holds blocks (so it cannot be dropped), else
+   * NONE or stale: entries past the nodes it holds are not read.
+   */
+  readonly recs: number[] = [];
   /** Leading positions hit or stored on this admission. */
   done = 0;
   /** The path node holding position `done` (or past the last). */
@@ -81,7 +195,9 @@ export class RunHold {
  * holds what. The LRU is a queue of free runs, each evicted from its top block down, which is the
  * order a sequence's last-to-first release appends blocks in; a revived run leaves a stale entry
  * that eviction skips. Ref counts and free runs are per (instance, node) record, so a block shared
- * by several sequences is counted once, as in the pool.
+ * by several sequences is counted once, as in the pool. Records and runs live in typed arrays
+ * (RunPools, one per forest, shared by its caches), not objects: hundreds of thousands of them live
+ * for minutes of virtual time, and as objects the young-generation collector copied each one.
  *
  * One difference, by design: blocks are the same block when they are the same node position, where
  * the per-block pool compares 32-bit hashes, so two different prefixes whose hashes collide are
@@ -92,19 +208,23 @@ export class RunCache {
   /** Total blocks. */
   readonly numBlocks: number;
   private readonly forest: PrefixForest;
+  private readonly pools: RunPools;
+  /** This cache's id in the pools. */
+  private readonly id: number;
   /** Free blocks that hold no cached content. */
   private trulyFree: number;
   /** Free blocks that still hold a cached prefix (the LRU's blocks). */
   private lruFree = 0;
   /** The LRU: free runs in the order they were freed, with the stamp each was queued under. */
-  private queueRuns: (Run | undefined)[] = [];
-  private queueStamps: number[] = [];
+  private queueRuns = new Int32Array(1024);
+  private queueStamps = new Float64Array(1024);
   private head = 0;
+  private tail = 0;
   /** Queue entries whose run is still free under their stamp. */
   private queueLive = 0;
   private nextStamp = 0;
   // The last `match`, for `commit`.
-  private readonly matchRecs: NodeRecord[] = [];
+  private readonly matchRecs: number[] = [];
   private readonly matchLens: number[] = [];
   private matchCount = 0;
   private matchHits = 0;
@@ -117,6 +237,8 @@ export class RunCache {
     );
     this.numBlocks = numBlocks;
     this.forest = forest;
+    this.pools = poolsFor(forest);
+    this.id = this.pools.register();
     this.trulyFree = numBlocks;
   }
 
@@ -145,6 +267,7 @@ export class RunCache {
    * nothing; `commit` takes the hits.
    */
   match(hold: RunHold, cap: number): number {
+    const p = this.pools;
     const nodes = hold.path.nodes;
     let hits = 0;
     let free = 0;
@@ -154,14 +277,13 @@ export class RunCache {
       const k = Math.min(node.size, cap - node.firstBlock);
       if (k <= 0) break;
       const rec = this.recordOf(node);
-      if (rec === undefined) break;
+      if (rec === NONE) break;
       let m = 0;
-      const runs = rec.runs;
-      for (let i = 0; i < runs.length && m < k; i++) {
-        const r = runs[i] as Run;
-        if (r.lo !== m) break;
-        const top = r.hi < k ? r.hi : k;
-        if (r.ref === 0) free += top - m;
+      for (let u = p.recFirstRun[rec] as number; u !== NONE && m < k; u = p.runNext[u] as number) {
+        if (p.runLo[u] !== m) break;
+        const hi = p.runHi[u] as number;
+        const top = hi < k ? hi : k;
+        if (p.runRef[u] === 0) free += top - m;
         m = top;
       }
       if (m === 0) break;
@@ -182,7 +304,7 @@ export class RunCache {
     assert(hold.done === 0, 'commit on a sequence that holds blocks');
     const count = this.matchCount;
     for (let j = 0; j < count; j++) {
-      const rec = this.matchRecs[j] as NodeRecord;
+      const rec = this.matchRecs[j] as number;
       hold.recs[j] = rec;
       this.acquire(rec, this.matchLens[j] as number);
     }
@@ -215,12 +337,11 @@ export class RunCache {
       const first = node.firstBlock;
       const a = pos - first;
       const b = Math.min(node.size, to - first);
-      let rec = hold.recs[j];
-      if (rec === undefined || rec.dead) {
-        rec = this.recordOf(node) ?? this.newRecord(node);
-        hold.recs[j] = rec;
-      }
-      this.claim(rec, a, b, hold);
+      // Held records cannot have been dropped; the hold's blocks from an earlier chunk are there.
+      const heldBefore = pos > first && this.holdsIn(hold, j, first, a);
+      let rec = heldBefore ? (hold.recs[j] as number) : this.recordOf(node);
+      if (rec === NONE) rec = this.newRecord(node);
+      if (this.claim(rec, a, b, hold) > 0 || heldBefore) hold.recs[j] = rec;
       pos = first + b;
       if (b === node.size) j++;
     }
@@ -264,7 +385,7 @@ export class RunCache {
           }
           if (dupHi > 0) lo = dupHi;
         }
-        this.releaseRange(hold.recs[j] as NodeRecord, lo, hi);
+        this.releaseRange(hold.recs[j] as number, lo, hi);
         hi = lo;
       }
     }
@@ -275,20 +396,19 @@ export class RunCache {
     hold.dupBlocks = 0;
   }
 
-  /**
-   * Checks the counts against the queue and every record of the forest nodes in `paths`. O(queue);
-   * for tests.
-   */
+  /** Checks the free counts against the LRU queue. O(queue); for tests. */
   checkInvariants(): void {
+    const p = this.pools;
     let free = 0;
     let live = 0;
-    for (let i = this.head; i < this.queueRuns.length; i++) {
-      const r = this.queueRuns[i];
-      if (r === undefined || r.stamp !== this.queueStamps[i]) continue;
+    for (let i = this.head; i < this.tail; i++) {
+      const u = this.queueRuns[i] as number;
+      if (p.runStamp[u] !== this.queueStamps[i]) continue;
       live++;
-      assert(r.ref === 0 && r.hi > r.lo, 'queued run is not free');
-      assert(!r.rec.dead && r.rec.runs.includes(r), 'queued run left its record');
-      free += r.hi - r.lo;
+      const rec = p.runRec[u] as number;
+      assert(p.runRef[u] === 0 && (p.runHi[u] as number) > (p.runLo[u] as number), 'queued run is not free');
+      assert(rec !== NONE && p.recCache[rec] === this.id, 'queued run left its record');
+      free += (p.runHi[u] as number) - (p.runLo[u] as number);
     }
     assert(free === this.lruFree, `LRU holds ${free} blocks, count says ${this.lruFree}`);
     assert(live === this.queueLive, `LRU has ${live} live entries, count says ${this.queueLive}`);
@@ -298,94 +418,102 @@ export class RunCache {
     );
   }
 
-  private recordOf(node: PrefixNode): NodeRecord | undefined {
-    for (let r = node.records; r !== undefined; r = r.next) if (r.cache === this) return r;
-    return undefined;
-  }
-
-  private newRecord(node: PrefixNode): NodeRecord {
-    const rec = new NodeRecord(node, this);
-    rec.next = node.records;
-    node.records = rec;
-    this.forest.use(node);
-    return rec;
-  }
-
-  private dropRecord(rec: NodeRecord): void {
-    rec.dead = true;
-    const node = rec.node;
-    if (node.records === rec) {
-      node.records = rec.next;
-    } else {
-      let r = node.records as NodeRecord;
-      while (r.next !== rec) r = r.next as NodeRecord;
-      r.next = rec.next;
+  /** Whether the hold's blocks [first, first + a) of node j include a held one (not all duplicates). */
+  private holdsIn(hold: RunHold, j: number, first: number, a: number): boolean {
+    const dups = hold.dups;
+    if (dups === undefined) return true;
+    // Duplicates are merged ranges: the node's first `a` blocks are all duplicates iff one covers them.
+    for (let d = dups.length - 2; d >= 0; d -= 2) {
+      if ((dups[d + 1] as number) <= first) break;
+      if ((dups[d] as number) <= first && (dups[d + 1] as number) >= first + a) return false;
     }
-    this.forest.unuse(node);
+    return j < hold.recs.length && hold.recs[j] !== undefined && hold.recs[j] !== NONE;
+  }
+
+  private recordOf(node: PrefixNode): number {
+    const p = this.pools;
+    const id = this.id;
+    for (let r = node.records; r !== NONE; r = p.recNext[r] as number) if (p.recCache[r] === id) return r;
+    return NONE;
+  }
+
+  private newRecord(node: PrefixNode): number {
+    this.forest.use(node);
+    return this.pools.newRecord(node, this.id);
   }
 
   /** One more reference on the record's blocks [0, m) (all cached): revives the free ones. */
-  private acquire(rec: NodeRecord, m: number): void {
-    const runs = rec.runs;
-    for (let i = 0; i < runs.length; i++) {
-      const r = runs[i] as Run;
-      if (r.lo >= m) break;
-      if (r.hi > m) {
-        if (r.ref === 0) {
+  private acquire(rec: number, m: number): void {
+    const p = this.pools;
+    for (let u = p.recFirstRun[rec] as number; u !== NONE; u = p.runNext[u] as number) {
+      const lo = p.runLo[u] as number;
+      if (lo >= m) break;
+      const hi = p.runHi[u] as number;
+      const ref = p.runRef[u] as number;
+      if (hi > m) {
+        if (ref === 0) {
           // The part above m stays free, in its place in the LRU.
-          this.lruFree -= m - r.lo;
-          insertAt(runs, i, new Run(rec, r.lo, m, 1));
-          r.lo = m;
+          this.lruFree -= m - lo;
+          p.newRun(rec, lo, m, 1, p.runPrev[u] as number);
+          p.runLo[u] = m;
         } else {
-          insertAt(runs, i + 1, new Run(rec, m, r.hi, r.ref));
-          r.hi = m;
-          r.ref++;
+          p.newRun(rec, m, hi, ref, u);
+          p.runHi[u] = m;
+          p.runRef[u] = ref + 1;
         }
         return;
       }
-      if (r.ref === 0) {
-        this.lruFree -= r.hi - r.lo;
-        r.stamp = -1;
+      if (ref === 0) {
+        this.lruFree -= hi - lo;
+        p.runStamp[u] = IN_USE;
         this.queueLive--;
       }
-      r.ref++;
+      p.runRef[u] = ref + 1;
     }
   }
 
-  /** The sequence stores blocks [a, b) of the record's node: new ones become its runs, others dups. */
-  private claim(rec: NodeRecord, a: number, b: number, hold: RunHold): void {
-    const runs = rec.runs;
-    const first = rec.node.firstBlock;
+  /**
+   * The sequence stores blocks [a, b) of the record's node: new ones become runs it holds, the
+   * others duplicates. Returns the blocks it now holds there.
+   */
+  private claim(rec: number, a: number, b: number, hold: RunHold): number {
+    const p = this.pools;
+    const first = (p.recNode[rec] as PrefixNode).firstBlock;
+    let held = 0;
     let cur = a;
-    let i = 0;
-    while (i < runs.length && (runs[i] as Run).hi <= cur) i++;
-    while (cur < b) {
-      const r = runs[i];
-      if (r === undefined || r.lo >= b) {
-        this.insertHeld(rec, i, cur, b);
-        return;
-      }
-      if (r.lo > cur) {
-        i = this.insertHeld(rec, i, cur, r.lo) + 1;
-      }
-      const top = r.hi < b ? r.hi : b;
-      const lo = r.lo > cur ? r.lo : cur;
-      this.addDup(hold, first + lo, first + top);
-      cur = top;
-      i++;
+    let prev = NONE;
+    let u = p.recFirstRun[rec] as number;
+    while (u !== NONE && (p.runHi[u] as number) <= cur) {
+      prev = u;
+      u = p.runNext[u] as number;
     }
+    while (cur < b) {
+      const lo = u === NONE ? b : (p.runLo[u] as number);
+      if (lo > cur) {
+        const top = lo < b ? lo : b;
+        prev = this.insertHeld(rec, prev, cur, top);
+        held += top - cur;
+        cur = top;
+        continue;
+      }
+      const hi = p.runHi[u] as number;
+      const top = hi < b ? hi : b;
+      this.addDup(hold, first + cur, first + top);
+      cur = top;
+      prev = u;
+      u = p.runNext[u] as number;
+    }
+    return held;
   }
 
-  /** Inserts a run [lo, hi) with one reference at index i, merged into an equal in-use run left of it; returns its index. */
-  private insertHeld(rec: NodeRecord, i: number, lo: number, hi: number): number {
-    const runs = rec.runs;
-    const left = i > 0 ? (runs[i - 1] as Run) : undefined;
-    if (left !== undefined && left.hi === lo && left.ref === 1) {
-      left.hi = hi;
-      return i - 1;
+  /** A run [lo, hi) with one reference after `prev`, merged into `prev` when that is an equal in-use run ending at lo; returns it. */
+  private insertHeld(rec: number, prev: number, lo: number, hi: number): number {
+    const p = this.pools;
+    if (prev !== NONE && p.runHi[prev] === lo && p.runRef[prev] === 1) {
+      p.runHi[prev] = hi;
+      return prev;
     }
-    insertAt(runs, i, new Run(rec, lo, hi, 1));
-    return i;
+    return p.newRun(rec, lo, hi, 1, prev);
   }
 
   private addDup(hold: RunHold, lo: number, hi: number): void {
@@ -401,106 +529,119 @@ export class RunCache {
   }
 
   /** Drops one reference on the record's blocks [a, b) (all held), from the top down. */
-  private releaseRange(rec: NodeRecord, a: number, b: number): void {
-    const runs = rec.runs;
-    for (let i = runs.length - 1; i >= 0; i--) {
-      const r = runs[i] as Run;
-      if (r.lo >= b) continue;
-      if (r.hi <= a) break;
-      if (r.hi > b) {
-        insertAt(runs, i + 1, new Run(rec, b, r.hi, r.ref));
-        r.hi = b;
+  private releaseRange(rec: number, a: number, b: number): void {
+    const p = this.pools;
+    // The last run of the record: walk down from it.
+    let u = p.recFirstRun[rec] as number;
+    while (p.runNext[u] !== NONE) u = p.runNext[u] as number;
+    while (u !== NONE) {
+      const prev = p.runPrev[u] as number;
+      const lo = p.runLo[u] as number;
+      const hi = p.runHi[u] as number;
+      if (lo >= b) {
+        u = prev;
+        continue;
       }
-      if (r.lo < a) {
-        insertAt(runs, i, new Run(rec, r.lo, a, r.ref));
-        r.lo = a;
-        i++;
+      if (hi <= a) break;
+      const ref = p.runRef[u] as number;
+      if (hi > b) {
+        p.newRun(rec, b, hi, ref, u);
+        p.runHi[u] = b;
       }
-      if (r.ref <= 0) throw new AssertionError('release of a free cached block');
-      if (--r.ref === 0) this.enqueue(r, i);
+      if (lo < a) {
+        p.newRun(rec, lo, a, ref, prev);
+        p.runLo[u] = a;
+      }
+      if (ref <= 0) throw new AssertionError('release of a free cached block');
+      p.runRef[u] = ref - 1;
+      if (ref === 1) this.enqueue(u);
+      u = prev;
     }
   }
 
   /** A run just became free: to the LRU's tail, merged into the entry before it when that is its upper neighbour. */
-  private enqueue(r: Run, index: number): void {
-    const len = r.hi - r.lo;
-    this.lruFree += len;
-    const tail = this.queueRuns.length - 1;
-    const last = tail >= this.head ? this.queueRuns[tail] : undefined;
-    if (
-      last !== undefined &&
-      last.rec === r.rec &&
-      last.lo === r.hi &&
-      last.stamp === this.nextStamp - 1 &&
-      last.stamp === this.queueStamps[tail]
-    ) {
-      // Freed just after the run above it: evicting the two top-down is evicting one run.
-      last.lo = r.lo;
-      removeAt(r.rec.runs, index);
-      return;
+  private enqueue(u: number): void {
+    const p = this.pools;
+    const lo = p.runLo[u] as number;
+    const hi = p.runHi[u] as number;
+    this.lruFree += hi - lo;
+    if (this.tail > this.head) {
+      const last = this.queueRuns[this.tail - 1] as number;
+      if (
+        p.runStamp[last] === this.nextStamp - 1 &&
+        this.queueStamps[this.tail - 1] === this.nextStamp - 1 &&
+        p.runRec[last] === p.runRec[u] &&
+        p.runLo[last] === hi
+      ) {
+        // Freed just after the run above it: evicting the two top-down is evicting one run.
+        p.runLo[last] = lo;
+        p.dropRun(u);
+        return;
+      }
     }
-    r.stamp = this.nextStamp++;
-    this.queueRuns.push(r);
-    this.queueStamps.push(r.stamp);
+    const stamp = this.nextStamp++;
+    p.runStamp[u] = stamp;
+    if (this.tail === this.queueRuns.length) this.makeRoom();
+    this.queueRuns[this.tail] = u;
+    this.queueStamps[this.tail] = stamp;
+    this.tail++;
     this.queueLive++;
-    if (this.queueRuns.length - this.head > 2 * this.queueLive + QUEUE_SLACK) this.compact();
   }
 
   /** Evicts `count` free cached blocks from the LRU's head (the caller checked there are enough). */
   private evict(count: number): void {
-    const runs = this.queueRuns;
-    const stamps = this.queueStamps;
+    const p = this.pools;
     let left = count;
     while (left > 0) {
-      const r = runs[this.head];
-      if (r === undefined) throw new AssertionError('LRU exhausted');
-      if (r.stamp !== stamps[this.head]) {
-        runs[this.head++] = undefined;
+      if (this.head === this.tail) throw new AssertionError('LRU exhausted');
+      const u = this.queueRuns[this.head] as number;
+      if (p.runStamp[u] !== this.queueStamps[this.head]) {
+        this.head++;
         continue;
       }
-      const size = r.hi - r.lo;
+      const size = (p.runHi[u] as number) - (p.runLo[u] as number);
       const t = left < size ? left : size;
-      r.hi -= t;
+      p.runHi[u] = (p.runHi[u] as number) - t;
       left -= t;
       if (t === size) {
-        r.stamp = -1;
         this.queueLive--;
-        runs[this.head++] = undefined;
-        const recRuns = r.rec.runs;
-        removeAt(recRuns, recRuns.indexOf(r));
-        if (recRuns.length === 0) this.dropRecord(r.rec);
+        this.head++;
+        const rec = p.runRec[u] as number;
+        p.dropRun(u);
+        if (p.recFirstRun[rec] === NONE) {
+          const node = p.recNode[rec] as PrefixNode;
+          p.dropRecord(rec);
+          this.forest.unuse(node);
+        }
       }
     }
     this.lruFree -= count;
-    if (this.head > QUEUE_SLACK && 2 * this.head > runs.length) this.compact();
   }
 
-  /** Drops the queue's stale entries and its consumed head. */
-  private compact(): void {
-    const runs: (Run | undefined)[] = [];
-    const stamps: number[] = [];
-    for (let i = this.head; i < this.queueRuns.length; i++) {
-      const r = this.queueRuns[i];
-      if (r === undefined || r.stamp !== this.queueStamps[i]) continue;
-      runs.push(r);
-      stamps.push(r.stamp);
+  /** The queue is full at its tail: drop stale entries and the consumed head, growing if still full. */
+  private makeRoom(): void {
+    const p = this.pools;
+    const runs = this.queueRuns;
+    const stamps = this.queueStamps;
+    let w = 0;
+    // Stale entries are dropped only when there are many, so each compaction pays for itself.
+    const dropStale = this.tail - this.head > 2 * this.queueLive + QUEUE_SLACK;
+    for (let i = this.head; i < this.tail; i++) {
+      const u = runs[i] as number;
+      if (dropStale && p.runStamp[u] !== stamps[i]) continue;
+      runs[w] = u;
+      stamps[w] = stamps[i] as number;
+      w++;
     }
-    this.queueRuns = runs;
-    this.queueStamps = stamps;
     this.head = 0;
+    this.tail = w;
+    if (w > runs.length / 2) {
+      const bigger = new Int32Array(2 * runs.length);
+      bigger.set(runs.subarray(0, w));
+      const biggerStamps = new Float64Array(2 * runs.length);
+      biggerStamps.set(stamps.subarray(0, w));
+      this.queueRuns = bigger;
+      this.queueStamps = biggerStamps;
+    }
   }
-}
-
-/** Inserts at index i, shifting the rest up (Array.prototype.splice allocates its result array). */
-function insertAt(runs: Run[], i: number, run: Run): void {
-  let j = runs.length;
-  runs.push(run);
-  for (; j > i; j--) runs[j] = runs[j - 1] as Run;
-  runs[i] = run;
-}
-
-/** Removes index i, shifting the rest down. */
-function removeAt(runs: Run[], i: number): void {
-  for (let j = i + 1; j < runs.length; j++) runs[j - 1] = runs[j] as Run;
-  runs.pop();
 }

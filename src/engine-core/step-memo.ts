@@ -3,7 +3,8 @@ import type { PerfModel, StepShape } from '../model/types.ts';
 /** Decode batches up to this many sequences are remembered; larger ones are rare and varied. */
 export const DECODE_MEMO_SEQS_MAX = 8;
 /** Entries per page of remembered times: 4096 consecutive context lengths (32 KiB). */
-const PAGE_BITS = 12;
+export const DECODE_MEMO_PAGE_BITS = 12;
+const PAGE_BITS = DECODE_MEMO_PAGE_BITS;
 const PAGE_SIZE = 1 << PAGE_BITS;
 /** Total context tokens past this are not remembered (pages are indexed by context / PAGE_SIZE). */
 const CONTEXT_TOKENS_MAX = 1 << 26;
@@ -72,6 +73,26 @@ export class DecodeStepMemo {
     const i = context & (PAGE_SIZE - 1);
     if (Number.isNaN(page[i])) page[i] = this.perf.stepTimeMs(shape);
     return page[i] as number;
+  }
+
+  /**
+   * The page of remembered times for decode steps of `seqs` sequences around `contextTokens` (entry
+   * `contextTokens & (2^DECODE_MEMO_PAGE_BITS - 1)`, NaN where not yet asked), created when the
+   * bound allows; undefined for a pass-through, a page the bound refuses, or a context out of range.
+   * The fused-decode loop reads it directly: a call per sub-step cost a boxed number each.
+   */
+  pageFor(seqs: number, contextTokens: number): Float64Array | undefined {
+    if (seqs > DECODE_MEMO_SEQS_MAX || !(contextTokens >= 0 && contextTokens < CONTEXT_TOKENS_MAX))
+      return undefined;
+    const byPage = this.pages[seqs] as (Float64Array | undefined)[];
+    const p = contextTokens >>> PAGE_BITS;
+    let page = byPage[p];
+    if (page === undefined && this.pageCount < this.pagesMax) {
+      page = new Float64Array(PAGE_SIZE).fill(Number.NaN);
+      byPage[p] = page;
+      this.pageCount++;
+    }
+    return page;
   }
 
   /**
