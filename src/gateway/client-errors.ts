@@ -104,14 +104,22 @@ export function answerClientError(host: ClientErrorHost, error: NodeJS.ErrnoExce
     return;
   }
   deferred.add(socket);
-  pending.once('finish', () => answerOnSocket(host, socket, e));
-  pending.once('close', () => {
-    if (pending.writableFinished || answered.has(socket)) return;
-    // The connection broke before the answer finished: the refusal still counts once.
-    answered.add(socket);
-    host.countRejection(e.code);
-    socket.destroy();
+  pending.once('finish', () => {
+    if (socket.writable) answerOnSocket(host, socket, e);
+    else refusedUnanswered(host, socket, e);
   });
+  pending.once('close', () => {
+    if (!pending.writableFinished) refusedUnanswered(host, socket, e);
+  });
+}
+
+/** The connection closed before the refusal could be written (the answer ahead ended it, or it broke): it still counts, once. */
+function refusedUnanswered(host: ClientErrorHost, socket: Duplex, e: SwitchyardError): void {
+  if (answered.has(socket)) return;
+  answered.add(socket);
+  host.countRejection(e.code);
+  // Not destroyed here: the answer ahead is ending it (cutting now could lose that answer's tail).
+  setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
 }
 
 /** Server 'connect' (an HTTP CONNECT): the gateway is no proxy for tunnels: 405, then close. */
