@@ -8,7 +8,15 @@
  * - poisson: a Poisson workload (1,000,000 requests by default) on 128 such instances at a rate
  *   that loads the cluster without overloading it (see the load line printed for each run).
  *
+ * By default each scenario runs twice, back to back, in fresh processes: with the previous prefix cache
+ * (`blocks-32bit`, the per-block pool keyed by 32-bit hashes the twin used before) and the current
+ * one (`runs`, the run-length cache); `--repeat` times, alternating, medians reported side by side.
+ * Separate processes, because one process running both has both code paths' types at every call
+ * site of the engine core and runs each of them slower than it would alone.
+ *
  * Flags:
+ *   --prefix-cache MODE       compare (default), runs, blocks or blocks-32bit: one mode, in this process
+ *   --repeat N                runs of each mode when comparing (default 3)
  *   --requests N              requests of the Poisson run (default 1000000)
  *   --rate R                  Poisson arrival rate, req/s (default 2000)
  *   --trace PATH              the Mooncake trace (default the shared data path)
@@ -17,9 +25,11 @@
  *   --profile-summary DIR     print the top self-time functions of the largest .cpuprofile in DIR
  *                             (from `node --cpu-prof --cpu-prof-dir=DIR ...`) and exit
  */
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
@@ -27,7 +37,7 @@ import { Rng } from '../src/core/rng.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../src/engine-core/types.ts';
 import { createRoutingPolicy } from '../src/policies/routing/registry.ts';
 import type { ClusterSpec } from '../src/twin/cluster.ts';
-import { runSimulation, type SimResult } from '../src/twin/simulator.ts';
+import { type PrefixCacheMode, runSimulation, type SimResult } from '../src/twin/simulator.ts';
 import { createWorkload } from '../src/workload/create.ts';
 import type { WorkloadSpecInput } from '../src/workload/spec.ts';
 
@@ -58,10 +68,18 @@ interface Scenario {
 
 const SEED = 1;
 const POLICY = 'least-request';
+const MODES: readonly PrefixCacheMode[] = ['runs', 'blocks', 'blocks-32bit'];
+/** What each mode is called in the tables. */
+const MODE_LABEL: Record<PrefixCacheMode, string> = {
+  'blocks-32bit': 'before (per-block, 32-bit hashes)',
+  blocks: 'per-block, exact ids',
+  runs: 'after (run-length)',
+};
 
 /** One scenario's figures. */
 interface Figures {
   readonly scenario: string;
+  readonly mode: PrefixCacheMode;
   readonly note: string;
   readonly instances: number;
   readonly requests: number;
@@ -106,6 +124,8 @@ function main(): void {
       only: { type: 'string' },
       json: { type: 'string' },
       'profile-summary': { type: 'string' },
+      'prefix-cache': { type: 'string', default: 'compare' },
+      repeat: { type: 'string', default: '3' },
     },
     strict: true,
   });
@@ -115,10 +135,20 @@ function main(): void {
   }
   const requests = positiveInt(values.requests, '--requests');
   const rateRps = positiveNumber(values.rate, '--rate');
+  const repeat = positiveInt(values.repeat, '--repeat');
   const only = values.only;
   if (only !== undefined && only !== 'mooncake' && only !== 'poisson') {
     throw new Error(`--only must be mooncake or poisson, got '${only}'`);
   }
+  const modeFlag = values['prefix-cache'];
+  if (modeFlag === 'compare') {
+    compare(process.argv.slice(2), only, repeat, values.json);
+    return;
+  }
+  if (!(MODES as readonly string[]).includes(modeFlag)) {
+    throw new Error(`--prefix-cache must be compare, ${MODES.join(', ')}; got '${modeFlag}'`);
+  }
+  const mode = modeFlag as PrefixCacheMode;
 
   const trace = existsSync(values.trace) ? values.trace : MOONCAKE_SAMPLE;
   const traceNote =
@@ -136,17 +166,17 @@ function main(): void {
   // Warm-up: the same code paths on small inputs, so the first measured run is not paying for
   // compilation. Its figures are not reported.
   const warmStart = performance.now();
-  run(poissonScenario(rateRps, 20_000), undefined);
-  if (only !== 'poisson') run(mooncakeScenario(trace, traceNote, 1000), undefined);
-  console.log(`warm-up: ${((performance.now() - warmStart) / 1000).toFixed(2)} s`);
+  if (only !== 'mooncake') run(poissonScenario(rateRps, 20_000), mode, undefined);
+  if (only !== 'poisson') run(mooncakeScenario(trace, traceNote, 3000), mode, undefined);
+  console.log(`warm-up: ${((performance.now() - warmStart) / 1000).toFixed(2)} s; prefix cache ${mode}`);
 
   const figures: Figures[] = [];
   for (const scenario of scenarios) {
-    const f = measure(scenario);
+    const f = measure(scenario, mode);
     figures.push(f);
     const l = f.load;
     console.log(
-      `${f.scenario}: ${f.note}; ${f.instances} instances; simulated ${l.simulatedS.toFixed(0)} s at ` +
+      `${f.scenario} (${f.mode}): ${f.note}; ${f.instances} instances; simulated ${l.simulatedS.toFixed(0)} s at ` +
         `${l.servedReqPerS.toFixed(1)} req/s; busy ${(100 * l.utilization).toFixed(1)}%, ` +
         `${l.meanConcurrentPerInstance.toFixed(1)} requests in flight per instance, KV ${(100 * l.kvUsageMean).toFixed(1)}%; ` +
         `TTFT p50 ${l.ttftP50Ms.toFixed(0)} ms p99 ${l.ttftP99Ms.toFixed(0)} ms, TPOT p50 ${l.tpotP50Ms.toFixed(1)} ms; ` +
@@ -157,6 +187,87 @@ function main(): void {
   if (values.json !== undefined) {
     writeFileSync(values.json, `${JSON.stringify({ node: process.version, figures }, null, 2)}\n`);
   }
+}
+
+/**
+ * The default: each scenario in a fresh process per mode, previous and current alternating,
+ * `repeat` times; prints every run's figures and then the medians side by side with the speed-up.
+ */
+function compare(
+  argv: readonly string[],
+  only: string | undefined,
+  repeat: number,
+  json: string | undefined,
+): void {
+  // The child gets this run's flags, less the ones this function sets.
+  const passOn: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i] as string;
+    if (flag === '--json' || flag === '--prefix-cache' || flag === '--repeat' || flag === '--only') i++;
+    else if (
+      !flag.startsWith('--json=') &&
+      !flag.startsWith('--prefix-cache=') &&
+      !flag.startsWith('--only=')
+    )
+      passOn.push(flag);
+  }
+  const scenarios = only === undefined ? ['mooncake', 'poisson'] : [only];
+  const pair: readonly PrefixCacheMode[] = ['blocks-32bit', 'runs'];
+  const dir = mkdtempSync(join(tmpdir(), 'twin-speed-'));
+  const all: Figures[] = [];
+  try {
+    for (let r = 0; r < repeat; r++) {
+      for (const scenario of scenarios) {
+        for (const mode of pair) {
+          const out = join(dir, `${scenario}-${mode}-${r}.json`);
+          const args = ['--import', 'tsx', fileURLToPath(import.meta.url), ...passOn];
+          args.push('--only', scenario, '--prefix-cache', mode, '--json', out);
+          console.log(`run ${r + 1}/${repeat}: ${scenario}, ${MODE_LABEL[mode]}`);
+          const child = spawnSync(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+          if (child.status !== 0)
+            throw new Error(`the ${scenario} ${mode} run failed (status ${child.status})`);
+          const figures = (JSON.parse(readFileSync(out, 'utf8')) as { figures: Figures[] }).figures;
+          all.push(...figures);
+        }
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const medians: Figures[] = [];
+  for (const scenario of scenarios) {
+    for (const mode of pair) {
+      const runs = all.filter((f) => f.mode === mode && f.scenario.startsWith(scenario));
+      if (runs.length > 0) medians.push(medianRun(runs));
+    }
+  }
+  console.log(`\nmedian of ${repeat} run(s) per row, each in its own process, modes alternating:`);
+  console.log(formatTable(medians));
+  for (const scenario of scenarios) {
+    const before = medians.find((f) => f.mode === 'blocks-32bit' && f.scenario.startsWith(scenario));
+    const after = medians.find((f) => f.mode === 'runs' && f.scenario.startsWith(scenario));
+    if (before === undefined || after === undefined) continue;
+    const runsBefore = all.filter((f) => f.mode === 'blocks-32bit' && f.scenario.startsWith(scenario));
+    const runsAfter = all.filter((f) => f.mode === 'runs' && f.scenario.startsWith(scenario));
+    console.log(
+      `${scenario}: ${(before.simWallS / after.simWallS).toFixed(2)}x the previous speed ` +
+        `(median ${fmtInt(before.reqPerWallS)} -> ${fmtInt(after.reqPerWallS)} req / wall s; ` +
+        `runs before ${runsBefore.map((f) => f.simWallS.toFixed(2)).join(', ')} s, ` +
+        `after ${runsAfter.map((f) => f.simWallS.toFixed(2)).join(', ')} s)`,
+    );
+  }
+  if (json !== undefined) {
+    writeFileSync(
+      json,
+      `${JSON.stringify({ node: process.version, repeat, medians, runs: all }, null, 2)}\n`,
+    );
+  }
+}
+
+/** The run with the median simulation wall time (the lower middle one of an even count). */
+function medianRun(runs: readonly Figures[]): Figures {
+  const sorted = [...runs].sort((a, b) => a.simWallS - b.simWallS);
+  return sorted[(sorted.length - 1) >> 1] as Figures;
 }
 
 /** The Mooncake replay: 16 H100 instances of llama-3.1-8b, least-request routing. */
@@ -196,6 +307,7 @@ function poissonScenario(rateRps: number, requests: number): Scenario {
 /** One run of a scenario; reading the trace (in createWorkload) is part of it. */
 function run(
   scenario: Scenario,
+  mode: PrefixCacheMode,
   onProgress: ((arrived: number, simulatedMs: number) => void) | undefined,
 ): SimResult {
   const cluster: ClusterSpec = {
@@ -209,12 +321,13 @@ function run(
     policy: createRoutingPolicy(POLICY),
     slo: { ttftMs: 2000, tpotMs: 100 },
     workload: scenario.note,
+    prefixCache: mode,
     ...(onProgress !== undefined ? { onProgress } : {}),
   });
 }
 
 /** Runs one scenario with a progress bar on a terminal and a heap sampler riding on its callback. */
-function measure(scenario: Scenario): Figures {
+function measure(scenario: Scenario, mode: PrefixCacheMode): Figures {
   const bar =
     process.stderr.isTTY === true
       ? new cliProgress.SingleBar(
@@ -233,7 +346,7 @@ function measure(scenario: Scenario): Figures {
   const start = performance.now();
   let result: SimResult;
   try {
-    result = run(scenario, (arrived, simulatedMs) => {
+    result = run(scenario, mode, (arrived, simulatedMs) => {
       const heap = process.memoryUsage().heapUsed;
       if (heap > peakHeap) peakHeap = heap;
       if (bar !== undefined) {
@@ -253,6 +366,7 @@ function measure(scenario: Scenario): Figures {
     perInstance.reduce((sum, x) => sum + pick(x), 0) / Math.max(1, perInstance.length);
   return {
     scenario: scenario.name,
+    mode,
     note: scenario.note,
     instances: s.instances,
     requests: s.requests,
@@ -283,6 +397,7 @@ function formatTable(figures: readonly Figures[]): string {
   const table = new Table({
     head: [
       'scenario',
+      'prefix cache',
       'instances',
       'requests',
       'events',
@@ -302,6 +417,7 @@ function formatTable(figures: readonly Figures[]): string {
   for (const f of figures) {
     table.push([
       f.scenario,
+      MODE_LABEL[f.mode],
       String(f.instances),
       fmtInt(f.requests),
       fmtInt(f.events),
