@@ -191,19 +191,14 @@ export class BodyReader implements Reading {
     this.fail(this.refusal ?? this.lateError());
   }
 
-  /** Closes the connection once the answer is out (or after a short linger). */
+  /**
+   * Closes the connection after the answer. The answer says `connection: close`, so Node ends the
+   * socket once it is out; it is not destroyed at once because a client still sending would get a
+   * reset that can swallow the answer. The linger bounds a client that keeps sending.
+   */
   close(): void {
     const socket = this.req.socket;
-    if (this.res.writableFinished) {
-      socket.destroy();
-      return;
-    }
-    const cut = (): void => {
-      socket.destroy();
-    };
-    this.res.once('finish', cut);
-    this.res.once('close', cut);
-    setTimeout(cut, CLOSE_LINGER_MS).unref();
+    setTimeout(() => socket.destroy(), CLOSE_LINGER_MS).unref();
   }
 
   data(chunk: Buffer): void {
