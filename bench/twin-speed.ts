@@ -167,7 +167,7 @@ function main(): void {
   // compilation. Its figures are not reported.
   const warmStart = performance.now();
   if (only !== 'mooncake') run(poissonScenario(rateRps, 20_000), mode, undefined);
-  if (only !== 'poisson') run(mooncakeScenario(trace, traceNote, 3000), mode, undefined);
+  if (only !== 'poisson') run(mooncakeScenario(trace, traceNote, undefined), mode, undefined);
   console.log(`warm-up: ${((performance.now() - warmStart) / 1000).toFixed(2)} s; prefix cache ${mode}`);
 
   const figures: Figures[] = [];

@@ -8,8 +8,9 @@ import type { WorkloadSpecInput } from '../workload/spec.ts';
 import { type PrefixCacheMode, runSimulation, type SimResult } from './simulator.ts';
 
 /**
- * The twin's fast prefix cache (runs of blocks over shared prefix paths) against the per-block
- * reference fed exact block ids: every output but the wall-clock fields must be the same bytes.
+ * The twin's fast prefix cache (runs of blocks over shared prefix paths, decode step times
+ * remembered) against the per-block reference fed exact block ids, asking the perf model every
+ * step: every output but the wall-clock fields must be the same bytes.
  */
 function output(result: SimResult): string {
   const { wallSeconds: _w, eventsPerWallS: _e, decisionUs: _d, ...summary } = result.summary;
@@ -17,13 +18,19 @@ function output(result: SimResult): string {
   return JSON.stringify({ summary, report, decisionDigest: result.decisionDigest });
 }
 
-function run(workload: WorkloadSpecInput, policy: string, mode: PrefixCacheMode, instances: number): string {
+function run(
+  workload: WorkloadSpecInput,
+  policy: string,
+  mode: PrefixCacheMode,
+  instances: number,
+  kvBlocks: number | undefined,
+): string {
   const source = createWorkload(workload, new Rng(1).fork('workload'));
   return output(
     runSimulation(source, {
       seed: 1,
       cluster: { groups: [{ count: instances, gpu: 'h100', model: 'llama-3.1-8b', tp: 1 }] },
-      engine: DEFAULT_ENGINE_CONFIG,
+      engine: { ...DEFAULT_ENGINE_CONFIG, numGpuBlocksOverride: kvBlocks },
       policy: createRoutingPolicy(policy),
       slo: { ttftMs: 2000, tpotMs: 100 },
       workload: 'prefix-cache test',
@@ -38,20 +45,31 @@ const cases: {
   instances: number;
   policies: string[];
   hits: boolean;
+  /** A pool small enough to evict and preempt; undefined: sized from memory. */
+  kvBlocks?: number;
 }[] = [
   {
     // 12k-token prompts, chains of 512-token blocks: the case the fast path exists for.
     name: 'mooncake sample',
     workload: { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 1500 },
     instances: 8,
-    policies: ['least-request', 'prefix-affinity', 'preble', 'session'],
+    policies: ['least-request', 'kv-cost', 'mooncake', 'preble', 'session'],
     hits: true,
+  },
+  {
+    // 12k-token prompts in pools of 1,200 blocks: evictions, preemptions, rejections.
+    name: 'mooncake sample, tight KV pool',
+    workload: { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 400 },
+    instances: 4,
+    policies: ['least-request', 'session'],
+    hits: true,
+    kvBlocks: 1200,
   },
   {
     name: 'azure sample',
     workload: { kind: 'trace', trace: 'sample:azure-conv', maxRequests: 1500 },
     instances: 4,
-    policies: ['least-request', 'prefix-affinity'],
+    policies: ['least-request', 'preble'],
     hits: false,
   },
   {
@@ -67,7 +85,7 @@ const cases: {
       maxRequests: 800,
     },
     instances: 2,
-    policies: ['least-request', 'prefix-affinity'],
+    policies: ['least-request', 'kv-cost', 'session'],
     hits: true,
   },
 ];
@@ -75,12 +93,15 @@ const cases: {
 for (const c of cases) {
   for (const policy of c.policies) {
     test(`${c.name}, ${policy}: the run-length prefix cache gives the reference's output byte for byte`, () => {
-      const reference = run(c.workload, policy, 'blocks', c.instances);
-      const fast = run(c.workload, policy, 'runs', c.instances);
+      // A policy that reads KV events runs the 32-bit per-block pool in every mode: nothing to compare.
+      assert.equal(createRoutingPolicy(policy).onKvEvent, undefined);
+      const reference = run(c.workload, policy, 'blocks', c.instances, c.kvBlocks);
+      const fast = run(c.workload, policy, 'runs', c.instances, c.kvBlocks);
       assert.equal(fast, reference);
       // Something to compare: requests completed and, where prompts share prefixes, cache hits.
       assert.match(reference, /"completed":[1-9]/);
       if (c.hits) assert.match(reference, /"prefixHitRate":0\.\d*[1-9]/);
+      if (c.kvBlocks !== undefined) assert.match(reference, /"preemptions":[1-9]/);
     });
   }
 }
