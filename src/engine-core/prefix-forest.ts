@@ -25,8 +25,8 @@ export class PrefixNode {
   records = -1;
   /** Live paths through this node, plus its records, plus its children: at 0 the forest drops it. */
   uses = 0;
-  /** The first child, kept out of the Map: most nodes have one. */
-  private childKey = Number.NaN;
+  /** The first child, kept out of the Map: most nodes have one (its key means nothing without it). */
+  private childKey = 0;
   private child: PrefixNode | undefined = undefined;
   private more: Map<number, PrefixNode> | undefined = undefined;
 
@@ -40,7 +40,7 @@ export class PrefixNode {
 
   /** The child for chain value `key`, or undefined. */
   childFor(key: number): PrefixNode | undefined {
-    if (this.childKey === key) return this.child;
+    if (this.childKey === key && this.child !== undefined) return this.child;
     return this.more?.get(key);
   }
 
@@ -57,9 +57,8 @@ export class PrefixNode {
 
   /** Drops the child for `key`. */
   removeChild(key: number): void {
-    if (this.childKey === key) {
+    if (this.childKey === key && this.child !== undefined) {
       this.child = undefined;
-      this.childKey = Number.NaN;
     } else {
       this.more?.delete(key);
     }

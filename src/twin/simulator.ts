@@ -81,9 +81,11 @@ export interface SimOptions {
   /**
    * How engine cores keep their prefix caches (undefined: 'runs').
    * - 'runs': runs of blocks over prefix paths shared by all instances (engine-core/run-cache.ts);
-   *   a few dozen operations per long prompt instead of a few thousand.
-   * - 'blocks': the per-block pool, fed block ids that name each block exactly (node and place);
-   *   the reference 'runs' is tested against: the same results, byte for byte.
+   *   a few dozen operations per long prompt instead of a few thousand; decode step times are
+   *   remembered per perf model (engine-core/step-memo.ts).
+   * - 'blocks': the per-block pool, fed block ids that name each block exactly (node and place),
+   *   every step time from the model; the reference 'runs' is tested against (the same results,
+   *   byte for byte). It keeps every prefix node of the run (its paths are never handed back).
    * - 'blocks-32bit': the per-block pool keyed by 32-bit chained block hashes, as the twin ran
    *   before 'runs'. Two different prefixes whose hashes collide are one block there (a full trace
    *   has thousands of colliding pairs, a few of which meet in one cache), so its results differ
