@@ -91,6 +91,11 @@ interface Figures {
   /** End to end: building the workload (reading the trace, if any) and the simulation. */
   readonly totalWallS: number;
   readonly reqPerWallS: number;
+  /**
+   * CPU seconds of the whole process (all threads: collector and compiler included) over the
+   * scenario: on a machine shared with other work, less at the mercy of the load than wall time.
+   */
+  readonly cpuS: number;
   readonly eventsPerWallS: number;
   readonly engineStepsPerWallS: number;
   /** Process peak RSS (getrusage maxRSS) when the scenario ended: a high-water mark. */
@@ -253,7 +258,9 @@ function compare(
       `${scenario}: ${(before.simWallS / after.simWallS).toFixed(2)}x the previous speed ` +
         `(median ${fmtInt(before.reqPerWallS)} -> ${fmtInt(after.reqPerWallS)} req / wall s; ` +
         `runs before ${runsBefore.map((f) => f.simWallS.toFixed(2)).join(', ')} s, ` +
-        `after ${runsAfter.map((f) => f.simWallS.toFixed(2)).join(', ')} s)`,
+        `after ${runsAfter.map((f) => f.simWallS.toFixed(2)).join(', ')} s; ` +
+        `CPU s before ${runsBefore.map((f) => f.cpuS.toFixed(2)).join(', ')}, ` +
+        `after ${runsAfter.map((f) => f.cpuS.toFixed(2)).join(', ')})`,
     );
   }
   if (json !== undefined) {
@@ -344,6 +351,7 @@ function measure(scenario: Scenario, mode: PrefixCacheMode): Figures {
   // The trace's length is known only once it is read; the bar starts counting and learns it then.
   bar?.start(scenario.expectedRequests ?? 0, 0, { simS: '0' });
   const start = performance.now();
+  const cpuStart = process.cpuUsage();
   let result: SimResult;
   try {
     result = run(scenario, mode, (arrived, simulatedMs) => {
@@ -358,6 +366,7 @@ function measure(scenario: Scenario, mode: PrefixCacheMode): Figures {
     bar?.stop();
   }
   const totalWallS = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
   const heap = process.memoryUsage().heapUsed;
   if (heap > peakHeap) peakHeap = heap;
   const s = result.summary;
@@ -375,6 +384,7 @@ function measure(scenario: Scenario, mode: PrefixCacheMode): Figures {
     simWallS: s.wallSeconds,
     totalWallS,
     reqPerWallS: s.requests / s.wallSeconds,
+    cpuS: (cpu.user + cpu.system) / 1e6,
     eventsPerWallS: s.eventsPerWallS,
     engineStepsPerWallS: (s.engineSteps ?? 0) / s.wallSeconds,
     maxRssMiB: (process.resourceUsage().maxRSS * 1024) / MIB,
@@ -404,6 +414,7 @@ function formatTable(figures: readonly Figures[]): string {
       'engine steps',
       'wall s',
       'req / wall s',
+      'CPU s',
       'events / wall s',
       'steps / wall s',
       'peak RSS MiB',
@@ -424,6 +435,7 @@ function formatTable(figures: readonly Figures[]): string {
       fmtInt(f.engineSteps),
       f.simWallS.toFixed(2),
       fmtInt(f.reqPerWallS),
+      f.cpuS.toFixed(2),
       fmtInt(f.eventsPerWallS),
       fmtInt(f.engineStepsPerWallS),
       fmtInt(f.maxRssMiB),
