@@ -5,11 +5,12 @@ import { engineBlockHashes } from './prefix.ts';
 import { PrefixForest, type PrefixPath } from './prefix-forest.ts';
 
 /** The node and place of each engine block of a path. */
-function places(path: PrefixPath): string[] {
+function places(forest: PrefixForest, path: PrefixPath): string[] {
   const out: string[] = [];
   for (const node of path.nodes) {
-    for (let sub = 0; sub < node.size && node.firstBlock + sub < path.blocks; sub++)
-      out.push(`${node.id}/${sub}`);
+    const first = forest.firstBlockOf(node);
+    for (let sub = 0; sub < forest.sizeOfNode(node) && first + sub < path.blocks; sub++)
+      out.push(`${node}/${sub}`);
   }
   return out;
 }
@@ -31,16 +32,16 @@ test('property: paths name the same blocks alike exactly where engineBlockHashes
         const b = forest.path({ blockTokens, hashes: other }, inputB);
         const ha = engineBlockHashes({ blockTokens, hashes: chain }, inputA, blockSize);
         const hb = engineBlockHashes({ blockTokens, hashes: other }, inputB, blockSize);
-        const pa = places(a);
-        const pb = places(b);
+        const pa = places(forest, a);
+        const pb = places(forest, b);
         assert.equal(pa.length, ha.length);
         assert.equal(pb.length, hb.length);
         for (let e = 0; e < Math.min(ha.length, hb.length); e++)
           assert.equal(pa[e] === pb[e], ha[e] === hb[e]);
         // Exact ids are distinct per place and stable while the nodes live.
-        const ids = PrefixForest.blockIds(a);
+        const ids = forest.blockIds(a);
         assert.equal(new Set(ids).size, ids.length);
-        assert.deepEqual(PrefixForest.blockIds(forest.path({ blockTokens, hashes: chain }, inputA)), ids);
+        assert.deepEqual(forest.blockIds(forest.path({ blockTokens, hashes: chain }, inputA)), ids);
       },
     ),
   );
@@ -66,7 +67,7 @@ test('engine hashes given as they are make a path of one-block nodes', () => {
   const path = forest.pathOfHashes([5, 6, 7]);
   assert.equal(path.blocks, 3);
   assert.deepEqual(
-    path.nodes.map((n) => [n.firstBlock, n.size]),
+    path.nodes.map((n) => [forest.firstBlockOf(n), forest.sizeOfNode(n)]),
     [
       [0, 1],
       [1, 1],

@@ -1,5 +1,5 @@
 import { AssertionError, assert } from '../core/assert.ts';
-import type { PrefixForest, PrefixNode, PrefixPath } from './prefix-forest.ts';
+import type { PrefixForest, PrefixPath } from './prefix-forest.ts';
 
 /**
  * Stale LRU entries (left by revived runs) kept at most this many beyond twice the live ones before
@@ -16,7 +16,7 @@ const IN_USE = -1;
  *
  * A record is one instance's cached blocks of one prefix node: the head of its runs, its cache, and
  * the next record of the same node (another instance's; the node's list starts at
- * `PrefixNode.records`). A run is a range [lo, hi) of the node's blocks cached in one instance, all
+ * `PrefixForest.recordsOf(node)`). A run is a range [lo, hi) of the node's blocks cached in one instance, all
  * with one ref count; a record's runs are a list sorted by lo, disjoint. A free run (ref 0) sits
  * in its cache's LRU queue under its stamp. Bound: live records and runs are at most twice the
  * blocks cached across the caches; the arrays grow by doubling and are never shrunk.
@@ -25,7 +25,7 @@ class RunPools {
   recCache = new Int32Array(1024);
   recNext = new Int32Array(1024);
   recFirstRun = new Int32Array(1024);
-  recNode: (PrefixNode | undefined)[] = [];
+  recNode = new Int32Array(1024);
   private recFree = NONE;
   private recTop = 0;
 
@@ -40,13 +40,18 @@ class RunPools {
   private runFree = NONE;
   private runTop = 0;
   private caches = 0;
+  private readonly forest: PrefixForest;
+
+  constructor(forest: PrefixForest) {
+    this.forest = forest;
+  }
 
   /** A new cache's id. */
   register(): number {
     return this.caches++;
   }
 
-  newRecord(node: PrefixNode, cache: number): number {
+  newRecord(node: number, cache: number): number {
     let r = this.recFree;
     if (r !== NONE) {
       this.recFree = this.recNext[r] as number;
@@ -57,23 +62,24 @@ class RunPools {
     this.recCache[r] = cache;
     this.recFirstRun[r] = NONE;
     this.recNode[r] = node;
-    this.recNext[r] = node.records;
-    node.records = r;
+    this.recNext[r] = this.forest.recordsOf(node);
+    this.forest.setRecords(node, r);
     return r;
   }
 
   /** Unlinks an empty record from its node's list and frees it. */
   dropRecord(r: number): void {
-    const node = this.recNode[r] as PrefixNode;
+    const node = this.recNode[r] as number;
     const next = this.recNext[r] as number;
-    if (node.records === r) {
-      node.records = next;
+    const head = this.forest.recordsOf(node);
+    if (head === r) {
+      this.forest.setRecords(node, next);
     } else {
-      let p = node.records;
+      let p = head;
       while (this.recNext[p] !== r) p = this.recNext[p] as number;
       this.recNext[p] = next;
     }
-    this.recNode[r] = undefined;
+    this.recNode[r] = NONE;
     this.recCache[r] = NONE;
     this.recNext[r] = this.recFree;
     this.recFree = r;
@@ -120,6 +126,7 @@ class RunPools {
     this.recCache = grow(this.recCache, n);
     this.recNext = grow(this.recNext, n);
     this.recFirstRun = grow(this.recFirstRun, n);
+    this.recNode = grow(this.recNode, n);
   }
 
   private growRuns(): void {
@@ -148,7 +155,7 @@ const poolsOf = new WeakMap<PrefixForest, RunPools>();
 function poolsFor(forest: PrefixForest): RunPools {
   let pools = poolsOf.get(forest);
   if (pools === undefined) {
-    pools = new RunPools();
+    pools = new RunPools(forest);
     poolsOf.set(forest, pools);
   }
   return pools;
@@ -268,13 +275,15 @@ export class RunCache {
    */
   match(hold: RunHold, cap: number): number {
     const p = this.pools;
+    const forest = this.forest;
     const nodes = hold.path.nodes;
     let hits = 0;
     let free = 0;
     let count = 0;
     for (let j = 0; j < nodes.length; j++) {
-      const node = nodes[j] as PrefixNode;
-      const k = Math.min(node.size, cap - node.firstBlock);
+      const node = nodes[j] as number;
+      const first = forest.firstBlockOf(node);
+      const k = Math.min(forest.sizeOfNode(node), cap - first);
       if (k <= 0) break;
       const rec = this.recordOf(node);
       if (rec === NONE) break;
@@ -290,7 +299,7 @@ export class RunCache {
       this.matchRecs[count] = rec;
       this.matchLens[count] = m;
       count++;
-      hits = node.firstBlock + m;
+      hits = first + m;
       if (m < k) break;
     }
     this.matchCount = count;
@@ -311,7 +320,7 @@ export class RunCache {
     hold.done = this.matchHits;
     // The node holding position `done`: the one after the last hit node when that was hit whole.
     const lastWhole =
-      count > 0 && this.matchLens[count - 1] === (hold.path.nodes[count - 1] as PrefixNode).size;
+      count > 0 && this.matchLens[count - 1] === this.forest.sizeOfNode(hold.path.nodes[count - 1] as number);
     hold.node = count === 0 ? 0 : lastWhole ? count : count - 1;
     this.matchCount = 0;
   }
@@ -329,21 +338,23 @@ export class RunCache {
    * block it holds, or stays its own anonymous block where the content is cached already.
    */
   store(hold: RunHold, to: number): void {
+    const forest = this.forest;
     const nodes = hold.path.nodes;
     let pos = hold.done;
     let j = hold.node;
     while (pos < to) {
-      const node = nodes[j] as PrefixNode;
-      const first = node.firstBlock;
+      const node = nodes[j] as number;
+      const first = forest.firstBlockOf(node);
+      const size = forest.sizeOfNode(node);
       const a = pos - first;
-      const b = Math.min(node.size, to - first);
+      const b = Math.min(size, to - first);
       // Held records cannot have been dropped; the hold's blocks from an earlier chunk are there.
       const heldBefore = pos > first && this.holdsIn(hold, j, first, a);
       let rec = heldBefore ? (hold.recs[j] as number) : this.recordOf(node);
       if (rec === NONE) rec = this.newRecord(node);
       if (this.claim(rec, a, b, hold) > 0 || heldBefore) hold.recs[j] = rec;
       pos = first + b;
-      if (b === node.size) j++;
+      if (b === size) j++;
     }
     hold.done = to;
     hold.node = j;
@@ -363,11 +374,12 @@ export class RunCache {
     const dups = hold.dups;
     let d = dups === undefined ? -2 : dups.length - 2;
     let j = hold.node < nodes.length ? hold.node : nodes.length - 1;
+    const forest = this.forest;
     for (; j >= 0; j--) {
-      const node = nodes[j] as PrefixNode;
-      const first = node.firstBlock;
+      const node = nodes[j] as number;
+      const first = forest.firstBlockOf(node);
       if (first >= done) continue;
-      let hi = Math.min(node.size, done - first);
+      let hi = Math.min(forest.sizeOfNode(node), done - first);
       // Held ranges are [0, hi) minus the duplicates, released from the top.
       while (hi > 0) {
         // Duplicates wholly above the range are done with.
@@ -430,14 +442,16 @@ export class RunCache {
     return j < hold.recs.length && hold.recs[j] !== undefined && hold.recs[j] !== NONE;
   }
 
-  private recordOf(node: PrefixNode): number {
+  private recordOf(node: number): number {
     const p = this.pools;
     const id = this.id;
-    for (let r = node.records; r !== NONE; r = p.recNext[r] as number) if (p.recCache[r] === id) return r;
+    for (let r = this.forest.recordsOf(node); r !== NONE; r = p.recNext[r] as number) {
+      if (p.recCache[r] === id) return r;
+    }
     return NONE;
   }
 
-  private newRecord(node: PrefixNode): number {
+  private newRecord(node: number): number {
     this.forest.use(node);
     return this.pools.newRecord(node, this.id);
   }
@@ -478,7 +492,7 @@ export class RunCache {
    */
   private claim(rec: number, a: number, b: number, hold: RunHold): number {
     const p = this.pools;
-    const first = (p.recNode[rec] as PrefixNode).firstBlock;
+    const first = this.forest.firstBlockOf(p.recNode[rec] as number);
     let held = 0;
     let cur = a;
     let prev = NONE;
@@ -609,7 +623,7 @@ export class RunCache {
         const rec = p.runRec[u] as number;
         p.dropRun(u);
         if (p.recFirstRun[rec] === NONE) {
-          const node = p.recNode[rec] as PrefixNode;
+          const node = p.recNode[rec] as number;
           p.dropRecord(rec);
           this.forest.unuse(node);
         }

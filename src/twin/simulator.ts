@@ -453,7 +453,7 @@ class Twin {
     }
     const prefixPath = forest.path(request.prefix, request.inputTokens);
     // The per-block reference never hands paths back: their nodes, and so the ids, stay unique.
-    if (this.prefixMode === 'blocks') return { blockHashes: PrefixForest.blockIds(prefixPath) };
+    if (this.prefixMode === 'blocks') return { blockHashes: forest.blockIds(prefixPath) };
     return { blockHashes: NO_BLOCK_HASHES, prefixPath };
   }
 
