@@ -225,6 +225,8 @@ export class EngineCore {
    * stale). Grown on demand up to FUSED_STEPS_MAX, so a core that never fuses keeps it tiny.
    */
   private subStepEndMs: Float64Array = new Float64Array(16);
+  /** One double, to hand a called function's result to a hot loop unboxed. */
+  private readonly scratchMs = new Float64Array(1);
   /** End of the previous step; a sequence whose last token came then has a regular gap. */
   private prevStepEndMs = Number.NaN;
 
@@ -882,7 +884,13 @@ export class EngineCore {
         page = stepTimes.pageFor(n, contextTokens);
       }
       let durationMs = page !== undefined ? page[contextTokens & DECODE_MEMO_PAGE_MASK]! : Number.NaN;
-      if (Number.isNaN(durationMs)) durationMs = stepTimes.decodeStepTimeMs(shape, contextTokens);
+      if (Number.isNaN(durationMs)) {
+        // Through a Float64Array: merged with the page's unboxed read, the call's boxed result
+        // made the compiler box every sub-step's duration (a heap number each, millions a run).
+        const scratch = this.scratchMs;
+        scratch[0] = stepTimes.decodeStepTimeMs(shape, contextTokens);
+        durationMs = scratch[0]!;
+      }
       if (!(durationMs >= 0 && durationMs < Number.POSITIVE_INFINITY)) {
         throw new AssertionError(`perf model returned step time ${durationMs}`);
       }
