@@ -37,6 +37,8 @@ export const ERRORS = {
   SY_ERR_TOO_MANY_CONNECTIONS: { status: 429, type: 'rate_limit_error' },
   /** Bodies being read already hold limits.readingBytesMax: this one was read and dropped; retry later. */
   SY_ERR_READING_BYTES_FULL: { status: 503, type: 'server_error' },
+  /** Large bodies waiting for a parse worker already hold their bound: this one was dropped; retry later. */
+  SY_ERR_PARSE_QUEUE_FULL: { status: 503, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 /** One of the stable error codes. */

@@ -52,9 +52,17 @@ import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
 import { bearerToken, sendError, sendJson } from './http-util.ts';
 import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
+import { PARSE_FULL_RETRY_AFTER_MS, ParsePool } from './parse-pool.ts';
 import { Backend, Exchange, type ExchangeHost, type ExchangeKind, type ExchangeOutcome } from './proxy.ts';
 import { QueuedBytes, queuedBytesOf } from './queued-bytes.ts';
-import { buildRequest, priorityRule, type RequestBuildContext, type TenantEntry } from './request-build.ts';
+import {
+  type BodyFields,
+  bodyFields,
+  priorityRule,
+  type RequestBuildContext,
+  requestOf,
+  type TenantEntry,
+} from './request-build.ts';
 import { type AttemptFailure, backoffMs } from './retry.ts';
 import { findStalls } from './stall.ts';
 
@@ -191,6 +199,11 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   coarseNowMs = performance.now();
   /** What request-build.ts needs of the gateway. */
   private readonly requestContext: RequestBuildContext;
+  /**
+   * Parses bodies of limits.offThreadParseBytes or more on worker threads (parse-pool.ts); none when
+   * that is 0 or a tokenizer is configured (tokenizing runs on the event loop, with the body's JSON).
+   */
+  private readonly parsePool: ParsePool | undefined;
   /** Bytes held by requests in the admission queue, bounded in total and per tenant. */
   readonly queuedBytes: QueuedBytes;
   private draining = false;
@@ -246,6 +259,10 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     }
     this.models = new Set(config.backends.flatMap((b) => b.models));
     this.tokenizers = loadModelTokenizers(config.backends);
+    this.parsePool =
+      config.limits.offThreadParseBytes > 0 && this.tokenizers.size === 0
+        ? new ParsePool({ bytesMax: config.limits.readingBytesMax })
+        : undefined;
     for (const b of this.backends)
       for (const m of b.config.models) {
         const list = this.instancesByModel.get(m) ?? [];
@@ -682,17 +699,65 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
         this.rejectEarly(res, new SwitchyardError('SY_ERR_DRAINING', 'gateway is shutting down'));
         return;
       }
-      let request: Request;
-      try {
+      const arrivalMs = this.nowMs();
+      this.withFields(kind, body, res, (fields) => {
         const noHeaders = { headers: {} } as IncomingMessage;
-        request = buildRequest(this.requestContext, kind, body, undefined, noHeaders, this.nowMs()).request;
+        const { request } = requestOf(this.requestContext, fields, undefined, noHeaders, arrivalMs);
+        this.accept(kind, { ...request, tenant, priority: BATCH_PRIORITY }, body, false, res, hints);
+      });
+    });
+  }
+
+  /**
+   * Parses `body`, then runs `go` with its fields (a SwitchyardError thrown there is answered): at
+   * once on the event loop, or on a parse worker for a body of limits.offThreadParseBytes or more
+   * (parse-pool.ts), which gives the same fields and errors. A bad body is answered on `res`.
+   */
+  private withFields(
+    kind: ExchangeKind,
+    body: Buffer,
+    res: ServerResponse,
+    go: (f: BodyFields) => void,
+  ): void {
+    const pool = this.parsePool;
+    if (pool === undefined || body.length < this.config.limits.offThreadParseBytes) {
+      let fields: BodyFields;
+      try {
+        fields = bodyFields(this.requestContext, kind, body);
       } catch (error) {
         if (!(error instanceof SwitchyardError)) throw error;
         this.rejectEarly(res, error);
         return;
       }
-      this.accept(kind, { ...request, tenant, priority: BATCH_PRIORITY }, body, false, res, hints);
-    });
+      this.goWith(res, fields, go);
+      return;
+    }
+    pool.parse(kind, body).then(
+      (fields) =>
+        this.guard(res, () => {
+          // The client left while its body was parsed: nothing to answer, nothing to send.
+          if (res.destroyed || res.socket?.destroyed === true) return;
+          if (this.draining)
+            this.rejectEarly(res, new SwitchyardError('SY_ERR_DRAINING', 'gateway is shutting down'));
+          else this.goWith(res, fields, go);
+        }),
+      (error: unknown) =>
+        this.guard(res, () => {
+          if (!(error instanceof SwitchyardError)) throw error;
+          const full = error.code === 'SY_ERR_PARSE_QUEUE_FULL';
+          this.rejectEarly(res, error, full ? PARSE_FULL_RETRY_AFTER_MS : undefined);
+        }),
+    );
+  }
+
+  /** `go(fields)`, answering a SwitchyardError it throws (an unserved model). */
+  private goWith(res: ServerResponse, fields: BodyFields, go: (f: BodyFields) => void): void {
+    try {
+      go(fields);
+    } catch (error) {
+      if (!(error instanceof SwitchyardError)) throw error;
+      this.rejectEarly(res, error);
+    }
   }
 
   private completion(req: IncomingMessage, res: ServerResponse, kind: ExchangeKind): void {
@@ -748,20 +813,10 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
         this.rejectEarly(res, result, r.retryAfterMs);
         return;
       }
-      let request: Request;
-      let stream = false;
-      try {
-        const built = buildRequest(this.requestContext, r.kind, result, r.tenant, r.req, r.arrivalMs);
-        request = built.request;
-        stream = built.stream;
-      } catch (error) {
-        if (error instanceof SwitchyardError) {
-          this.rejectEarly(res, error);
-          return;
-        }
-        throw error;
-      }
-      this.accept(r.kind, request, result, stream, res);
+      this.withFields(r.kind, result, res, (fields) => {
+        const built = requestOf(this.requestContext, fields, r.tenant, r.req, r.arrivalMs);
+        this.accept(r.kind, built.request, result, built.stream, res);
+      });
     } catch (error) {
       this.internalError(res, error);
     }
@@ -1140,7 +1195,11 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
         setTimeout(() => this.server.closeAllConnections(), 1000).unref();
       });
       await this.feeds.stop();
-      await Promise.allSettled([...this.backends.map((b) => b.pool.destroy()), this.healthAgent.destroy()]);
+      await Promise.allSettled([
+        ...this.backends.map((b) => b.pool.destroy()),
+        this.healthAgent.destroy(),
+        this.parsePool?.close(),
+      ]);
     })();
     return this.closePromise;
   }

@@ -34,18 +34,26 @@ export interface BuiltRequest {
   readonly stream: boolean;
 }
 
-/** Parses `body` (JSON) into a Request; a bad body throws the SwitchyardError to answer. */
-export function buildRequest(
-  ctx: RequestBuildContext,
-  kind: ExchangeKind,
-  body: Buffer,
-  tenant: TenantEntry | undefined,
-  req: Pick<IncomingMessage, 'headers'>,
-  arrivalMs: number,
-): BuiltRequest {
-  let json: unknown;
+/**
+ * What admission and routing need of a body, as parsing it gives them before the gateway's own
+ * checks (served model, tenant, request id): everything here depends on the body alone, so it may
+ * be computed off the event loop (parse-worker.ts) and must come out the same there.
+ */
+export interface BodyFields {
+  readonly model: string;
+  readonly inputTokens: number;
+  readonly maxTokens: number | undefined;
+  readonly stream: boolean;
+  /** The body's `priority`, before `requestPriority` applies the rule (undefined for embeddings). */
+  readonly priority: number | undefined;
+  readonly user: string | undefined;
+  readonly prefix: Request['prefix'];
+}
+
+/** The JSON value of `body`; invalid JSON throws the 400 the gateway answers. */
+export function decodeBody(body: Buffer): unknown {
   try {
-    json = JSON.parse(body.toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch (error) {
     throw new SwitchyardError(
       'SY_ERR_INVALID_ARGUMENT',
@@ -55,12 +63,10 @@ export function buildRequest(
       },
     );
   }
-  let model: string;
-  let inputTokens: number;
-  let maxTokens: number | undefined;
-  let stream = false;
-  let parsed: RoutingFields | undefined;
-  let prefix = undefined as Request['prefix'] | undefined;
+}
+
+/** The fields of a decoded body of `kind`; a bad body throws the SwitchyardError to answer. */
+export function fieldsOf(kind: ExchangeKind, json: unknown): BodyFields {
   if (kind === 'embeddings') {
     const m = typeof json === 'object' && json !== null ? (json as { model?: unknown; input?: unknown }) : {};
     if (typeof m.model !== 'string' || m.model.length === 0)
@@ -71,25 +77,72 @@ export function buildRequest(
       throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'invalid request body: input: required', {
         param: 'input',
       });
-    model = m.model;
-    inputTokens = embeddingsCost(m.input).tokens;
-    maxTokens = 1;
-    prefix = NO_PREFIX;
-  } else {
-    parsed = parseRouting(kind, json);
-    model = parsed.model;
-    inputTokens = parsed.promptTokens;
-    maxTokens = parsed.maxTokens;
-    stream = parsed.stream;
-    prefix = parsed.prefix;
-    const tokenizer = ctx.tokenizers.get(model);
-    if (tokenizer !== undefined) {
-      // The body passed parseRouting, so its shape is known good.
-      const tokenized = tokenizer.tokenizeBody(kind, json as Record<string, unknown>);
-      inputTokens = tokenized.promptTokens;
-      prefix = tokenized.prefix;
-    }
+    return {
+      model: m.model,
+      inputTokens: embeddingsCost(m.input).tokens,
+      maxTokens: 1,
+      stream: false,
+      priority: undefined,
+      user: undefined,
+      prefix: NO_PREFIX,
+    };
   }
+  const parsed: RoutingFields = parseRouting(kind, json);
+  return {
+    model: parsed.model,
+    inputTokens: parsed.promptTokens,
+    maxTokens: parsed.maxTokens,
+    stream: parsed.stream,
+    priority: parsed.priority,
+    user: parsed.user,
+    prefix: parsed.prefix,
+  };
+}
+
+/** `fieldsOf` a raw body: what the main thread and a parse worker both run. */
+export function parseBodyFields(kind: ExchangeKind, body: Buffer): BodyFields {
+  return fieldsOf(kind, decodeBody(body));
+}
+
+/** Parses `body` (JSON) into a Request; a bad body throws the SwitchyardError to answer. */
+export function buildRequest(
+  ctx: RequestBuildContext,
+  kind: ExchangeKind,
+  body: Buffer,
+  tenant: TenantEntry | undefined,
+  req: Pick<IncomingMessage, 'headers'>,
+  arrivalMs: number,
+): BuiltRequest {
+  return requestOf(ctx, bodyFields(ctx, kind, body), tenant, req, arrivalMs);
+}
+
+/** `parseBodyFields`, with the token count and chain of the model's tokenizer when one is configured. */
+export function bodyFields(
+  ctx: Pick<RequestBuildContext, 'tokenizers'>,
+  kind: ExchangeKind,
+  body: Buffer,
+): BodyFields {
+  const json = decodeBody(body);
+  const fields = fieldsOf(kind, json);
+  const tokenizer = ctx.tokenizers.get(fields.model);
+  if (tokenizer === undefined || kind === 'embeddings') return fields;
+  // The body passed parseRouting, so its shape is known good.
+  const tokenized = tokenizer.tokenizeBody(kind, json as Record<string, unknown>);
+  return { ...fields, inputTokens: tokenized.promptTokens, prefix: tokenized.prefix };
+}
+
+/**
+ * The Request for parsed `fields`: the served-model check, the tenant, the priority rule, the
+ * session and the request id. A model not served here throws the 404.
+ */
+export function requestOf(
+  ctx: RequestBuildContext,
+  fields: BodyFields,
+  tenant: TenantEntry | undefined,
+  req: Pick<IncomingMessage, 'headers'>,
+  arrivalMs: number,
+): BuiltRequest {
+  const model = fields.model;
   if (!ctx.models.has(model)) {
     throw new SwitchyardError(
       'SY_ERR_NOT_FOUND',
@@ -102,15 +155,15 @@ export function buildRequest(
     id: ctx.nextId(),
     model,
     tenant: tenant?.name ?? 'default',
-    priority: requestPriority(ctx.priority, tenant, parsed?.priority),
-    inputTokens,
-    maxTokens,
+    priority: requestPriority(ctx.priority, tenant, fields.priority),
+    inputTokens: fields.inputTokens,
+    maxTokens: fields.maxTokens,
     arrivalMs,
     slo: ctx.slo,
-    prefix,
-    sessionId: typeof session === 'string' && session.length > 0 ? session : parsed?.user,
+    prefix: fields.prefix,
+    sessionId: typeof session === 'string' && session.length > 0 ? session : fields.user,
   };
-  return { request, stream };
+  return { request, stream: fields.stream };
 }
 
 /**
