@@ -626,6 +626,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       ...this.stats.toJSON(),
       admission: this.admission.stats,
       queuedBytes: this.queuedBytes.stats,
+      parsePool: this.parsePool?.stats,
       policy: this.policy.name,
       draining: this.draining,
     };
