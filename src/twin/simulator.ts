@@ -736,7 +736,9 @@ class Twin {
     };
     const instances: SimInstance[] = [];
     for (const group of options.cluster.groups) {
-      const perf = perfModelFor(group.gpu, group.model, group.tp);
+      // The engine's limits set the CUDA-graph capture sizes and the KV left after the profiling run.
+      const { maxNumSeqs, maxNumBatchedTokens } = options.engine;
+      const perf = perfModelFor(group.gpu, group.model, group.tp, undefined, { maxNumSeqs });
       const blocks =
         options.engine.numGpuBlocksOverride ??
         kvBlocksThatFit(
@@ -745,6 +747,7 @@ class Twin {
           group.tp,
           options.engine.gpuMemoryUtilization,
           options.engine.blockSize,
+          { maxNumSeqs, maxNumBatchedTokens },
         );
       for (let k = 0; k < group.count; k++) {
         const index = instances.length;

@@ -269,10 +269,16 @@ export class SimBackend implements EngineBackend {
       );
     }
     const config: EngineConfig = { ...DEFAULT_ENGINE_CONFIG, ...options.engine };
-    const perf = options.perf ?? perfModelFor(options.gpu, options.model, options.tp);
+    const { maxNumSeqs, maxNumBatchedTokens } = config;
+    // The engine's limits set the CUDA-graph capture sizes and the KV left after the profiling run.
+    const perf =
+      options.perf ?? perfModelFor(options.gpu, options.model, options.tp, undefined, { maxNumSeqs });
     const numBlocks =
       config.numGpuBlocksOverride ??
-      kvBlocksThatFit(perf.gpu, perf.model, perf.tp, config.gpuMemoryUtilization, config.blockSize);
+      kvBlocksThatFit(perf.gpu, perf.model, perf.tp, config.gpuMemoryUtilization, config.blockSize, {
+        maxNumSeqs,
+        maxNumBatchedTokens,
+      });
     this.modelId = options.modelId;
     this.blockSize = config.blockSize;
     this.timeScale = timeScale;
