@@ -61,6 +61,11 @@ export class PrefixForest {
   private recsOf = new Int32Array(NODES_INITIAL);
   /** Child table: node ids, NONE for empty; capacity a power of two at least twice the nodes. */
   private slots = new Int32Array(2 * NODES_INITIAL).fill(NONE);
+  /**
+   * Each slot's full hash of (parent, key), beside it: probes and the deletion's shifts compare and
+   * re-home entries from here without reading the node arrays (a cache miss each).
+   */
+  private slotHash = new Int32Array(2 * NODES_INITIAL);
   private slotMask = 2 * NODES_INITIAL - 1;
   /** Free node ids, chained through `parentOf`. */
   private freeHead = NONE;
@@ -203,19 +208,20 @@ export class PrefixForest {
   /** The child of `parent` for chain value `key`, created when missing; takes a use of it. */
   private child(parent: number, key: number, firstBlock: number, size: number): number {
     const slots = this.slots;
+    const hashes = this.slotHash;
     const mask = this.slotMask;
-    let i = this.home(parent, key);
-    for (; ; i = (i + 1) & mask) {
+    const hash = hashOf(parent, key);
+    for (let i = hash & mask; ; i = (i + 1) & mask) {
       const n = slots[i] as number;
       if (n === NONE) break;
-      if (this.parentOf[n] === parent && this.keyOf[n] === key) {
+      if (hashes[i] === hash && this.parentOf[n] === parent && this.keyOf[n] === key) {
         this.usesOf[n] = (this.usesOf[n] as number) + 1;
         return n;
       }
     }
     const node = this.newNode(parent, key, firstBlock, size);
     // newNode may have grown the table: index afresh.
-    this.index(node);
+    this.index(node, hash);
     // The child holds its parent, and the caller holds the child.
     this.usesOf[parent] = (this.usesOf[parent] as number) + 1;
     this.usesOf[node] = 1;
@@ -240,42 +246,31 @@ export class PrefixForest {
     return n;
   }
 
-  /** The home slot of (parent, key); keys that are not uint32 hash their bits. */
-  private home(parent: number, key: number): number {
-    let h: number;
-    if (key >>> 0 === key) {
-      h = key;
-    } else {
-      keyF64[0] = key;
-      h = (keyU32[0] as number) ^ Math.imul(keyU32[1] as number, 0x9e3779b1);
-    }
-    h = Math.imul(h ^ Math.imul(parent + 1, 0x85ebca6b), 0x7feb352d);
-    h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
-    return (h ^ (h >>> 16)) & this.slotMask;
-  }
-
-  private index(node: number): void {
+  private index(node: number, hash: number): void {
     const slots = this.slots;
     const mask = this.slotMask;
-    let i = this.home(this.parentOf[node] as number, this.keyOf[node] as number);
+    let i = hash & mask;
     while (slots[i] !== NONE) i = (i + 1) & mask;
     slots[i] = node;
+    this.slotHash[i] = hash;
   }
 
   /** Removes a node from the child table, shifting later entries back (no tombstones). */
   private unindex(node: number): void {
     const slots = this.slots;
+    const hashes = this.slotHash;
     const mask = this.slotMask;
-    let hole = this.home(this.parentOf[node] as number, this.keyOf[node] as number);
+    let hole = hashOf(this.parentOf[node] as number, this.keyOf[node] as number) & mask;
     while (slots[hole] !== node) hole = (hole + 1) & mask;
     for (let j = (hole + 1) & mask; ; j = (j + 1) & mask) {
       const moved = slots[j] as number;
       if (moved === NONE) break;
-      const home = this.home(this.parentOf[moved] as number, this.keyOf[moved] as number);
+      const home = (hashes[j] as number) & mask;
       // `moved` may fill the hole unless its home lies cyclically in (hole, j].
       const homeInRange = hole <= j ? hole < home && home <= j : hole < home || home <= j;
       if (homeInRange) continue;
       slots[hole] = moved;
+      hashes[hole] = hashes[j] as number;
       hole = j;
     }
     slots[hole] = NONE;
@@ -293,6 +288,7 @@ export class PrefixForest {
     keys.set(this.keyOf);
     this.keyOf = keys;
     this.slots = new Int32Array(2 * n).fill(NONE);
+    this.slotHash = new Int32Array(2 * n);
     this.slotMask = 2 * n - 1;
     // Live non-root nodes: free ones chain through parentOf, so mark them first.
     const free = new Uint8Array(this.top);
@@ -300,7 +296,7 @@ export class PrefixForest {
     const roots = new Set(this.roots.values());
     for (let k = 0; k < this.top; k++) {
       if (free[k] === 1 || roots.has(k) || k === this.top - 1) continue;
-      this.index(k);
+      this.index(k, hashOf(this.parentOf[k] as number, this.keyOf[k] as number));
     }
   }
 }
@@ -309,4 +305,18 @@ function growI32(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
   const b = new Int32Array(n);
   b.set(a);
   return b;
+}
+
+/** The full hash of (parent, key), as an int32; keys that are not uint32 hash their bits. */
+function hashOf(parent: number, key: number): number {
+  let h: number;
+  if (key >>> 0 === key) {
+    h = key;
+  } else {
+    keyF64[0] = key;
+    h = (keyU32[0] as number) ^ Math.imul(keyU32[1] as number, 0x9e3779b1);
+  }
+  h = Math.imul(h ^ Math.imul(parent + 1, 0x85ebca6b), 0x7feb352d);
+  h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
+  return h ^ (h >>> 16);
 }
