@@ -1055,7 +1055,12 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     const inputs = this.backends.map((b) => {
       // Bytes mid-stream are evidence of life for the health checker too.
       if (b.progress.lastByteMs > 0) this.health.noteProgress(b.id, b.progress.lastByteMs);
-      return { progress: b.progress, outstanding: b.instance.inFlight, healthy: b.instance.healthy };
+      return {
+        progress: b.progress,
+        outstanding: b.instance.inFlight,
+        healthy: b.instance.healthy,
+        probeFailing: b.health.state.failureCount > 0,
+      };
     });
     for (const i of findStalls(inputs, now, this.limits.stallAfterMs)) {
       const b = this.backends[i] as Backend;

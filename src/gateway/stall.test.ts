@@ -7,7 +7,7 @@ const STALL_AFTER_MS = 1000;
 function backend(lastByteMs: number, outstanding: number, options: Partial<StallInput> = {}): StallInput {
   const progress = new BackendProgress();
   progress.lastByteMs = lastByteMs;
-  return { progress, outstanding, healthy: true, ...options };
+  return { progress, outstanding, healthy: true, probeFailing: true, ...options };
 }
 
 describe('findStalls', () => {
@@ -37,6 +37,17 @@ describe('findStalls', () => {
     assert.deepEqual(findStalls([backend(8000, 1), backend(7000, 1)], 10_000, STALL_AFTER_MS), []);
     const withThird = [backend(8000, 1), backend(7000, 1), backend(9500, 0)];
     assert.deepEqual(findStalls(withThird, 10_000, STALL_AFTER_MS), [0, 1]);
+  });
+
+  it('does not blame a quiet backend whose health checks pass (long non-streaming answers)', () => {
+    const busy = backend(5000, 3, { probeFailing: false });
+    const backends = [busy, backend(9900, 2)];
+    assert.deepEqual(findStalls(backends, 10_000, STALL_AFTER_MS), []);
+    // Once a check fails, the same silence is a stall.
+    assert.deepEqual(
+      findStalls([{ ...busy, probeFailing: true }, backend(9900, 2)], 10_000, STALL_AFTER_MS),
+      [0],
+    );
   });
 
   it('counts an ejected backend as stalled without evidence from others', () => {

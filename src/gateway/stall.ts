@@ -6,9 +6,16 @@
  * The proxy keeps one `BackendProgress` per backend (two field writes per response chunk, on a
  * coarse clock the periodic sweep advances); the sweep calls `findStalls` once per tick. A backend
  * is stalled when it has requests outstanding, has delivered nothing for `stallAfterMs` since it
- * last delivered a byte or last became busy, and either another backend did deliver within that
- * window (so a cluster-wide slowdown, where every engine is quiet, is no stall) or health checks
- * have ejected it already. The sweep then ejects it and re-routes its requests not yet answered.
+ * last delivered a byte or last became busy, and either (a) another backend did deliver within that
+ * window (so a cluster-wide slowdown, where every engine is quiet, is no stall) and its latest
+ * health check failed too, or (b) health checks have ejected it already. The sweep then ejects it
+ * and re-routes its requests not yet answered.
+ *
+ * Why a failing check is required in (a): silence alone is what a healthy engine shows while it
+ * works on non-streaming requests (the answer is one write at the end: a Batch API line of 2,000
+ * tokens is tens of seconds without a byte). A frozen process fails its health checks within one
+ * interval; an engine busy on long answers passes them. An engine whose HTTP side answers while
+ * its generation hangs is left to `streamIdleTimeoutMs` and `firstByteTimeoutMs`.
  */
 
 /** One backend's recent progress, as the proxy sees it. */
@@ -49,6 +56,8 @@ export interface StallInput {
   readonly outstanding: number;
   /** Health checks (or an earlier stall) have not ejected it. */
   readonly healthy: boolean;
+  /** Its latest health check failed (a strike short of ejection): corroborates its silence. */
+  readonly probeFailing: boolean;
 }
 
 /**
@@ -76,7 +85,7 @@ export function findStalls(backends: readonly StallInput[], nowMs: number, stall
     if (p.stalled || b.outstanding <= p.pausedAttempts) continue;
     if (Math.max(p.lastByteMs, p.busySinceMs) > windowStartMs) continue;
     const othersLastMs = i === bestAt ? second : best;
-    if (othersLastMs > windowStartMs || !b.healthy) out.push(i);
+    if ((othersLastMs > windowStartMs && b.probeFailing) || !b.healthy) out.push(i);
   }
   return out;
 }

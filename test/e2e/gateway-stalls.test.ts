@@ -167,3 +167,62 @@ describe('a frozen engine (SIGSTOP)', () => {
     }
   });
 });
+
+describe('a healthy engine busy on a long non-streaming answer', () => {
+  it('is not declared stalled while the others stream: its health checks pass', async () => {
+    const { url, logs } = await startTestGateway(
+      {
+        backends: sims.engines.map((e, i) => simBackend(`e${i}`, e)),
+        routing: { policy: 'round-robin' },
+        adminKey: ADMIN_KEY,
+        healthCheck: { intervalMs: 200, timeoutMs: 200, failuresToEject: 1000, successesToReadmit: 1 },
+        limits: { stallAfterMs: STALL_AFTER_MS },
+      },
+      teardown,
+    );
+    const admin = (id: string, action: string) =>
+      fetch(`${url}/admin/instances/${id}/${action}`, { method: 'POST', headers: ADMIN });
+    assert.equal((await admin('e0', 'drain')).status, 200);
+    assert.equal((await admin('e1', 'drain')).status, 200);
+    // One answer of a few seconds: not a byte from e2 until it is done.
+    const long = post(
+      url,
+      '/v1/completions',
+      { model: MODEL, prompt: 'a long answer in one piece', max_tokens: 600 },
+      { deadlineMs: CLIENT_DEADLINE_MS },
+    );
+    await until('the long answer is in flight on e2', async () => {
+      const s = await getJson<GatewayStatsJson>(`${url}/stats`);
+      return s.inFlight === 1;
+    });
+    assert.equal((await admin('e0', 'undrain')).status, 200);
+    assert.equal((await admin('e1', 'undrain')).status, 200);
+    assert.equal((await admin('e2', 'drain')).status, 200);
+    // The others stream meanwhile, for longer than stallAfterMs.
+    let streamed = 0;
+    let done = false;
+    void long.finally(() => {
+      done = true;
+    });
+    while (!done) {
+      const r = await post(url, '/v1/completions', {
+        model: MODEL,
+        prompt: `meanwhile ${streamed}`,
+        max_tokens: 40,
+        stream: true,
+      });
+      assert.equal(r.status, 200, r.text.slice(0, 200));
+      streamed++;
+    }
+    const reply = await long;
+    assert.equal(reply.status, 200, reply.text.slice(0, 300));
+    assert.equal(
+      (JSON.parse(reply.text) as { usage: { completion_tokens: number } }).usage.completion_tokens,
+      600,
+    );
+    assert.ok(streamed >= 3, `the others streamed meanwhile (${streamed})`);
+    assert.ok(!logs.some((l) => l.includes('stalled')), logs.join('\n'));
+    const stats = await getJson<GatewayStatsJson>(`${url}/stats`);
+    assert.equal(stats.retries, 0, JSON.stringify(stats));
+  });
+});
