@@ -22,6 +22,7 @@ import { SwitchyardError } from '../core/errors.ts';
 import type { LimitsConfig } from './config.ts';
 import { DISCARD_BYTES_MAX } from './http-util.ts';
 import { jsonDepthExceeds } from './json-depth.ts';
+import { bodyBuffer } from './parse-pool.ts';
 import type { ExchangeKind } from './proxy.ts';
 import type { TenantEntry } from './request-build.ts';
 
@@ -215,8 +216,9 @@ export class BodyReader implements Reading {
       return;
     }
     if (this.declared !== undefined) {
-      // Copied into the one buffer (Node's parser never passes more than the declared length).
-      this.whole ??= Buffer.allocUnsafe(this.declared);
+      // Copied into the one buffer (Node's parser never passes more than the declared length); a body
+      // for a parse worker's is in shared memory (parse-pool.ts).
+      this.whole ??= bodyBuffer(this.declared, this.host.limits.offThreadParseBytes);
       chunk.copy(this.whole, start);
       return;
     }
