@@ -73,8 +73,11 @@ def generation_ms(c, peak, bw, b, s, h, kv):
     flops = tokens * 4 * h * HEAD_DIM
     x = b * kv
     eff = me * x / (x + streams_half)
-    return (pnorm(flops / (peak * ce), bytes_ / (bw * eff), p) * 1e3 + lat_us * 1e-3
-            + split_us * 1e-3 * (s + 1 >= SPLIT_KV_TOKENS) + b * kv * stream_ns * 1e-6
+    kv_ms = pnorm(flops / (peak * ce), bytes_ / (bw * eff), p) * 1e3
+    # Per-stream set-up overlaps with the other streams' KV reads once the GPU is full of them.
+    stream_ms = b * kv * stream_ns * 1e-6
+    return (pnorm(kv_ms, stream_ms, p) + lat_us * 1e-3
+            + split_us * 1e-3 * (s + 1 >= SPLIT_KV_TOKENS)
             + gqa_us * 1e-3 * ((b >= 2) & (kv >= 2) & (h > kv)))
 
 

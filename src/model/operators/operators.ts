@@ -53,7 +53,10 @@ export interface GenerationAttentionCoefficients {
   readonly latencyUs: number;
   /** Extra time of the split-KV combine pass, from SPLIT_KV_TOKENS of context. */
   readonly splitKvUs: number;
-  /** Fixed cost per KV stream (block-table walk, per-CTA set-up), nanoseconds. */
+  /**
+   * Cost per KV stream (block-table walk, per-CTA set-up), nanoseconds; it overlaps with the KV
+   * read (a rounded max of the two, not their sum).
+   */
   readonly streamNs: number;
   readonly computeEfficiency: number;
   readonly sharpness: number;
@@ -199,6 +202,32 @@ export function generationAttentionMsPerToken(
   );
 }
 
+/**
+ * The per-stream cost of decode attention (block-table walk, per-CTA set-up) for `seqs` sequences.
+ * It overlaps with the other streams' KV reads (`generationAttentionKvAndStreamsMs`), so it shows
+ * only when the context is short.
+ */
+export function generationAttentionStreamsMs(
+  c: GenerationAttentionCoefficients,
+  seqs: number,
+  kvHeads: number,
+): number {
+  return (seqs * kvHeads * c.streamNs) / 1e6;
+}
+
+/**
+ * The KV read (`kvMs`, from the per-token cost) and the per-stream set-up (`streamsMs`) joined as a
+ * rounded max: with many streams in flight a CTA's set-up runs while other CTAs read, so adding
+ * the two (the first fit) charged the largest batches ~10% too much (docs/engine-model.md).
+ */
+export function generationAttentionKvAndStreamsMs(
+  c: GenerationAttentionCoefficients,
+  kvMs: number,
+  streamsMs: number,
+): number {
+  return pNorm(kvMs, streamsMs, c.sharpness);
+}
+
 /** The fixed part of decode attention for `seqs` sequences with mean context `meanContextTokens`. */
 export function generationAttentionFixedMs(
   c: GenerationAttentionCoefficients,
@@ -209,7 +238,7 @@ export function generationAttentionFixedMs(
 ): number {
   const split = meanContextTokens >= SPLIT_KV_TOKENS ? c.splitKvUs : 0;
   const gqa = seqs >= 2 && kvHeads >= 2 && heads > kvHeads ? c.gqaMultiSeqUs : 0;
-  return (c.latencyUs + split + gqa + (seqs * kvHeads * c.streamNs) / 1000) / 1000;
+  return (c.latencyUs + split + gqa) / 1000;
 }
 
 /** Decode attention of `seqs` sequences reading `contextTokens` KV tokens in all. */
@@ -222,8 +251,11 @@ export function generationAttentionMs(
   kvHeads: number,
 ): number {
   return (
-    contextTokens * generationAttentionMsPerToken(c, r, seqs, heads, kvHeads) +
-    generationAttentionFixedMs(c, seqs, heads, kvHeads, contextTokens / seqs)
+    generationAttentionKvAndStreamsMs(
+      c,
+      contextTokens * generationAttentionMsPerToken(c, r, seqs, heads, kvHeads),
+      generationAttentionStreamsMs(c, seqs, kvHeads),
+    ) + generationAttentionFixedMs(c, seqs, heads, kvHeads, contextTokens / seqs)
   );
 }
 

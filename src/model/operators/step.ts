@@ -8,7 +8,9 @@ import {
   contextAttentionMs,
   gemmMs,
   generationAttentionFixedMs,
+  generationAttentionKvAndStreamsMs,
   generationAttentionMsPerToken,
+  generationAttentionStreamsMs,
   type MoeCoefficients,
   moeCoefficientsFor,
   moeMs,
@@ -37,6 +39,27 @@ export function cudaGraphCaptureSizes(maxNumSeqs: number): number[] {
   for (let s = 8; s < 256; s += 8) sizes.push(s);
   for (let s = 256; s <= largest; s += 16) sizes.push(s);
   return sizes.filter((s) => s <= largest);
+}
+
+/** One step's time by term, all layers (ms): see `OperatorStepModel.stepBreakdownMs`. */
+export interface StepBreakdown {
+  /** Tokens the GPU computes: padded to a CUDA-graph capture size, or the step's own when eager. */
+  readonly paddedTokens: number;
+  /** Whether the step replays a CUDA graph. */
+  readonly graph: boolean;
+  /** Projection GEMMs (or MoE) of every layer plus the LM head. */
+  readonly gemmMs: number;
+  readonly elementwiseMs: number;
+  readonly allReduceMs: number;
+  readonly prefillAttentionMs: number;
+  readonly decodeAttentionMs: number;
+  /** The sum of the GPU terms above. */
+  readonly gpuMs: number;
+  /** CPU work of the step's sequences (hidden behind the GPU under async scheduling). */
+  readonly cpuMs: number;
+  /** What the step adds beyond the GPU: the serial gap, plus CPU time the GPU did not hide. */
+  readonly overheadMs: number;
+  readonly stepMs: number;
 }
 
 /**
@@ -244,15 +267,13 @@ export class OperatorStepModel {
       );
       if (seqs < memo.length) memo[seqs] = perToken;
     }
+    const c = this.c.generationAttention;
     return (
-      contextTokens * perToken +
-      generationAttentionFixedMs(
-        this.c.generationAttention,
-        seqs,
-        this.headsPerGpu,
-        this.kvHeadsPerGpu,
-        contextTokens / seqs,
-      )
+      generationAttentionKvAndStreamsMs(
+        c,
+        contextTokens * perToken,
+        generationAttentionStreamsMs(c, seqs, this.kvHeadsPerGpu),
+      ) + generationAttentionFixedMs(c, seqs, this.headsPerGpu, this.kvHeadsPerGpu, contextTokens / seqs)
     );
   }
 
@@ -274,6 +295,43 @@ export class OperatorStepModel {
     if (shape.decodeSeqs > 0)
       attention += this.decodeAttentionMs(shape.decodeSeqs, shape.decodeContextTokens);
     return this.denseMs(computed, graph) + this.layers * attention + this.lmHeadMs(seqs);
+  }
+
+  /**
+   * One step's time split by term (ms, whole step, all layers): what `stepTimeMs` adds up, for
+   * analysis (docs/engine-model.md, Saturation). Not memoised; `stepTimeMs` stays the fast path.
+   */
+  stepBreakdownMs(shape: StepShape): StepBreakdown {
+    const tokens = shape.prefillTokens + shape.decodeSeqs;
+    const seqs = shape.prefillSeqs + shape.decodeSeqs;
+    const graph = tokens <= this.cudaGraphMaxTokens;
+    const computed = graph ? this.paddedTokens[tokens]! : tokens;
+    const L = this.layers;
+    const gemmMsTotal = L * this.layerGemmMs(computed) + this.lmHeadMs(seqs);
+    const elementwiseMs = (L * computed * this.elementwiseBytesPerToken) / this.memBytesPerMs;
+    const allReduceMsTotal = L * 2 * this.allReduceOfTokensMs(computed, graph);
+    const prefillAttentionMsTotal =
+      shape.prefillTokens > 0
+        ? L * this.prefillAttentionMs(shape.prefillTokens, shape.prefillAttentionPairs)
+        : 0;
+    const decodeAttentionMsTotal =
+      shape.decodeSeqs > 0 ? L * this.decodeAttentionMs(shape.decodeSeqs, shape.decodeContextTokens) : 0;
+    const gpuMs =
+      gemmMsTotal + elementwiseMs + allReduceMsTotal + prefillAttentionMsTotal + decodeAttentionMsTotal;
+    const cpuMs = seqs * this.seqOverheadMs;
+    return {
+      paddedTokens: computed,
+      graph,
+      gemmMs: gemmMsTotal,
+      elementwiseMs,
+      allReduceMs: allReduceMsTotal,
+      prefillAttentionMs: prefillAttentionMsTotal,
+      decodeAttentionMs: decodeAttentionMsTotal,
+      gpuMs,
+      cpuMs,
+      overheadMs: this.stepOverheadMs + Math.max(0, cpuMs - gpuMs),
+      stepMs: tokens > 0 ? Math.max(gpuMs, cpuMs) + this.stepOverheadMs : 0,
+    };
   }
 
   /** Duration of one engine step (0 for an empty one). */
