@@ -1,6 +1,6 @@
 import { unknownName } from '../core/errors.ts';
 import type { GpuId } from '../core/ids.ts';
-import { MiB } from '../core/units.ts';
+import { GiB, MiB } from '../core/units.ts';
 import type { GpuCalibration, GpuSpec } from './types.ts';
 
 /**
@@ -105,4 +105,26 @@ export function engineProfile(id: string): EngineProfile {
 export function calibrationFor(gpu: GpuSpec, profile: EngineProfile): GpuCalibration {
   const replaced = profile.byGpu[gpu.id] ?? profile.fallback;
   return { ...gpu.calibration, ...replaced };
+}
+
+/** Batch limits a `vllm serve` picks when the flags are not given. */
+export interface VllmBatchDefaults {
+  readonly maxNumSeqs: number;
+  readonly maxNumBatchedTokens: number;
+}
+
+/** GPUs with at least this much memory (and not A100s) get vLLM's larger batch defaults. */
+const VLLM_LARGE_DEFAULTS_MIN_BYTES = 70 * GiB;
+
+/**
+ * `vllm serve`'s defaults for --max-num-seqs and --max-num-batched-tokens on this GPU
+ * (`EngineArgs.get_batch_defaults`, vllm/engine/arg_utils.py): GPUs of at least 70 GiB other than
+ * the A100 (H100, H200) get 1024 sequences and 8192 tokens, every other GPU 256 and 2048 (larger
+ * budgets cost the A100 throughput, vLLM PR #17885). The offline `LLM` class uses other values.
+ */
+export function vllmServeBatchDefaults(gpu: GpuSpec): VllmBatchDefaults {
+  const large = gpu.hbmBytes >= VLLM_LARGE_DEFAULTS_MIN_BYTES && !gpu.id.startsWith('a100');
+  return large
+    ? { maxNumSeqs: 1024, maxNumBatchedTokens: 8192 }
+    : { maxNumSeqs: 256, maxNumBatchedTokens: 2048 };
 }

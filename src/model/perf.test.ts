@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SwitchyardError } from '../core/errors.ts';
+import { vllmServeBatchDefaults } from './engines.ts';
 import { gpuIds, gpuSpec } from './gpus.ts';
 import { weightBytesPerGpu } from './kv.ts';
 import { modelIds, modelSpec } from './models.ts';
@@ -151,6 +152,61 @@ describe('perf model', () => {
     });
     const gap = o.gpuStepMs(shape(16)) - o.gpuStepMs(shape(9));
     assert.ok(gap > 0 && gap < 0.3, `gap ${gap}`);
+  });
+
+  it('splits a step into terms that add up to the step time', () => {
+    const o = perfModelFor('h100', 'llama-2-70b', 4, 'vllm', { maxNumSeqs: 128 }).operators!;
+    for (const shape of [
+      {
+        prefillSeqs: 0,
+        prefillTokens: 0,
+        prefillAttentionPairs: 0,
+        decodeSeqs: 100,
+        decodeContextTokens: 80_000,
+      },
+      {
+        prefillSeqs: 1,
+        prefillTokens: 1920,
+        prefillAttentionPairs: 1920 * 961,
+        decodeSeqs: 128,
+        decodeContextTokens: 100_000,
+      },
+    ]) {
+      const b = o.stepBreakdownMs(shape);
+      const parts = b.gemmMs + b.elementwiseMs + b.allReduceMs + b.prefillAttentionMs + b.decodeAttentionMs;
+      assert.ok(Math.abs(parts - b.gpuMs) < 1e-9 && Math.abs(b.stepMs - o.stepTimeMs(shape)) < 1e-9);
+      assert.ok(b.allReduceMs > 0 && b.decodeAttentionMs > 0 && b.overheadMs >= 0.3);
+      assert.equal(b.graph, shape.prefillTokens === 0);
+    }
+  });
+
+  it('hides the per-stream cost of decode attention under a long KV read', () => {
+    // Llama-2-7B is MHA: 128 sequences are 4096 KV streams. At 805 tokens of context the KV read
+    // (54 GB over 32 layers) is within 15% of the HBM floor; adding the stream cost took it to 25%.
+    const perf = perfModelFor('h100', 'llama-2-7b', 1);
+    const o = perf.operators!;
+    const kvBytes = 128 * 805 * perf.kvBytesPerToken();
+    const floorMs = (kvBytes / perf.gpu.hbmBandwidthBytesPerS) * 1000;
+    const attentionMs = 32 * o.decodeAttentionMs(128, 128 * 805);
+    assert.ok(attentionMs > floorMs && attentionMs < 1.15 * floorMs, `${attentionMs} vs ${floorMs}`);
+    // With one token of context the stream set-up is what remains.
+    assert.ok(o.decodeAttentionMs(128, 128) > o.decodeAttentionMs(1, 1));
+  });
+
+  it("knows vllm serve's batch defaults per GPU", () => {
+    assert.deepEqual(vllmServeBatchDefaults(gpuSpec('h100')), {
+      maxNumSeqs: 1024,
+      maxNumBatchedTokens: 8192,
+    });
+    assert.deepEqual(vllmServeBatchDefaults(gpuSpec('h200')), {
+      maxNumSeqs: 1024,
+      maxNumBatchedTokens: 8192,
+    });
+    assert.deepEqual(vllmServeBatchDefaults(gpuSpec('a100-80gb')), {
+      maxNumSeqs: 256,
+      maxNumBatchedTokens: 2048,
+    });
+    assert.deepEqual(vllmServeBatchDefaults(gpuSpec('l40s')), { maxNumSeqs: 256, maxNumBatchedTokens: 2048 });
   });
 
   it("charges vLLM's custom all-reduce: a few microseconds in a graph, more eagerly", () => {
