@@ -11,12 +11,22 @@
  * Each phase is timed alone (median of the rounds, garbage collection included where it falls).
  * "end of body" is what runs in one event-loop turn when the last chunk arrives: that turn blocks
  * every other request (health checks included). The per-chunk copy runs spread over the turns that
- * read the chunks (about 120 of 64 KiB), so it is listed apart. Last, a nested-array
+ * read the chunks (about 120 of 64 KiB), so it is listed apart. Then a nested-array
  * body of the same size: parsed by the previous path, refused on its bytes by ours.
+ *
+ * Last, the hand-off to a parse worker (limits.offThreadParseBytes, parse-pool.ts), which takes
+ * decode, JSON.parse and the routing fields off the event loop: what posting the body costs the
+ * event loop (structured clone of a plain Buffer, a copy into shared memory, or a body read into
+ * shared memory as the gateway does), and the event loop's whole share of one worker parse (post,
+ * reply, fields rebuilt), against the same parse on the event loop.
  */
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { MessageChannel } from 'node:worker_threads';
 import { parseRouting, ROUTING_PREFIX_BLOCKS_MAX } from '../src/gateway/fast-parse.ts';
 import { jsonDepthExceeds } from '../src/gateway/json-depth.ts';
+import { ParsePool } from '../src/gateway/parse-pool.ts';
+import { parseBodyFields } from '../src/gateway/request-build.ts';
 
 const CHUNK_BYTES = 64 * 1024;
 const PREVIOUS_PREFIX_BLOCKS_MAX = 1 << 16;
@@ -145,7 +155,7 @@ function row(label: string, previous: number, ours: number): string {
   return `  ${label.padEnd(32)}${previous.toFixed(2).padStart(10)}${ours.toFixed(2).padStart(10)}${ratio.padStart(10)}`;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { values } = parseArgs({
     options: { rounds: { type: 'string', default: '15' }, bytes: { type: 'string', default: '7900000' } },
   });
@@ -185,6 +195,61 @@ function main(): void {
     console.log(row('= all event-loop time', totalP, totalO));
   }
   deepBomb(bytes);
+  await handOff(shapes(bytes), rounds);
+}
+
+/** `body` in shared memory, as body-reader.ts reads a body bound for a parse worker. */
+function shared(body: Buffer): Buffer {
+  const out = Buffer.from(new SharedArrayBuffer(body.length));
+  body.copy(out);
+  return out;
+}
+
+/** The event loop's cost of handing bodies to a parse worker, against parsing them on it (median ms). */
+async function handOff(all: readonly Shape[], rounds: number): Promise<void> {
+  const pool = new ParsePool({ bytesMax: 1 << 30, threads: 1 });
+  const { port1, port2 } = new MessageChannel();
+  port2.on('message', () => {});
+  console.log('\nhand-off to a parse worker, event-loop ms (median)');
+  console.log(
+    `  ${'shape'.padEnd(26)}${'clone'.padStart(8)}${'to SAB'.padStart(8)}${'SAB'.padStart(8)}${'worker'.padStart(9)}${'main'.padStart(8)}${'ratio'.padStart(8)}`,
+  );
+  for (const shape of all) {
+    const inShared = shared(shape.body);
+    const clone: number[] = [];
+    const toShared: number[] = [];
+    const post: number[] = [];
+    const worker: number[] = [];
+    const main: number[] = [];
+    for (let i = 0; i < rounds + 2; i++) {
+      const c = timed(() => port1.postMessage(shape.body))[1];
+      const t = timed(() => port1.postMessage(shared(shape.body)))[1];
+      const p = timed(() => port1.postMessage(inShared))[1];
+      // The event loop's busy time over a whole worker parse: post, reply, fields rebuilt.
+      const before = performance.eventLoopUtilization();
+      await pool.parse(shape.kind, inShared);
+      const w = performance.eventLoopUtilization(before).active;
+      const m = timed(() => parseBodyFields(shape.kind, shape.body))[1];
+      if (i < 2) continue;
+      clone.push(c);
+      toShared.push(t);
+      post.push(p);
+      worker.push(w);
+      main.push(m);
+    }
+    const [cm, tm, pm, wm, mm] = [clone, toShared, post, worker, main].map(median) as number[];
+    const cells = [cm, tm, pm].map((x) => (x as number).toFixed(2).padStart(8)).join('');
+    console.log(
+      `  ${shape.name.slice(0, 25).padEnd(26)}${cells}${(wm as number).toFixed(2).padStart(9)}${(mm as number).toFixed(2).padStart(8)}${`${((mm as number) / (wm as number)).toFixed(1)}x`.padStart(8)}`,
+    );
+  }
+  console.log(
+    '  clone: posting a plain Buffer; to SAB: copying it into shared memory and posting that; SAB: posting a body\n' +
+      '  already in shared memory (what the gateway does); worker: event-loop busy time over one whole worker parse\n' +
+      '  (post, wait, reply; ELU active); main: the same parse on the event loop (decode, JSON.parse, fields).',
+  );
+  port1.close();
+  await pool.close();
 }
 
 /** A body of nested arrays: the previous path parsed it (then failed its schema); ours refuses it on the bytes. */
@@ -207,4 +272,4 @@ function deepBomb(bytes: number): void {
   console.log(row('parse + schema / depth scan', previous, ours));
 }
 
-main();
+await main();
