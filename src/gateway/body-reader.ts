@@ -246,7 +246,8 @@ export class BodyReader implements Reading {
         this.host.bodyRead(this, tooDeep(this.host.limits.jsonDepthMax));
       else this.host.bodyRead(this, body);
     } finally {
-      // Parsing is synchronous: past bodyRead the body is a queued or running request's, not a read's.
+      // Past bodyRead the body is a queued or running request's, or the parse pool's (which bounds
+      // its own bytes, parse-pool.ts), not a read's.
       this.releaseBudget();
     }
   }
