@@ -2,11 +2,16 @@
  * Micro-benchmark of the engine core's step loop (not a test). Two cases:
  * - decode-heavy: a full batch of long generations, counting sequence-steps per wall second;
  * - churn: a stream of short requests with shared prefixes and a pool small enough to preempt,
- *   counting requests per wall second through one core.
+ *   counting requests per wall second through one core; with the per-block pool (with and without
+ *   KV events) and with the run-length cache over a prefix forest, each request's prefix identity
+ *   (block hashes, or a forest path) built as it is added.
  * Run: node --import tsx bench/engine-core-micro.ts
  */
+
+import type { PrefixChain } from '../src/core/request.ts';
 import { EngineCore } from '../src/engine-core/engine-core.ts';
 import { engineBlockHashes } from '../src/engine-core/prefix.ts';
+import { PrefixForest } from '../src/engine-core/prefix-forest.ts';
 import type { EngineListener, EngineRequest } from '../src/engine-core/types.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../src/engine-core/types.ts';
 import type { GpuSpec, ModelSpec, PerfModel, StepShape } from '../src/model/types.ts';
@@ -58,7 +63,9 @@ function decodeHeavy(batch: number, wallMs: number): number {
   return seqSteps / s;
 }
 
-function churn(requests: number, numBlocks: number): void {
+type ChurnCache = 'blocks+events' | 'blocks' | 'runs';
+
+function churn(requests: number, numBlocks: number, cache: ChurnCache): void {
   let finished = 0;
   const listener: EngineListener = {
     onFinish: () => {
@@ -66,10 +73,11 @@ function churn(requests: number, numBlocks: number): void {
     },
     onFirstToken: () => {},
     onInterTokenLatency: () => {},
-    onKvEvent: () => {},
   };
-  const core = new EngineCore(DEFAULT_ENGINE_CONFIG, perf, numBlocks, listener);
-  const reqs: EngineRequest[] = [];
+  if (cache === 'blocks+events') listener.onKvEvent = () => {};
+  const forest = cache === 'runs' ? new PrefixForest(DEFAULT_ENGINE_CONFIG.blockSize) : undefined;
+  const core = new EngineCore(DEFAULT_ENGINE_CONFIG, perf, numBlocks, listener, { prefixForest: forest });
+  const reqs: (Omit<EngineRequest, 'blockHashes'> & { chain: PrefixChain })[] = [];
   let seed = 12345;
   const rand = () => {
     seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
@@ -85,15 +93,19 @@ function churn(requests: number, numBlocks: number): void {
       inputTokens,
       outputTokens: 20 + Math.floor(rand() * 300),
       arrivalMs: i * 5,
-      blockHashes: engineBlockHashes(chain, inputTokens, 16),
+      chain,
     });
   }
+  const toEngine = (r: (typeof reqs)[number]): EngineRequest =>
+    forest === undefined
+      ? { ...r, blockHashes: engineBlockHashes(r.chain, r.inputTokens, 16) }
+      : { ...r, blockHashes: [], prefixPath: forest.path(r.chain, r.inputTokens) };
   const t0 = performance.now();
   let nowMs = 0;
   let next = 0;
   let steps = 0;
   while (finished < requests) {
-    while (next < requests && reqs[next]!.arrivalMs <= nowMs) core.add(reqs[next++]!, nowMs);
+    while (next < requests && reqs[next]!.arrivalMs <= nowMs) core.add(toEngine(reqs[next++]!), nowMs);
     const d = core.startStep(nowMs);
     if (d === undefined) {
       nowMs = reqs[next]!.arrivalMs;
@@ -105,7 +117,7 @@ function churn(requests: number, numBlocks: number): void {
   }
   const s = (performance.now() - t0) / 1000;
   console.log(
-    `churn (${numBlocks} blocks): ${requests} requests in ${s.toFixed(2)} s wall (${Math.round(requests / s)} req/s), ${steps} steps, ` +
+    `churn (${numBlocks} blocks, ${cache}): ${requests} requests in ${s.toFixed(2)} s wall (${Math.round(requests / s)} req/s), ${steps} steps, ` +
       `${core.preemptions} preemptions, prefix hit rate ${core.prefixHitRate.toFixed(3)}, mean batch ${(requests / steps).toFixed(2)} finishes/step`,
   );
 }
@@ -113,5 +125,6 @@ function churn(requests: number, numBlocks: number): void {
 decodeHeavy(256, 500);
 decodeHeavy(256, 2000);
 decodeHeavy(32, 2000);
-churn(200_000, 20_000);
-churn(200_000, 3_000);
+for (const numBlocks of [20_000, 3_000]) {
+  for (const cache of ['blocks+events', 'blocks', 'runs'] as const) churn(200_000, numBlocks, cache);
+}
