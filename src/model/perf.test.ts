@@ -258,3 +258,19 @@ describe('perf model', () => {
     );
   });
 });
+
+it('fractional token and batch counts (policies price mean requests) lie between their neighbours', () => {
+  const perf = perfModelFor('h100', 'llama-3.1-8b', 1);
+  for (const tokens of [100, 4291, 20_000]) {
+    const lo = perf.prefillTimeMs(tokens);
+    const mid = perf.prefillTimeMs(tokens + 0.5);
+    const hi = perf.prefillTimeMs(tokens + 1);
+    assert.ok(lo <= mid && mid <= hi, `${tokens}: ${lo} ${mid} ${hi}`);
+  }
+  for (const batch of [1, 37, 300]) {
+    const lo = perf.decodeStepTimeMs(batch, 1000);
+    const mid = perf.decodeStepTimeMs(batch + 0.5, 1000);
+    const hi = perf.decodeStepTimeMs(batch + 1, 1000);
+    assert.ok(lo <= mid && mid <= hi, `${batch}: ${lo} ${mid} ${hi}`);
+  }
+});

@@ -209,7 +209,9 @@ export class OperatorStepModel {
   /** Everything per layer that depends only on the (padded) token count, times the layers. */
   private denseMs(tokens: number, graph: boolean): number {
     const memo = graph ? this.denseGraphMs : this.denseEagerMs;
-    if (tokens < memo.length) {
+    // Memo slots are whole counts; policies also price fractional (mean) ones, computed directly.
+    const memoised = tokens < memo.length && Number.isInteger(tokens);
+    if (memoised) {
       const cached = memo[tokens]!;
       if (!Number.isNaN(cached)) return cached;
     }
@@ -218,19 +220,20 @@ export class OperatorStepModel {
       (tokens * this.elementwiseBytesPerToken) / this.memBytesPerMs +
       2 * this.allReduceOfTokensMs(tokens, graph);
     const ms = this.layers * layer;
-    if (tokens < memo.length) memo[tokens] = ms;
+    if (memoised) memo[tokens] = ms;
     return ms;
   }
 
   /** The LM head over the sampled positions (one per sequence). */
   private lmHeadMs(seqs: number): number {
     const memo = this.lmHeadMsBySeqs;
-    if (seqs < memo.length) {
+    const memoised = seqs < memo.length && Number.isInteger(seqs);
+    if (memoised) {
       const cached = memo[seqs]!;
       if (!Number.isNaN(cached)) return cached;
     }
     const ms = gemmMs(this.c.gemm, this.roofline, seqs, this.vocabPerGpu, this.hidden);
-    if (seqs < memo.length) memo[seqs] = ms;
+    if (memoised) memo[seqs] = ms;
     return ms;
   }
 
@@ -256,7 +259,8 @@ export class OperatorStepModel {
   /** Decode attention of one layer: `seqs` sequences reading `contextTokens` KV tokens in all. */
   decodeAttentionMs(seqs: number, contextTokens: number): number {
     const memo = this.decodeMsPerTokenBySeqs;
-    let perToken = seqs < memo.length ? memo[seqs]! : Number.NaN;
+    const memoised = seqs < memo.length && Number.isInteger(seqs);
+    let perToken = memoised ? memo[seqs]! : Number.NaN;
     if (Number.isNaN(perToken)) {
       perToken = generationAttentionMsPerToken(
         this.c.generationAttention,
@@ -265,7 +269,7 @@ export class OperatorStepModel {
         this.headsPerGpu,
         this.kvHeadsPerGpu,
       );
-      if (seqs < memo.length) memo[seqs] = perToken;
+      if (memoised) memo[seqs] = perToken;
     }
     const c = this.c.generationAttention;
     return (
@@ -279,7 +283,8 @@ export class OperatorStepModel {
 
   /** Tokens the GPU computes for a `tokens`-token batch: padded to a capture size, or as is. */
   paddedTokensOf(tokens: number): number {
-    return tokens <= this.cudaGraphMaxTokens ? this.paddedTokens[tokens]! : tokens;
+    // Policies price mean requests (fractional tokens): a fraction pads up like the next whole token.
+    return tokens <= this.cudaGraphMaxTokens ? this.paddedTokens[Math.ceil(tokens)]! : tokens;
   }
 
   /** GPU time of one step. */
@@ -287,7 +292,7 @@ export class OperatorStepModel {
     const tokens = shape.prefillTokens + shape.decodeSeqs;
     const seqs = shape.prefillSeqs + shape.decodeSeqs;
     const graph = tokens <= this.cudaGraphMaxTokens;
-    const computed = graph ? this.paddedTokens[tokens]! : tokens;
+    const computed = graph ? this.paddedTokens[Math.ceil(tokens)]! : tokens;
     let attention = 0;
     if (shape.prefillTokens > 0) {
       attention += this.prefillAttentionMs(shape.prefillTokens, shape.prefillAttentionPairs);
@@ -305,7 +310,7 @@ export class OperatorStepModel {
     const tokens = shape.prefillTokens + shape.decodeSeqs;
     const seqs = shape.prefillSeqs + shape.decodeSeqs;
     const graph = tokens <= this.cudaGraphMaxTokens;
-    const computed = graph ? this.paddedTokens[tokens]! : tokens;
+    const computed = graph ? this.paddedTokens[Math.ceil(tokens)]! : tokens;
     const L = this.layers;
     const gemmMsTotal = L * this.layerGemmMs(computed) + this.lmHeadMs(seqs);
     const elementwiseMs = (L * computed * this.elementwiseBytesPerToken) / this.memBytesPerMs;
