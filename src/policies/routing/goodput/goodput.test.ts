@@ -105,7 +105,7 @@ test('goodput: follows a conversation to the instance holding its prefix', () =>
 test('goodput: refuses what no instance can serve within the TTFT SLO, with a Retry-After', () => {
   const policy = create();
   const one = pool(1);
-  // Three 60k-token prompts with lenient SLOs queue about 13 s of prefill on the only instance.
+  // Three 60k-token prompts with lenient SLOs queue about 8 s of prefill on the only instance.
   const lenient = { ttftMs: 60_000, tpotMs: 10_000 };
   for (let r = 0; r < 3; r++)
     assert.equal(route(policy, one, prompt(`q${r}`, 10 + r, 117, 0, 256, lenient)).kind, 'route');
@@ -115,10 +115,10 @@ test('goodput: refuses what no instance can serve within the TTFT SLO, with a Re
   assert.equal(d.code, 'SY_ERR_SLO_UNREACHABLE');
   assert.match(d.reason, /TTFT/);
   assert.ok(
-    d.retryAfterMs !== undefined && d.retryAfterMs > 5000 && d.retryAfterMs <= 60_000,
+    d.retryAfterMs !== undefined && d.retryAfterMs > 2000 && d.retryAfterMs <= 60_000,
     `${d.retryAfterMs}`,
   );
-  // A lenient SLO, or no early rejection, routes it. (Lenient in TPOT too: 13 s of prefill just
+  // A lenient SLO, or no early rejection, routes it. (Lenient in TPOT too: 8 s of prefill just
   // routed there says the instance spends nearly all its time in prefill, which slows decodes.)
   assert.equal(policy.decide(one, prompt('late', 20, 4, 0, 256, lenient), new Rng(1)).kind, 'route');
   assert.equal(create({ rejectEarly: false }).decide(one, prompt('late', 20, 4), new Rng(1)).kind, 'route');
