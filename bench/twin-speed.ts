@@ -2,7 +2,7 @@
  * Twin speed: how many simulated requests, events and engine steps the twin gets through per wall
  * second, and its peak memory. Events are what the twin's loop handles; engine steps count every
  * decode step, also those the engine core fused into one event (see EngineCore.startStep). Not a test; run with `npm run bench:twin` (see bench/README.md and
- * docs/benchmarks.md). Two scenarios, in one process, after a short warm-up:
+ * docs/benchmarks.md). Two scenarios, in one process, after a warm-up:
  * - mooncake: the full Mooncake conversation trace (12,031 requests) replayed on 16 H100 instances
  *   of llama-3.1-8b; the bundled sample stands in (and the table says so) when the trace is absent;
  * - poisson: a Poisson workload (1,000,000 requests by default) on 128 such instances at a rate
@@ -20,6 +20,8 @@
  *   --requests N              requests of the Poisson run (default 1000000)
  *   --rate R                  Poisson arrival rate, req/s (default 2000)
  *   --trace PATH              the Mooncake trace (default the shared data path)
+ *   --warmup N                full Mooncake replays before the measured one (default 3); the first
+ *                             one's figures are reported too ("cold": compilation included)
  *   --only mooncake|poisson   run one scenario
  *   --json FILE               also write the figures as JSON
  *   --profile-summary DIR     print the top self-time functions of the largest .cpuprofile in DIR
@@ -27,7 +29,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -40,6 +42,7 @@ import type { ClusterSpec } from '../src/twin/cluster.ts';
 import { type PrefixCacheMode, runSimulation, type SimResult } from '../src/twin/simulator.ts';
 import { createWorkload } from '../src/workload/create.ts';
 import type { WorkloadSpecInput } from '../src/workload/spec.ts';
+import type { RequestSource } from '../src/workload/types.ts';
 
 /** The issue's target: simulated requests per wall second. */
 const TARGET_REQ_PER_S = 50_000;
@@ -90,7 +93,21 @@ interface Figures {
   readonly simWallS: number;
   /** End to end: building the workload (reading the trace, if any) and the simulation. */
   readonly totalWallS: number;
+  /** Building the workload alone: reading, gunzipping and parsing the trace (the CLI does it too). */
+  readonly loadWallS: number;
+  /** Requests per second of the simulation loop (the issue's figure). */
   readonly reqPerWallS: number;
+  /** Requests per second of loading and simulating together: what a one-run user waits for. */
+  readonly reqPerWallSWithLoad: number;
+  /**
+   * The first replay in this process (a warm-up one: the code still compiling, V8's young generation
+   * still small), loop alone and with its load; undefined when there was no warm-up replay.
+   */
+  readonly cold: { readonly simWallS: number; readonly loadWallS: number } | undefined;
+  /** The replays before the measured one, simulation loop seconds each. */
+  readonly warmupSimWallS: readonly number[];
+  /** 1-minute load average of the machine when the measured run started (shared machine). */
+  readonly loadAvg1: number;
   /**
    * CPU seconds of the whole process (all threads: collector and compiler included) over the
    * scenario: on a machine shared with other work, less at the mercy of the load than wall time.
@@ -130,6 +147,7 @@ function main(): void {
       json: { type: 'string' },
       'profile-summary': { type: 'string' },
       'prefix-cache': { type: 'string', default: 'compare' },
+      warmup: { type: 'string', default: '3' },
       repeat: { type: 'string', default: '3' },
     },
     strict: true,
@@ -141,6 +159,7 @@ function main(): void {
   const requests = positiveInt(values.requests, '--requests');
   const rateRps = positiveNumber(values.rate, '--rate');
   const repeat = positiveInt(values.repeat, '--repeat');
+  const warmupReplays = nonNegativeInt(values.warmup, '--warmup');
   const only = values.only;
   if (only !== undefined && only !== 'mooncake' && only !== 'poisson') {
     throw new Error(`--only must be mooncake or poisson, got '${only}'`);
@@ -168,16 +187,32 @@ function main(): void {
     `twin speed: node ${process.version}, ${process.platform}/${process.arch}, ` +
       `${availableCores()} cores; target ${fmtInt(TARGET_REQ_PER_S)} req/s, Vidur ~${fmtInt(VIDUR_REQ_PER_S)} req/s`,
   );
-  // Warm-up: the same code paths on small inputs, so the first measured run is not paying for
-  // compilation. Its figures are not reported.
+  // Warm-up: the same code paths, so the measured run is not paying for compilation. A Mooncake
+  // replay is short (a fraction of a second) and V8 is still optimizing and growing its young
+  // generation through the second one, so it gets `--warmup` whole replays; their times are kept,
+  // the first one's reported as the cold figure. The Poisson run is long enough to warm itself.
   const warmStart = performance.now();
   if (only !== 'mooncake') run(poissonScenario(rateRps, 20_000), mode, undefined);
-  if (only !== 'poisson') run(mooncakeScenario(trace, traceNote, undefined), mode, undefined);
-  console.log(`warm-up: ${((performance.now() - warmStart) / 1000).toFixed(2)} s; prefix cache ${mode}`);
+  const warmups: { simWallS: number; loadWallS: number }[] = [];
+  if (only !== 'poisson') {
+    for (let i = 0; i < warmupReplays; i++) {
+      const t0 = performance.now();
+      const source = load(mooncakeScenario(trace, traceNote, undefined));
+      const loadWallS = (performance.now() - t0) / 1000;
+      const r = simulate(mooncakeScenario(trace, traceNote, undefined), source, mode, undefined);
+      warmups.push({ simWallS: r.summary.wallSeconds, loadWallS });
+    }
+  }
+  console.log(
+    `warm-up: ${((performance.now() - warmStart) / 1000).toFixed(2)} s; prefix cache ${mode}` +
+      (warmups.length > 0
+        ? `; Mooncake warm-up replays ${warmups.map((w) => w.simWallS.toFixed(3)).join(', ')} s`
+        : ''),
+  );
 
   const figures: Figures[] = [];
   for (const scenario of scenarios) {
-    const f = measure(scenario, mode);
+    const f = measure(scenario, mode, scenario.name.startsWith('mooncake') ? warmups : []);
     figures.push(f);
     const l = f.load;
     console.log(
@@ -220,6 +255,7 @@ function compare(
   const pair: readonly PrefixCacheMode[] = ['blocks-32bit', 'runs'];
   const dir = mkdtempSync(join(tmpdir(), 'twin-speed-'));
   const all: Figures[] = [];
+  const loadBefore = loadavg();
   try {
     for (let r = 0; r < repeat; r++) {
       for (const scenario of scenarios) {
@@ -246,7 +282,12 @@ function compare(
       if (runs.length > 0) medians.push(medianRun(runs));
     }
   }
-  console.log(`\nmedian of ${repeat} run(s) per row, each in its own process, modes alternating:`);
+  const loadAfter = loadavg();
+  console.log(
+    `\nmedian of ${repeat} run(s) per row, each in its own process, modes alternating; load average ` +
+      `${fmtLoad(loadBefore)} before, ${fmtLoad(loadAfter)} after, ` +
+      `${all.map((f) => f.loadAvg1.toFixed(2)).join(', ')} at each measured run's start:`,
+  );
   console.log(formatTable(medians));
   for (const scenario of scenarios) {
     const before = medians.find((f) => f.mode === 'blocks-32bit' && f.scenario.startsWith(scenario));
@@ -262,6 +303,22 @@ function compare(
         `CPU s before ${runsBefore.map((f) => f.cpuS.toFixed(2)).join(', ')}, ` +
         `after ${runsAfter.map((f) => f.cpuS.toFixed(2)).join(', ')})`,
     );
+    const coldLine = (runs: readonly Figures[]): string =>
+      runs
+        .map((f) =>
+          f.cold === undefined
+            ? '-'
+            : `${fmtInt(f.requests / f.cold.simWallS)} (${fmtInt(f.requests / (f.cold.simWallS + f.cold.loadWallS))})`,
+        )
+        .join(', ');
+    if (after.cold !== undefined) {
+      console.log(
+        `${scenario}: first replay in each process (cold), req / wall s (with load): before ${coldLine(runsBefore)}; ` +
+          `after ${coldLine(runsAfter)}; measured run with load: before ` +
+          `${runsBefore.map((f) => fmtInt(f.reqPerWallSWithLoad)).join(', ')}, after ` +
+          `${runsAfter.map((f) => fmtInt(f.reqPerWallSWithLoad)).join(', ')}`,
+      );
+    }
   }
   if (json !== undefined) {
     writeFileSync(
@@ -317,10 +374,24 @@ function run(
   mode: PrefixCacheMode,
   onProgress: ((arrived: number, simulatedMs: number) => void) | undefined,
 ): SimResult {
+  return simulate(scenario, load(scenario), mode, onProgress);
+}
+
+/** The scenario's requests: a trace is read, gunzipped and parsed here, whole; generators are lazy. */
+function load(scenario: Scenario): RequestSource {
+  return createWorkload(scenario.workload, new Rng(SEED).fork('workload'));
+}
+
+/** The simulation alone: its summary's wallSeconds is the loop's time (the engines built, the run). */
+function simulate(
+  scenario: Scenario,
+  source: RequestSource,
+  mode: PrefixCacheMode,
+  onProgress: ((arrived: number, simulatedMs: number) => void) | undefined,
+): SimResult {
   const cluster: ClusterSpec = {
     groups: [{ count: scenario.instances, gpu: 'h100', model: 'llama-3.1-8b', tp: 1 }],
   };
-  const source = createWorkload(scenario.workload, new Rng(SEED).fork('workload'));
   return runSimulation(source, {
     seed: SEED,
     cluster,
@@ -334,7 +405,11 @@ function run(
 }
 
 /** Runs one scenario with a progress bar on a terminal and a heap sampler riding on its callback. */
-function measure(scenario: Scenario, mode: PrefixCacheMode): Figures {
+function measure(
+  scenario: Scenario,
+  mode: PrefixCacheMode,
+  warmups: readonly { simWallS: number; loadWallS: number }[],
+): Figures {
   const bar =
     process.stderr.isTTY === true
       ? new cliProgress.SingleBar(
@@ -350,11 +425,15 @@ function measure(scenario: Scenario, mode: PrefixCacheMode): Figures {
   let peakHeap = process.memoryUsage().heapUsed;
   // The trace's length is known only once it is read; the bar starts counting and learns it then.
   bar?.start(scenario.expectedRequests ?? 0, 0, { simS: '0' });
+  const loadAvg1 = loadavg()[0] ?? 0;
   const start = performance.now();
   const cpuStart = process.cpuUsage();
   let result: SimResult;
+  let loadWallS = 0;
   try {
-    result = run(scenario, mode, (arrived, simulatedMs) => {
+    const source = load(scenario);
+    loadWallS = (performance.now() - start) / 1000;
+    result = simulate(scenario, source, mode, (arrived, simulatedMs) => {
       const heap = process.memoryUsage().heapUsed;
       if (heap > peakHeap) peakHeap = heap;
       if (bar !== undefined) {
@@ -383,7 +462,12 @@ function measure(scenario: Scenario, mode: PrefixCacheMode): Figures {
     engineSteps: s.engineSteps ?? 0,
     simWallS: s.wallSeconds,
     totalWallS,
+    loadWallS,
     reqPerWallS: s.requests / s.wallSeconds,
+    reqPerWallSWithLoad: s.requests / (s.wallSeconds + loadWallS),
+    cold: warmups[0],
+    warmupSimWallS: warmups.map((w) => w.simWallS),
+    loadAvg1,
     cpuS: (cpu.user + cpu.system) / 1e6,
     eventsPerWallS: s.eventsPerWallS,
     engineStepsPerWallS: (s.engineSteps ?? 0) / s.wallSeconds,
@@ -414,6 +498,8 @@ function formatTable(figures: readonly Figures[]): string {
       'engine steps',
       'wall s',
       'req / wall s',
+      'load s',
+      'req / wall s with load',
       'CPU s',
       'events / wall s',
       'steps / wall s',
@@ -435,6 +521,8 @@ function formatTable(figures: readonly Figures[]): string {
       fmtInt(f.engineSteps),
       f.simWallS.toFixed(2),
       fmtInt(f.reqPerWallS),
+      f.loadWallS.toFixed(2),
+      fmtInt(f.reqPerWallSWithLoad),
       f.cpuS.toFixed(2),
       fmtInt(f.eventsPerWallS),
       fmtInt(f.engineStepsPerWallS),
@@ -518,6 +606,17 @@ function positiveInt(text: string, flag: string): number {
   const n = Number(text);
   if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got '${text}'`);
   return n;
+}
+
+function nonNegativeInt(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new Error(`${flag} must be a non-negative integer, got '${text}'`);
+  return n;
+}
+
+function fmtLoad(avg: readonly number[]): string {
+  return avg.map((x) => x.toFixed(2)).join(' ');
 }
 
 function positiveNumber(text: string, flag: string): number {
