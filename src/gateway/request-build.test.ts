@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_BANDS } from '../policies/admission/config.ts';
-import { embeddingsCost, priorityRule, requestPriority } from './request-build.ts';
+import {
+  buildRequest,
+  embeddingsCost,
+  parseBodyFields,
+  priorityRule,
+  requestOf,
+  requestPriority,
+} from './request-build.ts';
 
 describe('requestPriority', () => {
   const anonymous = priorityRule(DEFAULT_BANDS, false, 0);
@@ -51,5 +58,42 @@ describe('embeddingsCost', () => {
   it('charges a request of many tiny inputs for each of them', () => {
     const flood = embeddingsCost(Array.from({ length: 2048 }, () => 'hi'));
     assert.deepEqual(flood, { inputs: 2048, tokens: 2048 * 16 });
+  });
+});
+
+describe('buildRequest = requestOf(parseBodyFields) (the parse worker sends the fields, the gateway builds)', () => {
+  const ctx = {
+    models: new Set(['m']),
+    tokenizers: new Map(),
+    slo: undefined,
+    priority: priorityRule(DEFAULT_BANDS, false, 0),
+    nextId: () => 'r1',
+  };
+  const headers = { headers: { 'x-session-id': 's1' } };
+
+  it('builds the same request from the fields as from the body', () => {
+    const body = Buffer.from(
+      JSON.stringify({
+        model: 'm',
+        messages: [{ role: 'user', content: 'hello there' }],
+        max_tokens: 9,
+        stream: true,
+      }),
+    );
+    const direct = buildRequest(ctx, 'chat', body, undefined, headers, 5);
+    const viaFields = requestOf(ctx, parseBodyFields('chat', body), undefined, headers, 5);
+    assert.deepEqual(viaFields, direct);
+    assert.equal(direct.stream, true);
+    assert.equal(direct.request.maxTokens, 9);
+    assert.equal(direct.request.sessionId, 's1');
+  });
+
+  it('refuses a model not served here after the parse, with the same 404', () => {
+    const body = Buffer.from(JSON.stringify({ model: 'other', prompt: 'x' }));
+    const fields = parseBodyFields('completion', body);
+    assert.throws(() => requestOf(ctx, fields, undefined, headers, 0), { code: 'SY_ERR_NOT_FOUND' });
+    assert.throws(() => buildRequest(ctx, 'completion', body, undefined, headers, 0), {
+      code: 'SY_ERR_NOT_FOUND',
+    });
   });
 });
