@@ -93,16 +93,19 @@ describe('KvEventSubscriber', () => {
       pubA.publish(stored, 100.5, 16);
       pubB.publish(removed, 200.25, 16);
       pubA.publish([{ type: 'AllBlocksCleared' }], 101, 16);
-      await waitFor('three batches', () => batches.length === 3);
+      // Empty join probes still in flight may land after the clear: only the real batches count.
+      const real = () => batches.filter((b) => b.events.length > 0);
+      await waitFor('three batches', () => real().length >= 3);
+      assert.equal(real().length, 3);
       assert.deepEqual(
-        batches.filter((b) => b.id === 'a'),
+        real().filter((b) => b.id === 'a'),
         [
           { id: 'a', events: stored, tsSec: 100.5 },
           { id: 'a', events: [{ type: 'AllBlocksCleared' }], tsSec: 101 },
         ],
       );
       assert.deepEqual(
-        batches.filter((b) => b.id === 'b'),
+        real().filter((b) => b.id === 'b'),
         [{ id: 'b', events: removed, tsSec: 200.25 }],
       );
       assert.deepEqual(gaps, []);
