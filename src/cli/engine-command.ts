@@ -15,8 +15,8 @@ interface SimEngineFlags {
   servedModelName?: string;
   tp: number;
   blockSize: number;
-  maxNumSeqs: number;
-  maxNumBatchedTokens: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
   gpuMemoryUtilization: number;
   numGpuBlocksOverride?: number;
   enablePrefixCaching: boolean;
@@ -44,8 +44,11 @@ async function runSimEngine(flags: SimEngineFlags): Promise<void> {
       timeScale: flags.timeScale,
       engine: {
         blockSize: flags.blockSize,
-        maxNumSeqs: flags.maxNumSeqs,
-        maxNumBatchedTokens: flags.maxNumBatchedTokens,
+        // Unset: the backend takes `vllm serve`'s default for --gpu.
+        ...(flags.maxNumSeqs === undefined ? {} : { maxNumSeqs: flags.maxNumSeqs }),
+        ...(flags.maxNumBatchedTokens === undefined
+          ? {}
+          : { maxNumBatchedTokens: flags.maxNumBatchedTokens }),
         gpuMemoryUtilization: flags.gpuMemoryUtilization,
         enablePrefixCaching: flags.enablePrefixCaching,
         numGpuBlocksOverride: flags.numGpuBlocksOverride,
@@ -93,12 +96,15 @@ export function registerEngineCommand(program: Command): void {
     .option('--served-model-name <name>', 'model name requests must use (default: --model)')
     .option('--tp <n>', 'tensor-parallel GPUs', positiveInt, 1)
     .option('--block-size <tokens>', 'tokens per KV block', positiveInt, 16)
-    .option('--max-num-seqs <n>', 'most sequences running at once', positiveInt, 256)
+    .option(
+      '--max-num-seqs <n>',
+      "most sequences running at once (default: vllm serve's for --gpu, 1024 on H100/H200, else 256)",
+      positiveInt,
+    )
     .option(
       '--max-num-batched-tokens <n>',
-      'token budget per step (prefill chunks + decodes)',
+      "token budget per step, prefill chunks + decodes (default: vllm serve's, 8192 on H100/H200, else 2048)",
       positiveInt,
-      8192,
     )
     .option('--gpu-memory-utilization <f>', 'fraction of GPU memory for weights and KV', fraction, 0.9)
     .option(

@@ -157,8 +157,16 @@ export function registerSimCommand(program: Command): void {
     .option('--seed <s>', 'seed of every random choice in the run', nonNegativeInt, SIM_DEFAULTS.seed)
     .option('--slo-ttft-ms <x>', 'time-to-first-token target', positiveNumber, SIM_DEFAULTS.sloTtftMs)
     .option('--slo-tpot-ms <y>', 'time-per-output-token target', positiveNumber, SIM_DEFAULTS.sloTpotMs)
-    .option('--max-num-seqs <n>', 'engine: cap on running sequences (vLLM default 256)', positiveInt)
-    .option('--max-num-batched-tokens <n>', 'engine: token budget per step (default 8192)', positiveInt)
+    .option(
+      '--max-num-seqs <n>',
+      "engine: cap on running sequences (default: vllm serve's per GPU, 1024 on H100/H200, else 256)",
+      positiveInt,
+    )
+    .option(
+      '--max-num-batched-tokens <n>',
+      "engine: token budget per step (default: vllm serve's per GPU, 8192 on H100/H200, else 2048)",
+      positiveInt,
+    )
     .option('--block-size <n>', 'engine: tokens per KV block (default 16)', positiveInt)
     .option(
       '--gpu-memory-utilization <f>',

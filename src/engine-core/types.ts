@@ -26,7 +26,11 @@ export interface EngineConfig {
   readonly schedulingPolicy: 'fcfs' | 'priority';
 }
 
-/** vLLM's defaults. */
+/**
+ * vLLM's GPU-independent defaults, and a fixed 256 / 8192 batch pair for callers with no GPU in hand
+ * (tests, benchmarks). Hosts that know the GPU (the twin's config, the `sim` engine) replace the
+ * unset batch limits with `vllm serve`'s for that GPU (`vllmServeBatchDefaults`, src/model/engines.ts).
+ */
 export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
   blockSize: 16,
   maxNumSeqs: 256,

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { SwitchyardError } from '../core/errors.ts';
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from '../engine-core/types.ts';
+import { vllmServeBatchDefaults } from '../model/engines.ts';
+import { gpuSpec } from '../model/gpus.ts';
 import { batchSectionSchema } from './batch-jobs.ts';
 import { type ClusterSpec, clusterSpecSchema } from './cluster.ts';
 import { FAULTS_MAX, faultEntrySchema, reliabilitySchema } from './faults.ts';
@@ -107,9 +109,21 @@ export function toClusterSpec(cluster: SimConfigFile['cluster']): ClusterSpec {
   };
 }
 
-/** Fills engine options over vLLM's defaults. */
-export function toEngineConfig(options: z.infer<typeof engineOptionsSchema> | undefined): EngineConfig {
-  const merged = { ...DEFAULT_ENGINE_CONFIG };
+/**
+ * Fills engine options over vLLM's defaults. With a GPU, unset `maxNumSeqs` / `maxNumBatchedTokens`
+ * take what `vllm serve` picks on that GPU (`vllmServeBatchDefaults`: 1024 / 8192 on H100 and H200,
+ * 256 / 2048 elsewhere), so the twin models the server as launched without flags; explicit options
+ * win. Without one, DEFAULT_ENGINE_CONFIG's limits apply. Throws SY_ERR_UNKNOWN_NAME for an unknown
+ * GPU, SY_ERR_INVALID_CONFIG when the token budget is below the block size.
+ */
+export function toEngineConfig(
+  options: z.infer<typeof engineOptionsSchema> | undefined,
+  gpu?: string,
+): EngineConfig {
+  const merged = {
+    ...DEFAULT_ENGINE_CONFIG,
+    ...(gpu === undefined ? {} : vllmServeBatchDefaults(gpuSpec(gpu))),
+  };
   for (const [key, value] of Object.entries(options ?? {})) {
     if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
   }
@@ -120,4 +134,12 @@ export function toEngineConfig(options: z.infer<typeof engineOptionsSchema> | un
     );
   }
   return merged;
+}
+
+/** Engine options resolved per cluster group, in order: each group's GPU picks its batch defaults. */
+export function engineConfigsFor(
+  options: z.infer<typeof engineOptionsSchema> | undefined,
+  cluster: ClusterSpec,
+): EngineConfig[] {
+  return cluster.groups.map((group) => toEngineConfig(options, group.gpu));
 }

@@ -13,7 +13,7 @@ import { type WorkloadSpec, workloadSpecSchema } from '../workload/spec.ts';
 import { describeRate } from '../workload/synthetic.ts';
 import { type BatchJobSpec, buildBatchJob } from './batch-jobs.ts';
 import type { ClusterSpec } from './cluster.ts';
-import { type engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
+import { engineConfigsFor, type engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
 import type { Fault, ReliabilityInput } from './faults.ts';
 import { GOODPUT_DEFAULTS, type GoodputResult, goodputSweep, scaleWorkload } from './goodput.ts';
 import { renderHtmlReport } from './report/html.ts';
@@ -112,7 +112,9 @@ export function runTwinSpec(
   return runSimulation(source, {
     seed: settings.seed,
     cluster: settings.cluster,
-    engine: toEngineConfig(settings.engine),
+    // Each group's GPU picks the batch limits the user did not set (`vllm serve`'s defaults).
+    engine: toEngineConfig(settings.engine, settings.cluster.groups[0]?.gpu),
+    engineByGroup: engineConfigsFor(settings.engine, settings.cluster),
     policy: buildPolicy(settings),
     slo: settings.slo,
     workload: describeWorkload(spec),

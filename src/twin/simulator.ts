@@ -1,3 +1,4 @@
+import { assert } from '../core/assert.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { chainHash } from '../core/hash.ts';
@@ -39,6 +40,12 @@ export interface SimOptions {
   readonly seed: number;
   readonly cluster: ClusterSpec;
   readonly engine: EngineConfig;
+  /**
+   * Engine options per cluster group, in order, in place of `engine` for that group's instances: a
+   * group's GPU picks its batch defaults (src/twin/config.ts `engineConfigsFor`). `blockSize` must
+   * equal `engine.blockSize` (the shared prefix forest is built at that size).
+   */
+  readonly engineByGroup?: readonly EngineConfig[] | undefined;
   readonly policy: RoutingPolicy;
   readonly slo: Slo;
   /** A label for reports (the trace or generator). */
@@ -735,20 +742,18 @@ class Twin {
       metrics.itl.record(gapMs, count);
     };
     const instances: SimInstance[] = [];
-    for (const group of options.cluster.groups) {
+    for (const [g, group] of options.cluster.groups.entries()) {
+      const config = options.engineByGroup?.[g] ?? options.engine;
+      assert(config.blockSize === options.engine.blockSize, `group ${g}: blockSize differs from the run's`);
       // The engine's limits set the CUDA-graph capture sizes and the KV left after the profiling run.
-      const { maxNumSeqs, maxNumBatchedTokens } = options.engine;
+      const { maxNumSeqs, maxNumBatchedTokens } = config;
       const perf = perfModelFor(group.gpu, group.model, group.tp, undefined, { maxNumSeqs });
       const blocks =
-        options.engine.numGpuBlocksOverride ??
-        kvBlocksThatFit(
-          perf.gpu,
-          perf.model,
-          group.tp,
-          options.engine.gpuMemoryUtilization,
-          options.engine.blockSize,
-          { maxNumSeqs, maxNumBatchedTokens },
-        );
+        config.numGpuBlocksOverride ??
+        kvBlocksThatFit(perf.gpu, perf.model, group.tp, config.gpuMemoryUtilization, config.blockSize, {
+          maxNumSeqs,
+          maxNumBatchedTokens,
+        });
       for (let k = 0; k < group.count; k++) {
         const index = instances.length;
         const id = `i${index}`;
@@ -760,7 +765,7 @@ class Twin {
         }
         // The fast mode also remembers decode step times; the references ask the model every time.
         const fast = this.prefixMode === 'runs';
-        const engine = new EngineCore(options.engine, perf, blocks, listener, {
+        const engine = new EngineCore(config, perf, blocks, listener, {
           prefixForest: fast ? this.forest : undefined,
           memoizeDecodeSteps: fast,
         });

@@ -5,6 +5,9 @@ import type { KvEvent } from '../../core/kv-events.ts';
 import { parseCompletionBody } from '../../core/openai-api.ts';
 import { textPrefixChain } from '../../core/text-prefix.ts';
 import { engineBlockHashes } from '../../engine-core/prefix.ts';
+import { gpuSpec } from '../../model/gpus.ts';
+import { kvBlocksThatFit } from '../../model/kv.ts';
+import { modelSpec } from '../../model/models.ts';
 import { perfModelFor } from '../../model/perf.ts';
 import type { PerfModel } from '../../model/types.ts';
 import type { FinishReason, GenerationSink, GenerationUsage } from '../backend.ts';
@@ -89,6 +92,18 @@ function generate(
     b.generate({ id: `r${Math.random()}`, request, signal }, sink);
   });
 }
+
+test("unset batch limits take vllm serve's defaults for --gpu (they size the KV); explicit flags win", () => {
+  const blocks = (gpu: string, engine: SimBackendOptions['engine'] = {}) =>
+    backend({ gpu, engine }).engine.kvBlocksTotal;
+  const fit = (gpu: string, maxNumSeqs: number, maxNumBatchedTokens: number) =>
+    kvBlocksThatFit(gpuSpec(gpu), modelSpec('llama-3.1-8b'), 1, 0.9, 16, { maxNumSeqs, maxNumBatchedTokens });
+  assert.equal(blocks('h100'), fit('h100', 1024, 8192));
+  assert.equal(blocks('a100-80gb'), fit('a100-80gb', 256, 2048));
+  assert.equal(blocks('h100', { maxNumSeqs: 256 }), fit('h100', 256, 8192));
+  // The 1024-sequence sampler warm-up leaves less KV than 256 sequences do: the default is not a no-op.
+  assert.ok(blocks('h100') < blocks('h100', { maxNumSeqs: 256 }));
+});
 
 test('a generation streams exactly max_tokens deterministic tokens, one per step, and ends with length', async () => {
   const b = backend();

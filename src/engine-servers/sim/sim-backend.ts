@@ -29,6 +29,8 @@ import {
   type EngineRequest,
   type FinishedRequest,
 } from '../../engine-core/types.ts';
+import { vllmServeBatchDefaults } from '../../model/engines.ts';
+import { gpuSpec } from '../../model/gpus.ts';
 import { kvBlocksThatFit } from '../../model/kv.ts';
 import { perfModelFor } from '../../model/perf.ts';
 import type { PerfModel } from '../../model/types.ts';
@@ -268,7 +270,13 @@ export class SimBackend implements EngineBackend {
         { param: 'timeScale' },
       );
     }
-    const config: EngineConfig = { ...DEFAULT_ENGINE_CONFIG, ...options.engine };
+    // Unset batch limits take what `vllm serve` picks on this GPU, as the twin's engines do.
+    const given = Object.fromEntries(Object.entries(options.engine ?? {}).filter(([, v]) => v !== undefined));
+    const config: EngineConfig = {
+      ...DEFAULT_ENGINE_CONFIG,
+      ...vllmServeBatchDefaults(gpuSpec(options.gpu)),
+      ...given,
+    };
     const { maxNumSeqs, maxNumBatchedTokens } = config;
     // The engine's limits set the CUDA-graph capture sizes and the KV left after the profiling run.
     const perf =

@@ -182,7 +182,7 @@ function simulateInto(c: FidelityCase, source: Iterable<TwinRequest>, log: Reque
   runSimulation(source, {
     seed: c.seed,
     cluster: { groups: [{ count: c.instances, gpu: c.gpu, model: c.model, tp: c.tp }] },
-    engine: toEngineConfig(c.engine),
+    engine: toEngineConfig(c.engine, c.gpu),
     policy,
     slo: { ttftMs: SIM_DEFAULTS.sloTtftMs, tpotMs: SIM_DEFAULTS.sloTpotMs },
     workload: `fidelity case ${c.name}`,
