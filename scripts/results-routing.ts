@@ -13,6 +13,7 @@
  *   npm run results:routing -- --jobs 4            # parallel child processes (default: all cores)
  *   npm run results:routing -- --html out/routing  # plus one HTML report per setting (base rate)
  *   npm run results:routing -- --only 'goodput;mooncake' --settings mooncake-8 --out /tmp/x.md
+ *   npm run results:routing -- --fresh-only --max-num-seqs 256 --out /tmp/x.md  # engine-limit ablation
  *
  * Each (setting, policy, signals) triple is one job: a goodput sweep through `runExperiment`
  * (src/twin/run.ts), run in a child process so the sweeps use every core. Results do not depend on
@@ -26,6 +27,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { stringify as toYaml } from 'yaml';
+import { DEFAULT_ENGINE_CONFIG } from '../src/engine-core/types.ts';
+import { vllmServeBatchDefaults } from '../src/model/engines.ts';
+import { gpuSpec } from '../src/model/gpus.ts';
+import { kvBlocksThatFit } from '../src/model/kv.ts';
+import { modelSpec } from '../src/model/models.ts';
 import { perfModelFor } from '../src/model/perf.ts';
 import { renderHtmlReport } from '../src/twin/report/html.ts';
 import type { SimReportData, SimSummary } from '../src/twin/report/types.ts';
@@ -168,6 +174,11 @@ interface Job {
   readonly html: boolean;
   /** Goodput targets to sweep (the parent's TARGETS: a child has no --targets of its own). */
   readonly targets: readonly number[];
+  /**
+   * Engine batch limits set explicitly (--max-num-seqs, --max-num-batched-tokens; for ablations);
+   * absent: `vllm serve`'s defaults for the H100 (1024 / 8192), as the published tables use.
+   */
+  readonly engine?: { readonly maxNumSeqs?: number; readonly maxNumBatchedTokens?: number };
 }
 
 /** The raw results as `--save` writes them. */
@@ -274,7 +285,7 @@ function twinSettings(setting: Setting, job: Job): TwinSettings {
     cluster: {
       groups: [{ count: setting.instances, gpu: 'h100', model: 'llama-3.1-8b', tp: 1 }],
     },
-    engine: {},
+    engine: job.engine ?? {},
     workload: config.workload,
     slo: setting.trace.slo,
     output: {},
@@ -334,8 +345,12 @@ async function main(): Promise<void> {
       /** Renders from several saved runs merged (comma-separated --save files). */
       merge: { type: 'string' },
       'no-progress': { type: 'boolean', default: false },
+      /** Engine batch limits instead of vllm serve's H100 defaults (ablations; use with --out). */
+      'max-num-seqs': { type: 'string' },
+      'max-num-batched-tokens': { type: 'string' },
     },
   });
+  const engine = engineFlags(values['max-num-seqs'], values['max-num-batched-tokens']);
   process.chdir(ROOT);
   const settings = settingsFor(values.sample, values.full);
   const chosen = values.settings?.split(',') ?? settings.map((s) => s.id);
@@ -352,6 +367,7 @@ async function main(): Promise<void> {
         earlyReject: !isNoReject(policy),
         html: values.html !== undefined,
         targets: TARGETS,
+        ...engine,
       });
     }
     // Stale signals where the trace asks for them (Azure: its sweeps are the cheap ones).
@@ -364,6 +380,7 @@ async function main(): Promise<void> {
         earlyReject: true,
         html: false,
         targets: TARGETS,
+        ...engine,
       });
   }
   // The costliest first (Mooncake's long prompts, then more instances), so the pool ends together.
@@ -412,6 +429,136 @@ async function main(): Promise<void> {
   process.stdout.write(
     `wrote ${relative(process.cwd(), out)} (${jobs.length} sweeps, ${wallS.toFixed(0)} s)\n`,
   );
+}
+
+/** `vllm serve`'s batch limits on the H100, which every setting's engines take (no flags are set). */
+const H100_BATCH = vllmServeBatchDefaults(gpuSpec('h100'));
+
+/** KV tokens one instance holds under the settings' engine options (as the twin sizes it). */
+function kvTokensPerInstance(): number {
+  const blockSize = DEFAULT_ENGINE_CONFIG.blockSize;
+  const cfg = DEFAULT_ENGINE_CONFIG;
+  return (
+    kvBlocksThatFit(
+      gpuSpec('h100'),
+      modelSpec('llama-3.1-8b'),
+      1,
+      cfg.gpuMemoryUtilization,
+      blockSize,
+      H100_BATCH,
+    ) * blockSize
+  );
+}
+
+/**
+ * The headline of the tables before the 2026 engine model (this file at commit 6c2855b: the roofline
+ * model fitted to 2023-era engines, and the twin's old engine default of 256 sequences / 8,192
+ * tokens): goodput and the best peer at 90% and 99%, fresh signals, and goodput's lead over the best
+ * stale peer at 90%.
+ */
+const BEFORE_2026: Readonly<
+  Record<
+    string,
+    {
+      gp: readonly [number, number];
+      peer: readonly [string, string];
+      peerGp: readonly [number, number];
+      staleLead: number;
+    }
+  >
+> = {
+  'mooncake-8': { gp: [14.2, 0], peer: ['llm-d', 'round-robin'], peerGp: [14.5, 0], staleLead: 0.02 },
+  'azure-8': { gp: [156, 105], peer: ['queue', 'llm-d'], peerGp: [123, 106], staleLead: 0.23 },
+  'azure-32': { gp: [646, 452], peer: ['queue', 'llm-d'], peerGp: [509, 457], staleLead: 0.28 },
+  'mooncake-late-8': { gp: [16.9, 0], peer: ['llm-d', 'round-robin'], peerGp: [16.9, 0], staleLead: 0 },
+};
+
+/** The conclusions that moved with the 2026 engine model (a dated note: rewrite it when they move again). */
+const WHAT_CHANGED_NOTE: readonly string[] = [
+  'What moved (2026-12-05): `goodput` no longer leads anywhere. Its +27% over the best peer on Azure at',
+  '90% (and +23% / +28% with stale signals) is gone: every placement-aware peer now lands within about',
+  "2% of it, a tie at the sweep's resolution. Absolute goodput at 90% rose for every peer (+7% to +68%, preble aside;",
+  'Azure ×32 +31-34%) and for `goodput` on Mooncake (+24-28%) and Azure ×32 (+3%); it fell only for',
+  '`goodput` on Azure ×8 (156 → 143). At 99% on Azure every policy gained about 30%. The ranking',
+  'flattened: `preble` went from last (14.4 req/s on Azure ×8) to level with the best, `kv-cost` is now',
+  'the best peer on Mooncake (tied with `kv-events` and `preble` on the tuning window), and the tail is',
+  '`least-kv`, `random`, `round-robin` (and `kv-events` on the held-out window: its hot spot is',
+  'unchanged). What did not move: no policy reaches 99% on Mooncake, and `llm-d` and `least-kv` still',
+  'collapse with stale signals. Why: the new model steps faster (an 8,192-token chunk in about 190 ms',
+  'against 254 ms, decode steps 10-20% shorter), so at these SLOs the base rates leave TPOT headroom:',
+  "at Azure ×8's base rate every policy but `random` and `least-kv` meets both SLOs for 100.0% of",
+  'requests (rounded), and the prefill stalls `goodput` places around no longer decide the ranking. It',
+  'is the model, not the new default: rerun on the new model with `--max-num-seqs 256` (the old cap),',
+  'the four settings give `goodput` 18.4 / 143 / 668 / 21.2 req/s at 90% against best peers 18.8 / 145',
+  '/ 675 / 21.7 (-2%, -1%, -1%, -2%), and `preble` 18.0 / 143 / 660 / 21.5.',
+];
+
+/**
+ * "What changed with the 2026 engine model": the headline before and now, per setting, and the
+ * conclusions that moved.
+ */
+function whatChanged(
+  ids: readonly string[],
+  gpAt: (setting: string, policy: string, t: number, stale?: boolean) => number,
+  bestPeerAt: (setting: string, t: number, stale?: boolean) => { policy: string; rps: number },
+  find: (setting: string, policy: string, stale: boolean) => JobResult | undefined,
+): string[] {
+  const lead = (ours: number, peer: number): string =>
+    peer === 0 ? (ours > 0 ? '+∞' : 'n/a') : signedPct(ours / peer - 1);
+  const rows: string[] = [];
+  for (const id of ids) {
+    const before = BEFORE_2026[id];
+    if (before === undefined) continue;
+    const cells: string[] = [];
+    for (const t of [0, 1]) {
+      if (t >= TARGETS.length) continue;
+      const ours = gpAt(id, OURS, t);
+      const peer = bestPeerAt(id, t);
+      cells.push(
+        `${rps(before.gp[t] as number)} → ${rps(ours)}`,
+        `${before.peer[t]} ${rps(before.peerGp[t] as number)} → ${peer.policy} ${rps(peer.rps)}`,
+        `${lead(before.gp[t] as number, before.peerGp[t] as number)} → ${lead(ours, peer.rps)}`,
+      );
+    }
+    const stale = find(id, OURS, true) !== undefined ? bestPeerAt(id, 0, true) : undefined;
+    cells.push(
+      `${signedPct(before.staleLead)} → ${stale === undefined ? 'not run' : lead(gpAt(id, OURS, 0, true), stale.rps)}`,
+    );
+    rows.push(`| ${id} | ${cells.join(' | ')} |`);
+  }
+  if (rows.length === 0) return [];
+  return [
+    '## What changed with the 2026 engine model',
+    '',
+    'The tables before this run (commit 6c2855b) came from the roofline model fitted to 2023-era engines',
+    "and the twin's old engine default of 256 sequences. These come from the operator model fitted to",
+    `vLLM 0.14's kernels and \`vllm serve\`'s H100 defaults (${num(H100_BATCH.maxNumSeqs)} sequences, ${num(H100_BATCH.maxNumBatchedTokens)} tokens; see`,
+    '[engine model](../engine-model.md)). Goodput in req/s, fresh signals, before → now:',
+    '',
+    '| setting | goodput 90% | best peer 90% | lead 90% | goodput 99% | best peer 99% | lead 99% | lead over best stale peer 90% |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    ...WHAT_CHANGED_NOTE,
+    '',
+  ];
+}
+
+/** The explicit engine limits of an ablation run, as a Job field (none: the GPU's defaults). */
+function engineFlags(seqs: string | undefined, tokens: string | undefined): Pick<Job, 'engine'> {
+  if (seqs === undefined && tokens === undefined) return {};
+  const positive = (flag: string, text: string): number => {
+    const n = Number(text);
+    if (!(Number.isInteger(n) && n >= 1))
+      throw new Error(`--${flag}: expected a positive integer, got '${text}'`);
+    return n;
+  };
+  return {
+    engine: {
+      ...(seqs === undefined ? {} : { maxNumSeqs: positive('max-num-seqs', seqs) }),
+      ...(tokens === undefined ? {} : { maxNumBatchedTokens: positive('max-num-batched-tokens', tokens) }),
+    },
+  };
 }
 
 /** Saved runs as one: results of later files replace earlier ones for the same job; wall times add. */
@@ -718,6 +865,7 @@ function renderDoc(
     }
     const short = ids.filter((id) => !nobody(id, t) && !(leadAt(id, t) >= LEAD_TARGET));
     const judged = ids.filter((id) => !nobody(id, t));
+    if (judged.length === 0) continue;
     verdicts.push(
       short.length === 0
         ? `- At ${targetPct(t)}: \`goodput\` leads every peer by at least ${pct(LEAD_TARGET, 0)} in all ${judged.length} settings where a policy reaches it ` +
@@ -751,13 +899,15 @@ function renderDoc(
     '',
   );
 
+  w(...whatChanged(ids, gpAt, bestPeerAt, find));
+
   // Setup.
   w('## Setup', '');
   w(
-    "- Cluster: N × llama-3.1-8b on one H100 each (TP 1), vLLM's engine defaults (block 16, 256",
-    '  sequences, 8,192-token step budget with chunked prefill, prefix caching on, 90% of memory: about',
-    "  447k tokens of KV per instance), seed 1, the twin's roofline performance model",
-    '  ([engine model](../engine-model.md)).',
+    `- Cluster: N × llama-3.1-8b on one H100 each (TP 1), \`vllm serve\`'s defaults on the H100 (block 16, ${num(H100_BATCH.maxNumSeqs)}`,
+    `  sequences, ${num(H100_BATCH.maxNumBatchedTokens)}-token step budget with chunked prefill, prefix caching on, 90% of memory: about`,
+    `  ${num(kvTokensPerInstance() / 1000)}k tokens of KV per instance), seed 1, the twin's operator-level performance model`,
+    '  fitted to vLLM 0.14 kernels ([engine model](../engine-model.md)).',
     '- Every request carries its SLO (`workload.slo`), so the SLO-aware policies (`mooncake`,',
     '  `goodput`) and the early-rejection step aim at what is measured; the others ignore it.',
     `- Every request declares \`max_tokens\` ${DECLARED.replace('cap:', '')} (\`workload.declaredMaxTokens: ${DECLARED}\`); a true length above`,
@@ -812,6 +962,12 @@ function renderDoc(
   }
   const mf = facts.get('mooncake');
   const af = facts.get('azure');
+  const h100 = perfModelFor('h100', 'llama-3.1-8b', 1, undefined, { maxNumSeqs: H100_BATCH.maxNumSeqs });
+  const stepMs = {
+    chunk: h100.prefillTimeMs(H100_BATCH.maxNumBatchedTokens),
+    decodeLo: h100.decodeStepTimeMs(1, 1000),
+    decodeHi: h100.decodeStepTimeMs(256, 1000),
+  };
   w('### Why these SLOs', '');
   if (mf !== undefined) {
     w(
@@ -821,17 +977,18 @@ function renderDoc(
       `  5 s is met alone and cold by ${pct(1 - mf.infeasibleShare)} of prompts, with room to queue for most; the other`,
       `  ${pct(mf.infeasibleShare)} miss it even alone unless a cache hit saves them (they bound attainment from above). 100 ms is`,
       "  the usual interactive TPOT (DistServe's chatbot target; 10 tokens/s is faster than reading), and",
-      '  it matters here because a long prefill stalls every decode on its instance for whole 250 ms chunks.',
+      `  it matters here because a long prefill stalls every decode on its instance for whole ${num(stepMs.chunk)} ms chunks.`,
     );
   }
   if (af !== undefined) {
     w(
       `- **Azure: TTFT 500 ms, TPOT 50 ms.** Prompts average ${num(af.inputMean)} tokens (p99 ${num(af.inputP99)}): the p99`,
       `  prefills in ${num(af.prefillMsP99)} ms alone, so 500 ms is DistServe-style chat latency with room for a few`,
-      '  queued prompts and one full chunk step. An 8B model on an H100 decodes a step in 7-25 ms, so 50 ms',
+      `  queued prompts and one full chunk step. An 8B model on an H100 decodes a step in ${num(stepMs.decodeLo)}-${num(stepMs.decodeHi)} ms (1 to 256`,
+      '  sequences of 1,000-token context), so 50 ms',
       '  is a tight but real target (20 tokens/s): what breaks it is prefill chunks riding along decodes,',
       `  which hurts most the ${pct(af.shortOutputShare, 0)} of answers under 100 tokens, whose budget of (n - 1) x`,
-      '  (50 ms - decode step) is a handful of 250 ms chunk steps.',
+      `  (50 ms - decode step) is a handful of ${num(stepMs.chunk)} ms chunk steps.`,
     );
   }
   w('');
@@ -1060,18 +1217,21 @@ function whyTheyLose(find: Finder, gp: Goodput, ids: readonly string[]): string[
       (x) => x.tpotMs.mean,
       (x) => `${num(x, 1)} ms`,
     );
+  const chunkMs = perfModelFor('h100', 'llama-3.1-8b', 1, undefined, {
+    maxNumSeqs: H100_BATCH.maxNumSeqs,
+  }).prefillTimeMs(H100_BATCH.maxNumBatchedTokens);
   return [
     '## Where and why each peer loses',
     '',
     'From the tables above and the per-instance series of the HTML reports (`--html`). Admission is held',
     'equal here (every policy behind the same early-rejection step), so what separates them is placement.',
-    `On Azure the TPOT target is what fails first for the peers: at the ×8 base rate least-request meets TTFT`,
-    `for ${ttftMet(a8, 'least-request')} of requests but TPOT for ${tpotMet(a8, 'least-request')}, mooncake ${ttftMet(a8, 'mooncake')} and ${tpotMet(a8, 'mooncake')}: a prefill chunk of 8,192`,
-    'tokens takes about 250 ms and every decode on that instance waits for it. `goodput` prices that stall',
-    `and places around it (TPOT met ${tpotMet(a8, OURS)}). On Mooncake the step refuses the same few percent of`,
+    `On Azure a prefill chunk of ${num(H100_BATCH.maxNumBatchedTokens)} tokens takes about ${num(chunkMs)} ms on the H100 and every decode on that`,
+    'instance waits for it; `goodput` prices that stall and places around it. At the ×8 base rate',
+    `least-request meets TTFT for ${ttftMet(a8, 'least-request')} of requests and TPOT for ${tpotMet(a8, 'least-request')}, mooncake ${ttftMet(a8, 'mooncake')} and ${tpotMet(a8, 'mooncake')}, goodput`,
+    `${ttftMet(a8, OURS)} and ${tpotMet(a8, OURS)}. On Mooncake the step refuses the same few percent of`,
     'prompts for every policy (the ones that would miss even at the best placement), and the cache-aware',
     'peers come within a few percent of `goodput`: there, with admission held equal, placement alone has',
-    'little left to win.',
+    'little left to win. Under the 2026 engine model the same is true on Azure (see "What changed").',
     '',
     `- **round-robin, random**: blind to load, prefix and SLO. On Mooncake each instance gets the same`,
     `  number of requests but not the same work (prompts from 1 to 126k tokens), and prefix hits stay at`,
@@ -1080,7 +1240,7 @@ function whyTheyLose(find: Finder, gp: Goodput, ids: readonly string[]): string[
     `  (hits ${hit(m8, 'least-request')} at Mooncake ×8). A 100k-token prompt counts as much as a 500-token one; \`queue\` reads the`,
     '  engine queue, empty most of the time under chunked prefill (a long prompt is "running"), and',
     '  `power-of-two` compares only two random instances. On Azure, where every prompt is short, they are',
-    `  level with the other peers (${g(a8, 'least-request')} req/s at ×8); TPOT is what breaks.`,
+    `  level with the other peers (${g(a8, 'least-request')} req/s at ×8).`,
     `- **least-kv**: the engine's KV usage counts free cached blocks as free and grows only as a prefill`,
     '  allocates, so an instance that just took a long prompt looks empty and takes the next ones too',
     `  (${g(m8, 'least-kv')} req/s at Mooncake ×8). With stale signals it herds harder`,
@@ -1103,15 +1263,16 @@ function whyTheyLose(find: Finder, gp: Goodput, ids: readonly string[]): string[
     `  the instance holding it: imbalance ${imb(late, 'kv-events')} and ${g(late, 'kv-events')} req/s. Precision does not help a hot spot.`,
     `- **mooncake (Conductor)**: TTFT prediction, and early rejection of its own (off here: the shared step`,
     '  refuses for it). (1) Its TPOT check is one decode step of the batch, blind to the prefill chunks',
-    `  that will ride along: at Azure ×8's base rate it meets TTFT for ${ttftMet(a8, 'mooncake')} but TPOT for ${tpotMet(a8, 'mooncake')}. (2) Its`,
+    `  that will ride along (at Azure ×8's base rate it meets TTFT for ${ttftMet(a8, 'mooncake')} and TPOT for ${tpotMet(a8, 'mooncake')}). (2) Its`,
     '  estimate assumes a remote prefix fetch that the twin (like a deployment without a KV transfer path)',
     `  does not make, so it leaves cache holders and recomputes: hits ${hit(m8, 'mooncake')} vs goodput's ${hit(m8, OURS)} at`,
     `  Mooncake ×8. Stale signals: ${g(a8, 'mooncake', true)} vs ${g(a8, 'mooncake')} req/s at Azure ×8.`,
     `- **preble**: its load is a 180 s window of routed work in which a decoding request costs`,
-    "  D(batch) / batch, so the bigger an instance's batch, the cheaper the next request looks there: the",
-    `  busiest instances attract more and the others starve (busy ${busy(a8, 'preble')} at Azure ×8, imbalance`,
-    `  ${imb(a8, 'preble')}), and the long window keeps a drained instance looking busy. The worst here: ${g(a8, 'preble')} req/s at`,
-    '  Azure ×8.',
+    "  D(batch) / batch, so the bigger an instance's batch, the cheaper the next request looks there and",
+    '  the busiest instances attract more; the long window keeps a drained instance looking busy. Under the',
+    '  pre-2026 model that starved all but a few instances (14.4 req/s at Azure ×8, imbalance 3.46); with',
+    `  today's faster steps the herd drains before it grows (busy ${busy(a8, 'preble')}, imbalance ${imb(a8, 'preble')} at Azure ×8) and`,
+    `  it is level with the best peers (${g(a8, 'preble')} req/s there).`,
     '',
     '**What `goodput` does about each**: it prices tokens and attention, not request counts (the long',
     'tail); its accounting is its own, updated by its hooks, so scrapes barely move it',
