@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
-import { parse as parseYaml } from 'yaml';
-import { invalidArgument, SwitchyardError } from '../core/errors.ts';
+import { readYamlFile } from '../adapters/yaml-file.ts';
+import { invalidArgument } from '../core/errors.ts';
 import { gpuIds } from '../model/gpus.ts';
 import { modelIds } from '../model/models.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
@@ -298,21 +297,7 @@ export function formatGoodput(goodput: GoodputResult): string {
 
 /** Reads and validates a YAML config file. */
 export function loadConfigFile(path: string): SimConfigFile {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new SwitchyardError('SY_ERR_NOT_FOUND', `config file '${path}' cannot be read`);
-  }
-  let value: unknown;
-  try {
-    value = parseYaml(text);
-  } catch (error) {
-    throw new SwitchyardError(
-      'SY_ERR_INVALID_CONFIG',
-      `config file '${path}' is not valid YAML: ${String(error)}`,
-    );
-  }
+  const value = readYamlFile(path, `config file '${path}'`);
   return parseWithSchema(simConfigFileSchema, value ?? {}, `config file '${path}'`);
 }
 

@@ -3,10 +3,10 @@
  * loaded from YAML with `${VAR}` / `${VAR:-default}` substitution in string values, every default in
  * one place. docs/gateway.md is the reference.
  */
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+
 import { z } from 'zod';
 import { kvEventsRefusal, policyTypeOf, tokenizerConfigSchema } from '../adapters/tokenizer/config.ts';
+import { readYamlFile } from '../adapters/yaml-file.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { GPUS, gpuIds } from '../model/gpus.ts';
 import { MODELS, modelIds } from '../model/models.ts';
@@ -465,26 +465,10 @@ export function loadGatewayConfig(
   file: string,
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): GatewayConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new SwitchyardError(
-      'SY_ERR_INVALID_CONFIG',
-      `cannot read gateway config '${file}': ${(error as Error).message}`,
-      { param: 'config' },
-    );
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (error) {
-    throw new SwitchyardError(
-      'SY_ERR_INVALID_CONFIG',
-      `gateway config '${file}' is not valid YAML: ${(error as Error).message}`,
-      { param: 'config' },
-    );
-  }
+  const doc = readYamlFile(file, `gateway config '${file}'`, {
+    unreadableCode: 'SY_ERR_INVALID_CONFIG',
+    param: 'config',
+  });
   return parseGatewayConfig(doc ?? {}, env);
 }
 

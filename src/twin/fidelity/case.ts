@@ -7,10 +7,10 @@
  * engineOptionsSchema), so an option the twin learns (an engine profile, say) is accepted here the
  * day it exists; `workload.arrival` is a discriminated union a new arrival kind joins.
  */
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+
 import { z } from 'zod';
-import { SwitchyardError, unknownName } from '../../core/errors.ts';
+import { readYamlFile } from '../../adapters/yaml-file.ts';
+import { unknownName } from '../../core/errors.ts';
 import { gpuIds } from '../../model/gpus.ts';
 import { modelIds } from '../../model/models.ts';
 import { lengthDistSchema, rateStageSchema, STAGES_MAX } from '../../workload/spec.ts';
@@ -198,20 +198,6 @@ export function parseFidelityCase(value: unknown, where = 'fidelity case'): Fide
 
 /** Reads and validates a case file (YAML, of which JSON is a subset). */
 export function loadFidelityCase(path: string): FidelityCase {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new SwitchyardError('SY_ERR_NOT_FOUND', `fidelity case '${path}' cannot be read`);
-  }
-  let value: unknown;
-  try {
-    value = parseYaml(text);
-  } catch (error) {
-    throw new SwitchyardError(
-      'SY_ERR_INVALID_CONFIG',
-      `fidelity case '${path}' is not valid YAML or JSON: ${String(error)}`,
-    );
-  }
+  const value = readYamlFile(path, `fidelity case '${path}'`);
   return parseFidelityCase(value, `fidelity case '${path}'`);
 }
