@@ -4,38 +4,21 @@
  * exact bodies sent, the load generator's fake OpenAI server in this process.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { startFakeServer } from '../../src/loadgen/test-server.ts';
 import type { BenchSummary } from '../../src/loadgen/types.ts';
 import { readTrace } from '../../src/workload/traces/read.ts';
+import { BIN, type CliRun, runCli } from './support/cli.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function bench(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, 'bench', '--no-progress', ...args],
-      { timeout: 60_000, maxBuffer: 32 << 20 },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function bench(args: string[]): Promise<CliRun> {
+  return runCli(['bench', '--no-progress', ...args], 60_000);
 }
 
 function readJson(path: string): BenchSummary {
@@ -330,7 +313,7 @@ describe('switchyard bench', { concurrency: true }, () => {
       bench(['--url', nameless.url, '--requests', '3']),
     ]).finally(() => nameless.close());
     assert.equal(nameless.received.length, 0, 'nothing is sent without a model');
-    const oneLine = (r: Run, pattern: RegExp, code: string): void => {
+    const oneLine = (r: CliRun, pattern: RegExp, code: string): void => {
       assert.equal(r.code, 2, r.stderr);
       const lines = r.stderr.trim().split('\n');
       assert.equal(lines.length, 1, r.stderr);

@@ -1,34 +1,17 @@
 /** `switchyard fidelity` (and sim's --workload constant --stages) as a real child process. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { type CliRun, runCli } from './support/cli.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 const CASE = fileURLToPath(new URL('../../data/fidelity/a40-llama-3.1-8b-burst50.yaml', import.meta.url));
 const CASES = fileURLToPath(new URL('../../data/fidelity', import.meta.url));
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { timeout: 120_000, maxBuffer: 8 << 20 },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function cli(args: string[]): Promise<CliRun> {
+  return runCli([...args]);
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-fidelity-'));

@@ -4,34 +4,16 @@
  * percentiles that count rejected requests. Real child processes on the bundled samples.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { type CliRun, runCli } from './support/cli.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-sim-admission-'));
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { timeout: 180_000, maxBuffer: 32 << 20 },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function cli(args: string[]): Promise<CliRun> {
+  return runCli([...args], 180_000);
 }
 
 const readJson = (path: string): Record<string, unknown> => JSON.parse(readFileSync(path, 'utf8'));

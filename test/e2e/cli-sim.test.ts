@@ -1,33 +1,15 @@
 /** End-to-end runs of the `switchyard` CLI as a real child process on the bundled samples. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { type CliRun, runCli } from './support/cli.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 const WALL_FIELDS = new Set(['wallSeconds', 'eventsPerWallS', 'decisionUs']);
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { timeout: 120_000, maxBuffer: 32 << 20 },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function cli(args: string[]): Promise<CliRun> {
+  return runCli([...args]);
 }
 
 function withoutWall(value: unknown): unknown {
