@@ -8,6 +8,9 @@ import { helpConfiguration } from './help.ts';
 import { registerServeCommand } from './serve-command.ts';
 import { registerSimCommand } from './sim-command.ts';
 
+/** Exit code of a usage error (a bad flag, a bad config): the same in every command. */
+export const USAGE_EXIT_CODE = 2;
+
 /** Builds the `switchyard` program. Exported for tests. */
 export function buildProgram(): Command {
   const program = new Command('switchyard')
@@ -36,10 +39,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     await program.parseAsync([...argv]);
     return 0;
   } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode;
+    // Commander exits 1 for every usage error (unknown option or command, bad or missing value) and 0
+    // after --help or --version: usage errors exit USAGE_EXIT_CODE in every command, as our own do.
+    if (error instanceof CommanderError) return error.exitCode === 1 ? USAGE_EXIT_CODE : error.exitCode;
     if (error instanceof SwitchyardError) {
       process.stderr.write(`switchyard: ${error.message} [${error.code}]\n`);
-      return 2;
+      return USAGE_EXIT_CODE;
     }
     throw error;
   }

@@ -10,7 +10,7 @@
 import { statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { freemem } from 'node:os';
-import { type Command, CommanderError, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import {
   type LocalEngines,
   READY_TIMEOUT_MS_DEFAULT,
@@ -47,8 +47,6 @@ interface ServeFlags {
 const DEFAULT_SIM_MODEL = 'llama-3.1-8b';
 /** Default local engines: sim engines are cheap; each llama engine holds its own model and context. */
 const DEFAULT_ENGINES = { sim: 4, llama: 1 } as const;
-/** Exit code of a usage error (bad flag, bad config, busy port), as for the CLI's own errors. */
-const USAGE_EXIT_CODE = 2;
 
 /** The config after flags: flags beat the file. */
 function effectiveConfig(flags: ServeFlags): GatewayConfig {
@@ -299,12 +297,6 @@ async function runServe(flags: ServeFlags): Promise<void> {
   process.stderr.write('switchyard serve: stopped\n');
 }
 
-/** Commander's usage errors (unknown option, bad value) exit USAGE_EXIT_CODE like the command's own. */
-function usageExit(error: CommanderError): never {
-  if (error.exitCode === 1) throw new CommanderError(USAGE_EXIT_CODE, error.code, error.message);
-  throw error;
-}
-
 /** Registers `switchyard serve`. */
 export function registerServeCommand(program: Command): void {
   program
@@ -356,7 +348,6 @@ export function registerServeCommand(program: Command): void {
       positiveInt,
       READY_TIMEOUT_MS_DEFAULT,
     )
-    .exitOverride(usageExit)
     .action(async (flags: ServeFlags) => {
       await runServe(flags);
     });

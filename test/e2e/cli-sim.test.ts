@@ -164,6 +164,14 @@ test('a wrong value gets a message naming it and the valid choices', async () =>
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /clustr/);
   assert.doesNotMatch(bad.stderr, /at .*\.ts:\d+/, 'no stack trace for a handled error');
+  // Every usage error exits 2, whether commander or the command itself finds it.
+  for (const r of [gpu, policy, rate, sample, bad]) assert.equal(r.code, 2, r.stderr);
+  for (const args of [['sim', '--bogus'], ['bench', '--bogus'], ['fidelity', '--bogus'], ['bogus']]) {
+    const r = await cli(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /^error: unknown (option|command)/, r.stderr);
+  }
+  assert.equal((await cli(['sim', '--help'])).code, 0);
 });
 
 test('--help explains each option and its default', async () => {
