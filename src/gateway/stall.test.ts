@@ -50,6 +50,15 @@ describe('findStalls', () => {
     );
   });
 
+  it('takes an idle backend whose check passes as the contrast (it has nothing left to send)', () => {
+    // The others answered their share long ago and sit idle; only the frozen one fails its checks.
+    const frozen = backend(5000, 3);
+    const idle = backend(5100, 0, { probeFailing: false });
+    assert.deepEqual(findStalls([frozen, idle], 10_000, STALL_AFTER_MS), [0]);
+    // With the other one failing its checks too, nothing contrasts: no stall.
+    assert.deepEqual(findStalls([frozen, backend(5100, 0)], 10_000, STALL_AFTER_MS), []);
+  });
+
   it('counts an ejected backend as stalled without evidence from others', () => {
     const backends = [backend(5000, 2, { healthy: false }), backend(5000, 0)];
     assert.deepEqual(findStalls(backends, 10_000, STALL_AFTER_MS), [0]);

@@ -6,9 +6,11 @@
  * The proxy keeps one `BackendProgress` per backend (two field writes per response chunk, on a
  * coarse clock the periodic sweep advances); the sweep calls `findStalls` once per tick. A backend
  * is stalled when it has requests outstanding, has delivered nothing for `stallAfterMs` since it
- * last delivered a byte or last became busy, and either (a) another backend did deliver within that
- * window (so a cluster-wide slowdown, where every engine is quiet, is no stall) and its latest
- * health check failed too, or (b) health checks have ejected it already. The sweep then ejects it
+ * last delivered a byte or last became busy, and either (a) its latest health check failed too
+ * while another backend shows it is not the whole cluster (it delivered within that window, or its
+ * own latest check passed: an engine that finished its work and sits idle sends no bytes), or (b)
+ * health checks have ejected it already. When every engine is quiet and failing its checks (a
+ * cluster-wide slowdown, or the gateway's own network), none is stalled. The sweep then ejects it
  * and re-routes its requests not yet answered.
  *
  * Why a failing check is required in (a): silence alone is what a healthy engine shows while it
@@ -78,14 +80,22 @@ export function findStalls(backends: readonly StallInput[], nowMs: number, stall
     } else if (t > second) second = t;
   }
   const windowStartMs = nowMs - stallAfterMs;
+  // Backends whose latest health check passed: responsive now, even when idle (no bytes to send).
+  let answering = 0;
+  for (const b of backends) if (b.healthy && !b.probeFailing) answering++;
   const out: number[] = [];
   for (let i = 0; i < backends.length; i++) {
     const b = backends[i] as StallInput;
     const p = b.progress;
     if (p.stalled || b.outstanding <= p.pausedAttempts) continue;
     if (Math.max(p.lastByteMs, p.busySinceMs) > windowStartMs) continue;
+    if (!b.healthy) {
+      out.push(i);
+      continue;
+    }
+    // A healthy backend counts only with a failing check, so it is never among `answering`.
     const othersLastMs = i === bestAt ? second : best;
-    if ((othersLastMs > windowStartMs && b.probeFailing) || !b.healthy) out.push(i);
+    if (b.probeFailing && (othersLastMs > windowStartMs || answering > 0)) out.push(i);
   }
   return out;
 }
