@@ -15,6 +15,7 @@ import { gpuIds } from '../../model/gpus.ts';
 import { modelIds } from '../../model/models.ts';
 import { lengthDistSchema, rateStageSchema, STAGES_MAX } from '../../workload/spec.ts';
 import { engineOptionsSchema, parseWithSchema } from '../config.ts';
+import { casePrefixSchema } from './prefix.ts';
 
 const positive = z.number().positive().finite();
 
@@ -75,7 +76,12 @@ export const sourceSchema = z.strictObject({
 /** A stage of a staged run, with the figures measured over the requests that arrived in it. */
 export const measuredStageSchema = rateStageSchema.extend({ measured: measuredSchema.optional() }).strict();
 
-const lengths = { input: lengthDistSchema, output: lengthDistSchema };
+/**
+ * Prompt lengths: `input` is what follows the shared prefix when `prefix` is set (the prompt is
+ * prefix + input tokens, as `vllm bench serve --random-prefix-len` builds it), the whole prompt
+ * otherwise, when requests share nothing.
+ */
+const lengths = { input: lengthDistSchema, output: lengthDistSchema, prefix: casePrefixSchema.optional() };
 const limits = {
   /** Requests to send (the benchmark's --num-prompts). */
   requests: z.number().int().min(1).max(CASE_REQUESTS_MAX).optional(),

@@ -15,6 +15,7 @@ import { SIM_DEFAULTS, toEngineConfig } from '../config.ts';
 import { runSimulation } from '../simulator.ts';
 import type { FidelityCase, Measured } from './case.ts';
 import { figuresOf, observed, POLL_PREFIX, type PredictedFigures, RequestLog } from './observe.ts';
+import { withSharedPrefix } from './prefix.ts';
 
 /** One compared row: a case's whole run, or one of its stages. */
 export interface CaseRow {
@@ -66,7 +67,7 @@ function runOpenLoop(c: FidelityCase): CaseResult {
   const w = c.workload;
   assert(w.arrival !== 'closed-loop', 'runOpenLoop: closed-loop case');
   // The same streams `switchyard sim --seed` draws, so a case can be rerun there by hand.
-  const requests = [...createWorkload(openLoopSpec(c), new Rng(c.seed).fork('workload'))];
+  const requests = withCasePrefix(c, [...createWorkload(openLoopSpec(c), new Rng(c.seed).fork('workload'))]);
   const log = simulate(c, requests);
   const rows: CaseRow[] = [];
   if (c.measured !== undefined) {
@@ -105,7 +106,7 @@ function runClosedLoop(c: FidelityCase): CaseResult {
     output: w.output,
     maxRequests: w.requests,
   };
-  const base = [...createWorkload(spec, new Rng(c.seed).fork('workload'))];
+  const base = withCasePrefix(c, [...createWorkload(spec, new Rng(c.seed).fork('workload'))]);
   const log = new RequestLog(base.length);
   const source = closedLoopSource(base, w.concurrency, log, CLOSED_LOOP_POLL_MS);
   simulateInto(c, source, log);
@@ -117,6 +118,18 @@ function runClosedLoop(c: FidelityCase): CaseResult {
     predicted: { ...figuresOf(log, 0, Number.POSITIVE_INFINITY), saturated: false },
   };
   return { name: c.name, source: c.source, rows: [row], failed: log.failed };
+}
+
+/**
+ * The requests with the case's shared prefix in front of each prompt (unchanged without one). The
+ * chains use the engine's block size, and their own stream of the seed, so adding a prefix leaves
+ * the arrivals and lengths the workload drew as they were.
+ */
+function withCasePrefix(c: FidelityCase, requests: TwinRequest[]): TwinRequest[] {
+  const prefix = c.workload.prefix;
+  if (prefix === undefined) return requests;
+  const { blockSize } = toEngineConfig(c.engine, c.gpu);
+  return withSharedPrefix(requests, prefix, blockSize, new Rng(c.seed).fork('prefix'));
 }
 
 /**
