@@ -97,6 +97,45 @@ test('fidelity refuses a bad case with one line naming the path', async () => {
   assert.match(missing.stderr, /SY_ERR_NOT_FOUND/);
 });
 
+test('fidelity: a shared prefix cuts the predicted TTFT, and a bad prefix block is refused naming its key', async () => {
+  const caseWith = (prefix: string, input: number): string =>
+    [
+      'name: prefix-check',
+      'source: { title: t, url: "https://example.org", engine: vLLM }',
+      'model: llama-3.1-8b',
+      'gpu: h100',
+      'workload:',
+      '  arrival: poisson',
+      '  rateRps: 4',
+      '  requests: 60',
+      prefix,
+      `  input: { kind: fixed, tokens: ${input} }`,
+      '  output: { kind: fixed, tokens: 16 }',
+      'measured: { ttftMs: { mean: 100 }, saturated: false }',
+      '',
+    ].join('\n');
+  const shared = join(dir, 'shared.yaml');
+  const unshared = join(dir, 'unshared.yaml');
+  writeFileSync(shared, caseWith('  prefix: { tokens: 3000 }', 100));
+  writeFileSync(unshared, caseWith('', 3100));
+  const ttftMean = async (file: string): Promise<number> => {
+    const run = await cli(['fidelity', file, '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const json = JSON.parse(run.stdout) as {
+      cases: { rows: { predicted: { ttftMs: { mean: number } } }[] }[];
+    };
+    return json.cases[0]?.rows[0]?.predicted.ttftMs.mean ?? Number.NaN;
+  };
+  const withPrefix = await ttftMean(shared);
+  const without = await ttftMean(unshared);
+  assert.ok(withPrefix < without / 2, `shared ${withPrefix} ms vs ${without} ms`);
+  const bad = join(dir, 'bad-prefix.yaml');
+  writeFileSync(bad, caseWith('  prefix: { tokens: 3000, group: 4 }', 100));
+  const run = await cli(['fidelity', bad]);
+  assert.equal(run.code, 2);
+  assert.match(run.stderr, /workload\.prefix.*group.*SY_ERR_INVALID_CONFIG/);
+});
+
 test('sim --workload constant --stages runs each stage at its rate, back to back', async () => {
   const out = join(dir, 'stages.json');
   const run = await cli([
