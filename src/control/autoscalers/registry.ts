@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { invalidArgument, SwitchyardError, unknownName } from '../../core/errors.ts';
 import type { ControlContext, ControlLoop } from '../types.ts';
+import { createKpa, kpaParams } from './kpa/kpa.ts';
 import { createStatic } from './static/static.ts';
 
 /** One registered autoscaler: a description, a strict schema for its parameters, and a factory. */
@@ -24,6 +25,11 @@ export function autoscalerEntry<P>(e: AutoscalerEntry<P>): AutoscalerEntry<unkno
 }
 
 const AUTOSCALERS: Readonly<Record<string, AutoscalerEntry<unknown>>> = {
+  kpa: autoscalerEntry({
+    description: "Knative's KPA: concurrency over 60 s stable / 6 s panic windows, no scale-down in panic",
+    params: kpaParams,
+    create: createKpa,
+  }),
   static: autoscalerEntry({
     description: 'peak provisioning: always maxReplicas (the baseline)',
     params: noParams,
