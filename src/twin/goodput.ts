@@ -1,6 +1,7 @@
 import { assertNever } from '../core/assert.ts';
 import type { WorkloadSpec } from '../workload/spec.ts';
 import { scaleRenewalRate } from '../workload/synthetic.ts';
+import { scaleTimeVarying } from '../workload/time-varying.ts';
 
 /** One evaluated point of a goodput sweep. */
 export interface GoodputPoint {
@@ -50,6 +51,12 @@ export function scaleWorkload(spec: WorkloadSpec, k: number): WorkloadSpec {
       return { ...spec, rateRps: spec.rateRps * k };
     case 'sessions':
       return { ...spec, sessionRateRps: spec.sessionRateRps * k };
+    case 'sinusoid':
+    case 'rate-curve':
+    case 'bursts':
+      return scaleTimeVarying(spec, k);
+    case 'servegen':
+      return { ...spec, rateScale: spec.rateScale * k };
     default:
       return assertNever(spec, 'workload kind');
   }

@@ -9,8 +9,10 @@ import { createConfiguredPolicy, defaultPolicyContext } from '../policies/routin
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { createWorkload } from '../workload/create.ts';
 import { formatDeclaredMaxTokens } from '../workload/declared.ts';
+import { describeServegen } from '../workload/servegen.ts';
 import { type WorkloadSpec, workloadSpecSchema } from '../workload/spec.ts';
 import { describeRate } from '../workload/synthetic.ts';
+import { describeTimeVarying } from '../workload/time-varying.ts';
 import { type BatchJobSpec, buildBatchJob } from './batch-jobs.ts';
 import type { ClusterSpec } from './cluster.ts';
 import { engineConfigsFor, type engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
@@ -252,6 +254,12 @@ export function describeWorkload(spec: WorkloadSpec): string {
       return `system-prompts ${spec.groups} groups x ${spec.prefixTokens} tokens at ${spec.rateRps} req/s${tail}`;
     case 'sessions':
       return `sessions at ${spec.sessionRateRps} sessions/s${tail}`;
+    case 'sinusoid':
+    case 'rate-curve':
+    case 'bursts':
+      return `${describeTimeVarying(spec)}${tail}`;
+    case 'servegen':
+      return `${describeServegen(spec)}${tail}`;
     default:
       return assertNever(spec, 'workload kind');
   }

@@ -7,6 +7,8 @@ import { SwitchyardError, unknownName } from '../core/errors.ts';
 import type { Rng } from '../core/rng.ts';
 import { restartable } from './common.ts';
 import { cachedLengthsLoader, type LengthsLoader } from './lengths.ts';
+import { readRateCurve } from './rate-curve-file.ts';
+import { readServegen, servegenRequests } from './servegen.ts';
 import { sessionRequests, systemPromptRequests } from './shared-prefix.ts';
 import {
   type LengthDist,
@@ -16,6 +18,7 @@ import {
   workloadSpecSchema,
 } from './spec.ts';
 import { renewalRequests } from './synthetic.ts';
+import { profileOf, timeVaryingRequests } from './time-varying.ts';
 import { traceRequests } from './trace-source.ts';
 import { readTrace } from './traces/read.ts';
 import type { RequestSource } from './types.ts';
@@ -79,6 +82,20 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
     case 'sessions':
       preload(load, s.turns, s.userTokens, s.output);
       return restartable(() => sessionRequests(s, root, load));
+    case 'sinusoid':
+    case 'bursts':
+    case 'rate-curve': {
+      // Files are read (and a curve checked) now, so a bad one fails before the run starts.
+      const points = s.kind === 'rate-curve' && s.file !== undefined ? readRateCurve(s.file) : undefined;
+      preload(load, s.input, s.output);
+      profileOf(s, points);
+      return restartable(() => timeVaryingRequests(s, root, load, points));
+    }
+    case 'servegen': {
+      const data = readServegen(s.file);
+      preload(load, s.input, s.output);
+      return restartable(() => servegenRequests(s, data, root, load));
+    }
     default:
       return assertNever(s, 'workload kind');
   }

@@ -236,6 +236,100 @@ export const traceSpecSchema = z.strictObject({
   ...limitFields,
 });
 
+// Time-varying kinds (generated in time-varying.ts and servegen.ts). Arrivals come from a unit-rate
+// renewal process with inter-arrival CV `cv` (1: a non-homogeneous Poisson process) mapped through
+// the integral of the rate, so the expected count in any interval is the rate's integral over it.
+
+/** Most points an inline rate curve may have. */
+export const RATE_POINTS_MAX = 100_000;
+/** Most ServeGen clients a workload may name. */
+export const SERVEGEN_CLIENTS_MAX = 10_000;
+
+const modulatedFields = {
+  cv: positive.default(1),
+  input: lengthDistSchema,
+  output: lengthDistSchema,
+  ...requestFields,
+  ...limitFields,
+};
+
+/**
+ * A sinusoidal rate: rateMinRps at t = 0 (with phaseS 0), rateMaxRps half a period later:
+ * λ(t) = mid − amp·cos(2π(t + phaseS) / periodS).
+ */
+export const sinusoidSpecSchema = z
+  .strictObject({
+    kind: z.literal('sinusoid'),
+    rateMinRps: z.number().nonnegative().finite(),
+    rateMaxRps: positive,
+    periodS: positive,
+    phaseS: z.number().finite().default(0),
+    ...modulatedFields,
+  })
+  .refine((d) => d.rateMinRps <= d.rateMaxRps, {
+    message: 'rateMinRps must be <= rateMaxRps',
+    path: ['rateMaxRps'],
+  })
+  .refine(bounded, BOUNDED);
+
+/**
+ * A rate linear between (timeS, rateRps) points, from a CSV `file` (time_s,rate) or inline
+ * `points`; it ends at the last point unless `repeat`. Rates are multiplied by rateScale.
+ */
+export const rateCurveSpecSchema = z
+  .strictObject({
+    kind: z.literal('rate-curve'),
+    file: z.string().min(1).optional(),
+    points: z
+      .array(
+        z.strictObject({
+          timeS: z.number().nonnegative().finite(),
+          rateRps: z.number().nonnegative().finite(),
+        }),
+      )
+      .min(2)
+      .max(RATE_POINTS_MAX)
+      .optional(),
+    rateScale: positive.default(1),
+    repeat: z.boolean().default(false),
+    ...modulatedFields,
+  })
+  .refine((d) => (d.file === undefined) !== (d.points === undefined), {
+    message: 'set exactly one of file and points',
+    path: ['file'],
+  })
+  .refine((d) => !d.repeat || bounded(d), BOUNDED);
+
+/** Bursts: baseRateRps for gapS seconds, then burstRateRps for burstS seconds, repeated. */
+export const burstsSpecSchema = z
+  .strictObject({
+    kind: z.literal('bursts'),
+    baseRateRps: z.number().nonnegative().finite(),
+    burstRateRps: positive,
+    burstS: positive,
+    gapS: positive,
+    ...modulatedFields,
+  })
+  .refine(bounded, BOUNDED);
+
+/**
+ * ServeGen per-client windows replayed: in each 600 s window each client's arrivals are a Gamma
+ * renewal process at the window's rate (x rateScale) and CV. `startH` hours into the file becomes
+ * time 0; durationS (or the file's end) ends the run. `clients` picks clients by id (default all).
+ */
+export const servegenSpecSchema = z.strictObject({
+  kind: z.literal('servegen'),
+  /** A ServeGen file (see servegen.ts for the formats) or `sample:servegen-m-small-day2`. */
+  file: z.string().min(1),
+  rateScale: positive.default(1),
+  startH: z.number().nonnegative().finite().default(0),
+  clients: z.array(z.string().min(1)).min(1).max(SERVEGEN_CLIENTS_MAX).optional(),
+  input: lengthDistSchema,
+  output: lengthDistSchema,
+  ...requestFields,
+  ...limitFields,
+});
+
 /** The whole workload spec. */
 export const workloadSpecSchema = z.discriminatedUnion('kind', [
   poissonSpecSchema,
@@ -244,6 +338,10 @@ export const workloadSpecSchema = z.discriminatedUnion('kind', [
   systemPromptsSpecSchema,
   sessionsSpecSchema,
   traceSpecSchema,
+  sinusoidSpecSchema,
+  rateCurveSpecSchema,
+  burstsSpecSchema,
+  servegenSpecSchema,
 ]);
 
 /** The workload kinds, for error messages and CLI help. */
@@ -254,6 +352,10 @@ export const WORKLOAD_KINDS = [
   'system-prompts',
   'sessions',
   'trace',
+  'sinusoid',
+  'rate-curve',
+  'bursts',
+  'servegen',
 ] as const;
 
 /** One rate stage. */

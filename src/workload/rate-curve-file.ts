@@ -1,0 +1,100 @@
+/**
+ * Rate-curve files: CSV of `time_s,rate` points (seconds from the start, req/s), the rate linear
+ * between points. An optional header line names the two columns; `#` starts a comment line. Every
+ * problem fails with SY_ERR_TRACE_PARSE naming `file:line`, because a curve that is silently fixed up
+ * would drive an experiment nobody asked for.
+ */
+import { readFileSync } from 'node:fs';
+import { SwitchyardError } from '../core/errors.ts';
+import type { RatePoint } from './rate-profile.ts';
+import { decodeTraceBytes, excerpt, nonBlankLines, traceParseError } from './traces/text.ts';
+
+/** Most points a curve may have (a bound on what we hold in memory; a week at 1 s steps fits). */
+export const RATE_CURVE_POINTS_MAX = 1_000_000;
+
+const NUMBER_RE = /^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$/;
+
+function parseCell(cell: string): number | undefined {
+  const s = cell.trim();
+  if (!NUMBER_RE.test(s)) return undefined;
+  const n = Number(s);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/**
+ * Parses a rate curve's text. Points must start at time 0, have strictly increasing times and
+ * finite rates >= 0, at least one of them positive; there must be at least two.
+ */
+export function parseRateCurve(text: string, file: string): RatePoint[] {
+  const lines = nonBlankLines(text).filter((l) => !l.text.trimStart().startsWith('#'));
+  const points: RatePoint[] = [];
+  let lastLine = 1;
+  for (const [i, line] of lines.entries()) {
+    lastLine = line.number;
+    const cells = line.text.split(',');
+    if (i === 0 && cells.length === 2 && parseCell(cells[0] as string) === undefined) {
+      const names = cells.map((c) => c.trim().toLowerCase());
+      if (names[0] === 'time_s' && names[1] === 'rate') continue;
+      throw traceParseError(
+        file,
+        line.number,
+        `expected a header 'time_s,rate' or a point, got ${excerpt(line.text)}`,
+      );
+    }
+    points.push(parsePoint(cells, line.text, file, line.number, points.at(-1)));
+    if (points.length > RATE_CURVE_POINTS_MAX)
+      throw traceParseError(file, line.number, `more than ${RATE_CURVE_POINTS_MAX} points`);
+  }
+  if (points.length < 2)
+    throw traceParseError(file, lastLine, `a rate curve needs at least 2 points, found ${points.length}`);
+  if (!points.some((p) => p.rateRps > 0))
+    throw traceParseError(file, lastLine, 'every rate is 0: no request would arrive');
+  return points;
+}
+
+function parsePoint(
+  cells: readonly string[],
+  text: string,
+  file: string,
+  line: number,
+  previous: RatePoint | undefined,
+): RatePoint {
+  if (cells.length !== 2)
+    throw traceParseError(
+      file,
+      line,
+      `expected 2 columns time_s,rate, got ${cells.length} in ${excerpt(text)}`,
+    );
+  const timeS = parseCell(cells[0] as string);
+  const rateRps = parseCell(cells[1] as string);
+  if (timeS === undefined || timeS < 0)
+    throw traceParseError(file, line, `time_s must be a number >= 0, got '${(cells[0] as string).trim()}'`);
+  if (rateRps === undefined || rateRps < 0)
+    throw traceParseError(
+      file,
+      line,
+      `rate must be a number >= 0 (req/s), got '${(cells[1] as string).trim()}'`,
+    );
+  if (previous === undefined && timeS !== 0)
+    throw traceParseError(file, line, `the first point must be at time_s 0, got ${timeS}`);
+  if (previous !== undefined && !(timeS > previous.timeS))
+    throw traceParseError(file, line, `time_s ${timeS} is not after the previous point's ${previous.timeS}`);
+  return { timeS, rateRps };
+}
+
+/** Reads and parses a rate-curve file (plain or gzipped); a missing file is SY_ERR_NOT_FOUND. */
+export function readRateCurve(path: string): RatePoint[] {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR')
+      throw new SwitchyardError('SY_ERR_NOT_FOUND', `rate curve file not found: ${path}`, {
+        param: 'rate-curve',
+        path,
+      });
+    throw err;
+  }
+  return parseRateCurve(decodeTraceBytes(bytes, path), path);
+}
