@@ -6,7 +6,9 @@
 import { z } from 'zod';
 import { invalidArgument, SwitchyardError, unknownName } from '../../core/errors.ts';
 import type { ControlContext, ControlLoop } from '../types.ts';
+import { apaParams, createApa } from './apa/apa.ts';
 import { createKpa, kpaParams } from './kpa/kpa.ts';
+import { createSaturation, saturationParams } from './saturation/saturation.ts';
 import { createStatic } from './static/static.ts';
 
 /** One registered autoscaler: a description, a strict schema for its parameters, and a factory. */
@@ -25,10 +27,21 @@ export function autoscalerEntry<P>(e: AutoscalerEntry<P>): AutoscalerEntry<unkno
 }
 
 const AUTOSCALERS: Readonly<Record<string, AutoscalerEntry<unknown>>> = {
+  apa: autoscalerEntry({
+    description: "AIBrix's APA: one signal per replica vs a target, tolerance band, rate limits, cooldowns",
+    params: apaParams,
+    create: createApa,
+  }),
   kpa: autoscalerEntry({
     description: "Knative's KPA: concurrency over 60 s stable / 6 s panic windows, no scale-down in panic",
     params: kpaParams,
     create: createKpa,
+  }),
+  saturation: autoscalerEntry({
+    description:
+      "llm-d WVA's saturation guardrail: KV and queue thresholds, add the cheapest variant, remove the dearest",
+    params: saturationParams,
+    create: createSaturation,
   }),
   static: autoscalerEntry({
     description: 'peak provisioning: always maxReplicas (the baseline)',
