@@ -25,8 +25,12 @@ function fakePerf(onStep?: (shape: StepShape) => void): PerfModel {
   };
 }
 
+/**
+ * The synchronous scheduler unless a test says otherwise: most tests here script admissions step by
+ * step; the async-scheduling tests below set `asyncScheduling` themselves.
+ */
 function config(overrides: Partial<EngineConfig>): EngineConfig {
-  return { ...DEFAULT_ENGINE_CONFIG, ...overrides };
+  return { ...DEFAULT_ENGINE_CONFIG, asyncScheduling: false, ...overrides };
 }
 
 function req(
@@ -745,4 +749,65 @@ test('property: fused and plain steps give the same finishes, tokens, gaps, bloc
   );
   // The generator must reach both fusing and preemption.
   assert.ok(fusedAny > 50 && preemptions > 0, `fused ${fusedAny} runs, ${preemptions} preemptions`);
+});
+
+test('async scheduling: a request added while the engine is busy joins the step after next', () => {
+  const perf: PerfModel = { ...fakePerf(), stepTimeMs: () => 10 };
+  const firstStepWith = (asyncScheduling: boolean): number[] => {
+    const rec = new Recorder();
+    const core = new EngineCore(config({ asyncScheduling }), perf, 100, rec);
+    core.add(req('a', 8, 20), 0);
+    let nowMs = core.startStep(0)!; // a's prefill: [0, 10]
+    core.finishStep(nowMs);
+    nowMs += core.startStep(nowMs)!; // a decodes: [10, 20]; b arrives at 15, mid-step
+    core.add(req('b', 8, 5, 15), 15);
+    core.finishStep(nowMs);
+    const admittedAt: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const stepMs = core.startStep(nowMs)!;
+      if (core.lastStepShape.prefillSeqs > 0) admittedAt.push(nowMs);
+      nowMs += stepMs;
+      core.finishStep(nowMs);
+    }
+    return admittedAt;
+  };
+  // Synchronous: b's prefill runs in the step starting at 20. Async: the step at 20 was decided at
+  // 10, before b arrived, so b's prefill starts at 30.
+  assert.deepEqual(firstStepWith(false), [20]);
+  assert.deepEqual(firstStepWith(true), [30]);
+});
+
+test('async scheduling: an idle engine, or one with nothing else to run, takes a request at once', () => {
+  const perf: PerfModel = { ...fakePerf(), stepTimeMs: () => 10 };
+  const core = new EngineCore(config({ asyncScheduling: true }), perf, 100, new Recorder());
+  core.add(req('a', 8, 1), 0);
+  let nowMs = core.startStep(0)!; // a prefills and finishes with its only token: [0, 10]
+  core.add(req('b', 8, 3, 5), 5);
+  core.finishStep(nowMs);
+  // b arrived during a's step, but nothing else runs now: it is scheduled at 10, not held to 20.
+  nowMs += core.startStep(nowMs)!;
+  assert.equal(core.lastStepShape.prefillSeqs, 1);
+  core.finishStep(nowMs);
+  // An idle engine: c arrives at 100 and runs at once.
+  assert.ok(drive(core, [], { startMs: nowMs }) < 100);
+  core.add(req('c', 8, 2, 100), 100);
+  assert.ok(core.startStep(100) !== undefined);
+  assert.equal(core.lastStepShape.prefillSeqs, 1);
+});
+
+test('async scheduling: a held request stops decode steps from fusing past its admission', () => {
+  const perf: PerfModel = { ...fakePerf(), stepTimeMs: () => 10 };
+  const core = new EngineCore(config({ asyncScheduling: true }), perf, 100, new Recorder());
+  core.add(req('a', 8, 50), 0);
+  let nowMs = core.startStep(0)!;
+  core.finishStep(nowMs);
+  nowMs += core.startStep(nowMs)!; // [10, 20]
+  core.add(req('b', 8, 5, 15), 15);
+  core.finishStep(nowMs);
+  // The step at 20 holds b back; with an open horizon it must still end after one sub-step.
+  core.startStep(nowMs, Number.POSITIVE_INFINITY);
+  assert.equal(core.stepEndMs, 30);
+  core.finishStep(30);
+  core.startStep(30, Number.POSITIVE_INFINITY);
+  assert.equal(core.lastStepShape.prefillSeqs, 1);
 });

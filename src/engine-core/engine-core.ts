@@ -72,6 +72,8 @@ class Seq {
    * given back when the sequence lets go of its blocks, so only running sequences hold one.
    */
   blocks: Int32Array = NO_BLOCKS;
+  /** When the core was given the request (`add`'s nowMs): under async scheduling, when the scheduler could first see it. */
+  addedMs = 0;
   firstScheduledMs = -1;
   firstTokenMs = -1;
   /** When its last token was sampled; NO_TOKEN_YET before the first. */
@@ -391,6 +393,7 @@ export class EngineCore {
       return false;
     }
     const seq = new Seq(request, maxBlocks, this.pathOf(request));
+    seq.addedMs = nowMs;
     this.byId.set(request.id, seq);
     this.waitQueue.pushBack(seq);
     this.pendingPrefill += seq.promptLen;
@@ -493,10 +496,17 @@ export class EngineCore {
 
     // Like vLLM, admit nothing in a step that had to preempt (it would only thrash), unless the step
     // would otherwise be empty.
+    let heldForNextStep = false;
     if (!preempted || scheduled === 0) {
       const maxSeqs = this.config.maxNumSeqs;
+      const seenByMs = this.admissionCutoffMs(nowMs, scheduled);
       while (budget > 0 && this.runCount < maxSeqs && this.waitQueue.size > 0) {
-        const n = this.admit(this.waitQueue.peekFront()!, budget, nowMs);
+        const front = this.waitQueue.peekFront()!;
+        if (front.addedMs > seenByMs) {
+          heldForNextStep = true;
+          break;
+        }
+        const n = this.admit(front, budget, nowMs);
         if (n === 0) break;
         budget -= n;
         scheduled++;
@@ -519,7 +529,14 @@ export class EngineCore {
     this.fusedSteps = 1;
     // Decode-only: every running sequence scheduled (prefillSeqs 0 also means none was admitted,
     // since an admission always has a prompt token to compute) and nothing preempted.
-    if (horizonMs > endMs && !preempted && shape.prefillSeqs === 0 && shape.decodeSeqs === this.runCount) {
+    // A request held back by async scheduling joins the next step: no fusing past it.
+    if (
+      horizonMs > endMs &&
+      !preempted &&
+      !heldForNextStep &&
+      shape.prefillSeqs === 0 &&
+      shape.decodeSeqs === this.runCount
+    ) {
       // Whether a waiting request's fate depends on the free blocks: the admission loop ran and
       // was refused (it was entered), or under the priority policy a waiting request may preempt
       // once blocks run short. Then the fused steps must not allocate.
@@ -539,6 +556,19 @@ export class EngineCore {
       }
     }
     return durationMs;
+  }
+
+  /**
+   * The latest `add` time a waiting request may have and still join the step starting at `nowMs`.
+   * Under async scheduling a busy engine (a step ended at `nowMs` and this one already holds
+   * running sequences) decided this step's batch when the previous step started, so only requests
+   * added by then are in it; an idle engine, or one with nothing else to run, takes any request.
+   */
+  private admissionCutoffMs(nowMs: number, scheduled: number): number {
+    if (!this.config.asyncScheduling || scheduled === 0 || this.prevStepEndMs !== nowMs) {
+      return Number.POSITIVE_INFINITY;
+    }
+    return this.stepStartMs;
   }
 
   /**

@@ -24,6 +24,13 @@ export interface EngineConfig {
    * with Switchyard's sign: a higher `priority` is more important).
    */
   readonly schedulingPolicy: 'fcfs' | 'priority';
+  /**
+   * --async-scheduling (on by default in vLLM since PR #27614; PR #19970 introduced it): the
+   * scheduler decides step n+1's batch when step n is launched, one step ahead of the GPU, so a
+   * request that arrives while the engine is busy joins the step after next (one step later than
+   * a synchronous scheduler would take it). An idle engine takes it at once.
+   */
+  readonly asyncScheduling: boolean;
 }
 
 /**
@@ -39,6 +46,7 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
   enablePrefixCaching: true,
   numGpuBlocksOverride: undefined,
   schedulingPolicy: 'fcfs',
+  asyncScheduling: true,
 };
 
 /** A request as the engine core sees it. */

@@ -30,6 +30,7 @@ export const engineOptionsSchema = z
     enablePrefixCaching: z.boolean(),
     numGpuBlocksOverride: z.number().int().min(1),
     schedulingPolicy: z.enum(['fcfs', 'priority']),
+    asyncScheduling: z.boolean(),
   })
   .partial()
   .strict();
