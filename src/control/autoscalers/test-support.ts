@@ -94,6 +94,11 @@ export interface ScriptTick {
   readonly starting?: number;
   /** Engine signals every ready instance shows (kvUsage, running, waiting...). */
   readonly signals?: Partial<InstanceView>;
+  /**
+   * Engine signals as a function of the ready count, e.g. a fixed total load spread evenly:
+   * `(ready) => ({ running: 200 / ready })`. Applied after `signals`.
+   */
+  readonly signalsFor?: (ready: number) => Partial<InstanceView>;
   /** Any other window field. */
   readonly window?: Partial<TrafficWindow>;
 }
@@ -130,9 +135,10 @@ export class ScriptedCluster {
       ...managed('r', this.ready, 'ready', this.nowMs),
       ...managed('s', tick.starting ?? 0, 'starting', this.nowMs),
     ];
+    const spread = tick.signalsFor?.(this.ready);
     const views = instances
       .filter((i) => i.phase === 'ready')
-      .map((i) => instanceView(i.id, { updatedAtMs: this.nowMs, ...tick.signals }));
+      .map((i) => instanceView(i.id, { updatedAtMs: this.nowMs, ...tick.signals, ...spread }));
     return {
       nowMs: this.nowMs,
       model: this.context.model,
