@@ -100,7 +100,7 @@ describe('case format', () => {
     assert.ok(parseFidelityCase({ ...bare, workload: { ...w, durationS: 60 } as never }));
   });
 
-  it("docs/fidelity.md's example case is a valid case, and so is its staged workload", () => {
+  it("docs/fidelity.md's example case is a valid case, and so are its staged and shared-prefix workloads", () => {
     const doc = readFileSync(join(import.meta.dirname, '..', '..', '..', 'docs', 'fidelity.md'), 'utf8');
     const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] as string);
     const example = parseFidelityCase(parseYaml(blocks[0] as string));
@@ -109,6 +109,9 @@ describe('case format', () => {
     const { measured: _m, ...bare } = openCase();
     const c = parseFidelityCase({ ...bare, workload: staged.workload as never });
     assert.equal(c.workload.arrival === 'constant' ? c.workload.stages?.length : 0, 2);
+    const shared = parseYaml(blocks[2] as string) as { workload: unknown };
+    const p = parseFidelityCase({ ...bare, workload: shared.workload as never });
+    assert.deepEqual(p.workload.prefix, { tokens: 2000, groups: 4, zipfExponent: 0 });
   });
 
   it('refuses an empty figure set', () => {
