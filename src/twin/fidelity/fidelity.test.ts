@@ -110,7 +110,7 @@ describe('case format', () => {
     const c = parseFidelityCase({ ...bare, workload: staged.workload as never });
     assert.equal(c.workload.arrival === 'constant' ? c.workload.stages?.length : 0, 2);
     const shared = parseYaml(blocks[2] as string) as { workload: unknown };
-    const p = parseFidelityCase({ ...bare, workload: shared.workload as never });
+    const p = parseFidelityCase(openCase({ workload: shared.workload as never }));
     assert.deepEqual(p.workload.prefix, { tokens: 2000, groups: 4, zipfExponent: 0 });
   });
 
