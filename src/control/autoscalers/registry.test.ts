@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { SwitchyardError } from '../../core/errors.ts';
 import { totalReplicas } from '../types.ts';
 import { autoscalerNames, checkAutoscaler, createAutoscaler } from './registry.ts';
-import { ScriptedCluster, testContext } from './test-support.ts';
+import { ScriptedCluster, type ScriptTick, testContext } from './test-support.ts';
 
 test('an unknown autoscaler fails with SY_ERR_UNKNOWN_NAME and lists the valid names', () => {
   assert.throws(
@@ -40,17 +40,38 @@ test('impossible bounds in the context fail naming the field', () => {
   }
 });
 
-test('every autoscaler builds with its defaults and answers within the bounds on idle and busy ticks', () => {
+/** A load that rises, bursts and falls, with engine signals that follow it, for every loop. */
+const MIXED_SCRIPT: ScriptTick[] = [0, 0, 30, 60, 500, 500, 120, 40, 0, 0].map((concurrency) => ({
+  concurrency,
+  arrivals: concurrency,
+  signalsFor: (ready: number) => {
+    const perReplica = concurrency / Math.max(1, ready);
+    return {
+      running: perReplica,
+      inFlight: perReplica,
+      waiting: perReplica / 4,
+      kvUsage: Math.min(1, perReplica / 100),
+    };
+  },
+}));
+
+test('every autoscaler builds with its defaults, stays within the bounds and is deterministic', () => {
   const context = testContext({ minReplicas: 1, maxReplicas: 8 });
   for (const name of autoscalerNames()) {
-    const loop = createAutoscaler(name, context);
-    const cluster = new ScriptedCluster(context, 1);
-    for (const concurrency of [0, 0, 500, 500, 0]) {
-      const n = totalReplicas(
-        cluster.step(loop, { concurrency, signals: { kvUsage: concurrency > 0 ? 1 : 0 } }),
-      );
+    const run = () => {
+      const cluster = new ScriptedCluster(context, 1);
+      const loop = createAutoscaler(name, context);
+      return MIXED_SCRIPT.map((t) => cluster.step(loop, t));
+    };
+    const decisions = run();
+    for (const d of decisions) {
+      const n = totalReplicas(d);
       assert.ok(n >= 1 && n <= 8, `${name}: ${n} replicas outside [1, 8]`);
+      assert.ok(d.reason.length > 0, `${name}: a decision without a reason`);
+      for (const t of d.targets)
+        assert.ok(context.variants.includes(t.variant), `${name}: a variant outside the context`);
     }
+    assert.deepEqual(run(), decisions, `${name}: the same script gave different decisions`);
   }
 });
 
