@@ -17,12 +17,18 @@ import { DecisionLogWriter } from './decision-log.ts';
 import { fraction, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './parse.ts';
 import { withProgress, withSteps } from './progress.ts';
 import { comparisonHeader, wroteLines } from './sim-header.ts';
+import {
+  TIME_VARYING_WORKLOADS,
+  type TimeVaryingFlags,
+  timeVaryingOptions,
+  timeVaryingWorkload,
+} from './sim-time-varying.ts';
 
 /** The flags of `switchyard sim`, as commander hands them over. */
-interface SimFlags {
+interface SimFlags extends TimeVaryingFlags {
   config?: string;
   trace?: string;
-  workload?: 'poisson' | 'gamma' | 'constant';
+  workload?: 'poisson' | 'gamma' | 'constant' | (typeof TIME_VARYING_WORKLOADS)[number];
   stages?: RateStage[];
   rate?: number;
   cv?: number;
@@ -66,7 +72,7 @@ interface SimFlags {
 
 /** Registers `switchyard sim`. */
 export function registerSimCommand(program: Command): void {
-  program
+  const sim = program
     .command('sim')
     .description(
       'Run the twin: replay a trace or a generated workload on a modelled cluster and report latencies,\n' +
@@ -85,8 +91,9 @@ export function registerSimCommand(program: Command): void {
     .addOption(
       new Option(
         '--workload <kind>',
-        'generate arrivals instead of a trace: poisson, gamma (see --cv) or constant (evenly paced, as load testers send)',
-      ).choices(['poisson', 'gamma', 'constant']),
+        'generate arrivals instead of a trace: poisson, gamma (see --cv) or constant (evenly paced, as load testers send); ' +
+          'or a time-varying rate: sinusoid, rate-curve, bursts or servegen (see their options below)',
+      ).choices(['poisson', 'gamma', 'constant', ...TIME_VARYING_WORKLOADS]),
     )
     .option('--rate <req/s>', 'arrival rate of the generated workload (default 10)', positiveNumber)
     .addOption(
@@ -219,6 +226,9 @@ export function registerSimCommand(program: Command): void {
         '  switchyard sim --trace sample:mooncake-conversation --instances 8 --policy least-request\n' +
         '  switchyard sim --workload poisson --rate 40 --requests 5000 --input-tokens 2048 --output-tokens 256 --json out.json\n' +
         '  switchyard sim --workload constant --stages 8:600,20:600 --instances 1 --input-tokens 700 --output-tokens 250\n' +
+        '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --instances 4\n' +
+        '  switchyard sim --rate-curve day.csv --instances 4   (day.csv: time_s,rate lines, e.g. 0,2 then 3600,20)\n' +
+        '  switchyard sim --workload servegen --servegen-file sample:servegen-m-small-day2 --scale 0.01 --start-h 18 --duration 3600\n' +
         '  switchyard sim --config examples/sim.yaml --html report.html',
     )
     .action(async (flags: SimFlags, command: Command) => {
@@ -268,6 +278,7 @@ export function registerSimCommand(program: Command): void {
       writeOutputs(runs, settings.output);
       process.stdout.write(wroteLines(settings.output));
     });
+  for (const option of timeVaryingOptions()) sim.addOption(option);
 }
 
 function declared(text: string): string {
@@ -401,6 +412,8 @@ function workloadFromFlags(
       ...limits,
     };
   }
+  const timeVarying = timeVaryingWorkload(flags, limits);
+  if (timeVarying !== undefined) return timeVarying;
   const generated = flags.workload !== undefined || fileWorkload === undefined;
   if (!generated) {
     const merged: Record<string, unknown> = { ...fileWorkload, ...limits };

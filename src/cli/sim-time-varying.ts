@@ -1,0 +1,190 @@
+/**
+ * The time-varying workloads of `switchyard sim`: their flags and the spec they build. Kept out of
+ * sim-command.ts so that file only registers the flags and calls in here.
+ */
+import { Option } from 'commander';
+import { invalidArgument } from '../core/errors.ts';
+import { nonNegativeNumber, positiveNumber } from './parse.ts';
+
+/** The time-varying kinds `--workload` accepts. */
+export const TIME_VARYING_WORKLOADS = ['sinusoid', 'rate-curve', 'bursts', 'servegen'] as const;
+type Kind = (typeof TIME_VARYING_WORKLOADS)[number];
+
+/** The flags read here, as commander hands them over. */
+export interface TimeVaryingFlags {
+  workload?: string;
+  stages?: unknown;
+  rate?: number;
+  cv?: number;
+  duration?: number;
+  requests?: number;
+  inputTokens?: number;
+  outputTokens?: number;
+  rateMin?: number;
+  rateMax?: number;
+  periodS?: number;
+  rateCurve?: string;
+  burstRate?: number;
+  burstS?: number;
+  gapS?: number;
+  servegenFile?: string;
+  scale?: number;
+  startH?: number;
+}
+
+/** Flags that belong to one kind only, by commander's attribute name and flag. */
+const OWN_FLAGS: Record<Kind, readonly (keyof TimeVaryingFlags)[]> = {
+  sinusoid: ['rateMin', 'rateMax', 'periodS'],
+  'rate-curve': ['rateCurve'],
+  bursts: ['burstRate', 'burstS', 'gapS'],
+  servegen: ['servegenFile', 'scale', 'startH'],
+};
+
+/** The options, in the order --help lists them (each names the kind it belongs to). */
+export function timeVaryingOptions(): Option[] {
+  const options = [
+    new Option('--rate-min <req/s>', 'sinusoid: lowest rate, at t = 0').argParser(nonNegativeNumber),
+    new Option('--rate-max <req/s>', 'sinusoid: highest rate, half a period in').argParser(positiveNumber),
+    new Option('--period-s <s>', 'sinusoid: period (default run: one period)').argParser(positiveNumber),
+    new Option(
+      '--rate-curve <file.csv>',
+      'rate curve: CSV of time_s,rate points, linear between them, the first at 0; the run ends at the last (implies --workload rate-curve)',
+    ).conflicts('trace'),
+    new Option(
+      '--burst-rate <req/s>',
+      'bursts: rate during a burst (--rate is the rate between bursts)',
+    ).argParser(positiveNumber),
+    new Option('--burst-s <s>', 'bursts: length of a burst').argParser(positiveNumber),
+    new Option(
+      '--gap-s <s>',
+      'bursts: time between bursts, at --rate (default run: one gap and burst)',
+    ).argParser(positiveNumber),
+    new Option(
+      '--servegen-file <f>',
+      'servegen: per-client 600 s windows (combined CSV, a chunk-N-trace.csv, a directory of them, or sample:servegen-m-small-day2); implies --workload servegen',
+    ).conflicts('trace'),
+    new Option('--scale <x>', "servegen: multiply every client's rate by x").argParser(positiveNumber),
+    new Option(
+      '--start-h <h>',
+      'servegen: start this many hours into the file (--duration: how long)',
+    ).argParser(nonNegativeNumber),
+  ];
+  for (const o of options)
+    o.helpGroup('Time-varying workloads (--workload sinusoid, rate-curve, bursts, servegen):');
+  return options;
+}
+
+/** The kind the flags ask for: `--workload`, or implied by --rate-curve / --servegen-file. */
+function kindOf(flags: TimeVaryingFlags): Kind | undefined {
+  const named = (TIME_VARYING_WORKLOADS as readonly string[]).includes(flags.workload ?? '')
+    ? (flags.workload as Kind)
+    : undefined;
+  if (named !== undefined) return named;
+  if (flags.workload !== undefined) return undefined;
+  if (flags.rateCurve !== undefined) return 'rate-curve';
+  if (flags.servegenFile !== undefined) return 'servegen';
+  return undefined;
+}
+
+const FLAG_NAMES: Record<string, string> = {
+  rateMin: 'rate-min',
+  rateMax: 'rate-max',
+  periodS: 'period-s',
+  rateCurve: 'rate-curve',
+  burstRate: 'burst-rate',
+  burstS: 'burst-s',
+  gapS: 'gap-s',
+  servegenFile: 'servegen-file',
+  scale: 'scale',
+  startH: 'start-h',
+};
+
+/** Fails on a flag of another kind (e.g. --period-s with --workload bursts): it would be ignored. */
+function checkStrayFlags(flags: TimeVaryingFlags, kind: Kind | undefined): void {
+  for (const [k, names] of Object.entries(OWN_FLAGS)) {
+    if (k === kind) continue;
+    for (const name of names) {
+      if (flags[name] !== undefined)
+        throw invalidArgument(
+          FLAG_NAMES[name] as string,
+          flags[name],
+          `--${FLAG_NAMES[name]} only with --workload ${k}`,
+        );
+    }
+  }
+}
+
+function required<T>(value: T | undefined, flag: string, kind: Kind): T {
+  if (value === undefined) throw invalidArgument(flag, 'missing', `--${flag} with --workload ${kind}`);
+  return value;
+}
+
+/**
+ * The workload spec of a time-varying kind, or undefined when the flags ask for none. `limits`
+ * carries --requests, --duration and --declared-max-tokens as sim-command builds them.
+ */
+export function timeVaryingWorkload(
+  flags: TimeVaryingFlags,
+  limits: Record<string, unknown>,
+): Record<string, unknown> | undefined {
+  const kind = kindOf(flags);
+  checkStrayFlags(flags, kind);
+  if (kind === undefined) return undefined;
+  if (flags.stages !== undefined)
+    throw invalidArgument(
+      'stages',
+      'given',
+      `no --stages with --workload ${kind} (its rate varies on its own)`,
+    );
+  if (flags.rate !== undefined && kind !== 'bursts')
+    throw invalidArgument(
+      'rate',
+      flags.rate,
+      `no --rate with --workload ${kind} (only bursts takes it, as the base rate)`,
+    );
+  const common = {
+    input: { kind: 'fixed', tokens: flags.inputTokens ?? 1024 },
+    output: { kind: 'fixed', tokens: flags.outputTokens ?? 128 },
+    ...(flags.cv !== undefined && kind !== 'servegen' ? { cv: flags.cv } : {}),
+    ...limits,
+  };
+  if (flags.cv !== undefined && kind === 'servegen')
+    throw invalidArgument('cv', flags.cv, 'no --cv with --workload servegen (each window has its own)');
+  const unbounded = flags.duration === undefined && flags.requests === undefined;
+  switch (kind) {
+    case 'sinusoid': {
+      const periodS = required(flags.periodS, 'period-s', kind);
+      return {
+        kind,
+        rateMinRps: required(flags.rateMin, 'rate-min', kind),
+        rateMaxRps: required(flags.rateMax, 'rate-max', kind),
+        periodS,
+        ...common,
+        ...(unbounded ? { durationS: periodS } : {}),
+      };
+    }
+    case 'bursts': {
+      const burstS = required(flags.burstS, 'burst-s', kind);
+      const gapS = required(flags.gapS, 'gap-s', kind);
+      return {
+        kind,
+        baseRateRps: required(flags.rate, 'rate', kind),
+        burstRateRps: required(flags.burstRate, 'burst-rate', kind),
+        burstS,
+        gapS,
+        ...common,
+        ...(unbounded ? { durationS: burstS + gapS } : {}),
+      };
+    }
+    case 'rate-curve':
+      return { kind, file: required(flags.rateCurve, 'rate-curve', kind), ...common };
+    case 'servegen':
+      return {
+        kind,
+        file: required(flags.servegenFile, 'servegen-file', kind),
+        ...(flags.scale !== undefined ? { rateScale: flags.scale } : {}),
+        ...(flags.startH !== undefined ? { startH: flags.startH } : {}),
+        ...common,
+      };
+  }
+}
