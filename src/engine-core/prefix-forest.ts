@@ -7,6 +7,18 @@ const NONE = -1;
 const NODES_INITIAL = 1024;
 /** Block ids of `PrefixForest.blockIds`: node id times this plus the block's place in the node. */
 const BLOCK_ID_STRIDE = 65_536;
+/** Int32 fields of a node (PrefixForest.node, NODE_STRIDE per node); its key is a double beside them. */
+const PARENT = 0;
+const FIRST = 1;
+const SIZE = 2;
+const USES = 3;
+const RECS = 4;
+/** The node's full hash of (parent, key), as its child-table slot keeps it. */
+const HASH = 5;
+/** Int32 entries per node: the six fields above and the key's two words (one double). */
+const NODE_STRIDE = 8;
+/** The key's index in the Float64Array view: node n's key is `keyOf[n * 4 + KEY]`. */
+const KEY = 3;
 
 /** Read a double's bits without allocating, to hash keys that are not uint32. */
 const keyF64 = new Float64Array(1);
@@ -53,21 +65,22 @@ export const EMPTY_PATH: PrefixPath = Object.freeze({
 export class PrefixForest {
   /** Engine block size, in tokens. */
   readonly blockSize: number;
-  private parentOf = new Int32Array(NODES_INITIAL);
-  private keyOf = new Float64Array(NODES_INITIAL);
-  private firstOf = new Int32Array(NODES_INITIAL);
-  private sizeOf = new Int32Array(NODES_INITIAL);
-  private usesOf = new Int32Array(NODES_INITIAL);
-  private recsOf = new Int32Array(NODES_INITIAL);
-  /** Child table: node ids, NONE for empty; capacity a power of two at least twice the nodes. */
-  private slots = new Int32Array(2 * NODES_INITIAL).fill(NONE);
   /**
-   * Each slot's full hash of (parent, key), beside it: probes and the deletion's shifts compare and
-   * re-home entries from here without reading the node arrays (a cache miss each).
+   * Nodes: NODE_STRIDE int32 entries each (parent, first block, size, uses, RunCache's first record,
+   * hash, then the key as a double in `keyOf`), together so that a node costs one cache line, not
+   * one per field: the LRU drops nodes made long before, scattered over the arrays.
    */
-  private slotHash = new Int32Array(2 * NODES_INITIAL);
+  private node = new Int32Array(NODES_INITIAL * NODE_STRIDE);
+  /** The same memory as doubles: node n's chain value is `keyOf[n * 4 + KEY]`. */
+  private keyOf = new Float64Array(this.node.buffer);
+  /**
+   * Child table: pairs (node id, NONE for empty; that node's full hash of (parent, key)), capacity a
+   * power of two at least twice the nodes. The hash sits beside the id, so probes and the deletion's
+   * shifts compare and re-home entries without reading the nodes, and a probe reads one line.
+   */
+  private slots = newSlots(2 * NODES_INITIAL);
   private slotMask = 2 * NODES_INITIAL - 1;
-  /** Free node ids, chained through `parentOf`. */
+  /** Free node ids, chained through their PARENT field. */
   private freeHead = NONE;
   private top = 0;
   /** One root per chain block size: chains of different block sizes never share nodes. */
@@ -86,22 +99,22 @@ export class PrefixForest {
 
   /** Position, in a request's block table, of the node's first engine block. */
   firstBlockOf(node: number): number {
-    return this.firstOf[node] as number;
+    return this.node[node * NODE_STRIDE + FIRST] as number;
   }
 
   /** Engine blocks in the node; a request covers a prefix of them (all but at its prompt's end). */
   sizeOfNode(node: number): number {
-    return this.sizeOf[node] as number;
+    return this.node[node * NODE_STRIDE + SIZE] as number;
   }
 
   /** RunCache's first record of the node (NONE: none). */
   recordsOf(node: number): number {
-    return this.recsOf[node] as number;
+    return this.node[node * NODE_STRIDE + RECS] as number;
   }
 
   /** Sets RunCache's first record of the node. */
   setRecords(node: number, record: number): void {
-    this.recsOf[node] = record;
+    this.node[node * NODE_STRIDE + RECS] = record;
   }
 
   /**
@@ -158,8 +171,8 @@ export class PrefixForest {
   blockIds(path: PrefixPath): number[] {
     const out = new Array<number>(path.blocks);
     for (const node of path.nodes) {
-      const first = this.firstOf[node] as number;
-      const size = this.sizeOf[node] as number;
+      const first = this.firstBlockOf(node);
+      const size = this.sizeOfNode(node);
       assert(size < BLOCK_ID_STRIDE, `a node of ${size} blocks`);
       const end = Math.min(size, path.blocks - first);
       for (let sub = 0; sub < end; sub++) out[first + sub] = node * BLOCK_ID_STRIDE + sub;
@@ -175,21 +188,23 @@ export class PrefixForest {
 
   /** Takes a use of a node (RunCache, for a record). */
   use(node: number): void {
-    this.usesOf[node] = (this.usesOf[node] as number) + 1;
+    this.node[node * NODE_STRIDE + USES] = (this.node[node * NODE_STRIDE + USES] as number) + 1;
   }
 
   /** Drops a use; a node nobody uses leaves the forest, and its parent loses a use. */
   unuse(node: number): void {
+    const nodes = this.node;
     let n = node;
     while (n !== NONE) {
-      const uses = (this.usesOf[n] as number) - 1;
-      this.usesOf[n] = uses;
+      const b = n * NODE_STRIDE;
+      const uses = (nodes[b + USES] as number) - 1;
+      nodes[b + USES] = uses;
       if (uses > 0) return;
-      const parent = this.parentOf[n] as number;
+      const parent = nodes[b + PARENT] as number;
       // Roots stay.
       if (parent === NONE) return;
-      this.unindex(n);
-      this.parentOf[n] = this.freeHead;
+      this.unindex(n, nodes[b + HASH] as number);
+      nodes[b + PARENT] = this.freeHead;
       this.freeHead = n;
       this.live--;
       n = parent;
@@ -199,7 +214,7 @@ export class PrefixForest {
   private rootFor(key: number): number {
     let root = this.roots.get(key);
     if (root === undefined) {
-      root = this.newNode(NONE, key, 0, 0);
+      root = this.newNode(NONE, key, 0, 0, 0);
       this.roots.set(key, root);
     }
     return root;
@@ -208,41 +223,48 @@ export class PrefixForest {
   /** The child of `parent` for chain value `key`, created when missing; takes a use of it. */
   private child(parent: number, key: number, firstBlock: number, size: number): number {
     const slots = this.slots;
-    const hashes = this.slotHash;
     const mask = this.slotMask;
     const hash = hashOf(parent, key);
     for (let i = hash & mask; ; i = (i + 1) & mask) {
-      const n = slots[i] as number;
+      const n = slots[2 * i] as number;
       if (n === NONE) break;
-      if (hashes[i] === hash && this.parentOf[n] === parent && this.keyOf[n] === key) {
-        this.usesOf[n] = (this.usesOf[n] as number) + 1;
-        return n;
+      if (slots[2 * i + 1] === hash) {
+        const b = n * NODE_STRIDE;
+        const nodes = this.node;
+        if (nodes[b + PARENT] === parent && this.keyOf[n * 4 + KEY] === key) {
+          nodes[b + USES] = (nodes[b + USES] as number) + 1;
+          return n;
+        }
       }
     }
-    const node = this.newNode(parent, key, firstBlock, size);
+    const node = this.newNode(parent, key, firstBlock, size, hash);
     // newNode may have grown the table: index afresh.
     this.index(node, hash);
     // The child holds its parent, and the caller holds the child.
-    this.usesOf[parent] = (this.usesOf[parent] as number) + 1;
-    this.usesOf[node] = 1;
+    const nodes = this.node;
+    nodes[parent * NODE_STRIDE + USES] = (nodes[parent * NODE_STRIDE + USES] as number) + 1;
+    nodes[node * NODE_STRIDE + USES] = 1;
     this.live++;
     return node;
   }
 
-  private newNode(parent: number, key: number, firstBlock: number, size: number): number {
+  private newNode(parent: number, key: number, firstBlock: number, size: number, hash: number): number {
     let n = this.freeHead;
     if (n !== NONE) {
-      this.freeHead = this.parentOf[n] as number;
+      this.freeHead = this.node[n * NODE_STRIDE + PARENT] as number;
     } else {
       n = this.top++;
-      if (n >= this.parentOf.length) this.grow();
+      if (n * NODE_STRIDE >= this.node.length) this.grow();
     }
-    this.parentOf[n] = parent;
-    this.keyOf[n] = key;
-    this.firstOf[n] = firstBlock;
-    this.sizeOf[n] = size;
-    this.usesOf[n] = 0;
-    this.recsOf[n] = NONE;
+    const nodes = this.node;
+    const b = n * NODE_STRIDE;
+    nodes[b + PARENT] = parent;
+    nodes[b + FIRST] = firstBlock;
+    nodes[b + SIZE] = size;
+    nodes[b + USES] = 0;
+    nodes[b + RECS] = NONE;
+    nodes[b + HASH] = hash;
+    this.keyOf[n * 4 + KEY] = key;
     return n;
   }
 
@@ -250,61 +272,57 @@ export class PrefixForest {
     const slots = this.slots;
     const mask = this.slotMask;
     let i = hash & mask;
-    while (slots[i] !== NONE) i = (i + 1) & mask;
-    slots[i] = node;
-    this.slotHash[i] = hash;
+    while (slots[2 * i] !== NONE) i = (i + 1) & mask;
+    slots[2 * i] = node;
+    slots[2 * i + 1] = hash;
   }
 
-  /** Removes a node from the child table, shifting later entries back (no tombstones). */
-  private unindex(node: number): void {
+  /** Removes a node (whose full hash is `hash`) from the child table, shifting later entries back (no tombstones). */
+  private unindex(node: number, hash: number): void {
     const slots = this.slots;
-    const hashes = this.slotHash;
     const mask = this.slotMask;
-    let hole = hashOf(this.parentOf[node] as number, this.keyOf[node] as number) & mask;
-    while (slots[hole] !== node) hole = (hole + 1) & mask;
+    let hole = hash & mask;
+    while (slots[2 * hole] !== node) hole = (hole + 1) & mask;
     for (let j = (hole + 1) & mask; ; j = (j + 1) & mask) {
-      const moved = slots[j] as number;
+      const moved = slots[2 * j] as number;
       if (moved === NONE) break;
-      const home = (hashes[j] as number) & mask;
+      const movedHash = slots[2 * j + 1] as number;
+      const home = movedHash & mask;
       // `moved` may fill the hole unless its home lies cyclically in (hole, j].
       const homeInRange = hole <= j ? hole < home && home <= j : hole < home || home <= j;
       if (homeInRange) continue;
-      slots[hole] = moved;
-      hashes[hole] = hashes[j] as number;
+      slots[2 * hole] = moved;
+      slots[2 * hole + 1] = movedHash;
       hole = j;
     }
-    slots[hole] = NONE;
+    slots[2 * hole] = NONE;
   }
 
   /** Doubles the node arrays and the child table (re-indexing every live child). */
   private grow(): void {
-    const n = 2 * this.parentOf.length;
-    this.parentOf = growI32(this.parentOf, n);
-    this.firstOf = growI32(this.firstOf, n);
-    this.sizeOf = growI32(this.sizeOf, n);
-    this.usesOf = growI32(this.usesOf, n);
-    this.recsOf = growI32(this.recsOf, n);
-    const keys = new Float64Array(n);
-    keys.set(this.keyOf);
-    this.keyOf = keys;
-    this.slots = new Int32Array(2 * n).fill(NONE);
-    this.slotHash = new Int32Array(2 * n);
-    this.slotMask = 2 * n - 1;
-    // Live non-root nodes: free ones chain through parentOf, so mark them first.
+    const capacity = (2 * this.node.length) / NODE_STRIDE;
+    const nodes = new Int32Array(capacity * NODE_STRIDE);
+    nodes.set(this.node);
+    this.node = nodes;
+    this.keyOf = new Float64Array(nodes.buffer);
+    this.slots = newSlots(2 * capacity);
+    this.slotMask = 2 * capacity - 1;
+    // Live non-root nodes: free ones chain through PARENT, so mark them first.
     const free = new Uint8Array(this.top);
-    for (let f = this.freeHead; f !== NONE; f = this.parentOf[f] as number) free[f] = 1;
+    for (let f = this.freeHead; f !== NONE; f = nodes[f * NODE_STRIDE + PARENT] as number) free[f] = 1;
     const roots = new Set(this.roots.values());
     for (let k = 0; k < this.top; k++) {
       if (free[k] === 1 || roots.has(k) || k === this.top - 1) continue;
-      this.index(k, hashOf(this.parentOf[k] as number, this.keyOf[k] as number));
+      this.index(k, nodes[k * NODE_STRIDE + HASH] as number);
     }
   }
 }
 
-function growI32(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
-  const b = new Int32Array(n);
-  b.set(a);
-  return b;
+/** A child table of `capacity` empty (NONE, 0) pairs. */
+function newSlots(capacity: number): Int32Array {
+  const slots = new Int32Array(2 * capacity);
+  for (let i = 0; i < slots.length; i += 2) slots[i] = NONE;
+  return slots;
 }
 
 /** The full hash of (parent, key), as an int32; keys that are not uint32 hash their bits. */

@@ -11,6 +11,26 @@ const NONE = -1;
 /** A run's stamp while it is in use (not in the LRU). */
 const IN_USE = -1;
 
+/** Int32 fields of a run (RunPools.run, RUN_STRIDE per run); its stamp is a double beside them. */
+const LO = 0;
+const HI = 1;
+const REF = 2;
+const REC = 3;
+const NEXT = 4;
+const PREV = 5;
+/** Int32 entries per run: the six fields above and the stamp's two words (one double). */
+const RUN_STRIDE = 8;
+/** The stamp's index in the Float64Array view: run u's stamp is `runStamp[u * 4 + STAMP]`. */
+const STAMP = 3;
+/** Int32 fields of a record (RunPools.rec, REC_STRIDE per record). */
+const R_CACHE = 0;
+const R_NEXT = 1;
+const R_FIRST = 2;
+const R_NODE = 3;
+const REC_STRIDE = 4;
+/** Records and runs allocated up front; both double as needed. */
+const POOL_INITIAL = 1024;
+
 /**
  * The records and runs of every RunCache of one forest, in typed arrays with free lists.
  *
@@ -20,23 +40,21 @@ const IN_USE = -1;
  * with one ref count; a record's runs are a list sorted by lo, disjoint. A free run (ref 0) sits
  * in its cache's LRU queue under its stamp. Bound: live records and runs are at most twice the
  * blocks cached across the caches; the arrays grow by doubling and are never shrunk.
+ *
+ * Each run's fields sit together (32 bytes, stamp included), as do each record's (16 bytes): the
+ * LRU evicts runs freed long ago, scattered over the pools, and with one array per field every
+ * field read was a cache miss of its own (about a tenth of a long-prompt replay went to evicting).
  */
 class RunPools {
-  recCache = new Int32Array(1024);
-  recNext = new Int32Array(1024);
-  recFirstRun = new Int32Array(1024);
-  recNode = new Int32Array(1024);
+  /** Records: REC_STRIDE int32 fields each. */
+  rec = new Int32Array(POOL_INITIAL * REC_STRIDE);
   private recFree = NONE;
   private recTop = 0;
 
-  runLo = new Int32Array(1024);
-  runHi = new Int32Array(1024);
-  runRef = new Int32Array(1024);
-  runRec = new Int32Array(1024);
-  runNext = new Int32Array(1024);
-  runPrev = new Int32Array(1024);
-  /** The queue entry's stamp while free; IN_USE otherwise. */
-  runStamp = new Float64Array(1024);
+  /** Runs: RUN_STRIDE int32 entries each, the last two the stamp (see `runStamp`). */
+  run = new Int32Array(POOL_INITIAL * RUN_STRIDE);
+  /** The same memory as doubles: run u's stamp is `runStamp[u * 4 + STAMP]`, IN_USE unless free. */
+  runStamp = new Float64Array(this.run.buffer);
   private runFree = NONE;
   private runTop = 0;
   private caches = 0;
@@ -54,34 +72,38 @@ class RunPools {
   newRecord(node: number, cache: number): number {
     let r = this.recFree;
     if (r !== NONE) {
-      this.recFree = this.recNext[r] as number;
+      this.recFree = this.rec[r * REC_STRIDE + R_NEXT] as number;
     } else {
       r = this.recTop++;
-      if (r >= this.recCache.length) this.growRecords();
+      if (r * REC_STRIDE >= this.rec.length) this.growRecords();
     }
-    this.recCache[r] = cache;
-    this.recFirstRun[r] = NONE;
-    this.recNode[r] = node;
-    this.recNext[r] = this.forest.recordsOf(node);
+    const rec = this.rec;
+    const b = r * REC_STRIDE;
+    rec[b + R_CACHE] = cache;
+    rec[b + R_FIRST] = NONE;
+    rec[b + R_NODE] = node;
+    rec[b + R_NEXT] = this.forest.recordsOf(node);
     this.forest.setRecords(node, r);
     return r;
   }
 
   /** Unlinks an empty record from its node's list and frees it. */
   dropRecord(r: number): void {
-    const node = this.recNode[r] as number;
-    const next = this.recNext[r] as number;
+    const rec = this.rec;
+    const b = r * REC_STRIDE;
+    const node = rec[b + R_NODE] as number;
+    const next = rec[b + R_NEXT] as number;
     const head = this.forest.recordsOf(node);
     if (head === r) {
       this.forest.setRecords(node, next);
     } else {
       let p = head;
-      while (this.recNext[p] !== r) p = this.recNext[p] as number;
-      this.recNext[p] = next;
+      while (rec[p * REC_STRIDE + R_NEXT] !== r) p = rec[p * REC_STRIDE + R_NEXT] as number;
+      rec[p * REC_STRIDE + R_NEXT] = next;
     }
-    this.recNode[r] = NONE;
-    this.recCache[r] = NONE;
-    this.recNext[r] = this.recFree;
+    rec[b + R_NODE] = NONE;
+    rec[b + R_CACHE] = NONE;
+    rec[b + R_NEXT] = this.recFree;
     this.recFree = r;
   }
 
@@ -89,57 +111,50 @@ class RunPools {
   newRun(rec: number, lo: number, hi: number, ref: number, prev: number): number {
     let u = this.runFree;
     if (u !== NONE) {
-      this.runFree = this.runNext[u] as number;
+      this.runFree = this.run[u * RUN_STRIDE + NEXT] as number;
     } else {
       u = this.runTop++;
-      if (u >= this.runLo.length) this.growRuns();
+      if (u * RUN_STRIDE >= this.run.length) this.growRuns();
     }
-    this.runLo[u] = lo;
-    this.runHi[u] = hi;
-    this.runRef[u] = ref;
-    this.runRec[u] = rec;
-    this.runStamp[u] = IN_USE;
-    const next = prev === NONE ? (this.recFirstRun[rec] as number) : (this.runNext[prev] as number);
-    this.runPrev[u] = prev;
-    this.runNext[u] = next;
-    if (prev === NONE) this.recFirstRun[rec] = u;
-    else this.runNext[prev] = u;
-    if (next !== NONE) this.runPrev[next] = u;
+    const run = this.run;
+    const b = u * RUN_STRIDE;
+    run[b + LO] = lo;
+    run[b + HI] = hi;
+    run[b + REF] = ref;
+    run[b + REC] = rec;
+    this.runStamp[u * 4 + STAMP] = IN_USE;
+    const recFirst = rec * REC_STRIDE + R_FIRST;
+    const next = prev === NONE ? (this.rec[recFirst] as number) : (run[prev * RUN_STRIDE + NEXT] as number);
+    run[b + PREV] = prev;
+    run[b + NEXT] = next;
+    if (prev === NONE) this.rec[recFirst] = u;
+    else run[prev * RUN_STRIDE + NEXT] = u;
+    if (next !== NONE) run[next * RUN_STRIDE + PREV] = u;
     return u;
   }
 
   /** Unlinks a run from its record and frees it. */
   dropRun(u: number): void {
-    const prev = this.runPrev[u] as number;
-    const next = this.runNext[u] as number;
-    if (prev === NONE) this.recFirstRun[this.runRec[u] as number] = next;
-    else this.runNext[prev] = next;
-    if (next !== NONE) this.runPrev[next] = prev;
-    this.runStamp[u] = IN_USE;
-    this.runRec[u] = NONE;
-    this.runNext[u] = this.runFree;
+    const run = this.run;
+    const b = u * RUN_STRIDE;
+    const prev = run[b + PREV] as number;
+    const next = run[b + NEXT] as number;
+    if (prev === NONE) this.rec[(run[b + REC] as number) * REC_STRIDE + R_FIRST] = next;
+    else run[prev * RUN_STRIDE + NEXT] = next;
+    if (next !== NONE) run[next * RUN_STRIDE + PREV] = prev;
+    this.runStamp[u * 4 + STAMP] = IN_USE;
+    run[b + REC] = NONE;
+    run[b + NEXT] = this.runFree;
     this.runFree = u;
   }
 
   private growRecords(): void {
-    const n = 2 * this.recCache.length;
-    this.recCache = grow(this.recCache, n);
-    this.recNext = grow(this.recNext, n);
-    this.recFirstRun = grow(this.recFirstRun, n);
-    this.recNode = grow(this.recNode, n);
+    this.rec = grow(this.rec, 2 * this.rec.length);
   }
 
   private growRuns(): void {
-    const n = 2 * this.runLo.length;
-    this.runLo = grow(this.runLo, n);
-    this.runHi = grow(this.runHi, n);
-    this.runRef = grow(this.runRef, n);
-    this.runRec = grow(this.runRec, n);
-    this.runNext = grow(this.runNext, n);
-    this.runPrev = grow(this.runPrev, n);
-    const stamps = new Float64Array(n);
-    stamps.set(this.runStamp);
-    this.runStamp = stamps;
+    this.run = grow(this.run, 2 * this.run.length);
+    this.runStamp = new Float64Array(this.run.buffer);
   }
 }
 
@@ -288,11 +303,15 @@ export class RunCache {
       const rec = this.recordOf(node);
       if (rec === NONE) break;
       let m = 0;
-      for (let u = p.recFirstRun[rec] as number; u !== NONE && m < k; u = p.runNext[u] as number) {
-        if (p.runLo[u] !== m) break;
-        const hi = p.runHi[u] as number;
+      for (
+        let u = p.rec[rec * REC_STRIDE + R_FIRST] as number;
+        u !== NONE && m < k;
+        u = p.run[u * RUN_STRIDE + NEXT] as number
+      ) {
+        if (p.run[u * RUN_STRIDE + LO] !== m) break;
+        const hi = p.run[u * RUN_STRIDE + HI] as number;
         const top = hi < k ? hi : k;
-        if (p.runRef[u] === 0) free += top - m;
+        if (p.run[u * RUN_STRIDE + REF] === 0) free += top - m;
         m = top;
       }
       if (m === 0) break;
@@ -415,12 +434,16 @@ export class RunCache {
     let live = 0;
     for (let i = this.head; i < this.tail; i++) {
       const u = this.queueRuns[i] as number;
-      if (p.runStamp[u] !== this.queueStamps[i]) continue;
+      if (p.runStamp[u * 4 + STAMP] !== this.queueStamps[i]) continue;
       live++;
-      const rec = p.runRec[u] as number;
-      assert(p.runRef[u] === 0 && (p.runHi[u] as number) > (p.runLo[u] as number), 'queued run is not free');
-      assert(rec !== NONE && p.recCache[rec] === this.id, 'queued run left its record');
-      free += (p.runHi[u] as number) - (p.runLo[u] as number);
+      const rec = p.run[u * RUN_STRIDE + REC] as number;
+      assert(
+        p.run[u * RUN_STRIDE + REF] === 0 &&
+          (p.run[u * RUN_STRIDE + HI] as number) > (p.run[u * RUN_STRIDE + LO] as number),
+        'queued run is not free',
+      );
+      assert(rec !== NONE && p.rec[rec * REC_STRIDE + R_CACHE] === this.id, 'queued run left its record');
+      free += (p.run[u * RUN_STRIDE + HI] as number) - (p.run[u * RUN_STRIDE + LO] as number);
     }
     assert(free === this.lruFree, `LRU holds ${free} blocks, count says ${this.lruFree}`);
     assert(live === this.queueLive, `LRU has ${live} live entries, count says ${this.queueLive}`);
@@ -445,8 +468,8 @@ export class RunCache {
   private recordOf(node: number): number {
     const p = this.pools;
     const id = this.id;
-    for (let r = this.forest.recordsOf(node); r !== NONE; r = p.recNext[r] as number) {
-      if (p.recCache[r] === id) return r;
+    for (let r = this.forest.recordsOf(node); r !== NONE; r = p.rec[r * REC_STRIDE + R_NEXT] as number) {
+      if (p.rec[r * REC_STRIDE + R_CACHE] === id) return r;
     }
     return NONE;
   }
@@ -459,30 +482,34 @@ export class RunCache {
   /** One more reference on the record's blocks [0, m) (all cached): revives the free ones. */
   private acquire(rec: number, m: number): void {
     const p = this.pools;
-    for (let u = p.recFirstRun[rec] as number; u !== NONE; u = p.runNext[u] as number) {
-      const lo = p.runLo[u] as number;
+    for (
+      let u = p.rec[rec * REC_STRIDE + R_FIRST] as number;
+      u !== NONE;
+      u = p.run[u * RUN_STRIDE + NEXT] as number
+    ) {
+      const lo = p.run[u * RUN_STRIDE + LO] as number;
       if (lo >= m) break;
-      const hi = p.runHi[u] as number;
-      const ref = p.runRef[u] as number;
+      const hi = p.run[u * RUN_STRIDE + HI] as number;
+      const ref = p.run[u * RUN_STRIDE + REF] as number;
       if (hi > m) {
         if (ref === 0) {
           // The part above m stays free, in its place in the LRU.
           this.lruFree -= m - lo;
-          p.newRun(rec, lo, m, 1, p.runPrev[u] as number);
-          p.runLo[u] = m;
+          p.newRun(rec, lo, m, 1, p.run[u * RUN_STRIDE + PREV] as number);
+          p.run[u * RUN_STRIDE + LO] = m;
         } else {
           p.newRun(rec, m, hi, ref, u);
-          p.runHi[u] = m;
-          p.runRef[u] = ref + 1;
+          p.run[u * RUN_STRIDE + HI] = m;
+          p.run[u * RUN_STRIDE + REF] = ref + 1;
         }
         return;
       }
       if (ref === 0) {
         this.lruFree -= hi - lo;
-        p.runStamp[u] = IN_USE;
+        p.runStamp[u * 4 + STAMP] = IN_USE;
         this.queueLive--;
       }
-      p.runRef[u] = ref + 1;
+      p.run[u * RUN_STRIDE + REF] = ref + 1;
     }
   }
 
@@ -492,17 +519,17 @@ export class RunCache {
    */
   private claim(rec: number, a: number, b: number, hold: RunHold): number {
     const p = this.pools;
-    const first = this.forest.firstBlockOf(p.recNode[rec] as number);
+    const first = this.forest.firstBlockOf(p.rec[rec * REC_STRIDE + R_NODE] as number);
     let held = 0;
     let cur = a;
     let prev = NONE;
-    let u = p.recFirstRun[rec] as number;
-    while (u !== NONE && (p.runHi[u] as number) <= cur) {
+    let u = p.rec[rec * REC_STRIDE + R_FIRST] as number;
+    while (u !== NONE && (p.run[u * RUN_STRIDE + HI] as number) <= cur) {
       prev = u;
-      u = p.runNext[u] as number;
+      u = p.run[u * RUN_STRIDE + NEXT] as number;
     }
     while (cur < b) {
-      const lo = u === NONE ? b : (p.runLo[u] as number);
+      const lo = u === NONE ? b : (p.run[u * RUN_STRIDE + LO] as number);
       if (lo > cur) {
         const top = lo < b ? lo : b;
         prev = this.insertHeld(rec, prev, cur, top);
@@ -510,12 +537,12 @@ export class RunCache {
         cur = top;
         continue;
       }
-      const hi = p.runHi[u] as number;
+      const hi = p.run[u * RUN_STRIDE + HI] as number;
       const top = hi < b ? hi : b;
       this.addDup(hold, first + cur, first + top);
       cur = top;
       prev = u;
-      u = p.runNext[u] as number;
+      u = p.run[u * RUN_STRIDE + NEXT] as number;
     }
     return held;
   }
@@ -523,8 +550,8 @@ export class RunCache {
   /** A run [lo, hi) with one reference after `prev`, merged into `prev` when that is an equal in-use run ending at lo; returns it. */
   private insertHeld(rec: number, prev: number, lo: number, hi: number): number {
     const p = this.pools;
-    if (prev !== NONE && p.runHi[prev] === lo && p.runRef[prev] === 1) {
-      p.runHi[prev] = hi;
+    if (prev !== NONE && p.run[prev * RUN_STRIDE + HI] === lo && p.run[prev * RUN_STRIDE + REF] === 1) {
+      p.run[prev * RUN_STRIDE + HI] = hi;
       return prev;
     }
     return p.newRun(rec, lo, hi, 1, prev);
@@ -546,28 +573,28 @@ export class RunCache {
   private releaseRange(rec: number, a: number, b: number): void {
     const p = this.pools;
     // The last run of the record: walk down from it.
-    let u = p.recFirstRun[rec] as number;
-    while (p.runNext[u] !== NONE) u = p.runNext[u] as number;
+    let u = p.rec[rec * REC_STRIDE + R_FIRST] as number;
+    while (p.run[u * RUN_STRIDE + NEXT] !== NONE) u = p.run[u * RUN_STRIDE + NEXT] as number;
     while (u !== NONE) {
-      const prev = p.runPrev[u] as number;
-      const lo = p.runLo[u] as number;
-      const hi = p.runHi[u] as number;
+      const prev = p.run[u * RUN_STRIDE + PREV] as number;
+      const lo = p.run[u * RUN_STRIDE + LO] as number;
+      const hi = p.run[u * RUN_STRIDE + HI] as number;
       if (lo >= b) {
         u = prev;
         continue;
       }
       if (hi <= a) break;
-      const ref = p.runRef[u] as number;
+      const ref = p.run[u * RUN_STRIDE + REF] as number;
       if (hi > b) {
         p.newRun(rec, b, hi, ref, u);
-        p.runHi[u] = b;
+        p.run[u * RUN_STRIDE + HI] = b;
       }
       if (lo < a) {
         p.newRun(rec, lo, a, ref, prev);
-        p.runLo[u] = a;
+        p.run[u * RUN_STRIDE + LO] = a;
       }
       if (ref <= 0) throw new AssertionError('release of a free cached block');
-      p.runRef[u] = ref - 1;
+      p.run[u * RUN_STRIDE + REF] = ref - 1;
       if (ref === 1) this.enqueue(u);
       u = prev;
     }
@@ -576,25 +603,25 @@ export class RunCache {
   /** A run just became free: to the LRU's tail, merged into the entry before it when that is its upper neighbour. */
   private enqueue(u: number): void {
     const p = this.pools;
-    const lo = p.runLo[u] as number;
-    const hi = p.runHi[u] as number;
+    const lo = p.run[u * RUN_STRIDE + LO] as number;
+    const hi = p.run[u * RUN_STRIDE + HI] as number;
     this.lruFree += hi - lo;
     if (this.tail > this.head) {
       const last = this.queueRuns[this.tail - 1] as number;
       if (
-        p.runStamp[last] === this.nextStamp - 1 &&
+        p.runStamp[last * 4 + STAMP] === this.nextStamp - 1 &&
         this.queueStamps[this.tail - 1] === this.nextStamp - 1 &&
-        p.runRec[last] === p.runRec[u] &&
-        p.runLo[last] === hi
+        p.run[last * RUN_STRIDE + REC] === p.run[u * RUN_STRIDE + REC] &&
+        p.run[last * RUN_STRIDE + LO] === hi
       ) {
         // Freed just after the run above it: evicting the two top-down is evicting one run.
-        p.runLo[last] = lo;
+        p.run[last * RUN_STRIDE + LO] = lo;
         p.dropRun(u);
         return;
       }
     }
     const stamp = this.nextStamp++;
-    p.runStamp[u] = stamp;
+    p.runStamp[u * 4 + STAMP] = stamp;
     if (this.tail === this.queueRuns.length) this.makeRoom();
     this.queueRuns[this.tail] = u;
     this.queueStamps[this.tail] = stamp;
@@ -609,21 +636,21 @@ export class RunCache {
     while (left > 0) {
       if (this.head === this.tail) throw new AssertionError('LRU exhausted');
       const u = this.queueRuns[this.head] as number;
-      if (p.runStamp[u] !== this.queueStamps[this.head]) {
+      if (p.runStamp[u * 4 + STAMP] !== this.queueStamps[this.head]) {
         this.head++;
         continue;
       }
-      const size = (p.runHi[u] as number) - (p.runLo[u] as number);
+      const size = (p.run[u * RUN_STRIDE + HI] as number) - (p.run[u * RUN_STRIDE + LO] as number);
       const t = left < size ? left : size;
-      p.runHi[u] = (p.runHi[u] as number) - t;
+      p.run[u * RUN_STRIDE + HI] = (p.run[u * RUN_STRIDE + HI] as number) - t;
       left -= t;
       if (t === size) {
         this.queueLive--;
         this.head++;
-        const rec = p.runRec[u] as number;
+        const rec = p.run[u * RUN_STRIDE + REC] as number;
         p.dropRun(u);
-        if (p.recFirstRun[rec] === NONE) {
-          const node = p.recNode[rec] as number;
+        if (p.rec[rec * REC_STRIDE + R_FIRST] === NONE) {
+          const node = p.rec[rec * REC_STRIDE + R_NODE] as number;
           p.dropRecord(rec);
           this.forest.unuse(node);
         }
@@ -642,7 +669,7 @@ export class RunCache {
     const dropStale = this.tail - this.head > 2 * this.queueLive + QUEUE_SLACK;
     for (let i = this.head; i < this.tail; i++) {
       const u = runs[i] as number;
-      if (dropStale && p.runStamp[u] !== stamps[i]) continue;
+      if (dropStale && p.runStamp[u * 4 + STAMP] !== stamps[i]) continue;
       runs[w] = u;
       stamps[w] = stamps[i] as number;
       w++;
