@@ -52,9 +52,16 @@ export interface TimedValue {
 }
 
 /**
+ * The most values a `TrailingWindow` holds: an hour of 1 s ticks. Loops' spans are at most an hour
+ * and hosts tick every second or slower, so this only bites on a misconfigured host, where the
+ * window then covers its newest values.
+ */
+export const TRAILING_WINDOW_VALUES_MAX = 3600;
+
+/**
  * A trailing window of timed values kept by a loop (engine signals, past recommendations, which a
- * traffic window does not carry). Holds only the values inside its span, so its size is bounded by
- * span / tick interval.
+ * traffic window does not carry). Holds only the values inside its span, and at most
+ * TRAILING_WINDOW_VALUES_MAX of them.
  */
 export class TrailingWindow {
   private values: TimedValue[] = [];
@@ -69,6 +76,7 @@ export class TrailingWindow {
     while (drop < this.values.length && (this.values[drop] as TimedValue).atMs <= fromMs) drop++;
     // The newest value always stays, even with a zero span: it is the window's present.
     if (drop >= this.values.length) drop = this.values.length - 1;
+    drop = Math.max(drop, this.values.length - TRAILING_WINDOW_VALUES_MAX);
     if (drop > 0) this.values = this.values.slice(drop);
   }
 
