@@ -5,6 +5,7 @@ import { registerDemoCommand } from './demo-command.ts';
 import { registerEngineCommand } from './engine-command.ts';
 import { registerFidelityCommand } from './fidelity.ts';
 import { helpConfiguration } from './help.ts';
+import { registerPlanGpusCommand } from './plan-gpus-command.ts';
 import { registerServeCommand } from './serve-command.ts';
 import { registerSimCommand } from './sim-command.ts';
 
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerEngineCommand(program);
   registerBenchCommand(program);
   registerFidelityCommand(program);
+  registerPlanGpusCommand(program);
   return program;
 }
 

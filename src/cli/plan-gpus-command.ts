@@ -1,0 +1,172 @@
+/**
+ * `switchyard plan-gpus`: the cheapest mix of GPU types and TP degrees for a workload's lengths, a
+ * request rate and latency objectives, at the prices of a price table (src/control/gpu-choice).
+ */
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { readYamlFile } from '../adapters/yaml-file.ts';
+import { type GpuPlan, planGpuMix } from '../control/gpu-choice/choose.ts';
+import { type GpuPrices, parseGpuPrices } from '../control/gpu-choice/prices.ts';
+import type { LengthSample } from '../control/gpu-choice/workload.ts';
+import { invalidArgument } from '../core/errors.ts';
+import { readTraceLengths } from '../workload/traces/read.ts';
+import { positiveInt, positiveNumber } from './parse.ts';
+
+/** The shipped price table (AWS us-east-1 on-demand), resolved from this module so any cwd works. */
+export const DEFAULT_PRICES_FILE = fileURLToPath(
+  new URL('../../data/prices/gpu-prices.yaml', import.meta.url),
+);
+
+interface PlanGpusFlags {
+  model: string;
+  rate: number;
+  sloTtftMs?: number;
+  sloTpotMs?: number;
+  inputTokens?: number;
+  outputTokens?: number;
+  trace?: string;
+  prices: string;
+  gpus?: string;
+  tp?: string;
+  engine?: string;
+  json?: string | true;
+}
+
+function listOf(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  return items.length > 0 ? items : undefined;
+}
+
+function tpDegrees(value: string | undefined): number[] | undefined {
+  return listOf(value)?.map((s) => {
+    const tp = Number(s);
+    if (!Number.isInteger(tp) || tp < 1 || tp > 8)
+      throw invalidArgument('tp', s, 'a list of integers in 1..8');
+    return tp;
+  });
+}
+
+/** Request lengths from --trace, or the one length of --input-tokens and --output-tokens. */
+function lengthsOf(flags: PlanGpusFlags): readonly LengthSample[] {
+  const single = flags.inputTokens !== undefined || flags.outputTokens !== undefined;
+  if (flags.trace !== undefined && single) {
+    throw invalidArgument('trace', flags.trace, 'either --trace or --input-tokens/--output-tokens, not both');
+  }
+  if (flags.trace !== undefined) return readTraceLengths(flags.trace);
+  if (flags.inputTokens === undefined || flags.outputTokens === undefined) {
+    throw invalidArgument(
+      flags.inputTokens === undefined ? 'input-tokens' : 'output-tokens',
+      'missing',
+      '--trace FILE, or both --input-tokens N and --output-tokens N',
+    );
+  }
+  return [{ inputTokens: flags.inputTokens, outputTokens: flags.outputTokens }];
+}
+
+function usd(x: number): string {
+  return `$${x.toFixed(2)}`;
+}
+
+/** The plan as text: the mix, then where each bucket's requests go. */
+export function formatPlan(plan: GpuPlan, prices: GpuPrices): string {
+  const lines = [
+    `${plan.model} at ${plan.rateRps} req/s: ${usd(plan.usdPerHour)}/hour on ${plan.gpuCount} GPUs`,
+    '',
+    '  instances  gpu         tp  $/hour     utilization',
+  ];
+  for (const v of plan.variants) {
+    lines.push(
+      `  ${String(v.instances).padStart(9)}  ${v.variant.gpu.padEnd(10)}  ${String(v.variant.tp).padStart(2)}  ${usd(v.usdPerHour).padEnd(9)}  ${(v.utilization * 100).toFixed(0)}%`,
+    );
+  }
+  lines.push('', '  bucket (tokens)                     share  req/s    served by');
+  for (const b of plan.buckets) {
+    const slices = b.slices.map((s) => `${s.gpu}/tp${s.tp} ${(s.fraction * 100).toFixed(0)}%`).join(', ');
+    lines.push(
+      `  ${b.bucket.padEnd(34)}  ${(b.share * 100).toFixed(1).padStart(5)}%  ${b.rateRps.toFixed(2).padStart(7)}  ${slices}`,
+    );
+  }
+  const unpriced = [
+    ...new Set(plan.skipped.filter((s) => s.reason.startsWith('no price')).map((s) => s.gpu)),
+  ];
+  lines.push('', `prices: ${prices.source.name}, ${prices.source.region}, read ${prices.source.retrieved}`);
+  lines.push(`        ${prices.source.url}`);
+  if (unpriced.length > 0) lines.push(`not considered (no price): ${unpriced.join(', ')}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** Registers `switchyard plan-gpus`. */
+export function registerPlanGpusCommand(program: Command): void {
+  program
+    .command('plan-gpus')
+    .summary('Choose the cheapest mix of GPU types and TP degrees that serves a workload within its SLO')
+    .description(
+      'Choose the cheapest mix of GPU types and tensor-parallel degrees that serves a request rate of a ' +
+        "workload's lengths within TTFT and TPOT objectives, after Mélange (Griggs et al., 2024). Each " +
+        "(GPU, TP) pair the model fits on is profiled on the twin's performance model per request-size " +
+        'bucket, then a small integer program picks instance counts and splits each bucket between them at ' +
+        'the least cost per hour. Method and simplifications: src/control/gpu-choice/README.md.',
+    )
+    .requiredOption('--model <id>', 'model from the catalogue, e.g. llama-3.1-8b')
+    .requiredOption('--rate <rps>', 'total request rate to serve, requests per second', positiveNumber)
+    .option('--slo-ttft-ms <ms>', 'time-to-first-token objective (omit: unconstrained)', positiveNumber)
+    .option('--slo-tpot-ms <ms>', 'time-per-output-token objective (omit: unconstrained)', positiveNumber)
+    .option('--input-tokens <n>', 'prompt length of every request (with --output-tokens)', positiveInt)
+    .option('--output-tokens <n>', 'output length of every request (with --input-tokens)', positiveInt)
+    .option('--trace <file>', 'take the length distribution from a trace (a path or sample:azure-conv)')
+    .option(
+      '--prices <file>',
+      'price table (YAML or JSON, data/prices/gpu-prices.yaml format)',
+      DEFAULT_PRICES_FILE,
+    )
+    .option('--gpus <list>', 'GPUs that may be used, comma-separated (default: every priced GPU)')
+    .option('--tp <list>', 'TP degrees that may be used, comma-separated (default 1,2,4,8)')
+    .option('--engine <profile>', 'engine profile of the performance model (default vllm)')
+    .option('--json [file]', 'write the plan as JSON to the file, or to stdout instead of the table')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  switchyard plan-gpus --model llama-3.1-8b --rate 20 --input-tokens 1000 --output-tokens 200 \\\n' +
+        '      --slo-ttft-ms 1000 --slo-tpot-ms 50\n' +
+        '  switchyard plan-gpus --model llama-3.1-8b --rate 50 --trace sample:azure-conv --slo-ttft-ms 2000 --slo-tpot-ms 60\n' +
+        '  switchyard plan-gpus --model llama-3.1-70b --rate 10 --trace sample:azure-conv --slo-tpot-ms 80 \\\n' +
+        '      --gpus h100,h200,a100-80gb --prices my-prices.yaml --json plan.json',
+    )
+    .action((flags: PlanGpusFlags) => {
+      const samples = lengthsOf(flags);
+      const prices = parseGpuPrices(
+        readYamlFile(flags.prices, `price table '${flags.prices}'`, { param: 'prices' }),
+        `price table '${flags.prices}'`,
+      );
+      const gpus = listOf(flags.gpus);
+      const tps = tpDegrees(flags.tp);
+      const plan = planGpuMix({
+        model: flags.model,
+        samples,
+        rateRps: flags.rate,
+        objectives: {
+          ...(flags.sloTtftMs === undefined ? {} : { ttftMs: flags.sloTtftMs }),
+          ...(flags.sloTpotMs === undefined ? {} : { tpotMs: flags.sloTpotMs }),
+        },
+        prices: prices.table,
+        ...(gpus === undefined ? {} : { gpus }),
+        ...(tps === undefined ? {} : { tpDegrees: tps }),
+        ...(flags.engine === undefined ? {} : { profile: { engine: flags.engine } }),
+      });
+      const json = `${JSON.stringify({ ...plan, prices: prices.source }, null, 2)}\n`;
+      if (flags.json === true) {
+        process.stdout.write(json);
+        return;
+      }
+      process.stdout.write(formatPlan(plan, prices));
+      if (flags.json !== undefined) {
+        writeFileSync(flags.json, json);
+        process.stdout.write(`wrote ${flags.json}\n`);
+      }
+    });
+}
