@@ -118,6 +118,12 @@ export interface ControlContext {
   /** How often the host calls `decide`, ms. */
   readonly intervalMs: number;
   readonly objectives: ServiceObjectives;
+  /**
+   * Expected time from asking for an instance of the default variant to its taking requests, as the
+   * host's start-up model says (weights from their tier, engine initialisation, graph capture).
+   * Loops that scale ahead of demand plan over it; unset when the host has no model of it.
+   */
+  readonly startupMs?: number;
 }
 
 /**
