@@ -133,15 +133,22 @@ export class PrefixForest {
     const blocks = coveredTokens > 0 ? Math.floor(coveredTokens / bs) : 0;
     if (blocks === 0) return EMPTY_PATH;
     let parent = this.rootFor(bt);
-    const nodes: number[] = [];
+    // Sized first: grown by push, the array was reallocated three times for a 24-node path.
+    let count = 0;
     for (let c = 0; ; c++) {
       const lo = Math.floor((c * bt) / bs);
       if (lo >= blocks) break;
+      if (Math.floor(((c + 1) * bt) / bs) !== lo) count++;
+    }
+    const nodes: number[] = new Array(count);
+    let j = 0;
+    for (let c = 0; j < count; c++) {
+      const lo = Math.floor((c * bt) / bs);
       const hi = Math.floor(((c + 1) * bt) / bs);
       // A chain block shorter than an engine block may hold none; the next one's hash ignores it.
       if (hi === lo) continue;
       parent = this.child(parent, chain[c] as number, lo, hi - lo);
-      nodes.push(parent);
+      nodes[j++] = parent;
     }
     return { nodes, blocks };
   }

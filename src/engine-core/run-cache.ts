@@ -188,7 +188,7 @@ export class RunHold {
    * The record of path node j where this sequence holds blocks (so it cannot be dropped), else
    * NONE or stale: entries past the nodes it holds are not read.
    */
-  readonly recs: number[] = [];
+  readonly recs: number[];
   /** Leading positions hit or stored on this admission. */
   done = 0;
   /** The path node holding position `done` (or past the last). */
@@ -199,6 +199,8 @@ export class RunHold {
 
   constructor(path: PrefixPath) {
     this.path = path;
+    // Sized once (NONE: no record), not grown entry by entry on every admission.
+    this.recs = new Array<number>(path.nodes.length).fill(NONE);
   }
 }
 
@@ -420,7 +422,7 @@ export class RunCache {
         hi = lo;
       }
     }
-    hold.recs.length = 0;
+    hold.recs.fill(NONE);
     hold.done = 0;
     hold.node = 0;
     hold.dups = undefined;
@@ -462,7 +464,7 @@ export class RunCache {
       if ((dups[d + 1] as number) <= first) break;
       if ((dups[d] as number) <= first && (dups[d + 1] as number) >= first + a) return false;
     }
-    return j < hold.recs.length && hold.recs[j] !== undefined && hold.recs[j] !== NONE;
+    return (hold.recs[j] ?? NONE) !== NONE;
   }
 
   private recordOf(node: number): number {
