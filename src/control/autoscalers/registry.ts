@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { invalidArgument, SwitchyardError, unknownName } from '../../core/errors.ts';
 import type { ControlContext, ControlLoop } from '../types.ts';
 import { apaParams, createApa } from './apa/apa.ts';
+import { createDynamoPlanner, dynamoPlannerParams } from './dynamo-planner/planner.ts';
 import { createKpa, kpaParams } from './kpa/kpa.ts';
 import { createSaturation, saturationParams } from './saturation/saturation.ts';
 import { createStatic } from './static/static.ts';
@@ -31,6 +32,12 @@ const AUTOSCALERS: Readonly<Record<string, AutoscalerEntry<unknown>>> = {
     description: "AIBrix's APA: one signal per replica vs a target, tolerance band, rate limits, cooldowns",
     params: apaParams,
     create: createApa,
+  }),
+  'dynamo-planner': autoscalerEntry({
+    description:
+      "NVIDIA Dynamo's SLA planner: forecast load, replicas from per-replica req/s at the TTFT/ITL targets, GPU budget",
+    params: dynamoPlannerParams,
+    create: createDynamoPlanner,
   }),
   kpa: autoscalerEntry({
     description: "Knative's KPA: concurrency over 60 s stable / 6 s panic windows, no scale-down in panic",
