@@ -23,6 +23,7 @@ import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { downsampleSorted, LatencyHistogram } from '../stats/percentiles.ts';
 import type { RequestSource, TwinRequest } from '../workload/types.ts';
 import { type ClusterSpec, SimInstance } from './cluster.ts';
+import { ControlHost, type ControlSettings, type InstanceCountPoint } from './control-host.ts';
 import { EventQueue } from './event-queue.ts';
 import {
   type Fault,
@@ -99,6 +100,12 @@ export interface SimOptions {
    *   slightly. A policy that reads KV events always runs this way: only it emits them.
    */
   readonly prefixCache?: PrefixCacheMode | undefined;
+  /**
+   * Runs a control loop (an autoscaler) over the cluster's instances (src/twin/control-host.ts):
+   * the cluster is the pool of `maxInstances`, started, made ready after their start-up time and
+   * drained as the loop asks. Undefined: every instance serves from the start, as before.
+   */
+  readonly control?: ControlSettings | undefined;
 }
 
 /** How the twin's engine cores keep their prefix caches (SimOptions.prefixCache). */
@@ -118,6 +125,12 @@ export interface SimResult {
   readonly report: SimReportData;
   /** A digest of every routing decision (request and instance), to check determinism cheaply. */
   readonly decisionDigest: string;
+  /** With `control`: GPU-hours billed, each instance from its start to its release or the run's end. */
+  readonly gpuHours?: number;
+  /** With `control`: instance counts by phase and the loop's wish, sampled at its ticks. */
+  readonly instancesOverTime?: readonly InstanceCountPoint[];
+  /** With `control`: instances started after time 0. */
+  readonly coldStarts?: number;
 }
 
 /** The engine request plus what the twin needs to map it back. */
@@ -140,6 +153,7 @@ const BATCH_SUBMIT = -5;
 const FAULT_EDGE = -6;
 const HEALTH_CHECK = -7;
 const RETRY = -8;
+const CONTROL = -9;
 const NONE_TRIED: readonly string[] = Object.freeze([]);
 const PROGRESS_EVERY = 4096;
 /** The host times one decide call in this many. */
@@ -194,6 +208,8 @@ class Twin {
   /** The prefix paths requests' blocks are named by; undefined with 32-bit hashes. */
   private readonly forest: PrefixForest | undefined;
   private readonly prefixMode: PrefixCacheMode;
+  /** The control loop's host; undefined without `options.control` (then nothing below costs anything). */
+  private readonly control: ControlHost | undefined;
 
   constructor(
     source: RequestSource,
@@ -207,6 +223,14 @@ class Twin {
     this.forest = this.prefixMode === 'blocks-32bit' ? undefined : new PrefixForest(options.engine.blockSize);
     this.instances = this.buildInstances();
     this.view.instances = this.instances;
+    this.control =
+      options.control === undefined
+        ? undefined
+        : new ControlHost(options.control, this.instances, {
+            view: this.view,
+            slo: options.slo,
+            queued: () => this.admission?.queued ?? 0,
+          });
     this.series = new SeriesRecorder(this.instances, options.seriesPointsMax ?? 400);
     this.clusterSeries = new ClusterSeriesRecorder(options.seriesPointsMax ?? 400);
     this.iterator = source[Symbol.iterator]();
@@ -238,6 +262,10 @@ class Twin {
     const queue = this.queue;
     this.pullNext();
     queue.push(0, SAMPLE);
+    if (this.control !== undefined) {
+      this.control.begin();
+      this.armControl();
+    }
     if (this.faults !== undefined) {
       queue.push(this.faults.nextEdgeMs, FAULT_EDGE);
       this.faults.nextHealthMs = 0;
@@ -261,6 +289,7 @@ class Twin {
         else if (payload === WAKE) (this.driver as AdmissionDriver).wake();
         else if (payload === FAULT_EDGE) this.faultEdge();
         else if (payload === RETRY) this.retry();
+        else if (payload === CONTROL) this.controlEvent();
         else this.submitBatch();
         this.armScrape();
       }
@@ -283,6 +312,7 @@ class Twin {
     if (this.nextJob < this.jobs.length) t = Math.min(t, (this.jobs[this.nextJob] as BatchJob).submittedMs);
     const faults = this.faults;
     if (faults !== undefined) t = Math.min(t, faults.nextEdgeMs, faults.nextHealthMs, faults.nextRetryMs);
+    if (this.control !== undefined) t = Math.min(t, this.control.nextEventMs);
     return t;
   }
 
@@ -343,6 +373,8 @@ class Twin {
     this.arrived++;
     this.metrics.requests++;
     this.metrics.inputTokens += request.inputTokens;
+    if (this.control !== undefined && !this.isOffline(request))
+      this.control.onArrival(request.inputTokens, this.nowMs);
     const driver = this.driver;
     if (driver === undefined) {
       this.route(request, this.isOffline(request));
@@ -620,6 +652,7 @@ class Twin {
   private reject(_request: Request, code: ErrorCode, offline: boolean): void {
     if (offline) this.metrics.batchRejected++;
     else this.metrics.rejected++;
+    if (!offline) this.control?.onFailed(this.nowMs);
     this.rejectedByCode.set(code, (this.rejectedByCode.get(code) ?? 0) + 1);
   }
 
@@ -701,7 +734,22 @@ class Twin {
     if (wakeMs < t) t = wakeMs;
     if (this.faults !== undefined && this.faults.nextRetryMs < t) t = this.faults.nextRetryMs;
     if (this.nextJob < this.jobs.length) t = Math.min(t, (this.jobs[this.nextJob] as BatchJob).submittedMs);
+    // A control tick reads engine signals too: the scrape before it is taken.
+    if (this.control !== undefined) t = Math.min(t, this.control.nextEventMs);
     return t;
+  }
+
+  /** A control event: starts that are due become ready, and the loop runs when its tick is due. */
+  private controlEvent(): void {
+    (this.control as ControlHost).onEvent(this.nowMs);
+    // Like the sample tick, the control tick must not keep the run alive on its own.
+    if (this.hasWork()) this.armControl();
+    if (this.admission !== undefined && this.admission.queued > 0) this.admit();
+  }
+
+  private armControl(): void {
+    const atMs = this.control?.arm();
+    if (atMs !== undefined) this.queue.push(atMs, CONTROL);
   }
 
   private buildInstances(): SimInstance[] {
@@ -721,6 +769,7 @@ class Twin {
       this.faults?.live[twin.instance.index]?.delete(twin);
       if (twin.offline) metrics.batchFinished(result);
       else metrics.finish(result, slo);
+      this.control?.onFinish(result, twin.instance, twin.offline);
       policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs, twin.outputTokens);
       if (this.admission !== undefined) {
         const usage = { inputTokens: twin.inputTokens, completionTokens: twin.outputTokens };
@@ -832,7 +881,16 @@ class Twin {
         series: { ...this.series.result(), cluster: this.clusterSeries.result() },
       },
       decisionDigest: this.digest.toString(16).padStart(8, '0'),
+      ...this.controlOutcome(),
     };
+  }
+
+  /** What a controlled run adds to its result; nothing without control. */
+  private controlOutcome(): Pick<SimResult, 'gpuHours' | 'instancesOverTime' | 'coldStarts'> {
+    const outcome = this.control?.finish(this.nowMs);
+    if (outcome === undefined) return {};
+    const { gpuHours, instancesOverTime, coldStarts } = outcome;
+    return { gpuHours, instancesOverTime, coldStarts };
   }
 }
 
