@@ -10,6 +10,7 @@ import { apaParams, createApa } from './apa/apa.ts';
 import { createDynamoPlanner, dynamoPlannerParams } from './dynamo-planner/planner.ts';
 import { createKpa, kpaParams } from './kpa/kpa.ts';
 import { createSaturation, saturationParams } from './saturation/saturation.ts';
+import { createSloPlanner, sloPlannerParams } from './slo-planner/planner.ts';
 import { createStatic } from './static/static.ts';
 
 /** One registered autoscaler: a description, a strict schema for its parameters, and a factory. */
@@ -49,6 +50,12 @@ const AUTOSCALERS: Readonly<Record<string, AutoscalerEntry<unknown>>> = {
       "llm-d WVA's saturation guardrail: KV and queue thresholds, add the cheapest variant, remove the dearest",
     params: saturationParams,
     create: createSaturation,
+  }),
+  'slo-planner': autoscalerEntry({
+    description:
+      "Switchyard's: replicas for the forecast demand a start-up ahead (level, trend, detected season) at the performance model's SLO capacity",
+    params: sloPlannerParams,
+    create: (context, params) => createSloPlanner(context, params),
   }),
   static: autoscalerEntry({
     description: 'peak provisioning: always maxReplicas (the baseline)',

@@ -1,0 +1,263 @@
+/**
+ * The SLO planner's demand forecaster: what the arrival rate will be over the next `horizonMs`,
+ * from the rates the host observed. Three views, combined conservatively for scaling up:
+ *
+ * - level: an exponentially weighted mean of the last few buckets (the rate now, smoothed);
+ * - trend: the least-squares slope over the last `trendBuckets` buckets, extrapolated over the
+ *   horizon (Holt's idea without its smoothing constants; bounded so a noisy slope cannot run away);
+ * - season: when the history shows a period (autocorrelation of the bucketed rate), the rate one
+ *   period ago, `horizonMs` ahead, shifted by how much today's level differs from one period ago
+ *   (additive seasonal-naive).
+ *
+ * Rates are bucketed (`bucketMs`) into a bounded ring, so memory and the autocorrelation's cost do
+ * not grow with the run; the period is re-estimated every `periodRecheckBuckets` buckets. Pure and
+ * deterministic: time comes from the windows it is given.
+ */
+
+/** Options of the forecaster; `defaultForecastOptions` gives every field. */
+export interface ForecastOptions {
+  /** Bucket width of the rate history, ms. */
+  readonly bucketMs: number;
+  /** Most buckets kept (the ring's size): the longest period it can detect is half of this. */
+  readonly bucketsMax: number;
+  /** Shortest period considered, in buckets (shorter swings are noise to a planner that waits for start-ups). */
+  readonly periodMinBuckets: number;
+  /** A period counts when its autocorrelation reaches this. */
+  readonly periodMinCorrelation: number;
+  /** A fixed period in ms instead of detection (0: no seasonality). Undefined: detect. */
+  readonly periodMs: number | undefined;
+  /** How often the period is re-estimated, in buckets. */
+  readonly periodRecheckBuckets: number;
+  /** Buckets in the trend's least-squares fit. */
+  readonly trendBuckets: number;
+  /** Weight in the level (EWMA) of one bucket's worth of windows that look like noise around it. */
+  readonly levelAlpha: number;
+}
+
+/** Defaults: one-minute buckets, a week of them, periods from 10 minutes. */
+export function defaultForecastOptions(): ForecastOptions {
+  return {
+    bucketMs: 60_000,
+    bucketsMax: 7 * 24 * 60,
+    periodMinBuckets: 10,
+    periodMinCorrelation: 0.5,
+    periodMs: undefined,
+    periodRecheckBuckets: 30,
+    trendBuckets: 5,
+    levelAlpha: 0.5,
+  };
+}
+
+/** Standard deviations of Poisson noise beyond which a window is a change of level, not noise. */
+export const JUMP_SIGMAS = 4;
+
+/** Most buckets the period search scans (coarsened by summing neighbours beyond it): a bound on its cost. */
+export const PERIOD_SEARCH_POINTS_MAX = 2048;
+
+/** A forecast over one horizon, with its parts (for the decision log). */
+export interface RateForecast {
+  /** The smoothed rate now, req/s. */
+  readonly levelRps: number;
+  /** The linear extrapolation at the horizon's end, req/s (>= 0). */
+  readonly trendRps: number;
+  /** The largest seasonal forecast within the horizon, req/s; NaN without a period. */
+  readonly seasonalPeakRps: number;
+  /** The period in use, ms; 0 when none. */
+  readonly periodMs: number;
+  /** max(level, trend, seasonal peak): the rate to provision for over the horizon. */
+  readonly peakRps: number;
+}
+
+/** Bucketed arrival-rate history with level, trend and seasonal forecasts. */
+export class RateForecaster {
+  private readonly opts: ForecastOptions;
+  /** Mean rate per closed bucket, ring-ordered; `count` valid, the newest at (head - 1). */
+  private readonly ring: Float64Array;
+  private head = 0;
+  private count = 0;
+  /** The bucket being filled: its index on the time axis, and arrivals and time seen in it. */
+  private openBucket = Number.NaN;
+  private openArrivals = 0;
+  private openSpanMs = 0;
+  private level = Number.NaN;
+  private periodBuckets = 0;
+  private bucketsSinceRecheck = 0;
+
+  constructor(options: Partial<ForecastOptions> = {}) {
+    this.opts = { ...defaultForecastOptions(), ...options };
+    this.ring = new Float64Array(this.opts.bucketsMax);
+    if (this.opts.periodMs !== undefined)
+      this.periodBuckets = Math.round(this.opts.periodMs / this.opts.bucketMs);
+  }
+
+  /** Records `arrivals` over [startMs, endMs): one control window. */
+  observe(startMs: number, endMs: number, arrivals: number): void {
+    const spanMs = endMs - startMs;
+    if (!(spanMs > 0)) return;
+    const bucket = Math.floor(startMs / this.opts.bucketMs);
+    if (Number.isNaN(this.openBucket)) this.openBucket = bucket;
+    while (bucket > this.openBucket) this.closeBucket();
+    this.openArrivals += arrivals;
+    this.openSpanMs += spanMs;
+    const rate = (arrivals * 1000) / spanMs;
+    this.level =
+      Number.isNaN(this.level) || this.isJump(arrivals, spanMs)
+        ? rate
+        : this.level + this.windowAlpha(spanMs) * (rate - this.level);
+  }
+
+  /**
+   * Whether a window's arrivals are too far from the level to be Poisson noise around it (more than
+   * JUMP_SIGMAS standard deviations): then the level moves to the window's rate at once, so a burst
+   * is seen in one window while ordinary noise is smoothed.
+   */
+  private isJump(arrivals: number, spanMs: number): boolean {
+    const expected = (this.level * spanMs) / 1000;
+    return Math.abs(arrivals - expected) > JUMP_SIGMAS * Math.sqrt(Math.max(expected, 1));
+  }
+
+  /** The rate to provision for from `nowMs` to `nowMs + horizonMs`. */
+  forecast(nowMs: number, horizonMs: number): RateForecast {
+    const levelRps = Number.isNaN(this.level) ? 0 : this.level;
+    const trendRps = this.trendAt(horizonMs, levelRps);
+    const seasonalPeakRps = this.seasonalPeak(nowMs, horizonMs, levelRps);
+    const peakRps = Math.max(levelRps, trendRps, Number.isNaN(seasonalPeakRps) ? 0 : seasonalPeakRps);
+    return {
+      levelRps,
+      trendRps,
+      seasonalPeakRps,
+      periodMs: this.periodBuckets * this.opts.bucketMs,
+      peakRps,
+    };
+  }
+
+  /** The period found (or configured), ms; 0 when none. */
+  get periodMs(): number {
+    return this.periodBuckets * this.opts.bucketMs;
+  }
+
+  // ---- internals ----
+
+  /** The level's weight for one window: `levelAlpha` per bucket's worth of time. */
+  private windowAlpha(spanMs: number): number {
+    return 1 - (1 - this.opts.levelAlpha) ** Math.min(1, spanMs / this.opts.bucketMs);
+  }
+
+  private closeBucket(): void {
+    const rate = this.openSpanMs > 0 ? (this.openArrivals * 1000) / this.openSpanMs : this.newest(0);
+    this.ring[this.head] = Number.isNaN(rate) ? 0 : rate;
+    this.head = (this.head + 1) % this.ring.length;
+    this.count = Math.min(this.count + 1, this.ring.length);
+    this.openBucket++;
+    this.openArrivals = 0;
+    this.openSpanMs = 0;
+    if (this.opts.periodMs === undefined && ++this.bucketsSinceRecheck >= this.opts.periodRecheckBuckets) {
+      this.bucketsSinceRecheck = 0;
+      this.periodBuckets = this.detectPeriod();
+    }
+  }
+
+  /** The closed bucket `back` buckets before the newest (0: the newest); NaN past the history. */
+  private newest(back: number): number {
+    if (back < 0 || back >= this.count) return Number.NaN;
+    const i = (this.head - 1 - back + this.ring.length * 2) % this.ring.length;
+    return this.ring[i] as number;
+  }
+
+  /** Least-squares slope over the last `trendBuckets` buckets, extrapolated; bounded to [0, 3 x level]. */
+  private trendAt(horizonMs: number, levelRps: number): number {
+    const n = Math.min(this.opts.trendBuckets, this.count);
+    if (n < 3) return levelRps;
+    let sx = 0;
+    let sy = 0;
+    let sxx = 0;
+    let sxy = 0;
+    for (let k = 0; k < n; k++) {
+      const x = -k;
+      const y = this.newest(k);
+      sx += x;
+      sy += y;
+      sxx += x * x;
+      sxy += x * y;
+    }
+    const slopePerBucket = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+    const ahead = levelRps + slopePerBucket * (horizonMs / this.opts.bucketMs);
+    return Math.max(0, Math.min(ahead, 3 * Math.max(levelRps, this.newest(0))));
+  }
+
+  /**
+   * The largest seasonal-naive forecast over the horizon: the bucket one period before each future
+   * bucket, plus (level now - the rate one period before now). NaN without a period or history.
+   */
+  private seasonalPeak(nowMs: number, horizonMs: number, levelRps: number): number {
+    const p = this.periodBuckets;
+    if (p <= 0) return Number.NaN;
+    // Buckets back from the newest closed one to "now" and to the horizon's end, one period earlier.
+    const nowBack = p - 1 - Math.max(0, Math.floor(nowMs / this.opts.bucketMs) - this.openBucket);
+    const then = this.newest(nowBack);
+    if (Number.isNaN(then)) return Number.NaN;
+    const shift = levelRps - then;
+    const aheadBuckets = Math.ceil(horizonMs / this.opts.bucketMs);
+    let peak = Number.NaN;
+    for (let k = 0; k <= aheadBuckets; k++) {
+      const past = this.newest(nowBack - k);
+      if (Number.isNaN(past)) break;
+      const f = Math.max(0, past + shift);
+      if (!(f <= peak)) peak = f;
+    }
+    return peak;
+  }
+
+  /**
+   * The lag (in buckets) with the highest autocorrelation of the bucketed rate, past the first
+   * zero crossing and at least `periodMinBuckets`, if it reaches `periodMinCorrelation`; else 0.
+   * Needs two periods of history. Long histories are coarsened first (see PERIOD_SEARCH_POINTS_MAX).
+   */
+  private detectPeriod(): number {
+    const step = Math.max(1, Math.ceil(this.count / PERIOD_SEARCH_POINTS_MAX));
+    const n = Math.floor(this.count / step);
+    const xs = new Float64Array(n);
+    // Oldest first, each point the mean of `step` buckets.
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < step; j++) s += this.newest(this.count - 1 - (i * step + j));
+      xs[i] = s / step;
+    }
+    const lag = bestAutocorrelationLag(
+      xs,
+      Math.ceil(this.opts.periodMinBuckets / step),
+      this.opts.periodMinCorrelation,
+    );
+    return lag * step;
+  }
+}
+
+/**
+ * The lag in [minLag, n / 2] with the largest autocorrelation, searched past the first lag where
+ * the autocorrelation turns negative (so a slowly varying series does not call lag 1 a period);
+ * 0 when none reaches `minCorrelation` or the series is flat.
+ */
+export function bestAutocorrelationLag(xs: Float64Array, minLag: number, minCorrelation: number): number {
+  const n = xs.length;
+  let mean = 0;
+  for (let i = 0; i < n; i++) mean += xs[i] as number;
+  mean /= n;
+  let variance = 0;
+  for (let i = 0; i < n; i++) variance += ((xs[i] as number) - mean) ** 2;
+  if (!(variance > 0)) return 0;
+  let crossed = false;
+  let best = 0;
+  let bestR = minCorrelation;
+  for (let lag = 1; lag <= Math.floor(n / 2); lag++) {
+    let c = 0;
+    for (let i = 0; i + lag < n; i++) c += ((xs[i] as number) - mean) * ((xs[i + lag] as number) - mean);
+    // Normalised by the overlap, so long lags are not penalised for having fewer pairs.
+    const r = (c / (n - lag)) * (n / variance);
+    if (r < 0) crossed = true;
+    if (crossed && lag >= minLag && r >= bestR) {
+      best = lag;
+      bestR = r;
+    }
+  }
+  return best;
+}

@@ -1,0 +1,184 @@
+/**
+ * Switchyard's SLO planner: the fewest replicas that meet the TTFT and TPOT objectives, provisioned
+ * a start-up time ahead of demand. See README.md for the rule and why it holds up where
+ * latency-driven planners do not.
+ */
+import { z } from 'zod';
+import { type CapacityFn, perfModelCapacity } from '../../capacity.ts';
+import type {
+  ControlContext,
+  ControlDecision,
+  ControlLoop,
+  ControlObservation,
+  ServiceObjectives,
+} from '../../types.ts';
+import { singleVariantDecision } from '../../types.ts';
+import { type RateForecast, RateForecaster } from './forecast.ts';
+
+const positive = z.number().positive().finite();
+
+/** Parameters (all optional); the README explains each default. */
+export const sloPlannerParams = z.strictObject({
+  /** Fraction of a replica's SLO-bound capacity to plan on: headroom for bursts within a window. */
+  targetUtilization: z.number().gt(0).max(1).default(0.8),
+  /** Start-to-ready time when the host gives none (ControlContext.startupMs), ms. */
+  startupMs: z.number().nonnegative().finite().default(60_000),
+  /** How long a lower count must hold before the planner scales down, ms (default: two start-ups). */
+  scaleDownDelayMs: z.number().nonnegative().finite().optional(),
+  /** Objectives when the context has none, ms. */
+  ttftMs: positive.default(2000),
+  tpotMs: positive.default(100),
+  /** Mean lengths assumed until the host has measured some. */
+  inputTokens: positive.default(1024),
+  outputTokens: positive.default(256),
+  /** Weight of each window's measured mean lengths (EWMA). */
+  lengthAlpha: z.number().gt(0).max(1).default(0.2),
+  /** Rate-history bucket, ms, and a fixed seasonal period (0: none; unset: detected). */
+  bucketMs: positive.default(60_000),
+  periodMs: z.number().nonnegative().finite().optional(),
+  /** Requests waiting at the host or in engines are served within this many ms of the new replicas. */
+  backlogDrainMs: positive.default(30_000),
+  /** Attainment feedback: headroom grows by this factor per missed window, up to `headroomMax`. */
+  headroomStep: z.number().min(1).max(2).default(1.1),
+  headroomMax: z.number().min(1).max(4).default(1.5),
+});
+export type SloPlannerParams = z.infer<typeof sloPlannerParams>;
+
+/** Windows in a row meeting the attainment target before extra headroom decays one step. */
+const HEADROOM_DECAY_WINDOWS = 10;
+
+/**
+ * Builds the planner. `capacity` (default: the performance model's, `perfModelCapacity`) says how
+ * many requests per second one replica sustains within the objectives.
+ */
+export function createSloPlanner(
+  context: ControlContext,
+  params: SloPlannerParams,
+  capacity: CapacityFn = perfModelCapacity(),
+): ControlLoop {
+  const state = new PlannerState(context, params, capacity);
+  return { name: 'slo-planner', decide: (o) => state.decide(o) };
+}
+
+class PlannerState {
+  private readonly forecaster: RateForecaster;
+  private readonly objectives: ServiceObjectives;
+  private readonly startupMs: number;
+  private readonly downDelayMs: number;
+  private inputTokens: number;
+  private outputTokens: number;
+  private headroom = 1;
+  private goodWindows = 0;
+  /** Counts wanted at recent ticks, newest last, for the scale-down delay (bounded by the delay). */
+  private readonly recent: { atMs: number; replicas: number }[] = [];
+
+  constructor(
+    private readonly context: ControlContext,
+    private readonly params: SloPlannerParams,
+    private readonly capacity: CapacityFn,
+  ) {
+    this.forecaster = new RateForecaster({
+      bucketMs: params.bucketMs,
+      periodMs: params.periodMs,
+    });
+    const o = context.objectives;
+    this.objectives = {
+      ttftMs: o.ttftMs ?? params.ttftMs,
+      tpotMs: o.tpotMs ?? params.tpotMs,
+      attainment: o.attainment ?? 0.99,
+    };
+    this.startupMs = context.startupMs ?? params.startupMs;
+    this.downDelayMs = params.scaleDownDelayMs ?? 2 * this.startupMs;
+    this.inputTokens = params.inputTokens;
+    this.outputTokens = params.outputTokens;
+  }
+
+  decide(o: ControlObservation): ControlDecision {
+    const w = o.window;
+    this.forecaster.observe(w.startMs, w.endMs, w.arrivals);
+    this.learnLengths(o);
+    this.adjustHeadroom(o);
+    const variant = this.context.variants[0];
+    if (variant === undefined)
+      return singleVariantDecision(this.context, this.context.minReplicas, 'no variant');
+    const cap = this.capacity(variant, this.objectives, this.inputTokens, this.outputTokens);
+    if (cap.requestsPerS <= 0) {
+      return singleVariantDecision(
+        this.context,
+        this.context.maxReplicas,
+        `objectives unreachable for ${Math.round(this.inputTokens)}/${Math.round(this.outputTokens)} tokens (${cap.limitedBy}): all replicas`,
+      );
+    }
+    const horizonMs = this.startupMs + this.context.intervalMs;
+    const f = this.forecaster.forecast(o.nowMs, horizonMs);
+    const backlog = backlogOf(o);
+    const backlogRps = (backlog * 1000) / (this.params.backlogDrainMs + this.startupMs);
+    const perReplica = cap.requestsPerS * this.params.targetUtilization;
+    const needed = Math.ceil(((f.peakRps * this.headroom + backlogRps) / perReplica) * (1 - 1e-9));
+    const wanted = this.holdForScaleDown(o.nowMs, needed);
+    return singleVariantDecision(this.context, wanted, this.reason(f, backlog, perReplica, needed, wanted));
+  }
+
+  /** EWMA of the measured mean lengths; a window without completions or arrivals changes nothing. */
+  private learnLengths(o: ControlObservation): void {
+    const a = this.params.lengthAlpha;
+    const { meanInputTokens: i, meanOutputTokens: out } = o.window;
+    if (Number.isFinite(i) && i > 0) this.inputTokens += a * (i - this.inputTokens);
+    if (Number.isFinite(out) && out > 0) this.outputTokens += a * (out - this.outputTokens);
+  }
+
+  /**
+   * Slow feedback from measured attainment: a window under the target grows the headroom one step
+   * (never past `headroomMax`); HEADROOM_DECAY_WINDOWS good windows in a row take one step back.
+   * Latency itself never enters the count, so a queue that builds in a burst cannot inflate it.
+   */
+  private adjustHeadroom(o: ControlObservation): void {
+    const att = o.window.sloAttainment;
+    if (!Number.isFinite(att)) return;
+    const target = this.objectives.attainment ?? 0.99;
+    if (att < target) {
+      this.headroom = Math.min(this.params.headroomMax, this.headroom * this.params.headroomStep);
+      this.goodWindows = 0;
+    } else if (++this.goodWindows >= HEADROOM_DECAY_WINDOWS) {
+      this.headroom = Math.max(1, this.headroom / this.params.headroomStep);
+      this.goodWindows = 0;
+    }
+  }
+
+  /** Scale up at once; scale down only to the largest count wanted over the last `downDelayMs`. */
+  private holdForScaleDown(nowMs: number, needed: number): number {
+    const recent = this.recent;
+    recent.push({ atMs: nowMs, replicas: needed });
+    while (recent.length > 0 && (recent[0] as { atMs: number }).atMs < nowMs - this.downDelayMs)
+      recent.shift();
+    let held = needed;
+    for (const r of recent) if (r.replicas > held) held = r.replicas;
+    return held;
+  }
+
+  private reason(
+    f: RateForecast,
+    backlog: number,
+    perReplica: number,
+    needed: number,
+    wanted: number,
+  ): string {
+    const season =
+      f.periodMs > 0
+        ? `, season ${(f.periodMs / 60_000).toFixed(0)} min ${f.seasonalPeakRps.toFixed(2)}`
+        : '';
+    const hold = wanted > needed ? `; holding ${wanted} (scale-down delay)` : '';
+    return (
+      `demand ${f.peakRps.toFixed(2)} req/s over the next ${((this.startupMs + this.context.intervalMs) / 1000).toFixed(0)} s ` +
+      `(level ${f.levelRps.toFixed(2)}, trend ${f.trendRps.toFixed(2)}${season}) x headroom ${this.headroom.toFixed(2)}, ` +
+      `backlog ${backlog}; ${perReplica.toFixed(2)} req/s per replica -> ${needed}${hold}`
+    );
+  }
+}
+
+/** Requests waiting: held at the host plus queued inside engines (as scraped). */
+function backlogOf(o: ControlObservation): number {
+  let waiting = o.window.queuedAtEnd;
+  for (const i of o.view.instances) waiting += i.waiting;
+  return waiting;
+}
