@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { create as createTar } from 'tar';
 import { Rng } from '../core/rng.ts';
 import { createWorkload } from './create.ts';
 import {
@@ -129,7 +130,7 @@ describe('ServeGen replay', () => {
     });
   });
 
-  it("reads ServeGen's own chunk files and a directory of them", () => {
+  it("reads ServeGen's own chunk files, a directory of them and a tar bundle", () => {
     const cat = join(dir, 'm-tiny');
     mkdirSync(cat);
     writeFileSync(join(cat, 'chunk-0-trace.csv'), '0,0,0,,0,0\n600,2.5,1.2,Gamma,0.7,0.04\n');
@@ -142,6 +143,19 @@ describe('ServeGen replay', () => {
         ['7', 2],
       ],
     );
+    // ServeGen's own bundle format: the chunk files under data/<kind>/<model>/ in a tar.gz.
+    const root = join(dir, 'bundle');
+    mkdirSync(join(root, 'data', 'language', 'm-tiny'), { recursive: true });
+    mkdirSync(join(root, 'data', 'language', 'm-other'), { recursive: true });
+    for (const f of ['chunk-0-trace.csv', 'chunk-7-trace.csv'])
+      writeFileSync(join(root, 'data', 'language', 'm-tiny', f), readFileSync(join(cat, f)));
+    writeFileSync(join(root, 'data', 'language', 'm-other', 'chunk-1-trace.csv'), '0,1,1,,0,0\n');
+    const bundle = join(dir, 'language_m-tiny_trace.tar.gz');
+    createTar({ gzip: true, file: bundle, cwd: root, sync: true }, ['data/language/m-tiny']);
+    assert.deepEqual(readServegen(bundle).clients, data.clients);
+    const mixed = join(dir, 'mixed_trace.tar.gz');
+    createTar({ gzip: true, file: mixed, cwd: root, sync: true }, ['data']);
+    assert.throws(() => readServegen(mixed), { code: 'SY_ERR_TRACE_PARSE', message: /several categories/ });
     const one = readServegen(join(cat, 'chunk-7-trace.csv'));
     assert.equal(one.clients[0]?.id, '7');
     assert.equal(one.clients[0]?.windows[0]?.rateRps, 1);

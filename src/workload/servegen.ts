@@ -10,18 +10,20 @@
  *   committed slice under data/samples/servegen/ is one);
  * - one of ServeGen's own `chunk-<client>-trace.csv` files (no header; `timestamp_s,rate,cv,
  *   pattern,pat_arg1,pat_arg2`; the client is the chunk number);
- * - a directory of them (a category as ServeGen's tar bundles unpack, e.g. data/language/m-small).
+ * - a directory of them (a category as ServeGen's tar bundles unpack, e.g. data/language/m-small);
+ * - one of those bundles itself (`language_m-small_trace.tar.gz`: one category's chunk files).
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { list as listTar } from 'tar';
 import { SwitchyardError, unknownName } from '../core/errors.ts';
 import type { Rng } from '../core/rng.ts';
 import { defaultsOf } from './common.ts';
 import { type LengthsLoader, pairSampler } from './lengths.ts';
 import type { WorkloadSpecOf } from './spec.ts';
 import { limitsOf, timedRequests } from './synthetic.ts';
-import { decodeTraceBytes, excerpt, nonBlankLines, traceParseError } from './traces/text.ts';
+import { decodeTraceBytes, excerpt, nonBlankLines, TRACE_BYTES_MAX, traceParseError } from './traces/text.ts';
 import type { TwinRequest } from './types.ts';
 
 /** ServeGen's window length: every row covers [timestamp_s, timestamp_s + 600). */
@@ -167,7 +169,11 @@ export function readServegen(ref: string): ServegenData {
     throw notFound(path);
   }
   const rows: Rows = new Map();
-  if (isDir) {
+  if (/\.(tar\.gz|tgz|tar)$/i.test(path)) {
+    let seen = 0;
+    for (const [name, text] of readBundle(path))
+      seen = parseInto(rows, text, `${path}:${name}`, chunkClientId(name), seen);
+  } else if (isDir) {
     const files = readdirSync(path)
       .filter((f) => /-trace\.csv(\.gz)?$/.test(f))
       .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
@@ -179,6 +185,39 @@ export function readServegen(ref: string): ServegenData {
     parseInto(rows, readText(path), path, chunkClientId(path), 0);
   }
   return servegenData(ref, rows);
+}
+
+/**
+ * The chunk files of a ServeGen tar bundle, by path inside it, in client order. A bundle holds one
+ * category; one with several would mix clients of the same number, so it is refused.
+ */
+function readBundle(path: string): [string, string][] {
+  const files: [string, string][] = [];
+  let bytes = 0;
+  listTar({
+    file: path,
+    sync: true,
+    onReadEntry: (entry) => {
+      if (!/-trace\.csv$/.test(entry.path)) return entry.resume();
+      const parts: Buffer[] = [];
+      entry.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        if (bytes > TRACE_BYTES_MAX)
+          throw traceParseError(path, 1, `more than ${TRACE_BYTES_MAX} bytes of chunk files`);
+        parts.push(chunk);
+      });
+      entry.on('end', () => files.push([entry.path, Buffer.concat(parts).toString('utf8')]));
+    },
+  });
+  const dirs = new Set(files.map(([name]) => name.slice(0, name.lastIndexOf('/') + 1)));
+  if (files.length === 0) throw traceParseError(path, 1, 'no *-trace.csv files in the bundle');
+  if (dirs.size > 1)
+    throw traceParseError(
+      path,
+      1,
+      `the bundle holds several categories (${[...dirs].join(', ')}); unpack it and name one directory`,
+    );
+  return files.sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }));
 }
 
 /** Parses one ServeGen text (combined CSV, or a chunk file of client `client`). */
