@@ -3,6 +3,7 @@
  * sim-command.ts so that file only registers the flags and calls in here.
  */
 import { Option } from 'commander';
+import { assertNever } from '../core/assert.ts';
 import { invalidArgument } from '../core/errors.ts';
 import { nonNegativeNumber, positiveNumber } from './parse.ts';
 
@@ -150,6 +151,15 @@ export function timeVaryingWorkload(
   };
   if (flags.cv !== undefined && kind === 'servegen')
     throw invalidArgument('cv', flags.cv, 'no --cv with --workload servegen (each window has its own)');
+  return specOf(kind, flags, common);
+}
+
+/** The spec of one kind from its flags; without --duration or --requests a periodic kind runs one period. */
+function specOf(
+  kind: Kind,
+  flags: TimeVaryingFlags,
+  common: Record<string, unknown>,
+): Record<string, unknown> {
   const unbounded = flags.duration === undefined && flags.requests === undefined;
   switch (kind) {
     case 'sinusoid': {
@@ -186,5 +196,7 @@ export function timeVaryingWorkload(
         ...(flags.startH !== undefined ? { startH: flags.startH } : {}),
         ...common,
       };
+    default:
+      return assertNever(kind, 'time-varying kind');
   }
 }

@@ -4,6 +4,7 @@
  * pushed through the inverse of the rate's integral, so they are deterministic per seed and the
  * expected count in any interval is the integral of the rate over it (see rate-profile.ts).
  */
+import { assertNever } from '../core/assert.ts';
 import type { Rng } from '../core/rng.ts';
 import { defaultsOf } from './common.ts';
 import type { LengthsLoader } from './lengths.ts';
@@ -73,6 +74,8 @@ export function profileOf(spec: TimeVaryingSpec, filePoints?: readonly RatePoint
       const curve = rateCurve(scaled);
       return spec.repeat ? repeating(curve) : curve;
     }
+    default:
+      return assertNever(spec, 'time-varying kind');
   }
 }
 
@@ -97,8 +100,9 @@ export function scaleTimeVarying<S extends TimeVaryingSpec>(spec: S, k: number):
       return { ...spec, baseRateRps: spec.baseRateRps * k, burstRateRps: spec.burstRateRps * k };
     case 'rate-curve':
       return { ...spec, rateScale: spec.rateScale * k };
+    default:
+      return assertNever(spec, 'time-varying kind');
   }
-  return spec;
 }
 
 /** A label for reports: `sinusoid 1..24 req/s period 600 s`. */
@@ -114,6 +118,7 @@ export function describeTimeVarying(spec: TimeVaryingSpec): string {
       const scale = spec.rateScale !== 1 ? ` at ${spec.rateScale}x rate` : '';
       return `rate-curve ${source}${scale}${spec.repeat ? ' repeated' : ''}${cv}`;
     }
+    default:
+      return assertNever(spec, 'time-varying kind');
   }
-  return 'time-varying';
 }
