@@ -27,12 +27,22 @@ describe('gpu-choice profile', () => {
     assert.ok(cap.ttftMs <= 2000, `ttft ${cap.ttftMs}`);
   });
 
-  it('a tighter TPOT never buys a higher rate; a looser one never a lower', () => {
-    const rates = [25, 50, 100].map(
-      (tpotMs) =>
-        profiled('a10g', 'llama-3.1-8b', 2, SHORT, { ttftMs: 2000, tpotMs }).capacities[0]?.maxRateRps ?? 0,
+  it('a looser TPOT buys a higher rate until the saturation share caps it', () => {
+    const caps = [25, 50, 100].map(
+      (tpotMs) => profiled('a10g', 'llama-3.1-8b', 2, SHORT, { ttftMs: 2000, tpotMs }).capacities[0],
     );
-    assert.ok(rates[0]! < rates[1]! && rates[1]! < rates[2]!, `rates ${rates.join(', ')}`);
+    const rates = caps.map((c) => c?.maxRateRps ?? 0);
+    assert.ok(rates[0]! < rates[1]!, `rates ${rates.join(', ')}`);
+    assert.equal(caps[0]?.limitedBy, 'tpot');
+    assert.equal(caps[2]?.limitedBy, 'saturation');
+    assert.ok(rates[1]! <= rates[2]!, `rates ${rates.join(', ')}`);
+  });
+
+  it('never plans past SATURATION_SHARE_MAX of the rate at the batch cap', () => {
+    const [loose] = profiled('h100', 'llama-3.1-8b', 1, LONG, {}).capacities;
+    assert.equal(loose?.limitedBy, 'saturation');
+    const [tight] = profiled('h100', 'llama-3.1-8b', 1, LONG, { tpotMs: 20 }).capacities;
+    assert.ok((tight?.maxRateRps ?? 0) < (loose?.maxRateRps ?? 0));
   });
 
   it('a TPOT below a lone request decode step gives rate 0, limited by tpot, with the lone latency', () => {
