@@ -22,6 +22,7 @@ import {
   type Actuator,
   CONTROL_HISTORY_MAX,
   type ControlAction,
+  type ControlContext,
   type ControlDecision,
   type ControlLoop,
   type InstancePhase,
@@ -49,6 +50,11 @@ export interface ControlSettings {
   /** A registered autoscaler name (src/control/autoscalers/registry.ts). */
   readonly autoscaler: string;
   readonly params?: Readonly<Record<string, unknown>> | undefined;
+  /**
+   * Builds the loop in place of the registry (a loop not registered: tests, embedding); the
+   * context is the one `createAutoscaler` would get.
+   */
+  readonly create?: ((context: ControlContext) => ControlLoop) | undefined;
   readonly minInstances: number;
   /** The pool: the cluster's (single) group must have exactly this many instances. */
   readonly maxInstances: number;
@@ -158,18 +164,16 @@ export class ControlHost implements Actuator {
     this.variant = { model: first.model, gpu: first.gpu, tp: first.tp, role: 'both' };
     this.intervalMs = settings.intervalMs ?? CONTROL_INTERVAL_MS_DEFAULT;
     this.objectives = settings.slo ?? { ttftMs: deps.slo.ttftMs, tpotMs: deps.slo.tpotMs };
-    this.loop = createAutoscaler(
-      settings.autoscaler,
-      {
-        model: first.model,
-        variants: [this.variant],
-        minReplicas: settings.minInstances,
-        maxReplicas: settings.maxInstances,
-        intervalMs: this.intervalMs,
-        objectives: this.objectives,
-      },
-      settings.params ?? {},
-    );
+    const context: ControlContext = {
+      model: first.model,
+      variants: [this.variant],
+      minReplicas: settings.minInstances,
+      maxReplicas: settings.maxInstances,
+      intervalMs: this.intervalMs,
+      objectives: this.objectives,
+    };
+    this.loop =
+      settings.create?.(context) ?? createAutoscaler(settings.autoscaler, context, settings.params ?? {});
     this.startupMs =
       settings.startupMs ??
       startupTimeMs({
@@ -336,7 +340,10 @@ export class ControlHost implements Actuator {
     return actions;
   }
 
-  /** Closes the books at the run's end: GPUs still held are billed up to `endMs`. */
+  /**
+   * Closes the books at the run's end (the twin passes its last completion, the end its summary's
+   * gpuSeconds use): GPUs still held are billed up to `endMs`.
+   */
   finish(endMs: number): ControlOutcome {
     for (let k = 0; k < this.phase.length; k++) {
       if (this.phase[k] !== 'stopped') this.bill(k, endMs);
@@ -451,7 +458,8 @@ export class ControlHost implements Actuator {
 
   private bill(k: number, nowMs: number): void {
     const instance = this.pool[k] as SimInstance;
-    this.gpuMs += (nowMs - (this.startedAtMs[k] as number)) * instance.tp;
+    // An instance started after the run's last completion bills nothing.
+    this.gpuMs += Math.max(0, nowMs - (this.startedAtMs[k] as number)) * instance.tp;
   }
 
   private setPhase(k: number, phase: Phase, nowMs: number): void {

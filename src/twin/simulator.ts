@@ -887,7 +887,7 @@ class Twin {
 
   /** What a controlled run adds to its result; nothing without control. */
   private controlOutcome(): Pick<SimResult, 'gpuHours' | 'instancesOverTime' | 'coldStarts'> {
-    const outcome = this.control?.finish(this.nowMs);
+    const outcome = this.control?.finish(this.metrics.lastFinishMs);
     if (outcome === undefined) return {};
     const { gpuHours, instancesOverTime, coldStarts } = outcome;
     return { gpuHours, instancesOverTime, coldStarts };
