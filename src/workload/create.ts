@@ -8,7 +8,7 @@ import type { Rng } from '../core/rng.ts';
 import { restartable } from './common.ts';
 import { cachedLengthsLoader, type LengthsLoader } from './lengths.ts';
 import { readRateCurve } from './rate-curve-file.ts';
-import { readServegen, servegenRequests } from './servegen.ts';
+import { checkReplay, readServegen, servegenRequests } from './servegen.ts';
 import { sessionRequests, systemPromptRequests } from './shared-prefix.ts';
 import {
   type LengthDist,
@@ -93,6 +93,7 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
     }
     case 'servegen': {
       const data = readServegen(s.file);
+      checkReplay(data, s);
       preload(load, s.input, s.output);
       return restartable(() => servegenRequests(s, data, root, load));
     }

@@ -128,6 +128,15 @@ describe('ServeGen replay', () => {
     assert.throws(() => [...servegenArrivalTimesMs(data, { ...replay, clients: ['99'] }, new Rng(5))], {
       code: 'SY_ERR_UNKNOWN_NAME',
     });
+    const spec = { kind: 'servegen', file: SAMPLE, ...lengths } as const;
+    assert.throws(() => createWorkload({ ...spec, clients: ['5', '99'] }, new Rng(1)), {
+      code: 'SY_ERR_UNKNOWN_NAME',
+      message: /servegen client '99'/,
+    });
+    assert.throws(() => createWorkload({ ...spec, startH: 24 }, new Rng(1)), {
+      code: 'SY_ERR_INVALID_ARGUMENT',
+      message: /it spans 24 h/,
+    });
   });
 
   it("reads ServeGen's own chunk files, a directory of them and a tar bundle", () => {

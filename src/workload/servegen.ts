@@ -17,7 +17,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { list as listTar } from 'tar';
-import { SwitchyardError, unknownName } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError, unknownName } from '../core/errors.ts';
 import type { Rng } from '../core/rng.ts';
 import { defaultsOf } from './common.ts';
 import { type LengthsLoader, pairSampler } from './lengths.ts';
@@ -260,6 +260,21 @@ export function pickClients(data: ServegenData, ids: readonly string[] | undefin
     if (c === undefined) throw unknownName('servegen client', id, [...byId.keys()]);
     return c;
   });
+}
+
+/**
+ * Checks a replay against its source before any arrival is drawn: every client named exists and
+ * the start lies inside the file (a start past its end would replay nothing, silently).
+ */
+export function checkReplay(data: ServegenData, replay: ServegenReplay): void {
+  pickClients(data, replay.clients);
+  const spanH = (data.endS - data.firstS) / 3600;
+  if (replay.startH >= spanH)
+    throw invalidArgument(
+      'startH',
+      replay.startH,
+      `hours before the end of ${data.source} (it spans ${spanH} h)`,
+    );
 }
 
 /**
