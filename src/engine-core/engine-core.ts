@@ -4,7 +4,12 @@ import { BlockPool } from './block-pool.ts';
 import { Deque } from './deque.ts';
 import type { PrefixForest, PrefixPath } from './prefix-forest.ts';
 import { RunCache, RunHold } from './run-cache.ts';
-import { DECODE_MEMO_PAGE_BITS, type DecodeStepMemo, decodeStepMemo } from './step-memo.ts';
+import {
+  DECODE_MEMO_PAGE_BITS,
+  type DecodeStepMemo,
+  decodeStepMemo,
+  NO_DECODE_MEMO_PAGE,
+} from './step-memo.ts';
 import type { EngineConfig, EngineListener, EngineRequest, FinishedRequest, KvEvent } from './types.ts';
 import { PriorityWaitQueue, type WaitQueue } from './wait-queue.ts';
 
@@ -27,6 +32,8 @@ export const FUSED_STEPS_MAX = 4096;
 /** Decode batches whose context could reach this many tokens within a fused step are not fused. */
 const CONTEXT_FUSE_MAX = 2 ** 30;
 const DECODE_MEMO_PAGE_MASK = (1 << DECODE_MEMO_PAGE_BITS) - 1;
+/** `fuseDecodes`'s next allocating sub-step when none allocates (past any FUSED_STEPS_MAX). */
+const NO_ALLOC = 0x7fffffff;
 
 /** How a host sets up an EngineCore beyond its engine options. */
 export interface EngineCoreOptions {
@@ -878,12 +885,13 @@ export class EngineCore {
     const numBlocksOf = this.slotNumBlocks;
     const remainingOf = this.slotRemaining;
     let kMax = FUSED_STEPS_MAX;
-    // The first sub-step that needs a block for some sequence.
-    let nextAlloc = Number.POSITIVE_INFINITY;
+    // The first sub-step that needs a block for some sequence. Both kept as small integers (token
+    // counts, read from Float64Arrays, would make them doubles compared every sub-step).
+    let nextAlloc = NO_ALLOC;
     for (let i = 0; i < n; i++) {
-      const remaining = remainingOf[i]!;
+      const remaining = remainingOf[i]! | 0;
       if (remaining < kMax) kMax = remaining;
-      const alloc = numBlocksOf[i]! * bs - computedOf[i]! + 1;
+      const alloc = (numBlocksOf[i]! * bs - computedOf[i]! + 1) | 0;
       if (alloc < nextAlloc) nextAlloc = alloc;
     }
     if (kMax < 2) return 1;
@@ -906,7 +914,8 @@ export class EngineCore {
     // double, it was a new heap number on every sub-step of millions.
     let contextTokens = shape.decodeContextTokens | 0;
     // The memo's page for the current contexts, read here without a call in the common case.
-    let page: Float64Array | undefined;
+    // NO_DECODE_MEMO_PAGE (all NaN) where the memo has none, so the loop reads a page every time.
+    let page: Float64Array = NO_DECODE_MEMO_PAGE;
     let pageIndex = -1;
     while (k < kMax) {
       const j = k + 1;
@@ -914,18 +923,19 @@ export class EngineCore {
       contextTokens = (contextTokens + n) | 0;
       if (contextTokens >>> DECODE_MEMO_PAGE_BITS !== pageIndex) {
         pageIndex = contextTokens >>> DECODE_MEMO_PAGE_BITS;
-        page = stepTimes.pageFor(n, contextTokens);
+        page = stepTimes.pageFor(n, contextTokens) ?? NO_DECODE_MEMO_PAGE;
       }
-      let durationMs = page !== undefined ? page[contextTokens & DECODE_MEMO_PAGE_MASK]! : Number.NaN;
+      let durationMs = page[contextTokens & DECODE_MEMO_PAGE_MASK]!;
+      // A page holds only times that passed this check (step-memo.ts), so only a miss is checked.
       if (Number.isNaN(durationMs)) {
         // Through a Float64Array: merged with the page's unboxed read, the call's boxed result
         // made the compiler box every sub-step's duration (a heap number each, millions a run).
         const scratch = this.scratchMs;
         scratch[0] = stepTimes.decodeStepTimeMs(shape, contextTokens);
         durationMs = scratch[0]!;
-      }
-      if (!(durationMs >= 0 && durationMs < Number.POSITIVE_INFINITY)) {
-        throw new AssertionError(`perf model returned step time ${durationMs}`);
+        if (!(durationMs >= 0 && durationMs < Number.POSITIVE_INFINITY)) {
+          throw new AssertionError(`perf model returned step time ${durationMs}`);
+        }
       }
       // Summed one by one, as a host adding each unfused step's duration would.
       const nextEndMs = endMs + durationMs;
@@ -943,14 +953,14 @@ export class EngineCore {
         // Anonymous blocks: which sequence gets which evicted block does not matter.
         if (runs !== undefined) runs.allocate(need);
         // In slot order, as the unfused step's scheduling loop would allocate them.
-        nextAlloc = Number.POSITIVE_INFINITY;
+        nextAlloc = NO_ALLOC;
         for (let i = 0; i < n; i++) {
           let have = numBlocksOf[i]!;
           if (computedOf[i]! + j > have * bs) {
             if (runs === undefined) this.slotTable[i]![have] = pool.allocate();
             numBlocksOf[i] = ++have;
           }
-          const alloc = have * bs - computedOf[i]! + 1;
+          const alloc = (have * bs - computedOf[i]! + 1) | 0;
           if (alloc < nextAlloc) nextAlloc = alloc;
         }
       }

@@ -10,6 +10,11 @@ const PAGE_SIZE = 1 << PAGE_BITS;
 const CONTEXT_TOKENS_MAX = 1 << 26;
 /** Pages one memo holds at most, over all batch sizes: its bound (32 MiB). */
 export const DECODE_MEMO_PAGES_MAX = 1024;
+/**
+ * A page with no times (all NaN), never written: what a reader takes where `pageFor` has none, so
+ * its loop reads a Float64Array every time instead of testing for undefined.
+ */
+export const NO_DECODE_MEMO_PAGE: Float64Array = new Float64Array(PAGE_SIZE).fill(Number.NaN);
 
 /**
  * Decode-only step times of one perf model, remembered by (sequences, total context tokens).
@@ -71,7 +76,14 @@ export class DecodeStepMemo {
       this.pageCount++;
     }
     const i = context & (PAGE_SIZE - 1);
-    if (Number.isNaN(page[i])) page[i] = this.perf.stepTimeMs(shape);
+    if (Number.isNaN(page[i])) {
+      this.out[0] = this.perf.stepTimeMs(shape);
+      const t = this.out[0] as number;
+      // Only a time every caller would accept is kept: a page's reader may skip the check, and an
+      // invalid time is asked again (and refused again) on every step that needs it.
+      if (!(t >= 0 && t < Number.POSITIVE_INFINITY)) return t;
+      page[i] = t;
+    }
     return page[i] as number;
   }
 
