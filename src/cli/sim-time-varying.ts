@@ -31,6 +31,7 @@ export interface TimeVaryingFlags {
   servegenFile?: string;
   scale?: number;
   startH?: number;
+  servegenClients?: string[];
 }
 
 /** Flags that belong to one kind only, by commander's attribute name and flag. */
@@ -38,7 +39,7 @@ const OWN_FLAGS: Record<Kind, readonly (keyof TimeVaryingFlags)[]> = {
   sinusoid: ['rateMin', 'rateMax', 'periodS'],
   'rate-curve': ['rateCurve'],
   bursts: ['burstRate', 'burstS', 'gapS'],
-  servegen: ['servegenFile', 'scale', 'startH'],
+  servegen: ['servegenFile', 'scale', 'startH', 'servegenClients'],
 };
 
 /** The options, in the order --help lists them (each names the kind it belongs to). */
@@ -69,6 +70,15 @@ export function timeVaryingOptions(): Option[] {
       '--start-h <h>',
       'servegen: start this many hours into the file (--duration: how long)',
     ).argParser(nonNegativeNumber),
+    new Option(
+      '--servegen-clients <ids>',
+      'servegen: replay only these clients (comma-separated ids; default all)',
+    ).argParser((value: string) =>
+      value
+        .split(',')
+        .map((id) => id.trim())
+        .filter((id) => id.length > 0),
+    ),
   ];
   for (const o of options)
     o.helpGroup('Time-varying workloads (--workload sinusoid, rate-curve, bursts, servegen):');
@@ -98,6 +108,7 @@ const FLAG_NAMES: Record<string, string> = {
   servegenFile: 'servegen-file',
   scale: 'scale',
   startH: 'start-h',
+  servegenClients: 'servegen-clients',
 };
 
 /** Fails on a flag of another kind (e.g. --period-s with --workload bursts): it would be ignored. */
@@ -194,6 +205,7 @@ function specOf(
         file: required(flags.servegenFile, 'servegen-file', kind),
         ...(flags.scale !== undefined ? { rateScale: flags.scale } : {}),
         ...(flags.startH !== undefined ? { startH: flags.startH } : {}),
+        ...(flags.servegenClients !== undefined ? { clients: flags.servegenClients } : {}),
         ...common,
       };
     default:

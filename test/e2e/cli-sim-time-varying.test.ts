@@ -55,7 +55,7 @@ test('sim --workload sinusoid runs the integral of the rate, and --rate-curve a 
   assertPoissonCount(summaryOf(curve).requests, 11 * 60 + 20 * 30 + 10 * 30, 'rate curve');
 });
 
-test('sim --rate-curve rejects a bad CSV naming its line, and stray flags, with exit 2', async () => {
+test('sim rejects a bad rate-curve CSV naming its line, stray flags and unknown ServeGen clients, with exit 2', async () => {
   const csv = join(dir, 'bad.csv');
   writeFileSync(csv, 'time_s,rate\n0,2\n60,20\n30,5\n');
   const bad = await runCli(['sim', '--rate-curve', csv, ...common]);
@@ -65,6 +65,9 @@ test('sim --rate-curve rejects a bad CSV naming its line, and stray flags, with 
   const stray = await runCli(['sim', '--workload', 'bursts', '--period-s', '60', ...common]);
   assert.equal(stray.code, 2, stray.stderr);
   assert.match(stray.stderr, /--period-s only with --workload sinusoid/);
+  const client = await runCli(['sim', '--servegen-file', SLICE, '--servegen-clients', '5,77', ...common]);
+  assert.equal(client.code, 2, client.stderr);
+  assert.match(client.stderr, /unknown servegen client '77'; valid: 14, 31, 41, 5, 8/);
 });
 
 test('sim --workload servegen replays the committed slice at a scale', async () => {
