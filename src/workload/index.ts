@@ -14,6 +14,19 @@ export {
 } from './declared.ts';
 export type { LengthRole, LengthSampler, LengthsLoader, PairSampler } from './lengths.ts';
 export { cachedLengthsLoader, lengthSampler, pairSampler } from './lengths.ts';
+export { parseRateCurve, RATE_CURVE_POINTS_MAX, readRateCurve } from './rate-curve-file.ts';
+export type { RatePoint, RateProfile, RateSegment } from './rate-profile.ts';
+export { burstRate, PiecewiseLinearRate, rateCurve, repeating, sinusoidRate } from './rate-profile.ts';
+export type { ServegenClient, ServegenData, ServegenReplay, ServegenWindow } from './servegen.ts';
+export {
+  checkReplay,
+  parseServegen,
+  readServegen,
+  SERVEGEN_WINDOW_S,
+  servegenArrivalTimesMs,
+  servegenRateRps,
+  servegenRequests,
+} from './servegen.ts';
 export { sessionRequests, systemPromptRequests, ZipfSampler } from './shared-prefix.ts';
 export type {
   LengthDist,
@@ -44,6 +57,14 @@ export {
   scaleRenewalRate,
   timedRequests,
 } from './synthetic.ts';
+export type { TimeVaryingSpec } from './time-varying.ts';
+export {
+  describeTimeVarying,
+  modulatedArrivalTimesMs,
+  profileOf,
+  scaleTimeVarying,
+  timeVaryingRequests,
+} from './time-varying.ts';
 export type { TraceRequestOptions } from './trace-source.ts';
 export { traceRequests } from './trace-source.ts';
 export type { RequestSource, Trace, TraceFormat, TraceRecord, TwinRequest } from './types.ts';
