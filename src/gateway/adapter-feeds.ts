@@ -19,48 +19,59 @@ export interface AdapterFeedsOptions {
 /** Errors of one source and instance are logged at most this often (with a count of the rest). */
 const ERROR_LOG_EVERY_MS = 30_000;
 
-/** Scraper + subscriber behind the SignalFeeds interface. */
+/** Scraper + subscriber behind the SignalFeeds interface; engines may come and go after `start`. */
 export function adapterFeeds(options: AdapterFeedsOptions): SignalFeeds {
   let scraper: MetricsScraper | undefined;
   let subscriber: KvEventSubscriber | undefined;
+  let sink: FeedSink | undefined;
   const limiter = new LogLimiter({ now: options.now, everyMs: ERROR_LOG_EVERY_MS });
+  const report = (id: string, source: 'metrics' | 'kv-events', error: Error): void => {
+    limiter.report(`${source}/${id}`, (suppressed) =>
+      sink?.error(
+        id,
+        source,
+        suppressed === 0 ? error : new Error(withSuppressed(error.message, suppressed)),
+      ),
+    );
+  };
+  // Built on the first engine that needs one: a gateway without KV events opens no ZMQ socket.
+  const scraperFor = (): MetricsScraper => {
+    scraper ??= new MetricsScraper({
+      intervalMs: options.scrapeIntervalMs,
+      timeoutMs: options.scrapeTimeoutMs ?? Math.min(1000, Math.max(options.scrapeIntervalMs, 50)),
+      now: options.now,
+      onSignals: (id, signals, atMs) => sink?.signals(id, signals, atMs),
+      onError: (id, error) => report(id, 'metrics', error),
+    });
+    return scraper;
+  };
+  const subscriberFor = (): KvEventSubscriber => {
+    subscriber ??= new KvEventSubscriber({
+      onEvents: (id, events) => sink?.kvEvents(id, events),
+      onGap: (id, expected, got) =>
+        report(id, 'kv-events', new Error(`lost KV event batches (expected seq ${expected}, got ${got})`)),
+      onError: (id, error) => report(id, 'kv-events', error),
+    });
+    return subscriber;
+  };
+  const add = (t: FeedTarget): void => {
+    if (t.metricsUrl !== null) scraperFor().add(t.id, t.metricsUrl);
+    if (t.kvEvents !== null) subscriberFor().connect(t.id, t.kvEvents, t.kvEventsTopic ?? '');
+  };
   return {
-    start(targets: readonly FeedTarget[], sink: FeedSink): void {
-      const report = (id: string, source: 'metrics' | 'kv-events', error: Error): void => {
-        limiter.report(`${source}/${id}`, (suppressed) =>
-          sink.error(
-            id,
-            source,
-            suppressed === 0 ? error : new Error(withSuppressed(error.message, suppressed)),
-          ),
-        );
-      };
-      const scraped = targets.filter((t) => t.metricsUrl !== null);
-      if (scraped.length > 0) {
-        scraper = new MetricsScraper({
-          intervalMs: options.scrapeIntervalMs,
-          timeoutMs: options.scrapeTimeoutMs ?? Math.min(1000, Math.max(options.scrapeIntervalMs, 50)),
-          now: options.now,
-          onSignals: (id, signals, atMs) => sink.signals(id, signals, atMs),
-          onError: (id, error) => report(id, 'metrics', error),
-        });
-        for (const t of scraped) scraper.add(t.id, t.metricsUrl as string);
-        scraper.start();
-      }
-      const kv = targets.filter((t) => t.kvEvents !== null);
-      if (kv.length > 0) {
-        subscriber = new KvEventSubscriber({
-          onEvents: (id, events) => sink.kvEvents(id, events),
-          onGap: (id, expected, got) =>
-            report(
-              id,
-              'kv-events',
-              new Error(`lost KV event batches (expected seq ${expected}, got ${got})`),
-            ),
-          onError: (id, error) => report(id, 'kv-events', error),
-        });
-        for (const t of kv) subscriber.connect(t.id, t.kvEvents as string, t.kvEventsTopic ?? '');
-      }
+    start(targets: readonly FeedTarget[], to: FeedSink): void {
+      sink = to;
+      for (const t of targets) add(t);
+      scraper?.start();
+    },
+    add(target: FeedTarget): void {
+      add(target);
+      // Idempotent: starts a scraper built by this add, schedules nothing twice.
+      if (sink !== undefined) scraper?.start();
+    },
+    remove(id: string): void {
+      scraper?.remove(id);
+      subscriber?.disconnect(id);
     },
     async stop(): Promise<void> {
       await Promise.all([scraper?.stop(), subscriber?.close()]);

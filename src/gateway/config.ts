@@ -349,6 +349,12 @@ export interface GatewayPerfModels {
    * `policies` (config names or types) predicts time and a backend has no usable performance model.
    */
   require(policies: readonly string[]): void;
+  /**
+   * Maps a backend added at run time (the local actuator's engines). One without a usable
+   * performance model is refused with SY_ERR_INVALID_CONFIG while a policy that predicts time is
+   * active or configured (`policies`), and otherwise left unmapped like a configured one.
+   */
+  add(b: BackendConfig, policies: readonly string[]): void;
 }
 
 /** Builds the gateway's performance-model mapping from its backends (see `perfModel`). */
@@ -381,6 +387,20 @@ export function gatewayPerfModels(config: GatewayConfig): GatewayPerfModels {
         `gateway config: routing policy ${[...new Set(needing)].map((p) => `'${p}'`).join(', ')} predicts time and needs a performance model per backend: ${problems.join('; ')}`,
         { param: 'perfModel', problems },
       );
+    },
+    add(b, policies) {
+      const problem = perfModelProblem(b);
+      if (problem === undefined) {
+        refs.set(b.id, { gpu: b.gpu, model: perfModelIdOf(b) as string, tp: b.tp });
+        return;
+      }
+      const needing = policies.filter((p) => policyNeedsPerfModel(p, named));
+      if (needing.length > 0)
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_CONFIG',
+          `backend '${b.id}': ${problem.field}: ${problem.message}; routing policy '${needing[0]}' predicts time and needs it`,
+          { param: 'perfModel' },
+        );
     },
   };
 }

@@ -26,6 +26,10 @@ export interface FeedSink {
 /** A source of engine signals and KV events for a set of engines. */
 export interface SignalFeeds {
   start(targets: readonly FeedTarget[], sink: FeedSink): void;
+  /** An engine added after `start` (the local actuator's); feeds without it leave such engines unscraped. */
+  add?(target: FeedTarget): void;
+  /** Stops feeding an engine (removed from the gateway); unknown ids are ignored. */
+  remove?(id: string): void;
   stop(): Promise<void>;
 }
 

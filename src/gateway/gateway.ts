@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Agent } from 'undici';
+import type { z } from 'zod';
 import { kvEventsRefusal, policyTypeOf } from '../adapters/tokenizer/config.ts';
 import type { PromptTokenizer } from '../adapters/tokenizer/load.ts';
 import { loadModelTokenizers } from '../adapters/tokenizer/models.ts';
@@ -37,6 +38,8 @@ import { admitConnection, ClientConnections } from './client-connections.ts';
 import { answerClientError, answerConnect, type ClientErrorHost, wasRefused } from './client-errors.ts';
 import {
   admissionInput,
+  type BackendConfig,
+  backendConfigSchema,
   type GatewayConfig,
   type GatewayConfigInput,
   type GatewayPerfModels,
@@ -47,7 +50,7 @@ import {
   parseGatewayConfig,
   perfModelIdOf,
 } from './config.ts';
-import type { SignalFeeds } from './feeds.ts';
+import type { FeedTarget, SignalFeeds } from './feeds.ts';
 import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
 import { bearerToken, sendError, sendJson } from './http-util.ts';
 import { type LiveInstance, LiveView } from './live-view.ts';
@@ -76,6 +79,20 @@ export interface GatewayOptions {
   readonly awaitFirstHealthCheck?: boolean;
 }
 
+/**
+ * What the gateway reports about each request it parsed, for a host-side observer (the live control
+ * runner builds its traffic windows from it, src/control/live-runner.ts). Called on the hot path:
+ * implementations only count.
+ */
+export interface RequestTap {
+  /** A parsed request for `request.model` reached admission. */
+  arrived(request: Request, nowMs: number): void;
+  /** Its first response byte came from an engine (each attempt's; the first one counts). */
+  firstByte(request: Request, nowMs: number): void;
+  /** It ended: completed (`ok`, with the tokens it generated), failed, or refused by admission. */
+  ended(request: Request, ok: boolean, outputTokens: number, nowMs: number): void;
+}
+
 /** A running gateway. */
 export interface Gateway {
   /** Base URL, e.g. http://127.0.0.1:8080 */
@@ -91,6 +108,21 @@ export interface Gateway {
   setPolicy(name: string): void;
   /** Marks an instance drained (no new requests) or back in service; false for an unknown id. */
   setDraining(id: string, draining: boolean): boolean;
+  /** The Prometheus side; a host may register gauges of its own on `metrics.registry`. */
+  readonly metrics: GatewayMetrics;
+  /** Hears every parsed request (undefined: nobody listens). */
+  requestTap: RequestTap | undefined;
+  /**
+   * Adds a backend at run time, in service at once (the caller checked its health): in the view,
+   * health-checked and scraped. It may serve only models the gateway started with (/v1/models is
+   * fixed). Throws SY_ERR_INVALID_CONFIG for a bad or duplicate backend.
+   */
+  addBackend(backend: z.input<typeof backendConfigSchema>): void;
+  /**
+   * Removes a backend with no request in flight on it (drain it first: `setDraining`); false for an
+   * unknown id. Throws SY_ERR_INVALID_ARGUMENT while requests are in flight there.
+   */
+  removeBackend(id: string): boolean;
   /** Stops taking requests: /ready and new requests answer 503. Resolves when in-flight requests finished (bounded). */
   drain(): Promise<void>;
   /** drain(), then stops everything. Idempotent. */
@@ -145,6 +177,17 @@ function modelEntries(backends: GatewayConfig['backends']): Record<string, unkno
   });
 }
 
+/** Where a backend's signals come from. */
+function feedTargetOf(b: BackendConfig): FeedTarget {
+  const metricsPath = metricsPathOf(b);
+  return {
+    id: b.id,
+    metricsUrl: metricsPath === null ? null : b.url + metricsPath,
+    kvEvents: b.kvEvents ?? null,
+    kvEventsTopic: b.kvEventsTopic,
+  };
+}
+
 /** Starts a gateway (validating the config) and resolves when it listens. */
 export async function startGateway(
   config: GatewayConfigInput | GatewayConfig,
@@ -179,6 +222,9 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   private readonly slo: Slo | undefined;
   private readonly server: Server;
   private readonly health: HealthChecker;
+  /** The health checker's list: backends added or removed at run time change it. */
+  private readonly healthTargets: HealthTarget[] = [];
+  requestTap: RequestTap | undefined;
   private readonly healthAgent = new Agent({ connections: 4, keepAliveTimeout: 10_000 });
   private readonly feeds: SignalFeeds;
   private readonly log: (line: string) => void;
@@ -235,40 +281,13 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     const rng = new Rng(config.seed);
     this.routingRng = rng.fork('routing');
     this.jitterRng = rng.fork('retry-jitter');
-    const targets: HealthTarget[] = [];
-    for (const b of config.backends) {
-      const instance = this.view.add({
-        id: b.id,
-        models: b.models,
-        gpu: b.gpu,
-        tp: b.tp,
-        role: b.role,
-        kvBlocksTotal: defaultKvBlocks(b.gpu, perfModelIdOf(b) ?? b.models[0], b.tp),
-        blockSize: 16,
-      });
-      const health: HealthTarget = {
-        id: b.id,
-        url: b.url + healthPathOf(b),
-        headers: b.apiKey === undefined ? {} : { authorization: `Bearer ${b.apiKey}` },
-        state: new HealthState(config.healthCheck),
-      };
-      targets.push(health);
-      const backend = new Backend(b, instance, health);
-      this.backends.push(backend);
-      this.backendById.set(b.id, backend);
-    }
+    for (const b of config.backends) this.registerBackend(b);
     this.models = new Set(config.backends.flatMap((b) => b.models));
     this.tokenizers = loadModelTokenizers(config.backends);
     this.parsePool =
       config.limits.offThreadParseBytes > 0 && this.tokenizers.size === 0
         ? new ParsePool({ bytesMax: config.limits.readingBytesMax })
         : undefined;
-    for (const b of this.backends)
-      for (const m of b.config.models) {
-        const list = this.instancesByModel.get(m) ?? [];
-        list.push(b.instance);
-        this.instancesByModel.set(m, list);
-      }
     this.modelsJson = JSON.stringify({ object: 'list', data: modelEntries(config.backends) });
     for (const t of config.tenants) this.tenants.set(t.key, { name: t.name, priority: t.priority });
     this.requestContext = {
@@ -298,8 +317,11 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       this.perfModels.context,
     );
     this.metrics = new GatewayMetrics(this.stats, this.view, () => this.policy.name);
-    this.health = new HealthChecker(targets, config.healthCheck, this.healthAgent, (id, healthy, reason) =>
-      this.healthChanged(id, healthy, reason),
+    this.health = new HealthChecker(
+      this.healthTargets,
+      config.healthCheck,
+      this.healthAgent,
+      (id, healthy, reason) => this.healthChanged(id, healthy, reason),
     );
     // A request head must arrive within requestTimeoutMs (at most 60 s); the body is bounded by the
     // sweep (Node's own requestTimeout is set just past it, as a backstop).
@@ -388,15 +410,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     this.url = `http://${host}:${this.port}`;
     this.feeds.start(
-      this.backends.map((b) => {
-        const metricsPath = metricsPathOf(b.config);
-        return {
-          id: b.id,
-          metricsUrl: metricsPath === null ? null : b.config.url + metricsPath,
-          kvEvents: b.config.kvEvents ?? null,
-          kvEventsTopic: b.config.kvEventsTopic,
-        };
-      }),
+      this.backends.map((b) => feedTargetOf(b.config)),
       {
         signals: (id, signals, atMs) => {
           this.view.applySignals(id, signals, atMs);
@@ -461,6 +475,79 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     return [
       ...new Set([...routingPolicyNames(), ...Object.keys(this.config.routing?.policies ?? {})]),
     ].sort();
+  }
+
+  /** A backend in the view, the health checks and the per-model lists (not yet in the feeds). */
+  private registerBackend(b: BackendConfig): Backend {
+    const instance = this.view.add({
+      id: b.id,
+      models: b.models,
+      gpu: b.gpu,
+      tp: b.tp,
+      role: b.role,
+      kvBlocksTotal: defaultKvBlocks(b.gpu, perfModelIdOf(b) ?? b.models[0], b.tp),
+      blockSize: 16,
+    });
+    const health: HealthTarget = {
+      id: b.id,
+      url: b.url + healthPathOf(b),
+      headers: b.apiKey === undefined ? {} : { authorization: `Bearer ${b.apiKey}` },
+      state: new HealthState(this.config.healthCheck),
+    };
+    this.healthTargets.push(health);
+    const backend = new Backend(b, instance, health);
+    this.backends.push(backend);
+    this.backendById.set(b.id, backend);
+    for (const m of b.models) {
+      const list = this.instancesByModel.get(m) ?? [];
+      list.push(instance);
+      this.instancesByModel.set(m, list);
+    }
+    return backend;
+  }
+
+  addBackend(input: z.input<typeof backendConfigSchema>): void {
+    const parsed = backendConfigSchema.safeParse(input);
+    if (!parsed.success)
+      throw new SwitchyardError('SY_ERR_INVALID_CONFIG', `backend: ${parsed.error.issues[0]?.message}`, {
+        param: 'backend',
+      });
+    const b = parsed.data;
+    if (this.backendById.has(b.id))
+      throw new SwitchyardError('SY_ERR_INVALID_CONFIG', `duplicate backend id '${b.id}'`, { param: 'id' });
+    const unknown = b.models.find((m) => !this.models.has(m));
+    if (unknown !== undefined)
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_CONFIG',
+        `backend '${b.id}' serves model '${unknown}', which the gateway did not start with`,
+        { param: 'models' },
+      );
+    this.perfModels.add(b, [this.policy.name, ...Object.keys(this.config.routing?.policies ?? {})]);
+    this.registerBackend(b);
+    this.feeds.add?.(feedTargetOf(b));
+    this.step();
+  }
+
+  removeBackend(id: string): boolean {
+    const backend = this.backendById.get(id);
+    if (backend === undefined) return false;
+    if (backend.instance.inFlight > 0)
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `backend '${id}' has ${backend.instance.inFlight} request(s) in flight; drain it first`,
+        { param: 'id' },
+      );
+    this.backendById.delete(id);
+    this.backends.splice(this.backends.indexOf(backend), 1);
+    this.healthTargets.splice(this.healthTargets.indexOf(backend.health), 1);
+    for (const m of backend.config.models) {
+      const list = this.instancesByModel.get(m);
+      if (list !== undefined) list.splice(list.indexOf(backend.instance), 1);
+    }
+    this.view.remove(id);
+    this.feeds.remove?.(id);
+    void backend.pool.destroy();
+    return true;
   }
 
   setDraining(id: string, draining: boolean): boolean {
@@ -840,7 +927,9 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     res: ServerResponse,
     hints?: OfferHints,
   ): void {
+    this.requestTap?.arrived(request, this.nowMs());
     if (!this.servable(request.model)) {
+      this.requestTap?.ended(request, false, 0, this.nowMs());
       // Fail fast rather than queue: nothing serves the model now (health checks may re-admit one).
       this.rejectEarly(
         res,
@@ -866,6 +955,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       full === undefined ? hints : { ...hints, unqueueable: this.queuedBytesRefusal(full, request, bytes) },
     );
     if (verdict.kind === 'reject') {
+      this.requestTap?.ended(request, false, 0, this.nowMs());
       if (verdict.code === 'SY_ERR_QUEUE_BYTES_FULL' || verdict.code === 'SY_ERR_TENANT_QUEUE_BYTES_FULL')
         this.queuedBytes.refused();
       this.rejectEarly(res, new SwitchyardError(verdict.code, verdict.reason), verdict.retryAfterMs);
@@ -1102,6 +1192,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       backend.instance.firstToken(ex.request.inputTokens);
     }
     if (ex.stream) this.metrics.ttftSeconds.observe((now - ex.request.arrivalMs) / 1000);
+    this.requestTap?.firstByte(ex.request, now);
     ex.policy?.onFirstToken?.(ex.request, backend.id, now);
   }
 
@@ -1119,6 +1210,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     this.live.delete(ex);
     // Still in admission's queue: drain will hand it back and hear onFailed then.
     if (ex.queued) this.leftQueue(ex);
+    this.requestTap?.ended(ex.request, outcome.ok, outcome.ok ? outcome.outputTokens : 0, now);
     if (outcome.ok) {
       this.stats.completed++;
       this.metrics.e2eSeconds.observe((now - ex.request.arrivalMs) / 1000);

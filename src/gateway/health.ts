@@ -95,6 +95,7 @@ export class HealthChecker {
   /** performance.now() of the last bytes each backend delivered to a proxied request. */
   private readonly progressMs = new Map<string, number>();
 
+  /** `targets` is the caller's list, read at each round: it may add and remove targets between rounds. */
   constructor(
     private readonly targets: readonly HealthTarget[],
     private readonly config: HealthCheckConfig,
@@ -116,9 +117,11 @@ export class HealthChecker {
       round.abort();
     });
     try {
-      const verdicts = await Promise.all(this.targets.map((t) => this.probe(t, round.signal, () => lagged)));
+      // The gateway may add or remove targets while a round runs: verdicts go to this round's targets.
+      const targets = [...this.targets];
+      const verdicts = await Promise.all(targets.map((t) => this.probe(t, round.signal, () => lagged)));
       if (this.closed) return;
-      for (const [i, t] of this.targets.entries()) this.apply(t, verdicts[i]!);
+      for (const [i, t] of targets.entries()) this.apply(t, verdicts[i]!);
     } finally {
       deadline.cancel();
     }

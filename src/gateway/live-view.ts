@@ -137,6 +137,15 @@ export class LiveView {
     return this.byId.get(id);
   }
 
+  /** Takes an instance out of the view (a backend removed at run time); false for an unknown id. */
+  remove(id: string): boolean {
+    const instance = this.byId.get(id);
+    if (instance === undefined) return false;
+    this.byId.delete(id);
+    this.instances.splice(this.instances.indexOf(instance), 1);
+    return true;
+  }
+
   /** Feeds a scrape to its instance; unknown ids (an instance removed meanwhile) are ignored. */
   applySignals(id: string, signals: EngineSignalsInput, atMs: number): void {
     this.byId.get(id)?.applySignals(signals, atMs);
