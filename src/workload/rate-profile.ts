@@ -169,7 +169,9 @@ class Periodic implements RateProfile {
     // y exactly on a period boundary belongs to the earlier period's end (the earliest t).
     let k = Math.floor(y / this.perPeriod);
     if (k > 0 && k * this.perPeriod === y) k--;
-    return k * this.periodS + this.one.inverse(y - k * this.perPeriod);
+    // Rounding in y / perPeriod can put the remainder a hair outside [0, perPeriod]; clamp it.
+    const rest = Math.min(this.perPeriod, Math.max(0, y - k * this.perPeriod));
+    return k * this.periodS + this.one.inverse(rest);
   }
 }
 
