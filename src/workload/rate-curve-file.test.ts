@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { Rng } from '../core/rng.ts';
 import { createWorkload } from './create.ts';
 import { parseRateCurve, readRateCurve } from './rate-curve-file.ts';
@@ -39,6 +40,14 @@ describe('rate-curve files', () => {
     for (const [text, message] of cases) {
       assert.throws(() => parseRateCurve(text, 'c.csv'), { code: 'SY_ERR_TRACE_PARSE', message }, text);
     }
+  });
+
+  it('reads the example diurnal day (examples/diurnal-day.csv): 24 h, peak about 4x the trough', () => {
+    const points = readRateCurve(fileURLToPath(new URL('../../examples/diurnal-day.csv', import.meta.url)));
+    assert.equal(points.at(-1)?.timeS, 86_400);
+    const rates = points.map((p) => p.rateRps);
+    const ratio = Math.max(...rates) / Math.min(...rates);
+    assert.ok(ratio > 3.5 && ratio < 4.5, `peak/trough ${ratio}`);
   });
 
   it('drives a rate-curve workload from a file, failing before the run on a bad file', () => {
