@@ -16,6 +16,12 @@ import { parseStages } from '../workload/synthetic.ts';
 import { DecisionLogWriter } from './decision-log.ts';
 import { fraction, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './parse.ts';
 import { withProgress, withSteps } from './progress.ts';
+import {
+  type AutoscalerFlags,
+  autoscalerOptions,
+  controlFromFlags,
+  formatControlLine,
+} from './sim-autoscaler.ts';
 import { comparisonHeader, wroteLines } from './sim-header.ts';
 import {
   TIME_VARYING_WORKLOADS,
@@ -25,7 +31,7 @@ import {
 } from './sim-time-varying.ts';
 
 /** The flags of `switchyard sim`, as commander hands them over. */
-interface SimFlags extends TimeVaryingFlags {
+interface SimFlags extends TimeVaryingFlags, AutoscalerFlags {
   config?: string;
   trace?: string;
   workload?: 'poisson' | 'gamma' | 'constant' | (typeof TIME_VARYING_WORKLOADS)[number];
@@ -229,6 +235,7 @@ export function registerSimCommand(program: Command): void {
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --instances 4\n' +
         '  switchyard sim --rate-curve day.csv --instances 4   (day.csv: time_s,rate lines, e.g. 0,2 then 3600,20)\n' +
         '  switchyard sim --workload servegen --servegen-file sample:servegen-m-small-day2 --scale 0.01 --start-h 18 --duration 3600\n' +
+        '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa --min-instances 1 --max-instances 8 --json out.json\n' +
         '  switchyard sim --config examples/sim.yaml --html report.html',
     )
     .action(async (flags: SimFlags, command: Command) => {
@@ -266,6 +273,7 @@ export function registerSimCommand(program: Command): void {
               `${reliability.readmissions} re-admissions\n`,
           );
         if (run.goodput !== undefined) process.stdout.write(`${formatGoodput(run.goodput)}\n`);
+        process.stdout.write(formatControlLine(run.result));
       } else {
         const rows = runs.map((run) => ({
           name: run.result.summary.policy,
@@ -279,6 +287,7 @@ export function registerSimCommand(program: Command): void {
       process.stdout.write(wroteLines(settings.output));
     });
   for (const option of timeVaryingOptions()) sim.addOption(option);
+  for (const option of autoscalerOptions()) sim.addOption(option);
 }
 
 function declared(text: string): string {
@@ -379,6 +388,7 @@ export function resolveSettings(
     faults: flags.fault ?? file.faults?.map(toFault),
     reliability: { ...file.reliability, ...(flags.retries !== undefined ? { retries: flags.retries } : {}) },
     goodputTarget: flags.goodputTarget ?? file.goodputTarget,
+    control: controlFromFlags(flags),
   };
 }
 

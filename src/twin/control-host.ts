@@ -38,7 +38,7 @@ import type { FinishedRequest } from '../engine-core/types.ts';
 import { type CompileMode, startupTimeMs } from '../model/startup.ts';
 import type { StorageTier } from '../model/types.ts';
 import { LatencyHistogram } from '../stats/percentiles.ts';
-import type { SimInstance } from './cluster.ts';
+import type { ClusterSpec, SimInstance } from './cluster.ts';
 
 /** How often the twin asks a loop unless told otherwise: Knative's 2 s tick. */
 export const CONTROL_INTERVAL_MS_DEFAULT = 2000;
@@ -68,6 +68,18 @@ export interface ControlSettings {
   readonly compile?: CompileMode | undefined;
   /** A fixed start-up time in place of the model's, ms (tests, what-ifs). */
   readonly startupMs?: number | undefined;
+}
+
+/**
+ * The pool a controlled run simulates: the cluster's one group, `maxInstances` of it. A cluster of
+ * several groups is refused (one loop controls one variant).
+ */
+export function controlPool(cluster: ClusterSpec, maxInstances: number): ClusterSpec {
+  const group = cluster.groups[0];
+  if (group === undefined || cluster.groups.length !== 1) {
+    throw invalidArgument('cluster', `${cluster.groups.length} groups`, 'one group under an autoscaler');
+  }
+  return { groups: [{ ...group, count: maxInstances }] };
 }
 
 /** One point of `instancesOverTime`. */

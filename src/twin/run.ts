@@ -16,6 +16,7 @@ import { describeTimeVarying } from '../workload/time-varying.ts';
 import { type BatchJobSpec, buildBatchJob } from './batch-jobs.ts';
 import type { ClusterSpec } from './cluster.ts';
 import { engineConfigsFor, type engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
+import { type ControlSettings, controlPool } from './control-host.ts';
 import type { Fault, ReliabilityInput } from './faults.ts';
 import { GOODPUT_DEFAULTS, type GoodputResult, goodputSweep, scaleWorkload } from './goodput.ts';
 import { renderHtmlReport } from './report/html.ts';
@@ -64,6 +65,11 @@ export interface TwinSettings {
   readonly reliability?: ReliabilityInput | undefined;
   /** Goodput's attainment target, 0..1 (default GOODPUT_DEFAULTS.targetAttainment, 0.9). */
   readonly goodputTarget?: number | undefined;
+  /**
+   * An autoscaler over the cluster (src/twin/control-host.ts): the cluster's one group becomes a
+   * pool of `maxInstances`, started and drained by the loop. Undefined: a fixed cluster.
+   */
+  readonly control?: ControlSettings | undefined;
 }
 
 /** Policy types that can refuse requests themselves (a `rejectEarly` parameter). */
@@ -111,9 +117,13 @@ export function runTwinSpec(
   // what the run measures.
   const withSlo: WorkloadSpec = spec.slo !== undefined ? spec : { ...spec, slo: settings.slo };
   const source = createWorkload(withSlo, rng.fork('workload'));
+  const cluster =
+    settings.control === undefined
+      ? settings.cluster
+      : controlPool(settings.cluster, settings.control.maxInstances);
   return runSimulation(source, {
     seed: settings.seed,
-    cluster: settings.cluster,
+    cluster,
     // Each group's GPU picks the batch limits the user did not set (`vllm serve`'s defaults).
     engine: toEngineConfig(settings.engine, settings.cluster.groups[0]?.gpu),
     engineByGroup: engineConfigsFor(settings.engine, settings.cluster),
@@ -127,6 +137,7 @@ export function runTwinSpec(
     faults: settings.faults,
     reliability: settings.reliability,
     onDecision,
+    control: settings.control,
   });
 }
 
@@ -212,6 +223,7 @@ export function writeOutputs(runs: readonly PolicyRun[], output: TwinSettings['o
           goodputSweep: toJsonValue(run.goodput),
         };
       }
+      value = { ...value, ...controlJson(run.result) };
     } else {
       value = { policies: comparisonToJson(runs.map(withGoodput)) };
     }
@@ -224,6 +236,16 @@ export function writeOutputs(runs: readonly PolicyRun[], output: TwinSettings['o
     }));
     writeText(output.html, renderHtmlReport(reports));
   }
+}
+
+/** What an autoscaled run adds to its JSON: GPU-hours billed, cold starts, instance counts over time. */
+function controlJson(result: SimResult): Record<string, JsonValue> {
+  if (result.gpuHours === undefined) return {};
+  return {
+    gpuHours: roundFloat(result.gpuHours),
+    coldStarts: result.coldStarts ?? 0,
+    instancesOverTime: toJsonValue(result.instancesOverTime ?? []),
+  };
 }
 
 function writeText(path: string, text: string): void {
