@@ -34,8 +34,21 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * A reader that stops early (`switchyard sim ... | head`) closes the pipe under us: stop quietly
+ * with status 0, as `--help | head` should, instead of dying on an unhandled EPIPE with a stack.
+ */
+function exitQuietlyWhenStdoutCloses(): void {
+  if (process.stdout.listenerCount('error') > 0) return;
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
+}
+
 /** Runs the CLI; returns the exit code. Handled errors print one line, never a stack trace. */
 export async function main(argv: readonly string[]): Promise<number> {
+  exitQuietlyWhenStdoutCloses();
   const program = buildProgram();
   try {
     await program.parseAsync([...argv]);

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { type CliRun, runCli } from './support/cli.ts';
+import { BIN, type CliRun, runCli } from './support/cli.ts';
 
 const WALL_FIELDS = new Set(['wallSeconds', 'eventsPerWallS', 'decisionUs']);
 
@@ -215,5 +215,25 @@ test('the demo (npm start) compares the routing policies on the bundled trace, w
   for (const summary of Object.values(json.policies) as { requests: number; goodputRps: number }[]) {
     assert.equal(summary.requests, 300);
     assert.equal(typeof summary.goodputRps, 'number');
+  }
+});
+
+test('a reader that stops early (| head) ends the run quietly: status 0, no EPIPE stack', async () => {
+  const { spawn } = await import('node:child_process');
+  for (const args of [
+    ['sim', '--help'],
+    ['sim', '--requests', '3000', '--no-progress'],
+  ]) {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    // Read one chunk, then close our end of the pipe, as `head -1` does.
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    assert.equal(code, 0, `${args.join(' ')}: ${stderr}`);
+    assert.doesNotMatch(stderr, /EPIPE|Unhandled/);
   }
 });
