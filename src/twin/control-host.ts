@@ -136,6 +136,8 @@ export class ControlHost implements Actuator {
   private seriesStride = 1;
   private ticks = 0;
   private nextTickMs: number;
+  /** The earliest ready time of a starting instance; kept by `setPhase`. */
+  private nextReadyMs = Number.POSITIVE_INFINITY;
   private gpuMs = 0;
   private coldStarts = 0;
   private readonly armed = new Set<number>();
@@ -221,13 +223,9 @@ export class ControlHost implements Actuator {
     this.record(0, wanted);
   }
 
-  /** When the host next needs to act: a tick or a start completing. */
+  /** When the host next needs to act: a tick or a start completing (the twin asks often: cached). */
   get nextEventMs(): number {
-    let t = this.nextTickMs;
-    for (let k = 0; k < this.phase.length; k++) {
-      if (this.phase[k] === 'starting' && (this.readyAtMs[k] as number) < t) t = this.readyAtMs[k] as number;
-    }
-    return t;
+    return Math.min(this.nextTickMs, this.nextReadyMs);
   }
 
   /**
@@ -332,9 +330,9 @@ export class ControlHost implements Actuator {
     let active = this.count('starting') + this.count('ready');
     for (let k = 0; k < this.phase.length && active < wanted; k++) {
       if (this.phase[k] !== 'stopped') continue;
-      this.setPhase(k, 'starting', nowMs);
       this.startedAtMs[k] = nowMs;
       this.readyAtMs[k] = nowMs + this.startupMs;
+      this.setPhase(k, 'starting', nowMs);
       this.coldStarts++;
       active++;
       actions.push({ kind: 'start', variant: this.variant, instanceId: (this.pool[k] as SimInstance).id });
@@ -464,8 +462,8 @@ export class ControlHost implements Actuator {
 
   private stop(k: number, nowMs: number): void {
     this.bill(k, nowMs);
-    this.setPhase(k, 'stopped', nowMs);
     this.readyAtMs[k] = Number.POSITIVE_INFINITY;
+    this.setPhase(k, 'stopped', nowMs);
   }
 
   private bill(k: number, nowMs: number): void {
@@ -479,6 +477,12 @@ export class ControlHost implements Actuator {
     this.sinceMs[k] = nowMs;
     // Only a ready instance may take new work; the rest are refused by isEligible.
     (this.pool[k] as SimInstance).draining = phase !== 'ready';
+    let next = Number.POSITIVE_INFINITY;
+    for (let j = 0; j < this.phase.length; j++) {
+      if (this.phase[j] === 'starting' && (this.readyAtMs[j] as number) < next)
+        next = this.readyAtMs[j] as number;
+    }
+    this.nextReadyMs = next;
   }
 
   /** The policies see ready and draining instances (draining ones only for their signals). */
