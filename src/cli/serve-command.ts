@@ -18,6 +18,7 @@ import {
   startLocalEngines,
 } from '../adapters/local-engines.ts';
 import { onEverySignal } from '../adapters/process-signals.ts';
+import { autoscalerNames } from '../control/autoscalers/registry.ts';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, loadGatewayConfig, parseGatewayConfig } from '../gateway/config.ts';
 import { type Gateway, startGateway } from '../gateway/gateway.ts';
@@ -25,6 +26,12 @@ import { gpuSpec } from '../model/gpus.ts';
 import { modelSpec } from '../model/models.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import { nonNegativeInt, positiveInt } from './parse.ts';
+import {
+  type AutoscaledPool,
+  type AutoscaleSettings,
+  autoscaleSettings,
+  startAutoscaledPool,
+} from './serve-autoscale.ts';
 
 /** Flags of `switchyard serve`. */
 interface ServeFlags {
@@ -41,6 +48,10 @@ interface ServeFlags {
   readonly timeScale?: string;
   readonly scrapeIntervalMs?: number;
   readonly engineStartTimeoutMs: number;
+  readonly autoscaler?: string;
+  readonly minInstances?: number;
+  readonly maxInstances?: number;
+  readonly autoscalerIntervalMs?: number;
 }
 
 /** The default model of local sim engines. */
@@ -158,8 +169,13 @@ function portError(host: string, port: number, error: NodeJS.ErrnoException): Sw
 }
 
 /** Everything checked before starting anything; returns the config and the engine flags. */
-async function prepare(flags: ServeFlags): Promise<{ config: GatewayConfig; args: string[] | undefined }> {
+async function prepare(flags: ServeFlags): Promise<{
+  config: GatewayConfig;
+  args: string[] | undefined;
+  autoscale: AutoscaleSettings | undefined;
+}> {
   const config = effectiveConfig(flags);
+  const autoscale = autoscaleSettings(flags, config, DEFAULT_ENGINES[flags.engine]);
   let args: string[] | undefined;
   if (config.backends.length === 0) {
     args = engineArgs(flags);
@@ -167,7 +183,34 @@ async function prepare(flags: ServeFlags): Promise<{ config: GatewayConfig; args
     else checkLlamaModel(flags, engineCount(flags), (line) => process.stderr.write(`${line}\n`));
   }
   await checkPortFree(config.host, config.port);
-  return { config, args };
+  return { config, args, autoscale };
+}
+
+/** The autoscaled pool's minimum, started; its backends go into the config (ids engine-0..). */
+function startPool(flags: ServeFlags, args: string[], settings: AutoscaleSettings, config: GatewayConfig) {
+  return startAutoscaledPool({
+    settings,
+    engine: flags.engine,
+    args,
+    variant: {
+      model: flags.engine === 'sim' ? (flags.model ?? DEFAULT_SIM_MODEL) : (flags.model as string),
+      gpu: flags.engine === 'sim' ? flags.gpu : 'cpu',
+      tp: 1,
+      role: 'both',
+    },
+    startTimeoutMs: flags.engineStartTimeoutMs,
+    objectives: config.slo ?? {},
+    backendOf: (id, e) => ({
+      id,
+      type: flags.engine,
+      url: e.url,
+      models: [e.model],
+      gpu: flags.engine === 'sim' ? flags.gpu : 'cpu',
+      ...(flags.engine === 'sim' ? { perfModel: flags.model ?? DEFAULT_SIM_MODEL } : {}),
+      ...(e.kvEvents !== null ? { kvEvents: e.kvEvents } : {}),
+    }),
+    say: (line) => process.stderr.write(`switchyard serve: ${line}\n`),
+  });
 }
 
 async function startEngines(
@@ -270,8 +313,12 @@ async function runServe(flags: ServeFlags): Promise<void> {
   const prepared = await prepare(flags);
   let config = prepared.config;
   let engines: LocalEngines | undefined;
+  let pool: AutoscaledPool | undefined;
   let stopping = false;
-  if (prepared.args !== undefined) {
+  if (prepared.args !== undefined && prepared.autoscale !== undefined) {
+    pool = await startPool(flags, prepared.args, prepared.autoscale, config);
+    config = parseGatewayConfig({ ...config, backends: pool.backends }, {});
+  } else if (prepared.args !== undefined) {
     engines = await startEngines(flags, prepared.args, () => stopping);
     config = withLocalBackends(config, flags, engines);
   }
@@ -281,18 +328,21 @@ async function runServe(flags: ServeFlags): Promise<void> {
   } catch (error) {
     stopping = true;
     await engines?.stop();
+    await pool?.close();
     // The port was free when checked; something took it while the engines started.
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES')
       throw portError(config.host, config.port, error as NodeJS.ErrnoException);
     throw error;
   }
+  pool?.attach(gateway);
   printListening(gateway, config);
   try {
     await serveUntilStopped(gateway, config.drainTimeoutMs);
   } finally {
     stopping = true;
     await engines?.stop();
+    await pool?.close();
   }
   process.stderr.write('switchyard serve: stopped\n');
 }
@@ -347,6 +397,18 @@ export function registerServeCommand(program: Command): void {
       'longest wait for a local engine to start',
       positiveInt,
       READY_TIMEOUT_MS_DEFAULT,
+    )
+    .option(
+      '--autoscaler <name>',
+      `size the local engine pool with a control loop: ${autoscalerNames().join(', ')} (parameters: the config's autoscaler block; docs/autoscaling.md)`,
+    )
+    .option('--min-instances <n>', 'autoscaler: engines always running (default 1)', positiveInt)
+    .option('--max-instances <n>', 'autoscaler: most engines at once (default 4 sim, 1 llama)', positiveInt)
+    .option('--autoscaler-interval-ms <ms>', 'autoscaler: time between decisions (default 2000)', positiveInt)
+    .addHelpText(
+      'after',
+      '\nExample (autoscaled sim engines, gauges switchyard_desired_replicas and switchyard_replicas on /metrics):\n' +
+        '  switchyard serve --autoscaler kpa --min-instances 1 --max-instances 4 --autoscaler-interval-ms 1000\n',
     )
     .action(async (flags: ServeFlags) => {
       await runServe(flags);

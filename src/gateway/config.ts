@@ -213,6 +213,25 @@ export const gatewayConfigSchema = z
     drainTimeoutMs: z.number().int().min(0).max(3_600_000).default(30_000),
     /** Seed of the routing and jitter generators. */
     seed: z.number().int().default(1),
+    /**
+     * `switchyard serve` with local engines: a control loop sizing their pool (docs/autoscaling.md,
+     * "Live"); `--autoscaler`, `--min-instances`, `--max-instances` and `--autoscaler-interval-ms`
+     * override the fields. Absent: no autoscaling. The gateway itself does not read it.
+     */
+    autoscaler: z
+      .strictObject({
+        /** A registered autoscaler (src/control/autoscalers/registry.ts). */
+        name: z.string().min(1).max(64),
+        /** Its parameters, checked against its schema at start-up. */
+        params: z.record(z.string(), z.unknown()).default({}),
+        /** Default 1 (live scale-from-zero would need a request buffer; not built). */
+        minInstances: z.number().int().min(1).max(256).optional(),
+        /** Default: the minimum, or 4 sim / 1 llama engines if larger. */
+        maxInstances: z.number().int().min(1).max(256).optional(),
+        /** How often the loop runs; default 2000 (Knative's tick). */
+        intervalMs: z.number().int().min(10).max(3_600_000).optional(),
+      })
+      .optional(),
   })
   .superRefine((config, ctx) => {
     const ids = new Set<string>();

@@ -1,0 +1,200 @@
+/**
+ * The live control host: runs one control loop for one model on the wall clock in front of the
+ * gateway. It hears every request through the gateway's RequestTap (arrival, first byte, end), so its
+ * windows count what the gateway itself saw; every `intervalMs` it closes a TrafficWindow, asks the
+ * loop with it, the bounded history and the gateway's view of the model's instances, and hands the
+ * decision to the actuator. Between ticks it lets the actuator stop drained engines promptly.
+ *
+ * It also exports the loop's wish and the pool's state as Prometheus gauges
+ * (`switchyard_desired_replicas{model,role}`, `switchyard_replicas{model,role,phase}`): where
+ * Switchyard does not run the engines itself, an HPA or KEDA acts on them (docs/autoscaling.md).
+ */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Clock } from '../core/clock.ts';
+import type { ModelId } from '../core/ids.ts';
+import type { Request } from '../core/request.ts';
+import type { ClusterView } from '../core/view.ts';
+import type { LocalActuator } from './local-actuator.ts';
+import { TrafficWindowAccumulator } from './traffic-window.ts';
+import {
+  type ControlDecision,
+  type ControlLoop,
+  type InstancePhase,
+  type ServiceObjectives,
+  totalReplicas,
+  type Variant,
+} from './types.ts';
+
+/** Longest wait between two looks at draining engines (a drained engine stops within about this). */
+export const SETTLE_EVERY_MS_MAX = 100;
+/** The phases `switchyard_replicas` always reports (0 when none), so queries never miss a series. */
+export const REPLICA_PHASES: readonly InstancePhase[] = ['pending', 'starting', 'ready', 'draining'];
+
+/** Options of a `LiveControlRunner`. */
+export interface LiveRunnerOptions {
+  readonly loop: ControlLoop;
+  readonly actuator: LocalActuator;
+  /** The model name requests use: only its requests are counted. */
+  readonly model: ModelId;
+  /** What the actuator runs (the gauges' role label). */
+  readonly variant: Variant;
+  readonly intervalMs: number;
+  /** What the windows' SLO attainment measures (the config's SLO). */
+  readonly objectives: ServiceObjectives;
+  /** The gateway's clock (the one stamping `Request.arrivalMs`). */
+  readonly clock: Clock;
+  /** The gateway's view settled at `nowMs` (the runner keeps the model's instances). */
+  readonly view: (nowMs: number) => ClusterView;
+  /** Requests held in the gateway's admission queue now. */
+  readonly queued: () => number;
+  /** Decision changes and loop errors. */
+  readonly log?: (line: string) => void;
+}
+
+/** Runs a loop live (see the file comment). Set it as the gateway's `requestTap`, then `start()`. */
+export class LiveControlRunner {
+  /** What the loop last asked for, clamped to the pool (before the first tick: the initial pool). */
+  desired: number;
+  /** The last decision's reason. */
+  reason = 'initial pool';
+  /** Ticks run. */
+  ticks = 0;
+  private readonly windows: TrafficWindowAccumulator;
+  /** First-byte time per request; entries go with their requests. */
+  private readonly firstByteMs = new WeakMap<Request, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private nextTickMs: number;
+  private readonly log: (line: string) => void;
+
+  constructor(private readonly options: LiveRunnerOptions) {
+    if (!(Number.isFinite(options.intervalMs) && options.intervalMs > 0))
+      throw new RangeError(`intervalMs ${options.intervalMs}: expected a number of ms > 0`);
+    const nowMs = options.clock.nowMs();
+    this.windows = new TrafficWindowAccumulator(options.objectives, nowMs);
+    this.nextTickMs = nowMs + options.intervalMs;
+    this.desired = options.actuator.instances().length;
+    this.log = options.log ?? (() => {});
+  }
+
+  // ---- RequestTap (src/gateway/gateway.ts) ----
+
+  arrived(request: Request, nowMs: number): void {
+    if (request.model === this.options.model) this.windows.arrival(request.inputTokens, nowMs);
+  }
+
+  firstByte(request: Request, nowMs: number): void {
+    if (!this.firstByteMs.has(request)) this.firstByteMs.set(request, nowMs);
+  }
+
+  ended(request: Request, ok: boolean, outputTokens: number, nowMs: number): void {
+    if (request.model !== this.options.model) return;
+    if (!ok) {
+      this.windows.failure(nowMs);
+      return;
+    }
+    const firstMs = this.firstByteMs.get(request) ?? nowMs;
+    const tpotMs = outputTokens > 1 ? (nowMs - firstMs) / (outputTokens - 1) : 0;
+    this.windows.completion(firstMs - request.arrivalMs, tpotMs, outputTokens, nowMs);
+  }
+
+  // ---- the loop ----
+
+  /** Starts ticking every `intervalMs` on the host's clock. */
+  start(): void {
+    if (this.timer !== undefined) return;
+    const everyMs = Math.min(this.options.intervalMs, SETTLE_EVERY_MS_MAX);
+    this.timer = setInterval(() => this.poll(), everyMs);
+    this.timer.unref();
+  }
+
+  /** Stops ticking (the actuator's engines keep running until `actuator.close()`). */
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One control interval: close the window, ask the loop, apply its decision. */
+  tick(nowMs: number = this.options.clock.nowMs()): ControlDecision | undefined {
+    const o = this.options;
+    const window = this.windows.close(nowMs, o.queued());
+    const all = o.view(nowMs);
+    const view: ClusterView = {
+      nowMs,
+      instances: all.instances.filter((i) => i.models.includes(o.model)),
+    };
+    let decision: ControlDecision;
+    try {
+      decision = o.loop.decide({
+        nowMs,
+        model: o.variant.model,
+        instances: o.actuator.instances(),
+        view,
+        window,
+        history: this.windows.history,
+      });
+    } catch (error) {
+      // A loop that throws keeps the pool as it is; serving goes on.
+      this.log(`autoscaler ${o.loop.name}: decide failed: ${(error as Error).message}`);
+      return undefined;
+    }
+    this.ticks++;
+    o.actuator.apply(o.variant.model, decision, nowMs);
+    const desired = Math.max(0, Math.round(totalReplicas(decision)));
+    if (desired !== this.desired)
+      this.log(`autoscaler ${o.loop.name}: ${this.desired} -> ${desired} replicas: ${decision.reason}`);
+    this.desired = desired;
+    this.reason = decision.reason;
+    return decision;
+  }
+
+  /**
+   * Registers the replica gauges (and a start-failure counter) on `registry`, the gateway's own, so
+   * they appear on its /metrics.
+   */
+  registerMetrics(registry: Registry): void {
+    const labels = { model: this.options.model, role: this.options.variant.role };
+    const runner = this;
+    const actuator = this.options.actuator;
+    new Gauge({
+      name: 'switchyard_desired_replicas',
+      help: 'Instances the autoscaler wants for the model and role (its last decision)',
+      labelNames: ['model', 'role'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.set(labels, runner.desired);
+      },
+    });
+    new Gauge({
+      name: 'switchyard_replicas',
+      help: 'Instances of the model and role by phase (pending, starting, ready, draining)',
+      labelNames: ['model', 'role', 'phase'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const counts = actuator.counts();
+        for (const phase of REPLICA_PHASES) this.set({ ...labels, phase }, counts[phase]);
+      },
+    });
+    new Counter({
+      name: 'switchyard_autoscaler_start_failures_total',
+      help: 'Engine starts that failed or timed out (each is retried at a later tick)',
+      labelNames: ['model', 'role'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(labels, actuator.startFailures);
+      },
+    });
+  }
+
+  private poll(): void {
+    const nowMs = this.options.clock.nowMs();
+    if (nowMs >= this.nextTickMs) {
+      // Ticks keep their phase: a late timer does not shift every later window.
+      const late = Math.floor((nowMs - this.nextTickMs) / this.options.intervalMs);
+      this.nextTickMs += (late + 1) * this.options.intervalMs;
+      this.tick(nowMs);
+    } else this.options.actuator.settle(nowMs);
+  }
+}

@@ -1,0 +1,301 @@
+/**
+ * The live actuator: moves a pool of `maxInstances` engine slots toward a loop's decision by
+ * starting engines (through an `EngineLauncher`, src/adapters/engine-launcher.ts) and draining them
+ * out of the gateway. Slot k is backend `engine-k`.
+ *
+ * A slot goes stopped -> starting (launched, not yet answering its health check; not in the gateway)
+ * -> ready (added to the gateway's backends) -> draining (marked draining: the gateway routes it
+ * nothing new, requests already there finish there) -> stopping (no request in flight: removed from
+ * the gateway, process stopping) -> stopped. A slot is reused only once its process exited, so at
+ * most `maxInstances` processes exist at any moment.
+ *
+ * More wanted: a draining slot comes back first (its process is warm), then the lowest-index stopped
+ * slots start. Fewer wanted: starting slots are cancelled first (they hold no request), then the
+ * highest-index ready slots drain. A start that fails or times out is counted (`startFailures`) and
+ * its slot is free again; the next decision retries it, so a failing engine is retried once per
+ * tick, never in a tight loop. Decisions arrive through `apply`; the actuator reads the clock only
+ * to stamp phase changes that complete between ticks.
+ */
+import type { Clock } from '../core/clock.ts';
+import type { InstanceId, ModelId } from '../core/ids.ts';
+import {
+  type Actuator,
+  type ControlAction,
+  type ControlDecision,
+  type InstancePhase,
+  type ManagedInstance,
+  totalReplicas,
+  type Variant,
+} from './types.ts';
+
+/** A started engine, answering its health check. */
+export interface LaunchedEngine {
+  /** Base URL of its OpenAI API. */
+  readonly url: string;
+  /** Its KV-event endpoint, or null. */
+  readonly kvEvents: string | null;
+  /** The model name requests use. */
+  readonly model: string;
+  readonly pid: number;
+  /** Stops the process (SIGTERM, SIGKILL after a grace period); resolves when it exited. */
+  stop(): Promise<void>;
+}
+
+/** Starts engines one at a time; `index` is the slot (log prefixes). Rejects when a start fails. */
+export interface EngineLauncher {
+  launch(index: number): Promise<LaunchedEngine>;
+}
+
+/** What the actuator does to the gateway in front of its engines. */
+export interface BackendPool {
+  /** Puts a started engine in service as backend `id`. */
+  add(id: InstanceId, engine: LaunchedEngine): void;
+  setDraining(id: InstanceId, draining: boolean): void;
+  /** Requests the gateway has in flight on `id`. */
+  inFlight(id: InstanceId): number;
+  /** Takes `id` out of the gateway (it has nothing in flight). */
+  remove(id: InstanceId): void;
+}
+
+/** Options of a `LocalActuator`. */
+export interface LocalActuatorOptions {
+  readonly variant: Variant;
+  /** Slots, and so the most engine processes at any moment. */
+  readonly maxInstances: number;
+  readonly launcher: EngineLauncher;
+  readonly backends: BackendPool;
+  /** The host's clock: stamps starts that complete between ticks. */
+  readonly clock: Clock;
+  /** Engines already started and in the gateway as `engine-0`.. (serve's minimum, started first). */
+  readonly initial?: readonly LaunchedEngine[];
+  /** One line per start, failure, drain and stop. */
+  readonly log?: (line: string) => void;
+}
+
+type SlotPhase = InstancePhase | 'stopping' | 'stopped';
+
+interface Slot {
+  readonly index: number;
+  readonly id: InstanceId;
+  phase: SlotPhase;
+  sinceMs: number;
+  engine: LaunchedEngine | undefined;
+  /** Bumped when a start is cancelled: a launch that completes under an old generation is stopped. */
+  generation: number;
+  /** The launch or stop in progress (resolves, never rejects). */
+  pending: Promise<void> | undefined;
+}
+
+/** The backend id of slot `index`. */
+export function slotId(index: number): InstanceId {
+  return `engine-${index}`;
+}
+
+/** Local engines under a control loop's decisions (see the file comment). */
+export class LocalActuator implements Actuator {
+  /** Launches that failed or timed out. */
+  startFailures = 0;
+  /** Launches asked for (initial engines not counted). */
+  starts = 0;
+  /** Engines stopped after a drain. */
+  stops = 0;
+  private readonly slots: Slot[];
+  private readonly log: (line: string) => void;
+  private closed = false;
+
+  constructor(private readonly options: LocalActuatorOptions) {
+    const { maxInstances, initial = [] } = options;
+    if (!Number.isInteger(maxInstances) || maxInstances < 1)
+      throw new RangeError(`maxInstances ${maxInstances}: expected an integer >= 1`);
+    if (initial.length > maxInstances)
+      throw new RangeError(`${initial.length} initial engines exceed maxInstances ${maxInstances}`);
+    this.log = options.log ?? (() => {});
+    const nowMs = options.clock.nowMs();
+    this.slots = Array.from({ length: maxInstances }, (_, index) => {
+      const engine = initial[index];
+      return {
+        index,
+        id: slotId(index),
+        phase: engine === undefined ? 'stopped' : 'ready',
+        sinceMs: nowMs,
+        engine,
+        generation: 0,
+        pending: undefined,
+      };
+    });
+  }
+
+  /** Instances in phases the control layer knows (stopping and stopped slots are not listed). */
+  instances(_model?: ModelId): readonly ManagedInstance[] {
+    const out: ManagedInstance[] = [];
+    for (const s of this.slots) {
+      if (s.phase === 'stopped' || s.phase === 'stopping') continue;
+      out.push({ id: s.id, variant: this.options.variant, phase: s.phase, sinceMs: s.sinceMs });
+    }
+    return out;
+  }
+
+  /** Slots per phase, every phase listed (the replica gauges). */
+  counts(): Record<SlotPhase, number> {
+    const c: Record<SlotPhase, number> = {
+      pending: 0,
+      starting: 0,
+      ready: 0,
+      draining: 0,
+      stopping: 0,
+      stopped: 0,
+    };
+    for (const s of this.slots) c[s.phase]++;
+    return c;
+  }
+
+  /** Moves the pool toward `decision` (clamped to 0..maxInstances); returns what it did. */
+  apply(_model: ModelId, decision: ControlDecision, nowMs: number): readonly ControlAction[] {
+    if (this.closed) return [];
+    this.settle(nowMs);
+    const wanted = Math.max(0, Math.min(this.slots.length, Math.round(totalReplicas(decision))));
+    const actions: ControlAction[] = [];
+    const variant = this.options.variant;
+    let active = this.count('starting') + this.count('ready');
+    for (const s of this.slots) {
+      if (active >= wanted) break;
+      if (s.phase !== 'draining') continue;
+      // Warm and still in the gateway: back in service at once.
+      this.options.backends.setDraining(s.id, false);
+      this.enter(s, 'ready', nowMs);
+      this.log(`engine ${s.index} back in service (was draining)`);
+      actions.push({ kind: 'start', variant, instanceId: s.id });
+      active++;
+    }
+    for (const s of this.slots) {
+      if (active >= wanted) break;
+      if (s.phase !== 'stopped') continue;
+      this.start(s, nowMs);
+      actions.push({ kind: 'start', variant, instanceId: s.id });
+      active++;
+    }
+    for (const phase of ['starting', 'ready'] as const) {
+      for (let k = this.slots.length - 1; k >= 0 && active > wanted; k--) {
+        const s = this.slots[k] as Slot;
+        if (s.phase !== phase) continue;
+        active--;
+        actions.push({ kind: 'drain', instanceId: s.id });
+        if (phase === 'starting') {
+          // Its launch stops the engine when it completes; the slot is reused after that.
+          s.generation++;
+          this.enter(s, 'stopping', nowMs);
+          this.log(`engine ${s.index}: start cancelled`);
+        } else {
+          this.options.backends.setDraining(s.id, true);
+          this.enter(s, 'draining', nowMs);
+          this.log(`engine ${s.index} draining (${this.options.backends.inFlight(s.id)} in flight)`);
+        }
+      }
+    }
+    this.settle(nowMs);
+    return actions;
+  }
+
+  /**
+   * Stops every draining engine with nothing left in flight: out of the gateway, then its process.
+   * The runner calls it between ticks too, so a drained engine does not wait a whole interval.
+   */
+  settle(nowMs: number): void {
+    for (const s of this.slots) {
+      if (s.phase !== 'draining' || this.options.backends.inFlight(s.id) > 0) continue;
+      this.options.backends.remove(s.id);
+      this.enter(s, 'stopping', nowMs);
+      const engine = s.engine;
+      s.engine = undefined;
+      s.pending = (engine?.stop() ?? Promise.resolve()).then(
+        () => this.stopped(s),
+        () => this.stopped(s),
+      );
+    }
+  }
+
+  /** A ready engine died for good (its supervisor gave up): drain it out like a scale-down. */
+  engineLost(index: number): void {
+    const s = this.slots[index];
+    if (s === undefined || s.phase !== 'ready') return;
+    this.options.backends.setDraining(s.id, true);
+    this.enter(s, 'draining', this.options.clock.nowMs());
+    this.log(`engine ${s.index} lost: draining it out`);
+  }
+
+  /** Some slot is starting, draining or stopping (work in progress between ticks). */
+  get busy(): boolean {
+    return this.slots.some((s) => s.phase === 'starting' || s.phase === 'draining' || s.phase === 'stopping');
+  }
+
+  /** Stops every engine (shutdown, after the gateway closed) and waits for launches in progress. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const waits: Promise<void>[] = [];
+    for (const s of this.slots) {
+      s.generation++;
+      if (s.pending !== undefined) waits.push(s.pending);
+      if (s.engine !== undefined) waits.push(s.engine.stop().catch(() => {}));
+      s.engine = undefined;
+    }
+    await Promise.all(waits);
+  }
+
+  private start(s: Slot, nowMs: number): void {
+    this.enter(s, 'starting', nowMs);
+    this.starts++;
+    const generation = s.generation;
+    this.log(`starting engine ${s.index}`);
+    s.pending = this.options.launcher.launch(s.index).then(
+      (engine) => this.launched(s, generation, engine),
+      (error: Error) => {
+        s.pending = undefined;
+        if (s.generation === generation && !this.closed) {
+          this.startFailures++;
+          this.log(`engine ${s.index} failed to start (${this.startFailures} so far): ${error.message}`);
+          this.enter(s, 'stopped', this.options.clock.nowMs());
+        } else this.stopped(s);
+      },
+    );
+  }
+
+  private async launched(s: Slot, generation: number, engine: LaunchedEngine): Promise<void> {
+    s.pending = undefined;
+    if (s.generation !== generation || this.closed) {
+      await engine.stop().catch(() => {});
+      this.stopped(s);
+      return;
+    }
+    try {
+      this.options.backends.add(s.id, engine);
+    } catch (error) {
+      this.startFailures++;
+      this.log(`engine ${s.index} started but the gateway refused it: ${(error as Error).message}`);
+      await engine.stop().catch(() => {});
+      this.enter(s, 'stopped', this.options.clock.nowMs());
+      return;
+    }
+    s.engine = engine;
+    this.enter(s, 'ready', this.options.clock.nowMs());
+    this.log(`engine ${s.index} ready at ${engine.url} (pid ${engine.pid})`);
+  }
+
+  private stopped(s: Slot): void {
+    s.pending = undefined;
+    if (s.phase !== 'stopping') return;
+    this.stops++;
+    this.enter(s, 'stopped', this.options.clock.nowMs());
+    this.log(`engine ${s.index} stopped`);
+  }
+
+  private enter(s: Slot, phase: SlotPhase, nowMs: number): void {
+    s.phase = phase;
+    s.sinceMs = nowMs;
+  }
+
+  private count(phase: SlotPhase): number {
+    let n = 0;
+    for (const s of this.slots) if (s.phase === phase) n++;
+    return n;
+  }
+}
