@@ -7,11 +7,17 @@
 import { localEngineLauncher } from '../adapters/engine-launcher.ts';
 import { RESTART_POLICY_DEFAULT } from '../adapters/local-engines.ts';
 import { checkAutoscaler, createAutoscaler } from '../control/autoscalers/registry.ts';
+import { ExportOnlyActuator } from '../control/export-actuator.ts';
 import { LiveControlRunner } from '../control/live-runner.ts';
-import { type EngineLauncher, type LaunchedEngine, LocalActuator, slotId } from '../control/local-actuator.ts';
+import {
+  type EngineLauncher,
+  type LaunchedEngine,
+  LocalActuator,
+  slotId,
+} from '../control/local-actuator.ts';
 import type { ServiceObjectives, Variant } from '../control/types.ts';
 import { SwitchyardError } from '../core/errors.ts';
-import type { GatewayConfig } from '../gateway/config.ts';
+import { type GatewayConfig, perfModelIdOf } from '../gateway/config.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 
 /** The loop's default tick, as in the twin: Knative's 2 s. */
@@ -60,11 +66,6 @@ export function autoscaleSettings(
     throw usage(
       '--engines sets a fixed pool; with --autoscaler use --min-instances and --max-instances',
       'engines',
-    );
-  if (config.backends.length > 0)
-    throw usage(
-      '--autoscaler runs local engines; the config names backends (an HPA or KEDA can scale those: docs/autoscaling.md)',
-      'autoscaler',
     );
   // Parameters from the config belong to the autoscaler it names; another name on the flag starts from none.
   const params = block !== undefined && block.name === name ? block.params : {};
@@ -201,4 +202,57 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
       else await stopInitial();
     },
   };
+}
+
+/**
+ * Configured backends (engines Switchyard does not run): the loop runs on the gateway's traffic and
+ * its decisions are only exported as `switchyard_desired_replicas`, for an HPA or KEDA to act on.
+ * It sizes the first backend's first model.
+ */
+export function attachExportOnly(
+  gateway: Gateway,
+  settings: AutoscaleSettings,
+  say: (line: string) => void,
+): LiveControlRunner {
+  const b = gateway.config.backends[0];
+  if (b === undefined) throw usage('--autoscaler needs local engines or configured backends', 'autoscaler');
+  const served = b.models[0] as string;
+  const variant: Variant = { model: perfModelIdOf(b) ?? served, gpu: b.gpu, tp: b.tp, role: b.role };
+  const clock = { nowMs: () => performance.now() };
+  const actuator = new ExportOnlyActuator(
+    variant,
+    () => gateway.view.instances.filter((i) => i.models.includes(served)),
+    clock.nowMs,
+  );
+  const loop = createAutoscaler(
+    settings.name,
+    {
+      model: variant.model,
+      variants: [variant],
+      minReplicas: settings.minInstances,
+      maxReplicas: settings.maxInstances,
+      intervalMs: settings.intervalMs,
+      objectives: gateway.config.slo ?? {},
+    },
+    settings.params,
+  );
+  const runner = new LiveControlRunner({
+    loop,
+    actuator,
+    model: served,
+    variant,
+    intervalMs: settings.intervalMs,
+    objectives: gateway.config.slo ?? {},
+    clock,
+    view: (nowMs) => gateway.view.at(nowMs),
+    queued: () => gateway.stats.queued,
+    log: say,
+  });
+  runner.registerMetrics(gateway.metrics.registry);
+  gateway.requestTap = runner;
+  runner.start();
+  say(
+    `autoscaler ${settings.name} exports switchyard_desired_replicas for '${served}' only: the configured backends are not started or stopped by Switchyard (docs/autoscaling.md)`,
+  );
+  return runner;
 }

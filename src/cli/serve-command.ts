@@ -29,6 +29,7 @@ import { nonNegativeInt, positiveInt } from './parse.ts';
 import {
   type AutoscaledPool,
   type AutoscaleSettings,
+  attachExportOnly,
   autoscaleSettings,
   startAutoscaledPool,
 } from './serve-autoscale.ts';
@@ -336,11 +337,18 @@ async function runServe(flags: ServeFlags): Promise<void> {
     throw error;
   }
   pool?.attach(gateway);
+  const exported =
+    pool === undefined && prepared.autoscale !== undefined
+      ? attachExportOnly(gateway, prepared.autoscale, (line) =>
+          process.stderr.write(`switchyard serve: ${line}\n`),
+        )
+      : undefined;
   printListening(gateway, config);
   try {
     await serveUntilStopped(gateway, config.drainTimeoutMs);
   } finally {
     stopping = true;
+    exported?.stop();
     await engines?.stop();
     await pool?.close();
   }

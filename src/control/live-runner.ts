@@ -14,9 +14,9 @@ import type { Clock } from '../core/clock.ts';
 import type { ModelId } from '../core/ids.ts';
 import type { Request } from '../core/request.ts';
 import type { ClusterView } from '../core/view.ts';
-import type { LocalActuator } from './local-actuator.ts';
 import { TrafficWindowAccumulator } from './traffic-window.ts';
 import {
+  type Actuator,
   type ControlDecision,
   type ControlLoop,
   type InstancePhase,
@@ -30,10 +30,20 @@ export const SETTLE_EVERY_MS_MAX = 100;
 /** The phases `switchyard_replicas` always reports (0 when none), so queries never miss a series. */
 export const REPLICA_PHASES: readonly InstancePhase[] = ['pending', 'starting', 'ready', 'draining'];
 
+/** What the runner needs of its actuator besides `Actuator`: the local one, or an export-only one. */
+export interface LiveActuator extends Actuator {
+  /** Finishes what completes between ticks (a drained engine stops). */
+  settle(nowMs: number): void;
+  /** Instances per phase, every InstancePhase present. */
+  counts(): Readonly<Record<InstancePhase, number>>;
+  /** Starts that failed so far. */
+  readonly startFailures: number;
+}
+
 /** Options of a `LiveControlRunner`. */
 export interface LiveRunnerOptions {
   readonly loop: ControlLoop;
-  readonly actuator: LocalActuator;
+  readonly actuator: LiveActuator;
   /** The model name requests use: only its requests are counted. */
   readonly model: ModelId;
   /** What the actuator runs (the gauges' role label). */
@@ -72,7 +82,7 @@ export class LiveControlRunner {
     const nowMs = options.clock.nowMs();
     this.windows = new TrafficWindowAccumulator(options.objectives, nowMs);
     this.nextTickMs = nowMs + options.intervalMs;
-    this.desired = options.actuator.instances().length;
+    this.desired = options.actuator.instances(options.variant.model).length;
     this.log = options.log ?? (() => {});
   }
 
@@ -127,7 +137,7 @@ export class LiveControlRunner {
       decision = o.loop.decide({
         nowMs,
         model: o.variant.model,
-        instances: o.actuator.instances(),
+        instances: o.actuator.instances(o.variant.model),
         view,
         window,
         history: this.windows.history,

@@ -22,10 +22,11 @@ const HANG_GUARD_MS = 60_000;
 const CLIENTS = 8;
 
 const dir = mkdtempSync(join(tmpdir(), 'sy-autoscale-'));
-let child: ChildProcess | undefined;
+const children: ChildProcess[] = [];
 after(async () => {
-  if (child !== undefined && child.exitCode === null && child.signalCode === null) {
-    const closed = new Promise((resolve) => child?.once('close', resolve));
+  for (const child of children) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    const closed = new Promise((resolve) => child.once('close', resolve));
     child.kill('SIGKILL');
     await closed;
   }
@@ -39,6 +40,25 @@ async function until(what: string, check: () => Promise<boolean> | boolean): Pro
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
   }
+}
+
+/** Starts `switchyard serve --port 0 ...args` and waits for its listening line. */
+async function startServe(args: string[]) {
+  const proc = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(proc);
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on('line', (l) => stdout.push(l));
+  createInterface({ input: proc.stderr as NodeJS.ReadableStream }).on('line', (l) => stderr.push(l));
+  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
+  await until('the listening line', () => {
+    if (proc.exitCode !== null) throw new Error(`serve exited: ${stderr.join('\n')}`);
+    return stdout.some((l) => l.includes('listening on'));
+  });
+  const url = /listening on (http:\/\/\S+)/.exec(stdout.join('\n'))?.[1] as string;
+  return { proc, stderr, exited, url };
 }
 
 /** Prometheus samples by `name{labels}` (labels as printed). */
@@ -71,39 +91,20 @@ it('scales sim engines up under load and drains back to the minimum, losing no r
       '',
     ].join('\n'),
   );
-  const proc = spawn(
-    process.execPath,
-    [
-      BIN,
-      'serve',
-      '--port',
-      '0',
-      '--config',
-      config,
-      '--autoscaler',
-      'apa',
-      '--min-instances',
-      '1',
-      '--max-instances',
-      '2',
-      '--autoscaler-interval-ms',
-      '250',
-      '--time-scale',
-      '0.5',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  child = proc;
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on('line', (l) => stdout.push(l));
-  createInterface({ input: proc.stderr as NodeJS.ReadableStream }).on('line', (l) => stderr.push(l));
-  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
-  await until('the listening line', () => {
-    if (proc.exitCode !== null) throw new Error(`serve exited: ${stderr.join('\n')}`);
-    return stdout.some((l) => l.includes('listening on'));
-  });
-  const url = /listening on (http:\/\/\S+)/.exec(stdout.join('\n'))?.[1] as string;
+  const { proc, stderr, exited, url } = await startServe([
+    '--config',
+    config,
+    '--autoscaler',
+    'apa',
+    '--min-instances',
+    '1',
+    '--max-instances',
+    '2',
+    '--autoscaler-interval-ms',
+    '250',
+    '--time-scale',
+    '0.5',
+  ]);
 
   // At rest: one engine, and the loop wants one.
   const rest = await scrape(url);
@@ -177,4 +178,67 @@ it('scales sim engines up under load and drains back to the minimum, losing no r
   proc.kill('SIGTERM');
   assert.equal(await exited, 0);
   assert.ok(stderr.some((l) => l.includes('switchyard serve: stopped')));
+});
+
+it('with configured backends, exports the desired count without starting anything', async () => {
+  // An engine Switchyard does not run: started here, named in the config.
+  const engine = spawn(process.execPath, [BIN, 'engine', 'sim', '--port', '0', '--time-scale', '0.5'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const engineClosed = new Promise((resolve) => engine.once('close', resolve));
+  let engineUrl: string | undefined;
+  createInterface({ input: engine.stdout as NodeJS.ReadableStream }).on('line', (l) => {
+    engineUrl ??= (JSON.parse(l) as { url?: string }).url;
+  });
+  try {
+    await until('the engine ready line', () => engineUrl !== undefined);
+    const config = join(dir, 'backends.yaml');
+    writeFileSync(
+      config,
+      [
+        'backends:',
+        `  - { id: pod-a, type: sim, url: "${engineUrl}", models: [llama-3.1-8b] }`,
+        'autoscaler:',
+        '  name: apa',
+        '  params: { metric: concurrency, targetValue: 2, windowMs: 0, scaleDownCooldownMs: 0 }',
+        '  maxInstances: 4',
+        '  intervalMs: 250',
+        '',
+      ].join('\n'),
+    );
+    const serve = await startServe(['--config', config]);
+    let loadOn = true;
+    const client = async (): Promise<void> => {
+      while (loadOn) {
+        const res = await fetch(`${serve.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: 'llama-3.1-8b',
+            messages: [{ role: 'user', content: 'hello' }],
+            max_tokens: 120,
+          }),
+        });
+        await res.arrayBuffer();
+        assert.equal(res.status, 200);
+      }
+    };
+    const clients = Array.from({ length: CLIENTS }, client);
+    await until('a desired count above the one backend', async () => {
+      const m = await scrape(serve.url);
+      return (desired(m) ?? 0) > 1;
+    });
+    const m = await scrape(serve.url);
+    assert.equal(replicas(m, 'ready'), 1, 'the one configured backend');
+    assert.equal(replicas(m, 'starting'), 0, 'nothing started');
+    loadOn = false;
+    await Promise.all(clients);
+    assert.ok(serve.stderr.some((l) => l.includes('exports switchyard_desired_replicas')));
+    assert.ok(!serve.stderr.some((l) => l.includes('starting engine')));
+    serve.proc.kill('SIGTERM');
+    assert.equal(await serve.exited, 0);
+  } finally {
+    engine.kill('SIGTERM');
+    await engineClosed;
+  }
 });
