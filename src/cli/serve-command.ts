@@ -408,7 +408,7 @@ export function registerServeCommand(program: Command): void {
     )
     .option(
       '--autoscaler <name>',
-      `size the local engine pool with a control loop: ${autoscalerNames().join(', ')} (parameters: the config's autoscaler block; docs/autoscaling.md)`,
+      `size the local engine pool with a control loop (with configured backends: only export switchyard_desired_replicas): ${autoscalerNames().join(', ')}; parameters in the config's autoscaler block (docs/autoscaling.md)`,
     )
     .option('--min-instances <n>', 'autoscaler: engines always running (default 1)', positiveInt)
     .option('--max-instances <n>', 'autoscaler: most engines at once (default 4 sim, 1 llama)', positiveInt)
