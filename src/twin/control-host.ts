@@ -178,16 +178,6 @@ export class ControlHost implements Actuator {
     this.variant = { model: first.model, gpu: first.gpu, tp: first.tp, role: 'both' };
     this.intervalMs = settings.intervalMs ?? CONTROL_INTERVAL_MS_DEFAULT;
     this.objectives = settings.slo ?? { ttftMs: deps.slo.ttftMs, tpotMs: deps.slo.tpotMs };
-    const context: ControlContext = {
-      model: first.model,
-      variants: [this.variant],
-      minReplicas: settings.minInstances,
-      maxReplicas: settings.maxInstances,
-      intervalMs: this.intervalMs,
-      objectives: this.objectives,
-    };
-    this.loop =
-      settings.create?.(context) ?? createAutoscaler(settings.autoscaler, context, settings.params ?? {});
     this.startupMs =
       settings.startupMs ??
       startupTimeMs({
@@ -197,6 +187,18 @@ export class ControlHost implements Actuator {
         tier: settings.startupTier,
         compile: settings.compile,
       });
+    // Loops that plan ahead are told the start-up time the host will impose.
+    const context: ControlContext = {
+      model: first.model,
+      variants: [this.variant],
+      minReplicas: settings.minInstances,
+      maxReplicas: settings.maxInstances,
+      intervalMs: this.intervalMs,
+      objectives: this.objectives,
+      startupMs: this.startupMs,
+    };
+    this.loop =
+      settings.create?.(context) ?? createAutoscaler(settings.autoscaler, context, settings.params ?? {});
     if (!(this.startupMs >= 0)) throw invalidArgument('startupMs', this.startupMs, 'a number of ms >= 0');
     const n = pool.length;
     this.phase = new Array<Phase>(n).fill('stopped');

@@ -26,7 +26,7 @@ export interface ForecastOptions {
   readonly periodMinCorrelation: number;
   /** A fixed period in ms instead of detection (0: no seasonality). Undefined: detect. */
   readonly periodMs: number | undefined;
-  /** How often the period is re-estimated, in buckets. */
+  /** How often the period is re-estimated, in buckets (at least; a long history is searched less often). */
   readonly periodRecheckBuckets: number;
   /** Buckets in the trend's least-squares fit. */
   readonly trendBuckets: number;
@@ -34,19 +34,25 @@ export interface ForecastOptions {
   readonly levelAlpha: number;
 }
 
-/** Defaults: one-minute buckets, a week of them, periods from 10 minutes. */
+/**
+ * Defaults: ten-second buckets (a trend is seen within a minute), a week of them, periods from five
+ * minutes.
+ */
 export function defaultForecastOptions(): ForecastOptions {
   return {
-    bucketMs: 60_000,
-    bucketsMax: 7 * 24 * 60,
-    periodMinBuckets: 10,
+    bucketMs: 10_000,
+    bucketsMax: 7 * 24 * 360,
+    periodMinBuckets: 30,
     periodMinCorrelation: 0.5,
     periodMs: undefined,
     periodRecheckBuckets: 30,
-    trendBuckets: 5,
+    trendBuckets: 6,
     levelAlpha: 0.5,
   };
 }
+
+/** A trend is extrapolated only when its slope is this many standard errors from zero. */
+export const TREND_MIN_T = 2;
 
 /** Standard deviations of Poisson noise beyond which a window is a change of level, not noise. */
 export const JUMP_SIGMAS = 4;
@@ -81,6 +87,8 @@ export class RateForecaster {
   private openSpanMs = 0;
   private level = Number.NaN;
   private periodBuckets = 0;
+  /** The bucket of the last jump in level; the trend fits only closed buckets after it. */
+  private jumpBucket = Number.NEGATIVE_INFINITY;
   private bucketsSinceRecheck = 0;
 
   constructor(options: Partial<ForecastOptions> = {}) {
@@ -100,10 +108,13 @@ export class RateForecaster {
     this.openArrivals += arrivals;
     this.openSpanMs += spanMs;
     const rate = (arrivals * 1000) / spanMs;
-    this.level =
-      Number.isNaN(this.level) || this.isJump(arrivals, spanMs)
-        ? rate
-        : this.level + this.windowAlpha(spanMs) * (rate - this.level);
+    if (Number.isNaN(this.level) || this.isJump(arrivals, spanMs)) {
+      this.level = rate;
+      // A step is the level's business: the trend looks only at buckets after it.
+      this.jumpBucket = this.openBucket;
+    } else {
+      this.level += this.windowAlpha(spanMs) * (rate - this.level);
+    }
   }
 
   /**
@@ -151,7 +162,9 @@ export class RateForecaster {
     this.openBucket++;
     this.openArrivals = 0;
     this.openSpanMs = 0;
-    if (this.opts.periodMs === undefined && ++this.bucketsSinceRecheck >= this.opts.periodRecheckBuckets) {
+    // The search costs O(points^2): past a short history, look again after each 1/16 of it.
+    const recheck = Math.max(this.opts.periodRecheckBuckets, Math.floor(this.count / 16));
+    if (this.opts.periodMs === undefined && ++this.bucketsSinceRecheck >= recheck) {
       this.bucketsSinceRecheck = 0;
       this.periodBuckets = this.detectPeriod();
     }
@@ -164,14 +177,21 @@ export class RateForecaster {
     return this.ring[i] as number;
   }
 
-  /** Least-squares slope over the last `trendBuckets` buckets, extrapolated; bounded to [0, 3 x level]. */
+  /**
+   * The least-squares line over the last `trendBuckets` buckets since the last jump in level,
+   * extrapolated over the horizon when its slope stands out of the noise (more than
+   * TREND_MIN_T standard errors): a climb is a trend, noise is not, and a step is the level's
+   * business. Bounded to [0, 3 x level].
+   */
   private trendAt(horizonMs: number, levelRps: number): number {
-    const n = Math.min(this.opts.trendBuckets, this.count);
+    const sinceJump = this.openBucket - this.jumpBucket - 1;
+    const n = Math.min(this.opts.trendBuckets, this.count, sinceJump);
     if (n < 3) return levelRps;
     let sx = 0;
     let sy = 0;
     let sxx = 0;
     let sxy = 0;
+    let syy = 0;
     for (let k = 0; k < n; k++) {
       const x = -k;
       const y = this.newest(k);
@@ -179,9 +199,14 @@ export class RateForecaster {
       sy += y;
       sxx += x * x;
       sxy += x * y;
+      syy += y * y;
     }
-    const slopePerBucket = (n * sxy - sx * sy) / (n * sxx - sx * sx);
-    const ahead = levelRps + slopePerBucket * (horizonMs / this.opts.bucketMs);
+    const varX = sxx - (sx * sx) / n;
+    const slope = (sxy - (sx * sy) / n) / varX;
+    const residual = Math.max(0, syy - (sy * sy) / n - slope * slope * varX);
+    const standardError = Math.sqrt(residual / (n - 2) / varX);
+    if (!(Math.abs(slope) > TREND_MIN_T * standardError)) return levelRps;
+    const ahead = levelRps + slope * (horizonMs / this.opts.bucketMs);
     return Math.max(0, Math.min(ahead, 3 * Math.max(levelRps, this.newest(0))));
   }
 
@@ -245,18 +270,27 @@ export function bestAutocorrelationLag(xs: Float64Array, minLag: number, minCorr
   let variance = 0;
   for (let i = 0; i < n; i++) variance += ((xs[i] as number) - mean) ** 2;
   if (!(variance > 0)) return 0;
-  let crossed = false;
-  let best = 0;
-  let bestR = minCorrelation;
-  for (let lag = 1; lag <= Math.floor(n / 2); lag++) {
+  const maxLag = Math.floor(n / 2);
+  const r = new Float64Array(maxLag + 2);
+  r[0] = 1;
+  for (let lag = 1; lag <= maxLag + 1 && lag < n; lag++) {
     let c = 0;
     for (let i = 0; i + lag < n; i++) c += ((xs[i] as number) - mean) * ((xs[i + lag] as number) - mean);
     // Normalised by the overlap, so long lags are not penalised for having fewer pairs.
-    const r = (c / (n - lag)) * (n / variance);
-    if (r < 0) crossed = true;
-    if (crossed && lag >= minLag && r >= bestR) {
+    r[lag] = (c / (n - lag)) * (n / variance);
+  }
+  let crossed = false;
+  let best = 0;
+  let bestR = minCorrelation;
+  // A period is a peak: higher than both neighbours, so a correlation still rising at the edge of
+  // the history (a period longer than half of it) is not taken for a shorter one.
+  for (let lag = 1; lag < maxLag; lag++) {
+    const here = r[lag] as number;
+    if (here < 0) crossed = true;
+    const peak = here >= (r[lag - 1] as number) && here > (r[lag + 1] as number);
+    if (crossed && peak && lag >= minLag && here >= bestR) {
       best = lag;
-      bestR = r;
+      bestR = here;
     }
   }
   return best;

@@ -23,7 +23,7 @@ export const sloPlannerParams = z.strictObject({
   targetUtilization: z.number().gt(0).max(1).default(0.8),
   /** Start-to-ready time when the host gives none (ControlContext.startupMs), ms. */
   startupMs: z.number().nonnegative().finite().default(60_000),
-  /** How long a lower count must hold before the planner scales down, ms (default: two start-ups). */
+  /** How long a lower count must hold before the planner scales down, ms (default: one start-up, the break-even). */
   scaleDownDelayMs: z.number().nonnegative().finite().optional(),
   /** Objectives when the context has none, ms. */
   ttftMs: positive.default(2000),
@@ -34,7 +34,7 @@ export const sloPlannerParams = z.strictObject({
   /** Weight of each window's measured mean lengths (EWMA). */
   lengthAlpha: z.number().gt(0).max(1).default(0.2),
   /** Rate-history bucket, ms, and a fixed seasonal period (0: none; unset: detected). */
-  bucketMs: positive.default(60_000),
+  bucketMs: positive.default(10_000),
   periodMs: z.number().nonnegative().finite().optional(),
   /** Requests waiting at the host or in engines are served within this many ms of the new replicas. */
   backlogDrainMs: positive.default(30_000),
@@ -88,7 +88,7 @@ class PlannerState {
       attainment: o.attainment ?? 0.99,
     };
     this.startupMs = context.startupMs ?? params.startupMs;
-    this.downDelayMs = params.scaleDownDelayMs ?? 2 * this.startupMs;
+    this.downDelayMs = params.scaleDownDelayMs ?? this.startupMs;
     this.inputTokens = params.inputTokens;
     this.outputTokens = params.outputTokens;
   }
@@ -111,10 +111,11 @@ class PlannerState {
     }
     const horizonMs = this.startupMs + this.context.intervalMs;
     const f = this.forecaster.forecast(o.nowMs, horizonMs);
+    const demandRps = f.peakRps;
     const backlog = backlogOf(o);
     const backlogRps = (backlog * 1000) / (this.params.backlogDrainMs + this.startupMs);
     const perReplica = cap.requestsPerS * this.params.targetUtilization;
-    const needed = Math.ceil(((f.peakRps * this.headroom + backlogRps) / perReplica) * (1 - 1e-9));
+    const needed = Math.ceil(((demandRps * this.headroom + backlogRps) / perReplica) * (1 - 1e-9));
     const wanted = this.holdForScaleDown(o.nowMs, needed);
     return singleVariantDecision(this.context, wanted, this.reason(f, backlog, perReplica, needed, wanted));
   }
