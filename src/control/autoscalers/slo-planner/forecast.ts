@@ -30,8 +30,11 @@ export interface ForecastOptions {
   readonly periodRecheckBuckets: number;
   /** Buckets in the trend's least-squares fit. */
   readonly trendBuckets: number;
-  /** Weight in the level (EWMA) of one bucket's worth of windows that look like noise around it. */
-  readonly levelAlpha: number;
+  /**
+   * Time constant of the level (an EWMA over windows that look like noise around it), ms. A
+   * planner whose replicas take a start-up to arrive sets it near that: shorter swings are bursts.
+   */
+  readonly levelTauMs: number;
 }
 
 /**
@@ -47,7 +50,7 @@ export function defaultForecastOptions(): ForecastOptions {
     periodMs: undefined,
     periodRecheckBuckets: 30,
     trendBuckets: 6,
-    levelAlpha: 0.5,
+    levelTauMs: 15_000,
   };
 }
 
@@ -56,6 +59,17 @@ export const TREND_MIN_T = 2;
 
 /** Standard deviations of Poisson noise beyond which a window is a change of level, not noise. */
 export const JUMP_SIGMAS = 4;
+
+/** How long a shift must last to count as a change of level rather than a burst, ms. */
+export const JUMP_CONFIRM_MS = 10_000;
+
+/** Weight of one window in the dispersion's EWMA (about the last hundred windows). */
+const DISPERSION_ALPHA = 0.01;
+/**
+ * One window's contribution to the dispersion is capped (at twice the jump threshold squared), so a
+ * single huge burst, or the first window of a real step, cannot raise the noise it is judged by.
+ */
+const DISPERSION_MAX = 32;
 
 /** Most buckets the period search scans (coarsened by summing neighbours beyond it): a bound on its cost. */
 export const PERIOD_SEARCH_POINTS_MAX = 2048;
@@ -87,6 +101,12 @@ export class RateForecaster {
   private openSpanMs = 0;
   private level = Number.NaN;
   private periodBuckets = 0;
+  /** The side (+1, -1) of the run of windows beyond the noise, 0 when none, and their arrivals and span. */
+  private pendingJump = 0;
+  private pendingArrivals = 0;
+  private pendingSpanMs = 0;
+  /** The arrivals' index of dispersion as learnt (see learnDispersion). */
+  private dispersion = 1;
   /** The bucket of the last jump in level; the trend fits only closed buckets after it. */
   private jumpBucket = Number.NEGATIVE_INFINITY;
   private bucketsSinceRecheck = 0;
@@ -108,23 +128,52 @@ export class RateForecaster {
     this.openArrivals += arrivals;
     this.openSpanMs += spanMs;
     const rate = (arrivals * 1000) / spanMs;
-    if (Number.isNaN(this.level) || this.isJump(arrivals, spanMs)) {
+    if (Number.isNaN(this.level)) {
       this.level = rate;
-      // A step is the level's business: the trend looks only at buckets after it.
-      this.jumpBucket = this.openBucket;
-    } else {
-      this.level += this.windowAlpha(spanMs) * (rate - this.level);
+      return;
     }
+    const side = this.jumpSide(arrivals, spanMs);
+    this.learnDispersion(arrivals, spanMs);
+    if (side !== 0 && side === this.pendingJump) {
+      this.pendingArrivals += arrivals;
+      this.pendingSpanMs += spanMs;
+    } else {
+      this.pendingJump = side;
+      this.pendingArrivals = arrivals;
+      this.pendingSpanMs = spanMs;
+    }
+    // Beyond the noise on the same side for JUMP_CONFIRM_MS (two windows at least): the level has
+    // moved, to the mean rate over those windows. Shorter excursions are bursts, which the burst
+    // tracker sizes for and which a replica started now would arrive too late to serve.
+    if (side !== 0 && this.pendingSpanMs >= Math.max(JUMP_CONFIRM_MS, 2 * spanMs - 1e-9)) {
+      this.level = (this.pendingArrivals * 1000) / this.pendingSpanMs;
+      this.jumpBucket = this.openBucket;
+      this.pendingJump = 0;
+      return;
+    }
+    this.level += this.windowAlpha(spanMs) * (rate - this.level);
   }
 
   /**
-   * Whether a window's arrivals are too far from the level to be Poisson noise around it (more than
-   * JUMP_SIGMAS standard deviations): then the level moves to the window's rate at once, so a burst
-   * is seen in one window while ordinary noise is smoothed.
+   * EWMA of the windows' squared deviation from the level over their expected count: the index of
+   * dispersion of the arrivals (1 for Poisson, cv^2 for renewal arrivals with that CV), so a bursty
+   * client's ordinary swings are not taken for a change of level.
    */
-  private isJump(arrivals: number, spanMs: number): boolean {
+  private learnDispersion(arrivals: number, spanMs: number): void {
+    const expected = Math.max((this.level * spanMs) / 1000, 1);
+    const d = (arrivals - expected) ** 2 / expected;
+    this.dispersion += DISPERSION_ALPHA * (Math.min(d, DISPERSION_MAX) - this.dispersion);
+  }
+
+  /**
+   * +1 or -1 when a window's arrivals are more than JUMP_SIGMAS standard deviations above or below
+   * the level, the deviation measured with the learnt dispersion (never below Poisson's); else 0.
+   */
+  private jumpSide(arrivals: number, spanMs: number): number {
     const expected = (this.level * spanMs) / 1000;
-    return Math.abs(arrivals - expected) > JUMP_SIGMAS * Math.sqrt(Math.max(expected, 1));
+    const sd = Math.sqrt(Math.max(1, this.dispersion) * Math.max(expected, 1));
+    const off = arrivals - expected;
+    return Math.abs(off) > JUMP_SIGMAS * sd ? Math.sign(off) : 0;
   }
 
   /** The rate to provision for from `nowMs` to `nowMs + horizonMs`. */
@@ -149,9 +198,9 @@ export class RateForecaster {
 
   // ---- internals ----
 
-  /** The level's weight for one window: `levelAlpha` per bucket's worth of time. */
+  /** The level's weight for one window of `spanMs`. */
   private windowAlpha(spanMs: number): number {
-    return 1 - (1 - this.opts.levelAlpha) ** Math.min(1, spanMs / this.opts.bucketMs);
+    return 1 - Math.exp(-spanMs / this.opts.levelTauMs);
   }
 
   private closeBucket(): void {

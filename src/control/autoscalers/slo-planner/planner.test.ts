@@ -20,12 +20,14 @@ test('steady load: replicas = demand / (capacity x target utilisation), rounded 
   assert.equal(counts.at(-1), 5);
 });
 
-test('scale-up is immediate; scale-down waits out the delay (one start-up by default)', () => {
-  const loop = createSloPlanner(ctx, params({ periodMs: 0 }), flatCapacity(2.5));
+test('a sustained rise is taken within two windows; scale-down waits out the delay (one start-up)', () => {
+  const loop = createSloPlanner(ctx, params({ periodMs: 0, burstLookbackMs: 60_000 }), flatCapacity(2.5));
   const cluster = new ScriptedCluster(ctx, 1);
   cluster.run(loop, repeat(6, { arrivals: 20 })); // 2 req/s: 1 replica
   const up = cluster.run(loop, repeat(3, { arrivals: 200 })); // 20 req/s: 10 replicas
-  assert.ok((up[0] as number) >= 7, `first tick of the burst asks ${up[0]}`);
+  // The first window moves the smoothed level part of the way; the second confirms the jump.
+  assert.ok((up[0] as number) > 1, `first tick of the rise asks ${up[0]}`);
+  assert.equal(up[1], 10);
   assert.equal(up.at(-1), 10);
   const down = cluster.run(loop, repeat(16, { arrivals: 20 }));
   // Still 10 within 60 s (6 ticks) of the last tick that wanted 10; back to 1 after.
@@ -53,13 +55,19 @@ test('a backlog adds what it takes to drain it after the new replicas start', ()
   assert.equal(withBacklog, 10);
 });
 
-test('missed attainment grows the headroom, bounded; met attainment lets it decay', () => {
+test('attainment short of the target grows the headroom, bounded; met attainment lets it decay', () => {
   const loop = createSloPlanner(ctx, params({ periodMs: 0 }), flatCapacity(2.5));
   const cluster = new ScriptedCluster(ctx, 5);
-  const missed = cluster.run(loop, repeat(20, { arrivals: 100, window: { sloAttainment: 0.5 } }));
-  // 1.5 x 10 req/s at 2 per replica: 8 at most, never more whatever the misses.
+  const short = { arrivals: 100, window: { completions: 100, sloAttainment: 0.5 } };
+  const missed = cluster.run(loop, repeat(60, short));
+  // 1.1 a minute up to 1.5: 1.5 x 10 req/s at 2 per replica is 8 at most, whatever the misses.
   assert.equal(Math.max(...missed), 8);
-  const met = cluster.run(loop, repeat(200, { arrivals: 100, window: { sloAttainment: 1 } }));
+  // It grows over minutes, not at once.
+  assert.ok(missed.indexOf(8) > 10, `reached 8 at tick ${missed.indexOf(8)}`);
+  const met = cluster.run(
+    loop,
+    repeat(200, { arrivals: 100, window: { completions: 100, sloAttainment: 1 } }),
+  );
   assert.equal(met.at(-1), 5);
 });
 
@@ -83,4 +91,31 @@ test('the performance model as capacity: a longer prompt needs more replicas at 
   const s = new ScriptedCluster(ctx, 1).run(short, repeat(6, { arrivals: 100 })).at(-1) as number;
   const l = new ScriptedCluster(ctx, 1).run(long, repeat(6, { arrivals: 100 })).at(-1) as number;
   assert.ok(l > s, `long ${l} vs short ${s}`);
+});
+
+test('a one-window burst does not move the level; the bursts it sees size the replicas for TTFT', () => {
+  // Prefill 300 ms a prompt, TTFT 3 s at 80%: 8 prompts per replica per TTFT.
+  const capacity: CapacityFn = () => ({
+    requestsPerS: 2.5,
+    limitedBy: 'decode',
+    prefillMs: 300,
+    decodeBatch: 32,
+    itlMs: 20,
+  });
+  const c = testContext({
+    intervalMs: 3000,
+    startupMs: 60_000,
+    minReplicas: 1,
+    maxReplicas: 50,
+    objectives: { ttftMs: 3000, tpotMs: 50 },
+  });
+  const loop = createSloPlanner(c, params({ periodMs: 0 }), capacity);
+  const cluster = new ScriptedCluster(c, 1);
+  // 2 req/s (6 a window) with a 64-request burst every tenth window: 10% of requests come in bursts.
+  const ticks = Array.from({ length: 200 }, (_, i) => ({ arrivals: i % 10 === 9 ? 64 : 6 }));
+  const counts = cluster.run(loop, ticks);
+  // Bursts of 64 within one TTFT need 64 x 0.3 s / (3 s x 0.8) = 8 replicas; the mean rate alone ~1.
+  assert.equal(counts.at(-1), 8);
+  const lastDecision = loop.decide(cluster.observe({ arrivals: 6 }));
+  assert.match(lastDecision.reason, /bursts of 6\d a TTFT need 8/);
 });

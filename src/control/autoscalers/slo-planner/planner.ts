@@ -13,6 +13,7 @@ import type {
   ServiceObjectives,
 } from '../../types.ts';
 import { singleVariantDecision } from '../../types.ts';
+import { BurstTracker } from './bursts.ts';
 import { type RateForecast, RateForecaster } from './forecast.ts';
 
 const positive = z.number().positive().finite();
@@ -38,14 +39,18 @@ export const sloPlannerParams = z.strictObject({
   periodMs: z.number().nonnegative().finite().optional(),
   /** Requests waiting at the host or in engines are served within this many ms of the new replicas. */
   backlogDrainMs: positive.default(30_000),
-  /** Attainment feedback: headroom grows by this factor per missed window, up to `headroomMax`. */
+  /** How far back the burst sizes are taken from, ms. */
+  burstLookbackMs: positive.default(1_800_000),
+  /** Fraction of a replica's prefill throughput planned on for bursts. */
+  burstUtilization: z.number().gt(0).max(1).default(0.8),
+  /** Attainment feedback: headroom grows by this factor a minute while attainment is short, up to `headroomMax`. */
   headroomStep: z.number().min(1).max(2).default(1.1),
   headroomMax: z.number().min(1).max(4).default(1.5),
 });
 export type SloPlannerParams = z.infer<typeof sloPlannerParams>;
 
-/** Windows in a row meeting the attainment target before extra headroom decays one step. */
-const HEADROOM_DECAY_WINDOWS = 10;
+/** The span the attainment feedback averages over, ms: long enough that one burst is not a trend. */
+const HEADROOM_WINDOW_MS = 300_000;
 
 /**
  * Builds the planner. `capacity` (default: the performance model's, `perfModelCapacity`) says how
@@ -62,13 +67,16 @@ export function createSloPlanner(
 
 class PlannerState {
   private readonly forecaster: RateForecaster;
+  private readonly bursts: BurstTracker;
+  private readonly burstScale: number;
   private readonly objectives: ServiceObjectives;
   private readonly startupMs: number;
   private readonly downDelayMs: number;
   private inputTokens: number;
   private outputTokens: number;
   private headroom = 1;
-  private goodWindows = 0;
+  /** Trailing SLO attainment (EWMA over HEADROOM_WINDOW_MS); NaN before any completion. */
+  private attainment = Number.NaN;
   /** Counts wanted at recent ticks, newest last, for the scale-down delay (bounded by the delay). */
   private readonly recent: { atMs: number; replicas: number }[] = [];
 
@@ -77,9 +85,12 @@ class PlannerState {
     private readonly params: SloPlannerParams,
     private readonly capacity: CapacityFn,
   ) {
+    this.startupMs = context.startupMs ?? params.startupMs;
     this.forecaster = new RateForecaster({
       bucketMs: params.bucketMs,
       periodMs: params.periodMs,
+      // A swing shorter than a start-up is over before a replica asked for it could serve it.
+      levelTauMs: Math.max(params.bucketMs, this.startupMs / 2),
     });
     const o = context.objectives;
     this.objectives = {
@@ -87,15 +98,23 @@ class PlannerState {
       tpotMs: o.tpotMs ?? params.tpotMs,
       attainment: o.attainment ?? 0.99,
     };
-    this.startupMs = context.startupMs ?? params.startupMs;
     this.downDelayMs = params.scaleDownDelayMs ?? this.startupMs;
     this.inputTokens = params.inputTokens;
     this.outputTokens = params.outputTokens;
+    const ttftMs = this.objectives.ttftMs ?? params.ttftMs;
+    const spanWindows = Math.max(1, Math.round(ttftMs / context.intervalMs));
+    this.bursts = new BurstTracker(
+      spanWindows,
+      Math.max(1, Math.round(params.burstLookbackMs / context.intervalMs)),
+    );
+    // Windows longer than the TTFT target: count a TTFT's share of them (arrivals spread evenly).
+    this.burstScale = Math.min(1, ttftMs / (spanWindows * context.intervalMs));
   }
 
   decide(o: ControlObservation): ControlDecision {
     const w = o.window;
     this.forecaster.observe(w.startMs, w.endMs, w.arrivals);
+    this.bursts.observe(w.arrivals);
     this.learnLengths(o);
     this.adjustHeadroom(o);
     const variant = this.context.variants[0];
@@ -115,9 +134,19 @@ class PlannerState {
     const backlog = backlogOf(o);
     const backlogRps = (backlog * 1000) / (this.params.backlogDrainMs + this.startupMs);
     const perReplica = cap.requestsPerS * this.params.targetUtilization;
-    const needed = Math.ceil(((demandRps * this.headroom + backlogRps) / perReplica) * (1 - 1e-9));
+    const forRate = (demandRps + backlogRps) / perReplica;
+    // The bursts its requests arrive in must be prefilled within the TTFT target.
+    const burst = this.bursts.quantile(this.objectives.attainment ?? 0.99) * this.burstScale;
+    const ttftMs = this.objectives.ttftMs ?? this.params.ttftMs;
+    const forBursts = (burst * cap.prefillMs) / (ttftMs * this.params.burstUtilization);
+    // Attainment feedback scales whichever requirement binds.
+    const needed = Math.ceil(Math.max(forRate, forBursts) * this.headroom * (1 - 1e-9));
     const wanted = this.holdForScaleDown(o.nowMs, needed);
-    return singleVariantDecision(this.context, wanted, this.reason(f, backlog, perReplica, needed, wanted));
+    return singleVariantDecision(
+      this.context,
+      wanted,
+      `${this.reason(f, backlog, perReplica, needed, wanted)}; bursts of ${burst.toFixed(0)} a TTFT need ${Math.ceil(forBursts)}`,
+    );
   }
 
   /** EWMA of the measured mean lengths; a window without completions or arrivals changes nothing. */
@@ -129,21 +158,24 @@ class PlannerState {
   }
 
   /**
-   * Slow feedback from measured attainment: a window under the target grows the headroom one step
-   * (never past `headroomMax`); HEADROOM_DECAY_WINDOWS good windows in a row take one step back.
-   * Latency itself never enters the count, so a queue that builds in a burst cannot inflate it.
+   * Slow feedback from measured attainment: its trailing mean over HEADROOM_WINDOW_MS (windows
+   * weighted by their completions) under the target grows the headroom by `headroomStep` a minute
+   * (never past `headroomMax`); at or over it, the headroom shrinks back at the same pace. Latency
+   * itself never enters the count, so a queue that builds in a burst cannot inflate it.
    */
   private adjustHeadroom(o: ControlObservation): void {
-    const att = o.window.sloAttainment;
-    if (!Number.isFinite(att)) return;
-    const target = this.objectives.attainment ?? 0.99;
-    if (att < target) {
-      this.headroom = Math.min(this.params.headroomMax, this.headroom * this.params.headroomStep);
-      this.goodWindows = 0;
-    } else if (++this.goodWindows >= HEADROOM_DECAY_WINDOWS) {
-      this.headroom = Math.max(1, this.headroom / this.params.headroomStep);
-      this.goodWindows = 0;
-    }
+    const w = o.window;
+    if (!Number.isFinite(w.sloAttainment) || w.completions <= 0) return;
+    const a = 1 - Math.exp(-(w.endMs - w.startMs) / HEADROOM_WINDOW_MS);
+    this.attainment = Number.isNaN(this.attainment)
+      ? w.sloAttainment
+      : this.attainment + a * (w.sloAttainment - this.attainment);
+    const perMinute = (w.endMs - w.startMs) / 60_000;
+    const step = this.params.headroomStep ** perMinute;
+    this.headroom =
+      this.attainment < (this.objectives.attainment ?? 0.99)
+        ? Math.min(this.params.headroomMax, this.headroom * step)
+        : Math.max(1, this.headroom / step);
   }
 
   /** Scale up at once; scale down only to the largest count wanted over the last `downDelayMs`. */
