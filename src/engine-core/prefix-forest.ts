@@ -133,7 +133,7 @@ export class PrefixForest {
     const blocks = coveredTokens > 0 ? Math.floor(coveredTokens / bs) : 0;
     if (blocks === 0) return EMPTY_PATH;
     let parent = this.rootFor(bt);
-    // Sized first: grown by push, the array was reallocated three times for a 24-node path.
+    // Sized first: grown by push, the array was reallocated as it grew (twice for 24 nodes).
     let count = 0;
     for (let c = 0; ; c++) {
       const lo = Math.floor((c * bt) / bs);
