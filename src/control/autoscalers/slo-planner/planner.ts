@@ -24,7 +24,11 @@ export const sloPlannerParams = z.strictObject({
   targetUtilization: z.number().gt(0).max(1).default(0.8),
   /** Start-to-ready time when the host gives none (ControlContext.startupMs), ms. */
   startupMs: z.number().nonnegative().finite().default(60_000),
-  /** How long a lower count must hold before the planner scales down, ms (default: one start-up, the break-even). */
+  /**
+   * How long a lower count must hold before the planner scales down, ms. Default two start-ups: one
+   * is the break-even for a single swing (a replica given back costs a start-up to get back), and
+   * bursty clients come back within it often enough that one more halves the restarts.
+   */
   scaleDownDelayMs: z.number().nonnegative().finite().optional(),
   /** Objectives when the context has none, ms. */
   ttftMs: positive.default(2000),
@@ -98,7 +102,7 @@ class PlannerState {
       tpotMs: o.tpotMs ?? params.tpotMs,
       attainment: o.attainment ?? 0.99,
     };
-    this.downDelayMs = params.scaleDownDelayMs ?? this.startupMs;
+    this.downDelayMs = params.scaleDownDelayMs ?? 2 * this.startupMs;
     this.inputTokens = params.inputTokens;
     this.outputTokens = params.outputTokens;
     const ttftMs = this.objectives.ttftMs ?? params.ttftMs;
