@@ -1,7 +1,7 @@
 /**
  * Host-neutral bookkeeping of `TrafficWindow`s: a host reports each request's arrival and end, and
- * closes a window every control interval. The twin's control host (src/twin/control-host.ts) keeps
- * the same figures inline; the live runner (./live-runner.ts) uses this class on the wall clock.
+ * closes a window every control interval. Both hosts use it: the twin's control host
+ * (src/twin/control-host.ts) on its virtual clock, the live runner (./live-runner.ts) on the wall clock.
  *
  * Mean concurrency is exact under any report order within a window: the count at the window's start
  * plus the sum of the moves since, plain and weighted by (time - window start), integrate to

@@ -18,9 +18,9 @@
  */
 
 import { createAutoscaler } from '../control/autoscalers/registry.ts';
+import { TrafficWindowAccumulator } from '../control/traffic-window.ts';
 import {
   type Actuator,
-  CONTROL_HISTORY_MAX,
   type ControlAction,
   type ControlContext,
   type ControlDecision,
@@ -37,7 +37,6 @@ import type { ClusterView } from '../core/view.ts';
 import type { FinishedRequest } from '../engine-core/types.ts';
 import { type CompileMode, startupTimeMs } from '../model/startup.ts';
 import type { StorageTier } from '../model/types.ts';
-import { LatencyHistogram } from '../stats/percentiles.ts';
 import type { ClusterSpec, SimInstance } from './cluster.ts';
 
 /** How often the twin asks a loop unless told otherwise: Knative's 2 s tick. */
@@ -131,7 +130,6 @@ export class ControlHost implements Actuator {
   private readonly readyAtMs: number[];
   private readonly startedAtMs: number[];
   private readonly objectives: ServiceObjectives;
-  private readonly history: TrafficWindow[] = [];
   private readonly series: InstanceCountPoint[] = [];
   private seriesStride = 1;
   private ticks = 0;
@@ -141,25 +139,8 @@ export class ControlHost implements Actuator {
   private gpuMs = 0;
   private coldStarts = 0;
   private readonly armed = new Set<number>();
-  // The open window's counters.
-  private windowStartMs = 0;
-  private arrivals = 0;
-  private inputTokensSum = 0;
-  private completions = 0;
-  private outputTokensSum = 0;
-  private failures = 0;
-  private sloMet = 0;
-  private tpotMsSum = 0;
-  private readonly ttft = new LatencyHistogram();
-  /**
-   * Online requests arrived and not yet ended: the count when the window opened, and the sum of the
-   * moves since, plain and weighted by (time - window start). The window's integral is then
-   * count x span + sum x span - weighted sum, whatever order the moves were reported in (the
-   * twin reports a fused run of engine steps before an earlier step of another instance).
-   */
-  private inSystemAtStart = 0;
-  private movesSum = 0;
-  private movesWeightedMs = 0;
+  /** The windows of what the twin saw, shared with the live host (src/control/traffic-window.ts). */
+  private readonly traffic: TrafficWindowAccumulator;
 
   constructor(
     settings: ControlSettings,
@@ -178,6 +159,7 @@ export class ControlHost implements Actuator {
     this.variant = { model: first.model, gpu: first.gpu, tp: first.tp, role: 'both' };
     this.intervalMs = settings.intervalMs ?? CONTROL_INTERVAL_MS_DEFAULT;
     this.objectives = settings.slo ?? { ttftMs: deps.slo.ttftMs, tpotMs: deps.slo.tpotMs };
+    this.traffic = new TrafficWindowAccumulator(this.objectives, 0);
     this.startupMs =
       settings.startupMs ??
       startupTimeMs({
@@ -264,40 +246,24 @@ export class ControlHost implements Actuator {
 
   /** An online request arrived at the host. */
   onArrival(inputTokens: number, nowMs: number): void {
-    this.moveInSystem(nowMs, 1);
-    this.arrivals++;
-    this.inputTokensSum += inputTokens;
+    this.traffic.arrival(inputTokens, nowMs);
   }
 
   /** A request completed on `instance`; an offline (batch) one only frees its instance. */
   onFinish(result: FinishedRequest, instance: SimInstance, offline: boolean): void {
     const nowMs = result.finishMs;
-    if (offline) {
-      this.onEnded(instance, nowMs);
-      return;
-    }
-    this.moveInSystem(nowMs, -1);
-    const output = result.request.outputTokens;
-    const ttftMs = result.firstTokenMs - result.arrivalMs;
-    const tpotMs = output > 1 ? (result.finishMs - result.firstTokenMs) / (output - 1) : 0;
-    this.completions++;
-    this.outputTokensSum += output;
-    this.ttft.record(ttftMs);
-    this.tpotMsSum += tpotMs;
-    const o = this.objectives;
-    if (
-      ttftMs <= (o.ttftMs ?? Number.POSITIVE_INFINITY) &&
-      tpotMs <= (o.tpotMs ?? Number.POSITIVE_INFINITY)
-    ) {
-      this.sloMet++;
+    if (!offline) {
+      const output = result.request.outputTokens;
+      const ttftMs = result.firstTokenMs - result.arrivalMs;
+      const tpotMs = output > 1 ? (result.finishMs - result.firstTokenMs) / (output - 1) : 0;
+      this.traffic.completion(ttftMs, tpotMs, output, nowMs);
     }
     this.onEnded(instance, nowMs);
   }
 
   /** An online request ended in a rejection or an error. */
   onFailed(nowMs: number): void {
-    this.moveInSystem(nowMs, -1);
-    this.failures++;
+    this.traffic.failure(nowMs);
   }
 
   /** A request left `instance` (any way): a draining instance with nothing left stops. */
@@ -392,57 +358,13 @@ export class ControlHost implements Actuator {
       instances: this.instances(),
       view,
       window,
-      history: this.history,
+      history: this.traffic.history,
     };
   }
 
   /** Ends the open window at `nowMs`, keeps it in the bounded history and starts the next one. */
   private closeWindow(nowMs: number): TrafficWindow {
-    const spanMs = nowMs - this.windowStartMs;
-    const c = this.completions;
-    const window: TrafficWindow = {
-      startMs: this.windowStartMs,
-      endMs: nowMs,
-      arrivals: this.arrivals,
-      meanInputTokens: this.arrivals > 0 ? this.inputTokensSum / this.arrivals : Number.NaN,
-      meanOutputTokens: c > 0 ? this.outputTokensSum / c : Number.NaN,
-      completions: c,
-      failures: this.failures,
-      meanConcurrency:
-        spanMs > 0
-          ? this.inSystemAtStart + this.movesSum - this.movesWeightedMs / spanMs
-          : this.inSystemAtStart + this.movesSum,
-      queuedAtEnd: this.deps.queued(),
-      ttftMsP50: c > 0 ? this.ttft.percentile(0.5) : Number.NaN,
-      ttftMsP90: c > 0 ? this.ttft.percentile(0.9) : Number.NaN,
-      tpotMsMean: c > 0 ? this.tpotMsSum / c : Number.NaN,
-      sloAttainment:
-        c > 0 && (this.objectives.ttftMs !== undefined || this.objectives.tpotMs !== undefined)
-          ? this.sloMet / c
-          : Number.NaN,
-    };
-    this.history.push(window);
-    // Dropping from the front is O(n) but happens once per tick past a week of windows.
-    if (this.history.length > CONTROL_HISTORY_MAX) this.history.shift();
-    this.windowStartMs = nowMs;
-    this.arrivals = 0;
-    this.inputTokensSum = 0;
-    this.completions = 0;
-    this.outputTokensSum = 0;
-    this.failures = 0;
-    this.sloMet = 0;
-    this.tpotMsSum = 0;
-    this.ttft.reset();
-    this.inSystemAtStart += this.movesSum;
-    this.movesSum = 0;
-    this.movesWeightedMs = 0;
-    return window;
-  }
-
-  /** Moves the count of requests in the system by `delta` at `atMs` (inside the open window). */
-  private moveInSystem(atMs: number, delta: number): void {
-    this.movesSum += delta;
-    this.movesWeightedMs += delta * (atMs - this.windowStartMs);
+    return this.traffic.close(nowMs, this.deps.queued());
   }
 
   private record(nowMs: number, desired: number): void {
