@@ -109,7 +109,7 @@ describe('control host', () => {
     const expectedGpuMs = endMs + (endMs - 10_000);
     assert.ok(Math.abs((result.gpuHours as number) * 3_600_000 - expectedGpuMs) < 1e-6, `${result.gpuHours}`);
     const starting = result.instancesOverTime?.find((p) => p.timeS === 12);
-    assert.deepEqual(starting, { timeS: 12, ready: 1, starting: 1, draining: 0, desired: 2 });
+    assert.deepEqual(starting, { timeS: 12, ready: 1, starting: 1, draining: 0, desired: 2, arrivalRps: 10 });
   });
 
   it('a draining instance finishes its running requests before it releases its GPUs', () => {

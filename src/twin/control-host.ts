@@ -89,6 +89,11 @@ export interface InstanceCountPoint {
   readonly draining: number;
   /** What the loop asked for at this tick. */
   readonly desired: number;
+  /**
+   * Offered load: online arrivals per second since the previous point (0 at time 0), so reports
+   * can draw the load the counts answer.
+   */
+  readonly arrivalRps: number;
 }
 
 /** What a controlled run adds to its result. */
@@ -138,6 +143,9 @@ export class ControlHost implements Actuator {
   private nextReadyMs = Number.POSITIVE_INFINITY;
   private gpuMs = 0;
   private coldStarts = 0;
+  /** Arrivals since the last point of `series`, and when that point was taken. */
+  private arrivalsSinceRecord = 0;
+  private lastRecordMs = 0;
   private readonly armed = new Set<number>();
   /** The windows of what the twin saw, shared with the live host (src/control/traffic-window.ts). */
   private readonly traffic: TrafficWindowAccumulator;
@@ -247,6 +255,7 @@ export class ControlHost implements Actuator {
   /** An online request arrived at the host. */
   onArrival(inputTokens: number, nowMs: number): void {
     this.traffic.arrival(inputTokens, nowMs);
+    this.arrivalsSinceRecord++;
   }
 
   /** A request completed on `instance`; an offline (batch) one only frees its instance. */
@@ -368,12 +377,17 @@ export class ControlHost implements Actuator {
   }
 
   private record(nowMs: number, desired: number): void {
+    const spanMs = nowMs - this.lastRecordMs;
+    const arrivalRps = spanMs > 0 ? (this.arrivalsSinceRecord * 1000) / spanMs : 0;
+    this.arrivalsSinceRecord = 0;
+    this.lastRecordMs = nowMs;
     this.series.push({
       timeS: nowMs / 1000,
       ready: this.count('ready'),
       starting: this.count('starting'),
       draining: this.count('draining'),
       desired,
+      arrivalRps,
     });
     if (this.series.length > INSTANCE_SERIES_POINTS_MAX) {
       // Keep every other point and sample half as often from now on: bounded, evenly spread.
