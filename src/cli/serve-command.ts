@@ -201,15 +201,7 @@ function startPool(flags: ServeFlags, args: string[], settings: AutoscaleSetting
     },
     startTimeoutMs: flags.engineStartTimeoutMs,
     objectives: config.slo ?? {},
-    backendOf: (id, e) => ({
-      id,
-      type: flags.engine,
-      url: e.url,
-      models: [e.model],
-      gpu: flags.engine === 'sim' ? flags.gpu : 'cpu',
-      ...(flags.engine === 'sim' ? { perfModel: flags.model ?? DEFAULT_SIM_MODEL } : {}),
-      ...(e.kvEvents !== null ? { kvEvents: e.kvEvents } : {}),
-    }),
+    backendOf: (id, e) => localBackend(flags, id, e),
     say: (line) => process.stderr.write(`switchyard serve: ${line}\n`),
   });
 }
@@ -249,22 +241,31 @@ async function startEngines(
   });
 }
 
+/** A started local engine as a gateway backend. */
+function localBackend(
+  flags: ServeFlags,
+  id: string,
+  e: { readonly url: string; readonly model: string; readonly kvEvents: string | null },
+) {
+  return {
+    id,
+    type: flags.engine,
+    url: e.url,
+    models: [e.model],
+    gpu: flags.engine === 'sim' ? flags.gpu : 'cpu',
+    // A sim engine runs a catalogue model whatever name it serves: policies that predict time
+    // (goodput, mooncake, preble) get its performance model. A GGUF file has none.
+    ...(flags.engine === 'sim' ? { perfModel: flags.model ?? DEFAULT_SIM_MODEL } : {}),
+    ...(e.kvEvents !== null ? { kvEvents: e.kvEvents } : {}),
+  };
+}
+
 /** The config with the started engines as its backends. */
 function withLocalBackends(config: GatewayConfig, flags: ServeFlags, engines: LocalEngines): GatewayConfig {
   return parseGatewayConfig(
     {
       ...config,
-      backends: engines.engines.map((e, i) => ({
-        id: `engine-${i}`,
-        type: flags.engine,
-        url: e.url,
-        models: [e.model],
-        gpu: flags.engine === 'sim' ? flags.gpu : 'cpu',
-        // A sim engine runs a catalogue model whatever name it serves: policies that predict time
-        // (goodput, mooncake, preble) get its performance model. A GGUF file has none.
-        ...(flags.engine === 'sim' ? { perfModel: flags.model ?? DEFAULT_SIM_MODEL } : {}),
-        ...(e.kvEvents !== null ? { kvEvents: e.kvEvents } : {}),
-      })),
+      backends: engines.engines.map((e, i) => localBackend(flags, `engine-${i}`, e)),
     },
     {},
   );
