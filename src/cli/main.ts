@@ -38,8 +38,11 @@ export function buildProgram(): Command {
  * A reader that stops early (`switchyard sim ... | head`) closes the pipe under us: stop quietly
  * with status 0, as `--help | head` should, instead of dying on an unhandled EPIPE with a stack.
  */
+let quietOnClosedStdout = false;
 function exitQuietlyWhenStdoutCloses(): void {
-  if (process.stdout.listenerCount('error') > 0) return;
+  // A flag, not the listener count: a loader (tsx) may have its own listener on stdout.
+  if (quietOnClosedStdout) return;
+  quietOnClosedStdout = true;
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') process.exit(0);
     throw error;
