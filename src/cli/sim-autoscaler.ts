@@ -10,6 +10,7 @@ import type { StorageTier } from '../model/types.ts';
 import { CONTROL_INTERVAL_MS_DEFAULT, type ControlSettings } from '../twin/control-host.ts';
 import type { SimResult } from '../twin/simulator.ts';
 import { nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
+import { parseAutoscalerList } from './sim-autoscaler-compare.ts';
 
 /** The flags read here, as commander hands them over. */
 export interface AutoscalerFlags {
@@ -29,8 +30,9 @@ export function autoscalerOptions(): Option[] {
   return [
     new Option(
       '--autoscaler <name>',
-      `run a control loop over the instances: ${names.map((n) => `${n} (${autoscalerDescription(n)})`).join('; ')}`,
-    ).choices(names),
+      `run a control loop over the instances: ${names.map((n) => `${n} (${autoscalerDescription(n)})`).join('; ')}. ` +
+        'Several, comma-separated (e.g. kpa,slo-planner,static): run each on the same workload and seed and compare them',
+    ).argParser(parseAutoscalerList),
     new Option('--min-instances <n>', 'with --autoscaler: fewest instances (default 1)').argParser(
       nonNegativeInt,
     ),

@@ -22,6 +22,7 @@ import {
   controlFromFlags,
   formatControlLine,
 } from './sim-autoscaler.ts';
+import { compareAutoscalers, splitNames } from './sim-autoscaler-compare.ts';
 import { comparisonHeader, wroteLines } from './sim-header.ts';
 import {
   TIME_VARYING_WORKLOADS,
@@ -236,6 +237,7 @@ export function registerSimCommand(program: Command): void {
         '  switchyard sim --rate-curve day.csv --instances 4   (day.csv: time_s,rate lines, e.g. 0,2 then 3600,20)\n' +
         '  switchyard sim --workload servegen --servegen-file sample:servegen-m-small-day2 --scale 0.01 --start-h 18 --duration 3600\n' +
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa --min-instances 1 --max-instances 8 --json out.json\n' +
+        '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa,slo-planner,static --max-instances 8 --html autoscalers.html\n' +
         '  switchyard sim --config examples/sim.yaml --html report.html',
     )
     .action(async (flags: SimFlags, command: Command) => {
@@ -246,6 +248,18 @@ export function registerSimCommand(program: Command): void {
       const policies = flags.compare !== undefined ? splitList(flags.compare) : [settings.policy];
       // Build every policy once up front, so a bad name fails before any simulation runs.
       for (const name of policies) createConfiguredPolicy(name, settings.policies);
+      const autoscalers = splitNames(flags.autoscaler ?? '');
+      if (autoscalers.length > 1) {
+        const options = { goodput: flags.goodput === true, decisionLog: flags.decisionLog !== undefined };
+        const one = { ...settings, policy: policies[0] ?? settings.policy };
+        await compareAutoscalers(one, autoscalers, {
+          ...options,
+          policies: policies.length,
+          progress: flags.progress,
+          color,
+        });
+        return;
+      }
       let runs: PolicyRun[];
       if (policies.length === 1 && flags.goodput !== true) {
         const log = flags.decisionLog !== undefined ? new DecisionLogWriter(flags.decisionLog) : undefined;
@@ -283,7 +297,7 @@ export function registerSimCommand(program: Command): void {
         process.stdout.write(comparisonHeader(settings, runs));
         process.stdout.write(`${formatComparisonTable(rows, { color })}\n`);
       }
-      writeOutputs(runs, settings.output);
+      writeOutputs(runs, settings.output, settings.control?.autoscaler);
       process.stdout.write(wroteLines(settings.output));
     });
   for (const option of timeVaryingOptions()) sim.addOption(option);

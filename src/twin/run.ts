@@ -28,6 +28,7 @@ import {
   summaryToJson,
   toJsonValue,
 } from './report/json.ts';
+import { controlReport } from './report/replicas.ts';
 import { type DecisionLogEntry, runSimulation, type SimResult } from './simulator.ts';
 
 /** Everything that defines one twin run, resolved from flags and config. */
@@ -204,8 +205,15 @@ export function runExperiment(
   });
 }
 
-/** Writes the JSON summary and the HTML report where asked. */
-export function writeOutputs(runs: readonly PolicyRun[], output: TwinSettings['output']): void {
+/**
+ * Writes the JSON summary and the HTML report where asked; `autoscaler` (the run's control loop,
+ * if any) labels the HTML report's replicas chart.
+ */
+export function writeOutputs(
+  runs: readonly PolicyRun[],
+  output: TwinSettings['output'],
+  autoscaler?: string,
+): void {
   const withGoodput = (run: PolicyRun) => ({
     name: run.result.summary.policy,
     summary: run.result.summary,
@@ -233,13 +241,14 @@ export function writeOutputs(runs: readonly PolicyRun[], output: TwinSettings['o
     const reports = runs.map((run) => ({
       ...run.result.report,
       ...(run.goodput !== undefined ? { goodputRps: run.goodput.goodputRps, goodputSweep: run.goodput } : {}),
+      ...(autoscaler !== undefined ? controlReport(run.result, autoscaler) : {}),
     }));
     writeText(output.html, renderHtmlReport(reports));
   }
 }
 
 /** What an autoscaled run adds to its JSON: GPU-hours billed, cold starts, instance counts over time. */
-function controlJson(result: SimResult): Record<string, JsonValue> {
+export function controlJson(result: SimResult): Record<string, JsonValue> {
   if (result.gpuHours === undefined) return {};
   return {
     gpuHours: roundFloat(result.gpuHours),

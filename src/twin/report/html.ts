@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { assert } from '../../core/assert.ts';
 import { fmtMs, fmtNumber, fmtPct, fmtQty, fmtSeconds, fmtSi, fmtTarget } from '../../stats/format.ts';
 import { CLIENT_JS } from './html-client.ts';
+import { type ControlledReportData, REPLICAS_CLIENT_JS, replicasSection } from './replicas.ts';
 import { instanceCells } from './table.ts';
 import type { LatencyStats, SimReportData, SimSummary } from './types.ts';
 
@@ -486,7 +487,10 @@ function instancesSection(run: SimReportData, i: number, linesMax: number, multi
  * run the running, waiting and KV-usage series per instance. `runs` is inlined as JSON unchanged,
  * so its size drives the file's: keep samples to a few thousand and series to a few hundred points.
  */
-export function renderHtmlReport(runs: readonly SimReportData[], options: HtmlReportOptions = {}): string {
+export function renderHtmlReport(
+  runs: readonly ControlledReportData[],
+  options: HtmlReportOptions = {},
+): string {
   assert(runs.length > 0, 'renderHtmlReport needs at least one run');
   const title = options.title ?? 'Switchyard twin report';
   const linesMax = options.instanceLinesMax ?? 16;
@@ -537,11 +541,14 @@ export function renderHtmlReport(runs: readonly SimReportData[], options: HtmlRe
     goodputSection(runs),
     cdfs,
     clusterSection(runs),
+    // Autoscaled runs: replicas and offered load over time (nothing otherwise).
+    replicasSection(runs),
     runs.map((r, i) => instancesSection(r, i, linesMax, multi)).join(''),
     '</main>',
     `<script type="application/json" id="sy-data">${jsonForScript(payload)}</script>`,
     `<script>${inlineScript(js)}</script>`,
     `<script>${inlineScript(CLIENT_JS)}</script>`,
+    `<script>${inlineScript(REPLICAS_CLIENT_JS)}</script>`,
     '</body></html>',
     '',
   ].join('\n');
