@@ -35,6 +35,8 @@ export interface ForecastOptions {
    * planner whose replicas take a start-up to arrive sets it near that: shorter swings are bursts.
    */
   readonly levelTauMs: number;
+  /** How long a shift must last to count as a change of level rather than a burst, ms. */
+  readonly jumpConfirmMs: number;
 }
 
 /**
@@ -51,6 +53,7 @@ export function defaultForecastOptions(): ForecastOptions {
     periodRecheckBuckets: 30,
     trendBuckets: 6,
     levelTauMs: 15_000,
+    jumpConfirmMs: JUMP_CONFIRM_MS,
   };
 }
 
@@ -60,7 +63,7 @@ export const TREND_MIN_T = 2;
 /** Standard deviations of Poisson noise beyond which a window is a change of level, not noise. */
 export const JUMP_SIGMAS = 4;
 
-/** How long a shift must last to count as a change of level rather than a burst, ms. */
+/** How long a shift must last, by default, to count as a change of level rather than a burst, ms. */
 export const JUMP_CONFIRM_MS = 10_000;
 
 /** Weight of one window in the dispersion's EWMA (about the last hundred windows). */
@@ -142,10 +145,10 @@ export class RateForecaster {
       this.pendingArrivals = arrivals;
       this.pendingSpanMs = spanMs;
     }
-    // Beyond the noise on the same side for JUMP_CONFIRM_MS (two windows at least): the level has
+    // Beyond the noise on the same side for `jumpConfirmMs` (two windows at least): the level has
     // moved, to the mean rate over those windows. Shorter excursions are bursts, which the burst
     // tracker sizes for and which a replica started now would arrive too late to serve.
-    if (side !== 0 && this.pendingSpanMs >= Math.max(JUMP_CONFIRM_MS, 2 * spanMs - 1e-9)) {
+    if (side !== 0 && this.pendingSpanMs >= Math.max(this.opts.jumpConfirmMs, 2 * spanMs - 1e-9)) {
       this.level = (this.pendingArrivals * 1000) / this.pendingSpanMs;
       this.jumpBucket = this.openBucket;
       this.pendingJump = 0;

@@ -14,7 +14,7 @@ import type {
 } from '../../types.ts';
 import { singleVariantDecision } from '../../types.ts';
 import { BurstTracker } from './bursts.ts';
-import { type RateForecast, RateForecaster } from './forecast.ts';
+import { JUMP_CONFIRM_MS, type RateForecast, RateForecaster } from './forecast.ts';
 
 const positive = z.number().positive().finite();
 
@@ -94,7 +94,8 @@ class PlannerState {
       bucketMs: params.bucketMs,
       periodMs: params.periodMs,
       // A swing shorter than a start-up is over before a replica asked for it could serve it.
-      levelTauMs: Math.max(params.bucketMs, this.startupMs / 2),
+      levelTauMs: Math.max(context.intervalMs, this.startupMs / 2),
+      jumpConfirmMs: Math.min(JUMP_CONFIRM_MS, this.startupMs / 2),
     });
     const o = context.objectives;
     this.objectives = {
