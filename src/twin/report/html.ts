@@ -548,7 +548,8 @@ export function renderHtmlReport(
     `<script type="application/json" id="sy-data">${jsonForScript(payload)}</script>`,
     `<script>${inlineScript(js)}</script>`,
     `<script>${inlineScript(CLIENT_JS)}</script>`,
-    `<script>${inlineScript(REPLICAS_CLIENT_JS)}</script>`,
+    // Only a page with autoscaled runs carries the replicas script.
+    runs.some((r) => r.control !== undefined) ? `<script>${inlineScript(REPLICAS_CLIENT_JS)}</script>` : '',
     '</body></html>',
     '',
   ].join('\n');

@@ -4,7 +4,7 @@
  * and html-client.ts so they only call in here (one section, one extra inline script).
  */
 
-import { fmtNumber, fmtQty } from '../../stats/format.ts';
+import { fmtNumber } from '../../stats/format.ts';
 import type { InstanceCountPoint } from '../control-host.ts';
 import type { SimResult } from '../simulator.ts';
 import type { SimReportData } from './types.ts';
@@ -56,7 +56,7 @@ export function replicasSection(runs: readonly ControlledReportData[]): string {
   const rows = controlled
     .map(
       ({ c }) =>
-        `<tr><td>${escapeText(c.autoscaler)}</td><td>${fmtQty(c.gpuHours)}</td>` +
+        `<tr><td>${escapeText(c.autoscaler)}</td><td>${c.gpuHours.toFixed(3)}</td>` +
         `<td>${fmtNumber(c.coldStarts)}</td><td>${fmtNumber(peakReady(c.instancesOverTime))}</td></tr>`,
     )
     .join('');
@@ -82,7 +82,7 @@ export function replicasSection(runs: readonly ControlledReportData[]): string {
  * reads it). Plain ES2017 in a string for the same reason as CLIENT_JS; counts are drawn as steps
  * (a count holds until the next tick), the load as a line.
  */
-export const REPLICAS_CLIENT_JS = String.raw`(function () {
+export const REPLICAS_CLIENT_JS = `(function () {
   'use strict';
   var runs = JSON.parse(document.getElementById('sy-data').textContent).runs;
   var HEIGHT = 300;
