@@ -8,7 +8,8 @@
  * { title, runs: SimReportData[], instanceLinesMax }; charts go into the elements with ids
  * `cdf-ttft`, `cdf-tpot`, `cdf-e2e`, `goodput-sweep`, `cl-<throughput|rejected|slo|running|waiting|kv>`
  * and `ts-<run index>-<running|waiting|kv>`; the checkbox `cdf-log` switches the CDFs' x axis
- * between log and linear. Colours follow html.ts's palette, run i in colour i.
+ * between log and linear. Colours follow html.ts's palette, run i in colour i. The replicas charts
+ * of autoscaled runs (`rep-<run index>`) are drawn by their own script, in replicas.ts.
  */
 export const CLIENT_JS = String.raw`(function () {
   'use strict';
