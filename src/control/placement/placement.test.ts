@@ -276,6 +276,17 @@ test('inconsistent placements are refused with SY_ERR_INVALID_ARGUMENT', () => {
     bad([{ ...running('x#1', 'node-1', [0], SMALL), variant: variant(SMALL, 1, 'l4') }]),
     'SY_ERR_INVALID_ARGUMENT',
   );
+  const unknown = (wants: ModelWant[]): unknown => {
+    try {
+      placeReplicas(nodes, [], wants);
+    } catch (e) {
+      return e instanceof SwitchyardError ? e.code : e;
+    }
+    return 'accepted';
+  };
+  assert.equal(unknown([want('no-such-model', 1, 1)]), 'SY_ERR_UNKNOWN_NAME');
+  assert.equal(unknown([want(SMALL, 1, 1, 1, 0, 'h900')]), 'SY_ERR_UNKNOWN_NAME');
+  assert.equal(unknown([want(SMALL, 1, -1)]), 'SY_ERR_INVALID_ARGUMENT');
   // A draining instance may share its GPUs with the one that replaces it.
   assert.equal(
     bad([{ ...running('x#1', 'node-1', [0], SMALL), draining: true }, running('x#2', 'node-1', [0], SMALL)]),

@@ -110,7 +110,11 @@ interface LiveInstance {
 
 /** The working state of one call. */
 interface State {
+  /** Sorted by id. */
   readonly nodes: readonly ClusterNode[];
+  readonly nodeById: ReadonlyMap<string, ClusterNode>;
+  /** Index in `placements` of each instance, live or draining. */
+  readonly placementIndex: Map<InstanceId, number>;
   readonly slots: Map<string, GpuSlot[]>;
   readonly live: Map<InstanceId, LiveInstance>;
   readonly placements: Placement[];
@@ -179,6 +183,8 @@ function initialState(
   }
   const state: State = {
     nodes: [...nodes].sort((a, b) => compareStrings(a.id, b.id)),
+    nodeById: new Map(nodes.map((n) => [n.id, n])),
+    placementIndex: new Map(),
     slots,
     live: new Map(),
     placements: [],
@@ -199,6 +205,7 @@ function checkWants(wants: readonly ModelWant[]): void {
   for (const want of wants) {
     if (models.has(want.model)) throw invalidArgument('wants.model', want.model, 'one entry per model');
     models.add(want.model);
+    modelSpec(want.model); // SY_ERR_UNKNOWN_NAME listing the catalogue's models
     if (!Number.isFinite(want.priority)) throw invalidArgument('priority', want.priority, 'a finite number');
     if (!Number.isInteger(want.minReplicas) || want.minReplicas < 0) {
       throw invalidArgument('minReplicas', want.minReplicas, 'a non-negative integer');
@@ -209,6 +216,7 @@ function checkWants(wants: readonly ModelWant[]): void {
       if (t.variant.model !== want.model) throw invalidArgument('targets.variant.model', key, want.model);
       if (keys.has(key)) throw invalidArgument('targets.variant', key, 'each variant once');
       keys.add(key);
+      gpuSpec(t.variant.gpu); // SY_ERR_UNKNOWN_NAME listing the catalogue's GPUs
       if (!Number.isInteger(t.variant.tp) || t.variant.tp < 1) {
         throw invalidArgument('targets.variant.tp', t.variant.tp, 'a positive integer');
       }
@@ -222,7 +230,7 @@ function checkWants(wants: readonly ModelWant[]): void {
 /** Records one given placement, checking it against the nodes and the placements before it. */
 function addCurrent(state: State, p: Placement, i: number): void {
   const where = `placements[${i}]`;
-  const node = state.nodes.find((n) => n.id === p.node);
+  const node = state.nodeById.get(p.node);
   if (node === undefined) throw invalidArgument(`${where}.node`, p.node, 'a node of the cluster');
   if (node.gpu !== p.variant.gpu) {
     throw invalidArgument(`${where}.variant.gpu`, p.variant.gpu, `node ${node.id}'s GPU type ${node.gpu}`);
@@ -236,7 +244,7 @@ function addCurrent(state: State, p: Placement, i: number): void {
       `${p.variant.tp} distinct GPU indices below ${node.gpus}`,
     );
   }
-  if (state.live.has(p.instanceId) || state.placements.some((q) => q.instanceId === p.instanceId)) {
+  if (state.placementIndex.has(p.instanceId)) {
     throw invalidArgument(`${where}.instanceId`, p.instanceId, 'unique instance ids');
   }
   const slots = nodeSlots(state, node.id);
@@ -250,6 +258,7 @@ function addCurrent(state: State, p: Placement, i: number): void {
       slot.live = p.instanceId;
     }
   }
+  state.placementIndex.set(p.instanceId, state.placements.length);
   state.placements.push(p);
   noteOrdinal(state, p.instanceId);
   if (p.draining !== true) {
@@ -290,7 +299,7 @@ function evict(state: State, victim: Placement, cause: 'scale-down' | 'preempted
   }
   state.live.delete(victim.instanceId);
   state.usedGpus -= victim.variant.tp;
-  const index = state.placements.findIndex((p) => p.instanceId === victim.instanceId);
+  const index = state.placementIndex.get(victim.instanceId) as number;
   state.placements[index] = { ...victim, draining: true };
   const { instanceId, variant, node, gpuIndices } = victim;
   state.actions.push({ kind: 'evict', instanceId, variant, node, gpuIndices, cause, reason });
@@ -319,10 +328,9 @@ function scaleUp(state: State, want: ModelWant, target: ReplicaTarget): void {
   }
   for (let placed = 0; placed < missing; placed++) {
     if (placeBestFit(state, variant) || placeByPreemption(state, want, variant)) continue;
-    const why =
-      state.usedGpus + variant.tp > state.budgetGpus
-        ? `GPU budget ${state.budgetGpus} reached (${state.usedGpus} in use)`
-        : `no ${variant.gpu} node has ${variant.tp} free GPUs`;
+    const why = hasRoom(state, variant)
+      ? `GPU budget ${state.budgetGpus} reached (${state.usedGpus} in use)`
+      : `no ${variant.gpu} node has ${variant.tp} free GPU${variant.tp > 1 ? 's' : ''}`;
     state.unplaced.push({
       model: want.model,
       variant,
@@ -356,17 +364,19 @@ interface PreemptionChoice {
   readonly victims: readonly Placement[];
   readonly maxVictimPriority: number;
   readonly victimGpus: number;
+  /** Free GPUs left on the node after the evictions and the placement. */
+  readonly left: number;
 }
 
 /**
  * Kubernetes-style preemption: on each node of the right type, the fewest lowest-priority victims
  * (instances above their model's minimum, of models with a lower priority) that free `tp` GPUs
  * there and room in the budget; the node whose victims have the lowest top priority wins, then the
- * fewest GPUs evicted, then the node id.
+ * fewest GPUs evicted, then the best fit, then the node id.
  */
 function placeByPreemption(state: State, want: ModelWant, variant: Variant): boolean {
   const candidates = victimCandidates(state, want.priority);
-  if (candidates.length === 0) return false;
+  if (candidates.all.length === 0) return false;
   let best: PreemptionChoice | undefined;
   for (const node of state.nodes) {
     if (node.gpu !== variant.gpu || node.gpus < variant.tp) continue;
@@ -387,10 +397,23 @@ function placeByPreemption(state: State, want: ModelWant, variant: Variant): boo
   return true;
 }
 
+/** The instances a model may take, computed once per preemption. */
+interface Candidates {
+  /** Lowest priority first, then model id, then newest first. */
+  readonly all: readonly Placement[];
+  /** The same order, per node. */
+  readonly byNode: ReadonlyMap<string, readonly Placement[]>;
+  /** Per candidate model, how many instances it may lose before reaching its minimum. */
+  readonly aboveMin: ReadonlyMap<ModelId, number>;
+}
+
 /** Live instances a model of `priority` may take, lowest priority first, newest first. */
-function victimCandidates(state: State, priority: number): Placement[] {
+function victimCandidates(state: State, priority: number): Candidates {
   const out: { p: Placement; priority: number }[] = [];
+  const liveByModel = new Map<ModelId, number>();
   for (const { placement, priority: theirs } of state.live.values()) {
+    const model = placement.variant.model;
+    liveByModel.set(model, (liveByModel.get(model) ?? 0) + 1);
     if (theirs !== undefined && theirs < priority) out.push({ p: placement, priority: theirs });
   }
   out.sort(
@@ -399,7 +422,18 @@ function victimCandidates(state: State, priority: number): Placement[] {
       compareStrings(a.p.variant.model, b.p.variant.model) ||
       compareIds(b.p.instanceId, a.p.instanceId),
   );
-  return out.map((c) => c.p);
+  const all = out.map((c) => c.p);
+  const byNode = new Map<string, Placement[]>();
+  const aboveMin = new Map<ModelId, number>();
+  for (const p of all) {
+    const list = byNode.get(p.node);
+    if (list === undefined) byNode.set(p.node, [p]);
+    else list.push(p);
+    const model = p.variant.model;
+    const min = state.wants.get(model)?.minReplicas ?? Number.POSITIVE_INFINITY;
+    aboveMin.set(model, (liveByModel.get(model) ?? 0) - min);
+  }
+  return { all, byNode, aboveMin };
 }
 
 /** Victims that free `tp` GPUs on `node` and room in the budget; undefined when none do. */
@@ -407,37 +441,48 @@ function victimsOn(
   state: State,
   node: ClusterNode,
   tp: number,
-  candidates: readonly Placement[],
+  candidates: Candidates,
 ): PreemptionChoice | undefined {
-  const aboveMin = new Map<ModelId, number>();
-  const taken: Placement[] = [];
+  const aboveMin = new Map(candidates.aboveMin);
+  const taken = new Set<Placement>();
   let nodeShort = tp - freeCount(state, node.id);
   let budgetShort = state.usedGpus + tp - state.budgetGpus;
   const take = (p: Placement): void => {
     const model = p.variant.model;
-    const room = aboveMin.get(model) ?? modelAboveMin(state, model);
-    if (room <= 0) return;
+    const room = aboveMin.get(model) ?? 0;
+    if (room <= 0 || taken.has(p)) return;
     aboveMin.set(model, room - 1);
-    taken.push(p);
+    taken.add(p);
     budgetShort -= p.variant.tp;
     if (p.node === node.id) nodeShort -= p.variant.tp;
   };
   // First free GPUs on this node, then, if the budget still binds, anywhere.
-  for (const p of candidates) if (nodeShort > 0 && p.node === node.id) take(p);
-  for (const p of candidates) if (nodeShort <= 0 && budgetShort > 0 && !taken.includes(p)) take(p);
-  if (nodeShort > 0 || budgetShort > 0 || taken.length === 0) return undefined;
-  const priorities = taken.map((p) => state.wants.get(p.variant.model)?.priority ?? 0);
+  for (const p of candidates.byNode.get(node.id) ?? []) {
+    if (nodeShort <= 0) break;
+    take(p);
+  }
+  if (nodeShort <= 0) {
+    for (const p of candidates.all) {
+      if (budgetShort <= 0) break;
+      take(p);
+    }
+  }
+  if (nodeShort > 0 || budgetShort > 0 || taken.size === 0) return undefined;
+  const victims = [...taken];
+  const priorities = victims.map((p) => state.wants.get(p.variant.model)?.priority ?? 0);
   return {
     node,
-    victims: taken,
+    victims,
     maxVictimPriority: Math.max(...priorities),
-    victimGpus: taken.reduce((n, p) => n + p.variant.tp, 0),
+    victimGpus: victims.reduce((n, p) => n + p.variant.tp, 0),
+    left: -nodeShort,
   };
 }
 
 function betterPreemption(a: PreemptionChoice, b: PreemptionChoice): boolean {
   if (a.maxVictimPriority !== b.maxVictimPriority) return a.maxVictimPriority < b.maxVictimPriority;
   if (a.victimGpus !== b.victimGpus) return a.victimGpus < b.victimGpus;
+  if (a.left !== b.left) return a.left < b.left;
   return compareStrings(a.node.id, b.node.id) < 0;
 }
 
@@ -454,6 +499,7 @@ function place(state: State, variant: Variant, node: ClusterNode, waits: Instanc
   const waitsFor = [...new Set([...waits, ...free.flatMap((s) => s.slot.draining)])].sort(compareIds);
   for (const { slot } of free) slot.live = instanceId;
   const placement: Placement = { instanceId, variant, node: node.id, gpuIndices };
+  state.placementIndex.set(instanceId, state.placements.length);
   state.placements.push(placement);
   state.live.set(instanceId, { placement, priority: state.wants.get(variant.model)?.priority });
   state.usedGpus += variant.tp;
@@ -528,15 +574,15 @@ function freeCount(state: State, node: string): number {
   return nodeSlots(state, node).filter((s) => s.live === undefined).length;
 }
 
+/** Whether some node of the variant's type has `tp` free GPUs (the budget aside). */
+function hasRoom(state: State, variant: Variant): boolean {
+  return state.nodes.some((n) => n.gpu === variant.gpu && freeCount(state, n.id) >= variant.tp);
+}
+
 function liveCount(state: State, match: (p: Placement) => boolean): number {
   let n = 0;
   for (const { placement } of state.live.values()) if (match(placement)) n++;
   return n;
-}
-
-function modelAboveMin(state: State, model: ModelId): number {
-  const min = state.wants.get(model)?.minReplicas ?? Number.POSITIVE_INFINITY;
-  return liveCount(state, (p) => p.variant.model === model) - min;
 }
 
 /** The ordinal of `model#N` ids, or undefined for ids of another form. */
