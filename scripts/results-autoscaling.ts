@@ -226,6 +226,21 @@ function table(outcomes: readonly Outcome[]): string {
   ].join('\n');
 }
 
+/** One sentence on the SLO planner against static provisioning and the tuned KPA. */
+function reading(outcomes: readonly Outcome[]): string {
+  const slo = outcomes.find((o) => o.autoscaler === 'slo-planner');
+  const stat = outcomes.find((o) => o.autoscaler === 'static');
+  const kpa = outcomes.find((o) => o.label.startsWith('kpa tuned'));
+  if (slo === undefined || stat === undefined || kpa === undefined) return '';
+  const reached = kpa.attainment >= slo.attainment ? 'reaching' : 'short of';
+  return (
+    `The SLO planner meets both SLOs for ${pct(slo.attainment)} of requests with ` +
+    `${(slo.gpuHours / stat.gpuHours).toFixed(2)}x static provisioning's GPU-hours and ` +
+    `${(slo.gpuHours / kpa.gpuHours).toFixed(2)}x those of KPA tuned afterwards on this load ` +
+    `(${kpa.label.slice(11, -1)}, ${reached} that attainment at ${pct(kpa.attainment)}).`
+  );
+}
+
 const COLORS = ['#444', '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2'];
 
 /**
@@ -290,7 +305,7 @@ function main(): void {
     const svg = resolve(chartDir, `${s.name}.svg`);
     writeFileSync(svg, chart(s, outcomes));
     sections.push(
-      `## ${s.title}\n\n${s.note}.\n\n${table(outcomes)}\n\n![ready replicas over time](${relative(dirname(out), svg)})\n`,
+      `## ${s.title}\n\n${s.note}.\n\n${table(outcomes)}\n\n${reading(outcomes)}\n\n![ready replicas over time](${relative(dirname(out), svg)})\n`,
     );
   }
   bar?.stop();
