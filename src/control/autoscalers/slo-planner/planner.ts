@@ -45,6 +45,11 @@ export const sloPlannerParams = z.strictObject({
   backlogDrainMs: positive.default(30_000),
   /** How far back the burst sizes are taken from, ms. */
   burstLookbackMs: positive.default(1_800_000),
+  /**
+   * The request-weighted quantile of burst sizes planned for (default: the attainment target).
+   * Lower trades standing capacity for the tail of the largest bursts waiting past the TTFT target.
+   */
+  burstQuantile: z.number().gt(0).max(1).optional(),
   /** Fraction of a replica's prefill throughput planned on for bursts. */
   burstUtilization: z.number().gt(0).max(1).default(0.8),
   /** Attainment feedback: headroom grows by this factor a minute while attainment is short, up to `headroomMax`. */
@@ -141,7 +146,8 @@ class PlannerState {
     const perReplica = cap.requestsPerS * this.params.targetUtilization;
     const forRate = (demandRps + backlogRps) / perReplica;
     // The bursts its requests arrive in must be prefilled within the TTFT target.
-    const burst = this.bursts.quantile(this.objectives.attainment ?? 0.99) * this.burstScale;
+    const q = this.params.burstQuantile ?? this.objectives.attainment ?? 0.99;
+    const burst = this.bursts.quantile(q) * this.burstScale;
     const ttftMs = this.objectives.ttftMs ?? this.params.ttftMs;
     const forBursts = (burst * cap.prefillMs) / (ttftMs * this.params.burstUtilization);
     // Attainment feedback scales whichever requirement binds.
