@@ -57,8 +57,10 @@ export function defaultForecastOptions(): ForecastOptions {
   };
 }
 
-/** A trend is extrapolated only when its slope is this many standard errors from zero. */
+/** A trend is extrapolated only when its slope is this many standard errors from zero... */
 export const TREND_MIN_T = 2;
+/** ...and a line explains this much of the level's variance over the fit. */
+export const TREND_MIN_R2 = 0.9;
 
 /** Standard deviations of Poisson noise beyond which a window is a change of level, not noise. */
 export const JUMP_SIGMAS = 4;
@@ -96,6 +98,12 @@ export class RateForecaster {
   private readonly opts: ForecastOptions;
   /** Mean rate per closed bucket, ring-ordered; `count` valid, the newest at (head - 1). */
   private readonly ring: Float64Array;
+  /**
+   * The level at each of the last `trendBuckets` bucket closes: the trend is fitted to the smoothed
+   * rate, so one burst in the newest bucket does not read as a climb.
+   */
+  private readonly levels: Float64Array;
+  private levelsHead = 0;
   private head = 0;
   private count = 0;
   /** The bucket being filled: its index on the time axis, and arrivals and time seen in it. */
@@ -117,6 +125,7 @@ export class RateForecaster {
   constructor(options: Partial<ForecastOptions> = {}) {
     this.opts = { ...defaultForecastOptions(), ...options };
     this.ring = new Float64Array(this.opts.bucketsMax);
+    this.levels = new Float64Array(Math.max(3, this.opts.trendBuckets));
     if (this.opts.periodMs !== undefined)
       this.periodBuckets = Math.round(this.opts.periodMs / this.opts.bucketMs);
   }
@@ -210,6 +219,8 @@ export class RateForecaster {
     const rate = this.openSpanMs > 0 ? (this.openArrivals * 1000) / this.openSpanMs : this.newest(0);
     this.ring[this.head] = Number.isNaN(rate) ? 0 : rate;
     this.head = (this.head + 1) % this.ring.length;
+    this.levels[this.levelsHead] = Number.isNaN(this.level) ? 0 : this.level;
+    this.levelsHead = (this.levelsHead + 1) % this.levels.length;
     this.count = Math.min(this.count + 1, this.ring.length);
     this.openBucket++;
     this.openArrivals = 0;
@@ -222,6 +233,12 @@ export class RateForecaster {
     }
   }
 
+  /** The level as it stood when the bucket `back` before the newest closed (within the trend's reach). */
+  private levelBack(back: number): number {
+    const n = this.levels.length;
+    return this.levels[(this.levelsHead - 1 - back + 2 * n) % n] as number;
+  }
+
   /** The closed bucket `back` buckets before the newest (0: the newest); NaN past the history. */
   private newest(back: number): number {
     if (back < 0 || back >= this.count) return Number.NaN;
@@ -230,7 +247,8 @@ export class RateForecaster {
   }
 
   /**
-   * The least-squares line over the last `trendBuckets` buckets since the last jump in level,
+   * The least-squares line through the level at the last `trendBuckets` bucket closes since the
+   * last jump in level,
    * extrapolated over the horizon when its slope stands out of the noise (more than
    * TREND_MIN_T standard errors): a climb is a trend, noise is not, and a step is the level's
    * business. Bounded to [0, 3 x level].
@@ -246,7 +264,7 @@ export class RateForecaster {
     let syy = 0;
     for (let k = 0; k < n; k++) {
       const x = -k;
-      const y = this.newest(k);
+      const y = this.levelBack(k);
       sx += x;
       sy += y;
       sxx += x * x;
@@ -257,7 +275,10 @@ export class RateForecaster {
     const slope = (sxy - (sx * sy) / n) / varX;
     const residual = Math.max(0, syy - (sy * sy) / n - slope * slope * varX);
     const standardError = Math.sqrt(residual / (n - 2) / varX);
-    if (!(Math.abs(slope) > TREND_MIN_T * standardError)) return levelRps;
+    const varY = syy - (sy * sy) / n;
+    const r2 = varY > 0 ? (slope * slope * varX) / varY : 0;
+    // A climb is a line: a burst's kick and decay in the level is not one, nor is noise.
+    if (!(Math.abs(slope) > TREND_MIN_T * standardError) || r2 < TREND_MIN_R2) return levelRps;
     const ahead = levelRps + slope * (horizonMs / this.opts.bucketMs);
     return Math.max(0, Math.min(ahead, 3 * Math.max(levelRps, this.newest(0))));
   }
