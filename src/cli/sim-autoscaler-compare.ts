@@ -173,7 +173,16 @@ export function runAutoscalers(
   const spec = parseWithSchema(workloadSpecSchema, settings.workload, 'workload');
   return names.map((name) => {
     onRun?.(name, 'run');
-    return { name, result: runTwinSpec({ ...settings, control: { ...control, autoscaler: name } }, spec) };
+    return {
+      name,
+      result: runTwinSpec(
+        {
+          ...settings,
+          control: { ...control, autoscaler: name, params: control.paramsByName?.[name] ?? {} },
+        },
+        spec,
+      ),
+    };
   });
 }
 

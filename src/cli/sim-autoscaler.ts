@@ -7,6 +7,7 @@ import { autoscalerDescription, autoscalerNames } from '../control/autoscalers/r
 import { invalidArgument } from '../core/errors.ts';
 import { STORAGE_TIERS } from '../model/loading.ts';
 import type { StorageTier } from '../model/types.ts';
+import type { SimConfigFile } from '../twin/config.ts';
 import { CONTROL_INTERVAL_MS_DEFAULT, type ControlSettings } from '../twin/control-host.ts';
 import type { SimResult } from '../twin/simulator.ts';
 import { nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
@@ -14,10 +15,10 @@ import { parseAutoscalerList } from './sim-autoscaler-compare.ts';
 
 /** The flags read here, as commander hands them over. */
 export interface AutoscalerFlags {
-  autoscaler?: string;
-  minInstances?: number;
-  maxInstances?: number;
-  controlIntervalMs?: number;
+  autoscaler?: string | undefined;
+  minInstances?: number | undefined;
+  maxInstances?: number | undefined;
+  controlIntervalMs?: number | undefined;
   weightsTier?: StorageTier;
   instances: number;
   sloTtftMs: number;
@@ -52,7 +53,18 @@ export function autoscalerOptions(): Option[] {
 }
 
 /** The control block for the run, or undefined without --autoscaler (then its flags are refused). */
-export function controlFromFlags(flags: AutoscalerFlags): ControlSettings | undefined {
+export function controlFromFlags(
+  given: AutoscalerFlags,
+  file: SimConfigFile['autoscaler'] = undefined,
+): ControlSettings | undefined {
+  // The config file's block under the flags: a flag wins field by field.
+  const flags: AutoscalerFlags = {
+    ...given,
+    autoscaler: given.autoscaler ?? (file?.name === undefined ? undefined : parseAutoscalerList(file.name)),
+    minInstances: given.minInstances ?? file?.minInstances,
+    maxInstances: given.maxInstances ?? file?.maxInstances,
+    controlIntervalMs: given.controlIntervalMs ?? file?.intervalMs,
+  };
   if (flags.autoscaler === undefined) {
     for (const [key, flag] of [
       ['minInstances', 'min-instances'],
@@ -71,6 +83,8 @@ export function controlFromFlags(flags: AutoscalerFlags): ControlSettings | unde
   }
   return {
     autoscaler: flags.autoscaler,
+    params: file?.params?.[flags.autoscaler] ?? {},
+    paramsByName: file?.params,
     minInstances,
     maxInstances,
     intervalMs: flags.controlIntervalMs,

@@ -248,7 +248,7 @@ export function registerSimCommand(program: Command): void {
       const policies = flags.compare !== undefined ? splitList(flags.compare) : [settings.policy];
       // Build every policy once up front, so a bad name fails before any simulation runs.
       for (const name of policies) createConfiguredPolicy(name, settings.policies);
-      const autoscalers = splitNames(flags.autoscaler ?? '');
+      const autoscalers = splitNames(settings.control?.autoscaler ?? '');
       if (autoscalers.length > 1) {
         const options = { goodput: flags.goodput === true, decisionLog: flags.decisionLog !== undefined };
         const one = { ...settings, policy: policies[0] ?? settings.policy };
@@ -402,7 +402,7 @@ export function resolveSettings(
     faults: flags.fault ?? file.faults?.map(toFault),
     reliability: { ...file.reliability, ...(flags.retries !== undefined ? { retries: flags.retries } : {}) },
     goodputTarget: flags.goodputTarget ?? file.goodputTarget,
-    control: controlFromFlags(flags),
+    control: controlFromFlags(flags, file.autoscaler),
   };
 }
 

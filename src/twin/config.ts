@@ -78,6 +78,20 @@ export const simConfigFileSchema = z
     /** Goodput's attainment target for --goodput, a fraction in (0, 1] (default 0.9). */
     goodputTarget: z.number().gt(0).max(1),
     output: z.object({ json: z.string(), html: z.string() }).partial().strict(),
+    /**
+     * An autoscaler over the cluster (flags override each field): its name (or several,
+     * comma-separated, to compare), the pool's bounds, the loop's interval, and parameters per
+     * autoscaler name (each validated by that autoscaler's own schema when the run starts).
+     */
+    autoscaler: z
+      .strictObject({
+        name: z.string().min(1),
+        minInstances: z.number().int().min(0),
+        maxInstances: z.number().int().min(1),
+        intervalMs: z.number().positive().finite(),
+        params: z.record(z.string(), z.record(z.string(), z.unknown())),
+      })
+      .partial(),
   })
   .partial()
   .strict();

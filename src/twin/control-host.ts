@@ -50,6 +50,11 @@ export interface ControlSettings {
   readonly autoscaler: string;
   readonly params?: Readonly<Record<string, unknown>> | undefined;
   /**
+   * Parameters per autoscaler name, for hosts that run several in turn (a comparison): each run
+   * takes its own entry as `params`.
+   */
+  readonly paramsByName?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined;
+  /**
    * Builds the loop in place of the registry (a loop not registered: tests, embedding); the
    * context is the one `createAutoscaler` would get.
    */

@@ -1,6 +1,6 @@
 /** `switchyard sim --autoscaler`: the real CLI runs a control loop in the twin and reports its cost. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -89,5 +89,70 @@ describe('sim --autoscaler', () => {
     const stray = await runCli(['sim', '--requests', '10', '--max-instances', '3', '--no-progress']);
     assert.notEqual(stray.code, 0);
     assert.match(stray.stderr, /only with --autoscaler/);
+  });
+});
+
+describe('the config file autoscaler block', () => {
+  const config = (block: string): string => {
+    const path = join(
+      dir,
+      `as-${Math.abs(block.length * 7919) % 100_000}-${block.includes('bogus') ? 'bad' : 'ok'}.yaml`,
+    );
+    writeFileSync(
+      path,
+      [
+        'cluster: { instances: 4, gpu: h100, model: llama-3.1-8b }',
+        'workload: { kind: constant, stages: [{ rateRps: 5, durationS: 20 }, { rateRps: 60, durationS: 40 }], input: { kind: fixed, tokens: 512 }, output: { kind: fixed, tokens: 300 } }',
+        block,
+        '',
+      ].join('\n'),
+    );
+    return path;
+  };
+
+  it('names the autoscaler, its pool and per-name parameters; flags override; a bad parameter is refused by name', async () => {
+    const jsonOf = async (path: string, extra: string[] = []) => {
+      const out = join(dir, `${Date.now()}-${Math.random().toString(36).slice(2)}.json`);
+      const run = await runCli(['sim', '--config', path, '--no-progress', '--json', out, ...extra]);
+      assert.equal(run.code, 0, run.stderr);
+      return JSON.parse(readFileSync(out, 'utf8')) as {
+        gpuHours: number;
+        coldStarts: number;
+        instancesOverTime: { ready: number }[];
+      };
+    };
+    const lean = await jsonOf(
+      config(
+        'autoscaler: { name: kpa, minInstances: 1, maxInstances: 3, params: { kpa: { containerConcurrency: 1000 } } }',
+      ),
+    );
+    const eager = await jsonOf(
+      config(
+        'autoscaler: { name: kpa, minInstances: 1, maxInstances: 3, params: { kpa: { containerConcurrency: 4 } } }',
+      ),
+    );
+    // A target of 4 requests per replica starts the whole pool; 1,000 keeps to one instance.
+    const peak = (r: { instancesOverTime: { ready: number }[] }) =>
+      Math.max(...r.instancesOverTime.map((p) => p.ready));
+    assert.equal(peak(lean), 1);
+    assert.equal(peak(eager), 3);
+    assert.ok(eager.gpuHours > lean.gpuHours);
+    // A flag wins over the file: --max-instances 1 leaves no room to start anything.
+    const capped = await jsonOf(
+      config(
+        'autoscaler: { name: kpa, minInstances: 1, maxInstances: 3, params: { kpa: { containerConcurrency: 4 } } }',
+      ),
+      ['--max-instances', '1'],
+    );
+    assert.equal(peak(capped), 1);
+    const bad = await runCli([
+      'sim',
+      '--config',
+      config('autoscaler: { name: kpa, maxInstances: 3, params: { kpa: { bogus: 1 } } }'),
+      '--no-progress',
+    ]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /bogus/);
+    assert.match(bad.stderr, /SY_ERR_INVALID_CONFIG/);
   });
 });
