@@ -16,42 +16,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { BIN, runCli } from './support/cli.ts';
+import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
 /** Guard against a hang, not a performance bound. */
 const HANG_GUARD_MS = 90_000;
+const waitFor = (what: string, check: () => Promise<boolean> | boolean): Promise<void> =>
+  until(what, check, HANG_GUARD_MS, 100);
 
 const dir = mkdtempSync(join(tmpdir(), 'sy-autoscale-slo-'));
 const children: ChildProcess[] = [];
 after(async () => {
-  for (const child of children) {
-    if (child.exitCode !== null || child.signalCode !== null) continue;
-    const closed = new Promise((resolve) => child.once('close', resolve));
-    child.kill('SIGKILL');
-    await closed;
-  }
+  await killAll(children);
   rmSync(dir, { recursive: true, force: true });
 });
-
-async function until(what: string, check: () => Promise<boolean> | boolean): Promise<void> {
-  const deadline = Date.now() + HANG_GUARD_MS;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-async function gauges(url: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line === '') continue;
-    const at = line.lastIndexOf(' ');
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return samples;
-}
 
 const LABELS = 'model="llama-3.1-8b",role="both"';
 
@@ -93,7 +71,7 @@ it('slo-planner starts engines for a rising load from switchyard bench and drain
   createInterface({ input: serve.stdout as NodeJS.ReadableStream }).on('line', (l) => stdout.push(l));
   createInterface({ input: serve.stderr as NodeJS.ReadableStream }).on('line', (l) => stderr.push(l));
   const exited = new Promise<number | null>((resolve) => serve.once('close', (code) => resolve(code)));
-  await until('the listening line', () => {
+  await waitFor('the listening line', () => {
     if (serve.exitCode !== null) throw new Error(`serve exited: ${stderr.join('\n')}`);
     return stdout.some((l) => l.includes('listening on'));
   });
@@ -130,8 +108,8 @@ it('slo-planner starts engines for a rising load from switchyard bench and drain
     );
   }
   // Down as it fell: back to one ready engine, the others drained and stopped.
-  await until('the pool back at one engine', async () => {
-    const m = await gauges(url);
+  await waitFor('the pool back at one engine', async () => {
+    const m = await scrapeMetrics(url);
     return (
       m.get(`switchyard_desired_replicas{${LABELS}}`) === 1 &&
       m.get(`switchyard_replicas{${LABELS},phase="ready"}`) === 1 &&

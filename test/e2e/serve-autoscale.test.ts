@@ -14,33 +14,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { BIN } from './support/cli.ts';
+import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
 /** Guard against a hang, not a performance bound. */
 const HANG_GUARD_MS = 60_000;
+const waitFor = (what: string, check: () => Promise<boolean> | boolean): Promise<void> =>
+  until(what, check, HANG_GUARD_MS, 50);
 const CLIENTS = 8;
 
 const dir = mkdtempSync(join(tmpdir(), 'sy-autoscale-'));
 const children: ChildProcess[] = [];
 after(async () => {
-  for (const child of children) {
-    if (child.exitCode !== null || child.signalCode !== null) continue;
-    const closed = new Promise((resolve) => child.once('close', resolve));
-    child.kill('SIGKILL');
-    await closed;
-  }
+  await killAll(children);
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** Polls `check` until it returns true; fails after HANG_GUARD_MS with `what`. */
-async function until(what: string, check: () => Promise<boolean> | boolean): Promise<void> {
-  const deadline = Date.now() + HANG_GUARD_MS;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** Starts `switchyard serve --port 0 ...args` and waits for its listening line. */
 async function startServe(args: string[]) {
@@ -53,24 +41,12 @@ async function startServe(args: string[]) {
   createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on('line', (l) => stdout.push(l));
   createInterface({ input: proc.stderr as NodeJS.ReadableStream }).on('line', (l) => stderr.push(l));
   const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
-  await until('the listening line', () => {
+  await waitFor('the listening line', () => {
     if (proc.exitCode !== null) throw new Error(`serve exited: ${stderr.join('\n')}`);
     return stdout.some((l) => l.includes('listening on'));
   });
   const url = /listening on (http:\/\/\S+)/.exec(stdout.join('\n'))?.[1] as string;
   return { proc, stderr, exited, url };
-}
-
-/** Prometheus samples by `name{labels}` (labels as printed). */
-async function scrape(url: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line === '') continue;
-    const at = line.lastIndexOf(' ');
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return samples;
 }
 
 const LABELS = 'model="llama-3.1-8b",role="both"';
@@ -107,7 +83,7 @@ it('scales sim engines up under load and drains back to the minimum, losing no r
   ]);
 
   // At rest: one engine, and the loop wants one.
-  const rest = await scrape(url);
+  const rest = await scrapeMetrics(url);
   assert.equal(replicas(rest, 'ready'), 1);
   assert.equal(desired(rest), 1);
 
@@ -132,8 +108,8 @@ it('scales sim engines up under load and drains back to the minimum, losing no r
   };
   const clients = Array.from({ length: CLIENTS }, (_, c) => client(c));
   let sawDesired2 = false;
-  await until('a second engine taking requests', async () => {
-    const m = await scrape(url);
+  await waitFor('a second engine taking requests', async () => {
+    const m = await scrapeMetrics(url);
     if (desired(m) === 2) sawDesired2 = true;
     return replicas(m, 'ready') === 2 && (inFlightOn(m, 'engine-1') ?? 0) > 0;
   });
@@ -145,8 +121,8 @@ it('scales sim engines up under load and drains back to the minimum, losing no r
 
   // Falling load: two clients go on; the second engine drains out under traffic and its process stops.
   active = 2;
-  await until('the pool back at one engine', async () => {
-    const m = await scrape(url);
+  await waitFor('the pool back at one engine', async () => {
+    const m = await scrapeMetrics(url);
     return (
       desired(m) === 1 &&
       replicas(m, 'ready') === 1 &&
@@ -158,7 +134,7 @@ it('scales sim engines up under load and drains back to the minimum, losing no r
   t.diagnostic(stderr.find((l) => l.includes('engine 1 draining')) ?? 'no drain line');
   active = 0;
   await Promise.all(clients);
-  const end = await scrape(url);
+  const end = await scrapeMetrics(url);
   assert.equal(inFlightOn(end, 'engine-1'), undefined, 'engine-1 is no longer a backend');
   assert.equal(inFlightOn(end, 'engine-0'), 0);
 
@@ -191,7 +167,7 @@ it('with configured backends, exports the desired count without starting anythin
     engineUrl ??= (JSON.parse(l) as { url?: string }).url;
   });
   try {
-    await until('the engine ready line', () => engineUrl !== undefined);
+    await waitFor('the engine ready line', () => engineUrl !== undefined);
     const config = join(dir, 'backends.yaml');
     writeFileSync(
       config,
@@ -224,11 +200,11 @@ it('with configured backends, exports the desired count without starting anythin
       }
     };
     const clients = Array.from({ length: CLIENTS }, client);
-    await until('a desired count above the one backend', async () => {
-      const m = await scrape(serve.url);
+    await waitFor('a desired count above the one backend', async () => {
+      const m = await scrapeMetrics(serve.url);
       return (desired(m) ?? 0) > 1;
     });
-    const m = await scrape(serve.url);
+    const m = await scrapeMetrics(serve.url);
     assert.equal(replicas(m, 'ready'), 1, 'the one configured backend');
     assert.equal(replicas(m, 'starting'), 0, 'nothing started');
     loadOn = false;
