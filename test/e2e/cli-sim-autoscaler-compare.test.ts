@@ -80,6 +80,9 @@ describe('sim --autoscaler a,b (comparison)', () => {
 
     const page = readFileSync(html, 'utf8');
     assert.match(page, /Replicas over time/);
+    // The page says what the runs differ by: the autoscaler, with the one routing policy beside it.
+    assert.match(page, /<li>autoscalers <b>kpa, static<\/b><\/li>/);
+    assert.match(page, /<th>autoscaler<\/th>/);
     assert.match(page, /id="rep-0"/);
     assert.match(page, /id="rep-1"/);
     const data = page.match(/<script type="application\/json" id="sy-data">(.*?)<\/script>/s)?.[1];

@@ -130,9 +130,27 @@ function distinct(runs: readonly SimReportData[], pick: (s: SimSummary) => strin
   return [...new Set(runs.map((r) => pick(r.summary)))].join(' | ');
 }
 
-function header(runs: readonly SimReportData[], title: string, options: HtmlReportOptions): string {
+/**
+ * What the runs of a comparison differ by: their autoscaler when every run had one and all share
+ * one routing policy (`sim --autoscaler a,b`), else their policy.
+ */
+function comparedBy(runs: readonly ControlledReportData[]): 'autoscaler' | 'policy' {
+  const byAutoscaler =
+    runs.every((r) => r.control !== undefined) && new Set(runs.map((r) => r.summary.policy)).size === 1;
+  return byAutoscaler ? 'autoscaler' : 'policy';
+}
+
+function header(runs: readonly ControlledReportData[], title: string, options: HtmlReportOptions): string {
   const items: string[] = [];
-  if (runs.length === 1)
+  if (runs.length > 1 && comparedBy(runs) === 'autoscaler') {
+    items.push(
+      metaItem(
+        'policy',
+        distinct(runs, (s) => s.policy),
+      ),
+    );
+    items.push(metaItem('autoscalers', runs.map(runName).join(', ')));
+  } else if (runs.length === 1)
     items.push(
       metaItem(
         'policy',
@@ -338,7 +356,7 @@ function rejectedNote(runs: readonly SimReportData[], withAll: boolean): string 
   );
 }
 
-function comparisonTable(runs: readonly SimReportData[]): string {
+function comparisonTable(runs: readonly ControlledReportData[]): string {
   const goodput: CompareColumn = {
     head: 'goodput\nreq/s',
     better: 'high',
@@ -373,7 +391,7 @@ function comparisonTable(runs: readonly SimReportData[]): string {
     ...columns.map((c, j) => (flagged(c, r) ? 'flag' : c.value(r) === best[j] ? 'best' : '')),
   ]);
   return (
-    table(['policy', ...columns.map((c) => c.head)], rows, classes) +
+    table([comparedBy(runs), ...columns.map((c) => c.head)], rows, classes) +
     '<p class="note">Latencies in ms. The best value in each column is in bold green.</p>' +
     (flag ? rejectedNote(runs, withAll) : '')
   );
