@@ -57,7 +57,14 @@ function lengthsOf(flags: PlanGpusFlags): readonly LengthSample[] {
   if (flags.trace !== undefined && single) {
     throw invalidArgument('trace', flags.trace, 'either --trace or --input-tokens/--output-tokens, not both');
   }
-  if (flags.trace !== undefined) return readTraceLengths(flags.trace);
+  // A trace's recorded output lengths are history (what completed requests generated), the same
+  // figure a live host measures after the fact: never a pending request's future.
+  if (flags.trace !== undefined) {
+    return readTraceLengths(flags.trace).map((p) => ({
+      inputTokens: p.inputTokens,
+      generatedTokens: p.outputTokens,
+    }));
+  }
   if (flags.inputTokens === undefined || flags.outputTokens === undefined) {
     throw invalidArgument(
       flags.inputTokens === undefined ? 'input-tokens' : 'output-tokens',
@@ -65,7 +72,7 @@ function lengthsOf(flags: PlanGpusFlags): readonly LengthSample[] {
       '--trace FILE, or both --input-tokens N and --output-tokens N',
     );
   }
-  return [{ inputTokens: flags.inputTokens, outputTokens: flags.outputTokens }];
+  return [{ inputTokens: flags.inputTokens, generatedTokens: flags.outputTokens }];
 }
 
 function usd(x: number): string {

@@ -11,8 +11,8 @@ const PRICES: GpuPriceTable = parseGpuPrices(
   readYamlFile(fileURLToPath(new URL('../../../data/prices/gpu-prices.yaml', import.meta.url)), 'gpu prices'),
 ).table;
 
-const SHORT: LengthSample[] = [{ inputTokens: 100, outputTokens: 100 }];
-const LONG: LengthSample[] = [{ inputTokens: 8000, outputTokens: 200 }];
+const SHORT: LengthSample[] = [{ inputTokens: 100, generatedTokens: 100 }];
+const LONG: LengthSample[] = [{ inputTokens: 8000, generatedTokens: 200 }];
 const LOOSE = { ttftMs: 5000, tpotMs: 200 };
 const TIGHT = { ttftMs: 500, tpotMs: 30 };
 
@@ -111,9 +111,9 @@ describe('gpu-choice planGpuMix', () => {
 
   it('the plan covers the load: every bucket fully assigned, no variant past its capacity', () => {
     const samples: LengthSample[] = [
-      { inputTokens: 100, outputTokens: 100, weight: 8 },
-      { inputTokens: 3000, outputTokens: 300, weight: 2 },
-      { inputTokens: 12_000, outputTokens: 800, weight: 1 },
+      { inputTokens: 100, generatedTokens: 100, weight: 8 },
+      { inputTokens: 3000, generatedTokens: 300, weight: 2 },
+      { inputTokens: 12_000, generatedTokens: 800, weight: 1 },
     ];
     const plan = planGpuMix({
       model: 'llama-3.1-8b',
@@ -136,7 +136,7 @@ describe('gpu-choice planGpuMix', () => {
   it('matches an exhaustive search over instance counts (one bucket, three GPU types)', () => {
     const request = {
       model: 'llama-3.1-8b',
-      samples: [{ inputTokens: 500, outputTokens: 300 }],
+      samples: [{ inputTokens: 500, generatedTokens: 300 }],
       rateRps: 37,
       objectives: { ttftMs: 1500, tpotMs: 60 },
       prices: PRICES,
@@ -168,9 +168,9 @@ describe('gpu-choice planGpuMix', () => {
     const request = {
       model: 'llama-3.1-8b',
       samples: [
-        { inputTokens: 100, outputTokens: 100, weight: 6 },
-        { inputTokens: 3000, outputTokens: 300, weight: 3 },
-        { inputTokens: 12_000, outputTokens: 800, weight: 1 },
+        { inputTokens: 100, generatedTokens: 100, weight: 6 },
+        { inputTokens: 3000, generatedTokens: 300, weight: 3 },
+        { inputTokens: 12_000, generatedTokens: 800, weight: 1 },
       ],
       rateRps: 30,
       objectives: { ttftMs: 3000, tpotMs: 60 },
@@ -243,7 +243,7 @@ describe('gpu-choice planGpuMix', () => {
   it('is deterministic: the same request gives the same plan', () => {
     const request = {
       model: 'llama-3.1-70b',
-      samples: [{ inputTokens: 1000, outputTokens: 300 }],
+      samples: [{ inputTokens: 1000, generatedTokens: 300 }],
       rateRps: 12,
       objectives: { ttftMs: 2000, tpotMs: 60 },
       prices: PRICES,

@@ -186,7 +186,7 @@ function refuseUnreachable(
   }
   throw new SwitchyardError(
     'SY_ERR_SLO_UNREACHABLE',
-    `no GPU variant serves ${model} requests of ${bucket.inputTokens} input / ${bucket.outputTokens} output tokens ` +
+    `no GPU variant serves ${model} requests of ${bucket.inputTokens} input / ${bucket.generatedTokens} output tokens ` +
       `within TTFT ${objectives.ttftMs ?? 'any'} ms and TPOT ${objectives.tpotMs ?? 'any'} ms (${best}); loosen the objectives or add GPUs`,
     { param: 'objectives', bucket: bucket.label, ttftMs: objectives.ttftMs, tpotMs: objectives.tpotMs },
   );

@@ -4,8 +4,8 @@ import { perfModelFor } from '../../model/index.ts';
 import { isProfiled, type PlanObjectives, profileVariant, type VariantProfile } from './profile.ts';
 import { bucketize } from './workload.ts';
 
-const SHORT = bucketize([{ inputTokens: 200, outputTokens: 200 }]);
-const LONG = bucketize([{ inputTokens: 6000, outputTokens: 500 }]);
+const SHORT = bucketize([{ inputTokens: 200, generatedTokens: 200 }]);
+const LONG = bucketize([{ inputTokens: 6000, generatedTokens: 500 }]);
 
 function profiled(
   gpu: string,
@@ -66,7 +66,7 @@ describe('gpu-choice profile', () => {
   });
 
   it('a request longer than the model context or KV cache gets rate 0, limited by context', () => {
-    const huge = bucketize([{ inputTokens: 200_000, outputTokens: 1000 }]);
+    const huge = bucketize([{ inputTokens: 200_000, generatedTokens: 1000 }]);
     const [cap] = profiled('l4', 'llama-3.1-8b', 2, huge, {}).capacities;
     assert.equal(cap?.maxRateRps, 0);
     assert.equal(cap?.limitedBy, 'context');

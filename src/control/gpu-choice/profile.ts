@@ -132,9 +132,9 @@ function operatingPoint(
   batch: number,
 ): Operating {
   const input = bucket.inputTokens;
-  const output = bucket.outputTokens;
+  const output = bucket.generatedTokens;
   const decodeSeqs = Math.max(1, batch);
-  const decodeContextTokens = decodeSeqs * (input + bucket.outputTokens / 2);
+  const decodeContextTokens = decodeSeqs * (input + bucket.generatedTokens / 2);
   const chunkTokens = Math.max(1, limits.maxNumBatchedTokens - decodeSeqs);
   // Prompt tokens that arrive per decode step, and the lumps they come in: one prompt's chunk, or
   // several prompts' when they arrive faster than one per step. A step costs the larger of its
@@ -191,9 +191,9 @@ function mixedStepMs(
 function batchCap(limits: EngineLimits, bucket: LengthBucket): { batch: number; limit: CapacityLimit } {
   const caps: [number, CapacityLimit][] = [
     [limits.maxNumSeqs, 'max-num-seqs'],
-    [limits.kvCacheTokens / (bucket.inputTokens + bucket.outputTokens / 2), 'kv-cache'],
+    [limits.kvCacheTokens / (bucket.inputTokens + bucket.generatedTokens / 2), 'kv-cache'],
     // Each step holds batch decode tokens plus batch * I / O prompt tokens.
-    [limits.maxNumBatchedTokens / (1 + bucket.inputTokens / bucket.outputTokens), 'token-budget'],
+    [limits.maxNumBatchedTokens / (1 + bucket.inputTokens / bucket.generatedTokens), 'token-budget'],
   ];
   let best = caps[0] as [number, CapacityLimit];
   for (const cap of caps) if (cap[0] < best[0]) best = cap;
@@ -218,7 +218,7 @@ function bucketCapacity(
   bucket: LengthBucket,
   objectives: PlanObjectives,
 ): BucketCapacity {
-  const need = bucket.inputTokens + bucket.outputTokens;
+  const need = bucket.inputTokens + bucket.generatedTokens;
   if (need > limits.kvCacheTokens || need > limits.contextTokensMax) {
     return {
       bucket: bucket.label,

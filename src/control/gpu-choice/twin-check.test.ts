@@ -27,7 +27,7 @@ function profiledRate(gpu: string): number {
     gpu,
     'llama-3.1-8b',
     1,
-    bucketize([{ inputTokens: INPUT_TOKENS, outputTokens: OUTPUT_TOKENS }]),
+    bucketize([{ inputTokens: INPUT_TOKENS, generatedTokens: OUTPUT_TOKENS }]),
     OBJECTIVES,
   );
   assert.ok(isProfiled(profile));

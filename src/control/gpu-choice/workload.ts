@@ -5,10 +5,14 @@
  */
 import { invalidArgument } from '../../core/errors.ts';
 
-/** One request length, or one histogram cell when `weight` is given. */
+/**
+ * One past request's lengths, or one histogram cell when `weight` is given. `generatedTokens` is
+ * what the request did generate, known once it completed (a trace's history, or a host's completed
+ * requests): the planner sizes for a distribution, never for a pending request's future.
+ */
 export interface LengthSample {
   readonly inputTokens: number;
-  readonly outputTokens: number;
+  readonly generatedTokens: number;
   /** Relative weight (a histogram count); default 1. */
   readonly weight?: number;
 }
@@ -20,14 +24,14 @@ export interface LengthBucket {
   readonly inputTokensMin: number;
   /** Inclusive; Infinity for the last edge. */
   readonly inputTokensMax: number;
-  readonly outputTokensMin: number;
-  readonly outputTokensMax: number;
+  readonly generatedTokensMin: number;
+  readonly generatedTokensMax: number;
   /**
    * The lengths the bucket is profiled at: the largest input and output of its samples, so every
    * request in the bucket is no harder to serve than the profile says.
    */
   readonly inputTokens: number;
-  readonly outputTokens: number;
+  readonly generatedTokens: number;
   /** Fraction of all requests in this bucket, (0, 1]; the shares of a workload sum to 1. */
   readonly share: number;
 }
@@ -57,8 +61,8 @@ function validateSample(s: LengthSample, i: number): number {
   if (!Number.isInteger(s.inputTokens) || s.inputTokens < 1) {
     throw invalidArgument(`samples[${i}].inputTokens`, s.inputTokens, 'a positive integer');
   }
-  if (!Number.isInteger(s.outputTokens) || s.outputTokens < 1) {
-    throw invalidArgument(`samples[${i}].outputTokens`, s.outputTokens, 'a positive integer');
+  if (!Number.isInteger(s.generatedTokens) || s.generatedTokens < 1) {
+    throw invalidArgument(`samples[${i}].generatedTokens`, s.generatedTokens, 'a positive integer');
   }
   const weight = s.weight ?? 1;
   if (!(Number.isFinite(weight) && weight >= 0)) {
@@ -88,11 +92,12 @@ export function bucketize(samples: readonly LengthSample[]): LengthBucket[] {
   samples.forEach((s, i) => {
     const weight = validateSample(s, i);
     if (weight === 0) return;
-    const key = cellOf(INPUT_TOKEN_EDGES, s.inputTokens) * 100 + cellOf(OUTPUT_TOKEN_EDGES, s.outputTokens);
+    const key =
+      cellOf(INPUT_TOKEN_EDGES, s.inputTokens) * 100 + cellOf(OUTPUT_TOKEN_EDGES, s.generatedTokens);
     const cell = cells.get(key) ?? { weight: 0, inputMax: 0, outputMax: 0 };
     cell.weight += weight;
     cell.inputMax = Math.max(cell.inputMax, s.inputTokens);
-    cell.outputMax = Math.max(cell.outputMax, s.outputTokens);
+    cell.outputMax = Math.max(cell.outputMax, s.generatedTokens);
     cells.set(key, cell);
     total += weight;
   });
@@ -109,10 +114,10 @@ export function bucketize(samples: readonly LengthSample[]): LengthBucket[] {
         label: `in ${range(inMin, inMax)} / out ${range(outMin, outMax)}`,
         inputTokensMin: inMin,
         inputTokensMax: inMax,
-        outputTokensMin: outMin,
-        outputTokensMax: outMax,
+        generatedTokensMin: outMin,
+        generatedTokensMax: outMax,
         inputTokens: cell.inputMax,
-        outputTokens: cell.outputMax,
+        generatedTokens: cell.outputMax,
         share: cell.weight / total,
       };
     });
