@@ -209,12 +209,13 @@ describe('KvEventSubscriber', () => {
       pub = await RawPublisher.bind(endpoint);
       batches.length = 0;
       await pub.join(() => batches.length > 0);
-      // The restarted engine counts from 0 again (the first few may be lost while rejoining).
+      // The restarted engine counts from 0 again (how many are lost while rejoining depends on
+      // timing, so only the direction is asserted: a sequence that went backwards is a gap).
       assert.equal(gaps.length, 1);
       const [id, expected, got] = gaps[0]!;
       assert.equal(id, 'e1');
       assert.equal(expected, lastSeq + 1n);
-      assert.ok(got < 500n, `got seq ${got}`);
+      assert.ok(got < expected, `got seq ${got}, expected ${expected}`);
       assert.deepEqual(batches[0]!.events, [{ type: 'AllBlocksCleared' }]);
     } finally {
       await sub.close();

@@ -171,7 +171,13 @@ describe('MetricsScraper', () => {
   });
 
   it('backs off a failing target instead of hammering it', async () => {
+    // When each try reached the target. A timer never fires early, so after f failures the next
+    // try comes at least scrapeIntervalAfterMs(f) after the previous try began, however busy the
+    // machine is: lower bounds only, less one base interval for the previous request's own way to
+    // the server. Without backoff the gaps would all be about the 10 ms interval.
+    const arrivals: number[] = [];
     const failing = await serve((_req, res) => {
+      arrivals.push(performance.now());
       res.writeHead(503);
       res.end();
     });
@@ -179,11 +185,16 @@ describe('MetricsScraper', () => {
     try {
       scraper.add('e', failing.url);
       scraper.start();
-      await sleep(1_000);
-      // Without backoff: ~100 tries in a second; with doubling from 10 ms at most about 8. A busy
-      // machine only lowers the count, so only the upper bound is asserted here; the schedule
-      // itself is checked exactly below.
-      assert.ok(errors.length >= 1 && errors.length <= 15, `${errors.length} tries in 1 s`);
+      await waitFor('five tries', () => arrivals.length >= 5);
+      for (let f = 2; f < 5; f++) {
+        const gapMs = (arrivals[f] as number) - (arrivals[f - 1] as number);
+        const scheduledMs = scrapeIntervalAfterMs(f, 10, 1_000) - 10;
+        assert.ok(
+          gapMs >= scheduledMs,
+          `try ${f + 1} came ${gapMs.toFixed(1)} ms after try ${f}, scheduled ${scheduledMs}`,
+        );
+      }
+      assert.ok(errors.length >= 4, `${errors.length} errors reported for ${arrivals.length} failed tries`);
     } finally {
       await scraper.stop();
       await failing.close();
