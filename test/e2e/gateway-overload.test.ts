@@ -2,9 +2,9 @@
  * End-to-end overload: a burst far above what two real sim engines (at model speed) can serve.
  *
  * 1. Admission with a small capacity gate and small queues sheds the excess with 429, Retry-After
- *    and a SY_ERR_* code, while the requests it admits keep their time to first token: their TTFT
- *    p50 stays within a ratio of the unloaded TTFT measured in the same test. The same burst through
- *    a gateway that admits everything shows the ratio would be broken without it.
+ *    and a SY_ERR_* code, and every request it admits completes; the same burst through a gateway
+ *    that admits everything sheds nothing. (Their time to first token, a timing target, is measured
+ *    by bench/gateway-overload.ts.)
  * 2. A tenant over its RPM limit gets 429 SY_ERR_RATE_LIMITED with Retry-After; another tenant
  *    sending at the same time is not affected.
  * 3. An engine that is itself full (its own waiting bound) answers 429; the gateway retries, then
@@ -16,8 +16,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Pool } from 'undici';
-import { DAY_MS } from '../../src/policies/admission/config.ts';
+import { burst, freshPrompt, OVERLOAD_ADMISSION } from './support/burst.ts';
 import {
   assertErrorBody,
   type GatewayStatsJson,
@@ -25,7 +24,6 @@ import {
   MODEL,
   metricSum,
   NoReply,
-  percentile,
   pooled,
   post,
   type Reply,
@@ -39,15 +37,7 @@ import {
   until,
 } from './support/cluster.ts';
 
-/** Admitted requests' TTFT p50 may be at most this multiple of the unloaded p50. */
-const TTFT_RATIO_MAX = 2.5;
 const BURST = 48;
-const UNLOADED_SAMPLES = 5;
-/** Measurement rounds at most (see the test). */
-const ROUNDS_MAX = 3;
-/** About 4,000 prompt tokens: prefill is most of the time to first token. */
-const PROMPT_CHARS = 16_000;
-const MAX_TOKENS = 8;
 
 const teardown = new Teardown();
 let sims: SimCluster;
@@ -65,20 +55,6 @@ before(async () => {
 });
 
 after(() => teardown.run());
-
-let promptSerial = 0;
-/** A prompt no earlier request shares from its first block on (no prefix-cache help). */
-function freshPrompt(): string {
-  const n = promptSerial++;
-  let text = `Request ${n} (${Math.random().toString(36).slice(2)}): `;
-  while (text.length < PROMPT_CHARS)
-    text += `car ${n}-${text.length} goes to track ${(n * 7 + text.length) % 13}. `;
-  return text;
-}
-
-function streamBody(): Record<string, unknown> {
-  return { model: MODEL, prompt: freshPrompt(), max_tokens: MAX_TOKENS, stream: true };
-}
 
 /** Asserts a shed request: 429, a Retry-After of whole seconds >= 1, and a catalogued 429 code. */
 function assertShed(r: Reply, codes: readonly string[]): void {
@@ -99,129 +75,35 @@ function assertComplete(r: Reply): void {
   assert.ok(!data.some((d) => d.startsWith('{"error"')), r.text.slice(-300));
 }
 
-/**
- * Sends `n` streaming requests at once over `n` keep-alive connections opened beforehand (so the
- * burst costs the gateway its requests, not connection setups), timing each from the common start.
- */
-async function burst(url: string, n: number): Promise<Reply[]> {
-  const pool = new Pool(url, { connections: n, pipelining: 1 });
-  try {
-    await Promise.all(
-      Array.from({ length: n }, () =>
-        pool.request({ method: 'GET', path: '/health' }).then((r) => r.body.dump()),
-      ),
-    );
-    const bodies = Array.from({ length: n }, () => Buffer.from(JSON.stringify(streamBody())));
-    const start = performance.now();
-    return await Promise.all(
-      bodies.map(async (body): Promise<Reply> => {
-        const res = await pool.request({
-          method: 'POST',
-          path: '/v1/completions',
-          headers: { 'content-type': 'application/json' },
-          body,
-          signal: AbortSignal.timeout(60_000),
-        });
-        let firstChunkMs = Number.NaN;
-        let text = '';
-        for await (const chunk of res.body) {
-          if (Number.isNaN(firstChunkMs)) firstChunkMs = performance.now() - start;
-          text += (chunk as Buffer).toString();
-        }
-        const headers = new Headers();
-        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
-        return { status: res.statusCode, headers, text, firstChunkMs, totalMs: performance.now() - start };
-      }),
-    );
-  } finally {
-    await pool.close();
-  }
-}
-
-/** Unloaded TTFT: one request at a time over a warm connection (the first, warm-up one not counted). */
-async function unloadedTtft(url: string, samples: number): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i <= samples; i++) {
-    const [r] = await burst(url, 1);
-    assert.ok(r !== undefined);
-    assertComplete(r);
-    if (i > 0) out.push(r.firstChunkMs);
-  }
-  return out;
-}
-
 describe('gateway overload', { timeout: 120_000 }, () => {
-  it('sheds a burst with 429 + Retry-After while admitted requests keep their TTFT', async () => {
+  it('sheds a burst with 429 + Retry-After and completes every request it admits', async () => {
+    // How admission keeps the admitted requests' time to first token is a timing target:
+    // bench/gateway-overload.ts measures it (docs/benchmarks.md). Here: what is shed and how.
     const backends = sims.engines.map((e, i) => simBackend(`e${i}`, e));
     const guarded = await startTestGateway(
-      {
-        backends,
-        routing: { policy: 'least-request' },
-        admission: {
-          gate: { inFlightMax: 1, waitingMax: 1 },
-          bands: [
-            { name: 'interactive', minPriority: 1, deadlineMs: 10_000, queueDepthMax: 1 },
-            { name: 'online', minPriority: 0, deadlineMs: 30_000, queueDepthMax: 1 },
-            { name: 'batch', minPriority: -1, deadlineMs: DAY_MS, queueDepthMax: 1 },
-          ],
-        },
-      },
+      { backends, routing: { policy: 'least-request' }, admission: OVERLOAD_ADMISSION },
       teardown,
     );
-    // Rounds of (unloaded TTFT, then the burst). A shared 2-core machine can stall an engine process
-    // for a moment; that only ever makes a round slower, so the bound must hold in one round of three
-    // (a gateway that admits too much fails every round: it is about 13x without admission).
-    const rounds: { base: number; admittedP50: number; admitted: number; shed: number }[] = [];
-    let shedTotal = 0;
-    for (let round = 0; round < ROUNDS_MAX; round++) {
-      const base = percentile(await unloadedTtft(guarded.url, UNLOADED_SAMPLES), 50);
-      const replies = await burst(guarded.url, BURST);
-      const admitted = replies.filter((r) => r.status === 200);
-      const shed = replies.filter((r) => r.status !== 200);
-      for (const r of admitted) assertComplete(r);
-      for (const r of shed) assertShed(r, ['SY_ERR_OVERLOADED', 'SY_ERR_SLO_UNREACHABLE']);
-      assert.ok(shed.length > 0, 'nothing was shed');
-      assert.ok(admitted.length >= 2, `only ${admitted.length} admitted`);
-      shedTotal += shed.length;
-      const admittedP50 = percentile(
-        admitted.map((r) => r.firstChunkMs),
-        50,
-      );
-      rounds.push({ base, admittedP50, admitted: admitted.length, shed: shed.length });
-      if (admittedP50 <= TTFT_RATIO_MAX * base) break;
-    }
-    const best = rounds.at(-1) as (typeof rounds)[number];
+    const replies = await burst(guarded.url, BURST);
+    const admitted = replies.filter((r) => r.status === 200);
+    const shed = replies.filter((r) => r.status !== 200);
+    for (const r of admitted) assertComplete(r);
+    for (const r of shed) assertShed(r, ['SY_ERR_OVERLOADED', 'SY_ERR_SLO_UNREACHABLE']);
+    assert.ok(shed.length > 0, 'nothing was shed');
+    assert.ok(admitted.length >= 2, `only ${admitted.length} admitted`);
 
-    // The same burst with nothing held back: every request goes to the engines at once.
+    // The same burst with nothing held back: every request goes to the engines, none is shed.
     const open = await startTestGateway({ backends, routing: { policy: 'least-request' } }, teardown);
     const flood = await burst(open.url, BURST);
     for (const r of flood) assertComplete(r);
-    const floodP50 = percentile(
-      flood.map((r) => r.firstChunkMs),
-      50,
-    );
-    const report = rounds.map(
-      (r) =>
-        `unloaded TTFT p50 ${r.base.toFixed(0)} ms, ${r.admitted} admitted (TTFT p50 ${r.admittedP50.toFixed(0)} ms), ${r.shed} shed`,
-    );
-    process.stderr.write(
-      `overload: burst of ${BURST}: ${report.join('; ')}; without admission TTFT p50 ${floodP50.toFixed(0)} ms\n`,
-    );
-    assert.ok(
-      best.admittedP50 <= TTFT_RATIO_MAX * best.base,
-      `admitted TTFT p50 above ${TTFT_RATIO_MAX} x unloaded in every round: ${report.join('; ')}`,
-    );
-    assert.ok(
-      floodP50 > TTFT_RATIO_MAX * best.base,
-      `without admission the burst's TTFT p50 ${floodP50.toFixed(0)} ms is within the bound too: the test proves nothing`,
-    );
+
     const stats = await getJson<GatewayStatsJson>(`${guarded.url}/stats`);
     assert.equal(stats.inFlight, 0);
     assert.equal(stats.accepted, stats.completed + stats.failedTotal);
     const rejected = Object.values(stats.rejected).reduce((a, b) => a + b, 0);
     assert.equal(
       rejected + (stats.failed['overloaded'] ?? 0) + (stats.failed['slo_unreachable'] ?? 0),
-      shedTotal,
+      shed.length,
     );
   });
 
