@@ -7,7 +7,7 @@
  */
 import { SwitchyardError } from '../core/errors.ts';
 import type { ExchangeKind } from './proxy.ts';
-import { parseBodyFields } from './request-build.ts';
+import { type BodyFields, parseBodyFields } from './request-build.ts';
 
 /** One body to parse: its kind and bytes (a copy, or a view of shared memory). */
 export interface ParseTask {
@@ -22,18 +22,13 @@ export interface ParseTask {
  * SwitchyardError; anything else thrown (a bug) rejects the task.
  */
 export type ParseReply =
-  | {
+  | (Omit<BodyFields, 'prefix'> & {
       readonly ok: true;
-      readonly model: string;
-      readonly inputTokens: number;
-      readonly maxTokens: number | undefined;
-      readonly stream: boolean;
-      readonly priority: number | undefined;
-      readonly user: string | undefined;
+      /** The prefix chain, flattened to cross the thread boundary (BodyFields['prefix'] rebuilt). */
       readonly blockTokens: number;
       readonly hashes: Float64Array;
       readonly exact: boolean | undefined;
-    }
+    })
   | {
       readonly ok: false;
       readonly code: SwitchyardError['code'];

@@ -55,6 +55,14 @@ export const CLIENT_JS = String.raw`(function () {
     return Math.max(320, Math.floor(el.clientWidth || 600));
   }
 
+  // What other chart scripts on the page share with this one (replicas.ts): the size rule, and the
+  // list the resize handler below walks.
+  window.syCharts = {
+    HEIGHT: HEIGHT,
+    widthOf: widthOf,
+    add: function (el, chart) { charts.push({ el: el, chart: chart }); },
+  };
+
   function axis(label, values) {
     return { label: label, values: values, stroke: '#333', grid: { stroke: '#e6e6e6', width: 1 },
       ticks: { stroke: '#ccc', width: 1 } };

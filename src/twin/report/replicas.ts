@@ -85,15 +85,14 @@ export function replicasSection(runs: readonly ControlledReportData[]): string {
 export const REPLICAS_CLIENT_JS = `(function () {
   'use strict';
   var runs = JSON.parse(document.getElementById('sy-data').textContent).runs;
-  var HEIGHT = 300;
+  // Sizes and the resize handler are the main report script's (html-client.ts).
+  var sy = window.syCharts;
   var LINES = [
     { key: 'ready', color: '#2ca02c', width: 2 },
     { key: 'starting', color: '#ff7f0e', width: 1.5 },
     { key: 'draining', color: '#9467bd', width: 1.5 },
     { key: 'desired', color: '#111', width: 1.5, dash: [6, 4] },
   ];
-  var charts = [];
-  function widthOf(el) { return Math.max(320, Math.floor(el.clientWidth || 600)); }
   function num(v, digits) {
     return v == null ? '-' : Number(v).toLocaleString('en-US', { maximumFractionDigits: digits });
   }
@@ -120,7 +119,7 @@ export const REPLICAS_CLIENT_JS = `(function () {
     series.push({ label: 'arrivals/s', scale: 'rps', stroke: '#999', width: 1, points: { show: false },
       value: function (u, v) { return num(v, 2); } });
     var opts = {
-      width: widthOf(el), height: HEIGHT,
+      width: sy.widthOf(el), height: sy.HEIGHT,
       scales: { x: { time: false }, n: { range: [0, Math.ceil(top * 1.1)] },
         rps: { range: function (u, lo, hi) { return [0, hi > 0 ? hi * 1.05 : 1]; } } },
       series: series,
@@ -131,14 +130,7 @@ export const REPLICAS_CLIENT_JS = `(function () {
       ],
       legend: { live: true },
     };
-    charts.push({ el: el, chart: new uPlot(opts, data, el) });
-  });
-  var pending = null;
-  window.addEventListener('resize', function () {
-    clearTimeout(pending);
-    pending = setTimeout(function () {
-      charts.forEach(function (c) { c.chart.setSize({ width: widthOf(c.el), height: HEIGHT }); });
-    }, 100);
+    sy.add(el, new uPlot(opts, data, el));
   });
 })();
 `;
