@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import { SwitchyardError } from '../core/errors.ts';
 import { perfModelFor } from '../model/perf.ts';
 import { perfModelCapacity } from './capacity.ts';
+import { isProfiled, profileVariant } from './gpu-choice/profile.ts';
+import { bucketize } from './gpu-choice/workload.ts';
 import type { Variant } from './types.ts';
 
 const H100: Variant = { model: 'llama-3.1-8b', gpu: 'h100', tp: 1, role: 'both' };
@@ -96,5 +98,28 @@ test('answers are deterministic and cached; bad lengths and unknown GPUs fail wi
   assert.throws(
     () => cap({ ...H100, gpu: 'tpu-v9' }, SINUSOID, 100, 100),
     (e: unknown) => e instanceof SwitchyardError && e.code === 'SY_ERR_UNKNOWN_NAME',
+  );
+});
+
+test("aggregated 'chunked' is the GPU chooser's model: the same rate and batch as its bucket profile", () => {
+  const chunked = perfModelCapacity({ aggregated: 'chunked' })(H100, SINUSOID, 8000, 1000);
+  const p = profileVariant(
+    'h100',
+    'llama-3.1-8b',
+    1,
+    bucketize([{ inputTokens: 8000, generatedTokens: 1000 }]),
+    SINUSOID,
+  );
+  assert.ok(isProfiled(p));
+  const bucket = p.capacities[0];
+  assert.equal(chunked.requestsPerS, bucket?.maxRateRps);
+  assert.equal(chunked.decodeBatch, bucket?.decodeBatch);
+  assert.equal(chunked.limitedBy, bucket?.limitedBy);
+  assert.ok(chunked.itlMs <= SINUSOID.tpotMs);
+  const stall = perfModelCapacity()(H100, SINUSOID, 8000, 1000);
+  assert.notEqual(
+    chunked.requestsPerS,
+    stall.requestsPerS,
+    'two models of a both replica, chosen by the option',
   );
 });
