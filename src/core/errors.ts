@@ -39,6 +39,12 @@ export const ERRORS = {
   SY_ERR_READING_BYTES_FULL: { status: 503, type: 'server_error' },
   /** Large bodies waiting for a parse worker already hold their bound: this one was dropped; retry later. */
   SY_ERR_PARSE_QUEUE_FULL: { status: 503, type: 'server_error' },
+  /** A model with no instance already holds limits.scaleFromZeroBufferMax requests while it starts: retry later. */
+  SY_ERR_SCALE_BUFFER_FULL: { status: 429, type: 'rate_limit_error' },
+  /** A request for a model with no instance waited limits.scaleFromZeroWaitMs and none became ready. */
+  SY_ERR_COLD_START_TIMEOUT: { status: 503, type: 'server_error' },
+  /** The engine started for a model with no instance failed to start; the requests waiting for it get this. */
+  SY_ERR_COLD_START_FAILED: { status: 503, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 /** One of the stable error codes. */

@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { SwitchyardError } from '../core/errors.ts';
+import { keepAliveMsOf, ModelBuffer, type ModelBufferLimits } from './model-buffer.ts';
+
+const LIMITS: ModelBufferLimits = {
+  perModelMax: 3,
+  waitMs: 1000,
+  keepAliveMsDefault: 300_000,
+  keepAliveMsMax: 3_600_000,
+};
+
+/** A host on a hand-moved clock whose timers the test fires. */
+function harness(limits: ModelBufferLimits = LIMITS) {
+  let nowMs = 0;
+  const released: string[] = [];
+  const rejected: { item: string; code: string; retryAfterMs: number }[] = [];
+  const wakes: [string, number][] = [];
+  const timers: { atMs: number; fn: () => void; cancelled: boolean }[] = [];
+  const buffer = new ModelBuffer<string>(['a', 'b'], limits, {
+    nowMs: () => nowMs,
+    release: (item) => released.push(item),
+    reject: (item, error: SwitchyardError, retryAfterMs) =>
+      rejected.push({ item, code: error.code, retryAfterMs }),
+    wake: (model, waiting) => wakes.push([model, waiting]),
+    schedule: (delayMs, fn) => {
+      const t = { atMs: nowMs + delayMs, fn, cancelled: false };
+      timers.push(t);
+      return () => {
+        t.cancelled = true;
+      };
+    },
+  });
+  const advance = (toMs: number): void => {
+    nowMs = toMs;
+    for (const t of [...timers])
+      if (!t.cancelled && t.atMs <= nowMs) {
+        t.cancelled = true;
+        t.fn();
+      }
+  };
+  return { buffer, released, rejected, wakes, advance };
+}
+
+describe('ModelBuffer', () => {
+  it('holds per model, wakes on each hold, and releases in arrival order once the model is in service', () => {
+    const h = harness();
+    assert.ok(h.buffer.hold('a', 'a1'));
+    assert.ok(h.buffer.hold('b', 'b1'));
+    assert.ok(h.buffer.hold('a', 'a2'));
+    assert.deepEqual(h.wakes, [
+      ['a', 1],
+      ['b', 1],
+      ['a', 2],
+    ]);
+    assert.equal(h.buffer.waiting('a'), 2);
+    assert.equal(h.buffer.size, 3);
+    assert.equal(
+      h.buffer.releaseWhere((m) => m === 'a'),
+      2,
+    );
+    assert.deepEqual(h.released, ['a1', 'a2']);
+    assert.equal(h.buffer.waiting('a'), 0);
+    assert.equal(h.buffer.waiting('b'), 1);
+    assert.equal(h.buffer.stats.released, 2);
+  });
+
+  it('refuses past the per-model bound with 429 SY_ERR_SCALE_BUFFER_FULL and Retry-After', () => {
+    const h = harness();
+    for (const item of ['a1', 'a2', 'a3']) assert.ok(h.buffer.hold('a', item));
+    assert.equal(h.buffer.hold('a', 'a4'), false);
+    assert.deepEqual(
+      h.rejected.map((r) => [r.item, r.code]),
+      [['a4', 'SY_ERR_SCALE_BUFFER_FULL']],
+    );
+    assert.ok((h.rejected[0]?.retryAfterMs ?? 0) > 0);
+    // Another model's bound is its own.
+    assert.ok(h.buffer.hold('b', 'b1'));
+    assert.equal(h.buffer.stats.overflowed, 1);
+    assert.equal(h.buffer.stats.held, 4);
+  });
+
+  it('answers a request that waited past waitMs with 503 SY_ERR_COLD_START_TIMEOUT, and only those', () => {
+    const h = harness();
+    h.buffer.hold('a', 'a1');
+    h.advance(600);
+    h.buffer.hold('a', 'a2');
+    h.advance(1000);
+    assert.deepEqual(
+      h.rejected.map((r) => [r.item, r.code]),
+      [['a1', 'SY_ERR_COLD_START_TIMEOUT']],
+    );
+    assert.equal(h.buffer.waiting('a'), 1);
+    h.advance(1600);
+    assert.deepEqual(
+      h.rejected.map((r) => r.item),
+      ['a1', 'a2'],
+    );
+    assert.equal(h.buffer.stats.expired, 2);
+  });
+
+  it('fails a model whose engine failed to start, and drops a request whose client left', () => {
+    const h = harness();
+    h.buffer.hold('a', 'a1');
+    h.buffer.hold('a', 'a2');
+    h.buffer.hold('b', 'b1');
+    assert.ok(h.buffer.remove('a', 'a1'));
+    assert.equal(h.buffer.remove('a', 'a1'), false);
+    assert.equal(h.buffer.fail('a', 'exited (code 2) before it was ready'), 1);
+    assert.deepEqual(
+      h.rejected.map((r) => [r.item, r.code]),
+      [['a2', 'SY_ERR_COLD_START_FAILED']],
+    );
+    assert.equal(h.buffer.waiting('b'), 1);
+    const s = h.buffer.stats;
+    assert.deepEqual([s.held, s.abandoned, s.failed], [3, 1, 1]);
+    // Every request held is accounted for once it left.
+    h.buffer.releaseWhere(() => true);
+    assert.equal(s.held, s.released + s.expired + s.failed + s.abandoned);
+  });
+
+  it("keeps each model's keep-alive from its latest request, default when absent", () => {
+    const h = harness();
+    const body = (o: unknown) => Buffer.from(JSON.stringify({ model: 'a', prompt: 'x', ...(o as object) }));
+    assert.equal(h.buffer.keepAliveMs('a'), 300_000);
+    h.buffer.noteRequest('a', body({ keep_alive: '2s' }));
+    assert.equal(h.buffer.keepAliveMs('a'), 2000);
+    assert.equal(h.buffer.keepAliveMs('b'), 300_000);
+    assert.throws(() => h.buffer.noteRequest('a', body({ keep_alive: '2 weeks' })), /keep_alive/);
+    assert.equal(h.buffer.keepAliveMs('a'), 2000, 'a bad value changes nothing');
+    h.buffer.noteRequest('a', body({}));
+    assert.equal(h.buffer.keepAliveMs('a'), 300_000);
+  });
+});
+
+describe('keepAliveMsOf', () => {
+  const of = (v: unknown) => keepAliveMsOf(Buffer.from(JSON.stringify({ keep_alive: v })), 3_600_000);
+  it('reads seconds, durations and negatives as Ollama does, bounded by the max', () => {
+    assert.equal(keepAliveMsOf(Buffer.from('{"model":"a"}'), 1000), undefined);
+    assert.equal(of(null), undefined);
+    assert.equal(of(30), 30_000);
+    assert.equal(of(0), 0);
+    assert.equal(of('500ms'), 500);
+    assert.equal(of('90s'), 90_000);
+    assert.equal(of('5m'), 300_000);
+    assert.equal(of('1h'), 3_600_000);
+    assert.equal(of('12'), 12_000);
+    assert.equal(of(-1), 3_600_000);
+    assert.equal(of('-1m'), 3_600_000);
+  });
+  it('refuses what is not a duration, or more than the max, naming the field', () => {
+    for (const bad of ['2h', '5 minutes', true, { s: 1 }, 3601]) {
+      assert.throws(
+        () => of(bad),
+        (e: SwitchyardError) => e.code === 'SY_ERR_INVALID_ARGUMENT' && e.details?.['param'] === 'keep_alive',
+        String(bad),
+      );
+    }
+  });
+});
