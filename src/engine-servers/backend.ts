@@ -61,6 +61,13 @@ export interface EngineBackend {
    * the endpoint to the server, which answers with deterministic pseudo-embeddings of the text.
    */
   embed?(inputs: readonly string[]): Promise<readonly (readonly number[])[]>;
+  /**
+   * Optional: more Prometheus exposition text appended to `/metrics` (the llama engine's start-up
+   * timings), for series that are the backend's own rather than vLLM's.
+   */
+  extraMetricsText?(): string;
+  /** Optional: called once the server listens and the ready line is out (the start-up's end). */
+  markReady?(): void;
   /** Stops accepting work and frees resources; pending generations end with onError. */
   close(): Promise<void>;
 }

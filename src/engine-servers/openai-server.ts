@@ -490,7 +490,8 @@ class EngineHttpServer {
 
   private async scrape(res: ServerResponse): Promise<void> {
     try {
-      const text = await this.metrics.render(this.backend.signals());
+      const text =
+        (await this.metrics.render(this.backend.signals())) + (this.backend.extraMetricsText?.() ?? '');
       res.writeHead(200, {
         'content-type': this.metrics.contentType,
         'content-length': Buffer.byteLength(text),

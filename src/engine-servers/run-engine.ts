@@ -62,6 +62,7 @@ export async function serveEngine(backend: EngineBackend, options: ServeEngineOp
     kvEvents: options.kvEvents,
   };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
+  backend.markReady?.();
   const why = await Promise.race([untilSignal(), parent.gone.then(() => 'parent-gone' as const)]);
   parent.stop();
   if (why === 'parent-gone') {
