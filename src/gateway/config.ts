@@ -21,6 +21,7 @@ import {
 } from '../policies/routing/registry.ts';
 import type { PolicyContext } from '../policies/routing/types.ts';
 import { batchConfigSchema } from './batch/config.ts';
+import { KEEP_ALIVE_MS_MAX, SCALE_FROM_ZERO_BUFFER_MAX, SCALE_FROM_ZERO_WAIT_MS } from './model-buffer.ts';
 
 /** Engine kinds a backend may be. They differ in defaults (metrics, health path), not in protocol. */
 export const BACKEND_TYPES = ['vllm', 'sglang', 'llamacpp', 'openai', 'sim', 'llama'] as const;
@@ -174,6 +175,19 @@ export const limitsConfigSchema = z.strictObject({
    * client cannot raise its own priority, and no body reaches the batch band (docs/gateway.md).
    */
   clientPriorityMax: z.number().int().min(0).max(1_000_000).default(0),
+  // ---- scale from zero (src/gateway/model-buffer.ts): models `switchyard serve` may run at zero instances ----
+  /**
+   * Requests one such model holds while it has no instance; one more is refused 429
+   * SY_ERR_SCALE_BUFFER_FULL with Retry-After. Default SCALE_FROM_ZERO_BUFFER_MAX (256).
+   */
+  scaleFromZeroBufferMax: z.number().int().min(1).max(1_000_000).default(SCALE_FROM_ZERO_BUFFER_MAX),
+  /**
+   * Longest wait of a held request for the model's first instance; past it 503
+   * SY_ERR_COLD_START_TIMEOUT. Default SCALE_FROM_ZERO_WAIT_MS (120 s: a large model's cold start).
+   */
+  scaleFromZeroWaitMs: z.number().int().min(1).max(86_400_000).default(SCALE_FROM_ZERO_WAIT_MS),
+  /** The largest `keep_alive` a request body may set (Ollama's field); larger is 400. Default 1 h. */
+  keepAliveMsMax: z.number().int().min(0).max(604_800_000).default(KEEP_ALIVE_MS_MAX),
 });
 export type LimitsConfig = z.infer<typeof limitsConfigSchema>;
 
@@ -224,8 +238,16 @@ export const gatewayConfigSchema = z
         name: z.string().min(1).max(64),
         /** Its parameters, checked against its schema at start-up. */
         params: z.record(z.string(), z.unknown()).default({}),
-        /** Default 1 (live scale-from-zero would need a request buffer; not built). */
-        minInstances: z.number().int().min(1).max(256).optional(),
+        /**
+         * Default 1. 0: each model's engines stop after its keep-alive with no request, and its next
+         * request is held until one is up again (docs/serverless.md, "Scale to zero (live)").
+         */
+        minInstances: z.number().int().min(0).max(256).optional(),
+        /**
+         * With minInstances 0: how long a model's engines stay up after its last request (a request's
+         * `keep_alive` overrides it, up to limits.keepAliveMsMax). Default 300,000 (Ollama's 5 min).
+         */
+        keepAliveMs: z.number().int().min(0).max(604_800_000).optional(),
         /** Default: the minimum, or 4 sim / 1 llama engines if larger. */
         maxInstances: z.number().int().min(1).max(256).optional(),
         /** How often the loop runs; default 2000 (Knative's tick). */
