@@ -55,6 +55,7 @@ import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
 import { bearerToken, sendError, sendJson } from './http-util.ts';
 import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
+import { KEEP_ALIVE_MS_DEFAULT, ModelBuffer } from './model-buffer.ts';
 import { PARSE_FULL_RETRY_AFTER_MS, ParsePool } from './parse-pool.ts';
 import { Backend, Exchange, type ExchangeHost, type ExchangeKind, type ExchangeOutcome } from './proxy.ts';
 import { QueuedBytes, queuedBytesOf } from './queued-bytes.ts';
@@ -77,6 +78,27 @@ export interface GatewayOptions {
   readonly feeds?: SignalFeeds;
   /** Wait for the first health-check round before resolving (default true). */
   readonly awaitFirstHealthCheck?: boolean;
+  /**
+   * Models that may have no instance (`switchyard serve --min-instances 0`): listed in /v1/models and
+   * servable without a backend; their requests wait in a bounded buffer (model-buffer.ts) while
+   * `wake` asks the host for an instance, and go on when one is added.
+   */
+  readonly scaleFromZero?: {
+    readonly models: readonly string[];
+    /** Their keep-alive when a request sets none (default KEEP_ALIVE_MS_DEFAULT, Ollama's 5 min). */
+    readonly keepAliveMs?: number;
+    wake(model: string, waiting: number): void;
+  };
+}
+
+/** A request held for a model with no instance: what `accept` needs to go on with it. */
+interface HeldRequest {
+  readonly kind: ExchangeKind;
+  readonly request: Request;
+  readonly body: Buffer;
+  readonly stream: boolean;
+  readonly res: ServerResponse;
+  readonly hints: OfferHints | undefined;
 }
 
 /**
@@ -112,6 +134,8 @@ export interface Gateway {
   readonly metrics: GatewayMetrics;
   /** Hears every parsed request (undefined: nobody listens). */
   requestTap: RequestTap | undefined;
+  /** The held requests and keep-alives of `scaleFromZero` models (undefined: none configured). */
+  readonly modelBuffer: ModelBuffer<unknown> | undefined;
   /**
    * Adds a backend at run time, in service at once (the caller checked its health): in the view,
    * health-checked and scraped. It may serve only models the gateway started with (/v1/models is
@@ -161,8 +185,11 @@ const GATEWAY_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
  * The /v1/models entries, one per served model. A model only built-in engines (sim, llama) serve
  * says `"embeddings": "hash"`: their /v1/embeddings are deterministic hash vectors, not meaning.
  */
-function modelEntries(backends: GatewayConfig['backends']): Record<string, unknown>[] {
-  const ids = [...new Set(backends.flatMap((b) => b.models))].sort();
+function modelEntries(
+  backends: GatewayConfig['backends'],
+  onDemand: readonly string[] = [],
+): Record<string, unknown>[] {
+  const ids = [...new Set([...backends.flatMap((b) => b.models), ...onDemand])].sort();
   return ids.map((id) => {
     const builtinOnly = backends.every(
       (b) => !b.models.includes(id) || b.type === 'sim' || b.type === 'llama',
@@ -225,6 +252,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   /** The health checker's list: backends added or removed at run time change it. */
   private readonly healthTargets: HealthTarget[] = [];
   requestTap: RequestTap | undefined;
+  readonly modelBuffer: ModelBuffer<HeldRequest> | undefined;
   private readonly healthAgent = new Agent({ connections: 4, keepAliveTimeout: 10_000 });
   private readonly feeds: SignalFeeds;
   private readonly log: (line: string) => void;
@@ -282,13 +310,15 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     this.routingRng = rng.fork('routing');
     this.jitterRng = rng.fork('retry-jitter');
     for (const b of config.backends) this.registerBackend(b);
-    this.models = new Set(config.backends.flatMap((b) => b.models));
+    const onDemand = options.scaleFromZero?.models ?? [];
+    this.models = new Set([...config.backends.flatMap((b) => b.models), ...onDemand]);
+    this.modelBuffer = onDemand.length > 0 ? this.createModelBuffer(onDemand, options) : undefined;
     this.tokenizers = loadModelTokenizers(config.backends);
     this.parsePool =
       config.limits.offThreadParseBytes > 0 && this.tokenizers.size === 0
         ? new ParsePool({ bytesMax: config.limits.readingBytesMax })
         : undefined;
-    this.modelsJson = JSON.stringify({ object: 'list', data: modelEntries(config.backends) });
+    this.modelsJson = JSON.stringify({ object: 'list', data: modelEntries(config.backends, onDemand) });
     for (const t of config.tenants) this.tenants.set(t.key, { name: t.name, priority: t.priority });
     this.requestContext = {
       models: this.models,
@@ -526,6 +556,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     this.registerBackend(b);
     this.feeds.add?.(feedTargetOf(b));
     this.step();
+    this.releaseHeld();
   }
 
   removeBackend(id: string): boolean {
@@ -555,6 +586,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     if (backend === undefined) return false;
     backend.instance.draining = draining;
     if (!draining) this.step();
+    if (!draining) this.releaseHeld();
     return true;
   }
 
@@ -562,6 +594,8 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   readiness(): { ready: boolean; reason: string } {
     if (this.draining) return { ready: false, reason: 'gateway is draining' };
     for (const model of this.models) {
+      // A model on demand at zero instances is served all the same (its requests wait for one).
+      if (this.modelBuffer?.serves(model) === true) continue;
       const ok = this.backends.some(
         (b) => b.instance.healthy && !b.instance.draining && b.instance.models.includes(model),
       );
@@ -714,6 +748,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       admission: this.admission.stats,
       queuedBytes: this.queuedBytes.stats,
       parsePool: this.parsePool?.stats,
+      scaleFromZero: this.modelBuffer?.stats,
       policy: this.policy.name,
       draining: this.draining,
     };
@@ -928,6 +963,9 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     hints?: OfferHints,
   ): void {
     this.requestTap?.arrived(request, this.nowMs());
+    if (this.modelBuffer?.serves(request.model) === true) {
+      if (this.heldForInstance(this.modelBuffer, { kind, request, body, stream, res, hints })) return;
+    }
     if (!this.servable(request.model)) {
       this.requestTap?.ended(request, false, 0, this.nowMs());
       // Fail fast rather than queue: nothing serves the model now (health checks may re-admit one).
@@ -940,6 +978,18 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       );
       return;
     }
+    this.offer(kind, request, body, stream, res, hints);
+  }
+
+  /** Admission's verdict on an accepted request: sent now, queued, or refused. */
+  private offer(
+    kind: ExchangeKind,
+    request: Request,
+    body: Buffer,
+    stream: boolean,
+    res: ServerResponse,
+    hints?: OfferHints,
+  ): void {
     // A body that would pass a queued-bytes bound may still go out at once, but may not wait.
     const bytes = queuedBytesOf(request, body);
     const full = this.queuedBytes.refusal(request.tenant, bytes);
@@ -1008,6 +1058,63 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     this.stats.accepted++;
     this.live.add(ex);
     return ex;
+  }
+
+  // ---- scale from zero (model-buffer.ts) ----
+
+  private createModelBuffer(models: readonly string[], options: GatewayOptions): ModelBuffer<HeldRequest> {
+    const l = this.limits;
+    const wake = options.scaleFromZero?.wake ?? (() => {});
+    const keepAliveMsDefault = options.scaleFromZero?.keepAliveMs ?? KEEP_ALIVE_MS_DEFAULT;
+    return new ModelBuffer<HeldRequest>(
+      models,
+      {
+        perModelMax: l.scaleFromZeroBufferMax,
+        waitMs: l.scaleFromZeroWaitMs,
+        keepAliveMsDefault,
+        keepAliveMsMax: l.keepAliveMsMax,
+      },
+      {
+        nowMs: () => this.nowMs(),
+        release: (h) => {
+          if (h.res.destroyed || h.res.writableEnded) return;
+          this.guard(h.res, () => this.offer(h.kind, h.request, h.body, h.stream, h.res, h.hints));
+        },
+        reject: (h, error, retryAfterMs) => {
+          this.requestTap?.ended(h.request, false, 0, this.nowMs());
+          this.rejectEarly(h.res, error, retryAfterMs);
+        },
+        wake: (model, waiting) => wake(model, waiting),
+      },
+    );
+  }
+
+  /**
+   * A request for an on-demand model: its keep_alive is noted (a bad one answered 400), and while the
+   * model has no instance in service it waits in the buffer. True when it was answered or held.
+   */
+  private heldForInstance(buffer: ModelBuffer<HeldRequest>, h: HeldRequest): boolean {
+    try {
+      buffer.noteRequest(h.request.model, h.body);
+    } catch (error) {
+      if (!(error instanceof SwitchyardError)) throw error;
+      this.requestTap?.ended(h.request, false, 0, this.nowMs());
+      this.rejectEarly(h.res, error);
+      return true;
+    }
+    if (this.servable(h.request.model)) return false;
+    if (buffer.hold(h.request.model, h))
+      // A client that leaves while it waits is dropped (remove is false once it was released).
+      h.res.once('close', () => {
+        if (buffer.remove(h.request.model, h)) this.requestTap?.ended(h.request, false, 0, this.nowMs());
+      });
+    return true;
+  }
+
+  /** Sends the held requests of every model that has an instance in service now. */
+  private releaseHeld(): void {
+    if (this.modelBuffer === undefined || this.modelBuffer.size === 0) return;
+    this.modelBuffer.releaseWhere((model) => this.servable(model));
   }
 
   /** Some healthy, undrained instance serves `model`. */
@@ -1133,6 +1240,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     if (healthy) {
       backend.progress.readmitted(this.nowMs());
       this.step();
+      this.releaseHeld();
     }
   }
 
@@ -1250,6 +1358,10 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     if (this.drainPromise !== undefined) return this.drainPromise;
     this.draining = true;
     this.batch?.stop();
+    this.modelBuffer?.failAll(
+      new SwitchyardError('SY_ERR_DRAINING', 'gateway is shutting down before the model had an instance'),
+      1000,
+    );
     this.drainPromise = new Promise<void>((resolve) => {
       if (this.live.size === 0) return resolve();
       const end = (): void => {
