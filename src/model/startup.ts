@@ -65,6 +65,12 @@ export interface StartupSpec {
   readonly compile?: CompileMode | undefined;
   /** Overrides of the fixed terms. */
   readonly terms?: Partial<StartupTerms> | undefined;
+  /**
+   * The weights term when the caller computed it from its own tier figures (a node's configured
+   * tiers and their queues: src/control/model-cache); `tier` is then not read. Default: computed
+   * from `tier` by `weightLoadTimeMs`.
+   */
+  readonly weightsMs?: number | undefined;
 }
 
 /** One start-up, term by term, in ms. `totalMs` is their sum: the terms run one after another. */
@@ -84,12 +90,9 @@ export interface StartupBreakdown {
 export function startupBreakdown(spec: StartupSpec): StartupBreakdown {
   const terms = { ...STARTUP_DEFAULTS, ...spec.terms };
   const compile = spec.compile ?? 'cached';
-  const weightsMs = weightLoadTimeMs(
-    gpuSpec(spec.gpu),
-    modelSpec(spec.model),
-    spec.tp,
-    spec.tier ?? DEFAULT_WEIGHT_TIER,
-  );
+  const weightsMs =
+    spec.weightsMs ??
+    weightLoadTimeMs(gpuSpec(spec.gpu), modelSpec(spec.model), spec.tp, spec.tier ?? DEFAULT_WEIGHT_TIER);
   const compileMs = compileTimeMs(compile, terms);
   // Eager mode captures no graphs: that is what --enforce-eager turns off.
   const cudaGraphCaptureMs = compile === 'off' ? 0 : terms.cudaGraphCaptureMs;
