@@ -1,4 +1,5 @@
 import { assertNever } from '../core/assert.ts';
+import { scaleMultiModel } from '../workload/multi-model.ts';
 import type { WorkloadSpec } from '../workload/spec.ts';
 import { scaleRenewalRate } from '../workload/synthetic.ts';
 import { scaleTimeVarying } from '../workload/time-varying.ts';
@@ -57,6 +58,8 @@ export function scaleWorkload(spec: WorkloadSpec, k: number): WorkloadSpec {
       return scaleTimeVarying(spec, k);
     case 'servegen':
       return { ...spec, rateScale: spec.rateScale * k };
+    case 'multi-model':
+      return scaleMultiModel(spec, k);
     default:
       return assertNever(spec, 'workload kind');
   }

@@ -9,6 +9,7 @@ import { createConfiguredPolicy, defaultPolicyContext } from '../policies/routin
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { createWorkload } from '../workload/create.ts';
 import { formatDeclaredMaxTokens } from '../workload/declared.ts';
+import { describeMultiModel } from '../workload/multi-model.ts';
 import { describeServegen } from '../workload/servegen.ts';
 import { type WorkloadSpec, workloadSpecSchema } from '../workload/spec.ts';
 import { describeRate } from '../workload/synthetic.ts';
@@ -291,6 +292,8 @@ export function describeWorkload(spec: WorkloadSpec): string {
       return `${describeTimeVarying(spec)}${tail}`;
     case 'servegen':
       return `${describeServegen(spec)}${tail}`;
+    case 'multi-model':
+      return `${describeMultiModel(spec)}${tail}`;
     default:
       return assertNever(spec, 'workload kind');
   }

@@ -197,7 +197,7 @@ describe('parseWorkloadSpec', () => {
       (err: unknown) =>
         err instanceof SwitchyardError &&
         err.code === 'SY_ERR_UNKNOWN_NAME' &&
-        /gamma, poisson, rate-curve, servegen, sessions, sinusoid/.test(err.message),
+        /gamma, multi-model, poisson, rate-curve, servegen, sessions, sinusoid/.test(err.message),
     );
   });
 

@@ -7,6 +7,7 @@ import { SwitchyardError, unknownName } from '../core/errors.ts';
 import type { Rng } from '../core/rng.ts';
 import { restartable } from './common.ts';
 import { cachedLengthsLoader, type LengthsLoader } from './lengths.ts';
+import { multiModelRequests, rankedClients } from './multi-model.ts';
 import { readRateCurve } from './rate-curve-file.ts';
 import { checkReplay, readServegen, servegenRequests } from './servegen.ts';
 import { sessionRequests, systemPromptRequests } from './shared-prefix.ts';
@@ -96,6 +97,13 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
       checkReplay(data, s);
       preload(load, s.input, s.output);
       return restartable(() => servegenRequests(s, data, root, load));
+    }
+    case 'multi-model': {
+      // The ServeGen file is read (and the span checked) now, so a bad one fails before the run.
+      const data = s.source === 'servegen' ? readServegen(s.servegenFile) : undefined;
+      if (data !== undefined) rankedClients(s, data);
+      preload(load, s.input, s.output);
+      return restartable(() => multiModelRequests(s, root, load, data));
     }
     default:
       return assertNever(s, 'workload kind');

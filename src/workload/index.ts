@@ -14,6 +14,16 @@ export {
 } from './declared.ts';
 export type { LengthRole, LengthSampler, LengthsLoader, PairSampler } from './lengths.ts';
 export { cachedLengthsLoader, lengthSampler, pairSampler } from './lengths.ts';
+export type { MultiModelSpec, RosterEntry } from './multi-model.ts';
+export {
+  DEFAULT_BASE_MIX,
+  describeMultiModel,
+  multiModelId,
+  multiModelRatesRps,
+  multiModelRequests,
+  multiModelRoster,
+  scaleMultiModel,
+} from './multi-model.ts';
 export { parseRateCurve, RATE_CURVE_POINTS_MAX, readRateCurve } from './rate-curve-file.ts';
 export type { RatePoint, RateProfile, RateSegment } from './rate-profile.ts';
 export { burstRate, PiecewiseLinearRate, rateCurve, repeating, sinusoidRate } from './rate-profile.ts';
@@ -38,7 +48,9 @@ export type {
 } from './spec.ts';
 export {
   lengthDistSchema,
+  MULTI_MODEL_MAX,
   meanStageRateRps,
+  multiModelSpecSchema,
   rateStageSchema,
   STAGES_MAX,
   traceFormatSchema,

@@ -5,6 +5,7 @@
  * generators receive.
  */
 import { z } from 'zod';
+import { MODELS, modelIds } from '../model/models.ts';
 import { declaredMaxTokensSchema } from './declared.ts';
 
 const tokenCount = z.number().int().nonnegative();
@@ -330,6 +331,58 @@ export const servegenSpecSchema = z.strictObject({
   ...limitFields,
 });
 
+/** Most models a multi-model workload may have (the served ids run m000..m999). */
+export const MULTI_MODEL_MAX = 1000;
+
+/**
+ * Many models on one cluster, the serverless case (see multi-model.ts): `models` served ids
+ * m00..m(N-1), each on a catalogue `base` (default: a fixed mix of 7-8B, 13B and a few 34B bases;
+ * `bases` round-robin instead); traffic shares ∝ 1 / (k + 1)^zipfExponent of `rateRps`, or
+ * `modelRatesRps` per model. Each model's arrivals are an interrupted Poisson process
+ * (`source: on-off`: on for onMeanS on average, off for offMeanS × rate_m00 / rate_k) or a ServeGen
+ * client's windows (`source: servegen`), scaled to the model's share.
+ */
+export const multiModelSpecSchema = z
+  .strictObject({
+    kind: z.literal('multi-model'),
+    models: z.number().int().min(1).max(MULTI_MODEL_MAX),
+    bases: z
+      .array(
+        z.string().refine((id) => MODELS.has(id), { message: `a catalogue model: ${modelIds().join(', ')}` }),
+      )
+      .min(1)
+      .max(MULTI_MODEL_MAX)
+      .optional(),
+    zipfExponent: z.number().nonnegative().finite().default(1),
+    rateRps: positive.optional(),
+    modelRatesRps: z.array(positive).min(1).max(MULTI_MODEL_MAX).optional(),
+    source: z.enum(['on-off', 'servegen']).default('on-off'),
+    onMeanS: positive.default(300),
+    offMeanS: positive.default(30),
+    servegenFile: z.string().min(1).default('sample:servegen-m-small-day2'),
+    startH: z.number().nonnegative().finite().default(0),
+    input: lengthDistSchema,
+    output: lengthDistSchema,
+    tenant: requestFields.tenant,
+    priority: requestFields.priority,
+    slo: requestFields.slo,
+    declaredMaxTokens: requestFields.declaredMaxTokens,
+    ...limitFields,
+  })
+  .refine((d) => (d.rateRps === undefined) !== (d.modelRatesRps === undefined), {
+    message: 'set exactly one of rateRps (shared by Zipf popularity) and modelRatesRps',
+    path: ['rateRps'],
+  })
+  .refine((d) => d.modelRatesRps === undefined || d.modelRatesRps.length === d.models, {
+    message: 'modelRatesRps needs one rate per model',
+    path: ['modelRatesRps'],
+  })
+  .refine((d) => d.bases === undefined || d.bases.length <= d.models, {
+    message: 'at most one base per model',
+    path: ['bases'],
+  })
+  .refine((d) => d.source === 'servegen' || bounded(d), BOUNDED);
+
 /** The whole workload spec. */
 export const workloadSpecSchema = z.discriminatedUnion('kind', [
   poissonSpecSchema,
@@ -342,6 +395,7 @@ export const workloadSpecSchema = z.discriminatedUnion('kind', [
   rateCurveSpecSchema,
   burstsSpecSchema,
   servegenSpecSchema,
+  multiModelSpecSchema,
 ]);
 
 /** The workload kinds, for error messages and CLI help. */
@@ -356,6 +410,7 @@ export const WORKLOAD_KINDS = [
   'rate-curve',
   'bursts',
   'servegen',
+  'multi-model',
 ] as const;
 
 /** One rate stage. */
