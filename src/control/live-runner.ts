@@ -5,6 +5,13 @@
  * loop with it, the bounded history and the gateway's view of the model's instances, and hands the
  * decision to the actuator. Between ticks it lets the actuator stop drained engines promptly.
  *
+ * With `scaleToZero` (a pool whose minimum is 0) it bounds the loop's wish by the keep-alive rule
+ * (./scale-to-zero.ts): no instance past the model's keep-alive without a request, at least one
+ * while requests are at the host. `wake()` is the gateway's buffer asking for a first instance: it
+ * starts one at once when none is up or starting, without closing a window early (a window of a
+ * few ms would read as a huge request rate to the loop); the next tick sees the buffered requests in
+ * `queuedAtEnd` and sizes the pool from there.
+ *
  * It also exports the loop's wish and the pool's state as Prometheus gauges
  * (`switchyard_desired_replicas{model,role}`, `switchyard_replicas{model,role,phase}`): where
  * Switchyard does not run the engines itself, an HPA or KEDA acts on them (docs/autoscaling.md).
@@ -14,6 +21,7 @@ import type { Clock } from '../core/clock.ts';
 import type { ModelId } from '../core/ids.ts';
 import type { Request } from '../core/request.ts';
 import type { ClusterView } from '../core/view.ts';
+import { keepAliveReplicas } from './scale-to-zero.ts';
 import { TrafficWindowAccumulator } from './traffic-window.ts';
 import {
   type Actuator,
@@ -55,10 +63,12 @@ export interface LiveRunnerOptions {
   readonly clock: Clock;
   /** The gateway's view settled at `nowMs` (the runner keeps the model's instances). */
   readonly view: (nowMs: number) => ClusterView;
-  /** Requests held in the gateway's admission queue now. */
+  /** Requests of the model held at the gateway now (admission queue, scale-from-zero buffer). */
   readonly queued: () => number;
   /** Decision changes and loop errors. */
   readonly log?: (line: string) => void;
+  /** The pool may shrink to zero: its keep-alive now (the latest request's `keep_alive`, or the default). */
+  readonly scaleToZero?: { keepAliveMs(): number };
 }
 
 /** Runs a loop live (see the file comment). Set it as the gateway's `requestTap`, then `start()`. */
@@ -75,6 +85,8 @@ export class LiveControlRunner {
   private timer: NodeJS.Timeout | undefined;
   private nextTickMs: number;
   private readonly log: (line: string) => void;
+  /** The model's last arrival or end (host clock). */
+  private lastActivityMs: number;
 
   constructor(private readonly options: LiveRunnerOptions) {
     if (!(Number.isFinite(options.intervalMs) && options.intervalMs > 0))
@@ -84,12 +96,30 @@ export class LiveControlRunner {
     this.nextTickMs = nowMs + options.intervalMs;
     this.desired = options.actuator.instances(options.variant.model).length;
     this.log = options.log ?? (() => {});
+    this.lastActivityMs = nowMs;
+  }
+
+  /** The model whose requests it counts. */
+  get model(): ModelId {
+    return this.options.model;
+  }
+
+  /** The variant it sizes (the gauges' role label). */
+  get variant(): Variant {
+    return this.options.variant;
+  }
+
+  /** The actuator it drives. */
+  get actuator(): LiveActuator {
+    return this.options.actuator;
   }
 
   // ---- RequestTap (src/gateway/gateway.ts) ----
 
   arrived(request: Request, nowMs: number): void {
-    if (request.model === this.options.model) this.windows.arrival(request.inputTokens, nowMs);
+    if (request.model !== this.options.model) return;
+    this.windows.arrival(request.inputTokens, nowMs);
+    this.lastActivityMs = nowMs;
   }
 
   firstByte(request: Request, nowMs: number): void {
@@ -98,6 +128,7 @@ export class LiveControlRunner {
 
   ended(request: Request, ok: boolean, outputTokens: number, nowMs: number): void {
     if (request.model !== this.options.model) return;
+    this.lastActivityMs = nowMs;
     if (!ok) {
       this.windows.failure(nowMs);
       return;
@@ -148,13 +179,51 @@ export class LiveControlRunner {
       return undefined;
     }
     this.ticks++;
+    if (o.scaleToZero !== undefined) decision = this.keepAlive(decision, window.queuedAtEnd, nowMs);
+    this.applyDecision(decision, nowMs);
+    return decision;
+  }
+
+  /**
+   * The gateway holds `waiting` requests for the model (its scale-from-zero buffer): with nothing up
+   * or starting, ask for one instance now rather than at the next tick.
+   */
+  wake(waiting: number, nowMs: number = this.options.clock.nowMs()): void {
+    const c = this.options.actuator.counts();
+    if (c.pending + c.starting + c.ready > 0) return;
+    const reason = `scale from zero: ${waiting} request(s) waiting for '${this.options.model}'`;
+    this.applyDecision({ targets: [{ variant: this.options.variant, replicas: 1 }], reason }, nowMs);
+  }
+
+  /** The loop's decision bounded by the keep-alive rule (./scale-to-zero.ts). */
+  private keepAlive(decision: ControlDecision, waiting: number, nowMs: number): ControlDecision {
+    const c = this.options.actuator.counts();
+    const inSystem = this.windows.inSystem;
+    const rule = keepAliveReplicas({
+      loopReplicas: totalReplicas(decision),
+      active: c.pending + c.starting + c.ready,
+      waiting,
+      inSystem,
+      idleMs: inSystem > 0 ? 0 : nowMs - this.lastActivityMs,
+      keepAliveMs: this.options.scaleToZero?.keepAliveMs() ?? 0,
+    });
+    if (rule.override === undefined) return decision;
+    return {
+      targets: [{ variant: this.options.variant, replicas: rule.replicas }],
+      reason: `${rule.override} (${decision.reason})`,
+    };
+  }
+
+  private applyDecision(decision: ControlDecision, nowMs: number): void {
+    const o = this.options;
     o.actuator.apply(o.variant.model, decision, nowMs);
     const desired = Math.max(0, Math.round(totalReplicas(decision)));
     if (desired !== this.desired)
-      this.log(`autoscaler ${o.loop.name}: ${this.desired} -> ${desired} replicas: ${decision.reason}`);
+      this.log(
+        `autoscaler ${o.loop.name} (${o.model}): ${this.desired} -> ${desired} replicas: ${decision.reason}`,
+      );
     this.desired = desired;
     this.reason = decision.reason;
-    return decision;
   }
 
   /**
@@ -162,40 +231,7 @@ export class LiveControlRunner {
    * they appear on its /metrics.
    */
   registerMetrics(registry: Registry): void {
-    const labels = { model: this.options.model, role: this.options.variant.role };
-    const runner = this;
-    const actuator = this.options.actuator;
-    new Gauge({
-      name: 'switchyard_desired_replicas',
-      help: 'Instances the autoscaler wants for the model and role (its last decision)',
-      labelNames: ['model', 'role'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.set(labels, runner.desired);
-      },
-    });
-    new Gauge({
-      name: 'switchyard_replicas',
-      help: 'Instances of the model and role by phase (pending, starting, ready, draining)',
-      labelNames: ['model', 'role', 'phase'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        const counts = actuator.counts();
-        for (const phase of REPLICA_PHASES) this.set({ ...labels, phase }, counts[phase]);
-      },
-    });
-    new Counter({
-      name: 'switchyard_autoscaler_start_failures_total',
-      help: 'Engine starts that failed or timed out (each is retried at a later tick)',
-      labelNames: ['model', 'role'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(labels, actuator.startFailures);
-      },
-    });
+    registerRunnerMetrics(registry, [this]);
   }
 
   private poll(): void {
@@ -207,4 +243,45 @@ export class LiveControlRunner {
       this.tick(nowMs);
     } else this.options.actuator.settle(nowMs);
   }
+}
+
+/**
+ * Registers the replica gauges and the start-failure counter of several runners (one per model) on
+ * `registry`, once: each series is labelled with its runner's model and role.
+ */
+export function registerRunnerMetrics(registry: Registry, runners: readonly LiveControlRunner[]): void {
+  const labelsOf = (r: LiveControlRunner) => ({ model: r.model, role: r.variant.role });
+  new Gauge({
+    name: 'switchyard_desired_replicas',
+    help: 'Instances the autoscaler wants for the model and role (its last decision)',
+    labelNames: ['model', 'role'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of runners) this.set(labelsOf(r), r.desired);
+    },
+  });
+  new Gauge({
+    name: 'switchyard_replicas',
+    help: 'Instances of the model and role by phase (pending, starting, ready, draining)',
+    labelNames: ['model', 'role', 'phase'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of runners) {
+        const counts = r.actuator.counts();
+        for (const phase of REPLICA_PHASES) this.set({ ...labelsOf(r), phase }, counts[phase]);
+      }
+    },
+  });
+  new Counter({
+    name: 'switchyard_autoscaler_start_failures_total',
+    help: 'Engine starts that failed or timed out (each is retried at a later tick)',
+    labelNames: ['model', 'role'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of runners) this.inc(labelsOf(r), r.actuator.startFailures);
+    },
+  });
 }

@@ -155,8 +155,39 @@ describe('LocalActuator', () => {
     await flush();
     assert.deepEqual(launcher.stopped, [2]);
     assert.equal(actuator.stops, 1);
-    actuator.apply('m', want(3), 40);
+    // Wanted while it was stopping: it starts again as soon as its process exited, not at a tick.
     assert.equal(launcher.launches[0]?.index, 2);
+    actuator.apply('m', want(3), 40);
+    assert.equal(launcher.launches.length, 1);
+  });
+
+  it('scales a pool of zero from and to zero, telling each failed start with what is left up', async () => {
+    const failures: [string, number][] = [];
+    const launcher = new ScriptedLauncher();
+    const pool = new FakePool();
+    const actuator = new LocalActuator({
+      variant: TEST_VARIANT,
+      maxInstances: 1,
+      launcher,
+      backends: pool,
+      clock: new ManualClock(0),
+      slotId: (k) => `m-engine-${k}`,
+      onStartFailed: (error, active) => failures.push([error.message, active]),
+    });
+    assert.equal(actuator.active, 0);
+    actuator.apply('m', want(1), 0);
+    launcher.launches[0]?.reject('exited (code 2) before it was ready');
+    await flush();
+    assert.deepEqual(failures, [['exited (code 2) before it was ready', 0]]);
+    actuator.apply('m', want(1), 10);
+    launcher.launches[1]?.resolve();
+    await flush();
+    assert.deepEqual(pool.added, ['m-engine-0']);
+    actuator.apply('m', want(0), 20);
+    assert.deepEqual(pool.removed, ['m-engine-0']);
+    await flush();
+    assert.deepEqual(phases(actuator), []);
+    assert.equal(actuator.counts().stopped, 1);
   });
 
   it('brings a draining slot back before starting a new one', () => {

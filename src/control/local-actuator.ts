@@ -13,8 +13,11 @@
  * slots start. Fewer wanted: starting slots are cancelled first (they hold no request), then the
  * highest-index ready slots drain. A start that fails or times out is counted (`startFailures`) and
  * its slot is free again; the next decision retries it, so a failing engine is retried once per
- * tick, never in a tight loop. Decisions arrive through `apply`; the actuator reads the clock only
- * to stamp phase changes that complete between ticks.
+ * tick, never in a tight loop (`onStartFailed` hears each failure: requests waiting for a first
+ * instance fail then). Decisions arrive through `apply`; the actuator reads the clock only to stamp
+ * phase changes that complete between ticks. A slot whose process exits while the last decision
+ * wants more engines than are up starts again at once, not at the next tick (a scale from zero
+ * that arrives while the last engine is still stopping).
  */
 import type { Clock } from '../core/clock.ts';
 import type { InstanceId, ModelId } from '../core/ids.ts';
@@ -70,6 +73,10 @@ export interface LocalActuatorOptions {
   readonly initial?: readonly LaunchedEngine[];
   /** One line per start, failure, drain and stop. */
   readonly log?: (line: string) => void;
+  /** Backend id of slot `index` (default `slotId`: engine-0..); per-model pools prefix theirs. */
+  readonly slotId?: (index: number) => InstanceId;
+  /** A start failed; `active` engines are still starting or ready after it. */
+  readonly onStartFailed?: (error: Error, active: number) => void;
 }
 
 type SlotPhase = InstancePhase | 'stopping' | 'stopped';
@@ -102,6 +109,8 @@ export class LocalActuator implements Actuator {
   private readonly slots: Slot[];
   private readonly log: (line: string) => void;
   private closed = false;
+  /** What the last decision wanted (clamped), kept to restart a slot that stopped meanwhile. */
+  private wanted: number;
 
   constructor(private readonly options: LocalActuatorOptions) {
     const { maxInstances, initial = [] } = options;
@@ -111,11 +120,13 @@ export class LocalActuator implements Actuator {
       throw new RangeError(`${initial.length} initial engines exceed maxInstances ${maxInstances}`);
     this.log = options.log ?? (() => {});
     const nowMs = options.clock.nowMs();
+    const idOf = options.slotId ?? slotId;
+    this.wanted = initial.length;
     this.slots = Array.from({ length: maxInstances }, (_, index) => {
       const engine = initial[index];
       return {
         index,
-        id: slotId(index),
+        id: idOf(index),
         phase: engine === undefined ? 'stopped' : 'ready',
         sinceMs: nowMs,
         engine,
@@ -152,8 +163,17 @@ export class LocalActuator implements Actuator {
   /** Moves the pool toward `decision` (clamped to 0..maxInstances); returns what it did. */
   apply(_model: ModelId, decision: ControlDecision, nowMs: number): readonly ControlAction[] {
     if (this.closed) return [];
+    this.wanted = Math.max(0, Math.min(this.slots.length, Math.round(totalReplicas(decision))));
+    return this.moveTo(this.wanted, nowMs);
+  }
+
+  /** Engines starting or ready. */
+  get active(): number {
+    return this.count('starting') + this.count('ready');
+  }
+
+  private moveTo(wanted: number, nowMs: number): readonly ControlAction[] {
     this.settle(nowMs);
-    const wanted = Math.max(0, Math.min(this.slots.length, Math.round(totalReplicas(decision))));
     const actions: ControlAction[] = [];
     const variant = this.options.variant;
     let active = this.count('starting') + this.count('ready');
@@ -254,6 +274,7 @@ export class LocalActuator implements Actuator {
           this.startFailures++;
           this.log(`engine ${s.index} failed to start (${this.startFailures} so far): ${error.message}`);
           this.enter(s, 'stopped', this.options.clock.nowMs());
+          this.options.onStartFailed?.(error, this.active);
         } else this.stopped(s);
       },
     );
@@ -273,6 +294,7 @@ export class LocalActuator implements Actuator {
       this.log(`engine ${s.index} started but the gateway refused it: ${(error as Error).message}`);
       await engine.stop().catch(() => {});
       this.enter(s, 'stopped', this.options.clock.nowMs());
+      this.options.onStartFailed?.(error as Error, this.active);
       return;
     }
     s.engine = engine;
@@ -284,8 +306,11 @@ export class LocalActuator implements Actuator {
     s.pending = undefined;
     if (s.phase !== 'stopping') return;
     this.stops++;
-    this.enter(s, 'stopped', this.options.clock.nowMs());
+    const nowMs = this.options.clock.nowMs();
+    this.enter(s, 'stopped', nowMs);
     this.log(`engine ${s.index} stopped`);
+    // Wanted back while it was stopping (every other slot busy): its slot is free now.
+    if (!this.closed && this.active < this.wanted) this.moveTo(this.wanted, nowMs);
   }
 
   private enter(s: Slot, phase: SlotPhase, nowMs: number): void {

@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import { ManualClock } from '../core/clock.ts';
+import type { Request } from '../core/request.ts';
+import { TEST_VARIANT } from './autoscalers/test-support.ts';
+import { LiveControlRunner, registerRunnerMetrics } from './live-runner.ts';
+import { type EngineLauncher, LocalActuator } from './local-actuator.ts';
+import type { ControlLoop } from './types.ts';
+
+/** A model's pool of at most one engine, at zero, whose launches resolve at once. */
+function zeroPool(model: string, keepAliveMs: number, loopReplicas = 0) {
+  const clock = new ManualClock(0);
+  const launched: number[] = [];
+  const stopped: number[] = [];
+  const launcher: EngineLauncher = {
+    launch: async (index) => {
+      launched.push(index);
+      return {
+        url: 'http://127.0.0.1:1',
+        kvEvents: null,
+        model,
+        pid: 1,
+        stop: async () => {
+          stopped.push(index);
+        },
+      };
+    },
+  };
+  const actuator = new LocalActuator({
+    variant: TEST_VARIANT,
+    maxInstances: 1,
+    launcher,
+    clock,
+    backends: { add() {}, setDraining() {}, inFlight: () => 0, remove() {} },
+  });
+  const loop: ControlLoop = {
+    name: 'scripted',
+    decide: () => ({ targets: [{ variant: TEST_VARIANT, replicas: loopReplicas }], reason: 'loop' }),
+  };
+  let waiting = 0;
+  const runner = new LiveControlRunner({
+    loop,
+    actuator,
+    model,
+    variant: TEST_VARIANT,
+    intervalMs: 1000,
+    objectives: {},
+    clock,
+    view: (nowMs) => ({ nowMs, instances: [] }),
+    queued: () => waiting,
+    scaleToZero: { keepAliveMs: () => keepAliveMs },
+  });
+  const setWaiting = (n: number) => {
+    waiting = n;
+  };
+  return { clock, launched, stopped, actuator, runner, setWaiting };
+}
+
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+const request = (model: string): Request =>
+  ({ id: 'r', model, inputTokens: 10, arrivalMs: 0 }) as unknown as Request;
+
+describe('LiveControlRunner, scale to zero', () => {
+  it('a wake-up starts one engine at once, only when none is up or starting', async () => {
+    const p = zeroPool('m', 5000);
+    assert.equal(p.runner.desired, 0);
+    p.runner.wake(2);
+    assert.deepEqual(p.launched, [0]);
+    assert.equal(p.runner.desired, 1);
+    assert.match(p.runner.reason, /scale from zero: 2 request/);
+    p.runner.wake(3);
+    await flush();
+    p.runner.wake(4);
+    assert.deepEqual(p.launched, [0], 'starting, then ready: no second start');
+  });
+
+  it('keeps the engine through the keep-alive after the last request, then stops it', async () => {
+    const p = zeroPool('m', 1500);
+    const r = request('m');
+    p.runner.arrived(r, 0);
+    p.setWaiting(1);
+    p.runner.wake(1, 0);
+    await flush();
+    p.setWaiting(0);
+    p.runner.ended(r, true, 5, 400);
+    p.clock.set(1000);
+    p.runner.tick();
+    assert.equal(p.runner.desired, 1, 'within the keep-alive, although the loop wants 0');
+    assert.match(p.runner.reason, /keep-alive: 900 ms left/);
+    p.clock.set(2000);
+    p.runner.tick();
+    assert.equal(p.runner.desired, 0);
+    await flush();
+    assert.deepEqual(p.stopped, [0]);
+    assert.equal(p.actuator.active, 0);
+    // Idle at zero: the next ticks start nothing, even for a loop that wants one.
+    p.clock.set(3000);
+    p.runner.tick();
+    assert.deepEqual(p.launched, [0]);
+  });
+
+  it('requests at the host keep at least one whatever the loop says', () => {
+    const p = zeroPool('m', 0);
+    p.runner.arrived(request('m'), 10);
+    p.setWaiting(1);
+    p.clock.set(1000);
+    p.runner.tick();
+    assert.equal(p.runner.desired, 1);
+    assert.deepEqual(p.launched, [0]);
+  });
+
+  it('exports one series per model when several runners share a registry', async () => {
+    const a = zeroPool('a', 1000);
+    const b = zeroPool('b', 1000);
+    a.runner.wake(1);
+    const registry = new Registry();
+    registerRunnerMetrics(registry, [a.runner, b.runner]);
+    const text = await registry.metrics();
+    assert.match(text, /switchyard_desired_replicas\{model="a",role="both"\} 1/);
+    assert.match(text, /switchyard_desired_replicas\{model="b",role="both"\} 0/);
+    assert.match(text, /switchyard_replicas\{model="a",role="both",phase="starting"\} 1/);
+  });
+});
