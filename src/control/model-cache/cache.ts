@@ -256,7 +256,7 @@ export class ModelCache {
       terms: this.#terms,
       weightsMs: best.weightsMs,
     });
-    const engineInitMs = breakdown.totalMs - breakdown.weightsMs;
+    const engineInitMs = breakdown.processInitMs + breakdown.compileMs + breakdown.cudaGraphCaptureMs;
     return {
       model,
       node,
