@@ -11,7 +11,7 @@ import { GOODPUT_DEFAULTS, type GoodputResult } from '../twin/goodput.ts';
 import { formatComparisonTable, formatSummaryTable } from '../twin/report/table.ts';
 import { type PolicyRun, runExperiment, runTwin, type TwinSettings, writeOutputs } from '../twin/run.ts';
 import { DEFAULT_DECLARED_MAX_TOKENS, parseDeclaredMaxTokens } from '../workload/declared.ts';
-import type { RateStage } from '../workload/spec.ts';
+import { MULTI_MODEL_MAX, type RateStage } from '../workload/spec.ts';
 import { parseStages } from '../workload/synthetic.ts';
 import { DecisionLogWriter } from './decision-log.ts';
 import { fraction, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './parse.ts';
@@ -35,7 +35,9 @@ import {
 interface SimFlags extends TimeVaryingFlags, AutoscalerFlags {
   config?: string;
   trace?: string;
-  workload?: 'poisson' | 'gamma' | 'constant' | (typeof TIME_VARYING_WORKLOADS)[number];
+  workload?: 'poisson' | 'gamma' | 'constant' | 'multi-model' | (typeof TIME_VARYING_WORKLOADS)[number];
+  models?: number;
+  zipf?: number;
   stages?: RateStage[];
   rate?: number;
   cv?: number;
@@ -99,8 +101,15 @@ export function registerSimCommand(program: Command): void {
       new Option(
         '--workload <kind>',
         'generate arrivals instead of a trace: poisson, gamma (see --cv) or constant (evenly paced, as load testers send); ' +
-          'or a time-varying rate: sinusoid, rate-curve, bursts or servegen (see their options below)',
-      ).choices(['poisson', 'gamma', 'constant', ...TIME_VARYING_WORKLOADS]),
+          'or a time-varying rate: sinusoid, rate-curve, bursts or servegen (see their options below); ' +
+          'or multi-model: --models fine-tunes m00.. with Zipf popularity (--zipf), each on/off with idle gaps (default run: 3600 s)',
+      ).choices(['poisson', 'gamma', 'constant', 'multi-model', ...TIME_VARYING_WORKLOADS]),
+    )
+    .option('--models <n>', `multi-model: number of served models, 1 to ${MULTI_MODEL_MAX}`, positiveInt)
+    .option(
+      '--zipf <s>',
+      "multi-model: Zipf exponent of the models' popularity, model k's share ∝ 1/(k+1)^s (default 1; 0: all equal)",
+      nonNegativeNumber,
     )
     .option('--rate <req/s>', 'arrival rate of the generated workload (default 10)', positiveNumber)
     .addOption(
@@ -238,6 +247,7 @@ export function registerSimCommand(program: Command): void {
         '  switchyard sim --workload servegen --servegen-file sample:servegen-m-small-day2 --scale 0.01 --start-h 18 --duration 3600\n' +
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa --min-instances 1 --max-instances 8 --json out.json\n' +
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa,slo-planner,static --max-instances 8 --html autoscalers.html\n' +
+        '  switchyard sim --workload multi-model --models 64 --zipf 1 --rate 20 --duration 86400   (served ids m00..m63)\n' +
         '  switchyard sim --config examples/sim.yaml --html report.html',
     )
     .action(async (flags: SimFlags, command: Command) => {
@@ -428,6 +438,7 @@ function workloadFromFlags(
       ? { declaredMaxTokens: declared(flags.declaredMaxTokens) }
       : {}),
   };
+  checkMultiModelFlags(flags, fileWorkload);
   if (flags.trace !== undefined) {
     return {
       kind: 'trace',
@@ -438,6 +449,7 @@ function workloadFromFlags(
   }
   const timeVarying = timeVaryingWorkload(flags, limits);
   if (timeVarying !== undefined) return timeVarying;
+  if (flags.workload === 'multi-model') return multiModelFromFlags(flags, limits);
   const generated = flags.workload !== undefined || fileWorkload === undefined;
   if (!generated) {
     const merged: Record<string, unknown> = { ...fileWorkload, ...limits };
@@ -450,6 +462,8 @@ function workloadFromFlags(
       merged['stages'] = flags.stages;
       delete merged['rateRps'];
     }
+    if (flags.models !== undefined) merged['models'] = flags.models;
+    if (flags.zipf !== undefined) merged['zipfExponent'] = flags.zipf;
     return merged;
   }
   const kind = flags.workload ?? (flags.cv !== undefined ? 'gamma' : 'poisson');
@@ -464,6 +478,47 @@ function workloadFromFlags(
     input: { kind: 'fixed', tokens: flags.inputTokens ?? 1024 },
     output: { kind: 'fixed', tokens: flags.outputTokens ?? 128 },
     ...(unbounded ? { maxRequests: 1000 } : {}),
+    ...limits,
+  };
+}
+
+/** --models and --zipf belong to the multi-model kind (named, or the config file's): elsewhere they would be ignored. */
+function checkMultiModelFlags(flags: SimFlags, fileWorkload: Record<string, unknown> | undefined): void {
+  const multi =
+    flags.workload === 'multi-model' ||
+    (flags.workload === undefined && flags.trace === undefined && fileWorkload?.['kind'] === 'multi-model');
+  if (multi) return;
+  if (flags.models !== undefined)
+    throw invalidArgument('models', flags.models, '--models only with --workload multi-model');
+  if (flags.zipf !== undefined)
+    throw invalidArgument('zipf', flags.zipf, '--zipf only with --workload multi-model');
+}
+
+/** The multi-model spec from flags: --models (required), --zipf, --rate (the total), one hour by default. */
+function multiModelFromFlags(flags: SimFlags, limits: Record<string, unknown>): Record<string, unknown> {
+  if (flags.models === undefined)
+    throw invalidArgument('models', 'missing', '--models N with --workload multi-model');
+  if (flags.stages !== undefined)
+    throw invalidArgument(
+      'stages',
+      'given',
+      'no --stages with --workload multi-model (each model has its own on/off rate)',
+    );
+  if (flags.cv !== undefined)
+    throw invalidArgument(
+      'cv',
+      flags.cv,
+      'no --cv with --workload multi-model (arrivals are Poisson while a model is on)',
+    );
+  const unbounded = flags.requests === undefined && flags.duration === undefined;
+  return {
+    kind: 'multi-model',
+    models: flags.models,
+    ...(flags.zipf !== undefined ? { zipfExponent: flags.zipf } : {}),
+    rateRps: flags.rate ?? 10,
+    input: { kind: 'fixed', tokens: flags.inputTokens ?? 1024 },
+    output: { kind: 'fixed', tokens: flags.outputTokens ?? 128 },
+    ...(unbounded ? { durationS: 3600 } : {}),
     ...limits,
   };
 }
