@@ -33,6 +33,12 @@ export interface ChooseOptions {
    * when unknown. Default: never known, so there is nothing to wait for.
    */
   readonly releaseAtMs?: ((instance: InstanceInfo) => number | undefined) | undefined;
+  /**
+   * Whether stopping idle instances competes with free GPUs elsewhere (ServerlessLLM's scheduler
+   * weighs migration against every node). Default false: eviction is weighed only against
+   * waiting, since the stopped model pays a cold start of its own when it is next asked for.
+   */
+  readonly evictBesideFree?: boolean | undefined;
   /** Time to stop an idle instance and free its GPU memory before the load starts. Default 0. */
   readonly evictStopMs?: number | undefined;
 }
@@ -49,8 +55,12 @@ export function startupAwareNode(
   nowMs: number,
   options: ChooseOptions = {},
 ): NodeChoice | undefined {
+  const choices = nodeChoices(cache, model, nowMs, options);
+  // Stopping an idle instance costs its model a cold start later: only worth it against waiting.
+  const anyFree = choices.some((c) => c.how === 'free');
   let best: NodeChoice | undefined;
-  for (const choice of nodeChoices(cache, model, nowMs, options)) {
+  for (const choice of choices) {
+    if (anyFree && choice.how === 'evict' && options.evictBesideFree !== true) continue;
     if (best === undefined || better(choice, best)) best = choice;
   }
   return best;
