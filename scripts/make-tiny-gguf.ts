@@ -1,11 +1,42 @@
 /**
  * Writes the tiny random-weight llama model the `llama` engine's tests and demos run on (see
  * src/engine-servers/llama/tiny-gguf.ts): GGUF v3, F32, 4 layers of width 64, a byte-level BPE vocabulary.
+ * With `--size-mb N`, a larger random-weight model of about N MB instead (wider and deeper, same
+ * vocabulary; streamed to disk, a few seconds for 600 MB), for loading benchmarks.
  *
  *   node --import tsx scripts/make-tiny-gguf.ts [out.gguf]   (default: .cache/models/tiny-llama.gguf)
+ *   node --import tsx scripts/make-tiny-gguf.ts --size-mb 600 [--seed N] [out.gguf]
+ *                                           (default: .cache/models/random-llama-600mb.gguf)
  */
 import { statSync } from 'node:fs';
-import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../src/engine-servers/llama/tiny-gguf.ts';
+import { parseArgs } from 'node:util';
+import {
+  ensureSizedLlamaGguf,
+  ensureTinyLlamaGguf,
+  sizedLlamaShape,
+  TINY_LLAMA_DEFAULT_PATH,
+  TINY_LLAMA_SHAPE,
+} from '../src/engine-servers/llama/tiny-gguf.ts';
 
-const path = ensureTinyLlamaGguf(process.argv[2] ?? TINY_LLAMA_DEFAULT_PATH);
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { 'size-mb': { type: 'string' }, seed: { type: 'string' } },
+});
+const sizeMb = values['size-mb'] === undefined ? undefined : Number(values['size-mb']);
+const seed = values.seed === undefined ? TINY_LLAMA_SHAPE.seed : Number(values.seed);
+if ((sizeMb !== undefined && !(sizeMb > 0)) || !Number.isInteger(seed)) {
+  console.error('usage: make-tiny-gguf.ts [--size-mb N (> 0)] [--seed N (integer)] [out.gguf]');
+  process.exit(2);
+}
+let path: string;
+if (sizeMb === undefined) {
+  path = ensureTinyLlamaGguf(positionals[0] ?? TINY_LLAMA_DEFAULT_PATH);
+} else {
+  const shape = sizedLlamaShape(sizeMb * 1e6, seed);
+  path = ensureSizedLlamaGguf(positionals[0] ?? `.cache/models/random-llama-${sizeMb}mb.gguf`, shape);
+  console.log(
+    `${shape.blockCount} layers of width ${shape.embeddingLength}, ${shape.headCount} heads ` +
+      `(${shape.headCountKv} KV), feed-forward ${shape.feedForwardLength}, seed ${shape.seed}`,
+  );
+}
 console.log(`${path}: ${statSync(path).size} bytes`);

@@ -4,8 +4,10 @@
  * or SIGINT, like `switchyard engine sim`.
  */
 import type { Command } from 'commander';
+import { preReadFile } from '../adapters/model-warmer.ts';
 import { invalidArgument } from '../core/errors.ts';
 import { SEQUENCES_DEFAULT, THREADS_DEFAULT } from '../engine-servers/llama/defaults.ts';
+import { StartupClock } from '../engine-servers/llama/startup.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
 import { nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
 
@@ -20,29 +22,53 @@ interface LlamaEngineFlags {
   servedModelName?: string;
   maxWaiting?: number;
   shutdownTimeout: number;
+  /** `--no-mmap` sets it false. */
+  mmap: boolean;
+  mlock?: boolean;
+  /** `--no-prefetch` sets it false. */
+  prefetch: boolean;
 }
 
 async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
   if (flags.model === undefined)
     throw invalidArgument('model', '(none)', 'a GGUF model file: --model PATH.gguf');
-  // Loaded here, not at the top: node-llama-cpp costs every other command about 0.35 s to import.
-  const { LlamaBackend } = await import('../engine-servers/llama/llama-backend.ts');
-  const backend = await LlamaBackend.open({
-    modelPath: flags.model,
-    sequences: flags.sequences,
-    threads: flags.threads,
-    ...(flags.servedModelName === undefined ? {} : { modelId: flags.servedModelName }),
-    ...(flags.contextSize === undefined ? {} : { contextSize: flags.contextSize }),
-    ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
-  });
-  await serveEngine(backend, {
-    engine: 'llama',
-    host: flags.host,
-    port: flags.port,
-    maxWaiting: flags.maxWaiting,
-    shutdownTimeoutS: flags.shutdownTimeout,
-    kvEvents: null,
-  });
+  const startup = new StartupClock();
+  startup.mark('runtime');
+  // The weights are read into the page cache while node-llama-cpp imports and tests its binary
+  // (most of a second of CPU): a model on disk is then in memory when llama.cpp maps it. A bad path
+  // is left to the backend's own check, which names it.
+  const prefetchStop = new AbortController();
+  const prefetch = flags.prefetch
+    ? preReadFile(flags.model, { signal: prefetchStop.signal }).catch(() => undefined)
+    : Promise.resolve(undefined);
+  try {
+    // Loaded here, not at the top: node-llama-cpp costs every other command about 0.35 s to import.
+    const { LlamaBackend } = await import('../engine-servers/llama/llama-backend.ts');
+    startup.mark('import');
+    const backend = await LlamaBackend.open({
+      modelPath: flags.model,
+      sequences: flags.sequences,
+      threads: flags.threads,
+      startup,
+      useMmap: flags.mmap,
+      useMlock: flags.mlock === true,
+      ...(flags.servedModelName === undefined ? {} : { modelId: flags.servedModelName }),
+      ...(flags.contextSize === undefined ? {} : { contextSize: flags.contextSize }),
+      ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
+    });
+    await serveEngine(backend, {
+      engine: 'llama',
+      host: flags.host,
+      port: flags.port,
+      maxWaiting: flags.maxWaiting,
+      shutdownTimeoutS: flags.shutdownTimeout,
+      kvEvents: null,
+    });
+  } finally {
+    // An engine that failed to load, or stopped, has no use for the rest of the file.
+    prefetchStop.abort();
+    await prefetch;
+  }
 }
 
 /** Registers `switchyard engine llama` under the `engine` command. */
@@ -55,7 +81,9 @@ export function registerLlamaEngineCommand(engine: Command): void {
         "longest prefix with its prompt and evaluates only the rest (usage's cached_tokens, and\n" +
         'vllm:prefix_cache_hits_total in /metrics). Chat prompts are the canonical rendering of the\n' +
         "messages followed by '<|assistant|>\\n' (the model's chat template is not applied).\n" +
-        'A tiny random-weight model for trying it out: node --import tsx scripts/make-tiny-gguf.ts',
+        'Start-up timings: switchyard:engine_startup_*_seconds in /metrics and one JSON line on stderr\n' +
+        'at the first token. A tiny random-weight model for trying it out (--size-mb for a larger one):\n' +
+        'node --import tsx scripts/make-tiny-gguf.ts',
     )
     .option('--model <path>', 'GGUF model file (required)')
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
@@ -74,6 +102,12 @@ export function registerLlamaEngineCommand(engine: Command): void {
       positiveInt,
     )
     .option('--shutdown-timeout <s>', 'longest wait for in-flight requests on SIGTERM', positiveNumber, 30)
+    .option(
+      '--no-mmap',
+      'read the weights into private memory instead of mapping the file (slower from the page cache)',
+    )
+    .option('--mlock', 'lock the weights in RAM so they are never paged out')
+    .option('--no-prefetch', 'do not read the model file into the page cache while the engine starts')
     .action(async (flags: LlamaEngineFlags) => {
       await runLlamaEngine(flags);
     });

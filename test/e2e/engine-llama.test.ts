@@ -177,6 +177,38 @@ test('a stop string ends the text before it', async () => {
   assert.equal(stopped.choices[0]!.text, text.slice(0, text.indexOf(stop)));
 });
 
+test('the engine reports its start-up: stages that add up to ready, ready before the first token', async () => {
+  await openai.completions.create({ model: MODEL, prompt: 'Start-up', max_tokens: 2 });
+  const ready = await metric(engine, `switchyard:engine_startup_ready_seconds${LABELS}`);
+  const firstToken = await metric(engine, `switchyard:engine_startup_first_token_seconds${LABELS}`);
+  assert.ok(ready > 0, `ready at ${ready} s`);
+  assert.ok(firstToken >= ready, `first token at ${firstToken} s, ready at ${ready} s`);
+  const stages = ['runtime', 'import', 'binding', 'weights', 'context', 'listen'];
+  let sumS = 0;
+  for (const stage of stages) {
+    const labels = `{model_name="${MODEL}",engine="0",stage="${stage}"}`;
+    const s = await metric(engine, `switchyard:engine_startup_stage_seconds${labels}`);
+    assert.ok(s >= 0, `${stage}: ${s}`);
+    sumS += s;
+  }
+  assert.ok(Math.abs(sumS - ready) < 1e-6, `stages add up to ${sumS}, ready at ${ready}`);
+  assert.equal(
+    await metric(engine, `switchyard:engine_model_bytes${LABELS}`),
+    readFileSync(modelPath).length,
+  );
+  // One JSON line on stderr at the first token, with the same figures.
+  const lines = engine.stderr.filter((l) => l.includes('"event":"startup"'));
+  assert.equal(lines.length, 1, engine.stderr.join('\n'));
+  const line = JSON.parse(lines[0]!) as {
+    readyS: number;
+    firstTokenS: number;
+    stagesS: Record<string, number>;
+  };
+  assert.deepEqual(Object.keys(line.stagesS), stages);
+  assert.ok(line.firstTokenS >= line.readyS);
+  assert.ok(Math.abs(line.readyS - ready) < 0.002, `${line.readyS} against ${ready}`);
+});
+
 test('SIGTERM drains the request in flight and exits 0', async () => {
   const inFlight = openai.completions.create({ model: MODEL, prompt: 'Last words', max_tokens: 300 });
   const deadline = Date.now() + 10_000;

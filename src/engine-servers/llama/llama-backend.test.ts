@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { parseCompletionBody } from '../../core/openai-api.ts';
 import type { FinishReason, GenerationUsage } from '../backend.ts';
 import { firstStopIndex, heldBackLength, LlamaBackend, pickSlot } from './llama-backend.ts';
-import { ensureTinyLlamaGguf } from './tiny-gguf.ts';
+import { ensureSizedLlamaGguf, ensureTinyLlamaGguf, sizedLlamaShape } from './tiny-gguf.ts';
 
 describe('stop strings', () => {
   test('heldBackLength keeps the longest suffix that may start a stop string', () => {
@@ -267,5 +267,31 @@ describe('LlamaBackend.open', { timeout: 60_000 }, () => {
     const { error } = await opening('half.gguf', good.subarray(0, good.length >> 1));
     assert.equal(error?.code, 'SY_ERR_INVALID_ARGUMENT');
     assert.match(error?.message ?? '', /half\.gguf could not be loaded: /);
+  });
+});
+
+describe('LlamaBackend on a sized random-weight model', { timeout: 120_000 }, () => {
+  test('a wider, deeper model loads, generates printable text, and marks its start-up stages', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-llama-sized-'));
+    const backend = await LlamaBackend.open({
+      modelPath: ensureSizedLlamaGguf(join(dir, 'sized.gguf'), sizedLlamaShape(6e6)),
+      sequences: 1,
+      contextSize: 256,
+    });
+    try {
+      const out = await run(backend, { prompt: 'Hello there, model.', max_tokens: 24, seed: 5 });
+      assert.equal(out.reason, 'length');
+      assert.equal(out.usage?.completionTokens, 24);
+      assert.match(out.text, /^[\x20-\x7e]+$/, JSON.stringify(out.text));
+      const report = backend.startupReport();
+      // Not listening (no server here): stages up to the context, and the first token.
+      assert.deepEqual(Object.keys(report.stageEndS), ['binding', 'weights', 'context']);
+      assert.ok((report.stageEndS.context ?? 0) <= (report.firstTokenS ?? 0));
+      assert.equal(report.readyS, undefined);
+      assert.match(backend.extraMetricsText(), /switchyard:engine_startup_first_token_seconds\{/);
+    } finally {
+      await backend.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -14,7 +14,7 @@
  * identity) followed by `<|assistant|>\n`, so the next turn of a conversation, rendered the same
  * way, extends this request's tokens and reuses them. The model's own chat template is not applied.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import {
   getLlama,
   type Llama,
@@ -38,6 +38,7 @@ import type {
 export { SEQUENCES_DEFAULT, THREADS_DEFAULT } from './defaults.ts';
 
 import { SEQUENCES_DEFAULT, THREADS_DEFAULT } from './defaults.ts';
+import { StartupClock, type StartupReport, startupLogLine, startupMetricsText } from './startup.ts';
 /** Largest per-sequence context by default (the model's training context if smaller). */
 export const CONTEXT_SIZE_MAX_DEFAULT = 4096;
 /** Bound on the waiting queue by default. */
@@ -65,8 +66,17 @@ export interface LlamaBackendOptions {
   readonly contextSize?: number;
   /** Requests that may wait for a sequence; more are refused with SY_ERR_OVERLOADED. */
   readonly maxWaiting?: number;
-  /** Where llama.cpp's warnings and errors go; default stderr. */
+  /** Where llama.cpp's warnings and errors, and the start-up line, go; default stderr. */
   readonly log?: (line: string) => void;
+  /**
+   * Map the GGUF (llama.cpp populates the mapping from the page cache at load, and a restart shares
+   * those pages) rather than read it into private memory; default true.
+   */
+  readonly useMmap?: boolean;
+  /** Lock the weights in RAM (mlock) so they are never paged out; default false. */
+  readonly useMlock?: boolean;
+  /** Where the start-up stages are marked; default a clock of this process's own. */
+  readonly startup?: StartupClock;
 }
 
 /** One sequence of the context and what the backend knows of it. */
@@ -233,13 +243,17 @@ export class LlamaBackend implements EngineBackend {
   private generationTokensTotal = 0;
   private prefixQueriesTokens = 0;
   private prefixHitsTokens = 0;
+  private readonly startup: StartupClock;
+  private readonly log: (line: string) => void;
 
   private constructor(
     private readonly llama: Llama,
     private readonly model: LlamaModel,
     context: LlamaContext,
-    options: LlamaBackendOptions,
+    options: LlamaBackendOptions & { startup: StartupClock; log: (line: string) => void },
   ) {
+    this.startup = options.startup;
+    this.log = options.log;
     this.modelId = options.modelId ?? modelIdFromPath(options.modelPath);
     this.contextSize = context.contextSize;
     this.sequences = context.totalSequences;
@@ -278,6 +292,8 @@ export class LlamaBackend implements EngineBackend {
       }
     }
     const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    const startup = options.startup ?? new StartupClock();
+    startup.modelBytes = statSync(options.modelPath).size;
     // While the model loads, llama.cpp's messages are held: a file it cannot load ends in one error
     // line naming the first thing llama.cpp complained about; a good one prints its warnings.
     let loading = true;
@@ -301,9 +317,17 @@ export class LlamaBackend implements EngineBackend {
         held.push(line);
       },
     });
+    startup.mark('binding');
     let model: LlamaModel;
     try {
-      model = await llama.loadModel({ modelPath: options.modelPath });
+      // gpuLayers 0 on the CPU build: no VRAM fitting to compute. mmap by default: the weights are
+      // the page cache's pages, so a restart maps what the last run (or the warmer) left there.
+      model = await llama.loadModel({
+        modelPath: options.modelPath,
+        ...(process.platform === 'darwin' && process.arch === 'arm64' ? {} : { gpuLayers: 0 }),
+        useMmap: options.useMmap ?? true,
+        useMlock: options.useMlock ?? false,
+      });
     } catch (error) {
       await llama.dispose();
       throw new SwitchyardError(
@@ -316,10 +340,12 @@ export class LlamaBackend implements EngineBackend {
       loading = false;
     }
     for (const line of held) log(line);
+    startup.mark('weights');
     try {
       const contextSize = options.contextSize ?? Math.min(model.trainContextSize, CONTEXT_SIZE_MAX_DEFAULT);
       const context = await model.createContext({ sequences, contextSize, threads });
-      return new LlamaBackend(llama, model, context, options);
+      startup.mark('context');
+      return new LlamaBackend(llama, model, context, { ...options, startup, log });
     } catch (error) {
       await llama.dispose();
       throw error;
@@ -469,6 +495,7 @@ export class LlamaBackend implements EngineBackend {
             reason = 'stop';
             break;
           }
+          if (this.startup.markToken()) this.log(startupLogLine(this.startup.report(), 'llama'));
           completionTokens++;
           this.generationTokensTotal++;
           pendingTokens.push(token);
@@ -532,6 +559,21 @@ export class LlamaBackend implements EngineBackend {
     slot.busy = false;
     slot.releasedAt = ++this.releaseStamp;
     this.pump();
+  }
+
+  /** The server listens: the start-up's last stage ended. */
+  markReady(): void {
+    this.startup.mark('listen');
+  }
+
+  /** The start-up timings as Prometheus gauges (`switchyard:engine_startup_*`, see startup.ts). */
+  extraMetricsText(): string {
+    return startupMetricsText(this.startup.report(), this.modelId);
+  }
+
+  /** The start-up timings so far. */
+  startupReport(): StartupReport {
+    return this.startup.report();
   }
 
   signals(): BackendSignals {

@@ -12,7 +12,17 @@
  * per-token logit bias that keeps generation on printable ASCII and away from `</s>`. So a
  * generation runs to `max_tokens` or a stop string, and its text is valid UTF-8.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import { Rng } from '../../core/rng.ts';
 
@@ -25,7 +35,12 @@ export interface TinyLlamaShape {
   readonly feedForwardLength: number;
   readonly contextLength: number;
   readonly seed: number;
+  /** How layer weights are drawn; default 'normal' (the tiny model's). */
+  readonly weights?: WeightDistribution;
 }
+
+/** Normal draws (the tiny model) or uniform ones of the same variance (ten times cheaper: large models). */
+export type WeightDistribution = 'normal' | 'uniform';
 
 /** 4 layers of width 64: ~1.2 MB in F32, hundreds of tokens per second on one core. */
 export const TINY_LLAMA_SHAPE: TinyLlamaShape = {
@@ -141,11 +156,12 @@ type MetaValue =
   | { readonly t: 'str[]'; readonly v: readonly string[] }
   | { readonly t: 'i32[]'; readonly v: readonly number[] };
 
-interface Tensor {
+/** One tensor of the file: its name, shape and a function drawing its data when it is written. */
+interface TensorSpec {
   readonly name: string;
   /** ggml order: ne[0] is the contiguous (input) dimension. */
   readonly dims: readonly number[];
-  readonly data: Float32Array;
+  readonly data: () => Float32Array;
 }
 
 /** A growable little-endian byte buffer. */
@@ -243,10 +259,16 @@ function writeMeta(w: Writer, key: string, value: MetaValue): void {
   }
 }
 
-/** Serialises metadata and tensors as GGUF v3 (tensor data F32, aligned to 32 bytes). */
-export function encodeGguf(
+/** Bytes of one tensor's data in the file (F32, padded to the alignment). */
+function paddedBytes(t: TensorSpec): number {
+  const bytes = 4 * t.dims.reduce((a, b) => a * b, 1);
+  return Math.ceil(bytes / GGUF_ALIGNMENT) * GGUF_ALIGNMENT;
+}
+
+/** The GGUF v3 header: magic, counts, metadata and tensor descriptions, padded to the alignment. */
+function encodeHeader(
   meta: readonly (readonly [string, MetaValue])[],
-  tensors: readonly Tensor[],
+  tensors: readonly TensorSpec[],
 ): Uint8Array {
   const w = new Writer();
   w.bytes(new TextEncoder().encode('GGUF'));
@@ -261,89 +283,65 @@ export function encodeGguf(
     for (const d of t.dims) w.u64(d);
     w.u32(GGML_TYPE_F32);
     w.u64(offset);
-    offset += t.data.byteLength;
-    offset = Math.ceil(offset / GGUF_ALIGNMENT) * GGUF_ALIGNMENT;
+    offset += paddedBytes(t);
   }
   w.pad(GGUF_ALIGNMENT);
-  for (const t of tensors) {
-    w.bytes(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-    w.pad(GGUF_ALIGNMENT);
-  }
   return w.result();
 }
 
-/** The tiny model's GGUF bytes. */
-export function tinyLlamaGguf(shape: TinyLlamaShape = TINY_LLAMA_SHAPE): Uint8Array {
-  const vocab = buildVocab();
-  const nVocab = vocab.tokens.length;
-  const nEmbd = shape.embeddingLength;
-  const nFf = shape.feedForwardLength;
-  const headDim = nEmbd / shape.headCount;
-  const nEmbdKv = headDim * shape.headCountKv;
-  const rng = new Rng(shape.seed);
-  /** A [nIn, nOut] matrix of N(0, 1/nIn) entries (unit-variance outputs for unit-variance inputs). */
-  const matrix = (nIn: number, nOut: number): Float32Array => {
-    const m = new Float32Array(nIn * nOut);
-    const scale = 1 / Math.sqrt(nIn);
-    for (let i = 0; i < m.length; i++) m[i] = rng.normal() * scale;
+/** Yields a GGUF v3 file's bytes piece by piece: the header, then each tensor's data padded to 32 bytes. */
+function* ggufPieces(
+  meta: readonly (readonly [string, MetaValue])[],
+  tensors: readonly TensorSpec[],
+): Generator<Uint8Array> {
+  yield encodeHeader(meta, tensors);
+  for (const t of tensors) {
+    const data = t.data();
+    yield new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const pad = paddedBytes(t) - data.byteLength;
+    if (pad > 0) yield new Uint8Array(pad);
+  }
+}
+
+/** Serialises metadata and tensors as GGUF v3 (tensor data F32, aligned to 32 bytes), in memory. */
+export function encodeGguf(
+  meta: readonly (readonly [string, MetaValue])[],
+  tensors: readonly TensorSpec[],
+): Uint8Array {
+  return Buffer.concat([...ggufPieces(meta, tensors)]);
+}
+
+/** Fills `n` weights with mean 0 and standard deviation `std`, as the shape's distribution says. */
+function randomWeights(rng: Rng, n: number, std: number, distribution: WeightDistribution): Float32Array {
+  const m = new Float32Array(n);
+  if (distribution === 'normal') {
+    for (let i = 0; i < n; i++) m[i] = rng.normal() * std;
     return m;
-  };
-  const ones = (n: number): Float32Array => new Float32Array(n).fill(1);
-  /** Zeroes output feature 0 so no layer writes the constant dimension. */
-  const sparingDim0 = (m: Float32Array, nIn: number): Float32Array => {
-    m.fill(0, 0, nIn);
-    return m;
-  };
-
-  const embd = new Float32Array(nEmbd * nVocab);
-  for (let t = 0; t < nVocab; t++) {
-    embd[t * nEmbd] = 4;
-    for (let d = 1; d < nEmbd; d++) embd[t * nEmbd + d] = rng.normal();
   }
-  const output = new Float32Array(nEmbd * nVocab);
-  for (let t = 0; t < nVocab; t++) {
-    output[t * nEmbd] = vocab.bias[t] ?? 0;
-    for (let d = 1; d < nEmbd; d++) output[t * nEmbd + d] = rng.normal() * 0.3;
-  }
+  // Uniform on [-a, a) has variance a^2 / 3; one uint32 per weight is ten times cheaper than a normal.
+  const a = std * Math.sqrt(3);
+  const step = (2 * a) / 4_294_967_296;
+  for (let i = 0; i < n; i++) m[i] = rng.nextUint32() * step - a;
+  return m;
+}
 
-  const tensors: Tensor[] = [{ name: 'token_embd.weight', dims: [nEmbd, nVocab], data: embd }];
-  for (let l = 0; l < shape.blockCount; l++) {
-    const p = `blk.${l}`;
-    tensors.push(
-      { name: `${p}.attn_norm.weight`, dims: [nEmbd], data: ones(nEmbd) },
-      { name: `${p}.attn_q.weight`, dims: [nEmbd, nEmbd], data: matrix(nEmbd, nEmbd) },
-      { name: `${p}.attn_k.weight`, dims: [nEmbd, nEmbdKv], data: matrix(nEmbd, nEmbdKv) },
-      { name: `${p}.attn_v.weight`, dims: [nEmbd, nEmbdKv], data: matrix(nEmbd, nEmbdKv) },
-      {
-        name: `${p}.attn_output.weight`,
-        dims: [nEmbd, nEmbd],
-        data: sparingDim0(matrix(nEmbd, nEmbd), nEmbd),
-      },
-      { name: `${p}.ffn_norm.weight`, dims: [nEmbd], data: ones(nEmbd) },
-      { name: `${p}.ffn_gate.weight`, dims: [nEmbd, nFf], data: matrix(nEmbd, nFf) },
-      { name: `${p}.ffn_up.weight`, dims: [nEmbd, nFf], data: matrix(nEmbd, nFf) },
-      { name: `${p}.ffn_down.weight`, dims: [nFf, nEmbd], data: sparingDim0(matrix(nFf, nEmbd), nFf) },
-    );
-  }
-  tensors.push(
-    { name: 'output_norm.weight', dims: [nEmbd], data: ones(nEmbd) },
-    { name: 'output.weight', dims: [nEmbd, nVocab], data: output },
-  );
-
-  const meta: [string, MetaValue][] = [
+/** The model's metadata pairs (architecture, shape, tokenizer). */
+function llamaMeta(shape: TinyLlamaShape, vocab: Vocab, name: string): [string, MetaValue][] {
+  const headDim = shape.embeddingLength / shape.headCount;
+  return [
     ['general.architecture', { t: 'str', v: 'llama' }],
-    ['general.name', { t: 'str', v: 'switchyard-tiny-llama' }],
+    ['general.name', { t: 'str', v: name }],
     ['general.file_type', { t: 'u32', v: 0 }],
     ['llama.context_length', { t: 'u32', v: shape.contextLength }],
-    ['llama.embedding_length', { t: 'u32', v: nEmbd }],
+    ['llama.embedding_length', { t: 'u32', v: shape.embeddingLength }],
     ['llama.block_count', { t: 'u32', v: shape.blockCount }],
-    ['llama.feed_forward_length', { t: 'u32', v: nFf }],
+    ['llama.feed_forward_length', { t: 'u32', v: shape.feedForwardLength }],
     ['llama.attention.head_count', { t: 'u32', v: shape.headCount }],
     ['llama.attention.head_count_kv', { t: 'u32', v: shape.headCountKv }],
     ['llama.attention.layer_norm_rms_epsilon', { t: 'f32', v: 1e-5 }],
     ['llama.rope.dimension_count', { t: 'u32', v: headDim }],
     ['llama.rope.freq_base', { t: 'f32', v: 10_000 }],
-    ['llama.vocab_size', { t: 'u32', v: nVocab }],
+    ['llama.vocab_size', { t: 'u32', v: vocab.tokens.length }],
     ['tokenizer.ggml.model', { t: 'str', v: 'gpt2' }],
     ['tokenizer.ggml.pre', { t: 'str', v: 'gpt-2' }],
     ['tokenizer.ggml.tokens', { t: 'str[]', v: vocab.tokens }],
@@ -354,7 +352,202 @@ export function tinyLlamaGguf(shape: TinyLlamaShape = TINY_LLAMA_SHAPE): Uint8Ar
     ['tokenizer.ggml.add_bos_token', { t: 'bool', v: true }],
     ['tokenizer.ggml.add_eos_token', { t: 'bool', v: false }],
   ];
-  return encodeGguf(meta, tensors);
+}
+
+/**
+ * The model's tensors in file order, each with a function that computes its data when it is written
+ * (so a large model never sits in memory whole). The embedding and output matrices are drawn together
+ * when the first tensor is written, then the layers in file order: the order the tiny model's bytes
+ * have always been drawn in.
+ */
+function llamaTensors(shape: TinyLlamaShape, vocab: Vocab): TensorSpec[] {
+  const nVocab = vocab.tokens.length;
+  const nEmbd = shape.embeddingLength;
+  const nFf = shape.feedForwardLength;
+  const nEmbdKv = (nEmbd / shape.headCount) * shape.headCountKv;
+  const distribution = shape.weights ?? 'normal';
+  const rng = new Rng(shape.seed);
+  // Deeper than the tiny model's 4 layers, the layers' writes to the residual stream shrink so the
+  // stream's total variance (and so the weight of the constant dimension after the final norm) stays
+  // that of the tiny model; wider, the output's random part shrinks so the logits' spread stays too.
+  const residualScale = Math.min(1, 2 / Math.sqrt(shape.blockCount));
+  const outputStd = 0.3 * Math.sqrt(64 / nEmbd);
+  /** A [nIn, nOut] matrix of weights with variance scale^2 / nIn (unit-variance outputs at scale 1). */
+  const matrix = (nIn: number, nOut: number, scale = 1): Float32Array =>
+    randomWeights(rng, nIn * nOut, scale / Math.sqrt(nIn), distribution);
+  const ones = (n: number) => (): Float32Array => new Float32Array(n).fill(1);
+  /** Zeroes output feature 0 so no layer writes the constant dimension. */
+  const sparingDim0 = (m: Float32Array, nIn: number): Float32Array => m.fill(0, 0, nIn);
+
+  /** The embedding and output matrices, drawn together when the first of them is written. */
+  let ends: { embd: Float32Array; output: Float32Array } | undefined;
+  const drawEnds = () => {
+    if (ends !== undefined) return ends;
+    const embd = new Float32Array(nEmbd * nVocab);
+    for (let t = 0; t < nVocab; t++) {
+      embd[t * nEmbd] = 4;
+      for (let d = 1; d < nEmbd; d++) embd[t * nEmbd + d] = rng.normal();
+    }
+    const output = new Float32Array(nEmbd * nVocab);
+    for (let t = 0; t < nVocab; t++) {
+      output[t * nEmbd] = vocab.bias[t] ?? 0;
+      for (let d = 1; d < nEmbd; d++) output[t * nEmbd + d] = rng.normal() * outputStd;
+    }
+    ends = { embd, output };
+    return ends;
+  };
+
+  const tensors: TensorSpec[] = [
+    { name: 'token_embd.weight', dims: [nEmbd, nVocab], data: () => drawEnds().embd },
+  ];
+  for (let l = 0; l < shape.blockCount; l++) {
+    const p = `blk.${l}`;
+    tensors.push(
+      { name: `${p}.attn_norm.weight`, dims: [nEmbd], data: ones(nEmbd) },
+      { name: `${p}.attn_q.weight`, dims: [nEmbd, nEmbd], data: () => matrix(nEmbd, nEmbd) },
+      { name: `${p}.attn_k.weight`, dims: [nEmbd, nEmbdKv], data: () => matrix(nEmbd, nEmbdKv) },
+      { name: `${p}.attn_v.weight`, dims: [nEmbd, nEmbdKv], data: () => matrix(nEmbd, nEmbdKv) },
+      {
+        name: `${p}.attn_output.weight`,
+        dims: [nEmbd, nEmbd],
+        data: () => sparingDim0(matrix(nEmbd, nEmbd, residualScale), nEmbd),
+      },
+      { name: `${p}.ffn_norm.weight`, dims: [nEmbd], data: ones(nEmbd) },
+      { name: `${p}.ffn_gate.weight`, dims: [nEmbd, nFf], data: () => matrix(nEmbd, nFf) },
+      { name: `${p}.ffn_up.weight`, dims: [nEmbd, nFf], data: () => matrix(nEmbd, nFf) },
+      {
+        name: `${p}.ffn_down.weight`,
+        dims: [nFf, nEmbd],
+        data: () => sparingDim0(matrix(nFf, nEmbd, residualScale), nFf),
+      },
+    );
+  }
+  tensors.push(
+    { name: 'output_norm.weight', dims: [nEmbd], data: ones(nEmbd) },
+    { name: 'output.weight', dims: [nEmbd, nVocab], data: () => drawEnds().output },
+  );
+  return tensors;
+}
+
+/** The model's `general.name`: a sized model's names its shape and seed (ensureSizedLlamaGguf relies on it). */
+function modelName(shape: TinyLlamaShape): string {
+  if (shape.weights !== 'uniform') return 'switchyard-tiny-llama';
+  return `switchyard-random-llama-${shape.blockCount}x${shape.embeddingLength}-seed${shape.seed}`;
+}
+
+/** The file's pieces for a shape; the random draws happen as the pieces are taken. */
+function llamaPieces(shape: TinyLlamaShape): Generator<Uint8Array> {
+  const vocab = buildVocab();
+  return ggufPieces(llamaMeta(shape, vocab, modelName(shape)), llamaTensors(shape, vocab));
+}
+
+/** The tiny model's GGUF bytes (or another shape's, in memory: use writeLlamaGguf for a large one). */
+export function tinyLlamaGguf(shape: TinyLlamaShape = TINY_LLAMA_SHAPE): Uint8Array {
+  return Buffer.concat([...llamaPieces(shape)]);
+}
+
+/** The size in bytes of the GGUF file of a shape, computed without drawing a weight. */
+export function llamaGgufBytes(shape: TinyLlamaShape): number {
+  const vocab = buildVocab();
+  const tensors = llamaTensors(shape, vocab);
+  const header = encodeHeader(llamaMeta(shape, vocab, modelName(shape)), tensors).length;
+  return header + tensors.reduce((sum, t) => sum + paddedBytes(t), 0);
+}
+
+/** Fewest layers a sized model gets when its width allows (more layers, finer steps of size). */
+const SIZED_LAYERS_MIN = 8;
+/** Widths a sized model may take (head dimension 64 from 256 up, as in common llama shapes). */
+const SIZED_WIDTHS = [64, 128, 256, 512, 1024, 2048, 4096] as const;
+/** Bytes of one layer of width `w` (F32, feed-forward 3w, half as many KV heads as heads). */
+function layerBytes(w: number): number {
+  return 4 * (2 * w * w + w * w + 9 * w * w + 2 * w);
+}
+
+/**
+ * A random-weight llama shape whose GGUF file takes about `sizeBytes` (within half a layer, at most
+ * one sixteenth of the size): the widest width that still gives SIZED_LAYERS_MIN layers, and as many
+ * layers as fill the size. Its weights are uniform (cheap to draw), scaled as the tiny model's.
+ * Throws a RangeError below the smallest model (one layer of width 64).
+ */
+export function sizedLlamaShape(sizeBytes: number, seed: number = TINY_LLAMA_SHAPE.seed): TinyLlamaShape {
+  let width: number = SIZED_WIDTHS[0];
+  for (const w of SIZED_WIDTHS) if (layerBytes(w) * SIZED_LAYERS_MIN <= sizeBytes) width = w;
+  const heads = Math.max(4, width / 64);
+  const base: TinyLlamaShape = {
+    embeddingLength: width,
+    blockCount: 0,
+    headCount: heads,
+    headCountKv: heads / 2,
+    feedForwardLength: 3 * width,
+    contextLength: TINY_LLAMA_SHAPE.contextLength,
+    seed,
+    weights: 'uniform',
+  };
+  const fixedBytes = llamaGgufBytes(base);
+  const blockCount = Math.round((sizeBytes - fixedBytes) / layerBytes(width));
+  if (!Number.isFinite(sizeBytes) || blockCount < 1) {
+    throw new RangeError(
+      `a model of ${sizeBytes} bytes is too small: the smallest takes ${fixedBytes + layerBytes(64)} bytes`,
+    );
+  }
+  return { ...base, blockCount };
+}
+
+/**
+ * Writes a shape's GGUF file to `path` as it is drawn, one tensor in memory at a time (a 600 MB model
+ * takes a few seconds and about 50 MB of memory). Writes to a temporary name first, so a concurrent
+ * reader never sees a half-written model. Returns the bytes written.
+ */
+export function writeLlamaGguf(path: string, shape: TinyLlamaShape): number {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w');
+  let written = 0;
+  try {
+    for (const piece of llamaPieces(shape)) {
+      let at = 0;
+      while (at < piece.length) at += writeSync(fd, piece, at, piece.length - at);
+      written += piece.length;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  return written;
+}
+
+/** The first `n` bytes of a file, or undefined when it cannot be read. */
+function fileStart(path: string, n: number): Uint8Array | undefined {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const buf = Buffer.alloc(n);
+      return buf.subarray(0, readSync(fd, buf, 0, n, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Writes a sized model to `path` unless a file with its header and size is already there (the header
+ * names the shape and seed, so the same header and size mean the same model); returns the path.
+ */
+export function ensureSizedLlamaGguf(path: string, shape: TinyLlamaShape): string {
+  const header = llamaPieces(shape).next().value as Uint8Array;
+  const there = fileStart(path, header.length);
+  let size = -1;
+  try {
+    size = statSync(path).size;
+  } catch {
+    // not there yet
+  }
+  if (there !== undefined && Buffer.compare(there, header) === 0 && size === llamaGgufBytes(shape))
+    return path;
+  writeLlamaGguf(path, shape);
+  return path;
 }
 
 /**
