@@ -1,0 +1,312 @@
+/**
+ * Cold start of the `llama` engine against the physical limit, measured in one run on one machine.
+ *
+ *   npm run bench:cold-start                      # a 600 MB random-weight model, 3 runs per case
+ *   npm run bench:cold-start -- --size-mb 1000 --runs 5 --json out/cold-start.json
+ *
+ * The limit is the model file's bytes over the bandwidth of a plain sequential read of that file
+ * (8 MiB reads into one buffer), from the page cache and from disk. "From disk" means the file's
+ * pages were dropped from the page cache first with posix_fadvise(DONTNEED) (coreutils
+ * `dd iflag=nocache count=0`: only this file, so the machine's other users keep their cache), and
+ * checked with `fincore` where it exists; where the drop does not work the disk figures are left out
+ * and the output says so.
+ *
+ * Each cold start is a fresh `switchyard engine llama` process (bin/switchyard.mjs, as the local
+ * supervisor starts engines): spawn to the ready line on stdout (`ready`), then one completion of one
+ * token sent at once (`first token`: spawn to its answer). The engine's own stage breakdown comes
+ * from its /metrics (`switchyard:engine_startup_stage_seconds`). Cases: page cache and disk with the
+ * defaults (mmap, prefetch), disk without the prefetch, the page cache without mmap, and a restart:
+ * first start from disk, stop, the page cache dropped (standing in for an idle hour's memory
+ * pressure), the node's ModelWarmer re-reads the file, then the second start.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ModelWarmer } from '../src/adapters/model-warmer.ts';
+import { ensureSizedLlamaGguf, sizedLlamaShape } from '../src/engine-servers/llama/tiny-gguf.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'switchyard.mjs');
+const READ_CHUNK_BYTES = 8 << 20;
+/** Longest wait for one engine's ready line or answer (a hang guard, not a measurement). */
+const ENGINE_WAIT_MS_MAX = 120_000;
+const STAGES = ['runtime', 'import', 'binding', 'weights', 'context', 'listen'] as const;
+
+const { values } = parseArgs({
+  options: {
+    'size-mb': { type: 'string', default: '600' },
+    runs: { type: 'string', default: '3' },
+    model: { type: 'string' },
+    json: { type: 'string' },
+  },
+});
+const sizeMb = Number(values['size-mb']);
+const runs = Number(values.runs);
+if (!(sizeMb > 0) || !(Number.isInteger(runs) && runs >= 1)) {
+  console.error('usage: cold-start.ts [--size-mb N] [--runs N] [--model PATH.gguf] [--json FILE]');
+  process.exit(2);
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** Seconds to read the whole file sequentially, and the bytes read. */
+function sequentialReadS(path: string): { s: number; bytes: number } {
+  const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+  const fd = openSync(path, 'r');
+  const start = performance.now();
+  let bytes = 0;
+  try {
+    for (;;) {
+      const n = readSync(fd, buffer, 0, READ_CHUNK_BYTES, bytes);
+      if (n === 0) break;
+      bytes += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return { s: (performance.now() - start) / 1000, bytes };
+}
+
+/** Bytes of `path` in the page cache per `fincore`, or undefined where it is missing. */
+function residentBytes(path: string): number | undefined {
+  try {
+    const out = execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], {
+      encoding: 'utf8',
+    });
+    return Number(out.trim());
+  } catch {
+    return undefined;
+  }
+}
+
+/** Drops the file's pages from the page cache (posix_fadvise DONTNEED through dd); true if it worked. */
+function dropFromPageCache(path: string): boolean {
+  try {
+    execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
+  } catch {
+    return false;
+  }
+  const resident = residentBytes(path);
+  return resident === undefined || resident < statSync(path).size / 100;
+}
+
+interface Start {
+  readyS: number;
+  firstTokenS: number;
+  /** The engine's own stage durations (seconds). */
+  stagesS: Record<string, number>;
+}
+
+/** Reads the first line matching `test`, or rejects when the child exits or the guard fires. */
+function waitLine(child: ChildProcess, lines: string[], test: (line: string) => boolean): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const guard = setTimeout(() => reject(new Error('no ready line in time')), ENGINE_WAIT_MS_MAX);
+    const check = (line: string) => {
+      if (!test(line)) return;
+      clearTimeout(guard);
+      resolve(line);
+    };
+    createInterface({ input: child.stdout! }).on('line', check);
+    child.once('exit', (code) => {
+      clearTimeout(guard);
+      reject(new Error(`engine exited ${code}: ${lines.join('\n')}`));
+    });
+  });
+}
+
+/** One fresh engine: spawn to ready, to the first token; the engine's stages; then SIGTERM and exit. */
+async function coldStart(model: string, flags: readonly string[]): Promise<Start> {
+  const startMs = performance.now();
+  const child = spawn(
+    process.execPath,
+    [BIN, 'engine', 'llama', '--model', model, '--port', '0', '--served-model-name', 'm', ...flags],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const stderr: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    const line = await waitLine(child, stderr, (l) => l.startsWith('{"event":"ready"'));
+    const readyS = (performance.now() - startMs) / 1000;
+    const url = (JSON.parse(line) as { url: string }).url;
+    const response = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', prompt: 'Hello', max_tokens: 1, temperature: 0 }),
+    });
+    if (response.status !== 200) throw new Error(`completion: ${response.status} ${await response.text()}`);
+    await response.arrayBuffer();
+    const firstTokenS = (performance.now() - startMs) / 1000;
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const stagesS: Record<string, number> = {};
+    for (const m of metrics.matchAll(
+      /^switchyard:engine_startup_stage_seconds\{[^}]*stage="(\w+)"\} (\S+)$/gm,
+    )) {
+      stagesS[m[1]!] = Number(m[2]);
+    }
+    const inner = /^switchyard:engine_startup_first_token_seconds\{[^}]*\} (\S+)$/m.exec(metrics);
+    const innerReady = /^switchyard:engine_startup_ready_seconds\{[^}]*\} (\S+)$/m.exec(metrics);
+    if (inner !== null && innerReady !== null)
+      stagesS['firstToken'] = Number(inner[1]) - Number(innerReady[1]);
+    return { readyS, firstTokenS, stagesS };
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+interface CaseResult {
+  readonly name: string;
+  readonly limitS: number;
+  readonly starts: Start[];
+}
+
+function summarize(c: CaseResult) {
+  const readyS = median(c.starts.map((s) => s.readyS));
+  const firstTokenS = median(c.starts.map((s) => s.firstTokenS));
+  const stagesS: Record<string, number> = {};
+  for (const stage of [...STAGES, 'firstToken'])
+    stagesS[stage] = median(c.starts.map((s) => s.stagesS[stage] ?? Number.NaN));
+  return { name: c.name, limitS: c.limitS, readyS, firstTokenS, stagesS, runs: c.starts };
+}
+
+async function main(): Promise<void> {
+  const shape = sizedLlamaShape(sizeMb * 1e6);
+  const model = values.model ?? join(ROOT, '.cache', 'models', `random-llama-${sizeMb}mb.gguf`);
+  if (values.model === undefined) {
+    const t = performance.now();
+    ensureSizedLlamaGguf(model, shape);
+    console.log(`model ${model} ready in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  }
+  const bytes = statSync(model).size;
+  const distCurrent =
+    existsSync(join(ROOT, 'dist', '.built')) &&
+    execFileSync(
+      'find',
+      [join(ROOT, 'src'), '-name', '*.ts', '!', '-name', '*.test.ts', '-newer', join(ROOT, 'dist', '.built')],
+      {
+        encoding: 'utf8',
+      },
+    ).trim() === '';
+  console.log(
+    `model: ${(bytes / 1e6).toFixed(0)} MB` +
+      (values.model === undefined
+        ? ` (${shape.blockCount} layers of width ${shape.embeddingLength}, F32)`
+        : '') +
+      `; engine code: ${distCurrent ? 'dist/ (current)' : 'src/ through tsx (dist/ is stale: `npm run build` for the production start)'}` +
+      `; load average ${loadavg()[0]!.toFixed(2)}; ${runs} run(s) per case, medians`,
+  );
+
+  // Physical limits.
+  sequentialReadS(model);
+  const cacheReads = Array.from({ length: 3 }, () => sequentialReadS(model).s);
+  const cacheLimitS = Math.min(...cacheReads);
+  const canDrop = dropFromPageCache(model);
+  let diskLimitS = Number.NaN;
+  if (canDrop) {
+    const diskReads: number[] = [];
+    for (let i = 0; i < Math.min(runs, 3); i++) {
+      dropFromPageCache(model);
+      diskReads.push(sequentialReadS(model).s);
+    }
+    diskLimitS = median(diskReads);
+  }
+  const gbps = (s: number) => (bytes / s / 1e9).toFixed(2);
+  console.log(
+    `limit, page cache: ${(bytes / 1e6).toFixed(0)} MB / ${gbps(cacheLimitS)} GB/s = ${cacheLimitS.toFixed(3)} s (best of 3)`,
+  );
+  console.log(
+    canDrop
+      ? `limit, disk:       ${(bytes / 1e6).toFixed(0)} MB / ${gbps(diskLimitS)} GB/s = ${diskLimitS.toFixed(3)} s (after posix_fadvise DONTNEED${residentBytes(model) === undefined ? ', not checked: no fincore' : ', checked with fincore'})`
+      : 'limit, disk: could not be measured (posix_fadvise DONTNEED through dd did not drop the pages); disk cases skipped',
+  );
+  const nodeFloor: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    execFileSync(process.execPath, ['-e', '0']);
+    nodeFloor.push((performance.now() - t) / 1000);
+  }
+  console.log(`process floor: \`node -e 0\` takes ${median(nodeFloor).toFixed(3)} s`);
+
+  const cases: CaseResult[] = [];
+  const run = async (name: string, limitS: number, flags: string[], before: () => void) => {
+    const starts: Start[] = [];
+    for (let i = 0; i < runs; i++) {
+      before();
+      starts.push(await coldStart(model, flags));
+    }
+    cases.push({ name, limitS, starts });
+  };
+  const warm = () => sequentialReadS(model);
+  const cold = () => dropFromPageCache(model);
+  await run('page cache (mmap, prefetch)', cacheLimitS, [], warm);
+  await run('page cache, --no-prefetch', cacheLimitS, ['--no-prefetch'], warm);
+  await run('page cache, --no-mmap', cacheLimitS, ['--no-mmap'], warm);
+  let warmerS: number[] = [];
+  if (canDrop) {
+    await run('disk (mmap, prefetch)', diskLimitS, [], cold);
+    await run('disk, --no-prefetch', diskLimitS, ['--no-prefetch'], cold);
+    // First start from disk, stop, pressure drops the pages, the warmer reads them back, restart.
+    const warmer = new ModelWarmer({ budgetBytes: 2 * bytes });
+    const first: Start[] = [];
+    const restart: Start[] = [];
+    warmerS = [];
+    for (let i = 0; i < runs; i++) {
+      cold();
+      first.push(await coldStart(model, []));
+      cold();
+      const t = performance.now();
+      await warmer.warm(model);
+      warmerS.push((performance.now() - t) / 1000);
+      restart.push(await coldStart(model, []));
+    }
+    cases.push({ name: 'first start (disk)', limitS: diskLimitS, starts: first });
+    cases.push({ name: 'restart after the warmer', limitS: cacheLimitS, starts: restart });
+  }
+
+  const rows = cases.map(summarize);
+  const pad = (s: string, n: number) => s.padEnd(n);
+  const num = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '-').padStart(8);
+  const ratio = (x: number) => (Number.isFinite(x) ? `${x.toFixed(1)}x` : '-').padStart(8);
+  console.log(
+    `\n${pad('case', 30)}${'limit s'.padStart(8)}${'ready s'.padStart(8)}${'1st tok'.padStart(8)}${'rdy/lim'.padStart(8)}${'tok/lim'.padStart(8)}`,
+  );
+  for (const r of rows) {
+    console.log(
+      `${pad(r.name, 30)}${num(r.limitS)}${num(r.readyS)}${num(r.firstTokenS)}${ratio(r.readyS / r.limitS)}${ratio(r.firstTokenS / r.limitS)}`,
+    );
+  }
+  console.log(`\nthe engine's stages (median s): ${pad('', 0)}`);
+  console.log(
+    `${pad('case', 30)}${[...STAGES, 'firstTok'].map((s) => s.padStart(9)).join('')}  weights/limit`,
+  );
+  for (const r of rows) {
+    console.log(
+      `${pad(r.name, 30)}${[...STAGES, 'firstToken'].map((s) => num(r.stagesS[s] ?? Number.NaN).padStart(9)).join('')}  ${ratio((r.stagesS['weights'] ?? Number.NaN) / r.limitS)}`,
+    );
+  }
+  if (warmerS.length > 0) {
+    console.log(
+      `\nthe warmer re-read ${(bytes / 1e6).toFixed(0)} MB from disk in ${median(warmerS).toFixed(3)} s (median), between the stop and the restart`,
+    );
+  }
+  if (values.json !== undefined) {
+    mkdirSync(dirname(values.json), { recursive: true });
+    writeFileSync(
+      values.json,
+      `${JSON.stringify({ modelBytes: bytes, cacheLimitS, diskLimitS: canDrop ? diskLimitS : null, nodeFloorS: median(nodeFloor), distCurrent, loadAverage: loadavg()[0], cases: rows, warmerS }, null, 2)}\n`,
+    );
+    console.log(`wrote ${values.json}`);
+  }
+}
+
+await main();
