@@ -11,6 +11,7 @@ import {
   multiModelRoster,
   offMeansS,
   onOffTimesMs,
+  scaleMultiModel,
 } from './multi-model.ts';
 import type { WorkloadSpecInput } from './spec.ts';
 import type { TwinRequest } from './types.ts';
@@ -111,6 +112,13 @@ describe('multi-model rates', () => {
       multiModelRatesRps(validated({ models: 2, modelRatesRps: [3, 1], durationS: 1 })),
       [3, 1],
     );
+  });
+
+  it('a goodput sweep scales the total or every per-model rate', () => {
+    assert.equal(scaleMultiModel(validated({ models: 3, rateRps: 4, durationS: 1 }), 2.5).rateRps, 10);
+    const perModel = scaleMultiModel(validated({ models: 2, modelRatesRps: [3, 1], durationS: 1 }), 2);
+    assert.deepEqual(perModel.modelRatesRps, [6, 2]);
+    assert.equal(perModel.rateRps, undefined);
   });
 
   it("off periods grow with rarity, anchored on m00's", () => {
