@@ -1,24 +1,28 @@
 /**
- * `switchyard serve --autoscaler NAME`: local engines sized by a control loop. The minimum starts
- * before the gateway (it needs them to know its models); then a LocalActuator adds and drains
- * engines as the loop decides, and a LiveControlRunner ticks the loop on the wall clock from the
- * gateway's own request accounting. Settings come from the config's `autoscaler` block and flags.
+ * `switchyard serve --autoscaler NAME`: local engines sized by a control loop, one pool per model
+ * (`--model` repeated). The minimum starts before the gateway; then a LocalActuator per model adds
+ * and drains engines as its loop decides, and a LiveControlRunner per model ticks the loop on the
+ * wall clock from the gateway's own request accounting. With `--min-instances 0` the models start
+ * at zero engines: the gateway holds their requests (src/gateway/model-buffer.ts) and wakes the
+ * model's runner, which starts an engine at once; past the keep-alive the engines stop again.
+ * Settings come from the config's `autoscaler` block and flags.
  */
 import { localEngineLauncher } from '../adapters/engine-launcher.ts';
 import { RESTART_POLICY_DEFAULT } from '../adapters/local-engines.ts';
 import { checkAutoscaler, createAutoscaler } from '../control/autoscalers/registry.ts';
 import { ExportOnlyActuator } from '../control/export-actuator.ts';
-import { LiveControlRunner } from '../control/live-runner.ts';
+import { LiveControlRunner, registerRunnerMetrics } from '../control/live-runner.ts';
 import {
   type EngineLauncher,
   type LaunchedEngine,
   LocalActuator,
   slotId,
 } from '../control/local-actuator.ts';
-import type { ServiceObjectives, Variant } from '../control/types.ts';
+import type { ControlLoop, ServiceObjectives, Variant } from '../control/types.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, perfModelIdOf } from '../gateway/config.ts';
-import type { Gateway } from '../gateway/gateway.ts';
+import type { Gateway, GatewayOptions, RequestTap } from '../gateway/gateway.ts';
+import { KEEP_ALIVE_MS_DEFAULT } from '../gateway/model-buffer.ts';
 
 /** The loop's default tick, as in the twin: Knative's 2 s. */
 export const AUTOSCALER_INTERVAL_MS_DEFAULT = 2000;
@@ -30,6 +34,8 @@ export interface AutoscaleSettings {
   readonly minInstances: number;
   readonly maxInstances: number;
   readonly intervalMs: number;
+  /** With minInstances 0: how long a model's engines stay up after its last request. */
+  readonly keepAliveMs: number;
 }
 
 /** The flags that touch autoscaling. */
@@ -38,6 +44,7 @@ export interface AutoscaleFlags {
   readonly minInstances?: number;
   readonly maxInstances?: number;
   readonly autoscalerIntervalMs?: number;
+  readonly keepAliveMs?: number;
   readonly engines?: number;
 }
 
@@ -57,7 +64,7 @@ export function autoscaleSettings(
   const block = config.autoscaler;
   const name = flags.autoscaler ?? block?.name;
   if (name === undefined) {
-    for (const f of ['minInstances', 'maxInstances', 'autoscalerIntervalMs'] as const)
+    for (const f of ['minInstances', 'maxInstances', 'autoscalerIntervalMs', 'keepAliveMs'] as const)
       if (flags[f] !== undefined)
         throw usage(`--${kebab(f)} needs --autoscaler (or an autoscaler block in the config)`, kebab(f));
     return undefined;
@@ -71,136 +78,258 @@ export function autoscaleSettings(
   const params = block !== undefined && block.name === name ? block.params : {};
   checkAutoscaler(name, params);
   const minInstances = flags.minInstances ?? block?.minInstances ?? 1;
-  if (minInstances < 1)
+  if (minInstances === 0 && config.backends.length > 0)
     throw usage(
-      '--min-instances must be at least 1 (live scale-from-zero is not supported)',
+      '--min-instances 0 needs local engines (Switchyard cannot start a configured backend)',
       'min-instances',
     );
-  const maxInstances = flags.maxInstances ?? block?.maxInstances ?? Math.max(minInstances, defaultMax);
+  const keepAliveMs = flags.keepAliveMs ?? block?.keepAliveMs;
+  if (keepAliveMs !== undefined && minInstances > 0)
+    throw usage('--keep-alive-ms applies to --min-instances 0 only', 'keep-alive-ms');
+  const maxInstances = flags.maxInstances ?? block?.maxInstances ?? Math.max(minInstances, defaultMax, 1);
   if (maxInstances < minInstances)
     throw usage(`--max-instances ${maxInstances} is below --min-instances ${minInstances}`, 'max-instances');
   const intervalMs = flags.autoscalerIntervalMs ?? block?.intervalMs ?? AUTOSCALER_INTERVAL_MS_DEFAULT;
-  return { name, params, minInstances, maxInstances, intervalMs };
+  return {
+    name,
+    params,
+    minInstances,
+    maxInstances,
+    intervalMs,
+    keepAliveMs: keepAliveMs ?? KEEP_ALIVE_MS_DEFAULT,
+  };
 }
 
 function kebab(name: string): string {
   return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
-/** How serve describes one local engine as a backend. */
-export type BackendOf = (id: string, engine: LaunchedEngine) => Record<string, unknown>;
+/** How serve describes one local engine of `model`'s pool as a backend. */
+export type BackendOf = (id: string, engine: LaunchedEngine, model: PoolModel) => Record<string, unknown>;
+
+/** One model's pool: what its engines run. */
+export interface PoolModel {
+  /** The name requests use (its engines serve it under this name). */
+  readonly served: string;
+  /** Engine flags (model, served name, GPU, time scale). */
+  readonly args: readonly string[];
+  readonly variant: Variant;
+}
 
 /** Options of `startAutoscaledPool`. */
 export interface AutoscaledPoolOptions {
   readonly settings: AutoscaleSettings;
   readonly engine: 'sim' | 'llama';
-  /** Engine flags (model, GPU, time scale). */
-  readonly args: readonly string[];
-  readonly variant: Variant;
+  /** One pool per model, each sized by its own loop between the settings' bounds. */
+  readonly models: readonly PoolModel[];
   readonly startTimeoutMs: number;
   readonly objectives: ServiceObjectives;
   readonly backendOf: BackendOf;
   readonly say: (line: string) => void;
 }
 
-/** The pool once its minimum runs: backends for the gateway's config, then `attach` to the gateway. */
+/** The pools once their minimum runs: backends for the gateway's config, then `attach` to the gateway. */
 export interface AutoscaledPool {
-  /** The minimum's engines as backends (`engine-0`..). */
+  /** The minimum's engines as backends (`engine-0`.. for one model, `<model>.engine-0`.. for several). */
   readonly backends: readonly Record<string, unknown>[];
-  /** Starts the loop in front of `gateway`. */
+  /** What `startGateway` needs besides the config: the models it serves at zero instances. */
+  readonly gatewayOptions: Pick<GatewayOptions, 'scaleFromZero'>;
+  /** Starts the loops in front of `gateway`. */
   attach(gateway: Gateway): void;
-  /** Stops the loop and every engine. */
+  /** Stops the loops and every engine. */
   close(): Promise<void>;
 }
 
-/** Starts the minimum (failing as a whole: a failure stops the rest) and builds the loop. */
+/** One model's pool while it runs. */
+interface ModelPool {
+  readonly model: PoolModel;
+  readonly launcher: EngineLauncher;
+  /** The minimum, started before the gateway. */
+  initial: readonly LaunchedEngine[];
+  readonly idOf: (index: number) => string;
+  loop: ControlLoop | undefined;
+  actuator: LocalActuator | undefined;
+  runner: LiveControlRunner | undefined;
+}
+
+/** Backend ids: `engine-k` for one model (as before), `<model>.engine-k` for several. */
+function slotIds(models: readonly PoolModel[]): ((index: number) => string)[] {
+  if (models.length === 1) return [slotId];
+  const slugs = models.map((m) => m.served.replace(/[^A-Za-z0-9._:-]/g, '-').slice(0, 48));
+  const unique = new Set(slugs).size === slugs.length;
+  return slugs.map((slug, m) => {
+    const prefix = unique ? slug : `m${m}`;
+    return (k: number) => `${prefix}.${slotId(k)}`;
+  });
+}
+
+/**
+ * Starts each model's minimum (failing as a whole: a failure stops the rest) and builds the loops.
+ * With `minInstances` 0 nothing starts here: the gateway holds a model's first requests and the
+ * model's runner starts an engine on the wake-up (docs/serverless.md, "Scale to zero (live)").
+ */
 export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<AutoscaledPool> {
   const { settings, say } = o;
-  let actuator: LocalActuator | undefined;
-  const launcher: EngineLauncher = localEngineLauncher({
-    engine: o.engine,
-    args: o.args,
-    startTimeoutMs: o.startTimeoutMs,
-    restart: RESTART_POLICY_DEFAULT,
-    onExit: (index, gaveUp) => {
-      if (gaveUp) actuator?.engineLost(index);
-    },
-  });
+  const ids = slotIds(o.models);
+  const pools: ModelPool[] = [];
+  const byModel = new Map<string, ModelPool>();
+  for (const [m, model] of o.models.entries()) {
+    const pool: ModelPool = {
+      model,
+      idOf: ids[m] as (index: number) => string,
+      initial: [],
+      loop: undefined,
+      actuator: undefined,
+      runner: undefined,
+      launcher: localEngineLauncher({
+        engine: o.engine,
+        args: model.args,
+        startTimeoutMs: o.startTimeoutMs,
+        restart: RESTART_POLICY_DEFAULT,
+        // Several pools number their engines alike: the model tells their lines apart.
+        ...(o.models.length > 1
+          ? { log: (line: string) => process.stderr.write(`[${model.served}] ${line}\n`) }
+          : {}),
+        onExit: (index, gaveUp) => {
+          if (gaveUp) pool.actuator?.engineLost(index);
+        },
+      }),
+    };
+    pools.push(pool);
+    byModel.set(model.served, pool);
+  }
+  const zero = settings.minInstances === 0;
   say(
-    `starting ${settings.minInstances} local ${o.engine} engine(s) (autoscaler ${settings.name}, up to ${settings.maxInstances})...`,
+    zero
+      ? `${o.models.length} model(s) on demand at zero ${o.engine} engines (autoscaler ${settings.name}, up to ${settings.maxInstances} each, keep-alive ${settings.keepAliveMs} ms)`
+      : `starting ${settings.minInstances} local ${o.engine} engine(s) per model for ${o.models.length} model(s) (autoscaler ${settings.name}, up to ${settings.maxInstances})...`,
   );
   const t0 = performance.now();
-  const launches = Array.from({ length: settings.minInstances }, (_, k) => launcher.launch(k));
-  const settled = await Promise.allSettled(launches);
-  const initial = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
-  const failed = settled.find((s) => s.status === 'rejected');
-  const stopInitial = () => Promise.all(initial.map((e) => e.stop().catch(() => {})));
+  const settled = await Promise.all(
+    pools.map((p) =>
+      Promise.allSettled(Array.from({ length: settings.minInstances }, (_, k) => p.launcher.launch(k))),
+    ),
+  );
+  const started = settled.flat().flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const stopStarted = () => Promise.all(started.map((e) => e.stop().catch(() => {})));
+  const failed = settled.flat().find((s) => s.status === 'rejected');
   if (failed !== undefined) {
-    await stopInitial();
+    await stopStarted();
     throw (failed as PromiseRejectedResult).reason;
   }
-  const startupMs = performance.now() - t0;
-  let loop: ReturnType<typeof createAutoscaler>;
+  // Measured on this machine: how long the minimum took from spawn to a passing health check.
+  const startupMs = zero ? undefined : performance.now() - t0;
   try {
-    loop = createAutoscaler(
-      settings.name,
-      {
-        model: o.variant.model,
-        variants: [o.variant],
-        minReplicas: settings.minInstances,
-        maxReplicas: settings.maxInstances,
-        intervalMs: settings.intervalMs,
-        objectives: o.objectives,
-        // Measured on this machine: how long the minimum took from spawn to a passing health check.
-        startupMs,
-      },
-      settings.params,
-    );
+    for (const [m, p] of pools.entries()) {
+      p.initial = (settled[m] ?? []).map((s) => (s as PromiseFulfilledResult<LaunchedEngine>).value);
+      p.loop = createAutoscaler(
+        settings.name,
+        {
+          model: p.model.variant.model,
+          variants: [p.model.variant],
+          minReplicas: settings.minInstances,
+          maxReplicas: settings.maxInstances,
+          intervalMs: settings.intervalMs,
+          objectives: o.objectives,
+          ...(startupMs === undefined ? {} : { startupMs }),
+        },
+        settings.params,
+      );
+    }
   } catch (error) {
-    await stopInitial();
+    await stopStarted();
     throw error;
   }
-  const backends = initial.map((e, k) => o.backendOf(slotId(k), e));
-  let runner: LiveControlRunner | undefined;
+  const backends = pools.flatMap((p) => p.initial.map((e, k) => o.backendOf(p.idOf(k), e, p.model)));
+  const gatewayOptions: Pick<GatewayOptions, 'scaleFromZero'> = zero
+    ? {
+        scaleFromZero: {
+          models: o.models.map((m) => m.served),
+          keepAliveMs: settings.keepAliveMs,
+          wake: (model, waiting) => byModel.get(model)?.runner?.wake(waiting),
+        },
+      }
+    : {};
   return {
     backends,
+    gatewayOptions,
     attach(gateway: Gateway): void {
       const clock = { nowMs: () => performance.now() };
-      actuator = new LocalActuator({
-        variant: o.variant,
-        maxInstances: settings.maxInstances,
-        launcher,
-        clock,
-        initial,
-        log: (line) => say(line),
-        backends: {
-          add: (id, engine) => gateway.addBackend(o.backendOf(id, engine) as never),
-          setDraining: (id, draining) => void gateway.setDraining(id, draining),
-          inFlight: (id) => gateway.view.get(id)?.inFlight ?? 0,
-          remove: (id) => void gateway.removeBackend(id),
-        },
-      });
-      runner = new LiveControlRunner({
-        loop,
-        actuator,
-        model: initial[0]?.model ?? o.variant.model,
-        variant: o.variant,
-        intervalMs: settings.intervalMs,
-        objectives: o.objectives,
-        clock,
-        view: (nowMs) => gateway.view.at(nowMs),
-        queued: () => gateway.stats.queued,
-        log: (line) => say(line),
-      });
-      runner.registerMetrics(gateway.metrics.registry);
-      gateway.requestTap = runner;
-      runner.start();
+      for (const p of pools) attachPool(p, gateway, clock, o, pools.length === 1);
+      const runners = pools.map((p) => p.runner as LiveControlRunner);
+      registerRunnerMetrics(gateway.metrics.registry, runners);
+      gateway.requestTap = tapByModel(byModel);
+      for (const r of runners) r.start();
     },
     async close(): Promise<void> {
-      runner?.stop();
-      if (actuator !== undefined) await actuator.close();
-      else await stopInitial();
+      for (const p of pools) p.runner?.stop();
+      await Promise.all(
+        pools.map((p) =>
+          p.actuator !== undefined
+            ? p.actuator.close()
+            : Promise.all(p.initial.map((e) => e.stop().catch(() => {}))),
+        ),
+      );
     },
+  };
+}
+
+/** Builds one model's actuator and runner in front of `gateway`. */
+function attachPool(
+  p: ModelPool,
+  gateway: Gateway,
+  clock: { nowMs(): number },
+  o: AutoscaledPoolOptions,
+  only: boolean,
+): void {
+  const { settings } = o;
+  const served = p.model.served;
+  const buffer = gateway.modelBuffer;
+  const say = o.models.length === 1 ? o.say : (line: string) => o.say(`${served}: ${line}`);
+  p.actuator = new LocalActuator({
+    variant: p.model.variant,
+    maxInstances: settings.maxInstances,
+    launcher: p.launcher,
+    clock,
+    initial: p.initial,
+    slotId: p.idOf,
+    log: say,
+    // Requests held for a first instance fail with the reason, unless another engine is still coming.
+    onStartFailed: (error, active) => {
+      if (active === 0) buffer?.fail(served, error.message);
+    },
+    backends: {
+      add: (id, engine) => gateway.addBackend(o.backendOf(id, engine, p.model) as never),
+      setDraining: (id, draining) => void gateway.setDraining(id, draining),
+      inFlight: (id) => gateway.view.get(id)?.inFlight ?? 0,
+      remove: (id) => void gateway.removeBackend(id),
+    },
+  });
+  p.runner = new LiveControlRunner({
+    loop: p.loop as ControlLoop,
+    actuator: p.actuator,
+    model: served,
+    variant: p.model.variant,
+    intervalMs: settings.intervalMs,
+    objectives: o.objectives,
+    clock,
+    view: (nowMs) => gateway.view.at(nowMs),
+    // The admission queue is the gateway's, not per model: only a lone model's loop counts it.
+    queued: () => (buffer?.waiting(served) ?? 0) + (only ? gateway.stats.queued : 0),
+    log: say,
+    ...(settings.minInstances === 0
+      ? { scaleToZero: { keepAliveMs: () => buffer?.keepAliveMs(served) ?? settings.keepAliveMs } }
+      : {}),
+  });
+}
+
+/** The gateway's one request tap, handing each request to its model's runner. */
+function tapByModel(pools: ReadonlyMap<string, ModelPool>): RequestTap {
+  return {
+    arrived: (request, nowMs) => pools.get(request.model)?.runner?.arrived(request, nowMs),
+    firstByte: (request, nowMs) => pools.get(request.model)?.runner?.firstByte(request, nowMs),
+    ended: (request, ok, tokens, nowMs) =>
+      pools.get(request.model)?.runner?.ended(request, ok, tokens, nowMs),
   };
 }
 

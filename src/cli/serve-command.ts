@@ -53,6 +53,53 @@ interface ServeFlags {
   readonly minInstances?: number;
   readonly maxInstances?: number;
   readonly autoscalerIntervalMs?: number;
+  readonly keepAliveMs?: number;
+  /** Every `--model` given, parsed (the first is also `model` / `servedModelName`). */
+  readonly models: readonly ModelSpec[];
+}
+
+/** One `--model [NAME=]ID|PATH`: the catalogue id or GGUF path, and the name requests use if given. */
+interface ModelSpec {
+  readonly model: string;
+  readonly served: string | undefined;
+}
+
+/** The flags as commander gives them: `--model` may repeat. */
+type RawServeFlags = Omit<ServeFlags, 'model' | 'models'> & { readonly model?: readonly string[] };
+
+/** `NAME=ID|PATH` or `ID|PATH` (a path may hold '=' only after a '/'). */
+function parseModelSpec(value: string): ModelSpec {
+  const eq = value.indexOf('=');
+  const slash = value.indexOf('/');
+  if (eq <= 0 || (slash >= 0 && slash < eq)) return { model: value, served: undefined };
+  return { served: value.slice(0, eq), model: value.slice(eq + 1) };
+}
+
+/** The flags with `--model` parsed: one model as before, several for per-model pools. */
+function serveFlags(raw: RawServeFlags): ServeFlags {
+  const models = (raw.model ?? []).map(parseModelSpec);
+  const first = models[0];
+  if (models.length > 1 && raw.servedModelName !== undefined)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      '--served-model-name names one model; with several --model give each as NAME=MODEL',
+      { param: 'served-model-name' },
+    );
+  if (first?.served !== undefined && raw.servedModelName !== undefined)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      '--model NAME=... and --served-model-name both name the model',
+      {
+        param: 'served-model-name',
+      },
+    );
+  const served = first?.served ?? raw.servedModelName;
+  return {
+    ...raw,
+    models,
+    ...(first !== undefined ? { model: first.model } : {}),
+    ...(served !== undefined ? { servedModelName: served } : {}),
+  } as ServeFlags;
 }
 
 /** The default model of local sim engines. */
@@ -76,7 +123,10 @@ function effectiveConfig(flags: ServeFlags): GatewayConfig {
   return config;
 }
 
-function engineArgs(flags: ServeFlags): string[] {
+function engineArgs(
+  flags: ServeFlags,
+  spec: ModelSpec = { model: flags.model ?? '', served: flags.servedModelName },
+): string[] {
   if (flags.engine === 'llama') {
     if (flags.model === undefined)
       throw new SwitchyardError(
@@ -86,16 +136,22 @@ function engineArgs(flags: ServeFlags): string[] {
           param: 'model',
         },
       );
-    if (flags.servedModelName !== undefined)
-      throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', '--served-model-name is for --engine sim only', {
-        param: 'served-model-name',
-      });
-    return ['--model', flags.model];
+    const args = ['--model', spec.model];
+    if (spec.served !== undefined) args.push('--served-model-name', spec.served);
+    return args;
   }
-  const args = ['--gpu', flags.gpu, '--model', flags.model ?? DEFAULT_SIM_MODEL];
-  if (flags.servedModelName !== undefined) args.push('--served-model-name', flags.servedModelName);
+  const args = ['--gpu', flags.gpu, '--model', spec.model || DEFAULT_SIM_MODEL];
+  if (spec.served !== undefined) args.push('--served-model-name', spec.served);
   if (flags.timeScale !== undefined) args.push('--time-scale', flags.timeScale);
   return args;
+}
+
+/** The name requests use for `spec`'s engines (what the engine itself defaults to). */
+function servedNameOf(flags: ServeFlags, spec: ModelSpec): string {
+  if (spec.served !== undefined) return spec.served;
+  if (flags.engine === 'sim') return spec.model || DEFAULT_SIM_MODEL;
+  // As the llama engine names a GGUF file: its base name without `.gguf`.
+  return (spec.model.split(/[\\/]/).pop() ?? spec.model).replace(/\.gguf$/i, '');
 }
 
 function engineCount(flags: ServeFlags): number {
@@ -115,8 +171,12 @@ const GIB = 1024 ** 3;
  * refused: it could only thrash or be OOM-killed. Copies for several engines that do not fit get a
  * warning only: llama.cpp maps the file, so engines may share its pages, but each adds its own context.
  */
-function checkLlamaModel(flags: ServeFlags, count: number, warn: (line: string) => void): void {
-  const path = flags.model as string;
+function checkLlamaModel(
+  flags: ServeFlags,
+  count: number,
+  warn: (line: string) => void,
+  path: string = flags.model as string,
+): void {
   let bytes: number;
   try {
     const stat = statSync(path);
@@ -178,30 +238,58 @@ async function prepare(flags: ServeFlags): Promise<{
   const config = effectiveConfig(flags);
   const autoscale = autoscaleSettings(flags, config, DEFAULT_ENGINES[flags.engine]);
   let args: string[] | undefined;
+  if (flags.models.length > 1 && (autoscale === undefined || config.backends.length > 0))
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      'several --model need --autoscaler (one pool of local engines per model) and no configured backends',
+      { param: 'model' },
+    );
   if (config.backends.length === 0) {
     args = engineArgs(flags);
-    if (flags.engine === 'sim') checkSimNames(flags);
-    else checkLlamaModel(flags, engineCount(flags), (line) => process.stderr.write(`${line}\n`));
+    const names = new Set<string>();
+    for (const spec of flags.models.length > 0 ? flags.models : [{ model: '', served: undefined }]) {
+      if (flags.engine === 'sim') checkSimNames({ ...flags, model: spec.model || DEFAULT_SIM_MODEL });
+      else
+        checkLlamaModel(flags, engineCount(flags), (line) => process.stderr.write(`${line}\n`), spec.model);
+      const name = servedNameOf(flags, spec);
+      if (names.has(name))
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `two --model serve the name '${name}'; name them NAME=MODEL`,
+          {
+            param: 'model',
+          },
+        );
+      names.add(name);
+    }
   }
   await checkPortFree(config.host, config.port);
   return { config, args, autoscale };
 }
 
 /** The autoscaled pool's minimum, started; its backends go into the config (ids engine-0..). */
-function startPool(flags: ServeFlags, args: string[], settings: AutoscaleSettings, config: GatewayConfig) {
+function startPool(flags: ServeFlags, settings: AutoscaleSettings, config: GatewayConfig) {
+  const specs = flags.models.length > 0 ? flags.models : [{ model: DEFAULT_SIM_MODEL, served: undefined }];
   return startAutoscaledPool({
     settings,
     engine: flags.engine,
-    args,
-    variant: {
-      model: flags.engine === 'sim' ? (flags.model ?? DEFAULT_SIM_MODEL) : (flags.model as string),
-      gpu: flags.engine === 'sim' ? flags.gpu : 'cpu',
-      tp: 1,
-      role: 'both',
-    },
+    models: specs.map((spec) => {
+      const served = servedNameOf(flags, spec);
+      // The name is passed on: the gateway must know it before any engine of a pool at zero runs.
+      return {
+        served,
+        args: engineArgs(flags, { ...spec, served }),
+        variant: {
+          model: flags.engine === 'sim' ? spec.model || DEFAULT_SIM_MODEL : spec.model,
+          gpu: flags.engine === 'sim' ? flags.gpu : 'cpu',
+          tp: 1,
+          role: 'both' as const,
+        },
+      };
+    }),
     startTimeoutMs: flags.engineStartTimeoutMs,
     objectives: config.slo ?? {},
-    backendOf: (id, e) => localBackend(flags, id, e),
+    backendOf: (id, e, m) => localBackend(flags, id, e, m.variant.model),
     say: (line) => process.stderr.write(`switchyard serve: ${line}\n`),
   });
 }
@@ -246,6 +334,7 @@ function localBackend(
   flags: ServeFlags,
   id: string,
   e: { readonly url: string; readonly model: string; readonly kvEvents: string | null },
+  perfModel: string = flags.model ?? DEFAULT_SIM_MODEL,
 ) {
   return {
     id,
@@ -255,7 +344,7 @@ function localBackend(
     gpu: flags.engine === 'sim' ? flags.gpu : 'cpu',
     // A sim engine runs a catalogue model whatever name it serves: policies that predict time
     // (goodput, mooncake, preble) get its performance model. A GGUF file has none.
-    ...(flags.engine === 'sim' ? { perfModel: flags.model ?? DEFAULT_SIM_MODEL } : {}),
+    ...(flags.engine === 'sim' ? { perfModel } : {}),
     ...(e.kvEvents !== null ? { kvEvents: e.kvEvents } : {}),
   };
 }
@@ -272,7 +361,7 @@ function withLocalBackends(config: GatewayConfig, flags: ServeFlags, engines: Lo
 }
 
 function printListening(gateway: Gateway, config: GatewayConfig): void {
-  const model = config.backends[0]?.models[0] ?? 'MODEL';
+  const model = config.backends[0]?.models[0] ?? gateway.modelBuffer?.models[0] ?? 'MODEL';
   const auth = config.tenants.length > 0 ? ` -H 'authorization: Bearer <tenant key>'` : '';
   process.stdout.write(
     `switchyard serve: listening on ${gateway.url} (${config.backends.length} backend(s), policy ${gateway.policyName})\n` +
@@ -318,7 +407,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
   let pool: AutoscaledPool | undefined;
   let stopping = false;
   if (prepared.args !== undefined && prepared.autoscale !== undefined) {
-    pool = await startPool(flags, prepared.args, prepared.autoscale, config);
+    pool = await startPool(flags, prepared.autoscale, config);
     config = parseGatewayConfig({ ...config, backends: pool.backends }, {});
   } else if (prepared.args !== undefined) {
     engines = await startEngines(flags, prepared.args, () => stopping);
@@ -326,7 +415,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
   }
   let gateway: Gateway;
   try {
-    gateway = await startGateway(config);
+    gateway = await startGateway(config, pool?.gatewayOptions ?? {});
   } catch (error) {
     stopping = true;
     await engines?.stop();
@@ -379,8 +468,9 @@ export function registerServeCommand(program: Command): void {
     )
     .addOption(new Option('--engine <kind>', 'local engine kind').choices(['sim', 'llama']).default('sim'))
     .option(
-      '--model <id|path>',
-      `local engines' model (sim: a catalogue id, default ${DEFAULT_SIM_MODEL}; llama: a GGUF path)`,
+      '--model <[name=]id|path>',
+      `local engines' model (sim: a catalogue id, default ${DEFAULT_SIM_MODEL}; llama: a GGUF path), optionally served as NAME; repeat it with --autoscaler for one pool per model`,
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
     )
     .option(
       '--served-model-name <name>',
@@ -411,15 +501,26 @@ export function registerServeCommand(program: Command): void {
       '--autoscaler <name>',
       `size the local engine pool with a control loop (with configured backends: only export switchyard_desired_replicas): ${autoscalerNames().join(', ')}; parameters in the config's autoscaler block (docs/autoscaling.md)`,
     )
-    .option('--min-instances <n>', 'autoscaler: engines always running (default 1)', positiveInt)
+    .option(
+      '--min-instances <n>',
+      "autoscaler: engines always running per model (default 1; 0: a model's engines start on its first request and stop after --keep-alive-ms without one)",
+      nonNegativeInt,
+    )
     .option('--max-instances <n>', 'autoscaler: most engines at once (default 4 sim, 1 llama)', positiveInt)
     .option('--autoscaler-interval-ms <ms>', 'autoscaler: time between decisions (default 2000)', positiveInt)
+    .option(
+      '--keep-alive-ms <ms>',
+      "with --min-instances 0: how long a model's engines stay up after its last request (default 300000; a request's keep_alive overrides it)",
+      nonNegativeInt,
+    )
     .addHelpText(
       'after',
       '\nExample (autoscaled sim engines, gauges switchyard_desired_replicas and switchyard_replicas on /metrics):\n' +
-        '  switchyard serve --autoscaler kpa --min-instances 1 --max-instances 4 --autoscaler-interval-ms 1000\n',
+        '  switchyard serve --autoscaler kpa --min-instances 1 --max-instances 4 --autoscaler-interval-ms 1000\n' +
+        'Two llama models at zero engines, each started on its first request and stopped after 60 s idle:\n' +
+        '  switchyard serve --engine llama --model a=a.gguf --model b=b.gguf --autoscaler kpa --min-instances 0 --keep-alive-ms 60000\n',
     )
-    .action(async (flags: ServeFlags) => {
-      await runServe(flags);
+    .action(async (flags: RawServeFlags) => {
+      await runServe(serveFlags(flags));
     });
 }

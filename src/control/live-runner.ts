@@ -219,9 +219,7 @@ export class LiveControlRunner {
     o.actuator.apply(o.variant.model, decision, nowMs);
     const desired = Math.max(0, Math.round(totalReplicas(decision)));
     if (desired !== this.desired)
-      this.log(
-        `autoscaler ${o.loop.name} (${o.model}): ${this.desired} -> ${desired} replicas: ${decision.reason}`,
-      );
+      this.log(`autoscaler ${o.loop.name}: ${this.desired} -> ${desired} replicas: ${decision.reason}`);
     this.desired = desired;
     this.reason = decision.reason;
   }
