@@ -1,11 +1,16 @@
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { PlacementLogEntry } from '../twin/control-host.ts';
 import type { DecisionLogEntry } from '../twin/simulator.ts';
 
 /** Bytes buffered before a write: a million decisions must not sit in memory, nor cost a syscall each. */
 const FLUSH_BYTES = 1 << 20;
 
-/** Writes the twin's decision log as JSON lines, buffered. */
+/**
+ * Writes the twin's decision log as JSON lines, buffered: routing decisions
+ * (`{"request","atMs","instance"|"reject"}`) and, in a multi-model run, placement decisions
+ * (`{"atMs","placement"}`), in the order the twin makes them, which is time order.
+ */
 export class DecisionLogWriter {
   private readonly fd: number;
   private buffer: string[] = [];
@@ -22,14 +27,23 @@ export class DecisionLogWriter {
       entry.code === undefined
         ? `{"request":${JSON.stringify(entry.requestId)},"atMs":${entry.atMs},"instance":${JSON.stringify(entry.instance)}}\n`
         : `{"request":${JSON.stringify(entry.requestId)},"atMs":${entry.atMs},"reject":${JSON.stringify(entry.code)}}\n`;
-    this.buffer.push(line);
-    this.bytes += line.length;
-    if (this.bytes >= FLUSH_BYTES) this.flush();
+    this.append(line);
+  };
+
+  /** Appends one placement line (bound, so it can be passed as a callback). */
+  readonly writePlacement = (entry: PlacementLogEntry): void => {
+    this.append(`{"atMs":${entry.atMs},"placement":${JSON.stringify(entry.placement)}}\n`);
   };
 
   close(): void {
     this.flush();
     closeSync(this.fd);
+  }
+
+  private append(line: string): void {
+    this.buffer.push(line);
+    this.bytes += line.length;
+    if (this.bytes >= FLUSH_BYTES) this.flush();
   }
 
   private flush(): void {

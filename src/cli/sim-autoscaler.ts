@@ -7,8 +7,10 @@ import { autoscalerDescription, autoscalerNames } from '../control/autoscalers/r
 import { invalidArgument } from '../core/errors.ts';
 import { STORAGE_TIERS } from '../model/loading.ts';
 import type { StorageTier } from '../model/types.ts';
-import type { SimConfigFile } from '../twin/config.ts';
+import type { ClusterSpec } from '../twin/cluster.ts';
+import { isPlacementCluster, type SimConfigFile, toPlacementSettings } from '../twin/config.ts';
 import { CONTROL_INTERVAL_MS_DEFAULT, type ControlSettings } from '../twin/control-host.ts';
+import { type PlacementSettings, placementCluster } from '../twin/placement-host.ts';
 import type { SimResult } from '../twin/simulator.ts';
 import { nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
 import { parseAutoscalerList } from './sim-autoscaler-compare.ts';
@@ -93,12 +95,53 @@ export function controlFromFlags(
   };
 }
 
-/** One line under the summary table of an autoscaled run; empty otherwise. */
+/**
+ * The multi-model form of the config's `cluster:` (nodes, budget, models with their autoscalers):
+ * the twin's cluster (one group per model) and the placement settings; undefined for the other
+ * forms. The per-instance cluster flags and the single-pool autoscaler flags and block do not apply
+ * to it and are refused.
+ */
+export function placementFromConfig(
+  file: SimConfigFile,
+  fromCli: (name: string) => boolean,
+): { cluster: ClusterSpec; placement: PlacementSettings } | undefined {
+  if (!isPlacementCluster(file.cluster)) return undefined;
+  const flags = ['instances', 'gpu', 'model', 'tp', 'autoscaler', 'minInstances', 'maxInstances'];
+  for (const flag of flags) {
+    if (fromCli(flag)) {
+      const name = flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+      throw invalidArgument(
+        name,
+        'given',
+        "not with a multi-model cluster (each model's cluster.models entry says it)",
+      );
+    }
+  }
+  if (file.autoscaler !== undefined) {
+    throw invalidArgument(
+      'autoscaler',
+      'config block',
+      "not with a multi-model cluster: give each model's autoscaler",
+    );
+  }
+  const placement = toPlacementSettings(file.cluster);
+  return { cluster: placementCluster(placement), placement };
+}
+
+/** Lines under the summary table of an autoscaled run (one per model under placement); empty otherwise. */
 export function formatControlLine(result: SimResult): string {
   if (result.gpuHours === undefined) return '';
   const peak = Math.max(0, ...(result.instancesOverTime ?? []).map((p) => p.ready));
-  return (
+  const total =
     `autoscaler: ${result.gpuHours.toFixed(3)} GPU-hours, ${result.coldStarts ?? 0} cold starts, ` +
-    `peak ${peak} ready\n`
-  );
+    `peak ${peak} ready\n`;
+  const models = (result.models ?? []).map((m) => {
+    const mPeak = Math.max(0, ...m.instancesOverTime.map((p) => p.ready));
+    return (
+      `  ${m.model} (${m.base}, priority ${m.priority}, ${m.autoscaler}): ${m.gpuHours.toFixed(3)} GPU-hours, ` +
+      `${m.coldStarts} cold starts, peak ${mPeak} ready, ${m.preempted} preempted, ` +
+      `${(m.sloAttainment * 100).toFixed(1)}% of ${m.requests} requests within SLO\n`
+    );
+  });
+  return total + models.join('');
 }

@@ -21,6 +21,7 @@ import {
   autoscalerOptions,
   controlFromFlags,
   formatControlLine,
+  placementFromConfig,
 } from './sim-autoscaler.ts';
 import { compareAutoscalers, splitNames } from './sim-autoscaler-compare.ts';
 import { comparisonHeader, wroteLines } from './sim-header.ts';
@@ -275,7 +276,7 @@ export function registerSimCommand(program: Command): void {
         const log = flags.decisionLog !== undefined ? new DecisionLogWriter(flags.decisionLog) : undefined;
         try {
           const result = await withProgress(flags.progress, settings.expectedRequests, (onProgress) =>
-            runTwin(settings, onProgress, log?.write),
+            runTwin(settings, onProgress, log?.write, log?.writePlacement),
           );
           runs = [{ result, goodput: undefined }];
         } finally {
@@ -354,9 +355,15 @@ export function resolveSettings(
   const pick = <T>(name: string, flagValue: T, fileValue: T | undefined): T =>
     fromCli(name) || fileValue === undefined ? flagValue : fileValue;
   const policy = pick('policy', flags.policy, file.policy);
-  const fileCluster = file.cluster !== undefined && !('groups' in file.cluster) ? file.cluster : undefined;
+  // A multi-model cluster (nodes, models with their autoscalers) brings its own groups and loops.
+  const placed = placementFromConfig(file, fromCli);
+  const fileCluster =
+    file.cluster !== undefined && !('groups' in file.cluster) && !('models' in file.cluster)
+      ? file.cluster
+      : undefined;
   const cluster =
-    file.cluster !== undefined &&
+    placed?.cluster ??
+    (file.cluster !== undefined &&
     'groups' in file.cluster &&
     !['instances', 'gpu', 'model', 'tp'].some(fromCli)
       ? file.cluster
@@ -369,7 +376,7 @@ export function resolveSettings(
               tp: pick('tp', flags.tp, fileCluster?.tp),
             },
           ],
-        };
+        });
   const engine = { ...(file.engine ?? {}) };
   if (flags.maxNumSeqs !== undefined) engine.maxNumSeqs = flags.maxNumSeqs;
   if (flags.maxNumBatchedTokens !== undefined) engine.maxNumBatchedTokens = flags.maxNumBatchedTokens;
@@ -412,7 +419,8 @@ export function resolveSettings(
     faults: flags.fault ?? file.faults?.map(toFault),
     reliability: { ...file.reliability, ...(flags.retries !== undefined ? { retries: flags.retries } : {}) },
     goodputTarget: flags.goodputTarget ?? file.goodputTarget,
-    control: controlFromFlags(flags, file.autoscaler),
+    control: placed === undefined ? controlFromFlags(flags, file.autoscaler) : undefined,
+    placement: placed?.placement,
   };
 }
 

@@ -13,7 +13,13 @@ export const instanceGroupSchema = z
   .object({
     count: z.number().int().min(1).max(100_000),
     gpu: z.string(),
+    /** The model id the instances serve (what requests name). */
     model: z.string(),
+    /**
+     * The catalogue model (src/model/models.ts) whose performance and weights they have, when the
+     * served id is another name for it (a fine-tune `m07` of `llama-3.1-8b`); default `model`.
+     */
+    base: z.string().optional(),
     tp: z.number().int().min(1).max(64).default(1),
   })
   .strict();
@@ -36,6 +42,25 @@ export interface ViewClock {
   readonly nowMs: number;
 }
 
+/** An engine's counters over the run (all its starts), for the run's summary. */
+export interface EngineTotals {
+  readonly steps: number;
+  readonly busyMs: number;
+  readonly preemptions: number;
+  readonly prefixHitTokens: number;
+  readonly prefixQueryTokens: number;
+  /** prefixHitTokens / prefixQueryTokens, 0 before any query. */
+  readonly prefixHitRate: number;
+}
+
+/** Optional parts of a SimInstance. */
+export interface SimInstanceExtras {
+  /** The catalogue model behind the served id (default the served id). */
+  readonly base?: string | undefined;
+  /** Builds an empty engine of the same kind, for a restart; absent: the instance never restarts. */
+  readonly newEngine?: (() => EngineCore) | undefined;
+}
+
 /**
  * One modelled instance: an engine core plus the host's own accounting, seen by policies through
  * the read-only InstanceView with the same fields and the same staleness as the live view
@@ -56,6 +81,13 @@ export class SimInstance extends HostAccounting implements InstanceView {
   routed = 0;
   /** Virtual time the current step ends; NaN when idle. */
   stepEndMs = Number.NaN;
+  /** The engine core; a restart replaces it with an empty one (`restartEngine`). */
+  engine: EngineCore;
+  /** The catalogue model whose performance and weights it has (`model` is the served id). */
+  readonly base: string;
+  private readonly newEngine: (() => EngineCore) | undefined;
+  /** The counters of engines dropped at restarts. */
+  private retired = { steps: 0, busyMs: 0, preemptions: 0, prefixHitTokens: 0, prefixQueryTokens: 0 };
   kvUsageSum = 0;
   kvUsageMax = 0;
   kvUsageSamples = 0;
@@ -72,17 +104,57 @@ export class SimInstance extends HostAccounting implements InstanceView {
     readonly gpu: string,
     readonly model: string,
     readonly tp: number,
-    readonly engine: EngineCore,
+    engine: EngineCore,
     readonly blockSize: number,
     /** The view's clock, read to judge the snapshot's age. */
     private readonly clock: ViewClock,
     /** Scrape period; 0: policies read exact engine signals (no staleness at all). */
     scrapeIntervalMs: number,
+    more: SimInstanceExtras = {},
   ) {
     super();
+    this.engine = engine;
+    this.base = more.base ?? model;
+    this.newEngine = more.newEngine;
     this.models = [model];
     this.exact = scrapeIntervalMs === 0;
     this.staleAfterMs = SIGNAL_STALE_AFTER_SCRAPES * scrapeIntervalMs;
+  }
+
+  /**
+   * A stopped instance starts again: a new process with an empty engine (no prefix cache, no KV
+   * held), as a restarted vLLM is, and no snapshot until its first scrape. Its signals start over;
+   * the run's summary keeps counting across starts (`engineTotals`).
+   */
+  restartEngine(): void {
+    if (this.newEngine === undefined) throw new RangeError(`instance ${this.id} cannot restart its engine`);
+    // (Its last step may still be winding down in the twin's loop: that engine is simply dropped.)
+    if (this.inFlight !== 0) throw new RangeError(`instance ${this.id} restarted with work in flight`);
+    this.retired = { ...this.engineTotals };
+    this.engine = this.newEngine();
+    const s = this.snapshot;
+    s.running = 0;
+    s.waiting = 0;
+    s.kvUsage = 0;
+    s.prefixHitRate = 0;
+    this.scrapedAtMs = Number.NEGATIVE_INFINITY;
+  }
+
+  /** The engine's counters summed over every start of the run. */
+  get engineTotals(): EngineTotals {
+    const e = this.engine;
+    const r = this.retired;
+    const prefixHitTokens = r.prefixHitTokens + e.prefixHitTokens;
+    const prefixQueryTokens = r.prefixQueryTokens + e.prefixQueryTokens;
+    return {
+      steps: r.steps + e.steps,
+      busyMs: r.busyMs + e.busyMs,
+      preemptions: r.preemptions + e.preemptions,
+      prefixHitTokens,
+      prefixQueryTokens,
+      // Unchanged for an instance never restarted: the engine's own ratio.
+      prefixHitRate: r.prefixQueryTokens === 0 ? e.prefixHitRate : prefixHitTokens / prefixQueryTokens,
+    };
   }
 
   /** Copies the engine's signals, as a metrics scrape would. */

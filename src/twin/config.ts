@@ -1,11 +1,15 @@
 import { z } from 'zod';
+import { autoscalerNames } from '../control/autoscalers/registry.ts';
+import { clusterNodesSchema } from '../control/placement/index.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from '../engine-core/types.ts';
 import { vllmServeBatchDefaults } from '../model/engines.ts';
 import { gpuSpec } from '../model/gpus.ts';
+import { MODELS, modelIds } from '../model/models.ts';
 import { batchSectionSchema } from './batch-jobs.ts';
 import { type ClusterSpec, clusterSpecSchema } from './cluster.ts';
 import { FAULTS_MAX, faultEntrySchema, reliabilitySchema } from './faults.ts';
+import { PLACED_MODELS_MAX, type PlacementSettings, placementCluster } from './placement-host.ts';
 
 /** Defaults of the twin's command line and config file. */
 export const SIM_DEFAULTS = {
@@ -45,6 +49,125 @@ const uniformClusterSchema = z
   .partial()
   .strict();
 
+/** One model of a multi-model cluster: served id, catalogue base, variant, priority, autoscaler. */
+const placedModelSchema = z.strictObject({
+  /** The served id requests name. */
+  id: z.string().min(1).max(200),
+  /** The catalogue model it runs as; default `id` (which must then be a catalogue model). */
+  base: z.string().min(1).optional(),
+  /** Its GPU type; may be left out when every node has the same type. */
+  gpu: z.string().min(1).optional(),
+  tp: z.number().int().min(1).max(64).default(1),
+  /** Higher is served first and may take GPUs from lower ones. */
+  priority: z.number().int().min(-1_000_000).max(1_000_000).default(0),
+  /** What its loop plans for and its attainment measures (default: the run's SLO). */
+  slo: z.strictObject({ ttftMs: z.number().positive(), tpotMs: z.number().positive() }).optional(),
+  autoscaler: z.strictObject({
+    name: z.string().min(1),
+    minInstances: z.number().int().min(0).default(1),
+    maxInstances: z.number().int().min(1).max(10_000),
+    params: z.record(z.string(), z.unknown()).default({}),
+  }),
+});
+
+/**
+ * The multi-model form of `cluster:`: nodes, an optional GPU budget, and the models sharing them,
+ * each with its own autoscaler (src/twin/placement-host.ts). Ids unique, bases from the catalogue,
+ * each model's GPU type present on some node, min <= max.
+ */
+export const placementClusterSchema = z
+  .strictObject({
+    nodes: clusterNodesSchema,
+    /** Most GPUs all instances together may hold (default: every node's). */
+    gpuBudget: z.number().int().min(0).optional(),
+    /** How often every model's loop runs, ms (one tick for all). */
+    intervalMs: z.number().positive().finite().optional(),
+    /** Requests each model's scale-from-zero buffer holds at most (0: off). */
+    heldMax: z.number().int().min(0).max(1_000_000).optional(),
+    /** Longest a held request waits for a ready instance, ms. */
+    heldWaitMs: z.number().positive().finite().optional(),
+    models: z.array(placedModelSchema).min(1).max(PLACED_MODELS_MAX),
+  })
+  .superRefine((cluster, ctx) => {
+    const types = [...new Set(cluster.nodes.map((n) => n.gpu))].sort();
+    const seen = new Set<string>();
+    const autoscalers = autoscalerNames();
+    cluster.models.forEach((m, i) => {
+      const issue = (path: (string | number)[], message: string): void =>
+        ctx.addIssue({ code: 'custom', path: ['models', i, ...path], message });
+      if (seen.has(m.id)) issue(['id'], `duplicate model id '${m.id}'`);
+      seen.add(m.id);
+      const base = m.base ?? m.id;
+      if (!MODELS.has(base)) {
+        const what =
+          m.base === undefined
+            ? `'${m.id}' is not a catalogue model: give a base`
+            : `unknown model '${base}'`;
+        issue([m.base === undefined ? 'id' : 'base'], `${what}; valid: ${modelIds().join(', ')}`);
+      }
+      if (m.gpu === undefined && types.length > 1) {
+        issue(['gpu'], `required: the nodes have several GPU types (${types.join(', ')})`);
+      } else if (m.gpu !== undefined && !types.includes(m.gpu)) {
+        issue(['gpu'], `no node has '${m.gpu}' GPUs; present: ${types.join(', ')}`);
+      }
+      if (!autoscalers.includes(m.autoscaler.name)) {
+        issue(
+          ['autoscaler', 'name'],
+          `unknown autoscaler '${m.autoscaler.name}'; valid: ${autoscalers.join(', ')}`,
+        );
+      }
+      if (m.autoscaler.minInstances > m.autoscaler.maxInstances) {
+        issue(['autoscaler', 'minInstances'], `above maxInstances (${m.autoscaler.maxInstances})`);
+      }
+    });
+  });
+export type PlacementClusterFile = z.infer<typeof placementClusterSchema>;
+
+/** Whether a `cluster:` section is the multi-model form. */
+export function isPlacementCluster(cluster: SimConfigFile['cluster']): cluster is PlacementClusterFile {
+  return cluster !== undefined && 'models' in cluster;
+}
+
+/**
+ * `cluster:` in one of three forms: uniform (`instances`, `gpu`, ...), `groups`, or multi-model
+ * (`nodes` and `models`). The last is told apart by its keys and parsed alone, so its errors name
+ * their paths (a plain union would only say "Invalid input").
+ */
+const clusterSectionSchema = z.unknown().transform((value, ctx) => {
+  const multi = typeof value === 'object' && value !== null && ('models' in value || 'nodes' in value);
+  const schema = multi ? placementClusterSchema : z.union([uniformClusterSchema, clusterSpecSchema]);
+  const result = (schema as z.ZodType<ClusterSection>).safeParse(value);
+  if (result.success) return result.data;
+  for (const issue of result.error.issues)
+    ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  return z.NEVER;
+});
+type ClusterSection = z.infer<typeof uniformClusterSchema> | ClusterSpec | PlacementClusterFile;
+
+/** The run's placement settings from the multi-model `cluster:` section. */
+export function toPlacementSettings(cluster: PlacementClusterFile): PlacementSettings {
+  const onlyType = cluster.nodes[0]?.gpu ?? SIM_DEFAULTS.gpu;
+  return {
+    nodes: cluster.nodes,
+    gpuBudget: cluster.gpuBudget,
+    intervalMs: cluster.intervalMs,
+    heldMax: cluster.heldMax,
+    heldWaitMs: cluster.heldWaitMs,
+    models: cluster.models.map((m) => ({
+      id: m.id,
+      base: m.base ?? m.id,
+      gpu: m.gpu ?? onlyType,
+      tp: m.tp,
+      priority: m.priority,
+      ...(m.slo !== undefined ? { slo: m.slo } : {}),
+      autoscaler: m.autoscaler.name,
+      params: m.autoscaler.params,
+      minInstances: m.autoscaler.minInstances,
+      maxInstances: m.autoscaler.maxInstances,
+    })),
+  };
+}
+
 /** A `switchyard sim --config FILE.yaml` file. The workload is validated by its own schema. */
 export const simConfigFileSchema = z
   .object({
@@ -56,7 +179,7 @@ export const simConfigFileSchema = z
       z.string(),
       z.strictObject({ type: z.string(), params: z.record(z.string(), z.unknown()).default({}) }),
     ),
-    cluster: z.union([uniformClusterSchema, clusterSpecSchema]),
+    cluster: clusterSectionSchema,
     engine: engineOptionsSchema,
     workload: z.record(z.string(), z.unknown()),
     slo: z.object({ ttftMs: z.number().positive(), tpotMs: z.number().positive() }).partial().strict(),
@@ -111,6 +234,7 @@ export function parseWithSchema<T>(schema: z.ZodType<T>, value: unknown, where: 
 /** Normalises either cluster form to groups. */
 export function toClusterSpec(cluster: SimConfigFile['cluster']): ClusterSpec {
   if (cluster !== undefined && 'groups' in cluster) return cluster;
+  if (isPlacementCluster(cluster)) return placementCluster(toPlacementSettings(cluster));
   const uniform = cluster ?? {};
   return {
     groups: [

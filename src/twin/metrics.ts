@@ -90,7 +90,8 @@ export class RunMetrics {
     let gpuSeconds = 0;
     let engineSteps = 0;
     const perInstance: InstanceSummary[] = instances.map((instance) => {
-      const engine = instance.engine;
+      // Over every start of the instance (a restart under an autoscaler brings a new engine).
+      const engine = instance.engineTotals;
       hitTokens += engine.prefixHitTokens;
       queryTokens += engine.prefixQueryTokens;
       gpuSeconds += instance.tp * simulatedSeconds;

@@ -17,9 +17,10 @@ import { describeTimeVarying } from '../workload/time-varying.ts';
 import { type BatchJobSpec, buildBatchJob } from './batch-jobs.ts';
 import type { ClusterSpec } from './cluster.ts';
 import { engineConfigsFor, type engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
-import { type ControlSettings, controlPool } from './control-host.ts';
+import { type ControlSettings, controlPool, type PlacementLogEntry } from './control-host.ts';
 import type { Fault, ReliabilityInput } from './faults.ts';
 import { GOODPUT_DEFAULTS, type GoodputResult, goodputSweep, scaleWorkload } from './goodput.ts';
+import { type PlacementSettings, placementCluster } from './placement-host.ts';
 import { renderHtmlReport } from './report/html.ts';
 import {
   comparisonToJson,
@@ -72,6 +73,11 @@ export interface TwinSettings {
    * pool of `maxInstances`, started and drained by the loop. Undefined: a fixed cluster.
    */
   readonly control?: ControlSettings | undefined;
+  /**
+   * Several models on a cluster of nodes, each with its own autoscaler (src/twin/placement-host.ts);
+   * the cluster is then one group per model. Not with `control`.
+   */
+  readonly placement?: PlacementSettings | undefined;
 }
 
 /** Policy types that can refuse requests themselves (a `rejectEarly` parameter). */
@@ -102,9 +108,10 @@ export function runTwin(
   settings: TwinSettings,
   onProgress?: (arrived: number, simulatedMs: number) => void,
   onDecision?: (entry: DecisionLogEntry) => void,
+  onPlacement?: (entry: PlacementLogEntry) => void,
 ): SimResult {
   const spec = parseWithSchema(workloadSpecSchema, settings.workload, 'workload');
-  return runTwinSpec(settings, spec, onProgress, onDecision);
+  return runTwinSpec(settings, spec, onProgress, onDecision, onPlacement);
 }
 
 /** Runs one twin simulation on an already validated workload spec. */
@@ -113,6 +120,7 @@ export function runTwinSpec(
   spec: WorkloadSpec,
   onProgress?: (arrived: number, simulatedMs: number) => void,
   onDecision?: (entry: DecisionLogEntry) => void,
+  onPlacement?: (entry: PlacementLogEntry) => void,
 ): SimResult {
   const rng = new Rng(settings.seed);
   // Requests carry the run's SLO unless the workload gives its own, so SLO-aware policies aim at
@@ -120,9 +128,11 @@ export function runTwinSpec(
   const withSlo: WorkloadSpec = spec.slo !== undefined ? spec : { ...spec, slo: settings.slo };
   const source = createWorkload(withSlo, rng.fork('workload'));
   const cluster =
-    settings.control === undefined
-      ? settings.cluster
-      : controlPool(settings.cluster, settings.control.maxInstances);
+    settings.placement !== undefined
+      ? placementCluster(settings.placement)
+      : settings.control === undefined
+        ? settings.cluster
+        : controlPool(settings.cluster, settings.control.maxInstances);
   return runSimulation(source, {
     seed: settings.seed,
     cluster,
@@ -140,6 +150,8 @@ export function runTwinSpec(
     reliability: settings.reliability,
     onDecision,
     control: settings.control,
+    placement: settings.placement,
+    onPlacement,
   });
 }
 
@@ -255,6 +267,9 @@ export function controlJson(result: SimResult): Record<string, JsonValue> {
     gpuHours: roundFloat(result.gpuHours),
     coldStarts: result.coldStarts ?? 0,
     instancesOverTime: toJsonValue(result.instancesOverTime ?? []),
+    // A multi-model run (placement): each model's figures and the placement lines.
+    ...(result.models !== undefined ? { models: toJsonValue(result.models) } : {}),
+    ...(result.placementLog !== undefined ? { placementLog: toJsonValue(result.placementLog) } : {}),
   };
 }
 

@@ -23,7 +23,15 @@ import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { downsampleSorted, LatencyHistogram } from '../stats/percentiles.ts';
 import type { RequestSource, TwinRequest } from '../workload/types.ts';
 import { type ClusterSpec, SimInstance } from './cluster.ts';
-import { ControlHost, type ControlSettings, type InstanceCountPoint } from './control-host.ts';
+import {
+  ControlHost,
+  type ControlHostDeps,
+  type ControlSettings,
+  type InstanceCountPoint,
+  type ModelOutcome,
+  type PlacementLogEntry,
+  type TwinControl,
+} from './control-host.ts';
 import { EventQueue } from './event-queue.ts';
 import {
   type Fault,
@@ -33,6 +41,7 @@ import {
   reliabilityWithDefaults,
 } from './faults.ts';
 import { RunMetrics, SeriesRecorder } from './metrics.ts';
+import { PlacementHost, type PlacementSettings } from './placement-host.ts';
 import { ClusterSeriesRecorder } from './report/cluster-series.ts';
 import type { BatchJobSummary, SimReportData, SimSummary } from './report/types.ts';
 
@@ -106,6 +115,14 @@ export interface SimOptions {
    * drained as the loop asks. Undefined: every instance serves from the start, as before.
    */
   readonly control?: ControlSettings | undefined;
+  /**
+   * Several models on a cluster of nodes, each with its own autoscaler, placed together under a GPU
+   * budget (src/twin/placement-host.ts); the cluster must be `placementCluster(placement)`. Not with
+   * `control`.
+   */
+  readonly placement?: PlacementSettings | undefined;
+  /** Receives every placement decision-log line (with `placement`), in time order with `onDecision`. */
+  readonly onPlacement?: ((entry: PlacementLogEntry) => void) | undefined;
 }
 
 /** How the twin's engine cores keep their prefix caches (SimOptions.prefixCache). */
@@ -131,6 +148,10 @@ export interface SimResult {
   readonly instancesOverTime?: readonly InstanceCountPoint[];
   /** With `control`: instances started after time 0. */
   readonly coldStarts?: number;
+  /** With `placement`: each model's figures. */
+  readonly models?: readonly ModelOutcome[];
+  /** With `placement`: the first placement decision-log lines (bounded). */
+  readonly placementLog?: readonly PlacementLogEntry[];
 }
 
 /** The engine request plus what the twin needs to map it back. */
@@ -208,8 +229,8 @@ class Twin {
   /** The prefix paths requests' blocks are named by; undefined with 32-bit hashes. */
   private readonly forest: PrefixForest | undefined;
   private readonly prefixMode: PrefixCacheMode;
-  /** The control loop's host; undefined without `options.control` (then nothing below costs anything). */
-  private readonly control: ControlHost | undefined;
+  /** The control loops' host; undefined without `control` or `placement` (then nothing below costs anything). */
+  private readonly control: TwinControl | undefined;
 
   constructor(
     source: RequestSource,
@@ -223,14 +244,7 @@ class Twin {
     this.forest = this.prefixMode === 'blocks-32bit' ? undefined : new PrefixForest(options.engine.blockSize);
     this.instances = this.buildInstances();
     this.view.instances = this.instances;
-    this.control =
-      options.control === undefined
-        ? undefined
-        : new ControlHost(options.control, this.instances, {
-            view: this.view,
-            slo: options.slo,
-            queued: () => this.admission?.queued ?? 0,
-          });
+    this.control = this.buildControl();
     this.series = new SeriesRecorder(this.instances, options.seriesPointsMax ?? 400);
     this.clusterSeries = new ClusterSeriesRecorder(options.seriesPointsMax ?? 400);
     this.iterator = source[Symbol.iterator]();
@@ -373,8 +387,7 @@ class Twin {
     this.arrived++;
     this.metrics.requests++;
     this.metrics.inputTokens += request.inputTokens;
-    if (this.control !== undefined && !this.isOffline(request))
-      this.control.onArrival(request.inputTokens, this.nowMs);
+    if (this.control !== undefined && !this.isOffline(request)) this.control.onArrival(request, this.nowMs);
     const driver = this.driver;
     if (driver === undefined) {
       this.route(request, this.isOffline(request));
@@ -435,6 +448,8 @@ class Twin {
    */
   private route(request: Request, offline: boolean, attempt = 0, tried = NONE_TRIED): boolean {
     this.view.nowMs = this.nowMs;
+    // A controlled model with no ready instance holds the request until one is (scale from zero).
+    if (attempt === 0 && this.control?.hold(request, offline, this.nowMs) === true) return true;
     // The host times the policy (every few decisions, so timing costs nothing noticeable).
     const timed = this.decisions++ % DECISION_TIMING_EVERY === 0;
     const t0 = timed ? performance.now() : 0;
@@ -649,10 +664,10 @@ class Twin {
     this.queue.push(instance.stepEndMs, instance.index);
   }
 
-  private reject(_request: Request, code: ErrorCode, offline: boolean): void {
+  private reject(request: Request, code: ErrorCode, offline: boolean): void {
     if (offline) this.metrics.batchRejected++;
     else this.metrics.rejected++;
-    if (!offline) this.control?.onFailed(this.nowMs);
+    if (!offline) this.control?.onFailed(request, this.nowMs);
     this.rejectedByCode.set(code, (this.rejectedByCode.get(code) ?? 0) + 1);
   }
 
@@ -661,6 +676,7 @@ class Twin {
     if (this.pending !== undefined || this.nextJob < this.jobs.length) return true;
     if (this.driver !== undefined && this.driver.wakeAtMs !== Number.POSITIVE_INFINITY) return true;
     if (this.faults !== undefined && this.faults.retries.size > 0) return true;
+    if (this.control !== undefined && this.control.held > 0) return true;
     for (const instance of this.instances) if (!Number.isNaN(instance.stepEndMs)) return true;
     return false;
   }
@@ -741,7 +757,7 @@ class Twin {
 
   /** A control event: starts that are due become ready, and the loop runs when its tick is due. */
   private controlEvent(): void {
-    (this.control as ControlHost).onEvent(this.nowMs);
+    (this.control as TwinControl).onEvent(this.nowMs);
     // Like the sample tick, the control tick must not keep the run alive on its own.
     if (this.hasWork()) this.armControl();
     if (this.admission !== undefined && this.admission.queued > 0) this.admit();
@@ -750,6 +766,34 @@ class Twin {
   private armControl(): void {
     const atMs = this.control?.arm();
     if (atMs !== undefined) this.queue.push(atMs, CONTROL);
+  }
+
+  /** The control host, if the run has one: one loop, or one per model under placement. */
+  private buildControl(): TwinControl | undefined {
+    const { control, placement } = this.options;
+    if (control === undefined && placement === undefined) return undefined;
+    const deps: ControlHostDeps = {
+      view: this.view,
+      slo: this.options.slo,
+      queued: () => this.admission?.queued ?? 0,
+      release: (request, offline) => {
+        if (!this.route(request, offline)) {
+          this.admission?.onFailed(request, this.nowMs);
+          this.batches?.onFailed(request, this.nowMs);
+        }
+      },
+      refuse: (request, offline, code) => {
+        this.options.onDecision?.({ requestId: request.id, atMs: this.nowMs, instance: undefined, code });
+        this.reject(request, code, offline);
+        this.admission?.onFailed(request, this.nowMs);
+        this.batches?.onFailed(request, this.nowMs);
+      },
+      onPlacement: this.options.onPlacement,
+    };
+    if (placement === undefined) return new ControlHost(control as ControlSettings, this.instances, deps);
+    if (control !== undefined)
+      throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'control and placement are exclusive');
+    return new PlacementHost(placement, this.instances, deps);
   }
 
   private buildInstances(): SimInstance[] {
@@ -796,7 +840,7 @@ class Twin {
       assert(config.blockSize === options.engine.blockSize, `group ${g}: blockSize differs from the run's`);
       // The engine's limits set the CUDA-graph capture sizes and the KV left after the profiling run.
       const { maxNumSeqs, maxNumBatchedTokens } = config;
-      const perf = perfModelFor(group.gpu, group.model, group.tp, undefined, { maxNumSeqs });
+      const perf = perfModelFor(group.gpu, group.base ?? group.model, group.tp, undefined, { maxNumSeqs });
       const blocks =
         config.numGpuBlocksOverride ??
         kvBlocksThatFit(perf.gpu, perf.model, group.tp, config.gpuMemoryUtilization, config.blockSize, {
@@ -814,10 +858,16 @@ class Twin {
         }
         // The fast mode also remembers decode step times; the references ask the model every time.
         const fast = this.prefixMode === 'runs';
-        const engine = new EngineCore(config, perf, blocks, listener, {
-          prefixForest: fast ? this.forest : undefined,
-          memoizeDecodeSteps: fast,
-        });
+        const newEngine = (): EngineCore =>
+          new EngineCore(config, perf, blocks, listener, {
+            prefixForest: fast ? this.forest : undefined,
+            memoizeDecodeSteps: fast,
+          });
+        // A restart (under control) empties the cache; a KV-event reader hears it as vLLM says it.
+        const restart = (): EngineCore => {
+          listener.onKvEvent?.({ type: 'AllBlocksCleared' });
+          return newEngine();
+        };
         instances.push(
           new SimInstance(
             index,
@@ -825,10 +875,11 @@ class Twin {
             group.gpu,
             group.model,
             group.tp,
-            engine,
+            newEngine(),
             options.engine.blockSize,
             this.view,
             this.scrapeIntervalMs,
+            { base: group.base, newEngine: restart },
           ),
         );
       }
@@ -886,11 +937,20 @@ class Twin {
   }
 
   /** What a controlled run adds to its result; nothing without control. */
-  private controlOutcome(): Pick<SimResult, 'gpuHours' | 'instancesOverTime' | 'coldStarts'> {
+  private controlOutcome(): Pick<
+    SimResult,
+    'gpuHours' | 'instancesOverTime' | 'coldStarts' | 'models' | 'placementLog'
+  > {
     const outcome = this.control?.finish(this.metrics.lastFinishMs);
     if (outcome === undefined) return {};
-    const { gpuHours, instancesOverTime, coldStarts } = outcome;
-    return { gpuHours, instancesOverTime, coldStarts };
+    const { gpuHours, instancesOverTime, coldStarts, models, placementLog } = outcome;
+    return {
+      gpuHours,
+      instancesOverTime,
+      coldStarts,
+      ...(models !== undefined ? { models } : {}),
+      ...(placementLog !== undefined ? { placementLog } : {}),
+    };
   }
 }
 

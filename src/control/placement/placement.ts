@@ -35,7 +35,13 @@ export interface Placement {
 
 /** What one model wants, from its own autoscaler. */
 export interface ModelWant {
+  /** The served id (keys the wants, names new instances). */
   readonly model: ModelId;
+  /**
+   * The catalogue model whose weights it loads, when the served id is another name for it (a
+   * fine-tune `m07` of `llama-3.1-8b`); default `model`.
+   */
+  readonly base?: ModelId | undefined;
   /** Higher is served first and may take GPUs from lower ones. */
   readonly priority: number;
   /** Instances wanted per variant; variants not listed are wanted at zero. */
@@ -205,7 +211,7 @@ function checkWants(wants: readonly ModelWant[]): void {
   for (const want of wants) {
     if (models.has(want.model)) throw invalidArgument('wants.model', want.model, 'one entry per model');
     models.add(want.model);
-    modelSpec(want.model); // SY_ERR_UNKNOWN_NAME listing the catalogue's models
+    modelSpec(want.base ?? want.model); // SY_ERR_UNKNOWN_NAME listing the catalogue's models
     if (!Number.isFinite(want.priority)) throw invalidArgument('priority', want.priority, 'a finite number');
     if (!Number.isInteger(want.minReplicas) || want.minReplicas < 0) {
       throw invalidArgument('minReplicas', want.minReplicas, 'a non-negative integer');
@@ -519,8 +525,9 @@ function place(state: State, variant: Variant, node: ClusterNode, waits: Instanc
  */
 function unfitReason(state: State, variant: Variant): string | undefined {
   const sizes = state.nodes.filter((n) => n.gpu === variant.gpu).map((n) => n.gpus);
-  const model = modelSpec(variant.model);
-  const hint = (): string => fitHint(state, variant.model);
+  const base = state.wants.get(variant.model)?.base ?? variant.model;
+  const model = modelSpec(base);
+  const hint = (): string => fitHint(state, base);
   if (sizes.length === 0) {
     return `no node has ${variant.gpu} GPUs (${hint()})`;
   }
@@ -528,12 +535,12 @@ function unfitReason(state: State, variant: Variant): string | undefined {
     return `no ${variant.gpu} node has ${variant.tp} GPUs (largest: ${Math.max(...sizes)}) (${hint()})`;
   }
   const gpu = gpuSpec(variant.gpu);
-  const need = perGpuBytes(variant.model, variant.tp);
+  const need = perGpuBytes(base, variant.tp);
   const budget = gpu.hbmBytes * state.utilization;
   if (need <= budget) return undefined;
   const gib = (x: number): string => (x / GiB).toFixed(1);
   return (
-    `${model.id} at tp${variant.tp} needs ${gib(need)} GiB per GPU (weights and engine reserve), ` +
+    `${variant.model === model.id ? model.id : `${variant.model} (${model.id})`} at tp${variant.tp} needs ${gib(need)} GiB per GPU (weights and engine reserve), ` +
     `a ${gpu.id} gives ${gib(budget)} GiB at gpu_memory_utilization ${state.utilization} (${hint()})`
   );
 }
