@@ -99,6 +99,8 @@ interface HeldRequest {
   readonly stream: boolean;
   readonly res: ServerResponse;
   readonly hints: OfferHints | undefined;
+  /** What it holds against limits.queuedBytesMax while it waits (as a queued request does). */
+  readonly bytes: number;
 }
 
 /**
@@ -964,7 +966,8 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   ): void {
     this.requestTap?.arrived(request, this.nowMs());
     if (this.modelBuffer?.serves(request.model) === true) {
-      if (this.heldForInstance(this.modelBuffer, { kind, request, body, stream, res, hints })) return;
+      const bytes = queuedBytesOf(request, body);
+      if (this.heldForInstance(this.modelBuffer, { kind, request, body, stream, res, hints, bytes })) return;
     }
     if (!this.servable(request.model)) {
       this.requestTap?.ended(request, false, 0, this.nowMs());
@@ -1077,10 +1080,14 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       {
         nowMs: () => this.nowMs(),
         release: (h) => {
-          if (h.res.destroyed || h.res.writableEnded) return;
-          this.guard(h.res, () => this.offer(h.kind, h.request, h.body, h.stream, h.res, h.hints));
+          this.queuedBytes.release(h.request.tenant, h.bytes);
+          // Its client left and 'close' has not run yet: it ends here.
+          if (h.res.destroyed || h.res.writableEnded)
+            this.requestTap?.ended(h.request, false, 0, this.nowMs());
+          else this.guard(h.res, () => this.offer(h.kind, h.request, h.body, h.stream, h.res, h.hints));
         },
         reject: (h, error, retryAfterMs) => {
+          this.queuedBytes.release(h.request.tenant, h.bytes);
           this.requestTap?.ended(h.request, false, 0, this.nowMs());
           this.rejectEarly(h.res, error, retryAfterMs);
         },
@@ -1103,10 +1110,23 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       return true;
     }
     if (this.servable(h.request.model)) return false;
+    // Held bodies count against the queued-bytes bounds, as the admission queue's do.
+    const full = this.queuedBytes.refusal(h.request.tenant, h.bytes);
+    if (full !== undefined) {
+      const refusal = this.queuedBytesRefusal(full, h.request, h.bytes);
+      this.queuedBytes.refused();
+      this.requestTap?.ended(h.request, false, 0, this.nowMs());
+      this.rejectEarly(h.res, new SwitchyardError(refusal.code, refusal.reason), 1000);
+      return true;
+    }
+    // Held from here; every way out of the buffer (release, reject) gives the bytes back.
+    this.queuedBytes.hold(h.request.tenant, h.bytes);
     if (buffer.hold(h.request.model, h))
       // A client that leaves while it waits is dropped (remove is false once it was released).
       h.res.once('close', () => {
-        if (buffer.remove(h.request.model, h)) this.requestTap?.ended(h.request, false, 0, this.nowMs());
+        if (!buffer.remove(h.request.model, h)) return;
+        this.queuedBytes.release(h.request.tenant, h.bytes);
+        this.requestTap?.ended(h.request, false, 0, this.nowMs());
       });
     return true;
   }
