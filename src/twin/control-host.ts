@@ -256,7 +256,8 @@ export class ControlHost implements Actuator, TwinControl {
         throw invalidArgument('cluster', i.id, 'one group: a controlled model runs one variant');
       }
     }
-    const variant: Variant = { model: first.model, gpu: first.gpu, tp: first.tp, role: 'both' };
+    // The loop is told the catalogue model (it may size instances from its performance).
+    const variant: Variant = { model: first.base, gpu: first.gpu, tp: first.tp, role: 'both' };
     this.intervalMs = settings.intervalMs ?? CONTROL_INTERVAL_MS_DEFAULT;
     const objectives: ServiceObjectives = settings.slo ?? {
       ttftMs: deps.slo.ttftMs,
@@ -265,7 +266,7 @@ export class ControlHost implements Actuator, TwinControl {
     this.startupMs = poolStartupMs(settings, first, first.base);
     // Loops that plan ahead are told the start-up time the host will impose.
     const context: ControlContext = {
-      model: first.model,
+      model: first.base,
       variants: [variant],
       minReplicas: settings.minInstances,
       maxReplicas: settings.maxInstances,

@@ -7,8 +7,9 @@
  * become `ModelWant`s and one call to `placeReplicas` (src/control/placement) says where instances
  * go. The actions move per-model pools (src/twin/model-pool.ts):
  * - place: the instance takes a stopped slot of its model's pool and starts at once, or, when it
- *   `waitsFor` instances still draining off its GPUs (or its model has no stopped slot yet), waits
- *   in `pending` (not billed) and starts when the last of them stops;
+ *   `waitsFor` instances still draining off its GPUs (or its model has no stopped slot yet, or the
+ *   GPUs held, draining ones included, leave no room in the budget), waits in `pending` (not
+ *   billed) and starts when they have stopped;
  * - evict: drain then stop (an instance holding no request stops at once); its placement keeps its
  *   GPUs until then.
  * GPUs are billed from the start to the release. Each action's line, and each change in what could
@@ -165,11 +166,14 @@ export class PlacementHost implements TwinControl {
       throw invalidArgument('cluster', spec.id, `${spec.maxInstances} instances of ${spec.gpu} tp${spec.tp}`);
     }
     const variant: Variant = { model: spec.id, gpu: spec.gpu, tp: spec.tp, role: 'both' };
+    // Loops size instances from the catalogue model's performance (slo-planner reads it through
+    // src/control/capacity.ts), so they are told the base; placement and requests use the served id.
+    const loopVariant: Variant = { ...variant, model: spec.base };
     const objectives = spec.slo ?? { ttftMs: this.deps.slo.ttftMs, tpotMs: this.deps.slo.tpotMs };
     const startupMs = poolStartupMs(spec, spec, spec.base);
     const context: ControlContext = {
-      model: spec.id,
-      variants: [variant],
+      model: spec.base,
+      variants: [loopVariant],
       minReplicas: spec.minInstances,
       maxReplicas: spec.maxInstances,
       intervalMs: this.intervalMs,
@@ -182,7 +186,7 @@ export class PlacementHost implements TwinControl {
       variant,
       loop,
       pool: new ModelPool(instances, {
-        variant,
+        variant: loopVariant,
         startupMs,
         objectives,
         heldMax: this.settings.heldMax,
@@ -345,12 +349,12 @@ export class PlacementHost implements TwinControl {
     // Placed instances still without a slot of their own are pending too.
     for (const w of this.waiting.values()) {
       if (w.model === m && w.slot === undefined) {
-        instances.push({ id: w.id, variant: m.variant, phase: 'pending', sinceMs: nowMs });
+        instances.push({ id: w.id, variant: m.pool.variant, phase: 'pending', sinceMs: nowMs });
       }
     }
     return {
       nowMs,
-      model: m.spec.id,
+      model: m.spec.base,
       instances,
       view: { nowMs, instances: m.pool.routable() },
       window,
@@ -401,6 +405,10 @@ export class PlacementHost implements TwinControl {
       pool.reserve(k, this.nowMs);
     }
     if (w.waitsFor.some((id) => this.holds(id))) return;
+    // Placement counts draining instances outside the budget (they are on their way out); the twin
+    // holds the budget to what is billed, so a start waits until the GPUs held leave room for it.
+    const budget = this.settings.gpuBudget;
+    if (budget !== undefined && this.gpusHeld() + w.model.spec.tp > budget) return;
     this.waiting.delete(w.id);
     pool.start(w.slot as number, this.nowMs);
   }
@@ -427,6 +435,15 @@ export class PlacementHost implements TwinControl {
   /** Drops an instance's placement: its GPUs are free. */
   private release(id: InstanceId): void {
     this.placements = this.placements.filter((p) => p.instanceId !== id);
+  }
+
+  /** GPUs of starting, ready and draining instances: what is billed now. */
+  private gpusHeld(): number {
+    let n = 0;
+    for (const m of this.models) {
+      n += (m.pool.count('starting') + m.pool.count('ready') + m.pool.count('draining')) * m.spec.tp;
+    }
+    return n;
   }
 
   private holds(id: InstanceId): boolean {
