@@ -8,6 +8,7 @@ import { startupTimeMs } from '../model/startup.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import { createWorkload } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
+import type { SimInstance } from './cluster.ts';
 import type { ControlSettings } from './control-host.ts';
 import { type DecisionLogEntry, runSimulation, type SimOptions } from './simulator.ts';
 
@@ -203,6 +204,80 @@ describe('control host', () => {
     const firstMore = series.find((p) => p.ready > 1);
     assert.ok(firstMore !== undefined && firstMore.timeS >= 20 + startupS, `${JSON.stringify(firstMore)}`);
     assert.ok(s.perInstance.filter((i) => i.requests > 0).length > 1, 'a started instance served');
+  });
+
+  it('an instance that stops and starts again comes back with an empty engine; the run keeps counting', () => {
+    // Shared system prompts fill i0's prefix cache; it stops at 10 s and starts again at 20 s.
+    const prompts = (startMs: number): TwinRequest[] =>
+      [
+        ...createWorkload(
+          {
+            kind: 'system-prompts',
+            rateRps: 10,
+            groups: 2,
+            prefixTokens: 2048,
+            suffix: { kind: 'fixed', tokens: 64 },
+            output: { kind: 'fixed', tokens: 16 },
+            durationS: 5,
+          },
+          new Rng(1),
+        ),
+      ].map((r) => ({ ...r, id: `${startMs}-${r.id}`, arrivalMs: r.arrivalMs + startMs }));
+    const seen = new Map<number, { instance: SimInstance; cachedFree: number; hits: number }>();
+    const probe: ControlSettings['create'] = (context) => ({
+      name: 'probe',
+      decide: (o) => {
+        const instance = o.view.instances[0] as SimInstance | undefined;
+        if (instance !== undefined) {
+          const e = instance.engine;
+          seen.set(o.nowMs, { instance, cachedFree: e.kvBlocksCachedFree, hits: e.prefixHitTokens });
+        }
+        return singleVariantDecision(context, o.nowMs >= 10_000 && o.nowMs < 20_000 ? 0 : 1, 'probe');
+      },
+    });
+    const requests = [...prompts(0), ...prompts(25_000)];
+    const result = runSimulation(
+      requests,
+      options(settings(probe, { startupMs: 0, minInstances: 0, maxInstances: 1 }), {
+        cluster: { groups: [{ count: 1, gpu: 'h100', model: 'llama-3.1-8b', tp: 1 }] },
+      }),
+    );
+    const before = seen.get(9000);
+    const after = seen.get(21_000);
+    assert.ok(before !== undefined && after !== undefined);
+    assert.equal(before.instance, after.instance, 'the same instance');
+    assert.ok(before.cachedFree > 0 && before.hits > 0, 'its first engine had cached the prompts');
+    assert.equal(after.cachedFree, 0, 'restarted with no prefix cache');
+    assert.equal(after.hits, 0);
+    assert.equal(after.instance.engine.kvBlocksUsed, 0);
+    assert.equal(result.coldStarts, 1);
+    // The summary counts both lives of the instance.
+    assert.equal(result.summary.completed, requests.length);
+    assert.ok(result.summary.engineSteps > after.instance.engine.steps);
+  });
+
+  it('a pool at zero holds requests until its first instance is ready (min 0)', () => {
+    const seen: ControlObservation[] = [];
+    const log: DecisionLogEntry[] = [];
+    const requests = constant(5, 1).map((r) => ({ ...r, arrivalMs: r.arrivalMs + 2500 }));
+    const result = runSimulation(
+      requests,
+      options(
+        settings(
+          scripted((t) => (t >= 3000 ? 1 : 0), seen),
+          { startupMs: 4000, minInstances: 0 },
+        ),
+        { onDecision: (e) => log.push(e) },
+      ),
+    );
+    assert.equal(result.summary.completed, requests.length);
+    assert.equal(
+      seen.find((o) => o.nowMs === 3000)?.window.queuedAtEnd,
+      3,
+      'the loop sees the held requests',
+    );
+    // Started at 3 s, ready at 7 s: the held requests go first, then later arrivals (none here).
+    assert.deepEqual(new Set(log.map((e) => `${e.atMs} ${e.instance}`)), new Set(['7000 i0']));
   });
 
   it('rejects a pool that is not maxInstances of one variant', () => {

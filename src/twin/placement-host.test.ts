@@ -7,6 +7,7 @@ import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import { createWorkload } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
+import { isPlacementCluster, parseWithSchema, simConfigFileSchema, toPlacementSettings } from './config.ts';
 import type { PlacementLogEntry } from './control-host.ts';
 import { type PlacedModel, type PlacementSettings, placementCluster } from './placement-host.ts';
 import { type DecisionLogEntry, runSimulation, type SimOptions, type SimResult } from './simulator.ts';
@@ -244,6 +245,77 @@ describe('placement host', () => {
     assert.ok(
       a.includes('"placementLog":[{"atMs":0,"placement":"chat#1 -> node-1'),
       'with the placement log',
+    );
+  });
+
+  it('reads the multi-model cluster config: GPU type from the nodes, base from the id, bad fields named', () => {
+    const file = parseWithSchema(
+      simConfigFileSchema,
+      {
+        cluster: {
+          nodes: [{ id: 'n1', gpu: 'h100', gpus: 8 }],
+          gpuBudget: 4,
+          models: [
+            { id: 'llama-3.1-8b', autoscaler: { name: 'kpa', maxInstances: 2 } },
+            {
+              id: 'ft',
+              base: 'qwen2.5-7b',
+              tp: 2,
+              priority: 3,
+              autoscaler: { name: 'static', maxInstances: 1 },
+            },
+          ],
+        },
+      },
+      'config',
+    );
+    assert.ok(isPlacementCluster(file.cluster));
+    const settings = toPlacementSettings(file.cluster);
+    assert.deepEqual(
+      settings.models.map((m) => [m.id, m.base, m.gpu, m.tp, m.priority, m.minInstances, m.maxInstances]),
+      [
+        ['llama-3.1-8b', 'llama-3.1-8b', 'h100', 1, 0, 1, 2],
+        ['ft', 'qwen2.5-7b', 'h100', 2, 3, 1, 1],
+      ],
+    );
+    assert.deepEqual(placementCluster(settings).groups[1], {
+      count: 1,
+      gpu: 'h100',
+      model: 'ft',
+      base: 'qwen2.5-7b',
+      tp: 2,
+    });
+    const bad = {
+      cluster: {
+        nodes: [
+          { id: 'n1', gpu: 'h100', gpus: 8 },
+          { id: 'n2', gpu: 'l4', gpus: 4 },
+        ],
+        models: [
+          { id: 'a', base: 'llama-9', autoscaler: { name: 'kpa', maxInstances: 2 } },
+          {
+            id: 'a',
+            base: 'qwen2.5-7b',
+            gpu: 'h100',
+            autoscaler: { name: 'kpa', minInstances: 3, maxInstances: 2, x: 1 },
+          },
+        ],
+      },
+    };
+    assert.throws(
+      () => parseWithSchema(simConfigFileSchema, bad, 'config'),
+      (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'SY_ERR_INVALID_CONFIG');
+        assert.match(e.message, /cluster\.models\.1\.autoscaler: Unrecognized key: "x"/);
+        const parts = [
+          /cluster\.models\.0\.base: unknown model 'llama-9'/,
+          /cluster\.models\.0\.gpu: required: the nodes have several GPU types \(h100, l4\)/,
+          /cluster\.models\.1\.id: duplicate model id 'a'/,
+          /cluster\.models\.1\.autoscaler\.minInstances: above maxInstances \(2\)/,
+        ];
+        for (const part of parts) assert.match(e.message, part);
+        return true;
+      },
     );
   });
 });
