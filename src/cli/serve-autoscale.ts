@@ -202,7 +202,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
   say(
     zero
       ? `${o.models.length} model(s) on demand at zero ${o.engine} engines (autoscaler ${settings.name}, up to ${settings.maxInstances} each, keep-alive ${settings.keepAliveMs} ms)`
-      : `starting ${settings.minInstances} local ${o.engine} engine(s) per model for ${o.models.length} model(s) (autoscaler ${settings.name}, up to ${settings.maxInstances})...`,
+      : `starting ${settings.minInstances} local ${o.engine} engine(s)${o.models.length > 1 ? ` for each of ${o.models.length} models` : ''} (autoscaler ${settings.name}, up to ${settings.maxInstances})...`,
   );
   const t0 = performance.now();
   const settled = await Promise.all(
