@@ -17,7 +17,7 @@ import { createInterface } from 'node:readline';
 import { after, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../src/engine-servers/llama/tiny-gguf.ts';
-import { BIN } from './support/cli.ts';
+import { BIN, runCli } from './support/cli.ts';
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -196,4 +196,38 @@ it('starts a model on its first request, holds what arrives meanwhile, stops it 
 
   proc.kill('SIGTERM');
   assert.equal(await exited, 0);
+});
+
+it('refuses scale-to-zero flags that cannot mean anything, before any engine starts', async () => {
+  const tiny = join(ROOT, TINY_LLAMA_DEFAULT_PATH);
+  const cases: [string[], RegExp][] = [
+    [['--model', 'a=llama-3.1-8b', '--model', 'b=qwen2.5-7b'], /several --model need --autoscaler/],
+    [
+      ['--autoscaler', 'static', '--min-instances', '1', '--keep-alive-ms', '1000'],
+      /--keep-alive-ms applies to --min-instances 0/,
+    ],
+    [
+      [
+        '--engine',
+        'llama',
+        '--model',
+        tiny,
+        '--model',
+        tiny,
+        '--autoscaler',
+        'static',
+        '--min-instances',
+        '0',
+      ],
+      /two --model serve the name 'tiny-llama'/,
+    ],
+  ];
+  const runs = await Promise.all(
+    cases.map(([args]) => runCli(['serve', '--port', '0', ...args], HANG_GUARD_MS)),
+  );
+  for (const [k, run] of runs.entries()) {
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, (cases[k] as [string[], RegExp])[1]);
+    assert.equal(run.stdout, '', 'nothing listened');
+  }
 });
