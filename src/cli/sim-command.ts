@@ -232,7 +232,7 @@ export function registerSimCommand(program: Command): void {
     .option('--batch-output-tokens <n>', 'output length of batch requests', positiveInt, 256)
     .option(
       '--decision-log <file>',
-      'write every routing decision as JSON lines (request, time, instance or rejection code)',
+      'write every routing decision as JSON lines (request, time, instance or rejection code); with a multi-model cluster, placement decisions too (time, line)',
     )
     .option('--json <file>', 'write the summary as JSON')
     .option('--html <file>', 'write a self-contained HTML report with plots')
@@ -308,7 +308,11 @@ export function registerSimCommand(program: Command): void {
         process.stdout.write(comparisonHeader(settings, runs));
         process.stdout.write(`${formatComparisonTable(rows, { color })}\n`);
       }
-      writeOutputs(runs, settings.output, settings.control?.autoscaler);
+      // A multi-model run's replicas chart shows the models' instances summed.
+      const label =
+        settings.control?.autoscaler ??
+        runs[0]?.result.models?.map((m) => `${m.model}:${m.autoscaler}`).join(', ');
+      writeOutputs(runs, settings.output, label);
       process.stdout.write(wroteLines(settings.output));
     });
   for (const option of timeVaryingOptions()) sim.addOption(option);
