@@ -83,6 +83,13 @@ export class ModelPool {
   readonly startupMs: number;
   readonly objectives: ServiceObjectives;
   private readonly phase: Phase[];
+  private readonly counts: Record<Phase, number> = {
+    stopped: 0,
+    pending: 0,
+    starting: 0,
+    ready: 0,
+    draining: 0,
+  };
   private readonly sinceMs: number[];
   private readonly readyAtMs: number[];
   private readonly startedAtMs: number[];
@@ -119,6 +126,7 @@ export class ModelPool {
     this.heldWaitMs = options.heldWaitMs ?? HELD_WAIT_MS_DEFAULT;
     const n = instances.length;
     this.phase = new Array<Phase>(n).fill('stopped');
+    this.counts.stopped = n;
     this.sinceMs = new Array<number>(n).fill(0);
     this.readyAtMs = new Array<number>(n).fill(Number.POSITIVE_INFINITY);
     this.startedAtMs = new Array<number>(n).fill(0);
@@ -201,10 +209,9 @@ export class ModelPool {
     return this.phase[k] as Phase;
   }
 
+  /** Instances in `phase` now (kept by `setPhase`: `hold` asks on every request). */
   count(phase: Phase): number {
-    let n = 0;
-    for (const p of this.phase) if (p === phase) n++;
-    return n;
+    return this.counts[phase];
   }
 
   /** The earliest time a start completes or a held request expires. */
@@ -378,6 +385,8 @@ export class ModelPool {
   }
 
   private setPhase(k: number, phase: Phase, nowMs: number): void {
+    this.counts[this.phase[k] as Phase]--;
+    this.counts[phase]++;
     this.phase[k] = phase;
     this.sinceMs[k] = nowMs;
     // Only a ready instance may take new work; the rest are refused by isEligible.
