@@ -149,7 +149,7 @@ export interface ControlHostDeps {
   readonly queued: () => number;
   /** Routes a request the buffer held, now that an instance is ready. */
   readonly release: (request: Request, offline: boolean) => void;
-  /** Ends a request the buffer refused (full: SY_ERR_OVERLOADED) or held too long (SY_ERR_NO_INSTANCE). */
+  /** Ends a request the buffer refused (full: SY_ERR_SCALE_BUFFER_FULL) or held too long (SY_ERR_COLD_START_TIMEOUT), as the live gateway's buffer does. */
   readonly refuse: (request: Request, offline: boolean, code: ErrorCode) => void;
   /** Receives each placement decision-log line as it is made (multi-model runs). */
   readonly onPlacement?: ((entry: PlacementLogEntry) => void) | undefined;
@@ -203,7 +203,7 @@ export class ArmedTimes {
 /** Routes held requests once an instance is ready, refuses those that waited too long. */
 export function serveHeld(pool: ModelPool, nowMs: number, deps: ControlHostDeps): void {
   for (const h of pool.releaseHeld()) deps.release(h.request, h.offline);
-  for (const h of pool.expireHeld(nowMs)) deps.refuse(h.request, h.offline, 'SY_ERR_NO_INSTANCE');
+  for (const h of pool.expireHeld(nowMs)) deps.refuse(h.request, h.offline, 'SY_ERR_COLD_START_TIMEOUT');
 }
 
 /** Start-up time of one instance of the pool, from the settings or the model. */
@@ -349,7 +349,7 @@ export class ControlHost implements Actuator, TwinControl {
 
   hold(request: Request, offline: boolean, nowMs: number): boolean {
     const verdict = this.pool.hold(request, offline, nowMs);
-    if (verdict === 'full') this.deps.refuse(request, offline, 'SY_ERR_OVERLOADED');
+    if (verdict === 'full') this.deps.refuse(request, offline, 'SY_ERR_SCALE_BUFFER_FULL');
     return verdict !== 'route';
   }
 

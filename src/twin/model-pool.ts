@@ -23,13 +23,15 @@ import type { SimInstance } from './cluster.ts';
 export const INSTANCE_SERIES_POINTS_MAX = 2000;
 /**
  * Requests one model's scale-from-zero buffer holds by default; past it, arrivals are refused with
- * SY_ERR_OVERLOADED (the live gateway answers 429 for a full queue).
+ * SY_ERR_SCALE_BUFFER_FULL. The live gateway's default (`limits.scaleFromZeroBufferMax`), so the
+ * twin refuses what the gateway would.
  */
-export const HELD_REQUESTS_MAX_DEFAULT = 1000;
+export const HELD_REQUESTS_MAX_DEFAULT = 256;
 /**
  * How long a held request waits for a ready instance by default, ms: above the modelled start-up of
  * the catalogue's mid-size models from NVMe (about 47 s for an 8B on an H100), with room for a start
- * that must first wait for a preempted instance to drain. Past it: SY_ERR_NO_INSTANCE.
+ * that must first wait for a preempted instance to drain; the live gateway's default
+ * (`limits.scaleFromZeroWaitMs`). Past it: SY_ERR_COLD_START_TIMEOUT.
  */
 export const HELD_WAIT_MS_DEFAULT = 120_000;
 

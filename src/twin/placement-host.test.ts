@@ -222,14 +222,14 @@ describe('placement host', () => {
     const result = run(settings, requests, { decisions });
     const s = result.summary;
     assert.equal(s.completed, 0);
-    assert.deepEqual(s.rejectedByCode, { SY_ERR_NO_INSTANCE: 3, SY_ERR_OVERLOADED: 1 });
+    assert.deepEqual(s.rejectedByCode, { SY_ERR_COLD_START_TIMEOUT: 3, SY_ERR_SCALE_BUFFER_FULL: 1 });
     // The fourth arrival found three held: refused at once; the held ones at arrival + 2 s.
     const refused = decisions.map((d) => [d.requestId, d.atMs, d.code]);
     assert.deepEqual(refused, [
-      ['cold-r3', 1250, 'SY_ERR_OVERLOADED'],
-      ['cold-r0', 2500, 'SY_ERR_NO_INSTANCE'],
-      ['cold-r1', 2750, 'SY_ERR_NO_INSTANCE'],
-      ['cold-r2', 3000, 'SY_ERR_NO_INSTANCE'],
+      ['cold-r3', 1250, 'SY_ERR_SCALE_BUFFER_FULL'],
+      ['cold-r0', 2500, 'SY_ERR_COLD_START_TIMEOUT'],
+      ['cold-r1', 2750, 'SY_ERR_COLD_START_TIMEOUT'],
+      ['cold-r2', 3000, 'SY_ERR_COLD_START_TIMEOUT'],
     ]);
   });
 

@@ -263,7 +263,7 @@ export class PlacementHost implements TwinControl {
     const m = this.byId.get(request.model);
     if (m === undefined) return false;
     const verdict = m.pool.hold(request, offline, nowMs);
-    if (verdict === 'full') this.deps.refuse(request, offline, 'SY_ERR_OVERLOADED');
+    if (verdict === 'full') this.deps.refuse(request, offline, 'SY_ERR_SCALE_BUFFER_FULL');
     return verdict !== 'route';
   }
 
