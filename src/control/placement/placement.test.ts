@@ -335,3 +335,29 @@ test('cluster nodes load from the cluster config, and bad fields are named', () 
   );
   assert.match(code({ nodes: [] }), /cluster\.nodes: /);
 });
+
+test('served ids on a catalogue base: each is its own model, the fit check reads the base', () => {
+  const ft = (
+    model: string,
+    base: string,
+    priority: number,
+    replicas: number,
+    tp = 1,
+    gpu = 'h100',
+  ): ModelWant => ({
+    ...want(model, priority, replicas, tp, 0, gpu),
+    base,
+  });
+  const plan = placeReplicas([node('n1', 4)], [], [ft('m00', SMALL, 2, 2), ft('m01', SMALL, 1, 2)]);
+  assert.deepEqual(
+    plan.actions.map((a) => a.instanceId),
+    ['m00#1', 'm00#2', 'm01#1', 'm01#2'],
+  );
+  // A 70B fine-tune on one L4 does not fit: the message names the served id and its base.
+  const unfit = placeReplicas([node('l', 4, 'l4')], [], [ft('big', LARGE, 1, 1, 1, 'l4')]);
+  assert.match(unfit.unplaced[0]?.reason ?? '', /SY_ERR_CAPACITY big \(llama-3\.1-70b\) at tp1 needs/);
+  assert.throws(
+    () => placeReplicas([node('n1')], [], [ft('m02', 'llama-9', 1, 1)]),
+    /unknown model 'llama-9'/,
+  );
+});
