@@ -138,7 +138,8 @@ export function formatControlLine(result: SimResult): string {
   const models = (result.models ?? []).map((m) => {
     const mPeak = Math.max(0, ...m.instancesOverTime.map((p) => p.ready));
     return (
-      `  ${m.model} (${m.base}, priority ${m.priority}, ${m.autoscaler}): ${m.gpuHours.toFixed(3)} GPU-hours, ` +
+      `  ${m.model} (${m.base}, priority ${m.priority}, ${m.autoscaler}): ` +
+      `${m.gpuHours.toFixed(3)} GPU-hours, ` +
       `${m.coldStarts} cold starts, peak ${mPeak} ready, ${m.preempted} preempted, ` +
       `${(m.sloAttainment * 100).toFixed(1)}% of ${m.requests} requests within SLO\n`
     );

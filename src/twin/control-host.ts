@@ -149,7 +149,10 @@ export interface ControlHostDeps {
   readonly queued: () => number;
   /** Routes a request the buffer held, now that an instance is ready. */
   readonly release: (request: Request, offline: boolean) => void;
-  /** Ends a request the buffer refused (full: SY_ERR_SCALE_BUFFER_FULL) or held too long (SY_ERR_COLD_START_TIMEOUT), as the live gateway's buffer does. */
+  /**
+   * Ends a request the buffer refused (full: SY_ERR_SCALE_BUFFER_FULL) or held too long
+   * (SY_ERR_COLD_START_TIMEOUT), as the live gateway's buffer does.
+   */
   readonly refuse: (request: Request, offline: boolean, code: ErrorCode) => void;
   /** Receives each placement decision-log line as it is made (multi-model runs). */
   readonly onPlacement?: ((entry: PlacementLogEntry) => void) | undefined;
