@@ -137,8 +137,8 @@ export function runTwinSpec(
     seed: settings.seed,
     cluster,
     // Each group's GPU picks the batch limits the user did not set (`vllm serve`'s defaults).
-    engine: toEngineConfig(settings.engine, settings.cluster.groups[0]?.gpu),
-    engineByGroup: engineConfigsFor(settings.engine, settings.cluster),
+    engine: toEngineConfig(settings.engine, cluster.groups[0]?.gpu),
+    engineByGroup: engineConfigsFor(settings.engine, cluster),
     policy: buildPolicy(settings),
     slo: settings.slo,
     workload: describeWorkload(spec),
