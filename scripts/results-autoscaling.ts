@@ -14,15 +14,23 @@
  *   clients, data/samples/servegen) at 0.022x, 5 to 22 req/s hour by hour, the sinusoid's request
  *   shape and SLOs, up to 24 instances.
  * Each runs `static` (peak provisioning: every instance all the time), each registered autoscaler
- * with its defaults, and `kpa` tuned: the cheapest of a sweep of its target concurrency that
- * reaches the SLO planner's attainment.
+ * with its defaults, `kpa` tuned: the cheapest of a sweep of its target concurrency that reaches
+ * the SLO planner's attainment, and a clairvoyant planner that knows every future arrival (a
+ * reference, not an autoscaler: what perfect forecasts would buy with the same start-up).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
-import { autoscalerNames } from '../src/control/autoscalers/registry.ts';
+import { autoscalerNames, createAutoscaler } from '../src/control/autoscalers/registry.ts';
+import { perfModelCapacity } from '../src/control/capacity.ts';
+import {
+  type ControlContext,
+  type ControlLoop,
+  type ControlObservation,
+  singleVariantDecision,
+} from '../src/control/types.ts';
 import type { ControlSettings, InstanceCountPoint } from '../src/twin/control-host.ts';
 import { runTwin, type TwinSettings } from '../src/twin/run.ts';
 import type { SimResult } from '../src/twin/simulator.ts';
@@ -33,6 +41,12 @@ const SEED = 1;
 const KPA_CONCURRENCY_SWEEP = [4, 8, 12, 16, 32, 64];
 /** The attainment static provisioning is sized for (the SLO planner's default target). */
 const STATIC_TARGET = 0.99;
+/**
+ * The spans over which the clairvoyant planner knows the future arrival rate, s: the finer, the
+ * more of each burst it sees coming (and the more it starts and stops). The cheapest that reaches
+ * STATIC_TARGET is reported.
+ */
+const CLAIRVOYANT_SPANS_S = [10, 20, 60];
 
 const { values: args } = parseArgs({
   options: {
@@ -131,11 +145,12 @@ function run(
   autoscaler: string,
   params: Record<string, unknown> = {},
   pool = s.maxInstances,
+  create?: (context: ControlContext) => ControlLoop,
 ): Outcome {
   const r: SimResult = runTwin(
     settingsFor(
       { ...s, maxInstances: pool },
-      { autoscaler, params, minInstances: 1, maxInstances: pool, slo: s.slo },
+      { autoscaler, params, minInstances: 1, maxInstances: pool, slo: s.slo, create },
     ),
   );
   const m = r.summary;
@@ -159,10 +174,12 @@ function run(
  * Peak provisioning done right: the fewest instances that, all running all the time, meet the
  * attainment target (bisection over the pool; the whole pool when none smaller does).
  */
-function staticBaseline(s: Scenario, tick: () => void): Outcome {
+function staticBaseline(s: Scenario, arrivals: number[], tick: () => void): Outcome {
   let lo = 1;
   let hi = s.maxInstances;
-  let best = run(s, `static (${hi})`, 'static', {}, hi);
+  // The first run also records the arrivals per control window for the clairvoyant planner (the
+  // workload is open-loop: the same seed gives the same arrivals whatever the autoscaler does).
+  let best = run(s, `static (${hi})`, 'static', {}, hi, (context) => recording(context, arrivals));
   tick();
   while (lo < hi) {
     const mid = Math.floor((lo + hi) / 2);
@@ -183,7 +200,8 @@ function staticBaseline(s: Scenario, tick: () => void): Outcome {
 
 /** Every run of one scenario: static sized for the peak, the registry's autoscalers at their defaults, kpa tuned. */
 function runScenario(s: Scenario, tick: () => void): Outcome[] {
-  const out: Outcome[] = [staticBaseline(s, tick)];
+  const arrivals: number[] = [];
+  const out: Outcome[] = [staticBaseline(s, arrivals, tick)];
   for (const name of autoscalerNames()) {
     if (name === 'static') continue;
     out.push(run(s, name, name));
@@ -198,7 +216,73 @@ function runScenario(s: Scenario, tick: () => void): Outcome[] {
   const reaching = sweep.filter((o) => o.attainment >= target).sort((a, b) => a.gpuHours - b.gpuHours);
   const best = reaching[0] ?? [...sweep].sort((a, b) => b.attainment - a.attainment)[0];
   if (best !== undefined) out.push({ ...best, label: `kpa tuned (${best.label.slice(5)})` });
+  out.push(clairvoyantBest(s, arrivals, tick));
   return out;
+}
+
+/** The static autoscaler, recording each window's arrivals into `arrivals` (index: window number). */
+function recording(context: ControlContext, arrivals: number[]): ControlLoop {
+  const inner = createAutoscaler('static', context, {});
+  return {
+    name: 'static',
+    decide(o: ControlObservation) {
+      arrivals[Math.round(o.window.endMs / context.intervalMs) - 1] = o.window.arrivals;
+      return inner.decide(o);
+    },
+  };
+}
+
+/**
+ * A planner that knows the future: the arrivals in every control window, recorded from the same
+ * seed. At each tick it asks for the most replicas that the offered rate (over a span of `spanS`
+ * centred on each window) needs at the performance model's full per-replica capacity anywhere in
+ * the next start-up plus one interval: the fewest it can start in time for every rise, and it
+ * keeps a replica through any dip shorter than a start-up (giving it back and starting it again
+ * would cost the same start-up). Not an autoscaler anyone can run: a floor for rate-based scaling
+ * with this start-up time, to read the others against.
+ */
+function clairvoyant(
+  context: ControlContext,
+  objectives: { ttftMs: number; tpotMs: number },
+  arrivals: readonly number[],
+  spanS: number,
+): ControlLoop {
+  const variant = context.variants[0];
+  if (variant === undefined) throw new Error('clairvoyant: no variant');
+  // The scenarios' request shape is fixed: the first input and output lengths are every request's.
+  const capRps = perfModelCapacity()(variant, objectives, 8000, 1000).requestsPerS;
+  const span = Math.max(1, Math.round((spanS * 1000) / context.intervalMs));
+  const need = (k: number): number => {
+    let a = 0;
+    const from = k - Math.floor(span / 2);
+    for (let j = from; j < from + span; j++) a += arrivals[j] ?? 0;
+    return Math.ceil(a / ((span * context.intervalMs) / 1000) / capRps);
+  };
+  const aheadWindows = Math.ceil(((context.startupMs ?? 0) + context.intervalMs) / context.intervalMs);
+  return {
+    name: 'clairvoyant',
+    decide(o: ControlObservation) {
+      const k0 = Math.round(o.nowMs / context.intervalMs);
+      let n = context.minReplicas;
+      for (let k = k0; k <= k0 + aheadWindows; k++) n = Math.max(n, need(k));
+      return singleVariantDecision(context, n, `clairvoyant over ${spanS} s spans`);
+    },
+  };
+}
+
+/** The cheapest clairvoyant span that reaches STATIC_TARGET (or, when none does, the best attainment). */
+function clairvoyantBest(s: Scenario, arrivals: readonly number[], tick: () => void): Outcome {
+  const runs = CLAIRVOYANT_SPANS_S.map((spanS) => {
+    const o = run(s, `clairvoyant, ${spanS} s spans`, 'static', {}, s.maxInstances, (context) =>
+      clairvoyant(context, s.slo, arrivals, spanS),
+    );
+    tick();
+    return { ...o, autoscaler: 'clairvoyant' };
+  });
+  const reaching = runs.filter((o) => o.attainment >= STATIC_TARGET).sort((a, b) => a.gpuHours - b.gpuHours);
+  const best = reaching[0] ?? [...runs].sort((a, b) => b.attainment - a.attainment)[0];
+  if (best === undefined) throw new Error('clairvoyant: no runs');
+  return { ...best, label: `clairvoyant bound (${best.label.slice(13)}; knows the future)` };
 }
 
 function pct(x: number): string {
@@ -237,7 +321,19 @@ function reading(outcomes: readonly Outcome[]): string {
     `The SLO planner meets both SLOs for ${pct(slo.attainment)} of requests with ` +
     `${(slo.gpuHours / stat.gpuHours).toFixed(2)}x static provisioning's GPU-hours and ` +
     `${(slo.gpuHours / kpa.gpuHours).toFixed(2)}x those of KPA tuned afterwards on this load ` +
-    `(${kpa.label.slice(11, -1)}, ${reached} that attainment at ${pct(kpa.attainment)}).`
+    `(${kpa.label.slice(11, -1)}, ${reached} that attainment at ${pct(kpa.attainment)}).` +
+    clairvoyantReading(outcomes, stat)
+  );
+}
+
+/** The clairvoyant bound, in words: what knowing the future would have cost. */
+function clairvoyantReading(outcomes: readonly Outcome[], stat: Outcome): string {
+  const c = outcomes.find((o) => o.autoscaler === 'clairvoyant');
+  if (c === undefined) return '';
+  return (
+    ` A planner that knew every future arrival (same start-up, the model's full per-replica capacity) ` +
+    `meets ${pct(c.attainment)} with ${(c.gpuHours / stat.gpuHours).toFixed(2)}x static's GPU-hours ` +
+    `and ${c.coldStarts} cold starts: what perfect forecasts would buy, to read the online autoscalers against.`
   );
 }
 
@@ -287,7 +383,7 @@ function main(): void {
   const chosen = scenarios(hours).filter(
     (s) => args.only === undefined || args.only.split(',').includes(s.name),
   );
-  const runsPer = autoscalerNames().length + KPA_CONCURRENCY_SWEEP.length + 5;
+  const runsPer = autoscalerNames().length + KPA_CONCURRENCY_SWEEP.length + CLAIRVOYANT_SPANS_S.length + 5;
   const bar = args['no-progress']
     ? undefined
     : new cliProgress.SingleBar(
