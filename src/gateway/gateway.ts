@@ -136,6 +136,8 @@ export interface Gateway {
   readonly metrics: GatewayMetrics;
   /** Hears every parsed request (undefined: nobody listens). */
   requestTap: RequestTap | undefined;
+  /** Sections a host adds to /stats (serve's loaded-model cap: `loadedModels`); read on each call. */
+  hostStats: Record<string, () => unknown>;
   /** The held requests and keep-alives of `scaleFromZero` models (undefined: none configured). */
   readonly modelBuffer: ModelBuffer<unknown> | undefined;
   /**
@@ -254,6 +256,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   /** The health checker's list: backends added or removed at run time change it. */
   private readonly healthTargets: HealthTarget[] = [];
   requestTap: RequestTap | undefined;
+  hostStats: Record<string, () => unknown> = {};
   readonly modelBuffer: ModelBuffer<HeldRequest> | undefined;
   private readonly healthAgent = new Agent({ connections: 4, keepAliveTimeout: 10_000 });
   private readonly feeds: SignalFeeds;
@@ -751,6 +754,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       queuedBytes: this.queuedBytes.stats,
       parsePool: this.parsePool?.stats,
       scaleFromZero: this.modelBuffer?.stats,
+      ...Object.fromEntries(Object.entries(this.hostStats).map(([k, f]) => [k, f()])),
       policy: this.policy.name,
       draining: this.draining,
     };
