@@ -68,7 +68,16 @@ export interface LiveRunnerOptions {
   /** Decision changes and loop errors. */
   readonly log?: (line: string) => void;
   /** The pool may shrink to zero: its keep-alive now (the latest request's `keep_alive`, or the default). */
-  readonly scaleToZero?: { keepAliveMs(): number };
+  readonly scaleToZero?: {
+    keepAliveMs(): number;
+    /**
+     * A start from zero may go ahead now (a cap on loaded models, src/control/loaded-model-cap.ts):
+     * false keeps the pool at zero and its requests held until a later tick or wake-up. Default: yes.
+     */
+    admit?(nowMs: number): boolean;
+    /** The keep-alive rule stopped the model's engines (it was idle past its keep-alive). */
+    stoppedIdle?(nowMs: number): void;
+  };
 }
 
 /** Runs a loop live (see the file comment). Set it as the gateway's `requestTap`, then `start()`. */
@@ -112,6 +121,29 @@ export class LiveControlRunner {
   /** The actuator it drives. */
   get actuator(): LiveActuator {
     return this.options.actuator;
+  }
+
+  /** Requests of the model arrived and not yet ended (held ones included). */
+  get inSystem(): number {
+    return this.windows.inSystem;
+  }
+
+  /** The model's last arrival or end (host clock). */
+  get lastUsedMs(): number {
+    return this.lastActivityMs;
+  }
+
+  /** The pool holds an engine slot: its last decision wants one, or one is starting or ready. */
+  get loaded(): boolean {
+    return this.desired > 0 || this.activeCount() > 0;
+  }
+
+  /**
+   * Stops the model's engines now, whatever the loop says (a cap on loaded models chose it: it is
+   * idle). Its next request wakes it again.
+   */
+  unload(reason: string, nowMs: number = this.options.clock.nowMs()): void {
+    this.applyDecision({ targets: [{ variant: this.options.variant, replicas: 0 }], reason }, nowMs);
   }
 
   // ---- RequestTap (src/gateway/gateway.ts) ----
@@ -189,24 +221,25 @@ export class LiveControlRunner {
    * or starting, ask for one instance now rather than at the next tick.
    */
   wake(waiting: number, nowMs: number = this.options.clock.nowMs()): void {
-    const c = this.options.actuator.counts();
-    if (c.pending + c.starting + c.ready > 0) return;
+    if (this.activeCount() > 0) return;
     const reason = `scale from zero: ${waiting} request(s) waiting for '${this.options.model}'`;
     this.applyDecision({ targets: [{ variant: this.options.variant, replicas: 1 }], reason }, nowMs);
   }
 
   /** The loop's decision bounded by the keep-alive rule (./scale-to-zero.ts). */
   private keepAlive(decision: ControlDecision, waiting: number, nowMs: number): ControlDecision {
-    const c = this.options.actuator.counts();
     const inSystem = this.windows.inSystem;
+    const active = this.activeCount();
     const rule = keepAliveReplicas({
       loopReplicas: totalReplicas(decision),
-      active: c.pending + c.starting + c.ready,
+      active,
       waiting,
       inSystem,
       idleMs: inSystem > 0 ? 0 : nowMs - this.lastActivityMs,
       keepAliveMs: this.options.scaleToZero?.keepAliveMs() ?? 0,
     });
+    // With engines up, the rule says 0 only past the keep-alive.
+    if (rule.replicas === 0 && active > 0) this.options.scaleToZero?.stoppedIdle?.(nowMs);
     if (rule.override === undefined) return decision;
     return {
       targets: [{ variant: this.options.variant, replicas: rule.replicas }],
@@ -214,14 +247,31 @@ export class LiveControlRunner {
     };
   }
 
-  private applyDecision(decision: ControlDecision, nowMs: number): void {
+  private applyDecision(wish: ControlDecision, nowMs: number): void {
     const o = this.options;
+    const decision = this.admitted(wish, nowMs);
     o.actuator.apply(o.variant.model, decision, nowMs);
     const desired = Math.max(0, Math.round(totalReplicas(decision)));
     if (desired !== this.desired)
       this.log(`autoscaler ${o.loop.name}: ${this.desired} -> ${desired} replicas: ${decision.reason}`);
     this.desired = desired;
     this.reason = decision.reason;
+  }
+
+  /** `decision`, or 0 when it starts the pool from zero and the host's `admit` refuses. */
+  private admitted(decision: ControlDecision, nowMs: number): ControlDecision {
+    const admit = this.options.scaleToZero?.admit;
+    if (admit === undefined || totalReplicas(decision) < 1 || this.loaded || admit(nowMs)) return decision;
+    return {
+      targets: [{ variant: this.options.variant, replicas: 0 }],
+      reason: `loaded-model cap: waiting for a loaded model to turn idle (${decision.reason})`,
+    };
+  }
+
+  /** Engines pending, starting or ready. */
+  private activeCount(): number {
+    const c = this.options.actuator.counts();
+    return c.pending + c.starting + c.ready;
   }
 
   /**

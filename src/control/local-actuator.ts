@@ -106,6 +106,8 @@ export class LocalActuator implements Actuator {
   starts = 0;
   /** Engines stopped after a drain. */
   stops = 0;
+  /** The last start that came up: spawn to ready, in ms on the host's clock (undefined: none yet). */
+  lastStartupMs: number | undefined;
   private readonly slots: Slot[];
   private readonly log: (line: string) => void;
   private closed = false;
@@ -298,7 +300,9 @@ export class LocalActuator implements Actuator {
       return;
     }
     s.engine = engine;
-    this.enter(s, 'ready', this.options.clock.nowMs());
+    const nowMs = this.options.clock.nowMs();
+    this.lastStartupMs = nowMs - s.sinceMs;
+    this.enter(s, 'ready', nowMs);
     this.log(`engine ${s.index} ready at ${engine.url} (pid ${engine.pid})`);
   }
 
