@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { kvEventsRefusal, policyTypeOf, tokenizerConfigSchema } from '../adapters/tokenizer/config.ts';
 import { readYamlFile } from '../adapters/yaml-file.ts';
+import { EVICTION_POLICIES } from '../control/serverless/live-eviction.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { GPUS, gpuIds } from '../model/gpus.ts';
 import { MODELS, modelIds } from '../model/models.ts';
@@ -252,6 +253,14 @@ export const gatewayConfigSchema = z
         maxInstances: z.number().int().min(1).max(256).optional(),
         /** How often the loop runs; default 2000 (Knative's tick). */
         intervalMs: z.number().int().min(10).max(3_600_000).optional(),
+        /**
+         * With minInstances 0: at most this many models have an engine up (starting or ready) at once
+         * on this node; a request for another one evicts an idle model (`eviction`) or waits for one to
+         * turn idle (docs/serverless.md, "A cap on loaded models"). Default: no cap.
+         */
+        maxLoadedModels: z.number().int().min(1).max(256).optional(),
+        /** Which idle model the cap stops: 'lru' (default) or 'cost-aware' (start-up x request rate). */
+        eviction: z.enum(EVICTION_POLICIES).optional(),
       })
       .optional(),
   })
