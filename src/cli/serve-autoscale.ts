@@ -4,7 +4,9 @@
  * and drains engines as its loop decides, and a LiveControlRunner per model ticks the loop on the
  * wall clock from the gateway's own request accounting. With `--min-instances 0` the models start
  * at zero engines: the gateway holds their requests (src/gateway/model-buffer.ts) and wakes the
- * model's runner, which starts an engine at once; past the keep-alive the engines stop again.
+ * model's runner, which starts an engine at once; past the keep-alive the engines stop again. With
+ * `--max-loaded-models N` a LoadedModelCap (src/control/loaded-model-cap.ts) keeps at most N models
+ * loaded: a start beyond it evicts an idle model (`--eviction`) or waits for one to turn idle.
  * Settings come from the config's `autoscaler` block and flags.
  */
 import { localEngineLauncher } from '../adapters/engine-launcher.ts';
@@ -12,12 +14,18 @@ import { RESTART_POLICY_DEFAULT } from '../adapters/local-engines.ts';
 import { checkAutoscaler, createAutoscaler } from '../control/autoscalers/registry.ts';
 import { ExportOnlyActuator } from '../control/export-actuator.ts';
 import { LiveControlRunner, registerRunnerMetrics } from '../control/live-runner.ts';
+import { LoadedModelCap } from '../control/loaded-model-cap.ts';
 import {
   type EngineLauncher,
   type LaunchedEngine,
   LocalActuator,
   slotId,
 } from '../control/local-actuator.ts';
+import {
+  EVICTION_POLICIES,
+  EVICTION_POLICY_DEFAULT,
+  type EvictionPolicy,
+} from '../control/serverless/live-eviction.ts';
 import type { ControlLoop, ServiceObjectives, Variant } from '../control/types.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, perfModelIdOf } from '../gateway/config.ts';
@@ -36,6 +44,10 @@ export interface AutoscaleSettings {
   readonly intervalMs: number;
   /** With minInstances 0: how long a model's engines stay up after its last request. */
   readonly keepAliveMs: number;
+  /** With minInstances 0: most models loaded at once on this node (undefined: no cap). */
+  readonly maxLoadedModels: number | undefined;
+  /** Which idle model the cap stops. */
+  readonly eviction: EvictionPolicy;
 }
 
 /** The flags that touch autoscaling. */
@@ -45,6 +57,8 @@ export interface AutoscaleFlags {
   readonly maxInstances?: number;
   readonly autoscalerIntervalMs?: number;
   readonly keepAliveMs?: number;
+  readonly maxLoadedModels?: number;
+  readonly eviction?: string;
   readonly engines?: number;
 }
 
@@ -64,7 +78,14 @@ export function autoscaleSettings(
   const block = config.autoscaler;
   const name = flags.autoscaler ?? block?.name;
   if (name === undefined) {
-    for (const f of ['minInstances', 'maxInstances', 'autoscalerIntervalMs', 'keepAliveMs'] as const)
+    for (const f of [
+      'minInstances',
+      'maxInstances',
+      'autoscalerIntervalMs',
+      'keepAliveMs',
+      'maxLoadedModels',
+      'eviction',
+    ] as const)
       if (flags[f] !== undefined)
         throw usage(`--${kebab(f)} needs --autoscaler (or an autoscaler block in the config)`, kebab(f));
     return undefined;
@@ -86,6 +107,7 @@ export function autoscaleSettings(
   const keepAliveMs = flags.keepAliveMs ?? block?.keepAliveMs;
   if (keepAliveMs !== undefined && minInstances > 0)
     throw usage('--keep-alive-ms applies to --min-instances 0 only', 'keep-alive-ms');
+  const cap = loadedModelCapOf(flags, block, minInstances);
   const maxInstances = flags.maxInstances ?? block?.maxInstances ?? Math.max(minInstances, defaultMax, 1);
   if (maxInstances < minInstances)
     throw usage(`--max-instances ${maxInstances} is below --min-instances ${minInstances}`, 'max-instances');
@@ -97,7 +119,30 @@ export function autoscaleSettings(
     maxInstances,
     intervalMs,
     keepAliveMs: keepAliveMs ?? KEEP_ALIVE_MS_DEFAULT,
+    ...cap,
   };
+}
+
+/** The cap on loaded models and its eviction policy, checked (the cap needs models at zero). */
+function loadedModelCapOf(
+  flags: AutoscaleFlags,
+  block: GatewayConfig['autoscaler'],
+  minInstances: number,
+): Pick<AutoscaleSettings, 'maxLoadedModels' | 'eviction'> {
+  const maxLoadedModels = flags.maxLoadedModels ?? block?.maxLoadedModels;
+  const eviction = flags.eviction ?? block?.eviction;
+  if (eviction !== undefined && !(EVICTION_POLICIES as readonly string[]).includes(eviction))
+    throw usage(`--eviction ${eviction}: expected one of ${EVICTION_POLICIES.join(', ')}`, 'eviction');
+  if (eviction !== undefined && maxLoadedModels === undefined)
+    throw usage('--eviction chooses what --max-loaded-models evicts: give both', 'eviction');
+  if (maxLoadedModels !== undefined && minInstances > 0)
+    throw usage(
+      '--max-loaded-models applies to --min-instances 0 only (with a minimum every model stays loaded)',
+      'max-loaded-models',
+    );
+  if (maxLoadedModels !== undefined && !(Number.isInteger(maxLoadedModels) && maxLoadedModels >= 1))
+    throw usage(`--max-loaded-models ${maxLoadedModels}: expected an integer >= 1`, 'max-loaded-models');
+  return { maxLoadedModels, eviction: (eviction as EvictionPolicy | undefined) ?? EVICTION_POLICY_DEFAULT };
 }
 
 function kebab(name: string): string {
@@ -199,9 +244,13 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
     byModel.set(model.served, pool);
   }
   const zero = settings.minInstances === 0;
+  const capped =
+    settings.maxLoadedModels === undefined
+      ? ''
+      : `, at most ${settings.maxLoadedModels} loaded at once (eviction ${settings.eviction})`;
   say(
     zero
-      ? `${o.models.length} model(s) on demand at zero ${o.engine} engines (autoscaler ${settings.name}, up to ${settings.maxInstances} each, keep-alive ${settings.keepAliveMs} ms)`
+      ? `${o.models.length} model(s) on demand at zero ${o.engine} engines (autoscaler ${settings.name}, up to ${settings.maxInstances} each, keep-alive ${settings.keepAliveMs} ms${capped})`
       : `starting ${settings.minInstances} local ${o.engine} engine(s)${o.models.length > 1 ? ` for each of ${o.models.length} models` : ''} (autoscaler ${settings.name}, up to ${settings.maxInstances})...`,
   );
   const t0 = performance.now();
@@ -250,18 +299,32 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
         },
       }
     : {};
+  let cap: LoadedModelCap | undefined;
   return {
     backends,
     gatewayOptions,
     attach(gateway: Gateway): void {
       const clock = { nowMs: () => performance.now() };
-      for (const p of pools) attachPool(p, gateway, clock, o, pools.length === 1);
+      if (zero && settings.maxLoadedModels !== undefined)
+        cap = new LoadedModelCap({
+          maxLoadedModels: settings.maxLoadedModels,
+          eviction: settings.eviction,
+          log: say,
+        });
+      for (const p of pools) attachPool(p, gateway, clock, o, pools.length === 1, cap);
       const runners = pools.map((p) => p.runner as LiveControlRunner);
       registerRunnerMetrics(gateway.metrics.registry, runners);
-      gateway.requestTap = tapByModel(byModel);
+      if (cap !== undefined) {
+        const c = cap;
+        c.registerMetrics(gateway.metrics.registry);
+        gateway.hostStats['loadedModels'] = () => c.stats(clock.nowMs());
+        c.start(clock.nowMs);
+      }
+      gateway.requestTap = tapByModel(byModel, cap, clock);
       for (const r of runners) r.start();
     },
     async close(): Promise<void> {
+      cap?.stop();
       for (const p of pools) p.runner?.stop();
       await Promise.all(
         pools.map((p) =>
@@ -281,6 +344,7 @@ function attachPool(
   clock: { nowMs(): number },
   o: AutoscaledPoolOptions,
   only: boolean,
+  cap: LoadedModelCap | undefined,
 ): void {
   const { settings } = o;
   const served = p.model.served;
@@ -318,18 +382,59 @@ function attachPool(
     queued: () => (buffer?.waiting(served) ?? 0) + (only ? gateway.stats.queued : 0),
     log: say,
     ...(settings.minInstances === 0
-      ? { scaleToZero: { keepAliveMs: () => buffer?.keepAliveMs(served) ?? settings.keepAliveMs } }
+      ? {
+          scaleToZero: {
+            keepAliveMs: () => buffer?.keepAliveMs(served) ?? settings.keepAliveMs,
+            ...(cap === undefined
+              ? {}
+              : {
+                  admit: (nowMs: number) => cap.admit(served, nowMs),
+                  stoppedIdle: (nowMs: number) => cap.unloadedIdle(served, nowMs),
+                }),
+          },
+        }
       : {}),
+  });
+  if (cap !== undefined) capPool(cap, p, buffer);
+}
+
+/** Puts `p`'s model under the cap on loaded models. */
+function capPool(cap: LoadedModelCap, p: ModelPool, buffer: Gateway['modelBuffer']): void {
+  const served = p.model.served;
+  const runner = p.runner as LiveControlRunner;
+  const actuator = p.actuator as LocalActuator;
+  cap.add({
+    model: served,
+    loaded: () => runner.loaded,
+    inSystem: () => runner.inSystem,
+    waiting: () => buffer?.waiting(served) ?? 0,
+    lastUsedMs: () => runner.lastUsedMs,
+    startupMs: () => actuator.lastStartupMs,
+    unload: (reason, nowMs) => runner.unload(reason, nowMs),
+    wake: (waiting, nowMs) => runner.wake(waiting, nowMs),
   });
 }
 
-/** The gateway's one request tap, handing each request to its model's runner. */
-function tapByModel(pools: ReadonlyMap<string, ModelPool>): RequestTap {
+/**
+ * The gateway's one request tap, handing each request to its model's runner (and its popularity to
+ * the cap). An end may turn a model idle: models waiting for the cap are retried just after it (not
+ * inside the gateway's own bookkeeping of the request).
+ */
+function tapByModel(
+  pools: ReadonlyMap<string, ModelPool>,
+  cap: LoadedModelCap | undefined,
+  clock: { nowMs(): number },
+): RequestTap {
   return {
-    arrived: (request, nowMs) => pools.get(request.model)?.runner?.arrived(request, nowMs),
+    arrived: (request, nowMs) => {
+      pools.get(request.model)?.runner?.arrived(request, nowMs);
+      cap?.arrived(request.model, nowMs);
+    },
     firstByte: (request, nowMs) => pools.get(request.model)?.runner?.firstByte(request, nowMs),
-    ended: (request, ok, tokens, nowMs) =>
-      pools.get(request.model)?.runner?.ended(request, ok, tokens, nowMs),
+    ended: (request, ok, tokens, nowMs) => {
+      pools.get(request.model)?.runner?.ended(request, ok, tokens, nowMs);
+      if (cap !== undefined && cap.blockedCount > 0) setImmediate(() => cap.retry(clock.nowMs()));
+    },
   };
 }
 

@@ -19,6 +19,7 @@ import {
 } from '../adapters/local-engines.ts';
 import { onEverySignal } from '../adapters/process-signals.ts';
 import { autoscalerNames } from '../control/autoscalers/registry.ts';
+import { EVICTION_POLICIES } from '../control/serverless/live-eviction.ts';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, loadGatewayConfig, parseGatewayConfig } from '../gateway/config.ts';
 import { type Gateway, startGateway } from '../gateway/gateway.ts';
@@ -54,6 +55,8 @@ interface ServeFlags {
   readonly maxInstances?: number;
   readonly autoscalerIntervalMs?: number;
   readonly keepAliveMs?: number;
+  readonly maxLoadedModels?: number;
+  readonly eviction?: string;
   /** Every `--model` given, parsed (the first is also `model` / `servedModelName`). */
   readonly models: readonly ModelSpec[];
 }
@@ -513,12 +516,25 @@ export function registerServeCommand(program: Command): void {
       "with --min-instances 0: how long a model's engines stay up after its last request (default 300000; a request's keep_alive overrides it)",
       nonNegativeInt,
     )
+    .option(
+      '--max-loaded-models <n>',
+      'with --min-instances 0: most models with an engine up at once; a request for another stops an idle one (--eviction) or waits until one is idle (default: no cap)',
+      positiveInt,
+    )
+    .addOption(
+      new Option(
+        '--eviction <policy>',
+        'which idle model --max-loaded-models stops: lru (least recently used) or cost-aware (least start-up time x recent request rate) (default lru)',
+      ).choices(EVICTION_POLICIES),
+    )
     .addHelpText(
       'after',
       '\nExample (autoscaled sim engines, gauges switchyard_desired_replicas and switchyard_replicas on /metrics):\n' +
         '  switchyard serve --autoscaler kpa --min-instances 1 --max-instances 4 --autoscaler-interval-ms 1000\n' +
         'Two llama models at zero engines, each started on its first request and stopped after 60 s idle:\n' +
-        '  switchyard serve --engine llama --model a=a.gguf --model b=b.gguf --autoscaler kpa --min-instances 0 --keep-alive-ms 60000\n',
+        '  switchyard serve --engine llama --model a=a.gguf --model b=b.gguf --autoscaler kpa --min-instances 0 --keep-alive-ms 60000\n' +
+        'Three models, at most two loaded; a request for the third stops the idle one cheapest to reload:\n' +
+        '  switchyard serve --model a=llama-3.1-8b --model b=qwen2.5-7b --model c=llama-2-7b --autoscaler static --min-instances 0 --max-loaded-models 2 --eviction cost-aware\n',
     )
     .action(async (flags: RawServeFlags) => {
       await runServe(serveFlags(flags));
