@@ -247,7 +247,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
   const capped =
     settings.maxLoadedModels === undefined
       ? ''
-      : `, at most ${settings.maxLoadedModels} loaded at once (eviction ${settings.eviction})`;
+      : `; at most ${settings.maxLoadedModels} loaded at once, eviction ${settings.eviction}`;
   say(
     zero
       ? `${o.models.length} model(s) on demand at zero ${o.engine} engines (autoscaler ${settings.name}, up to ${settings.maxInstances} each, keep-alive ${settings.keepAliveMs} ms${capped})`
