@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { after, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { BIN, runCli } from './support/cli.ts';
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
@@ -28,7 +28,7 @@ interface Served {
 }
 
 /** `switchyard serve` with sim models a, b, c at zero, at most two loaded. */
-async function serve(extra: readonly string[]): Promise<Served> {
+async function serve(extra: readonly string[], timeScale = '0.01'): Promise<Served> {
   const proc = spawn(
     process.execPath,
     [
@@ -37,7 +37,7 @@ async function serve(extra: readonly string[]): Promise<Served> {
       '--port',
       '0',
       '--time-scale',
-      '0.01',
+      timeScale,
       ...['a', 'b', 'c'].flatMap((m) => ['--model', `${m}=llama-3.1-8b`]),
       '--autoscaler',
       'static',
@@ -76,11 +76,11 @@ async function serve(extra: readonly string[]): Promise<Served> {
   };
 }
 
-async function chat(url: string, model: string): Promise<number> {
+async function chat(url: string, model: string, maxTokens = 4): Promise<number> {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }], max_tokens: 4 }),
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }], max_tokens: maxTokens }),
   });
   await res.arrayBuffer();
   return res.status;
@@ -93,6 +93,7 @@ interface Eviction {
 }
 interface ModelFigures {
   readonly loaded: boolean;
+  readonly inSystem: number;
   readonly startupMs: number | null;
   readonly requestsPerS: number;
   readonly lastUsedMs: number;
@@ -117,88 +118,113 @@ async function engines(url: string, model: string, phase: string): Promise<numbe
   return (await scrapeMetrics(url)).get(`switchyard_replicas{model="${model}",role="both",phase="${phase}"}`);
 }
 
-it('lru: a third model evicts the least recently used idle one, and every request is answered', async () => {
-  const s = await serve([]);
-  assert.equal(await chat(s.url, 'a'), 200);
-  assert.equal(await chat(s.url, 'b'), 200);
-  const before = await capStats(s.url);
-  assert.deepEqual(before.loaded, ['a', 'b']);
-  assert.equal(before.recentEvictions.length, 0);
-  assert.equal(before.eviction, 'lru');
+// The three run side by side (each its own server on port 0): the file's wall time is the longest.
+describe('serve --max-loaded-models', { concurrency: 3 }, () => {
+  it('lru: a third model evicts the least recently used idle one, and every request is answered', async () => {
+    const s = await serve([]);
+    assert.equal(await chat(s.url, 'a'), 200);
+    assert.equal(await chat(s.url, 'b'), 200);
+    const before = await capStats(s.url);
+    assert.deepEqual(before.loaded, ['a', 'b']);
+    assert.equal(before.recentEvictions.length, 0);
+    assert.equal(before.eviction, 'lru');
 
-  assert.equal(await chat(s.url, 'c'), 200);
-  const third = await capStats(s.url);
-  assert.deepEqual(third.recentEvictions, [
-    { ...third.recentEvictions[0], model: 'a', reason: 'lru', for: 'c' },
-  ]);
-  assert.deepEqual(third.loaded, ['b', 'c']);
-  await waitFor("a's engine stopped", async () => (await engines(s.url, 'a', 'ready')) === 0);
-  assert.equal(await engines(s.url, 'b', 'ready'), 1);
-  assert.equal(await engines(s.url, 'c', 'ready'), 1);
+    assert.equal(await chat(s.url, 'c'), 200);
+    const third = await capStats(s.url);
+    assert.deepEqual(third.recentEvictions, [
+      { ...third.recentEvictions[0], model: 'a', reason: 'lru', for: 'c' },
+    ]);
+    assert.deepEqual(third.loaded, ['b', 'c']);
+    await waitFor("a's engine stopped", async () => (await engines(s.url, 'a', 'ready')) === 0);
+    assert.equal(await engines(s.url, 'b', 'ready'), 1);
+    assert.equal(await engines(s.url, 'c', 'ready'), 1);
 
-  // Back to a: now b is the least recently used.
-  assert.equal(await chat(s.url, 'a'), 200);
-  const fourth = await capStats(s.url);
-  assert.deepEqual(
-    fourth.recentEvictions.map((e) => [e.model, e.reason, e.for]),
-    [
-      ['b', 'lru', 'a'],
-      ['a', 'lru', 'c'],
-    ],
-  );
-  assert.deepEqual(fourth.loaded, ['a', 'c']);
-  const m = await scrapeMetrics(s.url);
-  assert.equal(m.get('switchyard_loaded_models'), 2);
-  assert.equal(m.get('switchyard_model_evictions_total{model="a",reason="lru"}'), 1);
-  assert.equal(m.get('switchyard_model_evictions_total{model="b",reason="lru"}'), 1);
-  for (const model of ['a', 'b', 'c'])
-    assert.ok((fourth.models[model]?.startupMs ?? 0) > 0, `${model}'s start-up was measured`);
-  assert.ok(
-    s.stderr.some((l) => /'a' evicted \(lru\) for 'c'/.test(l)),
-    s.stderr.join('\n'),
-  );
-  assert.equal(await s.stop(), 0);
-});
+    // Back to a: now b is the least recently used.
+    assert.equal(await chat(s.url, 'a'), 200);
+    const fourth = await capStats(s.url);
+    assert.deepEqual(
+      fourth.recentEvictions.map((e) => [e.model, e.reason, e.for]),
+      [
+        ['b', 'lru', 'a'],
+        ['a', 'lru', 'c'],
+      ],
+    );
+    assert.deepEqual(fourth.loaded, ['a', 'c']);
+    const m = await scrapeMetrics(s.url);
+    assert.equal(m.get('switchyard_loaded_models'), 2);
+    assert.equal(m.get('switchyard_model_evictions_total{model="a",reason="lru"}'), 1);
+    assert.equal(m.get('switchyard_model_evictions_total{model="b",reason="lru"}'), 1);
+    for (const model of ['a', 'b', 'c'])
+      assert.ok((fourth.models[model]?.startupMs ?? 0) > 0, `${model}'s start-up was measured`);
+    assert.ok(
+      s.stderr.some((l) => /'a' evicted \(lru\) for 'c'/.test(l)),
+      s.stderr.join('\n'),
+    );
+    assert.equal(await s.stop(), 0);
+  });
 
-it('cost-aware: a rarely used model goes before a popular one used less recently', async () => {
-  const s = await serve(['--eviction', 'cost-aware']);
-  // a: one cold request, then many warm ones; b: one request, after a's.
-  for (let k = 0; k < 12; k++) assert.equal(await chat(s.url, 'a'), 200);
-  assert.equal(await chat(s.url, 'b'), 200);
-  const before = await capStats(s.url);
-  const a = before.models['a'] as ModelFigures;
-  const b = before.models['b'] as ModelFigures;
-  assert.ok(a.lastUsedMs < b.lastUsedMs, 'LRU would evict a');
-  assert.ok(a.requestsPerS > 5 * b.requestsPerS, `a ${a.requestsPerS}/s, b ${b.requestsPerS}/s`);
+  it('cost-aware: a rarely used model goes before a popular one used less recently; with both loaded models busy a start waits', async () => {
+    // Slower engines (a long request lasts seconds): room to see a start wait while both are busy.
+    const s = await serve(['--eviction', 'cost-aware'], '0.2');
+    // a: one cold request, then many warm ones; b: one request, after a's.
+    for (let k = 0; k < 12; k++) assert.equal(await chat(s.url, 'a'), 200);
+    assert.equal(await chat(s.url, 'b'), 200);
+    const before = await capStats(s.url);
+    const a = before.models['a'] as ModelFigures;
+    const b = before.models['b'] as ModelFigures;
+    assert.ok(a.lastUsedMs < b.lastUsedMs, 'LRU would evict a');
+    assert.ok(a.requestsPerS > 5 * b.requestsPerS, `a ${a.requestsPerS}/s, b ${b.requestsPerS}/s`);
 
-  assert.equal(await chat(s.url, 'c'), 200);
-  const after = await capStats(s.url);
-  assert.equal(after.eviction, 'cost-aware');
-  assert.deepEqual(
-    after.recentEvictions.map((e) => [e.model, e.reason, e.for]),
-    [['b', 'cost-aware', 'c']],
-  );
-  assert.deepEqual(after.loaded, ['a', 'c']);
-  await waitFor("b's engine stopped", async () => (await engines(s.url, 'b', 'ready')) === 0);
-  const m = await scrapeMetrics(s.url);
-  assert.equal(m.get('switchyard_model_evictions_total{model="b",reason="cost-aware"}'), 1);
-  assert.equal(m.get('switchyard_loaded_models'), 2);
-  assert.equal(await s.stop(), 0);
-});
+    assert.equal(await chat(s.url, 'c'), 200);
+    const after = await capStats(s.url);
+    assert.equal(after.eviction, 'cost-aware');
+    assert.deepEqual(
+      after.recentEvictions.map((e) => [e.model, e.reason, e.for]),
+      [['b', 'cost-aware', 'c']],
+    );
+    assert.deepEqual(after.loaded, ['a', 'c']);
+    await waitFor("b's engine stopped", async () => (await engines(s.url, 'b', 'ready')) === 0);
+    const m = await scrapeMetrics(s.url);
+    assert.equal(m.get('switchyard_model_evictions_total{model="b",reason="cost-aware"}'), 1);
+    assert.equal(m.get('switchyard_loaded_models'), 2);
 
-it('refuses cap flags that cannot mean anything, before any engine starts', async () => {
-  const two = ['--model', 'a=llama-3.1-8b', '--model', 'b=qwen2.5-7b', '--autoscaler', 'static'];
-  const cases: [string[], RegExp][] = [
-    [[...two, '--min-instances', '1', '--max-loaded-models', '1'], /applies to --min-instances 0 only/],
-    [[...two, '--min-instances', '0', '--eviction', 'lru'], /--eviction chooses what --max-loaded-models/],
-    [['--max-loaded-models', '1'], /--max-loaded-models needs --autoscaler/],
-  ];
-  const runs = await Promise.all(
-    cases.map(([args]) => runCli(['serve', '--port', '0', ...args], HANG_GUARD_MS)),
-  );
-  for (const [k, run] of runs.entries()) {
-    assert.equal(run.code, 2, run.stderr);
-    assert.match(run.stderr, (cases[k] as [string[], RegExp])[1]);
-    assert.equal(run.stdout, '', 'nothing listened');
-  }
+    // Both loaded models busy with a long request: b is held and nothing is evicted ...
+    const long = [chat(s.url, 'a', 2500), chat(s.url, 'c', 2500)];
+    await waitFor('a and c busy', async () => {
+      const figures = (await capStats(s.url)).models;
+      return figures['a']?.inSystem === 1 && figures['c']?.inSystem === 1;
+    });
+    const held = chat(s.url, 'b');
+    await waitFor('b waiting for the cap', async () => (await capStats(s.url)).waiting.includes('b'));
+    const busy = await capStats(s.url);
+    assert.deepEqual(busy.loaded, ['a', 'c']);
+    assert.equal(busy.recentEvictions.length, 1, 'no busy model was evicted');
+    // ... until one of them turns idle: it is evicted for b, and every request is answered.
+    assert.deepEqual(await Promise.all([...long, held]), [200, 200, 200]);
+    const last = (await capStats(s.url)).recentEvictions[0] as Eviction;
+    assert.equal(last.for, 'b');
+    assert.ok(['a', 'c'].includes(last.model), last.model);
+    assert.ok(
+      s.stderr.some((l) => /'b' waits: 2 model\(s\) loaded \(--max-loaded-models\), none idle/.test(l)),
+      s.stderr.join('\n'),
+    );
+    assert.equal(await s.stop(), 0);
+  });
+
+  it('refuses cap flags that cannot mean anything, before any engine starts', async () => {
+    const two = ['--model', 'a=llama-3.1-8b', '--model', 'b=qwen2.5-7b', '--autoscaler', 'static'];
+    const cases: [string[], RegExp][] = [
+      [[...two, '--min-instances', '1', '--max-loaded-models', '1'], /applies to --min-instances 0 only/],
+      [[...two, '--min-instances', '0', '--eviction', 'lru'], /--eviction chooses what --max-loaded-models/],
+      [['--max-loaded-models', '1'], /--max-loaded-models needs --autoscaler/],
+    ];
+    const runs = await Promise.all(
+      cases.map(([args]) => runCli(['serve', '--port', '0', ...args], HANG_GUARD_MS)),
+    );
+    for (const [k, run] of runs.entries()) {
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, (cases[k] as [string[], RegExp])[1]);
+      assert.equal(run.stdout, '', 'nothing listened');
+    }
+  });
 });
