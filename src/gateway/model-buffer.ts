@@ -232,7 +232,7 @@ export class ModelBuffer<T> {
       const expired = queue.splice(0, k);
       const error = new SwitchyardError(
         'SY_ERR_COLD_START_TIMEOUT',
-        `model '${model}' had no instance ready within ${this.limits.waitMs} ms (limits.scaleFromZeroWaitMs); its engine may still be starting, retry later`,
+        `model '${model}' had no instance ready within ${this.limits.waitMs} ms (limits.scaleFromZeroWaitMs); its engine may still be starting (or, under --max-loaded-models, waiting for a loaded model to turn idle); retry later`,
         { param: 'model' },
       );
       for (const e of expired) {
