@@ -25,6 +25,7 @@ import {
 } from './sim-autoscaler.ts';
 import { compareAutoscalers, splitNames } from './sim-autoscaler-compare.ts';
 import { comparisonHeader, wroteLines } from './sim-header.ts';
+import { type ServerlessFlags, serverlessFromFlags, serverlessOptions } from './sim-serverless.ts';
 import {
   TIME_VARYING_WORKLOADS,
   type TimeVaryingFlags,
@@ -33,7 +34,7 @@ import {
 } from './sim-time-varying.ts';
 
 /** The flags of `switchyard sim`, as commander hands them over. */
-interface SimFlags extends TimeVaryingFlags, AutoscalerFlags {
+interface SimFlags extends TimeVaryingFlags, AutoscalerFlags, ServerlessFlags {
   config?: string;
   trace?: string;
   workload?: 'poisson' | 'gamma' | 'constant' | 'multi-model' | (typeof TIME_VARYING_WORKLOADS)[number];
@@ -249,6 +250,7 @@ export function registerSimCommand(program: Command): void {
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa --min-instances 1 --max-instances 8 --json out.json\n' +
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa,slo-planner,static --max-instances 8 --html autoscalers.html\n' +
         '  switchyard sim --workload multi-model --models 64 --zipf 1 --rate 20 --duration 86400   (served ids m00..m63)\n' +
+        '  switchyard sim --workload multi-model --models 64 --zipf 1 --duration 3600 --gpus 8 --serverless-policy switchyard --json out.json\n' +
         '  switchyard sim --config examples/sim.yaml --html report.html',
     )
     .action(async (flags: SimFlags, command: Command) => {
@@ -317,6 +319,7 @@ export function registerSimCommand(program: Command): void {
     });
   for (const option of timeVaryingOptions()) sim.addOption(option);
   for (const option of autoscalerOptions()) sim.addOption(option);
+  for (const option of serverlessOptions()) sim.addOption(option);
 }
 
 function declared(text: string): string {
@@ -388,13 +391,21 @@ export function resolveSettings(
   if (flags.gpuMemoryUtilization !== undefined) engine.gpuMemoryUtilization = flags.gpuMemoryUtilization;
   if (fromCli('prefixCaching')) engine.enablePrefixCaching = flags.prefixCaching;
   if (flags.schedulingPolicy !== undefined) engine.schedulingPolicy = flags.schedulingPolicy;
+  const workload = workloadFromFlags(flags, file.workload, fromCli);
+  const serverless = serverlessFromFlags(flags, workload);
+  if (serverless !== undefined && (placed !== undefined || flags.autoscaler !== undefined))
+    throw invalidArgument(
+      'serverless-policy',
+      flags.serverlessPolicy,
+      'not with --autoscaler or a multi-model cluster',
+    );
   return {
     seed: pick('seed', flags.seed, file.seed),
     policy,
     policies: file.policies ?? {},
     cluster,
     engine,
-    workload: workloadFromFlags(flags, file.workload, fromCli),
+    workload,
     slo: {
       ttftMs: pick('sloTtftMs', flags.sloTtftMs, file.slo?.ttftMs),
       tpotMs: pick('sloTpotMs', flags.sloTpotMs, file.slo?.tpotMs),
@@ -425,6 +436,7 @@ export function resolveSettings(
     goodputTarget: flags.goodputTarget ?? file.goodputTarget,
     control: placed === undefined ? controlFromFlags(flags, file.autoscaler) : undefined,
     placement: placed?.placement,
+    serverless,
   };
 }
 

@@ -151,13 +151,16 @@ export class ModelPool {
     this.setPhase(k, 'pending', nowMs);
   }
 
-  /** Starts: billed from now, ready after the start-up time, with an empty engine. */
-  start(k: number, nowMs: number): void {
+  /**
+   * Starts: billed from now, ready after the start-up time (the pool's, or `startupMs` when the
+   * coordinator knows this start's own, e.g. from the node's checkpoint tiers), with an empty engine.
+   */
+  start(k: number, nowMs: number, startupMs = this.startupMs): void {
     const instance = this.instances[k] as SimInstance;
     if (this.ran[k] === true) instance.restartEngine();
     this.ran[k] = true;
     this.startedAtMs[k] = nowMs;
-    this.readyAtMs[k] = nowMs + this.startupMs;
+    this.readyAtMs[k] = nowMs + startupMs;
     this.coldStartCount++;
     this.setPhase(k, 'starting', nowMs);
   }

@@ -465,7 +465,7 @@ export class PlacementHost implements TwinControl {
 }
 
 /** The per-model series summed point by point (the pools record at the same ticks). */
-function sumSeries(series: readonly (readonly InstanceCountPoint[])[]): InstanceCountPoint[] {
+export function sumSeries(series: readonly (readonly InstanceCountPoint[])[]): InstanceCountPoint[] {
   const first = series[0] ?? [];
   return first.map((p, i) => {
     const sum = { ...p };

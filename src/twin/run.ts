@@ -24,6 +24,7 @@ import { type PlacementSettings, placementCluster } from './placement-host.ts';
 import { renderHtmlReport } from './report/html.ts';
 import {
   comparisonToJson,
+  type JsonObject,
   type JsonValue,
   roundFloat,
   stringifyJson,
@@ -31,6 +32,7 @@ import {
   toJsonValue,
 } from './report/json.ts';
 import { controlReport } from './report/replicas.ts';
+import { type ServerlessSettings, serverlessCluster } from './serverless-host.ts';
 import { type DecisionLogEntry, runSimulation, type SimResult } from './simulator.ts';
 
 /** Everything that defines one twin run, resolved from flags and config. */
@@ -78,6 +80,11 @@ export interface TwinSettings {
    * the cluster is then one group per model. Not with `control`.
    */
   readonly placement?: PlacementSettings | undefined;
+  /**
+   * Many models scaled to zero by a serverless policy (src/twin/serverless-host.ts); the cluster is
+   * then one group per model. Not with `control` or `placement`.
+   */
+  readonly serverless?: ServerlessSettings | undefined;
 }
 
 /** Policy types that can refuse requests themselves (a `rejectEarly` parameter). */
@@ -128,11 +135,13 @@ export function runTwinSpec(
   const withSlo: WorkloadSpec = spec.slo !== undefined ? spec : { ...spec, slo: settings.slo };
   const source = createWorkload(withSlo, rng.fork('workload'));
   const cluster =
-    settings.placement !== undefined
-      ? placementCluster(settings.placement)
-      : settings.control === undefined
-        ? settings.cluster
-        : controlPool(settings.cluster, settings.control.maxInstances);
+    settings.serverless !== undefined
+      ? serverlessCluster(settings.serverless)
+      : settings.placement !== undefined
+        ? placementCluster(settings.placement)
+        : settings.control === undefined
+          ? settings.cluster
+          : controlPool(settings.cluster, settings.control.maxInstances);
   return runSimulation(source, {
     seed: settings.seed,
     cluster,
@@ -151,6 +160,7 @@ export function runTwinSpec(
     onDecision,
     control: settings.control,
     placement: settings.placement,
+    serverless: settings.serverless,
     onPlacement,
   });
 }
@@ -245,6 +255,13 @@ export function writeOutputs(
         };
       }
       value = { ...value, ...controlJson(run.result) };
+      const serverless = run.result.serverless;
+      if (serverless !== undefined) {
+        // Cold and warm TTFT sit beside the run's own figures: ttftMs.cold, ttftMs.warm.
+        const ttft = value['ttftMs'];
+        const all = ttft !== null && typeof ttft === 'object' && !Array.isArray(ttft) ? ttft : {};
+        value = { ...value, ttftMs: { ...all, ...(toJsonValue(serverless.ttftMs) as JsonObject) } };
+      }
     } else {
       value = { policies: comparisonToJson(runs.map(withGoodput)) };
     }
@@ -270,6 +287,7 @@ export function controlJson(result: SimResult): Record<string, JsonValue> {
     // A multi-model run (placement): each model's figures and the placement lines.
     ...(result.models !== undefined ? { models: toJsonValue(result.models) } : {}),
     ...(result.placementLog !== undefined ? { placementLog: toJsonValue(result.placementLog) } : {}),
+    ...(result.serverless !== undefined ? { serverless: toJsonValue(result.serverless) } : {}),
   };
 }
 

@@ -44,6 +44,7 @@ import { RunMetrics, SeriesRecorder } from './metrics.ts';
 import { PlacementHost, type PlacementSettings } from './placement-host.ts';
 import { ClusterSeriesRecorder } from './report/cluster-series.ts';
 import type { BatchJobSummary, SimReportData, SimSummary } from './report/types.ts';
+import { ServerlessHost, type ServerlessOutcome, type ServerlessSettings } from './serverless-host.ts';
 
 /** Everything one twin run needs besides the workload. */
 export interface SimOptions {
@@ -123,6 +124,12 @@ export interface SimOptions {
   readonly placement?: PlacementSettings | undefined;
   /** Receives every placement decision-log line (with `placement`), in time order with `onDecision`. */
   readonly onPlacement?: ((entry: PlacementLogEntry) => void) | undefined;
+  /**
+   * Many models scaled to zero and back by a serverless policy on a few nodes
+   * (src/twin/serverless-host.ts); the cluster must be `serverlessCluster(serverless)`. Not with
+   * `control` or `placement`.
+   */
+  readonly serverless?: ServerlessSettings | undefined;
 }
 
 /** How the twin's engine cores keep their prefix caches (SimOptions.prefixCache). */
@@ -152,6 +159,8 @@ export interface SimResult {
   readonly models?: readonly ModelOutcome[];
   /** With `placement`: the first placement decision-log lines (bounded). */
   readonly placementLog?: readonly PlacementLogEntry[];
+  /** With `serverless`: cold and warm TTFT, evictions, pre-warms, loads per tier. */
+  readonly serverless?: ServerlessOutcome;
 }
 
 /** The engine request plus what the twin needs to map it back. */
@@ -770,8 +779,8 @@ class Twin {
 
   /** The control host, if the run has one: one loop, or one per model under placement. */
   private buildControl(): TwinControl | undefined {
-    const { control, placement } = this.options;
-    if (control === undefined && placement === undefined) return undefined;
+    const { control, placement, serverless } = this.options;
+    if (control === undefined && placement === undefined && serverless === undefined) return undefined;
     const deps: ControlHostDeps = {
       view: this.view,
       slo: this.options.slo,
@@ -790,6 +799,11 @@ class Twin {
       },
       onPlacement: this.options.onPlacement,
     };
+    if (serverless !== undefined) {
+      if (control !== undefined || placement !== undefined)
+        throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'serverless excludes control and placement');
+      return new ServerlessHost(serverless, this.instances, deps);
+    }
     if (placement === undefined) return new ControlHost(control as ControlSettings, this.instances, deps);
     if (control !== undefined)
       throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'control and placement are exclusive');
@@ -939,7 +953,7 @@ class Twin {
   /** What a controlled run adds to its result; nothing without control. */
   private controlOutcome(): Pick<
     SimResult,
-    'gpuHours' | 'instancesOverTime' | 'coldStarts' | 'models' | 'placementLog'
+    'gpuHours' | 'instancesOverTime' | 'coldStarts' | 'models' | 'placementLog' | 'serverless'
   > {
     const outcome = this.control?.finish(this.metrics.lastFinishMs);
     if (outcome === undefined) return {};
@@ -950,6 +964,9 @@ class Twin {
       coldStarts,
       ...(models !== undefined ? { models } : {}),
       ...(placementLog !== undefined ? { placementLog } : {}),
+      ...(this.control instanceof ServerlessHost && this.control.outcome !== undefined
+        ? { serverless: this.control.outcome }
+        : {}),
     };
   }
 }

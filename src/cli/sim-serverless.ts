@@ -1,0 +1,94 @@
+/**
+ * The serverless flags of `switchyard sim` (`--serverless-policy`, `--gpus`, `--gpus-per-node`,
+ * `--keep-alive-s`) and the serverless block they build (src/twin/serverless-host.ts): one model per
+ * served id of the multi-model workload, at zero instances to begin with, on nodes of GPUs.
+ */
+import { Option } from 'commander';
+import { SERVERLESS_POLICY_NAMES } from '../control/serverless/index.ts';
+import { MAX_REPLICAS_DEFAULT } from '../control/serverless/policies.ts';
+import { invalidArgument } from '../core/errors.ts';
+import { parseWithSchema } from '../twin/config.ts';
+import { fittingTp, gpuNodes, type ServerlessSettings } from '../twin/serverless-host.ts';
+import { multiModelRoster } from '../workload/multi-model.ts';
+import { workloadSpecSchema } from '../workload/spec.ts';
+import { nonNegativeNumber, positiveInt } from './parse.ts';
+
+/** GPUs per node when `--gpus-per-node` is not given (an HGX/DGX box). */
+export const GPUS_PER_NODE_DEFAULT = 8;
+
+/** The flags read here, as commander hands them over. */
+export interface ServerlessFlags {
+  serverlessPolicy?: string | undefined;
+  gpus?: number | undefined;
+  gpusPerNode?: number | undefined;
+  keepAliveS?: number | undefined;
+  gpu: string;
+}
+
+/** The options to register on `sim`. */
+export function serverlessOptions(): Option[] {
+  return [
+    new Option(
+      '--serverless-policy <name>',
+      'with --workload multi-model: scale every model to zero and back on --gpus GPUs: keep-alive (Knative-style fixed keep-alive, ' +
+        'first fit), serverlessllm (start-up-aware node, LRU eviction of idle instances), switchyard (forecast pre-warming, ' +
+        'cost-aware eviction); JSON adds coldStarts, gpuHours, ttftMs.cold/warm and per-model rows',
+    ).choices([...SERVERLESS_POLICY_NAMES]),
+    new Option('--gpus <n>', 'with --serverless-policy: GPUs of the cluster (of --gpu type)').argParser(
+      positiveInt,
+    ),
+    new Option(
+      '--gpus-per-node <n>',
+      `with --serverless-policy: GPUs per node (default ${GPUS_PER_NODE_DEFAULT}; the last node takes the rest)`,
+    ).argParser(positiveInt),
+    new Option(
+      '--keep-alive-s <s>',
+      'with --serverless-policy: how long a model stays loaded after its last request (default 60; switchyard uses it until a model has a history to forecast from)',
+    ).argParser(nonNegativeNumber),
+  ];
+}
+
+/**
+ * The serverless block from the flags and the run's workload (which must be multi-model), or
+ * undefined without --serverless-policy (then its other flags are refused).
+ */
+export function serverlessFromFlags(
+  flags: ServerlessFlags,
+  workload: Readonly<Record<string, unknown>>,
+): ServerlessSettings | undefined {
+  if (flags.serverlessPolicy === undefined) {
+    for (const [key, flag] of [
+      ['gpus', 'gpus'],
+      ['gpusPerNode', 'gpus-per-node'],
+      ['keepAliveS', 'keep-alive-s'],
+    ] as const) {
+      if (flags[key] !== undefined) throw invalidArgument(flag, flags[key], 'only with --serverless-policy');
+    }
+    return undefined;
+  }
+  const spec = parseWithSchema(workloadSpecSchema, workload, 'workload');
+  if (spec.kind !== 'multi-model') {
+    throw invalidArgument('serverless-policy', flags.serverlessPolicy, 'a run with --workload multi-model');
+  }
+  if (flags.gpus === undefined) throw invalidArgument('gpus', 'missing', '--gpus G with --serverless-policy');
+  const perNode = flags.gpusPerNode ?? GPUS_PER_NODE_DEFAULT;
+  const nodes = gpuNodes(flags.gpus, perNode, flags.gpu);
+  const largestNode = Math.max(...nodes.map((n) => n.gpus));
+  const models = multiModelRoster(spec).map((m) => {
+    const tp = fittingTp(m.base, flags.gpu, largestNode);
+    return {
+      ...m,
+      gpu: flags.gpu,
+      tp,
+      maxInstances: Math.max(1, Math.min(MAX_REPLICAS_DEFAULT, Math.floor((flags.gpus as number) / tp))),
+    };
+  });
+  return {
+    policy: flags.serverlessPolicy,
+    params: {
+      ...(flags.keepAliveS !== undefined ? { keepAliveMs: flags.keepAliveS * 1000 } : {}),
+    },
+    nodes,
+    models,
+  };
+}

@@ -1,0 +1,20 @@
+/** Serverless policies (keep-alive, pre-warming, node and victim choice): see README.md here. */
+export { ARRIVAL_GAPS_MAX, ArrivalHistory, PRIOR_WEIGHT_GAPS } from './forecast.ts';
+export {
+  CONCURRENCY_TARGET_DEFAULT,
+  createServerlessPolicy,
+  FORECAST_GAPS_MIN_DEFAULT,
+  KEEP_ALIVE_MS_DEFAULT,
+  keepValue,
+  LOAD_CHANCE_MIN_DEFAULT,
+  loadChance,
+  MAX_REPLICAS_DEFAULT,
+  type NodeChoiceRule,
+  PREWARM_EVICT_RATIO_DEFAULT,
+  SERVERLESS_POLICY_NAMES,
+  type ServerlessModelView,
+  type ServerlessParams,
+  type ServerlessPolicy,
+  type ServerlessPolicyName,
+  type VictimCandidate,
+} from './policies.ts';

@@ -1,0 +1,582 @@
+/**
+ * The twin's serverless host: many models share a few nodes of GPUs, each model scaled to zero and
+ * back by a serverless policy (src/control/serverless), its start-up times from the nodes'
+ * checkpoint tiers (src/control/model-cache).
+ *
+ * What it reuses, and what it adds:
+ * - Each model's instances move through A's per-model pools (src/twin/model-pool.ts): phases,
+ *   billing from start to release, the scale-from-zero buffer (held requests released to the first
+ *   ready instance, refused with SY_ERR_SCALE_BUFFER_FULL / SY_ERR_COLD_START_TIMEOUT), instance
+ *   counts over time. `serveHeld` and the per-model outcome are the placement host's.
+ * - Which GPUs of which node an instance holds is kept in one place, the ModelCache: `load` takes
+ *   `tp` free GPUs of a node and says how long the start takes from the fastest tier holding the
+ *   weights (they land in DRAM and SSD as models come and go), `unloadInstance` frees them when the
+ *   pool stops the instance. The placement module's own books (`placeReplicas`) are not used here:
+ *   its best fit and priority preemption are exactly what a serverless policy replaces with its
+ *   node choice and victim choice, and two sets of GPU books would drift.
+ * - Every `intervalMs`, and at once when a request finds its model at zero, the policy says how many
+ *   instances each model should have; the host stops the extra ones, and starts the missing ones on
+ *   the node the policy's rule picks; with no free GPU it asks the policy which idle instances to
+ *   stop (or waits).
+ * - Books the serverless figures: a request is cold when it was held for an instance to start;
+ *   TTFT of cold and warm requests apart, evictions, pre-warm starts, loads per tier.
+ */
+
+import {
+  firstFitNode,
+  type ModelCache,
+  ModelCache as ModelCacheClass,
+  type ModelCacheConfig,
+  type NodeChoice,
+  resolveNodeTiers,
+  type SourceTier,
+  startupAwareNode,
+} from '../control/model-cache/index.ts';
+import type { ClusterNode } from '../control/placement/index.ts';
+import {
+  ArrivalHistory,
+  createServerlessPolicy,
+  type ServerlessModelView,
+  type ServerlessParams,
+  type ServerlessPolicy,
+  type VictimCandidate,
+} from '../control/serverless/index.ts';
+import type { Variant } from '../control/types.ts';
+import { invalidArgument } from '../core/errors.ts';
+import type { GpuId, ModelId } from '../core/ids.ts';
+import type { Request } from '../core/request.ts';
+import type { FinishedRequest } from '../engine-core/types.ts';
+import { gpuSpec } from '../model/gpus.ts';
+import { activationReserveBytes, weightBytesPerGpu } from '../model/kv.ts';
+import { modelSpec } from '../model/models.ts';
+import { startupTimeMs } from '../model/startup.ts';
+import { GrowableFloat64 } from '../stats/growable.ts';
+import { type LatencyStats, latencyStats } from '../stats/percentiles.ts';
+import type { ClusterSpec, SimInstance } from './cluster.ts';
+import {
+  ArmedTimes,
+  CONTROL_INTERVAL_MS_DEFAULT,
+  type ControlHostDeps,
+  type ControlOutcome,
+  type ModelOutcome,
+  serveHeld,
+  type TwinControl,
+} from './control-host.ts';
+import { type HoldSettings, ModelPool } from './model-pool.ts';
+import { sumSeries } from './placement-host.ts';
+
+/** Models one serverless run may serve (each has a pool of SimInstances). */
+export const SERVERLESS_MODELS_MAX = 1000;
+/** Victims one start may stop (a TP group needs at most a node's GPUs). */
+const VICTIMS_PER_START_MAX = 64;
+
+/** One served model: its id, base, GPU type, TP and most instances. */
+export interface ServerlessModel {
+  readonly id: ModelId;
+  readonly base: ModelId;
+  readonly gpu: GpuId;
+  readonly tp: number;
+  readonly maxInstances: number;
+}
+
+/** SimOptions.serverless: the policy, the nodes and their tiers, the models. */
+export interface ServerlessSettings extends HoldSettings {
+  /** A name from SERVERLESS_POLICY_NAMES. */
+  readonly policy: string;
+  /** The policy's parameters (keep-alive, ...); `intervalMs` is the host's. */
+  readonly params?: Omit<ServerlessParams, 'intervalMs'> | undefined;
+  readonly nodes: readonly ClusterNode[];
+  /** Checkpoint tiers per node (defaults: src/control/model-cache/tiers.ts). */
+  readonly modelCache?: ModelCacheConfig | undefined;
+  readonly models: readonly ServerlessModel[];
+  /** How often the policy is asked for every model (default CONTROL_INTERVAL_MS_DEFAULT). */
+  readonly intervalMs?: number | undefined;
+}
+
+/** TTFT of one kind of request, ms. */
+export type TtftStats = Omit<LatencyStats, 'count'>;
+
+/** What a serverless run adds to its result. */
+export interface ServerlessOutcome {
+  readonly policy: string;
+  readonly ttftMs: { readonly cold: TtftStats; readonly warm: TtftStats };
+  /** Completed requests that waited for an instance to start, and those that did not. */
+  readonly coldRequests: number;
+  readonly warmRequests: number;
+  /** Held requests refused (buffer full or waited past its bound). */
+  readonly coldRefused: number;
+  /** Idle instances stopped to free GPUs for another model. */
+  readonly evictions: number;
+  /** Starts made with no request of the model in the system (forecast pre-warming). */
+  readonly prewarms: number;
+  /** Loads by the tier their weights were read from. */
+  readonly loadsByTier: Readonly<Record<SourceTier, number>>;
+  /** Mean start-up of the starts made, ms. */
+  readonly startupMsMean: number;
+}
+
+/** Nodes of `perNode` GPUs of `gpu` making up `total` GPUs (the last one may be smaller). */
+export function gpuNodes(total: number, perNode: number, gpu: GpuId): ClusterNode[] {
+  if (!Number.isInteger(total) || total < 1) throw invalidArgument('gpus', total, 'an integer >= 1');
+  if (!Number.isInteger(perNode) || perNode < 1)
+    throw invalidArgument('gpus-per-node', perNode, 'an integer >= 1');
+  const nodes: ClusterNode[] = [];
+  for (let left = total, i = 1; left > 0; left -= perNode, i++) {
+    nodes.push({ id: `node-${i}`, gpu, gpus: Math.min(perNode, left) });
+  }
+  return nodes;
+}
+
+/**
+ * The smallest power-of-two TP at which one shard of `base` and the engine's reserve fit 0.9 of a
+ * `gpu` (placement's fit rule), up to `maxTp`; SY_ERR_INVALID_ARGUMENT when none does.
+ */
+export function fittingTp(base: ModelId, gpu: GpuId, maxTp: number): number {
+  const spec = modelSpec(base);
+  const budget = gpuSpec(gpu).hbmBytes * 0.9;
+  for (let tp = 1; tp <= maxTp; tp *= 2) {
+    if (weightBytesPerGpu(spec, tp) + activationReserveBytes(spec, tp) <= budget) return tp;
+  }
+  throw invalidArgument('model', base, `a model that fits ${maxTp} ${gpu} GPUs`);
+}
+
+/** The twin cluster a serverless run simulates: one group per model, `maxInstances` of it. */
+export function serverlessCluster(settings: ServerlessSettings): ClusterSpec {
+  return {
+    groups: settings.models.map((m) => ({
+      count: m.maxInstances,
+      gpu: m.gpu,
+      model: m.id,
+      base: m.base,
+      tp: m.tp,
+    })),
+  };
+}
+
+/** One model under the host. */
+interface Served {
+  readonly spec: ServerlessModel;
+  readonly pool: ModelPool;
+  readonly arrivals: ArrivalHistory;
+  /** The cache's instance id each pool slot runs, if any. */
+  readonly cacheIdOfSlot: (string | undefined)[];
+  lastUsedMs: number;
+  /** When its oldest held request arrived; undefined while none is held. */
+  firstHeldMs: number | undefined;
+  evicted: number;
+  shortTicks: number;
+  /** A start-up estimate, refreshed at each tick (the best node's, tiers as they are then). */
+  startupMs: number;
+}
+
+/** Runs a serverless policy over the models' pools (see the module comment). */
+export class ServerlessHost implements TwinControl {
+  readonly intervalMs: number;
+  readonly policy: ServerlessPolicy;
+  private readonly models: Served[];
+  private readonly byId = new Map<ModelId, Served>();
+  private readonly cache: ModelCache;
+  /** Each cache instance's pool slot and node. */
+  private readonly slotOfCacheId = new Map<string, { m: Served; k: number; node: string }>();
+  /** The cache's clock: callbacks may arrive slightly out of order across instances (run-ahead). */
+  private cacheNowMs = 0;
+  private nextTickMs: number;
+  private readonly armed = new ArmedTimes();
+  /** Held requests not yet ended: they are cold. Bounded by the buffers' bounds. */
+  private readonly coldIds = new Set<string>();
+  private readonly ttftCold = new GrowableFloat64();
+  private readonly ttftWarm = new GrowableFloat64();
+  private coldRefused = 0;
+  private evictions = 0;
+  private prewarms = 0;
+  private startupMsSum = 0;
+  private starts = 0;
+  private closed: ServerlessOutcome | undefined;
+
+  constructor(
+    private readonly settings: ServerlessSettings,
+    instances: readonly SimInstance[],
+    private readonly deps: ControlHostDeps,
+  ) {
+    if (settings.models.length === 0 || settings.models.length > SERVERLESS_MODELS_MAX) {
+      throw invalidArgument('models', settings.models.length, `1..${SERVERLESS_MODELS_MAX} models`);
+    }
+    this.intervalMs = settings.intervalMs ?? CONTROL_INTERVAL_MS_DEFAULT;
+    this.policy = createServerlessPolicy(settings.policy, {
+      ...settings.params,
+      intervalMs: this.intervalMs,
+    });
+    this.cache = new ModelCacheClass({
+      nodes: resolveNodeTiers(settings.nodes, settings.modelCache),
+      models: settings.models.map((m) => ({ id: m.id, base: m.base, tp: m.tp })),
+    });
+    this.models = settings.models.map((spec) => this.buildModel(spec, instances));
+    for (const m of this.models) this.byId.set(m.spec.id, m);
+    this.nextTickMs = this.intervalMs;
+  }
+
+  private buildModel(spec: ServerlessModel, all: readonly SimInstance[]): Served {
+    const instances = all.filter((i) => i.model === spec.id);
+    if (instances.length !== spec.maxInstances) {
+      throw invalidArgument('cluster', spec.id, `${spec.maxInstances} instances of ${spec.gpu} tp${spec.tp}`);
+    }
+    if (!this.cache.nodeIds().some((n) => this.cache.fits(spec.id, n))) {
+      throw invalidArgument('models', spec.id, `a model whose tp${spec.tp} group fits some node's GPUs`);
+    }
+    // Loops are not run here, but the pool's variant names the catalogue model, as elsewhere.
+    const variant: Variant = { model: spec.base, gpu: spec.gpu, tp: spec.tp, role: 'both' };
+    const startupMs = startupTimeMs({ gpu: spec.gpu, model: spec.base, tp: spec.tp });
+    const served: Served = {
+      spec,
+      pool: new ModelPool(instances, {
+        variant,
+        startupMs,
+        objectives: { ttftMs: this.deps.slo.ttftMs, tpotMs: this.deps.slo.tpotMs },
+        heldMax: this.settings.heldMax,
+        heldWaitMs: this.settings.heldWaitMs,
+        onChange: () => this.refreshView(),
+        onStopped: (k, nowMs) => this.stopped(served, k, nowMs),
+      }),
+      arrivals: new ArrivalHistory(),
+      cacheIdOfSlot: new Array<string | undefined>(instances.length).fill(undefined),
+      lastUsedMs: Number.NEGATIVE_INFINITY,
+      firstHeldMs: undefined,
+      evicted: 0,
+      shortTicks: 0,
+      startupMs,
+    };
+    return served;
+  }
+
+  /** Time 0: every model starts at zero (serverless); the first decision is at the first tick. */
+  begin(): void {
+    for (const m of this.models) m.pool.record(0, 0, false);
+    this.refreshView();
+  }
+
+  get nextEventMs(): number {
+    let t = this.nextTickMs;
+    for (const m of this.models) t = Math.min(t, m.pool.nextEventMs);
+    return t;
+  }
+
+  arm(): number | undefined {
+    return this.armed.arm(this.nextEventMs);
+  }
+
+  onEvent(nowMs: number): void {
+    this.armed.popped(nowMs);
+    for (const m of this.models) {
+      m.pool.finishStarts(nowMs);
+      serveHeld(m.pool, nowMs, this.deps);
+      if (m.pool.heldCount === 0) m.firstHeldMs = undefined;
+    }
+    if (nowMs >= this.nextTickMs) {
+      this.tick(nowMs);
+      this.nextTickMs = nowMs + this.intervalMs;
+    }
+  }
+
+  get held(): number {
+    let n = 0;
+    for (const m of this.models) n += m.pool.heldCount;
+    return n;
+  }
+
+  // ---- what the twin saw ----
+
+  onArrival(request: Request, nowMs: number): void {
+    const m = this.byId.get(request.model);
+    if (m === undefined) return;
+    m.pool.arrival(request.inputTokens, nowMs);
+    m.arrivals.record(nowMs);
+    m.lastUsedMs = nowMs;
+  }
+
+  onFinish(result: FinishedRequest, instance: SimInstance, offline: boolean): void {
+    const m = this.byId.get(instance.model);
+    if (!offline) {
+      m?.pool.completion(result);
+      const ttftMs = result.firstTokenMs - result.arrivalMs;
+      if (this.coldIds.delete(result.request.id)) this.ttftCold.push(ttftMs);
+      else this.ttftWarm.push(ttftMs);
+    }
+    this.onEnded(instance, result.finishMs);
+  }
+
+  onFailed(request: Request, nowMs: number): void {
+    const m = this.byId.get(request.model);
+    m?.pool.failure(nowMs);
+    if (this.coldIds.delete(request.id)) this.coldRefused++;
+  }
+
+  onEnded(instance: SimInstance, nowMs: number): void {
+    const m = this.byId.get(instance.model);
+    if (m === undefined) return;
+    m.lastUsedMs = Math.max(m.lastUsedMs, nowMs);
+    m.pool.onEnded(instance, nowMs);
+  }
+
+  /** A request for a model with no ready instance is held; a model at zero is started at once. */
+  hold(request: Request, offline: boolean, nowMs: number): boolean {
+    const m = this.byId.get(request.model);
+    if (m === undefined) return false;
+    const verdict = m.pool.hold(request, offline, nowMs);
+    if (verdict === 'full') {
+      this.deps.refuse(request, offline, 'SY_ERR_SCALE_BUFFER_FULL');
+      return true;
+    }
+    if (verdict === 'route') return false;
+    this.coldIds.add(request.id);
+    m.firstHeldMs ??= nowMs;
+    if (this.active(m) === 0 && this.startOne(m, nowMs)) this.refreshView();
+    return true;
+  }
+
+  /** The serverless figures, once `finish` has closed the books. */
+  get outcome(): ServerlessOutcome | undefined {
+    return this.closed;
+  }
+
+  finish(endMs: number): ControlOutcome {
+    const models: ModelOutcome[] = this.models.map((m) => {
+      const r = m.pool.requests;
+      const judged = r.completed + r.failed;
+      return {
+        model: m.spec.id,
+        base: m.spec.base,
+        priority: 0,
+        autoscaler: this.policy.name,
+        gpuHours: m.pool.gpuHoursAt(endMs),
+        coldStarts: m.pool.coldStarts,
+        startupMs: m.startupMs,
+        requests: r.arrived,
+        completed: r.completed,
+        rejected: r.failed,
+        sloAttainment: judged > 0 ? r.sloMet / judged : 0,
+        preempted: m.evicted,
+        shortTicks: m.shortTicks,
+        // Per-model series would make the JSON grow with models x ticks; the sum is kept.
+        instancesOverTime: [],
+      };
+    });
+    const stats = (v: GrowableFloat64): TtftStats => {
+      const { mean, p50, p90, p99 } = latencyStats(v.view());
+      return { mean, p50, p90, p99 };
+    };
+    this.closed = {
+      policy: this.policy.name,
+      ttftMs: { cold: stats(this.ttftCold), warm: stats(this.ttftWarm) },
+      coldRequests: this.ttftCold.length,
+      warmRequests: this.ttftWarm.length,
+      coldRefused: this.coldRefused,
+      evictions: this.evictions,
+      prewarms: this.prewarms,
+      loadsByTier: this.cache.snapshot().loadsByTier,
+      startupMsMean: this.starts > 0 ? this.startupMsSum / this.starts : 0,
+    };
+    return {
+      autoscaler: `serverless:${this.policy.name}`,
+      gpuHours: models.reduce((s, m) => s + m.gpuHours, 0),
+      coldStarts: models.reduce((s, m) => s + m.coldStarts, 0),
+      startupMs: Math.max(...models.map((m) => m.startupMs)),
+      instancesOverTime: sumSeries(this.models.map((m) => m.pool.instancesOverTime)),
+      models,
+    };
+  }
+
+  // ---- one tick ----
+
+  /** Stops what the policy no longer wants, then starts what it wants, waiting requests first. */
+  private tick(nowMs: number): void {
+    const desired = new Map<Served, number>();
+    for (const m of this.models) {
+      m.pool.sweepDrained(nowMs);
+      m.startupMs = this.bestStartupMs(m, nowMs);
+      const wanted = this.policy.replicas(this.view(m, nowMs), nowMs);
+      desired.set(m, Math.max(0, Math.min(m.spec.maxInstances, Math.round(wanted))));
+    }
+    for (const m of this.models) this.shrink(m, desired.get(m) ?? 0, nowMs);
+    // Models with requests waiting first, the longest waiting first; then the rest by id.
+    const order = [...this.models].sort(
+      (a, b) =>
+        (a.firstHeldMs ?? Number.POSITIVE_INFINITY) - (b.firstHeldMs ?? Number.POSITIVE_INFINITY) ||
+        compareStrings(a.spec.id, b.spec.id),
+    );
+    for (const m of order) {
+      const want = desired.get(m) ?? 0;
+      while (this.active(m) < want) {
+        if (this.startOne(m, nowMs)) continue;
+        m.shortTicks++;
+        break;
+      }
+    }
+    for (const m of this.models) m.pool.record(nowMs, desired.get(m) ?? 0, true);
+    this.refreshView();
+  }
+
+  /** Down to `want`: starting instances stop first (they hold no request), then idle, then busy ones. */
+  private shrink(m: Served, want: number, nowMs: number): void {
+    const pool = m.pool;
+    let active = this.active(m);
+    if (active <= want) return;
+    const order: number[] = [];
+    for (const phase of ['starting', 'ready'] as const) {
+      for (let k = pool.instances.length - 1; k >= 0; k--) if (pool.phaseOf(k) === phase) order.push(k);
+    }
+    // Idle ready instances before busy ones (a busy one drains first, keeping its GPUs meanwhile).
+    order.sort((a, b) => rank(pool, a) - rank(pool, b));
+    for (const k of order) {
+      if (active <= want) break;
+      pool.drain(k, nowMs);
+      active--;
+    }
+  }
+
+  /** Starts one instance of `m` where the policy's node rule says, stopping idle ones if need be. */
+  private startOne(m: Served, nowMs: number): boolean {
+    const k = m.pool.firstStopped();
+    if (k === undefined) return false;
+    let choice = this.chooseNode(m, nowMs);
+    if (choice === undefined) {
+      if (!this.evictFor(m, nowMs)) return false;
+      choice = this.chooseNode(m, nowMs);
+      if (choice === undefined) return false;
+    }
+    const inSystem = this.inSystem(m);
+    const load = this.cache.load(m.spec.id, choice.node, this.cacheTime(nowMs));
+    m.cacheIdOfSlot[k] = load.instanceId;
+    this.slotOfCacheId.set(load.instanceId, { m, k, node: choice.node });
+    m.pool.start(k, nowMs, load.startupMs);
+    this.starts++;
+    this.startupMsSum += load.startupMs;
+    if (inSystem === 0) this.prewarms++;
+    return true;
+  }
+
+  private chooseNode(m: Served, nowMs: number): NodeChoice | undefined {
+    const t = this.cacheTime(nowMs);
+    return this.policy.nodeChoice === 'first-fit'
+      ? firstFitNode(this.cache, m.spec.id, t)
+      : startupAwareNode(this.cache, m.spec.id, t);
+  }
+
+  /**
+   * Frees `tp` GPUs on one node for `m` by stopping idle instances the policy offers, in its order:
+   * the first node where its free GPUs and the victims offered so far there make room. False when
+   * the policy offers none that do.
+   */
+  private evictFor(m: Served, nowMs: number): boolean {
+    const candidates = this.idleCandidates(m, nowMs);
+    if (candidates.length === 0) return false;
+    const ordered = this.policy.victims(candidates, this.view(m, nowMs), nowMs);
+    const freed = new Map<string, VictimCandidate[]>();
+    for (const v of ordered.slice(0, VICTIMS_PER_START_MAX)) {
+      if (!this.cache.fits(m.spec.id, v.node)) continue;
+      const list = [...(freed.get(v.node) ?? []), v];
+      freed.set(v.node, list);
+      const room = this.cache.freeGpus(v.node) + list.reduce((n, x) => n + x.gpus, 0);
+      if (room < m.spec.tp) continue;
+      for (const victim of list) this.stopVictim(victim.instanceId, nowMs);
+      return true;
+    }
+    return false;
+  }
+
+  private stopVictim(cacheId: string, nowMs: number): void {
+    const where = this.slotOfCacheId.get(cacheId);
+    if (where === undefined) return;
+    where.m.evicted++;
+    this.evictions++;
+    // Idle: it stops at once, and `stopped` frees its GPUs in the cache.
+    where.m.pool.drain(where.k, nowMs);
+  }
+
+  /** Ready instances of other models with nothing in flight and no request of theirs waiting. */
+  private idleCandidates(forModel: Served, nowMs: number): VictimCandidate[] {
+    const out: VictimCandidate[] = [];
+    for (const m of this.models) {
+      if (m === forModel || m.pool.heldCount > 0) continue;
+      let view: ServerlessModelView | undefined;
+      for (const [k, cacheId] of m.cacheIdOfSlot.entries()) {
+        if (cacheId === undefined || m.pool.phaseOf(k) !== 'ready') continue;
+        if ((m.pool.instances[k] as SimInstance).inFlight > 0) continue;
+        const where = this.slotOfCacheId.get(cacheId);
+        if (where === undefined) continue;
+        view ??= this.view(m, nowMs);
+        out.push({ instanceId: cacheId, node: where.node, gpus: m.spec.tp, model: view });
+      }
+    }
+    return out;
+  }
+
+  /** Slot `k` of `m` stopped: its GPUs go back to the cache (its weights stay in DRAM there). */
+  private stopped(m: Served, k: number, nowMs: number): void {
+    const cacheId = m.cacheIdOfSlot[k];
+    if (cacheId === undefined) return;
+    m.cacheIdOfSlot[k] = undefined;
+    this.slotOfCacheId.delete(cacheId);
+    this.cache.unloadInstance(cacheId, this.cacheTime(nowMs));
+  }
+
+  // ---- views ----
+
+  private view(m: Served, nowMs: number): ServerlessModelView {
+    const inSystem = this.inSystem(m);
+    return {
+      id: m.spec.id,
+      gpus: m.spec.tp,
+      active: this.active(m),
+      inSystem,
+      held: m.pool.heldCount,
+      idleMs: inSystem > 0 ? 0 : Math.max(0, nowMs - m.lastUsedMs),
+      lastUsedMs: m.lastUsedMs,
+      startupMs: m.startupMs,
+      arrivals: m.arrivals,
+    };
+  }
+
+  private active(m: Served): number {
+    return m.pool.count('starting') + m.pool.count('ready');
+  }
+
+  /** Held requests plus those in flight on its instances (the host's own accounting). */
+  private inSystem(m: Served): number {
+    let n = m.pool.heldCount;
+    for (const i of m.pool.instances) n += i.inFlight;
+    return n;
+  }
+
+  /** The least start-up over the nodes its group fits, with the tiers as they are now. */
+  private bestStartupMs(m: Served, nowMs: number): number {
+    let best = Number.POSITIVE_INFINITY;
+    const t = this.cacheTime(nowMs);
+    for (const node of this.cache.nodeIds()) {
+      if (!this.cache.fits(m.spec.id, node)) continue;
+      best = Math.min(best, this.cache.estimate(m.spec.id, node, t).startupMs);
+    }
+    return Number.isFinite(best) ? best : m.startupMs;
+  }
+
+  private cacheTime(nowMs: number): number {
+    this.cacheNowMs = Math.max(this.cacheNowMs, nowMs);
+    return this.cacheNowMs;
+  }
+
+  private refreshView(): void {
+    const out: SimInstance[] = [];
+    for (const m of this.models) out.push(...m.pool.routable());
+    out.sort((a, b) => a.index - b.index);
+    this.deps.view.instances = out;
+  }
+}
+
+/** Shrink order: starting, then idle ready, then busy ready. */
+function rank(pool: ModelPool, k: number): number {
+  if (pool.phaseOf(k) === 'starting') return 0;
+  return (pool.instances[k] as SimInstance).inFlight === 0 ? 1 : 2;
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
