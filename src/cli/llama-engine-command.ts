@@ -1,12 +1,15 @@
 /**
  * `switchyard engine llama`: the `llama` backend (node-llama-cpp on the CPU) behind the built-in
  * engines' OpenAI server. Prints one JSON ready line on stdout once it listens and drains on SIGTERM
- * or SIGINT, like `switchyard engine sim`.
+ * or SIGINT, like `switchyard engine sim`. With `--standby` it starts without a model, does every
+ * part of its start-up that does not need one, and takes the model from stdin: a pre-started engine
+ * for a node to hand the next cold model to.
  */
 import type { Command } from 'commander';
 import { preReadFile } from '../adapters/model-warmer.ts';
 import { invalidArgument } from '../core/errors.ts';
 import { SEQUENCES_DEFAULT, THREADS_DEFAULT } from '../engine-servers/llama/defaults.ts';
+import type { LlamaRuntime } from '../engine-servers/llama/llama-backend.ts';
 import { StartupClock } from '../engine-servers/llama/startup.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
 import { nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
@@ -27,10 +30,54 @@ interface LlamaEngineFlags {
   mlock?: boolean;
   /** `--no-prefetch` sets it false. */
   prefetch: boolean;
+  standby?: boolean;
+}
+
+/** Longest line a standby engine reads on stdin for its model (a path and a name fit many times). */
+export const STANDBY_ORDER_BYTES_MAX = 64 << 10;
+
+/** What a standby engine is given on stdin: one JSON line. */
+interface StandbyOrder {
+  readonly model: string;
+  readonly servedModelName?: string;
+}
+
+/** Reads the first line of stdin (at most STANDBY_ORDER_BYTES_MAX bytes) as a StandbyOrder. */
+async function readStandbyOrder(): Promise<StandbyOrder> {
+  const expected = 'one JSON line on stdin: {"model":"PATH.gguf","servedModelName"?:"NAME"}';
+  let text = '';
+  for await (const chunk of process.stdin) {
+    text += String(chunk);
+    if (text.includes('\n') || text.length > STANDBY_ORDER_BYTES_MAX) break;
+  }
+  process.stdin.destroy();
+  const line = text.split('\n')[0] ?? '';
+  if (text.length > STANDBY_ORDER_BYTES_MAX)
+    throw invalidArgument('standby', `${text.length}+ bytes`, expected);
+  let order: unknown;
+  try {
+    order = JSON.parse(line);
+  } catch {
+    throw invalidArgument('standby', line === '' ? '(stdin closed)' : line.slice(0, 200), expected);
+  }
+  const o = order as Partial<StandbyOrder> | null;
+  if (
+    typeof o !== 'object' ||
+    o === null ||
+    typeof o.model !== 'string' ||
+    (o.servedModelName !== undefined && typeof o.servedModelName !== 'string')
+  ) {
+    throw invalidArgument('standby', line.slice(0, 200), expected);
+  }
+  return o.servedModelName === undefined
+    ? { model: o.model }
+    : { model: o.model, servedModelName: o.servedModelName };
 }
 
 async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
-  if (flags.model === undefined)
+  if (flags.standby === true && flags.model !== undefined)
+    throw invalidArgument('model', flags.model, 'no --model with --standby (the model comes on stdin)');
+  if (flags.standby !== true && flags.model === undefined)
     throw invalidArgument('model', '(none)', 'a GGUF model file: --model PATH.gguf');
   const startup = new StartupClock();
   startup.mark('runtime');
@@ -38,24 +85,43 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
   // (most of a second of CPU): a model on disk is then in memory when llama.cpp maps it. A bad path
   // is left to the backend's own check, which names it.
   const prefetchStop = new AbortController();
-  const prefetch = flags.prefetch
-    ? preReadFile(flags.model, { signal: prefetchStop.signal }).catch(() => undefined)
-    : Promise.resolve(undefined);
+  let prefetch: Promise<unknown> = Promise.resolve();
+  const startPrefetch = (path: string) => {
+    if (flags.prefetch) prefetch = preReadFile(path, { signal: prefetchStop.signal }).catch(() => undefined);
+  };
+  if (flags.model !== undefined) startPrefetch(flags.model);
   try {
     // Loaded here, not at the top: node-llama-cpp costs every other command about 0.35 s to import.
-    const { LlamaBackend } = await import('../engine-servers/llama/llama-backend.ts');
+    const { LlamaBackend, LlamaRuntime: Runtime } = await import('../engine-servers/llama/llama-backend.ts');
     startup.mark('import');
-    const backend = await LlamaBackend.open({
-      modelPath: flags.model,
-      sequences: flags.sequences,
-      threads: flags.threads,
-      startup,
-      useMmap: flags.mmap,
-      useMlock: flags.mlock === true,
-      ...(flags.servedModelName === undefined ? {} : { modelId: flags.servedModelName }),
-      ...(flags.contextSize === undefined ? {} : { contextSize: flags.contextSize }),
-      ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
-    });
+    let model = flags.model;
+    let servedModelName = flags.servedModelName;
+    let runtime: LlamaRuntime | undefined;
+    if (flags.standby === true) {
+      // Everything that does not depend on the model is done; the figures count from the model.
+      runtime = await Runtime.start({ threads: flags.threads });
+      startup.mark('binding');
+      process.stdout.write(`${JSON.stringify({ event: 'standby', engine: 'llama' })}\n`);
+      const order = await readStandbyOrder();
+      startup.activate();
+      model = order.model;
+      servedModelName = order.servedModelName ?? servedModelName;
+      startPrefetch(model);
+    }
+    const backend = await LlamaBackend.open(
+      {
+        modelPath: model as string,
+        sequences: flags.sequences,
+        threads: flags.threads,
+        startup,
+        useMmap: flags.mmap,
+        useMlock: flags.mlock === true,
+        ...(servedModelName === undefined ? {} : { modelId: servedModelName }),
+        ...(flags.contextSize === undefined ? {} : { contextSize: flags.contextSize }),
+        ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
+      },
+      runtime,
+    );
     await serveEngine(backend, {
       engine: 'llama',
       host: flags.host,
@@ -108,6 +174,11 @@ export function registerLlamaEngineCommand(engine: Command): void {
     )
     .option('--mlock', 'lock the weights in RAM so they are never paged out')
     .option('--no-prefetch', 'do not read the model file into the page cache while the engine starts')
+    .option(
+      '--standby',
+      'start without a model: load node-llama-cpp, print {"event":"standby"} on stdout, then take the model\n' +
+        'from one JSON line on stdin ({"model":"PATH.gguf","servedModelName"?:"NAME"}); start-up figures count from it',
+    )
     .action(async (flags: LlamaEngineFlags) => {
       await runLlamaEngine(flags);
     });

@@ -209,6 +209,79 @@ test('the engine reports its start-up: stages that add up to ready, ready before
   assert.ok(Math.abs(line.readyS - ready) < 0.002, `${line.readyS} against ${ready}`);
 });
 
+test('a standby engine loads node-llama-cpp first, takes its model on stdin, and counts its start-up from it', async () => {
+  const child = spawn(process.execPath, [BIN, 'engine', 'llama', '--standby', '--port', '0'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => stdout.push(line));
+  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    const line = async (n: number): Promise<Record<string, unknown>> => {
+      const deadline = Date.now() + 60_000;
+      while (stdout.length < n) {
+        assert.equal(child.exitCode, null, stderr.join('\n'));
+        assert.ok(Date.now() < deadline, `no line ${n}: ${stderr.join('\n')}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return JSON.parse(stdout[n - 1]!) as Record<string, unknown>;
+    };
+    assert.deepEqual(await line(1), { event: 'standby', engine: 'llama' });
+    child.stdin!.end(`${JSON.stringify({ model: modelPath, servedModelName: 'standby-model' })}\n`);
+    const ready = await line(2);
+    assert.equal(ready['event'], 'ready');
+    assert.equal(ready['model'], 'standby-model');
+    const url = ready['url'] as string;
+    const answer = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'standby-model', prompt: 'Hi', max_tokens: 2 }),
+    });
+    assert.equal(answer.status, 200);
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const value = (name: string): number => {
+      const m = new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(text);
+      assert.ok(m !== null, `no ${name}`);
+      return Number(m[1]);
+    };
+    const readyS = value('switchyard:engine_startup_ready_seconds');
+    assert.ok(value('switchyard:engine_standby_seconds') > 0);
+    assert.ok(readyS > 0 && value('switchyard:engine_startup_first_token_seconds') >= readyS);
+    // Only the stages after the model arrived, adding up to ready.
+    const stages = [
+      ...text.matchAll(/^switchyard:engine_startup_stage_seconds\{[^}]*stage="(\w+)"\} (\S+)$/gm),
+    ];
+    assert.deepEqual(
+      stages.map((m) => m[1]),
+      ['weights', 'context', 'listen'],
+    );
+    const sumS = stages.reduce((a, m) => a + Number(m[2]), 0);
+    assert.ok(Math.abs(sumS - readyS) < 1e-6, `${sumS} against ${readyS}`);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
+test('a standby engine refuses --model, and a bad line on stdin, with one error line', async () => {
+  const both = spawnEngine(['--standby', '--model', modelPath]);
+  assert.equal(await both.exited, 2);
+  assert.match(both.stderr.join('\n'), /no --model with --standby.*SY_ERR_INVALID_ARGUMENT/);
+  const child = spawn(process.execPath, [BIN, 'engine', 'llama', '--standby', '--port', '0'], {
+    stdio: ['pipe', 'ignore', 'pipe'],
+  });
+  const stderr: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.stdin!.end('not json\n');
+  assert.equal(await exited, 2);
+  assert.equal(stderr.length, 1, stderr.join('\n'));
+  assert.match(stderr[0]!, /invalid standby 'not json'.*SY_ERR_INVALID_ARGUMENT/);
+});
+
 test('SIGTERM drains the request in flight and exits 0', async () => {
   const inFlight = openai.completions.create({ model: MODEL, prompt: 'Last words', max_tokens: 300 });
   const deadline = Date.now() + 10_000;

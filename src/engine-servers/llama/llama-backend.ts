@@ -225,6 +225,73 @@ function modelIdFromPath(path: string): string {
   return name.replace(/\.gguf$/i, '');
 }
 
+function logToStderr(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function checkPositiveInt(name: string, value: number): void {
+  if (Number.isInteger(value) && value >= 1) return;
+  throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `${name} must be an integer >= 1, got ${value}`, {
+    param: name,
+  });
+}
+
+/** llama.cpp's messages while a model loads: held, so a failed load ends in one error line. */
+interface HeldMessages {
+  loading: boolean;
+  readonly held: string[];
+  firstError: string;
+}
+
+/**
+ * node-llama-cpp's binding, loaded (its binary checked) and not yet given a model: what a standby
+ * engine holds while it waits, so its start on a model skips Node's, the CLI's and node-llama-cpp's
+ * own start-up. `LlamaBackend.open` starts one itself when it is given none.
+ */
+export class LlamaRuntime {
+  private constructor(
+    readonly llama: Llama,
+    readonly threads: number,
+    readonly messages: HeldMessages,
+  ) {}
+
+  /** Loads the prebuilt CPU binary (never builds or downloads). */
+  static async start(
+    options: { threads?: number; log?: (line: string) => void } = {},
+  ): Promise<LlamaRuntime> {
+    const threads = options.threads ?? THREADS_DEFAULT;
+    checkPositiveInt('threads', threads);
+    const log = options.log ?? logToStderr;
+    // Until the first model has loaded, llama.cpp's messages are held: a file it cannot load ends in
+    // one error line naming the first thing llama.cpp complained about; a good one prints its warnings.
+    const messages: HeldMessages = { loading: true, held: [], firstError: '' };
+    const llama = await getLlama({
+      gpu: process.platform === 'darwin' && process.arch === 'arm64' ? 'metal' : false,
+      build: 'never',
+      skipDownload: true,
+      progressLogs: false,
+      maxThreads: threads,
+      logLevel: LlamaLogLevel.warn,
+      logger: (level, message) => {
+        const text = message.trim();
+        if (text === '') return;
+        const line = `llama.cpp ${level}: ${text}`;
+        if (!messages.loading) return log(line);
+        if (messages.firstError === '' && (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal)) {
+          messages.firstError = text;
+        }
+        messages.held.push(line);
+      },
+    });
+    return new LlamaRuntime(llama, threads, messages);
+  }
+
+  /** Frees the binding (a standby engine that will not be given a model). */
+  async dispose(): Promise<void> {
+    await this.llama.dispose();
+  }
+}
+
 /** An EngineBackend generating with node-llama-cpp on the CPU. Create with `LlamaBackend.open()`. */
 export class LlamaBackend implements EngineBackend {
   readonly modelId: string;
@@ -271,52 +338,22 @@ export class LlamaBackend implements EngineBackend {
    * binary must be installed. Throws SY_ERR_INVALID_ARGUMENT naming the model path when the file is
    * not a model llama.cpp can load.
    */
-  static async open(options: LlamaBackendOptions): Promise<LlamaBackend> {
+  static async open(options: LlamaBackendOptions, runtime?: LlamaRuntime): Promise<LlamaBackend> {
     checkGgufHeader(options.modelPath);
-    const threads = options.threads ?? THREADS_DEFAULT;
     const sequences = options.sequences ?? SEQUENCES_DEFAULT;
     for (const [name, value] of [
-      ['threads', threads],
+      ['threads', options.threads ?? 1],
       ['sequences', sequences],
       ['contextSize', options.contextSize ?? 1],
       ['maxWaiting', options.maxWaiting ?? 1],
     ] as const) {
-      if (!Number.isInteger(value) || value < 1) {
-        throw new SwitchyardError(
-          'SY_ERR_INVALID_ARGUMENT',
-          `${name} must be an integer >= 1, got ${value}`,
-          {
-            param: name,
-          },
-        );
-      }
+      checkPositiveInt(name, value);
     }
-    const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    const log = options.log ?? logToStderr;
     const startup = options.startup ?? new StartupClock();
     startup.modelBytes = statSync(options.modelPath).size;
-    // While the model loads, llama.cpp's messages are held: a file it cannot load ends in one error
-    // line naming the first thing llama.cpp complained about; a good one prints its warnings.
-    let loading = true;
-    const held: string[] = [];
-    let firstError = '';
-    const llama = await getLlama({
-      gpu: process.platform === 'darwin' && process.arch === 'arm64' ? 'metal' : false,
-      build: 'never',
-      skipDownload: true,
-      progressLogs: false,
-      maxThreads: threads,
-      logLevel: LlamaLogLevel.warn,
-      logger: (level, message) => {
-        const text = message.trim();
-        if (text === '') return;
-        const line = `llama.cpp ${level}: ${text}`;
-        if (!loading) return log(line);
-        if (firstError === '' && (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal)) {
-          firstError = text;
-        }
-        held.push(line);
-      },
-    });
+    const rt = runtime ?? (await LlamaRuntime.start({ threads: options.threads ?? THREADS_DEFAULT, log }));
+    const { llama, threads, messages } = rt;
     startup.mark('binding');
     let model: LlamaModel;
     try {
@@ -332,14 +369,14 @@ export class LlamaBackend implements EngineBackend {
       await llama.dispose();
       throw new SwitchyardError(
         'SY_ERR_INVALID_ARGUMENT',
-        `model ${options.modelPath} could not be loaded: ${firstError || (error as Error).message}; ` +
+        `model ${options.modelPath} could not be loaded: ${messages.firstError || (error as Error).message}; ` +
           'expected a GGUF model file llama.cpp can load',
         { param: 'model' },
       );
     } finally {
-      loading = false;
+      messages.loading = false;
     }
-    for (const line of held) log(line);
+    for (const line of messages.held.splice(0)) log(line);
     startup.mark('weights');
     try {
       const contextSize = options.contextSize ?? Math.min(model.trainContextSize, CONTEXT_SIZE_MAX_DEFAULT);

@@ -53,3 +53,35 @@ test('stages are durations between marks that add up to ready; the first mark of
 test('nothing marked, nothing exported', () => {
   assert.equal(startupMetricsText(new StartupClock(() => 0).report(), 'm'), '');
 });
+
+test('a standby engine counts from its activation and leaves the stages before it out', () => {
+  let nowMs = 0;
+  const clock = new StartupClock(() => nowMs);
+  for (const [stage, atMs] of [
+    ['runtime', 100],
+    ['import', 400],
+    ['binding', 900],
+  ] as const) {
+    nowMs = atMs;
+    clock.mark(stage);
+  }
+  nowMs = 60_000;
+  clock.activate();
+  nowMs = 60_050;
+  clock.mark('weights');
+  nowMs = 60_300;
+  clock.mark('context');
+  nowMs = 60_310;
+  clock.mark('listen');
+  nowMs = 60_400;
+  clock.markToken();
+  const report = clock.report();
+  assert.deepEqual(Object.keys(report.stageEndS), ['weights', 'context', 'listen']);
+  assert.ok(Math.abs((report.readyS ?? 0) - 0.31) < 1e-9);
+  assert.ok(Math.abs((report.firstTokenS ?? 0) - 0.4) < 1e-9);
+  assert.equal(report.standbyS, 60);
+  assert.match(
+    startupMetricsText(report, 'm'),
+    /^switchyard:engine_standby_seconds\{model_name="m",engine="0"\} 60$/m,
+  );
+});

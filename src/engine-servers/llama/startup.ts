@@ -13,6 +13,10 @@
  *
  * Then the first token of the first request, whenever it comes. Exported on `/metrics` under
  * vLLM-style names (`switchyard:engine_startup_*_seconds`) and logged once as one JSON line on stderr.
+ *
+ * A standby engine (`--standby`) runs the first three stages, then waits for a model: for it every
+ * figure counts from the moment it was given the model (`activate`), the stages before are left out,
+ * and `switchyard:engine_standby_seconds` says when that was.
  */
 import { performance } from 'node:perf_hooks';
 
@@ -31,6 +35,8 @@ export interface StartupReport {
   readonly firstTokenS: number | undefined;
   /** Bytes of the model file (for bandwidth: bytes over seconds). */
   readonly modelBytes: number | undefined;
+  /** A standby engine: process start to the moment it was given its model (the figures' origin). */
+  readonly standbyS: number | undefined;
 }
 
 /** Marks the stages' ends as they happen. Marking a stage twice keeps the first mark. */
@@ -38,6 +44,7 @@ export class StartupClock {
   private readonly endsMs: Partial<Record<StartupStage, number>> = {};
   private firstTokenMs: number | undefined;
   private bytes: number | undefined;
+  private originMs: number | undefined;
 
   /** @param nowMs milliseconds since the process started (a test passes its own) */
   constructor(private readonly nowMs: () => number = () => performance.now()) {}
@@ -45,6 +52,11 @@ export class StartupClock {
   /** The stage just ended. */
   mark(stage: StartupStage): void {
     this.endsMs[stage] ??= this.nowMs();
+  }
+
+  /** A standby engine was given its model now: later figures count from here. */
+  activate(): void {
+    this.originMs ??= this.nowMs();
   }
 
   /** A token was generated; the first one counts. Returns true for the first. */
@@ -59,16 +71,18 @@ export class StartupClock {
   }
 
   report(): StartupReport {
+    const origin = this.originMs ?? 0;
     const stageEndS: Partial<Record<StartupStage, number>> = {};
     for (const stage of STARTUP_STAGES) {
       const ms = this.endsMs[stage];
-      if (ms !== undefined) stageEndS[stage] = ms / 1000;
+      if (ms !== undefined && ms >= origin) stageEndS[stage] = (ms - origin) / 1000;
     }
     return {
       stageEndS,
       readyS: stageEndS.listen,
-      firstTokenS: this.firstTokenMs === undefined ? undefined : this.firstTokenMs / 1000,
+      firstTokenS: this.firstTokenMs === undefined ? undefined : (this.firstTokenMs - origin) / 1000,
       modelBytes: this.bytes,
+      standbyS: this.originMs === undefined ? undefined : this.originMs / 1000,
     };
   }
 }
@@ -95,12 +109,12 @@ export function startupMetricsText(report: StartupReport, modelName: string): st
   const one = (value: number | undefined): [string, number][] => (value === undefined ? [] : [['', value]]);
   gauge(
     'switchyard:engine_startup_ready_seconds',
-    'Seconds from the engine process start to ready (listening, model loaded, context created).',
+    'Seconds from the engine process start (a standby engine: from its model) to ready (listening, model loaded, context created).',
     one(report.readyS),
   );
   gauge(
     'switchyard:engine_startup_first_token_seconds',
-    'Seconds from the engine process start to the first generated token of its first request.',
+    'Seconds from the engine process start (a standby engine: from its model) to the first generated token of its first request.',
     one(report.firstTokenS),
   );
   const stages: [string, number][] = [];
@@ -120,6 +134,11 @@ export function startupMetricsText(report: StartupReport, modelName: string): st
     'switchyard:engine_model_bytes',
     'Bytes of the model file the engine loaded.',
     one(report.modelBytes),
+  );
+  gauge(
+    'switchyard:engine_standby_seconds',
+    'Seconds from the process start until a standby engine was given its model (the origin of the start-up figures).',
+    one(report.standbyS),
   );
   return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
 }
@@ -142,5 +161,6 @@ export function startupLogLine(report: StartupReport, engine: string): string {
     firstTokenS: round(report.firstTokenS),
     stagesS: stages,
     modelBytes: report.modelBytes ?? null,
+    ...(report.standbyS === undefined ? {} : { standbyS: round(report.standbyS) }),
   });
 }
