@@ -149,6 +149,11 @@ export class LoadedModelCap {
     });
   }
 
+  /** Models refused a start that may still wait (retry has work to do). */
+  get blockedCount(): number {
+    return this.blocked.size;
+  }
+
   /** Asks the models that wait for the cap again, oldest first. */
   retry(nowMs: number): void {
     if (this.blocked.size === 0) return;
