@@ -10,7 +10,9 @@
  * while requests are at the host. `wake()` is the gateway's buffer asking for a first instance: it
  * starts one at once when none is up or starting, without closing a window early (a window of a
  * few ms would read as a huge request rate to the loop); the next tick sees the buffered requests in
- * `queuedAtEnd` and sizes the pool from there.
+ * `queuedAtEnd` and sizes the pool from there. Every start from zero (wake-up or tick) first asks
+ * `scaleToZero.admit`, where a cap on loaded models per node answers (./loaded-model-cap.ts); that
+ * cap stops an idle model through `unload`.
  *
  * It also exports the loop's wish and the pool's state as Prometheus gauges
  * (`switchyard_desired_replicas{model,role}`, `switchyard_replicas{model,role,phase}`): where
