@@ -93,6 +93,14 @@ export interface ServerlessSettings extends HoldSettings {
   readonly intervalMs?: number | undefined;
 }
 
+/** One model's row: the placement host's, plus its cold requests and evictions. */
+export interface ServerlessModelOutcome extends ModelOutcome {
+  /** Completed requests that waited for an instance of the model to start. */
+  readonly coldRequests: number;
+  /** Its idle instances stopped for another model (also in `preempted`). */
+  readonly evicted: number;
+}
+
 /** TTFT of one kind of request, ms. */
 export type TtftStats = Omit<LatencyStats, 'count'>;
 
@@ -165,6 +173,8 @@ interface Served {
   firstHeldMs: number | undefined;
   evicted: number;
   shortTicks: number;
+  /** Completed requests of the model that waited for a start. */
+  coldRequests: number;
   /** A start-up estimate, refreshed at each tick (the best node's, tiers as they are then). */
   startupMs: number;
 }
@@ -243,6 +253,7 @@ export class ServerlessHost implements TwinControl {
       firstHeldMs: undefined,
       evicted: 0,
       shortTicks: 0,
+      coldRequests: 0,
       startupMs,
     };
     return served;
@@ -298,8 +309,12 @@ export class ServerlessHost implements TwinControl {
     if (!offline) {
       m?.pool.completion(result);
       const ttftMs = result.firstTokenMs - result.arrivalMs;
-      if (this.coldIds.delete(result.request.id)) this.ttftCold.push(ttftMs);
-      else this.ttftWarm.push(ttftMs);
+      if (this.coldIds.delete(result.request.id)) {
+        this.ttftCold.push(ttftMs);
+        if (m !== undefined) m.coldRequests++;
+      } else {
+        this.ttftWarm.push(ttftMs);
+      }
     }
     this.onEnded(instance, result.finishMs);
   }
@@ -339,10 +354,12 @@ export class ServerlessHost implements TwinControl {
   }
 
   finish(endMs: number): ControlOutcome {
-    const models: ModelOutcome[] = this.models.map((m) => {
+    const models: ServerlessModelOutcome[] = this.models.map((m) => {
       const r = m.pool.requests;
       const judged = r.completed + r.failed;
       return {
+        coldRequests: m.coldRequests,
+        evicted: m.evicted,
         model: m.spec.id,
         base: m.spec.base,
         priority: 0,
@@ -389,12 +406,17 @@ export class ServerlessHost implements TwinControl {
 
   /** Stops what the policy no longer wants, then starts what it wants, waiting requests first. */
   private tick(nowMs: number): void {
-    const desired = new Map<Served, number>();
     for (const m of this.models) {
       m.pool.sweepDrained(nowMs);
       m.startupMs = this.bestStartupMs(m, nowMs);
-      const wanted = this.policy.replicas(this.view(m, nowMs), nowMs);
-      desired.set(m, Math.max(0, Math.min(m.spec.maxInstances, Math.round(wanted))));
+    }
+    const plan = this.policy.plan(
+      this.models.map((m) => this.view(m, nowMs)),
+      nowMs,
+    );
+    const desired = new Map<Served, number>();
+    for (const [i, m] of this.models.entries()) {
+      desired.set(m, Math.max(0, Math.min(m.spec.maxInstances, Math.round(plan[i] ?? 0))));
     }
     for (const m of this.models) this.shrink(m, desired.get(m) ?? 0, nowMs);
     // Models with requests waiting first, the longest waiting first; then the rest by id.

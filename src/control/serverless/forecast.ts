@@ -11,16 +11,62 @@
 export const ARRIVAL_GAPS_MAX = 64;
 /** Weight of the Poisson prior, in gaps: with no gap longer than τ, the prior alone answers. */
 export const PRIOR_WEIGHT_GAPS = 1;
+/**
+ * A gap at least this long is an idle period, not a pause within a burst: idle gaps are also kept
+ * in a ring of their own, so a busy model's bursts do not push its idle periods out of memory.
+ */
+export const IDLE_GAP_MIN_MS = 10_000;
+/** Idle gaps one model's history keeps. */
+export const IDLE_GAPS_MAX = 32;
 
-/** The gaps between one model's arrivals, newest ARRIVAL_GAPS_MAX, and its last arrival. */
-export class ArrivalHistory {
-  private readonly gaps = new Float64Array(ARRIVAL_GAPS_MAX);
-  private size = 0;
+/** A bounded ring of gaps, each with the time it started. */
+class GapRing {
+  readonly gaps: Float64Array;
+  private readonly starts: Float64Array;
+  size = 0;
   private head = 0;
+
+  constructor(readonly capacity: number) {
+    this.gaps = new Float64Array(capacity);
+    this.starts = new Float64Array(capacity);
+  }
+
+  push(gapMs: number, startMs: number): void {
+    this.gaps[this.head] = gapMs;
+    this.starts[this.head] = startMs;
+    this.head = (this.head + 1) % this.capacity;
+    if (this.size < this.capacity) this.size++;
+  }
+
+  /** Start of the oldest gap kept (NaN when empty). */
+  get oldestStartMs(): number {
+    if (this.size === 0) return Number.NaN;
+    return this.starts[this.size < this.capacity ? 0 : this.head] as number;
+  }
+
+  /** Among kept gaps longer than `openMs`: how many, and how many end within `openMs + horizonMs`. */
+  conditional(openMs: number, horizonMs: number): { longer: number; ending: number } {
+    let longer = 0;
+    let ending = 0;
+    for (let i = 0; i < this.size; i++) {
+      const g = this.gaps[i] as number;
+      if (g <= openMs) continue;
+      longer++;
+      if (g <= openMs + horizonMs) ending++;
+    }
+    return { longer, ending };
+  }
+}
+
+/**
+ * The gaps between one model's arrivals (the newest ARRIVAL_GAPS_MAX), its idle periods (gaps of
+ * IDLE_GAP_MIN_MS or more, the newest IDLE_GAPS_MAX) and its first and last arrivals.
+ */
+export class ArrivalHistory {
+  private readonly all = new GapRing(ARRIVAL_GAPS_MAX);
+  private readonly idle = new GapRing(IDLE_GAPS_MAX);
   private lastMs = Number.NaN;
-  /** Arrival time of the oldest arrival the kept gaps start from. */
   private firstMs = Number.NaN;
-  private readonly starts = new Float64Array(ARRIVAL_GAPS_MAX);
 
   /** An arrival at `atMs` (non-decreasing). */
   record(atMs: number): void {
@@ -30,18 +76,14 @@ export class ArrivalHistory {
       return;
     }
     const gap = Math.max(0, atMs - this.lastMs);
-    this.gaps[this.head] = gap;
-    this.starts[this.head] = this.lastMs;
-    this.head = (this.head + 1) % ARRIVAL_GAPS_MAX;
-    // Full: the oldest kept gap is the next to be overwritten.
-    if (this.size < ARRIVAL_GAPS_MAX) this.size++;
-    else this.firstMs = this.starts[this.head] as number;
+    this.all.push(gap, this.lastMs);
+    if (gap >= IDLE_GAP_MIN_MS) this.idle.push(gap, this.lastMs);
     this.lastMs = atMs;
   }
 
   /** Gaps kept. */
   get count(): number {
-    return this.size;
+    return this.all.size;
   }
 
   /** The last arrival, or undefined before any. */
@@ -50,32 +92,40 @@ export class ArrivalHistory {
   }
 
   /**
-   * The model's recent rate, per ms: arrivals kept over the span from the oldest kept to now, so an
-   * idle model's rate falls as its silence grows. 0 before two arrivals.
+   * How often the model wakes from idle, per ms: idle periods kept over the time since the oldest
+   * kept one began (the open gap counts once it is long enough), so a silent model's rate falls as
+   * its silence grows. Before any idle period: one wake-up (the first arrival) over the time since.
    */
-  rate(nowMs: number): number {
-    if (this.size === 0) return 0;
-    const spanMs = Math.max(1, nowMs - this.firstMs);
-    return this.size / spanMs;
+  wakeRate(nowMs: number): number {
+    if (Number.isNaN(this.lastMs)) return 0;
+    const open = nowMs - this.lastMs >= IDLE_GAP_MIN_MS ? 1 : 0;
+    if (this.idle.size === 0) return 1 / Math.max(1, nowMs - this.firstMs);
+    return (this.idle.size + open) / Math.max(1, nowMs - this.idle.oldestStartMs);
   }
 
   /**
-   * The chance of an arrival within `horizonMs` after `nowMs`: among the kept gaps longer than the
-   * open one (τ = now − last arrival), the share ending within τ + horizon, blended with a Poisson
-   * prior at the recent rate (weight PRIOR_WEIGHT_GAPS). 0 before any arrival.
+   * The rate while the model is busy, per ms: one over the median kept gap (a burst's pace, which
+   * idle gaps do not drag down). 0 before two arrivals.
+   */
+  burstRate(): number {
+    if (this.all.size === 0) return 0;
+    const sorted = Array.from(this.all.gaps.subarray(0, this.all.size)).sort((a, b) => a - b);
+    const median = sorted[Math.floor((this.all.size - 1) / 2)] as number;
+    return 1 / Math.max(1, median);
+  }
+
+  /**
+   * The chance of an arrival within `horizonMs` after `nowMs`, given the open gap τ = now − last
+   * arrival: among the kept gaps longer than τ (idle periods once τ is one), the share ending within
+   * τ + horizon, blended with a Poisson prior at the wake-up rate (weight PRIOR_WEIGHT_GAPS).
+   * 0 before any arrival.
    */
   chanceWithin(nowMs: number, horizonMs: number): number {
     if (Number.isNaN(this.lastMs)) return 0;
     const open = Math.max(0, nowMs - this.lastMs);
-    let longer = 0;
-    let ending = 0;
-    for (let i = 0; i < this.size; i++) {
-      const g = this.gaps[i] as number;
-      if (g <= open) continue;
-      longer++;
-      if (g <= open + horizonMs) ending++;
-    }
-    const prior = 1 - Math.exp(-this.rate(nowMs) * horizonMs);
+    const ring = open >= IDLE_GAP_MIN_MS ? this.idle : this.all;
+    const { longer, ending } = ring.conditional(open, horizonMs);
+    const prior = 1 - Math.exp(-this.wakeRate(nowMs) * horizonMs);
     return (ending + PRIOR_WEIGHT_GAPS * prior) / (longer + PRIOR_WEIGHT_GAPS);
   }
 }

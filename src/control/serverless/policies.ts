@@ -9,7 +9,7 @@
 import { invalidArgument, unknownName } from '../../core/errors.ts';
 import type { ModelId } from '../../core/ids.ts';
 import { keepAliveReplicas } from '../scale-to-zero.ts';
-import type { ArrivalHistory } from './forecast.ts';
+import { type ArrivalHistory, IDLE_GAP_MIN_MS } from './forecast.ts';
 
 /** The policies `--serverless-policy` names. */
 export const SERVERLESS_POLICY_NAMES = ['keep-alive', 'serverlessllm', 'switchyard'] as const;
@@ -22,11 +22,16 @@ export const CONCURRENCY_TARGET_DEFAULT = 64;
 /** Instances one model may have at most. */
 export const MAX_REPLICAS_DEFAULT = 4;
 /**
- * Switchyard: the chance of a request before a cold start could finish above which a model is
- * worth keeping (or making) loaded. 1/2 is the break-even when a cold start's cost is counted twice
- * its start-up time (the GPUs billed while loading, and as much again for the requests waiting).
+ * Switchyard: the least keepValue (cold requests avoided per GPU over one start-up) for which an
+ * idle model is kept or pre-warmed at all, budget permitting: below it a loaded GPU is likely to
+ * sit idle through a whole start-up for nothing.
  */
-export const LOAD_CHANCE_MIN_DEFAULT = 0.5;
+export const KEEP_VALUE_MIN_DEFAULT = 0.1;
+/**
+ * Switchyard: the least keepValue for which a stopped model is started ahead of its requests: one
+ * cold request avoided per GPU over a start-up, so a pre-warm pays for the start-up it costs.
+ */
+export const PREWARM_VALUE_MIN_DEFAULT = 1;
 /** Switchyard: gaps a model's history needs before its forecast replaces the fixed keep-alive. */
 export const FORECAST_GAPS_MIN_DEFAULT = 4;
 /**
@@ -72,8 +77,11 @@ export type NodeChoiceRule = 'startup-aware' | 'first-fit';
 export interface ServerlessPolicy {
   readonly name: ServerlessPolicyName;
   readonly nodeChoice: NodeChoiceRule;
-  /** Instances the model should have now (starting or ready). */
-  replicas(model: ServerlessModelView, nowMs: number): number;
+  /**
+   * Instances each model should have now (starting or ready), in the order given. Called once per
+   * decision with every model, so a policy may weigh models against each other.
+   */
+  plan(models: readonly ServerlessModelView[], nowMs: number): number[];
   /**
    * Idle instances that may be stopped so `forModel` can start, the preferred first; empty: the
    * start waits for GPUs to free up.
@@ -92,9 +100,10 @@ export interface ServerlessParams {
   readonly maxReplicas?: number | undefined;
   /** The host's decision interval: a forecast looks one start-up plus one interval ahead. */
   readonly intervalMs?: number | undefined;
-  readonly loadChanceMin?: number | undefined;
   readonly forecastGapsMin?: number | undefined;
   readonly prewarmEvictRatio?: number | undefined;
+  readonly keepValueMin?: number | undefined;
+  readonly prewarmValueMin?: number | undefined;
 }
 
 interface Resolved {
@@ -102,9 +111,10 @@ interface Resolved {
   readonly concurrencyTarget: number;
   readonly maxReplicas: number;
   readonly intervalMs: number;
-  readonly loadChanceMin: number;
   readonly forecastGapsMin: number;
   readonly prewarmEvictRatio: number;
+  readonly keepValueMin: number;
+  readonly prewarmValueMin: number;
 }
 
 /** Builds a policy by name; SY_ERR_UNKNOWN_NAME lists the valid names. */
@@ -115,7 +125,7 @@ export function createServerlessPolicy(name: string, params: ServerlessParams = 
       return {
         name,
         nodeChoice: 'first-fit',
-        replicas: (m) => fixedKeepAlive(m, p),
+        plan: (models) => models.map((m) => fixedKeepAlive(m, p)),
         // Knative's activator never stops one revision for another: a start waits for GPUs.
         victims: () => [],
       };
@@ -123,16 +133,18 @@ export function createServerlessPolicy(name: string, params: ServerlessParams = 
       return {
         name,
         nodeChoice: 'startup-aware',
-        replicas: (m) => fixedKeepAlive(m, p),
+        plan: (models) => models.map((m) => fixedKeepAlive(m, p)),
         victims: (candidates, forModel) => (forModel.held > 0 ? leastRecentlyUsed(candidates) : []),
       };
-    case 'switchyard':
+    case 'switchyard': {
+      const budget = new IdleBudget(p.keepAliveMs);
       return {
         name,
         nodeChoice: 'startup-aware',
-        replicas: (m, nowMs) => forecastReplicas(m, nowMs, p),
+        plan: (models, nowMs) => forecastPlan(models, nowMs, p, budget),
         victims: (candidates, forModel, nowMs) => cheapestVictims(candidates, forModel, nowMs, p),
       };
+    }
     default:
       throw unknownName('serverless policy', name, [...SERVERLESS_POLICY_NAMES]);
   }
@@ -144,17 +156,18 @@ function resolve(params: ServerlessParams): Resolved {
     concurrencyTarget: params.concurrencyTarget ?? CONCURRENCY_TARGET_DEFAULT,
     maxReplicas: params.maxReplicas ?? MAX_REPLICAS_DEFAULT,
     intervalMs: params.intervalMs ?? 2000,
-    loadChanceMin: params.loadChanceMin ?? LOAD_CHANCE_MIN_DEFAULT,
     forecastGapsMin: params.forecastGapsMin ?? FORECAST_GAPS_MIN_DEFAULT,
     prewarmEvictRatio: params.prewarmEvictRatio ?? PREWARM_EVICT_RATIO_DEFAULT,
+    keepValueMin: params.keepValueMin ?? KEEP_VALUE_MIN_DEFAULT,
+    prewarmValueMin: params.prewarmValueMin ?? PREWARM_VALUE_MIN_DEFAULT,
   };
   if (!(r.keepAliveMs >= 0)) throw invalidArgument('keepAliveMs', r.keepAliveMs, 'ms >= 0');
   if (!(r.concurrencyTarget > 0)) throw invalidArgument('concurrencyTarget', r.concurrencyTarget, '> 0');
   if (!Number.isInteger(r.maxReplicas) || r.maxReplicas < 1)
     throw invalidArgument('maxReplicas', r.maxReplicas, 'an integer >= 1');
   if (!(r.intervalMs > 0)) throw invalidArgument('intervalMs', r.intervalMs, 'ms > 0');
-  if (!(r.loadChanceMin > 0 && r.loadChanceMin <= 1))
-    throw invalidArgument('loadChanceMin', r.loadChanceMin, 'a fraction in (0, 1]');
+  if (!(r.keepValueMin >= 0)) throw invalidArgument('keepValueMin', r.keepValueMin, '>= 0');
+  if (!(r.prewarmValueMin >= 0)) throw invalidArgument('prewarmValueMin', r.prewarmValueMin, '>= 0');
   if (!(r.prewarmEvictRatio >= 0 && r.prewarmEvictRatio <= 1))
     throw invalidArgument('prewarmEvictRatio', r.prewarmEvictRatio, 'a fraction in [0, 1]');
   return r;
@@ -187,15 +200,86 @@ export function loadChance(m: ServerlessModelView, nowMs: number, intervalMs: nu
 }
 
 /**
- * Switchyard's count: the demand while requests are in the system; otherwise one instance when a
- * request is likely (>= loadChanceMin) before a cold start could finish — kept loaded if it is,
- * started ahead (pre-warmed) if it is not — and none when unlikely. With too little history to
- * forecast, the fixed keep-alive.
+ * Requests one cold start of `m` makes wait: the first, and those arriving at the model's busy pace
+ * during its start-up.
  */
-function forecastReplicas(m: ServerlessModelView, nowMs: number, p: Resolved): number {
-  if (m.inSystem > 0) return Math.max(1, demand(m, p));
-  if (m.arrivals.count < p.forecastGapsMin) return fixedKeepAlive(m, p);
-  return loadChance(m, nowMs, p.intervalMs) >= p.loadChanceMin ? 1 : 0;
+export function coldRequestsPerStart(m: ServerlessModelView): number {
+  return 1 + m.arrivals.burstRate() * m.startupMs;
+}
+
+/**
+ * What keeping one instance of `m` loaded over the next start-up is worth, in cold requests avoided
+ * per GPU: the chance of a request before a restart could finish (popularity) times the requests a
+ * cold start makes wait (which grows with the load time), over the GPUs it holds.
+ */
+export function keepValue(m: ServerlessModelView, nowMs: number, intervalMs: number): number {
+  return (loadChance(m, nowMs, intervalMs) * coldRequestsPerStart(m)) / m.gpus;
+}
+
+/**
+ * The idle GPUs the fixed keep-alive would hold now past a pause within a burst (every model with
+ * no request in the system and one between IDLE_GAP_MIN_MS and the keep-alive ago), smoothed over the keep-alive (an exponential average), so the budget
+ * moves with the traffic rather than tick by tick.
+ */
+class IdleBudget {
+  private gpus = 0;
+  private lastMs: number | undefined;
+
+  constructor(private readonly windowMs: number) {}
+
+  update(models: readonly ServerlessModelView[], nowMs: number, keepAliveMs: number): number {
+    let now = 0;
+    for (const m of models) {
+      if (m.inSystem === 0 && m.idleMs >= IDLE_GAP_MIN_MS && m.idleMs < keepAliveMs) now += m.gpus;
+    }
+    const dt = this.lastMs === undefined ? Number.POSITIVE_INFINITY : nowMs - this.lastMs;
+    const keep = this.windowMs > 0 ? Math.exp(-dt / this.windowMs) : 0;
+    this.gpus = keep * this.gpus + (1 - keep) * now;
+    this.lastMs = nowMs;
+    return this.gpus;
+  }
+}
+
+/**
+ * Switchyard's plan. Models with requests get what the requests need. The idle GPUs the fixed
+ * keep-alive would hold (its budget, smoothed) go first to the loaded idle models worth the most
+ * (keepValue at least keepValueMin), then, if some budget is left, to stopped models worth at least
+ * prewarmValueMin (pre-warming). A loaded model goes before a stopped one whatever their values, so
+ * a pre-warm never displaces a loaded model (each swap would pay a start-up). A model with too
+ * little history to forecast keeps the fixed keep-alive, out of the same budget.
+ */
+function forecastPlan(
+  models: readonly ServerlessModelView[],
+  nowMs: number,
+  p: Resolved,
+  budget: IdleBudget,
+): number[] {
+  let left = budget.update(models, nowMs, p.keepAliveMs);
+  const out = models.map(() => 0);
+  const ranked: { i: number; value: number; loaded: boolean }[] = [];
+  for (const [i, m] of models.entries()) {
+    if (m.inSystem > 0) {
+      out[i] = Math.max(1, demand(m, p));
+    } else if (m.active > 0 && m.idleMs < IDLE_GAP_MIN_MS) {
+      // A pause within a burst: kept, as the fixed keep-alive keeps it, outside the budget.
+      out[i] = 1;
+    } else if (m.arrivals.count < p.forecastGapsMin) {
+      out[i] = fixedKeepAlive(m, p);
+      left -= out[i] * m.gpus;
+    } else {
+      const value = keepValue(m, nowMs, p.intervalMs);
+      const loaded = m.active > 0;
+      if (value >= (loaded ? p.keepValueMin : p.prewarmValueMin)) ranked.push({ i, value, loaded });
+    }
+  }
+  ranked.sort((a, b) => Number(b.loaded) - Number(a.loaded) || b.value - a.value || a.i - b.i);
+  for (const { i } of ranked) {
+    const gpus = (models[i] as ServerlessModelView).gpus;
+    if (gpus > left + 0.5) continue;
+    out[i] = 1;
+    left -= gpus;
+  }
+  return out;
 }
 
 /** ServerlessLLM's victims: idle instances, least recently used first (ties by instance id). */
@@ -206,17 +290,10 @@ function leastRecentlyUsed(candidates: readonly VictimCandidate[]): VictimCandid
 }
 
 /**
- * What keeping an instance of `m` loaded is worth: the chance of a request before a restart could
- * finish times the restart's time (load time x popularity), per GPU it holds.
- */
-export function keepValue(m: ServerlessModelView, nowMs: number, intervalMs: number): number {
-  return (loadChance(m, nowMs, intervalMs) * m.startupMs) / m.gpus;
-}
-
-/**
- * Switchyard's victims: the cheapest to lose first (keepValue, ties by instance id). A start with
- * requests waiting may stop any idle instance; a pre-warm only those worth less than
- * prewarmEvictRatio of the model it warms.
+ * Switchyard's victims: the cheapest to lose first (keepValue: load time x popularity, ties by
+ * instance id), and only those worth less than what the start gains: for a model with requests
+ * waiting, the requests it expects over one start-up (those held and those coming at its busy pace)
+ * per GPU; for a pre-warm, prewarmEvictRatio of its own keepValue.
  */
 function cheapestVictims(
   candidates: readonly VictimCandidate[],
@@ -225,12 +302,12 @@ function cheapestVictims(
   p: Resolved,
 ): VictimCandidate[] {
   const valued = candidates.map((c) => ({ c, value: keepValue(c.model, nowMs, p.intervalMs) }));
-  const limit =
+  const gain =
     forModel.held > 0
-      ? Number.POSITIVE_INFINITY
+      ? (forModel.held + forModel.arrivals.burstRate() * forModel.startupMs) / forModel.gpus
       : keepValue(forModel, nowMs, p.intervalMs) * p.prewarmEvictRatio;
   return valued
-    .filter((v) => v.value < limit)
+    .filter((v) => v.value < gain)
     .sort((a, b) => a.value - b.value || compareStrings(a.c.instanceId, b.c.instanceId))
     .map((v) => v.c);
 }
