@@ -76,14 +76,24 @@ async function serve(extra: readonly string[], timeScale = '0.01'): Promise<Serv
   };
 }
 
-async function chat(url: string, model: string, maxTokens = 4): Promise<number> {
+async function chat(url: string, model: string, maxTokens = 4, signal?: AbortSignal): Promise<number> {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }], max_tokens: maxTokens }),
+    ...(signal === undefined ? {} : { signal }),
   });
   await res.arrayBuffer();
   return res.status;
+}
+
+/** A request the client gives up on: 'aborted' once it does (the gateway then ends it upstream). */
+async function abandoned(url: string, model: string, signal: AbortSignal): Promise<number | 'aborted'> {
+  try {
+    return await chat(url, model, 20_000, signal);
+  } catch {
+    return 'aborted';
+  }
 }
 
 interface Eviction {
@@ -188,8 +198,10 @@ describe('serve --max-loaded-models', { concurrency: 3 }, () => {
     assert.equal(m.get('switchyard_model_evictions_total{model="b",reason="cost-aware"}'), 1);
     assert.equal(m.get('switchyard_loaded_models'), 2);
 
-    // Both loaded models busy with a long request: b is held and nothing is evicted ...
-    const long = [chat(s.url, 'a', 2500), chat(s.url, 'c', 2500)];
+    // Both loaded models busy with a request far longer than the test (about 24 s of tokens): b is
+    // held and nothing is evicted, however slow the machine ...
+    const client = new AbortController();
+    const long = [abandoned(s.url, 'a', client.signal), abandoned(s.url, 'c', client.signal)];
     await waitFor('a and c busy', async () => {
       const figures = (await capStats(s.url)).models;
       return figures['a']?.inSystem === 1 && figures['c']?.inSystem === 1;
@@ -199,8 +211,10 @@ describe('serve --max-loaded-models', { concurrency: 3 }, () => {
     const busy = await capStats(s.url);
     assert.deepEqual(busy.loaded, ['a', 'c']);
     assert.equal(busy.recentEvictions.length, 1, 'no busy model was evicted');
-    // ... until one of them turns idle: it is evicted for b, and every request is answered.
-    assert.deepEqual(await Promise.all([...long, held]), [200, 200, 200]);
+    // ... until their clients leave and a and c turn idle: one is evicted for b, which is answered.
+    client.abort();
+    assert.deepEqual(await Promise.all(long), ['aborted', 'aborted']);
+    assert.equal(await held, 200);
     const last = (await capStats(s.url)).recentEvictions[0] as Eviction;
     assert.equal(last.for, 'b');
     assert.ok(['a', 'c'].includes(last.model), last.model);
