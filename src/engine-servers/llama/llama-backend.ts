@@ -336,18 +336,25 @@ export class LlamaBackend implements EngineBackend {
   /**
    * Loads the model and creates the context. Never builds or downloads llama.cpp: the prebuilt CPU
    * binary must be installed. Throws SY_ERR_INVALID_ARGUMENT naming the model path when the file is
-   * not a model llama.cpp can load.
+   * not a model llama.cpp can load. A `runtime` given (a standby engine's) is the backend's from then
+   * on: closed with it, or freed when the open fails; without one, open starts its own.
    */
   static async open(options: LlamaBackendOptions, runtime?: LlamaRuntime): Promise<LlamaBackend> {
-    checkGgufHeader(options.modelPath);
     const sequences = options.sequences ?? SEQUENCES_DEFAULT;
-    for (const [name, value] of [
-      ['threads', options.threads ?? 1],
-      ['sequences', sequences],
-      ['contextSize', options.contextSize ?? 1],
-      ['maxWaiting', options.maxWaiting ?? 1],
-    ] as const) {
-      checkPositiveInt(name, value);
+    try {
+      checkGgufHeader(options.modelPath);
+      for (const [name, value] of [
+        ['threads', options.threads ?? 1],
+        ['sequences', sequences],
+        ['contextSize', options.contextSize ?? 1],
+        ['maxWaiting', options.maxWaiting ?? 1],
+      ] as const) {
+        checkPositiveInt(name, value);
+      }
+    } catch (error) {
+      // The runtime handed over is this call's to free, whatever happens.
+      await runtime?.dispose();
+      throw error;
     }
     const log = options.log ?? logToStderr;
     const startup = options.startup ?? new StartupClock();
