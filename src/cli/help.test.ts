@@ -37,8 +37,8 @@ function descriptionLines(help: string): string[] {
 }
 
 for (const width of [80, 120]) {
-  test(`every command's description fills its lines at ${width} columns (no break mid-sentence)`, () => {
-    for (const cmd of allCommands(buildProgram())) {
+  test(`every command's description fills its lines at ${width} columns (no break mid-sentence)`, async () => {
+    for (const cmd of allCommands(await buildProgram())) {
       cmd.configureHelp(helpConfiguration(width));
       const lines = descriptionLines(cmd.helpInformation());
       assert.ok(lines.length > 0, `${cmd.name()} has a description`);

@@ -1,19 +1,34 @@
 import { Command, CommanderError } from 'commander';
 import { SwitchyardError } from '../core/errors.ts';
-import { registerBenchCommand } from './bench-command.ts';
-import { registerDemoCommand } from './demo-command.ts';
-import { registerEngineCommand } from './engine-command.ts';
-import { registerFidelityCommand } from './fidelity.ts';
 import { helpConfiguration } from './help.ts';
-import { registerPlanGpusCommand } from './plan-gpus-command.ts';
-import { registerServeCommand } from './serve-command.ts';
-import { registerSimCommand } from './sim-command.ts';
 
 /** Exit code of a usage error (a bad flag, a bad config): the same in every command. */
 export const USAGE_EXIT_CODE = 2;
 
-/** Builds the `switchyard` program. Exported for tests. */
-export function buildProgram(): Command {
+/** Adds one subcommand to the program. */
+type RegisterCommand = (program: Command) => void;
+
+/**
+ * Each subcommand's module, in `--help` order, imported only when the program needs it. A command
+ * runs with its own module alone: every engine child of `serve` starts through this CLI, and loading
+ * the twin, the gateway and the benches it never uses cost an engine start 0.3-0.4 s (measured with
+ * the llama engine's start-up stages, docs/serverless.md).
+ */
+const COMMANDS: ReadonlyMap<string, () => Promise<RegisterCommand>> = new Map([
+  ['sim', async () => (await import('./sim-command.ts')).registerSimCommand],
+  ['demo', async () => (await import('./demo-command.ts')).registerDemoCommand],
+  ['serve', async () => (await import('./serve-command.ts')).registerServeCommand],
+  ['engine', async () => (await import('./engine-command.ts')).registerEngineCommand],
+  ['bench', async () => (await import('./bench-command.ts')).registerBenchCommand],
+  ['fidelity', async () => (await import('./fidelity.ts')).registerFidelityCommand],
+  ['plan-gpus', async () => (await import('./plan-gpus-command.ts')).registerPlanGpusCommand],
+]);
+
+/**
+ * Builds the `switchyard` program: with `only`, just that subcommand (enough to run it and print
+ * its own help); otherwise all of them (top-level help, an unknown command). Exported for tests.
+ */
+export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command('switchyard')
     .description(
       'Switchyard runs LLM serving clusters. The twin (`sim`) replays traces on a modelled cluster with ' +
@@ -24,14 +39,15 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerSimCommand(program);
-  registerDemoCommand(program);
-  registerServeCommand(program);
-  registerEngineCommand(program);
-  registerBenchCommand(program);
-  registerFidelityCommand(program);
-  registerPlanGpusCommand(program);
+  const loaders = only === undefined ? [...COMMANDS.values()] : [COMMANDS.get(only)];
+  for (const load of loaders) if (load !== undefined) (await load())(program);
   return program;
+}
+
+/** The subcommand `argv` (node, script, args...) names, when its first argument is one. */
+function commandOf(argv: readonly string[]): string | undefined {
+  const first = argv[2];
+  return first !== undefined && COMMANDS.has(first) ? first : undefined;
 }
 
 /**
@@ -52,7 +68,7 @@ function exitQuietlyWhenStdoutCloses(): void {
 /** Runs the CLI; returns the exit code. Handled errors print one line, never a stack trace. */
 export async function main(argv: readonly string[]): Promise<number> {
   exitQuietlyWhenStdoutCloses();
-  const program = buildProgram();
+  const program = await buildProgram(commandOf(argv));
   try {
     await program.parseAsync([...argv]);
     return 0;
