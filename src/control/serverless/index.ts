@@ -7,6 +7,7 @@ export {
   PRIOR_WEIGHT_GAPS,
 } from './forecast.ts';
 export {
+  BURST_PAUSE_GAPS,
   CONCURRENCY_TARGET_DEFAULT,
   coldRequestsPerStart,
   createServerlessPolicy,
@@ -19,6 +20,7 @@ export {
   type NodeChoiceRule,
   PREWARM_EVICT_RATIO_DEFAULT,
   PREWARM_VALUE_MIN_DEFAULT,
+  pausedInBurst,
   SERVERLESS_POLICY_NAMES,
   type ServerlessModelView,
   type ServerlessParams,

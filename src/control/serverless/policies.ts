@@ -137,7 +137,7 @@ export function createServerlessPolicy(name: string, params: ServerlessParams = 
         victims: (candidates, forModel) => (forModel.held > 0 ? leastRecentlyUsed(candidates) : []),
       };
     case 'switchyard': {
-      const budget = new IdleBudget(p.keepAliveMs);
+      const budget = new IdleAccount();
       return {
         name,
         nodeChoice: 'startup-aware',
@@ -207,6 +207,19 @@ export function coldRequestsPerStart(m: ServerlessModelView): number {
   return 1 + m.arrivals.burstRate() * m.startupMs;
 }
 
+/** Gaps of its own pace (median gap) an idle model is still taken to be within a burst. */
+export const BURST_PAUSE_GAPS = 3;
+
+/**
+ * Whether an idle model is only pausing within a burst: idle for less than IDLE_GAP_MIN_MS or
+ * BURST_PAUSE_GAPS of its median gap, whichever is longer.
+ */
+export function pausedInBurst(m: ServerlessModelView): boolean {
+  const rate = m.arrivals.burstRate();
+  const pauseMs = Math.max(IDLE_GAP_MIN_MS, rate > 0 ? BURST_PAUSE_GAPS / rate : 0);
+  return m.idleMs < pauseMs;
+}
+
 /**
  * What keeping one instance of `m` loaded over the next start-up is worth, in cold requests avoided
  * per GPU: the chance of a request before a restart could finish (popularity) times the requests a
@@ -217,32 +230,43 @@ export function keepValue(m: ServerlessModelView, nowMs: number, intervalMs: num
 }
 
 /**
- * The idle GPUs the fixed keep-alive would hold now past a pause within a burst (every model with
- * no request in the system and one between IDLE_GAP_MIN_MS and the keep-alive ago), smoothed over the keep-alive (an exponential average), so the budget
- * moves with the traffic rather than tick by tick.
+ * Switchyard's idle-GPU account, in GPU-ms: credited with the idle GPUs the fixed keep-alive would
+ * hold (every model with no request in the system, past a pause within a burst and within the
+ * keep-alive of its last one), debited with the idle GPUs Switchyard holds, both over the time since
+ * the last decision. Spending it keeps Switchyard's idle GPU time level with the fixed keep-alive's,
+ * so the comparison is at equal GPU-seconds; it is bounded to one keep-alive's worth of every GPU
+ * either way, so an old surplus or debt does not decide the present.
  */
-class IdleBudget {
-  private gpus = 0;
+class IdleAccount {
+  private creditGpuMs = 0;
   private lastMs: number | undefined;
+  private heldIdleGpus = 0;
 
-  constructor(private readonly windowMs: number) {}
-
-  update(models: readonly ServerlessModelView[], nowMs: number, keepAliveMs: number): number {
-    let now = 0;
+  /** The idle GPUs Switchyard may hold from now to the next decision. */
+  allowance(models: readonly ServerlessModelView[], nowMs: number, keepAliveMs: number): number {
+    let fixedIdle = 0;
+    let totalGpus = 0;
     for (const m of models) {
-      if (m.inSystem === 0 && m.idleMs >= IDLE_GAP_MIN_MS && m.idleMs < keepAliveMs) now += m.gpus;
+      totalGpus += m.gpus;
+      if (m.inSystem === 0 && !pausedInBurst(m) && m.idleMs < keepAliveMs) fixedIdle += m.gpus;
     }
-    const dt = this.lastMs === undefined ? Number.POSITIVE_INFINITY : nowMs - this.lastMs;
-    const keep = this.windowMs > 0 ? Math.exp(-dt / this.windowMs) : 0;
-    this.gpus = keep * this.gpus + (1 - keep) * now;
+    const dt = this.lastMs === undefined ? 0 : nowMs - this.lastMs;
+    const boundGpuMs = Math.max(1, keepAliveMs) * totalGpus;
+    this.creditGpuMs += dt * (fixedIdle - this.heldIdleGpus);
+    this.creditGpuMs = Math.max(-boundGpuMs, Math.min(boundGpuMs, this.creditGpuMs));
     this.lastMs = nowMs;
-    return this.gpus;
+    return fixedIdle + this.creditGpuMs / Math.max(1, keepAliveMs);
+  }
+
+  /** The idle GPUs the plan holds until the next decision. */
+  holding(gpus: number): void {
+    this.heldIdleGpus = gpus;
   }
 }
 
 /**
- * Switchyard's plan. Models with requests get what the requests need. The idle GPUs the fixed
- * keep-alive would hold (its budget, smoothed) go first to the loaded idle models worth the most
+ * Switchyard's plan. Models with requests get what the requests need, and so do models pausing
+ * within a burst. The idle GPUs the fixed keep-alive would hold (the account's allowance) go first to the loaded idle models worth the most
  * (keepValue at least keepValueMin), then, if some budget is left, to stopped models worth at least
  * prewarmValueMin (pre-warming). A loaded model goes before a stopped one whatever their values, so
  * a pre-warm never displaces a loaded model (each swap would pay a start-up). A model with too
@@ -252,15 +276,16 @@ function forecastPlan(
   models: readonly ServerlessModelView[],
   nowMs: number,
   p: Resolved,
-  budget: IdleBudget,
+  budget: IdleAccount,
 ): number[] {
-  let left = budget.update(models, nowMs, p.keepAliveMs);
+  const allowance = budget.allowance(models, nowMs, p.keepAliveMs);
+  let left = allowance;
   const out = models.map(() => 0);
   const ranked: { i: number; value: number; loaded: boolean }[] = [];
   for (const [i, m] of models.entries()) {
     if (m.inSystem > 0) {
       out[i] = Math.max(1, demand(m, p));
-    } else if (m.active > 0 && m.idleMs < IDLE_GAP_MIN_MS) {
+    } else if (m.active > 0 && pausedInBurst(m)) {
       // A pause within a burst: kept, as the fixed keep-alive keeps it, outside the budget.
       out[i] = 1;
     } else if (m.arrivals.count < p.forecastGapsMin) {
@@ -279,6 +304,7 @@ function forecastPlan(
     out[i] = 1;
     left -= gpus;
   }
+  budget.holding(allowance - left);
   return out;
 }
 
@@ -290,8 +316,9 @@ function leastRecentlyUsed(candidates: readonly VictimCandidate[]): VictimCandid
 }
 
 /**
- * Switchyard's victims: the cheapest to lose first (keepValue: load time x popularity, ties by
- * instance id), and only those worth less than what the start gains: for a model with requests
+ * Switchyard's victims: instances idle for an idle period (not a pause within a burst), the
+ * cheapest to lose first (keepValue: load time x popularity, ties by instance id), and only those
+ * worth less than what the start gains: for a model with requests
  * waiting, the requests it expects over one start-up (those held and those coming at its busy pace)
  * per GPU; for a pre-warm, prewarmEvictRatio of its own keepValue.
  */
@@ -301,7 +328,10 @@ function cheapestVictims(
   nowMs: number,
   p: Resolved,
 ): VictimCandidate[] {
-  const valued = candidates.map((c) => ({ c, value: keepValue(c.model, nowMs, p.intervalMs) }));
+  // An instance paused within a burst is as good as busy: stopping it only moves the cold start.
+  const valued = candidates
+    .filter((c) => !pausedInBurst(c.model))
+    .map((c) => ({ c, value: keepValue(c.model, nowMs, p.intervalMs) }));
   const gain =
     forModel.held > 0
       ? (forModel.held + forModel.arrivals.burstRate() * forModel.startupMs) / forModel.gpus
