@@ -212,12 +212,13 @@ export const BURST_PAUSE_GAPS = 3;
 
 /**
  * Whether an idle model is only pausing within a burst: idle for less than IDLE_GAP_MIN_MS or
- * BURST_PAUSE_GAPS of its median gap, whichever is longer.
+ * BURST_PAUSE_GAPS of its median gap, whichever is longer, and never past the keep-alive (a model
+ * asked once an hour is not "in a burst" for three hours).
  */
-export function pausedInBurst(m: ServerlessModelView): boolean {
+export function pausedInBurst(m: ServerlessModelView, keepAliveMs: number): boolean {
   const rate = m.arrivals.burstRate();
   const pauseMs = Math.max(IDLE_GAP_MIN_MS, rate > 0 ? BURST_PAUSE_GAPS / rate : 0);
-  return m.idleMs < pauseMs;
+  return m.idleMs < Math.min(keepAliveMs, pauseMs);
 }
 
 /**
@@ -231,8 +232,7 @@ export function keepValue(m: ServerlessModelView, nowMs: number, intervalMs: num
 
 /**
  * Switchyard's idle-GPU account, in GPU-ms: credited with the idle GPUs the fixed keep-alive would
- * hold (every model with no request in the system, past a pause within a burst and within the
- * keep-alive of its last one), debited with the idle GPUs Switchyard holds, both over the time since
+ * hold (every model with no request in the system and one within the keep-alive), debited with the idle GPUs Switchyard holds, both over the time since
  * the last decision. Spending it keeps Switchyard's idle GPU time level with the fixed keep-alive's,
  * so the comparison is at equal GPU-seconds; it is bounded to one keep-alive's worth of every GPU
  * either way, so an old surplus or debt does not decide the present.
@@ -248,7 +248,7 @@ class IdleAccount {
     let totalGpus = 0;
     for (const m of models) {
       totalGpus += m.gpus;
-      if (m.inSystem === 0 && !pausedInBurst(m) && m.idleMs < keepAliveMs) fixedIdle += m.gpus;
+      if (m.inSystem === 0 && m.idleMs < keepAliveMs) fixedIdle += m.gpus;
     }
     const dt = this.lastMs === undefined ? 0 : nowMs - this.lastMs;
     const boundGpuMs = Math.max(1, keepAliveMs) * totalGpus;
@@ -285,24 +285,28 @@ function forecastPlan(
   for (const [i, m] of models.entries()) {
     if (m.inSystem > 0) {
       out[i] = Math.max(1, demand(m, p));
-    } else if (m.active > 0 && pausedInBurst(m)) {
-      // A pause within a burst: kept, as the fixed keep-alive keeps it, outside the budget.
-      out[i] = 1;
     } else if (m.arrivals.count < p.forecastGapsMin) {
       out[i] = fixedKeepAlive(m, p);
       left -= out[i] * m.gpus;
     } else {
       const value = keepValue(m, nowMs, p.intervalMs);
       const loaded = m.active > 0;
-      if (value >= (loaded ? p.keepValueMin : p.prewarmValueMin)) ranked.push({ i, value, loaded });
+      if (loaded && pausedInBurst(m, p.keepAliveMs) && value >= p.keepValueMin) {
+        // A pause within a burst: kept first, whatever the account says (it is still debited).
+        out[i] = 1;
+        left -= m.gpus;
+      } else if (value >= (loaded ? p.keepValueMin : p.prewarmValueMin)) {
+        ranked.push({ i, value, loaded });
+      }
     }
   }
   ranked.sort((a, b) => Number(b.loaded) - Number(a.loaded) || b.value - a.value || a.i - b.i);
+  // While any allowance is left a model is taken whole: the account carries the overdraft (at most
+  // one instance's GPUs for one decision) and repays it from later credit.
   for (const { i } of ranked) {
-    const gpus = (models[i] as ServerlessModelView).gpus;
-    if (gpus > left + 0.5) continue;
+    if (left <= 0) break;
     out[i] = 1;
-    left -= gpus;
+    left -= (models[i] as ServerlessModelView).gpus;
   }
   budget.holding(allowance - left);
   return out;
@@ -330,7 +334,7 @@ function cheapestVictims(
 ): VictimCandidate[] {
   // An instance paused within a burst is as good as busy: stopping it only moves the cold start.
   const valued = candidates
-    .filter((c) => !pausedInBurst(c.model))
+    .filter((c) => !pausedInBurst(c.model, p.keepAliveMs))
     .map((c) => ({ c, value: keepValue(c.model, nowMs, p.intervalMs) }));
   const gain =
     forModel.held > 0
