@@ -165,19 +165,30 @@ requests; *p99 with refused* counts each refused request as slower than any serv
 ${sections.join('\n')}
 ## Reading the figures
 
-- With ~44 s of engine initialisation per start, TTFT p99 is a cold start's time as soon as more than 1%
-  of requests are cold, whatever the policy: a request arriving while its model starts waits for the
-  rest of the start-up, and every request of a burst that arrives in those ~45 s is cold. In every
-  setting here the cold share is well above 1% under all three policies, so p99 stays a start-up time
-  and the 0.5x target is not met. The policies differ in how many requests are cold (p50, cold count)
-  and in how many are refused, at about equal GPU-hours.
-- Where more models are active at once than the GPUs hold (D, and B on 8 GPUs), the fixed keep-alive
-  never frees a GPU for a waiting model, so requests wait out the buffer and are refused; ServerlessLLM's
-  LRU stops instances that are only between two requests of a burst, which then cold-start again
-  (thrashing: nearly every request cold). Switchyard stops only instances idle past a pause and worth
-  less than the waiting model's requests.
+- **The 0.5x target is not met in any setting.** With ~44 s of engine initialisation per start, TTFT p99
+  is a start-up time as soon as more than 1% of requests are cold, and here more than 1% are cold under
+  every policy: a burst's first ~45 s of requests wait for its model to start, whoever keeps what, and
+  with 32-64 models on 8-16 GPUs most bursts begin on a model that is not loaded. No keep-alive or
+  pre-warming rule predicts the start of a memoryless on-period; keeping every such model loaded would
+  take more GPUs than the cluster has (and more GPU-seconds than the baselines).
+- **A: the cluster holds the active models.** Switchyard has 9% fewer cold requests than the better
+  baseline at 0.996x its GPU-hours, by keeping the idle models whose next burst is likely and costly
+  (popular ones) and releasing sooner those that are not; p99 is unchanged (23% of requests are cold).
+- **B and D: more models active at once than the GPUs hold.** The fixed keep-alive never frees a GPU for
+  a waiting model, so requests wait out the buffer and are refused (22% in B, 33% in D). ServerlessLLM's
+  LRU stops instances that are only between two requests of a burst, which then start again: thrashing
+  (87% and 96% of requests cold). Switchyard stops only instances idle past a pause and worth less than
+  the waiting requests: in B it refuses half as many as keep-alive (4,150 against 8,059) at the cost of
+  more cold requests; in D it has 56% fewer cold requests than ServerlessLLM but refuses 9% (ServerlessLLM
+  0.1%), so its p99 counting refusals is worse there. Which is better depends on whether a refused request
+  (retried by the client) or a 45 s wait is worse; neither meets an interactive SLO.
+- **C: a steep popularity at a low rate.** The few busy models stay loaded under all three; Switchyard's
+  early releases and pre-warms of the rare ones gain nothing here (350 cold requests against 321).
 - Loads come mostly from DRAM once a model has run on a node (its weights stay cached there), so the
   start-up-aware node choice saves a few seconds per start against ~44 s of engine init.
+- What would move p99: cutting the start-up itself (sleep mode keeping weights in GPU memory, cached
+  CUDA graphs, a standby engine process: docs/serverless.md "Fast loading"), or serving fine-tunes as
+  adapters on a loaded base; neither is modelled in these runs.
 `;
 }
 
