@@ -3,10 +3,14 @@
  * port, for the local actuator (src/control/local-actuator.ts): the child is supervised by
  * `startLocalEngines` (one engine, with its restart policy), and the launch resolves only once the
  * engine also answers its health check, so the gateway never gets a backend that cannot answer.
+ * With `standby` (llama only), a launch first takes a standby engine from the node's pool
+ * (src/adapters/standby-engines.ts) and hands it the model; only when none is waiting does it
+ * spawn a fresh engine.
  */
 import type { EngineLauncher, LaunchedEngine } from '../control/local-actuator.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { type RestartPolicy, startLocalEngines } from './local-engines.ts';
+import type { StandbyEngines } from './standby-engines.ts';
 
 /** Time between health probes of a starting engine. */
 export const HEALTH_POLL_MS = 100;
@@ -27,14 +31,41 @@ export interface LocalEngineLauncherOptions {
   readonly log?: (line: string) => void;
   /** A ready engine of slot `index` exited, or its supervisor gave up restarting it (`gaveUp`). */
   onExit?(index: number, gaveUp: boolean): void;
+  /** Hand cold starts to this pool's standby engines (llama): the GGUF and the name requests use. */
+  readonly standby?: {
+    readonly pool: StandbyEngines;
+    readonly model: string;
+    readonly servedModelName: string;
+  };
+}
+
+/** How each launch came up, for /stats: handed to a standby engine, or a fresh process. */
+export interface LaunchCounts {
+  standby: number;
+  fresh: number;
 }
 
 /** A launcher of local child engines. */
-export function localEngineLauncher(options: LocalEngineLauncherOptions): EngineLauncher {
+export function localEngineLauncher(
+  options: LocalEngineLauncherOptions,
+  counts: LaunchCounts = { standby: 0, fresh: 0 },
+): EngineLauncher {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   return {
     async launch(index: number): Promise<LaunchedEngine> {
       const startMs = performance.now();
+      const taken = options.standby?.pool.take();
+      if (taken !== undefined && options.standby !== undefined) {
+        counts.standby++;
+        log(`[engine ${index}] handed to standby engine (pid ${taken.pid})`);
+        const { model, servedModelName } = options.standby;
+        // Not restarted in place: a handed engine that dies is lost, and the next request starts another.
+        const engine = await taken.hand({ model, servedModelName }, options.startTimeoutMs, () =>
+          options.onExit?.(index, true),
+        );
+        return healthy(engine, options, startMs);
+      }
+      counts.fresh++;
       const engines = await startLocalEngines({
         count: 1,
         engine: options.engine,
@@ -46,24 +77,37 @@ export function localEngineLauncher(options: LocalEngineLauncherOptions): Engine
         onGiveUp: () => options.onExit?.(index, true),
       });
       const engine = engines.engines[0] as (typeof engines.engines)[number];
-      const leftMs = options.startTimeoutMs - (performance.now() - startMs);
-      try {
-        await waitHealthy(engine.url + (options.healthPath ?? '/health'), leftMs);
-      } catch (error) {
-        await engines.stop();
-        throw error;
-      }
-      return {
-        url: engine.url,
-        kvEvents: engine.kvEvents,
-        model: engine.model,
-        get pid() {
-          return engine.pid;
+      return healthy(
+        {
+          url: engine.url,
+          kvEvents: engine.kvEvents,
+          model: engine.model,
+          get pid() {
+            return engine.pid;
+          },
+          stop: () => engines.stop(),
         },
-        stop: () => engines.stop(),
-      };
+        options,
+        startMs,
+      );
     },
   };
+}
+
+/** Resolves with `engine` once it answers its health check (stopping it when it never does). */
+async function healthy(
+  engine: LaunchedEngine,
+  options: LocalEngineLauncherOptions,
+  startMs: number,
+): Promise<LaunchedEngine> {
+  const leftMs = options.startTimeoutMs - (performance.now() - startMs);
+  try {
+    await waitHealthy(engine.url + (options.healthPath ?? '/health'), leftMs);
+  } catch (error) {
+    await engine.stop();
+    throw error;
+  }
+  return engine;
 }
 
 /** Probes `url` every HEALTH_POLL_MS until it answers 2xx; throws SY_ERR_UPSTREAM after `timeoutMs`. */

@@ -12,11 +12,35 @@
  * buffer: from the page cache it costs a memory copy (about 30 ms per 600 MB here), from disk the
  * disk's sequential bandwidth. Nothing is pinned: under memory pressure the kernel may still evict.
  */
+import { readFileSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
+import { freemem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 
 /** Bytes read per call by default: large enough for full sequential bandwidth, small enough to share. */
 export const PRE_READ_CHUNK_BYTES_DEFAULT = 4 << 20;
+
+/** Share of MemAvailable a node's warm cache takes by default: the rest is for engines and the OS. */
+export const WARM_CACHE_SHARE_DEFAULT = 0.25;
+/** Most bytes a node's warm cache takes by default, however much memory is free. */
+export const WARM_CACHE_BYTES_MAX_DEFAULT = 16 * 2 ** 30;
+
+/**
+ * The default budget of a node's warm cache: WARM_CACHE_SHARE_DEFAULT of MemAvailable (from
+ * /proc/meminfo, which counts reclaimable page cache; elsewhere os.freemem()), at most
+ * WARM_CACHE_BYTES_MAX_DEFAULT. `meminfo` is for tests.
+ */
+export function warmCacheBytesDefault(meminfo?: string): number {
+  let availableBytes = freemem();
+  try {
+    const text = meminfo ?? readFileSync('/proc/meminfo', 'utf8');
+    const match = /^MemAvailable:\s+(\d+) kB$/m.exec(text);
+    if (match !== null) availableBytes = Number(match[1]) * 1024;
+  } catch {
+    // No /proc (not Linux): freemem() it is.
+  }
+  return Math.min(WARM_CACHE_BYTES_MAX_DEFAULT, Math.floor(availableBytes * WARM_CACHE_SHARE_DEFAULT));
+}
 
 /** What a pre-read did. */
 export interface PreReadResult {
@@ -81,6 +105,8 @@ export type WarmOutcome =
  * dropped from the set (no longer re-read; the kernel evicts them when it needs the memory).
  */
 export class ModelWarmer {
+  /** Files read in by `warm` (refreshes not counted). */
+  warms = 0;
   private readonly keptBytes = new Map<string, number>();
   private readonly sizeOf: (path: string) => Promise<number>;
   private readonly read: (path: string) => Promise<unknown>;
@@ -91,6 +117,11 @@ export class ModelWarmer {
     this.sizeOf = options.sizeOf ?? (async (path) => (await stat(path)).size);
     const chunkBytes = options.chunkBytes ?? PRE_READ_CHUNK_BYTES_DEFAULT;
     this.read = options.read ?? ((path) => preReadFile(path, { chunkBytes }));
+  }
+
+  /** The budget this warmer keeps within. */
+  get budgetBytes(): number {
+    return this.options.budgetBytes;
   }
 
   /** The files kept warm, least recently warmed first. */
@@ -119,6 +150,7 @@ export class ModelWarmer {
       total -= otherBytes;
     }
     this.keptBytes.set(path, bytes);
+    this.warms++;
     await this.read(path);
     return { warmed: true, bytes, dropped };
   }

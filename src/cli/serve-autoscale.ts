@@ -7,9 +7,11 @@
  * model's runner, which starts an engine at once; past the keep-alive the engines stop again. With
  * `--max-loaded-models N` a LoadedModelCap (src/control/loaded-model-cap.ts) keeps at most N models
  * loaded: a start beyond it evicts an idle model (`--eviction`) or waits for one to turn idle.
- * Settings come from the config's `autoscaler` block and flags.
+ * Llama engines start fast from zero (src/cli/serve-warm.ts): a cold start is handed to a standby
+ * engine (`--standby-engines`) and the GGUFs of stopped models stay in the page cache
+ * (`--warm-cache-mb`). Settings come from the config's `autoscaler` block and flags.
  */
-import { localEngineLauncher } from '../adapters/engine-launcher.ts';
+import { type LaunchCounts, localEngineLauncher } from '../adapters/engine-launcher.ts';
 import { RESTART_POLICY_DEFAULT } from '../adapters/local-engines.ts';
 import { checkAutoscaler, createAutoscaler } from '../control/autoscalers/registry.ts';
 import { ExportOnlyActuator } from '../control/export-actuator.ts';
@@ -31,6 +33,7 @@ import { SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, perfModelIdOf } from '../gateway/config.ts';
 import type { Gateway, GatewayOptions, RequestTap } from '../gateway/gateway.ts';
 import { KEEP_ALIVE_MS_DEFAULT } from '../gateway/model-buffer.ts';
+import { type WarmStart, warmSettingsOf, warmStart } from './serve-warm.ts';
 
 /** The loop's default tick, as in the twin: Knative's 2 s. */
 export const AUTOSCALER_INTERVAL_MS_DEFAULT = 2000;
@@ -48,6 +51,10 @@ export interface AutoscaleSettings {
   readonly maxLoadedModels: number | undefined;
   /** Which idle model the cap stops. */
   readonly eviction: EvictionPolicy;
+  /** Llama: standby engines kept waiting for the next cold start (0: none). */
+  readonly standbyEngines: number;
+  /** Llama: bytes of stopped models' GGUFs kept in the page cache (0: none). */
+  readonly warmCacheBytes: number;
 }
 
 /** The flags that touch autoscaling. */
@@ -60,6 +67,9 @@ export interface AutoscaleFlags {
   readonly maxLoadedModels?: number;
   readonly eviction?: string;
   readonly engines?: number;
+  readonly engine?: 'sim' | 'llama';
+  readonly standbyEngines?: number;
+  readonly warmCacheMb?: number;
 }
 
 function usage(message: string, param: string): SwitchyardError {
@@ -85,6 +95,8 @@ export function autoscaleSettings(
       'keepAliveMs',
       'maxLoadedModels',
       'eviction',
+      'standbyEngines',
+      'warmCacheMb',
     ] as const)
       if (flags[f] !== undefined)
         throw usage(`--${kebab(f)} needs --autoscaler (or an autoscaler block in the config)`, kebab(f));
@@ -120,6 +132,7 @@ export function autoscaleSettings(
     intervalMs,
     keepAliveMs: keepAliveMs ?? KEEP_ALIVE_MS_DEFAULT,
     ...cap,
+    ...warmSettingsOf(flags, minInstances),
   };
 }
 
@@ -188,7 +201,7 @@ export interface AutoscaledPool {
 /** One model's pool while it runs. */
 interface ModelPool {
   readonly model: PoolModel;
-  readonly launcher: EngineLauncher;
+  launcher: EngineLauncher;
   /** The minimum, started before the gateway. */
   initial: readonly LaunchedEngine[];
   readonly idOf: (index: number) => string;
@@ -218,6 +231,9 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
   const ids = slotIds(o.models);
   const pools: ModelPool[] = [];
   const byModel = new Map<string, ModelPool>();
+  const counts: LaunchCounts = { standby: 0, fresh: 0 };
+  const warm: WarmStart | undefined =
+    o.engine === 'llama' ? warmStart(settings, o.startTimeoutMs, say) : undefined;
   for (const [m, model] of o.models.entries()) {
     const pool: ModelPool = {
       model,
@@ -226,20 +242,27 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
       loop: undefined,
       actuator: undefined,
       runner: undefined,
-      launcher: localEngineLauncher({
-        engine: o.engine,
-        args: model.args,
-        startTimeoutMs: o.startTimeoutMs,
-        restart: RESTART_POLICY_DEFAULT,
-        // Several pools number their engines alike: the model tells their lines apart.
-        ...(o.models.length > 1
-          ? { log: (line: string) => process.stderr.write(`[${model.served}] ${line}\n`) }
-          : {}),
-        onExit: (index, gaveUp) => {
-          if (gaveUp) pool.actuator?.engineLost(index);
+      launcher: localEngineLauncher(
+        {
+          engine: o.engine,
+          args: model.args,
+          startTimeoutMs: o.startTimeoutMs,
+          restart: RESTART_POLICY_DEFAULT,
+          // Several pools number their engines alike: the model tells their lines apart.
+          ...(o.models.length > 1
+            ? { log: (line: string) => process.stderr.write(`[${model.served}] ${line}\n`) }
+            : {}),
+          onExit: (index, gaveUp) => {
+            if (gaveUp) pool.actuator?.engineLost(index);
+          },
+          ...(warm?.standby === undefined
+            ? {}
+            : { standby: { pool: warm.standby, model: model.variant.model, servedModelName: model.served } }),
         },
-      }),
+        counts,
+      ),
     };
+    if (warm !== undefined) pool.launcher = warm.wrap(pool.launcher, model.variant.model);
     pools.push(pool);
     byModel.set(model.served, pool);
   }
@@ -264,6 +287,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
   const failed = settled.flat().find((s) => s.status === 'rejected');
   if (failed !== undefined) {
     await stopStarted();
+    await warm?.close();
     throw (failed as PromiseRejectedResult).reason;
   }
   // Measured on this machine: how long the minimum took from spawn to a passing health check.
@@ -287,6 +311,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
     }
   } catch (error) {
     await stopStarted();
+    await warm?.close();
     throw error;
   }
   const backends = pools.flatMap((p) => p.initial.map((e, k) => o.backendOf(p.idOf(k), e, p.model)));
@@ -320,19 +345,23 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
         gateway.hostStats['loadedModels'] = () => c.stats(clock.nowMs());
         c.start(clock.nowMs);
       }
+      if (warm !== undefined) gateway.hostStats['warmStart'] = () => warm.stats(counts);
       gateway.requestTap = tapByModel(byModel, cap, clock);
       for (const r of runners) r.start();
     },
     async close(): Promise<void> {
       cap?.stop();
       for (const p of pools) p.runner?.stop();
-      await Promise.all(
-        pools.map((p) =>
+      // Shutdown is no keep-alive stop: nothing is warmed from here on.
+      warm?.closing();
+      await Promise.all([
+        ...pools.map((p) =>
           p.actuator !== undefined
             ? p.actuator.close()
             : Promise.all(p.initial.map((e) => e.stop().catch(() => {}))),
         ),
-      );
+        warm?.close(),
+      ]);
     },
   };
 }

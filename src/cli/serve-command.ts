@@ -57,6 +57,8 @@ interface ServeFlags {
   readonly keepAliveMs?: number;
   readonly maxLoadedModels?: number;
   readonly eviction?: string;
+  readonly standbyEngines?: number;
+  readonly warmCacheMb?: number;
   /** Every `--model` given, parsed (the first is also `model` / `servedModelName`). */
   readonly models: readonly ModelSpec[];
 }
@@ -526,6 +528,16 @@ export function registerServeCommand(program: Command): void {
         '--eviction <policy>',
         'which idle model --max-loaded-models stops: lru (least recently used) or cost-aware (least start-up time x recent request rate) (default lru)',
       ).choices(EVICTION_POLICIES),
+    )
+    .option(
+      '--standby-engines <n>',
+      'llama with --autoscaler: standby engines (node-llama-cpp loaded, no model) a cold start is handed to; 0: spawn fresh (default 1 with --min-instances 0, else 0)',
+      nonNegativeInt,
+    )
+    .option(
+      '--warm-cache-mb <mb>',
+      "llama with --autoscaler: MiB of stopped models' GGUF files kept in the page cache (default with --min-instances 0: a quarter of MemAvailable, at most 16 GiB; 0: off)",
+      nonNegativeInt,
     )
     .addHelpText(
       'after',

@@ -1,0 +1,171 @@
+/**
+ * Fast starts from zero for `switchyard serve --engine llama` (docs/serverless.md, "Warm starts in
+ * serve"): a pool of standby engines a cold start is handed to (src/adapters/standby-engines.ts),
+ * and a warmer keeping the GGUFs of models whose engines stopped (keep-alive, eviction) in the page
+ * cache within a byte budget (src/adapters/model-warmer.ts), re-read every WARM_REFRESH_EVERY_MS
+ * so pages the kernel evicted come back.
+ */
+import type { LaunchCounts } from '../adapters/engine-launcher.ts';
+import { ModelWarmer, warmCacheBytesDefault } from '../adapters/model-warmer.ts';
+import { STANDBY_ENGINES_MAX, StandbyEngines } from '../adapters/standby-engines.ts';
+import type { EngineLauncher, LaunchedEngine } from '../control/local-actuator.ts';
+import { SwitchyardError } from '../core/errors.ts';
+
+/** How often the warm cache re-reads the files it keeps (a re-read from the page cache is a memory copy). */
+export const WARM_REFRESH_EVERY_MS = 60_000;
+/** Standby engines kept by default when models may be at zero. */
+export const STANDBY_ENGINES_DEFAULT = 1;
+
+/** The flags this part reads. */
+export interface WarmFlags {
+  readonly engine?: 'sim' | 'llama';
+  readonly standbyEngines?: number;
+  readonly warmCacheMb?: number;
+}
+
+function usage(message: string, param: string): SwitchyardError {
+  return new SwitchyardError('SY_ERR_INVALID_ARGUMENT', message, { param });
+}
+
+/**
+ * `--standby-engines` and `--warm-cache-mb`, checked, with their defaults: with llama engines and
+ * models at zero, STANDBY_ENGINES_DEFAULT standby engine and `warmCacheBytesDefault()`; otherwise
+ * none (sim engines start in a fraction of a second and have no weights to warm).
+ */
+export function warmSettingsOf(
+  flags: WarmFlags,
+  minInstances: number,
+): { standbyEngines: number; warmCacheBytes: number } {
+  const llama = flags.engine === 'llama';
+  for (const f of ['standbyEngines', 'warmCacheMb'] as const) {
+    const value = flags[f];
+    if (value !== undefined && value > 0 && !llama)
+      throw usage(
+        `--${f === 'standbyEngines' ? 'standby-engines' : 'warm-cache-mb'} applies to --engine llama only`,
+        f,
+      );
+  }
+  const standbyEngines = flags.standbyEngines ?? (llama && minInstances === 0 ? STANDBY_ENGINES_DEFAULT : 0);
+  if (!Number.isInteger(standbyEngines) || standbyEngines < 0 || standbyEngines > STANDBY_ENGINES_MAX)
+    throw usage(
+      `--standby-engines ${standbyEngines}: expected an integer in [0, ${STANDBY_ENGINES_MAX}]`,
+      'standby-engines',
+    );
+  const mb = flags.warmCacheMb;
+  if (mb !== undefined && !(Number.isInteger(mb) && mb >= 0))
+    throw usage(`--warm-cache-mb ${mb}: expected an integer >= 0`, 'warm-cache-mb');
+  const warmCacheBytes =
+    mb !== undefined ? mb * 2 ** 20 : llama && minInstances === 0 ? warmCacheBytesDefault() : 0;
+  return { standbyEngines, warmCacheBytes };
+}
+
+/** A node's standby pool and warm cache while serve runs. */
+export interface WarmStart {
+  /** The standby pool, when `standbyEngines` > 0. */
+  readonly standby: StandbyEngines | undefined;
+  /** `inner`, warming `file` when an engine it launched stops (until `closing`). */
+  wrap(inner: EngineLauncher, file: string): EngineLauncher;
+  /** /stats `warmStart`. */
+  stats(counts: LaunchCounts): Record<string, unknown>;
+  /** Serve is shutting down: engines that stop from now on are not warmed. */
+  closing(): void;
+  /** Stops the standby processes and the refresh timer. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the standby pool (its processes come up in the background) and the warm cache, or returns
+ * undefined when both are off.
+ */
+export function warmStart(
+  settings: { readonly standbyEngines: number; readonly warmCacheBytes: number },
+  startTimeoutMs: number,
+  say: (line: string) => void,
+): WarmStart | undefined {
+  if (settings.standbyEngines === 0 && settings.warmCacheBytes === 0) return undefined;
+  const standby =
+    settings.standbyEngines > 0
+      ? new StandbyEngines({
+          size: settings.standbyEngines,
+          args: [],
+          standbyTimeoutMs: startTimeoutMs,
+          log: (line) => process.stderr.write(`${line}\n`),
+        })
+      : undefined;
+  standby?.start();
+  const warmer =
+    settings.warmCacheBytes > 0 ? new ModelWarmer({ budgetBytes: settings.warmCacheBytes }) : undefined;
+  let shuttingDown = false;
+  let refreshing: Promise<void> | undefined;
+  const timer =
+    warmer === undefined
+      ? undefined
+      : setInterval(() => {
+          refreshing ??= warmer.refresh().finally(() => {
+            refreshing = undefined;
+          });
+        }, WARM_REFRESH_EVERY_MS);
+  timer?.unref();
+  const warmOnStop = (file: string): void => {
+    if (warmer === undefined || shuttingDown) return;
+    warmer.warm(file).then(
+      (outcome) => {
+        if (!outcome.warmed)
+          say(
+            `warm cache: ${file} (${mib(outcome.bytes)} MiB) is over --warm-cache-mb ${mib(warmer.budgetBytes)}`,
+          );
+      },
+      (error: Error) => say(`warm cache: ${file}: ${error.message}`),
+    );
+  };
+  say(
+    `warm starts: ${settings.standbyEngines} standby llama engine(s), warm cache ${mib(settings.warmCacheBytes)} MiB`,
+  );
+  return {
+    standby,
+    wrap: (inner, file) => ({
+      async launch(index: number): Promise<LaunchedEngine> {
+        // Loaded now: its pages are the engine's to keep, the budget goes to stopped models.
+        warmer?.forget(file);
+        const engine = await inner.launch(index);
+        return {
+          url: engine.url,
+          kvEvents: engine.kvEvents,
+          model: engine.model,
+          get pid() {
+            return engine.pid;
+          },
+          stop: async () => {
+            await engine.stop();
+            warmOnStop(file);
+          },
+        };
+      },
+    }),
+    stats: (counts) => ({
+      standby: standby?.stats() ?? null,
+      coldStarts: { standby: counts.standby, fresh: counts.fresh },
+      warmCache:
+        warmer === undefined
+          ? null
+          : {
+              budgetBytes: warmer.budgetBytes,
+              keptBytes: warmer.bytes,
+              kept: warmer.kept,
+              warms: warmer.warms,
+            },
+    }),
+    closing: () => {
+      shuttingDown = true;
+    },
+    close: async () => {
+      shuttingDown = true;
+      clearInterval(timer);
+      await Promise.all([standby?.close(), refreshing]);
+    },
+  };
+}
+
+function mib(bytes: number): string {
+  return (bytes / 2 ** 20).toFixed(0);
+}
