@@ -10,13 +10,13 @@
  * three while 4 req/s needs one. Deadlines only guard against hangs.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, it } from 'node:test';
-import { BIN, runCli } from './support/cli.ts';
+import { runCli } from './support/cli.ts';
+import { startServe } from './support/serve.ts';
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
 /** Guard against a hang, not a performance bound. */
@@ -45,13 +45,8 @@ it('slo-planner starts engines for a rising load from switchyard bench and drain
       '',
     ].join('\n'),
   );
-  const serve = spawn(
-    process.execPath,
+  const { url, stderr, stop } = await startServe(
     [
-      BIN,
-      'serve',
-      '--port',
-      '0',
       '--config',
       config,
       '--autoscaler',
@@ -63,19 +58,8 @@ it('slo-planner starts engines for a rising load from switchyard bench and drain
       '--autoscaler-interval-ms',
       '250',
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    children,
   );
-  children.push(serve);
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  createInterface({ input: serve.stdout as NodeJS.ReadableStream }).on('line', (l) => stdout.push(l));
-  createInterface({ input: serve.stderr as NodeJS.ReadableStream }).on('line', (l) => stderr.push(l));
-  const exited = new Promise<number | null>((resolve) => serve.once('close', (code) => resolve(code)));
-  await waitFor('the listening line', () => {
-    if (serve.exitCode !== null) throw new Error(`serve exited: ${stderr.join('\n')}`);
-    return stdout.some((l) => l.includes('listening on'));
-  });
-  const url = /listening on (http:\/\/\S+)/.exec(stdout.join('\n'))?.[1] as string;
 
   const out = join(dir, 'bench.json');
   const bench = await runCli(
@@ -134,6 +118,5 @@ it('slo-planner starts engines for a rising load from switchyard bench and drain
   assert.equal(stats['completed'], summary.requests.sent);
   assert.equal(stats['failedTotal'], 0);
 
-  serve.kill('SIGTERM');
-  assert.equal(await exited, 0);
+  assert.equal(await stop(), 0);
 });

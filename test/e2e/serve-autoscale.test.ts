@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, it } from 'node:test';
 import { BIN } from './support/cli.ts';
+import { startServe as startServeIn } from './support/serve.ts';
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
 /** Guard against a hang, not a performance bound. */
@@ -30,24 +31,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Starts `switchyard serve --port 0 ...args` and waits for its listening line. */
-async function startServe(args: string[]) {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(proc);
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on('line', (l) => stdout.push(l));
-  createInterface({ input: proc.stderr as NodeJS.ReadableStream }).on('line', (l) => stderr.push(l));
-  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
-  await waitFor('the listening line', () => {
-    if (proc.exitCode !== null) throw new Error(`serve exited: ${stderr.join('\n')}`);
-    return stdout.some((l) => l.includes('listening on'));
-  });
-  const url = /listening on (http:\/\/\S+)/.exec(stdout.join('\n'))?.[1] as string;
-  return { proc, stderr, exited, url };
-}
+const startServe = (args: string[]) => startServeIn(args, children);
 
 const LABELS = 'model="llama-3.1-8b",role="both"';
 const desired = (m: Map<string, number>) => m.get(`switchyard_desired_replicas{${LABELS}}`);

@@ -7,10 +7,10 @@
  * against hangs.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import type { ChildProcess } from 'node:child_process';
 import { after, describe, it } from 'node:test';
-import { BIN, runCli } from './support/cli.ts';
+import { runCli } from './support/cli.ts';
+import { type ServeProcess, startServe } from './support/serve.ts';
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
 /** Guard against a hang, not a performance bound. */
@@ -21,21 +21,10 @@ const waitFor = (what: string, check: () => Promise<boolean> | boolean): Promise
 const children: ChildProcess[] = [];
 after(() => killAll(children));
 
-interface Served {
-  readonly url: string;
-  readonly stderr: string[];
-  stop(): Promise<number | null>;
-}
-
 /** `switchyard serve` with sim models a, b, c at zero, at most two loaded. */
-async function serve(extra: readonly string[], timeScale = '0.01'): Promise<Served> {
-  const proc = spawn(
-    process.execPath,
+function serve(extra: readonly string[], timeScale = '0.01'): Promise<ServeProcess> {
+  return startServe(
     [
-      BIN,
-      'serve',
-      '--port',
-      '0',
       '--time-scale',
       timeScale,
       ...['a', 'b', 'c'].flatMap((m) => ['--model', `${m}=llama-3.1-8b`]),
@@ -53,27 +42,8 @@ async function serve(extra: readonly string[], timeScale = '0.01'): Promise<Serv
       '2',
       ...extra,
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    children,
   );
-  children.push(proc);
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on('line', (l) => stdout.push(l));
-  createInterface({ input: proc.stderr as NodeJS.ReadableStream }).on('line', (l) => stderr.push(l));
-  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
-  await waitFor('the listening line', () => {
-    if (proc.exitCode !== null) throw new Error(`serve exited: ${stderr.join('\n')}`);
-    return stdout.some((l) => l.includes('listening on'));
-  });
-  const url = /listening on (http:\/\/\S+)/.exec(stdout.join('\n'))?.[1] as string;
-  return {
-    url,
-    stderr,
-    stop: () => {
-      proc.kill('SIGTERM');
-      return exited;
-    },
-  };
 }
 
 async function chat(url: string, model: string, maxTokens = 4, signal?: AbortSignal): Promise<number> {

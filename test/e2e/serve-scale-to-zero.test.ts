@@ -9,15 +9,15 @@
  * counters show every held request accounted for. Deadlines here only guard against hangs.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../src/engine-servers/llama/tiny-gguf.ts';
-import { BIN, runCli } from './support/cli.ts';
+import { runCli } from './support/cli.ts';
+import { startServe } from './support/serve.ts';
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -81,13 +81,8 @@ it('starts a model on its first request, holds what arrives meanwhile, stops it 
   const broken = join(dir, 'broken.gguf');
   writeFileSync(broken, Buffer.concat([Buffer.from('GGUF'), Buffer.alloc(60, 9)]));
 
-  const proc = spawn(
-    process.execPath,
+  const { url, stderr, stop } = await startServe(
     [
-      BIN,
-      'serve',
-      '--port',
-      '0',
       '--engine',
       'llama',
       '--model',
@@ -105,19 +100,8 @@ it('starts a model on its first request, holds what arrives meanwhile, stops it 
       '--keep-alive-ms',
       '60000',
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    children,
   );
-  children.push(proc);
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on('line', (l) => stdout.push(l));
-  createInterface({ input: proc.stderr as NodeJS.ReadableStream }).on('line', (l) => stderr.push(l));
-  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
-  await waitFor('the listening line', () => {
-    if (proc.exitCode !== null) throw new Error(`serve exited: ${stderr.join('\n')}`);
-    return stdout.some((l) => l.includes('listening on'));
-  });
-  const url = /listening on (http:\/\/\S+)/.exec(stdout.join('\n'))?.[1] as string;
   const lines = (text: string) => stderr.filter((l) => l.includes(text)).length;
 
   // At rest: both models servable, no engine at all.
@@ -194,8 +178,7 @@ it('starts a model on its first request, holds what arrives meanwhile, stops it 
   assert.equal(s['completed'], 6);
   assert.equal(s['failedTotal'], 0);
 
-  proc.kill('SIGTERM');
-  assert.equal(await exited, 0);
+  assert.equal(await stop(), 0);
 });
 
 it('refuses scale-to-zero flags that cannot mean anything, before any engine starts', async () => {

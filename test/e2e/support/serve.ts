@@ -1,0 +1,67 @@
+/**
+ * Starting `switchyard serve` as a child process for the e2e tests: spawn it on port 0, keep its
+ * output lines, wait for its listening line and read the URL from it.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { BIN } from './cli.ts';
+import { until } from './wait.ts';
+
+/** Guard on serve's start (engines included), against a hang: not a performance bound. */
+export const SERVE_START_GUARD_MS = 60_000;
+
+/** A running `switchyard serve`. */
+export interface ServeProcess {
+  readonly proc: ChildProcess;
+  readonly url: string;
+  /** Its output, one entry per line, growing while it runs. */
+  readonly stdout: string[];
+  readonly stderr: string[];
+  /** Resolves with the exit code once the process closed. */
+  readonly exited: Promise<number | null>;
+  /** SIGTERM (a graceful shutdown), then the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Starts `switchyard serve --port 0 ...args`, records the child in `children` (for the file's
+ * `killAll`), and resolves once it prints its listening line; rejects with its stderr if it exits
+ * first.
+ */
+export async function startServe(
+  args: readonly string[],
+  children: ChildProcess[],
+  options: { readonly env?: NodeJS.ProcessEnv } = {},
+): Promise<ServeProcess> {
+  const proc = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.env === undefined ? {} : { env: options.env }),
+  });
+  children.push(proc);
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on('line', (l) => stdout.push(l));
+  createInterface({ input: proc.stderr as NodeJS.ReadableStream }).on('line', (l) => stderr.push(l));
+  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
+  await until(
+    'the listening line',
+    () => {
+      if (proc.exitCode !== null) throw new Error(`serve exited ${proc.exitCode}: ${stderr.join('\n')}`);
+      return stdout.some((l) => l.includes('listening on'));
+    },
+    SERVE_START_GUARD_MS,
+    25,
+  );
+  const url = /listening on (http:\/\/\S+)/.exec(stdout.join('\n'))?.[1] as string;
+  return {
+    proc,
+    url,
+    stdout,
+    stderr,
+    exited,
+    stop: () => {
+      proc.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
