@@ -45,6 +45,16 @@ export const ERRORS = {
   SY_ERR_COLD_START_TIMEOUT: { status: 503, type: 'server_error' },
   /** The engine started for a model with no instance failed to start; the requests waiting for it get this. */
   SY_ERR_COLD_START_FAILED: { status: 503, type: 'server_error' },
+  /**
+   * Prefill/decode disaggregation: the prefill leg of a request failed on every prefill instance
+   * tried (its one retry included), so no decode instance could be given the KV.
+   */
+  SY_ERR_PD_PREFILL_FAILED: { status: 502, type: 'server_error' },
+  /**
+   * A decode engine could not obtain a request's KV from its prefill engine (the bootstrap room
+   * failed or never came, or the prefill engine is unreachable); the gateway retries the pair.
+   */
+  SY_ERR_KV_TRANSFER_FAILED: { status: 502, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 /** One of the stable error codes. */

@@ -23,10 +23,16 @@ import {
 import type { PolicyContext } from '../policies/routing/types.ts';
 import { batchConfigSchema } from './batch/config.ts';
 import { KEEP_ALIVE_MS_MAX, SCALE_FROM_ZERO_BUFFER_MAX, SCALE_FROM_ZERO_WAIT_MS } from './model-buffer.ts';
+import { pdConfigProblems } from './pd/pd-config.ts';
 
 /** Engine kinds a backend may be. They differ in defaults (metrics, health path), not in protocol. */
 export const BACKEND_TYPES = ['vllm', 'sglang', 'llamacpp', 'openai', 'sim', 'llama'] as const;
 export type BackendType = (typeof BACKEND_TYPES)[number];
+/** The phases a backend serves: whole requests, or one side of a disaggregated prefill/decode pair. */
+export const BACKEND_ROLES = ['both', 'prefill', 'decode'] as const;
+/** The engines' own prefill/decode protocols the gateway drives (src/gateway/pd/). */
+export const PD_PROTOCOLS = ['vllm', 'sglang'] as const;
+export type PdProtocol = (typeof PD_PROTOCOLS)[number];
 
 const httpUrl = z
   .string()
@@ -45,15 +51,15 @@ export const backendConfigSchema = z.strictObject({
   /** Model ids the engine serves (what requests name). */
   models: z.array(z.string().min(1).max(512)).min(1).max(256),
   /**
-   * The phases this engine serves. Only `both`: prefill/decode disaggregation is not implemented
-   * yet, and a role nothing acts on would be accepted and silently ignored.
+   * The phases this engine serves (docs/disaggregation.md). `both` (the default): whole requests.
+   * `prefill` / `decode`: one side of a disaggregated pair; the model's requests then run the
+   * engines' own P/D protocol (`pdProtocol`) through a prefill and a decode instance.
    */
-  role: z
-    .literal('both', {
-      error:
-        "only 'both' is supported: prefill/decode disaggregation (prefill, decode) is not implemented yet",
-    })
-    .default('both'),
+  role: z.enum(BACKEND_ROLES).default('both'),
+  /** With role prefill or decode: whose P/D protocol the engine speaks (vLLM's NIXL proxy flow, SGLang's bootstrap rooms). */
+  pdProtocol: z.enum(PD_PROTOCOLS).optional(),
+  /** SGLang prefill backends: the port of the engine's bootstrap server (SGLang's --disaggregation-bootstrap-port). Default: the URL's port. */
+  bootstrapPort: z.number().int().min(1).max(65_535).optional(),
   /** GPU class from the catalogue: KV sizing, and policies that predict time (goodput, mooncake, preble). */
   gpu: z.string().min(1).default('h100'),
   tp: z.number().int().min(1).max(64).default(1),
@@ -275,6 +281,8 @@ export const gatewayConfigSchema = z
         });
       ids.add(b.id);
     }
+    for (const problem of pdConfigProblems(config.backends))
+      ctx.addIssue({ code: 'custom', path: ['backends', ...problem.path], message: problem.message });
     const keys = new Set<string>();
     const names = new Set<string>();
     for (const [i, t] of config.tenants.entries()) {

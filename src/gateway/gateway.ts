@@ -17,7 +17,7 @@ import { loadModelTokenizers } from '../adapters/tokenizer/models.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import type { Request, Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
-import type { ClusterView, InstanceView } from '../core/view.ts';
+import type { ClusterView, InstanceRole, InstanceView } from '../core/view.ts';
 import { gpuSpec } from '../model/gpus.ts';
 import { kvBlocksThatFit } from '../model/kv.ts';
 import { modelSpec } from '../model/models.ts';
@@ -57,6 +57,7 @@ import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
 import { KEEP_ALIVE_MS_DEFAULT, ModelBuffer } from './model-buffer.ts';
 import { PARSE_FULL_RETRY_AFTER_MS, ParsePool } from './parse-pool.ts';
+import { attemptRoleOf, type PdHost, PdRuntime, rolePool } from './pd/pd-exchange.ts';
 import { Backend, Exchange, type ExchangeHost, type ExchangeKind, type ExchangeOutcome } from './proxy.ts';
 import { QueuedBytes, queuedBytesOf } from './queued-bytes.ts';
 import {
@@ -230,7 +231,7 @@ export async function startGateway(
 }
 
 /** @internal The gateway's state. `startGateway` is the interface. */
-export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
+export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHost {
   readonly config: GatewayConfig;
   readonly limits: LimitsConfig;
   readonly stats = new GatewayStats();
@@ -298,6 +299,8 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   private sweepTimer: NodeJS.Timeout | undefined;
   /** The Batch API (config `batch:`), or undefined when it is off. */
   private readonly batch: BatchService | undefined;
+  /** Prefill/decode disaggregation: the models whose requests run an engine P/D protocol (src/gateway/pd/). */
+  private readonly pd: PdRuntime;
   url = '';
   port = 0;
 
@@ -315,6 +318,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     this.routingRng = rng.fork('routing');
     this.jitterRng = rng.fork('retry-jitter');
     for (const b of config.backends) this.registerBackend(b);
+    this.pd = new PdRuntime(config.backends, config.seed);
     const onDemand = options.scaleFromZero?.models ?? [];
     this.models = new Set([...config.backends.flatMap((b) => b.models), ...onDemand]);
     this.modelBuffer = onDemand.length > 0 ? this.createModelBuffer(onDemand, options) : undefined;
@@ -754,6 +758,7 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
       queuedBytes: this.queuedBytes.stats,
       parsePool: this.parsePool?.stats,
       scaleFromZero: this.modelBuffer?.stats,
+      pd: this.pd.statsJson(),
       ...Object.fromEntries(Object.entries(this.hostStats).map(([k, f]) => [k, f()])),
       policy: this.policy.name,
       draining: this.draining,
@@ -1061,7 +1066,9 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
     stream: boolean,
     res: ServerResponse,
   ): Exchange {
-    const ex = new Exchange(this, kind, request, body, stream, res);
+    const ex =
+      this.pd.exchange(this, kind, request, body, stream, res) ??
+      new Exchange(this, kind, request, body, stream, res);
     this.stats.accepted++;
     this.live.add(ex);
     return ex;
@@ -1195,14 +1202,23 @@ export class LiveGateway implements Gateway, ExchangeHost, BodyReaderHost {
   // ---- ExchangeHost ----
 
   pick(ex: Exchange): Backend | SwitchyardError {
+    return this.pickRole(ex, attemptRoleOf(ex), ex.tried);
+  }
+
+  /** Picks among the instances of `role` (undefined: any), avoiding `avoid` where another is eligible. */
+  pickRole(
+    ex: Exchange,
+    role: InstanceRole | undefined,
+    avoid: readonly string[],
+  ): Backend | SwitchyardError {
     const now = this.nowMs();
-    const view = this.view.at(now);
+    const view = rolePool(this.view.at(now), role);
     const request = ex.request;
     let candidates: ClusterView = view;
-    if (ex.tried.length > 0) {
+    if (avoid.length > 0) {
       // A retry goes elsewhere when anywhere else can take it; else the same instance again.
       const rest: InstanceView[] = view.instances.filter(
-        (i) => !ex.tried.includes(i.id) && isEligible(i, request.model),
+        (i) => !avoid.includes(i.id) && isEligible(i, request.model),
       );
       if (rest.length > 0) candidates = { nowMs: now, instances: rest };
     }

@@ -1,0 +1,86 @@
+/**
+ * The checks on prefill/decode backends that one backend's schema cannot make alone: a role needs a
+ * protocol, a decode pool needs a prefill pool of the same model and protocol (and the other way
+ * round), and one model speaks one protocol. config.ts reports each problem under its backend.
+ */
+
+/** What the checks read of a backend (config.ts's parsed BackendConfig). */
+export interface PdBackendFields {
+  readonly id: string;
+  readonly models: readonly string[];
+  readonly role: 'both' | 'prefill' | 'decode';
+  readonly pdProtocol?: 'vllm' | 'sglang' | undefined;
+  readonly bootstrapPort?: number | undefined;
+}
+
+/** One problem: where (index and field under `backends`) and what. */
+export interface PdConfigProblem {
+  readonly path: readonly (string | number)[];
+  readonly message: string;
+}
+
+/** Every problem with the P/D fields of `backends` (empty when they are consistent). */
+export function pdConfigProblems(backends: readonly PdBackendFields[]): PdConfigProblem[] {
+  const problems: PdConfigProblem[] = [];
+  for (const [i, b] of backends.entries()) {
+    if (b.role !== 'both' && b.pdProtocol === undefined)
+      problems.push({
+        path: [i, 'pdProtocol'],
+        message: `backend '${b.id}' has role '${b.role}' and needs pdProtocol: 'vllm' or 'sglang'`,
+      });
+    if (b.role === 'both' && b.pdProtocol !== undefined)
+      problems.push({
+        path: [i, 'pdProtocol'],
+        message: `backend '${b.id}' has role 'both'; pdProtocol applies only to role 'prefill' or 'decode'`,
+      });
+    if (b.bootstrapPort !== undefined && !(b.role === 'prefill' && b.pdProtocol === 'sglang'))
+      problems.push({
+        path: [i, 'bootstrapPort'],
+        message: `backend '${b.id}': bootstrapPort applies only to role 'prefill' with pdProtocol 'sglang'`,
+      });
+  }
+  for (const [model, pool] of pdPools(backends)) {
+    const protocols = new Set(pool.map(({ b }) => b.pdProtocol));
+    if (protocols.size > 1) {
+      const first = pool[0] as { i: number };
+      problems.push({
+        path: [first.i, 'pdProtocol'],
+        message: `model '${model}' has prefill/decode backends of different protocols (${[...protocols].join(', ')}); one model speaks one protocol`,
+      });
+      continue;
+    }
+    for (const role of ['prefill', 'decode'] as const) {
+      if (pool.some(({ b }) => b.role === role)) continue;
+      const other = pool[0] as { b: PdBackendFields; i: number };
+      problems.push({
+        path: [other.i, 'role'],
+        message: `backend '${other.b.id}' is a ${other.b.role} instance of model '${model}' (${other.b.pdProtocol}), but no ${role} backend serves that model with that protocol`,
+      });
+    }
+  }
+  return problems;
+}
+
+/** The prefill and decode backends of each model, with their index. */
+function pdPools(backends: readonly PdBackendFields[]): Map<string, { b: PdBackendFields; i: number }[]> {
+  const pools = new Map<string, { b: PdBackendFields; i: number }[]>();
+  for (const [i, b] of backends.entries()) {
+    if (b.role === 'both' || b.pdProtocol === undefined) continue;
+    for (const m of b.models) {
+      const pool = pools.get(m) ?? [];
+      pool.push({ b, i });
+      pools.set(m, pool);
+    }
+  }
+  return pools;
+}
+
+/** The protocol of each model served by prefill/decode backends (a valid config: one per model). */
+export function pdModels(backends: readonly PdBackendFields[]): Map<string, 'vllm' | 'sglang'> {
+  const out = new Map<string, 'vllm' | 'sglang'>();
+  for (const [model, pool] of pdPools(backends)) {
+    const protocol = pool[0]?.b.pdProtocol;
+    if (protocol !== undefined) out.set(model, protocol);
+  }
+  return out;
+}

@@ -1,0 +1,337 @@
+/**
+ * Prefill/decode disaggregation in the live gateway: a request for a model served by prefill and
+ * decode backends runs the engines' own protocol (bodies in pd-bodies.ts, docs/disaggregation.md).
+ *
+ * A `PdExchange` is an `Exchange` (proxy.ts) whose decode attempt is the proxied one: streaming,
+ * timeouts, retries before the first byte, client aborts and the gateway's counters are the
+ * exchange's. Before each decode attempt it runs the prefill leg its protocol asks for:
+ *
+ * - vLLM: the prefill leg first (max_tokens 1, `kv_transfer_params` asking for a remote decode),
+ *   then the decode attempt with the `kv_transfer_params` the prefill answered. A failed prefill leg
+ *   is retried once on another prefill instance (PREFILL_RETRIES_MAX), then the request ends with
+ *   SY_ERR_PD_PREFILL_FAILED.
+ * - SGLang: both legs at once with the prefill's bootstrap address and a fresh room; the decode's
+ *   answer is the answer. A prefill that fails makes its decode fail (the decode engine cannot get
+ *   the KV), and the next pair avoids that prefill instance.
+ *
+ * A decode attempt that fails before its first byte is retried (limits.retries) as a whole new pair:
+ * a fresh prefill leg, a decode instance not yet tried. Each pick, prefill or decode, goes through
+ * the active routing policy over that role's pool only (`PdHost.pickRole`); policies never see the
+ * protocol. The prefill leg counts in its instance's host accounting (in flight, pending prefill
+ * tokens); the policy's onRouted/onCompleted hooks hear the decode attempt only, so a policy keyed
+ * by request id sees one placement per request.
+ */
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { SwitchyardError } from '../../core/errors.ts';
+import type { Request } from '../../core/request.ts';
+import type { ClusterView, InstanceRole, InstanceView } from '../../core/view.ts';
+import {
+  type Backend,
+  Exchange,
+  type ExchangeHost,
+  type ExchangeKind,
+  type ExchangeOutcome,
+} from '../proxy.ts';
+import { isConnectError } from '../retry.ts';
+import {
+  BootstrapRooms,
+  kvTransferParamsOf,
+  sglangBody,
+  vllmDecodeBody,
+  vllmPrefillBody,
+} from './pd-bodies.ts';
+import { type PdBackendFields, pdModels } from './pd-config.ts';
+
+/** Further prefill instances tried for one pair after its prefill leg failed. */
+export const PREFILL_RETRIES_MAX = 1;
+/** Bytes of a prefill's answer kept (a one-token answer with its kv_transfer_params is a few KB). */
+export const PREFILL_ANSWER_BYTES_MAX = 1024 * 1024;
+
+/** What a PdExchange needs from the gateway beyond an exchange's needs. */
+export interface PdHost extends ExchangeHost {
+  /**
+   * Picks an instance of `role` for `ex` through the active routing policy, avoiding the ids in
+   * `avoid` when another instance of the role is eligible.
+   */
+  pickRole(ex: Exchange, role: InstanceRole, avoid: readonly string[]): Backend | SwitchyardError;
+}
+
+/** Counters of the P/D flows, for /stats. */
+export interface PdStats {
+  /** Prefill legs sent. */
+  prefills: number;
+  /** Prefill legs that failed (connection, status, timeout), the client's own aborts excepted. */
+  prefillFailures: number;
+  /** Prefill legs sent to another instance after one failed (vLLM). */
+  prefillRetries: number;
+  /** vLLM prefill answers without `kv_transfer_params`: the decode then prefilled locally. */
+  kvParamsMissing: number;
+}
+
+/** How one prefill leg ended. */
+type Leg =
+  | { readonly ok: true; readonly answer: Buffer }
+  | { readonly ok: false; readonly status: number; readonly detail: string };
+
+/** The gateway's P/D state: which models disaggregate, with what protocol; the room source; counters. */
+export class PdRuntime {
+  readonly stats: PdStats = { prefills: 0, prefillFailures: 0, prefillRetries: 0, kvParamsMissing: 0 };
+  readonly rooms: BootstrapRooms;
+  private readonly models: Map<string, 'vllm' | 'sglang'>;
+
+  constructor(backends: readonly PdBackendFields[], seed: number) {
+    this.models = pdModels(backends);
+    this.rooms = new BootstrapRooms(seed);
+  }
+
+  /** Whether any model disaggregates. */
+  get enabled(): boolean {
+    return this.models.size > 0;
+  }
+
+  /** A PdExchange for a completion of a disaggregated model; undefined for anything else. */
+  exchange(
+    host: PdHost,
+    kind: ExchangeKind,
+    request: Request,
+    body: Buffer,
+    stream: boolean,
+    res: ServerResponse,
+  ): Exchange | undefined {
+    if (kind === 'embeddings') return undefined;
+    const protocol = this.models.get(request.model);
+    if (protocol === undefined) return undefined;
+    return new PdExchange(host, this, protocol, kind, request, body, stream, res);
+  }
+
+  /** For /stats: undefined when nothing disaggregates. */
+  statsJson(): PdStats | undefined {
+    return this.enabled ? { ...this.stats } : undefined;
+  }
+}
+
+/**
+ * The role an exchange's proxied attempt is picked from: a P/D exchange's is a decode instance, a
+ * completion's a `both` instance; embeddings may go to any instance (undefined).
+ */
+export function attemptRoleOf(ex: Exchange): InstanceRole | undefined {
+  if (ex instanceof PdExchange) return 'decode';
+  return ex.kind === 'embeddings' ? undefined : 'both';
+}
+
+/**
+ * The view restricted to the instances of `role` (undefined: all). Without any prefill or decode
+ * instance it is the view itself (no allocation on the common path).
+ */
+export function rolePool(view: ClusterView, role: InstanceRole | undefined): ClusterView {
+  if (role === undefined) return view;
+  let mixed = false;
+  for (const i of view.instances)
+    if (i.role !== 'both') {
+      mixed = true;
+      break;
+    }
+  if (!mixed && role === 'both') return view;
+  const instances: InstanceView[] = view.instances.filter((i) => i.role === role);
+  return { nowMs: view.nowMs, instances };
+}
+
+/** A request of a disaggregated model: the prefill leg(s), then the proxied decode attempt. */
+export class PdExchange extends Exchange {
+  /** The body the current decode attempt sends (the client's, with the protocol's fields). */
+  declare body: Buffer;
+  /** The client's body as received. */
+  readonly clientBody: Buffer;
+  /** Prefill instances whose leg failed for this request: later pairs avoid them. */
+  readonly prefillFailed: string[] = [];
+  /** A vLLM prefill leg is in progress (no decode attempt yet). */
+  private prefilling = false;
+  /** Aborts the prefill legs still open when the exchange ends. */
+  private readonly legs = new Set<AbortController>();
+
+  constructor(
+    readonly pdHost: PdHost,
+    readonly runtime: PdRuntime,
+    readonly protocol: 'vllm' | 'sglang',
+    kind: ExchangeKind,
+    request: Request,
+    body: Buffer,
+    stream: boolean,
+    res: ServerResponse,
+  ) {
+    super(pdHost, kind, request, body, stream, res);
+    this.clientBody = body;
+  }
+
+  /** A new pair: the protocol's prefill leg, then the decode attempt (Exchange.next picks and sends it). */
+  override next(): void {
+    if (this.done || this.prefilling) return;
+    if (this.protocol === 'vllm') void this.vllmPair();
+    else this.sglangPair();
+  }
+
+  override finish(outcome: ExchangeOutcome, answer: (() => void) | undefined): void {
+    this.abortLegs();
+    super.finish(outcome, answer);
+  }
+
+  override finishOk(outputTokens: number, tail: Buffer | undefined): void {
+    this.abortLegs();
+    super.finishOk(outputTokens, tail);
+  }
+
+  private abortLegs(): void {
+    for (const c of this.legs) c.abort(new Error('the request ended'));
+    this.legs.clear();
+  }
+
+  /** vLLM: prefill (retried once elsewhere), then decode with the answer's kv_transfer_params. */
+  private async vllmPair(): Promise<void> {
+    this.prefilling = true;
+    let answer: Buffer | undefined;
+    try {
+      answer = await this.prefillWithRetry(vllmPrefillBody(this.clientBody));
+    } finally {
+      this.prefilling = false;
+    }
+    if (answer === undefined || this.done) return;
+    let params: Record<string, unknown> | undefined;
+    try {
+      params = kvTransferParamsOf(answer);
+    } catch {
+      params = undefined;
+    }
+    // As vLLM's proxy does: without parameters the decode instance prefills the prompt itself.
+    if (params === undefined) this.runtime.stats.kvParamsMissing++;
+    this.body = params === undefined ? this.clientBody : vllmDecodeBody(this.clientBody, params);
+    super.next();
+  }
+
+  /** Runs a prefill leg, once more on another instance if it fails; undefined when the exchange ended. */
+  private async prefillWithRetry(body: Buffer): Promise<Buffer | undefined> {
+    let last = '';
+    for (let k = 0; k <= PREFILL_RETRIES_MAX; k++) {
+      const picked = this.pdHost.pickRole(this, 'prefill', this.prefillFailed);
+      if (picked instanceof SwitchyardError) {
+        if (k === 0) this.fail(picked, retryAfterOf(picked));
+        else this.failPrefill(last);
+        return undefined;
+      }
+      if (k > 0) this.runtime.stats.prefillRetries++;
+      const leg = await this.prefillLeg(picked, body, true);
+      if (this.done) return undefined;
+      if (leg.ok) return leg.answer;
+      this.prefillFailed.push(picked.id);
+      last = leg.detail;
+      if (leg.status >= 400 && leg.status < 500 && leg.status !== 429) {
+        // The engine's verdict on the request itself: another instance would say the same.
+        this.fail(new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `prefill refused the request: ${last}`));
+        return undefined;
+      }
+    }
+    this.failPrefill(last);
+    return undefined;
+  }
+
+  private failPrefill(detail: string): void {
+    this.fail(
+      new SwitchyardError(
+        'SY_ERR_PD_PREFILL_FAILED',
+        `the prefill leg failed on ${this.prefillFailed.join(', ')}: ${detail}`,
+      ),
+    );
+  }
+
+  /** SGLang: both legs at once, sharing the prefill's bootstrap address and a fresh room. */
+  private sglangPair(): void {
+    const picked = this.pdHost.pickRole(this, 'prefill', this.prefillFailed);
+    if (picked instanceof SwitchyardError) {
+      this.fail(picked, retryAfterOf(picked));
+      return;
+    }
+    const url = new URL(picked.config.url);
+    const port = picked.config.bootstrapPort ?? Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+    this.body = sglangBody(this.clientBody, url.hostname, port, this.runtime.rooms.take());
+    void this.prefillLeg(picked, this.body, false).then((leg) => {
+      if (!leg.ok && !this.done) this.prefillFailed.push(picked.id);
+    });
+    super.next();
+  }
+
+  /**
+   * One prefill leg to `backend`, bounded by limits.firstByteTimeoutMs; its answer is kept (`keep`,
+   * bounded by PREFILL_ANSWER_BYTES_MAX) or drained. Counted in the instance's host accounting.
+   */
+  private async prefillLeg(backend: Backend, body: Buffer, keep: boolean): Promise<Leg> {
+    const controller = new AbortController();
+    this.legs.add(controller);
+    const timeoutMs = this.host.limits.firstByteTimeoutMs;
+    const timer = setTimeout(
+      () => controller.abort(new Error(`no answer within ${timeoutMs} ms (limits.firstByteTimeoutMs)`)),
+      timeoutMs,
+    );
+    const tokens = this.request.inputTokens;
+    backend.instance.sent(tokens);
+    this.runtime.stats.prefills++;
+    let leg: Leg;
+    try {
+      const response = await backend.pool.request({
+        path: backend.paths[this.kind],
+        method: 'POST',
+        headers: backend.headers,
+        body,
+        signal: controller.signal,
+      });
+      const answer = await readAnswer(response.body, keep ? PREFILL_ANSWER_BYTES_MAX : 0);
+      const status = response.statusCode;
+      leg =
+        status >= 200 && status < 300
+          ? { ok: true, answer }
+          : { ok: false, status, detail: `${backend.id} answered ${status}${errorMessageOf(answer)}` };
+    } catch (error) {
+      if (isConnectError(error)) this.host.connectFailed(backend, error as Error);
+      const reason = controller.signal.aborted ? (controller.signal.reason as Error) : (error as Error);
+      leg = { ok: false, status: 0, detail: `${backend.id}: ${reason.message}` };
+    } finally {
+      clearTimeout(timer);
+      this.legs.delete(controller);
+    }
+    if (leg.ok) backend.instance.firstToken(tokens);
+    backend.instance.ended(tokens, !leg.ok);
+    if (!leg.ok && !this.done) this.runtime.stats.prefillFailures++;
+    return leg;
+  }
+}
+
+/** The Retry-After a pick's refusal carries. */
+function retryAfterOf(error: SwitchyardError): number | undefined {
+  const ms = error.details?.['retryAfterMs'];
+  return typeof ms === 'number' ? ms : undefined;
+}
+
+/** Reads a response body, keeping at most `keepBytes` (0: drains it). */
+async function readAnswer(body: Readable, keepBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    if (kept + chunk.length > keepBytes) {
+      if (keepBytes === 0) continue;
+      body.destroy();
+      throw new Error(`prefill answer larger than ${keepBytes} bytes`);
+    }
+    chunks.push(chunk);
+    kept += chunk.length;
+  }
+  return Buffer.concat(chunks, kept);
+}
+
+/** ": <message>" from an OpenAI-style error body, or '' (for log and error details). */
+function errorMessageOf(body: Buffer): string {
+  try {
+    const message = (JSON.parse(body.toString('utf8')) as { error?: { message?: unknown } }).error?.message;
+    return typeof message === 'string' ? `: ${message.slice(0, 300)}` : '';
+  } catch {
+    return '';
+  }
+}
