@@ -25,14 +25,14 @@ function invalidConfig(run: () => unknown, ...fragments: string[]): void {
 }
 
 describe('backend role', () => {
-  it('accepts both (the default) and rejects prefill and decode: P/D is not implemented', () => {
+  it('accepts both (the default); prefill and decode need a protocol and a pool of the other role', () => {
     assert.equal(parseGatewayConfig({ backends: [backend()] }, {}).backends[0]?.role, 'both');
     assert.equal(parseGatewayConfig({ backends: [backend({ role: 'both' })] }, {}).backends[0]?.role, 'both');
     for (const role of ['prefill', 'decode'])
       invalidConfig(
         () => parseGatewayConfig({ backends: [backend({ role })] }, {}),
-        'backends.0.role',
-        'not implemented yet',
+        'backends.0.pdProtocol',
+        'needs pdProtocol',
       );
   });
 });

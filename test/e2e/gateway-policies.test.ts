@@ -223,7 +223,7 @@ describe('a backend without a performance model', { timeout: 60_000 }, () => {
     assert.equal(await fixed.exited, 0, fixed.stderr.join(''));
   });
 
-  it('refuses role prefill/decode at start-up: P/D is not implemented', async () => {
+  it('refuses role prefill without a protocol and a decode pool at start-up', async () => {
     const config = join(dir, 'role.yaml');
     writeFileSync(
       config,
@@ -234,7 +234,7 @@ describe('a backend without a performance model', { timeout: 60_000 }, () => {
     const serve = run(['serve', '--port', '0', '--config', config]);
     assert.equal(await serve.exited, 2, 'exit code 2: a handled error');
     const err = serve.stderr.join('');
-    for (const part of ['SY_ERR_INVALID_CONFIG', 'backends.0.role', 'not implemented yet'])
+    for (const part of ['SY_ERR_INVALID_CONFIG', 'backends.0.pdProtocol', 'needs pdProtocol'])
       assert.ok(err.includes(part), `'${part}' not in: ${err}`);
   });
 });
