@@ -67,6 +67,8 @@ import { sumSeries } from './placement-host.ts';
 
 /** Models one serverless run may serve (each has a pool of SimInstances). */
 export const SERVERLESS_MODELS_MAX = 1000;
+/** Points each model's row keeps of its instance counts (the run's summed series keeps more). */
+export const MODEL_SERIES_POINTS_MAX = 200;
 /** Victims one start may stop (a TP group needs at most a node's GPUs). */
 const VICTIMS_PER_START_MAX = 64;
 
@@ -373,8 +375,8 @@ export class ServerlessHost implements TwinControl {
         sloAttainment: judged > 0 ? r.sloMet / judged : 0,
         preempted: m.evicted,
         shortTicks: m.shortTicks,
-        // Per-model series would make the JSON grow with models x ticks; the sum is kept.
-        instancesOverTime: [],
+        // Full per-model series would make the JSON grow with models x ticks: every k-th point.
+        instancesOverTime: thinned(m.pool.instancesOverTime, MODEL_SERIES_POINTS_MAX),
       };
     });
     const stats = (v: GrowableFloat64): TtftStats => {
@@ -551,6 +553,7 @@ export class ServerlessHost implements TwinControl {
       active: this.active(m),
       inSystem,
       held: m.pool.heldCount,
+      heldWaitedMs: m.firstHeldMs === undefined ? 0 : Math.max(0, nowMs - m.firstHeldMs),
       idleMs: inSystem > 0 ? 0 : Math.max(0, nowMs - m.lastUsedMs),
       lastUsedMs: m.lastUsedMs,
       startupMs: m.startupMs,
@@ -591,6 +594,16 @@ export class ServerlessHost implements TwinControl {
     out.sort((a, b) => a.index - b.index);
     this.deps.view.instances = out;
   }
+}
+
+/** Every k-th point, k the smallest stride that keeps at most `max` (the last point always kept). */
+function thinned<T>(points: readonly T[], max: number): T[] {
+  if (points.length <= max) return [...points];
+  const stride = Math.ceil(points.length / (max - 1));
+  const out = points.filter((_, i) => i % stride === 0);
+  const last = points.at(-1) as T;
+  if (out.at(-1) !== last) out.push(last);
+  return out;
 }
 
 /** Shrink order: starting, then idle ready, then busy ready. */

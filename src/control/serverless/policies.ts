@@ -52,6 +52,8 @@ export interface ServerlessModelView {
   readonly inSystem: number;
   /** Requests held for an instance (the scale-from-zero buffer). */
   readonly held: number;
+  /** How long the oldest held request has waited, ms (0 or absent when none is held). */
+  readonly heldWaitedMs?: number | undefined;
   /** Time since the last arrival or end; 0 while requests are in the system. */
   readonly idleMs: number;
   /** Last arrival or end, ms (-Infinity before any): the LRU order. */
