@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { SwitchyardError } from '../../core/errors.ts';
+import { kvLink } from '../../model/kv-link.ts';
+import { type PdPlanInput, type PdSplit, planPd } from './plan.ts';
+
+const BASE: PdPlanInput = {
+  model: 'llama-3.1-8b',
+  gpu: 'h100',
+  gpus: 8,
+  rateRps: Number.POSITIVE_INFINITY,
+  lengths: [{ inputTokens: 1024, outputTokens: 256 }],
+  objectives: { ttftMs: 1000, tpotMs: 50, attainment: 0.9 },
+};
+
+const prefillGpus = (s: PdSplit): number => s.prefill.instances * s.prefill.tp;
+const decodeGpus = (s: PdSplit): number => s.decode.instances * s.decode.tp;
+
+function invalid(param: string): (e: unknown) => boolean {
+  return (e) =>
+    e instanceof SwitchyardError && e.code === 'SY_ERR_INVALID_ARGUMENT' && e.details?.['param'] === param;
+}
+
+describe('P/D planner', () => {
+  it('gives a prefill-heavy workload more prefill GPUs than a decode-heavy one', () => {
+    const prefillHeavy = planPd({ ...BASE, lengths: [{ inputTokens: 4096, outputTokens: 64 }] }).split;
+    const decodeHeavy = planPd({ ...BASE, lengths: [{ inputTokens: 256, outputTokens: 1024 }] }).split;
+    assert.ok(
+      prefillGpus(prefillHeavy) > prefillGpus(decodeHeavy),
+      JSON.stringify([prefillHeavy, decodeHeavy]),
+    );
+    assert.ok(prefillGpus(prefillHeavy) > decodeGpus(prefillHeavy));
+    assert.ok(decodeGpus(decodeHeavy) > prefillGpus(decodeHeavy));
+    for (const s of [prefillHeavy, decodeHeavy]) {
+      assert.ok(s.gpus <= 8);
+      assert.ok(Math.abs(s.goodputPerGpuRps - s.goodputRps / s.gpus) < 1e-9);
+    }
+  });
+
+  it('a tight TPOT pushes the decode pool to a higher TP or more instances', () => {
+    const loose = planPd(BASE).split;
+    const tight = planPd({ ...BASE, objectives: { ...BASE.objectives, tpotMs: 12 } }).split;
+    assert.ok(
+      tight.decode.tp > loose.decode.tp || tight.decode.instances > loose.decode.instances,
+      JSON.stringify([loose, tight]),
+    );
+    assert.ok(tight.goodputRps <= loose.goodputRps);
+  });
+
+  it('with a rate, takes the fewest GPUs that sustain it; without, the most goodput from the budget', () => {
+    const all = planPd(BASE).split;
+    const rate = all.arrivalRpsMax / 3;
+    const sized = planPd({ ...BASE, rateRps: rate }).split;
+    assert.ok(sized.meetsRate && sized.arrivalRpsMax >= rate);
+    assert.ok(sized.gpus < all.gpus, JSON.stringify([sized, all]));
+    // One GPU less would not do: the planner reports the smallest sufficient split.
+    const fewer = planPd({ ...BASE, gpus: sized.gpus - 1, rateRps: rate }).split;
+    assert.equal(fewer.meetsRate, false);
+    assert.equal(all.meetsRate, false);
+  });
+
+  it('is deterministic and ignores the order of the lengths', () => {
+    const lengths = [
+      { inputTokens: 2000, outputTokens: 100, weight: 3 },
+      { inputTokens: 300, outputTokens: 600, weight: 1 },
+    ];
+    const a = planPd({ ...BASE, lengths });
+    const b = planPd({ ...BASE, lengths: [...lengths].reverse() });
+    assert.deepEqual(a, b);
+    assert.deepEqual(planPd(BASE), planPd(BASE));
+  });
+
+  it('charges the KV transfer to the prefill TTFT: a slow link costs goodput, layer-wise sending wins some back', () => {
+    const tight = {
+      ...BASE,
+      objectives: { ...BASE.objectives, ttftMs: 300 },
+      lengths: [{ inputTokens: 8000, outputTokens: 64 }],
+    };
+    const fast = planPd({ ...tight, link: kvLink('nvlink') }).split;
+    const slowLink = kvLink({ gbps: 10, latencyUs: 100 });
+    const slow = planPd({ ...tight, link: slowLink }).split;
+    const slowLayerwise = planPd({ ...tight, link: slowLink, layerwise: true }).split;
+    assert.ok(slow.transferTtftAddedMs > 50 * fast.transferTtftAddedMs);
+    // A slow link per GPU is worth splitting over more ranks: the slow plan goes to a higher TP.
+    assert.ok(slow.prefill.tp > fast.prefill.tp);
+    assert.ok(slow.goodputRps < fast.goodputRps, JSON.stringify([fast, slow]));
+    assert.ok(slowLayerwise.transferTtftAddedMs < slow.transferTtftAddedMs);
+    assert.ok(slowLayerwise.goodputRps > slow.goodputRps);
+  });
+
+  it('reports the colocated baseline on the same budget', () => {
+    const plan = planPd(BASE);
+    assert.ok(plan.colocated !== undefined);
+    assert.ok(plan.colocated.gpus <= 8 && plan.colocated.goodputRps > 0);
+    assert.ok(
+      Math.abs(
+        (plan.perGpuGainVsColocated as number) -
+          plan.split.goodputPerGpuRps / plan.colocated.goodputPerGpuRps,
+      ) < 1e-12,
+    );
+  });
+
+  it('counts shapes no split can serve against the attainment target', () => {
+    const lengths = [
+      { inputTokens: 1024, outputTokens: 128, weight: 9 },
+      { inputTokens: 100_000, outputTokens: 128, weight: 1 }, // its prefill alone outlasts 1 s of TTFT
+    ];
+    const plan = planPd({ ...BASE, lengths, objectives: { ...BASE.objectives, attainment: 0.85 } });
+    assert.ok(Math.abs(plan.split.servedShare - 0.9) < 1e-12);
+    assert.ok(Math.abs(plan.split.goodputRps - 0.9 * plan.split.arrivalRpsMax) < 1e-9);
+    assert.throws(
+      () => planPd({ ...BASE, lengths, objectives: { ...BASE.objectives, attainment: 0.95 } }),
+      (e: unknown) => e instanceof SwitchyardError && e.code === 'SY_ERR_CAPACITY',
+    );
+  });
+
+  it('refuses bad input, naming the flag', () => {
+    assert.throws(() => planPd({ ...BASE, gpus: 1 }), invalid('gpus'));
+    assert.throws(() => planPd({ ...BASE, gpus: 2.5 }), invalid('gpus'));
+    assert.throws(() => planPd({ ...BASE, rateRps: 0 }), invalid('rate'));
+    assert.throws(
+      () => planPd({ ...BASE, objectives: { ...BASE.objectives, ttftMs: -1 } }),
+      invalid('slo-ttft-ms'),
+    );
+    assert.throws(
+      () => planPd({ ...BASE, objectives: { ...BASE.objectives, tpotMs: 0 } }),
+      invalid('slo-tpot-ms'),
+    );
+    assert.throws(
+      () => planPd({ ...BASE, objectives: { ...BASE.objectives, attainment: 1.5 } }),
+      invalid('goodput-target'),
+    );
+    assert.throws(
+      () => planPd({ ...BASE, lengths: [{ inputTokens: 0, outputTokens: 10 }] }),
+      invalid('input-tokens'),
+    );
+    assert.throws(
+      () => planPd({ ...BASE, objectives: { ...BASE.objectives, ttftMs: 1 } }),
+      (e: unknown) => e instanceof SwitchyardError && e.code === 'SY_ERR_CAPACITY',
+    );
+    assert.throws(
+      () => planPd({ ...BASE, model: 'no-such-model' }),
+      (e: unknown) => e instanceof SwitchyardError && e.code === 'SY_ERR_UNKNOWN_NAME',
+    );
+  });
+});
