@@ -2,6 +2,7 @@ import { type Command, Option } from 'commander';
 import { invalidArgument } from '../core/errors.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
 import { openKvPublisher } from '../engine-servers/sim/kv-publisher.ts';
+import { PdEngine, servePdEngine } from '../engine-servers/sim/pd-engine.ts';
 import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
 import { registerLlamaEngineCommand } from './llama-engine-command.ts';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
@@ -25,6 +26,34 @@ interface SimEngineFlags {
   maxWaiting?: number;
   kvEvents: string;
   shutdownTimeout: number;
+  /** Prefill/decode disaggregation (src/engine-servers/sim/pd-engine.ts); unset: a whole-request engine. */
+  pdRole?: 'prefill' | 'decode';
+  pdProtocol?: 'vllm' | 'sglang';
+  kvLinkGbps: number;
+  kvReleaseTimeoutMs: number;
+  kvWaitTimeoutMs: number;
+}
+
+/** The P/D side of a sim engine, or undefined without --pd-role. */
+function pdEngineOf(flags: SimEngineFlags): PdEngine | undefined {
+  if (flags.pdRole === undefined) {
+    if (flags.pdProtocol !== undefined)
+      throw invalidArgument('pd-protocol', flags.pdProtocol, 'it only with --pd-role');
+    return undefined;
+  }
+  if (flags.pdProtocol === undefined)
+    throw invalidArgument('pd-protocol', 'unset', "'vllm' or 'sglang' with --pd-role");
+  return new PdEngine({
+    role: flags.pdRole,
+    protocol: flags.pdProtocol,
+    model: flags.model,
+    tp: flags.tp,
+    blockSize: flags.blockSize,
+    kvLinkGbps: flags.kvLinkGbps,
+    timeScale: flags.timeScale,
+    kvReleaseTimeoutMs: flags.kvReleaseTimeoutMs,
+    kvWaitTimeoutMs: flags.kvWaitTimeoutMs,
+  });
 }
 
 async function runSimEngine(flags: SimEngineFlags): Promise<void> {
@@ -33,6 +62,7 @@ async function runSimEngine(flags: SimEngineFlags): Promise<void> {
     throw invalidArgument('kv-events', kvEndpoint, "a ZMQ endpoint such as tcp://127.0.0.1:* , or 'none'");
   }
   const modelId = flags.servedModelName ?? flags.model;
+  const pd = pdEngineOf(flags);
   const publisher = kvEndpoint === undefined ? undefined : await openKvPublisher(kvEndpoint);
   let backend: SimBackend;
   try {
@@ -59,6 +89,17 @@ async function runSimEngine(flags: SimEngineFlags): Promise<void> {
   } catch (error) {
     await publisher?.close();
     throw error;
+  }
+  if (pd !== undefined) {
+    await servePdEngine(backend, pd, {
+      host: flags.host,
+      port: flags.port,
+      maxWaiting: flags.maxWaiting,
+      shutdownTimeoutS: flags.shutdownTimeout,
+      kvEvents: publisher?.endpoint ?? null,
+      release: async () => publisher?.close(),
+    });
+    return;
   }
   await serveEngine(backend, {
     engine: 'sim',
@@ -138,6 +179,37 @@ export function registerEngineCommand(program: Command): void {
       'tcp://127.0.0.1:*',
     )
     .option('--shutdown-timeout <s>', 'longest wait for in-flight requests on SIGTERM', positiveNumber, 30)
+    .addOption(
+      new Option(
+        '--pd-role <role>',
+        "one side of a disaggregated pair (docs/disaggregation.md): 'prefill' holds the prompt's KV for a\n" +
+          "decode engine, 'decode' fetches it and skips the prefill (default: whole requests)",
+      ).choices(['prefill', 'decode']),
+    )
+    .addOption(
+      new Option(
+        '--pd-protocol <protocol>',
+        "with --pd-role: vLLM's kv_transfer_params or SGLang's bootstrap rooms",
+      ).choices(['vllm', 'sglang']),
+    )
+    .option(
+      '--kv-link-gbps <n>',
+      'with --pd-role decode: the modelled KV link between the engines, Gb/s',
+      positiveNumber,
+      100,
+    )
+    .option(
+      '--kv-release-timeout-ms <ms>',
+      "with --pd-role prefill: KV no decode collected is released after this long (vLLM's VLLM_NIXL_ABORT_REQUEST_TIMEOUT)",
+      positiveInt,
+      120_000,
+    )
+    .option(
+      '--kv-wait-timeout-ms <ms>',
+      'with --pd-protocol sglang: a decode waits this long for its room on the prefill engine',
+      positiveInt,
+      30_000,
+    )
     .action(async (flags: SimEngineFlags) => {
       await runSimEngine(flags);
     });

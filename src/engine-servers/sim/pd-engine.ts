@@ -1,0 +1,835 @@
+/**
+ * The `sim` engine as one side of a prefill/decode pair (`switchyard engine sim --pd-role prefill|decode
+ * --pd-protocol vllm|sglang`), speaking the engines' own protocols so the gateway's P/D flows
+ * (src/gateway/pd/) are tested against a real process. docs/disaggregation.md gives the flows.
+ *
+ * The engine is the ordinary sim OpenAI server (openai-server.ts over a SimBackend) on a loopback
+ * port, behind a small front server on the public port that speaks the protocol:
+ *
+ * - vLLM prefill: a request whose `kv_transfer_params` ask for a remote decode runs as usual (the
+ *   gateway sent max_tokens 1); the answer gains `kv_transfer_params` for the decode side
+ *   (`do_remote_prefill`, `remote_engine_id`, `remote_block_ids`, `remote_host`, `remote_port`,
+ *   `tp_size`, and `remote_request_id`, the id the decode side's notify names). The engine then holds
+ *   the prompt's KV until the decode side notifies it read them (`POST /pd/notify`, the analogue of
+ *   NIXL's notification) or `kvReleaseTimeoutMs` passes (the analogue of vLLM's
+ *   VLLM_NIXL_ABORT_REQUEST_TIMEOUT, which frees blocks a decode never read).
+ * - vLLM decode: a request with `do_remote_prefill` waits the modelled transfer time (the prompt's KV
+ *   bytes from the model catalogue over a `kvLinkGbps` link, in model time), notifies the prefill
+ *   side, and decodes without prefilling the prompt. KV the prefill side no longer holds (it timed
+ *   out, or it is unreachable) is recomputed locally, as vLLM's `recompute` load-failure policy does.
+ * - SGLang prefill: a request with `bootstrap_room` runs its prefill only (one token); its room then
+ *   holds the KV on the bootstrap endpoint (`GET /pd/bootstrap/{room}`, on the engine's own port)
+ *   until the decode side collects it (`POST /pd/release/{room}`) or the release timeout passes.
+ * - SGLang decode: a request with `bootstrap_host/port/room` asks the prefill's bootstrap endpoint
+ *   for the room (waiting up to `kvWaitTimeoutMs` for the prefill to finish), waits the transfer
+ *   time, collects, and decodes without prefilling; a room that failed, never came, or a prefill
+ *   engine out of reach ends the request with 502 SY_ERR_KV_TRANSFER_FAILED.
+ *
+ * Skipping the prefill: the engine core has no call to import KV, so a decode runs the request as a
+ * one-token prompt (the last prompt token is recomputed, as vLLM's decode side does) and reports the
+ * full prompt in usage, with the transferred tokens as cached. The transferred KV is therefore not
+ * counted in the decode engine's block pool; the prefill side's held KV is counted in its
+ * `switchyard_pd_kv_held_*` series, not in its pool either (the core frees a finished request's
+ * blocks). Every wait and every table has a bound.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  Agent,
+  createServer,
+  type IncomingMessage,
+  request,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { untilSignal, whenParentGone } from '../../adapters/process-signals.ts';
+import { SwitchyardError } from '../../core/errors.ts';
+import { parseCompletionBody } from '../../core/openai-api.ts';
+import { kvBytesPerToken } from '../../model/kv.ts';
+import { modelSpec } from '../../model/models.ts';
+import type { EngineBackend, GenerationInput, GenerationSink } from '../backend.ts';
+import { startOpenAiServer } from '../openai-server.ts';
+import type { EngineReadyLine } from '../run-engine.ts';
+
+/** The P/D side an engine plays and how. */
+export interface PdEngineOptions {
+  readonly role: 'prefill' | 'decode';
+  readonly protocol: 'vllm' | 'sglang';
+  /** The catalogue model whose KV bytes per token size the transfer. */
+  readonly model: string;
+  readonly tp: number;
+  readonly blockSize: number;
+  /** The modelled link between the engines, in Gb/s. */
+  readonly kvLinkGbps: number;
+  /** Wall time per modelled time (the engine's --time-scale): the transfer wait is scaled too. */
+  readonly timeScale: number;
+  /** A prefill releases KV no decode collected after this long (wall ms). */
+  readonly kvReleaseTimeoutMs: number;
+  /** An SGLang decode waits this long (wall ms) for its room's prefill to finish. */
+  readonly kvWaitTimeoutMs: number;
+}
+
+/** KV transfers (vLLM) or rooms (SGLang) one prefill engine holds at once; one more is refused 503. */
+export const PD_TRANSFERS_MAX = 65_536;
+/** Request bodies the front server reads, as the OpenAI server bounds them. */
+const FRONT_BODY_BYTES_MAX = 32 << 20;
+/** Bytes of a prefill answer the front server rewrites (a one-token answer is a few KB). */
+const PREFILL_ANSWER_BYTES_MAX = 1 << 20;
+/** A decode's calls to the prefill side (notify, bootstrap, release) past their own wait. */
+const PEER_CALL_TIMEOUT_MS = 10_000;
+
+/** Counters and gauges of the P/D side (`GET /pd/stats`, and `switchyard_pd_*` on /metrics). */
+export interface PdEngineStats {
+  role: 'prefill' | 'decode';
+  protocol: 'vllm' | 'sglang';
+  /** P/D requests served (prefill legs on a prefill engine, decodes on a decode engine). */
+  requests: number;
+  /** How many P/D requests arrived with each max_tokens (what the gateway sent). */
+  maxTokensSeen: Record<string, number>;
+  /** KV transfers or rooms held now, and their bytes. */
+  heldTransfers: number;
+  heldBytes: number;
+  releasedCollected: number;
+  releasedTimeout: number;
+  /** Decode side: KV bytes moved over the modelled link, prompt tokens not prefilled, failed loads. */
+  transferredBytes: number;
+  skippedPrefillTokens: number;
+  kvLoadFailures: number;
+}
+
+/** One held KV transfer (vLLM) or room (SGLang) on the prefill side. */
+interface Held {
+  state: 'pending' | 'ready' | 'failed';
+  tokens: number;
+  bytes: number;
+  timer: NodeJS.Timeout | undefined;
+  /** SGLang decodes waiting for the room to be ready. */
+  waiters: (() => void)[];
+}
+
+/** The P/D state of one engine; the front server and the backend wrapper share it. */
+export class PdEngine {
+  readonly stats: PdEngineStats;
+  readonly engineId = randomUUID();
+  /** Where the decode side reaches this engine (its front server), set once it listens. */
+  host = '127.0.0.1';
+  port = 0;
+  private readonly held = new Map<string, Held>();
+  /** Inner request tags whose prompt was transferred: the backend skips their prefill. */
+  readonly transferred = new Map<string, number>();
+  private readonly kvBytesPerToken: number;
+  private nextTransfer = 0;
+  private nextBlock = 0;
+
+  constructor(readonly options: PdEngineOptions) {
+    this.stats = {
+      role: options.role,
+      protocol: options.protocol,
+      requests: 0,
+      maxTokensSeen: {},
+      heldTransfers: 0,
+      heldBytes: 0,
+      releasedCollected: 0,
+      releasedTimeout: 0,
+      transferredBytes: 0,
+      skippedPrefillTokens: 0,
+      kvLoadFailures: 0,
+    };
+    this.kvBytesPerToken = kvBytesPerToken(modelSpec(options.model));
+  }
+
+  /** KV bytes of `tokens` prompt tokens (the whole model's, every TP shard). */
+  kvBytes(tokens: number): number {
+    return tokens * this.kvBytesPerToken;
+  }
+
+  /** Wall milliseconds the modelled link takes to move `bytes`. */
+  transferWallMs(bytes: number): number {
+    return ((bytes * 8) / (this.options.kvLinkGbps * 1e9)) * 1000 * this.options.timeScale;
+  }
+
+  /** Whether another transfer may be held. */
+  get full(): boolean {
+    return this.held.size >= PD_TRANSFERS_MAX;
+  }
+
+  /** The entry for `key`, created pending (SGLang: the decode may ask before the prefill arrives). */
+  entry(key: string): Held {
+    let h = this.held.get(key);
+    if (h === undefined) {
+      h = { state: 'pending', tokens: 0, bytes: 0, timer: undefined, waiters: [] };
+      this.held.set(key, h);
+      // A room no prefill ever fills is dropped after the decode's wait bound.
+      this.arm(key, h, this.options.kvWaitTimeoutMs);
+    }
+    return h;
+  }
+
+  /** The prefill of `key` finished: it holds `tokens` of KV until collected or timed out. */
+  hold(key: string, tokens: number): void {
+    const h = this.entry(key);
+    h.state = 'ready';
+    h.tokens = tokens;
+    h.bytes = this.kvBytes(tokens);
+    this.stats.heldTransfers++;
+    this.stats.heldBytes += h.bytes;
+    this.arm(key, h, this.options.kvReleaseTimeoutMs);
+    this.wake(h);
+  }
+
+  /** The prefill of `key` failed: waiting decodes hear it. */
+  failed(key: string): void {
+    const h = this.entry(key);
+    h.state = 'failed';
+    this.arm(key, h, this.options.kvWaitTimeoutMs);
+    this.wake(h);
+  }
+
+  /** A fresh vLLM transfer id. */
+  transferId(): string {
+    return `${this.engineId}-${this.nextTransfer++}`;
+  }
+
+  /** Block ids for `tokens` (ids only name the blocks; the core frees its own). */
+  blockIds(tokens: number): number[] {
+    const n = Math.ceil(tokens / this.options.blockSize);
+    const ids: number[] = [];
+    for (let i = 0; i < n; i++) ids.push(this.nextBlock++);
+    return ids;
+  }
+
+  /** Waits until `key` is ready or failed, or `waitMs` passes; its state then. */
+  async waitFor(key: string, waitMs: number): Promise<Held['state']> {
+    const h = this.entry(key);
+    if (h.state !== 'pending') return h.state;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, waitMs);
+      h.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    return this.held.get(key)?.state ?? 'failed';
+  }
+
+  /** The decode side collected `key`: its KV is released. False when it is no longer held. */
+  collect(key: string): Held | undefined {
+    const h = this.held.get(key);
+    if (h === undefined || h.state !== 'ready') return undefined;
+    this.release(key, h, 'collected');
+    return h;
+  }
+
+  /** Releases what is held (shutdown). */
+  clear(): void {
+    for (const [key, h] of this.held) this.release(key, h, 'timeout');
+  }
+
+  private arm(key: string, h: Held, ms: number): void {
+    if (h.timer !== undefined) clearTimeout(h.timer);
+    h.timer = setTimeout(() => this.release(key, h, 'timeout'), ms);
+    h.timer.unref();
+  }
+
+  private wake(h: Held): void {
+    const waiters = h.waiters;
+    h.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  private release(key: string, h: Held, why: 'collected' | 'timeout'): void {
+    if (this.held.get(key) !== h) return;
+    this.held.delete(key);
+    if (h.timer !== undefined) clearTimeout(h.timer);
+    if (h.state === 'ready') {
+      this.stats.heldTransfers--;
+      this.stats.heldBytes -= h.bytes;
+      if (why === 'collected') this.stats.releasedCollected++;
+      else this.stats.releasedTimeout++;
+    }
+    h.state = 'failed';
+    this.wake(h);
+  }
+
+  /** The P/D series appended to /metrics. */
+  metricsText(): string {
+    const s = this.stats;
+    const labels = `role="${s.role}",protocol="${s.protocol}"`;
+    return (
+      `# HELP switchyard_pd_kv_held_transfers KV transfers (vLLM) or rooms (SGLang) this prefill engine holds for a decode engine.\n` +
+      `# TYPE switchyard_pd_kv_held_transfers gauge\nswitchyard_pd_kv_held_transfers{${labels}} ${s.heldTransfers}\n` +
+      `# HELP switchyard_pd_kv_held_bytes KV bytes held for a decode engine.\n` +
+      `# TYPE switchyard_pd_kv_held_bytes gauge\nswitchyard_pd_kv_held_bytes{${labels}} ${s.heldBytes}\n` +
+      `# HELP switchyard_pd_kv_released_total Held KV released, by why: collected by the decode side or timed out.\n` +
+      `# TYPE switchyard_pd_kv_released_total counter\n` +
+      `switchyard_pd_kv_released_total{${labels},reason="collected"} ${s.releasedCollected}\n` +
+      `switchyard_pd_kv_released_total{${labels},reason="timeout"} ${s.releasedTimeout}\n` +
+      `# HELP switchyard_pd_requests_total Disaggregated requests served on this side.\n` +
+      `# TYPE switchyard_pd_requests_total counter\nswitchyard_pd_requests_total{${labels}} ${s.requests}\n` +
+      `# HELP switchyard_pd_kv_load_failures_total Decodes whose KV could not be loaded.\n` +
+      `# TYPE switchyard_pd_kv_load_failures_total counter\nswitchyard_pd_kv_load_failures_total{${labels}} ${s.kvLoadFailures}\n`
+    );
+  }
+}
+
+/**
+ * The sim backend with the P/D side: a request whose prompt was transferred runs as a one-token
+ * prompt (see the module comment) and reports its full prompt, the transferred part as cached.
+ */
+export class PdSimBackend implements EngineBackend {
+  constructor(
+    private readonly inner: EngineBackend,
+    private readonly pd: PdEngine,
+  ) {}
+
+  get modelId(): string {
+    return this.inner.modelId;
+  }
+
+  generate(input: GenerationInput, sink: GenerationSink): void {
+    const tag = input.id.slice(input.id.indexOf('-') + 1);
+    const tokens = this.pd.transferred.get(tag);
+    if (tokens === undefined) {
+      this.inner.generate(input, sink);
+      return;
+    }
+    this.pd.transferred.delete(tag);
+    const prompt = input.request.promptTokens;
+    this.pd.stats.skippedPrefillTokens += Math.max(0, prompt - 1);
+    const wrapped: GenerationSink = {
+      onText: (text, n) => sink.onText(text, n),
+      onError: (error) => sink.onError(error),
+      onFinish: (reason, usage) =>
+        sink.onFinish(reason, {
+          promptTokens: prompt,
+          completionTokens: usage.completionTokens,
+          cachedTokens: Math.max(usage.cachedTokens, prompt - 1),
+        }),
+    };
+    this.inner.generate({ ...input, request: { ...input.request, promptTokens: 1 } }, wrapped);
+  }
+
+  signals(): ReturnType<EngineBackend['signals']> {
+    return this.inner.signals();
+  }
+
+  extraMetricsText(): string {
+    return (this.inner.extraMetricsText?.() ?? '') + this.pd.metricsText();
+  }
+
+  close(): Promise<void> {
+    this.pd.clear();
+    return this.inner.close();
+  }
+}
+
+// ---- the front server ----
+
+/** A body read whole, bounded. */
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > FRONT_BODY_BYTES_MAX) {
+        req.destroy();
+        reject(
+          new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', `request body over ${FRONT_BODY_BYTES_MAX} bytes`),
+        );
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function sendError(res: ServerResponse, error: SwitchyardError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, error.status, error.toJSON());
+}
+
+/** A JSON call to a peer engine's P/D endpoint: its status and parsed body (undefined when not JSON). */
+async function peerCall(
+  url: string,
+  method: 'GET' | 'POST',
+  body: unknown,
+  timeoutMs: number,
+): Promise<{ status: number; json: unknown }> {
+  const response = await fetch(url, {
+    method,
+    ...(body === undefined
+      ? {}
+      : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await response.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, json };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The front server: the protocol on the public port, everything else passed to the inner server. */
+export class PdFrontServer {
+  private readonly http: Server;
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 1024 });
+  private nextTag = 0;
+
+  constructor(
+    private readonly pd: PdEngine,
+    private readonly innerPort: number,
+  ) {
+    this.http = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+      this.handle(req, res).catch((error: unknown) =>
+        sendError(
+          res,
+          error instanceof SwitchyardError
+            ? error
+            : new SwitchyardError('SY_ERR_INTERNAL', `P/D front: ${(error as Error).message}`),
+        ),
+      );
+    });
+    this.http.keepAliveTimeout = 30_000;
+  }
+
+  /** Listens; resolves with the port. */
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(port, host, () => {
+        this.http.off('error', reject);
+        resolve((this.http.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.http.close(() => resolve());
+      this.http.closeIdleConnections();
+      setTimeout(() => this.http.closeAllConnections(), 1000).unref();
+      this.agent.destroy();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const method = req.method ?? 'GET';
+    if (method === 'POST' && (path === '/v1/chat/completions' || path === '/v1/completions')) {
+      await this.completion(path === '/v1/completions' ? 'completion' : 'chat', path, req, res);
+      return;
+    }
+    if (method === 'GET' && path === '/pd/stats') return sendJson(res, 200, this.pd.stats);
+    if (method === 'POST' && path === '/pd/notify') return this.notify(req, res);
+    const room = /^\/pd\/(bootstrap|release)\/(\d{1,20})$/.exec(path);
+    if (room !== null) return this.bootstrap(room[1] as string, room[2] as string, method, res);
+    this.pass(req, res, path, req.headers['content-type'] === undefined ? undefined : req);
+  }
+
+  /** vLLM: the decode side read the KV of a transfer; the prefill side releases it. */
+  private async notify(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let id: unknown;
+    try {
+      id = (JSON.parse((await readBody(req)).toString('utf8')) as { remote_request_id?: unknown })
+        .remote_request_id;
+    } catch {
+      id = undefined;
+    }
+    const h = typeof id === 'string' ? this.pd.collect(`v:${id}`) : undefined;
+    if (h === undefined) return sendJson(res, 404, { released: false });
+    sendJson(res, 200, { released: true, tokens: h.tokens, bytes: h.bytes });
+  }
+
+  /** SGLang's bootstrap endpoint: a decode asks for a room (waiting for it) and then collects it. */
+  private async bootstrap(what: string, room: string, method: string, res: ServerResponse): Promise<void> {
+    const key = `s:${room}`;
+    if (what === 'release' && method === 'POST') {
+      const h = this.pd.collect(key);
+      return sendJson(res, h === undefined ? 404 : 200, { released: h !== undefined });
+    }
+    if (what !== 'bootstrap' || method !== 'GET' || this.pd.options.role !== 'prefill')
+      return sendJson(res, 404, { error: 'not found' });
+    const state = await this.pd.waitFor(key, this.pd.options.kvWaitTimeoutMs);
+    if (state !== 'ready') return sendJson(res, state === 'pending' ? 504 : 410, { state });
+    const h = this.pd.entry(key);
+    sendJson(res, 200, { state, tokens: h.tokens, bytes: h.bytes });
+  }
+
+  private async completion(
+    kind: 'chat' | 'completion',
+    path: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> {
+    const raw = await readBody(req);
+    let body: Record<string, unknown>;
+    try {
+      const value: unknown = JSON.parse(raw.toString('utf8'));
+      if (typeof value !== 'object' || value === null || Array.isArray(value))
+        throw new Error('not an object');
+      body = value as Record<string, unknown>;
+    } catch {
+      this.pass(req, res, path, raw);
+      return;
+    }
+    const { role, protocol } = this.pd.options;
+    if (role === 'prefill' && protocol === 'vllm') return this.vllmPrefill(kind, path, body, res);
+    if (role === 'prefill') return this.sglangPrefill(kind, path, body, res);
+    if (protocol === 'vllm') return this.vllmDecode(kind, path, body, res);
+    return this.sglangDecode(kind, path, body, res);
+  }
+
+  private promptTokens(kind: 'chat' | 'completion', body: Record<string, unknown>): number {
+    return parseCompletionBody(kind, body).promptTokens;
+  }
+
+  private noteMaxTokens(body: Record<string, unknown>): void {
+    this.pd.stats.requests++;
+    const key = String(body['max_tokens'] ?? body['max_completion_tokens'] ?? 'unset');
+    this.pd.stats.maxTokensSeen[key] = (this.pd.stats.maxTokensSeen[key] ?? 0) + 1;
+  }
+
+  private async vllmPrefill(
+    kind: 'chat' | 'completion',
+    path: string,
+    body: Record<string, unknown>,
+    res: ServerResponse,
+  ): Promise<void> {
+    const params = body['kv_transfer_params'] as { do_remote_decode?: unknown } | undefined;
+    delete body['kv_transfer_params'];
+    if (params?.do_remote_decode !== true)
+      return this.pass(undefined, res, path, Buffer.from(JSON.stringify(body)));
+    if (this.pd.full) return sendError(res, overloaded());
+    this.noteMaxTokens(body);
+    const tokens = this.promptTokens(kind, body);
+    const answer = await this.inner(path, body, PREFILL_ANSWER_BYTES_MAX);
+    if (answer.status < 200 || answer.status >= 300) return this.relay(res, answer);
+    const id = this.pd.transferId();
+    this.pd.hold(`v:${id}`, tokens);
+    const out = JSON.parse(answer.body.toString('utf8')) as Record<string, unknown>;
+    out['kv_transfer_params'] = {
+      do_remote_prefill: true,
+      do_remote_decode: false,
+      remote_engine_id: this.pd.engineId,
+      remote_block_ids: this.pd.blockIds(tokens),
+      remote_host: this.pd.host,
+      remote_port: this.pd.port,
+      tp_size: this.pd.options.tp,
+      remote_request_id: id,
+    };
+    sendJson(res, 200, out);
+  }
+
+  private async sglangPrefill(
+    kind: 'chat' | 'completion',
+    path: string,
+    body: Record<string, unknown>,
+    res: ServerResponse,
+  ): Promise<void> {
+    const room = body['bootstrap_room'];
+    stripBootstrap(body);
+    if (typeof room !== 'number') return this.pass(undefined, res, path, Buffer.from(JSON.stringify(body)));
+    if (this.pd.full) return sendError(res, overloaded());
+    this.noteMaxTokens(body);
+    const key = `s:${room}`;
+    this.pd.entry(key);
+    // SGLang's prefill server runs the prefill only: one token, whatever the request asked.
+    body['max_tokens'] = 1;
+    if (Object.hasOwn(body, 'max_completion_tokens')) body['max_completion_tokens'] = 1;
+    body['stream'] = false;
+    delete body['stream_options'];
+    let tokens: number;
+    let answer: { status: number; headers: Record<string, string>; body: Buffer };
+    try {
+      tokens = this.promptTokens(kind, body);
+      answer = await this.inner(path, body, PREFILL_ANSWER_BYTES_MAX);
+    } catch (error) {
+      this.pd.failed(key);
+      throw error;
+    }
+    if (answer.status >= 200 && answer.status < 300) this.pd.hold(key, tokens);
+    else this.pd.failed(key);
+    this.relay(res, answer);
+  }
+
+  private async vllmDecode(
+    kind: 'chat' | 'completion',
+    path: string,
+    body: Record<string, unknown>,
+    res: ServerResponse,
+  ): Promise<void> {
+    const params = body['kv_transfer_params'] as Record<string, unknown> | undefined;
+    delete body['kv_transfer_params'];
+    if (params?.['do_remote_prefill'] !== true)
+      return this.pass(undefined, res, path, Buffer.from(JSON.stringify(body)));
+    this.noteMaxTokens(body);
+    const tokens = this.promptTokens(kind, body);
+    const bytes = this.pd.kvBytes(tokens);
+    await sleep(this.pd.transferWallMs(bytes));
+    if (res.destroyed) return;
+    let loaded = false;
+    try {
+      const host = String(params['remote_host']);
+      const port = Number(params['remote_port']);
+      const r = await peerCall(
+        `http://${host.includes(':') ? `[${host}]` : host}:${port}/pd/notify`,
+        'POST',
+        { remote_request_id: params['remote_request_id'], remote_engine_id: params['remote_engine_id'] },
+        PEER_CALL_TIMEOUT_MS,
+      );
+      loaded = r.status === 200;
+    } catch {
+      loaded = false;
+    }
+    // vLLM's `recompute` policy: KV that could not be loaded is prefilled here.
+    if (!loaded) this.pd.stats.kvLoadFailures++;
+    else this.pd.stats.transferredBytes += bytes;
+    this.generate(path, body, res, loaded ? tokens : undefined);
+  }
+
+  private async sglangDecode(
+    kind: 'chat' | 'completion',
+    path: string,
+    body: Record<string, unknown>,
+    res: ServerResponse,
+  ): Promise<void> {
+    const host = body['bootstrap_host'];
+    const port = body['bootstrap_port'];
+    const room = body['bootstrap_room'];
+    stripBootstrap(body);
+    if (typeof host !== 'string' || typeof port !== 'number' || typeof room !== 'number')
+      return this.pass(undefined, res, path, Buffer.from(JSON.stringify(body)));
+    this.noteMaxTokens(body);
+    const tokens = this.promptTokens(kind, body);
+    const base = `http://${host.includes(':') ? `[${host}]` : host}:${port}/pd`;
+    const waitMs = this.pd.options.kvWaitTimeoutMs;
+    let problem: string | undefined;
+    try {
+      const r = await peerCall(`${base}/bootstrap/${room}`, 'GET', undefined, waitMs + PEER_CALL_TIMEOUT_MS);
+      if (r.status !== 200)
+        problem = `room ${room} is ${(r.json as { state?: string } | undefined)?.state ?? r.status} on ${host}:${port}`;
+      else {
+        const bytes = (r.json as { bytes: number }).bytes;
+        await sleep(this.pd.transferWallMs(bytes));
+        const collected = await peerCall(`${base}/release/${room}`, 'POST', {}, PEER_CALL_TIMEOUT_MS);
+        if (collected.status !== 200) problem = `room ${room} was released before the transfer ended`;
+        else this.pd.stats.transferredBytes += bytes;
+      }
+    } catch (error) {
+      problem = `bootstrap ${host}:${port} unreachable (${(error as Error).message})`;
+    }
+    if (res.destroyed) return;
+    if (problem !== undefined) {
+      this.pd.stats.kvLoadFailures++;
+      return sendError(
+        res,
+        new SwitchyardError('SY_ERR_KV_TRANSFER_FAILED', `KV transfer failed: ${problem}`),
+      );
+    }
+    this.generate(path, body, res, tokens);
+  }
+
+  /** Sends a decode to the inner server; `transferredTokens` set: its prefill is skipped. */
+  private generate(
+    path: string,
+    body: Record<string, unknown>,
+    res: ServerResponse,
+    transferredTokens?: number,
+  ): void {
+    const tag = `pd${(this.nextTag++).toString(36)}`;
+    if (transferredTokens !== undefined) this.pd.transferred.set(tag, transferredTokens);
+    this.pass(undefined, res, path, Buffer.from(JSON.stringify(body)), tag);
+  }
+
+  /** A whole answer from the inner server (bounded). */
+  private inner(
+    path: string,
+    body: Record<string, unknown>,
+    bytesMax: number,
+  ): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
+    return new Promise((resolve, reject) => {
+      const payload = Buffer.from(JSON.stringify(body));
+      const upstream = request(
+        {
+          host: '127.0.0.1',
+          port: this.innerPort,
+          path,
+          method: 'POST',
+          agent: this.agent,
+          headers: { 'content-type': 'application/json', 'content-length': payload.length },
+        },
+        (r) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          r.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > bytesMax) {
+              r.destroy(new Error(`inner answer over ${bytesMax} bytes`));
+              return;
+            }
+            chunks.push(c);
+          });
+          r.on('end', () => {
+            const type = r.headers['content-type'];
+            resolve({
+              status: r.statusCode ?? 502,
+              headers: { 'content-type': typeof type === 'string' ? type : 'application/json' },
+              body: Buffer.concat(chunks),
+            });
+          });
+          r.on('error', reject);
+        },
+      );
+      upstream.on('error', reject);
+      upstream.end(payload);
+    });
+  }
+
+  private relay(
+    res: ServerResponse,
+    answer: { status: number; headers: Record<string, string>; body: Buffer },
+  ): void {
+    res.writeHead(answer.status, { ...answer.headers, 'content-length': answer.body.length });
+    res.end(answer.body);
+  }
+
+  /** Proxies a request to the inner server, streaming the answer back. */
+  private pass(
+    req: IncomingMessage | undefined,
+    res: ServerResponse,
+    path: string,
+    body: Buffer | IncomingMessage | undefined,
+    tag?: string,
+  ): void {
+    const headers: Record<string, string | number> = {};
+    if (body instanceof Buffer) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = body.length;
+    } else if (req !== undefined) {
+      for (const name of ['content-type', 'content-length', 'accept'])
+        if (typeof req.headers[name] === 'string') headers[name] = req.headers[name] as string;
+    }
+    if (tag !== undefined) headers['x-request-id'] = tag;
+    const upstream = request(
+      {
+        host: '127.0.0.1',
+        port: this.innerPort,
+        path: req?.url ?? path,
+        method: req?.method ?? 'POST',
+        agent: this.agent,
+        headers,
+      },
+      (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      },
+    );
+    upstream.on('error', (error) => {
+      if (tag !== undefined) this.pd.transferred.delete(tag);
+      sendError(
+        res,
+        new SwitchyardError('SY_ERR_INTERNAL', `P/D front: the engine failed: ${error.message}`),
+      );
+    });
+    // The client left: the inner generation is aborted with it.
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    if (body instanceof Buffer) upstream.end(body);
+    else if (body !== undefined) (body as IncomingMessage).pipe(upstream);
+    else upstream.end();
+  }
+}
+
+function stripBootstrap(body: Record<string, unknown>): void {
+  delete body['bootstrap_host'];
+  delete body['bootstrap_port'];
+  delete body['bootstrap_room'];
+}
+
+function overloaded(): SwitchyardError {
+  return new SwitchyardError(
+    'SY_ERR_OVERLOADED',
+    `this prefill engine holds ${PD_TRANSFERS_MAX} KV transfers (PD_TRANSFERS_MAX); retry later`,
+  );
+}
+
+/** How to serve a P/D sim engine (serveEngine's options, for the front server's life). */
+export interface ServePdOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly maxWaiting?: number | undefined;
+  readonly shutdownTimeoutS: number;
+  readonly kvEvents: string | null;
+  readonly release?: () => Promise<void>;
+}
+
+/**
+ * Serves `backend` as one side of a P/D pair until SIGTERM or SIGINT (or its supervisor's death):
+ * the OpenAI server on a loopback port, the front server on `host:port`, the ready line naming the
+ * front server.
+ */
+export async function servePdEngine(
+  backend: EngineBackend,
+  pd: PdEngine,
+  options: ServePdOptions,
+): Promise<void> {
+  const parent = whenParentGone();
+  const wrapped = new PdSimBackend(backend, pd);
+  const inner = await startOpenAiServer(wrapped, {
+    host: '127.0.0.1',
+    port: 0,
+    ownedBy: 'switchyard-sim',
+    ...(options.maxWaiting === undefined ? {} : { maxWaiting: options.maxWaiting }),
+  });
+  const front = new PdFrontServer(pd, inner.port);
+  let port: number;
+  try {
+    port = await front.listen(options.host, options.port);
+  } catch (error) {
+    parent.stop();
+    await inner.close(0);
+    await options.release?.();
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `invalid port '${options.host}:${options.port}': expected a free address to listen on (${(error as Error).message})`,
+      { param: 'port' },
+    );
+  }
+  pd.host = options.host;
+  pd.port = port;
+  const urlHost = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const ready: EngineReadyLine = {
+    event: 'ready',
+    engine: 'sim',
+    url: `http://${urlHost}:${port}`,
+    model: backend.modelId,
+    kvEvents: options.kvEvents,
+  };
+  process.stdout.write(`${JSON.stringify(ready)}\n`);
+  const why = await Promise.race([untilSignal(), parent.gone.then(() => 'parent-gone' as const)]);
+  parent.stop();
+  process.stderr.on('error', () => {});
+  process.stderr.write(`switchyard engine sim (P/D ${pd.options.role}): ${why}, draining\n`);
+  await front.close();
+  await inner.close(why === 'parent-gone' ? 1000 : options.shutdownTimeoutS * 1000);
+  await options.release?.();
+  if (why === 'parent-gone') process.exit(0);
+}

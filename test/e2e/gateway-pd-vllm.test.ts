@@ -1,0 +1,173 @@
+/**
+ * End-to-end: vLLM's prefill/decode flow through `switchyard serve`. One prefill and two decode
+ * `sim` engines speak vLLM's protocol (`--pd-role`, `--pd-protocol vllm`); the gateway sends each
+ * request to the prefill engine with max_tokens 1 and kv_transfer_params, then to a decode engine
+ * with the parameters the prefill answered. Checked: the decode's answer reaches the client
+ * (streamed and not), the prefill engine saw max_tokens 1 and released the KV the decode collected,
+ * KV nobody collects is released after --kv-release-timeout-ms, and a killed decode engine costs a
+ * retry, never a failed request or an unbalanced counter.
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { MODEL, type SimCluster, startSims, Teardown } from './support/cluster.ts';
+import { type ServeProcess, startServe } from './support/serve.ts';
+import { killAll, until } from './support/wait.ts';
+
+const teardown = new Teardown();
+const children: ChildProcess[] = [];
+const dir = mkdtempSync(join(tmpdir(), 'sy-pd-vllm-'));
+let prefill: SimCluster;
+let decode: SimCluster;
+let serve: ServeProcess;
+/** Short, so the uncollected-KV test waits little. */
+const RELEASE_MS = 1500;
+
+const ENGINE = ['--time-scale', '0.05', '--kv-events', 'none', '--pd-protocol', 'vllm'];
+
+async function json(
+  url: string,
+  init?: RequestInit,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(20_000) });
+  return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+}
+
+const chat = (extra: Record<string, unknown> = {}): RequestInit => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({
+    model: MODEL,
+    messages: [{ role: 'user', content: 'a prompt long enough to fill a few KV blocks '.repeat(20) }],
+    max_tokens: 12,
+    ...extra,
+  }),
+});
+
+const pdStats = (url: string) => json(`${url}/pd/stats`).then((r) => r.body);
+
+before(async () => {
+  prefill = await startSims(
+    1,
+    [...ENGINE, '--pd-role', 'prefill', '--kv-release-timeout-ms', String(RELEASE_MS)],
+    teardown,
+  );
+  decode = await startSims(2, [...ENGINE, '--pd-role', 'decode', '--kv-link-gbps', '400'], teardown);
+  const config = join(dir, 'pd.yaml');
+  const backend = (id: string, url: string, role: string) => ({
+    id,
+    type: 'sim',
+    url,
+    models: [MODEL],
+    role,
+    pdProtocol: 'vllm',
+  });
+  writeFileSync(
+    config,
+    JSON.stringify({
+      backends: [
+        backend('p0', prefill.engines[0]?.url as string, 'prefill'),
+        backend('d0', decode.engines[0]?.url as string, 'decode'),
+        backend('d1', decode.engines[1]?.url as string, 'decode'),
+      ],
+      routing: { policy: 'round-robin' },
+      healthCheck: { intervalMs: 200 },
+    }),
+  );
+  serve = await startServe(['--config', config], children);
+});
+
+after(async () => {
+  await killAll(children);
+  await teardown.run();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('vLLM P/D through the gateway', { timeout: 60_000 }, () => {
+  it('answers with the decode engine, after a one-token prefill whose KV the decode collected', async () => {
+    const r = await json(`${serve.url}/v1/chat/completions`, chat());
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const usage = r.body['usage'] as { completion_tokens: number; prompt_tokens: number };
+    assert.equal(usage.completion_tokens, 12, 'the decode generated max_tokens, not the prefill one token');
+    const content = (r.body['choices'] as { message: { content: string } }[])[0]?.message.content ?? '';
+    assert.ok(content.length > 0);
+    const p = await pdStats(prefill.engines[0]?.url as string);
+    assert.deepEqual(p['maxTokensSeen'], { 1: 1 }, 'the prefill engine saw max_tokens 1');
+    assert.equal(p['releasedCollected'], 1);
+    assert.equal(p['heldTransfers'], 0);
+    const d = await Promise.all(decode.engines.map((e) => pdStats(e.url)));
+    assert.equal(
+      d.reduce((n, s) => n + (s['requests'] as number), 0),
+      1,
+    );
+    const served = d.find((s) => s['requests'] === 1) as Record<string, unknown>;
+    assert.deepEqual(served['maxTokensSeen'], { 12: 1 }, 'the decode engine got the client max_tokens');
+    assert.ok((served['skippedPrefillTokens'] as number) > 0, 'the decode skipped the prefill');
+    assert.ok((served['transferredBytes'] as number) > 0);
+    assert.equal(served['kvLoadFailures'], 0);
+  });
+
+  it('streams the decode answer', async () => {
+    const r = await fetch(`${serve.url}/v1/chat/completions`, {
+      ...chat({ stream: true }),
+      signal: AbortSignal.timeout(20_000),
+    });
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type') ?? '', /text\/event-stream/);
+    const text = await r.text();
+    const events = text.split('\n\n').filter((e) => e.startsWith('data: {'));
+    assert.ok(events.length >= 12, `one event per token at least, got ${events.length}`);
+    assert.ok(text.trimEnd().endsWith('data: [DONE]'));
+    const p = await pdStats(prefill.engines[0]?.url as string);
+    assert.deepEqual(p['maxTokensSeen'], { 1: 2 }, 'the streamed request prefilled with max_tokens 1 too');
+  });
+
+  it('releases KV no decode collects after the release timeout', async () => {
+    const url = prefill.engines[0]?.url as string;
+    const before = await pdStats(url);
+    const body = JSON.parse(chat().body as string) as Record<string, unknown>;
+    body['max_tokens'] = 1;
+    body['kv_transfer_params'] = { do_remote_decode: true, do_remote_prefill: false };
+    const r = await json(`${url}/v1/chat/completions`, { ...chat(), body: JSON.stringify(body) });
+    assert.equal(r.status, 200);
+    const params = r.body['kv_transfer_params'] as Record<string, unknown>;
+    assert.equal(params['do_remote_prefill'], true);
+    assert.equal(params['do_remote_decode'], false);
+    assert.ok(
+      Array.isArray(params['remote_block_ids']) && (params['remote_block_ids'] as unknown[]).length > 0,
+    );
+    assert.equal(params['remote_port'], prefill.engines[0]?.port);
+    assert.equal((await pdStats(url))['heldTransfers'], 1, 'held until collected or timed out');
+    await until(
+      'the uncollected KV released',
+      async () => (await pdStats(url))['releasedTimeout'] === (before['releasedTimeout'] as number) + 1,
+      RELEASE_MS * 10,
+      50,
+    );
+    const after = await pdStats(url);
+    assert.equal(after['heldTransfers'], 0);
+    assert.equal(after['heldBytes'], 0);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(metrics, /switchyard_pd_kv_released_total\{[^}]*reason="timeout"\} 1/);
+  });
+
+  it('retries on the other decode engine when one is killed; the counters stay balanced', async () => {
+    await decode.engines[0]?.kill('SIGKILL');
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () => json(`${serve.url}/v1/chat/completions`, chat())),
+    );
+    for (const r of results) assert.equal(r.status, 200, JSON.stringify(r.body));
+    const stats = (await json(`${serve.url}/stats`)).body;
+    assert.equal(stats['accepted'], (stats['completed'] as number) + (stats['failedTotal'] as number));
+    assert.equal(stats['inFlight'], 0);
+    assert.equal(stats['completed'], 6);
+    assert.ok((stats['retries'] as number) >= 1, 'a request routed to the dead engine was retried');
+    const pd = stats['pd'] as Record<string, number>;
+    assert.equal(pd['prefillFailures'], 0);
+    const alive = await pdStats(decode.engines[1]?.url as string);
+    assert.ok((alive['requests'] as number) >= 4, 'every request after the kill decoded on the live engine');
+  });
+});
