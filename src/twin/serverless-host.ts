@@ -18,6 +18,7 @@
  *   instances each model should have; the host stops the extra ones, and starts the missing ones on
  *   the node the policy's rule picks; with no free GPU it asks the policy which idle instances to
  *   stop (or waits).
+ * - Writes each start (why, the tier read, the start-up), stop and eviction to the decision log.
  * - Books the serverless figures: a request is cold when it was held for an instance to start;
  *   TTFT of cold and warm requests apart, evictions, pre-warm starts, loads per tier.
  */
@@ -452,6 +453,7 @@ export class ServerlessHost implements TwinControl {
     order.sort((a, b) => rank(pool, a) - rank(pool, b));
     for (const k of order) {
       if (active <= want) break;
+      this.note(nowMs, `${m.cacheIdOfSlot[k] ?? m.spec.id} stop: ${this.policy.name} wants ${want}`);
       pool.drain(k, nowMs);
       active--;
     }
@@ -475,6 +477,11 @@ export class ServerlessHost implements TwinControl {
     this.starts++;
     this.startupMsSum += load.startupMs;
     if (inSystem === 0) this.prewarms++;
+    const why = inSystem === 0 ? 'pre-warm' : `${inSystem} request(s)`;
+    this.note(
+      nowMs,
+      `${load.instanceId} start (${why}): weights from ${load.fromTier}, ready in ${(load.startupMs / 1000).toFixed(1)} s`,
+    );
     return true;
   }
 
@@ -501,17 +508,18 @@ export class ServerlessHost implements TwinControl {
       freed.set(v.node, list);
       const room = this.cache.freeGpus(v.node) + list.reduce((n, x) => n + x.gpus, 0);
       if (room < m.spec.tp) continue;
-      for (const victim of list) this.stopVictim(victim.instanceId, nowMs);
+      for (const victim of list) this.stopVictim(victim.instanceId, m, nowMs);
       return true;
     }
     return false;
   }
 
-  private stopVictim(cacheId: string, nowMs: number): void {
+  private stopVictim(cacheId: string, forModel: Served, nowMs: number): void {
     const where = this.slotOfCacheId.get(cacheId);
     if (where === undefined) return;
     where.m.evicted++;
     this.evictions++;
+    this.note(nowMs, `${cacheId} evicted for ${forModel.spec.id} (${this.policy.name})`);
     // Idle: it stops at once, and `stopped` frees its GPUs in the cache.
     where.m.pool.drain(where.k, nowMs);
   }
@@ -581,6 +589,11 @@ export class ServerlessHost implements TwinControl {
       best = Math.min(best, this.cache.estimate(m.spec.id, node, t).startupMs);
     }
     return Number.isFinite(best) ? best : m.startupMs;
+  }
+
+  /** A decision-log line (`--decision-log`), as the placement host writes its own. */
+  private note(atMs: number, line: string): void {
+    this.deps.onPlacement?.({ atMs, placement: line });
   }
 
   private cacheTime(nowMs: number): number {

@@ -43,7 +43,12 @@ function args(policy: string, out: string): string[] {
 test('the serverless command line writes cold/warm TTFT, cold starts, GPU-hours and per-model rows; same seed, same JSON', async () => {
   const first = join(dir, 'a.json');
   const second = join(dir, 'b.json');
-  const [a, b] = await Promise.all([runCli(args('switchyard', first)), runCli(args('switchyard', second))]);
+  const logA = join(dir, 'a.jsonl');
+  const logB = join(dir, 'b.jsonl');
+  const [a, b] = await Promise.all([
+    runCli([...args('switchyard', first), '--decision-log', logA]),
+    runCli([...args('switchyard', second), '--decision-log', logB]),
+  ]);
   assert.equal(a.code, 0, a.stderr);
   assert.equal(b.code, 0, b.stderr);
   const textA = readFileSync(first, 'utf8');
@@ -68,6 +73,10 @@ test('the serverless command line writes cold/warm TTFT, cold starts, GPU-hours 
     summary.coldStarts,
   );
   assert.deepEqual(withoutWall(textA), withoutWall(readFileSync(second, 'utf8')));
+  // The decision log carries each start (with the tier its weights came from) and is byte-identical.
+  const log = readFileSync(logA, 'utf8');
+  assert.match(log, /"placement":"m00@node-1#\d+ start \(\d+ request\(s\)\): weights from remote/);
+  assert.equal(log, readFileSync(logB, 'utf8'));
 });
 
 test('the baselines run on the same command line and never pre-warm', async () => {
