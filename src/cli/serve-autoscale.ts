@@ -55,6 +55,8 @@ export interface AutoscaleSettings {
   readonly standbyEngines: number;
   /** Llama: bytes of stopped models' GGUFs kept in the page cache (0: none). */
   readonly warmCacheBytes: number;
+  /** With minInstances 0: start a model ahead of a forecast request (src/control/prewarm.ts). */
+  readonly prewarm: boolean;
 }
 
 /** The flags that touch autoscaling. */
@@ -70,6 +72,7 @@ export interface AutoscaleFlags {
   readonly engine?: 'sim' | 'llama';
   readonly standbyEngines?: number;
   readonly warmCacheMb?: number;
+  readonly prewarm?: boolean;
 }
 
 function usage(message: string, param: string): SwitchyardError {
@@ -97,6 +100,7 @@ export function autoscaleSettings(
       'eviction',
       'standbyEngines',
       'warmCacheMb',
+      'prewarm',
     ] as const)
       if (flags[f] !== undefined)
         throw usage(`--${kebab(f)} needs --autoscaler (or an autoscaler block in the config)`, kebab(f));
@@ -116,6 +120,11 @@ export function autoscaleSettings(
       '--min-instances 0 needs local engines (Switchyard cannot start a configured backend)',
       'min-instances',
     );
+  if (flags.prewarm === true && minInstances > 0)
+    throw usage(
+      '--prewarm applies to --min-instances 0 only (a model with a minimum is never cold)',
+      'prewarm',
+    );
   const keepAliveMs = flags.keepAliveMs ?? block?.keepAliveMs;
   if (keepAliveMs !== undefined && minInstances > 0)
     throw usage('--keep-alive-ms applies to --min-instances 0 only', 'keep-alive-ms');
@@ -133,6 +142,7 @@ export function autoscaleSettings(
     keepAliveMs: keepAliveMs ?? KEEP_ALIVE_MS_DEFAULT,
     ...cap,
     ...warmSettingsOf(flags, minInstances),
+    prewarm: flags.prewarm === true,
   };
 }
 
@@ -271,9 +281,10 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
     settings.maxLoadedModels === undefined
       ? ''
       : `; at most ${settings.maxLoadedModels} loaded at once, eviction ${settings.eviction}`;
+  const prewarming = settings.prewarm ? '; pre-warming from a forecast' : '';
   say(
     zero
-      ? `${o.models.length} model(s) on demand at zero ${o.engine} engines (autoscaler ${settings.name}, up to ${settings.maxInstances} each, keep-alive ${settings.keepAliveMs} ms${capped})`
+      ? `${o.models.length} model(s) on demand at zero ${o.engine} engines (autoscaler ${settings.name}, up to ${settings.maxInstances} each, keep-alive ${settings.keepAliveMs} ms${capped}${prewarming})`
       : `starting ${settings.minInstances} local ${o.engine} engine(s)${o.models.length > 1 ? ` for each of ${o.models.length} models` : ''} (autoscaler ${settings.name}, up to ${settings.maxInstances})...`,
   );
   const t0 = performance.now();
@@ -346,6 +357,9 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
         c.start(clock.nowMs);
       }
       if (warm !== undefined) gateway.hostStats['warmStart'] = () => warm.stats(counts);
+      if (settings.prewarm)
+        gateway.hostStats['prewarms'] = () =>
+          Object.fromEntries(pools.map((p) => [p.model.served, p.runner?.prewarms ?? 0]));
       gateway.requestTap = tapByModel(byModel, cap, clock);
       for (const r of runners) r.start();
     },
@@ -414,6 +428,7 @@ function attachPool(
       ? {
           scaleToZero: {
             keepAliveMs: () => buffer?.keepAliveMs(served) ?? settings.keepAliveMs,
+            ...(settings.prewarm ? { prewarm: { startupMs: () => p.actuator?.lastStartupMs } } : {}),
             ...(cap === undefined
               ? {}
               : {

@@ -59,6 +59,7 @@ interface ServeFlags {
   readonly eviction?: string;
   readonly standbyEngines?: number;
   readonly warmCacheMb?: number;
+  readonly prewarm?: boolean;
   /** Every `--model` given, parsed (the first is also `model` / `servedModelName`). */
   readonly models: readonly ModelSpec[];
 }
@@ -538,6 +539,10 @@ export function registerServeCommand(program: Command): void {
       '--warm-cache-mb <mb>',
       "llama with --autoscaler: MiB of stopped models' GGUF files kept in the page cache (default with --min-instances 0: a quarter of MemAvailable, at most 16 GiB; 0: off)",
       nonNegativeInt,
+    )
+    .option(
+      '--prewarm',
+      "with --min-instances 0: start a model ahead of a request forecast from its past arrivals to come within its start-up (the twin's switchyard serverless rule)",
     )
     .addHelpText(
       'after',

@@ -12,7 +12,11 @@
  * few ms would read as a huge request rate to the loop); the next tick sees the buffered requests in
  * `queuedAtEnd` and sizes the pool from there. Every start from zero (wake-up or tick) first asks
  * `scaleToZero.admit`, where a cap on loaded models per node answers (./loaded-model-cap.ts); that
- * cap stops an idle model through `unload`.
+ * cap stops an idle model through `unload`. With `scaleToZero.prewarm`, a tick that leaves the model
+ * at zero asks the pre-warm rule (./prewarm.ts, the twin's forecast value) whether a request is
+ * likely before an engine started now would be up, and starts one ahead if so: at most once per idle
+ * period (a request must arrive before the next), its keep-alive counted from when the forecast
+ * request should have been served (the pre-warm plus one start-up and one interval).
  *
  * It also exports the loop's wish and the pool's state as Prometheus gauges
  * (`switchyard_desired_replicas{model,role}`, `switchyard_replicas{model,role,phase}`): where
@@ -23,7 +27,9 @@ import type { Clock } from '../core/clock.ts';
 import type { ModelId } from '../core/ids.ts';
 import type { Request } from '../core/request.ts';
 import type { ClusterView } from '../core/view.ts';
+import { type PrewarmParams, prewarmVerdict } from './prewarm.ts';
 import { keepAliveReplicas } from './scale-to-zero.ts';
+import { ArrivalHistory } from './serverless/forecast.ts';
 import { TrafficWindowAccumulator } from './traffic-window.ts';
 import {
   type Actuator,
@@ -79,6 +85,8 @@ export interface LiveRunnerOptions {
     admit?(nowMs: number): boolean;
     /** The keep-alive rule stopped the model's engines (it was idle past its keep-alive). */
     stoppedIdle?(nowMs: number): void;
+    /** Start the model ahead of a forecast request (./prewarm.ts); `startupMs` is the last measured start-up. */
+    prewarm?: { readonly params?: PrewarmParams; startupMs(): number | undefined };
   };
 }
 
@@ -96,8 +104,19 @@ export class LiveControlRunner {
   private timer: NodeJS.Timeout | undefined;
   private nextTickMs: number;
   private readonly log: (line: string) => void;
+  /** Pre-warms started (engines started ahead of a forecast request). */
+  prewarms = 0;
   /** The model's last arrival or end (host clock). */
   private lastActivityMs: number;
+  /** The model's arrivals, for the pre-warm forecast (kept only with `scaleToZero.prewarm`). */
+  private readonly arrivals: ArrivalHistory | undefined;
+  /**
+   * When the last pre-warm's forecast request should be served (pre-warm + start-up + one interval,
+   * host clock): the keep-alive counts from there, so an engine started ahead waits for it.
+   */
+  private prewarmUntilMs = Number.NEGATIVE_INFINITY;
+  /** A request arrived since the last pre-warm: the next one may go. */
+  private prewarmAllowed = true;
 
   constructor(private readonly options: LiveRunnerOptions) {
     if (!(Number.isFinite(options.intervalMs) && options.intervalMs > 0))
@@ -108,6 +127,7 @@ export class LiveControlRunner {
     this.desired = options.actuator.instances(options.variant.model).length;
     this.log = options.log ?? (() => {});
     this.lastActivityMs = nowMs;
+    this.arrivals = options.scaleToZero?.prewarm === undefined ? undefined : new ArrivalHistory();
   }
 
   /** The model whose requests it counts. */
@@ -154,6 +174,8 @@ export class LiveControlRunner {
     if (request.model !== this.options.model) return;
     this.windows.arrival(request.inputTokens, nowMs);
     this.lastActivityMs = nowMs;
+    this.arrivals?.record(nowMs);
+    this.prewarmAllowed = true;
   }
 
   firstByte(request: Request, nowMs: number): void {
@@ -214,6 +236,7 @@ export class LiveControlRunner {
     }
     this.ticks++;
     if (o.scaleToZero !== undefined) decision = this.keepAlive(decision, window.queuedAtEnd, nowMs);
+    if (totalReplicas(decision) === 0) decision = this.prewarmed(decision, nowMs);
     this.applyDecision(decision, nowMs);
     return decision;
   }
@@ -237,7 +260,7 @@ export class LiveControlRunner {
       active,
       waiting,
       inSystem,
-      idleMs: inSystem > 0 ? 0 : nowMs - this.lastActivityMs,
+      idleMs: inSystem > 0 ? 0 : Math.max(0, nowMs - Math.max(this.lastActivityMs, this.prewarmUntilMs)),
       keepAliveMs: this.options.scaleToZero?.keepAliveMs() ?? 0,
     });
     // With engines up, the rule says 0 only past the keep-alive.
@@ -246,6 +269,34 @@ export class LiveControlRunner {
     return {
       targets: [{ variant: this.options.variant, replicas: rule.replicas }],
       reason: `${rule.override} (${decision.reason})`,
+    };
+  }
+
+  /** `decision` (zero instances), or one instance when the pre-warm rule says a request is coming. */
+  private prewarmed(decision: ControlDecision, nowMs: number): ControlDecision {
+    const prewarm = this.options.scaleToZero?.prewarm;
+    if (prewarm === undefined || this.arrivals === undefined || !this.prewarmAllowed) return decision;
+    const startupMs = prewarm.startupMs();
+    const verdict = prewarmVerdict(
+      {
+        model: this.options.model,
+        arrivals: this.arrivals,
+        active: this.activeCount(),
+        inSystem: this.windows.inSystem,
+        lastUsedMs: this.lastActivityMs,
+        startupMs,
+        intervalMs: this.options.intervalMs,
+      },
+      nowMs,
+      prewarm.params,
+    );
+    if (!verdict.start) return decision;
+    this.prewarms++;
+    this.prewarmAllowed = false;
+    this.prewarmUntilMs = nowMs + (startupMs ?? 0) + this.options.intervalMs;
+    return {
+      targets: [{ variant: this.options.variant, replicas: 1 }],
+      reason: `pre-warm: a request is forecast within the start-up (value ${verdict.value.toFixed(2)}, start-up ${Math.round(startupMs ?? 0)} ms, idle ${Math.round(nowMs - this.lastActivityMs)} ms)`,
     };
   }
 

@@ -67,6 +67,7 @@ it('hands cold starts to a standby llama engine, tops the pool up, and warms a s
       '1',
       '--warm-cache-mb',
       '64',
+      '--prewarm',
     ],
     children,
   );
@@ -77,6 +78,10 @@ it('hands cold starts to a standby llama engine, tops the pool up, and warms a s
   const rest = await warmStats(url);
   assert.deepEqual(rest.coldStarts, { standby: 0, fresh: 0 });
   assert.equal(rest.warmCache.budgetBytes, 64 * 2 ** 20);
+  // --prewarm is on; two cold starts are far from the history a forecast needs (4 gaps).
+  const prewarms = async () =>
+    ((await (await fetch(`${url}/stats`)).json()) as { prewarms: unknown }).prewarms;
+  assert.deepEqual(await prewarms(), { a: 0, b: 0 });
 
   // Cold start of a: handed to the standby engine, answered.
   const first = await chat(url, 'a', { keep_alive: 0 });
@@ -111,17 +116,22 @@ it('hands cold starts to a standby llama engine, tops the pool up, and warms a s
   assert.deepEqual(end.warmCache.kept, []);
   await waitFor('the second start-up line', () => startupLines().length === 2);
   assert.match(startupLines()[1] as string, /"standbyS":/);
+  assert.deepEqual(await prewarms(), { a: 0, b: 0 });
 
   assert.equal(await stop(), 0);
 });
 
-it('refuses warm-start flags for sim engines and without an autoscaler', async () => {
+it('refuses warm-start flags for sim engines, without an autoscaler, and pre-warming with a minimum', async () => {
   const cases: [string[], RegExp][] = [
     [
       ['--autoscaler', 'static', '--min-instances', '0', '--standby-engines', '1'],
       /--standby-engines applies to --engine llama only/,
     ],
     [['--warm-cache-mb', '64'], /--warm-cache-mb needs --autoscaler/],
+    [
+      ['--autoscaler', 'static', '--min-instances', '1', '--prewarm'],
+      /--prewarm applies to --min-instances 0 only/,
+    ],
   ];
   const runs = await Promise.all(
     cases.map(([args]) => runCli(['serve', '--port', '0', ...args], HANG_GUARD_MS)),
