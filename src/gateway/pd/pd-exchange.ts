@@ -214,7 +214,7 @@ export class PdExchange extends Exchange {
     for (let k = 0; k <= PREFILL_RETRIES_MAX; k++) {
       const picked = this.pdHost.pickRole(this, 'prefill', this.prefillFailed);
       if (picked instanceof SwitchyardError) {
-        if (k === 0) this.fail(picked, retryAfterOf(picked));
+        if (k === 0) this.fail(prefillPickError(picked), retryAfterOf(picked));
         else this.failPrefill(last);
         return undefined;
       }
@@ -247,7 +247,7 @@ export class PdExchange extends Exchange {
   private sglangPair(): void {
     const picked = this.pdHost.pickRole(this, 'prefill', this.prefillFailed);
     if (picked instanceof SwitchyardError) {
-      this.fail(picked, retryAfterOf(picked));
+      this.fail(prefillPickError(picked), retryAfterOf(picked));
       return;
     }
     const url = new URL(picked.config.url);
@@ -302,6 +302,15 @@ export class PdExchange extends Exchange {
     if (!leg.ok && !this.done) this.runtime.stats.prefillFailures++;
     return leg;
   }
+}
+
+/** A refused prefill pick, saying it was the prefill pool that had no instance. */
+function prefillPickError(error: SwitchyardError): SwitchyardError {
+  return new SwitchyardError(
+    error.code,
+    `prefill pool: ${error.message}`,
+    error.details === undefined ? undefined : { ...error.details },
+  );
 }
 
 /** The Retry-After a pick's refusal carries. */

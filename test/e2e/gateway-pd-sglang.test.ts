@@ -1,0 +1,164 @@
+/**
+ * End-to-end: SGLang's prefill/decode flow through `switchyard serve`. One prefill and two decode
+ * `sim` engines speak SGLang's protocol (`--pd-role`, `--pd-protocol sglang`); the gateway sends
+ * each request to a prefill and a decode engine at once with the prefill's bootstrap address and a
+ * fresh room, and answers with the decode's answer. Checked: the answer reaches the client
+ * (streamed and not), the decode collected the room's KV and skipped the prefill, a room nobody
+ * collects is released after --kv-release-timeout-ms, and a killed prefill engine ends requests
+ * with a clean error, promptly, with balanced counters.
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { MODEL, type SimCluster, startSims, Teardown } from './support/cluster.ts';
+import { type ServeProcess, startServe } from './support/serve.ts';
+import { killAll, until } from './support/wait.ts';
+
+const teardown = new Teardown();
+const children: ChildProcess[] = [];
+const dir = mkdtempSync(join(tmpdir(), 'sy-pd-sglang-'));
+let prefill: SimCluster;
+let decode: SimCluster;
+let serve: ServeProcess;
+/** Short, so the uncollected-KV test waits little. */
+const RELEASE_MS = 1500;
+
+const ENGINE = ['--time-scale', '0.05', '--kv-events', 'none', '--pd-protocol', 'sglang'];
+
+async function json(
+  url: string,
+  init?: RequestInit,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(20_000) });
+  return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+}
+
+const chat = (extra: Record<string, unknown> = {}): RequestInit => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({
+    model: MODEL,
+    messages: [{ role: 'user', content: 'a prompt long enough to fill a few KV blocks '.repeat(20) }],
+    max_tokens: 12,
+    ...extra,
+  }),
+});
+
+const pdStats = (url: string) => json(`${url}/pd/stats`).then((r) => r.body);
+
+before(async () => {
+  prefill = await startSims(
+    1,
+    [...ENGINE, '--pd-role', 'prefill', '--kv-release-timeout-ms', String(RELEASE_MS)],
+    teardown,
+  );
+  decode = await startSims(2, [...ENGINE, '--pd-role', 'decode', '--kv-link-gbps', '400'], teardown);
+  const config = join(dir, 'pd.yaml');
+  const backend = (id: string, url: string, role: string) => ({
+    id,
+    type: 'sim',
+    url,
+    models: [MODEL],
+    role,
+    pdProtocol: 'sglang',
+  });
+  writeFileSync(
+    config,
+    JSON.stringify({
+      backends: [
+        backend('p0', prefill.engines[0]?.url as string, 'prefill'),
+        backend('d0', decode.engines[0]?.url as string, 'decode'),
+        backend('d1', decode.engines[1]?.url as string, 'decode'),
+      ],
+      routing: { policy: 'round-robin' },
+      healthCheck: { intervalMs: 200 },
+    }),
+  );
+  serve = await startServe(['--config', config], children);
+});
+
+after(async () => {
+  await killAll(children);
+  await teardown.run();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('SGLang P/D through the gateway', { timeout: 60_000 }, () => {
+  it('answers with the decode engine, which collected the room the prefill engine filled', async () => {
+    const r = await json(`${serve.url}/v1/chat/completions`, chat());
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const usage = r.body['usage'] as { completion_tokens: number; prompt_tokens: number };
+    assert.equal(usage.completion_tokens, 12, 'the decode answer, not the prefill one token');
+    const p = await pdStats(prefill.engines[0]?.url as string);
+    assert.equal(p['requests'], 1);
+    assert.equal(p['releasedCollected'], 1, 'the decode collected the room');
+    assert.equal(p['heldTransfers'], 0);
+    const d = await Promise.all(decode.engines.map((e) => pdStats(e.url)));
+    const served = d.find((s) => s['requests'] === 1) as Record<string, unknown>;
+    assert.ok(served !== undefined, 'one decode engine served it');
+    assert.ok((served['skippedPrefillTokens'] as number) > 0, 'the decode skipped the prefill');
+    assert.ok((served['transferredBytes'] as number) > 0);
+    assert.equal(served['kvLoadFailures'], 0);
+  });
+
+  it('streams the decode answer', async () => {
+    const r = await fetch(`${serve.url}/v1/chat/completions`, {
+      ...chat({ stream: true }),
+      signal: AbortSignal.timeout(20_000),
+    });
+    assert.equal(r.status, 200);
+    const text = await r.text();
+    const events = text.split('\n\n').filter((e) => e.startsWith('data: {'));
+    assert.ok(events.length >= 12, `one event per token at least, got ${events.length}`);
+    assert.ok(text.trimEnd().endsWith('data: [DONE]'));
+    assert.equal((await pdStats(prefill.engines[0]?.url as string))['releasedCollected'], 2);
+  });
+
+  it('releases a room no decode collects after the release timeout', async () => {
+    const url = prefill.engines[0]?.url as string;
+    const before = await pdStats(url);
+    const body = JSON.parse(chat().body as string) as Record<string, unknown>;
+    Object.assign(body, {
+      bootstrap_host: '127.0.0.1',
+      bootstrap_port: prefill.engines[0]?.port,
+      bootstrap_room: 7,
+    });
+    const r = await json(`${url}/v1/chat/completions`, { ...chat(), body: JSON.stringify(body) });
+    assert.equal(r.status, 200);
+    const usage = r.body['usage'] as { completion_tokens: number };
+    assert.equal(usage.completion_tokens, 1, 'a prefill engine runs the prefill only');
+    assert.equal((await pdStats(url))['heldTransfers'], 1, 'the room holds its KV');
+    await until(
+      'the uncollected room released',
+      async () => (await pdStats(url))['releasedTimeout'] === (before['releasedTimeout'] as number) + 1,
+      RELEASE_MS * 10,
+      50,
+    );
+    assert.equal((await pdStats(url))['heldBytes'], 0);
+  });
+
+  it('ends requests with a clean error when the prefill engine is killed; counters stay balanced', async () => {
+    await prefill.engines[0]?.kill('SIGKILL');
+    const results = await Promise.all(
+      Array.from({ length: 2 }, () => json(`${serve.url}/v1/chat/completions`, chat())),
+    );
+    for (const r of results) {
+      assert.ok(r.status >= 500, `status ${r.status}`);
+      const error = r.body['error'] as { code: string; message: string };
+      assert.match(error.code, /^SY_ERR_(UPSTREAM|NO_INSTANCE)$/, error.message);
+    }
+    const failures = await Promise.all(decode.engines.map((e) => pdStats(e.url)));
+    const stats = (await json(`${serve.url}/stats`)).body;
+    assert.equal(stats['accepted'], (stats['completed'] as number) + (stats['failedTotal'] as number));
+    assert.equal(stats['inFlight'], 0);
+    assert.equal(stats['completed'], 2);
+    const pd = stats['pd'] as Record<string, number>;
+    assert.ok(
+      failures.some((s) => (s['kvLoadFailures'] as number) > 0) || (pd['prefillFailures'] as number) > 0,
+      'the failed prefill was seen: by a decode engine (no KV) or by the gateway (prefill leg)',
+    );
+  });
+});
