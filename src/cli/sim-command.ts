@@ -25,6 +25,7 @@ import {
 } from './sim-autoscaler.ts';
 import { compareAutoscalers, splitNames } from './sim-autoscaler-compare.ts';
 import { comparisonHeader, wroteLines } from './sim-header.ts';
+import { type PlanPdFlags, planPdOptions, runPlanPd } from './sim-plan-pd.ts';
 import { type ServerlessFlags, serverlessFromFlags, serverlessOptions } from './sim-serverless.ts';
 import {
   TIME_VARYING_WORKLOADS,
@@ -34,7 +35,7 @@ import {
 } from './sim-time-varying.ts';
 
 /** The flags of `switchyard sim`, as commander hands them over. */
-interface SimFlags extends TimeVaryingFlags, AutoscalerFlags, ServerlessFlags {
+interface SimFlags extends TimeVaryingFlags, AutoscalerFlags, ServerlessFlags, PlanPdFlags {
   config?: string;
   trace?: string;
   workload?: 'poisson' | 'gamma' | 'constant' | 'multi-model' | (typeof TIME_VARYING_WORKLOADS)[number];
@@ -251,9 +252,12 @@ export function registerSimCommand(program: Command): void {
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa,slo-planner,static --max-instances 8 --html autoscalers.html\n' +
         '  switchyard sim --workload multi-model --models 64 --zipf 1 --rate 20 --duration 86400   (served ids m00..m63)\n' +
         '  switchyard sim --workload multi-model --models 64 --zipf 1 --duration 3600 --gpus 8 --serverless-policy switchyard --json out.json\n' +
+        '  switchyard sim --plan-pd --gpus 8 --input-tokens 4096 --output-tokens 256 --slo-ttft-ms 2000 --slo-tpot-ms 40\n' +
         '  switchyard sim --config examples/sim.yaml --html report.html',
     )
     .action(async (flags: SimFlags, command: Command) => {
+      // --plan-pd only plans (src/control/pd-planner): nothing below runs.
+      if (flags.planPd === true) return runPlanPd(flags);
       const fromCli = (name: string): boolean => command.getOptionValueSource(name) === 'cli';
       const file = flags.config !== undefined ? loadConfigFile(flags.config) : {};
       const settings = resolveSettings(flags, file, fromCli);
@@ -320,6 +324,7 @@ export function registerSimCommand(program: Command): void {
   for (const option of timeVaryingOptions()) sim.addOption(option);
   for (const option of autoscalerOptions()) sim.addOption(option);
   for (const option of serverlessOptions()) sim.addOption(option);
+  for (const option of planPdOptions()) sim.addOption(option);
 }
 
 function declared(text: string): string {

@@ -1,0 +1,164 @@
+/**
+ * `switchyard sim ... --plan-pd --gpus G`: plans the prefill/decode split (src/control/pd-planner)
+ * for the run's model, GPU, lengths, rate and SLOs, prints it beside the colocated baseline and
+ * exits without simulating.
+ */
+import { writeFileSync } from 'node:fs';
+import { Option } from 'commander';
+import { type PdLength, type PdPlan, planPd } from '../control/pd-planner/plan.ts';
+import { invalidArgument } from '../core/errors.ts';
+import { type KvLink, kvLink } from '../model/kv-link.ts';
+import { GOODPUT_DEFAULTS } from '../twin/goodput.ts';
+import { readTraceLengths } from '../workload/traces/read.ts';
+
+/** The flags the plan reads, as commander hands them over. */
+export interface PlanPdFlags {
+  planPd?: boolean;
+  pdLayerwise?: boolean;
+  gpus?: number | undefined;
+  gpu: string;
+  model: string;
+  rate?: number;
+  trace?: string;
+  inputTokens?: number;
+  outputTokens?: number;
+  sloTtftMs: number;
+  sloTpotMs: number;
+  goodputTarget?: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  blockSize?: number;
+  gpuMemoryUtilization?: number;
+  json?: string;
+  /** The KV link of a disaggregated run, when `sim` has the flag. */
+  link?: string;
+}
+
+/** The options to register on `sim`. */
+export function planPdOptions(): Option[] {
+  return [
+    new Option(
+      '--plan-pd',
+      'print the planned prefill/decode split on --gpus G GPUs of --gpu (counts and TP degrees, predicted goodput per GPU, ' +
+        'the colocated cluster beside it) for the lengths (--input-tokens/--output-tokens or --trace), --rate and SLOs ' +
+        '(--slo-ttft-ms, --slo-tpot-ms, --goodput-target), and exit without simulating; with --rate, the fewest GPUs ' +
+        'that sustain it, without, the most goodput from all G; --json FILE writes the plan',
+    ),
+    new Option(
+      '--pd-layerwise',
+      'with --plan-pd: the engine sends KV layer by layer as the prefill runs (Mooncake), so only the last layer adds to TTFT; ' +
+        "default: the whole transfer after the prefill (vLLM's NIXL connector)",
+    ),
+  ];
+}
+
+function lengthsOf(flags: PlanPdFlags): PdLength[] {
+  if (flags.trace !== undefined) {
+    if (flags.inputTokens !== undefined || flags.outputTokens !== undefined)
+      throw invalidArgument(
+        'trace',
+        flags.trace,
+        'either --trace or --input-tokens/--output-tokens, not both',
+      );
+    return readTraceLengths(flags.trace).map((p) => ({
+      inputTokens: Math.max(1, p.inputTokens),
+      outputTokens: Math.max(1, p.outputTokens),
+    }));
+  }
+  return [{ inputTokens: flags.inputTokens ?? 1024, outputTokens: flags.outputTokens ?? 128 }];
+}
+
+/** Plans the split from the flags; throws SY_ERR_INVALID_ARGUMENT naming the flag for bad input. */
+export function planPdFromFlags(flags: PlanPdFlags): PdPlan {
+  if (flags.gpus === undefined) throw invalidArgument('gpus', 'missing', '--gpus G with --plan-pd');
+  const link: KvLink | undefined = flags.link !== undefined ? kvLink(flags.link) : undefined;
+  return planPd({
+    model: flags.model,
+    gpu: flags.gpu,
+    gpus: flags.gpus,
+    rateRps: flags.rate ?? Number.POSITIVE_INFINITY,
+    lengths: lengthsOf(flags),
+    objectives: {
+      ttftMs: flags.sloTtftMs,
+      tpotMs: flags.sloTpotMs,
+      attainment: flags.goodputTarget ?? GOODPUT_DEFAULTS.targetAttainment,
+    },
+    ...(link !== undefined ? { link } : {}),
+    layerwise: flags.pdLayerwise === true,
+    engine: {
+      ...(flags.maxNumSeqs !== undefined ? { maxNumSeqs: flags.maxNumSeqs } : {}),
+      ...(flags.maxNumBatchedTokens !== undefined ? { maxNumBatchedTokens: flags.maxNumBatchedTokens } : {}),
+      ...(flags.blockSize !== undefined ? { blockSize: flags.blockSize } : {}),
+      ...(flags.gpuMemoryUtilization !== undefined
+        ? { gpuMemoryUtilization: flags.gpuMemoryUtilization }
+        : {}),
+    },
+  });
+}
+
+function row(cells: readonly string[], widths: readonly number[]): string {
+  return cells
+    .map((c, i) => c.padEnd(widths[i] ?? 0))
+    .join('  ')
+    .trimEnd();
+}
+
+/** The plan as a table: the split, the colocated baseline, and the per-GPU ratio. */
+export function formatPdPlan(plan: PdPlan): string {
+  const o = plan.objectives;
+  const s = plan.split;
+  const c = plan.colocated;
+  const rate = Number.isFinite(plan.rateRps) ? `${plan.rateRps} req/s` : 'as much as the GPUs serve';
+  const widths = [14, 10, 10, 5, 14, 14, 10];
+  const lines = [
+    `P/D plan: ${plan.model} on up to ${plan.gpusMax} x ${plan.gpu}, rate ${rate}; ` +
+      `TTFT ≤ ${o.ttftMs} ms, TPOT ≤ ${o.tpotMs} ms for ${(o.attainment * 100).toFixed(0)}% of requests`,
+    `KV link ${plan.link} (${plan.layerwise ? 'layer by layer' : 'whole transfer after the prefill'}): ` +
+      `+${s.transferTtftAddedMs.toFixed(2)} ms TTFT on average`,
+    row(['', 'prefill', 'decode', 'GPUs', 'goodput req/s', 'per GPU req/s', 'limited by'], widths),
+    row(
+      [
+        'disaggregated',
+        `${s.prefill.instances} x tp${s.prefill.tp}`,
+        `${s.decode.instances} x tp${s.decode.tp}`,
+        String(s.gpus),
+        s.goodputRps.toFixed(2),
+        s.goodputPerGpuRps.toFixed(2),
+        s.limitedBy,
+      ],
+      widths,
+    ),
+    c === undefined
+      ? 'colocated: no cluster on these GPUs meets the SLOs'
+      : row(
+          [
+            'colocated',
+            `${c.instances} x tp${c.tp}`,
+            '(both)',
+            String(c.gpus),
+            c.goodputRps.toFixed(2),
+            c.goodputPerGpuRps.toFixed(2),
+          ],
+          widths,
+        ),
+  ];
+  if (plan.perGpuGainVsColocated !== undefined)
+    lines.push(`goodput per GPU vs colocated: ${plan.perGpuGainVsColocated.toFixed(2)}x`);
+  if (Number.isFinite(plan.rateRps) && !s.meetsRate)
+    lines.push(
+      `the rate is not met: ${plan.gpusMax} GPUs sustain at most ${s.arrivalRpsMax.toFixed(2)} req/s`,
+    );
+  return `${lines.join('\n')}\n`;
+}
+
+/** Runs `--plan-pd`: prints the table, writes --json, simulates nothing. */
+export function runPlanPd(flags: PlanPdFlags): void {
+  const plan = planPdFromFlags(flags);
+  process.stdout.write(formatPdPlan(plan));
+  if (flags.json !== undefined) {
+    // JSON has no Infinity: an unbounded rate is written as null.
+    const json = { ...plan, rateRps: Number.isFinite(plan.rateRps) ? plan.rateRps : null };
+    writeFileSync(flags.json, `${JSON.stringify(json, null, 2)}\n`);
+    process.stdout.write(`wrote ${flags.json}\n`);
+  }
+}
