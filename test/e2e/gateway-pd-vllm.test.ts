@@ -49,9 +49,28 @@ const chat = (extra: Record<string, unknown> = {}): RequestInit => ({
 
 const pdStats = (url: string) => json(`${url}/pd/stats`).then((r) => r.body);
 
+/** The prefill engines' stats summed: the count of max_tokens 1, collected and held transfers. */
+async function prefillTotals(): Promise<{
+  maxTokens1: number;
+  others: number;
+  collected: number;
+  held: number;
+}> {
+  const all = await Promise.all(prefill.engines.filter((e) => e.alive()).map((e) => pdStats(e.url)));
+  const t = { maxTokens1: 0, others: 0, collected: 0, held: 0 };
+  for (const s of all) {
+    for (const [k, n] of Object.entries(s['maxTokensSeen'] as Record<string, number>))
+      if (k === '1') t.maxTokens1 += n;
+      else t.others += n;
+    t.collected += s['releasedCollected'] as number;
+    t.held += s['heldTransfers'] as number;
+  }
+  return t;
+}
+
 before(async () => {
   prefill = await startSims(
-    1,
+    2,
     [...ENGINE, '--pd-role', 'prefill', '--kv-release-timeout-ms', String(RELEASE_MS)],
     teardown,
   );
@@ -70,6 +89,7 @@ before(async () => {
     JSON.stringify({
       backends: [
         backend('p0', prefill.engines[0]?.url as string, 'prefill'),
+        backend('p1', prefill.engines[1]?.url as string, 'prefill'),
         backend('d0', decode.engines[0]?.url as string, 'decode'),
         backend('d1', decode.engines[1]?.url as string, 'decode'),
       ],
@@ -94,10 +114,11 @@ describe('vLLM P/D through the gateway', { timeout: 60_000 }, () => {
     assert.equal(usage.completion_tokens, 12, 'the decode generated max_tokens, not the prefill one token');
     const content = (r.body['choices'] as { message: { content: string } }[])[0]?.message.content ?? '';
     assert.ok(content.length > 0);
-    const p = await pdStats(prefill.engines[0]?.url as string);
-    assert.deepEqual(p['maxTokensSeen'], { 1: 1 }, 'the prefill engine saw max_tokens 1');
-    assert.equal(p['releasedCollected'], 1);
-    assert.equal(p['heldTransfers'], 0);
+    assert.deepEqual(
+      await prefillTotals(),
+      { maxTokens1: 1, others: 0, collected: 1, held: 0 },
+      'the prefill engine saw max_tokens 1 and released the KV the decode collected',
+    );
     const d = await Promise.all(decode.engines.map((e) => pdStats(e.url)));
     assert.equal(
       d.reduce((n, s) => n + (s['requests'] as number), 0),
@@ -121,8 +142,9 @@ describe('vLLM P/D through the gateway', { timeout: 60_000 }, () => {
     const events = text.split('\n\n').filter((e) => e.startsWith('data: {'));
     assert.ok(events.length >= 12, `one event per token at least, got ${events.length}`);
     assert.ok(text.trimEnd().endsWith('data: [DONE]'));
-    const p = await pdStats(prefill.engines[0]?.url as string);
-    assert.deepEqual(p['maxTokensSeen'], { 1: 2 }, 'the streamed request prefilled with max_tokens 1 too');
+    const p = await prefillTotals();
+    assert.equal(p.maxTokens1, 2, 'the streamed request prefilled with max_tokens 1 too');
+    assert.equal(p.others, 0);
   });
 
   it('releases KV no decode collects after the release timeout', async () => {
@@ -169,5 +191,27 @@ describe('vLLM P/D through the gateway', { timeout: 60_000 }, () => {
     assert.equal(pd['prefillFailures'], 0);
     const alive = await pdStats(decode.engines[1]?.url as string);
     assert.ok((alive['requests'] as number) >= 4, 'every request after the kill decoded on the live engine');
+  });
+
+  it('retries a failed prefill leg once on another prefill engine', async () => {
+    await prefill.engines[0]?.kill('SIGKILL');
+    const results = await Promise.all(
+      Array.from({ length: 2 }, () => json(`${serve.url}/v1/chat/completions`, chat())),
+    );
+    for (const r of results) assert.equal(r.status, 200, JSON.stringify(r.body));
+    const pd = (await json(`${serve.url}/stats`)).body['pd'] as Record<string, number>;
+    assert.ok((pd['prefillFailures'] as number) >= 1, 'a prefill leg went to the dead engine');
+    assert.ok((pd['prefillRetries'] as number) >= 1, 'and was retried on the live one');
+  });
+
+  it('ends in a clean error when no prefill engine is left; nothing hangs, counters balance', async () => {
+    await prefill.engines[1]?.kill('SIGKILL');
+    const r = await json(`${serve.url}/v1/chat/completions`, chat());
+    assert.ok(r.status === 502 || r.status === 503, `status ${r.status}`);
+    const error = r.body['error'] as { code: string; message: string };
+    assert.match(error.code, /^SY_ERR_(PD_PREFILL_FAILED|NO_INSTANCE)$/, error.message);
+    const stats = (await json(`${serve.url}/stats`)).body;
+    assert.equal(stats['accepted'], (stats['completed'] as number) + (stats['failedTotal'] as number));
+    assert.equal(stats['inFlight'], 0);
   });
 });
