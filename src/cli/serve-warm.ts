@@ -39,11 +39,9 @@ export function warmSettingsOf(
   const llama = flags.engine === 'llama';
   for (const f of ['standbyEngines', 'warmCacheMb'] as const) {
     const value = flags[f];
+    const flag = f === 'standbyEngines' ? 'standby-engines' : 'warm-cache-mb';
     if (value !== undefined && value > 0 && !llama)
-      throw usage(
-        `--${f === 'standbyEngines' ? 'standby-engines' : 'warm-cache-mb'} applies to --engine llama only`,
-        f,
-      );
+      throw usage(`--${flag} applies to --engine llama only`, flag);
   }
   const standbyEngines = flags.standbyEngines ?? (llama && minInstances === 0 ? STANDBY_ENGINES_DEFAULT : 0);
   if (!Number.isInteger(standbyEngines) || standbyEngines < 0 || standbyEngines > STANDBY_ENGINES_MAX)

@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { WARM_CACHE_BYTES_MAX_DEFAULT, warmCacheBytesDefault } from '../adapters/model-warmer.ts';
+import { STANDBY_ENGINES_MAX } from '../adapters/standby-engines.ts';
+import { SwitchyardError } from '../core/errors.ts';
+import { warmSettingsOf } from './serve-warm.ts';
+
+describe('warm-start settings', () => {
+  it('default to one standby engine and a warm cache for llama models at zero, none otherwise', () => {
+    const zero = warmSettingsOf({ engine: 'llama' }, 0);
+    assert.equal(zero.standbyEngines, 1);
+    assert.ok(zero.warmCacheBytes > 0 && zero.warmCacheBytes <= WARM_CACHE_BYTES_MAX_DEFAULT);
+    assert.deepEqual(warmSettingsOf({ engine: 'llama' }, 1), { standbyEngines: 0, warmCacheBytes: 0 });
+    assert.deepEqual(warmSettingsOf({ engine: 'sim' }, 0), { standbyEngines: 0, warmCacheBytes: 0 });
+    assert.deepEqual(warmSettingsOf({ engine: 'llama', standbyEngines: 2, warmCacheMb: 3 }, 0), {
+      standbyEngines: 2,
+      warmCacheBytes: 3 * 2 ** 20,
+    });
+    assert.deepEqual(warmSettingsOf({ engine: 'llama', standbyEngines: 0, warmCacheMb: 0 }, 0), {
+      standbyEngines: 0,
+      warmCacheBytes: 0,
+    });
+  });
+
+  it('refuses them for sim engines and past the bound', () => {
+    const refused = (f: () => unknown, param: string) =>
+      assert.throws(
+        f,
+        (e: unknown) =>
+          e instanceof SwitchyardError &&
+          e.code === 'SY_ERR_INVALID_ARGUMENT' &&
+          e.details?.['param'] === param,
+      );
+    refused(() => warmSettingsOf({ engine: 'sim', standbyEngines: 1 }, 0), 'standby-engines');
+    refused(() => warmSettingsOf({ engine: 'sim', warmCacheMb: 1 }, 0), 'warm-cache-mb');
+    refused(
+      () => warmSettingsOf({ engine: 'llama', standbyEngines: STANDBY_ENGINES_MAX + 1 }, 0),
+      'standby-engines',
+    );
+  });
+
+  it('the default warm cache is a quarter of MemAvailable, at most the cap', () => {
+    assert.equal(warmCacheBytesDefault('MemTotal: 8000 kB\nMemAvailable:    4096 kB\n'), 1024 * 1024);
+    assert.equal(warmCacheBytesDefault('MemAvailable: 1099511627776 kB\n'), WARM_CACHE_BYTES_MAX_DEFAULT);
+  });
+});
