@@ -14,6 +14,7 @@ import { readTraceLengths } from '../workload/traces/read.ts';
 /** The flags the plan reads, as commander hands them over. */
 export interface PlanPdFlags {
   planPd?: boolean;
+  config?: string;
   pdLayerwise?: boolean;
   gpus?: number | undefined;
   gpu: string;
@@ -71,6 +72,9 @@ function lengthsOf(flags: PlanPdFlags): PdLength[] {
 /** Plans the split from the flags; throws SY_ERR_INVALID_ARGUMENT naming the flag for bad input. */
 export function planPdFromFlags(flags: PlanPdFlags): PdPlan {
   if (flags.gpus === undefined) throw invalidArgument('gpus', 'missing', '--gpus G with --plan-pd');
+  // The plan reads flags only; a config file's cluster or SLOs would be silently ignored.
+  if (flags.config !== undefined)
+    throw invalidArgument('plan-pd', flags.config, 'flags only, not with --config');
   const link: KvLink | undefined = flags.link !== undefined ? kvLink(flags.link) : undefined;
   return planPd({
     model: flags.model,
