@@ -38,7 +38,7 @@ interface SimEngineFlags {
 function pdEngineOf(flags: SimEngineFlags): PdEngine | undefined {
   if (flags.pdRole === undefined) {
     if (flags.pdProtocol !== undefined)
-      throw invalidArgument('pd-protocol', flags.pdProtocol, 'it only with --pd-role');
+      throw invalidArgument('pd-protocol', flags.pdProtocol, 'a --pd-role (prefill or decode) beside it');
     return undefined;
   }
   if (flags.pdProtocol === undefined)
