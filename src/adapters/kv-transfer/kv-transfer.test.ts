@@ -1,0 +1,199 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createConnection, createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { controlFrame, FrameDecoder, FrameType, frameHeader } from './framing.ts';
+import { fetchKvState, KvStateServer } from './kv-transfer.ts';
+
+/** Most bytes one socket read delivers (libuv reads into 64 KiB buffers). */
+const SOCKET_READ_BYTES_MAX = 64 << 10;
+
+describe('FrameDecoder', () => {
+  test('decodes frames fed one byte at a time, DATA in pieces that add up', () => {
+    const data = randomBytes(1000);
+    const wire = Buffer.concat([
+      controlFrame(FrameType.meta, { bytes: 1000, tokens: 7 }),
+      frameHeader(FrameType.data, 600),
+      data.subarray(0, 600),
+      frameHeader(FrameType.data, 400),
+      data.subarray(600),
+      frameHeader(FrameType.end, 0),
+    ]);
+    const pieces: Buffer[] = [];
+    const controls: [number, string][] = [];
+    const decoder = new FrameDecoder({
+      onData: (p) => pieces.push(Buffer.from(p)),
+      onControl: (t, p) => controls.push([t, p.toString('utf8')]),
+    });
+    for (let i = 0; i < wire.length; i++) decoder.push(wire.subarray(i, i + 1));
+    assert.deepEqual(Buffer.concat(pieces), data);
+    assert.deepEqual(controls, [
+      [FrameType.meta, '{"bytes":1000,"tokens":7}'],
+      [FrameType.end, ''],
+    ]);
+    assert.equal(decoder.idle, true);
+  });
+
+  test('refuses an unknown type and an oversized control frame', () => {
+    const d = new FrameDecoder({ onData: () => {}, onControl: () => {} });
+    assert.throws(() => d.push(frameHeader(9 as FrameType, 0)), /unknown frame type 9/);
+    const e = new FrameDecoder({ onData: () => {}, onControl: () => {} });
+    assert.throws(() => e.push(frameHeader(FrameType.meta, 1 << 20)), /over its bound/);
+  });
+});
+
+describe('KV state transfer over loopback', () => {
+  let dir: string;
+  let server: KvStateServer;
+  let port: number;
+  const state = randomBytes(5 * (1 << 20) + 123);
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'kv-transfer-'));
+    server = new KvStateServer({ chunkBytes: 256 << 10 });
+    port = await server.listen('127.0.0.1', 0);
+  });
+  after(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const offer = (name: string): string => {
+    const path = join(dir, name);
+    writeFileSync(path, state);
+    return server.offer(path, state.length, 42);
+  };
+
+  test('moves a state byte for byte and releases it once the client said DONE', async () => {
+    const id = offer('a.state');
+    const out = join(dir, 'a.out');
+    const got = await fetchKvState({ host: '127.0.0.1', port, transferId: id, path: out });
+    assert.equal(got.bytes, state.length);
+    assert.equal(got.tokens, 42);
+    assert.equal(got.attempts, 1);
+    assert.deepEqual(readFileSync(out), state);
+    while (server.held > 0) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(existsSync(join(dir, 'a.state')), false);
+    assert.ok(server.stats.releasedCollected >= 1);
+  });
+
+  test('honours the in-flight bound when the sink is slower than the network', async () => {
+    const id = offer('b.state');
+    const inFlightBytesMax = 128 << 10;
+    const received: Buffer[] = [];
+    const slowSink = () =>
+      new Writable({
+        highWaterMark: 1,
+        write(chunk: Buffer, _enc, done) {
+          received.push(Buffer.from(chunk));
+          setTimeout(done, 1);
+        },
+      });
+    const got = await fetchKvState({
+      host: '127.0.0.1',
+      port,
+      transferId: id,
+      sink: slowSink,
+      inFlightBytesMax,
+    });
+    assert.deepEqual(Buffer.concat(received), state);
+    // Without the bound the whole 5 MB would queue in the sink; with it, the bound plus one read.
+    assert.ok(
+      got.peakInFlightBytes <= inFlightBytesMax + SOCKET_READ_BYTES_MAX,
+      `peak ${got.peakInFlightBytes} bytes over ${inFlightBytesMax} + one socket read`,
+    );
+  });
+
+  test('a dropped connection is retried once and the state still arrives whole', async () => {
+    const id = offer('c.state');
+    const proxy = await droppingProxy(port, 1 << 20, 1);
+    const out = join(dir, 'c.out');
+    const retries: string[] = [];
+    const got = await fetchKvState({
+      host: '127.0.0.1',
+      port: proxy.port,
+      transferId: id,
+      path: out,
+      onRetry: (e) => retries.push(e.message),
+    });
+    proxy.server.close();
+    assert.equal(got.attempts, 2);
+    assert.equal(retries.length, 1);
+    assert.deepEqual(readFileSync(out), state);
+  });
+
+  test('every attempt dropped: SY_ERR_KV_TRANSFER_FAILED, and the state stays on offer', async () => {
+    const id = offer('d.state');
+    const proxy = await droppingProxy(port, 4096, 10);
+    await assert.rejects(
+      fetchKvState({ host: '127.0.0.1', port: proxy.port, transferId: id, path: join(dir, 'd.out') }),
+      (e: Error & { code?: string }) => e.code === 'SY_ERR_KV_TRANSFER_FAILED' && /2 attempt/.test(e.message),
+    );
+    proxy.server.close();
+    assert.equal(existsSync(join(dir, 'd.state')), true);
+  });
+
+  test('an unknown transfer id fails cleanly', async () => {
+    await assert.rejects(
+      fetchKvState({ host: '127.0.0.1', port, transferId: 'nope', path: join(dir, 'e.out'), retriesMax: 0 }),
+      /no KV state 'nope'/,
+    );
+  });
+
+  test('a state nobody collects is deleted after the release timeout', async () => {
+    const short = new KvStateServer({ releaseTimeoutMs: 20 });
+    const path = join(dir, 'f.state');
+    writeFileSync(path, 'x');
+    short.offer(path, 1, 1);
+    assert.equal(short.held, 1);
+    while (short.held > 0) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(existsSync(path), false);
+    assert.equal(short.stats.releasedTimeout, 1);
+    await short.close();
+  });
+
+  test('offersMax refuses one more state with SY_ERR_OVERLOADED', async () => {
+    const small = new KvStateServer({ offersMax: 1 });
+    writeFileSync(join(dir, 'g1'), 'x');
+    writeFileSync(join(dir, 'g2'), 'x');
+    small.offer(join(dir, 'g1'), 1, 1);
+    assert.throws(
+      () => small.offer(join(dir, 'g2'), 1, 1),
+      (e: Error & { code?: string }) => e.code === 'SY_ERR_OVERLOADED',
+    );
+    await small.close();
+  });
+});
+
+/** A TCP proxy to `port` that cuts its first `drops` connections after `afterBytes` server bytes. */
+async function droppingProxy(
+  port: number,
+  afterBytes: number,
+  drops: number,
+): Promise<{ server: Server; port: number }> {
+  let dropped = 0;
+  const server = createServer((client) => {
+    const upstream = createConnection({ host: '127.0.0.1', port });
+    const cut = dropped++ < drops;
+    let sent = 0;
+    client.on('data', (c) => upstream.write(c));
+    upstream.on('data', (c: Buffer) => {
+      sent += c.length;
+      if (cut && sent > afterBytes) {
+        client.destroy();
+        upstream.destroy();
+        return;
+      }
+      client.write(c);
+    });
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { server, port: (server.address() as AddressInfo).port };
+}
