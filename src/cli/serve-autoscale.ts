@@ -428,7 +428,18 @@ function attachPool(
       ? {
           scaleToZero: {
             keepAliveMs: () => buffer?.keepAliveMs(served) ?? settings.keepAliveMs,
-            ...(settings.prewarm ? { prewarm: { startupMs: () => p.actuator?.lastStartupMs } } : {}),
+            ...(settings.prewarm
+              ? {
+                  prewarm: {
+                    startupMs: () => p.actuator?.lastStartupMs,
+                    // A forecast alone never evicts: only a free slot under the cap, nobody waiting for one.
+                    roomFor: () =>
+                      cap === undefined ||
+                      (cap.blockedCount === 0 &&
+                        cap.loadedModels().length < (settings.maxLoadedModels ?? Number.POSITIVE_INFINITY)),
+                  },
+                }
+              : {}),
             ...(cap === undefined
               ? {}
               : {

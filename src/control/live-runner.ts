@@ -86,7 +86,15 @@ export interface LiveRunnerOptions {
     /** The keep-alive rule stopped the model's engines (it was idle past its keep-alive). */
     stoppedIdle?(nowMs: number): void;
     /** Start the model ahead of a forecast request (./prewarm.ts); `startupMs` is the last measured start-up. */
-    prewarm?: { readonly params?: PrewarmParams; startupMs(): number | undefined };
+    prewarm?: {
+      readonly params?: PrewarmParams;
+      startupMs(): number | undefined;
+      /**
+       * A pre-warm may start now without displacing anything (a cap on loaded models has a free
+       * slot): a forecast alone never evicts a loaded model. Default: yes.
+       */
+      roomFor?(nowMs: number): boolean;
+    };
   };
 }
 
@@ -290,7 +298,7 @@ export class LiveControlRunner {
       nowMs,
       prewarm.params,
     );
-    if (!verdict.start) return decision;
+    if (!verdict.start || prewarm.roomFor?.(nowMs) === false) return decision;
     this.prewarms++;
     this.prewarmAllowed = false;
     this.prewarmUntilMs = nowMs + (startupMs ?? 0) + this.options.intervalMs;

@@ -20,7 +20,7 @@ const request = (k: number): Request =>
   ({ id: `r${k}`, model: 'm', inputTokens: 10, arrivalMs: k * PERIOD_MS }) as unknown as Request;
 
 /** A model at zero whose launches resolve at once, its runner pre-warming with a fixed start-up. */
-function pool(prewarm: boolean) {
+function pool(prewarm: boolean, roomFor?: () => boolean) {
   const clock = new ManualClock(0);
   const launchedAtMs: number[] = [];
   const launcher: EngineLauncher = {
@@ -52,7 +52,9 @@ function pool(prewarm: boolean) {
     queued: () => 0,
     scaleToZero: {
       keepAliveMs: () => KEEP_ALIVE_MS,
-      ...(prewarm ? { prewarm: { startupMs: () => STARTUP_MS } } : {}),
+      ...(prewarm
+        ? { prewarm: { startupMs: () => STARTUP_MS, ...(roomFor === undefined ? {} : { roomFor }) } }
+        : {}),
     },
   });
   return { clock, launchedAtMs, actuator, runner };
@@ -102,10 +104,14 @@ describe('live pre-warming (forecast from the twin policy)', () => {
     assert.match(p.runner.reason, /pre-warm|keep-alive|scale from zero|loop/);
   });
 
-  it('does nothing without --prewarm, and pre-warms once per idle period when no request comes', async () => {
+  it('does nothing without --prewarm or without room under the cap, and pre-warms once per idle period when no request comes', async () => {
     const off = pool(false);
     assert.deepEqual(await periodic(off, 7), [false, false, false, false, false, false, false]);
     assert.equal(off.runner.prewarms, 0);
+    // A cap on loaded models with no free slot: a forecast alone never starts (or evicts) anything.
+    const full = pool(true, () => false);
+    assert.deepEqual(await periodic(full, 7), [false, false, false, false, false, false, false]);
+    assert.equal(full.runner.prewarms, 0);
 
     const p = pool(true);
     await periodic(p, 6);
