@@ -252,7 +252,9 @@ export class PdExchange extends Exchange {
     }
     const url = new URL(picked.config.url);
     const port = picked.config.bootstrapPort ?? Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-    this.body = sglangBody(this.clientBody, url.hostname, port, this.runtime.rooms.take());
+    // SGLang takes a bare address: an IPv6 host loses the URL's brackets.
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    this.body = sglangBody(this.clientBody, host, port, this.runtime.rooms.take());
     void this.prefillLeg(picked, this.body, false).then((leg) => {
       if (!leg.ok && !this.done) this.prefillFailed.push(picked.id);
     });
