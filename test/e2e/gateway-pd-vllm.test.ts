@@ -94,7 +94,6 @@ before(async () => {
         backend('d1', decode.engines[1]?.url as string, 'decode'),
       ],
       routing: { policy: 'round-robin' },
-      healthCheck: { intervalMs: 200 },
     }),
   );
   serve = await startServe(['--config', config], children);
