@@ -120,7 +120,8 @@ export function autoscaleSettings(
       '--min-instances 0 needs local engines (Switchyard cannot start a configured backend)',
       'min-instances',
     );
-  if (flags.prewarm === true && minInstances > 0)
+  const prewarm = flags.prewarm ?? block?.prewarm ?? false;
+  if (prewarm && minInstances > 0)
     throw usage(
       '--prewarm applies to --min-instances 0 only (a model with a minimum is never cold)',
       'prewarm',
@@ -141,8 +142,15 @@ export function autoscaleSettings(
     intervalMs,
     keepAliveMs: keepAliveMs ?? KEEP_ALIVE_MS_DEFAULT,
     ...cap,
-    ...warmSettingsOf(flags, minInstances),
-    prewarm: flags.prewarm === true,
+    ...warmSettingsOf(
+      {
+        ...(flags.engine === undefined ? {} : { engine: flags.engine }),
+        ...optional('standbyEngines', flags.standbyEngines ?? block?.standbyEngines),
+        ...optional('warmCacheMb', flags.warmCacheMb ?? block?.warmCacheMb),
+      },
+      minInstances,
+    ),
+    prewarm,
   };
 }
 
@@ -166,6 +174,11 @@ function loadedModelCapOf(
   if (maxLoadedModels !== undefined && !(Number.isInteger(maxLoadedModels) && maxLoadedModels >= 1))
     throw usage(`--max-loaded-models ${maxLoadedModels}: expected an integer >= 1`, 'max-loaded-models');
   return { maxLoadedModels, eviction: (eviction as EvictionPolicy | undefined) ?? EVICTION_POLICY_DEFAULT };
+}
+
+/** `{ [key]: value }`, or nothing when the value is undefined (exactOptionalPropertyTypes). */
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
 function kebab(name: string): string {

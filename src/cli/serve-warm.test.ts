@@ -3,6 +3,8 @@ import { describe, it } from 'node:test';
 import { WARM_CACHE_BYTES_MAX_DEFAULT, warmCacheBytesDefault } from '../adapters/model-warmer.ts';
 import { STANDBY_ENGINES_MAX } from '../adapters/standby-engines.ts';
 import { SwitchyardError } from '../core/errors.ts';
+import { parseGatewayConfig } from '../gateway/config.ts';
+import { autoscaleSettings } from './serve-autoscale.ts';
 import { warmSettingsOf } from './serve-warm.ts';
 
 describe('warm-start settings', () => {
@@ -42,5 +44,25 @@ describe('warm-start settings', () => {
   it('the default warm cache is a quarter of MemAvailable, at most the cap', () => {
     assert.equal(warmCacheBytesDefault('MemTotal: 8000 kB\nMemAvailable:    4096 kB\n'), 1024 * 1024);
     assert.equal(warmCacheBytesDefault('MemAvailable: 1099511627776 kB\n'), WARM_CACHE_BYTES_MAX_DEFAULT);
+  });
+
+  it("come from the config's autoscaler block too, the flags overriding it", () => {
+    const config = parseGatewayConfig(
+      {
+        autoscaler: { name: 'static', minInstances: 0, standbyEngines: 2, warmCacheMb: 5, prewarm: true },
+      },
+      {},
+    );
+    const fromConfig = autoscaleSettings({ engine: 'llama' }, config, 1);
+    assert.equal(fromConfig?.standbyEngines, 2);
+    assert.equal(fromConfig?.warmCacheBytes, 5 * 2 ** 20);
+    assert.equal(fromConfig?.prewarm, true);
+    const flagged = autoscaleSettings({ engine: 'llama', standbyEngines: 0, prewarm: false }, config, 1);
+    assert.equal(flagged?.standbyEngines, 0);
+    assert.equal(flagged?.prewarm, false);
+    assert.throws(
+      () => parseGatewayConfig({ autoscaler: { name: 'static', standbyEngines: 9 } }, {}),
+      /standbyEngines/,
+    );
   });
 });

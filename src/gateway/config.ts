@@ -267,6 +267,16 @@ export const gatewayConfigSchema = z
         maxLoadedModels: z.number().int().min(1).max(256).optional(),
         /** Which idle model the cap stops: 'lru' (default) or 'cost-aware' (start-up x request rate). */
         eviction: z.enum(EVICTION_POLICIES).optional(),
+        /**
+         * Warm starts of llama engines at zero (docs/serverless.md, "Warm starts in serve");
+         * `--standby-engines`, `--warm-cache-mb` and `--prewarm` override them. standbyEngines: standby
+         * engines a cold start is handed to (default 1 with minInstances 0, else 0); warmCacheMb:
+         * stopped models' GGUFs kept in the page cache (default a quarter of MemAvailable, at most
+         * 16 GiB); prewarm: start a model ahead of a forecast request (default false).
+         */
+        standbyEngines: z.number().int().min(0).max(8).optional(),
+        warmCacheMb: z.number().int().min(0).max(1_048_576).optional(),
+        prewarm: z.boolean().optional(),
       })
       .optional(),
   })
