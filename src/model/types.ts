@@ -114,16 +114,6 @@ export interface StepShape {
 /** A storage tier a checkpoint is loaded from. */
 export type StorageTier = 'hbm' | 'dram' | 'nvme' | 'ssd-sata' | 'network';
 
-/** A link KV blocks travel over. */
-export type LinkKind =
-  | 'nvlink'
-  | 'pcie4'
-  | 'pcie5'
-  | 'rdma-200g'
-  | 'rdma-400g'
-  | 'ethernet-25g'
-  | 'ethernet-100g';
-
 /** Predicts times for one (GPU, model, tensor-parallel degree). Pure. */
 export interface PerfModel {
   readonly gpu: GpuSpec;

@@ -8,8 +8,8 @@
 import { z } from 'zod';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { GpuId } from '../../core/ids.ts';
-import { TB } from '../../core/units.ts';
-import { HOST_TO_GPU_BYTES_PER_S, LINKS, STORAGE_TIERS } from '../../model/loading.ts';
+import { gbpsToBytesPerS, TB } from '../../core/units.ts';
+import { HOST_TO_GPU_BYTES_PER_S, STORAGE_TIERS } from '../../model/loading.ts';
 import type { StorageTier } from '../../model/types.ts';
 import { type ClusterNode, GPUS_PER_NODE_MAX } from '../placement/nodes.ts';
 
@@ -88,11 +88,11 @@ export function defaultTiers(gpus: number): Record<SourceTier, TierSpec> {
 
 /**
  * What one node reads from the remote checkpoint store: a 25 Gb/s NIC at the ~80% of line rate
- * TCP reaches (loading.ts's `ethernet-25g` link, 2.5 GB/s). loading.ts's own `network` tier
+ * TCP reaches (2.5 GB/s). loading.ts's own `network` tier
  * assumes a 100 Gb/s NIC (10 GB/s), which would make the store faster than the local NVMe drive;
  * set `remote.readBytesPerS: 10e9` for such a node.
  */
-export const REMOTE_READ_BYTES_PER_S_DEFAULT = LINKS['ethernet-25g'].bytesPerS;
+export const REMOTE_READ_BYTES_PER_S_DEFAULT = gbpsToBytesPerS(25) * 0.8;
 
 function fromLoading(tier: SourceTier, capacityBytes: number, lanes: number): TierSpec {
   const spec = STORAGE_TIERS[STORAGE_TIER_OF[tier]];

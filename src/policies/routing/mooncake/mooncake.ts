@@ -5,19 +5,17 @@ import type { Request } from '../../../core/request.ts';
 import type { Rng } from '../../../core/rng.ts';
 import { MS_PER_S } from '../../../core/units.ts';
 import type { InstanceView } from '../../../core/view.ts';
-import { kvTransferTimeMs, LINKS } from '../../../model/loading.ts';
-import type { LinkKind, PerfModel } from '../../../model/types.ts';
+import { KV_LINK_NAMES, type KvLink, kvLink, kvTransfer } from '../../../model/kv-link.ts';
+import type { PerfModel } from '../../../model/types.ts';
 import { OutputLengthEstimator } from '../../estimation/output-length.ts';
 import { eligibleInto, noEligibleInstance } from '../eligible.ts';
 import { PrefixCacheIndex } from '../prefix-cache-index.ts';
 import type { PolicyContext, RoutingPolicy } from '../types.ts';
 
-const LINK_KINDS = Object.keys(LINKS) as [LinkKind, ...LinkKind[]];
-
 /** Parameters of `mooncake`; every key has a default. */
 export const mooncakeParams = z.strictObject({
-  /** The link a remote prefix is fetched over. */
-  link: z.enum(LINK_KINDS).default('rdma-200g'),
+  /** The link a remote prefix is fetched over (src/model/kv-link.ts). */
+  link: z.enum(KV_LINK_NAMES).default('roce-200'),
   /** Reject a request whose SLOs no instance is estimated to meet (HTTP 429 live). */
   rejectEarly: z.boolean().default(true),
   /** TTFT SLO for requests that carry none. */
@@ -60,6 +58,7 @@ interface PerfMemo {
  */
 export function createMooncake(params: MooncakeParams, context: PolicyContext): RoutingPolicy {
   const index = new PrefixCacheIndex({ capacity: { tokens: params.indexCapacityTokens } });
+  const link: KvLink = kvLink(params.link);
   /** Output lengths learnt from completions (the TPOT estimate's context), never the true length. */
   const lengths = new OutputLengthEstimator();
   const candidates: InstanceView[] = [];
@@ -118,7 +117,9 @@ export function createMooncake(params: MooncakeParams, context: PolicyContext): 
         let prefillMs = cached > 0 ? perf.prefillTimeMs(input - cached, cached) : memo.coldMs;
         if (remote > cached) {
           const fetchMs =
-            memo.afterRemoteMs + kvTransferTimeMs(perf.model, remote - cached, params.link, instance.tp);
+            memo.afterRemoteMs +
+            kvTransfer(perf.model, remote - cached, link, { prefillTp: instance.tp, decodeTp: instance.tp })
+              .transferMs;
           if (fetchMs < prefillMs) prefillMs = fetchMs;
         }
         const pending = instance.pendingPrefillTokens;
