@@ -18,8 +18,10 @@
  * a fresh prefill leg, a decode instance not yet tried. Each pick, prefill or decode, goes through
  * the active routing policy over that role's pool only (`PdHost.pickRole`); policies never see the
  * protocol. The prefill leg counts in its instance's host accounting (in flight, pending prefill
- * tokens); the policy's onRouted/onCompleted hooks hear the decode attempt only, so a policy keyed
- * by request id sees one placement per request.
+ * tokens). The policy hears `onRouted` for the prefill leg (prefix-aware policies learn where each
+ * prompt's KV was computed) and then for the decode attempt, which replaces it for policies that
+ * keep one record per request; a failed prefill leg is `onFailed`; completion hooks come from the
+ * decode attempt only.
  */
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -276,6 +278,7 @@ export class PdExchange extends Exchange {
     const tokens = this.request.inputTokens;
     backend.instance.sent(tokens);
     this.runtime.stats.prefills++;
+    this.policy?.onRouted?.(this.request, backend.id, this.host.nowMs());
     let leg: Leg;
     try {
       const response = await backend.pool.request({
@@ -301,7 +304,10 @@ export class PdExchange extends Exchange {
     }
     if (leg.ok) backend.instance.firstToken(tokens);
     backend.instance.ended(tokens, !leg.ok);
-    if (!leg.ok && !this.done) this.runtime.stats.prefillFailures++;
+    if (!leg.ok && !this.done) {
+      this.runtime.stats.prefillFailures++;
+      this.policy?.onFailed?.(this.request, backend.id, this.host.nowMs());
+    }
     return leg;
   }
 }
