@@ -60,8 +60,11 @@ export function localEngineLauncher(
         log(`[engine ${index}] handed to standby engine (pid ${taken.pid})`);
         const { model, servedModelName } = options.standby;
         // Not restarted in place: a handed engine that dies is lost, and the next request starts another.
-        const engine = await taken.hand({ model, servedModelName }, options.startTimeoutMs, () =>
-          options.onExit?.(index, true),
+        const engine = await taken.hand(
+          { model, servedModelName },
+          (line) => log(`[engine ${index}] ${line}`),
+          options.startTimeoutMs,
+          () => options.onExit?.(index, true),
         );
         return healthy(engine, options, startMs);
       }

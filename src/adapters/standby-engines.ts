@@ -64,10 +64,12 @@ export interface StandbyEngine {
   readonly pid: number;
   /**
    * Sends the model and resolves with the engine once it printed its ready line. Rejects (and kills
-   * the process) when it exits first or stays silent past `readyTimeoutMs`.
+   * the process) when it exits first or stays silent past `readyTimeoutMs`. Its stderr lines go to
+   * `log` from then on.
    */
   hand(
     order: { readonly model: string; readonly servedModelName: string },
+    log: (line: string) => void,
     readyTimeoutMs: number,
     onExit: () => void,
   ): Promise<LocalEngine & { stop(): Promise<void> }>;
@@ -79,6 +81,8 @@ interface Waiting {
   readonly exited: Promise<void>;
   alive: boolean;
   stderrTail: string;
+  /** Where its stderr lines go: the pool's log until it is handed a model, then the launcher's. */
+  log: (line: string) => void;
 }
 
 /** A bounded pool of standby llama engines (see the file comment). */
@@ -114,8 +118,8 @@ export class StandbyEngines {
     this.handed++;
     return {
       pid: w.proc.pid ?? 0,
-      hand: (order, readyTimeoutMs, onExit) =>
-        this.hand(w, order, readyTimeoutMs, onExit).finally(() => {
+      hand: (order, log, readyTimeoutMs, onExit) =>
+        this.hand(w, order, log, readyTimeoutMs, onExit).finally(() => {
           this.handing--;
           this.refill();
         }),
@@ -164,16 +168,16 @@ export class StandbyEngines {
       lines: createInterface({ input: proc.stdout! }),
       alive: true,
       stderrTail: '',
+      log: (line) => this.log(`[standby ${proc.pid ?? '?'}] ${line}`),
       exited: new Promise((resolve) => proc.once('close', () => resolve())),
     };
     proc.once('close', () => {
       w.alive = false;
     });
     proc.once('error', () => {});
-    const prefix = `[standby ${proc.pid ?? '?'}] `;
     createInterface({ input: proc.stderr! }).on('line', (line) => {
       w.stderrTail = (w.stderrTail + line + '\n').slice(-STDERR_TAIL_CHARS);
-      this.log(prefix + line);
+      w.log(line);
     });
     this.starting.add(w);
     void this.awaitStandby(w);
@@ -224,9 +228,12 @@ export class StandbyEngines {
   private hand(
     w: Waiting,
     order: { readonly model: string; readonly servedModelName: string },
+    log: (line: string) => void,
     readyTimeoutMs: number,
     onExit: () => void,
   ): Promise<LocalEngine & { stop(): Promise<void> }> {
+    // From now on its lines are the model's engine's, prefixed as the launcher's fresh engines are.
+    w.log = log;
     return new Promise((resolve, reject) => {
       let ready = false;
       let stopping = false;
