@@ -748,8 +748,10 @@ export class PdFrontServer {
         new SwitchyardError('SY_ERR_INTERNAL', `P/D front: the engine failed: ${error.message}`),
       );
     });
-    // The client left: the inner generation is aborted with it.
+    // The client left: the inner generation is aborted with it. A refused request never reached the
+    // backend: its transfer entry goes here, so the table only holds requests in flight.
     res.on('close', () => {
+      if (tag !== undefined) this.pd.transferred.delete(tag);
       if (!res.writableFinished) upstream.destroy();
     });
     if (body instanceof Buffer) upstream.end(body);
