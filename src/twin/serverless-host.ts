@@ -34,13 +34,18 @@ import {
   startupAwareNode,
 } from '../control/model-cache/index.ts';
 import type { ClusterNode } from '../control/placement/index.ts';
+import { DEFAULT_GPU_MEMORY_UTILIZATION } from '../control/placement/placement.ts';
 import {
   ArrivalHistory,
   createServerlessPolicy,
+  resolveSleep,
   type ServerlessModelView,
   type ServerlessParams,
   type ServerlessPolicy,
+  SleepBook,
+  type SleepParams,
   type VictimCandidate,
+  wakeTimeMs,
 } from '../control/serverless/index.ts';
 import type { Variant } from '../control/types.ts';
 import { invalidArgument } from '../core/errors.ts';
@@ -94,6 +99,11 @@ export interface ServerlessSettings extends HoldSettings {
   readonly models: readonly ServerlessModel[];
   /** How often the policy is asked for every model (default CONTROL_INTERVAL_MS_DEFAULT). */
   readonly intervalMs?: number | undefined;
+  /**
+   * Sleep mode (vLLM level 1, src/control/serverless/sleep.ts) for the `switchyard` policy: on by
+   * default with sleep.ts's defaults; `false` turns it off. The baselines never sleep.
+   */
+  readonly sleep?: SleepParams | false | undefined;
 }
 
 /** One model's row: the placement host's, plus its cold requests and evictions. */
@@ -122,8 +132,19 @@ export interface ServerlessOutcome {
   readonly prewarms: number;
   /** Loads by the tier their weights were read from. */
   readonly loadsByTier: Readonly<Record<SourceTier, number>>;
-  /** Mean start-up of the starts made, ms. */
+  /** Mean start-up of the starts made (wakes included), ms. */
   readonly startupMsMean: number;
+  /** Sleep mode: whether it was on, instances put to sleep, sleepers woken, sleepers stopped. */
+  readonly sleep: {
+    readonly on: boolean;
+    readonly sleeps: number;
+    readonly wakes: number;
+    readonly stoppedAsleep: number;
+    /** GPU-hours of GPUs held by sleepers alone (in the run's gpuHours too). */
+    readonly loneGpuHours: number;
+    /** Mean wake time, ms. */
+    readonly wakeMsMean: number;
+  };
 }
 
 /** Nodes of `perNode` GPUs of `gpu` making up `total` GPUs (the last one may be smaller). */
@@ -205,6 +226,16 @@ export class ServerlessHost implements TwinControl {
   private startupMsSum = 0;
   private starts = 0;
   private closed: ServerlessOutcome | undefined;
+  /** Sleep mode's GPU books; undefined when sleep is off (the host then behaves as without it). */
+  private readonly book: SleepBook | undefined;
+  /** Each node's host-to-GPU bandwidth per GPU, bytes/s (the wake's weights term). */
+  private readonly hostLinkOf = new Map<string, number>();
+  /** Awake instances to be put to sleep rather than stopped when their pool slot stops. */
+  private readonly sleepOnStop = new Set<string>();
+  private sleeps = 0;
+  private wakes = 0;
+  private wakeMsSum = 0;
+  private stoppedAsleep = 0;
 
   constructor(
     private readonly settings: ServerlessSettings,
@@ -219,13 +250,26 @@ export class ServerlessHost implements TwinControl {
       ...settings.params,
       intervalMs: this.intervalMs,
     });
+    const nodeTiers = resolveNodeTiers(settings.nodes, settings.modelCache);
+    for (const n of nodeTiers) this.hostLinkOf.set(n.id, n.hostLinkBytesPerS);
     this.cache = new ModelCacheClass({
-      nodes: resolveNodeTiers(settings.nodes, settings.modelCache),
+      nodes: nodeTiers,
       models: settings.models.map((m) => ({ id: m.id, base: m.base, tp: m.tp })),
     });
+    this.book = this.sleepBook(settings);
     this.models = settings.models.map((spec) => this.buildModel(spec, instances));
     for (const m of this.models) this.byId.set(m.spec.id, m);
     this.nextTickMs = this.intervalMs;
+  }
+
+  /** Sleep mode's books, for `switchyard` unless turned off. */
+  private sleepBook(settings: ServerlessSettings): SleepBook | undefined {
+    if (this.policy.name !== 'switchyard' || settings.sleep === false) return undefined;
+    const budget = Math.min(
+      ...settings.nodes.map((n) => gpuSpec(n.gpu).hbmBytes * DEFAULT_GPU_MEMORY_UTILIZATION),
+    );
+    const largest = Math.max(...settings.models.map((m) => this.cache.shardBytes(m.id).perGpuBytes));
+    return new SleepBook(settings.nodes, budget, largest, resolveSleep(settings.sleep ?? {}));
   }
 
   private buildModel(spec: ServerlessModel, all: readonly SimInstance[]): Served {
@@ -384,7 +428,16 @@ export class ServerlessHost implements TwinControl {
       const { mean, p50, p90, p99 } = latencyStats(v.view());
       return { mean, p50, p90, p99 };
     };
+    const loneGpuHours = (this.book?.loneGpuMs(endMs) ?? 0) / 3_600_000;
     this.closed = {
+      sleep: {
+        on: this.book !== undefined,
+        sleeps: this.sleeps,
+        wakes: this.wakes,
+        stoppedAsleep: this.stoppedAsleep,
+        loneGpuHours,
+        wakeMsMean: this.wakes > 0 ? this.wakeMsSum / this.wakes : 0,
+      },
       policy: this.policy.name,
       ttftMs: { cold: stats(this.ttftCold), warm: stats(this.ttftWarm) },
       coldRequests: this.ttftCold.length,
@@ -397,7 +450,8 @@ export class ServerlessHost implements TwinControl {
     };
     return {
       autoscaler: `serverless:${this.policy.name}`,
-      gpuHours: models.reduce((s, m) => s + m.gpuHours, 0),
+      // The billing rule: a GPU is billed while any instance holds it, sleepers included.
+      gpuHours: models.reduce((s, m) => s + m.gpuHours, 0) + loneGpuHours,
       coldStarts: models.reduce((s, m) => s + m.coldStarts, 0),
       startupMs: Math.max(...models.map((m) => m.startupMs)),
       instancesOverTime: sumSeries(this.models.map((m) => m.pool.instancesOverTime)),
@@ -409,9 +463,10 @@ export class ServerlessHost implements TwinControl {
 
   /** Stops what the policy no longer wants, then starts what it wants, waiting requests first. */
   private tick(nowMs: number): void {
+    this.reapLoneSleepers(nowMs);
     for (const m of this.models) {
       m.pool.sweepDrained(nowMs);
-      m.startupMs = this.bestStartupMs(m, nowMs);
+      m.startupMs = Math.min(this.bestStartupMs(m, nowMs), this.wakeMsOf(m) ?? Number.POSITIVE_INFINITY);
     }
     const plan = this.policy.plan(
       this.models.map((m) => this.view(m, nowMs)),
@@ -453,7 +508,11 @@ export class ServerlessHost implements TwinControl {
     order.sort((a, b) => rank(pool, a) - rank(pool, b));
     for (const k of order) {
       if (active <= want) break;
-      this.note(nowMs, `${m.cacheIdOfSlot[k] ?? m.spec.id} stop: ${this.policy.name} wants ${want}`);
+      const cacheId = m.cacheIdOfSlot[k];
+      if (this.book !== undefined && cacheId !== undefined && pool.phaseOf(k) === 'ready') {
+        this.sleepOnStop.add(cacheId);
+      }
+      this.note(nowMs, `${cacheId ?? m.spec.id} stop: ${this.policy.name} wants ${want}`);
       pool.drain(k, nowMs);
       active--;
     }
@@ -463,6 +522,7 @@ export class ServerlessHost implements TwinControl {
   private startOne(m: Served, nowMs: number): boolean {
     const k = m.pool.firstStopped();
     if (k === undefined) return false;
+    if (this.book !== undefined && this.tryWake(this.book, m, k, nowMs)) return true;
     let choice = this.chooseNode(m, nowMs);
     if (choice === undefined) {
       if (!this.evictFor(m, nowMs)) return false;
@@ -471,6 +531,7 @@ export class ServerlessHost implements TwinControl {
     }
     const inSystem = this.inSystem(m);
     const load = this.cache.load(m.spec.id, choice.node, this.cacheTime(nowMs));
+    this.book?.placeAwake(load.instanceId, choice.node, m.spec.tp, this.cacheTime(nowMs));
     m.cacheIdOfSlot[k] = load.instanceId;
     this.slotOfCacheId.set(load.instanceId, { m, k, node: choice.node });
     m.pool.start(k, nowMs, load.startupMs);
@@ -520,7 +581,8 @@ export class ServerlessHost implements TwinControl {
     where.m.evicted++;
     this.evictions++;
     this.note(nowMs, `${cacheId} evicted for ${forModel.spec.id} (${this.policy.name})`);
-    // Idle: it stops at once, and `stopped` frees its GPUs in the cache.
+    if (this.book !== undefined) this.sleepOnStop.add(cacheId);
+    // Idle: it stops at once (or sleeps), and `stopped` frees its GPUs in the cache.
     where.m.pool.drain(where.k, nowMs);
   }
 
@@ -548,7 +610,94 @@ export class ServerlessHost implements TwinControl {
     if (cacheId === undefined) return;
     m.cacheIdOfSlot[k] = undefined;
     this.slotOfCacheId.delete(cacheId);
-    this.cache.unloadInstance(cacheId, this.cacheTime(nowMs));
+    const t = this.cacheTime(nowMs);
+    const at = this.book?.releaseAwake(cacheId, t);
+    const asleep = this.sleepOnStop.delete(cacheId) && at !== undefined && this.trySleep(m, at, t);
+    this.cache.unloadInstance(cacheId, t);
+    if (asleep) this.note(nowMs, `${cacheId} asleep on ${at.node} GPUs ${at.gpus.join(',')}`);
+  }
+
+  // ---- sleep mode ----
+
+  /**
+   * Puts a stopped instance's engine to sleep on the GPUs it ran on: only if the model has fewer
+   * sleepers than instances, each GPU has room for one more residual beside the largest awake
+   * instance, and the node's DRAM can hold its weights; false (it just stops) otherwise.
+   */
+  private trySleep(m: Served, at: { node: string; gpus: number[] }, t: number): boolean {
+    const book = this.book as SleepBook;
+    if (book.countOf(m.spec.id) >= m.spec.maxInstances) return false;
+    if (!book.canSleepOn(at.node, at.gpus)) return false;
+    if (!this.cache.pinDram(m.spec.id, at.node, t).ok) return false;
+    book.sleep(m.spec.id, at.node, at.gpus, t);
+    this.sleeps++;
+    return true;
+  }
+
+  /**
+   * Wakes a sleeper of `m` into slot `k`: one whose GPUs no awake instance holds; else, with
+   * requests waiting, one whose GPUs only idle instances hold that the policy offers as victims
+   * (they go to sleep in turn). False when none can wake.
+   */
+  private tryWake(book: SleepBook, m: Served, k: number, nowMs: number): boolean {
+    const sleepers = book.sleepersOf(m.spec.id);
+    const free = sleepers.find((s) => book.blockers(s).length === 0);
+    if (free !== undefined) return this.wake(book, m, k, free.id, nowMs);
+    if (m.pool.heldCount === 0) return false;
+    for (const s of sleepers) {
+      const blockers = book.blockers(s);
+      const offered = new Set(
+        this.policy
+          .victims(this.idleCandidates(m, nowMs), this.view(m, nowMs), nowMs)
+          .map((v) => v.instanceId),
+      );
+      if (!blockers.every((b) => offered.has(b))) continue;
+      for (const b of blockers) this.stopVictim(b, m, nowMs);
+      if (book.blockers(s).length === 0) return this.wake(book, m, k, s.id, nowMs);
+    }
+    return false;
+  }
+
+  private wake(book: SleepBook, m: Served, k: number, sleeperId: string, nowMs: number): boolean {
+    const t = this.cacheTime(nowMs);
+    const s = book.remove(sleeperId, t);
+    this.cache.unpinDram(m.spec.id, s.node, t);
+    const hostLink = this.hostLinkOf.get(s.node) as number;
+    const wakeMs = wakeTimeMs(this.cache.shardBytes(m.spec.id).shardBytes, hostLink, book.config);
+    const r = this.cache.resume(m.spec.id, s.node, t, wakeMs);
+    book.placeAt(r.instanceId, s.node, s.gpus, t);
+    m.cacheIdOfSlot[k] = r.instanceId;
+    this.slotOfCacheId.set(r.instanceId, { m, k, node: s.node });
+    m.pool.start(k, nowMs, wakeMs);
+    this.wakes++;
+    this.wakeMsSum += wakeMs;
+    this.starts++;
+    this.startupMsSum += wakeMs;
+    const why = this.inSystem(m) === 0 ? 'pre-warm' : `${this.inSystem(m)} request(s)`;
+    if (this.inSystem(m) === 0) this.prewarms++;
+    this.note(nowMs, `${r.instanceId} wake (${why}) on ${s.node}: ready in ${(wakeMs / 1000).toFixed(2)} s`);
+    return true;
+  }
+
+  /** Sleepers on GPUs that sleepers alone held for longer than the bound are stopped (billing). */
+  private reapLoneSleepers(nowMs: number): void {
+    const book = this.book;
+    if (book === undefined) return;
+    const t = this.cacheTime(nowMs);
+    for (const id of book.loneExpired(t, book.config.loneSleepMaxMs)) {
+      const s = book.remove(id, t);
+      this.cache.unpinDram(s.model, s.node, t);
+      this.stoppedAsleep++;
+      this.note(nowMs, `${id} stopped asleep (its GPUs held by sleepers alone)`);
+    }
+  }
+
+  /** The wake time of `m`'s first sleeper, if it has one. */
+  private wakeMsOf(m: Served): number | undefined {
+    const s = this.book?.sleepersOf(m.spec.id)[0];
+    if (s === undefined || this.book === undefined) return undefined;
+    const hostLink = this.hostLinkOf.get(s.node) as number;
+    return wakeTimeMs(this.cache.shardBytes(m.spec.id).shardBytes, hostLink, this.book.config);
   }
 
   // ---- views ----

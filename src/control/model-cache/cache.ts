@@ -145,6 +145,8 @@ interface NodeState {
   readonly tiers: Record<SourceTier, TierState>;
   readonly instances: Map<string, InstanceState>;
   gpusUsed: number;
+  /** Host DRAM held by sleeping engines' offloaded weights (pinDram): counted, never LRU-evicted. */
+  pinnedDramBytes: number;
 }
 
 interface InstanceState {
@@ -340,6 +342,86 @@ export class ModelCache {
     instance.lastUsedMs = Math.max(instance.lastUsedMs, nowMs);
   }
 
+  /**
+   * Reserves room in `node`'s DRAM for one copy of `model`'s weights that a sleeping engine has
+   * offloaded (vLLM sleep level 1): least recently used cached weights are dropped to fit; the pin
+   * itself is never evicted, only released by `unpinDram`. False (and nothing changed) when the
+   * DRAM tier cannot hold it beside the other pins.
+   */
+  pinDram(model: ModelId, node: string, nowMs: number): { ok: boolean; evicted: TierEviction[] } {
+    this.#advance(nowMs);
+    const m = this.#model(model);
+    const n = this.#node(node);
+    const dram = n.tiers.dram;
+    if (n.pinnedDramBytes + m.weightBytes > dram.spec.capacityBytes) return { ok: false, evicted: [] };
+    const evicted: TierEviction[] = [];
+    for (const [victim, bytes] of dram.lru) {
+      if (dram.usedBytes + m.weightBytes <= dram.spec.capacityBytes) break;
+      dram.lru.delete(victim);
+      dram.usedBytes -= bytes;
+      this.#evictionsByTier.dram += 1;
+      evicted.push({ node: n.spec.id, tier: 'dram', model: victim });
+    }
+    n.pinnedDramBytes += m.weightBytes;
+    dram.usedBytes += m.weightBytes;
+    return { ok: true, evicted };
+  }
+
+  /** Releases one `pinDram` of `model` on `node` (the engine woke up or stopped). */
+  unpinDram(model: ModelId, node: string, nowMs: number): void {
+    this.#advance(nowMs);
+    const m = this.#model(model);
+    const n = this.#node(node);
+    if (n.pinnedDramBytes < m.weightBytes) throw new Error(`no pinned copy of ${model} on ${node}`);
+    n.pinnedDramBytes -= m.weightBytes;
+    n.tiers.dram.usedBytes -= m.weightBytes;
+  }
+
+  /** Host DRAM of `node` pinned by sleeping engines, bytes (also counted in the DRAM tier's use). */
+  pinnedDramBytes(node: string): number {
+    return this.#node(node).pinnedDramBytes;
+  }
+
+  /** Bytes of one GPU's shard of `model`'s weights, and what one GPU must hold with the reserve. */
+  shardBytes(model: ModelId): { shardBytes: number; perGpuBytes: number; weightBytes: number } {
+    const m = this.#model(model);
+    return { shardBytes: m.shardBytes, perGpuBytes: m.perGpuBytes, weightBytes: m.weightBytes };
+  }
+
+  /**
+   * An instance of `model` on `node` whose engine already exists (a sleeping engine waking up): it
+   * takes `tp` free GPUs and is ready after `startupMs` the caller computed; no tier is read and no
+   * load is counted. SY_ERR_CAPACITY when too few GPUs are free.
+   */
+  resume(model: ModelId, node: string, nowMs: number, startupMs: number): LoadResult {
+    this.#advance(nowMs);
+    const m = this.#model(model);
+    const n = this.#node(node);
+    const free = n.spec.gpus - n.gpusUsed;
+    if (free < m.tp) {
+      throw new SwitchyardError(
+        'SY_ERR_CAPACITY',
+        `${model} needs ${m.tp} GPUs; node ${node} has ${free} free`,
+        {
+          param: 'node',
+          model,
+          node,
+        },
+      );
+    }
+    const estimate: StartupEstimate = {
+      model,
+      node,
+      fromTier: 'dram',
+      queuedMs: 0,
+      weightsMs: startupMs,
+      engineInitMs: 0,
+      startupMs,
+    };
+    const instance = this.#startInstance(n, m, nowMs, estimate);
+    return { ...estimate, instanceId: instance.id, readyAtMs: instance.readyAtMs, evicted: [] };
+  }
+
   /** The cache's state as plain data, nodes in the order given. */
   snapshot(): ModelCacheSnapshot {
     return {
@@ -388,7 +470,7 @@ export class ModelCache {
         laneFreeAtMs: new Array<number>(t.lanes).fill(0),
       };
     }
-    this.#nodes.set(spec.id, { spec, tiers, instances: new Map(), gpusUsed: 0 });
+    this.#nodes.set(spec.id, { spec, tiers, instances: new Map(), gpusUsed: 0, pinnedDramBytes: 0 });
   }
 
   /** Weights read from `from` now sit in every faster cache tier too; `from` counts as just used. */
@@ -416,6 +498,8 @@ export class ModelCache {
       this.#evictionsByTier[tier] += 1;
       evicted.push({ node: node.spec.id, tier, model: victim });
     }
+    // Pinned weights (sleeping engines) are not evictable: with them the room may still be short.
+    if (state.usedBytes + model.weightBytes > state.spec.capacityBytes) return evicted;
     state.lru.set(model.id, model.weightBytes);
     state.usedBytes += model.weightBytes;
     return evicted;

@@ -28,3 +28,16 @@ export {
   type ServerlessPolicyName,
   type VictimCandidate,
 } from './policies.ts';
+export {
+  KV_REALLOC_MS_DEFAULT,
+  LONE_SLEEP_MAX_MS_DEFAULT,
+  resolveSleep,
+  SLEEP_RESIDUAL_BYTES_PER_GPU_DEFAULT,
+  SLEEPERS_PER_GPU_MAX,
+  SleepBook,
+  type SleepConfig,
+  type Sleeper,
+  type SleepParams,
+  WAKE_OVERHEAD_MS_DEFAULT,
+  wakeTimeMs,
+} from './sleep.ts';
