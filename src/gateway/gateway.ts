@@ -456,6 +456,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
           if (this.stats.queued > 0) this.step();
         },
         kvEvents: (id, events) => {
+          this.pd.kvEvents(id, events, this.nowMs());
           const hook = this.policy.onKvEvent;
           if (hook === undefined) return;
           const now = this.nowMs();
@@ -1205,6 +1206,13 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     return this.pickRole(ex, attemptRoleOf(ex), ex.tried);
   }
 
+  prefillPolicy(): RoutingPolicy {
+    const named = this.config.routing?.policies ?? {};
+    return this.pd.prefillPolicy(this.policy, (name) =>
+      createConfiguredPolicy(name, named, this.perfModels.context),
+    );
+  }
+
   /** Picks among the instances of `role` (undefined: any), avoiding `avoid` where another is eligible. */
   pickRole(
     ex: Exchange,
@@ -1223,8 +1231,10 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       if (rest.length > 0) candidates = { nowMs: now, instances: rest };
     }
     if (ex.kind === 'embeddings') return this.pickLeastLoaded(candidates, request.model);
-    const policy = ex.policy ?? this.policy;
-    ex.policy = policy;
+    // The prefill pool has its own instance of the active policy (pd-exchange.ts); hooks of the
+    // proxied attempt go to the policy that picked it.
+    const policy = role === 'prefill' ? this.prefillPolicy() : (ex.policy ?? this.policy);
+    if (role !== 'prefill') ex.policy = policy;
     let decision: ReturnType<RoutingPolicy['decide']>;
     try {
       decision = policy.decide(candidates, request, this.routingRng);

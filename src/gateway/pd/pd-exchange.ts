@@ -18,16 +18,18 @@
  * a fresh prefill leg, a decode instance not yet tried. Each pick, prefill or decode, goes through
  * the active routing policy over that role's pool only (`PdHost.pickRole`); policies never see the
  * protocol. The prefill leg counts in its instance's host accounting (in flight, pending prefill
- * tokens). The policy hears `onRouted` for the prefill leg (prefix-aware policies learn where each
- * prompt's KV was computed) and then for the decode attempt, which replaces it for policies that
- * keep one record per request; a failed prefill leg is `onFailed`; completion hooks come from the
- * decode attempt only.
+ * tokens). The prefill pool has its own instance of the active policy (`PdRuntime.prefillPolicy`):
+ * its own state, so a round robin cycles each pool on its own and a prefix index learns where each
+ * prompt's KV was computed. It hears the prefill leg's hooks (onRouted, then onFirstToken and
+ * onCompleted with one token, or onFailed); the active policy hears the decode attempt's.
  */
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { SwitchyardError } from '../../core/errors.ts';
+import type { KvEvent } from '../../core/kv-events.ts';
 import type { Request } from '../../core/request.ts';
 import type { ClusterView, InstanceRole, InstanceView } from '../../core/view.ts';
+import type { RoutingPolicy } from '../../policies/routing/types.ts';
 import {
   type Backend,
   Exchange,
@@ -57,6 +59,8 @@ export interface PdHost extends ExchangeHost {
    * `avoid` when another instance of the role is eligible.
    */
   pickRole(ex: Exchange, role: InstanceRole, avoid: readonly string[]): Backend | SwitchyardError;
+  /** The policy that picks prefill instances (PdRuntime.prefillPolicy of the active one). */
+  prefillPolicy(): RoutingPolicy;
 }
 
 /** Counters of the P/D flows, for /stats. */
@@ -81,6 +85,8 @@ export class PdRuntime {
   readonly stats: PdStats = { prefills: 0, prefillFailures: 0, prefillRetries: 0, kvParamsMissing: 0 };
   readonly rooms: BootstrapRooms;
   private readonly models: Map<string, 'vllm' | 'sglang'>;
+  /** The prefill pool's instance of the active policy, and the active policy it was made for. */
+  private prefill: { readonly of: RoutingPolicy; readonly policy: RoutingPolicy } | undefined;
 
   constructor(backends: readonly PdBackendFields[], seed: number) {
     this.models = pdModels(backends);
@@ -105,6 +111,24 @@ export class PdRuntime {
     const protocol = this.models.get(request.model);
     if (protocol === undefined) return undefined;
     return new PdExchange(host, this, protocol, kind, request, body, stream, res);
+  }
+
+  /**
+   * The prefill pool's own instance of `active` (same name, same parameters), made by `create` and
+   * remade when the active policy changes. Its own state is the point: one round-robin counter
+   * shared by the prefill and the decode pick would pair the same instances forever, and a prefix
+   * index learns prefill placements apart from decode ones.
+   */
+  prefillPolicy(active: RoutingPolicy, create: (name: string) => RoutingPolicy): RoutingPolicy {
+    if (this.prefill?.of !== active) this.prefill = { of: active, policy: create(active.name) };
+    return this.prefill.policy;
+  }
+
+  /** KV events reach the prefill pool's policy too (the gateway hands them to the active one). */
+  kvEvents(instanceId: string, events: readonly KvEvent[], nowMs: number): void {
+    const policy = this.prefill?.policy;
+    if (policy?.onKvEvent === undefined) return;
+    for (const event of events) policy.onKvEvent(instanceId, event, nowMs);
   }
 
   /** For /stats: undefined when nothing disaggregates. */
@@ -268,6 +292,7 @@ export class PdExchange extends Exchange {
    * bounded by PREFILL_ANSWER_BYTES_MAX) or drained. Counted in the instance's host accounting.
    */
   private async prefillLeg(backend: Backend, body: Buffer, keep: boolean): Promise<Leg> {
+    const policy = this.pdHost.prefillPolicy();
     const controller = new AbortController();
     this.legs.add(controller);
     const timeoutMs = this.host.limits.firstByteTimeoutMs;
@@ -278,7 +303,7 @@ export class PdExchange extends Exchange {
     const tokens = this.request.inputTokens;
     backend.instance.sent(tokens);
     this.runtime.stats.prefills++;
-    this.policy?.onRouted?.(this.request, backend.id, this.host.nowMs());
+    policy.onRouted?.(this.request, backend.id, this.host.nowMs());
     let leg: Leg;
     try {
       const response = await backend.pool.request({
@@ -306,7 +331,10 @@ export class PdExchange extends Exchange {
     backend.instance.ended(tokens, !leg.ok);
     if (!leg.ok && !this.done) {
       this.runtime.stats.prefillFailures++;
-      this.policy?.onFailed?.(this.request, backend.id, this.host.nowMs());
+      policy.onFailed?.(this.request, backend.id, this.host.nowMs());
+    } else if (leg.ok) {
+      policy.onFirstToken?.(this.request, backend.id, this.host.nowMs());
+      policy.onCompleted?.(this.request, backend.id, this.host.nowMs(), 1);
     }
     return leg;
   }

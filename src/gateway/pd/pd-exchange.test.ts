@@ -1,0 +1,194 @@
+/**
+ * The gateway's side of the P/D flows against loopback fake upstreams (which know no protocol): what
+ * each pool receives, that each pick stays in its role's pool, the room both legs share, and the
+ * failure paths. test/e2e/gateway-pd-*.test.ts run the flows against sim engines that speak them.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { type FakeUpstream, startFakeUpstream } from '../fake-upstream.ts';
+import { type Gateway, startGateway } from '../gateway.ts';
+
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+async function fakes(n: number): Promise<FakeUpstream[]> {
+  const out: FakeUpstream[] = [];
+  for (let i = 0; i < n; i++) {
+    const f = await startFakeUpstream('m');
+    cleanups.push(() => f.close());
+    out.push(f);
+  }
+  return out;
+}
+
+/** A gateway over `prefill` and `decode` fakes of `protocol`, plus `both` fakes serving model 'c'. */
+async function pdGateway(
+  protocol: 'vllm' | 'sglang',
+  prefill: readonly FakeUpstream[],
+  decode: readonly FakeUpstream[],
+  extra: Record<string, unknown> = {},
+): Promise<Gateway> {
+  const gw = await startGateway(
+    {
+      port: 0,
+      backends: [
+        ...prefill.map((u, i) => ({
+          id: `p${i}`,
+          type: 'vllm' as const,
+          url: u.url,
+          models: ['m'],
+          role: 'prefill' as const,
+          pdProtocol: protocol,
+        })),
+        ...decode.map((u, i) => ({
+          id: `d${i}`,
+          type: 'vllm' as const,
+          url: u.url,
+          models: ['m'],
+          role: 'decode' as const,
+          pdProtocol: protocol,
+        })),
+      ],
+      routing: { policy: 'round-robin' },
+      healthCheck: { intervalMs: 60_000 },
+      limits: { retryBackoffBaseMs: 1, retryBackoffMaxMs: 5 },
+      ...extra,
+    },
+    { log: () => {} },
+  );
+  cleanups.push(() => gw.close());
+  return gw;
+}
+
+async function chat(
+  gw: Gateway,
+  extra: Record<string, unknown> = {},
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const r = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'm',
+      messages: [{ role: 'user', content: 'hello there' }],
+      max_tokens: 9,
+      ...extra,
+    }),
+  });
+  const text = await r.text();
+  return {
+    status: r.status,
+    body: text.startsWith('{') ? (JSON.parse(text) as Record<string, unknown>) : { text },
+  };
+}
+
+const bodies = (u: FakeUpstream) => u.received.map((r) => JSON.parse(r.body) as Record<string, unknown>);
+
+describe('vLLM flow', () => {
+  it('prefills with max_tokens 1 on the prefill pool, then decodes the client request on the decode pool', async () => {
+    const [p0, p1, d0, d1] = await fakes(4);
+    const gw = await pdGateway('vllm', [p0!, p1!], [d0!, d1!]);
+    for (let i = 0; i < 4; i++) assert.equal((await chat(gw)).status, 200);
+    const prefills = [...bodies(p0!), ...bodies(p1!)];
+    const decodes = [...bodies(d0!), ...bodies(d1!)];
+    assert.equal(prefills.length, 4);
+    assert.equal(decodes.length, 4);
+    // Round robin within each pool: both prefill instances and both decode instances were used.
+    for (const u of [p0!, p1!, d0!, d1!]) assert.equal(u.received.length, 2);
+    for (const b of prefills) {
+      assert.equal(b['max_tokens'], 1);
+      assert.equal(b['stream'], false);
+      assert.equal((b['kv_transfer_params'] as Record<string, unknown>)['do_remote_decode'], true);
+    }
+    // The fakes answer without kv_transfer_params: as vLLM's proxy, the decode goes without them.
+    for (const b of decodes) {
+      assert.equal(b['max_tokens'], 9);
+      assert.equal(b['kv_transfer_params'], undefined);
+    }
+    const stats = (await (await fetch(`${gw.url}/stats`)).json()) as Record<string, unknown>;
+    assert.deepEqual(stats['pd'], { prefills: 4, prefillFailures: 0, prefillRetries: 0, kvParamsMissing: 4 });
+  });
+
+  it('retries a failing prefill once elsewhere, then ends with SY_ERR_PD_PREFILL_FAILED', async () => {
+    const [p0, p1, d0] = await fakes(3);
+    const gw = await pdGateway('vllm', [p0!, p1!], [d0!]);
+    p0!.behaviour.failStatus = 500;
+    assert.equal((await chat(gw)).status, 200, 'p0 failed, p1 prefilled');
+    p1!.behaviour.failStatus = 500;
+    const r = await chat(gw);
+    assert.equal(r.status, 502);
+    assert.equal((r.body['error'] as { code: string }).code, 'SY_ERR_PD_PREFILL_FAILED');
+    assert.equal(d0!.received.length, 1, 'no decode without a prefill');
+    const stats = (await (await fetch(`${gw.url}/stats`)).json()) as Record<string, number>;
+    assert.equal(stats['accepted'], (stats['completed'] as number) + (stats['failedTotal'] as number));
+  });
+
+  it('relays a prefill 4xx as the request refused, without a retry', async () => {
+    const [p0, p1, d0] = await fakes(3);
+    const gw = await pdGateway('vllm', [p0!, p1!], [d0!]);
+    p0!.behaviour.failStatus = 400;
+    p1!.behaviour.failStatus = 400;
+    const r = await chat(gw);
+    assert.equal(r.status, 400);
+    assert.equal(p0!.received.length + p1!.received.length, 1);
+  });
+});
+
+describe('SGLang flow', () => {
+  it('sends both legs the client request with the prefill bootstrap address and one room', async () => {
+    const [p0, d0] = await fakes(2);
+    const gw = await pdGateway('sglang', [p0!], [d0!]);
+    const r = await chat(gw, { stream: true });
+    assert.equal(r.status, 200);
+    assert.match(String(r.body['text']), /\[DONE\]/);
+    await chat(gw);
+    const [pa, pb] = bodies(p0!);
+    const [da, db] = bodies(d0!);
+    assert.equal(pa?.['bootstrap_host'], '127.0.0.1');
+    assert.equal(pa?.['bootstrap_port'], p0!.port, 'default: the prefill URL port');
+    assert.equal(pa?.['bootstrap_room'], da?.['bootstrap_room']);
+    assert.equal(pb?.['bootstrap_room'], db?.['bootstrap_room']);
+    assert.notEqual(pa?.['bootstrap_room'], pb?.['bootstrap_room'], 'a fresh room per request');
+    assert.equal(da?.['max_tokens'], 9);
+    assert.equal(da?.['stream'], true);
+  });
+
+  it('uses a configured bootstrapPort, and retries a failed decode as a new pair', async () => {
+    const [p0, d0, d1] = await fakes(3);
+    const gw = await startGateway(
+      {
+        port: 0,
+        backends: [
+          {
+            id: 'p0',
+            type: 'sglang',
+            url: p0!.url,
+            models: ['m'],
+            role: 'prefill',
+            pdProtocol: 'sglang',
+            bootstrapPort: 8998,
+          },
+          { id: 'd0', type: 'sglang', url: d0!.url, models: ['m'], role: 'decode', pdProtocol: 'sglang' },
+          { id: 'd1', type: 'sglang', url: d1!.url, models: ['m'], role: 'decode', pdProtocol: 'sglang' },
+        ],
+        routing: { policy: 'round-robin' },
+        healthCheck: { intervalMs: 60_000 },
+        limits: { retryBackoffBaseMs: 1, retryBackoffMaxMs: 5 },
+      },
+      { log: () => {} },
+    );
+    cleanups.push(() => gw.close());
+    d0!.behaviour.failStatus = 503;
+    for (let i = 0; i < 2; i++) assert.equal((await chat(gw)).status, 200);
+    const rooms = bodies(p0!).map((b) => b['bootstrap_room']);
+    assert.equal(bodies(p0!)[0]?.['bootstrap_port'], 8998);
+    assert.ok(d0!.received.length >= 1, 'd0 was tried and failed');
+    assert.equal(new Set(rooms).size, rooms.length, 'each pair its own room');
+    assert.equal(
+      rooms.length,
+      d0!.received.length + d1!.received.length,
+      'one prefill leg per decode attempt',
+    );
+  });
+});
