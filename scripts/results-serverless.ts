@@ -52,12 +52,23 @@ const SETTINGS: readonly Setting[] = [
   },
 ];
 
-function settingsFor(s: Setting, policy: string): TwinSettings {
+/** The rows of each table: the three policies, and Switchyard without sleep mode. */
+const ROWS: readonly { readonly label: string; readonly policy: string; readonly sleep: boolean }[] = [
+  ...SERVERLESS_POLICY_NAMES.filter((p) => p !== 'switchyard').map((policy) => ({
+    label: policy,
+    policy,
+    sleep: false,
+  })),
+  { label: 'switchyard (no sleep)', policy: 'switchyard', sleep: false },
+  { label: 'switchyard', policy: 'switchyard', sleep: true },
+];
+
+function settingsFor(s: Setting, policy: string, sleep: boolean): TwinSettings {
   const workload = { kind: 'multi-model', durationS: 3600, ...FIXED, ...s.workload };
-  const serverless = serverlessFromFlags(
-    { serverlessPolicy: policy, gpus: s.gpus, keepAliveS: KEEP_ALIVE_S, gpu: SIM_DEFAULTS.gpu },
-    workload,
-  );
+  const flags = { serverlessPolicy: policy, gpus: s.gpus, keepAliveS: KEEP_ALIVE_S, gpu: SIM_DEFAULTS.gpu };
+  const built = serverlessFromFlags(flags, workload);
+  const serverless =
+    built === undefined ? undefined : { ...built, ...(sleep ? {} : { sleep: false as const }) };
   return {
     seed: SEED,
     policy: SIM_DEFAULTS.policy,
@@ -82,7 +93,7 @@ const pct = (x: number, of: number): string => (of > 0 ? `${((100 * x) / of).toF
 
 function table(rows: readonly Row[]): string {
   const head =
-    '| policy | requests | cold (share) | refused | cold starts | TTFT p50 / p99 s | p99 with refused s | cold p50 / p99 s | warm p50 / p99 s | GPU-hours | evictions | pre-warms | loads DRAM / SSD / store |\n' +
+    '| policy | requests | cold (share) | refused | starts (wakes) | TTFT p50 / p99 s | p99 with refused s | cold p50 / p99 s | warm p50 / p99 s | GPU-hours (sleepers alone) | evictions | pre-warms | loads DRAM / SSD / store |\n' +
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n';
   return (
     head +
@@ -92,10 +103,10 @@ function table(rows: readonly Row[]): string {
         if (s === undefined) throw new Error('a serverless run without its outcome');
         const sum = r.summary;
         return (
-          `| ${policy} | ${sum.requests} | ${s.coldRequests} (${pct(s.coldRequests, sum.completed)}) | ${sum.rejected} | ${r.coldStarts ?? 0} | ` +
+          `| ${policy} | ${sum.requests} | ${s.coldRequests} (${pct(s.coldRequests, sum.completed)}) | ${sum.rejected} | ${r.coldStarts ?? 0} (${s.sleep.wakes}) | ` +
           `${s1(sum.ttftMs.p50)} / ${s1(sum.ttftMs.p99)} | ${s1(sum.ttftMsAll?.p99 ?? Number.POSITIVE_INFINITY)} | ` +
           `${s1(s.ttftMs.cold.p50)} / ${s1(s.ttftMs.cold.p99)} | ${s1(s.ttftMs.warm.p50)} / ${s1(s.ttftMs.warm.p99)} | ` +
-          `${(r.gpuHours ?? 0).toFixed(2)} | ${s.evictions} | ${s.prewarms} | ` +
+          `${(r.gpuHours ?? 0).toFixed(2)} (${s.sleep.loneGpuHours.toFixed(2)}) | ${s.evictions} | ${s.prewarms} | ` +
           `${s.loadsByTier.dram} / ${s.loadsByTier.ssd} / ${s.loadsByTier.remote} |`
         );
       })
@@ -107,7 +118,7 @@ function table(rows: readonly Row[]): string {
 function verdict(rows: readonly Row[]): string {
   const p99 = (row: Row): number => row.r.summary.ttftMsAll?.p99 ?? Number.POSITIVE_INFINITY;
   const ours = rows.find((x) => x.policy === 'switchyard') as Row;
-  const baselines = rows.filter((x) => x.policy !== 'switchyard');
+  const baselines = rows.filter((x) => !x.policy.startsWith('switchyard'));
   const best = baselines.reduce((a, b) => (p99(b) < p99(a) ? b : a));
   const ratio = p99(ours) / p99(best);
   const gpuRatio = (ours.r.gpuHours ?? 0) / (best.r.gpuHours ?? 1);
@@ -125,9 +136,9 @@ function main(): void {
   const sections: string[] = [];
   for (const s of SETTINGS) {
     const rows: Row[] = [];
-    for (const policy of SERVERLESS_POLICY_NAMES) {
-      process.stderr.write(`${s.name}: ${policy}\n`);
-      rows.push({ policy, r: runTwin(settingsFor(s, policy)) });
+    for (const row of ROWS) {
+      process.stderr.write(`${s.name}: ${row.label}\n`);
+      rows.push({ policy: row.label, r: runTwin(settingsFor(s, row.policy, row.sleep)) });
     }
     sections.push(`### ${s.name}\n\n${s.why}.\n\n${table(rows)}\n\n${verdict(rows)}\n`);
   }

@@ -466,7 +466,7 @@ export class ServerlessHost implements TwinControl {
     this.reapLoneSleepers(nowMs);
     for (const m of this.models) {
       m.pool.sweepDrained(nowMs);
-      m.startupMs = Math.min(this.bestStartupMs(m, nowMs), this.wakeMsOf(m) ?? Number.POSITIVE_INFINITY);
+      m.startupMs = this.bestStartupMs(m, nowMs);
     }
     const plan = this.policy.plan(
       this.models.map((m) => this.view(m, nowMs)),
@@ -643,15 +643,13 @@ export class ServerlessHost implements TwinControl {
     const sleepers = book.sleepersOf(m.spec.id);
     const free = sleepers.find((s) => book.blockers(s).length === 0);
     if (free !== undefined) return this.wake(book, m, k, free.id, nowMs);
-    if (m.pool.heldCount === 0) return false;
+    if (m.pool.heldCount === 0 || sleepers.length === 0) return false;
+    // An idle blocker is put to sleep in its turn: it can wake there again in about a second, so
+    // the two time-share the GPU (a busy blocker is left alone; then the start goes elsewhere).
+    const idle = new Set(this.idleCandidates(m, nowMs).map((c) => c.instanceId));
     for (const s of sleepers) {
       const blockers = book.blockers(s);
-      const offered = new Set(
-        this.policy
-          .victims(this.idleCandidates(m, nowMs), this.view(m, nowMs), nowMs)
-          .map((v) => v.instanceId),
-      );
-      if (!blockers.every((b) => offered.has(b))) continue;
+      if (!blockers.every((b) => idle.has(b))) continue;
       for (const b of blockers) this.stopVictim(b, m, nowMs);
       if (book.blockers(s).length === 0) return this.wake(book, m, k, s.id, nowMs);
     }
@@ -690,14 +688,6 @@ export class ServerlessHost implements TwinControl {
       this.stoppedAsleep++;
       this.note(nowMs, `${id} stopped asleep (its GPUs held by sleepers alone)`);
     }
-  }
-
-  /** The wake time of `m`'s first sleeper, if it has one. */
-  private wakeMsOf(m: Served): number | undefined {
-    const s = this.book?.sleepersOf(m.spec.id)[0];
-    if (s === undefined || this.book === undefined) return undefined;
-    const hostLink = this.hostLinkOf.get(s.node) as number;
-    return wakeTimeMs(this.cache.shardBytes(m.spec.id).shardBytes, hostLink, this.book.config);
   }
 
   // ---- views ----

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { GB, GiB } from '../../core/units.ts';
+import { HOST_TO_GPU_BYTES_PER_S } from '../../model/loading.ts';
+import { startupTimeMs } from '../../model/startup.ts';
+import { ModelCache } from '../model-cache/cache.ts';
+import { defaultTiers } from '../model-cache/tiers.ts';
+import { resolveSleep, SleepBook, wakeTimeMs } from './sleep.ts';
+
+const config = resolveSleep();
+
+test('a wake costs the weights over PCIe plus the fixed overhead, not the engine start-up', () => {
+  const cache = new ModelCache({
+    nodes: [
+      { id: 'n1', gpu: 'h100', gpus: 8, hostLinkBytesPerS: HOST_TO_GPU_BYTES_PER_S, tiers: defaultTiers(8) },
+    ],
+    models: [{ id: 'ft', base: 'llama-3.1-8b' }],
+  });
+  const { shardBytes } = cache.shardBytes('ft');
+  const wakeMs = wakeTimeMs(shardBytes, HOST_TO_GPU_BYTES_PER_S, config);
+  const weightsMs = (shardBytes / HOST_TO_GPU_BYTES_PER_S) * 1000;
+  assert.equal(wakeMs, weightsMs + config.wakeOverheadMs + config.kvReallocMs);
+  // ~16 GB at 25 GB/s: well under a second of weights, against ~44 s of engine start-up.
+  assert.ok(weightsMs > 500 && weightsMs < 1000, `${weightsMs}`);
+  const startMs = startupTimeMs({ gpu: 'h100', model: 'llama-3.1-8b', tp: 1 });
+  assert.ok(wakeMs * 20 < startMs, `${wakeMs} vs ${startMs}`);
+});
+
+test('sleepers never exceed a GPU memory: the largest awake instance plus every residual fits', () => {
+  const budget = 72 * GiB;
+  const largest = 20 * GiB;
+  const book = new SleepBook([{ id: 'n1', gpus: 2 }], budget, largest, config);
+  const max = book.sleepersPerGpuMax;
+  assert.equal(max, Math.floor((budget - largest) / config.residualBytesPerGpu));
+  for (let i = 0; i < max; i++) book.sleep(`m${i}`, 'n1', [0], 0);
+  assert.equal(book.canSleepOn('n1', [0]), false);
+  assert.throws(() => book.sleep('extra', 'n1', [0], 0));
+  assert.ok(largest + book.sleepersOn('n1', 0) * config.residualBytesPerGpu <= budget);
+  // A TP-2 sleeper needs room on both of its GPUs.
+  assert.equal(book.canSleepOn('n1', [0, 1]), false);
+  assert.equal(book.canSleepOn('n1', [1]), true);
+});
+
+test('billing: a GPU held by sleepers alone is billed; an awake instance there makes it paid anyway', () => {
+  const book = new SleepBook([{ id: 'n1', gpus: 2 }], 72 * GiB, 20 * GiB, config);
+  book.placeAwake('a', 'n1', 1, 0); // GPU 0
+  assert.equal(book.releaseAwake('a', 1000)?.gpus[0], 0);
+  book.sleep('a', 'n1', [0], 1000); // alone on GPU 0 from 1 s
+  assert.equal(book.loneGpuMs(3000), 2000);
+  // A fresh start prefers the GPU the sleeper holds (it is billed anyway): the sleeper rides free.
+  assert.deepEqual(book.placeAwake('b', 'n1', 1, 3000), [0]);
+  assert.equal(book.loneGpuMs(10_000), 2000);
+  assert.equal(book.blockers(book.sleepersOf('a')[0] as never).length, 1);
+  book.releaseAwake('b', 10_000);
+  assert.equal(book.loneGpuMs(12_000), 4000);
+  assert.deepEqual(book.loneExpired(12_000, 60_000), []);
+  assert.equal(book.loneExpired(70_000, 60_000).length, 1);
+  // A sleeper's own GPUs only: it wakes where it slept.
+  const s = book.sleepersOf('a')[0];
+  assert.ok(s !== undefined);
+  book.remove(s.id, 12_000);
+  book.placeAt('a2', 'n1', s.gpus, 12_000);
+  assert.equal(book.awakeOn('n1', 0), 'a2');
+  assert.equal(book.loneGpuMs(20_000), 4000);
+  assert.throws(() => book.placeAt('c', 'n1', [0], 20_000));
+});
+
+test('sleepers pin their weights in host DRAM: never evicted, refused when DRAM is full of pins', () => {
+  const tiers = defaultTiers(8);
+  const small = { ...tiers, dram: { ...tiers.dram, capacityBytes: 40 * GB } };
+  const cache = new ModelCache({
+    nodes: [{ id: 'n1', gpu: 'h100', gpus: 8, hostLinkBytesPerS: HOST_TO_GPU_BYTES_PER_S, tiers: small }],
+    models: [
+      { id: 'a', base: 'llama-3.1-8b' },
+      { id: 'b', base: 'llama-3.1-8b' },
+      { id: 'c', base: 'llama-3.1-8b' },
+    ],
+  });
+  const { weightBytes } = cache.shardBytes('a');
+  assert.equal(cache.pinDram('a', 'n1', 0).ok, true);
+  assert.equal(cache.pinDram('b', 'n1', 0).ok, true);
+  assert.equal(cache.pinDram('c', 'n1', 0).ok, false); // 3 x 16 GB > 40 GB
+  const loaded = cache.load('c', 'n1', 1); // lands in DRAM only if room beside the pins
+  cache.unloadInstance(loaded.instanceId, 2);
+  const dram = cache.snapshot().nodes[0]?.dram;
+  assert.ok(dram !== undefined && dram.usedBytes <= dram.capacityBytes);
+  assert.equal(cache.pinnedDramBytes('n1'), 2 * weightBytes);
+  cache.unpinDram('a', 'n1', 3);
+  assert.equal(cache.pinnedDramBytes('n1'), weightBytes);
+  assert.equal(cache.pinDram('c', 'n1', 4).ok, true);
+});
