@@ -356,6 +356,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       this.perfModels.context,
     );
     this.metrics = new GatewayMetrics(this.stats, this.view, () => this.policy.name);
+    this.pd.registerMetrics(this.metrics.registry);
     this.health = new HealthChecker(
       this.healthTargets,
       config.healthCheck,

@@ -108,6 +108,8 @@ describe('vLLM flow', () => {
     }
     const stats = (await (await fetch(`${gw.url}/stats`)).json()) as Record<string, unknown>;
     assert.deepEqual(stats['pd'], { prefills: 4, prefillFailures: 0, prefillRetries: 0, kvParamsMissing: 4 });
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    assert.match(metrics, /^switchyard_gateway_pd_prefill_legs_total 4$/m);
   });
 
   it('retries a failing prefill once elsewhere, then ends with SY_ERR_PD_PREFILL_FAILED', async () => {

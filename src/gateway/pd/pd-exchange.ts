@@ -25,6 +25,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
+import { Counter, type Registry } from 'prom-client';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { KvEvent } from '../../core/kv-events.ts';
 import type { Request } from '../../core/request.ts';
@@ -129,6 +130,39 @@ export class PdRuntime {
     const policy = this.prefill?.policy;
     if (policy?.onKvEvent === undefined) return;
     for (const event of events) policy.onKvEvent(instanceId, event, nowMs);
+  }
+
+  /**
+   * Registers the P/D counters on the gateway's Prometheus registry (when anything disaggregates):
+   * `switchyard_gateway_pd_{prefill_legs,prefill_failures,prefill_retries,kv_params_missing}_total`.
+   */
+  registerMetrics(registry: Registry): void {
+    if (!this.enabled) return;
+    const stats = this.stats;
+    const counters: [string, string, () => number][] = [
+      ['prefill_legs_total', 'P/D prefill legs sent', () => stats.prefills],
+      ['prefill_failures_total', 'P/D prefill legs that failed', () => stats.prefillFailures],
+      [
+        'prefill_retries_total',
+        'P/D prefill legs retried on another prefill instance',
+        () => stats.prefillRetries,
+      ],
+      [
+        'kv_params_missing_total',
+        'vLLM prefill answers without kv_transfer_params',
+        () => stats.kvParamsMissing,
+      ],
+    ];
+    for (const [name, help, value] of counters)
+      new Counter({
+        name: `switchyard_gateway_pd_${name}`,
+        help,
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc(value());
+        },
+      });
   }
 
   /** For /stats: undefined when nothing disaggregates. */
