@@ -31,6 +31,10 @@ interface LlamaEngineFlags {
   /** `--no-prefetch` sets it false. */
   prefetch: boolean;
   standby?: boolean;
+  /** P/D: the side this engine plays (src/engine-servers/llama/pd.ts); unset: an ordinary engine. */
+  pdRole?: string;
+  kvPort: number;
+  kvReleaseTimeoutMs: number;
 }
 
 /** Longest line a standby engine reads on stdin for its model (a path and a name fit many times). */
@@ -79,6 +83,8 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
     throw invalidArgument('model', flags.model, 'no --model with --standby (the model comes on stdin)');
   if (flags.standby !== true && flags.model === undefined)
     throw invalidArgument('model', '(none)', 'a GGUF model file: --model PATH.gguf');
+  if (flags.pdRole !== undefined && flags.pdRole !== 'prefill' && flags.pdRole !== 'decode')
+    throw invalidArgument('pd-role', flags.pdRole, 'prefill or decode');
   const startup = new StartupClock();
   startup.mark('runtime');
   // The weights are read into the page cache while node-llama-cpp imports and tests its binary
@@ -94,6 +100,16 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
     // Loaded here, not at the top: node-llama-cpp costs every other command about 0.35 s to import.
     const { LlamaBackend, LlamaRuntime: Runtime } = await import('../engine-servers/llama/llama-backend.ts');
     startup.mark('import');
+    const { LlamaPd, serveLlamaPdEngine } = await import('../engine-servers/llama/pd.ts');
+    const pd =
+      flags.pdRole === undefined
+        ? undefined
+        : new LlamaPd({
+            role: flags.pdRole as 'prefill' | 'decode',
+            kvHost: flags.host,
+            kvPort: flags.kvPort,
+            kvReleaseTimeoutMs: flags.kvReleaseTimeoutMs,
+          });
     let model = flags.model;
     let servedModelName = flags.servedModelName;
     let runtime: LlamaRuntime | undefined;
@@ -108,7 +124,7 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
       servedModelName = order.servedModelName ?? servedModelName;
       startPrefetch(model);
     }
-    const backend = await LlamaBackend.open(
+    const opening = LlamaBackend.open(
       {
         modelPath: model as string,
         sequences: flags.sequences,
@@ -119,9 +135,24 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
         ...(servedModelName === undefined ? {} : { modelId: servedModelName }),
         ...(flags.contextSize === undefined ? {} : { contextSize: flags.contextSize }),
         ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
+        ...(pd === undefined ? {} : { kvState: pd }),
       },
       runtime,
     );
+    // A model that does not load leaves no state folder behind.
+    const backend = await opening.catch(async (error: unknown) => {
+      await pd?.close();
+      throw error;
+    });
+    if (pd !== undefined) {
+      await serveLlamaPdEngine(backend, pd, {
+        host: flags.host,
+        port: flags.port,
+        maxWaiting: flags.maxWaiting,
+        shutdownTimeoutS: flags.shutdownTimeout,
+      });
+      return;
+    }
     await serveEngine(backend, {
       engine: 'llama',
       host: flags.host,
@@ -178,6 +209,18 @@ export function registerLlamaEngineCommand(engine: Command): void {
       '--standby',
       'start without a model: load node-llama-cpp, print {"event":"standby"} on stdout, then take the model\n' +
         'from one JSON line on stdin ({"model":"PATH.gguf","servedModelName"?:"NAME"}); start-up figures count from it',
+    )
+    .option(
+      '--pd-role <role>',
+      "prefill or decode: one side of a P/D pair speaking vLLM's flow (kv_transfer_params); the prefill\n" +
+        "offers each prompt's KV state on a TCP KV server, the decode fetches it and continues from it",
+    )
+    .option('--kv-port <port>', "a prefill's KV server port (0: any free port)", nonNegativeInt, 0)
+    .option(
+      '--kv-release-timeout-ms <ms>',
+      'a prefill deletes a KV state no decode fetched after this long',
+      positiveInt,
+      60_000,
     )
     .action(async (flags: LlamaEngineFlags) => {
       await runLlamaEngine(flags);

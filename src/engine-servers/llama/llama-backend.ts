@@ -14,7 +14,7 @@
  * identity) followed by `<|assistant|>\n`, so the next turn of a conversation, rendered the same
  * way, extends this request's tokens and reuses them. The model's own chat template is not applied.
  */
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import {
   getLlama,
   type Llama,
@@ -77,6 +77,27 @@ export interface LlamaBackendOptions {
   readonly useMlock?: boolean;
   /** Where the start-up stages are marked; default a clock of this process's own. */
   readonly startup?: StartupClock;
+  /** Prefill/decode disaggregation: where sequence states come from and go (pd.ts); default none. */
+  readonly kvState?: KvStateHooks;
+}
+
+/**
+ * How a P/D engine (pd.ts) moves sequence states through the backend, keyed by the generation's id.
+ * The backend asks at the start of each generation whether a state is to be loaded first (decode
+ * side) and at its end whether its state is to be saved (prefill side).
+ */
+export interface KvStateHooks {
+  /**
+   * Undefined: not a P/D decode. Otherwise the path of the fetched state file, or undefined when the
+   * fetch failed (the backend then prefills locally).
+   */
+  fetchState(id: string): Promise<string | undefined> | undefined;
+  /** Where to save this generation's sequence state when it ends; undefined: no save. */
+  exportPath(id: string): string | undefined;
+  /** The save's outcome, the file at `path` (called before the generation's onFinish). */
+  exported(id: string, path: string, result: { bytes: number; tokens: number } | Error): void;
+  /** A fetched state that llama.cpp refused to load (the backend prefilled locally instead). */
+  loadFailed(id: string, error: Error): void;
 }
 
 /** One sequence of the context and what the backend knows of it. */
@@ -312,6 +333,7 @@ export class LlamaBackend implements EngineBackend {
   private prefixHitsTokens = 0;
   private readonly startup: StartupClock;
   private readonly log: (line: string) => void;
+  private readonly kvState: KvStateHooks | undefined;
 
   private constructor(
     private readonly llama: Llama,
@@ -321,6 +343,7 @@ export class LlamaBackend implements EngineBackend {
   ) {
     this.startup = options.startup;
     this.log = options.log;
+    this.kvState = options.kvState;
     this.modelId = options.modelId ?? modelIdFromPath(options.modelPath);
     this.contextSize = context.contextSize;
     this.sequences = context.totalSequences;
@@ -497,11 +520,46 @@ export class LlamaBackend implements EngineBackend {
     return i;
   }
 
-  private async run(job: Job, slot: Slot, shared: number): Promise<void> {
+  /**
+   * A P/D decode: loads the state its prefill engine computed into the slot's sequence and returns
+   * the prompt tokens it now holds. A fetch that failed leaves the slot as it was (`shared` of the
+   * local prefix cache); a load that failed clears it (0): either way the rest is prefilled here.
+   */
+  private async importState(job: Job, slot: Slot, fetching: Promise<string | undefined>, shared: number) {
+    const path = await fetching;
+    if (path === undefined) return shared;
+    try {
+      await slot.sequence.loadStateFromFile(path, { acceptRisk: true });
+      return this.sharedPrefix(slot, job.tokens);
+    } catch (error) {
+      this.kvState?.loadFailed(job.input.id, error as Error);
+      await slot.sequence.clearHistory().catch(() => undefined);
+      return 0;
+    } finally {
+      rmSync(path, { force: true });
+    }
+  }
+
+  /** A P/D prefill: saves the sequence's state (the prompt's KV) where the P/D engine asked. */
+  private async exportState(job: Job, slot: Slot, path: string): Promise<void> {
+    const hooks = this.kvState as KvStateHooks;
+    try {
+      const { fileSize } = await slot.sequence.saveStateToFile(path);
+      hooks.exported(job.input.id, path, { bytes: fileSize, tokens: slot.sequence.contextTokens.length });
+    } catch (error) {
+      rmSync(path, { force: true });
+      hooks.exported(job.input.id, path, error as Error);
+    }
+  }
+
+  private async run(job: Job, slot: Slot, localShared: number): Promise<void> {
     const { request, signal } = job.input;
     const sequence = slot.sequence;
     const stops = request.stop.filter((s) => s.length > 0);
     const promptTokens = job.tokens.length;
+    const fetching = this.kvState?.fetchState(job.input.id);
+    const shared =
+      fetching === undefined ? localShared : await this.importState(job, slot, fetching, localShared);
     this.promptTokensTotal += promptTokens;
     this.prefixQueriesTokens += promptTokens;
     this.prefixHitsTokens += shared;
@@ -582,6 +640,8 @@ export class LlamaBackend implements EngineBackend {
         heldTokens += pendingTokens.length;
       }
       emit(held, heldTokens);
+      const exportPath = this.kvState?.exportPath(job.input.id);
+      if (exportPath !== undefined) await this.exportState(job, slot, exportPath);
       ended = true;
       const usage: GenerationUsage = { promptTokens, completionTokens, cachedTokens: shared };
       this.release(job, slot);

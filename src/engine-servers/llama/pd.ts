@@ -1,0 +1,544 @@
+/**
+ * The `llama` engine as one side of a prefill/decode pair (`switchyard engine llama --pd-role
+ * prefill|decode`), speaking vLLM's P/D flow (the one the gateway drives, docs/disaggregation.md) with
+ * a real KV state moving between the engines:
+ *
+ * - prefill: a request whose `kv_transfer_params` carry `do_remote_decode: true` runs as usual (the
+ *   gateway sends max_tokens 1); when it ends, its sequence's state (the prompt's KV, llama.cpp's
+ *   sequence-state file) is saved to a file and offered on the engine's KV server
+ *   (src/adapters/kv-transfer/), and the answer gains `kv_transfer_params` naming that server
+ *   (`remote_host`, `remote_port`) and the state (`remote_request_id`).
+ * - decode: a request with `do_remote_prefill: true` fetches the state over TCP before it starts,
+ *   loads it into its sequence, and evaluates only the prompt's last token before generating: the
+ *   same tokens as one engine would give. A transfer that fails after its retry, or a state llama.cpp
+ *   will not load, is prefilled locally instead (the answer is the same, only slower).
+ *
+ * Like the `sim` P/D engine, a small front server on the public port reads and writes
+ * `kv_transfer_params` and proxies to the ordinary OpenAI server on a loopback port, tagging P/D
+ * requests (x-request-id) so the backend's hooks (`KvStateHooks`) know which generation is which.
+ */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import {
+  Agent,
+  createServer,
+  type IncomingMessage,
+  request,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  fetchKvState,
+  IN_FLIGHT_BYTES_MAX_DEFAULT,
+  KvStateServer,
+  RELEASE_TIMEOUT_MS_DEFAULT,
+} from '../../adapters/kv-transfer/kv-transfer.ts';
+import { untilSignal, whenParentGone } from '../../adapters/process-signals.ts';
+import { SwitchyardError } from '../../core/errors.ts';
+import { startOpenAiServer } from '../openai-server.ts';
+import type { EngineReadyLine } from '../run-engine.ts';
+import type { KvStateHooks, LlamaBackend } from './llama-backend.ts';
+
+/** One side of a llama P/D pair. */
+export interface LlamaPdOptions {
+  readonly role: 'prefill' | 'decode';
+  /** Interface and port of the prefill side's KV server (0: a free port). */
+  readonly kvHost: string;
+  readonly kvPort: number;
+  /** A prefill deletes a state no decode collected after this long. */
+  readonly kvReleaseTimeoutMs?: number;
+  /** A decode lets this many fetched bytes wait for the disk before it pauses the socket. */
+  readonly kvInFlightBytesMax?: number;
+  /** Where states are written; default a fresh folder in /dev/shm (memory) or the temp dir. */
+  readonly stateDir?: string;
+}
+
+/** Counters of the P/D side (`GET /pd/stats`). */
+export interface LlamaPdStats {
+  role: 'prefill' | 'decode';
+  /** P/D requests seen, by the max_tokens they carried (the gateway sends 1 to a prefill). */
+  requests: number;
+  maxTokensSeen: Record<string, number>;
+  /** Prefill: states saved and offered, and save failures. */
+  exported: number;
+  exportFailures: number;
+  /** Decode: states fetched and loaded, bytes, retried transfers, local prefills after a failure. */
+  imported: number;
+  importedBytes: number;
+  transferRetries: number;
+  localPrefills: number;
+  /** Prefill: the KV server's counters (offered, served, released). */
+  server?: KvStateServer['stats'];
+}
+
+/** Bytes of a prefill answer the front server reads to add `kv_transfer_params` (one token's answer). */
+const PREFILL_ANSWER_BYTES_MAX = 1 << 20;
+/** Request bodies the front server reads (the OpenAI server's own bound). */
+const FRONT_BODY_BYTES_MAX = 32 << 20;
+
+/** Where a decode fetches its state (the prefill's `kv_transfer_params`). */
+interface RemoteState {
+  readonly host: string;
+  readonly port: number;
+  readonly transferId: string;
+}
+
+/** The P/D state of one llama engine: the backend's KvStateHooks and the prefill's KV server. */
+export class LlamaPd implements KvStateHooks {
+  readonly stats: LlamaPdStats;
+  readonly server: KvStateServer | undefined;
+  kvPort = 0;
+  private readonly dir: string;
+  private readonly ownsDir: boolean;
+  private nextFile = 0;
+  /** Prefill: tags to save, and what the save gave. */
+  private readonly exports = new Map<
+    string,
+    { bytes: number; tokens: number; path: string } | Error | null
+  >();
+  /** Decode: tags to load, and from where. */
+  private readonly imports = new Map<string, RemoteState>();
+
+  constructor(readonly options: LlamaPdOptions) {
+    this.stats = {
+      role: options.role,
+      requests: 0,
+      maxTokensSeen: {},
+      exported: 0,
+      exportFailures: 0,
+      imported: 0,
+      importedBytes: 0,
+      transferRetries: 0,
+      localPrefills: 0,
+    };
+    this.ownsDir = options.stateDir === undefined;
+    this.dir =
+      options.stateDir ?? mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'switchyard-kv-'));
+    if (options.role === 'prefill') {
+      this.server = new KvStateServer({
+        releaseTimeoutMs: options.kvReleaseTimeoutMs ?? RELEASE_TIMEOUT_MS_DEFAULT,
+      });
+      this.stats.server = this.server.stats;
+    }
+  }
+
+  /** Starts the KV server (prefill side). */
+  async start(): Promise<void> {
+    if (this.server !== undefined)
+      this.kvPort = await this.server.listen(this.options.kvHost, this.options.kvPort);
+  }
+
+  async close(): Promise<void> {
+    await this.server?.close();
+    if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private newPath(): string {
+    return join(this.dir, `${(this.nextFile++).toString(36)}.kv`);
+  }
+
+  /** Prefill: the generation tagged `tag` is to save its state. */
+  expectExport(tag: string): void {
+    this.exports.set(tag, null);
+  }
+
+  /** Prefill: what the save of `tag` gave (undefined: none happened), forgetting it. */
+  takeExport(tag: string): { bytes: number; tokens: number; transferId: string } | Error | undefined {
+    const got = this.exports.get(tag);
+    this.exports.delete(tag);
+    if (got === null || got === undefined) return undefined;
+    if (got instanceof Error) return got;
+    const transferId = (this.server as KvStateServer).offer(got.path, got.bytes, got.tokens);
+    return { bytes: got.bytes, tokens: got.tokens, transferId };
+  }
+
+  /** Decode: the generation tagged `tag` is to start from the state at `remote`. */
+  expectImport(tag: string, remote: RemoteState): void {
+    this.imports.set(tag, remote);
+  }
+
+  /** Forgets a tag whose request ended before its generation ran. */
+  forget(tag: string): void {
+    const got = this.exports.get(tag);
+    if (got !== null && got !== undefined && !(got instanceof Error)) rmSync(got.path, { force: true });
+    this.exports.delete(tag);
+    this.imports.delete(tag);
+  }
+
+  noteRequest(maxTokens: unknown): void {
+    this.stats.requests++;
+    const key = String(maxTokens ?? 'unset');
+    this.stats.maxTokensSeen[key] = (this.stats.maxTokensSeen[key] ?? 0) + 1;
+  }
+
+  // ---- KvStateHooks ----
+
+  fetchState(id: string): Promise<string | undefined> | undefined {
+    const tag = tagOf(id);
+    const remote = this.imports.get(tag);
+    if (remote === undefined) return undefined;
+    this.imports.delete(tag);
+    const path = this.newPath();
+    return fetchKvState({
+      ...remote,
+      path,
+      inFlightBytesMax: this.options.kvInFlightBytesMax ?? IN_FLIGHT_BYTES_MAX_DEFAULT,
+      onRetry: () => this.stats.transferRetries++,
+    }).then(
+      (got) => {
+        this.stats.imported++;
+        this.stats.importedBytes += got.bytes;
+        return path;
+      },
+      () => {
+        rmSync(path, { force: true });
+        this.stats.localPrefills++;
+        return undefined;
+      },
+    );
+  }
+
+  exportPath(id: string): string | undefined {
+    return this.exports.has(tagOf(id)) ? this.newPath() : undefined;
+  }
+
+  exported(id: string, path: string, result: { bytes: number; tokens: number } | Error): void {
+    const tag = tagOf(id);
+    if (!this.exports.has(tag)) {
+      rmSync(path, { force: true });
+      return;
+    }
+    if (result instanceof Error) {
+      this.stats.exportFailures++;
+      this.exports.set(tag, result);
+      return;
+    }
+    this.stats.exported++;
+    this.exports.set(tag, { ...result, path });
+  }
+
+  loadFailed(): void {
+    this.stats.imported--;
+    this.stats.localPrefills++;
+  }
+}
+
+/** The tag the front server put in x-request-id (the generation id is `cmpl-TAG` / `chatcmpl-TAG`). */
+function tagOf(id: string): string {
+  return id.slice(id.indexOf('-') + 1);
+}
+
+// ---- the front server ----
+
+/** A whole request or answer body, bounded. */
+function readBody(stream: IncomingMessage, bytesMax: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > bytesMax) {
+        stream.destroy();
+        reject(new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', `body over ${bytesMax} bytes`));
+        return;
+      }
+      chunks.push(c);
+    });
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.on('error', reject);
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function sendError(res: ServerResponse, error: SwitchyardError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, error.status, error.toJSON());
+}
+
+/** The vLLM P/D front of a llama engine: reads and writes `kv_transfer_params`, proxies the rest. */
+export class LlamaPdFront {
+  private readonly http: Server;
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 1024 });
+  private nextTag = 0;
+  /** Where the decode side reaches this engine's KV server. */
+  kvHost = '127.0.0.1';
+
+  constructor(
+    private readonly pd: LlamaPd,
+    private readonly innerPort: number,
+  ) {
+    this.http = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+      this.handle(req, res).catch((error: unknown) =>
+        sendError(
+          res,
+          error instanceof SwitchyardError
+            ? error
+            : new SwitchyardError('SY_ERR_INTERNAL', `llama P/D front: ${(error as Error).message}`),
+        ),
+      );
+    });
+  }
+
+  /** Listens; resolves with the port. */
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(port, host, () => {
+        this.http.off('error', reject);
+        resolve((this.http.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.http.close(() => resolve());
+      this.http.closeIdleConnections();
+      setTimeout(() => this.http.closeAllConnections(), 1000).unref();
+      this.agent.destroy();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (req.method === 'GET' && path === '/pd/stats') return sendJson(res, 200, this.pd.stats);
+    if (req.method !== 'POST' || (path !== '/v1/chat/completions' && path !== '/v1/completions')) {
+      this.pass(req, res, req);
+      return;
+    }
+    const raw = await readBody(req, FRONT_BODY_BYTES_MAX);
+    let body: Record<string, unknown> | undefined;
+    try {
+      const value: unknown = JSON.parse(raw.toString('utf8'));
+      if (typeof value === 'object' && value !== null && !Array.isArray(value))
+        body = value as Record<string, unknown>;
+    } catch {
+      body = undefined;
+    }
+    const params = body?.['kv_transfer_params'] as Record<string, unknown> | undefined;
+    if (body === undefined || params === undefined || params === null) {
+      this.pass(req, res, raw);
+      return;
+    }
+    delete body['kv_transfer_params'];
+    const tag = `pd${(this.nextTag++).toString(36)}`;
+    if (this.pd.options.role === 'prefill' && params['do_remote_decode'] === true) {
+      await this.prefill(req, res, body, tag);
+    } else if (this.pd.options.role === 'decode' && params['do_remote_prefill'] === true) {
+      this.decode(req, res, body, params, tag);
+    } else {
+      this.pass(req, res, Buffer.from(JSON.stringify(body)));
+    }
+  }
+
+  /** Runs the request (as a whole answer), then adds where its KV state can be fetched. */
+  private async prefill(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Record<string, unknown>,
+    tag: string,
+  ): Promise<void> {
+    this.pd.noteRequest(body['max_tokens'] ?? body['max_completion_tokens']);
+    body['stream'] = false;
+    delete body['stream_options'];
+    this.pd.expectExport(tag);
+    try {
+      const answer = await this.inner(req.url ?? '/v1/completions', body, tag);
+      const got = this.pd.takeExport(tag);
+      if (answer.status < 200 || answer.status >= 300) {
+        res.writeHead(answer.status, { 'content-type': 'application/json' });
+        res.end(answer.body);
+        return;
+      }
+      if (got === undefined || got instanceof Error) {
+        throw new SwitchyardError(
+          'SY_ERR_KV_TRANSFER_FAILED',
+          `the prefill's KV state could not be saved: ${got?.message ?? 'the generation ended without it'}`,
+        );
+      }
+      const out = JSON.parse(answer.body.toString('utf8')) as Record<string, unknown>;
+      out['kv_transfer_params'] = {
+        do_remote_prefill: true,
+        do_remote_decode: false,
+        remote_engine_id: `llama-${this.kvHost}:${this.pd.kvPort}`,
+        remote_block_ids: [],
+        remote_host: this.kvHost,
+        remote_port: this.pd.kvPort,
+        remote_request_id: got.transferId,
+        tp_size: 1,
+      };
+      sendJson(res, 200, out);
+    } finally {
+      this.pd.forget(tag);
+    }
+  }
+
+  /** Tags the request with where its state is, and streams the decode's answer through. */
+  private decode(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Record<string, unknown>,
+    params: Record<string, unknown>,
+    tag: string,
+  ): void {
+    this.pd.noteRequest(body['max_tokens'] ?? body['max_completion_tokens']);
+    const host = params['remote_host'];
+    const port = params['remote_port'];
+    const transferId = params['remote_request_id'];
+    if (typeof host === 'string' && Number.isInteger(port) && typeof transferId === 'string') {
+      this.pd.expectImport(tag, { host, port: port as number, transferId });
+    } else {
+      // Nothing to fetch from: the request is prefilled here.
+      this.pd.stats.localPrefills++;
+    }
+    res.on('close', () => this.pd.forget(tag));
+    this.pass(req, res, Buffer.from(JSON.stringify(body)), tag);
+  }
+
+  /** A whole answer from the inner server (bounded). */
+  private inner(
+    path: string,
+    body: Record<string, unknown>,
+    tag: string,
+  ): Promise<{ status: number; body: Buffer }> {
+    return new Promise((resolve, reject) => {
+      const payload = Buffer.from(JSON.stringify(body));
+      const upstream = request(
+        {
+          host: '127.0.0.1',
+          port: this.innerPort,
+          path,
+          method: 'POST',
+          agent: this.agent,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': payload.length,
+            'x-request-id': tag,
+          },
+        },
+        (r) => {
+          readBody(r, PREFILL_ANSWER_BYTES_MAX).then(
+            (b) => resolve({ status: r.statusCode ?? 502, body: b }),
+            reject,
+          );
+        },
+      );
+      upstream.on('error', reject);
+      upstream.end(payload);
+    });
+  }
+
+  /** Proxies to the inner server, streaming the answer back; a client that leaves aborts it. */
+  private pass(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer | IncomingMessage,
+    tag?: string,
+  ): void {
+    const headers: Record<string, string | number> = {};
+    for (const name of ['content-type', 'accept', 'x-request-id'])
+      if (typeof req.headers[name] === 'string') headers[name] = req.headers[name] as string;
+    if (body instanceof Buffer) headers['content-length'] = body.length;
+    else if (typeof req.headers['content-length'] === 'string')
+      headers['content-length'] = req.headers['content-length'];
+    if (tag !== undefined) headers['x-request-id'] = tag;
+    const upstream = request(
+      {
+        host: '127.0.0.1',
+        port: this.innerPort,
+        path: req.url ?? '/',
+        method: req.method ?? 'GET',
+        agent: this.agent,
+        headers,
+      },
+      (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      },
+    );
+    upstream.on('error', (error) =>
+      sendError(
+        res,
+        new SwitchyardError('SY_ERR_INTERNAL', `llama P/D front: the engine failed: ${error.message}`),
+      ),
+    );
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    if (body instanceof Buffer) upstream.end(body);
+    else (body as IncomingMessage).pipe(upstream);
+  }
+}
+
+/** How to serve a llama P/D engine. */
+export interface ServeLlamaPdOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly maxWaiting?: number | undefined;
+  readonly shutdownTimeoutS: number;
+}
+
+/**
+ * Serves a llama backend as one side of a P/D pair until SIGTERM or SIGINT (or its supervisor's
+ * death): the OpenAI server on a loopback port, the KV server (prefill), the front server on
+ * `host:port`, and the ready line naming the front server.
+ */
+export async function serveLlamaPdEngine(
+  backend: LlamaBackend,
+  pd: LlamaPd,
+  options: ServeLlamaPdOptions,
+): Promise<void> {
+  const parent = whenParentGone();
+  const inner = await startOpenAiServer(backend, {
+    host: '127.0.0.1',
+    port: 0,
+    ownedBy: 'switchyard-llama',
+    ...(options.maxWaiting === undefined ? {} : { maxWaiting: options.maxWaiting }),
+  });
+  const front = new LlamaPdFront(pd, inner.port);
+  let port: number;
+  try {
+    await pd.start();
+    port = await front.listen(options.host, options.port);
+  } catch (error) {
+    parent.stop();
+    await inner.close(0);
+    await pd.close();
+    await backend.close();
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `invalid port '${options.host}:${options.port}' or --kv-port: expected free addresses to listen on (${(error as Error).message})`,
+      { param: 'port' },
+    );
+  }
+  front.kvHost = pd.options.kvHost;
+  const urlHost = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const ready: EngineReadyLine & { kvTransfer: string | null } = {
+    event: 'ready',
+    engine: 'llama',
+    url: `http://${urlHost}:${port}`,
+    model: backend.modelId,
+    kvEvents: null,
+    kvTransfer: pd.server === undefined ? null : `tcp://${pd.options.kvHost}:${pd.kvPort}`,
+  };
+  process.stdout.write(`${JSON.stringify(ready)}\n`);
+  backend.markReady();
+  const why = await Promise.race([untilSignal(), parent.gone.then(() => 'parent-gone' as const)]);
+  parent.stop();
+  process.stderr.on('error', () => {});
+  process.stderr.write(`switchyard engine llama (P/D ${pd.options.role}): ${why}, draining\n`);
+  await front.close();
+  await inner.close(why === 'parent-gone' ? 1000 : options.shutdownTimeoutS * 1000);
+  await pd.close();
+  if (why === 'parent-gone') process.exit(0);
+}

@@ -1,0 +1,251 @@
+/**
+ * End-to-end: real P/D on the built-in llama engines. A prefill engine (`--pd-role prefill`) and a
+ * decode engine (`--pd-role decode`) as real child processes on the tiny model, driven with vLLM's
+ * flow (the gateway's, src/gateway/pd/): the decode's tokens equal a single engine's, the KV state
+ * really moved (the decode reports the prompt as cached), a dropped transfer is retried, and a
+ * transfer that cannot happen ends in a local prefill with the same answer.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { type AddressInfo, createConnection, createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { LlamaPdStats } from '../../src/engine-servers/llama/pd.ts';
+import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../src/engine-servers/llama/tiny-gguf.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'switchyard.mjs');
+const MODEL = 'tiny-pd';
+
+interface Engine {
+  child: ChildProcess;
+  url: string;
+  ready: Record<string, unknown>;
+  exited: Promise<number | null>;
+}
+
+async function startEngine(args: string[]): Promise<Engine> {
+  const child = spawn(
+    process.execPath,
+    [
+      BIN,
+      'engine',
+      'llama',
+      '--port',
+      '0',
+      '--served-model-name',
+      MODEL,
+      '--sequences',
+      '2',
+      '--context-size',
+      '1024',
+      ...args,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const stderr: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`engine exited ${code}: ${stderr.join('\n')}`)));
+  });
+  const ready = JSON.parse(line) as Record<string, unknown>;
+  return { child, url: ready['url'] as string, ready, exited };
+}
+
+let single: Engine;
+let prefill: Engine;
+let decode: Engine;
+
+before(async () => {
+  const model = ensureTinyLlamaGguf(join(ROOT, TINY_LLAMA_DEFAULT_PATH));
+  [single, prefill, decode] = await Promise.all([
+    startEngine(['--model', model]),
+    startEngine(['--model', model, '--pd-role', 'prefill']),
+    startEngine(['--model', model, '--pd-role', 'decode']),
+  ]);
+});
+
+after(async () => {
+  for (const e of [single, prefill, decode]) e?.child.kill('SIGTERM');
+  await Promise.all([single, prefill, decode].map((e) => e?.exited));
+});
+
+interface Answer {
+  text: string;
+  usage: {
+    prompt_tokens: number;
+    completion_tokens: number;
+    prompt_tokens_details: { cached_tokens: number };
+  };
+  kv_transfer_params?: Record<string, unknown>;
+}
+
+async function post(url: string, body: Record<string, unknown>): Promise<Answer> {
+  const r = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: MODEL, ...body }),
+  });
+  const json = (await r.json()) as { choices: { text: string }[] } & Answer;
+  assert.equal(r.status, 200, JSON.stringify(json));
+  return { ...json, text: json.choices[0]?.text ?? '' };
+}
+
+async function stats(e: Engine): Promise<LlamaPdStats> {
+  return (await (await fetch(`${e.url}/pd/stats`)).json()) as LlamaPdStats;
+}
+
+/** vLLM's flow, as the gateway drives it: a one-token prefill, then the decode with its params. */
+async function pdCompletion(
+  request: Record<string, unknown>,
+  edit: (params: Record<string, unknown>) => Promise<Record<string, unknown>> = async (p) => p,
+): Promise<{ prefill: Answer; decode: Answer }> {
+  const first = await post(prefill.url, {
+    ...request,
+    max_tokens: 1,
+    stream: false,
+    kv_transfer_params: {
+      do_remote_decode: true,
+      do_remote_prefill: false,
+      remote_engine_id: null,
+      remote_block_ids: null,
+      remote_host: null,
+      remote_port: null,
+    },
+  });
+  assert.ok(first.kv_transfer_params !== undefined, 'the prefill answer carries kv_transfer_params');
+  const second = await post(decode.url, {
+    ...request,
+    kv_transfer_params: await edit(first.kv_transfer_params),
+  });
+  return { prefill: first, decode: second };
+}
+
+const PROMPTS = [
+  'Once upon a time, in a land far away, there lived seven kings and twelve queens who ruled',
+  'The quick brown fox jumps over the lazy dog. '.repeat(12),
+];
+const SAMPLINGS = [{ temperature: 0 }, { temperature: 0.8, seed: 7 }];
+
+test('the ready lines: the prefill names its KV server, the decode has none', () => {
+  assert.match(String(prefill.ready['kvTransfer']), /^tcp:\/\/127\.0\.0\.1:\d+$/);
+  assert.equal(decode.ready['kvTransfer'], null);
+});
+
+test('P/D gives the same tokens as one engine (greedy and seeded), from the transferred KV', async () => {
+  for (const prompt of PROMPTS) {
+    for (const sampling of SAMPLINGS) {
+      const request = { prompt, max_tokens: 24, ...sampling };
+      const alone = await post(single.url, request);
+      const pd = await pdCompletion(request);
+      assert.equal(pd.decode.text, alone.text, `${JSON.stringify(sampling)} on '${prompt.slice(0, 20)}'`);
+      assert.equal(pd.decode.usage.completion_tokens, 24);
+      // All but the last prompt token came from the prefill engine's KV state.
+      assert.equal(pd.decode.usage.prompt_tokens_details.cached_tokens, alone.usage.prompt_tokens - 1);
+      const params = pd.prefill.kv_transfer_params as Record<string, unknown>;
+      assert.equal(params['do_remote_prefill'], true);
+      assert.equal(params['remote_host'], '127.0.0.1');
+      assert.equal(typeof params['remote_request_id'], 'string');
+    }
+  }
+  const p = await stats(prefill);
+  const d = await stats(decode);
+  assert.equal(p.maxTokensSeen['1'], PROMPTS.length * SAMPLINGS.length);
+  assert.equal(p.exported, PROMPTS.length * SAMPLINGS.length);
+  assert.equal(d.imported, PROMPTS.length * SAMPLINGS.length);
+  assert.ok(d.importedBytes > 0);
+  // Each state was released once its decode said DONE.
+  assert.equal(p.server?.releasedCollected, PROMPTS.length * SAMPLINGS.length);
+});
+
+test('a decode streams its answer, the same text', async () => {
+  const request = { prompt: PROMPTS[0], max_tokens: 16, temperature: 0 };
+  const alone = await post(single.url, request);
+  const first = await post(prefill.url, {
+    ...request,
+    max_tokens: 1,
+    kv_transfer_params: { do_remote_decode: true },
+  });
+  const r = await fetch(`${decode.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: MODEL,
+      ...request,
+      stream: true,
+      kv_transfer_params: first.kv_transfer_params,
+    }),
+  });
+  let text = '';
+  for (const line of (await r.text()).split('\n')) {
+    if (!line.startsWith('data: {')) continue;
+    text += (JSON.parse(line.slice(6)) as { choices: { text?: string }[] }).choices[0]?.text ?? '';
+  }
+  assert.equal(text, alone.text);
+});
+
+test('a transfer whose connection drops is retried, and the answer is unchanged', async () => {
+  const before = await stats(decode);
+  const request = { prompt: PROMPTS[1], max_tokens: 16, temperature: 0 };
+  const alone = await post(single.url, request);
+  let proxy: { server: Server; port: number } | undefined;
+  const pd = await pdCompletion(request, async (params) => {
+    proxy = await droppingProxyTo(params['remote_port'] as number, 4096, 1);
+    return { ...params, remote_port: proxy.port };
+  });
+  proxy?.server.close();
+  const after = await stats(decode);
+  assert.equal(pd.decode.text, alone.text);
+  assert.equal(after.transferRetries - before.transferRetries, 1);
+  assert.equal(after.imported - before.imported, 1);
+  assert.equal(pd.decode.usage.prompt_tokens_details.cached_tokens, alone.usage.prompt_tokens - 1);
+});
+
+test('a transfer that cannot happen ends in a local prefill with the same answer', async () => {
+  const before = await stats(decode);
+  const request = { prompt: PROMPTS[0], max_tokens: 16, temperature: 0.8, seed: 3 };
+  const alone = await post(single.url, request);
+  let proxy: { server: Server; port: number } | undefined;
+  const pd = await pdCompletion(request, async (params) => {
+    proxy = await droppingProxyTo(params['remote_port'] as number, 0, 100);
+    return { ...params, remote_port: proxy.port };
+  });
+  proxy?.server.close();
+  const after = await stats(decode);
+  assert.equal(pd.decode.text, alone.text);
+  assert.equal(after.localPrefills - before.localPrefills, 1);
+  assert.equal(after.imported, before.imported);
+});
+
+/** A TCP proxy to `port` that cuts its first `drops` connections once `afterBytes` bytes came back. */
+async function droppingProxyTo(
+  port: number,
+  afterBytes: number,
+  drops: number,
+): Promise<{ server: Server; port: number }> {
+  let dropped = 0;
+  const server = createServer((client) => {
+    const upstream = createConnection({ host: '127.0.0.1', port });
+    const cut = dropped++ < drops;
+    let sent = 0;
+    client.on('data', (c) => upstream.write(c));
+    upstream.on('data', (c: Buffer) => {
+      sent += c.length;
+      if (cut && sent > afterBytes) {
+        client.destroy();
+        upstream.destroy();
+        return;
+      }
+      client.write(c);
+    });
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port };
+}
