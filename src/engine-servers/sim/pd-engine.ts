@@ -148,6 +148,11 @@ export class PdEngine {
     return ((bytes * 8) / (this.options.kvLinkGbps * 1e9)) * 1000 * this.options.timeScale;
   }
 
+  /** Whether `key` has an entry (held, pending or failed). */
+  has(key: string): boolean {
+    return this.held.has(key);
+  }
+
   /** Whether another transfer may be held. */
   get full(): boolean {
     return this.held.size >= PD_TRANSFERS_MAX;
@@ -466,6 +471,8 @@ export class PdFrontServer {
     }
     if (what !== 'bootstrap' || method !== 'GET' || this.pd.options.role !== 'prefill')
       return sendJson(res, 404, { error: 'not found' });
+    // An unknown room is an entry too (its prefill may not have arrived yet): the table's bound holds.
+    if (!this.pd.has(key) && this.pd.full) return sendError(res, overloaded());
     const state = await this.pd.waitFor(key, this.pd.options.kvWaitTimeoutMs);
     if (state !== 'ready') return sendJson(res, state === 'pending' ? 504 : 410, { state });
     const h = this.pd.entry(key);
