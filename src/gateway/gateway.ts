@@ -57,7 +57,7 @@ import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
 import { KEEP_ALIVE_MS_DEFAULT, ModelBuffer } from './model-buffer.ts';
 import { PARSE_FULL_RETRY_AFTER_MS, ParsePool } from './parse-pool.ts';
-import { attemptRoleOf, type PdHost, PdRuntime, rolePool } from './pd/pd-exchange.ts';
+import { attemptPrefillTokens, attemptRoleOf, type PdHost, PdRuntime, rolePool } from './pd/pd-exchange.ts';
 import { Backend, Exchange, type ExchangeHost, type ExchangeKind, type ExchangeOutcome } from './proxy.ts';
 import { QueuedBytes, queuedBytesOf } from './queued-bytes.ts';
 import {
@@ -1337,7 +1337,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
 
   attemptStarted(ex: Exchange, backend: Backend): void {
     const instance = backend.instance;
-    instance.sent(ex.request.inputTokens);
+    instance.sent(attemptPrefillTokens(ex));
     ex.prefillPending = true;
     ex.policy?.onRouted?.(ex.request, instance.id, this.nowMs());
   }
@@ -1348,7 +1348,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     this.health.noteProgress(backend.id, now);
     if (ex.prefillPending) {
       ex.prefillPending = false;
-      backend.instance.firstToken(ex.request.inputTokens);
+      backend.instance.firstToken(attemptPrefillTokens(ex));
     }
     if (ex.stream) this.metrics.ttftSeconds.observe((now - ex.request.arrivalMs) / 1000);
     this.requestTap?.firstByte(ex.request, now);
@@ -1356,7 +1356,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
   }
 
   attemptEnded(ex: Exchange, backend: Backend, ok: boolean, generatedTokens?: number): void {
-    backend.instance.ended(ex.request.inputTokens, ex.prefillPending);
+    backend.instance.ended(attemptPrefillTokens(ex), ex.prefillPending);
     ex.prefillPending = false;
     const now = this.nowMs();
     if (ok) this.health.noteProgress(backend.id, now);

@@ -112,6 +112,19 @@ describe('vLLM flow', () => {
     assert.match(metrics, /^switchyard_gateway_pd_prefill_legs_total 4$/m);
   });
 
+  it('a decode attempt is in flight on its instance with no pending prefill tokens', async () => {
+    const [p0, d0] = await fakes(2);
+    const gw = await pdGateway('vllm', [p0!], [d0!]);
+    d0!.behaviour.delayMs = 400;
+    const pending = chat(gw);
+    for (let i = 0; i < 200 && d0!.received.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    const d = gw.view.get('d0');
+    assert.equal(d?.inFlight, 1);
+    assert.equal(d?.pendingPrefillTokens, 0, 'the prompt KV came from the prefill instance');
+    assert.equal(gw.view.get('p0')?.inFlight, 0, 'the prefill leg ended');
+    assert.equal((await pending).status, 200);
+  });
+
   it('retries a failing prefill once elsewhere, then ends with SY_ERR_PD_PREFILL_FAILED', async () => {
     const [p0, p1, d0] = await fakes(3);
     const gw = await pdGateway('vllm', [p0!, p1!], [d0!]);

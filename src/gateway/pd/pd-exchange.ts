@@ -181,6 +181,15 @@ export function attemptRoleOf(ex: Exchange): InstanceRole | undefined {
 }
 
 /**
+ * The prompt tokens an exchange's proxied attempt leaves for its instance to prefill (host
+ * accounting's pending prefill): none for a P/D decode attempt, whose prompt KV comes from the
+ * prefill instance; the whole prompt otherwise.
+ */
+export function attemptPrefillTokens(ex: Exchange): number {
+  return ex instanceof PdExchange ? 0 : ex.request.inputTokens;
+}
+
+/**
  * The view restricted to the instances of `role` (undefined: all). Without any prefill or decode
  * instance it is the view itself (no allocation on the common path).
  */
