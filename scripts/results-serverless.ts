@@ -93,8 +93,8 @@ const pct = (x: number, of: number): string => (of > 0 ? `${((100 * x) / of).toF
 
 function table(rows: readonly Row[]): string {
   const head =
-    '| policy | requests | cold (share) | refused | starts (wakes) | TTFT p50 / p99 s | p99 with refused s | cold p50 / p99 s | warm p50 / p99 s | GPU-hours (sleepers alone) | evictions | pre-warms | loads DRAM / SSD / store |\n' +
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n';
+    '| policy | requests | cold (share) | of them first starts | refused | starts (wakes) | TTFT p50 / p99 s | p99 with refused s | cold p50 / p99 s | warm p50 / p99 s | p99 past first starts s | GPU-hours (sleepers alone) | evictions | pre-warms | loads DRAM / SSD / store |\n' +
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n';
   return (
     head +
     rows
@@ -103,10 +103,10 @@ function table(rows: readonly Row[]): string {
         if (s === undefined) throw new Error('a serverless run without its outcome');
         const sum = r.summary;
         return (
-          `| ${policy} | ${sum.requests} | ${s.coldRequests} (${pct(s.coldRequests, sum.completed)}) | ${sum.rejected} | ${r.coldStarts ?? 0} (${s.sleep.wakes}) | ` +
+          `| ${policy} | ${sum.requests} | ${s.coldRequests} (${pct(s.coldRequests, sum.completed)}) | ${s.firstStartColdRequests} (${pct(s.firstStartColdRequests, sum.completed)}) | ${sum.rejected} | ${r.coldStarts ?? 0} (${s.sleep.wakes}) | ` +
           `${s1(sum.ttftMs.p50)} / ${s1(sum.ttftMs.p99)} | ${s1(sum.ttftMsAll?.p99 ?? Number.POSITIVE_INFINITY)} | ` +
           `${s1(s.ttftMs.cold.p50)} / ${s1(s.ttftMs.cold.p99)} | ${s1(s.ttftMs.warm.p50)} / ${s1(s.ttftMs.warm.p99)} | ` +
-          `${(r.gpuHours ?? 0).toFixed(2)} (${s.sleep.loneGpuHours.toFixed(2)}) | ${s.evictions} | ${s.prewarms} | ` +
+          `${s1(s.ttftMsAfterFirstStarts.p99)} | ${(r.gpuHours ?? 0).toFixed(2)} (${s.sleep.loneGpuHours.toFixed(2)}) | ${s.evictions} | ${s.prewarms} | ` +
           `${s.loadsByTier.dram} / ${s.loadsByTier.ssd} / ${s.loadsByTier.remote} |`
         );
       })

@@ -126,6 +126,13 @@ export interface ServerlessOutcome {
   readonly warmRequests: number;
   /** Held requests refused (buffer full or waited past its bound). */
   readonly coldRefused: number;
+  /**
+   * Of `coldRequests`, those held before their model's first instance of the run was ready: no
+   * keep-alive, forecast or sleeper can help them (every model starts the run at zero).
+   */
+  readonly firstStartColdRequests: number;
+  /** TTFT of the completed requests other than those (the run past each model's first start). */
+  readonly ttftMsAfterFirstStarts: TtftStats;
   /** Idle instances stopped to free GPUs for another model. */
   readonly evictions: number;
   /** Starts made with no request of the model in the system (forecast pre-warming). */
@@ -201,6 +208,8 @@ interface Served {
   coldRequests: number;
   /** A start-up estimate, refreshed at each tick (the best node's, tiers as they are then). */
   startupMs: number;
+  /** Whether an instance of it has been ready in this run. */
+  everReady: boolean;
 }
 
 /** Runs a serverless policy over the models' pools (see the module comment). */
@@ -218,8 +227,12 @@ export class ServerlessHost implements TwinControl {
   private readonly armed = new ArmedTimes();
   /** Held requests not yet ended: they are cold. Bounded by the buffers' bounds. */
   private readonly coldIds = new Set<string>();
+  /** Of those, the ones held before their model's first ready instance. Same bound. */
+  private readonly firstColdIds = new Set<string>();
+  private firstStartCold = 0;
   private readonly ttftCold = new GrowableFloat64();
   private readonly ttftWarm = new GrowableFloat64();
+  private readonly ttftAfterFirst = new GrowableFloat64();
   private coldRefused = 0;
   private evictions = 0;
   private prewarms = 0;
@@ -302,6 +315,7 @@ export class ServerlessHost implements TwinControl {
       shortTicks: 0,
       coldRequests: 0,
       startupMs,
+      everReady: false,
     };
     return served;
   }
@@ -326,6 +340,7 @@ export class ServerlessHost implements TwinControl {
     this.armed.popped(nowMs);
     for (const m of this.models) {
       m.pool.finishStarts(nowMs);
+      if (!m.everReady && m.pool.count('ready') > 0) m.everReady = true;
       serveHeld(m.pool, nowMs, this.deps);
       if (m.pool.heldCount === 0) m.firstHeldMs = undefined;
     }
@@ -356,6 +371,9 @@ export class ServerlessHost implements TwinControl {
     if (!offline) {
       m?.pool.completion(result);
       const ttftMs = result.firstTokenMs - result.arrivalMs;
+      const first = this.firstColdIds.delete(result.request.id);
+      if (first) this.firstStartCold++;
+      else this.ttftAfterFirst.push(ttftMs);
       if (this.coldIds.delete(result.request.id)) {
         this.ttftCold.push(ttftMs);
         if (m !== undefined) m.coldRequests++;
@@ -369,6 +387,7 @@ export class ServerlessHost implements TwinControl {
   onFailed(request: Request, nowMs: number): void {
     const m = this.byId.get(request.model);
     m?.pool.failure(nowMs);
+    this.firstColdIds.delete(request.id);
     if (this.coldIds.delete(request.id)) this.coldRefused++;
   }
 
@@ -390,6 +409,7 @@ export class ServerlessHost implements TwinControl {
     }
     if (verdict === 'route') return false;
     this.coldIds.add(request.id);
+    if (!m.everReady) this.firstColdIds.add(request.id);
     m.firstHeldMs ??= nowMs;
     if (this.active(m) === 0 && this.startOne(m, nowMs)) this.refreshView();
     return true;
@@ -443,6 +463,8 @@ export class ServerlessHost implements TwinControl {
       coldRequests: this.ttftCold.length,
       warmRequests: this.ttftWarm.length,
       coldRefused: this.coldRefused,
+      firstStartColdRequests: this.firstStartCold,
+      ttftMsAfterFirstStarts: stats(this.ttftAfterFirst),
       evictions: this.evictions,
       prewarms: this.prewarms,
       loadsByTier: this.cache.snapshot().loadsByTier,
@@ -471,6 +493,7 @@ export class ServerlessHost implements TwinControl {
     const plan = this.policy.plan(
       this.models.map((m) => this.view(m, nowMs)),
       nowMs,
+      this.book?.loneGpus ?? 0,
     );
     const desired = new Map<Served, number>();
     for (const [i, m] of this.models.entries()) {

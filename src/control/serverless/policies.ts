@@ -81,9 +81,11 @@ export interface ServerlessPolicy {
   readonly nodeChoice: NodeChoiceRule;
   /**
    * Instances each model should have now (starting or ready), in the order given. Called once per
-   * decision with every model, so a policy may weigh models against each other.
+   * decision with every model, so a policy may weigh models against each other. `sleeperGpus`:
+   * GPUs the host holds for sleeping engines alone (billed, serving nothing); Switchyard counts
+   * them as idle GPUs it holds, so sleep mode spends the same idle GPU time, not more.
    */
-  plan(models: readonly ServerlessModelView[], nowMs: number): number[];
+  plan(models: readonly ServerlessModelView[], nowMs: number, sleeperGpus?: number): number[];
   /**
    * Idle instances that may be stopped so `forModel` can start, the preferred first; empty: the
    * start waits for GPUs to free up.
@@ -143,7 +145,7 @@ export function createServerlessPolicy(name: string, params: ServerlessParams = 
       return {
         name,
         nodeChoice: 'startup-aware',
-        plan: (models, nowMs) => forecastPlan(models, nowMs, p, budget),
+        plan: (models, nowMs, sleeperGpus = 0) => forecastPlan(models, nowMs, p, budget, sleeperGpus),
         victims: (candidates, forModel, nowMs) => cheapestVictims(candidates, forModel, nowMs, p),
       };
     }
@@ -279,9 +281,10 @@ function forecastPlan(
   nowMs: number,
   p: Resolved,
   budget: IdleAccount,
+  sleeperGpus: number,
 ): number[] {
   const allowance = budget.allowance(models, nowMs, p.keepAliveMs);
-  let left = allowance;
+  let left = allowance - sleeperGpus;
   const out = models.map(() => 0);
   const ranked: { i: number; value: number; loaded: boolean }[] = [];
   for (const [i, m] of models.entries()) {

@@ -271,6 +271,13 @@ export class SleepBook {
     return ms;
   }
 
+  /** GPUs held by sleepers alone now (billed, serving nothing). */
+  get loneGpus(): number {
+    let n = 0;
+    for (const gpus of this.gpus.values()) for (const g of gpus) if (g.aloneSinceMs !== undefined) n++;
+    return n;
+  }
+
   /** Sleepers now. */
   get size(): number {
     return this.sleepers.size;
