@@ -22,6 +22,8 @@ export interface ServerlessFlags {
   gpus?: number | undefined;
   gpusPerNode?: number | undefined;
   keepAliveS?: number | undefined;
+  /** False with `--no-sleep`: switchyard without sleep mode (commander's default is true). */
+  sleep?: boolean | undefined;
   gpu: string;
 }
 
@@ -45,6 +47,10 @@ export function serverlessOptions(): Option[] {
       '--keep-alive-s <s>',
       'with --serverless-policy: how long a model stays loaded after its last request (default 60; switchyard uses it until a model has a history to forecast from)',
     ).argParser(nonNegativeNumber),
+    new Option(
+      '--no-sleep',
+      'with --serverless-policy switchyard: no sleep mode (vLLM level 1: idle engines offload weights to DRAM and wake in ~1 s on their GPUs); instances stop instead',
+    ),
   ];
 }
 
@@ -90,5 +96,6 @@ export function serverlessFromFlags(
     },
     nodes,
     models,
+    ...(flags.sleep === false ? { sleep: false as const } : {}),
   };
 }
