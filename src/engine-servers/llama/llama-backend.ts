@@ -98,6 +98,8 @@ export interface KvStateHooks {
   exported(id: string, path: string, result: { bytes: number; tokens: number } | Error): void;
   /** A fetched state that llama.cpp refused to load (the backend prefilled locally instead). */
   loadFailed(id: string, error: Error): void;
+  /** The backend is done with a fetched state's file (loaded or refused). */
+  doneWith(path: string): void;
 }
 
 /** One sequence of the context and what the backend knows of it. */
@@ -536,7 +538,7 @@ export class LlamaBackend implements EngineBackend {
       await slot.sequence.clearHistory().catch(() => undefined);
       return 0;
     } finally {
-      rmSync(path, { force: true });
+      this.kvState?.doneWith(path);
     }
   }
 

@@ -29,6 +29,7 @@ import {
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import {
   fetchKvState,
   IN_FLIGHT_BYTES_MAX_DEFAULT,
@@ -69,10 +70,18 @@ export interface LlamaPdStats {
   importedBytes: number;
   transferRetries: number;
   localPrefills: number;
+  /** Wall milliseconds spent saving states (prefill) and fetching them over TCP (decode), summed. */
+  saveMsTotal: number;
+  fetchMsTotal: number;
   /** Prefill: the KV server's counters (offered, served, released). */
   server?: KvStateServer['stats'];
 }
 
+/**
+ * Fetched-state files a decode keeps for reuse (overwritten in place: their tmpfs pages are not
+ * freed and allocated again for every transfer); more are deleted.
+ */
+export const STATE_FILES_KEPT_MAX = 4;
 /** Bytes of a prefill answer the front server reads to add `kv_transfer_params` (one token's answer). */
 const PREFILL_ANSWER_BYTES_MAX = 1 << 20;
 /** Request bodies the front server reads (the OpenAI server's own bound). */
@@ -100,6 +109,10 @@ export class LlamaPd implements KvStateHooks {
   >();
   /** Decode: tags to load, and from where. */
   private readonly imports = new Map<string, RemoteState>();
+  /** Decode: fetched-state files free for the next fetch. */
+  private readonly freeFiles: string[] = [];
+  /** Prefill: when each tag's save began. */
+  private readonly saveStartMs = new Map<string, number>();
 
   constructor(readonly options: LlamaPdOptions) {
     this.stats = {
@@ -112,6 +125,8 @@ export class LlamaPd implements KvStateHooks {
       importedBytes: 0,
       transferRetries: 0,
       localPrefills: 0,
+      saveMsTotal: 0,
+      fetchMsTotal: 0,
     };
     this.ownsDir = options.stateDir === undefined;
     this.dir =
@@ -180,7 +195,8 @@ export class LlamaPd implements KvStateHooks {
     const remote = this.imports.get(tag);
     if (remote === undefined) return undefined;
     this.imports.delete(tag);
-    const path = this.newPath();
+    const path = this.freeFiles.pop() ?? this.newPath();
+    const startMs = performance.now();
     return fetchKvState({
       ...remote,
       path,
@@ -190,10 +206,11 @@ export class LlamaPd implements KvStateHooks {
       (got) => {
         this.stats.imported++;
         this.stats.importedBytes += got.bytes;
+        this.stats.fetchMsTotal += performance.now() - startMs;
         return path;
       },
       () => {
-        rmSync(path, { force: true });
+        this.doneWith(path);
         this.stats.localPrefills++;
         return undefined;
       },
@@ -201,11 +218,16 @@ export class LlamaPd implements KvStateHooks {
   }
 
   exportPath(id: string): string | undefined {
-    return this.exports.has(tagOf(id)) ? this.newPath() : undefined;
+    const tag = tagOf(id);
+    if (!this.exports.has(tag)) return undefined;
+    this.saveStartMs.set(tag, performance.now());
+    return this.newPath();
   }
 
   exported(id: string, path: string, result: { bytes: number; tokens: number } | Error): void {
     const tag = tagOf(id);
+    this.stats.saveMsTotal += performance.now() - (this.saveStartMs.get(tag) ?? performance.now());
+    this.saveStartMs.delete(tag);
     if (!this.exports.has(tag)) {
       rmSync(path, { force: true });
       return;
@@ -217,6 +239,11 @@ export class LlamaPd implements KvStateHooks {
     }
     this.stats.exported++;
     this.exports.set(tag, { ...result, path });
+  }
+
+  doneWith(path: string): void {
+    if (this.freeFiles.length < STATE_FILES_KEPT_MAX) this.freeFiles.push(path);
+    else rmSync(path, { force: true });
   }
 
   loadFailed(): void {

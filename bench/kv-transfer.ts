@@ -1,0 +1,286 @@
+/**
+ * KV transfer between two built-in `llama` engines against raw TCP, measured side by side in one run
+ * over loopback (issue 15).
+ *
+ *   npm run bench:kv-transfer                       # 128 MiB payload, 5 runs; tiny-model engines
+ *   npm run bench:kv-transfer -- --mb 256 --runs 7 --json out/kv-transfer.json
+ *
+ * 1. Transfer path. A sender process (this file with --serve) holds a state file in /dev/shm and
+ *    offers it on a KvStateServer (src/adapters/kv-transfer/, the code a prefill engine runs); this
+ *    process fetches it with fetchKvState into a file of its own (what a decode engine does): disk
+ *    read, framing, socket, disk write. Raw TCP: the same sender writes the same number of bytes from
+ *    memory on a plain socket in 1 MiB writes and this process counts and drops them (no framing, no
+ *    files: the most loopback gives). Runs alternate raw and KV after one warm-up of each; medians
+ *    are compared. The receiving file is kept and overwritten, as a decode engine does.
+ * 2. Between two engines. A prefill and a decode engine (`switchyard engine llama --pd-role ...`,
+ *    tiny model) serve vLLM's P/D flow on long prompts; the decode engine's /pd/stats gives the bytes
+ *    it fetched and the time its fetches took (connect to file written), the prefill's the time its
+ *    saves took. Raw TCP moves the same bytes per request on a fresh connection, as the engines do.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { linkSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createConnection, createServer } from 'node:net';
+import { loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { fetchKvState, KvStateServer } from '../src/adapters/kv-transfer/kv-transfer.ts';
+import type { LlamaPdStats } from '../src/engine-servers/llama/pd.ts';
+import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../src/engine-servers/llama/tiny-gguf.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SELF = fileURLToPath(import.meta.url);
+const SHM = statSafe('/dev/shm') ? '/dev/shm' : join(ROOT, '.cache');
+const RAW_WRITE_BYTES = 1 << 20;
+
+function statSafe(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Sender mode: a raw TCP server (client sends a uint32 MiB count... any byte count) and a KV server. */
+async function serve(bytes: number, offers: number): Promise<void> {
+  const dir = mkdtempSync(join(SHM, 'kv-bench-'));
+  const base = join(dir, 'state');
+  const payload = Buffer.alloc(bytes);
+  for (let i = 0; i < bytes; i += 4096) payload.writeUInt32LE(i, i);
+  writeFileSync(base, payload);
+  const kv = new KvStateServer({ offersMax: offers + 1 });
+  const kvPort = await kv.listen('127.0.0.1', 0);
+  const ids: string[] = [];
+  for (let i = 0; i <= offers; i++) {
+    linkSync(base, `${base}.${i}`);
+    ids.push(kv.offer(`${base}.${i}`, bytes, 0));
+  }
+  const raw = createServer({ noDelay: true }, (socket) => {
+    socket.once('data', async (head: Buffer) => {
+      let left = Number(head.readBigUInt64LE(0));
+      while (left > 0 && !socket.destroyed) {
+        const n = Math.min(left, RAW_WRITE_BYTES, payload.length);
+        left -= n;
+        if (!socket.write(payload.subarray(0, n))) await new Promise((r) => socket.once('drain', r));
+      }
+      socket.end();
+    });
+    socket.on('error', () => socket.destroy());
+  });
+  await new Promise<void>((r) => raw.listen(0, '127.0.0.1', () => r()));
+  process.stdout.write(`${JSON.stringify({ kvPort, rawPort: (raw.address() as AddressInfo).port, ids })}\n`);
+  process.stdin.resume();
+  process.stdin.on('end', () => {
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  });
+}
+
+/** Raw TCP: asks for `bytes`, counts them, drops them; resolves with the milliseconds it took. */
+function rawFetch(port: number, bytes: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const start = performance.now();
+    const socket = createConnection({ host: '127.0.0.1', port, noDelay: true });
+    let got = 0;
+    socket.on('connect', () => {
+      const head = Buffer.alloc(8);
+      head.writeBigUInt64LE(BigInt(bytes));
+      socket.write(head);
+    });
+    socket.on('data', (c: Buffer) => {
+      got += c.length;
+    });
+    socket.on('end', () =>
+      got === bytes ? resolve(performance.now() - start) : reject(new Error(`raw got ${got}`)),
+    );
+    socket.on('error', reject);
+  });
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+const gbps = (bytes: number, ms: number): number => (bytes * 8) / (ms / 1000) / 1e9;
+
+async function firstLine(child: ChildProcess): Promise<Record<string, unknown>> {
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`child exited ${code}`)));
+  });
+  return JSON.parse(line) as Record<string, unknown>;
+}
+
+async function transferPath(bytes: number, runs: number) {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', SELF, '--serve', '--bytes', String(bytes), '--runs', String(runs)],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
+  const info = (await firstLine(child)) as { kvPort: number; rawPort: number; ids: string[] };
+  const dir = mkdtempSync(join(SHM, 'kv-bench-in-'));
+  const rawMs: number[] = [];
+  const kvMs: number[] = [];
+  const peaks: number[] = [];
+  // The decode side's file is kept and overwritten, as a decode engine keeps its state files.
+  const path = join(dir, 'in');
+  await rawFetch(info.rawPort, bytes); // warm-up, both ways
+  await fetchKvState({ host: '127.0.0.1', port: info.kvPort, transferId: info.ids[runs] as string, path });
+  for (let i = 0; i < runs; i++) {
+    rawMs.push(await rawFetch(info.rawPort, bytes));
+    const start = performance.now();
+    const got = await fetchKvState({
+      host: '127.0.0.1',
+      port: info.kvPort,
+      transferId: info.ids[i] as string,
+      path,
+    });
+    kvMs.push(performance.now() - start);
+    peaks.push(got.peakInFlightBytes);
+  }
+  rmSync(dir, { recursive: true, force: true });
+  const raw = median(rawMs);
+  const kv = median(kvMs);
+  return {
+    bytes,
+    runs,
+    rawMsMedian: raw,
+    kvMsMedian: kv,
+    rawGbps: gbps(bytes, raw),
+    kvGbps: gbps(bytes, kv),
+    ratio: raw / kv,
+    peakInFlightBytesMax: Math.max(...peaks),
+    rawPort: info.rawPort,
+    child,
+  };
+}
+
+async function startEngine(model: string, role: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    process.execPath,
+    [
+      join(ROOT, 'bin', 'switchyard.mjs'),
+      'engine',
+      'llama',
+      '--model',
+      model,
+      '--port',
+      '0',
+      '--sequences',
+      '1',
+      '--context-size',
+      '4096',
+      '--pd-role',
+      role,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const ready = await firstLine(child);
+  return { child, url: ready['url'] as string };
+}
+
+async function post(url: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const r = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny-llama', ...body }),
+  });
+  if (r.status !== 200) throw new Error(`${r.status} ${await r.text()}`);
+  return (await r.json()) as Record<string, unknown>;
+}
+
+async function betweenEngines(requests: number, rawPort: number) {
+  const model = ensureTinyLlamaGguf(join(ROOT, TINY_LLAMA_DEFAULT_PATH));
+  const [prefill, decode] = await Promise.all([startEngine(model, 'prefill'), startEngine(model, 'decode')]);
+  try {
+    const rawMs: number[] = [];
+    let bytesEach = 0;
+    for (let i = 0; i < requests; i++) {
+      const prompt = `request ${i}: ${'the prefill engine computes this long prompt once. '.repeat(60)}`;
+      const first = await post(prefill.url, {
+        prompt,
+        max_tokens: 1,
+        temperature: 0,
+        kv_transfer_params: { do_remote_decode: true },
+      });
+      const before = (await (await fetch(`${decode.url}/pd/stats`)).json()) as LlamaPdStats;
+      await post(decode.url, {
+        prompt,
+        max_tokens: 4,
+        temperature: 0,
+        kv_transfer_params: first['kv_transfer_params'],
+      });
+      const after = (await (await fetch(`${decode.url}/pd/stats`)).json()) as LlamaPdStats;
+      bytesEach = after.importedBytes - before.importedBytes;
+      rawMs.push(await rawFetch(rawPort, bytesEach));
+    }
+    const d = (await (await fetch(`${decode.url}/pd/stats`)).json()) as LlamaPdStats;
+    const p = (await (await fetch(`${prefill.url}/pd/stats`)).json()) as LlamaPdStats;
+    const fetchMs = d.fetchMsTotal / d.imported;
+    const raw = median(rawMs);
+    return {
+      requests,
+      stateBytes: bytesEach,
+      fetchMsMean: fetchMs,
+      saveMsMean: p.saveMsTotal / p.exported,
+      rawMsMedian: raw,
+      engineGbps: gbps(bytesEach, fetchMs),
+      rawGbps: gbps(bytesEach, raw),
+      ratio: raw / fetchMs,
+      imported: d.imported,
+      localPrefills: d.localPrefills,
+    };
+  } finally {
+    prefill.child.kill('SIGTERM');
+    decode.child.kill('SIGTERM');
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      serve: { type: 'boolean' },
+      bytes: { type: 'string' },
+      mb: { type: 'string', default: '128' },
+      runs: { type: 'string', default: '5' },
+      requests: { type: 'string', default: '8' },
+      json: { type: 'string' },
+    },
+  });
+  const runs = Number(values.runs);
+  if (values.serve === true) return serve(Number(values.bytes), runs);
+  const bytes = Number(values.mb) * (1 << 20);
+  const load = loadavg()[0]?.toFixed(2);
+  const path = await transferPath(bytes, runs);
+  const engines = await betweenEngines(Number(values.requests), path.rawPort);
+  path.child.stdin!.end();
+  const { child: _child, ...pathOut } = path;
+  const out = { loadAvg1m: load, transferPath: pathOut, betweenEngines: engines };
+  const f = (x: number, d = 2) => x.toFixed(d);
+  console.log(`KV transfer over loopback (load average ${load})`);
+  console.log(
+    `  transfer path, ${values.mb} MiB, median of ${runs}: raw TCP ${f(path.rawGbps)} Gb/s (${f(path.rawMsMedian, 1)} ms), ` +
+      `KV transfer ${f(path.kvGbps)} Gb/s (${f(path.kvMsMedian, 1)} ms), ratio ${f(path.ratio)}x raw; ` +
+      `peak in flight ${(path.peakInFlightBytesMax / (1 << 20)).toFixed(2)} MiB`,
+  );
+  console.log(
+    `  between two llama engines, ${engines.requests} states of ${(engines.stateBytes / 1024).toFixed(0)} KiB: ` +
+      `fetch ${f(engines.fetchMsMean)} ms (${f(engines.engineGbps)} Gb/s), raw TCP ${f(engines.rawMsMedian)} ms ` +
+      `(${f(engines.rawGbps)} Gb/s), ratio ${f(engines.ratio)}x raw; save ${f(engines.saveMsMean)} ms each`,
+  );
+  console.log(
+    `KV transfer throughput ${f(path.kvGbps)} Gb/s, raw TCP ${f(path.rawGbps)} Gb/s, ratio ${f(path.ratio)}`,
+  );
+  if (values.json !== undefined) {
+    mkdirSync(dirname(values.json), { recursive: true });
+    writeFileSync(values.json, `${JSON.stringify(out, null, 2)}\n`);
+  }
+}
+
+await main();
