@@ -148,7 +148,7 @@ function main(): void {
 }
 
 function page(sections: readonly string[], wallS: string): string {
-  return `# Serverless: many models on few GPUs, three policies
+  return `# Serverless: many models on few GPUs, three policies and sleep mode
 
 Regenerate with \`npm run results:serverless\` (scripts/results-serverless.ts; ${wallS} s on the machine that
 wrote this page). Every run: one hour of a \`multi-model\` workload (1024-token prompts, 128-token outputs,
@@ -164,42 +164,62 @@ for the baselines. The same runs from the command line:
   model's instance: with every GPU taken, a start waits.
 - **serverlessllm**: the same keep-alive; a start goes to the node with the least start-up (ServerlessLLM's
   rule, src/control/model-cache/choose.ts); with no free GPU it stops idle instances, least recently used first.
-- **switchyard**: forecast pre-warming and cost-aware eviction (src/control/serverless/README.md).
+- **switchyard (no sleep)**: forecast pre-warming and cost-aware eviction (src/control/serverless/README.md);
+  an instance it releases stops.
+- **switchyard**: the same, with vLLM's sleep mode (level 1; src/control/serverless/sleep.ts): an instance
+  it releases (or evicts) sleeps on its GPUs instead of stopping (weights pinned in the node's DRAM, 3 GiB
+  per GPU kept), and a start of a model with a sleeper whose GPUs run nothing awake is a wake: its shard
+  over PCIe (25 GB/s) + 0.3 s, ~0.9 s for an 8B, against ~45 s for a start. An idle awake instance on a
+  sleeper's GPUs is put to sleep for it when the sleeper's model has requests waiting. \`--no-sleep\` on
+  the command line gives the row above.
 
 Columns: *cold* = completed requests that waited for an instance to start (share of completed);
 *refused* = requests the buffer refused (full, or 120 s without an instance); TTFT over completed
-requests; *p99 with refused* counts each refused request as slower than any served one (∞ when more than
-1% were refused); GPU-hours are billed from each start to its release.
+requests; *of them first starts* = cold requests held before their model's first instance of the run was
+ready (every model begins at zero, so nothing can make these warm); *starts (wakes)* = starts, of which
+wakes of a sleeper; *p99 with refused* counts each refused request as slower than any served one (∞ when
+more than 1% were refused); *p99 past first starts* = TTFT p99 of completed requests other than the first
+starts' (refused not counted). GPU-hours: **a GPU is billed while any instance holds it** — awake,
+starting or asleep — the same rule for every row: each instance from its start to its release, plus the
+time a GPU is held by sleepers alone (in brackets). A GPU held by sleepers alone counts as an idle GPU in
+Switchyard's idle account (src/control/serverless/README.md), so sleep mode spends the fixed keep-alive's
+idle GPU time, not more; sleepers alone on a GPU for 60 s are stopped.
 
 ## Results
 
 ${sections.join('\n')}
 ## Reading the figures
 
-- **The 0.5x target is not met in any setting.** With ~44 s of engine initialisation per start, TTFT p99
-  is a start-up time as soon as more than 1% of requests are cold, and here more than 1% are cold under
-  every policy: a burst's first ~45 s of requests wait for its model to start, whoever keeps what, and
-  with 32-64 models on 8-16 GPUs most bursts begin on a model that is not loaded. No keep-alive or
-  pre-warming rule predicts the start of a memoryless on-period; keeping every such model loaded would
-  take more GPUs than the cluster has (and more GPU-seconds than the baselines).
-- **A: the cluster holds the active models.** Switchyard has 9% fewer cold requests than the better
-  baseline at 0.996x its GPU-hours, by keeping the idle models whose next burst is likely and costly
-  (popular ones) and releasing sooner those that are not; p99 is unchanged (23% of requests are cold).
-- **B and D: more models active at once than the GPUs hold.** The fixed keep-alive never frees a GPU for
-  a waiting model, so requests wait out the buffer and are refused (22% in B, 33% in D). ServerlessLLM's
-  LRU stops instances that are only between two requests of a burst, which then start again: thrashing
-  (87% and 96% of requests cold). Switchyard stops only instances idle past a pause and worth less than
-  the waiting requests: in B it refuses half as many as keep-alive (4,150 against 8,059) at the cost of
-  more cold requests; in D it has 56% fewer cold requests than ServerlessLLM but refuses 9% (ServerlessLLM
-  0.1%), so its p99 counting refusals is worse there. Which is better depends on whether a refused request
-  (retried by the client) or a 45 s wait is worse; neither meets an interactive SLO.
-- **C: a steep popularity at a low rate.** The few busy models stay loaded under all three; Switchyard's
-  early releases and pre-warms of the rare ones gain nothing here (350 cold requests against 321).
-- Loads come mostly from DRAM once a model has run on a node (its weights stay cached there), so the
-  start-up-aware node choice saves a few seconds per start against ~44 s of engine init.
-- What would move p99: cutting the start-up itself (sleep mode keeping weights in GPU memory, cached
-  CUDA graphs, a standby engine process: docs/serverless.md "Fast loading"), or serving fine-tunes as
-  adapters on a loaded base; neither is modelled in these runs.
+- **The 0.5x target is not met in any setting, with or without sleep mode.** The nearest is D, where
+  sleep mode brings Switchyard's p99 (refused counted) to 0.90x ServerlessLLM's at 1.000x its GPU-hours;
+  in A it is 0.98x at 1.007x, in C 1.00x at 1.016x (both slightly over the GPU-hours), in B every policy
+  refuses over 1%.
+- **Why: the first start of each model is cold, and those requests alone are 4-7% of all.** Every model
+  begins the hour at zero; a model's first burst waits for a ~45 s start from the store or DRAM, and no
+  sleeper exists yet to wake. Those requests are 6.9% of completed requests in A, 4.1-6.1% in B, 4.4% in C
+  and 3.4-4.4% in D, under every policy: more than the 1% a p99 may ignore, so every policy's p99 is a
+  start-up time (44-117 s), and a 0.5x ratio would need the baseline's p99 to be twice a start-up. Past
+  the first starts (the *p99 past first starts* column) more than 1% of requests are still cold too: a
+  sleeper can only wake on its own GPUs, and those are often taken by another model's busy instance (the
+  start then goes elsewhere, cold), or the sleeper was stopped after 60 s alone on its GPU to keep the
+  GPU-seconds level.
+- **What sleep mode alone buys** (switchyard against switchyard (no sleep), same GPU-hours within 2%):
+  where more models are active than the GPUs hold, models time-share GPUs by sleeping and waking instead
+  of stopping and starting: D has 2,493 wakes, refuses 88 requests instead of 1,603, its cold requests wait
+  10.6 s at the median instead of 46.7 s, and its p99 counting refusals goes from ∞ to 87.8 s; B refuses
+  2,751 instead of 4,150. Where the cluster holds the active models (A, C) a GPU held by sleepers alone is
+  billed like an idle instance, so sleepers only live where another model runs or within the idle budget:
+  A wakes 51 times (8,634 cold requests against 8,559), C 82 times (428 against 350: the budget spent on
+  sleepers is no longer spent keeping the few popular models loaded).
+- **Against the baselines without sleep** (as G's page had it): A: Switchyard has 9% fewer cold requests
+  than ServerlessLLM at 0.996x its GPU-hours; B and D: the fixed keep-alive never frees a GPU (22% and 33%
+  refused), ServerlessLLM's LRU thrashes (87% and 96% cold); C: the few busy models stay loaded under all.
+- Loads come mostly from DRAM once a model has run on a node, so the start-up-aware node choice saves a
+  few seconds per start against ~44 s of engine init; a wake skips the init altogether.
+- What would move p99 further: models not starting the measured hour at zero (a warm-up hour, or
+  sleepers created ahead: the first starts are the floor here), sleepers that are not bound to one GPU
+  (vLLM's CUDA-checkpoint work, PR #56373, would let a process give up its GPU state entirely), or
+  fine-tunes served as adapters on a loaded base.
 `;
 }
 
