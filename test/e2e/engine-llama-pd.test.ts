@@ -7,13 +7,17 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createConnection, createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { LlamaPdStats } from '../../src/engine-servers/llama/pd.ts';
 import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../src/engine-servers/llama/tiny-gguf.ts';
+import { startServe } from './support/serve.ts';
+import { killAll } from './support/wait.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'switchyard.mjs');
@@ -219,6 +223,39 @@ test('a transfer that cannot happen ends in a local prefill with the same answer
   assert.equal(pd.decode.text, alone.text);
   assert.equal(after.localPrefills - before.localPrefills, 1);
   assert.equal(after.imported, before.imported);
+});
+
+test("through switchyard serve: the gateway's vLLM flow drives the llama pair, same text as one engine", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sy-llama-pd-'));
+  const children: ChildProcess[] = [];
+  try {
+    const config = join(dir, 'pd.yaml');
+    const backend = (id: string, url: string, role: string) => ({
+      id,
+      type: 'llama',
+      url,
+      models: [MODEL],
+      role,
+      pdProtocol: 'vllm',
+    });
+    writeFileSync(
+      config,
+      JSON.stringify({
+        backends: [backend('p0', prefill.url, 'prefill'), backend('d0', decode.url, 'decode')],
+      }),
+    );
+    const serve = await startServe(['--config', config], children);
+    const before = await stats(decode);
+    const request = { prompt: PROMPTS[1], max_tokens: 20, temperature: 0 };
+    const alone = await post(single.url, request);
+    const viaGateway = await post(serve.url, request);
+    const after = await stats(decode);
+    assert.equal(viaGateway.text, alone.text);
+    assert.equal(after.imported - before.imported, 1, "the decode engine loaded the prefill engine's state");
+  } finally {
+    await killAll(children);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 /** A TCP proxy to `port` that cuts its first `drops` connections once `afterBytes` bytes came back. */
