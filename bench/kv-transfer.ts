@@ -11,7 +11,9 @@
  *    read, framing, socket, disk write. Raw TCP: the same sender writes the same number of bytes from
  *    memory on a plain socket in 1 MiB writes and this process counts and drops them (no framing, no
  *    files: the most loopback gives). Runs alternate raw and KV after one warm-up of each; medians
- *    are compared. The receiving file is kept and overwritten, as a decode engine does.
+ *    are compared. The receiving file is kept and overwritten, as a decode engine does. A third
+ *    figure fetches the same state into a sink that drops it: the protocol without the file write
+ *    that llama.cpp's file-only state API imposes.
  * 2. Between two engines. A prefill and a decode engine (`switchyard engine llama --pd-role ...`,
  *    tiny model) serve vLLM's P/D flow on long prompts; the decode engine's /pd/stats gives the bytes
  *    it fetched and the time its fetches took (connect to file written), the prefill's the time its
@@ -24,6 +26,7 @@ import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { fetchKvState, KvStateServer } from '../src/adapters/kv-transfer/kv-transfer.ts';
@@ -50,10 +53,10 @@ async function serve(bytes: number, offers: number): Promise<void> {
   const payload = Buffer.alloc(bytes);
   for (let i = 0; i < bytes; i += 4096) payload.writeUInt32LE(i, i);
   writeFileSync(base, payload);
-  const kv = new KvStateServer({ offersMax: offers + 1 });
+  const kv = new KvStateServer({ offersMax: 2 * offers + 1 });
   const kvPort = await kv.listen('127.0.0.1', 0);
   const ids: string[] = [];
-  for (let i = 0; i <= offers; i++) {
+  for (let i = 0; i <= 2 * offers; i++) {
     linkSync(base, `${base}.${i}`);
     ids.push(kv.offer(`${base}.${i}`, bytes, 0));
   }
@@ -127,7 +130,13 @@ async function transferPath(bytes: number, runs: number) {
   const dir = mkdtempSync(join(SHM, 'kv-bench-in-'));
   const rawMs: number[] = [];
   const kvMs: number[] = [];
+  const memMs: number[] = [];
   const peaks: number[] = [];
+  const dropSink = () =>
+    new Writable({
+      write: (_c, _e, done) => done(),
+      writev: (_c, done) => done(),
+    });
   // The decode side's file is kept and overwritten, as a decode engine keeps its state files.
   const path = join(dir, 'in');
   await rawFetch(info.rawPort, bytes); // warm-up, both ways
@@ -143,6 +152,14 @@ async function transferPath(bytes: number, runs: number) {
     });
     kvMs.push(performance.now() - start);
     peaks.push(got.peakInFlightBytes);
+    const memStart = performance.now();
+    await fetchKvState({
+      host: '127.0.0.1',
+      port: info.kvPort,
+      transferId: info.ids[runs + 1 + i] as string,
+      sink: dropSink,
+    });
+    memMs.push(performance.now() - memStart);
   }
   rmSync(dir, { recursive: true, force: true });
   const raw = median(rawMs);
@@ -155,6 +172,9 @@ async function transferPath(bytes: number, runs: number) {
     rawGbps: gbps(bytes, raw),
     kvGbps: gbps(bytes, kv),
     ratio: raw / kv,
+    kvToMemoryMsMedian: median(memMs),
+    kvToMemoryGbps: gbps(bytes, median(memMs)),
+    kvToMemoryRatio: raw / median(memMs),
     peakInFlightBytesMax: Math.max(...peaks),
     rawPort: info.rawPort,
     child,
@@ -268,6 +288,10 @@ async function main(): Promise<void> {
     `  transfer path, ${values.mb} MiB, median of ${runs}: raw TCP ${f(path.rawGbps)} Gb/s (${f(path.rawMsMedian, 1)} ms), ` +
       `KV transfer ${f(path.kvGbps)} Gb/s (${f(path.kvMsMedian, 1)} ms), ratio ${f(path.ratio)}x raw; ` +
       `peak in flight ${(path.peakInFlightBytesMax / (1 << 20)).toFixed(2)} MiB`,
+  );
+  console.log(
+    `  the same KV transfer into memory (no file written: the protocol alone): ${f(path.kvToMemoryGbps)} Gb/s ` +
+      `(${f(path.kvToMemoryMsMedian, 1)} ms), ratio ${f(path.kvToMemoryRatio)}x raw`,
   );
   console.log(
     `  between two llama engines, ${engines.requests} states of ${(engines.stateBytes / 1024).toFixed(0)} KiB: ` +
