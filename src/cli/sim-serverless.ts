@@ -36,9 +36,10 @@ export function serverlessOptions(): Option[] {
         'first fit), serverlessllm (start-up-aware node, LRU eviction of idle instances), switchyard (forecast pre-warming, ' +
         'cost-aware eviction); JSON adds coldStarts, gpuHours, ttftMs.cold/warm and per-model rows',
     ).choices([...SERVERLESS_POLICY_NAMES]),
-    new Option('--gpus <n>', 'with --serverless-policy: GPUs of the cluster (of --gpu type)').argParser(
-      positiveInt,
-    ),
+    new Option(
+      '--gpus <n>',
+      'with --serverless-policy or --plan-pd: GPUs of the cluster (of --gpu type)',
+    ).argParser(positiveInt),
     new Option(
       '--gpus-per-node <n>',
       `with --serverless-policy: GPUs per node (default ${GPUS_PER_NODE_DEFAULT}; the last node takes the rest)`,
@@ -68,7 +69,12 @@ export function serverlessFromFlags(
       ['gpusPerNode', 'gpus-per-node'],
       ['keepAliveS', 'keep-alive-s'],
     ] as const) {
-      if (flags[key] !== undefined) throw invalidArgument(flag, flags[key], 'only with --serverless-policy');
+      if (flags[key] !== undefined)
+        throw invalidArgument(
+          flag,
+          flags[key],
+          key === 'gpus' ? 'only with --serverless-policy or --plan-pd' : 'only with --serverless-policy',
+        );
     }
     return undefined;
   }
