@@ -62,11 +62,13 @@ async function serve(bytes: number, offers: number): Promise<void> {
   }
   const raw = createServer({ noDelay: true }, (socket) => {
     socket.once('data', async (head: Buffer) => {
-      let left = Number(head.readBigUInt64LE(0));
-      while (left > 0 && !socket.destroyed) {
-        const n = Math.min(left, RAW_WRITE_BYTES, payload.length);
-        left -= n;
-        if (!socket.write(payload.subarray(0, n))) await new Promise((r) => socket.once('drain', r));
+      // The state's own bytes in order (not one cache-hot MiB over and over).
+      const total = Number(head.readBigUInt64LE(0));
+      for (let sent = 0; sent < total && !socket.destroyed; ) {
+        const at = sent % payload.length;
+        const n = Math.min(total - sent, RAW_WRITE_BYTES, payload.length - at);
+        sent += n;
+        if (!socket.write(payload.subarray(at, at + n))) await new Promise((r) => socket.once('drain', r));
       }
       socket.end();
     });
