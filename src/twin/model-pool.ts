@@ -17,7 +17,7 @@ import type {
 } from '../control/types.ts';
 import type { Request } from '../core/request.ts';
 import type { FinishedRequest } from '../engine-core/types.ts';
-import type { SimInstance } from './cluster.ts';
+import type { ClusterSpec, SimInstance } from './cluster.ts';
 
 /** Points `instancesOverTime` keeps at most; beyond, every other point goes and the stride doubles. */
 export const INSTANCE_SERIES_POINTS_MAX = 2000;
@@ -404,4 +404,55 @@ export class ModelPool {
     this.nextReadyMs = next;
     this.options.onChange();
   }
+}
+
+// ---- what the multi-model hosts (PlacementHost, ServerlessHost) share over their pools ----
+
+/** A model of a multi-model host: one group of `maxInstances` SimInstances. */
+export interface PooledModelSpec {
+  readonly id: string;
+  readonly base: string;
+  readonly gpu: string;
+  readonly tp: number;
+  readonly maxInstances: number;
+}
+
+/** The twin cluster a multi-model run simulates: one group per model, `maxInstances` of it. */
+export function pooledCluster(models: readonly PooledModelSpec[]): ClusterSpec {
+  return {
+    groups: models.map((m) => ({
+      count: m.maxInstances,
+      gpu: m.gpu,
+      model: m.id,
+      base: m.base,
+      tp: m.tp,
+    })),
+  };
+}
+
+/** Anything a host keeps per model that owns a pool. */
+interface HasPool {
+  readonly pool: ModelPool;
+}
+
+/** The earliest of the next tick and every pool's next start or held-request deadline, ms. */
+export function nextPoolsEventMs(models: readonly HasPool[], nextTickMs: number): number {
+  let t = nextTickMs;
+  for (const m of models) t = Math.min(t, m.pool.nextEventMs);
+  return t;
+}
+
+/** Requests held in all the pools' scale-from-zero buffers. */
+export function heldInPools(models: readonly HasPool[]): number {
+  let n = 0;
+  for (const m of models) n += m.pool.heldCount;
+  return n;
+}
+
+/** Every pool's routable instances in twin index order: the policies' view of the cluster. */
+export function routableInPools(models: readonly HasPool[]): SimInstance[] {
+  const out: SimInstance[] = [];
+  for (const m of models) out.push(...m.pool.routable());
+  out.sort((a, b) => a.index - b.index);
+  return out;
 }

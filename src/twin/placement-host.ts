@@ -50,7 +50,15 @@ import {
   serveHeld,
   type TwinControl,
 } from './control-host.ts';
-import { type HoldSettings, type InstanceCountPoint, ModelPool } from './model-pool.ts';
+import {
+  type HoldSettings,
+  heldInPools,
+  type InstanceCountPoint,
+  ModelPool,
+  nextPoolsEventMs,
+  pooledCluster,
+  routableInPools,
+} from './model-pool.ts';
 
 /** Placement lines a result keeps (the decision log file gets every one). */
 export const PLACEMENT_LOG_KEPT_MAX = 2000;
@@ -96,15 +104,7 @@ export interface PlacementSettings extends HoldSettings {
 
 /** The twin cluster a multi-model run simulates: one group per model, `maxInstances` of it. */
 export function placementCluster(settings: PlacementSettings): ClusterSpec {
-  return {
-    groups: settings.models.map((m) => ({
-      count: m.maxInstances,
-      gpu: m.gpu,
-      model: m.id,
-      base: m.base,
-      tp: m.tp,
-    })),
-  };
+  return pooledCluster(settings.models);
 }
 
 /** One model under placement: its loop, its pool and its books. */
@@ -208,9 +208,7 @@ export class PlacementHost implements TwinControl {
   }
 
   get nextEventMs(): number {
-    let t = this.nextTickMs;
-    for (const m of this.models) t = Math.min(t, m.pool.nextEventMs);
-    return t;
+    return nextPoolsEventMs(this.models, this.nextTickMs);
   }
 
   arm(): number | undefined {
@@ -233,9 +231,7 @@ export class PlacementHost implements TwinControl {
   }
 
   get held(): number {
-    let n = 0;
-    for (const m of this.models) n += m.pool.heldCount;
-    return n;
+    return heldInPools(this.models);
   }
 
   // ---- what the twin saw ----
@@ -457,10 +453,7 @@ export class PlacementHost implements TwinControl {
   }
 
   private refreshView(): void {
-    const out: SimInstance[] = [];
-    for (const m of this.models) out.push(...m.pool.routable());
-    out.sort((a, b) => a.index - b.index);
-    this.deps.view.instances = out;
+    this.deps.view.instances = routableInPools(this.models);
   }
 }
 

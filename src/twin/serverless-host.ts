@@ -68,7 +68,14 @@ import {
   serveHeld,
   type TwinControl,
 } from './control-host.ts';
-import { type HoldSettings, ModelPool } from './model-pool.ts';
+import {
+  type HoldSettings,
+  heldInPools,
+  ModelPool,
+  nextPoolsEventMs,
+  pooledCluster,
+  routableInPools,
+} from './model-pool.ts';
 import { sumSeries } from './placement-host.ts';
 
 /** Models one serverless run may serve (each has a pool of SimInstances). */
@@ -181,15 +188,7 @@ export function fittingTp(base: ModelId, gpu: GpuId, maxTp: number): number {
 
 /** The twin cluster a serverless run simulates: one group per model, `maxInstances` of it. */
 export function serverlessCluster(settings: ServerlessSettings): ClusterSpec {
-  return {
-    groups: settings.models.map((m) => ({
-      count: m.maxInstances,
-      gpu: m.gpu,
-      model: m.id,
-      base: m.base,
-      tp: m.tp,
-    })),
-  };
+  return pooledCluster(settings.models);
 }
 
 /** One model under the host. */
@@ -327,9 +326,7 @@ export class ServerlessHost implements TwinControl {
   }
 
   get nextEventMs(): number {
-    let t = this.nextTickMs;
-    for (const m of this.models) t = Math.min(t, m.pool.nextEventMs);
-    return t;
+    return nextPoolsEventMs(this.models, this.nextTickMs);
   }
 
   arm(): number | undefined {
@@ -351,9 +348,7 @@ export class ServerlessHost implements TwinControl {
   }
 
   get held(): number {
-    let n = 0;
-    for (const m of this.models) n += m.pool.heldCount;
-    return n;
+    return heldInPools(this.models);
   }
 
   // ---- what the twin saw ----
@@ -764,10 +759,7 @@ export class ServerlessHost implements TwinControl {
   }
 
   private refreshView(): void {
-    const out: SimInstance[] = [];
-    for (const m of this.models) out.push(...m.pool.routable());
-    out.sort((a, b) => a.index - b.index);
-    this.deps.view.instances = out;
+    this.deps.view.instances = routableInPools(this.models);
   }
 }
 
