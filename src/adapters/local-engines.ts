@@ -16,14 +16,10 @@
  * child's stdin is a pipe the supervisor holds for the child's life: when the supervisor dies, however
  * it dies, the kernel closes it and the child exits (see `whenParentGone`).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { SwitchyardError } from '../core/errors.ts';
-import { PARENT_PIPE_ENV } from './process-signals.ts';
-
-/** The CLI entry point the children run. */
-const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
+import { keepStderrTail, parseReadyLine, spawnEngine, withStderrTail } from './engine-process.ts';
 
 /** Default wait for a child's ready line: generous, a busy machine or a large model is slow to start. */
 export const READY_TIMEOUT_MS_DEFAULT = 300_000;
@@ -31,8 +27,6 @@ export const READY_TIMEOUT_MS_DEFAULT = 300_000;
 export const STOP_GRACE_MS_DEFAULT = 10_000;
 /** Most engines one supervisor starts. */
 export const LOCAL_ENGINES_MAX = 256;
-/** Most stderr characters kept per child, for the error when it dies before it is ready. */
-const STDERR_TAIL_CHARS = 4000;
 
 /** One running engine child. */
 export interface LocalEngine {
@@ -100,21 +94,6 @@ interface Child {
   readonly process: ChildProcess;
   readonly exited: Promise<void>;
   alive: boolean;
-}
-
-function parseReady(line: string): LocalEngine | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== 'object' || value === null) return undefined;
-  const v = value as Record<string, unknown>;
-  if (v['event'] !== 'ready' || typeof v['url'] !== 'string' || typeof v['model'] !== 'string')
-    return undefined;
-  const kv = v['kvEvents'];
-  return { url: v['url'], model: v['model'], kvEvents: typeof kv === 'string' ? kv : null, pid: 0 };
 }
 
 /**
@@ -207,24 +186,9 @@ class Supervisor {
   private spawn(slot: Slot): Promise<LocalEngine> {
     const { index } = slot;
     const spawnedMs = performance.now();
-    const proc = spawn(
-      process.execPath,
-      [BIN, 'engine', this.options.engine, ...this.options.args, ...this.placeArgs(slot)],
-      {
-        stdio: ['pipe', 'pipe', 'pipe'],
-        detached: true,
-        env: { ...process.env, [PARENT_PIPE_ENV]: 'stdin' },
-      },
-    );
-    // Never written to: it only has to stay open while this process lives. A child that exits
-    // makes writes fail, and there are none; errors on it are the child's exit, reported below.
-    proc.stdin?.on('error', () => {});
-    let stderrTail = '';
+    const proc = spawnEngine([this.options.engine, ...this.options.args, ...this.placeArgs(slot)]);
     const prefix = `[engine ${index}] `;
-    createInterface({ input: proc.stderr! }).on('line', (line) => {
-      stderrTail = (stderrTail + line + '\n').slice(-STDERR_TAIL_CHARS);
-      this.log(prefix + line);
-    });
+    const stderrTail = keepStderrTail(proc, (line) => this.log(prefix + line));
     const child: Child = {
       process: proc,
       alive: true,
@@ -238,7 +202,7 @@ class Supervisor {
         reject(
           new SwitchyardError(
             'SY_ERR_UPSTREAM',
-            `engine ${index} (${this.options.engine}) ${why}${stderrTail === '' ? '' : `; its stderr ends:\n${stderrTail}`}`,
+            withStderrTail(`engine ${index} (${this.options.engine}) ${why}`, stderrTail()),
             { param: 'engine', index },
           ),
         );
@@ -250,7 +214,7 @@ class Supervisor {
       }, this.readyTimeoutMs);
       createInterface({ input: proc.stdout! }).on('line', (line) => {
         if (!ready) {
-          const engine = parseReady(line);
+          const engine = parseReadyLine(line);
           if (engine !== undefined) {
             ready = true;
             clearTimeout(timer);

@@ -14,23 +14,17 @@
  * `--model` start on the same port; a standby process has no such command line): it is reported
  * through `onExit` as lost, and the next request for its model starts another.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createInterface, type Interface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { SwitchyardError } from '../core/errors.ts';
+import { keepStderrTail, parseReadyLine, spawnEngine, withStderrTail } from './engine-process.ts';
 import type { LocalEngine } from './local-engines.ts';
 import { STOP_GRACE_MS_DEFAULT } from './local-engines.ts';
-import { PARENT_PIPE_ENV } from './process-signals.ts';
-
-/** The CLI entry point the children run (as src/adapters/local-engines.ts). */
-const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 
 /** Most standby engines one node keeps waiting (each holds node-llama-cpp's runtime, ~100 MB). */
 export const STANDBY_ENGINES_MAX = 8;
 /** Standby processes in a row that may die before saying standby before the pool stops refilling. */
 export const STANDBY_SPAWN_FAILURES_MAX = 3;
-/** Most stderr characters kept per standby process, for the error when it dies. */
-const STDERR_TAIL_CHARS = 4000;
 
 /** Options of a `StandbyEngines` pool. */
 export interface StandbyEnginesOptions {
@@ -80,7 +74,8 @@ interface Waiting {
   readonly lines: Interface;
   readonly exited: Promise<void>;
   alive: boolean;
-  stderrTail: string;
+  /** The end of its stderr, for the error when it dies. */
+  readonly stderrTail: () => string;
   /** Where its stderr lines go: the pool's log until it is handed a model, then the launcher's. */
   log: (line: string) => void;
 }
@@ -153,21 +148,13 @@ export class StandbyEngines {
   }
 
   private spawnOne(): void {
-    const proc = spawn(
-      process.execPath,
-      [BIN, 'engine', 'llama', '--standby', ...this.options.args, '--port', '0'],
-      {
-        stdio: ['pipe', 'pipe', 'pipe'],
-        detached: true,
-        env: { ...process.env, [PARENT_PIPE_ENV]: 'stdin' },
-      },
-    );
-    proc.stdin?.on('error', () => {});
+    const proc = spawnEngine(['llama', '--standby', ...this.options.args, '--port', '0']);
     const w: Waiting = {
       proc,
       lines: createInterface({ input: proc.stdout! }),
       alive: true,
-      stderrTail: '',
+      // Through `w.log`, which changes when the process is handed a model.
+      stderrTail: keepStderrTail(proc, (line) => w.log(line)),
       log: (line) => this.log(`[standby ${proc.pid ?? '?'}] ${line}`),
       exited: new Promise((resolve) => proc.once('close', () => resolve())),
     };
@@ -175,10 +162,6 @@ export class StandbyEngines {
       w.alive = false;
     });
     proc.once('error', () => {});
-    createInterface({ input: proc.stderr! }).on('line', (line) => {
-      w.stderrTail = (w.stderrTail + line + '\n').slice(-STDERR_TAIL_CHARS);
-      w.log(line);
-    });
     this.starting.add(w);
     void this.awaitStandby(w);
   }
@@ -220,7 +203,7 @@ export class StandbyEngines {
     await stopProcess(w);
     if (this.failuresInRow >= STANDBY_SPAWN_FAILURES_MAX)
       this.log(
-        `standby engines: ${this.failuresInRow} in a row failed to start; cold starts spawn fresh engines${w.stderrTail === '' ? '' : `; the last one's stderr ends:\n${w.stderrTail}`}`,
+        `standby engines: ${this.failuresInRow} in a row failed to start; cold starts spawn fresh engines${w.stderrTail() === '' ? '' : `; the last one's stderr ends:\n${w.stderrTail()}`}`,
       );
     this.refill();
   }
@@ -244,7 +227,10 @@ export class StandbyEngines {
         reject(
           new SwitchyardError(
             'SY_ERR_UPSTREAM',
-            `standby llama engine (pid ${w.proc.pid}) given ${order.model} ${why}${w.stderrTail === '' ? '' : `; its stderr ends:\n${w.stderrTail}`}`,
+            withStderrTail(
+              `standby llama engine (pid ${w.proc.pid}) given ${order.model} ${why}`,
+              w.stderrTail(),
+            ),
             { param: 'engine' },
           ),
         );
@@ -254,7 +240,7 @@ export class StandbyEngines {
         readyTimeoutMs,
       );
       const onLine = (line: string): void => {
-        const engine = parseReady(line);
+        const engine = parseReadyLine(line);
         if (engine === undefined) return;
         ready = true;
         clearTimeout(timer);
@@ -291,20 +277,4 @@ async function stopProcess(w: Waiting): Promise<void> {
     await w.exited;
   }
   clearTimeout(timer);
-}
-
-/** The engine's ready line (`{"event":"ready","url",...}`), or undefined for any other line. */
-function parseReady(line: string): LocalEngine | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== 'object' || value === null) return undefined;
-  const v = value as Record<string, unknown>;
-  if (v['event'] !== 'ready' || typeof v['url'] !== 'string' || typeof v['model'] !== 'string')
-    return undefined;
-  const kv = v['kvEvents'];
-  return { url: v['url'], model: v['model'], kvEvents: typeof kv === 'string' ? kv : null, pid: 0 };
 }

@@ -1,0 +1,66 @@
+/**
+ * What every built-in engine child has in common, whoever spawns it (the supervisor in
+ * local-engines.ts, the standby pool in standby-engines.ts): the command line it runs, its stdio
+ * (a stdin pipe held for its life, so it exits when we die), the tail of its stderr kept for the
+ * error when it fails, and the JSON ready line it prints once it serves.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { LocalEngine } from './local-engines.ts';
+import { PARENT_PIPE_ENV } from './process-signals.ts';
+
+/** The CLI entry point the children run. */
+const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
+
+/** Most stderr characters kept per child, for the error when it dies before it is ready. */
+const STDERR_TAIL_CHARS = 4000;
+
+/**
+ * Spawns `switchyard engine <args>` in its own process group (a terminal's Ctrl-C reaches only us),
+ * stdio piped. Its stdin is never written to by default: it only has to stay open while this
+ * process lives (see `whenParentGone`); errors on it are the child's exit, reported elsewhere.
+ */
+export function spawnEngine(args: readonly string[]): ChildProcess {
+  const proc = spawn(process.execPath, [BIN, 'engine', ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true,
+    env: { ...process.env, [PARENT_PIPE_ENV]: 'stdin' },
+  });
+  proc.stdin?.on('error', () => {});
+  return proc;
+}
+
+/**
+ * Passes each stderr line of `proc` to `onLine` and keeps the last STDERR_TAIL_CHARS of them;
+ * returns a reader of that tail.
+ */
+export function keepStderrTail(proc: ChildProcess, onLine: (line: string) => void): () => string {
+  let tail = '';
+  createInterface({ input: proc.stderr! }).on('line', (line) => {
+    tail = (tail + line + '\n').slice(-STDERR_TAIL_CHARS);
+    onLine(line);
+  });
+  return () => tail;
+}
+
+/** `why`, and the child's stderr tail when it has one (for an error message). */
+export function withStderrTail(why: string, stderrTail: string): string {
+  return stderrTail === '' ? why : `${why}; its stderr ends:\n${stderrTail}`;
+}
+
+/** The engine's ready line (`{"event":"ready","url",...}`) with pid 0, or undefined for any other line. */
+export function parseReadyLine(line: string): LocalEngine | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  if (v['event'] !== 'ready' || typeof v['url'] !== 'string' || typeof v['model'] !== 'string')
+    return undefined;
+  const kv = v['kvEvents'];
+  return { url: v['url'], model: v['model'], kvEvents: typeof kv === 'string' ? kv : null, pid: 0 };
+}
