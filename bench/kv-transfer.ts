@@ -18,6 +18,10 @@
  *    tiny model) serve vLLM's P/D flow on long prompts; the decode engine's /pd/stats gives the bytes
  *    it fetched and the time its fetches took (connect to file written), the prefill's the time its
  *    saves took. Raw TCP moves the same bytes per request on a fresh connection, as the engines do.
+ * 3. Mixed load (`--decodes`, `--long-prompts`): running generations (short prompts, 1,500 tokens,
+ *    streamed) while long prompts (about 2,500 tokens) arrive one after another; first on one engine,
+ *    then on a P/D pair through vLLM's flow. TPOT: the running generations' gaps between tokens;
+ *    TTFT: the long prompts' (a P/D one counts its prefill leg and the decode's first token).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { linkSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -183,7 +187,11 @@ async function transferPath(bytes: number, runs: number) {
   };
 }
 
-async function startEngine(model: string, role: string): Promise<{ child: ChildProcess; url: string }> {
+async function startEngine(
+  model: string,
+  role: string | undefined,
+  sequences = 1,
+): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(
     process.execPath,
     [
@@ -195,11 +203,10 @@ async function startEngine(model: string, role: string): Promise<{ child: ChildP
       '--port',
       '0',
       '--sequences',
-      '1',
+      String(sequences),
       '--context-size',
       '4096',
-      '--pd-role',
-      role,
+      ...(role === undefined ? [] : ['--pd-role', role]),
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -264,6 +271,105 @@ async function betweenEngines(requests: number, rawPort: number) {
   }
 }
 
+/** Streams one completion; resolves with the first token's time and the gaps between tokens (ms). */
+async function streamTimes(
+  url: string,
+  body: Record<string, unknown>,
+): Promise<{ ttftMs: number; gapsMs: number[] }> {
+  const start = performance.now();
+  const r = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny-llama', stream: true, ...body }),
+  });
+  if (r.status !== 200 || r.body === null) throw new Error(`${r.status} ${await r.text()}`);
+  const gapsMs: number[] = [];
+  let last = 0;
+  let ttftMs = 0;
+  for await (const chunk of r.body as unknown as AsyncIterable<Uint8Array>) {
+    const text = Buffer.from(chunk).toString('utf8');
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('data: {') || !line.includes('"text":"') || line.includes('"text":""')) continue;
+      const now = performance.now();
+      if (last === 0) ttftMs = now - start;
+      else gapsMs.push(now - last);
+      last = now;
+    }
+  }
+  return { ttftMs, gapsMs };
+}
+
+/** One request through a P/D pair, vLLM's flow (one-token prefill, then the decode streamed). */
+async function pdStream(
+  prefillUrl: string,
+  decodeUrl: string,
+  body: Record<string, unknown>,
+): Promise<{ ttftMs: number; gapsMs: number[] }> {
+  const start = performance.now();
+  const first = await post(prefillUrl, {
+    ...body,
+    max_tokens: 1,
+    kv_transfer_params: { do_remote_decode: true },
+  });
+  const prefillMs = performance.now() - start;
+  const rest = await streamTimes(decodeUrl, { ...body, kv_transfer_params: first['kv_transfer_params'] });
+  return { ttftMs: prefillMs + rest.ttftMs, gapsMs: rest.gapsMs };
+}
+
+const quantile = (xs: readonly number[], q: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? Number.NaN;
+};
+
+/**
+ * Mixed load: `decodes` long-running generations (short prompts, many tokens) while `longPrompts`
+ * long prompts arrive one after another; on one engine, then on a P/D pair. TPOT is the running
+ * generations' gaps between tokens; TTFT the long prompts'.
+ */
+async function mixedLoad(decodes: number, longPrompts: number) {
+  const model = ensureTinyLlamaGguf(join(ROOT, TINY_LLAMA_DEFAULT_PATH));
+  const sequences = decodes + 2;
+  const run = async (
+    send: (body: Record<string, unknown>) => Promise<{ ttftMs: number; gapsMs: number[] }>,
+  ) => {
+    const running = Array.from({ length: decodes }, (_, i) =>
+      send({ prompt: `running generation ${i}:`, max_tokens: 1500, temperature: 0.8, seed: i }),
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    const ttfts: number[] = [];
+    for (let i = 0; i < longPrompts; i++) {
+      const prompt = `long prompt ${i}: ${'a long document the prefill reads before answering. '.repeat(70)}`;
+      ttfts.push((await send({ prompt, max_tokens: 4, temperature: 0 })).ttftMs);
+    }
+    const gaps = (await Promise.all(running)).flatMap((x) => x.gapsMs);
+    return {
+      ttftMsMedian: median(ttfts),
+      tpotMsMedian: median(gaps),
+      tpotMsP99: quantile(gaps, 0.99),
+      tpotMsMax: Math.max(...gaps),
+    };
+  };
+  const single = await startEngine(model, undefined, sequences);
+  let alone: Awaited<ReturnType<typeof run>>;
+  try {
+    alone = await run((body) => streamTimes(single.url, body));
+  } finally {
+    single.child.kill('SIGTERM');
+  }
+  const [prefill, decode] = await Promise.all([
+    startEngine(model, 'prefill', sequences),
+    startEngine(model, 'decode', sequences),
+  ]);
+  let pd: Awaited<ReturnType<typeof run>>;
+  try {
+    pd = await run((body) => pdStream(prefill.url, decode.url, body));
+  } finally {
+    prefill.child.kill('SIGTERM');
+    decode.child.kill('SIGTERM');
+  }
+  return { decodes, longPrompts, single: alone, pd };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -272,6 +378,8 @@ async function main(): Promise<void> {
       mb: { type: 'string', default: '128' },
       runs: { type: 'string', default: '5' },
       requests: { type: 'string', default: '8' },
+      decodes: { type: 'string', default: '2' },
+      'long-prompts': { type: 'string', default: '6' },
       json: { type: 'string' },
     },
   });
@@ -282,8 +390,9 @@ async function main(): Promise<void> {
   const path = await transferPath(bytes, runs);
   const engines = await betweenEngines(Number(values.requests), path.rawPort);
   path.child.stdin!.end();
+  const mixed = await mixedLoad(Number(values.decodes), Number(values['long-prompts']));
   const { child: _child, ...pathOut } = path;
-  const out = { loadAvg1m: load, transferPath: pathOut, betweenEngines: engines };
+  const out = { loadAvg1m: load, transferPath: pathOut, betweenEngines: engines, mixedLoad: mixed };
   const f = (x: number, d = 2) => x.toFixed(d);
   console.log(`KV transfer over loopback (load average ${load})`);
   console.log(
@@ -300,6 +409,16 @@ async function main(): Promise<void> {
       `fetch ${f(engines.fetchMsMean)} ms (${f(engines.engineGbps)} Gb/s), raw TCP ${f(engines.rawMsMedian)} ms ` +
       `(${f(engines.rawGbps)} Gb/s), ratio ${f(engines.ratio)}x raw; save ${f(engines.saveMsMean)} ms each`,
   );
+  for (const [name, m] of [
+    ['one engine', mixed.single],
+    ['P/D pair  ', mixed.pd],
+  ] as const) {
+    console.log(
+      `  mixed load (${mixed.decodes} running generations, ${mixed.longPrompts} long prompts), ${name}: ` +
+        `TPOT median ${f(m.tpotMsMedian)} ms, p99 ${f(m.tpotMsP99)} ms, max ${f(m.tpotMsMax)} ms; ` +
+        `long-prompt TTFT median ${f(m.ttftMsMedian, 0)} ms`,
+    );
+  }
   console.log(
     `KV transfer throughput ${f(path.kvGbps)} Gb/s, raw TCP ${f(path.rawGbps)} Gb/s, ratio ${f(path.ratio)}`,
   );
