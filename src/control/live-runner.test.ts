@@ -3,10 +3,9 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { ManualClock } from '../core/clock.ts';
 import type { Request } from '../core/request.ts';
-import { TEST_VARIANT } from './autoscalers/test-support.ts';
-import { LiveControlRunner, registerRunnerMetrics } from './live-runner.ts';
-import { type EngineLauncher, LocalActuator } from './local-actuator.ts';
-import type { ControlLoop } from './types.ts';
+import { registerRunnerMetrics } from './live-runner.ts';
+import type { EngineLauncher } from './local-actuator.ts';
+import { fakeEngine, fixedLoop, flush, oneSlotActuator, testRunner } from './test-support.ts';
 
 /** A model's pool of at most one engine, at zero, whose launches resolve at once. */
 function zeroPool(model: string, keepAliveMs: number, loopReplicas = 0) {
@@ -16,38 +15,17 @@ function zeroPool(model: string, keepAliveMs: number, loopReplicas = 0) {
   const launcher: EngineLauncher = {
     launch: async (index) => {
       launched.push(index);
-      return {
-        url: 'http://127.0.0.1:1',
-        kvEvents: null,
-        model,
-        pid: 1,
-        stop: async () => {
-          stopped.push(index);
-        },
-      };
+      return fakeEngine(model, () => stopped.push(index));
     },
   };
-  const actuator = new LocalActuator({
-    variant: TEST_VARIANT,
-    maxInstances: 1,
-    launcher,
-    clock,
-    backends: { add() {}, setDraining() {}, inFlight: () => 0, remove() {} },
-  });
-  const loop: ControlLoop = {
-    name: 'scripted',
-    decide: () => ({ targets: [{ variant: TEST_VARIANT, replicas: loopReplicas }], reason: 'loop' }),
-  };
+  const actuator = oneSlotActuator(launcher, clock);
   let waiting = 0;
-  const runner = new LiveControlRunner({
-    loop,
+  const runner = testRunner({
+    loop: fixedLoop(loopReplicas),
     actuator,
     model,
-    variant: TEST_VARIANT,
     intervalMs: 1000,
-    objectives: {},
     clock,
-    view: (nowMs) => ({ nowMs, instances: [] }),
     queued: () => waiting,
     scaleToZero: { keepAliveMs: () => keepAliveMs },
   });
@@ -57,7 +35,6 @@ function zeroPool(model: string, keepAliveMs: number, loopReplicas = 0) {
   return { clock, launched, stopped, actuator, runner, setWaiting };
 }
 
-const flush = () => new Promise((resolve) => setImmediate(resolve));
 const request = (model: string): Request =>
   ({ id: 'r', model, inputTokens: 10, arrivalMs: 0 }) as unknown as Request;
 

@@ -3,11 +3,11 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { ManualClock } from '../core/clock.ts';
 import type { Request } from '../core/request.ts';
-import { TEST_VARIANT } from './autoscalers/test-support.ts';
-import { LiveControlRunner } from './live-runner.ts';
+import type { LiveControlRunner } from './live-runner.ts';
 import { LoadedModelCap } from './loaded-model-cap.ts';
-import { type LaunchedEngine, LocalActuator } from './local-actuator.ts';
+import type { LaunchedEngine } from './local-actuator.ts';
 import type { EvictionPolicy } from './serverless/live-eviction.ts';
+import { fakeEngine, fixedLoop, flush, oneSlotActuator, testRunner } from './test-support.ts';
 
 /**
  * Models at zero behind one cap, each a real runner and actuator of one slot. A launch completes
@@ -22,30 +22,21 @@ function node(models: readonly string[], maxLoadedModels: number, eviction: Evic
   const waiting = new Map<string, number>();
   const runners = new Map<string, LiveControlRunner>();
   for (const model of models) {
-    const actuator = new LocalActuator({
-      variant: TEST_VARIANT,
-      maxInstances: 1,
-      clock,
-      launcher: {
+    const actuator = oneSlotActuator(
+      {
         launch: () => {
           started.push(model);
           return new Promise((resolve) => pendingLaunch.set(model, resolve));
         },
       },
-      backends: { add() {}, setDraining() {}, inFlight: () => 0, remove() {} },
-    });
-    const runner = new LiveControlRunner({
-      loop: {
-        name: 'zero',
-        decide: () => ({ targets: [{ variant: TEST_VARIANT, replicas: 0 }], reason: 'loop' }),
-      },
+      clock,
+    );
+    const runner = testRunner({
+      loop: fixedLoop(0, 'zero'),
       actuator,
       model,
-      variant: TEST_VARIANT,
       intervalMs: 1000,
-      objectives: {},
       clock,
-      view: (nowMs) => ({ nowMs, instances: [] }),
       queued: () => waiting.get(model) ?? 0,
       scaleToZero: {
         keepAliveMs: () => 60_000,
@@ -89,15 +80,7 @@ function node(models: readonly string[], maxLoadedModels: number, eviction: Evic
     const resolve = pendingLaunch.get(m);
     assert.ok(resolve !== undefined, `${m} is starting`);
     pendingLaunch.delete(m);
-    resolve({
-      url: 'http://127.0.0.1:1',
-      kvEvents: null,
-      model: m,
-      pid: 1,
-      stop: async () => {
-        stopped.push(m);
-      },
-    });
+    resolve(fakeEngine(m, () => stopped.push(m)));
     await flush();
     waiting.set(m, 0);
   };
@@ -109,8 +92,6 @@ function node(models: readonly string[], maxLoadedModels: number, eviction: Evic
   };
   return { clock, cap, started, stopped, arrive, ready, finish, r };
 }
-
-const flush = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('LoadedModelCap', () => {
   it('starts models freely under the cap, then evicts the least recently used idle one', async () => {

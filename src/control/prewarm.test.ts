@@ -2,12 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock } from '../core/clock.ts';
 import type { Request } from '../core/request.ts';
-import { TEST_VARIANT } from './autoscalers/test-support.ts';
-import { LiveControlRunner } from './live-runner.ts';
-import { type EngineLauncher, LocalActuator } from './local-actuator.ts';
+import type { EngineLauncher } from './local-actuator.ts';
 import { prewarmVerdict } from './prewarm.ts';
 import { ArrivalHistory } from './serverless/forecast.ts';
-import type { ControlLoop } from './types.ts';
+import { fakeEngine, fixedLoop, flush, oneSlotActuator, testRunner } from './test-support.ts';
 
 const PERIOD_MS = 60_000;
 /** A slow start-up (a large model): a third of the period. */
@@ -15,7 +13,6 @@ const STARTUP_MS = 20_000;
 const KEEP_ALIVE_MS = 10_000;
 const TICK_MS = 1000;
 
-const flush = () => new Promise((resolve) => setImmediate(resolve));
 const request = (k: number): Request =>
   ({ id: `r${k}`, model: 'm', inputTokens: 10, arrivalMs: k * PERIOD_MS }) as unknown as Request;
 
@@ -26,29 +23,16 @@ function pool(prewarm: boolean, roomFor?: () => boolean) {
   const launcher: EngineLauncher = {
     launch: async () => {
       launchedAtMs.push(clock.nowMs());
-      return { url: 'http://127.0.0.1:1', kvEvents: null, model: 'm', pid: 1, stop: async () => {} };
+      return fakeEngine('m');
     },
   };
-  const actuator = new LocalActuator({
-    variant: TEST_VARIANT,
-    maxInstances: 1,
-    launcher,
-    clock,
-    backends: { add() {}, setDraining() {}, inFlight: () => 0, remove() {} },
-  });
-  const loop: ControlLoop = {
-    name: 'scripted',
-    decide: () => ({ targets: [{ variant: TEST_VARIANT, replicas: 0 }], reason: 'loop' }),
-  };
-  const runner = new LiveControlRunner({
-    loop,
+  const actuator = oneSlotActuator(launcher, clock);
+  const runner = testRunner({
+    loop: fixedLoop(0),
     actuator,
     model: 'm',
-    variant: TEST_VARIANT,
     intervalMs: TICK_MS,
-    objectives: {},
     clock,
-    view: (nowMs) => ({ nowMs, instances: [] }),
     queued: () => 0,
     scaleToZero: {
       keepAliveMs: () => KEEP_ALIVE_MS,
