@@ -288,18 +288,7 @@ export class ModelCache {
         { param: 'model', model, node },
       );
     }
-    const free = n.spec.gpus - n.gpusUsed;
-    if (free < m.tp) {
-      throw new SwitchyardError(
-        'SY_ERR_CAPACITY',
-        `${model} needs ${m.tp} GPUs; node ${node} has ${free} free`,
-        {
-          param: 'node',
-          model,
-          node,
-        },
-      );
-    }
+    requireFreeGpus(n, m);
     const estimate = this.estimate(model, node, nowMs);
     const lane = earliestLane(n.tiers[estimate.fromTier]);
     n.tiers[estimate.fromTier].laneFreeAtMs[lane.index] = nowMs + estimate.queuedMs + estimate.weightsMs;
@@ -397,18 +386,7 @@ export class ModelCache {
     this.#advance(nowMs);
     const m = this.#model(model);
     const n = this.#node(node);
-    const free = n.spec.gpus - n.gpusUsed;
-    if (free < m.tp) {
-      throw new SwitchyardError(
-        'SY_ERR_CAPACITY',
-        `${model} needs ${m.tp} GPUs; node ${node} has ${free} free`,
-        {
-          param: 'node',
-          model,
-          node,
-        },
-      );
-    }
+    requireFreeGpus(n, m);
     const estimate: StartupEstimate = {
       model,
       node,
@@ -569,6 +547,22 @@ export function readTimeMs(
   const sourceMs = (model.weightBytes / tier.readBytesPerS) * MS_PER_S;
   const linkMs = (model.shardBytes / hostLinkBytesPerS) * MS_PER_S;
   return tier.latencyMs + Math.max(sourceMs, linkMs);
+}
+
+/** Throws SY_ERR_CAPACITY when `n` has fewer free GPUs than an instance of `m` takes (`tp`). */
+function requireFreeGpus(n: NodeState, m: ModelEntry): void {
+  const free = n.spec.gpus - n.gpusUsed;
+  if (free < m.tp) {
+    throw new SwitchyardError(
+      'SY_ERR_CAPACITY',
+      `${m.id} needs ${m.tp} GPUs; node ${n.spec.id} has ${free} free`,
+      {
+        param: 'node',
+        model: m.id,
+        node: n.spec.id,
+      },
+    );
+  }
 }
 
 /** The remote store holds every model; a cache tier holds what its LRU list does. */

@@ -43,19 +43,28 @@ export interface ChooseOptions {
   readonly evictStopMs?: number | undefined;
 }
 
+/** Picks where to start `model` at `nowMs` from its `nodeChoices`; undefined when there is none. */
+export type NodeChooser = (
+  cache: ModelCache,
+  model: ModelId,
+  nowMs: number,
+  options?: ChooseOptions,
+) => NodeChoice | undefined;
+
+/** A chooser that costs every way with `nodeChoices` and lets `pick` take one. */
+function chooser(
+  pick: (choices: readonly NodeChoice[], options: ChooseOptions) => NodeChoice | undefined,
+): NodeChooser {
+  return (cache, model, nowMs, options = {}) => pick(nodeChoices(cache, model, nowMs, options), options);
+}
+
 /**
  * ServerlessLLM's rule: among every node whose GPUs fit the model, and every way to get GPUs there
  * (free now, evict idle instances, wait for known releases), the one that answers soonest
  * (`readyInMs`). Ties go to free GPUs over waiting over evicting, then to the node id in code-unit
  * order. Undefined when no node has GPUs now, idle instances to stop, or known releases.
  */
-export function startupAwareNode(
-  cache: ModelCache,
-  model: ModelId,
-  nowMs: number,
-  options: ChooseOptions = {},
-): NodeChoice | undefined {
-  const choices = nodeChoices(cache, model, nowMs, options);
+export const startupAwareNode: NodeChooser = chooser((choices, options) => {
   // Stopping an idle instance costs its model a cold start later: only worth it against waiting.
   const anyFree = choices.some((c) => c.how === 'free');
   let best: NodeChoice | undefined;
@@ -64,7 +73,7 @@ export function startupAwareNode(
     if (best === undefined || better(choice, best)) best = choice;
   }
   return best;
-}
+});
 
 /**
  * A locality-blind baseline: the first node in the cache's order with enough free GPUs; if none,
@@ -72,13 +81,7 @@ export function startupAwareNode(
  * soonest. Where the weights are does not enter; the returned start-up is still what loading there
  * costs.
  */
-export function firstFitNode(
-  cache: ModelCache,
-  model: ModelId,
-  nowMs: number,
-  options: ChooseOptions = {},
-): NodeChoice | undefined {
-  const choices = nodeChoices(cache, model, nowMs, options);
+export const firstFitNode: NodeChooser = chooser((choices) => {
   const free = choices.find((c) => c.how === 'free');
   if (free !== undefined) return free;
   const evict = choices.find((c) => c.how === 'evict');
@@ -86,7 +89,7 @@ export function firstFitNode(
   let soonest: NodeChoice | undefined;
   for (const c of choices) if (soonest === undefined || c.startAtMs < soonest.startAtMs) soonest = c;
   return soonest;
-}
+});
 
 /** Every way to start `model`, per node in the cache's order: free, then evict, then wait. */
 export function nodeChoices(
