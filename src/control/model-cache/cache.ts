@@ -149,16 +149,8 @@ interface NodeState {
   pinnedDramBytes: number;
 }
 
-interface InstanceState {
-  readonly id: string;
-  readonly model: ModelId;
-  readonly node: string;
-  readonly gpus: number;
-  readonly loadedAtMs: number;
-  readonly readyAtMs: number;
-  lastUsedMs: number;
-  readonly fromTier: SourceTier;
-}
+/** An instance as the cache keeps it: what callers see, its last use updated by `touch`. */
+type InstanceState = Omit<InstanceInfo, 'lastUsedMs'> & { lastUsedMs: number };
 
 /**
  * The model cache of a cluster. Every method is deterministic: the same calls in the same order
