@@ -67,8 +67,10 @@ export function whenParentGone(): { readonly gone: Promise<void>; stop(): void }
     resolveGone = resolve;
   });
   const done = (): void => resolveGone();
-  // The parent never writes; reading keeps the pipe watched, and the data is dropped.
+  // The parent never writes; reading keeps the pipe watched, and the data is dropped. Resumed
+  // explicitly: a reader before this one (a standby engine's order line) may have paused it.
   stdin.on('data', () => {});
+  stdin.resume();
   stdin.once('end', done);
   stdin.once('error', done);
   stdin.once('close', done);

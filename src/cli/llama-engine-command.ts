@@ -46,15 +46,34 @@ interface StandbyOrder {
   readonly servedModelName?: string;
 }
 
-/** Reads the first line of stdin (at most STANDBY_ORDER_BYTES_MAX bytes) as a StandbyOrder. */
+/**
+ * The first line of stdin (at most STANDBY_ORDER_BYTES_MAX bytes), or what came before it closed.
+ * Stdin stays open after it: it is the pipe the engine watches for its supervisor's death
+ * (src/adapters/process-signals.ts), so a handed standby engine still exits when `serve` is killed.
+ */
+function readFirstStdinLine(): Promise<string> {
+  const stdin = process.stdin;
+  return new Promise((resolve) => {
+    let text = '';
+    const finish = (): void => {
+      stdin.off('data', onData);
+      stdin.off('end', finish);
+      stdin.pause();
+      resolve(text);
+    };
+    const onData = (chunk: Buffer | string): void => {
+      text += String(chunk);
+      if (text.includes('\n') || text.length > STANDBY_ORDER_BYTES_MAX) finish();
+    };
+    stdin.on('data', onData);
+    stdin.once('end', finish);
+  });
+}
+
+/** Reads the first line of stdin as a StandbyOrder. */
 async function readStandbyOrder(): Promise<StandbyOrder> {
   const expected = 'one JSON line on stdin: {"model":"PATH.gguf","servedModelName"?:"NAME"}';
-  let text = '';
-  for await (const chunk of process.stdin) {
-    text += String(chunk);
-    if (text.includes('\n') || text.length > STANDBY_ORDER_BYTES_MAX) break;
-  }
-  process.stdin.destroy();
+  const text = await readFirstStdinLine();
   const line = text.split('\n')[0] ?? '';
   if (text.length > STANDBY_ORDER_BYTES_MAX)
     throw invalidArgument('standby', `${text.length}+ bytes`, expected);
