@@ -13,20 +13,12 @@
  *   same tokens as one engine would give. A transfer that fails after its retry, or a state llama.cpp
  *   will not load, is prefilled locally instead (the answer is the same, only slower).
  *
- * Like the `sim` P/D engine, a small front server on the public port reads and writes
+ * Like the `sim` P/D engine, a small front server (../pd-front.ts) on the public port reads and writes
  * `kv_transfer_params` and proxies to the ordinary OpenAI server on a loopback port, tagging P/D
  * requests (x-request-id) so the backend's hooks (`KvStateHooks`) know which generation is which.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import {
-  Agent,
-  createServer,
-  type IncomingMessage,
-  request,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -36,10 +28,15 @@ import {
   KvStateServer,
   RELEASE_TIMEOUT_MS_DEFAULT,
 } from '../../adapters/kv-transfer/kv-transfer.ts';
-import { untilSignal, whenParentGone } from '../../adapters/process-signals.ts';
 import { SwitchyardError } from '../../core/errors.ts';
-import { startOpenAiServer } from '../openai-server.ts';
-import type { EngineReadyLine } from '../run-engine.ts';
+import {
+  FRONT_BODY_BYTES_MAX,
+  PdFrontBase,
+  PREFILL_ANSWER_BYTES_MAX,
+  readBody,
+  sendJson,
+  servePdFront,
+} from '../pd-front.ts';
 import type { KvStateHooks, LlamaBackend } from './llama-backend.ts';
 
 /** One side of a llama P/D pair. */
@@ -82,10 +79,6 @@ export interface LlamaPdStats {
  * freed and allocated again for every transfer); more are deleted.
  */
 export const STATE_FILES_KEPT_MAX = 4;
-/** Bytes of a prefill answer the front server reads to add `kv_transfer_params` (one token's answer). */
-const PREFILL_ANSWER_BYTES_MAX = 1 << 20;
-/** Request bodies the front server reads (the OpenAI server's own bound). */
-const FRONT_BODY_BYTES_MAX = 32 << 20;
 
 /** Where a decode fetches its state (the prefill's `kv_transfer_params`). */
 interface RemoteState {
@@ -259,84 +252,26 @@ function tagOf(id: string): string {
 
 // ---- the front server ----
 
-/** A whole request or answer body, bounded. */
-function readBody(stream: IncomingMessage, bytesMax: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    stream.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > bytesMax) {
-        stream.destroy();
-        reject(new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', `body over ${bytesMax} bytes`));
-        return;
-      }
-      chunks.push(c);
-    });
-    stream.on('end', () => resolve(Buffer.concat(chunks)));
-    stream.on('error', reject);
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-function sendError(res: ServerResponse, error: SwitchyardError): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  sendJson(res, error.status, error.toJSON());
-}
-
 /** The vLLM P/D front of a llama engine: reads and writes `kv_transfer_params`, proxies the rest. */
-export class LlamaPdFront {
-  private readonly http: Server;
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 1024 });
-  private nextTag = 0;
-  /** Where the decode side reaches this engine's KV server. */
-  kvHost = '127.0.0.1';
-
+export class LlamaPdFront extends PdFrontBase {
   constructor(
     private readonly pd: LlamaPd,
-    private readonly innerPort: number,
+    innerPort: number,
   ) {
-    this.http = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
-      this.handle(req, res).catch((error: unknown) =>
-        sendError(
-          res,
-          error instanceof SwitchyardError
-            ? error
-            : new SwitchyardError('SY_ERR_INTERNAL', `llama P/D front: ${(error as Error).message}`),
-        ),
-      );
-    });
+    super(innerPort, 'llama P/D front');
   }
 
-  /** Listens; resolves with the port. */
-  listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(port, host, () => {
-        this.http.off('error', reject);
-        resolve((this.http.address() as AddressInfo).port);
-      });
-    });
+  /** Where the decode side reaches this engine's KV server. */
+  private get kvHost(): string {
+    return this.pd.options.kvHost;
   }
 
-  close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.http.close(() => resolve());
-      this.http.closeIdleConnections();
-      setTimeout(() => this.http.closeAllConnections(), 1000).unref();
-      this.agent.destroy();
-    });
+  /** A decode whose request ended before its generation ran leaves no import behind. */
+  protected override untag(tag: string): void {
+    this.pd.forget(tag);
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (req.method === 'GET' && path === '/pd/stats') return sendJson(res, 200, this.pd.stats);
     if (req.method !== 'POST' || (path !== '/v1/chat/completions' && path !== '/v1/completions')) {
@@ -358,7 +293,7 @@ export class LlamaPdFront {
       return;
     }
     delete body['kv_transfer_params'];
-    const tag = `pd${(this.nextTag++).toString(36)}`;
+    const tag = this.newTag();
     if (this.pd.options.role === 'prefill' && params['do_remote_decode'] === true) {
       await this.prefill(req, res, body, tag);
     } else if (this.pd.options.role === 'decode' && params['do_remote_prefill'] === true) {
@@ -380,13 +315,9 @@ export class LlamaPdFront {
     delete body['stream_options'];
     this.pd.expectExport(tag);
     try {
-      const answer = await this.inner(req.url ?? '/v1/completions', body, tag);
+      const answer = await this.inner(req.url ?? '/v1/completions', body, PREFILL_ANSWER_BYTES_MAX, tag);
       const got = this.pd.takeExport(tag);
-      if (answer.status < 200 || answer.status >= 300) {
-        res.writeHead(answer.status, { 'content-type': 'application/json' });
-        res.end(answer.body);
-        return;
-      }
+      if (answer.status < 200 || answer.status >= 300) return this.relay(res, answer);
       if (got === undefined || got instanceof Error) {
         throw new SwitchyardError(
           'SY_ERR_KV_TRANSFER_FAILED',
@@ -428,44 +359,10 @@ export class LlamaPdFront {
       // Nothing to fetch from: the request is prefilled here.
       this.pd.stats.localPrefills++;
     }
-    res.on('close', () => this.pd.forget(tag));
     this.pass(req, res, Buffer.from(JSON.stringify(body)), tag);
   }
 
-  /** A whole answer from the inner server (bounded). */
-  private inner(
-    path: string,
-    body: Record<string, unknown>,
-    tag: string,
-  ): Promise<{ status: number; body: Buffer }> {
-    return new Promise((resolve, reject) => {
-      const payload = Buffer.from(JSON.stringify(body));
-      const upstream = request(
-        {
-          host: '127.0.0.1',
-          port: this.innerPort,
-          path,
-          method: 'POST',
-          agent: this.agent,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': payload.length,
-            'x-request-id': tag,
-          },
-        },
-        (r) => {
-          readBody(r, PREFILL_ANSWER_BYTES_MAX).then(
-            (b) => resolve({ status: r.statusCode ?? 502, body: b }),
-            reject,
-          );
-        },
-      );
-      upstream.on('error', reject);
-      upstream.end(payload);
-    });
-  }
-
-  /** Proxies to the inner server, streaming the answer back; a client that leaves aborts it. */
+  /** Proxies the client's request to the inner server, `body` in place of its own when a buffer. */
   private pass(
     req: IncomingMessage,
     res: ServerResponse,
@@ -478,32 +375,7 @@ export class LlamaPdFront {
     if (body instanceof Buffer) headers['content-length'] = body.length;
     else if (typeof req.headers['content-length'] === 'string')
       headers['content-length'] = req.headers['content-length'];
-    if (tag !== undefined) headers['x-request-id'] = tag;
-    const upstream = request(
-      {
-        host: '127.0.0.1',
-        port: this.innerPort,
-        path: req.url ?? '/',
-        method: req.method ?? 'GET',
-        agent: this.agent,
-        headers,
-      },
-      (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      },
-    );
-    upstream.on('error', (error) =>
-      sendError(
-        res,
-        new SwitchyardError('SY_ERR_INTERNAL', `llama P/D front: the engine failed: ${error.message}`),
-      ),
-    );
-    res.on('close', () => {
-      if (!res.writableFinished) upstream.destroy();
-    });
-    if (body instanceof Buffer) upstream.end(body);
-    else (body as IncomingMessage).pipe(upstream);
+    this.proxy(res, { path: req.url ?? '/', method: req.method ?? 'GET', headers, body }, tag);
   }
 }
 
@@ -520,52 +392,29 @@ export interface ServeLlamaPdOptions {
  * death): the OpenAI server on a loopback port, the KV server (prefill), the front server on
  * `host:port`, and the ready line naming the front server.
  */
-export async function serveLlamaPdEngine(
+export function serveLlamaPdEngine(
   backend: LlamaBackend,
   pd: LlamaPd,
   options: ServeLlamaPdOptions,
 ): Promise<void> {
-  const parent = whenParentGone();
-  const inner = await startOpenAiServer(backend, {
-    host: '127.0.0.1',
-    port: 0,
-    ownedBy: 'switchyard-llama',
-    ...(options.maxWaiting === undefined ? {} : { maxWaiting: options.maxWaiting }),
-  });
-  const front = new LlamaPdFront(pd, inner.port);
-  let port: number;
-  try {
-    await pd.start();
-    port = await front.listen(options.host, options.port);
-  } catch (error) {
-    parent.stop();
-    await inner.close(0);
-    await pd.close();
-    await backend.close();
-    throw new SwitchyardError(
-      'SY_ERR_INVALID_ARGUMENT',
-      `invalid port '${options.host}:${options.port}' or --kv-port: expected free addresses to listen on (${(error as Error).message})`,
-      { param: 'port' },
-    );
-  }
-  front.kvHost = pd.options.kvHost;
-  const urlHost = options.host.includes(':') ? `[${options.host}]` : options.host;
-  const ready: EngineReadyLine & { kvTransfer: string | null } = {
-    event: 'ready',
+  return servePdFront({
     engine: 'llama',
-    url: `http://${urlHost}:${port}`,
-    model: backend.modelId,
-    kvEvents: null,
-    kvTransfer: pd.server === undefined ? null : `tcp://${pd.options.kvHost}:${pd.kvPort}`,
-  };
-  process.stdout.write(`${JSON.stringify(ready)}\n`);
-  backend.markReady();
-  const why = await Promise.race([untilSignal(), parent.gone.then(() => 'parent-gone' as const)]);
-  parent.stop();
-  process.stderr.on('error', () => {});
-  process.stderr.write(`switchyard engine llama (P/D ${pd.options.role}): ${why}, draining\n`);
-  await front.close();
-  await inner.close(why === 'parent-gone' ? 1000 : options.shutdownTimeoutS * 1000);
-  await pd.close();
-  if (why === 'parent-gone') process.exit(0);
+    role: pd.options.role,
+    backend,
+    host: options.host,
+    port: options.port,
+    maxWaiting: options.maxWaiting,
+    shutdownTimeoutS: options.shutdownTimeoutS,
+    front: (innerPort) => new LlamaPdFront(pd, innerPort),
+    start: () => pd.start(),
+    addressWhat: ' or --kv-port',
+    listening: () => ({
+      kvTransfer: pd.server === undefined ? null : `tcp://${pd.options.kvHost}:${pd.kvPort}`,
+    }),
+    afterReady: () => backend.markReady(),
+    release: async (failed) => {
+      await pd.close();
+      if (failed) await backend.close();
+    },
+  });
 }

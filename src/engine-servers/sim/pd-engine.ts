@@ -33,23 +33,21 @@
  * blocks). Every wait and every table has a bound.
  */
 import { randomUUID } from 'node:crypto';
-import {
-  Agent,
-  createServer,
-  type IncomingMessage,
-  request,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { untilSignal, whenParentGone } from '../../adapters/process-signals.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SwitchyardError } from '../../core/errors.ts';
 import { parseCompletionBody } from '../../core/openai-api.ts';
 import { kvBytesPerToken } from '../../model/kv.ts';
 import { modelSpec } from '../../model/models.ts';
 import type { EngineBackend, GenerationInput, GenerationSink } from '../backend.ts';
-import { startOpenAiServer } from '../openai-server.ts';
-import type { EngineReadyLine } from '../run-engine.ts';
+import {
+  FRONT_BODY_BYTES_MAX,
+  PdFrontBase,
+  PREFILL_ANSWER_BYTES_MAX,
+  readBody,
+  sendError,
+  sendJson,
+  servePdFront,
+} from '../pd-front.ts';
 
 /** The P/D side an engine plays and how. */
 export interface PdEngineOptions {
@@ -71,10 +69,6 @@ export interface PdEngineOptions {
 
 /** KV transfers (vLLM) or rooms (SGLang) one prefill engine holds at once; one more is refused 503. */
 export const PD_TRANSFERS_MAX = 65_536;
-/** Request bodies the front server reads, as the OpenAI server bounds them. */
-const FRONT_BODY_BYTES_MAX = 32 << 20;
-/** Bytes of a prefill answer the front server rewrites (a one-token answer is a few KB). */
-const PREFILL_ANSWER_BYTES_MAX = 1 << 20;
 /** A decode's calls to the prefill side (notify, bootstrap, release) past their own wait. */
 const PEER_CALL_TIMEOUT_MS = 10_000;
 
@@ -330,41 +324,6 @@ export class PdSimBackend implements EngineBackend {
 
 // ---- the front server ----
 
-/** A body read whole, bounded. */
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > FRONT_BODY_BYTES_MAX) {
-        req.destroy();
-        reject(
-          new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', `request body over ${FRONT_BODY_BYTES_MAX} bytes`),
-        );
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-function sendError(res: ServerResponse, error: SwitchyardError): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  sendJson(res, error.status, error.toJSON());
-}
-
 /** A JSON call to a peer engine's P/D endpoint: its status and parsed body (undefined when not JSON). */
 async function peerCall(
   url: string,
@@ -392,49 +351,20 @@ async function peerCall(
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The front server: the protocol on the public port, everything else passed to the inner server. */
-export class PdFrontServer {
-  private readonly http: Server;
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 1024 });
-  private nextTag = 0;
-
+export class PdFrontServer extends PdFrontBase {
   constructor(
     private readonly pd: PdEngine,
-    private readonly innerPort: number,
+    innerPort: number,
   ) {
-    this.http = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
-      this.handle(req, res).catch((error: unknown) =>
-        sendError(
-          res,
-          error instanceof SwitchyardError
-            ? error
-            : new SwitchyardError('SY_ERR_INTERNAL', `P/D front: ${(error as Error).message}`),
-        ),
-      );
-    });
-    this.http.keepAliveTimeout = 30_000;
+    super(innerPort, 'P/D front');
   }
 
-  /** Listens; resolves with the port. */
-  listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(port, host, () => {
-        this.http.off('error', reject);
-        resolve((this.http.address() as AddressInfo).port);
-      });
-    });
+  /** A request that never reached the backend leaves no transfer entry behind. */
+  protected override untag(tag: string): void {
+    this.pd.transferred.delete(tag);
   }
 
-  close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.http.close(() => resolve());
-      this.http.closeIdleConnections();
-      setTimeout(() => this.http.closeAllConnections(), 1000).unref();
-      this.agent.destroy();
-    });
-  }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const method = req.method ?? 'GET';
     if (method === 'POST' && (path === '/v1/chat/completions' || path === '/v1/completions')) {
@@ -452,8 +382,11 @@ export class PdFrontServer {
   private async notify(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let id: unknown;
     try {
-      id = (JSON.parse((await readBody(req)).toString('utf8')) as { remote_request_id?: unknown })
-        .remote_request_id;
+      id = (
+        JSON.parse((await readBody(req, FRONT_BODY_BYTES_MAX)).toString('utf8')) as {
+          remote_request_id?: unknown;
+        }
+      ).remote_request_id;
     } catch {
       id = undefined;
     }
@@ -485,7 +418,7 @@ export class PdFrontServer {
     req: IncomingMessage,
     res: ServerResponse,
   ): Promise<void> {
-    const raw = await readBody(req);
+    const raw = await readBody(req, FRONT_BODY_BYTES_MAX);
     let body: Record<string, unknown>;
     try {
       const value: unknown = JSON.parse(raw.toString('utf8'));
@@ -660,64 +593,12 @@ export class PdFrontServer {
     res: ServerResponse,
     transferredTokens?: number,
   ): void {
-    const tag = `pd${(this.nextTag++).toString(36)}`;
+    const tag = this.newTag();
     if (transferredTokens !== undefined) this.pd.transferred.set(tag, transferredTokens);
     this.pass(undefined, res, path, Buffer.from(JSON.stringify(body)), tag);
   }
 
-  /** A whole answer from the inner server (bounded). */
-  private inner(
-    path: string,
-    body: Record<string, unknown>,
-    bytesMax: number,
-  ): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
-    return new Promise((resolve, reject) => {
-      const payload = Buffer.from(JSON.stringify(body));
-      const upstream = request(
-        {
-          host: '127.0.0.1',
-          port: this.innerPort,
-          path,
-          method: 'POST',
-          agent: this.agent,
-          headers: { 'content-type': 'application/json', 'content-length': payload.length },
-        },
-        (r) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          r.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > bytesMax) {
-              r.destroy(new Error(`inner answer over ${bytesMax} bytes`));
-              return;
-            }
-            chunks.push(c);
-          });
-          r.on('end', () => {
-            const type = r.headers['content-type'];
-            resolve({
-              status: r.statusCode ?? 502,
-              headers: { 'content-type': typeof type === 'string' ? type : 'application/json' },
-              body: Buffer.concat(chunks),
-            });
-          });
-          r.on('error', reject);
-        },
-      );
-      upstream.on('error', reject);
-      upstream.end(payload);
-    });
-  }
-
-  private relay(
-    res: ServerResponse,
-    answer: { status: number; headers: Record<string, string>; body: Buffer },
-  ): void {
-    res.writeHead(answer.status, { ...answer.headers, 'content-length': answer.body.length });
-    res.end(answer.body);
-  }
-
-  /** Proxies a request to the inner server, streaming the answer back. */
+  /** Proxies a request to the inner server (the client's own, or `body` as a JSON POST to `path`). */
   private pass(
     req: IncomingMessage | undefined,
     res: ServerResponse,
@@ -733,37 +614,9 @@ export class PdFrontServer {
       for (const name of ['content-type', 'content-length', 'accept'])
         if (typeof req.headers[name] === 'string') headers[name] = req.headers[name] as string;
     }
-    if (tag !== undefined) headers['x-request-id'] = tag;
-    const upstream = request(
-      {
-        host: '127.0.0.1',
-        port: this.innerPort,
-        path: req?.url ?? path,
-        method: req?.method ?? 'POST',
-        agent: this.agent,
-        headers,
-      },
-      (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      },
-    );
-    upstream.on('error', (error) => {
-      if (tag !== undefined) this.pd.transferred.delete(tag);
-      sendError(
-        res,
-        new SwitchyardError('SY_ERR_INTERNAL', `P/D front: the engine failed: ${error.message}`),
-      );
-    });
-    // The client left: the inner generation is aborted with it. A refused request never reached the
-    // backend: its transfer entry goes here, so the table only holds requests in flight.
-    res.on('close', () => {
-      if (tag !== undefined) this.pd.transferred.delete(tag);
-      if (!res.writableFinished) upstream.destroy();
-    });
-    if (body instanceof Buffer) upstream.end(body);
-    else if (body !== undefined) (body as IncomingMessage).pipe(upstream);
-    else upstream.end();
+    // The client left or the engine failed: a refused request never reached the backend, so its
+    // transfer entry goes in untag, and the table only holds requests in flight.
+    this.proxy(res, { path: req?.url ?? path, method: req?.method ?? 'POST', headers, body }, tag);
   }
 }
 
@@ -795,50 +648,24 @@ export interface ServePdOptions {
  * the OpenAI server on a loopback port, the front server on `host:port`, the ready line naming the
  * front server.
  */
-export async function servePdEngine(
-  backend: EngineBackend,
-  pd: PdEngine,
-  options: ServePdOptions,
-): Promise<void> {
-  const parent = whenParentGone();
-  const wrapped = new PdSimBackend(backend, pd);
-  const inner = await startOpenAiServer(wrapped, {
-    host: '127.0.0.1',
-    port: 0,
-    ownedBy: 'switchyard-sim',
-    ...(options.maxWaiting === undefined ? {} : { maxWaiting: options.maxWaiting }),
-  });
-  const front = new PdFrontServer(pd, inner.port);
-  let port: number;
-  try {
-    port = await front.listen(options.host, options.port);
-  } catch (error) {
-    parent.stop();
-    await inner.close(0);
-    await options.release?.();
-    throw new SwitchyardError(
-      'SY_ERR_INVALID_ARGUMENT',
-      `invalid port '${options.host}:${options.port}': expected a free address to listen on (${(error as Error).message})`,
-      { param: 'port' },
-    );
-  }
-  pd.host = options.host;
-  pd.port = port;
-  const urlHost = options.host.includes(':') ? `[${options.host}]` : options.host;
-  const ready: EngineReadyLine = {
-    event: 'ready',
+export function servePdEngine(backend: EngineBackend, pd: PdEngine, options: ServePdOptions): Promise<void> {
+  return servePdFront({
     engine: 'sim',
-    url: `http://${urlHost}:${port}`,
-    model: backend.modelId,
-    kvEvents: options.kvEvents,
-  };
-  process.stdout.write(`${JSON.stringify(ready)}\n`);
-  const why = await Promise.race([untilSignal(), parent.gone.then(() => 'parent-gone' as const)]);
-  parent.stop();
-  process.stderr.on('error', () => {});
-  process.stderr.write(`switchyard engine sim (P/D ${pd.options.role}): ${why}, draining\n`);
-  await front.close();
-  await inner.close(why === 'parent-gone' ? 1000 : options.shutdownTimeoutS * 1000);
-  await options.release?.();
-  if (why === 'parent-gone') process.exit(0);
+    role: pd.options.role,
+    backend: new PdSimBackend(backend, pd),
+    host: options.host,
+    port: options.port,
+    maxWaiting: options.maxWaiting,
+    shutdownTimeoutS: options.shutdownTimeoutS,
+    front: (innerPort) => new PdFrontServer(pd, innerPort),
+    addressWhat: '',
+    listening: (port) => {
+      pd.host = options.host;
+      pd.port = port;
+      return { kvEvents: options.kvEvents };
+    },
+    release: async () => {
+      await options.release?.();
+    },
+  });
 }

@@ -1,0 +1,295 @@
+/**
+ * The front server both built-in engines put on their public port when they run as one side of a
+ * prefill/decode pair (`sim`: sim/pd-engine.ts, `llama`: llama/pd.ts): the engine's ordinary OpenAI
+ * server listens on a loopback port, and the front server reads and writes the P/D fields
+ * (`kv_transfer_params`, SGLang's bootstrap fields), proxies everything else, and serves /pd/stats.
+ * What each engine does with the KV (a modelled wait, or a real state over TCP) stays in its module:
+ * a subclass routes requests (`handle`) and uses the machinery here to reach the inner server.
+ */
+import {
+  Agent,
+  createServer,
+  type IncomingMessage,
+  request,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { untilSignal, whenParentGone } from '../adapters/process-signals.ts';
+import { SwitchyardError } from '../core/errors.ts';
+import type { EngineBackend } from './backend.ts';
+import { startOpenAiServer } from './openai-server.ts';
+import type { EngineReadyLine } from './run-engine.ts';
+
+/** Request bodies the front server reads, as the OpenAI server bounds them. */
+export const FRONT_BODY_BYTES_MAX = 32 << 20;
+/** Bytes of a prefill answer the front server reads to rewrite it (a one-token answer is a few KB). */
+export const PREFILL_ANSWER_BYTES_MAX = 1 << 20;
+/** Sockets the front server keeps to its inner server. */
+const INNER_SOCKETS_MAX = 1024;
+/** Idle keep-alive connections from the gateway stay open this long (longer than its pool's idle). */
+const FRONT_KEEP_ALIVE_MS = 30_000;
+/** On close, connections still busy after this long are cut. */
+const CLOSE_GRACE_MS = 1000;
+
+/** A whole answer from the inner server. */
+export interface InnerAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** A body read whole; over `bytesMax` the stream is destroyed and `tooLarge` rejects. */
+export function readBody(
+  stream: IncomingMessage,
+  bytesMax: number,
+  tooLarge: () => Error = () =>
+    new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', `request body over ${bytesMax} bytes`),
+): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > bytesMax) {
+        stream.destroy();
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.on('error', reject);
+  });
+}
+
+/** A JSON answer with its length. */
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** An OpenAI-style error answer; once headers went out, the connection is cut instead. */
+export function sendError(res: ServerResponse, error: SwitchyardError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, error.status, error.toJSON());
+}
+
+/** What the front server sends the inner server in a proxied request. */
+export interface PassTarget {
+  readonly path: string;
+  readonly method: string;
+  readonly headers: Record<string, string | number>;
+  /** A buffer or the client's own stream; undefined: no body. */
+  readonly body: Buffer | IncomingMessage | undefined;
+}
+
+/**
+ * The machinery of a P/D front server: listening, closing, whole answers from the inner server and
+ * streamed proxying. `label` starts its error messages ("P/D front", "llama P/D front").
+ */
+export abstract class PdFrontBase {
+  private readonly http: Server;
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: INNER_SOCKETS_MAX });
+  private nextTag = 0;
+
+  constructor(
+    protected readonly innerPort: number,
+    private readonly label: string,
+  ) {
+    this.http = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+      this.handle(req, res).catch((error: unknown) =>
+        sendError(
+          res,
+          error instanceof SwitchyardError
+            ? error
+            : new SwitchyardError('SY_ERR_INTERNAL', `${this.label}: ${(error as Error).message}`),
+        ),
+      );
+    });
+    this.http.keepAliveTimeout = FRONT_KEEP_ALIVE_MS;
+  }
+
+  /** Routes one client request. */
+  protected abstract handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+
+  /** A proxied request tagged `tag` ended or failed before its answer finished: drop its state. */
+  protected untag(_tag: string): void {}
+
+  /** Listens; resolves with the port. */
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(port, host, () => {
+        this.http.off('error', reject);
+        resolve((this.http.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  /** Stops listening; busy connections are cut after CLOSE_GRACE_MS. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.http.close(() => resolve());
+      this.http.closeIdleConnections();
+      setTimeout(() => this.http.closeAllConnections(), CLOSE_GRACE_MS).unref();
+      this.agent.destroy();
+    });
+  }
+
+  /** A fresh tag for a P/D request (the inner server's generation id is `cmpl-TAG`). */
+  protected newTag(): string {
+    return `pd${(this.nextTag++).toString(36)}`;
+  }
+
+  /** A whole answer from the inner server (bounded by `bytesMax`), the request tagged when `tag` is set. */
+  protected inner(
+    path: string,
+    body: Record<string, unknown>,
+    bytesMax: number,
+    tag?: string,
+  ): Promise<InnerAnswer> {
+    return new Promise((resolve, reject) => {
+      const payload = Buffer.from(JSON.stringify(body));
+      const headers: Record<string, string | number> = {
+        'content-type': 'application/json',
+        'content-length': payload.length,
+      };
+      if (tag !== undefined) headers['x-request-id'] = tag;
+      const upstream = request(
+        { host: '127.0.0.1', port: this.innerPort, path, method: 'POST', agent: this.agent, headers },
+        (r) => {
+          const type = r.headers['content-type'];
+          readBody(r, bytesMax, () => new Error(`inner answer over ${bytesMax} bytes`)).then(
+            (b) =>
+              resolve({
+                status: r.statusCode ?? 502,
+                headers: { 'content-type': typeof type === 'string' ? type : 'application/json' },
+                body: b,
+              }),
+            reject,
+          );
+        },
+      );
+      upstream.on('error', reject);
+      upstream.end(payload);
+    });
+  }
+
+  /** Sends a whole inner answer to the client as it came. */
+  protected relay(res: ServerResponse, answer: InnerAnswer): void {
+    res.writeHead(answer.status, { ...answer.headers, 'content-length': answer.body.length });
+    res.end(answer.body);
+  }
+
+  /** Proxies to the inner server, streaming the answer back; a client that leaves aborts it. */
+  protected proxy(res: ServerResponse, target: PassTarget, tag?: string): void {
+    const headers = { ...target.headers };
+    if (tag !== undefined) headers['x-request-id'] = tag;
+    const upstream = request(
+      {
+        host: '127.0.0.1',
+        port: this.innerPort,
+        path: target.path,
+        method: target.method,
+        agent: this.agent,
+        headers,
+      },
+      (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      },
+    );
+    upstream.on('error', (error) => {
+      if (tag !== undefined) this.untag(tag);
+      sendError(
+        res,
+        new SwitchyardError('SY_ERR_INTERNAL', `${this.label}: the engine failed: ${error.message}`),
+      );
+    });
+    res.on('close', () => {
+      if (tag !== undefined) this.untag(tag);
+      if (!res.writableFinished) upstream.destroy();
+    });
+    if (target.body instanceof Buffer) upstream.end(target.body);
+    else if (target.body !== undefined) (target.body as IncomingMessage).pipe(upstream);
+    else upstream.end();
+  }
+}
+
+/** How to serve an engine behind a P/D front server, and the engine's own parts of it. */
+export interface ServePdFrontOptions {
+  readonly engine: 'sim' | 'llama';
+  readonly role: 'prefill' | 'decode';
+  /** What the inner OpenAI server serves. */
+  readonly backend: EngineBackend;
+  readonly host: string;
+  readonly port: number;
+  readonly maxWaiting?: number | undefined;
+  readonly shutdownTimeoutS: number;
+  /** The front server over the inner server's port. */
+  readonly front: (innerPort: number) => PdFrontBase;
+  /** Runs before the front server listens (a KV server's start); a throw is a listen failure. */
+  readonly start?: () => Promise<void>;
+  /** What to name in the error when an address is taken. */
+  readonly addressWhat: string;
+  /** The front server listens on `port`; the ready line's fields past the common ones. */
+  readonly listening: (port: number) => Partial<EngineReadyLine> & Record<string, unknown>;
+  /** After the ready line (a backend that reports readiness). */
+  readonly afterReady?: () => void;
+  /** Frees the engine's own parts, after a failed start (`failed`) or the drain. */
+  readonly release: (failed: boolean) => Promise<void>;
+}
+
+/**
+ * Serves an engine as one side of a P/D pair until SIGTERM or SIGINT (or its supervisor's death):
+ * the OpenAI server on a loopback port, the front server on `host:port`, the ready line naming the
+ * front server.
+ */
+export async function servePdFront(options: ServePdFrontOptions): Promise<void> {
+  const parent = whenParentGone();
+  const inner = await startOpenAiServer(options.backend, {
+    host: '127.0.0.1',
+    port: 0,
+    ownedBy: `switchyard-${options.engine}`,
+    ...(options.maxWaiting === undefined ? {} : { maxWaiting: options.maxWaiting }),
+  });
+  const front = options.front(inner.port);
+  let port: number;
+  try {
+    await options.start?.();
+    port = await front.listen(options.host, options.port);
+  } catch (error) {
+    parent.stop();
+    await inner.close(0);
+    await options.release(true);
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `invalid port '${options.host}:${options.port}'${options.addressWhat}: expected a free address to listen on (${(error as Error).message})`,
+      { param: 'port' },
+    );
+  }
+  const urlHost = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const ready: EngineReadyLine = {
+    event: 'ready',
+    engine: options.engine,
+    url: `http://${urlHost}:${port}`,
+    model: options.backend.modelId,
+    kvEvents: null,
+    ...options.listening(port),
+  };
+  process.stdout.write(`${JSON.stringify(ready)}\n`);
+  options.afterReady?.();
+  const why = await Promise.race([untilSignal(), parent.gone.then(() => 'parent-gone' as const)]);
+  parent.stop();
+  process.stderr.on('error', () => {});
+  process.stderr.write(`switchyard engine ${options.engine} (P/D ${options.role}): ${why}, draining\n`);
+  await front.close();
+  await inner.close(why === 'parent-gone' ? 1000 : options.shutdownTimeoutS * 1000);
+  await options.release(false);
+  if (why === 'parent-gone') process.exit(0);
+}
