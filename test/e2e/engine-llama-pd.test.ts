@@ -7,15 +7,17 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, createConnection, createServer, type Server } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { droppingProxy } from '../../src/adapters/kv-transfer/test-support.ts';
 import type { LlamaPdStats } from '../../src/engine-servers/llama/pd.ts';
 import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../src/engine-servers/llama/tiny-gguf.ts';
+import { writePdConfig } from './support/pd.ts';
 import { startServe } from './support/serve.ts';
 import { killAll } from './support/wait.ts';
 
@@ -198,7 +200,7 @@ test('a transfer whose connection drops is retried, and the answer is unchanged'
   const alone = await post(single.url, request);
   let proxy: { server: Server; port: number } | undefined;
   const pd = await pdCompletion(request, async (params) => {
-    proxy = await droppingProxyTo(params['remote_port'] as number, 4096, 1);
+    proxy = await droppingProxy(params['remote_port'] as number, 4096, 1);
     return { ...params, remote_port: proxy.port };
   });
   proxy?.server.close();
@@ -215,7 +217,7 @@ test('a transfer that cannot happen ends in a local prefill with the same answer
   const alone = await post(single.url, request);
   let proxy: { server: Server; port: number } | undefined;
   const pd = await pdCompletion(request, async (params) => {
-    proxy = await droppingProxyTo(params['remote_port'] as number, 0, 100);
+    proxy = await droppingProxy(params['remote_port'] as number, 0, 100);
     return { ...params, remote_port: proxy.port };
   });
   proxy?.server.close();
@@ -229,20 +231,13 @@ test("through switchyard serve: the gateway's vLLM flow drives the llama pair, s
   const dir = mkdtempSync(join(tmpdir(), 'sy-llama-pd-'));
   const children: ChildProcess[] = [];
   try {
-    const config = join(dir, 'pd.yaml');
-    const backend = (id: string, url: string, role: string) => ({
-      id,
-      type: 'llama',
-      url,
-      models: [MODEL],
-      role,
-      pdProtocol: 'vllm',
-    });
-    writeFileSync(
-      config,
-      JSON.stringify({
-        backends: [backend('p0', prefill.url, 'prefill'), backend('d0', decode.url, 'decode')],
-      }),
+    const config = writePdConfig(
+      dir,
+      [
+        { id: 'p0', url: prefill.url, role: 'prefill' },
+        { id: 'd0', url: decode.url, role: 'decode' },
+      ],
+      { type: 'llama', model: MODEL, protocol: 'vllm' },
     );
     const serve = await startServe(['--config', config], children);
     const before = await stats(decode);
@@ -257,32 +252,3 @@ test("through switchyard serve: the gateway's vLLM flow drives the llama pair, s
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-/** A TCP proxy to `port` that cuts its first `drops` connections once `afterBytes` bytes came back. */
-async function droppingProxyTo(
-  port: number,
-  afterBytes: number,
-  drops: number,
-): Promise<{ server: Server; port: number }> {
-  let dropped = 0;
-  const server = createServer((client) => {
-    const upstream = createConnection({ host: '127.0.0.1', port });
-    const cut = dropped++ < drops;
-    let sent = 0;
-    client.on('data', (c) => upstream.write(c));
-    upstream.on('data', (c: Buffer) => {
-      sent += c.length;
-      if (cut && sent > afterBytes) {
-        client.destroy();
-        upstream.destroy();
-        return;
-      }
-      client.write(c);
-    });
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
-    client.on('close', () => upstream.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as AddressInfo).port };
-}

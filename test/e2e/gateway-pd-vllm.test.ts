@@ -9,45 +9,19 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { MODEL, type SimCluster, startSims, Teardown } from './support/cluster.ts';
-import { type ServeProcess, startServe } from './support/serve.ts';
+import { type SimCluster, Teardown } from './support/cluster.ts';
+import { chat, json, pdStats, startSimPd } from './support/pd.ts';
+import type { ServeProcess } from './support/serve.ts';
 import { killAll, until } from './support/wait.ts';
 
 const teardown = new Teardown();
 const children: ChildProcess[] = [];
-const dir = mkdtempSync(join(tmpdir(), 'sy-pd-vllm-'));
 let prefill: SimCluster;
 let decode: SimCluster;
 let serve: ServeProcess;
 /** Short, so the uncollected-KV test waits little. */
 const RELEASE_MS = 1500;
-
-const ENGINE = ['--time-scale', '0.05', '--kv-events', 'none', '--pd-protocol', 'vllm'];
-
-async function json(
-  url: string,
-  init?: RequestInit,
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(20_000) });
-  return { status: r.status, body: (await r.json()) as Record<string, unknown> };
-}
-
-const chat = (extra: Record<string, unknown> = {}): RequestInit => ({
-  method: 'POST',
-  headers: { 'content-type': 'application/json' },
-  body: JSON.stringify({
-    model: MODEL,
-    messages: [{ role: 'user', content: 'a prompt long enough to fill a few KV blocks '.repeat(20) }],
-    max_tokens: 12,
-    ...extra,
-  }),
-});
-
-const pdStats = (url: string) => json(`${url}/pd/stats`).then((r) => r.body);
 
 /** The prefill engines' stats summed: the count of max_tokens 1, collected and held transfers. */
 async function prefillTotals(): Promise<{
@@ -69,40 +43,19 @@ async function prefillTotals(): Promise<{
 }
 
 before(async () => {
-  prefill = await startSims(
-    2,
-    [...ENGINE, '--pd-role', 'prefill', '--kv-release-timeout-ms', String(RELEASE_MS)],
+  ({ prefill, decode, serve } = await startSimPd({
+    protocol: 'vllm',
+    prefills: 2,
+    decodes: 2,
+    releaseMs: RELEASE_MS,
     teardown,
-  );
-  decode = await startSims(2, [...ENGINE, '--pd-role', 'decode', '--kv-link-gbps', '400'], teardown);
-  const config = join(dir, 'pd.yaml');
-  const backend = (id: string, url: string, role: string) => ({
-    id,
-    type: 'sim',
-    url,
-    models: [MODEL],
-    role,
-    pdProtocol: 'vllm',
-  });
-  writeFileSync(
-    config,
-    JSON.stringify({
-      backends: [
-        backend('p0', prefill.engines[0]?.url as string, 'prefill'),
-        backend('p1', prefill.engines[1]?.url as string, 'prefill'),
-        backend('d0', decode.engines[0]?.url as string, 'decode'),
-        backend('d1', decode.engines[1]?.url as string, 'decode'),
-      ],
-      routing: { policy: 'round-robin' },
-    }),
-  );
-  serve = await startServe(['--config', config], children);
+    children,
+  }));
 });
 
 after(async () => {
   await killAll(children);
   await teardown.run();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('vLLM P/D through the gateway', { timeout: 60_000 }, () => {

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, createConnection, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { controlFrame, FrameDecoder, FrameType, frameHeader } from './framing.ts';
 import { fetchKvState, KvStateServer } from './kv-transfer.ts';
+import { droppingProxy } from './test-support.ts';
 
 /** Most bytes one socket read delivers (libuv reads into 64 KiB buffers). */
 const SOCKET_READ_BYTES_MAX = 64 << 10;
@@ -168,32 +168,3 @@ describe('KV state transfer over loopback', () => {
     await small.close();
   });
 });
-
-/** A TCP proxy to `port` that cuts its first `drops` connections after `afterBytes` server bytes. */
-async function droppingProxy(
-  port: number,
-  afterBytes: number,
-  drops: number,
-): Promise<{ server: Server; port: number }> {
-  let dropped = 0;
-  const server = createServer((client) => {
-    const upstream = createConnection({ host: '127.0.0.1', port });
-    const cut = dropped++ < drops;
-    let sent = 0;
-    client.on('data', (c) => upstream.write(c));
-    upstream.on('data', (c: Buffer) => {
-      sent += c.length;
-      if (cut && sent > afterBytes) {
-        client.destroy();
-        upstream.destroy();
-        return;
-      }
-      client.write(c);
-    });
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
-    client.on('close', () => upstream.destroy());
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { server, port: (server.address() as AddressInfo).port };
-}
