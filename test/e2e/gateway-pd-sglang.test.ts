@@ -8,49 +8,38 @@
  * with a clean error, promptly, with balanced counters.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
-import { type SimCluster, Teardown } from './support/cluster.ts';
-import { chat, json, pdStats, startSimPd } from './support/pd.ts';
-import type { ServeProcess } from './support/serve.ts';
-import { killAll, until } from './support/wait.ts';
+import { describe, it } from 'node:test';
+import {
+  balancedStats,
+  chat,
+  json,
+  pdStats,
+  simPdCluster,
+  streamChat,
+  untilReleasedOnTimeout,
+} from './support/pd.ts';
 
-const teardown = new Teardown();
-const children: ChildProcess[] = [];
-let prefill: SimCluster;
-let decode: SimCluster;
-let serve: ServeProcess;
 /** Short, so the uncollected-KV test waits little. */
 const RELEASE_MS = 1500;
-
-before(async () => {
-  ({ prefill, decode, serve } = await startSimPd({
-    protocol: 'sglang',
-    prefills: 1,
-    decodes: 2,
-    releaseMs: RELEASE_MS,
-    extra: { healthCheck: { intervalMs: 200 } },
-    teardown,
-    children,
-  }));
-});
-
-after(async () => {
-  await killAll(children);
-  await teardown.run();
+const cluster = simPdCluster({
+  protocol: 'sglang',
+  prefills: 1,
+  decodes: 2,
+  releaseMs: RELEASE_MS,
+  extra: { healthCheck: { intervalMs: 200 } },
 });
 
 describe('SGLang P/D through the gateway', { timeout: 60_000 }, () => {
   it('answers with the decode engine, which collected the room the prefill engine filled', async () => {
-    const r = await json(`${serve.url}/v1/chat/completions`, chat());
+    const r = await json(`${cluster.serve.url}/v1/chat/completions`, chat());
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const usage = r.body['usage'] as { completion_tokens: number; prompt_tokens: number };
     assert.equal(usage.completion_tokens, 12, 'the decode answer, not the prefill one token');
-    const p = await pdStats(prefill.engines[0]?.url as string);
+    const p = await pdStats(cluster.prefill.engines[0]?.url as string);
     assert.equal(p['requests'], 1);
     assert.equal(p['releasedCollected'], 1, 'the decode collected the room');
     assert.equal(p['heldTransfers'], 0);
-    const d = await Promise.all(decode.engines.map((e) => pdStats(e.url)));
+    const d = await Promise.all(cluster.decode.engines.map((e) => pdStats(e.url)));
     const served = d.find((s) => s['requests'] === 1) as Record<string, unknown>;
     assert.ok(served !== undefined, 'one decode engine served it');
     assert.ok((served['skippedPrefillTokens'] as number) > 0, 'the decode skipped the prefill');
@@ -59,25 +48,17 @@ describe('SGLang P/D through the gateway', { timeout: 60_000 }, () => {
   });
 
   it('streams the decode answer', async () => {
-    const r = await fetch(`${serve.url}/v1/chat/completions`, {
-      ...chat({ stream: true }),
-      signal: AbortSignal.timeout(20_000),
-    });
-    assert.equal(r.status, 200);
-    const text = await r.text();
-    const events = text.split('\n\n').filter((e) => e.startsWith('data: {'));
-    assert.ok(events.length >= 12, `one event per token at least, got ${events.length}`);
-    assert.ok(text.trimEnd().endsWith('data: [DONE]'));
-    assert.equal((await pdStats(prefill.engines[0]?.url as string))['releasedCollected'], 2);
+    await streamChat(cluster.serve.url);
+    assert.equal((await pdStats(cluster.prefill.engines[0]?.url as string))['releasedCollected'], 2);
   });
 
   it('releases a room no decode collects after the release timeout', async () => {
-    const url = prefill.engines[0]?.url as string;
+    const url = cluster.prefill.engines[0]?.url as string;
     const before = await pdStats(url);
     const body = JSON.parse(chat().body as string) as Record<string, unknown>;
     Object.assign(body, {
       bootstrap_host: '127.0.0.1',
-      bootstrap_port: prefill.engines[0]?.port,
+      bootstrap_port: cluster.prefill.engines[0]?.port,
       bootstrap_room: 7,
     });
     const r = await json(`${url}/v1/chat/completions`, { ...chat(), body: JSON.stringify(body) });
@@ -85,29 +66,22 @@ describe('SGLang P/D through the gateway', { timeout: 60_000 }, () => {
     const usage = r.body['usage'] as { completion_tokens: number };
     assert.equal(usage.completion_tokens, 1, 'a prefill engine runs the prefill only');
     assert.equal((await pdStats(url))['heldTransfers'], 1, 'the room holds its KV');
-    await until(
-      'the uncollected room released',
-      async () => (await pdStats(url))['releasedTimeout'] === (before['releasedTimeout'] as number) + 1,
-      RELEASE_MS * 10,
-      50,
-    );
+    await untilReleasedOnTimeout(url, before, RELEASE_MS);
     assert.equal((await pdStats(url))['heldBytes'], 0);
   });
 
   it('ends requests with a clean error when the prefill engine is killed; counters stay balanced', async () => {
-    await prefill.engines[0]?.kill('SIGKILL');
+    await cluster.prefill.engines[0]?.kill('SIGKILL');
     const results = await Promise.all(
-      Array.from({ length: 2 }, () => json(`${serve.url}/v1/chat/completions`, chat())),
+      Array.from({ length: 2 }, () => json(`${cluster.serve.url}/v1/chat/completions`, chat())),
     );
     for (const r of results) {
       assert.ok(r.status >= 500, `status ${r.status}`);
       const error = r.body['error'] as { code: string; message: string };
       assert.match(error.code, /^SY_ERR_(UPSTREAM|NO_INSTANCE)$/, error.message);
     }
-    const failures = await Promise.all(decode.engines.map((e) => pdStats(e.url)));
-    const stats = (await json(`${serve.url}/stats`)).body;
-    assert.equal(stats['accepted'], (stats['completed'] as number) + (stats['failedTotal'] as number));
-    assert.equal(stats['inFlight'], 0);
+    const failures = await Promise.all(cluster.decode.engines.map((e) => pdStats(e.url)));
+    const stats = await balancedStats(cluster.serve.url);
     assert.equal(stats['completed'], 2);
     const pd = stats['pd'] as Record<string, number>;
     assert.ok(

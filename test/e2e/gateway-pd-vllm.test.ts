@@ -8,20 +8,25 @@
  * retry, never a failed request or an unbalanced counter.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
-import { type SimCluster, Teardown } from './support/cluster.ts';
-import { chat, json, pdStats, startSimPd } from './support/pd.ts';
-import type { ServeProcess } from './support/serve.ts';
-import { killAll, until } from './support/wait.ts';
+import { describe, it } from 'node:test';
+import {
+  balancedStats,
+  chat,
+  json,
+  pdStats,
+  simPdCluster,
+  streamChat,
+  untilReleasedOnTimeout,
+} from './support/pd.ts';
 
-const teardown = new Teardown();
-const children: ChildProcess[] = [];
-let prefill: SimCluster;
-let decode: SimCluster;
-let serve: ServeProcess;
 /** Short, so the uncollected-KV test waits little. */
 const RELEASE_MS = 1500;
+const cluster = simPdCluster({
+  protocol: 'vllm',
+  prefills: 2,
+  decodes: 2,
+  releaseMs: RELEASE_MS,
+});
 
 /** The prefill engines' stats summed: the count of max_tokens 1, collected and held transfers. */
 async function prefillTotals(): Promise<{
@@ -30,7 +35,7 @@ async function prefillTotals(): Promise<{
   collected: number;
   held: number;
 }> {
-  const all = await Promise.all(prefill.engines.filter((e) => e.alive()).map((e) => pdStats(e.url)));
+  const all = await Promise.all(cluster.prefill.engines.filter((e) => e.alive()).map((e) => pdStats(e.url)));
   const t = { maxTokens1: 0, others: 0, collected: 0, held: 0 };
   for (const s of all) {
     for (const [k, n] of Object.entries(s['maxTokensSeen'] as Record<string, number>))
@@ -42,25 +47,9 @@ async function prefillTotals(): Promise<{
   return t;
 }
 
-before(async () => {
-  ({ prefill, decode, serve } = await startSimPd({
-    protocol: 'vllm',
-    prefills: 2,
-    decodes: 2,
-    releaseMs: RELEASE_MS,
-    teardown,
-    children,
-  }));
-});
-
-after(async () => {
-  await killAll(children);
-  await teardown.run();
-});
-
 describe('vLLM P/D through the gateway', { timeout: 60_000 }, () => {
   it('answers with the decode engine, after a one-token prefill whose KV the decode collected', async () => {
-    const r = await json(`${serve.url}/v1/chat/completions`, chat());
+    const r = await json(`${cluster.serve.url}/v1/chat/completions`, chat());
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const usage = r.body['usage'] as { completion_tokens: number; prompt_tokens: number };
     assert.equal(usage.completion_tokens, 12, 'the decode generated max_tokens, not the prefill one token');
@@ -71,7 +60,7 @@ describe('vLLM P/D through the gateway', { timeout: 60_000 }, () => {
       { maxTokens1: 1, others: 0, collected: 1, held: 0 },
       'the prefill engine saw max_tokens 1 and released the KV the decode collected',
     );
-    const d = await Promise.all(decode.engines.map((e) => pdStats(e.url)));
+    const d = await Promise.all(cluster.decode.engines.map((e) => pdStats(e.url)));
     assert.equal(
       d.reduce((n, s) => n + (s['requests'] as number), 0),
       1,
@@ -84,23 +73,15 @@ describe('vLLM P/D through the gateway', { timeout: 60_000 }, () => {
   });
 
   it('streams the decode answer', async () => {
-    const r = await fetch(`${serve.url}/v1/chat/completions`, {
-      ...chat({ stream: true }),
-      signal: AbortSignal.timeout(20_000),
-    });
-    assert.equal(r.status, 200);
+    const r = await streamChat(cluster.serve.url);
     assert.match(r.headers.get('content-type') ?? '', /text\/event-stream/);
-    const text = await r.text();
-    const events = text.split('\n\n').filter((e) => e.startsWith('data: {'));
-    assert.ok(events.length >= 12, `one event per token at least, got ${events.length}`);
-    assert.ok(text.trimEnd().endsWith('data: [DONE]'));
     const p = await prefillTotals();
     assert.equal(p.maxTokens1, 2, 'the streamed request prefilled with max_tokens 1 too');
     assert.equal(p.others, 0);
   });
 
   it('releases KV no decode collects after the release timeout', async () => {
-    const url = prefill.engines[0]?.url as string;
+    const url = cluster.prefill.engines[0]?.url as string;
     const before = await pdStats(url);
     const body = JSON.parse(chat().body as string) as Record<string, unknown>;
     body['max_tokens'] = 1;
@@ -113,14 +94,9 @@ describe('vLLM P/D through the gateway', { timeout: 60_000 }, () => {
     assert.ok(
       Array.isArray(params['remote_block_ids']) && (params['remote_block_ids'] as unknown[]).length > 0,
     );
-    assert.equal(params['remote_port'], prefill.engines[0]?.port);
+    assert.equal(params['remote_port'], cluster.prefill.engines[0]?.port);
     assert.equal((await pdStats(url))['heldTransfers'], 1, 'held until collected or timed out');
-    await until(
-      'the uncollected KV released',
-      async () => (await pdStats(url))['releasedTimeout'] === (before['releasedTimeout'] as number) + 1,
-      RELEASE_MS * 10,
-      50,
-    );
+    await untilReleasedOnTimeout(url, before, RELEASE_MS);
     const after = await pdStats(url);
     assert.equal(after['heldTransfers'], 0);
     assert.equal(after['heldBytes'], 0);
@@ -129,41 +105,37 @@ describe('vLLM P/D through the gateway', { timeout: 60_000 }, () => {
   });
 
   it('retries on the other decode engine when one is killed; the counters stay balanced', async () => {
-    await decode.engines[0]?.kill('SIGKILL');
+    await cluster.decode.engines[0]?.kill('SIGKILL');
     const results = await Promise.all(
-      Array.from({ length: 4 }, () => json(`${serve.url}/v1/chat/completions`, chat())),
+      Array.from({ length: 4 }, () => json(`${cluster.serve.url}/v1/chat/completions`, chat())),
     );
     for (const r of results) assert.equal(r.status, 200, JSON.stringify(r.body));
-    const stats = (await json(`${serve.url}/stats`)).body;
-    assert.equal(stats['accepted'], (stats['completed'] as number) + (stats['failedTotal'] as number));
-    assert.equal(stats['inFlight'], 0);
+    const stats = await balancedStats(cluster.serve.url);
     assert.equal(stats['completed'], 6);
     assert.ok((stats['retries'] as number) >= 1, 'a request routed to the dead engine was retried');
     const pd = stats['pd'] as Record<string, number>;
     assert.equal(pd['prefillFailures'], 0);
-    const alive = await pdStats(decode.engines[1]?.url as string);
+    const alive = await pdStats(cluster.decode.engines[1]?.url as string);
     assert.ok((alive['requests'] as number) >= 4, 'every request after the kill decoded on the live engine');
   });
 
   it('retries a failed prefill leg once on another prefill engine', async () => {
-    await prefill.engines[0]?.kill('SIGKILL');
+    await cluster.prefill.engines[0]?.kill('SIGKILL');
     const results = await Promise.all(
-      Array.from({ length: 2 }, () => json(`${serve.url}/v1/chat/completions`, chat())),
+      Array.from({ length: 2 }, () => json(`${cluster.serve.url}/v1/chat/completions`, chat())),
     );
     for (const r of results) assert.equal(r.status, 200, JSON.stringify(r.body));
-    const pd = (await json(`${serve.url}/stats`)).body['pd'] as Record<string, number>;
+    const pd = (await json(`${cluster.serve.url}/stats`)).body['pd'] as Record<string, number>;
     assert.ok((pd['prefillFailures'] as number) >= 1, 'a prefill leg went to the dead engine');
     assert.ok((pd['prefillRetries'] as number) >= 1, 'and was retried on the live one');
   });
 
   it('ends in a clean error when no prefill engine is left; nothing hangs, counters balance', async () => {
-    await prefill.engines[1]?.kill('SIGKILL');
-    const r = await json(`${serve.url}/v1/chat/completions`, chat());
+    await cluster.prefill.engines[1]?.kill('SIGKILL');
+    const r = await json(`${cluster.serve.url}/v1/chat/completions`, chat());
     assert.ok(r.status === 502 || r.status === 503, `status ${r.status}`);
     const error = r.body['error'] as { code: string; message: string };
     assert.match(error.code, /^SY_ERR_(PD_PREFILL_FAILED|NO_INSTANCE)$/, error.message);
-    const stats = (await json(`${serve.url}/stats`)).body;
-    assert.equal(stats['accepted'], (stats['completed'] as number) + (stats['failedTotal'] as number));
-    assert.equal(stats['inFlight'], 0);
+    await balancedStats(cluster.serve.url);
   });
 });

@@ -48,6 +48,7 @@ import {
   sendJson,
   servePdFront,
 } from '../pd-front.ts';
+import type { ServeEngineOptions } from '../run-engine.ts';
 
 /** The P/D side an engine plays and how. */
 export interface PdEngineOptions {
@@ -634,14 +635,7 @@ function overloaded(): SwitchyardError {
 }
 
 /** How to serve a P/D sim engine (serveEngine's options, for the front server's life). */
-export interface ServePdOptions {
-  readonly host: string;
-  readonly port: number;
-  readonly maxWaiting?: number | undefined;
-  readonly shutdownTimeoutS: number;
-  readonly kvEvents: string | null;
-  readonly release?: () => Promise<void>;
-}
+export type ServePdOptions = Omit<ServeEngineOptions, 'engine'>;
 
 /**
  * Serves `backend` as one side of a P/D pair until SIGTERM or SIGINT (or its supervisor's death):

@@ -3,12 +3,15 @@
  * of `sim` P/D engines (prefill and decode sides of one protocol) behind a serve, with the small
  * request helpers those tests share.
  */
+import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MODEL, REQUEST_DEADLINE_MS, type SimCluster, startSims, type Teardown } from './cluster.ts';
+import { after, before } from 'node:test';
+import { MODEL, REQUEST_DEADLINE_MS, type SimCluster, startSims, Teardown } from './cluster.ts';
 import { type ServeProcess, startServe } from './serve.ts';
+import { killAll, until } from './wait.ts';
 
 /** One P/D backend of a serve config. */
 export interface PdBackend {
@@ -57,32 +60,62 @@ export interface SimPd {
 }
 
 /**
- * Starts `prefills` prefill and `decodes` decode sim engines speaking `protocol` (time scale 0.05,
- * a 400 Gb/s modelled link, KV released after `releaseMs` uncollected) and a serve over them, with
- * the config fields in `extra`. The engines and the config folder go with `teardown`, serve with
- * `children`.
+ * A test file's sim P/D cluster: registers the file's `before` hook, which starts `prefills`
+ * prefill and `decodes` decode sim engines speaking `protocol` (time scale 0.05, a 400 Gb/s
+ * modelled link, KV released after `releaseMs` uncollected) and a serve over them with the config
+ * fields in `extra`, and its `after` hook, which stops them all. Read the fields in tests only.
  */
-export async function startSimPd(options: {
+export function simPdCluster(options: {
   readonly protocol: 'vllm' | 'sglang';
   readonly prefills: number;
   readonly decodes: number;
   readonly releaseMs: number;
   readonly extra?: Record<string, unknown>;
-  readonly teardown: Teardown;
-  readonly children: ChildProcess[];
-}): Promise<SimPd> {
+}): SimPd {
+  const teardown = new Teardown();
+  const children: ChildProcess[] = [];
+  let started: SimPd | undefined;
+  const get = (): SimPd => {
+    if (started === undefined) throw new Error('the P/D cluster is read before its before hook ran');
+    return started;
+  };
+  before(async () => {
+    started = await startSimPd(options, teardown, children);
+  });
+  after(async () => {
+    await killAll(children);
+    await teardown.run();
+  });
+  return {
+    get prefill() {
+      return get().prefill;
+    },
+    get decode() {
+      return get().decode;
+    },
+    get serve() {
+      return get().serve;
+    },
+  };
+}
+
+async function startSimPd(
+  options: Parameters<typeof simPdCluster>[0],
+  teardown: Teardown,
+  children: ChildProcess[],
+): Promise<SimPd> {
   const dir = mkdtempSync(join(tmpdir(), `sy-pd-${options.protocol}-`));
-  options.teardown.add(() => rmSync(dir, { recursive: true, force: true }));
+  teardown.add(() => rmSync(dir, { recursive: true, force: true }));
   const engine = ['--time-scale', '0.05', '--kv-events', 'none', '--pd-protocol', options.protocol];
   const prefill = await startSims(
     options.prefills,
     [...engine, '--pd-role', 'prefill', '--kv-release-timeout-ms', String(options.releaseMs)],
-    options.teardown,
+    teardown,
   );
   const decode = await startSims(
     options.decodes,
     [...engine, '--pd-role', 'decode', '--kv-link-gbps', '400'],
-    options.teardown,
+    teardown,
   );
   const backends: PdBackend[] = [
     ...prefill.engines.map((e, i) => ({ id: `p${i}`, url: e.url, role: 'prefill' as const })),
@@ -94,7 +127,7 @@ export async function startSimPd(options: {
     protocol: options.protocol,
     extra: { routing: { policy: 'round-robin' }, ...options.extra },
   });
-  const serve = await startServe(['--config', config], options.children);
+  const serve = await startServe(['--config', config], children);
   return { prefill, decode, serve };
 }
 
@@ -122,3 +155,39 @@ export const chat = (extra: Record<string, unknown> = {}): RequestInit => ({
 /** A P/D engine's `/pd/stats`. */
 export const pdStats = (url: string): Promise<Record<string, unknown>> =>
   json(`${url}/pd/stats`).then((r) => r.body);
+
+/** Streams `chat()` through `url`: a 200, one event per token at least, and `[DONE]` last. */
+export async function streamChat(url: string): Promise<Response> {
+  const r = await fetch(`${url}/v1/chat/completions`, {
+    ...chat({ stream: true }),
+    signal: AbortSignal.timeout(REQUEST_DEADLINE_MS),
+  });
+  assert.equal(r.status, 200);
+  const text = await r.text();
+  const events = text.split('\n\n').filter((e) => e.startsWith('data: {'));
+  assert.ok(events.length >= 12, `one event per token at least, got ${events.length}`);
+  assert.ok(text.trimEnd().endsWith('data: [DONE]'));
+  return r;
+}
+
+/** Waits until the prefill engine at `url` released one more transfer on its timeout than in `before`. */
+export async function untilReleasedOnTimeout(
+  url: string,
+  before: Record<string, unknown>,
+  releaseMs: number,
+): Promise<void> {
+  await until(
+    'the uncollected KV released',
+    async () => (await pdStats(url))['releasedTimeout'] === (before['releasedTimeout'] as number) + 1,
+    releaseMs * 10,
+    50,
+  );
+}
+
+/** The gateway's /stats, checked balanced: every accepted request completed or failed, none in flight. */
+export async function balancedStats(serveUrl: string): Promise<Record<string, unknown>> {
+  const stats = (await json(`${serveUrl}/stats`)).body;
+  assert.equal(stats['accepted'], (stats['completed'] as number) + (stats['failedTotal'] as number));
+  assert.equal(stats['inFlight'], 0);
+  return stats;
+}
