@@ -194,35 +194,45 @@ test('a decode streams its answer, the same text', async () => {
   assert.equal(text, alone.text);
 });
 
-test('a transfer whose connection drops is retried, and the answer is unchanged', async () => {
+/**
+ * `request` on one engine, then through the pair with the decode fetching its state via a proxy
+ * that cuts its first `drops` connections after `afterBytes`: both answers (the same text, checked)
+ * and the decode's stats before and after.
+ */
+async function throughDroppingProxy(
+  request: Record<string, unknown>,
+  afterBytes: number,
+  drops: number,
+): Promise<{
+  alone: Answer;
+  pd: { prefill: Answer; decode: Answer };
+  before: LlamaPdStats;
+  after: LlamaPdStats;
+}> {
   const before = await stats(decode);
-  const request = { prompt: PROMPTS[1], max_tokens: 16, temperature: 0 };
   const alone = await post(single.url, request);
   let proxy: { server: Server; port: number } | undefined;
   const pd = await pdCompletion(request, async (params) => {
-    proxy = await droppingProxy(params['remote_port'] as number, 4096, 1);
+    proxy = await droppingProxy(params['remote_port'] as number, afterBytes, drops);
     return { ...params, remote_port: proxy.port };
   });
   proxy?.server.close();
   const after = await stats(decode);
   assert.equal(pd.decode.text, alone.text);
+  return { alone, pd, before, after };
+}
+
+test('a transfer whose connection drops is retried, and the answer is unchanged', async () => {
+  const request = { prompt: PROMPTS[1], max_tokens: 16, temperature: 0 };
+  const { alone, pd, before, after } = await throughDroppingProxy(request, 4096, 1);
   assert.equal(after.transferRetries - before.transferRetries, 1);
   assert.equal(after.imported - before.imported, 1);
   assert.equal(pd.decode.usage.prompt_tokens_details.cached_tokens, alone.usage.prompt_tokens - 1);
 });
 
 test('a transfer that cannot happen ends in a local prefill with the same answer', async () => {
-  const before = await stats(decode);
   const request = { prompt: PROMPTS[0], max_tokens: 16, temperature: 0.8, seed: 3 };
-  const alone = await post(single.url, request);
-  let proxy: { server: Server; port: number } | undefined;
-  const pd = await pdCompletion(request, async (params) => {
-    proxy = await droppingProxy(params['remote_port'] as number, 0, 100);
-    return { ...params, remote_port: proxy.port };
-  });
-  proxy?.server.close();
-  const after = await stats(decode);
-  assert.equal(pd.decode.text, alone.text);
+  const { before, after } = await throughDroppingProxy(request, 0, 100);
   assert.equal(after.localPrefills - before.localPrefills, 1);
   assert.equal(after.imported, before.imported);
 });
