@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { droppingProxy } from '../../src/adapters/kv-transfer/test-support.ts';
 import type { LlamaPdStats } from '../../src/engine-servers/llama/pd.ts';
 import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../src/engine-servers/llama/tiny-gguf.ts';
+import { VLLM_PREFILL_KV_PARAMS } from '../../src/gateway/pd/pd-bodies.ts';
 import { writePdConfig } from './support/pd.ts';
 import { startServe } from './support/serve.ts';
 import { killAll } from './support/wait.ts';
@@ -114,14 +115,7 @@ async function pdCompletion(
     ...request,
     max_tokens: 1,
     stream: false,
-    kv_transfer_params: {
-      do_remote_decode: true,
-      do_remote_prefill: false,
-      remote_engine_id: null,
-      remote_block_ids: null,
-      remote_host: null,
-      remote_port: null,
-    },
+    kv_transfer_params: { ...VLLM_PREFILL_KV_PARAMS },
   });
   assert.ok(first.kv_transfer_params !== undefined, 'the prefill answer carries kv_transfer_params');
   const second = await post(decode.url, {
