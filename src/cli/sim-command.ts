@@ -25,6 +25,7 @@ import {
 } from './sim-autoscaler.ts';
 import { compareAutoscalers, splitNames } from './sim-autoscaler-compare.ts';
 import { comparisonHeader, wroteLines } from './sim-header.ts';
+import { type PdFlags, pdFromFlags, pdOptions } from './sim-pd.ts';
 import { type PlanPdFlags, planPdOptions, runPlanPd } from './sim-plan-pd.ts';
 import { type ServerlessFlags, serverlessFromFlags, serverlessOptions } from './sim-serverless.ts';
 import {
@@ -35,7 +36,7 @@ import {
 } from './sim-time-varying.ts';
 
 /** The flags of `switchyard sim`, as commander hands them over. */
-interface SimFlags extends TimeVaryingFlags, AutoscalerFlags, ServerlessFlags, PlanPdFlags {
+interface SimFlags extends TimeVaryingFlags, AutoscalerFlags, ServerlessFlags, PlanPdFlags, PdFlags {
   config?: string;
   trace?: string;
   workload?: 'poisson' | 'gamma' | 'constant' | 'multi-model' | (typeof TIME_VARYING_WORKLOADS)[number];
@@ -325,6 +326,7 @@ export function registerSimCommand(program: Command): void {
   for (const option of autoscalerOptions()) sim.addOption(option);
   for (const option of serverlessOptions()) sim.addOption(option);
   for (const option of planPdOptions()) sim.addOption(option);
+  for (const option of pdOptions()) sim.addOption(option);
 }
 
 function declared(text: string): string {
@@ -442,6 +444,7 @@ export function resolveSettings(
     control: placed === undefined ? controlFromFlags(flags, file.autoscaler) : undefined,
     placement: placed?.placement,
     serverless,
+    pd: pdFromFlags(flags),
   };
 }
 

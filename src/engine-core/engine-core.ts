@@ -240,6 +240,10 @@ export class EngineCore {
   private prevStepEndMs = Number.NaN;
 
   private pendingPrefill = 0;
+  /** Block-pool mode: the anonymous blocks import reservations hold (any of them serves any hold). */
+  private readonly importBlocks: number[] = [];
+  /** Blocks held for imported KV (P/D) by request id, taken back when it is admitted or aborted. */
+  private importHolds: Map<string, number> | undefined;
   private prefixQueries = 0;
   private prefixHits = 0;
   private preemptCount = 0;
@@ -416,6 +420,7 @@ export class EngineCore {
     if (seq === undefined) return false;
     this.byId.delete(requestId);
     if (seq.state === WAITING) {
+      this.releaseImport(requestId);
       this.waitQueue.remove(seq);
       this.pendingPrefill -= seq.promptLen - seq.computed;
       this.giveTable(seq);
@@ -434,6 +439,41 @@ export class EngineCore {
     }
     seq.state = DONE;
     return true;
+  }
+
+  /**
+   * Holds `blocks` free KV blocks for the request `requestId`, whose KV is about to arrive from
+   * another instance (P/D: the decode side reserves before the transfer starts); false, holding
+   * nothing, when fewer are free. The hold is taken back when that request is admitted (its blocks
+   * then come out of it) or aborted, or by `releaseImport`.
+   */
+  reserveImport(requestId: string, blocks: number): boolean {
+    assert(Number.isInteger(blocks) && blocks >= 0, `bad import reservation ${blocks}`);
+    this.importHolds ??= new Map();
+    const holds = this.importHolds;
+    assert(!holds.has(requestId), `request ${requestId} reserved twice`);
+    if (this.kv.freeCount < blocks) return false;
+    if (this.runs !== undefined) this.runs.allocate(blocks);
+    else for (let j = 0; j < blocks; j++) this.importBlocks.push(this.blockPool.allocate());
+    holds.set(requestId, blocks);
+    return true;
+  }
+
+  /** Gives back the blocks `reserveImport` held for `requestId`; false when it held none. */
+  releaseImport(requestId: string): boolean {
+    const blocks = this.importHolds?.get(requestId);
+    if (blocks === undefined) return false;
+    (this.importHolds as Map<string, number>).delete(requestId);
+    if (this.runs !== undefined) this.runs.freeAnonymous(blocks);
+    else for (let j = 0; j < blocks; j++) this.blockPool.release(this.importBlocks.pop() as number);
+    return true;
+  }
+
+  /** Blocks held by `reserveImport` and not yet taken back, all requests together. */
+  get importReservedBlocks(): number {
+    let n = 0;
+    for (const blocks of this.importHolds?.values() ?? []) n += blocks;
+    return n;
   }
 
   // ---- steps ----
@@ -736,6 +776,8 @@ export class EngineCore {
       assert(seq.state === WAITING && seq.computed === 0, `waiting ${seq.request.id} holds KV`);
       pending += seq.promptLen - seq.computed;
     }
+    // Import reservations hold their blocks too.
+    for (const b of this.importBlocks) refs[b]!++;
     for (let b = 0; b < refs.length; b++) {
       assert(
         refs[b] === this.blockPool.refCount(b),
@@ -825,7 +867,13 @@ export class EngineCore {
         blocks[hits++] = block;
       }
     }
-    const computed = hits * bs;
+    let computed = hits * bs;
+    const imported = seq.request.importedTokens;
+    if (imported !== undefined && seq.preemptions === 0) {
+      // Its reserved blocks go back to the free pool just before the check below takes them again.
+      if (this.importHolds !== undefined) this.releaseImport(seq.request.id);
+      computed = Math.max(computed, Math.min(imported, seq.numTokens - 1));
+    }
     const want = seq.numTokens - computed;
     const n = Math.min(want, budget);
     const newBlocks = Math.ceil((computed + n) / bs) - hits;
@@ -841,12 +889,13 @@ export class EngineCore {
       for (let j = 0; j < hits; j++) pool.touch(blocks[j]!);
       for (let j = 0; j < newBlocks; j++) blocks[hits + j] = pool.allocate();
     }
-    seq.cachedPromptTokens = computed;
+    // Imported tokens are not prefix-cache hits: the cache counters see only the hits.
+    seq.cachedPromptTokens = hits * bs;
     this.pendingPrefill -= computed;
     if (seq.firstScheduledMs < 0) {
       seq.firstScheduledMs = nowMs;
       this.prefixQueries += seq.numTokens;
-      this.prefixHits += computed;
+      this.prefixHits += hits * bs;
     }
     seq.state = RUNNING;
     const slot = this.runCount++;

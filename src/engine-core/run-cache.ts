@@ -354,6 +354,12 @@ export class RunCache {
     if (count > fromFree) this.evict(count - fromFree);
   }
 
+  /** Takes back `count` anonymous blocks handed out by `allocate` and held by no sequence. */
+  freeAnonymous(count: number): void {
+    assert(count >= 0 && this.trulyFree + this.lruFree + count <= this.numBlocks, 'free of unheld blocks');
+    this.trulyFree += count;
+  }
+
   /**
    * Registers the sequence's blocks at positions [hold.done, to) as computed: each becomes a cached
    * block it holds, or stays its own anonymous block where the content is cached already.

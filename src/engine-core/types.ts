@@ -68,6 +68,14 @@ export interface EngineRequest {
    * (EngineCoreOptions.prefixForest); ignored otherwise. The core takes over the path's uses.
    */
   readonly prefixPath?: PrefixPath | undefined;
+  /**
+   * Prompt tokens whose KV arrives from another instance (the decode side of prefill/decode
+   * disaggregation): on its first admission they count as computed, like prefix-cache hits, but in
+   * blocks of its own (those `EngineCore.reserveImport` held for it, when it did). At most
+   * `inputTokens - 1` take effect: one token is always computed here, to sample from. After a
+   * preemption the import is gone and the whole prompt is recomputed, as vLLM's decode side does.
+   */
+  readonly importedTokens?: number | undefined;
 }
 
 /** What the engine reports when a request ends. */

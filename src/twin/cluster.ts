@@ -59,6 +59,8 @@ export interface SimInstanceExtras {
   readonly base?: string | undefined;
   /** Builds an empty engine of the same kind, for a restart; absent: the instance never restarts. */
   readonly newEngine?: (() => EngineCore) | undefined;
+  /** Its role in a disaggregated (P/D) cluster; default 'both' (colocated). */
+  readonly role?: InstanceRole | undefined;
 }
 
 /**
@@ -74,7 +76,7 @@ export interface SimInstanceExtras {
  */
 export class SimInstance extends HostAccounting implements InstanceView {
   readonly models: readonly string[];
-  readonly role: InstanceRole = 'both';
+  readonly role: InstanceRole;
   healthy = true;
   draining = false;
   /** Requests routed here over the run. */
@@ -115,6 +117,7 @@ export class SimInstance extends HostAccounting implements InstanceView {
     super();
     this.engine = engine;
     this.base = more.base ?? model;
+    this.role = more.role ?? 'both';
     this.newEngine = more.newEngine;
     this.models = [model];
     this.exact = scrapeIntervalMs === 0;

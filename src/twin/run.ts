@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { z } from 'zod';
 import { assertNever } from '../core/assert.ts';
+import { invalidArgument } from '../core/errors.ts';
 import type { Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
 import { type EarlyRejectParamsInput, withEarlyReject } from '../policies/admission/early-reject.ts';
@@ -20,6 +21,7 @@ import { engineConfigsFor, type engineOptionsSchema, parseWithSchema, toEngineCo
 import { type ControlSettings, controlPool, type PlacementLogEntry } from './control-host.ts';
 import type { Fault, ReliabilityInput } from './faults.ts';
 import { GOODPUT_DEFAULTS, type GoodputResult, goodputSweep, scaleWorkload } from './goodput.ts';
+import { pdJson } from './pd-host.ts';
 import { type PlacementSettings, placementCluster } from './placement-host.ts';
 import { renderHtmlReport } from './report/html.ts';
 import {
@@ -85,6 +87,21 @@ export interface TwinSettings {
    * then one group per model. Not with `control` or `placement`.
    */
   readonly serverless?: ServerlessSettings | undefined;
+  /**
+   * A disaggregated cluster (src/twin/pd-host.ts): `prefillInstances` + `decodeInstances` instances
+   * of the cluster's one group (its count replaced), `pdPolicy` picking the decode instance. Undefined:
+   * colocated.
+   */
+  readonly pd?: PdRunSettings | undefined;
+}
+
+/** The P/D part of TwinSettings. */
+export interface PdRunSettings {
+  readonly prefillInstances: number;
+  readonly decodeInstances: number;
+  readonly link: string;
+  /** A registered policy type or a name from `policies`. */
+  readonly pdPolicy: string;
 }
 
 /** Policy types that can refuse requests themselves (a `rejectEarly` parameter). */
@@ -134,14 +151,17 @@ export function runTwinSpec(
   // what the run measures.
   const withSlo: WorkloadSpec = spec.slo !== undefined ? spec : { ...spec, slo: settings.slo };
   const source = createWorkload(withSlo, rng.fork('workload'));
+  const pd = settings.pd;
   const cluster =
-    settings.serverless !== undefined
-      ? serverlessCluster(settings.serverless)
-      : settings.placement !== undefined
-        ? placementCluster(settings.placement)
-        : settings.control === undefined
-          ? settings.cluster
-          : controlPool(settings.cluster, settings.control.maxInstances);
+    pd !== undefined
+      ? pdCluster(settings.cluster, pd)
+      : settings.serverless !== undefined
+        ? serverlessCluster(settings.serverless)
+        : settings.placement !== undefined
+          ? placementCluster(settings.placement)
+          : settings.control === undefined
+            ? settings.cluster
+            : controlPool(settings.cluster, settings.control.maxInstances);
   return runSimulation(source, {
     seed: settings.seed,
     cluster,
@@ -162,7 +182,23 @@ export function runTwinSpec(
     placement: settings.placement,
     serverless: settings.serverless,
     onPlacement,
+    pd:
+      pd === undefined
+        ? undefined
+        : {
+            ...pd,
+            // The decode pool's own copy of a policy, as the gateway's decode pool has.
+            decodePolicy: createConfiguredPolicy(pd.pdPolicy, settings.policies, defaultPolicyContext()),
+          },
   });
+}
+
+/** The P/D cluster: the run's one group of GPU, model and TP, prefill plus decode instances of it. */
+function pdCluster(cluster: ClusterSpec, pd: PdRunSettings): ClusterSpec {
+  const group = cluster.groups[0];
+  if (group === undefined || cluster.groups.length !== 1)
+    throw invalidArgument('prefill-instances', pd.prefillInstances, 'a cluster of one group');
+  return { groups: [{ ...group, count: pd.prefillInstances + pd.decodeInstances }] };
 }
 
 /** One policy's run in an experiment: its result at the workload's own rate, and its goodput if swept. */
@@ -254,7 +290,7 @@ export function writeOutputs(
           goodputSweep: toJsonValue(run.goodput),
         };
       }
-      value = { ...value, ...controlJson(run.result) };
+      value = { ...value, ...controlJson(run.result), ...pdJson(run.result.pd) };
       const serverless = run.result.serverless;
       if (serverless !== undefined) {
         // Cold and warm TTFT sit beside the run's own figures: ttftMs.cold, ttftMs.warm.

@@ -12,6 +12,7 @@ import { PrefixForest } from '../engine-core/prefix-forest.ts';
 import type { EngineConfig, EngineListener, EngineRequest } from '../engine-core/types.ts';
 import { kvBlocksThatFit } from '../model/kv.ts';
 import { perfModelFor } from '../model/perf.ts';
+import type { PerfModel } from '../model/types.ts';
 import { type BatchJob, BatchTracker } from '../policies/admission/batch.ts';
 import type { AdmissionConfigInput } from '../policies/admission/config.ts';
 import { createAdmissionController } from '../policies/admission/controller.ts';
@@ -41,6 +42,7 @@ import {
   reliabilityWithDefaults,
 } from './faults.ts';
 import { RunMetrics, SeriesRecorder } from './metrics.ts';
+import { type Handoff, PdHandoffs, type PdOutcome, type PdSettings } from './pd-host.ts';
 import { PlacementHost, type PlacementSettings } from './placement-host.ts';
 import { ClusterSeriesRecorder } from './report/cluster-series.ts';
 import type { BatchJobSummary, SimReportData, SimSummary } from './report/types.ts';
@@ -130,6 +132,12 @@ export interface SimOptions {
    * `control` or `placement`.
    */
   readonly serverless?: ServerlessSettings | undefined;
+  /**
+   * A disaggregated (P/D) cluster (src/twin/pd-host.ts): the cluster's first `prefillInstances`
+   * instances prefill, the other `decodeInstances` decode; `policy` routes over the prefill ones.
+   * Not with `control`, `placement`, `serverless`, `faults` or batch jobs. Undefined: colocated.
+   */
+  readonly pd?: PdSettings | undefined;
 }
 
 /** How the twin's engine cores keep their prefix caches (SimOptions.prefixCache). */
@@ -161,6 +169,8 @@ export interface SimResult {
   readonly placementLog?: readonly PlacementLogEntry[];
   /** With `serverless`: cold and warm TTFT, evictions, pre-warms, loads per tier. */
   readonly serverless?: ServerlessOutcome;
+  /** With `pd`: the transfers' figures. */
+  readonly pd?: PdOutcome;
 }
 
 /** The engine request plus what the twin needs to map it back. */
@@ -173,6 +183,14 @@ interface TwinEngineRequest extends EngineRequest {
   /** Attempts made before this one (0: the first), and the instances they went to. */
   readonly attempt: number;
   readonly tried: readonly string[];
+  /** In a P/D run: which half of the request this is; undefined when colocated. */
+  readonly pdPhase: 'prefill' | 'decode' | undefined;
+}
+
+/** What a P/D hand-off carries besides the request. */
+interface PdPayload {
+  readonly offline: boolean;
+  readonly attempt: number;
 }
 
 const ARRIVAL = -1;
@@ -184,6 +202,7 @@ const FAULT_EDGE = -6;
 const HEALTH_CHECK = -7;
 const RETRY = -8;
 const CONTROL = -9;
+const PD_TRANSFER = -10;
 const NONE_TRIED: readonly string[] = Object.freeze([]);
 const PROGRESS_EVERY = 4096;
 /** The host times one decide call in this many. */
@@ -240,6 +259,14 @@ class Twin {
   private readonly prefixMode: PrefixCacheMode;
   /** The control loops' host; undefined without `control` or `placement` (then nothing below costs anything). */
   private readonly control: TwinControl | undefined;
+  /** P/D hand-offs; undefined when colocated (then nothing below costs anything). */
+  private readonly pd: PdHandoffs<PdPayload> | undefined;
+  /** The decode-role instances the P/D decode pick sees (their own view, as each role's pool has). */
+  private readonly decodeView: { nowMs: number; instances: readonly SimInstance[] } = {
+    nowMs: 0,
+    instances: [],
+  };
+  private readonly pdRng: Rng;
 
   constructor(
     source: RequestSource,
@@ -251,8 +278,15 @@ class Twin {
     this.prefixMode =
       options.policy.onKvEvent !== undefined ? 'blocks-32bit' : (options.prefixCache ?? 'runs');
     this.forest = this.prefixMode === 'blocks-32bit' ? undefined : new PrefixForest(options.engine.blockSize);
+    this.pd = this.buildPd();
+    this.pdRng = new Rng(options.seed).fork('pd-routing');
     this.instances = this.buildInstances();
     this.view.instances = this.instances;
+    if (this.pd !== undefined) {
+      // The run's policy routes over the prefill role's pool; the decode pick has its own.
+      this.view.instances = this.instances.filter((i) => i.role === 'prefill');
+      this.decodeView.instances = this.instances.filter((i) => i.role === 'decode');
+    }
     this.control = this.buildControl();
     this.series = new SeriesRecorder(this.instances, options.seriesPointsMax ?? 400);
     this.clusterSeries = new ClusterSeriesRecorder(options.seriesPointsMax ?? 400);
@@ -306,6 +340,7 @@ class Twin {
       else if (payload === SAMPLE) this.sample();
       else if (payload === SCRAPE) this.scrape();
       else if (payload === HEALTH_CHECK) this.healthCheck();
+      else if (payload === PD_TRANSFER) this.transfersArrived();
       else {
         // The events after which a routing decision may come sooner than the next armed scrape.
         if (payload === ARRIVAL) this.arrival();
@@ -336,6 +371,17 @@ class Twin {
     const faults = this.faults;
     if (faults !== undefined) t = Math.min(t, faults.nextEdgeMs, faults.nextHealthMs, faults.nextRetryMs);
     if (this.control !== undefined) t = Math.min(t, this.control.nextEventMs);
+    if (this.pd !== undefined) t = Math.min(t, this.pd.nextEndMs, this.prefillStepEndMs());
+    return t;
+  }
+
+  /**
+   * The earliest step end of a prefill instance: a prefill may end there and its transfer reach a
+   * decode instance soon after, so no decode instance fuses steps past it.
+   */
+  private prefillStepEndMs(): number {
+    let t = Number.POSITIVE_INFINITY;
+    for (const instance of this.view.instances) if (instance.stepEndMs < t) t = instance.stepEndMs;
     return t;
   }
 
@@ -350,7 +396,12 @@ class Twin {
     let t = this.nowMs;
     engine.finishStep(t);
     // With work queued for admission, a finish may release it to any instance: stay in event order.
-    const barrier = this.admission !== undefined && this.admission.queued > 0 ? t : this.barrierMs();
+    // A decode instance with hand-offs waiting for blocks is looked at after every step.
+    const barrier =
+      (this.admission !== undefined && this.admission.queued > 0) ||
+      (this.pd !== undefined && this.pd.waitingAt(instance.index) > 0)
+        ? t
+        : this.barrierMs();
     for (;;) {
       // Up to the barrier the core may fuse decode-only steps (no one can add, abort or look).
       const durationMs = engine.startStep(t, barrier);
@@ -371,6 +422,7 @@ class Twin {
       engine.finishStep(t);
     }
     if (this.admission !== undefined && this.admission.queued > 0) this.admit();
+    if (this.pd !== undefined && instance.role === 'decode') this.startTransfers(instance);
   }
 
   private pullNext(): void {
@@ -484,7 +536,8 @@ class Twin {
       id: request.id,
       inputTokens: request.inputTokens,
       // Admission hands back the object the workload made: a TwinRequest, whose true length only the engine reads.
-      outputTokens: (request as TwinRequest).trueOutputTokens,
+      // A P/D prefill runs as a request of one output token (vLLM's proxy sends max_tokens 1).
+      outputTokens: this.pd === undefined ? (request as TwinRequest).trueOutputTokens : 1,
       arrivalMs: request.arrivalMs,
       priority: request.priority,
       ...this.prefixOf(request, instance),
@@ -494,6 +547,7 @@ class Twin {
       prefillPending: true,
       attempt,
       tried,
+      pdPhase: this.pd === undefined ? undefined : 'prefill',
     };
     instance.sent(request.inputTokens);
     instance.routed++;
@@ -686,6 +740,7 @@ class Twin {
     if (this.driver !== undefined && this.driver.wakeAtMs !== Number.POSITIVE_INFINITY) return true;
     if (this.faults !== undefined && this.faults.retries.size > 0) return true;
     if (this.control !== undefined && this.control.held > 0) return true;
+    if (this.pd?.busy === true) return true;
     for (const instance of this.instances) if (!Number.isNaN(instance.stepEndMs)) return true;
     return false;
   }
@@ -739,7 +794,8 @@ class Twin {
     if (intervalMs === 0) return;
     let tickMs: number;
     const holding = this.admission !== undefined && this.admission.queued > 0;
-    if (holding || this.options.scrapeEveryTick === true) {
+    // A P/D run also decides when a prefill ends (the decode pick), which no one knows in advance.
+    if (holding || this.options.scrapeEveryTick === true || this.pd !== undefined) {
       if (!holding && !this.hasWork()) return;
       tickMs = this.lastScrapeMs + intervalMs;
     } else {
@@ -815,20 +871,36 @@ class Twin {
     const policy = this.policy;
     const metrics = this.metrics;
     const slo = options.slo;
+    // The decode half of a P/D request reports to the decode pick's policy.
+    const decodePolicy = options.pd?.decodePolicy ?? policy;
     const onFirstToken = (request: EngineRequest, nowMs: number): void => {
       const twin = request as TwinEngineRequest;
       twin.prefillPending = false;
       twin.instance.firstToken(twin.inputTokens);
-      policy.onFirstToken?.(twin.source, twin.instance.id, nowMs);
+      (twin.pdPhase === 'decode' ? decodePolicy : policy).onFirstToken?.(
+        twin.source,
+        twin.instance.id,
+        nowMs,
+      );
     };
     const onFinish: EngineListener['onFinish'] = (result) => {
       const twin = result.request as TwinEngineRequest;
       twin.instance.ended(twin.inputTokens, twin.prefillPending);
+      if (twin.pdPhase === 'prefill') {
+        policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs, 1);
+        this.prefilled(twin, result.finishMs);
+        return;
+      }
       this.faults?.live[twin.instance.index]?.delete(twin);
       if (twin.offline) metrics.batchFinished(result);
       else metrics.finish(result, slo);
       this.control?.onFinish(result, twin.instance, twin.offline);
-      policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs, twin.outputTokens);
+      (twin.pdPhase === 'decode' ? decodePolicy : policy).onCompleted?.(
+        twin.source,
+        twin.instance.id,
+        result.finishMs,
+        twin.outputTokens,
+      );
       if (this.admission !== undefined) {
         const usage = { inputTokens: twin.inputTokens, completionTokens: twin.outputTokens };
         this.admission.onCompleted(twin.source, usage, result.finishMs);
@@ -854,16 +926,27 @@ class Twin {
       assert(config.blockSize === options.engine.blockSize, `group ${g}: blockSize differs from the run's`);
       // The engine's limits set the CUDA-graph capture sizes and the KV left after the profiling run.
       const { maxNumSeqs, maxNumBatchedTokens } = config;
-      const perf = perfModelFor(group.gpu, group.base ?? group.model, group.tp, undefined, { maxNumSeqs });
+      const modelPerf = perfModelFor(group.gpu, group.base ?? group.model, group.tp, undefined, {
+        maxNumSeqs,
+      });
       const blocks =
         config.numGpuBlocksOverride ??
-        kvBlocksThatFit(perf.gpu, perf.model, group.tp, config.gpuMemoryUtilization, config.blockSize, {
-          maxNumSeqs,
-          maxNumBatchedTokens,
-        });
+        kvBlocksThatFit(
+          modelPerf.gpu,
+          modelPerf.model,
+          group.tp,
+          config.gpuMemoryUtilization,
+          config.blockSize,
+          {
+            maxNumSeqs,
+            maxNumBatchedTokens,
+          },
+        );
       for (let k = 0; k < group.count; k++) {
         const index = instances.length;
         const id = `i${index}`;
+        const role = this.roleOf(index);
+        const perf = role === 'decode' ? this.watchedPerf(modelPerf) : modelPerf;
         const listener: EngineListener = { onFirstToken, onFinish, onReject, onInterTokenLatency };
         const onKvEvent = policy.onKvEvent;
         if (onKvEvent !== undefined) {
@@ -893,12 +976,134 @@ class Twin {
             options.engine.blockSize,
             this.view,
             this.scrapeIntervalMs,
-            { base: group.base, newEngine: restart },
+            { base: group.base, newEngine: restart, role },
           ),
         );
       }
     }
     return instances;
+  }
+
+  // ---- disaggregated prefill/decode (src/twin/pd-host.ts) ----
+
+  /** The P/D hand-offs, when the run is disaggregated; checks what it cannot be combined with. */
+  private buildPd(): PdHandoffs<PdPayload> | undefined {
+    const options = this.options;
+    const pd = options.pd;
+    if (pd === undefined) return undefined;
+    const others = [
+      options.control,
+      options.placement,
+      options.serverless,
+      options.faults,
+      options.batchJobs,
+    ];
+    if (others.some((x) => x !== undefined && (!Array.isArray(x) || x.length > 0)))
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        'a P/D cluster runs without autoscaling, placement, serverless, faults or batch jobs',
+      );
+    const groups = options.cluster.groups;
+    const group = groups[0];
+    const count = groups.reduce((n, g) => n + g.count, 0);
+    if (group === undefined || groups.length !== 1 || count !== pd.prefillInstances + pd.decodeInstances)
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `a P/D cluster is one group of ${pd.prefillInstances} + ${pd.decodeInstances} instances`,
+      );
+    const perf = perfModelFor(group.gpu, group.base ?? group.model, group.tp);
+    return new PdHandoffs(pd, perf.model, group.tp, options.engine.blockSize);
+  }
+
+  private roleOf(index: number): 'both' | 'prefill' | 'decode' {
+    const pd = this.options.pd;
+    if (pd === undefined) return 'both';
+    return index < pd.prefillInstances ? 'prefill' : 'decode';
+  }
+
+  /** A decode instance's perf model, noting the largest prefill chunk (of one sequence) its steps run. */
+  private watchedPerf(perf: PerfModel): PerfModel {
+    const handoffs = this.pd as PdHandoffs<PdPayload>;
+    const watched: PerfModel = Object.create(perf);
+    watched.stepTimeMs = (shape) => {
+      // Every chunk is at least 1 token, so the largest is at most this (exact when one exceeds 1).
+      const chunkMax = shape.prefillSeqs > 0 ? shape.prefillTokens - shape.prefillSeqs + 1 : 0;
+      if (chunkMax > handoffs.decodePrefillTokensMax) handoffs.decodePrefillTokensMax = chunkMax;
+      return perf.stepTimeMs(shape);
+    };
+    return watched;
+  }
+
+  /**
+   * A prefill ended: the decode pick (its own policy over the decode pool, as the gateway's second
+   * pick), then the hand-off waits there for its blocks.
+   */
+  private prefilled(twin: TwinEngineRequest, nowMs: number): void {
+    const pd = this.pd as PdHandoffs<PdPayload>;
+    const request = twin.source;
+    const decodePolicy = pd.settings.decodePolicy;
+    this.decodeView.nowMs = nowMs;
+    this.view.nowMs = nowMs;
+    const decision = decodePolicy.decide(this.decodeView as ClusterView, request, this.pdRng);
+    if (decision.kind === 'reject') {
+      this.digest = chainHash(this.digest, 0xfffffffe);
+      this.reject(request, decision.code, twin.offline);
+      this.admission?.onFailed(request, nowMs);
+      return;
+    }
+    const decode = findInstance(this.instances, decision.instanceId);
+    this.digest = chainHash(this.digest, decode.index);
+    // A request whose whole KV could never fit the decode instance ends as the engine's own refusal would.
+    const outputTokens = (request as TwinRequest).trueOutputTokens;
+    if (Math.ceil((request.inputTokens + outputTokens - 1) / decode.blockSize) > decode.kvBlocksTotal) {
+      this.reject(request, 'SY_ERR_CAPACITY', twin.offline);
+      this.admission?.onFailed(request, nowMs);
+      return;
+    }
+    decode.sent(request.inputTokens);
+    decode.routed++;
+    decodePolicy.onRouted?.(request, decode.id, nowMs);
+    pd.enqueue(pd.handoff(request, { offline: twin.offline, attempt: twin.attempt }, decode.index, nowMs));
+    this.startTransfers(decode);
+  }
+
+  /** Starts the transfers whose blocks the decode instance can reserve now. */
+  private startTransfers(decode: SimInstance): void {
+    const pd = this.pd as PdHandoffs<PdPayload>;
+    if (pd.waitingAt(decode.index) === 0) return;
+    const ends = pd.startTransfers(decode.index, this.nowMs, (h) =>
+      decode.engine.reserveImport(h.request.id, h.blocks),
+    );
+    for (const endMs of ends) this.queue.push(endMs, PD_TRANSFER);
+  }
+
+  /** Transfers that ended: each request joins its decode instance with its prompt's KV in place. */
+  private transfersArrived(): void {
+    const pd = this.pd as PdHandoffs<PdPayload>;
+    for (const h of pd.takeArrived(this.nowMs)) this.decodeAdd(h);
+  }
+
+  private decodeAdd(h: Handoff<PdPayload>): void {
+    const request = h.request;
+    const decode = this.instances[h.decode] as SimInstance;
+    const engineRequest: TwinEngineRequest = {
+      id: request.id,
+      inputTokens: request.inputTokens,
+      outputTokens: (request as TwinRequest).trueOutputTokens,
+      arrivalMs: request.arrivalMs,
+      priority: request.priority,
+      ...this.prefixOf(request, decode),
+      importedTokens: request.inputTokens - 1,
+      source: request,
+      instance: decode,
+      offline: h.payload.offline,
+      prefillPending: true,
+      attempt: h.payload.attempt,
+      tried: NONE_TRIED,
+      pdPhase: 'decode',
+    };
+    decode.engine.add(engineRequest, this.nowMs);
+    if (Number.isNaN(decode.stepEndMs)) this.stepEndedIdle(decode);
   }
 
   private result(): SimResult {
@@ -947,6 +1152,7 @@ class Twin {
       },
       decisionDigest: this.digest.toString(16).padStart(8, '0'),
       ...this.controlOutcome(),
+      ...(this.pd !== undefined ? { pd: this.pd.outcome() } : {}),
     };
   }
 

@@ -1,0 +1,69 @@
+/**
+ * The disaggregation flags of `switchyard sim` (`--prefill-instances`, `--decode-instances`,
+ * `--link`, `--pd-policy`) and the P/D block they build (src/twin/pd-host.ts). `--link` also sets
+ * the link `--plan-pd` plans with.
+ */
+import { Option } from 'commander';
+import { invalidArgument } from '../core/errors.ts';
+import { KV_LINK_NAMES } from '../model/kv-link.ts';
+import { PD_LINK_DEFAULT, PD_POLICY_DEFAULT } from '../twin/pd-host.ts';
+import type { PdRunSettings } from '../twin/run.ts';
+import { positiveInt } from './parse.ts';
+
+/** The flags read here, as commander hands them over. */
+export interface PdFlags {
+  prefillInstances?: number | undefined;
+  decodeInstances?: number | undefined;
+  link?: string | undefined;
+  pdPolicy?: string | undefined;
+}
+
+/** The options to register on `sim`. */
+export function pdOptions(): Option[] {
+  return [
+    new Option(
+      '--prefill-instances <n>',
+      'with --decode-instances: a disaggregated cluster of n prefill-role instances (of --gpu, --model, --tp) routed by --policy; ' +
+        'JSON adds pd {prefillInstances, decodeInstances, link, transferMsMean, transferMsP99, kvBytesMoved}',
+    ).argParser(positiveInt),
+    new Option(
+      '--decode-instances <n>',
+      'with --prefill-instances: n decode-role instances; each request prefills on a prefill instance, its KV moves over --link, it decodes here',
+    ).argParser(positiveInt),
+    new Option(
+      '--link <name>',
+      `the KV link between prefill and decode instances (default ${PD_LINK_DEFAULT}), for a disaggregated run and --plan-pd`,
+    ).choices([...KV_LINK_NAMES]),
+    new Option(
+      '--pd-policy <name>',
+      `with a disaggregated run: the policy picking the decode instance, over decode instances only (default ${PD_POLICY_DEFAULT})`,
+    ),
+  ];
+}
+
+/**
+ * The P/D block from the flags, or undefined without `--prefill-instances`/`--decode-instances`
+ * (then `--pd-policy` is refused; `--link` may still serve `--plan-pd`).
+ */
+export function pdFromFlags(flags: PdFlags): PdRunSettings | undefined {
+  const { prefillInstances, decodeInstances } = flags;
+  if (prefillInstances === undefined && decodeInstances === undefined) {
+    if (flags.pdPolicy !== undefined)
+      throw invalidArgument(
+        'pd-policy',
+        flags.pdPolicy,
+        'only with --prefill-instances and --decode-instances',
+      );
+    return undefined;
+  }
+  if (prefillInstances === undefined)
+    throw invalidArgument('prefill-instances', 'missing', '--prefill-instances P with --decode-instances');
+  if (decodeInstances === undefined)
+    throw invalidArgument('decode-instances', 'missing', '--decode-instances D with --prefill-instances');
+  return {
+    prefillInstances,
+    decodeInstances,
+    link: flags.link ?? PD_LINK_DEFAULT,
+    pdPolicy: flags.pdPolicy ?? PD_POLICY_DEFAULT,
+  };
+}

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { GpuSpec, ModelSpec, PerfModel, StepShape } from '../model/types.ts';
+import { EngineCore } from './engine-core.ts';
+import { PrefixForest } from './prefix-forest.ts';
+import type { EngineConfig, EngineRequest, FinishedRequest } from './types.ts';
+import { DEFAULT_ENGINE_CONFIG } from './types.ts';
+
+/** Imported KV (P/D decode side): reservations and the admission that skips the prompt's prefill. */
+
+function perf(shapes: StepShape[]): PerfModel {
+  return {
+    gpu: {} as GpuSpec,
+    model: {} as ModelSpec,
+    tp: 1,
+    stepTimeMs(shape) {
+      shapes.push({ ...shape });
+      return 1 + 0.01 * shape.prefillTokens + 0.05 * shape.decodeSeqs;
+    },
+    prefillTimeMs: (tokens) => 1 + 0.01 * tokens,
+    decodeStepTimeMs: (batch) => 1 + 0.05 * batch,
+    kvBytesPerToken: () => 1,
+    weightBytes: () => 1,
+  };
+}
+
+const CONFIG: EngineConfig = { ...DEFAULT_ENGINE_CONFIG, asyncScheduling: false, blockSize: 16 };
+
+function core(
+  blocks: number,
+  mode: 'pool' | 'runs',
+  shapes: StepShape[],
+  done: FinishedRequest[],
+): EngineCore {
+  const forest = mode === 'runs' ? new PrefixForest(16) : undefined;
+  return new EngineCore(
+    CONFIG,
+    perf(shapes),
+    blocks,
+    { onFinish: (r) => done.push(r) },
+    { prefixForest: forest },
+  );
+}
+
+function imported(id: string, inputTokens: number, outputTokens: number): EngineRequest {
+  return { id, inputTokens, outputTokens, arrivalMs: 0, blockHashes: [], importedTokens: inputTokens - 1 };
+}
+
+function drain(engine: EngineCore): number {
+  let t = 0;
+  while (engine.hasWork) {
+    const d = engine.startStep(t);
+    if (d === undefined) break;
+    t = engine.stepEndMs;
+    engine.finishStep(t);
+    engine.checkInvariants();
+  }
+  return t;
+}
+
+for (const mode of ['pool', 'runs'] as const) {
+  test(`${mode}: an imported request computes one prompt token, then decodes`, () => {
+    const shapes: StepShape[] = [];
+    const done: FinishedRequest[] = [];
+    const engine = core(64, mode, shapes, done);
+    assert.equal(engine.reserveImport('a', 7), true);
+    assert.equal(engine.importReservedBlocks, 7);
+    assert.equal(engine.kvBlocksUsed, 7);
+    engine.add(imported('a', 100, 5), 0);
+    drain(engine);
+    assert.equal(done.length, 1);
+    assert.equal(done[0]?.cachedPromptTokens, 0, 'imported tokens are not prefix-cache hits');
+    assert.equal(Math.max(...shapes.map((s) => s.prefillTokens)), 1);
+    assert.equal(shapes.length, 5, 'one step per output token');
+    assert.equal(engine.importReservedBlocks, 0);
+    assert.equal(engine.kvBlocksUsed, 0);
+  });
+
+  test(`${mode}: a reservation fails, holding nothing, when too few blocks are free`, () => {
+    const engine = core(10, mode, [], []);
+    assert.equal(engine.reserveImport('a', 8), true);
+    assert.equal(engine.reserveImport('b', 3), false);
+    assert.equal(engine.importReservedBlocks, 8);
+    assert.equal(engine.releaseImport('a'), true);
+    assert.equal(engine.releaseImport('a'), false);
+    assert.equal(engine.reserveImport('b', 3), true);
+    engine.checkInvariants();
+  });
+
+  test(`${mode}: reserved blocks stay held while others run, and serve their import`, () => {
+    const shapes: StepShape[] = [];
+    const done: FinishedRequest[] = [];
+    const engine = core(10, mode, shapes, done);
+    assert.equal(engine.reserveImport('a', 7), true);
+    // 48 prompt tokens take the 3 blocks left; the 7 reserved are not theirs to take.
+    engine.add({ id: 'b', inputTokens: 48, outputTokens: 1, arrivalMs: 0, blockHashes: [] }, 0);
+    engine.add(imported('a', 100, 1), 0);
+    assert.notEqual(engine.startStep(0), undefined);
+    assert.equal(engine.kvBlocksUsed, 10);
+    assert.equal(engine.running, 2);
+    engine.finishStep(engine.stepEndMs);
+    engine.checkInvariants();
+    assert.deepEqual(done.map((r) => r.request.id).sort(), ['a', 'b']);
+    assert.deepEqual(
+      shapes.map((s) => s.prefillTokens),
+      [49],
+    );
+  });
+
+  test(`${mode}: aborting a waiting import gives its reservation back`, () => {
+    const engine = core(10, mode, [], []);
+    assert.equal(engine.reserveImport('a', 7), true);
+    engine.add(imported('a', 100, 2), 0);
+    engine.abort('a', 0);
+    assert.equal(engine.importReservedBlocks, 0);
+    assert.equal(engine.kvBlocksUsed, 0);
+    engine.checkInvariants();
+  });
+}

@@ -1,0 +1,204 @@
+/**
+ * Disaggregated prefill/decode (P/D) clusters in the twin: what happens to a request between its
+ * prefill on a prefill-role instance and its decode on a decode-role instance.
+ *
+ * The flow modelled is vLLM's NIXL connector behind its proxy: the prefill instance runs the request
+ * with one output token and keeps nothing for it afterwards; the decode instance is picked when the
+ * prefill ends, reserves KV blocks for the whole prompt (a request that finds too few waits there,
+ * in arrival order), then reads the KV over the link (src/model/kv-link.ts, not layer-wise, so the
+ * whole transfer lands on TTFT), and runs the request with every prompt token but the last already
+ * computed (EngineRequest.importedTokens). Its first token comes from the decode's first step, as
+ * the proxy streams the decode's answer, so TTFT = prefill + reservation wait + transfer + that step.
+ *
+ * The twin (src/twin/simulator.ts) owns the engines and the event queue; this module keeps the
+ * hand-offs: who waits for blocks where, which transfers are in flight, and their figures.
+ */
+import type { Request } from '../core/request.ts';
+import { type KvLink, type KvTransfer, kvLink, kvTransfer } from '../model/kv-link.ts';
+import type { ModelSpec } from '../model/types.ts';
+import type { RoutingPolicy } from '../policies/routing/types.ts';
+import { latencyStats } from '../stats/percentiles.ts';
+import type { JsonValue } from './report/json.ts';
+import { roundFloat } from './report/json.ts';
+
+/** What makes a run disaggregated (SimOptions.pd). */
+export interface PdSettings {
+  /** Prefill-role instances: the cluster's first ones. */
+  readonly prefillInstances: number;
+  /** Decode-role instances: the rest of the cluster. */
+  readonly decodeInstances: number;
+  /** The KV link's name (src/model/kv-link.ts KV_LINK_NAMES). */
+  readonly link: string;
+  /** Picks the decode instance, over decode-role instances only (`--pd-policy`). */
+  readonly decodePolicy: RoutingPolicy;
+}
+
+/** The default decode-side policy: least outstanding requests, as a live gateway would run it. */
+export const PD_POLICY_DEFAULT = 'least-request';
+/** The default link: one 400 Gb/s InfiniBand NIC per GPU. */
+export const PD_LINK_DEFAULT = 'ib-400';
+
+/** A P/D run's figures for its JSON (`pd`). */
+export interface PdOutcome {
+  readonly prefillInstances: number;
+  readonly decodeInstances: number;
+  readonly link: string;
+  /** Transfers that started (one per request that reached a decode instance's blocks). */
+  readonly transfers: number;
+  readonly transferMsMean: number;
+  readonly transferMsP99: number;
+  /** Distinct KV bytes moved, all transfers together. */
+  readonly kvBytesMoved: number;
+  /** Mean time a prefilled request waited for the decode side's blocks before its transfer. */
+  readonly reserveWaitMsMean: number;
+  /**
+   * The largest prefill chunk of one sequence any decode-role instance's step ran (1 unless a
+   * preemption made one recompute): per step, its prefill tokens less one per other prefilling
+   * sequence, an upper bound exact when at most one chunk exceeds a token.
+   */
+  readonly decodePrefillTokensMax: number;
+}
+
+/** A prefilled request on its way to its decode instance. */
+export interface Handoff<T> {
+  readonly request: Request;
+  /** The host's own payload (the instance, attempt, and so on). */
+  readonly payload: T;
+  /** Index of the decode instance. */
+  readonly decode: number;
+  /** KV blocks the decode side reserves: the whole prompt. */
+  readonly blocks: number;
+  readonly transfer: KvTransfer;
+  readonly prefilledMs: number;
+  /** When the transfer ends; set when it starts. */
+  endMs: number;
+}
+
+/** The hand-offs of one run. */
+export class PdHandoffs<T> {
+  readonly link: KvLink;
+  /** Hand-offs waiting for blocks, per decode instance, in arrival order. */
+  private readonly waiting = new Map<number, Handoff<T>[]>();
+  /** Transfers in flight, sorted by end time, then start order (few at a time: a sorted array). */
+  private readonly inFlight: Handoff<T>[] = [];
+  private readonly transferMs: number[] = [];
+  private readonly reserveWaitMs: number[] = [];
+  private kvBytes = 0;
+  decodePrefillTokensMax = 0;
+
+  constructor(
+    readonly settings: PdSettings,
+    private readonly model: ModelSpec,
+    private readonly tp: number,
+    private readonly blockSize: number,
+  ) {
+    this.link = kvLink(settings.link);
+  }
+
+  /** A hand-off for `request`, prefilled at `nowMs`, to decode instance `decode`. */
+  handoff(request: Request, payload: T, decode: number, nowMs: number): Handoff<T> {
+    const transfer = kvTransfer(this.model, request.inputTokens, this.link, {
+      prefillTp: this.tp,
+      decodeTp: this.tp,
+    });
+    const blocks = Math.ceil(request.inputTokens / this.blockSize);
+    return { request, payload, decode, blocks, transfer, prefilledMs: nowMs, endMs: Number.NaN };
+  }
+
+  /** Queues a hand-off at its decode instance, behind those already waiting there. */
+  enqueue(handoff: Handoff<T>): void {
+    let queue = this.waiting.get(handoff.decode);
+    if (queue === undefined) {
+      queue = [];
+      this.waiting.set(handoff.decode, queue);
+    }
+    queue.push(handoff);
+  }
+
+  /** Hand-offs waiting for blocks at decode instance `decode`. */
+  waitingAt(decode: number): number {
+    return this.waiting.get(decode)?.length ?? 0;
+  }
+
+  /**
+   * Starts the transfers of decode instance `decode`'s waiting hand-offs, in order, while `reserve`
+   * finds their blocks; returns the end times of those started.
+   */
+  startTransfers(decode: number, nowMs: number, reserve: (h: Handoff<T>) => boolean): number[] {
+    const queue = this.waiting.get(decode);
+    const ends: number[] = [];
+    while (queue !== undefined && queue.length > 0) {
+      const head = queue[0] as Handoff<T>;
+      if (!reserve(head)) break;
+      queue.shift();
+      head.endMs = nowMs + head.transfer.ttftAddedMs;
+      this.transferMs.push(head.transfer.transferMs);
+      this.reserveWaitMs.push(nowMs - head.prefilledMs);
+      this.kvBytes += head.transfer.bytes;
+      this.insert(head);
+      ends.push(head.endMs);
+    }
+    return ends;
+  }
+
+  /** The transfers that have ended by `nowMs`, in end order, taken out. */
+  takeArrived(nowMs: number): Handoff<T>[] {
+    let n = 0;
+    while (n < this.inFlight.length && (this.inFlight[n] as Handoff<T>).endMs <= nowMs) n++;
+    return this.inFlight.splice(0, n);
+  }
+
+  /** When the next transfer ends; Infinity when none is in flight. */
+  get nextEndMs(): number {
+    return this.inFlight.length > 0 ? (this.inFlight[0] as Handoff<T>).endMs : Number.POSITIVE_INFINITY;
+  }
+
+  /** Whether any hand-off is waiting or in flight. */
+  get busy(): boolean {
+    if (this.inFlight.length > 0) return true;
+    for (const queue of this.waiting.values()) if (queue.length > 0) return true;
+    return false;
+  }
+
+  /** The run's P/D figures. */
+  outcome(): PdOutcome {
+    const transfers = latencyStats(this.transferMs);
+    const waits = latencyStats(this.reserveWaitMs);
+    return {
+      prefillInstances: this.settings.prefillInstances,
+      decodeInstances: this.settings.decodeInstances,
+      link: this.link.name,
+      transfers: this.transferMs.length,
+      transferMsMean: transfers.mean,
+      transferMsP99: transfers.p99,
+      kvBytesMoved: this.kvBytes,
+      reserveWaitMsMean: waits.mean,
+      decodePrefillTokensMax: this.decodePrefillTokensMax,
+    };
+  }
+
+  /** Keeps `inFlight` sorted by end time; equal ends keep their start order. */
+  private insert(handoff: Handoff<T>): void {
+    let i = this.inFlight.length;
+    while (i > 0 && (this.inFlight[i - 1] as Handoff<T>).endMs > handoff.endMs) i--;
+    this.inFlight.splice(i, 0, handoff);
+  }
+}
+
+/** The `pd` block of a run's JSON. */
+export function pdJson(outcome: PdOutcome | undefined): Record<string, JsonValue> {
+  if (outcome === undefined) return {};
+  return {
+    pd: {
+      prefillInstances: outcome.prefillInstances,
+      decodeInstances: outcome.decodeInstances,
+      link: outcome.link,
+      transfers: outcome.transfers,
+      transferMsMean: roundFloat(outcome.transferMsMean),
+      transferMsP99: roundFloat(outcome.transferMsP99),
+      kvBytesMoved: outcome.kvBytesMoved,
+      reserveWaitMsMean: roundFloat(outcome.reserveWaitMsMean),
+      decodePrefillTokensMax: outcome.decodePrefillTokensMax,
+    },
+  };
+}

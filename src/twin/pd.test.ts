@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Rng } from '../core/rng.ts';
+import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
+import { createRoutingPolicy } from '../policies/routing/registry.ts';
+import { makeTwinRequest } from '../workload/common.ts';
+import { createWorkload } from '../workload/create.ts';
+import type { TwinRequest } from '../workload/types.ts';
+import type { PdSettings } from './pd-host.ts';
+import { runSimulation, type SimOptions, type SimResult } from './simulator.ts';
+
+/** Disaggregated (P/D) clusters in the twin: src/twin/pd-host.ts and its hooks in simulator.ts. */
+
+const GROUP = { gpu: 'h100', model: 'llama-3.1-8b', tp: 1 };
+
+function pd(prefillInstances: number, decodeInstances: number, link = 'ib-400'): PdSettings {
+  return { prefillInstances, decodeInstances, link, decodePolicy: createRoutingPolicy('least-request') };
+}
+
+function options(count: number, more: Partial<SimOptions> = {}): SimOptions {
+  return {
+    seed: 1,
+    cluster: { groups: [{ count, ...GROUP }] },
+    engine: DEFAULT_ENGINE_CONFIG,
+    policy: createRoutingPolicy('least-request'),
+    slo: { ttftMs: 2000, tpotMs: 50 },
+    workload: 'test',
+    ...more,
+  };
+}
+
+function poisson(n: number, rateRps: number, seed = 1): TwinRequest[] {
+  const source = createWorkload(
+    {
+      kind: 'poisson',
+      rateRps,
+      maxRequests: n,
+      input: { kind: 'uniform', lo: 256, hi: 4096 },
+      output: { kind: 'uniform', lo: 16, hi: 256 },
+    },
+    new Rng(seed),
+  );
+  return [...source];
+}
+
+function runPd(requests: readonly TwinRequest[], settings: PdSettings, seed = 1): SimResult {
+  return runSimulation(
+    requests,
+    options(settings.prefillInstances + settings.decodeInstances, { pd: settings, seed }),
+  );
+}
+
+test('a P/D run completes every request, prefills on prefill instances and decodes on decode ones', () => {
+  const requests = poisson(400, 12);
+  const result = runPd(requests, pd(1, 2));
+  const s = result.summary;
+  assert.equal(s.completed, 400);
+  assert.equal(s.rejected, 0);
+  assert.equal(
+    s.outputTokens,
+    requests.reduce((sum, r) => sum + r.trueOutputTokens, 0),
+  );
+  const out = result.pd;
+  assert.ok(out !== undefined);
+  assert.equal(out.transfers, 400);
+  assert.equal(out.link, 'ib-400');
+  // Every prompt's KV crossed the link once: 128 KiB a token for Llama-3.1-8B (32 layers, 8 KV heads of 128, fp16).
+  const tokens = requests.reduce((sum, r) => sum + r.inputTokens, 0);
+  assert.equal(out.kvBytesMoved, tokens * 32 * 2 * 8 * 128 * 2);
+  assert.ok(out.transferMsMean > 0 && out.transferMsP99 >= out.transferMsMean);
+  // The prefill instance saw every request once; the two decode instances shared them.
+  const routed = s.perInstance.map((x) => x.requests);
+  assert.equal(routed[0], 400);
+  assert.equal((routed[1] as number) + (routed[2] as number), 400);
+  assert.ok((routed[1] as number) > 0 && (routed[2] as number) > 0);
+});
+
+test('decode instances never run a prefill chunk of more than one token', () => {
+  const result = runPd(poisson(300, 20), pd(2, 1));
+  assert.equal(result.summary.preemptions, 0);
+  assert.equal(result.pd?.decodePrefillTokensMax, 1);
+});
+
+test('TTFT includes the transfer: a slower link gives a higher TTFT, same seed', () => {
+  const requests = poisson(200, 6);
+  const fast = runPd(requests, pd(1, 1, 'nvlink'));
+  const slow = runPd(requests, pd(1, 1, 'tcp-100'));
+  const fastPd = fast.pd as NonNullable<SimResult['pd']>;
+  const slowPd = slow.pd as NonNullable<SimResult['pd']>;
+  assert.ok(slowPd.transferMsMean > 10 * fastPd.transferMsMean);
+  // The decode side never waits for blocks here, so TTFT grows by the transfer's difference (within
+  // a step or so: the decode's first step lands at another point of its batches).
+  const grew = slow.summary.ttftMs.mean - fast.summary.ttftMs.mean;
+  const diff = slowPd.transferMsMean - fastPd.transferMsMean;
+  assert.ok(Math.abs(grew - diff) < 0.05 * diff, `TTFT grew ${grew} ms for ${diff} ms more transfer`);
+});
+
+test('one request: TTFT = prefill + transfer + the decode first step', () => {
+  const request = makeTwinRequest({ id: 'r', inputTokens: 2000, trueOutputTokens: 20, arrivalMs: 0 });
+  const nv = runPd([request], pd(1, 1, 'nvlink'));
+  const tcp = runPd([request], pd(1, 1, 'tcp-100'));
+  const added = (tcp.pd?.transferMsMean as number) - (nv.pd?.transferMsMean as number);
+  assert.ok(Math.abs(tcp.summary.ttftMs.mean - nv.summary.ttftMs.mean - added) < 1e-6);
+  // A colocated engine's TTFT is the prefill alone: the P/D one adds the transfer and a decode step.
+  const colocated = runSimulation([request], options(1));
+  assert.ok(nv.summary.ttftMs.mean > colocated.summary.ttftMs.mean + (nv.pd?.transferMsMean as number));
+});
+
+/** A burst of long prompts arriving while short ones decode: what disaggregation protects TPOT from. */
+function longPromptBurst(): TwinRequest[] {
+  const requests: TwinRequest[] = [];
+  for (let i = 0; i < 16; i++)
+    requests.push(
+      makeTwinRequest({ id: `d${i}`, inputTokens: 256, trueOutputTokens: 400, arrivalMs: i * 5 }),
+    );
+  for (let i = 0; i < 12; i++)
+    requests.push(
+      makeTwinRequest({ id: `p${i}`, inputTokens: 8000, trueOutputTokens: 400, arrivalMs: 200 + i * 50 }),
+    );
+  return requests.sort((a, b) => a.arrivalMs - b.arrivalMs);
+}
+
+test('under a long-prompt burst TPOT is lower disaggregated than colocated on as many GPUs', () => {
+  const requests = longPromptBurst();
+  const colocated = runSimulation(requests, options(2));
+  const disaggregated = runPd(requests, pd(1, 1));
+  assert.equal(colocated.summary.completed, requests.length);
+  assert.equal(disaggregated.summary.completed, requests.length);
+  const c = colocated.summary.tpotMs;
+  const d = disaggregated.summary.tpotMs;
+  assert.ok(d.p99 < c.p99, `TPOT p99 ${d.p99} disaggregated vs ${c.p99} colocated`);
+  assert.ok(d.mean < c.mean, `TPOT mean ${d.mean} disaggregated vs ${c.mean} colocated`);
+});
+
+test('the decode side waits for blocks: a full decode instance delays transfers, nothing is lost', () => {
+  const requests = poisson(120, 40);
+  const engine = { ...DEFAULT_ENGINE_CONFIG, numGpuBlocksOverride: 1200 };
+  const result = runSimulation(requests, options(3, { pd: pd(2, 1), engine }));
+  assert.equal(result.summary.completed, 120);
+  assert.ok((result.pd?.reserveWaitMsMean as number) > 0, 'no hand-off waited for blocks');
+});
+
+test('the same seed gives the same P/D run; colocated runs carry no pd block', () => {
+  const requests = poisson(300, 15);
+  const strip = (r: SimResult) =>
+    JSON.stringify({ ...r.summary, wallSeconds: 0, eventsPerWallS: 0, decisionUs: 0, pd: r.pd });
+  const a = runPd(requests, { ...pd(1, 2), decodePolicy: createRoutingPolicy('random') }, 7);
+  const b = runPd(requests, { ...pd(1, 2), decodePolicy: createRoutingPolicy('random') }, 7);
+  const c = runPd(requests, { ...pd(1, 2), decodePolicy: createRoutingPolicy('random') }, 8);
+  assert.equal(strip(a), strip(b));
+  assert.equal(a.decisionDigest, b.decisionDigest);
+  assert.notEqual(a.decisionDigest, c.decisionDigest);
+  assert.equal(runSimulation(requests, options(3)).pd, undefined);
+});
+
+test('a P/D cluster refuses what it cannot run with, and a cluster of the wrong size', () => {
+  assert.throws(() => runSimulation([], options(3, { pd: pd(1, 1) })), /1 \+ 1 instances/);
+  assert.throws(
+    () =>
+      runSimulation(
+        [],
+        options(2, { pd: pd(1, 1), faults: [{ kind: 'crash', instance: 'i0', atMs: 1, durationMs: 1 }] }),
+      ),
+    /P\/D cluster runs without/,
+  );
+});
