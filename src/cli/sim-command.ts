@@ -25,7 +25,7 @@ import {
 } from './sim-autoscaler.ts';
 import { compareAutoscalers, splitNames } from './sim-autoscaler-compare.ts';
 import { comparisonHeader, wroteLines } from './sim-header.ts';
-import { type PdFlags, pdFromFlags, pdOptions } from './sim-pd.ts';
+import { formatPdLine, type PdFlags, pdFromFlags, pdOptions } from './sim-pd.ts';
 import { type PlanPdFlags, planPdOptions, runPlanPd } from './sim-plan-pd.ts';
 import { type ServerlessFlags, serverlessFromFlags, serverlessOptions } from './sim-serverless.ts';
 import {
@@ -306,6 +306,7 @@ export function registerSimCommand(program: Command): void {
           );
         if (run.goodput !== undefined) process.stdout.write(`${formatGoodput(run.goodput)}\n`);
         process.stdout.write(formatControlLine(run.result));
+        process.stdout.write(formatPdLine(run.result.pd));
       } else {
         const rows = runs.map((run) => ({
           name: run.result.summary.policy,

@@ -6,7 +6,7 @@
 import { Option } from 'commander';
 import { invalidArgument } from '../core/errors.ts';
 import { KV_LINK_NAMES } from '../model/kv-link.ts';
-import { PD_LINK_DEFAULT, PD_POLICY_DEFAULT } from '../twin/pd-host.ts';
+import { PD_LINK_DEFAULT, PD_POLICY_DEFAULT, type PdOutcome } from '../twin/pd-host.ts';
 import type { PdRunSettings } from '../twin/run.ts';
 import { positiveInt } from './parse.ts';
 
@@ -66,4 +66,15 @@ export function pdFromFlags(flags: PdFlags): PdRunSettings | undefined {
     link: flags.link ?? PD_LINK_DEFAULT,
     pdPolicy: flags.pdPolicy ?? PD_POLICY_DEFAULT,
   };
+}
+
+/** One line under a disaggregated run's table: the split, the link and the transfers; '' otherwise. */
+export function formatPdLine(pd: PdOutcome | undefined): string {
+  if (pd === undefined) return '';
+  const gb = (pd.kvBytesMoved / 1e9).toFixed(1);
+  return (
+    `P/D ${pd.prefillInstances} prefill + ${pd.decodeInstances} decode over ${pd.link}: ${pd.transfers} transfers, ` +
+    `${pd.transferMsMean.toFixed(2)} ms mean, ${pd.transferMsP99.toFixed(2)} ms p99, ${gb} GB of KV, ` +
+    `${pd.reserveWaitMsMean.toFixed(2)} ms mean wait for decode blocks\n`
+  );
 }

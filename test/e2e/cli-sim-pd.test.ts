@@ -58,6 +58,7 @@ test('a disaggregated sim completes every request, reports pd, and a slower link
       const file = join(dir, `${link}.json`);
       const run = await runCli(args(link, file));
       assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, new RegExp(`P/D 1 prefill \\+ 2 decode over ${link}: 200 transfers`));
       return JSON.parse(readFileSync(file, 'utf8')) as PdJson;
     }),
   );
