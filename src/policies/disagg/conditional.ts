@@ -1,0 +1,121 @@
+/**
+ * Conditional disaggregation: whether a request that reached its decode instance prefills there
+ * (locally) or on the prefill pool (remotely, its KV then moving over the link). Pure: the inputs
+ * are what a live decode worker or gateway knows when the request arrives — its prompt length, the
+ * decode instance's prefix-cache match as the router estimates it, that instance's running decodes,
+ * and the prefill pool's queue as the router sees it. Nothing about the request's future.
+ *
+ * Two rules:
+ * - `dynamo`: NVIDIA Dynamo's disaggregated router — remote when the uncached prompt (prompt less
+ *   prefix hit) is longer than `max_local_prefill_length` (Dynamo's DisaggRouterConf default: 1000
+ *   tokens) and the prefill queue is not full; local otherwise.
+ * - `switchyard`: the option that adds the least latency summed over the requests it touches,
+ *   estimated with the performance model (see docs/disaggregation.md, "Conditional disaggregation").
+ */
+import type { PerfModel } from '../../model/types.ts';
+
+/** The rules `--pd-conditional` takes. */
+export const PD_CONDITIONAL_RULES = ['dynamo', 'switchyard'] as const;
+/** One of PD_CONDITIONAL_RULES. */
+export type PdConditionalRule = (typeof PD_CONDITIONAL_RULES)[number];
+
+/** Dynamo's default `max_local_prefill_length` (DisaggRouterConf in ai-dynamo/dynamo). */
+export const DYNAMO_MAX_LOCAL_PREFILL_TOKENS = 1000;
+/**
+ * Requests queued per prefill instance above which the `dynamo` rule keeps prefills local. Dynamo
+ * has a `max_prefill_queue_size` knob; this default is ours: two queued prompts per instance keep
+ * it busy for one more prefill without the queue growing unbounded.
+ */
+export const PREFILL_QUEUE_PER_INSTANCE_MAX = 2;
+
+/** What the decision sees, as a live decode worker would know it. */
+export interface PrefillDecisionInput {
+  /** The request's prompt length. */
+  readonly promptTokens: number;
+  /** Prompt tokens the decode instance holds in its prefix cache (the router's estimate). */
+  readonly prefixHitTokens: number;
+  /** Requests waiting for prefill across the prefill pool (admitted, not yet started). */
+  readonly prefillQueueRequests: number;
+  /** Prompt tokens those waiting requests still have to compute, on the least-loaded prefill instance. */
+  readonly prefillQueueTokens: number;
+  /** Prefill-role instances. */
+  readonly prefillInstances: number;
+  /** Sequences decoding on this decode instance now. */
+  readonly decodeRunning: number;
+  /** Their mean context length. */
+  readonly decodeContextTokensMean: number;
+  /** The KV transfer's added time for the whole prompt (src/model/kv-link.ts ttftAddedMs). */
+  readonly transferMs: number;
+}
+
+/** The decision and the estimates behind it (the `switchyard` rule fills the estimates). */
+export interface PrefillDecision {
+  readonly remote: boolean;
+  /** Estimated latency added by prefilling locally (this request's TTFT plus the decodes' stall). */
+  readonly localCostMs?: number;
+  /** Estimated latency added by prefilling remotely (queue + prefill + transfer). */
+  readonly remoteCostMs?: number;
+}
+
+/** Dynamo's rule: remote when the uncached prompt exceeds the threshold and the queue has room. */
+export function dynamoDecision(
+  input: PrefillDecisionInput,
+  maxLocalPrefillTokens: number = DYNAMO_MAX_LOCAL_PREFILL_TOKENS,
+  queuePerInstanceMax: number = PREFILL_QUEUE_PER_INSTANCE_MAX,
+): PrefillDecision {
+  const uncached = input.promptTokens - Math.min(input.prefixHitTokens, input.promptTokens);
+  const queueFull = input.prefillQueueRequests > queuePerInstanceMax * input.prefillInstances;
+  return { remote: uncached > maxLocalPrefillTokens && !queueFull };
+}
+
+/**
+ * Switchyard's rule: compares the latency each option adds, summed over the requests it touches.
+ * Local: the uncached prompt runs in chunks of `chunkTokens` mixed into this instance's decode
+ * steps; the request waits for all of them, and each running decode loses what those steps take
+ * beyond a decode-only step (a millisecond of stall is a millisecond of their end-to-end latency).
+ * Remote: the prefill queue ahead, the whole prompt's prefill (the prefill instance's cache is not
+ * known here, so nothing is taken as cached), the transfer, and the decode step giving the first
+ * token. Ties go remote (the default path).
+ */
+export function switchyardDecision(
+  input: PrefillDecisionInput,
+  perf: PerfModel,
+  chunkTokens: number,
+): PrefillDecision {
+  const cached = Math.min(input.prefixHitTokens, Math.max(0, input.promptTokens - 1));
+  const uncached = input.promptTokens - cached;
+  const decodeOnlyMs =
+    input.decodeRunning > 0 ? perf.decodeStepTimeMs(input.decodeRunning, input.decodeContextTokensMean) : 0;
+  let localTtftMs = 0;
+  let stallMs = 0;
+  for (let done = 0; done < uncached; ) {
+    const chunk = Math.min(chunkTokens, uncached - done);
+    const before = cached + done;
+    const stepMs = perf.stepTimeMs({
+      prefillSeqs: 1,
+      prefillTokens: chunk,
+      prefillAttentionPairs: chunk * before + (chunk * (chunk + 1)) / 2,
+      decodeSeqs: input.decodeRunning,
+      decodeContextTokens: input.decodeRunning * input.decodeContextTokensMean,
+    });
+    localTtftMs += stepMs;
+    stallMs += Math.max(0, stepMs - decodeOnlyMs);
+    done += chunk;
+  }
+  const localCostMs = localTtftMs + input.decodeRunning * stallMs;
+  const queueMs = input.prefillQueueTokens > 0 ? perf.prefillTimeMs(input.prefillQueueTokens) : 0;
+  // The first token then comes from the decode instance's next step, with this request in it.
+  const firstStepMs = perf.decodeStepTimeMs(input.decodeRunning + 1, input.decodeContextTokensMean);
+  const remoteCostMs = queueMs + perf.prefillTimeMs(input.promptTokens) + input.transferMs + firstStepMs;
+  return { remote: remoteCostMs <= localCostMs, localCostMs, remoteCostMs };
+}
+
+/** The decision of `rule`. */
+export function decidePrefill(
+  rule: PdConditionalRule,
+  input: PrefillDecisionInput,
+  perf: PerfModel,
+  chunkTokens: number,
+): PrefillDecision {
+  return rule === 'dynamo' ? dynamoDecision(input) : switchyardDecision(input, perf, chunkTokens);
+}
