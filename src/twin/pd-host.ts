@@ -14,8 +14,14 @@
  * hand-offs: who waits for blocks where, which transfers are in flight, and their figures.
  */
 import type { Request } from '../core/request.ts';
+import type { InstanceView } from '../core/view.ts';
 import { type KvLink, type KvTransfer, kvLink, kvTransfer } from '../model/kv-link.ts';
-import type { ModelSpec } from '../model/types.ts';
+import type { ModelSpec, PerfModel } from '../model/types.ts';
+import {
+  decidePrefill,
+  decisionInputFromViews,
+  type PdConditionalRule,
+} from '../policies/disagg/conditional.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { latencyStats } from '../stats/percentiles.ts';
 import type { JsonValue } from './report/json.ts';
@@ -31,6 +37,11 @@ export interface PdSettings {
   readonly link: string;
   /** Picks the decode instance, over decode-role instances only (`--pd-policy`). */
   readonly decodePolicy: RoutingPolicy;
+  /**
+   * Conditional disaggregation (`--pd-conditional`, src/policies/disagg/conditional.ts): the decode
+   * instance prefills short or cached prompts itself. Undefined: every request disaggregates.
+   */
+  readonly conditional?: PdConditionalRule | undefined;
 }
 
 /** The default decode-side policy: least outstanding requests, as a live gateway would run it. */
@@ -57,6 +68,10 @@ export interface PdOutcome {
    * sequence, an upper bound exact when at most one chunk exceeds a token.
    */
   readonly decodePrefillTokensMax: number;
+  /** Requests the conditional rule kept on their decode instance (0 without one). */
+  readonly localPrefills: number;
+  /** Requests prefilled on a prefill instance (every hand-off). */
+  readonly remotePrefills: number;
 }
 
 /** A prefilled request on its way to its decode instance. */
@@ -84,6 +99,8 @@ export class PdHandoffs<T> {
   private readonly transferMs: number[] = [];
   private readonly reserveWaitMs: number[] = [];
   private kvBytes = 0;
+  private localPrefills = 0;
+  private remotePrefills = 0;
   decodePrefillTokensMax = 0;
 
   constructor(
@@ -102,7 +119,34 @@ export class PdHandoffs<T> {
       decodeTp: this.tp,
     });
     const blocks = Math.ceil(request.inputTokens / this.blockSize);
+    this.remotePrefills++;
     return { request, payload, decode, blocks, transfer, prefilledMs: nowMs, endMs: Number.NaN };
+  }
+
+  /**
+   * With a conditional rule: whether `request`, arrived at decode instance `decode`, prefills on
+   * the prefill pool (true) or locally (false, counted here). The inputs are the gateway's views
+   * and the router's estimate of the decode instance's cached prefix; `chunkTokens` is the decode
+   * engine's per-step token budget. Without a rule: always true.
+   */
+  prefillsRemotely(
+    request: Request,
+    prefixHitTokens: number,
+    decode: InstanceView,
+    prefill: readonly InstanceView[],
+    perf: PerfModel,
+    chunkTokens: number,
+  ): boolean {
+    const rule = this.settings.conditional;
+    if (rule === undefined) return true;
+    const transferMs = kvTransfer(this.model, request.inputTokens, this.link, {
+      prefillTp: this.tp,
+      decodeTp: this.tp,
+    }).ttftAddedMs;
+    const input = decisionInputFromViews(request.inputTokens, prefixHitTokens, decode, prefill, transferMs);
+    const remote = decidePrefill(rule, input, perf, chunkTokens).remote;
+    if (!remote) this.localPrefills++;
+    return remote;
   }
 
   /** Queues a hand-off at its decode instance, behind those already waiting there. */
@@ -174,6 +218,8 @@ export class PdHandoffs<T> {
       kvBytesMoved: this.kvBytes,
       reserveWaitMsMean: waits.mean,
       decodePrefillTokensMax: this.decodePrefillTokensMax,
+      localPrefills: this.localPrefills,
+      remotePrefills: this.remotePrefills,
     };
   }
 
@@ -199,6 +245,8 @@ export function pdJson(outcome: PdOutcome | undefined): Record<string, JsonValue
       kvBytesMoved: outcome.kvBytesMoved,
       reserveWaitMsMean: roundFloat(outcome.reserveWaitMsMean),
       decodePrefillTokensMax: outcome.decodePrefillTokensMax,
+      localPrefills: outcome.localPrefills,
+      remotePrefills: outcome.remotePrefills,
     },
   };
 }

@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Rng } from '../core/rng.ts';
+import type { InstanceView } from '../core/view.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
+import { modelSpec } from '../model/models.ts';
+import { perfModelFor } from '../model/perf.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import { makeTwinRequest } from '../workload/common.ts';
 import { createWorkload } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
-import type { PdSettings } from './pd-host.ts';
+import { PdHandoffs, type PdSettings } from './pd-host.ts';
 import { runSimulation, type SimOptions, type SimResult } from './simulator.ts';
 
 /** Disaggregated (P/D) clusters in the twin: src/twin/pd-host.ts and its hooks in simulator.ts. */
@@ -73,6 +76,9 @@ test('a P/D run completes every request, prefills on prefill instances and decod
   assert.equal(routed[0], 400);
   assert.equal((routed[1] as number) + (routed[2] as number), 400);
   assert.ok((routed[1] as number) > 0 && (routed[2] as number) > 0);
+  // Without --pd-conditional every request disaggregates.
+  assert.equal(out.remotePrefills, 400);
+  assert.equal(out.localPrefills, 0);
 });
 
 test('decode instances never run a prefill chunk of more than one token', () => {
@@ -163,4 +169,88 @@ test('a P/D cluster refuses what it cannot run with, and a cluster of the wrong 
       ),
     /P\/D cluster runs without/,
   );
+});
+
+/** An instance as the gateway sees it, with the fields the conditional rules read. */
+function view(role: 'prefill' | 'decode', more: Partial<InstanceView> = {}): InstanceView {
+  return {
+    id: `${role}0`,
+    models: ['llama-3.1-8b'],
+    gpu: 'h100',
+    tp: 1,
+    role,
+    healthy: true,
+    draining: false,
+    inFlight: 0,
+    running: 0,
+    waiting: 0,
+    kvUsage: 0,
+    kvBlocksTotal: 10_000,
+    blockSize: 16,
+    pendingPrefillTokens: 0,
+    prefixHitRate: 0,
+    updatedAtMs: 0,
+    ...more,
+  } as InstanceView;
+}
+
+function conditionalHandoffs(rule: 'dynamo' | 'switchyard'): PdHandoffs<null> {
+  return new PdHandoffs<null>({ ...pd(1, 1), conditional: rule }, modelSpec('llama-3.1-8b'), 1, 16);
+}
+
+const PERF = perfModelFor('h100', 'llama-3.1-8b', 1);
+const decodeBusy = view('decode', { running: 16, inFlight: 16, kvUsage: 0.2 });
+
+test('--pd-conditional dynamo: short prompts stay local, long ones go remote, a busy pool keeps them local', () => {
+  const h = conditionalHandoffs('dynamo');
+  const idlePool = [view('prefill')];
+  const busyPool = [view('prefill', { inFlight: 3, pendingPrefillTokens: 9000 })];
+  const ask = (inputTokens: number, hit: number, pool: InstanceView[]) =>
+    h.prefillsRemotely(
+      makeTwinRequest({ id: 'r', inputTokens, trueOutputTokens: 10, arrivalMs: 0 }),
+      hit,
+      decodeBusy,
+      pool,
+      PERF,
+      8192,
+    );
+  assert.equal(ask(500, 0, idlePool), false);
+  assert.equal(ask(3000, 0, idlePool), true);
+  assert.equal(ask(3000, 2500, idlePool), false, 'the uncached part is short');
+  assert.equal(ask(3000, 0, busyPool), false);
+  const req = makeTwinRequest({ id: 'r', inputTokens: 3000, trueOutputTokens: 10, arrivalMs: 0 });
+  h.handoff(req, null, 0, 0);
+  assert.deepEqual(
+    [h.outcome().localPrefills, h.outcome().remotePrefills],
+    [3, 1],
+    'three kept local; one hand-off made',
+  );
+});
+
+test('--pd-conditional switchyard: local behind a queued prefill pool, remote for a long prompt, deterministic', () => {
+  const queued = [view('prefill', { inFlight: 2, pendingPrefillTokens: 4000 })];
+  const decide = (h: PdHandoffs<null>, inputTokens: number) =>
+    h.prefillsRemotely(
+      makeTwinRequest({ id: 'r', inputTokens, trueOutputTokens: 10, arrivalMs: 0 }),
+      0,
+      decodeBusy,
+      queued,
+      PERF,
+      8192,
+    );
+  const a = conditionalHandoffs('switchyard');
+  const b = conditionalHandoffs('switchyard');
+  const sizes = [64, 200, 1000, 3000, 6000, 12_000];
+  const da = sizes.map((n) => decide(a, n));
+  assert.deepEqual(
+    da,
+    sizes.map((n) => decide(b, n)),
+  );
+  assert.equal(da[0], false);
+  assert.equal(da[da.length - 1], true);
+  assert.equal(a.outcome().localPrefills, da.filter((r) => !r).length);
+  // Without a rule the decode instance never prefills.
+  const off = new PdHandoffs<null>(pd(1, 1), modelSpec('llama-3.1-8b'), 1, 16);
+  assert.equal(decide(off, 64), true);
+  assert.equal(off.outcome().localPrefills, 0);
 });

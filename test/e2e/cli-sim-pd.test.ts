@@ -20,6 +20,8 @@ interface PdJson {
     transferMsMean: number;
     transferMsP99: number;
     kvBytesMoved: number;
+    localPrefills: number;
+    remotePrefills: number;
   };
 }
 
@@ -74,6 +76,9 @@ test('a disaggregated sim completes every request, reports pd, and a slower link
     // Llama-3.1-8B's KV is 128 KiB a token; every prompt moved once.
     assert.equal(r.pd.kvBytesMoved, r.requests * 3000 * 131072);
     assert.ok(r.pd.transferMsP99 >= r.pd.transferMsMean && r.pd.transferMsMean > 0);
+    // No conditional rule: every request prefilled remotely.
+    assert.equal(r.pd.remotePrefills, r.requests);
+    assert.equal(r.pd.localPrefills, 0);
   }
   assert.ok(slow.pd.transferMsMean > 10 * fast.pd.transferMsMean);
   assert.ok(slow.ttftMs.mean > fast.ttftMs.mean + 0.9 * (slow.pd.transferMsMean - fast.pd.transferMsMean));

@@ -12,6 +12,7 @@
  * - `switchyard`: the option that adds the least latency summed over the requests it touches,
  *   estimated with the performance model (see docs/disaggregation.md, "Conditional disaggregation").
  */
+import type { InstanceView } from '../../core/view.ts';
 import type { PerfModel } from '../../model/types.ts';
 
 /** The rules `--pd-conditional` takes. */
@@ -118,4 +119,36 @@ export function decidePrefill(
   chunkTokens: number,
 ): PrefillDecision {
   return rule === 'dynamo' ? dynamoDecision(input) : switchyardDecision(input, perf, chunkTokens);
+}
+
+/**
+ * The decision's input from what a live gateway sees (src/core/view.ts): the decode instance's
+ * running batch and its KV in use (for their mean context), the prefill pool's in-flight requests
+ * and the least pending prefill tokens among its instances (host accounting, fresh in both hosts).
+ * `prefixHitTokens` is the router's own estimate of the decode instance's cached prefix.
+ */
+export function decisionInputFromViews(
+  promptTokens: number,
+  prefixHitTokens: number,
+  decode: InstanceView,
+  prefill: readonly InstanceView[],
+  transferMs: number,
+): PrefillDecisionInput {
+  const kvTokens = decode.kvUsage * decode.kvBlocksTotal * decode.blockSize;
+  let queueTokens = Number.POSITIVE_INFINITY;
+  let queueRequests = 0;
+  for (const p of prefill) {
+    queueTokens = Math.min(queueTokens, p.pendingPrefillTokens);
+    queueRequests += p.inFlight;
+  }
+  return {
+    promptTokens,
+    prefixHitTokens,
+    prefillQueueRequests: queueRequests,
+    prefillQueueTokens: Number.isFinite(queueTokens) ? queueTokens : 0,
+    prefillInstances: prefill.length,
+    decodeRunning: decode.running,
+    decodeContextTokensMean: decode.running > 0 ? kvTokens / decode.running : 0,
+    transferMs,
+  };
 }
