@@ -469,6 +469,17 @@ export class EngineCore {
     return true;
   }
 
+  /** The first waiting request (after the front) that arrived on blocks `reserveImport` holds for it. */
+  private heldImportBehindFront(): Seq | undefined {
+    const holds = this.importHolds;
+    if (holds === undefined || holds.size === 0) return undefined;
+    for (let i = 1; i < this.waitQueue.size; i++) {
+      const seq = this.waitQueue.at(i) as Seq;
+      if (holds.has(seq.request.id)) return seq;
+    }
+    return undefined;
+  }
+
   /** Blocks held by `reserveImport` and not yet taken back, all requests together. */
   get importReservedBlocks(): number {
     let n = 0;
@@ -553,15 +564,28 @@ export class EngineCore {
           heldForNextStep = true;
           break;
         }
-        const n = this.admit(front, budget, nowMs);
-        if (n === 0) break;
+        let n = this.admit(front, budget, nowMs);
+        if (n === 0) {
+          // The front does not fit, but a request whose KV blocks are already held for it (an
+          // import) needs no free block: it goes first, as vLLM's decode side schedules a request
+          // whose remote KV has landed in blocks it allocated before the transfer. Without this,
+          // a preempted request at the front could wait forever on blocks those holds keep.
+          const ready = this.heldImportBehindFront();
+          if (ready === undefined) break;
+          this.waitQueue.remove(ready);
+          this.waitQueue.pushFront(ready);
+          n = this.admit(ready, budget, nowMs);
+          if (n === 0) break;
+        }
         budget -= n;
         scheduled++;
       }
     }
 
     if (scheduled === 0) {
-      assert(!this.hasWork, 'requests present but nothing schedulable');
+      // Blocks held for imports still in transfer come back when those requests arrive: the engine
+      // idles until then. Otherwise work that cannot be scheduled would wait forever.
+      assert(!this.hasWork || (this.importHolds?.size ?? 0) > 0, 'requests present but nothing schedulable');
       return undefined;
     }
     const durationMs = this.stepTimes.stepTimeMs(shape);
