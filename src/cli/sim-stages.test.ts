@@ -1,31 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SIM_DEFAULTS } from '../twin/config.ts';
 import { parseWorkloadSpec } from '../workload/create.ts';
 import { parseStages } from '../workload/synthetic.ts';
 import { resolveSettings } from './sim-command.ts';
+import { fromCli, simFlags } from './sim-test-support.ts';
 
-/** The flags commander hands over when none is given, plus `extra`. */
-function flags(extra: Record<string, unknown>) {
-  return {
-    instances: SIM_DEFAULTS.instances,
-    gpu: SIM_DEFAULTS.gpu,
-    model: SIM_DEFAULTS.model,
-    tp: SIM_DEFAULTS.tp,
-    policy: SIM_DEFAULTS.policy,
-    seed: SIM_DEFAULTS.seed,
-    sloTtftMs: SIM_DEFAULTS.sloTtftMs,
-    sloTpotMs: SIM_DEFAULTS.sloTpotMs,
-    prefixCaching: true,
-    progress: false,
-    batchWindowS: 3600,
-    batchInputTokens: 1024,
-    batchOutputTokens: 256,
-    ...extra,
-  } as Parameters<typeof resolveSettings>[0];
-}
-
-const fromCli = (given: string[]) => (name: string) => given.includes(name);
+const flags = simFlags;
 
 describe('sim --workload constant and --stages', () => {
   it('stages replace the rate and bound the run (no default request cap)', () => {
