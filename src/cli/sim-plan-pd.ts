@@ -63,10 +63,10 @@ function lengthsOf(flags: PlanPdFlags): PdLength[] {
       );
     return readTraceLengths(flags.trace).map((p) => ({
       inputTokens: Math.max(1, p.inputTokens),
-      outputTokens: Math.max(1, p.outputTokens),
+      generatedTokens: Math.max(1, p.outputTokens),
     }));
   }
-  return [{ inputTokens: flags.inputTokens ?? 1024, outputTokens: flags.outputTokens ?? 128 }];
+  return [{ inputTokens: flags.inputTokens ?? 1024, generatedTokens: flags.outputTokens ?? 128 }];
 }
 
 /** Plans the split from the flags; throws SY_ERR_INVALID_ARGUMENT naming the flag for bad input. */

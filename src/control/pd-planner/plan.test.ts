@@ -9,7 +9,7 @@ const BASE: PdPlanInput = {
   gpu: 'h100',
   gpus: 8,
   rateRps: Number.POSITIVE_INFINITY,
-  lengths: [{ inputTokens: 1024, outputTokens: 256 }],
+  lengths: [{ inputTokens: 1024, generatedTokens: 256 }],
   objectives: { ttftMs: 1000, tpotMs: 50, attainment: 0.9 },
 };
 
@@ -23,8 +23,8 @@ function invalid(param: string): (e: unknown) => boolean {
 
 describe('P/D planner', () => {
   it('gives a prefill-heavy workload more prefill GPUs than a decode-heavy one', () => {
-    const prefillHeavy = planPd({ ...BASE, lengths: [{ inputTokens: 4096, outputTokens: 64 }] }).split;
-    const decodeHeavy = planPd({ ...BASE, lengths: [{ inputTokens: 256, outputTokens: 1024 }] }).split;
+    const prefillHeavy = planPd({ ...BASE, lengths: [{ inputTokens: 4096, generatedTokens: 64 }] }).split;
+    const decodeHeavy = planPd({ ...BASE, lengths: [{ inputTokens: 256, generatedTokens: 1024 }] }).split;
     assert.ok(
       prefillGpus(prefillHeavy) > prefillGpus(decodeHeavy),
       JSON.stringify([prefillHeavy, decodeHeavy]),
@@ -61,8 +61,8 @@ describe('P/D planner', () => {
 
   it('is deterministic and ignores the order of the lengths', () => {
     const lengths = [
-      { inputTokens: 2000, outputTokens: 100, weight: 3 },
-      { inputTokens: 300, outputTokens: 600, weight: 1 },
+      { inputTokens: 2000, generatedTokens: 100, weight: 3 },
+      { inputTokens: 300, generatedTokens: 600, weight: 1 },
     ];
     const a = planPd({ ...BASE, lengths });
     const b = planPd({ ...BASE, lengths: [...lengths].reverse() });
@@ -74,7 +74,7 @@ describe('P/D planner', () => {
     const tight = {
       ...BASE,
       objectives: { ...BASE.objectives, ttftMs: 300 },
-      lengths: [{ inputTokens: 8000, outputTokens: 64 }],
+      lengths: [{ inputTokens: 8000, generatedTokens: 64 }],
     };
     const fast = planPd({ ...tight, link: kvLink('nvlink') }).split;
     const slowLink = kvLink({ gbps: 10, latencyUs: 100 });
@@ -102,8 +102,8 @@ describe('P/D planner', () => {
 
   it('counts shapes no split can serve against the attainment target', () => {
     const lengths = [
-      { inputTokens: 1024, outputTokens: 128, weight: 9 },
-      { inputTokens: 100_000, outputTokens: 128, weight: 1 }, // its prefill alone outlasts 1 s of TTFT
+      { inputTokens: 1024, generatedTokens: 128, weight: 9 },
+      { inputTokens: 100_000, generatedTokens: 128, weight: 1 }, // its prefill alone outlasts 1 s of TTFT
     ];
     const plan = planPd({ ...BASE, lengths, objectives: { ...BASE.objectives, attainment: 0.85 } });
     assert.ok(Math.abs(plan.split.servedShare - 0.9) < 1e-12);
@@ -131,7 +131,7 @@ describe('P/D planner', () => {
       invalid('goodput-target'),
     );
     assert.throws(
-      () => planPd({ ...BASE, lengths: [{ inputTokens: 0, outputTokens: 10 }] }),
+      () => planPd({ ...BASE, lengths: [{ inputTokens: 0, generatedTokens: 10 }] }),
       invalid('input-tokens'),
     );
     assert.throws(

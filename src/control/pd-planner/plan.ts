@@ -14,10 +14,14 @@ import type { ModelSpec } from '../../model/types.ts';
 import { type CapacityFn, type EngineOptions, engineLimits, perfModelCapacity } from '../capacity.ts';
 import { bucketize, type LengthBucket } from '../gpu-choice/workload.ts';
 
-/** One request length (a mean, a trace's request, or a histogram cell with its weight). */
+/**
+ * One request length of the workload planned for (a declared mean, a past request of a trace, or a
+ * histogram cell with its weight): what requests generate, as history or a declaration, never a
+ * pending request's true output.
+ */
 export interface PdLength {
   readonly inputTokens: number;
-  readonly outputTokens: number;
+  readonly generatedTokens: number;
   /** Relative weight; default 1. */
   readonly weight?: number;
 }
@@ -141,13 +145,13 @@ function bucketsOf(lengths: readonly PdLength[]): LengthBucket[] {
   for (const [i, l] of lengths.entries()) {
     if (!Number.isInteger(l.inputTokens) || l.inputTokens < 1)
       throw invalidArgument('input-tokens', l.inputTokens, `a positive integer (length ${i})`);
-    if (!Number.isInteger(l.outputTokens) || l.outputTokens < 1)
-      throw invalidArgument('output-tokens', l.outputTokens, `a positive integer (length ${i})`);
+    if (!Number.isInteger(l.generatedTokens) || l.generatedTokens < 1)
+      throw invalidArgument('output-tokens', l.generatedTokens, `a positive integer (length ${i})`);
   }
   return bucketize(
     lengths.map((l) => ({
       inputTokens: l.inputTokens,
-      generatedTokens: l.outputTokens,
+      generatedTokens: l.generatedTokens,
       ...(l.weight !== undefined ? { weight: l.weight } : {}),
     })),
   );

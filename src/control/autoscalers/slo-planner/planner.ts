@@ -81,8 +81,12 @@ class PlannerState {
   private readonly objectives: ServiceObjectives;
   private readonly startupMs: number;
   private readonly downDelayMs: number;
-  private inputTokens: number;
-  private outputTokens: number;
+  /**
+   * Mean lengths the capacity is planned at: what the windows measured (arrivals' prompts, completed
+   * requests' outputs; EWMA), seeded by the `inputTokens`/`outputTokens` parameters until measured.
+   */
+  private meanInputTokens: number;
+  private meanOutputTokens: number;
   private headroom = 1;
   /** Trailing SLO attainment (EWMA over HEADROOM_WINDOW_MS); NaN before any completion. */
   private attainment = Number.NaN;
@@ -109,8 +113,8 @@ class PlannerState {
       attainment: o.attainment ?? 0.99,
     };
     this.downDelayMs = params.scaleDownDelayMs ?? 2 * this.startupMs;
-    this.inputTokens = params.inputTokens;
-    this.outputTokens = params.outputTokens;
+    this.meanInputTokens = params.inputTokens;
+    this.meanOutputTokens = params.outputTokens;
     const ttftMs = this.objectives.ttftMs ?? params.ttftMs;
     const spanWindows = Math.max(1, Math.round(ttftMs / context.intervalMs));
     this.bursts = new BurstTracker(
@@ -130,12 +134,12 @@ class PlannerState {
     const variant = this.context.variants[0];
     if (variant === undefined)
       return singleVariantDecision(this.context, this.context.minReplicas, 'no variant');
-    const cap = this.capacity(variant, this.objectives, this.inputTokens, this.outputTokens);
+    const cap = this.capacity(variant, this.objectives, this.meanInputTokens, this.meanOutputTokens);
     if (cap.requestsPerS <= 0) {
       return singleVariantDecision(
         this.context,
         this.context.maxReplicas,
-        `objectives unreachable for ${Math.round(this.inputTokens)}/${Math.round(this.outputTokens)} tokens (${cap.limitedBy}): all replicas`,
+        `objectives unreachable for ${Math.round(this.meanInputTokens)}/${Math.round(this.meanOutputTokens)} tokens (${cap.limitedBy}): all replicas`,
       );
     }
     const horizonMs = this.startupMs + this.context.intervalMs;
@@ -164,8 +168,8 @@ class PlannerState {
   private learnLengths(o: ControlObservation): void {
     const a = this.params.lengthAlpha;
     const { meanInputTokens: i, meanOutputTokens: out } = o.window;
-    if (Number.isFinite(i) && i > 0) this.inputTokens += a * (i - this.inputTokens);
-    if (Number.isFinite(out) && out > 0) this.outputTokens += a * (out - this.outputTokens);
+    if (Number.isFinite(i) && i > 0) this.meanInputTokens += a * (i - this.meanInputTokens);
+    if (Number.isFinite(out) && out > 0) this.meanOutputTokens += a * (out - this.meanOutputTokens);
   }
 
   /**
