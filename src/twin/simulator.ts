@@ -5,7 +5,12 @@ import { chainHash } from '../core/hash.ts';
 import type { KvEvent } from '../core/kv-events.ts';
 import type { Request, Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
-import { type ClusterView, DEFAULT_SCRAPE_INTERVAL_MS, SIGNAL_STALE_AFTER_SCRAPES } from '../core/view.ts';
+import {
+  type ClusterView,
+  DEFAULT_SCRAPE_INTERVAL_MS,
+  type InstanceRole,
+  SIGNAL_STALE_AFTER_SCRAPES,
+} from '../core/view.ts';
 import { EngineCore } from '../engine-core/engine-core.ts';
 import { engineBlockHashes } from '../engine-core/prefix.ts';
 import { PrefixForest } from '../engine-core/prefix-forest.ts';
@@ -921,6 +926,9 @@ class Twin {
       metrics.itl.record(gapMs, count);
     };
     const instances: SimInstance[] = [];
+    // Each instance is created with its role and keeps it: nothing reads the index to tell it again.
+    const roles =
+      this.pd === undefined ? [] : pdRoles(this.pd.settings.prefillInstances, this.instanceCount());
     for (const [g, group] of options.cluster.groups.entries()) {
       const config = options.engineByGroup?.[g] ?? options.engine;
       assert(config.blockSize === options.engine.blockSize, `group ${g}: blockSize differs from the run's`);
@@ -945,7 +953,7 @@ class Twin {
       for (let k = 0; k < group.count; k++) {
         const index = instances.length;
         const id = `i${index}`;
-        const role = this.roleOf(index);
+        const role = roles[index] ?? 'both';
         const perf = role === 'decode' ? this.watchedPerf(modelPerf) : modelPerf;
         const listener: EngineListener = { onFirstToken, onFinish, onReject, onInterTokenLatency };
         const onKvEvent = policy.onKvEvent;
@@ -1015,10 +1023,8 @@ class Twin {
     return new PdHandoffs(pd, perf.model, group.tp, options.engine.blockSize);
   }
 
-  private roleOf(index: number): 'both' | 'prefill' | 'decode' {
-    const pd = this.options.pd;
-    if (pd === undefined) return 'both';
-    return index < pd.prefillInstances ? 'prefill' : 'decode';
+  private instanceCount(): number {
+    return this.options.cluster.groups.reduce((n, g) => n + g.count, 0);
   }
 
   /** A decode instance's perf model, noting the largest prefill chunk (of one sequence) its steps run. */
@@ -1175,6 +1181,14 @@ class Twin {
         : {}),
     };
   }
+}
+
+/**
+ * The role each of a P/D cluster's `count` instances is created with, by index: the prefill slots
+ * first, then the decode slots.
+ */
+function pdRoles(prefillSlots: number, count: number): InstanceRole[] {
+  return Array.from({ length: count }, (_, i) => (i < prefillSlots ? 'prefill' : 'decode'));
 }
 
 function findInstance(instances: readonly SimInstance[], id: string): SimInstance {
