@@ -5,10 +5,14 @@
  * part of its start-up that does not need one, and takes the model from stdin: a pre-started engine
  * for a node to hand the next cold model to.
  */
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { preReadFile } from '../adapters/model-warmer.ts';
 import { invalidArgument } from '../core/errors.ts';
-import { SEQUENCES_DEFAULT, THREADS_DEFAULT } from '../engine-servers/llama/defaults.ts';
+import {
+  KV_WAIT_TIMEOUT_MS_DEFAULT,
+  SEQUENCES_DEFAULT,
+  THREADS_DEFAULT,
+} from '../engine-servers/llama/defaults.ts';
 import type { LlamaRuntime } from '../engine-servers/llama/llama-backend.ts';
 import { StartupClock } from '../engine-servers/llama/startup.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
@@ -35,6 +39,10 @@ interface LlamaEngineFlags {
   pdRole?: string;
   kvPort: number;
   kvReleaseTimeoutMs: number;
+  /** P/D: vLLM's kv_transfer_params flow (pd.ts, the default) or SGLang's bootstrap rooms (pd-sglang.ts). */
+  pdProtocol?: 'vllm' | 'sglang';
+  bootstrapPort?: number;
+  kvWaitTimeoutMs: number;
 }
 
 /** Longest line a standby engine reads on stdin for its model (a path and a name fit many times). */
@@ -97,6 +105,19 @@ async function readStandbyOrder(): Promise<StandbyOrder> {
     : { model: o.model, servedModelName: o.servedModelName };
 }
 
+/** The SGLang flags need a --pd-role, and --bootstrap-port an SGLang prefill. */
+function checkPdProtocolFlags(flags: LlamaEngineFlags): void {
+  if (flags.pdProtocol !== undefined && flags.pdRole === undefined)
+    throw invalidArgument('pd-protocol', flags.pdProtocol, 'a --pd-role (prefill or decode) beside it');
+  if (flags.bootstrapPort !== undefined && (flags.pdRole !== 'prefill' || flags.pdProtocol !== 'sglang')) {
+    throw invalidArgument(
+      'bootstrap-port',
+      String(flags.bootstrapPort),
+      'only with --pd-role prefill --pd-protocol sglang',
+    );
+  }
+}
+
 async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
   if (flags.standby === true && flags.model !== undefined)
     throw invalidArgument('model', flags.model, 'no --model with --standby (the model comes on stdin)');
@@ -104,6 +125,7 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
     throw invalidArgument('model', '(none)', 'a GGUF model file: --model PATH.gguf');
   if (flags.pdRole !== undefined && flags.pdRole !== 'prefill' && flags.pdRole !== 'decode')
     throw invalidArgument('pd-role', flags.pdRole, 'prefill or decode');
+  checkPdProtocolFlags(flags);
   const startup = new StartupClock();
   startup.mark('runtime');
   // The weights are read into the page cache while node-llama-cpp imports and tests its binary
@@ -163,6 +185,21 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
       await pd?.close();
       throw error;
     });
+    if (pd !== undefined && flags.pdProtocol === 'sglang') {
+      const { LlamaSglang, serveLlamaSglangEngine } = await import('../engine-servers/llama/pd-sglang.ts');
+      const sglang = new LlamaSglang(pd, {
+        bootstrapPort: flags.bootstrapPort,
+        kvWaitTimeoutMs: flags.kvWaitTimeoutMs,
+        kvReleaseTimeoutMs: flags.kvReleaseTimeoutMs,
+      });
+      await serveLlamaSglangEngine(backend, sglang, {
+        host: flags.host,
+        port: flags.port,
+        maxWaiting: flags.maxWaiting,
+        shutdownTimeoutS: flags.shutdownTimeout,
+      });
+      return;
+    }
     if (pd !== undefined) {
       await serveLlamaPdEngine(backend, pd, {
         host: flags.host,
@@ -240,6 +277,25 @@ export function registerLlamaEngineCommand(engine: Command): void {
       'a prefill deletes a KV state no decode fetched after this long',
       positiveInt,
       60_000,
+    )
+    .addOption(
+      new Option(
+        '--pd-protocol <protocol>',
+        "with --pd-role: vLLM's kv_transfer_params (default) or SGLang's bootstrap rooms (the prefill files\n" +
+          "each prompt's KV state under the request's bootstrap_room; the decode claims it and fetches it)",
+      ).choices(['vllm', 'sglang']),
+    )
+    .option(
+      '--bootstrap-port <port>',
+      "with --pd-protocol sglang on a prefill: serve the bootstrap endpoint on this port too (SGLang's\n" +
+        "--disaggregation-bootstrap-port; 0: any free port; default: the engine's own port only)",
+      nonNegativeInt,
+    )
+    .option(
+      '--kv-wait-timeout-ms <ms>',
+      "with --pd-protocol sglang: a decode waits this long for its room's prefill, then fails the request",
+      positiveInt,
+      KV_WAIT_TIMEOUT_MS_DEFAULT,
     )
     .action(async (flags: LlamaEngineFlags) => {
       await runLlamaEngine(flags);

@@ -4,3 +4,9 @@
 export const SEQUENCES_DEFAULT = 4;
 /** Decode threads by default: on a small CPU one thread beats two that fight over the cores. */
 export const THREADS_DEFAULT = 1;
+/**
+ * How long an SGLang decode waits for its room's prefill by default (`--kv-wait-timeout-ms`), as the
+ * `sim` engine's: SGLang's own (SGLANG_DISAGGREGATION_WAITING_TIMEOUT) is 300 s, long for a gateway
+ * whose first-byte timeout would end the request first.
+ */
+export const KV_WAIT_TIMEOUT_MS_DEFAULT = 30_000;

@@ -38,6 +38,7 @@ import {
   servePdFront,
 } from '../pd-front.ts';
 import type { KvStateHooks, LlamaBackend } from './llama-backend.ts';
+import type { SglangPdStats } from './pd-sglang.ts';
 
 /** One side of a llama P/D pair. */
 export interface LlamaPdOptions {
@@ -72,6 +73,8 @@ export interface LlamaPdStats {
   fetchMsTotal: number;
   /** Prefill: the KV server's counters (offered, served, released). */
   server?: KvStateServer['stats'];
+  /** With --pd-protocol sglang: the rooms (pd-sglang.ts). */
+  sglang?: SglangPdStats;
 }
 
 /**
@@ -104,6 +107,8 @@ export class LlamaPd implements KvStateHooks {
   private readonly imports = new Map<string, RemoteState>();
   /** Decode: fetched-state files free for the next fetch. */
   private readonly freeFiles: string[] = [];
+  /** Decode: tags whose state was fetched before the generation (SGLang's flow, pd-sglang.ts). */
+  private readonly fetched = new Map<string, string>();
   /** Prefill: when each tag's save began. */
   private readonly saveStartMs = new Map<string, number>();
 
@@ -162,6 +167,16 @@ export class LlamaPd implements KvStateHooks {
     return { bytes: got.bytes, tokens: got.tokens, transferId };
   }
 
+  /** Decode: a file to fetch a state into (one kept for reuse, or a new one); hand it back with doneWith. */
+  statePath(): string {
+    return this.freeFiles.pop() ?? this.newPath();
+  }
+
+  /** Decode: the generation tagged `tag` is to start from the state already fetched into `path`. */
+  expectLoad(tag: string, path: string): void {
+    this.fetched.set(tag, path);
+  }
+
   /** Decode: the generation tagged `tag` is to start from the state at `remote`. */
   expectImport(tag: string, remote: RemoteState): void {
     this.imports.set(tag, remote);
@@ -173,6 +188,9 @@ export class LlamaPd implements KvStateHooks {
     if (got !== null && got !== undefined && !(got instanceof Error)) rmSync(got.path, { force: true });
     this.exports.delete(tag);
     this.imports.delete(tag);
+    const path = this.fetched.get(tag);
+    this.fetched.delete(tag);
+    if (path !== undefined) this.doneWith(path);
   }
 
   noteRequest(maxTokens: unknown): void {
@@ -185,6 +203,11 @@ export class LlamaPd implements KvStateHooks {
 
   fetchState(id: string): Promise<string | undefined> | undefined {
     const tag = tagOf(id);
+    const ready = this.fetched.get(tag);
+    if (ready !== undefined) {
+      this.fetched.delete(tag);
+      return Promise.resolve(ready);
+    }
     const remote = this.imports.get(tag);
     if (remote === undefined) return undefined;
     this.imports.delete(tag);
