@@ -149,9 +149,9 @@ export class SglangRooms {
         });
       });
     }
-    if (this.rooms.get(room) !== r) return { state: 'failed', message: `room ${room} was dropped` };
+    // A room dropped meanwhile keeps its state: pending (abandoned at the wait bound) or failed.
     if (r.state === 'failed') return { state: 'failed', message: r.failure ?? 'the prefill failed' };
-    if (r.state === 'pending') return { state: 'pending' };
+    if (r.state === 'pending' || this.rooms.get(room) !== r) return { state: 'pending' };
     this.drop(room, r);
     this.stats.roomsClaimed++;
     return { state: 'ready', offer: r.offer as RoomOffer };
