@@ -1,0 +1,285 @@
+/**
+ * End-to-end: SGLang's prefill/decode flow on the built-in llama engines, with a real KV state. A
+ * prefill engine (`--pd-role prefill --pd-protocol sglang --bootstrap-port 0`) and a decode engine
+ * (`--pd-role decode --pd-protocol sglang`) on the tiny model behind `switchyard serve` (backends of
+ * type llama, pdProtocol sglang, the prefill's bootstrapPort), and one ordinary engine to compare
+ * with. Checked: the gateway's answer has one engine's text (greedy and seeded, streamed and not),
+ * built on the state the prefill engine filed under the room; a room no decode claims is released
+ * after --kv-release-timeout-ms; a decode whose room never fills fails cleanly and the prefill drops
+ * the room; a killed prefill engine ends requests in a clean error with balanced gateway counters.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { LlamaPdStats } from '../../src/engine-servers/llama/pd.ts';
+import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../src/engine-servers/llama/tiny-gguf.ts';
+import { balancedStats } from './support/pd.ts';
+import { type ServeProcess, startServe } from './support/serve.ts';
+import { killAll, until } from './support/wait.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'switchyard.mjs');
+const MODEL = 'tiny-pd';
+/** Short, so the tests of rooms nobody collects or fills wait little. */
+const RELEASE_MS = 1500;
+const WAIT_MS = 1500;
+
+interface Engine {
+  child: ChildProcess;
+  url: string;
+  port: number;
+  ready: Record<string, unknown>;
+  exited: Promise<number | null>;
+}
+
+async function startEngine(args: string[]): Promise<Engine> {
+  const child = spawn(
+    process.execPath,
+    [
+      BIN,
+      'engine',
+      'llama',
+      '--port',
+      '0',
+      '--served-model-name',
+      MODEL,
+      '--sequences',
+      '2',
+      '--context-size',
+      '1024',
+      ...args,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const stderr: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`engine exited ${code}: ${stderr.join('\n')}`)));
+  });
+  const ready = JSON.parse(line) as Record<string, unknown>;
+  const url = ready['url'] as string;
+  return { child, url, port: Number(new URL(url).port), ready, exited };
+}
+
+let single: Engine;
+let prefill: Engine;
+let decode: Engine;
+let serve: ServeProcess;
+let bootstrapPort: number;
+const children: ChildProcess[] = [];
+const dir = mkdtempSync(join(tmpdir(), 'sy-llama-sglang-'));
+
+before(async () => {
+  const model = ensureTinyLlamaGguf(join(ROOT, TINY_LLAMA_DEFAULT_PATH));
+  const pd = ['--model', model, '--pd-protocol', 'sglang', '--kv-wait-timeout-ms', String(WAIT_MS)];
+  [single, prefill, decode] = await Promise.all([
+    startEngine(['--model', model]),
+    startEngine([
+      ...pd,
+      '--pd-role',
+      'prefill',
+      '--bootstrap-port',
+      '0',
+      '--kv-release-timeout-ms',
+      String(RELEASE_MS),
+    ]),
+    startEngine([...pd, '--pd-role', 'decode']),
+  ]);
+  bootstrapPort = Number(new URL(prefill.ready['bootstrap'] as string).port);
+  const config = join(dir, 'pd.yaml');
+  const backend = (id: string, e: Engine, role: 'prefill' | 'decode') => ({
+    id,
+    type: 'llama',
+    url: e.url,
+    models: [MODEL],
+    role,
+    pdProtocol: 'sglang',
+    ...(role === 'prefill' ? { bootstrapPort } : {}),
+  });
+  writeFileSync(
+    config,
+    JSON.stringify({
+      backends: [backend('p0', prefill, 'prefill'), backend('d0', decode, 'decode')],
+      healthCheck: { intervalMs: 200 },
+    }),
+  );
+  serve = await startServe(['--config', config], children);
+});
+
+after(async () => {
+  await killAll(children);
+  for (const e of [single, prefill, decode]) e?.child.kill('SIGTERM');
+  await Promise.all([single, prefill, decode].map((e) => e?.exited));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Answer {
+  status: number;
+  text: string;
+  body: Record<string, unknown>;
+  usage: {
+    prompt_tokens: number;
+    completion_tokens: number;
+    prompt_tokens_details: { cached_tokens: number };
+  };
+}
+
+async function post(url: string, body: Record<string, unknown>, path = '/v1/completions'): Promise<Answer> {
+  const r = await fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: MODEL, ...body }),
+  });
+  const json = (await r.json()) as Record<string, unknown> & {
+    choices?: { text?: string }[];
+    usage: Answer['usage'];
+  };
+  return { status: r.status, text: json.choices?.[0]?.text ?? '', body: json, usage: json.usage };
+}
+
+async function stats(e: Engine): Promise<LlamaPdStats> {
+  return (await (await fetch(`${e.url}/pd/stats`)).json()) as LlamaPdStats;
+}
+
+const PROMPTS = [
+  'Once upon a time, in a land far away, there lived seven kings and twelve queens who ruled',
+  'The quick brown fox jumps over the lazy dog. '.repeat(12),
+];
+const SAMPLINGS = [{ temperature: 0 }, { temperature: 0.8, seed: 7 }];
+
+describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 }, () => {
+  it('the ready lines: the prefill names its KV server and bootstrap listener', () => {
+    assert.equal(prefill.ready['pdProtocol'], 'sglang');
+    assert.match(String(prefill.ready['kvTransfer']), /^tcp:\/\/127\.0\.0\.1:\d+$/);
+    assert.notEqual(bootstrapPort, prefill.port, 'a listener of its own');
+    assert.equal(decode.ready['bootstrap'], null);
+  });
+
+  it("answers with one engine's text, from the state the prefill filed under the room", async () => {
+    const p0 = await stats(prefill);
+    const d0 = await stats(decode);
+    for (const prompt of PROMPTS) {
+      for (const sampling of SAMPLINGS) {
+        const request = { prompt, max_tokens: 20, ...sampling };
+        const alone = await post(single.url, request);
+        const pd = await post(serve.url, request);
+        assert.equal(pd.status, 200, JSON.stringify(pd.body));
+        assert.equal(pd.text, alone.text, `${JSON.stringify(sampling)} on '${prompt.slice(0, 20)}'`);
+        assert.equal(pd.usage.completion_tokens, 20, "the decode's answer, not the prefill's one token");
+        // All but the last prompt token came from the prefill engine's state.
+        assert.equal(pd.usage.prompt_tokens_details.cached_tokens, alone.usage.prompt_tokens - 1);
+      }
+    }
+    const n = PROMPTS.length * SAMPLINGS.length;
+    const p1 = await stats(prefill);
+    const d1 = await stats(decode);
+    assert.equal(p1.exported - p0.exported, n);
+    assert.equal((p1.sglang?.roomsClaimed ?? 0) - (p0.sglang?.roomsClaimed ?? 0), n);
+    assert.equal(p1.sglang?.rooms, 0, 'every room was claimed');
+    assert.equal((p1.server?.releasedCollected ?? 0) - (p0.server?.releasedCollected ?? 0), n);
+    assert.equal(d1.imported - d0.imported, n);
+    assert.ok(d1.importedBytes > d0.importedBytes);
+    assert.equal(d1.localPrefills, 0, 'SGLang never prefills on the decode');
+  });
+
+  it('streams a chat answer with the same text as one engine', async () => {
+    const request = { messages: [{ role: 'user', content: PROMPTS[0] }], max_tokens: 16, temperature: 0 };
+    const alone = await post(single.url, request, '/v1/chat/completions');
+    const r = await fetch(`${serve.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, ...request, stream: true }),
+    });
+    assert.equal(r.status, 200);
+    let text = '';
+    for (const line of (await r.text()).split('\n')) {
+      if (!line.startsWith('data: {')) continue;
+      const event = JSON.parse(line.slice(6)) as { choices: { delta?: { content?: string } }[] };
+      text += event.choices[0]?.delta?.content ?? '';
+    }
+    const message = (alone.body['choices'] as { message: { content: string } }[])[0]?.message.content;
+    assert.equal(text, message);
+  });
+
+  it('releases a room no decode claims after the release timeout (room and state)', async () => {
+    const before = await stats(prefill);
+    const r = await post(prefill.url, {
+      prompt: PROMPTS[0],
+      max_tokens: 8,
+      bootstrap_host: '127.0.0.1',
+      bootstrap_port: bootstrapPort,
+      bootstrap_room: 7,
+    });
+    assert.equal(r.status, 200);
+    assert.equal(r.usage.completion_tokens, 1, 'a prefill engine runs the prefill only');
+    assert.equal((await stats(prefill)).sglang?.rooms, 1, 'the room holds its state');
+    await until(
+      'the unclaimed room released',
+      async () =>
+        (await stats(prefill)).sglang?.roomsReleasedTimeout ===
+        (before.sglang?.roomsReleasedTimeout ?? 0) + 1,
+      RELEASE_MS * 10,
+      50,
+    );
+    const after = await stats(prefill);
+    assert.equal(after.sglang?.rooms, 0);
+    assert.equal(
+      after.server?.releasedTimeout,
+      (before.server?.releasedTimeout ?? 0) + 1,
+      'the state file too',
+    );
+  });
+
+  it('a decode whose room never fills ends in 502 SY_ERR_KV_TRANSFER_FAILED; the prefill drops the room', async () => {
+    const before = await stats(prefill);
+    const r = await post(decode.url, {
+      prompt: PROMPTS[0],
+      max_tokens: 8,
+      bootstrap_host: '127.0.0.1',
+      bootstrap_port: bootstrapPort,
+      bootstrap_room: 99,
+    });
+    assert.equal(r.status, 502);
+    const error = r.body['error'] as { code: string; message: string };
+    assert.equal(error.code, 'SY_ERR_KV_TRANSFER_FAILED');
+    assert.match(error.message, /room 99/);
+    await until(
+      'the unfilled room dropped',
+      async () => (await stats(prefill)).sglang?.roomsAbandoned === (before.sglang?.roomsAbandoned ?? 0) + 1,
+      WAIT_MS * 10,
+      50,
+    );
+    assert.equal((await stats(decode)).localPrefills, 0);
+  });
+
+  it('ends requests with a clean error when the prefill engine is killed; counters balance', async () => {
+    const before = await stats(decode);
+    prefill.child.kill('SIGKILL');
+    await prefill.exited;
+    const results = await Promise.all(
+      Array.from({ length: 2 }, () => post(serve.url, { prompt: PROMPTS[1], max_tokens: 8 })),
+    );
+    for (const r of results) {
+      assert.ok(r.status >= 500, `status ${r.status}`);
+      const error = r.body['error'] as { code: string; message: string };
+      assert.match(error.code, /^SY_ERR_(UPSTREAM|NO_INSTANCE|KV_TRANSFER_FAILED)$/, error.message);
+    }
+    const stats1 = await balancedStats(serve.url);
+    const pd = stats1['pd'] as Record<string, number>;
+    const after = await stats(decode);
+    assert.ok(
+      (after.sglang?.transferFailures ?? 0) > (before.sglang?.transferFailures ?? 0) ||
+        (pd['prefillFailures'] as number) > 0,
+      'the failed prefill was seen: by the decode engine (no KV) or by the gateway (prefill leg)',
+    );
+    assert.equal(after.imported, before.imported);
+    assert.equal(after.localPrefills, 0);
+  });
+});
