@@ -268,8 +268,8 @@ export function registerLlamaEngineCommand(engine: Command): void {
     )
     .option(
       '--pd-role <role>',
-      "prefill or decode: one side of a P/D pair speaking vLLM's flow (kv_transfer_params); the prefill\n" +
-        "offers each prompt's KV state on a TCP KV server, the decode fetches it and continues from it",
+      "prefill or decode: one side of a P/D pair (vLLM's flow, or SGLang's with --pd-protocol sglang); the\n" +
+        "prefill offers each prompt's KV state on a TCP KV server, the decode fetches it and continues from it",
     )
     .option('--kv-port <port>', "a prefill's KV server port (0: any free port)", nonNegativeInt, 0)
     .option(
