@@ -79,6 +79,11 @@ export interface ControlSettings extends HoldSettings {
   readonly compile?: CompileMode | undefined;
   /** A fixed start-up time in place of the model's, ms (tests, what-ifs). */
   readonly startupMs?: number | undefined;
+  /**
+   * Instances provisioned before the run (ready at 0, not cold starts), in place of asking the loop
+   * at time 0: a P/D pool starts at its `--prefill-instances`/`--decode-instances` count.
+   */
+  readonly initialInstances?: number | undefined;
 }
 
 /**
@@ -121,6 +126,17 @@ export interface ModelOutcome {
 export interface PlacementLogEntry {
   readonly atMs: number;
   readonly placement: string;
+  /** The P/D pool a scale line is about (src/twin/pd-pools.ts); absent elsewhere. */
+  readonly pool?: 'prefill' | 'decode' | undefined;
+}
+
+/** What one tick of a loop changed: the actions taken, the count wanted and the loop's reason. */
+export interface ScaleEvent {
+  readonly atMs: number;
+  readonly actions: readonly ControlAction[];
+  /** The count the loop asked for, clamped to the pool. */
+  readonly desired: number;
+  readonly reason: string;
 }
 
 /** What a controlled run adds to its result. */
@@ -156,6 +172,8 @@ export interface ControlHostDeps {
   readonly refuse: (request: Request, offline: boolean, code: ErrorCode) => void;
   /** Receives each placement decision-log line as it is made (multi-model runs). */
   readonly onPlacement?: ((entry: PlacementLogEntry) => void) | undefined;
+  /** Told of every tick that started or drained something (ControlHost only). */
+  readonly onScale?: ((event: ScaleEvent) => void) | undefined;
 }
 
 /** What the simulator calls on a control host: one loop (ControlHost) or one per model (PlacementHost). */
@@ -240,6 +258,7 @@ export class ControlHost implements Actuator, TwinControl {
   private readonly pool: ModelPool;
   private nextTickMs: number;
   private readonly armed = new ArmedTimes();
+  private readonly initialInstances: number | undefined;
 
   constructor(
     settings: ControlSettings,
@@ -259,8 +278,9 @@ export class ControlHost implements Actuator, TwinControl {
         throw invalidArgument('cluster', i.id, 'one group: a controlled model runs one variant');
       }
     }
-    // The loop is told the catalogue model (it may size instances from its performance).
-    const variant: Variant = { model: first.base, gpu: first.gpu, tp: first.tp, role: 'both' };
+    // The loop is told the catalogue model (it may size instances from its performance), and the
+    // pool's role: 'both' when colocated, 'prefill' or 'decode' for a P/D pool.
+    const variant: Variant = { model: first.base, gpu: first.gpu, tp: first.tp, role: first.role };
     this.intervalMs = settings.intervalMs ?? CONTROL_INTERVAL_MS_DEFAULT;
     const objectives: ServiceObjectives = settings.slo ?? {
       ttftMs: deps.slo.ttftMs,
@@ -290,6 +310,7 @@ export class ControlHost implements Actuator, TwinControl {
       },
     });
     this.nextTickMs = this.intervalMs;
+    this.initialInstances = settings.initialInstances;
   }
 
   /**
@@ -297,12 +318,16 @@ export class ControlHost implements Actuator, TwinControl {
    * the run (ready at 0, billed from 0, not a cold start); the first tick is at `intervalMs`.
    */
   begin(): void {
-    const window = this.pool.closeWindow(0, this.queuedNow());
-    const decision = this.loop.decide(this.observation(0, window));
-    const wanted = this.clamp(totalReplicas(decision));
+    const wanted = this.clamp(this.initialInstances ?? totalReplicas(this.decideAtZero()));
     for (let k = 0; k < wanted; k++) this.pool.provision(k, 0);
     this.deps.view.instances = this.pool.routable();
     this.pool.record(0, wanted, false);
+  }
+
+  /** The loop's answer to an empty window at time 0. */
+  private decideAtZero(): ControlDecision {
+    const window = this.pool.closeWindow(0, this.queuedNow());
+    return this.loop.decide(this.observation(0, window));
   }
 
   /** When the host next needs to act: a tick, a start completing or a held request's deadline. */
@@ -333,7 +358,7 @@ export class ControlHost implements Actuator, TwinControl {
 
   // ---- what the twin saw ----
 
-  onArrival(request: Request, nowMs: number): void {
+  onArrival(request: Pick<Request, 'inputTokens'>, nowMs: number): void {
     this.pool.arrival(request.inputTokens, nowMs);
   }
 
@@ -412,8 +437,10 @@ export class ControlHost implements Actuator, TwinControl {
     this.pool.sweepDrained(nowMs);
     const window = this.pool.closeWindow(nowMs, this.queuedNow());
     const decision = this.loop.decide(this.observation(nowMs, window));
-    this.apply(this.pool.variant.model, decision, nowMs);
-    this.pool.record(nowMs, this.clamp(totalReplicas(decision)), true);
+    const actions = this.apply(this.pool.variant.model, decision, nowMs);
+    const desired = this.clamp(totalReplicas(decision));
+    if (actions.length > 0) this.deps.onScale?.({ atMs: nowMs, actions, desired, reason: decision.reason });
+    this.pool.record(nowMs, desired, true);
     this.nextTickMs = nowMs + this.intervalMs;
   }
 

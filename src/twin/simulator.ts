@@ -48,6 +48,7 @@ import {
 } from './faults.ts';
 import { RunMetrics, SeriesRecorder } from './metrics.ts';
 import { type Handoff, PdHandoffs, type PdOutcome, type PdSettings } from './pd-host.ts';
+import { PdPoolsHost, type PdPoolsOutcome, type PdPoolsSettings } from './pd-pools.ts';
 import { PlacementHost, type PlacementSettings } from './placement-host.ts';
 import { ClusterSeriesRecorder } from './report/cluster-series.ts';
 import type { BatchJobSummary, SimReportData, SimSummary } from './report/types.ts';
@@ -143,6 +144,12 @@ export interface SimOptions {
    * Not with `control`, `placement`, `serverless`, `faults` or batch jobs. Undefined: colocated.
    */
   readonly pd?: PdSettings | undefined;
+  /**
+   * With `pd`: the prefill and the decode pool each sized by its own control loop
+   * (src/twin/pd-pools.ts). The cluster is then every slot of both pools (`pdPoolSlots`), prefill
+   * slots first; `pd`'s counts are the pools' sizes at time 0. Undefined: fixed pools.
+   */
+  readonly pdPools?: PdPoolsSettings | undefined;
 }
 
 /** How the twin's engine cores keep their prefix caches (SimOptions.prefixCache). */
@@ -176,6 +183,8 @@ export interface SimResult {
   readonly serverless?: ServerlessOutcome;
   /** With `pd`: the transfers' figures. */
   readonly pd?: PdOutcome;
+  /** With `pdPools`: each pool's GPU-hours, counts over time and scale lines. */
+  readonly pdPools?: PdPoolsOutcome;
 }
 
 /** The engine request plus what the twin needs to map it back. */
@@ -840,8 +849,9 @@ class Twin {
 
   /** The control host, if the run has one: one loop, or one per model under placement. */
   private buildControl(): TwinControl | undefined {
-    const { control, placement, serverless } = this.options;
-    if (control === undefined && placement === undefined && serverless === undefined) return undefined;
+    const { control, placement, serverless, pdPools } = this.options;
+    if (control === undefined && placement === undefined && serverless === undefined && pdPools === undefined)
+      return undefined;
     const deps: ControlHostDeps = {
       view: this.view,
       slo: this.options.slo,
@@ -860,6 +870,15 @@ class Twin {
       },
       onPlacement: this.options.onPlacement,
     };
+    if (pdPools !== undefined) {
+      if (this.pd === undefined)
+        throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'P/D pools need a P/D cluster (pd)');
+      // Each pool reads its own view: the run's policy's (prefill) and the decode pick's.
+      return new PdPoolsHost(pdPools, this.instances, deps, {
+        view: this.decodeView,
+        handoffsWaiting: () => this.handoffsWaiting(),
+      });
+    }
     if (serverless !== undefined) {
       if (control !== undefined || placement !== undefined)
         throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'serverless excludes control and placement');
@@ -893,6 +912,8 @@ class Twin {
       twin.instance.ended(twin.inputTokens, twin.prefillPending);
       if (twin.pdPhase === 'prefill') {
         policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs, 1);
+        // The prefill pool's leg ended (an autoscaled pool counts it; a draining instance may stop).
+        this.control?.onFinish(result, twin.instance, twin.offline);
         this.prefilled(twin, result.finishMs);
         return;
       }
@@ -927,8 +948,7 @@ class Twin {
     };
     const instances: SimInstance[] = [];
     // Each instance is created with its role and keeps it: nothing reads the index to tell it again.
-    const roles =
-      this.pd === undefined ? [] : pdRoles(this.pd.settings.prefillInstances, this.instanceCount());
+    const roles = this.pd === undefined ? [] : pdRoles(this.prefillSlots(), this.instanceCount());
     for (const [g, group] of options.cluster.groups.entries()) {
       const config = options.engineByGroup?.[g] ?? options.engine;
       assert(config.blockSize === options.engine.blockSize, `group ${g}: blockSize differs from the run's`);
@@ -1014,10 +1034,16 @@ class Twin {
     const groups = options.cluster.groups;
     const group = groups[0];
     const count = groups.reduce((n, g) => n + g.count, 0);
-    if (group === undefined || groups.length !== 1 || count !== pd.prefillInstances + pd.decodeInstances)
+    // Autoscaled pools: every slot of both pools is an instance from the start (stopped until asked for).
+    const pools = options.pdPools;
+    const [p, d] =
+      pools === undefined
+        ? [pd.prefillInstances, pd.decodeInstances]
+        : [pools.prefill.maxInstances, pools.decode.maxInstances];
+    if (group === undefined || groups.length !== 1 || count !== p + d)
       throw new SwitchyardError(
         'SY_ERR_INVALID_ARGUMENT',
-        `a P/D cluster is one group of ${pd.prefillInstances} + ${pd.decodeInstances} instances`,
+        `a P/D cluster is one group of ${p} + ${d} instances`,
       );
     const perf = perfModelFor(group.gpu, group.base ?? group.model, group.tp);
     return new PdHandoffs(pd, perf.model, group.tp, options.engine.blockSize);
@@ -1025,6 +1051,20 @@ class Twin {
 
   private instanceCount(): number {
     return this.options.cluster.groups.reduce((n, g) => n + g.count, 0);
+  }
+
+  /** The prefill-role instances: the prefill pool's slots when autoscaled, else its fixed count. */
+  private prefillSlots(): number {
+    const pools = this.options.pdPools;
+    return pools?.prefill.maxInstances ?? (this.pd as PdHandoffs<PdPayload>).settings.prefillInstances;
+  }
+
+  /** Hand-offs waiting for blocks at any decode instance (the decode pool's queue). */
+  private handoffsWaiting(): number {
+    const pd = this.pd as PdHandoffs<PdPayload>;
+    let n = 0;
+    for (const instance of this.instances) if (instance.role === 'decode') n += pd.waitingAt(instance.index);
+    return n;
   }
 
   /** A decode instance's perf model, noting the largest prefill chunk (of one sequence) its steps run. */
@@ -1159,6 +1199,9 @@ class Twin {
       decisionDigest: this.digest.toString(16).padStart(8, '0'),
       ...this.controlOutcome(),
       ...(this.pd !== undefined ? { pd: this.pd.outcome() } : {}),
+      ...(this.control instanceof PdPoolsHost && this.control.outcome !== undefined
+        ? { pdPools: this.control.outcome }
+        : {}),
     };
   }
 
