@@ -9,7 +9,7 @@ const FLUSH_BYTES = 1 << 20;
 /**
  * Writes the twin's decision log as JSON lines, buffered: routing decisions
  * (`{"request","atMs","instance"|"reject"}`) and, in a multi-model run, placement decisions
- * (`{"atMs","placement"}`), in the order the twin makes them, which is time order.
+ * (`{"atMs","placement"}`; a P/D pool's scale lines add `"pool"`), in the order the twin makes them, which is time order.
  */
 export class DecisionLogWriter {
   private readonly fd: number;
@@ -32,7 +32,9 @@ export class DecisionLogWriter {
 
   /** Appends one placement line (bound, so it can be passed as a callback). */
   readonly writePlacement = (entry: PlacementLogEntry): void => {
-    this.append(`{"atMs":${entry.atMs},"placement":${JSON.stringify(entry.placement)}}\n`);
+    // A P/D pool's scale line says which pool (src/twin/pd-pools.ts).
+    const pool = entry.pool !== undefined ? `"pool":${JSON.stringify(entry.pool)},` : '';
+    this.append(`{"atMs":${entry.atMs},${pool}"placement":${JSON.stringify(entry.placement)}}\n`);
   };
 
   close(): void {

@@ -26,6 +26,13 @@ import {
 import { compareAutoscalers, splitNames } from './sim-autoscaler-compare.ts';
 import { comparisonHeader, wroteLines } from './sim-header.ts';
 import { formatPdLine, type PdFlags, pdFromFlags, pdOptions } from './sim-pd.ts';
+import {
+  formatPdPoolsLines,
+  type PdAutoscaleFlags,
+  pdAutoscaleOptions,
+  pdPoolsFromFlags,
+  pdPoolsLabel,
+} from './sim-pd-autoscale.ts';
 import { type PlanPdFlags, planPdOptions, runPlanPd } from './sim-plan-pd.ts';
 import { type ServerlessFlags, serverlessFromFlags, serverlessOptions } from './sim-serverless.ts';
 import {
@@ -36,7 +43,13 @@ import {
 } from './sim-time-varying.ts';
 
 /** The flags of `switchyard sim`, as commander hands them over. */
-interface SimFlags extends TimeVaryingFlags, AutoscalerFlags, ServerlessFlags, PlanPdFlags, PdFlags {
+interface SimFlags
+  extends TimeVaryingFlags,
+    AutoscalerFlags,
+    ServerlessFlags,
+    PlanPdFlags,
+    PdFlags,
+    PdAutoscaleFlags {
   config?: string;
   trace?: string;
   workload?: 'poisson' | 'gamma' | 'constant' | 'multi-model' | (typeof TIME_VARYING_WORKLOADS)[number];
@@ -307,6 +320,7 @@ export function registerSimCommand(program: Command): void {
         if (run.goodput !== undefined) process.stdout.write(`${formatGoodput(run.goodput)}\n`);
         process.stdout.write(formatControlLine(run.result));
         process.stdout.write(formatPdLine(run.result.pd));
+        process.stdout.write(formatPdPoolsLines(run.result.pdPools));
       } else {
         const rows = runs.map((run) => ({
           name: run.result.summary.policy,
@@ -319,6 +333,7 @@ export function registerSimCommand(program: Command): void {
       // A multi-model run's replicas chart shows the models' instances summed.
       const label =
         settings.control?.autoscaler ??
+        pdPoolsLabel(settings.pdPools) ??
         runs[0]?.result.models?.map((m) => `${m.model}:${m.autoscaler}`).join(', ');
       writeOutputs(runs, settings.output, label);
       process.stdout.write(wroteLines(settings.output));
@@ -328,6 +343,7 @@ export function registerSimCommand(program: Command): void {
   for (const option of serverlessOptions()) sim.addOption(option);
   for (const option of planPdOptions()) sim.addOption(option);
   for (const option of pdOptions()) sim.addOption(option);
+  for (const option of pdAutoscaleOptions()) sim.addOption(option);
 }
 
 function declared(text: string): string {
@@ -407,6 +423,9 @@ export function resolveSettings(
       flags.serverlessPolicy,
       'not with --autoscaler or a multi-model cluster',
     );
+  const control = placed === undefined ? controlFromFlags(flags, file.autoscaler) : undefined;
+  const pd = pdFromFlags(flags);
+  const pdPools = pdPoolsFromFlags(flags, pd, control, file.autoscaler, fromCli);
   return {
     seed: pick('seed', flags.seed, file.seed),
     policy,
@@ -442,10 +461,12 @@ export function resolveSettings(
     faults: flags.fault ?? file.faults?.map(toFault),
     reliability: { ...file.reliability, ...(flags.retries !== undefined ? { retries: flags.retries } : {}) },
     goodputTarget: flags.goodputTarget ?? file.goodputTarget,
-    control: placed === undefined ? controlFromFlags(flags, file.autoscaler) : undefined,
+    // A P/D cluster under --autoscaler scales its two pools apart (src/cli/sim-pd-autoscale.ts).
+    control: pdPools === undefined ? control : undefined,
     placement: placed?.placement,
     serverless,
-    pd: pdFromFlags(flags),
+    pd,
+    pdPools,
   };
 }
 

@@ -22,6 +22,7 @@ import { type ControlSettings, controlPool, type PlacementLogEntry } from './con
 import type { Fault, ReliabilityInput } from './faults.ts';
 import { GOODPUT_DEFAULTS, type GoodputResult, goodputSweep, scaleWorkload } from './goodput.ts';
 import { pdJson } from './pd-host.ts';
+import { type PdPoolsSettings, pdPoolSlots, pdPoolsJson } from './pd-pools.ts';
 import { type PlacementSettings, placementCluster } from './placement-host.ts';
 import { renderHtmlReport } from './report/html.ts';
 import {
@@ -93,6 +94,11 @@ export interface TwinSettings {
    * colocated.
    */
   readonly pd?: PdRunSettings | undefined;
+  /**
+   * With `pd`: the prefill and the decode pool each sized by its own loop (src/twin/pd-pools.ts);
+   * `pd`'s counts are then the pools' sizes at time 0. Undefined: fixed pools.
+   */
+  readonly pdPools?: PdPoolsSettings | undefined;
 }
 
 /** The P/D part of TwinSettings. */
@@ -154,7 +160,7 @@ export function runTwinSpec(
   const pd = settings.pd;
   const cluster =
     pd !== undefined
-      ? pdCluster(settings.cluster, pd)
+      ? pdCluster(settings.cluster, pd, settings.pdPools)
       : settings.serverless !== undefined
         ? serverlessCluster(settings.serverless)
         : settings.placement !== undefined
@@ -182,6 +188,7 @@ export function runTwinSpec(
     placement: settings.placement,
     serverless: settings.serverless,
     onPlacement,
+    pdPools: settings.pdPools,
     pd:
       pd === undefined
         ? undefined
@@ -194,11 +201,13 @@ export function runTwinSpec(
 }
 
 /** The P/D cluster: the run's one group of GPU, model and TP, prefill plus decode instances of it. */
-function pdCluster(cluster: ClusterSpec, pd: PdRunSettings): ClusterSpec {
+function pdCluster(cluster: ClusterSpec, pd: PdRunSettings, pools?: PdPoolsSettings): ClusterSpec {
   const group = cluster.groups[0];
   if (group === undefined || cluster.groups.length !== 1)
     throw invalidArgument('prefill-instances', pd.prefillInstances, 'a cluster of one group');
-  return { groups: [{ ...group, count: pd.prefillInstances + pd.decodeInstances }] };
+  // Autoscaled pools: every slot of both (src/twin/pd-pools.ts).
+  const count = pools !== undefined ? pdPoolSlots(pools) : pd.prefillInstances + pd.decodeInstances;
+  return { groups: [{ ...group, count }] };
 }
 
 /** One policy's run in an experiment: its result at the workload's own rate, and its goodput if swept. */
@@ -290,7 +299,12 @@ export function writeOutputs(
           goodputSweep: toJsonValue(run.goodput),
         };
       }
-      value = { ...value, ...controlJson(run.result), ...pdJson(run.result.pd) };
+      value = {
+        ...value,
+        ...controlJson(run.result),
+        ...pdJson(run.result.pd),
+        ...pdPoolsJson(run.result.pdPools),
+      };
       const serverless = run.result.serverless;
       if (serverless !== undefined) {
         // Cold and warm TTFT sit beside the run's own figures: ttftMs.cold, ttftMs.warm.
