@@ -1,0 +1,84 @@
+/**
+ * The decode side of Mooncake's pair selection: the decode instance with the least estimated TPOT,
+ * refusing the request when none meets the TPOT SLO (Mooncake's TBT check). The prefill side is the
+ * `mooncake` routing policy (src/policies/routing/mooncake/).
+ */
+import { type RoutingDecision, reject, routeTo } from '../../core/decision.ts';
+import type { Request } from '../../core/request.ts';
+import type { InstanceView } from '../../core/view.ts';
+import { OutputLengthEstimator } from '../estimation/output-length.ts';
+import { eligibleInto, noEligibleInstance } from '../routing/eligible.ts';
+import type { MooncakeParams } from '../routing/mooncake/mooncake.ts';
+import type { PolicyContext, RoutingPolicy } from '../routing/types.ts';
+
+/** What the decode side reads of the `mooncake` parameters. */
+export type MooncakeDecodeParams = Pick<
+  MooncakeParams,
+  'rejectEarly' | 'tpotSloMs' | 'sloSlack' | 'retryAfterMaxMs'
+>;
+
+/**
+ * For each eligible decode instance:
+ *   sequences = max(inFlight, running)        (host accounting is fresh; running is as scraped)
+ *   context   = (kvUsage x kvBlocksTotal x blockSize + prompt + output / 2) / (sequences + 1)
+ *   TPOT      = perf.decodeStepTimeMs(sequences + 1, context)
+ * Route to the least TPOT (ties at random, seeded). With `rejectEarly`, refuse with
+ * SY_ERR_SLO_UNREACHABLE when even the least exceeds the request's TPOT SLO (or `tpotSloMs`) times
+ * `sloSlack`; Retry-After is that TPOT times the request's estimated output (a batch turns over on
+ * that scale). `output` is learnt from completions, never the request's true length.
+ */
+export function createMooncakeDecode(params: MooncakeDecodeParams, context: PolicyContext): RoutingPolicy {
+  const lengths = new OutputLengthEstimator();
+  const candidates: InstanceView[] = [];
+  return {
+    name: 'mooncake-decode',
+    decide(view, request, rng) {
+      eligibleInto(view.instances, request.model, candidates);
+      if (candidates.length === 0) return noEligibleInstance(request.model);
+      const outputTokens = lengths.estimate(request);
+      let best: InstanceView | undefined;
+      let bestTpotMs = Number.POSITIVE_INFINITY;
+      let ties = 0;
+      for (const instance of candidates) {
+        const t = tpotMs(instance, request.inputTokens, outputTokens);
+        if (t < bestTpotMs) {
+          best = instance;
+          bestTpotMs = t;
+          ties = 1;
+        } else if (t === bestTpotMs && rng.int(++ties) === 0) {
+          best = instance;
+        }
+      }
+      const chosen = best as InstanceView;
+      if (!params.rejectEarly) return routeTo(chosen.id);
+      return admit(request, chosen, bestTpotMs, outputTokens);
+    },
+    onCompleted(request, _instanceId, _nowMs, generatedTokens) {
+      lengths.observe(request, generatedTokens);
+    },
+  };
+
+  function admit(
+    request: Request,
+    chosen: InstanceView,
+    tpot: number,
+    outputTokens: number,
+  ): RoutingDecision {
+    const budgetMs = (request.slo?.tpotMs ?? params.tpotSloMs) * params.sloSlack;
+    if (tpot <= budgetMs) return routeTo(chosen.id);
+    return reject(
+      'SY_ERR_SLO_UNREACHABLE',
+      `decode pool: estimated TPOT ${tpot.toFixed(1)} ms at best (instance ${chosen.id}) exceeds the ` +
+        `TPOT budget ${budgetMs.toFixed(1)} ms`,
+      Math.min(params.retryAfterMaxMs, Math.max(1, Math.ceil(tpot * outputTokens))),
+    );
+  }
+
+  /** One decode step of the instance's sequences plus this one. */
+  function tpotMs(instance: InstanceView, promptTokens: number, outputTokens: number): number {
+    const sequences = Math.max(instance.inFlight, instance.running);
+    const kvTokens = instance.kvUsage * instance.kvBlocksTotal * instance.blockSize;
+    const meanContext = (kvTokens + promptTokens + outputTokens / 2) / (sequences + 1);
+    return context.perfModel(instance).decodeStepTimeMs(sequences + 1, meanContext);
+  }
+}
