@@ -252,6 +252,35 @@ describe('runCase', () => {
     );
   });
 
+  it('a staged run whose rate rises below capacity is not saturated as a whole (its stages are not)', () => {
+    const c = parseFidelityCase(
+      openCase({
+        workload: {
+          arrival: 'constant',
+          stages: [
+            { rateRps: 2, durationS: 60, measured },
+            { rateRps: 8, durationS: 30, measured },
+          ],
+          input: { kind: 'fixed', tokens: 512 },
+          output: { kind: 'fixed', tokens: 256 },
+        },
+      }),
+    );
+    const rows = runCase(c).rows;
+    assert.deepEqual(
+      rows.map((r) => [r.label, r.predicted.saturated]),
+      [
+        ['open', false],
+        ['open#1', false],
+        ['open#2', false],
+      ],
+    );
+    // In flight follows the rate (4x here), which the trend test over the whole run reads as a queue.
+    const [, low, high] = rows;
+    assert.ok(low !== undefined && high !== undefined);
+    assert.ok(high.predicted.e2eMs.mean * 8 > 3 * low.predicted.e2eMs.mean * 2);
+  });
+
   it('a far overloaded open loop saturates in the twin', () => {
     const c = parseFidelityCase(
       openCase({
