@@ -424,7 +424,7 @@ export function resolveSettings(
       'not with --autoscaler or a multi-model cluster',
     );
   const control = placed === undefined ? controlFromFlags(flags, file.autoscaler) : undefined;
-  const pd = pdFromFlags(flags);
+  const pd = pdFromFlags(flags, fromCli);
   const pdPools = pdPoolsFromFlags(flags, pd, control, file.autoscaler, fromCli);
   return {
     seed: pick('seed', flags.seed, file.seed),

@@ -4,8 +4,9 @@
  * the link `--plan-pd` plans with.
  */
 import { Option } from 'commander';
-import { invalidArgument } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { KV_LINK_NAMES } from '../model/kv-link.ts';
+import { isPdPairPolicy, PD_PAIR_POLICIES, pdPairPolicyDescription } from '../policies/disagg/pair.ts';
 import { PD_LINK_DEFAULT, PD_POLICY_DEFAULT, type PdOutcome } from '../twin/pd-host.ts';
 import type { PdRunSettings } from '../twin/run.ts';
 import { positiveInt } from './parse.ts';
@@ -34,18 +35,33 @@ export function pdOptions(): Option[] {
       '--link <name>',
       `the KV link between prefill and decode instances (default ${PD_LINK_DEFAULT}), for a disaggregated run and --plan-pd`,
     ).choices([...KV_LINK_NAMES]),
-    new Option(
-      '--pd-policy <name>',
-      `with a disaggregated run: the policy picking the decode instance, over decode instances only (default ${PD_POLICY_DEFAULT})`,
-    ),
+    new Option('--pd-policy <name>', pdPolicyHelp()),
   ];
 }
 
 /**
- * The P/D block from the flags, or undefined without `--prefill-instances`/`--decode-instances`
- * (then `--pd-policy` is refused; `--link` may still serve `--plan-pd`).
+ * `--pd-policy`'s help: a pair policy picks both sides (one line each), any other routing policy the
+ * decode side only.
  */
-export function pdFromFlags(flags: PdFlags): PdRunSettings | undefined {
+function pdPolicyHelp(): string {
+  const pairs = PD_PAIR_POLICIES.map((name) => `\n  ${name}: ${pdPairPolicyDescription(name)}`).join('');
+  return (
+    'with a disaggregated run: a pair policy picks the prefill and the decode instance (then not with --policy ' +
+    'or --compare)' +
+    pairs +
+    `\nany other routing policy picks only the decode instance, over decode instances only, the prefill by --policy (default ${PD_POLICY_DEFAULT})`
+  );
+}
+
+/**
+ * The P/D block from the flags, or undefined without `--prefill-instances`/`--decode-instances`
+ * (then `--pd-policy` is refused; `--link` may still serve `--plan-pd`). `fromCli` says which flags
+ * the command line gave: a pair policy refuses `--policy` and `--compare`.
+ */
+export function pdFromFlags(
+  flags: PdFlags,
+  fromCli: (name: string) => boolean = () => false,
+): PdRunSettings | undefined {
   const { prefillInstances, decodeInstances } = flags;
   if (prefillInstances === undefined && decodeInstances === undefined) {
     if (flags.pdPolicy !== undefined)
@@ -60,11 +76,22 @@ export function pdFromFlags(flags: PdFlags): PdRunSettings | undefined {
     throw invalidArgument('prefill-instances', 'missing', '--prefill-instances P with --decode-instances');
   if (decodeInstances === undefined)
     throw invalidArgument('decode-instances', 'missing', '--decode-instances D with --prefill-instances');
+  const pdPolicy = flags.pdPolicy ?? PD_POLICY_DEFAULT;
+  if (isPdPairPolicy(pdPolicy)) {
+    // The pair's prefill side replaces the run's policy: a policy asked for would be ignored.
+    for (const flag of ['policy', 'compare'])
+      if (fromCli(flag))
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `--${flag} cannot be used with --pd-policy ${pdPolicy}: that pair policy picks the prefill instance as well as the decode instance`,
+          { param: flag },
+        );
+  }
   return {
     prefillInstances,
     decodeInstances,
     link: flags.link ?? PD_LINK_DEFAULT,
-    pdPolicy: flags.pdPolicy ?? PD_POLICY_DEFAULT,
+    pdPolicy,
   };
 }
 

@@ -2,10 +2,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { z } from 'zod';
 import { assertNever } from '../core/assert.ts';
-import { invalidArgument } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import type { Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
 import { type EarlyRejectParamsInput, withEarlyReject } from '../policies/admission/early-reject.ts';
+import { createPairPolicy, isPdPairPolicy, type PairPolicy } from '../policies/disagg/pair.ts';
 import { createConfiguredPolicy, defaultPolicyContext } from '../policies/routing/registry.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { createWorkload } from '../workload/create.ts';
@@ -106,8 +107,28 @@ export interface PdRunSettings {
   readonly prefillInstances: number;
   readonly decodeInstances: number;
   readonly link: string;
-  /** A registered policy type or a name from `policies`. */
+  /**
+   * A pair policy (src/policies/disagg/pair.ts PD_PAIR_POLICIES: it picks both sides, replacing the
+   * run's `policy` on the prefill pool), else a registered policy type or a name from `policies`
+   * picking the decode side only.
+   */
   readonly pdPolicy: string;
+}
+
+/**
+ * The run's pair policy when `pd.pdPolicy` names one; undefined otherwise. Not with the shared
+ * early-rejection step, which estimates a colocated instance's latencies.
+ */
+function pairPolicyOf(settings: TwinSettings): PairPolicy | undefined {
+  const name = settings.pd?.pdPolicy;
+  if (name === undefined || !isPdPairPolicy(name)) return undefined;
+  if (settings.earlyReject !== undefined)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `early rejection cannot be used with --pd-policy ${name}: a pair policy rejects on its own or not at all`,
+      { param: 'early-reject' },
+    );
+  return createPairPolicy(name, {}, defaultPolicyContext());
 }
 
 /** Policy types that can refuse requests themselves (a `rejectEarly` parameter). */
@@ -158,6 +179,7 @@ export function runTwinSpec(
   const withSlo: WorkloadSpec = spec.slo !== undefined ? spec : { ...spec, slo: settings.slo };
   const source = createWorkload(withSlo, rng.fork('workload'));
   const pd = settings.pd;
+  const pair = pairPolicyOf(settings);
   const cluster =
     pd !== undefined
       ? pdCluster(settings.cluster, pd, settings.pdPools)
@@ -174,7 +196,7 @@ export function runTwinSpec(
     // Each group's GPU picks the batch limits the user did not set (`vllm serve`'s defaults).
     engine: toEngineConfig(settings.engine, cluster.groups[0]?.gpu),
     engineByGroup: engineConfigsFor(settings.engine, cluster),
-    policy: buildPolicy(settings),
+    policy: pair?.prefill ?? buildPolicy(settings),
     slo: settings.slo,
     workload: describeWorkload(spec),
     ...(onProgress !== undefined ? { onProgress } : {}),
@@ -195,7 +217,8 @@ export function runTwinSpec(
         : {
             ...pd,
             // The decode pool's own copy of a policy, as the gateway's decode pool has.
-            decodePolicy: createConfiguredPolicy(pd.pdPolicy, settings.policies, defaultPolicyContext()),
+            decodePolicy:
+              pair?.decode ?? createConfiguredPolicy(pd.pdPolicy, settings.policies, defaultPolicyContext()),
           },
   });
 }

@@ -92,3 +92,81 @@ test('half a P/D cluster, or --pd-policy alone, is refused with a stable code', 
   assert.notEqual(alone.code, 0);
   assert.match(alone.stderr, /pd-policy[\s\S]*SY_ERR_INVALID_ARGUMENT/);
 });
+
+/** `sim` flags of a 2 prefill + 2 decode run of `requests` 3,000-token prompts at `rate` req/s. */
+function pairArgs(pdPolicy: string, rate: number, json: string, extra: readonly string[] = []): string[] {
+  return [
+    'sim',
+    '--workload',
+    'poisson',
+    '--rate',
+    String(rate),
+    '--requests',
+    '200',
+    '--input-tokens',
+    '3000',
+    '--output-tokens',
+    '100',
+    '--prefill-instances',
+    '2',
+    '--decode-instances',
+    '2',
+    '--pd-policy',
+    pdPolicy,
+    '--no-progress',
+    '--json',
+    json,
+    ...extra,
+  ];
+}
+
+interface PairJson {
+  policy: string;
+  requests: number;
+  completed: number;
+  rejected: number;
+  rejectedByCode?: Record<string, number>;
+  perInstance: { id: string; requests: number }[];
+}
+
+test('--pd-policy mooncake picks both sides and rejects early under a TPOT SLO the decode pool cannot meet', async () => {
+  const [loose, tight] = await Promise.all(
+    [
+      ['loose', '100'],
+      ['tight', '8'],
+    ].map(async ([name, tpotMs]) => {
+      const file = join(dir, `mooncake-${name}.json`);
+      const run = await runCli(pairArgs('mooncake', 40, file, ['--slo-tpot-ms', tpotMs as string]));
+      assert.equal(run.code, 0, run.stderr);
+      return JSON.parse(readFileSync(file, 'utf8')) as PairJson;
+    }),
+  );
+  const [l, t] = [loose as PairJson, tight as PairJson];
+  // The pair's prefill side is the run's policy.
+  assert.equal(l.policy, 'mooncake/prefill');
+  assert.equal(l.rejected, 0);
+  assert.equal(l.completed, l.requests);
+  // Both prefill instances (i0, i1) and both decode instances (i2, i3) take work.
+  for (const instance of l.perInstance) assert.ok(instance.requests > 0, instance.id);
+  // 40 req/s of 3,000-token prompts fills the decode batches past an 8 ms step: some are refused,
+  // each counted once as a rejection with the policy's code, the rest complete.
+  assert.ok(t.rejected > 0 && t.rejected < t.requests, `${t.rejected} rejected`);
+  assert.equal(t.rejectedByCode?.['SY_ERR_SLO_UNREACHABLE'], t.rejected);
+  assert.equal(t.completed + t.rejected, t.requests);
+});
+
+test('a pair --pd-policy refuses --policy and --compare, which it would ignore', async () => {
+  const file = join(dir, 'refused.json');
+  for (const extra of [
+    ['--policy', 'random'],
+    ['--compare', 'random,least-kv'],
+  ]) {
+    const run = await runCli(pairArgs('round-robin', 5, file, extra));
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /cannot be used with --pd-policy round-robin[\s\S]*SY_ERR_INVALID_ARGUMENT/);
+  }
+  // A routing policy's name keeps its meaning (decode side only): --policy still picks the prefill.
+  const run = await runCli(pairArgs('least-kv', 5, file, ['--policy', 'random']));
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal((JSON.parse(readFileSync(file, 'utf8')) as PairJson).policy, 'random');
+});
