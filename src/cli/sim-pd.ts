@@ -6,6 +6,12 @@
 import { Option } from 'commander';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { KV_LINK_NAMES } from '../model/kv-link.ts';
+import {
+  DYNAMO_MAX_LOCAL_PREFILL_TOKENS,
+  PD_CONDITIONAL_RULES,
+  type PdConditionalRule,
+  PREFILL_QUEUE_PER_INSTANCE_MAX,
+} from '../policies/disagg/conditional.ts';
 import { isPdPairPolicy, PD_PAIR_POLICIES, pdPairPolicyDescription } from '../policies/disagg/pair.ts';
 import { PD_LINK_DEFAULT, PD_POLICY_DEFAULT, type PdOutcome } from '../twin/pd-host.ts';
 import type { PdRunSettings } from '../twin/run.ts';
@@ -17,6 +23,7 @@ export interface PdFlags {
   decodeInstances?: number | undefined;
   link?: string | undefined;
   pdPolicy?: string | undefined;
+  pdConditional?: PdConditionalRule | undefined;
 }
 
 /** The options to register on `sim`. */
@@ -36,8 +43,20 @@ export function pdOptions(): Option[] {
       `the KV link between prefill and decode instances (default ${PD_LINK_DEFAULT}), for a disaggregated run and --plan-pd`,
     ).choices([...KV_LINK_NAMES]),
     new Option('--pd-policy <name>', pdPolicyHelp()),
+    new Option('--pd-conditional <rule>', PD_CONDITIONAL_HELP).choices([...PD_CONDITIONAL_RULES]),
   ];
 }
+
+/** `--pd-conditional`'s help: who decides, and the two rules (src/policies/disagg/conditional.ts). */
+const PD_CONDITIONAL_HELP =
+  'with a disaggregated run: conditional disaggregation. The decode instance is picked at arrival (--pd-policy) ' +
+  'and a rule decides, from what a gateway sees, whether it prefills the request itself or the prefill pool does ' +
+  '(then the KV comes to it); JSON pd.localPrefills/remotePrefills count the two' +
+  `\n  dynamo: NVIDIA Dynamo's rule: remote when the prompt less the decode instance's estimated cached prefix exceeds ${DYNAMO_MAX_LOCAL_PREFILL_TOKENS} tokens ` +
+  `and the prefill pool holds at most ${PREFILL_QUEUE_PER_INSTANCE_MAX} requests per instance; else local` +
+  '\n  switchyard: the option adding the least latency summed over the requests it touches (performance model): ' +
+  "local = the chunked prefill plus the stall it puts on this instance's running decodes; " +
+  "remote = the prefill pool's queue, the prefill, the KV transfer and the first decode step";
 
 /**
  * `--pd-policy`'s help: a pair policy picks both sides (one line each), any other routing policy the
@@ -70,6 +89,12 @@ export function pdFromFlags(
         flags.pdPolicy,
         'only with --prefill-instances and --decode-instances',
       );
+    if (flags.pdConditional !== undefined)
+      throw invalidArgument(
+        'pd-conditional',
+        flags.pdConditional,
+        'only with --prefill-instances and --decode-instances',
+      );
     return undefined;
   }
   if (prefillInstances === undefined)
@@ -92,6 +117,7 @@ export function pdFromFlags(
     decodeInstances,
     link: flags.link ?? PD_LINK_DEFAULT,
     pdPolicy,
+    ...(flags.pdConditional !== undefined ? { conditional: flags.pdConditional } : {}),
   };
 }
 
@@ -102,6 +128,8 @@ export function formatPdLine(pd: PdOutcome | undefined): string {
   return (
     `P/D ${pd.prefillInstances} prefill + ${pd.decodeInstances} decode over ${pd.link}: ${pd.transfers} transfers, ` +
     `${pd.transferMsMean.toFixed(2)} ms mean, ${pd.transferMsP99.toFixed(2)} ms p99, ${gb} GB of KV, ` +
-    `${pd.reserveWaitMsMean.toFixed(2)} ms mean wait for decode blocks\n`
+    `${pd.reserveWaitMsMean.toFixed(2)} ms mean wait for decode blocks; ` +
+    `prefills ${pd.localPrefills} local, ${pd.remotePrefills} remote` +
+    `${pd.conditional !== undefined ? ` (--pd-conditional ${pd.conditional})` : ''}\n`
   );
 }

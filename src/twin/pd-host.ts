@@ -72,6 +72,14 @@ export interface PdOutcome {
   readonly localPrefills: number;
   /** Requests prefilled on a prefill instance (every hand-off). */
   readonly remotePrefills: number;
+  /** The conditional rule (`--pd-conditional`); undefined: every request disaggregates. */
+  readonly conditional?: PdConditionalRule | undefined;
+  /**
+   * With a rule: remotely prefilled requests the decode side preempted and so recomputed (0: every
+   * remote request ran a one-token prefill chunk there, as the imported admission guarantees).
+   * `decodePrefillTokensMax` then also counts the local prefills' chunks.
+   */
+  readonly importRecomputes?: number | undefined;
 }
 
 /** A prefilled request on its way to its decode instance. */
@@ -102,6 +110,8 @@ export class PdHandoffs<T> {
   private localPrefills = 0;
   private remotePrefills = 0;
   decodePrefillTokensMax = 0;
+  /** Remote requests recomputed on the decode side after a preemption (the twin counts them). */
+  importRecomputes = 0;
 
   constructor(
     readonly settings: PdSettings,
@@ -220,6 +230,9 @@ export class PdHandoffs<T> {
       decodePrefillTokensMax: this.decodePrefillTokensMax,
       localPrefills: this.localPrefills,
       remotePrefills: this.remotePrefills,
+      ...(this.settings.conditional !== undefined
+        ? { conditional: this.settings.conditional, importRecomputes: this.importRecomputes }
+        : {}),
     };
   }
 
@@ -247,6 +260,10 @@ export function pdJson(outcome: PdOutcome | undefined): Record<string, JsonValue
       decodePrefillTokensMax: outcome.decodePrefillTokensMax,
       localPrefills: outcome.localPrefills,
       remotePrefills: outcome.remotePrefills,
+      // Only with a rule, so a run without one keeps its JSON as it was.
+      ...(outcome.conditional !== undefined
+        ? { conditional: outcome.conditional, importRecomputes: outcome.importRecomputes ?? 0 }
+        : {}),
     },
   };
 }

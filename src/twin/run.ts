@@ -6,6 +6,7 @@ import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import type { Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
 import { type EarlyRejectParamsInput, withEarlyReject } from '../policies/admission/early-reject.ts';
+import type { PdConditionalRule } from '../policies/disagg/conditional.ts';
 import { createPairPolicy, isPdPairPolicy, type PairPolicy } from '../policies/disagg/pair.ts';
 import { createConfiguredPolicy, defaultPolicyContext } from '../policies/routing/registry.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
@@ -113,6 +114,8 @@ export interface PdRunSettings {
    * picking the decode side only.
    */
   readonly pdPolicy: string;
+  /** Conditional disaggregation's rule (`--pd-conditional`); undefined: every request disaggregates. */
+  readonly conditional?: PdConditionalRule | undefined;
 }
 
 /**

@@ -25,6 +25,7 @@ import { AdmissionDriver, type AdmissionHost } from '../policies/admission/drive
 import type { AdmissionQueue } from '../policies/admission/types.ts';
 import { backoffMs } from '../policies/reliability.ts';
 import { isEligible } from '../policies/routing/eligible.ts';
+import { PrefixCacheIndex } from '../policies/routing/prefix-cache-index.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { downsampleSorted, LatencyHistogram } from '../stats/percentiles.ts';
 import type { RequestSource, TwinRequest } from '../workload/types.ts';
@@ -281,6 +282,15 @@ class Twin {
     instances: [],
   };
   private readonly pdRng: Rng;
+  /**
+   * With a conditional rule (`pd.conditional`): the decode instance (index) each remotely prefilled
+   * request was given at its arrival, until its prefill ends; undefined without a rule.
+   */
+  private readonly pdDecodeAt: Map<string, number> | undefined;
+  /** With a rule: the router's learned index of what each decode instance caches (its estimate). */
+  private readonly decodePrefixes: PrefixCacheIndex | undefined;
+  /** With a rule: the perf model and per-step token budget the rule estimates the decode side with. */
+  private pdPerf: PerfModel | undefined;
 
   constructor(
     source: RequestSource,
@@ -301,6 +311,10 @@ class Twin {
       this.view.instances = this.instances.filter((i) => i.role === 'prefill');
       this.decodeView.instances = this.instances.filter((i) => i.role === 'decode');
     }
+    const conditional = this.pd?.settings.conditional !== undefined;
+    this.pdDecodeAt = conditional ? new Map() : undefined;
+    this.decodePrefixes = conditional ? new PrefixCacheIndex() : undefined;
+    this.decodePrefixes?.observe(this.decodeView as ClusterView);
     this.control = this.buildControl();
     this.series = new SeriesRecorder(this.instances, options.seriesPointsMax ?? 400);
     this.clusterSeries = new ClusterSeriesRecorder(options.seriesPointsMax ?? 400);
@@ -525,6 +539,9 @@ class Twin {
     this.view.nowMs = this.nowMs;
     // A controlled model with no ready instance holds the request until one is (scale from zero).
     if (attempt === 0 && this.control?.hold(request, offline, this.nowMs) === true) return true;
+    // Conditional P/D: the decode side gets the request first and decides where it prefills.
+    const decodeAt = this.pdDecodeAt;
+    if (decodeAt !== undefined && !decodeAt.has(request.id)) return this.routeConditional(request, offline);
     // The host times the policy (every few decisions, so timing costs nothing noticeable).
     const timed = this.decisions++ % DECISION_TIMING_EVERY === 0;
     const t0 = timed ? performance.now() : 0;
@@ -918,6 +935,8 @@ class Twin {
         return;
       }
       this.faults?.live[twin.instance.index]?.delete(twin);
+      if (this.pd !== undefined && twin.importedTokens !== undefined && result.preemptions > 0)
+        this.pd.importRecomputes++;
       if (twin.offline) metrics.batchFinished(result);
       else metrics.finish(result, slo);
       this.control?.onFinish(result, twin.instance, twin.offline);
@@ -1045,7 +1064,13 @@ class Twin {
         'SY_ERR_INVALID_ARGUMENT',
         `a P/D cluster is one group of ${p} + ${d} instances`,
       );
+    if (pd.conditional !== undefined && pools !== undefined)
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        'conditional disaggregation runs on fixed pools, not autoscaled ones',
+      );
     const perf = perfModelFor(group.gpu, group.base ?? group.model, group.tp);
+    if (pd.conditional !== undefined) this.pdPerf = perf;
     return new PdHandoffs(pd, perf.model, group.tp, options.engine.blockSize);
   }
 
@@ -1087,6 +1112,15 @@ class Twin {
   private prefilled(twin: TwinEngineRequest, nowMs: number): void {
     const pd = this.pd as PdHandoffs<PdPayload>;
     const request = twin.source;
+    const chosen = this.pdDecodeAt?.get(request.id);
+    if (chosen !== undefined) {
+      // Conditional: the decode instance was picked at arrival and counts the request since then.
+      (this.pdDecodeAt as Map<string, number>).delete(request.id);
+      const decode = this.instances[chosen] as SimInstance;
+      pd.enqueue(pd.handoff(request, { offline: twin.offline, attempt: twin.attempt }, chosen, nowMs));
+      this.startTransfers(decode);
+      return;
+    }
     const decodePolicy = pd.settings.decodePolicy;
     this.decodeView.nowMs = nowMs;
     this.view.nowMs = nowMs;
@@ -1100,8 +1134,7 @@ class Twin {
     const decode = findInstance(this.instances, decision.instanceId);
     this.digest = chainHash(this.digest, decode.index);
     // A request whose whole KV could never fit the decode instance ends as the engine's own refusal would.
-    const outputTokens = (request as TwinRequest).trueOutputTokens;
-    if (Math.ceil((request.inputTokens + outputTokens - 1) / decode.blockSize) > decode.kvBlocksTotal) {
+    if (cannotFit(request, decode)) {
       this.reject(request, 'SY_ERR_CAPACITY', twin.offline);
       this.admission?.onFailed(request, nowMs);
       return;
@@ -1111,6 +1144,89 @@ class Twin {
     decodePolicy.onRouted?.(request, decode.id, nowMs);
     pd.enqueue(pd.handoff(request, { offline: twin.offline, attempt: twin.attempt }, decode.index, nowMs));
     this.startTransfers(decode);
+  }
+
+  /**
+   * Conditional P/D, at arrival: the decode pick (its own policy over the decode pool), then the rule
+   * on the gateway's views: local runs the request whole on that instance, remote prefills it on the
+   * prefill pool (the run's policy) and its KV comes here when the prefill ends. False when refused.
+   */
+  private routeConditional(request: Request, offline: boolean): boolean {
+    const pd = this.pd as PdHandoffs<PdPayload>;
+    const decodePolicy = pd.settings.decodePolicy;
+    this.decodeView.nowMs = this.nowMs;
+    const decision = decodePolicy.decide(this.decodeView as ClusterView, request, this.pdRng);
+    if (decision.kind === 'reject') {
+      this.digest = chainHash(this.digest, 0xfffffffe);
+      this.options.onDecision?.({
+        requestId: request.id,
+        atMs: this.nowMs,
+        instance: undefined,
+        code: decision.code,
+      });
+      this.reject(request, decision.code, offline);
+      return false;
+    }
+    const decode = findInstance(this.instances, decision.instanceId);
+    this.digest = chainHash(this.digest, decode.index);
+    if (cannotFit(request, decode)) {
+      this.reject(request, 'SY_ERR_CAPACITY', offline);
+      return false;
+    }
+    const remote = pd.prefillsRemotely(
+      request,
+      this.decodePrefixHitTokens(request, decode),
+      decode,
+      this.view.instances,
+      this.pdPerf as PerfModel,
+      (this.options.engineByGroup?.[0] ?? this.options.engine).maxNumBatchedTokens,
+    );
+    // The decode instance computes or receives the prompt either way: the router learns it is there.
+    const prefixes = this.decodePrefixes as PrefixCacheIndex;
+    prefixes.learn(prefixes.register(decode.id), request.prefix);
+    decode.sent(request.inputTokens);
+    decode.routed++;
+    decodePolicy.onRouted?.(request, decode.id, this.nowMs);
+    if (!remote) {
+      this.decodeWhole(request, offline, decode);
+      return true;
+    }
+    const decodeAt = this.pdDecodeAt as Map<string, number>;
+    decodeAt.set(request.id, decode.index);
+    if (this.route(request, offline)) return true;
+    // The prefill pool refused it (counted): the decode instance never gets it.
+    decodeAt.delete(request.id);
+    decode.ended(request.inputTokens, true);
+    decodePolicy.onFailed?.(request, decode.id, this.nowMs);
+    return false;
+  }
+
+  /** The router's estimate of the prompt tokens `decode` holds in its prefix cache (learned index). */
+  private decodePrefixHitTokens(request: Request, decode: SimInstance): number {
+    const prefixes = this.decodePrefixes as PrefixCacheIndex;
+    const blocks = prefixes.longestMatch(prefixes.slotOf(decode.id), request.prefix.hashes);
+    return Math.min(blocks * request.prefix.blockTokens, request.inputTokens);
+  }
+
+  /** Conditional P/D, kept local: the decode instance prefills and decodes the request itself. */
+  private decodeWhole(request: Request, offline: boolean, decode: SimInstance): void {
+    const engineRequest: TwinEngineRequest = {
+      id: request.id,
+      inputTokens: request.inputTokens,
+      outputTokens: (request as TwinRequest).trueOutputTokens,
+      arrivalMs: request.arrivalMs,
+      priority: request.priority,
+      ...this.prefixOf(request, decode),
+      source: request,
+      instance: decode,
+      offline,
+      prefillPending: true,
+      attempt: 0,
+      tried: NONE_TRIED,
+      pdPhase: 'decode',
+    };
+    decode.engine.add(engineRequest, this.nowMs);
+    if (Number.isNaN(decode.stepEndMs)) this.stepEndedIdle(decode);
   }
 
   /** Starts the transfers whose blocks the decode instance can reserve now. */
@@ -1232,6 +1348,12 @@ class Twin {
  */
 function pdRoles(prefillSlots: number, count: number): InstanceRole[] {
   return Array.from({ length: count }, (_, i) => (i < prefillSlots ? 'prefill' : 'decode'));
+}
+
+/** Whether the request's whole KV (prompt and answer) could never fit the instance's blocks. */
+function cannotFit(request: Request, instance: SimInstance): boolean {
+  const outputTokens = (request as TwinRequest).trueOutputTokens;
+  return Math.ceil((request.inputTokens + outputTokens - 1) / instance.blockSize) > instance.kvBlocksTotal;
 }
 
 function findInstance(instances: readonly SimInstance[], id: string): SimInstance {
