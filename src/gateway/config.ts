@@ -23,7 +23,7 @@ import {
 import type { PolicyContext } from '../policies/routing/types.ts';
 import { batchConfigSchema } from './batch/config.ts';
 import { KEEP_ALIVE_MS_MAX, SCALE_FROM_ZERO_BUFFER_MAX, SCALE_FROM_ZERO_WAIT_MS } from './model-buffer.ts';
-import { pdConfigProblems } from './pd/pd-config.ts';
+import { pdConfigProblems, pdGatewayConfigSchema, pdPairConfigProblems } from './pd/pd-config.ts';
 
 /** Engine kinds a backend may be. They differ in defaults (metrics, health path), not in protocol. */
 export const BACKEND_TYPES = ['vllm', 'sglang', 'llamacpp', 'openai', 'sim', 'llama'] as const;
@@ -219,6 +219,11 @@ export const gatewayConfigSchema = z
     admission: admissionConfigSchema.optional(),
     /** The Batch API (/v1/files, /v1/batches); absent: those routes answer 404. See docs/gateway.md. */
     batch: batchConfigSchema.optional(),
+    /**
+     * P/D pair selection (src/gateway/pd/pd-config.ts): `{pairPolicy, params}` picks the prefill and
+     * the decode instance of disaggregated requests. Absent: the active routing policy picks both.
+     */
+    pd: pdGatewayConfigSchema.optional(),
     tenants: z.array(gatewayTenantSchema).max(100_000).default([]),
     /** Enables /admin/*; requests need `Authorization: Bearer <adminKey>`. */
     adminKey: z.string().min(8).max(1024).optional(),
@@ -293,6 +298,8 @@ export const gatewayConfigSchema = z
     }
     for (const problem of pdConfigProblems(config.backends))
       ctx.addIssue({ code: 'custom', path: ['backends', ...problem.path], message: problem.message });
+    for (const problem of pdPairConfigProblems(config.pd, config.backends))
+      ctx.addIssue({ code: 'custom', path: ['pd', ...problem.path], message: problem.message });
     const keys = new Set<string>();
     const names = new Set<string>();
     for (const [i, t] of config.tenants.entries()) {

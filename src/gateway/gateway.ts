@@ -355,6 +355,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       config.routing?.policies ?? {},
       this.perfModels.context,
     );
+    this.pd.usePairPolicy(config.pd, this.perfModels);
     this.metrics = new GatewayMetrics(this.stats, this.view, () => this.policy.name);
     this.pd.registerMetrics(this.metrics.registry);
     this.health = new HealthChecker(
@@ -1232,9 +1233,10 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       if (rest.length > 0) candidates = { nowMs: now, instances: rest };
     }
     if (ex.kind === 'embeddings') return this.pickLeastLoaded(candidates, request.model);
-    // The prefill pool has its own instance of the active policy (pd-exchange.ts); hooks of the
-    // proxied attempt go to the policy that picked it.
-    const policy = role === 'prefill' ? this.prefillPolicy() : (ex.policy ?? this.policy);
+    // The prefill pool has its own instance of the active policy, or a pair policy picks both pools
+    // (pd-exchange.ts); hooks of the proxied attempt go to the policy that picked it.
+    const policy =
+      role === 'prefill' ? this.prefillPolicy() : (ex.policy ?? this.pd.attemptPolicy(role, this.policy));
     if (role !== 'prefill') ex.policy = policy;
     let decision: ReturnType<RoutingPolicy['decide']>;
     try {

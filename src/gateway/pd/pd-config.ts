@@ -2,7 +2,11 @@
  * The checks on prefill/decode backends that one backend's schema cannot make alone: a role needs a
  * protocol, a decode pool needs a prefill pool of the same model and protocol (and the other way
  * round), and one model speaks one protocol. config.ts reports each problem under its backend.
+ * Also the `pd:` block (a pair policy) and its checks.
  */
+import { z } from 'zod';
+import { SwitchyardError } from '../../core/errors.ts';
+import { checkPairPolicy, PD_PAIR_POLICIES } from '../../policies/disagg/pair.ts';
 
 /** What the checks read of a backend (config.ts's parsed BackendConfig). */
 export interface PdBackendFields {
@@ -83,4 +87,39 @@ export function pdModels(backends: readonly PdBackendFields[]): Map<string, 'vll
     if (protocol !== undefined) out.set(model, protocol);
   }
   return out;
+}
+
+/**
+ * The gateway config's `pd:` block: a P/D pair policy (src/policies/disagg/pair.ts) picking the
+ * prefill and the decode instance of every disaggregated request, each side over its own pool.
+ * Absent: the active routing policy picks both (the prefill pool with its own copy of it).
+ */
+export const pdGatewayConfigSchema = z.strictObject({
+  /** One of PD_PAIR_POLICIES. */
+  pairPolicy: z.enum(PD_PAIR_POLICIES),
+  /** Its parameters, checked against its schema at start-up. */
+  params: z.record(z.string(), z.unknown()).default({}),
+});
+/** A validated `pd:` block. */
+export type PdGatewayConfig = z.infer<typeof pdGatewayConfigSchema>;
+
+/** Problems with a `pd:` block (paths under `pd`): bad parameters, or nothing to disaggregate. */
+export function pdPairConfigProblems(
+  pd: PdGatewayConfig | undefined,
+  backends: readonly PdBackendFields[],
+): PdConfigProblem[] {
+  if (pd === undefined) return [];
+  const problems: PdConfigProblem[] = [];
+  try {
+    checkPairPolicy(pd.pairPolicy, pd.params);
+  } catch (error) {
+    if (!(error instanceof SwitchyardError)) throw error;
+    problems.push({ path: ['params'], message: error.message });
+  }
+  if (pdModels(backends).size === 0)
+    problems.push({
+      path: ['pairPolicy'],
+      message: `pair policy '${pd.pairPolicy}' needs prefill and decode backends (role and pdProtocol); none is configured`,
+    });
+  return problems;
 }

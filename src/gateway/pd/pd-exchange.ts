@@ -22,6 +22,10 @@
  * its own state, so a round robin cycles each pool on its own and a prefix index learns where each
  * prompt's KV was computed. It hears the prefill leg's hooks (onRouted, then onFirstToken and
  * onCompleted with one token, or onFailed); the active policy hears the decode attempt's.
+ *
+ * With a pair policy (config `pd.pairPolicy`, src/policies/disagg/pair.ts) its prefill side picks
+ * prefill instances and its decode side decode instances instead, whatever the active policy is; a
+ * side's rejection ends the request with that side's code (429 and Retry-After for an SLO refusal).
  */
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -30,7 +34,8 @@ import { SwitchyardError } from '../../core/errors.ts';
 import type { KvEvent } from '../../core/kv-events.ts';
 import type { Request } from '../../core/request.ts';
 import type { ClusterView, InstanceRole, InstanceView } from '../../core/view.ts';
-import type { RoutingPolicy } from '../../policies/routing/types.ts';
+import { createPairPolicy, type PairPolicy, pairNeedsPerfModel } from '../../policies/disagg/pair.ts';
+import type { PolicyContext, RoutingPolicy } from '../../policies/routing/types.ts';
 import {
   type Backend,
   Exchange,
@@ -46,7 +51,7 @@ import {
   vllmDecodeBody,
   vllmPrefillBody,
 } from './pd-bodies.ts';
-import { type PdBackendFields, pdModels } from './pd-config.ts';
+import { type PdBackendFields, type PdGatewayConfig, pdModels } from './pd-config.ts';
 
 /** Further prefill instances tried for one pair after its prefill leg failed. */
 export const PREFILL_RETRIES_MAX = 1;
@@ -88,10 +93,39 @@ export class PdRuntime {
   private readonly models: Map<string, 'vllm' | 'sglang'>;
   /** The prefill pool's instance of the active policy, and the active policy it was made for. */
   private prefill: { readonly of: RoutingPolicy; readonly policy: RoutingPolicy } | undefined;
+  /** The configured pair policy (config `pd:`); undefined: the active policy picks both pools. */
+  private pair: PairPolicy | undefined;
 
   constructor(backends: readonly PdBackendFields[], seed: number) {
     this.models = pdModels(backends);
     this.rooms = new BootstrapRooms(seed);
+  }
+
+  /**
+   * Builds the config's pair policy (config.ts has checked its name and parameters), its sides
+   * predicting time with the gateway's performance models. Undefined `config`: none.
+   */
+  usePairPolicy(
+    config: PdGatewayConfig | undefined,
+    perfModels: { readonly context: PolicyContext; require(policies: readonly string[]): void },
+  ): void {
+    if (config === undefined) return;
+    // Mooncake's sides predict time: refuse to start, as for the routing policy, without perf models.
+    if (pairNeedsPerfModel(config.pairPolicy)) perfModels.require(['mooncake']);
+    this.pair = createPairPolicy(config.pairPolicy, config.params, perfModels.context);
+  }
+
+  /** The pair policy's name, or undefined without one. */
+  get pairPolicyName(): string | undefined {
+    return this.pair?.name;
+  }
+
+  /**
+   * The policy that picks an attempt of `role` when the active one is `active`: the pair's decode
+   * side for a decode attempt when a pair policy is configured, else `active`.
+   */
+  attemptPolicy(role: InstanceRole | undefined, active: RoutingPolicy): RoutingPolicy {
+    return role === 'decode' && this.pair !== undefined ? this.pair.decode : active;
   }
 
   /** Whether any model disaggregates. */
@@ -121,15 +155,21 @@ export class PdRuntime {
    * index learns prefill placements apart from decode ones.
    */
   prefillPolicy(active: RoutingPolicy, create: (name: string) => RoutingPolicy): RoutingPolicy {
+    if (this.pair !== undefined) return this.pair.prefill;
     if (this.prefill?.of !== active) this.prefill = { of: active, policy: create(active.name) };
     return this.prefill.policy;
   }
 
-  /** KV events reach the prefill pool's policy too (the gateway hands them to the active one). */
+  /**
+   * KV events reach the prefill pool's policy and the pair policy's sides too (the gateway hands
+   * them to the active one).
+   */
   kvEvents(instanceId: string, events: readonly KvEvent[], nowMs: number): void {
-    const policy = this.prefill?.policy;
-    if (policy?.onKvEvent === undefined) return;
-    for (const event of events) policy.onKvEvent(instanceId, event, nowMs);
+    const policies = [this.prefill?.policy, this.pair?.prefill, this.pair?.decode];
+    for (const policy of policies) {
+      if (policy?.onKvEvent === undefined) continue;
+      for (const event of events) policy.onKvEvent(instanceId, event, nowMs);
+    }
   }
 
   /**
@@ -165,9 +205,10 @@ export class PdRuntime {
       });
   }
 
-  /** For /stats: undefined when nothing disaggregates. */
-  statsJson(): PdStats | undefined {
-    return this.enabled ? { ...this.stats } : undefined;
+  /** For /stats: undefined when nothing disaggregates; `pairPolicy` names the pair policy, if any. */
+  statsJson(): (PdStats & { pairPolicy?: string }) | undefined {
+    if (!this.enabled) return undefined;
+    return this.pair === undefined ? { ...this.stats } : { ...this.stats, pairPolicy: this.pair.name };
   }
 }
 
