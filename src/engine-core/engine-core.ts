@@ -109,6 +109,13 @@ class Seq {
  * 6% of a twin run. Only running sequences (and the one at the front of the waiting queue) hold
  * tables, so each size class caches at most `cachedMax` (maxNumSeqs) of them.
  */
+/** A finished sequence's blocks kept for a transfer out (EngineRequest.holdKvAfterFinish). */
+interface ExportHold {
+  /** Its table (block-pool mode) or its run-cache hold, as when it ran. */
+  readonly seq: Seq;
+  readonly numBlocks: number;
+}
+
 class BlockTables {
   private readonly free: Int32Array[][] = [];
 
@@ -244,6 +251,8 @@ export class EngineCore {
   private readonly importBlocks: number[] = [];
   /** Blocks held for imported KV (P/D) by request id, taken back when it is admitted or aborted. */
   private importHolds: Map<string, number> | undefined;
+  /** Finished requests whose blocks stay held for a transfer out (P/D prefill side), by request id. */
+  private exportHolds: Map<string, ExportHold> | undefined;
   private prefixQueries = 0;
   private prefixHits = 0;
   private preemptCount = 0;
@@ -469,6 +478,33 @@ export class EngineCore {
     return true;
   }
 
+  /**
+   * Frees the blocks a finished request with `holdKvAfterFinish` kept (P/D prefill side: the decode
+   * side has read them), last to first as at any finish; false when it holds none.
+   */
+  releaseExport(requestId: string): boolean {
+    const held = this.exportHolds?.get(requestId);
+    if (held === undefined) return false;
+    (this.exportHolds as Map<string, ExportHold>).delete(requestId);
+    const { seq, numBlocks } = held;
+    if (this.runs !== undefined) {
+      this.runs.release(seq.hold!, numBlocks);
+    } else {
+      const pool = this.blockPool;
+      for (let j = numBlocks - 1; j >= 0; j--) pool.release(seq.blocks[j]!);
+    }
+    this.giveTable(seq);
+    this.dropPath(seq);
+    return true;
+  }
+
+  /** Blocks finished requests hold for transfers out (`holdKvAfterFinish`), all together. */
+  get exportHeldBlocks(): number {
+    let n = 0;
+    for (const held of this.exportHolds?.values() ?? []) n += held.numBlocks;
+    return n;
+  }
+
   /** The first waiting request (after the front) that arrived on blocks `reserveImport` holds for it. */
   private heldImportBehindFront(): Seq | undefined {
     const holds = this.importHolds;
@@ -585,7 +621,11 @@ export class EngineCore {
     if (scheduled === 0) {
       // Blocks held for imports still in transfer come back when those requests arrive: the engine
       // idles until then. Otherwise work that cannot be scheduled would wait forever.
-      assert(!this.hasWork || (this.importHolds?.size ?? 0) > 0, 'requests present but nothing schedulable');
+      // Likewise blocks a finished request holds for its transfer out come back when it ends.
+      assert(
+        !this.hasWork || (this.importHolds?.size ?? 0) > 0 || (this.exportHolds?.size ?? 0) > 0,
+        'requests present but nothing schedulable',
+      );
       return undefined;
     }
     const durationMs = this.stepTimes.stepTimeMs(shape);
@@ -800,8 +840,11 @@ export class EngineCore {
       assert(seq.state === WAITING && seq.computed === 0, `waiting ${seq.request.id} holds KV`);
       pending += seq.promptLen - seq.computed;
     }
-    // Import reservations hold their blocks too.
+    // Import reservations and transfers out hold their blocks too.
     for (const b of this.importBlocks) refs[b]!++;
+    if (this.runs === undefined)
+      for (const { seq, numBlocks } of this.exportHolds?.values() ?? [])
+        for (let j = 0; j < numBlocks; j++) refs[seq.blocks[j]!]!++;
     for (let b = 0; b < refs.length; b++) {
       assert(
         refs[b] === this.blockPool.refCount(b),
@@ -1222,8 +1265,12 @@ export class EngineCore {
 
   private finish(slot: number, nowMs: number): void {
     const seq = this.save(slot);
-    this.releaseBlocks(slot);
-    this.dropPath(seq);
+    if (seq.request.holdKvAfterFinish === true) {
+      this.holdExport(slot, seq);
+    } else {
+      this.releaseBlocks(slot);
+      this.dropPath(seq);
+    }
     seq.state = DONE;
     this.byId.delete(seq.request.id);
     const result: FinishedRequest = {
@@ -1236,6 +1283,15 @@ export class EngineCore {
       preemptions: seq.preemptions,
     };
     this.listener.onFinish(result);
+  }
+
+  /** Keeps the finished sequence's blocks (and prefix path) for `releaseExport`; the slot lets go of them. */
+  private holdExport(slot: number, seq: Seq): void {
+    this.exportHolds ??= new Map();
+    assert(!this.exportHolds.has(seq.request.id), `request ${seq.request.id} holds its KV twice`);
+    this.exportHolds.set(seq.request.id, { seq, numBlocks: this.slotNumBlocks[slot]! });
+    this.slotNumBlocks[slot] = 0;
+    this.slotNumStored[slot] = 0;
   }
 
   /**

@@ -116,4 +116,33 @@ for (const mode of ['pool', 'runs'] as const) {
     assert.equal(engine.kvBlocksUsed, 0);
     engine.checkInvariants();
   });
+
+  test(`${mode}: a finished request with holdKvAfterFinish keeps its blocks until releaseExport`, () => {
+    const done: FinishedRequest[] = [];
+    const engine = core(10, mode, [], done);
+    // 100 prompt tokens + 1 sampled: 7 blocks of 16, kept after the one-token request ends.
+    engine.add(
+      { id: 'p', inputTokens: 100, outputTokens: 1, arrivalMs: 0, blockHashes: [], holdKvAfterFinish: true },
+      0,
+    );
+    drain(engine);
+    assert.equal(done.length, 1);
+    assert.equal(engine.exportHeldBlocks, 7);
+    assert.equal(engine.kvBlocksUsed, 7);
+    engine.checkInvariants();
+    // The held blocks are not free: a 64-token prompt (4 blocks) waits, the engine idling.
+    engine.add({ id: 'q', inputTokens: 64, outputTokens: 2, arrivalMs: 0, blockHashes: [] }, 1);
+    assert.equal(engine.startStep(1), undefined);
+    assert.equal(engine.waiting, 1);
+    assert.equal(engine.releaseExport('p'), true);
+    assert.equal(engine.releaseExport('p'), false);
+    assert.equal(engine.exportHeldBlocks, 0);
+    assert.equal(engine.kvBlocksUsed, 0);
+    engine.checkInvariants();
+    drain(engine);
+    assert.deepEqual(
+      done.map((r) => r.request.id),
+      ['p', 'q'],
+    );
+  });
 }

@@ -76,6 +76,12 @@ export interface EngineRequest {
    * preemption the import is gone and the whole prompt is recomputed, as vLLM's decode side does.
    */
   readonly importedTokens?: number | undefined;
+  /**
+   * The prefill side of P/D: when the request finishes, its KV blocks stay held (counted as used,
+   * still in the prefix cache) until `EngineCore.releaseExport`, as vLLM's prefill instance keeps
+   * them until the decode side has read them (NIXL) and only then frees them.
+   */
+  readonly holdKvAfterFinish?: boolean | undefined;
 }
 
 /** What the engine reports when a request ends. */
