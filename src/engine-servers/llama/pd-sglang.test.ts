@@ -46,6 +46,15 @@ describe('SglangRooms', () => {
     assert.deepEqual(await again, { state: 'pending' }, 'a claimed room is not handed out twice');
   });
 
+  it('a decode that left while waiting does not take the room; the next one does', async () => {
+    const left = rooms.claim('6', WAIT_MS, () => true);
+    rooms.fill('6', OFFER);
+    assert.deepEqual(await left, { state: 'pending' });
+    assert.equal(stats.rooms, 1, 'the state stays for a decode that asks again');
+    assert.deepEqual(await rooms.claim('6', WAIT_MS), { state: 'ready', offer: OFFER });
+    assert.equal(stats.roomsClaimed, 1);
+  });
+
   it('a filled room no decode claims is released after the release timeout', () => {
     rooms.fill('7', OFFER);
     mock.timers.tick(RELEASE_MS - 1);

@@ -137,8 +137,11 @@ export class SglangRooms {
     wake(r);
   }
 
-  /** Waits up to `waitMs` for the room; a ready room is handed over (and forgotten) once. */
-  async claim(room: string, waitMs: number): Promise<RoomClaim> {
+  /**
+   * Waits up to `waitMs` for the room; a ready room is handed over (and forgotten) once, unless the
+   * asker is `gone` by then (its state then stays for a decode that asks again, or the timeout).
+   */
+  async claim(room: string, waitMs: number, gone: () => boolean = () => false): Promise<RoomClaim> {
     const r = this.open(room);
     if (r.state === 'pending') {
       await new Promise<void>((resolve) => {
@@ -151,7 +154,7 @@ export class SglangRooms {
     }
     // A room dropped meanwhile keeps its state: pending (abandoned at the wait bound) or failed.
     if (r.state === 'failed') return { state: 'failed', message: r.failure ?? 'the prefill failed' };
-    if (r.state === 'pending' || this.rooms.get(room) !== r) return { state: 'pending' };
+    if (r.state === 'pending' || this.rooms.get(room) !== r || gone()) return { state: 'pending' };
     this.drop(room, r);
     this.stats.roomsClaimed++;
     return { state: 'ready', offer: r.offer as RoomOffer };
@@ -259,7 +262,7 @@ export class LlamaSglang {
     const waitMs = Number.isFinite(asked) ? Math.max(0, Math.min(asked, this.options.kvWaitTimeoutMs)) : 0;
     let claim: RoomClaim;
     try {
-      claim = await this.rooms.claim(room, waitMs);
+      claim = await this.rooms.claim(room, waitMs, () => res.destroyed);
     } catch (error) {
       // ROOMS_MAX: an unknown room is a room too (its prefill may come later).
       return sendError(res, error as SwitchyardError);
