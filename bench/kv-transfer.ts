@@ -24,7 +24,16 @@
  *    TTFT: the long prompts' (a P/D one counts its prefill leg and the decode's first token).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { linkSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { type AddressInfo, createConnection, createServer } from 'node:net';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -41,6 +50,10 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 const SHM = statSafe('/dev/shm') ? '/dev/shm' : join(ROOT, '.cache');
 const RAW_WRITE_BYTES = 1 << 20;
+/** The small states of part 1: the size of the tiny model's state for a 2,200-token prompt. */
+const SMALL_STATE_BYTES = 1150 << 10;
+/** Small states fetched in part 1 (after one warm-up), each on a fresh connection. */
+const SMALL_OFFERS = 21;
 
 function statSafe(path: string): boolean {
   try {
@@ -57,12 +70,19 @@ async function serve(bytes: number, offers: number): Promise<void> {
   const payload = Buffer.alloc(bytes);
   for (let i = 0; i < bytes; i += 4096) payload.writeUInt32LE(i, i);
   writeFileSync(base, payload);
-  const kv = new KvStateServer({ offersMax: 2 * offers + 1 });
+  const kv = new KvStateServer({ offersMax: 2 * offers + 1 + SMALL_OFFERS });
   const kvPort = await kv.listen('127.0.0.1', 0);
   const ids: string[] = [];
   for (let i = 0; i <= 2 * offers; i++) {
     linkSync(base, `${base}.${i}`);
     ids.push(kv.offer(`${base}.${i}`, bytes, 0));
+  }
+  // Small states the size of the tiny model's (first bytes of the same payload).
+  writeFileSync(`${base}.small`, payload.subarray(0, Math.min(bytes, SMALL_STATE_BYTES)));
+  const smallIds: string[] = [];
+  for (let i = 0; i < SMALL_OFFERS; i++) {
+    linkSync(`${base}.small`, `${base}.small.${i}`);
+    smallIds.push(kv.offer(`${base}.small.${i}`, Math.min(bytes, SMALL_STATE_BYTES), 0));
   }
   const raw = createServer({ noDelay: true }, (socket) => {
     socket.once('data', async (head: Buffer) => {
@@ -79,7 +99,9 @@ async function serve(bytes: number, offers: number): Promise<void> {
     socket.on('error', () => socket.destroy());
   });
   await new Promise<void>((r) => raw.listen(0, '127.0.0.1', () => r()));
-  process.stdout.write(`${JSON.stringify({ kvPort, rawPort: (raw.address() as AddressInfo).port, ids })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ kvPort, rawPort: (raw.address() as AddressInfo).port, ids, smallIds })}\n`,
+  );
   process.stdin.resume();
   process.stdin.on('end', () => {
     rmSync(dir, { recursive: true, force: true });
@@ -87,26 +109,48 @@ async function serve(bytes: number, offers: number): Promise<void> {
   });
 }
 
-/** Raw TCP: asks for `bytes`, counts them, drops them; resolves with the milliseconds it took. */
-function rawFetch(port: number, bytes: number): Promise<number> {
+/**
+ * Raw TCP: asks for `bytes`, counts them, drops them; resolves with the milliseconds it took.
+ * `onread`: each socket read lands in one reused 1 MiB buffer (node's `onread`, the way the KV client
+ * reads: about a sixteenth of the reads of node's default); `data`: node's default reads (64 KiB at
+ * most, a fresh buffer each), the baseline of the figures before the KV client read that way.
+ */
+function rawFetch(port: number, bytes: number, mode: 'onread' | 'data' = 'onread'): Promise<number> {
   return new Promise((resolve, reject) => {
     const start = performance.now();
-    const socket = createConnection({ host: '127.0.0.1', port, noDelay: true });
     let got = 0;
+    const socket = createConnection({
+      host: '127.0.0.1',
+      port,
+      noDelay: true,
+      ...(mode === 'onread'
+        ? {
+            onread: {
+              buffer: rawReadBuffer,
+              callback: (n: number) => {
+                got += n;
+                return true;
+              },
+            },
+          }
+        : {}),
+    });
     socket.on('connect', () => {
       const head = Buffer.alloc(8);
       head.writeBigUInt64LE(BigInt(bytes));
       socket.write(head);
     });
-    socket.on('data', (c: Buffer) => {
-      got += c.length;
-    });
+    if (mode === 'data')
+      socket.on('data', (c: Buffer) => {
+        got += c.length;
+      });
     socket.on('end', () =>
       got === bytes ? resolve(performance.now() - start) : reject(new Error(`raw got ${got}`)),
     );
     socket.on('error', reject);
   });
 }
+const rawReadBuffer = Buffer.alloc(1 << 20);
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -124,6 +168,27 @@ async function firstLine(child: ChildProcess): Promise<Record<string, unknown>> 
   return JSON.parse(line) as Record<string, unknown>;
 }
 
+type Way = 'raw' | 'rawData' | 'kv' | 'mem';
+
+/** CPU milliseconds process `pid` (the sender) has used, all threads (Linux: /proc). */
+function cpuMsOf(pid: number): number {
+  let child = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      child += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+    } catch {
+      // a thread that ended meanwhile
+    }
+  }
+  return child;
+}
+
+/** CPU milliseconds this process (the receiver) has used, all threads. */
+function cpuMsOwn(): number {
+  const own = process.cpuUsage();
+  return (own.user + own.system) / 1000;
+}
+
 async function transferPath(bytes: number, runs: number) {
   const child = spawn(
     process.execPath,
@@ -132,11 +197,17 @@ async function transferPath(bytes: number, runs: number) {
       stdio: ['pipe', 'pipe', 'inherit'],
     },
   );
-  const info = (await firstLine(child)) as { kvPort: number; rawPort: number; ids: string[] };
+  const info = (await firstLine(child)) as {
+    kvPort: number;
+    rawPort: number;
+    ids: string[];
+    smallIds: string[];
+  };
   const dir = mkdtempSync(join(SHM, 'kv-bench-in-'));
-  const rawMs: number[] = [];
-  const kvMs: number[] = [];
-  const memMs: number[] = [];
+  const ways = ['raw', 'rawData', 'kv', 'mem'] as const;
+  const wallMs = Object.fromEntries(ways.map((w) => [w, [] as number[]])) as Record<Way, number[]>;
+  const cpuMs = Object.fromEntries(ways.map((w) => [w, [] as number[]])) as Record<Way, number[]>;
+  const senderCpuMs = Object.fromEntries(ways.map((w) => [w, [] as number[]])) as Record<Way, number[]>;
   const peaks: number[] = [];
   const dropSink = () =>
     new Writable({
@@ -145,31 +216,62 @@ async function transferPath(bytes: number, runs: number) {
     });
   // The decode side's file is kept and overwritten, as a decode engine keeps its state files.
   const path = join(dir, 'in');
-  await rawFetch(info.rawPort, bytes); // warm-up, both ways
+  const childPid = child.pid as number;
+  const timed = async (way: Way, run: () => Promise<unknown>): Promise<void> => {
+    const own0 = cpuMsOwn();
+    const child0 = cpuMsOf(childPid);
+    const start = performance.now();
+    await run();
+    wallMs[way].push(performance.now() - start);
+    const sender = cpuMsOf(childPid) - child0;
+    senderCpuMs[way].push(sender);
+    cpuMs[way].push(cpuMsOwn() - own0 + sender);
+  };
+  await rawFetch(info.rawPort, bytes); // warm-up, every way
+  await rawFetch(info.rawPort, bytes, 'data');
   await fetchKvState({ host: '127.0.0.1', port: info.kvPort, transferId: info.ids[runs] as string, path });
   for (let i = 0; i < runs; i++) {
-    rawMs.push(await rawFetch(info.rawPort, bytes));
+    await timed('raw', () => rawFetch(info.rawPort, bytes));
+    await timed('rawData', () => rawFetch(info.rawPort, bytes, 'data'));
+    await timed('kv', async () => {
+      const got = await fetchKvState({
+        host: '127.0.0.1',
+        port: info.kvPort,
+        transferId: info.ids[i] as string,
+        path,
+      });
+      peaks.push(got.peakInFlightBytes);
+    });
+    await timed('mem', () =>
+      fetchKvState({
+        host: '127.0.0.1',
+        port: info.kvPort,
+        transferId: info.ids[runs + 1 + i] as string,
+        sink: dropSink,
+      }),
+    );
+  }
+  // Small states: fixed costs (connection, HELLO/META, files) against raw TCP of the same bytes.
+  const smallBytes = Math.min(bytes, SMALL_STATE_BYTES);
+  const smallKvMs: number[] = [];
+  const smallRawMs: number[] = [];
+  const smallPath = join(dir, 'small');
+  for (const [i, id] of info.smallIds.entries()) {
     const start = performance.now();
-    const got = await fetchKvState({
-      host: '127.0.0.1',
-      port: info.kvPort,
-      transferId: info.ids[i] as string,
-      path,
-    });
-    kvMs.push(performance.now() - start);
-    peaks.push(got.peakInFlightBytes);
-    const memStart = performance.now();
-    await fetchKvState({
-      host: '127.0.0.1',
-      port: info.kvPort,
-      transferId: info.ids[runs + 1 + i] as string,
-      sink: dropSink,
-    });
-    memMs.push(performance.now() - memStart);
+    await fetchKvState({ host: '127.0.0.1', port: info.kvPort, transferId: id, path: smallPath });
+    const kvMsSmall = performance.now() - start;
+    const rawMsSmall = await rawFetch(info.rawPort, smallBytes);
+    if (i === 0) continue; // warm-up
+    smallKvMs.push(kvMsSmall);
+    smallRawMs.push(rawMsSmall);
   }
   rmSync(dir, { recursive: true, force: true });
-  const raw = median(rawMs);
-  const kv = median(kvMs);
+  const raw = median(wallMs.raw);
+  const kv = median(wallMs.kv);
+  const mem = median(wallMs.mem);
+  const rawData = median(wallMs.rawData);
+  const cpu = Object.fromEntries(ways.map((w) => [w, median(cpuMs[w])])) as Record<Way, number>;
+  const senderCpu = Object.fromEntries(ways.map((w) => [w, median(senderCpuMs[w])])) as Record<Way, number>;
   return {
     bytes,
     runs,
@@ -178,10 +280,24 @@ async function transferPath(bytes: number, runs: number) {
     rawGbps: gbps(bytes, raw),
     kvGbps: gbps(bytes, kv),
     ratio: raw / kv,
-    kvToMemoryMsMedian: median(memMs),
-    kvToMemoryGbps: gbps(bytes, median(memMs)),
-    kvToMemoryRatio: raw / median(memMs),
+    rawDataReadsMsMedian: rawData,
+    rawDataReadsGbps: gbps(bytes, rawData),
+    ratioToRawDataReads: rawData / kv,
+    kvToMemoryMsMedian: mem,
+    kvToMemoryGbps: gbps(bytes, mem),
+    kvToMemoryRatio: raw / mem,
+    /** CPU milliseconds per transfer, both processes and all their threads (median). */
+    cpuMsMedian: cpu,
+    /** Of which the sender's. */
+    senderCpuMsMedian: senderCpu,
     peakInFlightBytesMax: Math.max(...peaks),
+    small: {
+      bytes: smallBytes,
+      runs: smallKvMs.length,
+      kvMsMedian: median(smallKvMs),
+      rawMsMedian: median(smallRawMs),
+      ratio: median(smallRawMs) / median(smallKvMs),
+    },
     rawPort: info.rawPort,
     child,
   };
@@ -383,6 +499,8 @@ async function main(): Promise<void> {
       decodes: { type: 'string', default: '2' },
       'long-prompts': { type: 'string', default: '6' },
       json: { type: 'string' },
+      /** Only the transfer path (part 1): seconds instead of half a minute, for trying changes. */
+      'path-only': { type: 'boolean' },
     },
   });
   const runs = Number(values.runs);
@@ -390,10 +508,15 @@ async function main(): Promise<void> {
   const bytes = Number(values.mb) * (1 << 20);
   const load = loadavg()[0]?.toFixed(2);
   const path = await transferPath(bytes, runs);
+  const { child: _child, ...pathOut } = path;
+  if (values['path-only'] === true) {
+    path.child.stdin!.end();
+    console.log(JSON.stringify({ loadAvg1m: load, ...pathOut }, null, 2));
+    return;
+  }
   const engines = await betweenEngines(Number(values.requests), path.rawPort);
   path.child.stdin!.end();
   const mixed = await mixedLoad(Number(values.decodes), Number(values['long-prompts']));
-  const { child: _child, ...pathOut } = path;
   const out = { loadAvg1m: load, transferPath: pathOut, betweenEngines: engines, mixedLoad: mixed };
   const f = (x: number, d = 2) => x.toFixed(d);
   console.log(`KV transfer over loopback (load average ${load})`);
@@ -403,8 +526,17 @@ async function main(): Promise<void> {
       `peak in flight ${(path.peakInFlightBytesMax / (1 << 20)).toFixed(2)} MiB`,
   );
   console.log(
+    `  raw TCP with node's default reads (64 KiB, a fresh buffer each): ${f(path.rawDataReadsGbps)} Gb/s ` +
+      `(${f(path.rawDataReadsMsMedian, 1)} ms); KV transfer ${f(path.ratioToRawDataReads)}x that`,
+  );
+  console.log(
     `  the same KV transfer into memory (no file written: the protocol alone): ${f(path.kvToMemoryGbps)} Gb/s ` +
       `(${f(path.kvToMemoryMsMedian, 1)} ms), ratio ${f(path.kvToMemoryRatio)}x raw`,
+  );
+  console.log(
+    `  small states on the transfer path, ${path.small.runs} of ${(path.small.bytes / 1024).toFixed(0)} KiB, ` +
+      `a fresh connection each: KV ${f(path.small.kvMsMedian)} ms, raw TCP ${f(path.small.rawMsMedian)} ms, ` +
+      `ratio ${f(path.small.ratio)}x raw`,
   );
   console.log(
     `  between two llama engines, ${engines.requests} states of ${(engines.stateBytes / 1024).toFixed(0)} KiB: ` +

@@ -45,7 +45,10 @@ export function controlFrame(type: FrameType, value: unknown): Buffer {
 
 /** What a decoder hands on. */
 export interface FrameHandlers {
-  /** A piece of a DATA frame's payload (a view into the socket's chunk, not a copy). */
+  /**
+   * A piece of a DATA frame's payload: a view into the chunk pushed, not a copy, valid until the
+   * caller reuses that chunk's memory.
+   */
   onData(piece: Buffer): void;
   /** A whole control frame; `payload` is its JSON text's bytes (empty for END and DONE). */
   onControl(type: FrameType, payload: Buffer): void;
@@ -81,7 +84,8 @@ export class FrameDecoder {
       at += n;
       this.remaining -= n;
       if (this.type === FrameType.data) this.handlers.onData(piece);
-      else this.control.push(piece);
+      // A copy: the caller may reuse its chunk's memory for the next read (control frames are small).
+      else this.control.push(Buffer.from(piece));
       if (this.remaining === 0) this.endFrame();
     }
   }

@@ -18,7 +18,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, existsSync, rmSync, truncateSync } from 'node:fs';
+import {
+  closeSync,
+  constants as fsConstants,
+  read as fsRead,
+  write as fsWrite,
+  ftruncateSync,
+  openSync,
+  rmSync,
+} from 'node:fs';
 import { type AddressInfo, createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { SwitchyardError } from '../../core/errors.ts';
@@ -26,7 +34,17 @@ import { controlFrame, FrameDecoder, FrameType, frameHeader } from './framing.ts
 
 /** Bytes of state per DATA frame the server sends (one file read each). */
 export const CHUNK_BYTES_DEFAULT = 1 << 20;
-/** Bytes a client lets wait for its sink before it pauses the socket. */
+/**
+ * Chunks a server reads ahead of the socket per transfer (each a reused buffer of the chunk size,
+ * back once the socket took it): enough that a file read is always under way while the socket sends.
+ */
+export const READ_AHEAD_CHUNKS = 4;
+/** Chunk buffers a server keeps for reuse across transfers (16 MiB at the default chunk size). */
+export const SEND_BUFFERS_KEPT_MAX = 16;
+/**
+ * Bytes a client lets wait for its sink: the total of its receive buffers (RECEIVE_BUFFER_BYTES
+ * each); when none is free for the next socket read, the socket pauses.
+ */
 export const IN_FLIGHT_BYTES_MAX_DEFAULT = 8 << 20;
 /** Retries of a dropped transfer before the client gives up. */
 export const RETRIES_MAX_DEFAULT = 1;
@@ -79,11 +97,13 @@ export class KvStateServer {
   private readonly chunkBytes: number;
   private readonly offersMax: number;
   private readonly releaseTimeoutMs: number;
+  private readonly store: BufferStore;
 
   constructor(options: KvStateServerOptions = {}) {
     this.chunkBytes = options.chunkBytes ?? CHUNK_BYTES_DEFAULT;
     this.offersMax = options.offersMax ?? OFFERS_MAX_DEFAULT;
     this.releaseTimeoutMs = options.releaseTimeoutMs ?? RELEASE_TIMEOUT_MS_DEFAULT;
+    this.store = new BufferStore(this.chunkBytes, SEND_BUFFERS_KEPT_MAX);
     this.server = createServer({ noDelay: true }, (socket) => this.serve(socket));
   }
 
@@ -174,7 +194,12 @@ export class KvStateServer {
     });
   }
 
-  /** Streams one state: META, DATA per chunk read (waiting for the socket to drain), END. */
+  /**
+   * Streams one state: META, then DATA per chunk read from the file into a reused buffer, END. Reads
+   * run ahead of the socket, several at once (positional reads on the thread pool), and each buffer
+   * comes back once the socket took its bytes: at most READ_AHEAD_CHUNKS buffers are out, being read
+   * or waiting in the socket, so file reads overlap the network with bounded memory.
+   */
   private async send(socket: Socket, id: string): Promise<void> {
     const offer = this.offers.get(id);
     if (offer === undefined) {
@@ -183,45 +208,151 @@ export class KvStateServer {
       );
       return;
     }
-    socket.write(controlFrame(FrameType.meta, { bytes: offer.bytes, tokens: offer.tokens }));
+    let file: number | undefined;
+    const reads: Promise<{ buffer: Buffer; bytes: number }>[] = [];
     try {
-      for await (const chunk of createReadStream(offer.path, { highWaterMark: this.chunkBytes })) {
+      file = openSync(offer.path, 'r');
+      socket.write(controlFrame(FrameType.meta, { bytes: offer.bytes, tokens: offer.tokens }));
+      const out = new BufferGate(READ_AHEAD_CHUNKS, socket);
+      let readTo = 0;
+      for (let sent = 0; sent < offer.bytes; ) {
+        // Reads queue one after the other (measured: concurrent reads of one tmpfs file take longer
+        // in all), ahead of the socket as far as the buffers allow.
+        while (readTo < offer.bytes && (reads.length === 0 || out.free)) {
+          if (!(await out.enter())) return;
+          const at = readTo;
+          const previous = reads[reads.length - 1];
+          const handle = file;
+          reads.push(
+            previous === undefined
+              ? this.readChunk(handle, at, offer.bytes)
+              : previous.then(() => this.readChunk(handle, at, offer.bytes)),
+          );
+          readTo = Math.min(offer.bytes, readTo + this.chunkBytes);
+        }
+        const { buffer, bytes } = await (reads.shift() as Promise<{ buffer: Buffer; bytes: number }>);
         if (socket.destroyed) return;
-        const buf = chunk as Buffer;
         socket.cork();
-        socket.write(frameHeader(FrameType.data, buf.length));
-        const open = socket.write(buf);
+        socket.write(frameHeader(FrameType.data, bytes));
+        socket.write(buffer.subarray(0, bytes), () => {
+          this.store.give(buffer);
+          out.leave();
+        });
         socket.uncork();
-        this.stats.bytesSent += buf.length;
-        if (!open) await drainOrClose(socket);
+        sent += bytes;
+        this.stats.bytesSent += bytes;
       }
       if (socket.destroyed) return;
       socket.write(frameHeader(FrameType.end, 0));
       this.stats.served++;
     } catch (error) {
-      socket.end(controlFrame(FrameType.error, { message: (error as Error).message }));
+      if (!socket.destroyed) socket.end(controlFrame(FrameType.error, { message: (error as Error).message }));
+    } finally {
+      // Reads still under way must end before the file closes.
+      await Promise.allSettled(reads);
+      if (file !== undefined) closeSync(file);
     }
+  }
+
+  /** Reads the chunk at `position` (all of it, or the rest of a `bytes`-long state) into a buffer. */
+  private async readChunk(
+    file: number,
+    position: number,
+    bytes: number,
+  ): Promise<{ buffer: Buffer; bytes: number }> {
+    const buffer = this.store.take();
+    const want = Math.min(buffer.length, bytes - position);
+    let got = 0;
+    while (got < want) {
+      const bytesRead = await new Promise<number>((resolve, reject) =>
+        fsRead(file, buffer, got, want - got, position + got, (error, n) =>
+          error === null ? resolve(n) : reject(error),
+        ),
+      );
+      if (bytesRead === 0) throw new Error(`the state file ended after ${position + got} of ${bytes} bytes`);
+      got += bytesRead;
+    }
+    return { buffer, bytes: got };
   }
 }
 
-/** Resolves when the socket drains or closes, leaving no listener behind. */
-function drainOrClose(socket: Socket): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      socket.off('drain', done);
-      socket.off('close', done);
-      resolve();
-    };
-    socket.on('drain', done);
-    socket.on('close', done);
-  });
+/** Counts buffers handed to a socket; `enter` waits while `countMax` are out (or the socket closed). */
+class BufferGate {
+  private count = 0;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly countMax: number,
+    private readonly socket: Socket,
+  ) {}
+
+  /** Resolves true once one more buffer may go out, false when the socket closed meanwhile. */
+  async enter(): Promise<boolean> {
+    while (this.count >= this.countMax && !this.socket.destroyed) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.socket.off('close', done);
+          this.wake = undefined;
+          resolve();
+        };
+        this.wake = done;
+        this.socket.on('close', done);
+      });
+    }
+    if (this.socket.destroyed) return false;
+    this.count++;
+    return true;
+  }
+
+  /** True when one more buffer may go out now. */
+  get free(): boolean {
+    return this.count < this.countMax;
+  }
+
+  /** A buffer came back. */
+  leave(): void {
+    this.count--;
+    this.wake?.();
+  }
 }
 
 /**
- * Bytes a client gathers from the socket before it writes them to its sink in one go (a writev):
- * the socket delivers 64 KiB at most per read, and a disk write per read costs more than the copy.
+ * Buffers of one size kept for reuse, at most `keptMax`: a fresh buffer of a MiB is mapped memory
+ * that page-faults on its first touch (measured: reusing them is what makes a file read or a socket
+ * read into them cheap); more than `keptMax` are left to the garbage collector.
  */
-export const WRITE_BATCH_BYTES = 1 << 20;
+export class BufferStore {
+  private readonly kept: Buffer[] = [];
+
+  constructor(
+    readonly bytes: number,
+    readonly keptMax: number,
+  ) {}
+
+  /** A kept buffer, or a fresh one (contents undefined). */
+  take(): Buffer {
+    return this.kept.pop() ?? Buffer.allocUnsafeSlow(this.bytes);
+  }
+
+  /** Gives a buffer back (kept when there is room and it has this store's size). */
+  give(buffer: Buffer): void {
+    if (buffer.length === this.bytes && this.kept.length < this.keptMax) this.kept.push(buffer);
+  }
+
+  /** Buffers kept now. */
+  get size(): number {
+    return this.kept.length;
+  }
+}
+
+/**
+ * Bytes of each buffer a client's socket reads into (node's own reads deliver 64 KiB at most, each in
+ * a fresh buffer; one read of up to a MiB into a reused buffer costs a sixteenth of the reads).
+ */
+export const RECEIVE_BUFFER_BYTES = 1 << 20;
+/** Buffers of RECEIVE_BUFFER_BYTES a process keeps for its fetches (16 MiB: two fetches' worth). */
+export const RECEIVE_BUFFERS_KEPT_MAX = 16;
+const receiveStore = new BufferStore(RECEIVE_BUFFER_BYTES, RECEIVE_BUFFERS_KEPT_MAX);
 
 /** What a fetch got. */
 export interface KvFetchResult {
@@ -238,7 +369,7 @@ export interface KvFetchOptions {
   readonly host: string;
   readonly port: number;
   readonly transferId: string;
-  /** A new sink per attempt (default: a write stream truncating `path`). */
+  /** A new sink per attempt (default: positional writes to `path`). */
   readonly sink?: () => Writable;
   /**
    * The file to write, when no `sink` is given. An existing file is overwritten in place and then cut
@@ -276,83 +407,263 @@ export async function fetchKvState(options: KvFetchOptions): Promise<KvFetchResu
   );
 }
 
-function openSink(options: KvFetchOptions): Writable {
-  if (options.sink !== undefined) return options.sink();
+/** Where a fetch's DATA goes, piece by piece, each at its offset in the state. */
+interface PieceSink {
+  /** Writes `piece` (a view into a receive buffer) at `position`; `done` once its memory is free. */
+  write(piece: Buffer, position: number, done: (error?: Error | null) => void): void;
+  /** After the last piece was done: the state is `bytes` long and stored. */
+  finish(bytes: number): Promise<void>;
+  /** Drops it after a failure (a file is closed once its writes came back). */
+  abort(): void;
+}
+
+/**
+ * A state file written with positional writes straight from the receive buffers (no reassembly).
+ * It is opened without truncation and cut to the state's size at the end: a file kept for reuse
+ * keeps its pages (on tmpfs, allocating and zeroing fresh pages costs about as much as the network).
+ */
+class FileSink implements PieceSink {
+  private readonly fd: number;
+  private pending = 0;
+  private aborted = false;
+  private closed = false;
+
+  constructor(path: string) {
+    // Opening, cutting and closing are synchronous: microseconds on a local or tmpfs file, where a
+    // thread-pool round trip each costs a wake-up of a pool thread and of the event loop (measured
+    // on the small states between engines, where these fixed costs are most of a transfer).
+    this.fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT, 0o600);
+  }
+
+  write(piece: Buffer, position: number, done: (error?: Error | null) => void): void {
+    this.pending++;
+    fsWrite(this.fd, piece, 0, piece.length, position, (error) => {
+      this.pending--;
+      done(error);
+      if (this.aborted && this.pending === 0) this.close();
+    });
+  }
+
+  async finish(bytes: number): Promise<void> {
+    ftruncateSync(this.fd, bytes);
+    this.close();
+  }
+
+  abort(): void {
+    this.aborted = true;
+    if (this.pending === 0) this.close();
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+  }
+}
+
+/** A caller's Writable as a sink (pieces arrive in order, so positions are implied). */
+class StreamSink implements PieceSink {
+  constructor(
+    private readonly stream: Writable,
+    onError: (error: Error) => void,
+  ) {
+    stream.on('error', onError);
+  }
+
+  write(piece: Buffer, _position: number, done: (error?: Error | null) => void): void {
+    this.stream.write(piece, done);
+  }
+
+  async finish(): Promise<void> {
+    const finished = once(this.stream, 'finish');
+    this.stream.end();
+    await finished;
+  }
+
+  abort(): void {
+    this.stream.destroy();
+  }
+}
+
+function openSink(options: KvFetchOptions, onError: (error: Error) => void): PieceSink {
+  if (options.sink !== undefined) return new StreamSink(options.sink(), onError);
   if (options.path === undefined) throw new Error('fetchKvState needs a sink or a path');
-  return createWriteStream(options.path, { flags: existsSync(options.path) ? 'r+' : 'w' });
+  return new FileSink(options.path);
+}
+
+/**
+ * The receive buffers of one connection: each socket read lands in one (node's `onread`), DATA
+ * pieces go to the sink as views into it, and a buffer is read into again once the sink is done
+ * with every piece in it. At most `countMax` exist, so bytes waiting for the sink stay under
+ * `countMax * bytes`; when the next read would have no free buffer, the socket pauses.
+ */
+class ReceiveBuffers {
+  /** The buffer the socket reads into next; never one the sink still holds. */
+  current: Buffer;
+  private readonly free: Buffer[] = [];
+  private readonly refs = new Map<Buffer, number>();
+  private created = 1;
+
+  constructor(
+    readonly bytes: number,
+    readonly countMax: number,
+  ) {
+    this.current = this.take();
+  }
+
+  /** One more piece of `buffer` is with the sink. */
+  hold(buffer: Buffer): void {
+    this.refs.set(buffer, (this.refs.get(buffer) ?? 0) + 1);
+  }
+
+  /** The sink is done with one piece of `buffer`; true when a paused socket may read again. */
+  release(buffer: Buffer): boolean {
+    const left = (this.refs.get(buffer) ?? 1) - 1;
+    if (left > 0) {
+      this.refs.set(buffer, left);
+      return false;
+    }
+    this.refs.delete(buffer);
+    if (buffer !== this.current) this.free.push(buffer);
+    return this.available >= 1;
+  }
+
+  /**
+   * After a read into `buffer`: false when the socket must pause (the next buffer handed out is the
+   * last one available, so the read after it would have none).
+   */
+  mayReadOn(buffer: Buffer): boolean {
+    return !this.refs.has(buffer) || this.available > 1;
+  }
+
+  /** The buffer for the next read (node's `onread.buffer`, called after each read). */
+  next(): Buffer {
+    if (this.refs.has(this.current)) {
+      const free = this.free.pop();
+      if (free !== undefined) this.current = free;
+      else if (this.created < this.countMax) {
+        this.created++;
+        this.current = this.take();
+      }
+      // else: unreachable, mayReadOn paused the socket before the last one was handed out.
+    }
+    return this.current;
+  }
+
+  /** Buffers the sink holds pieces of. */
+  get held(): number {
+    return this.refs.size;
+  }
+
+  /**
+   * Gives the free buffers back to the process's store; `current` too once the socket closed (until
+   * then it may read into it).
+   */
+  recycle(withCurrent = false): void {
+    for (const buffer of this.free.splice(0)) receiveStore.give(buffer);
+    if (withCurrent && !this.refs.has(this.current)) receiveStore.give(this.current);
+  }
+
+  private get available(): number {
+    return this.free.length + this.countMax - this.created;
+  }
+
+  private take(): Buffer {
+    return this.bytes === RECEIVE_BUFFER_BYTES ? receiveStore.take() : Buffer.allocUnsafeSlow(this.bytes);
+  }
 }
 
 /** One connection: HELLO, then META, DATA to the sink under the in-flight bound, END, DONE. */
 function fetchOnce(options: KvFetchOptions): Promise<Omit<KvFetchResult, 'attempts'>> {
   const inFlightMax = options.inFlightBytesMax ?? IN_FLIGHT_BYTES_MAX_DEFAULT;
+  // At least two buffers, so the socket reads into one while the sink writes the other.
+  const bufferBytes = Math.max(1, Math.min(RECEIVE_BUFFER_BYTES, Math.floor(inFlightMax / 2)));
+  const buffers = new ReceiveBuffers(bufferBytes, Math.max(2, Math.floor(inFlightMax / bufferBytes)));
   return new Promise((resolve, reject) => {
-    const socket = createConnection({ host: options.host, port: options.port, noDelay: true });
-    let sink: Writable | undefined;
     let meta: { bytes: number; tokens: number } | undefined;
     let received = 0;
     let inFlight = 0;
     let peak = 0;
     let settled = false;
+    let ended = false;
+    let paused = false;
+    /** The buffer of the read being decoded. */
+    let reading: Buffer = buffers.current;
     const fail = (error: Error): void => {
       if (settled) return;
       settled = true;
       socket.destroy();
-      sink?.destroy();
+      sink.abort();
       reject(error);
     };
-    /** Pieces received and not yet handed to the sink. */
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-    const flush = (): void => {
-      if (batch.length === 0 || sink === undefined) return;
-      const bytes = batchBytes;
-      const pieces = batch;
-      batch = [];
-      batchBytes = 0;
-      sink.cork();
-      for (let i = 0; i < pieces.length - 1; i++) sink.write(pieces[i]);
-      sink.write(pieces[pieces.length - 1], () => {
-        inFlight -= bytes;
-        if (inFlight < inFlightMax && socket.isPaused()) socket.resume();
-      });
-      sink.uncork();
-    };
+    const sink = openSink(options, fail);
     const finish = async (): Promise<void> => {
-      if (meta === undefined || sink === undefined) throw new Error('END before META');
-      flush();
+      if (meta === undefined) throw new Error('END before META');
       if (received !== meta.bytes) throw new Error(`END after ${received} of ${meta.bytes} bytes`);
-      const done = once(sink, 'finish');
-      sink.end();
-      await done;
-      if (options.sink === undefined && options.path !== undefined) truncateSync(options.path, meta.bytes);
+      await sink.finish(meta.bytes);
       if (settled) return;
       settled = true;
+      buffers.recycle();
       socket.end(controlFrame(FrameType.done, {}));
       resolve({ bytes: meta.bytes, tokens: meta.tokens, peakInFlightBytes: peak });
     };
+    const pieceDone = (buffer: Buffer, bytes: number, error?: Error | null): void => {
+      if (error) {
+        fail(error);
+        return;
+      }
+      inFlight -= bytes;
+      if (buffers.release(buffer) && paused && !settled) {
+        paused = false;
+        socket.resume();
+      }
+      if (ended && inFlight === 0) finish().catch(fail);
+    };
     const decoder = new FrameDecoder({
       onData: (piece) => {
-        if (sink === undefined) throw new Error('DATA before META');
-        received += piece.length;
-        inFlight += piece.length;
+        if (meta === undefined) throw new Error('DATA before META');
+        if (received + piece.length > meta.bytes)
+          throw new Error(`more than the ${meta.bytes} bytes announced`);
+        const buffer = reading;
+        const bytes = piece.length;
+        buffers.hold(buffer);
+        inFlight += bytes;
         peak = Math.max(peak, inFlight);
-        batch.push(piece);
-        batchBytes += piece.length;
-        if (batchBytes >= Math.min(WRITE_BATCH_BYTES, inFlightMax)) flush();
-        if (inFlight >= inFlightMax) socket.pause();
+        sink.write(piece, received, (error) => pieceDone(buffer, bytes, error));
+        received += bytes;
       },
       onControl: (type, payload) => {
         if (type === FrameType.meta && meta === undefined) {
           meta = JSON.parse(payload.toString('utf8')) as { bytes: number; tokens: number };
-          sink = openSink(options);
-          sink.on('error', fail);
-        } else if (type === FrameType.end) {
-          finish().catch(fail);
+        } else if (type === FrameType.end && !ended) {
+          ended = true;
+          if (inFlight === 0) finish().catch(fail);
         } else if (type === FrameType.error) {
           fail(new Error((JSON.parse(payload.toString('utf8')) as { message?: string }).message ?? 'error'));
         } else {
           throw new Error(`unexpected frame type ${type}`);
         }
+      },
+    });
+    const socket = createConnection({
+      host: options.host,
+      port: options.port,
+      noDelay: true,
+      onread: {
+        buffer: () => (reading = buffers.next()),
+        callback: (bytes: number, buffer: Uint8Array): boolean => {
+          if (settled) return false;
+          reading = buffer as Buffer;
+          try {
+            decoder.push(reading.subarray(0, bytes));
+          } catch (error) {
+            fail(error as Error);
+            return false;
+          }
+          if (buffers.mayReadOn(reading)) return true;
+          paused = true;
+          return false;
+        },
       },
     });
     socket.setTimeout(options.idleTimeoutMs ?? IDLE_TIMEOUT_MS_DEFAULT, () =>
@@ -361,14 +672,11 @@ function fetchOnce(options: KvFetchOptions): Promise<Omit<KvFetchResult, 'attemp
     socket.on('connect', () =>
       socket.write(controlFrame(FrameType.hello, { transferId: options.transferId })),
     );
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        decoder.push(chunk);
-      } catch (error) {
-        fail(error as Error);
-      }
-    });
     socket.on('error', fail);
-    socket.on('close', () => fail(new Error(`the connection closed after ${received} bytes`)));
+    socket.on('close', () => {
+      // A fetch that succeeded reads no more: its last buffer goes back to the store too.
+      if (settled && ended) buffers.recycle(true);
+      fail(new Error(`the connection closed after ${received} bytes`));
+    });
   });
 }
