@@ -1,18 +1,26 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { serverlessFromFlags } from '../cli/sim-serverless.ts';
+import { startupTimeMs } from '../model/startup.ts';
 import { runTwin, type TwinSettings } from './run.ts';
 import { fittingTp, gpuNodes, type ServerlessSettings } from './serverless-host.ts';
 
 /** Two fine-tunes taking turns on `gpus` H100s for 20 simulated minutes. */
-function settings(policy: string, gpus: number, sleep?: ServerlessSettings['sleep']): TwinSettings {
-  const workload = {
-    kind: 'multi-model',
-    models: 2,
-    bases: ['llama-3.1-8b', 'qwen2.5-7b'],
+function settings(
+  policy: string,
+  gpus: number,
+  sleep?: ServerlessSettings['sleep'],
+  traffic: { modelRatesRps: number[]; onMeanS: number; offMeanS: number } = {
     modelRatesRps: [0.3, 0.3],
     onMeanS: 60,
     offMeanS: 90,
+  },
+): TwinSettings {
+  const workload = {
+    kind: 'multi-model',
+    models: traffic.modelRatesRps.length,
+    bases: ['llama-3.1-8b', 'qwen2.5-7b'],
+    ...traffic,
     durationS: 1200,
     input: { kind: 'fixed', tokens: 512 },
     output: { kind: 'fixed', tokens: 64 },
@@ -63,8 +71,8 @@ test('the fixed keep-alive never stops the other model; ServerlessLLM stops the 
   assert.ok((lru?.evictions ?? 0) > 0);
 });
 
-test('with a GPU per model nothing is evicted and each model starts once per wake-up', () => {
-  const r = runTwin(settings('switchyard', 2));
+test('without sleep mode, with a GPU per model nothing is evicted and each model starts once per wake-up', () => {
+  const r = runTwin(settings('switchyard', 2, false));
   assert.equal(r.serverless?.evictions, 0);
   assert.equal(r.models?.length, 2);
   assert.equal(
@@ -116,4 +124,37 @@ test('sleep mode is off for the baselines, and a run with it is deterministic', 
   assert.deepEqual(a.serverless, b.serverless);
   assert.equal(a.gpuHours, b.gpuHours);
   assert.ok((a.serverless?.sleep.stoppedAsleep ?? 0) > 0);
+});
+
+test('drain-and-swap: two busy models on one GPU take turns, every later start a wake, p99 after warm-up far below a start-up', () => {
+  const busy = { modelRatesRps: [2, 2], onMeanS: 60, offMeanS: 30 };
+  const r = runTwin(settings('switchyard', 1, { loneSleepMaxMs: 3_600_000 }, busy));
+  const s = r.serverless;
+  assert.ok(s !== undefined);
+  // Busy instances were drained so the other model's sleeper could wake on the one GPU.
+  assert.ok(s.sleep.swaps > 0, JSON.stringify(s.sleep));
+  // Each model read its weights from a tier once; every other start was a wake.
+  assert.equal(s.loadsByTier.remote, 2);
+  assert.equal(s.loadsByTier.remote + s.loadsByTier.dram + s.loadsByTier.ssd + s.sleep.wakes, r.coldStarts);
+  for (const p of r.instancesOverTime ?? []) assert.ok(p.ready + p.starting <= 1, JSON.stringify(p));
+  // Past the warm-up nobody waits for an engine start-up (~44 s): turns cost a drain and a wake.
+  const startupMs = startupTimeMs({ gpu: 'h100', model: 'llama-3.1-8b', tp: 1 });
+  assert.ok(s.ttftMsAfterWarmup.count > 0);
+  assert.ok(s.ttftMsAfterWarmup.p99 < startupMs / 3, `${s.ttftMsAfterWarmup.p99} vs ${startupMs}`);
+  // The whole run's cold p99 still holds the first starts, a start-up each.
+  assert.ok(s.ttftMs.cold.p99 > startupMs, `${s.ttftMs.cold.p99}`);
+});
+
+test('a model not yet asked for is started into sleep beside an awake one, so its first start is a wake', () => {
+  const rare = { modelRatesRps: [0.05, 0.05, 0.05, 0.05], onMeanS: 60, offMeanS: 300 };
+  const r = runTwin(settings('switchyard', 1, { loneSleepMaxMs: 3_600_000 }, rare));
+  const s = r.serverless;
+  assert.ok(s !== undefined);
+  assert.ok(s.sleep.prestarts > 0, JSON.stringify(s.sleep));
+  // Four models, one GPU: each model's engine was made once, by a load or a start into sleep.
+  assert.equal(s.loadsByTier.remote + s.loadsByTier.dram + s.loadsByTier.ssd + s.sleep.prestarts, 4);
+  // Started into sleep only on the GPU billed anyway: billing stays within the run's span.
+  assert.ok((r.gpuHours ?? 0) <= r.summary.simulatedSeconds / 3600 + 1e-9);
+  const off = runTwin(settings('switchyard', 1, false, rare)).serverless;
+  assert.equal(off?.sleep.prestarts, 0);
 });

@@ -43,7 +43,10 @@ import {
   type ServerlessParams,
   type ServerlessPolicy,
   SleepBook,
+  type Sleeper,
   type SleepParams,
+  type SwapBlocker,
+  swapVerdict,
   type VictimCandidate,
   wakeTimeMs,
 } from '../control/serverless/index.ts';
@@ -68,6 +71,7 @@ import {
   serveHeld,
   type TwinControl,
 } from './control-host.ts';
+import { tailWithRejected } from './metrics.ts';
 import {
   type HoldSettings,
   heldInPools,
@@ -77,11 +81,18 @@ import {
   routableInPools,
 } from './model-pool.ts';
 import { sumSeries } from './placement-host.ts';
+import type { TailStats } from './report/types.ts';
 
 /** Models one serverless run may serve (each has a pool of SimInstances). */
 export const SERVERLESS_MODELS_MAX = 1000;
 /** Points each model's row keeps of its instance counts (the run's summed series keeps more). */
 export const MODEL_SERIES_POINTS_MAX = 200;
+/**
+ * The warm-up window the results' second p99 leaves out: the first 10 minutes, when every model is
+ * still at zero and its first burst waits for a first start (the cold-cluster transient a
+ * steady-state figure discards). The headline p99 keeps them.
+ */
+export const WARMUP_MS = 600_000;
 /** Victims one start may stop (a TP group needs at most a node's GPUs). */
 const VICTIMS_PER_START_MAX = 64;
 
@@ -140,6 +151,11 @@ export interface ServerlessOutcome {
   readonly firstStartColdRequests: number;
   /** TTFT of the completed requests other than those (the run past each model's first start). */
   readonly ttftMsAfterFirstStarts: TtftStats;
+  /**
+   * TTFT of the requests that arrived after the warm-up (WARMUP_MS), refused ones counted as
+   * slower than any served one (+∞), as the summary's `ttftMsAll`.
+   */
+  readonly ttftMsAfterWarmup: TailStats;
   /** Idle instances stopped to free GPUs for another model. */
   readonly evictions: number;
   /** Starts made with no request of the model in the system (forecast pre-warming). */
@@ -154,6 +170,10 @@ export interface ServerlessOutcome {
     readonly sleeps: number;
     readonly wakes: number;
     readonly stoppedAsleep: number;
+    /** Drain-and-swaps begun: busy instances drained so a sleeper could wake on their GPUs. */
+    readonly swaps: number;
+    /** Engines started straight into sleep on GPUs billed anyway (see the host's `prestart`). */
+    readonly prestarts: number;
     /** GPU-hours of GPUs held by sleepers alone (in the run's gpuHours too). */
     readonly loneGpuHours: number;
     /** Mean wake time, ms. */
@@ -232,6 +252,8 @@ export class ServerlessHost implements TwinControl {
   private readonly ttftCold = new GrowableFloat64();
   private readonly ttftWarm = new GrowableFloat64();
   private readonly ttftAfterFirst = new GrowableFloat64();
+  private readonly ttftAfterWarmup = new GrowableFloat64();
+  private refusedAfterWarmup = 0;
   private coldRefused = 0;
   private evictions = 0;
   private prewarms = 0;
@@ -244,6 +266,14 @@ export class ServerlessHost implements TwinControl {
   private readonly hostLinkOf = new Map<string, number>();
   /** Awake instances to be put to sleep rather than stopped when their pool slot stops. */
   private readonly sleepOnStop = new Set<string>();
+  /** When each awake cache instance became (or becomes) ready: its residency for swaps. */
+  private readonly readyAtOf = new Map<string, { sinceMs: number; readyAtMs: number }>();
+  /** Instances draining so a sleeper of the given model can wake on their GPUs. */
+  private readonly drainingFor = new Map<string, Served>();
+  private swaps = 0;
+  /** Cache instances that are woken sleepers (not fresh starts); dropped when they stop. */
+  private readonly wokenIds = new Set<string>();
+  private prestarts = 0;
   private sleeps = 0;
   private wakes = 0;
   private wakeMsSum = 0;
@@ -280,8 +310,8 @@ export class ServerlessHost implements TwinControl {
     const budget = Math.min(
       ...settings.nodes.map((n) => gpuSpec(n.gpu).hbmBytes * DEFAULT_GPU_MEMORY_UTILIZATION),
     );
-    const largest = Math.max(...settings.models.map((m) => this.cache.shardBytes(m.id).perGpuBytes));
-    return new SleepBook(settings.nodes, budget, largest, resolveSleep(settings.sleep ?? {}));
+    const smallest = Math.min(...settings.models.map((m) => this.cache.shardBytes(m.id).perGpuBytes));
+    return new SleepBook(settings.nodes, budget, smallest, resolveSleep(settings.sleep ?? {}));
   }
 
   private buildModel(spec: ServerlessModel, all: readonly SimInstance[]): Served {
@@ -369,6 +399,7 @@ export class ServerlessHost implements TwinControl {
       const first = this.firstColdIds.delete(result.request.id);
       if (first) this.firstStartCold++;
       else this.ttftAfterFirst.push(ttftMs);
+      if (result.arrivalMs >= WARMUP_MS) this.ttftAfterWarmup.push(ttftMs);
       if (this.coldIds.delete(result.request.id)) {
         this.ttftCold.push(ttftMs);
         if (m !== undefined) m.coldRequests++;
@@ -382,6 +413,7 @@ export class ServerlessHost implements TwinControl {
   onFailed(request: Request, nowMs: number): void {
     const m = this.byId.get(request.model);
     m?.pool.failure(nowMs);
+    if (request.arrivalMs >= WARMUP_MS) this.refusedAfterWarmup++;
     this.firstColdIds.delete(request.id);
     if (this.coldIds.delete(request.id)) this.coldRefused++;
   }
@@ -450,6 +482,8 @@ export class ServerlessHost implements TwinControl {
         sleeps: this.sleeps,
         wakes: this.wakes,
         stoppedAsleep: this.stoppedAsleep,
+        swaps: this.swaps,
+        prestarts: this.prestarts,
         loneGpuHours,
         wakeMsMean: this.wakes > 0 ? this.wakeMsSum / this.wakes : 0,
       },
@@ -460,6 +494,10 @@ export class ServerlessHost implements TwinControl {
       coldRefused: this.coldRefused,
       firstStartColdRequests: this.firstStartCold,
       ttftMsAfterFirstStarts: stats(this.ttftAfterFirst),
+      ttftMsAfterWarmup: tailWithRejected(
+        [...this.ttftAfterWarmup.view()].sort((a, b) => a - b),
+        this.refusedAfterWarmup,
+      ),
       evictions: this.evictions,
       prewarms: this.prewarms,
       loadsByTier: this.cache.snapshot().loadsByTier,
@@ -495,6 +533,7 @@ export class ServerlessHost implements TwinControl {
       desired.set(m, Math.max(0, Math.min(m.spec.maxInstances, Math.round(plan[i] ?? 0))));
     }
     for (const m of this.models) this.shrink(m, desired.get(m) ?? 0, nowMs);
+    for (const m of this.models) this.rescue(m, nowMs);
     // Models with requests waiting first, the longest waiting first; then the rest by id.
     const order = [...this.models].sort(
       (a, b) =>
@@ -510,7 +549,70 @@ export class ServerlessHost implements TwinControl {
       }
     }
     for (const m of this.models) m.pool.record(nowMs, desired.get(m) ?? 0, true);
+    this.prestart(nowMs);
     this.refreshView();
+  }
+
+  /**
+   * Engines started straight into sleep on GPUs billed anyway (an awake instance there), for models
+   * with no sleeper and no instance: so their next start, the first included, is a wake. Models
+   * that ran first, the most recently used first; then those never asked for, in a fixed order
+   * that knows nothing of their popularity (`hashOrder`). Each pins its weights in the node's DRAM;
+   * one initialising engine per GPU at a time (`SleepBook.canPrestartOn`).
+   */
+  private prestart(nowMs: number): void {
+    const book = this.book;
+    if (book === undefined) return;
+    const t = this.cacheTime(nowMs);
+    const want = this.models.filter(
+      (m) => this.active(m) === 0 && m.pool.heldCount === 0 && book.countOf(m.spec.id) === 0,
+    );
+    want.sort(
+      (a, b) =>
+        b.lastUsedMs - a.lastUsedMs ||
+        hashOrder(a.spec.id) - hashOrder(b.spec.id) ||
+        compareStrings(a.spec.id, b.spec.id),
+    );
+    for (const m of want) {
+      const initBytes = book.awakeNeedBytes(this.cache.shardBytes(m.spec.id).perGpuBytes);
+      for (const node of this.cache.nodeIds()) {
+        const gpus = book.prestartGpus(node, m.spec.tp, initBytes, t);
+        if (gpus === undefined) continue;
+        const startupMs = this.cache.estimate(m.spec.id, node, t).startupMs;
+        if (!this.cache.pinDram(m.spec.id, node, t).ok) continue;
+        const s = book.prestart(m.spec.id, node, gpus, t, t + startupMs, initBytes);
+        this.prestarts++;
+        this.note(
+          nowMs,
+          `${s.id} starts into sleep on ${node} GPUs ${gpus.join(',')}: wakeable in ${(startupMs / 1000).toFixed(1)} s`,
+        );
+        break;
+      }
+    }
+  }
+
+  /**
+   * A model with requests waiting whose only instances are fresh starts still initialising: if one
+   * of its sleepers can wake now (or a swap can free one), it wakes, and the fresh starts stop (they
+   * hold no request yet), so its requests wait seconds, not the rest of an engine start.
+   */
+  private rescue(m: Served, nowMs: number): void {
+    const book = this.book;
+    if (book === undefined || m.pool.heldCount === 0 || m.pool.count('ready') > 0) return;
+    const fresh: number[] = [];
+    for (const [k, id] of m.cacheIdOfSlot.entries()) {
+      if (id === undefined || m.pool.phaseOf(k) !== 'starting') continue;
+      if (this.wokenIds.has(id)) return; // a wake is under way already
+      fresh.push(k);
+    }
+    if (fresh.length === 0 || book.countOf(m.spec.id) === 0) return;
+    const k = m.pool.firstStopped();
+    if (k === undefined) return;
+    if (this.tryWake(book, m, k, nowMs) !== 'woken') return;
+    for (const j of fresh) {
+      this.note(nowMs, `${m.cacheIdOfSlot[j]} stop: a sleeper of ${m.spec.id} woke first`);
+      m.pool.drain(j, nowMs);
+    }
   }
 
   /** Down to `want`: starting instances stop first (they hold no request), then idle, then busy ones. */
@@ -540,7 +642,13 @@ export class ServerlessHost implements TwinControl {
   private startOne(m: Served, nowMs: number): boolean {
     const k = m.pool.firstStopped();
     if (k === undefined) return false;
-    if (this.book !== undefined && this.tryWake(this.book, m, k, nowMs)) return true;
+    if (this.book !== undefined) {
+      const woke = this.tryWake(this.book, m, k, nowMs);
+      if (woke !== 'none') return woke === 'woken';
+    }
+    // A pre-warm never starts afresh a model that has a sleeper: its first request wakes it (by a
+    // swap if need be) in seconds, and a fresh start's ~45 s would keep its requests waiting.
+    if (this.book !== undefined && m.pool.heldCount === 0 && this.book.countOf(m.spec.id) > 0) return false;
     let choice = this.chooseNode(m, nowMs);
     if (choice === undefined) {
       if (!this.evictFor(m, nowMs)) return false;
@@ -549,7 +657,15 @@ export class ServerlessHost implements TwinControl {
     }
     const inSystem = this.inSystem(m);
     const load = this.cache.load(m.spec.id, choice.node, this.cacheTime(nowMs));
-    this.book?.placeAwake(load.instanceId, choice.node, m.spec.tp, this.cacheTime(nowMs));
+    const placed = this.book?.placeAwake(
+      load.instanceId,
+      choice.node,
+      m.spec.tp,
+      this.cacheTime(nowMs),
+      this.cache.shardBytes(m.spec.id).perGpuBytes,
+    );
+    this.stopSleepers(placed?.stopped ?? [], nowMs, `no room beside ${load.instanceId}`);
+    this.readyAtOf.set(load.instanceId, { sinceMs: nowMs, readyAtMs: nowMs + load.startupMs });
     m.cacheIdOfSlot[k] = load.instanceId;
     this.slotOfCacheId.set(load.instanceId, { m, k, node: choice.node });
     m.pool.start(k, nowMs, load.startupMs);
@@ -628,24 +744,37 @@ export class ServerlessHost implements TwinControl {
     if (cacheId === undefined) return;
     m.cacheIdOfSlot[k] = undefined;
     this.slotOfCacheId.delete(cacheId);
+    this.readyAtOf.delete(cacheId);
+    this.wokenIds.delete(cacheId);
+    const swapTo = this.drainingFor.get(cacheId);
+    this.drainingFor.delete(cacheId);
     const t = this.cacheTime(nowMs);
     const at = this.book?.releaseAwake(cacheId, t);
     const asleep = this.sleepOnStop.delete(cacheId) && at !== undefined && this.trySleep(m, at, t);
     this.cache.unloadInstance(cacheId, t);
     if (asleep) this.note(nowMs, `${cacheId} asleep on ${at.node} GPUs ${at.gpus.join(',')}`);
+    // A swap: the model it drained for wakes on the GPUs it left, at once.
+    if (swapTo !== undefined && swapTo.pool.heldCount > 0) {
+      if (this.active(swapTo) === 0) {
+        if (this.startOne(swapTo, nowMs)) this.refreshView();
+      } else {
+        this.rescue(swapTo, nowMs);
+      }
+    }
   }
 
   // ---- sleep mode ----
 
   /**
    * Puts a stopped instance's engine to sleep on the GPUs it ran on: only if the model has fewer
-   * sleepers than instances, each GPU has room for one more residual beside the largest awake
-   * instance, and the node's DRAM can hold its weights; false (it just stops) otherwise.
+   * sleepers than instances, each GPU has room for one more residual (`SleepBook.canSleepOn`: beside
+   * what is awake there, or the smallest served model), and the node's DRAM can hold its weights;
+   * false (it just stops) otherwise.
    */
   private trySleep(m: Served, at: { node: string; gpus: number[] }, t: number): boolean {
     const book = this.book as SleepBook;
     if (book.countOf(m.spec.id) >= m.spec.maxInstances) return false;
-    if (!book.canSleepOn(at.node, at.gpus)) return false;
+    if (!book.canSleepOn(at.node, at.gpus, t)) return false;
     if (!this.cache.pinDram(m.spec.id, at.node, t).ok) return false;
     book.sleep(m.spec.id, at.node, at.gpus, t);
     this.sleeps++;
@@ -655,22 +784,90 @@ export class ServerlessHost implements TwinControl {
   /**
    * Wakes a sleeper of `m` into slot `k`: one whose GPUs no awake instance holds; else, with
    * requests waiting, one whose GPUs only idle instances hold that the policy offers as victims
-   * (they go to sleep in turn). False when none can wake.
+   * (they go to sleep in turn); else drain-and-swap (`swapVerdict`): busy instances on a sleeper's
+   * GPUs stop taking requests, finish those they run and sleep, and the sleeper wakes when they
+   * have (`stopped`). `woken`, `pending` (a swap under way or worth waiting for: no fresh start),
+   * or `none`.
    */
-  private tryWake(book: SleepBook, m: Served, k: number, nowMs: number): boolean {
-    const sleepers = book.sleepersOf(m.spec.id);
+  private tryWake(book: SleepBook, m: Served, k: number, nowMs: number): 'woken' | 'pending' | 'none' {
+    const t = this.cacheTime(nowMs);
+    const all = book.sleepersOf(m.spec.id);
+    const sleepers = all.filter((s) => !book.initialising(s.id, t));
     const free = sleepers.find((s) => book.blockers(s).length === 0);
-    if (free !== undefined) return this.wake(book, m, k, free.id, nowMs);
-    if (m.pool.heldCount === 0 || sleepers.length === 0) return false;
+    if (free !== undefined) return this.wake(book, m, k, free.id, nowMs) ? 'woken' : 'none';
+    // Its own instance is draining for another model's swap: it sleeps in a moment, and wakes
+    // back by a swap in turn, sooner than a fresh start.
+    if (m.pool.heldCount > 0 && this.drainingForOther(m)) return 'pending';
+    // An engine of its own initialising into sleep that will be ready before a fresh start would.
+    if (m.pool.heldCount > 0 && all.some((s) => s.readyAtMs > t && s.readyAtMs - t < m.startupMs))
+      return 'pending';
+    if (m.pool.heldCount === 0 || sleepers.length === 0) return 'none';
     // An idle blocker is put to sleep in its turn: it can wake there again in about a second, so
-    // the two time-share the GPU (a busy blocker is left alone; then the start goes elsewhere).
+    // the two time-share the GPU.
     const idle = new Set(this.idleCandidates(m, nowMs).map((c) => c.instanceId));
     for (const s of sleepers) {
       const blockers = book.blockers(s);
       if (!blockers.every((b) => idle.has(b))) continue;
       for (const b of blockers) this.stopVictim(b, m, nowMs);
-      if (book.blockers(s).length === 0) return this.wake(book, m, k, s.id, nowMs);
+      if (book.blockers(s).length === 0) return this.wake(book, m, k, s.id, nowMs) ? 'woken' : 'none';
     }
+    return this.swapFor(book, m, sleepers, nowMs);
+  }
+
+  /** Drain-and-swap for `m` on the first sleeper whose blockers yield (see `swapVerdict`). */
+  private swapFor(
+    book: SleepBook,
+    m: Served,
+    sleepers: readonly Sleeper[],
+    nowMs: number,
+  ): 'pending' | 'none' {
+    let waiting = false;
+    for (const s of sleepers) {
+      const ids = book.blockers(s);
+      const blockers = ids.map((id) => this.swapBlocker(id));
+      if (blockers.some((b) => b === undefined)) continue;
+      const verdict = swapVerdict(
+        { held: m.pool.heldCount, startupMs: m.startupMs },
+        blockers as SwapBlocker[],
+        nowMs,
+      );
+      if (verdict === 'wait') waiting = true;
+      if (verdict !== 'drain') continue;
+      for (const id of ids) this.drainForSwap(id, m, nowMs);
+      this.swaps++;
+      return 'pending';
+    }
+    return waiting ? 'pending' : 'none';
+  }
+
+  /** What `swapVerdict` needs of an awake cache instance; undefined if it is not a ready or draining one. */
+  private swapBlocker(cacheId: string): SwapBlocker | undefined {
+    const where = this.slotOfCacheId.get(cacheId);
+    const at = this.readyAtOf.get(cacheId);
+    if (where === undefined || at === undefined) return undefined;
+    const phase = where.m.pool.phaseOf(where.k);
+    if (phase !== 'starting' && phase !== 'ready' && phase !== 'draining') return undefined;
+    // A starting blocker's model holds the requests it starts for: they are its own work, not a
+    // claim for more GPUs, so only its ready time counts.
+    const modelHeld = phase === 'ready' ? where.m.pool.heldCount : 0;
+    return { ...at, modelHeld, draining: phase === 'draining' };
+  }
+
+  private drainForSwap(cacheId: string, forModel: Served, nowMs: number): void {
+    const where = this.slotOfCacheId.get(cacheId) as { m: Served; k: number; node: string };
+    if (where.m.pool.phaseOf(where.k) !== 'ready') return;
+    this.sleepOnStop.add(cacheId);
+    this.drainingFor.set(cacheId, forModel);
+    this.note(
+      nowMs,
+      `${cacheId} drains for ${forModel.spec.id} (swap: it sleeps, ${forModel.spec.id} wakes)`,
+    );
+    where.m.pool.drain(where.k, nowMs);
+  }
+
+  /** Whether an instance of `m` is draining so another model's sleeper can wake. */
+  private drainingForOther(m: Served): boolean {
+    for (const id of m.cacheIdOfSlot) if (id !== undefined && this.drainingFor.has(id)) return true;
     return false;
   }
 
@@ -681,7 +878,16 @@ export class ServerlessHost implements TwinControl {
     const hostLink = this.hostLinkOf.get(s.node) as number;
     const wakeMs = wakeTimeMs(this.cache.shardBytes(m.spec.id).shardBytes, hostLink, book.config);
     const r = this.cache.resume(m.spec.id, s.node, t, wakeMs);
-    book.placeAt(r.instanceId, s.node, s.gpus, t);
+    const stopped = book.placeAt(
+      r.instanceId,
+      s.node,
+      s.gpus,
+      t,
+      this.cache.shardBytes(m.spec.id).perGpuBytes,
+    );
+    this.stopSleepers(stopped, nowMs, `no room beside ${r.instanceId}`);
+    this.wokenIds.add(r.instanceId);
+    this.readyAtOf.set(r.instanceId, { sinceMs: nowMs, readyAtMs: nowMs + wakeMs });
     m.cacheIdOfSlot[k] = r.instanceId;
     this.slotOfCacheId.set(r.instanceId, { m, k, node: s.node });
     m.pool.start(k, nowMs, wakeMs);
@@ -700,11 +906,17 @@ export class ServerlessHost implements TwinControl {
     const book = this.book;
     if (book === undefined) return;
     const t = this.cacheTime(nowMs);
-    for (const id of book.loneExpired(t, book.config.loneSleepMaxMs)) {
-      const s = book.remove(id, t);
+    const expired = book.loneExpired(t, book.config.loneSleepMaxMs).map((id) => book.remove(id, t));
+    this.stopSleepers(expired, nowMs, 'its GPUs held by sleepers alone');
+  }
+
+  /** Sleepers already out of the book are stopped: their pinned weights leave the node's DRAM. */
+  private stopSleepers(stopped: readonly Sleeper[], nowMs: number, why: string): void {
+    const t = this.cacheTime(nowMs);
+    for (const s of stopped) {
       this.cache.unpinDram(s.model, s.node, t);
       this.stoppedAsleep++;
-      this.note(nowMs, `${id} stopped asleep (its GPUs held by sleepers alone)`);
+      this.note(nowMs, `${s.id} stopped asleep (${why})`);
     }
   }
 
@@ -777,6 +989,13 @@ function thinned<T>(points: readonly T[], max: number): T[] {
 function rank(pool: ModelPool, k: number): number {
   if (pool.phaseOf(k) === 'starting') return 0;
   return (pool.instances[k] as SimInstance).inFlight === 0 ? 1 : 2;
+}
+
+/** A fixed order of model ids that carries nothing of their names' order (FNV-1a, 32 bits). */
+function hashOrder(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
 }
 
 function compareStrings(a: string, b: string): number {

@@ -29,6 +29,7 @@ export {
   type VictimCandidate,
 } from './policies.ts';
 export {
+  KV_FLOOR_BYTES_PER_GPU_DEFAULT,
   KV_REALLOC_MS_DEFAULT,
   LONE_SLEEP_MAX_MS_DEFAULT,
   resolveSleep,
@@ -38,6 +39,9 @@ export {
   type SleepConfig,
   type Sleeper,
   type SleepParams,
+  SWAP_RESIDENCY_MIN_MS_DEFAULT,
+  type SwapBlocker,
+  swapVerdict,
   WAKE_OVERHEAD_MS_DEFAULT,
   wakeTimeMs,
 } from './sleep.ts';

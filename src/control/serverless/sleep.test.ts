@@ -5,7 +5,7 @@ import { HOST_TO_GPU_BYTES_PER_S } from '../../model/loading.ts';
 import { startupTimeMs } from '../../model/startup.ts';
 import { ModelCache } from '../model-cache/cache.ts';
 import { defaultTiers } from '../model-cache/tiers.ts';
-import { resolveSleep, SleepBook, wakeTimeMs } from './sleep.ts';
+import { resolveSleep, SleepBook, SWAP_RESIDENCY_MIN_MS_DEFAULT, swapVerdict, wakeTimeMs } from './sleep.ts';
 
 const config = resolveSleep();
 
@@ -26,29 +26,80 @@ test('a wake costs the weights over PCIe plus the fixed overhead, not the engine
   assert.ok(wakeMs * 20 < startMs, `${wakeMs} vs ${startMs}`);
 });
 
-test('sleepers never exceed a GPU memory: the largest awake instance plus every residual fits', () => {
+test('sleepers never exceed a GPU memory: the awake instance (with its KV floor) plus every residual fits', () => {
   const budget = 72 * GiB;
-  const largest = 20 * GiB;
-  const book = new SleepBook([{ id: 'n1', gpus: 2 }], budget, largest, config);
+  const smallest = 20 * GiB; // an 8B shard plus reserve
+  const book = new SleepBook([{ id: 'n1', gpus: 2 }], budget, smallest, config);
+  // With nothing awake, room is kept for the smallest model with its KV floor.
   const max = book.sleepersPerGpuMax;
-  assert.equal(max, Math.floor((budget - largest) / config.residualBytesPerGpu));
-  for (let i = 0; i < max; i++) book.sleep(`m${i}`, 'n1', [0], 0);
-  assert.equal(book.canSleepOn('n1', [0]), false);
-  assert.throws(() => book.sleep('extra', 'n1', [0], 0));
-  assert.ok(largest + book.sleepersOn('n1', 0) * config.residualBytesPerGpu <= budget);
+  assert.equal(max, Math.floor((budget - smallest - config.kvFloorBytesPerGpu) / config.residualBytesPerGpu));
+  for (let i = 0; i < max; i++) book.sleep(`m${i}`, 'n1', [0], i);
+  assert.equal(book.canSleepOn('n1', [0], 100), false);
+  assert.throws(() => book.sleep('extra', 'n1', [0], 100));
   // A TP-2 sleeper needs room on both of its GPUs.
-  assert.equal(book.canSleepOn('n1', [0, 1]), false);
-  assert.equal(book.canSleepOn('n1', [1]), true);
+  assert.equal(book.canSleepOn('n1', [0, 1], 100), false);
+  assert.equal(book.canSleepOn('n1', [1], 100), true);
+  // A larger model placed there stops the oldest sleepers it cannot keep beside it.
+  const large = 50 * GiB;
+  const keep = Math.floor((budget - large - config.kvFloorBytesPerGpu) / config.residualBytesPerGpu);
+  const stopped = book.placeAt('big', 'n1', [0], 200, large);
+  assert.equal(stopped.length, max - keep);
+  assert.deepEqual(
+    stopped.map((x) => x.model),
+    Array.from({ length: max - keep }, (_, i) => `m${i}`),
+  );
+  assert.equal(book.sleepersOn('n1', 0), keep);
+  assert.ok(large + config.kvFloorBytesPerGpu + keep * config.residualBytesPerGpu <= budget);
+  // A model that leaves less than the KV floor keeps its GPU to itself: no sleeper beside it.
+  book.placeAt('huge', 'n1', [1], 300, 66 * GiB);
+  assert.equal(book.canSleepOn('n1', [1], 300), false);
+});
+
+test('an engine started straight into sleep: only beside an awake instance, one at a time, wakeable once initialised', () => {
+  const book = new SleepBook([{ id: 'n1', gpus: 2 }], 72 * GiB, 20 * GiB, config);
+  const init = book.awakeNeedBytes(20 * GiB);
+  assert.equal(init, 20 * GiB + config.kvFloorBytesPerGpu);
+  // GPU 1 runs nothing (not billed): no pre-start there.
+  book.placeAt('a', 'n1', [0], 0, 20 * GiB);
+  assert.equal(book.canPrestartOn('n1', [1], init, 0), false);
+  assert.deepEqual(book.prestartGpus('n1', 1, init, 0), [0]);
+  const s = book.prestart('b', 'n1', [0], 0, 45_000, init);
+  assert.equal(book.initialising(s.id, 44_999), true);
+  assert.equal(book.initialising(s.id, 45_000), false);
+  // One initialising engine per GPU; its whole need counts until it sleeps.
+  assert.equal(book.canPrestartOn('n1', [0], init, 1000), false);
+  assert.equal(book.canPrestartOn('n1', [0], init, 45_000), true);
+  assert.equal(book.countOf('b'), 1);
+});
+
+test('drain-and-swap: who yields, and the minimum residency', () => {
+  const waiting = { held: 3, startupMs: 45_000 };
+  const idleBlocker = { sinceMs: 0, readyAtMs: 1000, modelHeld: 0, draining: false };
+  // Past its residency, a blocker whose model has nothing waiting is drained.
+  assert.equal(swapVerdict(waiting, [idleBlocker], SWAP_RESIDENCY_MIN_MS_DEFAULT), 'drain');
+  // Within it, the wait is shorter than a fresh start: wait.
+  assert.equal(swapVerdict(waiting, [idleBlocker], 5000), 'wait');
+  // A blocker whose own model has requests waiting keeps its GPU.
+  assert.equal(swapVerdict(waiting, [{ ...idleBlocker, modelHeld: 1 }], 60_000), 'none');
+  // Nothing waiting: no swap.
+  assert.equal(swapVerdict({ ...waiting, held: 0 }, [idleBlocker], 60_000), 'none');
+  // A fresh start still initialising longer than a start-up from now: start elsewhere.
+  assert.equal(
+    swapVerdict(waiting, [{ ...idleBlocker, sinceMs: 10_000, readyAtMs: 60_000 }], 10_000),
+    'none',
+  );
+  // Already draining: wait for it.
+  assert.equal(swapVerdict(waiting, [{ ...idleBlocker, draining: true, modelHeld: 2 }], 1000), 'wait');
 });
 
 test('billing: a GPU held by sleepers alone is billed; an awake instance there makes it paid anyway', () => {
   const book = new SleepBook([{ id: 'n1', gpus: 2 }], 72 * GiB, 20 * GiB, config);
-  book.placeAwake('a', 'n1', 1, 0); // GPU 0
+  book.placeAwake('a', 'n1', 1, 0, 20 * GiB); // GPU 0
   assert.equal(book.releaseAwake('a', 1000)?.gpus[0], 0);
   book.sleep('a', 'n1', [0], 1000); // alone on GPU 0 from 1 s
   assert.equal(book.loneGpuMs(3000), 2000);
   // A fresh start prefers the GPU the sleeper holds (it is billed anyway): the sleeper rides free.
-  assert.deepEqual(book.placeAwake('b', 'n1', 1, 3000), [0]);
+  assert.deepEqual(book.placeAwake('b', 'n1', 1, 3000, 20 * GiB).gpus, [0]);
   assert.equal(book.loneGpuMs(10_000), 2000);
   assert.equal(book.blockers(book.sleepersOf('a')[0] as never).length, 1);
   book.releaseAwake('b', 10_000);

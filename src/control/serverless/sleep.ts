@@ -32,6 +32,15 @@ export const KV_REALLOC_MS_DEFAULT = 100;
  * an idle model after its last request.
  */
 export const LONE_SLEEP_MAX_MS_DEFAULT = 60_000;
+/**
+ * KV cache an awake engine keeps on each GPU at least, beside the sleepers there: vLLM sizes its KV
+ * pool at start (`--gpu-memory-utilization`, or `--kv-cache-memory-bytes`), so an engine meant to
+ * share its GPU with sleepers is started with a pool this much smaller than the GPU would give it.
+ * 10 GiB holds ~80k tokens of an 8B's KV (128 KiB a token): 64 requests (the concurrency target)
+ * of ~1.2k tokens. A model whose weights leave less than this keeps what it has, and no sleeper
+ * shares its GPUs. An assumption, a parameter.
+ */
+export const KV_FLOOR_BYTES_PER_GPU_DEFAULT = 10 * GiB;
 /** Sleepers one GPU may hold at most, whatever the memory says (bounds the per-GPU lists). */
 export const SLEEPERS_PER_GPU_MAX = 64;
 
@@ -41,6 +50,7 @@ export interface SleepParams {
   readonly wakeOverheadMs?: number | undefined;
   readonly kvReallocMs?: number | undefined;
   readonly loneSleepMaxMs?: number | undefined;
+  readonly kvFloorBytesPerGpu?: number | undefined;
 }
 
 /** Resolved sleep-mode parameters. */
@@ -49,6 +59,7 @@ export interface SleepConfig {
   readonly wakeOverheadMs: number;
   readonly kvReallocMs: number;
   readonly loneSleepMaxMs: number;
+  readonly kvFloorBytesPerGpu: number;
 }
 
 /** Fills in the defaults; SY_ERR_INVALID_ARGUMENT for negative figures. */
@@ -58,6 +69,7 @@ export function resolveSleep(params: SleepParams = {}): SleepConfig {
     wakeOverheadMs: params.wakeOverheadMs ?? WAKE_OVERHEAD_MS_DEFAULT,
     kvReallocMs: params.kvReallocMs ?? KV_REALLOC_MS_DEFAULT,
     loneSleepMaxMs: params.loneSleepMaxMs ?? LONE_SLEEP_MAX_MS_DEFAULT,
+    kvFloorBytesPerGpu: params.kvFloorBytesPerGpu ?? KV_FLOOR_BYTES_PER_GPU_DEFAULT,
   };
   for (const [k, v] of Object.entries(c)) if (!(v >= 0)) throw invalidArgument(k, v, '>= 0');
   return c;
@@ -79,20 +91,31 @@ export interface Sleeper {
   /** GPU indices on its node: the process stays there, so it can only wake there. */
   readonly gpus: readonly number[];
   readonly sinceMs: number;
+  /**
+   * When it can first wake: its start for a sleeper that was awake; for one started straight into
+   * sleep (`prestart`), when its engine initialisation ends.
+   */
+  readonly readyAtMs: number;
+  /** GPU memory it takes per GPU until `readyAtMs` (an initialising engine: weights, reserve, KV). */
+  readonly initBytesPerGpu: number;
 }
 
 interface Gpu {
   awake: string | undefined;
+  /** What the awake instance needs of this GPU (weights, reserve, its KV floor); 0 when none. */
+  awakeNeedBytes: number;
   readonly sleepers: Set<string>;
   /** Since when only sleepers hold it (billed, serving nothing); undefined otherwise. */
   aloneSinceMs: number | undefined;
 }
 
 /**
- * Per-GPU books of one cluster: at most one awake (or starting) instance per GPU, any number of
- * sleepers as long as the largest awake shard plus every sleeper's residual fits the GPU's memory
- * budget (so whichever instance is awake there, it fits), and the GPU-ms billed to GPUs held by
- * sleepers alone.
+ * Per-GPU books of one cluster: at most one awake (or starting) instance per GPU, and sleepers as
+ * long as the awake instance's need (weights, reserve, KV floor: `awakeNeedBytes`) plus every
+ * sleeper's residual fits the GPU's memory budget; on a GPU with nothing awake, as long as the
+ * smallest served model could still start or wake there. Placing a larger instance stops the oldest
+ * sleepers its GPUs cannot keep beside it (their processes are killed). Also the GPU-ms billed to
+ * GPUs held by sleepers alone.
  */
 export class SleepBook {
   private readonly gpus = new Map<string, Gpu[]>();
@@ -104,12 +127,12 @@ export class SleepBook {
   /**
    * @param nodes each node's id and GPU count
    * @param budgetBytesPerGpu what one GPU may hold (its memory times the engine's utilisation)
-   * @param largestAwakeBytesPerGpu the largest shard plus reserve any served model needs on one GPU
+   * @param smallestAwakeBytesPerGpu the smallest shard plus reserve any served model needs on one GPU
    */
   constructor(
     nodes: readonly { id: string; gpus: number }[],
     private readonly budgetBytesPerGpu: number,
-    private readonly largestAwakeBytesPerGpu: number,
+    private readonly smallestAwakeBytesPerGpu: number,
     readonly config: SleepConfig,
   ) {
     for (const n of nodes) {
@@ -117,6 +140,7 @@ export class SleepBook {
         n.id,
         Array.from({ length: n.gpus }, () => ({
           awake: undefined,
+          awakeNeedBytes: 0,
           sleepers: new Set(),
           aloneSinceMs: undefined,
         })),
@@ -124,41 +148,100 @@ export class SleepBook {
     }
   }
 
-  /** Sleepers one GPU can hold beside the largest awake instance (memory), at most SLEEPERS_PER_GPU_MAX. */
-  get sleepersPerGpuMax(): number {
-    const room = this.budgetBytesPerGpu - this.largestAwakeBytesPerGpu;
+  /**
+   * What an awake instance of a model needing `perGpuBytes` (shard plus reserve) takes of each GPU
+   * beside sleepers: that plus the KV floor, at most the whole budget (a model too large for the
+   * floor keeps its GPU to itself).
+   */
+  awakeNeedBytes(perGpuBytes: number): number {
+    return Math.min(this.budgetBytesPerGpu, perGpuBytes + this.config.kvFloorBytesPerGpu);
+  }
+
+  /** Sleepers a GPU can hold beside an awake instance needing `needBytes`, at most SLEEPERS_PER_GPU_MAX. */
+  sleepersBeside(needBytes: number): number {
     if (this.config.residualBytesPerGpu <= 0) return SLEEPERS_PER_GPU_MAX;
+    const room = this.budgetBytesPerGpu - needBytes;
     return Math.max(0, Math.min(SLEEPERS_PER_GPU_MAX, Math.floor(room / this.config.residualBytesPerGpu)));
   }
 
-  /**
-   * An awake instance starting on `tp` GPUs of `node` that no awake instance holds; GPUs holding
-   * sleepers first (they are billed anyway; an awake instance there makes them pay), lowest index
-   * on ties. Returns the indices; throws when too few are free (the caller's cache said they were).
-   */
-  placeAwake(instanceId: string, node: string, tp: number, nowMs: number): number[] {
-    const gpus = this.node(node);
-    const free = gpus.map((g, i) => ({ g, i })).filter(({ g }) => g.awake === undefined);
-    free.sort((a, b) => Number(b.g.sleepers.size > 0) - Number(a.g.sleepers.size > 0) || a.i - b.i);
-    if (free.length < tp) throw new Error(`node ${node}: ${free.length} GPUs free, ${tp} asked`);
-    const picked = free.slice(0, tp).map(({ i }) => i);
-    this.placeAt(instanceId, node, picked, nowMs);
-    return picked;
+  /** Sleepers a GPU with nothing awake can hold: so many that the smallest served model still fits. */
+  get sleepersPerGpuMax(): number {
+    return this.sleepersBeside(this.awakeNeedBytes(this.smallestAwakeBytesPerGpu));
   }
 
-  /** An awake instance on given GPUs (a woken sleeper's own). */
-  placeAt(instanceId: string, node: string, indices: readonly number[], nowMs: number): void {
+  /**
+   * An awake instance needing `perGpuBytes` starting on `tp` GPUs of `node` that no awake instance
+   * holds: GPUs where its sleepers all stay first, then GPUs holding sleepers (they are billed
+   * anyway; an awake instance there makes them pay), lowest index on ties. Returns the indices and
+   * the sleepers stopped to make room; throws when too few are free (the caller's cache said they
+   * were).
+   */
+  placeAwake(
+    instanceId: string,
+    node: string,
+    tp: number,
+    nowMs: number,
+    perGpuBytes = 0,
+  ): { gpus: number[]; stopped: Sleeper[] } {
+    const gpus = this.node(node);
+    const need = this.awakeNeedBytes(perGpuBytes);
+    const free = gpus
+      .map((g, i) => ({ g, i, over: need + this.sleeperBytes(g, nowMs) > this.budgetBytesPerGpu }))
+      .filter(({ g }) => g.awake === undefined);
+    free.sort(
+      (a, b) =>
+        Number(a.over) - Number(b.over) ||
+        Number(b.g.sleepers.size > 0) - Number(a.g.sleepers.size > 0) ||
+        a.i - b.i,
+    );
+    if (free.length < tp) throw new Error(`node ${node}: ${free.length} GPUs free, ${tp} asked`);
+    const picked = free.slice(0, tp).map(({ i }) => i);
+    const stopped = this.placeAt(instanceId, node, picked, nowMs, perGpuBytes);
+    return { gpus: picked, stopped };
+  }
+
+  /**
+   * An awake instance on given GPUs (a woken sleeper's own); the oldest sleepers there that no
+   * longer fit beside it are stopped, and returned.
+   */
+  placeAt(
+    instanceId: string,
+    node: string,
+    indices: readonly number[],
+    nowMs: number,
+    perGpuBytes = 0,
+  ): Sleeper[] {
     const gpus = this.node(node);
     for (const i of indices) {
       const g = gpus[i] as Gpu;
       if (g.awake !== undefined) throw new Error(`GPU ${node}/${i} already runs ${g.awake}`);
     }
+    const need = this.awakeNeedBytes(perGpuBytes);
+    const stopped = this.makeRoom(node, indices, need, nowMs);
     for (const i of indices) {
       const g = gpus[i] as Gpu;
       this.closeLone(g, nowMs);
       g.awake = instanceId;
+      g.awakeNeedBytes = need;
     }
     this.awakeAt.set(instanceId, { node, gpus: [...indices] });
+    return stopped;
+  }
+
+  /** Stops the oldest sleepers on these GPUs until `needBytes` fits beside the rest on each. */
+  private makeRoom(node: string, indices: readonly number[], needBytes: number, nowMs: number): Sleeper[] {
+    const gpus = this.node(node);
+    const stopped: Sleeper[] = [];
+    for (const i of indices) {
+      const g = gpus[i] as Gpu;
+      while (g.sleepers.size > 0 && needBytes + this.sleeperBytes(g, nowMs) > this.budgetBytesPerGpu) {
+        const oldest = [...g.sleepers]
+          .map((id) => this.sleepers.get(id) as Sleeper)
+          .sort((a, b) => a.sinceMs - b.sinceMs || (a.id < b.id ? -1 : 1))[0] as Sleeper;
+        stopped.push(this.remove(oldest.id, nowMs));
+      }
+    }
+    return stopped;
   }
 
   /** An awake instance left its GPUs (stopped, or about to sleep there); its GPUs, if it had any. */
@@ -170,21 +253,101 @@ export class SleepBook {
     for (const i of at.gpus) {
       const g = gpus[i] as Gpu;
       g.awake = undefined;
+      g.awakeNeedBytes = 0;
       this.openLone(g, nowMs);
     }
     return at;
   }
 
-  /** Whether one more sleeper fits each of these GPUs (memory rule, per-GPU bound). */
-  canSleepOn(node: string, indices: readonly number[]): boolean {
+  /**
+   * Whether one more sleeper fits each of these GPUs (memory rule, per-GPU bound): beside the
+   * awake instance there, or, with none, beside the smallest served model.
+   */
+  canSleepOn(node: string, indices: readonly number[], nowMs: number): boolean {
     const gpus = this.node(node);
-    const max = this.sleepersPerGpuMax;
-    return indices.every((i) => (gpus[i] as Gpu).sleepers.size < max);
+    const idleNeed = this.awakeNeedBytes(this.smallestAwakeBytesPerGpu);
+    const res = this.config.residualBytesPerGpu;
+    return indices.every((i) => {
+      const g = gpus[i] as Gpu;
+      const base = g.awake === undefined ? idleNeed : g.awakeNeedBytes;
+      return (
+        g.sleepers.size < SLEEPERS_PER_GPU_MAX &&
+        base + this.sleeperBytes(g, nowMs) + res <= this.budgetBytesPerGpu
+      );
+    });
+  }
+
+  /**
+   * Whether an engine needing `initBytesPerGpu` (weights, reserve and the KV pool it will wake
+   * with) can initialise on these GPUs beside what is there, to go straight to sleep: only on GPUs
+   * with an awake instance (billed anyway), one initialising engine per GPU at a time.
+   */
+  canPrestartOn(node: string, indices: readonly number[], initBytesPerGpu: number, nowMs: number): boolean {
+    const gpus = this.node(node);
+    return indices.every((i) => {
+      const g = gpus[i] as Gpu;
+      if (g.awake === undefined || g.sleepers.size >= SLEEPERS_PER_GPU_MAX) return false;
+      for (const id of g.sleepers) if (this.initialising(id, nowMs)) return false;
+      return g.awakeNeedBytes + this.sleeperBytes(g, nowMs) + initBytesPerGpu <= this.budgetBytesPerGpu;
+    });
+  }
+
+  /** `tp` GPUs of `node` where an engine can initialise into sleep (`canPrestartOn`), lowest first. */
+  prestartGpus(node: string, tp: number, initBytesPerGpu: number, nowMs: number): number[] | undefined {
+    const picked: number[] = [];
+    for (let i = 0; i < this.node(node).length && picked.length < tp; i++) {
+      if (this.canPrestartOn(node, [i], initBytesPerGpu, nowMs)) picked.push(i);
+    }
+    return picked.length === tp ? picked : undefined;
+  }
+
+  /** An engine started straight into sleep: a sleeper that can wake from `readyAtMs` on. */
+  prestart(
+    model: ModelId,
+    node: string,
+    indices: readonly number[],
+    nowMs: number,
+    readyAtMs: number,
+    initBytesPerGpu: number,
+  ): Sleeper {
+    if (!this.canPrestartOn(node, indices, initBytesPerGpu, nowMs))
+      throw new Error(`no room to initialise ${model} on ${node}`);
+    return this.add(model, node, indices, nowMs, readyAtMs, initBytesPerGpu);
+  }
+
+  /** Whether a sleeper's engine is still initialising (it cannot wake yet). */
+  initialising(sleeperId: string, nowMs: number): boolean {
+    const s = this.sleepers.get(sleeperId);
+    return s !== undefined && s.readyAtMs > nowMs;
+  }
+
+  /** Bytes the sleepers on a GPU take now: residuals, and initialising engines' whole need. */
+  private sleeperBytes(g: Gpu, nowMs: number): number {
+    let bytes = 0;
+    for (const id of g.sleepers) {
+      const s = this.sleepers.get(id) as Sleeper;
+      bytes +=
+        s.readyAtMs > nowMs
+          ? Math.max(s.initBytesPerGpu, this.config.residualBytesPerGpu)
+          : this.config.residualBytesPerGpu;
+    }
+    return bytes;
   }
 
   /** Puts a sleeper of `model` on these GPUs (no awake instance of its own there any more). */
   sleep(model: ModelId, node: string, indices: readonly number[], nowMs: number): Sleeper {
-    if (!this.canSleepOn(node, indices)) throw new Error(`no room for a sleeper on ${node}`);
+    if (!this.canSleepOn(node, indices, nowMs)) throw new Error(`no room for a sleeper on ${node}`);
+    return this.add(model, node, indices, nowMs, nowMs, 0);
+  }
+
+  private add(
+    model: ModelId,
+    node: string,
+    indices: readonly number[],
+    nowMs: number,
+    readyAtMs: number,
+    initBytesPerGpu: number,
+  ): Sleeper {
     this.seq += 1;
     const s: Sleeper = {
       id: `zz-${model}@${node}#${this.seq}`,
@@ -192,6 +355,8 @@ export class SleepBook {
       node,
       gpus: [...indices],
       sinceMs: nowMs,
+      readyAtMs,
+      initBytesPerGpu,
     };
     const gpus = this.node(node);
     for (const i of indices) {
@@ -298,4 +463,49 @@ export class SleepBook {
     if (gpus === undefined) throw new Error(`unknown node ${id}`);
     return gpus;
   }
+}
+
+/**
+ * Drain-and-swap: the least time an instance stays awake before it may be drained so a sleeper on
+ * its GPUs can wake. Each swap costs a drain (its running requests finish, a few seconds of decode)
+ * and a wake (~1 s), and the drained model's next requests wait for a swap back: 15 s keeps that
+ * overhead under a tenth of the GPU's time while two models take turns, and each turn's wait well
+ * under a ~45 s engine start. An assumption, a parameter of `swapVerdict`.
+ */
+export const SWAP_RESIDENCY_MIN_MS_DEFAULT = 15_000;
+
+/** An awake instance on a sleeper's GPUs, as the host knows it. */
+export interface SwapBlocker {
+  /** When it took its GPUs (its start or wake began). */
+  readonly sinceMs: number;
+  /** When it is (or was) ready to serve: it cannot be drained before. */
+  readonly readyAtMs: number;
+  /** Requests of its own model waiting for an instance (held by the gateway). */
+  readonly modelHeld: number;
+  /** Whether it is already draining (for another swap, or stopping). */
+  readonly draining: boolean;
+}
+
+/**
+ * What a model with requests waiting does about a sleeper of its own whose GPUs run awake (busy)
+ * instances of other models: `drain` them now (stop admitting, let their requests finish, put them
+ * to sleep, then wake the sleeper); `wait` for that (they are draining, or still within their
+ * minimum residency and the wait is shorter than a fresh start); or `none` (start elsewhere).
+ * Who yields: a blocker whose own model has nothing waiting yields to a model with requests
+ * waiting; one whose model has requests waiting too keeps its GPU. Uses only what a live gateway
+ * knows: its held requests and its instances' states and ready times.
+ */
+export function swapVerdict(
+  waiting: { readonly held: number; readonly startupMs: number },
+  blockers: readonly SwapBlocker[],
+  nowMs: number,
+  residencyMinMs = SWAP_RESIDENCY_MIN_MS_DEFAULT,
+): 'drain' | 'wait' | 'none' {
+  if (waiting.held === 0 || blockers.length === 0) return 'none';
+  if (blockers.some((b) => !b.draining && b.modelHeld > 0)) return 'none';
+  const pending = blockers.filter((b) => !b.draining);
+  if (pending.length === 0) return 'wait';
+  const freeAtMs = Math.max(...pending.map((b) => Math.max(b.readyAtMs, b.sinceMs + residencyMinMs)));
+  if (freeAtMs <= nowMs) return 'drain';
+  return freeAtMs - nowMs < waiting.startupMs ? 'wait' : 'none';
 }
