@@ -6,6 +6,7 @@ import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
 import { modelSpec } from '../model/models.ts';
 import { perfModelFor } from '../model/perf.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
+import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { makeTwinRequest } from '../workload/common.ts';
 import { createWorkload } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
@@ -253,4 +254,160 @@ test('--pd-conditional switchyard: local behind a queued prefill pool, remote fo
   const off = new PdHandoffs<null>(pd(1, 1), modelSpec('llama-3.1-8b'), 1, 16);
   assert.equal(decide(off, 64), true);
   assert.equal(off.outcome().localPrefills, 0);
+});
+
+/** A prefill-side policy (least-request) that notes the prefill instance's KV blocks in use at each pick. */
+function probedPolicy(seen: Map<string, number>): RoutingPolicy {
+  const inner = createRoutingPolicy('least-request');
+  return {
+    name: 'probe',
+    decide(view, request, rng) {
+      const p = view.instances[0] as InstanceView;
+      seen.set(request.id, Math.round(p.kvUsage * p.kvBlocksTotal));
+      return inner.decide(view, request, rng);
+    },
+  };
+}
+
+test('the prefill instance holds the request KV blocks until the transfer ends, then frees them', () => {
+  // 16,000 tokens over tcp-100 take ~170 ms to move; a probe arrives mid-transfer, another after.
+  const long = makeTwinRequest({ id: 'long', inputTokens: 16_000, trueOutputTokens: 4, arrivalMs: 0 });
+  const lone = runPd([long], pd(1, 1, 'tcp-100'));
+  const transferMs = lone.pd?.transferMsMean as number;
+  const ttftMs = lone.summary.ttftMs.mean;
+  assert.ok(transferMs > 100, `transfer ${transferMs} ms`);
+  const probes = [
+    long,
+    makeTwinRequest({
+      id: 'during',
+      inputTokens: 16,
+      trueOutputTokens: 2,
+      arrivalMs: ttftMs - transferMs / 2,
+    }),
+    makeTwinRequest({ id: 'after', inputTokens: 16, trueOutputTokens: 2, arrivalMs: ttftMs + 50 }),
+  ];
+  const seen = new Map<string, number>();
+  // Live engine signals (scrape interval 0), so the probe reads the blocks in use at that instant.
+  const result = runSimulation(
+    probes,
+    options(2, { pd: pd(1, 1, 'tcp-100'), policy: probedPolicy(seen), scrapeIntervalMs: 0 }),
+  );
+  assert.equal(result.summary.completed, 3);
+  assert.equal(seen.get('long'), 0);
+  assert.equal(seen.get('during'), 16_000 / 16, 'held during the transfer: exactly the prompt blocks');
+  assert.equal(seen.get('after'), 0, 'freed once the decode side has read them');
+});
+
+test('a prefill instance whose blocks are held for transfers holds its queue back, and loses nothing', () => {
+  // 520 blocks: two 4,000-token prompts (250 blocks each) prefill together; a third waits for blocks.
+  const engine = { ...DEFAULT_ENGINE_CONFIG, numGpuBlocksOverride: 520 };
+  const prompt = (id: string, arrivalMs: number) =>
+    makeTwinRequest({ id, inputTokens: 4000, trueOutputTokens: 2, arrivalMs });
+  const pair = runSimulation(
+    [prompt('a', 0), prompt('b', 0)],
+    options(2, { pd: pd(1, 1, 'tcp-100'), engine }),
+  );
+  const transferMs = pair.pd?.transferMsMean as number;
+  const midTransferMs = pair.summary.ttftMs.mean - transferMs / 2;
+  const seen = new Map<string, number>();
+  const waiting = new Map<string, number>();
+  const inner = probedPolicy(seen);
+  const policy: RoutingPolicy = {
+    name: 'probe',
+    decide(view, request, rng) {
+      waiting.set(request.id, (view.instances[0] as InstanceView).waiting);
+      return inner.decide(view, request, rng);
+    },
+  };
+  const probe = makeTwinRequest({
+    id: 'probe',
+    inputTokens: 16,
+    trueOutputTokens: 2,
+    arrivalMs: midTransferMs,
+  });
+  const result = runSimulation(
+    [prompt('a', 0), prompt('b', 0), prompt('c', 1), probe],
+    options(2, { pd: pd(1, 1, 'tcp-100'), engine, policy, scrapeIntervalMs: 0 }),
+  );
+  assert.equal(result.summary.completed, 4);
+  // Mid-transfer, a's and b's blocks are still held, so c (which would fit in freed blocks) still waits.
+  assert.equal(seen.get('probe'), 500);
+  assert.equal(waiting.get('probe'), 1);
+});
+
+function conditional(rule: 'dynamo' | 'switchyard', p = 1, d = 1): PdSettings {
+  return { ...pd(p, d), conditional: rule };
+}
+
+test('conditional dynamo in the twin: a short prompt runs whole on its decode instance, a long one goes remote', () => {
+  const short = makeTwinRequest({ id: 's', inputTokens: 500, trueOutputTokens: 20, arrivalMs: 0 });
+  const long = makeTwinRequest({ id: 'l', inputTokens: 3000, trueOutputTokens: 20, arrivalMs: 0 });
+  const local = runPd([short], conditional('dynamo'));
+  assert.equal(local.summary.completed, 1);
+  assert.deepEqual([local.pd?.localPrefills, local.pd?.remotePrefills, local.pd?.transfers], [1, 0, 0]);
+  assert.deepEqual(
+    local.summary.perInstance.map((x) => x.requests),
+    [0, 1],
+    'the prefill instance never saw it',
+  );
+  assert.ok((local.pd?.decodePrefillTokensMax as number) >= 500, 'the decode instance prefilled it');
+  const remote = runPd([long], conditional('dynamo'));
+  assert.deepEqual([remote.pd?.localPrefills, remote.pd?.remotePrefills, remote.pd?.transfers], [0, 1, 1]);
+  assert.deepEqual(
+    remote.summary.perInstance.map((x) => x.requests),
+    [1, 1],
+  );
+  assert.equal(remote.pd?.decodePrefillTokensMax, 1);
+  // Against the unconditional run: the same single request, the same path and TTFT.
+  const always = runPd([long], pd(1, 1));
+  assert.equal(remote.summary.ttftMs.mean, always.summary.ttftMs.mean);
+});
+
+test('conditional dynamo: a long prompt whose prefix the decode instance already holds stays local', () => {
+  const prefix = { blockTokens: 16, hashes: Array.from({ length: 180 }, (_, i) => 1000 + i) };
+  const first = makeTwinRequest({ id: 'a', inputTokens: 3000, trueOutputTokens: 4, arrivalMs: 0, prefix });
+  const again = makeTwinRequest({ id: 'b', inputTokens: 3100, trueOutputTokens: 4, arrivalMs: 2000, prefix });
+  const result = runPd([first, again], conditional('dynamo'));
+  assert.equal(result.summary.completed, 2);
+  // The first goes remote (nothing cached); the second's uncached part is 3,100 - 2,880 = 220 tokens.
+  assert.deepEqual([result.pd?.remotePrefills, result.pd?.localPrefills], [1, 1]);
+});
+
+test('conditional runs: every request completes, short ones local, remote ones never prefill on the decode side', () => {
+  const requests = poisson(300, 4);
+  const result = runPd(requests, conditional('dynamo', 2, 2));
+  const out = result.pd as NonNullable<SimResult['pd']>;
+  assert.equal(result.summary.completed, 300);
+  assert.equal(out.localPrefills + out.remotePrefills, 300);
+  // No prefix sharing and a light load (the pool's queue never full): the length alone decides.
+  assert.equal(out.localPrefills, requests.filter((r) => r.inputTokens <= 1000).length);
+  assert.equal(out.transfers, out.remotePrefills);
+  assert.equal(out.importRecomputes, 0, 'a remote request recomputed its prompt on the decode side');
+  assert.equal(result.summary.preemptions, 0);
+  // Only long prompts: every one remote, and each decode step's prefill chunks are 1 token.
+  const longOnly = requests.filter((r) => r.inputTokens > 1000);
+  const remote = runPd(longOnly, conditional('dynamo', 2, 2));
+  assert.equal(remote.summary.completed, longOnly.length);
+  assert.equal(remote.pd?.localPrefills, 0);
+  assert.equal(remote.pd?.decodePrefillTokensMax, 1);
+  for (const rule of ['dynamo', 'switchyard'] as const) {
+    const s = runPd(requests, conditional(rule, 2, 2));
+    assert.equal(s.summary.completed, 300, rule);
+    assert.equal(s.pd?.conditional, rule);
+  }
+});
+
+test('conditional runs are deterministic: the same seed gives the same JSON', () => {
+  const requests = poisson(300, 15);
+  const strip = (r: SimResult) =>
+    JSON.stringify({ ...r.summary, wallSeconds: 0, eventsPerWallS: 0, decisionUs: 0, pd: r.pd });
+  for (const rule of ['dynamo', 'switchyard'] as const) {
+    const settings = () => ({ ...conditional(rule, 1, 2), decodePolicy: createRoutingPolicy('random') });
+    const a = runPd(requests, settings(), 7);
+    const b = runPd(requests, settings(), 7);
+    const c = runPd(requests, settings(), 8);
+    assert.equal(strip(a), strip(b), rule);
+    assert.equal(a.decisionDigest, b.decisionDigest, rule);
+    assert.notEqual(a.decisionDigest, c.decisionDigest, rule);
+  }
 });

@@ -206,6 +206,8 @@ interface TwinEngineRequest extends EngineRequest {
 interface PdPayload {
   readonly offline: boolean;
   readonly attempt: number;
+  /** The prefill instance (index), which holds the request's KV blocks until the transfer ends. */
+  readonly prefill: number;
 }
 
 const ARRIVAL = -1;
@@ -579,6 +581,8 @@ class Twin {
       attempt,
       tried,
       pdPhase: this.pd === undefined ? undefined : 'prefill',
+      // vLLM's prefill keeps the KV blocks until the decode side has read them (released in transfersArrived).
+      holdKvAfterFinish: this.pd !== undefined,
     };
     instance.sent(request.inputTokens);
     instance.routed++;
@@ -1117,7 +1121,7 @@ class Twin {
       // Conditional: the decode instance was picked at arrival and counts the request since then.
       (this.pdDecodeAt as Map<string, number>).delete(request.id);
       const decode = this.instances[chosen] as SimInstance;
-      pd.enqueue(pd.handoff(request, { offline: twin.offline, attempt: twin.attempt }, chosen, nowMs));
+      pd.enqueue(pd.handoff(request, this.pdPayload(twin), chosen, nowMs));
       this.startTransfers(decode);
       return;
     }
@@ -1129,6 +1133,7 @@ class Twin {
       this.digest = chainHash(this.digest, 0xfffffffe);
       this.reject(request, decision.code, twin.offline);
       this.admission?.onFailed(request, nowMs);
+      this.releasePrefillKv(twin.instance, request.id);
       return;
     }
     const decode = findInstance(this.instances, decision.instanceId);
@@ -1137,12 +1142,13 @@ class Twin {
     if (cannotFit(request, decode)) {
       this.reject(request, 'SY_ERR_CAPACITY', twin.offline);
       this.admission?.onFailed(request, nowMs);
+      this.releasePrefillKv(twin.instance, request.id);
       return;
     }
     decode.sent(request.inputTokens);
     decode.routed++;
     decodePolicy.onRouted?.(request, decode.id, nowMs);
-    pd.enqueue(pd.handoff(request, { offline: twin.offline, attempt: twin.attempt }, decode.index, nowMs));
+    pd.enqueue(pd.handoff(request, this.pdPayload(twin), decode.index, nowMs));
     this.startTransfers(decode);
   }
 
@@ -1239,10 +1245,27 @@ class Twin {
     for (const endMs of ends) this.queue.push(endMs, PD_TRANSFER);
   }
 
-  /** Transfers that ended: each request joins its decode instance with its prompt's KV in place. */
+  /**
+   * Transfers that ended: the prefill instance frees the request's blocks (the decode side has read
+   * them), and the request joins its decode instance with its prompt's KV in place.
+   */
   private transfersArrived(): void {
     const pd = this.pd as PdHandoffs<PdPayload>;
-    for (const h of pd.takeArrived(this.nowMs)) this.decodeAdd(h);
+    for (const h of pd.takeArrived(this.nowMs)) {
+      this.releasePrefillKv(this.instances[h.payload.prefill] as SimInstance, h.request.id);
+      this.decodeAdd(h);
+    }
+  }
+
+  /** What a hand-off carries from the prefill leg. */
+  private pdPayload(twin: TwinEngineRequest): PdPayload {
+    return { offline: twin.offline, attempt: twin.attempt, prefill: twin.instance.index };
+  }
+
+  /** The prefill instance frees the blocks it held for a request; an engine they held up starts again. */
+  private releasePrefillKv(prefill: SimInstance, requestId: string): void {
+    prefill.engine.releaseExport(requestId);
+    if (Number.isNaN(prefill.stepEndMs) && prefill.engine.hasWork) this.stepEndedIdle(prefill);
   }
 
   private decodeAdd(h: Handoff<PdPayload>): void {
