@@ -170,3 +170,34 @@ test('a pair --pd-policy refuses --policy and --compare, which it would ignore',
   assert.equal(run.code, 0, run.stderr);
   assert.equal((JSON.parse(readFileSync(file, 'utf8')) as PairJson).policy, 'random');
 });
+
+test('--pd-conditional dynamo keeps short prompts on their decode instance and sends long ones remote', async () => {
+  const run = async (inputTokens: number) => {
+    const file = join(dir, `conditional-${inputTokens}.json`);
+    const flags = ['sim', '--workload', 'poisson', '--rate', '4', '--requests', '60', '--input-tokens'];
+    const rest = ['--output-tokens', '50', '--prefill-instances', '1', '--decode-instances', '2'];
+    const cli = await runCli([
+      ...flags,
+      String(inputTokens),
+      ...rest,
+      '--pd-conditional',
+      'dynamo',
+      '--no-progress',
+      '--json',
+      file,
+    ]);
+    assert.equal(cli.code, 0, cli.stderr);
+    return { stdout: cli.stdout, json: JSON.parse(readFileSync(file, 'utf8')) as PdJson };
+  };
+  const [short, long] = await Promise.all([run(400), run(3000)]);
+  // Dynamo's threshold is 1,000 uncached tokens: 400-token prompts never leave the decode instance.
+  assert.equal(short.json.completed, 60);
+  assert.deepEqual([short.json.pd.localPrefills, short.json.pd.remotePrefills], [60, 0]);
+  assert.equal(short.json.pd.kvBytesMoved, 0);
+  assert.match(short.stdout, /prefills 60 local, 0 remote \(--pd-conditional dynamo\)/);
+  assert.equal(long.json.completed, 60);
+  assert.deepEqual([long.json.pd.localPrefills, long.json.pd.remotePrefills], [0, 60]);
+  const refused = await runCli(['sim', '--requests', '10', '--pd-conditional', 'dynamo', '--no-progress']);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /pd-conditional[\s\S]*SY_ERR_INVALID_ARGUMENT/);
+});
