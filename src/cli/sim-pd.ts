@@ -1,6 +1,6 @@
 /**
  * The disaggregation flags of `switchyard sim` (`--prefill-instances`, `--decode-instances`,
- * `--link`, `--pd-policy`) and the P/D block they build (src/twin/pd-host.ts). `--link` also sets
+ * `--link`, `--pd-policy`, `--pd-conditional`) and the P/D block they build (src/twin/pd-host.ts). `--link` also sets
  * the link `--plan-pd` plans with.
  */
 import { Option } from 'commander';

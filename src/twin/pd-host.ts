@@ -3,12 +3,16 @@
  * prefill on a prefill-role instance and its decode on a decode-role instance.
  *
  * The flow modelled is vLLM's NIXL connector behind its proxy: the prefill instance runs the request
- * with one output token and keeps nothing for it afterwards; the decode instance is picked when the
- * prefill ends, reserves KV blocks for the whole prompt (a request that finds too few waits there,
- * in arrival order), then reads the KV over the link (src/model/kv-link.ts, not layer-wise, so the
- * whole transfer lands on TTFT), and runs the request with every prompt token but the last already
- * computed (EngineRequest.importedTokens). Its first token comes from the decode's first step, as
- * the proxy streams the decode's answer, so TTFT = prefill + reservation wait + transfer + that step.
+ * with one output token and keeps its KV blocks (EngineRequest.holdKvAfterFinish) until the transfer
+ * has ended; the decode instance is picked when the prefill ends, reserves KV blocks for the whole
+ * prompt (a request that finds too few waits there, in arrival order), then reads the KV over the
+ * link (src/model/kv-link.ts, not layer-wise, so the whole transfer lands on TTFT), and runs the
+ * request with every prompt token but the last already computed (EngineRequest.importedTokens). Its
+ * first token comes from the decode's first step, as the proxy streams the decode's answer, so
+ * TTFT = prefill + reservation wait + transfer + that step.
+ *
+ * With a conditional rule (PdSettings.conditional) the decode instance is picked at arrival instead,
+ * and `prefillsRemotely` decides: local runs the request whole there, remote as above.
  *
  * The twin (src/twin/simulator.ts) owns the engines and the event queue; this module keeps the
  * hand-offs: who waits for blocks where, which transfers are in flight, and their figures.
