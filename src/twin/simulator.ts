@@ -1194,6 +1194,13 @@ class Twin {
     decode.routed++;
     decodePolicy.onRouted?.(request, decode.id, this.nowMs);
     if (!remote) {
+      // Kept local: the decode instance is where it runs, so that is the routing decision logged.
+      this.options.onDecision?.({
+        requestId: request.id,
+        atMs: this.nowMs,
+        instance: decode.id,
+        code: undefined,
+      });
       this.decodeWhole(request, offline, decode);
       return true;
     }
