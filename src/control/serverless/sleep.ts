@@ -34,8 +34,9 @@ export const KV_REALLOC_MS_DEFAULT = 100;
 export const LONE_SLEEP_MAX_MS_DEFAULT = 60_000;
 /**
  * KV cache an awake engine keeps on each GPU at least, beside the sleepers there: vLLM sizes its KV
- * pool at start (`--gpu-memory-utilization`, or `--kv-cache-memory-bytes`), so an engine meant to
- * share its GPU with sleepers is started with a pool this much smaller than the GPU would give it.
+ * pool once, at start, from `--gpu-memory-utilization` (the share of the GPU this one instance may
+ * use; a wake re-allocates the same pool), so an engine meant to share its GPU with sleepers is
+ * started with a share that leaves them room, its KV pool at least this.
  * 10 GiB holds ~80k tokens of an 8B's KV (128 KiB a token): 64 requests (the concurrency target)
  * of ~1.2k tokens. A model whose weights leave less than this keeps what it has, and no sleeper
  * shares its GPUs. An assumption, a parameter.
