@@ -124,6 +124,16 @@ test('sleep mode is off for the baselines, and a run with it is deterministic', 
   assert.deepEqual(a.serverless, b.serverless);
   assert.equal(a.gpuHours, b.gpuHours);
   assert.ok((a.serverless?.sleep.stoppedAsleep ?? 0) > 0);
+  // Swaps and engines started into sleep too: the same seed gives the same figures.
+  const busy = { modelRatesRps: [2, 2, 0.05], onMeanS: 60, offMeanS: 30 };
+  const c = runTwin(settings('switchyard', 1, undefined, busy));
+  const d = runTwin(settings('switchyard', 1, undefined, busy));
+  assert.ok(
+    (c.serverless?.sleep.swaps ?? 0) > 0 && (c.serverless?.sleep.prestarts ?? 0) > 0,
+    JSON.stringify(c.serverless?.sleep),
+  );
+  assert.deepEqual(c.serverless, d.serverless);
+  assert.deepEqual(c.summary.ttftMs, d.summary.ttftMs);
 });
 
 test('drain-and-swap: two busy models on one GPU take turns, every later start a wake, p99 after warm-up far below a start-up', () => {
