@@ -174,6 +174,8 @@ export interface ControlHostDeps {
   readonly onPlacement?: ((entry: PlacementLogEntry) => void) | undefined;
   /** Told of every tick that started or drained something (ControlHost only). */
   readonly onScale?: ((event: ScaleEvent) => void) | undefined;
+  /** Whether an instance holds work its drain waits for (ControlHost only; default requests in flight). */
+  readonly busy?: ((instance: SimInstance) => boolean) | undefined;
 }
 
 /** What the simulator calls on a control host: one loop (ControlHost) or one per model (PlacementHost). */
@@ -305,6 +307,7 @@ export class ControlHost implements Actuator, TwinControl {
       objectives,
       heldMax: settings.heldMax,
       heldWaitMs: settings.heldWaitMs,
+      busy: deps.busy,
       onChange: () => {
         this.deps.view.instances = this.pool.routable();
       },

@@ -75,6 +75,11 @@ export interface PoolOptions extends HoldSettings {
   readonly onChange: () => void;
   /** Called when slot `k` stops and releases its GPUs. */
   readonly onStopped?: ((k: number, nowMs: number) => void) | undefined;
+  /**
+   * Whether an instance still holds work a drain must wait for; default: requests in flight. A P/D
+   * prefill instance also waits for the KV it holds until the decode side has read it.
+   */
+  readonly busy?: ((instance: SimInstance) => boolean) | undefined;
 }
 
 type Phase = InstancePhase | 'stopped';
@@ -137,6 +142,10 @@ export class ModelPool {
     for (const i of instances) i.draining = true;
   }
 
+  private busy(instance: SimInstance): boolean {
+    return this.options.busy?.(instance) ?? instance.inFlight > 0;
+  }
+
   // ---- lifecycle, driven by the coordinator ----
 
   /** Ready at once, billed from `nowMs`, not a cold start: provisioned before the run. */
@@ -172,7 +181,7 @@ export class ModelPool {
   drain(k: number, nowMs: number): boolean {
     const p = this.phase[k];
     if (p === 'stopped' || p === 'draining') return false;
-    if (p === 'pending' || p === 'starting' || (this.instances[k] as SimInstance).inFlight === 0) {
+    if (p === 'pending' || p === 'starting' || !this.busy(this.instances[k] as SimInstance)) {
       this.stop(k, nowMs);
       return true;
     }
@@ -193,14 +202,13 @@ export class ModelPool {
   /** A request left `instance`: a draining one with nothing left stops. */
   onEnded(instance: SimInstance, nowMs: number): void {
     const k = this.slotOfIndex.get(instance.index);
-    if (k !== undefined && this.phase[k] === 'draining' && instance.inFlight === 0) this.stop(k, nowMs);
+    if (k !== undefined && this.phase[k] === 'draining' && !this.busy(instance)) this.stop(k, nowMs);
   }
 
   /** Draining instances whose last request ended some other way (a crash) stop here. */
   sweepDrained(nowMs: number): void {
     for (let k = 0; k < this.phase.length; k++) {
-      if (this.phase[k] === 'draining' && (this.instances[k] as SimInstance).inFlight === 0)
-        this.stop(k, nowMs);
+      if (this.phase[k] === 'draining' && !this.busy(this.instances[k] as SimInstance)) this.stop(k, nowMs);
     }
   }
 

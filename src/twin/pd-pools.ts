@@ -183,6 +183,8 @@ export class PdPoolsHost implements TwinControl {
     this.prefill = new ControlHost(this.poolControl('prefill', base), prefills, {
       ...deps,
       onScale: onScale('prefill'),
+      // A draining prefill instance stops once the decode side has read the KV it holds, too.
+      busy: (i) => i.inFlight > 0 || i.engine.exportHeldBlocks > 0,
     });
     this.decode = new ControlHost(
       // A hand-off finds a decode instance or waits for its blocks there: nothing is held in front.
