@@ -6,7 +6,15 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { controlFrame, FrameDecoder, FrameType, frameHeader } from './framing.ts';
-import { BufferStore, fetchKvState, KvStateServer } from './kv-transfer.ts';
+import {
+  BufferStore,
+  CLIENT_CONNECTIONS_PER_PEER_MAX,
+  closeIdleKvConnections,
+  fetchKvState,
+  KvStateServer,
+  kvConnectionStats,
+  kvIdleConnections,
+} from './kv-transfer.ts';
 import { droppingProxy } from './test-support.ts';
 
 describe('FrameDecoder', () => {
@@ -69,6 +77,7 @@ describe('KV state transfer over loopback', () => {
     port = await server.listen('127.0.0.1', 0);
   });
   after(async () => {
+    closeIdleKvConnections();
     await server.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -171,6 +180,115 @@ describe('KV state transfer over loopback', () => {
       (e: Error & { code?: string }) =>
         e.code === 'SY_ERR_KV_TRANSFER_FAILED' && /ended after 1000 of 5000 bytes/.test(e.message),
     );
+  });
+
+  test('a second fetch from the same server reuses the kept-alive connection', async () => {
+    closeIdleKvConnections();
+    const before = { ...kvConnectionStats };
+    const out = join(dir, 'reuse.out');
+    await fetchKvState({ host: '127.0.0.1', port, transferId: offer('r1.state'), path: out });
+    const got = await fetchKvState({ host: '127.0.0.1', port, transferId: offer('r2.state'), path: out });
+    assert.equal(got.attempts, 1);
+    assert.deepEqual(readFileSync(out), state);
+    assert.equal(kvConnectionStats.opened - before.opened, 1);
+    assert.equal(kvConnectionStats.reused - before.reused, 1);
+    assert.equal(kvIdleConnections('127.0.0.1', port), 1);
+  });
+
+  test('a kept connection carries transfer after transfer (its receive buffers are not used up)', async () => {
+    closeIdleKvConnections();
+    const before = { ...kvConnectionStats };
+    const out = join(dir, 'many.out');
+    const dropped: number[] = [];
+    const dropSink = () =>
+      new Writable({
+        write(chunk: Buffer, _enc, done) {
+          dropped.push(chunk.length);
+          done();
+        },
+      });
+    for (let i = 0; i < 6; i++) {
+      const transferId = offer(`m${i}.state`);
+      const inFlightBytesMax = 256 << 10;
+      const got =
+        i % 2 === 0
+          ? await fetchKvState({
+              host: '127.0.0.1',
+              port,
+              transferId,
+              path: out,
+              inFlightBytesMax,
+              retriesMax: 0,
+            })
+          : await fetchKvState({
+              host: '127.0.0.1',
+              port,
+              transferId,
+              sink: dropSink,
+              inFlightBytesMax,
+              retriesMax: 0,
+            });
+      assert.equal(got.bytes, state.length);
+    }
+    assert.deepEqual(readFileSync(out), state);
+    assert.equal(
+      dropped.reduce((a, b) => a + b, 0),
+      3 * state.length,
+    );
+    assert.equal(kvConnectionStats.opened - before.opened, 1);
+  });
+
+  test('a kept connection the server closed is reopened, not counted as a failed attempt', async () => {
+    closeIdleKvConnections();
+    const out = join(dir, 'stale.out');
+    await fetchKvState({ host: '127.0.0.1', port, transferId: offer('s1.state'), path: out });
+    assert.equal(kvIdleConnections('127.0.0.1', port), 1);
+    const before = { ...kvConnectionStats };
+    const retries: string[] = [];
+    // Closed on the server side, and fetched from before this side has seen the close.
+    server.dropConnections();
+    const got = await fetchKvState({
+      host: '127.0.0.1',
+      port,
+      transferId: offer('s2.state'),
+      path: out,
+      retriesMax: 0,
+      onRetry: (e) => retries.push(e.message),
+    });
+    assert.equal(got.attempts, 1);
+    assert.deepEqual(retries, []);
+    assert.deepEqual(readFileSync(out), state);
+    assert.equal(kvConnectionStats.reused - before.reused, 1);
+    assert.equal(kvConnectionStats.reopened - before.reopened, 1);
+  });
+
+  test('the pool keeps at most CLIENT_CONNECTIONS_PER_PEER_MAX idle connections to a server', async () => {
+    closeIdleKvConnections();
+    const fetches = CLIENT_CONNECTIONS_PER_PEER_MAX + 3;
+    const ids = Array.from({ length: fetches }, (_, i) => offer(`p${i}.state`));
+    const results = await Promise.all(
+      ids.map((transferId, i) =>
+        fetchKvState({ host: '127.0.0.1', port, transferId, path: join(dir, `p${i}.out`) }),
+      ),
+    );
+    assert.ok(results.every((r) => r.bytes === state.length));
+    assert.equal(kvIdleConnections('127.0.0.1', port), CLIENT_CONNECTIONS_PER_PEER_MAX);
+  });
+
+  test('an idle connection the server timed out leaves the pool', async () => {
+    const short = new KvStateServer({ keepAliveMs: 20 });
+    const shortPort = await short.listen('127.0.0.1', 0);
+    const path = join(dir, 'k.state');
+    writeFileSync(path, state);
+    await fetchKvState({
+      host: '127.0.0.1',
+      port: shortPort,
+      transferId: short.offer(path, state.length, 1),
+      path: join(dir, 'k.out'),
+    });
+    assert.equal(kvIdleConnections('127.0.0.1', shortPort), 1);
+    while (kvIdleConnections('127.0.0.1', shortPort) > 0) await new Promise((r) => setTimeout(r, 5));
+    await short.close();
   });
 
   test('an unknown transfer id fails cleanly', async () => {

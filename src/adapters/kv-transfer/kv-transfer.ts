@@ -54,7 +54,12 @@ export const IDLE_TIMEOUT_MS_DEFAULT = 10_000;
 export const OFFERS_MAX_DEFAULT = 1024;
 /** A state no decode collected is deleted after this long (vLLM's NIXL abort timeout plays this part). */
 export const RELEASE_TIMEOUT_MS_DEFAULT = 60_000;
-/** Connections a server serves at once; more are closed at once. */
+/**
+ * A server closes a connection silent this long: longer than a client keeps an idle one
+ * (CLIENT_KEEP_ALIVE_MS), so the client is normally the side that closes.
+ */
+export const SERVER_KEEP_ALIVE_MS_DEFAULT = 30_000;
+/** Connections a server serves at once, kept-alive ones included; more are closed at once. */
 export const CONNECTIONS_MAX = 256;
 
 /** A state on offer. */
@@ -80,6 +85,8 @@ export interface KvStateServerOptions {
   readonly chunkBytes?: number;
   readonly offersMax?: number;
   readonly releaseTimeoutMs?: number;
+  /** A connection silent this long (a kept-alive one between transfers, or a stalled one) is closed. */
+  readonly keepAliveMs?: number;
 }
 
 /** The prefill side: offers state files under transfer ids and streams them to whoever asks. */
@@ -98,12 +105,14 @@ export class KvStateServer {
   private readonly offersMax: number;
   private readonly releaseTimeoutMs: number;
   private readonly store: BufferStore;
+  private readonly keepAliveMs: number;
 
   constructor(options: KvStateServerOptions = {}) {
     this.chunkBytes = options.chunkBytes ?? CHUNK_BYTES_DEFAULT;
     this.offersMax = options.offersMax ?? OFFERS_MAX_DEFAULT;
     this.releaseTimeoutMs = options.releaseTimeoutMs ?? RELEASE_TIMEOUT_MS_DEFAULT;
     this.store = new BufferStore(this.chunkBytes, SEND_BUFFERS_KEPT_MAX);
+    this.keepAliveMs = options.keepAliveMs ?? SERVER_KEEP_ALIVE_MS_DEFAULT;
     this.server = createServer({ noDelay: true }, (socket) => this.serve(socket));
   }
 
@@ -143,6 +152,11 @@ export class KvStateServer {
     return id;
   }
 
+  /** Closes every connection now, kept-alive ones included (the listener stays). */
+  dropConnections(): void {
+    for (const socket of this.sockets) socket.destroy();
+  }
+
   /** Stops listening, ends the connections and deletes every state held. */
   async close(): Promise<void> {
     for (const id of [...this.offers.keys()]) this.release(id, 'timeout');
@@ -168,6 +182,7 @@ export class KvStateServer {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
+    socket.setTimeout(this.keepAliveMs, () => socket.destroy());
     let asked: string | undefined;
     const decoder = new FrameDecoder({
       onData: () => {
@@ -178,8 +193,9 @@ export class KvStateServer {
           asked = String((JSON.parse(payload.toString('utf8')) as { transferId?: unknown }).transferId);
           void this.send(socket, asked);
         } else if (type === FrameType.done && asked !== undefined) {
+          // The client may ask for another state on this connection (it keeps it for the next).
           this.release(asked, 'collected');
-          socket.end();
+          asked = undefined;
         } else {
           throw new Error(`unexpected frame type ${type}`);
         }
@@ -503,6 +519,8 @@ class ReceiveBuffers {
   private readonly free: Buffer[] = [];
   private readonly refs = new Map<Buffer, number>();
   private created = 1;
+  /** Its socket closed and its buffers went back to the store. */
+  private retired = false;
 
   constructor(
     readonly bytes: number,
@@ -560,8 +578,16 @@ class ReceiveBuffers {
    * then it may read into it).
    */
   recycle(withCurrent = false): void {
-    for (const buffer of this.free.splice(0)) receiveStore.give(buffer);
-    if (withCurrent && !this.refs.has(this.current)) receiveStore.give(this.current);
+    if (this.retired) return;
+    // Given away, so no longer counted: the connection takes fresh ones for its next transfer.
+    for (const buffer of this.free.splice(0)) {
+      receiveStore.give(buffer);
+      this.created--;
+    }
+    if (!withCurrent) return;
+    // Once: a buffer given twice would be shared by two transfers.
+    this.retired = true;
+    if (!this.refs.has(this.current)) receiveStore.give(this.current);
   }
 
   private get available(): number {
@@ -573,14 +599,186 @@ class ReceiveBuffers {
   }
 }
 
-/** One connection: HELLO, then META, DATA to the sink under the in-flight bound, END, DONE. */
-function fetchOnce(options: KvFetchOptions): Promise<Omit<KvFetchResult, 'attempts'>> {
+/** Idle connections a process keeps per KV server (peer), for its next fetches from there. */
+export const CLIENT_CONNECTIONS_PER_PEER_MAX = 4;
+/** Idle connections a process keeps in all (each holds one receive buffer, 1 MiB). */
+export const CLIENT_CONNECTIONS_KEPT_MAX = 16;
+/** An idle kept connection is closed after this long (the server waits longer: SERVER_KEEP_ALIVE_MS). */
+export const CLIENT_KEEP_ALIVE_MS = 5_000;
+
+/** What one transfer on a connection is told. */
+interface TransferHandlers {
+  /** A socket read of `bytes` bytes into `buffer`; false pauses the socket. */
+  onRead(bytes: number, buffer: Buffer): boolean;
+  /** The connection failed or closed. */
+  onGone(error: Error): void;
+}
+
+/** Counters of this process's kept-alive KV connections (for tests and `/pd/stats`). */
+export const kvConnectionStats = { opened: 0, reused: 0, reopened: 0 };
+
+/**
+ * A connection to a KV server with its receive buffers (node's `onread`: reads land in them, not
+ * in fresh buffers). Between transfers it waits, unreferenced, in the process's pool.
+ */
+class KvConnection {
+  readonly socket: Socket;
+  readonly buffers: ReceiveBuffers;
+  handlers: TransferHandlers | undefined;
+  /** Transfers completed on it. */
+  served = 0;
+
+  constructor(
+    readonly key: string,
+    host: string,
+    port: number,
+    bufferBytes: number,
+    countMax: number,
+  ) {
+    this.buffers = new ReceiveBuffers(bufferBytes, countMax);
+    this.socket = createConnection({
+      host,
+      port,
+      noDelay: true,
+      onread: {
+        buffer: () => this.buffers.next(),
+        callback: (bytes: number, buffer: Uint8Array): boolean => {
+          if (this.handlers === undefined) {
+            // Bytes while idle: the server broke the protocol; this connection is not reused.
+            this.socket.destroy();
+            return false;
+          }
+          return this.handlers.onRead(bytes, buffer as Buffer);
+        },
+      },
+    });
+    kvConnectionStats.opened++;
+    this.socket.on('error', (error) => this.gone(error));
+    this.socket.on('close', () => this.gone(new Error('the connection closed')));
+    // One listener for the connection's life (a transfer's stall, or an idle connection's age).
+    this.socket.on('timeout', () =>
+      this.handlers === undefined
+        ? this.socket.destroy()
+        : this.handlers.onGone(new Error('the transfer stalled')),
+    );
+  }
+
+  /** True when it can carry another transfer. */
+  get usable(): boolean {
+    return !this.socket.destroyed && this.socket.writable && this.socket.readyState === 'open';
+  }
+
+  private gone(error: Error): void {
+    dropIdle(this);
+    const handlers = this.handlers;
+    this.handlers = undefined;
+    handlers?.onGone(error);
+    if (this.socket.destroyed && handlers === undefined) this.buffers.recycle(true);
+  }
+}
+
+/** Idle connections by peer (`host:port:bufferBytes:count`). */
+const idleConnections = new Map<string, KvConnection[]>();
+let idleCount = 0;
+
+/** An idle connection to `key`'s peer, or undefined. */
+function takeIdle(key: string): KvConnection | undefined {
+  const list = idleConnections.get(key);
+  while (list !== undefined && list.length > 0) {
+    const connection = list.pop() as KvConnection;
+    idleCount--;
+    if (list.length === 0) idleConnections.delete(key);
+    if (!connection.usable) {
+      connection.socket.destroy();
+      continue;
+    }
+    connection.socket.setTimeout(0);
+    connection.socket.ref();
+    return connection;
+  }
+  return undefined;
+}
+
+/** Puts a connection whose transfer completed back in the pool, or closes it when the pool is full. */
+function keepIdle(connection: KvConnection): void {
+  const list = idleConnections.get(connection.key) ?? [];
+  if (
+    !connection.usable ||
+    list.length >= CLIENT_CONNECTIONS_PER_PEER_MAX ||
+    idleCount >= CLIENT_CONNECTIONS_KEPT_MAX
+  ) {
+    connection.socket.end();
+    return;
+  }
+  list.push(connection);
+  idleConnections.set(connection.key, list);
+  idleCount++;
+  connection.socket.unref();
+  connection.socket.setTimeout(CLIENT_KEEP_ALIVE_MS);
+}
+
+/** Forgets an idle connection that closed. */
+function dropIdle(connection: KvConnection): void {
+  const list = idleConnections.get(connection.key);
+  const at = list?.indexOf(connection) ?? -1;
+  if (list === undefined || at < 0) return;
+  list.splice(at, 1);
+  idleCount--;
+  if (list.length === 0) idleConnections.delete(connection.key);
+}
+
+/** Idle connections kept now: in all, and to one peer. */
+export function kvIdleConnections(host?: string, port?: number): number {
+  if (host === undefined) return idleCount;
+  let n = 0;
+  for (const [key, list] of idleConnections) if (key.startsWith(`${host}:${port}:`)) n += list.length;
+  return n;
+}
+
+/** Closes every idle kept connection (a process about to exit, or a test). */
+export function closeIdleKvConnections(): void {
+  const lists = [...idleConnections.values()];
+  idleConnections.clear();
+  idleCount = 0;
+  for (const list of lists) for (const connection of list) connection.socket.destroy();
+}
+
+/**
+ * One attempt: on a kept connection when there is one (a kept connection that turns out closed
+ * before any answer is replaced by a fresh one, not counted as an attempt), else a fresh one.
+ */
+async function fetchOnce(options: KvFetchOptions): Promise<Omit<KvFetchResult, 'attempts'>> {
   const inFlightMax = options.inFlightBytesMax ?? IN_FLIGHT_BYTES_MAX_DEFAULT;
   // At least two buffers, so the socket reads into one while the sink writes the other.
   const bufferBytes = Math.max(1, Math.min(RECEIVE_BUFFER_BYTES, Math.floor(inFlightMax / 2)));
-  const buffers = new ReceiveBuffers(bufferBytes, Math.max(2, Math.floor(inFlightMax / bufferBytes)));
+  const countMax = Math.max(2, Math.floor(inFlightMax / bufferBytes));
+  const key = `${options.host}:${options.port}:${bufferBytes}:${countMax}`;
+  const kept = takeIdle(key);
+  if (kept !== undefined) {
+    kvConnectionStats.reused++;
+    try {
+      return await transferOn(kept, options);
+    } catch (error) {
+      if (!(error instanceof StaleConnection)) throw error;
+      kvConnectionStats.reopened++;
+    }
+  }
+  return transferOn(new KvConnection(key, options.host, options.port, bufferBytes, countMax), options);
+}
+
+/** A kept connection that closed before its transfer got any answer. */
+class StaleConnection extends Error {}
+
+/** One transfer on a connection: HELLO, then META, DATA to the sink under the in-flight bound, END, DONE. */
+function transferOn(
+  connection: KvConnection,
+  options: KvFetchOptions,
+): Promise<Omit<KvFetchResult, 'attempts'>> {
+  const { socket, buffers } = connection;
+  const reused = connection.served > 0;
   return new Promise((resolve, reject) => {
     let meta: { bytes: number; tokens: number } | undefined;
+    let answered = false;
     let received = 0;
     let inFlight = 0;
     let peak = 0;
@@ -592,19 +790,32 @@ function fetchOnce(options: KvFetchOptions): Promise<Omit<KvFetchResult, 'attemp
     const fail = (error: Error): void => {
       if (settled) return;
       settled = true;
+      connection.handlers = undefined;
       socket.destroy();
-      sink.abort();
-      reject(error);
+      sink?.abort();
+      reject(reused && !answered ? new StaleConnection(error.message) : error);
     };
-    const sink = openSink(options, fail);
+    let sink: PieceSink | undefined;
+    try {
+      sink = openSink(options, fail);
+    } catch (error) {
+      settled = true;
+      keepIdle(connection);
+      reject(error);
+      return;
+    }
     const finish = async (): Promise<void> => {
       if (meta === undefined) throw new Error('END before META');
       if (received !== meta.bytes) throw new Error(`END after ${received} of ${meta.bytes} bytes`);
-      await sink.finish(meta.bytes);
+      await sink?.finish(meta.bytes);
       if (settled) return;
       settled = true;
+      connection.handlers = undefined;
+      connection.served++;
       buffers.recycle();
-      socket.end(controlFrame(FrameType.done, {}));
+      socket.setTimeout(0);
+      socket.write(controlFrame(FrameType.done, {}));
+      keepIdle(connection);
       resolve({ bytes: meta.bytes, tokens: meta.tokens, peakInFlightBytes: peak });
     };
     const pieceDone = (buffer: Buffer, bytes: number, error?: Error | null): void => {
@@ -629,13 +840,13 @@ function fetchOnce(options: KvFetchOptions): Promise<Omit<KvFetchResult, 'attemp
         buffers.hold(buffer);
         inFlight += bytes;
         peak = Math.max(peak, inFlight);
-        sink.write(piece, received, (error) => pieceDone(buffer, bytes, error));
+        sink?.write(piece, received, (error) => pieceDone(buffer, bytes, error));
         received += bytes;
       },
       onControl: (type, payload) => {
         if (type === FrameType.meta && meta === undefined) {
           meta = JSON.parse(payload.toString('utf8')) as { bytes: number; tokens: number };
-        } else if (type === FrameType.end && !ended) {
+        } else if (type === FrameType.end && meta !== undefined && !ended) {
           ended = true;
           if (inFlight === 0) finish().catch(fail);
         } else if (type === FrameType.error) {
@@ -645,38 +856,31 @@ function fetchOnce(options: KvFetchOptions): Promise<Omit<KvFetchResult, 'attemp
         }
       },
     });
-    const socket = createConnection({
-      host: options.host,
-      port: options.port,
-      noDelay: true,
-      onread: {
-        buffer: () => (reading = buffers.next()),
-        callback: (bytes: number, buffer: Uint8Array): boolean => {
-          if (settled) return false;
-          reading = buffer as Buffer;
-          try {
-            decoder.push(reading.subarray(0, bytes));
-          } catch (error) {
-            fail(error as Error);
-            return false;
-          }
-          if (buffers.mayReadOn(reading)) return true;
-          paused = true;
+    connection.handlers = {
+      onRead: (bytes, buffer) => {
+        if (settled) return false;
+        answered = true;
+        reading = buffer;
+        try {
+          decoder.push(reading.subarray(0, bytes));
+        } catch (error) {
+          fail(error as Error);
           return false;
-        },
+        }
+        if (buffers.mayReadOn(reading)) return true;
+        paused = true;
+        return false;
       },
-    });
-    socket.setTimeout(options.idleTimeoutMs ?? IDLE_TIMEOUT_MS_DEFAULT, () =>
-      fail(new Error('the transfer stalled')),
-    );
-    socket.on('connect', () =>
-      socket.write(controlFrame(FrameType.hello, { transferId: options.transferId })),
-    );
-    socket.on('error', fail);
-    socket.on('close', () => {
-      // A fetch that succeeded reads no more: its last buffer goes back to the store too.
-      if (settled && ended) buffers.recycle(true);
-      fail(new Error(`the connection closed after ${received} bytes`));
-    });
+      onGone: (error) =>
+        fail(
+          error.message === 'the connection closed'
+            ? new Error(`the connection closed after ${received} bytes`)
+            : error,
+        ),
+    };
+    socket.setTimeout(options.idleTimeoutMs ?? IDLE_TIMEOUT_MS_DEFAULT);
+    const hello = controlFrame(FrameType.hello, { transferId: options.transferId });
+    if (socket.readyState === 'open') socket.write(hello);
+    else socket.once('connect', () => socket.write(hello));
   });
 }
