@@ -6,79 +6,44 @@
  * transfer that cannot happen ends in a local prefill with the same answer.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { droppingProxy } from '../../src/adapters/kv-transfer/test-support.ts';
 import type { LlamaPdStats } from '../../src/engine-servers/llama/pd.ts';
-import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../src/engine-servers/llama/tiny-gguf.ts';
 import { VLLM_PREFILL_KV_PARAMS } from '../../src/gateway/pd/pd-bodies.ts';
+import {
+  LLAMA_MODEL,
+  type LlamaEngine,
+  llamaPdStats,
+  startLlamaEngine,
+  stopLlamaEngines,
+  tinyLlamaModel,
+} from './support/llama.ts';
 import { writePdConfig } from './support/pd.ts';
 import { startServe } from './support/serve.ts';
 import { killAll } from './support/wait.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BIN = join(ROOT, 'bin', 'switchyard.mjs');
-const MODEL = 'tiny-pd';
+const MODEL = LLAMA_MODEL;
 
-interface Engine {
-  child: ChildProcess;
-  url: string;
-  ready: Record<string, unknown>;
-  exited: Promise<number | null>;
-}
-
-async function startEngine(args: string[]): Promise<Engine> {
-  const child = spawn(
-    process.execPath,
-    [
-      BIN,
-      'engine',
-      'llama',
-      '--port',
-      '0',
-      '--served-model-name',
-      MODEL,
-      '--sequences',
-      '2',
-      '--context-size',
-      '1024',
-      ...args,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const stderr: string[] = [];
-  createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`engine exited ${code}: ${stderr.join('\n')}`)));
-  });
-  const ready = JSON.parse(line) as Record<string, unknown>;
-  return { child, url: ready['url'] as string, ready, exited };
-}
-
-let single: Engine;
-let prefill: Engine;
-let decode: Engine;
+let single: LlamaEngine;
+let prefill: LlamaEngine;
+let decode: LlamaEngine;
 
 before(async () => {
-  const model = ensureTinyLlamaGguf(join(ROOT, TINY_LLAMA_DEFAULT_PATH));
+  const model = tinyLlamaModel();
   [single, prefill, decode] = await Promise.all([
-    startEngine(['--model', model]),
-    startEngine(['--model', model, '--pd-role', 'prefill']),
-    startEngine(['--model', model, '--pd-role', 'decode']),
+    startLlamaEngine(['--model', model]),
+    startLlamaEngine(['--model', model, '--pd-role', 'prefill']),
+    startLlamaEngine(['--model', model, '--pd-role', 'decode']),
   ]);
 });
 
 after(async () => {
-  for (const e of [single, prefill, decode]) e?.child.kill('SIGTERM');
-  await Promise.all([single, prefill, decode].map((e) => e?.exited));
+  await stopLlamaEngines([single, prefill, decode]);
 });
 
 interface Answer {
@@ -100,10 +65,6 @@ async function post(url: string, body: Record<string, unknown>): Promise<Answer>
   const json = (await r.json()) as { choices: { text: string }[] } & Answer;
   assert.equal(r.status, 200, JSON.stringify(json));
   return { ...json, text: json.choices[0]?.text ?? '' };
-}
-
-async function stats(e: Engine): Promise<LlamaPdStats> {
-  return (await (await fetch(`${e.url}/pd/stats`)).json()) as LlamaPdStats;
 }
 
 /** vLLM's flow, as the gateway drives it: a one-token prefill, then the decode with its params. */
@@ -152,8 +113,8 @@ test('P/D gives the same tokens as one engine (greedy and seeded), from the tran
       assert.equal(typeof params['remote_request_id'], 'string');
     }
   }
-  const p = await stats(prefill);
-  const d = await stats(decode);
+  const p = await llamaPdStats(prefill);
+  const d = await llamaPdStats(decode);
   assert.equal(p.maxTokensSeen['1'], PROMPTS.length * SAMPLINGS.length);
   assert.equal(p.exported, PROMPTS.length * SAMPLINGS.length);
   assert.equal(d.imported, PROMPTS.length * SAMPLINGS.length);
@@ -203,7 +164,7 @@ async function throughDroppingProxy(
   before: LlamaPdStats;
   after: LlamaPdStats;
 }> {
-  const before = await stats(decode);
+  const before = await llamaPdStats(decode);
   const alone = await post(single.url, request);
   let proxy: { server: Server; port: number } | undefined;
   const pd = await pdCompletion(request, async (params) => {
@@ -211,7 +172,7 @@ async function throughDroppingProxy(
     return { ...params, remote_port: proxy.port };
   });
   proxy?.server.close();
-  const after = await stats(decode);
+  const after = await llamaPdStats(decode);
   assert.equal(pd.decode.text, alone.text);
   return { alone, pd, before, after };
 }
@@ -244,11 +205,11 @@ test("through switchyard serve: the gateway's vLLM flow drives the llama pair, s
       { type: 'llama', model: MODEL, protocol: 'vllm' },
     );
     const serve = await startServe(['--config', config], children);
-    const before = await stats(decode);
+    const before = await llamaPdStats(decode);
     const request = { prompt: PROMPTS[1], max_tokens: 20, temperature: 0 };
     const alone = await post(single.url, request);
     const viaGateway = await post(serve.url, request);
-    const after = await stats(decode);
+    const after = await llamaPdStats(decode);
     assert.equal(viaGateway.text, alone.text);
     assert.equal(after.imported - before.imported, 1, "the decode engine loaded the prefill engine's state");
   } finally {

@@ -9,79 +9,42 @@
  * the room; a killed prefill engine ends requests in a clean error with balanced gateway counters.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import type { LlamaPdStats } from '../../src/engine-servers/llama/pd.ts';
-import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../src/engine-servers/llama/tiny-gguf.ts';
+import {
+  LLAMA_MODEL,
+  type LlamaEngine,
+  llamaPdStats,
+  startLlamaEngine,
+  stopLlamaEngines,
+  tinyLlamaModel,
+} from './support/llama.ts';
 import { balancedStats } from './support/pd.ts';
 import { type ServeProcess, startServe } from './support/serve.ts';
 import { killAll, until } from './support/wait.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BIN = join(ROOT, 'bin', 'switchyard.mjs');
-const MODEL = 'tiny-pd';
+const MODEL = LLAMA_MODEL;
 /** Short, so the tests of rooms nobody collects or fills wait little. */
 const RELEASE_MS = 1500;
 const WAIT_MS = 1500;
 
-interface Engine {
-  child: ChildProcess;
-  url: string;
-  port: number;
-  ready: Record<string, unknown>;
-  exited: Promise<number | null>;
-}
-
-async function startEngine(args: string[]): Promise<Engine> {
-  const child = spawn(
-    process.execPath,
-    [
-      BIN,
-      'engine',
-      'llama',
-      '--port',
-      '0',
-      '--served-model-name',
-      MODEL,
-      '--sequences',
-      '2',
-      '--context-size',
-      '1024',
-      ...args,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const stderr: string[] = [];
-  createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`engine exited ${code}: ${stderr.join('\n')}`)));
-  });
-  const ready = JSON.parse(line) as Record<string, unknown>;
-  const url = ready['url'] as string;
-  return { child, url, port: Number(new URL(url).port), ready, exited };
-}
-
-let single: Engine;
-let prefill: Engine;
-let decode: Engine;
+let single: LlamaEngine;
+let prefill: LlamaEngine;
+let decode: LlamaEngine;
 let serve: ServeProcess;
 let bootstrapPort: number;
 const children: ChildProcess[] = [];
 const dir = mkdtempSync(join(tmpdir(), 'sy-llama-sglang-'));
 
 before(async () => {
-  const model = ensureTinyLlamaGguf(join(ROOT, TINY_LLAMA_DEFAULT_PATH));
+  const model = tinyLlamaModel();
   const pd = ['--model', model, '--pd-protocol', 'sglang', '--kv-wait-timeout-ms', String(WAIT_MS)];
   [single, prefill, decode] = await Promise.all([
-    startEngine(['--model', model]),
-    startEngine([
+    startLlamaEngine(['--model', model]),
+    startLlamaEngine([
       ...pd,
       '--pd-role',
       'prefill',
@@ -90,11 +53,11 @@ before(async () => {
       '--kv-release-timeout-ms',
       String(RELEASE_MS),
     ]),
-    startEngine([...pd, '--pd-role', 'decode']),
+    startLlamaEngine([...pd, '--pd-role', 'decode']),
   ]);
   bootstrapPort = Number(new URL(prefill.ready['bootstrap'] as string).port);
   const config = join(dir, 'pd.yaml');
-  const backend = (id: string, e: Engine, role: 'prefill' | 'decode') => ({
+  const backend = (id: string, e: LlamaEngine, role: 'prefill' | 'decode') => ({
     id,
     type: 'llama',
     url: e.url,
@@ -115,8 +78,7 @@ before(async () => {
 
 after(async () => {
   await killAll(children);
-  for (const e of [single, prefill, decode]) e?.child.kill('SIGTERM');
-  await Promise.all([single, prefill, decode].map((e) => e?.exited));
+  await stopLlamaEngines([single, prefill, decode]);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -144,10 +106,6 @@ async function post(url: string, body: Record<string, unknown>, path = '/v1/comp
   return { status: r.status, text: json.choices?.[0]?.text ?? '', body: json, usage: json.usage };
 }
 
-async function stats(e: Engine): Promise<LlamaPdStats> {
-  return (await (await fetch(`${e.url}/pd/stats`)).json()) as LlamaPdStats;
-}
-
 const PROMPTS = [
   'Once upon a time, in a land far away, there lived seven kings and twelve queens who ruled',
   'The quick brown fox jumps over the lazy dog. '.repeat(12),
@@ -163,8 +121,8 @@ describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 },
   });
 
   it("answers with one engine's text, from the state the prefill filed under the room", async () => {
-    const p0 = await stats(prefill);
-    const d0 = await stats(decode);
+    const p0 = await llamaPdStats(prefill);
+    const d0 = await llamaPdStats(decode);
     for (const prompt of PROMPTS) {
       for (const sampling of SAMPLINGS) {
         const request = { prompt, max_tokens: 20, ...sampling };
@@ -178,8 +136,8 @@ describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 },
       }
     }
     const n = PROMPTS.length * SAMPLINGS.length;
-    const p1 = await stats(prefill);
-    const d1 = await stats(decode);
+    const p1 = await llamaPdStats(prefill);
+    const d1 = await llamaPdStats(decode);
     assert.equal(p1.exported - p0.exported, n);
     assert.equal((p1.sglang?.roomsClaimed ?? 0) - (p0.sglang?.roomsClaimed ?? 0), n);
     assert.equal(p1.sglang?.rooms, 0, 'every room was claimed');
@@ -209,7 +167,7 @@ describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 },
   });
 
   it('releases a room no decode claims after the release timeout (room and state)', async () => {
-    const before = await stats(prefill);
+    const before = await llamaPdStats(prefill);
     const r = await post(prefill.url, {
       prompt: PROMPTS[0],
       max_tokens: 8,
@@ -219,16 +177,16 @@ describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 },
     });
     assert.equal(r.status, 200);
     assert.equal(r.usage.completion_tokens, 1, 'a prefill engine runs the prefill only');
-    assert.equal((await stats(prefill)).sglang?.rooms, 1, 'the room holds its state');
+    assert.equal((await llamaPdStats(prefill)).sglang?.rooms, 1, 'the room holds its state');
     await until(
       'the unclaimed room released',
       async () =>
-        (await stats(prefill)).sglang?.roomsReleasedTimeout ===
+        (await llamaPdStats(prefill)).sglang?.roomsReleasedTimeout ===
         (before.sglang?.roomsReleasedTimeout ?? 0) + 1,
       RELEASE_MS * 10,
       50,
     );
-    const after = await stats(prefill);
+    const after = await llamaPdStats(prefill);
     assert.equal(after.sglang?.rooms, 0);
     assert.equal(
       after.server?.releasedTimeout,
@@ -238,7 +196,7 @@ describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 },
   });
 
   it('a decode whose room never fills ends in 502 SY_ERR_KV_TRANSFER_FAILED; the prefill drops the room', async () => {
-    const before = await stats(prefill);
+    const before = await llamaPdStats(prefill);
     const r = await post(decode.url, {
       prompt: PROMPTS[0],
       max_tokens: 8,
@@ -252,15 +210,16 @@ describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 },
     assert.match(error.message, /room 99/);
     await until(
       'the unfilled room dropped',
-      async () => (await stats(prefill)).sglang?.roomsAbandoned === (before.sglang?.roomsAbandoned ?? 0) + 1,
+      async () =>
+        (await llamaPdStats(prefill)).sglang?.roomsAbandoned === (before.sglang?.roomsAbandoned ?? 0) + 1,
       WAIT_MS * 10,
       50,
     );
-    assert.equal((await stats(decode)).localPrefills, 0);
+    assert.equal((await llamaPdStats(decode)).localPrefills, 0);
   });
 
   it('ends requests with a clean error when the prefill engine is killed; counters balance', async () => {
-    const before = await stats(decode);
+    const before = await llamaPdStats(decode);
     prefill.child.kill('SIGKILL');
     await prefill.exited;
     const results = await Promise.all(
@@ -273,7 +232,7 @@ describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 },
     }
     const stats1 = await balancedStats(serve.url);
     const pd = stats1['pd'] as Record<string, number>;
-    const after = await stats(decode);
+    const after = await llamaPdStats(decode);
     assert.ok(
       (after.sglang?.transferFailures ?? 0) > (before.sglang?.transferFailures ?? 0) ||
         (pd['prefillFailures'] as number) > 0,
