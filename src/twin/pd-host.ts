@@ -12,7 +12,9 @@
  * TTFT = prefill + reservation wait + transfer + that step.
  *
  * With a conditional rule (PdSettings.conditional) the decode instance is picked at arrival instead,
- * and `prefillsRemotely` decides: local runs the request whole there, remote as above.
+ * and `prefillsRemotely` decides: local runs the request whole there, remote as above. A pair policy
+ * that decides at arrival (PdSettings.decodeAtArrival, Mooncake's) picks it there too, always remote:
+ * a decode refusal then rejects the request before any prefill.
  *
  * The twin (src/twin/simulator.ts) owns the engines and the event queue; this module keeps the
  * hand-offs: who waits for blocks where, which transfers are in flight, and their figures.
@@ -41,6 +43,12 @@ export interface PdSettings {
   readonly link: string;
   /** Picks the decode instance, over decode-role instances only (`--pd-policy`). */
   readonly decodePolicy: RoutingPolicy;
+  /**
+   * Picks the decode instance at arrival, before the prefill pick (a pair policy's `decodeAt`
+   * 'arrival', as Mooncake's Conductor): a decode refusal then costs no prefill. Undefined or false:
+   * at the prefill's end (vLLM's proxy order), unless a conditional rule picks it at arrival anyway.
+   */
+  readonly decodeAtArrival?: boolean | undefined;
   /**
    * Conditional disaggregation (`--pd-conditional`, src/policies/disagg/conditional.ts): the decode
    * instance prefills short or cached prompts itself. Undefined: every request disaggregates.

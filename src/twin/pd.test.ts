@@ -5,6 +5,7 @@ import type { InstanceView } from '../core/view.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
 import { modelSpec } from '../model/models.ts';
 import { perfModelFor } from '../model/perf.ts';
+import { createPairPolicy } from '../policies/disagg/pair.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { makeTwinRequest } from '../workload/common.ts';
@@ -410,4 +411,39 @@ test('conditional runs are deterministic: the same seed gives the same JSON', ()
     assert.equal(a.decisionDigest, b.decisionDigest, rule);
     assert.notEqual(a.decisionDigest, c.decisionDigest, rule);
   }
+});
+
+/** A TPOT SLO (ms) the decode pool meets for some requests of `poisson(400, 30)` and not for others. */
+const TIGHT_TPOT_MS = 9;
+
+/** A mooncake pair over 2 + 2 instances; `decodeAtArrival` false puts its decode pick at the prefill's end. */
+function mooncakeRun(
+  requests: readonly TwinRequest[],
+  tpotSloMs: number,
+  decodeAtArrival: boolean,
+): SimResult {
+  const pair = createPairPolicy('mooncake', { tpotSloMs, ttftSloMs: 1e9 }, { perfModel: () => PERF });
+  assert.equal(pair.decodeAt, 'arrival');
+  const settings: PdSettings = { ...pd(2, 2), decodePolicy: pair.decode, decodeAtArrival };
+  return runSimulation(requests, options(4, { pd: settings, policy: pair.prefill }));
+}
+
+test('mooncake decides the pair at arrival: a TPOT refusal never reaches a prefill instance', () => {
+  const requests = poisson(400, 30);
+  const result = mooncakeRun(requests, TIGHT_TPOT_MS, true);
+  const s = result.summary;
+  assert.ok(s.rejected > 0 && s.completed > 0, `rejected ${s.rejected}, completed ${s.completed}`);
+  assert.equal(s.completed + s.rejected, 400);
+  assert.equal(s.rejectedByCode['SY_ERR_SLO_UNREACHABLE'], s.rejected);
+  // The prefill instances (the first two) got exactly the accepted requests, each prefilled once.
+  const prefilled = s.perInstance.slice(0, 2).reduce((n, x) => n + x.requests, 0);
+  assert.equal(prefilled, s.completed);
+  assert.equal(result.pd?.transfers, s.completed);
+  // The same pair deciding at the prefill's end prefills every request, refused ones included.
+  const late = mooncakeRun(requests, TIGHT_TPOT_MS, false).summary;
+  assert.ok(late.rejected > 0);
+  assert.equal(
+    late.perInstance.slice(0, 2).reduce((n, x) => n + x.requests, 0),
+    400,
+  );
 });

@@ -222,6 +222,8 @@ export function runTwinSpec(
             // The decode pool's own copy of a policy, as the gateway's decode pool has.
             decodePolicy:
               pair?.decode ?? createConfiguredPolicy(pd.pdPolicy, settings.policies, defaultPolicyContext()),
+            // Mooncake's pair decides the decode side at arrival (pair.ts `decodeAt`).
+            decodeAtArrival: pair?.decodeAt === 'arrival',
           },
   });
 }

@@ -285,8 +285,9 @@ class Twin {
   };
   private readonly pdRng: Rng;
   /**
-   * With a conditional rule (`pd.conditional`): the decode instance (index) each remotely prefilled
-   * request was given at its arrival, until its prefill ends; undefined without a rule.
+   * With a conditional rule (`pd.conditional`) or a pair policy deciding at arrival
+   * (`pd.decodeAtArrival`): the decode instance (index) each remotely prefilled request was given at
+   * its arrival, until its prefill ends; undefined otherwise.
    */
   private readonly pdDecodeAt: Map<string, number> | undefined;
   /** With a rule: the router's learned index of what each decode instance caches (its estimate). */
@@ -314,7 +315,7 @@ class Twin {
       this.decodeView.instances = this.instances.filter((i) => i.role === 'decode');
     }
     const conditional = this.pd?.settings.conditional !== undefined;
-    this.pdDecodeAt = conditional ? new Map() : undefined;
+    this.pdDecodeAt = conditional || this.pd?.settings.decodeAtArrival === true ? new Map() : undefined;
     this.decodePrefixes = conditional ? new PrefixCacheIndex() : undefined;
     this.decodePrefixes?.observe(this.decodeView as ClusterView);
     this.control = this.buildControl();
@@ -541,7 +542,7 @@ class Twin {
     this.view.nowMs = this.nowMs;
     // A controlled model with no ready instance holds the request until one is (scale from zero).
     if (attempt === 0 && this.control?.hold(request, offline, this.nowMs) === true) return true;
-    // Conditional P/D: the decode side gets the request first and decides where it prefills.
+    // Conditional P/D, or a pair deciding at arrival: the decode side gets the request first.
     const decodeAt = this.pdDecodeAt;
     if (decodeAt !== undefined && !decodeAt.has(request.id)) return this.routeConditional(request, offline);
     // The host times the policy (every few decisions, so timing costs nothing noticeable).
@@ -1073,9 +1074,13 @@ class Twin {
         'SY_ERR_INVALID_ARGUMENT',
         'conditional disaggregation runs on fixed pools, not autoscaled ones',
       );
+    // Autoscaled pools keep the prefill-end pick: an instance given a request at its arrival could
+    // be drained before that request's KV comes.
+    const settings =
+      pools !== undefined && pd.decodeAtArrival === true ? { ...pd, decodeAtArrival: false } : pd;
     const perf = perfModelFor(group.gpu, group.base ?? group.model, group.tp);
     if (pd.conditional !== undefined) this.pdPerf = perf;
-    return new PdHandoffs(pd, perf.model, group.tp, options.engine.blockSize);
+    return new PdHandoffs(settings, perf.model, group.tp, options.engine.blockSize);
   }
 
   private instanceCount(): number {
@@ -1153,9 +1158,11 @@ class Twin {
   }
 
   /**
-   * Conditional P/D, at arrival: the decode pick (its own policy over the decode pool), then the rule
-   * on the gateway's views: local runs the request whole on that instance, remote prefills it on the
-   * prefill pool (the run's policy) and its KV comes here when the prefill ends. False when refused.
+   * Conditional P/D (or a pair deciding at arrival), at arrival: the decode pick (its own policy over
+   * the decode pool; a refusal rejects the request before any prefill), then the rule on the
+   * gateway's views: local runs the request whole on that instance, remote (always, without a rule)
+   * prefills it on the prefill pool (the run's policy) and its KV comes here when the prefill ends.
+   * False when refused.
    */
   private routeConditional(request: Request, offline: boolean): boolean {
     const pd = this.pd as PdHandoffs<PdPayload>;
@@ -1179,17 +1186,8 @@ class Twin {
       this.reject(request, 'SY_ERR_CAPACITY', offline);
       return false;
     }
-    const remote = pd.prefillsRemotely(
-      request,
-      this.decodePrefixHitTokens(request, decode),
-      decode,
-      this.view.instances,
-      this.pdPerf as PerfModel,
-      (this.options.engineByGroup?.[0] ?? this.options.engine).maxNumBatchedTokens,
-    );
-    // The decode instance computes or receives the prompt either way: the router learns it is there.
-    const prefixes = this.decodePrefixes as PrefixCacheIndex;
-    prefixes.learn(prefixes.register(decode.id), request.prefix);
+    // Without a rule (a pair deciding at arrival) every request prefills remotely.
+    const remote = pd.settings.conditional === undefined || this.prefillsRemotely(request, decode);
     decode.sent(request.inputTokens);
     decode.routed++;
     decodePolicy.onRouted?.(request, decode.id, this.nowMs);
@@ -1212,6 +1210,22 @@ class Twin {
     decode.ended(request.inputTokens, true);
     decodePolicy.onFailed?.(request, decode.id, this.nowMs);
     return false;
+  }
+
+  /** The conditional rule's verdict for a request whose decode instance is `decode`. */
+  private prefillsRemotely(request: Request, decode: SimInstance): boolean {
+    const remote = (this.pd as PdHandoffs<PdPayload>).prefillsRemotely(
+      request,
+      this.decodePrefixHitTokens(request, decode),
+      decode,
+      this.view.instances,
+      this.pdPerf as PerfModel,
+      (this.options.engineByGroup?.[0] ?? this.options.engine).maxNumBatchedTokens,
+    );
+    // The decode instance computes or receives the prompt either way: the router learns it is there.
+    const prefixes = this.decodePrefixes as PrefixCacheIndex;
+    prefixes.learn(prefixes.register(decode.id), request.prefix);
+    return remote;
   }
 
   /** The router's estimate of the prompt tokens `decode` holds in its prefix cache (learned index). */

@@ -13,7 +13,8 @@
  *   decode as `load-aware`.
  * - `mooncake`: prefill by the `mooncake` routing policy (estimated TTFT with a remote prefix fetch,
  *   early rejection on TTFT); decode by least estimated TPOT, rejecting when no decode instance meets
- *   the TPOT SLO (mooncake-decode.ts).
+ *   the TPOT SLO (mooncake-decode.ts). Both sides decide at arrival, decode first (`decodeAt`), so a
+ *   decode-side refusal comes before any prefill work.
  */
 import { z } from 'zod';
 import { SwitchyardError, unknownName } from '../../core/errors.ts';
@@ -34,9 +35,18 @@ export const PD_PAIR_POLICIES = ['round-robin', 'load-aware', 'prefix-aware', 'm
 /** One of PD_PAIR_POLICIES. */
 export type PdPairPolicyName = (typeof PD_PAIR_POLICIES)[number];
 
+/**
+ * When a pair policy's decode side decides: `prefill-end` when the prefill leg has ended (vLLM's
+ * proxy order), `arrival` before the prefill side (Mooncake's Conductor picks both at once), so a
+ * decode-side refusal costs no prefill work.
+ */
+export type PdDecodeAt = 'arrival' | 'prefill-end';
+
 /** A pair policy: one routing policy per pool, never one shared instance. */
 export interface PairPolicy {
   readonly name: string;
+  /** When the decode side decides (both hosts honour it). */
+  readonly decodeAt: PdDecodeAt;
   /** Decides over the prefill pool's view only. */
   readonly prefill: RoutingPolicy;
   /** Decides over the decode pool's view only. */
@@ -75,6 +85,8 @@ interface PairEntry<P> {
   readonly params: z.ZodType<P>;
   /** Whether a side predicts time through PolicyContext.perfModel (a gateway then needs perf models). */
   readonly needsPerfModel: boolean;
+  /** When the decode side decides. */
+  readonly decodeAt: PdDecodeAt;
   create(params: P, context: PolicyContext): { prefill: RoutingPolicy; decode: RoutingPolicy };
 }
 
@@ -87,6 +99,7 @@ const PAIRS: Readonly<Record<PdPairPolicyName, PairEntry<unknown>>> = {
     description: 'each pool in turn, each with its own counter',
     params: z.strictObject({}),
     needsPerfModel: false,
+    decodeAt: 'prefill-end',
     create: (_p, context) => ({
       prefill: createRoutingPolicy('round-robin', {}, context),
       decode: createRoutingPolicy('round-robin', {}, context),
@@ -97,6 +110,7 @@ const PAIRS: Readonly<Record<PdPairPolicyName, PairEntry<unknown>>> = {
       'prefill: fewest queued prompt tokens; decode: free KV cache + fewest in-flight (weighted scores)',
     params: loadAwareParams,
     needsPerfModel: false,
+    decodeAt: 'prefill-end',
     create: (p) => ({ prefill: leastPendingPrefill(), decode: decodeByLoad(p) }),
   }),
   'prefix-aware': pairEntry({
@@ -104,6 +118,7 @@ const PAIRS: Readonly<Record<PdPairPolicyName, PairEntry<unknown>>> = {
       "prefill: Dynamo's KV cost (queued prefill + the prompt's uncached part); decode: as load-aware",
     params: prefixAwareParams,
     needsPerfModel: false,
+    decodeAt: 'prefill-end',
     create: (p, context) => ({
       prefill: createRoutingPolicy(
         'kv-cost',
@@ -118,6 +133,8 @@ const PAIRS: Readonly<Record<PdPairPolicyName, PairEntry<unknown>>> = {
       "Mooncake's Conductor: prefill by least estimated TTFT (queue, uncached prefill or a cheaper remote prefix fetch), decode by least estimated TPOT; early SLO rejection on both",
     params: mooncakeParams,
     needsPerfModel: true,
+    // The Conductor picks the pair at arrival and refuses before any prefill work is done.
+    decodeAt: 'arrival',
     create: (p: MooncakeParams, context) => ({
       prefill: ttftOnly(createRoutingPolicy('mooncake', p, context), p),
       decode: createMooncakeDecode(p, context),
@@ -149,6 +166,7 @@ export function createPairPolicy(
   const sides = e.create(parsePairParams(e, name, params), context);
   return {
     name,
+    decodeAt: e.decodeAt,
     prefill: labelled(sides.prefill, `${name}/prefill`),
     decode: labelled(sides.decode, `${name}/decode`),
   };
