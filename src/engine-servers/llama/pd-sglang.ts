@@ -39,7 +39,7 @@ import {
   servePdFront,
 } from '../pd-front.ts';
 import type { LlamaBackend } from './llama-backend.ts';
-import type { LlamaPd, ServeLlamaPdOptions } from './pd.ts';
+import { clientTarget, type LlamaPd, parseJsonObject, type ServeLlamaPdOptions } from './pd.ts';
 
 /** Rooms a prefill engine keeps at once (pending, ready or failed); one more is refused 429. */
 export const ROOMS_MAX = 1024;
@@ -331,14 +331,14 @@ export class LlamaSglangFront extends PdFrontBase {
     if (req.method === 'GET' && path === '/pd/stats') return sendJson(res, 200, this.pd.stats);
     if (req.method === 'GET' && BOOTSTRAP_PATH.test(path)) return this.sg.bootstrap(req, res);
     if (req.method !== 'POST' || (path !== '/v1/chat/completions' && path !== '/v1/completions')) {
-      this.pass(req, res, req);
+      this.proxy(res, clientTarget(req, req));
       return;
     }
     const raw = await readBody(req, FRONT_BODY_BYTES_MAX);
-    const body = parseObject(raw);
+    const body = parseJsonObject(raw);
     const fields = body === undefined ? undefined : takeBootstrap(body);
     if (body === undefined || fields === undefined) {
-      this.pass(req, res, body === undefined ? raw : Buffer.from(JSON.stringify(body)));
+      this.proxy(res, clientTarget(req, body === undefined ? raw : Buffer.from(JSON.stringify(body))));
       return;
     }
     this.pd.noteRequest(body['max_tokens'] ?? body['max_completion_tokens']);
@@ -419,7 +419,7 @@ export class LlamaSglangFront extends PdFrontBase {
     }
     const tag = this.newTag();
     this.pd.expectLoad(tag, path);
-    this.pass(req, res, Buffer.from(JSON.stringify(body)), tag);
+    this.proxy(res, clientTarget(req, Buffer.from(JSON.stringify(body))), tag);
   }
 
   /** The room's state in a local file: the bootstrap's answer, then the TCP fetch (with its retry). */
@@ -462,34 +462,6 @@ export class LlamaSglangFront extends PdFrontBase {
       throw error;
     }
   }
-
-  /** Proxies the client's request to the inner server, `body` in place of its own when a buffer. */
-  private pass(
-    req: IncomingMessage,
-    res: ServerResponse,
-    body: Buffer | IncomingMessage,
-    tag?: string,
-  ): void {
-    const headers: Record<string, string | number> = {};
-    for (const name of ['content-type', 'accept', 'x-request-id'])
-      if (typeof req.headers[name] === 'string') headers[name] = req.headers[name] as string;
-    if (body instanceof Buffer) headers['content-length'] = body.length;
-    else if (typeof req.headers['content-length'] === 'string')
-      headers['content-length'] = req.headers['content-length'];
-    this.proxy(res, { path: req.url ?? '/', method: req.method ?? 'GET', headers, body }, tag);
-  }
-}
-
-/** A JSON object body, or undefined. */
-function parseObject(raw: Buffer): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = JSON.parse(raw.toString('utf8'));
-    if (typeof value === 'object' && value !== null && !Array.isArray(value))
-      return value as Record<string, unknown>;
-  } catch {
-    // Not JSON: passed through for the inner server to refuse.
-  }
-  return undefined;
 }
 
 /**

@@ -31,6 +31,7 @@ import {
 import { SwitchyardError } from '../../core/errors.ts';
 import {
   FRONT_BODY_BYTES_MAX,
+  type PassTarget,
   PdFrontBase,
   PREFILL_ANSWER_BYTES_MAX,
   readBody,
@@ -298,21 +299,14 @@ export class LlamaPdFront extends PdFrontBase {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (req.method === 'GET' && path === '/pd/stats') return sendJson(res, 200, this.pd.stats);
     if (req.method !== 'POST' || (path !== '/v1/chat/completions' && path !== '/v1/completions')) {
-      this.pass(req, res, req);
+      this.proxy(res, clientTarget(req, req));
       return;
     }
     const raw = await readBody(req, FRONT_BODY_BYTES_MAX);
-    let body: Record<string, unknown> | undefined;
-    try {
-      const value: unknown = JSON.parse(raw.toString('utf8'));
-      if (typeof value === 'object' && value !== null && !Array.isArray(value))
-        body = value as Record<string, unknown>;
-    } catch {
-      body = undefined;
-    }
+    const body = parseJsonObject(raw);
     const params = body?.['kv_transfer_params'] as Record<string, unknown> | undefined;
     if (body === undefined || params === undefined || params === null) {
-      this.pass(req, res, raw);
+      this.proxy(res, clientTarget(req, raw));
       return;
     }
     delete body['kv_transfer_params'];
@@ -322,7 +316,7 @@ export class LlamaPdFront extends PdFrontBase {
     } else if (this.pd.options.role === 'decode' && params['do_remote_prefill'] === true) {
       this.decode(req, res, body, params, tag);
     } else {
-      this.pass(req, res, Buffer.from(JSON.stringify(body)));
+      this.proxy(res, clientTarget(req, Buffer.from(JSON.stringify(body))));
     }
   }
 
@@ -382,24 +376,34 @@ export class LlamaPdFront extends PdFrontBase {
       // Nothing to fetch from: the request is prefilled here.
       this.pd.stats.localPrefills++;
     }
-    this.pass(req, res, Buffer.from(JSON.stringify(body)), tag);
+    this.proxy(res, clientTarget(req, Buffer.from(JSON.stringify(body))), tag);
   }
+}
 
-  /** Proxies the client's request to the inner server, `body` in place of its own when a buffer. */
-  private pass(
-    req: IncomingMessage,
-    res: ServerResponse,
-    body: Buffer | IncomingMessage,
-    tag?: string,
-  ): void {
-    const headers: Record<string, string | number> = {};
-    for (const name of ['content-type', 'accept', 'x-request-id'])
-      if (typeof req.headers[name] === 'string') headers[name] = req.headers[name] as string;
-    if (body instanceof Buffer) headers['content-length'] = body.length;
-    else if (typeof req.headers['content-length'] === 'string')
-      headers['content-length'] = req.headers['content-length'];
-    this.proxy(res, { path: req.url ?? '/', method: req.method ?? 'GET', headers, body }, tag);
+/**
+ * Where a llama P/D front proxies a client's request: its own path, method and headers (type,
+ * accept, request id), `body` in place of its own when a buffer.
+ */
+export function clientTarget(req: IncomingMessage, body: Buffer | IncomingMessage): PassTarget {
+  const headers: Record<string, string | number> = {};
+  for (const name of ['content-type', 'accept', 'x-request-id'])
+    if (typeof req.headers[name] === 'string') headers[name] = req.headers[name] as string;
+  if (body instanceof Buffer) headers['content-length'] = body.length;
+  else if (typeof req.headers['content-length'] === 'string')
+    headers['content-length'] = req.headers['content-length'];
+  return { path: req.url ?? '/', method: req.method ?? 'GET', headers, body };
+}
+
+/** A client's body as a JSON object, or undefined (not JSON, or not an object): passed through as it came. */
+export function parseJsonObject(raw: Buffer): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(raw.toString('utf8'));
+    if (typeof value === 'object' && value !== null && !Array.isArray(value))
+      return value as Record<string, unknown>;
+  } catch {
+    // Not JSON: passed through for the inner server to refuse.
   }
+  return undefined;
 }
 
 /** How to serve a llama P/D engine. */
