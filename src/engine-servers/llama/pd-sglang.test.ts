@@ -6,30 +6,18 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import { SwitchyardError } from '../../core/errors.ts';
 import { LlamaPd } from './pd.ts';
-import { LlamaSglang, ROOMS_MAX, type SglangPdStats, SglangRooms } from './pd-sglang.ts';
+import { LlamaSglang, newSglangPdStats, ROOMS_MAX, type SglangPdStats, SglangRooms } from './pd-sglang.ts';
 
 const RELEASE_MS = 1000;
 const WAIT_MS = 300;
 const OFFER = { transferId: 't-1', bytes: 2048, tokens: 12 };
-
-function freshStats(): SglangPdStats {
-  return {
-    rooms: 0,
-    roomsFilled: 0,
-    roomsFailed: 0,
-    roomsClaimed: 0,
-    roomsReleasedTimeout: 0,
-    roomsAbandoned: 0,
-    transferFailures: 0,
-  };
-}
 
 describe('SglangRooms', () => {
   let stats: SglangPdStats;
   let rooms: SglangRooms;
   beforeEach(() => {
     mock.timers.enable({ apis: ['setTimeout'] });
-    stats = freshStats();
+    stats = newSglangPdStats();
     rooms = new SglangRooms(stats, RELEASE_MS, WAIT_MS);
   });
   afterEach(() => mock.timers.reset());

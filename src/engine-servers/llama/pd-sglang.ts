@@ -200,9 +200,9 @@ export interface LlamaSglangOptions {
   readonly kvReleaseTimeoutMs: number;
 }
 
-/** The SGLang state of one llama engine: the LlamaPd it moves states with, and the rooms. */
-export class LlamaSglang {
-  readonly stats: SglangPdStats = {
+/** SGLang counters all at zero. */
+export function newSglangPdStats(): SglangPdStats {
+  return {
     rooms: 0,
     roomsFilled: 0,
     roomsFailed: 0,
@@ -211,6 +211,11 @@ export class LlamaSglang {
     roomsAbandoned: 0,
     transferFailures: 0,
   };
+}
+
+/** The SGLang state of one llama engine: the LlamaPd it moves states with, and the rooms. */
+export class LlamaSglang {
+  readonly stats: SglangPdStats = newSglangPdStats();
   readonly rooms: SglangRooms;
   bootstrapPort: number | undefined;
   private bootstrapServer: Server | undefined;
