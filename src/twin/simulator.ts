@@ -1205,8 +1205,9 @@ class Twin {
     const decodeAt = this.pdDecodeAt as Map<string, number>;
     decodeAt.set(request.id, decode.index);
     if (this.route(request, offline)) return true;
-    // The prefill pool refused it (counted): the decode instance never gets it.
+    // The prefill pool refused it (counted): the decode instance never gets it, nor counts it routed.
     decodeAt.delete(request.id);
+    decode.routed--;
     decode.ended(request.inputTokens, true);
     decodePolicy.onFailed?.(request, decode.id, this.nowMs);
     return false;
