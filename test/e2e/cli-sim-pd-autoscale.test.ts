@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { runCli } from './support/cli.ts';
+import { runCli, simPdArgs } from './support/cli.ts';
 
 interface PoolJson {
   autoscaler: string;
@@ -39,35 +39,20 @@ const dir = mkdtempSync(join(tmpdir(), 'switchyard-sim-pd-autoscale-'));
 
 /** Two minutes of 8,000-token prompts at 6 req/s: more than one prefill instance serves. */
 function args(name: string, extra: readonly string[] = []): string[] {
-  return [
-    'sim',
-    '--workload',
-    'poisson',
-    '--rate',
-    '6',
-    '--duration',
-    '120',
-    '--input-tokens',
-    '8000',
-    '--output-tokens',
-    '32',
-    '--prefill-instances',
-    '1',
-    '--decode-instances',
-    '1',
+  const run = { rate: 6, durationS: 120, inputTokens: 8000, outputTokens: 32, prefills: 1, decodes: 1 };
+  return simPdArgs(run, [
     '--autoscaler',
     'slo-planner',
     '--max-prefill-instances',
     '3',
     '--max-decode-instances',
     '3',
-    '--no-progress',
     '--json',
     join(dir, `${name}.json`),
     '--decision-log',
     join(dir, `${name}.jsonl`),
     ...extra,
-  ];
+  ]);
 }
 
 /** The JSON without the wall-clock fields (the only ones that may differ between two runs). */

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { runCli } from './support/cli.ts';
+import { runCli, simPdArgs } from './support/cli.ts';
 
 interface PdJson {
   completed: number;
@@ -27,31 +27,10 @@ interface PdJson {
 
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-sim-pd-'));
 
+/** A 1 prefill + 2 decode run of 200 3,000-token prompts at 6 req/s over `link`, JSON to `json`. */
 function args(link: string, json: string): string[] {
-  return [
-    'sim',
-    '--workload',
-    'poisson',
-    '--rate',
-    '6',
-    '--requests',
-    '200',
-    '--input-tokens',
-    '3000',
-    '--output-tokens',
-    '100',
-    '--prefill-instances',
-    '1',
-    '--decode-instances',
-    '2',
-    '--link',
-    link,
-    '--pd-policy',
-    'round-robin',
-    '--no-progress',
-    '--json',
-    json,
-  ];
+  const run = { rate: 6, requests: 200, inputTokens: 3000, outputTokens: 100, prefills: 1, decodes: 2 };
+  return simPdArgs(run, ['--link', link, '--pd-policy', 'round-robin', '--json', json]);
 }
 
 test('a disaggregated sim completes every request, reports pd, and a slower link raises TTFT', async () => {
@@ -95,29 +74,8 @@ test('half a P/D cluster, or --pd-policy alone, is refused with a stable code', 
 
 /** `sim` flags of a 2 prefill + 2 decode run of `requests` 3,000-token prompts at `rate` req/s. */
 function pairArgs(pdPolicy: string, rate: number, json: string, extra: readonly string[] = []): string[] {
-  return [
-    'sim',
-    '--workload',
-    'poisson',
-    '--rate',
-    String(rate),
-    '--requests',
-    '200',
-    '--input-tokens',
-    '3000',
-    '--output-tokens',
-    '100',
-    '--prefill-instances',
-    '2',
-    '--decode-instances',
-    '2',
-    '--pd-policy',
-    pdPolicy,
-    '--no-progress',
-    '--json',
-    json,
-    ...extra,
-  ];
+  const run = { rate, requests: 200, inputTokens: 3000, outputTokens: 100, prefills: 2, decodes: 2 };
+  return simPdArgs(run, ['--pd-policy', pdPolicy, '--json', json, ...extra]);
 }
 
 interface PairJson {

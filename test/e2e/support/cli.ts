@@ -26,3 +26,39 @@ export function runCli(args: readonly string[], timeoutMs = 120_000): Promise<Cl
     );
   });
 }
+
+/** A `switchyard sim` P/D run: a Poisson workload of fixed-length prompts and outputs. */
+export interface SimPdRun {
+  readonly rate: number;
+  /** `--requests`; otherwise `--duration` in `durationS`. */
+  readonly requests?: number;
+  readonly durationS?: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly prefills: number;
+  readonly decodes: number;
+}
+
+/** The `sim` flags of `run` on a P/D cluster (no progress line), then the flags in `extra`. */
+export function simPdArgs(run: SimPdRun, extra: readonly string[] = []): string[] {
+  const span =
+    run.requests !== undefined ? ['--requests', String(run.requests)] : ['--duration', String(run.durationS)];
+  return [
+    'sim',
+    '--workload',
+    'poisson',
+    '--rate',
+    String(run.rate),
+    ...span,
+    '--input-tokens',
+    String(run.inputTokens),
+    '--output-tokens',
+    String(run.outputTokens),
+    '--prefill-instances',
+    String(run.prefills),
+    '--decode-instances',
+    String(run.decodes),
+    '--no-progress',
+    ...extra,
+  ];
+}
