@@ -36,10 +36,15 @@ import {
   readBody,
   sendError,
   sendJson,
-  servePdFront,
 } from '../pd-front.ts';
 import type { LlamaBackend } from './llama-backend.ts';
-import { clientTarget, type LlamaPd, parseJsonObject, type ServeLlamaPdOptions } from './pd.ts';
+import {
+  clientTarget,
+  type LlamaPd,
+  parseJsonObject,
+  type ServeLlamaPdOptions,
+  serveLlamaFront,
+} from './pd.ts';
 
 /** Rooms a prefill engine keeps at once (pending, ready or failed); one more is refused 429. */
 export const ROOMS_MAX = 1024;
@@ -480,14 +485,7 @@ export function serveLlamaSglangEngine(
   options: ServeLlamaPdOptions,
 ): Promise<void> {
   const { pd } = sg;
-  return servePdFront({
-    engine: 'llama',
-    role: pd.options.role,
-    backend,
-    host: options.host,
-    port: options.port,
-    maxWaiting: options.maxWaiting,
-    shutdownTimeoutS: options.shutdownTimeoutS,
+  return serveLlamaFront(backend, pd.options.role, options, {
     front: (innerPort) => new LlamaSglangFront(sg, innerPort),
     start: () => sg.start(),
     addressWhat: ', --kv-port or --bootstrap-port',
@@ -500,10 +498,6 @@ export function serveLlamaSglangEngine(
           ? `http://${pd.options.kvHost}:${sg.bootstrapPort ?? port}/pd/bootstrap`
           : null,
     }),
-    afterReady: () => backend.markReady(),
-    release: async (failed) => {
-      await sg.close();
-      if (failed) await backend.close();
-    },
+    close: () => sg.close(),
   });
 }

@@ -35,6 +35,7 @@ import {
   PdFrontBase,
   PREFILL_ANSWER_BYTES_MAX,
   readBody,
+  type ServePdFrontOptions,
   sendJson,
   servePdFront,
 } from '../pd-front.ts';
@@ -424,23 +425,47 @@ export function serveLlamaPdEngine(
   pd: LlamaPd,
   options: ServeLlamaPdOptions,
 ): Promise<void> {
-  return servePdFront({
-    engine: 'llama',
-    role: pd.options.role,
-    backend,
-    host: options.host,
-    port: options.port,
-    maxWaiting: options.maxWaiting,
-    shutdownTimeoutS: options.shutdownTimeoutS,
+  return serveLlamaFront(backend, pd.options.role, options, {
     front: (innerPort) => new LlamaPdFront(pd, innerPort),
     start: () => pd.start(),
     addressWhat: ' or --kv-port',
     listening: () => ({
       kvTransfer: pd.server === undefined ? null : `tcp://${pd.options.kvHost}:${pd.kvPort}`,
     }),
+    close: () => pd.close(),
+  });
+}
+
+/** What a P/D protocol adds to a llama front: its front server, start, ready-line fields and close. */
+export type LlamaFrontParts = Pick<ServePdFrontOptions, 'front' | 'start' | 'addressWhat' | 'listening'> & {
+  /** Frees the protocol's parts (KV server, listeners) on a failed start or after the drain. */
+  readonly close: () => Promise<void>;
+};
+
+/**
+ * Serves a llama backend in `role` behind the front server of `parts` (either protocol's): the
+ * backend reports ready after the ready line, and is closed after the protocol's parts when the
+ * start failed.
+ */
+export function serveLlamaFront(
+  backend: LlamaBackend,
+  role: 'prefill' | 'decode',
+  options: ServeLlamaPdOptions,
+  parts: LlamaFrontParts,
+): Promise<void> {
+  const { close, ...own } = parts;
+  return servePdFront({
+    engine: 'llama',
+    role,
+    backend,
+    host: options.host,
+    port: options.port,
+    maxWaiting: options.maxWaiting,
+    shutdownTimeoutS: options.shutdownTimeoutS,
+    ...own,
     afterReady: () => backend.markReady(),
     release: async (failed) => {
-      await pd.close();
+      await close();
       if (failed) await backend.close();
     },
   });
