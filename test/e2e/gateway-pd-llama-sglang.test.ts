@@ -112,6 +112,17 @@ const PROMPTS = [
 ];
 const SAMPLINGS = [{ temperature: 0 }, { temperature: 0.8, seed: 7 }];
 
+/** PROMPTS[0] for 8 tokens straight to engine `e`, with SGLang's bootstrap fields naming `room`. */
+function postToRoom(e: LlamaEngine, room: number): Promise<Answer> {
+  return post(e.url, {
+    prompt: PROMPTS[0],
+    max_tokens: 8,
+    bootstrap_host: '127.0.0.1',
+    bootstrap_port: bootstrapPort,
+    bootstrap_room: room,
+  });
+}
+
 describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 }, () => {
   it('the ready lines: the prefill names its KV server and bootstrap listener', () => {
     assert.equal(prefill.ready['pdProtocol'], 'sglang');
@@ -168,13 +179,7 @@ describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 },
 
   it('releases a room no decode claims after the release timeout (room and state)', async () => {
     const before = await llamaPdStats(prefill);
-    const r = await post(prefill.url, {
-      prompt: PROMPTS[0],
-      max_tokens: 8,
-      bootstrap_host: '127.0.0.1',
-      bootstrap_port: bootstrapPort,
-      bootstrap_room: 7,
-    });
+    const r = await postToRoom(prefill, 7);
     assert.equal(r.status, 200);
     assert.equal(r.usage.completion_tokens, 1, 'a prefill engine runs the prefill only');
     assert.equal((await llamaPdStats(prefill)).sglang?.rooms, 1, 'the room holds its state');
@@ -197,13 +202,7 @@ describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 },
 
   it('a decode whose room never fills ends in 502 SY_ERR_KV_TRANSFER_FAILED; the prefill drops the room', async () => {
     const before = await llamaPdStats(prefill);
-    const r = await post(decode.url, {
-      prompt: PROMPTS[0],
-      max_tokens: 8,
-      bootstrap_host: '127.0.0.1',
-      bootstrap_port: bootstrapPort,
-      bootstrap_room: 99,
-    });
+    const r = await postToRoom(decode, 99);
     assert.equal(r.status, 502);
     const error = r.body['error'] as { code: string; message: string };
     assert.equal(error.code, 'SY_ERR_KV_TRANSFER_FAILED');
