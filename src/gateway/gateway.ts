@@ -57,7 +57,14 @@ import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
 import { KEEP_ALIVE_MS_DEFAULT, ModelBuffer } from './model-buffer.ts';
 import { PARSE_FULL_RETRY_AFTER_MS, ParsePool } from './parse-pool.ts';
-import { attemptPrefillTokens, attemptRoleOf, type PdHost, PdRuntime, rolePool } from './pd/pd-exchange.ts';
+import {
+  attemptPrefillTokens,
+  attemptRoleOf,
+  type PdHost,
+  PdRuntime,
+  rolePool,
+  takeDecodeFirst,
+} from './pd/pd-exchange.ts';
 import { Backend, Exchange, type ExchangeHost, type ExchangeKind, type ExchangeOutcome } from './proxy.ts';
 import { QueuedBytes, queuedBytesOf } from './queued-bytes.ts';
 import {
@@ -1205,7 +1212,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
   // ---- ExchangeHost ----
 
   pick(ex: Exchange): Backend | SwitchyardError {
-    return this.pickRole(ex, attemptRoleOf(ex), ex.tried);
+    // A P/D pair deciding at arrival picked the first decode instance already (pd-exchange.ts).
+    return takeDecodeFirst(ex) ?? this.pickRole(ex, attemptRoleOf(ex), ex.tried);
   }
 
   prefillPolicy(): RoutingPolicy {

@@ -434,7 +434,7 @@ test('mooncake decides the pair at arrival: a TPOT refusal never reaches a prefi
   const s = result.summary;
   assert.ok(s.rejected > 0 && s.completed > 0, `rejected ${s.rejected}, completed ${s.completed}`);
   assert.equal(s.completed + s.rejected, 400);
-  assert.equal(s.rejectedByCode['SY_ERR_SLO_UNREACHABLE'], s.rejected);
+  assert.equal(s.rejectedByCode?.['SY_ERR_SLO_UNREACHABLE'], s.rejected);
   // The prefill instances (the first two) got exactly the accepted requests, each prefilled once.
   const prefilled = s.perInstance.slice(0, 2).reduce((n, x) => n + x.requests, 0);
   assert.equal(prefilled, s.completed);

@@ -3,8 +3,9 @@
  * engines speaking vLLM's P/D protocol (two prefill, two decode). Checked: with `round-robin` each
  * pool alternates on its own although the active routing policy (least-request) would send every
  * sequential request to the same pair; with `mooncake` and an SLO nobody can meet, the prefill side
- * refuses before any prefill leg and the decode side after it, each with a clean 429, Retry-After and
- * SY_ERR_SLO_UNREACHABLE, and the gateway's counters stay balanced.
+ * refuses before any prefill leg and so does the decode side (mooncake picks the pair at arrival,
+ * decode first), each with a clean 429, Retry-After and SY_ERR_SLO_UNREACHABLE, and the gateway's
+ * counters stay balanced.
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
@@ -111,7 +112,8 @@ describe('P/D pair policies through the gateway', { timeout: 60_000 }, () => {
     await balancedStats(ttftRefusing.url);
   });
 
-  it('mooncake: a TPOT SLO no decode instance meets is refused at the decode pick', async () => {
+  it('mooncake: a TPOT SLO no decode instance meets is refused at arrival, before any prefill leg', async () => {
+    const prefillBefore = await requestsOf(cluster.prefill.engines);
     const decodeBefore = await requestsOf(cluster.decode.engines);
     const r = await post(tpotRefusing.url);
     assert.equal(r.status, 429, r.text);
@@ -120,7 +122,10 @@ describe('P/D pair policies through the gateway', { timeout: 60_000 }, () => {
     assert.match(body.error.message, /decode pool: estimated TPOT [\d.]+ ms .* TPOT budget 0\.0 ms/);
     assert.ok(Number(r.retryAfter) >= 1, `Retry-After ${r.retryAfter}`);
     assert.deepEqual(await requestsOf(cluster.decode.engines), decodeBefore, 'no decode attempt was sent');
+    assert.deepEqual(await requestsOf(cluster.prefill.engines), prefillBefore, 'no prefill leg was sent');
     const stats = await balancedStats(tpotRefusing.url);
-    assert.equal((stats['pd'] as Record<string, unknown>)['pairPolicy'], 'mooncake');
+    const pd = stats['pd'] as Record<string, unknown>;
+    assert.equal(pd['pairPolicy'], 'mooncake');
+    assert.equal(pd['prefills'], 0, 'the gateway sent no prefill leg');
   });
 });

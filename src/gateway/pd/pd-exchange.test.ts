@@ -29,6 +29,7 @@ async function pdGateway(
   prefill: readonly FakeUpstream[],
   decode: readonly FakeUpstream[],
   extra: Record<string, unknown> = {},
+  backendExtra: Record<string, unknown> = {},
 ): Promise<Gateway> {
   const gw = await startGateway(
     {
@@ -41,6 +42,7 @@ async function pdGateway(
           models: ['m'],
           role: 'prefill' as const,
           pdProtocol: protocol,
+          ...backendExtra,
         })),
         ...decode.map((u, i) => ({
           id: `d${i}`,
@@ -49,6 +51,7 @@ async function pdGateway(
           models: ['m'],
           role: 'decode' as const,
           pdProtocol: protocol,
+          ...backendExtra,
         })),
       ],
       routing: { policy: 'round-robin' },
@@ -205,5 +208,51 @@ describe('SGLang flow', () => {
       d0!.received.length + d1!.received.length,
       'one prefill leg per decode attempt',
     );
+  });
+});
+
+describe('a pair deciding at arrival (mooncake)', () => {
+  /** A gateway whose pair policy is mooncake with `params` (its sides need a perf model per backend). */
+  const mooncakeGateway = (
+    prefill: FakeUpstream[],
+    decode: FakeUpstream[],
+    params: Record<string, unknown>,
+  ) =>
+    pdGateway(
+      'vllm',
+      prefill,
+      decode,
+      { pd: { pairPolicy: 'mooncake', params } },
+      { perfModel: 'llama-3.1-8b' },
+    );
+
+  it('picks the decode instance before the prefill leg, counts it in flight meanwhile, and decodes there', async () => {
+    const [p0, d0, d1] = await fakes(3);
+    const gw = await mooncakeGateway([p0!], [d0!, d1!], { ttftSloMs: 1e9, tpotSloMs: 1e9 });
+    p0!.behaviour.delayMs = 300;
+    const pending = chat(gw);
+    for (let i = 0; i < 200 && p0!.received.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    const held = ['d0', 'd1'].filter((id) => gw.view.get(id)?.inFlight === 1);
+    assert.equal(held.length, 1, 'one decode instance counts the request while it prefills');
+    assert.equal(d0!.received.length + d1!.received.length, 0, 'no decode attempt before the prefill ends');
+    assert.equal((await pending).status, 200);
+    assert.deepEqual(
+      [d0!.received.length, d1!.received.length],
+      held[0] === 'd0' ? [1, 0] : [0, 1],
+      'the decode attempt went to the instance picked at arrival',
+    );
+    for (const id of ['p0', 'd0', 'd1']) assert.equal(gw.view.get(id)?.inFlight, 0, `${id} released`);
+  });
+
+  it('a TPOT refusal comes before any prefill leg and leaves nothing in flight', async () => {
+    const [p0, d0] = await fakes(2);
+    const gw = await mooncakeGateway([p0!], [d0!], { tpotSloMs: 0.01 });
+    const r = await chat(gw);
+    assert.equal(r.status, 429);
+    assert.equal((r.body['error'] as { code: string }).code, 'SY_ERR_SLO_UNREACHABLE');
+    assert.equal(p0!.received.length + d0!.received.length, 0, 'nothing was sent');
+    assert.equal(gw.view.get('d0')?.inFlight, 0);
+    const stats = (await (await fetch(`${gw.url}/stats`)).json()) as Record<string, unknown>;
+    assert.equal((stats['pd'] as Record<string, number>)['prefills'], 0);
   });
 });

@@ -26,6 +26,10 @@
  * With a pair policy (config `pd.pairPolicy`, src/policies/disagg/pair.ts) its prefill side picks
  * prefill instances and its decode side decode instances instead, whatever the active policy is; a
  * side's rejection ends the request with that side's code (429 and Retry-After for an SLO refusal).
+ * A pair deciding at arrival (`decodeAt: 'arrival'`, Mooncake's Conductor) picks the first pair's
+ * decode instance before its prefill leg, so its refusal comes before any prefill work; that
+ * instance counts the request in flight from then and gets the first decode attempt
+ * (`takeDecodeFirst`). A retry is a whole new pair in the usual order.
  */
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -113,6 +117,11 @@ export class PdRuntime {
     // Mooncake's sides predict time: refuse to start, as for the routing policy, without perf models.
     if (pairNeedsPerfModel(config.pairPolicy)) perfModels.require(['mooncake']);
     this.pair = createPairPolicy(config.pairPolicy, config.params, perfModels.context);
+  }
+
+  /** Whether the configured pair policy picks the decode instance before the prefill leg. */
+  get decodeAtArrival(): boolean {
+    return this.pair?.decodeAt === 'arrival';
   }
 
   /** The pair policy's name, or undefined without one. */
@@ -222,6 +231,14 @@ export function attemptRoleOf(ex: Exchange): InstanceRole | undefined {
 }
 
 /**
+ * The decode backend a pair deciding at arrival picked for `ex`'s first decode attempt, handed over
+ * once (the host's pick then uses it instead of deciding again); undefined otherwise.
+ */
+export function takeDecodeFirst(ex: Exchange): Backend | undefined {
+  return ex instanceof PdExchange ? ex.takeDecodeFirst() : undefined;
+}
+
+/**
  * The prompt tokens an exchange's proxied attempt leaves for its instance to prefill (host
  * accounting's pending prefill): none for a P/D decode attempt, whose prompt KV comes from the
  * prefill instance; the whole prompt otherwise.
@@ -259,6 +276,13 @@ export class PdExchange extends Exchange {
   private prefilling = false;
   /** Aborts the prefill legs still open when the exchange ends. */
   private readonly legs = new Set<AbortController>();
+  /**
+   * The decode backend picked at arrival (a pair deciding at arrival), held in its host accounting
+   * until the first decode attempt takes it or the exchange ends.
+   */
+  private decodeFirst: Backend | undefined;
+  /** The arrival pick has been made (once per exchange: retries pick in the usual order). */
+  private decodePickedAtArrival = false;
 
   constructor(
     readonly pdHost: PdHost,
@@ -277,13 +301,42 @@ export class PdExchange extends Exchange {
   /** A new pair: the protocol's prefill leg, then the decode attempt (Exchange.next picks and sends it). */
   override next(): void {
     if (this.done || this.prefilling) return;
+    if (!this.decodePickedAtArrival && this.runtime.decodeAtArrival && !this.pickDecodeFirst()) return;
     if (this.protocol === 'vllm') void this.vllmPair();
     else this.sglangPair();
   }
 
   override finish(outcome: ExchangeOutcome, answer: (() => void) | undefined): void {
     this.abortLegs();
+    this.takeDecodeFirst();
     super.finish(outcome, answer);
+  }
+
+  /**
+   * The pair's decode side decides first; false when it refused (the request then ends with its
+   * error, e.g. 429 and Retry-After for an SLO refusal, before any prefill leg). The chosen
+   * instance counts the request in flight from now, as the twin's does.
+   */
+  private pickDecodeFirst(): boolean {
+    this.decodePickedAtArrival = true;
+    const picked = this.pdHost.pickRole(this, 'decode', this.tried);
+    if (picked instanceof SwitchyardError) {
+      this.fail(picked, retryAfterOf(picked));
+      return false;
+    }
+    picked.instance.sent(0);
+    this.decodeFirst = picked;
+    return true;
+  }
+
+  /** Hands over the decode backend picked at arrival (once), releasing its hold; undefined if none. */
+  takeDecodeFirst(): Backend | undefined {
+    const backend = this.decodeFirst;
+    if (backend === undefined) return undefined;
+    this.decodeFirst = undefined;
+    // The attempt's own accounting (attemptStarted) takes over from the hold.
+    backend.instance.ended(0, false);
+    return backend;
   }
 
   override finishOk(outputTokens: number, tail: Buffer | undefined): void {
