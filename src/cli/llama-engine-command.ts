@@ -185,6 +185,13 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
       await pd?.close();
       throw error;
     });
+    // Where the engine listens and its queue and drain bounds, whichever server it runs.
+    const listen = {
+      host: flags.host,
+      port: flags.port,
+      maxWaiting: flags.maxWaiting,
+      shutdownTimeoutS: flags.shutdownTimeout,
+    };
     if (pd !== undefined && flags.pdProtocol === 'sglang') {
       const { LlamaSglang, serveLlamaSglangEngine } = await import('../engine-servers/llama/pd-sglang.ts');
       const sglang = new LlamaSglang(pd, {
@@ -192,29 +199,16 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
         kvWaitTimeoutMs: flags.kvWaitTimeoutMs,
         kvReleaseTimeoutMs: flags.kvReleaseTimeoutMs,
       });
-      await serveLlamaSglangEngine(backend, sglang, {
-        host: flags.host,
-        port: flags.port,
-        maxWaiting: flags.maxWaiting,
-        shutdownTimeoutS: flags.shutdownTimeout,
-      });
+      await serveLlamaSglangEngine(backend, sglang, listen);
       return;
     }
     if (pd !== undefined) {
-      await serveLlamaPdEngine(backend, pd, {
-        host: flags.host,
-        port: flags.port,
-        maxWaiting: flags.maxWaiting,
-        shutdownTimeoutS: flags.shutdownTimeout,
-      });
+      await serveLlamaPdEngine(backend, pd, listen);
       return;
     }
     await serveEngine(backend, {
       engine: 'llama',
-      host: flags.host,
-      port: flags.port,
-      maxWaiting: flags.maxWaiting,
-      shutdownTimeoutS: flags.shutdownTimeout,
+      ...listen,
       kvEvents: null,
     });
   } finally {
