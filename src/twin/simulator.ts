@@ -1238,23 +1238,7 @@ class Twin {
 
   /** Conditional P/D, kept local: the decode instance prefills and decodes the request itself. */
   private decodeWhole(request: Request, offline: boolean, decode: SimInstance): void {
-    const engineRequest: TwinEngineRequest = {
-      id: request.id,
-      inputTokens: request.inputTokens,
-      outputTokens: (request as TwinRequest).trueOutputTokens,
-      arrivalMs: request.arrivalMs,
-      priority: request.priority,
-      ...this.prefixOf(request, decode),
-      source: request,
-      instance: decode,
-      offline,
-      prefillPending: true,
-      attempt: 0,
-      tried: NONE_TRIED,
-      pdPhase: 'decode',
-    };
-    decode.engine.add(engineRequest, this.nowMs);
-    if (Number.isNaN(decode.stepEndMs)) this.stepEndedIdle(decode);
+    this.addToDecode(request, decode, offline, 0, undefined);
   }
 
   /** Starts the transfers whose blocks the decode instance can reserve now. */
@@ -1291,8 +1275,21 @@ class Twin {
   }
 
   private decodeAdd(h: Handoff<PdPayload>): void {
-    const request = h.request;
     const decode = this.instances[h.decode] as SimInstance;
+    this.addToDecode(h.request, decode, h.payload.offline, h.payload.attempt, h.request.inputTokens - 1);
+  }
+
+  /**
+   * Adds `request` to its decode instance, with `importedTokens` of its prompt already there when
+   * transferred (undefined: kept local, it prefills there); an idle engine starts stepping.
+   */
+  private addToDecode(
+    request: Request,
+    decode: SimInstance,
+    offline: boolean,
+    attempt: number,
+    importedTokens: number | undefined,
+  ): void {
     const engineRequest: TwinEngineRequest = {
       id: request.id,
       inputTokens: request.inputTokens,
@@ -1300,12 +1297,12 @@ class Twin {
       arrivalMs: request.arrivalMs,
       priority: request.priority,
       ...this.prefixOf(request, decode),
-      importedTokens: request.inputTokens - 1,
+      ...(importedTokens === undefined ? {} : { importedTokens }),
       source: request,
       instance: decode,
-      offline: h.payload.offline,
+      offline,
       prefillPending: true,
-      attempt: h.payload.attempt,
+      attempt,
       tried: NONE_TRIED,
       pdPhase: 'decode',
     };
