@@ -232,3 +232,13 @@ test('mooncake: the decode side takes the least estimated TPOT and rejects when 
     'route',
   );
 });
+
+test('only mooncake decides the decode side at arrival; the others keep the prefill-end pick', () => {
+  const decodeAt = Object.fromEntries(PD_PAIR_POLICIES.map((name) => [name, pair(name).decodeAt]));
+  assert.deepEqual(decodeAt, {
+    'round-robin': 'prefill-end',
+    'load-aware': 'prefill-end',
+    'prefix-aware': 'prefill-end',
+    mooncake: 'arrival',
+  });
+});

@@ -130,7 +130,7 @@ const PAIRS: Readonly<Record<PdPairPolicyName, PairEntry<unknown>>> = {
   }),
   mooncake: pairEntry({
     description:
-      "Mooncake's Conductor: prefill by least estimated TTFT (queue, uncached prefill or a cheaper remote prefix fetch), decode by least estimated TPOT; early SLO rejection on both",
+      "Mooncake's Conductor: prefill by least estimated TTFT (queue, uncached prefill or a cheaper remote prefix fetch), decode by least estimated TPOT; both picked at arrival, decode first, with early SLO rejection (no prefill spent on a refusal)",
     params: mooncakeParams,
     needsPerfModel: true,
     // The Conductor picks the pair at arrival and refuses before any prefill work is done.
