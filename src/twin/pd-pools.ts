@@ -34,8 +34,6 @@ import type {
 import { invalidArgument } from '../core/errors.ts';
 import type { Request } from '../core/request.ts';
 import type { FinishedRequest } from '../engine-core/types.ts';
-import type { CompileMode } from '../model/startup.ts';
-import type { StorageTier } from '../model/types.ts';
 import type { SimInstance } from './cluster.ts';
 import {
   ArmedTimes,
@@ -72,17 +70,14 @@ export interface PdPoolSettings {
   readonly initialInstances: number;
 }
 
-/** SimOptions.pdPools: both pools' loops, and what they share. */
-export interface PdPoolsSettings {
+/**
+ * SimOptions.pdPools: both pools' loops, and what they share: how often both run and how their
+ * instances start, each as in ControlSettings (passed on to both pools' control hosts).
+ */
+export interface PdPoolsSettings
+  extends Pick<ControlSettings, 'intervalMs' | 'startupTier' | 'compile' | 'startupMs'> {
   readonly prefill: PdPoolSettings;
   readonly decode: PdPoolSettings;
-  /** How often both loops run (default CONTROL_INTERVAL_MS_DEFAULT). */
-  readonly intervalMs?: number | undefined;
-  /** Where a starting instance reads its weights (default nvme). */
-  readonly startupTier?: StorageTier | undefined;
-  readonly compile?: CompileMode | undefined;
-  /** A fixed start-up time in place of the model's, ms (tests, what-ifs). */
-  readonly startupMs?: number | undefined;
 }
 
 /** The instances a P/D cluster with pools is built with: every slot of both pools. */
