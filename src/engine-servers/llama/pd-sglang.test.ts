@@ -6,7 +6,15 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import { SwitchyardError } from '../../core/errors.ts';
 import { LlamaPd } from './pd.ts';
-import { LlamaSglang, newSglangPdStats, ROOMS_MAX, type SglangPdStats, SglangRooms } from './pd-sglang.ts';
+import {
+  LlamaSglang,
+  newSglangPdStats,
+  ROOM_RELEASE_GUARD_MS,
+  ROOMS_MAX,
+  roomReleaseMs,
+  type SglangPdStats,
+  SglangRooms,
+} from './pd-sglang.ts';
 
 const RELEASE_MS = 1000;
 const WAIT_MS = 300;
@@ -43,13 +51,20 @@ describe('SglangRooms', () => {
     assert.equal(stats.roomsClaimed, 1);
   });
 
-  it('a filled room no decode claims is released after the release timeout', () => {
+  it('a filled room no decode claims is released before the KV server deletes its state', () => {
     rooms.fill('7', OFFER);
-    mock.timers.tick(RELEASE_MS - 1);
+    const lifeMs = roomReleaseMs(RELEASE_MS);
+    assert.ok(lifeMs < RELEASE_MS, 'the room goes first, so no claim gets a deleted state');
+    mock.timers.tick(lifeMs - 1);
     assert.equal(stats.rooms, 1);
     mock.timers.tick(1);
     assert.equal(stats.rooms, 0);
     assert.equal(stats.roomsReleasedTimeout, 1);
+  });
+
+  it('the guard is a second for long timeouts and half the timeout for short ones', () => {
+    assert.equal(roomReleaseMs(60_000), 60_000 - ROOM_RELEASE_GUARD_MS);
+    assert.equal(roomReleaseMs(1000), 500);
   });
 
   it('a failed prefill reaches the waiting decode with its reason', async () => {

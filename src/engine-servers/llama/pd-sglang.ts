@@ -21,7 +21,7 @@
  *   "Decode transfer failed for request ...") rather than prefill it itself, and so does this one.
  *
  * Rooms are bounded (ROOMS_MAX) and every room ends: a room whose state no decode claims is dropped
- * after `kvReleaseTimeoutMs` (the KV server deletes the state on the same timeout), a room a decode
+ * a second before `kvReleaseTimeoutMs` (the KV server deletes the state on that timeout: ROOM_RELEASE_GUARD_MS), a room a decode
  * asked for that no prefill fills is dropped after the wait bound, a failed room after the wait bound.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -61,7 +61,7 @@ export interface SglangPdStats {
   roomsFailed: number;
   /** A decode took the room's state. */
   roomsClaimed: number;
-  /** A filled room no decode claimed, dropped after kvReleaseTimeoutMs. */
+  /** A filled room no decode claimed, dropped a guard before kvReleaseTimeoutMs (roomReleaseMs). */
   roomsReleasedTimeout: number;
   /** A room a decode asked for that no prefill filled within the wait bound. */
   roomsAbandoned: number;
@@ -128,7 +128,7 @@ export class SglangRooms {
     r.state = 'ready';
     r.offer = offer;
     this.stats.roomsFilled++;
-    this.arm(room, r, this.releaseTimeoutMs);
+    this.arm(room, r, roomReleaseMs(this.releaseTimeoutMs));
     wake(r);
   }
 
@@ -187,6 +187,19 @@ export class SglangRooms {
     if (r.timer !== undefined) clearTimeout(r.timer);
     wake(r);
   }
+}
+
+/**
+ * How much sooner a filled room is dropped than the KV server deletes its state. The server's timer
+ * starts at the offer, a moment before the room is filled; without a margin a decode claiming the room
+ * in that gap would be handed a state already deleted and fail with 502. One second covers the gap
+ * and a claim's connect.
+ */
+export const ROOM_RELEASE_GUARD_MS = 1000;
+
+/** A filled room's lifetime for a KV server release timeout of `releaseTimeoutMs`. */
+export function roomReleaseMs(releaseTimeoutMs: number): number {
+  return Math.max(releaseTimeoutMs - ROOM_RELEASE_GUARD_MS, releaseTimeoutMs / 2);
 }
 
 function wake(r: Room): void {
