@@ -8,6 +8,7 @@ import { SwitchyardError } from '../../core/errors.ts';
 import { LlamaPd } from './pd.ts';
 import {
   LlamaSglang,
+  LlamaSglangFront,
   newSglangPdStats,
   ROOM_RELEASE_GUARD_MS,
   ROOMS_MAX,
@@ -124,6 +125,42 @@ describe('the bootstrap listener (--bootstrap-port)', () => {
       assert.equal((await fetch(`${base}/v1/completions`)).status, 404);
       assert.equal(pd.stats.sglang?.roomsClaimed, 1, '/pd/stats carries the rooms');
     } finally {
+      await sg.close();
+    }
+  });
+});
+
+describe('the decode front', () => {
+  it('answers 400 SY_ERR_INVALID_ARGUMENT for a bootstrap address no prefill can have', async () => {
+    const pd = new LlamaPd({ role: 'decode', kvHost: '127.0.0.1', kvPort: 0 });
+    const sg = new LlamaSglang(pd, { kvWaitTimeoutMs: 50, kvReleaseTimeoutMs: 60_000 });
+    // The inner server is never reached: each request fails its check first.
+    const front = new LlamaSglangFront(sg, 1);
+    const port = await front.listen('127.0.0.1', 0);
+    try {
+      const bad = [
+        { bootstrap_host: '127.0.0.1', bootstrap_port: 70_000 },
+        { bootstrap_host: '127.0.0.1', bootstrap_port: 0 },
+        { bootstrap_host: 'evil.example/x?', bootstrap_port: 8998 },
+        { bootstrap_host: '', bootstrap_port: 8998 },
+      ];
+      for (const address of bad) {
+        const r = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'm', prompt: 'hi', max_tokens: 2, bootstrap_room: 7, ...address }),
+        });
+        const body = (await r.json()) as { error: { code: string; param: string } };
+        assert.equal(r.status, 400, JSON.stringify(address));
+        assert.equal(body.error.code, 'SY_ERR_INVALID_ARGUMENT');
+      }
+      assert.equal(
+        sg.stats.transferFailures,
+        0,
+        "a bad address is the client's error, not a transfer failure",
+      );
+    } finally {
+      await front.close();
       await sg.close();
     }
   });

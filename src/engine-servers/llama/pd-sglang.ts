@@ -328,6 +328,14 @@ function takeBootstrap(
   );
 }
 
+/** A bootstrap_host: a host name, IPv4 or bare IPv6 address (no brackets, path, port or userinfo). */
+const BOOTSTRAP_HOST = /^[A-Za-z0-9._:-]{1,253}$/;
+
+/** Whether `port` is a TCP port a server can listen on. */
+function isTcpPort(port: unknown): port is number {
+  return Number.isInteger(port) && (port as number) >= 1 && (port as number) <= 65_535;
+}
+
 /** Rooms below this print as plain digits. */
 const ROOM_MAX_EXCLUSIVE = 10 ** ROOM_DIGITS_MAX;
 
@@ -415,10 +423,12 @@ export class LlamaSglangFront extends PdFrontBase {
     fields: { host: unknown; port: unknown; room: string },
   ): Promise<void> {
     const { host, port, room } = fields;
-    if (typeof host !== 'string' || !Number.isInteger(port)) {
+    // Checked here, so a bad address is the client's 400 rather than a failed transfer (502), and
+    // a host cannot carry a path or userinfo into the bootstrap URL.
+    if (typeof host !== 'string' || !BOOTSTRAP_HOST.test(host) || !isTcpPort(port)) {
       throw new SwitchyardError(
         'SY_ERR_INVALID_ARGUMENT',
-        `bootstrap_host '${String(host)}' and bootstrap_port '${String(port)}': expected the prefill engine's bootstrap address beside bootstrap_room`,
+        `bootstrap_host '${String(host)}' and bootstrap_port '${String(port)}': expected the prefill engine's bootstrap address (a host name or IP, a port 1-65535) beside bootstrap_room`,
         { param: 'bootstrap_host' },
       );
     }
@@ -427,7 +437,7 @@ export class LlamaSglangFront extends PdFrontBase {
     res.on('close', () => left.abort());
     let path: string | undefined;
     try {
-      path = await this.receive(host, port as number, room, left.signal);
+      path = await this.receive(host, port, room, left.signal);
     } catch (error) {
       if (res.destroyed) return;
       this.sg.stats.transferFailures++;
