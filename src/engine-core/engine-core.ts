@@ -103,19 +103,20 @@ class Seq {
   }
 }
 
+/** A finished sequence's blocks kept for a transfer out (EngineRequest.holdKvAfterFinish). */
+interface ExportHold {
+  /** Its table (block-pool mode) or its run-cache hold, as when it ran. */
+  readonly seq: Seq;
+  /** Blocks it held when it finished (the slot's count). */
+  readonly numBlocks: number;
+}
+
 /**
  * Recycled block tables in power-of-two sizes. A request's table used to be a fresh Int32Array,
  * which for a typical prompt is too big to live on V8's heap: a malloc and a finaliser per request,
  * 6% of a twin run. Only running sequences (and the one at the front of the waiting queue) hold
  * tables, so each size class caches at most `cachedMax` (maxNumSeqs) of them.
  */
-/** A finished sequence's blocks kept for a transfer out (EngineRequest.holdKvAfterFinish). */
-interface ExportHold {
-  /** Its table (block-pool mode) or its run-cache hold, as when it ran. */
-  readonly seq: Seq;
-  readonly numBlocks: number;
-}
-
 class BlockTables {
   private readonly free: Int32Array[][] = [];
 
