@@ -432,7 +432,8 @@ export class LlamaSglangFront extends PdFrontBase {
         { param: 'bootstrap_host' },
       );
     }
-    // A client that leaves stops the wait and the transfer.
+    // A client that leaves stops the wait for the room; a TCP fetch under way runs to its end
+    // (fetchKvState takes no signal) and its file is dropped below.
     const left = new AbortController();
     res.on('close', () => left.abort());
     let path: string | undefined;
