@@ -422,7 +422,11 @@ function mooncakeRun(
   tpotSloMs: number,
   decodeAtArrival: boolean,
 ): SimResult {
-  const pair = createPairPolicy('mooncake', { tpotSloMs, ttftSloMs: 1e9 }, { perfModel: () => PERF });
+  const pair = createPairPolicy(
+    'mooncake',
+    { tpotSloMs, ttftSloMs: 1e9, decodeAt: 'arrival' },
+    { perfModel: () => PERF },
+  );
   assert.equal(pair.decodeAt, 'arrival');
   const settings: PdSettings = { ...pd(2, 2), decodePolicy: pair.decode, decodeAtArrival };
   return runSimulation(requests, options(4, { pd: settings, policy: pair.prefill }));

@@ -76,7 +76,7 @@ describe('P/D pair policies through the gateway', { timeout: 60_000 }, () => {
     };
     [ttftRefusing, tpotRefusing] = await Promise.all([
       serveWith('ttft', { ttftSloMs: 0.01 }),
-      serveWith('tpot', { tpotSloMs: 0.01 }),
+      serveWith('tpot', { tpotSloMs: 0.01, decodeAt: 'arrival' }),
     ]);
   });
 

@@ -222,7 +222,7 @@ describe('a pair deciding at arrival (mooncake)', () => {
       'vllm',
       prefill,
       decode,
-      { pd: { pairPolicy: 'mooncake', params } },
+      { pd: { pairPolicy: 'mooncake', params: { decodeAt: 'arrival', ...params } } },
       { perfModel: 'llama-3.1-8b' },
     );
 

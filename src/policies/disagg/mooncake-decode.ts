@@ -20,15 +20,20 @@ export type MooncakeDecodeParams = Pick<
 /**
  * For each eligible decode instance:
  *   sequences = max(inFlight, running)        (host accounting is fresh; running is as scraped)
- *   context   = (kvUsage x kvBlocksTotal x blockSize + prompt + output / 2) / (sequences + 1)
+ *   inbound   = (sequences - running) x mean prompt   (sent here, not in the scraped batch yet)
+ *   context   = (kvUsage x kvBlocksTotal x blockSize + inbound + prompt + output / 2) / (sequences + 1)
  *   TPOT      = perf.decodeStepTimeMs(sequences + 1, context)
  * Route to the least TPOT (ties at random, seeded). With `rejectEarly`, refuse with
  * SY_ERR_SLO_UNREACHABLE when even the least exceeds the request's TPOT SLO (or `tpotSloMs`) times
  * `sloSlack`; Retry-After is that TPOT times the request's estimated output (a batch turns over on
- * that scale). `output` is learnt from completions, never the request's true length.
+ * that scale). `output` and the mean prompt are learnt from completions, never the request's true
+ * length. The inbound term matters when the pick is made at arrival (`decodeAt: 'arrival'`): about
+ * one TTFT's worth of requests are then assigned but still prefilling, counted in `inFlight` while
+ * their KV is not yet in `kvUsage`; left out, it diluted the context and the estimate undershot.
  */
 export function createMooncakeDecode(params: MooncakeDecodeParams, context: PolicyContext): RoutingPolicy {
   const lengths = new OutputLengthEstimator();
+  const prompts = new PromptMean();
   const candidates: InstanceView[] = [];
   return {
     name: 'mooncake-decode',
@@ -55,6 +60,7 @@ export function createMooncakeDecode(params: MooncakeDecodeParams, context: Poli
     },
     onCompleted(request, _instanceId, _nowMs, generatedTokens) {
       lengths.observe(request, generatedTokens);
+      prompts.observe(request.inputTokens);
     },
   };
 
@@ -78,7 +84,32 @@ export function createMooncakeDecode(params: MooncakeDecodeParams, context: Poli
   function tpotMs(instance: InstanceView, promptTokens: number, outputTokens: number): number {
     const sequences = Math.max(instance.inFlight, instance.running);
     const kvTokens = instance.kvUsage * instance.kvBlocksTotal * instance.blockSize;
-    const meanContext = (kvTokens + promptTokens + outputTokens / 2) / (sequences + 1);
+    // Requests sent here but not in the scraped batch (picked at arrival and still prefilling, or on
+    // the way) join it with their prompts, which the scraped KV does not hold yet.
+    const inboundTokens = (sequences - instance.running) * prompts.mean(promptTokens);
+    const meanContext = (kvTokens + inboundTokens + promptTokens + outputTokens / 2) / (sequences + 1);
     return context.perfModel(instance).decodeStepTimeMs(sequences + 1, meanContext);
+  }
+}
+
+/**
+ * The mean prompt length of the requests the decode pool finished: what an inbound request (sent,
+ * not yet in the batch) is expected to bring. An exponential mean, so it follows a drifting workload
+ * in constant memory; before any completion, the request being judged stands in.
+ */
+class PromptMean {
+  /** Weight of each new completion (about the last 100 count). */
+  private static readonly ALPHA = 0.01;
+  private meanTokens: number | undefined;
+
+  observe(promptTokens: number): void {
+    this.meanTokens =
+      this.meanTokens === undefined
+        ? promptTokens
+        : this.meanTokens + PromptMean.ALPHA * (promptTokens - this.meanTokens);
+  }
+
+  mean(fallbackTokens: number): number {
+    return this.meanTokens ?? fallbackTokens;
   }
 }

@@ -233,12 +233,34 @@ test('mooncake: the decode side takes the least estimated TPOT and rejects when 
   );
 });
 
-test('only mooncake decides the decode side at arrival; the others keep the prefill-end pick', () => {
+test('mooncake: the decode side counts the prompts of requests sent but not yet in the batch', () => {
+  const p = pair('mooncake');
+  const slo = { ttftMs: 5000, tpotMs: 1e9 };
+  // Both hold 10 requests in flight. d0's are all in its scraped batch; d1's batch has 2 and 8 more
+  // are on the way (picked at arrival, still prefilling), their KV not in d1's scraped usage yet.
+  const decodeView = pool('d', 2, (i) =>
+    i === 0 ? { running: 10, inFlight: 10, kvUsage: 0.2 } : { running: 2, inFlight: 10, kvUsage: 0.1 },
+  );
+  const r = prompt('r', 4, 2, 0, slo);
+  // Nothing learnt yet: the 8 inbound are priced at this 1,024-token prompt, so d1 looks lighter.
+  assert.equal(routed(p.decode.decide(decodeView, r, new Rng(1))), 'd1');
+  // The pool has been finishing 60,000-token prompts: 8 of those on the way outweigh d0's KV.
+  for (let i = 0; i < 50; i++) {
+    const done = makeRequest({ id: `done${i}`, inputTokens: 60_000, maxTokens: 64, arrivalMs: 0 });
+    p.decode.onCompleted?.(done, 'd0', 1000, 64);
+  }
+  assert.equal(routed(p.decode.decide(decodeView, r, new Rng(1))), 'd0');
+});
+
+test('every pair decides the decode side at the prefill end by default; mooncake at arrival on request', () => {
   const decodeAt = Object.fromEntries(PD_PAIR_POLICIES.map((name) => [name, pair(name).decodeAt]));
   assert.deepEqual(decodeAt, {
     'round-robin': 'prefill-end',
     'load-aware': 'prefill-end',
     'prefix-aware': 'prefill-end',
-    mooncake: 'arrival',
+    mooncake: 'prefill-end',
   });
+  assert.equal(pair('mooncake', { decodeAt: 'arrival' }).decodeAt, 'arrival');
+  assert.throws(() => pair('mooncake', { decodeAt: 'later' }), /decodeAt/);
+  assert.throws(() => pair('load-aware', { decodeAt: 'arrival' }), /decodeAt/);
 });

@@ -13,8 +13,9 @@
  *   decode as `load-aware`.
  * - `mooncake`: prefill by the `mooncake` routing policy (estimated TTFT with a remote prefix fetch,
  *   early rejection on TTFT); decode by least estimated TPOT, rejecting when no decode instance meets
- *   the TPOT SLO (mooncake-decode.ts). Both sides decide at arrival, decode first (`decodeAt`), so a
- *   decode-side refusal comes before any prefill work.
+ *   the TPOT SLO (mooncake-decode.ts). The decode side decides at the prefill's end, or with the
+ *   parameter `decodeAt: 'arrival'` first, at arrival (`PairPolicy.decodeAt`), so a decode-side
+ *   refusal comes before any prefill work.
  */
 import { z } from 'zod';
 import { SwitchyardError, unknownName } from '../../core/errors.ts';
@@ -80,13 +81,24 @@ const prefixAwareParams = z.strictObject({
   ...decodeLoadParams,
 });
 
+/**
+ * `mooncake`'s parameters: the routing policy's, plus when the decode side decides. `arrival` is the
+ * Conductor's order (no prefill spent on a decode refusal) but judges the decode pool about one TTFT
+ * before the request joins it; `prefill-end` (the default) judges it as the request is about to join,
+ * and met the TPOT SLO for more requests on each run measured (docs/disaggregation.md).
+ */
+const mooncakePairParams = mooncakeParams.extend({
+  decodeAt: z.enum(['arrival', 'prefill-end']).default('prefill-end'),
+});
+type MooncakePairParams = z.infer<typeof mooncakePairParams>;
+
 interface PairEntry<P> {
   readonly description: string;
   readonly params: z.ZodType<P>;
   /** Whether a side predicts time through PolicyContext.perfModel (a gateway then needs perf models). */
   readonly needsPerfModel: boolean;
-  /** When the decode side decides. */
-  readonly decodeAt: PdDecodeAt;
+  /** When the decode side decides, given the parsed parameters. */
+  decodeAt(params: P): PdDecodeAt;
   create(params: P, context: PolicyContext): { prefill: RoutingPolicy; decode: RoutingPolicy };
 }
 
@@ -99,7 +111,7 @@ const PAIRS: Readonly<Record<PdPairPolicyName, PairEntry<unknown>>> = {
     description: 'each pool in turn, each with its own counter',
     params: z.strictObject({}),
     needsPerfModel: false,
-    decodeAt: 'prefill-end',
+    decodeAt: () => 'prefill-end',
     create: (_p, context) => ({
       prefill: createRoutingPolicy('round-robin', {}, context),
       decode: createRoutingPolicy('round-robin', {}, context),
@@ -110,7 +122,7 @@ const PAIRS: Readonly<Record<PdPairPolicyName, PairEntry<unknown>>> = {
       'prefill: fewest queued prompt tokens; decode: free KV cache + fewest in-flight (weighted scores)',
     params: loadAwareParams,
     needsPerfModel: false,
-    decodeAt: 'prefill-end',
+    decodeAt: () => 'prefill-end',
     create: (p) => ({ prefill: leastPendingPrefill(), decode: decodeByLoad(p) }),
   }),
   'prefix-aware': pairEntry({
@@ -118,7 +130,7 @@ const PAIRS: Readonly<Record<PdPairPolicyName, PairEntry<unknown>>> = {
       "prefill: Dynamo's KV cost (queued prefill + the prompt's uncached part); decode: as load-aware",
     params: prefixAwareParams,
     needsPerfModel: false,
-    decodeAt: 'prefill-end',
+    decodeAt: () => 'prefill-end',
     create: (p, context) => ({
       prefill: createRoutingPolicy(
         'kv-cost',
@@ -130,12 +142,12 @@ const PAIRS: Readonly<Record<PdPairPolicyName, PairEntry<unknown>>> = {
   }),
   mooncake: pairEntry({
     description:
-      "Mooncake's Conductor: prefill by least estimated TTFT (queue, uncached prefill or a cheaper remote prefix fetch), decode by least estimated TPOT; both picked at arrival, decode first, with early SLO rejection (no prefill spent on a refusal)",
-    params: mooncakeParams,
+      "Mooncake's Conductor: prefill by least estimated TTFT (queue, uncached prefill or a cheaper remote prefix fetch), decode by least estimated TPOT, with early SLO rejection; the decode side decides at the prefill's end, or with decodeAt 'arrival' first, at arrival (no prefill spent on its refusal)",
+    params: mooncakePairParams,
     needsPerfModel: true,
-    // The Conductor picks the pair at arrival and refuses before any prefill work is done.
-    decodeAt: 'arrival',
-    create: (p: MooncakeParams, context) => ({
+    // `decodeAt: 'arrival'` is the Conductor's order: the pair at arrival, refusals before any prefill.
+    decodeAt: (p: MooncakePairParams) => p.decodeAt,
+    create: ({ decodeAt: _decodeAt, ...p }: MooncakePairParams, context) => ({
       prefill: ttftOnly(createRoutingPolicy('mooncake', p, context), p),
       decode: createMooncakeDecode(p, context),
     }),
@@ -163,10 +175,11 @@ export function createPairPolicy(
   context: PolicyContext,
 ): PairPolicy {
   const e = entryOf(name);
-  const sides = e.create(parsePairParams(e, name, params), context);
+  const parsed = parsePairParams(e, name, params);
+  const sides = e.create(parsed, context);
   return {
     name,
-    decodeAt: e.decodeAt,
+    decodeAt: e.decodeAt(parsed),
     prefill: labelled(sides.prefill, `${name}/prefill`),
     decode: labelled(sides.decode, `${name}/decode`),
   };
