@@ -3,7 +3,7 @@
  * engines speaking vLLM's P/D protocol (two prefill, two decode). Checked: with `round-robin` each
  * pool alternates on its own although the active routing policy (least-request) would send every
  * sequential request to the same pair; with `mooncake` and an SLO nobody can meet, the prefill side
- * refuses before any prefill leg and so does the decode side (mooncake picks the pair at arrival,
+ * refuses before any prefill leg and so does the decode side (with `decodeAt: 'arrival'` mooncake picks the pair at arrival,
  * decode first), each with a clean 429, Retry-After and SY_ERR_SLO_UNREACHABLE, and the gateway's
  * counters stay balanced.
  */
