@@ -451,3 +451,29 @@ test('mooncake decides the pair at arrival: a TPOT refusal never reaches a prefi
     400,
   );
 });
+
+/** A decode-side policy that records the pending prefill tokens it sees, then defers to least-request. */
+function recordingDecodePolicy(seen: number[]): RoutingPolicy {
+  const inner = createRoutingPolicy('least-request');
+  return {
+    name: 'recording',
+    decide(view, request, rng) {
+      for (const i of view.instances) seen.push(i.pendingPrefillTokens);
+      return inner.decide(view, request, rng);
+    },
+  };
+}
+
+test('a decode instance counts no pending prefill for transferred requests, as the live gateway counts it', () => {
+  // Picked when the prefill ends, and at arrival (a pair deciding there): every request is transferred.
+  for (const decodeAtArrival of [false, true]) {
+    const seen: number[] = [];
+    const requests = poisson(300, 20).map((r) => makeTwinRequest({ ...r, inputTokens: 3000 }));
+    const settings: PdSettings = { ...pd(1, 2), decodePolicy: recordingDecodePolicy(seen), decodeAtArrival };
+    const result = runPd(requests, settings);
+    assert.equal(result.summary.completed, 300, `every request completes (at arrival: ${decodeAtArrival})`);
+    assert.equal(result.pd?.localPrefills, 0);
+    assert.equal(seen.length > 0, true, 'the decode policy decided');
+    assert.equal(Math.max(...seen), 0, `decode-side pending prefill tokens (at arrival: ${decodeAtArrival})`);
+  }
+});

@@ -195,6 +195,12 @@ interface TwinEngineRequest extends EngineRequest {
   readonly offline: boolean;
   /** No first token seen yet: its input still counts in the instance's pendingPrefillTokens. */
   prefillPending: boolean;
+  /**
+   * Prompt tokens the host counts in the instance's pendingPrefillTokens for this attempt: the prompt,
+   * or 0 for a P/D decode attempt whose KV is transferred (it prefills nothing there), as the live
+   * gateway counts it (src/gateway/pd/pd-exchange.ts attemptPrefillTokens).
+   */
+  readonly hostPrefillTokens: number;
   /** Attempts made before this one (0: the first), and the instances they went to. */
   readonly attempt: number;
   readonly tried: readonly string[];
@@ -579,6 +585,7 @@ class Twin {
       instance,
       offline,
       prefillPending: true,
+      hostPrefillTokens: request.inputTokens,
       attempt,
       tried,
       pdPhase: this.pd === undefined ? undefined : 'prefill',
@@ -738,7 +745,7 @@ class Twin {
     live.clear();
     for (const r of killed) {
       instance.engine.abort(r.id, this.nowMs);
-      instance.ended(r.inputTokens, r.prefillPending);
+      instance.ended(r.hostPrefillTokens, r.prefillPending);
       this.policy.onFailed?.(r.source, instance.id, this.nowMs);
       if (r.prefillPending) {
         faults.connectFailures++;
@@ -922,7 +929,7 @@ class Twin {
     const onFirstToken = (request: EngineRequest, nowMs: number): void => {
       const twin = request as TwinEngineRequest;
       twin.prefillPending = false;
-      twin.instance.firstToken(twin.inputTokens);
+      twin.instance.firstToken(twin.hostPrefillTokens);
       (twin.pdPhase === 'decode' ? decodePolicy : policy).onFirstToken?.(
         twin.source,
         twin.instance.id,
@@ -931,7 +938,7 @@ class Twin {
     };
     const onFinish: EngineListener['onFinish'] = (result) => {
       const twin = result.request as TwinEngineRequest;
-      twin.instance.ended(twin.inputTokens, twin.prefillPending);
+      twin.instance.ended(twin.hostPrefillTokens, twin.prefillPending);
       if (twin.pdPhase === 'prefill') {
         policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs, 1);
         // The prefill pool's leg ended (an autoscaled pool counts it; a draining instance may stop).
@@ -960,7 +967,7 @@ class Twin {
     const onReject: NonNullable<EngineListener['onReject']> = (request, _reason, nowMs) => {
       // The engine can never fit this request's KV: it ends as an explicit rejection.
       const twin = request as TwinEngineRequest;
-      twin.instance.ended(twin.inputTokens, twin.prefillPending);
+      twin.instance.ended(twin.hostPrefillTokens, twin.prefillPending);
       this.faults?.live[twin.instance.index]?.delete(twin);
       this.reject(twin.source, 'SY_ERR_CAPACITY', twin.offline);
       policy.onFailed?.(twin.source, twin.instance.id, nowMs);
@@ -1150,7 +1157,7 @@ class Twin {
       this.releasePrefillKv(twin.instance, request.id);
       return;
     }
-    decode.sent(request.inputTokens);
+    decode.sent(0); // its KV arrives: the decode instance prefills nothing of it
     decode.routed++;
     decodePolicy.onRouted?.(request, decode.id, nowMs);
     pd.enqueue(pd.handoff(request, this.pdPayload(twin), decode.index, nowMs));
@@ -1188,7 +1195,8 @@ class Twin {
     }
     // Without a rule (a pair deciding at arrival) every request prefills remotely.
     const remote = pd.settings.conditional === undefined || this.prefillsRemotely(request, decode);
-    decode.sent(request.inputTokens);
+    // A remote request's KV arrives: the decode instance prefills nothing of it (as the gateway counts).
+    decode.sent(remote ? 0 : request.inputTokens);
     decode.routed++;
     decodePolicy.onRouted?.(request, decode.id, this.nowMs);
     if (!remote) {
@@ -1208,7 +1216,7 @@ class Twin {
     // The prefill pool refused it (counted): the decode instance never gets it, nor counts it routed.
     decodeAt.delete(request.id);
     decode.routed--;
-    decode.ended(request.inputTokens, true);
+    decode.ended(0, true);
     decodePolicy.onFailed?.(request, decode.id, this.nowMs);
     return false;
   }
@@ -1302,6 +1310,7 @@ class Twin {
       instance: decode,
       offline,
       prefillPending: true,
+      hostPrefillTokens: importedTokens === undefined ? request.inputTokens : 0,
       attempt,
       tried: NONE_TRIED,
       pdPhase: 'decode',
