@@ -5,7 +5,7 @@ import { openKvPublisher } from '../engine-servers/sim/kv-publisher.ts';
 import { PdEngine, servePdEngine } from '../engine-servers/sim/pd-engine.ts';
 import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
 import { registerLlamaEngineCommand } from './llama-engine-command.ts';
-import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
+import { fraction, positiveInt, positiveNumber, tcpPort } from './parse.ts';
 
 /** The flags of `switchyard engine sim`, as commander hands them over. */
 interface SimEngineFlags {
@@ -131,7 +131,7 @@ export function registerEngineCommand(program: Command): void {
         'A request generates exactly max_tokens tokens of filler text (like vLLM with ignore_eos).',
     )
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
-    .option('--port <port>', 'port to listen on (0: any free port)', nonNegativeInt, 8000)
+    .option('--port <port>', 'port to listen on (0: any free port)', tcpPort, 8000)
     .option('--gpu <id>', 'GPU whose performance is modelled (see `switchyard sim --help`)', 'h100')
     .option('--model <id>', 'model whose performance and KV size are modelled', 'llama-3.1-8b')
     .option('--served-model-name <name>', 'model name requests must use (default: --model)')

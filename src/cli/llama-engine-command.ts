@@ -16,7 +16,7 @@ import {
 import type { LlamaRuntime } from '../engine-servers/llama/llama-backend.ts';
 import { StartupClock } from '../engine-servers/llama/startup.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
-import { nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
+import { positiveInt, positiveNumber, tcpPort } from './parse.ts';
 
 /** The flags of `switchyard engine llama`, as commander hands them over. */
 interface LlamaEngineFlags {
@@ -234,7 +234,7 @@ export function registerLlamaEngineCommand(engine: Command): void {
     )
     .option('--model <path>', 'GGUF model file (required)')
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
-    .option('--port <port>', 'port to listen on (0: any free port)', nonNegativeInt, 8000)
+    .option('--port <port>', 'port to listen on (0: any free port)', tcpPort, 8000)
     .option('--sequences <n>', 'parallel sequences (generations at once)', positiveInt, SEQUENCES_DEFAULT)
     .option('--threads <n>', 'CPU threads for evaluation', positiveInt, THREADS_DEFAULT)
     .option(
@@ -265,7 +265,7 @@ export function registerLlamaEngineCommand(engine: Command): void {
       "prefill or decode: one side of a P/D pair (vLLM's flow, or SGLang's with --pd-protocol sglang); the\n" +
         "prefill offers each prompt's KV state on a TCP KV server, the decode fetches it and continues from it",
     )
-    .option('--kv-port <port>', "a prefill's KV server port (0: any free port)", nonNegativeInt, 0)
+    .option('--kv-port <port>', "a prefill's KV server port (0: any free port)", tcpPort, 0)
     .option(
       '--kv-release-timeout-ms <ms>',
       'a prefill deletes a KV state no decode fetched after this long',
@@ -283,7 +283,7 @@ export function registerLlamaEngineCommand(engine: Command): void {
       '--bootstrap-port <port>',
       "with --pd-protocol sglang on a prefill: serve the bootstrap endpoint on this port too (SGLang's\n" +
         "--disaggregation-bootstrap-port; 0: any free port; default: the engine's own port only)",
-      nonNegativeInt,
+      tcpPort,
     )
     .option(
       '--kv-wait-timeout-ms <ms>',

@@ -15,6 +15,21 @@ export function nonNegativeInt(value: string): number {
   return n;
 }
 
+/** The largest TCP port number (ports are 16-bit). */
+export const TCP_PORT_MAX = 65_535;
+
+/**
+ * Commander parser for a TCP port flag: an integer in [0, 65535], 0 meaning any free port. A plain
+ * non-negative integer would let 65536 through to listen(), which fails late with a RangeError.
+ */
+export function tcpPort(value: string): number {
+  // Digits only: Number('') and Number(' ') are 0, which would quietly mean "any free port".
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isInteger(n) || n > TCP_PORT_MAX)
+    throw new InvalidArgumentError(`'${value}' is not a TCP port (0-${TCP_PORT_MAX}; 0: any free port).`);
+  return n;
+}
+
 /** Commander parser for a positive number flag. */
 export function positiveNumber(value: string): number {
   const n = Number(value);

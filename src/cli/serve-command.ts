@@ -26,7 +26,7 @@ import { type Gateway, startGateway } from '../gateway/gateway.ts';
 import { gpuSpec } from '../model/gpus.ts';
 import { modelSpec } from '../model/models.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
-import { nonNegativeInt, positiveInt } from './parse.ts';
+import { nonNegativeInt, positiveInt, tcpPort } from './parse.ts';
 import {
   type AutoscaledPool,
   type AutoscaleSettings,
@@ -461,11 +461,7 @@ export function registerServeCommand(program: Command): void {
         'retries, health checks, /metrics, /ready and an admin API. Backends come from --config; without ' +
         'any it starts --engines local engines. See docs/gateway.md.',
     )
-    .option(
-      '--port <port>',
-      'port to listen on (0: any free port; default 8080 or the config)',
-      nonNegativeInt,
-    )
+    .option('--port <port>', 'port to listen on (0: any free port; default 8080 or the config)', tcpPort)
     .option('--host <host>', 'interface to listen on (default 127.0.0.1 or the config)')
     .option(
       '--engines <n>',

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { describe, it, mock } from 'node:test';
+import { InvalidArgumentError } from 'commander';
+import { main, USAGE_EXIT_CODE } from './main.ts';
+import { TCP_PORT_MAX, tcpPort } from './parse.ts';
+
+/** Runs the CLI with `args`, capturing what it writes to stderr. */
+async function runCli(args: readonly string[]): Promise<{ code: number; stderr: string }> {
+  let stderr = '';
+  const write = mock.method(process.stderr, 'write', (chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    return { code: await main(['node', 'switchyard', ...args]), stderr };
+  } finally {
+    write.mock.restore();
+  }
+}
+
+describe('tcpPort', () => {
+  it('accepts 0 (any free port), 8000 and 65535', () => {
+    assert.equal(tcpPort('0'), 0);
+    assert.equal(tcpPort('8000'), 8000);
+    assert.equal(tcpPort(String(TCP_PORT_MAX)), 65_535);
+  });
+
+  it('refuses 65536, negatives, fractions and words', () => {
+    for (const bad of ['65536', '70000', '-1', '80.5', '1e3', 'http', '', ' '])
+      assert.throws(() => tcpPort(bad), InvalidArgumentError, bad);
+  });
+});
+
+describe('port flags', () => {
+  const cases: readonly (readonly string[])[] = [
+    ['serve', '--port'],
+    ['engine', 'sim', '--port'],
+    ['engine', 'llama', '--port'],
+    ['engine', 'llama', '--kv-port'],
+    ['engine', 'llama', '--bootstrap-port'],
+  ];
+  for (const flag of cases) {
+    it(`${flag.join(' ')} 65536 is a usage error naming the flag`, async () => {
+      const { code, stderr } = await runCli([...flag, '65536']);
+      assert.equal(code, USAGE_EXIT_CODE);
+      assert.match(stderr, new RegExp(`${flag.at(-1)} <port>' argument '65536' is invalid`));
+      assert.match(stderr, /not a TCP port/);
+    });
+  }
+});
