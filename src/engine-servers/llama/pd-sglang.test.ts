@@ -87,6 +87,22 @@ describe('SglangRooms', () => {
     assert.equal(stats.roomsAbandoned, 1);
   });
 
+  it('a claim whose wait runs out leaves the waiter list: polling a pending room does not grow it', async () => {
+    const pollMs = WAIT_MS / 10;
+    const held = rooms.claim('10', WAIT_MS);
+    for (let i = 0; i < 5; i++) {
+      const poll = rooms.claim('10', pollMs);
+      assert.equal(rooms.waitersOf('10'), 2, 'the poll waits beside the held claim');
+      mock.timers.tick(pollMs);
+      assert.deepEqual(await poll, { state: 'pending' });
+    }
+    assert.equal(stats.rooms, 1, 'the room is still pending');
+    assert.equal(rooms.waitersOf('10'), 1, 'only the claim still waiting is listed');
+    rooms.fill('10', OFFER);
+    assert.deepEqual(await held, { state: 'ready', offer: OFFER });
+    assert.equal(rooms.waitersOf('10'), 0);
+  });
+
   it('refuses one room past ROOMS_MAX with SY_ERR_OVERLOADED', () => {
     for (let i = 0; i < ROOMS_MAX; i++) rooms.open(String(i));
     assert.throws(

@@ -150,11 +150,17 @@ export class SglangRooms {
     const r = this.open(room);
     if (r.state === 'pending') {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, waitMs);
-        r.waiters.push(() => {
+        const waiter = (): void => {
           clearTimeout(timer);
           resolve();
-        });
+        };
+        // A claim that stops waiting leaves the list: a decode polling a pending room would grow it
+        // by one closure a poll until the room is dropped.
+        const timer = setTimeout(() => {
+          removeWaiter(r, waiter);
+          resolve();
+        }, waitMs);
+        r.waiters.push(waiter);
       });
     }
     // A room dropped meanwhile keeps its state: pending (abandoned at the wait bound) or failed.
@@ -163,6 +169,11 @@ export class SglangRooms {
     this.drop(room, r);
     this.stats.roomsClaimed++;
     return { state: 'ready', offer: r.offer as RoomOffer };
+  }
+
+  /** Claims waiting on `room` now (0 for a room not held). */
+  waitersOf(room: string): number {
+    return this.rooms.get(room)?.waiters.length ?? 0;
   }
 
   /** Drops every room (shutdown); waiting decodes hear it. */
@@ -200,6 +211,11 @@ export const ROOM_RELEASE_GUARD_MS = 1000;
 /** A filled room's lifetime for a KV server release timeout of `releaseTimeoutMs`. */
 export function roomReleaseMs(releaseTimeoutMs: number): number {
   return Math.max(releaseTimeoutMs - ROOM_RELEASE_GUARD_MS, releaseTimeoutMs / 2);
+}
+
+function removeWaiter(r: Room, waiter: () => void): void {
+  const at = r.waiters.indexOf(waiter);
+  if (at >= 0) r.waiters.splice(at, 1);
 }
 
 function wake(r: Room): void {
