@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -11,6 +13,7 @@ import {
   CLIENT_CONNECTIONS_PER_PEER_MAX,
   closeIdleKvConnections,
   fetchKvState,
+  KvFetchAbortedError,
   KvStateServer,
   kvConnectionStats,
   kvIdleConnections,
@@ -320,6 +323,69 @@ describe('KV state transfer over loopback', () => {
       (e: Error & { code?: string }) => e.code === 'SY_ERR_OVERLOADED',
     );
     await small.close();
+  });
+});
+
+describe('a fetch with an AbortSignal', () => {
+  test('an abort mid-transfer ends it with the abort error, closes the connection, retries nothing', async () => {
+    // A KV server that sends META and one DATA frame of a larger state, then stalls: only the
+    // abort (or the idle timeout, then a retry) can end the fetch.
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => {
+      sockets.push(socket);
+      socket.on('error', () => {});
+      socket.once('data', () => {
+        socket.write(controlFrame(FrameType.meta, { bytes: 1 << 20, tokens: 3 }));
+        socket.write(Buffer.concat([frameHeader(FrameType.data, 4096), Buffer.alloc(4096, 7)]));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const left = new AbortController();
+    const retries: string[] = [];
+    let written = 0;
+    const sink = () =>
+      new Writable({
+        write(chunk: Buffer, _enc, done) {
+          written += chunk.length;
+          left.abort(new Error('the client left'));
+          done();
+        },
+      });
+    // Closed however the test ends: a server left open would keep the test process alive.
+    try {
+      const fetching = fetchKvState({
+        host: '127.0.0.1',
+        port,
+        transferId: 'stalls',
+        sink,
+        retriesMax: 1,
+        idleTimeoutMs: 2_000,
+        onRetry: (e) => retries.push(e.message),
+        signal: left.signal,
+      });
+      await assert.rejects(
+        fetching,
+        (e: unknown) =>
+          e instanceof KvFetchAbortedError &&
+          e.name === 'AbortError' &&
+          /'stalls' fetch from 127\.0\.0\.1:\d+ was aborted \(the client left\)/.test(e.message),
+      );
+      assert.ok(written > 0, 'the abort came mid-transfer');
+      assert.equal(sockets.length, 1, 'one connection: no retry');
+      const [first] = sockets;
+      if (first !== undefined && !first.destroyed) await once(first, 'close');
+      assert.deepEqual(retries, []);
+      await assert.rejects(
+        fetchKvState({ host: '127.0.0.1', port, transferId: 'x', sink, signal: left.signal }),
+        KvFetchAbortedError,
+        'an aborted signal fetches nothing',
+      );
+      assert.equal(sockets.length, 1);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
   });
 });
 

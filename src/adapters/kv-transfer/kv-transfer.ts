@@ -398,20 +398,42 @@ export interface KvFetchOptions {
   readonly idleTimeoutMs?: number;
   /** Told of each failed attempt before the next (for logs and counters). */
   readonly onRetry?: (error: Error) => void;
+  /**
+   * Stops the fetch (a decode whose client left): the connection is destroyed, nothing is retried,
+   * and the fetch rejects with KvFetchAbortedError. Without it only `idleTimeoutMs` ends a fetch.
+   */
+  readonly signal?: AbortSignal;
+}
+
+/** A fetch stopped by its `signal`: not a transfer failure, never retried. */
+export class KvFetchAbortedError extends Error {
+  override readonly name = 'AbortError';
+}
+
+function abortedError(options: KvFetchOptions): KvFetchAbortedError {
+  const reason = options.signal?.reason;
+  const why = reason instanceof Error ? reason.message : String(reason ?? 'aborted');
+  return new KvFetchAbortedError(
+    `KV state '${options.transferId}' fetch from ${options.host}:${options.port} was aborted (${why})`,
+    { cause: reason },
+  );
 }
 
 /**
  * Pulls one state from a KvStateServer into a sink, retrying a dropped connection `retriesMax` times.
- * Throws SY_ERR_KV_TRANSFER_FAILED naming the last failure when every attempt failed.
+ * Throws SY_ERR_KV_TRANSFER_FAILED naming the last failure when every attempt failed, and
+ * KvFetchAbortedError (at once, no retry) when `signal` fires.
  */
 export async function fetchKvState(options: KvFetchOptions): Promise<KvFetchResult> {
   const retriesMax = options.retriesMax ?? RETRIES_MAX_DEFAULT;
   let last: Error | undefined;
   for (let attempt = 1; attempt <= retriesMax + 1; attempt++) {
+    if (options.signal?.aborted) throw abortedError(options);
     try {
       const got = await fetchOnce(options);
       return { ...got, attempts: attempt };
     } catch (error) {
+      if (error instanceof KvFetchAbortedError || options.signal?.aborted) throw abortedError(options);
       last = error as Error;
       if (attempt <= retriesMax) options.onRetry?.(last);
     }
@@ -763,6 +785,7 @@ async function fetchOnce(options: KvFetchOptions): Promise<Omit<KvFetchResult, '
       kvConnectionStats.reopened++;
     }
   }
+  if (options.signal?.aborted) throw abortedError(options);
   return transferOn(new KvConnection(key, options.host, options.port, bufferBytes, countMax), options);
 }
 
@@ -787,13 +810,16 @@ function transferOn(
     let paused = false;
     /** The buffer of the read being decoded. */
     let reading: Buffer = buffers.current;
+    const onAbort = (): void => fail(abortedError(options));
     const fail = (error: Error): void => {
       if (settled) return;
       settled = true;
+      options.signal?.removeEventListener('abort', onAbort);
       connection.handlers = undefined;
       socket.destroy();
       sink?.abort();
-      reject(reused && !answered ? new StaleConnection(error.message) : error);
+      const stale = reused && !answered && !(error instanceof KvFetchAbortedError);
+      reject(stale ? new StaleConnection(error.message) : error);
     };
     let sink: PieceSink | undefined;
     try {
@@ -810,6 +836,7 @@ function transferOn(
       await sink?.finish(meta.bytes);
       if (settled) return;
       settled = true;
+      options.signal?.removeEventListener('abort', onAbort);
       connection.handlers = undefined;
       connection.served++;
       buffers.recycle();
@@ -879,6 +906,7 @@ function transferOn(
         ),
     };
     socket.setTimeout(options.idleTimeoutMs ?? IDLE_TIMEOUT_MS_DEFAULT);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
     const hello = controlFrame(FrameType.hello, { transferId: options.transferId });
     if (socket.readyState === 'open') socket.write(hello);
     else socket.once('connect', () => socket.write(hello));

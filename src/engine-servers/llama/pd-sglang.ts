@@ -448,10 +448,10 @@ export class LlamaSglangFront extends PdFrontBase {
         { param: 'bootstrap_host' },
       );
     }
-    // A client that leaves stops the wait for the room; a TCP fetch under way runs to its end
-    // (fetchKvState takes no signal) and its file is dropped below.
+    // A client that leaves stops the wait for the room and the TCP fetch (its connection is closed,
+    // not retried); a state fetched all the same is dropped below.
     const left = new AbortController();
-    res.on('close', () => left.abort());
+    res.on('close', () => left.abort(new Error('the client left')));
     let path: string | undefined;
     try {
       path = await this.receive(host, port, room, left.signal);
@@ -502,6 +502,7 @@ export class LlamaSglangFront extends PdFrontBase {
         path,
         inFlightBytesMax: this.pd.options.kvInFlightBytesMax ?? IN_FLIGHT_BYTES_MAX_DEFAULT,
         onRetry: () => this.pd.stats.transferRetries++,
+        signal,
       });
       this.pd.stats.imported++;
       this.pd.stats.importedBytes += got.bytes;

@@ -25,6 +25,7 @@ import { performance } from 'node:perf_hooks';
 import {
   fetchKvState,
   IN_FLIGHT_BYTES_MAX_DEFAULT,
+  KvFetchAbortedError,
   KvStateServer,
   RELEASE_TIMEOUT_MS_DEFAULT,
 } from '../../adapters/kv-transfer/kv-transfer.ts';
@@ -90,6 +91,8 @@ interface RemoteState {
   readonly host: string;
   readonly port: number;
   readonly transferId: string;
+  /** The client's: a client that leaves stops the fetch (its connection closed, not retried). */
+  readonly signal?: AbortSignal;
 }
 
 /** The P/D state of one llama engine: the backend's KvStateHooks and the prefill's KV server. */
@@ -227,9 +230,10 @@ export class LlamaPd implements KvStateHooks {
         this.stats.fetchMsTotal += performance.now() - startMs;
         return path;
       },
-      () => {
+      (error) => {
         this.doneWith(path);
-        this.stats.localPrefills++;
+        // A fetch the client's leaving stopped is no failed transfer: nothing is prefilled for it.
+        if (!(error instanceof KvFetchAbortedError)) this.stats.localPrefills++;
         return undefined;
       },
     );
@@ -372,7 +376,9 @@ export class LlamaPdFront extends PdFrontBase {
     const port = params['remote_port'];
     const transferId = params['remote_request_id'];
     if (typeof host === 'string' && Number.isInteger(port) && typeof transferId === 'string') {
-      this.pd.expectImport(tag, { host, port: port as number, transferId });
+      const left = new AbortController();
+      res.on('close', () => left.abort(new Error('the client left')));
+      this.pd.expectImport(tag, { host, port: port as number, transferId, signal: left.signal });
     } else {
       // Nothing to fetch from: the request is prefilled here.
       this.pd.stats.localPrefills++;
