@@ -13,8 +13,9 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SwitchyardError } from '../core/errors.ts';
 import type { LiveGateway } from './gateway.ts';
-import { bearerToken, readBody, sendError, sendJson } from './http-util.ts';
+import { bearerToken, readBody, sendError, sendJson, sideBodyBounds } from './http-util.ts';
 
+/** Size of an admin body (`PUT /admin/policy`), at most; its time bound is the main path's. */
 const ADMIN_BODY_BYTES_MAX = 64 * 1024;
 
 function digest(s: string): Buffer {
@@ -104,7 +105,8 @@ export function handleAdmin(
       return;
     }
     if (method === 'PUT') {
-      readBody(req, ADMIN_BODY_BYTES_MAX, (result) => {
+      const bounds = sideBodyBounds(gateway.limits, ADMIN_BODY_BYTES_MAX, 'the admin body bound');
+      readBody(req, res, bounds, (result) => {
         if (!result.ok) {
           sendError(res, result.error);
           return;

@@ -362,7 +362,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       config.routing?.policies ?? {},
       this.perfModels.context,
     );
-    this.pd.usePairPolicy(config.pd, this.perfModels);
+    this.pd.usePairPolicy(config.pd, this.perfModels, this.view.instances);
     this.metrics = new GatewayMetrics(this.stats, this.view, () => this.policy.name);
     this.pd.registerMetrics(this.metrics.registry);
     this.health = new HealthChecker(
@@ -818,7 +818,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       owner = tenant.name;
     }
     try {
-      handleBatchApi(batch, req, res, method, new URL(req.url ?? '/', 'http://gateway'), owner);
+      handleBatchApi(batch, req, res, method, new URL(req.url ?? '/', 'http://gateway'), owner, this.limits);
     } catch (error) {
       if (!(error instanceof SwitchyardError)) throw error;
       this.drainBody(req);
@@ -1221,6 +1221,10 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     return this.pd.prefillPolicy(this.policy, (name) =>
       createConfiguredPolicy(name, named, this.perfModels.context),
     );
+  }
+
+  roleInstances(role: InstanceRole): readonly InstanceView[] {
+    return rolePool(this.view.at(this.nowMs()), role).instances;
   }
 
   /** Picks among the instances of `role` (undefined: any), avoiding `avoid` where another is eligible. */

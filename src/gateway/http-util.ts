@@ -1,6 +1,7 @@
 /** Small HTTP helpers shared by the gateway's handlers: JSON answers, error answers, body reading. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SwitchyardError } from '../core/errors.ts';
+import type { LimitsConfig } from './config.ts';
 
 /** Answers with a JSON body. */
 export function sendJson(
@@ -42,21 +43,60 @@ export type BodyResult =
   | { readonly ok: true; readonly body: Buffer }
   | { readonly ok: false; readonly error: SwitchyardError };
 
+/** Longest wait for a timed-out read's answer to drain before its connection is cut (as body-reader.ts). */
+const CLOSE_LINGER_MS = 2000;
+
+/** The bounds of one `readBody` read. */
+export interface ReadBodyBounds {
+  /** Largest body accepted; a larger one (declared or actual) gets 413. */
+  readonly bytesMax: number;
+  /** What the 413 names as the bound (a config field, or the route's fixed bound). */
+  readonly bytesMaxName: string;
+  /** Time from the read's start for the whole body to arrive; past it, 408 and the connection closes. */
+  readonly timeoutMs: number;
+  /** What the 408 names as the bound: the config field it came from. */
+  readonly timeoutName: string;
+}
+
 /**
- * Reads a request body up to `bytesMax`. A body over the limit (declared or actual) is read and
+ * The bounds of a small side body (admin, batch create) of at most `bytesMax` bytes: the time bound
+ * is the main path's (body-reader.ts), min(limits.bodyReadTimeoutMs, limits.requestTimeoutMs), so a
+ * client that sends a head and then trickles or stops its body holds no connection longer there
+ * than on /v1/chat/completions.
+ */
+export function sideBodyBounds(
+  limits: Pick<LimitsConfig, 'bodyReadTimeoutMs' | 'requestTimeoutMs'>,
+  bytesMax: number,
+  bytesMaxName: string,
+): ReadBodyBounds {
+  const body = limits.bodyReadTimeoutMs <= limits.requestTimeoutMs;
+  return {
+    bytesMax,
+    bytesMaxName,
+    timeoutMs: body ? limits.bodyReadTimeoutMs : limits.requestTimeoutMs,
+    timeoutName: body ? 'limits.bodyReadTimeoutMs' : 'limits.requestTimeoutMs',
+  };
+}
+
+/**
+ * Reads a request body within `bounds`. A body over `bytesMax` (declared or actual) is read and
  * dropped up to DISCARD_BYTES_MAX before `done` hears the 413, so the client sees the answer; one
- * declared past that bound fails at once. Returns a function that cancels the read (`done` is then
- * never called).
+ * declared past that bound fails at once. A body not whole within `timeoutMs` gets the main path's
+ * 408 SY_ERR_REQUEST_TIMEOUT: `res` is marked to close its connection once `done` answered, and the
+ * socket is cut CLOSE_LINGER_MS later whatever the client does. Returns a function that cancels the
+ * read (`done` is then never called).
  */
 export function readBody(
   req: IncomingMessage,
-  bytesMax: number,
+  res: ServerResponse,
+  bounds: ReadBodyBounds,
   done: (result: BodyResult) => void,
 ): () => void {
+  const { bytesMax } = bounds;
   const tooLarge = (): SwitchyardError =>
     new SwitchyardError(
       'SY_ERR_REQUEST_TOO_LARGE',
-      `request body exceeds ${bytesMax} bytes (limits.bodyBytesMax)`,
+      `request body exceeds ${bytesMax} bytes (${bounds.bytesMaxName})`,
       {
         param: 'body',
       },
@@ -71,13 +111,31 @@ export function readBody(
   let finished = false;
   /** Set once the body is over the limit: the rest is dropped, the 413 waits for its end. */
   let refused = declared > bytesMax;
+  const finish = (result: BodyResult | undefined): void => {
+    finished = true;
+    clearTimeout(timer);
+    if (result !== undefined) done(result);
+  };
+  const timer = setTimeout(() => {
+    if (finished) return;
+    res.shouldKeepAlive = false;
+    const socket = req.socket;
+    setTimeout(() => socket.destroy(), CLOSE_LINGER_MS).unref();
+    finish({
+      ok: false,
+      error: new SwitchyardError(
+        'SY_ERR_REQUEST_TIMEOUT',
+        `request body not received within ${bounds.timeoutMs} ms of its head (${bounds.timeoutName})`,
+        { param: 'body' },
+      ),
+    });
+  }, bounds.timeoutMs);
+  timer.unref();
   req.on('data', (chunk: Buffer) => {
     if (finished) return;
     size += chunk.length;
     if (refused) {
-      if (size <= DISCARD_BYTES_MAX) return;
-      finished = true;
-      done({ ok: false, error: tooLarge() });
+      if (size > DISCARD_BYTES_MAX) finish({ ok: false, error: tooLarge() });
       return;
     }
     if (size > bytesMax) {
@@ -89,14 +147,13 @@ export function readBody(
   });
   req.on('end', () => {
     if (finished) return;
-    finished = true;
-    if (refused) done({ ok: false, error: tooLarge() });
-    else done({ ok: true, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size) });
+    if (refused) finish({ ok: false, error: tooLarge() });
+    else
+      finish({ ok: true, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size) });
   });
   req.on('error', (error) => {
     if (finished) return;
-    finished = true;
-    done({
+    finish({
       ok: false,
       error: new SwitchyardError(
         'SY_ERR_INVALID_ARGUMENT',
@@ -107,10 +164,12 @@ export function readBody(
       ),
     });
   });
+  // A client gone before its body ended can hear nothing: the timer goes, `done` is not called.
+  req.on('close', () => {
+    if (!finished) finish(undefined);
+  });
   // Cancels the read: `done` will not be called.
-  return () => {
-    finished = true;
-  };
+  return () => finish(undefined);
 }
 
 /** The bearer token of an Authorization header, or undefined. */

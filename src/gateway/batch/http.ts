@@ -10,13 +10,14 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import busboy from 'busboy';
 import { SwitchyardError } from '../../core/errors.ts';
-import { readBody, sendError, sendJson } from '../http-util.ts';
+import type { LimitsConfig } from '../config.ts';
+import { readBody, sendError, sendJson, sideBodyBounds } from '../http-util.ts';
 import { isBatchEndpoint } from './lines.ts';
 import type { BatchService } from './service.ts';
 import { publicBatch } from './state.ts';
 import type { StoredFile } from './store.ts';
 
-/** Size of a POST /v1/batches body, at most. */
+/** Size of a POST /v1/batches body, at most; its time bound is the main path's. */
 const CREATE_BODY_BYTES_MAX = 64 * 1024;
 /** Metadata of a batch: OpenAI allows 16 pairs, keys up to 64 and values up to 512 characters. */
 const METADATA_PAIRS_MAX = 16;
@@ -49,6 +50,9 @@ function notFound(method: string, path: string): SwitchyardError {
   return new SwitchyardError('SY_ERR_NOT_FOUND', `unknown route ${method} ${path}`, { param: 'path' });
 }
 
+/** The gateway's limits a Batch API route reads: the time bound of a create's body. */
+export type BatchApiLimits = Pick<LimitsConfig, 'bodyReadTimeoutMs' | 'requestTimeoutMs'>;
+
 /** Answers one Batch API request for tenant `owner`. A SwitchyardError thrown is the caller's to answer. */
 export function handleBatchApi(
   service: BatchService,
@@ -57,6 +61,7 @@ export function handleBatchApi(
   method: string,
   url: URL,
   owner: string,
+  limits: BatchApiLimits,
 ): void {
   const [resource, id, action, ...extra] = url.pathname.split('/').slice(2);
   if (extra.length > 0 || id?.length === 0) throw notFound(method, url.pathname);
@@ -82,7 +87,7 @@ export function handleBatchApi(
       content(service, res, key, owner);
       break;
     case 'POST batches':
-      createBatch(service, req, res, owner);
+      createBatch(service, req, res, owner, limits);
       break;
     case 'GET batches':
       listBatches(service, res, url, owner);
@@ -128,8 +133,15 @@ function listBatches(service: BatchService, res: ServerResponse, url: URL, owner
   });
 }
 
-function createBatch(service: BatchService, req: IncomingMessage, res: ServerResponse, owner: string): void {
-  readBody(req, CREATE_BODY_BYTES_MAX, (result) => {
+function createBatch(
+  service: BatchService,
+  req: IncomingMessage,
+  res: ServerResponse,
+  owner: string,
+  limits: BatchApiLimits,
+): void {
+  const bounds = sideBodyBounds(limits, CREATE_BODY_BYTES_MAX, 'the batch create body bound');
+  readBody(req, res, bounds, (result) => {
     try {
       if (!result.ok) throw result.error;
       let json: unknown;
