@@ -6,6 +6,12 @@
  */
 import { z } from 'zod';
 import { SwitchyardError } from '../../core/errors.ts';
+import { KV_LINK_NAMES } from '../../model/kv-link.ts';
+import {
+  CONDITIONAL_CHUNK_TOKENS_DEFAULT,
+  CONDITIONAL_LINK_DEFAULT,
+  PD_CONDITIONAL_RULES,
+} from '../../policies/disagg/conditional.ts';
 import { checkPairPolicy, PD_PAIR_POLICIES } from '../../policies/disagg/pair.ts';
 
 /** What the checks read of a backend (config.ts's parsed BackendConfig). */
@@ -91,35 +97,84 @@ export function pdModels(backends: readonly PdBackendFields[]): Map<string, 'vll
 
 /**
  * The gateway config's `pd:` block: a P/D pair policy (src/policies/disagg/pair.ts) picking the
- * prefill and the decode instance of every disaggregated request, each side over its own pool.
- * Absent: the active routing policy picks both (the prefill pool with its own copy of it).
+ * prefill and the decode instance of every disaggregated request, each side over its own pool, and
+ * conditional disaggregation (src/gateway/pd/pd-conditional.ts). Absent: the active routing policy
+ * picks both (the prefill pool with its own copy of it) and every request disaggregates.
  */
 export const pdGatewayConfigSchema = z.strictObject({
-  /** One of PD_PAIR_POLICIES. */
-  pairPolicy: z.enum(PD_PAIR_POLICIES),
+  /** One of PD_PAIR_POLICIES; absent: the active routing policy picks both pools. */
+  pairPolicy: z.enum(PD_PAIR_POLICIES).optional(),
   /** Its parameters, checked against its schema at start-up. */
   params: z.record(z.string(), z.unknown()).default({}),
+  /**
+   * Conditional disaggregation, one of PD_CONDITIONAL_RULES: the decode instance is picked first and
+   * the rule decides whether it prefills the request itself. Absent: every request disaggregates.
+   * vLLM's protocol only (an SGLang decode server cannot prefill on its own).
+   */
+  conditional: z.enum(PD_CONDITIONAL_RULES).optional(),
+  /**
+   * The KV link the rule's transfer time assumes (src/model/kv-link.ts); default
+   * CONDITIONAL_LINK_DEFAULT (ib-400, the twin's default). Only with `conditional`.
+   */
+  link: z.enum(KV_LINK_NAMES).optional(),
+  /**
+   * The decode engines' per-step token budget (vLLM's max_num_batched_tokens) the `switchyard` rule
+   * chunks a local prefill by; default CONDITIONAL_CHUNK_TOKENS_DEFAULT (8192). Only with `conditional`.
+   */
+  chunkTokens: z.number().int().min(1).max(1_048_576).optional(),
 });
 /** A validated `pd:` block. */
 export type PdGatewayConfig = z.infer<typeof pdGatewayConfigSchema>;
 
-/** Problems with a `pd:` block (paths under `pd`): bad parameters, or nothing to disaggregate. */
+/** The link and chunk size a conditional rule runs with (the config's, else the defaults). */
+export function conditionalSettingsOf(pd: PdGatewayConfig): { link: string; chunkTokens: number } {
+  return {
+    link: pd.link ?? CONDITIONAL_LINK_DEFAULT,
+    chunkTokens: pd.chunkTokens ?? CONDITIONAL_CHUNK_TOKENS_DEFAULT,
+  };
+}
+
+/**
+ * Problems with a `pd:` block (paths under `pd`): bad parameters, parameters without a pair policy,
+ * link settings without a rule, a rule over SGLang, or nothing to disaggregate.
+ */
 export function pdPairConfigProblems(
   pd: PdGatewayConfig | undefined,
   backends: readonly PdBackendFields[],
 ): PdConfigProblem[] {
   if (pd === undefined) return [];
   const problems: PdConfigProblem[] = [];
-  try {
-    checkPairPolicy(pd.pairPolicy, pd.params);
-  } catch (error) {
-    if (!(error instanceof SwitchyardError)) throw error;
-    problems.push({ path: ['params'], message: error.message });
-  }
-  if (pdModels(backends).size === 0)
+  if (pd.pairPolicy !== undefined) {
+    try {
+      checkPairPolicy(pd.pairPolicy, pd.params);
+    } catch (error) {
+      if (!(error instanceof SwitchyardError)) throw error;
+      problems.push({ path: ['params'], message: error.message });
+    }
+  } else if (Object.keys(pd.params).length > 0)
+    problems.push({ path: ['params'], message: 'params apply to a pair policy; set pd.pairPolicy' });
+  for (const key of ['link', 'chunkTokens'] as const)
+    if (pd[key] !== undefined && pd.conditional === undefined)
+      problems.push({
+        path: [key],
+        message: `${key} applies to conditional disaggregation; set pd.conditional (${PD_CONDITIONAL_RULES.join(', ')})`,
+      });
+  const models = pdModels(backends);
+  if (pd.conditional !== undefined)
+    for (const [model, protocol] of models)
+      if (protocol === 'sglang')
+        problems.push({
+          path: ['conditional'],
+          message: `conditional disaggregation ('${pd.conditional}') runs on vLLM's flow only: model '${model}' speaks SGLang's, whose decode server cannot prefill a request on its own (it always waits for a prefill server's KV)`,
+        });
+  const what = [
+    ...(pd.pairPolicy === undefined ? [] : [`pair policy '${pd.pairPolicy}'`]),
+    ...(pd.conditional === undefined ? [] : [`conditional rule '${pd.conditional}'`]),
+  ];
+  if (models.size === 0 && what.length > 0)
     problems.push({
-      path: ['pairPolicy'],
-      message: `pair policy '${pd.pairPolicy}' needs prefill and decode backends (role and pdProtocol); none is configured`,
+      path: [pd.pairPolicy !== undefined ? 'pairPolicy' : 'conditional'],
+      message: `${what.join(' and ')} needs prefill and decode backends (role and pdProtocol); none is configured`,
     });
   return problems;
 }

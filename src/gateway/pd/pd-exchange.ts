@@ -30,6 +30,13 @@
  * decode instance before its prefill leg, so its refusal comes before any prefill work; that
  * instance counts the request in flight from then and gets the first decode attempt
  * (`takeDecodeFirst`). A retry is a whole new pair in the usual order.
+ *
+ * With a conditional rule (config `pd.conditional`, pd-conditional.ts) every pair starts as the
+ * twin's does: the decode pick first (held in flight as above), then the rule over the gateway's
+ * view. Local: the client's request goes to that decode instance as it came (no prefill leg, no
+ * kv_transfer_params; the instance counts the prompt as pending prefill). Remote: vLLM's flow, the
+ * decode attempt going to the instance picked first. A retry is a new pair: a new decode pick
+ * (avoiding those tried) and a new decision.
  */
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -39,6 +46,7 @@ import type { KvEvent } from '../../core/kv-events.ts';
 import type { Request } from '../../core/request.ts';
 import type { ClusterView, InstanceRole, InstanceView } from '../../core/view.ts';
 import { createPairPolicy, type PairPolicy, pairNeedsPerfModel } from '../../policies/disagg/pair.ts';
+import { isEligible } from '../../policies/routing/eligible.ts';
 import type { PolicyContext, RoutingPolicy } from '../../policies/routing/types.ts';
 import {
   type Backend,
@@ -55,7 +63,8 @@ import {
   vllmDecodeBody,
   vllmPrefillBody,
 } from './pd-bodies.ts';
-import { type PdBackendFields, type PdGatewayConfig, pdModels } from './pd-config.ts';
+import { PdConditional, type PdConditionalStats } from './pd-conditional.ts';
+import { conditionalSettingsOf, type PdBackendFields, type PdGatewayConfig, pdModels } from './pd-config.ts';
 
 /** Further prefill instances tried for one pair after its prefill leg failed. */
 export const PREFILL_RETRIES_MAX = 1;
@@ -71,6 +80,8 @@ export interface PdHost extends ExchangeHost {
   pickRole(ex: Exchange, role: InstanceRole, avoid: readonly string[]): Backend | SwitchyardError;
   /** The policy that picks prefill instances (PdRuntime.prefillPolicy of the active one). */
   prefillPolicy(): RoutingPolicy;
+  /** The instances of `role` in the live view, settled now (a conditional rule reads the prefill pool). */
+  roleInstances(role: InstanceRole): readonly InstanceView[];
 }
 
 /** Counters of the P/D flows, for /stats. */
@@ -99,6 +110,8 @@ export class PdRuntime {
   private prefill: { readonly of: RoutingPolicy; readonly policy: RoutingPolicy } | undefined;
   /** The configured pair policy (config `pd:`); undefined: the active policy picks both pools. */
   private pair: PairPolicy | undefined;
+  /** The configured conditional rule (config `pd.conditional`); undefined: every request disaggregates. */
+  private rule: PdConditional | undefined;
 
   constructor(backends: readonly PdBackendFields[], seed: number) {
     this.models = pdModels(backends);
@@ -107,16 +120,31 @@ export class PdRuntime {
 
   /**
    * Builds the config's pair policy (config.ts has checked its name and parameters), its sides
-   * predicting time with the gateway's performance models. Undefined `config`: none.
+   * predicting time with the gateway's performance models, and its conditional rule. Undefined
+   * `config`: neither. `instances` are the view's instances at start-up: the `switchyard` rule
+   * refuses to start when a decode instance has no performance model, as a policy predicting time
+   * does.
    */
   usePairPolicy(
     config: PdGatewayConfig | undefined,
     perfModels: { readonly context: PolicyContext; require(policies: readonly string[]): void },
+    instances: readonly InstanceView[] = [],
   ): void {
     if (config === undefined) return;
-    // Mooncake's sides predict time: refuse to start, as for the routing policy, without perf models.
-    if (pairNeedsPerfModel(config.pairPolicy)) perfModels.require(['mooncake']);
-    this.pair = createPairPolicy(config.pairPolicy, config.params, perfModels.context);
+    if (config.pairPolicy !== undefined) {
+      // Mooncake's sides predict time: refuse to start, as for the routing policy, without perf models.
+      if (pairNeedsPerfModel(config.pairPolicy)) perfModels.require(['mooncake']);
+      this.pair = createPairPolicy(config.pairPolicy, config.params, perfModels.context);
+    }
+    if (config.conditional === undefined) return;
+    if (config.conditional === 'switchyard') requirePerfModels(perfModels.context, instances);
+    const { link, chunkTokens } = conditionalSettingsOf(config);
+    this.rule = new PdConditional(config.conditional, link, chunkTokens, perfModels.context);
+  }
+
+  /** The conditional rule, or undefined without one. */
+  get conditional(): PdConditional | undefined {
+    return this.rule;
   }
 
   /** Whether the configured pair policy picks the decode instance before the prefill leg. */
@@ -183,12 +211,30 @@ export class PdRuntime {
 
   /**
    * Registers the P/D counters on the gateway's Prometheus registry (when anything disaggregates):
-   * `switchyard_gateway_pd_{prefill_legs,prefill_failures,prefill_retries,kv_params_missing}_total`.
+   * `switchyard_gateway_pd_{prefill_legs,prefill_failures,prefill_retries,kv_params_missing}_total`,
+   * and with a conditional rule `switchyard_gateway_pd_{local,remote}_prefills_total`.
    */
   registerMetrics(registry: Registry): void {
     if (!this.enabled) return;
     const stats = this.stats;
+    const rule = this.rule?.stats;
+    const conditional: [string, string, () => number][] =
+      rule === undefined
+        ? []
+        : [
+            [
+              'local_prefills_total',
+              'P/D requests a decode instance prefilled itself (pd.conditional)',
+              () => rule.localPrefills,
+            ],
+            [
+              'remote_prefills_total',
+              'P/D requests prefilled on the prefill pool (pd.conditional)',
+              () => rule.remotePrefills,
+            ],
+          ];
     const counters: [string, string, () => number][] = [
+      ...conditional,
       ['prefill_legs_total', 'P/D prefill legs sent', () => stats.prefills],
       ['prefill_failures_total', 'P/D prefill legs that failed', () => stats.prefillFailures],
       [
@@ -214,10 +260,19 @@ export class PdRuntime {
       });
   }
 
-  /** For /stats: undefined when nothing disaggregates; `pairPolicy` names the pair policy, if any. */
-  statsJson(): (PdStats & { pairPolicy?: string }) | undefined {
+  /**
+   * For /stats: undefined when nothing disaggregates; `pairPolicy` names the pair policy, if any;
+   * `conditional` the rule, with `localPrefills` and `remotePrefills`, if any.
+   */
+  statsJson():
+    | (PdStats & { pairPolicy?: string; conditional?: string } & Partial<PdConditionalStats>)
+    | undefined {
     if (!this.enabled) return undefined;
-    return this.pair === undefined ? { ...this.stats } : { ...this.stats, pairPolicy: this.pair.name };
+    return {
+      ...this.stats,
+      ...(this.pair === undefined ? {} : { pairPolicy: this.pair.name }),
+      ...(this.rule === undefined ? {} : { conditional: this.rule.rule, ...this.rule.stats }),
+    };
   }
 }
 
@@ -241,10 +296,10 @@ export function takeDecodeFirst(ex: Exchange): Backend | undefined {
 /**
  * The prompt tokens an exchange's proxied attempt leaves for its instance to prefill (host
  * accounting's pending prefill): none for a P/D decode attempt, whose prompt KV comes from the
- * prefill instance; the whole prompt otherwise.
+ * prefill instance; the whole prompt otherwise (a conditional rule's local decode included).
  */
 export function attemptPrefillTokens(ex: Exchange): number {
-  return ex instanceof PdExchange ? 0 : ex.request.inputTokens;
+  return ex instanceof PdExchange && !ex.local ? 0 : ex.request.inputTokens;
 }
 
 /**
@@ -283,6 +338,8 @@ export class PdExchange extends Exchange {
   private decodeFirst: Backend | undefined;
   /** The arrival pick has been made (once per exchange: retries pick in the usual order). */
   private decodePickedAtArrival = false;
+  /** The conditional rule kept the current pair local: the decode instance prefills it itself. */
+  local = false;
 
   constructor(
     readonly pdHost: PdHost,
@@ -301,9 +358,37 @@ export class PdExchange extends Exchange {
   /** A new pair: the protocol's prefill leg, then the decode attempt (Exchange.next picks and sends it). */
   override next(): void {
     if (this.done || this.prefilling) return;
+    const rule = this.runtime.conditional;
+    if (rule !== undefined) {
+      this.conditionalPair(rule);
+      return;
+    }
     if (!this.decodePickedAtArrival && this.runtime.decodeAtArrival && !this.pickDecodeFirst()) return;
     if (this.protocol === 'vllm') void this.vllmPair();
     else this.sglangPair();
+  }
+
+  /**
+   * A pair under a conditional rule (vLLM's flow; config.ts refuses a rule over SGLang): the decode
+   * pick, then the rule. A retry whose decode pick is refused ends as any retry does (Exchange.next
+   * picks once more and reports the attempts' last failure).
+   */
+  private conditionalPair(rule: PdConditional): void {
+    const retry = this.attempts > 0;
+    if (!this.pickDecodeFirst(retry)) {
+      if (retry) super.next();
+      return;
+    }
+    const decode = (this.decodeFirst as Backend).instance;
+    const model = this.request.model;
+    const prefill = this.pdHost.roleInstances('prefill').filter((i) => isEligible(i, model));
+    this.local = !rule.decide(this.request, decode, prefill);
+    if (!this.local) {
+      void this.vllmPair();
+      return;
+    }
+    this.body = this.clientBody;
+    super.next();
   }
 
   override finish(outcome: ExchangeOutcome, answer: (() => void) | undefined): void {
@@ -314,14 +399,14 @@ export class PdExchange extends Exchange {
 
   /**
    * The pair's decode side decides first; false when it refused (the request then ends with its
-   * error, e.g. 429 and Retry-After for an SLO refusal, before any prefill leg). The chosen
-   * instance counts the request in flight from now, as the twin's does.
+   * error, e.g. 429 and Retry-After for an SLO refusal, before any prefill leg, unless `quiet`). The
+   * chosen instance counts the request in flight from now, as the twin's does.
    */
-  private pickDecodeFirst(): boolean {
+  private pickDecodeFirst(quiet = false): boolean {
     this.decodePickedAtArrival = true;
     const picked = this.pdHost.pickRole(this, 'decode', this.tried);
     if (picked instanceof SwitchyardError) {
-      this.fail(picked, retryAfterOf(picked));
+      if (!quiet) this.fail(picked, retryAfterOf(picked));
       return false;
     }
     picked.instance.sent(0);
@@ -516,4 +601,26 @@ function errorMessageOf(body: Buffer): string {
   } catch {
     return '';
   }
+}
+
+/**
+ * Throws SY_ERR_INVALID_CONFIG, naming each, when a decode instance has no performance model: the
+ * `switchyard` rule predicts prefill, decode-step and transfer times with it.
+ */
+function requirePerfModels(context: PolicyContext, instances: readonly InstanceView[]): void {
+  const problems: string[] = [];
+  for (const instance of instances) {
+    if (instance.role !== 'decode') continue;
+    try {
+      context.perfModel(instance);
+    } catch (error) {
+      problems.push(`backend '${instance.id}': ${(error as Error).message}`);
+    }
+  }
+  if (problems.length > 0)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_CONFIG',
+      `gateway config: pd.conditional 'switchyard' predicts time and needs a performance model per decode backend (backends[].perfModel, gpu, tp): ${problems.join('; ')}`,
+      { param: 'perfModel', problems },
+    );
 }

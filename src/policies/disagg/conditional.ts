@@ -12,8 +12,10 @@
  * - `switchyard`: the option that adds the least latency summed over the requests it touches,
  *   estimated with the performance model (see docs/disaggregation.md, "Conditional disaggregation").
  */
+import type { Request } from '../../core/request.ts';
 import type { InstanceView } from '../../core/view.ts';
 import type { PerfModel } from '../../model/types.ts';
+import { PrefixCacheIndex } from '../routing/prefix-cache-index.ts';
 
 /** The rules `--pd-conditional` takes. */
 export const PD_CONDITIONAL_RULES = ['dynamo', 'switchyard'] as const;
@@ -28,6 +30,18 @@ export const DYNAMO_MAX_LOCAL_PREFILL_TOKENS = 1000;
  * it busy for one more prefill without the queue growing unbounded.
  */
 export const PREFILL_QUEUE_PER_INSTANCE_MAX = 2;
+
+/**
+ * The KV link a host assumes for `transferMs` when its config names none: ib-400, the twin's default
+ * `--link` (PD_LINK_DEFAULT in src/twin/pd-host.ts), so both hosts assume the same link.
+ */
+export const CONDITIONAL_LINK_DEFAULT = 'ib-400';
+/**
+ * The decode engine's per-step token budget the `switchyard` rule chunks a local prefill by, when a
+ * host does not know it: 8192, the engine core's default `maxNumBatchedTokens` (what the twin's
+ * engines run with unless told otherwise) and vLLM's default for online serving on large GPUs.
+ */
+export const CONDITIONAL_CHUNK_TOKENS_DEFAULT = 8192;
 
 /** What the decision sees, as a live decode worker would know it. */
 export interface PrefillDecisionInput {
@@ -98,6 +112,7 @@ export function switchyardDecision(
       prefillAttentionPairs: chunk * before + (chunk * (chunk + 1)) / 2,
       decodeSeqs: input.decodeRunning,
       decodeContextTokens: input.decodeRunning * input.decodeContextTokensMean,
+      commonPrefixTokens: 0,
     });
     localTtftMs += stepMs;
     stallMs += Math.max(0, stepMs - decodeOnlyMs);
@@ -151,4 +166,26 @@ export function decisionInputFromViews(
     decodeContextTokensMean: decode.running > 0 ? kvTokens / decode.running : 0,
     transferMs,
   };
+}
+
+/**
+ * The router's estimate of the prompt tokens each decode instance holds in its prefix cache: a
+ * learned prefix index over the decode pool (the one behind the prefix-aware policies), taught every
+ * prompt sent to a decode instance, local or remote, since either way its KV ends up there. The twin
+ * (src/twin/simulator.ts, `decodePrefixHitTokens`) and the live gateway (src/gateway/pd/) estimate
+ * the same way: no view is observed, so each instance's capacity is the index's fallback.
+ */
+export class DecodePrefixEstimate {
+  private readonly index = new PrefixCacheIndex();
+
+  /** Prompt tokens of `request` that `decodeId` is estimated to hold (at most the prompt). */
+  hitTokens(decodeId: string, request: Request): number {
+    const blocks = this.index.longestMatch(this.index.slotOf(decodeId), request.prefix.hashes);
+    return Math.min(blocks * request.prefix.blockTokens, request.inputTokens);
+  }
+
+  /** `request`'s prompt is now on `decodeId` (computed there or moved there). */
+  learn(decodeId: string, request: Request): void {
+    this.index.learn(this.index.register(decodeId), request.prefix);
+  }
 }

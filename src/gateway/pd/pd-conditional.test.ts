@@ -1,0 +1,244 @@
+/**
+ * Conditional disaggregation in the gateway (config `pd.conditional`): what start-up accepts and
+ * refuses, and how the live host builds the rule's input and decides. The flows run against real
+ * sim engines in test/e2e/gateway-pd-conditional.test.ts; the twin and the gateway building the same
+ * input from the same situation is test/conformance/pd-conditional-views.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { SwitchyardError } from '../../core/errors.ts';
+import { makeRequest, type Request } from '../../core/request.ts';
+import type { InstanceView } from '../../core/view.ts';
+import { KV_LINKS, kvTransfer } from '../../model/kv-link.ts';
+import { perfModelFor } from '../../model/perf.ts';
+import {
+  CONDITIONAL_CHUNK_TOKENS_DEFAULT,
+  DYNAMO_MAX_LOCAL_PREFILL_TOKENS,
+  switchyardDecision,
+} from '../../policies/disagg/conditional.ts';
+import { defaultPolicyContext } from '../../policies/routing/registry.ts';
+import { parseGatewayConfig } from '../config.ts';
+import { LiveGateway } from '../gateway.ts';
+import { PdConditional } from './pd-conditional.ts';
+import { PdRuntime } from './pd-exchange.ts';
+
+const MODEL = 'llama-3.1-8b';
+
+const backends = (protocol: 'vllm' | 'sglang' = 'vllm', model = MODEL) => [
+  {
+    id: 'p0',
+    type: 'vllm',
+    url: 'http://127.0.0.1:9',
+    models: [model],
+    role: 'prefill',
+    pdProtocol: protocol,
+  },
+  {
+    id: 'd0',
+    type: 'vllm',
+    url: 'http://127.0.0.1:9',
+    models: [model],
+    role: 'decode',
+    pdProtocol: protocol,
+  },
+];
+
+function configError(value: unknown): string {
+  try {
+    parseGatewayConfig(value, {});
+  } catch (error) {
+    assert.ok(error instanceof SwitchyardError);
+    assert.equal(error.code, 'SY_ERR_INVALID_CONFIG');
+    return error.message;
+  }
+  return assert.fail('the config was accepted');
+}
+
+/** A view of one instance, with the fields the rule's input reads. */
+function view(over: Partial<InstanceView> & { id: string; role: InstanceView['role'] }): InstanceView {
+  return {
+    models: [MODEL],
+    gpu: 'h100',
+    tp: 1,
+    healthy: true,
+    draining: false,
+    inFlight: 0,
+    running: 0,
+    waiting: 0,
+    kvUsage: 0,
+    kvBlocksTotal: 10_000,
+    blockSize: 16,
+    pendingPrefillTokens: 0,
+    prefixHitRate: 0,
+    updatedAtMs: 0,
+    ...over,
+  };
+}
+
+/** A request of `tokens` prompt tokens whose 16-token blocks are `k * 1000 + b` (its own chain). */
+function request(k: number, tokens: number, shared = 0): Request {
+  const hashes: number[] = [];
+  for (let b = 0; b < Math.floor(tokens / 16); b++) hashes.push(b < shared ? b + 1 : k * 1000 + b);
+  return makeRequest({
+    id: `r${k}`,
+    model: MODEL,
+    inputTokens: tokens,
+    arrivalMs: 0,
+    maxTokens: 64,
+    prefix: { blockTokens: 16, hashes },
+  });
+}
+
+describe('gateway config pd.conditional', () => {
+  it('accepts a rule alone or beside a pair policy, with a link and a chunk size', () => {
+    assert.deepEqual(parseGatewayConfig({ backends: backends(), pd: { conditional: 'dynamo' } }, {}).pd, {
+      conditional: 'dynamo',
+      params: {},
+    });
+    const config = parseGatewayConfig(
+      {
+        backends: backends(),
+        pd: { pairPolicy: 'round-robin', conditional: 'switchyard', link: 'tcp-100', chunkTokens: 2048 },
+      },
+      {},
+    );
+    assert.deepEqual(config.pd, {
+      pairPolicy: 'round-robin',
+      params: {},
+      conditional: 'switchyard',
+      link: 'tcp-100',
+      chunkTokens: 2048,
+    });
+  });
+
+  it('refuses an unknown rule naming the valid ones, SGLang, stray settings and no P/D backends', () => {
+    assert.match(
+      configError({ backends: backends(), pd: { conditional: 'always' } }),
+      /pd\.conditional: .*dynamo.*switchyard/,
+    );
+    assert.match(
+      configError({ backends: backends('sglang'), pd: { conditional: 'dynamo' } }),
+      /pd\.conditional: .*vLLM's flow only: model 'llama-3\.1-8b' speaks SGLang's, whose decode server cannot prefill/,
+    );
+    assert.match(
+      configError({ backends: backends(), pd: { link: 'nvlink' } }),
+      /pd\.link: link applies to conditional disaggregation; set pd\.conditional \(dynamo, switchyard\)/,
+    );
+    assert.match(
+      configError({ backends: backends(), pd: { conditional: 'dynamo', link: 'wifi' } }),
+      /pd\.link: .*ib-400/,
+    );
+    assert.match(
+      configError({ backends: backends(), pd: { params: { x: 1 } } }),
+      /pd\.params: .*pd\.pairPolicy/,
+    );
+    assert.match(
+      configError({ pd: { conditional: 'dynamo' } }),
+      /pd\.conditional: conditional rule 'dynamo' needs prefill and decode backends/,
+    );
+  });
+
+  it('refuses to start switchyard when a decode backend has no performance model; dynamo needs none', () => {
+    const mk = (rule: string) =>
+      parseGatewayConfig({ backends: backends('vllm', 'm'), pd: { conditional: rule } }, {});
+    assert.throws(
+      () => new LiveGateway(mk('switchyard'), { log: () => {} }),
+      (e: unknown) =>
+        e instanceof SwitchyardError &&
+        e.code === 'SY_ERR_INVALID_CONFIG' &&
+        /pd\.conditional 'switchyard' .*backend 'd0'/.test(e.message),
+    );
+    new LiveGateway(mk('dynamo'), { log: () => {} });
+  });
+
+  it('reports the rule and its counters in /stats only when configured', () => {
+    const parsed = parseGatewayConfig({ backends: backends() }, {}).backends;
+    const plain = new PdRuntime(parsed, 1);
+    assert.equal(plain.statsJson()?.conditional, undefined);
+    assert.equal(plain.statsJson()?.localPrefills, undefined);
+    const runtime = new PdRuntime(parsed, 1);
+    runtime.usePairPolicy(
+      { params: {}, conditional: 'dynamo' },
+      { context: defaultPolicyContext(), require: () => {} },
+    );
+    assert.deepEqual(
+      { ...runtime.statsJson() },
+      {
+        prefills: 0,
+        prefillFailures: 0,
+        prefillRetries: 0,
+        kvParamsMissing: 0,
+        conditional: 'dynamo',
+        localPrefills: 0,
+        remotePrefills: 0,
+      },
+    );
+  });
+});
+
+describe('PdConditional (the live host of the rules)', () => {
+  const decode = view({ id: 'd0', role: 'decode', running: 4, kvUsage: 0.1 });
+  const prefill = [
+    view({ id: 'p0', role: 'prefill', inFlight: 3, pendingPrefillTokens: 6000 }),
+    view({ id: 'p1', role: 'prefill', inFlight: 1, pendingPrefillTokens: 2500 }),
+  ];
+
+  it("builds the input from the views, the link's transfer time and the learned prefix", () => {
+    const rule = new PdConditional(
+      'dynamo',
+      'tcp-100',
+      CONDITIONAL_CHUNK_TOKENS_DEFAULT,
+      defaultPolicyContext(),
+    );
+    const r = request(1, 3200, 40);
+    const perf = perfModelFor('h100', MODEL, 1);
+    const transferMs = kvTransfer(perf.model, 3200, KV_LINKS['tcp-100']).ttftAddedMs;
+    assert.deepEqual(rule.input(r, decode, prefill), {
+      promptTokens: 3200,
+      prefixHitTokens: 0,
+      prefillQueueRequests: 4,
+      prefillQueueTokens: 2500,
+      prefillInstances: 2,
+      decodeRunning: 4,
+      decodeContextTokensMean: (0.1 * 10_000 * 16) / 4,
+      transferMs,
+    });
+    assert.ok(transferMs > 0);
+    rule.decide(r, decode, prefill);
+    // Another prompt sharing the first 40 blocks: the decode instance holds them now.
+    assert.equal(rule.input(request(2, 3200, 40), decode, prefill).prefixHitTokens, 40 * 16);
+    assert.equal(
+      rule.input(request(2, 3200, 40), view({ id: 'd1', role: 'decode' }), prefill).prefixHitTokens,
+      0,
+    );
+  });
+
+  it('dynamo: local at or under the threshold, remote past it, local again when the learned prefix covers it', () => {
+    const rule = new PdConditional(
+      'dynamo',
+      'ib-400',
+      CONDITIONAL_CHUNK_TOKENS_DEFAULT,
+      defaultPolicyContext(),
+    );
+    assert.equal(rule.decide(request(1, DYNAMO_MAX_LOCAL_PREFILL_TOKENS, 0), decode, prefill), false);
+    assert.equal(rule.decide(request(2, 4000, 0), decode, prefill), true);
+    // The same 4,000-token prompt again: its prefix is on d0, 0 tokens uncached.
+    assert.equal(rule.decide(request(2, 4000, 0), decode, prefill), false);
+    assert.deepEqual(rule.stats, { localPrefills: 2, remotePrefills: 1 });
+  });
+
+  it('switchyard: decides as the pure rule on the same input, with the configured chunk size', () => {
+    const context = defaultPolicyContext();
+    const rule = new PdConditional('switchyard', 'ib-400', 2048, context);
+    const perf = context.perfModel(decode);
+    for (const [k, tokens] of [300, 2000, 8000, 16000].entries()) {
+      const r = request(10 + k, tokens);
+      const expected = switchyardDecision(rule.input(r, decode, prefill), perf, 2048).remote;
+      assert.equal(rule.decide(r, decode, prefill), expected, `${tokens} tokens`);
+    }
+    // An idle decode instance with no running decodes prefills a short prompt itself.
+    assert.equal(rule.decide(request(20, 300), view({ id: 'd2', role: 'decode' }), prefill), false);
+    // A long prompt onto a busy decode batch goes remote.
+    assert.equal(rule.decide(request(21, 16000), decode, prefill), true);
+  });
+});
