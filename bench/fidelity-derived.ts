@@ -311,6 +311,7 @@ function floorStepMs(
     prefillAttentionPairs: (prompts * PROMPT_MEAN * (PROMPT_MEAN + 1)) / 2,
     decodeSeqs: batch,
     decodeContextTokens: batch * (PROMPT_MEAN + OUTPUT_TOKENS / 2),
+    commonPrefixTokens: 0,
   });
   return { peakMs: gemmMs + allReduceMs + kvMs, kernelsMs };
 }

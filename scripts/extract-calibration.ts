@@ -51,6 +51,7 @@ function prefillShape(seqs: number, promptTokens: number): StepShape {
     prefillAttentionPairs: (seqs * promptTokens * (promptTokens + 1)) / 2,
     decodeSeqs: 0,
     decodeContextTokens: 0,
+    commonPrefixTokens: 0,
   };
 }
 
@@ -61,6 +62,7 @@ function decodeShape(batch: number, meanContextTokens: number): StepShape {
     prefillAttentionPairs: 0,
     decodeSeqs: batch,
     decodeContextTokens: batch * meanContextTokens,
+    commonPrefixTokens: 0,
   };
 }
 

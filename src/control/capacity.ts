@@ -330,6 +330,7 @@ const shape: StepShape = {
   prefillAttentionPairs: 0,
   decodeSeqs: 0,
   decodeContextTokens: 0,
+  commonPrefixTokens: 0,
 };
 
 /**

@@ -1,4 +1,5 @@
 import { AssertionError, assert } from '../core/assert.ts';
+import { CASCADE_REQUESTS_MIN } from '../model/cascade.ts';
 import type { PerfModel, StepShape } from '../model/types.ts';
 import { BlockPool } from './block-pool.ts';
 import { Deque } from './deque.ts';
@@ -194,6 +195,8 @@ export class EngineCore {
   private readonly listener: EngineListener;
   private readonly blockSize: number;
   private readonly caching: boolean;
+  /** Whether steps report their common prefix (prefix caching on, cascade attention not disabled). */
+  private readonly cascade: boolean;
   private readonly emitKv: boolean;
 
   /** Running sequences in admission order, `runCount` of them; slots past the count are stale. */
@@ -227,6 +230,7 @@ export class EngineCore {
     prefillAttentionPairs: 0,
     decodeSeqs: 0,
     decodeContextTokens: 0,
+    commonPrefixTokens: 0,
   };
 
   private inFlight = false;
@@ -288,6 +292,7 @@ export class EngineCore {
     this.listener = listener;
     this.blockSize = config.blockSize;
     this.caching = config.enablePrefixCaching;
+    this.cascade = config.enablePrefixCaching && config.disableCascadeAttn !== true;
     this.emitKv = listener.onKvEvent !== undefined;
     this.tables = new BlockTables(config.maxNumSeqs);
     this.byPriority = config.schedulingPolicy === 'priority';
@@ -557,6 +562,7 @@ export class EngineCore {
     shape.prefillAttentionPairs = 0;
     shape.decodeSeqs = 0;
     shape.decodeContextTokens = 0;
+    shape.commonPrefixTokens = 0;
 
     let budget = this.config.maxNumBatchedTokens;
     let scheduled = 0;
@@ -629,6 +635,8 @@ export class EngineCore {
       );
       return undefined;
     }
+    if (this.cascade && scheduled >= CASCADE_REQUESTS_MIN)
+      shape.commonPrefixTokens = this.commonPrefixTokens();
     const durationMs = this.stepTimes.stepTimeMs(shape);
     // Tested before formatting: printing a double costs more than the rest of a small step.
     if (!(durationMs >= 0 && durationMs < Number.POSITIVE_INFINITY)) {
@@ -1034,11 +1042,15 @@ export class EngineCore {
     // NO_DECODE_MEMO_PAGE (all NaN) where the memo has none, so the loop reads a page every time.
     let page: Float64Array = NO_DECODE_MEMO_PAGE;
     let pageIndex = -1;
+    // The sub-steps run the same sequences over the same shared blocks, so the common prefix is
+    // the first one's throughout (it is below every sequence's computed tokens: see
+    // `commonPrefixTokens`). The memo's pages are not keyed by it: such a run asks the model.
+    const remembered = shape.commonPrefixTokens === 0;
     while (k < kMax) {
       const j = k + 1;
       // Every sequence's context is one token longer than in the previous sub-step.
       contextTokens = (contextTokens + n) | 0;
-      if (contextTokens >>> DECODE_MEMO_PAGE_BITS !== pageIndex) {
+      if (remembered && contextTokens >>> DECODE_MEMO_PAGE_BITS !== pageIndex) {
         pageIndex = contextTokens >>> DECODE_MEMO_PAGE_BITS;
         page = stepTimes.pageFor(n, contextTokens) ?? NO_DECODE_MEMO_PAGE;
       }
@@ -1224,6 +1236,42 @@ export class EngineCore {
       shape.decodeSeqs++;
       shape.decodeContextTokens += this.slotNumTokens[slot]!;
     }
+  }
+
+  /**
+   * The step's common prefix as vLLM's model runner computes it for cascade attention: the leading
+   * blocks of a running sequence whose ref count equals the number of sequences holding KV (running,
+   * plus finished ones holding theirs for a transfer out, plus imports holding blocks for a transfer
+   * in: vLLM's `req_to_blocks`), times the block size, capped by the fewest tokens any scheduled
+   * sequence had computed before the step and rounded down to whole blocks
+   * (`get_num_common_prefix_blocks`, `_compute_cascade_attn_prefix_len`). Shared blocks are cached
+   * prompt blocks every holder hit or stored, so the cap never binds here; it is kept as vLLM has it.
+   *
+   * Asked only for steps of CASCADE_REQUESTS_MIN or more sequences, below which no engine uses the
+   * prefix: a lone sequence shares every block with itself and the walk would cost O(blocks) a step.
+   * Otherwise it stops at the first block not shared, usually the first.
+   */
+  private commonPrefixTokens(): number {
+    const holders = this.runCount + (this.exportHolds?.size ?? 0) + (this.importHolds?.size ?? 0);
+    const bs = this.blockSize;
+    const numBlocks = this.slotNumBlocks[0]!;
+    let shared = 0;
+    if (this.runs !== undefined) {
+      shared = this.runs.sharedPrefixBlocks(this.slotSeq[0]!.hold!, holders, numBlocks);
+    } else {
+      const pool = this.blockPool;
+      const table = this.slotTable[0]!;
+      while (shared < numBlocks && pool.refCount(table[shared]!) === holders) shared++;
+    }
+    if (shared === 0) return 0;
+    let computedMin = Number.POSITIVE_INFINITY;
+    const stepTokensOf = this.slotStepTokens;
+    const computedOf = this.slotComputed;
+    for (let i = 0; i < this.runCount; i++) {
+      if (stepTokensOf[i]! > 0 && computedOf[i]! < computedMin) computedMin = computedOf[i]!;
+    }
+    const prefix = shared * bs;
+    return prefix < computedMin ? prefix : Math.floor(computedMin / bs) * bs;
   }
 
   /**

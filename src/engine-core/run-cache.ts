@@ -435,6 +435,44 @@ export class RunCache {
     hold.dupBlocks = 0;
   }
 
+  /**
+   * How many leading blocks of the sequence's path, at most `capBlocks`, are cached blocks held by
+   * exactly `holders` sequences: with `holders` every sequence holding KV in this cache, the blocks
+   * all of them share (vLLM's `get_num_common_prefix_blocks`, which the engine core turns into
+   * cascade attention's prefix). A duplicate position (a block of its own) or an unheld one ends it.
+   * O(nodes and runs walked), at most one past the shared prefix.
+   */
+  sharedPrefixBlocks(hold: RunHold, holders: number, capBlocks: number): number {
+    let limit = hold.done < capBlocks ? hold.done : capBlocks;
+    const dups = hold.dups;
+    if (dups !== undefined && (dups[0] as number) < limit) limit = dups[0] as number;
+    const p = this.pools;
+    const forest = this.forest;
+    const nodes = hold.path.nodes;
+    let shared = 0;
+    for (let j = 0; shared < limit && j < nodes.length; j++) {
+      const node = nodes[j] as number;
+      const first = forest.firstBlockOf(node);
+      const k = Math.min(forest.sizeOfNode(node), limit - first);
+      // Positions below `done` that are not duplicates are held, so the record is the hold's.
+      const rec = hold.recs[j] as number;
+      if (rec === NONE) break;
+      let m = 0;
+      for (
+        let u = p.rec[rec * REC_STRIDE + R_FIRST] as number;
+        u !== NONE && m < k;
+        u = p.run[u * RUN_STRIDE + NEXT] as number
+      ) {
+        if (p.run[u * RUN_STRIDE + LO] !== m || p.run[u * RUN_STRIDE + REF] !== holders) break;
+        const hi = p.run[u * RUN_STRIDE + HI] as number;
+        m = hi < k ? hi : k;
+      }
+      shared = first + m;
+      if (m < k) break;
+    }
+    return shared;
+  }
+
   /** Checks the free counts against the LRU queue. O(queue); for tests. */
   checkInvariants(): void {
     const p = this.pools;

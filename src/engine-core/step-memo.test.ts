@@ -32,6 +32,7 @@ function decode(seqs: number, context: number): StepShape {
     prefillAttentionPairs: 0,
     decodeSeqs: seqs,
     decodeContextTokens: context,
+    commonPrefixTokens: 0,
   };
 }
 

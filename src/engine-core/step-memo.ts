@@ -53,10 +53,13 @@ export class DecodeStepMemo {
   stepTimeMs(shape: StepShape): number {
     const seqs = shape.decodeSeqs;
     const context = shape.decodeContextTokens;
+    // A step whose sequences share a prefix may run cascade attention: its time depends on the
+    // prefix too, which the pages are not keyed by, so it is asked every time.
     if (
       shape.prefillSeqs !== 0 ||
       shape.prefillTokens !== 0 ||
       shape.prefillAttentionPairs !== 0 ||
+      shape.commonPrefixTokens !== 0 ||
       seqs > DECODE_MEMO_SEQS_MAX ||
       !(context >= 0 && context < CONTEXT_TOKENS_MAX && (context | 0) === context)
     ) {
@@ -91,6 +94,7 @@ export class DecodeStepMemo {
    * The page of remembered times for decode steps of `seqs` sequences around `contextTokens` (entry
    * `contextTokens & (2^DECODE_MEMO_PAGE_BITS - 1)`, NaN where not yet asked), created when the
    * bound allows; undefined for a pass-through, a page the bound refuses, or a context out of range.
+   * Only for shapes without a common prefix (the caller checks): the pages are not keyed by it.
    * The fused-decode loop reads it directly: a call per sub-step cost a boxed number each.
    */
   pageFor(seqs: number, contextTokens: number): Float64Array | undefined {
@@ -110,12 +114,13 @@ export class DecodeStepMemo {
   /**
    * The time of a decode-only step of `shape.decodeSeqs` sequences (shape's prefill fields 0) at
    * `contextTokens` total context, without writing the shape unless the model must be asked: the
-   * fused-decode loop keeps the context in a local.
+   * fused-decode loop keeps the context in a local. A shape with a common prefix is never remembered.
    */
   decodeStepTimeMs(shape: StepShape, contextTokens: number): number {
     const seqs = shape.decodeSeqs;
     if (
       seqs <= DECODE_MEMO_SEQS_MAX &&
+      shape.commonPrefixTokens === 0 &&
       contextTokens < CONTEXT_TOKENS_MAX &&
       (contextTokens | 0) === contextTokens
     ) {

@@ -31,6 +31,12 @@ export interface EngineConfig {
    * a synchronous scheduler would take it). An idle engine takes it at once.
    */
   readonly asyncScheduling: boolean;
+  /**
+   * --disable-cascade-attn: never read a prefix every running request shares once per step
+   * (vLLM's cascade attention, on by default); the core then reports no common prefix to the perf
+   * model. Absent means false.
+   */
+  readonly disableCascadeAttn?: boolean;
 }
 
 /**
@@ -47,6 +53,7 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
   numGpuBlocksOverride: undefined,
   schedulingPolicy: 'fcfs',
   asyncScheduling: true,
+  disableCascadeAttn: false,
 };
 
 /** A request as the engine core sees it. */

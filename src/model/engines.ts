@@ -21,6 +21,12 @@ export interface EngineProfile {
    * (the tables describe vLLM 0.14's kernels, not this engine's).
    */
   readonly classicRoofline?: boolean;
+  /**
+   * The engine reads a KV prefix every sequence of a step shares once per step (vLLM V1's cascade
+   * attention, FlashAttention backend, since early 2025), when its rule says so (src/model/cascade.ts).
+   * Absent means false: older engines read it once per sequence.
+   */
+  readonly cascadeAttention?: boolean;
 }
 
 /** The default profile: the GPU catalogue's own factors (current vLLM). */
@@ -37,6 +43,7 @@ const PROFILE_LIST: readonly EngineProfile[] = [
   {
     id: 'vllm',
     description: 'current vLLM (V1 engine, CUDA graphs, FlashAttention): the GPU catalogue factors',
+    cascadeAttention: true,
     byGpu: {},
     fallback: {},
   },

@@ -8,7 +8,9 @@ import type { GpuCalibration, GpuSpec } from './types.ts';
  * bandwidth as quoted, and capacity as the driver reports it (nvidia-smi MiB), since that total is
  * what an engine's `gpu_memory_utilization` is a fraction of. `interconnectBytesPerS` is the
  * vendor's per-GPU figure (both directions together) for NVLink, or for PCIe 4.0 x16 on cards
- * without an NVLink switch. Adding a GPU is one entry here.
+ * without an NVLink switch. `smCount` is the vendor's streaming-multiprocessor count for the
+ * part as sold (whitepapers and datasheets: A100 108, H100 SXM5 132, H200 132, L40S 142, L4 58,
+ * A10G 80, A40 84). Adding a GPU is one entry here.
  *
  * Calibration factors are for a current vLLM (V1 engine, CUDA graphs, FlashAttention). Sources and
  * the fit are in docs/engine-model.md and docs/calibration.md:
@@ -74,6 +76,7 @@ const GPU_LIST: readonly GpuSpec[] = [
     hbmBandwidthBytesPerS: 1555 * GB,
     hbmBytes: 40960 * MiB,
     interconnectBytesPerS: 600 * GB,
+    smCount: 108,
     calibration: A100_CALIBRATION,
   },
   {
@@ -84,6 +87,7 @@ const GPU_LIST: readonly GpuSpec[] = [
     hbmBandwidthBytesPerS: 2039 * GB,
     hbmBytes: 81920 * MiB,
     interconnectBytesPerS: 600 * GB,
+    smCount: 108,
     calibration: A100_CALIBRATION,
   },
   {
@@ -97,6 +101,7 @@ const GPU_LIST: readonly GpuSpec[] = [
     // shows 81,559 MiB.
     hbmBytes: 81_080 * MiB,
     interconnectBytesPerS: 900 * GB,
+    smCount: 132,
     calibration: H100_CALIBRATION,
   },
   {
@@ -107,6 +112,7 @@ const GPU_LIST: readonly GpuSpec[] = [
     hbmBandwidthBytesPerS: 4800 * GB,
     hbmBytes: 143771 * MiB,
     interconnectBytesPerS: 900 * GB,
+    smCount: 132,
     calibration: H100_CALIBRATION,
   },
   {
@@ -116,6 +122,7 @@ const GPU_LIST: readonly GpuSpec[] = [
     hbmBandwidthBytesPerS: 864 * GB,
     hbmBytes: 46068 * MiB,
     interconnectBytesPerS: 64 * GB,
+    smCount: 142,
     calibration: A40_CALIBRATION,
   },
   {
@@ -125,6 +132,7 @@ const GPU_LIST: readonly GpuSpec[] = [
     hbmBandwidthBytesPerS: 300 * GB,
     hbmBytes: 23034 * MiB,
     interconnectBytesPerS: 64 * GB,
+    smCount: 58,
     calibration: A40_CALIBRATION,
   },
   {
@@ -136,6 +144,7 @@ const GPU_LIST: readonly GpuSpec[] = [
     hbmBandwidthBytesPerS: 600 * GB,
     hbmBytes: 23028 * MiB,
     interconnectBytesPerS: 64 * GB,
+    smCount: 80,
     calibration: A40_CALIBRATION,
   },
   {
@@ -146,6 +155,7 @@ const GPU_LIST: readonly GpuSpec[] = [
     hbmBandwidthBytesPerS: 696 * GB,
     hbmBytes: 46068 * MiB,
     interconnectBytesPerS: 64 * GB,
+    smCount: 84,
     calibration: A40_CALIBRATION,
   },
 ];

@@ -171,6 +171,8 @@ const MODEL_LIST: readonly ModelSpec[] = [
     gatedMlp: false,
     dtypeBytes: 2,
     tiedEmbeddings: true,
+    // ALiBi position biases (BigScience's model card), which vLLM's cascade attention refuses.
+    alibi: true,
   },
 ];
 

@@ -100,6 +100,7 @@ describe('perf model', () => {
       prefillAttentionPairs: 1000 * 24 + (1000 * 1001) / 2,
       decodeSeqs: 0,
       decodeContextTokens: 0,
+      commonPrefixTokens: 0,
     };
     assert.equal(llama8.stepTimeMs(shape), llama8.prefillTimeMs(1000, 24));
     const empty: StepShape = {
@@ -108,6 +109,7 @@ describe('perf model', () => {
       prefillAttentionPairs: 0,
       decodeSeqs: 0,
       decodeContextTokens: 0,
+      commonPrefixTokens: 0,
     };
     assert.equal(llama8.stepTimeMs(empty), 0);
     // A mixed step costs more than either half alone, less than both run separately.
@@ -149,6 +151,7 @@ describe('perf model', () => {
       prefillAttentionPairs: 0,
       decodeSeqs: seqs,
       decodeContextTokens: seqs * 700,
+      commonPrefixTokens: 0,
     });
     const gap = o.gpuStepMs(shape(16)) - o.gpuStepMs(shape(9));
     assert.ok(gap > 0 && gap < 0.3, `gap ${gap}`);
@@ -163,6 +166,7 @@ describe('perf model', () => {
         prefillAttentionPairs: 0,
         decodeSeqs: 100,
         decodeContextTokens: 80_000,
+        commonPrefixTokens: 0,
       },
       {
         prefillSeqs: 1,
@@ -170,10 +174,17 @@ describe('perf model', () => {
         prefillAttentionPairs: 1920 * 961,
         decodeSeqs: 128,
         decodeContextTokens: 100_000,
+        commonPrefixTokens: 0,
       },
     ]) {
       const b = o.stepBreakdownMs(shape);
-      const parts = b.gemmMs + b.elementwiseMs + b.allReduceMs + b.prefillAttentionMs + b.decodeAttentionMs;
+      const parts =
+        b.gemmMs +
+        b.elementwiseMs +
+        b.allReduceMs +
+        b.prefillAttentionMs +
+        b.decodeAttentionMs +
+        b.cascadeAttentionMs;
       assert.ok(Math.abs(parts - b.gpuMs) < 1e-9 && Math.abs(b.stepMs - o.stepTimeMs(shape)) < 1e-9);
       assert.ok(b.allReduceMs > 0 && b.decodeAttentionMs > 0 && b.overheadMs >= 0.3);
       assert.equal(b.graph, shape.prefillTokens === 0);

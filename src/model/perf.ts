@@ -1,5 +1,6 @@
 import { invalidArgument } from '../core/errors.ts';
 import type { GpuId, ModelId } from '../core/ids.ts';
+import { type CascadeAttentionShape, usesCascadeAttention } from './cascade.ts';
 import { calibrationFor, DEFAULT_ENGINE_PROFILE, type EngineProfile, engineProfile } from './engines.ts';
 import { gpuSpec } from './gpus.ts';
 import { kvBytesPerToken, kvHeadsPerGpu } from './kv.ts';
@@ -124,7 +125,10 @@ export class RooflinePerfModel implements PerfModel {
     prefillAttentionPairs: 0,
     decodeSeqs: 0,
     decodeContextTokens: 0,
+    commonPrefixTokens: 0,
   };
+  /** What the cascade rule needs (classic roofline); undefined when the engine has no cascade attention. */
+  private readonly cascade: CascadeAttentionShape | undefined;
 
   constructor(gpu: GpuSpec, model: ModelSpec, tp: number, options: PerfModelOptions = {}) {
     validateTp(model, tp);
@@ -191,10 +195,19 @@ export class RooflinePerfModel implements PerfModel {
     this.kvBytesPerTokenTotal = kvBytesPerToken(model);
     const profile = options.engine ?? engineProfile(DEFAULT_ENGINE_PROFILE);
     const coefficients = profile.classicRoofline === true ? undefined : operatorCoefficientsFor(gpu);
+    const cascade = profile.cascadeAttention === true;
+    this.cascade = cascade
+      ? {
+          headsPerGpu: model.heads / tp,
+          kvHeadsPerGpu: kvHeadsPerGpu(model, tp),
+          smCount: gpu.smCount,
+          alibi: model.alibi === true,
+        }
+      : undefined;
     this.operators =
       coefficients === undefined
         ? undefined
-        : new OperatorStepModel(gpu, model, tp, coefficients, cal, options.maxNumSeqs ?? 256);
+        : new OperatorStepModel(gpu, model, tp, coefficients, cal, options.maxNumSeqs ?? 256, cascade);
   }
 
   /** One GEMM on one shard: the slower of its flops and its bytes, plus the kernel floor. */
@@ -244,9 +257,35 @@ export class RooflinePerfModel implements PerfModel {
   /** Decode attention of one layer on one shard: reading `contextTokens` tokens of KV. */
   decodeAttentionTimeMs(contextTokens: number): number {
     if (this.operators !== undefined) return this.operators.decodeAttentionMs(1, contextTokens);
-    const memoryMs = (contextTokens * this.kvBytesPerTokenPerLayer) / this.memBytesPerMs;
-    const computeMs = (contextTokens * this.attentionFlopsPerPair) / this.attentionFlopsPerMs;
+    return this.classicDecodeAttentionMs(contextTokens, contextTokens);
+  }
+
+  /** Classic decode attention of one layer: `pairTokens` query-key pairs, `kvReadTokens` tokens of KV read. */
+  private classicDecodeAttentionMs(pairTokens: number, kvReadTokens: number): number {
+    const memoryMs = (kvReadTokens * this.kvBytesPerTokenPerLayer) / this.memBytesPerMs;
+    const computeMs = (pairTokens * this.attentionFlopsPerPair) / this.attentionFlopsPerMs;
     return Math.max(memoryMs, computeMs) + this.attentionLatencyMs;
+  }
+
+  /**
+   * The classic roofline's decode attention of one layer for the step, with vLLM's cascade attention
+   * where its rule applies: the same query-key pairs, but the common prefix's KV read once instead
+   * of once per decode sequence, and a second attention kernel's fixed time (the prefix kernel; the
+   * merge is not charged).
+   */
+  private classicStepDecodeAttentionMs(shape: StepShape, seqs: number): number {
+    const context = shape.decodeContextTokens;
+    const prefix = shape.commonPrefixTokens;
+    const cascade = this.cascade;
+    if (
+      prefix > 0 &&
+      cascade !== undefined &&
+      usesCascadeAttention(prefix, seqs, shape.prefillTokens === shape.prefillSeqs, cascade)
+    ) {
+      const kvRead = context - (shape.decodeSeqs - 1) * prefix;
+      return this.classicDecodeAttentionMs(context, kvRead) + this.attentionLatencyMs;
+    }
+    return this.decodeAttentionTimeMs(context);
   }
 
   /**
@@ -279,7 +318,7 @@ export class RooflinePerfModel implements PerfModel {
       this.layerGemmTimeMs(tokens) +
       (tokens * this.elementwiseBytesPerToken) / this.memBytesPerMs +
       (shape.prefillAttentionPairs > 0 ? this.prefillAttentionTimeMs(shape.prefillAttentionPairs) : 0) +
-      (shape.decodeContextTokens > 0 ? this.decodeAttentionTimeMs(shape.decodeContextTokens) : 0) +
+      (shape.decodeContextTokens > 0 ? this.classicStepDecodeAttentionMs(shape, seqs) : 0) +
       2 * this.allReduceTimeMs(tokens * this.hiddenBytesPerToken) +
       this.layerOverheadMs;
     // The LM head runs on the one sampled position per sequence.
@@ -297,6 +336,7 @@ export class RooflinePerfModel implements PerfModel {
     s.prefillAttentionPairs = tokens * cachedTokens + (tokens * (tokens + 1)) / 2;
     s.decodeSeqs = 0;
     s.decodeContextTokens = 0;
+    s.commonPrefixTokens = 0;
     return this.stepTimeMs(s);
   }
 
@@ -307,6 +347,7 @@ export class RooflinePerfModel implements PerfModel {
     s.prefillAttentionPairs = 0;
     s.decodeSeqs = batch;
     s.decodeContextTokens = batch * meanContextTokens;
+    s.commonPrefixTokens = 0;
     return this.stepTimeMs(s);
   }
 

@@ -10,6 +10,11 @@ export interface GpuSpec {
   readonly hbmBytes: number;
   /** Per-GPU bandwidth to peers in the same node (NVLink, or PCIe where there is none). */
   readonly interconnectBytesPerS: number;
+  /**
+   * Streaming multiprocessors: vLLM's cascade-attention heuristic counts kernel waves over them
+   * (`usesCascadeAttention`, src/model/cascade.ts).
+   */
+  readonly smCount: number;
   /** Calibrated efficiency factors (see docs/engine-model.md). */
   readonly calibration: GpuCalibration;
   /**
@@ -89,6 +94,8 @@ export interface ModelSpec {
   readonly contextTokensMax: number;
   /** The LM head shares the input embedding's weights (OPT, BLOOM). Absent means untied. */
   readonly tiedEmbeddings?: boolean;
+  /** Positions enter attention as ALiBi biases (BLOOM); cascade attention cannot run them. Absent means false. */
+  readonly alibi?: boolean;
 }
 
 /**
@@ -109,6 +116,15 @@ export interface StepShape {
   decodeSeqs: number;
   /** Sum of the decode sequences' context lengths (tokens of KV each must read). */
   decodeContextTokens: number;
+  /**
+   * Leading tokens of KV that every sequence in the step shares, as vLLM's model runner hands them to
+   * cascade attention before deciding (src/model/cascade.ts): the blocks every request holding KV
+   * shares, times the block size, capped by the fewest tokens any of the step's sequences had
+   * computed before it, in whole blocks. 0 when nothing is shared (or the host does not know).
+   * Every scheduled sequence has at least this many tokens in context, so the prefix is part of
+   * each one's `decodeContextTokens` and of each chunk's attention pairs.
+   */
+  commonPrefixTokens: number;
 }
 
 /** A storage tier a checkpoint is loaded from. */

@@ -181,6 +181,38 @@ export function contextAttentionMs(
 }
 
 /**
+ * Cascade attention's prefix kernel on one GPU (src/model/cascade.ts): FlashAttention varlen with
+ * all `queryTokens` of the step as one sequence against the `prefixTokens` shared keys, no causal
+ * mask. No table measures it, so it is the context-attention roofline with that kernel's own work:
+ * every query-prefix pair's flops, and the bytes of the queries, their partial outputs and the
+ * prefix's K and V read once; the efficiency curve's work is heads x query tokens, as for a prefill
+ * (the kernel launches one CTA per head and 128 query tokens, whatever the prefix length).
+ */
+export function prefixAttentionMs(
+  c: ContextAttentionCoefficients,
+  r: Roofline,
+  queryTokens: number,
+  prefixTokens: number,
+  heads: number,
+  kvHeads: number,
+): number {
+  const flops = 4 * heads * ATTENTION_HEAD_DIM * queryTokens * prefixTokens;
+  const bytes = (2 * heads * queryTokens + 2 * kvHeads * prefixTokens) * ATTENTION_HEAD_DIM * ACT_BYTES;
+  const work = heads * queryTokens;
+  const efficiency = (c.computeEfficiency * work) / (work + c.workHalfM * 1e6);
+  return (
+    pNorm(flops / (r.flopsPerMs * efficiency), bytes / (r.bytesPerMs * c.memoryEfficiency), c.sharpness) +
+    c.latencyUs / 1000
+  );
+}
+
+/**
+ * Bytes cascade attention's merge kernel moves per query token and query head: it reads the prefix
+ * and suffix outputs (bf16) and their log-sum-exps (fp32), and writes the merged output.
+ */
+export const CASCADE_MERGE_BYTES_PER_TOKEN_HEAD = 3 * ATTENTION_HEAD_DIM * ACT_BYTES + 2 * 4;
+
+/**
  * The part of decode attention proportional to KV read, per KV token, for `seqs` sequences: both
  * the flops and the bytes scale with the tokens, so their p-norm does too.
  */

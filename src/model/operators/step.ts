@@ -1,3 +1,4 @@
+import { type CascadeAttentionShape, usesCascadeAttention } from '../cascade.ts';
 import { kvHeadsPerGpu } from '../kv.ts';
 import type { GpuCalibration, GpuSpec, ModelSpec, StepShape } from '../types.ts';
 import { OPERATOR_COEFFICIENTS } from './coefficients.ts';
@@ -5,6 +6,7 @@ import {
   type AllReduceRegimes,
   allReduceMs,
   allReduceRegimesFor,
+  CASCADE_MERGE_BYTES_PER_TOKEN_HEAD,
   contextAttentionMs,
   gemmMs,
   generationAttentionFixedMs,
@@ -15,6 +17,7 @@ import {
   moeCoefficientsFor,
   moeMs,
   type OperatorCoefficients,
+  prefixAttentionMs,
   type Roofline,
 } from './operators.ts';
 
@@ -51,8 +54,12 @@ export interface StepBreakdown {
   readonly gemmMs: number;
   readonly elementwiseMs: number;
   readonly allReduceMs: number;
+  /** Prefill chunks' attention (their own part only, when the step runs cascade attention). */
   readonly prefillAttentionMs: number;
+  /** Decode attention (each sequence's suffix only, when the step runs cascade attention). */
   readonly decodeAttentionMs: number;
+  /** Cascade attention's prefix kernel and merge, all layers; 0 when the step does not use it. */
+  readonly cascadeAttentionMs: number;
   /** The sum of the GPU terms above. */
   readonly gpuMs: number;
   /** CPU work of the step's sequences (hidden behind the GPU under async scheduling). */
@@ -77,6 +84,11 @@ export interface StepBreakdown {
  *
  * Everything that depends only on T' or S is memoised in typed arrays on first use, so a step
  * in the twin costs a few lookups and one multiply-add for decode attention.
+ *
+ * Attention is split when vLLM would run the step as cascade attention (src/model/cascade.ts): the
+ * prefix every sequence shares (StepShape.commonPrefixTokens, P) is read once per layer by one
+ * kernel over all T query tokens, then each decode reads only its context beyond P, each prefill
+ * chunk attends to its tokens beyond P, and a merge kernel joins the two partial results.
  */
 export class OperatorStepModel {
   private readonly c: OperatorCoefficients;
@@ -105,6 +117,10 @@ export class OperatorStepModel {
   readonly cudaGraphMaxTokens: number;
   private readonly stepOverheadMs: number;
   private readonly seqOverheadMs: number;
+  /** What the cascade rule needs; undefined when the engine has no cascade attention. */
+  private readonly cascade: CascadeAttentionShape | undefined;
+  /** The merge kernel's bytes per query token (all heads on this GPU). */
+  private readonly mergeBytesPerToken: number;
   // Memos (NaN: not yet computed).
   private readonly denseGraphMs: Float64Array;
   private readonly denseEagerMs: Float64Array;
@@ -118,6 +134,7 @@ export class OperatorStepModel {
     coefficients: OperatorCoefficients,
     calibration: GpuCalibration,
     maxNumSeqs: number,
+    cascadeAttention = true,
   ) {
     this.c = coefficients;
     this.moe = moeCoefficientsFor(
@@ -170,6 +187,15 @@ export class OperatorStepModel {
     }
     this.stepOverheadMs = calibration.stepOverheadMs;
     this.seqOverheadMs = (calibration.seqOverheadUs ?? 0) / 1000;
+    this.cascade = cascadeAttention
+      ? {
+          headsPerGpu: this.headsPerGpu,
+          kvHeadsPerGpu: this.kvHeadsPerGpu,
+          smCount: gpu.smCount,
+          alibi: model.alibi === true,
+        }
+      : undefined;
+    this.mergeBytesPerToken = this.headsPerGpu * CASCADE_MERGE_BYTES_PER_TOKEN_HEAD;
     this.denseGraphMs = new Float64Array(this.cudaGraphMaxTokens + 1).fill(Number.NaN);
     this.denseEagerMs = new Float64Array(MEMO_MAX + 1).fill(Number.NaN);
     this.lmHeadMsBySeqs = new Float64Array(MEMO_MAX + 1).fill(Number.NaN);
@@ -294,12 +320,44 @@ export class OperatorStepModel {
     const graph = tokens <= this.cudaGraphMaxTokens;
     const computed = graph ? this.paddedTokens[Math.ceil(tokens)]! : tokens;
     let attention = 0;
-    if (shape.prefillTokens > 0) {
-      attention += this.prefillAttentionMs(shape.prefillTokens, shape.prefillAttentionPairs);
+    let prefillPairs = shape.prefillAttentionPairs;
+    let decodeContext = shape.decodeContextTokens;
+    const prefix = shape.commonPrefixTokens;
+    // The common case (no shared prefix) is one comparison.
+    if (prefix > 0 && this.usesCascade(shape, seqs)) {
+      prefillPairs -= shape.prefillTokens * prefix;
+      decodeContext -= shape.decodeSeqs * prefix;
+      attention += this.cascadePrefixMs(tokens, prefix);
     }
-    if (shape.decodeSeqs > 0)
-      attention += this.decodeAttentionMs(shape.decodeSeqs, shape.decodeContextTokens);
+    if (shape.prefillTokens > 0) attention += this.prefillAttentionMs(shape.prefillTokens, prefillPairs);
+    if (shape.decodeSeqs > 0) attention += this.decodeAttentionMs(shape.decodeSeqs, decodeContext);
     return this.denseMs(computed, graph) + this.layers * attention + this.lmHeadMs(seqs);
+  }
+
+  /** Whether vLLM runs this step (of `seqs` sequences) as cascade attention over its common prefix. */
+  usesCascade(shape: StepShape, seqs: number): boolean {
+    const cascade = this.cascade;
+    // A chunk of one token has query length 1 too: every query length is 1 iff tokens == sequences.
+    const queryLensAllOne = shape.prefillTokens === shape.prefillSeqs;
+    return (
+      cascade !== undefined && usesCascadeAttention(shape.commonPrefixTokens, seqs, queryLensAllOne, cascade)
+    );
+  }
+
+  /** Cascade attention's prefix kernel plus its merge, one layer: `tokens` queries, `prefix` shared keys. */
+  cascadePrefixMs(tokens: number, prefix: number): number {
+    const kernelMs = prefixAttentionMs(
+      this.c.contextAttention,
+      this.roofline,
+      tokens,
+      prefix,
+      this.headsPerGpu,
+      this.kvHeadsPerGpu,
+    );
+    // The merge is elementwise over the queries: its bytes at the elementwise rate, plus a small
+    // kernel's fixed time (the GEMM fit's floor).
+    const mergeMs = (tokens * this.mergeBytesPerToken) / this.memBytesPerMs + this.c.gemm.latencyUs / 1000;
+    return kernelMs + mergeMs;
   }
 
   /**
@@ -315,14 +373,22 @@ export class OperatorStepModel {
     const gemmMsTotal = L * this.layerGemmMs(computed) + this.lmHeadMs(seqs);
     const elementwiseMs = (L * computed * this.elementwiseBytesPerToken) / this.memBytesPerMs;
     const allReduceMsTotal = L * 2 * this.allReduceOfTokensMs(computed, graph);
+    const prefix = shape.commonPrefixTokens;
+    const cascade = prefix > 0 && this.usesCascade(shape, seqs);
+    const prefillPairs = shape.prefillAttentionPairs - (cascade ? shape.prefillTokens * prefix : 0);
+    const decodeContext = shape.decodeContextTokens - (cascade ? shape.decodeSeqs * prefix : 0);
+    const cascadeAttentionMs = cascade ? L * this.cascadePrefixMs(tokens, prefix) : 0;
     const prefillAttentionMsTotal =
-      shape.prefillTokens > 0
-        ? L * this.prefillAttentionMs(shape.prefillTokens, shape.prefillAttentionPairs)
-        : 0;
+      shape.prefillTokens > 0 ? L * this.prefillAttentionMs(shape.prefillTokens, prefillPairs) : 0;
     const decodeAttentionMsTotal =
-      shape.decodeSeqs > 0 ? L * this.decodeAttentionMs(shape.decodeSeqs, shape.decodeContextTokens) : 0;
+      shape.decodeSeqs > 0 ? L * this.decodeAttentionMs(shape.decodeSeqs, decodeContext) : 0;
     const gpuMs =
-      gemmMsTotal + elementwiseMs + allReduceMsTotal + prefillAttentionMsTotal + decodeAttentionMsTotal;
+      gemmMsTotal +
+      elementwiseMs +
+      allReduceMsTotal +
+      prefillAttentionMsTotal +
+      decodeAttentionMsTotal +
+      cascadeAttentionMs;
     const cpuMs = seqs * this.seqOverheadMs;
     return {
       paddedTokens: computed,
@@ -332,6 +398,7 @@ export class OperatorStepModel {
       allReduceMs: allReduceMsTotal,
       prefillAttentionMs: prefillAttentionMsTotal,
       decodeAttentionMs: decodeAttentionMsTotal,
+      cascadeAttentionMs,
       gpuMs,
       cpuMs,
       overheadMs: this.stepOverheadMs + Math.max(0, cpuMs - gpuMs),

@@ -83,6 +83,7 @@ test('switchyard: with no running decodes the local cost is the local prefill al
           prefillAttentionPairs: (2000 * 2001) / 2,
           decodeSeqs: 0,
           decodeContextTokens: 0,
+          commonPrefixTokens: 0,
         }),
     ) < 1e-9,
   );

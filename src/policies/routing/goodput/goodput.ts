@@ -529,6 +529,7 @@ function computeConstants(perf: PerfModel, chunk: number): PerfConstants {
     prefillAttentionPairs: 0,
     decodeSeqs: 0,
     decodeContextTokens: 0,
+    commonPrefixTokens: 0,
   };
   const gemmOnly = perf.stepTimeMs(shape);
   const pairs = (chunk * (chunk + 1)) / 2;
