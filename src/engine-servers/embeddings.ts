@@ -3,8 +3,11 @@
  * never holds the whole answer.
  *
  * Bounds (each refusal is 400 SY_ERR_INVALID_ARGUMENT with `param` naming the field):
- * - at most EMBEDDING_INPUTS_MAX inputs and EMBEDDING_TOKENS_MAX tokens summed over them: OpenAI's
- *   documented limits for its embeddings endpoint (2048 inputs, 300,000 tokens per request);
+ * - at most EMBEDDING_INPUTS_MAX inputs, EMBEDDING_INPUT_TOKENS_MAX tokens in any one of them and
+ *   EMBEDDING_TOKENS_MAX tokens summed over them: OpenAI's documented limits for its embeddings
+ *   endpoint (2048 inputs, 8,192 tokens an input, 300,000 tokens a request). An input over its
+ *   bound is refused naming its index, as OpenAI refuses one past the model's context, rather than
+ *   embedded;
  * - `dimensions` at most EMBEDDING_DIMENSIONS_MAX, the widest OpenAI embedding model
  *   (text-embedding-3-large, 3072);
  * - inputs x dimensions at most EMBEDDING_OUTPUT_FLOATS_MAX: the answer's size. Without it one 23 KB
@@ -26,6 +29,12 @@ export const EMBEDDING_DIMENSIONS_DEFAULT = 384;
 export const EMBEDDING_DIMENSIONS_MAX = 3072;
 /** Inputs one embeddings request may carry (OpenAI's documented limit). */
 export const EMBEDDING_INPUTS_MAX = 2048;
+/**
+ * Tokens one input may carry: the context of OpenAI's embedding models (its API reference: "the
+ * input must not exceed the max input tokens for the model (8192 tokens for all embedding models)").
+ * Text is counted by the same estimate as everywhere else (core/text-prefix.ts), token ids by count.
+ */
+export const EMBEDDING_INPUT_TOKENS_MAX = 8192;
 /** Tokens one embeddings request may carry, summed over its inputs (OpenAI's documented limit). */
 export const EMBEDDING_TOKENS_MAX = 300_000;
 /**
@@ -70,31 +79,42 @@ function invalid(param: string, message: string): SwitchyardError {
   });
 }
 
-/** The inputs as texts, and their token count (given for ids, estimated for text). */
+/** The inputs as texts, and each one's token count (given for ids, estimated for text, at least 1). */
 function inputTexts(raw: z.infer<typeof embeddingBodySchema>['input']): {
   texts: string[];
   tokenIds: boolean;
-  promptTokens: number;
+  tokens: number[];
 } {
-  if (typeof raw === 'string')
-    return { texts: [raw], tokenIds: false, promptTokens: Math.max(1, estimateTokens(raw)) };
+  if (typeof raw === 'string') return { texts: [raw], tokenIds: false, tokens: [textTokens(raw)] };
   if (typeof raw[0] === 'string') {
     const texts = raw as string[];
-    let promptTokens = 0;
-    for (const t of texts) promptTokens += Math.max(1, estimateTokens(t));
-    return { texts, tokenIds: false, promptTokens };
+    return { texts, tokenIds: false, tokens: texts.map(textTokens) };
   }
   if (typeof raw[0] === 'number') {
     const ids = raw as number[];
-    return { texts: [ids.join(' ')], tokenIds: true, promptTokens: ids.length };
+    return { texts: [ids.join(' ')], tokenIds: true, tokens: [ids.length] };
   }
-  const texts: string[] = [];
-  let promptTokens = 0;
-  for (const ids of raw as number[][]) {
-    texts.push(ids.join(' '));
-    promptTokens += ids.length;
+  const lists = raw as number[][];
+  return { texts: lists.map((ids) => ids.join(' ')), tokenIds: true, tokens: lists.map((ids) => ids.length) };
+}
+
+function textTokens(text: string): number {
+  return Math.max(1, estimateTokens(text));
+}
+
+/** Refuses the first input over EMBEDDING_INPUT_TOKENS_MAX, naming its index; returns the tokens summed. */
+function checkedTokens(tokens: readonly number[]): number {
+  let sum = 0;
+  for (let index = 0; index < tokens.length; index++) {
+    const n = tokens[index] as number;
+    if (n > EMBEDDING_INPUT_TOKENS_MAX)
+      throw invalid(
+        'input',
+        `input ${index} has ${n} tokens; the limit is ${EMBEDDING_INPUT_TOKENS_MAX} per input (split it, or shorten it)`,
+      );
+    sum += n;
   }
-  return { texts, tokenIds: true, promptTokens };
+  return sum;
 }
 
 /**
@@ -108,7 +128,8 @@ export function parseEmbeddingBody(body: unknown): EmbeddingRequest {
     const param = first === undefined ? 'body' : first.path.map(String).join('.') || 'body';
     throw invalid(param, String(first?.message));
   }
-  const { texts, tokenIds, promptTokens } = inputTexts(r.data.input);
+  const { texts, tokenIds, tokens } = inputTexts(r.data.input);
+  const promptTokens = checkedTokens(tokens);
   if (promptTokens > EMBEDDING_TOKENS_MAX) {
     throw invalid(
       'input',

@@ -200,6 +200,13 @@ export function requestPriority(
 
 /** Tokens one KV block holds (vLLM's default block size): the least a sequence occupies. */
 const BLOCK_TOKENS = 16;
+/**
+ * Tokens one embeddings input may carry (OpenAI's 8,192, the built-in engines' bound:
+ * EMBEDDING_INPUT_TOKENS_MAX in engine-servers/embeddings.ts). An input past it is refused by the
+ * engine, not run, so admission charges no input more than this: a 1 MiB string costs one input's
+ * worth, not 262,144 tokens of a tenant's budget, and its client hears the engine's 400.
+ */
+export const EMBEDDING_INPUT_TOKENS_COST_MAX = 8192;
 
 /**
  * What an embeddings request costs admission: its inputs and their tokens. `input` may be a string,
@@ -207,10 +214,12 @@ const BLOCK_TOKENS = 16;
  * estimated (text by characters, token ids by count) and rounded up to whole KV blocks, since an
  * engine runs every input as its own sequence and a sequence holds whole blocks: 2,048 one-word
  * inputs cost 32,768 tokens, not 2,048. Shapes the engine will refuse still get a cost (at least one
- * block): admission runs before the engine's own validation.
+ * block, at most EMBEDDING_INPUT_TOKENS_COST_MAX an input): admission runs before the engine's own
+ * validation.
  */
 export function embeddingsCost(input: unknown): { inputs: number; tokens: number } {
-  const blocks = (tokens: number): number => Math.max(1, Math.ceil(tokens / BLOCK_TOKENS)) * BLOCK_TOKENS;
+  const blocks = (tokens: number): number =>
+    Math.max(1, Math.ceil(Math.min(tokens, EMBEDDING_INPUT_TOKENS_COST_MAX) / BLOCK_TOKENS)) * BLOCK_TOKENS;
   if (typeof input === 'string') return { inputs: 1, tokens: blocks(estimateTokens(input)) };
   if (!Array.isArray(input) || input.length === 0) return { inputs: 1, tokens: blocks(0) };
   if (input.every((x) => typeof x === 'number')) return { inputs: 1, tokens: blocks(input.length) };
