@@ -35,6 +35,8 @@ export const engineOptionsSchema = z
     numGpuBlocksOverride: z.number().int().min(1),
     schedulingPolicy: z.enum(['fcfs', 'priority']),
     asyncScheduling: z.boolean(),
+    /** vLLM's --disable-cascade-attn (default false: cascade attention on, src/model/cascade.ts). */
+    disableCascadeAttn: z.boolean(),
   })
   .partial()
   .strict();
