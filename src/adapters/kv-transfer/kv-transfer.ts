@@ -639,6 +639,23 @@ interface TransferHandlers {
 /** Counters of this process's kept-alive KV connections (for tests and `/pd/stats`). */
 export const kvConnectionStats = { opened: 0, reused: 0, reopened: 0 };
 
+/** This process's KV client connections, as a decode engine's `/pd/stats` shows them. */
+export interface KvConnectionCounters {
+  /** Fresh connections opened (a first fetch from a peer, or none kept idle for it). */
+  readonly opened: number;
+  /** Fetches that went out on a kept-alive connection. */
+  readonly reused: number;
+  /** Kept connections found closed at their next fetch and replaced by a fresh one. */
+  readonly reopened: number;
+  /** Idle connections kept now (at most CLIENT_CONNECTIONS_KEPT_MAX). */
+  readonly idle: number;
+}
+
+/** A snapshot of the counters and the idle connections kept now. */
+export function kvConnectionCounters(): KvConnectionCounters {
+  return { ...kvConnectionStats, idle: idleCount };
+}
+
 /**
  * A connection to a KV server with its receive buffers (node's `onread`: reads land in them, not
  * in fresh buffers). Between transfers it waits, unreferenced, in the process's pool.

@@ -375,7 +375,7 @@ export class LlamaSglangFront extends PdFrontBase {
 
   protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (req.method === 'GET' && path === '/pd/stats') return sendJson(res, 200, this.pd.stats);
+    if (req.method === 'GET' && path === '/pd/stats') return sendJson(res, 200, this.pd.statsJson());
     if (req.method === 'GET' && BOOTSTRAP_PATH.test(path)) return this.sg.bootstrap(req, res);
     if (req.method !== 'POST' || (path !== '/v1/chat/completions' && path !== '/v1/completions')) {
       this.proxy(res, clientTarget(req, req));

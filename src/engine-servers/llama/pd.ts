@@ -25,8 +25,10 @@ import { performance } from 'node:perf_hooks';
 import {
   fetchKvState,
   IN_FLIGHT_BYTES_MAX_DEFAULT,
+  type KvConnectionCounters,
   KvFetchAbortedError,
   KvStateServer,
+  kvConnectionCounters,
   RELEASE_TIMEOUT_MS_DEFAULT,
 } from '../../adapters/kv-transfer/kv-transfer.ts';
 import { SwitchyardError } from '../../core/errors.ts';
@@ -78,6 +80,11 @@ export interface LlamaPdStats {
   server?: KvStateServer['stats'];
   /** With --pd-protocol sglang: the rooms (pd-sglang.ts). */
   sglang?: SglangPdStats;
+  /**
+   * Decode: the process's KV client connections (kept-alive reuse, fresh opens, replaced ones, idle
+   * now), filled in by `statsJson`.
+   */
+  connections?: KvConnectionCounters;
 }
 
 /**
@@ -198,6 +205,13 @@ export class LlamaPd implements KvStateHooks {
     if (path !== undefined) this.doneWith(path);
   }
 
+  /** `GET /pd/stats`: the counters, and on a decode its KV client connections as of now. */
+  statsJson(): LlamaPdStats {
+    return this.options.role === 'decode'
+      ? { ...this.stats, connections: kvConnectionCounters() }
+      : this.stats;
+  }
+
   noteRequest(maxTokens: unknown): void {
     this.stats.requests++;
     const key = String(maxTokens ?? 'unset');
@@ -302,7 +316,7 @@ export class LlamaPdFront extends PdFrontBase {
 
   protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (req.method === 'GET' && path === '/pd/stats') return sendJson(res, 200, this.pd.stats);
+    if (req.method === 'GET' && path === '/pd/stats') return sendJson(res, 200, this.pd.statsJson());
     if (req.method !== 'POST' || (path !== '/v1/chat/completions' && path !== '/v1/completions')) {
       this.proxy(res, clientTarget(req, req));
       return;
