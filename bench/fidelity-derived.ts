@@ -19,6 +19,8 @@
  *
  *   npm run fidelity:derived                          # the twin now against the derived figures
  *   npm run fidelity:derived -- --prefix-tokens 512   # sensitivity: every prompt shares 512 tokens
+ *   npm run fidelity:derived -- --prefix-tokens 512 --disable-cascade-attn
+ *                                                     # the same without cascade attention (vLLM's flag)
  *   npm run fidelity:derived -- --root /tmp/old       # the same loop on another tree (how OLD_TWIN
  *                                                     # was made, from `git archive 306a5e4`)
  *   npm run fidelity:derived -- --json out.json
@@ -46,6 +48,7 @@ const { values: flags } = parseArgs({
     json: { type: 'string' },
     only: { type: 'string' },
     'prefix-tokens': { type: 'string', default: '0' },
+    'disable-cascade-attn': { type: 'boolean', default: false },
   },
 });
 
@@ -201,6 +204,7 @@ function runStage(model: string, tp: number, rate: number): StageFigures {
     ...DEFAULT_ENGINE_CONFIG,
     maxNumSeqs: MAX_NUM_SEQS,
     maxNumBatchedTokens: MAX_NUM_BATCHED_TOKENS,
+    disableCascadeAttn: flags['disable-cascade-attn'],
   };
   const perf = perfFor(model, tp);
   const blocks = kvBlocksThatFit(perf.gpu, perf.model, tp, engine.gpuMemoryUtilization, engine.blockSize, {
@@ -327,6 +331,7 @@ let twinOnly = 0;
 const comparing = flags.root === undefined;
 console.log(
   `tree ${root}; ${seconds} s stages; shared prefix ${prefixTokens} tokens` +
+    (flags['disable-cascade-attn'] ? '; cascade attention disabled' : '') +
     (comparing
       ? "\nDERIVED from issue 12's error table against the twin at 306a5e4: an estimate, not a measurement"
       : ''),
