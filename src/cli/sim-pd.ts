@@ -1,7 +1,7 @@
 /**
  * The disaggregation flags of `switchyard sim` (`--prefill-instances`, `--decode-instances`,
- * `--link`, `--pd-policy`, `--pd-conditional`) and the P/D block they build (src/twin/pd-host.ts). `--link` also sets
- * the link `--plan-pd` plans with.
+ * `--link`, `--pd-policy`, `--pd-params`, `--pd-conditional`) and the P/D block they build
+ * (src/twin/pd-host.ts). `--link` also sets the link `--plan-pd` plans with.
  */
 import { Option } from 'commander';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
@@ -12,7 +12,13 @@ import {
   type PdConditionalRule,
   PREFILL_QUEUE_PER_INSTANCE_MAX,
 } from '../policies/disagg/conditional.ts';
-import { isPdPairPolicy, PD_PAIR_POLICIES, pdPairPolicyDescription } from '../policies/disagg/pair.ts';
+import {
+  checkPairPolicy,
+  isPdPairPolicy,
+  PD_PAIR_POLICIES,
+  pdPairParamNames,
+  pdPairPolicyDescription,
+} from '../policies/disagg/pair.ts';
 import { PD_LINK_DEFAULT, PD_POLICY_DEFAULT, type PdOutcome } from '../twin/pd-host.ts';
 import type { PdRunSettings } from '../twin/run.ts';
 import { positiveInt } from './parse.ts';
@@ -23,6 +29,8 @@ export interface PdFlags {
   decodeInstances?: number | undefined;
   link?: string | undefined;
   pdPolicy?: string | undefined;
+  /** `--pd-params`: a JSON object, parsed and checked here. */
+  pdParams?: string | undefined;
   pdConditional?: PdConditionalRule | undefined;
 }
 
@@ -43,6 +51,7 @@ export function pdOptions(): Option[] {
       `the KV link between prefill and decode instances (default ${PD_LINK_DEFAULT}), for a disaggregated run and --plan-pd`,
     ).choices([...KV_LINK_NAMES]),
     new Option('--pd-policy <name>', pdPolicyHelp()),
+    new Option('--pd-params <json>', pdParamsHelp()),
     new Option('--pd-conditional <rule>', PD_CONDITIONAL_HELP).choices([...PD_CONDITIONAL_RULES]),
   ];
 }
@@ -72,6 +81,21 @@ function pdPolicyHelp(): string {
   );
 }
 
+/** `--pd-params`'s help: what it takes, each pair's parameter names, and an example. */
+function pdParamsHelp(): string {
+  const names = PD_PAIR_POLICIES.map((name) => {
+    const params = pdPairParamNames(name);
+    return `\n  ${name}: ${params.length > 0 ? params.join(', ') : '(none)'}`;
+  }).join('');
+  return (
+    "with a pair --pd-policy: that pair's parameters as a JSON object, checked as the gateway checks its " +
+    'pd.params (an unknown key, a wrong type or value is refused, naming the key); unset ones keep their ' +
+    'defaults (docs/disaggregation.md, "Pair selection policies")' +
+    names +
+    `\ne.g. --pd-policy mooncake --pd-params '{"decodeAt":"arrival","tpotSloMs":50}'`
+  );
+}
+
 /**
  * The P/D block from the flags, or undefined without `--prefill-instances`/`--decode-instances`
  * (then `--pd-policy` is refused; `--link` may still serve `--plan-pd`). `fromCli` says which flags
@@ -95,6 +119,12 @@ export function pdFromFlags(
         flags.pdConditional,
         'only with --prefill-instances and --decode-instances',
       );
+    if (flags.pdParams !== undefined)
+      throw invalidArgument(
+        'pd-params',
+        flags.pdParams,
+        'only with --prefill-instances and --decode-instances',
+      );
     return undefined;
   }
   if (prefillInstances === undefined)
@@ -102,6 +132,10 @@ export function pdFromFlags(
   if (decodeInstances === undefined)
     throw invalidArgument('decode-instances', 'missing', '--decode-instances D with --prefill-instances');
   const pdPolicy = flags.pdPolicy ?? PD_POLICY_DEFAULT;
+  const pdParams =
+    flags.pdParams !== undefined
+      ? pairParamsOf(flags.pdParams, pdPolicy, flags.pdPolicy === undefined)
+      : undefined;
   if (isPdPairPolicy(pdPolicy)) {
     // The pair's prefill side replaces the run's policy: a policy asked for would be ignored.
     for (const flag of ['policy', 'compare'])
@@ -117,8 +151,47 @@ export function pdFromFlags(
     decodeInstances,
     link: flags.link ?? PD_LINK_DEFAULT,
     pdPolicy,
+    ...(pdParams !== undefined ? { pdParams } : {}),
     ...(flags.pdConditional !== undefined ? { conditional: flags.pdConditional } : {}),
   };
+}
+
+/** The example `--pd-params` errors point to. */
+const PD_PARAMS_EXAMPLE = `a JSON object of the pair's parameters, e.g. '{"decodeAt":"arrival"}'`;
+
+/**
+ * `--pd-params` for `pdPolicy` (`defaulted`: no `--pd-policy` given): a JSON object checked by the
+ * pair's own schema (pair.ts `checkPairPolicy`, the gateway's check of `pd.params`), so a bad value
+ * fails before any run.
+ */
+function pairParamsOf(text: string, pdPolicy: string, defaulted: boolean): Record<string, unknown> {
+  if (!isPdPairPolicy(pdPolicy))
+    throw invalidArgument(
+      'pd-params',
+      text,
+      `only with --pd-policy naming a pair policy (${PD_PAIR_POLICIES.join(', ')}); ` +
+        `the run's --pd-policy is the routing policy '${pdPolicy}'${defaulted ? ' (the default)' : ''}`,
+    );
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw invalidArgument('pd-params', text, PD_PARAMS_EXAMPLE);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw invalidArgument('pd-params', text, PD_PARAMS_EXAMPLE);
+  const params = value as Record<string, unknown>;
+  try {
+    checkPairPolicy(pdPolicy, params);
+  } catch (error) {
+    if (!(error instanceof SwitchyardError)) throw error;
+    // The schema's message names each bad key; the flag is the argument that was wrong.
+    throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `invalid --pd-params: ${error.message}`, {
+      ...(error.details ?? {}),
+      param: 'pd-params',
+    });
+  }
+  return params;
 }
 
 /** One line under a disaggregated run's table: the split, the link and the transfers; '' otherwise. */

@@ -7,7 +7,12 @@ import type { Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
 import { type EarlyRejectParamsInput, withEarlyReject } from '../policies/admission/early-reject.ts';
 import type { PdConditionalRule } from '../policies/disagg/conditional.ts';
-import { createPairPolicy, isPdPairPolicy, type PairPolicy } from '../policies/disagg/pair.ts';
+import {
+  createPairPolicy,
+  isPdPairPolicy,
+  type PairPolicy,
+  PD_PAIR_POLICIES,
+} from '../policies/disagg/pair.ts';
 import { createConfiguredPolicy, defaultPolicyContext } from '../policies/routing/registry.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { createWorkload } from '../workload/create.ts';
@@ -114,6 +119,11 @@ export interface PdRunSettings {
    * picking the decode side only.
    */
   readonly pdPolicy: string;
+  /**
+   * The pair policy's parameters (`--pd-params`), checked by the same schema as the gateway's
+   * `pd.params` (pair.ts `createPairPolicy`); undefined: its defaults. Only with a pair `pdPolicy`.
+   */
+  readonly pdParams?: Readonly<Record<string, unknown>> | undefined;
   /** Conditional disaggregation's rule (`--pd-conditional`); undefined: every request disaggregates. */
   readonly conditional?: PdConditionalRule | undefined;
 }
@@ -124,14 +134,24 @@ export interface PdRunSettings {
  */
 function pairPolicyOf(settings: TwinSettings): PairPolicy | undefined {
   const name = settings.pd?.pdPolicy;
-  if (name === undefined || !isPdPairPolicy(name)) return undefined;
+  const params = settings.pd?.pdParams;
+  if (name === undefined || !isPdPairPolicy(name)) {
+    // Parameters no pair would read: refused rather than dropped.
+    if (params !== undefined)
+      throw invalidArgument(
+        'pd-params',
+        JSON.stringify(params),
+        `a pair policy in --pd-policy (${PD_PAIR_POLICIES.join(', ')}), not '${name}'`,
+      );
+    return undefined;
+  }
   if (settings.earlyReject !== undefined)
     throw new SwitchyardError(
       'SY_ERR_INVALID_ARGUMENT',
       `early rejection cannot be used with --pd-policy ${name}: a pair policy rejects on its own or not at all`,
       { param: 'early-reject' },
     );
-  return createPairPolicy(name, {}, defaultPolicyContext());
+  return createPairPolicy(name, params ?? {}, defaultPolicyContext());
 }
 
 /** Policy types that can refuse requests themselves (a `rejectEarly` parameter). */

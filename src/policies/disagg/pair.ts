@@ -185,9 +185,22 @@ export function createPairPolicy(
   };
 }
 
-/** Checks a pair policy's name and parameters without building it (a host's start-up check). */
+/**
+ * Checks a pair policy's name and parameters without building it: the one check both hosts run at
+ * start-up (the gateway's `pd.params`, `sim --pd-params`).
+ */
 export function checkPairPolicy(name: string, params: Readonly<Record<string, unknown>>): void {
   parsePairParams(entryOf(name), name, params);
+}
+
+/** A pair policy's parameter names, sorted (for help texts and an unknown key's hint). */
+export function pdPairParamNames(name: PdPairPolicyName): string[] {
+  return paramNamesOf(PAIRS[name]);
+}
+
+function paramNamesOf(e: PairEntry<unknown>): string[] {
+  const shape = (e.params as { shape?: object }).shape ?? {};
+  return Object.keys(shape).sort();
 }
 
 function entryOf(name: string): PairEntry<unknown> {
@@ -204,9 +217,7 @@ function parsePairParams(
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((i) => {
     const where = i.path.join('.') || '(params)';
-    const shape = (e.params as { shape?: object }).shape ?? {};
-    const hint =
-      i.code === 'unrecognized_keys' ? `; valid: ${Object.keys(shape).sort().join(', ') || '(none)'}` : '';
+    const hint = i.code === 'unrecognized_keys' ? `; valid: ${paramNamesOf(e).join(', ') || '(none)'}` : '';
     return `${where}: ${i.message}${hint}`;
   });
   throw new SwitchyardError('SY_ERR_INVALID_CONFIG', `P/D pair policy '${name}': ${problems.join('; ')}`, {
