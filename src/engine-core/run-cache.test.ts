@@ -58,61 +58,96 @@ interface Workload {
   readonly byHashes: boolean;
 }
 
-const workloadArb = fc
-  .record({
-    blockSize: fc.constantFrom(1, 2, 4, 16),
-    maxNumSeqs: fc.integer({ min: 1, max: 8 }),
-    maxNumBatchedTokens: fc.integer({ min: 1, max: 96 }),
-    enablePrefixCaching: fc.boolean(),
-    priority: fc.boolean(),
-    numBlocks: fc.integer({ min: 1, max: 60 }),
-    chainTokens: fc.constantFrom(1, 3, 4, 16, 32),
-    byHashes: fc.boolean(),
-    requests: fc.array(
-      fc.record({
-        inputTokens: fc.integer({ min: 1, max: 90 }),
-        outputTokens: fc.integer({ min: 1, max: 40 }),
-        arrivalMs: fc.integer({ min: 0, max: 60 }),
-        family: fc.integer({ min: 0, max: 2 }),
-        // Where the chain leaves its family's (a branch), and how long it is.
-        branchAt: fc.integer({ min: 0, max: 10 }),
-        branch: fc.integer({ min: 0, max: 2 }),
-        chainBlocks: fc.integer({ min: 0, max: 12 }),
-        priority: fc.integer({ min: -1, max: 1 }),
-        abortAtMs: fc.option(fc.integer({ min: 0, max: 80 }), { freq: 6 }),
-      }),
-      { minLength: 1, maxLength: 30 },
-    ),
-  })
-  .map(
-    (w): Workload => ({
-      config: {
-        ...DEFAULT_ENGINE_CONFIG,
-        blockSize: w.blockSize,
-        maxNumSeqs: w.maxNumSeqs,
-        maxNumBatchedTokens: w.maxNumBatchedTokens,
-        enablePrefixCaching: w.enablePrefixCaching,
-        schedulingPolicy: w.priority ? 'priority' : 'fcfs',
-      },
-      numBlocks: w.numBlocks,
-      byHashes: w.byHashes,
-      items: w.requests.map((r, i) => ({
-        id: `r${i}`,
-        // Chain values stand for their whole prefix, as trace and generator hashes do.
-        chain: {
-          blockTokens: w.chainTokens,
-          hashes: Array.from({ length: r.chainBlocks }, (_, j) =>
-            j < r.branchAt ? r.family * 1000 + j : r.family * 1000 + 100 * (r.branch + 1) + j,
-          ),
+/** Ranges of `workloadArbOf`'s draws. */
+interface WorkloadRanges {
+  readonly maxNumSeqs: number;
+  readonly numBlocks: readonly [number, number];
+  readonly arrivalMsMax: number;
+  readonly families: number;
+  readonly requests: readonly [number, number];
+  /** Prefix caching always on (else drawn). */
+  readonly caching?: boolean;
+  /** Least chain blocks every request shares with its family. */
+  readonly branchAtMin?: number;
+}
+
+const workloadArbOf = (r: WorkloadRanges) =>
+  fc
+    .record({
+      blockSize: fc.constantFrom(1, 2, 4, 16),
+      maxNumSeqs: fc.integer({ min: 1, max: r.maxNumSeqs }),
+      maxNumBatchedTokens: fc.integer({ min: 1, max: 96 }),
+      enablePrefixCaching: r.caching === true ? fc.constant(true) : fc.boolean(),
+      priority: fc.boolean(),
+      numBlocks: fc.integer({ min: r.numBlocks[0], max: r.numBlocks[1] }),
+      chainTokens: fc.constantFrom(1, 3, 4, 16, 32),
+      byHashes: fc.boolean(),
+      requests: fc.array(
+        fc.record({
+          inputTokens: fc.integer({ min: 1, max: 90 }),
+          outputTokens: fc.integer({ min: 1, max: 40 }),
+          arrivalMs: fc.integer({ min: 0, max: r.arrivalMsMax }),
+          family: fc.integer({ min: 0, max: r.families - 1 }),
+          // Where the chain leaves its family's (a branch), and how long it is.
+          branchAt: fc.integer({ min: r.branchAtMin ?? 0, max: 10 }),
+          branch: fc.integer({ min: 0, max: 2 }),
+          chainBlocks: fc.integer({ min: 0, max: 12 }),
+          priority: fc.integer({ min: -1, max: 1 }),
+          abortAtMs: fc.option(fc.integer({ min: 0, max: 80 }), { freq: 6 }),
+        }),
+        { minLength: r.requests[0], maxLength: r.requests[1] },
+      ),
+    })
+    .map(
+      (w): Workload => ({
+        config: {
+          ...DEFAULT_ENGINE_CONFIG,
+          blockSize: w.blockSize,
+          maxNumSeqs: w.maxNumSeqs,
+          maxNumBatchedTokens: w.maxNumBatchedTokens,
+          enablePrefixCaching: w.enablePrefixCaching,
+          schedulingPolicy: w.priority ? 'priority' : 'fcfs',
         },
-        inputTokens: r.inputTokens,
-        outputTokens: r.outputTokens,
-        arrivalMs: r.arrivalMs,
-        priority: r.priority,
-        abortAtMs: r.abortAtMs,
-      })),
-    }),
-  );
+        numBlocks: w.numBlocks,
+        byHashes: w.byHashes,
+        items: w.requests.map((r, i) => ({
+          id: `r${i}`,
+          // Chain values stand for their whole prefix, as trace and generator hashes do.
+          chain: {
+            blockTokens: w.chainTokens,
+            hashes: Array.from({ length: r.chainBlocks }, (_, j) =>
+              j < r.branchAt ? r.family * 1000 + j : r.family * 1000 + 100 * (r.branch + 1) + j,
+            ),
+          },
+          inputTokens: r.inputTokens,
+          outputTokens: r.outputTokens,
+          arrivalMs: r.arrivalMs,
+          priority: r.priority,
+          abortAtMs: r.abortAtMs,
+        })),
+      }),
+    );
+
+const workloadArb = workloadArbOf({
+  maxNumSeqs: 8,
+  numBlocks: [1, 60],
+  arrivalMsMax: 60,
+  families: 3,
+  requests: [1, 30],
+});
+/**
+ * Crowds of one family arriving together into a roomy cache: steps of 8 or more sequences that
+ * share a cached prefix, which report it (StepShape.commonPrefixTokens, cascade attention).
+ */
+const crowdArb = workloadArbOf({
+  maxNumSeqs: 16,
+  numBlocks: [200, 600],
+  arrivalMsMax: 20,
+  families: 1,
+  requests: [16, 40],
+  caching: true,
+  branchAtMin: 2,
+});
 
 /**
  * Runs the workload as a fusing host would (the horizon is the next arrival or abort) and returns
@@ -162,7 +197,8 @@ function runWorkload(w: Workload, mode: 'blocks' | 'runs'): string[] {
     core.checkInvariants();
     log.lines.push(
       `@${nowMs} run ${core.running} wait ${core.waiting} used ${core.kvBlocksUsed} cachedFree ${core.kvBlocksCachedFree} ` +
-        `pending ${core.pendingPrefillTokens} hits ${core.prefixHitTokens}/${core.prefixQueryTokens} preempt ${core.preemptions}`,
+        `pending ${core.pendingPrefillTokens} common ${core.lastStepShape.commonPrefixTokens} ` +
+        `hits ${core.prefixHitTokens}/${core.prefixQueryTokens} preempt ${core.preemptions}`,
     );
   }
   assert.equal(core.kvBlocksUsed, 0);
@@ -189,6 +225,19 @@ test('property: the run-length cache gives the per-block pool results step for s
   );
   // The generator must reach the interesting paths.
   assert.ok(hits > 0 && preemptions > 0, `hits ${hits}, preemptions ${preemptions}`);
+});
+
+test('property: both caches report the same common prefix at every step, crowds sharing one', () => {
+  let commonSteps = 0;
+  fc.assert(
+    fc.property(crowdArb, (w) => {
+      const blocks = runWorkload(w, 'blocks');
+      assert.deepEqual(runWorkload(w, 'runs'), blocks);
+      commonSteps += blocks.filter((line) => / common [1-9]/.test(line)).length;
+    }),
+    { numRuns: 200 },
+  );
+  assert.ok(commonSteps > 0, 'no step had a common prefix');
 });
 
 test('a forest drops nodes once no path or cache uses them', () => {
