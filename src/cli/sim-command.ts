@@ -268,6 +268,7 @@ export function registerSimCommand(program: Command): void {
         '  switchyard sim --workload multi-model --models 64 --zipf 1 --duration 3600 --gpus 8 --serverless-policy switchyard --json out.json\n' +
         '  switchyard sim --plan-pd --gpus 8 --input-tokens 4096 --output-tokens 256 --slo-ttft-ms 2000 --slo-tpot-ms 40\n' +
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 16 --period-s 1200 --duration 2400 --input-tokens 4000 --output-tokens 500 --prefill-instances 2 --decode-instances 3 --autoscaler slo-planner   (each pool scaled by its own loop)\n' +
+        '  switchyard sim --prefill-instances 2 --decode-instances 2 --pd-policy mooncake --pd-params \'{"decodeAt":"arrival"}\' --slo-tpot-ms 20   (a pair policy\'s parameters, as the gateway\'s pd.params)\n' +
         '  switchyard sim --config examples/sim.yaml --html report.html',
     )
     .action(async (flags: SimFlags, command: Command) => {
