@@ -32,6 +32,8 @@ interface SimEngineFlags {
   kvLinkGbps: number;
   kvReleaseTimeoutMs: number;
   kvWaitTimeoutMs: number;
+  /** vLLM's sleep mode: POST /sleep, POST /wake_up, GET /is_sleeping (src/engine-servers/sim/sleep.ts). */
+  enableSleepMode?: boolean;
 }
 
 /** The P/D side of a sim engine, or undefined without --pd-role. */
@@ -63,6 +65,8 @@ async function runSimEngine(flags: SimEngineFlags): Promise<void> {
   }
   const modelId = flags.servedModelName ?? flags.model;
   const pd = pdEngineOf(flags);
+  if (pd !== undefined && flags.enableSleepMode === true)
+    throw invalidArgument('enable-sleep-mode', 'with --pd-role', 'a whole-request engine (no --pd-role)');
   const publisher = kvEndpoint === undefined ? undefined : await openKvPublisher(kvEndpoint);
   let backend: SimBackend;
   try {
@@ -85,6 +89,7 @@ async function runSimEngine(flags: SimEngineFlags): Promise<void> {
         schedulingPolicy: flags.schedulingPolicy,
       },
       ...(publisher === undefined ? {} : { kvEvents: publisher }),
+      enableSleepMode: flags.enableSleepMode === true,
     });
   } catch (error) {
     await publisher?.close();
@@ -179,6 +184,11 @@ export function registerEngineCommand(program: Command): void {
       'tcp://127.0.0.1:*',
     )
     .option('--shutdown-timeout <s>', 'longest wait for in-flight requests on SIGTERM', positiveNumber, 30)
+    .option(
+      '--enable-sleep-mode',
+      "vLLM's sleep mode: POST /sleep?level=1|2, POST /wake_up, GET /is_sleeping (a wake takes the\n" +
+        "twin's modelled time); without it those routes answer 404",
+    )
     .addOption(
       new Option(
         '--pd-role <role>',

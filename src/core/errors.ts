@@ -55,6 +55,13 @@ export const ERRORS = {
    * failed or never came, or the prefill engine is unreachable); the gateway retries the pair.
    */
   SY_ERR_KV_TRANSFER_FAILED: { status: 502, type: 'server_error' },
+  /**
+   * An engine in sleep mode (vLLM's `POST /sleep`) was sent work: it serves nothing until
+   * `POST /wake_up` (a built-in engine; vLLM itself crashed here, issue #15483).
+   */
+  SY_ERR_ENGINE_ASLEEP: { status: 503, type: 'server_error' },
+  /** `POST /sleep` while the engine still runs requests: drain it first (in-flight work would be lost). */
+  SY_ERR_ENGINE_BUSY: { status: 409, type: 'invalid_request_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 /** One of the stable error codes. */

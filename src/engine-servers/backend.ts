@@ -5,6 +5,7 @@
  * /health and /v1/models; a backend only generates and reports its signals.
  */
 import type { ParsedCompletionRequest } from '../core/openai-api.ts';
+import type { EngineSleep } from './sleep-mode.ts';
 
 /** Why a generation ended, in OpenAI's words. */
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -66,6 +67,11 @@ export interface EngineBackend {
    * timings), for series that are the backend's own rather than vLLM's.
    */
   extraMetricsText?(): string;
+  /**
+   * Optional: vLLM's sleep mode (`--enable-sleep-mode`): the server then routes `POST /sleep`,
+   * `POST /wake_up` and `GET /is_sleeping` to it (sleep-mode.ts); without it they answer 404.
+   */
+  readonly sleepMode?: EngineSleep | undefined;
   /** Optional: called once the server listens and the ready line is out (the start-up's end). */
   markReady?(): void;
   /** Stops accepting work and frees resources; pending generations end with onError. */

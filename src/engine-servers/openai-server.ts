@@ -38,6 +38,7 @@ import {
 } from '../core/openai-api.ts';
 import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage } from './backend.ts';
 import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './embeddings.ts';
+import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
 import { VllmMetrics } from './vllm-metrics.ts';
 
 export {
@@ -441,6 +442,10 @@ class EngineHttpServer {
         void this.scrape(res);
         return;
       default:
+        // vLLM's sleep-mode routes, only on an engine started with --enable-sleep-mode.
+        if (this.backend.sleepMode !== undefined)
+          if (handleSleepRoute(this.backend.sleepMode, req, res, method, path, q < 0 ? '' : url.slice(q)))
+            return;
         req.resume();
         this.noRoute(res, method, path);
     }
@@ -594,6 +599,7 @@ class EngineHttpServer {
     try {
       request = parseEmbeddingBody(body);
       this.checkModel(request.model);
+      if (this.backend.sleepMode?.isSleeping === true) throw engineAsleep();
       if (this.backend.embed !== undefined && !request.tokenIds)
         vectors = await this.backend.embed(request.texts);
     } catch (error) {

@@ -41,6 +41,8 @@ import type {
   GenerationSink,
   GenerationUsage,
 } from '../backend.ts';
+import { engineAsleep } from '../sleep-mode.ts';
+import { SimSleep, simWakeTimes } from './sleep.ts';
 
 /** Where the backend sends its KV events, one batch per engine step (the ZMQ publisher). */
 export interface KvEventSink {
@@ -65,6 +67,8 @@ export interface SimBackendOptions {
   readonly kvEvents?: KvEventSink;
   /** Replaces the catalogue's performance model (tests). */
   readonly perf?: PerfModel;
+  /** vLLM's `--enable-sleep-mode`: serve `POST /sleep`, `POST /wake_up`, `GET /is_sleeping` (./sleep.ts). */
+  readonly enableSleepMode?: boolean;
 }
 
 /**
@@ -227,7 +231,14 @@ class SimSequence {
 export class SimBackend implements EngineBackend {
   readonly modelId: string;
   readonly blockSize: number;
-  private readonly core: EngineCore;
+  /** Sleep mode, with `enableSleepMode` (./sleep.ts); undefined otherwise (its routes answer 404). */
+  readonly sleepMode: SimSleep | undefined;
+  /** Replaced by an empty core when the engine goes to sleep (KV and prefix cache discarded). */
+  private core: EngineCore;
+  /** What a fresh core is built from. */
+  private readonly coreArgs: ConstructorParameters<typeof EngineCore>;
+  /** Counters of cores replaced by a sleep: /metrics counters never go back. */
+  private retired = { prefixQueriesTokens: 0, prefixHitsTokens: 0, preemptionsTotal: 0 };
   private readonly timeScale: number;
   private readonly lagMaxModelMs: number;
   private readonly kvSink: KvEventSink | undefined;
@@ -301,7 +312,19 @@ export class SimBackend implements EngineBackend {
       onFinish: (result) => this.onFinish(result),
     };
     if (this.kvSink !== undefined) listener.onKvEvent = (event) => this.kvBuffer.push(event);
-    this.core = new EngineCore(config, perf, numBlocks, listener);
+    this.coreArgs = [config, perf, numBlocks, listener];
+    this.core = new EngineCore(...this.coreArgs);
+    this.sleepMode =
+      options.enableSleepMode === true
+        ? new SimSleep(
+            {
+              unfinished: () => this.active.size,
+              dropCaches: () => this.dropCaches(),
+              timeScale,
+            },
+            simWakeTimes(perf),
+          )
+        : undefined;
   }
 
   /** The engine core (inspection: tests). */
@@ -312,6 +335,10 @@ export class SimBackend implements EngineBackend {
   generate(input: GenerationInput, sink: GenerationSink): void {
     if (this.closed) {
       sink.onError(new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine is shutting down'));
+      return;
+    }
+    if (this.sleepMode?.isSleeping === true) {
+      sink.onError(engineAsleep());
       return;
     }
     if (this.inCore) {
@@ -371,17 +398,23 @@ export class SimBackend implements EngineBackend {
       kvUsage: core.kvUsage,
       kvBlocksTotal: core.kvBlocksTotal,
       blockSize: this.blockSize,
-      prefixQueriesTokens: core.prefixQueryTokens,
-      prefixHitsTokens: core.prefixHitTokens,
+      prefixQueriesTokens: this.retired.prefixQueriesTokens + core.prefixQueryTokens,
+      prefixHitsTokens: this.retired.prefixHitsTokens + core.prefixHitTokens,
       promptTokensTotal: this.promptTokensTotal,
       generationTokensTotal: this.generationTokensTotal,
-      preemptionsTotal: core.preemptions,
+      preemptionsTotal: this.retired.preemptionsTotal + core.preemptions,
     };
+  }
+
+  /** The sleep-mode series (./sleep.ts), with --enable-sleep-mode. */
+  extraMetricsText(): string {
+    return this.sleepMode?.metricsText(this.modelId) ?? '';
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.sleepMode?.close();
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     const error = new SwitchyardError(
@@ -406,6 +439,28 @@ export class SimBackend implements EngineBackend {
   }
 
   // ---- internals ----
+
+  /**
+   * Sleep: once no step runs (the caller checked that no request is left), swaps in an empty core,
+   * which discards the KV cache and the prefix cache, and tells KV-event subscribers
+   * (AllBlocksCleared, as vLLM's reset_prefix_cache does).
+   */
+  private async dropCaches(): Promise<void> {
+    // A step of aborted sequences may still be running: it ends within one modelled step.
+    while (this.stepQueued || this.core.busy || this.inCore) await new Promise((r) => setTimeout(r, 1));
+    const old = this.core;
+    this.retired = {
+      prefixQueriesTokens: this.retired.prefixQueriesTokens + old.prefixQueryTokens,
+      prefixHitsTokens: this.retired.prefixHitsTokens + old.prefixHitTokens,
+      preemptionsTotal: this.retired.preemptionsTotal + old.preemptions,
+    };
+    this.core = new EngineCore(...this.coreArgs);
+    this.chained = false;
+    if (this.kvSink !== undefined) {
+      this.kvBuffer.push({ type: 'AllBlocksCleared' });
+      this.flushKv();
+    }
+  }
 
   /**
    * The output tokens a request may generate: max_tokens when the prompt plus it fit the model's
