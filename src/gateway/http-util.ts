@@ -59,23 +59,29 @@ export interface ReadBodyBounds {
 }
 
 /**
- * The bounds of a small side body (admin, batch create) of at most `bytesMax` bytes: the time bound
- * is the main path's (body-reader.ts), min(limits.bodyReadTimeoutMs, limits.requestTimeoutMs), so a
- * client that sends a head and then trickles or stops its body holds no connection longer there
- * than on /v1/chat/completions.
+ * The main path's time bound on a body (body-reader.ts): min(limits.bodyReadTimeoutMs,
+ * limits.requestTimeoutMs), and the field it comes from (named in the 408).
+ */
+export function bodyTimeBound(limits: Pick<LimitsConfig, 'bodyReadTimeoutMs' | 'requestTimeoutMs'>): {
+  readonly timeoutMs: number;
+  readonly timeoutName: string;
+} {
+  return limits.bodyReadTimeoutMs <= limits.requestTimeoutMs
+    ? { timeoutMs: limits.bodyReadTimeoutMs, timeoutName: 'limits.bodyReadTimeoutMs' }
+    : { timeoutMs: limits.requestTimeoutMs, timeoutName: 'limits.requestTimeoutMs' };
+}
+
+/**
+ * The bounds of a small side body (admin, batch create) of at most `bytesMax` bytes, in time the
+ * main path's (`bodyTimeBound`): a client that sends a head and then trickles or stops its body
+ * holds no connection longer there than on /v1/chat/completions.
  */
 export function sideBodyBounds(
   limits: Pick<LimitsConfig, 'bodyReadTimeoutMs' | 'requestTimeoutMs'>,
   bytesMax: number,
   bytesMaxName: string,
 ): ReadBodyBounds {
-  const body = limits.bodyReadTimeoutMs <= limits.requestTimeoutMs;
-  return {
-    bytesMax,
-    bytesMaxName,
-    timeoutMs: body ? limits.bodyReadTimeoutMs : limits.requestTimeoutMs,
-    timeoutName: body ? 'limits.bodyReadTimeoutMs' : 'limits.requestTimeoutMs',
-  };
+  return { bytesMax, bytesMaxName, ...bodyTimeBound(limits) };
 }
 
 /**

@@ -2,13 +2,16 @@
  * End-to-end: the side bodies the gateway reads itself (`PUT /admin/policy`, `POST /v1/batches`) are
  * bounded in time as a completion's is: a client that sends the head and then trickles or stops its
  * body gets 408 SY_ERR_REQUEST_TIMEOUT naming limits.bodyReadTimeoutMs, and its connection closes.
+ * An upload (`POST /v1/files`) that stops for that long is answered the same way, and one whose
+ * client leaves mid-body has its partial file closed and removed; one whose multipart form ends
+ * inside its file part is answered 400 (it was an uncaught exception in the gateway).
  * Before, the read had only Node's backstop (requestTimeoutMs + 1 s, 10 min by default). Exact bytes
  * go over raw sockets against a real gateway in front of a real sim engine; the client-side deadline
  * only guards against a hang.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +23,7 @@ import {
   startTestGateway,
   Teardown,
   type TestGateway,
+  until,
 } from './support/cluster.ts';
 
 const BODY_READ_TIMEOUT_MS = 400;
@@ -71,11 +75,27 @@ function readUntilClose(socket: Socket): Promise<string> {
   });
 }
 
-function head(method: string, path: string, length: number, authorization: string): string {
+function head(
+  method: string,
+  path: string,
+  length: number,
+  authorization: string,
+  type = 'application/json',
+): string {
   return (
-    `${method} ${path} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n` +
+    `${method} ${path} HTTP/1.1\r\nhost: gw\r\ncontent-type: ${type}\r\n` +
     `authorization: Bearer ${authorization}\r\ncontent-length: ${length}\r\n\r\n`
   );
+}
+
+/** A multipart/form-data upload body: purpose=batch and a `file` part holding `content`. */
+function multipart(content: string): { body: string; type: string } {
+  const b = 'switchyard-slow-upload';
+  const body =
+    `--${b}\r\ncontent-disposition: form-data; name="purpose"\r\n\r\nbatch\r\n` +
+    `--${b}\r\ncontent-disposition: form-data; name="file"; filename="in.jsonl"\r\n` +
+    `content-type: application/jsonl\r\n\r\n${content}\r\n--${b}--\r\n`;
+  return { body, type: `multipart/form-data; boundary=${b}` };
 }
 
 /**
@@ -90,10 +110,11 @@ async function slowExchange(
   sent: number,
   authorization: string,
   trickleMs?: number,
+  type?: string,
 ): Promise<RawAnswer> {
   const socket = await open(url);
   const all = readUntilClose(socket);
-  socket.write(head(method, path, Buffer.byteLength(body), authorization) + body.slice(0, sent));
+  socket.write(head(method, path, Buffer.byteLength(body), authorization, type) + body.slice(0, sent));
   let next = sent;
   const trickle =
     trickleMs === undefined
@@ -108,18 +129,23 @@ async function slowExchange(
   }
 }
 
-function assertLate(answer: RawAnswer): void {
+function assertLate(answer: RawAnswer, message = /limits\.bodyReadTimeoutMs/): void {
   const error = assertErrorBody(answer.body, answer.status).error;
   assert.equal(answer.status, 408, answer.body);
   assert.equal(error.code, 'SY_ERR_REQUEST_TIMEOUT');
   assert.equal(error.param, 'body');
-  assert.match(error.message, /limits\.bodyReadTimeoutMs/);
+  assert.match(error.message, message);
 }
 
 describe('slow admin and batch-create bodies', { timeout: 60_000 }, () => {
   const teardown = new Teardown();
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-slow-body-'));
   let gw: TestGateway;
+  /** Upload files on disk (finished or partial). */
+  const uploadsLeft = (): string[] => {
+    const files = join(dir, 'files');
+    return existsSync(files) ? readdirSync(files).filter((f) => f.endsWith('.data')) : [];
+  };
 
   before(async () => {
     const sims = await startSims(1, ['--kv-events', 'none'], teardown);
@@ -159,6 +185,56 @@ describe('slow admin and batch-create bodies', { timeout: 60_000 }, () => {
       completion_window: '24h',
     });
     assertLate(await slowExchange(gw.url, 'POST', '/v1/batches', body, 10, 'none'));
+  });
+
+  it('answers POST /v1/files whose body stops 408, closes the connection and removes the partial file', async () => {
+    const upload = multipart(`${'{"custom_id":"a"}\n'.repeat(20)}`);
+    const answer = await slowExchange(
+      gw.url,
+      'POST',
+      '/v1/files',
+      upload.body,
+      upload.body.length - 40,
+      'none',
+      undefined,
+      upload.type,
+    );
+    assertLate(answer, /no byte received for \d+ ms \(limits\.bodyReadTimeoutMs\)/);
+    assert.deepEqual(uploadsLeft(), []);
+  });
+
+  it('removes the partial file of an upload whose client leaves mid-body', async () => {
+    const upload = multipart('{"custom_id":"b"}\n'.repeat(20));
+    const socket = await open(gw.url);
+    const closed = readUntilClose(socket);
+    socket.write(
+      head('POST', '/v1/files', upload.body.length, 'none', upload.type) + upload.body.slice(0, -40),
+    );
+    await until('the upload file is created', () => uploadsLeft().length === 1);
+    socket.destroy();
+    await closed;
+    await until('the partial upload is removed', () => uploadsLeft().length === 0);
+  });
+
+  it('answers an upload whose body ends inside its file part 400, and stays up', async () => {
+    // Whole by Content-Length, but the multipart form stops mid-part: busboy errors the part.
+    const cut = multipart('{"custom_id":"c"}\n'.repeat(4)).body.slice(0, -30);
+    const res = await fetch(`${gw.url}/v1/files`, {
+      method: 'POST',
+      headers: { 'content-type': multipart('').type },
+      body: cut,
+      signal: AbortSignal.timeout(HANG_GUARD_MS),
+    });
+    const text = await res.text();
+    const error = assertErrorBody(text, res.status).error;
+    assert.equal(res.status, 400, text);
+    assert.equal(error.param, 'body');
+    assert.match(error.message, /malformed multipart body/);
+    assert.deepEqual(uploadsLeft(), []);
+    assert.equal(
+      (await fetch(`${gw.url}/health`, { signal: AbortSignal.timeout(HANG_GUARD_MS) })).status,
+      200,
+    );
   });
 
   it('still reads a whole body sent at once on both routes', async () => {

@@ -6,12 +6,12 @@
  * undici's `Request.formData()` would also parse multipart, but it buffers the whole body in memory
  * before any limit could apply.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import busboy from 'busboy';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { LimitsConfig } from '../config.ts';
-import { readBody, sendError, sendJson, sideBodyBounds } from '../http-util.ts';
+import { bodyTimeBound, readBody, sendError, sendJson, sideBodyBounds } from '../http-util.ts';
 import { isBatchEndpoint } from './lines.ts';
 import type { BatchService } from './service.ts';
 import { publicBatch } from './state.ts';
@@ -71,7 +71,7 @@ export function handleBatchApi(
   const key = id ?? '';
   switch (route) {
     case 'POST files':
-      upload(service, req, res, owner);
+      upload(service, req, res, owner, limits);
       break;
     case 'GET files':
       sendJson(res, 200, { object: 'list', data: service.listFiles(owner).map(publicFile), has_more: false });
@@ -194,7 +194,13 @@ function metadataOf(value: unknown): Record<string, string> | null {
 }
 
 /** POST /v1/files: one `file` part streamed to disk, one `purpose` field that must be 'batch'. */
-function upload(service: BatchService, req: IncomingMessage, res: ServerResponse, owner: string): void {
+function upload(
+  service: BatchService,
+  req: IncomingMessage,
+  res: ServerResponse,
+  owner: string,
+  limits: BatchApiLimits,
+): void {
   service.checkRoomForFile();
   const type = req.headers['content-type'] ?? '';
   if (!type.toLowerCase().startsWith('multipart/form-data'))
@@ -211,6 +217,7 @@ function upload(service: BatchService, req: IncomingMessage, res: ServerResponse
   let bytes = 0;
   let failure: SwitchyardError | undefined;
   let written: Promise<void> | undefined;
+  let out: WriteStream | undefined;
   const fail = (error: SwitchyardError): void => {
     failure ??= error;
   };
@@ -227,19 +234,27 @@ function upload(service: BatchService, req: IncomingMessage, res: ServerResponse
       return;
     }
     filename = info.filename ?? 'input.jsonl';
-    const out = createWriteStream(path);
+    const file = createWriteStream(path);
+    out = file;
     stream.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
     });
     stream.on('limit', () => fail(tooLarge(service)));
+    // Busboy errors the part when the body ends (or the upload is abandoned) inside it. Unheard,
+    // that error was an uncaught exception in the gateway; and a pipe does not end its destination
+    // when the source errors, so the file is closed here (else `written` never settles).
+    stream.on('error', (error: Error) => {
+      fail(invalid(`malformed multipart body: ${error.message}`, 'body'));
+      file.destroy();
+    });
     written = new Promise<void>((resolve) => {
-      out.on('close', resolve);
-      out.on('error', (error) => {
+      file.on('close', resolve);
+      file.on('error', (error) => {
         fail(new SwitchyardError('SY_ERR_INTERNAL', `could not store the upload: ${error.message}`));
         resolve();
       });
     });
-    stream.pipe(out);
+    stream.pipe(file);
   });
   parser.on('filesLimit', () => fail(invalid('only one file per upload', 'file')));
   parser.on('error', (error: Error) => {
@@ -266,13 +281,74 @@ function upload(service: BatchService, req: IncomingMessage, res: ServerResponse
   const once = (): void => {
     if (finished) return;
     finished = true;
+    stopTimers();
     void finish().catch((error: Error) =>
       sendError(res, new SwitchyardError('SY_ERR_INTERNAL', error.message)),
     );
   };
+  /**
+   * Gives the upload up: its file is closed (and removed by `finish`), and the answer, if anyone is
+   * left to hear it, closes the connection. Without this a client that stopped sending, or left,
+   * kept the parser waiting and the file open for good: Node's pipe does not end the parser when
+   * the request closes early.
+   */
+  const abandon = (error: SwitchyardError): void => {
+    if (finished) return;
+    fail(error);
+    res.shouldKeepAlive = false;
+    req.unpipe(parser);
+    req.resume();
+    parser.destroy();
+    out?.destroy();
+    once();
+    const socket = req.socket;
+    setTimeout(() => socket.destroy(), UPLOAD_CLOSE_LINGER_MS).unref();
+  };
   parser.on('close', once);
   parser.on('error', once);
   req.pipe(parser);
+  const stopTimers = uploadTimers(limits, req, abandon);
+  req.on('close', () => {
+    if (!req.complete) abandon(invalid('the client closed the connection mid-upload', 'body'));
+  });
+}
+
+/** Longest wait for an abandoned upload's answer to drain before its connection is cut (as body-reader.ts). */
+const UPLOAD_CLOSE_LINGER_MS = 2000;
+
+/**
+ * An upload's time bounds: no byte for min(limits.bodyReadTimeoutMs, limits.requestTimeoutMs)
+ * (an upload of up to fileBytesMax may take longer than a completion body in all, so the main path's
+ * bound applies between bytes here), and the whole body within limits.requestTimeoutMs. Either
+ * calls `late` with the 408. Returns a function that stops both.
+ */
+function uploadTimers(
+  limits: BatchApiLimits,
+  req: IncomingMessage,
+  late: (error: SwitchyardError) => void,
+): () => void {
+  const idle = bodyTimeBound(limits);
+  const timeout = (ms: number, what: string, limit: string): SwitchyardError =>
+    new SwitchyardError('SY_ERR_REQUEST_TIMEOUT', `upload body: ${what} ${ms} ms (${limit})`, {
+      param: 'body',
+    });
+  const idleTimer = setTimeout(
+    () => late(timeout(idle.timeoutMs, 'no byte received for', idle.timeoutName)),
+    idle.timeoutMs,
+  ).unref();
+  const totalTimer = setTimeout(
+    () => late(timeout(limits.requestTimeoutMs, 'not received within', 'limits.requestTimeoutMs')),
+    limits.requestTimeoutMs,
+  ).unref();
+  const onData = (): void => {
+    idleTimer.refresh();
+  };
+  req.on('data', onData);
+  return () => {
+    clearTimeout(idleTimer);
+    clearTimeout(totalTimer);
+    req.off('data', onData);
+  };
 }
 
 function tooLarge(service: BatchService): SwitchyardError {
