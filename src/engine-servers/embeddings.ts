@@ -30,8 +30,8 @@ export const EMBEDDING_DIMENSIONS_MAX = 3072;
 /** Inputs one embeddings request may carry (OpenAI's documented limit). */
 export const EMBEDDING_INPUTS_MAX = 2048;
 /**
- * Tokens one input may carry: the context of OpenAI's embedding models (its API reference: "the
- * input must not exceed the max input tokens for the model (8192 tokens for all embedding models)").
+ * Tokens one input may carry: the context of OpenAI's embedding models (its API reference for
+ * POST /v1/embeddings caps every input at 8,192 tokens, for all of its embedding models).
  * Text is counted by the same estimate as everywhere else (core/text-prefix.ts), token ids by count.
  */
 export const EMBEDDING_INPUT_TOKENS_MAX = 8192;
