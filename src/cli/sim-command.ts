@@ -79,6 +79,7 @@ interface SimFlags
   gpuMemoryUtilization?: number;
   prefixCaching: boolean;
   schedulingPolicy?: 'fcfs' | 'priority';
+  disableCascadeAttn?: boolean;
   json?: string;
   html?: string;
   decisionLog?: string;
@@ -218,6 +219,11 @@ export function registerSimCommand(program: Command): void {
         '--scheduling-policy <policy>',
         'engine: fcfs, or priority (higher-priority requests first, preempting lower ones; default fcfs)',
       ).choices(['fcfs', 'priority']),
+    )
+    .option(
+      '--disable-cascade-attn',
+      'engine: turn off cascade attention (on by default, as in vLLM): every sequence of a step reads the KV prefix ' +
+        'they all share itself, instead of one kernel reading it once a step',
     )
     .option(
       '--admission',
@@ -417,6 +423,7 @@ export function resolveSettings(
   if (flags.gpuMemoryUtilization !== undefined) engine.gpuMemoryUtilization = flags.gpuMemoryUtilization;
   if (fromCli('prefixCaching')) engine.enablePrefixCaching = flags.prefixCaching;
   if (flags.schedulingPolicy !== undefined) engine.schedulingPolicy = flags.schedulingPolicy;
+  if (flags.disableCascadeAttn === true) engine.disableCascadeAttn = true;
   const workload = workloadFromFlags(flags, file.workload, fromCli);
   const serverless = serverlessFromFlags(flags, workload);
   if (serverless !== undefined && (placed !== undefined || flags.autoscaler !== undefined))
