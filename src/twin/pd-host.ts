@@ -31,7 +31,7 @@ import {
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { latencyStats } from '../stats/percentiles.ts';
 import type { JsonValue } from './report/json.ts';
-import { roundFloat } from './report/json.ts';
+import { roundFloat, toJsonValue } from './report/json.ts';
 
 /** What makes a run disaggregated (SimOptions.pd). */
 export interface PdSettings {
@@ -54,6 +54,12 @@ export interface PdSettings {
    * instance prefills short or cached prompts itself. Undefined: every request disaggregates.
    */
   readonly conditional?: PdConditionalRule | undefined;
+  /**
+   * The `--pd-policy` name and the pair's `--pd-params`, recorded in the run's JSON so a result file
+   * says how it was produced. Undefined: `decodePolicy`'s name, and no parameters.
+   */
+  readonly pdPolicy?: string | undefined;
+  readonly pdParams?: Readonly<Record<string, unknown>> | undefined;
 }
 
 /** The default decode-side policy: least outstanding requests, as a live gateway would run it. */
@@ -66,6 +72,10 @@ export interface PdOutcome {
   readonly prefillInstances: number;
   readonly decodeInstances: number;
   readonly link: string;
+  /** The `--pd-policy` name (a pair policy, or the routing policy picking the decode side). */
+  readonly policy: string;
+  /** The pair policy's `--pd-params` as given ({} when none: its defaults). */
+  readonly params: Readonly<Record<string, unknown>>;
   /** Transfers that started (one per request that reached a decode instance's blocks). */
   readonly transfers: number;
   readonly transferMsMean: number;
@@ -234,6 +244,8 @@ export class PdHandoffs<T> {
       prefillInstances: this.settings.prefillInstances,
       decodeInstances: this.settings.decodeInstances,
       link: this.link.name,
+      policy: this.settings.pdPolicy ?? this.settings.decodePolicy.name,
+      params: this.settings.pdParams ?? {},
       transfers: this.transferMs.length,
       transferMsMean: transfers.mean,
       transferMsP99: transfers.p99,
@@ -264,6 +276,8 @@ export function pdJson(outcome: PdOutcome | undefined): Record<string, JsonValue
       prefillInstances: outcome.prefillInstances,
       decodeInstances: outcome.decodeInstances,
       link: outcome.link,
+      policy: outcome.policy,
+      params: toJsonValue(outcome.params),
       transfers: outcome.transfers,
       transferMsMean: roundFloat(outcome.transferMsMean),
       transferMsP99: roundFloat(outcome.transferMsP99),
