@@ -9,7 +9,10 @@
  * loaded: a start beyond it evicts an idle model (`--eviction`) or waits for one to turn idle.
  * Llama engines start fast from zero (src/cli/serve-warm.ts): a cold start is handed to a standby
  * engine (`--standby-engines`) and the GGUFs of stopped models stay in the page cache
- * (`--warm-cache-mb`). Settings come from the config's `autoscaler` block and flags.
+ * (`--warm-cache-mb`). With `--sleep` (sim engines, started with `--enable-sleep-mode`) an engine
+ * past the keep-alive sleeps instead of stopping, within the bounds on sleepers
+ * (src/control/serverless/live-sleep.ts), and the model's next request wakes it (docs/serverless.md,
+ * "Sleep mode (live)"). Settings come from the config's `autoscaler` block and flags.
  */
 import { type LaunchCounts, localEngineLauncher } from '../adapters/engine-launcher.ts';
 import { RESTART_POLICY_DEFAULT } from '../adapters/local-engines.ts';
@@ -28,11 +31,13 @@ import {
   EVICTION_POLICY_DEFAULT,
   type EvictionPolicy,
 } from '../control/serverless/live-eviction.ts';
+import { type LiveSleepConfig, resolveLiveSleep, SleeperCount } from '../control/serverless/live-sleep.ts';
 import type { ControlLoop, ServiceObjectives, Variant } from '../control/types.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, perfModelIdOf } from '../gateway/config.ts';
 import type { Gateway, GatewayOptions, RequestTap } from '../gateway/gateway.ts';
 import { KEEP_ALIVE_MS_DEFAULT } from '../gateway/model-buffer.ts';
+import { ENABLE_SLEEP_MODE_FLAG, sleepingLauncher } from './serve-sleep.ts';
 import { type WarmStart, warmSettingsOf, warmStart } from './serve-warm.ts';
 
 /** The loop's default tick, as in the twin: Knative's 2 s. */
@@ -57,6 +62,8 @@ export interface AutoscaleSettings {
   readonly warmCacheBytes: number;
   /** With minInstances 0: start a model ahead of a forecast request (src/control/prewarm.ts). */
   readonly prewarm: boolean;
+  /** With minInstances 0: idle engines sleep instead of stopping, within these bounds (undefined: off). */
+  readonly sleep: LiveSleepConfig | undefined;
 }
 
 /** The flags that touch autoscaling. */
@@ -73,6 +80,10 @@ export interface AutoscaleFlags {
   readonly standbyEngines?: number;
   readonly warmCacheMb?: number;
   readonly prewarm?: boolean;
+  readonly sleep?: boolean;
+  readonly maxSleepers?: number;
+  readonly maxSleepersPerModel?: number;
+  readonly sleepMaxMs?: number;
 }
 
 function usage(message: string, param: string): SwitchyardError {
@@ -101,6 +112,10 @@ export function autoscaleSettings(
       'standbyEngines',
       'warmCacheMb',
       'prewarm',
+      'sleep',
+      'maxSleepers',
+      'maxSleepersPerModel',
+      'sleepMaxMs',
     ] as const)
       if (flags[f] !== undefined)
         throw usage(`--${kebab(f)} needs --autoscaler (or an autoscaler block in the config)`, kebab(f));
@@ -151,7 +166,26 @@ export function autoscaleSettings(
       minInstances,
     ),
     prewarm,
+    sleep: sleepSettingsOf(flags, minInstances),
   };
+}
+
+/** `--sleep` and its bounds, checked: models at zero, sim engines (the llama engine has no sleep yet). */
+function sleepSettingsOf(flags: AutoscaleFlags, minInstances: number): LiveSleepConfig | undefined {
+  if (flags.sleep !== true) {
+    for (const f of ['maxSleepers', 'maxSleepersPerModel', 'sleepMaxMs'] as const)
+      if (flags[f] !== undefined) throw usage(`--${kebab(f)} needs --sleep`, kebab(f));
+    return undefined;
+  }
+  if (minInstances > 0)
+    throw usage('--sleep applies to --min-instances 0 only (engines past their keep-alive sleep)', 'sleep');
+  if (flags.engine === 'llama')
+    throw usage('--sleep needs --engine sim: the llama engine has no sleep mode yet', 'sleep');
+  return resolveLiveSleep({
+    ...optional('sleepersMax', flags.maxSleepers),
+    ...optional('sleepersPerModelMax', flags.maxSleepersPerModel),
+    ...optional('sleepMaxMs', flags.sleepMaxMs),
+  });
 }
 
 /** The cap on loaded models and its eviction policy, checked (the cap needs models at zero). */
@@ -257,6 +291,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
   const counts: LaunchCounts = { standby: 0, fresh: 0 };
   const warm: WarmStart | undefined =
     o.engine === 'llama' ? warmStart(settings, o.startTimeoutMs, say) : undefined;
+  const sleepers = settings.sleep === undefined ? undefined : new SleeperCount(settings.sleep);
   for (const [m, model] of o.models.entries()) {
     const pool: ModelPool = {
       model,
@@ -268,7 +303,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
       launcher: localEngineLauncher(
         {
           engine: o.engine,
-          args: model.args,
+          args: sleepers === undefined ? model.args : [...model.args, ENABLE_SLEEP_MODE_FLAG],
           startTimeoutMs: o.startTimeoutMs,
           restart: RESTART_POLICY_DEFAULT,
           // Several pools number their engines alike: the model tells their lines apart.
@@ -277,6 +312,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
             : {}),
           onExit: (index, gaveUp) => {
             if (gaveUp) pool.actuator?.engineLost(index);
+            else pool.actuator?.engineExited(index);
           },
           ...(warm?.standby === undefined
             ? {}
@@ -286,6 +322,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
       ),
     };
     if (warm !== undefined) pool.launcher = warm.wrap(pool.launcher, model.variant.model);
+    if (sleepers !== undefined) pool.launcher = sleepingLauncher(pool.launcher, o.startTimeoutMs);
     pools.push(pool);
     byModel.set(model.served, pool);
   }
@@ -295,9 +332,13 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
       ? ''
       : `; at most ${settings.maxLoadedModels} loaded at once, eviction ${settings.eviction}`;
   const prewarming = settings.prewarm ? '; pre-warming from a forecast' : '';
+  const sleeping =
+    settings.sleep === undefined
+      ? ''
+      : `; idle engines sleep (at most ${settings.sleep.sleepersPerModelMax} per model, ${settings.sleep.sleepersMax} in all, stopped after ${settings.sleep.sleepMaxMs} ms asleep)`;
   say(
     zero
-      ? `${o.models.length} model(s) on demand at zero ${o.engine} engines (autoscaler ${settings.name}, up to ${settings.maxInstances} each, keep-alive ${settings.keepAliveMs} ms${capped}${prewarming})`
+      ? `${o.models.length} model(s) on demand at zero ${o.engine} engines (autoscaler ${settings.name}, up to ${settings.maxInstances} each, keep-alive ${settings.keepAliveMs} ms${capped}${prewarming}${sleeping})`
       : `starting ${settings.minInstances} local ${o.engine} engine(s)${o.models.length > 1 ? ` for each of ${o.models.length} models` : ''} (autoscaler ${settings.name}, up to ${settings.maxInstances})...`,
   );
   const t0 = performance.now();
@@ -360,7 +401,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
           eviction: settings.eviction,
           log: say,
         });
-      for (const p of pools) attachPool(p, gateway, clock, o, pools.length === 1, cap);
+      for (const p of pools) attachPool(p, gateway, clock, o, pools.length === 1, cap, sleepers);
       const runners = pools.map((p) => p.runner as LiveControlRunner);
       registerRunnerMetrics(gateway.metrics.registry, runners);
       if (cap !== undefined) {
@@ -370,6 +411,21 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
         c.start(clock.nowMs);
       }
       if (warm !== undefined) gateway.hostStats['warmStart'] = () => warm.stats(counts);
+      if (sleepers !== undefined)
+        gateway.hostStats['sleep'] = () => ({
+          sleepers: sleepers.size,
+          models: Object.fromEntries(
+            pools.map((p) => [
+              p.model.served,
+              {
+                ...(p.actuator?.sleepCounts ?? {}),
+                asleep: sleepers.countOf(p.model.served),
+                starts: p.actuator?.starts ?? 0,
+                lastWakeMs: p.actuator?.lastWakeMs ?? null,
+              },
+            ]),
+          ),
+        });
       if (settings.prewarm)
         gateway.hostStats['prewarms'] = () =>
           Object.fromEntries(pools.map((p) => [p.model.served, p.runner?.prewarms ?? 0]));
@@ -401,6 +457,7 @@ function attachPool(
   o: AutoscaledPoolOptions,
   only: boolean,
   cap: LoadedModelCap | undefined,
+  sleepers: SleeperCount | undefined,
 ): void {
   const { settings } = o;
   const served = p.model.served;
@@ -418,6 +475,15 @@ function attachPool(
     onStartFailed: (error, active) => {
       if (active === 0) buffer?.fail(served, error.message);
     },
+    ...(sleepers === undefined
+      ? {}
+      : {
+          sleep: {
+            take: () => sleepers.take(served, settings.maxInstances),
+            release: () => sleepers.release(served),
+            sleepMaxMs: sleepers.config.sleepMaxMs,
+          },
+        }),
     backends: {
       add: (id, engine) => gateway.addBackend(o.backendOf(id, engine, p.model) as never),
       setDraining: (id, draining) => void gateway.setDraining(id, draining),

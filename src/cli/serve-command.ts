@@ -60,6 +60,11 @@ interface ServeFlags {
   readonly standbyEngines?: number;
   readonly warmCacheMb?: number;
   readonly prewarm?: boolean;
+  /** Sleep mode: idle engines sleep instead of stopping (src/control/serverless/live-sleep.ts). */
+  readonly sleep?: boolean;
+  readonly maxSleepers?: number;
+  readonly maxSleepersPerModel?: number;
+  readonly sleepMaxMs?: number;
   /** Every `--model` given, parsed (the first is also `model` / `servedModelName`). */
   readonly models: readonly ModelSpec[];
 }
@@ -539,6 +544,21 @@ export function registerServeCommand(program: Command): void {
     .option(
       '--prewarm',
       "with --min-instances 0: start a model ahead of a request forecast from its past arrivals to come within its start-up (the twin's switchyard serverless rule)",
+    )
+    .option(
+      '--sleep',
+      "with --min-instances 0 (sim engines): past the keep-alive an idle engine sleeps (vLLM's POST /sleep?level=1) instead of stopping, and the model's next request wakes it (~1 s modelled, not a start); the twin's --no-sleep is its opposite",
+    )
+    .option('--max-sleepers <n>', 'with --sleep: most engines asleep on this node (default 8)', positiveInt)
+    .option(
+      '--max-sleepers-per-model <n>',
+      'with --sleep: most engines asleep per model (default 1)',
+      positiveInt,
+    )
+    .option(
+      '--sleep-max-ms <ms>',
+      "with --sleep: an engine asleep this long is stopped (default 60000, the twin's loneSleepMaxMs)",
+      positiveInt,
     )
     .addHelpText(
       'after',

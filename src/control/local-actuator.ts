@@ -18,6 +18,15 @@
  * phase changes that complete between ticks. A slot whose process exits while the last decision
  * wants more engines than are up starts again at once, not at the next tick (a scale from zero
  * that arrives while the last engine is still stopping).
+ *
+ * With `sleep` (vLLM's sleep mode, `switchyard serve --sleep`), a drained engine that was serving
+ * goes to sleep instead of stopping when `sleep.take()` grants it a place (the bounds on sleepers,
+ * src/control/serverless/live-sleep.ts): ready -> draining -> sleeping (out of the gateway,
+ * `engine.sleep()` in progress) -> asleep (its process kept, its slot held). More wanted: draining
+ * slots come back first, then asleep slots wake (`engine.wakeUp()`: the slot is `starting` until
+ * the wake returns, then back in the gateway), then stopped slots start. A wake that fails (the
+ * engine died, an HTTP error) stops that process and the slot starts afresh; a sleeper whose
+ * process exits (`engineExited`) or that slept `sleep.sleepMaxMs` is stopped.
  */
 import type { Clock } from '../core/clock.ts';
 import type { InstanceId, ModelId } from '../core/ids.ts';
@@ -42,6 +51,10 @@ export interface LaunchedEngine {
   readonly pid: number;
   /** Stops the process (SIGTERM, SIGKILL after a grace period); resolves when it exited. */
   stop(): Promise<void>;
+  /** Sleep mode: puts the engine to sleep (vLLM `POST /sleep?level=1`); rejects when it did not. */
+  sleep?(): Promise<void>;
+  /** Sleep mode: wakes it (vLLM `POST /wake_up`); resolves once it serves again, rejects otherwise. */
+  wakeUp?(): Promise<void>;
 }
 
 /** Starts engines one at a time; `index` is the slot (log prefixes). Rejects when a start fails. */
@@ -77,9 +90,18 @@ export interface LocalActuatorOptions {
   readonly slotId?: (index: number) => InstanceId;
   /** A start failed; `active` engines are still starting or ready after it. */
   readonly onStartFailed?: (error: Error, active: number) => void;
+  /** Sleep mode (see the file comment); engines without `sleep`/`wakeUp` just stop. */
+  readonly sleep?: {
+    /** A drained engine may sleep: takes a sleeper's place when the bounds allow. */
+    take(): boolean;
+    /** A sleeper's place is free again (it woke, stopped or died). */
+    release(): void;
+    /** A sleeper asleep this long is stopped. */
+    readonly sleepMaxMs: number;
+  };
 }
 
-type SlotPhase = InstancePhase | 'stopping' | 'stopped';
+type SlotPhase = InstancePhase | 'stopping' | 'stopped' | 'sleeping' | 'asleep';
 
 interface Slot {
   readonly index: number;
@@ -91,6 +113,12 @@ interface Slot {
   generation: number;
   /** The launch or stop in progress (resolves, never rejects). */
   pending: Promise<void> | undefined;
+  /** Starting by a wake from sleep (not a launch). */
+  waking: boolean;
+  /** Its process exited while it slept, went to sleep or woke: it is stopped, never woken. */
+  died: boolean;
+  /** Drained because its engine was lost: it stops, never sleeps. */
+  lost: boolean;
 }
 
 /** The backend id of slot `index`. */
@@ -108,6 +136,10 @@ export class LocalActuator implements Actuator {
   stops = 0;
   /** The last start that came up: spawn to ready, in ms on the host's clock (undefined: none yet). */
   lastStartupMs: number | undefined;
+  /** Sleep mode: engines put to sleep, woken, wakes that failed (a fresh start followed), sleepers stopped. */
+  readonly sleepCounts = { sleeps: 0, wakes: 0, wakeFailures: 0, sleepersStopped: 0 };
+  /** The last wake that came up: from the wake's start to ready, in ms (undefined: none yet). */
+  lastWakeMs: number | undefined;
   private readonly slots: Slot[];
   private readonly log: (line: string) => void;
   private closed = false;
@@ -134,6 +166,9 @@ export class LocalActuator implements Actuator {
         engine,
         generation: 0,
         pending: undefined,
+        waking: false,
+        died: false,
+        lost: false,
       };
     });
   }
@@ -142,7 +177,8 @@ export class LocalActuator implements Actuator {
   instances(_model?: ModelId): readonly ManagedInstance[] {
     const out: ManagedInstance[] = [];
     for (const s of this.slots) {
-      if (s.phase === 'stopped' || s.phase === 'stopping') continue;
+      if (s.phase === 'stopped' || s.phase === 'stopping' || s.phase === 'sleeping' || s.phase === 'asleep')
+        continue;
       out.push({ id: s.id, variant: this.options.variant, phase: s.phase, sinceMs: s.sinceMs });
     }
     return out;
@@ -157,6 +193,8 @@ export class LocalActuator implements Actuator {
       draining: 0,
       stopping: 0,
       stopped: 0,
+      sleeping: 0,
+      asleep: 0,
     };
     for (const s of this.slots) c[s.phase]++;
     return c;
@@ -186,6 +224,14 @@ export class LocalActuator implements Actuator {
       this.options.backends.setDraining(s.id, false);
       this.enter(s, 'ready', nowMs);
       this.log(`engine ${s.index} back in service (was draining)`);
+      actions.push({ kind: 'start', variant, instanceId: s.id });
+      active++;
+    }
+    for (const s of this.slots) {
+      if (active >= wanted) break;
+      if (s.phase !== 'asleep') continue;
+      // Its process is up and its weights in host memory: a wake, not a start.
+      this.wake(s, nowMs);
       actions.push({ kind: 'start', variant, instanceId: s.id });
       active++;
     }
@@ -224,22 +270,150 @@ export class LocalActuator implements Actuator {
    */
   settle(nowMs: number): void {
     for (const s of this.slots) {
+      if (s.phase === 'asleep' && nowMs - s.sinceMs >= (this.options.sleep?.sleepMaxMs ?? Infinity)) {
+        this.stopSleeper(s, nowMs, `asleep for ${Math.round(nowMs - s.sinceMs)} ms`);
+        continue;
+      }
       if (s.phase !== 'draining' || this.options.backends.inFlight(s.id) > 0) continue;
       this.options.backends.remove(s.id);
-      this.enter(s, 'stopping', nowMs);
+      if (this.trySleep(s, nowMs)) continue;
+      this.stopSlot(s, nowMs);
+    }
+  }
+
+  /** Out of the gateway already: its process stops, then the slot is free. */
+  private stopSlot(s: Slot, nowMs: number): void {
+    this.enter(s, 'stopping', nowMs);
+    const engine = s.engine;
+    s.engine = undefined;
+    s.pending = (engine?.stop() ?? Promise.resolve()).then(
+      () => this.stopped(s),
+      () => this.stopped(s),
+    );
+  }
+
+  /** A drained engine goes to sleep instead of stopping, when it can and the bounds allow. */
+  private trySleep(s: Slot, nowMs: number): boolean {
+    const engine = s.engine;
+    const sleep = this.options.sleep;
+    if (sleep === undefined || engine?.sleep === undefined || this.closed || s.lost || s.died) return false;
+    if (!sleep.take()) return false;
+    this.enter(s, 'sleeping', nowMs);
+    const generation = s.generation;
+    s.pending = engine.sleep().then(
+      () => {
+        s.pending = undefined;
+        if (s.generation !== generation || s.phase !== 'sleeping') return;
+        if (s.died) {
+          this.stopSleeper(s, this.options.clock.nowMs(), 'its process exited');
+          return;
+        }
+        this.sleepCounts.sleeps++;
+        this.enter(s, 'asleep', this.options.clock.nowMs());
+        this.log(`engine ${s.index} asleep (pid ${engine.pid})`);
+        // Wanted back while it went to sleep: wake it now.
+        if (this.active < this.wanted) this.moveTo(this.wanted, this.options.clock.nowMs());
+      },
+      (error: Error) => {
+        s.pending = undefined;
+        if (s.generation !== generation || s.phase !== 'sleeping') return;
+        this.stopSleeper(s, this.options.clock.nowMs(), `sleep failed: ${error.message}`);
+      },
+    );
+    return true;
+  }
+
+  /** Stops a sleeper (asleep or going to sleep): its place is freed, its process stopped. */
+  private stopSleeper(s: Slot, nowMs: number, why: string): void {
+    this.options.sleep?.release();
+    this.sleepCounts.sleepersStopped++;
+    this.log(`engine ${s.index} stopped asleep (${why})`);
+    this.stopSlot(s, nowMs);
+  }
+
+  /** Wakes an asleep slot: `starting` until the engine answers its wake, then back in the gateway. */
+  private wake(s: Slot, nowMs: number): void {
+    const engine = s.engine as LaunchedEngine;
+    this.options.sleep?.release();
+    this.enter(s, 'starting', nowMs);
+    s.waking = true;
+    const generation = s.generation;
+    this.log(`waking engine ${s.index} (pid ${engine.pid})`);
+    const wakeUp = engine.wakeUp?.() ?? Promise.reject(new Error('the engine has no sleep mode'));
+    s.pending = wakeUp.then(
+      () => this.woken(s, generation, engine),
+      (error: Error) => this.wakeFailed(s, generation, error),
+    );
+  }
+
+  private woken(s: Slot, generation: number, engine: LaunchedEngine): void {
+    s.pending = undefined;
+    s.waking = false;
+    if (s.died) {
+      this.wakeFailed(s, generation, new Error('its process exited while it slept'));
+      return;
+    }
+    if (s.generation !== generation || this.closed) {
+      // Cancelled while waking (fewer wanted): it stops like a cancelled start.
+      s.engine = undefined;
+      s.pending = engine.stop().then(
+        () => this.stopped(s),
+        () => this.stopped(s),
+      );
+      return;
+    }
+    try {
+      this.options.backends.add(s.id, engine);
+    } catch (error) {
+      this.wakeFailed(s, generation, error as Error);
+      return;
+    }
+    const nowMs = this.options.clock.nowMs();
+    this.lastWakeMs = nowMs - s.sinceMs;
+    this.sleepCounts.wakes++;
+    this.enter(s, 'ready', nowMs);
+    this.log(
+      `engine ${s.index} awake at ${engine.url} (pid ${engine.pid}, wake ${Math.round(this.lastWakeMs)} ms)`,
+    );
+  }
+
+  /** A wake failed: that process stops and, still wanted, the slot starts afresh once it exited. */
+  private wakeFailed(s: Slot, generation: number, error: Error): void {
+    s.pending = undefined;
+    s.waking = false;
+    if (s.generation !== generation || this.closed) {
       const engine = s.engine;
       s.engine = undefined;
       s.pending = (engine?.stop() ?? Promise.resolve()).then(
         () => this.stopped(s),
         () => this.stopped(s),
       );
+      return;
     }
+    this.sleepCounts.wakeFailures++;
+    this.log(`engine ${s.index} failed to wake (${error.message}): starting it afresh`);
+    this.stopSlot(s, this.options.clock.nowMs());
+  }
+
+  /**
+   * A slot's process exited (its supervisor may restart it). A sleeper is stopped rather than left
+   * to a restart that would load the model again for no request; a ready engine is the
+   * supervisor's to restart, as before.
+   */
+  engineExited(index: number): void {
+    const s = this.slots[index];
+    if (s === undefined) return;
+    if (s.phase === 'asleep') {
+      s.died = true;
+      this.stopSleeper(s, this.options.clock.nowMs(), 'its process exited');
+    } else if (s.phase === 'sleeping' || (s.phase === 'starting' && s.waking)) s.died = true;
   }
 
   /** A ready engine died for good (its supervisor gave up): drain it out like a scale-down. */
   engineLost(index: number): void {
     const s = this.slots[index];
     if (s === undefined || s.phase !== 'ready') return;
+    s.lost = true;
     this.options.backends.setDraining(s.id, true);
     this.enter(s, 'draining', this.options.clock.nowMs());
     this.log(`engine ${s.index} lost: draining it out`);
@@ -247,7 +421,10 @@ export class LocalActuator implements Actuator {
 
   /** Some slot is starting, draining or stopping (work in progress between ticks). */
   get busy(): boolean {
-    return this.slots.some((s) => s.phase === 'starting' || s.phase === 'draining' || s.phase === 'stopping');
+    return this.slots.some(
+      (s) =>
+        s.phase === 'starting' || s.phase === 'draining' || s.phase === 'stopping' || s.phase === 'sleeping',
+    );
   }
 
   /** Stops every engine (shutdown, after the gateway closed) and waits for launches in progress. */
@@ -318,6 +495,12 @@ export class LocalActuator implements Actuator {
   }
 
   private enter(s: Slot, phase: SlotPhase, nowMs: number): void {
+    if (phase === 'stopped' || phase === 'starting') {
+      // A fresh life for the slot (a wake sets `waking` after this).
+      s.died = false;
+      s.lost = false;
+      s.waking = false;
+    }
     s.phase = phase;
     s.sinceMs = nowMs;
   }

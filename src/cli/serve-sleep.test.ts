@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { SLEEPERS_MAX_DEFAULT, SLEEPERS_PER_MODEL_MAX_DEFAULT } from '../control/serverless/live-sleep.ts';
+import { LONE_SLEEP_MAX_MS_DEFAULT } from '../control/serverless/sleep.ts';
+import { SwitchyardError } from '../core/errors.ts';
+import { parseGatewayConfig } from '../gateway/config.ts';
+import { autoscaleSettings } from './serve-autoscale.ts';
+
+const config = parseGatewayConfig({}, {});
+const refused = (f: () => unknown, param: string) =>
+  assert.throws(
+    f,
+    (e: unknown) =>
+      e instanceof SwitchyardError && e.code === 'SY_ERR_INVALID_ARGUMENT' && e.details?.['param'] === param,
+  );
+
+describe('serve --sleep settings', () => {
+  it('default to the named bounds, and take the flags', () => {
+    const on = autoscaleSettings({ autoscaler: 'static', minInstances: 0, sleep: true }, config, 4);
+    assert.deepEqual(on?.sleep, {
+      sleepersPerModelMax: SLEEPERS_PER_MODEL_MAX_DEFAULT,
+      sleepersMax: SLEEPERS_MAX_DEFAULT,
+      sleepMaxMs: LONE_SLEEP_MAX_MS_DEFAULT,
+    });
+    const flagged = autoscaleSettings(
+      {
+        autoscaler: 'static',
+        minInstances: 0,
+        sleep: true,
+        maxSleepers: 3,
+        maxSleepersPerModel: 2,
+        sleepMaxMs: 5,
+      },
+      config,
+      4,
+    );
+    assert.deepEqual(flagged?.sleep, { sleepersPerModelMax: 2, sleepersMax: 3, sleepMaxMs: 5 });
+    assert.equal(autoscaleSettings({ autoscaler: 'static', minInstances: 0 }, config, 4)?.sleep, undefined);
+  });
+
+  it('refuses --sleep without models at zero, with llama engines, and its bounds without it', () => {
+    refused(
+      () => autoscaleSettings({ autoscaler: 'static', minInstances: 1, sleep: true }, config, 4),
+      'sleep',
+    );
+    refused(
+      () =>
+        autoscaleSettings({ autoscaler: 'static', minInstances: 0, sleep: true, engine: 'llama' }, config, 1),
+      'sleep',
+    );
+    refused(
+      () => autoscaleSettings({ autoscaler: 'static', minInstances: 0, maxSleepers: 2 }, config, 4),
+      'max-sleepers',
+    );
+    refused(() => autoscaleSettings({ sleep: true }, config, 4), 'sleep');
+  });
+});

@@ -1,0 +1,172 @@
+/** The local actuator's sleep mode: sleep instead of stop, wake before start, and the fallbacks. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ManualClock } from '../core/clock.ts';
+import { TEST_VARIANT } from './autoscalers/test-support.ts';
+import { type BackendPool, type LaunchedEngine, LocalActuator } from './local-actuator.ts';
+import { liveSleepVerdict, resolveLiveSleep, SleeperCount } from './serverless/live-sleep.ts';
+import type { ControlDecision } from './types.ts';
+
+/** An engine whose sleep and wake the test scripts. */
+class Engine implements LaunchedEngine {
+  readonly kvEvents = null;
+  readonly model = 'm';
+  stops = 0;
+  sleeps = 0;
+  wakes = 0;
+  wakeFails = false;
+  constructor(
+    readonly pid: number,
+    readonly url = `http://127.0.0.1:${pid}`,
+  ) {}
+  async stop(): Promise<void> {
+    this.stops++;
+  }
+  async sleep(): Promise<void> {
+    this.sleeps++;
+  }
+  async wakeUp(): Promise<void> {
+    this.wakes++;
+    if (this.wakeFails) throw new Error('connection refused');
+  }
+}
+
+class Pool implements BackendPool {
+  readonly added: string[] = [];
+  readonly removed: string[] = [];
+  readonly inFlightById = new Map<string, number>();
+  add(id: string): void {
+    this.added.push(id);
+  }
+  setDraining(): void {}
+  inFlight(id: string): number {
+    return this.inFlightById.get(id) ?? 0;
+  }
+  remove(id: string): void {
+    this.removed.push(id);
+  }
+}
+
+const want = (replicas: number): ControlDecision => ({
+  targets: [{ variant: TEST_VARIANT, replicas }],
+  reason: 'test',
+});
+const flush = async () => {
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+};
+
+function setup(sleepersMax = 1, sleepMaxMs = 60_000) {
+  const clock = new ManualClock(0);
+  const pool = new Pool();
+  const first = new Engine(100);
+  const launched: Engine[] = [];
+  const count = new SleeperCount(resolveLiveSleep({ sleepersMax, sleepMaxMs }));
+  const actuator = new LocalActuator({
+    variant: TEST_VARIANT,
+    maxInstances: 1,
+    clock,
+    initial: [first],
+    backends: pool,
+    launcher: {
+      launch: async () => {
+        const e = new Engine(200 + launched.length);
+        launched.push(e);
+        return e;
+      },
+    },
+    sleep: { take: () => count.take('m', 1), release: () => count.release('m'), sleepMaxMs },
+  });
+  return { clock, pool, first, launched, count, actuator };
+}
+
+describe('LocalActuator sleep mode', () => {
+  it('a drained engine sleeps instead of stopping, and more wanted wakes it rather than starting one', async () => {
+    const { clock, pool, first, launched, count, actuator } = setup();
+    actuator.apply('m', want(0), clock.nowMs());
+    await flush();
+    assert.equal(first.sleeps, 1);
+    assert.equal(first.stops, 0);
+    assert.deepEqual(pool.removed, ['engine-0']);
+    assert.equal(actuator.counts().asleep, 1);
+    assert.equal(actuator.instances().length, 0, 'a sleeper is no instance');
+    assert.equal(count.size, 1);
+
+    clock.advance(5_000);
+    actuator.apply('m', want(1), clock.nowMs());
+    assert.equal(actuator.counts().starting, 1, 'waking counts as starting');
+    assert.equal(count.size, 0);
+    await flush();
+    assert.equal(first.wakes, 1);
+    assert.equal(launched.length, 0, 'no launch');
+    assert.deepEqual(pool.added, ['engine-0']);
+    assert.equal(actuator.counts().ready, 1);
+    assert.deepEqual(
+      { ...actuator.sleepCounts },
+      { sleeps: 1, wakes: 1, wakeFailures: 0, sleepersStopped: 0 },
+    );
+  });
+
+  it('a wake that fails stops that process and starts the slot afresh', async () => {
+    const { clock, pool, first, launched, actuator } = setup();
+    actuator.apply('m', want(0), clock.nowMs());
+    await flush();
+    first.wakeFails = true;
+    actuator.apply('m', want(1), clock.nowMs());
+    await flush();
+    assert.equal(first.stops, 1);
+    assert.equal(launched.length, 1, 'a fresh launch');
+    assert.equal(actuator.sleepCounts.wakeFailures, 1);
+    assert.equal(actuator.counts().ready, 1);
+    assert.deepEqual(pool.added, ['engine-0']);
+  });
+
+  it('stops rather than sleeps past the bound on sleepers, and stops a sleeper past sleepMaxMs or whose process died', async () => {
+    const full = setup();
+    // Another model holds the node's one sleeper place.
+    assert.equal(full.count.take('other', 1), true);
+    full.actuator.apply('m', want(0), full.clock.nowMs());
+    await flush();
+    assert.equal(full.first.sleeps, 0);
+    assert.equal(full.first.stops, 1);
+
+    const old = setup(1, 1_000);
+    old.actuator.apply('m', want(0), old.clock.nowMs());
+    await flush();
+    old.clock.advance(999);
+    old.actuator.settle(old.clock.nowMs());
+    assert.equal(old.first.stops, 0);
+    old.clock.advance(1);
+    old.actuator.settle(old.clock.nowMs());
+    await flush();
+    assert.equal(old.first.stops, 1);
+    assert.equal(old.count.size, 0);
+    assert.equal(old.actuator.sleepCounts.sleepersStopped, 1);
+
+    const dead = setup();
+    dead.actuator.apply('m', want(0), dead.clock.nowMs());
+    await flush();
+    dead.actuator.engineExited(0);
+    await flush();
+    assert.equal(dead.first.stops, 1);
+    dead.actuator.apply('m', want(1), dead.clock.nowMs());
+    await flush();
+    assert.equal(dead.first.wakes, 0, 'never woken');
+    assert.equal(dead.launched.length, 1);
+  });
+});
+
+describe('liveSleepVerdict', () => {
+  const c = resolveLiveSleep({ sleepersPerModelMax: 2, sleepersMax: 3 });
+  it('sleeps a ready engine within both counts and the model instance bound, stops otherwise', () => {
+    const base = { modelSleepers: 0, sleepers: 0, maxInstances: 4, ready: true };
+    assert.equal(liveSleepVerdict(base, c), 'sleep');
+    assert.equal(liveSleepVerdict({ ...base, ready: false }, c), 'stop');
+    assert.equal(liveSleepVerdict({ ...base, modelSleepers: 2 }, c), 'stop');
+    assert.equal(liveSleepVerdict({ ...base, modelSleepers: 1, maxInstances: 1 }, c), 'stop');
+    assert.equal(liveSleepVerdict({ ...base, sleepers: 3 }, c), 'stop');
+  });
+  it('refuses bad bounds', () => {
+    assert.throws(() => resolveLiveSleep({ sleepersMax: 0 }), /sleepersMax/);
+    assert.throws(() => resolveLiveSleep({ sleepMaxMs: -1 }), /sleepMaxMs/);
+  });
+});

@@ -1,0 +1,107 @@
+/**
+ * Sleep mode in the live host (`switchyard serve --min-instances 0 --sleep`): which engine past its
+ * keep-alive sleeps (vLLM `POST /sleep?level=1`) instead of stopping, and how long it may sleep.
+ * The twin's rule (README.md, "Sleep mode") is (a) the model has fewer sleepers than its instance
+ * bound, (b) every GPU it ran on has room for one more residual (`SleepBook.canSleepOn`), (c) the
+ * node's DRAM can pin its weights. `serve` keeps no per-GPU ledger or DRAM tier (its engines name a
+ * GPU model, not a device), so (b) and (c) become counts: at most `sleepersPerModelMax` sleepers per
+ * model and `sleepersMax` on the node, both named bounds. Rule (a) is kept as the per-model bound
+ * (capped by the model's instance bound). Sleepers are stopped after `sleepMaxMs` asleep: the twin
+ * stops sleepers on GPUs that sleepers alone held for `loneSleepMaxMs`, and every live sleeper is
+ * alone on its GPU as far as `serve` knows, so it uses the same bound and default. Pure.
+ */
+import { invalidArgument } from '../../core/errors.ts';
+import type { ModelId } from '../../core/ids.ts';
+import { LONE_SLEEP_MAX_MS_DEFAULT } from './sleep.ts';
+
+/**
+ * Sleepers one model keeps by default: one engine asleep answers the model's next request after a
+ * ~1 s wake; a second only helps a burst that needs two engines at once, and holds host memory for
+ * a second copy of the weights.
+ */
+export const SLEEPERS_PER_MODEL_MAX_DEFAULT = 1;
+/**
+ * Sleepers on the node by default: each holds its weights in host DRAM (an 8B: 16 GB) and a
+ * residual on its GPU (~3 GiB, `SLEEP_RESIDUAL_BYTES_PER_GPU_DEFAULT`); 8 is an assumption that
+ * fits an 8-GPU node with 256 GB of DRAM for 8B models, a parameter (`--max-sleepers`).
+ */
+export const SLEEPERS_MAX_DEFAULT = 8;
+
+/** The live sleep bounds. */
+export interface LiveSleepConfig {
+  readonly sleepersPerModelMax: number;
+  readonly sleepersMax: number;
+  /** A sleeper asleep this long is stopped. */
+  readonly sleepMaxMs: number;
+}
+
+/** The bounds with their defaults; SY_ERR_INVALID_ARGUMENT naming a bad one. */
+export function resolveLiveSleep(p: Partial<LiveSleepConfig> = {}): LiveSleepConfig {
+  const c: LiveSleepConfig = {
+    sleepersPerModelMax: p.sleepersPerModelMax ?? SLEEPERS_PER_MODEL_MAX_DEFAULT,
+    sleepersMax: p.sleepersMax ?? SLEEPERS_MAX_DEFAULT,
+    sleepMaxMs: p.sleepMaxMs ?? LONE_SLEEP_MAX_MS_DEFAULT,
+  };
+  for (const k of ['sleepersPerModelMax', 'sleepersMax'] as const)
+    if (!(Number.isInteger(c[k]) && c[k] >= 1)) throw invalidArgument(k, c[k], 'an integer >= 1');
+  if (!(Number.isFinite(c.sleepMaxMs) && c.sleepMaxMs > 0))
+    throw invalidArgument('sleepMaxMs', c.sleepMaxMs, 'ms > 0');
+  return c;
+}
+
+/** What the live verdict reads for one drained engine. */
+export interface LiveSleepInput {
+  /** Its model's sleepers now (asleep or going to sleep). */
+  readonly modelSleepers: number;
+  /** Sleepers on the node now. */
+  readonly sleepers: number;
+  /** The model's instance bound (the twin's rule (a)). */
+  readonly maxInstances: number;
+  /** The engine was serving (not lost, not a cancelled start): only a ready engine can sleep. */
+  readonly ready: boolean;
+}
+
+/** Sleep or stop a drained engine (see the file comment). */
+export function liveSleepVerdict(i: LiveSleepInput, c: LiveSleepConfig): 'sleep' | 'stop' {
+  if (!i.ready) return 'stop';
+  if (i.modelSleepers >= Math.min(c.sleepersPerModelMax, i.maxInstances)) return 'stop';
+  return i.sleepers >= c.sleepersMax ? 'stop' : 'sleep';
+}
+
+/** The node's sleepers by model, shared by every model's actuator (the bounds are per node). */
+export class SleeperCount {
+  private readonly byModel = new Map<ModelId, number>();
+  private total = 0;
+
+  constructor(readonly config: LiveSleepConfig) {}
+
+  /** Takes a sleeper's place for `model` when the verdict says sleep; false: stop it instead. */
+  take(model: ModelId, maxInstances: number): boolean {
+    const verdict = liveSleepVerdict(
+      { modelSleepers: this.countOf(model), sleepers: this.total, maxInstances, ready: true },
+      this.config,
+    );
+    if (verdict === 'stop') return false;
+    this.byModel.set(model, this.countOf(model) + 1);
+    this.total++;
+    return true;
+  }
+
+  /** A sleeper of `model` woke, stopped or died: its place is free. */
+  release(model: ModelId): void {
+    const n = this.countOf(model);
+    if (n <= 0) throw new Error(`no sleeper of ${model} to release`);
+    if (n === 1) this.byModel.delete(model);
+    else this.byModel.set(model, n - 1);
+    this.total--;
+  }
+
+  countOf(model: ModelId): number {
+    return this.byModel.get(model) ?? 0;
+  }
+
+  /** Sleepers on the node. */
+  get size(): number {
+    return this.total;
+  }
+}
