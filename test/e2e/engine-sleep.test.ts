@@ -164,6 +164,13 @@ test('level 1: asleep refuses work, forgets its prefix cache, wakes in the twinâ
   const refused = await chat(engine);
   assert.equal(refused.status, 503);
   assert.equal(refused.body.error.code, 'SY_ERR_ENGINE_ASLEEP');
+  const embeddings = await fetch(`${engine.url}/v1/embeddings`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'sleepy', input: 'hello' }),
+  });
+  assert.equal(embeddings.status, 503);
+  assert.equal(((await embeddings.json()) as ChatBody).error.code, 'SY_ERR_ENGINE_ASLEEP');
   const m = await scrapeMetrics(engine.url);
   assert.equal(m.get('switchyard_engine_sleeping{model_name="sleepy"}'), 1);
   assert.equal(m.get('vllm:kv_cache_usage_perc{model_name="sleepy",engine="0"}'), 0);

@@ -7,6 +7,15 @@ export {
   PRIOR_WEIGHT_GAPS,
 } from './forecast.ts';
 export {
+  type LiveSleepConfig,
+  type LiveSleepInput,
+  liveSleepVerdict,
+  resolveLiveSleep,
+  SLEEPERS_MAX_DEFAULT,
+  SLEEPERS_PER_MODEL_MAX_DEFAULT,
+  SleeperCount,
+} from './live-sleep.ts';
+export {
   BURST_PAUSE_GAPS,
   CONCURRENCY_TARGET_DEFAULT,
   coldRequestsPerStart,
