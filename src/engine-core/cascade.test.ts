@@ -56,6 +56,8 @@ function run(
     fuse?: boolean;
     memo?: boolean;
     leader?: EngineRequest;
+    /** Blocks `reserveImport` holds (a P/D transfer in, never arriving) before the followers come. */
+    importBlocks?: number;
   } = {},
 ): Run {
   const shapes: StepShape[] = [];
@@ -77,6 +79,7 @@ function run(
   assert.ok(core.startStep(now) !== undefined);
   now = core.stepEndMs;
   core.finishStep(now);
+  if (options.importBlocks !== undefined) assert.ok(core.reserveImport('incoming', options.importBlocks));
   for (const r of followers) core.add(r, now);
   while (core.hasWork) {
     if (core.startStep(now, options.fuse === true ? Number.POSITIVE_INFINITY : now) === undefined) break;
@@ -106,6 +109,16 @@ describe('EngineCore: the common prefix of a step (cascade attention)', () => {
       }
       // The leader finishes first (30 tokens against 40 each): the 9 followers still share.
       assert.ok(shapes.some((s) => s.decodeSeqs === 9 && s.commonPrefixTokens === 512));
+    });
+
+    it(`${mode}: a KV import in flight does not turn the prefix off (its hold is no holder)`, () => {
+      // P/D decode side: one request's 805-token prompt (51 blocks) is in transfer in meanwhile.
+      const { shapes } = run(mode, followers(9), { importBlocks: 51 });
+      assert.equal(shapes[1]!.prefillSeqs, 9);
+      for (const s of shapes.slice(1)) {
+        const seqs = s.prefillSeqs + s.decodeSeqs;
+        assert.equal(s.commonPrefixTokens, seqs >= 8 ? 512 : 0, `step of ${seqs} sequences`);
+      }
     });
 
     it(`${mode}: a follower whose whole prompt is the shared blocks recomputes its last one: 31 blocks`, () => {

@@ -1241,18 +1241,24 @@ export class EngineCore {
   /**
    * The step's common prefix as vLLM's model runner computes it for cascade attention: the leading
    * blocks of a running sequence whose ref count equals the number of sequences holding KV (running,
-   * plus finished ones holding theirs for a transfer out, plus imports holding blocks for a transfer
-   * in: vLLM's `req_to_blocks`), times the block size, capped by the fewest tokens any scheduled
-   * sequence had computed before the step and rounded down to whole blocks
-   * (`get_num_common_prefix_blocks`, `_compute_cascade_attn_prefix_len`). Shared blocks are cached
+   * plus finished ones holding theirs for a transfer out: vLLM's `req_to_blocks`), times the block
+   * size, capped by the fewest tokens any scheduled sequence had computed before the step and
+   * rounded down to whole blocks (`get_num_common_prefix_blocks`,
+   * `_compute_cascade_attn_prefix_len`). Shared blocks are cached
    * prompt blocks every holder hit or stored, so the cap never binds here; it is kept as vLLM has it.
    *
    * Asked only for steps of CASCADE_REQUESTS_MIN or more sequences, below which no engine uses the
    * prefix: a lone sequence shares every block with itself and the walk would cost O(blocks) a step.
    * Otherwise it stops at the first block not shared, usually the first.
+   *
+   * A request whose KV is in transfer in (`reserveImport`) is not counted: its hold is anonymous
+   * blocks and no reference on a cached block, so counting it would make no block shared by all.
+   * vLLM's decode side counts it (it is in `req_to_blocks`) but also holds references on its local
+   * prefix-cache hits from then on, so the two agree when its prompt starts with the prefix; when it
+   * does not, vLLM finds no common prefix for those steps and the core still does.
    */
   private commonPrefixTokens(): number {
-    const holders = this.runCount + (this.exportHolds?.size ?? 0) + (this.importHolds?.size ?? 0);
+    const holders = this.runCount + (this.exportHolds?.size ?? 0);
     const bs = this.blockSize;
     const numBlocks = this.slotNumBlocks[0]!;
     let shared = 0;
