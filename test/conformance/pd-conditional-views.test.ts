@@ -14,7 +14,9 @@ import type { Request } from '../../src/core/request.ts';
 import type { InstanceView } from '../../src/core/view.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../../src/engine-core/types.ts';
 import { gatewayPerfModels, parseGatewayConfig } from '../../src/gateway/config.ts';
+import { LiveView } from '../../src/gateway/live-view.ts';
 import { PdConditional } from '../../src/gateway/pd/pd-conditional.ts';
+import { decideThenHold } from '../../src/gateway/pd/pd-exchange.ts';
 import { kvLink, kvTransfer } from '../../src/model/kv-link.ts';
 import { modelSpec } from '../../src/model/models.ts';
 import { perfModelFor } from '../../src/model/perf.ts';
@@ -25,6 +27,7 @@ import {
   decisionInputFromViews,
   PD_CONDITIONAL_RULES,
   type PdConditionalRule,
+  type PrefillDecisionInput,
 } from '../../src/policies/disagg/conditional.ts';
 import { isEligible } from '../../src/policies/routing/eligible.ts';
 import { createRoutingPolicy } from '../../src/policies/routing/registry.ts';
@@ -55,6 +58,53 @@ for (const rule of PD_CONDITIONAL_RULES) {
       assert.ok(seen.local > 0 && seen.remote > 0, JSON.stringify(seen));
     });
   }
+}
+
+/** A PdConditional that keeps each input its rule decided on. */
+class RecordingConditional extends PdConditional {
+  readonly inputs: PrefillDecisionInput[] = [];
+  override input(
+    request: Request,
+    decode: InstanceView,
+    prefill: readonly InstanceView[],
+  ): PrefillDecisionInput {
+    const input = super.input(request, decode, prefill);
+    this.inputs.push(input);
+    return input;
+  }
+}
+
+for (const rule of PD_CONDITIONAL_RULES) {
+  test(`${rule}: the live order decides before the decode hold, as the twin does, with signals not yet scraped`, () => {
+    // Nothing scraped: the live view shows host accounting (running = in flight), two decoding.
+    const view = new LiveView(3_000);
+    const spec = (id: string, role: 'prefill' | 'decode') =>
+      ({ id, models: [MODEL], gpu: GPU, tp: 1, role, kvBlocksTotal: 1_000, blockSize: 16 }) as const;
+    const decode = view.add(spec('i3', 'decode'));
+    const prefill = view.add(spec('i1', 'prefill'));
+    decode.sent(0);
+    decode.sent(0);
+    view.at(0);
+    const request = viewRequest(1, 500, 0);
+    const transferMs = kvTransfer(modelSpec(MODEL), 500, kvLink(CONDITIONAL_LINK_DEFAULT), {
+      prefillTp: 1,
+      decodeTp: 1,
+    }).ttftAddedMs;
+    // The twin decides before `decode.sent`: the request is not among the decodes it decides for.
+    const twinInput = decisionInputFromViews(500, 0, decode, [prefill], transferMs);
+    assert.equal(twinInput.decodeRunning, 2);
+    const live = new RecordingConditional(
+      rule,
+      CONDITIONAL_LINK_DEFAULT,
+      CONDITIONAL_CHUNK_TOKENS_DEFAULT,
+      gatewayContext(),
+    );
+    // What PdExchange.conditionalPair runs; the pool is settled as roleInstances settles it.
+    decideThenHold(live, request, decode, () => view.at(0).instances.filter((i) => i.role === 'prefill'));
+    assert.deepEqual(live.inputs, [twinInput]);
+    // The hold is taken: the request counts in flight on its decode instance from now on.
+    assert.equal(view.at(0).instances[0]!.running, 3);
+  });
 }
 
 /**

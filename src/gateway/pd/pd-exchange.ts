@@ -48,6 +48,7 @@ import type { ClusterView, InstanceRole, InstanceView } from '../../core/view.ts
 import { createPairPolicy, type PairPolicy, pairNeedsPerfModel } from '../../policies/disagg/pair.ts';
 import { isEligible } from '../../policies/routing/eligible.ts';
 import type { PolicyContext, RoutingPolicy } from '../../policies/routing/types.ts';
+import type { LiveInstance } from '../live-view.ts';
 import {
   type Backend,
   Exchange,
@@ -82,6 +83,24 @@ export interface PdHost extends ExchangeHost {
   prefillPolicy(): RoutingPolicy;
   /** The instances of `role` in the live view, settled now (a conditional rule reads the prefill pool). */
   roleInstances(role: InstanceRole): readonly InstanceView[];
+}
+
+/**
+ * A conditional pair's decision at `decode`, then the request's hold there (counted in flight until
+ * its decode attempt takes over): whether it prefills remotely. The rule reads the decode instance's
+ * signals before the hold, as the twin decides before `decode.sent`: with signals not yet scraped,
+ * the host accounting would otherwise count the request among the decodes it is deciding for.
+ * `prefill` gives the prefill pool (its eligible instances), settled now.
+ */
+export function decideThenHold(
+  rule: PdConditional,
+  request: Request,
+  decode: LiveInstance,
+  prefill: () => readonly InstanceView[],
+): boolean {
+  const remote = rule.decide(request, decode, prefill());
+  decode.sent(0);
+  return remote;
 }
 
 /** Counters of the P/D flows, for /stats. */
@@ -375,14 +394,15 @@ export class PdExchange extends Exchange {
    */
   private conditionalPair(rule: PdConditional): void {
     const retry = this.attempts > 0;
-    if (!this.pickDecodeFirst(retry)) {
+    const picked = this.pickDecode(retry);
+    if (picked === undefined) {
       if (retry) super.next();
       return;
     }
-    const decode = (this.decodeFirst as Backend).instance;
     const model = this.request.model;
-    const prefill = this.pdHost.roleInstances('prefill').filter((i) => isEligible(i, model));
-    this.local = !rule.decide(this.request, decode, prefill);
+    const prefill = () => this.pdHost.roleInstances('prefill').filter((i) => isEligible(i, model));
+    this.local = !decideThenHold(rule, this.request, picked.instance, prefill);
+    this.decodeFirst = picked;
     if (!this.local) {
       void this.vllmPair();
       return;
@@ -403,15 +423,22 @@ export class PdExchange extends Exchange {
    * chosen instance counts the request in flight from now, as the twin's does.
    */
   private pickDecodeFirst(quiet = false): boolean {
+    const picked = this.pickDecode(quiet);
+    if (picked === undefined) return false;
+    picked.instance.sent(0);
+    this.decodeFirst = picked;
+    return true;
+  }
+
+  /** The pair's decode pick, not yet held; undefined when refused (failing unless `quiet`). */
+  private pickDecode(quiet: boolean): Backend | undefined {
     this.decodePickedAtArrival = true;
     const picked = this.pdHost.pickRole(this, 'decode', this.tried);
     if (picked instanceof SwitchyardError) {
       if (!quiet) this.fail(picked, retryAfterOf(picked));
-      return false;
+      return undefined;
     }
-    picked.instance.sent(0);
-    this.decodeFirst = picked;
-    return true;
+    return picked;
   }
 
   /** Hands over the decode backend picked at arrival (once), releasing its hold; undefined if none. */
