@@ -8,6 +8,10 @@
  *   GET  /admin/policy                    { policy, available }
  *   PUT  /admin/policy   { "policy": n }  switch the active routing policy
  *   GET  /admin/stats                     the request counters and admission state
+ *
+ * Every error answered here, but the closed API's 404 (which must look like any unknown route), goes
+ * through the gateway's `rejectEarly`: it counts in `/stats` `rejected{code}` as the main path's
+ * refusals do, so an operator sees wrong keys and stalled bodies on the admin API.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -36,21 +40,22 @@ export function handleAdmin(
   method: string,
   path: string,
 ): void {
+  const unknownRoute = (): SwitchyardError =>
+    new SwitchyardError('SY_ERR_NOT_FOUND', `unknown route ${method} ${path}`, { param: 'path' });
   const notFound = (): void => {
     req.resume();
-    sendError(
-      res,
-      new SwitchyardError('SY_ERR_NOT_FOUND', `unknown route ${method} ${path}`, { param: 'path' }),
-    );
+    gateway.rejectEarly(res, unknownRoute());
   };
   const key = gateway.adminKey;
   if (key === undefined) {
-    notFound();
+    // Closed: answered as the gateway's own unknown routes are (not counted).
+    req.resume();
+    sendError(res, unknownRoute());
     return;
   }
   if (!keyMatches(bearerToken(req.headers.authorization), key)) {
     req.resume();
-    sendError(
+    gateway.rejectEarly(
       res,
       new SwitchyardError('SY_ERR_UNAUTHORIZED', 'admin API needs Authorization: Bearer <adminKey>', {
         param: 'authorization',
@@ -61,7 +66,7 @@ export function handleAdmin(
   const parts = decodedSegments(path);
   if (parts === undefined) {
     req.resume();
-    sendError(
+    gateway.rejectEarly(
       res,
       new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `malformed percent-encoding in path ${path}`, {
         param: 'path',
@@ -89,7 +94,7 @@ export function handleAdmin(
     }
     req.resume();
     if (!gateway.setDraining(id, action === 'drain')) {
-      sendError(
+      gateway.rejectEarly(
         res,
         new SwitchyardError('SY_ERR_NOT_FOUND', `unknown instance '${id}'`, { param: 'instance' }),
       );
@@ -108,7 +113,7 @@ export function handleAdmin(
       const bounds = sideBodyBounds(gateway.limits, ADMIN_BODY_BYTES_MAX, 'the admin body bound');
       readBody(req, res, bounds, (result) => {
         if (!result.ok) {
-          sendError(res, result.error);
+          gateway.rejectEarly(res, result.error);
           return;
         }
         let name: unknown;
@@ -118,7 +123,7 @@ export function handleAdmin(
           name = undefined;
         }
         if (typeof name !== 'string') {
-          sendError(
+          gateway.rejectEarly(
             res,
             new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'expected a JSON body {"policy": "<name>"}', {
               param: 'policy',
@@ -130,7 +135,7 @@ export function handleAdmin(
           gateway.setPolicy(name);
         } catch (error) {
           if (error instanceof SwitchyardError) {
-            sendError(res, error);
+            gateway.rejectEarly(res, error);
             return;
           }
           throw error;

@@ -768,6 +768,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       queuedBytes: this.queuedBytes.stats,
       parsePool: this.parsePool?.stats,
       scaleFromZero: this.modelBuffer?.stats,
+      batch: this.batch?.stats,
       pd: this.pd.statsJson(),
       ...Object.fromEntries(Object.entries(this.hostStats).map(([k, f]) => [k, f()])),
       policy: this.policy.name,
@@ -807,7 +808,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       const tenant = this.tenants.get(bearerToken(req.headers.authorization) ?? '');
       if (tenant === undefined) {
         this.drainBody(req);
-        sendError(
+        this.rejectEarly(
           res,
           new SwitchyardError('SY_ERR_UNAUTHORIZED', 'missing or invalid API key', {
             param: 'authorization',
@@ -818,11 +819,12 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       owner = tenant.name;
     }
     try {
-      handleBatchApi(batch, req, res, method, new URL(req.url ?? '/', 'http://gateway'), owner, this.limits);
+      // Refusals there go through rejectEarly too: they count in `rejected` as the main path's do.
+      handleBatchApi(batch, req, res, method, new URL(req.url ?? '/', 'http://gateway'), owner, this);
     } catch (error) {
       if (!(error instanceof SwitchyardError)) throw error;
       this.drainBody(req);
-      sendError(res, error);
+      this.rejectEarly(res, error);
     }
   }
 

@@ -252,7 +252,8 @@ describe('switchyard serve --config', { timeout: 60_000 }, () => {
     assert.equal(stats.accepted, 4);
     assert.equal(stats.completed, 4);
     assert.equal(stats.accepted, stats.completed + stats.failedTotal + stats.inFlight);
-    assert.equal(stats.rejected['SY_ERR_UNAUTHORIZED'], 1);
+    // One on /v1/chat/completions, one on /admin/stats: admin refusals count as the main path's do.
+    assert.equal(stats.rejected['SY_ERR_UNAUTHORIZED'], 2);
 
     const instances = (await (await fetch(`${url}/admin/instances`, { headers: admin })).json()) as {
       instances: { id: string; healthy: boolean }[];

@@ -15,6 +15,15 @@ export const batchConfigSchema = z.strictObject({
   linesMax: z.number().int().min(1).max(1_000_000).default(50_000),
   /** Files kept (uploads and results), at most; an upload beyond it is refused until some are deleted. */
   filesMax: z.number().int().min(1).max(1_000_000).default(1000),
+  /**
+   * Uploads (`POST /v1/files`) being received at once, at most. `filesMax` bounds files stored, not
+   * files arriving: each upload in progress holds a connection, an open temp file and up to
+   * fileBytesMax of disk until its body ends, so without this any number of clients could each
+   * stream fileBytesMax at once. The next one is refused at once (its body dropped, not stored), 429
+   * SY_ERR_OVERLOADED with Retry-After. 4 by default: uploads are rare and one is limited by the
+   * client's bandwidth, not the gateway's; a few at once keep a slow client from blocking the rest.
+   */
+  uploadsInFlightMax: z.number().int().min(1).max(1000).default(4),
   /** Batch records kept, at most; the oldest finished ones are forgotten first to make room. */
   batchesMax: z.number().int().min(1).max(1_000_000).default(1000),
   /** Batches validating, running or cancelling at once, at most (their requests are held in memory: up to this times fileBytesMax). */

@@ -5,6 +5,10 @@
  * Uploads are parsed by busboy, streaming to disk with `fileBytesMax` enforced as bytes arrive:
  * undici's `Request.formData()` would also parse multipart, but it buffers the whole body in memory
  * before any limit could apply.
+ *
+ * Every error answered here goes through the host's `rejectEarly`, so it counts in `/stats`
+ * `rejected{code}` (and `switchyard_gateway_requests_rejected_total{code}`) as the main path's
+ * refusals do: an operator sees uploads refused, bodies timed out and keys refused on these routes.
  */
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -23,6 +27,11 @@ const CREATE_BODY_BYTES_MAX = 64 * 1024;
 const METADATA_PAIRS_MAX = 16;
 const METADATA_KEY_CHARS_MAX = 64;
 const METADATA_VALUE_CHARS_MAX = 512;
+/**
+ * Retry-After of an upload refused because `uploadsInFlightMax` are being received: the bound's slots
+ * free as uploads end, which no one can predict; a second is the smallest Retry-After there is.
+ */
+const UPLOADS_FULL_RETRY_AFTER_MS = 1000;
 /** A list's page size, at most and by default (OpenAI's). */
 const LIST_LIMIT_MAX = 100;
 const LIST_LIMIT_DEFAULT = 20;
@@ -50,8 +59,15 @@ function notFound(method: string, path: string): SwitchyardError {
   return new SwitchyardError('SY_ERR_NOT_FOUND', `unknown route ${method} ${path}`, { param: 'path' });
 }
 
-/** The gateway's limits a Batch API route reads: the time bound of a create's body. */
+/** The gateway's limits a Batch API route reads: the time bounds of a create's and an upload's body. */
 export type BatchApiLimits = Pick<LimitsConfig, 'bodyReadTimeoutMs' | 'requestTimeoutMs'>;
+
+/** What a Batch API route needs of the gateway (the LiveGateway itself). */
+export interface BatchApiHost {
+  readonly limits: BatchApiLimits;
+  /** Answers a refusal (Retry-After from `retryAfterMs`) and counts it in `/stats` `rejected`. */
+  rejectEarly(res: ServerResponse, error: SwitchyardError, retryAfterMs?: number): void;
+}
 
 /** Answers one Batch API request for tenant `owner`. A SwitchyardError thrown is the caller's to answer. */
 export function handleBatchApi(
@@ -61,7 +77,7 @@ export function handleBatchApi(
   method: string,
   url: URL,
   owner: string,
-  limits: BatchApiLimits,
+  host: BatchApiHost,
 ): void {
   const [resource, id, action, ...extra] = url.pathname.split('/').slice(2);
   if (extra.length > 0 || id?.length === 0) throw notFound(method, url.pathname);
@@ -71,7 +87,7 @@ export function handleBatchApi(
   const key = id ?? '';
   switch (route) {
     case 'POST files':
-      upload(service, req, res, owner, limits);
+      upload(service, req, res, owner, host);
       break;
     case 'GET files':
       sendJson(res, 200, { object: 'list', data: service.listFiles(owner).map(publicFile), has_more: false });
@@ -84,10 +100,10 @@ export function handleBatchApi(
       sendJson(res, 200, { id: key, object: 'file', deleted: true });
       break;
     case 'GET files/:id/content':
-      content(service, res, key, owner);
+      content(service, res, key, owner, host);
       break;
     case 'POST batches':
-      createBatch(service, req, res, owner, limits);
+      createBatch(service, req, res, owner, host);
       break;
     case 'GET batches':
       listBatches(service, res, url, owner);
@@ -103,7 +119,13 @@ export function handleBatchApi(
   }
 }
 
-function content(service: BatchService, res: ServerResponse, id: string, owner: string): void {
+function content(
+  service: BatchService,
+  res: ServerResponse,
+  id: string,
+  owner: string,
+  host: BatchApiHost,
+): void {
   const file = service.file(id, owner);
   const stream = createReadStream(service.contentPath(file));
   stream.once('open', () => {
@@ -112,7 +134,10 @@ function content(service: BatchService, res: ServerResponse, id: string, owner: 
   });
   stream.once('error', (error) => {
     if (!res.headersSent)
-      sendError(res, new SwitchyardError('SY_ERR_NOT_FOUND', `file '${id}' content: ${error.message}`));
+      host.rejectEarly(
+        res,
+        new SwitchyardError('SY_ERR_NOT_FOUND', `file '${id}' content: ${error.message}`),
+      );
     else res.destroy();
   });
 }
@@ -138,9 +163,9 @@ function createBatch(
   req: IncomingMessage,
   res: ServerResponse,
   owner: string,
-  limits: BatchApiLimits,
+  host: BatchApiHost,
 ): void {
-  const bounds = sideBodyBounds(limits, CREATE_BODY_BYTES_MAX, 'the batch create body bound');
+  const bounds = sideBodyBounds(host.limits, CREATE_BODY_BYTES_MAX, 'the batch create body bound');
   readBody(req, res, bounds, (result) => {
     try {
       if (!result.ok) throw result.error;
@@ -169,7 +194,7 @@ function createBatch(
       sendJson(res, 200, publicBatch(batch));
     } catch (error) {
       if (!(error instanceof SwitchyardError)) throw error;
-      sendError(res, error);
+      host.rejectEarly(res, error);
     }
   });
 }
@@ -193,13 +218,17 @@ function metadataOf(value: unknown): Record<string, string> | null {
   return out;
 }
 
-/** POST /v1/files: one `file` part streamed to disk, one `purpose` field that must be 'batch'. */
+/**
+ * POST /v1/files: one `file` part streamed to disk, one `purpose` field that must be 'batch'. Holds
+ * one of `uploadsInFlightMax` slots from before its first byte is read until its answer (or its
+ * abandonment) once the file is closed; with none free it is refused 429 at once.
+ */
 function upload(
   service: BatchService,
   req: IncomingMessage,
   res: ServerResponse,
   owner: string,
-  limits: BatchApiLimits,
+  host: BatchApiHost,
 ): void {
   service.checkRoomForFile();
   const type = req.headers['content-type'] ?? '';
@@ -211,6 +240,31 @@ function upload(
     res.shouldKeepAlive = false;
     throw tooLarge(service);
   }
+  const release = service.beginUpload();
+  if (release === undefined) {
+    req.resume();
+    host.rejectEarly(res, uploadsFull(service), UPLOADS_FULL_RETRY_AFTER_MS);
+    return;
+  }
+  try {
+    receive(service, req, res, owner, host, release);
+  } catch (error) {
+    // Refused before any handler could end it (a content-type busboy cannot parse): the slot is free.
+    release();
+    throw error;
+  }
+}
+
+/** Streams an upload whose slot is taken to disk; `release` gives the slot back once it has ended. */
+function receive(
+  service: BatchService,
+  req: IncomingMessage,
+  res: ServerResponse,
+  owner: string,
+  host: BatchApiHost,
+  release: () => void,
+): void {
+  const parser = multipartParser(req, service);
   const { id, path } = service.newUpload();
   let purpose: string | undefined;
   let filename: string | undefined;
@@ -221,10 +275,6 @@ function upload(
   const fail = (error: SwitchyardError): void => {
     failure ??= error;
   };
-  const parser = busboy({
-    headers: req.headers,
-    limits: { files: 1, fields: 8, fieldSize: 1024, fileSize: service.config.fileBytesMax, parts: 16 },
-  });
   parser.on('field', (name, value) => {
     if (name === 'purpose') purpose = value;
   });
@@ -261,6 +311,8 @@ function upload(
     fail(invalid(`malformed multipart body: ${error.message}`, 'body'));
     req.unpipe(parser);
     req.resume();
+    // The upload is refused: its file is closed now, so `written` settles and the slot frees.
+    out?.destroy();
   });
   const finish = async (): Promise<void> => {
     await written;
@@ -274,7 +326,7 @@ function upload(
       service.discardUpload(path);
       if (!(error instanceof SwitchyardError)) throw error;
       if (error.code === 'SY_ERR_REQUEST_TOO_LARGE') res.shouldKeepAlive = false;
-      sendError(res, error);
+      host.rejectEarly(res, error);
     }
   };
   let finished = false;
@@ -282,9 +334,11 @@ function upload(
     if (finished) return;
     finished = true;
     stopTimers();
-    void finish().catch((error: Error) =>
-      sendError(res, new SwitchyardError('SY_ERR_INTERNAL', error.message)),
-    );
+    // Every end of an upload comes here exactly once (answered, refused, timed out, client gone,
+    // malformed): the slot is given back after the file is closed and the answer written.
+    void finish()
+      .catch((error: Error) => sendError(res, new SwitchyardError('SY_ERR_INTERNAL', error.message)))
+      .finally(release);
   };
   /**
    * Gives the upload up: its file is closed (and removed by `finish`), and the answer, if anyone is
@@ -307,10 +361,25 @@ function upload(
   parser.on('close', once);
   parser.on('error', once);
   req.pipe(parser);
-  const stopTimers = uploadTimers(limits, req, abandon);
+  const stopTimers = uploadTimers(host.limits, req, abandon);
   req.on('close', () => {
     if (!req.complete) abandon(invalid('the client closed the connection mid-upload', 'body'));
   });
+}
+
+/**
+ * The upload's multipart parser. Busboy throws at once on a content-type it cannot use (no boundary,
+ * say): that is the client's error, 400, not the 500 an uncaught throw would be.
+ */
+function multipartParser(req: IncomingMessage, service: BatchService): busboy.Busboy {
+  try {
+    return busboy({
+      headers: req.headers,
+      limits: { files: 1, fields: 8, fieldSize: 1024, fileSize: service.config.fileBytesMax, parts: 16 },
+    });
+  } catch (error) {
+    throw invalid(`content-type: ${(error as Error).message}`, 'content-type');
+  }
 }
 
 /** Longest wait for an abandoned upload's answer to drain before its connection is cut (as body-reader.ts). */
@@ -349,6 +418,15 @@ function uploadTimers(
     clearTimeout(totalTimer);
     req.off('data', onData);
   };
+}
+
+function uploadsFull(service: BatchService): SwitchyardError {
+  const max = service.config.uploadsInFlightMax;
+  return new SwitchyardError(
+    'SY_ERR_OVERLOADED',
+    `${max} uploads are being received (batch.uploadsInFlightMax ${max}); retry later`,
+    { param: 'file' },
+  );
 }
 
 function tooLarge(service: BatchService): SwitchyardError {

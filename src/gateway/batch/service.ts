@@ -6,7 +6,8 @@
  * finishing its files).
  *
  * Bounds: `inFlightMax` requests out at once across all batches, `activeBatchesMax` batches held in
- * memory, `filesMax` stored uploads, `batchesMax` stored records, `fileBytesMax` per upload,
+ * memory, `filesMax` stored uploads, `uploadsInFlightMax` uploads being received at once,
+ * `batchesMax` stored records, `fileBytesMax` per upload,
  * `linesMax` per batch. A request admission refused for lack of room is offered again after
  * `retryDelayMs`, until the batch's completion window closes.
  */
@@ -93,6 +94,10 @@ export class BatchService {
   private turn = 0;
   private pumping = false;
   private pumpAgain = false;
+  /** Uploads being received now, against `config.uploadsInFlightMax`. */
+  private uploadsInFlight = 0;
+  /** Uploads refused because `uploadsInFlightMax` were being received. */
+  private uploadsRefused = 0;
 
   constructor(
     readonly config: BatchConfig,
@@ -138,6 +143,33 @@ export class BatchService {
         'SY_ERR_CAPACITY',
         `${uploads} files are stored (batch.filesMax ${this.config.filesMax}); delete some first`,
       );
+  }
+
+  /**
+   * Takes one of `uploadsInFlightMax` upload slots before any byte is read. Returns the function that
+   * gives it back (the first call counts, later ones do nothing), or undefined when all are taken.
+   */
+  beginUpload(): (() => void) | undefined {
+    if (this.uploadsInFlight >= this.config.uploadsInFlightMax) {
+      this.uploadsRefused++;
+      return undefined;
+    }
+    this.uploadsInFlight++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.uploadsInFlight--;
+    };
+  }
+
+  /** The upload bound's state, for `/stats` `batch`. */
+  get stats(): { uploadsInFlight: number; uploadsInFlightMax: number; uploadsRefused: number } {
+    return {
+      uploadsInFlight: this.uploadsInFlight,
+      uploadsInFlightMax: this.config.uploadsInFlightMax,
+      uploadsRefused: this.uploadsRefused,
+    };
   }
 
   /** A fresh id and the absolute path an upload's bytes are streamed to. */
