@@ -135,8 +135,9 @@ export function conditionalSettingsOf(pd: PdGatewayConfig): { link: string; chun
 }
 
 /**
- * Problems with a `pd:` block (paths under `pd`): bad parameters, parameters without a pair policy,
- * link settings without a rule, a rule over SGLang, or nothing to disaggregate.
+ * Problems with a `pd:` block (paths under `pd`): neither a pair policy nor a rule, bad parameters,
+ * parameters without a pair policy, link settings without a rule, a rule over SGLang, or nothing to
+ * disaggregate.
  */
 export function pdPairConfigProblems(
   pd: PdGatewayConfig | undefined,
@@ -144,6 +145,12 @@ export function pdPairConfigProblems(
 ): PdConfigProblem[] {
   if (pd === undefined) return [];
   const problems: PdConfigProblem[] = [];
+  if (pd.pairPolicy === undefined && pd.conditional === undefined)
+    // Both are optional on their own, so an empty block would otherwise pass as if it did something.
+    problems.push({
+      path: [],
+      message: `the block sets neither pairPolicy (${PD_PAIR_POLICIES.join(', ')}) nor conditional (${PD_CONDITIONAL_RULES.join(', ')}); set one, or leave pd out`,
+    });
   if (pd.pairPolicy !== undefined) {
     try {
       checkPairPolicy(pd.pairPolicy, pd.params);

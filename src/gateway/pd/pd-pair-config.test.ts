@@ -62,6 +62,19 @@ describe('gateway config pd:', () => {
     );
   });
 
+  it('refuses a block that sets neither a pair policy nor a conditional rule', () => {
+    for (const pd of [{}, { params: {} }])
+      assert.match(
+        configError({ backends: pdBackends(), pd }),
+        /pd: the block sets neither pairPolicy \(round-robin.*\) nor conditional \(dynamo, switchyard\)/,
+      );
+    // Either one alone is enough.
+    assert.equal(
+      parseGatewayConfig({ backends: pdBackends(), pd: { conditional: 'dynamo' } }, {}).pd?.conditional,
+      'dynamo',
+    );
+  });
+
   it('refuses to start mooncake when a backend has no performance model', () => {
     const config = parseGatewayConfig({ backends: pdBackends('m'), pd: { pairPolicy: 'mooncake' } }, {});
     assert.throws(
