@@ -100,7 +100,13 @@ for (const rule of PD_CONDITIONAL_RULES) {
       gatewayContext(),
     );
     // What PdExchange.conditionalPair runs; the pool is settled as roleInstances settles it.
-    decideThenHold(live, request, decode, () => view.at(0).instances.filter((i) => i.role === 'prefill'));
+    decideThenHold(
+      live,
+      request,
+      decode,
+      () => view.at(0).instances.filter((i) => i.role === 'prefill'),
+      true,
+    );
     assert.deepEqual(live.inputs, [twinInput]);
     // The hold is taken: the request counts in flight on its decode instance from now on.
     assert.equal(view.at(0).instances[0]!.running, 3);

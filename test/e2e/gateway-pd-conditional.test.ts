@@ -186,6 +186,10 @@ describe('conditional P/D through the gateway', { timeout: 90_000 }, () => {
     assert.ok((stats['retries'] as number) > (statsBefore['retries'] as number), 'the attempt was retried');
     const pd = stats['pd'] as Record<string, number>;
     assert.equal(pd['prefills'], 1, 'the retry stayed local too: no new prefill leg');
+    // The retry decided again, but the counters count requests: this one once.
+    const pdBefore = statsBefore['pd'] as Record<string, number>;
+    assert.equal(pd['localPrefills'], (pdBefore['localPrefills'] as number) + 1, 'one request, counted once');
+    assert.equal(pd['remotePrefills'], pdBefore['remotePrefills']);
     const prefill = await scrape(cluster.prefill.engines[0]?.url as string);
     assert.equal(metricSum(prefill, 'vllm:request_success_total'), prefillBefore);
   });

@@ -225,6 +225,9 @@ describe('PdConditional (the live host of the rules)', () => {
     // The same 4,000-token prompt again: its prefix is on d0, 0 tokens uncached.
     assert.equal(rule.decide(request(2, 4000, 0), decode, prefill), false);
     assert.deepEqual(rule.stats, { localPrefills: 2, remotePrefills: 1 });
+    // A retry's new decision for a request already counted: decided, not counted again.
+    assert.equal(rule.decide(request(3, 4000, 0), decode, prefill, false), true);
+    assert.deepEqual(rule.stats, { localPrefills: 2, remotePrefills: 1 });
   });
 
   it('switchyard: decides as the pure rule on the same input, with the configured chunk size', () => {

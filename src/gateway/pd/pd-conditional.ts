@@ -71,11 +71,12 @@ export class PdConditional {
   }
 
   /**
-   * Whether `request` prefills on the prefill pool (true) or on `decode` itself (false), counted.
-   * A decode instance without a performance model (one added at run time) under `switchyard` goes
-   * remote, the path every request takes without a rule.
+   * Whether `request` prefills on the prefill pool (true) or on `decode` itself (false), counted
+   * unless `count` is false (a retry's new decision for a request already counted: the counters
+   * count requests). A decode instance without a performance model (one added at run time) under
+   * `switchyard` goes remote, the path every request takes without a rule.
    */
-  decide(request: Request, decode: InstanceView, prefill: readonly InstanceView[]): boolean {
+  decide(request: Request, decode: InstanceView, prefill: readonly InstanceView[], count = true): boolean {
     const input = this.input(request, decode, prefill);
     const perf = this.perfOf(decode);
     let remote: boolean;
@@ -83,6 +84,7 @@ export class PdConditional {
     else remote = perf === undefined || decidePrefill(this.rule, input, perf, this.chunkTokens).remote;
     // Local or remote, the prompt's KV ends up on the decode instance: the router learns it is there.
     this.prefixes.learn(decode.id, request);
+    if (!count) return remote;
     if (remote) this.stats.remotePrefills++;
     else this.stats.localPrefills++;
     return remote;

@@ -90,15 +90,17 @@ export interface PdHost extends ExchangeHost {
  * its decode attempt takes over): whether it prefills remotely. The rule reads the decode instance's
  * signals before the hold, as the twin decides before `decode.sent`: with signals not yet scraped,
  * the host accounting would otherwise count the request among the decodes it is deciding for.
- * `prefill` gives the prefill pool (its eligible instances), settled now.
+ * `prefill` gives the prefill pool (its eligible instances), settled now. Counted in the rule's
+ * counters only when `count` (an exchange's first decision: a retry decides again, uncounted).
  */
 export function decideThenHold(
   rule: PdConditional,
   request: Request,
   decode: LiveInstance,
   prefill: () => readonly InstanceView[],
+  count: boolean,
 ): boolean {
-  const remote = rule.decide(request, decode, prefill());
+  const remote = rule.decide(request, decode, prefill(), count);
   decode.sent(0);
   return remote;
 }
@@ -359,6 +361,8 @@ export class PdExchange extends Exchange {
   private decodePickedAtArrival = false;
   /** The conditional rule kept the current pair local: the decode instance prefills it itself. */
   local = false;
+  /** The rule has decided for this exchange once (and counted it: the counters count requests). */
+  private decided = false;
 
   constructor(
     readonly pdHost: PdHost,
@@ -401,7 +405,8 @@ export class PdExchange extends Exchange {
     }
     const model = this.request.model;
     const prefill = () => this.pdHost.roleInstances('prefill').filter((i) => isEligible(i, model));
-    this.local = !decideThenHold(rule, this.request, picked.instance, prefill);
+    this.local = !decideThenHold(rule, this.request, picked.instance, prefill, !this.decided);
+    this.decided = true;
     this.decodeFirst = picked;
     if (!this.local) {
       void this.vllmPair();
