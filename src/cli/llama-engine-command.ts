@@ -43,6 +43,8 @@ interface LlamaEngineFlags {
   pdProtocol?: 'vllm' | 'sglang';
   bootstrapPort?: number;
   kvWaitTimeoutMs: number;
+  /** vLLM's sleep mode: sleep frees the context and model, a wake reloads them (src/engine-servers/llama/sleep.ts). */
+  enableSleepMode?: boolean;
 }
 
 /** Longest line a standby engine reads on stdin for its model (a path and a name fit many times). */
@@ -125,6 +127,8 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
     throw invalidArgument('model', '(none)', 'a GGUF model file: --model PATH.gguf');
   if (flags.pdRole !== undefined && flags.pdRole !== 'prefill' && flags.pdRole !== 'decode')
     throw invalidArgument('pd-role', flags.pdRole, 'prefill or decode');
+  if (flags.pdRole !== undefined && flags.enableSleepMode === true)
+    throw invalidArgument('enable-sleep-mode', 'with --pd-role', 'a whole-request engine (no --pd-role)');
   checkPdProtocolFlags(flags);
   const startup = new StartupClock();
   startup.mark('runtime');
@@ -177,6 +181,7 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
         ...(flags.contextSize === undefined ? {} : { contextSize: flags.contextSize }),
         ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
         ...(pd === undefined ? {} : { kvState: pd }),
+        enableSleepMode: flags.enableSleepMode === true,
       },
       runtime,
     );
@@ -254,6 +259,11 @@ export function registerLlamaEngineCommand(engine: Command): void {
       'read the weights into private memory instead of mapping the file (slower from the page cache)',
     )
     .option('--mlock', 'lock the weights in RAM so they are never paged out')
+    .option(
+      '--enable-sleep-mode',
+      "vLLM's sleep mode: POST /sleep frees the context and model (the GGUF stays in the page cache),\n" +
+        'POST /wake_up reloads them, GET /is_sleeping; without it those routes answer 404',
+    )
     .option('--no-prefetch', 'do not read the model file into the page cache while the engine starts')
     .option(
       '--standby',

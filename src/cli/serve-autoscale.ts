@@ -9,7 +9,7 @@
  * loaded: a start beyond it evicts an idle model (`--eviction`) or waits for one to turn idle.
  * Llama engines start fast from zero (src/cli/serve-warm.ts): a cold start is handed to a standby
  * engine (`--standby-engines`) and the GGUFs of stopped models stay in the page cache
- * (`--warm-cache-mb`). With `--sleep` (sim engines, started with `--enable-sleep-mode`) an engine
+ * (`--warm-cache-mb`). With `--sleep` (engines started with `--enable-sleep-mode`) an engine
  * past the keep-alive sleeps instead of stopping, within the bounds on sleepers
  * (src/control/serverless/live-sleep.ts), and the model's next request wakes it (docs/serverless.md,
  * "Sleep mode (live)"). Settings come from the config's `autoscaler` block and flags.
@@ -170,7 +170,7 @@ export function autoscaleSettings(
   };
 }
 
-/** `--sleep` and its bounds, checked: models at zero, sim engines (the llama engine has no sleep yet). */
+/** `--sleep` and its bounds, checked (models at zero only). */
 function sleepSettingsOf(flags: AutoscaleFlags, minInstances: number): LiveSleepConfig | undefined {
   if (flags.sleep !== true) {
     for (const f of ['maxSleepers', 'maxSleepersPerModel', 'sleepMaxMs'] as const)
@@ -179,8 +179,6 @@ function sleepSettingsOf(flags: AutoscaleFlags, minInstances: number): LiveSleep
   }
   if (minInstances > 0)
     throw usage('--sleep applies to --min-instances 0 only (engines past their keep-alive sleep)', 'sleep');
-  if (flags.engine === 'llama')
-    throw usage('--sleep needs --engine sim: the llama engine has no sleep mode yet', 'sleep');
   return resolveLiveSleep({
     ...optional('sleepersMax', flags.maxSleepers),
     ...optional('sleepersPerModelMax', flags.maxSleepersPerModel),

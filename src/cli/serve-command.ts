@@ -547,7 +547,7 @@ export function registerServeCommand(program: Command): void {
     )
     .option(
       '--sleep',
-      "with --min-instances 0 (sim engines): past the keep-alive an idle engine sleeps (vLLM's POST /sleep?level=1) instead of stopping, and the model's next request wakes it (~1 s modelled, not a start); the twin's --no-sleep is its opposite",
+      "with --min-instances 0: past the keep-alive an idle engine sleeps (vLLM's POST /sleep?level=1) instead of stopping, and the model's next request wakes it (a sim engine: ~1 s modelled; llama: a model reload from the page cache), not a start; the twin's --no-sleep is its opposite",
     )
     .option('--max-sleepers <n>', 'with --sleep: most engines asleep on this node (default 8)', positiveInt)
     .option(

@@ -38,15 +38,14 @@ describe('serve --sleep settings', () => {
     assert.equal(autoscaleSettings({ autoscaler: 'static', minInstances: 0 }, config, 4)?.sleep, undefined);
   });
 
-  it('refuses --sleep without models at zero, with llama engines, and its bounds without it', () => {
+  it('refuses --sleep without models at zero, and its bounds without it; takes llama engines', () => {
     refused(
       () => autoscaleSettings({ autoscaler: 'static', minInstances: 1, sleep: true }, config, 4),
       'sleep',
     );
-    refused(
-      () =>
-        autoscaleSettings({ autoscaler: 'static', minInstances: 0, sleep: true, engine: 'llama' }, config, 1),
-      'sleep',
+    assert.ok(
+      autoscaleSettings({ autoscaler: 'static', minInstances: 0, sleep: true, engine: 'llama' }, config, 1)
+        ?.sleep,
     );
     refused(
       () => autoscaleSettings({ autoscaler: 'static', minInstances: 0, maxSleepers: 2 }, config, 4),

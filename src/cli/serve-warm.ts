@@ -10,6 +10,7 @@ import { ModelWarmer, warmCacheBytesDefault } from '../adapters/model-warmer.ts'
 import { STANDBY_ENGINES_MAX, StandbyEngines } from '../adapters/standby-engines.ts';
 import type { EngineLauncher, LaunchedEngine } from '../control/local-actuator.ts';
 import { SwitchyardError } from '../core/errors.ts';
+import { ENABLE_SLEEP_MODE_FLAG } from './serve-sleep.ts';
 
 /** How often the warm cache re-reads the files it keeps (a re-read from the page cache is a memory copy). */
 export const WARM_REFRESH_EVERY_MS = 60_000;
@@ -76,7 +77,12 @@ export interface WarmStart {
  * undefined when both are off.
  */
 export function warmStart(
-  settings: { readonly standbyEngines: number; readonly warmCacheBytes: number },
+  settings: {
+    readonly standbyEngines: number;
+    readonly warmCacheBytes: number;
+    /** Sleep mode on (`serve --sleep`): standby engines start with its flag, so a handed engine can sleep. */
+    readonly sleep?: unknown;
+  },
   startTimeoutMs: number,
   say: (line: string) => void,
 ): WarmStart | undefined {
@@ -85,7 +91,7 @@ export function warmStart(
     settings.standbyEngines > 0
       ? new StandbyEngines({
           size: settings.standbyEngines,
-          args: [],
+          args: settings.sleep === undefined ? [] : [ENABLE_SLEEP_MODE_FLAG],
           standbyTimeoutMs: startTimeoutMs,
           log: (line) => process.stderr.write(`${line}\n`),
         })

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { after, it } from 'node:test';
+import { tinyLlamaModel } from './support/llama.ts';
 import { startServe } from './support/serve.ts';
 import { killAll, until } from './support/wait.ts';
 
@@ -36,11 +37,11 @@ async function stats(url: string): Promise<Stats> {
   return (await (await fetch(`${url}/stats`)).json()) as Stats;
 }
 
-async function chat(url: string): Promise<number> {
+async function chat(url: string, model = 'm'): Promise<number> {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello' }], max_tokens: 4 }),
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }], max_tokens: 4 }),
   });
   await res.arrayBuffer();
   return res.status;
@@ -131,4 +132,45 @@ it('sleeps an idle engine past its keep-alive, wakes it for the next requests, a
   assert.equal(ready().length, 2);
   const newPid = Number(/\(pid (\d+)\)/.exec(ready()[1] as string)?.[1]);
   assert.notEqual(newPid, pid);
+});
+
+it('puts a llama engine (handed to a standby engine) to sleep and wakes it by reloading its model', async () => {
+  const { url, stderr } = await startServe(
+    [
+      '--engine',
+      'llama',
+      '--model',
+      `tiny=${tinyLlamaModel()}`,
+      '--autoscaler',
+      'static',
+      '--min-instances',
+      '0',
+      '--max-instances',
+      '1',
+      '--autoscaler-interval-ms',
+      '100',
+      '--keep-alive-ms',
+      '300',
+      '--sleep',
+    ],
+    children,
+  );
+  const tiny = async () => (await stats(url)).sleep.models['tiny'] as ModelSleep;
+  const warmStart = async () =>
+    (
+      (await (await fetch(`${url}/stats`)).json()) as {
+        warmStart: { standby: { idle: number }; coldStarts: { standby: number; fresh: number } };
+      }
+    ).warmStart;
+  await waitFor('a standby engine waiting', async () => (await warmStart()).standby.idle >= 1);
+  assert.equal(await chat(url, 'tiny'), 200);
+  await waitFor('the llama engine asleep', async () => (await tiny()).sleeps === 1);
+  assert.equal(await chat(url, 'tiny'), 200);
+  const s = await tiny();
+  assert.deepEqual([s.wakes, s.starts, s.wakeFailures, s.sleepersStopped], [1, 1, 0, 0], stderr.join('\n'));
+  assert.deepEqual(
+    (await warmStart()).coldStarts,
+    { standby: 1, fresh: 0 },
+    'the start went to a standby engine',
+  );
 });

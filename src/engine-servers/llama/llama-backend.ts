@@ -34,6 +34,8 @@ import type {
   GenerationSink,
   GenerationUsage,
 } from '../backend.ts';
+import { engineAsleep } from '../sleep-mode.ts';
+import { LlamaSleep } from './sleep.ts';
 
 export { SEQUENCES_DEFAULT, THREADS_DEFAULT } from './defaults.ts';
 
@@ -79,6 +81,14 @@ export interface LlamaBackendOptions {
   readonly startup?: StartupClock;
   /** Prefill/decode disaggregation: where sequence states come from and go (pd.ts); default none. */
   readonly kvState?: KvStateHooks;
+  /** vLLM's `--enable-sleep-mode`: sleep frees the context and model, a wake reloads them (./sleep.ts). */
+  readonly enableSleepMode?: boolean;
+}
+
+/** How the model and context were loaded: a wake from sleep loads them again the same way. */
+interface ModelLoad {
+  readonly loadOptions: Parameters<Llama['loadModel']>[0];
+  readonly contextOptions: Parameters<LlamaModel['createContext']>[0];
 }
 
 /**
@@ -336,12 +346,16 @@ export class LlamaBackend implements EngineBackend {
   private readonly startup: StartupClock;
   private readonly log: (line: string) => void;
   private readonly kvState: KvStateHooks | undefined;
+  /** Sleep mode, with `enableSleepMode` (./sleep.ts); undefined otherwise (its routes answer 404). */
+  readonly sleepMode: LlamaSleep | undefined;
 
   private constructor(
     private readonly llama: Llama,
-    private readonly model: LlamaModel,
-    context: LlamaContext,
+    /** Replaced by a wake from sleep (disposed while asleep). */
+    private model: LlamaModel,
+    private context: LlamaContext,
     options: LlamaBackendOptions & { startup: StartupClock; log: (line: string) => void },
+    private readonly load: ModelLoad,
   ) {
     this.startup = options.startup;
     this.log = options.log;
@@ -355,6 +369,34 @@ export class LlamaBackend implements EngineBackend {
     this.slots = [];
     for (let i = 0; i < this.sequences; i++) {
       this.slots.push({ index: i, sequence: context.getSequence(), busy: false, releasedAt: 0 });
+    }
+    this.sleepMode =
+      options.enableSleepMode === true && options.kvState === undefined
+        ? new LlamaSleep({
+            unfinished: () => this.active.size + this.queue.length,
+            unloadModel: () => this.unloadModel(),
+            reloadModel: () => this.reloadModel(),
+          })
+        : undefined;
+  }
+
+  /** Sleep: frees the context (every sequence's KV) and the model; the GGUF stays in the page cache. */
+  private async unloadModel(): Promise<void> {
+    await this.context.dispose();
+    await this.model.dispose();
+  }
+
+  /** Wake: loads the model (from the page cache) and creates the context as at the start. */
+  private async reloadModel(): Promise<void> {
+    this.model = await this.llama.loadModel(this.load.loadOptions);
+    this.context = await this.model.createContext(this.load.contextOptions);
+    for (const slot of this.slots) {
+      this.slots[slot.index] = {
+        index: slot.index,
+        sequence: this.context.getSequence(),
+        busy: false,
+        releasedAt: 0,
+      };
     }
   }
 
@@ -387,16 +429,17 @@ export class LlamaBackend implements EngineBackend {
     const rt = runtime ?? (await LlamaRuntime.start({ threads: options.threads ?? THREADS_DEFAULT, log }));
     const { llama, threads, messages } = rt;
     startup.mark('binding');
+    const loadOptions: ModelLoad['loadOptions'] = {
+      modelPath: options.modelPath,
+      ...(process.platform === 'darwin' && process.arch === 'arm64' ? {} : { gpuLayers: 0 }),
+      useMmap: options.useMmap ?? true,
+      useMlock: options.useMlock ?? false,
+    };
     let model: LlamaModel;
     try {
       // gpuLayers 0 on the CPU build: no VRAM fitting to compute. mmap by default: the weights are
       // the page cache's pages, so a restart maps what the last run (or the warmer) left there.
-      model = await llama.loadModel({
-        modelPath: options.modelPath,
-        ...(process.platform === 'darwin' && process.arch === 'arm64' ? {} : { gpuLayers: 0 }),
-        useMmap: options.useMmap ?? true,
-        useMlock: options.useMlock ?? false,
-      });
+      model = await llama.loadModel(loadOptions);
     } catch (error) {
       await llama.dispose();
       throw new SwitchyardError(
@@ -412,9 +455,16 @@ export class LlamaBackend implements EngineBackend {
     startup.mark('weights');
     try {
       const contextSize = options.contextSize ?? Math.min(model.trainContextSize, CONTEXT_SIZE_MAX_DEFAULT);
-      const context = await model.createContext({ sequences, contextSize, threads });
+      const contextOptions = { sequences, contextSize, threads };
+      const context = await model.createContext(contextOptions);
       startup.mark('context');
-      return new LlamaBackend(llama, model, context, { ...options, startup, log });
+      return new LlamaBackend(
+        llama,
+        model,
+        context,
+        { ...options, startup, log },
+        { loadOptions, contextOptions },
+      );
     } catch (error) {
       await llama.dispose();
       throw error;
@@ -449,6 +499,10 @@ export class LlamaBackend implements EngineBackend {
   generate(input: GenerationInput, sink: GenerationSink): void {
     if (this.closed) {
       sink.onError(new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine is shutting down'));
+      return;
+    }
+    if (this.sleepMode?.isSleeping === true) {
+      sink.onError(engineAsleep());
       return;
     }
     let tokens: Token[];
@@ -674,7 +728,10 @@ export class LlamaBackend implements EngineBackend {
 
   /** The start-up timings as Prometheus gauges (`switchyard:engine_startup_*`, see startup.ts). */
   extraMetricsText(): string {
-    return startupMetricsText(this.startup.report(), this.modelId);
+    return (
+      startupMetricsText(this.startup.report(), this.modelId) +
+      (this.sleepMode?.metricsText(this.modelId) ?? '')
+    );
   }
 
   /** The start-up timings so far. */
@@ -703,6 +760,7 @@ export class LlamaBackend implements EngineBackend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.sleepMode?.close();
     const error = new SwitchyardError(
       'SY_ERR_NO_INSTANCE',
       'the engine shut down before the generation ended',
