@@ -1,0 +1,259 @@
+/**
+ * Where the SLO planner's GPU-hours and misses go: runs `slo-planner` (or `static`) in the twin on
+ * one load and attributes the replica-seconds it asked for to the parts of its rule (rate term,
+ * burst term, scale-down hold, headroom), and the misses to the hours they happen in. An analysis
+ * tool for tuning the planner on one load and checking it on another, not a results page.
+ *
+ *   node --import tsx scripts/slo-planner-probe.ts --load diurnal [--hours 6] [--start-h 0]
+ *   node --import tsx scripts/slo-planner-probe.ts --load servegen --file X.csv --scale 0.03 --start-h 240
+ *   node --import tsx scripts/slo-planner-probe.ts --load sinusoid --params '{"targetUtilization":0.9}'
+ *   ... --static 22      # static provisioning with 22 instances instead of the planner
+ *   ... --json out.json  # the per-tick series too
+ *
+ * Loads: `diurnal` is docs/results/autoscaling.md's day (the committed ServeGen slice at 0.022x);
+ * `servegen` any ServeGen file (`--file`, `--scale`, `--start-h`, `--clients a,b`); `sinusoid` the
+ * results page's 1-to-24 req/s case. All: 8,000/1,000 tokens, TTFT 3 s, TPOT 50 ms, seed 1.
+ */
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { createSloPlanner, sloPlannerParams } from '../src/control/autoscalers/slo-planner/planner.ts';
+import { perfModelCapacity } from '../src/control/capacity.ts';
+import {
+  type ControlContext,
+  type ControlLoop,
+  type ControlObservation,
+  singleVariantDecision,
+} from '../src/control/types.ts';
+import { runTwin, type TwinSettings } from '../src/twin/run.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    load: { type: 'string', default: 'diurnal' },
+    file: { type: 'string' },
+    scale: { type: 'string' },
+    'start-h': { type: 'string', default: '0' },
+    clients: { type: 'string' },
+    hours: { type: 'string' },
+    'max-instances': { type: 'string' },
+    params: { type: 'string', default: '{}' },
+    static: { type: 'string' },
+    json: { type: 'string' },
+    clairvoyant: { type: 'string' },
+    seed: { type: 'string', default: '1' },
+  },
+});
+
+/** One tick as the planner saw and answered it. */
+interface Tick {
+  readonly t: number;
+  readonly arrivals: number;
+  readonly completions: number;
+  readonly missed: number;
+  readonly ready: number;
+  readonly held: number;
+  readonly wanted: number;
+  readonly needed: number;
+  readonly forRate: number;
+  readonly forBursts: number;
+  readonly headroom: number;
+}
+
+function workload(): { workload: Record<string, unknown>; maxInstances: number } {
+  const hours = args.hours === undefined ? undefined : Number(args.hours);
+  const shape = { input: { kind: 'fixed', tokens: 8000 }, output: { kind: 'fixed', tokens: 1000 } };
+  if (args.load === 'sinusoid') {
+    const durationS = (hours ?? 2) * 3600;
+    const w = { kind: 'sinusoid', rateMinRps: 1, rateMaxRps: 24, periodS: 900, durationS, ...shape };
+    return { workload: w, maxInstances: 16 };
+  }
+  const diurnal = args.load === 'diurnal';
+  const w = {
+    kind: 'servegen',
+    file: diurnal ? 'sample:servegen-m-small-day2' : (args.file ?? 'sample:servegen-m-small-day2'),
+    rateScale: Number(args.scale ?? (diurnal ? 0.022 : 0.03)),
+    startH: Number(args['start-h']),
+    ...(args.clients === undefined ? {} : { clients: args.clients.split(',') }),
+    durationS: (hours ?? 24) * 3600,
+    ...shape,
+  };
+  return { workload: w, maxInstances: 24 };
+}
+
+/** The numbers the planner's reason line carries (see planner.ts `reason`). */
+function parseReason(
+  reason: string,
+): Pick<Tick, 'needed' | 'forBursts' | 'headroom'> & { demand: number; backlog: number; perReplica: number } {
+  const num = (re: RegExp): number => Number(re.exec(reason)?.[1] ?? Number.NaN);
+  return {
+    demand: num(/^demand ([\d.]+)/),
+    headroom: num(/headroom ([\d.]+)/),
+    backlog: num(/backlog (\d+)/),
+    perReplica: num(/([\d.]+) req\/s per replica/),
+    needed: num(/-> (\d+)/),
+    forBursts: num(/need (\d+)/),
+  };
+}
+
+function main(): void {
+  const { workload: w, maxInstances: poolDefault } = workload();
+  const pool = Number(args['max-instances'] ?? args.static ?? poolDefault);
+  const ticks: Tick[] = [];
+  const params = sloPlannerParams.parse(JSON.parse(args.params));
+  const arrivals: number[] = [];
+  const spanS = args.clairvoyant === undefined ? undefined : Number(args.clairvoyant);
+  if (spanS !== undefined) runTwin(settingsWith(w, pool, (c) => recording(c, arrivals)));
+  const create = (context: ControlContext): ControlLoop => {
+    const inner =
+      spanS === undefined ? createSloPlanner(context, params) : clairvoyant(context, arrivals, spanS);
+    const startupMs = context.startupMs ?? params.startupMs;
+    return {
+      name: 'probe',
+      decide(o: ControlObservation) {
+        const d = inner.decide(o);
+        const r = spanS === undefined ? parseReason(d.reason) : parseReason('-> 0');
+        const wanted = d.targets.reduce((s, x) => s + x.replicas, 0);
+        const backlogRps = (r.backlog * 1000) / (params.backlogDrainMs + startupMs);
+        const win = o.window;
+        const missed = Number.isFinite(win.sloAttainment) ? win.completions * (1 - win.sloAttainment) : 0;
+        ticks.push({
+          t: o.nowMs / 1000,
+          arrivals: win.arrivals,
+          completions: win.completions,
+          missed: missed + win.failures,
+          ready: o.instances.filter((i) => i.phase === 'ready').length,
+          held: o.instances.length,
+          wanted,
+          needed: r.needed,
+          forRate: (r.demand + backlogRps) / r.perReplica,
+          forBursts: r.forBursts,
+          headroom: r.headroom,
+        });
+        return d;
+      },
+    };
+  };
+  const isStatic = args.static !== undefined;
+  const settings = settingsWith(w, pool, isStatic ? undefined : create);
+  const started = process.hrtime.bigint();
+  const r = runTwin(settings);
+  const wallS = Number(process.hrtime.bigint() - started) / 1e9;
+  const m = r.summary;
+  const missed = Math.round(m.requests * (1 - m.sloAttainment.both));
+  const out = {
+    load: args.load,
+    params: JSON.parse(args.params),
+    gpuHours: r.gpuHours,
+    attainment: m.sloAttainment.both,
+    requests: m.requests,
+    missed,
+    coldStarts: r.coldStarts,
+    wallS,
+  };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+  if (!isStatic) process.stdout.write(attribution(ticks));
+  if (args.json !== undefined) writeFileSync(args.json, JSON.stringify({ ...out, ticks }));
+}
+
+const SLO = { ttftMs: 3000, tpotMs: 50 };
+
+function settingsWith(
+  w: Record<string, unknown>,
+  pool: number,
+  create: ((c: ControlContext) => ControlLoop) | undefined,
+): TwinSettings {
+  return {
+    seed: Number(args.seed),
+    policy: 'round-robin',
+    policies: {},
+    cluster: { groups: [{ count: pool, gpu: 'h100', model: 'llama-3.1-8b', tp: 1 }] },
+    engine: {},
+    workload: w,
+    slo: SLO,
+    output: {},
+    expectedRequests: undefined,
+    control: {
+      autoscaler: create === undefined ? 'static' : 'slo-planner',
+      params: {},
+      minInstances: 1,
+      maxInstances: pool,
+      slo: SLO,
+      create,
+    },
+  };
+}
+
+/** Static, recording each window's arrivals (index: window number), as scripts/results-autoscaling.ts does. */
+function recording(context: ControlContext, arrivals: number[]): ControlLoop {
+  return {
+    name: 'static',
+    decide(o: ControlObservation) {
+      arrivals[Math.round(o.window.endMs / context.intervalMs) - 1] = o.window.arrivals;
+      return singleVariantDecision(context, context.maxReplicas, 'all');
+    },
+  };
+}
+
+/** The results page's clairvoyant bound (scripts/results-autoscaling.ts `clairvoyant`), for comparison hour by hour. */
+function clairvoyant(context: ControlContext, arrivals: readonly number[], spanS: number): ControlLoop {
+  const variant = context.variants[0];
+  if (variant === undefined) throw new Error('clairvoyant: no variant');
+  const capRps = perfModelCapacity()(variant, SLO, 8000, 1000).requestsPerS;
+  const span = Math.max(1, Math.round((spanS * 1000) / context.intervalMs));
+  const need = (k: number): number => {
+    let a = 0;
+    const from = k - Math.floor(span / 2);
+    for (let j = from; j < from + span; j++) a += arrivals[j] ?? 0;
+    return Math.ceil(a / ((span * context.intervalMs) / 1000) / capRps);
+  };
+  const ahead = Math.ceil(((context.startupMs ?? 0) + context.intervalMs) / context.intervalMs);
+  return {
+    name: 'clairvoyant',
+    decide(o: ControlObservation) {
+      const k0 = Math.round(o.nowMs / context.intervalMs);
+      let n = context.minReplicas;
+      for (let k = k0; k <= k0 + ahead; k++) n = Math.max(n, need(k));
+      return singleVariantDecision(context, n, 'clairvoyant');
+    },
+  };
+}
+
+/**
+ * Replica-hours asked for, split by what raised the count: the rate term alone, the burst term
+ * above it, headroom above the larger, the scale-down hold above the count needed; misses per hour.
+ */
+function attribution(ticks: readonly Tick[]): string {
+  if (ticks.length < 2) return '';
+  const dtH = ((ticks[1] as Tick).t - (ticks[0] as Tick).t) / 3600;
+  let rate = 0;
+  let bursts = 0;
+  let headroom = 0;
+  let hold = 0;
+  let burstBinding = 0;
+  const hourly = new Map<number, { missed: number; arrivals: number; wanted: number }>();
+  for (const k of ticks) {
+    const base = Math.ceil(k.forRate - 1e-9);
+    const both = Math.ceil(Math.max(k.forRate, k.forBursts) - 1e-9);
+    rate += Math.min(base, k.needed) * dtH;
+    bursts += Math.max(0, Math.min(both, k.needed) - base) * dtH;
+    headroom += Math.max(0, k.needed - Math.max(both, base)) * dtH;
+    hold += Math.max(0, k.wanted - k.needed) * dtH;
+    if (k.forBursts > k.forRate) burstBinding++;
+    const h = Math.floor(k.t / 3600);
+    const e = hourly.get(h) ?? { missed: 0, arrivals: 0, wanted: 0 };
+    e.missed += k.missed;
+    e.arrivals += k.arrivals;
+    e.wanted += k.wanted * dtH;
+    hourly.set(h, e);
+  }
+  const lines = [
+    `asked replica-hours: rate ${rate.toFixed(1)}, bursts +${bursts.toFixed(1)} (binding ${((100 * burstBinding) / ticks.length).toFixed(0)}% of ticks), headroom +${headroom.toFixed(1)}, hold +${hold.toFixed(1)}`,
+    'hour: arrivals missed replica-hours-asked',
+    ...[...hourly.entries()].map(
+      ([h, e]) =>
+        `${String(h).padStart(2)}: ${String(e.arrivals).padStart(6)} ${e.missed.toFixed(0).padStart(6)} ${e.wanted.toFixed(1).padStart(6)}`,
+    ),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+main();
