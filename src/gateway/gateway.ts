@@ -70,6 +70,7 @@ import { QueuedBytes, queuedBytesOf } from './queued-bytes.ts';
 import {
   type BodyFields,
   bodyFields,
+  embeddingsInputCapped,
   priorityRule,
   type RequestBuildContext,
   requestOf,
@@ -341,6 +342,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       tokenizers: this.tokenizers,
       slo: this.slo,
       nextId: () => `r${++this.nextId}`,
+      embeddingsCapped: (model) => embeddingsInputCapped(this.backends, model),
       priority: priorityRule(
         (config.admission ?? admissionConfigSchema.parse({})).bands,
         config.tenants.length > 0,

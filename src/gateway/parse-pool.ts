@@ -177,6 +177,8 @@ function fieldsOfReply(r: Extract<ParseReply, { ok: true }>): BodyFields {
     priority: r.priority,
     user: r.user,
     prefix,
+    // Embeddings only, as the main thread's parse gives it (absent, not undefined, otherwise).
+    ...(r.inputTokensCapped === undefined ? {} : { inputTokensCapped: r.inputTokensCapped }),
   };
 }
 

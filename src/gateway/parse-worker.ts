@@ -45,6 +45,7 @@ export default function parseTask(task: ParseTask): ParseReply {
       ok: true,
       model: f.model,
       inputTokens: f.inputTokens,
+      inputTokensCapped: f.inputTokensCapped,
       maxTokens: f.maxTokens,
       stream: f.stream,
       priority: f.priority,

@@ -24,6 +24,11 @@ export interface RequestBuildContext {
   readonly slo: Slo | undefined;
   /** What a body's `priority` may claim (see `requestPriority`). */
   readonly priority: PriorityRule;
+  /**
+   * Whether an embeddings request for `model` is charged at most EMBEDDING_INPUT_TOKENS_COST_MAX an
+   * input (`embeddingsInputCapped` over the gateway's backends); absent: never.
+   */
+  embeddingsCapped?(model: string): boolean;
   /** The next request id (`r1`, `r2`, ...). */
   nextId(): string;
 }
@@ -48,6 +53,11 @@ export interface BodyFields {
   readonly priority: number | undefined;
   readonly user: string | undefined;
   readonly prefix: Request['prefix'];
+  /**
+   * Embeddings only: the cost with each input charged at most EMBEDDING_INPUT_TOKENS_COST_MAX, used
+   * instead of `inputTokens` when every backend of the model refuses longer inputs.
+   */
+  readonly inputTokensCapped?: number | undefined;
 }
 
 /** The JSON value of `body`; invalid JSON throws the 400 the gateway answers. */
@@ -80,6 +90,7 @@ export function fieldsOf(kind: ExchangeKind, json: unknown): BodyFields {
     return {
       model: m.model,
       inputTokens: embeddingsCost(m.input).tokens,
+      inputTokensCapped: embeddingsCost(m.input, EMBEDDING_INPUT_TOKENS_COST_MAX).tokens,
       maxTokens: 1,
       stream: false,
       priority: undefined,
@@ -156,7 +167,10 @@ export function requestOf(
     model,
     tenant: tenant?.name ?? 'default',
     priority: requestPriority(ctx.priority, tenant, fields.priority),
-    inputTokens: fields.inputTokens,
+    inputTokens:
+      fields.inputTokensCapped !== undefined && ctx.embeddingsCapped?.(model) === true
+        ? fields.inputTokensCapped
+        : fields.inputTokens,
     maxTokens: fields.maxTokens,
     arrivalMs,
     slo: ctx.slo,
@@ -201,12 +215,34 @@ export function requestPriority(
 /** Tokens one KV block holds (vLLM's default block size): the least a sequence occupies. */
 const BLOCK_TOKENS = 16;
 /**
- * Tokens one embeddings input may carry (OpenAI's 8,192, the built-in engines' bound:
- * EMBEDDING_INPUT_TOKENS_MAX in engine-servers/embeddings.ts). An input past it is refused by the
- * engine, not run, so admission charges no input more than this: a 1 MiB string costs one input's
- * worth, not 262,144 tokens of a tenant's budget, and its client hears the engine's 400.
+ * Tokens one embeddings input may carry on the built-in engines (OpenAI's 8,192:
+ * EMBEDDING_INPUT_TOKENS_MAX in engine-servers/embeddings.ts). An input past it is refused by such an
+ * engine, not run, so admission charges no input more than this where every backend of the model is
+ * one: a 1 MiB string costs one input's worth, not 262,144 tokens of a tenant's budget, and its
+ * client hears the engine's 400. Other engines (vLLM: up to the model's context length, which the
+ * gateway does not know) may run a longer input, so there each input is charged in full.
  */
 export const EMBEDDING_INPUT_TOKENS_COST_MAX = 8192;
+/** Backend types whose engines refuse an embeddings input past EMBEDDING_INPUT_TOKENS_COST_MAX. */
+export const EMBEDDINGS_CAPPED_BACKEND_TYPES: readonly string[] = ['sim', 'llama'];
+
+/**
+ * Whether `model`'s embeddings inputs are charged at most EMBEDDING_INPUT_TOKENS_COST_MAX each: when
+ * `backends` serve it and all are built-in engines (EMBEDDINGS_CAPPED_BACKEND_TYPES). A model with
+ * no backend yet (scale from zero) is charged in full: its engine is not known.
+ */
+export function embeddingsInputCapped(
+  backends: readonly { readonly config: { readonly type: string; readonly models: readonly string[] } }[],
+  model: string,
+): boolean {
+  let serving = 0;
+  for (const { config } of backends) {
+    if (!config.models.includes(model)) continue;
+    if (!EMBEDDINGS_CAPPED_BACKEND_TYPES.includes(config.type)) return false;
+    serving++;
+  }
+  return serving > 0;
+}
 
 /**
  * What an embeddings request costs admission: its inputs and their tokens. `input` may be a string,
@@ -214,12 +250,15 @@ export const EMBEDDING_INPUT_TOKENS_COST_MAX = 8192;
  * estimated (text by characters, token ids by count) and rounded up to whole KV blocks, since an
  * engine runs every input as its own sequence and a sequence holds whole blocks: 2,048 one-word
  * inputs cost 32,768 tokens, not 2,048. Shapes the engine will refuse still get a cost (at least one
- * block, at most EMBEDDING_INPUT_TOKENS_COST_MAX an input): admission runs before the engine's own
- * validation.
+ * block, at most `inputTokensMax` an input: EMBEDDING_INPUT_TOKENS_COST_MAX where the engines refuse
+ * longer inputs, default no cap): admission runs before the engine's own validation.
  */
-export function embeddingsCost(input: unknown): { inputs: number; tokens: number } {
+export function embeddingsCost(
+  input: unknown,
+  inputTokensMax: number = Number.POSITIVE_INFINITY,
+): { inputs: number; tokens: number } {
   const blocks = (tokens: number): number =>
-    Math.max(1, Math.ceil(Math.min(tokens, EMBEDDING_INPUT_TOKENS_COST_MAX) / BLOCK_TOKENS)) * BLOCK_TOKENS;
+    Math.max(1, Math.ceil(Math.min(tokens, inputTokensMax) / BLOCK_TOKENS)) * BLOCK_TOKENS;
   if (typeof input === 'string') return { inputs: 1, tokens: blocks(estimateTokens(input)) };
   if (!Array.isArray(input) || input.length === 0) return { inputs: 1, tokens: blocks(0) };
   if (input.every((x) => typeof x === 'number')) return { inputs: 1, tokens: blocks(input.length) };
