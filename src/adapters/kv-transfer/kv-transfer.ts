@@ -643,7 +643,7 @@ export const kvConnectionStats = { opened: 0, reused: 0, reopened: 0 };
 export interface KvConnectionCounters {
   /** Fresh connections opened (a first fetch from a peer, or none kept idle for it). */
   readonly opened: number;
-  /** Fetches that went out on a kept-alive connection. */
+  /** Fetches answered on a kept-alive connection (one found closed first counts in `reopened`). */
   readonly reused: number;
   /** Kept connections found closed at their next fetch and replaced by a fresh one. */
   readonly reopened: number;
@@ -794,9 +794,9 @@ async function fetchOnce(options: KvFetchOptions): Promise<Omit<KvFetchResult, '
   const key = `${options.host}:${options.port}:${bufferBytes}:${countMax}`;
   const kept = takeIdle(key);
   if (kept !== undefined) {
-    kvConnectionStats.reused++;
     try {
-      return await transferOn(kept, options);
+      // Counted at its first answer: a kept connection found closed first is `reopened` instead.
+      return await transferOn(kept, options, () => kvConnectionStats.reused++);
     } catch (error) {
       if (!(error instanceof StaleConnection)) throw error;
       kvConnectionStats.reopened++;
@@ -809,10 +809,14 @@ async function fetchOnce(options: KvFetchOptions): Promise<Omit<KvFetchResult, '
 /** A kept connection that closed before its transfer got any answer. */
 class StaleConnection extends Error {}
 
-/** One transfer on a connection: HELLO, then META, DATA to the sink under the in-flight bound, END, DONE. */
+/**
+ * One transfer on a connection: HELLO, then META, DATA to the sink under the in-flight bound, END,
+ * DONE. `onAnswered` runs once, at the first bytes the server sends back.
+ */
 function transferOn(
   connection: KvConnection,
   options: KvFetchOptions,
+  onAnswered?: () => void,
 ): Promise<Omit<KvFetchResult, 'attempts'>> {
   const { socket, buffers } = connection;
   const reused = connection.served > 0;
@@ -903,7 +907,10 @@ function transferOn(
     connection.handlers = {
       onRead: (bytes, buffer) => {
         if (settled) return false;
-        answered = true;
+        if (!answered) {
+          answered = true;
+          onAnswered?.();
+        }
         reading = buffer;
         try {
           decoder.push(reading.subarray(0, bytes));
