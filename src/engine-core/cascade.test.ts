@@ -150,6 +150,38 @@ describe('EngineCore: the common prefix of a step (cascade attention)', () => {
   });
 
   for (const mode of MODES) {
+    it(`${mode}: a perf model that never runs cascade (legacy-2023) gets no prefix, the same times, and the memo`, () => {
+      const legacy = perfModelFor('h100', 'llama-2-7b', 1, 'legacy-2023');
+      assert.equal(legacy.cascadeAttention, false);
+      assert.equal(perfModelFor('h100', 'llama-2-7b', 1).cascadeAttention, true);
+      assert.equal(perfModelFor('h100', 'bloom-176b', 8).cascadeAttention, false, 'ALiBi');
+      // Counting calls; `told` says the model never runs cascade, the other wrapper does not say.
+      const counted = (told: boolean) => {
+        const shapes: StepShape[] = [];
+        const perf = recording(legacy, shapes);
+        return { shapes, perf: told ? { ...perf, cascadeAttention: false } : perf };
+      };
+      const told = counted(true);
+      const silent = counted(false);
+      const a = run(mode, followers(7), { perf: told.perf, fuse: true, memo: true });
+      const b = run(mode, followers(7), { perf: silent.perf, fuse: true, memo: true });
+      assert.ok(told.shapes.every((s) => s.commonPrefixTokens === 0));
+      assert.ok(
+        silent.shapes.some((s) => s.commonPrefixTokens === 512),
+        'the silent one walks',
+      );
+      assert.deepEqual(a.finishMs, b.finishMs);
+      // The same run again on each model: the shared decode memo answers the 8-sequence decode steps
+      // for the model that said it never runs cascade; the other is asked for them again.
+      const [toldFirst, silentFirst] = [told.shapes.length, silent.shapes.length];
+      const again = run(mode, followers(7), { perf: told.perf, fuse: true, memo: true });
+      assert.deepEqual(again.finishMs, a.finishMs);
+      run(mode, followers(7), { perf: silent.perf, fuse: true, memo: true });
+      const toldAgain = told.shapes.length - toldFirst;
+      const silentAgain = silent.shapes.length - silentFirst;
+      assert.ok(toldAgain < silentAgain, `${toldAgain} vs ${silentAgain} calls`);
+    });
+
     it(`${mode}: fused decode steps keep the unfused times, and the decode memo is not fooled by the prefix`, () => {
       // 8 sequences (the memo remembers batches of up to 8): a run sharing nothing fills the shared
       // memo with non-cascade times at the very contexts the shared run then decodes through.

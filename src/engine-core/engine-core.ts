@@ -195,7 +195,10 @@ export class EngineCore {
   private readonly listener: EngineListener;
   private readonly blockSize: number;
   private readonly caching: boolean;
-  /** Whether steps report their common prefix (prefix caching on, cascade attention not disabled). */
+  /**
+   * Whether steps report their common prefix (prefix caching on, cascade attention not disabled,
+   * and a perf model that may run it: PerfModel.cascadeAttention not false).
+   */
   private readonly cascade: boolean;
   private readonly emitKv: boolean;
 
@@ -292,7 +295,10 @@ export class EngineCore {
     this.listener = listener;
     this.blockSize = config.blockSize;
     this.caching = config.enablePrefixCaching;
-    this.cascade = config.enablePrefixCaching && config.disableCascadeAttn !== true;
+    // A perf model that never runs cascade attention ignores the prefix: skip the walk (and so keep
+    // the decode memo, which remembers only steps with no prefix).
+    this.cascade =
+      config.enablePrefixCaching && config.disableCascadeAttn !== true && perf.cascadeAttention !== false;
     this.emitKv = listener.onKvEvent !== undefined;
     this.tables = new BlockTables(config.maxNumSeqs);
     this.byPriority = config.schedulingPolicy === 'priority';

@@ -127,6 +127,8 @@ export class RooflinePerfModel implements PerfModel {
     decodeContextTokens: 0,
     commonPrefixTokens: 0,
   };
+  /** PerfModel.cascadeAttention: the engine profile has cascade attention and the model can run it. */
+  readonly cascadeAttention: boolean;
   /** What the cascade rule needs (classic roofline); undefined when the engine has no cascade attention. */
   private readonly cascade: CascadeAttentionShape | undefined;
 
@@ -196,6 +198,8 @@ export class RooflinePerfModel implements PerfModel {
     const profile = options.engine ?? engineProfile(DEFAULT_ENGINE_PROFILE);
     const coefficients = profile.classicRoofline === true ? undefined : operatorCoefficientsFor(gpu);
     const cascade = profile.cascadeAttention === true;
+    // usesCascadeAttention refuses ALiBi whatever the step: such a model never runs it.
+    this.cascadeAttention = cascade && model.alibi !== true;
     this.cascade = cascade
       ? {
           headsPerGpu: model.heads / tp,

@@ -145,4 +145,10 @@ export interface PerfModel {
   kvBytesPerToken(): number;
   /** Weight bytes for the whole instance. */
   weightBytes(): number;
+  /**
+   * False when no step runs cascade attention whatever its shape (an engine profile without it, an
+   * ALiBi model), so `StepShape.commonPrefixTokens` never changes a time and a host may pass 0
+   * without working it out. Absent: it may matter.
+   */
+  readonly cascadeAttention?: boolean;
 }
