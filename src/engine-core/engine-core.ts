@@ -1439,4 +1439,29 @@ export class EngineCore {
     for (let i = slot + 1; i < this.runCount; i++) this.moveSlot(i, i - 1);
     this.runCount--;
   }
+
+  /**
+   * Leading prompt tokens of `request` whose KV this core's prefix cache holds now (in use or free
+   * cached), in whole blocks: what a peer answers a KV store's lookup with. Read only: no hit is
+   * taken, no LRU position or ref count changes, and the request need not be in this core. In
+   * run-length mode it reads `prefixPath` (else a path of `blockHashes`, handed back here); 0 with
+   * prefix caching off.
+   */
+  cachedPrefixTokens(request: Pick<EngineRequest, 'blockHashes' | 'prefixPath'>): number {
+    if (!this.caching) return 0;
+    const runs = this.runs;
+    if (runs !== undefined) {
+      const given = request.prefixPath;
+      const path = given ?? this.forest!.pathOfHashes(request.blockHashes);
+      // `match` only fills the scratch `commit` reads, and every commit follows its own match.
+      const hits = path.blocks > 0 ? runs.match(new RunHold(path), path.blocks) : 0;
+      if (given === undefined) this.forest!.release(path);
+      return hits * this.blockSize;
+    }
+    const hashes = request.blockHashes;
+    const pool = this.blockPool;
+    let hits = 0;
+    while (hits < hashes.length && pool.lookup(hashes[hits]!) >= 0) hits++;
+    return hits * this.blockSize;
+  }
 }
