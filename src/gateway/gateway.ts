@@ -769,7 +769,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       admission: this.admission.stats,
       queuedBytes: this.queuedBytes.stats,
       parsePool: this.parsePool?.stats,
-      scaleFromZero: this.modelBuffer?.stats,
+      scaleFromZero: this.modelBuffer?.statsJson(),
       batch: this.batch?.stats,
       pd: this.pd.statsJson(),
       ...Object.fromEntries(Object.entries(this.hostStats).map(([k, f]) => [k, f()])),
@@ -1007,7 +1007,10 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     this.offer(kind, request, body, stream, res, hints);
   }
 
-  /** Admission's verdict on an accepted request: sent now, queued, or refused. */
+  /**
+   * Admission's verdict on an accepted request: sent now, queued, or refused. `held`: it comes out of
+   * the scale-from-zero buffer, already counted accepted (a refusal then counts as a failure).
+   */
   private offer(
     kind: ExchangeKind,
     request: Request,
@@ -1015,6 +1018,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     stream: boolean,
     res: ServerResponse,
     hints?: OfferHints,
+    held = false,
   ): void {
     // A body that would pass a queued-bytes bound may still go out at once, but may not wait.
     const bytes = queuedBytesOf(request, body);
@@ -1023,7 +1027,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     const verdict = this.driver.offer(
       request,
       () => {
-        ex = this.admit(kind, request, body, stream, res);
+        ex = this.admit(kind, request, body, stream, res, held);
         ex.released = true;
         ex.start();
         return true;
@@ -1034,11 +1038,13 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       this.requestTap?.ended(request, false, 0, this.nowMs());
       if (verdict.code === 'SY_ERR_QUEUE_BYTES_FULL' || verdict.code === 'SY_ERR_TENANT_QUEUE_BYTES_FULL')
         this.queuedBytes.refused();
-      this.rejectEarly(res, new SwitchyardError(verdict.code, verdict.reason), verdict.retryAfterMs);
+      const refusal = new SwitchyardError(verdict.code, verdict.reason);
+      if (held) this.failHeld(res, refusal, verdict.retryAfterMs);
+      else this.rejectEarly(res, refusal, verdict.retryAfterMs);
       return;
     }
     if (verdict.kind === 'queued') {
-      ex = this.admit(kind, request, body, stream, res);
+      ex = this.admit(kind, request, body, stream, res, held);
       ex.queued = true;
       this.stats.queued++;
       this.queuedBytes.hold(request.tenant, bytes);
@@ -1072,18 +1078,19 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     this.queuedBytes.release(ex.request.tenant, queuedBytesOf(ex.request, ex.body));
   }
 
-  /** An exchange for a request admission did not refuse. */
+  /** An exchange for a request admission did not refuse (`held`: counted accepted when it was held). */
   private admit(
     kind: ExchangeKind,
     request: Request,
     body: Buffer,
     stream: boolean,
     res: ServerResponse,
+    held = false,
   ): Exchange {
     const ex =
       this.pd.exchange(this, kind, request, body, stream, res) ??
       new Exchange(this, kind, request, body, stream, res);
-    this.stats.accepted++;
+    if (!held) this.stats.accepted++;
     this.live.add(ex);
     return ex;
   }
@@ -1105,16 +1112,22 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       {
         nowMs: () => this.nowMs(),
         release: (h) => {
+          this.stats.held--;
           this.queuedBytes.release(h.request.tenant, h.bytes);
           // Its client left and 'close' has not run yet: it ends here.
-          if (h.res.destroyed || h.res.writableEnded)
+          if (h.res.destroyed || h.res.writableEnded) {
+            this.stats.fail('client_abort');
             this.requestTap?.ended(h.request, false, 0, this.nowMs());
-          else this.guard(h.res, () => this.offer(h.kind, h.request, h.body, h.stream, h.res, h.hints));
+          } else
+            this.guard(h.res, () => this.offer(h.kind, h.request, h.body, h.stream, h.res, h.hints, true));
         },
-        reject: (h, error, retryAfterMs) => {
+        reject: (h, error, retryAfterMs, held) => {
           this.queuedBytes.release(h.request.tenant, h.bytes);
           this.requestTap?.ended(h.request, false, 0, this.nowMs());
-          this.rejectEarly(h.res, error, retryAfterMs);
+          // Refused at the door (buffer full) it was never accepted; a held one fails.
+          if (!held) return this.rejectEarly(h.res, error, retryAfterMs);
+          this.stats.held--;
+          this.failHeld(h.res, error, retryAfterMs);
         },
         wake: (model, waiting) => wake(model, waiting),
       },
@@ -1146,14 +1159,26 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     }
     // Held from here; every way out of the buffer (release, reject) gives the bytes back.
     this.queuedBytes.hold(h.request.tenant, h.bytes);
-    if (buffer.hold(h.request.model, h))
+    if (buffer.hold(h.request.model, h)) {
+      // Held: accepted, in flight and waiting for an instance until it leaves the buffer (metrics.ts).
+      this.stats.accepted++;
+      this.stats.held++;
       // A client that leaves while it waits is dropped (remove is false once it was released).
       h.res.once('close', () => {
         if (!buffer.remove(h.request.model, h)) return;
+        this.stats.held--;
+        this.stats.fail('client_abort');
         this.queuedBytes.release(h.request.tenant, h.bytes);
         this.requestTap?.ended(h.request, false, 0, this.nowMs());
       });
+    }
     return true;
+  }
+
+  /** A held request (counted accepted) that will not reach an instance: it fails with `error`. */
+  private failHeld(res: ServerResponse, error: SwitchyardError, retryAfterMs: number | undefined): void {
+    this.stats.fail(reasonOf(error.code));
+    if (!res.headersSent && !res.writableEnded) sendError(res, error, retryAfterMs);
   }
 
   /** Sends the held requests of every model that has an instance in service now. */

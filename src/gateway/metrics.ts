@@ -4,7 +4,8 @@
  *
  * The invariant a test checks: accepted = completed + sum(failed) + inFlight, at every moment.
  * "Accepted" means it passed parsing, authentication and the model check and was not refused by
- * admission (refusals before that point are `rejected{code}`).
+ * admission (refusals before that point are `rejected{code}`), or it was held for a model at zero
+ * engines (it fails, rather than being rejected, if it leaves the buffer other than to admission).
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ErrorCode } from '../core/errors.ts';
@@ -28,8 +29,18 @@ export class GatewayStats {
   retries = 0;
   /** Requests held in the admission queue (part of inFlight). */
   queued = 0;
+  /**
+   * Requests held in the scale-from-zero buffer (model-buffer.ts) while their model's engine starts:
+   * accepted when held, so part of inFlight, and waiting for an instance, so part of `queuedTotal`.
+   */
+  held = 0;
 
-  /** Accepted and not yet completed or failed (queued ones included). */
+  /** Requests waiting for an instance: in the admission queue or the scale-from-zero buffer. */
+  get queuedTotal(): number {
+    return this.queued + this.held;
+  }
+
+  /** Accepted and not yet completed or failed (queued and held ones included). */
   get inFlight(): number {
     return this.accepted - this.completed - this.failedTotal;
   }
@@ -51,7 +62,7 @@ export class GatewayStats {
       failed: Object.fromEntries([...this.failed].sort(([a], [b]) => (a < b ? -1 : 1))),
       failedTotal: this.failedTotal,
       inFlight: this.inFlight,
-      queued: this.queued,
+      queued: this.queuedTotal,
       rejected: Object.fromEntries([...this.rejected].sort(([a], [b]) => (a < b ? -1 : 1))),
       retries: this.retries,
     };
@@ -111,7 +122,7 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: `${p}requests_in_flight`,
-      help: 'Accepted requests not yet finished (queued included)',
+      help: 'Accepted requests not yet finished (queued and scale-from-zero held included)',
       registers: [registry],
       collect() {
         this.set(stats.inFlight);
@@ -119,10 +130,10 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: `${p}requests_queued`,
-      help: 'Requests waiting in the admission queue',
+      help: 'Requests waiting for an instance: in the admission queue or the scale-from-zero buffer',
       registers: [registry],
       collect() {
-        this.set(stats.queued);
+        this.set(stats.queuedTotal);
       },
     });
     new Gauge({

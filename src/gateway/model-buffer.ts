@@ -8,7 +8,8 @@
  * refused 429 `SY_ERR_SCALE_BUFFER_FULL`, one that waits `waitMs` gets 503
  * `SY_ERR_COLD_START_TIMEOUT`, and when the engine fails to start the host fails the model's held
  * requests with 503 `SY_ERR_COLD_START_FAILED` (each with Retry-After). A client that leaves while
- * held is removed (`remove`). `stats` counts every way out.
+ * held is removed (`remove`). `stats` counts every way out. The gateway counts a held request as
+ * accepted, in flight and queued (metrics.ts `held`) from `hold` until one of those ways out.
  *
  * It also keeps each on-demand model's keep-alive (Ollama's `keep_alive`): a request may carry a
  * `keep_alive` body field (seconds as a number, or a duration such as "90s", "5m"; negative: as long
@@ -50,8 +51,11 @@ export interface ModelBufferHost<T> {
   nowMs(): number;
   /** The model has an instance in service: send `item` on (admission, routing). */
   release(item: T): void;
-  /** Answer `item` with `error` and Retry-After. */
-  reject(item: T, error: SwitchyardError, retryAfterMs: number): void;
+  /**
+   * Answer `item` with `error` and Retry-After. `held` is false for a request refused at the door
+   * (the model's buffer was full: never held), true for one that leaves the buffer this way.
+   */
+  reject(item: T, error: SwitchyardError, retryAfterMs: number, held: boolean): void;
   /** `model` holds `waiting` requests and has no instance: ask for one now. */
   wake(model: string, waiting: number): void;
   /** Runs `fn` once after `delayMs`; returns a cancel. Default: an unref'd setTimeout. */
@@ -166,7 +170,7 @@ export class ModelBuffer<T> {
         `model '${model}' has no instance yet and already holds ${queue.length} requests waiting for one (limits.scaleFromZeroBufferMax); retry later`,
         { param: 'model' },
       );
-      this.host.reject(item, error, SCALE_FROM_ZERO_RETRY_AFTER_MS);
+      this.host.reject(item, error, SCALE_FROM_ZERO_RETRY_AFTER_MS, false);
       this.host.wake(model, queue.length);
       return false;
     }
@@ -237,7 +241,7 @@ export class ModelBuffer<T> {
       );
       for (const e of expired) {
         this.stats.expired++;
-        this.host.reject(e.item, error, SCALE_FROM_ZERO_RETRY_AFTER_MS);
+        this.host.reject(e.item, error, SCALE_FROM_ZERO_RETRY_AFTER_MS, true);
         n++;
       }
     }
@@ -250,9 +254,16 @@ export class ModelBuffer<T> {
     const entries = queue.splice(0, queue.length);
     for (const e of entries) {
       this.stats.failed++;
-      this.host.reject(e.item, error, retryAfterMs);
+      this.host.reject(e.item, error, retryAfterMs, true);
     }
     return entries.length;
+  }
+
+  /** `/stats` `scaleFromZero`: the counts, and the requests each model holds now (`waiting`). */
+  statsJson(): ModelBufferStats & { readonly waiting: Readonly<Record<string, number>> } {
+    const waiting: Record<string, number> = {};
+    for (const [model, queue] of this.queues) waiting[model] = queue.length;
+    return { ...this.stats, waiting };
   }
 
   /** Keeps one timer at the earliest deadline held. */

@@ -174,9 +174,12 @@ it('starts a model on its first request, holds what arrives meanwhile, stops it 
   assert.equal(z.held, z.released + z.failed + z.expired + z.abandoned);
   assert.equal(z.released, 5, 'four cold, one from zero again (the warm one was never held)');
   assert.equal(z.failed, 2);
-  assert.equal(s['accepted'], 6);
+  // A held request is accepted when held: the two whose engine failed to start count as failed.
+  assert.equal(s['accepted'], 8);
   assert.equal(s['completed'], 6);
-  assert.equal(s['failedTotal'], 0);
+  assert.deepEqual(s['failed'], { cold_start_failed: 2 });
+  assert.equal(s['inFlight'], 0);
+  assert.equal(s['queued'], 0);
 
   assert.equal(await stop(), 0);
 });
