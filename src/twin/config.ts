@@ -9,6 +9,7 @@ import { MODELS, modelIds } from '../model/models.ts';
 import { batchSectionSchema } from './batch-jobs.ts';
 import { type ClusterSpec, clusterSpecSchema } from './cluster.ts';
 import { FAULTS_MAX, faultEntrySchema, reliabilitySchema } from './faults.ts';
+import { kvStoreSchema, type TwinEngineOptions } from './kv-store.ts';
 import { PLACED_MODELS_MAX, type PlacementSettings, placementCluster } from './placement-host.ts';
 
 /** Defaults of the twin's command line and config file. */
@@ -37,6 +38,11 @@ export const engineOptionsSchema = z
     asyncScheduling: z.boolean(),
     /** vLLM's --disable-cascade-attn (default false: cascade attention on, src/model/cascade.ts). */
     disableCascadeAttn: z.boolean(),
+    /**
+     * The engine's KV connector to a store it fetches cached prefixes from (Mooncake store, LMCache
+     * P2P): `{ kind: 'peer', link, minTokens? }`, src/twin/kv-store.ts. Absent: none.
+     */
+    kvStore: kvStoreSchema,
   })
   .partial()
   .strict();
@@ -255,12 +261,13 @@ export function toClusterSpec(cluster: SimConfigFile['cluster']): ClusterSpec {
  * take what `vllm serve` picks on that GPU (`vllmServeBatchDefaults`: 1024 / 8192 on H100 and H200,
  * 256 / 2048 elsewhere), so the twin models the server as launched without flags; explicit options
  * win. Without one, DEFAULT_ENGINE_CONFIG's limits apply. Throws SY_ERR_UNKNOWN_NAME for an unknown
- * GPU, SY_ERR_INVALID_CONFIG when the token budget is below the block size.
+ * GPU, SY_ERR_INVALID_CONFIG when the token budget is below the block size. `kvStore` rides along
+ * for the twin host, which alone acts on it (the engine core ignores it).
  */
 export function toEngineConfig(
   options: z.infer<typeof engineOptionsSchema> | undefined,
   gpu?: string,
-): EngineConfig {
+): EngineConfig & TwinEngineOptions {
   const merged = {
     ...DEFAULT_ENGINE_CONFIG,
     ...(gpu === undefined ? {} : vllmServeBatchDefaults(gpuSpec(gpu))),
@@ -281,6 +288,6 @@ export function toEngineConfig(
 export function engineConfigsFor(
   options: z.infer<typeof engineOptionsSchema> | undefined,
   cluster: ClusterSpec,
-): EngineConfig[] {
+): (EngineConfig & TwinEngineOptions)[] {
   return cluster.groups.map((group) => toEngineConfig(options, group.gpu));
 }

@@ -47,6 +47,15 @@ import {
   type ReliabilityInput,
   reliabilityWithDefaults,
 } from './faults.ts';
+import {
+  fetchMs,
+  type KvStoreOutcome,
+  PeerFetches,
+  type PeerStore,
+  peerStore,
+  type TwinEngineOptions,
+  tokensToFetch,
+} from './kv-store.ts';
 import { RunMetrics, SeriesRecorder } from './metrics.ts';
 import { type Handoff, PdHandoffs, type PdOutcome, type PdSettings } from './pd-host.ts';
 import { PdPoolsHost, type PdPoolsOutcome, type PdPoolsSettings } from './pd-pools.ts';
@@ -59,13 +68,14 @@ import { ServerlessHost, type ServerlessOutcome, type ServerlessSettings } from 
 export interface SimOptions {
   readonly seed: number;
   readonly cluster: ClusterSpec;
-  readonly engine: EngineConfig;
+  /** Engine options; with `kvStore` the engines fetch prefixes other instances hold (src/twin/kv-store.ts). */
+  readonly engine: EngineConfig & TwinEngineOptions;
   /**
    * Engine options per cluster group, in order, in place of `engine` for that group's instances: a
    * group's GPU picks its batch defaults (src/twin/config.ts `engineConfigsFor`). `blockSize` must
    * equal `engine.blockSize` (the shared prefix forest is built at that size).
    */
-  readonly engineByGroup?: readonly EngineConfig[] | undefined;
+  readonly engineByGroup?: readonly (EngineConfig & TwinEngineOptions)[] | undefined;
   readonly policy: RoutingPolicy;
   readonly slo: Slo;
   /** A label for reports (the trace or generator). */
@@ -186,6 +196,8 @@ export interface SimResult {
   readonly pd?: PdOutcome;
   /** With `pdPools`: each pool's GPU-hours, counts over time and scale lines. */
   readonly pdPools?: PdPoolsOutcome;
+  /** With an engine `kvStore`: its fetches (also in `summary.kvStore`, so in the run's JSON). */
+  readonly kvStore?: KvStoreOutcome;
 }
 
 /** The engine request plus what the twin needs to map it back. */
@@ -226,6 +238,7 @@ const HEALTH_CHECK = -7;
 const RETRY = -8;
 const CONTROL = -9;
 const PD_TRANSFER = -10;
+const KV_FETCH = -11;
 const NONE_TRIED: readonly string[] = Object.freeze([]);
 const PROGRESS_EVERY = 4096;
 /** The host times one decide call in this many. */
@@ -300,6 +313,10 @@ class Twin {
   private readonly decodePrefixes: PrefixCacheIndex | undefined;
   /** With a rule: the perf model and per-step token budget the rule estimates the decode side with. */
   private pdPerf: PerfModel | undefined;
+  /** Each instance's KV store connector (undefined: none); undefined when no engine has one. */
+  private readonly stores: readonly (PeerStore | undefined)[] | undefined;
+  /** Prefix fetches in flight and their counts; undefined when no engine has a store. */
+  private readonly fetches: PeerFetches<TwinEngineRequest> | undefined;
 
   constructor(
     source: RequestSource,
@@ -324,6 +341,14 @@ class Twin {
     this.pdDecodeAt = conditional || this.pd?.settings.decodeAtArrival === true ? new Map() : undefined;
     this.decodePrefixes = conditional ? new PrefixCacheIndex() : undefined;
     this.decodePrefixes?.observe(this.decodeView as ClusterView);
+    this.stores = this.buildStores();
+    this.fetches =
+      this.stores === undefined
+        ? undefined
+        : new PeerFetches(
+            this.instances.map((i) => i.id),
+            this.stores.find((x) => x !== undefined)?.link.name ?? '',
+          );
     this.control = this.buildControl();
     this.series = new SeriesRecorder(this.instances, options.seriesPointsMax ?? 400);
     this.clusterSeries = new ClusterSeriesRecorder(options.seriesPointsMax ?? 400);
@@ -378,6 +403,7 @@ class Twin {
       else if (payload === SCRAPE) this.scrape();
       else if (payload === HEALTH_CHECK) this.healthCheck();
       else if (payload === PD_TRANSFER) this.transfersArrived();
+      else if (payload === KV_FETCH) this.fetchesEnded();
       else {
         // The events after which a routing decision may come sooner than the next armed scrape.
         if (payload === ARRIVAL) this.arrival();
@@ -409,6 +435,8 @@ class Twin {
     if (faults !== undefined) t = Math.min(t, faults.nextEdgeMs, faults.nextHealthMs, faults.nextRetryMs);
     if (this.control !== undefined) t = Math.min(t, this.control.nextEventMs);
     if (this.pd !== undefined) t = Math.min(t, this.pd.nextEndMs, this.prefillStepEndMs());
+    // A fetched prefix's request joins its engine then.
+    if (this.fetches !== undefined) t = Math.min(t, this.fetches.nextEndMs);
     return t;
   }
 
@@ -572,6 +600,9 @@ class Twin {
       this.connectFailed(request, offline, instance, attempt, tried);
       return true;
     }
+    const prefix = this.prefixOf(request, instance);
+    // With a KV store the engine may load a longer prefix another instance holds (src/twin/kv-store.ts).
+    const fetch = this.fetches === undefined ? undefined : this.planFetch(request, instance, prefix);
     const engineRequest: TwinEngineRequest = {
       id: request.id,
       inputTokens: request.inputTokens,
@@ -580,7 +611,8 @@ class Twin {
       outputTokens: this.pd === undefined ? (request as TwinRequest).trueOutputTokens : 1,
       arrivalMs: request.arrivalMs,
       priority: request.priority,
-      ...this.prefixOf(request, instance),
+      ...prefix,
+      ...(fetch !== undefined ? { importedTokens: fetch.importedTokens } : {}),
       source: request,
       instance,
       offline,
@@ -596,9 +628,102 @@ class Twin {
     instance.routed++;
     this.policy.onRouted?.(request, instance.id, this.nowMs);
     faults?.live[instance.index]?.add(engineRequest);
+    if (fetch !== undefined) {
+      // Held, its blocks reserved, while the KV loads (vLLM's WAITING_FOR_REMOTE_KVS); it joins the engine after.
+      const endMs = this.nowMs + fetch.ms;
+      (this.fetches as PeerFetches<TwinEngineRequest>).start(
+        { endMs, request: engineRequest, instance: instance.index },
+        fetch.tokens,
+        fetch.ms,
+      );
+      this.queue.push(endMs, KV_FETCH);
+      return true;
+    }
     instance.engine.add(engineRequest, this.nowMs);
     if (Number.isNaN(instance.stepEndMs)) this.stepEndedIdle(instance);
     return true;
+  }
+
+  // ---- prefix fetches from a KV store (src/twin/kv-store.ts) ----
+
+  /** Each instance's store connector from its group's engine options; undefined when none has one. */
+  private buildStores(): (PeerStore | undefined)[] | undefined {
+    const options = this.options;
+    const stores: (PeerStore | undefined)[] = [];
+    let any = false;
+    for (const [g, group] of options.cluster.groups.entries()) {
+      const kvStore = (options.engineByGroup?.[g] ?? options.engine).kvStore;
+      const perf =
+        kvStore === undefined ? undefined : perfModelFor(group.gpu, group.base ?? group.model, group.tp);
+      for (let k = 0; k < group.count; k++) {
+        stores.push(
+          kvStore === undefined || perf === undefined
+            ? undefined
+            : peerStore(kvStore, perf.model, group.tp, options.engine.blockSize),
+        );
+      }
+      any ||= kvStore !== undefined;
+    }
+    if (!any) return undefined;
+    const others = [options.pd, options.control, options.placement, options.serverless];
+    if (others.some((x) => x !== undefined))
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        'an engine kvStore runs on a fixed colocated cluster (not with P/D, autoscaling, placement or serverless)',
+      );
+    return stores;
+  }
+
+  /**
+   * What the engine of `instance` would load for `request` from its store: the longest prefix any
+   * other instance of the model caches now, past the local hit by at least the store's `minTokens`,
+   * its blocks reserved (vLLM allocates them before the load). Undefined when nothing is fetched
+   * (too short a gain, or too few free blocks: counted as `noRoom`, the engine computes it).
+   */
+  private planFetch(
+    request: Request,
+    instance: SimInstance,
+    prefix: Pick<EngineRequest, 'blockHashes' | 'prefixPath'>,
+  ): { importedTokens: number; tokens: number; ms: number } | undefined {
+    const store = (this.stores as readonly (PeerStore | undefined)[])[instance.index];
+    if (store === undefined || request.prefix.hashes.length === 0 || cannotFit(request, instance))
+      return undefined;
+    let remote = 0;
+    let holder: SimInstance | undefined;
+    const down = this.faults?.down;
+    for (const other of this.instances) {
+      if (other === instance || other.model !== instance.model || other.base !== instance.base) continue;
+      if (down !== undefined && (down[other.index] as number) > 0) continue;
+      const held = other.engine.cachedPrefixTokens(prefix);
+      if (held > remote) {
+        remote = held;
+        holder = other;
+      }
+    }
+    if (holder === undefined) return undefined;
+    const local = instance.engine.cachedPrefixTokens(prefix);
+    const tokens = tokensToFetch(store, request.inputTokens, local, remote);
+    if (tokens === 0) return undefined;
+    const importedTokens = Math.min(remote, request.inputTokens - 1);
+    const bs = instance.blockSize;
+    const blocks = Math.ceil(importedTokens / bs) - Math.floor((importedTokens - tokens) / bs);
+    if (!instance.engine.reserveImport(request.id, blocks)) {
+      (this.fetches as PeerFetches<TwinEngineRequest>).noRoom++;
+      return undefined;
+    }
+    return { importedTokens, tokens, ms: fetchMs(store, tokens, holder.tp) };
+  }
+
+  /** Fetches that ended: each request joins its engine with the fetched prefix's KV in place. */
+  private fetchesEnded(): void {
+    const fetches = this.fetches as PeerFetches<TwinEngineRequest>;
+    for (const { request } of fetches.takeEnded(this.nowMs)) {
+      const instance = request.instance;
+      // Its engine crashed meanwhile (the crash gave the reservation back): it was retried or failed.
+      if (this.faults !== undefined && this.faults.live[instance.index]?.has(request) !== true) continue;
+      instance.engine.add(request, this.nowMs);
+      if (Number.isNaN(instance.stepEndMs)) this.stepEndedIdle(instance);
+    }
   }
 
   /** The engine's view of a request's prefix: a forest path for run-length caches, else block hashes. */
@@ -745,6 +870,8 @@ class Twin {
     live.clear();
     for (const r of killed) {
       instance.engine.abort(r.id, this.nowMs);
+      // A request still fetching its prefix is not in the engine yet: only its blocks' hold goes.
+      if (this.fetches !== undefined) instance.engine.releaseImport(r.id);
       instance.ended(r.hostPrefillTokens, r.prefillPending);
       this.policy.onFailed?.(r.source, instance.id, this.nowMs);
       if (r.prefillPending) {
@@ -784,6 +911,7 @@ class Twin {
     if (this.faults !== undefined && this.faults.retries.size > 0) return true;
     if (this.control !== undefined && this.control.held > 0) return true;
     if (this.pd?.busy === true) return true;
+    if (this.fetches !== undefined && this.fetches.inFlight > 0) return true;
     for (const instance of this.instances) if (!Number.isNaN(instance.stepEndMs)) return true;
     return false;
   }
@@ -1344,11 +1472,14 @@ class Twin {
             finishedS: job.finishedMs === undefined ? -1 : job.finishedMs / 1000,
             withinWindow: job.withinWindow,
           }));
-    const summary: SimSummary = {
+    const kvStore = this.fetches?.outcome();
+    // The store's counts ride in the summary, so every writer of it (JSON, comparisons) shows them.
+    const summary: SimSummary & { readonly kvStore?: KvStoreOutcome } = {
       ...base,
       ...(this.rejectedByCode.size > 0 ? { rejectedByCode } : {}),
       ...(batch !== undefined ? { batchJobs: batch } : {}),
       ...(this.faults !== undefined ? { reliability: this.faults.summary(this.faultCount) } : {}),
+      ...(kvStore !== undefined ? { kvStore } : {}),
       decisionUs: this.decideUs.stats(),
     };
     const cdfMax = options.cdfPointsMax ?? 2000;
@@ -1366,6 +1497,7 @@ class Twin {
       decisionDigest: this.digest.toString(16).padStart(8, '0'),
       ...this.controlOutcome(),
       ...(this.pd !== undefined ? { pd: this.pd.outcome() } : {}),
+      ...(kvStore !== undefined ? { kvStore } : {}),
       ...(this.control instanceof PdPoolsHost && this.control.outcome !== undefined
         ? { pdPools: this.control.outcome }
         : {}),

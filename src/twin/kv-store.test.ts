@@ -1,0 +1,205 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { Rng } from '../core/rng.ts';
+import type { EngineConfig } from '../engine-core/types.ts';
+import { KV_LINKS, kvTransfer } from '../model/kv-link.ts';
+import { perfModelFor } from '../model/perf.ts';
+import { createRoutingPolicy } from '../policies/routing/registry.ts';
+import { createWorkload } from '../workload/create.ts';
+import type { TwinRequest } from '../workload/types.ts';
+import { engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
+import type { KvStoreOptions, KvStoreOutcome } from './kv-store.ts';
+import { summaryToJson } from './report/json.ts';
+import { type PrefixCacheMode, runSimulation, type SimResult } from './simulator.ts';
+
+/**
+ * An engine with a KV store (`engine.kvStore`) loads a longer prefix another instance caches instead
+ * of computing it; without one it recomputes, and a store-less run is what the twin ran before.
+ */
+
+const GPU = 'h100';
+const MODEL = 'llama-3.1-8b';
+const PREFIX_TOKENS = 4096;
+const ROCE: KvStoreOptions = { kind: 'peer', link: 'roce-200' };
+
+/** A request whose prompt starts with the shared 4k-token prefix (8 chain blocks of 512 tokens). */
+function withPrefix(id: string, arrivalMs: number, ownTokens: number): TwinRequest {
+  return {
+    id,
+    model: MODEL,
+    tenant: 't',
+    priority: 0,
+    inputTokens: PREFIX_TOKENS + ownTokens,
+    maxTokens: 4,
+    trueOutputTokens: 4,
+    arrivalMs,
+    slo: undefined,
+    prefix: { blockTokens: 512, hashes: [11, 12, 13, 14, 15, 16, 17, 18] },
+    sessionId: undefined,
+  } as TwinRequest;
+}
+
+/**
+ * Two instances, round robin: `a` runs on i0 and is done long before `b`, with the same prefix,
+ * arrives and goes to i1.
+ */
+function twoInstances(kvStore: KvStoreOptions | undefined, mode: PrefixCacheMode = 'runs'): SimResult {
+  const engine = toEngineConfig(kvStore === undefined ? {} : { kvStore }, GPU);
+  return runSimulation([withPrefix('a', 0, 100), withPrefix('b', 10_000, 200)], {
+    seed: 1,
+    cluster: { groups: [{ count: 2, gpu: GPU, model: MODEL, tp: 1 }] },
+    engine,
+    policy: createRoutingPolicy('round-robin'),
+    slo: { ttftMs: 2000, tpotMs: 100 },
+    workload: 'kv-store test',
+    prefixCache: mode,
+  });
+}
+
+/** The engines' perf model, as the twin builds it for this engine config. */
+function perfOf(engine: EngineConfig) {
+  return perfModelFor(GPU, MODEL, 1, undefined, { maxNumSeqs: engine.maxNumSeqs });
+}
+
+function kvStoreOf(result: SimResult): KvStoreOutcome {
+  assert.ok(result.kvStore !== undefined, 'a run with a store reports it');
+  return result.kvStore;
+}
+
+for (const mode of ['runs', 'blocks', 'blocks-32bit'] as const) {
+  test(`${mode}: with a store, B loads the 4k prefix A holds: TTFT = transfer + prefill of the rest`, () => {
+    const perf = perfOf(toEngineConfig({}, GPU));
+    const result = twoInstances(ROCE, mode);
+    const store = kvStoreOf(result);
+    assert.equal(store.fetches, 1);
+    assert.equal(store.fetchedTokens, PREFIX_TOKENS);
+    assert.deepEqual(
+      store.perInstance.map((i) => [i.id, i.fetches, i.fetchedTokens]),
+      [
+        ['i0', 0, 0],
+        ['i1', 1, PREFIX_TOKENS],
+      ],
+    );
+    const transferMs = kvTransfer(perf.model, PREFIX_TOKENS, KV_LINKS['roce-200']).transferMs;
+    assert.ok(transferMs > 1, `a 4k-token fetch over 200 Gb/s takes ms (${transferMs})`);
+    assert.equal(store.perInstance[1]?.fetchMs, transferMs);
+    // a prefills its whole prompt; b only the 200 tokens past the fetched prefix, after the fetch.
+    const ttftA = perf.prefillTimeMs(PREFIX_TOKENS + 100, 0);
+    const ttftB = transferMs + perf.prefillTimeMs(200, PREFIX_TOKENS);
+    const ttft = result.report.samples.ttftMs;
+    assert.equal(ttft.length, 2);
+    assertClose(Math.min(...ttft), Math.min(ttftA, ttftB));
+    assertClose(Math.max(...ttft), Math.max(ttftA, ttftB));
+    assert.ok(ttftB < ttftA, 'fetching 4k tokens beats computing them here');
+    // Imported tokens are not prefix-cache hits: neither engine hit its own cache.
+    assert.equal(result.summary.prefixHitRate, 0);
+    assert.equal(result.summary.completed, 2);
+  });
+
+  test(`${mode}: without a store, B recomputes the prefix A holds`, () => {
+    const perf = perfOf(toEngineConfig({}, GPU));
+    const result = twoInstances(undefined, mode);
+    assert.equal(result.kvStore, undefined);
+    assert.equal('kvStore' in result.summary, false);
+    const ttft = [...result.report.samples.ttftMs].sort((x, y) => x - y);
+    assertClose(ttft[0] as number, perf.prefillTimeMs(PREFIX_TOKENS + 100, 0));
+    assertClose(ttft[1] as number, perf.prefillTimeMs(PREFIX_TOKENS + 200, 0));
+  });
+}
+
+function assertClose(actual: number, expected: number): void {
+  assert.ok(Math.abs(actual - expected) < 1e-6, `${actual} != ${expected}`);
+}
+
+test('a prefix B already holds is not fetched; a gain under minTokens is not fetched', () => {
+  // b goes to i1 (round robin), then c with the same prefix to i0, which holds it: no fetch there.
+  const engine = toEngineConfig({ kvStore: ROCE }, GPU);
+  const run = (kvStore: KvStoreOptions) =>
+    runSimulation([withPrefix('a', 0, 100), withPrefix('b', 10_000, 200), withPrefix('c', 20_000, 300)], {
+      seed: 1,
+      cluster: { groups: [{ count: 2, gpu: GPU, model: MODEL, tp: 1 }] },
+      engine: { ...engine, kvStore },
+      policy: createRoutingPolicy('round-robin'),
+      slo: { ttftMs: 2000, tpotMs: 100 },
+      workload: 'kv-store test',
+    });
+  const store = kvStoreOf(run(ROCE));
+  assert.equal(store.fetches, 1, 'only b fetches; c finds the prefix at home');
+  assert.equal(store.perInstance[0]?.fetches, 0);
+  const high = kvStoreOf(run({ ...ROCE, minTokens: PREFIX_TOKENS + 1 }));
+  assert.equal(high.fetches, 0, 'a 4,096-token gain is under minTokens 4,097');
+});
+
+test('the same seed gives the same JSON with a store', () => {
+  const json = (r: SimResult) =>
+    JSON.stringify({ summary: summaryToJson(r.summary, { wallClock: false }), digest: r.decisionDigest });
+  const source = () =>
+    createWorkload(
+      { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 300 },
+      new Rng(7).fork('workload'),
+    );
+  const options = {
+    seed: 7,
+    cluster: { groups: [{ count: 4, gpu: GPU, model: MODEL, tp: 1 }] },
+    engine: toEngineConfig({ kvStore: ROCE }, GPU),
+    slo: { ttftMs: 2000, tpotMs: 100 },
+    workload: 'kv-store determinism',
+  };
+  const one = runSimulation(source(), { ...options, policy: createRoutingPolicy('least-request') });
+  const two = runSimulation(source(), { ...options, policy: createRoutingPolicy('least-request') });
+  assert.ok(kvStoreOf(one).fetches > 0, 'the sample shares prefixes across instances');
+  assert.equal(json(one), json(two));
+  assert.match(json(one), /"kvStore":\{"fetchMsMax":/);
+});
+
+test('engine.kvStore is validated: unknown kind, link or key refused, naming the path', () => {
+  const parse = (engine: unknown) => parseWithSchema(engineOptionsSchema, engine, 'engine');
+  assert.deepEqual(parse({ kvStore: { kind: 'peer', link: 'ib-400', minTokens: 512 } }).kvStore, {
+    kind: 'peer',
+    link: 'ib-400',
+    minTokens: 512,
+  });
+  assert.ok(parse({ kvStore: { kind: 'peer', link: { gbps: 50, latencyUs: 30 } } }).kvStore);
+  assert.throws(() => parse({ kvStore: { kind: 'disk', link: 'ib-400' } }), /kvStore\.kind/);
+  assert.throws(() => parse({ kvStore: { kind: 'peer', link: 'carrier-pigeon' } }), /kvStore\.link/);
+  assert.throws(() => parse({ kvStore: { kind: 'peer', link: 'ib-400', size: 1 } }), /kvStore/);
+  assert.throws(() => parse({ kvStore: { kind: 'peer', link: 'ib-400', minTokens: 0 } }), /minTokens/);
+});
+
+test('a store-less run gives the output recorded before the store existed', () => {
+  const recorded = JSON.parse(
+    readFileSync(new URL('./fixtures/storeless-mooncake.json', import.meta.url), 'utf8'),
+  );
+  assert.deepEqual(storelessRecord(), recorded);
+});
+
+/**
+ * A store-less replay of the Mooncake sample on 8 instances under three policies: the summary
+ * (without wall-clock fields), the decision digest and a digest of the report's samples and series.
+ */
+function storelessRecord(): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const policy of ['mooncake', 'least-request', 'preble']) {
+    const source = createWorkload(
+      { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 800 },
+      new Rng(1).fork('workload'),
+    );
+    const result = runSimulation(source, {
+      seed: 1,
+      cluster: { groups: [{ count: 8, gpu: GPU, model: MODEL, tp: 1 }] },
+      engine: toEngineConfig({}, GPU),
+      policy: createRoutingPolicy(policy),
+      slo: { ttftMs: 2000, tpotMs: 100 },
+      workload: 'store-less record',
+    });
+    const { summary: _s, ...report } = result.report;
+    out[policy] = {
+      summary: summaryToJson(result.summary, { wallClock: false }),
+      decisionDigest: result.decisionDigest,
+      reportSha256: createHash('sha256').update(JSON.stringify(report)).digest('hex'),
+    };
+  }
+  return JSON.parse(JSON.stringify(out));
+}
