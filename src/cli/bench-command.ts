@@ -20,7 +20,8 @@ export function registerBenchCommand(program: Command): void {
     .command('bench')
     .description(
       'Load-test an OpenAI-compatible server, open loop: requests go out at their scheduled times ' +
-        '(Poisson/Gamma arrivals or a replayed trace) whether or not earlier ones have answered, and the ' +
+        '(Poisson/Gamma arrivals, a replayed trace, or any twin workload from a file) whether or not earlier ' +
+        'ones have answered, and the ' +
         'report gives TTFT, ITL, TPOT and E2E percentiles, throughput, failures by reason and goodput. ' +
         'See docs/bench.md.',
     )
@@ -33,8 +34,11 @@ export function registerBenchCommand(program: Command): void {
     .option('--api-key <key>', 'sent as Authorization: Bearer <key>')
     .option('--rate <req/s>', `mean arrival rate, or inf to send everything at once (default ${d.rateRps})`)
     .option(
-      '--workload <kind>',
-      'arrivals: poisson (default), gamma (with --cv or --burstiness) or constant (evenly paced, every gap 1/rate)',
+      '--workload <kind|file>',
+      'arrivals: poisson (default), gamma (with --cv or --burstiness) or constant (evenly paced, every gap 1/rate); ' +
+        "or a YAML/JSON file holding the twin's workload block (any kind sim takes: sinusoid, servegen, " +
+        'multi-model, sessions, ...) or a sim config with one: the requests the twin would simulate for --seed, ' +
+        'sent live (see docs/bench.md)',
     )
     .option(
       '--stages <list>',
@@ -61,7 +65,10 @@ export function registerBenchCommand(program: Command): void {
     .option('--prefix-groups <G>', 'G shared system prompts; each request starts with one of them')
     .option('--prefix-tokens <P>', 'tokens of each shared system prompt (added before --input-tokens)')
     .option('--trace <path>', `replay a trace file (Azure CSV, Mooncake JSONL(.gz)) or ${samples}`)
-    .option('--rate-scale <k>', 'replay the trace k times faster (0.5: half as fast) (default 1)')
+    .option(
+      '--rate-scale <k>',
+      'replay the trace or workload file k times faster (0.5: half as fast) (default 1)',
+    )
     .option('--max-concurrency <n>', `bound on outstanding requests (default ${d.maxConcurrency})`)
     .option(
       '--overflow <mode>',
@@ -84,7 +91,18 @@ export function registerBenchCommand(program: Command): void {
         '  switchyard bench --url http://127.0.0.1:8000 --trace sample:mooncake-conversation \\\n' +
         '    --rate-scale 4 --requests 300 --slo-ttft-ms 2000 --slo-tpot-ms 100 --json out/bench.json\n' +
         '  switchyard bench --url http://127.0.0.1:8000 --endpoint chat --rate 20 --burstiness 0.5 \\\n' +
-        '    --prefix-groups 8 --prefix-tokens 2048 --input-tokens 128-512 --output-tokens 64-256',
+        '    --prefix-groups 8 --prefix-tokens 2048 --input-tokens 128-512 --output-tokens 64-256\n' +
+        "  # the twin's workload, live: a file with the workload block (or a sim config), 20x faster\n" +
+        '  # against a sim engine started with --time-scale 0.05\n' +
+        '  switchyard bench --url http://127.0.0.1:8000 --workload sinusoid.yaml --rate-scale 20\n' +
+        '    where sinusoid.yaml holds, e.g.:\n' +
+        '      kind: sinusoid\n' +
+        '      rateMinRps: 1\n' +
+        '      rateMaxRps: 8\n' +
+        '      periodS: 120\n' +
+        '      durationS: 240\n' +
+        '      input: { kind: lognormal, mean: 1000, cv: 0.5 }\n' +
+        '      output: { kind: fixed, tokens: 64 }',
     )
     .action(async (flags: BenchFlags) => {
       const options = resolveBenchOptions(flags);

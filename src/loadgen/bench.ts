@@ -1,19 +1,39 @@
 /**
- * One bench run from validated options: build the plan (synthetic or trace), find the model, send
+ * One bench run from validated options: build the plan (synthetic, trace, or the twin's workload from
+ * a file), find the model, send
  * the plan open-loop through a pooled client, and summarise.
  */
 import { SwitchyardError } from '../core/errors.ts';
+import { Rng } from '../core/rng.ts';
+import { createWorkload } from '../workload/create.ts';
+import { formatDeclaredMaxTokens } from '../workload/declared.ts';
 import { readTrace } from '../workload/traces/read.ts';
 import { OpenAiClient } from './client.ts';
-import type { BenchOptions } from './options.ts';
-import { syntheticPlan, tracePlan } from './plan.ts';
+import { type BenchOptions, namesOwnModels } from './options.ts';
+import { syntheticPlan, tracePlan, workloadPlan } from './plan.ts';
 import { PromptSynth } from './prompts.ts';
 import { type RunHooks, runPlan } from './runner.ts';
+
+/** The report's model of a run whose requests name their own models. */
+export const OWN_MODELS = 'per request';
+
 import type { BenchPlan, BenchSummary } from './types.ts';
 
 /** The plan of a run, from its options (reads the trace for a trace source). */
 export function buildPlan(options: BenchOptions): { plan: BenchPlan; prompts: PromptSynth } {
   const s = options.source;
+  if (s.kind === 'workload') {
+    // The twin's stream for this seed: runTwinSpec draws it from new Rng(seed).fork('workload').
+    const source = createWorkload(s.file.spec, new Rng(options.seed).fork('workload'));
+    const plan = workloadPlan(source, {
+      rateScale: s.rateScale,
+      requests: s.requests,
+      durationS: s.durationS,
+      workload: workloadDescription(s),
+      ownModels: namesOwnModels(s.file.spec),
+    });
+    return { plan, prompts: new PromptSynth(options.seed) };
+  }
   if (s.kind === 'trace') {
     const trace = readTrace(s.trace);
     const plan = tracePlan(trace, { rateScale: s.rateScale, requests: s.requests, durationS: s.durationS });
@@ -33,6 +53,25 @@ export function buildPlan(options: BenchOptions): { plan: BenchPlan; prompts: Pr
     seed: options.seed,
   });
   return { plan, prompts: new PromptSynth(options.seed) };
+}
+
+/** The JSON report's workload of a --workload FILE run. */
+function workloadDescription(
+  s: Extract<BenchOptions['source'], { kind: 'workload' }>,
+): Record<string, unknown> {
+  const spec = s.file.spec;
+  return {
+    kind: 'workload',
+    file: s.file.path,
+    form: s.file.form,
+    spec: spec.kind,
+    rateScale: s.rateScale,
+    // What the twin's policies see as max_tokens; live, max_tokens is the generated length.
+    declaredMaxTokens: formatDeclaredMaxTokens(spec.declaredMaxTokens),
+    maxTokens: 'generated',
+    ...(s.requests !== undefined ? { requests: s.requests } : {}),
+    ...(s.durationS !== undefined ? { durationS: s.durationS } : {}),
+  };
 }
 
 /** Hooks of runBench: the runner's, plus one call once the plan is known. */
@@ -56,7 +95,8 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
   try {
     // Always asked, even with --model: an unreachable server fails here, before the run.
     const models = await client.listModels(Math.min(options.timeoutMs, 10_000));
-    const model = options.model ?? models.ids[0];
+    // A plan whose requests all name their models needs no model of its own.
+    const model = options.model ?? models.ids[0] ?? (plan.ownModels === true ? OWN_MODELS : undefined);
     if (model === undefined) {
       const why =
         models.error !== undefined
@@ -69,6 +109,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
       );
     }
     hooks.onStart?.(plan.total, model);
+    const label = plan.ownModels === true && options.model === undefined ? OWN_MODELS : model;
     return await runPlan(
       plan,
       prompts,
@@ -86,7 +127,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
       {
         url: client.url,
         endpoint: options.endpoint,
-        model,
+        model: label,
         stream: options.stream,
         seed: options.seed,
         workload: plan.workload,

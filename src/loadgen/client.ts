@@ -46,6 +46,11 @@ export interface CompletionCall {
   readonly stream: boolean;
   /** Ask the server to ignore end-of-sequence tokens, so it generates exactly maxTokens (vLLM, SGLang). */
   readonly ignoreEos: boolean;
+  /**
+   * The conversation the request belongs to, sent as the `x-session-id` header (what the
+   * gateway's session-affinity policies key on); a header, so servers that ignore it are unaffected.
+   */
+  readonly sessionId?: string | undefined;
 }
 
 /**
@@ -271,7 +276,9 @@ export class OpenAiClient {
     try {
       let res: Awaited<ReturnType<Pool['request']>>;
       try {
-        res = await this.pool.request({ path, method: 'POST', headers: this.headers, body, signal });
+        const headers =
+          call.sessionId === undefined ? this.headers : { ...this.headers, 'x-session-id': call.sessionId };
+        res = await this.pool.request({ path, method: 'POST', headers, body, signal });
       } catch (error) {
         return fail(networkReason(error), message(error));
       }

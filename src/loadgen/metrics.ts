@@ -14,7 +14,7 @@
  */
 import { GrowableFloat64 } from '../stats/growable.ts';
 import { latencyStats } from '../stats/percentiles.ts';
-import type { BenchSummary, RequestRecord } from './types.ts';
+import type { BenchSummary, ModelCounts, RequestRecord } from './types.ts';
 
 /** TPOT of a request, or undefined when it has fewer than two output tokens or no TTFT. */
 export function tpotMs(record: Pick<RequestRecord, 'ttftMs' | 'e2eMs' | 'outputTokens'>): number | undefined {
@@ -65,6 +65,8 @@ export class MetricsCollector {
   private readonly e2e = new GrowableFloat64();
   private readonly sendLag = new GrowableFloat64();
   private readonly failures = new Map<string, number>();
+  /** Requests per model, for plans whose requests name their models (bounded by the models named). */
+  private readonly byModel = new Map<string, { requests: number; completed: number; failed: number }>();
   private readonly records: RequestRecord[] = [];
   private completed = 0;
   private failed = 0;
@@ -91,6 +93,7 @@ export class MetricsCollector {
   /** Adds one finished (or dropped) request. */
   add(record: RequestRecord): void {
     if (this.keepRecords) this.records.push(record);
+    if (record.model !== undefined) this.countModel(record.model, record.ok);
     if (record.e2eMs !== undefined) {
       this.sent++;
       this.sendLag.push(Math.max(0, record.sentMs - record.scheduledMs));
@@ -111,6 +114,17 @@ export class MetricsCollector {
     if (tpot !== undefined) this.tpot.push(tpot);
     for (const gap of record.itlMs) this.itl.push(gap);
     if (meetsSlo(record, this.slo)) this.meeting++;
+  }
+
+  private countModel(model: string, ok: boolean): void {
+    let counts = this.byModel.get(model);
+    if (counts === undefined) {
+      counts = { requests: 0, completed: 0, failed: 0 };
+      this.byModel.set(model, counts);
+    }
+    counts.requests++;
+    if (ok) counts.completed++;
+    else counts.failed++;
   }
 
   /** The summary of a run that lasted durationMs and scheduled `scheduled` requests. */
@@ -153,7 +167,17 @@ export class MetricsCollector {
           }
         : undefined,
       concurrency: { ...concurrency, sendLagMs: latencyStats(this.sendLag.view()) },
+      ...(this.byModel.size > 0 ? { models: modelTable(this.byModel) } : {}),
       ...(this.keepRecords ? { records: [...this.records].sort((a, b) => a.index - b.index) } : {}),
     };
   }
+}
+
+/** Per-model counts in model-name order, so the JSON is stable. */
+function modelTable(
+  byModel: ReadonlyMap<string, { requests: number; completed: number; failed: number }>,
+): Record<string, ModelCounts> {
+  const out: Record<string, ModelCounts> = {};
+  for (const model of [...byModel.keys()].sort()) out[model] = { ...(byModel.get(model) as ModelCounts) };
+  return out;
 }

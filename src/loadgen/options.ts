@@ -4,12 +4,15 @@
  * flags that do not go together (a trace with --rate, --cv with --burstiness) are refused rather
  * than silently ignored.
  */
+import { existsSync } from 'node:fs';
 import { invalidArgument, SwitchyardError, unknownName } from '../core/errors.ts';
-import { meanStageRateRps } from '../workload/spec.ts';
+import { multiModelId } from '../workload/multi-model.ts';
+import { meanStageRateRps, type WorkloadSpec } from '../workload/spec.ts';
 import { parseStages } from '../workload/synthetic.ts';
 import { ENDPOINTS, type Endpoint, parseBaseUrl } from './client.ts';
 import type { SyntheticPlanOptions, TokenRange, TracePlanOptions } from './plan.ts';
 import { OVERFLOW_MODES, type OverflowMode } from './runner.ts';
+import { readWorkloadFile, type WorkloadFile } from './workload-file.ts';
 
 /** Defaults of the flags that have one. */
 export const BENCH_DEFAULTS = {
@@ -40,7 +43,10 @@ export interface BenchFlags {
   model?: string;
   apiKey?: string;
   rate?: string;
-  /** poisson, gamma or constant arrivals (default poisson; --cv/--burstiness imply gamma). */
+  /**
+   * poisson, gamma or constant arrivals (default poisson; --cv/--burstiness imply gamma), or a file
+   * holding the twin's workload block (or a sim config with one).
+   */
   workload?: string;
   /** Rate stages `rate:seconds,...` instead of --rate. */
   stages?: string;
@@ -70,7 +76,34 @@ export interface BenchFlags {
 /** Where the requests come from. */
 export type BenchSource =
   | ({ readonly kind: 'synthetic' } & Omit<SyntheticPlanOptions, 'seed'>)
-  | ({ readonly kind: 'trace'; readonly trace: string } & TracePlanOptions);
+  | ({ readonly kind: 'trace'; readonly trace: string } & TracePlanOptions)
+  | {
+      /** The twin's own workload, from a file (`--workload FILE`). */
+      readonly kind: 'workload';
+      readonly file: WorkloadFile;
+      /** Arrival-rate multiplier (--rate-scale). */
+      readonly rateScale: number;
+      readonly requests: number | undefined;
+      readonly durationS: number | undefined;
+    };
+
+/** The arrival kinds --workload names; any other value is a workload file. */
+export const ARRIVAL_KINDS = ['poisson', 'gamma', 'constant'] as const;
+
+/**
+ * True when --workload names a file rather than one of ARRIVAL_KINDS: a value that looks like a
+ * path (a folder separator or an extension) or names an existing file. Any other value is refused
+ * as an unknown kind, as before files were taken.
+ */
+export function isWorkloadFile(value: string | undefined): value is string {
+  if (value === undefined || (ARRIVAL_KINDS as readonly string[]).includes(value)) return false;
+  if (/[./\\]/.test(value) || existsSync(value)) return true;
+  throw new SwitchyardError(
+    'SY_ERR_UNKNOWN_NAME',
+    `unknown --workload '${value}'; valid: ${ARRIVAL_KINDS.join(', ')}, or a workload file (YAML or JSON)`,
+    { param: '--workload', value, valid: [...ARRIVAL_KINDS] },
+  );
+}
 
 /** Validated options of one bench run. */
 export interface BenchOptions {
@@ -158,9 +191,12 @@ export function resolveBenchOptions(flags: BenchFlags): BenchOptions {
   const source =
     flags.trace !== undefined
       ? traceSource(flags, requests, durationS)
-      : syntheticSource(flags, requests, durationS);
+      : isWorkloadFile(flags.workload)
+        ? workloadSource(flags, requests, durationS)
+        : syntheticSource(flags, requests, durationS);
   if (flags.model !== undefined && flags.model.trim() === '')
     throw flagError('model', flags.model, 'a model name');
+  const fileSeed = source.kind === 'workload' ? source.file.seed : undefined;
   return {
     url,
     endpoint,
@@ -179,7 +215,10 @@ export function resolveBenchOptions(flags: BenchFlags): BenchOptions {
     ignoreEos: flags.ignoreEos,
     sloTtftMs: flags.sloTtftMs === undefined ? undefined : parsePositive('slo-ttft-ms', flags.sloTtftMs),
     sloTpotMs: flags.sloTpotMs === undefined ? undefined : parsePositive('slo-tpot-ms', flags.sloTpotMs),
-    seed: flags.seed === undefined ? BENCH_DEFAULTS.seed : parseInteger('seed', flags.seed, 0, 0xffffffff),
+    seed:
+      flags.seed === undefined
+        ? (fileSeed ?? BENCH_DEFAULTS.seed)
+        : parseInteger('seed', flags.seed, 0, 0xffffffff),
     json: flags.json,
     saveRequests: flags.saveRequests === true,
     progress: flags.progress,
@@ -215,6 +254,69 @@ function traceSource(
   };
 }
 
+/**
+ * --workload FILE: the twin's workload brings its own arrivals, lengths, prefixes and models, so
+ * the flags that shape a synthetic workload are refused; --rate-scale, --requests and --duration cut
+ * or speed up the plan, and --model names the run's model only for requests that name none.
+ */
+function workloadSource(
+  flags: BenchFlags,
+  requests: number | undefined,
+  durationS: number | undefined,
+): BenchSource {
+  const why = 'a workload file brings its own arrivals, lengths and prefixes (edit the file)';
+  const shaping: (keyof BenchFlags)[] = [
+    'rate',
+    'stages',
+    'burstiness',
+    'cv',
+    'inputTokens',
+    'outputTokens',
+    'prefixGroups',
+    'prefixTokens',
+  ];
+  for (const key of shaping) {
+    const value = flags[key];
+    if (typeof value === 'string') throw conflict(kebab(key), value, `not used with --workload FILE: ${why}`);
+  }
+  const file = readFileOrHint(flags.workload as string);
+  if (flags.model !== undefined && namesOwnModels(file.spec)) {
+    throw conflict(
+      'model',
+      flags.model,
+      file.spec.kind === 'multi-model'
+        ? `a multi-model workload names its models (${multiModelId(0, file.spec.models)}..${multiModelId(file.spec.models - 1, file.spec.models)})`
+        : `the workload names its model (workload.model: ${String((file.spec as { model: string }).model)})`,
+    );
+  }
+  return {
+    kind: 'workload',
+    file,
+    rateScale: flags.rateScale === undefined ? 1 : parsePositive('rate-scale', flags.rateScale),
+    requests,
+    durationS,
+  };
+}
+
+/** Reads the file; a missing one names the arrival kinds too, in case a kind was meant. */
+function readFileOrHint(path: string): WorkloadFile {
+  try {
+    return readWorkloadFile(path);
+  } catch (error) {
+    if (!(error instanceof SwitchyardError) || error.code !== 'SY_ERR_NOT_FOUND') throw error;
+    throw new SwitchyardError(
+      error.code,
+      `${error.message}; --workload takes ${ARRIVAL_KINDS.join(', ')} or a file holding the twin's workload block`,
+      { ...error.details },
+    );
+  }
+}
+
+/** True when a spec's requests name their models (multi-model, or a model other than `default`). */
+export function namesOwnModels(spec: WorkloadSpec): boolean {
+  return spec.kind === 'multi-model' || spec.model !== 'default';
+}
+
 function syntheticSource(
   flags: BenchFlags,
   requests: number | undefined,
@@ -224,7 +326,7 @@ function syntheticSource(
     throw conflict(
       'rate-scale',
       flags.rateScale,
-      'only used with --trace; set the rate of a synthetic workload with --rate',
+      'only used with --trace or --workload FILE; set the rate of a synthetic workload with --rate',
     );
   }
   const arrival = arrivalOf(flags);
@@ -312,7 +414,7 @@ function arrivalOf(flags: BenchFlags): {
   constant: boolean;
   stages: ReturnType<typeof parseStages> | undefined;
 } {
-  const kind = oneOf('--workload', flags.workload ?? 'poisson', ['poisson', 'gamma', 'constant'] as const);
+  const kind = oneOf('--workload', flags.workload ?? 'poisson', ARRIVAL_KINDS);
   const shaped = flags.cv ?? flags.burstiness;
   if (kind === 'constant' && shaped !== undefined)
     throw conflict(

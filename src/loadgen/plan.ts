@@ -1,7 +1,8 @@
 /**
  * Plans: when each request goes out and how long it is. A synthetic plan draws Poisson or Gamma
  * arrivals and token counts from the seed; a trace plan replays a trace's arrivals (scaled in time)
- * with its lengths and prefix ids. Plans are lazy, so a long run never holds all its requests.
+ * with its lengths and prefix ids; a workload plan sends the twin's own request stream (any workload
+ * kind the twin takes). Plans are lazy, so a long run never holds all its requests.
  */
 import { invalidArgument } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
@@ -10,7 +11,7 @@ import { lengthSampler } from '../workload/lengths.ts';
 import type { LengthDist, RateStage } from '../workload/spec.ts';
 import { arrivalTimesMs, formatStages } from '../workload/synthetic.ts';
 import { traceRequests } from '../workload/trace-source.ts';
-import type { Trace } from '../workload/types.ts';
+import type { RequestSource, Trace, TwinRequest } from '../workload/types.ts';
 import type { BenchPlan, PlannedRequest } from './types.ts';
 
 /** A token count: fixed, or uniform over [lo, hi] inclusive. */
@@ -175,4 +176,83 @@ export function tracePlan(trace: Trace, o: TracePlanOptions): BenchPlan {
       ...(o.durationS !== undefined ? { durationS: o.durationS } : {}),
     },
   };
+}
+
+/** A plan from the twin's own request stream (`switchyard bench --workload FILE`). */
+export interface WorkloadPlanOptions {
+  /** Arrival-rate multiplier: 2 sends the workload twice as fast (every arrival time halved). */
+  readonly rateScale: number;
+  /** Stop after this many requests. */
+  readonly requests: number | undefined;
+  /** Stop scheduling after this many seconds of the run (scaled time). */
+  readonly durationS: number | undefined;
+  /** What the JSON report shows as the workload. */
+  readonly workload: Readonly<Record<string, unknown>>;
+  /** True when the requests name their own models (see BenchPlan.ownModels). */
+  readonly ownModels: boolean;
+}
+
+/** Plans past this many requests are not counted ahead for the progress bar (it then shows a count). */
+export const PLAN_COUNT_MAX = 1_000_000;
+
+/** The twin's placeholder model name: such a request asks for the run's model. */
+const TWIN_DEFAULT_MODEL = 'default';
+
+/**
+ * The plan of a twin request stream, request for request: send time = arrival time / rateScale;
+ * prompt = the request's prefix chain written as prefix blocks of its own size (same chain hash,
+ * same text), then unique text up to its input length; max_tokens = the tokens the twin's engine
+ * generates (so an engine that honours ignore_eos does the twin's work); model = the request's
+ * (the twin's placeholder `default` becomes the run's model); session id as sent to the gateway.
+ * Lazy: each iteration walks the stream afresh, so a day-long workload never sits in memory.
+ */
+export function workloadPlan(source: RequestSource, o: WorkloadPlanOptions): BenchPlan {
+  const requestsMax = o.requests ?? Number.POSITIVE_INFINITY;
+  const endMs = o.durationS === undefined ? Number.POSITIVE_INFINITY : o.durationS * 1000;
+  function* generate(): Generator<PlannedRequest> {
+    let index = 0;
+    for (const r of source) {
+      if (index >= requestsMax) return;
+      const atMs = r.arrivalMs / o.rateScale;
+      if (atMs >= endMs) return;
+      yield plannedOf(r, index, atMs);
+      index++;
+    }
+  }
+  const requests = { [Symbol.iterator]: generate };
+  let total: number | null | undefined = null;
+  return {
+    // Counted on first use, by walking the lazy stream once (bounded by PLAN_COUNT_MAX).
+    get total(): number | undefined {
+      if (total === null) total = countUpTo(requests, PLAN_COUNT_MAX);
+      return total;
+    },
+    requests,
+    workload: o.workload,
+    ...(o.ownModels ? { ownModels: true } : {}),
+  };
+}
+
+/** One twin request as a planned request. */
+function plannedOf(r: TwinRequest, index: number, atMs: number): PlannedRequest {
+  const chained = r.prefix.hashes.length > 0;
+  return {
+    index,
+    atMs,
+    inputTokens: Math.max(1, r.inputTokens),
+    outputTokens: Math.max(1, r.trueOutputTokens),
+    hashIds: r.prefix.hashes,
+    group: undefined,
+    prefixTokens: 0,
+    ...(chained ? { blockTokens: r.prefix.blockTokens } : {}),
+    ...(r.model !== TWIN_DEFAULT_MODEL ? { model: r.model } : {}),
+    ...(r.sessionId !== undefined ? { sessionId: r.sessionId } : {}),
+  };
+}
+
+/** How many items `items` yields, or undefined past `max`. */
+function countUpTo(items: Iterable<unknown>, max: number): number | undefined {
+  let n = 0;
+  for (const _ of items) if (++n > max) return undefined;
+  return n;
 }

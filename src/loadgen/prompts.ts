@@ -5,7 +5,8 @@
  * gateway and `sim` engine use, and close to what real BPE tokenizers make of the short common
  * words used here.
  *
- * Three kinds of text:
+ * Three kinds of text (a twin workload's prefix chain is written as prefix ids, with its own
+ * block size, so two requests with the same chain hash at block j share their first j + 1 blocks):
  * - a block per prefix id (Mooncake `hash_ids`, 512 tokens each): exactly `blockTokens * 4`
  *   characters (2,048), a function of (seed, id) only, so two requests that share leading ids share
  *   an identical leading text, block for block. 2,048 is a multiple of the gateway's 64-character
@@ -75,10 +76,13 @@ export class PromptSynth {
     this.blockChars = blockTokens * CHARS_PER_TOKEN;
   }
 
-  /** The text of prefix block `id`: exactly blockChars characters. */
-  blockText(id: number): string {
-    return this.cache.getOrMake(`b${id}`, () =>
-      wordText(new Rng(`${this.seed}/block/${id}`), `Block ${id}:`, this.blockChars),
+  /**
+   * The text of prefix block `id`: exactly `chars` characters (blockChars by default). The words
+   * depend on (seed, id) only, so a block of another size starts with the same words.
+   */
+  blockText(id: number, chars = this.blockChars): string {
+    return this.cache.getOrMake(`b${chars}/${id}`, () =>
+      wordText(new Rng(`${this.seed}/block/${id}`), `Block ${id}:`, chars),
     );
   }
 
@@ -110,18 +114,21 @@ export class PromptSynth {
    * The prompt of one planned request: inputTokens * 4 characters (at least one token). With
    * prefix ids: the ids' blocks in order (the last one cut when the input ends inside it), then a
    * unique remainder if the ids cover less than the input. With a group: the group's prefix, then
-   * the unique remainder. Otherwise all unique.
+   * the unique remainder. Otherwise all unique. A request's own `blockTokens` (a twin workload's
+   * prefix chain, whose ids are chained block hashes) sizes its blocks instead of the default.
    */
   promptFor(request: PlannedRequest): string {
     const chars = Math.max(1, request.inputTokens) * CHARS_PER_TOKEN;
+    const blockChars =
+      request.blockTokens === undefined ? this.blockChars : request.blockTokens * CHARS_PER_TOKEN;
     const parts: string[] = [];
     let length = 0;
     if (request.hashIds.length > 0) {
       for (const id of request.hashIds) {
         if (length >= chars) break;
-        const take = Math.min(this.blockChars, chars - length);
-        const block = this.blockText(id);
-        parts.push(take === this.blockChars ? block : block.slice(0, take));
+        const take = Math.min(blockChars, chars - length);
+        const block = this.blockText(id, blockChars);
+        parts.push(take === blockChars ? block : block.slice(0, take));
         length += take;
       }
     } else if (request.group !== undefined && request.prefixTokens > 0) {

@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import Table from 'cli-table3';
 import { SwitchyardError } from '../core/errors.ts';
 import { fmtMs, fmtNumber, fmtPct, fmtQty, fmtSeconds, fmtTarget } from '../stats/format.ts';
-import type { BenchSummary, LatencyStats } from './types.ts';
+import type { BenchSummary, LatencyStats, ModelCounts } from './types.ts';
 
 const BOLD = '\u001b[1m';
 const RESET = '\u001b[0m';
@@ -31,6 +31,11 @@ function latencyRow(name: string, s: LatencyStats): string[] {
 
 /** The workload in a few words. */
 export function describeWorkload(w: Readonly<Record<string, unknown>>): string {
+  if (w['kind'] === 'workload') {
+    const scale = w['rateScale'] !== 1 ? ` at x${String(w['rateScale'])}` : '';
+    const from = w['form'] === 'sim-config' ? 'sim config ' : '';
+    return `${String(w['spec'])} from ${from}${String(w['file'])}${scale} · max_tokens = the twin's generated length`;
+  }
   if (w['kind'] === 'trace') {
     const scale = w['rateScale'] !== 1 ? ` at x${String(w['rateScale'])}` : '';
     return `trace ${String(w['trace'])}${scale}`;
@@ -94,6 +99,7 @@ export function formatBenchReport(s: BenchSummary, options: { color?: boolean } 
         `(${fmtPct(g.attainment)}) meet ${targets.join(' and ')}`,
     );
   }
+  if (s.models !== undefined) lines.push(modelsLine(s.models));
   const failures = Object.entries(s.failures);
   if (failures.length > 0) {
     const f = table(['failed because', 'requests'], color);
@@ -110,6 +116,23 @@ export function formatBenchReport(s: BenchSummary, options: { color?: boolean } 
       `send lag p50 ${fmtMs(c.sendLagMs.p50)} p99 ${fmtMs(c.sendLagMs.p99)} ms`,
   );
   return lines.join('\n');
+}
+
+/** Models shown by name in the terminal; the JSON has them all. */
+const MODELS_SHOWN_MAX = 8;
+
+/** `models m0 40 · m1 12 (2 failed)`: requests per model, the busiest first. */
+function modelsLine(models: Readonly<Record<string, ModelCounts>>): string {
+  const entries = Object.entries(models).sort(
+    (a, b) => b[1].requests - a[1].requests || a[0].localeCompare(b[0]),
+  );
+  const shown = entries
+    .slice(0, MODELS_SHOWN_MAX)
+    .map(
+      ([m, c]) => `${m} ${fmtNumber(c.requests)}${c.failed > 0 ? ` (${fmtNumber(c.failed)} failed)` : ''}`,
+    );
+  const more = entries.length > MODELS_SHOWN_MAX ? ` · ${entries.length - MODELS_SHOWN_MAX} more` : '';
+  return `models ${shown.join(' · ')}${more}`;
 }
 
 /** The JSON text of a summary: indented, with each per-request record on one line. */

@@ -102,11 +102,12 @@ export async function runPlan(
   const launch = (item: PlannedRequest, sentMs: number): void => {
     const call: CompletionCall = {
       endpoint: settings.endpoint,
-      model: settings.model,
+      model: item.model ?? settings.model,
       prompt: prompts.promptFor(item),
       maxTokens: item.outputTokens,
       stream: settings.stream,
       ignoreEos: settings.ignoreEos,
+      ...(item.sessionId !== undefined ? { sessionId: item.sessionId } : {}),
     };
     const task = sender.send(call, cancel.signal).then((attempt) => {
       metrics.add(toRecord(item, sentMs, attempt));
@@ -178,6 +179,7 @@ function toRecord(item: PlannedRequest, sentMs: number, a: Attempt): RequestReco
     maxTokens: item.outputTokens,
     outputTokens: a.outputTokens,
     outputTokensFrom: a.outputTokensFrom,
+    ...(item.model !== undefined ? { model: item.model } : {}),
   };
 }
 
@@ -197,5 +199,6 @@ function droppedRecord(item: PlannedRequest, atMs: number): RequestRecord {
     maxTokens: item.outputTokens,
     outputTokens: 0,
     outputTokensFrom: 'chunks',
+    ...(item.model !== undefined ? { model: item.model } : {}),
   };
 }

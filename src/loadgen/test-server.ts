@@ -24,11 +24,19 @@ export interface FakeServerOptions {
   readonly noModels?: boolean;
 }
 
+/** One completion request the fake server received. */
+export interface Received {
+  readonly path: string;
+  readonly body: Record<string, unknown>;
+  /** The `x-session-id` header, when sent. */
+  readonly sessionId?: string;
+}
+
 /** A running fake server. */
 export interface FakeServer {
   readonly url: string;
-  /** Bodies received on the completion endpoints, in arrival order, with their path. */
-  readonly received: { path: string; body: Record<string, unknown> }[];
+  /** Bodies received on the completion endpoints, in arrival order, with their path and x-session-id. */
+  readonly received: Received[];
   /** Most requests in flight at once. */
   readonly peakInFlight: () => number;
   close(): Promise<void>;
@@ -45,7 +53,7 @@ async function readBody(req: IncomingMessage): Promise<string> {
 /** Starts a fake server on 127.0.0.1, port 0. */
 export async function startFakeServer(options: FakeServerOptions = {}): Promise<FakeServer> {
   const model = options.model ?? 'fake-model';
-  const received: { path: string; body: Record<string, unknown> }[] = [];
+  const received: Received[] = [];
   let inFlight = 0;
   let peak = 0;
   const server: Server = createServer((req, res) => {
@@ -67,7 +75,8 @@ export async function startFakeServer(options: FakeServerOptions = {}): Promise<
     }
     const body = JSON.parse(await readBody(req)) as Record<string, unknown>;
     const n = received.length;
-    received.push({ path, body });
+    const session = req.headers['x-session-id'];
+    received.push({ path, body, ...(typeof session === 'string' ? { sessionId: session } : {}) });
     const status = options.failWith?.(n, body);
     if (status !== undefined) {
       res.writeHead(status, { 'content-type': 'application/json' });

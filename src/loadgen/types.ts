@@ -20,6 +20,15 @@ export interface PlannedRequest {
   readonly group: number | undefined;
   /** Tokens of the group prefix (0 without a group). */
   readonly prefixTokens: number;
+  /**
+   * Tokens each of `hashIds` covers, when it differs from the plan's default (a twin workload's
+   * prefix chain: 16-token blocks for system prompts and sessions).
+   */
+  readonly blockTokens?: number | undefined;
+  /** The model to ask for, when the workload names one per request (multi-model); else the run's. */
+  readonly model?: string | undefined;
+  /** The conversation this request belongs to (a twin `sessions` workload), sent as `x-session-id`. */
+  readonly sessionId?: string | undefined;
 }
 
 /** A plan: the requests in send order (lazy), and what it is, for the report. */
@@ -29,6 +38,11 @@ export interface BenchPlan {
   readonly requests: Iterable<PlannedRequest>;
   /** The workload as the JSON report shows it. */
   readonly workload: Readonly<Record<string, unknown>>;
+  /**
+   * True when the plan's requests name their own models (a multi-model workload, or a workload with
+   * its own `model`): the run then needs no model of its own, and the report counts per model.
+   */
+  readonly ownModels?: boolean;
 }
 
 /** How one request ended. */
@@ -59,6 +73,16 @@ export interface RequestRecord {
   readonly outputTokens: number;
   /** Where outputTokens came from. */
   readonly outputTokensFrom: TokenSource;
+  /** The model asked for, when the plan names one per request. */
+  readonly model?: string;
+}
+
+/** One model's requests in a run whose requests name their models. */
+export interface ModelCounts {
+  /** Requests recorded (sent or dropped). */
+  readonly requests: number;
+  readonly completed: number;
+  readonly failed: number;
 }
 
 /** The summary of a run: what the table shows and `--json` writes. */
@@ -119,6 +143,8 @@ export interface BenchSummary {
     /** How late requests went out against their schedule (client lag plus waiting for a slot). */
     readonly sendLagMs: LatencyStats;
   };
+  /** Requests per model, when the plan's requests name their models (multi-model workloads). */
+  readonly models?: Readonly<Record<string, ModelCounts>>;
   /** Per-request records, with --save-requests. */
   readonly records?: readonly RequestRecord[];
 }
