@@ -2,6 +2,7 @@ import { type Command, Option } from 'commander';
 import { readYamlFile } from '../adapters/yaml-file.ts';
 import { invalidArgument } from '../core/errors.ts';
 import { gpuIds } from '../model/gpus.ts';
+import { KV_LINK_NAMES, type KvLinkName } from '../model/kv-link.ts';
 import { modelIds } from '../model/models.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import { fixedBatchJob } from '../twin/batch-jobs.ts';
@@ -80,6 +81,7 @@ interface SimFlags
   prefixCaching: boolean;
   schedulingPolicy?: 'fcfs' | 'priority';
   disableCascadeAttn?: boolean;
+  kvStore?: KvLinkName;
   json?: string;
   html?: string;
   decisionLog?: string;
@@ -224,6 +226,13 @@ export function registerSimCommand(program: Command): void {
       '--disable-cascade-attn',
       'engine: turn off cascade attention (on by default, as in vLLM): every sequence of a step reads the KV prefix ' +
         'they all share itself, instead of one kernel reading it once a step',
+    )
+    .addOption(
+      new Option(
+        '--kv-store <link>',
+        'engine: a peer KV store (Mooncake store, LMCache P2P): an engine loads the longest prefix another instance ' +
+          'caches over this link instead of computing it (engine.kvStore; default none)',
+      ).choices([...KV_LINK_NAMES]),
     )
     .option(
       '--admission',
@@ -424,6 +433,8 @@ export function resolveSettings(
   if (fromCli('prefixCaching')) engine.enablePrefixCaching = flags.prefixCaching;
   if (flags.schedulingPolicy !== undefined) engine.schedulingPolicy = flags.schedulingPolicy;
   if (flags.disableCascadeAttn === true) engine.disableCascadeAttn = true;
+  // The flag names the link; a file's minTokens stays.
+  if (flags.kvStore !== undefined) engine.kvStore = { ...engine.kvStore, kind: 'peer', link: flags.kvStore };
   const workload = workloadFromFlags(flags, file.workload, fromCli);
   const serverless = serverlessFromFlags(flags, workload);
   if (serverless !== undefined && (placed !== undefined || flags.autoscaler !== undefined))

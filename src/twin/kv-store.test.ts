@@ -93,7 +93,9 @@ for (const mode of ['runs', 'blocks', 'blocks-32bit'] as const) {
     assertClose(Math.min(...ttft), Math.min(ttftA, ttftB));
     assertClose(Math.max(...ttft), Math.max(ttftA, ttftB));
     assert.ok(ttftB < ttftA, 'fetching 4k tokens beats computing them here');
-    // Imported tokens are not prefix-cache hits: neither engine hit its own cache.
+    // b computes 200 prompt tokens instead of 4,296; a fetch is not a prefix-cache hit.
+    assert.equal(store.promptTokens, 2 * PREFIX_TOKENS + 300);
+    assert.equal(store.promptTokensComputed, PREFIX_TOKENS + 100 + 200);
     assert.equal(result.summary.prefixHitRate, 0);
     assert.equal(result.summary.completed, 2);
   });
@@ -130,6 +132,26 @@ test('a prefix B already holds is not fetched; a gain under minTokens is not fet
   assert.equal(store.perInstance[0]?.fetches, 0);
   const high = kvStoreOf(run({ ...ROCE, minTokens: PREFIX_TOKENS + 1 }));
   assert.equal(high.fetches, 0, 'a 4,096-token gain is under minTokens 4,097');
+  // b recomputes the prefix; c hits it at home on i0.
+  assert.equal(high.promptTokensComputed, PREFIX_TOKENS + 100 + (PREFIX_TOKENS + 200) + 300);
+});
+
+test('an engine that crashes while fetching: the request is retried elsewhere, the fetch dropped', () => {
+  const result = runSimulation([withPrefix('a', 0, 100), withPrefix('b', 10_000, 200)], {
+    seed: 1,
+    cluster: { groups: [{ count: 2, gpu: GPU, model: MODEL, tp: 1 }] },
+    engine: toEngineConfig({ kvStore: ROCE }, GPU),
+    policy: createRoutingPolicy('round-robin'),
+    slo: { ttftMs: 2000, tpotMs: 100 },
+    workload: 'kv-store crash',
+    // b's fetch to i1 takes about 25 ms; i1 dies 5 ms into it.
+    faults: [{ kind: 'crash', instance: 'i1', atMs: 10_005, durationMs: 60_000 }],
+  });
+  assert.equal(kvStoreOf(result).fetches, 1);
+  assert.equal(result.summary.completed, 2);
+  assert.equal(result.summary.reliability?.retried, 1);
+  // The retry went to i0, which holds the prefix itself: a prefix-cache hit there, no second fetch.
+  assert.ok(result.summary.prefixHitRate > 0);
 });
 
 test('the same seed gives the same JSON with a store', () => {
@@ -173,6 +195,31 @@ test('a store-less run gives the output recorded before the store existed', () =
     readFileSync(new URL('./fixtures/storeless-mooncake.json', import.meta.url), 'utf8'),
   );
   assert.deepEqual(storelessRecord(), recorded);
+});
+
+test('a store that never fetches (minTokens past every prompt) runs as no store', () => {
+  const run = (kvStore: KvStoreOptions | undefined) => {
+    const result = runSimulation(
+      createWorkload(
+        { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 400 },
+        new Rng(3).fork('workload'),
+      ),
+      {
+        seed: 3,
+        cluster: { groups: [{ count: 4, gpu: GPU, model: MODEL, tp: 1 }] },
+        engine: toEngineConfig(kvStore === undefined ? {} : { kvStore }, GPU),
+        policy: createRoutingPolicy('least-request'),
+        slo: { ttftMs: 2000, tpotMs: 100 },
+        workload: 'never fetches',
+      },
+    );
+    const { kvStore: _k, ...summary } = summaryToJson(result.summary, { wallClock: false });
+    return { json: JSON.stringify({ summary, digest: result.decisionDigest }), kvStore: result.kvStore };
+  };
+  const never = run({ ...ROCE, minTokens: 10_000_000 });
+  assert.equal(never.kvStore?.fetches, 0);
+  assert.ok((never.kvStore?.promptTokensComputed ?? 0) > 0);
+  assert.equal(never.json, run(undefined).json);
 });
 
 /**

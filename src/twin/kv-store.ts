@@ -15,6 +15,7 @@
  * Pure apart from its own counters: no clock, no I/O.
  */
 import { z } from 'zod';
+import type { EngineRequest, FinishedRequest } from '../engine-core/types.ts';
 import { type CustomKvLink, KV_LINK_NAMES, type KvLink, kvLink, kvTransfer } from '../model/kv-link.ts';
 import type { ModelSpec } from '../model/types.ts';
 
@@ -120,6 +121,13 @@ export interface KvStoreOutcome {
   readonly fetchMsMax: number;
   /** Fetches not made because the engine had too few free blocks to reserve for them. */
   readonly noRoom: number;
+  /** Prompt tokens of the requests that completed. */
+  readonly promptTokens: number;
+  /**
+   * Of those, the tokens their engines computed on their last admission: neither a prefix-cache hit
+   * nor fetched (a fetch counts only on a first admission: after a preemption it is recomputed).
+   */
+  readonly promptTokensComputed: number;
   readonly perInstance: readonly KvStoreInstanceOutcome[];
 }
 
@@ -133,6 +141,8 @@ export class PeerFetches<R> {
   private readonly tokens: Float64Array;
   private readonly ms: Float64Array;
   private fetchMsMax = 0;
+  private promptTokens = 0;
+  private promptTokensComputed = 0;
   noRoom = 0;
 
   constructor(
@@ -179,6 +189,14 @@ export class PeerFetches<R> {
     return this.pending.splice(0, n);
   }
 
+  /** A request completed: counts what its prompt cost on its last admission. */
+  finished(request: EngineRequest, result: FinishedRequest): void {
+    const input = request.inputTokens;
+    const imported = result.preemptions === 0 ? Math.min(request.importedTokens ?? 0, input - 1) : 0;
+    this.promptTokens += input;
+    this.promptTokensComputed += input - Math.max(result.cachedPromptTokens, imported);
+  }
+
   outcome(): KvStoreOutcome {
     let fetches = 0;
     let tokens = 0;
@@ -202,6 +220,8 @@ export class PeerFetches<R> {
       fetchMsMean: fetches > 0 ? ms / fetches : 0,
       fetchMsMax: this.fetchMsMax,
       noRoom: this.noRoom,
+      promptTokens: this.promptTokens,
+      promptTokensComputed: this.promptTokensComputed,
       perInstance,
     };
   }

@@ -1077,6 +1077,8 @@ class Twin {
       this.faults?.live[twin.instance.index]?.delete(twin);
       if (this.pd !== undefined && twin.importedTokens !== undefined && result.preemptions > 0)
         this.pd.importRecomputes++;
+      // With a store: what its prompt cost here (hits and a fetched prefix not computed).
+      if (this.fetches !== undefined) this.fetches.finished(twin, result);
       if (twin.offline) metrics.batchFinished(result);
       else metrics.finish(result, slo);
       this.control?.onFinish(result, twin.instance, twin.offline);
