@@ -79,7 +79,10 @@ export function registerBenchCommand(program: Command): void {
     .option('--no-ignore-eos', 'do not send ignore_eos: true (for servers that reject unknown fields)')
     .option('--slo-ttft-ms <ms>', 'TTFT target for goodput')
     .option('--slo-tpot-ms <ms>', 'TPOT target for goodput')
-    .option('--seed <n>', `seed of arrivals, lengths and prompt text (default ${d.seed})`)
+    .option(
+      '--seed <n>',
+      `seed of arrivals, lengths and prompt text (default ${d.seed}, or a sim config's seed)`,
+    )
     .option('--json <file>', 'write the summary as JSON (its folder is created if missing)')
     .option('--save-requests', 'add every request to the JSON (times, tokens, ITLs, failure)')
     .option('--no-progress', 'no progress bar (there is none when stderr is not a terminal either)')
