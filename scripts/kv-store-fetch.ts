@@ -1,0 +1,88 @@
+/**
+ * Fetching a prefix held elsewhere (engine.kvStore, src/twin/kv-store.ts) on the Mooncake
+ * conversation sample: 8 H100s of Llama-3.1-8B, three policies, no store and a peer store over each
+ * link, through the `switchyard sim` command line. Prints the table in docs/disaggregation.md
+ * ("Fetching a prefix held elsewhere").
+ *
+ *   node --import tsx scripts/kv-store-fetch.ts [--rate-scale 2] [--links roce-200,tcp-100]
+ *
+ * "No store" runs with a store whose minTokens exceeds every prompt: it never fetches, runs exactly
+ * as no store (src/twin/kv-store.test.ts checks it) and counts the prompt tokens computed.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const { values: args } = parseArgs({
+  options: {
+    'rate-scale': { type: 'string', default: '1' },
+    links: { type: 'string', default: 'roce-200,tcp-100' },
+    policies: { type: 'string', default: 'mooncake,least-request,kv-cost' },
+  },
+});
+const POLICIES = args.policies.split(',');
+const dir = mkdtempSync(join(tmpdir(), 'kv-store-fetch-'));
+
+interface Row {
+  ttftMs: { p50: number; p99: number };
+  rejected: number;
+  completed: number;
+  kvStore: { fetches: number; fetchMsMean: number; promptTokens: number; promptTokensComputed: number };
+}
+
+/** One `sim --compare` run; `store` a link name, or undefined for no store. */
+function run(store: string | undefined): Record<string, Row> {
+  const json = join(dir, `${store ?? 'none'}.json`);
+  const config = join(dir, `${store ?? 'none'}.yaml`);
+  // A link's store fetches from minTokens = one block (the default); "none" never fetches.
+  const kvStore =
+    store === undefined
+      ? '{ kind: peer, link: roce-200, minTokens: 10000000 }'
+      : `{ kind: peer, link: ${store} }`;
+  writeFileSync(config, `engine:\n  kvStore: ${kvStore}\n`);
+  execFileSync(
+    process.execPath,
+    [
+      'bin/switchyard.mjs',
+      'sim',
+      '--trace',
+      'sample:mooncake-conversation',
+      '--rate-scale',
+      args['rate-scale'],
+      '--instances',
+      '8',
+      '--compare',
+      POLICIES.join(','),
+      '--config',
+      config,
+      '--json',
+      json,
+      '--no-progress',
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  return JSON.parse(readFileSync(json, 'utf8')).policies as Record<string, Row>;
+}
+
+const fmt = (x: number, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits: digits });
+const stores: (string | undefined)[] = [undefined, ...args.links.split(',')];
+const results = stores.map((s) => ({ store: s ?? 'none', rows: run(s) }));
+rmSync(dir, { recursive: true, force: true });
+console.log(`rate scale ${args['rate-scale']}`);
+console.log(
+  '| policy | store | TTFT p50 ms | TTFT p99 ms | rejected | prompt tokens computed | fetches | fetch mean ms |',
+);
+console.log('|---|---|---|---|---|---|---|---|');
+for (const policy of POLICIES) {
+  for (const { store, rows } of results) {
+    const r = rows[policy] as Row;
+    const computed = r.kvStore.promptTokensComputed / r.kvStore.promptTokens;
+    console.log(
+      `| ${policy} | ${store} | ${fmt(r.ttftMs.p50)} | ${fmt(r.ttftMs.p99)} | ${r.rejected} | ` +
+        `${fmt(r.kvStore.promptTokensComputed / 1e6, 2)} M (${fmt(100 * computed, 1)}%) | ` +
+        `${store === 'none' ? '-' : fmt(r.kvStore.fetches)} | ${store === 'none' ? '-' : fmt(r.kvStore.fetchMsMean, 1)} |`,
+    );
+  }
+}
