@@ -424,6 +424,7 @@ run with their defaults, and \`kpa tuned\` is the cheapest of a sweep of KPA's t
 SLO planner's attainment (or, when none does, the sweep's best). "Both SLOs met" counts requests
 meeting both TTFT and TPOT over all requests; a rejected one misses. The SLO planner's rule and why
 it wins where it wins: [its README](../../src/control/autoscalers/slo-planner/README.md).
+Each scenario's workload is a twin \`workload:\` block: saved in a file, \`switchyard bench --workload FILE --seed ${SEED}\` sends the same requests to a live gateway ([docs/bench.md](../bench.md)).
 `;
 }
 

@@ -169,6 +169,7 @@ the remote store), scale-from-zero buffer of 256 requests per model and 120 s wa
 for the baselines. The same runs from the command line:
 \`switchyard sim --workload multi-model --models N --zipf S --duration 3600 --gpus G --keep-alive-s ${KEEP_ALIVE_S} --serverless-policy NAME --json out.json\`
 (settings A, C and D change the on-off means or the source, which a config file's \`workload:\` sets).
+\`switchyard bench --workload\` on such a config file sends the same requests to a live gateway ([docs/bench.md](../bench.md)).
 
 - **keep-alive**: Knative-style. A model keeps an instance for ${KEEP_ALIVE_S} s after its last request
   (src/control/scale-to-zero.ts), starts on the first node with free GPUs, and never stops another
