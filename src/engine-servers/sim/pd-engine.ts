@@ -23,7 +23,8 @@
  * - SGLang decode: a request with `bootstrap_host/port/room` asks the prefill's bootstrap endpoint
  *   for the room (waiting up to `kvWaitTimeoutMs` for the prefill to finish), waits the transfer
  *   time, collects, and decodes without prefilling; a room that failed, never came, or a prefill
- *   engine out of reach ends the request with 502 SY_ERR_KV_TRANSFER_FAILED.
+ *   engine out of reach ends the request with 502 SY_ERR_KV_TRANSFER_FAILED. A client that leaves
+ *   (a gateway cancelling the attempt) ends the wait at once, as SGLang's decode aborts it.
  *
  * Skipping the prefill: the engine core has no call to import KV, so a decode runs the request as a
  * one-token prompt (the last prompt token is recomputed, as vLLM's decode side does) and reports the
@@ -90,6 +91,13 @@ export interface PdEngineStats {
   transferredBytes: number;
   skippedPrefillTokens: number;
   kvLoadFailures: number;
+  /**
+   * Decode side (SGLang): decodes waiting for their room's KV now, and decodes whose client left
+   * before the KV arrived (the wait stops then, as SGLang's decode aborts a request whose client
+   * left; not a load failure).
+   */
+  kvWaiting: number;
+  kvWaitsAborted: number;
 }
 
 /** One held KV transfer (vLLM) or room (SGLang) on the prefill side. */
@@ -129,6 +137,8 @@ export class PdEngine {
       transferredBytes: 0,
       skippedPrefillTokens: 0,
       kvLoadFailures: 0,
+      kvWaiting: 0,
+      kvWaitsAborted: 0,
     };
     this.kvBytesPerToken = kvBytesPerToken(modelSpec(options.model));
   }
@@ -331,13 +341,15 @@ async function peerCall(
   method: 'GET' | 'POST',
   body: unknown,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<{ status: number; json: unknown }> {
+  const timeout = AbortSignal.timeout(timeoutMs);
   const response = await fetch(url, {
     method,
     ...(body === undefined
       ? {}
       : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
-    signal: AbortSignal.timeout(timeoutMs),
+    signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
   });
   const text = await response.text();
   let json: unknown;
@@ -562,8 +574,19 @@ export class PdFrontServer extends PdFrontBase {
     const base = `http://${host.includes(':') ? `[${host}]` : host}:${port}/pd`;
     const waitMs = this.pd.options.kvWaitTimeoutMs;
     let problem: string | undefined;
+    // A client that leaves (a gateway cancelling the attempt) stops the wait for the room at once.
+    const left = new AbortController();
+    const onClose = (): void => left.abort(new Error('the client left'));
+    res.once('close', onClose);
+    this.pd.stats.kvWaiting++;
     try {
-      const r = await peerCall(`${base}/bootstrap/${room}`, 'GET', undefined, waitMs + PEER_CALL_TIMEOUT_MS);
+      const r = await peerCall(
+        `${base}/bootstrap/${room}`,
+        'GET',
+        undefined,
+        waitMs + PEER_CALL_TIMEOUT_MS,
+        left.signal,
+      );
       if (r.status !== 200)
         problem = `room ${room} is ${(r.json as { state?: string } | undefined)?.state ?? r.status} on ${host}:${port}`;
       else {
@@ -575,8 +598,14 @@ export class PdFrontServer extends PdFrontBase {
       }
     } catch (error) {
       problem = `bootstrap ${host}:${port} unreachable (${(error as Error).message})`;
+    } finally {
+      this.pd.stats.kvWaiting--;
+      res.off('close', onClose);
     }
-    if (res.destroyed) return;
+    if (res.destroyed) {
+      this.pd.stats.kvWaitsAborted++;
+      return;
+    }
     if (problem !== undefined) {
       this.pd.stats.kvLoadFailures++;
       return sendError(
