@@ -287,6 +287,8 @@ export class Exchange {
       );
     } else if (last.failure === 'first-byte-timeout') {
       this.fail(new SwitchyardError('SY_ERR_TIMEOUT', `no response from ${tried}: ${last.detail}`));
+    } else if (last.failure === 'pd-prefill') {
+      this.fail(new SwitchyardError('SY_ERR_PD_PREFILL_FAILED', last.detail));
     } else {
       this.fail(
         new SwitchyardError('SY_ERR_UPSTREAM', `upstream failed (tried ${tried}): ${last.detail}`),
@@ -434,15 +436,18 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
   }
 
-  /** Aborts the upstream request and lets the exchange retry (nothing reached the client). */
-  private abandon(reason: string, detail: string): void {
+  /**
+   * Aborts the upstream request and lets the exchange retry it, as `failure` (nothing reached the
+   * client): a first-byte timeout or a stall here, a failed prefill leg for a P/D exchange.
+   */
+  abandon(reason: string, detail: string, failure: AttemptFailure = 'first-byte-timeout'): void {
     if (!this.stop()) return;
     try {
       this.controller?.abort(new Error(reason));
     } catch {
       // Already finished.
     }
-    this.ex.attemptFailed(this, 'first-byte-timeout', detail, 0);
+    this.ex.attemptFailed(this, failure, detail, 0);
   }
 
   /** The first-byte deadline passed: abort and let the exchange retry. */

@@ -12,7 +12,9 @@ export type AttemptFailure =
   /** The engine answered 429 (its own queue is full). */
   | 'status-429'
   /** No body byte within firstByteTimeoutMs. */
-  | 'first-byte-timeout';
+  | 'first-byte-timeout'
+  /** P/D (SGLang): the pair's prefill leg failed, so the decode waiting for its KV was aborted. */
+  | 'pd-prefill';
 
 /** Error codes undici and Node use for a connection that failed or broke. */
 const CONNECT_CODES = new Set([

@@ -11,8 +11,10 @@
  *   is retried once on another prefill instance (PREFILL_RETRIES_MAX), then the request ends with
  *   SY_ERR_PD_PREFILL_FAILED.
  * - SGLang: both legs at once with the prefill's bootstrap address and a fresh room; the decode's
- *   answer is the answer. A prefill that fails makes its decode fail (the decode engine cannot get
- *   the KV), and the next pair avoids that prefill instance.
+ *   answer is the answer. A prefill leg that fails while its decode attempt has sent nothing aborts
+ *   that attempt at once (the decode engine would wait for KV that never comes until its own wait
+ *   bound) and goes to the exchange's retry path: a new pair avoiding that prefill instance, or
+ *   SY_ERR_PD_PREFILL_FAILED when limits.retries are spent. A decode already answering keeps going.
  *
  * A decode attempt that fails before its first byte is retried (limits.retries) as a whole new pair:
  * a fresh prefill leg, a decode instance not yet tried. Each pick, prefill or decode, goes through
@@ -50,6 +52,7 @@ import { isEligible } from '../../policies/routing/eligible.ts';
 import type { PolicyContext, RoutingPolicy } from '../../policies/routing/types.ts';
 import type { LiveInstance } from '../live-view.ts';
 import {
+  type Attempt,
   type Backend,
   Exchange,
   type ExchangeHost,
@@ -111,7 +114,10 @@ export interface PdStats {
   prefills: number;
   /** Prefill legs that failed (connection, status, timeout), the client's own aborts excepted. */
   prefillFailures: number;
-  /** Prefill legs sent to another instance after one failed (vLLM). */
+  /**
+   * Prefill legs sent again after one failed: vLLM's on another instance, SGLang's as a new pair
+   * (its decode attempt aborted and retried).
+   */
   prefillRetries: number;
   /** vLLM prefill answers without `kv_transfer_params`: the decode then prefilled locally. */
   kvParamsMissing: number;
@@ -121,6 +127,8 @@ export interface PdStats {
 type Leg =
   | { readonly ok: true; readonly answer: Buffer }
   | { readonly ok: false; readonly status: number; readonly detail: string };
+/** A prefill leg that failed. */
+type FailedLeg = Extract<Leg, { ok: false }>;
 
 /** The gateway's P/D state: which models disaggregate, with what protocol; the room source; counters. */
 export class PdRuntime {
@@ -258,11 +266,7 @@ export class PdRuntime {
       ...conditional,
       ['prefill_legs_total', 'P/D prefill legs sent', () => stats.prefills],
       ['prefill_failures_total', 'P/D prefill legs that failed', () => stats.prefillFailures],
-      [
-        'prefill_retries_total',
-        'P/D prefill legs retried on another prefill instance',
-        () => stats.prefillRetries,
-      ],
+      ['prefill_retries_total', 'P/D prefill legs sent again after one failed', () => stats.prefillRetries],
       [
         'kv_params_missing_total',
         'vLLM prefill answers without kv_transfer_params',
@@ -350,6 +354,10 @@ export class PdExchange extends Exchange {
   readonly prefillFailed: string[] = [];
   /** A vLLM prefill leg is in progress (no decode attempt yet). */
   private prefilling = false;
+  /** How this exchange's last failed prefill leg failed (undefined: none failed). */
+  private prefillFailure: string | undefined;
+  /** SGLang: the next pair retries one whose prefill leg failed (counted in prefillRetries). */
+  private prefillRetry = false;
   /** Aborts the prefill legs still open when the exchange ends. */
   private readonly legs = new Set<AbortController>();
   /**
@@ -527,18 +535,53 @@ export class PdExchange extends Exchange {
   private sglangPair(): void {
     const picked = this.pdHost.pickRole(this, 'prefill', this.prefillFailed);
     if (picked instanceof SwitchyardError) {
-      this.fail(prefillPickError(picked), retryAfterOf(picked));
+      // No prefill instance left after failed legs (e.g. the failed one ejected): as vLLM's flow ends.
+      if (this.prefillFailure !== undefined) this.failPrefill(this.prefillFailure);
+      else this.fail(prefillPickError(picked), retryAfterOf(picked));
       return;
+    }
+    if (this.prefillRetry) {
+      this.prefillRetry = false;
+      this.runtime.stats.prefillRetries++;
     }
     const url = new URL(picked.config.url);
     const port = picked.config.bootstrapPort ?? Number(url.port || (url.protocol === 'https:' ? 443 : 80));
     // SGLang takes a bare address: an IPv6 host loses the URL's brackets.
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     this.body = sglangBody(this.clientBody, host, port, this.runtime.rooms.take());
-    void this.prefillLeg(picked, this.body, false).then((leg) => {
-      if (!leg.ok && !this.done) this.prefillFailed.push(picked.id);
-    });
+    const leg = this.prefillLeg(picked, this.body, false);
     super.next();
+    // The decode attempt this leg feeds (undefined: none went out, or it already failed).
+    const attempt = this.attempt;
+    void leg.then((result) => {
+      if (!result.ok) this.sglangLegFailed(picked, result, attempt);
+    });
+  }
+
+  /**
+   * An SGLang prefill leg failed: its decode attempt cannot get the KV. Unless that attempt has sent
+   * a byte (it got the KV first) or is no longer the current one, it is aborted now, which cancels
+   * the upstream request so the decode engine stops waiting and frees the room, rather than left
+   * until the decode engine's own KV wait bound (SGLang's is minutes). The exchange then retries as
+   * for any failed attempt (limits.retries, backoff): a new pair avoiding this prefill instance, or
+   * SY_ERR_PD_PREFILL_FAILED when none are left. A 4xx is the engine's verdict on the request, as in
+   * vLLM's flow.
+   */
+  private sglangLegFailed(prefill: Backend, leg: FailedLeg, attempt: Attempt | undefined): void {
+    if (this.done) return;
+    if (!this.prefillFailed.includes(prefill.id)) this.prefillFailed.push(prefill.id);
+    this.prefillFailure = leg.detail;
+    if (attempt === undefined || this.attempt !== attempt || attempt.sawFirstByte) return;
+    if (leg.status >= 400 && leg.status < 500 && leg.status !== 429) {
+      this.fail(new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `prefill refused the request: ${leg.detail}`));
+      return;
+    }
+    this.prefillRetry = true;
+    attempt.abandon(
+      'the prefill leg failed',
+      `the prefill leg failed on ${this.prefillFailed.join(', ')}: ${leg.detail}`,
+      'pd-prefill',
+    );
   }
 
   /**
