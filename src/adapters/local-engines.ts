@@ -9,7 +9,11 @@
  * same port (and the same KV-event endpoint), after a backoff that doubles from `backoffMsMin` to
  * `backoffMsMax`; past `restartsMax` restarts within `windowMs` the supervisor gives up on that
  * engine (one `onGiveUp`). The gateway in front sees the engine fail its health checks, then pass
- * them again, and re-admits it.
+ * them again, and re-admits it. A restart that finds its port taken by another process (the child
+ * exits before it is ready with EADDRINUSE) is no crash: it is tried again on the same port after
+ * `PORT_TAKEN_RETRY_MS`, up to `PORT_TAKEN_RETRIES_MAX` times in a row, without spending the restart
+ * budget. The port stays the same because the gateway and its KV-event subscriber know the engine
+ * by that URL and endpoint; another port would need them re-pointed.
  *
  * Each child runs in its own process group, so a terminal's Ctrl-C (or a wrapper signalling the
  * group) reaches only the supervisor, which drains first and then stops the engines in order. Each
@@ -27,6 +31,16 @@ export const READY_TIMEOUT_MS_DEFAULT = 300_000;
 export const STOP_GRACE_MS_DEFAULT = 10_000;
 /** Most engines one supervisor starts. */
 export const LOCAL_ENGINES_MAX = 256;
+/**
+ * Tries in a row of a restart whose port is taken (another process bound it while the engine was
+ * down), before such a failure counts as a crash again: 10 tries 0.5 s apart, plus each child's own
+ * start, wait out a short-lived holder (a test, a port scanner, a client's ephemeral port).
+ */
+export const PORT_TAKEN_RETRIES_MAX = 10;
+/** Wait before trying a taken port again. */
+export const PORT_TAKEN_RETRY_MS = 500;
+/** What a child that could not listen prints (Node's listen error; ZeroMQ's bind error). */
+const PORT_TAKEN = /EADDRINUSE|address already in use/i;
 
 /** One running engine child. */
 export interface LocalEngine {
@@ -82,6 +96,11 @@ export interface LocalEnginesOptions {
   onRestart?(index: number, restarts: number, delayMs: number): void;
   /** Engine `index` died again after `restarts` restarts within the window: it stays down. */
   onGiveUp?(index: number, restarts: number): void;
+  /**
+   * A restart of engine `index` found its port taken; it is tried again in `delayMs` (try `tries` of
+   * at most PORT_TAKEN_RETRIES_MAX), outside the restart budget.
+   */
+  onPortTaken?(index: number, tries: number, delayMs: number): void;
   /** Wait for each ready line; default READY_TIMEOUT_MS_DEFAULT. */
   readonly readyTimeoutMs?: number;
   /** Wait between SIGTERM and SIGKILL; default STOP_GRACE_MS_DEFAULT. */
@@ -111,6 +130,8 @@ class Slot {
   engine: LocalEngine | undefined;
   /** performance.now() of each restart within the window (oldest first). */
   readonly restartsMs: number[] = [];
+  /** Restarts in a row that found the port taken, since the last child was ready. */
+  portTakenTries = 0;
   timer: NodeJS.Timeout | undefined;
 
   constructor(readonly index: number) {}
@@ -219,6 +240,7 @@ class Supervisor {
             ready = true;
             clearTimeout(timer);
             slot.engine ??= engine;
+            slot.portTakenTries = 0;
             const started = { ...engine, pid: proc.pid ?? 0 };
             this.options.onReady?.(index, started, performance.now() - spawnedMs);
             resolve(started);
@@ -234,7 +256,10 @@ class Supervisor {
         if (!ready) fail(`exited (code ${code}, signal ${signal}) before it was ready`);
         else if (!this.stopping) this.options.onExit?.(index, code, signal);
         // Only a child that was once ready is restarted: one that cannot start fails `start`.
-        if (!this.stopping && slot.engine !== undefined) this.died(slot);
+        if (this.stopping || slot.engine === undefined) return;
+        if (!ready && PORT_TAKEN.test(stderrTail()) && slot.portTakenTries < PORT_TAKEN_RETRIES_MAX)
+          this.portTaken(slot);
+        else this.died(slot);
       });
     });
   }
@@ -254,10 +279,25 @@ class Supervisor {
     const delayMs = restartDelayMs(policy, recent);
     slot.restartsMs.push(nowMs + delayMs);
     this.options.onRestart?.(slot.index, recent + 1, delayMs);
+    this.respawnAfter(slot, delayMs);
+  }
+
+  /** A restart found the slot's port taken: the same port again shortly, outside the restart budget. */
+  private portTaken(slot: Slot): void {
+    slot.portTakenTries++;
+    const port = new URL(slot.engine!.url).port;
+    this.log(
+      `[engine ${slot.index}] port ${port} is taken; trying it again in ${PORT_TAKEN_RETRY_MS} ms (${slot.portTakenTries} of at most ${PORT_TAKEN_RETRIES_MAX}, not counted as a restart)`,
+    );
+    this.options.onPortTaken?.(slot.index, slot.portTakenTries, PORT_TAKEN_RETRY_MS);
+    this.respawnAfter(slot, PORT_TAKEN_RETRY_MS);
+  }
+
+  private respawnAfter(slot: Slot, delayMs: number): void {
     slot.timer = setTimeout(() => {
       slot.timer = undefined;
       if (this.stopping) return;
-      // A failure (port taken, silent) ends in the child's 'close', which comes back here.
+      // A failure (port taken, silent) ends in the child's 'close', which comes back to `died` or `portTaken`.
       this.spawn(slot).catch((error: Error) => {
         if (!this.stopping) this.log(`[engine ${slot.index}] restart failed: ${error.message}`);
       });
