@@ -90,13 +90,6 @@ class PlannerState {
   private headroom = 1;
   /** Trailing SLO attainment (EWMA over HEADROOM_WINDOW_MS); NaN before any completion. */
   private attainment = Number.NaN;
-  /**
-   * The count needed at the last tick, before the pool's bound and the scale-down hold; infinite
-   * before the first (no plan is in force yet).
-   */
-  private lastNeeded = Number.POSITIVE_INFINITY;
-  /** The last tick at which fewer replicas were ready than needed, or the pool could not give them. */
-  private shortAtMs = Number.NEGATIVE_INFINITY;
   /** Counts wanted at recent ticks, newest last, for the scale-down delay (bounded by the delay). */
   private readonly recent: { atMs: number; replicas: number }[] = [];
 
@@ -164,7 +157,6 @@ class PlannerState {
     // Attainment feedback scales whichever requirement binds.
     const needed = Math.ceil(Math.max(forRate, forBursts) * this.headroom * (1 - 1e-9));
     const wanted = this.holdForScaleDown(o.nowMs, needed);
-    this.lastNeeded = needed;
     return singleVariantDecision(
       this.context,
       wanted,
@@ -185,17 +177,8 @@ class PlannerState {
    * weighted by their completions) under the target grows the headroom by `headroomStep` a minute
    * (never past `headroomMax`); at or over it, the headroom shrinks back at the same pace. Latency
    * itself never enters the count, so a queue that builds in a burst cannot inflate it.
-   *
-   * The headroom corrects the capacity the plan assumes, so it learns only from windows where the
-   * plan was in force: not while fewer replicas were ready than the last count needed (starting,
-   * or the pool at its bound), nor for a start-up after, while the requests that waited then
-   * complete. Misses there say the replicas came late or could not come, which more headroom
-   * afterwards does not mend (on the ServeGen day it held 1.5x for minutes after the run's first
-   * start-up and after a burst at the pool's bound).
    */
   private adjustHeadroom(o: ControlObservation): void {
-    if (this.planFellShort(o)) this.shortAtMs = o.nowMs;
-    if (o.nowMs - this.shortAtMs <= this.startupMs) return;
     const w = o.window;
     if (!Number.isFinite(w.sloAttainment) || w.completions <= 0) return;
     const a = 1 - Math.exp(-(w.endMs - w.startMs) / HEADROOM_WINDOW_MS);
@@ -208,14 +191,6 @@ class PlannerState {
       this.attainment < (this.objectives.attainment ?? 0.99)
         ? Math.min(this.params.headroomMax, this.headroom * step)
         : Math.max(1, this.headroom / step);
-  }
-
-  /** Fewer replicas ready than the last tick needed, or more needed than the pool holds. */
-  private planFellShort(o: ControlObservation): boolean {
-    const max = this.context.maxReplicas;
-    let ready = 0;
-    for (const i of o.instances) if (i.phase === 'ready') ready++;
-    return this.lastNeeded > max || ready < this.lastNeeded;
   }
 
   /** Scale up at once; scale down only to the largest count wanted over the last `downDelayMs`. */
