@@ -83,6 +83,12 @@ export class SimInstance extends HostAccounting implements InstanceView {
   routed = 0;
   /** Virtual time the current step ends; NaN when idle. */
   stepEndMs = Number.NaN;
+  /**
+   * Requests held here while their prefix loads from a KV store (src/twin/kv-store.ts), kept by the
+   * twin. vLLM keeps such a request in its scheduler's waiting queue (WAITING_FOR_REMOTE_KVS), so
+   * `vllm:num_requests_waiting` counts it: `waiting` adds them to the engine's queue.
+   */
+  fetching = 0;
   /** The engine core; a restart replaces it with an empty one (`restartEngine`). */
   engine: EngineCore;
   /** The catalogue model whose performance and weights it has (`model` is the served id). */
@@ -165,7 +171,7 @@ export class SimInstance extends HostAccounting implements InstanceView {
     const s = this.snapshot;
     const e = this.engine;
     s.running = e.running;
-    s.waiting = e.waiting;
+    s.waiting = e.waiting + this.fetching;
     s.kvUsage = e.kvUsage;
     s.prefixHitRate = e.prefixHitRate;
     this.scrapedAtMs = nowMs;
@@ -184,7 +190,7 @@ export class SimInstance extends HostAccounting implements InstanceView {
     return this.fresh ? this.snapshot.running : this.inFlight;
   }
   get waiting(): number {
-    if (this.exact) return this.engine.waiting;
+    if (this.exact) return this.engine.waiting + this.fetching;
     return this.fresh ? this.snapshot.waiting : 0;
   }
   get kvUsage(): number {

@@ -121,7 +121,10 @@ export interface KvStoreOutcome {
   readonly fetchMsMax: number;
   /** Fetches not made because the engine had too few free blocks to reserve for them. */
   readonly noRoom: number;
-  /** Prompt tokens of the requests that completed. */
+  /**
+   * Prompt tokens of the requests that completed; on a P/D cluster, of the prefill legs that ended
+   * (where a prompt is computed; the decode leg receives it by hand-off), plus decode-local prefills.
+   */
   readonly promptTokens: number;
   /**
    * Of those, the tokens their engines computed on their last admission: neither a prefix-cache hit

@@ -636,6 +636,7 @@ class Twin {
         fetch.tokens,
         fetch.ms,
       );
+      instance.fetching++;
       this.queue.push(endMs, KV_FETCH);
       return true;
     }
@@ -665,13 +666,15 @@ class Twin {
       any ||= kvStore !== undefined;
     }
     if (!any) return undefined;
-    const others = [options.pd, options.control, options.placement, options.serverless];
+    const others = [options.pdPools, options.control, options.placement, options.serverless];
     if (others.some((x) => x !== undefined))
       throw new SwitchyardError(
         'SY_ERR_INVALID_ARGUMENT',
-        'an engine kvStore runs on a fixed colocated cluster (not with P/D, autoscaling, placement or serverless)',
+        'an engine kvStore runs on a fixed cluster, colocated or P/D (not with autoscaling, placement or serverless)',
       );
-    return stores;
+    // P/D (Mooncake's design): prefill instances fetch from each other; a decode instance receives
+    // every prompt token but the last by transfer, so a store there would have nothing to load.
+    return stores.map((store, i) => (this.instances[i]?.role === 'decode' ? undefined : store));
   }
 
   /**
@@ -693,6 +696,8 @@ class Twin {
     const down = this.faults?.down;
     for (const other of this.instances) {
       if (other === instance || other.model !== instance.model || other.base !== instance.base) continue;
+      // P/D: only the prefill pool's caches are the store's (all 'both' when colocated).
+      if (other.role !== instance.role) continue;
       if (down !== undefined && (down[other.index] as number) > 0) continue;
       const held = other.engine.cachedPrefixTokens(prefix);
       if (held > remote) {
@@ -721,6 +726,7 @@ class Twin {
       const instance = request.instance;
       // Its engine crashed meanwhile (the crash gave the reservation back): it was retried or failed.
       if (this.faults !== undefined && this.faults.live[instance.index]?.has(request) !== true) continue;
+      instance.fetching--;
       instance.engine.add(request, this.nowMs);
       if (Number.isNaN(instance.stepEndMs)) this.stepEndedIdle(instance);
     }
@@ -870,8 +876,10 @@ class Twin {
     live.clear();
     for (const r of killed) {
       instance.engine.abort(r.id, this.nowMs);
-      // A request still fetching its prefix is not in the engine yet: only its blocks' hold goes.
-      if (this.fetches !== undefined) instance.engine.releaseImport(r.id);
+      // A request still fetching its prefix is not in the engine yet: only its blocks' hold goes (an
+      // admitted one's went with the abort), and it stops counting as waiting.
+      if (this.stores?.[instance.index] !== undefined && instance.engine.releaseImport(r.id))
+        instance.fetching--;
       instance.ended(r.hostPrefillTokens, r.prefillPending);
       this.policy.onFailed?.(r.source, instance.id, this.nowMs);
       if (r.prefillPending) {
@@ -1069,6 +1077,8 @@ class Twin {
       twin.instance.ended(twin.hostPrefillTokens, twin.prefillPending);
       if (twin.pdPhase === 'prefill') {
         policy.onCompleted?.(twin.source, twin.instance.id, result.finishMs, 1);
+        // With a store: what the prompt cost the prefill instance (its leg is where a P/D prompt is computed).
+        if (this.fetches !== undefined) this.fetches.finished(twin, result);
         // The prefill pool's leg ended (an autoscaled pool counts it; a draining instance may stop).
         this.control?.onFinish(result, twin.instance, twin.offline);
         this.prefilled(twin, result.finishMs);
@@ -1077,8 +1087,10 @@ class Twin {
       this.faults?.live[twin.instance.index]?.delete(twin);
       if (this.pd !== undefined && twin.importedTokens !== undefined && result.preemptions > 0)
         this.pd.importRecomputes++;
-      // With a store: what its prompt cost here (hits and a fetched prefix not computed).
-      if (this.fetches !== undefined) this.fetches.finished(twin, result);
+      // With a store: what its prompt cost here (hits and a fetched prefix not computed); a P/D decode
+      // leg that received its KV by hand-off was counted on its prefill instance.
+      if (this.fetches !== undefined && (twin.pdPhase !== 'decode' || twin.importedTokens === undefined))
+        this.fetches.finished(twin, result);
       if (twin.offline) metrics.batchFinished(result);
       else metrics.finish(result, slo);
       this.control?.onFinish(result, twin.instance, twin.offline);
