@@ -164,9 +164,13 @@ class BlockTables {
  * doubles (docs/benchmarks.md has the figures). A Seq's own copies are loaded into a slot on
  * admission and saved back when it leaves the running set (finish, preemption, abort).
  *
- * Prefix caching: a prompt block is hashed (becomes hittable, BlockStored) at the end of the step
- * that completes it, never before its KV exists. Only blocks with an entry in
- * `EngineRequest.blockHashes` are cacheable; decode blocks never are.
+ * Prefix caching: a prompt block is hashed (becomes hittable, BlockStored) when the step that
+ * fills it is scheduled, as vLLM's scheduler registers full blocks in `allocate_slots`: a request
+ * admitted after it, in the same step or later, hits it (the forward pass writes a layer's KV before
+ * that layer's attention reads it). Nothing can take the block's KV away before the step runs: a
+ * preemption victim is never a sequence already scheduled in the step (see `preempt`), and an
+ * abort mid-step leaves the step's work on the GPU, so its blocks stay cached as in vLLM. Only
+ * blocks with an entry in `EngineRequest.blockHashes` are cacheable; decode blocks never are.
  *
  * Fused decode steps: a host that knows nothing outside the core can happen before some time (no
  * arrival, no abort, no one reading the core's signals) passes that time to `startStep` as a
@@ -254,6 +258,21 @@ export class EngineCore {
   /** End of the previous step; a sequence whose last token came then has a regular gap. */
   private prevStepEndMs = Number.NaN;
 
+  /**
+   * Blocks registered by the step in flight, whose KV exists only once it ends: `cachedPrefixTokens`
+   * (a peer's answer to a KV store, which loads saved KV) stops at them, while admissions hit them.
+   * Block-pool mode: the blocks, also marked in `storedInFlight`; run-length mode: per registration
+   * its path, the positions [from, to) it registered, and those of them that were duplicates. All
+   * at most one entry per running sequence (one registration each a step); cleared by finishStep.
+   */
+  private readonly inFlightBlocks: number[] = [];
+  private readonly storedInFlight: Uint8Array;
+  private readonly inFlightPaths: PrefixPath[] = [];
+  private readonly inFlightFrom: number[] = [];
+  private readonly inFlightTo: number[] = [];
+  private readonly inFlightDups: (number[] | undefined)[] = [];
+  private inFlightRuns = 0;
+
   private pendingPrefill = 0;
   /** Block-pool mode: the anonymous blocks import reservations hold (any of them serves any hold). */
   private readonly importBlocks: number[] = [];
@@ -309,6 +328,7 @@ export class EngineCore {
       this.blockPool = new BlockPool(numBlocks, this.emitKv ? (hash) => this.emitRemoved(hash) : undefined);
       this.runs = undefined;
       this.kv = this.blockPool;
+      this.storedInFlight = new Uint8Array(numBlocks);
     } else {
       assert(
         !this.emitKv,
@@ -319,6 +339,7 @@ export class EngineCore {
         `forest of ${forest.blockSize}-token blocks for ${config.blockSize}`,
       );
       this.blockPool = new BlockPool(1);
+      this.storedInFlight = new Uint8Array(0);
       this.runs = new RunCache(numBlocks, forest);
       this.kv = this.runs;
     }
@@ -434,7 +455,10 @@ export class EngineCore {
 
   /**
    * Removes a waiting or running request, freeing its blocks; no listener call. A request in the step
-   * in flight loses that step's work. Returns false when the id is unknown or already finished.
+   * in flight loses that step's work, but the step still computes its KV (vLLM's forward pass is
+   * already under way), so the prompt blocks registered when it was scheduled stay cached, and a
+   * request that hit them in the same step keeps them. Returns false when the id is unknown or
+   * already finished.
    */
   abort(requestId: string, _nowMs: number): boolean {
     const seq = this.byId.get(requestId);
@@ -706,13 +730,15 @@ export class EngineCore {
     assert(this.inFlight, 'finishStep without startStep');
     this.inFlight = false;
     this.stepEndAtMs = Number.NaN;
+    // The step's KV now exists: what it registered is computed for every reader.
+    if (this.inFlightBlocks.length > 0) this.clearStoredInFlight();
+    this.inFlightRuns = 0;
     // All but the last sub-step of a fused step first; the last one is an ordinary step below.
     if (this.fusedSteps > 1) this.finishFusedPrefix();
     this.busyTotalMs += nowMs - this.stepStartMs;
     this.stepCount++;
     const prevEndMs = this.prevStepEndMs;
     const listener = this.listener;
-    const caching = this.caching;
     const seqs = this.slotSeq;
     const numTokensOf = this.slotNumTokens;
     const computedOf = this.slotComputed;
@@ -735,7 +761,6 @@ export class EngineCore {
           const computed = computedOf[i]! + n;
           if (computed - n < promptLenOf[i]!) this.pendingPrefill -= n;
           computedOf[i] = computed;
-          if (caching && this.slotNumStored[i]! < this.slotHashCount[i]!) this.storeFullBlocks(i);
           const numTokens = numTokensOf[i]!;
           if (computed === numTokens) {
             // Catching up samples one token (the step that ends the prompt samples the first).
@@ -837,11 +862,13 @@ export class EngineCore {
       const remaining = this.slotRemaining[i]!;
       assert(remaining >= 1 && remaining <= seq.outputTokens, `${seq.request.id}: ${remaining} tokens to go`);
       assert(this.slotTable[i] === seq.blocks, `${seq.request.id}: slot and Seq disagree on its table`);
+      const stored = this.checkStored(i);
       if (this.runs === undefined) {
         assert(numBlocks <= seq.blocks.length, `${seq.request.id} holds more blocks than its table`);
         for (let j = 0; j < numBlocks; j++) refs[seq.blocks[j]!]!++;
       } else {
         const hold = seq.hold!;
+        assert(hold.done === stored, `${seq.request.id}: hold at ${hold.done}, ${stored} blocks stored`);
         assert(
           hold.done - hold.dupBlocks <= numBlocks,
           `${seq.request.id} holds more cached blocks than blocks`,
@@ -850,6 +877,16 @@ export class EngineCore {
       if (computed < promptLen) pending += promptLen - computed;
     }
     assert(this.runCount <= this.config.maxNumSeqs, `running ${this.runCount} > maxNumSeqs`);
+    assert(
+      this.inFlight || (this.inFlightBlocks.length === 0 && this.inFlightRuns === 0),
+      'blocks registered in flight outlive their step',
+    );
+    let marked = 0;
+    for (let b = 0; b < this.storedInFlight.length; b++) marked += this.storedInFlight[b]!;
+    assert(
+      marked === this.inFlightBlocks.length,
+      `${marked} blocks marked in flight, ${this.inFlightBlocks.length} listed`,
+    );
     for (let i = 0; i < this.waitQueue.size; i++) {
       const seq = this.waitQueue.at(i)!;
       assert(seq.state === WAITING && seq.computed === 0, `waiting ${seq.request.id} holds KV`);
@@ -871,6 +908,34 @@ export class EngineCore {
       `pendingPrefillTokens ${this.pendingPrefill}, recount ${pending}`,
     );
     assert(this.byId.size === this.runCount + this.waitQueue.size, 'id index out of step with the queues');
+  }
+
+  /**
+   * Checks what the sequence in `slot` has registered in the prefix cache: every prompt block its
+   * computed and scheduled tokens fill (registration happens at scheduling), and in the block pool
+   * each such block under its own hash or a duplicate (unhashed), every later block unhashed.
+   * Returns the count. A decoding sequence may lag (a fused step schedules only its first sub-step)
+   * when its hashes run past its prompt's full blocks.
+   */
+  private checkStored(slot: number): number {
+    const seq = this.slotSeq[slot]!;
+    const stored = this.slotNumStored[slot]!;
+    const filled = Math.floor((this.slotComputed[slot]! + this.slotStepTokens[slot]!) / this.blockSize);
+    const expected = this.caching ? Math.min(filled, this.slotHashCount[slot]!) : 0;
+    const decoding = this.slotComputed[slot]! >= this.slotPromptLen[slot]!;
+    assert(
+      stored === expected || (decoding && stored < expected),
+      `${seq.request.id}: ${stored} blocks stored, ${expected} filled`,
+    );
+    if (this.runs !== undefined) return stored;
+    const pool = this.blockPool;
+    const hashes = seq.request.blockHashes;
+    for (let j = 0; j < this.slotNumBlocks[slot]!; j++) {
+      const hash = pool.hashOf(seq.blocks[j]!);
+      const ok = j < stored ? hash === undefined || hash === hashes[j] : hash === undefined;
+      assert(ok, `${seq.request.id}: block ${j} hashed ${hash}, ${stored} stored`);
+    }
+    return stored;
   }
 
   // ---- internals ----
@@ -1229,11 +1294,20 @@ export class EngineCore {
     this.slotHashCount = i32(this.slotHashCount);
   }
 
-  /** Records `n` tokens of the sequence in `slot` in this step's shape. */
+  /**
+   * Records `n` tokens of the sequence in `slot` in this step's shape, and registers the prompt
+   * blocks they fill in the prefix cache now, as vLLM's `allocate_slots` does (`cache_blocks` up to
+   * `min(computed + new, num_tokens)` before the forward pass): a request scheduled after this one,
+   * in this step or a later one, hits them. Each layer writes the step's KV before its attention
+   * reads it, so a same-step hit reads what this step computes.
+   */
   private schedule(slot: number, n: number): void {
     this.slotStepTokens[slot] = n;
     const shape = this.shape;
     const computed = this.slotComputed[slot]!;
+    if (this.caching && this.slotNumStored[slot]! < this.slotHashCount[slot]!) {
+      this.storeFullBlocks(slot, computed + n);
+    }
     if (computed < this.slotPromptLen[slot]!) {
       shape.prefillSeqs++;
       shape.prefillTokens += n;
@@ -1251,7 +1325,8 @@ export class EngineCore {
    * size, capped by the fewest tokens any scheduled sequence had computed before the step and
    * rounded down to whole blocks (`get_num_common_prefix_blocks`,
    * `_compute_cascade_attn_prefix_len`). Shared blocks are cached
-   * prompt blocks every holder hit or stored, so the cap never binds here; it is kept as vLLM has it.
+   * prompt blocks every holder hit or stored; the cap binds in a step that computes them (blocks
+   * are registered when scheduled, so same-step sequences share blocks none has computed yet).
    *
    * Asked only for steps of CASCADE_REQUESTS_MIN or more sequences, below which no engine uses the
    * prefix: a lone sequence shares every block with itself and the walk would cost O(blocks) a step.
@@ -1312,6 +1387,9 @@ export class EngineCore {
    */
   private preempt(slot: number): void {
     const seq = this.save(slot);
+    // Victims come from the end of the running set, past the scheduling loop's position, so none was
+    // scheduled in this step: every block it registered was computed by an earlier step, and stays a
+    // valid cached block for whoever hits it.
     assert(this.slotStepTokens[slot] === 0, `preempting ${seq.request.id} after scheduling it`);
     if (seq.computed < seq.promptLen) this.pendingPrefill -= seq.promptLen - seq.computed;
     this.releaseBlocks(slot);
@@ -1390,25 +1468,36 @@ export class EngineCore {
     seq.blocks = NO_BLOCKS;
   }
 
-  /** Hashes the prompt blocks of the sequence in `slot` that its computed tokens have just filled. */
-  private storeFullBlocks(slot: number): void {
+  /**
+   * Hashes the prompt blocks of the sequence in `slot` that its first `tokens` tokens fill (those
+   * computed plus those just scheduled), emitting BlockStored for the new ones, as vLLM's
+   * `cache_full_blocks` does when the scheduler allocates them.
+   */
+  private storeFullBlocks(slot: number, tokens: number): void {
     const numStored = this.slotNumStored[slot]!;
-    const full = Math.min(Math.floor(this.slotComputed[slot]! / this.blockSize), this.slotHashCount[slot]!);
+    const full = Math.min(Math.floor(tokens / this.blockSize), this.slotHashCount[slot]!);
     if (full <= numStored) return;
     const seq = this.slotSeq[slot]!;
     if (this.runs !== undefined) {
-      this.runs.store(seq.hold!, full);
+      const hold = seq.hold!;
+      const dupBlocks = hold.dupBlocks;
+      this.runs.store(hold, full);
+      this.noteInFlightRun(hold, numStored, full, dupBlocks);
       this.slotNumStored[slot] = full;
       return;
     }
     const hashes = seq.request.blockHashes;
     const blocks = this.slotTable[slot]!;
     const pool = this.blockPool;
+    const marks = this.storedInFlight;
     let run: number[] | undefined;
     let runParent: number | undefined;
     for (let j = numStored; j < full; j++) {
       const hash = hashes[j]!;
-      if (pool.store(blocks[j]!, hash)) {
+      const block = blocks[j]!;
+      if (pool.store(block, hash)) {
+        marks[block] = 1;
+        this.inFlightBlocks.push(block);
         if (!this.emitKv) continue;
         if (run === undefined) {
           run = [];
@@ -1423,6 +1512,66 @@ export class EngineCore {
     }
     if (run !== undefined) this.emitStored(run, runParent);
     this.slotNumStored[slot] = full;
+  }
+
+  /** Unmarks the blocks the step that just ended registered. */
+  private clearStoredInFlight(): void {
+    const blocks = this.inFlightBlocks;
+    const marks = this.storedInFlight;
+    for (let i = 0; i < blocks.length; i++) marks[blocks[i]!] = 0;
+    blocks.length = 0;
+  }
+
+  /**
+   * Run-length mode: records that the step in flight registers positions [from, to) of the hold's
+   * path (`dupBlocksBefore`: its duplicate count before, so new duplicates, not computed here, are
+   * known).
+   */
+  private noteInFlightRun(hold: RunHold, from: number, to: number, dupBlocksBefore: number): void {
+    let dups: number[] | undefined;
+    if (hold.dupBlocks !== dupBlocksBefore) {
+      dups = [];
+      const all = hold.dups!;
+      for (let d = 0; d < all.length; d += 2) {
+        const lo = Math.max(all[d]!, from);
+        const hi = Math.min(all[d + 1]!, to);
+        if (lo < hi) dups.push(lo, hi);
+      }
+    }
+    const r = this.inFlightRuns++;
+    this.inFlightPaths[r] = hold.path;
+    this.inFlightFrom[r] = from;
+    this.inFlightTo[r] = to;
+    this.inFlightDups[r] = dups;
+  }
+
+  /**
+   * Run-length mode: of the first `hits` positions of `path` (all cached), how many lead up to the
+   * first one the step in flight registers, i.e. whose KV exists now. The query reaches a
+   * registered position only through the same forest node as the registering path, and paths share
+   * leading nodes, so each registration is compared over the two paths' common nodes.
+   */
+  private computedPrefix(path: PrefixPath, hits: number): number {
+    const forest = this.forest!;
+    const nodes = path.nodes;
+    for (let r = 0; r < this.inFlightRuns; r++) {
+      const from = this.inFlightFrom[r]!;
+      const to = Math.min(this.inFlightTo[r]!, hits);
+      if (from >= to) continue;
+      const other = this.inFlightPaths[r]!.nodes;
+      for (let j = 0; j < nodes.length && j < other.length && nodes[j] === other[j]; j++) {
+        const first = forest.firstBlockOf(nodes[j]!);
+        const end = first + forest.sizeOfNode(nodes[j]!);
+        if (end <= from) continue;
+        if (first >= to) break;
+        const p = firstNotIn(Math.max(first, from), Math.min(end, to), this.inFlightDups[r]);
+        if (p >= 0) {
+          hits = p;
+          break;
+        }
+      }
+    }
+    return hits;
   }
 
   private emitStored(hashes: number[], parentHash: number | undefined): void {
@@ -1442,7 +1591,9 @@ export class EngineCore {
 
   /**
    * Leading prompt tokens of `request` whose KV this core's prefix cache holds now (in use or free
-   * cached), in whole blocks: what a peer answers a KV store's lookup with. Read only: no hit is
+   * cached), in whole blocks: what a peer answers a KV store's lookup with. Blocks the step in
+   * flight registered (its own admissions hit them) are not counted until it ends: a store loads
+   * KV that was saved, and theirs is still being computed. Read only: no hit is
    * taken, no LRU position or ref count changes, and the request need not be in this core. In
    * run-length mode it reads `prefixPath` (else a path of `blockHashes`, handed back here); 0 with
    * prefix caching off.
@@ -1454,14 +1605,30 @@ export class EngineCore {
       const given = request.prefixPath;
       const path = given ?? this.forest!.pathOfHashes(request.blockHashes);
       // `match` only fills the scratch `commit` reads, and every commit follows its own match.
-      const hits = path.blocks > 0 ? runs.match(new RunHold(path), path.blocks) : 0;
+      let hits = path.blocks > 0 ? runs.match(new RunHold(path), path.blocks) : 0;
+      if (hits > 0 && this.inFlightRuns > 0) hits = this.computedPrefix(path, hits);
       if (given === undefined) this.forest!.release(path);
       return hits * this.blockSize;
     }
     const hashes = request.blockHashes;
     const pool = this.blockPool;
+    const marks = this.storedInFlight;
     let hits = 0;
-    while (hits < hashes.length && pool.lookup(hashes[hits]!) >= 0) hits++;
+    for (; hits < hashes.length; hits++) {
+      const block = pool.lookup(hashes[hits]!);
+      if (block < 0 || marks[block] === 1) break;
+    }
     return hits * this.blockSize;
   }
+}
+
+/** The first position in [lo, hi) outside the ascending [lo, hi) pairs `ranges`, or -1. */
+function firstNotIn(lo: number, hi: number, ranges: readonly number[] | undefined): number {
+  let p = lo;
+  if (ranges !== undefined) {
+    for (let d = 0; d < ranges.length && p < hi; d += 2) {
+      if (ranges[d]! <= p && p < ranges[d + 1]!) p = ranges[d + 1]!;
+    }
+  }
+  return p < hi ? p : -1;
 }
