@@ -10,9 +10,19 @@
  *   ... --static 22      # static provisioning with 22 instances instead of the planner
  *   ... --json out.json  # the per-tick series too
  *
+ *   ... --clairvoyant 20 # the results page's clairvoyant bound (20 s spans), hour by hour
+ *
  * Loads: `diurnal` is docs/results/autoscaling.md's day (the committed ServeGen slice at 0.022x);
  * `servegen` any ServeGen file (`--file`, `--scale`, `--start-h`, `--clients a,b`); `sinusoid` the
- * results page's 1-to-24 req/s case. All: 8,000/1,000 tokens, TTFT 3 s, TPOT 50 ms, seed 1.
+ * results page's 1-to-24 req/s case. All: 8,000/1,000 tokens, TTFT 3 s, TPOT 50 ms, seed 1
+ * (`--seed`).
+ *
+ * The validation day the planner README reports (ServeGen m-mid clients 36, 73, 15, 66 and 53, in
+ * that order; `--scale 0.022 --start-h 240`) is built from ../shared (not committed):
+ *
+ *   tar xzf ../shared/data/traces/servegen/language_m-mid_trace.tar.gz -C /tmp/sg
+ *   (echo client,timestamp_s,rate,cv,pattern,pat_arg1,pat_arg2
+ *    for c in 36 73 15 66 53; do sed "s/^/$c,/" /tmp/sg/data/language/m-mid/chunk-$c-trace.csv; done) > /tmp/sg/mmid5.csv
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
