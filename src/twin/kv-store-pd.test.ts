@@ -186,19 +186,26 @@ test('2P+1D: prefill B fetches the 4k prefix prefill A holds; TTFT = fetch + res
   assert.ok(ttftB < noneB / 1.5, 'fetching 4k tokens beats computing them');
 });
 
-test('P/D: a decode instance never fetches; its holdings are not the store', () => {
-  // One prefill (i0), two decode (i1, i2): the decode instances hold the prefix after a's transfer,
-  // yet b (on i0 again, which holds it) and no decode instance fetches.
-  const requests = [withPrefix('a', 0, 100), withPrefix('b', 10_000, 200)];
-  const result = runSimulation(requests, pdOptions(ROCE, 'round-robin', 1, 2));
+test('P/D: the store holds only the prefill pool: a prefix only a decode instance caches is not fetched', () => {
+  // Dynamo's rule keeps a (768-token prefix X + 100, under its 1,000 uncached tokens) local on the
+  // decode instance i2, so only i2 caches X; b (X + 2,000) goes to the prefill pool (i0), which has
+  // no X and finds no prefill instance holding it: it computes all of b.
+  const X = { blockTokens: 256, hashes: [41, 42, 43] };
+  const request = (id: string, arrivalMs: number, inputTokens: number) =>
+    ({ ...withPrefix(id, arrivalMs, 0), inputTokens, prefix: X }) as TwinRequest;
+  const options = pdOptions(ROCE, 'round-robin');
+  const result = runSimulation([request('a', 0, 868), request('b', 10_000, 2768)], {
+    ...options,
+    pd: { ...(options.pd as PdSettings), conditional: 'dynamo', decodeAtArrival: false },
+  });
+  assert.equal(result.summary.completed, 2);
+  assert.equal(result.pd?.localPrefills, 1, 'a ran on the decode instance');
+  assert.equal(result.pd?.remotePrefills, 1, 'b on the prefill pool');
   const store = kvStoreOf(result);
-  assert.equal(store.fetches, 0);
-  // With a prefill instance that does not hold it and only decode instances that do: no fetch either.
-  const cold = runSimulation(
-    [withPrefix('a', 0, 100), withPrefix('b', 10_000, 200)],
-    pdOptions(ROCE, 'round-robin', 2, 1),
-  );
-  assert.equal(kvStoreOf(cold).fetches, 1, 'the prefill pool fetches from itself');
+  assert.equal(store.fetches, 0, 'the decode instance is no holder');
+  // a computed on i2 (a decode-local prefill counts), b all of its prompt on i0.
+  assert.equal(store.promptTokens, 868 + 2768);
+  assert.equal(store.promptTokensComputed, 868 + 2768);
 });
 
 test('P/D with a store: the same seed gives the same JSON', () => {
