@@ -193,7 +193,10 @@ for the baselines. The same runs from the command line:
   when one can. \`--no-sleep\` on the command line gives the row above.
 
 Columns: *cold* = completed requests that waited for an instance to start (share of completed);
-*refused* = requests the buffer refused (full, or 120 s without an instance); TTFT over completed
+*refused* = requests never served: refused at the door by a full buffer (the gateway's
+\`rejected{SY_ERR_SCALE_BUFFER_FULL}\`) or held 120 s without an instance (a held request is accepted,
+so the gateway counts this one \`failed{cold_start_timeout}\`, and so does the twin's \`failedByReason\`);
+the same requests as before that split, only named as the gateway names them; TTFT over completed
 requests; *of them first starts* = cold requests held before their model's first instance of the run was
 ready (every model begins at zero, so nothing can make these warm); *starts (wakes)* = starts, of which
 wakes of a sleeper; *p99 with refused* counts each refused request as slower than any served one (∞ when

@@ -165,11 +165,14 @@ export interface ControlHostDeps {
   readonly queued: () => number;
   /** Routes a request the buffer held, now that an instance is ready. */
   readonly release: (request: Request, offline: boolean) => void;
-  /**
-   * Ends a request the buffer refused (full: SY_ERR_SCALE_BUFFER_FULL) or held too long
-   * (SY_ERR_COLD_START_TIMEOUT), as the live gateway's buffer does.
-   */
+  /** Ends a request the buffer refused at the door (full: SY_ERR_SCALE_BUFFER_FULL), a refusal. */
   readonly refuse: (request: Request, offline: boolean, code: ErrorCode) => void;
+  /**
+   * Ends a request the buffer held that will not reach an instance (held too long:
+   * SY_ERR_COLD_START_TIMEOUT). The live gateway counts a held request accepted, so this is a
+   * failure (`failed{cold_start_timeout}`), not a refusal.
+   */
+  readonly fail: (request: Request, offline: boolean, code: ErrorCode) => void;
   /** Receives each placement decision-log line as it is made (multi-model runs). */
   readonly onPlacement?: ((entry: PlacementLogEntry) => void) | undefined;
   /** Told of every tick that started or drained something (ControlHost only). */
@@ -223,10 +226,10 @@ export class ArmedTimes {
   }
 }
 
-/** Routes held requests once an instance is ready, refuses those that waited too long. */
+/** Routes held requests once an instance is ready, fails those that waited too long. */
 export function serveHeld(pool: ModelPool, nowMs: number, deps: ControlHostDeps): void {
   for (const h of pool.releaseHeld()) deps.release(h.request, h.offline);
-  for (const h of pool.expireHeld(nowMs)) deps.refuse(h.request, h.offline, 'SY_ERR_COLD_START_TIMEOUT');
+  for (const h of pool.expireHeld(nowMs)) deps.fail(h.request, h.offline, 'SY_ERR_COLD_START_TIMEOUT');
 }
 
 /** Start-up time of one instance of the pool, from the settings or the model. */

@@ -31,7 +31,7 @@ export const HELD_REQUESTS_MAX_DEFAULT = 256;
  * How long a held request waits for a ready instance by default, ms: above the modelled start-up of
  * the catalogue's mid-size models from NVMe (about 47 s for an 8B on an H100), with room for a start
  * that must first wait for a preempted instance to drain; the live gateway's default
- * (`limits.scaleFromZeroWaitMs`). Past it: SY_ERR_COLD_START_TIMEOUT.
+ * (`limits.scaleFromZeroWaitMs`). Past it: SY_ERR_COLD_START_TIMEOUT, a failure (held means accepted).
  */
 export const HELD_WAIT_MS_DEFAULT = 120_000;
 

@@ -203,7 +203,7 @@ describe('placement host', () => {
     assert.ok(Math.abs((cold?.gpuHours ?? 0) * 3_600_000 - (endMs - 6000)) < 1e-6, `${cold?.gpuHours}`);
   });
 
-  it('a held request that waits past its bound is refused with a stable code; a full buffer too', () => {
+  it('a held request that waits past its bound fails (cold_start_timeout, as the gateway counts it); a full buffer refuses', () => {
     const decisions: DecisionLogEntry[] = [];
     const settings: PlacementSettings = {
       nodes: [{ id: 'node-1', gpu: 'h100', gpus: 8 }],
@@ -222,7 +222,11 @@ describe('placement host', () => {
     const result = run(settings, requests, { decisions });
     const s = result.summary;
     assert.equal(s.completed, 0);
-    assert.deepEqual(s.rejectedByCode, { SY_ERR_COLD_START_TIMEOUT: 3, SY_ERR_SCALE_BUFFER_FULL: 1 });
+    // Held means accepted at the gateway: leaving the buffer unserved is failed{cold_start_timeout};
+    // only the full buffer's 429 is a rejection. Neither is served: `rejected` counts all four.
+    assert.deepEqual(s.rejectedByCode, { SY_ERR_SCALE_BUFFER_FULL: 1 });
+    assert.deepEqual(s.failedByReason, { cold_start_timeout: 3 });
+    assert.equal(s.rejected, 4);
     // The fourth arrival found three held: refused at once; the held ones at arrival + 2 s.
     const refused = decisions.map((d) => [d.requestId, d.atMs, d.code]);
     assert.deepEqual(refused, [

@@ -6,7 +6,8 @@
  * What it reuses, and what it adds:
  * - Each model's instances move through A's per-model pools (src/twin/model-pool.ts): phases,
  *   billing from start to release, the scale-from-zero buffer (held requests released to the first
- *   ready instance, refused with SY_ERR_SCALE_BUFFER_FULL / SY_ERR_COLD_START_TIMEOUT), instance
+ *   ready instance; refused with SY_ERR_SCALE_BUFFER_FULL when full, failed with
+ *   SY_ERR_COLD_START_TIMEOUT when held too long, as the gateway counts them), instance
  *   counts over time. `serveHeld` and the per-model outcome are the placement host's.
  * - Which GPUs of which node an instance holds is kept in one place, the ModelCache: `load` takes
  *   `tp` free GPUs of a node and says how long the start takes from the fastest tier holding the
@@ -142,7 +143,10 @@ export interface ServerlessOutcome {
   /** Completed requests that waited for an instance to start, and those that did not. */
   readonly coldRequests: number;
   readonly warmRequests: number;
-  /** Held requests refused (buffer full or waited past its bound). */
+  /**
+   * Held requests never served (waited past the buffer's bound: the gateway's
+   * failed{cold_start_timeout}; the name is kept for the JSON's readers).
+   */
   readonly coldRefused: number;
   /**
    * Of `coldRequests`, those held before their model's first instance of the run was ready: no

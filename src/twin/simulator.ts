@@ -283,6 +283,8 @@ class Twin {
   private nextScrapeMs = Number.POSITIVE_INFINITY;
   private lastScrapeMs = 0;
   private readonly rejectedByCode = new Map<ErrorCode, number>();
+  /** Held requests that failed, by the gateway's failure reason (failHeld). */
+  private readonly failedByReason = new Map<string, number>();
   /** Wall time of every DECISION_TIMING_EVERY-th decide call, in microseconds (host-side timing). */
   private readonly decideUs = new LatencyHistogram();
   private decisions = 0;
@@ -906,10 +908,26 @@ class Twin {
   }
 
   private reject(request: Request, code: ErrorCode, offline: boolean): void {
+    this.notServed(request, offline);
+    this.rejectedByCode.set(code, (this.rejectedByCode.get(code) ?? 0) + 1);
+  }
+
+  /**
+   * A request the scale-from-zero buffer held ends without an instance: the live gateway counted it
+   * accepted when held, so it is `failed{reason}` there (reason: the code's name in lower case, as
+   * the gateway's reasonOf), not `rejected{code}`. It is still not served: `rejected` counts it.
+   */
+  private failHeld(request: Request, code: ErrorCode, offline: boolean): void {
+    this.notServed(request, offline);
+    const reason = code.slice('SY_ERR_'.length).toLowerCase();
+    this.failedByReason.set(reason, (this.failedByReason.get(reason) ?? 0) + 1);
+  }
+
+  /** An online or offline request ends without an answer (refused or failed). */
+  private notServed(request: Request, offline: boolean): void {
     if (offline) this.metrics.batchRejected++;
     else this.metrics.rejected++;
     if (!offline) this.control?.onFailed(request, this.nowMs);
-    this.rejectedByCode.set(code, (this.rejectedByCode.get(code) ?? 0) + 1);
   }
 
   /** Whether anything besides the periodic sample and scrape ticks is still to happen. */
@@ -1030,6 +1048,12 @@ class Twin {
       refuse: (request, offline, code) => {
         this.options.onDecision?.({ requestId: request.id, atMs: this.nowMs, instance: undefined, code });
         this.reject(request, code, offline);
+        this.admission?.onFailed(request, this.nowMs);
+        this.batches?.onFailed(request, this.nowMs);
+      },
+      fail: (request, offline, code) => {
+        this.options.onDecision?.({ requestId: request.id, atMs: this.nowMs, instance: undefined, code });
+        this.failHeld(request, code, offline);
         this.admission?.onFailed(request, this.nowMs);
         this.batches?.onFailed(request, this.nowMs);
       },
@@ -1471,6 +1495,7 @@ class Twin {
       wallSeconds,
     );
     const rejectedByCode = Object.fromEntries([...this.rejectedByCode].sort(([a], [b]) => (a < b ? -1 : 1)));
+    const failedByReason = Object.fromEntries([...this.failedByReason].sort(([a], [b]) => (a < b ? -1 : 1)));
     const batch: BatchJobSummary[] | undefined =
       this.batches === undefined
         ? undefined
@@ -1491,6 +1516,7 @@ class Twin {
     const summary: SimSummary & { readonly kvStore?: KvStoreOutcome } = {
       ...base,
       ...(this.rejectedByCode.size > 0 ? { rejectedByCode } : {}),
+      ...(this.failedByReason.size > 0 ? { failedByReason } : {}),
       ...(batch !== undefined ? { batchJobs: batch } : {}),
       ...(this.faults !== undefined ? { reliability: this.faults.summary(this.faultCount) } : {}),
       ...(kvStore !== undefined ? { kvStore } : {}),

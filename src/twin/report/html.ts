@@ -407,9 +407,11 @@ function rejectedFigure(runs: readonly SimReportData[]): string {
     .map((r, i) => {
       const s = r.summary;
       const share = s.requests > 0 ? s.rejected / s.requests : 0;
-      const codes = Object.entries(s.rejectedByCode ?? {})
-        .map(([code, n]) => `${code}: ${fmtNumber(n)}`)
-        .join(', ');
+      // Held requests that failed (the gateway's failed{reason}) are not served either: shown beside.
+      const codes = [
+        ...Object.entries(s.rejectedByCode ?? {}).map(([code, n]) => `${code}: ${fmtNumber(n)}`),
+        ...Object.entries(s.failedByReason ?? {}).map(([reason, n]) => `failed ${reason}: ${fmtNumber(n)}`),
+      ].join(', ');
       // A zero draws no bar; any rejection at least a visible sliver.
       const widthPct = s.rejected > 0 ? Math.max(0.5, (100 * s.rejected) / max).toFixed(1) : '0';
       return (

@@ -114,6 +114,14 @@ export interface SimSummary {
   readonly prefixHitRateAll?: number;
   /** Rejections by stable error code (admission, early rejection, capacity), when any. */
   readonly rejectedByCode?: Readonly<Record<string, number>>;
+  /**
+   * Requests the live gateway would count accepted and then failed, by its failure reason, when any:
+   * a request held in the scale-from-zero buffer past its bound is `cold_start_timeout` (the
+   * gateway's `failed{cold_start_timeout}`), not a rejection. They got no answer, so `rejected`
+   * (online requests not served, the +∞ of the `All` tails) counts them too, as it counts the
+   * requests a fault run fails (SY_ERR_UPSTREAM, still under rejectedByCode).
+   */
+  readonly failedByReason?: Readonly<Record<string, number>>;
   /** Faults injected and what the reliability rules did about them; present only in fault runs. */
   readonly reliability?: ReliabilitySummary;
   /**
