@@ -203,7 +203,9 @@ export class SeriesRecorder {
       // The engine's own signals, not the (possibly stale) view a policy sees.
       const kvUsage = instance.engine.kvUsage;
       (this.running[i] as number[]).push(instance.engine.running);
-      (this.waiting[i] as number[]).push(instance.engine.waiting);
+      // A request fetching its prefix from a KV store is in vLLM's waiting queue (as the scraped
+      // view counts it) though the twin hands it to the engine only once the fetch ends.
+      (this.waiting[i] as number[]).push(instance.engine.waiting + instance.fetching);
       (this.kv[i] as number[]).push(kvUsage);
       instance.kvUsageSum += kvUsage;
       instance.kvUsageSamples++;
