@@ -69,6 +69,10 @@ export function registerBenchCommand(program: Command): void {
       '--rate-scale <k>',
       'replay the trace or workload file k times faster (0.5: half as fast) (default 1)',
     )
+    .option(
+      '--tenant-key <name=key,...>',
+      "with --workload FILE: the API key each of the workload's tenants is sent with (the gateway's tenant is the key's)",
+    )
     .option('--max-concurrency <n>', `bound on outstanding requests (default ${d.maxConcurrency})`)
     .option(
       '--overflow <mode>',

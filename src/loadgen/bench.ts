@@ -123,6 +123,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
         overflow: options.overflow,
         slo: { ttftMs: options.sloTtftMs, tpotMs: options.sloTpotMs },
         saveRequests: options.saveRequests,
+        ...(options.source.kind === 'workload' ? { tenantKeys: options.source.tenantKeys } : {}),
       },
       {
         url: client.url,

@@ -51,6 +51,10 @@ export interface CompletionCall {
    * gateway's session-affinity policies key on); a header, so servers that ignore it are unaffected.
    */
   readonly sessionId?: string | undefined;
+  /** Sent as the body's `priority` (the gateway's admission bands read it; vLLM's priority scheduling too). */
+  readonly priority?: number | undefined;
+  /** This call's API key, in place of the client's (a tenant's key: the gateway's tenant is the key's). */
+  readonly apiKey?: string | undefined;
 }
 
 /**
@@ -67,6 +71,17 @@ export function completionBody(call: CompletionCall): Record<string, unknown> {
     stream: call.stream,
     ...(call.stream ? { stream_options: { include_usage: true } } : {}),
     ...(call.ignoreEos ? { ignore_eos: true } : {}),
+    ...(call.priority !== undefined ? { priority: call.priority } : {}),
+  };
+}
+
+/** The client's headers with a call's own: its session id, and its API key in place of the client's. */
+function callHeaders(base: Record<string, string>, call: CompletionCall): Record<string, string> {
+  if (call.sessionId === undefined && call.apiKey === undefined) return base;
+  return {
+    ...base,
+    ...(call.sessionId !== undefined ? { 'x-session-id': call.sessionId } : {}),
+    ...(call.apiKey !== undefined ? { authorization: `Bearer ${call.apiKey}` } : {}),
   };
 }
 
@@ -276,8 +291,7 @@ export class OpenAiClient {
     try {
       let res: Awaited<ReturnType<Pool['request']>>;
       try {
-        const headers =
-          call.sessionId === undefined ? this.headers : { ...this.headers, 'x-session-id': call.sessionId };
+        const headers = callHeaders(this.headers, call);
         res = await this.pool.request({ path, method: 'POST', headers, body, signal });
       } catch (error) {
         return fail(networkReason(error), message(error));

@@ -10,7 +10,12 @@ import { multiModelId } from '../workload/multi-model.ts';
 import { meanStageRateRps, type WorkloadSpec } from '../workload/spec.ts';
 import { parseStages } from '../workload/synthetic.ts';
 import { ENDPOINTS, type Endpoint, parseBaseUrl } from './client.ts';
-import type { SyntheticPlanOptions, TokenRange, TracePlanOptions } from './plan.ts';
+import {
+  type SyntheticPlanOptions,
+  type TokenRange,
+  type TracePlanOptions,
+  TWIN_DEFAULT_TENANT,
+} from './plan.ts';
 import { OVERFLOW_MODES, type OverflowMode } from './runner.ts';
 import { readWorkloadFile, type WorkloadFile } from './workload-file.ts';
 
@@ -60,6 +65,11 @@ export interface BenchFlags {
   prefixTokens?: string;
   trace?: string;
   rateScale?: string;
+  /**
+   * `NAME=KEY[,NAME=KEY...]`: with --workload FILE, the API key each twin tenant's requests are sent
+   * with (the gateway names a request's tenant by its key).
+   */
+  tenantKey?: string;
   maxConcurrency?: string;
   overflow?: string;
   timeoutS?: string;
@@ -85,6 +95,8 @@ export type BenchSource =
       readonly rateScale: number;
       readonly requests: number | undefined;
       readonly durationS: number | undefined;
+      /** API keys by the workload's tenant names (--tenant-key); empty without the flag. */
+      readonly tenantKeys: ReadonlyMap<string, string>;
     };
 
 /** The arrival kinds --workload names; any other value is a workload file. */
@@ -194,6 +206,12 @@ export function resolveBenchOptions(flags: BenchFlags): BenchOptions {
       : isWorkloadFile(flags.workload)
         ? workloadSource(flags, requests, durationS)
         : syntheticSource(flags, requests, durationS);
+  if (flags.tenantKey !== undefined && source.kind !== 'workload')
+    throw conflict(
+      'tenant-key',
+      flags.tenantKey,
+      'only with --workload FILE (whose requests name their tenants)',
+    );
   if (flags.model !== undefined && flags.model.trim() === '')
     throw flagError('model', flags.model, 'a model name');
   const fileSeed = source.kind === 'workload' ? source.file.seed : undefined;
@@ -280,6 +298,17 @@ function workloadSource(
     if (typeof value === 'string') throw conflict(kebab(key), value, `not used with --workload FILE: ${why}`);
   }
   const file = readFileOrHint(flags.workload as string);
+  const tenantKeys = parseTenantKeys(flags.tenantKey);
+  // The spec's tenant, sent under another key (or none), would be some other tenant at the gateway.
+  const tenant = (file.spec as { readonly tenant?: string }).tenant ?? TWIN_DEFAULT_TENANT;
+  if (tenant !== TWIN_DEFAULT_TENANT && !tenantKeys.has(tenant)) {
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `--workload '${file.path}': its requests are tenant '${tenant}', which the gateway names by an API key: ` +
+        `give it with --tenant-key ${tenant}=KEY (a key of the gateway's tenants)`,
+      { param: '--tenant-key', value: tenant },
+    );
+  }
   if (flags.model !== undefined && namesOwnModels(file.spec)) {
     throw conflict(
       'model',
@@ -295,7 +324,29 @@ function workloadSource(
     rateScale: flags.rateScale === undefined ? 1 : parsePositive('rate-scale', flags.rateScale),
     requests,
     durationS,
+    tenantKeys,
   };
+}
+
+/** Tenant API keys past this many are refused (a twin workload names one tenant per spec). */
+export const TENANT_KEYS_MAX = 1000;
+
+/** `NAME=KEY[,NAME=KEY...]` as a map; each name once, neither part empty. */
+export function parseTenantKeys(text: string | undefined): ReadonlyMap<string, string> {
+  const keys = new Map<string, string>();
+  if (text === undefined) return keys;
+  const expected = 'comma-separated NAME=KEY pairs, each tenant once, e.g. a=key-a,b=key-b';
+  const pairs = text.split(',');
+  if (pairs.length > TENANT_KEYS_MAX)
+    throw flagError('tenant-key', text, `at most ${TENANT_KEYS_MAX} ${expected}`);
+  for (const pair of pairs) {
+    const at = pair.indexOf('=');
+    const name = pair.slice(0, at).trim();
+    const key = pair.slice(at + 1).trim();
+    if (at <= 0 || name === '' || key === '' || keys.has(name)) throw flagError('tenant-key', text, expected);
+    keys.set(name, key);
+  }
+  return keys;
 }
 
 /** Reads the file; a missing one names the arrival kinds too, in case a kind was meant. */

@@ -197,13 +197,16 @@ export const PLAN_COUNT_MAX = 1_000_000;
 
 /** The twin's placeholder model name: such a request asks for the run's model. */
 const TWIN_DEFAULT_MODEL = 'default';
+/** The twin's default tenant, the gateway's name for a request without a tenant's key. */
+export const TWIN_DEFAULT_TENANT = 'default';
 
 /**
  * The plan of a twin request stream, request for request: send time = arrival time / rateScale;
  * prompt = the request's prefix chain written as prefix blocks of its own size (same chain hash,
  * same text), then unique text up to its input length; max_tokens = the tokens the twin's engine
  * generates (so an engine that honours ignore_eos does the twin's work); model = the request's
- * (the twin's placeholder `default` becomes the run's model); session id as sent to the gateway.
+ * (the twin's placeholder `default` becomes the run's model); session id, tenant and priority as the
+ * gateway reads them (x-session-id, the tenant's API key, the body's `priority`).
  * Lazy: each iteration walks the stream afresh, so a day-long workload never sits in memory.
  */
 export function workloadPlan(source: RequestSource, o: WorkloadPlanOptions): BenchPlan {
@@ -247,6 +250,9 @@ function plannedOf(r: TwinRequest, index: number, atMs: number): PlannedRequest 
     ...(chained ? { blockTokens: r.prefix.blockTokens } : {}),
     ...(r.model !== TWIN_DEFAULT_MODEL ? { model: r.model } : {}),
     ...(r.sessionId !== undefined ? { sessionId: r.sessionId } : {}),
+    // The gateway's defaults (no key: tenant `default`; no body priority: 0) need nothing sent.
+    ...(r.tenant !== TWIN_DEFAULT_TENANT ? { tenant: r.tenant } : {}),
+    ...(r.priority !== 0 ? { priority: r.priority } : {}),
   };
 }
 

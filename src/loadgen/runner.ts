@@ -34,6 +34,8 @@ export interface RunSettings {
   readonly overflow: OverflowMode;
   readonly slo: SloTargets;
   readonly saveRequests: boolean;
+  /** API keys by tenant name (--tenant-key): a request of such a tenant is sent with its key. */
+  readonly tenantKeys?: ReadonlyMap<string, string> | undefined;
 }
 
 /** Progress of a run, for a progress bar. */
@@ -108,6 +110,8 @@ export async function runPlan(
       stream: settings.stream,
       ignoreEos: settings.ignoreEos,
       ...(item.sessionId !== undefined ? { sessionId: item.sessionId } : {}),
+      ...(item.priority !== undefined ? { priority: item.priority } : {}),
+      ...tenantKey(settings.tenantKeys, item.tenant),
     };
     const task = sender.send(call, cancel.signal).then((attempt) => {
       metrics.add(toRecord(item, sentMs, attempt));
@@ -201,4 +205,13 @@ function droppedRecord(item: PlannedRequest, atMs: number): RequestRecord {
     outputTokensFrom: 'chunks',
     ...(item.model !== undefined ? { model: item.model } : {}),
   };
+}
+
+/** A tenant's API key as a call's `apiKey`; none (the run's key) for no tenant or one without a key. */
+function tenantKey(
+  keys: ReadonlyMap<string, string> | undefined,
+  tenant: string | undefined,
+): { apiKey?: string } {
+  const key = tenant === undefined ? undefined : keys?.get(tenant);
+  return key === undefined ? {} : { apiKey: key };
 }

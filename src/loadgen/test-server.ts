@@ -30,6 +30,8 @@ export interface Received {
   readonly body: Record<string, unknown>;
   /** The `x-session-id` header, when sent. */
   readonly sessionId?: string;
+  /** The `authorization` header, when sent. */
+  readonly authorization?: string;
 }
 
 /** A running fake server. */
@@ -76,7 +78,13 @@ export async function startFakeServer(options: FakeServerOptions = {}): Promise<
     const body = JSON.parse(await readBody(req)) as Record<string, unknown>;
     const n = received.length;
     const session = req.headers['x-session-id'];
-    received.push({ path, body, ...(typeof session === 'string' ? { sessionId: session } : {}) });
+    const authorization = req.headers.authorization;
+    received.push({
+      path,
+      body,
+      ...(typeof session === 'string' ? { sessionId: session } : {}),
+      ...(authorization !== undefined ? { authorization } : {}),
+    });
     const status = options.failWith?.(n, body);
     if (status !== undefined) {
       res.writeHead(status, { 'content-type': 'application/json' });

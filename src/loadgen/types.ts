@@ -29,6 +29,13 @@ export interface PlannedRequest {
   readonly model?: string | undefined;
   /** The conversation this request belongs to (a twin `sessions` workload), sent as `x-session-id`. */
   readonly sessionId?: string | undefined;
+  /**
+   * The twin request's tenant, when not the twin's `default`: the gateway takes a tenant from the API
+   * key, so it is sent as that tenant's key (`--tenant-key NAME=KEY`).
+   */
+  readonly tenant?: string | undefined;
+  /** The twin request's priority, when not 0: sent as the body's `priority`, which the gateway reads. */
+  readonly priority?: number | undefined;
 }
 
 /** A plan: the requests in send order (lazy), and what it is, for the report. */
