@@ -37,7 +37,7 @@ import { SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, perfModelIdOf } from '../gateway/config.ts';
 import type { Gateway, GatewayOptions, RequestTap } from '../gateway/gateway.ts';
 import { KEEP_ALIVE_MS_DEFAULT } from '../gateway/model-buffer.ts';
-import { ENABLE_SLEEP_MODE_FLAG, sleepingLauncher } from './serve-sleep.ts';
+import { ENABLE_SLEEP_MODE_FLAG, registerSleepMetrics, sleepingLauncher } from './serve-sleep.ts';
 import { type WarmStart, warmSettingsOf, warmStart } from './serve-warm.ts';
 
 /** The loop's default tick, as in the twin: Knative's 2 s. */
@@ -409,6 +409,15 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
         c.start(clock.nowMs);
       }
       if (warm !== undefined) gateway.hostStats['warmStart'] = () => warm.stats(counts);
+      if (sleepers !== undefined)
+        registerSleepMetrics(
+          gateway.metrics.registry,
+          pools.map((p) => ({
+            model: p.model.served,
+            role: p.model.variant.role,
+            counts: () => p.actuator?.counts() ?? { sleeping: 0, asleep: 0 },
+          })),
+        );
       if (sleepers !== undefined)
         gateway.hostStats['sleep'] = () => ({
           sleepers: sleepers.size,

@@ -4,6 +4,7 @@
  * `POST /wake_up`), which the built-in sim engine serves as vLLM does (src/engine-servers/sleep-mode.ts).
  * The local actuator (src/control/local-actuator.ts) decides when; this only speaks to the engine.
  */
+import { Gauge, type Registry } from 'prom-client';
 import type { EngineLauncher, LaunchedEngine } from '../control/local-actuator.ts';
 import { SwitchyardError } from '../core/errors.ts';
 
@@ -55,4 +56,39 @@ export function sleepingLauncher(launcher: EngineLauncher, timeoutMs: number): E
       };
     },
   };
+}
+
+/**
+ * The phases `switchyard_sleeping_replicas` always reports (0 when none): going to sleep (`POST
+ * /sleep` sent, out of the gateway) and asleep (its process kept, its weights in host memory).
+ */
+export const SLEEP_PHASES = ['sleeping', 'asleep'] as const;
+
+/** What the sleeping-engine gauge reads of one model's pool. */
+export interface SleepingPool {
+  readonly model: string;
+  readonly role: string;
+  /** Its engines per sleep phase now (the local actuator's `counts()`). */
+  counts(): Readonly<Record<(typeof SLEEP_PHASES)[number], number>>;
+}
+
+/**
+ * Registers `switchyard_sleeping_replicas{model,role,phase}` on `registry` (the gateway's): a
+ * sleeper is no instance, so `switchyard_replicas` (whose phases sum to the engines holding their
+ * model's GPU memory, what an HPA reads) leaves it out; without this gauge it was invisible.
+ */
+export function registerSleepMetrics(registry: Registry, pools: readonly SleepingPool[]): void {
+  new Gauge({
+    name: 'switchyard_sleeping_replicas',
+    help: 'Engines of the model and role in sleep mode, by phase (sleeping: going to sleep; asleep), not counted in switchyard_replicas',
+    labelNames: ['model', 'role', 'phase'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of pools) {
+        const counts = p.counts();
+        for (const phase of SLEEP_PHASES) this.set({ model: p.model, role: p.role, phase }, counts[phase]);
+      }
+    },
+  });
 }
