@@ -283,7 +283,7 @@ class Twin {
   private nextScrapeMs = Number.POSITIVE_INFINITY;
   private lastScrapeMs = 0;
   private readonly rejectedByCode = new Map<ErrorCode, number>();
-  /** Held requests that failed, by the gateway's failure reason (failHeld). */
+  /** Accepted requests that failed (held too long, upstream), by the gateway's reason (failAccepted). */
   private readonly failedByReason = new Map<string, number>();
   /** Wall time of every DECISION_TIMING_EVERY-th decide call, in microseconds (host-side timing). */
   private readonly decideUs = new LatencyHistogram();
@@ -801,11 +801,12 @@ class Twin {
 
   /**
    * A request ends failed (killed mid-stream, or out of retries): the gateway answers it with
-   * SY_ERR_UPSTREAM, so it counts as a rejection under that code and misses its SLO.
+   * SY_ERR_UPSTREAM after accepting it, so it counts `failed{upstream}`, not a rejection; not served,
+   * it misses its SLO.
    */
   private failRequest(request: Request, offline: boolean): void {
     (this.faults as FaultRuntime<TwinEngineRequest>).failed++;
-    this.reject(request, 'SY_ERR_UPSTREAM', offline);
+    this.failAccepted(request, 'SY_ERR_UPSTREAM', offline);
     this.admission?.onFailed(request, this.nowMs);
     this.batches?.onFailed(request, this.nowMs);
   }
@@ -913,11 +914,12 @@ class Twin {
   }
 
   /**
-   * A request the scale-from-zero buffer held ends without an instance: the live gateway counted it
-   * accepted when held, so it is `failed{reason}` there (reason: the code's name in lower case, as
-   * the gateway's reasonOf), not `rejected{code}`. It is still not served: `rejected` counts it.
+   * An accepted request ends without an answer: held in the scale-from-zero buffer past its bound
+   * (the gateway counted it accepted when held), or failed upstream under faults (crash, retries
+   * spent). The live gateway counts it `failed{reason}` (reason: the code's name in lower case, as
+   * its reasonOf), not `rejected{code}`. It is still not served: `rejected` counts it.
    */
-  private failHeld(request: Request, code: ErrorCode, offline: boolean): void {
+  private failAccepted(request: Request, code: ErrorCode, offline: boolean): void {
     this.notServed(request, offline);
     const reason = code.slice('SY_ERR_'.length).toLowerCase();
     this.failedByReason.set(reason, (this.failedByReason.get(reason) ?? 0) + 1);
@@ -1053,7 +1055,7 @@ class Twin {
       },
       fail: (request, offline, code) => {
         this.options.onDecision?.({ requestId: request.id, atMs: this.nowMs, instance: undefined, code });
-        this.failHeld(request, code, offline);
+        this.failAccepted(request, code, offline);
         this.admission?.onFailed(request, this.nowMs);
         this.batches?.onFailed(request, this.nowMs);
       },
