@@ -10,6 +10,8 @@ import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { createWorkload } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
 import { type Fault, faultEdges, parseFault, RELIABILITY_DEFAULTS, toFault } from './faults.ts';
+import { stringifyJson, summaryToJson } from './report/json.ts';
+import type { SimSummary } from './report/types.ts';
 import { type DecisionLogEntry, runSimulation, type SimOptions } from './simulator.ts';
 
 function options(overrides: Partial<SimOptions> = {}): SimOptions {
@@ -111,9 +113,11 @@ test('a crash: requests retry elsewhere, the instance is ejected, then re-admitt
   assert.ok(r.retried > 0);
   assert.equal(r.ejections, 1);
   assert.equal(r.readmissions, 1);
-  // Every request ends once: completed, or rejected (failures count there as SY_ERR_UPSTREAM).
+  // Every request ends once: completed, or not served (`rejected`, which counts failures too).
+  // A failure is the gateway's failed{upstream}, not a refusal under SY_ERR_UPSTREAM.
   assert.equal(s.completed + s.rejected, s.requests);
-  assert.equal(s.rejectedByCode?.SY_ERR_UPSTREAM ?? 0, r.failed);
+  assert.deepEqual(s.failedByReason, { upstream: r.failed });
+  assert.equal(s.rejectedByCode?.SY_ERR_UPSTREAM, undefined);
   // Ejected within a few connection failures, and back only after recovery plus two checks.
   const toCrashed = (from: number, to: number) =>
     log.filter((e) => e.instance === 'i1' && e.atMs >= from && e.atMs < to).length;
@@ -129,6 +133,27 @@ test('retries are bounded: with retries 0 every attempt that hits the dead insta
   assert.equal(none.reliability?.retried, 0);
   assert.ok((none.reliability?.failed ?? 0) >= (none.reliability?.connectFailures ?? 0));
   assert.ok((some.reliability?.failed ?? 0) < (none.reliability?.failed ?? 0), 'retries save requests');
+});
+
+test("a crash that spends the retries: failedByReason upstream (the gateway's failed{upstream}), not a rejection", () => {
+  // Retries 0: every attempt that reaches the dead engine before its ejection has no retry left.
+  const crash: Fault = { kind: 'crash', instance: 'i2', atMs: 5_000, durationMs: 10_000 };
+  const run = () =>
+    runSimulation(poisson(), options({ faults: [crash], reliability: { retries: 0 } })).summary;
+  const s = run();
+  const failed = s.reliability?.failed ?? 0;
+  assert.ok((s.reliability?.connectFailures ?? 0) > 0, 'some attempts found the engine down');
+  assert.ok(failed >= (s.reliability?.connectFailures ?? 0));
+  assert.deepEqual(s.failedByReason, { upstream: failed });
+  assert.equal(s.rejectedByCode?.SY_ERR_UPSTREAM, undefined);
+  // Not served all the same: `rejected` keeps counting them, so completed + rejected is every request.
+  assert.equal(s.rejected, failed);
+  assert.equal(s.completed + s.rejected, s.requests);
+  // The summary JSON: failedByReason beside `rejected` (where rejectedByCode goes), same seed same bytes.
+  const json = (summary: SimSummary) => stringifyJson(summaryToJson(summary, { wallClock: false }));
+  const keys = Object.keys(summaryToJson(s));
+  assert.equal(keys.indexOf('failedByReason'), keys.indexOf('rejected') + 1);
+  assert.equal(json(run()), json(s));
 });
 
 test('fault runs are deterministic: the same seed gives the same summary and decisions', () => {

@@ -172,7 +172,7 @@ export function faultEdges(faults: readonly Fault[], instanceIds: readonly strin
 /** What a run under faults reports (`reliability` in the summary). */
 export interface ReliabilitySummary {
   readonly faults: number;
-  /** Requests that ended failed: killed mid-stream, or out of retries. */
+  /** Requests that ended failed: killed mid-stream, or out of retries (summary `failedByReason.upstream`). */
   readonly failed: number;
   /** Retries sent (each a further attempt of one request). */
   readonly retried: number;

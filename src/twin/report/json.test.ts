@@ -72,6 +72,19 @@ test('wall-clock fields can be left out, fields added later are kept in sorted o
   });
 });
 
+test('the not-served breakdown sits beside rejected: refusals by code, then failures by reason', () => {
+  const { summary } = sampleReportData({ instances: 2 });
+  const s: SimSummary = {
+    ...summary,
+    failedByReason: { upstream: 2 },
+    reliability: { faults: 1, failed: 2, retried: 0, connectFailures: 1, ejections: 1, readmissions: 0 },
+    rejectedByCode: { SY_ERR_SLO_UNREACHABLE: 1 },
+  };
+  const keys = Object.keys(summaryToJson(s));
+  const at = keys.indexOf('rejected');
+  assert.deepEqual(keys.slice(at, at + 3), ['rejected', 'rejectedByCode', 'failedByReason']);
+});
+
 test('comparisonToJson keeps the given order and accepts a Map or rows', () => {
   const a = sampleReportData({ policy: 'b-policy' }).summary;
   const b = sampleReportData({ policy: 'a-policy', seed: 2 }).summary;

@@ -55,6 +55,9 @@ const SUMMARY_KEYS = [
   'requests',
   'completed',
   'rejected',
+  // What `rejected` counts, beside it: refusals by code, then accepted requests that failed.
+  'rejectedByCode',
+  'failedByReason',
   'ttftMs',
   'tpotMs',
   'itlMs',

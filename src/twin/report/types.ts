@@ -117,9 +117,9 @@ export interface SimSummary {
   /**
    * Requests the live gateway would count accepted and then failed, by its failure reason, when any:
    * a request held in the scale-from-zero buffer past its bound is `cold_start_timeout` (the
-   * gateway's `failed{cold_start_timeout}`), not a rejection. They got no answer, so `rejected`
-   * (online requests not served, the +∞ of the `All` tails) counts them too, as it counts the
-   * requests a fault run fails (SY_ERR_UPSTREAM, still under rejectedByCode).
+   * gateway's `failed{cold_start_timeout}`), one a fault run fails (engine crashed mid-stream,
+   * retries spent) is `upstream` (`failed{upstream}`); neither is a rejection. They got no answer,
+   * so `rejected` (online requests not served, the +∞ of the `All` tails) counts them too.
    */
   readonly failedByReason?: Readonly<Record<string, number>>;
   /** Faults injected and what the reliability rules did about them; present only in fault runs. */
