@@ -88,6 +88,8 @@ class Seq {
   lastTokenMs = NO_TOKEN_YET;
   cachedPromptTokens = 0;
   preemptions = 0;
+  /** Its import reservation was released before admission (a deadlock broken): it recomputes. */
+  importDropped = false;
 
   /** Higher is more important (the 'priority' scheduling policy). */
   readonly priority: number;
@@ -552,6 +554,25 @@ export class EngineCore {
     return undefined;
   }
 
+  /**
+   * Releases the import reservations of waiting requests when no transfer out holds blocks either;
+   * those requests then recompute their prompts (their imported tokens are dropped). True when one
+   * was released.
+   */
+  private dropWaitingImports(): boolean {
+    const holds = this.importHolds;
+    if (holds === undefined || holds.size === 0 || (this.exportHolds?.size ?? 0) > 0) return false;
+    let dropped = false;
+    for (const id of [...holds.keys()]) {
+      const seq = this.byId.get(id);
+      if (seq === undefined) continue;
+      this.releaseImport(id);
+      seq.importDropped = true;
+      dropped = true;
+    }
+    return dropped;
+  }
+
   /** Blocks held by `reserveImport` and not yet taken back, all requests together. */
   get importReservedBlocks(): number {
     let n = 0;
@@ -655,6 +676,11 @@ export class EngineCore {
       }
     }
 
+    if (scheduled === 0 && !heldForNextStep && this.runCount === 0 && this.dropWaitingImports()) {
+      // Waiting requests refused while holding imports, and nothing running or in transfer out to
+      // free blocks: they would wait on each other's holds for good. They recompute instead.
+      return this.startStep(nowMs, horizonMs);
+    }
     if (scheduled === 0) {
       // Blocks held for imports still in transfer come back when those requests arrive: the engine
       // idles until then. Otherwise work that cannot be scheduled would wait forever.
@@ -892,7 +918,22 @@ export class EngineCore {
       assert(seq.state === WAITING && seq.computed === 0, `waiting ${seq.request.id} holds KV`);
       pending += seq.promptLen - seq.computed;
     }
-    // Import reservations and transfers out hold their blocks too.
+    // Import reservations and transfers out hold their blocks too. A reservation belongs to a request
+    // whose KV is still in transfer (not added yet) or that waits for its first admission.
+    let reserved = 0;
+    for (const [id, blocks] of this.importHolds ?? []) {
+      const seq = this.byId.get(id);
+      assert(
+        seq === undefined || (seq.state === WAITING && seq.preemptions === 0),
+        `${id} holds an import reservation past its admission`,
+      );
+      reserved += blocks;
+    }
+    if (this.runs === undefined)
+      assert(
+        reserved === this.importBlocks.length,
+        `${reserved} blocks reserved, ${this.importBlocks.length} held`,
+      );
     for (const b of this.importBlocks) refs[b]!++;
     if (this.runs === undefined)
       for (const { seq, numBlocks } of this.exportHolds?.values() ?? [])
@@ -1016,16 +1057,22 @@ export class EngineCore {
     }
     let computed = hits * bs;
     const imported = seq.request.importedTokens;
-    if (imported !== undefined && seq.preemptions === 0) {
-      // Its reserved blocks go back to the free pool just before the check below takes them again.
-      if (this.importHolds !== undefined) this.releaseImport(seq.request.id);
+    // Blocks `reserveImport` holds for this request: free to it, and to no one else.
+    let held = 0;
+    const importing = imported !== undefined && seq.preemptions === 0 && !seq.importDropped;
+    if (importing) {
+      held = this.importHolds?.get(seq.request.id) ?? 0;
       computed = Math.max(computed, Math.min(imported, seq.numTokens - 1));
     }
     const want = seq.numTokens - computed;
     const n = Math.min(want, budget);
     const newBlocks = Math.ceil((computed + n) / bs) - hits;
     // Hits on free cached blocks leave the free pool, so they cannot also serve as new blocks.
-    if (this.kv.freeCount - hitsFree < newBlocks) return 0;
+    // Refused, the request keeps its hold: its imported KV stays loaded while it waits (vLLM keeps
+    // the blocks it allocated for a remote load), so its imported tokens may still be skipped later.
+    if (this.kv.freeCount + held - hitsFree < newBlocks) return 0;
+    // Its reserved blocks go back to the free pool just before the allocation below takes them again.
+    if (importing && this.importHolds !== undefined) this.releaseImport(seq.request.id);
 
     this.waitQueue.popFront();
     if (runs !== undefined) {

@@ -145,4 +145,58 @@ for (const mode of ['pool', 'runs'] as const) {
       ['p', 'q'],
     );
   });
+
+  test(`${mode}: an import refused admission keeps its reservation, and its tokens are skipped later`, () => {
+    const shapes: StepShape[] = [];
+    const done: FinishedRequest[] = [];
+    const engine = core(12, mode, shapes, done);
+    // b runs on 4 blocks (5 after its first token) and grows to 7.
+    engine.add({ id: 'b', inputTokens: 64, outputTokens: 40, arrivalMs: 0, blockHashes: [] }, 0);
+    engine.startStep(0);
+    engine.finishStep(engine.stepEndMs);
+    // a's 64-token prefix arrived into 4 reserved blocks; its 160-token prompt needs 10.
+    assert.equal(engine.reserveImport('a', 4), true);
+    engine.add(
+      { id: 'a', inputTokens: 160, outputTokens: 2, arrivalMs: 0, blockHashes: [], importedTokens: 64 },
+      1,
+    );
+    const usedByB = engine.kvBlocksUsed - 4;
+    engine.startStep(engine.stepEndMs);
+    engine.finishStep(engine.stepEndMs);
+    engine.checkInvariants();
+    assert.equal(engine.waiting, 1);
+    assert.equal(engine.importReservedBlocks, 4);
+    assert.ok(engine.kvBlocksUsed >= usedByB + 4, `used ${engine.kvBlocksUsed}: the reservation is counted`);
+    shapes.length = 0;
+    drain(engine);
+    assert.deepEqual(done.map((r) => r.request.id).sort(), ['a', 'b']);
+    assert.equal(engine.importReservedBlocks, 0);
+    // a prefilled only what was not imported.
+    const prefilled = shapes.reduce((sum, s) => sum + s.prefillTokens, 0);
+    assert.equal(prefilled, 160 - 64);
+  });
+
+  test(`${mode}: imports refused while nothing runs recompute instead of waiting on each other`, () => {
+    const shapes: StepShape[] = [];
+    const done: FinishedRequest[] = [];
+    const engine = core(12, mode, shapes, done);
+    // Two 160-token prompts (10 blocks each), 4 blocks reserved for each: neither fits beside the other's hold.
+    for (const id of ['a', 'c']) {
+      assert.equal(engine.reserveImport(id, 4), true);
+      engine.add(
+        { id, inputTokens: 160, outputTokens: 2, arrivalMs: 0, blockHashes: [], importedTokens: 64 },
+        0,
+      );
+    }
+    drain(engine);
+    assert.deepEqual(done.map((r) => r.request.id).sort(), ['a', 'c']);
+    assert.equal(engine.importReservedBlocks, 0);
+    assert.equal(engine.kvBlocksUsed, 0);
+    // Their reservations were dropped, so both prompts were computed in full.
+    assert.equal(
+      shapes.reduce((sum, s) => sum + s.prefillTokens, 0),
+      2 * 160,
+    );
+    engine.checkInvariants();
+  });
 }
