@@ -15,6 +15,9 @@ class Engine implements LaunchedEngine {
   sleeps = 0;
   wakes = 0;
   wakeFails = false;
+  /** Set: the next sleep waits until the test calls `finishSleep`. */
+  holdSleep = false;
+  finishSleep: () => void = () => {};
   constructor(
     readonly pid: number,
     readonly url = `http://127.0.0.1:${pid}`,
@@ -24,6 +27,7 @@ class Engine implements LaunchedEngine {
   }
   async sleep(): Promise<void> {
     this.sleeps++;
+    if (this.holdSleep) await new Promise<void>((resolve) => (this.finishSleep = resolve));
   }
   async wakeUp(): Promise<void> {
     this.wakes++;
@@ -55,7 +59,7 @@ const flush = async () => {
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
 };
 
-function setup(sleepersMax = 1, sleepMaxMs = 60_000) {
+function setup(sleepersMax = 1, sleepMaxMs = 60_000, maxInstances = 1) {
   const clock = new ManualClock(0);
   const pool = new Pool();
   const first = new Engine(100);
@@ -63,7 +67,7 @@ function setup(sleepersMax = 1, sleepMaxMs = 60_000) {
   const count = new SleeperCount(resolveLiveSleep({ sleepersMax, sleepMaxMs }));
   const actuator = new LocalActuator({
     variant: TEST_VARIANT,
-    maxInstances: 1,
+    maxInstances,
     clock,
     initial: [first],
     backends: pool,
@@ -104,6 +108,24 @@ describe('LocalActuator sleep mode', () => {
       { ...actuator.sleepCounts },
       { sleeps: 1, wakes: 1, wakeFailures: 0, sleepersStopped: 0 },
     );
+  });
+
+  it('a request while an engine is still going to sleep waits for its wake, not a second engine', async () => {
+    const { clock, pool, first, launched, count, actuator } = setup(1, 60_000, 2);
+    first.holdSleep = true;
+    actuator.apply('m', want(0), clock.nowMs());
+    assert.equal(actuator.counts().sleeping, 1);
+    actuator.apply('m', want(1), clock.nowMs());
+    await flush();
+    assert.equal(launched.length, 0, 'no cold start beside the sleeper');
+    first.finishSleep();
+    await flush();
+    assert.equal(first.wakes, 1);
+    assert.equal(launched.length, 0);
+    assert.equal(count.size, 0, 'no sleeper left');
+    assert.equal(actuator.counts().ready, 1);
+    assert.equal(actuator.counts().asleep, 0);
+    assert.deepEqual(pool.added, ['engine-0']);
   });
 
   it('a wake that fails stops that process and starts the slot afresh', async () => {

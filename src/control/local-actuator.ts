@@ -237,6 +237,13 @@ export class LocalActuator implements Actuator {
     }
     for (const s of this.slots) {
       if (active >= wanted) break;
+      if (s.phase !== 'sleeping') continue;
+      // Going to sleep: its sleep's completion wakes it (trySleep), sooner than a cold start would
+      // be ready, and no second engine ends up beside a sleeper.
+      active++;
+    }
+    for (const s of this.slots) {
+      if (active >= wanted) break;
       if (s.phase !== 'stopped') continue;
       this.start(s, nowMs);
       actions.push({ kind: 'start', variant, instanceId: s.id });
