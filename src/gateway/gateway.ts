@@ -1118,8 +1118,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
           if (h.res.destroyed || h.res.writableEnded) {
             this.stats.fail('client_abort');
             this.requestTap?.ended(h.request, false, 0, this.nowMs());
-          } else
-            this.guard(h.res, () => this.offer(h.kind, h.request, h.body, h.stream, h.res, h.hints, true));
+          } else this.releaseOne(h);
         },
         reject: (h, error, retryAfterMs, held) => {
           this.queuedBytes.release(h.request.tenant, h.bytes);
@@ -1173,6 +1172,24 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       });
     }
     return true;
+  }
+
+  /**
+   * Offers a request released from the buffer. It was counted accepted when held, so a throw before
+   * it became an exchange (which would count its end) fails it here: inFlight comes back.
+   */
+  private releaseOne(h: HeldRequest): void {
+    try {
+      this.offer(h.kind, h.request, h.body, h.stream, h.res, h.hints, true);
+    } catch (error) {
+      let admitted = false;
+      for (const ex of this.live) if (ex.request === h.request) admitted = true;
+      if (!admitted) {
+        this.stats.fail(reasonOf('SY_ERR_INTERNAL'));
+        this.requestTap?.ended(h.request, false, 0, this.nowMs());
+      }
+      this.internalError(h.res, error);
+    }
   }
 
   /** A held request (counted accepted) that will not reach an instance: it fails with `error`. */

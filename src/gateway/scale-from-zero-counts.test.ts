@@ -161,4 +161,20 @@ describe('held requests in the gateway counters', () => {
     assert.deepEqual([s.accepted, s.completed, s.failedTotal, s.queued], [3, 2, 1, 0]);
     assert.deepEqual(s.rejected, {});
   });
+  it('fails a released request whose offer throws before admission (500), bringing inFlight back', async () => {
+    const gw = await zeroGateway();
+    const pending = post(gw, '/v1/chat/completions');
+    await until(() => gw.modelBuffer?.waiting('z') === 1);
+    // An internal fault injected into this real gateway: admission throws for the released request.
+    const driver = (gw as unknown as { driver: { offer: () => never } }).driver;
+    driver.offer = () => {
+      throw new Error('injected fault');
+    };
+    const u = await startFakeUpstream('z');
+    cleanups.push(() => u.close());
+    gw.addBackend({ id: 'z0', type: 'vllm', url: u.url, models: ['z'] });
+    assert.deepEqual(await statusOf(await pending), [500, 'SY_ERR_INTERNAL']);
+    const s = await counts(gw);
+    assert.deepEqual([s.accepted, s.inFlight, s.queued, s.failed['internal']], [1, 0, 0, 1]);
+  });
 });
