@@ -154,6 +154,28 @@ test('an engine that crashes while fetching: the request is retried elsewhere, t
   assert.ok(result.summary.prefixHitRate > 0);
 });
 
+test('the holder crashes during a fetch: the fetch fails and the request recomputes its prompt where it is', () => {
+  const perf = perfOf(toEngineConfig({}, GPU));
+  const result = runSimulation([withPrefix('a', 0, 100), withPrefix('b', 10_000, 200)], {
+    seed: 1,
+    cluster: { groups: [{ count: 2, gpu: GPU, model: MODEL, tp: 1 }] },
+    engine: toEngineConfig({ kvStore: ROCE }, GPU),
+    policy: createRoutingPolicy('round-robin'),
+    slo: { ttftMs: 2000, tpotMs: 100 },
+    workload: 'kv-store holder crash',
+    // b's fetch from i0 takes about 25 ms; i0 (idle, a long done) dies 5 ms into it.
+    faults: [{ kind: 'crash', instance: 'i0', atMs: 10_005, durationMs: 60_000 }],
+  });
+  const store = kvStoreOf(result);
+  assert.equal(store.fetches, 1);
+  assert.equal(result.summary.completed, 2);
+  assert.equal(result.summary.reliability?.retried, 0, 'b stays on i1');
+  // b computes its whole prompt on i1 from the crash on: nothing imported.
+  assert.equal(store.promptTokensComputed, PREFIX_TOKENS + 100 + PREFIX_TOKENS + 200);
+  const ttftB = Math.max(...result.report.samples.ttftMs);
+  assertClose(ttftB, 5 + perf.prefillTimeMs(PREFIX_TOKENS + 200, 0));
+});
+
 test('the same seed gives the same JSON with a store', () => {
   const json = (r: SimResult) =>
     JSON.stringify({ summary: summaryToJson(r.summary, { wallClock: false }), digest: r.decisionDigest });

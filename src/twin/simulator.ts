@@ -319,6 +319,11 @@ class Twin {
   private readonly stores: readonly (PeerStore | undefined)[] | undefined;
   /** Prefix fetches in flight and their counts; undefined when no engine has a store. */
   private readonly fetches: PeerFetches<TwinEngineRequest> | undefined;
+  /**
+   * Each prefix fetch in flight and the instance it reads from: a fetch whose holder crashes fails
+   * (the request recomputes); one that ends or whose own engine crashes leaves.
+   */
+  private readonly fetchHolders = new Map<TwinEngineRequest, SimInstance>();
 
   constructor(
     source: RequestSource,
@@ -639,6 +644,7 @@ class Twin {
         fetch.ms,
       );
       instance.fetching++;
+      this.fetchHolders.set(engineRequest, fetch.holder);
       this.queue.push(endMs, KV_FETCH);
       return true;
     }
@@ -689,7 +695,7 @@ class Twin {
     request: Request,
     instance: SimInstance,
     prefix: Pick<EngineRequest, 'blockHashes' | 'prefixPath'>,
-  ): { importedTokens: number; tokens: number; ms: number } | undefined {
+  ): { importedTokens: number; tokens: number; ms: number; holder: SimInstance } | undefined {
     const store = (this.stores as readonly (PeerStore | undefined)[])[instance.index];
     if (store === undefined || request.prefix.hashes.length === 0 || cannotFit(request, instance))
       return undefined;
@@ -718,7 +724,7 @@ class Twin {
       (this.fetches as PeerFetches<TwinEngineRequest>).noRoom++;
       return undefined;
     }
-    return { importedTokens, tokens, ms: fetchMs(store, tokens, holder.tp) };
+    return { importedTokens, tokens, ms: fetchMs(store, tokens, holder.tp), holder };
   }
 
   /** Fetches that ended: each request joins its engine with the fetched prefix's KV in place. */
@@ -726,8 +732,9 @@ class Twin {
     const fetches = this.fetches as PeerFetches<TwinEngineRequest>;
     for (const { request } of fetches.takeEnded(this.nowMs)) {
       const instance = request.instance;
-      // Its engine crashed meanwhile (the crash gave the reservation back): it was retried or failed.
-      if (this.faults !== undefined && this.faults.live[instance.index]?.has(request) !== true) continue;
+      // Its engine crashed meanwhile (the crash gave the reservation back: it was retried or failed),
+      // or its holder did (it joined its engine to recompute).
+      if (!this.fetchHolders.delete(request)) continue;
       instance.fetching--;
       instance.engine.add(request, this.nowMs);
       if (Number.isNaN(instance.stepEndMs)) this.stepEndedIdle(instance);
@@ -874,6 +881,7 @@ class Twin {
    */
   private crash(instance: SimInstance): void {
     const faults = this.faults as FaultRuntime<TwinEngineRequest>;
+    this.holderCrashed(instance);
     const live = faults.live[instance.index] as Set<TwinEngineRequest>;
     const killed = [...live];
     live.clear();
@@ -881,8 +889,10 @@ class Twin {
       instance.engine.abort(r.id, this.nowMs);
       // A request still fetching its prefix is not in the engine yet: only its blocks' hold goes (an
       // admitted one's went with the abort), and it stops counting as waiting.
-      if (this.stores?.[instance.index] !== undefined && instance.engine.releaseImport(r.id))
+      if (this.stores?.[instance.index] !== undefined && instance.engine.releaseImport(r.id)) {
         instance.fetching--;
+        this.fetchHolders.delete(r);
+      }
       instance.ended(r.hostPrefillTokens, r.prefillPending);
       this.policy.onFailed?.(r.source, instance.id, this.nowMs);
       if (r.prefillPending) {
@@ -892,6 +902,28 @@ class Twin {
       } else {
         this.failRequest(r.source, r.offline);
       }
+    }
+  }
+
+  /**
+   * Fetches reading from `holder`, which just crashed, fail: as a connector whose peer vanished falls
+   * back, each request gives its reserved blocks back and joins its engine to compute its prompt
+   * (no imported tokens). Their pending ends are skipped (`fetchesEnded`).
+   */
+  private holderCrashed(holder: SimInstance): void {
+    const faults = this.faults as FaultRuntime<TwinEngineRequest>;
+    for (const [request, from] of [...this.fetchHolders]) {
+      if (from !== holder) continue;
+      this.fetchHolders.delete(request);
+      const instance = request.instance;
+      instance.engine.releaseImport(request.id);
+      instance.fetching--;
+      const recompute: TwinEngineRequest = { ...request, importedTokens: undefined };
+      const live = faults.live[instance.index] as Set<TwinEngineRequest>;
+      live.delete(request);
+      live.add(recompute);
+      instance.engine.add(recompute, this.nowMs);
+      if (Number.isNaN(instance.stepEndMs)) this.stepEndedIdle(instance);
     }
   }
 
