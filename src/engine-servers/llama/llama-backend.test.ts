@@ -3,9 +3,17 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { LlamaModel } from 'node-llama-cpp';
 import { parseCompletionBody } from '../../core/openai-api.ts';
 import type { FinishReason, GenerationUsage } from '../backend.ts';
-import { firstStopIndex, heldBackLength, LlamaBackend, pickSlot } from './llama-backend.ts';
+import {
+  firstStopIndex,
+  heldBackLength,
+  LlamaBackend,
+  LlamaRuntime,
+  loadModelAndContext,
+  pickSlot,
+} from './llama-backend.ts';
 import { ensureSizedLlamaGguf, ensureTinyLlamaGguf, sizedLlamaShape } from './tiny-gguf.ts';
 
 describe('stop strings', () => {
@@ -291,6 +299,45 @@ describe('LlamaBackend on a sized random-weight model', { timeout: 120_000 }, ()
       assert.match(backend.extraMetricsText(), /switchyard:engine_startup_first_token_seconds\{/);
     } finally {
       await backend.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a wake whose context cannot be created', { timeout: 60_000 }, () => {
+  test('frees the model it loaded and passes the error on', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-llama-wake-'));
+    const runtime = await LlamaRuntime.start({ log: () => {} });
+    try {
+      const modelPath = ensureTinyLlamaGguf(join(dir, 'tiny.gguf'));
+      let loaded: LlamaModel | undefined;
+      // The real loader, noting the model it hands out.
+      const llama = {
+        loadModel: async (options: Parameters<typeof runtime.llama.loadModel>[0]) => {
+          loaded = await runtime.llama.loadModel(options);
+          return loaded;
+        },
+      };
+      // A context of 2^30 tokens does not fit this machine's memory: createContext refuses it.
+      const error = await loadModelAndContext(llama, {
+        loadOptions: { modelPath, gpuLayers: 0 },
+        contextOptions: { contextSize: 2 ** 30 },
+      }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      assert.ok(error instanceof Error, 'the wake fails');
+      assert.equal(loaded?.disposed, true, 'the model loaded for it is freed');
+      // A context that fits comes up on a fresh load, the model kept.
+      const ok = await loadModelAndContext(llama, {
+        loadOptions: { modelPath, gpuLayers: 0 },
+        contextOptions: { contextSize: 256 },
+      });
+      assert.equal(ok.model.disposed, false);
+      await ok.context.dispose();
+      await ok.model.dispose();
+    } finally {
+      await runtime.llama.dispose();
       rmSync(dir, { recursive: true, force: true });
     }
   });

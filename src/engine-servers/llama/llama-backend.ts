@@ -92,6 +92,24 @@ interface ModelLoad {
 }
 
 /**
+ * A wake's load: the model, then its context. When the context cannot be created (out of memory, say)
+ * the model just loaded is freed before the error goes on: the engine stays asleep, and the next wake
+ * loads afresh instead of leaking one model per failed try.
+ */
+export async function loadModelAndContext(
+  llama: Pick<Llama, 'loadModel'>,
+  load: ModelLoad,
+): Promise<{ model: LlamaModel; context: LlamaContext }> {
+  const model = await llama.loadModel(load.loadOptions);
+  try {
+    return { model, context: await model.createContext(load.contextOptions) };
+  } catch (error) {
+    await model.dispose();
+    throw error;
+  }
+}
+
+/**
  * How a P/D engine (pd.ts) moves sequence states through the backend, keyed by the generation's id.
  * The backend asks at the start of each generation whether a state is to be loaded first (decode
  * side) and at its end whether its state is to be saved (prefill side).
@@ -388,8 +406,9 @@ export class LlamaBackend implements EngineBackend {
 
   /** Wake: loads the model (from the page cache) and creates the context as at the start. */
   private async reloadModel(): Promise<void> {
-    this.model = await this.llama.loadModel(this.load.loadOptions);
-    this.context = await this.model.createContext(this.load.contextOptions);
+    const { model, context } = await loadModelAndContext(this.llama, this.load);
+    this.model = model;
+    this.context = context;
     for (const slot of this.slots) {
       this.slots[slot.index] = {
         index: slot.index,
