@@ -171,6 +171,22 @@ export function autoscaleSettings(
 }
 
 /** `--sleep` and its bounds, checked (models at zero only). */
+/**
+ * One model's `/stats` `sleep.models[m]`: the actuator's sleep counts, engines `asleep` and those
+ * still going to sleep (`sleeping`: `POST /sleep` sent) apart (both hold a sleeper place, counted in
+ * `sleepers`; only an asleep one can be woken now), starts, and the last wake's time.
+ */
+export function modelSleepStats(actuator: LocalActuator | undefined): Record<string, number | null> {
+  const counts = actuator?.counts();
+  return {
+    ...(actuator?.sleepCounts ?? {}),
+    asleep: counts?.asleep ?? 0,
+    sleeping: counts?.sleeping ?? 0,
+    starts: actuator?.starts ?? 0,
+    lastWakeMs: actuator?.lastWakeMs ?? null,
+  };
+}
+
 function sleepSettingsOf(flags: AutoscaleFlags, minInstances: number): LiveSleepConfig | undefined {
   if (flags.sleep !== true) {
     for (const f of ['maxSleepers', 'maxSleepersPerModel', 'sleepMaxMs'] as const)
@@ -421,17 +437,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
       if (sleepers !== undefined)
         gateway.hostStats['sleep'] = () => ({
           sleepers: sleepers.size,
-          models: Object.fromEntries(
-            pools.map((p) => [
-              p.model.served,
-              {
-                ...(p.actuator?.sleepCounts ?? {}),
-                asleep: sleepers.countOf(p.model.served),
-                starts: p.actuator?.starts ?? 0,
-                lastWakeMs: p.actuator?.lastWakeMs ?? null,
-              },
-            ]),
-          ),
+          models: Object.fromEntries(pools.map((p) => [p.model.served, modelSleepStats(p.actuator)])),
         });
       if (settings.prewarm)
         gateway.hostStats['prewarms'] = () =>

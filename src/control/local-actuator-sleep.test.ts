@@ -15,6 +15,7 @@ class Engine implements LaunchedEngine {
   sleeps = 0;
   wakes = 0;
   wakeFails = false;
+  sleepFails = false;
   /** Set: the next sleep waits until the test calls `finishSleep`. */
   holdSleep = false;
   finishSleep: () => void = () => {};
@@ -27,6 +28,7 @@ class Engine implements LaunchedEngine {
   }
   async sleep(): Promise<void> {
     this.sleeps++;
+    if (this.sleepFails) throw new Error('409 work in flight');
     if (this.holdSleep) await new Promise<void>((resolve) => (this.finishSleep = resolve));
   }
   async wakeUp(): Promise<void> {
@@ -106,7 +108,7 @@ describe('LocalActuator sleep mode', () => {
     assert.equal(actuator.counts().ready, 1);
     assert.deepEqual(
       { ...actuator.sleepCounts },
-      { sleeps: 1, wakes: 1, wakeFailures: 0, sleepersStopped: 0 },
+      { sleeps: 1, wakes: 1, wakeFailures: 0, sleepFailures: 0, sleepersStopped: 0 },
     );
   });
 
@@ -126,6 +128,19 @@ describe('LocalActuator sleep mode', () => {
     assert.equal(actuator.counts().ready, 1);
     assert.equal(actuator.counts().asleep, 0);
     assert.deepEqual(pool.added, ['engine-0']);
+  });
+
+  it('a sleep that fails stops the engine and counts as a failed sleep, not a sleeper stopped', async () => {
+    const { clock, first, count, actuator } = setup();
+    first.sleepFails = true;
+    actuator.apply('m', want(0), clock.nowMs());
+    await flush();
+    assert.equal(first.stops, 1);
+    assert.equal(count.size, 0);
+    assert.deepEqual(
+      { ...actuator.sleepCounts },
+      { sleeps: 0, wakes: 0, wakeFailures: 0, sleepFailures: 1, sleepersStopped: 0 },
+    );
   });
 
   it('a wake that fails stops that process and starts the slot afresh', async () => {

@@ -136,8 +136,12 @@ export class LocalActuator implements Actuator {
   stops = 0;
   /** The last start that came up: spawn to ready, in ms on the host's clock (undefined: none yet). */
   lastStartupMs: number | undefined;
-  /** Sleep mode: engines put to sleep, woken, wakes that failed (a fresh start followed), sleepers stopped. */
-  readonly sleepCounts = { sleeps: 0, wakes: 0, wakeFailures: 0, sleepersStopped: 0 };
+  /**
+   * Sleep mode: engines put to sleep, woken, wakes that failed (a fresh start followed), sleeps that
+   * failed (the engine refused or never answered `POST /sleep`: stopped, never asleep), and sleepers
+   * stopped (asleep past the bound, or whose process exited).
+   */
+  readonly sleepCounts = { sleeps: 0, wakes: 0, wakeFailures: 0, sleepFailures: 0, sleepersStopped: 0 };
   /** The last wake that came up: from the wake's start to ready, in ms (undefined: none yet). */
   lastWakeMs: number | undefined;
   private readonly slots: Slot[];
@@ -324,16 +328,20 @@ export class LocalActuator implements Actuator {
       (error: Error) => {
         s.pending = undefined;
         if (s.generation !== generation || s.phase !== 'sleeping') return;
-        this.stopSleeper(s, this.options.clock.nowMs(), `sleep failed: ${error.message}`);
+        this.sleepCounts.sleepFailures++;
+        this.stopSleeper(s, this.options.clock.nowMs(), `sleep failed: ${error.message}`, false);
       },
     );
     return true;
   }
 
-  /** Stops a sleeper (asleep or going to sleep): its place is freed, its process stopped. */
-  private stopSleeper(s: Slot, nowMs: number, why: string): void {
+  /**
+   * Stops a sleeper (asleep or going to sleep): its place is freed, its process stopped. `slept`
+   * false: its sleep failed (counted as such, not as a sleeper stopped).
+   */
+  private stopSleeper(s: Slot, nowMs: number, why: string, slept = true): void {
     this.options.sleep?.release();
-    this.sleepCounts.sleepersStopped++;
+    if (slept) this.sleepCounts.sleepersStopped++;
     this.log(`engine ${s.index} stopped asleep (${why})`);
     this.stopSlot(s, nowMs);
   }

@@ -159,11 +159,12 @@ export class SimSleep implements EngineSleep {
         'SY_ERR_ENGINE_BUSY',
         `cannot sleep with ${unfinished} unfinished request(s): drain the engine first`,
       );
+    // Already asleep (any part still asleep): nothing to do and no sleep counted, as vLLM's executor
+    // ("already sleeping") and the llama engine do; the level stays the first sleep's.
+    if (this.asleep.size > 0) return;
     // Refuse generations from here on, before the caches go.
-    const wasAsleep = this.asleep.size > 0;
     for (const t of SLEEP_TAGS) this.asleep.add(t);
-    // Deeper only: weights discarded at level 2 stay discarded under a later level-1 sleep.
-    this.level = wasAsleep && this.level === 2 ? 2 : level;
+    this.level = level;
     await this.host.dropCaches();
     this.sleeps++;
   }
