@@ -166,13 +166,21 @@ class BlockTables {
  * doubles (docs/benchmarks.md has the figures). A Seq's own copies are loaded into a slot on
  * admission and saved back when it leaves the running set (finish, preemption, abort).
  *
- * Prefix caching: a prompt block is hashed (becomes hittable, BlockStored) when the step that
- * fills it is scheduled, as vLLM's scheduler registers full blocks in `allocate_slots`: a request
- * admitted after it, in the same step or later, hits it (the forward pass writes a layer's KV before
- * that layer's attention reads it). Nothing can take the block's KV away before the step runs: a
- * preemption victim is never a sequence already scheduled in the step (see `preempt`), and an
- * abort mid-step leaves the step's work on the GPU, so its blocks stay cached as in vLLM. Only
- * blocks with an entry in `EngineRequest.blockHashes` are cacheable; decode blocks never are.
+ * Prefix caching: a prompt block is hashed (becomes hittable; its BlockStored is published when
+ * the step ends, below) when the step that fills it is scheduled, as vLLM's scheduler registers
+ * full blocks in `allocate_slots`: a request admitted after it, in the same step or later, hits it
+ * (the forward pass writes a layer's KV before that layer's attention reads it). Nothing can take
+ * the block's KV away before the step runs: a preemption victim is never a sequence already
+ * scheduled in the step (see `preempt`), and an abort mid-step leaves the step's work on the GPU,
+ * so its blocks stay cached as in vLLM. Only blocks with an entry in `EngineRequest.blockHashes`
+ * are cacheable; decode blocks never are.
+ *
+ * KV events are published when the step ends, not when it is scheduled: vLLM's block pool queues
+ * them as it registers and evicts blocks, and the scheduler drains and publishes that queue in
+ * `update_from_output`, after the forward pass. The events a step's scheduling causes (BlockRemoved
+ * for evictions, BlockStored for registrations, in that order) are held and handed to the listener
+ * at the start of `finishStep`; a subscriber never sees a prefix before the step computing it ends.
+ * Events caused between steps (an import's reservation evicting) go out at once.
  *
  * Fused decode steps: a host that knows nothing outside the core can happen before some time (no
  * arrival, no abort, no one reading the core's signals) passes that time to `startStep` as a
@@ -207,6 +215,14 @@ export class EngineCore {
    */
   private readonly cascade: boolean;
   private readonly emitKv: boolean;
+  /**
+   * KV events caused since `startStep` began, published by finishStep (or by a startStep that
+   * schedules nothing). At most two per pool block: within a step an evicted block stays allocated
+   * (no second eviction) and a block is registered once.
+   */
+  private readonly kvHeld: KvEvent[] = [];
+  /** Inside a step (from startStep to finishStep): KV events wait in `kvHeld`. */
+  private holdingKv = false;
 
   /** Running sequences in admission order, `runCount` of them; slots past the count are stale. */
   private slotSeq: (Seq | undefined)[] = [];
@@ -601,8 +617,8 @@ export class EngineCore {
    * The returned duration covers all k steps; `stepEndMs` is their exact end, which the host should
    * pass to `finishStep`. That call then reports each sub-step as the unfused run would: the same
    * inter-token gaps and counts, finishes at the last sub-step's end, the same busy time and step
-   * count. KV events of the allocations (BlockRemoved) come at this call instead of at each
-   * sub-step's start: same events, same order within the core.
+   * count. KV events of the allocations (BlockRemoved) are published at that finishStep instead of
+   * at each sub-step's end: same events, same order within the core.
    */
   startStep(nowMs: number, horizonMs: number = nowMs): number | undefined {
     assert(!this.inFlight, 'startStep while a step is in flight');
@@ -615,6 +631,8 @@ export class EngineCore {
     shape.decodeContextTokens = 0;
     shape.commonPrefixTokens = 0;
 
+    // vLLM publishes a step's KV events after its forward pass (see the class doc).
+    if (this.emitKv) this.holdingKv = true;
     let budget = this.config.maxNumBatchedTokens;
     let scheduled = 0;
     let preempted = false;
@@ -689,6 +707,8 @@ export class EngineCore {
         !this.hasWork || (this.importHolds?.size ?? 0) > 0 || (this.exportHolds?.size ?? 0) > 0,
         'requests present but nothing schedulable',
       );
+      // No step runs: whatever admission evicted is published now.
+      if (this.emitKv) this.publishKv();
       return undefined;
     }
     if (this.cascade && scheduled >= CASCADE_REQUESTS_MIN)
@@ -759,6 +779,8 @@ export class EngineCore {
     // The step's KV now exists: what it registered is computed for every reader.
     if (this.inFlightBlocks.length > 0) this.clearStoredInFlight();
     this.inFlightRuns = 0;
+    // Published before any finish is reported, as vLLM publishes before returning the step's outputs.
+    if (this.emitKv) this.publishKv();
     // All but the last sub-step of a fused step first; the last one is an ordinary step below.
     if (this.fusedSteps > 1) this.finishFusedPrefix();
     this.busyTotalMs += nowMs - this.stepStartMs;
@@ -906,6 +928,10 @@ export class EngineCore {
     assert(
       this.inFlight || (this.inFlightBlocks.length === 0 && this.inFlightRuns === 0),
       'blocks registered in flight outlive their step',
+    );
+    assert(
+      this.inFlight || (!this.holdingKv && this.kvHeld.length === 0),
+      `${this.kvHeld.length} KV events held outside a step`,
     );
     let marked = 0;
     for (let b = 0; b < this.storedInFlight.length; b++) marked += this.storedInFlight[b]!;
@@ -1622,12 +1648,27 @@ export class EngineCore {
   }
 
   private emitStored(hashes: number[], parentHash: number | undefined): void {
-    const event: KvEvent = { type: 'BlockStored', hashes, parentHash };
-    this.listener.onKvEvent!(event);
+    this.emit({ type: 'BlockStored', hashes, parentHash });
   }
 
   private emitRemoved(hash: number): void {
-    this.listener.onKvEvent!({ type: 'BlockRemoved', hashes: [hash] });
+    this.emit({ type: 'BlockRemoved', hashes: [hash] });
+  }
+
+  /** Hands an event to the listener, or holds it for the end of the step being scheduled or run. */
+  private emit(event: KvEvent): void {
+    if (this.holdingKv) this.kvHeld.push(event);
+    else this.listener.onKvEvent!(event);
+  }
+
+  /** Ends holding: hands the held KV events to the listener in the order they were caused. */
+  private publishKv(): void {
+    this.holdingKv = false;
+    const held = this.kvHeld;
+    if (held.length === 0) return;
+    const listener = this.listener;
+    for (let i = 0; i < held.length; i++) listener.onKvEvent!(held[i]!);
+    held.length = 0;
   }
 
   /** Drops the sequence in `slot` from the running set, keeping the order of the rest. */
