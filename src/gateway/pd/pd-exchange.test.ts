@@ -211,6 +211,37 @@ describe('SGLang flow', () => {
   });
 });
 
+describe('SGLang prefill failures', () => {
+  const pdStats = async (gw: Gateway) =>
+    ((await (await fetch(`${gw.url}/stats`)).json()) as { pd: Record<string, number> }).pd;
+
+  it('a prefill 408 is retried as a new pair on another prefill instance', async () => {
+    const [p0, p1, d0] = await fakes(3);
+    const gw = await pdGateway('sglang', [p0!, p1!], [d0!]);
+    p0!.behaviour.failStatus = 408;
+    // The decode leg waits for its KV (a fake answers at once otherwise, before the prefill fails).
+    d0!.behaviour.delayMs = 300;
+    const r = await chat(gw);
+    assert.equal(r.status, 200);
+    assert.deepEqual([p0!.received.length, p1!.received.length], [1, 1]);
+    const pd = await pdStats(gw);
+    assert.deepEqual([pd['prefillFailures'], pd['prefillRetries']], [1, 1]);
+  });
+
+  it('a prefill 413 ends as SY_ERR_REQUEST_TOO_LARGE, without a retry', async () => {
+    const [p0, p1, d0] = await fakes(3);
+    const gw = await pdGateway('sglang', [p0!, p1!], [d0!]);
+    p0!.behaviour.failStatus = 413;
+    p1!.behaviour.failStatus = 413;
+    d0!.behaviour.delayMs = 300;
+    const r = await chat(gw);
+    assert.equal(r.status, 413);
+    assert.equal((r.body['error'] as { code: string }).code, 'SY_ERR_REQUEST_TOO_LARGE');
+    assert.equal(p0!.received.length + p1!.received.length, 1);
+    assert.equal((await pdStats(gw))['prefillRetries'], 0);
+  });
+});
+
 describe('a pair deciding at arrival (mooncake)', () => {
   /** A gateway whose pair policy is mooncake with `params` (its sides need a perf model per backend). */
   const mooncakeGateway = (

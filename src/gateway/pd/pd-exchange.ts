@@ -59,7 +59,7 @@ import {
   type ExchangeKind,
   type ExchangeOutcome,
 } from '../proxy.ts';
-import { isConnectError } from '../retry.ts';
+import { type AttemptFailure, isConnectError } from '../retry.ts';
 import {
   BootstrapRooms,
   kvTransferParamsOf,
@@ -512,9 +512,9 @@ export class PdExchange extends Exchange {
       if (leg.ok) return leg.answer;
       this.prefillFailed.push(picked.id);
       last = leg.detail;
-      if (leg.status >= 400 && leg.status < 500 && leg.status !== 429) {
-        // The engine's verdict on the request itself: another instance would say the same.
-        this.fail(new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `prefill refused the request: ${last}`));
+      const refusal = prefillRefusal(leg.status, last);
+      if (refusal !== undefined) {
+        this.fail(refusal);
         return undefined;
       }
     }
@@ -572,16 +572,26 @@ export class PdExchange extends Exchange {
     if (!this.prefillFailed.includes(prefill.id)) this.prefillFailed.push(prefill.id);
     this.prefillFailure = leg.detail;
     if (attempt === undefined || this.attempt !== attempt || attempt.sawFirstByte) return;
-    if (leg.status >= 400 && leg.status < 500 && leg.status !== 429) {
-      this.fail(new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `prefill refused the request: ${leg.detail}`));
+    const refusal = prefillRefusal(leg.status, leg.detail);
+    if (refusal !== undefined) {
+      this.fail(refusal);
       return;
     }
-    this.prefillRetry = true;
+    // prefillRetry is set by attemptFailed, only if this really ends the attempt.
     attempt.abandon(
       'the prefill leg failed',
       `the prefill leg failed on ${this.prefillFailed.join(', ')}: ${leg.detail}`,
       'pd-prefill',
     );
+  }
+
+  /**
+   * A failed attempt: one ended by a failed SGLang prefill leg makes the next pair a prefill retry.
+   * Set here, not before `abandon`, which does nothing to an attempt already stopped.
+   */
+  override attemptFailed(attempt: Attempt, failure: AttemptFailure, detail: string, status: number): void {
+    if (failure === 'pd-prefill' && this.attempt === attempt && !this.done) this.prefillRetry = true;
+    super.attemptFailed(attempt, failure, detail, status);
   }
 
   /**
@@ -635,6 +645,18 @@ export class PdExchange extends Exchange {
     }
     return leg;
   }
+}
+
+/**
+ * A prefill leg's status that is the engine's verdict on the request itself (another instance would
+ * say the same), as the error the client gets; undefined when another try may succeed (no answer,
+ * 5xx, 429, and 408: the engine timed the request out). 413 keeps its meaning.
+ */
+function prefillRefusal(status: number, detail: string): SwitchyardError | undefined {
+  if (status === 413)
+    return new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', `prefill refused the request: ${detail}`);
+  if (status < 400 || status >= 500 || status === 429 || status === 408) return undefined;
+  return new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `prefill refused the request: ${detail}`);
 }
 
 /** A refused prefill pick, saying it was the prefill pool that had no instance. */
