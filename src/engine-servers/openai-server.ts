@@ -29,7 +29,7 @@ import {
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import { ERRORS, type ErrorCode, invalidArgument, SwitchyardError } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import {
   builtinEngineRefusal,
   type ParsedCompletionRequest,
@@ -38,6 +38,7 @@ import {
 } from '../core/openai-api.ts';
 import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage } from './backend.ts';
 import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './embeddings.ts';
+import { errorBody, sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
 import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
 import { VllmMetrics } from './vllm-metrics.ts';
 
@@ -86,36 +87,6 @@ export interface OpenAiServer {
    * for in-flight generations, then drops the remaining connections and closes the backend.
    */
   close(graceMs?: number): Promise<void>;
-}
-
-/** An error body in OpenAI's shape for any error: SwitchyardError's own, or one built from its fields. */
-function errorBody(error: Error & { status?: number; code?: string }): { status: number; body: string } {
-  if (error instanceof SwitchyardError) return { status: error.status, body: JSON.stringify(error.toJSON()) };
-  const code = (
-    error.code !== undefined && error.code in ERRORS ? error.code : 'SY_ERR_INTERNAL'
-  ) as ErrorCode;
-  const status = error.status ?? ERRORS[code].status;
-  const body = { error: { message: error.message, type: ERRORS[code].type, code, param: null } };
-  return { status, body: JSON.stringify(body) };
-}
-
-function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: string,
-  headers: Record<string, string> = {},
-): void {
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    ...headers,
-  });
-  res.end(body);
-}
-
-function sendError(res: ServerResponse, error: Error, headers: Record<string, string> = {}): void {
-  const { status, body } = errorBody(error);
-  sendJson(res, status, body, headers);
 }
 
 function usageJson(usage: GenerationUsage): string {
@@ -474,17 +445,7 @@ class EngineHttpServer {
     }
     const allow = ENGINE_ROUTE_METHODS.get(path);
     if (allow !== undefined) {
-      sendError(
-        res,
-        new SwitchyardError(
-          'SY_ERR_METHOD_NOT_ALLOWED',
-          `method ${method} not allowed on ${path}; use ${allow}`,
-          {
-            param: 'method',
-          },
-        ),
-        { allow },
-      );
+      sendMethodNotAllowed(res, method, path, allow);
       return;
     }
     sendError(

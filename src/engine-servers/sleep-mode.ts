@@ -17,7 +17,8 @@
  * (503 SY_ERR_ENGINE_ASLEEP, 409 SY_ERR_ENGINE_BUSY), so nothing hangs.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ERRORS, type ErrorCode, invalidArgument, SwitchyardError } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError } from '../core/errors.ts';
+import { sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
 
 /** What a part of an engine's memory is called in vLLM's `wake_up?tags=`. */
 export const SLEEP_TAGS = ['weights', 'kv_cache'] as const;
@@ -49,31 +50,6 @@ const SLEEP_ROUTES: ReadonlyMap<string, string> = new Map([
   ['/wake_up', 'POST'],
   ['/is_sleeping', 'GET, HEAD'],
 ]);
-
-function answer(res: ServerResponse, status: number, body: string): void {
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-  });
-  res.end(body);
-}
-
-function answerError(res: ServerResponse, error: Error & { code?: string }, headers = {}): void {
-  const e =
-    error instanceof SwitchyardError
-      ? error
-      : new SwitchyardError(
-          (error.code !== undefined && error.code in ERRORS ? error.code : 'SY_ERR_INTERNAL') as ErrorCode,
-          error.message,
-        );
-  const body = JSON.stringify(e.toJSON());
-  res.writeHead(e.status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    ...headers,
-  });
-  res.end(body);
-}
 
 /** `level` of `POST /sleep`: '1' when absent, else 1 or 2. */
 export function parseSleepLevel(query: URLSearchParams): SleepLevel {
@@ -109,29 +85,19 @@ export function handleSleepRoute(
   req.resume();
   const verb = method === 'HEAD' ? 'GET' : method;
   if (!allow.split(', ').includes(verb)) {
-    answerError(
-      res,
-      new SwitchyardError(
-        'SY_ERR_METHOD_NOT_ALLOWED',
-        `method ${method} not allowed on ${path}; use ${allow}`,
-        {
-          param: 'method',
-        },
-      ),
-      { allow },
-    );
+    sendMethodNotAllowed(res, method, path, allow);
     return true;
   }
   const query = new URLSearchParams(search);
   if (path === '/is_sleeping') {
-    answer(res, 200, JSON.stringify({ is_sleeping: sleep.isSleeping }));
+    sendJson(res, 200, JSON.stringify({ is_sleeping: sleep.isSleeping }));
     return true;
   }
   let done: Promise<void>;
   try {
     done = path === '/sleep' ? sleep.sleep(parseSleepLevel(query)) : sleep.wakeUp(parseWakeTags(query));
   } catch (error) {
-    answerError(res, error as Error);
+    sendError(res, error as Error);
     return true;
   }
   done.then(
@@ -140,7 +106,69 @@ export function handleSleepRoute(
       res.writeHead(200, { 'content-length': 0 });
       res.end();
     },
-    (error: Error) => answerError(res, error),
+    (error: Error) => sendError(res, error),
   );
   return true;
+}
+
+/**
+ * Runs sleep-mode calls one at a time, in order (both built-in engines' rule); a failed call does
+ * not stop the ones after it.
+ */
+export class SleepCallQueue {
+  private chain: Promise<void> = Promise.resolve();
+
+  /** Runs `step` after every call queued before it. */
+  run(step: () => Promise<void>): Promise<void> {
+    const run = this.chain.then(step);
+    this.chain = run.catch(() => {});
+    return run;
+  }
+}
+
+/** The error `POST /sleep` gets while the engine holds `unfinished` requests. */
+export function engineBusyToSleep(unfinished: number): SwitchyardError {
+  return new SwitchyardError(
+    'SY_ERR_ENGINE_BUSY',
+    `cannot sleep with ${unfinished} unfinished request(s): drain the engine first`,
+  );
+}
+
+/** The error a sleep-mode call gets once the engine shuts down. */
+export function engineShuttingDown(): SwitchyardError {
+  return new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine is shutting down');
+}
+
+/** The counters both built-in engines' sleep modes export. */
+export interface SleepCounts {
+  readonly isSleeping: boolean;
+  readonly sleeps: number;
+  readonly wakes: number;
+}
+
+/**
+ * Prometheus text: `switchyard_engine_sleeping` (1 while any part sleeps or wakes),
+ * `switchyard_engine_sleeps_total`, `switchyard_engine_wakes_total`, and the engine's own last-wake
+ * gauge `lastWake` ([name, help, seconds]).
+ */
+export function sleepMetricsText(
+  modelName: string,
+  counts: SleepCounts,
+  lastWake: readonly [name: string, help: string, seconds: number],
+): string {
+  const label = `{model_name=${JSON.stringify(modelName)}}`;
+  const series: [string, string, string, number][] = [
+    [
+      'switchyard_engine_sleeping',
+      'gauge',
+      'Whether the engine sleeps or is waking (1) or is awake (0)',
+      Number(counts.isSleeping),
+    ],
+    ['switchyard_engine_sleeps_total', 'counter', 'Sleeps completed (POST /sleep)', counts.sleeps],
+    ['switchyard_engine_wakes_total', 'counter', 'Wakes completed (POST /wake_up)', counts.wakes],
+    [lastWake[0], 'gauge', lastWake[1], lastWake[2]],
+  ];
+  return series
+    .map(([name, type, help, v]) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name}${label} ${v}\n`)
+    .join('');
 }

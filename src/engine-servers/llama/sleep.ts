@@ -8,8 +8,16 @@
  * Both levels do the same (the weights are never copied aside); `tags` are accepted, and a wake
  * always reloads both parts (the context needs the model). Calls run one at a time, in order.
  */
-import { SwitchyardError } from '../../core/errors.ts';
-import { type EngineSleep, SLEEP_TAGS, type SleepLevel, type SleepTag } from '../sleep-mode.ts';
+import {
+  type EngineSleep,
+  engineBusyToSleep,
+  engineShuttingDown,
+  SLEEP_TAGS,
+  SleepCallQueue,
+  type SleepLevel,
+  type SleepTag,
+  sleepMetricsText,
+} from '../sleep-mode.ts';
 
 /** What the sleep mode needs of the llama backend. */
 export interface LlamaSleepHost {
@@ -30,7 +38,7 @@ export class LlamaSleep implements EngineSleep {
   private asleep = false;
   private waking = false;
   private closed = false;
-  private chain: Promise<void> = Promise.resolve();
+  private readonly calls = new SleepCallQueue();
 
   constructor(private readonly host: LlamaSleepHost) {}
 
@@ -39,14 +47,10 @@ export class LlamaSleep implements EngineSleep {
   }
 
   sleep(_level: SleepLevel): Promise<void> {
-    return this.serial(async () => {
+    return this.calls.run(async () => {
       this.checkOpen();
       const unfinished = this.host.unfinished();
-      if (unfinished > 0)
-        throw new SwitchyardError(
-          'SY_ERR_ENGINE_BUSY',
-          `cannot sleep with ${unfinished} unfinished request(s): drain the engine first`,
-        );
+      if (unfinished > 0) throw engineBusyToSleep(unfinished);
       if (this.asleep) return;
       this.asleep = true;
       await this.host.unloadModel();
@@ -55,7 +59,7 @@ export class LlamaSleep implements EngineSleep {
   }
 
   wakeUp(tags: readonly SleepTag[] | undefined): Promise<void> {
-    return this.serial(async () => {
+    return this.calls.run(async () => {
       this.checkOpen();
       if (!this.asleep || (tags ?? SLEEP_TAGS).length === 0) return;
       this.waking = true;
@@ -81,37 +85,14 @@ export class LlamaSleep implements EngineSleep {
    * and `switchyard_engine_last_wake_seconds` (measured) as Prometheus text.
    */
   metricsText(modelName: string): string {
-    const label = `{model_name=${JSON.stringify(modelName)}}`;
-    const series: [string, string, string, number][] = [
-      [
-        'switchyard_engine_sleeping',
-        'gauge',
-        'Whether the engine sleeps or is waking (1) or is awake (0)',
-        Number(this.isSleeping),
-      ],
-      ['switchyard_engine_sleeps_total', 'counter', 'Sleeps completed (POST /sleep)', this.sleeps],
-      ['switchyard_engine_wakes_total', 'counter', 'Wakes completed (POST /wake_up)', this.wakes],
-      [
-        'switchyard_engine_last_wake_seconds',
-        'gauge',
-        "The last wake's wall time (model reload and context)",
-        this.lastWakeMs / 1000,
-      ],
-    ];
-    return series
-      .map(
-        ([name, type, help, v]) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name}${label} ${v}\n`,
-      )
-      .join('');
-  }
-
-  private serial(step: () => Promise<void>): Promise<void> {
-    const run = this.chain.then(step);
-    this.chain = run.catch(() => {});
-    return run;
+    return sleepMetricsText(modelName, this, [
+      'switchyard_engine_last_wake_seconds',
+      "The last wake's wall time (model reload and context)",
+      this.lastWakeMs / 1000,
+    ]);
   }
 
   private checkOpen(): void {
-    if (this.closed) throw new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine is shutting down');
+    if (this.closed) throw engineShuttingDown();
   }
 }

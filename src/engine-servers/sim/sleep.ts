@@ -15,11 +15,19 @@
  */
 
 import { resolveSleep, type SleepConfig, wakeTimeMs } from '../../control/serverless/sleep.ts';
-import { SwitchyardError } from '../../core/errors.ts';
 import { weightBytesPerGpu } from '../../model/kv.ts';
 import { HOST_TO_GPU_BYTES_PER_S, weightLoadTimeMs } from '../../model/loading.ts';
 import type { PerfModel } from '../../model/types.ts';
-import { type EngineSleep, SLEEP_TAGS, type SleepLevel, type SleepTag } from '../sleep-mode.ts';
+import {
+  type EngineSleep,
+  engineBusyToSleep,
+  engineShuttingDown,
+  SLEEP_TAGS,
+  SleepCallQueue,
+  type SleepLevel,
+  type SleepTag,
+  sleepMetricsText,
+} from '../sleep-mode.ts';
 
 /** What the sleep mode needs of its backend. */
 export interface SimSleepHost {
@@ -68,7 +76,7 @@ export class SimSleep implements EngineSleep {
   private level: SleepLevel = 1;
   private waking = false;
   private closed = false;
-  private chain: Promise<void> = Promise.resolve();
+  private readonly calls = new SleepCallQueue();
   private timer: { handle: NodeJS.Timeout; done: () => void } | undefined;
 
   constructor(
@@ -86,11 +94,11 @@ export class SimSleep implements EngineSleep {
   }
 
   sleep(level: SleepLevel): Promise<void> {
-    return this.serial(() => this.enterSleep(level));
+    return this.calls.run(() => this.enterSleep(level));
   }
 
   wakeUp(tags: readonly SleepTag[] | undefined): Promise<void> {
-    return this.serial(() => this.wake(tags ?? SLEEP_TAGS));
+    return this.calls.run(() => this.wake(tags ?? SLEEP_TAGS));
   }
 
   /** Modelled time to wake `tags` now (0 when all of them are awake). */
@@ -112,28 +120,11 @@ export class SimSleep implements EngineSleep {
    * `switchyard_engine_last_wake_model_seconds` (the last wake's modelled time, before --time-scale).
    */
   metricsText(modelName: string): string {
-    const label = `{model_name=${JSON.stringify(modelName)}}`;
-    const series: [string, string, string, number][] = [
-      [
-        'switchyard_engine_sleeping',
-        'gauge',
-        'Whether the engine sleeps or is waking (1) or is awake (0)',
-        Number(this.isSleeping),
-      ],
-      ['switchyard_engine_sleeps_total', 'counter', 'Sleeps completed (POST /sleep)', this.sleeps],
-      ['switchyard_engine_wakes_total', 'counter', 'Wakes completed (POST /wake_up)', this.wakes],
-      [
-        'switchyard_engine_last_wake_model_seconds',
-        'gauge',
-        "The last wake's modelled duration, before --time-scale",
-        this.lastWakeModelMs / 1000,
-      ],
-    ];
-    return series
-      .map(
-        ([name, type, help, v]) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name}${label} ${v}\n`,
-      )
-      .join('');
+    return sleepMetricsText(modelName, this, [
+      'switchyard_engine_last_wake_model_seconds',
+      "The last wake's modelled duration, before --time-scale",
+      this.lastWakeModelMs / 1000,
+    ]);
   }
 
   /** The engine shuts down: a wake in progress ends at once (its caller hears the shutdown). */
@@ -144,21 +135,10 @@ export class SimSleep implements EngineSleep {
     this.timer.done();
   }
 
-  private serial(step: () => Promise<void>): Promise<void> {
-    const run = this.chain.then(step);
-    // The chain goes on after a failed call.
-    this.chain = run.catch(() => {});
-    return run;
-  }
-
   private async enterSleep(level: SleepLevel): Promise<void> {
     this.checkOpen();
     const unfinished = this.host.unfinished();
-    if (unfinished > 0)
-      throw new SwitchyardError(
-        'SY_ERR_ENGINE_BUSY',
-        `cannot sleep with ${unfinished} unfinished request(s): drain the engine first`,
-      );
+    if (unfinished > 0) throw engineBusyToSleep(unfinished);
     // Already asleep (any part still asleep): nothing to do and no sleep counted, as vLLM's executor
     // ("already sleeping") and the llama engine do; the level stays the first sleep's.
     if (this.asleep.size > 0) return;
@@ -190,6 +170,6 @@ export class SimSleep implements EngineSleep {
   }
 
   private checkOpen(): void {
-    if (this.closed) throw new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine is shutting down');
+    if (this.closed) throw engineShuttingDown();
   }
 }
