@@ -27,7 +27,6 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createSloPlanner, sloPlannerParams } from '../src/control/autoscalers/slo-planner/planner.ts';
-import { perfModelCapacity } from '../src/control/capacity.ts';
 import {
   type ControlContext,
   type ControlLoop,
@@ -35,6 +34,7 @@ import {
   singleVariantDecision,
 } from '../src/control/types.ts';
 import { runTwin, type TwinSettings } from '../src/twin/run.ts';
+import { clairvoyant } from './clairvoyant.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -114,7 +114,9 @@ function main(): void {
   if (spanS !== undefined) runTwin(settingsWith(w, pool, (c) => recording(c, arrivals)));
   const create = (context: ControlContext): ControlLoop => {
     const inner =
-      spanS === undefined ? createSloPlanner(context, params) : clairvoyant(context, arrivals, spanS);
+      spanS === undefined
+        ? createSloPlanner(context, params)
+        : clairvoyant(context, SLO, arrivals, spanS, 'clairvoyant');
     const startupMs = context.startupMs ?? params.startupMs;
     return {
       name: 'probe',
@@ -199,30 +201,6 @@ function recording(context: ControlContext, arrivals: number[]): ControlLoop {
     decide(o: ControlObservation) {
       arrivals[Math.round(o.window.endMs / context.intervalMs) - 1] = o.window.arrivals;
       return singleVariantDecision(context, context.maxReplicas, 'all');
-    },
-  };
-}
-
-/** The results page's clairvoyant bound (scripts/results-autoscaling.ts `clairvoyant`), for comparison hour by hour. */
-function clairvoyant(context: ControlContext, arrivals: readonly number[], spanS: number): ControlLoop {
-  const variant = context.variants[0];
-  if (variant === undefined) throw new Error('clairvoyant: no variant');
-  const capRps = perfModelCapacity()(variant, SLO, 8000, 1000).requestsPerS;
-  const span = Math.max(1, Math.round((spanS * 1000) / context.intervalMs));
-  const need = (k: number): number => {
-    let a = 0;
-    const from = k - Math.floor(span / 2);
-    for (let j = from; j < from + span; j++) a += arrivals[j] ?? 0;
-    return Math.ceil(a / ((span * context.intervalMs) / 1000) / capRps);
-  };
-  const ahead = Math.ceil(((context.startupMs ?? 0) + context.intervalMs) / context.intervalMs);
-  return {
-    name: 'clairvoyant',
-    decide(o: ControlObservation) {
-      const k0 = Math.round(o.nowMs / context.intervalMs);
-      let n = context.minReplicas;
-      for (let k = k0; k <= k0 + ahead; k++) n = Math.max(n, need(k));
-      return singleVariantDecision(context, n, 'clairvoyant');
     },
   };
 }
