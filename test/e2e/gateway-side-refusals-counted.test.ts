@@ -6,9 +6,7 @@
  * a real gateway on 127.0.0.1; the client-side deadline only guards against a hang.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -22,6 +20,7 @@ import {
   Teardown,
   type TestGateway,
 } from './support/cluster.ts';
+import { openSocket, readUntilClose } from './support/raw-http.ts';
 
 const BODY_READ_TIMEOUT_MS = 400;
 const ADMIN_KEY = 'side-refusals-admin';
@@ -48,31 +47,14 @@ async function stalled(
   sent: number,
   authorization: string,
 ): Promise<{ status: number; body: string }> {
-  const { hostname, port } = new URL(url);
-  const socket = connect({ host: hostname, port: Number(port) });
-  await once(socket, 'connect');
-  socket.setEncoding('utf8');
-  socket.on('error', () => {});
-  let text = '';
-  socket.on('data', (chunk: string) => {
-    text += chunk;
-  });
-  const closed = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`connection still open after ${HANG_GUARD_MS} ms; got: ${text.slice(0, 300)}`));
-    }, HANG_GUARD_MS);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
+  const socket = await openSocket(url);
+  const all = readUntilClose(socket, HANG_GUARD_MS);
   socket.write(
     `${method} ${path} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n` +
       `authorization: Bearer ${authorization}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n` +
       body.slice(0, sent),
   );
-  await closed;
+  const text = await all;
   const headEnd = text.indexOf('\r\n\r\n');
   assert.ok(headEnd > 0, `not an HTTP answer: ${JSON.stringify(text.slice(0, 200))}`);
   return { status: Number(text.slice(9, 12)), body: text.slice(headEnd + 4) };

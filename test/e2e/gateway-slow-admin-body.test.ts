@@ -10,9 +10,7 @@
  * only guards against a hang.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -25,6 +23,7 @@ import {
   type TestGateway,
   until,
 } from './support/cluster.ts';
+import { openSocket, readUntilClose } from './support/raw-http.ts';
 
 const BODY_READ_TIMEOUT_MS = 400;
 const ADMIN_KEY = 'slow-body-admin';
@@ -46,33 +45,6 @@ function answerOf(text: string): RawAnswer {
   const body = text.slice(headEnd + 4, headEnd + 4 + length);
   assert.equal(text.length, headEnd + 4 + length, 'one answer only');
   return { status: Number(head.slice(9, 12)), body };
-}
-
-async function open(url: string): Promise<Socket> {
-  const { hostname, port } = new URL(url);
-  const socket = connect({ host: hostname, port: Number(port) });
-  await once(socket, 'connect');
-  return socket;
-}
-
-/** Everything `socket` receives until the gateway closes it; rejects past HANG_GUARD_MS. */
-function readUntilClose(socket: Socket): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-    });
-    socket.on('error', () => {});
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`connection still open after ${HANG_GUARD_MS} ms; got: ${text.slice(0, 300)}`));
-    }, HANG_GUARD_MS);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(text);
-    });
-  });
 }
 
 function head(
@@ -112,8 +84,8 @@ async function slowExchange(
   trickleMs?: number,
   type?: string,
 ): Promise<RawAnswer> {
-  const socket = await open(url);
-  const all = readUntilClose(socket);
+  const socket = await openSocket(url);
+  const all = readUntilClose(socket, HANG_GUARD_MS);
   socket.write(head(method, path, Buffer.byteLength(body), authorization, type) + body.slice(0, sent));
   let next = sent;
   const trickle =
@@ -205,8 +177,8 @@ describe('slow admin and batch-create bodies', { timeout: 60_000 }, () => {
 
   it('removes the partial file of an upload whose client leaves mid-body', async () => {
     const upload = multipart('{"custom_id":"b"}\n'.repeat(20));
-    const socket = await open(gw.url);
-    const closed = readUntilClose(socket);
+    const socket = await openSocket(gw.url);
+    const closed = readUntilClose(socket, HANG_GUARD_MS);
     socket.write(
       head('POST', '/v1/files', upload.body.length, 'none', upload.type) + upload.body.slice(0, -40),
     );
