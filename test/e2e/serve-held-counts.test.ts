@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, it } from 'node:test';
-import { startServe } from './support/serve.ts';
+import { ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
 /** Guard against a hang, not a performance bound. */
@@ -107,20 +107,7 @@ it('counts requests held while the engine starts in /stats and the gauges, and b
   skip: existsSync('/proc/self/stat') ? false : 'needs /proc',
 }, async () => {
   const serve = await startServe(
-    [
-      '--time-scale',
-      '0.05',
-      '--model',
-      'm=llama-3.1-8b',
-      '--autoscaler',
-      'static',
-      '--min-instances',
-      '0',
-      '--max-instances',
-      '1',
-      '--autoscaler-interval-ms',
-      '100',
-    ],
+    ['--time-scale', '0.05', '--model', 'm=llama-3.1-8b', ...ONE_REPLICA_FROM_ZERO_ARGS],
     children,
   );
   const { url } = serve;

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { after, it } from 'node:test';
-import { startServe } from './support/serve.ts';
+import { chatStatus, ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
 const HANG_GUARD_MS = 30_000;
@@ -30,16 +30,6 @@ async function stats(url: string): Promise<Stats> {
   return (await (await fetch(`${url}/stats`)).json()) as Stats;
 }
 
-async function chat(url: string, model: string): Promise<number> {
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }], max_tokens: 4 }),
-  });
-  await res.arrayBuffer();
-  return res.status;
-}
-
 /** The samples of `name` for `model`, by phase. */
 async function phases(url: string, name: string, model: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
@@ -56,14 +46,7 @@ it('shows sleepers in switchyard_sleeping_replicas, and --max-loaded-models does
       '--time-scale',
       '0.1',
       ...['a', 'b'].flatMap((m) => ['--model', `${m}=llama-3.1-8b`]),
-      '--autoscaler',
-      'static',
-      '--min-instances',
-      '0',
-      '--max-instances',
-      '1',
-      '--autoscaler-interval-ms',
-      '100',
+      ...ONE_REPLICA_FROM_ZERO_ARGS,
       '--keep-alive-ms',
       '300',
       '--max-loaded-models',
@@ -74,7 +57,7 @@ it('shows sleepers in switchyard_sleeping_replicas, and --max-loaded-models does
   );
   const sleeps = async (model: string) => (await stats(url)).sleep.models[model]?.sleeps ?? 0;
 
-  assert.equal(await chat(url, 'a'), 200);
+  assert.equal(await chatStatus(url, 'a'), 200);
   await waitFor("a's engine asleep", async () => (await sleeps('a')) === 1);
   assert.deepEqual(await phases(url, 'switchyard_sleeping_replicas', 'a'), { sleeping: 0, asleep: 1 });
   assert.deepEqual(await phases(url, 'switchyard_sleeping_replicas', 'b'), { sleeping: 0, asleep: 0 });
@@ -83,7 +66,7 @@ it('shows sleepers in switchyard_sleeping_replicas, and --max-loaded-models does
   assert.deepEqual((await stats(url)).loadedModels.loaded, [], 'a sleeper is not a loaded model');
 
   // The cap's one slot is free: b starts without evicting a (a stays asleep), then sleeps too.
-  assert.equal(await chat(url, 'b'), 200);
+  assert.equal(await chatStatus(url, 'b'), 200);
   let s = await stats(url);
   assert.deepEqual(forRoom(s), []);
   assert.equal(s.sleep.models['a']?.sleeps, 1);
@@ -92,7 +75,7 @@ it('shows sleepers in switchyard_sleeping_replicas, and --max-loaded-models does
   assert.equal((await stats(url)).sleep.sleepers, 2);
 
   // a's next request wakes a (no start); still nothing evicted.
-  assert.equal(await chat(url, 'a'), 200);
+  assert.equal(await chatStatus(url, 'a'), 200);
   s = await stats(url);
   assert.deepEqual(s.sleep.models['a'], { ...s.sleep.models['a'], wakes: 1, starts: 1 });
   assert.deepEqual(forRoom(s), []);

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { after, it } from 'node:test';
 import { tinyLlamaModel } from './support/llama.ts';
-import { startServe } from './support/serve.ts';
+import { chatStatus, ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
 import { killAll, until } from './support/wait.ts';
 
 const HANG_GUARD_MS = 30_000;
@@ -37,16 +37,6 @@ async function stats(url: string): Promise<Stats> {
   return (await (await fetch(`${url}/stats`)).json()) as Stats;
 }
 
-async function chat(url: string, model = 'm'): Promise<number> {
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }], max_tokens: 4 }),
-  });
-  await res.arrayBuffer();
-  return res.status;
-}
-
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -67,14 +57,7 @@ it('sleeps an idle engine past its keep-alive, wakes it for the next requests, a
       '0.1',
       '--model',
       'm=llama-3.1-8b',
-      '--autoscaler',
-      'static',
-      '--min-instances',
-      '0',
-      '--max-instances',
-      '1',
-      '--autoscaler-interval-ms',
-      '100',
+      ...ONE_REPLICA_FROM_ZERO_ARGS,
       '--keep-alive-ms',
       '300',
       '--sleep',
@@ -85,7 +68,7 @@ it('sleeps an idle engine past its keep-alive, wakes it for the next requests, a
   const m = async () => (await stats(url)).sleep.models['m'] as ModelSleep;
 
   // Cold: a start.
-  assert.equal(await chat(url), 200);
+  assert.equal(await chatStatus(url, 'm'), 200);
   assert.equal(ready().length, 1);
   const [, engineUrl, pidText] = /ready at (\S+) \(pid (\d+)\)/.exec(ready()[0] as string) ?? [];
   const pid = Number(pidText);
@@ -100,7 +83,7 @@ it('sleeps an idle engine past its keep-alive, wakes it for the next requests, a
 
   // The next request is held, wakes the engine (same process, no start), and is answered.
   const heldBefore = (await stats(url)).scaleFromZero.held;
-  assert.equal(await chat(url), 200);
+  assert.equal(await chatStatus(url, 'm'), 200);
   let s = await m();
   assert.equal(s.wakes, 1);
   assert.equal(s.starts, 1, 'no new start');
@@ -113,7 +96,7 @@ it('sleeps an idle engine past its keep-alive, wakes it for the next requests, a
 
   // Asleep again; five requests at once during one wake: all answered.
   await waitFor('the engine asleep again', async () => (await m()).sleeps === 2);
-  const five = await Promise.all(Array.from({ length: 5 }, () => chat(url)));
+  const five = await Promise.all(Array.from({ length: 5 }, () => chatStatus(url, 'm')));
   assert.deepEqual(five, [200, 200, 200, 200, 200]);
   s = await m();
   assert.equal(s.wakes, 2);
@@ -125,7 +108,7 @@ it('sleeps an idle engine past its keep-alive, wakes it for the next requests, a
   process.kill(pid, 'SIGKILL');
   await waitFor('the dead sleeper dropped', async () => (await m()).sleepersStopped === 1);
   assert.equal((await stats(url)).sleep.sleepers, 0);
-  assert.equal(await chat(url), 200);
+  assert.equal(await chatStatus(url, 'm'), 200);
   s = await m();
   assert.equal(s.starts, 2, 'a fresh start');
   assert.equal(s.wakes, 2);
@@ -141,14 +124,7 @@ it('puts a llama engine (handed to a standby engine) to sleep and wakes it by re
       'llama',
       '--model',
       `tiny=${tinyLlamaModel()}`,
-      '--autoscaler',
-      'static',
-      '--min-instances',
-      '0',
-      '--max-instances',
-      '1',
-      '--autoscaler-interval-ms',
-      '100',
+      ...ONE_REPLICA_FROM_ZERO_ARGS,
       '--keep-alive-ms',
       '300',
       '--sleep',
@@ -163,9 +139,9 @@ it('puts a llama engine (handed to a standby engine) to sleep and wakes it by re
       }
     ).warmStart;
   await waitFor('a standby engine waiting', async () => (await warmStart()).standby.idle >= 1);
-  assert.equal(await chat(url, 'tiny'), 200);
+  assert.equal(await chatStatus(url, 'tiny'), 200);
   await waitFor('the llama engine asleep', async () => (await tiny()).sleeps === 1);
-  assert.equal(await chat(url, 'tiny'), 200);
+  assert.equal(await chatStatus(url, 'tiny'), 200);
   const s = await tiny();
   assert.deepEqual([s.wakes, s.starts, s.wakeFailures, s.sleepersStopped], [1, 1, 0, 0], stderr.join('\n'));
   assert.deepEqual(

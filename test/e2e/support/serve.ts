@@ -65,3 +65,29 @@ export async function startServe(
     },
   };
 }
+
+/**
+ * Serve's autoscaler flags for one static replica per model that starts from zero and is looked at
+ * every 100 ms: the sleep and held-request tests' common setup.
+ */
+export const ONE_REPLICA_FROM_ZERO_ARGS: readonly string[] = [
+  '--autoscaler',
+  'static',
+  '--min-instances',
+  '0',
+  '--max-instances',
+  '1',
+  '--autoscaler-interval-ms',
+  '100',
+];
+
+/** A short chat completion for `model` through serve at `url`; resolves with its status (body read). */
+export async function chatStatus(url: string, model: string): Promise<number> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }], max_tokens: 4 }),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
