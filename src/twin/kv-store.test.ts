@@ -148,6 +148,7 @@ test('an engine that crashes while fetching: the request is retried elsewhere, t
     faults: [{ kind: 'crash', instance: 'i1', atMs: 10_005, durationMs: 60_000 }],
   });
   assert.equal(kvStoreOf(result).fetches, 1);
+  assert.equal(kvStoreOf(result).failedFetches, 0, 'its own engine died, not the holder');
   assert.equal(result.summary.completed, 2);
   assert.equal(result.summary.reliability?.retried, 1);
   // The retry went to i0, which holds the prefix itself: a prefix-cache hit there, no second fetch.
@@ -168,6 +169,14 @@ test('the holder crashes during a fetch: the fetch fails and the request recompu
   });
   const store = kvStoreOf(result);
   assert.equal(store.fetches, 1);
+  assert.equal(store.failedFetches, 1, 'the fetch failed with its holder');
+  assert.deepEqual(
+    store.perInstance.map((i) => [i.id, i.fetches, i.failedFetches]),
+    [
+      ['i0', 0, 0],
+      ['i1', 1, 1],
+    ],
+  );
   assert.equal(result.summary.completed, 2);
   assert.equal(result.summary.reliability?.retried, 0, 'b stays on i1');
   // b computes its whole prompt on i1 from the crash on: nothing imported.
@@ -195,7 +204,7 @@ test('the same seed gives the same JSON with a store', () => {
   const two = runSimulation(source(), { ...options, policy: createRoutingPolicy('least-request') });
   assert.ok(kvStoreOf(one).fetches > 0, 'the sample shares prefixes across instances');
   assert.equal(json(one), json(two));
-  assert.match(json(one), /"kvStore":\{"fetchMsMax":/);
+  assert.match(json(one), /"kvStore":\{"failedFetches":0,"fetchMsMax":/);
 });
 
 test('engine.kvStore is validated: unknown kind, link or key refused, naming the path', () => {

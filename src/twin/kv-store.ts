@@ -105,6 +105,8 @@ export interface PendingFetch<R> {
 export interface KvStoreInstanceOutcome {
   readonly id: string;
   readonly fetches: number;
+  /** Of its fetches, those that failed because the instance read from crashed mid-transfer. */
+  readonly failedFetches: number;
   readonly fetchedTokens: number;
   /** Transfer time of its fetches, summed, ms. */
   readonly fetchMs: number;
@@ -115,6 +117,11 @@ export interface KvStoreOutcome {
   readonly kind: 'peer';
   readonly link: string;
   readonly fetches: number;
+  /**
+   * Of those, the ones that failed because their holder crashed mid-transfer (the request then
+   * computed its prompt on its own engine): still counted in `fetches` and its tokens and time.
+   */
+  readonly failedFetches: number;
   /** Prompt tokens loaded instead of computed (past each request's local hit). */
   readonly fetchedTokens: number;
   readonly fetchMsMean: number;
@@ -141,6 +148,7 @@ export interface KvStoreOutcome {
 export class PeerFetches<R> {
   private readonly pending: PendingFetch<R>[] = [];
   private readonly fetches: Float64Array;
+  private readonly failedFetches: Float64Array;
   private readonly tokens: Float64Array;
   private readonly ms: Float64Array;
   private fetchMsMax = 0;
@@ -153,6 +161,7 @@ export class PeerFetches<R> {
     private readonly linkName: string,
   ) {
     this.fetches = new Float64Array(ids.length);
+    this.failedFetches = new Float64Array(ids.length);
     this.tokens = new Float64Array(ids.length);
     this.ms = new Float64Array(ids.length);
   }
@@ -185,6 +194,11 @@ export class PeerFetches<R> {
     list.splice(lo, 0, fetch);
   }
 
+  /** A fetch by instance `instance` (index) failed: the instance it read from crashed. */
+  failed(instance: number): void {
+    this.failedFetches[instance] = (this.failedFetches[instance] as number) + 1;
+  }
+
   /** Removes and returns the fetches that have ended by `nowMs`, in order. */
   takeEnded(nowMs: number): PendingFetch<R>[] {
     let n = 0;
@@ -202,15 +216,18 @@ export class PeerFetches<R> {
 
   outcome(): KvStoreOutcome {
     let fetches = 0;
+    let failedFetches = 0;
     let tokens = 0;
     let ms = 0;
     const perInstance = this.ids.map((id, i) => {
       fetches += this.fetches[i] as number;
+      failedFetches += this.failedFetches[i] as number;
       tokens += this.tokens[i] as number;
       ms += this.ms[i] as number;
       return {
         id,
         fetches: this.fetches[i] as number,
+        failedFetches: this.failedFetches[i] as number,
         fetchedTokens: this.tokens[i] as number,
         fetchMs: this.ms[i] as number,
       };
@@ -219,6 +236,7 @@ export class PeerFetches<R> {
       kind: 'peer',
       link: this.linkName,
       fetches,
+      failedFetches,
       fetchedTokens: tokens,
       fetchMsMean: fetches > 0 ? ms / fetches : 0,
       fetchMsMax: this.fetchMsMax,

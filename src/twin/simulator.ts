@@ -916,6 +916,7 @@ class Twin {
       if (from !== holder) continue;
       this.fetchHolders.delete(request);
       const instance = request.instance;
+      (this.fetches as PeerFetches<TwinEngineRequest>).failed(instance.index);
       instance.engine.releaseImport(request.id);
       instance.fetching--;
       const recompute: TwinEngineRequest = { ...request, importedTokens: undefined };
