@@ -52,7 +52,7 @@ import {
 } from './config.ts';
 import type { FeedTarget, SignalFeeds } from './feeds.ts';
 import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
-import { bearerToken, sendError, sendJson } from './http-util.ts';
+import { bearerToken, sendError, sendJson, sideReadFor } from './http-util.ts';
 import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
 import { KEEP_ALIVE_MS_DEFAULT, ModelBuffer } from './model-buffer.ts';
@@ -381,7 +381,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     this.clientErrorHost = {
       readingFor: (res) => {
         for (const r of this.reading) if (r.res === res) return r;
-        return undefined;
+        return sideReadFor(res);
       },
       countRejection: (code) => this.stats.reject(code),
     };

@@ -1,6 +1,7 @@
 /** Small HTTP helpers shared by the gateway's handlers: JSON answers, error answers, body reading. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SwitchyardError } from '../core/errors.ts';
+import type { Reading } from './body-reader.ts';
 import type { LimitsConfig } from './config.ts';
 
 /** Answers with a JSON body. */
@@ -42,6 +43,18 @@ export const DISCARD_BYTES_MAX = 64 * 1024 * 1024;
 export type BodyResult =
   | { readonly ok: true; readonly body: Buffer }
   | { readonly ok: false; readonly error: SwitchyardError };
+
+/**
+ * The side reads (`readBody`) whose bodies are still arriving, by the response they answer: the
+ * server's clientError (a client gone mid-body makes the parser fail) finds its read here as it
+ * finds a main-path read, and fails it once. Bound: one entry per open side read.
+ */
+const sideReads = new WeakMap<ServerResponse, Reading>();
+
+/** The side body read that `res` answers, while its body is still arriving (client-errors.ts). */
+export function sideReadFor(res: ServerResponse): Reading | undefined {
+  return sideReads.get(res);
+}
 
 /** Longest wait for a timed-out read's answer to drain before its connection is cut (as body-reader.ts). */
 const CLOSE_LINGER_MS = 2000;
@@ -89,8 +102,9 @@ export function sideBodyBounds(
  * dropped up to DISCARD_BYTES_MAX before `done` hears the 413, so the client sees the answer; one
  * declared past that bound fails at once. A body not whole within `timeoutMs` gets the main path's
  * 408 SY_ERR_REQUEST_TIMEOUT: `res` is marked to close its connection once `done` answered, and the
- * socket is cut CLOSE_LINGER_MS later whatever the client does. Returns a function that cancels the
- * read (`done` is then never called).
+ * socket is cut CLOSE_LINGER_MS later whatever the client does. A client that leaves mid-body is
+ * failed as on the main path (its clientError, found through `sideReadFor`; else its close: 400
+ * SY_ERR_INVALID_ARGUMENT), and `done` hears it, so the caller counts it. Returns a function that cancels the read (`done` is then never called).
  */
 export function readBody(
   req: IncomingMessage,
@@ -120,23 +134,30 @@ export function readBody(
   const finish = (result: BodyResult | undefined): void => {
     finished = true;
     clearTimeout(timer);
+    sideReads.delete(res);
+    chunks.length = 0;
     if (result !== undefined) done(result);
   };
-  const timer = setTimeout(() => {
+  /** Gives the read up with `error`: answered, then the connection closes (as body-reader.ts). */
+  const failClosing = (error: SwitchyardError): void => {
     if (finished) return;
     res.shouldKeepAlive = false;
     const socket = req.socket;
     setTimeout(() => socket.destroy(), CLOSE_LINGER_MS).unref();
-    finish({
-      ok: false,
-      error: new SwitchyardError(
+    finish({ ok: false, error });
+  };
+  const expire = (): void =>
+    failClosing(
+      new SwitchyardError(
         'SY_ERR_REQUEST_TIMEOUT',
         `request body not received within ${bounds.timeoutMs} ms of its head (${bounds.timeoutName})`,
         { param: 'body' },
       ),
-    });
-  }, bounds.timeoutMs);
+    );
+  const timer = setTimeout(expire, bounds.timeoutMs);
   timer.unref();
+  // Its own timer bounds it: the gateway's deadline sweep does not walk side reads.
+  sideReads.set(res, { req, res, deadlineMs: Number.POSITIVE_INFINITY, fail: failClosing, expire });
   req.on('data', (chunk: Buffer) => {
     if (finished) return;
     size += chunk.length;
@@ -157,22 +178,23 @@ export function readBody(
     else
       finish({ ok: true, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size) });
   });
-  req.on('error', (error) => {
+  // As the main path (body-reader.ts): a body that breaks off is a 400 SY_ERR_INVALID_ARGUMENT, so a
+  // client leaving mid-body counts in `rejected` there and here alike.
+  const unreadable = (why: string): void => {
     if (finished) return;
     finish({
       ok: false,
-      error: new SwitchyardError(
-        'SY_ERR_INVALID_ARGUMENT',
-        `request body could not be read: ${error.message}`,
-        {
-          param: 'body',
-        },
-      ),
+      error: new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `request body could not be read: ${why}`, {
+        param: 'body',
+      }),
     });
-  });
-  // A client gone before its body ended can hear nothing: the timer goes, `done` is not called.
+  };
+  req.on('error', (error) => unreadable(error.message));
+  // A client gone before its body ended (no clientError got there first): no answer can reach it,
+  // but `done` hears it, so the caller counts it; what the read held goes.
   req.on('close', () => {
-    if (!finished) finish(undefined);
+    if (!req.complete) unreadable('aborted');
+    else if (!finished) finish(undefined);
   });
   // Cancels the read: `done` will not be called.
   return () => finish(undefined);

@@ -60,6 +60,30 @@ async function stalled(
   return { status: Number(text.slice(9, 12)), body: text.slice(headEnd + 4) };
 }
 
+/**
+ * Sends the head of a body and only its first `sent` bytes, waits until the gateway has read them,
+ * then closes its socket without reading anything.
+ */
+async function leaves(
+  url: string,
+  method: string,
+  path: string,
+  body: string,
+  sent: number,
+  authorization: string,
+): Promise<void> {
+  const socket = await openSocket(url);
+  socket.on('error', () => {});
+  socket.write(
+    `${method} ${path} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n` +
+      `authorization: Bearer ${authorization}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n` +
+      body.slice(0, sent),
+  );
+  // A round trip on another connection: the gateway has taken this one's head and bytes by then.
+  await getJson<GatewayStatsJson>(`${url}/stats`);
+  socket.destroy();
+}
+
 describe('admin and batch refusals are counted', { timeout: 60_000 }, () => {
   const teardown = new Teardown();
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-side-refusals-'));
@@ -118,6 +142,34 @@ describe('admin and batch refusals are counted', { timeout: 60_000 }, () => {
       const answer = await stalled(gw.url, 'POST', '/v1/batches', body, 10, 'none');
       assert.equal(answer.status, 408, answer.body);
       assert.equal(assertErrorBody(answer.body, answer.status).error.code, 'SY_ERR_REQUEST_TIMEOUT');
+    });
+  });
+
+  /** Waits (hang guard only) until /stats shows `code` past `from`. */
+  const untilRejected = async (code: string, from: number): Promise<void> => {
+    const start = Date.now();
+    while ((await counted(code)).stats === from) {
+      assert.ok(Date.now() - start < HANG_GUARD_MS, `${code} never counted`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+
+  it('counts a PUT /admin/policy whose client leaves mid-body once, as the main path names it', async () => {
+    const code = 'SY_ERR_INVALID_ARGUMENT';
+    await assertCountsOne(code, async () => {
+      const from = (await counted(code)).stats;
+      await leaves(gw.url, 'PUT', '/admin/policy', JSON.stringify({ policy: 'round-robin' }), 5, ADMIN_KEY);
+      await untilRejected(code, from);
+    });
+  });
+
+  it('counts a POST /v1/batches whose client leaves mid-body once', async () => {
+    const code = 'SY_ERR_INVALID_ARGUMENT';
+    await assertCountsOne(code, async () => {
+      const from = (await counted(code)).stats;
+      const body = JSON.stringify({ input_file_id: 'file-none', endpoint: '/v1/chat/completions' });
+      await leaves(gw.url, 'POST', '/v1/batches', body, 10, 'none');
+      await untilRejected(code, from);
     });
   });
 
