@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { routeTo } from '../core/decision.ts';
@@ -12,7 +11,17 @@ import type { RoutingPolicy } from '../policies/routing/types.ts';
 import { createWorkload } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
 import { toEngineConfig } from './config.ts';
-import type { KvStoreOptions, KvStoreOutcome } from './kv-store.ts';
+import type { KvStoreOptions } from './kv-store.ts';
+import {
+  assertClose,
+  GPU,
+  kvStoreOf,
+  MODEL,
+  PREFIX_TOKENS,
+  ROCE,
+  runRecord,
+  withPrefix,
+} from './kv-store-test-support.ts';
 import type { PdSettings } from './pd-host.ts';
 import { summaryToJson } from './report/json.ts';
 import { runSimulation, type SimOptions, type SimResult } from './simulator.ts';
@@ -22,37 +31,7 @@ import { runSimulation, type SimOptions, type SimResult } from './simulator.ts';
  * instance holds), and a fetching request counted in its instance's `waiting` as vLLM counts it.
  */
 
-const GPU = 'h100';
-const MODEL = 'llama-3.1-8b';
-const PREFIX_TOKENS = 4096;
-const ROCE: KvStoreOptions = { kind: 'peer', link: 'roce-200' };
 const PERF = perfModelFor(GPU, MODEL, 1, undefined, { maxNumSeqs: toEngineConfig({}, GPU).maxNumSeqs });
-
-/** A request whose prompt starts with the shared 4k-token prefix (8 chain blocks of 512 tokens). */
-function withPrefix(id: string, arrivalMs: number, ownTokens: number): TwinRequest {
-  return {
-    id,
-    model: MODEL,
-    tenant: 't',
-    priority: 0,
-    inputTokens: PREFIX_TOKENS + ownTokens,
-    maxTokens: 4,
-    trueOutputTokens: 4,
-    arrivalMs,
-    slo: undefined,
-    prefix: { blockTokens: 512, hashes: [11, 12, 13, 14, 15, 16, 17, 18] },
-    sessionId: undefined,
-  } as TwinRequest;
-}
-
-function kvStoreOf(result: SimResult): KvStoreOutcome {
-  assert.ok(result.kvStore !== undefined, 'a run with a store reports it');
-  return result.kvStore;
-}
-
-function assertClose(actual: number, expected: number): void {
-  assert.ok(Math.abs(actual - expected) < 1e-6, `${actual} != ${expected}`);
-}
 
 // ---- the view's `waiting` counts a request while it fetches ----
 
@@ -255,12 +234,7 @@ function storelessPdRecord(): Record<string, unknown> {
       new Rng(1).fork('workload'),
     );
     const result = runSimulation(source, pdOptions(undefined, pair, 4, 4));
-    const { summary: _s, ...report } = result.report;
-    out[pair] = {
-      summary: summaryToJson(result.summary, { wallClock: false }),
-      decisionDigest: result.decisionDigest,
-      reportSha256: createHash('sha256').update(JSON.stringify(report)).digest('hex'),
-    };
+    out[pair] = runRecord(result);
   }
   return JSON.parse(JSON.stringify(out));
 }

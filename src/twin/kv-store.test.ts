@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { Rng } from '../core/rng.ts';
@@ -8,9 +7,18 @@ import { KV_LINKS, kvTransfer } from '../model/kv-link.ts';
 import { perfModelFor } from '../model/perf.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import { createWorkload } from '../workload/create.ts';
-import type { TwinRequest } from '../workload/types.ts';
 import { engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
-import type { KvStoreOptions, KvStoreOutcome } from './kv-store.ts';
+import type { KvStoreOptions } from './kv-store.ts';
+import {
+  assertClose,
+  GPU,
+  kvStoreOf,
+  MODEL,
+  PREFIX_TOKENS,
+  ROCE,
+  runRecord,
+  withPrefix,
+} from './kv-store-test-support.ts';
 import { summaryToJson } from './report/json.ts';
 import { type PrefixCacheMode, runSimulation, type SimResult } from './simulator.ts';
 
@@ -18,28 +26,6 @@ import { type PrefixCacheMode, runSimulation, type SimResult } from './simulator
  * An engine with a KV store (`engine.kvStore`) loads a longer prefix another instance caches instead
  * of computing it; without one it recomputes, and a store-less run is what the twin ran before.
  */
-
-const GPU = 'h100';
-const MODEL = 'llama-3.1-8b';
-const PREFIX_TOKENS = 4096;
-const ROCE: KvStoreOptions = { kind: 'peer', link: 'roce-200' };
-
-/** A request whose prompt starts with the shared 4k-token prefix (8 chain blocks of 512 tokens). */
-function withPrefix(id: string, arrivalMs: number, ownTokens: number): TwinRequest {
-  return {
-    id,
-    model: MODEL,
-    tenant: 't',
-    priority: 0,
-    inputTokens: PREFIX_TOKENS + ownTokens,
-    maxTokens: 4,
-    trueOutputTokens: 4,
-    arrivalMs,
-    slo: undefined,
-    prefix: { blockTokens: 512, hashes: [11, 12, 13, 14, 15, 16, 17, 18] },
-    sessionId: undefined,
-  } as TwinRequest;
-}
 
 /**
  * Two instances, round robin: `a` runs on i0 and is done long before `b`, with the same prefix,
@@ -61,11 +47,6 @@ function twoInstances(kvStore: KvStoreOptions | undefined, mode: PrefixCacheMode
 /** The engines' perf model, as the twin builds it for this engine config. */
 function perfOf(engine: EngineConfig) {
   return perfModelFor(GPU, MODEL, 1, undefined, { maxNumSeqs: engine.maxNumSeqs });
-}
-
-function kvStoreOf(result: SimResult): KvStoreOutcome {
-  assert.ok(result.kvStore !== undefined, 'a run with a store reports it');
-  return result.kvStore;
 }
 
 for (const mode of ['runs', 'blocks', 'blocks-32bit'] as const) {
@@ -109,10 +90,6 @@ for (const mode of ['runs', 'blocks', 'blocks-32bit'] as const) {
     assertClose(ttft[0] as number, perf.prefillTimeMs(PREFIX_TOKENS + 100, 0));
     assertClose(ttft[1] as number, perf.prefillTimeMs(PREFIX_TOKENS + 200, 0));
   });
-}
-
-function assertClose(actual: number, expected: number): void {
-  assert.ok(Math.abs(actual - expected) < 1e-6, `${actual} != ${expected}`);
 }
 
 test('a prefix B already holds is not fetched; a gain under minTokens is not fetched', () => {
@@ -272,12 +249,7 @@ function storelessRecord(): Record<string, unknown> {
       slo: { ttftMs: 2000, tpotMs: 100 },
       workload: 'store-less record',
     });
-    const { summary: _s, ...report } = result.report;
-    out[policy] = {
-      summary: summaryToJson(result.summary, { wallClock: false }),
-      decisionDigest: result.decisionDigest,
-      reportSha256: createHash('sha256').update(JSON.stringify(report)).digest('hex'),
-    };
+    out[policy] = runRecord(result);
   }
   return JSON.parse(JSON.stringify(out));
 }
