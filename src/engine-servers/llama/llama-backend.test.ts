@@ -311,17 +311,25 @@ describe('a wake whose context cannot be created', { timeout: 60_000 }, () => {
     try {
       const modelPath = ensureTinyLlamaGguf(join(dir, 'tiny.gguf'));
       let loaded: LlamaModel | undefined;
-      // The real loader, noting the model it hands out.
+      let failContext = true;
+      // The real loader, noting the model it hands out. The first model's context creation fails as
+      // an out-of-memory one does (a real 2^30-token context takes the allocator 30 s to refuse on
+      // this machine, and over a minute under load); disposing it stays the real runtime's.
       const llama = {
         loadModel: async (options: Parameters<typeof runtime.llama.loadModel>[0]) => {
           loaded = await runtime.llama.loadModel(options);
+          if (failContext) {
+            failContext = false;
+            loaded.createContext = async () => {
+              throw new Error('std::bad_alloc: no memory for the context');
+            };
+          }
           return loaded;
         },
       };
-      // A context of 2^30 tokens does not fit this machine's memory: createContext refuses it.
       const error = await loadModelAndContext(llama, {
         loadOptions: { modelPath, gpuLayers: 0 },
-        contextOptions: { contextSize: 2 ** 30 },
+        contextOptions: { contextSize: 256 },
       }).then(
         () => undefined,
         (e: Error) => e,
