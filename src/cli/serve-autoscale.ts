@@ -166,11 +166,10 @@ export function autoscaleSettings(
       minInstances,
     ),
     prewarm,
-    sleep: sleepSettingsOf(flags, minInstances),
+    sleep: sleepSettingsOf(flags, block?.sleep, minInstances),
   };
 }
 
-/** `--sleep` and its bounds, checked (models at zero only). */
 /**
  * One model's `/stats` `sleep.models[m]`: the actuator's sleep counts, engines `asleep` and those
  * still going to sleep (`sleeping`: `POST /sleep` sent) apart (both hold a sleeper place, counted in
@@ -187,8 +186,17 @@ export function modelSleepStats(actuator: LocalActuator | undefined): Record<str
   };
 }
 
-function sleepSettingsOf(flags: AutoscaleFlags, minInstances: number): LiveSleepConfig | undefined {
-  if (flags.sleep !== true) {
+/**
+ * `--sleep` and its bounds, or the config block's `sleep` (`true` or its bounds; a flag wins over
+ * the same field), checked: models at zero only, and no bound without sleep mode.
+ */
+function sleepSettingsOf(
+  flags: AutoscaleFlags,
+  configured: NonNullable<GatewayConfig['autoscaler']>['sleep'],
+  minInstances: number,
+): LiveSleepConfig | undefined {
+  const block = typeof configured === 'object' ? configured : {};
+  if (flags.sleep !== true && (configured === undefined || configured === false)) {
     for (const f of ['maxSleepers', 'maxSleepersPerModel', 'sleepMaxMs'] as const)
       if (flags[f] !== undefined) throw usage(`--${kebab(f)} needs --sleep`, kebab(f));
     return undefined;
@@ -196,9 +204,9 @@ function sleepSettingsOf(flags: AutoscaleFlags, minInstances: number): LiveSleep
   if (minInstances > 0)
     throw usage('--sleep applies to --min-instances 0 only (engines past their keep-alive sleep)', 'sleep');
   return resolveLiveSleep({
-    ...optional('sleepersMax', flags.maxSleepers),
-    ...optional('sleepersPerModelMax', flags.maxSleepersPerModel),
-    ...optional('sleepMaxMs', flags.sleepMaxMs),
+    ...optional('sleepersMax', flags.maxSleepers ?? block.maxSleepers),
+    ...optional('sleepersPerModelMax', flags.maxSleepersPerModel ?? block.maxSleepersPerModel),
+    ...optional('sleepMaxMs', flags.sleepMaxMs ?? block.sleepMaxMs),
   });
 }
 

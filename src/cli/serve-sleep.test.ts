@@ -53,4 +53,30 @@ describe('serve --sleep settings', () => {
     );
     refused(() => autoscaleSettings({ sleep: true }, config, 4), 'sleep');
   });
+
+  it('takes sleep mode from the config block, a flag winning over the same field', () => {
+    const withBlock = (sleep: unknown) =>
+      parseGatewayConfig({ autoscaler: { name: 'static', minInstances: 0, sleep } }, {});
+    assert.deepEqual(autoscaleSettings({}, withBlock(true), 4)?.sleep, {
+      sleepersPerModelMax: SLEEPERS_PER_MODEL_MAX_DEFAULT,
+      sleepersMax: SLEEPERS_MAX_DEFAULT,
+      sleepMaxMs: LONE_SLEEP_MAX_MS_DEFAULT,
+    });
+    assert.equal(autoscaleSettings({}, withBlock(false), 4)?.sleep, undefined);
+    const bounded = withBlock({ maxSleepers: 5, sleepMaxMs: 9000 });
+    assert.deepEqual(autoscaleSettings({}, bounded, 4)?.sleep, {
+      sleepersPerModelMax: SLEEPERS_PER_MODEL_MAX_DEFAULT,
+      sleepersMax: 5,
+      sleepMaxMs: 9000,
+    });
+    assert.deepEqual(autoscaleSettings({ maxSleepers: 2 }, bounded, 4)?.sleep?.sleepersMax, 2);
+    // The flag turns it on over a config that leaves it off; bounds need one or the other.
+    assert.ok(autoscaleSettings({ sleep: true }, withBlock(false), 4)?.sleep);
+    refused(() => autoscaleSettings({ maxSleepers: 2 }, withBlock(false), 4), 'max-sleepers');
+    // Models at zero only, wherever sleep mode was asked for.
+    const warm = parseGatewayConfig({ autoscaler: { name: 'static', minInstances: 1, sleep: true } }, {});
+    refused(() => autoscaleSettings({}, warm, 4), 'sleep');
+    assert.throws(() => withBlock({ maxSleepers: 0 }), /maxSleepers/);
+    assert.throws(() => withBlock({ sleepers: 2 }), /sleepers/);
+  });
 });

@@ -282,6 +282,21 @@ export const gatewayConfigSchema = z
         standbyEngines: z.number().int().min(0).max(8).optional(),
         warmCacheMb: z.number().int().min(0).max(1_048_576).optional(),
         prewarm: z.boolean().optional(),
+        /**
+         * Sleep mode (docs/serverless.md, "Sleep mode (live)"): `true` with the default bounds, or
+         * the bounds themselves; `--sleep`, `--max-sleepers`, `--max-sleepers-per-model` and
+         * `--sleep-max-ms` override them. Absent or `false`: idle engines stop.
+         */
+        sleep: z
+          .union([
+            z.boolean(),
+            z.strictObject({
+              maxSleepers: z.number().int().min(1).max(256).optional(),
+              maxSleepersPerModel: z.number().int().min(1).max(256).optional(),
+              sleepMaxMs: z.number().int().min(1).max(604_800_000).optional(),
+            }),
+          ])
+          .optional(),
       })
       .optional(),
   })
