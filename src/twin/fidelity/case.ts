@@ -21,7 +21,7 @@ const positive = z.number().positive().finite();
 
 /** Most requests one case may simulate: a bound on a run's memory and time. */
 export const CASE_REQUESTS_MAX = 200_000;
-/** Most concurrent clients of a closed-loop case. */
+/** Most concurrent clients of a closed-loop case, and the largest client cap of an open-loop one. */
 export const CONCURRENCY_MAX = 4096;
 
 /** Figures of one latency, as a benchmark reports them (any subset; at least one). */
@@ -91,6 +91,12 @@ const limits = {
 const openRate = {
   rateRps: positive.optional(),
   stages: z.array(measuredStageSchema).min(1).max(STAGES_MAX).optional(),
+  /**
+   * A client-side cap on requests in flight, as `vllm bench serve --request-rate R --max-concurrency
+   * C`: requests keep the times the arrival process gives them, but one whose slot is not free waits
+   * at the client (first come, first sent) and is timed from when it is sent.
+   */
+  maxConcurrency: z.number().int().min(1).max(CONCURRENCY_MAX).optional(),
 };
 
 /** How requests arrive: open loop at a rate (or in stages), or closed loop at a concurrency. */

@@ -30,6 +30,24 @@ export interface FigureComparison {
  */
 export type SaturationVerdict = 'agree' | 'twin-only' | 'real-only';
 
+/**
+ * How a capped row ended up in the twin: `client-bound` when its client queue grew (the engine held
+ * at most the cap and could not keep up with the offered rate at it), else `saturated` when the
+ * engine's own queue grew below the cap, else `no`.
+ */
+export type CappedTwinState = 'client-bound' | 'saturated' | 'no';
+
+/** The client side of a row with `maxConcurrency`, as the table and JSON show it. */
+export interface ClientComparison {
+  readonly maxConcurrency: number;
+  /** Mean and p90 of send − scheduled time (ms): how long requests waited for a slot. */
+  readonly waitMsMean: number;
+  readonly waitMsP90: number;
+  /** Requests sent per second, against the offered rate in the row's load. */
+  readonly sendRateRps: number;
+  readonly twin: CappedTwinState;
+}
+
 /** One row compared. */
 export interface RowComparison {
   readonly label: string;
@@ -43,6 +61,11 @@ export interface RowComparison {
   /** Figures kept out of the summary medians (shown, marked), and why. */
   readonly excluded: readonly Figure[];
   readonly excludedReason?: string;
+  /**
+   * Rows with a client cap only. Their verdict takes `client-bound` as falling behind the offered
+   * load: a measured `saturated: true` there means the run fell behind its rate, whichever queue grew.
+   */
+  readonly client?: ClientComparison;
 }
 
 /** The summary over every row of every case. */
@@ -58,7 +81,7 @@ export interface FidelitySummary {
   readonly ttftRows: number;
   readonly perTokenRows: number;
   readonly e2eRows: number;
-  /** Rows where the twin saturated and the measurement did not. */
+  /** Rows where the twin saturated (or, capped, was client-bound) and the measurement did not. */
   readonly twinOnlySaturations: number;
   readonly realOnlySaturations: number;
   /** Figures (of every row) a case keeps out of the medians. */
@@ -91,8 +114,10 @@ export function compareRow(row: CaseRow): RowComparison {
   }
   const measuredSaturated = row.measured.saturated;
   const predictedSaturated = row.predicted.saturated;
+  const client = clientComparison(row);
+  const twinBehind = client === undefined ? predictedSaturated : client.twin !== 'no';
   const saturation: SaturationVerdict =
-    measuredSaturated === predictedSaturated ? 'agree' : predictedSaturated ? 'twin-only' : 'real-only';
+    measuredSaturated === twinBehind ? 'agree' : twinBehind ? 'twin-only' : 'real-only';
   return {
     label: row.label,
     load: row.load,
@@ -104,6 +129,24 @@ export function compareRow(row: CaseRow): RowComparison {
     predictedThroughputRps: row.predicted.throughputRps,
     excluded: row.measured.excluded?.figures ?? [],
     ...(row.measured.excluded !== undefined ? { excludedReason: row.measured.excluded.reason } : {}),
+    ...(client !== undefined ? { client } : {}),
+  };
+}
+
+function clientComparison(row: CaseRow): ClientComparison | undefined {
+  const client = row.predicted.client;
+  if (client === undefined) return undefined;
+  const twin: CappedTwinState = client.clientBound
+    ? 'client-bound'
+    : row.predicted.saturated
+      ? 'saturated'
+      : 'no';
+  return {
+    maxConcurrency: client.maxConcurrency,
+    waitMsMean: client.waitMs.mean,
+    waitMsP90: client.waitMs.p90,
+    sendRateRps: client.sendRateRps,
+    twin,
   };
 }
 

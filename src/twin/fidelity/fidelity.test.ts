@@ -5,9 +5,9 @@ import { describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { type FidelityCaseInput, parseFidelityCase } from './case.ts';
 import { compareAll, compareRow, errorPct, median } from './compare.ts';
-import { isSaturated, SATURATION_SAMPLES_MIN } from './observe.ts';
+import { isSaturated, type RequestLog, SATURATION_SAMPLES_MIN } from './observe.ts';
 import { fmtSignedPct, formatFidelityTable } from './report.ts';
-import { type CaseRow, runCase } from './run-case.ts';
+import { type CaseRow, replayOpenLoop, runCase } from './run-case.ts';
 
 const measured = { ttftMs: { mean: 50, p90: 80 }, perTokenMs: { mean: 10 }, saturated: false };
 
@@ -405,5 +405,148 @@ describe('workload.prefix', () => {
     assert.ok(noCache !== undefined);
     assert.ok(cached.predicted.ttftMs.p50 < noCache.predicted.ttftMs.p50, 'the cache must cut TTFT');
     assert.ok(noCache.predicted.ttftMs.p50 > plain.predicted.ttftMs.p50, 'longer prompts must cost more');
+  });
+});
+
+describe('workload.maxConcurrency (a client cap on an open loop)', () => {
+  /** 40 req/s of 2,000-token prompts and 200-token answers on one H100: far past what it serves. */
+  function overloaded(maxConcurrency?: number): FidelityCaseInput {
+    return openCase({
+      name: 'capped',
+      workload: {
+        arrival: 'constant',
+        rateRps: 40,
+        requests: 400,
+        input: { kind: 'fixed', tokens: 2000 },
+        output: { kind: 'fixed', tokens: 200 },
+        ...(maxConcurrency !== undefined ? { maxConcurrency } : {}),
+      },
+    });
+  }
+
+  /** Most requests the engine held at once, from the recorded send and finish times. */
+  function peakInFlight(log: RequestLog): number {
+    const events: [number, number][] = [];
+    for (let i = 0; i < log.size; i++) {
+      events.push([log.arrivalMs[i] as number, 1]);
+      events.push([log.finishMs[i] as number, -1]);
+    }
+    // An answer that ends when the next request is sent frees its slot first.
+    events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let now = 0;
+    let peak = 0;
+    for (const [, delta] of events) {
+      now += delta;
+      peak = Math.max(peak, now);
+    }
+    return peak;
+  }
+
+  it('holds the engine at the cap while the client queue grows: client-bound, not engine-saturated', () => {
+    const cap = 16;
+    const { result, log } = replayOpenLoop(parseFidelityCase(overloaded(cap)));
+    assert.equal(log.failed, 0);
+    assert.ok(Number.isFinite(log.finishMs[log.size - 1] as number));
+    assert.equal(peakInFlight(log), cap);
+    // Sent in order, never before due; request k waits for the (k - cap)-th answer to end.
+    for (let k = 1; k < log.size; k++) {
+      assert.ok((log.arrivalMs[k] as number) >= (log.arrivalMs[k - 1] as number));
+      assert.ok((log.arrivalMs[k] as number) >= (log.scheduledMs[k] as number));
+    }
+    const [row] = result.rows;
+    assert.ok(row?.predicted.client !== undefined);
+    const client = row.predicted.client;
+    assert.equal(row.load, '40 req/s, cap 16');
+    assert.equal(row.predicted.saturated, false);
+    assert.equal(client.clientBound, true);
+    assert.ok(client.sendRateRps < 40 * 0.8, `sent at ${client.sendRateRps} req/s`);
+    // The wait grows: the last tenth of requests waited far longer than the first tenth.
+    const wait = (k: number) => (log.arrivalMs[k] as number) - (log.scheduledMs[k] as number);
+    const tenth = Math.floor(log.size / 10);
+    const mean = (from: number) => {
+      let sum = 0;
+      for (let k = from; k < from + tenth; k++) sum += wait(k);
+      return sum / tenth;
+    };
+    assert.ok(mean(log.size - tenth) > 5 * mean(0) + 1000, `${mean(0)} -> ${mean(log.size - tenth)} ms`);
+    // The verdict reads client-bound as falling behind: against a measured run that kept up, twin only.
+    const compared = compareRow(row);
+    assert.equal(compared.client?.twin, 'client-bound');
+    assert.equal(compared.saturation, 'twin-only');
+    assert.equal(compareRow({ ...row, measured: { ...row.measured, saturated: true } }).saturation, 'agree');
+    const table = formatFidelityTable([compared]);
+    assert.match(table, /saturated\s*│\s*no\s*│\s*client-bound\s*│\s*TWIN ONLY/);
+    assert.match(table, /client wait p90\s*│\s*-\s*│/);
+
+    // Uncapped, the same arrivals saturate the engine.
+    const [uncapped] = runCase(parseFidelityCase(overloaded())).rows;
+    assert.equal(uncapped?.predicted.saturated, true);
+    assert.equal(uncapped?.predicted.client, undefined);
+    assert.ok((uncapped?.predicted.ttftMs.mean as number) > 10 * row.predicted.ttftMs.mean);
+  });
+
+  it('a cap that never binds changes no figure', () => {
+    const uncapped = replayOpenLoop(parseFidelityCase(openCase()));
+    const peak = Math.max(...uncapped.log.inFlightAtArrival) + 1;
+    for (const cap of [peak, 4096]) {
+      const capped = replayOpenLoop(
+        parseFidelityCase(openCase({ workload: { ...openCase().workload, maxConcurrency: cap } as never })),
+      );
+      const [row] = capped.result.rows;
+      assert.ok(row?.predicted.client !== undefined);
+      const { client, ...figures } = row.predicted;
+      assert.deepEqual(figures, uncapped.result.rows[0]?.predicted);
+      assert.deepEqual(capped.log.arrivalMs, uncapped.log.arrivalMs);
+      assert.equal(client.waitMs.p99, 0);
+      assert.equal(client.clientBound, false);
+      assert.ok(Math.abs(client.sendRateRps - 4) < 1e-9, `${client.sendRateRps}`);
+    }
+  });
+
+  it('keeps stage membership by scheduled time, so a stage holds the requests its rate generated', () => {
+    const c = parseFidelityCase(
+      openCase({
+        measured: undefined,
+        workload: {
+          arrival: 'constant',
+          maxConcurrency: 8,
+          stages: [
+            { rateRps: 30, durationS: 10, measured },
+            { rateRps: 2, durationS: 10, measured },
+          ],
+          input: { kind: 'fixed', tokens: 2000 },
+          output: { kind: 'fixed', tokens: 200 },
+        },
+      }),
+    );
+    const { result, log } = replayOpenLoop(c);
+    assert.deepEqual(
+      result.rows.map((r) => [r.label, r.load, r.predicted.requests]),
+      [
+        ['open#1', '30 req/s, cap 8', 300],
+        ['open#2', '2 req/s, cap 8', 20],
+      ],
+    );
+    // The first stage's backlog spills past its end: some of its requests are sent in the second.
+    assert.ok((log.arrivalMs[299] as number) > 10_000, `last of stage 1 sent at ${log.arrivalMs[299]} ms`);
+    assert.equal(result.rows[0]?.predicted.client?.clientBound, true);
+  });
+
+  it('is refused on a closed loop (which has concurrency), at 0, and when not an integer, naming the path', () => {
+    const closed = closedCase(4, 40);
+    assert.throws(
+      () => parseFidelityCase({ ...closed, workload: { ...closed.workload, maxConcurrency: 4 } as never }),
+      { code: 'SY_ERR_INVALID_CONFIG', message: /workload.*maxConcurrency/ },
+    );
+    const w = openCase().workload;
+    for (const bad of [0, 2.5, -1, 5000])
+      assert.throws(() => parseFidelityCase(openCase({ workload: { ...w, maxConcurrency: bad } as never })), {
+        code: 'SY_ERR_INVALID_CONFIG',
+        message: /workload\.maxConcurrency/,
+      });
+    assert.equal(
+      parseFidelityCase(openCase({ workload: { ...w, maxConcurrency: 1 } as never })).workload.arrival,
+      'constant',
+    );
   });
 });

@@ -11,6 +11,13 @@ import { type LatencyStats, latencyStats } from '../../stats/percentiles.ts';
 
 /** Timings of requests r0 … r(n-1), by index; NaN where a request never got that far. */
 export class RequestLog {
+  /**
+   * When the arrival process meant to send each request. A capped client sends later than this
+   * (its source sets it before the send); otherwise the send is on time and it is `arrivalMs`.
+   * Rows and stages take their requests by this time.
+   */
+  readonly scheduledMs: Float64Array;
+  /** When the request was sent: the engine's arrival, from which TTFT and E2E are timed. */
   readonly arrivalMs: Float64Array;
   readonly firstTokenMs: Float64Array;
   readonly finishMs: Float64Array;
@@ -24,6 +31,7 @@ export class RequestLog {
   ended = 0;
 
   constructor(readonly size: number) {
+    this.scheduledMs = new Float64Array(size).fill(Number.NaN);
     this.arrivalMs = new Float64Array(size).fill(Number.NaN);
     this.firstTokenMs = new Float64Array(size).fill(Number.NaN);
     this.finishMs = new Float64Array(size).fill(Number.NaN);
@@ -31,8 +39,13 @@ export class RequestLog {
     this.inFlightAtArrival = new Int32Array(size);
   }
 
+  /** A capped source's scheduled time of a request it is about to send. */
+  scheduled(index: number, scheduledMs: number): void {
+    this.scheduledMs[index] = scheduledMs;
+  }
+
   routed(index: number, arrivalMs: number): void {
-    this.arrivalMs[index] = arrivalMs;
+    this.arrive(index, arrivalMs);
     this.inFlightAtArrival[index] = this.inFlight++;
   }
 
@@ -49,7 +62,7 @@ export class RequestLog {
 
   /** Refused by the router: arrived, never in flight, ended unanswered. */
   refused(index: number, arrivalMs: number): void {
-    this.arrivalMs[index] = arrivalMs;
+    this.arrive(index, arrivalMs);
     this.inFlightAtArrival[index] = this.inFlight;
     this.failed++;
     this.ended++;
@@ -60,6 +73,11 @@ export class RequestLog {
     this.inFlight--;
     this.ended++;
   }
+
+  private arrive(index: number, arrivalMs: number): void {
+    this.arrivalMs[index] = arrivalMs;
+    if (Number.isNaN(this.scheduledMs[index] as number)) this.scheduledMs[index] = arrivalMs;
+  }
 }
 
 /** The index of request `r<index>`; every source the harness runs names its requests so. */
@@ -67,13 +85,13 @@ export function requestIndex(request: Request): number {
   return Number(request.id.slice(1));
 }
 
-/** Ids of a closed loop's polls (see closedLoopSource): refused unrouted, never recorded. */
+/** Ids of a capped client's polls (see cappedSource): refused unrouted, never recorded. */
 export const POLL_PREFIX = 'p';
-const POLL_REFUSED = reject('SY_ERR_CAPACITY', 'closed-loop poll: not a request');
+const POLL_REFUSED = reject('SY_ERR_CAPACITY', 'client poll: not a request');
 
 /**
  * `inner` with every outcome hook also recorded in `log`. Decisions are inner's, unchanged, except
- * for closed-loop polls, which are refused before inner sees them (a refusal calls no hook).
+ * for a capped client's polls, which are refused before inner sees them (a refusal calls no hook).
  */
 export function observed(inner: RoutingPolicy, log: RequestLog): RoutingPolicy {
   return {
@@ -81,7 +99,7 @@ export function observed(inner: RoutingPolicy, log: RequestLog): RoutingPolicy {
     decide: (view, request, rng) => {
       if (request.id.startsWith(POLL_PREFIX)) return POLL_REFUSED;
       const decision = inner.decide(view, request, rng);
-      // A refusal calls no hook: count it here, or a closed loop would wait for it forever.
+      // A refusal calls no hook: count it here, or a capped client would wait for it forever.
       if (decision.kind === 'reject') log.refused(requestIndex(request), request.arrivalMs);
       return decision;
     },
@@ -117,9 +135,26 @@ export interface PredictedFigures {
   readonly saturated: boolean;
   readonly requests: number;
   readonly completed: number;
+  /** The client side of an open-loop row with `maxConcurrency`; absent on every other row. */
+  readonly client?: ClientFigures;
 }
 
-/** Figures over the requests that arrived in [fromMs, toMs). */
+/** What a capped client did over a row's requests (see clientFiguresOf). */
+export interface ClientFigures {
+  readonly maxConcurrency: number;
+  /** Send − scheduled time per request: how long it waited at the client for a slot. */
+  readonly waitMs: LatencyStats;
+  /** Requests sent per second: (sends − 1) over the span from the first send to the last. */
+  readonly sendRateRps: number;
+  /**
+   * The client's queue (requests due and not yet sent) grew through the row, by the rule that calls
+   * an engine saturated: the cap bound, and the engine could not keep up with the offered rate at
+   * `maxConcurrency` in flight.
+   */
+  readonly clientBound: boolean;
+}
+
+/** Figures over the requests scheduled in [fromMs, toMs) (sent then, without a client cap). */
 export function figuresOf(log: RequestLog, fromMs: number, toMs: number): PredictedFigures {
   const ttft: number[] = [];
   const perToken: number[] = [];
@@ -129,8 +164,8 @@ export function figuresOf(log: RequestLog, fromMs: number, toMs: number): Predic
   let lastFinishMs = Number.NEGATIVE_INFINITY;
   let requests = 0;
   for (let i = 0; i < log.size; i++) {
+    if (!inWindow(log, i, fromMs, toMs)) continue;
     const arrival = log.arrivalMs[i] as number;
-    if (!(arrival >= fromMs && arrival < toMs)) continue;
     requests++;
     inFlight.push(log.inFlightAtArrival[i] as number);
     firstArrivalMs = Math.min(firstArrivalMs, arrival);
@@ -152,6 +187,48 @@ export function figuresOf(log: RequestLog, fromMs: number, toMs: number): Predic
     saturated: isSaturated(inFlight),
     requests,
     completed: e2e.length,
+  };
+}
+
+function inWindow(log: RequestLog, index: number, fromMs: number, toMs: number): boolean {
+  const scheduled = log.scheduledMs[index] as number;
+  return scheduled >= fromMs && scheduled < toMs;
+}
+
+/**
+ * A capped client over the requests scheduled in [fromMs, toMs): the wait of each, the rate they
+ * went out at, and whether the client's queue grew. Sends go out in order (first come, first sent),
+ * so the requests still queued when request k falls due are those before it sent after its
+ * scheduled time.
+ */
+export function clientFiguresOf(
+  log: RequestLog,
+  maxConcurrency: number,
+  fromMs: number,
+  toMs: number,
+): ClientFigures {
+  const waits: number[] = [];
+  const queued: number[] = [];
+  let firstSendMs = Number.POSITIVE_INFINITY;
+  let lastSendMs = Number.NEGATIVE_INFINITY;
+  // Requests before k sent by k's scheduled time: a prefix, since sends and schedules both rise.
+  let sentBy = 0;
+  for (let k = 0; k < log.size; k++) {
+    const scheduled = log.scheduledMs[k] as number;
+    while (sentBy < k && (log.arrivalMs[sentBy] as number) <= scheduled) sentBy++;
+    if (!inWindow(log, k, fromMs, toMs)) continue;
+    const sent = log.arrivalMs[k] as number;
+    waits.push(sent - scheduled);
+    queued.push(k - sentBy);
+    firstSendMs = Math.min(firstSendMs, sent);
+    lastSendMs = Math.max(lastSendMs, sent);
+  }
+  const spanS = (lastSendMs - firstSendMs) / 1000;
+  return {
+    maxConcurrency,
+    waitMs: latencyStats(waits),
+    sendRateRps: waits.length > 1 && spanS > 0 ? (waits.length - 1) / spanS : 0,
+    clientBound: isSaturated(queued),
   };
 }
 

@@ -4,7 +4,7 @@
  */
 import Table from 'cli-table3';
 import { fmtMs, fmtNumber } from '../../stats/format.ts';
-import type { FidelitySummary, Figure, RowComparison, Stat } from './compare.ts';
+import type { ClientComparison, FidelitySummary, Figure, RowComparison, Stat } from './compare.ts';
 import type { CaseResult } from './run-case.ts';
 
 const FIGURE_NAMES: Readonly<Record<Figure, string>> = {
@@ -52,10 +52,11 @@ export function formatFidelityTable(
         fmtSignedPct(((row.predictedThroughputRps - m) / m) * 100),
       ]);
     }
+    if (row.client !== undefined) lines.push(...clientLines(row.client));
     lines.push([
       'saturated',
       yesNo(row.measuredSaturated),
-      yesNo(row.predictedSaturated),
+      row.client !== undefined ? TWIN_STATE[row.client.twin] : yesNo(row.predictedSaturated),
       VERDICT[row.saturation],
     ]);
     lines.forEach((cells, i) => {
@@ -63,6 +64,17 @@ export function formatFidelityTable(
     });
   }
   return table.toString();
+}
+
+const TWIN_STATE = { 'client-bound': 'client-bound', saturated: 'yes', no: 'no' } as const;
+
+/** A capped row's client: its wait for a slot and the rate it sent at (the twin's; nothing measured). */
+function clientLines(client: ClientComparison): string[][] {
+  return [
+    ['client wait mean', '-', fmtMs(client.waitMsMean), ''],
+    ['client wait p90', '-', fmtMs(client.waitMsP90), ''],
+    ['sent req/s', '-', fmtMs(client.sendRateRps), ''],
+  ];
 }
 
 function statName(stat: Stat): string {

@@ -14,14 +14,24 @@ import type { TwinRequest } from '../../workload/types.ts';
 import { SIM_DEFAULTS, toEngineConfig } from '../config.ts';
 import { runSimulation } from '../simulator.ts';
 import type { FidelityCase, Measured } from './case.ts';
-import { figuresOf, observed, POLL_PREFIX, type PredictedFigures, RequestLog } from './observe.ts';
+import {
+  clientFiguresOf,
+  figuresOf,
+  observed,
+  POLL_PREFIX,
+  type PredictedFigures,
+  RequestLog,
+} from './observe.ts';
 import { withSharedPrefix } from './prefix.ts';
 
 /** One compared row: a case's whole run, or one of its stages. */
 export interface CaseRow {
   /** `name`, or `name#k` for stage k (1-based). */
   readonly label: string;
-  /** The offered rate of the row (req/s), or the concurrency of a closed loop, for the table. */
+  /**
+   * The offered rate of the row (req/s) and its client cap where it has one, or the concurrency of
+   * a closed loop, for the table.
+   */
   readonly load: string;
   readonly measured: Measured;
   readonly predicted: PredictedFigures;
@@ -64,22 +74,36 @@ export function openLoopSpec(c: FidelityCase): WorkloadSpecInput {
 }
 
 function runOpenLoop(c: FidelityCase): CaseResult {
+  return replayOpenLoop(c).result;
+}
+
+/** An open-loop case's result with the per-request log it was computed from (for tests and checks). */
+export function replayOpenLoop(c: FidelityCase): { result: CaseResult; log: RequestLog } {
   const w = c.workload;
-  assert(w.arrival !== 'closed-loop', 'runOpenLoop: closed-loop case');
+  assert(w.arrival !== 'closed-loop', 'replayOpenLoop: closed-loop case');
   // The same streams `switchyard sim --seed` draws, so a case can be rerun there by hand.
   const requests = withCasePrefix(c, [...createWorkload(openLoopSpec(c), new Rng(c.seed).fork('workload'))]);
-  const log = simulate(c, requests);
+  const cap = w.maxConcurrency;
+  const log = new RequestLog(requests.length);
+  simulateInto(c, cap === undefined ? requests : cappedSource(requests, cap, log, CLIENT_POLL_MS), log);
+  const capped = cap === undefined ? '' : `, cap ${cap}`;
+  const figures = (fromMs: number, toMs: number): PredictedFigures => {
+    const predicted = figuresOf(log, fromMs, toMs);
+    return cap === undefined ? predicted : { ...predicted, client: clientFiguresOf(log, cap, fromMs, toMs) };
+  };
   const rows: CaseRow[] = [];
   let startMs = 0;
   let anyStageSaturated = false;
+  let anyStageClientBound = false;
   (w.stages ?? []).forEach((stage, k) => {
     const endMs = startMs + stage.durationS * 1000;
-    const predicted = figuresOf(log, startMs, endMs);
+    const predicted = figures(startMs, endMs);
     anyStageSaturated ||= predicted.saturated;
+    anyStageClientBound ||= predicted.client?.clientBound === true;
     if (stage.measured !== undefined) {
       rows.push({
         label: `${c.name}#${k + 1}`,
-        load: `${stage.rateRps} req/s`,
+        load: `${stage.rateRps} req/s${capped}`,
         measured: stage.measured,
         predicted,
       });
@@ -87,17 +111,27 @@ function runOpenLoop(c: FidelityCase): CaseResult {
     startMs = endMs;
   });
   if (c.measured !== undefined) {
-    const whole = figuresOf(log, 0, Number.POSITIVE_INFINITY);
+    const whole = figures(0, Number.POSITIVE_INFINITY);
     rows.unshift({
       label: c.name,
-      load: w.stages !== undefined ? 'stages' : `${w.rateRps} req/s`,
+      load: `${w.stages !== undefined ? 'stages' : `${w.rateRps} req/s`}${capped}`,
       measured: c.measured,
       // Over stages of different rates the number in flight follows the rate, so the trend test
-      // would call a rising staircase saturated: a staged run saturates when one of its stages does.
-      predicted: w.stages !== undefined ? { ...whole, saturated: anyStageSaturated } : whole,
+      // would call a rising staircase saturated: a staged run saturates when one of its stages does
+      // (and its client queue, by the same reading, grows when one stage's does).
+      predicted: w.stages !== undefined ? stagedWhole(whole, anyStageSaturated, anyStageClientBound) : whole,
     });
   }
-  return { name: c.name, source: c.source, rows, failed: log.failed };
+  return { result: { name: c.name, source: c.source, rows, failed: log.failed }, log };
+}
+
+/** A staged run's whole-run figures with the verdicts its stages gave. */
+function stagedWhole(whole: PredictedFigures, saturated: boolean, clientBound: boolean): PredictedFigures {
+  return {
+    ...whole,
+    saturated,
+    ...(whole.client !== undefined ? { client: { ...whole.client, clientBound } } : {}),
+  };
 }
 
 function runClosedLoop(c: FidelityCase): CaseResult {
@@ -111,10 +145,11 @@ function runClosedLoop(c: FidelityCase): CaseResult {
     output: w.output,
     maxRequests: w.requests,
   };
-  const base = withCasePrefix(c, [...createWorkload(spec, new Rng(c.seed).fork('workload'))]);
+  const drawn = withCasePrefix(c, [...createWorkload(spec, new Rng(c.seed).fork('workload'))]);
+  // A closed loop is a capped client with every request due at once.
+  const base = drawn.map((r) => ({ ...r, arrivalMs: 0 }));
   const log = new RequestLog(base.length);
-  const source = closedLoopSource(base, w.concurrency, log, CLOSED_LOOP_POLL_MS);
-  simulateInto(c, source, log);
+  simulateInto(c, cappedSource(base, w.concurrency, log, CLIENT_POLL_MS), log);
   const row = {
     label: c.name,
     load: `${w.concurrency} in flight`,
@@ -138,26 +173,31 @@ function withCasePrefix(c: FidelityCase, requests: TwinRequest[]): TwinRequest[]
 }
 
 /**
- * How often a closed loop looks for answers that ended, in simulated ms. A client sends its next
- * request at the first look after its answer ended, so sends lag ends by less than this (real
- * clients lag by their own HTTP round trip, which is of the same order).
+ * How often a capped client whose slots are all taken looks for answers that ended, in simulated
+ * ms. It sends its next request at the first look after an answer ended, so a send lags the end
+ * that frees its slot by less than this (real clients lag by their own HTTP round trip, which is
+ * of the same order).
  */
-export const CLOSED_LOOP_POLL_MS = 0.5;
-/** Most polls one closed loop makes (10,000 s of simulated time at 0.5 ms): a bound, not a target. */
-export const CLOSED_LOOP_POLLS_MAX = 20_000_000;
+export const CLIENT_POLL_MS = 0.5;
+/** Most polls one run makes (10,000 s of simulated time at 0.5 ms): a bound, not a target. */
+export const CLIENT_POLLS_MAX = 20_000_000;
 
 /**
- * A closed loop as a request stream: `concurrency` clients send at 0, then request i (i >=
- * concurrency) goes out when the (i - concurrency)-th answer ends, as a benchmark's semaphore does
- * (`vllm bench serve --max-concurrency C --request-rate inf`). The simulator takes arrivals in
- * advance, one ahead, so while the next send time is unknown the stream hands it a poll: a request
- * named `p<k>` every `pollMs`, which the observing policy refuses without routing (polls reach no
- * engine and no figure). When the simulator pulls the request after a poll, every answer that ended
- * before the poll is in `log`.
+ * A client that keeps at most `maxConcurrency` requests in flight, as a request stream. `base`
+ * holds the requests (ids r0…) at their scheduled times, in order. Request k goes out at its
+ * scheduled time if a slot is free then, else when the (k − maxConcurrency)-th answer ends (first
+ * come, first sent): `vllm bench serve --max-concurrency C`, whose requests wait on a semaphore
+ * and are timed from when they get it. Every request due at 0 is a closed loop of C clients.
+ *
+ * The simulator takes arrivals in advance, one ahead, so while the next send time is unknown the
+ * stream hands it a poll (a request named `p<k>`, which the observing policy refuses without
+ * routing: polls reach no engine and no figure), at the request's scheduled time or `pollMs` after
+ * the last look, whichever is later. When the simulator pulls the request after a poll, every
+ * answer that ended before the poll is in `log`.
  */
-export function closedLoopSource(
+export function cappedSource(
   base: readonly TwinRequest[],
-  concurrency: number,
+  maxConcurrency: number,
   log: RequestLog,
   pollMs: number,
 ): Iterable<TwinRequest> {
@@ -165,22 +205,23 @@ export function closedLoopSource(
     *[Symbol.iterator]() {
       const first = base[0];
       if (first === undefined) return;
-      let sent = 0;
       let nowMs = 0;
       let polls = 0;
-      for (; sent < Math.min(concurrency, base.length); sent++)
-        yield { ...(base[sent] as TwinRequest), arrivalMs: 0 };
-      while (sent < base.length) {
-        if (log.ended > sent - concurrency) {
-          yield { ...(base[sent] as TwinRequest), arrivalMs: nowMs };
+      for (let sent = 0; sent < base.length; ) {
+        const request = base[sent] as TwinRequest;
+        // Requests r0 … r(sent-1) have gone out; a slot is free when fewer than the cap are unanswered.
+        if (log.ended > sent - maxConcurrency) {
+          nowMs = Math.max(nowMs, request.arrivalMs);
+          log.scheduled(sent, request.arrivalMs);
+          yield { ...request, arrivalMs: nowMs };
           sent++;
         } else {
-          if (polls >= CLOSED_LOOP_POLLS_MAX)
+          if (polls >= CLIENT_POLLS_MAX)
             throw new SwitchyardError(
               'SY_ERR_INVALID_ARGUMENT',
-              `closed loop: no answer ended in ${CLOSED_LOOP_POLLS_MAX} polls (${(nowMs / 1000).toFixed(0)} s simulated)`,
+              `capped client: no answer ended in ${CLIENT_POLLS_MAX} polls (${(nowMs / 1000).toFixed(0)} s simulated)`,
             );
-          nowMs += pollMs;
+          nowMs = Math.max(nowMs + pollMs, request.arrivalMs);
           yield { ...first, id: `${POLL_PREFIX}${polls++}`, arrivalMs: nowMs };
         }
       }
@@ -188,13 +229,7 @@ export function closedLoopSource(
   };
 }
 
-/** One twin run of the case's cluster on these requests (sorted by arrival, ids r0…). */
-function simulate(c: FidelityCase, requests: readonly TwinRequest[]): RequestLog {
-  const log = new RequestLog(requests.length);
-  simulateInto(c, requests, log);
-  return log;
-}
-
+/** One twin run of the case's cluster on these requests (sorted by arrival, ids r0…), into `log`. */
 function simulateInto(c: FidelityCase, source: Iterable<TwinRequest>, log: RequestLog): void {
   const policy = observed(createConfiguredPolicy('round-robin', {}), log);
   runSimulation(source, {
