@@ -9,6 +9,7 @@
  *   node --import tsx scripts/slo-planner-probe.ts --load sinusoid --params '{"targetUtilization":0.9}'
  *   ... --static 22      # static provisioning with 22 instances instead of the planner
  *   ... --json out.json  # the per-tick series too
+ *   ... --policy least-request  # another routing policy (default round-robin, as the results page)
  *
  *   ... --clairvoyant 20 # the results page's clairvoyant bound (20 s spans), hour by hour
  *
@@ -50,6 +51,7 @@ const { values: args } = parseArgs({
     json: { type: 'string' },
     clairvoyant: { type: 'string' },
     seed: { type: 'string', default: '1' },
+    policy: { type: 'string', default: 'round-robin' },
   },
 });
 
@@ -153,6 +155,7 @@ function main(): void {
   const missed = Math.round(m.requests * (1 - m.sloAttainment.both));
   const out = {
     load: args.load,
+    ...(args.policy === 'round-robin' ? {} : { policy: args.policy }),
     params: JSON.parse(args.params),
     gpuHours: r.gpuHours,
     attainment: m.sloAttainment.both,
@@ -175,7 +178,7 @@ function settingsWith(
 ): TwinSettings {
   return {
     seed: Number(args.seed),
-    policy: 'round-robin',
+    policy: args.policy,
     policies: {},
     cluster: { groups: [{ count: pool, gpu: 'h100', model: 'llama-3.1-8b', tp: 1 }] },
     engine: {},
