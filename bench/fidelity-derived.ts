@@ -21,6 +21,7 @@
  *   npm run fidelity:derived -- --prefix-tokens 512   # sensitivity: every prompt shares 512 tokens
  *   npm run fidelity:derived -- --prefix-tokens 512 --disable-cascade-attn
  *                                                     # the same without cascade attention (vLLM's flag)
+ *   npm run fidelity:derived -- --max-concurrency 64  # sensitivity: the client kept at most 64 in flight
  *   npm run fidelity:derived -- --root /tmp/old       # the same loop on another tree (how OLD_TWIN
  *                                                     # was made, from `git archive 306a5e4`)
  *   npm run fidelity:derived -- --json out.json
@@ -28,6 +29,12 @@
  * One engine core per stage (one instance, as in the issue), constant arrivals from t = 0, figures
  * over the requests arriving after the first quarter of the stage; saturation by the fidelity
  * harness's rule (in flight at arrival: last fifth against the second fifth, > 1.5x and > 4).
+ * With `--max-concurrency C` the client holds at most C requests in flight, as `vllm bench serve
+ * --max-concurrency C` does: a request due while C are unanswered waits at the client and is sent
+ * (and timed from) when the oldest-freed slot frees, first come first sent; stage membership stays
+ * by the scheduled time. A stage whose client queue grows by the same rule is client-bound, which
+ * counts as falling behind (twin only) like a saturated one. The derived figures are unchanged:
+ * they come from the old twin run uncapped.
  * For each derived per-token time at 20 req/s the script also prints a first-principles floor:
  * the mean step those lengths need at that per-token time with every GEMM at dense peak or the
  * weight read at peak HBM (whichever binds), the KV read at peak HBM and the all-reduce as
@@ -49,8 +56,17 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     'prefix-tokens': { type: 'string', default: '0' },
     'disable-cascade-attn': { type: 'boolean', default: false },
+    'max-concurrency': { type: 'string' },
   },
 });
+
+/** Client cap on requests in flight (sensitivity only); unset: none, as the issue's runs are read. */
+const maxConcurrency =
+  flags['max-concurrency'] === undefined ? Number.POSITIVE_INFINITY : Number(flags['max-concurrency']);
+if (
+  !(maxConcurrency === Number.POSITIVE_INFINITY || (Number.isInteger(maxConcurrency) && maxConcurrency >= 1))
+)
+  throw new Error(`--max-concurrency: expected an integer >= 1, got '${flags['max-concurrency']}'`);
 
 /** One band of the issue's table: the rates it covers and its error ranges (percent, twin vs real). */
 interface Band {
@@ -137,6 +153,11 @@ const OUTPUT_TOKENS = 250;
 const MAX_NUM_SEQS = 128;
 const MAX_NUM_BATCHED_TOKENS = 2048;
 const BLOCK_TOKENS = 16;
+/**
+ * How long after an answer ends a capped client sends the request waiting for its slot: the
+ * harness's poll interval (CLIENT_POLL_MS in src/twin/fidelity/run-case.ts), the most it lags.
+ */
+const CLIENT_LAG_MS = 0.5;
 /** Figures are over requests arriving after this fraction of the stage. */
 const WARMUP_FRACTION = 0.25;
 
@@ -146,6 +167,11 @@ interface StageFigures {
   readonly saturated: boolean;
   readonly meanRunning: number;
   readonly preemptions: number;
+  /** With a client cap: the client queue grew through the stage, and the wait for a slot (steady requests). */
+  readonly clientBound: boolean;
+  readonly clientWaitMsMean: number;
+  readonly clientWaitMsP90: number;
+  readonly sentRps: number;
 }
 
 /** An estimate of a measured figure with the range the issue's percentages allow. */
@@ -212,7 +238,7 @@ function runStage(model: string, tp: number, rate: number): StageFigures {
     maxNumBatchedTokens: engine.maxNumBatchedTokens,
   });
   interface Done {
-    request: { outputTokens: number };
+    request: { id: string; outputTokens: number };
     arrivalMs: number;
     firstTokenMs: number;
     finishMs: number;
@@ -225,28 +251,55 @@ function runStage(model: string, tp: number, rate: number): StageFigures {
   const n = Math.round(rate * seconds);
   const warmupMs = seconds * 1000 * WARMUP_FRACTION;
   const inFlight: number[] = [];
+  const sentMs: number[] = [];
   let runningSum = 0;
   let steps = 0;
   let next = 0;
   let nowMs = 0;
-  while (next < n || core.hasWork) {
-    while (next < n && next * gapMs <= nowMs) {
+  /**
+   * Sends the requests due with a slot free: fewer than the cap unanswered (answers end only at step
+   * ends, so the slot of request `next` freed when the (next - cap)-th answer, in finishing order,
+   * ended). A request that was waiting for a slot freed at this very step end goes out
+   * CLIENT_LAG_MS later, once the next step has started (`lagged` false stops before it): a real
+   * client hears of the end, then sends, and the harness's capped client sends at its first look
+   * after the end. Under async scheduling that decides whether it joins the step after next or the
+   * one after that. Returns the last send time (NaN for none).
+   */
+  const sendDue = (lagged: boolean): number => {
+    let lastMs = Number.NaN;
+    while (
+      next < n &&
+      next * gapMs <= nowMs &&
+      (next < maxConcurrency || done.length > next - maxConcurrency)
+    ) {
+      const freedMs = next < maxConcurrency ? 0 : (done[next - maxConcurrency] as Done).finishMs;
+      if (!lagged && freedMs >= nowMs && freedMs > next * gapMs) break;
+      const arrivalMs =
+        freedMs >= nowMs && freedMs > next * gapMs ? nowMs + CLIENT_LAG_MS : Math.max(next * gapMs, freedMs);
       inFlight.push(next - done.length);
+      sentMs.push(arrivalMs);
       core.add(
         {
           id: `r${next}`,
           inputTokens: PROMPT_MIN + Math.floor(rnd() * PROMPT_SPAN),
           outputTokens: OUTPUT_TOKENS,
-          arrivalMs: next * gapMs,
+          arrivalMs,
           blockHashes: sharedHashes,
         },
-        nowMs,
+        Math.max(nowMs, arrivalMs),
       );
       next++;
+      lastMs = arrivalMs;
     }
+    return lastMs;
+  };
+  while (next < n || core.hasWork) {
+    sendDue(false);
     const ms = core.startStep(nowMs);
+    // Without a cap nothing is left to send here.
+    const laggedMs = sendDue(true);
     if (ms === undefined) {
-      nowMs = next * gapMs;
+      nowMs = Number.isNaN(laggedMs) ? next * gapMs : laggedMs;
       continue;
     }
     if (nowMs >= warmupMs && nowMs < seconds * 1000) {
@@ -256,14 +309,34 @@ function runStage(model: string, tp: number, rate: number): StageFigures {
     nowMs += ms;
     core.finishStep(nowMs);
   }
-  const steady = done.filter((r) => r.arrivalMs >= warmupMs);
+  // By scheduled time: a request belongs to the stretch of the stage whose rate generated it.
+  const scheduledMs = (r: Done) => Number(r.request.id.slice(1)) * gapMs;
+  const steady = done.filter((r) => scheduledMs(r) >= warmupMs);
+  const waits = steady.map((r) => r.arrivalMs - scheduledMs(r)).sort((a, b) => a - b);
+  const steadySent = sentMs.filter((_, k) => k * gapMs >= warmupMs);
+  const sentSpanS = ((steadySent.at(-1) ?? 0) - (steadySent[0] ?? 0)) / 1000;
   return {
     ttftMs: mean(steady.map((r) => r.firstTokenMs - r.arrivalMs)),
     perTokenMs: mean(steady.map((r) => (r.finishMs - r.firstTokenMs) / (r.request.outputTokens - 1))),
     saturated: saturated(inFlight),
     meanRunning: runningSum / Math.max(1, steps),
     preemptions: done.reduce((a, r) => a + r.preemptions, 0),
+    clientBound: saturated(clientQueue(sentMs, gapMs)),
+    clientWaitMsMean: mean(waits),
+    clientWaitMsP90: waits[Math.min(waits.length - 1, Math.floor(0.9 * waits.length))] ?? Number.NaN,
+    sentRps: sentSpanS > 0 ? (steadySent.length - 1) / sentSpanS : 0,
   };
+}
+
+/** Requests queued at the client when each falls due (sends are in order, so a pointer walk). */
+function clientQueue(sentMs: readonly number[], gapMs: number): number[] {
+  const queued: number[] = [];
+  let sentBy = 0;
+  for (let k = 0; k < sentMs.length; k++) {
+    while (sentBy < k && (sentMs[sentBy] as number) <= k * gapMs) sentBy++;
+    queued.push(k - sentBy);
+  }
+  return queued;
 }
 
 /** real = old / (1 + err): midpoint, rank-interpolated (position 0..1 in the band) and the two ends. */
@@ -329,9 +402,11 @@ const errs = { ttft: [] as number[], tokMid: [] as number[], tokRank: [] as numb
 let compared = 0;
 let twinOnly = 0;
 const comparing = flags.root === undefined;
+const capped = maxConcurrency !== Number.POSITIVE_INFINITY;
 console.log(
   `tree ${root}; ${seconds} s stages; shared prefix ${prefixTokens} tokens` +
     (flags['disable-cascade-attn'] ? '; cascade attention disabled' : '') +
+    (capped ? `; client cap ${maxConcurrency} in flight (a sensitivity, not a finding)` : '') +
     (comparing
       ? "\nDERIVED from issue 12's error table against the twin at 306a5e4: an estimate, not a measurement"
       : ''),
@@ -349,7 +424,14 @@ for (const m of ISSUE_12) {
       const f = runStage(m.model, m.tp, rate);
       const position = band.rates.length > 1 ? i / (band.rates.length - 1) : 0;
       let line = `${key.padEnd(20)} ${fmt(f.ttftMs).padStart(7)} / ${fmt(f.perTokenMs).padStart(5)} (${f.meanRunning.toFixed(0).padStart(3)})${f.saturated ? ' SATURATED' : ''}${f.preemptions > 0 ? ` preempt ${f.preemptions}` : ''}`;
-      const row: Record<string, unknown> = { stage: key, prefixTokens, twin: f };
+      if (capped)
+        line += ` client wait ${fmt(f.clientWaitMsMean)} / p90 ${fmt(f.clientWaitMsP90)} ms, sent ${f.sentRps.toFixed(2)} req/s${f.clientBound ? ' CLIENT-BOUND' : ''}`;
+      const row: Record<string, unknown> = {
+        stage: key,
+        prefixTokens,
+        ...(capped ? { maxConcurrency } : {}),
+        twin: f,
+      };
       const old = OLD_TWIN[key];
       if (comparing && old !== undefined) {
         compared++;
@@ -367,8 +449,8 @@ for (const m of ISSUE_12) {
         } else {
           line += ' | TTFT not derivable (the old twin saturated)';
         }
-        // The issue: the real engine saturated in none of these stages.
-        if (f.saturated) {
+        // The issue: the real engine saturated in none of these stages (nor, capped, fell behind its rate).
+        if (f.saturated || f.clientBound) {
           twinOnly++;
           line += ' | TWIN ONLY';
         }
