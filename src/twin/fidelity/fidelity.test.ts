@@ -100,7 +100,7 @@ describe('case format', () => {
     assert.ok(parseFidelityCase({ ...bare, workload: { ...w, durationS: 60 } as never }));
   });
 
-  it("docs/fidelity.md's example case is a valid case, and so are its staged and shared-prefix workloads", () => {
+  it("docs/fidelity.md's example case is a valid case, and so are its staged, shared-prefix and capped workloads", () => {
     const doc = readFileSync(join(import.meta.dirname, '..', '..', '..', 'docs', 'fidelity.md'), 'utf8');
     const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] as string);
     const example = parseFidelityCase(parseYaml(blocks[0] as string));
@@ -112,6 +112,9 @@ describe('case format', () => {
     const shared = parseYaml(blocks[2] as string) as { workload: unknown };
     const p = parseFidelityCase(openCase({ workload: shared.workload as never }));
     assert.deepEqual(p.workload.prefix, { tokens: 2000, groups: 4, zipfExponent: 0 });
+    const capped = parseYaml(blocks[3] as string) as { workload: unknown };
+    const q = parseFidelityCase(openCase({ workload: capped.workload as never }));
+    assert.equal(q.workload.arrival === 'poisson' ? q.workload.maxConcurrency : 0, 64);
   });
 
   it('refuses an empty figure set', () => {
