@@ -39,7 +39,9 @@ export const latencyFiguresSchema = z
 /**
  * What was measured. `perTokenMs` is (E2E - TTFT) / (output tokens - 1) per request, which vLLM's
  * and SGLang's benchmarks print as TPOT. `saturated`: the engine fell behind the offered load
- * (queues and TTFT grew through the run), as the source reports it or its figures show.
+ * (queues and TTFT grew through the run), as the source reports it or its figures show; with a
+ * client cap (`maxConcurrency`), the run fell behind its rate whichever queue grew (the client's
+ * shows as a throughput below the rate), which the twin's `client-bound` is compared with.
  */
 export const measuredSchema = z.strictObject({
   ttftMs: latencyFiguresSchema.optional(),
