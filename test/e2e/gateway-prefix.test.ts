@@ -5,12 +5,13 @@
  * phase profits from an earlier one); the first request of every group goes out together, then the
  * rest follow in waves, one request per group per wave, interleaved in a seeded random order.
  *
- * With prefix-affinity (learned from routing) and kv-events (learned from the engines' KV events),
- * every request of a group must land on the engine that served the group first (the engine is
- * read back from the response id, which each sim engine tags with its own prefix), and hit its
- * prefix cache. Round robin over the same shape of traffic must get fewer prefix-cache hit tokens,
- * measured both from the responses' `cached_tokens` and from the engines' own
- * `vllm:prefix_cache_hits_total`.
+ * With prefix-affinity (learned from routing) and kv-events scoring by longest prefix (learned from
+ * the engines' KV events), every request of a group must land on the engine that served the group
+ * first (the engine is read back from the response id, which each sim engine tags with its own
+ * prefix), and hit its prefix cache. Round robin over the same shape of traffic must get fewer
+ * prefix-cache hit tokens, measured both from the responses' `cached_tokens` and from the engines'
+ * own `vllm:prefix_cache_hits_total`; so must kv-events with its default (Dynamo's cost), which may
+ * move a group whose engine is busy with another group's prompt as long as the one it saves.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -38,6 +39,8 @@ const GROUPS = 5;
 const PER_GROUP = 6;
 /** Pause between waves: lets KV events of the last wave reach the gateway. */
 const WAVE_GAP_MS = 150;
+/** kv-events with the longest cached prefix winning outright: strict affinity. */
+const KV_EVENTS_LONGEST = 'kv-events-longest';
 
 const teardown = new Teardown();
 let sims: SimCluster;
@@ -50,7 +53,10 @@ before(async () => {
   gw = await startTestGateway(
     {
       backends: sims.engines.map((e, i) => simBackend(`e${i}`, e)),
-      routing: { policy: 'round-robin' },
+      routing: {
+        policy: 'round-robin',
+        policies: { [KV_EVENTS_LONGEST]: { type: 'kv-events', params: { score: 'longest-prefix' } } },
+      },
       adminKey: ADMIN_KEY,
     },
     teardown,
@@ -173,9 +179,9 @@ describe('prefix-aware routing, live', { timeout: 120_000 }, () => {
     assertAffinity('prefix-affinity', affinity);
   });
 
-  it('kv-events (from the engines KV events) keeps every group on the engine that served it first', async () => {
-    kvEvents = await runPhase('kv-events', 2);
-    assertAffinity('kv-events', kvEvents);
+  it('kv-events by longest prefix (from the engines KV events) keeps every group on the engine that served it first', async () => {
+    kvEvents = await runPhase(KV_EVENTS_LONGEST, 2);
+    assertAffinity(KV_EVENTS_LONGEST, kvEvents);
   });
 
   it('round robin over the same traffic gets fewer prefix-cache hit tokens', async () => {
@@ -193,6 +199,16 @@ describe('prefix-aware routing, live', { timeout: 120_000 }, () => {
     assert.ok(
       kvEvents.engineHitTokens > roundRobin.engineHitTokens,
       `kv-events ${kvEvents.engineHitTokens} vs round-robin ${roundRobin.engineHitTokens}`,
+    );
+  });
+
+  it('kv-events with its default cost also gets more prefix-cache hit tokens than round robin', async () => {
+    const dynamo = await runPhase('kv-events', 4);
+    assert.equal(dynamo.engineHitTokens, sum(dynamo.cached), 'engines counted what responses reported');
+    process.stderr.write(`prefix hit tokens: kv-events (default) ${dynamo.engineHitTokens}\n`);
+    assert.ok(
+      dynamo.engineHitTokens > roundRobin.engineHitTokens,
+      `kv-events ${dynamo.engineHitTokens} vs round-robin ${roundRobin.engineHitTokens}`,
     );
   });
 });

@@ -104,7 +104,7 @@ export const CATALOGUE: Readonly<Record<string, RoutingPolicyEntry<unknown>>> = 
   }),
   'kv-events': entry({
     description:
-      'precise prefix routing from engine KV events: longest cached prefix, ties by fewest in-flight then waiting',
+      "precise prefix routing from engine KV events, priced by Dynamo's KV router cost (prefill saved vs active and pending KV); score: longest-prefix for the longest match alone",
     params: kvEventsParams,
     create: createKvEvents,
   }),

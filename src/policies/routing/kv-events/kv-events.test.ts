@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { makeRequest, type Request } from '../../../core/request.ts';
 import { Rng } from '../../../core/rng.ts';
-import type { ClusterView } from '../../../core/view.ts';
+import type { ClusterView, InstanceView } from '../../../core/view.ts';
 import { engineBlockHashes } from '../../../engine-core/prefix.ts';
 import { runRoutingConformance, testCluster } from '../conformance.ts';
 import { createRoutingPolicy } from '../registry.ts';
@@ -10,6 +10,9 @@ import type { RoutingPolicy } from '../types.ts';
 import { createKvEvents, kvEventsParams } from './kv-events.ts';
 
 runRoutingConformance('kv-events', () => createKvEvents());
+runRoutingConformance('kv-events (longest prefix)', () =>
+  createKvEvents(kvEventsParams.parse({ score: 'longest-prefix' })),
+);
 runRoutingConformance('kv-events (load guard)', () =>
   createKvEvents(kvEventsParams.parse({ loadGuard: true })),
 );
@@ -26,8 +29,16 @@ function prompt(id: string, family: number, chainBlocks: number): Request {
   });
 }
 
+/**
+ * A pool whose KV is idle (nothing in use, no prefill pending), so the default cost reduces to the
+ * uncached prompt: the mechanics of matching below are seen as they are.
+ */
+function idle(n: number, fields: (i: number) => Partial<InstanceView>): ClusterView {
+  return testCluster(n, (i) => ({ kvUsage: 0, pendingPrefillTokens: 0, waiting: 0, ...fields(i) }));
+}
+
 /** i0 is the least loaded; i1 and i2 are busier. */
-const view: ClusterView = testCluster(3, (i) => ({ inFlight: [0, 3, 5][i] ?? 0, waiting: 0 }));
+const view: ClusterView = idle(3, (i) => ({ inFlight: [0, 3, 5][i] ?? 0 }));
 
 function routed(policy: RoutingPolicy, request: Request, v: ClusterView = view, seed = 1): string {
   const d = policy.decide(v, request, new Rng(seed));
@@ -70,11 +81,7 @@ test('kv-events: a hole in the reported chain ends the match there', () => {
 test('kv-events: hashes the prompt at each instance block size and compares matched tokens', () => {
   const policy = createKvEvents();
   const r = prompt('r', 3, 2);
-  const v = testCluster(3, (i) => ({
-    inFlight: [0, 3, 5][i] ?? 0,
-    waiting: 0,
-    blockSize: i === 2 ? 32 : 16,
-  }));
+  const v = idle(3, (i) => ({ inFlight: [0, 3, 5][i] ?? 0, blockSize: i === 2 ? 32 : 16 }));
   // i1 (16-token blocks) holds 12 blocks = 192 tokens; i2 (32-token blocks) holds 8 = 256 tokens.
   stored(policy, 'i1', engineBlockHashes(r.prefix, r.inputTokens, 16).slice(0, 12));
   stored(policy, 'i2', engineBlockHashes(r.prefix, r.inputTokens, 32).slice(0, 8));
@@ -90,10 +97,10 @@ test('kv-events: equal matches go to the fewest in-flight, then the fewest waiti
   stored(policy, 'i1', engine);
   stored(policy, 'i2', engine);
   assert.equal(routed(policy, r), 'i1');
-  const v = testCluster(3, (i) => ({ inFlight: [0, 3, 3][i] ?? 0, waiting: [0, 4, 2][i] ?? 0 }));
+  const v = idle(3, (i) => ({ inFlight: [0, 3, 3][i] ?? 0, waiting: [0, 4, 2][i] ?? 0 }));
   assert.equal(routed(policy, r, v), 'i2');
   // Fully tied: the seeded generator decides, so both appear across seeds.
-  const tied = testCluster(3, (i) => ({ inFlight: [0, 3, 3][i] ?? 0, waiting: 0 }));
+  const tied = idle(3, (i) => ({ inFlight: [0, 3, 3][i] ?? 0 }));
   const seen = new Set<string>();
   for (let seed = 0; seed < 32; seed++) seen.add(routed(policy, r, tied, seed));
   assert.deepEqual([...seen].sort(), ['i1', 'i2']);
@@ -106,12 +113,59 @@ test('kv-events: the load guard ignores the cache while the pool is imbalanced',
   const plain = createKvEvents();
   const r = prompt('r', 5, 1);
   for (const p of [guarded, plain]) stored(p, 'i2', engineBlockHashes(r.prefix, r.inputTokens, 16));
-  const imbalanced = testCluster(3, (i) => ({ inFlight: [1, 3, 9][i] ?? 0, waiting: 0 }));
+  const imbalanced = idle(3, (i) => ({ inFlight: [1, 3, 9][i] ?? 0 }));
   assert.equal(routed(plain, r, imbalanced), 'i2');
   assert.equal(routed(guarded, r, imbalanced), 'i0');
   // max - min = 4 is not above the absolute threshold: the cache wins again.
-  const balanced = testCluster(3, (i) => ({ inFlight: [1, 3, 5][i] ?? 0, waiting: 0 }));
+  const balanced = idle(3, (i) => ({ inFlight: [1, 3, 5][i] ?? 0 }));
   assert.equal(routed(guarded, r, balanced), 'i2');
+});
+
+/**
+ * The holder of a long prefix (i2: the whole 2,048-token prompt cached) is far busier than the rest:
+ * 90% of its 10,000 16-token blocks in use and 20,000 prompt tokens waiting for prefill.
+ */
+const hotHolder = (i: number): Partial<InstanceView> =>
+  i === 2
+    ? { inFlight: 40, waiting: 25, kvUsage: 0.9, pendingPrefillTokens: 20_000 }
+    : { inFlight: i, waiting: 0, kvUsage: 0.1, pendingPrefillTokens: 0 };
+
+test('kv-events: by default a far busier holder of the prefix loses to an idle instance (no hot spot)', () => {
+  const policy = createKvEvents();
+  const longest = createKvEvents(kvEventsParams.parse({ score: 'longest-prefix' }));
+  const r = prompt('r', 8, 4);
+  const engine = engineBlockHashes(r.prefix, r.inputTokens, 16);
+  for (const p of [policy, longest]) stored(p, 'i2', engine);
+  const v = testCluster(3, hotHolder);
+  // Saving 2,048 prompt tokens does not pay for 128,000 more tokens of KV and 20,000 of prefill.
+  assert.equal(routed(policy, r, v), 'i0');
+  // The longest match alone sends it to the hot spot anyway.
+  assert.equal(routed(longest, r, v), 'i2');
+});
+
+test('kv-events: by default the cached prefix wins while it saves more than the extra load costs', () => {
+  const policy = createKvEvents();
+  const r = prompt('r', 9, 4);
+  stored(policy, 'i2', engineBlockHashes(r.prefix, r.inputTokens, 16));
+  // i2 holds 1,600 tokens of KV (100 blocks) more than the others and saves 2,048 of prefill.
+  const v = idle(3, (i) => ({ inFlight: [0, 1, 2][i] ?? 0, kvUsage: i === 2 ? 0.01 : 0 }));
+  assert.equal(routed(policy, r, v), 'i2');
+  // 3,200 tokens more (200 blocks): the saving no longer pays at overlapWeight 1; at 2 it does.
+  const busier = idle(3, (i) => ({ inFlight: [0, 1, 2][i] ?? 0, kvUsage: i === 2 ? 0.02 : 0 }));
+  assert.equal(routed(policy, r, busier), 'i0');
+  const heavy = createKvEvents(kvEventsParams.parse({ overlapWeight: 2 }));
+  stored(heavy, 'i2', engineBlockHashes(r.prefix, r.inputTokens, 16));
+  assert.equal(routed(heavy, r, busier), 'i2');
+});
+
+test('kv-events: prefill already sent to the holder counts against it until its first token', () => {
+  const policy = createKvEvents();
+  const r = prompt('r', 10, 4);
+  stored(policy, 'i2', engineBlockHashes(r.prefix, r.inputTokens, 16));
+  const pending = (tokens: number) =>
+    idle(3, (i) => ({ inFlight: i, pendingPrefillTokens: i === 2 ? tokens : 0 }));
+  assert.equal(routed(policy, r, pending(2000)), 'i2');
+  assert.equal(routed(policy, r, pending(2100)), 'i0');
 });
 
 test('kv-events: the per-instance bound drops the oldest stored blocks first', () => {
@@ -142,11 +196,7 @@ test('kv-events: an exact chain (engine hashes from token ids) is matched as it 
     arrivalMs: 0,
     prefix: { blockTokens: 16, hashes, exact: true },
   });
-  const v = testCluster(3, (i) => ({
-    inFlight: [0, 3, 5][i] ?? 0,
-    waiting: 0,
-    blockSize: [16, 32, 64][i] ?? 16,
-  }));
+  const v = idle(3, (i) => ({ inFlight: [0, 3, 5][i] ?? 0, blockSize: [16, 32, 64][i] ?? 16 }));
   assert.equal(routed(policy, r, v), 'i0');
   stored(policy, 'i2', hashes.slice(0, 3));
   assert.equal(routed(policy, r, v), 'i2');

@@ -11,6 +11,14 @@ import type { RoutingPolicy } from '../types.ts';
 /** Parameters of `kv-events`; every key has a default. */
 export const kvEventsParams = z.strictObject({
   /**
+   * How load enters the choice. `dynamo-cost` (default): Dynamo's KV router cost,
+   * `overlapWeight x prefill blocks + active blocks`, the cheapest wins. `longest-prefix`: the longest
+   * match wins and load only breaks ties, which sends every request of a hot prefix to its one holder.
+   */
+  score: z.enum(['dynamo-cost', 'longest-prefix']).default('dynamo-cost'),
+  /** Weight of prefill blocks against active blocks in `dynamo-cost` (Dynamo's kv-overlap-score-weight). */
+  overlapWeight: z.number().min(0).default(1),
+  /**
    * SGLang's load guard: when the pool is imbalanced (max - min in-flight > `loadGuardAbs` and
    * max > `loadGuardRel` x min over eligible instances) ignore the cache and take the least loaded.
    */
@@ -34,9 +42,11 @@ export type KvEventsParams = z.infer<typeof kvEventsParams>;
 /**
  * Precise prefix-aware routing from engine KV events (llm-d's precise prefix scorer, Dynamo's KV
  * indexer). Keeps, per instance, the engine block hashes its KV events say it holds; for a request,
- * computes the engine-granularity hashes of its prompt for each block size in the pool and routes to
- * the instance with the longest consecutive leading match. Ties, and requests nobody has cached, go
- * to the fewest in-flight requests, then the fewest waiting, then at random (seeded).
+ * computes the engine-granularity hashes of its prompt for each block size in the pool and the
+ * longest consecutive leading match on each instance. By default the match is priced as Dynamo's KV
+ * router does (prefill blocks it saves against the instance's active and pending blocks) and the
+ * cheapest wins; with `score: 'longest-prefix'` the longest match wins. Ties go to the fewest
+ * in-flight requests, then the fewest waiting, then at random (seeded).
  */
 export function createKvEvents(params: KvEventsParams = kvEventsParams.parse({})): RoutingPolicy {
   const index = new PrefixCacheIndex({ capacity: { blocks: params.blocksPerInstanceMax } });
@@ -44,6 +54,7 @@ export function createKvEvents(params: KvEventsParams = kvEventsParams.parse({})
   const candidates: InstanceView[] = [];
   const blockSizes: number[] = [];
   let matched = new Float64Array(64);
+  let scores = new Float64Array(64);
 
   /**
    * Writes matched prompt tokens for each candidate, one pass over the chain per block size. An
@@ -53,7 +64,10 @@ export function createKvEvents(params: KvEventsParams = kvEventsParams.parse({})
    */
   const matchAll = (prefix: PrefixChain, inputTokens: number): void => {
     const n = candidates.length;
-    if (matched.length < n) matched = new Float64Array(n * 2);
+    if (matched.length < n) {
+      matched = new Float64Array(n * 2);
+      scores = new Float64Array(n * 2);
+    }
     blockSizes.length = 0;
     const exact = prefix.exact === true;
     for (let i = 0; i < n; i++) {
@@ -77,7 +91,10 @@ export function createKvEvents(params: KvEventsParams = kvEventsParams.parse({})
       const n = candidates.length;
       if (n === 0) return noEligibleInstance(request.model);
       const guarded = params.loadGuard && imbalanced(candidates, params.loadGuardAbs, params.loadGuardRel);
-      if (!guarded) matchAll(request.prefix, request.inputTokens);
+      if (!guarded) {
+        matchAll(request.prefix, request.inputTokens);
+        scoreAll(request.inputTokens);
+      }
       let best = -1;
       let ties = 0;
       for (let i = 0; i < n; i++) {
@@ -102,9 +119,35 @@ export function createKvEvents(params: KvEventsParams = kvEventsParams.parse({})
     },
   };
 
-  /** Negative when candidate a is better: more matched tokens, then less load. */
+  /** Writes each candidate's score (higher is better) from its match and its load. */
+  function scoreAll(inputTokens: number): void {
+    const n = candidates.length;
+    if (params.score === 'longest-prefix') {
+      for (let i = 0; i < n; i++) scores[i] = matched[i] as number;
+    } else {
+      for (let i = 0; i < n; i++)
+        scores[i] = -dynamoCost(candidates[i] as InstanceView, matched[i] as number, inputTokens);
+    }
+  }
+
+  /**
+   * Dynamo's KV router cost, from what the view shows: overlapWeight x prefill (the prompt tokens the
+   * host sent this instance and has no first token for, plus this prompt minus its cached prefix) +
+   * active KV (the blocks in use, plus this prompt). Dynamo counts blocks of one size; tokens rank
+   * the same in such a pool and stay comparable when block sizes differ. Dynamo counts only the
+   * uncached part of pending prompts; the view has their whole input, so the holder of a hot prefix
+   * looks somewhat busier than Dynamo would see it.
+   */
+  function dynamoCost(c: InstanceView, matchedTokens: number, inputTokens: number): number {
+    const uncached = inputTokens - Math.min(inputTokens, matchedTokens);
+    const prefillTokens = c.pendingPrefillTokens + uncached;
+    const activeTokens = c.kvUsage * c.kvBlocksTotal * c.blockSize + inputTokens;
+    return params.overlapWeight * prefillTokens + activeTokens;
+  }
+
+  /** Negative when candidate a is better: a higher score, then less load. */
   function compare(a: number, b: number): number {
-    const d = (matched[b] as number) - (matched[a] as number);
+    const d = (scores[b] as number) - (scores[a] as number);
     return d !== 0 ? d : compareLoad(candidates[a], candidates[b]);
   }
 }
