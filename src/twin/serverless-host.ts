@@ -39,6 +39,7 @@ import { DEFAULT_GPU_MEMORY_UTILIZATION } from '../control/placement/placement.t
 import {
   ArrivalHistory,
   createServerlessPolicy,
+  type LoneGpu,
   resolveSleep,
   type ServerlessModelView,
   type ServerlessParams,
@@ -241,6 +242,7 @@ export class ServerlessHost implements TwinControl {
   readonly policy: ServerlessPolicy;
   private readonly models: Served[];
   private readonly byId = new Map<ModelId, Served>();
+  private readonly indexOfModel = new Map<ModelId, number>();
   private readonly cache: ModelCache;
   /** Each cache instance's pool slot and node. */
   private readonly slotOfCacheId = new Map<string, { m: Served; k: number; node: string }>();
@@ -294,6 +296,7 @@ export class ServerlessHost implements TwinControl {
     this.intervalMs = settings.intervalMs ?? CONTROL_INTERVAL_MS_DEFAULT;
     this.policy = createServerlessPolicy(settings.policy, {
       ...settings.params,
+      ...loneHoldBounds(settings.sleep),
       intervalMs: this.intervalMs,
     });
     const nodeTiers = resolveNodeTiers(settings.nodes, settings.modelCache);
@@ -305,6 +308,7 @@ export class ServerlessHost implements TwinControl {
     this.book = this.sleepBook(settings);
     this.models = settings.models.map((spec) => this.buildModel(spec, instances));
     for (const m of this.models) this.byId.set(m.spec.id, m);
+    for (const [i, m] of this.models.entries()) this.indexOfModel.set(m.spec.id, i);
     this.nextTickMs = this.intervalMs;
   }
 
@@ -522,19 +526,20 @@ export class ServerlessHost implements TwinControl {
 
   /** Stops what the policy no longer wants, then starts what it wants, waiting requests first. */
   private tick(nowMs: number): void {
-    this.reapLoneSleepers(nowMs);
     for (const m of this.models) {
       m.pool.sweepDrained(nowMs);
       m.startupMs = this.bestStartupMs(m, nowMs);
     }
+    const lone = this.book?.loneGpuList(this.cacheTime(nowMs));
     const plan = this.policy.plan(
       this.models.map((m) => this.view(m, nowMs)),
       nowMs,
-      this.book?.loneGpus ?? 0,
+      lone?.map((g) => ({ aloneMs: g.aloneMs, models: g.models.map((id) => this.indexOf(id)) })),
     );
+    this.reapLoneSleepers(lone ?? [], plan.keepLone, nowMs);
     const desired = new Map<Served, number>();
     for (const [i, m] of this.models.entries()) {
-      desired.set(m, Math.max(0, Math.min(m.spec.maxInstances, Math.round(plan[i] ?? 0))));
+      desired.set(m, Math.max(0, Math.min(m.spec.maxInstances, Math.round(plan.instances[i] ?? 0))));
     }
     for (const m of this.models) this.shrink(m, desired.get(m) ?? 0, nowMs);
     for (const m of this.models) this.rescue(m, nowMs);
@@ -905,13 +910,26 @@ export class ServerlessHost implements TwinControl {
     return true;
   }
 
-  /** Sleepers on GPUs that sleepers alone held for longer than the bound are stopped (billing). */
-  private reapLoneSleepers(nowMs: number): void {
+  /**
+   * Sleepers on GPUs held by sleepers alone that the plan does not keep are stopped (billing: the
+   * policy weighs their value against its GPU account, within the hold bounds).
+   */
+  private reapLoneSleepers(lone: readonly LoneGpu[], keep: readonly boolean[], nowMs: number): void {
     const book = this.book;
     if (book === undefined) return;
     const t = this.cacheTime(nowMs);
-    const expired = book.loneExpired(t, book.config.loneSleepMaxMs).map((id) => book.remove(id, t));
-    this.stopSleepers(expired, nowMs, 'its GPUs held by sleepers alone');
+    for (const [i, g] of lone.entries()) {
+      if (keep[i] === true) continue;
+      const why = `its GPU ${g.node}/${g.index} held by sleepers alone for ${(g.aloneMs / 1000).toFixed(0)} s`;
+      this.stopSleepers(book.stopOn(g.node, g.index, t), nowMs, why);
+    }
+  }
+
+  /** A model's position in the policy's views. */
+  private indexOf(id: ModelId): number {
+    const i = this.indexOfModel.get(id);
+    if (i === undefined) throw new Error(`no served model ${id}`);
+    return i;
   }
 
   /** Sleepers already out of the book are stopped: their pinned weights leave the node's DRAM. */
@@ -977,6 +995,13 @@ export class ServerlessHost implements TwinControl {
   private refreshView(): void {
     this.deps.view.instances = routableInPools(this.models);
   }
+}
+
+/** The policy's hold bounds for GPUs held by sleepers alone: sleep mode's (none when it is off). */
+function loneHoldBounds(sleep: SleepParams | false | undefined): Partial<ServerlessParams> {
+  if (sleep === false) return {};
+  const c = resolveSleep(sleep ?? {});
+  return { loneHoldMinMs: c.loneSleepMaxMs, loneHoldMaxMs: c.loneHoldMaxMs };
 }
 
 /** Every k-th point, k the smallest stride that keeps at most `max` (the last point always kept). */

@@ -6,9 +6,11 @@
  * node's DRAM can pin its weights. `serve` keeps no per-GPU ledger or DRAM tier (its engines name a
  * GPU model, not a device), so (b) and (c) become counts: at most `sleepersPerModelMax` sleepers per
  * model and `sleepersMax` on the node, both named bounds. Rule (a) is kept as the per-model bound
- * (capped by the model's instance bound). Sleepers are stopped after `sleepMaxMs` asleep: the twin
- * stops sleepers on GPUs that sleepers alone held for `loneSleepMaxMs`, and every live sleeper is
- * alone on its GPU as far as `serve` knows, so it uses the same bound and default. Pure.
+ * (capped by the model's instance bound). Sleepers are stopped after `sleepMaxMs` asleep, default
+ * `loneSleepMaxMs`: the twin keeps a GPU held by sleepers alone that long whatever it is worth, then by
+ * value within its GPU account (policies.ts `plan`), which needs the per-GPU ledger and the bill of
+ * GPUs `serve` does not keep, so live stays on the fixed rule (every live sleeper is alone on its GPU
+ * as far as `serve` knows). Pure.
  */
 import { invalidArgument } from '../../core/errors.ts';
 import type { ModelId } from '../../core/ids.ts';

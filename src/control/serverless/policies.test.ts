@@ -59,7 +59,7 @@ function periodic(
       active: startedAtMs === undefined ? 0 : 1,
       inSystem: arriving ? 1 : 0,
     });
-    const [want] = policy.plan([m], t);
+    const [want] = policy.plan([m], t).instances;
     if (want === 0) startedAtMs = undefined;
     else if (startedAtMs === undefined) {
       startedAtMs = t;
@@ -153,4 +153,65 @@ test('an unknown policy name lists the valid ones; bad parameters are refused', 
   );
   assert.throws(() => createServerlessPolicy('switchyard', { keepValueMin: -1 }), SwitchyardError);
   assert.throws(() => createServerlessPolicy('keep-alive', { maxReplicas: 0 }), SwitchyardError);
+});
+
+/**
+ * Two GPUs held by sleepers alone from T0 on: GPU 0 by a model last asked 10 h ago (worthless),
+ * GPU 1 by one asked every 90 s until 10 s before T0 (its next request is due). `busyModels` models
+ * the fixed keep-alive would hold idle while Switchyard bills nothing for them (credit for its GPU
+ * account). The policy decides every tick until `untilMs` after T0; a GPU it does not keep is
+ * stopped (the host's part). Returns, per GPU, how long it had been held when stopped (undefined:
+ * still held), and both sleepers' values at the minimum hold (60 s).
+ */
+function loneRun(
+  policyName: string,
+  busyModels: number,
+  untilMs: number,
+  params: Parameters<typeof createServerlessPolicy>[1] = {},
+): { stoppedAtMs: (number | undefined)[]; values: number[] } {
+  const policy = createServerlessPolicy(policyName, { keepAliveMs: 60_000, intervalMs: TICK_MS, ...params });
+  const t0Ms = 36_000_000 + 910_000;
+  const rare = history(30_000, 5, 120_000);
+  const due = history(90_000, 11, t0Ms - 10_000);
+  const stoppedAtMs: (number | undefined)[] = [undefined, undefined];
+  let values: number[] = [];
+  for (let t = t0Ms; t <= t0Ms + untilMs; t += TICK_MS) {
+    const models = [view('rare', rare, t), view('due', due, t)];
+    for (let k = 0; k < busyModels; k++) {
+      models.push(view(`busy${k}`, new ArrivalHistory(), t, { idleMs: 1000, lastUsedMs: t - 1000 }));
+    }
+    if (t - t0Ms === 60_000)
+      values = [0, 1].map((i) => keepValue(models[i] as ServerlessModelView, t, TICK_MS));
+    const held = [0, 1].filter((i) => stoppedAtMs[i] === undefined);
+    const { keepLone } = policy.plan(
+      models,
+      t,
+      held.map((i) => ({ aloneMs: t - t0Ms, models: [i] })),
+    );
+    for (const [j, i] of held.entries()) if (keepLone[j] === false) stoppedAtMs[i] = t - t0Ms;
+  }
+  return { stoppedAtMs, values };
+}
+
+test('switchyard keeps a valuable lone-sleeper GPU past 60 s while its GPU account allows; a worthless one stops at 60 s', () => {
+  const { stoppedAtMs, values } = loneRun('switchyard', 3, 100_000);
+  assert.ok((values[0] as number) < 0.1, `worthless: ${values[0]}`);
+  assert.ok((values[1] as number) > 1, `due: ${values[1]}`);
+  // The minimum hold (today's fixed rule): neither stops before 60 s.
+  assert.equal(stoppedAtMs[0], 60_000);
+  // The fixed keep-alive would bill three idle GPUs Switchyard does not: that pays for the hold.
+  assert.equal(stoppedAtMs[1], undefined);
+  // With nothing to pay for it, the valuable one stops at 60 s too.
+  assert.deepEqual(loneRun('switchyard', 0, 100_000).stoppedAtMs, [60_000, 60_000]);
+  // The baselines never sleep; given sleepers, they keep the fixed rule.
+  assert.deepEqual(loneRun('serverlessllm', 3, 100_000).stoppedAtMs, [60_000, 60_000]);
+});
+
+test('the hard bound stops every lone-sleeper GPU, whatever it is worth and the account allows', () => {
+  const { stoppedAtMs } = loneRun('switchyard', 3, 200_000, { loneHoldMaxMs: 120_000 });
+  assert.deepEqual(stoppedAtMs, [60_000, 120_000]);
+  assert.throws(
+    () => createServerlessPolicy('switchyard', { loneHoldMinMs: 60_000, loneHoldMaxMs: 30_000 }),
+    SwitchyardError,
+  );
 });

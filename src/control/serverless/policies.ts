@@ -10,6 +10,7 @@ import { invalidArgument, unknownName } from '../../core/errors.ts';
 import type { ModelId } from '../../core/ids.ts';
 import { keepAliveReplicas } from '../scale-to-zero.ts';
 import { type ArrivalHistory, IDLE_GAP_MIN_MS } from './forecast.ts';
+import { LONE_HOLD_MAX_MS_DEFAULT, LONE_SLEEP_MAX_MS_DEFAULT } from './sleep.ts';
 
 /** The policies `--serverless-policy` names. */
 export const SERVERLESS_POLICY_NAMES = ['keep-alive', 'serverlessllm', 'switchyard'] as const;
@@ -72,6 +73,22 @@ export interface VictimCandidate {
   readonly model: ServerlessModelView;
 }
 
+/** A GPU held by sleepers alone (billed, serving nothing), as the host's per-GPU ledger has it. */
+export interface LoneGpuView {
+  /** How long sleepers alone have held it, ms. */
+  readonly aloneMs: number;
+  /** Its sleepers' models, as indices into `plan`'s models (one per sleeper). */
+  readonly models: readonly number[];
+}
+
+/** One decision: instances per model, and which GPUs held by sleepers alone keep their sleepers. */
+export interface ServerlessPlan {
+  /** Instances each model should have now (starting or ready), in the order given. */
+  readonly instances: number[];
+  /** Per GPU held by sleepers alone, in the order given: keep its sleepers (true) or stop them. */
+  readonly keepLone: boolean[];
+}
+
 /** Where a start goes: the least start-up (ServerlessLLM) or the first node with room. */
 export type NodeChoiceRule = 'startup-aware' | 'first-fit';
 
@@ -80,12 +97,14 @@ export interface ServerlessPolicy {
   readonly name: ServerlessPolicyName;
   readonly nodeChoice: NodeChoiceRule;
   /**
-   * Instances each model should have now (starting or ready), in the order given. Called once per
-   * decision with every model, so a policy may weigh models against each other. `sleeperGpus`:
-   * GPUs the host holds for sleeping engines alone (billed, serving nothing); Switchyard counts
-   * them as idle GPUs it holds, so sleep mode spends the same idle GPU time, not more.
+   * Instances each model should have now (starting or ready), in the order given, and which GPUs
+   * held by sleeping engines alone (`lone`, billed, serving nothing) keep their sleepers. Called
+   * once per decision with every model, so a policy may weigh models against each other. A lone
+   * GPU is kept for `loneHoldMinMs` whatever it is worth and never past `loneHoldMaxMs`; between,
+   * the baselines stop it (they never sleep) and Switchyard keeps it while its sleepers are worth
+   * the GPU time and its GPU account allows (README.md, "Sleep mode").
    */
-  plan(models: readonly ServerlessModelView[], nowMs: number, sleeperGpus?: number): number[];
+  plan(models: readonly ServerlessModelView[], nowMs: number, lone?: readonly LoneGpuView[]): ServerlessPlan;
   /**
    * Idle instances that may be stopped so `forModel` can start, the preferred first; empty: the
    * start waits for GPUs to free up.
@@ -108,6 +127,10 @@ export interface ServerlessParams {
   readonly prewarmEvictRatio?: number | undefined;
   readonly keepValueMin?: number | undefined;
   readonly prewarmValueMin?: number | undefined;
+  /** A GPU held by sleepers alone is kept this long whatever its value (sleep.ts `loneSleepMaxMs`). */
+  readonly loneHoldMinMs?: number | undefined;
+  /** ... and stopped after this long whatever its value (sleep.ts `loneHoldMaxMs`). */
+  readonly loneHoldMaxMs?: number | undefined;
 }
 
 interface Resolved {
@@ -119,6 +142,8 @@ interface Resolved {
   readonly prewarmEvictRatio: number;
   readonly keepValueMin: number;
   readonly prewarmValueMin: number;
+  readonly loneHoldMinMs: number;
+  readonly loneHoldMaxMs: number;
 }
 
 /** Builds a policy by name; SY_ERR_UNKNOWN_NAME lists the valid names. */
@@ -129,7 +154,10 @@ export function createServerlessPolicy(name: string, params: ServerlessParams = 
       return {
         name,
         nodeChoice: 'first-fit',
-        plan: (models) => models.map((m) => fixedKeepAlive(m, p)),
+        plan: (models, _nowMs, lone = []) => ({
+          instances: models.map((m) => fixedKeepAlive(m, p)),
+          keepLone: lone.map((g) => g.aloneMs < p.loneHoldMinMs),
+        }),
         // Knative's activator never stops one revision for another: a start waits for GPUs.
         victims: () => [],
       };
@@ -137,15 +165,22 @@ export function createServerlessPolicy(name: string, params: ServerlessParams = 
       return {
         name,
         nodeChoice: 'startup-aware',
-        plan: (models) => models.map((m) => fixedKeepAlive(m, p)),
+        plan: (models, _nowMs, lone = []) => ({
+          instances: models.map((m) => fixedKeepAlive(m, p)),
+          keepLone: lone.map((g) => g.aloneMs < p.loneHoldMinMs),
+        }),
         victims: (candidates, forModel) => (forModel.held > 0 ? leastRecentlyUsed(candidates) : []),
       };
     case 'switchyard': {
       const budget = new IdleAccount();
+      const gpuBudget = new GpuAccount();
       return {
         name,
         nodeChoice: 'startup-aware',
-        plan: (models, nowMs, sleeperGpus = 0) => forecastPlan(models, nowMs, p, budget, sleeperGpus),
+        plan: (models, nowMs, lone = []) => {
+          const keepLone = holdLone(models, nowMs, p, gpuBudget, lone);
+          return { instances: forecastPlan(models, nowMs, p, budget, keepLone), keepLone };
+        },
         victims: (candidates, forModel, nowMs) => cheapestVictims(candidates, forModel, nowMs, p),
       };
     }
@@ -164,6 +199,8 @@ function resolve(params: ServerlessParams): Resolved {
     prewarmEvictRatio: params.prewarmEvictRatio ?? PREWARM_EVICT_RATIO_DEFAULT,
     keepValueMin: params.keepValueMin ?? KEEP_VALUE_MIN_DEFAULT,
     prewarmValueMin: params.prewarmValueMin ?? PREWARM_VALUE_MIN_DEFAULT,
+    loneHoldMinMs: params.loneHoldMinMs ?? LONE_SLEEP_MAX_MS_DEFAULT,
+    loneHoldMaxMs: params.loneHoldMaxMs ?? LONE_HOLD_MAX_MS_DEFAULT,
   };
   if (!(r.keepAliveMs >= 0)) throw invalidArgument('keepAliveMs', r.keepAliveMs, 'ms >= 0');
   if (!(r.concurrencyTarget > 0)) throw invalidArgument('concurrencyTarget', r.concurrencyTarget, '> 0');
@@ -174,6 +211,9 @@ function resolve(params: ServerlessParams): Resolved {
   if (!(r.prewarmValueMin >= 0)) throw invalidArgument('prewarmValueMin', r.prewarmValueMin, '>= 0');
   if (!(r.prewarmEvictRatio >= 0 && r.prewarmEvictRatio <= 1))
     throw invalidArgument('prewarmEvictRatio', r.prewarmEvictRatio, 'a fraction in [0, 1]');
+  if (!(r.loneHoldMinMs >= 0)) throw invalidArgument('loneHoldMinMs', r.loneHoldMinMs, 'ms >= 0');
+  if (!(r.loneHoldMaxMs >= r.loneHoldMinMs))
+    throw invalidArgument('loneHoldMaxMs', r.loneHoldMaxMs, `ms >= loneHoldMinMs (${r.loneHoldMinMs})`);
   return r;
 }
 
@@ -236,9 +276,10 @@ export function keepValue(m: ServerlessModelView, nowMs: number, intervalMs: num
 
 /**
  * Switchyard's idle-GPU account, in GPU-ms: credited with the idle GPUs the fixed keep-alive would
- * hold (every model with no request in the system and one within the keep-alive), debited with the idle GPUs Switchyard holds, both over the time since
- * the last decision. Spending it keeps Switchyard's idle GPU time level with the fixed keep-alive's,
- * so the comparison is at equal GPU-seconds; it is bounded to one keep-alive's worth of every GPU
+ * hold (every model with no request in the system and one within the keep-alive), debited with the
+ * idle GPUs Switchyard holds (GPUs held by sleepers alone included), both over the time since the
+ * last decision. Spending it keeps Switchyard's idle GPU time level with the fixed keep-alive's, so
+ * the comparison is at equal GPU-seconds; it is bounded to one keep-alive's worth of every GPU
  * either way, so an old surplus or debt does not decide the present.
  */
 class IdleAccount {
@@ -269,22 +310,132 @@ class IdleAccount {
 }
 
 /**
+ * Switchyard's whole-GPU account (sleep mode), in GPU-ms, kept against the fixed keep-alive run on
+ * the same arrivals: credited with every GPU the fixed keep-alive would bill (a model's idle GPUs
+ * within the keep-alive, the instances its requests in flight need, and one start-up of GPU time
+ * each time it would start a model from zero), debited with every GPU Switchyard bills (its
+ * instances starting or ready, and the GPUs its sleepers alone hold), both over the time since the
+ * last decision. Sleep mode saves start-ups (a wake is ~1 s, a start ~45 s) and shares GPUs in
+ * turns, which the idle account does not see; this account's surplus is what pays for holding GPUs
+ * held by sleepers alone past the minimum hold. Bounded like the idle account.
+ */
+class GpuAccount {
+  private creditGpuMs = 0;
+  private lastMs: number | undefined;
+  /** Per model: whether the fixed keep-alive would be at zero now (rebuilt each decision). */
+  private fixedAtZero = new Map<ModelId, boolean>();
+
+  /**
+   * The GPUs Switchyard may bill from now to the next decision. `billedGpus`: those it bills now,
+   * standing for the time since the last decision.
+   */
+  allowance(models: readonly ServerlessModelView[], nowMs: number, p: Resolved, billedGpus: number): number {
+    let fixed = 0;
+    let totalGpus = 0;
+    let startsGpuMs = 0;
+    const atZero = new Map<ModelId, boolean>();
+    for (const m of models) {
+      totalGpus += m.gpus;
+      if (m.inSystem === 0 && m.idleMs < p.keepAliveMs) fixed += m.gpus;
+      // Requests held for a start: the fixed rule's start-up is the one-off credit below instead.
+      if (m.inSystem > 0 && m.held === 0) fixed += demand(m, p) * m.gpus;
+      const zero = m.inSystem === 0 && m.idleMs >= p.keepAliveMs;
+      // Used since the last decision after a keep-alive's silence: the fixed rule starts it afresh.
+      if (!zero && (this.fixedAtZero.get(m.id) ?? true)) startsGpuMs += m.startupMs * m.gpus;
+      atZero.set(m.id, zero);
+    }
+    this.fixedAtZero = atZero;
+    const dt = this.lastMs === undefined ? 0 : nowMs - this.lastMs;
+    const boundGpuMs = Math.max(1, p.keepAliveMs) * totalGpus;
+    this.creditGpuMs += dt * (fixed - billedGpus) + startsGpuMs;
+    this.creditGpuMs = Math.max(-boundGpuMs, Math.min(boundGpuMs, this.creditGpuMs));
+    this.lastMs = nowMs;
+    return fixed + this.creditGpuMs / Math.max(1, p.keepAliveMs);
+  }
+}
+
+/**
+ * What one sleeper of `m` is worth: keepValue (the cold requests a fresh start would make wait,
+ * times the chance of a request before it could finish, per GPU), since without the sleeper the
+ * model's next start is a fresh one. 0 for a model with an instance starting or ready: its next
+ * request goes there, the sleeper only speeds a scale-up.
+ */
+export function sleeperValue(m: ServerlessModelView, nowMs: number, intervalMs: number): number {
+  return m.active > 0 ? 0 : keepValue(m, nowMs, intervalMs);
+}
+
+/** What keeping one GPU held by sleepers alone is worth: the sum of its sleepers' values. */
+export function loneGpuValue(
+  g: LoneGpuView,
+  models: readonly ServerlessModelView[],
+  nowMs: number,
+  intervalMs: number,
+): number {
+  let value = 0;
+  for (const i of g.models) {
+    const m = models[i];
+    if (m === undefined) throw new Error(`lone GPU names model ${i} of ${models.length}`);
+    value += sleeperValue(m, nowMs, intervalMs);
+  }
+  return value;
+}
+
+/**
+ * Which GPUs held by sleepers alone keep their sleepers (sleep mode). Kept whatever they are worth
+ * for loneHoldMinMs (today's fixed rule, so never worse), stopped at loneHoldMaxMs; between, kept in
+ * order of value (loneGpuValue, at least keepValueMin; ties by their order, node then index) while
+ * the whole-GPU account's allowance exceeds what Switchyard bills: the GPU time sleep mode saved
+ * against the fixed keep-alive pays for the hold. Without a GPU held by sleepers alone, the account
+ * is still kept (it must see the whole run).
+ */
+function holdLone(
+  models: readonly ServerlessModelView[],
+  nowMs: number,
+  p: Resolved,
+  gpuBudget: GpuAccount,
+  lone: readonly LoneGpuView[],
+): boolean[] {
+  let billed = lone.length;
+  for (const m of models) billed += m.active * m.gpus;
+  const allowance = gpuBudget.allowance(models, nowMs, p, billed);
+  const keep = lone.map((g) => g.aloneMs < p.loneHoldMinMs);
+  // Forward: what stays billed whatever is decided here (instances, GPUs within the minimum hold).
+  let left = allowance - (billed - lone.length) - keep.filter(Boolean).length;
+  const ranked: { i: number; value: number }[] = [];
+  for (const [i, g] of lone.entries()) {
+    if (keep[i] || g.aloneMs >= p.loneHoldMaxMs) continue;
+    const value = loneGpuValue(g, models, nowMs, p.intervalMs);
+    if (value >= p.keepValueMin) ranked.push({ i, value });
+  }
+  ranked.sort((a, b) => b.value - a.value || a.i - b.i);
+  // While any allowance is left a GPU is kept: the account carries the overdraft (less than one GPU
+  // for one decision) and repays it from later credit.
+  for (const { i } of ranked) {
+    if (left <= 0) break;
+    keep[i] = true;
+    left -= 1;
+  }
+  return keep;
+}
+
+/**
  * Switchyard's plan. Models with requests get what the requests need, and so do models pausing
- * within a burst. The idle GPUs the fixed keep-alive would hold (the account's allowance) go first to the loaded idle models worth the most
- * (keepValue at least keepValueMin), then, if some budget is left, to stopped models worth at least
- * prewarmValueMin (pre-warming). A loaded model goes before a stopped one whatever their values, so
- * a pre-warm never displaces a loaded model (each swap would pay a start-up). A model with too
- * little history to forecast keeps the fixed keep-alive, out of the same budget.
+ * within a burst. The idle GPUs the fixed keep-alive would hold (the account's allowance) pay first
+ * for the GPUs held by sleepers alone that `holdLone` keeps, then go to the loaded idle models worth
+ * the most (keepValue at least keepValueMin), then, if some budget is left, to stopped models worth
+ * at least prewarmValueMin (pre-warming). A loaded model goes before a stopped one whatever their
+ * values, so a pre-warm never displaces a loaded model (each swap would pay a start-up). A model
+ * with too little history to forecast keeps the fixed keep-alive, out of the same budget.
  */
 function forecastPlan(
   models: readonly ServerlessModelView[],
   nowMs: number,
   p: Resolved,
   budget: IdleAccount,
-  sleeperGpus: number,
+  keepLone: readonly boolean[],
 ): number[] {
   const allowance = budget.allowance(models, nowMs, p.keepAliveMs);
-  let left = allowance - sleeperGpus;
+  let left = allowance - keepLone.filter(Boolean).length;
   const out = models.map(() => 0);
   const ranked: { i: number; value: number; loaded: boolean }[] = [];
   for (const [i, m] of models.entries()) {

@@ -140,3 +140,33 @@ test('sleepers pin their weights in host DRAM: never evicted, refused when DRAM 
   assert.equal(cache.pinnedDramBytes('n1'), weightBytes);
   assert.equal(cache.pinDram('c', 'n1', 4).ok, true);
 });
+
+test('the per-GPU list of GPUs held by sleepers alone, and stopping every sleeper on one of them', () => {
+  const book = new SleepBook([{ id: 'n1', gpus: 3 }], 72 * GiB, 20 * GiB, config);
+  book.sleep('b', 'n1', [2], 1000);
+  book.sleep('a', 'n1', [2], 2000);
+  book.sleep('c', 'n1', [0], 5000);
+  book.placeAwake('x', 'n1', 1, 6000, 20 * GiB); // takes GPU 0 (holds a sleeper, billed anyway)
+  // Only GPU 2 is held by sleepers alone (GPU 0 runs x): since the first sleeper came, in index order.
+  const lone = book.loneGpuList(11_000);
+  assert.equal(lone.length, 1);
+  assert.deepEqual(
+    lone.map((g) => [g.node, g.index, g.aloneMs, [...g.models].sort()]),
+    [['n1', 2, 10_000, ['a', 'b']]],
+  );
+  const stopped = book.stopOn('n1', 2, 11_000);
+  assert.deepEqual(stopped.map((s) => s.model).sort(), ['a', 'b']);
+  assert.equal(book.sleepersOn('n1', 2), 0);
+  assert.deepEqual(book.loneGpuList(12_000), []);
+  // GPU 2 for 10 s, and GPU 0 for the second before x took it.
+  assert.equal(book.loneGpuMs(12_000), 11_000);
+  assert.equal(book.countOf('c'), 1, 'a sleeper beside an awake instance is not touched');
+});
+
+test('hold bounds: 60 s to 15 min by default; a minimum above the maximum raises it', () => {
+  assert.equal(config.loneSleepMaxMs, 60_000);
+  assert.equal(config.loneHoldMaxMs, 15 * 60_000);
+  assert.equal(resolveSleep({ loneSleepMaxMs: 3_600_000 }).loneHoldMaxMs, 3_600_000);
+  assert.equal(resolveSleep({ loneHoldMaxMs: 120_000 }).loneHoldMaxMs, 120_000);
+  assert.throws(() => resolveSleep({ loneHoldMaxMs: Number.NaN }));
+});

@@ -27,11 +27,19 @@ export const WAKE_OVERHEAD_MS_DEFAULT = 200;
 /** Re-allocating the discarded KV cache on wake (physical pages for the pool; assumption). */
 export const KV_REALLOC_MS_DEFAULT = 100;
 /**
- * How long a GPU may be held by sleepers alone (billed, serving nothing) before they are stopped:
- * the fixed keep-alive's 60 s, so a lone sleeper costs no more GPU time than the baselines spend on
- * an idle model after its last request.
+ * How long a GPU held by sleepers alone (billed, serving nothing) is kept whatever its value: the
+ * fixed keep-alive's 60 s, so a lone sleeper costs no more GPU time than the baselines spend on an
+ * idle model after its last request. Past it, the serverless policy keeps the GPU only while its
+ * sleepers are worth the GPU time and its idle account allows (`ServerlessPolicy.plan`); the live
+ * host (no per-GPU ledger) stops its sleepers here.
  */
 export const LONE_SLEEP_MAX_MS_DEFAULT = 60_000;
+/**
+ * The longest a GPU is held by sleepers alone, whatever their value: 15 min, so a value forecast
+ * that keeps saying "soon" cannot hold a GPU for the hour; past it the sleepers are stopped.
+ * An assumption, a parameter; never below `loneSleepMaxMs`.
+ */
+export const LONE_HOLD_MAX_MS_DEFAULT = 15 * 60_000;
 /**
  * KV cache an awake engine keeps on each GPU at least, beside the sleepers there: vLLM sizes its KV
  * pool once, at start, from `--gpu-memory-utilization` (the share of the GPU this one instance may
@@ -51,6 +59,7 @@ export interface SleepParams {
   readonly wakeOverheadMs?: number | undefined;
   readonly kvReallocMs?: number | undefined;
   readonly loneSleepMaxMs?: number | undefined;
+  readonly loneHoldMaxMs?: number | undefined;
   readonly kvFloorBytesPerGpu?: number | undefined;
 }
 
@@ -59,17 +68,23 @@ export interface SleepConfig {
   readonly residualBytesPerGpu: number;
   readonly wakeOverheadMs: number;
   readonly kvReallocMs: number;
+  /** The least hold of a GPU held by sleepers alone (see LONE_SLEEP_MAX_MS_DEFAULT). */
   readonly loneSleepMaxMs: number;
+  /** The most hold of a GPU held by sleepers alone; at least `loneSleepMaxMs`. */
+  readonly loneHoldMaxMs: number;
   readonly kvFloorBytesPerGpu: number;
 }
 
 /** Fills in the defaults; SY_ERR_INVALID_ARGUMENT for negative figures. */
 export function resolveSleep(params: SleepParams = {}): SleepConfig {
+  const loneSleepMaxMs = params.loneSleepMaxMs ?? LONE_SLEEP_MAX_MS_DEFAULT;
   const c: SleepConfig = {
     residualBytesPerGpu: params.residualBytesPerGpu ?? SLEEP_RESIDUAL_BYTES_PER_GPU_DEFAULT,
     wakeOverheadMs: params.wakeOverheadMs ?? WAKE_OVERHEAD_MS_DEFAULT,
     kvReallocMs: params.kvReallocMs ?? KV_REALLOC_MS_DEFAULT,
-    loneSleepMaxMs: params.loneSleepMaxMs ?? LONE_SLEEP_MAX_MS_DEFAULT,
+    loneSleepMaxMs,
+    // A minimum hold above the default maximum raises the maximum with it (never held less).
+    loneHoldMaxMs: Math.max(loneSleepMaxMs, params.loneHoldMaxMs ?? LONE_HOLD_MAX_MS_DEFAULT),
     kvFloorBytesPerGpu: params.kvFloorBytesPerGpu ?? KV_FLOOR_BYTES_PER_GPU_DEFAULT,
   };
   for (const [k, v] of Object.entries(c)) if (!(v >= 0)) throw invalidArgument(k, v, '>= 0');
@@ -99,6 +114,16 @@ export interface Sleeper {
   readonly readyAtMs: number;
   /** GPU memory it takes per GPU until `readyAtMs` (an initialising engine: weights, reserve, KV). */
   readonly initBytesPerGpu: number;
+}
+
+/** A GPU held by sleepers alone, as `SleepBook.loneGpuList` reports it. */
+export interface LoneGpu {
+  readonly node: string;
+  readonly index: number;
+  /** How long sleepers alone have held it, ms. */
+  readonly aloneMs: number;
+  /** Its sleepers' models, one per sleeper. */
+  readonly models: readonly ModelId[];
 }
 
 interface Gpu {
@@ -416,6 +441,30 @@ export class SleepBook {
       }
     }
     return [...out].sort();
+  }
+
+  /**
+   * Every GPU held by sleepers alone now, node by node (in the order given) and by index: how long
+   * it has been so, and its sleepers' models (one entry per sleeper, oldest id first). At most one
+   * entry per GPU of the cluster.
+   */
+  loneGpuList(nowMs: number): LoneGpu[] {
+    const out: LoneGpu[] = [];
+    for (const [node, gpus] of this.gpus) {
+      for (const [index, g] of gpus.entries()) {
+        if (g.aloneSinceMs === undefined) continue;
+        const models = [...g.sleepers].sort().map((id) => (this.sleepers.get(id) as Sleeper).model);
+        out.push({ node, index, aloneMs: Math.max(0, nowMs - g.aloneSinceMs), models });
+      }
+    }
+    return out;
+  }
+
+  /** Stops every sleeper on one GPU (a sleeper on several GPUs leaves them all); returns them. */
+  stopOn(node: string, index: number, nowMs: number): Sleeper[] {
+    const g = this.node(node)[index];
+    if (g === undefined) throw new Error(`no GPU ${node}/${index}`);
+    return [...g.sleepers].sort().map((id) => this.remove(id, nowMs));
   }
 
   /** Sleepers on one GPU (for checks and reports). */
