@@ -21,7 +21,11 @@ test('steady load: replicas = demand / (capacity x target utilisation), rounded 
 });
 
 test('a sustained rise is taken within two windows; scale-down waits out the delay (two start-ups)', () => {
-  const loop = createSloPlanner(ctx, params({ periodMs: 0, burstLookbackMs: 60_000 }), flatCapacity(2.5));
+  const loop = createSloPlanner(
+    ctx,
+    params({ periodMs: 0, burstLookbackMs: 60_000, releaseTimeConstantMs: 0 }),
+    flatCapacity(2.5),
+  );
   const cluster = new ScriptedCluster(ctx, 1);
   cluster.run(loop, repeat(6, { arrivals: 20 })); // 2 req/s: 1 replica
   const up = cluster.run(loop, repeat(3, { arrivals: 200 })); // 20 req/s: 10 replicas
@@ -33,6 +37,21 @@ test('a sustained rise is taken within two windows; scale-down waits out the del
   // Still 10 within 120 s (12 ticks) of the last tick that wanted 10; back to 1 after.
   assert.equal(down[10], 10);
   assert.equal(down.at(-1), 1);
+});
+
+test('after the hold the count decays, never a step down: one replica a tick at most from 10', () => {
+  const loop = createSloPlanner(ctx, params({ periodMs: 0, burstLookbackMs: 60_000 }), flatCapacity(2.5));
+  const cluster = new ScriptedCluster(ctx, 1);
+  cluster.run(loop, repeat(6, { arrivals: 20 }));
+  cluster.run(loop, repeat(3, { arrivals: 200 })); // 10 replicas
+  const down = cluster.run(loop, repeat(45, { arrivals: 20 }));
+  assert.equal(down[10], 10, 'the hold (two start-ups) is unchanged');
+  // Time constant = the hold (120 s, 12 ticks): 10 x e^(-10/120) = 9.2 a tick later, so no tick
+  // gives back more than one replica; the step release would fall from 10 to 1 in one tick.
+  for (let i = 1; i < down.length; i++)
+    assert.ok((down[i - 1] as number) - (down[i] as number) <= 1, `tick ${i}: ${down[i - 1]} -> ${down[i]}`);
+  assert.ok((down[15] as number) > 1, `still releasing at tick 15: ${down[15]}`);
+  assert.equal(down.at(-1), 1, 'the level reaches the need: 10 e^(-t/120 s) <= 1 after ~28 ticks');
 });
 
 test('queue build-up in the measured latency does not move the count: only arrivals and backlog do', () => {

@@ -30,6 +30,13 @@ export const sloPlannerParams = z.strictObject({
    * bursty clients come back within it often enough that one more halves the restarts.
    */
   scaleDownDelayMs: z.number().nonnegative().finite().optional(),
+  /**
+   * Once the hold has passed, the count comes down as an exponential decay with this time constant,
+   * ms (default: the scale-down delay; 0: at once, the step the hold alone gives). Without it a
+   * count held by a burst last seen just inside the hold falls in one tick (24 -> 9 replicas on the
+   * held-out day) and the next burst within a start-up meets too few.
+   */
+  releaseTimeConstantMs: z.number().nonnegative().finite().optional(),
   /** Objectives when the context has none, ms. */
   ttftMs: positive.default(2000),
   tpotMs: positive.default(100),
@@ -92,6 +99,9 @@ class PlannerState {
   private attainment = Number.NaN;
   /** Counts wanted at recent ticks, newest last, for the scale-down delay (bounded by the delay). */
   private readonly recent: { atMs: number; replicas: number }[] = [];
+  /** The released count's decaying level and when it was last set (see `releaseTimeConstantMs`). */
+  private releaseLevel = 0;
+  private releaseAtMs = Number.NaN;
 
   constructor(
     private readonly context: ControlContext,
@@ -201,7 +211,18 @@ class PlannerState {
       recent.shift();
     let held = needed;
     for (const r of recent) if (r.replicas > held) held = r.replicas;
-    return held;
+    return this.release(nowMs, held);
+  }
+
+  /** The held count, or the decaying level of a higher one given back since (never a step down). */
+  private release(nowMs: number, held: number): number {
+    const tauMs = this.params.releaseTimeConstantMs ?? this.downDelayMs;
+    const dtMs = Number.isNaN(this.releaseAtMs) ? 0 : nowMs - this.releaseAtMs;
+    this.releaseAtMs = nowMs;
+    const decayed = tauMs > 0 ? this.releaseLevel * Math.exp(-dtMs / tauMs) : 0;
+    this.releaseLevel = Math.max(held, decayed);
+    // The epsilon keeps a level that has decayed to an integer from rounding up to the next one.
+    return Math.max(held, Math.ceil(this.releaseLevel - 1e-9));
   }
 
   private reason(
