@@ -104,8 +104,7 @@ test('billing: a GPU held by sleepers alone is billed; an awake instance there m
   assert.equal(book.blockers(book.sleepersOf('a')[0] as never).length, 1);
   book.releaseAwake('b', 10_000);
   assert.equal(book.loneGpuMs(12_000), 4000);
-  assert.deepEqual(book.loneExpired(12_000, 60_000), []);
-  assert.equal(book.loneExpired(70_000, 60_000).length, 1);
+  assert.deepEqual(book.loneGpuList(12_000), [{ node: 'n1', index: 0, aloneMs: 2000, models: ['a'] }]);
   // A sleeper's own GPUs only: it wakes where it slept.
   const s = book.sleepersOf('a')[0];
   assert.ok(s !== undefined);

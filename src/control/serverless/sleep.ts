@@ -431,18 +431,6 @@ export class SleepBook {
     return [...out];
   }
 
-  /** Sleepers on a GPU that sleepers alone have held since `nowMs - maxMs` or longer. */
-  loneExpired(nowMs: number, maxMs: number): string[] {
-    const out = new Set<string>();
-    for (const gpus of this.gpus.values()) {
-      for (const g of gpus) {
-        if (g.aloneSinceMs !== undefined && nowMs - g.aloneSinceMs >= maxMs)
-          for (const id of g.sleepers) out.add(id);
-      }
-    }
-    return [...out].sort();
-  }
-
   /**
    * Every GPU held by sleepers alone now, node by node (in the order given) and by index: how long
    * it has been so, and its sleepers' models (one entry per sleeper, oldest id first). At most one
@@ -484,13 +472,6 @@ export class SleepBook {
       for (const g of gpus) if (g.aloneSinceMs !== undefined) ms += Math.max(0, endMs - g.aloneSinceMs);
     }
     return ms;
-  }
-
-  /** GPUs held by sleepers alone now (billed, serving nothing). */
-  get loneGpus(): number {
-    let n = 0;
-    for (const gpus of this.gpus.values()) for (const g of gpus) if (g.aloneSinceMs !== undefined) n++;
-    return n;
   }
 
   /** Sleepers now. */
