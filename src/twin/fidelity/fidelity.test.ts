@@ -3,11 +3,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
+import type { TwinRequest } from '../../workload/types.ts';
 import { type FidelityCaseInput, parseFidelityCase } from './case.ts';
 import { compareAll, compareRow, errorPct, median } from './compare.ts';
-import { isSaturated, type RequestLog, SATURATION_SAMPLES_MIN } from './observe.ts';
+import { isSaturated, RequestLog, SATURATION_SAMPLES_MIN } from './observe.ts';
 import { fmtSignedPct, formatFidelityTable } from './report.ts';
-import { type CaseRow, replayOpenLoop, runCase } from './run-case.ts';
+import { type CaseRow, cappedSource, replayOpenLoop, runCase } from './run-case.ts';
 
 const measured = { ttftMs: { mean: 50, p90: 80 }, perTokenMs: { mean: 10 }, saturated: false };
 
@@ -551,5 +552,28 @@ describe('workload.maxConcurrency (a client cap on an open loop)', () => {
       parseFidelityCase(openCase({ workload: { ...w, maxConcurrency: 1 } as never })).workload.arrival,
       'constant',
     );
+  });
+});
+
+describe('cappedSource', () => {
+  it("bounds a run's polls in all, and says so: answers that kept ending are not reported as none", () => {
+    // Cap 1, three requests due at 0; the simulator's part is played by hand: pull, and end answers.
+    const base = [0, 1, 2].map((k) => ({ id: `r${k}`, arrivalMs: 0 }) as unknown as TwinRequest);
+    const log = new RequestLog(base.length);
+    const it = cappedSource(base, 1, log, 0.5, 5)[Symbol.iterator]();
+    const pull = () => it.next().value as TwinRequest;
+    assert.equal(pull().id, 'r0');
+    log.routed(0, 0);
+    const ids = [pull().id, pull().id, pull().id]; // no slot: three polls
+    log.completed(0, 1.5, 1);
+    assert.equal(pull().id, 'r1');
+    log.routed(1, 1.5);
+    ids.push(pull().id, pull().id); // two more: five in all, the bound
+    assert.equal(new Set(ids).size, 5, `poll ids are unique: ${ids}`);
+    assert.throws(pull, (e: Error) => {
+      assert.match(e.message, /5 polls in all/);
+      assert.match(e.message, /2 since the last send/);
+      return true;
+    });
   });
 });

@@ -179,7 +179,11 @@ function withCasePrefix(c: FidelityCase, requests: TwinRequest[]): TwinRequest[]
  * of the same order).
  */
 export const CLIENT_POLL_MS = 0.5;
-/** Most polls one run makes (10,000 s of simulated time at 0.5 ms): a bound, not a target. */
+/**
+ * Most polls one run makes in all (10,000 s of simulated time with every slot taken, at 0.5 ms): a
+ * bound on a run's work, not a target. It counts every wait of the run, so a long run whose client
+ * is full most of the time reaches it as an engine that answers nothing would; the error says which.
+ */
 export const CLIENT_POLLS_MAX = 20_000_000;
 
 /**
@@ -193,13 +197,14 @@ export const CLIENT_POLLS_MAX = 20_000_000;
  * stream hands it a poll (a request named `p<k>`, which the observing policy refuses without
  * routing: polls reach no engine and no figure), at the request's scheduled time or `pollMs` after
  * the last look, whichever is later. When the simulator pulls the request after a poll, every
- * answer that ended before the poll is in `log`.
+ * answer that ended before the poll is in `log`. `pollsMax` bounds the run's polls in all.
  */
 export function cappedSource(
   base: readonly TwinRequest[],
   maxConcurrency: number,
   log: RequestLog,
   pollMs: number,
+  pollsMax: number = CLIENT_POLLS_MAX,
 ): Iterable<TwinRequest> {
   return {
     *[Symbol.iterator]() {
@@ -207,6 +212,7 @@ export function cappedSource(
       if (first === undefined) return;
       let nowMs = 0;
       let polls = 0;
+      let waitPolls = 0;
       for (let sent = 0; sent < base.length; ) {
         const request = base[sent] as TwinRequest;
         // Requests r0 … r(sent-1) have gone out; a slot is free when fewer than the cap are unanswered.
@@ -215,13 +221,15 @@ export function cappedSource(
           log.scheduled(sent, request.arrivalMs);
           yield { ...request, arrivalMs: nowMs };
           sent++;
+          waitPolls = 0;
         } else {
-          if (polls >= CLIENT_POLLS_MAX)
+          if (polls >= pollsMax)
             throw new SwitchyardError(
               'SY_ERR_INVALID_ARGUMENT',
-              `capped client: no answer ended in ${CLIENT_POLLS_MAX} polls (${(nowMs / 1000).toFixed(0)} s simulated)`,
+              `capped client: ${pollsMax} polls in all, the bound on one run's (${waitPolls} since the last send; ${(nowMs / 1000).toFixed(0)} s simulated): fewer requests, or an engine that answers`,
             );
           nowMs = Math.max(nowMs + pollMs, request.arrivalMs);
+          waitPolls++;
           yield { ...first, id: `${POLL_PREFIX}${polls++}`, arrivalMs: nowMs };
         }
       }
