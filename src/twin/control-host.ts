@@ -179,6 +179,8 @@ export interface ControlHostDeps {
   readonly onScale?: ((event: ScaleEvent) => void) | undefined;
   /** Whether an instance holds work its drain waits for (ControlHost only; default requests in flight). */
   readonly busy?: ((instance: SimInstance) => boolean) | undefined;
+  /** Told when an instance stops and releases its GPUs (ControlHost only: the twin's KV store). */
+  readonly onStopped?: ((instance: SimInstance, nowMs: number) => void) | undefined;
 }
 
 /** What the simulator calls on a control host: one loop (ControlHost) or one per model (PlacementHost). */
@@ -251,6 +253,15 @@ export function poolStartupMs(
   return startupMs;
 }
 
+/** The pool's slot-stopped callback for `onStopped`, which takes the instance; undefined for none. */
+function stoppedHook(
+  instances: readonly SimInstance[],
+  onStopped: ControlHostDeps['onStopped'],
+): ((k: number, nowMs: number) => void) | undefined {
+  if (onStopped === undefined) return undefined;
+  return (k, nowMs) => onStopped(instances[k] as SimInstance, nowMs);
+}
+
 /**
  * The loop runner and actuator of one controlled model. The twin calls `onArrival`, `onFinish`,
  * `onFailed` and `onEnded` as requests move, `hold` before routing, `onEvent` when `nextEventMs`
@@ -311,6 +322,7 @@ export class ControlHost implements Actuator, TwinControl {
       heldMax: settings.heldMax,
       heldWaitMs: settings.heldWaitMs,
       busy: deps.busy,
+      onStopped: stoppedHook(instances, deps.onStopped),
       onChange: () => {
         this.deps.view.instances = this.pool.routable();
       },

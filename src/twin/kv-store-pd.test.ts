@@ -206,20 +206,38 @@ test('P/D with a store: the same seed gives the same JSON', () => {
   }
 });
 
-test('a kvStore is still refused with autoscaled P/D pools', () => {
-  const options = pdOptions(ROCE, 'load-aware');
-  assert.throws(
-    () =>
-      runSimulation([withPrefix('a', 0, 10)], {
+test('autoscaled P/D pools with a store: prefill instances the loop starts fetch; the same seed gives the same JSON', () => {
+  const run = () => {
+    const options = pdOptions(ROCE, 'load-aware', 4, 4);
+    return runSimulation(
+      createWorkload(
+        { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 300 },
+        new Rng(7).fork('workload'),
+      ),
+      {
         ...options,
         pdPools: {
-          startupMs: 1000,
-          prefill: { autoscaler: 'slo-planner', minInstances: 1, maxInstances: 2, initialInstances: 2 },
-          decode: { autoscaler: 'slo-planner', minInstances: 1, maxInstances: 1, initialInstances: 1 },
+          startupMs: 5000,
+          intervalMs: 2000,
+          prefill: { autoscaler: 'slo-planner', minInstances: 1, maxInstances: 4, initialInstances: 1 },
+          decode: { autoscaler: 'slo-planner', minInstances: 1, maxInstances: 4, initialInstances: 2 },
         },
-      }),
-    /kvStore runs on a fixed cluster/,
-  );
+      },
+    );
+  };
+  const one = run();
+  const store = kvStoreOf(one);
+  assert.ok(store.fetches > 0);
+  // i0 is the one prefill instance at time 0; i1-i3 are prefill slots the loop started, i4-i7 decode.
+  const ids = (from: number, to: number) =>
+    store.perInstance.slice(from, to).reduce((n, i) => n + i.fetches, 0);
+  assert.ok(ids(1, 4) > 0, `prefill instances the loop added fetch (${JSON.stringify(store.perInstance)})`);
+  assert.equal(ids(4, 8), 0, 'decode instances have no store');
+  assert.ok((one.pdPools?.prefill.coldStarts ?? 0) > 0);
+  assert.equal(one.summary.completed, one.summary.requests);
+  const json = (r: SimResult) =>
+    JSON.stringify({ summary: summaryToJson(r.summary, { wallClock: false }), digest: r.decisionDigest });
+  assert.equal(json(one), json(run()));
 });
 
 /**

@@ -5,7 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import type { ControlContext, ControlLoop } from '../control/types.ts';
+import { singleVariantDecision } from '../control/types.ts';
+import { routeTo } from '../core/decision.ts';
+import type { RoutingPolicy } from '../policies/routing/types.ts';
 import type { TwinRequest } from '../workload/types.ts';
+import type { ControlSettings } from './control-host.ts';
 import type { KvStoreOptions, KvStoreOutcome } from './kv-store.ts';
 import { summaryToJson } from './report/json.ts';
 import type { SimResult } from './simulator.ts';
@@ -50,5 +55,34 @@ export function runRecord(result: SimResult): Record<string, unknown> {
     summary: summaryToJson(result.summary, { wallClock: false }),
     decisionDigest: result.decisionDigest,
     reportSha256: createHash('sha256').update(JSON.stringify(report)).digest('hex'),
+  };
+}
+
+/** Sends each request to the instance named in `to` by its id. */
+export function routedBy(to: Readonly<Record<string, string>>): RoutingPolicy {
+  return { name: 'routed-by-id', decide: (_view, request) => routeTo(to[request.id] as string) };
+}
+
+/**
+ * A colocated control block over `maxInstances` slots whose loop wants `plan(nowMs)` instances,
+ * asked every second; starts take `startupMs`; `initialInstances` are ready at time 0.
+ */
+export function scriptedControl(
+  plan: (nowMs: number) => number,
+  maxInstances: number,
+  initialInstances: number,
+  startupMs = 0,
+): ControlSettings {
+  return {
+    autoscaler: 'scripted',
+    create: (context: ControlContext): ControlLoop => ({
+      name: 'scripted',
+      decide: (o) => singleVariantDecision(context, plan(o.nowMs), 'script'),
+    }),
+    minInstances: 1,
+    maxInstances,
+    initialInstances,
+    intervalMs: 1000,
+    startupMs,
   };
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { serverlessFromFlags } from '../cli/sim-serverless.ts';
 import { Rng } from '../core/rng.ts';
 import type { EngineConfig } from '../engine-core/types.ts';
 import { KV_LINKS, kvTransfer } from '../model/kv-link.ts';
@@ -16,11 +17,15 @@ import {
   MODEL,
   PREFIX_TOKENS,
   ROCE,
+  routedBy,
   runRecord,
+  scriptedControl,
   withPrefix,
 } from './kv-store-test-support.ts';
+import { type PlacementSettings, placementCluster } from './placement-host.ts';
 import { summaryToJson } from './report/json.ts';
-import { type PrefixCacheMode, runSimulation, type SimResult } from './simulator.ts';
+import { runTwin } from './run.ts';
+import { type PrefixCacheMode, runSimulation, type SimOptions, type SimResult } from './simulator.ts';
 
 /**
  * An engine with a KV store (`engine.kvStore`) loads a longer prefix another instance caches instead
@@ -228,6 +233,154 @@ test('a store that never fetches (minTokens past every prompt) runs as no store'
   assert.equal(never.kvStore?.fetches, 0);
   assert.ok((never.kvStore?.promptTokensComputed ?? 0) > 0);
   assert.equal(never.json, run(undefined).json);
+});
+
+// ---- a store on an autoscaled colocated pool (control) ----
+
+test('autoscaled (kpa): instances the loop starts fetch from older ones; the same seed gives the same JSON', () => {
+  const run = () =>
+    runSimulation(
+      createWorkload(
+        { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 600 },
+        new Rng(7).fork('workload'),
+      ),
+      {
+        seed: 7,
+        cluster: { groups: [{ count: 4, gpu: GPU, model: MODEL, tp: 1 }] },
+        engine: toEngineConfig({ kvStore: ROCE }, GPU),
+        policy: createRoutingPolicy('least-request'),
+        slo: { ttftMs: 2000, tpotMs: 100 },
+        workload: 'kv-store autoscaled',
+        control: {
+          autoscaler: 'kpa',
+          minInstances: 1,
+          maxInstances: 4,
+          initialInstances: 1,
+          startupMs: 5000,
+          intervalMs: 2000,
+        },
+      },
+    );
+  const one = run();
+  assert.ok((one.coldStarts ?? 0) > 0, 'the loop started instances');
+  const store = kvStoreOf(one);
+  // i0 is the one instance at time 0; every other one was started by the loop, with its connector.
+  const added = store.perInstance.slice(1).reduce((n, i) => n + i.fetches, 0);
+  assert.ok(added > 0, `instances the loop added fetch (${JSON.stringify(store.perInstance)})`);
+  assert.equal(one.summary.completed, one.summary.requests);
+  const json = (r: SimResult) =>
+    JSON.stringify({ summary: summaryToJson(r.summary, { wallClock: false }), digest: r.decisionDigest });
+  assert.equal(json(one), json(run()));
+});
+
+/** Two slots, both ready at 0, a to i1 and b to i0; the loop wants `plan(nowMs)` instances. */
+function scaledDown(plan: (nowMs: number) => number, bArrivalMs: number): SimResult {
+  return runSimulation([withPrefix('a', 0, 100), withPrefix('b', bArrivalMs, 200)], {
+    seed: 1,
+    cluster: { groups: [{ count: 2, gpu: GPU, model: MODEL, tp: 1 }] },
+    engine: toEngineConfig({ kvStore: ROCE }, GPU),
+    policy: routedBy({ a: 'i1', b: 'i0' }),
+    slo: { ttftMs: 2000, tpotMs: 100 },
+    workload: 'kv-store scale-down',
+    control: scriptedControl(plan, 2, 2),
+  });
+}
+
+test('a holder the loop stopped is not read: the prefix only it held is computed', () => {
+  // a leaves the prefix on i1; at 5 s the loop drains i1 (idle: it stops at once); b on i0 at 10 s.
+  const stopped = scaledDown((t) => (t >= 5000 ? 1 : 2), 10_000);
+  assert.equal(stopped.coldStarts, 0);
+  assert.equal(stopped.instancesOverTime?.at(-1)?.ready, 1, 'i1 stopped');
+  const store = kvStoreOf(stopped);
+  assert.equal(store.fetches, 0, 'the stopped instance left the store');
+  assert.equal(store.promptTokensComputed, PREFIX_TOKENS + 100 + PREFIX_TOKENS + 200);
+  assert.equal(stopped.summary.completed, 2);
+  // Kept, i1 is read.
+  const kept = kvStoreOf(scaledDown(() => 2, 10_000));
+  assert.deepEqual(
+    kept.perInstance.map((i) => [i.id, i.fetches]),
+    [
+      ['i0', 1],
+      ['i1', 0],
+    ],
+  );
+});
+
+test('a holder that stops during a fetch fails it: the request recomputes its prompt where it is', () => {
+  const perf = perfOf(toEngineConfig({}, GPU));
+  // b arrives at 9,990 ms and fetches from i1 (about 25 ms); the tick at 10 s stops i1 (idle).
+  const result = scaledDown((t) => (t >= 10_000 ? 1 : 2), 9990);
+  const store = kvStoreOf(result);
+  assert.equal(store.fetches, 1);
+  assert.equal(store.failedFetches, 1, 'its holder released its GPUs mid-transfer');
+  assert.equal(store.perInstance[0]?.failedFetches, 1);
+  assert.equal(store.promptTokensComputed, PREFIX_TOKENS + 100 + PREFIX_TOKENS + 200);
+  assert.equal(result.summary.completed, 2);
+  const ttftB = Math.max(...result.report.samples.ttftMs);
+  assertClose(ttftB, 10 + perf.prefillTimeMs(PREFIX_TOKENS + 200, 0));
+});
+
+test('a kvStore is refused with placement and serverless, saying why', () => {
+  const placement: PlacementSettings = {
+    nodes: [{ id: 'node-1', gpu: GPU, gpus: 2 }],
+    intervalMs: 1000,
+    models: [
+      {
+        id: 'chat',
+        base: MODEL,
+        gpu: GPU,
+        tp: 1,
+        priority: 1,
+        autoscaler: 'static',
+        minInstances: 1,
+        maxInstances: 2,
+        startupMs: 1000,
+      },
+    ],
+  };
+  const options: SimOptions = {
+    seed: 1,
+    cluster: placementCluster(placement),
+    engine: toEngineConfig({ kvStore: ROCE }, GPU),
+    policy: createRoutingPolicy('least-request'),
+    slo: { ttftMs: 2000, tpotMs: 100 },
+    workload: 'kv-store placement',
+    placement,
+  };
+  const why = /not with placement or serverless: their instances come and go per model and node/;
+  assert.throws(() => runSimulation([{ ...withPrefix('a', 0, 10), model: 'chat' }], options), why);
+  const workload = {
+    kind: 'multi-model',
+    models: 2,
+    bases: [MODEL, 'qwen2.5-7b'],
+    modelRatesRps: [0.3, 0.3],
+    onMeanS: 60,
+    offMeanS: 90,
+    durationS: 60,
+    input: { kind: 'fixed', tokens: 512 },
+    output: { kind: 'fixed', tokens: 64 },
+  };
+  const serverless = serverlessFromFlags(
+    { serverlessPolicy: 'keep-alive', gpus: 1, keepAliveS: 30, gpu: GPU },
+    workload,
+  );
+  assert.ok(serverless !== undefined);
+  assert.throws(
+    () =>
+      runTwin({
+        seed: 3,
+        policy: 'least-request',
+        policies: {},
+        cluster: { groups: [] },
+        engine: { kvStore: ROCE },
+        workload,
+        slo: { ttftMs: 2000, tpotMs: 100 },
+        output: {},
+        expectedRequests: undefined,
+        serverless,
+      }),
+    why,
+  );
 });
 
 /**

@@ -21,9 +21,10 @@ import type { ModelSpec } from '../model/types.ts';
 
 /**
  * `engine.kvStore` in a twin config: the engine's connector to a KV store.
- * - `kind: 'peer'`: the store holds what any other instance of the same model has in its prefix
- *   cache now (Mooncake's store metadata, LMCache's P2P lookup); nothing is written to it apart
- *   from what engines cache anyway.
+ * - `kind: 'peer'`: the store holds what any other instance of the same model serving now (an
+ *   autoscaled pool's ready and draining ones; not a stopped one) has in its prefix cache (Mooncake's
+ *   store metadata, LMCache's P2P lookup); nothing is written to it apart from what engines cache
+ *   anyway.
  * - `link`: what a fetch travels over: a name from src/model/kv-link.ts (`nvlink`, `ib-400`,
  *   `roce-200`, `tcp-100`) or `{ gbps, latencyUs, efficiency? }`.
  * - `minTokens`: fetch only when the remote prefix is longer than the local hit by at least this many
@@ -105,7 +106,7 @@ export interface PendingFetch<R> {
 export interface KvStoreInstanceOutcome {
   readonly id: string;
   readonly fetches: number;
-  /** Of its fetches, those that failed because the instance read from crashed mid-transfer. */
+  /** Of its fetches, those that failed because the instance read from crashed or stopped mid-transfer. */
   readonly failedFetches: number;
   readonly fetchedTokens: number;
   /** Transfer time of its fetches, summed, ms. */
@@ -118,8 +119,9 @@ export interface KvStoreOutcome {
   readonly link: string;
   readonly fetches: number;
   /**
-   * Of those, the ones that failed because their holder crashed mid-transfer (the request then
-   * computed its prompt on its own engine): still counted in `fetches` and its tokens and time.
+   * Of those, the ones that failed because their holder crashed or stopped (scaled down, its GPUs
+   * released) mid-transfer (the request then computed its prompt on its own engine): still counted
+   * in `fetches` and its tokens and time.
    */
   readonly failedFetches: number;
   /** Prompt tokens loaded instead of computed (past each request's local hit). */
@@ -194,7 +196,7 @@ export class PeerFetches<R> {
     list.splice(lo, 0, fetch);
   }
 
-  /** A fetch by instance `instance` (index) failed: the instance it read from crashed. */
+  /** A fetch by instance `instance` (index) failed: the instance it read from crashed or stopped. */
   failed(instance: number): void {
     this.failedFetches[instance] = (this.failedFetches[instance] as number) + 1;
   }

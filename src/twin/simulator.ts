@@ -674,11 +674,14 @@ class Twin {
       any ||= kvStore !== undefined;
     }
     if (!any) return undefined;
-    const others = [options.pdPools, options.control, options.placement, options.serverless];
-    if (others.some((x) => x !== undefined))
+    // A control loop or P/D pools start and stop slots of the groups above, so each slot's connector
+    // is built here once. Placement and serverless move models across nodes and GPUs mid-run.
+    if (options.placement !== undefined || options.serverless !== undefined)
       throw new SwitchyardError(
         'SY_ERR_INVALID_ARGUMENT',
-        'an engine kvStore runs on a fixed cluster, colocated or P/D (not with autoscaling, placement or serverless)',
+        'an engine kvStore runs on a fixed or autoscaled cluster (colocated `control` or P/D `pdPools`), ' +
+          'not with placement or serverless: their instances come and go per model and node, ' +
+          'and a store following them is not modelled',
       );
     // P/D (Mooncake's design): prefill instances fetch from each other; a decode instance receives
     // every prompt token but the last by transfer, so a store there would have nothing to load.
@@ -702,7 +705,11 @@ class Twin {
     let remote = 0;
     let holder: SimInstance | undefined;
     const down = this.faults?.down;
-    for (const other of this.instances) {
+    // The store's members are the instances serving now: the policies' view (every instance of a
+    // fixed cluster, a pool's ready and draining ones under autoscaling). A stopped instance has left
+    // it, as a Mooncake node's objects leave the store's metadata when it unmounts its segment; a
+    // starting one has an empty cache.
+    for (const other of this.view.instances) {
       if (other === instance || other.model !== instance.model || other.base !== instance.base) continue;
       // P/D: only the prefill pool's caches are the store's (all 'both' when colocated).
       if (other.role !== instance.role) continue;
@@ -881,7 +888,7 @@ class Twin {
    */
   private crash(instance: SimInstance): void {
     const faults = this.faults as FaultRuntime<TwinEngineRequest>;
-    this.holderCrashed(instance);
+    this.holderGone(instance);
     const live = faults.live[instance.index] as Set<TwinEngineRequest>;
     const killed = [...live];
     live.clear();
@@ -906,12 +913,14 @@ class Twin {
   }
 
   /**
-   * Fetches reading from `holder`, which just crashed, fail: as a connector whose peer vanished falls
-   * back, each request gives its reserved blocks back and joins its engine to compute its prompt
-   * (no imported tokens). Their pending ends are skipped (`fetchesEnded`).
+   * Fetches reading from `holder`, which just crashed or stopped (scaled down: its GPUs, and the
+   * cache a fetch reads, are released), fail: as a connector whose peer vanished falls back (vLLM
+   * recomputes blocks it failed to load), each request gives its reserved blocks back and joins its
+   * engine to compute its prompt (no imported tokens), counted in `failedFetches`. Their pending ends
+   * are skipped (`fetchesEnded`).
    */
-  private holderCrashed(holder: SimInstance): void {
-    const faults = this.faults as FaultRuntime<TwinEngineRequest>;
+  private holderGone(holder: SimInstance): void {
+    const live = this.faults?.live;
     for (const [request, from] of [...this.fetchHolders]) {
       if (from !== holder) continue;
       this.fetchHolders.delete(request);
@@ -920,9 +929,11 @@ class Twin {
       instance.engine.releaseImport(request.id);
       instance.fetching--;
       const recompute: TwinEngineRequest = { ...request, importedTokens: undefined };
-      const live = faults.live[instance.index] as Set<TwinEngineRequest>;
-      live.delete(request);
-      live.add(recompute);
+      const onInstance = live?.[instance.index];
+      if (onInstance !== undefined) {
+        onInstance.delete(request);
+        onInstance.add(recompute);
+      }
       instance.engine.add(recompute, this.nowMs);
       if (Number.isNaN(instance.stepEndMs)) this.stepEndedIdle(instance);
     }
@@ -1093,6 +1104,8 @@ class Twin {
         this.batches?.onFailed(request, this.nowMs);
       },
       onPlacement: this.options.onPlacement,
+      // With a KV store, fetches reading from an instance that stops fail (holderGone).
+      onStopped: this.fetches === undefined ? undefined : (instance) => this.holderGone(instance),
     };
     if (pdPools !== undefined) {
       if (this.pd === undefined)
