@@ -52,6 +52,14 @@ test('after the hold the count decays, never a step down: one replica a tick at 
     assert.ok((down[i - 1] as number) - (down[i] as number) <= 1, `tick ${i}: ${down[i - 1]} -> ${down[i]}`);
   assert.ok((down[15] as number) > 1, `still releasing at tick 15: ${down[15]}`);
   assert.equal(down.at(-1), 1, 'the level reaches the need: 10 e^(-t/120 s) <= 1 after ~28 ticks');
+  // The count itself decays (towards zero, floored at the need): j ticks after the hold ends it is
+  // max(1, ceil(10 e^(-10 j / 120))), so it reaches the need 120 s x ln(10 / 1) = 276 s after the
+  // hold; a decay towards the need (1 + 9 e^(-t/120 s)) would still be above it then.
+  const law = (start: number) =>
+    down.map((n, i) => (i <= start ? n : Math.max(1, Math.ceil(10 * Math.exp(-(i - start) / 12) - 1e-9))));
+  const start = down.lastIndexOf(10) - 1;
+  assert.deepEqual(down, law(start));
+  assert.equal(down.indexOf(1) - start, Math.ceil(12 * Math.log(10)));
 });
 
 test('queue build-up in the measured latency does not move the count: only arrivals and backlog do', () => {

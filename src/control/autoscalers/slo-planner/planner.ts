@@ -32,9 +32,10 @@ export const sloPlannerParams = z.strictObject({
   scaleDownDelayMs: z.number().nonnegative().finite().optional(),
   /**
    * Once the hold has passed, the count comes down as an exponential decay with this time constant,
-   * ms (default: the scale-down delay; 0: at once, the step the hold alone gives). Without it a
-   * count held by a burst last seen just inside the hold falls in one tick (24 -> 9 replicas on the
-   * held-out day) and the next burst within a start-up meets too few.
+   * ms (default: the scale-down delay; 0: at once, the step the hold alone gives). The count itself
+   * decays, towards zero, never below the need: from N it reaches the need after tau x ln(N / need).
+   * Without it a count held by a burst last seen just inside the hold falls in one tick (24 -> 9
+   * replicas on the held-out day) and the next burst within a start-up meets too few.
    */
   releaseTimeConstantMs: z.number().nonnegative().finite().optional(),
   /** Objectives when the context has none, ms. */
