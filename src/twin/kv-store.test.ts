@@ -8,6 +8,7 @@ import { KV_LINKS, kvTransfer } from '../model/kv-link.ts';
 import { perfModelFor } from '../model/perf.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import { createWorkload } from '../workload/create.ts';
+import type { TwinRequest } from '../workload/types.ts';
 import { engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
 import type { KvStoreOptions } from './kv-store.ts';
 import {
@@ -304,6 +305,31 @@ test('a holder the loop stopped is not read: the prefix only it held is computed
       ['i1', 0],
     ],
   );
+});
+
+test('a draining holder still serving is read until it stops', () => {
+  // a (2,000 output tokens) runs on i1 when the loop drains i1 at 2 s; b fetches from it at 3 s.
+  const long = { ...withPrefix('a', 0, 100), maxTokens: 2000, trueOutputTokens: 2000 } as TwinRequest;
+  const result = runSimulation([long, withPrefix('b', 3000, 200)], {
+    seed: 1,
+    cluster: { groups: [{ count: 2, gpu: GPU, model: MODEL, tp: 1 }] },
+    engine: toEngineConfig({ kvStore: ROCE }, GPU),
+    policy: routedBy({ a: 'i1', b: 'i0' }),
+    slo: { ttftMs: 2000, tpotMs: 100 },
+    workload: 'kv-store draining holder',
+    control: scriptedControl((t) => (t >= 2000 ? 1 : 2), 2, 2),
+  });
+  const draining = result.instancesOverTime?.find((p) => p.timeS === 3);
+  assert.equal(draining?.draining, 1, 'i1 drains while a runs');
+  const store = kvStoreOf(result);
+  assert.deepEqual(
+    store.perInstance.map((i) => [i.id, i.fetches, i.failedFetches]),
+    [
+      ['i0', 1, 0],
+      ['i1', 0, 0],
+    ],
+  );
+  assert.equal(result.summary.completed, 2);
 });
 
 test('a holder that stops during a fetch fails it: the request recomputes its prompt where it is', () => {
