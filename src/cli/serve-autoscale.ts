@@ -198,11 +198,17 @@ function sleepSettingsOf(
   const block = typeof configured === 'object' ? configured : {};
   if (flags.sleep !== true && (configured === undefined || configured === false)) {
     for (const f of ['maxSleepers', 'maxSleepersPerModel', 'sleepMaxMs'] as const)
-      if (flags[f] !== undefined) throw usage(`--${kebab(f)} needs --sleep`, kebab(f));
+      if (flags[f] !== undefined)
+        throw usage(`--${kebab(f)} needs --sleep (or the config's autoscaler.sleep)`, kebab(f));
     return undefined;
   }
-  if (minInstances > 0)
-    throw usage('--sleep applies to --min-instances 0 only (engines past their keep-alive sleep)', 'sleep');
+  if (minInstances > 0) {
+    const asked = flags.sleep === true ? '--sleep' : "the config's autoscaler.sleep";
+    throw usage(
+      `${asked}: sleep mode applies to --min-instances 0 (autoscaler.minInstances 0) only (engines past their keep-alive sleep)`,
+      'sleep',
+    );
+  }
   return resolveLiveSleep({
     ...optional('sleepersMax', flags.maxSleepers ?? block.maxSleepers),
     ...optional('sleepersPerModelMax', flags.maxSleepersPerModel ?? block.maxSleepersPerModel),

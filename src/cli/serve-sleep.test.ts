@@ -76,6 +76,9 @@ describe('serve --sleep settings', () => {
     // Models at zero only, wherever sleep mode was asked for.
     const warm = parseGatewayConfig({ autoscaler: { name: 'static', minInstances: 1, sleep: true } }, {});
     refused(() => autoscaleSettings({}, warm, 4), 'sleep');
+    // The refusal names where sleep mode was asked for: the config file here, no flag.
+    assert.throws(() => autoscaleSettings({}, warm, 4), /autoscaler\.sleep/);
+    assert.throws(() => autoscaleSettings({ maxSleepers: 2 }, withBlock(false), 4), /autoscaler\.sleep/);
     assert.throws(() => withBlock({ maxSleepers: 0 }), /maxSleepers/);
     assert.throws(() => withBlock({ sleepers: 2 }), /sleepers/);
   });
