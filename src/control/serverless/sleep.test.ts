@@ -162,10 +162,14 @@ test('the per-GPU list of GPUs held by sleepers alone, and stopping every sleepe
   assert.equal(book.countOf('c'), 1, 'a sleeper beside an awake instance is not touched');
 });
 
-test('hold bounds: 60 s to 15 min by default; a minimum above the maximum raises it', () => {
+test('hold bounds: 60 s to 15 min by default; a minimum above the default maximum raises it', () => {
   assert.equal(config.loneSleepMaxMs, 60_000);
   assert.equal(config.loneHoldMaxMs, 15 * 60_000);
   assert.equal(resolveSleep({ loneSleepMaxMs: 3_600_000 }).loneHoldMaxMs, 3_600_000);
   assert.equal(resolveSleep({ loneHoldMaxMs: 120_000 }).loneHoldMaxMs, 120_000);
   assert.throws(() => resolveSleep({ loneHoldMaxMs: Number.NaN }));
+  // A maximum given below the minimum is a mistake, refused, not silently raised to it.
+  assert.throws(() => resolveSleep({ loneHoldMaxMs: 30_000 }), { code: 'SY_ERR_INVALID_ARGUMENT' });
+  assert.throws(() => resolveSleep({ loneSleepMaxMs: 120_000, loneHoldMaxMs: 90_000 }), /loneHoldMaxMs/);
+  assert.equal(resolveSleep({ loneSleepMaxMs: 120_000, loneHoldMaxMs: 120_000 }).loneHoldMaxMs, 120_000);
 });

@@ -75,9 +75,14 @@ export interface SleepConfig {
   readonly kvFloorBytesPerGpu: number;
 }
 
-/** Fills in the defaults; SY_ERR_INVALID_ARGUMENT for negative figures. */
+/**
+ * Fills in the defaults; SY_ERR_INVALID_ARGUMENT for negative figures, and for a `loneHoldMaxMs`
+ * given below `loneSleepMaxMs` (only the default maximum is raised to a larger minimum).
+ */
 export function resolveSleep(params: SleepParams = {}): SleepConfig {
   const loneSleepMaxMs = params.loneSleepMaxMs ?? LONE_SLEEP_MAX_MS_DEFAULT;
+  if (params.loneHoldMaxMs !== undefined && params.loneHoldMaxMs < loneSleepMaxMs)
+    throw invalidArgument('loneHoldMaxMs', params.loneHoldMaxMs, `ms >= loneSleepMaxMs (${loneSleepMaxMs})`);
   const c: SleepConfig = {
     residualBytesPerGpu: params.residualBytesPerGpu ?? SLEEP_RESIDUAL_BYTES_PER_GPU_DEFAULT,
     wakeOverheadMs: params.wakeOverheadMs ?? WAKE_OVERHEAD_MS_DEFAULT,
