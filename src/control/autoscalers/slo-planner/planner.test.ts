@@ -62,6 +62,27 @@ test('after the hold the count decays, never a step down: one replica a tick at 
   assert.equal(down.indexOf(1) - start, Math.ceil(12 * Math.log(10)));
 });
 
+test('the release decays from the pool bound, not from a need above it', () => {
+  const run = (maxReplicas: number) => {
+    const c = testContext({ intervalMs: 10_000, startupMs: 60_000, minReplicas: 1, maxReplicas });
+    const loop = createSloPlanner(c, params({ periodMs: 0, burstLookbackMs: 60_000 }), flatCapacity(2.5));
+    const cluster = new ScriptedCluster(c, 1);
+    cluster.run(loop, repeat(6, { arrivals: 20 }));
+    cluster.run(loop, repeat(3, { arrivals: 200 })); // needs 10
+    return cluster.run(loop, repeat(40, { arrivals: 20 }));
+  };
+  const free = run(50);
+  const bounded = run(4); // granted 4
+  // The hold ends at the same tick in both (the unbounded pool's first drop comes ~2 ticks after it:
+  // 10 e^(-1/12) still rounds up to 10); from there the bounded pool decays from 4, below the bound
+  // after ceil(12 ln(4/3)) = 4 ticks. Decaying from the need (10) instead would keep it at the bound
+  // until 10 e^(-t/120 s) <= 3, 15 ticks.
+  const freeDrops = free.findIndex((n) => n < 10);
+  assert.ok(freeDrops > 0, 'the unbounded pool releases');
+  const lag = bounded.findIndex((n) => n < 4) - freeDrops;
+  assert.ok(lag >= 0 && lag <= 4, `the bound is given back ${lag} ticks after the unbounded pool's first drop`);
+});
+
 test('queue build-up in the measured latency does not move the count: only arrivals and backlog do', () => {
   const calm = createSloPlanner(ctx, params({ periodMs: 0 }), flatCapacity(2.5));
   const stormy = createSloPlanner(ctx, params({ periodMs: 0 }), flatCapacity(2.5));

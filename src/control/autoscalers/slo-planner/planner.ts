@@ -221,7 +221,8 @@ class PlannerState {
     const dtMs = Number.isNaN(this.releaseAtMs) ? 0 : nowMs - this.releaseAtMs;
     this.releaseAtMs = nowMs;
     const decayed = tauMs > 0 ? this.releaseLevel * Math.exp(-dtMs / tauMs) : 0;
-    this.releaseLevel = Math.max(held, decayed);
+    // The decay starts from what was granted: a need above the pool bound was held at the bound.
+    this.releaseLevel = Math.max(Math.min(held, this.context.maxReplicas), decayed);
     // The epsilon keeps a level that has decayed to an integer from rounding up to the next one.
     return Math.max(held, Math.ceil(this.releaseLevel - 1e-9));
   }
