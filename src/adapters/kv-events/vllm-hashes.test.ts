@@ -16,7 +16,7 @@ import {
   vllmPrefixChain,
 } from '../../core/token-blocks.ts';
 import { testCluster } from '../../policies/routing/conformance.ts';
-import { createKvEvents } from '../../policies/routing/kv-events/kv-events.ts';
+import { createKvEvents, kvEventsParams } from '../../policies/routing/kv-events/kv-events.ts';
 import { nodeSha256 } from '../tokenizer/load.ts';
 import { blockHashTo32, decodeKvEventBatch } from './vllm-format.ts';
 
@@ -116,7 +116,9 @@ for (const form of ['bytes', 'int'] as const) {
 }
 
 test('vllm hashes: kv-events fed the reference events routes our exact chain to the instance holding it', () => {
-  const policy = createKvEvents();
+  // The match alone decides here (what this test checks); the default prices it against load, and
+  // these short chats save too little prefill to outweigh the holder's queue.
+  const policy = createKvEvents(kvEventsParams.parse({ score: 'longest-prefix' }));
   const hashing = {
     blockSize: REFERENCE.blockSize,
     noneHash: vllmNoneHash(REFERENCE.seed, nodeSha256),
