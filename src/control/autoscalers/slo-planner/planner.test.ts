@@ -80,7 +80,10 @@ test('the release decays from the pool bound, not from a need above it', () => {
   const freeDrops = free.findIndex((n) => n < 10);
   assert.ok(freeDrops > 0, 'the unbounded pool releases');
   const lag = bounded.findIndex((n) => n < 4) - freeDrops;
-  assert.ok(lag >= 0 && lag <= 4, `the bound is given back ${lag} ticks after the unbounded pool's first drop`);
+  assert.ok(
+    lag >= 0 && lag <= 4,
+    `the bound is given back ${lag} ticks after the unbounded pool's first drop`,
+  );
 });
 
 test('queue build-up in the measured latency does not move the count: only arrivals and backlog do', () => {
@@ -104,7 +107,8 @@ test('a backlog adds what it takes to drain it after the new replicas start', ()
 });
 
 test('attainment short of the target grows the headroom, bounded; met attainment lets it decay', () => {
-  const loop = createSloPlanner(ctx, params({ periodMs: 0 }), flatCapacity(2.5));
+  // The 5-minute feedback alone (the error-budget floor, tested below, off).
+  const loop = createSloPlanner(ctx, params({ periodMs: 0, budgetHeadroomMax: 1 }), flatCapacity(2.5));
   const cluster = new ScriptedCluster(ctx, 5);
   const short = { arrivals: 100, window: { completions: 100, sloAttainment: 0.5 } };
   const missed = cluster.run(loop, repeat(60, short));
@@ -166,4 +170,49 @@ test('a one-window burst does not move the level; the bursts it sees size the re
   assert.equal(counts.at(-1), 8);
   const lastDecision = loop.decide(cluster.observe({ arrivals: 6 }));
   assert.match(lastDecision.reason, /bursts of 6\d a TTFT need 8/);
+});
+
+test('error budget: a burst of misses that overspends the day holds a floor until the budget recovers', () => {
+  const met = { arrivals: 100, window: { completions: 100, sloAttainment: 1 } };
+  const missing = { arrivals: 100, window: { completions: 100, sloAttainment: 0.5 } };
+  const script = [...repeat(60, met), ...repeat(6, missing), ...repeat(200, met)];
+  const run = (p: Record<string, unknown>) => {
+    const loop = createSloPlanner(ctx, params({ periodMs: 0, ...p }), flatCapacity(2.5));
+    const cluster = new ScriptedCluster(ctx, 5);
+    return { counts: cluster.run(loop, script), loop, cluster };
+  };
+  const without = run({ budgetHeadroomMax: 1 });
+  const withTerm = run({});
+  // 300 misses against a budget of 1% of 6,600 requests: overspent; the hour burns at 4.5x and
+  // falls as met requests accrue (300 / (1% x requests)), its integral reaching the 0.5 cap.
+  // 200 ticks later the 5-minute feedback has long let go (5 replicas); the floor holds 1.5 x 5.
+  assert.equal(without.counts.at(-1), 5);
+  assert.equal(withTerm.counts.at(-1), 8);
+  assert.match(withTerm.loop.decide(withTerm.cluster.observe(met)).reason, /budget floor 1\.50/);
+  // Before the burst both are the same; the floor never lowers a count.
+  assert.deepEqual(withTerm.counts.slice(0, 60), without.counts.slice(0, 60));
+  for (let i = 0; i < script.length; i++)
+    assert.ok((withTerm.counts[i] as number) >= (without.counts[i] as number), `tick ${i}`);
+  // 30,000 requests recover the budget (tick ~300); the floor then falls at one a window (an
+  // hour), 0.5 in 30 minutes, and the count comes back to the need.
+  const after = withTerm.cluster.run(withTerm.loop, repeat(300, met));
+  assert.ok((after[20] as number) > 5, `still held just before recovery: ${after[20]}`);
+  assert.equal(after.at(-1), 5);
+});
+
+test('error budget: misses within the budget, burning under 1 over the hour, never raise the floor', () => {
+  const met = { arrivals: 100, window: { completions: 100, sloAttainment: 1 } };
+  // 5 misses a tick in 10 ticks (50) against 1% of 12,000 requests (120): within the day's budget,
+  // and the hour's burn rate peaks at 50 / (1% x 7,000) = 0.71.
+  const script = [
+    ...repeat(60, met),
+    ...repeat(10, { ...met, window: { completions: 100, sloAttainment: 0.95 } }),
+    ...repeat(50, met),
+  ];
+  const counts = (p: Record<string, unknown>) =>
+    new ScriptedCluster(ctx, 5).run(
+      createSloPlanner(ctx, params({ periodMs: 0, ...p }), flatCapacity(2.5)),
+      script,
+    );
+  assert.deepEqual(counts({}), counts({ budgetHeadroomMax: 1 }));
 });

@@ -14,6 +14,7 @@ import type {
 } from '../../types.ts';
 import { singleVariantDecision } from '../../types.ts';
 import { BurstTracker } from './bursts.ts';
+import { ErrorBudget } from './error-budget.ts';
 import { JUMP_CONFIRM_MS, type RateForecast, RateForecaster } from './forecast.ts';
 
 const positive = z.number().positive().finite();
@@ -63,6 +64,22 @@ export const sloPlannerParams = z.strictObject({
   /** Attainment feedback: headroom grows by this factor a minute while attainment is short, up to `headroomMax`. */
   headroomStep: z.number().min(1).max(2).default(1.1),
   headroomMax: z.number().min(1).max(4).default(1.5),
+  /**
+   * Error budget (`error-budget.ts`): the SLO's period, ms. Default a day, the period the objective
+   * is stated over (>= 99% of the day's requests).
+   */
+  budgetPeriodMs: positive.default(86_400_000),
+  /**
+   * The long burn-rate window, ms, and the budget floor's time constant. Default an hour, the SRE
+   * Workbook's long window for its fastest burn-rate alert: long enough to span the next burst of a
+   * bursty hour, short against the day.
+   */
+  burnWindowMs: positive.default(3_600_000),
+  /**
+   * The most the budget floor may raise the headroom to (1: off). Default `headroomMax`: the same
+   * bound on capacity above the plan as the attainment feedback's.
+   */
+  budgetHeadroomMax: z.number().min(1).max(4).optional(),
 });
 export type SloPlannerParams = z.infer<typeof sloPlannerParams>;
 
@@ -96,6 +113,8 @@ class PlannerState {
   private meanInputTokens: number;
   private meanOutputTokens: number;
   private headroom = 1;
+  /** The day's error budget and the headroom floor it sets while the budget is being lost. */
+  private readonly budget: ErrorBudget;
   /** Trailing SLO attainment (EWMA over HEADROOM_WINDOW_MS); NaN before any completion. */
   private attainment = Number.NaN;
   /** Counts wanted at recent ticks, newest last, for the scale-down delay (bounded by the delay). */
@@ -124,6 +143,12 @@ class PlannerState {
       attainment: o.attainment ?? 0.99,
     };
     this.downDelayMs = params.scaleDownDelayMs ?? 2 * this.startupMs;
+    this.budget = new ErrorBudget({
+      target: this.objectives.attainment ?? 0.99,
+      periodMs: params.budgetPeriodMs,
+      burnWindowMs: params.burnWindowMs,
+      maxExtra: (params.budgetHeadroomMax ?? params.headroomMax) - 1,
+    });
     this.meanInputTokens = params.inputTokens;
     this.meanOutputTokens = params.outputTokens;
     const ttftMs = this.objectives.ttftMs ?? params.ttftMs;
@@ -142,6 +167,7 @@ class PlannerState {
     this.bursts.observe(w.arrivals);
     this.learnLengths(o);
     this.adjustHeadroom(o);
+    this.observeBudget(o);
     const variant = this.context.variants[0];
     if (variant === undefined)
       return singleVariantDecision(this.context, this.context.minReplicas, 'no variant');
@@ -165,8 +191,9 @@ class PlannerState {
     const burst = this.bursts.quantile(q) * this.burstScale;
     const ttftMs = this.objectives.ttftMs ?? this.params.ttftMs;
     const forBursts = (burst * cap.prefillMs) / (ttftMs * this.params.burstUtilization);
-    // Attainment feedback scales whichever requirement binds.
-    const needed = Math.ceil(Math.max(forRate, forBursts) * this.headroom * (1 - 1e-9));
+    // Attainment feedback scales whichever requirement binds, never under the error budget's floor.
+    const headroom = Math.max(this.headroom, this.budget.floor());
+    const needed = Math.ceil(Math.max(forRate, forBursts) * headroom * (1 - 1e-9));
     const wanted = this.holdForScaleDown(o.nowMs, needed);
     return singleVariantDecision(
       this.context,
@@ -204,6 +231,19 @@ class PlannerState {
         : Math.max(1, this.headroom / step);
   }
 
+  /**
+   * Error-budget accounting: a window's requests are its completions and failures, its misses the
+   * failures and the completions that missed the SLO (1 - attainment of them). A window whose
+   * attainment is unmeasured (no SLO set) counts nothing.
+   */
+  private observeBudget(o: ControlObservation): void {
+    const w = o.window;
+    const met = w.completions > 0 ? w.sloAttainment : 1;
+    if (!Number.isFinite(met)) return;
+    const misses = w.failures + w.completions * (1 - met);
+    this.budget.observe(w.endMs, w.endMs - w.startMs, w.completions + w.failures, misses);
+  }
+
   /** Scale up at once; scale down only to the largest count wanted over the last `downDelayMs`. */
   private holdForScaleDown(nowMs: number, needed: number): number {
     const recent = this.recent;
@@ -227,6 +267,13 @@ class PlannerState {
     return Math.max(held, Math.ceil(this.releaseLevel - 1e-9));
   }
 
+  /** The budget floor in the reason, only while it binds above 1. */
+  private budgetNote(): string {
+    const f = this.budget.floor();
+    if (f <= 1.005) return '';
+    return ` (budget floor ${f.toFixed(2)}: ${(this.budget.spentRatio() * 100).toFixed(0)}% of the budget spent, burn ${this.budget.burnRate().toFixed(1)} over the window)`;
+  }
+
   private reason(
     f: RateForecast,
     backlog: number,
@@ -241,7 +288,7 @@ class PlannerState {
     const hold = wanted > needed ? `; holding ${wanted} (scale-down delay)` : '';
     return (
       `demand ${f.peakRps.toFixed(2)} req/s over the next ${((this.startupMs + this.context.intervalMs) / 1000).toFixed(0)} s ` +
-      `(level ${f.levelRps.toFixed(2)}, trend ${f.trendRps.toFixed(2)}${season}) x headroom ${this.headroom.toFixed(2)}, ` +
+      `(level ${f.levelRps.toFixed(2)}, trend ${f.trendRps.toFixed(2)}${season}) x headroom ${this.headroom.toFixed(2)}${this.budgetNote()}, ` +
       `backlog ${backlog}; ${perReplica.toFixed(2)} req/s per replica -> ${needed}${hold}`
     );
   }
