@@ -187,6 +187,7 @@ const GATEWAY_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
   ['/v1/chat/completions', 'POST'],
   ['/v1/completions', 'POST'],
   ['/v1/embeddings', 'POST'],
+  ['/v1/responses', 'POST'],
   ['/v1/models', 'GET, HEAD'],
   ['/health', 'GET, HEAD'],
   ['/ready', 'GET, HEAD'],
@@ -427,7 +428,10 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
   private checkContinue(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const completion =
-      path === '/v1/chat/completions' || path === '/v1/completions' || path === '/v1/embeddings';
+      path === '/v1/chat/completions' ||
+      path === '/v1/completions' ||
+      path === '/v1/embeddings' ||
+      path === '/v1/responses';
     if (completion && Number(req.headers['content-length']) > this.limits.bodyBytesMax) {
       res.shouldKeepAlive = false;
       this.rejectEarly(res, bodyTooLarge(this.limits.bodyBytesMax));
@@ -680,6 +684,10 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       }
       if (path === '/v1/embeddings') {
         this.completion(req, res, 'embeddings');
+        return;
+      }
+      if (path === '/v1/responses') {
+        this.completion(req, res, 'responses');
         return;
       }
     } else if (method === 'GET' || method === 'HEAD') {
@@ -1087,8 +1095,9 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     res: ServerResponse,
     held = false,
   ): Exchange {
+    // P/D legs speak chat and completions only: a Responses request is served by a whole instance.
     const ex =
-      this.pd.exchange(this, kind, request, body, stream, res) ??
+      (kind === 'responses' ? undefined : this.pd.exchange(this, kind, request, body, stream, res)) ??
       new Exchange(this, kind, request, body, stream, res);
     if (!held) this.stats.accepted++;
     this.live.add(ex);

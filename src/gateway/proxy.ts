@@ -32,12 +32,13 @@ import { type AttemptFailure, isConnectError, statusFailure } from './retry.ts';
 import { JsonFraming, SseScanner } from './sse-events.ts';
 import { BackendProgress } from './stall.ts';
 
-/** What the gateway forwards to, and the upstream path of each. */
-export type ExchangeKind = 'chat' | 'completion' | 'embeddings';
+/** What the gateway forwards to, and the upstream path of each ('responses': OpenAI's Responses API). */
+export type ExchangeKind = 'chat' | 'completion' | 'embeddings' | 'responses';
 const UPSTREAM_PATH: Record<ExchangeKind, string> = {
   chat: '/v1/chat/completions',
   completion: '/v1/completions',
   embeddings: '/v1/embeddings',
+  responses: '/v1/responses',
 };
 
 /** Bytes of a non-2xx upstream body kept to relay (4xx) or log (5xx, 429). */
@@ -92,6 +93,7 @@ export class Backend {
       chat: this.basePath + UPSTREAM_PATH.chat,
       completion: this.basePath + UPSTREAM_PATH.completion,
       embeddings: this.basePath + UPSTREAM_PATH.embeddings,
+      responses: this.basePath + UPSTREAM_PATH.responses,
     };
   }
 
@@ -389,6 +391,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private prev: Buffer | undefined = undefined;
   /** Non-SSE: body bytes received. */
   private bodyBytes = 0;
+  /**
+   * A Responses stream's first token is its first text delta, not its first byte (the engine sends
+   * `response.created` before any token): the host hears `firstByte` then. Set at a 2xx SSE head.
+   */
+  private awaitsDelta = false;
 
   constructor(
     readonly ex: Exchange,
@@ -504,7 +511,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.mode = Mode.Pass;
       const type = headers['content-type'];
       this.sse = this.ex.stream || (typeof type === 'string' && type.startsWith('text/event-stream'));
-      if (this.sse) this.scanner = new SseScanner();
+      const responses = this.ex.kind === 'responses';
+      this.awaitsDelta = this.sse && responses;
+      if (this.sse) this.scanner = new SseScanner(responses);
       else if (typeof type === 'string' && isJsonType(type)) this.framing = new JsonFraming();
     } else {
       this.mode = Mode.Collect;
@@ -526,12 +535,15 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.lastByteMs = nowMs;
     if (!this.sawFirstByte) {
       this.sawFirstByte = true;
-      ex.host.firstByte(ex, this.backend);
+      if (!this.awaitsDelta) ex.host.firstByte(ex, this.backend);
       if (this.sse) ex.commit(this.status, this.headers, true);
     }
     const res = ex.res;
-    if (this.sse) (this.scanner as SseScanner).push(chunk);
-    else {
+    if (this.sse) {
+      const scanner = this.scanner as SseScanner;
+      scanner.push(chunk);
+      if (this.awaitsDelta && scanner.deltas > 0) this.firstDelta();
+    } else {
       this.bodyBytes += chunk.length;
       this.framing?.push(chunk);
       // Hold each chunk until the next one (or the end): the last is checked before it goes, and a
@@ -549,6 +561,12 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.backend.progress.pausedAttempts++;
       res.once('drain', () => this.drained(controller));
     }
+  }
+
+  /** A Responses stream's first text delta arrived (or it ended without one): its first token. */
+  private firstDelta(): void {
+    this.awaitsDelta = false;
+    this.ex.host.firstByte(this.ex, this.backend);
   }
 
   /** The client took what it was sent: the upstream goes on, and the idle clock restarts. */
@@ -581,8 +599,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
       // A 2xx with an empty body: the head, then the ending below.
       ex.host.firstByte(ex, this.backend);
       ex.commit(this.status, this.headers, true);
-    }
-    const outputTokens = scanner.usageTokens ?? scanner.events;
+    } else if (this.awaitsDelta) this.firstDelta();
+    const outputTokens = scanner.usageTokens ?? scanner.tokenEvents;
     ex.host.attemptEnded(ex, this.backend, scanner.done, outputTokens);
     if (scanner.done) {
       ex.finishOk(outputTokens, undefined);
@@ -697,18 +715,22 @@ export class Attempt implements Dispatcher.DispatchHandler {
     });
   }
 
-  /** completion_tokens from a usage object in the last two chunks of a JSON answer, if any. */
+  /**
+   * completion_tokens (a Responses answer: output_tokens) from a usage object in the last two chunks
+   * of a JSON answer, if any.
+   */
   private usageTokens(): number | undefined {
     const last = this.last;
     if (last === undefined) return undefined;
+    const needle = this.ex.kind === 'responses' ? OUTPUT_TOKENS : COMPLETION_TOKENS;
     let buf = last;
-    let at = buf.lastIndexOf(COMPLETION_TOKENS);
+    let at = buf.lastIndexOf(needle);
     if (at < 0 && this.prev !== undefined) {
       buf = Buffer.concat([this.prev, last]);
-      at = buf.lastIndexOf(COMPLETION_TOKENS);
+      at = buf.lastIndexOf(needle);
     }
     if (at < 0) return undefined;
-    let i = at + COMPLETION_TOKENS.length;
+    let i = at + needle.length;
     while (i < buf.length && buf[i] === 0x20) i++;
     let n = 0;
     let digits = 0;
@@ -726,6 +748,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
  * (closing quote, then colon) only matches a real key.
  */
 const COMPLETION_TOKENS = Buffer.from('"completion_tokens":');
+/** The usage key of a Responses answer (`usage.output_tokens`). */
+const OUTPUT_TOKENS = Buffer.from('"output_tokens":');
 
 /** application/json and the +json types. */
 function isJsonType(type: string): boolean {

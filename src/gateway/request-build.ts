@@ -10,6 +10,7 @@ import { NO_PREFIX, type Request, type Slo } from '../core/request.ts';
 import { estimateTokens } from '../core/text-prefix.ts';
 import { parseRouting, type RoutingFields } from './fast-parse.ts';
 import type { ExchangeKind } from './proxy.ts';
+import { parseResponsesFields } from './responses-fields.ts';
 
 /** A configured tenant, as the gateway knows it by API key. */
 export interface TenantEntry {
@@ -98,7 +99,8 @@ export function fieldsOf(kind: ExchangeKind, json: unknown): BodyFields {
       prefix: NO_PREFIX,
     };
   }
-  const parsed: RoutingFields = parseRouting(kind, json);
+  // The Responses API's fields have the same meaning as chat's; only their names and shapes differ.
+  const parsed: RoutingFields = kind === 'responses' ? parseResponsesFields(json) : parseRouting(kind, json);
   return {
     model: parsed.model,
     inputTokens: parsed.promptTokens,
@@ -136,7 +138,8 @@ export function bodyFields(
   const json = decodeBody(body);
   const fields = fieldsOf(kind, json);
   const tokenizer = ctx.tokenizers.get(fields.model);
-  if (tokenizer === undefined || kind === 'embeddings') return fields;
+  // A Responses body is counted by its text estimate: the tokenizers render chat and completion bodies only.
+  if (tokenizer === undefined || kind === 'embeddings' || kind === 'responses') return fields;
   // The body passed parseRouting, so its shape is known good.
   const tokenized = tokenizer.tokenizeBody(kind, json as Record<string, unknown>);
   return { ...fields, inputTokens: tokenized.promptTokens, prefix: tokenized.prefix };

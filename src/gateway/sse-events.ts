@@ -8,6 +8,13 @@
  *   comments and other fields are skipped. It copies nothing: a few counters carry over between
  *   chunks, and the usage is read at the end from the last event's data line, kept as references to
  *   its chunks (bounded by SSE_LINE_BYTES_MAX).
+ * - With `responses` set, the same scanner reads OpenAI's Responses API stream instead: typed events
+ *   (an `event:` line naming the type, then `data:` JSON carrying it as `type` too) and no `[DONE]`.
+ *   The stream is complete at a `response.completed` or `response.incomplete` event, each
+ *   `response.output_text.delta` is a token event (`deltas`: the first one is the first token), and
+ *   the usage is `output_tokens` of the completed event's `response.usage`. The type comes from the
+ *   `event:` line, else from the data (`"type":"..."`), so a server that sends data lines only is
+ *   read too.
  * - `JsonFraming`: whether a JSON body arrived whole (every object and array closed, no string left
  *   open). It tracks nesting and string state only; it does not build or fully validate the value.
  *
@@ -23,12 +30,32 @@ const COLON = 0x3a;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const DATA = Buffer.from('data');
+const EVENT = Buffer.from('event');
 const DONE = Buffer.from('[DONE]');
 /**
  * The usage field. Inside a JSON string a quote is escaped (`\"`), so this exact byte sequence,
  * closing quote directly followed by a colon, only matches a real key.
  */
 const NEEDLE = Buffer.from('"completion_tokens":');
+/** The Responses API's usage field (`response.usage.output_tokens`); the same quoting argument. */
+const OUTPUT_TOKENS_NEEDLE = Buffer.from('"output_tokens":');
+/** Bytes of an `event:` value kept: the longest Responses event type is shorter; a longer one is no type. */
+const EVENT_TYPE_BYTES_MAX = 64;
+
+/** The Responses stream's event types the gateway acts on. */
+export const RESPONSES_EVENT = {
+  /** One text delta: a token event (the first one is the first token). */
+  delta: 'response.output_text.delta',
+  /** The response finished: the stream is complete; its `response.usage` has the counts. */
+  completed: 'response.completed',
+  /** The response stopped early (max_output_tokens): complete too, with usage. */
+  incomplete: 'response.incomplete',
+} as const;
+
+/** `"type":"<t>"` and `"type": "<t>"` for each type: the data-line fallback when no `event:` line names it. */
+const TYPE_NEEDLES: readonly (readonly [string, readonly Buffer[]])[] = Object.values(RESPONSES_EVENT).map(
+  (t) => [t, [Buffer.from(`"type":"${t}"`), Buffer.from(`"type": "${t}"`)]] as const,
+);
 /** Digits read of a token count (a bound, not a real limit). */
 const DIGITS_MAX = 12;
 /** Bytes of one data line kept (references to its chunks) to read usage from; a longer one is not kept. */
@@ -46,6 +73,12 @@ enum Line {
   Value = 3,
   /** A comment or another field: skipped to the end of the line. */
   Skip = 4,
+  /** Responses only: reading a field name that so far matches `event`. */
+  EventField = 5,
+  /** Just past `event:`: one space may follow. */
+  EventValueStart = 6,
+  /** In an event value (kept up to EVENT_TYPE_BYTES_MAX bytes). */
+  EventValue = 7,
 }
 
 /**
@@ -57,8 +90,13 @@ enum Line {
 export class SseScanner {
   /** Dispatched data events other than `[DONE]` (the generated-token estimate without usage). */
   events = 0;
-  /** An event whose data is exactly `[DONE]` was dispatched. */
+  /**
+   * The stream is complete: an event whose data is exactly `[DONE]` was dispatched (a Responses
+   * stream: a `response.completed` or `response.incomplete` event).
+   */
   done = false;
+  /** Responses: `response.output_text.delta` events dispatched (tokens, when usage is missing). */
+  deltas = 0;
 
   private line = Line.Start;
   /** Bytes of `data` matched in the field name. */
@@ -81,6 +119,21 @@ export class SseScanner {
   /** Cached positions in the chunk being pushed (-2: not searched yet; -1: none). */
   private lfAt = -2;
   private crAt = -2;
+  /** Responses: the current event's `event:` value so far, and its length (past the max: no type). */
+  private readonly typeBytes = Buffer.alloc(EVENT_TYPE_BYTES_MAX);
+  private typeLength = 0;
+  /** Responses: the `event:` value of the event being built, once its line ended. */
+  private eventType: string | undefined = undefined;
+
+  /**
+   * `responses`: read a Responses API stream (module comment) rather than a chat or completion one.
+   */
+  constructor(readonly responses = false) {}
+
+  /** Token events so far: data events for chat and completion streams, text deltas for Responses. */
+  get tokenEvents(): number {
+    return this.responses ? this.deltas : this.events;
+  }
 
   /** Scans the next chunk of the body. */
   push(chunk: Buffer): void {
@@ -122,10 +175,11 @@ export class SseScanner {
    */
   get usageTokens(): number | undefined {
     const line = this.lastLine;
-    if (line.chunk !== undefined) return readCount(line.chunk, line.start, line.end);
+    const needle = this.responses ? OUTPUT_TOKENS_NEEDLE : NEEDLE;
+    if (line.chunk !== undefined) return readCount(line.chunk, line.start, line.end, needle);
     if (line.parts !== undefined) {
       const joined = Buffer.concat(line.parts);
-      return readCount(joined, 0, joined.length);
+      return readCount(joined, 0, joined.length, needle);
     }
     return undefined;
   }
@@ -150,7 +204,28 @@ export class SseScanner {
           if (c === DATA[0]) {
             this.line = Line.Field;
             this.fieldMatched = 1;
+          } else if (this.responses && c === EVENT[0]) {
+            this.line = Line.EventField;
+            this.fieldMatched = 1;
           } else this.line = Line.Skip;
+          p++;
+          break;
+        case Line.EventField:
+          if (this.fieldMatched < EVENT.length && c === EVENT[this.fieldMatched]) this.fieldMatched++;
+          else if (this.fieldMatched === EVENT.length && c === COLON) {
+            this.line = Line.EventValueStart;
+            this.typeLength = 0;
+          } else this.line = Line.Skip;
+          p++;
+          break;
+        case Line.EventValueStart:
+          this.line = Line.EventValue;
+          if (c === SPACE) p++;
+          break;
+        case Line.EventValue:
+          // Short values (event types): byte by byte; one past the max is no type at all.
+          if (this.typeLength < EVENT_TYPE_BYTES_MAX) this.typeBytes[this.typeLength] = c;
+          this.typeLength++;
           p++;
           break;
         case Line.Field:
@@ -200,6 +275,10 @@ export class SseScanner {
       this.dispatch();
       return;
     }
+    if (line === Line.EventValue || line === Line.EventValueStart) {
+      this.eventType =
+        this.typeLength <= EVENT_TYPE_BYTES_MAX ? this.typeBytes.toString('latin1', 0, this.typeLength) : '';
+    }
     const data =
       line === Line.Value ||
       line === Line.ValueStart ||
@@ -217,15 +296,29 @@ export class SseScanner {
   }
 
   private dispatch(): void {
-    if (this.eventDataLines === 0) return;
-    if (this.eventDone) this.done = true;
+    if (this.eventDataLines === 0) {
+      this.eventType = undefined;
+      return;
+    }
+    if (this.responses) this.dispatchResponses();
+    else if (this.eventDone) this.done = true;
     else {
       this.events++;
       this.lastLine.copy(this.eventLine);
     }
     this.eventDataLines = 0;
     this.eventDone = false;
+    this.eventType = undefined;
     this.eventLine.clear();
+  }
+
+  /** A Responses event: its type from the `event:` line, else from its data. */
+  private dispatchResponses(): void {
+    const type = this.eventType ?? typeInData(this.eventLine);
+    this.events++;
+    this.lastLine.copy(this.eventLine);
+    if (type === RESPONSES_EVENT.delta) this.deltas++;
+    else if (type === RESPONSES_EVENT.completed || type === RESPONSES_EVENT.incomplete) this.done = true;
   }
 }
 
@@ -259,12 +352,37 @@ class LineBytes {
   }
 }
 
-/** The count after the last NEEDLE in buf [start, end) (spaces allowed before it), if any. */
-function readCount(buf: Buffer, start: number, end: number): number | undefined {
-  if (end - start < NEEDLE.length) return undefined;
-  const at = buf.lastIndexOf(NEEDLE, end - NEEDLE.length);
+/**
+ * The Responses event type a data line names (`"type":"..."` with a type the gateway acts on), or
+ * undefined: a line not kept (past SSE_LINE_BYTES_MAX) names none.
+ */
+function typeInData(line: LineBytes): string | undefined {
+  let buf: Buffer;
+  let start: number;
+  let end: number;
+  if (line.chunk !== undefined) {
+    buf = line.chunk;
+    start = line.start;
+    end = line.end;
+  } else if (line.parts !== undefined) {
+    buf = Buffer.concat(line.parts);
+    start = 0;
+    end = buf.length;
+  } else return undefined;
+  for (const [type, needles] of TYPE_NEEDLES)
+    for (const needle of needles) {
+      const at = buf.indexOf(needle, start);
+      if (at >= 0 && at + needle.length <= end) return type;
+    }
+  return undefined;
+}
+
+/** The count after the last `needle` in buf [start, end) (spaces allowed before it), if any. */
+function readCount(buf: Buffer, start: number, end: number, needle: Buffer = NEEDLE): number | undefined {
+  if (end - start < needle.length) return undefined;
+  const at = buf.lastIndexOf(needle, end - needle.length);
   if (at < start) return undefined;
-  let i = at + NEEDLE.length;
+  let i = at + needle.length;
   while (i < end && buf[i] === SPACE) i++;
   let n = 0;
   let digits = 0;

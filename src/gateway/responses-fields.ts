@@ -1,0 +1,147 @@
+/**
+ * What the gateway reads of an OpenAI Responses API body (`POST /v1/responses`) to admit and route
+ * it: model, stream, max_output_tokens, priority, user, and the routing text. The body itself goes
+ * upstream untouched (fields the gateway does not read pass through to the engine, as for chat).
+ *
+ * The routing text is the conversation rendered as chat renders it (`renderChat`): `instructions`
+ * as a system message, then each input message in order (a string input is one user message). So a
+ * Responses request and the chat request with the same conversation share their prefix chain, and
+ * a follow-up turn extends the chain of the turn before it.
+ *
+ * Stored responses are refused: `previous_response_id` names state one engine kept, and a gateway
+ * in front of several engines cannot promise the instance it picks holds it.
+ */
+import { SwitchyardError } from '../core/errors.ts';
+import { MAX_TOKENS_LIMIT } from '../core/openai-api.ts';
+import type { PrefixChain } from '../core/request.ts';
+import { CHARS_PER_TOKEN, type ChatText, renderChat, textPrefixChain } from '../core/text-prefix.ts';
+import { ROUTING_PREFIX_BLOCKS_MAX } from './fast-parse.ts';
+
+/** Input items a body may carry (chat's bound on messages). */
+export const RESPONSES_INPUT_ITEMS_MAX = 100_000;
+/** Bound on |priority| a body may name (chat's). */
+const PRIORITY_ABS_MAX = 1_000_000;
+/** Roles an input message may have (OpenAI's EasyInputMessage roles). */
+const ROLES: ReadonlySet<string> = new Set(['user', 'system', 'developer', 'assistant']);
+
+/** The routing fields of a Responses body. */
+export interface ResponsesFields {
+  readonly model: string;
+  readonly stream: boolean;
+  /** `max_output_tokens`; undefined when the client sent none. */
+  readonly maxTokens: number | undefined;
+  readonly promptTokens: number;
+  readonly prefix: PrefixChain;
+  readonly priority: number | undefined;
+  readonly user: string | undefined;
+}
+
+function invalid(param: string, what: string): SwitchyardError {
+  return new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `invalid request body: ${param}: ${what}`, { param });
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The routing fields of a decoded Responses body; a bad body throws the 400 naming the field.
+ * `prefixBlocksMax` caps the chain as chat's routing cap does.
+ */
+export function parseResponsesFields(
+  body: unknown,
+  prefixBlocksMax = ROUTING_PREFIX_BLOCKS_MAX,
+): ResponsesFields {
+  if (!isObject(body)) throw invalid('body', 'expected a JSON object');
+  const model = body['model'];
+  if (typeof model !== 'string' || model.length === 0 || model.length > 512)
+    throw invalid('model', 'expected a non-empty string');
+  const previous = body['previous_response_id'];
+  if (previous !== undefined && previous !== null)
+    throw invalid(
+      'previous_response_id',
+      'stored responses are not supported through the gateway (it cannot promise the instance it picks holds them); send the whole conversation as input',
+    );
+  const stream = body['stream'];
+  if (stream !== undefined && stream !== null && typeof stream !== 'boolean')
+    throw invalid('stream', 'expected a boolean');
+  const maxTokens = body['max_output_tokens'];
+  if (
+    maxTokens !== undefined &&
+    maxTokens !== null &&
+    !(
+      Number.isSafeInteger(maxTokens) &&
+      (maxTokens as number) >= 1 &&
+      (maxTokens as number) <= MAX_TOKENS_LIMIT
+    )
+  )
+    throw invalid('max_output_tokens', `expected an integer in [1, ${MAX_TOKENS_LIMIT}]`);
+  const priority = body['priority'];
+  if (
+    priority !== undefined &&
+    !(Number.isSafeInteger(priority) && Math.abs(priority as number) <= PRIORITY_ABS_MAX)
+  )
+    throw invalid('priority', `expected an integer in [-${PRIORITY_ABS_MAX}, ${PRIORITY_ABS_MAX}]`);
+  const user = body['user'];
+  if (user !== undefined && user !== null && !(typeof user === 'string' && user.length <= 256))
+    throw invalid('user', 'expected a string of at most 256 characters');
+  const text = renderChat(responsesMessages(body['instructions'], body['input']));
+  return {
+    model,
+    stream: stream === true,
+    maxTokens: maxTokens === undefined || maxTokens === null ? undefined : (maxTokens as number),
+    promptTokens: Math.max(1, Math.ceil(text.length / CHARS_PER_TOKEN)),
+    prefix: textPrefixChain(text, prefixBlocksMax),
+    priority: priority as number | undefined,
+    user: typeof user === 'string' ? user : undefined,
+  };
+}
+
+/**
+ * The conversation of `instructions` and `input` as chat messages (their text only), in order; a
+ * bad shape throws the 400 naming where. Input items that are not messages (no `role`: a tool
+ * call's output, say) carry no routing text and pass through for the engine to judge.
+ */
+export function responsesMessages(instructions: unknown, input: unknown): ChatText[] {
+  const messages: ChatText[] = [];
+  if (instructions !== undefined && instructions !== null) {
+    if (typeof instructions !== 'string') throw invalid('instructions', 'expected a string');
+    messages.push({ role: 'system', content: instructions });
+  }
+  if (input === undefined || input === null) throw invalid('input', 'required');
+  if (typeof input === 'string') {
+    messages.push({ role: 'user', content: input });
+    return messages;
+  }
+  if (!Array.isArray(input)) throw invalid('input', 'expected a string or an array of input items');
+  if (input.length === 0 || input.length > RESPONSES_INPUT_ITEMS_MAX)
+    throw invalid('input', `expected 1 to ${RESPONSES_INPUT_ITEMS_MAX} input items`);
+  for (let i = 0; i < input.length; i++) {
+    const item: unknown = input[i];
+    const at = `input[${i}]`;
+    if (!isObject(item)) throw invalid(at, 'expected an object');
+    const role = item['role'];
+    if (role === undefined && item['type'] !== undefined && item['type'] !== 'message') continue;
+    if (typeof role !== 'string' || !ROLES.has(role))
+      throw invalid(`${at}.role`, `expected one of ${[...ROLES].join(', ')}`);
+    messages.push({ role, content: contentText(item['content'], `${at}.content`) });
+  }
+  return messages;
+}
+
+/** The text of a message's content: a string, or the `text` of its parts joined. */
+function contentText(content: unknown, at: string): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) throw invalid(at, 'expected a string or an array of content parts');
+  let text = '';
+  for (let j = 0; j < content.length; j++) {
+    const part: unknown = content[j];
+    if (!isObject(part) || typeof part['type'] !== 'string')
+      throw invalid(`${at}[${j}]`, 'expected a content part with a string type');
+    const t = part['text'];
+    if (t === undefined) continue;
+    if (typeof t !== 'string') throw invalid(`${at}[${j}].text`, 'expected a string');
+    text += t;
+  }
+  return text;
+}
