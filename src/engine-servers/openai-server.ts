@@ -4,6 +4,7 @@
  * - `POST /v1/chat/completions`, `POST /v1/completions`: JSON or SSE in OpenAI's shapes, with
  *   `usage.prompt_tokens_details.cached_tokens`; `stream_options.include_usage` adds a usage chunk.
  *   Headers go out with the first token (or the error), so a refusal keeps its HTTP status.
+ * - `POST /v1/responses`: OpenAI's Responses API on the same generation path as chat (responses.ts).
  * - `POST /v1/embeddings`: the backend's, or deterministic pseudo-embeddings of the input text
  *   (hash vectors, no meaning: /v1/models says `"embeddings": "hash"`); inputs, tokens, dimensions
  *   and the answer's size are bounded, and the answer streams in slices (see embeddings.ts).
@@ -39,6 +40,7 @@ import {
 import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage } from './backend.ts';
 import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './embeddings.ts';
 import { errorBody, sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
+import { parseResponsesBody, ResponsesResponse } from './responses.ts';
 import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
 import { VllmMetrics } from './vllm-metrics.ts';
 
@@ -102,6 +104,7 @@ const ENGINE_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
   ['/v1/chat/completions', 'POST'],
   ['/v1/completions', 'POST'],
   ['/v1/embeddings', 'POST'],
+  ['/v1/responses', 'POST'],
   ['/v1/models', 'GET, HEAD'],
   ['/health', 'GET, HEAD'],
   ['/metrics', 'GET, HEAD'],
@@ -402,6 +405,9 @@ class EngineHttpServer {
       case 'POST /v1/embeddings':
         void this.embeddings(req, res);
         return;
+      case 'POST /v1/responses':
+        void this.completion('responses', req, res);
+        return;
       case 'GET /health':
         res.writeHead(this.closing ? 503 : 200, { 'content-length': 0 });
         res.end();
@@ -497,7 +503,7 @@ class EngineHttpServer {
   }
 
   private async completion(
-    kind: 'chat' | 'completion',
+    kind: 'chat' | 'completion' | 'responses',
     req: IncomingMessage,
     res: ServerResponse,
   ): Promise<void> {
@@ -506,9 +512,10 @@ class EngineHttpServer {
     if (body === undefined) return;
     let parsed: ParsedCompletionRequest;
     try {
-      parsed = parseCompletionBody(kind, body);
+      // A Responses body is generated as the chat request with its conversation (responses.ts).
+      parsed = kind === 'responses' ? parseResponsesBody(body) : parseCompletionBody(kind, body);
       this.checkModel(parsed.model);
-      const refusal = builtinEngineRefusal(kind, body);
+      const refusal = kind === 'responses' ? undefined : builtinEngineRefusal(kind, body);
       if (refusal !== undefined) throw refusal;
       const maxWaiting = this.options.maxWaiting;
       if (maxWaiting !== undefined) {
@@ -535,9 +542,12 @@ class EngineHttpServer {
       typeof requestHeader === 'string' && requestHeader.length > 0 && requestHeader.length <= 128
         ? requestHeader
         : `${this.idBase}${(this.nextId++).toString(36)}`;
-    const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${tag}`;
+    const id = kind === 'responses' ? `resp_${tag}` : `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${tag}`;
     const created = Math.floor(Date.now() / 1000);
-    const response = new CompletionResponse(this, res, parsed, id, created, arrivalMs);
+    const response =
+      kind === 'responses'
+        ? new ResponsesResponse(this, res, parsed, id, created, arrivalMs)
+        : new CompletionResponse(this, res, parsed, id, created, arrivalMs);
     const controller = new AbortController();
     res.on('close', () => {
       if (response.done) return;

@@ -14,15 +14,12 @@
 import { SwitchyardError } from '../core/errors.ts';
 import { MAX_TOKENS_LIMIT } from '../core/openai-api.ts';
 import type { PrefixChain } from '../core/request.ts';
-import { CHARS_PER_TOKEN, type ChatText, renderChat, textPrefixChain } from '../core/text-prefix.ts';
+import { responsesMessages } from '../core/responses-api.ts';
+import { CHARS_PER_TOKEN, renderChat, textPrefixChain } from '../core/text-prefix.ts';
 import { ROUTING_PREFIX_BLOCKS_MAX } from './fast-parse.ts';
 
-/** Input items a body may carry (chat's bound on messages). */
-export const RESPONSES_INPUT_ITEMS_MAX = 100_000;
 /** Bound on |priority| a body may name (chat's). */
 const PRIORITY_ABS_MAX = 1_000_000;
-/** Roles an input message may have (OpenAI's EasyInputMessage roles). */
-const ROLES: ReadonlySet<string> = new Set(['user', 'system', 'developer', 'assistant']);
 
 /** The routing fields of a Responses body. */
 export interface ResponsesFields {
@@ -95,53 +92,4 @@ export function parseResponsesFields(
     priority: priority as number | undefined,
     user: typeof user === 'string' ? user : undefined,
   };
-}
-
-/**
- * The conversation of `instructions` and `input` as chat messages (their text only), in order; a
- * bad shape throws the 400 naming where. Input items that are not messages (no `role`: a tool
- * call's output, say) carry no routing text and pass through for the engine to judge.
- */
-export function responsesMessages(instructions: unknown, input: unknown): ChatText[] {
-  const messages: ChatText[] = [];
-  if (instructions !== undefined && instructions !== null) {
-    if (typeof instructions !== 'string') throw invalid('instructions', 'expected a string');
-    messages.push({ role: 'system', content: instructions });
-  }
-  if (input === undefined || input === null) throw invalid('input', 'required');
-  if (typeof input === 'string') {
-    messages.push({ role: 'user', content: input });
-    return messages;
-  }
-  if (!Array.isArray(input)) throw invalid('input', 'expected a string or an array of input items');
-  if (input.length === 0 || input.length > RESPONSES_INPUT_ITEMS_MAX)
-    throw invalid('input', `expected 1 to ${RESPONSES_INPUT_ITEMS_MAX} input items`);
-  for (let i = 0; i < input.length; i++) {
-    const item: unknown = input[i];
-    const at = `input[${i}]`;
-    if (!isObject(item)) throw invalid(at, 'expected an object');
-    const role = item['role'];
-    if (role === undefined && item['type'] !== undefined && item['type'] !== 'message') continue;
-    if (typeof role !== 'string' || !ROLES.has(role))
-      throw invalid(`${at}.role`, `expected one of ${[...ROLES].join(', ')}`);
-    messages.push({ role, content: contentText(item['content'], `${at}.content`) });
-  }
-  return messages;
-}
-
-/** The text of a message's content: a string, or the `text` of its parts joined. */
-function contentText(content: unknown, at: string): string {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) throw invalid(at, 'expected a string or an array of content parts');
-  let text = '';
-  for (let j = 0; j < content.length; j++) {
-    const part: unknown = content[j];
-    if (!isObject(part) || typeof part['type'] !== 'string')
-      throw invalid(`${at}[${j}]`, 'expected a content part with a string type');
-    const t = part['text'];
-    if (t === undefined) continue;
-    if (typeof t !== 'string') throw invalid(`${at}[${j}].text`, 'expected a string');
-    text += t;
-  }
-  return text;
 }

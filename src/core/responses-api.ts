@@ -1,0 +1,70 @@
+/**
+ * OpenAI's Responses API (`POST /v1/responses`) as far as Switchyard reads it: the conversation a
+ * body carries (`instructions`, then `input`: a string, or input items whose messages hold a
+ * string or content parts). Shared by the gateway (routing text) and the built-in engines (the
+ * prompt), so both see the same conversation and refuse the same bad shapes.
+ */
+import { SwitchyardError } from './errors.ts';
+import type { ChatText } from './text-prefix.ts';
+
+/** Input items a body may carry (chat's bound on messages). */
+export const RESPONSES_INPUT_ITEMS_MAX = 100_000;
+/** Roles an input message may have (OpenAI's EasyInputMessage roles). */
+const ROLES: ReadonlySet<string> = new Set(['user', 'system', 'developer', 'assistant']);
+
+function invalid(param: string, what: string): SwitchyardError {
+  return new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `invalid request body: ${param}: ${what}`, { param });
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The conversation of `instructions` and `input` as chat messages (their text only), in order; a
+ * bad shape throws the 400 naming where. Input items that are not messages (no `role`: a tool
+ * call's output, say) carry no routing text and pass through for the engine to judge.
+ */
+export function responsesMessages(instructions: unknown, input: unknown): ChatText[] {
+  const messages: ChatText[] = [];
+  if (instructions !== undefined && instructions !== null) {
+    if (typeof instructions !== 'string') throw invalid('instructions', 'expected a string');
+    messages.push({ role: 'system', content: instructions });
+  }
+  if (input === undefined || input === null) throw invalid('input', 'required');
+  if (typeof input === 'string') {
+    messages.push({ role: 'user', content: input });
+    return messages;
+  }
+  if (!Array.isArray(input)) throw invalid('input', 'expected a string or an array of input items');
+  if (input.length === 0 || input.length > RESPONSES_INPUT_ITEMS_MAX)
+    throw invalid('input', `expected 1 to ${RESPONSES_INPUT_ITEMS_MAX} input items`);
+  for (let i = 0; i < input.length; i++) {
+    const item: unknown = input[i];
+    const at = `input[${i}]`;
+    if (!isObject(item)) throw invalid(at, 'expected an object');
+    const role = item['role'];
+    if (role === undefined && item['type'] !== undefined && item['type'] !== 'message') continue;
+    if (typeof role !== 'string' || !ROLES.has(role))
+      throw invalid(`${at}.role`, `expected one of ${[...ROLES].join(', ')}`);
+    messages.push({ role, content: contentText(item['content'], `${at}.content`) });
+  }
+  return messages;
+}
+
+/** The text of a message's content: a string, or the `text` of its parts joined. */
+function contentText(content: unknown, at: string): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) throw invalid(at, 'expected a string or an array of content parts');
+  let text = '';
+  for (let j = 0; j < content.length; j++) {
+    const part: unknown = content[j];
+    if (!isObject(part) || typeof part['type'] !== 'string')
+      throw invalid(`${at}[${j}]`, 'expected a content part with a string type');
+    const t = part['text'];
+    if (t === undefined) continue;
+    if (typeof t !== 'string') throw invalid(`${at}[${j}].text`, 'expected a string');
+    text += t;
+  }
+  return text;
+}

@@ -1,0 +1,154 @@
+/**
+ * End-to-end: OpenAI's Responses API (`POST /v1/responses`) through the gateway. The official
+ * `openai` client calls `client.responses.create`, streaming and not, against a gateway in front of
+ * two real sim engines; the gateway counts the requests, takes a stream's first text delta as its
+ * first token (TTFT) and its usage from `response.completed`; a bad body gets the OpenAI-style 400
+ * with a stable code and the field named.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import OpenAI from 'openai';
+import {
+  assertErrorBody,
+  engineTag,
+  type GatewayStatsJson,
+  getJson,
+  MODEL,
+  metricSum,
+  post,
+  type SimCluster,
+  scrape,
+  simBackend,
+  startSims,
+  startTestGateway,
+  Teardown,
+  type TestGateway,
+} from './support/cluster.ts';
+
+const teardown = new Teardown();
+let gw: TestGateway;
+let client: OpenAI;
+let sims: SimCluster;
+let tags: string[];
+
+/** Which engine answered: the engine tag follows `resp_` in the response id. */
+function servedByResponse(id: string): number {
+  assert.match(id, /^resp_/);
+  return tags.indexOf(id.slice('resp_'.length, 'resp_'.length + 8));
+}
+
+before(async () => {
+  sims = await startSims(2, ['--time-scale', '0.05', '--kv-events', 'none'], teardown);
+  tags = await Promise.all(sims.engines.map((e) => engineTag(e.url)));
+  gw = await startTestGateway(
+    {
+      backends: sims.engines.map((e, i) => simBackend(`sim${i}`, e, false)),
+      routing: { policy: 'round-robin' },
+    },
+    teardown,
+  );
+  client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
+});
+
+after(() => teardown.run());
+
+describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
+  it('responses.create without streaming: text and usage, from both engines', async () => {
+    const served = new Set<number>();
+    for (let i = 0; i < 2; i++) {
+      const response = await client.responses.create({
+        model: MODEL,
+        instructions: 'You are terse.',
+        input: [
+          { role: 'user', content: [{ type: 'input_text', text: `Question ${i}: what is a switchyard?` }] },
+        ],
+        max_output_tokens: 6,
+      });
+      assert.equal(response.object, 'response');
+      assert.equal(response.status, 'completed');
+      assert.ok(response.output_text.length > 0, 'output_text');
+      assert.equal(response.usage?.output_tokens, 6);
+      assert.ok((response.usage?.input_tokens ?? 0) > 0);
+      served.add(servedByResponse(response.id));
+    }
+    assert.deepEqual([...served].sort(), [0, 1], 'round robin uses both engines');
+  });
+
+  it('responses.create with streaming: created, one delta per step, completed with usage; TTFT observed', async () => {
+    const before = await scrape(gw.url);
+    const ttftBefore = metricSum(before, 'switchyard_gateway_ttft_seconds_count');
+    const stream = await client.responses.create({
+      model: MODEL,
+      input: 'Tell me about rail yards.',
+      max_output_tokens: 5,
+      stream: true,
+    });
+    const types: string[] = [];
+    let text = '';
+    let outputTokens = -1;
+    let completedText = '';
+    for await (const event of stream) {
+      types.push(event.type);
+      if (event.type === 'response.output_text.delta') text += event.delta;
+      if (event.type === 'response.completed') {
+        outputTokens = event.response.usage?.output_tokens ?? -1;
+        // The SDK adds `output_text` to a create() answer only; a streamed response holds its parts.
+        const item = event.response.output[0];
+        const part = item?.type === 'message' ? item.content[0] : undefined;
+        completedText = part?.type === 'output_text' ? part.text : '';
+      }
+    }
+    assert.equal(types[0], 'response.created');
+    assert.equal(types.at(-1), 'response.completed');
+    assert.equal(types.filter((t) => t === 'response.output_text.delta').length, 5, types.join(','));
+    assert.equal(outputTokens, 5);
+    assert.ok(text.length > 0);
+    assert.equal(completedText, text, 'the completed response holds the streamed text');
+    const afterText = await scrape(gw.url);
+    assert.equal(metricSum(afterText, 'switchyard_gateway_ttft_seconds_count') - ttftBefore, 1, 'one TTFT');
+    const stats = await getJson<GatewayStatsJson>(`${gw.url}/stats`);
+    assert.equal(stats.completed, 3, JSON.stringify(stats));
+    assert.equal(stats.failedTotal, 0, JSON.stringify(stats));
+  });
+
+  it('refuses bad bodies with 400, a stable code and the field named', async () => {
+    const cases: { body: Record<string, unknown>; param: string }[] = [
+      { body: { model: MODEL }, param: 'input' },
+      { body: { model: MODEL, input: 5 }, param: 'input' },
+      {
+        body: { model: MODEL, input: 'hi', previous_response_id: 'resp_123' },
+        param: 'previous_response_id',
+      },
+      { body: { model: MODEL, input: [{ role: 'robot', content: 'x' }] }, param: 'input[0].role' },
+      { body: { input: 'hi' }, param: 'model' },
+    ];
+    for (const { body, param } of cases) {
+      const reply = await post(gw.url, '/v1/responses', body);
+      assert.equal(reply.status, 400, reply.text);
+      const e = assertErrorBody(reply.text, 400, JSON.stringify(body)).error;
+      assert.equal(e.code, 'SY_ERR_INVALID_ARGUMENT');
+      assert.equal(e.param, param);
+    }
+    // The openai client sees the same refusal as a typed error.
+    await assert.rejects(
+      client.responses.create({ model: MODEL, input: 'hi', previous_response_id: 'resp_123' }),
+      (error: unknown) =>
+        error instanceof OpenAI.APIError &&
+        error.status === 400 &&
+        error.code === 'SY_ERR_INVALID_ARGUMENT' &&
+        error.param === 'previous_response_id',
+    );
+  });
+
+  it('passes fields it does not read through to the engine, which judges them', async () => {
+    const reply = await post(gw.url, '/v1/responses', {
+      model: MODEL,
+      input: 'hi',
+      tools: [{ type: 'function', name: 'f', parameters: {} }],
+    });
+    assert.equal(reply.status, 400, reply.text);
+    const e = assertErrorBody(reply.text, 400).error;
+    assert.equal(e.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
+    assert.equal(e.param, 'tools');
+  });
+});
