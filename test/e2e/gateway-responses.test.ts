@@ -3,9 +3,13 @@
  * `openai` client calls `client.responses.create`, streaming and not, against a gateway in front of
  * two real sim engines; the gateway counts the requests, takes a stream's first text delta as its
  * first token (TTFT) and its usage from `response.completed`; a bad body gets the OpenAI-style 400
- * with a stable code and the field named.
+ * with a stable code and the field named. A hand-held upstream (data lines only, as a server that
+ * sends no `event:` lines would) pins when TTFT is taken: at the first text delta, not at
+ * `response.created`.
  */
 import assert from 'node:assert/strict';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import {
@@ -150,5 +154,64 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
     const e = assertErrorBody(reply.text, 400).error;
     assert.equal(e.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
     assert.equal(e.param, 'tools');
+  });
+});
+
+describe('TTFT of a Responses stream', { timeout: 30_000 }, () => {
+  it('is observed at the first text delta, not at response.created (an upstream sending data lines only)', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    let held: ServerResponse | undefined;
+    const upstream = createServer((req, res) => {
+      req.resume();
+      if (req.method === 'POST' && req.url === '/v1/responses') {
+        held = res;
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(
+          'data: {"type":"response.created","sequence_number":0,"response":{"status":"in_progress"}}\n\n',
+        );
+        void released.then(() => {
+          res.write('data: {"type":"response.output_text.delta","sequence_number":1,"delta":" hi"}\n\n');
+          res.end(
+            'data: {"type":"response.completed","sequence_number":2,"response":{"status":"completed","usage":{"input_tokens":3,"output_tokens":1,"total_tokens":4}}}\n\n',
+          );
+        });
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(req.url === '/v1/models' ? JSON.stringify({ object: 'list', data: [{ id: MODEL }] }) : '');
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    teardown.add(() => new Promise<void>((r) => upstream.close(() => r())));
+    const port = (upstream.address() as AddressInfo).port;
+    const held1 = await startTestGateway(
+      { backends: [{ id: 'held', type: 'vllm', url: `http://127.0.0.1:${port}`, models: [MODEL] }] },
+      teardown,
+    );
+    const res = await fetch(`${held1.url}/v1/responses`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, input: 'hi', stream: true }),
+    });
+    assert.equal(res.status, 200);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    while (!text.includes('response.created')) text += decoder.decode((await reader.read()).value);
+    assert.ok(held !== undefined);
+    const ttft = () => scrape(held1.url).then((m) => metricSum(m, 'switchyard_gateway_ttft_seconds_count'));
+    assert.equal(await ttft(), 0, 'response.created reached the client, yet no token did');
+    release();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value);
+    }
+    assert.equal(await ttft(), 1, 'the first delta is the first token');
+    assert.ok(text.includes('response.completed') && !text.includes('"error"'), text);
+    const stats = await getJson<GatewayStatsJson>(`${held1.url}/stats`);
+    assert.equal(stats.completed, 1, JSON.stringify(stats));
   });
 });
