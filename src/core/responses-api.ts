@@ -5,6 +5,7 @@
  * prompt), so both see the same conversation and refuse the same bad shapes.
  */
 import { SwitchyardError } from './errors.ts';
+import { MAX_TOKENS_LIMIT } from './openai-api.ts';
 import type { ChatText } from './text-prefix.ts';
 
 /** Input items a body may carry (chat's bound on messages). */
@@ -14,6 +15,18 @@ const ROLES: ReadonlySet<string> = new Set(['user', 'system', 'developer', 'assi
 
 function invalid(param: string, what: string): SwitchyardError {
   return new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `invalid request body: ${param}: ${what}`, { param });
+}
+
+/**
+ * A body's `max_output_tokens`: undefined when absent or null, else an integer in [1,
+ * MAX_TOKENS_LIMIT] (chat's bound on max_tokens), or the 400 naming it.
+ */
+export function responsesMaxOutputTokens(body: Record<string, unknown>): number | undefined {
+  const v = body['max_output_tokens'];
+  if (v === undefined || v === null) return undefined;
+  if (!(Number.isSafeInteger(v) && (v as number) >= 1 && (v as number) <= MAX_TOKENS_LIMIT))
+    throw invalid('max_output_tokens', `expected an integer in [1, ${MAX_TOKENS_LIMIT}]`);
+  return v as number;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -20,8 +20,8 @@
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { SwitchyardError } from '../core/errors.ts';
-import { MAX_TOKENS_LIMIT, type ParsedCompletionRequest, parseCompletionBody } from '../core/openai-api.ts';
-import { responsesMessages } from '../core/responses-api.ts';
+import { type ParsedCompletionRequest, parseCompletionBody } from '../core/openai-api.ts';
+import { responsesMaxOutputTokens, responsesMessages } from '../core/responses-api.ts';
 import type { FinishReason, GenerationSink, GenerationUsage } from './backend.ts';
 import { errorBody, sendError, sendJson } from './respond.ts';
 
@@ -80,22 +80,12 @@ export function parseResponsesBody(body: unknown): ParsedCompletionRequest {
         `parameter '${param}' is not supported by the built-in engines: ${why}`,
         { param },
       );
-  const maxTokens = b['max_output_tokens'];
-  if (
-    maxTokens !== undefined &&
-    maxTokens !== null &&
-    !(
-      Number.isSafeInteger(maxTokens) &&
-      (maxTokens as number) >= 1 &&
-      (maxTokens as number) <= MAX_TOKENS_LIMIT
-    )
-  )
-    throw invalid('max_output_tokens', `expected an integer in [1, ${MAX_TOKENS_LIMIT}]`);
+  const maxTokens = responsesMaxOutputTokens(b);
   const chat: Record<string, unknown> = {
     model: b['model'],
     messages: responsesMessages(b['instructions'], b['input']),
   };
-  if (maxTokens !== undefined && maxTokens !== null) chat['max_tokens'] = maxTokens;
+  if (maxTokens !== undefined) chat['max_tokens'] = maxTokens;
   // The sampling fields mean the same in both APIs; anything else the engine ignores, as vLLM does.
   for (const field of ['stream', 'temperature', 'top_p', 'seed', 'priority', 'user'])
     if (b[field] !== undefined && b[field] !== null) chat[field] = b[field];

@@ -25,7 +25,8 @@ import {
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
 const MESSAGES_MAX = 100_000;
 const STOP_MAX = 16;
-const PRIORITY_ABS_MAX = 1_000_000;
+/** Bound on |priority| a body may name. */
+export const PRIORITY_ABS_MAX = 1_000_000;
 
 type Json = Record<string, unknown>;
 

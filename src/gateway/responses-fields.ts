@@ -12,26 +12,12 @@
  * in front of several engines cannot promise the instance it picks holds it.
  */
 import { SwitchyardError } from '../core/errors.ts';
-import { MAX_TOKENS_LIMIT } from '../core/openai-api.ts';
-import type { PrefixChain } from '../core/request.ts';
-import { responsesMessages } from '../core/responses-api.ts';
+import { responsesMaxOutputTokens, responsesMessages } from '../core/responses-api.ts';
 import { CHARS_PER_TOKEN, renderChat, textPrefixChain } from '../core/text-prefix.ts';
-import { ROUTING_PREFIX_BLOCKS_MAX } from './fast-parse.ts';
+import { PRIORITY_ABS_MAX, ROUTING_PREFIX_BLOCKS_MAX, type RoutingFields } from './fast-parse.ts';
 
-/** Bound on |priority| a body may name (chat's). */
-const PRIORITY_ABS_MAX = 1_000_000;
-
-/** The routing fields of a Responses body. */
-export interface ResponsesFields {
-  readonly model: string;
-  readonly stream: boolean;
-  /** `max_output_tokens`; undefined when the client sent none. */
-  readonly maxTokens: number | undefined;
-  readonly promptTokens: number;
-  readonly prefix: PrefixChain;
-  readonly priority: number | undefined;
-  readonly user: string | undefined;
-}
+/** The routing fields of a Responses body: chat's, read from its own field names. */
+export type ResponsesFields = RoutingFields;
 
 function invalid(param: string, what: string): SwitchyardError {
   return new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `invalid request body: ${param}: ${what}`, { param });
@@ -62,17 +48,7 @@ export function parseResponsesFields(
   const stream = body['stream'];
   if (stream !== undefined && stream !== null && typeof stream !== 'boolean')
     throw invalid('stream', 'expected a boolean');
-  const maxTokens = body['max_output_tokens'];
-  if (
-    maxTokens !== undefined &&
-    maxTokens !== null &&
-    !(
-      Number.isSafeInteger(maxTokens) &&
-      (maxTokens as number) >= 1 &&
-      (maxTokens as number) <= MAX_TOKENS_LIMIT
-    )
-  )
-    throw invalid('max_output_tokens', `expected an integer in [1, ${MAX_TOKENS_LIMIT}]`);
+  const maxTokens = responsesMaxOutputTokens(body);
   const priority = body['priority'];
   if (
     priority !== undefined &&
@@ -86,7 +62,7 @@ export function parseResponsesFields(
   return {
     model,
     stream: stream === true,
-    maxTokens: maxTokens === undefined || maxTokens === null ? undefined : (maxTokens as number),
+    maxTokens,
     promptTokens: Math.max(1, Math.ceil(text.length / CHARS_PER_TOKEN)),
     prefix: textPrefixChain(text, prefixBlocksMax),
     priority: priority as number | undefined,
