@@ -2,13 +2,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { routeTo } from '../core/decision.ts';
-import { Rng } from '../core/rng.ts';
 import type { ClusterView } from '../core/view.ts';
 import { KV_LINKS, kvTransfer } from '../model/kv-link.ts';
 import { perfModelFor } from '../model/perf.ts';
 import { createPairPolicy, type PdPairPolicyName } from '../policies/disagg/pair.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
-import { createWorkload } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
 import { toEngineConfig } from './config.ts';
 import type { KvStoreOptions } from './kv-store.ts';
@@ -17,14 +15,15 @@ import {
   GPU,
   kvStoreOf,
   MODEL,
+  mooncakeSample,
   PREFIX_TOKENS,
   ROCE,
   runRecord,
+  sameSeedJson,
   withPrefix,
 } from './kv-store-test-support.ts';
 import type { PdSettings } from './pd-host.ts';
-import { summaryToJson } from './report/json.ts';
-import { runSimulation, type SimOptions, type SimResult } from './simulator.ts';
+import { runSimulation, type SimOptions } from './simulator.ts';
 
 /**
  * A KV store on a P/D cluster (Mooncake's design: prefill instances fetch a prefix another prefill
@@ -188,13 +187,7 @@ test('P/D: the store holds only the prefill pool: a prefix only a decode instanc
 });
 
 test('P/D with a store: the same seed gives the same JSON', () => {
-  const json = (r: SimResult) =>
-    JSON.stringify({ summary: summaryToJson(r.summary, { wallClock: false }), digest: r.decisionDigest });
-  const source = () =>
-    createWorkload(
-      { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 300 },
-      new Rng(7).fork('workload'),
-    );
+  const source = () => mooncakeSample(300, 7);
   for (const pair of ['mooncake', 'load-aware'] as const) {
     const one = runSimulation(source(), pdOptions(ROCE, pair, 4, 4));
     const two = runSimulation(source(), pdOptions(ROCE, pair, 4, 4));
@@ -202,28 +195,22 @@ test('P/D with a store: the same seed gives the same JSON', () => {
       kvStoreOf(one).fetches > 0,
       `${pair}: the sample's prefixes are fetched across prefill instances`,
     );
-    assert.equal(json(one), json(two));
+    assert.equal(sameSeedJson(one), sameSeedJson(two));
   }
 });
 
 test('autoscaled P/D pools with a store: prefill instances the loop starts fetch; the same seed gives the same JSON', () => {
   const run = () => {
     const options = pdOptions(ROCE, 'load-aware', 4, 4);
-    return runSimulation(
-      createWorkload(
-        { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 300 },
-        new Rng(7).fork('workload'),
-      ),
-      {
-        ...options,
-        pdPools: {
-          startupMs: 5000,
-          intervalMs: 2000,
-          prefill: { autoscaler: 'slo-planner', minInstances: 1, maxInstances: 4, initialInstances: 1 },
-          decode: { autoscaler: 'slo-planner', minInstances: 1, maxInstances: 4, initialInstances: 2 },
-        },
+    return runSimulation(mooncakeSample(300, 7), {
+      ...options,
+      pdPools: {
+        startupMs: 5000,
+        intervalMs: 2000,
+        prefill: { autoscaler: 'slo-planner', minInstances: 1, maxInstances: 4, initialInstances: 1 },
+        decode: { autoscaler: 'slo-planner', minInstances: 1, maxInstances: 4, initialInstances: 2 },
       },
-    );
+    });
   };
   const one = run();
   const store = kvStoreOf(one);
@@ -235,9 +222,7 @@ test('autoscaled P/D pools with a store: prefill instances the loop starts fetch
   assert.equal(ids(4, 8), 0, 'decode instances have no store');
   assert.ok((one.pdPools?.prefill.coldStarts ?? 0) > 0);
   assert.equal(one.summary.completed, one.summary.requests);
-  const json = (r: SimResult) =>
-    JSON.stringify({ summary: summaryToJson(r.summary, { wallClock: false }), digest: r.decisionDigest });
-  assert.equal(json(one), json(run()));
+  assert.equal(sameSeedJson(one), sameSeedJson(run()));
 });
 
 /**
@@ -247,10 +232,7 @@ test('autoscaled P/D pools with a store: prefill instances the loop starts fetch
 function storelessPdRecord(): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const pair of ['mooncake', 'load-aware', 'prefix-aware'] as const) {
-    const source = createWorkload(
-      { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 600 },
-      new Rng(1).fork('workload'),
-    );
+    const source = mooncakeSample(600, 1);
     const result = runSimulation(source, pdOptions(undefined, pair, 4, 4));
     out[pair] = runRecord(result);
   }

@@ -8,7 +8,9 @@ import { createHash } from 'node:crypto';
 import type { ControlContext, ControlLoop } from '../control/types.ts';
 import { singleVariantDecision } from '../control/types.ts';
 import { routeTo } from '../core/decision.ts';
+import { Rng } from '../core/rng.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
+import { createWorkload } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
 import type { ControlSettings } from './control-host.ts';
 import type { KvStoreOptions, KvStoreOutcome } from './kv-store.ts';
@@ -85,4 +87,20 @@ export function scriptedControl(
     intervalMs: 1000,
     startupMs,
   };
+}
+
+/** The first `maxRequests` of the committed Mooncake conversation sample, drawn with `seed`. */
+export function mooncakeSample(maxRequests: number, seed: number): Iterable<TwinRequest> {
+  return createWorkload(
+    { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests },
+    new Rng(seed).fork('workload'),
+  );
+}
+
+/** A run as same-seed comparisons read it: the summary without wall-clock fields, and the decision digest. */
+export function sameSeedJson(r: SimResult): string {
+  return JSON.stringify({
+    summary: summaryToJson(r.summary, { wallClock: false }),
+    digest: r.decisionDigest,
+  });
 }

@@ -2,12 +2,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { serverlessFromFlags } from '../cli/sim-serverless.ts';
-import { Rng } from '../core/rng.ts';
 import type { EngineConfig } from '../engine-core/types.ts';
 import { KV_LINKS, kvTransfer } from '../model/kv-link.ts';
 import { perfModelFor } from '../model/perf.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
-import { createWorkload } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
 import { engineOptionsSchema, parseWithSchema, toEngineConfig } from './config.ts';
 import type { KvStoreOptions } from './kv-store.ts';
@@ -16,10 +14,12 @@ import {
   GPU,
   kvStoreOf,
   MODEL,
+  mooncakeSample,
   PREFIX_TOKENS,
   ROCE,
   routedBy,
   runRecord,
+  sameSeedJson,
   scriptedControl,
   withPrefix,
 } from './kv-store-test-support.ts';
@@ -119,17 +119,25 @@ test('a prefix B already holds is not fetched; a gain under minTokens is not fet
   assert.equal(high.promptTokensComputed, PREFIX_TOKENS + 100 + (PREFIX_TOKENS + 200) + 300);
 });
 
-test('an engine that crashes while fetching: the request is retried elsewhere, the fetch dropped', () => {
-  const result = runSimulation([withPrefix('a', 0, 100), withPrefix('b', 10_000, 200)], {
+/**
+ * Two instances, round robin: a on i0 at 0, then b at 10 s on i1, which fetches a's prefix from i0;
+ * `instance` crashes 5 ms into that fetch (for 60 s).
+ */
+function crashDuringFetch(instance: 'i0' | 'i1'): SimResult {
+  return runSimulation([withPrefix('a', 0, 100), withPrefix('b', 10_000, 200)], {
     seed: 1,
     cluster: { groups: [{ count: 2, gpu: GPU, model: MODEL, tp: 1 }] },
     engine: toEngineConfig({ kvStore: ROCE }, GPU),
     policy: createRoutingPolicy('round-robin'),
     slo: { ttftMs: 2000, tpotMs: 100 },
-    workload: 'kv-store crash',
-    // b's fetch to i1 takes about 25 ms; i1 dies 5 ms into it.
-    faults: [{ kind: 'crash', instance: 'i1', atMs: 10_005, durationMs: 60_000 }],
+    workload: `kv-store crash of ${instance}`,
+    faults: [{ kind: 'crash', instance, atMs: 10_005, durationMs: 60_000 }],
   });
+}
+
+test('an engine that crashes while fetching: the request is retried elsewhere, the fetch dropped', () => {
+  // b's fetch to i1 takes about 25 ms; i1 dies 5 ms into it.
+  const result = crashDuringFetch('i1');
   assert.equal(kvStoreOf(result).fetches, 1);
   assert.equal(kvStoreOf(result).failedFetches, 0, 'its own engine died, not the holder');
   assert.equal(result.summary.completed, 2);
@@ -140,16 +148,8 @@ test('an engine that crashes while fetching: the request is retried elsewhere, t
 
 test('the holder crashes during a fetch: the fetch fails and the request recomputes its prompt where it is', () => {
   const perf = perfOf(toEngineConfig({}, GPU));
-  const result = runSimulation([withPrefix('a', 0, 100), withPrefix('b', 10_000, 200)], {
-    seed: 1,
-    cluster: { groups: [{ count: 2, gpu: GPU, model: MODEL, tp: 1 }] },
-    engine: toEngineConfig({ kvStore: ROCE }, GPU),
-    policy: createRoutingPolicy('round-robin'),
-    slo: { ttftMs: 2000, tpotMs: 100 },
-    workload: 'kv-store holder crash',
-    // b's fetch from i0 takes about 25 ms; i0 (idle, a long done) dies 5 ms into it.
-    faults: [{ kind: 'crash', instance: 'i0', atMs: 10_005, durationMs: 60_000 }],
-  });
+  // b's fetch from i0 takes about 25 ms; i0 (idle, a long done) dies 5 ms into it.
+  const result = crashDuringFetch('i0');
   const store = kvStoreOf(result);
   assert.equal(store.fetches, 1);
   assert.equal(store.failedFetches, 1, 'the fetch failed with its holder');
@@ -169,13 +169,7 @@ test('the holder crashes during a fetch: the fetch fails and the request recompu
 });
 
 test('the same seed gives the same JSON with a store', () => {
-  const json = (r: SimResult) =>
-    JSON.stringify({ summary: summaryToJson(r.summary, { wallClock: false }), digest: r.decisionDigest });
-  const source = () =>
-    createWorkload(
-      { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 300 },
-      new Rng(7).fork('workload'),
-    );
+  const source = () => mooncakeSample(300, 7);
   const options = {
     seed: 7,
     cluster: { groups: [{ count: 4, gpu: GPU, model: MODEL, tp: 1 }] },
@@ -186,8 +180,8 @@ test('the same seed gives the same JSON with a store', () => {
   const one = runSimulation(source(), { ...options, policy: createRoutingPolicy('least-request') });
   const two = runSimulation(source(), { ...options, policy: createRoutingPolicy('least-request') });
   assert.ok(kvStoreOf(one).fetches > 0, 'the sample shares prefixes across instances');
-  assert.equal(json(one), json(two));
-  assert.match(json(one), /"kvStore":\{"failedFetches":0,"fetchMsMax":/);
+  assert.equal(sameSeedJson(one), sameSeedJson(two));
+  assert.match(sameSeedJson(one), /"kvStore":\{"failedFetches":0,"fetchMsMax":/);
 });
 
 test('engine.kvStore is validated: unknown kind, link or key refused, naming the path', () => {
@@ -213,20 +207,14 @@ test('a store-less run gives the output recorded before the store existed', () =
 
 test('a store that never fetches (minTokens past every prompt) runs as no store', () => {
   const run = (kvStore: KvStoreOptions | undefined) => {
-    const result = runSimulation(
-      createWorkload(
-        { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 400 },
-        new Rng(3).fork('workload'),
-      ),
-      {
-        seed: 3,
-        cluster: { groups: [{ count: 4, gpu: GPU, model: MODEL, tp: 1 }] },
-        engine: toEngineConfig(kvStore === undefined ? {} : { kvStore }, GPU),
-        policy: createRoutingPolicy('least-request'),
-        slo: { ttftMs: 2000, tpotMs: 100 },
-        workload: 'never fetches',
-      },
-    );
+    const result = runSimulation(mooncakeSample(400, 3), {
+      seed: 3,
+      cluster: { groups: [{ count: 4, gpu: GPU, model: MODEL, tp: 1 }] },
+      engine: toEngineConfig(kvStore === undefined ? {} : { kvStore }, GPU),
+      policy: createRoutingPolicy('least-request'),
+      slo: { ttftMs: 2000, tpotMs: 100 },
+      workload: 'never fetches',
+    });
     const { kvStore: _k, ...summary } = summaryToJson(result.summary, { wallClock: false });
     return { json: JSON.stringify({ summary, digest: result.decisionDigest }), kvStore: result.kvStore };
   };
@@ -240,28 +228,22 @@ test('a store that never fetches (minTokens past every prompt) runs as no store'
 
 test('autoscaled (kpa): instances the loop starts fetch from older ones; the same seed gives the same JSON', () => {
   const run = () =>
-    runSimulation(
-      createWorkload(
-        { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 600 },
-        new Rng(7).fork('workload'),
-      ),
-      {
-        seed: 7,
-        cluster: { groups: [{ count: 4, gpu: GPU, model: MODEL, tp: 1 }] },
-        engine: toEngineConfig({ kvStore: ROCE }, GPU),
-        policy: createRoutingPolicy('least-request'),
-        slo: { ttftMs: 2000, tpotMs: 100 },
-        workload: 'kv-store autoscaled',
-        control: {
-          autoscaler: 'kpa',
-          minInstances: 1,
-          maxInstances: 4,
-          initialInstances: 1,
-          startupMs: 5000,
-          intervalMs: 2000,
-        },
+    runSimulation(mooncakeSample(600, 7), {
+      seed: 7,
+      cluster: { groups: [{ count: 4, gpu: GPU, model: MODEL, tp: 1 }] },
+      engine: toEngineConfig({ kvStore: ROCE }, GPU),
+      policy: createRoutingPolicy('least-request'),
+      slo: { ttftMs: 2000, tpotMs: 100 },
+      workload: 'kv-store autoscaled',
+      control: {
+        autoscaler: 'kpa',
+        minInstances: 1,
+        maxInstances: 4,
+        initialInstances: 1,
+        startupMs: 5000,
+        intervalMs: 2000,
       },
-    );
+    });
   const one = run();
   assert.ok((one.coldStarts ?? 0) > 0, 'the loop started instances');
   const store = kvStoreOf(one);
@@ -269,9 +251,7 @@ test('autoscaled (kpa): instances the loop starts fetch from older ones; the sam
   const added = store.perInstance.slice(1).reduce((n, i) => n + i.fetches, 0);
   assert.ok(added > 0, `instances the loop added fetch (${JSON.stringify(store.perInstance)})`);
   assert.equal(one.summary.completed, one.summary.requests);
-  const json = (r: SimResult) =>
-    JSON.stringify({ summary: summaryToJson(r.summary, { wallClock: false }), digest: r.decisionDigest });
-  assert.equal(json(one), json(run()));
+  assert.equal(sameSeedJson(one), sameSeedJson(run()));
 });
 
 /** Two slots, both ready at 0, a to i1 and b to i0; the loop wants `plan(nowMs)` instances. */
@@ -416,10 +396,7 @@ test('a kvStore is refused with placement and serverless, saying why', () => {
 function storelessRecord(): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const policy of ['mooncake', 'least-request', 'preble']) {
-    const source = createWorkload(
-      { kind: 'trace', trace: 'sample:mooncake-conversation', maxRequests: 800 },
-      new Rng(1).fork('workload'),
-    );
+    const source = mooncakeSample(800, 1);
     const result = runSimulation(source, {
       seed: 1,
       cluster: { groups: [{ count: 8, gpu: GPU, model: MODEL, tp: 1 }] },
