@@ -40,7 +40,7 @@ import {
 import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage } from './backend.ts';
 import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './embeddings.ts';
 import { errorBody, sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
-import { parseResponsesBody, ResponsesResponse } from './responses.ts';
+import { parseResponsesBody, ResponsesResponse, responsesEcho } from './responses.ts';
 import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
 import { VllmMetrics } from './vllm-metrics.ts';
 
@@ -511,9 +511,12 @@ class EngineHttpServer {
     const body = await this.body(req, res);
     if (body === undefined) return;
     let parsed: ParsedCompletionRequest;
+    /** A Responses answer's echoed request fields (responses.ts). */
+    let echo = '';
     try {
       // A Responses body is generated as the chat request with its conversation (responses.ts).
       parsed = kind === 'responses' ? parseResponsesBody(body) : parseCompletionBody(kind, body);
+      if (kind === 'responses') echo = responsesEcho(body);
       this.checkModel(parsed.model);
       const refusal = kind === 'responses' ? undefined : builtinEngineRefusal(kind, body);
       if (refusal !== undefined) throw refusal;
@@ -546,7 +549,7 @@ class EngineHttpServer {
     const created = Math.floor(Date.now() / 1000);
     const response =
       kind === 'responses'
-        ? new ResponsesResponse(this, res, parsed, id, created, arrivalMs)
+        ? new ResponsesResponse(this, res, parsed, id, created, arrivalMs, echo)
         : new CompletionResponse(this, res, parsed, id, created, arrivalMs);
     const controller = new AbortController();
     res.on('close', () => {

@@ -4,18 +4,27 @@
  * messages: src/core/responses-api.ts) and generated on the same path as chat, with the same
  * timing; only the answer's shape differs.
  *
- * - Without `stream`: one `response` object (`object: 'response'`, `status: 'completed'`, `output`
- *   with one assistant `message` item holding one `output_text` part, `usage` with `input_tokens`,
- *   `output_tokens`, `total_tokens` and the cached prompt tokens).
+ * - Without `stream`: one `response` object (`object: 'response'`, `output` with one assistant
+ *   `message` item holding one `output_text` part, `usage` with `input_tokens`, `output_tokens`,
+ *   `total_tokens` and the cached prompt tokens; `instructions`, `metadata` and `user` echoed).
  * - With `stream`: typed events (an `event:` line and `data:` JSON with the same `type` and a
- *   `sequence_number`): `response.created` (the response in progress, no output yet), one
- *   `response.output_text.delta` per text delivery (one per engine step: a token on a decode step),
- *   then `response.completed` with the whole response. No `[DONE]`: the Responses stream has none.
- *   As for chat, the head goes out with the first token, so a refusal keeps its HTTP status.
+ *   `sequence_number`) in OpenAI's order, so the SDKs' stream helpers (`client.responses.stream`),
+ *   which build the response from the events, can follow it: `response.created` and
+ *   `response.in_progress` (no output yet), `response.output_item.added` (the message, empty) and
+ *   `response.content_part.added` (its empty text part), one `response.output_text.delta` per text
+ *   delivery (one per engine step: a token on a decode step), then `response.output_text.done`,
+ *   `response.content_part.done`, `response.output_item.done` with the whole text, and
+ *   `response.completed` (or `response.incomplete`) with the whole response. No `[DONE]`: the
+ *   Responses stream has none. As for chat, the head goes out with the first token, so a refusal
+ *   keeps its HTTP status.
+ * - A generation cut by its token limit (finish reason `length`: `max_output_tokens`, or without it
+ *   the engine's default, since the sim never ends on its own) is `status: "incomplete"` with
+ *   `incomplete_details: {"reason": "max_output_tokens"}` and its message item `incomplete`, as
+ *   OpenAI answers; one that ends on its own is `completed`.
  *
- * Like the engine's length-bound chat (it ignores EOS), a response ends at `max_output_tokens`; it
- * is still reported `completed`. Stored responses (`previous_response_id`, `conversation`), tools
- * and background mode are refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field.
+ * Stored responses (`previous_response_id`, `conversation`), tools (and a `tool_choice` that
+ * demands one), structured output (`text.format` other than text), log probabilities and background
+ * mode are refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored.
  */
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -59,7 +68,68 @@ const UNSUPPORTED: readonly {
     asked: (v) => v === true,
     why: 'the built-in engines answer in the foreground only',
   },
+  {
+    // 'none' and 'auto' mean the same as no tools; anything else demands a tool call.
+    param: 'tool_choice',
+    asked: (v) => v !== undefined && v !== null && v !== 'none' && v !== 'auto',
+    why: 'the built-in engines call no tools',
+  },
+  {
+    param: 'text.format',
+    asked: (v) => isObject(v) && isObject(v['format']) && v['format']['type'] !== 'text',
+    why: 'structured output (JSON mode) is not implemented',
+  },
+  {
+    param: 'top_logprobs',
+    asked: (v) => typeof v === 'number' && v > 0,
+    why: 'log probabilities are not computed',
+  },
+  {
+    param: 'include',
+    asked: (v) => Array.isArray(v) && v.includes('message.output_text.logprobs'),
+    why: 'log probabilities are not computed',
+  },
 ];
+
+/** Where each UNSUPPORTED entry's value is in the body (a dotted param names its parent field). */
+function unsupportedValue(body: Record<string, unknown>, param: string): unknown {
+  return body[param.split('.')[0] as string];
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Keys `metadata` may hold, and the longest key and value (OpenAI's documented bounds). */
+const METADATA_KEYS_MAX = 16;
+const METADATA_KEY_CHARS_MAX = 64;
+const METADATA_VALUE_CHARS_MAX = 512;
+
+/**
+ * The request fields a response object echoes (`instructions`, `metadata`, `user`), as the JSON
+ * members to splice into it; a `metadata` that is not a map of at most 16 short strings is 400.
+ */
+export function responsesEcho(body: unknown): string {
+  const b = isObject(body) ? body : {};
+  const metadata = b['metadata'] ?? {};
+  const bad = (): SwitchyardError =>
+    invalid(
+      'metadata',
+      `expected an object of at most ${METADATA_KEYS_MAX} string values (keys up to ${METADATA_KEY_CHARS_MAX} characters, values up to ${METADATA_VALUE_CHARS_MAX})`,
+    );
+  if (!isObject(metadata)) throw bad();
+  const entries = Object.entries(metadata);
+  if (entries.length > METADATA_KEYS_MAX) throw bad();
+  for (const [k, v] of entries)
+    if (k.length > METADATA_KEY_CHARS_MAX || typeof v !== 'string' || v.length > METADATA_VALUE_CHARS_MAX)
+      throw bad();
+  const text = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : 'null');
+  return (
+    `"instructions":${text(b['instructions'])},"metadata":${JSON.stringify(metadata)},` +
+    `"user":${text(b['user'])},"previous_response_id":null,"text":{"format":{"type":"text"}},` +
+    `"truncation":"disabled"`
+  );
+}
 
 function invalid(param: string, what: string): SwitchyardError {
   return new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `invalid request body: ${param}: ${what}`, { param });
@@ -74,7 +144,7 @@ export function parseResponsesBody(body: unknown): ParsedCompletionRequest {
     throw invalid('body', 'expected a JSON object');
   const b = body as Record<string, unknown>;
   for (const { param, asked, why } of UNSUPPORTED)
-    if (asked(b[param]))
+    if (asked(unsupportedValue(b, param)))
       throw new SwitchyardError(
         'SY_ERR_UNSUPPORTED_PARAMETER',
         `parameter '${param}' is not supported by the built-in engines: ${why}`,
@@ -101,6 +171,12 @@ function usageJson(usage: GenerationUsage): string {
   );
 }
 
+/** How a response ended: `length` (its token limit cut it) is incomplete, as OpenAI reports it. */
+type ResponseStatus = 'in_progress' | 'completed' | 'incomplete';
+
+/** OpenAI's reason for an incomplete response: the only one a built-in engine can give. */
+const INCOMPLETE_DETAILS = '{"reason":"max_output_tokens"}';
+
 /** One Responses generation's answer: a GenerationSink writing a response object or typed SSE events. */
 export class ResponsesResponse implements GenerationSink {
   private started = false;
@@ -111,9 +187,14 @@ export class ResponsesResponse implements GenerationSink {
   private text = '';
   private sequence = 0;
   private readonly messageId: string;
+  /** `"item_id":...,"output_index":0,"content_index":0`: where the text part is, in its events. */
+  private readonly partAt: string;
   /** A delta event up to its sequence number, built once; then the number, the text and the end. */
   private readonly deltaHead: string;
 
+  /**
+   * `echo`: the request fields the response object repeats (`responsesEcho`), as JSON members.
+   */
   constructor(
     private readonly host: ResponsesHost,
     private readonly res: ServerResponse,
@@ -121,11 +202,13 @@ export class ResponsesResponse implements GenerationSink {
     private readonly id: string,
     private readonly createdAtS: number,
     private readonly arrivalMs: number,
+    private readonly echo: string,
   ) {
     this.messageId = `msg_${id.slice(id.indexOf('_') + 1)}`;
+    this.partAt = `"item_id":"${this.messageId}","output_index":0,"content_index":0`;
     this.deltaHead =
       'event: response.output_text.delta\n' +
-      `data: {"type":"response.output_text.delta","item_id":"${this.messageId}","output_index":0,"content_index":0,"logprobs":[],"sequence_number":`;
+      `data: {"type":"response.output_text.delta",${this.partAt},"logprobs":[],"sequence_number":`;
   }
 
   /** The client is gone (or the response ended): nothing more may be written. */
@@ -147,12 +230,19 @@ export class ResponsesResponse implements GenerationSink {
     this.host.generationEnded(reason, (performance.now() - this.arrivalMs) / 1000);
     if (this.ended) return;
     this.ended = true;
+    const status: ResponseStatus = reason === 'length' ? 'incomplete' : 'completed';
     if (!this.parsed.stream) {
-      sendJson(this.res, 200, this.responseJson('completed', usage), this.host.closingHeaders());
+      sendJson(this.res, 200, this.responseJson(status, usage), this.host.closingHeaders());
       return;
     }
     if (!this.started) this.start();
-    this.res.end(this.event('response.completed', `"response":${this.responseJson('completed', usage)}`));
+    const text = JSON.stringify(this.text);
+    this.res.end(
+      this.event('response.output_text.done', `${this.partAt},"text":${text},"logprobs":[]`) +
+        this.event('response.content_part.done', `${this.partAt},"part":${this.partJson(text)}`) +
+        this.event('response.output_item.done', `"output_index":0,"item":${this.messageJson(status, text)}`) +
+        this.event(`response.${status}`, `"response":${this.responseJson(status, usage)}`),
+    );
   }
 
   onError(error: Error & { status?: number; code?: string }): void {
@@ -182,6 +272,7 @@ export class ResponsesResponse implements GenerationSink {
     this.ended = true;
   }
 
+  /** The head and the events before the first delta: the response, then its empty message and part. */
   private start(): void {
     this.started = true;
     this.host.firstToken((performance.now() - this.arrivalMs) / 1000);
@@ -191,8 +282,15 @@ export class ResponsesResponse implements GenerationSink {
       'cache-control': 'no-cache',
       ...this.host.closingHeaders(),
     });
+    const inProgress = this.responseJson('in_progress', undefined);
     this.res.write(
-      this.event('response.created', `"response":${this.responseJson('in_progress', undefined)}`),
+      this.event('response.created', `"response":${inProgress}`) +
+        this.event('response.in_progress', `"response":${inProgress}`) +
+        this.event(
+          'response.output_item.added',
+          `"output_index":0,"item":${this.messageJson('in_progress', '')}`,
+        ) +
+        this.event('response.content_part.added', `${this.partAt},"part":${this.partJson('""')}`),
     );
   }
 
@@ -201,19 +299,33 @@ export class ResponsesResponse implements GenerationSink {
     return `event: ${type}\ndata: {"type":"${type}","sequence_number":${this.sequence++},${fields}}\n\n`;
   }
 
-  /** The response object: in progress (no output, no usage yet) or completed with the text so far. */
-  private responseJson(status: 'in_progress' | 'completed', usage: GenerationUsage | undefined): string {
+  /** The text part, `textJson` its text as a JSON string. */
+  private partJson(textJson: string): string {
+    return `{"type":"output_text","text":${textJson},"annotations":[],"logprobs":[]}`;
+  }
+
+  /** The assistant message item: in progress with no parts yet, or ended with its one text part. */
+  private messageJson(status: ResponseStatus, textJson: string): string {
+    const content = status === 'in_progress' ? '[]' : `[${this.partJson(textJson)}]`;
+    return `{"type":"message","id":"${this.messageId}","status":"${status}","role":"assistant","content":${content}}`;
+  }
+
+  /**
+   * The response object: in progress (no output, no usage yet) or ended with the text so far.
+   * `usage` comes last: the gateway reads a stream's output tokens from the last `"output_tokens":`
+   * of its last event.
+   */
+  private responseJson(status: ResponseStatus, usage: GenerationUsage | undefined): string {
     const p = this.parsed;
     const output =
-      status === 'completed'
-        ? `[{"type":"message","id":"${this.messageId}","status":"completed","role":"assistant","content":[{"type":"output_text","text":${JSON.stringify(this.text)},"annotations":[]}]}]`
-        : '[]';
+      status === 'in_progress' ? '[]' : `[${this.messageJson(status, JSON.stringify(this.text))}]`;
     return (
       `{"id":"${this.id}","object":"response","created_at":${this.createdAtS},"status":"${status}",` +
-      `"error":null,"incomplete_details":null,"model":${JSON.stringify(p.model)},"output":${output},` +
+      `"error":null,"incomplete_details":${status === 'incomplete' ? INCOMPLETE_DETAILS : null},` +
+      `"model":${JSON.stringify(p.model)},"output":${output},` +
       `"max_output_tokens":${p.maxTokensGiven ? p.maxTokens : null},` +
       `"temperature":${p.temperature ?? null},"top_p":${p.topP ?? null},` +
-      `"parallel_tool_calls":false,"tool_choice":"none","tools":[],"store":false,` +
+      `"parallel_tool_calls":false,"tool_choice":"none","tools":[],"store":false,${this.echo},` +
       `"usage":${usage === undefined ? null : usageJson(usage)}}`
     );
   }

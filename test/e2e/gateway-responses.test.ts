@@ -2,8 +2,10 @@
  * End-to-end: OpenAI's Responses API (`POST /v1/responses`) through the gateway. The official
  * `openai` client calls `client.responses.create`, streaming and not, against a gateway in front of
  * two real sim engines; the gateway counts the requests, takes a stream's first text delta as its
- * first token (TTFT) and its usage from `response.completed`; a bad body gets the OpenAI-style 400
- * with a stable code and the field named. A hand-held upstream (data lines only, as a server that
+ * first token (TTFT) and its usage from `response.completed` or `response.incomplete`; a bad body
+ * gets the OpenAI-style 400 with a stable code and the field named. A response cut at
+ * `max_output_tokens` is `incomplete` as OpenAI reports it, and its stream carries OpenAI's whole
+ * event sequence, so the SDK's `responses.stream()` helper can build the response from it. A hand-held upstream (data lines only, as a server that
  * sends no `event:` lines would) pins when TTFT is taken: at the first text delta, not at
  * `response.created`.
  */
@@ -69,7 +71,10 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
         max_output_tokens: 6,
       });
       assert.equal(response.object, 'response');
-      assert.equal(response.status, 'completed');
+      // Cut at max_output_tokens (the sim never ends on its own): incomplete, as OpenAI reports it.
+      assert.equal(response.status, 'incomplete');
+      assert.deepEqual(response.incomplete_details, { reason: 'max_output_tokens' });
+      assert.equal(response.output[0]?.type === 'message' && response.output[0].status, 'incomplete');
       assert.ok(response.output_text.length > 0, 'output_text');
       assert.equal(response.usage?.output_tokens, 6);
       assert.ok((response.usage?.input_tokens ?? 0) > 0);
@@ -78,7 +83,7 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
     assert.deepEqual([...served].sort(), [0, 1], 'round robin uses both engines');
   });
 
-  it('responses.create with streaming: created, one delta per step, completed with usage; TTFT observed', async () => {
+  it('responses.create with streaming: created, one delta per step, incomplete with usage; TTFT observed', async () => {
     const before = await scrape(gw.url);
     const ttftBefore = metricSum(before, 'switchyard_gateway_ttft_seconds_count');
     const stream = await client.responses.create({
@@ -94,7 +99,7 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
     for await (const event of stream) {
       types.push(event.type);
       if (event.type === 'response.output_text.delta') text += event.delta;
-      if (event.type === 'response.completed') {
+      if (event.type === 'response.incomplete') {
         outputTokens = event.response.usage?.output_tokens ?? -1;
         // The SDK adds `output_text` to a create() answer only; a streamed response holds its parts.
         const item = event.response.output[0];
@@ -103,7 +108,7 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
       }
     }
     assert.equal(types[0], 'response.created');
-    assert.equal(types.at(-1), 'response.completed');
+    assert.equal(types.at(-1), 'response.incomplete');
     assert.equal(types.filter((t) => t === 'response.output_text.delta').length, 5, types.join(','));
     assert.equal(outputTokens, 5);
     assert.ok(text.length > 0);
@@ -113,6 +118,84 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
     const stats = await getJson<GatewayStatsJson>(`${gw.url}/stats`);
     assert.equal(stats.completed, 3, JSON.stringify(stats));
     assert.equal(stats.failedTotal, 0, JSON.stringify(stats));
+  });
+
+  it("the SDK's responses.stream() helper builds the response from OpenAI's event sequence", async () => {
+    const completedBefore = (await getJson<GatewayStatsJson>(`${gw.url}/stats`)).completed;
+    const stream = client.responses.stream({
+      model: MODEL,
+      instructions: 'Answer briefly.',
+      input: 'What does a hump yard do?',
+      max_output_tokens: 4,
+      metadata: { run: 'conformance' },
+      user: 'client-7',
+    });
+    const types: string[] = [];
+    let deltas = '';
+    for await (const event of stream) {
+      types.push(event.type);
+      if (event.type === 'response.output_text.delta') deltas += event.delta;
+    }
+    const response = await stream.finalResponse();
+    assert.deepEqual(
+      types,
+      [
+        'response.created',
+        'response.in_progress',
+        'response.output_item.added',
+        'response.content_part.added',
+        ...Array<string>(4).fill('response.output_text.delta'),
+        'response.output_text.done',
+        'response.content_part.done',
+        'response.output_item.done',
+        'response.incomplete',
+      ],
+      types.join(','),
+    );
+    assert.equal(response.status, 'incomplete');
+    assert.deepEqual(response.incomplete_details, { reason: 'max_output_tokens' });
+    assert.ok(deltas.length > 0);
+    assert.equal(response.output_text, deltas, 'the final response holds the streamed text');
+    assert.equal(response.usage?.output_tokens, 4);
+    assert.deepEqual(response.metadata, { run: 'conformance' });
+    assert.equal(response.instructions, 'Answer briefly.');
+    assert.equal(response.user, 'client-7');
+    const stats = await getJson<GatewayStatsJson>(`${gw.url}/stats`);
+    assert.equal(stats.completed - completedBefore, 1, 'an incomplete response is a completed request');
+    assert.equal(stats.failedTotal, 0, JSON.stringify(stats));
+  });
+
+  it('refuses what the sim would otherwise ignore: structured output, a demanded tool, logprobs', async () => {
+    const cases: { body: Record<string, unknown>; param: string }[] = [
+      { body: { text: { format: { type: 'json_object' } } }, param: 'text.format' },
+      { body: { tool_choice: 'required' }, param: 'tool_choice' },
+      { body: { top_logprobs: 2 }, param: 'top_logprobs' },
+      { body: { include: ['message.output_text.logprobs'] }, param: 'include' },
+    ];
+    for (const { body, param } of cases) {
+      await assert.rejects(
+        client.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2, ...body }),
+        (error: unknown) =>
+          error instanceof OpenAI.APIError &&
+          error.status === 400 &&
+          error.code === 'SY_ERR_UNSUPPORTED_PARAMETER' &&
+          error.param === param,
+        JSON.stringify(body),
+      );
+    }
+    const bad = await post(gw.url, '/v1/responses', { model: MODEL, input: 'hi', metadata: { n: 1 } });
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal(assertErrorBody(bad.text, 400).error.param, 'metadata');
+    // The values that mean "off" are served.
+    const off = await client.responses.create({
+      model: MODEL,
+      input: 'hi',
+      max_output_tokens: 2,
+      text: { format: { type: 'text' } },
+      tool_choice: 'auto',
+      top_logprobs: 0,
+    });
+    assert.equal(off.usage?.output_tokens, 2);
   });
 
   it('refuses bad bodies with 400, a stable code and the field named', async () => {
