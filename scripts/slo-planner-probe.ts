@@ -72,6 +72,8 @@ interface Tick {
   readonly forRate: number;
   readonly forBursts: number;
   readonly headroom: number;
+  /** The detected season's autocorrelation at its period (0: none). */
+  readonly seasonR: number;
 }
 
 function workload(): { workload: Record<string, unknown>; maxInstances: number } {
@@ -98,7 +100,11 @@ function workload(): { workload: Record<string, unknown>; maxInstances: number }
 /** The numbers the planner's reason line carries (see planner.ts `reason`). */
 function parseReason(
   reason: string,
-): Pick<Tick, 'needed' | 'forBursts' | 'headroom'> & { demand: number; backlog: number; perReplica: number } {
+): Pick<Tick, 'needed' | 'forBursts' | 'headroom' | 'seasonR'> & {
+  demand: number;
+  backlog: number;
+  perReplica: number;
+} {
   const num = (re: RegExp): number => Number(re.exec(reason)?.[1] ?? Number.NaN);
   return {
     demand: num(/^demand ([\d.]+)/),
@@ -107,6 +113,7 @@ function parseReason(
     perReplica: num(/([\d.]+) req\/s per replica/),
     needed: num(/-> (\d+)/),
     forBursts: num(/need (\d+)/),
+    seasonR: Number(/season \d+ min r ([\d.]+)/.exec(reason)?.[1] ?? 0),
   };
 }
 
@@ -145,6 +152,7 @@ function main(): void {
           forRate: (r.demand + backlogRps) / r.perReplica,
           forBursts: r.forBursts,
           headroom: r.headroom,
+          seasonR: r.seasonR,
         });
         return d;
       },

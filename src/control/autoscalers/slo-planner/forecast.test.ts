@@ -36,6 +36,13 @@ test('the forecaster detects a 30-minute season and sees the rise coming a start
   assert.ok(ahead.levelRps < 4, `level ${ahead.levelRps}`);
   assert.ok(ahead.seasonalPeakRps > 15, `seasonal peak ${ahead.seasonalPeakRps}`);
   assert.equal(ahead.peakRps, Math.max(ahead.levelRps, ahead.trendRps, ahead.seasonalPeakRps));
+  // A clean sine repeats closely: the confidence the planner's season release needs.
+  assert.ok(ahead.periodCorrelation > 0.9, `autocorrelation at the period ${ahead.periodCorrelation}`);
+  // Unshifted, one period back: the trough's level is close to a period ago, so near the shifted peak.
+  assert.ok(
+    Math.abs(ahead.seasonalNaivePeakRps - ahead.seasonalPeakRps) < 2,
+    `${ahead.seasonalNaivePeakRps}`,
+  );
 });
 
 test('without a season the forecast is the level, or the trend when the rate climbs', () => {
@@ -57,6 +64,8 @@ test('a fixed period is used as given, and periodMs 0 turns seasonality off', ()
   const t = feed(off, 0, 100, sinusoid(30 * MIN));
   assert.equal(off.periodMs, 0);
   assert.ok(Number.isNaN(off.forecast(t, MIN).seasonalPeakRps));
+  assert.equal(off.forecast(t, MIN).periodCorrelation, 0);
+  assert.equal(fixed.forecast(0, MIN).periodCorrelation, 1, 'a configured period is taken as certain');
 });
 
 test('same windows, same forecast', () => {

@@ -87,8 +87,18 @@ export interface RateForecast {
   readonly trendRps: number;
   /** The largest seasonal forecast within the horizon, req/s; NaN without a period. */
   readonly seasonalPeakRps: number;
+  /**
+   * The largest rate one period before the horizon's buckets, unshifted (seasonal-naive: what the
+   * season alone says, free of the level's noise), req/s; NaN without a period.
+   */
+  readonly seasonalNaivePeakRps: number;
   /** The period in use, ms; 0 when none. */
   readonly periodMs: number;
+  /**
+   * The autocorrelation of the bucketed rate at the detected period, as last re-estimated: how
+   * confidently the history repeats (1 for a configured period; 0 without one).
+   */
+  readonly periodCorrelation: number;
   /** max(level, trend, seasonal peak): the rate to provision for over the horizon. */
   readonly peakRps: number;
 }
@@ -112,6 +122,8 @@ export class RateForecaster {
   private openSpanMs = 0;
   private level = Number.NaN;
   private periodBuckets = 0;
+  /** The autocorrelation at `periodBuckets` when last detected (1 when configured). */
+  private periodR = 0;
   /** The side (+1, -1) of the run of windows beyond the noise, 0 when none, and their arrivals and span. */
   private pendingJump = 0;
   private pendingArrivals = 0;
@@ -128,6 +140,7 @@ export class RateForecaster {
     this.levels = new Float64Array(Math.max(3, this.opts.trendBuckets));
     if (this.opts.periodMs !== undefined)
       this.periodBuckets = Math.round(this.opts.periodMs / this.opts.bucketMs);
+    if (this.periodBuckets > 0) this.periodR = 1;
   }
 
   /** Records `arrivals` over [startMs, endMs): one control window. */
@@ -193,12 +206,15 @@ export class RateForecaster {
     const levelRps = Number.isNaN(this.level) ? 0 : this.level;
     const trendRps = this.trendAt(horizonMs, levelRps);
     const seasonalPeakRps = this.seasonalPeak(nowMs, horizonMs, levelRps);
+    const seasonalNaivePeakRps = this.seasonalPeak(nowMs, horizonMs, Number.NaN);
     const peakRps = Math.max(levelRps, trendRps, Number.isNaN(seasonalPeakRps) ? 0 : seasonalPeakRps);
     return {
       levelRps,
       trendRps,
       seasonalPeakRps,
+      seasonalNaivePeakRps,
       periodMs: this.periodBuckets * this.opts.bucketMs,
+      periodCorrelation: this.periodBuckets > 0 ? this.periodR : 0,
       peakRps,
     };
   }
@@ -229,7 +245,9 @@ export class RateForecaster {
     const recheck = Math.max(this.opts.periodRecheckBuckets, Math.floor(this.count / 16));
     if (this.opts.periodMs === undefined && ++this.bucketsSinceRecheck >= recheck) {
       this.bucketsSinceRecheck = 0;
-      this.periodBuckets = this.detectPeriod();
+      const found = this.detectPeriod();
+      this.periodBuckets = found.lag;
+      this.periodR = found.r;
     }
   }
 
@@ -285,7 +303,8 @@ export class RateForecaster {
 
   /**
    * The largest seasonal-naive forecast over the horizon: the bucket one period before each future
-   * bucket, plus (level now - the rate one period before now). NaN without a period or history.
+   * bucket, plus (level now - the rate one period before now); unshifted when `levelRps` is NaN.
+   * NaN without a period or history.
    */
   private seasonalPeak(nowMs: number, horizonMs: number, levelRps: number): number {
     const p = this.periodBuckets;
@@ -294,7 +313,7 @@ export class RateForecaster {
     const nowBack = p - 1 - Math.max(0, Math.floor(nowMs / this.opts.bucketMs) - this.openBucket);
     const then = this.newest(nowBack);
     if (Number.isNaN(then)) return Number.NaN;
-    const shift = levelRps - then;
+    const shift = Number.isNaN(levelRps) ? 0 : levelRps - then;
     const aheadBuckets = Math.ceil(horizonMs / this.opts.bucketMs);
     let peak = Number.NaN;
     for (let k = 0; k <= aheadBuckets; k++) {
@@ -311,7 +330,7 @@ export class RateForecaster {
    * zero crossing and at least `periodMinBuckets`, if it reaches `periodMinCorrelation`; else 0.
    * Needs two periods of history. Long histories are coarsened first (see PERIOD_SEARCH_POINTS_MAX).
    */
-  private detectPeriod(): number {
+  private detectPeriod(): { lag: number; r: number } {
     const step = Math.max(1, Math.ceil(this.count / PERIOD_SEARCH_POINTS_MAX));
     const n = Math.floor(this.count / step);
     const xs = new Float64Array(n);
@@ -321,12 +340,12 @@ export class RateForecaster {
       for (let j = 0; j < step; j++) s += this.newest(this.count - 1 - (i * step + j));
       xs[i] = s / step;
     }
-    const lag = bestAutocorrelationLag(
+    const best = bestAutocorrelation(
       xs,
       Math.ceil(this.opts.periodMinBuckets / step),
       this.opts.periodMinCorrelation,
     );
-    return lag * step;
+    return { lag: best.lag * step, r: best.r };
   }
 }
 
@@ -336,13 +355,23 @@ export class RateForecaster {
  * 0 when none reaches `minCorrelation` or the series is flat.
  */
 export function bestAutocorrelationLag(xs: Float64Array, minLag: number, minCorrelation: number): number {
+  return bestAutocorrelation(xs, minLag, minCorrelation).lag;
+}
+
+/** `bestAutocorrelationLag` with the autocorrelation at that lag (lag 0, r 0 when none). */
+export function bestAutocorrelation(
+  xs: Float64Array,
+  minLag: number,
+  minCorrelation: number,
+): { lag: number; r: number } {
+  const none = { lag: 0, r: 0 };
   const n = xs.length;
   let mean = 0;
   for (let i = 0; i < n; i++) mean += xs[i] as number;
   mean /= n;
   let variance = 0;
   for (let i = 0; i < n; i++) variance += ((xs[i] as number) - mean) ** 2;
-  if (!(variance > 0)) return 0;
+  if (!(variance > 0)) return none;
   const maxLag = Math.floor(n / 2);
   const r = new Float64Array(maxLag + 2);
   r[0] = 1;
@@ -366,5 +395,5 @@ export function bestAutocorrelationLag(xs: Float64Array, minLag: number, minCorr
       bestR = here;
     }
   }
-  return best;
+  return best > 0 ? { lag: best, r: bestR } : none;
 }

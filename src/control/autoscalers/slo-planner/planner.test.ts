@@ -216,3 +216,59 @@ test('error budget: misses within the budget, burning under 1 over the hour, nev
     );
   assert.deepEqual(counts({ budgetHeadroomMax: 1.5 }), counts({}));
 });
+
+test('a confident season releases past the need within the hold; without one the hold stays', () => {
+  // A 10-minute square wave (10 req/s for 5 minutes, then 1), 60 ticks a period: the season is
+  // detected after two periods with an autocorrelation near 1.
+  const wave = (periods: number) =>
+    Array.from({ length: periods * 60 }, (_, i) => ({ arrivals: i % 60 < 30 ? 100 : 10 }));
+  const run = (p: Record<string, unknown>) => {
+    const loop = createSloPlanner(ctx, params({ burstLookbackMs: 60_000, ...p }), flatCapacity(2.5));
+    return { loop, cluster: new ScriptedCluster(ctx, 1), counts: [] as number[] };
+  };
+  const seasonal = run({});
+  const held = run({ seasonReleaseMinCorrelation: 1 });
+  for (const r of [seasonal, held]) r.counts = r.cluster.run(r.loop, wave(5));
+  const lastFall = 4 * 60 + 30; // the high half of the fifth period ends here
+  assert.match(
+    seasonal.loop.decide(seasonal.cluster.observe({ arrivals: 100 })).reason,
+    /season (10|20) min r (0\.9\d|1\.00)/,
+  );
+  // 10 req/s needs 5 replicas, 1 req/s needs 1. The hold keeps 5 for two start-ups (12 ticks)
+  // after the fall, then decays; the season already says the low half lasts 5 minutes.
+  assert.equal(held.counts[lastFall + 10], 5, 'without the season rule the hold keeps 5');
+  assert.ok(
+    (seasonal.counts[lastFall + 3] as number) <= 2,
+    `released within three ticks of the fall: ${seasonal.counts.slice(lastFall - 1, lastFall + 13)}`,
+  );
+  // Scaling up for the next high half is unchanged: the season asks for it a start-up ahead.
+  assert.ok(
+    (seasonal.counts[4 * 60 - 2] as number) >= 5,
+    `ready before the rise: ${seasonal.counts[4 * 60 - 2]}`,
+  );
+});
+
+test('no confident season: the count is the hold and decay as before', () => {
+  // Steps without a period: 5-minute steps whose rates never repeat in order. The detector finds a
+  // weak 15-minute "season" in them for a while (autocorrelation 0.64 to 0.72), under the threshold.
+  const steps = [20, 200, 30, 80, 140, 10, 60, 180, 40, 110, 20, 150, 70, 90, 10];
+  const script = Array.from({ length: 450 }, (_, i) => ({ arrivals: steps[Math.floor(i / 30)] as number }));
+  const run = (p: Record<string, unknown>) => {
+    const loop = createSloPlanner(ctx, params(p), flatCapacity(2.5));
+    const cluster = new ScriptedCluster(ctx, 1);
+    const reasons: string[] = [];
+    const counts = script.map((t) => {
+      const d = cluster.step(loop, t);
+      reasons.push(d.reason);
+      return d.targets[0]?.replicas ?? 0;
+    });
+    return { counts, reasons };
+  };
+  const today = run({ seasonReleaseMinCorrelation: 1 });
+  const withRule = run({});
+  assert.ok(
+    withRule.reasons.some((r) => /season \d+ min r 0\.[5-7]\d/.test(r)),
+    'a weak season is detected at some tick',
+  );
+  assert.deepEqual(withRule.counts, today.counts);
+});

@@ -19,6 +19,9 @@ import { JUMP_CONFIRM_MS, type RateForecast, RateForecaster } from './forecast.t
 
 const positive = z.number().positive().finite();
 
+/** See `seasonReleaseMinCorrelation`. */
+const SEASON_RELEASE_MIN_CORRELATION = 0.8;
+
 /** Parameters (all optional); the README explains each default. */
 export const sloPlannerParams = z.strictObject({
   /** Fraction of a replica's SLO-bound capacity to plan on: headroom for bursts within a window. */
@@ -39,6 +42,14 @@ export const sloPlannerParams = z.strictObject({
    * replicas on the held-out day) and the next burst within a start-up meets too few.
    */
   releaseTimeConstantMs: z.number().nonnegative().finite().optional(),
+  /**
+   * A season whose autocorrelation at its period reaches this (a configured `periodMs` counts as 1)
+   * bounds the scale-down hold: past the need, the count keeps no more than the season's own
+   * forecast over the next start-up needs, so on a falling half it comes down as fast as the season
+   * does instead of waiting the hold and decaying. The hold is there for rates and bursts that come
+   * back within a start-up; a season that repeats this closely already forecasts them. 1: never.
+   */
+  seasonReleaseMinCorrelation: z.number().gt(0).max(1).default(SEASON_RELEASE_MIN_CORRELATION),
   /** Objectives when the context has none, ms. */
   ttftMs: positive.default(2000),
   tpotMs: positive.default(100),
@@ -195,12 +206,33 @@ class PlannerState {
     // Attainment feedback scales whichever requirement binds, never under the error budget's floor.
     const headroom = Math.max(this.headroom, this.budget.floor());
     const needed = Math.ceil(Math.max(forRate, forBursts) * headroom * (1 - 1e-9));
-    const wanted = this.holdForScaleDown(o.nowMs, needed);
+    const seasonNeed = this.seasonNeed(f, backlogRps, perReplica, forBursts, headroom);
+    const wanted = this.holdForScaleDown(o.nowMs, needed, seasonNeed);
     return singleVariantDecision(
       this.context,
       wanted,
       `${this.reason(f, backlog, perReplica, needed, wanted)}; bursts of ${burst.toFixed(0)} a TTFT need ${Math.ceil(forBursts)}`,
     );
+  }
+
+  /**
+   * What a confident season says the count must be over the horizon: the seasonal-naive peak (the
+   * rate one period before the horizon, not shifted by the level, whose noise the need already
+   * carries) with the backlog, bursts and headroom as in the need. Infinite (no bound on the hold)
+   * without a season whose autocorrelation reaches `seasonReleaseMinCorrelation`, or without the
+   * history one period back.
+   */
+  private seasonNeed(
+    f: RateForecast,
+    backlogRps: number,
+    perReplica: number,
+    forBursts: number,
+    headroom: number,
+  ): number {
+    if (!(f.periodCorrelation >= this.params.seasonReleaseMinCorrelation)) return Number.POSITIVE_INFINITY;
+    if (!Number.isFinite(f.seasonalNaivePeakRps)) return Number.POSITIVE_INFINITY;
+    const forSeason = (f.seasonalNaivePeakRps + backlogRps) / perReplica;
+    return Math.ceil(Math.max(forSeason, forBursts) * headroom * (1 - 1e-9));
   }
 
   /** EWMA of the measured mean lengths; a window without completions or arrivals changes nothing. */
@@ -245,15 +277,19 @@ class PlannerState {
     this.budget.observe(w.endMs, w.endMs - w.startMs, w.completions + w.failures, misses);
   }
 
-  /** Scale up at once; scale down only to the largest count wanted over the last `downDelayMs`. */
-  private holdForScaleDown(nowMs: number, needed: number): number {
+  /**
+   * Scale up at once; scale down only to the largest count wanted over the last `downDelayMs`,
+   * then gradually (`release`); what is held past the need never exceeds `seasonNeed`, the count a
+   * confident season forecasts over the horizon (infinite without one).
+   */
+  private holdForScaleDown(nowMs: number, needed: number, seasonNeed: number): number {
     const recent = this.recent;
     recent.push({ atMs: nowMs, replicas: needed });
     while (recent.length > 0 && (recent[0] as { atMs: number }).atMs < nowMs - this.downDelayMs)
       recent.shift();
     let held = needed;
     for (const r of recent) if (r.replicas > held) held = r.replicas;
-    return this.release(nowMs, held);
+    return Math.max(needed, Math.min(this.release(nowMs, held), seasonNeed));
   }
 
   /** The held count, or the decaying level of a higher one given back since (never a step down). */
@@ -284,7 +320,7 @@ class PlannerState {
   ): string {
     const season =
       f.periodMs > 0
-        ? `, season ${(f.periodMs / 60_000).toFixed(0)} min ${f.seasonalPeakRps.toFixed(2)}`
+        ? `, season ${(f.periodMs / 60_000).toFixed(0)} min r ${f.periodCorrelation.toFixed(2)} ${f.seasonalPeakRps.toFixed(2)}`
         : '';
     const hold = wanted > needed ? `; holding ${wanted} (scale-down delay)` : '';
     return (
