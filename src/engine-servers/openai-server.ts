@@ -167,6 +167,8 @@ function parseJson(buffer: Buffer): unknown {
 /**
  * One generation's response: a GenerationSink that writes OpenAI JSON or SSE. The SSE framing of a
  * token chunk is built once per request; each token then costs one JSON string escape and a write.
+ * With vLLM's `stream_options.continuous_usage_stats` (and `include_usage`) every chunk carries the
+ * usage so far, as vLLM's do: the prompt tokens and the completion tokens delivered up to it.
  */
 class CompletionResponse implements GenerationSink {
   private started = false;
@@ -176,6 +178,10 @@ class CompletionResponse implements GenerationSink {
   private settled = false;
   private readonly chunkHead: string;
   private readonly chunkTail: string;
+  /** The chunk's end before its usage member (continuous usage only). */
+  private readonly chunkChoiceEnd: string;
+  /** Tokens delivered so far (continuous usage). */
+  private completionTokens = 0;
   private text = '';
   private readonly arrivalMs: number;
 
@@ -186,16 +192,26 @@ class CompletionResponse implements GenerationSink {
     private readonly id: string,
     private readonly created: number,
     arrivalMs: number,
+    /** `stream_options.continuous_usage_stats` with `include_usage`: usage in every chunk. */
+    private readonly continuousUsage: boolean,
   ) {
     this.arrivalMs = arrivalMs;
     const usageNull = parsed.includeUsage ? ',"usage":null' : '';
     if (parsed.kind === 'chat') {
       this.chunkHead = `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"delta":{"content":`;
-      this.chunkTail = `},"logprobs":null,"finish_reason":null}]${usageNull}}\n\n`;
+      this.chunkChoiceEnd = '},"logprobs":null,"finish_reason":null}]';
     } else {
       this.chunkHead = `data: {"id":"${id}","object":"text_completion","created":${created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"text":`;
-      this.chunkTail = `,"logprobs":null,"finish_reason":null,"stop_reason":null}]${usageNull}}\n\n`;
+      this.chunkChoiceEnd = ',"logprobs":null,"finish_reason":null,"stop_reason":null}]';
     }
+    this.chunkTail = `${this.chunkChoiceEnd}${usageNull}}\n\n`;
+  }
+
+  /** A chunk's usage member: the counts so far (continuous usage), null (include_usage), or none. */
+  private usageMember(completionTokens: number, promptTokens = this.parsed.promptTokens): string {
+    if (this.continuousUsage)
+      return `,"usage":{"prompt_tokens":${promptTokens},"completion_tokens":${completionTokens},"total_tokens":${promptTokens + completionTokens}}`;
+    return this.parsed.includeUsage ? ',"usage":null' : '';
   }
 
   /** The client is gone (or the response ended): nothing more may be written. */
@@ -203,11 +219,16 @@ class CompletionResponse implements GenerationSink {
     return this.ended;
   }
 
-  onText(text: string, _tokens: number): void {
+  onText(text: string, tokens: number): void {
     if (this.ended) return;
     if (!this.started) this.start();
-    if (this.parsed.stream) this.res.write(this.chunkHead + JSON.stringify(text) + this.chunkTail);
-    else this.text += text;
+    this.completionTokens += tokens;
+    if (!this.parsed.stream) this.text += text;
+    else if (!this.continuousUsage) this.res.write(this.chunkHead + JSON.stringify(text) + this.chunkTail);
+    else
+      this.res.write(
+        `${this.chunkHead}${JSON.stringify(text)}${this.chunkChoiceEnd}${this.usageMember(this.completionTokens)}}\n\n`,
+      );
   }
 
   onFinish(reason: FinishReason, usage: GenerationUsage): void {
@@ -223,8 +244,8 @@ class CompletionResponse implements GenerationSink {
       if (!this.started) this.start();
       let out =
         parsed.kind === 'chat'
-          ? `data: {"id":"${this.id}","object":"chat.completion.chunk","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":${reasonJson}}]${parsed.includeUsage ? ',"usage":null' : ''}}\n\n`
-          : `data: {"id":"${this.id}","object":"text_completion","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"text":"","logprobs":null,"finish_reason":${reasonJson},"stop_reason":null}]${parsed.includeUsage ? ',"usage":null' : ''}}\n\n`;
+          ? `data: {"id":"${this.id}","object":"chat.completion.chunk","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":${reasonJson}}]${this.usageMember(usage.completionTokens, usage.promptTokens)}}\n\n`
+          : `data: {"id":"${this.id}","object":"text_completion","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"text":"","logprobs":null,"finish_reason":${reasonJson},"stop_reason":null}]${this.usageMember(usage.completionTokens, usage.promptTokens)}}\n\n`;
       if (parsed.includeUsage) {
         const object = parsed.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
         out += `data: {"id":"${this.id}","object":"${object}","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[],"usage":${usageJson(usage)}}\n\n`;
@@ -271,10 +292,20 @@ class CompletionResponse implements GenerationSink {
     });
     if (this.parsed.kind === 'chat') {
       this.res.write(
-        `data: {"id":"${this.id}","object":"chat.completion.chunk","created":${this.created},"model":${JSON.stringify(this.parsed.model)},"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]${this.parsed.includeUsage ? ',"usage":null' : ''}}\n\n`,
+        `data: {"id":"${this.id}","object":"chat.completion.chunk","created":${this.created},"model":${JSON.stringify(this.parsed.model)},"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]${this.usageMember(0)}}\n\n`,
       );
     }
   }
+}
+
+/**
+ * vLLM's `stream_options.continuous_usage_stats`: usage in every chunk of a stream, only together
+ * with `include_usage` (as vLLM reads it).
+ */
+function continuousUsage(parsed: ParsedCompletionRequest, body: unknown): boolean {
+  if (!parsed.stream || !parsed.includeUsage) return false;
+  const options = (body as { stream_options?: { continuous_usage_stats?: unknown } }).stream_options;
+  return options?.continuous_usage_stats === true;
 }
 
 /** The server proper; `startOpenAiServer` is its public face. */
@@ -550,7 +581,7 @@ class EngineHttpServer {
     const response =
       kind === 'responses'
         ? new ResponsesResponse(this, res, parsed, id, created, arrivalMs, echo)
-        : new CompletionResponse(this, res, parsed, id, created, arrivalMs);
+        : new CompletionResponse(this, res, parsed, id, created, arrivalMs, continuousUsage(parsed, body));
     const controller = new AbortController();
     res.on('close', () => {
       if (response.done) return;

@@ -1,0 +1,182 @@
+/**
+ * End-to-end: clients Switchyard had not been run against, through a gateway in front of a real sim
+ * engine. `vllm bench serve`'s request functions (vllm/benchmarks/lib/endpoint_request_func.py) are
+ * restated here as plain fetch calls: the exact JSON they send (completions with `logprobs: null`,
+ * `repetition_penalty`, `ignore_eos`; chat with `max_completion_tokens` and content parts; both with
+ * `stream_options.include_usage`) and their way of reading the stream (events split at blank lines,
+ * a chunk with `choices` is a token, a chunk without is the usage). vLLM's
+ * `stream_options.continuous_usage_stats` puts the usage so far in every chunk, as vLLM does.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  type GatewayStatsJson,
+  getJson,
+  MODEL,
+  post,
+  simBackend,
+  startSims,
+  startTestGateway,
+  Teardown,
+  type TestGateway,
+} from './support/cluster.ts';
+
+const teardown = new Teardown();
+let gw: TestGateway;
+
+before(async () => {
+  const sims = await startSims(1, ['--time-scale', '0.05', '--kv-events', 'none'], teardown);
+  gw = await startTestGateway(
+    { backends: sims.engines.map((e, i) => simBackend(`sim${i}`, e, false)) },
+    teardown,
+  );
+});
+
+after(() => teardown.run());
+
+interface Usage {
+  readonly prompt_tokens: number;
+  readonly completion_tokens: number;
+  readonly total_tokens: number;
+}
+
+interface Chunk {
+  readonly choices?: readonly {
+    readonly text?: string;
+    readonly delta?: { readonly content?: string };
+    readonly finish_reason: string | null;
+  }[];
+  readonly usage?: Usage | null;
+}
+
+/** What `vllm bench serve` takes from one streamed answer. */
+interface BenchOutput {
+  /** A chunk with choices arrived (vLLM marks the request failed otherwise). */
+  readonly success: boolean;
+  readonly generatedText: string;
+  readonly outputTokens: number | undefined;
+  readonly promptLen: number | undefined;
+  /** Every chunk, parsed. */
+  readonly chunks: readonly Chunk[];
+}
+
+/** vLLM's stream reading: messages split at blank lines, `data: ` cut, `[DONE]` skipped. */
+function readAsVllmBench(status: number, text: string, kind: 'completion' | 'chat'): BenchOutput {
+  assert.equal(status, 200, text);
+  let generatedText = '';
+  let success = false;
+  let outputTokens: number | undefined;
+  let promptLen: number | undefined;
+  const chunks: Chunk[] = [];
+  for (const raw of text.split('\n\n')) {
+    const message = raw.trim();
+    if (message === '' || message.startsWith(':')) continue;
+    const data = message.replace(/^data: /, '');
+    if (data === '[DONE]') continue;
+    const chunk = JSON.parse(data) as Chunk;
+    chunks.push(chunk);
+    const choice = chunk.choices?.[0];
+    if (choice !== undefined) {
+      success = true;
+      generatedText += (kind === 'completion' ? choice.text : choice.delta?.content) ?? '';
+    } else if (chunk.usage) {
+      outputTokens = chunk.usage.completion_tokens;
+      promptLen = chunk.usage.prompt_tokens;
+    }
+  }
+  return { success, generatedText, outputTokens, promptLen, chunks };
+}
+
+describe('vllm bench serve through the gateway', { timeout: 30_000 }, () => {
+  it('its completions request: tokens in choices[0].text, usage in the last chunk', async () => {
+    const reply = await post(
+      gw.url,
+      '/v1/completions',
+      {
+        model: MODEL,
+        prompt: 'The switchyard sorts freight cars onto classification tracks.',
+        repetition_penalty: 1.0,
+        max_tokens: 12,
+        logprobs: null,
+        stream: true,
+        stream_options: { include_usage: true },
+        ignore_eos: true,
+      },
+      { headers: { 'x-request-id': 'bench-0' } },
+    );
+    const out = readAsVllmBench(reply.status, reply.text, 'completion');
+    assert.ok(out.success, reply.text);
+    assert.equal(out.outputTokens, 12, 'completion_tokens of the usage chunk');
+    assert.ok((out.promptLen ?? 0) > 0);
+    assert.ok(out.generatedText.length > 0);
+  });
+
+  it('its chat request: max_completion_tokens, content parts, delta.content', async () => {
+    const reply = await post(gw.url, '/v1/chat/completions', {
+      model: MODEL,
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'Describe a hump yard.' }] }],
+      max_completion_tokens: 9,
+      stream: true,
+      stream_options: { include_usage: true },
+      ignore_eos: true,
+    });
+    const out = readAsVllmBench(reply.status, reply.text, 'chat');
+    assert.ok(out.success, reply.text);
+    assert.equal(out.outputTokens, 9);
+    assert.ok(out.generatedText.length > 0);
+  });
+});
+
+describe("vLLM's continuous_usage_stats through the gateway", { timeout: 30_000 }, () => {
+  for (const kind of ['completion', 'chat'] as const) {
+    it(`${kind}: every chunk carries the usage so far; the last counts agree`, async () => {
+      const completedBefore = (await getJson<GatewayStatsJson>(`${gw.url}/stats`)).completed;
+      const maxTokens = 7;
+      const body =
+        kind === 'chat'
+          ? { messages: [{ role: 'user', content: 'Count the cars.' }] }
+          : { prompt: 'Count the cars.' };
+      const reply = await post(gw.url, kind === 'chat' ? '/v1/chat/completions' : '/v1/completions', {
+        model: MODEL,
+        ...body,
+        max_tokens: maxTokens,
+        stream: true,
+        stream_options: { include_usage: true, continuous_usage_stats: true },
+      });
+      const out = readAsVllmBench(reply.status, reply.text, kind);
+      const withChoices = out.chunks.filter((c) => (c.choices?.length ?? 0) > 0);
+      assert.ok(withChoices.length > 0);
+      let previous = 0;
+      for (const chunk of withChoices) {
+        const usage = chunk.usage;
+        assert.ok(usage !== undefined && usage !== null, `a chunk without usage: ${JSON.stringify(chunk)}`);
+        assert.ok(usage.completion_tokens >= previous, 'completion tokens never go back');
+        assert.equal(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
+        assert.equal(usage.prompt_tokens, out.promptLen);
+        previous = usage.completion_tokens;
+      }
+      const finish = withChoices.at(-1);
+      assert.equal(finish?.choices?.[0]?.finish_reason, 'length');
+      assert.equal(finish?.usage?.completion_tokens, maxTokens, 'the finish chunk has the final count');
+      assert.equal(out.outputTokens, maxTokens, 'and so has the usage chunk');
+      const stats = await getJson<GatewayStatsJson>(`${gw.url}/stats`);
+      assert.equal(stats.completed - completedBefore, 1);
+    });
+  }
+
+  it('without include_usage, continuous_usage_stats adds nothing (as vLLM reads it)', async () => {
+    const reply = await post(gw.url, '/v1/completions', {
+      model: MODEL,
+      prompt: 'hi',
+      max_tokens: 3,
+      stream: true,
+      stream_options: { continuous_usage_stats: true },
+    });
+    const out = readAsVllmBench(reply.status, reply.text, 'completion');
+    assert.ok(out.success);
+    assert.ok(
+      out.chunks.every((c) => c.usage === undefined),
+      reply.text,
+    );
+  });
+});
