@@ -33,6 +33,11 @@ export interface GenerationInput {
   readonly request: ParsedCompletionRequest;
   /** Fires when the client went away; the backend frees the sequence. */
   readonly signal: AbortSignal;
+  /**
+   * vLLM's `min_tokens`: no end (EOS or a stop string) before this many tokens. Set (above 0) only
+   * for a backend with `honoursMinTokens`; the server refuses it for any other.
+   */
+  readonly minTokens?: number;
 }
 
 /** The live signals a backend exposes under vLLM's metric names. */
@@ -54,6 +59,8 @@ export interface BackendSignals {
 export interface EngineBackend {
   /** The model id served (what /v1/models lists and requests must name). */
   readonly modelId: string;
+  /** Optional: true when `generate` honours `GenerationInput.minTokens` (vLLM's min_tokens). */
+  readonly honoursMinTokens?: boolean;
   /** Starts a generation; output arrives through the sink, asynchronously. */
   generate(input: GenerationInput, sink: GenerationSink): void;
   signals(): BackendSignals;

@@ -308,6 +308,29 @@ function continuousUsage(parsed: ParsedCompletionRequest, body: unknown): boolea
   return options?.continuous_usage_stats === true;
 }
 
+/**
+ * vLLM's `min_tokens` (absent or null: 0): an integer from 0 to the request's max_tokens (its
+ * default when absent), else 400 naming it, as vLLM answers; above 0 on a backend that cannot honour
+ * it, 400 SY_ERR_UNSUPPORTED_PARAMETER rather than an answer that ignores it.
+ */
+function minTokensOf(body: unknown, parsed: ParsedCompletionRequest, honoured: boolean): number {
+  const v = (body as { min_tokens?: unknown }).min_tokens;
+  if (v === undefined || v === null) return 0;
+  if (!(Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= parsed.maxTokens))
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `invalid request body: min_tokens: expected an integer from 0 to max_tokens (${parsed.maxTokens}), got ${String(JSON.stringify(v)).slice(0, 40)}`,
+      { param: 'min_tokens' },
+    );
+  if ((v as number) > 0 && !honoured)
+    throw new SwitchyardError(
+      'SY_ERR_UNSUPPORTED_PARAMETER',
+      "parameter 'min_tokens' is not supported by this engine: it may end a sequence earlier; remove it, or route the model to a vllm or sglang backend",
+      { param: 'min_tokens' },
+    );
+  return v as number;
+}
+
 /** The server proper; `startOpenAiServer` is its public face. */
 class EngineHttpServer {
   readonly metrics: VllmMetrics;
@@ -544,10 +567,13 @@ class EngineHttpServer {
     let parsed: ParsedCompletionRequest;
     /** A Responses answer's echoed request fields (responses.ts). */
     let echo = '';
+    /** vLLM's min_tokens (0: none). */
+    let minTokens = 0;
     try {
       // A Responses body is generated as the chat request with its conversation (responses.ts).
       parsed = kind === 'responses' ? parseResponsesBody(body) : parseCompletionBody(kind, body);
       if (kind === 'responses') echo = responsesEcho(body);
+      else minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
       this.checkModel(parsed.model);
       const refusal = kind === 'responses' ? undefined : builtinEngineRefusal(kind, body);
       if (refusal !== undefined) throw refusal;
@@ -590,7 +616,10 @@ class EngineHttpServer {
     });
     this.active++;
     try {
-      this.backend.generate({ id, request: parsed, signal: controller.signal }, response);
+      this.backend.generate(
+        { id, request: parsed, signal: controller.signal, ...(minTokens > 0 ? { minTokens } : {}) },
+        response,
+      );
     } catch (error) {
       response.onError(error as Error);
     }

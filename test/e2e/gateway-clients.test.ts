@@ -5,7 +5,9 @@
  * `repetition_penalty`, `ignore_eos`; chat with `max_completion_tokens` and content parts; both with
  * `stream_options.include_usage`) and their way of reading the stream (events split at blank lines,
  * a chunk with `choices` is a token, a chunk without is the usage). vLLM's
- * `stream_options.continuous_usage_stats` puts the usage so far in every chunk, as vLLM does.
+ * `stream_options.continuous_usage_stats` puts the usage so far in every chunk, as vLLM does, and
+ * its `min_tokens` (genai-perf's way to fix output lengths) holds stop strings back and is checked
+ * against max_tokens.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -178,5 +180,51 @@ describe("vLLM's continuous_usage_stats through the gateway", { timeout: 30_000 
       out.chunks.every((c) => c.usage === undefined),
       reply.text,
     );
+  });
+});
+
+describe("vLLM's min_tokens through the gateway (genai-perf's fixed output length)", {
+  timeout: 30_000,
+}, () => {
+  /** A completion with the same seed (the same filler text), with or without min_tokens. */
+  const complete = (extra: Record<string, unknown>) =>
+    post(gw.url, '/v1/completions', {
+      model: MODEL,
+      prompt: 'Which track?',
+      max_tokens: 40,
+      seed: 11,
+      stop: [' '],
+      ...extra,
+    });
+
+  it('a stop string waits for min_tokens tokens, as in vLLM', async () => {
+    const free = await complete({});
+    assert.equal(free.status, 200, free.text);
+    const freeBody = JSON.parse(free.text) as { choices: { finish_reason: string }[]; usage: Usage };
+    assert.equal(freeBody.choices[0]?.finish_reason, 'stop');
+    assert.ok(freeBody.usage.completion_tokens < 10, free.text);
+    const held = await complete({ min_tokens: 10 });
+    assert.equal(held.status, 200, held.text);
+    const heldBody = JSON.parse(held.text) as { usage: Usage };
+    assert.ok(heldBody.usage.completion_tokens > 10, held.text);
+  });
+
+  it('min_tokens past max_tokens, or not a count, is a 400 naming it', async () => {
+    for (const minTokens of [41, -1, 2.5, 'ten']) {
+      const reply = await complete({ min_tokens: minTokens });
+      assert.equal(reply.status, 400, reply.text);
+      const e = (JSON.parse(reply.text) as { error: { code: string; param: string } }).error;
+      assert.deepEqual([e.code, e.param], ['SY_ERR_INVALID_ARGUMENT', 'min_tokens'], reply.text);
+    }
+    // genai-perf's fixed length: min_tokens = max_tokens with ignore_eos.
+    const fixed = await post(gw.url, '/v1/chat/completions', {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 6,
+      min_tokens: 6,
+      ignore_eos: true,
+    });
+    assert.equal(fixed.status, 200, fixed.text);
+    assert.equal((JSON.parse(fixed.text) as { usage: Usage }).usage.completion_tokens, 6);
   });
 });

@@ -257,6 +257,29 @@ test('findStopCut finds a stop string across token boundaries and ignores empty 
   assert.equal(findStopCut(9, 50, ['not a filler word']), undefined);
 });
 
+test('findStopCut with minTokens (vLLM min_tokens) ignores stops that end before that many tokens', () => {
+  let text = '';
+  const ends: number[] = [];
+  for (let i = 0; i < 80; i++) {
+    text += fillerToken(9, i);
+    ends.push(text.length);
+  }
+  // A one-character stop that occurs early and again later.
+  const stop = text[ends[0] as number] as string;
+  const first = findStopCut(9, 80, [stop]);
+  assert.ok(first !== undefined && first.tokens < 20, JSON.stringify(first));
+  const min = first.tokens + 3;
+  const held = findStopCut(9, 80, [stop], min);
+  assert.ok(
+    held !== undefined && held.tokens > min,
+    `the stop waits for min_tokens: ${held?.tokens} > ${min}`,
+  );
+  // The cut is the first occurrence ending within a token past min_tokens, not an earlier one.
+  assert.equal(held.chars, text.indexOf(stop, (ends[min - 1] as number) - stop.length + 1));
+  assert.deepEqual(findStopCut(9, 80, [stop], 0), first, 'minTokens 0 changes nothing');
+  assert.equal(findStopCut(9, 10, [stop], 10), undefined, 'min_tokens = max_tokens: no stop can end it');
+});
+
 test('the same seed or temperature 0 gives the same text; without them each request differs', async () => {
   const b = backend();
   const run = (extra: Record<string, unknown>, prompt = 'same prompt') =>

@@ -170,8 +170,15 @@ export interface StopCut {
 /**
  * Where the first of `stops` occurs in the filler of `seed` within `maxTokens` tokens, or undefined.
  * Scans token by token, keeping only the tail a stop string could still span: O(maxTokens) time.
+ * As vLLM checks stop strings, a token's check finds only a stop that ends within that token's text,
+ * and with `minTokens` (vLLM's min_tokens) none is looked for until `minTokens` tokens are out.
  */
-export function findStopCut(seed: number, maxTokens: number, stops: readonly string[]): StopCut | undefined {
+export function findStopCut(
+  seed: number,
+  maxTokens: number,
+  stops: readonly string[],
+  minTokens = 0,
+): StopCut | undefined {
   const live = stops.filter((s) => s.length > 0);
   if (live.length === 0) return undefined;
   const keep = Math.max(...live.map((s) => s.length)) - 1;
@@ -179,11 +186,15 @@ export function findStopCut(seed: number, maxTokens: number, stops: readonly str
   /** Characters before `tail` starts. */
   let tailAt = 0;
   for (let i = 0; i < maxTokens; i++) {
-    tail += fillerToken(seed, i);
+    const token = fillerToken(seed, i);
+    tail += token;
     let at = -1;
-    for (const stop of live) {
-      const j = tail.indexOf(stop);
-      if (j >= 0 && (at < 0 || j < at)) at = j;
+    if (i >= minTokens) {
+      const newFrom = tail.length - token.length;
+      for (const stop of live) {
+        const j = tail.indexOf(stop, Math.max(0, newFrom - stop.length + 1));
+        if (j >= 0 && (at < 0 || j < at)) at = j;
+      }
     }
     if (at >= 0) return { tokens: i + 1, chars: tailAt + at };
     if (tail.length > keep) {
@@ -230,6 +241,8 @@ class SimSequence {
 /** The `sim` engine backend. See the module comment. */
 export class SimBackend implements EngineBackend {
   readonly modelId: string;
+  /** It never ends on its own, and its stop strings wait for `minTokens` (findStopCut). */
+  readonly honoursMinTokens = true;
   readonly blockSize: number;
   /** Sleep mode, with `enableSleepMode` (./sleep.ts); undefined otherwise (its routes answer 404). */
   readonly sleepMode: SimSleep | undefined;
@@ -361,7 +374,7 @@ export class SimBackend implements EngineBackend {
     const nowMs = this.modelNowMs();
     const id = `${input.id}#${this.nextId++}`;
     const seed = textSeed(req, id);
-    const stopCut = findStopCut(seed, maxTokens, req.stop);
+    const stopCut = findStopCut(seed, maxTokens, req.stop, input.minTokens ?? 0);
     const request: EngineRequest = {
       id,
       inputTokens: req.promptTokens,
