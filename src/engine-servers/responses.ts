@@ -23,8 +23,9 @@
  *   OpenAI answers; one that ends on its own is `completed`.
  *
  * Stored responses (`previous_response_id`, `conversation`), tools (and a `tool_choice` that
- * demands one), structured output (`text.format` other than text), log probabilities and background
- * mode are refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored.
+ * demands one), input items that are not messages (tool calls and outputs, item references),
+ * structured output (`text.format` other than text), log probabilities and background mode are
+ * refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored.
  */
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -155,11 +156,33 @@ export function parseResponsesBody(body: unknown): ParsedCompletionRequest {
     model: b['model'],
     messages: responsesMessages(b['instructions'], b['input']),
   };
+  refuseItemsNotMessages(b['input']);
   if (maxTokens !== undefined) chat['max_tokens'] = maxTokens;
   // The sampling fields mean the same in both APIs; anything else the engine ignores, as vLLM does.
   for (const field of ['stream', 'temperature', 'top_p', 'seed', 'priority', 'user'])
     if (b[field] !== undefined && b[field] !== null) chat[field] = b[field];
   return parseCompletionBody('chat', chat);
+}
+
+/**
+ * Input items that are not messages (a tool call and its output, a reasoning item, a reference to a
+ * stored item), which the shared parse passes over for a real backend to read: the built-in engines
+ * cannot, so the first is refused with 400 naming it rather than left out of the prompt.
+ */
+function refuseItemsNotMessages(input: unknown): void {
+  if (!Array.isArray(input)) return;
+  for (let i = 0; i < input.length; i++) {
+    const item: unknown = input[i];
+    if (!isObject(item) || item['role'] !== undefined) continue;
+    const type = item['type'];
+    if (type === undefined || type === 'message') continue;
+    throw new SwitchyardError(
+      'SY_ERR_UNSUPPORTED_PARAMETER',
+      `input item of type ${String(JSON.stringify(type)).slice(0, 64)} is not supported by the built-in engines: ` +
+        'they call no tools and store nothing; send messages only',
+      { param: `input[${i}]` },
+    );
+  }
 }
 
 /** The `usage` object of a Responses answer. */

@@ -165,12 +165,23 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
     assert.equal(stats.failedTotal, 0, JSON.stringify(stats));
   });
 
-  it('refuses what the sim would otherwise ignore: structured output, a demanded tool, logprobs', async () => {
+  it('refuses what the sim would otherwise ignore: structured output, tools, logprobs', async () => {
     const cases: { body: Record<string, unknown>; param: string }[] = [
       { body: { text: { format: { type: 'json_object' } } }, param: 'text.format' },
       { body: { tool_choice: 'required' }, param: 'tool_choice' },
       { body: { top_logprobs: 2 }, param: 'top_logprobs' },
       { body: { include: ['message.output_text.logprobs'] }, param: 'include' },
+      {
+        // An agent's second turn: the tool call and its output, which the sim cannot read.
+        body: {
+          input: [
+            { role: 'user', content: 'Weather?' },
+            { type: 'function_call', call_id: 'c1', name: 'weather', arguments: '{}' },
+            { type: 'function_call_output', call_id: 'c1', output: 'sunny' },
+          ],
+        },
+        param: 'input[1]',
+      },
     ];
     for (const { body, param } of cases) {
       await assert.rejects(
