@@ -168,3 +168,27 @@ test('a model not yet asked for is started into sleep beside an awake one, so it
   const off = runTwin(settings('switchyard', 1, false, rare)).serverless;
   assert.equal(off?.sleep.prestarts, 0);
 });
+
+test('boot into sleep: models never asked for start into sleep on free GPUs, so first starts are wakes; off with bootIntoSleep false', () => {
+  const rare = { modelRatesRps: [0.02, 0.02, 0.02, 0.02], onMeanS: 60, offMeanS: 600 };
+  const hold = { loneSleepMaxMs: 3_600_000 };
+  const r = runTwin(settings('switchyard', 2, hold, rare));
+  const s = r.serverless;
+  assert.ok(s !== undefined);
+  // At the first decision both GPUs are free and nothing waits: engines boot there.
+  assert.ok(s.sleep.boots > 0 && s.sleep.boots <= s.sleep.prestarts, JSON.stringify(s.sleep));
+  // Each model's engine is made once (a load, a start into sleep beside an awake one, or a boot),
+  // and the booted models' first starts are wakes: fewer loads than models.
+  const loads = s.loadsByTier.remote + s.loadsByTier.dram + s.loadsByTier.ssd;
+  assert.equal(loads + s.sleep.prestarts, 4);
+  assert.ok(loads < 4 && s.sleep.wakes > 0, JSON.stringify({ loads, ...s.sleep }));
+  // Billed while held: two GPUs at most, over the run's span.
+  assert.ok((r.gpuHours ?? 0) <= (2 * r.summary.simulatedSeconds) / 3600 + 1e-9);
+  const off = runTwin(settings('switchyard', 2, { ...hold, bootIntoSleep: false }, rare)).serverless;
+  assert.ok(off !== undefined);
+  assert.equal(off.sleep.boots, 0);
+  // Without it a model's first request waits for a start-up; with it, for a wake.
+  assert.ok(s.ttftMs.cold.p50 < off.ttftMs.cold.p50, `${s.ttftMs.cold.p50} vs ${off.ttftMs.cold.p50}`);
+  // Deterministic: the same seed gives the same figures.
+  assert.deepEqual(runTwin(settings('switchyard', 2, hold, rare)).serverless, s);
+});

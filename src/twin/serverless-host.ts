@@ -38,8 +38,10 @@ import type { ClusterNode } from '../control/placement/index.ts';
 import { DEFAULT_GPU_MEMORY_UTILIZATION } from '../control/placement/placement.ts';
 import {
   ArrivalHistory,
+  bootQueue,
   createServerlessPolicy,
   type LoneGpu,
+  nameHash,
   resolveSleep,
   type ServerlessModelView,
   type ServerlessParams,
@@ -177,8 +179,13 @@ export interface ServerlessOutcome {
     readonly stoppedAsleep: number;
     /** Drain-and-swaps begun: busy instances drained so a sleeper could wake on their GPUs. */
     readonly swaps: number;
-    /** Engines started straight into sleep on GPUs billed anyway (see the host's `prestart`). */
+    /**
+     * Engines started straight into sleep: on GPUs billed anyway (see the host's `prestart`), and
+     * booted on free GPUs (`boots`, counted here too).
+     */
     readonly prestarts: number;
+    /** Of `prestarts`, models booted into sleep on free GPUs before their first start (`bootQueue`). */
+    readonly boots: number;
     /** GPU-hours of GPUs held by sleepers alone (in the run's gpuHours too). */
     readonly loneGpuHours: number;
     /** Mean wake time, ms. */
@@ -234,6 +241,8 @@ interface Served {
   startupMs: number;
   /** Whether an instance of it has been ready in this run. */
   everReady: boolean;
+  /** Whether it has had an instance or an engine (awake, starting or asleep) in this run. */
+  everStarted: boolean;
 }
 
 /** Runs a serverless policy over the models' pools (see the module comment). */
@@ -280,6 +289,7 @@ export class ServerlessHost implements TwinControl {
   /** Cache instances that are woken sleepers (not fresh starts); dropped when they stop. */
   private readonly wokenIds = new Set<string>();
   private prestarts = 0;
+  private boots = 0;
   private sleeps = 0;
   private wakes = 0;
   private wakeMsSum = 0;
@@ -353,6 +363,7 @@ export class ServerlessHost implements TwinControl {
       coldRequests: 0,
       startupMs,
       everReady: false,
+      everStarted: false,
     };
     return served;
   }
@@ -492,6 +503,7 @@ export class ServerlessHost implements TwinControl {
         stoppedAsleep: this.stoppedAsleep,
         swaps: this.swaps,
         prestarts: this.prestarts,
+        boots: this.boots,
         loneGpuHours,
         wakeMsMean: this.wakes > 0 ? this.wakeMsSum / this.wakes : 0,
       },
@@ -579,7 +591,7 @@ export class ServerlessHost implements TwinControl {
     want.sort(
       (a, b) =>
         b.lastUsedMs - a.lastUsedMs ||
-        hashOrder(a.spec.id) - hashOrder(b.spec.id) ||
+        nameHash(a.spec.id) - nameHash(b.spec.id) ||
         compareStrings(a.spec.id, b.spec.id),
     );
     for (const m of want) {
@@ -590,10 +602,55 @@ export class ServerlessHost implements TwinControl {
         const startupMs = this.cache.estimate(m.spec.id, node, t).startupMs;
         if (!this.cache.pinDram(m.spec.id, node, t).ok) continue;
         const s = book.prestart(m.spec.id, node, gpus, t, t + startupMs, initBytes);
+        m.everStarted = true;
         this.prestarts++;
         this.note(
           nowMs,
           `${s.id} starts into sleep on ${node} GPUs ${gpus.join(',')}: wakeable in ${(startupMs / 1000).toFixed(1)} s`,
+        );
+        break;
+      }
+    }
+    if (book.config.bootIntoSleep) this.boot(book, nowMs);
+  }
+
+  /**
+   * Boot into sleep (`bootQueue`): models never started in the run, none of their requests held, go
+   * straight into sleep on free GPUs (no awake instance there), in the queue's order, while no
+   * demand waits for a GPU. Billed from then on as GPUs held by sleepers alone (the hold rule and
+   * the GPU account apply); a demand start still takes such a GPU's awake place, abandoning the boot
+   * if both do not fit. Each pins its weights in the node's DRAM, as a start into sleep does.
+   */
+  private boot(book: SleepBook, nowMs: number): void {
+    const t = this.cacheTime(nowMs);
+    const queue = bootQueue(
+      this.models.map((m) => ({
+        id: m.spec.id,
+        everStarted: m.everStarted,
+        active: this.active(m),
+        held: m.pool.heldCount,
+      })),
+    );
+    // Packed: a GPU with no sleeper yet is opened only while fewer GPUs hold sleepers than the
+    // queue needs at the memory rule's sleepers per GPU (fewer GPUs held by sleepers alone to bill;
+    // booting on every free GPU at once cost the hold of more lone GPUs than it saved: README).
+    const gpusNeeded = Math.ceil(queue.length / Math.max(1, book.sleepersPerGpuMax));
+    for (const id of queue) {
+      const m = this.byId.get(id) as Served;
+      const initBytes = book.awakeNeedBytes(this.cache.shardBytes(id).perGpuBytes);
+      for (const node of this.cache.nodeIds()) {
+        if (!this.cache.fits(id, node)) continue;
+        const gpus = book.bootGpus(node, m.spec.tp, initBytes, t, book.gpusWithSleepers < gpusNeeded);
+        if (gpus === undefined) continue;
+        const startupMs = this.cache.estimate(id, node, t).startupMs;
+        if (!this.cache.pinDram(id, node, t).ok) continue;
+        const s = book.boot(id, node, gpus, t, t + startupMs, initBytes);
+        m.everStarted = true;
+        this.prestarts++;
+        this.boots++;
+        this.note(
+          nowMs,
+          `${s.id} boots into sleep on free ${node} GPUs ${gpus.join(',')}: wakeable in ${(startupMs / 1000).toFixed(1)} s`,
         );
         break;
       }
@@ -676,6 +733,7 @@ export class ServerlessHost implements TwinControl {
     this.stopSleepers(placed?.stopped ?? [], nowMs, `no room beside ${load.instanceId}`);
     this.readyAtOf.set(load.instanceId, { sinceMs: nowMs, readyAtMs: nowMs + load.startupMs });
     m.cacheIdOfSlot[k] = load.instanceId;
+    m.everStarted = true;
     this.slotOfCacheId.set(load.instanceId, { m, k, node: choice.node });
     m.pool.start(k, nowMs, load.startupMs);
     this.starts++;
@@ -1018,13 +1076,6 @@ function thinned<T>(points: readonly T[], max: number): T[] {
 function rank(pool: ModelPool, k: number): number {
   if (pool.phaseOf(k) === 'starting') return 0;
   return (pool.instances[k] as SimInstance).inFlight === 0 ? 1 : 2;
-}
-
-/** A fixed order of model ids that carries nothing of their names' order (FNV-1a, 32 bits). */
-function hashOrder(id: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
-  return h;
 }
 
 function compareStrings(a: string, b: string): number {

@@ -42,11 +42,15 @@ export {
   type VictimCandidate,
 } from './policies.ts';
 export {
+  BOOT_INTO_SLEEP_DEFAULT,
+  type BootCandidate,
+  bootQueue,
   KV_FLOOR_BYTES_PER_GPU_DEFAULT,
   KV_REALLOC_MS_DEFAULT,
   LONE_HOLD_MAX_MS_DEFAULT,
   LONE_SLEEP_MAX_MS_DEFAULT,
   type LoneGpu,
+  nameHash,
   resolveSleep,
   SLEEP_RESIDUAL_BYTES_PER_GPU_DEFAULT,
   SLEEPERS_PER_GPU_MAX,

@@ -5,7 +5,15 @@ import { HOST_TO_GPU_BYTES_PER_S } from '../../model/loading.ts';
 import { startupTimeMs } from '../../model/startup.ts';
 import { ModelCache } from '../model-cache/cache.ts';
 import { defaultTiers } from '../model-cache/tiers.ts';
-import { resolveSleep, SleepBook, SWAP_RESIDENCY_MIN_MS_DEFAULT, swapVerdict, wakeTimeMs } from './sleep.ts';
+import {
+  bootQueue,
+  nameHash,
+  resolveSleep,
+  SleepBook,
+  SWAP_RESIDENCY_MIN_MS_DEFAULT,
+  swapVerdict,
+  wakeTimeMs,
+} from './sleep.ts';
 
 const config = resolveSleep();
 
@@ -70,6 +78,60 @@ test('an engine started straight into sleep: only beside an awake instance, one 
   assert.equal(book.canPrestartOn('n1', [0], init, 1000), false);
   assert.equal(book.canPrestartOn('n1', [0], init, 45_000), true);
   assert.equal(book.countOf('b'), 1);
+});
+
+test('boot into sleep: never-started models in hash order, none while demand waits for a GPU, once per model', () => {
+  const ids = Array.from({ length: 12 }, (_, i) => `m${String(i).padStart(2, '0')}`);
+  const fresh = ids.map((id) => ({ id, everStarted: false, active: 0, held: 0 }));
+  const queue = bootQueue(fresh);
+  // Every model, in the hash's order: not the names' (a generator's popularity ranks).
+  assert.deepEqual([...queue].sort(), ids);
+  assert.notDeepEqual(queue, ids);
+  for (let i = 1; i < queue.length; i++)
+    assert.ok(nameHash(queue[i - 1] as string) <= nameHash(queue[i] as string));
+  // Demand first: a model with requests held and no instance empties the queue this decision.
+  const waiting = fresh.map((m, i) => (i === 5 ? { ...m, held: 3 } : m));
+  assert.deepEqual(bootQueue(waiting), []);
+  // A model already started (or one whose requests are held behind its own start) is not booted.
+  const ran = fresh.map((m, i) =>
+    i === 0 ? { ...m, everStarted: true } : i === 1 ? { ...m, held: 2, active: 1 } : m,
+  );
+  assert.deepEqual(
+    bootQueue(ran),
+    queue.filter((id) => id !== 'm00' && id !== 'm01'),
+  );
+  assert.equal(resolveSleep().bootIntoSleep, true);
+  assert.equal(resolveSleep({ bootIntoSleep: false }).bootIntoSleep, false);
+});
+
+test('boot on a free GPU: one initialising engine a GPU, packed onto GPUs with sleepers, never in the way of a demand start', () => {
+  const book = new SleepBook([{ id: 'n1', gpus: 2 }], 72 * GiB, 20 * GiB, config);
+  const init = book.awakeNeedBytes(20 * GiB);
+  // Free GPUs take a boot (a start into sleep beside an awake instance could not).
+  assert.equal(book.canPrestartOn('n1', [0], init, 0), false);
+  assert.deepEqual(book.bootGpus('n1', 1, init, 0), [0]);
+  const b = book.boot('b', 'n1', [0], 0, 45_000, init);
+  // Billed from the boot on (a GPU held by sleepers alone), its hold clock from its readiness.
+  assert.equal(book.loneGpuMs(10_000), 10_000);
+  assert.deepEqual(book.loneGpuList(30_000), [{ node: 'n1', index: 0, aloneMs: 0, models: ['b'] }]);
+  assert.equal(book.loneGpuList(50_000)[0]?.aloneMs, 5000);
+  // One initialising engine per GPU: GPU 0 is busy booting, so the next goes to GPU 1 or waits.
+  assert.equal(book.canBootOn('n1', [0], init, 1000), false);
+  assert.deepEqual(book.bootGpus('n1', 1, init, 1000), [1]);
+  assert.equal(book.bootGpus('n1', 1, init, 1000, false), undefined);
+  // Once b sleeps, GPU 0 holds a sleeper: the next boot packs there, before the empty GPU 1.
+  assert.deepEqual(book.bootGpus('n1', 1, init, 45_000), [0]);
+  const c = book.boot('c', 'n1', [0], 45_000, 90_000, init);
+  // A demand start takes a booting GPU's awake place; where both do not fit, the boot is
+  // abandoned (not the wakeable sleeper b): 30 + 30 + 3 GiB over 72 GiB at a 40 GiB shard.
+  const big = book.placeAt('d', 'n1', [0], 50_000, 40 * GiB);
+  assert.deepEqual(
+    big.map((x) => x.id),
+    [c.id],
+  );
+  assert.equal(book.sleepersOn('n1', 0), 1);
+  assert.equal(book.countOf('b'), 1);
+  assert.equal(b.model, 'b');
 });
 
 test('drain-and-swap: who yields, and the minimum residency', () => {

@@ -52,6 +52,12 @@ export const LONE_HOLD_MAX_MS_DEFAULT = 15 * 60_000;
 export const KV_FLOOR_BYTES_PER_GPU_DEFAULT = 10 * GiB;
 /** Sleepers one GPU may hold at most, whatever the memory says (bounds the per-GPU lists). */
 export const SLEEPERS_PER_GPU_MAX = 64;
+/**
+ * Boot into sleep: models never started in the run are started straight into sleep on free GPUs
+ * (no awake instance there) while no demand waits for a GPU, so the hour's first starts are wakes.
+ * On by default where sleep mode is (the `switchyard` policy); README.md in this folder has the rule.
+ */
+export const BOOT_INTO_SLEEP_DEFAULT = true;
 
 /** Sleep-mode parameters, all optional. */
 export interface SleepParams {
@@ -61,6 +67,8 @@ export interface SleepParams {
   readonly loneSleepMaxMs?: number | undefined;
   readonly loneHoldMaxMs?: number | undefined;
   readonly kvFloorBytesPerGpu?: number | undefined;
+  /** Start never-started models into sleep on free GPUs (default BOOT_INTO_SLEEP_DEFAULT). */
+  readonly bootIntoSleep?: boolean | undefined;
 }
 
 /** Resolved sleep-mode parameters. */
@@ -73,6 +81,8 @@ export interface SleepConfig {
   /** The most hold of a GPU held by sleepers alone; at least `loneSleepMaxMs`. */
   readonly loneHoldMaxMs: number;
   readonly kvFloorBytesPerGpu: number;
+  /** Whether never-started models boot into sleep on free GPUs (see BOOT_INTO_SLEEP_DEFAULT). */
+  readonly bootIntoSleep: boolean;
 }
 
 /**
@@ -83,7 +93,7 @@ export function resolveSleep(params: SleepParams = {}): SleepConfig {
   const loneSleepMaxMs = params.loneSleepMaxMs ?? LONE_SLEEP_MAX_MS_DEFAULT;
   if (params.loneHoldMaxMs !== undefined && params.loneHoldMaxMs < loneSleepMaxMs)
     throw invalidArgument('loneHoldMaxMs', params.loneHoldMaxMs, `ms >= loneSleepMaxMs (${loneSleepMaxMs})`);
-  const c: SleepConfig = {
+  const c = {
     residualBytesPerGpu: params.residualBytesPerGpu ?? SLEEP_RESIDUAL_BYTES_PER_GPU_DEFAULT,
     wakeOverheadMs: params.wakeOverheadMs ?? WAKE_OVERHEAD_MS_DEFAULT,
     kvReallocMs: params.kvReallocMs ?? KV_REALLOC_MS_DEFAULT,
@@ -93,7 +103,7 @@ export function resolveSleep(params: SleepParams = {}): SleepConfig {
     kvFloorBytesPerGpu: params.kvFloorBytesPerGpu ?? KV_FLOOR_BYTES_PER_GPU_DEFAULT,
   };
   for (const [k, v] of Object.entries(c)) if (!(v >= 0)) throw invalidArgument(k, v, '>= 0');
-  return c;
+  return { ...c, bootIntoSleep: params.bootIntoSleep ?? BOOT_INTO_SLEEP_DEFAULT };
 }
 
 /**
@@ -125,7 +135,13 @@ export interface Sleeper {
 export interface LoneGpu {
   readonly node: string;
   readonly index: number;
-  /** How long sleepers alone have held it, ms. */
+  /**
+   * How long sleepers alone have held it, ms, counted from when its last engine initialising there
+   * (booted or started into sleep) became wakeable: an engine's initialisation is its start-up, not
+   * idle time, so the hold rule's clock (60 s whatever it is worth, then by value) starts once it
+   * could serve. 0 while one still initialises. (The bill counts from the first moment:
+   * `loneGpuMs`.)
+   */
   readonly aloneMs: number;
   /** Its sleepers' models, one per sleeper. */
   readonly models: readonly ModelId[];
@@ -259,17 +275,26 @@ export class SleepBook {
     return stopped;
   }
 
-  /** Stops the oldest sleepers on these GPUs until `needBytes` fits beside the rest on each. */
+  /**
+   * Stops sleepers on these GPUs until `needBytes` fits beside the rest on each: an engine still
+   * initialising first (a boot or start into sleep is abandoned before a wakeable sleeper is lost:
+   * it holds the most memory and is furthest from use), then the oldest.
+   */
   private makeRoom(node: string, indices: readonly number[], needBytes: number, nowMs: number): Sleeper[] {
     const gpus = this.node(node);
     const stopped: Sleeper[] = [];
     for (const i of indices) {
       const g = gpus[i] as Gpu;
       while (g.sleepers.size > 0 && needBytes + this.sleeperBytes(g, nowMs) > this.budgetBytesPerGpu) {
-        const oldest = [...g.sleepers]
+        const first = [...g.sleepers]
           .map((id) => this.sleepers.get(id) as Sleeper)
-          .sort((a, b) => a.sinceMs - b.sinceMs || (a.id < b.id ? -1 : 1))[0] as Sleeper;
-        stopped.push(this.remove(oldest.id, nowMs));
+          .sort(
+            (a, b) =>
+              Number(b.readyAtMs > nowMs) - Number(a.readyAtMs > nowMs) ||
+              a.sinceMs - b.sinceMs ||
+              (a.id < b.id ? -1 : 1),
+          )[0] as Sleeper;
+        stopped.push(this.remove(first.id, nowMs));
       }
     }
     return stopped;
@@ -330,6 +355,70 @@ export class SleepBook {
       if (this.canPrestartOn(node, [i], initBytesPerGpu, nowMs)) picked.push(i);
     }
     return picked.length === tp ? picked : undefined;
+  }
+
+  /**
+   * Whether an engine needing `initBytesPerGpu` can boot into sleep on these GPUs though no awake
+   * instance holds them (a free GPU, billed from then on as held by sleepers alone): one
+   * initialising engine per GPU at a time, its whole need beside the sleepers there, and once
+   * asleep, room left for the smallest served model to start or wake (`canSleepOn`'s rule). It
+   * never takes a GPU's awake place: a demand start still goes there (`placeAwake`), and abandons
+   * the boot if both do not fit (`makeRoom`).
+   */
+  canBootOn(node: string, indices: readonly number[], initBytesPerGpu: number, nowMs: number): boolean {
+    const gpus = this.node(node);
+    const idleNeed = this.awakeNeedBytes(this.smallestAwakeBytesPerGpu);
+    const res = this.config.residualBytesPerGpu;
+    return indices.every((i) => {
+      const g = gpus[i] as Gpu;
+      if (g.awake !== undefined || g.sleepers.size >= SLEEPERS_PER_GPU_MAX) return false;
+      for (const id of g.sleepers) if (this.initialising(id, nowMs)) return false;
+      const held = this.sleeperBytes(g, nowMs);
+      return (
+        held + initBytesPerGpu <= this.budgetBytesPerGpu && idleNeed + held + res <= this.budgetBytesPerGpu
+      );
+    });
+  }
+
+  /**
+   * `tp` GPUs of `node` where an engine can boot into sleep (`canBootOn`): GPUs already holding
+   * sleepers first (packed, so fewer GPUs are held by sleepers alone), lowest index on ties; an
+   * empty GPU only when `emptyOk`.
+   */
+  bootGpus(
+    node: string,
+    tp: number,
+    initBytesPerGpu: number,
+    nowMs: number,
+    emptyOk = true,
+  ): number[] | undefined {
+    const gpus = this.node(node);
+    const ok = gpus
+      .map((g, i) => ({ i, n: g.sleepers.size }))
+      .filter(({ i, n }) => (emptyOk || n > 0) && this.canBootOn(node, [i], initBytesPerGpu, nowMs));
+    ok.sort((a, b) => b.n - a.n || a.i - b.i);
+    return ok.length >= tp ? ok.slice(0, tp).map(({ i }) => i) : undefined;
+  }
+
+  /** GPUs of the cluster holding at least one sleeper. */
+  get gpusWithSleepers(): number {
+    let n = 0;
+    for (const gpus of this.gpus.values()) for (const g of gpus) if (g.sleepers.size > 0) n++;
+    return n;
+  }
+
+  /** An engine booted into sleep on free GPUs (`canBootOn`): a sleeper wakeable from `readyAtMs`. */
+  boot(
+    model: ModelId,
+    node: string,
+    indices: readonly number[],
+    nowMs: number,
+    readyAtMs: number,
+    initBytesPerGpu: number,
+  ): Sleeper {
+    if (!this.canBootOn(node, indices, initBytesPerGpu, nowMs))
+      throw new Error(`no free GPU to boot ${model} on ${node}`);
+    return this.add(model, node, indices, nowMs, readyAtMs, initBytesPerGpu);
   }
 
   /** An engine started straight into sleep: a sleeper that can wake from `readyAtMs` on. */
@@ -438,7 +527,7 @@ export class SleepBook {
 
   /**
    * Every GPU held by sleepers alone now, node by node (in the order given) and by index: how long
-   * it has been so, and its sleepers' models (one entry per sleeper, oldest id first). At most one
+   * it has been so (from its last engine's readiness: `LoneGpu.aloneMs`), and its sleepers' models (one entry per sleeper, oldest id first). At most one
    * entry per GPU of the cluster.
    */
   loneGpuList(nowMs: number): LoneGpu[] {
@@ -446,8 +535,13 @@ export class SleepBook {
     for (const [node, gpus] of this.gpus) {
       for (const [index, g] of gpus.entries()) {
         if (g.aloneSinceMs === undefined) continue;
-        const models = [...g.sleepers].sort().map((id) => (this.sleepers.get(id) as Sleeper).model);
-        out.push({ node, index, aloneMs: Math.max(0, nowMs - g.aloneSinceMs), models });
+        const held = [...g.sleepers].sort().map((id) => this.sleepers.get(id) as Sleeper);
+        // Engines started into sleep (an init of their own) count from their readiness.
+        const fromMs = Math.max(
+          g.aloneSinceMs,
+          ...held.map((s) => (s.initBytesPerGpu > 0 ? s.readyAtMs : 0)),
+        );
+        out.push({ node, index, aloneMs: Math.max(0, nowMs - fromMs), models: held.map((s) => s.model) });
       }
     }
     return out;
@@ -544,4 +638,43 @@ export function swapVerdict(
   const freeAtMs = Math.max(...pending.map((b) => Math.max(b.readyAtMs, b.sinceMs + residencyMinMs)));
   if (freeAtMs <= nowMs) return 'drain';
   return freeAtMs - nowMs < waiting.startupMs ? 'wait' : 'none';
+}
+
+/**
+ * A fixed order of model ids that carries nothing of their names' order (FNV-1a, 32 bits): a
+ * generator that names models by popularity (m00 the most asked) must not leak its ranks into an
+ * order a live gateway could not justify.
+ */
+export function nameHash(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/** What the boot rule needs of one model, as the host knows it. */
+export interface BootCandidate {
+  readonly id: ModelId;
+  /** Whether it has had an instance or an engine (awake, starting or asleep) in this run. */
+  readonly everStarted: boolean;
+  /** Instances starting or ready. */
+  readonly active: number;
+  /** Requests held for an instance. */
+  readonly held: number;
+}
+
+/**
+ * Boot into sleep (sleep mode, `bootIntoSleep`): the models to start straight into sleep on free
+ * GPUs now, in the order to try. Empty while any model's requests wait with no instance of it
+ * starting or ready (demand first: they may need a free GPU's awake place this decision); else
+ * every model never started in the run and with no request held, in `nameHash` order (such a model
+ * has no arrivals yet, so no observed figure can rank it, and a name order would leak a generator's
+ * popularity ranks). Once per model: a model that ran is back to today's rules (a sleeper stopped
+ * by the hold rule is not booted again, or a GPU could be held in a boot-and-stop loop).
+ */
+export function bootQueue(models: readonly BootCandidate[]): ModelId[] {
+  if (models.some((m) => m.held > 0 && m.active === 0)) return [];
+  return models
+    .filter((m) => !m.everStarted && m.active === 0 && m.held === 0)
+    .map((m) => m.id)
+    .sort((a, b) => nameHash(a) - nameHash(b) || (a < b ? -1 : a > b ? 1 : 0));
 }
