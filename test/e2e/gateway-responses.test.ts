@@ -29,6 +29,7 @@ import {
   startTestGateway,
   Teardown,
   type TestGateway,
+  until,
 } from './support/cluster.ts';
 
 const teardown = new Teardown();
@@ -248,6 +249,39 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
     const e = assertErrorBody(reply.text, 400).error;
     assert.equal(e.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
     assert.equal(e.param, 'tools');
+  });
+  it('a Responses stream the client abandons is a client abort, and the engine lets the sequence go', async () => {
+    const stats0 = await getJson<GatewayStatsJson>(`${gw.url}/stats`);
+    const engineAborts = async () => {
+      let n = 0;
+      for (const e of sims.engines)
+        n += metricSum(await scrape(e.url), 'vllm:request_success_total', 'finished_reason="abort"');
+      return n;
+    };
+    const aborted0 = await engineAborts();
+    const stream = await client.responses.create({
+      model: MODEL,
+      input: 'A long answer, please.',
+      max_output_tokens: 5000,
+      stream: true,
+    });
+    let deltas = 0;
+    for await (const event of stream) {
+      if (event.type === 'response.output_text.delta' && ++deltas === 3) break; // aborts the request
+    }
+    await until('the gateway counts the abort and the engine aborts the sequence', async () => {
+      const stats = await getJson<GatewayStatsJson>(`${gw.url}/stats`);
+      let running = 0;
+      for (const e of sims.engines) running += metricSum(await scrape(e.url), 'vllm:num_requests_running');
+      return (
+        stats.inFlight === 0 &&
+        (stats.failed['client_abort'] ?? 0) === (stats0.failed['client_abort'] ?? 0) + 1 &&
+        running === 0 &&
+        (await engineAborts()) === aborted0 + 1
+      );
+    });
+    const stats = await getJson<GatewayStatsJson>(`${gw.url}/stats`);
+    assert.equal(stats.accepted, stats.completed + stats.failedTotal, JSON.stringify(stats));
   });
 });
 
