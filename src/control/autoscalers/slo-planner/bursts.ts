@@ -32,6 +32,11 @@ export class BurstTracker {
   /** Request weight per bin: a span of n arrivals weighs n (what its requests see). */
   private readonly weight = new Float64Array(BINS);
   private total = 0;
+  /** Expected arrivals of the windows in `recent` (same ring positions), for the excess. */
+  private readonly recentExpected: Float64Array;
+  /** Each span's excess over its expected arrivals (>= 0), and its request weight per excess bin. */
+  private readonly excesses: Float64Array;
+  private readonly excessWeight = new Float64Array(BINS);
 
   constructor(
     /** Control windows in one span (the TTFT target over the control interval, at least 1). */
@@ -41,25 +46,49 @@ export class BurstTracker {
   ) {
     this.recent = new Float64Array(Math.max(1, spanWindows));
     this.sums = new Float64Array(Math.max(1, lookbackWindows));
+    this.recentExpected = new Float64Array(this.recent.length);
+    this.excesses = new Float64Array(this.sums.length);
   }
 
-  /** Records one control window's arrivals. */
-  observe(arrivals: number): void {
+  /**
+   * Records one control window's arrivals, and the arrivals its rate forecast expected (for
+   * `excessQuantile`; 0 when unknown, which makes the excess the span's count).
+   */
+  observe(arrivals: number, expected = 0): void {
     this.recent[this.recentHead] = arrivals;
+    this.recentExpected[this.recentHead] = expected;
     this.recentHead = (this.recentHead + 1) % this.recent.length;
     let span = 0;
-    for (const a of this.recent) span += a;
+    let spanExpected = 0;
+    for (let i = 0; i < this.recent.length; i++) {
+      span += this.recent[i] as number;
+      spanExpected += this.recentExpected[i] as number;
+    }
+    const excess = Math.max(0, span - spanExpected);
     if (this.sumsCount === this.sums.length) {
       const old = this.sums[this.sumsHead] as number;
       this.weight[binOf(old)] = (this.weight[binOf(old)] as number) - old;
+      const oldExcess = binOf(this.excesses[this.sumsHead] as number);
+      this.excessWeight[oldExcess] = (this.excessWeight[oldExcess] as number) - old;
       this.total -= old;
     } else {
       this.sumsCount++;
     }
     this.sums[this.sumsHead] = span;
+    this.excesses[this.sumsHead] = excess;
     this.sumsHead = (this.sumsHead + 1) % this.sums.length;
     this.weight[binOf(span)] = (this.weight[binOf(span)] as number) + span;
+    this.excessWeight[binOf(excess)] = (this.excessWeight[binOf(excess)] as number) + span;
     this.total += span;
+  }
+
+  /**
+   * The excess of a span's arrivals over what the rate expected that a fraction `q` of the
+   * lookback's requests arrived in or under (request-weighted, as `quantile`): the burst on top of
+   * the rate, for a load whose rate is forecast well enough that the rest is known in advance.
+   */
+  excessQuantile(q: number): number {
+    return weightedQuantile(this.excessWeight, this.total, q);
   }
 
   /**
@@ -67,13 +96,18 @@ export class BurstTracker {
    * 128, to 2% above): 0 before any arrival.
    */
   quantile(q: number): number {
-    if (!(this.total > 0)) return 0;
-    const target = q * this.total;
-    let seen = 0;
-    for (let b = 0; b < BINS; b++) {
-      seen += this.weight[b] as number;
-      if (seen >= target - 1e-9) return binUpper(b);
-    }
-    return binUpper(BINS - 1);
+    return weightedQuantile(this.weight, this.total, q);
   }
+}
+
+/** The upper edge of the bin where `q` of `total` weight is reached; 0 without weight. */
+function weightedQuantile(weight: Float64Array, total: number, q: number): number {
+  if (!(total > 0)) return 0;
+  const target = q * total;
+  let seen = 0;
+  for (let b = 0; b < BINS; b++) {
+    seen += weight[b] as number;
+    if (seen >= target - 1e-9) return binUpper(b);
+  }
+  return binUpper(BINS - 1);
 }

@@ -227,7 +227,7 @@ test('a confident season releases past the need within the hold; without one the
     return { loop, cluster: new ScriptedCluster(ctx, 1), counts: [] as number[] };
   };
   const seasonal = run({});
-  const held = run({ seasonReleaseMinCorrelation: 1 });
+  const held = run({ seasonMinCorrelation: 1 });
   for (const r of [seasonal, held]) r.counts = r.cluster.run(r.loop, wave(5));
   const lastFall = 4 * 60 + 30; // the high half of the fifth period ends here
   assert.match(
@@ -264,11 +264,38 @@ test('no confident season: the count is the hold and decay as before', () => {
     });
     return { counts, reasons };
   };
-  const today = run({ seasonReleaseMinCorrelation: 1 });
+  const today = run({ seasonMinCorrelation: 1 });
   const withRule = run({});
   assert.ok(
     withRule.reasons.some((r) => /season \d+ min r 0\.[5-7]\d/.test(r)),
     'a weak season is detected at some tick',
   );
   assert.deepEqual(withRule.counts, today.counts);
+});
+
+test("a confident season's trough does not keep standing capacity for its peak's arrivals", () => {
+  // Prefill 1 s a prompt (TTFT 2 s at 80%, a span of one 10 s window counted at 2/10): a window of
+  // 100 arrivals needs 13 replicas of prefill as a burst, while its rate needs 5.
+  const capacity: CapacityFn = () => ({
+    requestsPerS: 2.5,
+    limitedBy: 'decode',
+    prefillMs: 1000,
+    decodeBatch: 32,
+    itlMs: 20,
+  });
+  // A smooth 10-minute wave, 1 to 10 req/s: no step, so no window is far above the level.
+  const wave = Array.from({ length: 360 }, (_, i) => ({
+    arrivals: Math.round(55 - 45 * Math.cos((2 * Math.PI * i) / 60)),
+  }));
+  const run = (p: Record<string, unknown>) =>
+    new ScriptedCluster(ctx, 1).run(createSloPlanner(ctx, params(p), capacity), wave);
+  const seasonal = run({});
+  const today = run({ seasonMinCorrelation: 1 });
+  const trough = 5 * 60; // the last period's trough (1 req/s)
+  // Without the season rule the 30-minute burst lookback keeps the peak's 100-request spans: 13.
+  assert.equal(today[trough], 13);
+  // With it, bursts are the spans' excess over the level that expected them, on top of a span at
+  // the forecast peak: a handful of replicas at the trough, all 13 again at the peak.
+  assert.ok((seasonal[trough] as number) <= 6, `at the trough: ${seasonal[trough]}`);
+  assert.equal(seasonal[trough + 30], today[trough + 30], 'the peak is sized as before');
 });
