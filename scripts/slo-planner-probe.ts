@@ -98,9 +98,7 @@ function workload(): { workload: Record<string, unknown>; maxInstances: number }
 }
 
 /** The numbers the planner's reason line carries (see planner.ts `reason`). */
-function parseReason(
-  reason: string,
-): Pick<Tick, 'needed' | 'forBursts' | 'headroom' | 'seasonR'> & {
+function parseReason(reason: string): Pick<Tick, 'needed' | 'forBursts' | 'headroom' | 'seasonR'> & {
   demand: number;
   backlog: number;
   perReplica: number;
