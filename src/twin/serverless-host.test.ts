@@ -191,4 +191,10 @@ test('boot into sleep: models never asked for start into sleep on free GPUs, so 
   assert.ok(s.ttftMs.cold.p50 < off.ttftMs.cold.p50, `${s.ttftMs.cold.p50} vs ${off.ttftMs.cold.p50}`);
   // Deterministic: the same seed gives the same figures.
   assert.deepEqual(runTwin(settings('switchyard', 2, hold, rare)).serverless, s);
+  // The hold rule applies to booted GPUs: at the default hold (60 s, then by value within the GPU
+  // account) sleepers nobody asks for are stopped, and the bill is below the hour-long hold's.
+  const held = runTwin(settings('switchyard', 2, undefined, rare));
+  assert.ok((held.serverless?.sleep.boots ?? 0) > 0);
+  assert.ok((held.serverless?.sleep.stoppedAsleep ?? 0) > 0, JSON.stringify(held.serverless?.sleep));
+  assert.ok((held.gpuHours ?? 0) < (r.gpuHours ?? 0), `${held.gpuHours} vs ${r.gpuHours}`);
 });
