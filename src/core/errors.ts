@@ -62,6 +62,11 @@ export const ERRORS = {
   SY_ERR_ENGINE_ASLEEP: { status: 503, type: 'server_error' },
   /** `POST /sleep` while the engine still runs requests: drain it first (in-flight work would be lost). */
   SY_ERR_ENGINE_BUSY: { status: 409, type: 'invalid_request_error' },
+  /**
+   * A request body in a content coding the host does not decode (`Content-Encoding: gzip`): RFC
+   * 9110's 415, with `Accept-Encoding: identity` saying what it takes.
+   */
+  SY_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 /** One of the stable error codes. */

@@ -50,6 +50,7 @@ import {
   parseGatewayConfig,
   perfModelIdOf,
 } from './config.ts';
+import { ACCEPTED_ENCODING, contentEncodingRefusal } from './content-encoding.ts';
 import type { FeedTarget, SignalFeeds } from './feeds.ts';
 import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
 import { bearerToken, sendError, sendJson, sideReadFor } from './http-util.ts';
@@ -936,6 +937,12 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
         this.refuseBody(req, res, kind, e);
         return;
       }
+    }
+    const encoding = contentEncodingRefusal(req.headers['content-encoding']);
+    if (encoding !== undefined) {
+      res.setHeader('accept-encoding', ACCEPTED_ENCODING);
+      this.refuseBody(req, res, kind, encoding);
+      return;
     }
     // The body's bounds (time, size, bytes held, depth) live in body-reader.ts; the sweep expires it.
     const reader = new BodyReader(this, req, res, kind, tenant, this.nowMs());

@@ -7,10 +7,12 @@
  * a chunk with `choices` is a token, a chunk without is the usage). vLLM's
  * `stream_options.continuous_usage_stats` puts the usage so far in every chunk, as vLLM does, and
  * its `min_tokens` (genai-perf's way to fix output lengths) holds stop strings back and is checked
- * against max_tokens.
+ * against max_tokens. A compressed request body is refused with 415 and the connection serves the
+ * next request.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import {
   type GatewayStatsJson,
   getJson,
@@ -22,6 +24,7 @@ import {
   Teardown,
   type TestGateway,
 } from './support/cluster.ts';
+import { openSocket, readUntilClose } from './support/raw-http.ts';
 
 const teardown = new Teardown();
 let gw: TestGateway;
@@ -226,5 +229,42 @@ describe("vLLM's min_tokens through the gateway (genai-perf's fixed output lengt
     });
     assert.equal(fixed.status, 200, fixed.text);
     assert.equal((JSON.parse(fixed.text) as { usage: Usage }).usage.completion_tokens, 6);
+  });
+});
+
+describe('a compressed request body', { timeout: 30_000 }, () => {
+  it('is 415 SY_ERR_UNSUPPORTED_MEDIA_TYPE with Accept-Encoding: identity; the connection goes on', async () => {
+    const rejectedBefore = (await getJson<GatewayStatsJson>(`${gw.url}/stats`)).rejected;
+    const json = JSON.stringify({ model: MODEL, prompt: 'hi', max_tokens: 2 });
+    const gz = gzipSync(json);
+    const host = new URL(gw.url).host;
+    const socket = await openSocket(gw.url);
+    const answers = readUntilClose(socket, 15_000);
+    // Two requests on one connection: the gzip one, then a plain one that closes it.
+    socket.write(
+      `POST /v1/completions HTTP/1.1\r\nHost: ${host}\r\ncontent-type: application/json\r\n` +
+        `content-encoding: gzip\r\ncontent-length: ${gz.length}\r\n\r\n`,
+    );
+    socket.write(gz);
+    socket.write(
+      `POST /v1/completions HTTP/1.1\r\nHost: ${host}\r\ncontent-type: application/json\r\n` +
+        `connection: close\r\ncontent-length: ${Buffer.byteLength(json)}\r\n\r\n${json}`,
+    );
+    const text = await answers;
+    const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+    assert.deepEqual(statuses, ['415', '200'], text);
+    const first = text.slice(0, text.indexOf('HTTP/1.1 200'));
+    assert.match(first, /^accept-encoding: identity\r$/im);
+    const body = JSON.parse(first.slice(first.indexOf('{'))) as { error: { code: string; param: string } };
+    assert.deepEqual(
+      [body.error.code, body.error.param],
+      ['SY_ERR_UNSUPPORTED_MEDIA_TYPE', 'content-encoding'],
+    );
+    const stats = await getJson<GatewayStatsJson>(`${gw.url}/stats`);
+    assert.equal(
+      (stats.rejected['SY_ERR_UNSUPPORTED_MEDIA_TYPE'] ?? 0) -
+        (rejectedBefore['SY_ERR_UNSUPPORTED_MEDIA_TYPE'] ?? 0),
+      1,
+    );
   });
 });
