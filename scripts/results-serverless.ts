@@ -232,9 +232,10 @@ ${sections.join('\n')}
   0.80x), B 81.9 -> 67.3 s (still met), D unchanged (0.37x), all at <= 0.94x GPU-hours. *After the first
   10 min* it cost A 18.7 -> 23.1 s (0.41x -> 0.51x) and gave C 27.5 -> 24.0 s. A boot takes as long as a
   start (~45-60 s with the weights from the remote store), so the first minute's requests still wait a
-  start-up (about half of A's 1% tail, about 20 of C's 47); the rest of the tail is later fresh starts of
-  models whose sleepers the hold rule stopped. Booting on every free GPU at once, or valuing a never-asked
-  model's sleeper, cost more than it saved (src/control/serverless/README.md has the variants).
+  start-up (about half of the 1% tail in A and in C: 202 of 366, 25 of 48); the rest of the tail is
+  later fresh starts of models whose sleepers the hold rule stopped. Booting on every free GPU at once, or
+  valuing a never-asked model's sleeper, cost more than it saved (src/control/serverless/README.md has
+  the variants).
 - **Sleep mode now makes most later starts wakes.** Switchyard's starts are 95-99% wakes (A 1,088 of
   1,146; D 3,583 of 3,620) against 51 of 300 and 2,493 of 2,774 before sleep mode's later steps, and its
   *p99 past first starts* falls where models time-share GPUs: D 7.1 s against 93.3 s for ServerlessLLM,
