@@ -81,6 +81,19 @@ class Recorder implements EngineListener {
   }
 }
 
+/**
+ * A Recorder that takes fused sub-steps' gaps through the batched hook, unrolling each batch into
+ * the per-gap entries the plain hook would have logged: its log must match a plain Recorder's.
+ */
+class GapBatchRecorder extends Recorder {
+  batches = 0;
+  onInterTokenGaps(endsMs: Float64Array, from: number, to: number, count: number): void {
+    assert.ok(from >= 1 && to > from && to <= endsMs.length, `gap batch [${from}, ${to})`);
+    this.batches++;
+    for (let j = from; j < to; j++) this.onInterTokenLatency(endsMs[j]! - endsMs[j - 1]!, count);
+  }
+}
+
 interface DriveOptions {
   /** Abort these request ids when the clock first reaches the given time. */
   readonly aborts?: ReadonlyMap<string, number>;
@@ -569,8 +582,13 @@ interface HostRun {
  * their time, and with `fuse` each step gets the next such time (or an extra barrier, standing for a
  * metrics sample) as its horizon. Without `fuse` the horizon is now: plain steps.
  */
-function driveHost(w: Workload, fuse: boolean, barriers: readonly number[], perf: PerfModel): HostRun {
-  const rec = new Recorder();
+function driveHost(
+  w: Workload,
+  fuse: boolean,
+  barriers: readonly number[],
+  perf: PerfModel,
+  rec: Recorder = new Recorder(),
+): HostRun {
   const core = new EngineCore(w.config, perf, w.numBlocks, rec);
   const arrivals = [...w.requests].sort((a, b) => a.arrivalMs - b.arrivalMs);
   const aborts = [...w.aborts].sort((a, b) => a[1] - b[1]);
@@ -709,6 +727,7 @@ test('fused: no fusing while a prefill chunk, a preemption or an admission is in
 
 test('property: fused and plain steps give the same finishes, tokens, gaps, blocks and events', () => {
   let fusedAny = 0;
+  let batchedAny = 0;
   let preemptions = 0;
   fc.assert(
     fc.property(
@@ -730,6 +749,12 @@ test('property: fused and plain steps give the same finishes, tokens, gaps, bloc
         // Finishes and first tokens with their times, in order; gaps with their counts, in order.
         assert.deepEqual(entries(fused.rec, 'first', 'finish'), entries(plain.rec, 'first', 'finish'));
         assert.deepEqual(fused.rec.itlCalls, plain.rec.itlCalls);
+        // The batched gap hook reports the same gaps, in the same order among the other calls.
+        const batching = new GapBatchRecorder();
+        const batched = driveHost(load, true, barriers, contextPerf(), batching);
+        assert.deepEqual(batched.rec.log, fused.rec.log);
+        assert.equal(batched.core.busyMs, plain.core.busyMs);
+        if (batching.batches > 0) batchedAny++;
         // The same KV events in the same order (evictions of a fused step come at its start).
         assert.deepEqual(fused.rec.kvEvents, plain.rec.kvEvents);
         assert.deepEqual(fused.rec.rejected, plain.rec.rejected);
@@ -749,6 +774,7 @@ test('property: fused and plain steps give the same finishes, tokens, gaps, bloc
   );
   // The generator must reach both fusing and preemption.
   assert.ok(fusedAny > 50 && preemptions > 0, `fused ${fusedAny} runs, ${preemptions} preemptions`);
+  assert.ok(batchedAny > 50, `gap batches in ${batchedAny} runs`);
 });
 
 test('async scheduling: a request added while the engine is busy joins the step after next', () => {

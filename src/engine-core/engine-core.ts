@@ -271,8 +271,11 @@ export class EngineCore {
    * stale). Grown on demand up to FUSED_STEPS_MAX, so a core that never fuses keeps it tiny.
    */
   private subStepEndMs: Float64Array = new Float64Array(16);
-  /** One double, to hand a called function's result to a hot loop unboxed. */
-  private readonly scratchMs = new Float64Array(1);
+  /**
+   * Doubles handed to a hot loop unboxed: [0] a called function's result, [1] the fused loop's
+   * horizon (a parameter arrives tagged).
+   */
+  private readonly scratchMs = new Float64Array(2);
   /** End of the previous step; a sequence whose last token came then has a regular gap. */
   private prevStepEndMs = Number.NaN;
 
@@ -1170,14 +1173,16 @@ export class EngineCore {
     const ends = this.subStepEndMs;
     const shape = this.shape;
     const stepTimes = this.stepTimes;
-    const pool = this.blockPool;
-    const runs = this.runs;
-    const kv = this.kv;
+    const scratch = this.scratchMs;
     ends[0] = firstEndMs;
     // Read back from the typed array, not taken from the parameter: seeded with a tagged argument,
     // the loop's running end time was kept tagged and every sub-step boxed a new heap number (16
     // bytes each, 60 MB of the Mooncake replay's 123 MB allocated). The value is the same double.
     let endMs = ends[0]!;
+    // The horizon likewise: as the tagged parameter, every sub-step tested whether it was a small
+    // integer or a heap number before comparing.
+    scratch[1] = horizonMs;
+    const horizon = scratch[1]!;
     let k = 1;
     // The shape's context, kept in a small-integer local: stored into an object field or passed as a
     // double, it was a new heap number on every sub-step of millions.
@@ -1190,6 +1195,8 @@ export class EngineCore {
     // the first one's throughout (it is below every sequence's computed tokens: see
     // `commonPrefixTokens`). The memo's pages are not keyed by it: such a run asks the model.
     const remembered = shape.commonPrefixTokens === 0;
+    // The rare paths (a memo miss, a sub-step that allocates) are calls, so that this loop, run
+    // millions of times a replay, keeps its locals in registers.
     while (k < kMax) {
       const j = k + 1;
       // Every sequence's context is one token longer than in the previous sub-step.
@@ -1199,42 +1206,24 @@ export class EngineCore {
         page = stepTimes.pageFor(n, contextTokens) ?? NO_DECODE_MEMO_PAGE;
       }
       let durationMs = page[contextTokens & DECODE_MEMO_PAGE_MASK]!;
-      // A page holds only times that passed this check (step-memo.ts), so only a miss is checked.
+      // A page holds only times that passed the check (step-memo.ts), so only a miss is checked.
       if (Number.isNaN(durationMs)) {
         // Through a Float64Array: merged with the page's unboxed read, the call's boxed result
         // made the compiler box every sub-step's duration (a heap number each, millions a run).
-        const scratch = this.scratchMs;
-        scratch[0] = stepTimes.decodeStepTimeMs(shape, contextTokens);
+        this.missedSubStepMs(contextTokens);
         durationMs = scratch[0]!;
-        if (!(durationMs >= 0 && durationMs < Number.POSITIVE_INFINITY)) {
-          throw new AssertionError(`perf model returned step time ${durationMs}`);
-        }
       }
       // Summed one by one, as a host adding each unfused step's duration would.
       const nextEndMs = endMs + durationMs;
-      if (!(nextEndMs < horizonMs)) {
+      if (!(nextEndMs < horizon)) {
         contextTokens = (contextTokens - n) | 0;
         break;
       }
       if (j === nextAlloc) {
-        let need = 0;
-        for (let i = 0; i < n; i++) if (computedOf[i]! + j > numBlocksOf[i]! * bs) need++;
-        if (waitingWatchesBlocks || need > kv.freeCount) {
+        nextAlloc = this.allocateSubStep(j, waitingWatchesBlocks);
+        if (nextAlloc < 0) {
           contextTokens = (contextTokens - n) | 0;
           break;
-        }
-        // Anonymous blocks: which sequence gets which evicted block does not matter.
-        if (runs !== undefined) runs.allocate(need);
-        // In slot order, as the unfused step's scheduling loop would allocate them.
-        nextAlloc = NO_ALLOC;
-        for (let i = 0; i < n; i++) {
-          let have = numBlocksOf[i]!;
-          if (computedOf[i]! + j > have * bs) {
-            if (runs === undefined) this.slotTable[i]![have] = pool.allocate();
-            numBlocksOf[i] = ++have;
-          }
-          const alloc = (have * bs - computedOf[i]! + 1) | 0;
-          if (alloc < nextAlloc) nextAlloc = alloc;
         }
       }
       ends[k] = nextEndMs;
@@ -1244,6 +1233,48 @@ export class EngineCore {
     // The last sub-step's shape, as `lastStepShape` shows it.
     shape.decodeContextTokens = contextTokens;
     return k;
+  }
+
+  /**
+   * The perf model's time for a decode sub-step at `contextTokens` total context (the memo missed),
+   * left in `scratchMs[0]`; refuses an invalid time.
+   */
+  private missedSubStepMs(contextTokens: number): void {
+    const durationMs = this.stepTimes.decodeStepTimeMs(this.shape, contextTokens);
+    if (!(durationMs >= 0 && durationMs < Number.POSITIVE_INFINITY)) {
+      throw new AssertionError(`perf model returned step time ${durationMs}`);
+    }
+    this.scratchMs[0] = durationMs;
+  }
+
+  /**
+   * Allocates the blocks fused sub-step j needs (one for each sequence whose token `computed + j`
+   * passes its blocks) and returns the next sub-step that needs one (NO_ALLOC: none); -1, allocating
+   * nothing, when the step must stop before j: blocks are short, or a waiting request watches them.
+   */
+  private allocateSubStep(j: number, waitingWatchesBlocks: boolean): number {
+    const n = this.runCount;
+    const bs = this.blockSize;
+    const computedOf = this.slotComputed;
+    const numBlocksOf = this.slotNumBlocks;
+    let need = 0;
+    for (let i = 0; i < n; i++) if (computedOf[i]! + j > numBlocksOf[i]! * bs) need++;
+    if (waitingWatchesBlocks || need > this.kv.freeCount) return -1;
+    // Anonymous blocks: which sequence gets which evicted block does not matter.
+    const runs = this.runs;
+    if (runs !== undefined) runs.allocate(need);
+    // In slot order, as the unfused step's scheduling loop would allocate them.
+    let nextAlloc = NO_ALLOC;
+    for (let i = 0; i < n; i++) {
+      let have = numBlocksOf[i]!;
+      if (computedOf[i]! + j > have * bs) {
+        if (runs === undefined) this.slotTable[i]![have] = this.blockPool.allocate();
+        numBlocksOf[i] = ++have;
+      }
+      const alloc = (have * bs - computedOf[i]! + 1) | 0;
+      if (alloc < nextAlloc) nextAlloc = alloc;
+    }
+    return nextAlloc;
   }
 
   /**
@@ -1289,10 +1320,15 @@ export class EngineCore {
     }
     if (regularGaps > 0) listener.onInterTokenLatency?.(firstEndMs - prevEndMs, regularGaps);
     let busyMs = this.busyTotalMs + (firstEndMs - this.stepStartMs);
-    for (let j = 1; j < advance; j++) {
-      const gapMs = ends[j]! - ends[j - 1]!;
-      listener.onInterTokenLatency?.(gapMs, n);
-      busyMs += gapMs;
+    if (listener.onInterTokenGaps !== undefined) {
+      if (advance > 1) listener.onInterTokenGaps(ends, 1, advance, n);
+      for (let j = 1; j < advance; j++) busyMs += ends[j]! - ends[j - 1]!;
+    } else {
+      for (let j = 1; j < advance; j++) {
+        const gapMs = ends[j]! - ends[j - 1]!;
+        listener.onInterTokenLatency?.(gapMs, n);
+        busyMs += gapMs;
+      }
     }
     this.busyTotalMs = busyMs;
     this.stepCount += advance;

@@ -126,6 +126,15 @@ export interface EngineListener {
   onFinish(result: FinishedRequest): void;
   /** Inter-token gaps, batched: `count` tokens each arrived `gapMs` after the previous one. */
   onInterTokenLatency?(gapMs: number, count: number): void;
+  /**
+   * The same gaps for a run of fused decode sub-steps, when the host can take them at once: for j
+   * from `from` to `to - 1` in turn, `count` tokens each arrived `endsMs[j] - endsMs[j - 1]` after
+   * the previous one, exactly as that many `onInterTokenLatency` calls would report them. When
+   * given, the core calls it instead of those calls: one call per fused step instead of one per
+   * sub-step (millions on a long replay), and the host's loop keeps its sums in registers.
+   * `endsMs` is the core's own array, only valid during the call.
+   */
+  onInterTokenGaps?(endsMs: Float64Array, from: number, to: number, count: number): void;
   onKvEvent?(event: KvEvent): void;
   /** The request was refused at `add` and will never finish; `add` also returns false. */
   onReject?(request: EngineRequest, reason: EngineRejectReason, nowMs: number): void;

@@ -151,3 +151,37 @@ test('histogram counts, zeros, merge and reset', () => {
   assert.deepEqual(a.stats(), EMPTY_LATENCY_STATS);
   assert.equal(a.percentile(0.5), 0);
 });
+
+test('recordGaps gives what one record per gap gives, to the last bit (the reference)', () => {
+  // End times with runs of equal gaps (one bucket), varied gaps, zero and negative gaps, and
+  // values outside the resolved range, as fused decode sub-steps report them.
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.oneof(fc.double({ min: 0, max: 50, noNaN: true }), fc.constantFrom(0, -1, 1e-9, 1e12, 7.25)),
+        { minLength: 1, maxLength: 60 },
+      ),
+      fc.integer({ min: 0, max: 9 }),
+      fc.integer({ min: 0, max: 3 }),
+      (steps, count, skip) => {
+        const ends = new Float64Array(steps.length + 1);
+        for (let j = 0; j < steps.length; j++) ends[j + 1] = ends[j]! + steps[j]!;
+        const from = Math.min(1 + skip, ends.length);
+        const one = new LatencyHistogram();
+        const batch = new LatencyHistogram();
+        // Earlier samples, so the running sum and extremes are carried in, not started afresh.
+        one.record(3.5, 2);
+        batch.record(3.5, 2);
+        for (let j = from; j < ends.length; j++) one.record(ends[j]! - ends[j - 1]!, count);
+        batch.recordGaps(ends, from, ends.length, count);
+        assert.equal(batch.count, one.count);
+        assert.equal(batch.mean(), one.mean());
+        assert.equal(batch.min(), one.min());
+        assert.equal(batch.max(), one.max());
+        for (const q of [0, 0.1, 0.25, 0.5, 0.9, 0.99, 1])
+          assert.equal(batch.percentile(q), one.percentile(q));
+      },
+    ),
+    { numRuns: 300 },
+  );
+});

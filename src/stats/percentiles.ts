@@ -182,6 +182,54 @@ export class LatencyHistogram {
     this.counts[i] = (this.counts[i] as number) + count;
   }
 
+  /**
+   * Records `count` occurrences of each gap `endsMs[j] - endsMs[j - 1]`, j from `from` to `to - 1`,
+   * in that order: the same result as that many `record` calls, to the last bit (the same sum in the
+   * same order; bucket counts are whole numbers, so adding a run of equal buckets at once is exact).
+   * For a fused decode step's sub-steps: one call instead of one per token, with the running
+   * figures in locals instead of read and written back through the object on every sample.
+   */
+  recordGaps(endsMs: Float64Array, from: number, to: number, count: number): void {
+    if (count <= 0) return;
+    const counts = this.counts;
+    let total = this.total;
+    let sum = this.sum;
+    let minValue = this.minValue;
+    let maxValue = this.maxValue;
+    let zeroCount = this.zeroCount;
+    // Consecutive gaps mostly fall in one bucket: its count is added once per run of them.
+    let bucket = -1;
+    let pending = 0;
+    for (let j = from; j < to; j++) {
+      let v = (endsMs[j] as number) - (endsMs[j - 1] as number);
+      if (!(v > 0)) v = 0;
+      total += count;
+      sum += v * count;
+      if (v < minValue) minValue = v;
+      if (v > maxValue) maxValue = v;
+      if (v === 0) {
+        zeroCount += count;
+        continue;
+      }
+      scratchF64[0] = v;
+      let i = ((scratchU32[HIGH] as number) >>> (20 - SUB_BUCKET_BITS)) - HIGH_WORD_MIN;
+      if (i < 0) i = 0;
+      else if (i >= BUCKETS) i = BUCKETS - 1;
+      if (i !== bucket) {
+        if (bucket >= 0) counts[bucket] = (counts[bucket] as number) + pending;
+        bucket = i;
+        pending = 0;
+      }
+      pending += count;
+    }
+    if (bucket >= 0) counts[bucket] = (counts[bucket] as number) + pending;
+    this.total = total;
+    this.sum = sum;
+    this.minValue = minValue;
+    this.maxValue = maxValue;
+    this.zeroCount = zeroCount;
+  }
+
   /** Adds every sample of `other` to this histogram. */
   merge(other: LatencyHistogram): void {
     for (let i = 0; i < BUCKETS; i++)

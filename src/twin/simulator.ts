@@ -1191,6 +1191,9 @@ class Twin {
     const onInterTokenLatency = (gapMs: number, count: number): void => {
       metrics.itl.record(gapMs, count);
     };
+    const onInterTokenGaps = (endsMs: Float64Array, from: number, to: number, count: number): void => {
+      metrics.itl.recordGaps(endsMs, from, to, count);
+    };
     const instances: SimInstance[] = [];
     // Each instance is created with its role and keeps it: nothing reads the index to tell it again.
     const roles = this.pd === undefined ? [] : pdRoles(this.prefillSlots(), this.instanceCount());
@@ -1220,7 +1223,13 @@ class Twin {
         const id = `i${index}`;
         const role = roles[index] ?? 'both';
         const perf = role === 'decode' ? this.watchedPerf(modelPerf) : modelPerf;
-        const listener: EngineListener = { onFirstToken, onFinish, onReject, onInterTokenLatency };
+        const listener: EngineListener = {
+          onFirstToken,
+          onFinish,
+          onReject,
+          onInterTokenLatency,
+          onInterTokenGaps,
+        };
         const onKvEvent = policy.onKvEvent;
         if (onKvEvent !== undefined) {
           // Only a policy that reads KV events pays for them; each instance's listener names its instance.
