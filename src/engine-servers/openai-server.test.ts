@@ -118,7 +118,8 @@ test('non-streaming chat and completion answers have OpenAI shapes and usage wit
   assert.match(c.id, /^cmpl-/);
   assert.equal(c.choices[0].text, ' tok tok tok');
   assert.equal(c.choices[0].finish_reason, 'length');
-  assert.equal(backend.calls[1]!.input.request.maxTokens, 256, 'default max_tokens');
+  // A completions request without max_tokens gets 16, OpenAI's and vLLM's default.
+  assert.equal(backend.calls[1]!.input.request.maxTokens, 16, 'default max_tokens');
 });
 
 test('streaming chat sends the role, one chunk per token, the finish, the usage chunk, then [DONE]', async () => {

@@ -55,6 +55,12 @@ export {
 
 /** Default bound on a request body. */
 export const BODY_BYTES_MAX_DEFAULT = 32 << 20;
+/**
+ * `max_tokens` of a completions request that leaves the field out: OpenAI's documented default and
+ * vLLM's (`CompletionRequest.max_tokens = 16`); an explicit null means no such cap, as in vLLM.
+ * Chat has none: its answers run to the end of text (for the sim, the core's default).
+ */
+export const COMPLETIONS_MAX_TOKENS_DEFAULT = 16;
 /** Default wait for in-flight generations when closing. */
 export const CLOSE_GRACE_MS_DEFAULT = 30_000;
 
@@ -296,6 +302,13 @@ class CompletionResponse implements GenerationSink {
       );
     }
   }
+}
+
+/** A completions request without `max_tokens` gets COMPLETIONS_MAX_TOKENS_DEFAULT, as OpenAI's and vLLM's do. */
+function withCompletionsDefault(parsed: ParsedCompletionRequest, body: unknown): ParsedCompletionRequest {
+  if (parsed.kind !== 'completion' || (body as { max_tokens?: unknown }).max_tokens !== undefined)
+    return parsed;
+  return { ...parsed, maxTokens: COMPLETIONS_MAX_TOKENS_DEFAULT, maxTokensGiven: true };
 }
 
 /**
@@ -571,7 +584,10 @@ class EngineHttpServer {
     let minTokens = 0;
     try {
       // A Responses body is generated as the chat request with its conversation (responses.ts).
-      parsed = kind === 'responses' ? parseResponsesBody(body) : parseCompletionBody(kind, body);
+      parsed =
+        kind === 'responses'
+          ? parseResponsesBody(body)
+          : withCompletionsDefault(parseCompletionBody(kind, body), body);
       if (kind === 'responses') echo = responsesEcho(body);
       else minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
       this.checkModel(parsed.model);

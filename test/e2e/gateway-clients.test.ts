@@ -7,8 +7,8 @@
  * a chunk with `choices` is a token, a chunk without is the usage). vLLM's
  * `stream_options.continuous_usage_stats` puts the usage so far in every chunk, as vLLM does, and
  * its `min_tokens` (genai-perf's way to fix output lengths) holds stop strings back and is checked
- * against max_tokens. A compressed request body is refused with 415 and the connection serves the
- * next request.
+ * against max_tokens. A completions request without `max_tokens` gets vLLM's and OpenAI's 16. A
+ * compressed request body is refused with 415 and the connection serves the next request.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -129,6 +129,19 @@ describe('vllm bench serve through the gateway', { timeout: 30_000 }, () => {
     assert.ok(out.success, reply.text);
     assert.equal(out.outputTokens, 9);
     assert.ok(out.generatedText.length > 0);
+  });
+});
+
+describe('a completions request without max_tokens', { timeout: 30_000 }, () => {
+  it("gets 16 tokens, OpenAI's and vLLM's default; an explicit null lifts it, as in vLLM", async () => {
+    const tokens = async (extra: Record<string, unknown>) => {
+      const reply = await post(gw.url, '/v1/completions', { model: MODEL, prompt: 'Once upon', ...extra });
+      assert.equal(reply.status, 200, reply.text);
+      return (JSON.parse(reply.text) as { usage: Usage }).usage.completion_tokens;
+    };
+    assert.equal(await tokens({}), 16);
+    assert.equal(await tokens({ stream: false }), 16);
+    assert.ok((await tokens({ max_tokens: null })) > 16, 'null: no default cap');
   });
 });
 
