@@ -5,6 +5,12 @@ import type { PrefixChain } from '../core/request.ts';
 const NONE = -1;
 /** Where reads made only to bring lines into cache leave a value, so they are not optimised away. */
 const readAheadSink = new Int32Array(1);
+/** `PrefixForest.path`'s scratch entries per node: chain index, first and end block, hash. */
+const P_CHAIN = 0;
+const P_LO = 1;
+const P_HI = 2;
+const P_HASH = 3;
+const PATH_STRIDE = 4;
 /** Nodes (and child-table slots) allocated up front; both double as needed. */
 const NODES_INITIAL = 1024;
 /** Block ids of `PrefixForest.blockIds`: node id times this plus the block's place in the node. */
@@ -88,8 +94,8 @@ export class PrefixForest {
   /** One root per chain block size: chains of different block sizes never share nodes. */
   private readonly roots = new Map<number, number>();
   private live = 0;
-  /** `path`'s scratch: the hashes of the path's nodes, in order. */
-  private pathHashes = new Int32Array(64);
+  /** `path`'s scratch: PATH_STRIDE entries per node of the path being made. */
+  private pathScratch = new Int32Array(64 * PATH_STRIDE);
 
   constructor(blockSize: number) {
     assert(Number.isInteger(blockSize) && blockSize >= 1, `bad blockSize ${blockSize}`);
@@ -154,43 +160,75 @@ export class PrefixForest {
     const blocks = coveredTokens > 0 ? Math.floor(coveredTokens / bs) : 0;
     if (blocks === 0) return EMPTY_PATH;
     let parent = this.rootFor(bt);
-    // Sized first: grown by push, the array was reallocated as it grew (twice for 24 nodes).
+    // The chain blocks that hold engine blocks, in `PATH_STRIDE` entries of `pathScratch` each: the
+    // chain index, its engine blocks [lo, hi), then the node's hash (below).
     let count = 0;
-    for (let c = 0; ; c++) {
-      const lo = Math.floor((c * bt) / bs);
-      if (lo >= blocks) break;
-      if (Math.floor(((c + 1) * bt) / bs) !== lo) count++;
+    const per = bt / bs;
+    if (Number.isInteger(per)) {
+      // Every chain block holds exactly `per` engine blocks (512-token chain blocks over 16-token
+      // engine blocks, say): the same bounds as the floors below, without two divisions a block.
+      count = Math.ceil(blocks / per);
+      const scratch = this.pathScratchFor(count);
+      for (let c = 0; c < count; c++) {
+        const e = c * PATH_STRIDE;
+        scratch[e + P_CHAIN] = c;
+        scratch[e + P_LO] = c * per;
+        scratch[e + P_HI] = c * per + per;
+      }
+    } else {
+      // Sized first: grown by push, the array was reallocated as it grew (twice for 24 nodes).
+      for (let c = 0; ; c++) {
+        const lo = Math.floor((c * bt) / bs);
+        if (lo >= blocks) break;
+        if (Math.floor(((c + 1) * bt) / bs) !== lo) count++;
+      }
+      const scratch = this.pathScratchFor(count);
+      let j = 0;
+      for (let c = 0; j < count; c++) {
+        const lo = Math.floor((c * bt) / bs);
+        const hi = Math.floor(((c + 1) * bt) / bs);
+        // A chain block shorter than an engine block may hold none; the next one's hash ignores it.
+        if (hi === lo) continue;
+        const e = j * PATH_STRIDE;
+        scratch[e + P_CHAIN] = c;
+        scratch[e + P_LO] = lo;
+        scratch[e + P_HI] = hi;
+        j++;
+      }
     }
+    const scratch = this.pathScratch;
     const nodes: number[] = new Array(count);
     // The nodes' hashes first: they chain the keys, not node ids, so all are known before any
     // lookup, and reading each one's slot (and the node there) here lets those cache misses overlap;
     // looked up one by one, each waited for the previous node's.
-    if (this.pathHashes.length < count) this.pathHashes = new Int32Array(2 * count);
-    const hashes = this.pathHashes;
     const slots = this.slots;
     const mask = this.slotMask;
     const nodeFields = this.node;
     let sink = 0;
     let h = nodeFields[parent * NODE_STRIDE + HASH] as number;
-    let j = 0;
-    for (let c = 0; j < count; c++) {
-      if (Math.floor(((c + 1) * bt) / bs) === Math.floor((c * bt) / bs)) continue;
-      h = hashOf(h, chain[c] as number);
-      hashes[j++] = h;
+    for (let j = 0; j < count; j++) {
+      const e = j * PATH_STRIDE;
+      h = hashOf(h, chain[scratch[e + P_CHAIN] as number] as number);
+      scratch[e + P_HASH] = h;
       const n = slots[2 * (h & mask)] as number;
       if (n !== NONE) sink ^= nodeFields[n * NODE_STRIDE + USES] as number;
     }
     readAheadSink[0] = sink;
-    j = 0;
-    for (let c = 0; j < count; c++) {
-      const lo = Math.floor((c * bt) / bs);
-      const hi = Math.floor(((c + 1) * bt) / bs);
-      // A chain block shorter than an engine block may hold none; the next one's hash ignores it.
-      if (hi === lo) continue;
-      parent = this.child(parent, chain[c] as number, lo, hi - lo, hashes[j] as number);
-      nodes[j++] = parent;
+    for (let j = 0; j < count; j++) {
+      const e = j * PATH_STRIDE;
+      const lo = scratch[e + P_LO] as number;
+      const key = chain[scratch[e + P_CHAIN] as number] as number;
+      parent = this.child(parent, key, lo, (scratch[e + P_HI] as number) - lo, scratch[e + P_HASH] as number);
+      nodes[j] = parent;
     }
     return { nodes, blocks };
+  }
+
+  /** `pathScratch`, with room for `count` nodes. */
+  private pathScratchFor(count: number): Int32Array {
+    if (this.pathScratch.length < count * PATH_STRIDE)
+      this.pathScratch = new Int32Array(2 * count * PATH_STRIDE);
+    return this.pathScratch;
   }
 
   /**
