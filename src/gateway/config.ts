@@ -285,7 +285,9 @@ export const gatewayConfigSchema = z
         /**
          * Sleep mode (docs/serverless.md, "Sleep mode (live)"): `true` with the default bounds, or
          * the bounds themselves; `--sleep`, `--max-sleepers`, `--max-sleepers-per-model` and
-         * `--sleep-max-ms` override them. Absent or `false`: idle engines stop.
+         * `--sleep-max-ms` override them. Absent or `false`: idle engines stop. `boot` (default
+         * true, as the twin's bootIntoSleep): at start-up, engines of never-started models boot
+         * straight into sleep, so a first request is a wake; `false` (or `--no-boot-sleep`) turns it off.
          */
         sleep: z
           .union([
@@ -294,6 +296,7 @@ export const gatewayConfigSchema = z
               maxSleepers: z.number().int().min(1).max(256).optional(),
               maxSleepersPerModel: z.number().int().min(1).max(256).optional(),
               sleepMaxMs: z.number().int().min(1).max(604_800_000).optional(),
+              boot: z.boolean().optional(),
             }),
           ])
           .optional(),
