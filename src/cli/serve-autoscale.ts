@@ -12,7 +12,9 @@
  * (`--warm-cache-mb`). With `--sleep` (engines started with `--enable-sleep-mode`) an engine
  * past the keep-alive sleeps instead of stopping, within the bounds on sleepers
  * (src/control/serverless/live-sleep.ts), and the model's next request wakes it (docs/serverless.md,
- * "Sleep mode (live)"). Settings come from the config's `autoscaler` block and flags.
+ * "Sleep mode (live)"); at start-up the models boot straight into sleep (`SleepBooter`, the twin's
+ * boot into sleep; `--no-boot-sleep` turns it off), so a first request is a wake too. Settings come
+ * from the config's `autoscaler` block and flags.
  */
 import { type LaunchCounts, localEngineLauncher } from '../adapters/engine-launcher.ts';
 import { RESTART_POLICY_DEFAULT } from '../adapters/local-engines.ts';
@@ -37,7 +39,13 @@ import { SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, perfModelIdOf } from '../gateway/config.ts';
 import type { Gateway, GatewayOptions, RequestTap } from '../gateway/gateway.ts';
 import { KEEP_ALIVE_MS_DEFAULT } from '../gateway/model-buffer.ts';
-import { ENABLE_SLEEP_MODE_FLAG, registerSleepMetrics, sleepingLauncher } from './serve-sleep.ts';
+import {
+  type BootCap,
+  ENABLE_SLEEP_MODE_FLAG,
+  registerSleepMetrics,
+  SleepBooter,
+  sleepingLauncher,
+} from './serve-sleep.ts';
 import { type WarmStart, warmSettingsOf, warmStart } from './serve-warm.ts';
 
 /** The loop's default tick, as in the twin: Knative's 2 s. */
@@ -84,6 +92,8 @@ export interface AutoscaleFlags {
   readonly maxSleepers?: number;
   readonly maxSleepersPerModel?: number;
   readonly sleepMaxMs?: number;
+  /** False with `--no-boot-sleep` (commander's default is true: only false is read). */
+  readonly bootSleep?: boolean;
 }
 
 function usage(message: string, param: string): SwitchyardError {
@@ -119,6 +129,11 @@ export function autoscaleSettings(
     ] as const)
       if (flags[f] !== undefined)
         throw usage(`--${kebab(f)} needs --autoscaler (or an autoscaler block in the config)`, kebab(f));
+    if (flags.bootSleep === false)
+      throw usage(
+        '--no-boot-sleep needs --autoscaler (or an autoscaler block in the config)',
+        'no-boot-sleep',
+      );
     return undefined;
   }
   if (flags.engines !== undefined)
@@ -179,6 +194,8 @@ export function modelSleepStats(actuator: LocalActuator | undefined): Record<str
   const counts = actuator?.counts();
   return {
     ...(actuator?.sleepCounts ?? {}),
+    ...(actuator?.bootCounts ?? {}),
+    booting: counts?.booting ?? 0,
     asleep: counts?.asleep ?? 0,
     sleeping: counts?.sleeping ?? 0,
     starts: actuator?.starts ?? 0,
@@ -200,6 +217,8 @@ function sleepSettingsOf(
     for (const f of ['maxSleepers', 'maxSleepersPerModel', 'sleepMaxMs'] as const)
       if (flags[f] !== undefined)
         throw usage(`--${kebab(f)} needs --sleep (or the config's autoscaler.sleep)`, kebab(f));
+    if (flags.bootSleep === false)
+      throw usage("--no-boot-sleep needs --sleep (or the config's autoscaler.sleep)", 'no-boot-sleep');
     return undefined;
   }
   if (minInstances > 0) {
@@ -213,6 +232,7 @@ function sleepSettingsOf(
     ...optional('sleepersMax', flags.maxSleepers ?? block.maxSleepers),
     ...optional('sleepersPerModelMax', flags.maxSleepersPerModel ?? block.maxSleepersPerModel),
     ...optional('sleepMaxMs', flags.sleepMaxMs ?? block.sleepMaxMs),
+    ...optional('boot', flags.bootSleep === false ? false : block.boot),
   });
 }
 
@@ -363,7 +383,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
   const sleeping =
     settings.sleep === undefined
       ? ''
-      : `; idle engines sleep (at most ${settings.sleep.sleepersPerModelMax} per model, ${settings.sleep.sleepersMax} in all, stopped after ${settings.sleep.sleepMaxMs} ms asleep)`;
+      : `; idle engines sleep (at most ${settings.sleep.sleepersPerModelMax} per model, ${settings.sleep.sleepersMax} in all, stopped after ${settings.sleep.sleepMaxMs} ms asleep)${settings.sleep.boot ? '; models boot into sleep at start-up' : ''}`;
   say(
     zero
       ? `${o.models.length} model(s) on demand at zero ${o.engine} engines (autoscaler ${settings.name}, up to ${settings.maxInstances} each, keep-alive ${settings.keepAliveMs} ms${capped}${prewarming}${sleeping})`
@@ -418,6 +438,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
       }
     : {};
   let cap: LoadedModelCap | undefined;
+  let booter: SleepBooter | undefined;
   return {
     backends,
     gatewayOptions,
@@ -429,7 +450,22 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
           eviction: settings.eviction,
           log: say,
         });
-      for (const p of pools) attachPool(p, gateway, clock, o, pools.length === 1, cap, sleepers);
+      if (zero && sleepers?.config.boot === true)
+        booter = new SleepBooter(
+          pools.map((p) => ({
+            model: p.model.served,
+            maxInstances: settings.maxInstances,
+            // attachPool builds the actuators below; the booter reads them from its first pass on.
+            get actuator() {
+              return p.actuator as LocalActuator;
+            },
+            held: () => gateway.modelBuffer?.waiting(p.model.served) ?? 0,
+          })),
+          sleepers,
+          cap === undefined ? undefined : bootCapOf(cap, settings.maxLoadedModels as number),
+          clock.nowMs,
+        );
+      for (const p of pools) attachPool(p, gateway, clock, o, pools.length === 1, cap, sleepers, booter);
       const runners = pools.map((p) => p.runner as LiveControlRunner);
       registerRunnerMetrics(gateway.metrics.registry, runners);
       if (cap !== undefined) {
@@ -446,6 +482,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
             model: p.model.served,
             role: p.model.variant.role,
             counts: () => p.actuator?.counts() ?? { sleeping: 0, asleep: 0 },
+            boots: () => p.actuator?.bootCounts ?? { boots: 0, bootFailures: 0 },
           })),
         );
       if (sleepers !== undefined)
@@ -458,8 +495,10 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
           Object.fromEntries(pools.map((p) => [p.model.served, p.runner?.prewarms ?? 0]));
       gateway.requestTap = tapByModel(byModel, cap, clock);
       for (const r of runners) r.start();
+      booter?.start(settings.intervalMs);
     },
     async close(): Promise<void> {
+      booter?.stop();
       cap?.stop();
       for (const p of pools) p.runner?.stop();
       // Shutdown is no keep-alive stop: nothing is warmed from here on.
@@ -476,6 +515,17 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
   };
 }
 
+/** The cap as the booter reads it. */
+function bootCapOf(cap: LoadedModelCap, maxLoadedModels: number): BootCap {
+  return {
+    maxLoadedModels,
+    loadedModels: () => cap.loadedModels(),
+    get blockedCount() {
+      return cap.blockedCount;
+    },
+  };
+}
+
 /** Builds one model's actuator and runner in front of `gateway`. */
 function attachPool(
   p: ModelPool,
@@ -485,6 +535,7 @@ function attachPool(
   only: boolean,
   cap: LoadedModelCap | undefined,
   sleepers: SleeperCount | undefined,
+  booter: SleepBooter | undefined,
 ): void {
   const { settings } = o;
   const served = p.model.served;
@@ -549,7 +600,12 @@ function attachPool(
             ...(cap === undefined
               ? {}
               : {
-                  admit: (nowMs: number) => cap.admit(served, nowMs),
+                  admit: (nowMs: number) => {
+                    const admitted = cap.admit(served, nowMs);
+                    // Demand first: boots still launching give way to this start under the cap.
+                    if (admitted) booter?.makeRoomFor(served, nowMs);
+                    return admitted;
+                  },
                   stoppedIdle: (nowMs: number) => cap.unloadedIdle(served, nowMs),
                 }),
           },

@@ -65,6 +65,8 @@ interface ServeFlags {
   readonly maxSleepers?: number;
   readonly maxSleepersPerModel?: number;
   readonly sleepMaxMs?: number;
+  /** False with `--no-boot-sleep`: no boot into sleep at start-up (src/cli/serve-sleep.ts). */
+  readonly bootSleep?: boolean;
   /** Every `--model` given, parsed (the first is also `model` / `servedModelName`). */
   readonly models: readonly ModelSpec[];
 }
@@ -559,6 +561,10 @@ export function registerServeCommand(program: Command): void {
       '--sleep-max-ms <ms>',
       "with --sleep: an engine asleep this long is stopped (default 60000, the twin's loneSleepMaxMs)",
       positiveInt,
+    )
+    .option(
+      '--no-boot-sleep',
+      "with --sleep: do not boot the models into sleep at start-up (by default each model's engine starts, in the twin's name-hash order within the sleeper bounds and --max-loaded-models, and is put to sleep before any request, so a first request is a wake; requests waiting go first)",
     )
     .addHelpText(
       'after',

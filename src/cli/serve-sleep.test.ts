@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SLEEPERS_MAX_DEFAULT, SLEEPERS_PER_MODEL_MAX_DEFAULT } from '../control/serverless/live-sleep.ts';
-import { LONE_SLEEP_MAX_MS_DEFAULT } from '../control/serverless/sleep.ts';
+import { BOOT_INTO_SLEEP_DEFAULT, LONE_SLEEP_MAX_MS_DEFAULT } from '../control/serverless/sleep.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { parseGatewayConfig } from '../gateway/config.ts';
 import { autoscaleSettings } from './serve-autoscale.ts';
@@ -21,6 +21,7 @@ describe('serve --sleep settings', () => {
       sleepersPerModelMax: SLEEPERS_PER_MODEL_MAX_DEFAULT,
       sleepersMax: SLEEPERS_MAX_DEFAULT,
       sleepMaxMs: LONE_SLEEP_MAX_MS_DEFAULT,
+      boot: BOOT_INTO_SLEEP_DEFAULT,
     });
     const flagged = autoscaleSettings(
       {
@@ -34,7 +35,7 @@ describe('serve --sleep settings', () => {
       config,
       4,
     );
-    assert.deepEqual(flagged?.sleep, { sleepersPerModelMax: 2, sleepersMax: 3, sleepMaxMs: 5 });
+    assert.deepEqual(flagged?.sleep, { sleepersPerModelMax: 2, sleepersMax: 3, sleepMaxMs: 5, boot: true });
     assert.equal(autoscaleSettings({ autoscaler: 'static', minInstances: 0 }, config, 4)?.sleep, undefined);
   });
 
@@ -61,6 +62,7 @@ describe('serve --sleep settings', () => {
       sleepersPerModelMax: SLEEPERS_PER_MODEL_MAX_DEFAULT,
       sleepersMax: SLEEPERS_MAX_DEFAULT,
       sleepMaxMs: LONE_SLEEP_MAX_MS_DEFAULT,
+      boot: BOOT_INTO_SLEEP_DEFAULT,
     });
     assert.equal(autoscaleSettings({}, withBlock(false), 4)?.sleep, undefined);
     const bounded = withBlock({ maxSleepers: 5, sleepMaxMs: 9000 });
@@ -68,6 +70,7 @@ describe('serve --sleep settings', () => {
       sleepersPerModelMax: SLEEPERS_PER_MODEL_MAX_DEFAULT,
       sleepersMax: 5,
       sleepMaxMs: 9000,
+      boot: true,
     });
     assert.deepEqual(autoscaleSettings({ maxSleepers: 2 }, bounded, 4)?.sleep?.sleepersMax, 2);
     // The flag turns it on over a config that leaves it off; bounds need one or the other.
@@ -81,5 +84,25 @@ describe('serve --sleep settings', () => {
     assert.throws(() => autoscaleSettings({ maxSleepers: 2 }, withBlock(false), 4), /autoscaler\.sleep/);
     assert.throws(() => withBlock({ maxSleepers: 0 }), /maxSleepers/);
     assert.throws(() => withBlock({ sleepers: 2 }), /sleepers/);
+  });
+
+  it('boot into sleep: on by default with sleep mode; off by --no-boot-sleep or the block, refused without sleep mode', () => {
+    const withBlock = (sleep: unknown) =>
+      parseGatewayConfig({ autoscaler: { name: 'static', minInstances: 0, sleep } }, {});
+    const zero = { autoscaler: 'static', minInstances: 0 } as const;
+    assert.equal(autoscaleSettings({ ...zero, sleep: true }, config, 4)?.sleep?.boot, true);
+    // commander's default for --no-boot-sleep is true: it changes nothing.
+    assert.equal(autoscaleSettings({ ...zero, sleep: true, bootSleep: true }, config, 4)?.sleep?.boot, true);
+    assert.equal(
+      autoscaleSettings({ ...zero, sleep: true, bootSleep: false }, config, 4)?.sleep?.boot,
+      false,
+    );
+    assert.equal(autoscaleSettings({}, withBlock({ boot: false }), 4)?.sleep?.boot, false);
+    assert.equal(autoscaleSettings({ bootSleep: true }, withBlock({ boot: false }), 4)?.sleep?.boot, false);
+    assert.equal(autoscaleSettings({ bootSleep: false }, withBlock({ boot: true }), 4)?.sleep?.boot, false);
+    refused(() => autoscaleSettings({ ...zero, bootSleep: false }, config, 4), 'no-boot-sleep');
+    refused(() => autoscaleSettings({ bootSleep: false }, config, 4), 'no-boot-sleep');
+    assert.equal(autoscaleSettings({ ...zero, bootSleep: true }, config, 4)?.sleep, undefined);
+    assert.throws(() => withBlock({ boot: 'no' }), /autoscaler\.sleep/);
   });
 });

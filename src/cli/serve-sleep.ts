@@ -3,9 +3,11 @@
  * `LaunchedEngine` can be put to sleep and woken over vLLM's HTTP API (`POST /sleep?level=1`,
  * `POST /wake_up`), which the built-in sim engine serves as vLLM does (src/engine-servers/sleep-mode.ts).
  * The local actuator (src/control/local-actuator.ts) decides when; this only speaks to the engine.
+ * `SleepBooter` boots never-started models into sleep at start-up (the twin's boot into sleep).
  */
-import { Gauge, type Registry } from 'prom-client';
-import type { EngineLauncher, LaunchedEngine } from '../control/local-actuator.ts';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { EngineLauncher, LaunchedEngine, LocalActuator } from '../control/local-actuator.ts';
+import { type LiveBootCandidate, liveBootList, type SleeperCount } from '../control/serverless/live-sleep.ts';
 import { SwitchyardError } from '../core/errors.ts';
 
 /** The engine flag that turns its sleep-mode API on (vLLM's, and the sim engine's). */
@@ -70,6 +72,8 @@ export interface SleepingPool {
   readonly role: string;
   /** Its engines per sleep phase now (the local actuator's `counts()`). */
   counts(): Readonly<Record<(typeof SLEEP_PHASES)[number], number>>;
+  /** Boot into sleep: boot launches begun and those that failed (the actuator's `bootCounts`). */
+  boots(): { readonly boots: number; readonly bootFailures: number };
 }
 
 /**
@@ -91,4 +95,121 @@ export function registerSleepMetrics(registry: Registry, pools: readonly Sleepin
       }
     },
   });
+  // Boots happen once per model at start-up: counters, read from the actuators at each scrape.
+  const bootCounter = (name: string, help: string, key: 'boots' | 'bootFailures') =>
+    new Counter({
+      name,
+      help,
+      labelNames: ['model', 'role'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of pools) this.inc({ model: p.model, role: p.role }, p.boots()[key]);
+      },
+    });
+  bootCounter(
+    'switchyard_sleep_boots_total',
+    'Engines of the model launched straight into sleep at start-up (boot into sleep), before any request',
+    'boots',
+  );
+  bootCounter(
+    'switchyard_sleep_boot_failures_total',
+    'Boots into sleep whose engine failed to start (the model stays at zero; its first request starts it)',
+    'bootFailures',
+  );
+}
+
+/** One model's pool as the booter reads it. */
+export interface BootPool {
+  readonly model: string;
+  readonly maxInstances: number;
+  readonly actuator: Pick<LocalActuator, 'everStarted' | 'active' | 'booting' | 'boot' | 'abandonBoot'>;
+  /** Its requests held at the gateway for an engine (the scale-from-zero buffer). */
+  held(): number;
+}
+
+/** A cap on loaded models as the booter reads it (src/control/loaded-model-cap.ts). */
+export interface BootCap {
+  readonly maxLoadedModels: number;
+  loadedModels(): readonly string[];
+  /** Models waiting for the cap to let them start. */
+  readonly blockedCount: number;
+}
+
+/**
+ * Boot into sleep in `serve` (docs/serverless.md, "Sleep mode (live)"): from start-up, each pass
+ * boots the models `liveBootList` names (the twin's `bootQueue`: demand first, name-hash order, once
+ * per model; within the sleeper counts and the cap's free room, boots still launching taking a
+ * loaded model's place). Passes run every `everyMs` until one finds no demand waiting, no boot
+ * launching and nothing left to boot: boots are a start-up phase, not a standing rule (a model
+ * skipped for the bounds is not booted later when a place frees).
+ */
+export class SleepBooter {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly pools: readonly BootPool[],
+    private readonly sleepers: SleeperCount,
+    private readonly cap: BootCap | undefined,
+    private readonly nowMs: () => number,
+  ) {}
+
+  /** Runs a pass now, then every `everyMs` until done. */
+  start(everyMs: number): void {
+    if (!this.pass(this.nowMs())) return;
+    this.timer = setInterval(() => {
+      if (!this.pass(this.nowMs())) this.stop();
+    }, everyMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Boots what the rule allows now; false when there is nothing left to wait for. */
+  pass(nowMs: number): boolean {
+    const candidates: LiveBootCandidate[] = this.pools.map((p) => ({
+      id: p.model,
+      everStarted: p.actuator.everStarted,
+      active: p.actuator.active,
+      held: p.held(),
+      modelSleepers: this.sleepers.countOf(p.model),
+      maxInstances: p.maxInstances,
+    }));
+    const list = liveBootList(candidates, this.sleepers.size, this.roomForBoots(), this.sleepers.config);
+    const byModel = new Map(this.pools.map((p) => [p.model, p]));
+    for (const model of list) byModel.get(model)?.actuator.boot(nowMs);
+    const demandWaits = candidates.some((c) => c.held > 0 && c.active === 0);
+    return list.length > 0 || demandWaits || this.launching() > 0;
+  }
+
+  /**
+   * A demand start of `model` was let through the cap: boots of other models still launching give
+   * way (abandoned) until the loaded models, it and the boots fit the cap (the twin abandons a boot
+   * when a demand start needs its GPU).
+   */
+  makeRoomFor(model: string, nowMs: number): void {
+    if (this.cap === undefined) return;
+    const others = this.pools.filter((p) => p.model !== model);
+    const loaded = this.cap.loadedModels().filter((m) => m !== model).length + 1;
+    let over = loaded + others.reduce((n, p) => n + p.actuator.booting, 0) - this.cap.maxLoadedModels;
+    for (const p of [...others].reverse()) {
+      while (over > 0 && p.actuator.abandonBoot(nowMs, `room for a start of ${model} under the cap`)) over--;
+    }
+  }
+
+  /** Boots still launching (each holds a whole engine's memory until asleep). */
+  private launching(): number {
+    return this.pools.reduce((n, p) => n + p.actuator.booting, 0);
+  }
+
+  /** Boots that fit now: unbounded without a cap; with one, its free room, none while a model waits for it. */
+  private roomForBoots(): number {
+    const cap = this.cap;
+    if (cap === undefined) return Number.POSITIVE_INFINITY;
+    if (cap.blockedCount > 0) return 0;
+    return Math.max(0, cap.maxLoadedModels - cap.loadedModels().length - this.launching());
+  }
 }

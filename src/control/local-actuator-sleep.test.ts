@@ -4,7 +4,14 @@ import { describe, it } from 'node:test';
 import { ManualClock } from '../core/clock.ts';
 import { TEST_VARIANT } from './autoscalers/test-support.ts';
 import { type BackendPool, type LaunchedEngine, LocalActuator } from './local-actuator.ts';
-import { liveSleepVerdict, resolveLiveSleep, SleeperCount } from './serverless/live-sleep.ts';
+import {
+  type LiveBootCandidate,
+  liveBootList,
+  liveSleepVerdict,
+  resolveLiveSleep,
+  SleeperCount,
+} from './serverless/live-sleep.ts';
+import { bootQueue } from './serverless/sleep.ts';
 import type { ControlDecision } from './types.ts';
 
 /** An engine whose sleep and wake the test scripts. */
@@ -205,5 +212,130 @@ describe('liveSleepVerdict', () => {
   it('refuses bad bounds', () => {
     assert.throws(() => resolveLiveSleep({ sleepersMax: 0 }), /sleepersMax/);
     assert.throws(() => resolveLiveSleep({ sleepMaxMs: -1 }), /sleepMaxMs/);
+  });
+});
+
+/** A pool at zero whose launches the test resolves or fails by hand. */
+function zeroSetup(sleepersMax = 1) {
+  const clock = new ManualClock(0);
+  const pool = new Pool();
+  const launches: { resolve: (e: Engine) => void; reject: (e: Error) => void }[] = [];
+  const failed: Error[] = [];
+  const count = new SleeperCount(resolveLiveSleep({ sleepersMax }));
+  const actuator = new LocalActuator({
+    variant: TEST_VARIANT,
+    maxInstances: 1,
+    clock,
+    backends: pool,
+    launcher: { launch: () => new Promise((resolve, reject) => launches.push({ resolve, reject })) },
+    onStartFailed: (e) => failed.push(e),
+    sleep: { take: () => count.take('m', 1), release: () => count.release('m'), sleepMaxMs: 60_000 },
+  });
+  return { clock, pool, launches, failed, count, actuator };
+}
+
+describe('LocalActuator boot into sleep', () => {
+  it('launches a never-started pool straight into sleep, out of the gateway, and a request wakes it', async () => {
+    const { clock, pool, launches, count, actuator } = zeroSetup();
+    assert.equal(actuator.everStarted, false);
+    assert.equal(actuator.boot(clock.nowMs()), true);
+    assert.equal(count.size, 1, 'the sleeper place is taken at the boot');
+    assert.deepEqual([actuator.counts().booting, actuator.active, actuator.instances().length], [1, 0, 0]);
+    // Once per pool.
+    assert.equal(actuator.boot(clock.nowMs()), false);
+    const engine = new Engine(300);
+    launches[0]?.resolve(engine);
+    await flush();
+    assert.deepEqual([engine.sleeps, actuator.counts().asleep, pool.added.length], [1, 1, 0]);
+    assert.deepEqual({ ...actuator.bootCounts }, { boots: 1, bootFailures: 0, bootsAbandoned: 0 });
+    assert.deepEqual([actuator.sleepCounts.sleeps, actuator.starts], [1, 0]);
+    actuator.apply('m', want(1), clock.nowMs());
+    await flush();
+    assert.deepEqual(
+      [engine.wakes, actuator.sleepCounts.wakes, actuator.starts, launches.length],
+      [1, 1, 0, 1],
+    );
+    assert.deepEqual(pool.added, ['engine-0']);
+    assert.equal(count.size, 0);
+  });
+
+  it('demand while a boot launches takes the launch over as a start: no second launch, no sleep', async () => {
+    const { clock, pool, launches, count, actuator } = zeroSetup();
+    actuator.boot(clock.nowMs());
+    actuator.apply('m', want(1), clock.nowMs());
+    assert.deepEqual([actuator.counts().starting, actuator.counts().booting, count.size], [1, 0, 0]);
+    assert.equal(launches.length, 1);
+    const engine = new Engine(301);
+    launches[0]?.resolve(engine);
+    await flush();
+    assert.deepEqual([engine.sleeps, actuator.counts().ready, actuator.starts], [0, 1, 1]);
+    assert.deepEqual(pool.added, ['engine-0']);
+  });
+
+  it('a boot that fails to start is counted, frees its place, is not retried, and the pool stays at zero', async () => {
+    const { clock, launches, failed, count, actuator } = zeroSetup();
+    actuator.boot(clock.nowMs());
+    launches[0]?.reject(new Error('spawn failed'));
+    await flush();
+    assert.deepEqual({ ...actuator.bootCounts }, { boots: 1, bootFailures: 1, bootsAbandoned: 0 });
+    assert.deepEqual([actuator.startFailures, failed.length, count.size], [0, 0, 0], 'no held request fails');
+    assert.equal(actuator.counts().stopped, 1);
+    assert.equal(actuator.boot(clock.nowMs()), false, 'once per pool');
+    // Its first request starts it as without boots.
+    actuator.apply('m', want(1), clock.nowMs());
+    assert.deepEqual([launches.length, actuator.starts], [2, 1]);
+  });
+
+  it('an abandoned boot frees its place at once and its engine stops when the launch completes', async () => {
+    const { clock, launches, count, actuator } = zeroSetup();
+    assert.equal(actuator.abandonBoot(clock.nowMs(), 'test'), false, 'nothing booting');
+    actuator.boot(clock.nowMs());
+    assert.equal(actuator.abandonBoot(clock.nowMs(), 'test'), true);
+    assert.equal(count.size, 0);
+    const engine = new Engine(302);
+    launches[0]?.resolve(engine);
+    await flush();
+    assert.deepEqual([engine.stops, engine.sleeps, actuator.counts().stopped], [1, 0, 1]);
+    assert.equal(actuator.bootCounts.bootsAbandoned, 1);
+    assert.equal(actuator.boot(clock.nowMs()), false);
+  });
+
+  it('is refused past the bound on sleepers and for a pool that already ran', async () => {
+    const full = zeroSetup();
+    full.count.take('other', 1);
+    assert.equal(full.actuator.boot(full.clock.nowMs()), false);
+    assert.equal(full.launches.length, 0);
+    const ran = setup();
+    assert.equal(ran.actuator.everStarted, true);
+    assert.equal(ran.actuator.boot(ran.clock.nowMs()), false);
+  });
+});
+
+describe('liveBootList', () => {
+  const c = resolveLiveSleep({ sleepersPerModelMax: 1, sleepersMax: 2 });
+  const m = (id: string, over: Partial<LiveBootCandidate> = {}): LiveBootCandidate => ({
+    id,
+    everStarted: false,
+    active: 0,
+    held: 0,
+    modelSleepers: 0,
+    maxInstances: 1,
+    ...over,
+  });
+  it("is bootQueue's order cut by the sleeper counts and the room", () => {
+    const models = ['a', 'b', 'c', 'd'].map((id) => m(id));
+    const order = bootQueue(models);
+    assert.deepEqual(liveBootList(models, 0, Infinity, c), order.slice(0, 2), 'sleepersMax 2');
+    assert.deepEqual(liveBootList(models, 1, Infinity, c), order.slice(0, 1));
+    assert.deepEqual(liveBootList(models, 0, 1, c), order.slice(0, 1), 'the room under a cap');
+    assert.deepEqual(liveBootList(models, 0, 0, c), []);
+    const skip = order[0] as string;
+    const withSleeper = models.map((x) => (x.id === skip ? m(skip, { modelSleepers: 1 }) : x));
+    assert.deepEqual(liveBootList(withSleeper, 0, Infinity, c), order.slice(1, 3), 'per-model bound');
+  });
+  it('boots nothing while demand waits, nor when boot is off', () => {
+    assert.deepEqual(liveBootList([m('a'), m('b', { everStarted: true, held: 2 })], 0, Infinity, c), []);
+    assert.deepEqual(liveBootList([m('a')], 0, Infinity, { ...c, boot: false }), []);
+    assert.deepEqual(liveBootList([m('a'), m('b', { everStarted: true })], 0, Infinity, c), ['a']);
   });
 });

@@ -27,6 +27,15 @@
  * the wake returns, then back in the gateway), then stopped slots start. A wake that fails (the
  * engine died, an HTTP error) stops that process and the slot starts afresh; a sleeper whose
  * process exits (`engineExited`) or that slept `sleep.sleepMaxMs` is stopped.
+ *
+ * Boot into sleep (`boot()`, the twin's `bootIntoSleep`; serve decides which models and when, by
+ * `bootQueue`'s order): a pool that never had an engine launches one straight into sleep, holding a
+ * sleeper's place from the launch on: stopped -> booting (launched, not in the gateway, no instance
+ * the loop sees) -> sleeping -> asleep, its process kept. Once per pool. Demand first: more wanted
+ * while it boots adopts the launch as a start (the slot is `starting`, its place released; it enters
+ * the gateway when up, sooner than a second launch would be); `abandonBoot()` cancels one to make
+ * room for a demand start. A boot whose launch fails is counted (`bootCounts.bootFailures`), never
+ * retried, and leaves the pool at zero: its first request starts an engine as without boots.
  */
 import type { Clock } from '../core/clock.ts';
 import type { InstanceId, ModelId } from '../core/ids.ts';
@@ -101,7 +110,7 @@ export interface LocalActuatorOptions {
   };
 }
 
-type SlotPhase = InstancePhase | 'stopping' | 'stopped' | 'sleeping' | 'asleep';
+type SlotPhase = InstancePhase | 'stopping' | 'stopped' | 'booting' | 'sleeping' | 'asleep';
 
 interface Slot {
   readonly index: number;
@@ -142,6 +151,12 @@ export class LocalActuator implements Actuator {
    * stopped (asleep past the bound, or whose process exited).
    */
   readonly sleepCounts = { sleeps: 0, wakes: 0, wakeFailures: 0, sleepFailures: 0, sleepersStopped: 0 };
+  /**
+   * Boot into sleep: boot launches begun, those that failed to start (the pool stays at zero), and
+   * those abandoned for a demand start's room (`abandonBoot`). A boot adopted by demand while it
+   * launched counts in `starts` too.
+   */
+  readonly bootCounts = { boots: 0, bootFailures: 0, bootsAbandoned: 0 };
   /** The last wake that came up: from the wake's start to ready, in ms (undefined: none yet). */
   lastWakeMs: number | undefined;
   private readonly slots: Slot[];
@@ -181,7 +196,13 @@ export class LocalActuator implements Actuator {
   instances(_model?: ModelId): readonly ManagedInstance[] {
     const out: ManagedInstance[] = [];
     for (const s of this.slots) {
-      if (s.phase === 'stopped' || s.phase === 'stopping' || s.phase === 'sleeping' || s.phase === 'asleep')
+      if (
+        s.phase === 'stopped' ||
+        s.phase === 'stopping' ||
+        s.phase === 'booting' ||
+        s.phase === 'sleeping' ||
+        s.phase === 'asleep'
+      )
         continue;
       out.push({ id: s.id, variant: this.options.variant, phase: s.phase, sinceMs: s.sinceMs });
     }
@@ -197,6 +218,7 @@ export class LocalActuator implements Actuator {
       draining: 0,
       stopping: 0,
       stopped: 0,
+      booting: 0,
       sleeping: 0,
       asleep: 0,
     };
@@ -244,6 +266,14 @@ export class LocalActuator implements Actuator {
       if (s.phase !== 'sleeping') continue;
       // Going to sleep: its sleep's completion wakes it (trySleep), sooner than a cold start would
       // be ready, and no second engine ends up beside a sleeper.
+      active++;
+    }
+    for (const s of this.slots) {
+      if (active >= wanted) break;
+      if (s.phase !== 'booting') continue;
+      // Its launch is under way: it serves when up, sooner than a second launch would.
+      this.adoptBoot(s);
+      actions.push({ kind: 'start', variant, instanceId: s.id });
       active++;
     }
     for (const s of this.slots) {
@@ -309,9 +339,16 @@ export class LocalActuator implements Actuator {
     const sleep = this.options.sleep;
     if (sleep === undefined || engine?.sleep === undefined || this.closed || s.lost || s.died) return false;
     if (!sleep.take()) return false;
+    this.putToSleep(s, engine, nowMs);
+    return true;
+  }
+
+  /** `POST /sleep` on a slot's engine whose sleeper place is taken: sleeping, then asleep. */
+  private putToSleep(s: Slot, engine: LaunchedEngine, nowMs: number): void {
     this.enter(s, 'sleeping', nowMs);
     const generation = s.generation;
-    s.pending = engine.sleep().then(
+    const sleep = engine.sleep?.() ?? Promise.reject(new Error('the engine has no sleep mode'));
+    s.pending = sleep.then(
       () => {
         s.pending = undefined;
         if (s.generation !== generation || s.phase !== 'sleeping') return;
@@ -332,7 +369,85 @@ export class LocalActuator implements Actuator {
         this.stopSleeper(s, this.options.clock.nowMs(), `sleep failed: ${error.message}`, false);
       },
     );
+  }
+
+  /**
+   * The pool never had an engine (no launch, no initial engine): the twin's "never started in the
+   * run", what `bootQueue` reads.
+   */
+  get everStarted(): boolean {
+    return (
+      this.starts > 0 ||
+      this.bootCounts.boots > 0 ||
+      (this.options.initial?.length ?? 0) > 0 ||
+      this.slots.some((s) => s.phase !== 'stopped')
+    );
+  }
+
+  /**
+   * Boot into sleep (see the file comment): launches an engine straight into sleep when the pool
+   * never had one, sleep mode is on and `sleep.take()` grants a sleeper's place. False: not booted.
+   */
+  boot(nowMs: number): boolean {
+    const sleep = this.options.sleep;
+    const s = this.slots[0];
+    if (sleep === undefined || s === undefined || this.closed || this.everStarted) return false;
+    if (!sleep.take()) return false;
+    this.enter(s, 'booting', nowMs);
+    this.bootCounts.boots++;
+    const generation = s.generation;
+    this.log(`booting engine ${s.index} into sleep`);
+    s.pending = this.options.launcher.launch(s.index).then(
+      (engine) => this.launched(s, generation, engine),
+      (error: Error) => this.bootFailed(s, generation, error),
+    );
     return true;
+  }
+
+  /** Engines booting into sleep (launched, not yet asleep or adopted). */
+  get booting(): number {
+    return this.count('booting');
+  }
+
+  /**
+   * Cancels a boot still launching (a demand start needs its room): its sleeper place is freed at
+   * once, its engine stopped when the launch completes. Once per pool: it is not booted again.
+   */
+  abandonBoot(nowMs: number, why: string): boolean {
+    const s = this.slots.find((x) => x.phase === 'booting');
+    if (s === undefined) return false;
+    s.generation++;
+    this.options.sleep?.release();
+    this.bootCounts.bootsAbandoned++;
+    this.enter(s, 'stopping', nowMs);
+    this.log(`engine ${s.index}: boot abandoned (${why})`);
+    return true;
+  }
+
+  /** Demand while a boot launches: the launch becomes a start (its spawn time kept for the start-up). */
+  private adoptBoot(s: Slot): void {
+    this.options.sleep?.release();
+    s.phase = 'starting';
+    this.starts++;
+    this.log(`engine ${s.index}: boot taken over by demand (serves once up)`);
+  }
+
+  /** A boot's launch failed: counted, its place freed; the pool stays at zero, never retried. */
+  private bootFailed(s: Slot, generation: number, error: Error): void {
+    s.pending = undefined;
+    if (s.generation !== generation || this.closed) {
+      this.stopped(s);
+      return;
+    }
+    if (s.phase === 'starting') {
+      // Adopted by demand: a start that failed, heard as one.
+      this.startFailed(s, error);
+      return;
+    }
+    this.options.sleep?.release();
+    this.bootCounts.bootFailures++;
+    this.log(`engine ${s.index} failed to boot (left at zero): ${error.message}`);
+    this.enter(s, 'stopped', this.options.clock.nowMs());
   }
 
   /**
@@ -438,7 +553,11 @@ export class LocalActuator implements Actuator {
   get busy(): boolean {
     return this.slots.some(
       (s) =>
-        s.phase === 'starting' || s.phase === 'draining' || s.phase === 'stopping' || s.phase === 'sleeping',
+        s.phase === 'starting' ||
+        s.phase === 'booting' ||
+        s.phase === 'draining' ||
+        s.phase === 'stopping' ||
+        s.phase === 'sleeping',
     );
   }
 
@@ -464,14 +583,17 @@ export class LocalActuator implements Actuator {
       (engine) => this.launched(s, generation, engine),
       (error: Error) => {
         s.pending = undefined;
-        if (s.generation === generation && !this.closed) {
-          this.startFailures++;
-          this.log(`engine ${s.index} failed to start (${this.startFailures} so far): ${error.message}`);
-          this.enter(s, 'stopped', this.options.clock.nowMs());
-          this.options.onStartFailed?.(error, this.active);
-        } else this.stopped(s);
+        if (s.generation === generation && !this.closed) this.startFailed(s, error);
+        else this.stopped(s);
       },
     );
+  }
+
+  private startFailed(s: Slot, error: Error): void {
+    this.startFailures++;
+    this.log(`engine ${s.index} failed to start (${this.startFailures} so far): ${error.message}`);
+    this.enter(s, 'stopped', this.options.clock.nowMs());
+    this.options.onStartFailed?.(error, this.active);
   }
 
   private async launched(s: Slot, generation: number, engine: LaunchedEngine): Promise<void> {
@@ -479,6 +601,10 @@ export class LocalActuator implements Actuator {
     if (s.generation !== generation || this.closed) {
       await engine.stop().catch(() => {});
       this.stopped(s);
+      return;
+    }
+    if (s.phase === 'booting') {
+      this.booted(s, engine);
       return;
     }
     try {
@@ -496,6 +622,15 @@ export class LocalActuator implements Actuator {
     this.lastStartupMs = nowMs - s.sinceMs;
     this.enter(s, 'ready', nowMs);
     this.log(`engine ${s.index} ready at ${engine.url} (pid ${engine.pid})`);
+  }
+
+  /** A boot's engine is up: straight to sleep (its place was taken at the boot), never in the gateway. */
+  private booted(s: Slot, engine: LaunchedEngine): void {
+    s.engine = engine;
+    const nowMs = this.options.clock.nowMs();
+    this.lastStartupMs = nowMs - s.sinceMs;
+    this.log(`engine ${s.index} booted (pid ${engine.pid}): going to sleep`);
+    this.putToSleep(s, engine, nowMs);
   }
 
   private stopped(s: Slot): void {

@@ -10,11 +10,18 @@
  * `loneSleepMaxMs`: the twin keeps a GPU held by sleepers alone that long whatever it is worth, then by
  * value within its GPU account (policies.ts `plan`), which needs the per-GPU ledger and the bill of
  * GPUs `serve` does not keep, so live stays on the fixed rule (every live sleeper is alone on its GPU
- * as far as `serve` knows). Pure.
+ * as far as `serve` knows). Boot into sleep (`boot`, the twin's `bootIntoSleep`): `liveBootList` is
+ * the twin's `bootQueue` (demand first, name-hash order, once per model) cut by the same counts and
+ * by the room a cap on loaded models leaves. Pure.
  */
 import { invalidArgument } from '../../core/errors.ts';
 import type { ModelId } from '../../core/ids.ts';
-import { LONE_SLEEP_MAX_MS_DEFAULT } from './sleep.ts';
+import {
+  BOOT_INTO_SLEEP_DEFAULT,
+  type BootCandidate,
+  bootQueue,
+  LONE_SLEEP_MAX_MS_DEFAULT,
+} from './sleep.ts';
 
 /**
  * Sleepers one model keeps by default: one engine asleep answers the model's next request after a
@@ -35,6 +42,11 @@ export interface LiveSleepConfig {
   readonly sleepersMax: number;
   /** A sleeper asleep this long is stopped. */
   readonly sleepMaxMs: number;
+  /**
+   * Boot into sleep: at start-up, models never started are launched straight into sleep (default
+   * BOOT_INTO_SLEEP_DEFAULT, as in the twin), so a model's first request is a wake.
+   */
+  readonly boot: boolean;
 }
 
 /** The bounds with their defaults; SY_ERR_INVALID_ARGUMENT naming a bad one. */
@@ -43,6 +55,7 @@ export function resolveLiveSleep(p: Partial<LiveSleepConfig> = {}): LiveSleepCon
     sleepersPerModelMax: p.sleepersPerModelMax ?? SLEEPERS_PER_MODEL_MAX_DEFAULT,
     sleepersMax: p.sleepersMax ?? SLEEPERS_MAX_DEFAULT,
     sleepMaxMs: p.sleepMaxMs ?? LONE_SLEEP_MAX_MS_DEFAULT,
+    boot: p.boot ?? BOOT_INTO_SLEEP_DEFAULT,
   };
   for (const k of ['sleepersPerModelMax', 'sleepersMax'] as const)
     if (!(Number.isInteger(c[k]) && c[k] >= 1)) throw invalidArgument(k, c[k], 'an integer >= 1');
@@ -106,4 +119,42 @@ export class SleeperCount {
   get size(): number {
     return this.total;
   }
+}
+
+/** One model as the live boot rule reads it: the twin's `BootCandidate` and its sleeper counts. */
+export interface LiveBootCandidate extends BootCandidate {
+  /** Its sleepers now (asleep, going to sleep or booting). */
+  readonly modelSleepers: number;
+  /** Its instance bound (the twin's rule (a)). */
+  readonly maxInstances: number;
+}
+
+/**
+ * The models to boot into sleep now, in order: `bootQueue` (empty while any model's requests wait
+ * with no engine of it starting or ready; else never-started models in name-hash order), each kept
+ * only where `liveSleepVerdict` would let one more engine of it sleep beside those already chosen
+ * (a model past `sleepersPerModelMax` is skipped; once `sleepersMax` is reached nothing more is),
+ * at most `roomForBoots` of them (the free room under a cap on loaded models: a booting engine holds
+ * a whole engine's memory until it is asleep; unbounded without a cap).
+ */
+export function liveBootList(
+  models: readonly LiveBootCandidate[],
+  sleepers: number,
+  roomForBoots: number,
+  c: LiveSleepConfig,
+): ModelId[] {
+  if (!c.boot) return [];
+  const byId = new Map(models.map((m) => [m.id, m]));
+  const out: ModelId[] = [];
+  for (const id of bootQueue(models)) {
+    if (out.length >= roomForBoots) break;
+    const m = byId.get(id) as LiveBootCandidate;
+    const input = {
+      modelSleepers: m.modelSleepers,
+      sleepers: sleepers + out.length,
+      maxInstances: m.maxInstances,
+    };
+    if (liveSleepVerdict({ ...input, ready: true }, c) === 'sleep') out.push(id);
+  }
+  return out;
 }
