@@ -1195,9 +1195,32 @@ export class EngineCore {
     // the first one's throughout (it is below every sequence's computed tokens: see
     // `commonPrefixTokens`). The memo's pages are not keyed by it: such a run asks the model.
     const remembered = shape.commonPrefixTokens === 0;
-    // The rare paths (a memo miss, a sub-step that allocates) are calls, so that this loop, run
-    // millions of times a replay, keeps its locals in registers.
+    // Each pass runs a stretch of sub-steps in a tight loop without calls (the compiler then keeps
+    // its locals in registers and its array checks out of the loop), then one sub-step in full:
+    // the one that left the stretch, for a new page, a memo miss or an allocation.
     while (k < kMax) {
+      // The stretch: sub-steps the current page times, that allocate nothing (j below nextAlloc)
+      // and end before the horizon; exactly what the full step below does for them.
+      const stop = nextAlloc - 1 < kMax ? nextAlloc - 1 : kMax;
+      let reachedHorizon = false;
+      while (k < stop) {
+        const context = (contextTokens + n) | 0;
+        if (context >>> DECODE_MEMO_PAGE_BITS !== pageIndex) break;
+        const durationMs = page[context & DECODE_MEMO_PAGE_MASK]!;
+        if (Number.isNaN(durationMs)) break;
+        const nextEndMs = endMs + durationMs;
+        if (!(nextEndMs < horizon)) {
+          reachedHorizon = true;
+          break;
+        }
+        ends[k] = nextEndMs;
+        endMs = nextEndMs;
+        contextTokens = context;
+        k++;
+      }
+      if (reachedHorizon || k >= kMax) break;
+      // One sub-step in full. The rare paths (a memo miss, a sub-step that allocates) are calls,
+      // so that the stretch above keeps its locals in registers.
       const j = k + 1;
       // Every sequence's context is one token longer than in the previous sub-step.
       contextTokens = (contextTokens + n) | 0;
