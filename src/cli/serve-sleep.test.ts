@@ -1,10 +1,23 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SLEEPERS_MAX_DEFAULT, SLEEPERS_PER_MODEL_MAX_DEFAULT } from '../control/serverless/live-sleep.ts';
-import { BOOT_INTO_SLEEP_DEFAULT, LONE_SLEEP_MAX_MS_DEFAULT } from '../control/serverless/sleep.ts';
+import { TEST_VARIANT } from '../control/autoscalers/test-support.ts';
+import { type LaunchedEngine, LocalActuator } from '../control/local-actuator.ts';
+import {
+  resolveLiveSleep,
+  SLEEPERS_MAX_DEFAULT,
+  SLEEPERS_PER_MODEL_MAX_DEFAULT,
+  SleeperCount,
+} from '../control/serverless/live-sleep.ts';
+import {
+  BOOT_INTO_SLEEP_DEFAULT,
+  bootQueue,
+  LONE_SLEEP_MAX_MS_DEFAULT,
+} from '../control/serverless/sleep.ts';
+import { ManualClock } from '../core/clock.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { parseGatewayConfig } from '../gateway/config.ts';
 import { autoscaleSettings } from './serve-autoscale.ts';
+import { SleepBooter } from './serve-sleep.ts';
 
 const config = parseGatewayConfig({}, {});
 const refused = (f: () => unknown, param: string) =>
@@ -104,5 +117,81 @@ describe('serve --sleep settings', () => {
     refused(() => autoscaleSettings({ bootSleep: false }, config, 4), 'no-boot-sleep');
     assert.equal(autoscaleSettings({ ...zero, bootSleep: true }, config, 4)?.sleep, undefined);
     assert.throws(() => withBlock({ boot: 'no' }), /autoscaler\.sleep/);
+  });
+});
+
+describe('SleepBooter', () => {
+  /** Pools at zero with real actuators whose launches the test resolves by hand. */
+  function booterSetup(names: readonly string[], cap?: { max: number; loaded: string[]; blocked: number }) {
+    const count = new SleeperCount(resolveLiveSleep({ sleepersMax: 8 }));
+    const launches = new Map<string, (e: LaunchedEngine) => void>();
+    const held = new Map<string, number>();
+    const pools = names.map((model) => ({
+      model,
+      maxInstances: 1,
+      held: () => held.get(model) ?? 0,
+      actuator: new LocalActuator({
+        variant: TEST_VARIANT,
+        maxInstances: 1,
+        clock: new ManualClock(0),
+        backends: { add() {}, setDraining() {}, inFlight: () => 0, remove() {} },
+        launcher: { launch: () => new Promise((resolve) => launches.set(model, resolve)) },
+        sleep: { take: () => count.take(model, 1), release: () => count.release(model), sleepMaxMs: 60_000 },
+      }),
+    }));
+    const bootCap =
+      cap === undefined
+        ? undefined
+        : { maxLoadedModels: cap.max, loadedModels: () => cap.loaded, blockedCount: cap.blocked };
+    const booter = new SleepBooter(pools, count, bootCap, () => 0);
+    const engine = (pid: number): LaunchedEngine => ({
+      pid,
+      url: `http://127.0.0.1:${pid}`,
+      kvEvents: null,
+      model: 'm',
+      stop: async () => {},
+      sleep: async () => {},
+      wakeUp: async () => {},
+    });
+    const finish = async (model: string) => {
+      launches.get(model)?.(engine(1));
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    };
+    const booted = () => pools.filter((p) => p.actuator.bootCounts.boots > 0).map((p) => p.model);
+    return { pools, booter, count, held, finish, booted };
+  }
+
+  it('boots every model at once without a cap, then has nothing left to do', async () => {
+    const { booter, finish, booted } = booterSetup(['a', 'b', 'c']);
+    assert.equal(booter.pass(0), true);
+    assert.deepEqual(booted(), ['a', 'b', 'c']);
+    for (const m of ['a', 'b', 'c']) await finish(m);
+    assert.equal(booter.pass(0), false, 'done');
+  });
+
+  it("under a cap boots into its free room one at a time in bootQueue's order", async () => {
+    const { booter, finish, booted } = booterSetup(['a', 'b', 'c'], { max: 2, loaded: ['x'], blocked: 0 });
+    const order = bootQueue(['a', 'b', 'c'].map((id) => ({ id, everStarted: false, active: 0, held: 0 })));
+    booter.pass(0);
+    assert.deepEqual(booted(), [order[0]]);
+    booter.pass(0);
+    assert.deepEqual(booted(), [order[0]], 'the room is taken while it launches');
+    await finish(order[0] as string);
+    booter.pass(0);
+    assert.deepEqual(booted().sort(), [order[0], order[1]].sort());
+  });
+
+  it('waits while demand waits, and a demand start under the cap abandons boots over it', async () => {
+    const { pools, booter, held, booted } = booterSetup(['a', 'b'], { max: 1, loaded: [], blocked: 0 });
+    held.set('a', 1);
+    assert.equal(booter.pass(0), true, 'demand waits: not done');
+    assert.deepEqual(booted(), []);
+    held.set('a', 0);
+    booter.pass(0);
+    const [first] = booted();
+    const other = first === 'a' ? 'b' : 'a';
+    booter.makeRoomFor(other, 0);
+    const p = pools.find((x) => x.model === first);
+    assert.deepEqual([p?.actuator.bootCounts.bootsAbandoned, p?.actuator.booting], [1, 0]);
   });
 });
