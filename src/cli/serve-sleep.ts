@@ -180,9 +180,9 @@ export class SleepBooter {
     }));
     const list = liveBootList(candidates, this.sleepers.size, this.roomForBoots(), this.sleepers.config);
     const byModel = new Map(this.pools.map((p) => [p.model, p]));
-    for (const model of list) byModel.get(model)?.actuator.boot(nowMs);
+    const booted = list.filter((model) => byModel.get(model)?.actuator.boot(nowMs) === true);
     const demandWaits = candidates.some((c) => c.held > 0 && c.active === 0);
-    return list.length > 0 || demandWaits || this.launching() > 0;
+    return booted.length > 0 || demandWaits || this.launching() > 0;
   }
 
   /**

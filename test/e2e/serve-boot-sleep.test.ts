@@ -85,3 +85,19 @@ it('with --no-boot-sleep nothing starts before a request, and the first request 
   assert.deepEqual([m['a']?.starts, m['a']?.wakes, m['a']?.boots], [1, 0, 0]);
   assert.deepEqual([m['b']?.starts, m['b']?.boots, m['b']?.asleep], [0, 0, 0]);
 });
+
+it('under --max-loaded-models 1 boots the models one at a time into the free room, and both end asleep', async () => {
+  const { url, stderr } = await startServe(serveArgs(['--max-loaded-models', '1']), children);
+  let most = 0;
+  await waitFor('both models booted and asleep', async () => {
+    const m = await models(url);
+    most = Math.max(most, (m['a']?.booting ?? 0) + (m['b']?.booting ?? 0));
+    return m['a']?.asleep === 1 && m['b']?.asleep === 1;
+  });
+  assert.ok(most <= 1, `never two boots launching at once (saw ${most})`);
+  const launches = stderr.filter((l) => /booting engine 0 into sleep/.test(l));
+  assert.equal(launches.length, 2, stderr.join('\n'));
+  assert.equal(await chatStatus(url, 'b'), 200);
+  const m = await models(url);
+  assert.deepEqual([m['b']?.wakes, m['b']?.starts], [1, 0]);
+});
