@@ -296,6 +296,11 @@ export class PdSimBackend implements EngineBackend {
     return this.inner.modelId;
   }
 
+  /** The inner sim's: `generate` hands it `minTokens` with the rest of the input. */
+  get honoursMinTokens(): boolean {
+    return this.inner.honoursMinTokens === true;
+  }
+
   generate(input: GenerationInput, sink: GenerationSink): void {
     const tag = input.id.slice(input.id.indexOf('-') + 1);
     const tokens = this.pd.transferred.get(tag);

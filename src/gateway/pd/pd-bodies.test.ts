@@ -45,6 +45,15 @@ describe('vLLM bodies', () => {
     assert.equal(Object.hasOwn(b, 'max_completion_tokens'), false);
   });
 
+  it("prefill lowers vLLM's min_tokens to its one token (past max_tokens vLLM refuses it), keeps the rest", () => {
+    const withMin = (v: unknown): unknown =>
+      json(vllmPrefillBody(Buffer.from(JSON.stringify({ model: 'm', prompt: 'x', min_tokens: v }))))[
+        'min_tokens'
+      ];
+    assert.deepEqual([withMin(6), withMin(1), withMin(0), withMin(null), withMin('6')], [1, 1, 0, null, '6']);
+    assert.equal(Object.hasOwn(json(vllmPrefillBody(Buffer.from('{"model":"m"}'))), 'min_tokens'), false);
+  });
+
   it('decode: the client request unchanged plus the prefill answer parameters', () => {
     const params = { do_remote_prefill: true, remote_block_ids: [1, 2], remote_port: 9 };
     const b = json(vllmDecodeBody(client, params));

@@ -3,7 +3,8 @@
  *
  * vLLM (the flow of vLLM's NIXL connector proxy, tests/v1/kv_connector/nixl_integration/
  * toy_proxy_server.py in vllm-project/vllm): the prefill instance gets the request with
- * `max_tokens` 1 (and `max_completion_tokens` 1 where the client set it), `stream` false, no
+ * `max_tokens` 1 (and `max_completion_tokens` 1 where the client set it; a vLLM `min_tokens` above
+ * 1 lowered to 1, which vLLM would refuse past max_tokens), `stream` false, no
  * `stream_options`, and `kv_transfer_params` asking for a remote decode; the decode instance gets
  * the client's request unchanged plus the `kv_transfer_params` the prefill answered with.
  *
@@ -41,6 +42,8 @@ export function vllmPrefillBody(body: Buffer): Buffer {
   b['stream'] = false;
   b['max_tokens'] = 1;
   if (Object.hasOwn(b, 'max_completion_tokens')) b['max_completion_tokens'] = 1;
+  // vLLM's min_tokens may not pass max_tokens (a 400): the one-token leg asks for at most one.
+  if (typeof b['min_tokens'] === 'number' && b['min_tokens'] > 1) b['min_tokens'] = 1;
   delete b['stream_options'];
   return Buffer.from(JSON.stringify(b));
 }
