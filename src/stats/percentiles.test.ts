@@ -158,7 +158,11 @@ test('recordGaps gives what one record per gap gives, to the last bit (the refer
   fc.assert(
     fc.property(
       fc.array(
-        fc.oneof(fc.double({ min: 0, max: 50, noNaN: true }), fc.constantFrom(0, -1, 1e-9, 1e12, 7.25)),
+        fc.oneof(
+          fc.double({ min: 0, max: 50, noNaN: true }),
+          fc.double({ min: 1e-7, max: 1e10, noNaN: true }),
+          fc.constantFrom(0, -1, 1e-9, 1e12, 7.25, 2 ** -20, 2 ** 30, 1 + 1 / 128),
+        ),
         { minLength: 1, maxLength: 60 },
       ),
       fc.integer({ min: 0, max: 9 }),
