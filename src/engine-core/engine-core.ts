@@ -1195,6 +1195,11 @@ export class EngineCore {
     // the first one's throughout (it is below every sequence's computed tokens: see
     // `commonPrefixTokens`). The memo's pages are not keyed by it: such a run asks the model.
     const remembered = shape.commonPrefixTokens === 0;
+    // In locals: read as the imported binding, the page size was loaded (and checked for its
+    // temporal dead zone) on every sub-step. Contexts stay below 2^30, so `>>` is `>>>` here, and
+    // keeps the page index a small integer (`>>>` made it a double, converted every sub-step).
+    const pageBits = DECODE_MEMO_PAGE_BITS;
+    const pageMask = DECODE_MEMO_PAGE_MASK;
     // Each pass runs a stretch of sub-steps in a tight loop without calls (the compiler then keeps
     // its locals in registers and its array checks out of the loop), then one sub-step in full:
     // the one that left the stretch, for a new page, a memo miss or an allocation.
@@ -1205,8 +1210,8 @@ export class EngineCore {
       let reachedHorizon = false;
       while (k < stop) {
         const context = (contextTokens + n) | 0;
-        if (context >>> DECODE_MEMO_PAGE_BITS !== pageIndex) break;
-        const durationMs = page[context & DECODE_MEMO_PAGE_MASK]!;
+        if (context >> pageBits !== pageIndex) break;
+        const durationMs = page[context & pageMask]!;
         if (Number.isNaN(durationMs)) break;
         const nextEndMs = endMs + durationMs;
         if (!(nextEndMs < horizon)) {
@@ -1224,11 +1229,11 @@ export class EngineCore {
       const j = k + 1;
       // Every sequence's context is one token longer than in the previous sub-step.
       contextTokens = (contextTokens + n) | 0;
-      if (remembered && contextTokens >>> DECODE_MEMO_PAGE_BITS !== pageIndex) {
-        pageIndex = contextTokens >>> DECODE_MEMO_PAGE_BITS;
+      if (remembered && contextTokens >> pageBits !== pageIndex) {
+        pageIndex = contextTokens >> pageBits;
         page = stepTimes.pageFor(n, contextTokens) ?? NO_DECODE_MEMO_PAGE;
       }
-      let durationMs = page[contextTokens & DECODE_MEMO_PAGE_MASK]!;
+      let durationMs = page[contextTokens & pageMask]!;
       // A page holds only times that passed the check (step-memo.ts), so only a miss is checked.
       if (Number.isNaN(durationMs)) {
         // Through a Float64Array: merged with the page's unboxed read, the call's boxed result
