@@ -511,6 +511,8 @@ export class PdFrontServer extends PdFrontBase {
     // SGLang's prefill server runs the prefill only: one token, whatever the request asked.
     body['max_tokens'] = 1;
     if (Object.hasOwn(body, 'max_completion_tokens')) body['max_completion_tokens'] = 1;
+    // vLLM's min_tokens (the decode side honours it) may not pass that one token: past it is a 400.
+    if (typeof body['min_tokens'] === 'number' && body['min_tokens'] > 1) body['min_tokens'] = 1;
     body['stream'] = false;
     delete body['stream_options'];
     let tokens: number;
