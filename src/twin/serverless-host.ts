@@ -578,7 +578,7 @@ export class ServerlessHost implements TwinControl {
    * Engines started straight into sleep on GPUs billed anyway (an awake instance there), for models
    * with no sleeper and no instance: so their next start, the first included, is a wake. Models
    * that ran first, the most recently used first; then those never asked for, in a fixed order
-   * that knows nothing of their popularity (`hashOrder`). Each pins its weights in the node's DRAM;
+   * that knows nothing of their popularity (`nameHash`). Each pins its weights in the node's DRAM;
    * one initialising engine per GPU at a time (`SleepBook.canPrestartOn`).
    */
   private prestart(nowMs: number): void {
