@@ -235,7 +235,10 @@ ${sections.join('\n')}
   start-up (about half of the 1% tail in A and in C: 202 of 366, 25 of 48); the rest of the tail is
   later fresh starts of models whose sleepers the hold rule stopped. Booting on every free GPU at once, or
   valuing a never-asked model's sleeper, cost more than it saved (src/control/serverless/README.md has
-  the variants).
+  the variants). The *after 10 min* figures of one seed are chaotic (one boot more or less moved A's from
+  18.4 to 34.2 s); over seeds 1-8 booting costs A 1.9 s there (39.8 against 37.9 s) and C 2.2 s, for
+  0.7 s off C's headline and 0.3 s more on A's: most of A's boots (101 of 121) are stopped unasked when the
+  minimum hold ends.
 - **Sleep mode now makes most later starts wakes.** Switchyard's starts are 95-99% wakes (A 1,088 of
   1,146; D 3,583 of 3,620) against 51 of 300 and 2,493 of 2,774 before sleep mode's later steps, and its
   *p99 past first starts* falls where models time-share GPUs: D 7.1 s against 93.3 s for ServerlessLLM,
