@@ -286,8 +286,9 @@ export const gatewayConfigSchema = z
          * Sleep mode (docs/serverless.md, "Sleep mode (live)"): `true` with the default bounds, or
          * the bounds themselves; `--sleep`, `--max-sleepers`, `--max-sleepers-per-model` and
          * `--sleep-max-ms` override them. Absent or `false`: idle engines stop. `boot` (default
-         * true, as the twin's bootIntoSleep): at start-up, engines of never-started models boot
-         * straight into sleep, so a first request is a wake; `false` (or `--no-boot-sleep`) turns it off.
+         * false, as the twin's bootIntoSleep: over 8 seeds it cost the p99 after 10 min): `true` (or
+         * `--boot-sleep`) boots never-started models' engines straight into sleep at start-up, so a
+         * first request is a wake.
          */
         sleep: z
           .union([
