@@ -17,7 +17,7 @@
  * (src/gateway/stall.ts); the per-chunk cost of that bookkeeping is two field writes on a coarse
  * clock the sweep advances (`ExchangeHost.coarseNowMs`).
  */
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { type Dispatcher, Pool } from 'undici';
 import { LogLimiter, withSuppressed } from '../adapters/log-limiter.ts';
 import { type ErrorCode, SwitchyardError } from '../core/errors.ts';
@@ -171,6 +171,13 @@ export class Exchange {
   private lastFailure: { failure: AttemptFailure; detail: string; status: number } | undefined;
   /** The largest Retry-After an upstream 429 or 503 gave (bounded), passed on when it all fails. */
   private upstreamRetryAfterMs: number | undefined = undefined;
+  /** The client's `X-Request-Id` (undefined: none, or empty). */
+  readonly clientRequestId: string | undefined;
+  /**
+   * The `X-Request-Id` the engine gets, which vLLM takes as its request id (`chatcmpl-<id>`): the
+   * client's as it came; a vLLM P/D pair's own (pd-exchange.ts). Undefined: none, the engine names it.
+   */
+  upstreamRequestId: string | undefined;
 
   constructor(
     readonly host: ExchangeHost,
@@ -181,6 +188,9 @@ export class Exchange {
     readonly res: ServerResponse,
   ) {
     this.deadlineMs = request.arrivalMs + host.limits.requestTimeoutMs;
+    const id = (res as { req?: IncomingMessage }).req?.headers['x-request-id'];
+    this.clientRequestId = typeof id === 'string' && id.length > 0 ? id : undefined;
+    this.upstreamRequestId = this.clientRequestId;
     (res as ResWithExchange)[EXCHANGE] = this;
     res.on('close', onResClose);
   }
@@ -410,7 +420,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
         {
           path: this.backend.paths[ex.kind],
           method: 'POST',
-          headers: this.backend.headers,
+          headers: upstreamHeaders(this.backend, ex.upstreamRequestId),
           body: ex.body,
           blocking: true,
         },
@@ -700,19 +710,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     // A 4xx (or 3xx): the engine's own verdict on the request; no other instance would differ.
     ex.host.attemptEnded(ex, this.backend, true);
-    const type = this.headers['content-type'];
-    ex.finish({ ok: false, code: 'UPSTREAM_4XX' }, () => {
-      const res = ex.res;
-      if (res.destroyed || res.headersSent) return;
-      ex.committed = true;
-      const out: Record<string, string | number> = {
-        'content-type': typeof type === 'string' ? type : 'application/json',
-        'content-length': body.length,
-      };
-      if (typeof retryAfter === 'string') out['retry-after'] = retryAfter;
-      res.writeHead(status, out);
-      res.end(body);
-    });
+    relayEngineRefusal(ex, { status, headers: this.headers, body });
   }
 
   /**
@@ -741,6 +739,44 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     return digits > 0 ? n : undefined;
   }
+}
+
+/** An engine's answer that refused a request (a 4xx or 3xx): its status, head and body (bounded). */
+export interface EngineRefusal {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/**
+ * Ends `ex` with an engine's refusal as the engine sent it (status, content-type, Retry-After, body:
+ * its message, type, param and code): the engine's own verdict on the request, which no other
+ * instance would change. A proxied attempt's 4xx and a P/D prefill leg's both end here.
+ */
+export function relayEngineRefusal(ex: Exchange, refusal: EngineRefusal): void {
+  const { status, body } = refusal;
+  const type = refusal.headers['content-type'];
+  const retryAfter = refusal.headers['retry-after'];
+  ex.finish({ ok: false, code: 'UPSTREAM_4XX' }, () => {
+    const res = ex.res;
+    if (res.destroyed || res.headersSent) return;
+    ex.committed = true;
+    const out: Record<string, string | number> = {
+      'content-type': typeof type === 'string' ? type : 'application/json',
+      'content-length': body.length,
+    };
+    if (typeof retryAfter === 'string') out['retry-after'] = retryAfter;
+    res.writeHead(status, out);
+    res.end(body);
+  });
+}
+
+/**
+ * The headers of a request to `backend`: its shared ones (content type, its key), plus
+ * `X-Request-Id` when `requestId` is set (a new object then; the shared one is never mutated).
+ */
+export function upstreamHeaders(backend: Backend, requestId: string | undefined): Record<string, string> {
+  return requestId === undefined ? backend.headers : { ...backend.headers, 'x-request-id': requestId };
 }
 
 /**

@@ -145,7 +145,11 @@ describe('SGLang P/D: a failed prefill leg aborts its decode attempt', { timeout
     // Round robin's next prefill turn is p0 again (p0, then p1 with p0 avoided).
     const r = await json(`${failover.url}/v1/chat/completions`, chat());
     assert.equal(r.status, 400, JSON.stringify(r.body));
-    assert.equal((r.body['error'] as { code: string }).code, 'SY_ERR_INVALID_ARGUMENT');
+    assert.deepEqual(
+      r.body['error'],
+      { message: 'prefill failed on purpose', code: 'test' },
+      "the prefill engine's own error, relayed",
+    );
     assert.equal(frontCompletions, 2);
     await until('no decode waiting', async () => !waiting(await decodeStats()), GUARD_MS);
     const d = await decodeStats();

@@ -13,10 +13,19 @@
  *   the prompt's KV until the decode side notifies it read them (`POST /pd/notify`, the analogue of
  *   NIXL's notification) or `kvReleaseTimeoutMs` passes (the analogue of vLLM's
  *   VLLM_NIXL_ABORT_REQUEST_TIMEOUT, which frees blocks a decode never read).
+ * - Request ids, as vLLM names them: `chatcmpl-<X-Request-Id>` or `cmpl-<X-Request-Id>-0` (a fresh
+ *   uuid without the header), and inside the engine that id plus 8 random characters (vLLM's
+ *   InputProcessor.assign_request_id), which is the `remote_request_id` the notify names (the NIXL
+ *   connector's version 2). A decode engine before that version named its own request id instead,
+ *   so its id had to be the prefill's (vLLM's proxy sends one X-Request-Id on both legs): the notify
+ *   carries the decode's id too, and one that differs from the prefill's is counted
+ *   (`notifyIdMismatches`: a KV such an engine pair would have held until the abort timeout).
  * - vLLM decode: a request with `do_remote_prefill` waits the modelled transfer time (the prompt's KV
  *   bytes from the model catalogue over a `kvLinkGbps` link, in model time), notifies the prefill
  *   side, and decodes without prefilling the prompt. KV the prefill side no longer holds (it timed
- *   out, or it is unreachable) is recomputed locally, as vLLM's `recompute` load-failure policy does.
+ *   out, or it is unreachable), or parameters without `remote_engine_id`, `remote_request_id`,
+ *   `remote_host` or `remote_port` (vLLM uses no KV transfer then), is recomputed locally, as vLLM's
+ *   `recompute` load-failure policy does.
  * - SGLang prefill: a request with `bootstrap_room` runs its prefill only (one token); its room then
  *   holds the KV on the bootstrap endpoint (`GET /pd/bootstrap/{room}`, on the engine's own port)
  *   until the decode side collects it (`POST /pd/release/{room}`) or the release timeout passes.
@@ -33,7 +42,7 @@
  * `switchyard_pd_kv_held_*` series, not in its pool either (the core frees a finished request's
  * blocks). Every wait and every table has a bound.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SwitchyardError } from '../../core/errors.ts';
 import { parseCompletionBody } from '../../core/openai-api.ts';
@@ -98,6 +107,12 @@ export interface PdEngineStats {
    */
   kvWaiting: number;
   kvWaitsAborted: number;
+  /**
+   * Prefill side (vLLM): notifies whose decode request id was not this prefill's (the legs carried
+   * different X-Request-Ids, or none): a decode engine before the NIXL connector's version 2 names
+   * the notification after its own id, and the prefill engine would not have matched it.
+   */
+  notifyIdMismatches: number;
 }
 
 /** One held KV transfer (vLLM) or room (SGLang) on the prefill side. */
@@ -108,6 +123,8 @@ interface Held {
   timer: NodeJS.Timeout | undefined;
   /** SGLang decodes waiting for the room to be ready. */
   waiters: (() => void)[];
+  /** vLLM: the prefill's request id as vLLM names it (`chatcmpl-<X-Request-Id>`), before its suffix. */
+  requestId?: string;
 }
 
 /** The P/D state of one engine; the front server and the backend wrapper share it. */
@@ -121,7 +138,6 @@ export class PdEngine {
   /** Inner request tags whose prompt was transferred: the backend skips their prefill. */
   readonly transferred = new Map<string, number>();
   private readonly kvBytesPerToken: number;
-  private nextTransfer = 0;
   private nextBlock = 0;
 
   constructor(readonly options: PdEngineOptions) {
@@ -139,6 +155,7 @@ export class PdEngine {
       kvLoadFailures: 0,
       kvWaiting: 0,
       kvWaitsAborted: 0,
+      notifyIdMismatches: 0,
     };
     this.kvBytesPerToken = kvBytesPerToken(modelSpec(options.model));
   }
@@ -175,11 +192,15 @@ export class PdEngine {
     return h;
   }
 
-  /** The prefill of `key` finished: it holds `tokens` of KV until collected or timed out. */
-  hold(key: string, tokens: number): void {
+  /**
+   * The prefill of `key` finished: it holds `tokens` of KV until collected or timed out (vLLM: for
+   * the request `requestId`).
+   */
+  hold(key: string, tokens: number, requestId?: string): void {
     const h = this.entry(key);
     h.state = 'ready';
     h.tokens = tokens;
+    if (requestId !== undefined) h.requestId = requestId;
     h.bytes = this.kvBytes(tokens);
     this.stats.heldTransfers++;
     this.stats.heldBytes += h.bytes;
@@ -193,11 +214,6 @@ export class PdEngine {
     h.state = 'failed';
     this.arm(key, h, this.options.kvWaitTimeoutMs);
     this.wake(h);
-  }
-
-  /** A fresh vLLM transfer id. */
-  transferId(): string {
-    return `${this.engineId}-${this.nextTransfer++}`;
   }
 
   /** Block ids for `tokens` (ids only name the blocks; the core frees its own). */
@@ -398,18 +414,16 @@ export class PdFrontServer extends PdFrontBase {
 
   /** vLLM: the decode side read the KV of a transfer; the prefill side releases it. */
   private async notify(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let id: unknown;
+    let notice: { remote_request_id?: unknown; request_id?: unknown } | undefined;
     try {
-      id = (
-        JSON.parse((await readBody(req, FRONT_BODY_BYTES_MAX)).toString('utf8')) as {
-          remote_request_id?: unknown;
-        }
-      ).remote_request_id;
+      notice = JSON.parse((await readBody(req, FRONT_BODY_BYTES_MAX)).toString('utf8')) as typeof notice;
     } catch {
-      id = undefined;
+      notice = undefined;
     }
+    const id = notice?.remote_request_id;
     const h = typeof id === 'string' ? this.pd.collect(`v:${id}`) : undefined;
     if (h === undefined) return sendJson(res, 404, { released: false });
+    if (notice?.request_id !== h.requestId) this.pd.stats.notifyIdMismatches++;
     sendJson(res, 200, { released: true, tokens: h.tokens, bytes: h.bytes });
   }
 
@@ -448,9 +462,10 @@ export class PdFrontServer extends PdFrontBase {
       return;
     }
     const { role, protocol } = this.pd.options;
-    if (role === 'prefill' && protocol === 'vllm') return this.vllmPrefill(kind, path, body, res);
+    const requestId = vllmRequestId(kind, req.headers['x-request-id']);
+    if (role === 'prefill' && protocol === 'vllm') return this.vllmPrefill(kind, path, body, res, requestId);
     if (role === 'prefill') return this.sglangPrefill(kind, path, body, res);
-    if (protocol === 'vllm') return this.vllmDecode(kind, path, body, res);
+    if (protocol === 'vllm') return this.vllmDecode(kind, path, body, res, requestId);
     return this.sglangDecode(kind, path, body, res);
   }
 
@@ -469,6 +484,7 @@ export class PdFrontServer extends PdFrontBase {
     path: string,
     body: Record<string, unknown>,
     res: ServerResponse,
+    requestId: string,
   ): Promise<void> {
     const params = body['kv_transfer_params'] as { do_remote_decode?: unknown } | undefined;
     delete body['kv_transfer_params'];
@@ -479,8 +495,9 @@ export class PdFrontServer extends PdFrontBase {
     const tokens = this.promptTokens(kind, body);
     const answer = await this.inner(path, body, PREFILL_ANSWER_BYTES_MAX);
     if (answer.status < 200 || answer.status >= 300) return this.relay(res, answer);
-    const id = this.pd.transferId();
-    this.pd.hold(`v:${id}`, tokens);
+    // vLLM's internal id: the request id plus 8 random characters, named in the notify.
+    const id = `${requestId}-${randomBytes(4).toString('hex')}`;
+    this.pd.hold(`v:${id}`, tokens, requestId);
     const out = JSON.parse(answer.body.toString('utf8')) as Record<string, unknown>;
     out['kv_transfer_params'] = {
       do_remote_prefill: true,
@@ -534,6 +551,7 @@ export class PdFrontServer extends PdFrontBase {
     path: string,
     body: Record<string, unknown>,
     res: ServerResponse,
+    requestId: string,
   ): Promise<void> {
     const params = body['kv_transfer_params'] as Record<string, unknown> | undefined;
     delete body['kv_transfer_params'];
@@ -545,19 +563,25 @@ export class PdFrontServer extends PdFrontBase {
     await sleep(this.pd.transferWallMs(bytes));
     if (res.destroyed) return;
     let loaded = false;
-    try {
-      const host = String(params['remote_host']);
-      const port = Number(params['remote_port']);
-      const r = await peerCall(
-        `http://${host.includes(':') ? `[${host}]` : host}:${port}/pd/notify`,
-        'POST',
-        { remote_request_id: params['remote_request_id'], remote_engine_id: params['remote_engine_id'] },
-        PEER_CALL_TIMEOUT_MS,
-      );
-      loaded = r.status === 200;
-    } catch {
-      loaded = false;
-    }
+    // vLLM reads remote KV only with all four fields (NixlConnectorScheduler.update_state_after_alloc).
+    if (REMOTE_FIELDS.every((f) => params[f] !== undefined && params[f] !== null))
+      try {
+        const host = String(params['remote_host']);
+        const port = Number(params['remote_port']);
+        const r = await peerCall(
+          `http://${host.includes(':') ? `[${host}]` : host}:${port}/pd/notify`,
+          'POST',
+          {
+            remote_request_id: params['remote_request_id'],
+            remote_engine_id: params['remote_engine_id'],
+            request_id: requestId,
+          },
+          PEER_CALL_TIMEOUT_MS,
+        );
+        loaded = r.status === 200;
+      } catch {
+        loaded = false;
+      }
     // vLLM's `recompute` policy: KV that could not be loaded is prefilled here.
     if (!loaded) this.pd.stats.kvLoadFailures++;
     else this.pd.stats.transferredBytes += bytes;
@@ -655,6 +679,18 @@ export class PdFrontServer extends PdFrontBase {
     // transfer entry goes in untag, and the table only holds requests in flight.
     this.proxy(res, { path: req?.url ?? path, method: req?.method ?? 'POST', headers, body }, tag);
   }
+}
+
+/** The `kv_transfer_params` fields a vLLM decode needs to read remote KV. */
+const REMOTE_FIELDS = ['remote_engine_id', 'remote_request_id', 'remote_host', 'remote_port'] as const;
+
+/**
+ * A request's id as vLLM names it from its X-Request-Id (OpenAIServing._base_request_id; a fresh
+ * uuid without one): `chatcmpl-<id>` for chat, `cmpl-<id>-0` for a completion's one prompt.
+ */
+function vllmRequestId(kind: 'chat' | 'completion', header: string | string[] | undefined): string {
+  const id = typeof header === 'string' ? header : randomUUID();
+  return kind === 'chat' ? `chatcmpl-${id}` : `cmpl-${id}-0`;
 }
 
 function stripBootstrap(body: Record<string, unknown>): void {

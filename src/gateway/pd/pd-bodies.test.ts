@@ -65,6 +65,8 @@ describe('vLLM bodies', () => {
   it('reads kv_transfer_params from an answer, undefined when absent', () => {
     assert.deepEqual(kvTransferParamsOf(Buffer.from('{"id":"x","kv_transfer_params":{"a":1}}')), { a: 1 });
     assert.equal(kvTransferParamsOf(Buffer.from('{"id":"x"}')), undefined);
+    // vLLM's proxy copies them only when truthy: an empty object is none.
+    assert.equal(kvTransferParamsOf(Buffer.from('{"id":"x","kv_transfer_params":{}}')), undefined);
     assert.throws(() => kvTransferParamsOf(Buffer.from('[1]')));
   });
 });

@@ -56,13 +56,15 @@ export function vllmDecodeBody(body: Buffer, kvTransferParams: Record<string, un
 }
 
 /**
- * The `kv_transfer_params` object of a prefill's JSON answer, or undefined when it has none (an
- * engine without a KV connector). Throws on an answer that is not a JSON object.
+ * The `kv_transfer_params` object of a prefill's JSON answer, whole (vLLM's proxy copies every field
+ * to the decode request), or undefined when it has none or an empty one (an engine without a KV
+ * connector; the proxy sends the decode request without them then). Throws on an answer that is not
+ * a JSON object.
  */
 export function kvTransferParamsOf(answer: Buffer): Record<string, unknown> | undefined {
   const params = parse(answer)['kv_transfer_params'];
   if (typeof params !== 'object' || params === null || Array.isArray(params)) return undefined;
-  return params as Record<string, unknown>;
+  return Object.keys(params).length === 0 ? undefined : (params as Record<string, unknown>);
 }
 
 /** SGLang's request for both sides of a pair: the client's plus the prefill's bootstrap address and the room. */

@@ -40,6 +40,7 @@
  * decode attempt going to the instance picked first. A retry is a new pair: a new decode pick
  * (avoiding those tried) and a new decision.
  */
+import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Counter, type Registry } from 'prom-client';
@@ -54,10 +55,13 @@ import type { LiveInstance } from '../live-view.ts';
 import {
   type Attempt,
   type Backend,
+  type EngineRefusal,
   Exchange,
   type ExchangeHost,
   type ExchangeKind,
   type ExchangeOutcome,
+  relayEngineRefusal,
+  upstreamHeaders,
 } from '../proxy.ts';
 import { type AttemptFailure, isConnectError } from '../retry.ts';
 import {
@@ -74,6 +78,8 @@ import { conditionalSettingsOf, type PdBackendFields, type PdGatewayConfig, pdMo
 export const PREFILL_RETRIES_MAX = 1;
 /** Bytes of a prefill's answer kept (a one-token answer with its kv_transfer_params is a few KB). */
 export const PREFILL_ANSWER_BYTES_MAX = 1024 * 1024;
+/** Bytes of a failed prefill leg's answer kept to relay (an engine's error body), as proxy.ts keeps. */
+export const PREFILL_ERROR_BYTES_MAX = 64 * 1024;
 
 /** What a PdExchange needs from the gateway beyond an exchange's needs. */
 export interface PdHost extends ExchangeHost {
@@ -123,10 +129,18 @@ export interface PdStats {
   kvParamsMissing: number;
 }
 
-/** How one prefill leg ended. */
+/**
+ * How one prefill leg ended; a failed leg with an engine's answer keeps its head and body (bounded
+ * by ERROR_BODY_BYTES_MAX) to relay a refusal.
+ */
 type Leg =
   | { readonly ok: true; readonly answer: Buffer }
-  | { readonly ok: false; readonly status: number; readonly detail: string };
+  | {
+      readonly ok: false;
+      readonly status: number;
+      readonly detail: string;
+      readonly answer?: EngineRefusal;
+    };
 /** A prefill leg that failed. */
 type FailedLeg = Extract<Leg, { ok: false }>;
 
@@ -420,7 +434,9 @@ export class PdExchange extends Exchange {
       void this.vllmPair();
       return;
     }
+    // No pair: the decode instance serves the client's request as a colocated one would.
     this.body = this.clientBody;
+    this.upstreamRequestId = this.clientRequestId;
     super.next();
   }
 
@@ -474,8 +490,15 @@ export class PdExchange extends Exchange {
     this.legs.clear();
   }
 
-  /** vLLM: prefill (retried once elsewhere), then decode with the answer's kv_transfer_params. */
+  /**
+   * vLLM: prefill (retried once elsewhere), then decode with the answer's kv_transfer_params. Both
+   * legs carry one fresh `X-Request-Id`, as vLLM's proxy sends (a uuid4 per request, the client's
+   * own header not used): a vLLM before its NIXL connector's version 2 names the KV notification
+   * after the decode's own request id, which must be the prefill's; a client's id may repeat (a
+   * clash inside the engine) and a retried pair must not reuse the id of one still being aborted.
+   */
   private async vllmPair(): Promise<void> {
+    this.upstreamRequestId = randomUUID();
     this.prefilling = true;
     let answer: Buffer | undefined;
     try {
@@ -512,11 +535,7 @@ export class PdExchange extends Exchange {
       if (leg.ok) return leg.answer;
       this.prefillFailed.push(picked.id);
       last = leg.detail;
-      const refusal = prefillRefusal(leg.status, last);
-      if (refusal !== undefined) {
-        this.fail(refusal);
-        return undefined;
-      }
+      if (this.refused(leg)) return undefined;
     }
     this.failPrefill(last);
     return undefined;
@@ -572,17 +591,25 @@ export class PdExchange extends Exchange {
     if (!this.prefillFailed.includes(prefill.id)) this.prefillFailed.push(prefill.id);
     this.prefillFailure = leg.detail;
     if (attempt === undefined || this.attempt !== attempt || attempt.sawFirstByte) return;
-    const refusal = prefillRefusal(leg.status, leg.detail);
-    if (refusal !== undefined) {
-      this.fail(refusal);
-      return;
-    }
+    if (this.refused(leg)) return;
     // prefillRetry is set by attemptFailed, only if this really ends the attempt.
     attempt.abandon(
       'the prefill leg failed',
       `the prefill leg failed on ${this.prefillFailed.join(', ')}: ${leg.detail}`,
       'pd-prefill',
     );
+  }
+
+  /**
+   * Ends the exchange with a prefill leg's refusal when its status is the engine's verdict on the
+   * request (prefillRefused), relaying the engine's answer as a proxied attempt's 4xx is relayed;
+   * false when another try may succeed.
+   */
+  private refused(leg: FailedLeg): boolean {
+    if (leg.answer === undefined || !prefillRefused(leg.status)) return false;
+    this.attempt?.cancel(new Error('the prefill leg was refused'));
+    relayEngineRefusal(this, leg.answer);
+    return true;
   }
 
   /**
@@ -616,16 +643,23 @@ export class PdExchange extends Exchange {
       const response = await backend.pool.request({
         path: backend.paths[this.kind],
         method: 'POST',
-        headers: backend.headers,
+        headers: upstreamHeaders(backend, this.upstreamRequestId),
         body,
         signal: controller.signal,
       });
-      const answer = await readAnswer(response.body, keep ? PREFILL_ANSWER_BYTES_MAX : 0);
       const status = response.statusCode;
-      leg =
-        status >= 200 && status < 300
-          ? { ok: true, answer }
-          : { ok: false, status, detail: `${backend.id} answered ${status}${errorMessageOf(answer)}` };
+      const ok = status >= 200 && status < 300;
+      const answer = ok
+        ? await readAnswer(response.body, keep ? PREFILL_ANSWER_BYTES_MAX : 0)
+        : await readAnswer(response.body, PREFILL_ERROR_BYTES_MAX, true);
+      leg = ok
+        ? { ok: true, answer }
+        : {
+            ok: false,
+            status,
+            detail: `${backend.id} answered ${status}${errorMessageOf(answer)}`,
+            answer: { status, headers: response.headers, body: answer },
+          };
     } catch (error) {
       if (isConnectError(error)) this.host.connectFailed(backend, error as Error);
       const reason = controller.signal.aborted ? (controller.signal.reason as Error) : (error as Error);
@@ -648,15 +682,12 @@ export class PdExchange extends Exchange {
 }
 
 /**
- * A prefill leg's status that is the engine's verdict on the request itself (another instance would
- * say the same), as the error the client gets; undefined when another try may succeed (no answer,
- * 5xx, 429, and 408: the engine timed the request out). 413 keeps its meaning.
+ * Whether a prefill leg's status is the engine's verdict on the request itself (another instance
+ * would say the same): a 4xx, relayed to the client as the engine sent it. Not one when another try
+ * may succeed (no answer, 5xx, 429, and 408: the engine timed the request out).
  */
-function prefillRefusal(status: number, detail: string): SwitchyardError | undefined {
-  if (status === 413)
-    return new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', `prefill refused the request: ${detail}`);
-  if (status < 400 || status >= 500 || status === 429 || status === 408) return undefined;
-  return new SwitchyardError('SY_ERR_INVALID_ARGUMENT', `prefill refused the request: ${detail}`);
+function prefillRefused(status: number): boolean {
+  return status >= 400 && status < 500 && status !== 429 && status !== 408;
 }
 
 /** A refused prefill pick, saying it was the prefill pool that had no instance. */
@@ -674,13 +705,22 @@ function retryAfterOf(error: SwitchyardError): number | undefined {
   return typeof ms === 'number' ? ms : undefined;
 }
 
-/** Reads a response body, keeping at most `keepBytes` (0: drains it). */
-async function readAnswer(body: Readable, keepBytes: number): Promise<Buffer> {
+/**
+ * Reads a response body, keeping at most `keepBytes` (0: drains it); past that it throws, or with
+ * `truncate` keeps the first `keepBytes` and drains the rest.
+ */
+async function readAnswer(body: Readable, keepBytes: number, truncate = false): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let kept = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {
     if (kept + chunk.length > keepBytes) {
       if (keepBytes === 0) continue;
+      if (truncate) {
+        chunks.push(chunk.subarray(0, keepBytes - kept));
+        kept = keepBytes;
+        keepBytes = 0;
+        continue;
+      }
       body.destroy();
       throw new Error(`prefill answer larger than ${keepBytes} bytes`);
     }
@@ -690,10 +730,14 @@ async function readAnswer(body: Readable, keepBytes: number): Promise<Buffer> {
   return Buffer.concat(chunks, kept);
 }
 
-/** ": <message>" from an OpenAI-style error body, or '' (for log and error details). */
+/**
+ * ": <message>" from an error body, OpenAI's shape (`error.message`) or SGLang's and older vLLM's
+ * (`message` at the top), or '' (for log and error details).
+ */
 function errorMessageOf(body: Buffer): string {
   try {
-    const message = (JSON.parse(body.toString('utf8')) as { error?: { message?: unknown } }).error?.message;
+    const parsed = JSON.parse(body.toString('utf8')) as { error?: { message?: unknown }; message?: unknown };
+    const message = parsed.error?.message ?? parsed.message;
     return typeof message === 'string' ? `: ${message.slice(0, 300)}` : '';
   } catch {
     return '';
