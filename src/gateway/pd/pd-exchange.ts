@@ -730,14 +730,10 @@ async function readAnswer(body: Readable, keepBytes: number, truncate = false): 
   return Buffer.concat(chunks, kept);
 }
 
-/**
- * ": <message>" from an error body, OpenAI's shape (`error.message`) or SGLang's and older vLLM's
- * (`message` at the top), or '' (for log and error details).
- */
+/** ": <message>" from an OpenAI-style error body, or '' (for log and error details). */
 function errorMessageOf(body: Buffer): string {
   try {
-    const parsed = JSON.parse(body.toString('utf8')) as { error?: { message?: unknown }; message?: unknown };
-    const message = parsed.error?.message ?? parsed.message;
+    const message = (JSON.parse(body.toString('utf8')) as { error?: { message?: unknown } }).error?.message;
     return typeof message === 'string' ? `: ${message.slice(0, 300)}` : '';
   } catch {
     return '';
