@@ -115,6 +115,27 @@ describe('vLLM flow', () => {
     assert.match(metrics, /^switchyard_gateway_pd_prefill_legs_total 4$/m);
   });
 
+  it("sends one fresh X-Request-Id per pair on both legs (not the client's), and the backend's key", async () => {
+    const [p0, d0, d1] = await fakes(3);
+    const gw = await pdGateway('vllm', [p0!], [d0!, d1!], {}, { apiKey: 'k' });
+    d0!.behaviour.failStatus = 503;
+    const r = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'client-1' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }),
+    });
+    assert.equal(r.status, 200, await r.text());
+    // d0 refused the first pair's decode: the retry is a new pair (p0 again, then d1).
+    const legs = [p0!.received[0], d0!.received[0], p0!.received[1], d1!.received[0]];
+    const ids = legs.map((l) => l?.headers['x-request-id']);
+    assert.equal(ids[0], ids[1], "the first pair's legs carry one id");
+    assert.equal(ids[2], ids[3], "the retried pair's legs carry one id");
+    assert.notEqual(ids[0], ids[2], 'each pair its own id');
+    for (const id of ids)
+      assert.match(String(id), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    for (const l of legs) assert.equal(l?.headers['authorization'], 'Bearer k');
+  });
+
   it('a decode attempt is in flight on its instance with no pending prefill tokens', async () => {
     const [p0, d0] = await fakes(2);
     const gw = await pdGateway('vllm', [p0!], [d0!]);
