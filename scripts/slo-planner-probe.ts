@@ -15,8 +15,9 @@
  *
  * Loads: `diurnal` is docs/results/autoscaling.md's day (the committed ServeGen slice at 0.022x);
  * `servegen` any ServeGen file (`--file`, `--scale`, `--start-h`, `--clients a,b`); `sinusoid` the
- * results page's 1-to-24 req/s case. All: 8,000/1,000 tokens, TTFT 3 s, TPOT 50 ms, seed 1
- * (`--seed`).
+ * results page's 1-to-24 req/s case, period 900 s, or another (`--rate-min`, `--rate-max`,
+ * `--period-s`, `--cv` for Gamma arrivals on the curve). All: 8,000/1,000 tokens
+ * (`--input-tokens`, `--output-tokens`), TTFT 3 s, TPOT 50 ms, seed 1 (`--seed`).
  *
  * The validation day the planner README reports (ServeGen m-mid clients 36, 73, 15, 66 and 53, in
  * that order; `--scale 0.022 --start-h 240`) is built from ../shared (not committed):
@@ -56,6 +57,12 @@ const { values: args } = parseArgs({
     clairvoyant: { type: 'string' },
     seed: { type: 'string', default: '1' },
     policy: { type: 'string', default: 'round-robin' },
+    'rate-min': { type: 'string', default: '1' },
+    'rate-max': { type: 'string', default: '24' },
+    'period-s': { type: 'string', default: '900' },
+    cv: { type: 'string', default: '1' },
+    'input-tokens': { type: 'string', default: '8000' },
+    'output-tokens': { type: 'string', default: '1000' },
   },
 });
 
@@ -78,10 +85,21 @@ interface Tick {
 
 function workload(): { workload: Record<string, unknown>; maxInstances: number } {
   const hours = args.hours === undefined ? undefined : Number(args.hours);
-  const shape = { input: { kind: 'fixed', tokens: 8000 }, output: { kind: 'fixed', tokens: 1000 } };
+  const shape = {
+    input: { kind: 'fixed', tokens: Number(args['input-tokens']) },
+    output: { kind: 'fixed', tokens: Number(args['output-tokens']) },
+  };
   if (args.load === 'sinusoid') {
     const durationS = (hours ?? 2) * 3600;
-    const w = { kind: 'sinusoid', rateMinRps: 1, rateMaxRps: 24, periodS: 900, durationS, ...shape };
+    const w = {
+      kind: 'sinusoid',
+      rateMinRps: Number(args['rate-min']),
+      rateMaxRps: Number(args['rate-max']),
+      periodS: Number(args['period-s']),
+      cv: Number(args.cv),
+      durationS,
+      ...shape,
+    };
     return { workload: w, maxInstances: 16 };
   }
   const diurnal = args.load === 'diurnal';
@@ -165,6 +183,7 @@ function main(): void {
   const missed = Math.round(m.requests * (1 - m.sloAttainment.both));
   const out = {
     load: args.load,
+    ...(args.load === 'sinusoid' ? { workload: w } : {}),
     ...(args.policy === 'round-robin' ? {} : { policy: args.policy }),
     params: JSON.parse(args.params),
     gpuHours: r.gpuHours,
