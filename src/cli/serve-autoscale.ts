@@ -12,9 +12,9 @@
  * (`--warm-cache-mb`). With `--sleep` (engines started with `--enable-sleep-mode`) an engine
  * past the keep-alive sleeps instead of stopping, within the bounds on sleepers
  * (src/control/serverless/live-sleep.ts), and the model's next request wakes it (docs/serverless.md,
- * "Sleep mode (live)"); at start-up the models boot straight into sleep (`SleepBooter`, the twin's
- * boot into sleep; `--no-boot-sleep` turns it off), so a first request is a wake too. Settings come
- * from the config's `autoscaler` block and flags.
+ * "Sleep mode (live)"); with `--boot-sleep` (opt-in, off by default as in the twin) the models
+ * also boot straight into sleep at start-up (`SleepBooter`), so a first request is a wake too.
+ * Settings come from the config's `autoscaler` block and flags.
  */
 import { type LaunchCounts, localEngineLauncher } from '../adapters/engine-launcher.ts';
 import { RESTART_POLICY_DEFAULT } from '../adapters/local-engines.ts';
@@ -92,7 +92,7 @@ export interface AutoscaleFlags {
   readonly maxSleepers?: number;
   readonly maxSleepersPerModel?: number;
   readonly sleepMaxMs?: number;
-  /** False with `--no-boot-sleep` (commander's default is true: only false is read). */
+  /** True with `--boot-sleep`: boot into sleep at start-up (off by default). */
   readonly bootSleep?: boolean;
 }
 
@@ -126,14 +126,10 @@ export function autoscaleSettings(
       'maxSleepers',
       'maxSleepersPerModel',
       'sleepMaxMs',
+      'bootSleep',
     ] as const)
       if (flags[f] !== undefined)
         throw usage(`--${kebab(f)} needs --autoscaler (or an autoscaler block in the config)`, kebab(f));
-    if (flags.bootSleep === false)
-      throw usage(
-        '--no-boot-sleep needs --autoscaler (or an autoscaler block in the config)',
-        'no-boot-sleep',
-      );
     return undefined;
   }
   if (flags.engines !== undefined)
@@ -214,11 +210,9 @@ function sleepSettingsOf(
 ): LiveSleepConfig | undefined {
   const block = typeof configured === 'object' ? configured : {};
   if (flags.sleep !== true && (configured === undefined || configured === false)) {
-    for (const f of ['maxSleepers', 'maxSleepersPerModel', 'sleepMaxMs'] as const)
+    for (const f of ['maxSleepers', 'maxSleepersPerModel', 'sleepMaxMs', 'bootSleep'] as const)
       if (flags[f] !== undefined)
         throw usage(`--${kebab(f)} needs --sleep (or the config's autoscaler.sleep)`, kebab(f));
-    if (flags.bootSleep === false)
-      throw usage("--no-boot-sleep needs --sleep (or the config's autoscaler.sleep)", 'no-boot-sleep');
     return undefined;
   }
   if (minInstances > 0) {
@@ -232,7 +226,7 @@ function sleepSettingsOf(
     ...optional('sleepersMax', flags.maxSleepers ?? block.maxSleepers),
     ...optional('sleepersPerModelMax', flags.maxSleepersPerModel ?? block.maxSleepersPerModel),
     ...optional('sleepMaxMs', flags.sleepMaxMs ?? block.sleepMaxMs),
-    ...optional('boot', flags.bootSleep === false ? false : block.boot),
+    ...optional('boot', flags.bootSleep ?? block.boot),
   });
 }
 

@@ -48,7 +48,7 @@ describe('serve --sleep settings', () => {
       config,
       4,
     );
-    assert.deepEqual(flagged?.sleep, { sleepersPerModelMax: 2, sleepersMax: 3, sleepMaxMs: 5, boot: true });
+    assert.deepEqual(flagged?.sleep, { sleepersPerModelMax: 2, sleepersMax: 3, sleepMaxMs: 5, boot: false });
     assert.equal(autoscaleSettings({ autoscaler: 'static', minInstances: 0 }, config, 4)?.sleep, undefined);
   });
 
@@ -83,7 +83,7 @@ describe('serve --sleep settings', () => {
       sleepersPerModelMax: SLEEPERS_PER_MODEL_MAX_DEFAULT,
       sleepersMax: 5,
       sleepMaxMs: 9000,
-      boot: true,
+      boot: false,
     });
     assert.deepEqual(autoscaleSettings({ maxSleepers: 2 }, bounded, 4)?.sleep?.sleepersMax, 2);
     // The flag turns it on over a config that leaves it off; bounds need one or the other.
@@ -99,23 +99,28 @@ describe('serve --sleep settings', () => {
     assert.throws(() => withBlock({ sleepers: 2 }), /sleepers/);
   });
 
-  it('boot into sleep: on by default with sleep mode; off by --no-boot-sleep or the block, refused without sleep mode', () => {
+  it('boot into sleep: off by default with sleep mode; on by --boot-sleep or the block, refused without sleep mode', () => {
     const withBlock = (sleep: unknown) =>
       parseGatewayConfig({ autoscaler: { name: 'static', minInstances: 0, sleep } }, {});
     const zero = { autoscaler: 'static', minInstances: 0 } as const;
-    assert.equal(autoscaleSettings({ ...zero, sleep: true }, config, 4)?.sleep?.boot, true);
-    // commander's default for --no-boot-sleep is true: it changes nothing.
+    // Opt-in, as in the twin (BOOT_INTO_SLEEP_DEFAULT false: the 8-seed figures in its README).
+    assert.equal(BOOT_INTO_SLEEP_DEFAULT, false);
+    assert.equal(autoscaleSettings({ ...zero, sleep: true }, config, 4)?.sleep?.boot, false);
     assert.equal(autoscaleSettings({ ...zero, sleep: true, bootSleep: true }, config, 4)?.sleep?.boot, true);
-    assert.equal(
-      autoscaleSettings({ ...zero, sleep: true, bootSleep: false }, config, 4)?.sleep?.boot,
-      false,
-    );
+    assert.equal(autoscaleSettings({}, withBlock(true), 4)?.sleep?.boot, false);
+    assert.equal(autoscaleSettings({}, withBlock({ boot: true }), 4)?.sleep?.boot, true);
     assert.equal(autoscaleSettings({}, withBlock({ boot: false }), 4)?.sleep?.boot, false);
-    assert.equal(autoscaleSettings({ bootSleep: true }, withBlock({ boot: false }), 4)?.sleep?.boot, false);
-    assert.equal(autoscaleSettings({ bootSleep: false }, withBlock({ boot: true }), 4)?.sleep?.boot, false);
-    refused(() => autoscaleSettings({ ...zero, bootSleep: false }, config, 4), 'no-boot-sleep');
-    refused(() => autoscaleSettings({ bootSleep: false }, config, 4), 'no-boot-sleep');
-    assert.equal(autoscaleSettings({ ...zero, bootSleep: true }, config, 4)?.sleep, undefined);
+    // The flag wins over the block's field.
+    assert.equal(autoscaleSettings({ bootSleep: true }, withBlock({ boot: false }), 4)?.sleep?.boot, true);
+    // Without sleep mode (no --sleep, no block), or without a loop, --boot-sleep is refused.
+    refused(() => autoscaleSettings({ ...zero, bootSleep: true }, config, 4), 'boot-sleep');
+    refused(() => autoscaleSettings({ bootSleep: true }, config, 4), 'boot-sleep');
+    refused(() => autoscaleSettings({ bootSleep: true }, withBlock(false), 4), 'boot-sleep');
+    assert.throws(() => autoscaleSettings({ bootSleep: true }, config, 4), /--boot-sleep needs --autoscaler/);
+    assert.throws(
+      () => autoscaleSettings({ ...zero, bootSleep: true }, config, 4),
+      /--boot-sleep needs --sleep/,
+    );
     assert.throws(() => withBlock({ boot: 'no' }), /autoscaler\.sleep/);
   });
 });
@@ -123,7 +128,7 @@ describe('serve --sleep settings', () => {
 describe('SleepBooter', () => {
   /** Pools at zero with real actuators whose launches the test resolves by hand. */
   function booterSetup(names: readonly string[], cap?: { max: number; loaded: string[]; blocked: number }) {
-    const count = new SleeperCount(resolveLiveSleep({ sleepersMax: 8 }));
+    const count = new SleeperCount(resolveLiveSleep({ sleepersMax: 8, boot: true }));
     const launches = new Map<string, (e: LaunchedEngine) => void>();
     const held = new Map<string, number>();
     const pools = names.map((model) => ({

@@ -312,7 +312,8 @@ describe('LocalActuator boot into sleep', () => {
 });
 
 describe('liveBootList', () => {
-  const c = resolveLiveSleep({ sleepersPerModelMax: 1, sleepersMax: 2 });
+  // Boot is opt-in (`--boot-sleep`): these cases turn it on.
+  const c = resolveLiveSleep({ sleepersPerModelMax: 1, sleepersMax: 2, boot: true });
   const m = (id: string, over: Partial<LiveBootCandidate> = {}): LiveBootCandidate => ({
     id,
     everStarted: false,
@@ -336,6 +337,8 @@ describe('liveBootList', () => {
   it('boots nothing while demand waits, nor when boot is off', () => {
     assert.deepEqual(liveBootList([m('a'), m('b', { everStarted: true, held: 2 })], 0, Infinity, c), []);
     assert.deepEqual(liveBootList([m('a')], 0, Infinity, { ...c, boot: false }), []);
+    // Off by default, as in the twin.
+    assert.deepEqual(liveBootList([m('a')], 0, Infinity, resolveLiveSleep()), []);
     assert.deepEqual(liveBootList([m('a'), m('b', { everStarted: true })], 0, Infinity, c), ['a']);
   });
 });

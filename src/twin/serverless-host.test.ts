@@ -169,9 +169,9 @@ test('a model not yet asked for is started into sleep beside an awake one, so it
   assert.equal(off?.sleep.prestarts, 0);
 });
 
-test('boot into sleep: models never asked for start into sleep on free GPUs, so first starts are wakes; off with bootIntoSleep false', () => {
+test('boot into sleep (opt-in): models never asked for start into sleep on free GPUs, so first starts are wakes; off by default', () => {
   const rare = { modelRatesRps: [0.02, 0.02, 0.02, 0.02], onMeanS: 60, offMeanS: 600 };
-  const hold = { loneSleepMaxMs: 3_600_000 };
+  const hold = { loneSleepMaxMs: 3_600_000, bootIntoSleep: true };
   const r = runTwin(settings('switchyard', 2, hold, rare));
   const s = r.serverless;
   assert.ok(s !== undefined);
@@ -187,13 +187,17 @@ test('boot into sleep: models never asked for start into sleep on free GPUs, so 
   const off = runTwin(settings('switchyard', 2, { ...hold, bootIntoSleep: false }, rare)).serverless;
   assert.ok(off !== undefined);
   assert.equal(off.sleep.boots, 0);
+  // Off unless asked: the default boots nothing either.
+  const plain = runTwin(settings('switchyard', 2, { loneSleepMaxMs: 3_600_000 }, rare)).serverless;
+  assert.equal(plain?.sleep.boots, 0);
+  assert.deepEqual(plain, off);
   // Without it a model's first request waits for a start-up; with it, for a wake.
   assert.ok(s.ttftMs.cold.p50 < off.ttftMs.cold.p50, `${s.ttftMs.cold.p50} vs ${off.ttftMs.cold.p50}`);
   // Deterministic: the same seed gives the same figures.
   assert.deepEqual(runTwin(settings('switchyard', 2, hold, rare)).serverless, s);
   // The hold rule applies to booted GPUs: at the default hold (60 s, then by value within the GPU
   // account) sleepers nobody asks for are stopped, and the bill is below the hour-long hold's.
-  const held = runTwin(settings('switchyard', 2, undefined, rare));
+  const held = runTwin(settings('switchyard', 2, { bootIntoSleep: true }, rare));
   assert.ok((held.serverless?.sleep.boots ?? 0) > 0);
   assert.ok((held.serverless?.sleep.stoppedAsleep ?? 0) > 0, JSON.stringify(held.serverless?.sleep));
   assert.ok((held.gpuHours ?? 0) < (r.gpuHours ?? 0), `${held.gpuHours} vs ${r.gpuHours}`);

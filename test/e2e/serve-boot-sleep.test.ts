@@ -1,9 +1,10 @@
 /**
- * End-to-end: boot into sleep in `switchyard serve --min-instances 0 --sleep` with two real sim
- * engine processes. Without any request, both models' engines start and go to sleep (counted as
- * boots and sleeps in /stats, no start); the first request to one is served by a wake (wakes 1,
- * starts still 0) and the other model stays asleep. With `--no-boot-sleep` nothing starts before
- * a request, and the same request makes a fresh start. Deadlines only guard against hangs.
+ * End-to-end: boot into sleep in `switchyard serve --min-instances 0 --sleep --boot-sleep` with two
+ * real sim engine processes. Without any request, both models' engines start and go to sleep
+ * (counted as boots and sleeps in /stats, no start); the first request to one is served by a wake
+ * (wakes 1, starts still 0) and the other model stays asleep. Without `--boot-sleep` (the default:
+ * boot is opt-in) nothing starts before a request, and the same request makes a fresh start.
+ * Deadlines only guard against hangs.
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
@@ -35,7 +36,7 @@ async function models(url: string): Promise<Record<string, ModelSleep>> {
   return ((await (await fetch(`${url}/stats`)).json()) as Stats).sleep.models;
 }
 
-/** Two sim models at zero with sleep mode, plus `extra` flags. */
+/** Two sim models at zero with sleep mode (boot off unless `extra` asks), plus `extra` flags. */
 const serveArgs = (extra: readonly string[]): string[] => [
   '--time-scale',
   '0.1',
@@ -46,7 +47,7 @@ const serveArgs = (extra: readonly string[]): string[] => [
 ];
 
 it('boots both models into sleep before any request, and the first request is a wake', async () => {
-  const { url, stderr } = await startServe(serveArgs([]), children);
+  const { url, stderr } = await startServe(serveArgs(['--boot-sleep']), children);
   await waitFor('both models booted and asleep', async () => {
     const m = await models(url);
     return m['a']?.asleep === 1 && m['b']?.asleep === 1;
@@ -76,8 +77,9 @@ it('boots both models into sleep before any request, and the first request is a 
   );
 });
 
-it('with --no-boot-sleep nothing starts before a request, and the first request is a fresh start', async () => {
-  const { url } = await startServe(serveArgs(['--no-boot-sleep']), children);
+it('without --boot-sleep (the default) nothing starts before a request, and the first request is a fresh start', async () => {
+  const { url, stderr } = await startServe(serveArgs([]), children);
+  assert.ok(!stderr.some((l) => /boot into sleep/.test(l)), stderr.join('\n'));
   let m = await models(url);
   assert.deepEqual([m['a']?.boots, m['a']?.booting, m['a']?.asleep], [0, 0, 0]);
   assert.equal(await chatStatus(url, 'a'), 200);
@@ -87,7 +89,7 @@ it('with --no-boot-sleep nothing starts before a request, and the first request 
 });
 
 it('under --max-loaded-models 1 boots the models one at a time into the free room, and both end asleep', async () => {
-  const { url, stderr } = await startServe(serveArgs(['--max-loaded-models', '1']), children);
+  const { url, stderr } = await startServe(serveArgs(['--boot-sleep', '--max-loaded-models', '1']), children);
   let most = 0;
   await waitFor('both models booted and asleep', async () => {
     const m = await models(url);

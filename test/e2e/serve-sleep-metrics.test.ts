@@ -52,8 +52,6 @@ it('shows sleepers in switchyard_sleeping_replicas, and --max-loaded-models does
       '--max-loaded-models',
       '1',
       '--sleep',
-      // Sleep past the keep-alive is under test: no boot into sleep (test/e2e/serve-boot-sleep.test.ts).
-      '--no-boot-sleep',
     ],
     children,
   );

@@ -61,8 +61,6 @@ it('sleeps an idle engine past its keep-alive, wakes it for the next requests, a
       '--keep-alive-ms',
       '300',
       '--sleep',
-      // Sleep past the keep-alive is under test: no boot into sleep (test/e2e/serve-boot-sleep.test.ts).
-      '--no-boot-sleep',
     ],
     children,
   );
@@ -130,8 +128,6 @@ it('puts a llama engine (handed to a standby engine) to sleep and wakes it by re
       '--keep-alive-ms',
       '300',
       '--sleep',
-      // Sleep past the keep-alive is under test: no boot into sleep (test/e2e/serve-boot-sleep.test.ts).
-      '--no-boot-sleep',
     ],
     children,
   );

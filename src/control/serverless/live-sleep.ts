@@ -10,7 +10,7 @@
  * `loneSleepMaxMs`: the twin keeps a GPU held by sleepers alone that long whatever it is worth, then by
  * value within its GPU account (policies.ts `plan`), which needs the per-GPU ledger and the bill of
  * GPUs `serve` does not keep, so live stays on the fixed rule (every live sleeper is alone on its GPU
- * as far as `serve` knows). Boot into sleep (`boot`, the twin's `bootIntoSleep`): `liveBootList` is
+ * as far as `serve` knows). Boot into sleep (`boot`, the twin's `bootIntoSleep`, off by default): `liveBootList` is
  * the twin's `bootQueue` (demand first, name-hash order, once per model) cut by the same counts and
  * by the room a cap on loaded models leaves. Pure.
  */
@@ -43,8 +43,9 @@ export interface LiveSleepConfig {
   /** A sleeper asleep this long is stopped. */
   readonly sleepMaxMs: number;
   /**
-   * Boot into sleep: at start-up, models never started are launched straight into sleep (default
-   * BOOT_INTO_SLEEP_DEFAULT, as in the twin), so a model's first request is a wake.
+   * Boot into sleep: at start-up, models never started are launched straight into sleep, so a
+   * model's first request is a wake. Opt-in (BOOT_INTO_SLEEP_DEFAULT, false, as in the twin: its
+   * 8-seed figures are in README.md).
    */
   readonly boot: boolean;
 }
