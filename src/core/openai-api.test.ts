@@ -181,3 +181,34 @@ describe('builtinEngineRefusal', () => {
     assert.equal(refusal('completion', 'not an object'), undefined);
   });
 });
+
+describe('stream_options without a stream (vLLM refuses it before any field check)', () => {
+  const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+  it('is refused naming stream_options, for chat and completions', () => {
+    assert.equal(
+      codeOf(() => parseCompletionBody('chat', { ...chat, stream_options: { include_usage: true } })),
+      'SY_ERR_INVALID_ARGUMENT:stream_options',
+    );
+    assert.equal(
+      codeOf(() =>
+        parseCompletionBody('completion', {
+          model: 'm',
+          prompt: 'x',
+          stream: false,
+          stream_options: { a: 1 },
+        }),
+      ),
+      'SY_ERR_INVALID_ARGUMENT:stream_options',
+    );
+  });
+  it('passes empty or null options, and any options with stream true', () => {
+    assert.equal(parseCompletionBody('chat', { ...chat, stream_options: {} }).stream, false);
+    assert.equal(parseCompletionBody('chat', { ...chat, stream_options: null }).stream, false);
+    const streamed = parseCompletionBody('chat', {
+      ...chat,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    assert.equal(streamed.includeUsage, true);
+  });
+});

@@ -120,6 +120,31 @@ function invalidBody(issues: z.core.$ZodIssue[]): SwitchyardError {
 }
 
 /**
+ * vLLM's check of `stream_options` (its protocol's validate_stream_options, a "before" validator, so
+ * it runs ahead of the fields' own checks): options given (a truthy value: a non-empty object)
+ * without `stream` true are a 400 naming `stream_options`; undefined when the body is fine. Python's
+ * truthiness, as vLLM reads the raw body. The gateway and the built-in engines both refuse it, so a
+ * body the gateway accepts is one a vLLM behind it accepts too.
+ */
+export function streamOptionsRefusal(body: unknown): SwitchyardError | undefined {
+  const b = body as { stream?: unknown; stream_options?: unknown };
+  if (!pyTruthy(b.stream_options) || pyTruthy(b.stream)) return undefined;
+  return new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    'Stream options can only be defined when `stream=True`.',
+    {
+      param: 'stream_options',
+    },
+  );
+}
+
+/** Python's truth of a JSON value: an empty object, list or string, 0, false and null are false. */
+function pyTruthy(v: unknown): boolean {
+  if (typeof v === 'object' && v !== null) return Object.keys(v).length > 0;
+  return Boolean(v);
+}
+
+/**
  * Parses a chat or completion body (already JSON-decoded). Throws SwitchyardError
  * SY_ERR_INVALID_ARGUMENT naming the first bad field.
  */
@@ -129,6 +154,8 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
       param: null,
     });
   }
+  const streamOptions = streamOptionsRefusal(body);
+  if (streamOptions !== undefined) throw streamOptions;
   let promptText = '';
   let promptTokenIds: readonly number[] | undefined;
   let maxGiven: number | null | undefined;

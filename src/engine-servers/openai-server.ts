@@ -344,27 +344,6 @@ function minTokensOf(body: unknown, parsed: ParsedCompletionRequest, honoured: b
   return v as number;
 }
 
-/**
- * vLLM's check of `stream_options` (its protocol's validate_stream_options): options given (a
- * truthy value: a non-empty object) without `stream` true are a 400 naming `stream_options`;
- * undefined when the body is fine. Python's truthiness, as vLLM reads the raw body.
- */
-function streamOptionsRefusal(body: unknown): SwitchyardError | undefined {
-  const b = body as { stream?: unknown; stream_options?: unknown };
-  if (!pyTruthy(b.stream_options) || pyTruthy(b.stream)) return undefined;
-  return new SwitchyardError(
-    'SY_ERR_INVALID_ARGUMENT',
-    'Stream options can only be defined when `stream=True`.',
-    { param: 'stream_options' },
-  );
-}
-
-/** Python's truth of a JSON value: an empty object, list or string, 0, false and null are false. */
-function pyTruthy(v: unknown): boolean {
-  if (typeof v === 'object' && v !== null) return Object.keys(v).length > 0;
-  return Boolean(v);
-}
-
 /** The server proper; `startOpenAiServer` is its public face. */
 class EngineHttpServer {
   readonly metrics: VllmMetrics;
@@ -612,8 +591,7 @@ class EngineHttpServer {
       if (kind === 'responses') echo = responsesEcho(body);
       else minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
       this.checkModel(parsed.model);
-      const refusal =
-        kind === 'responses' ? undefined : (streamOptionsRefusal(body) ?? builtinEngineRefusal(kind, body));
+      const refusal = kind === 'responses' ? undefined : builtinEngineRefusal(kind, body);
       if (refusal !== undefined) throw refusal;
       const maxWaiting = this.options.maxWaiting;
       if (maxWaiting !== undefined) {

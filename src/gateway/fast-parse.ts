@@ -57,6 +57,8 @@ function commonValid(b: Json): boolean {
   if (!optionalBoolean(b['stream'])) return false;
   const so = b['stream_options'];
   if (!nullish(so) && !(isObject(so) && optionalBoolean(so['include_usage']))) return false;
+  // Options without a stream are vLLM's 400 (core's streamOptionsRefusal): the slow path throws it.
+  if (isObject(so) && Object.keys(so).length > 0 && b['stream'] !== true) return false;
   if (!tokenLimit(b['max_tokens'])) return false;
   const t = b['temperature'];
   if (!nullish(t) && !(typeof t === 'number' && t >= 0 && t <= 2)) return false;
