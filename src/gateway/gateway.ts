@@ -1363,6 +1363,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     const backend = this.backendById.get(id);
     if (backend === undefined) return;
     backend.instance.healthy = healthy;
+    // Its last scrape may describe a killed process (a restart comes back empty): live-view.ts.
+    if (!healthy) backend.instance.forgetSignals(this.nowMs());
     this.log(`switchyard: instance ${id} ${healthy ? 're-admitted' : 'ejected'}: ${reason}`);
     if (healthy) {
       backend.progress.readmitted(this.nowMs());

@@ -78,6 +78,40 @@ describe('LiveView', () => {
     assert.equal(a.waiting, 3);
   });
 
+  it('forgets the scraped signals of an ejected instance until a scrape taken after the ejection', () => {
+    const v = view();
+    const a = v.get('a');
+    assert.ok(a !== undefined);
+    v.applySignals(
+      'a',
+      { running: 4, waiting: 2, kvUsage: 0.5, prefixHitRate: 0.4, kvBlocksTotal: 2048, blockSize: 32 },
+      1000,
+    );
+    // Ejected (its process killed), then re-admitted (restarted) before the scraper reached it again.
+    a.forgetSignals(1100);
+    a.inFlight = 1;
+    v.at(1150);
+    assert.equal(a.stale, true);
+    assert.equal(a.running, 1);
+    assert.equal(a.waiting, 0);
+    assert.equal(a.kvUsage, 0, 'not the KV usage of the killed process');
+    assert.equal(a.prefixHitRate, 0);
+    assert.equal(a.signalAgeMs(1150), Number.POSITIVE_INFINITY);
+    // The sizes are the engine's configuration: kept.
+    assert.equal(a.kvBlocksTotal, 2048);
+    assert.equal(a.blockSize, 32);
+    // A scrape taken before the ejection and delivered late is ignored; one taken after it counts.
+    v.applySignals('a', { running: 4, waiting: 2, kvUsage: 0.5 }, 1050);
+    v.at(1160);
+    assert.equal(a.kvUsage, 0);
+    assert.equal(a.stale, true);
+    v.applySignals('a', { running: 0, waiting: 0, kvUsage: 0.01 }, 1200);
+    v.at(1210);
+    assert.equal(a.stale, false);
+    assert.equal(a.kvUsage, 0.01);
+    assert.equal(a.running, 0);
+  });
+
   it('refuses a duplicate id', () => {
     const v = view();
     assert.throws(() =>

@@ -17,6 +17,12 @@
  * `kvUsage` keeps its last scraped value (0 if none: KV usage moves slowly and has no host-side
  * proxy). Fresh scraped values are shown as scraped, as the twin's scraped view does; requests sent
  * since the scrape show in `inFlight`.
+ *
+ * Ejection: the gateway calls `forgetSignals` when it ejects an instance. Its last scrape describes a
+ * process that may be dead or replaced by a restarted one with an empty cache, so the view shows it as
+ * never scraped (host accounting, `kvUsage` 0) until a scrape taken after the ejection arrives.
+ * Without this a restarted engine came back showing the KV usage of its killed predecessor for as
+ * long as the scraper's error backoff lasted, and a KV-aware cost sent it nothing.
  */
 import { HostAccounting } from '../core/host-accounting.ts';
 import { type InstanceRole, type InstanceView, signalsFresh } from '../core/view.ts';
@@ -72,6 +78,8 @@ export class LiveInstance extends HostAccounting implements InstanceView {
   private scrapedRunning = Number.NaN;
   private scrapedWaiting = Number.NaN;
   private scrapedAtMs = Number.NEGATIVE_INFINITY;
+  /** Scrapes taken before this are ignored: the last scrape's, or the last ejection's time. */
+  private signalsFloorMs = Number.NEGATIVE_INFINITY;
 
   constructor(spec: LiveInstanceSpec) {
     super();
@@ -86,7 +94,8 @@ export class LiveInstance extends HostAccounting implements InstanceView {
 
   /** Applies one scrape. Fields the engine did not report keep their previous value. */
   applySignals(signals: EngineSignalsInput, atMs: number): void {
-    if (atMs < this.scrapedAtMs) return;
+    if (atMs < this.signalsFloorMs) return;
+    this.signalsFloorMs = atMs;
     this.scrapedAtMs = atMs;
     this.updatedAtMs = atMs;
     this.scrapedRunning = finite(signals.running) ? Math.max(0, signals.running) : Number.NaN;
@@ -99,6 +108,20 @@ export class LiveInstance extends HostAccounting implements InstanceView {
       this.prefixHitRate = Math.min(1, Math.max(0, signals.prefixHits / signals.prefixQueries));
     else if (finite(signals.prefixHitRate))
       this.prefixHitRate = Math.min(1, Math.max(0, signals.prefixHitRate));
+  }
+
+  /**
+   * The host ejected this instance at `atMs`: drops the scraped `running`, `waiting`, `kvUsage` and
+   * `prefixHitRate` (a restarted engine starts with none), keeps the sizes (`kvBlocksTotal`,
+   * `blockSize`: the same engine configuration), and ignores scrapes taken before `atMs`.
+   */
+  forgetSignals(atMs: number): void {
+    this.scrapedRunning = Number.NaN;
+    this.scrapedWaiting = Number.NaN;
+    this.kvUsage = 0;
+    this.prefixHitRate = 0;
+    this.scrapedAtMs = Number.NEGATIVE_INFINITY;
+    this.signalsFloorMs = Math.max(this.signalsFloorMs, atMs);
   }
 
   /** Settles what the view shows at `nowMs`: scraped signals when fresh, host accounting when stale. */
