@@ -2,7 +2,11 @@
  * End-to-end: `switchyard serve` restarts a local engine that crashes. The real CLI starts two sim
  * engines; one is SIGKILLed; serve logs the death and the restart, a new process answers on the same
  * port, the gateway ejects the engine while it is down and re-admits it after, and requests succeed
- * throughout. Deadlines here only guard against hangs.
+ * throughout. Under the default routing policy (kv-events, Dynamo's cost, which prices the scraped KV
+ * usage), the restarted engine takes its share of new requests: the gateway forgets an ejected
+ * engine's scraped signals, so it does not come back showing the KV usage of the process that was
+ * killed (engine 0 is killed here while a scrape shows KV in use on it). Deadlines here only guard
+ * against hangs.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -52,6 +56,9 @@ interface InstanceJson {
   id: string;
   url: string;
   healthy: boolean;
+  inFlight: number;
+  pendingPrefillTokens: number;
+  kvUsage: number;
 }
 
 async function instances(url: string): Promise<InstanceJson[]> {
@@ -63,16 +70,20 @@ async function instances(url: string): Promise<InstanceJson[]> {
   return ((await res.json()) as { instances: InstanceJson[] }).instances;
 }
 
-async function chat(url: string): Promise<number> {
+async function chat(url: string, content = 'hi', maxTokens = 4): Promise<number> {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }),
+    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content }], max_tokens: maxTokens }),
     signal: AbortSignal.timeout(HANG_GUARD_MS),
   });
   await res.arrayBuffer();
   return res.status;
 }
+
+/** A prompt of a few KV blocks, and enough output to stay on the engine across several scrapes. */
+const LONG_PROMPT = 'a prompt long enough to hold a few blocks of KV cache on the engine while it decodes';
+const LONG_MAX_TOKENS = 400;
 
 test('a SIGKILLed engine is restarted on its port, re-admitted, and serves again', {
   timeout: HANG_GUARD_MS * 2,
@@ -98,11 +109,6 @@ test('a SIGKILLed engine is restarted on its port, re-admitted, and serves again
       ADMIN_KEY,
       '--config',
       config,
-      // Round robin, so the restarted engine surely takes its share of the 20 requests below: the
-      // default (KV-aware) may keep every copy of the one prompt on the engine that cached it while
-      // engine 0 was down (seen under a loaded full test run).
-      '--policy',
-      'round-robin',
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -121,6 +127,12 @@ test('a SIGKILLed engine is restarted on its port, re-admitted, and serves again
   const [, engineUrl, oldPid] = first.find(([i]) => i === 0)!;
   assert.equal(await chat(url), 200);
 
+  // Kill engine 0 while its last scrape shows KV in use: long requests until the view shows it.
+  const longs: Promise<unknown>[] = [];
+  await until('a scrape of engine-0 with KV in use', async () => {
+    if (longs.length < 16) longs.push(chat(url, LONG_PROMPT, LONG_MAX_TOKENS).catch(() => 0));
+    return (await instances(url)).some((i) => i.id === 'engine-0' && i.kvUsage > 0);
+  });
   process.kill(oldPid, 'SIGKILL');
   await until('the restart line', () => stderr.some((l) => l.includes('restarting engine 0 in 0.5 s')));
   assert.ok(
@@ -146,6 +158,10 @@ test('a SIGKILLed engine is restarted on its port, re-admitted, and serves again
     stderr.join('\n'),
   );
   assert.equal((await fetch(`${url}/ready`)).status, 200);
+  await Promise.all(longs);
+  // The view shows nothing of the killed process: not its KV usage (the cost would price it).
+  const readmitted = (await instances(url)).find((i) => i.id === 'engine-0')!;
+  assert.equal(readmitted.kvUsage, 0, JSON.stringify(readmitted));
   const statuses = await Promise.all(Array.from({ length: 20 }, () => chat(url)));
   assert.deepEqual(new Set(statuses), new Set([200]));
   // The restarted engine takes its share: its own counters moved.
@@ -154,5 +170,10 @@ test('a SIGKILLed engine is restarted on its port, re-admitted, and serves again
     .split('\n')
     .find((l) => l.startsWith('vllm:request_success_total{finished_reason="length"'));
   assert.ok(line !== undefined && Number(line.slice(line.lastIndexOf(' ') + 1)) > 0, metrics.slice(0, 2000));
+  // The host accounting of both engines comes back to zero: nothing leaked by the refused attempts.
+  let last: InstanceJson[] = [];
+  await until('host accounting back to zero', async () =>
+    (last = await instances(url)).every((i) => i.inFlight === 0 && i.pendingPrefillTokens === 0),
+  ).catch((error: Error) => assert.fail(`${error.message}: ${JSON.stringify(last)}`));
   assert.ok(!stderr.some((l) => l.includes('giving up')), stderr.join('\n'));
 });
