@@ -122,7 +122,7 @@ export function registerEngineCommand(program: Command): void {
   const engine = program
     .command('engine')
     .description(
-      'Run a built-in engine server: the OpenAI API (/v1/chat/completions, /v1/completions, /v1/embeddings,\n' +
+      'Run a built-in engine server: the OpenAI API (/v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings,\n' +
         '/v1/models), /health, /metrics under vLLM metric names, and vLLM-format KV events over ZMQ.\n' +
         'Once listening it prints one JSON line on stdout:\n' +
         '  {"event":"ready","engine":"sim","url":"http://127.0.0.1:PORT","model":"...","kvEvents":"tcp://...|null"}\n' +

@@ -463,7 +463,7 @@ export function registerServeCommand(program: Command): void {
   program
     .command('serve')
     .description(
-      'Run the live gateway: an OpenAI-compatible front door (/v1/chat/completions, /v1/completions, ' +
+      'Run the live gateway: an OpenAI-compatible front door (/v1/chat/completions, /v1/completions, /v1/responses, ' +
         '/v1/embeddings, /v1/models) that routes through the same policies as the twin, with admission, ' +
         'retries, health checks, /metrics, /ready and an admin API. Backends come from --config; without ' +
         'any it starts --engines local engines. See docs/gateway.md.',
