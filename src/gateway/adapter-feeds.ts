@@ -69,6 +69,10 @@ export function adapterFeeds(options: AdapterFeedsOptions): SignalFeeds {
       // Idempotent: starts a scraper built by this add, schedules nothing twice.
       if (sink !== undefined) scraper?.start();
     },
+    readmitted(id: string): void {
+      // Not its backoff from the dead predecessor: one scrape now (a restarted engine is fresh).
+      scraper?.scrapeNow(id);
+    },
     remove(id: string): void {
       scraper?.remove(id);
       subscriber?.disconnect(id);

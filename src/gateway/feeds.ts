@@ -28,6 +28,11 @@ export interface SignalFeeds {
   start(targets: readonly FeedTarget[], sink: FeedSink): void;
   /** An engine added after `start` (the local actuator's); feeds without it leave such engines unscraped. */
   add?(target: FeedTarget): void;
+  /**
+   * The gateway re-admitted an engine: feed it again at once (its view shows host accounting only
+   * until then, live-view.ts `forgetSignals`). Feeds without it wait out their own schedule.
+   */
+  readmitted?(id: string): void;
   /** Stops feeding an engine (removed from the gateway); unknown ids are ignored. */
   remove?(id: string): void;
   stop(): Promise<void>;

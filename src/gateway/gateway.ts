@@ -1368,6 +1368,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     this.log(`switchyard: instance ${id} ${healthy ? 're-admitted' : 'ejected'}: ${reason}`);
     if (healthy) {
       backend.progress.readmitted(this.nowMs());
+      // Its signals were forgotten at ejection: scrape now, not after the scraper's error backoff.
+      this.feeds.readmitted?.(id);
       this.step();
       this.releaseHeld();
     }

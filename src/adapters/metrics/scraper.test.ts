@@ -201,6 +201,54 @@ describe('MetricsScraper', () => {
     }
   });
 
+  it('scrapes a re-admitted target at once instead of waiting out its backoff', async () => {
+    // The engine is down (503) for its first tries, then restarted. The interval is a minute, so
+    // after a failure the next scheduled try is a minute or more away: a scrape that comes within
+    // waitFor's 10 s came from scrapeNow.
+    let up = false;
+    const engine = await serve((req, res) => {
+      if (up) return page(VLLM_PAGE)(req, res);
+      res.writeHead(503);
+      res.end();
+    });
+    const signals: EngineSignals[] = [];
+    const errors: Error[] = [];
+    const scraper = new MetricsScraper({
+      intervalMs: 60_000,
+      timeoutMs: 2_000,
+      errorBackoffMaxMs: 3_600_000,
+      onSignals: (_id, s) => signals.push(s),
+      onError: (_id, error) => errors.push(error),
+    });
+    try {
+      scraper.scrapeNow('e');
+      scraper.add('e', engine.url);
+      scraper.scrapeNow('e');
+      assert.equal(engine.stats.requests, 0, 'nothing before start');
+      scraper.start();
+      await waitFor('the first failure', () => errors.length === 1);
+      scraper.scrapeNow('e');
+      await waitFor('a second failure, asked for', () => errors.length === 2);
+      up = true;
+      // Twice in a row: one scrape, the second call replaces the first's timer.
+      scraper.scrapeNow('e');
+      scraper.scrapeNow('e');
+      scraper.scrapeNow('unknown');
+      await waitFor('the restarted engine scraped', () => signals.length === 1);
+      assert.equal(signals[0]!.running, 23);
+      await waitFor('its connection to close', () => engine.stats.inFlight === 0);
+      assert.equal(engine.stats.requests, 3, 'one scrape per scrapeNow, none doubled');
+      assert.equal(engine.stats.inFlightMax, 1);
+    } finally {
+      await scraper.stop();
+      await engine.close();
+    }
+    // Stopped: scrapeNow schedules nothing that outlives the scraper (a timer at 0 would have fired).
+    scraper.scrapeNow('e');
+    await sleep(100);
+    assert.equal(engine.stats.requests, 3);
+  });
+
   it('stops scraping a removed target, mid-flight included, and reports nothing for it', async () => {
     const slowServer = await serve(async (req, res) => {
       await sleep(1_000);

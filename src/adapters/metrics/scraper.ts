@@ -6,7 +6,7 @@
  * Each scrape has its own deadline (`timeoutMs`); failures (refused, timed out, non-200, an
  * oversized or malformed page) go to `onError` and never throw. After consecutive failures the
  * target is retried at a doubling delay, capped at `errorBackoffMaxMs`, so a dead engine costs
- * little. Pages are parsed with a name filter, so only the handful of series that feed the
+ * little; `scrapeNow` ends that wait when the host re-admits the engine. Pages are parsed with a name filter, so only the handful of series that feed the
  * signals are decoded (about 0.1 ms for a 300-line vLLM page).
  */
 import { Client } from 'undici';
@@ -108,6 +108,22 @@ export class MetricsScraper {
     this.targets.delete(id);
     target.removed = true;
     this.halt(target);
+  }
+
+  /**
+   * Scrapes `id` at once and forgets its failures: the host re-admitted it, and a restarted engine
+   * should not wait out its dead predecessor's backoff (up to `errorBackoffMaxMs`) before the view
+   * sees its signals again. Replaces the pending timer, so it adds no timer and `stop` still clears
+   * everything; a scrape in flight is left to finish and the next follows at the plain interval.
+   * Unknown ids, and a scraper not started, are ignored.
+   */
+  scrapeNow(id: string): void {
+    const target = this.targets.get(id);
+    if (target === undefined || !this.running) return;
+    target.failures = 0;
+    if (target.inFlight !== undefined) return;
+    if (target.timer !== undefined) clearTimeout(target.timer);
+    this.schedule(target, 0);
   }
 
   /** Starts the scrape loops (idempotent). */
