@@ -25,7 +25,11 @@ export type InstanceRole = 'both' | 'prefill' | 'decode';
  * (DEFAULT_SCRAPE_INTERVAL_MS in both hosts); a snapshot older than `staleAfterMs` (by default
  * SIGNAL_STALE_AFTER_SCRAPES intervals: a scrape failed, the engine is down or slow) is not trusted,
  * and both hosts then show host accounting in its place (`signalsFresh`): `running = inFlight`,
- * `waiting = 0`, while `kvUsage` and `prefixHitRate` keep their last scraped values. The twin's
+ * `waiting = 0`, while `kvUsage` and `prefixHitRate` keep their last scraped values (they move
+ * slowly and have no host-side proxy). Ejection is the exception: its last scrape may describe a
+ * dead process (a restart comes back empty), so when the host ejects an instance both hosts forget
+ * its signals (`forgetSignals`: shown as never scraped, `kvUsage` and `prefixHitRate` 0, the sizes
+ * kept) until a scrape taken after the ejection, and scrape it at once when they re-admit it. The twin's
  * `--scrape-interval-ms 0` alone shows exact engine signals, for experiments that want an oracle.
  * Read-only: policies never mutate views.
  */

@@ -22,7 +22,9 @@
  * process that may be dead or replaced by a restarted one with an empty cache, so the view shows it as
  * never scraped (host accounting, `kvUsage` 0) until a scrape taken after the ejection arrives.
  * Without this a restarted engine came back showing the KV usage of its killed predecessor for as
- * long as the scraper's error backoff lasted, and a KV-aware cost sent it nothing.
+ * long as the scraper's error backoff lasted, and a KV-aware cost sent it nothing. On re-admission the
+ * gateway has it scraped at once (feeds `readmitted`). The twin applies the same rule
+ * (src/twin/cluster.ts `forgetSignals`, src/core/view.ts).
  */
 import { HostAccounting } from '../core/host-accounting.ts';
 import { type InstanceRole, type InstanceView, signalsFresh } from '../core/view.ts';

@@ -141,6 +141,16 @@ export class SimInstance extends HostAccounting implements InstanceView {
     if (this.inFlight !== 0) throw new RangeError(`instance ${this.id} restarted with work in flight`);
     this.retired = { ...this.engineTotals };
     this.engine = this.newEngine();
+    this.forgetSignals();
+  }
+
+  /**
+   * The host ejected this instance: its last snapshot may describe a dead process, so the view shows
+   * it as never scraped (host accounting, `kvUsage` and `prefixHitRate` 0; the sizes are the
+   * engine's configuration and stay) until the next scrape: the live view's `forgetSignals` rule
+   * (src/core/view.ts). Scrapes here are taken and applied at once, so none can arrive late.
+   */
+  forgetSignals(): void {
     const s = this.snapshot;
     s.running = 0;
     s.waiting = 0;

@@ -227,3 +227,47 @@ test('a slow scrape: past the stale limit, policies see host accounting for that
   const after = seen.filter((s) => s.atMs > 15_100);
   assert.ok(after.every((s) => s.view.updatedAtMs >= 15_000 && s.atMs - s.view.updatedAtMs <= 75));
 });
+
+test("a crash: the ejected instance's scraped signals are forgotten, as live, and it is scraped on re-admission", () => {
+  // The live gateway's rule (src/gateway/live-view.ts forgetSignals): an ejected instance shows host
+  // accounting and no KV usage until a scrape taken after the ejection. Before it, the twin kept the
+  // dead engine's last snapshot (down engines are not scraped) for the whole outage.
+  type Signals = Pick<
+    InstanceView,
+    'running' | 'waiting' | 'kvUsage' | 'prefixHitRate' | 'inFlight' | 'updatedAtMs'
+  >;
+  const seen: { atMs: number; healthy: boolean; view: Signals }[] = [];
+  // Stateless and spreading (round-robin advances in onRouted, which a wrapper would have to pass on).
+  const inner = createRoutingPolicy('least-request');
+  const spy: RoutingPolicy = {
+    name: 'spy',
+    decide(view, request, rng) {
+      const i1 = view.instances.find((i) => i.id === 'i1');
+      if (i1 !== undefined) {
+        const { running, waiting, kvUsage, prefixHitRate, inFlight, updatedAtMs } = i1;
+        const copy = { running, waiting, kvUsage, prefixHitRate, inFlight, updatedAtMs };
+        seen.push({ atMs: view.nowMs, healthy: i1.healthy, view: copy });
+      }
+      return inner.decide(view, request, rng);
+    },
+  };
+  const crash: Fault = { kind: 'crash', instance: 'i1', atMs: 10_000, durationMs: 15_000 };
+  const result = runSimulation(poisson(), options({ policy: spy, faults: [crash] }));
+  assert.equal(result.summary.reliability?.ejections, 1);
+  assert.ok(
+    seen.some((s) => s.atMs < 10_000 && s.view.kvUsage > 0),
+    'the engine held KV before the crash',
+  );
+  const ejected = seen.filter((s) => !s.healthy);
+  assert.ok(ejected.length > 50, `${ejected.length} decisions saw i1 ejected`);
+  for (const s of ejected) {
+    assert.equal(s.view.kvUsage, 0, `kvUsage at ${s.atMs}`);
+    assert.equal(s.view.prefixHitRate, 0);
+    assert.equal(s.view.running, s.view.inFlight);
+    assert.equal(s.view.waiting, 0);
+  }
+  const lastEjectedMs = (ejected.at(-1) as (typeof ejected)[number]).atMs;
+  const back = seen.find((s) => s.atMs > lastEjectedMs);
+  assert.ok(back?.healthy === true);
+  assert.ok(back.view.updatedAtMs > lastEjectedMs, 'scraped after the re-admission, not before the crash');
+});

@@ -827,9 +827,15 @@ class Twin {
 
   /** A health verdict (check or connection error) that may eject or re-admit the instance. */
   private healthVerdict(instance: SimInstance, ok: boolean): void {
-    const change = (this.faults as FaultRuntime<TwinEngineRequest>).verdict(instance.index, ok);
+    const faults = this.faults as FaultRuntime<TwinEngineRequest>;
+    const change = faults.verdict(instance.index, ok);
     if (change === undefined) return;
     instance.healthy = change === 'readmitted';
+    // As the live gateway: an ejected instance's signals are forgotten, a re-admitted one is scraped
+    // at once (not at the next tick) unless its scrapes are being lost (src/core/view.ts).
+    if (!instance.healthy) instance.forgetSignals();
+    else if (this.scrapeIntervalMs > 0 && (faults.unscraped[instance.index] as number) === 0)
+      instance.scrape(this.nowMs);
     if (instance.healthy && this.admission !== undefined && this.admission.queued > 0) this.admit();
   }
 
