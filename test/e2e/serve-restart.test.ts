@@ -172,8 +172,9 @@ test('a SIGKILLed engine is restarted on its port, re-admitted, and serves again
   assert.ok(line !== undefined && Number(line.slice(line.lastIndexOf(' ') + 1)) > 0, metrics.slice(0, 2000));
   // The host accounting of both engines comes back to zero: nothing leaked by the refused attempts.
   let last: InstanceJson[] = [];
-  await until('host accounting back to zero', async () =>
-    (last = await instances(url)).every((i) => i.inFlight === 0 && i.pendingPrefillTokens === 0),
-  ).catch((error: Error) => assert.fail(`${error.message}: ${JSON.stringify(last)}`));
+  await until('host accounting back to zero', async () => {
+    last = await instances(url);
+    return last.every((i) => i.inFlight === 0 && i.pendingPrefillTokens === 0);
+  }).catch((error: Error) => assert.fail(`${error.message}: ${JSON.stringify(last)}`));
   assert.ok(!stderr.some((l) => l.includes('giving up')), stderr.join('\n'));
 });
