@@ -10,7 +10,7 @@
 import { statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { freemem } from 'node:os';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import {
   type LocalEngines,
   READY_TIMEOUT_MS_DEFAULT,
@@ -22,6 +22,7 @@ import { autoscalerNames } from '../control/autoscalers/registry.ts';
 import { EVICTION_POLICIES } from '../control/serverless/live-eviction.ts';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, loadGatewayConfig, parseGatewayConfig } from '../gateway/config.ts';
+import { parseCorsListFlag } from '../gateway/cors.ts';
 import { type Gateway, startGateway } from '../gateway/gateway.ts';
 import { gpuSpec } from '../model/gpus.ts';
 import { modelSpec } from '../model/models.ts';
@@ -47,6 +48,11 @@ interface ServeFlags {
   readonly policy?: string;
   readonly config?: string;
   readonly adminKey?: string;
+  /** CORS (src/gateway/cors.ts): vLLM's flags; each list beats the config's `cors` field. */
+  readonly allowedOrigins?: string[];
+  readonly allowedMethods?: string[];
+  readonly allowedHeaders?: string[];
+  readonly allowCredentials?: boolean;
   readonly timeScale?: string;
   readonly scrapeIntervalMs?: number;
   readonly engineStartTimeoutMs: number;
@@ -127,6 +133,8 @@ function effectiveConfig(flags: ServeFlags): GatewayConfig {
   if (flags.port !== undefined) overrides['port'] = flags.port;
   if (flags.host !== undefined) overrides['host'] = flags.host;
   if (flags.adminKey !== undefined) overrides['adminKey'] = flags.adminKey;
+  const cors = corsOverrides(flags);
+  if (cors !== undefined) overrides['cors'] = { ...base.cors, ...cors };
   if (flags.policy !== undefined)
     overrides['routing'] = { policy: flags.policy, policies: base.routing?.policies ?? {} };
   if (flags.scrapeIntervalMs !== undefined) overrides['scrapeIntervalMs'] = flags.scrapeIntervalMs;
@@ -134,6 +142,27 @@ function effectiveConfig(flags: ServeFlags): GatewayConfig {
   // Fail on a bad policy name before any engine starts.
   if (config.routing !== undefined) createConfiguredPolicy(config.routing.policy, config.routing.policies);
   return config;
+}
+
+/** Commander parser of a CORS list flag (`parseCorsListFlag`): a bad list is a usage error. */
+function corsListFlag(flag: string): (value: string) => string[] {
+  return (value) => {
+    try {
+      return parseCorsListFlag(value, flag);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
+}
+
+/** The CORS flags given, as fields of the config's `cors` block; undefined when none was. */
+function corsOverrides(flags: ServeFlags): Record<string, unknown> | undefined {
+  const out: Record<string, unknown> = {};
+  if (flags.allowedOrigins !== undefined) out['allowedOrigins'] = flags.allowedOrigins;
+  if (flags.allowedMethods !== undefined) out['allowedMethods'] = flags.allowedMethods;
+  if (flags.allowedHeaders !== undefined) out['allowedHeaders'] = flags.allowedHeaders;
+  if (flags.allowCredentials !== undefined) out['allowCredentials'] = flags.allowCredentials;
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 function engineArgs(
@@ -495,6 +524,22 @@ export function registerServeCommand(program: Command): void {
     )
     .option('--config <file>', 'gateway config (YAML)')
     .option('--admin-key <key>', 'enable /admin/* with this bearer key')
+    .option(
+      '--allowed-origins <list>',
+      'CORS: origins a browser page may call from, as vLLM takes it (a JSON list, \'["https://app.example"]\') or comma-separated; default ["*"] or the config\'s cors block (docs/gateway.md)',
+      corsListFlag('allowed-origins'),
+    )
+    .option(
+      '--allowed-methods <list>',
+      'CORS: methods a preflight may ask for (JSON list or comma-separated; default ["*"])',
+      corsListFlag('allowed-methods'),
+    )
+    .option(
+      '--allowed-headers <list>',
+      'CORS: request headers a preflight may ask for (JSON list or comma-separated; default ["*"])',
+      corsListFlag('allowed-headers'),
+    )
+    .option('--allow-credentials', 'CORS: answer Access-Control-Allow-Credentials: true (default off)')
     .option(
       '--scrape-interval-ms <ms>',
       "time between scrapes of each engine's /metrics, also each scrape's deadline up to 1 s (default 75 or the config)",

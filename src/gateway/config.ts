@@ -22,6 +22,7 @@ import {
 } from '../policies/routing/registry.ts';
 import type { PolicyContext } from '../policies/routing/types.ts';
 import { batchConfigSchema } from './batch/config.ts';
+import { corsConfigSchema } from './cors.ts';
 import { KEEP_ALIVE_MS_MAX, SCALE_FROM_ZERO_BUFFER_MAX, SCALE_FROM_ZERO_WAIT_MS } from './model-buffer.ts';
 import { pdConfigProblems, pdGatewayConfigSchema, pdPairConfigProblems } from './pd/pd-config.ts';
 
@@ -227,6 +228,11 @@ export const gatewayConfigSchema = z
     tenants: z.array(gatewayTenantSchema).max(100_000).default([]),
     /** Enables /admin/*; requests need `Authorization: Bearer <adminKey>`. */
     adminKey: z.string().min(8).max(1024).optional(),
+    /**
+     * CORS for browser clients (src/gateway/cors.ts), vLLM's defaults: every origin, method and
+     * header, no credentials; `switchyard serve --allowed-origins` and its siblings override it.
+     */
+    cors: corsConfigSchema.prefault({}),
     /** Latency targets every request carries (admission deadlines, SLO-aware policies). */
     slo: z.strictObject({ ttftMs: z.number().positive(), tpotMs: z.number().positive() }).optional(),
     limits: limitsConfigSchema.prefault({}),

@@ -51,6 +51,7 @@ import {
   perfModelIdOf,
 } from './config.ts';
 import { ACCEPTED_ENCODING, contentEncodingRefusal } from './content-encoding.ts';
+import { Cors, handleCors } from './cors.ts';
 import type { FeedTarget, SignalFeeds } from './feeds.ts';
 import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
 import { bearerToken, sendError, sendJson, sideReadFor } from './http-util.ts';
@@ -77,6 +78,7 @@ import {
   requestOf,
   type TenantEntry,
 } from './request-build.ts';
+import { assignRequestId } from './request-id.ts';
 import { type AttemptFailure, backoffMs } from './retry.ts';
 import { findStalls } from './stall.ts';
 
@@ -202,7 +204,8 @@ const GATEWAY_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
  */
 function modelEntries(
   backends: GatewayConfig['backends'],
-  onDemand: readonly string[] = [],
+  onDemand: readonly string[],
+  createdS: number,
 ): Record<string, unknown>[] {
   const ids = [...new Set([...backends.flatMap((b) => b.models), ...onDemand])].sort();
   return ids.map((id) => {
@@ -212,7 +215,7 @@ function modelEntries(
     return {
       id,
       object: 'model',
-      created: 0,
+      created: createdS,
       owned_by: 'switchyard',
       ...(builtinOnly ? { embeddings: 'hash' } : {}),
     };
@@ -311,6 +314,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
   private readonly batch: BatchService | undefined;
   /** Prefill/decode disaggregation: the models whose requests run an engine P/D protocol (src/gateway/pd/). */
   private readonly pd: PdRuntime;
+  /** What cross-origin (browser) requests are answered with (config `cors`, cors.ts). */
+  private readonly cors: Cors;
   url = '';
   port = 0;
 
@@ -337,7 +342,16 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       config.limits.offThreadParseBytes > 0 && this.tokenizers.size === 0
         ? new ParsePool({ bytesMax: config.limits.readingBytesMax })
         : undefined;
-    this.modelsJson = JSON.stringify({ object: 'list', data: modelEntries(config.backends, onDemand) });
+    // `created`: when this gateway began serving the models, in Unix seconds, read here on the host.
+    // vLLM stamps each ModelCard with the time of the /v1/models call (ModelCard.created's
+    // default_factory, vllm/entrypoints/openai/models/protocol.py); a start time is as real and does
+    // not change between two calls of one client.
+    const createdS = Math.floor(Date.now() / 1000);
+    this.modelsJson = JSON.stringify({
+      object: 'list',
+      data: modelEntries(config.backends, onDemand, createdS),
+    });
+    this.cors = new Cors(config.cors);
     for (const t of config.tenants) this.tenants.set(t.key, { name: t.name, priority: t.priority });
     this.requestContext = {
       models: this.models,
@@ -427,6 +441,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
    * before the client sends it (RFC 9110 section 10.1.1); anything else gets its 100 and goes on.
    */
   private checkContinue(req: IncomingMessage, res: ServerResponse): void {
+    if (wasRefused(req.socket) || this.first(req, res)) return;
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const completion =
       path === '/v1/chat/completions' ||
@@ -439,7 +454,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       return;
     }
     res.writeContinue();
-    this.handle(req, res);
+    this.guard(res, () => this.route(req, res));
   }
 
   private defaultPolicyName(): string {
@@ -636,7 +651,18 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
   private handle(req: IncomingMessage, res: ServerResponse): void {
     // A connection refused on its raw socket (over connectionsPerClientMax) was answered already.
     if (wasRefused(req.socket)) return;
-    this.guard(res, () => this.route(req, res));
+    this.guard(res, () => {
+      if (!this.first(req, res)) this.route(req, res);
+    });
+  }
+
+  /**
+   * What every request gets before routing: its X-Request-Id on the answer (request-id.ts) and CORS
+   * (cors.ts). True when that answered it (a CORS preflight).
+   */
+  private first(req: IncomingMessage, res: ServerResponse): boolean {
+    assignRequestId(req, res);
+    return handleCors(this.cors, req, res, (code) => this.stats.reject(code));
   }
 
   /** Runs `f`; a throw answers 500 (or cuts a started answer) instead of crashing the process. */

@@ -436,7 +436,7 @@ export class PdExchange extends Exchange {
     }
     // No pair: the decode instance serves the client's request as a colocated one would.
     this.body = this.clientBody;
-    this.upstreamRequestId = this.clientRequestId;
+    this.upstreamRequestId = this.requestIdHeader;
     super.next();
   }
 
