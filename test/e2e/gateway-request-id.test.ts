@@ -3,8 +3,10 @@
  * in front of real sim engines.
  *
  * - A colocated request's `X-Request-Id` reaches the engine, which names the request after it as
- *   vLLM does (`chatcmpl-<id>`, `cmpl-<id>`); without one the engine names it. No id is echoed on
- *   the response (vLLM adds one only under --enable-request-id-headers).
+ *   vLLM does (`chatcmpl-<id>`, `cmpl-<id>`); without one the gateway gives it a uuid4 hex (vLLM's
+ *   form), sent upstream the same way.
+ * - Every answer carries that id as `X-Request-Id` (what vLLM's --enable-request-id-headers does):
+ *   a success, a stream, the gateway's own refusal, an engine's relayed 4xx, a P/D answer.
  * - vLLM's P/D flow: both legs carry one fresh id, as vLLM's proxy sends (a uuid4 per request, the
  *   client's own not used). The sim's prefill engine counts notifies whose decode id was not its own
  *   (a vLLM pair before the NIXL connector's version 2 would have held that KV to its timeout).
@@ -60,16 +62,53 @@ describe('X-Request-Id on a colocated request', { timeout: 30_000 }, () => {
     assert.deepEqual(new Set(ids), new Set(['cmpl-bench-8']));
   });
 
-  it('is not made up when the client sent none, and not echoed (vLLM echoes only when asked)', async () => {
-    const r = await fetch(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(chatBody),
+  it("is echoed on every answer: a success, a stream, the gateway's own refusal, an engine's 4xx", async () => {
+    const withId = { headers: { 'x-request-id': 'trace-42' } };
+    const ok = await post(gw.url, '/v1/chat/completions', chatBody, withId);
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(ok.headers.get('x-request-id'), 'trace-42');
+    const stream = await post(gw.url, '/v1/chat/completions', { ...chatBody, stream: true }, withId);
+    assert.equal(stream.status, 200, stream.text);
+    assert.equal(sseData(stream.text).at(-1), '[DONE]');
+    assert.equal(stream.headers.get('x-request-id'), 'trace-42');
+    const refusals = [
+      await post(gw.url, '/v1/chat/completions', { ...chatBody, model: 'no-such-model' }, withId),
+      await post(gw.url, '/v1/chat/completions', '{"model":', withId),
+      await post(gw.url, '/v1/chat/completions', { ...chatBody, n: 2 }, withId),
+    ];
+    assert.deepEqual(
+      refusals.map((r) => [r.status, r.headers.get('x-request-id')]),
+      [
+        [404, 'trace-42'],
+        [400, 'trace-42'],
+        [400, 'trace-42'],
+      ],
+    );
+    assert.match(refusals[2]?.text ?? '', /SY_ERR_UNSUPPORTED_PARAMETER/, "the engine's own 400, relayed");
+  });
+
+  it("is the gateway's own uuid hex when the client sent none: on the answer and the engine's name for it", async () => {
+    const r = await post(gw.url, '/v1/chat/completions', chatBody);
+    assert.equal(r.status, 200, r.text);
+    const header = r.headers.get('x-request-id') ?? '';
+    assert.match(header, /^[0-9a-f]{32}$/);
+    assert.equal((JSON.parse(r.text) as { id: string }).id, `chatcmpl-${header}`);
+    const s = await post(gw.url, '/v1/completions', {
+      model: MODEL,
+      prompt: 'A hump',
+      max_tokens: 3,
+      stream: true,
     });
-    assert.equal(r.status, 200);
-    const id = ((await r.json()) as { id: string }).id;
-    assert.match(id, /^chatcmpl-.+/);
-    assert.equal(r.headers.get('x-request-id'), null);
+    const streamId = s.headers.get('x-request-id') ?? '';
+    assert.match(streamId, /^[0-9a-f]{32}$/);
+    assert.notEqual(streamId, header, 'one id per request');
+    const ids = sseData(s.text)
+      .filter((d) => d !== '[DONE]')
+      .map((d) => (JSON.parse(d) as { id: string }).id);
+    assert.deepEqual(new Set(ids), new Set([`cmpl-${streamId}`]));
+    const refused = await post(gw.url, '/v1/chat/completions', { ...chatBody, model: 'no-such-model' });
+    assert.equal(refused.status, 404);
+    assert.match(refused.headers.get('x-request-id') ?? '', /^[0-9a-f]{32}$/);
   });
 });
 
@@ -105,15 +144,22 @@ describe("vLLM P/D: request ids as vLLM's proxy sends them", { timeout: 30_000 }
       const init = chat(stream ? { stream: true } : {});
       return { ...init, headers: { 'content-type': 'application/json', 'x-request-id': id } };
     };
+    const answer = async (init: RequestInit) => {
+      const r = await fetch(`${pd.serve.url}/v1/chat/completions`, init);
+      return { status: r.status, requestId: r.headers.get('x-request-id'), body: { text: await r.text() } };
+    };
     const answers = await Promise.all([
-      json(`${pd.serve.url}/v1/chat/completions`, chat()),
-      json(`${pd.serve.url}/v1/chat/completions`, withId('dup', false)),
-      fetch(`${pd.serve.url}/v1/chat/completions`, withId('dup', true)).then(async (r) => ({
-        status: r.status,
-        body: { text: await r.text() },
-      })),
+      answer(chat()),
+      answer(withId('dup', false)),
+      answer(withId('dup', true)),
     ]);
     for (const a of answers) assert.equal(a.status, 200, JSON.stringify(a.body));
+    assert.match(answers[0]?.requestId ?? '', /^[0-9a-f]{32}$/, "the gateway's id, not a leg's");
+    assert.deepEqual(
+      answers.slice(1).map((a) => a.requestId),
+      ['dup', 'dup'],
+      "the client's id comes back, though the legs carried their own",
+    );
     const p = await pdStats(pd.prefill.engines[0]?.url as string);
     assert.equal(p['releasedCollected'], 3, 'every decode notified the prefill of its transfer');
     assert.equal(p['heldTransfers'], 0);
