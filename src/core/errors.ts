@@ -67,6 +67,12 @@ export const ERRORS = {
    * 9110's 415, with `Accept-Encoding: identity` saying what it takes.
    */
   SY_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error' },
+  /**
+   * An endpoint the named model is not served on here: the Responses API for a model only
+   * prefill/decode pools serve. 404, as OpenAI answers a model on an endpoint it does not serve and
+   * as vLLM's P/D proxy answers any route but chat and completions.
+   */
+  SY_ERR_UNSUPPORTED_ENDPOINT: { status: 404, type: 'invalid_request_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 /** One of the stable error codes. */

@@ -1028,6 +1028,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     res: ServerResponse,
     hints?: OfferHints,
   ): void {
+    const unsupported = this.endpointRefusal(kind, request.model);
+    if (unsupported !== undefined) return this.rejectEarly(res, unsupported);
     this.requestTap?.arrived(request, this.nowMs());
     if (this.modelBuffer?.serves(request.model) === true) {
       const bytes = queuedBytesOf(request, body);
@@ -1046,6 +1048,24 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       return;
     }
     this.offer(kind, request, body, stream, res, hints);
+  }
+
+  /**
+   * Why `model` cannot be served on the endpoint of `kind` here, or undefined: a Responses request
+   * for a model only prefill/decode pools serve. vLLM cannot disaggregate one (its ResponsesRequest
+   * takes no kv_transfer_params, vllm/entrypoints/openai/responses/protocol.py) and its P/D proxy
+   * serves chat and completions only (tests/v1/kv_connector/nixl_integration/toy_proxy_server.py),
+   * so it is refused before admission instead of waiting for a `both` instance that never comes.
+   */
+  private endpointRefusal(kind: ExchangeKind, model: string): SwitchyardError | undefined {
+    if (kind !== 'responses' || this.pd.protocolOf(model) === undefined) return undefined;
+    for (const b of this.backends)
+      if (b.config.role === 'both' && b.config.models.includes(model)) return undefined;
+    return new SwitchyardError(
+      'SY_ERR_UNSUPPORTED_ENDPOINT',
+      `model '${model}' is served by prefill/decode pools only, and the Responses API is not disaggregated (vLLM's Responses requests take no kv_transfer_params; its P/D proxy serves chat and completions only): send the conversation to /v1/chat/completions`,
+      { param: 'model' },
+    );
   }
 
   /**

@@ -208,6 +208,11 @@ export class PdRuntime {
     return role === 'decode' && this.pair !== undefined ? this.pair.decode : active;
   }
 
+  /** The P/D protocol `model`'s requests run; undefined when it does not disaggregate. */
+  protocolOf(model: string): 'vllm' | 'sglang' | undefined {
+    return this.models.get(model);
+  }
+
   /** Whether any model disaggregates. */
   get enabled(): boolean {
     return this.models.size > 0;
