@@ -52,7 +52,7 @@ export function localEngineLauncher(
 ): EngineLauncher {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   return {
-    async launch(index: number): Promise<LaunchedEngine> {
+    async launch(index: number, signal?: AbortSignal): Promise<LaunchedEngine> {
       const startMs = performance.now();
       const taken = options.standby?.pool.take();
       if (taken !== undefined && options.standby !== undefined) {
@@ -65,8 +65,9 @@ export function localEngineLauncher(
           (line) => log(`[engine ${index}] ${line}`),
           options.startTimeoutMs,
           () => options.onExit?.(index, true),
+          signal,
         );
-        return healthy(engine, options, startMs);
+        return healthy(engine, options, startMs, signal);
       }
       counts.fresh++;
       const engines = await startLocalEngines({
@@ -76,8 +77,21 @@ export function localEngineLauncher(
         readyTimeoutMs: options.startTimeoutMs,
         ...(options.restart !== undefined ? { restart: options.restart } : {}),
         log: (line) => log(line.replace(/^\[engine 0\]/, `[engine ${index}]`)),
-        onExit: () => options.onExit?.(index, false),
-        onGiveUp: () => options.onExit?.(index, true),
+        onExit: (_, code, exitSignal) => {
+          log(`[engine ${index}] exited (${exitSignal ?? `code ${code}`})`);
+          options.onExit?.(index, false);
+        },
+        onRestart: (_, restarts, delayMs) =>
+          log(
+            `[engine ${index}] restarting in ${(delayMs / 1000).toFixed(1)} s (restart ${restarts} of at most ${options.restart?.restartsMax})`,
+          ),
+        onGiveUp: (_, restarts) => {
+          log(`[engine ${index}] died after ${restarts} restarts; giving up on it`);
+          options.onExit?.(index, true);
+        },
+        ...(signal === undefined ? {} : { signal }),
+      }).catch((error: unknown) => {
+        throw slotError(error, index);
       });
       const engine = engines.engines[0] as (typeof engines.engines)[number];
       return healthy(
@@ -92,9 +106,22 @@ export function localEngineLauncher(
         },
         options,
         startMs,
+        signal,
       );
     },
   };
+}
+
+/**
+ * The supervisor's error names its one child `engine 0`: renamed to the slot's index, so a failure
+ * of engine 3 does not read as one of engine 0.
+ */
+function slotError(error: unknown, index: number): unknown {
+  if (!(error instanceof SwitchyardError) || index === 0) return error;
+  return new SwitchyardError(error.code, error.message.replace(/^engine 0 /, `engine ${index} `), {
+    ...error.details,
+    index,
+  });
 }
 
 /** Resolves with `engine` once it answers its health check (stopping it when it never does). */
@@ -102,10 +129,11 @@ async function healthy(
   engine: LaunchedEngine,
   options: LocalEngineLauncherOptions,
   startMs: number,
+  signal: AbortSignal | undefined,
 ): Promise<LaunchedEngine> {
   const leftMs = options.startTimeoutMs - (performance.now() - startMs);
   try {
-    await waitHealthy(engine.url + (options.healthPath ?? '/health'), leftMs);
+    await waitHealthy(engine.url + (options.healthPath ?? '/health'), leftMs, signal);
   } catch (error) {
     await engine.stop();
     throw error;
@@ -113,11 +141,19 @@ async function healthy(
   return engine;
 }
 
-/** Probes `url` every HEALTH_POLL_MS until it answers 2xx; throws SY_ERR_UPSTREAM after `timeoutMs`. */
-async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
+/**
+ * Probes `url` every HEALTH_POLL_MS until it answers 2xx; throws SY_ERR_UPSTREAM after `timeoutMs`,
+ * or once `signal` aborted (a cancelled start).
+ */
+async function waitHealthy(url: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
   const deadlineMs = performance.now() + Math.max(0, timeoutMs);
   let last = 'no answer';
   for (;;) {
+    if (signal?.aborted === true)
+      throw new SwitchyardError('SY_ERR_UPSTREAM', 'engine start cancelled', {
+        param: 'engine',
+        cancelled: true,
+      });
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(HEALTH_PROBE_TIMEOUT_MS) });
       await res.arrayBuffer();

@@ -107,6 +107,13 @@ export interface LocalEnginesOptions {
   readonly stopGraceMs?: number;
   /** Where the children's stderr goes, line by line with a `[engine i] ` prefix; default process.stderr. */
   readonly log?: (line: string) => void;
+  /**
+   * Cancels the start: every child is stopped at once (an engine still loading its model dies on
+   * SIGTERM, which it only drains once it serves) and `startLocalEngines` rejects. Without it a
+   * cancelled start would hold a process, and its model's memory, until the load ended. No effect
+   * once the start resolved: `stop()` is for that.
+   */
+  readonly signal?: AbortSignal;
 }
 
 interface Child {
@@ -155,11 +162,14 @@ class Supervisor {
     const readies = this.slots.map((slot) => this.spawn(slot));
     // The first failure stops the rest; their own rejections then have nobody to tell.
     for (const ready of readies) ready.catch(() => {});
+    const cancel = cancelled(this.options.signal);
     try {
-      await Promise.all(readies);
+      await Promise.race([Promise.all(readies), cancel.promise]);
     } catch (error) {
       await this.stop();
       throw error;
+    } finally {
+      cancel.dispose();
     }
     const engines = this.slots.map((slot) => this.view(slot));
     return { engines, stop: () => this.stop() };
@@ -303,6 +313,24 @@ class Supervisor {
       });
     }, delayMs);
   }
+}
+
+/** Rejects when `signal` aborts (at once if it already has); `dispose` stops listening. */
+function cancelled(signal: AbortSignal | undefined): { promise: Promise<never>; dispose(): void } {
+  let onAbort = (): void => {};
+  const promise = new Promise<never>((_, reject) => {
+    onAbort = () =>
+      reject(
+        new SwitchyardError('SY_ERR_UPSTREAM', 'engine start cancelled', {
+          param: 'engine',
+          cancelled: true,
+        }),
+      );
+  });
+  promise.catch(() => {});
+  if (signal?.aborted === true) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
+  return { promise, dispose: () => signal?.removeEventListener('abort', onAbort) };
 }
 
 /**

@@ -66,6 +66,8 @@ export interface StandbyEngine {
     log: (line: string) => void,
     readyTimeoutMs: number,
     onExit: () => void,
+    /** Cancels the hand-over: the engine, still loading the model, is stopped and the promise rejects. */
+    signal?: AbortSignal,
   ): Promise<LocalEngine & { stop(): Promise<void> }>;
 }
 
@@ -113,8 +115,8 @@ export class StandbyEngines {
     this.handed++;
     return {
       pid: w.proc.pid ?? 0,
-      hand: (order, log, readyTimeoutMs, onExit) =>
-        this.hand(w, order, log, readyTimeoutMs, onExit).finally(() => {
+      hand: (order, log, readyTimeoutMs, onExit, signal) =>
+        this.hand(w, order, log, readyTimeoutMs, onExit, signal).finally(() => {
           this.handing--;
           this.refill();
         }),
@@ -214,14 +216,17 @@ export class StandbyEngines {
     log: (line: string) => void,
     readyTimeoutMs: number,
     onExit: () => void,
+    signal: AbortSignal | undefined,
   ): Promise<LocalEngine & { stop(): Promise<void> }> {
     // From now on its lines are the model's engine's, prefixed as the launcher's fresh engines are.
     w.log = log;
     return new Promise((resolve, reject) => {
       let ready = false;
       let stopping = false;
+      const onAbort = (): void => fail('was cancelled (start no longer wanted)');
       const fail = (why: string): void => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         w.lines.off('line', onLine);
         void stopProcess(w);
         reject(
@@ -244,6 +249,7 @@ export class StandbyEngines {
         if (engine === undefined) return;
         ready = true;
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         w.lines.off('line', onLine);
         resolve({
           ...engine,
@@ -259,6 +265,8 @@ export class StandbyEngines {
         if (!ready) fail(`exited (code ${w.proc.exitCode}, signal ${w.proc.signalCode}) before it was ready`);
         else if (!stopping && !this.closed) onExit();
       });
+      if (signal?.aborted === true) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
       // The pipe stays open after the line: its end-of-file is how the engine learns we are gone.
       w.proc.stdin?.write(`${JSON.stringify(order)}\n`);
     });

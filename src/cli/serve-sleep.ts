@@ -42,8 +42,8 @@ export async function postSleepApi(url: string, path: string, timeoutMs: number)
  */
 export function sleepingLauncher(launcher: EngineLauncher, timeoutMs: number): EngineLauncher {
   return {
-    async launch(index: number): Promise<LaunchedEngine> {
-      const e = await launcher.launch(index);
+    async launch(index: number, signal?: AbortSignal): Promise<LaunchedEngine> {
+      const e = await launcher.launch(index, signal);
       return {
         url: e.url,
         kvEvents: e.kvEvents,

@@ -128,10 +128,10 @@ export function warmStart(
   return {
     standby,
     wrap: (inner, file) => ({
-      async launch(index: number): Promise<LaunchedEngine> {
+      async launch(index: number, signal?: AbortSignal): Promise<LaunchedEngine> {
         // Loaded now: its pages are the engine's to keep, the budget goes to stopped models.
         warmer?.forget(file);
-        const engine = await inner.launch(index);
+        const engine = await inner.launch(index, signal);
         return {
           url: engine.url,
           kvEvents: engine.kvEvents,

@@ -66,9 +66,12 @@ export interface LaunchedEngine {
   wakeUp?(): Promise<void>;
 }
 
-/** Starts engines one at a time; `index` is the slot (log prefixes). Rejects when a start fails. */
+/**
+ * Starts engines one at a time; `index` is the slot (log prefixes). Rejects when a start fails, or
+ * soon after `signal` aborts (a cancelled start: its process is stopped, not left loading).
+ */
 export interface EngineLauncher {
-  launch(index: number): Promise<LaunchedEngine>;
+  launch(index: number, signal?: AbortSignal): Promise<LaunchedEngine>;
 }
 
 /** What the actuator does to the gateway in front of its engines. */
@@ -122,6 +125,8 @@ interface Slot {
   generation: number;
   /** The launch or stop in progress (resolves, never rejects). */
   pending: Promise<void> | undefined;
+  /** Aborts the launch in progress (a cancelled start or boot, shutdown); undefined when none runs. */
+  launchAbort: AbortController | undefined;
   /** Starting by a wake from sleep (not a launch). */
   waking: boolean;
   /** Its process exited while it slept, went to sleep or woke: it is stopped, never woken. */
@@ -185,6 +190,7 @@ export class LocalActuator implements Actuator {
         engine,
         generation: 0,
         pending: undefined,
+        launchAbort: undefined,
         waking: false,
         died: false,
         lost: false,
@@ -290,8 +296,8 @@ export class LocalActuator implements Actuator {
         active--;
         actions.push({ kind: 'drain', instanceId: s.id });
         if (phase === 'starting') {
-          // Its launch stops the engine when it completes; the slot is reused after that.
-          s.generation++;
+          // Its launch is aborted (the engine stops, loading or not); the slot is reused after that.
+          this.cancelLaunch(s);
           this.enter(s, 'stopping', nowMs);
           this.log(`engine ${s.index}: start cancelled`);
         } else {
@@ -397,7 +403,7 @@ export class LocalActuator implements Actuator {
     this.bootCounts.boots++;
     const generation = s.generation;
     this.log(`booting engine ${s.index} into sleep`);
-    s.pending = this.options.launcher.launch(s.index).then(
+    s.pending = this.launch(s).then(
       (engine) => this.launched(s, generation, engine),
       (error: Error) => this.bootFailed(s, generation, error),
     );
@@ -416,7 +422,7 @@ export class LocalActuator implements Actuator {
   abandonBoot(nowMs: number, why: string): boolean {
     const s = this.slots.find((x) => x.phase === 'booting');
     if (s === undefined) return false;
-    s.generation++;
+    this.cancelLaunch(s);
     this.options.sleep?.release();
     this.bootCounts.bootsAbandoned++;
     this.enter(s, 'stopping', nowMs);
@@ -566,7 +572,8 @@ export class LocalActuator implements Actuator {
     this.closed = true;
     const waits: Promise<void>[] = [];
     for (const s of this.slots) {
-      s.generation++;
+      // A launch still loading is stopped now, not awaited to its end (a large model takes minutes).
+      this.cancelLaunch(s);
       if (s.pending !== undefined) waits.push(s.pending);
       if (s.engine !== undefined) waits.push(s.engine.stop().catch(() => {}));
       s.engine = undefined;
@@ -579,7 +586,7 @@ export class LocalActuator implements Actuator {
     this.starts++;
     const generation = s.generation;
     this.log(`starting engine ${s.index}`);
-    s.pending = this.options.launcher.launch(s.index).then(
+    s.pending = this.launch(s).then(
       (engine) => this.launched(s, generation, engine),
       (error: Error) => {
         s.pending = undefined;
@@ -587,6 +594,23 @@ export class LocalActuator implements Actuator {
         else this.stopped(s);
       },
     );
+  }
+
+  /** Launches slot `s`'s engine, abortable through `s.launchAbort` until the launch settles. */
+  private launch(s: Slot): Promise<LaunchedEngine> {
+    const abort = new AbortController();
+    s.launchAbort = abort;
+    const clear = () => {
+      if (s.launchAbort === abort) s.launchAbort = undefined;
+    };
+    return this.options.launcher.launch(s.index, abort.signal).finally(clear);
+  }
+
+  /** A start or boot no longer wanted: a launch that still completes is stopped, one in progress aborted. */
+  private cancelLaunch(s: Slot): void {
+    s.generation++;
+    s.launchAbort?.abort();
+    s.launchAbort = undefined;
   }
 
   private startFailed(s: Slot, error: Error): void {

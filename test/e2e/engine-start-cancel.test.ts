@@ -1,0 +1,63 @@
+/**
+ * A start of local engines that is cancelled (its AbortSignal) stops the child still starting and
+ * rejects at once, with real processes: the child is a llama engine in standby (node-llama-cpp
+ * loaded, waiting for a model it is never given), so it never prints a ready line, as an engine
+ * loading a large model would not for minutes. Before the signal existed the start waited out its
+ * ready timeout with the child alive. Deadlines here only guard against hangs.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startLocalEngines } from '../../src/adapters/local-engines.ts';
+
+/** Guard against a hang, not a performance bound. */
+const HANG_GUARD_MS = 60_000;
+
+/** Pids of live processes whose command line holds `marker`. */
+function pidsWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(marker)) pids.push(Number(name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return pids;
+}
+
+async function until(what: string, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + HANG_GUARD_MS;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+test('an aborted start stops the engine still starting and rejects without waiting for its ready line', async () => {
+  const marker = `cancel-${randomUUID()}`;
+  const lines: string[] = [];
+  const abort = new AbortController();
+  const started = startLocalEngines({
+    count: 1,
+    engine: 'llama',
+    args: ['--standby', '--served-model-name', marker],
+    readyTimeoutMs: HANG_GUARD_MS,
+    stopGraceMs: HANG_GUARD_MS,
+    log: (line) => lines.push(line),
+    signal: abort.signal,
+  });
+  const outcome = started.then(
+    () => 'started',
+    (error: Error) => error.message,
+  );
+  // The child runs (its runtime loaded) and will never be ready.
+  await until('the standby line', () => lines.some((l) => l.includes('"event":"standby"')));
+  assert.equal(pidsWith(marker).length, 1, 'one engine child runs');
+  abort.abort();
+  assert.match(await outcome, /engine start cancelled/);
+  assert.deepEqual(pidsWith(marker), [], 'the child exited before the start rejected');
+});
