@@ -1029,7 +1029,10 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     hints?: OfferHints,
   ): void {
     const unsupported = this.endpointRefusal(kind, request.model);
-    if (unsupported !== undefined) return this.rejectEarly(res, unsupported);
+    if (unsupported !== undefined) {
+      this.rejectEarly(res, unsupported);
+      return;
+    }
     this.requestTap?.arrived(request, this.nowMs());
     if (this.modelBuffer?.serves(request.model) === true) {
       const bytes = queuedBytesOf(request, body);

@@ -17,7 +17,7 @@
  * (src/gateway/stall.ts); the per-chunk cost of that bookkeeping is two field writes on a coarse
  * clock the sweep advances (`ExchangeHost.coarseNowMs`).
  */
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { type Dispatcher, Pool } from 'undici';
 import { LogLimiter, withSuppressed } from '../adapters/log-limiter.ts';
 import { type ErrorCode, SwitchyardError } from '../core/errors.ts';
@@ -28,7 +28,6 @@ import type { BackendConfig, LimitsConfig } from './config.ts';
 import type { HealthTarget } from './health.ts';
 import { sendError } from './http-util.ts';
 import type { LiveInstance } from './live-view.ts';
-import { requestIdOf } from './request-id.ts';
 import { type AttemptFailure, isConnectError, statusFailure } from './retry.ts';
 import { JsonFraming, SseScanner } from './sse-events.ts';
 import { BackendProgress } from './stall.ts';
@@ -172,14 +171,12 @@ export class Exchange {
   private lastFailure: { failure: AttemptFailure; detail: string; status: number } | undefined;
   /** The largest Retry-After an upstream 429 or 503 gave (bounded), passed on when it all fails. */
   private upstreamRetryAfterMs: number | undefined = undefined;
-  /**
-   * The request's `X-Request-Id` (request-id.ts): the client's, or the gateway's own when it sent
-   * none; undefined for a request the gateway makes itself (a Batch API line).
-   */
-  readonly requestIdHeader: string | undefined;
+  /** The client's `X-Request-Id` (undefined: none, or empty). */
+  readonly clientRequestId: string | undefined;
   /**
    * The `X-Request-Id` the engine gets, which vLLM takes as its request id (`chatcmpl-<id>`): the
-   * request's; a vLLM P/D pair's own (pd-exchange.ts). Undefined: none, the engine names it.
+   * client's as it came; a vLLM P/D pair's own (pd-exchange.ts). Undefined: none, the engine names
+   * it (the answer's own X-Request-Id is then the gateway's, request-id.ts).
    */
   upstreamRequestId: string | undefined;
 
@@ -192,8 +189,9 @@ export class Exchange {
     readonly res: ServerResponse,
   ) {
     this.deadlineMs = request.arrivalMs + host.limits.requestTimeoutMs;
-    this.requestIdHeader = requestIdOf(res);
-    this.upstreamRequestId = this.requestIdHeader;
+    const id = (res as { req?: IncomingMessage }).req?.headers['x-request-id'];
+    this.clientRequestId = typeof id === 'string' && id.length > 0 ? id : undefined;
+    this.upstreamRequestId = this.clientRequestId;
     (res as ResWithExchange)[EXCHANGE] = this;
     res.on('close', onResClose);
   }

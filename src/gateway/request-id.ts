@@ -9,27 +9,20 @@
  * - the client's `X-Request-Id` when it sent a non-empty one, else a fresh uuid4 hex (vLLM's form);
  * - that id is on the answer whatever it is: a success, a stream, the gateway's own refusal (401,
  *   413, 429, 503, ...), an engine's relayed 4xx; the engine's own header is never passed on (it is
- *   the same id when the engine echoes the one it was sent);
- * - a colocated request's engine gets that id with every attempt, so vLLM and the built-in engines
- *   name the request after it (`chatcmpl-<id>`) and their logs match the client's; a vLLM P/D pair's
- *   legs carry an id of their own per pair, as vLLM's proxy sends (src/gateway/pd/pd-exchange.ts).
+ *   the same id when the engine echoes the client's);
+ * - the client's id goes upstream with every attempt of a colocated request (proxy.ts), so the engine
+ *   names the request after it (`chatcmpl-<id>`); an id the gateway made up does not, and the engine
+ *   names the request itself, as vLLM's own middleware and serving code each draw their own uuid
+ *   when the client sent none. A vLLM P/D pair's legs carry an id of their own per pair, as vLLM's
+ *   proxy sends (src/gateway/pd/pd-exchange.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-
-/** The id each answer carries, by the response it goes on (requests the gateway makes itself have none). */
-const ids = new WeakMap<ServerResponse, string>();
 
 /** Gives the request `req` its id (see the module comment), puts it on `res` and returns it. */
 export function assignRequestId(req: IncomingMessage, res: ServerResponse): string {
   const header = req.headers['x-request-id'];
   const id = typeof header === 'string' && header.length > 0 ? header : randomUUID().replaceAll('-', '');
   res.setHeader('x-request-id', id);
-  ids.set(res, id);
   return id;
-}
-
-/** The id `assignRequestId` gave the request `res` answers; undefined for one the gateway made itself. */
-export function requestIdOf(res: ServerResponse): string | undefined {
-  return ids.get(res);
 }

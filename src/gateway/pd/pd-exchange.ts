@@ -441,7 +441,7 @@ export class PdExchange extends Exchange {
     }
     // No pair: the decode instance serves the client's request as a colocated one would.
     this.body = this.clientBody;
-    this.upstreamRequestId = this.requestIdHeader;
+    this.upstreamRequestId = this.clientRequestId;
     super.next();
   }
 
