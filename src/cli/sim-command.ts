@@ -287,9 +287,9 @@ export function registerSimCommand(program: Command): void {
         '  switchyard sim --config examples/sim.yaml --html report.html',
     )
     .action(async (flags: SimFlags, command: Command) => {
-      // --plan-pd only plans (src/control/pd-planner): nothing below runs.
-      if (flags.planPd === true) return runPlanPd(flags);
       const fromCli = (name: string): boolean => command.getOptionValueSource(name) === 'cli';
+      // --plan-pd only plans (src/control/pd-planner): nothing below runs.
+      if (flags.planPd === true) return runPlanPd(flags, fromCli);
       const file = flags.config !== undefined ? loadConfigFile(flags.config) : {};
       const settings = resolveSettings(flags, file, fromCli);
       const color = process.stdout.isTTY === true;

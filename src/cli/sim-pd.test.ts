@@ -12,6 +12,24 @@ import { fromCli, simFlags } from './sim-test-support.ts';
 
 const cluster = { prefillInstances: 2, decodeInstances: 2 };
 
+describe('sim P/D flags a run would ignore', () => {
+  it('refuses --link on a colocated run, naming the flag', () => {
+    assert.throws(() => pdFromFlags({ link: 'tcp-100' }), {
+      code: 'SY_ERR_INVALID_ARGUMENT',
+      message:
+        /invalid link 'tcp-100': expected only with --prefill-instances and --decode-instances, or with --plan-pd/,
+    });
+  });
+
+  it('refuses --instances given with P and D, and takes its default silently', () => {
+    assert.throws(() => pdFromFlags({ ...cluster, instances: 4 }, fromCli(['instances'])), {
+      code: 'SY_ERR_INVALID_ARGUMENT',
+      message: /invalid instances '4': expected no --instances .* the cluster is their 2 \+ 2 instances/,
+    });
+    assert.equal(pdFromFlags({ ...cluster, instances: 4 })?.prefillInstances, 2);
+  });
+});
+
 describe('sim --pd-params', () => {
   it('parses a JSON object for a pair policy and carries it in the P/D settings', () => {
     const pd = pdFromFlags({

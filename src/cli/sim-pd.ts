@@ -32,6 +32,8 @@ export interface PdFlags {
   /** `--pd-params`: a JSON object, parsed and checked here. */
   pdParams?: string | undefined;
   pdConditional?: PdConditionalRule | undefined;
+  /** `--instances`: refused with P and D when given on the command line. */
+  instances?: number | undefined;
 }
 
 /** The options to register on `sim`. */
@@ -125,12 +127,27 @@ export function pdFromFlags(
         flags.pdParams,
         'only with --prefill-instances and --decode-instances',
       );
+    // A colocated run moves no KV between instances: the link would be ignored.
+    if (flags.link !== undefined)
+      throw invalidArgument(
+        'link',
+        flags.link,
+        'only with --prefill-instances and --decode-instances, or with --plan-pd (a colocated run moves no KV; ' +
+          'a prefix store takes its link from --kv-store)',
+      );
     return undefined;
   }
   if (prefillInstances === undefined)
     throw invalidArgument('prefill-instances', 'missing', '--prefill-instances P with --decode-instances');
   if (decodeInstances === undefined)
     throw invalidArgument('decode-instances', 'missing', '--decode-instances D with --prefill-instances');
+  // The cluster is P + D instances: a colocated count asked for as well would be ignored.
+  if (fromCli('instances'))
+    throw invalidArgument(
+      'instances',
+      flags.instances,
+      `no --instances with --prefill-instances and --decode-instances: the cluster is their ${prefillInstances} + ${decodeInstances} instances`,
+    );
   const pdPolicy = flags.pdPolicy ?? PD_POLICY_DEFAULT;
   const pdParams =
     flags.pdParams !== undefined

@@ -8,6 +8,7 @@ import { Option } from 'commander';
 import { type PdLength, type PdPlan, planPd } from '../control/pd-planner/plan.ts';
 import { invalidArgument } from '../core/errors.ts';
 import { type KvLink, kvLink } from '../model/kv-link.ts';
+import type { PdConditionalRule } from '../policies/disagg/conditional.ts';
 import { GOODPUT_DEFAULTS } from '../twin/goodput.ts';
 import { readTraceLengths } from '../workload/traces/read.ts';
 
@@ -33,7 +34,27 @@ export interface PlanPdFlags {
   json?: string;
   /** The KV link of a disaggregated run, when `sim` has the flag. */
   link?: string;
+  /** `--tp`: given on the command line, the plan uses this TP degree on both sides only. */
+  tp?: number;
+  /** A disaggregated run's flags: refused here, since the plan simulates nothing. */
+  prefillInstances?: number | undefined;
+  decodeInstances?: number | undefined;
+  pdPolicy?: string | undefined;
+  pdParams?: string | undefined;
+  pdConditional?: PdConditionalRule | undefined;
 }
+
+/**
+ * The flags that run a disaggregated simulation, each refused with `--plan-pd`: the plan simulates
+ * nothing, so they would be ignored, and a name that is not a policy would pass unnoticed.
+ */
+const SIMULATION_ONLY_FLAGS = [
+  ['prefillInstances', 'prefill-instances'],
+  ['decodeInstances', 'decode-instances'],
+  ['pdPolicy', 'pd-policy'],
+  ['pdParams', 'pd-params'],
+  ['pdConditional', 'pd-conditional'],
+] as const;
 
 /** The options to register on `sim`. */
 export function planPdOptions(): Option[] {
@@ -43,7 +64,8 @@ export function planPdOptions(): Option[] {
       'print the planned prefill/decode split on --gpus G GPUs of --gpu (counts and TP degrees, predicted goodput per GPU, ' +
         'the colocated cluster beside it) for the lengths (--input-tokens/--output-tokens or --trace), --rate and SLOs ' +
         '(--slo-ttft-ms, --slo-tpot-ms, --goodput-target), and exit without simulating; with --rate, the fewest GPUs ' +
-        'that sustain it, without, the most goodput from all G; --json FILE writes the plan',
+        'that sustain it, without, the most goodput from all G; TP degrees 1, 2, 4, 8 on each side, or only --tp N ' +
+        'when given (the TP a disaggregated run can use); --json FILE writes the plan',
     ),
     new Option(
       '--pd-layerwise',
@@ -69,13 +91,31 @@ function lengthsOf(flags: PlanPdFlags): PdLength[] {
   return [{ inputTokens: flags.inputTokens ?? 1024, generatedTokens: flags.outputTokens ?? 128 }];
 }
 
-/** Plans the split from the flags; throws SY_ERR_INVALID_ARGUMENT naming the flag for bad input. */
-export function planPdFromFlags(flags: PlanPdFlags): PdPlan {
+/**
+ * Plans the split from the flags; throws SY_ERR_INVALID_ARGUMENT naming the flag for bad input.
+ * `fromCli` says which flags the command line gave: `--tp` given fixes the TP degree searched.
+ */
+export function planPdFromFlags(
+  flags: PlanPdFlags,
+  fromCli: (name: string) => boolean = () => false,
+): PdPlan {
   if (flags.gpus === undefined) throw invalidArgument('gpus', 'missing', '--gpus G with --plan-pd');
   // The plan reads flags only; a config file's cluster or SLOs would be silently ignored.
   if (flags.config !== undefined)
     throw invalidArgument('plan-pd', flags.config, 'flags only, not with --config');
+  for (const [key, flag] of SIMULATION_ONLY_FLAGS) {
+    const value = flags[key];
+    if (value !== undefined)
+      throw invalidArgument(
+        flag,
+        value,
+        `no --${flag} with --plan-pd, which plans the split and simulates nothing; ` +
+          'run the planned split with --prefill-instances and --decode-instances, without --plan-pd',
+      );
+  }
   const link: KvLink | undefined = flags.link !== undefined ? kvLink(flags.link) : undefined;
+  // The twin runs one TP on every instance: a plan asked for at --tp N must be one it can run.
+  const tpDegrees = fromCli('tp') && flags.tp !== undefined ? [flags.tp] : undefined;
   return planPd({
     model: flags.model,
     gpu: flags.gpu,
@@ -89,6 +129,7 @@ export function planPdFromFlags(flags: PlanPdFlags): PdPlan {
     },
     ...(link !== undefined ? { link } : {}),
     layerwise: flags.pdLayerwise === true,
+    ...(tpDegrees !== undefined ? { tpDegrees } : {}),
     engine: {
       ...(flags.maxNumSeqs !== undefined ? { maxNumSeqs: flags.maxNumSeqs } : {}),
       ...(flags.maxNumBatchedTokens !== undefined ? { maxNumBatchedTokens: flags.maxNumBatchedTokens } : {}),
@@ -156,8 +197,8 @@ export function formatPdPlan(plan: PdPlan): string {
 }
 
 /** Runs `--plan-pd`: prints the table, writes --json, simulates nothing. */
-export function runPlanPd(flags: PlanPdFlags): void {
-  const plan = planPdFromFlags(flags);
+export function runPlanPd(flags: PlanPdFlags, fromCli: (name: string) => boolean = () => false): void {
+  const plan = planPdFromFlags(flags, fromCli);
   process.stdout.write(formatPdPlan(plan));
   if (flags.json !== undefined) {
     // JSON has no Infinity: an unbounded rate is written as null.

@@ -143,4 +143,18 @@ describe('P/D planner', () => {
       (e: unknown) => e instanceof SwitchyardError && e.code === 'SY_ERR_UNKNOWN_NAME',
     );
   });
+
+  it('with fixed TP degrees, searches only those, and refuses a budget below one instance per side', () => {
+    const plan = planPd({ ...BASE, tpDegrees: [2] });
+    assert.equal(plan.split.prefill.tp, 2);
+    assert.equal(plan.split.decode.tp, 2);
+    assert.equal(plan.colocated?.tp, 2);
+    // Fewer GPUs than one prefill and one decode instance of the TP: the budget is named, not the SLOs.
+    for (const gpus of [2, 4, 7])
+      assert.throws(
+        () => planPd({ ...BASE, gpus, tpDegrees: [4] }),
+        (e: unknown) => invalid('gpus')(e) && /at least 8 GPUs for TP 4/.test((e as Error).message),
+      );
+    assert.equal(planPd({ ...BASE, gpus: 8, tpDegrees: [4] }).split.gpus, 8);
+  });
 });

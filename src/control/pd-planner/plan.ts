@@ -138,6 +138,17 @@ function validate(input: PdPlanInput): void {
     throw invalidArgument('goodput-target', o.attainment, 'a fraction in (0, 1]');
   for (const tp of input.tpDegrees ?? [])
     if (!Number.isInteger(tp) || tp < 1) throw invalidArgument('tp', tp, 'positive integer TP degrees');
+  // A split needs one prefill and one decode instance: a budget below two of the smallest TP group
+  // given can place none, which is the budget's fault, not the SLOs' (SY_ERR_CAPACITY would say so).
+  if (input.tpDegrees !== undefined && input.tpDegrees.length > 0) {
+    const tpMin = Math.min(...input.tpDegrees);
+    if (input.gpus < 2 * tpMin)
+      throw invalidArgument(
+        'gpus',
+        input.gpus,
+        `at least ${2 * tpMin} GPUs for TP ${tpMin}: one prefill and one decode instance of ${tpMin} GPUs each`,
+      );
+  }
 }
 
 /** Buckets of the length mix (capacity.ts profiles each at its longest lengths). */
