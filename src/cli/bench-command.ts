@@ -2,9 +2,10 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { runBench } from '../loadgen/bench.ts';
 import { BENCH_DEFAULTS, type BenchFlags, resolveBenchOptions } from '../loadgen/options.ts';
-import { formatBenchReport, prepareOutputPath, writeBenchJson } from '../loadgen/report.ts';
+import { formatBenchReport, writeBenchJson } from '../loadgen/report.ts';
 import type { RunProgress } from '../loadgen/runner.ts';
 import { SAMPLE_PREFIX, SAMPLES } from '../workload/traces/samples.ts';
+import { checkOutputFile } from './output-file.ts';
 
 /**
  * Registers `switchyard bench`: an open-loop load generator against any OpenAI-compatible server.
@@ -113,7 +114,8 @@ export function registerBenchCommand(program: Command): void {
     )
     .action(async (flags: BenchFlags) => {
       const options = resolveBenchOptions(flags);
-      if (options.json !== undefined) prepareOutputPath(options.json);
+      // Its folder created and the file opened before the run, so a bad path fails at once.
+      if (options.json !== undefined) checkOutputFile('--json', options.json);
       const interrupt = new AbortController();
       const onSigint = (): void => {
         process.stderr.write('\nswitchyard bench: interrupted; reporting what finished\n');

@@ -6,6 +6,7 @@ import { GOODPUT_DEFAULTS } from '../twin/goodput.ts';
 import { formatComparisonTable } from '../twin/report/table.ts';
 import { runExperiment, writeOutputs } from '../twin/run.ts';
 import { DEFAULT_DECLARED_MAX_TOKENS, parseDeclaredMaxTokens } from '../workload/declared.ts';
+import { checkOutputFiles } from './output-file.ts';
 import { positiveInt, positiveNumber } from './parse.ts';
 import { withSteps } from './progress.ts';
 
@@ -86,6 +87,13 @@ export function registerDemoCommand(program: Command): void {
         .split(',')
         .map((s) => s.trim())
         .filter((s) => s.length > 0);
+      if (names.length === 0)
+        throw invalidArgument(
+          'policies',
+          flags.policies,
+          `one or more of ${routingPolicyNames().join(', ')}, comma-separated`,
+        );
+      checkOutputFiles({ json: flags.json, html: flags.html });
       process.stdout.write(
         `Switchyard twin demo: ${flags.trace}, first ${flags.requests} requests at ${flags.rateScale}x rate, ` +
           `${flags.instances} x ${SIM_DEFAULTS.model} on ${SIM_DEFAULTS.gpu}\n`,

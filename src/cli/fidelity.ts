@@ -1,7 +1,7 @@
 import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { SwitchyardError } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { loadFidelityCase } from '../twin/fidelity/case.ts';
 import { compareAll } from '../twin/fidelity/compare.ts';
 import {
@@ -12,6 +12,7 @@ import {
 } from '../twin/fidelity/report.ts';
 import { type CaseResult, runCase } from '../twin/fidelity/run-case.ts';
 import { writeTextFile } from '../twin/fidelity/write.ts';
+import { checkOutputFile } from './output-file.ts';
 import { withSteps } from './progress.ts';
 
 /** Most case files one run reads (a folder of thousands is a mistake, not a benchmark). */
@@ -46,6 +47,10 @@ export function registerFidelityCommand(program: Command): void {
     )
     .action(async (files: string[], flags: FidelityFlags) => {
       const paths = expandCaseFiles(files);
+      if (typeof flags.json === 'string') {
+        checkJsonNotACase(flags.json, paths);
+        checkOutputFile('json', flags.json);
+      }
       // Every file is validated before any case runs, so a typo in the last one fails at once.
       const cases = paths.map(loadFidelityCase);
       const seen = new Set<string>();
@@ -79,6 +84,20 @@ export function registerFidelityCommand(program: Command): void {
         process.stdout.write(`wrote ${flags.json}\n`);
       }
     });
+}
+
+/**
+ * `--json` takes an optional value, so in `fidelity --json a.yaml b.yaml` commander hands a.yaml to
+ * --json and the report would overwrite that case. A case file, or any .yaml/.yml path, is refused.
+ */
+export function checkJsonNotACase(json: string, cases: readonly string[]): void {
+  const target = resolve(json);
+  if (cases.some((c) => resolve(c) === target) || /\.ya?ml$/i.test(json))
+    throw invalidArgument(
+      'json',
+      json,
+      'a .json file to write the report to, not a case file (put the case files first, or write --json=FILE)',
+    );
 }
 
 /** Files as given, folders replaced by their case files (sorted); fails on a missing path or none found. */

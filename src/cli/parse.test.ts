@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 import { InvalidArgumentError } from 'commander';
 import { main, USAGE_EXIT_CODE } from './main.ts';
-import { TCP_PORT_MAX, tcpPort } from './parse.ts';
+import {
+  fraction,
+  nonNegativeInt,
+  nonNegativeNumber,
+  positiveInt,
+  positiveNumber,
+  TCP_PORT_MAX,
+  tcpPort,
+} from './parse.ts';
 
 /** Runs the CLI with `args`, capturing what it writes to stderr. */
 async function runCli(args: readonly string[]): Promise<{ code: number; stderr: string }> {
@@ -47,4 +55,28 @@ describe('port flags', () => {
       assert.match(stderr, /not a TCP port/);
     });
   }
+});
+
+describe('number flags', () => {
+  it('read decimal notation, fractions and exponents included', () => {
+    assert.equal(positiveNumber('2.5'), 2.5);
+    assert.equal(positiveNumber('.5'), 0.5);
+    assert.equal(positiveNumber('1e3'), 1000);
+    assert.equal(positiveInt('16'), 16);
+    assert.equal(nonNegativeInt('0'), 0);
+    assert.equal(nonNegativeNumber('0'), 0);
+    assert.equal(fraction('0.9'), 0.9);
+  });
+
+  it('refuse hex, binary and octal literals and blanks, which Number() reads as numbers', () => {
+    for (const parse of [positiveInt, nonNegativeInt, positiveNumber, nonNegativeNumber, fraction])
+      for (const bad of ['0x10', '0b1', '0o7', '', ' ', 'Infinity'])
+        assert.throws(() => parse(bad), InvalidArgumentError, `${parse.name}('${bad}')`);
+  });
+
+  it('sim --rate 0x10 is a usage error naming the flag', async () => {
+    const { code, stderr } = await runCli(['sim', '--rate', '0x10', '--requests', '1']);
+    assert.equal(code, USAGE_EXIT_CODE);
+    assert.match(stderr, /--rate <req\/s>' argument '0x10' is invalid/);
+  });
 });

@@ -1,15 +1,27 @@
 import { InvalidArgumentError } from 'commander';
 
+/**
+ * A number written in decimal (digits, an optional fraction and exponent, a sign). Number() alone
+ * also reads '0x10' as 16, '0b11' as 3 and '' as 0: a typo would then run an experiment nobody asked for.
+ */
+const DECIMAL_RE = /^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$/;
+
+/** `value` as a number when it is written in decimal, else NaN (which every parser below refuses). */
+export function decimalNumber(value: string): number {
+  const s = value.trim();
+  return DECIMAL_RE.test(s) ? Number(s) : Number.NaN;
+}
+
 /** Commander parser for a positive integer flag. */
 export function positiveInt(value: string): number {
-  const n = Number(value);
+  const n = decimalNumber(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`'${value}' is not a positive integer.`);
   return n;
 }
 
 /** Commander parser for a non-negative integer flag. */
 export function nonNegativeInt(value: string): number {
-  const n = Number(value);
+  const n = decimalNumber(value);
   if (!Number.isInteger(n) || n < 0)
     throw new InvalidArgumentError(`'${value}' is not a non-negative integer.`);
   return n;
@@ -32,21 +44,21 @@ export function tcpPort(value: string): number {
 
 /** Commander parser for a positive number flag. */
 export function positiveNumber(value: string): number {
-  const n = Number(value);
+  const n = decimalNumber(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`'${value}' is not a positive number.`);
   return n;
 }
 
 /** Commander parser for a fraction in (0, 1]. */
 export function fraction(value: string): number {
-  const n = Number(value);
+  const n = decimalNumber(value);
   if (!Number.isFinite(n) || n <= 0 || n > 1) throw new InvalidArgumentError(`'${value}' is not in (0, 1].`);
   return n;
 }
 
 /** Commander parser for a non-negative number flag. */
 export function nonNegativeNumber(value: string): number {
-  const n = Number(value);
+  const n = decimalNumber(value);
   if (!Number.isFinite(n) || n < 0)
     throw new InvalidArgumentError(`'${value}' is not a non-negative number.`);
   return n;

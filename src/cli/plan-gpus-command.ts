@@ -2,16 +2,18 @@
  * `switchyard plan-gpus`: the cheapest mix of GPU types and TP degrees for a workload's lengths, a
  * request rate and latency objectives, at the prices of a price table (src/control/gpu-choice).
  */
-import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { readYamlFile } from '../adapters/yaml-file.ts';
 import { type GpuPlan, planGpuMix } from '../control/gpu-choice/choose.ts';
 import { type GpuPrices, parseGpuPrices } from '../control/gpu-choice/prices.ts';
 import type { LengthSample } from '../control/gpu-choice/workload.ts';
 import { invalidArgument } from '../core/errors.ts';
+import { gpuIds } from '../model/gpus.ts';
+import { writeTextFile } from '../twin/fidelity/write.ts';
 import { readTraceLengths } from '../workload/traces/read.ts';
-import { positiveInt, positiveNumber } from './parse.ts';
+import { checkOutputFile } from './output-file.ts';
+import { decimalNumber, positiveInt, positiveNumber } from './parse.ts';
 
 /** The shipped price table (AWS us-east-1 on-demand), resolved from this module so any cwd works. */
 export const DEFAULT_PRICES_FILE = fileURLToPath(
@@ -42,9 +44,19 @@ function listOf(value: string | undefined): string[] | undefined {
   return items.length > 0 ? items : undefined;
 }
 
+/** --gpus: known GPU ids only; an unknown one would otherwise read as a GPU without a price. */
+function gpuList(value: string | undefined): string[] | undefined {
+  const known: readonly string[] = gpuIds();
+  return listOf(value)?.map((gpu) => {
+    if (!known.includes(gpu))
+      throw invalidArgument('gpus', gpu, `GPUs from ${known.join(', ')}, comma-separated`);
+    return gpu;
+  });
+}
+
 function tpDegrees(value: string | undefined): number[] | undefined {
   return listOf(value)?.map((s) => {
-    const tp = Number(s);
+    const tp = decimalNumber(s);
     if (!Number.isInteger(tp) || tp < 1 || tp > 8)
       throw invalidArgument('tp', s, 'a list of integers in 1..8');
     return tp;
@@ -126,10 +138,11 @@ export function registerPlanGpusCommand(program: Command): void {
     .option('--input-tokens <n>', 'prompt length of every request (with --output-tokens)', positiveInt)
     .option('--output-tokens <n>', 'output length of every request (with --input-tokens)', positiveInt)
     .option('--trace <file>', 'take the length distribution from a trace (a path or sample:azure-conv)')
-    .option(
-      '--prices <file>',
-      'price table (YAML or JSON, data/prices/gpu-prices.yaml format)',
-      DEFAULT_PRICES_FILE,
+    .addOption(
+      new Option('--prices <file>', 'price table (YAML or JSON, data/prices/gpu-prices.yaml format)').default(
+        DEFAULT_PRICES_FILE,
+        'data/prices/gpu-prices.yaml, AWS us-east-1 on-demand',
+      ),
     )
     .option('--gpus <list>', 'GPUs that may be used, comma-separated (default: every priced GPU)')
     .option('--tp <list>', 'TP degrees that may be used, comma-separated (default 1,2,4,8)')
@@ -145,12 +158,13 @@ export function registerPlanGpusCommand(program: Command): void {
         '      --gpus h100,h200,a100-80gb --prices my-prices.yaml --json plan.json',
     )
     .action((flags: PlanGpusFlags) => {
+      if (typeof flags.json === 'string') checkOutputFile('json', flags.json);
       const samples = lengthsOf(flags);
       const prices = parseGpuPrices(
         readYamlFile(flags.prices, `price table '${flags.prices}'`, { param: 'prices' }),
         `price table '${flags.prices}'`,
       );
-      const gpus = listOf(flags.gpus);
+      const gpus = gpuList(flags.gpus);
       const tps = tpDegrees(flags.tp);
       const plan = planGpuMix({
         model: flags.model,
@@ -172,7 +186,7 @@ export function registerPlanGpusCommand(program: Command): void {
       }
       process.stdout.write(formatPlan(plan, prices));
       if (flags.json !== undefined) {
-        writeFileSync(flags.json, json);
+        writeTextFile(flags.json, json);
         process.stdout.write(`wrote ${flags.json}\n`);
       }
     });

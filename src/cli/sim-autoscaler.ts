@@ -15,6 +15,17 @@ import type { SimResult } from '../twin/simulator.ts';
 import { nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
 import { parseAutoscalerList } from './sim-autoscaler-compare.ts';
 
+/**
+ * The pool (most instances) of an autoscaled run that gives neither --max-instances nor a cluster
+ * size (--instances, the config's cluster). Not the 4 of a fixed cluster: capped at that, an
+ * autoscaler on a load that wants more would be held down without anyone asking for it, and its
+ * SLO attainment read as its own. Each slot is a modelled instance, idle ones cost little to simulate.
+ */
+export const AUTOSCALER_POOL_DEFAULT = 16;
+
+/** Where an autoscaled run's pool came from, for the line under its table. */
+export type PoolSource = 'max-instances' | 'config' | 'instances' | 'default';
+
 /** The flags read here, as commander hands them over. */
 export interface AutoscalerFlags {
   autoscaler?: string | undefined;
@@ -41,7 +52,8 @@ export function autoscalerOptions(): Option[] {
     ),
     new Option(
       '--max-instances <n>',
-      'with --autoscaler: the pool, most instances (default --instances); static runs all of them',
+      `with --autoscaler: the pool, most instances (default: --instances when given, else ${AUTOSCALER_POOL_DEFAULT}, ` +
+        'or --min-instances if that is more); static runs all of them. The line under the table says which applied',
     ).argParser(positiveInt),
     new Option(
       '--control-interval-ms <ms>',
@@ -54,10 +66,15 @@ export function autoscalerOptions(): Option[] {
   ];
 }
 
-/** The control block for the run, or undefined without --autoscaler (then its flags are refused). */
+/**
+ * The control block for the run, or undefined without --autoscaler (then its flags are refused).
+ * `instances`: the cluster's size when the user gave it (--instances or the config's cluster),
+ * undefined when it is the default; it is the pool when no --max-instances says otherwise.
+ */
 export function controlFromFlags(
   given: AutoscalerFlags,
   file: SimConfigFile['autoscaler'] = undefined,
+  instances: number | undefined = undefined,
 ): ControlSettings | undefined {
   // The config file's block under the flags: a flag wins field by field.
   const flags: AutoscalerFlags = {
@@ -79,7 +96,7 @@ export function controlFromFlags(
     return undefined;
   }
   const minInstances = flags.minInstances ?? 1;
-  const maxInstances = flags.maxInstances ?? flags.instances;
+  const maxInstances = flags.maxInstances ?? instances ?? Math.max(AUTOSCALER_POOL_DEFAULT, minInstances);
   if (maxInstances < Math.max(1, minInstances)) {
     throw invalidArgument('max-instances', maxInstances, `at least --min-instances (${minInstances}) and 1`);
   }
@@ -126,6 +143,45 @@ export function placementFromConfig(
   }
   const placement = toPlacementSettings(file.cluster);
   return { cluster: placementCluster(placement), placement };
+}
+
+/** Where the pool of `controlFromFlags` came from, given the same arguments. */
+export function poolSource(
+  given: AutoscalerFlags,
+  file: SimConfigFile['autoscaler'],
+  instances: number | undefined,
+): PoolSource {
+  if (given.maxInstances !== undefined) return 'max-instances';
+  if (file?.maxInstances !== undefined) return 'config';
+  return instances !== undefined ? 'instances' : 'default';
+}
+
+const POOL_SOURCE_WORDS: Record<PoolSource, string> = {
+  'max-instances': '--max-instances',
+  config: "the config's autoscaler.maxInstances",
+  instances: "the cluster size (--instances or the config's cluster), no --max-instances given",
+  default: 'the default with an autoscaler, no --max-instances or --instances given',
+};
+
+/**
+ * The pool line of an autoscaled run: its bounds and where the upper one came from, and a note
+ * when the loop asked for the whole pool, since the cap may then have decided the result.
+ */
+export function formatPoolLine(
+  control: Pick<ControlSettings, 'autoscaler' | 'minInstances' | 'maxInstances'>,
+  source: PoolSource,
+  result: Pick<SimResult, 'instancesOverTime'>,
+): string {
+  const line = `  pool: ${control.minInstances} to ${control.maxInstances} instances (the most: ${POOL_SOURCE_WORDS[source]})\n`;
+  // static runs the whole pool by design; with min = max the loop has no choice to be held in.
+  if (control.autoscaler === 'static' || control.minInstances >= control.maxInstances) return line;
+  const full = (result.instancesOverTime ?? []).find((p) => p.desired >= control.maxInstances);
+  if (full === undefined) return line;
+  return (
+    line +
+    `  ${control.autoscaler} asked for all ${control.maxInstances} at ${full.timeS.toFixed(0)} s: the cap may have held it ` +
+    'down; a larger --max-instances shows whether it wants more\n'
+  );
 }
 
 /** Lines under the summary table of an autoscaled run (one per model under placement); empty otherwise. */

@@ -15,6 +15,7 @@ import { DEFAULT_DECLARED_MAX_TOKENS, parseDeclaredMaxTokens } from '../workload
 import { MULTI_MODEL_MAX, type RateStage } from '../workload/spec.ts';
 import { parseStages } from '../workload/synthetic.ts';
 import { DecisionLogWriter } from './decision-log.ts';
+import { checkOutputFiles } from './output-file.ts';
 import { fraction, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './parse.ts';
 import { withProgress, withSteps } from './progress.ts';
 import {
@@ -22,7 +23,9 @@ import {
   autoscalerOptions,
   controlFromFlags,
   formatControlLine,
+  formatPoolLine,
   placementFromConfig,
+  poolSource,
 } from './sim-autoscaler.ts';
 import { compareAutoscalers, splitNames } from './sim-autoscaler-compare.ts';
 import { comparisonHeader, wroteLines } from './sim-header.ts';
@@ -288,12 +291,25 @@ export function registerSimCommand(program: Command): void {
     )
     .action(async (flags: SimFlags, command: Command) => {
       const fromCli = (name: string): boolean => command.getOptionValueSource(name) === 'cli';
+      // Before any work: a run whose report cannot be written is a run lost.
+      checkOutputFiles({ json: flags.json, html: flags.html, 'decision-log': flags.decisionLog });
       // --plan-pd only plans (src/control/pd-planner): nothing below runs.
       if (flags.planPd === true) return runPlanPd(flags, fromCli);
       const file = flags.config !== undefined ? loadConfigFile(flags.config) : {};
       const settings = resolveSettings(flags, file, fromCli);
+      // The config file's output paths, where no flag replaces them.
+      checkOutputFiles({
+        'output.json': flags.json === undefined ? file.output?.json : undefined,
+        'output.html': flags.html === undefined ? file.output?.html : undefined,
+      });
       const color = process.stdout.isTTY === true;
       const policies = flags.compare !== undefined ? splitList(flags.compare) : [settings.policy];
+      if (policies.length === 0)
+        throw invalidArgument(
+          'compare',
+          flags.compare,
+          `one or more routing policies, comma-separated (${routingPolicyNames().join(', ')})`,
+        );
       // Build every policy once up front, so a bad name fails before any simulation runs.
       for (const name of policies) createConfiguredPolicy(name, settings.policies);
       const autoscalers = splitNames(settings.control?.autoscaler ?? '');
@@ -336,6 +352,14 @@ export function registerSimCommand(program: Command): void {
           );
         if (run.goodput !== undefined) process.stdout.write(`${formatGoodput(run.goodput)}\n`);
         process.stdout.write(formatControlLine(run.result));
+        if (settings.control !== undefined)
+          process.stdout.write(
+            formatPoolLine(
+              settings.control,
+              poolSource(flags, file.autoscaler, givenInstances(flags, file, fromCli)),
+              run.result,
+            ),
+          );
         process.stdout.write(formatPdLine(run.result.pd));
         process.stdout.write(formatPdPoolsLines(run.result.pdPools));
       } else {
@@ -443,7 +467,10 @@ export function resolveSettings(
       flags.serverlessPolicy,
       'not with --autoscaler or a multi-model cluster',
     );
-  const control = placed === undefined ? controlFromFlags(flags, file.autoscaler) : undefined;
+  const control =
+    placed === undefined
+      ? controlFromFlags(flags, file.autoscaler, givenInstances(flags, file, fromCli))
+      : undefined;
   const pd = pdFromFlags(flags, fromCli);
   const pdPools = pdPoolsFromFlags(flags, pd, control, file.autoscaler, fromCli);
   return {
@@ -488,6 +515,24 @@ export function resolveSettings(
     pd,
     pdPools,
   };
+}
+
+/**
+ * The cluster's instance count when the user gave one (--instances, or the config file's cluster:
+ * `instances` or its groups), undefined when it is the default: an autoscaler's pool is then its own
+ * default (src/cli/sim-autoscaler.ts), not the fixed cluster's 4.
+ */
+export function givenInstances(
+  flags: SimFlags,
+  file: SimConfigFile,
+  fromCli: (name: string) => boolean,
+): number | undefined {
+  if (fromCli('instances')) return flags.instances;
+  const cluster = file.cluster;
+  if (cluster === undefined) return undefined;
+  if ('instances' in cluster) return cluster.instances;
+  if ('groups' in cluster) return cluster.groups.reduce((n, g) => n + g.count, 0);
+  return undefined;
 }
 
 /** Parses --goodput-target: a fraction in (0, 1]. */

@@ -175,10 +175,15 @@ function specOf(
   switch (kind) {
     case 'sinusoid': {
       const periodS = required(flags.periodS, 'period-s', kind);
+      const rateMinRps = required(flags.rateMin, 'rate-min', kind);
+      const rateMaxRps = required(flags.rateMax, 'rate-max', kind);
+      // Checked here so the message names the flags; the spec's own check names its fields.
+      if (rateMaxRps < rateMinRps)
+        throw invalidArgument('rate-max', rateMaxRps, `at least --rate-min (${rateMinRps})`);
       return {
         kind,
-        rateMinRps: required(flags.rateMin, 'rate-min', kind),
-        rateMaxRps: required(flags.rateMax, 'rate-max', kind),
+        rateMinRps,
+        rateMaxRps,
         periodS,
         ...common,
         ...(unbounded ? { durationS: periodS } : {}),

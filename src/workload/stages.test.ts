@@ -124,9 +124,17 @@ describe('parseStages', () => {
     'x:600',
     '8:600,,20:600',
     'Infinity:1',
+    '0x10:600',
+    '8:0b11',
+    '8:600,',
   ]) {
     it(`rejects '${bad}' naming the flag`, () => {
       assert.throws(() => parseStages(bad), { code: 'SY_ERR_INVALID_ARGUMENT', message: /stages/ });
     });
   }
+
+  it('names the empty stage a stray comma leaves, by position', () => {
+    assert.throws(() => parseStages('8:600,,20:600'), { message: /stage 2 of 3 is empty/ });
+    assert.throws(() => parseStages('8:600,'), { message: /stage 2 of 2 is empty/ });
+  });
 });

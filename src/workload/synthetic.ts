@@ -143,17 +143,32 @@ export function formatStages(stages: readonly RateStage[]): string {
   return stages.map((s) => `${s.rateRps}:${s.durationS}`).join(',');
 }
 
+/** A stage's number in decimal: Number() alone would read '0x10' as 16 and ' ' as 0. */
+const STAGE_NUMBER_RE = /^\+?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$/;
+
+function stageNumber(text: string): number {
+  const s = text.trim();
+  return STAGE_NUMBER_RE.test(s) ? Number(s) : Number.NaN;
+}
+
 /**
  * Parses `--stages`: comma-separated `rate:seconds` pairs, e.g. `8:600,20:600` (8 req/s for 600 s,
- * then 20 req/s for 600 s). A malformed list fails with SY_ERR_INVALID_ARGUMENT naming the pair.
+ * then 20 req/s for 600 s). A malformed list fails with SY_ERR_INVALID_ARGUMENT naming the pair
+ * (an empty one, from a stray comma, by its position in the list).
  */
 export function parseStages(text: string, param = 'stages'): RateStage[] {
   const parts = text.split(',').map((p) => p.trim());
   if (parts.length > STAGES_MAX) throw invalidArgument(param, text, `at most ${STAGES_MAX} stages`);
-  return parts.map((part) => {
+  return parts.map((part, i) => {
+    if (part === '')
+      throw invalidArgument(
+        param,
+        text,
+        `rate:seconds pairs separated by single commas, e.g. 8:600,20:600 (stage ${i + 1} of ${parts.length} is empty)`,
+      );
     const match = /^([^:]+):([^:]+)$/.exec(part);
-    const rateRps = Number(match?.[1]);
-    const durationS = Number(match?.[2]);
+    const rateRps = stageNumber(match?.[1] ?? '');
+    const durationS = stageNumber(match?.[2] ?? '');
     if (
       match === null ||
       !(rateRps > 0 && Number.isFinite(rateRps)) ||
@@ -162,7 +177,7 @@ export function parseStages(text: string, param = 'stages'): RateStage[] {
       throw invalidArgument(
         param,
         part,
-        'rate:seconds with both positive, e.g. 8:600 (stages are comma-separated)',
+        'rate:seconds with both positive decimal numbers (req/s and s), e.g. 8:600 (stages are comma-separated)',
       );
     }
     return { rateRps, durationS };

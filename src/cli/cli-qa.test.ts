@@ -1,0 +1,149 @@
+/**
+ * The twin's command line as a new user meets it: bad values and unwritable report paths are usage
+ * errors (exit 2) that name the flag, before any work runs. Runs the CLI in this process (main).
+ * The autoscaler's pool, which needs the printed table: test/e2e/cli-sim-qa.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it, mock } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { main, USAGE_EXIT_CODE } from './main.ts';
+import { checkOutputFile } from './output-file.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'switchyard-cli-qa-'));
+/** A regular file: a path under it cannot be created, even by root. */
+const FILE = join(dir, 'plain.txt');
+writeFileSync(FILE, 'keep me\n');
+const UNDER_FILE = join(FILE, 'report.json');
+const FOLDER = join(dir, 'folder');
+mkdirSync(FOLDER);
+
+interface Run {
+  code: number;
+  stderr: string;
+}
+
+/**
+ * Runs `switchyard ...args` in this process, capturing stderr. Not stdout: the test runner reports
+ * through it (a run that wrongly goes ahead prints its table there, and fails on its exit code).
+ */
+async function runCli(args: readonly string[]): Promise<Run> {
+  let stderr = '';
+  const err = mock.method(process.stderr, 'write', (chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    return { code: await main(['node', 'switchyard', ...args]), stderr };
+  } finally {
+    err.mock.restore();
+  }
+}
+
+async function assertUsageError(args: readonly string[], message: RegExp): Promise<Run> {
+  const run = await runCli(args);
+  assert.equal(run.code, USAGE_EXIT_CODE, `${args.join(' ')}: ${run.stderr}`);
+  assert.match(run.stderr, message);
+  return run;
+}
+
+const SIM = ['sim', '--no-progress', '--requests', '20', '--input-tokens', '128', '--output-tokens', '8'];
+
+describe('report paths are checked before the run', () => {
+  it('sim --json, --html, --decision-log: a folder or a path under a file is a usage error', async () => {
+    for (const [flag, name] of [
+      ['--json', 'json'],
+      ['--html', 'html'],
+      ['--decision-log', 'decision-log'],
+    ] as const) {
+      await assertUsageError([...SIM, flag, FOLDER], new RegExp(`invalid ${name} .*not a folder`));
+      await assertUsageError([...SIM, flag, UNDER_FILE], new RegExp(`invalid ${name} .*can write`));
+    }
+    await assertUsageError([...SIM, '--json', ''], /invalid json '': expected a file path/);
+  });
+
+  it("sim: the config file's output paths too", async () => {
+    const config = join(dir, 'out.yaml');
+    writeFileSync(config, `output: { json: ${JSON.stringify(UNDER_FILE)} }\n`);
+    await assertUsageError([...SIM, '--config', config], /invalid output\.json/);
+  });
+
+  it('demo, plan-gpus, fidelity and bench --json', async () => {
+    await assertUsageError(
+      ['demo', '--no-progress', '--requests', '5', '--json', UNDER_FILE],
+      /invalid json/,
+    );
+    const plan = ['plan-gpus', '--model', 'llama-3.1-8b', '--rate', '2', '--input-tokens', '100'];
+    await assertUsageError(
+      [...plan, '--output-tokens', '10', '--json', FOLDER],
+      /invalid json .*not a folder/,
+    );
+    const cases = fileURLToPath(new URL('../../data/fidelity/h100-llama-3.1-8b-c1.yaml', import.meta.url));
+    await assertUsageError(['fidelity', cases, '--no-progress', '--json', UNDER_FILE], /invalid json/);
+    // Refused before it connects: port 1 has no server, and the error is about the file.
+    await assertUsageError(
+      ['bench', '--url', 'http://127.0.0.1:1', '--requests', '1', '--json', UNDER_FILE],
+      /invalid --json/,
+    );
+  });
+
+  it('fidelity --json a.yaml b.yaml does not write the report over a.yaml (commander gives a.yaml to --json)', async () => {
+    const a = join(dir, 'a.yaml');
+    const text = readFileSync(
+      fileURLToPath(new URL('../../data/fidelity/h100-llama-3.1-8b-c1.yaml', import.meta.url)),
+      'utf8',
+    );
+    writeFileSync(a, text);
+    const b = fileURLToPath(new URL('../../data/fidelity/h100-llama-3.1-8b-c4.yaml', import.meta.url));
+    await assertUsageError(['fidelity', '--no-progress', '--json', a, b], /invalid json .*not a case file/);
+    assert.equal(readFileSync(a, 'utf8'), text);
+  });
+
+  it('checkOutputFile leaves an existing file as it was and no probe file behind', () => {
+    checkOutputFile('json', FILE);
+    assert.equal(readFileSync(FILE, 'utf8'), 'keep me\n');
+    const fresh = join(dir, 'new', 'deeper', 'r.json');
+    checkOutputFile('json', fresh);
+    assert.throws(() => readFileSync(fresh), { code: 'ENOENT' });
+  });
+});
+
+describe('bad values name their flag', () => {
+  it('sim --workload sinusoid with --rate-min above --rate-max', async () => {
+    await assertUsageError(
+      ['sim', '--workload', 'sinusoid', '--rate-min', '5', '--rate-max', '1', '--period-s', '60'],
+      /invalid rate-max '1': expected at least --rate-min \(5\)/,
+    );
+  });
+
+  it('sim --compare and demo --policies with no name in the list', async () => {
+    await assertUsageError([...SIM, '--compare', ',,'], /invalid compare ',,'.*round-robin/);
+    await assertUsageError(['demo', '--policies', ' , '], /invalid policies .*round-robin/);
+  });
+
+  it('sim --stages in hex or with a stray comma', async () => {
+    await assertUsageError([...SIM, '--stages', '0x10:5'], /invalid stages '0x10:5'/);
+    await assertUsageError([...SIM, '--stages', '8:5,'], /stage 2 of 2 is empty/);
+  });
+
+  it('plan-gpus --gpus with an unknown GPU (it read as one without a price)', async () => {
+    await assertUsageError(
+      [
+        'plan-gpus',
+        '--model',
+        'llama-3.1-8b',
+        '--rate',
+        '2',
+        '--input-tokens',
+        '100',
+        '--output-tokens',
+        '10',
+        '--gpus',
+        'h100,zz',
+      ],
+      /invalid gpus 'zz': expected GPUs from .*h100/,
+    );
+  });
+});
