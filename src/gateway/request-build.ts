@@ -138,11 +138,34 @@ export function bodyFields(
   const json = decodeBody(body);
   const fields = fieldsOf(kind, json);
   const tokenizer = ctx.tokenizers.get(fields.model);
-  // A Responses body is counted by its text estimate: the tokenizers render chat and completion bodies only.
-  if (tokenizer === undefined || kind === 'embeddings' || kind === 'responses') return fields;
-  // The body passed parseRouting, so its shape is known good.
-  const tokenized = tokenizer.tokenizeBody(kind, json as Record<string, unknown>);
+  if (tokenizer === undefined || kind === 'embeddings') return fields;
+  // The body passed parseRouting (parseResponsesFields), so its shape is known good.
+  const decoded = json as Record<string, unknown>;
+  const tokenized =
+    kind === 'responses'
+      ? tokenizer.tokenizeBody('chat', responsesAsChat(decoded))
+      : tokenizer.tokenizeBody(kind, decoded);
   return { ...fields, inputTokens: tokenized.promptTokens, prefix: tokenized.prefix };
+}
+
+/**
+ * A Responses body as the chat body a tokenizer renders: `instructions` as a system message, then
+ * the input's messages with their content as sent (text parts joined by the template's rule), as
+ * vLLM builds a Responses prompt through the chat template (its serving code turns instructions and
+ * input items into chat messages, add_generation_prompt on). Items that are not messages carry no
+ * text here, as for the text estimate (responses-fields.ts); `tools` are not rendered (their
+ * Responses shape is not chat's), so a body with tools may match fewer engine blocks, never wrongly.
+ */
+function responsesAsChat(body: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const messages: { role: unknown; content: unknown }[] = [];
+  const instructions = body['instructions'];
+  if (typeof instructions === 'string') messages.push({ role: 'system', content: instructions });
+  const input = body['input'];
+  if (typeof input === 'string') messages.push({ role: 'user', content: input });
+  else if (Array.isArray(input))
+    for (const item of input as Record<string, unknown>[])
+      if (typeof item['role'] === 'string') messages.push({ role: item['role'], content: item['content'] });
+  return { messages };
 }
 
 /**
