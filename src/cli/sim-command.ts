@@ -268,7 +268,11 @@ export function registerSimCommand(program: Command): void {
       '--decision-log <file>',
       'write every routing decision as JSON lines (request, time, instance or rejection code); with a multi-model cluster, placement decisions too (time, line)',
     )
-    .option('--json <file>', 'write the summary as JSON')
+    .option(
+      '--json <file>',
+      'write the summary as JSON (every figure of the table; with --autoscaler also gpuHours, coldStarts and ' +
+        'instancesOverTime; with --serverless-policy also ttftMs.cold/.warm; docs/autoscaling.md)',
+    )
     .option('--html <file>', 'write a self-contained HTML report with plots')
     .option('--no-progress', 'do not draw a progress bar')
     .addHelpText(

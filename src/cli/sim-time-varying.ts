@@ -50,7 +50,9 @@ export function timeVaryingOptions(): Option[] {
     new Option('--period-s <s>', 'sinusoid: period (default run: one period)').argParser(positiveNumber),
     new Option(
       '--rate-curve <file.csv>',
-      'rate curve: CSV of time_s,rate points, linear between them, the first at 0; the run ends at the last (implies --workload rate-curve)',
+      'rate curve: CSV of time_s,rate points (s, req/s), linear between them; an optional time_s,rate header and # comment ' +
+        'lines; the first point at 0, times increasing, rates >= 0 and not all 0, at least two; the run ends at the last ' +
+        '(implies --workload rate-curve). A bad line fails before the run, naming file:line',
     ).conflicts('trace'),
     new Option(
       '--burst-rate <req/s>',
