@@ -418,6 +418,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     this.server.on('checkContinue', (req, res) => this.checkContinue(req, res));
     this.server.on('checkExpectation', (req, res) => {
       req.resume();
+      if (this.first(req, res)) return;
       res.shouldKeepAlive = false;
       this.rejectEarly(
         res,
