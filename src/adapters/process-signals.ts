@@ -61,6 +61,8 @@ export const PARENT_PIPE_ENV = 'SWITCHYARD_PARENT_PIPE';
  */
 export function whenParentGone(): { readonly gone: Promise<void>; stop(): void } {
   if (process.env[PARENT_PIPE_ENV] !== 'stdin') return { gone: new Promise(() => {}), stop: () => {} };
+  // From here on this watcher drains an orphan instead (ORPHAN_DRAIN_MS in run-engine.ts).
+  disarmEarlyExit?.();
   const stdin = process.stdin;
   let resolveGone: () => void = () => {};
   const gone = new Promise<void>((resolve) => {
@@ -82,5 +84,41 @@ export function whenParentGone(): { readonly gone: Promise<void>; stop(): void }
       stdin.off('close', done);
       stdin.destroy();
     },
+  };
+}
+
+/** Removes the watcher `exitIfParentGoesBeforeServing` set, when one is set. */
+let disarmEarlyExit: (() => void) | undefined;
+
+/**
+ * Under a supervisor (`PARENT_PIPE_ENV`), exits the process at once if the supervisor is gone before
+ * the engine serves: a model load takes seconds to minutes, and an orphan would spend them, and the
+ * model's memory, for nobody. The first `whenParentGone` (the engine now serves) takes over. The
+ * watch does not hold the process open: an engine that fails to start still exits. Not for a
+ * standby engine before its order line, which it reads from the same stdin.
+ */
+export function exitIfParentGoesBeforeServing(name: string): void {
+  if (process.env[PARENT_PIPE_ENV] !== 'stdin' || disarmEarlyExit !== undefined) return;
+  const stdin = process.stdin as NodeJS.ReadStream & { unref?(): void; ref?(): void };
+  const gone = (): void => {
+    // The supervisor held stderr's other end too: a write may fail with EPIPE, which is no news.
+    process.stderr.on('error', () => {});
+    process.stderr.write(`${name}: its supervisor is gone before it served; exiting\n`);
+    process.exit(0);
+  };
+  const drop = (): void => {};
+  stdin.on('data', drop);
+  stdin.once('end', gone);
+  stdin.once('error', gone);
+  stdin.once('close', gone);
+  stdin.resume();
+  stdin.unref?.();
+  disarmEarlyExit = () => {
+    stdin.off('data', drop);
+    stdin.off('end', gone);
+    stdin.off('error', gone);
+    stdin.off('close', gone);
+    stdin.ref?.();
+    disarmEarlyExit = undefined;
   };
 }

@@ -1,4 +1,5 @@
 import { type Command, Option } from 'commander';
+import { exitIfParentGoesBeforeServing } from '../adapters/process-signals.ts';
 import { invalidArgument } from '../core/errors.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
 import { openKvPublisher } from '../engine-servers/sim/kv-publisher.ts';
@@ -59,6 +60,7 @@ function pdEngineOf(flags: SimEngineFlags): PdEngine | undefined {
 }
 
 async function runSimEngine(flags: SimEngineFlags): Promise<void> {
+  exitIfParentGoesBeforeServing('switchyard engine sim');
   const kvEndpoint = flags.kvEvents === 'none' ? undefined : flags.kvEvents;
   if (kvEndpoint !== undefined && !/^(tcp|ipc|inproc):\/\/./.test(kvEndpoint)) {
     throw invalidArgument('kv-events', kvEndpoint, "a ZMQ endpoint such as tcp://127.0.0.1:* , or 'none'");

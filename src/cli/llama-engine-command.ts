@@ -7,6 +7,7 @@
  */
 import { type Command, Option } from 'commander';
 import { preReadFile } from '../adapters/model-warmer.ts';
+import { exitIfParentGoesBeforeServing } from '../adapters/process-signals.ts';
 import { invalidArgument } from '../core/errors.ts';
 import {
   KV_WAIT_TIMEOUT_MS_DEFAULT,
@@ -132,6 +133,8 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
   checkPdProtocolFlags(flags);
   const startup = new StartupClock();
   startup.mark('runtime');
+  // A standby engine reads its order from stdin first: it is watched once it has the order.
+  if (flags.standby !== true) exitIfParentGoesBeforeServing('switchyard engine llama');
   // The weights are read into the page cache while node-llama-cpp imports and tests its binary
   // (most of a second of CPU): a model on disk is then in memory when llama.cpp maps it. A bad path
   // is left to the backend's own check, which names it.
@@ -167,6 +170,7 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
       startup.activate();
       model = order.model;
       servedModelName = order.servedModelName ?? servedModelName;
+      exitIfParentGoesBeforeServing('switchyard engine llama');
       startPrefetch(model);
     }
     const opening = LlamaBackend.open(
