@@ -283,6 +283,8 @@ export interface AutoscaledPoolOptions {
   readonly objectives: ServiceObjectives;
   readonly backendOf: BackendOf;
   readonly say: (line: string) => void;
+  /** Cancels the minimum's start (a signal during serve's start-up): engines still starting stop. */
+  readonly signal?: AbortSignal;
 }
 
 /** The pools once their minimum runs: backends for the gateway's config, then `attach` to the gateway. */
@@ -386,7 +388,9 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
   const t0 = performance.now();
   const settled = await Promise.all(
     pools.map((p) =>
-      Promise.allSettled(Array.from({ length: settings.minInstances }, (_, k) => p.launcher.launch(k))),
+      Promise.allSettled(
+        Array.from({ length: settings.minInstances }, (_, k) => p.launcher.launch(k, o.signal)),
+      ),
     ),
   );
   const started = settled.flat().flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));

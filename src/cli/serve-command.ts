@@ -27,7 +27,7 @@ import { type Gateway, startGateway } from '../gateway/gateway.ts';
 import { gpuSpec } from '../model/gpus.ts';
 import { modelSpec } from '../model/models.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
-import { nonNegativeInt, positiveInt, tcpPort } from './parse.ts';
+import { nonNegativeInt, positiveInt, positiveNumber, tcpPort } from './parse.ts';
 import {
   type AutoscaledPool,
   type AutoscaleSettings,
@@ -53,7 +53,7 @@ interface ServeFlags {
   readonly allowedMethods?: string[];
   readonly allowedHeaders?: string[];
   readonly allowCredentials?: boolean;
-  readonly timeScale?: string;
+  readonly timeScale?: number;
   readonly scrapeIntervalMs?: number;
   readonly engineStartTimeoutMs: number;
   readonly autoscaler?: string;
@@ -115,7 +115,11 @@ function serveFlags(raw: RawServeFlags): ServeFlags {
   const served = first?.served ?? raw.servedModelName;
   return {
     ...raw,
-    models,
+    // The one pool's model carries the name too: the autoscaled pools name engines from `models`.
+    models:
+      raw.servedModelName === undefined
+        ? models
+        : [{ model: first?.model ?? '', served: raw.servedModelName }],
     ...(first !== undefined ? { model: first.model } : {}),
     ...(served !== undefined ? { servedModelName: served } : {}),
   } as ServeFlags;
@@ -184,7 +188,7 @@ function engineArgs(
   }
   const args = ['--gpu', flags.gpu, '--model', spec.model || DEFAULT_SIM_MODEL];
   if (spec.served !== undefined) args.push('--served-model-name', spec.served);
-  if (flags.timeScale !== undefined) args.push('--time-scale', flags.timeScale);
+  if (flags.timeScale !== undefined) args.push('--time-scale', String(flags.timeScale));
   return args;
 }
 
@@ -310,7 +314,12 @@ async function prepare(flags: ServeFlags): Promise<{
 }
 
 /** The autoscaled pool's minimum, started; its backends go into the config (ids engine-0..). */
-function startPool(flags: ServeFlags, settings: AutoscaleSettings, config: GatewayConfig) {
+function startPool(
+  flags: ServeFlags,
+  settings: AutoscaleSettings,
+  config: GatewayConfig,
+  signal: AbortSignal,
+) {
   const specs = flags.models.length > 0 ? flags.models : [{ model: DEFAULT_SIM_MODEL, served: undefined }];
   return startAutoscaledPool({
     settings,
@@ -333,6 +342,7 @@ function startPool(flags: ServeFlags, settings: AutoscaleSettings, config: Gatew
     objectives: config.slo ?? {},
     backendOf: (id, e, m) => localBackend(flags, id, e, m.variant.model),
     say: (line) => process.stderr.write(`switchyard serve: ${line}\n`),
+    signal,
   });
 }
 
@@ -340,6 +350,7 @@ async function startEngines(
   flags: ServeFlags,
   args: string[],
   isStopping: () => boolean,
+  signal: AbortSignal,
 ): Promise<LocalEngines> {
   const count = engineCount(flags);
   process.stderr.write(`switchyard serve: starting ${count} local ${flags.engine} engine(s)...\n`);
@@ -347,6 +358,7 @@ async function startEngines(
     count,
     engine: flags.engine,
     args,
+    signal,
     readyTimeoutMs: flags.engineStartTimeoutMs,
     onReady: (index, engine, elapsedMs) =>
       process.stderr.write(
@@ -442,24 +454,57 @@ async function serveUntilStopped(gateway: Gateway, drainTimeoutMs: number): Prom
   }
 }
 
-async function runServe(flags: ServeFlags): Promise<void> {
-  const prepared = await prepare(flags);
+/**
+ * Until serve listens: the first SIGTERM / SIGINT aborts the start (engines still starting are
+ * stopped at once, an engine loading its model included) instead of killing serve with them left to
+ * notice; `received` is that signal. Node's default (die at once) would leave no line saying why.
+ */
+function watchStartup(say: (line: string) => void): {
+  readonly signal: AbortSignal;
+  received(): NodeJS.Signals | undefined;
+  stop(): void;
+} {
+  const abort = new AbortController();
+  let received: NodeJS.Signals | undefined;
+  const stop = onEverySignal((signal) => {
+    if (received !== undefined) return;
+    received = signal;
+    say(`${signal} during start-up: stopping the engines started so far`);
+    abort.abort();
+  });
+  return { signal: abort.signal, received: () => received, stop };
+}
+
+/** What serve started: the gateway, and the local engines behind it. */
+interface Serving {
+  readonly config: GatewayConfig;
+  readonly gateway: Gateway;
+  readonly engines: LocalEngines | undefined;
+  readonly pool: AutoscaledPool | undefined;
+}
+
+/** Starts the engines, then the gateway; `state.stopping` tells the engines' exits apart from crashes. */
+async function startServing(
+  flags: ServeFlags,
+  prepared: Awaited<ReturnType<typeof prepare>>,
+  state: { stopping: boolean },
+  signal: AbortSignal,
+): Promise<Serving> {
   let config = prepared.config;
   let engines: LocalEngines | undefined;
   let pool: AutoscaledPool | undefined;
-  let stopping = false;
   if (prepared.args !== undefined && prepared.autoscale !== undefined) {
-    pool = await startPool(flags, prepared.autoscale, config);
+    pool = await startPool(flags, prepared.autoscale, config, signal);
     config = parseGatewayConfig({ ...config, backends: pool.backends }, {});
   } else if (prepared.args !== undefined) {
-    engines = await startEngines(flags, prepared.args, () => stopping);
+    engines = await startEngines(flags, prepared.args, () => state.stopping, signal);
     config = withLocalBackends(config, flags, engines);
   }
-  let gateway: Gateway;
   try {
-    gateway = await startGateway(config, pool?.gatewayOptions ?? {});
+    const gateway = await startGateway(config, pool?.gatewayOptions ?? {});
+    return { config, gateway, engines, pool };
   } catch (error) {
-    stopping = true;
+    state.stopping = true;
     await engines?.stop();
     await pool?.close();
     // The port was free when checked; something took it while the engines started.
@@ -468,6 +513,31 @@ async function runServe(flags: ServeFlags): Promise<void> {
       throw portError(config.host, config.port, error as NodeJS.ErrnoException);
     throw error;
   }
+}
+
+async function runServe(flags: ServeFlags): Promise<void> {
+  const say = (line: string) => process.stderr.write(`switchyard serve: ${line}\n`);
+  const prepared = await prepare(flags);
+  const state = { stopping: false };
+  const startup = watchStartup(say);
+  let serving: Serving | undefined;
+  try {
+    serving = await startServing(flags, prepared, state, startup.signal);
+  } catch (error) {
+    // A start cut short by the signal: its engines are stopped already.
+    if (startup.received() === undefined) throw error;
+  } finally {
+    startup.stop();
+  }
+  if (serving === undefined || startup.received() !== undefined) {
+    state.stopping = true;
+    await serving?.gateway.close();
+    await serving?.engines?.stop();
+    await serving?.pool?.close();
+    say(`stopped (${startup.received()} during start-up)`);
+    return;
+  }
+  const { config, gateway, engines, pool } = serving;
   pool?.attach(gateway);
   const exported =
     pool === undefined && prepared.autoscale !== undefined
@@ -479,7 +549,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
   try {
     await serveUntilStopped(gateway, config.drainTimeoutMs);
   } finally {
-    stopping = true;
+    state.stopping = true;
     exported?.stop();
     await engines?.stop();
     await pool?.close();
@@ -515,7 +585,7 @@ export function registerServeCommand(program: Command): void {
       'local sim engines: the model name requests use (e.g. meta-llama/Llama-3.1-8B-Instruct; default --model)',
     )
     .option('--gpu <id>', 'GPU the local sim engines model', 'h100')
-    .option('--time-scale <x>', 'local sim engines: wall time per modelled time')
+    .option('--time-scale <x>', 'local sim engines: wall time per modelled time', positiveNumber)
     .addOption(
       new Option(
         '--policy <name>',
