@@ -128,7 +128,11 @@ export function registerSimCommand(program: Command): void {
           'or multi-model: --models fine-tunes m00.. with Zipf popularity (--zipf), each on/off with idle gaps (default run: 3600 s)',
       ).choices(['poisson', 'gamma', 'constant', 'multi-model', ...TIME_VARYING_WORKLOADS]),
     )
-    .option('--models <n>', `multi-model: number of served models, 1 to ${MULTI_MODEL_MAX}`, positiveInt)
+    .option(
+      '--models <n>',
+      `multi-model: number of served models, 1 to ${MULTI_MODEL_MAX} (required with it)`,
+      positiveInt,
+    )
     .option(
       '--zipf <s>',
       "multi-model: Zipf exponent of the models' popularity, model k's share ∝ 1/(k+1)^s (default 1; 0: all equal)",
@@ -153,12 +157,18 @@ export function registerSimCommand(program: Command): void {
       'stop after n requests (default: the whole trace, or 1000 generated)',
       positiveInt,
     )
-    .option('--duration <s>', 'stop arrivals after s seconds of simulated time', positiveNumber)
+    .option(
+      '--duration <s>',
+      'stop arrivals after s seconds of simulated time (default: where the workload ends: a trace, rate curve, ServeGen ' +
+        'file or --stages at its end, a sinusoid after one period, bursts after one gap and burst, multi-model after ' +
+        '3600 s, poisson, gamma and constant after --requests)',
+      positiveNumber,
+    )
     .option('--input-tokens <n>', 'prompt length of generated requests (default 1024)', positiveInt)
     .option('--output-tokens <n>', 'output length of generated requests (default 128)', positiveInt)
     .option(
       '--rate-scale <k>',
-      'multiply the trace arrival rate by k (k > 1 compresses time)',
+      'multiply the trace arrival rate by k (k > 1 compresses time; default 1)',
       positiveNumber,
     )
     .option('--instances <n>', 'number of engine instances', positiveInt, SIM_DEFAULTS.instances)

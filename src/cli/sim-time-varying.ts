@@ -45,9 +45,17 @@ const OWN_FLAGS: Record<Kind, readonly (keyof TimeVaryingFlags)[]> = {
 /** The options, in the order --help lists them (each names the kind it belongs to). */
 export function timeVaryingOptions(): Option[] {
   const options = [
-    new Option('--rate-min <req/s>', 'sinusoid: lowest rate, at t = 0').argParser(nonNegativeNumber),
-    new Option('--rate-max <req/s>', 'sinusoid: highest rate, half a period in').argParser(positiveNumber),
-    new Option('--period-s <s>', 'sinusoid: period (default run: one period)').argParser(positiveNumber),
+    new Option('--rate-min <req/s>', 'sinusoid: lowest rate, at t = 0 (required)').argParser(
+      nonNegativeNumber,
+    ),
+    new Option(
+      '--rate-max <req/s>',
+      'sinusoid: highest rate, half a period in (required, at least --rate-min)',
+    ).argParser(positiveNumber),
+    new Option(
+      '--period-s <s>',
+      'sinusoid: period (required; without --duration or --requests the run lasts one period)',
+    ).argParser(positiveNumber),
     new Option(
       '--rate-curve <file.csv>',
       'rate curve: CSV of time_s,rate points (s, req/s), linear between them; an optional time_s,rate header and # comment ' +
@@ -56,21 +64,23 @@ export function timeVaryingOptions(): Option[] {
     ).conflicts('trace'),
     new Option(
       '--burst-rate <req/s>',
-      'bursts: rate during a burst (--rate is the rate between bursts)',
+      'bursts: rate during a burst (required; --rate, also required, is the rate between bursts)',
     ).argParser(positiveNumber),
-    new Option('--burst-s <s>', 'bursts: length of a burst').argParser(positiveNumber),
+    new Option('--burst-s <s>', 'bursts: length of a burst (required)').argParser(positiveNumber),
     new Option(
       '--gap-s <s>',
-      'bursts: time between bursts, at --rate (default run: one gap and burst)',
+      'bursts: time between bursts, at --rate (required; without --duration or --requests the run lasts one gap and one burst)',
     ).argParser(positiveNumber),
     new Option(
       '--servegen-file <f>',
-      'servegen: per-client 600 s windows (combined CSV, a chunk-N-trace.csv, a directory of them, or sample:servegen-m-small-day2); implies --workload servegen',
+      'servegen: per-client 600 s windows (combined CSV, a chunk-N-trace.csv, a directory of them, or sample:servegen-m-small-day2); implies --workload servegen (required with it)',
     ).conflicts('trace'),
-    new Option('--scale <x>', "servegen: multiply every client's rate by x").argParser(positiveNumber),
+    new Option('--scale <x>', "servegen: multiply every client's rate by x (default 1)").argParser(
+      positiveNumber,
+    ),
     new Option(
       '--start-h <h>',
-      'servegen: start this many hours into the file (--duration: how long)',
+      'servegen: start this many hours into the file (default 0; --duration: how long)',
     ).argParser(nonNegativeNumber),
     new Option(
       '--servegen-clients <ids>',
