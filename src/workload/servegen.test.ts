@@ -135,7 +135,7 @@ describe('ServeGen replay', () => {
     });
     assert.throws(() => createWorkload({ ...spec, startH: 24 }, new Rng(1)), {
       code: 'SY_ERR_INVALID_ARGUMENT',
-      message: /it spans 24 h/,
+      message: /startH \(--start-h\) '24'.*it spans 24 h/,
     });
   });
 

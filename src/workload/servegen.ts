@@ -270,8 +270,9 @@ export function checkReplay(data: ServegenData, replay: ServegenReplay): void {
   pickClients(data, replay.clients);
   const spanH = (data.endS - data.firstS) / 3600;
   if (replay.startH >= spanH)
+    // Both names: the spec's field (a config file) and the flag that sets it.
     throw invalidArgument(
-      'startH',
+      'startH (--start-h)',
       replay.startH,
       `hours before the end of ${data.source} (it spans ${spanH} h)`,
     );
