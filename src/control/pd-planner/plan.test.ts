@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SwitchyardError } from '../../core/errors.ts';
 import { kvLink } from '../../model/kv-link.ts';
+import { readTraceLengths } from '../../workload/traces/read.ts';
 import { type PdPlanInput, type PdSplit, planPd } from './plan.ts';
 
 const BASE: PdPlanInput = {
@@ -142,6 +143,45 @@ describe('P/D planner', () => {
       () => planPd({ ...BASE, model: 'no-such-model' }),
       (e: unknown) => e instanceof SwitchyardError && e.code === 'SY_ERR_UNKNOWN_NAME',
     );
+  });
+
+  it("profiles a length bucket at its requests' mean lengths, not its longest", () => {
+    // Nine answers of 300 tokens and one of 1,000 share a bucket (out 256-1023): the pools' rates
+    // are those of the mean request (370 tokens), not of ten 1,000-token answers.
+    const mix = [
+      { inputTokens: 1000, generatedTokens: 300, weight: 9 },
+      { inputTokens: 1000, generatedTokens: 1000, weight: 1 },
+    ];
+    const tp1 = { ...BASE, tpDegrees: [1] };
+    const mixed = planPd({ ...tp1, lengths: mix }).split;
+    const mean = planPd({ ...tp1, lengths: [{ inputTokens: 1000, generatedTokens: 370 }] }).split;
+    const longest = planPd({ ...tp1, lengths: [{ inputTokens: 1000, generatedTokens: 1000 }] }).split;
+    assert.deepEqual(
+      [mixed.prefill.instances, mixed.decode.instances],
+      [mean.prefill.instances, mean.decode.instances],
+    );
+    assert.ok(
+      Math.abs(mixed.goodputRps / mean.goodputRps - 1) < 1e-9,
+      `${mixed.goodputRps} vs ${mean.goodputRps}`,
+    );
+    assert.ok(longest.goodputRps < mixed.goodputRps * 0.8);
+  });
+
+  it("plans the Azure conversation sample's best split of the twin's at TP 1 (tcp-100, TTFT 500 / TPOT 25 ms)", () => {
+    // The twin's goodput sweeps (scripts/pd-robust.ts, setting azure-x10-tcp): 3:5 13.7, 4:4 18.8
+    // req/s per GPU. Profiling buckets at their longest lengths planned 3:5.
+    const lengths = readTraceLengths('sample:azure-conv').map((p) => ({
+      inputTokens: Math.max(1, p.inputTokens),
+      generatedTokens: Math.max(1, p.outputTokens),
+    }));
+    const plan = planPd({
+      ...BASE,
+      lengths,
+      tpDegrees: [1],
+      link: kvLink('tcp-100'),
+      objectives: { ttftMs: 500, tpotMs: 25, attainment: 0.9 },
+    });
+    assert.deepEqual([plan.split.prefill.instances, plan.split.decode.instances], [4, 4]);
   });
 
   it('with fixed TP degrees, searches only those, and refuses a budget below one instance per side', () => {

@@ -11,7 +11,13 @@ import type { GpuId, ModelId } from '../../core/ids.ts';
 import { type KvLink, kvLink, kvTransfer } from '../../model/kv-link.ts';
 import { modelSpec } from '../../model/models.ts';
 import type { ModelSpec } from '../../model/types.ts';
-import { type CapacityFn, type EngineOptions, engineLimits, perfModelCapacity } from '../capacity.ts';
+import {
+  type CapacityFn,
+  type EngineOptions,
+  engineLimits,
+  perfModelCapacity,
+  SATURATION_SHARE_MAX,
+} from '../capacity.ts';
 import { bucketize, type LengthBucket } from '../gpu-choice/workload.ts';
 
 /**
@@ -151,7 +157,17 @@ function validate(input: PdPlanInput): void {
   }
 }
 
-/** Buckets of the length mix (capacity.ts profiles each at its longest lengths). */
+/**
+ * Buckets of the length mix on gpu-choice's grid, each profiled at its requests' mean lengths
+ * (weighted). bucketize profiles a bucket at its longest lengths, a bound that suits a question of
+ * whether a GPU can serve a shape; a split is a question of rates, and a pool's rate is set by the
+ * work its requests bring on average. A bucket spans a factor of 4 in each length, so its longest
+ * lengths overstate the work by up to 4x, and unevenly between the two phases: on the Azure
+ * conversation sample half the requests sit in `in 512-2047 / out 256-1023`, whose longest output
+ * (1,000 tokens) is 2.4x their mean (424) while the longest prompt is 1.4x the mean, so the decode
+ * pool looked 1.7x too slow against the prefill pool and the plan took a prefill instance too few
+ * (3:5 where the twin's best is 4:4, 27% more goodput; docs/disaggregation.md, "Planning the split").
+ */
 function bucketsOf(lengths: readonly PdLength[]): LengthBucket[] {
   for (const [i, l] of lengths.entries()) {
     if (!Number.isInteger(l.inputTokens) || l.inputTokens < 1)
@@ -159,13 +175,43 @@ function bucketsOf(lengths: readonly PdLength[]): LengthBucket[] {
     if (!Number.isInteger(l.generatedTokens) || l.generatedTokens < 1)
       throw invalidArgument('output-tokens', l.generatedTokens, `a positive integer (length ${i})`);
   }
-  return bucketize(
+  const buckets = bucketize(
     lengths.map((l) => ({
       inputTokens: l.inputTokens,
       generatedTokens: l.generatedTokens,
       ...(l.weight !== undefined ? { weight: l.weight } : {}),
     })),
   );
+  return atMeanLengths(buckets, lengths);
+}
+
+/** `buckets` profiled at the weighted mean lengths of the `lengths` that fall in each. */
+function atMeanLengths(buckets: readonly LengthBucket[], lengths: readonly PdLength[]): LengthBucket[] {
+  const sums = buckets.map(() => ({ weight: 0, input: 0, generated: 0 }));
+  for (const l of lengths) {
+    const weight = l.weight ?? 1;
+    const i = buckets.findIndex(
+      (b) =>
+        l.inputTokens >= b.inputTokensMin &&
+        l.inputTokens <= b.inputTokensMax &&
+        l.generatedTokens >= b.generatedTokensMin &&
+        l.generatedTokens <= b.generatedTokensMax,
+    );
+    const sum = sums[i];
+    if (sum === undefined || weight === 0) continue;
+    sum.weight += weight;
+    sum.input += weight * l.inputTokens;
+    sum.generated += weight * l.generatedTokens;
+  }
+  return buckets.map((b, i) => {
+    const sum = sums[i];
+    if (sum === undefined || sum.weight <= 0) return b;
+    return {
+      ...b,
+      inputTokens: Math.max(1, Math.round(sum.input / sum.weight)),
+      generatedTokens: Math.max(1, Math.round(sum.generated / sum.weight)),
+    };
+  });
 }
 
 /** The TP degrees whose instance fits the GPU and the budget (a split needs one GPU for the other side). */
@@ -232,7 +278,11 @@ function pairCaps(ctx: Context, tpP: number, tpD: number): PhaseCaps {
         : 0,
     );
     const dVariant = { model: input.model, gpu: input.gpu, tp: tpD, role: 'decode' as const };
-    decode.push(disagg(dVariant, { tpotMs: o.tpotMs }, b.inputTokens, b.generatedTokens).requestsPerS);
+    // The largest batch whose step meets TPOT holds TPOT on average only: planned at that batch, a
+    // decode pool's batch swings above it half the time. Planned on at most SATURATION_SHARE_MAX of
+    // it, as the colocated baseline's chunked model is (capacity.ts).
+    const decodeRps = disagg(dVariant, { tpotMs: o.tpotMs }, b.inputTokens, b.generatedTokens).requestsPerS;
+    decode.push(decodeRps * SATURATION_SHARE_MAX);
   }
   return { prefill, decode, transferMs };
 }
