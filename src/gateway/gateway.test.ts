@@ -492,3 +492,43 @@ describe('gateway tenants, admission and admin', () => {
     await gw.close();
   });
 });
+
+describe('the Responses API with prefill/decode backends', () => {
+  it('goes to a whole (both) instance of a model that also has P/D pools; refused 404 without one', async () => {
+    const [whole, prefill, decode] = await fakes(3);
+    const pd = (f: FakeUpstream, id: string, role: 'prefill' | 'decode') => ({
+      id,
+      type: 'vllm',
+      url: f.url,
+      models: ['m'],
+      role,
+      pdProtocol: 'vllm',
+    });
+    const ups = [whole, prefill, decode] as FakeUpstream[];
+    const mixed = await gateway([], {
+      backends: [
+        { id: 'w', type: 'vllm', url: whole?.url, models: ['m'] },
+        pd(prefill as FakeUpstream, 'p', 'prefill'),
+        pd(decode as FakeUpstream, 'd', 'decode'),
+      ],
+    });
+    const body = { model: 'm', input: 'Which track?', max_output_tokens: 3 };
+    const served = await post(mixed, '/v1/responses', body);
+    assert.equal(served.status, 200, served.text);
+    assert.deepEqual(
+      ups.map((u) => u.received.filter((r) => r.path === '/v1/responses').length),
+      [1, 0, 0],
+    );
+    const pdOnly = await gateway([], {
+      backends: [pd(prefill as FakeUpstream, 'p', 'prefill'), pd(decode as FakeUpstream, 'd', 'decode')],
+    });
+    const refused = await post(pdOnly, '/v1/responses', body);
+    assert.equal(refused.status, 404, refused.text);
+    assert.equal((refused.json()['error'] as { code: string }).code, 'SY_ERR_UNSUPPORTED_ENDPOINT');
+    assert.deepEqual(
+      ups.map((u) => u.received.length),
+      [1, 0, 0],
+      'no engine saw the refused one',
+    );
+  });
+});
