@@ -25,6 +25,14 @@ describe('rate-curve files', () => {
     ]);
   });
 
+  it('takes the usual names for the two columns as a header', () => {
+    for (const header of ['time,rate', 'T,RPS', 't_s,req/s', 'seconds,qps', 'time_s,rate_rps'])
+      assert.deepEqual(parseRateCurve(`${header}\n0,1\n60,2\n`, 'c.csv'), [
+        { timeS: 0, rateRps: 1 },
+        { timeS: 60, rateRps: 2 },
+      ]);
+  });
+
   it('rejects a bad curve naming the file and the line', () => {
     const cases: [string, RegExp][] = [
       ['time_s,rate\n0,1\n10,abc\n', /^c\.csv:3: rate must be a number >= 0/],
@@ -36,6 +44,12 @@ describe('rate-curve files', () => {
       ['0,1\n', /^c\.csv:1: a rate curve needs at least 2 points/],
       ['0,0\n10,0\n', /^c\.csv:2: every rate is 0/],
       ['when,how\n0,1\n', /^c\.csv:1: expected a header 'time_s,rate'/],
+      ['rate,time_s\n0,1\n10,2\n', /^c\.csv:1: the columns are time_s,rate in that order/],
+      [
+        'time_ms,rate\n0,1\n1000,2\n',
+        /^c\.csv:1: times are in seconds \(time_s\), got a column named 'time_ms'/,
+      ],
+      ['0,1\n60,2\n30,3\n', /^c\.csv:3: time_s 30 is not after .*increasing time/],
     ];
     for (const [text, message] of cases) {
       assert.throws(() => parseRateCurve(text, 'c.csv'), { code: 'SY_ERR_TRACE_PARSE', message }, text);
@@ -62,5 +76,9 @@ describe('rate-curve files', () => {
       message: /bad\.csv:3:/,
     });
     assert.throws(() => readRateCurve(join(dir, 'missing.csv')), { code: 'SY_ERR_NOT_FOUND' });
+    assert.throws(() => readRateCurve(dir), {
+      code: 'SY_ERR_NOT_FOUND',
+      message: /is a folder, not a CSV file/,
+    });
   });
 });

@@ -33,13 +33,8 @@ export function parseRateCurve(text: string, file: string): RatePoint[] {
     lastLine = line.number;
     const cells = line.text.split(',');
     if (i === 0 && cells.length === 2 && parseCell(cells[0] as string) === undefined) {
-      const names = cells.map((c) => c.trim().toLowerCase());
-      if (names[0] === 'time_s' && names[1] === 'rate') continue;
-      throw traceParseError(
-        file,
-        line.number,
-        `expected a header 'time_s,rate' or a point, got ${excerpt(line.text)}`,
-      );
+      checkHeader(cells, line.text, file, line.number);
+      continue;
     }
     points.push(parsePoint(cells, line.text, file, line.number, points.at(-1)));
     if (points.length > RATE_CURVE_POINTS_MAX)
@@ -50,6 +45,44 @@ export function parseRateCurve(text: string, file: string): RatePoint[] {
   if (!points.some((p) => p.rateRps > 0))
     throw traceParseError(file, lastLine, 'every rate is 0: no request would arrive');
   return points;
+}
+
+/** Header names read as the time column, in seconds (lower case). */
+const TIME_S_NAMES: ReadonlySet<string> = new Set([
+  'time_s',
+  'time',
+  't',
+  't_s',
+  'seconds',
+  'sec',
+  's',
+  'timestamp_s',
+]);
+/** Header names read as the rate column, in requests per second (lower case). */
+const RATE_NAMES: ReadonlySet<string> = new Set(['rate', 'rate_rps', 'rps', 'req_per_s', 'qps', 'req/s']);
+/** Time columns in another unit: refused, since their numbers would be read as seconds. */
+const TIME_OTHER_UNIT_RE = /(^|_)(ms|us|ns|min|minutes|h|hours)$/;
+
+/**
+ * A header line: the time column first, then the rate, under one of the usual names. Swapped columns
+ * or a time in another unit are refused, since the numbers below would be read wrongly.
+ */
+function checkHeader(cells: readonly string[], text: string, file: string, line: number): void {
+  const [time, rate] = cells.map((c) => c.trim().toLowerCase()) as [string, string];
+  if (TIME_S_NAMES.has(time) && RATE_NAMES.has(rate)) return;
+  if (RATE_NAMES.has(time) && TIME_S_NAMES.has(rate))
+    throw traceParseError(file, line, `the columns are time_s,rate in that order, got ${excerpt(text)}`);
+  if (TIME_OTHER_UNIT_RE.test(time))
+    throw traceParseError(
+      file,
+      line,
+      `times are in seconds (time_s), got a column named '${cells[0]?.trim()}': convert it to seconds`,
+    );
+  throw traceParseError(
+    file,
+    line,
+    `expected a header 'time_s,rate' (or time,rps and the like) or a point, got ${excerpt(text)}`,
+  );
 }
 
 function parsePoint(
@@ -78,7 +111,11 @@ function parsePoint(
   if (previous === undefined && timeS !== 0)
     throw traceParseError(file, line, `the first point must be at time_s 0, got ${timeS}`);
   if (previous !== undefined && !(timeS > previous.timeS))
-    throw traceParseError(file, line, `time_s ${timeS} is not after the previous point's ${previous.timeS}`);
+    throw traceParseError(
+      file,
+      line,
+      `time_s ${timeS} is not after the previous point's ${previous.timeS} (points go in increasing time)`,
+    );
   return { timeS, rateRps };
 }
 
@@ -89,12 +126,21 @@ export function readRateCurve(path: string): RatePoint[] {
     bytes = readFileSync(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR')
-      throw new SwitchyardError('SY_ERR_NOT_FOUND', `rate curve file not found: ${path}`, {
-        param: 'rate-curve',
-        path,
-      });
-    throw err;
+    const details = { param: 'rate-curve', path };
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      throw new SwitchyardError('SY_ERR_NOT_FOUND', `rate curve file not found: ${path}`, details);
+    if (code === 'EISDIR')
+      throw new SwitchyardError(
+        'SY_ERR_NOT_FOUND',
+        `rate curve '${path}' is a folder, not a CSV file`,
+        details,
+      );
+    // Anything else the system refuses (permissions, a device): one line, not a stack.
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `cannot read rate curve '${path}': ${(err as Error).message}`,
+      details,
+    );
   }
   return parseRateCurve(decodeTraceBytes(bytes, path), path);
 }
