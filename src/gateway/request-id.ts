@@ -19,10 +19,14 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
+/** What a header value may hold (Node's setHeader rule; its parser admits no other value). */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]+$/;
+
 /** Gives the request `req` its id (see the module comment), puts it on `res` and returns it. */
 export function assignRequestId(req: IncomingMessage, res: ServerResponse): string {
   const header = req.headers['x-request-id'];
-  const id = typeof header === 'string' && header.length > 0 ? header : randomUUID().replaceAll('-', '');
+  const id =
+    typeof header === 'string' && HEADER_VALUE.test(header) ? header : randomUUID().replaceAll('-', '');
   res.setHeader('x-request-id', id);
   return id;
 }
