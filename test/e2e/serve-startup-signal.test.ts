@@ -27,22 +27,20 @@ writeFileSync(
   "if (process.argv.includes('engine')) { setInterval(() => {}, 1000); await new Promise(() => {}); }\n",
 );
 const children: ChildProcess[] = [];
-/** Each run's marker, for the cleanup of engines a failing run left behind. */
-const markers: string[] = [];
 after(() => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  for (const pid of markers.flatMap(pidsWith)) process.kill(pid, 'SIGKILL');
+  // Engines a failing run left behind: held forever, they would never exit on their own.
+  for (const pid of pidsWith(HOLD, 'environ')) process.kill(pid, 'SIGKILL');
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Pids of live processes whose command line holds `marker`. */
-function pidsWith(marker: string): number[] {
+/** Pids of live processes (not this one) whose command line (or environment) holds `marker`. */
+function pidsWith(marker: string, where: 'cmdline' | 'environ' = 'cmdline'): number[] {
   const pids: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
     try {
-      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8');
-      if (cmd.includes(marker)) pids.push(Number(name));
+      if (readFileSync(`/proc/${name}/${where}`, 'utf8').includes(marker)) pids.push(Number(name));
     } catch {
       // Gone meanwhile.
     }
@@ -61,7 +59,6 @@ async function until(what: string, check: () => boolean): Promise<void> {
 /** Starts serve with `args`, signals it once its engines run, and returns how it ended. */
 async function signalDuringStart(args: readonly string[], signal: NodeJS.Signals) {
   const marker = `startup-${randomUUID()}`;
-  markers.push(marker);
   const proc = spawn(
     process.execPath,
     [BIN, 'serve', '--port', '0', '--served-model-name', marker, ...args],
