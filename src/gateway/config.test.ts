@@ -56,6 +56,27 @@ describe('gateway config', () => {
     assert.equal(healthPathOf(o), '/v1/models');
   });
 
+  it("fills cors with vLLM's defaults, keeps what a block sets, and names its keys for a wrong one", () => {
+    assert.deepEqual(parseGatewayConfig({}, {}).cors, {
+      allowedOrigins: ['*'],
+      allowedMethods: ['*'],
+      allowedHeaders: ['*'],
+      allowCredentials: false,
+    });
+    const c = parseGatewayConfig(
+      { cors: { allowedOrigins: ['https://app.example'], allowCredentials: true } },
+      {},
+    );
+    assert.deepEqual(c.cors.allowedOrigins, ['https://app.example']);
+    assert.deepEqual(c.cors.allowedHeaders, ['*']);
+    assert.equal(c.cors.allowCredentials, true);
+    const m = configError({ cors: { allowOrigins: ['x'] } });
+    assert.match(
+      m,
+      /cors: .*allowOrigins.*valid: allowCredentials, allowedHeaders, allowedMethods, allowedOrigins/,
+    );
+  });
+
   it('rejects an unknown top-level key and names the valid ones', () => {
     const m = configError({ bakends: [] });
     assert.match(m, /bakends/);
