@@ -36,7 +36,11 @@ export function registerFidelityCommand(program: Command): void {
         'case format.',
     )
     .argument('<files...>', 'case files (YAML or JSON), or folders of them, e.g. data/fidelity')
-    .option('--json [file]', 'write the results as JSON to the file, or to stdout instead of the table')
+    .option(
+      '--json [file]',
+      'write the results as JSON to the file, or to stdout instead of the table (give the file after the case ' +
+        'files or as --json=FILE: in --json a.yaml b.yaml, a.yaml is taken for the report and refused)',
+    )
     .option('--no-progress', 'do not draw a progress bar over the cases')
     .addHelpText(
       'after',
