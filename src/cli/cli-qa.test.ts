@@ -123,6 +123,13 @@ describe('bad values name their flag', () => {
     await assertUsageError(['demo', '--policies', ' , '], /invalid policies .*round-robin/);
   });
 
+  it('sim --compare under one --autoscaler (its GPU-hours would be dropped)', async () => {
+    await assertUsageError(
+      [...SIM, '--autoscaler', 'kpa', '--compare', 'round-robin,least-request'],
+      /invalid compare .*one routing policy with --autoscaler/,
+    );
+  });
+
   it('sim --stages in hex or with a stray comma', async () => {
     await assertUsageError([...SIM, '--stages', '0x10:5'], /invalid stages '0x10:5'/);
     await assertUsageError([...SIM, '--stages', '8:5,'], /stage 2 of 2 is empty/);

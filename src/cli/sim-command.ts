@@ -327,6 +327,14 @@ export function registerSimCommand(program: Command): void {
       // Build every policy once up front, so a bad name fails before any simulation runs.
       for (const name of policies) createConfiguredPolicy(name, settings.policies);
       const autoscalers = splitNames(settings.control?.autoscaler ?? '');
+      // A policy comparison's table and JSON have no GPU-hours, cold starts or instances over time:
+      // under an autoscaler they would be dropped without a word.
+      if (autoscalers.length === 1 && policies.length > 1)
+        throw invalidArgument(
+          'compare',
+          flags.compare,
+          'one routing policy with --autoscaler (a policy comparison drops its GPU-hours and cold starts): run each policy alone',
+        );
       if (autoscalers.length > 1) {
         const options = { goodput: flags.goodput === true, decisionLog: flags.decisionLog !== undefined };
         const one = { ...settings, policy: policies[0] ?? settings.policy };
