@@ -72,6 +72,15 @@ describe('sim --autoscaler pool', () => {
     assert.equal(poolOf(json), 20);
   });
 
+  it("is the config file's cluster size when it gives one (it was the flag's default, 4)", async () => {
+    const config = join(dir, 'cluster.yaml');
+    writeFileSync(config, 'cluster: { instances: 6 }\n');
+    const json = join(dir, 'pool-config.json');
+    const run = await runCli([...LOAD, '--config', config, '--json', json]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(poolOf(json), 6);
+  });
+
   it('says when the loop asked for the whole pool', async () => {
     const run = await runCli([
       'sim',
