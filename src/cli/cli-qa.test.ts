@@ -62,6 +62,8 @@ describe('report paths are checked before the run', () => {
       await assertUsageError([...SIM, flag, UNDER_FILE], new RegExp(`invalid ${name} .*can write`));
     }
     await assertUsageError([...SIM, '--json', ''], /invalid json '': expected a file path/);
+    const same = join(dir, 'same.out');
+    await assertUsageError([...SIM, '--json', same, '--html', same], /invalid html .*other than json's/);
   });
 
   it("sim: the config file's output paths too", async () => {

@@ -5,7 +5,7 @@
  * do) and opens the file the way the writer will; a probe file it had to create is removed again.
  */
 import { closeSync, mkdirSync, openSync, type Stats, statSync, unlinkSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { invalidArgument } from '../core/errors.ts';
 
 /**
@@ -31,9 +31,17 @@ export function checkOutputFile(flag: string, path: string): void {
   }
 }
 
-/** Checks every output file that is set, each under its flag's name. */
+/** Checks every output file that is set, each under its flag's name; two flags may not share a file. */
 export function checkOutputFiles(files: Readonly<Record<string, string | undefined>>): void {
-  for (const [flag, path] of Object.entries(files)) if (path !== undefined) checkOutputFile(flag, path);
+  const seen = new Map<string, string>();
+  for (const [flag, path] of Object.entries(files)) {
+    if (path === undefined) continue;
+    checkOutputFile(flag, path);
+    const other = seen.get(resolve(path));
+    // The second report would overwrite the first.
+    if (other !== undefined) throw invalidArgument(flag, path, `a file other than ${other}'s`);
+    seen.set(resolve(path), flag);
+  }
 }
 
 /** The file's stat, or undefined when there is nothing (readable) at `path`. */
