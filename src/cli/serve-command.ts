@@ -91,6 +91,13 @@ function parseModelSpec(value: string): ModelSpec {
   const eq = value.indexOf('=');
   const slash = value.indexOf('/');
   if (eq <= 0 || (slash >= 0 && slash < eq)) return { model: value, served: undefined };
+  // `NAME=` alone would silently serve the default model under NAME.
+  if (eq === value.length - 1)
+    throw invalidArgument(
+      'model',
+      value,
+      'NAME=MODEL with a model after the = (a catalogue id or a GGUF path)',
+    );
   return { served: value.slice(0, eq), model: value.slice(eq + 1) };
 }
 

@@ -2,7 +2,8 @@
  * Flags of `switchyard serve` that an autoscaled pool must honour as a fixed pool does, with real
  * processes: `--served-model-name` names the pool's engines (it was dropped with `--autoscaler`,
  * so requests had to use the catalogue id), and a bad `--time-scale` is a usage error before any
- * engine starts (it was found only by each engine child). Deadlines here only guard against hangs.
+ * engine starts (it was found only by each engine child), as is `--model NAME=` with no model (it
+ * served the default model under NAME). Deadlines here only guard against hangs.
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
@@ -50,5 +51,11 @@ describe('serve --autoscaler with one model', () => {
     assert.equal(run.code, 2);
     assert.match(run.stderr, /--time-scale <x>' argument 'abc' is invalid/);
     assert.doesNotMatch(run.stderr, /engine 0/, 'no engine was started');
+  });
+
+  it('refuses --model NAME= with no model (it served the default model under NAME)', async () => {
+    const run = await runCli(['serve', '--port', '0', '--model', 'a=', '--autoscaler', 'static'], 30_000);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /invalid model 'a='.*a model after the =.*\[SY_ERR_INVALID_ARGUMENT\]/);
   });
 });
