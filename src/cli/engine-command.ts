@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import { exitIfParentGoesBeforeServing } from '../adapters/process-signals.ts';
-import { invalidArgument } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
 import { openKvPublisher } from '../engine-servers/sim/kv-publisher.ts';
 import { PdEngine, servePdEngine } from '../engine-servers/sim/pd-engine.ts';
@@ -45,7 +45,11 @@ function pdEngineOf(flags: SimEngineFlags): PdEngine | undefined {
     return undefined;
   }
   if (flags.pdProtocol === undefined)
-    throw invalidArgument('pd-protocol', 'unset', "'vllm' or 'sglang' with --pd-role");
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `--pd-role ${flags.pdRole} needs --pd-protocol: vllm (kv_transfer_params) or sglang (bootstrap rooms), as the gateway's backend pdProtocol`,
+      { param: 'pd-protocol' },
+    );
   return new PdEngine({
     role: flags.pdRole,
     protocol: flags.pdProtocol,
@@ -201,7 +205,7 @@ export function registerEngineCommand(program: Command): void {
     .addOption(
       new Option(
         '--pd-protocol <protocol>',
-        "with --pd-role: vLLM's kv_transfer_params or SGLang's bootstrap rooms",
+        "with --pd-role (required there): vLLM's kv_transfer_params or SGLang's bootstrap rooms",
       ).choices(['vllm', 'sglang']),
     )
     .option(
