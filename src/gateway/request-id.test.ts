@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describe, it } from 'node:test';
-import { assignRequestId } from './request-id.ts';
+import { assignRequestId, freshRequestId } from './request-id.ts';
 
 /** The id given a request with `header` as its X-Request-Id, and what was put on the answer. */
 function assigned(header: string | undefined): { id: string; set: string | undefined } {
@@ -21,6 +21,13 @@ describe('assignRequestId', () => {
 
   it("gives a fresh uuid4 hex (vLLM's form) to a request without one, or with an empty or unsendable one", () => {
     const ids = ['', undefined, 'bad\u0001id', 'über\u0100'].map((h) => assigned(h).id);
+    for (const id of ids) assert.match(id, /^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$/);
+    assert.equal(new Set(ids).size, ids.length);
+  });
+
+  it('draws uuid4 hex ids that stay distinct across refills of the random pool', () => {
+    // 1,000 ids span several 256-id fills: a refill that reused or skipped bytes would repeat ids.
+    const ids = Array.from({ length: 1000 }, freshRequestId);
     for (const id of ids) assert.match(id, /^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$/);
     assert.equal(new Set(ids).size, ids.length);
   });

@@ -16,17 +16,43 @@
  *   when the client sent none. A vLLM P/D pair's legs carry an id of their own per pair, as vLLM's
  *   proxy sends (src/gateway/pd/pd-exchange.ts).
  */
-import { randomUUID } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** What a header value may hold (Node's setHeader rule; its parser admits no other value). */
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]+$/;
 
+/** Bytes of one id: a uuid4's 128 bits. */
+const ID_BYTES = 16;
+/**
+ * Ids drawn from the system's random source at once (one 4 KiB fill), as Node's randomUUID caches
+ * its own. Hot path: a request without an id of its own gets one from here, and hex-encoding the
+ * bytes is a quarter of the cost of randomUUID() with its dashes stripped (about 0.3 against 1.2 us
+ * a call on the 2-core dev machine), which was most of what this module added per request.
+ */
+const IDS_PER_FILL = 256;
+const pool = Buffer.alloc(ID_BYTES * IDS_PER_FILL);
+/** Offset of the next unused id in `pool`; at its length the pool is refilled. */
+let poolOffset = pool.length;
+
+/** A fresh uuid4 as 32 hex digits (vLLM's `uuid.uuid4().hex`). */
+export function freshRequestId(): string {
+  if (poolOffset === pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  const at = poolOffset;
+  poolOffset += ID_BYTES;
+  // RFC 9562 section 5.4: the version (4) in byte 6's high nibble, the variant (10) in byte 8's top bits.
+  pool[at + 6] = ((pool[at + 6] as number) & 0x0f) | 0x40;
+  pool[at + 8] = ((pool[at + 8] as number) & 0x3f) | 0x80;
+  return pool.toString('hex', at, at + ID_BYTES);
+}
+
 /** Gives the request `req` its id (see the module comment), puts it on `res` and returns it. */
 export function assignRequestId(req: IncomingMessage, res: ServerResponse): string {
   const header = req.headers['x-request-id'];
-  const id =
-    typeof header === 'string' && HEADER_VALUE.test(header) ? header : randomUUID().replaceAll('-', '');
+  const id = typeof header === 'string' && HEADER_VALUE.test(header) ? header : freshRequestId();
   res.setHeader('x-request-id', id);
   return id;
 }
