@@ -157,8 +157,14 @@ export function autoscaleSettings(
     throw usage('--keep-alive-ms applies to --min-instances 0 only', 'keep-alive-ms');
   const cap = loadedModelCapOf(flags, block, minInstances);
   const maxInstances = flags.maxInstances ?? block?.maxInstances ?? Math.max(minInstances, defaultMax, 1);
-  if (maxInstances < minInstances)
-    throw usage(`--max-instances ${maxInstances} is below --min-instances ${minInstances}`, 'max-instances');
+  if (maxInstances < minInstances) {
+    // Either bound may come from the config's autoscaler block: the line names where each came from.
+    const maxFrom =
+      flags.maxInstances !== undefined ? '--max-instances' : "the config's autoscaler.maxInstances";
+    const minFrom =
+      flags.minInstances !== undefined ? '--min-instances' : "the config's autoscaler.minInstances";
+    throw usage(`${maxFrom} ${maxInstances} is below ${minFrom} ${minInstances}`, 'max-instances');
+  }
   const intervalMs = flags.autoscalerIntervalMs ?? block?.intervalMs ?? AUTOSCALER_INTERVAL_MS_DEFAULT;
   return {
     name,

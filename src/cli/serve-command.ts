@@ -252,9 +252,11 @@ function checkLlamaModel(
     );
 }
 
-/** Fails with one line when `host:port` cannot be bound (in use, not permitted): before any engine starts. */
+/**
+ * Fails with one line when `host:port` cannot be bound (in use, not permitted, a host that is not
+ * this machine's or does not resolve): before any engine starts. Port 0 is probed too, for the host.
+ */
 async function checkPortFree(host: string, port: number): Promise<void> {
-  if (port === 0) return;
   const probe = createServer();
   try {
     await new Promise<void>((resolve, reject) => {
@@ -264,11 +266,29 @@ async function checkPortFree(host: string, port: number): Promise<void> {
   } catch (error) {
     throw portError(host, port, error as NodeJS.ErrnoException);
   } finally {
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    if (probe.listening) await new Promise<void>((resolve) => probe.close(() => resolve()));
   }
 }
 
+/** Why the host cannot be listened on, or undefined when the error is about the port. */
+function hostProblem(host: string, error: NodeJS.ErrnoException): string | undefined {
+  if (error.code === 'EADDRNOTAVAIL')
+    return `host ${host} is not an address of this machine (EADDRNOTAVAIL); use 127.0.0.1, 0.0.0.0 or one of its interfaces' addresses (--host or the config's host)`;
+  if (error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN')
+    return `host ${host} does not resolve (${error.code}); give an address or a name this machine resolves (--host or the config's host)`;
+  return undefined;
+}
+
+/** Errors of listen() that serve explains in one line instead of a stack trace. */
+function isListenError(error: unknown): error is NodeJS.ErrnoException {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return ['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN'].includes(code ?? '');
+}
+
 function portError(host: string, port: number, error: NodeJS.ErrnoException): SwitchyardError {
+  const hostWhy = hostProblem(host, error);
+  if (hostWhy !== undefined)
+    return new SwitchyardError('SY_ERR_INVALID_ARGUMENT', hostWhy, { param: 'host' });
   const why =
     error.code === 'EADDRINUSE'
       ? 'is already in use'
@@ -515,9 +535,7 @@ async function startServing(
     await engines?.stop();
     await pool?.close();
     // The port was free when checked; something took it while the engines started.
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE' || code === 'EACCES')
-      throw portError(config.host, config.port, error as NodeJS.ErrnoException);
+    if (isListenError(error)) throw portError(config.host, config.port, error);
     throw error;
   }
 }

@@ -1,0 +1,53 @@
+/**
+ * `switchyard serve` start-up errors an operator meets first, each as one line and exit 2 before
+ * any engine starts, with real processes: a host that is not this machine's or does not resolve
+ * (with --port 0 the probe was skipped, the engines started, and the gateway's listen() crashed
+ * with a stack trace), and autoscaler bounds from the config that contradict each other (the line
+ * named flags nobody gave). Deadlines here only guard against hangs.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { type CliRun, runCli } from './support/cli.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'sy-serve-usage-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** One `switchyard:` line naming the code, exit 2, no engine started, no stack trace. */
+function assertUsageLine(run: CliRun, pattern: RegExp): void {
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(run.stderr, pattern);
+  assert.match(run.stderr, /\[SY_ERR_INVALID_ARGUMENT\]\n$/);
+  assert.doesNotMatch(run.stderr, /starting \d+ local|engine 0|\n\s+at /, 'nothing started, no stack');
+}
+
+describe('serve refuses at start-up', () => {
+  it('a --host that is not an address of this machine, with --port 0', async () => {
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): documentation only, never a machine's address.
+    const run = await runCli(['serve', '--port', '0', '--host', '192.0.2.1', '--engines', '1'], 30_000);
+    assertUsageLine(
+      run,
+      /^switchyard: host 192\.0\.2\.1 is not an address of this machine \(EADDRNOTAVAIL\)/,
+    );
+  });
+
+  it("a config's host that does not resolve", async () => {
+    const config = join(dir, 'host.yaml');
+    // .invalid never resolves (RFC 2606).
+    writeFileSync(config, 'port: 0\nhost: no-such-host.invalid\n');
+    const run = await runCli(['serve', '--config', config, '--engines', '1'], 30_000);
+    assertUsageLine(run, /^switchyard: host no-such-host\.invalid does not resolve/);
+  });
+
+  it("the config's autoscaler bounds the wrong way round, naming them as the config does", async () => {
+    const config = join(dir, 'bounds.yaml');
+    writeFileSync(config, 'port: 0\nautoscaler: { name: kpa, minInstances: 3, maxInstances: 2 }\n');
+    const run = await runCli(['serve', '--config', config], 30_000);
+    assertUsageLine(
+      run,
+      /^switchyard: the config's autoscaler\.maxInstances 2 is below the config's autoscaler\.minInstances 3/,
+    );
+  });
+});
