@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -110,6 +111,33 @@ const preflight = (base: string, origin: string, method: string, headers?: strin
     ...(headers === undefined ? {} : { 'access-control-request-headers': headers }),
   });
 
+/**
+ * One request written as `head` on a raw socket (no body: the gateway answers before one is sent),
+ * read to the connection's close: its status and headers. node:http's client would wait for a 100
+ * or send a body; these answers come instead of either.
+ */
+function rawHead(base: string, head: string): Promise<{ status: number; headers: Map<string, string> }> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(url.port), url.hostname);
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.setTimeout(REQUEST_DEADLINE_MS, () => socket.destroy(new Error('no answer in time')));
+    socket.on('data', (chunk: string) => (text += chunk));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const [statusLine = '', ...lines] = (text.split('\r\n\r\n')[0] ?? '').split('\r\n');
+      const headers = new Map<string, string>();
+      for (const line of lines) {
+        const colon = line.indexOf(':');
+        headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+      }
+      resolve({ status: Number(statusLine.split(' ')[1]), headers });
+    });
+    socket.write(`${head.replaceAll('\n', '\r\n')}\r\n\r\n`);
+  });
+}
+
 const streamed = { model: MODEL, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, stream: true };
 
 describe("CORS with vLLM's defaults (every origin, method and header)", { timeout: 30_000 }, () => {
@@ -156,6 +184,33 @@ describe("CORS with vLLM's defaults (every origin, method and header)", { timeou
     const plain = await call(open.url, 'POST', '/v1/chat/completions', {}, { ...streamed, stream: false });
     assert.equal(plain.status, 200, plain.body);
     assert.equal(plain.headers['access-control-allow-origin'], undefined);
+  });
+
+  it('answers a preflight and the Expect refusals (answered before any body) with X-Request-Id and CORS', async () => {
+    const a = await preflight(open.url, 'https://playground.example', 'POST');
+    assert.equal(a.status, 200, a.body);
+    assert.match(String(a.headers['x-request-id']), /^[0-9a-f]{32}$/);
+    const head = (expect: string, length: number) =>
+      [
+        'POST /v1/chat/completions HTTP/1.1',
+        'Host: gateway.test',
+        'Origin: https://playground.example',
+        'X-Request-Id: expect-1',
+        'Content-Type: application/json',
+        `Expect: ${expect}`,
+        `Content-Length: ${length}`,
+      ].join('\n');
+    // A declared body over limits.bodyBytesMax is refused 413 instead of a 100; an Expect other than
+    // 100-continue is refused 400. Both are answered from the server's Expect events, not the router.
+    for (const [expect, length, status] of [
+      ['100-continue', 1 << 30, 413],
+      ['200-ok', 2, 400],
+    ] as const) {
+      const r = await rawHead(open.url, head(expect, length));
+      assert.equal(r.status, status, `Expect: ${expect}`);
+      assert.equal(r.headers.get('x-request-id'), 'expect-1', `Expect: ${expect}`);
+      assert.equal(r.headers.get('access-control-allow-origin'), '*', `Expect: ${expect}`);
+    }
   });
 
   it('leaves an OPTIONS that is not a preflight to the routes (405 with Allow)', async () => {
