@@ -663,7 +663,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
    */
   private first(req: IncomingMessage, res: ServerResponse): boolean {
     assignRequestId(req, res);
-    return handleCors(this.cors, req, res, (code) => this.stats.reject(code));
+    // The host's counter, made once: no closure per request (most requests have no Origin at all).
+    return handleCors(this.cors, req, res, this.clientErrorHost.countRejection);
   }
 
   /** Runs `f`; a throw answers 500 (or cuts a started answer) instead of crashing the process. */

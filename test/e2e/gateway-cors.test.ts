@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
+  getJson,
   MODEL,
   REQUEST_DEADLINE_MS,
   simBackend,
@@ -245,6 +246,11 @@ describe('CORS restricted by serve --allowed-origins and its siblings', { timeou
       [APP, 'DELETE', undefined, 'access-control-request-method'],
       [APP, 'POST', 'content-type, x-custom', 'access-control-request-headers'],
     ];
+    const rejected = async () =>
+      (await getJson<{ rejected: Record<string, number> }>(`${restricted.url}/stats`)).rejected[
+        'SY_ERR_INVALID_ARGUMENT'
+      ] ?? 0;
+    const before = await rejected();
     for (const [origin, method, headers, param] of cases) {
       const a = await preflight(restricted.url, origin, method, headers);
       assert.equal(a.status, 400, `${origin} ${method} ${headers}: ${a.body}`);
@@ -253,6 +259,7 @@ describe('CORS restricted by serve --allowed-origins and its siblings', { timeou
       assert.equal(error.param, param);
       if (param === 'origin') assert.equal(a.headers['access-control-allow-origin'], undefined);
     }
+    assert.equal((await rejected()) - before, cases.length, 'each refusal counts in /stats rejected');
   });
 
   it('serves a request from an unlisted origin without the allow header (the browser hides it)', async () => {
