@@ -244,11 +244,16 @@ export function registerLlamaEngineCommand(engine: Command): void {
     .option('--model <path>', 'GGUF model file (required)')
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free port)', tcpPort, 8000)
-    .option('--sequences <n>', 'parallel sequences (generations at once)', positiveInt, SEQUENCES_DEFAULT)
+    .option(
+      '--sequences <n>',
+      "parallel sequences (generations at once), at most 256 (llama.cpp's LLAMA_MAX_SEQ)",
+      positiveInt,
+      SEQUENCES_DEFAULT,
+    )
     .option('--threads <n>', 'CPU threads for evaluation', positiveInt, THREADS_DEFAULT)
     .option(
       '--context-size <tokens>',
-      "tokens per sequence (default: the model's training context, at most 4096)",
+      "tokens per sequence, at most the model's training context (default: that context, at most 4096)",
       positiveInt,
     )
     .option('--served-model-name <name>', 'model name requests must use (default: the file name)')

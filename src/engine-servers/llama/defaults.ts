@@ -2,6 +2,11 @@
 
 /** Sequences (parallel generations) by default. */
 export const SEQUENCES_DEFAULT = 4;
+/**
+ * Most sequences one context holds: llama.cpp's LLAMA_MAX_SEQ (its context creation refuses more
+ * with "n_seq_max must be <= 256", which node-llama-cpp reported as too little RAM).
+ */
+export const SEQUENCES_MAX = 256;
 /** Decode threads by default: on a small CPU one thread beats two that fight over the cores. */
 export const THREADS_DEFAULT = 1;
 /**

@@ -39,7 +39,7 @@ import { LlamaSleep } from './sleep.ts';
 
 export { SEQUENCES_DEFAULT, THREADS_DEFAULT } from './defaults.ts';
 
-import { SEQUENCES_DEFAULT, THREADS_DEFAULT } from './defaults.ts';
+import { SEQUENCES_DEFAULT, SEQUENCES_MAX, THREADS_DEFAULT } from './defaults.ts';
 import { StartupClock, type StartupReport, startupLogLine, startupMetricsText } from './startup.ts';
 /** Largest per-sequence context by default (the model's training context if smaller). */
 export const CONTEXT_SIZE_MAX_DEFAULT = 4096;
@@ -437,6 +437,12 @@ export class LlamaBackend implements EngineBackend {
       ] as const) {
         checkPositiveInt(name, value);
       }
+      if (sequences > SEQUENCES_MAX)
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `sequences ${sequences}: expected at most ${SEQUENCES_MAX} (llama.cpp's LLAMA_MAX_SEQ)`,
+          { param: 'sequences' },
+        );
     } catch (error) {
       // The runtime handed over is this call's to free, whatever happens.
       await runtime?.dispose();
@@ -472,10 +478,27 @@ export class LlamaBackend implements EngineBackend {
     }
     for (const line of messages.held.splice(0)) log(line);
     startup.mark('weights');
+    const trained = model.trainContextSize;
+    const contextSize = options.contextSize ?? Math.min(trained, CONTEXT_SIZE_MAX_DEFAULT);
+    if (contextSize > trained) {
+      // As vLLM refuses a max_model_len above the model's own: a longer context is untrained, and
+      // its KV is allocated up front (100M tokens grew the process past 8 GiB before anything failed).
+      await llama.dispose();
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `context size ${contextSize}: expected at most the model's training context of ${trained} tokens (${options.modelPath})`,
+        { param: 'context-size' },
+      );
+    }
     try {
-      const contextSize = options.contextSize ?? Math.min(model.trainContextSize, CONTEXT_SIZE_MAX_DEFAULT);
       const contextOptions = { sequences, contextSize, threads };
-      const context = await model.createContext(contextOptions);
+      const context = await model.createContext(contextOptions).catch((error: Error) => {
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `a context of ${contextSize} tokens x ${sequences} sequences could not be created: ${error.message}; lower --context-size or --sequences`,
+          { param: 'context-size' },
+        );
+      });
       startup.mark('context');
       return new LlamaBackend(
         llama,
