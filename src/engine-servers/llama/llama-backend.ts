@@ -481,7 +481,8 @@ export class LlamaBackend implements EngineBackend {
     const trained = model.trainContextSize;
     const contextSize = options.contextSize ?? Math.min(trained, CONTEXT_SIZE_MAX_DEFAULT);
     if (contextSize > trained) {
-      // As vLLM refuses a max_model_len above the model's own: a longer context is untrained, and
+      // As vLLM refuses a max_model_len above the model's own (a ValueError unless
+      // VLLM_ALLOW_LONG_MAX_MODEL_LEN=1; vllm-project/vllm#7080): a longer context is untrained, and
       // its KV is allocated up front (100M tokens grew the process past 8 GiB before anything failed).
       await llama.dispose();
       throw new SwitchyardError(
