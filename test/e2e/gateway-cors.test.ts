@@ -200,6 +200,7 @@ describe("CORS with vLLM's defaults (every origin, method and header)", { timeou
         'Content-Type: application/json',
         `Expect: ${expect}`,
         `Content-Length: ${length}`,
+        'Connection: close',
       ].join('\n');
     // A declared body over limits.bodyBytesMax is refused 413 instead of a 100; an Expect other than
     // 100-continue is refused 400. Both are answered from the server's Expect events, not the router.
