@@ -662,7 +662,8 @@ function tapByModel(
 /**
  * Configured backends (engines Switchyard does not run): the loop runs on the gateway's traffic and
  * its decisions are only exported as `switchyard_desired_replicas`, for an HPA or KEDA to act on.
- * It sizes the first backend's first model.
+ * It sizes the first backend's first model, and of a P/D config that backend's role only (its
+ * replicas were every role's instances of the model, labelled with the first one's role).
  */
 export function attachExportOnly(
   gateway: Gateway,
@@ -676,7 +677,7 @@ export function attachExportOnly(
   const clock = { nowMs: () => performance.now() };
   const actuator = new ExportOnlyActuator(
     variant,
-    () => gateway.view.instances.filter((i) => i.models.includes(served)),
+    () => gateway.view.instances.filter((i) => i.models.includes(served) && i.role === variant.role),
     clock.nowMs,
   );
   const loop = createAutoscaler(
@@ -707,7 +708,7 @@ export function attachExportOnly(
   gateway.requestTap = runner;
   runner.start();
   say(
-    `autoscaler ${settings.name} exports switchyard_desired_replicas for '${served}' only: the configured backends are not started or stopped by Switchyard (docs/autoscaling.md)`,
+    `autoscaler ${settings.name} exports switchyard_desired_replicas for '${served}'${variant.role === 'both' ? '' : ` (its ${variant.role} backends)`} only: the configured backends are not started or stopped by Switchyard (docs/autoscaling.md)`,
   );
   return runner;
 }
