@@ -132,6 +132,19 @@ describe('bad values name their flag', () => {
     );
   });
 
+  it("sim --instances, --tp and the pool bounds are the config schema's (10^11 instances never finished)", async () => {
+    await assertUsageError(
+      [...SIM, '--instances', '99999999999'],
+      /--instances <n>' argument '99999999999' is invalid.*1\.\.100000/,
+    );
+    await assertUsageError([...SIM, '--tp', '65'], /not an integer in 1\.\.64/);
+    await assertUsageError([...SIM, '--autoscaler', 'kpa', '--max-instances', '10001'], /1\.\.10000/);
+    await assertUsageError(
+      ['demo', '--instances', '100001'],
+      /--instances <n>' argument '100001' is invalid/,
+    );
+  });
+
   it('sim --stages in hex or with a stray comma', async () => {
     await assertUsageError([...SIM, '--stages', '0x10:5'], /invalid stages '0x10:5'/);
     await assertUsageError([...SIM, '--stages', '8:5,'], /stage 2 of 2 is empty/);

@@ -7,7 +7,7 @@ import { formatComparisonTable } from '../twin/report/table.ts';
 import { runExperiment, writeOutputs } from '../twin/run.ts';
 import { DEFAULT_DECLARED_MAX_TOKENS, parseDeclaredMaxTokens } from '../workload/declared.ts';
 import { checkOutputFiles } from './output-file.ts';
-import { positiveInt, positiveNumber } from './parse.ts';
+import { INSTANCES_MAX, intInRange, positiveInt, positiveNumber } from './parse.ts';
 import { withSteps } from './progress.ts';
 
 interface DemoFlags {
@@ -57,7 +57,12 @@ export function registerDemoCommand(program: Command): void {
         `comma-separated routing policies (valid: ${routingPolicyNames().join(', ')})`,
       ).default(DEMO.policies),
     )
-    .option('--instances <n>', 'engine instances (Llama-3.1-8B on H100)', positiveInt, DEMO.instances)
+    .option(
+      '--instances <n>',
+      `engine instances (Llama-3.1-8B on H100), 1 to ${INSTANCES_MAX}`,
+      intInRange(1, INSTANCES_MAX),
+      DEMO.instances,
+    )
     .option('--rate-scale <k>', 'multiply the trace arrival rate by k', positiveNumber, DEMO.rateScale)
     .option('--requests <n>', 'requests to replay from the trace', positiveInt, DEMO.requests)
     .option('--json <file>', 'write { policies: { name: summary } } as JSON')

@@ -4,6 +4,7 @@ import { InvalidArgumentError } from 'commander';
 import { main, USAGE_EXIT_CODE } from './main.ts';
 import {
   fraction,
+  intInRange,
   nonNegativeInt,
   nonNegativeNumber,
   positiveInt,
@@ -78,5 +79,15 @@ describe('number flags', () => {
     const { code, stderr } = await runCli(['sim', '--rate', '0x10', '--requests', '1']);
     assert.equal(code, USAGE_EXIT_CODE);
     assert.match(stderr, /--rate <req\/s>' argument '0x10' is invalid/);
+  });
+});
+
+describe('intInRange', () => {
+  it('takes the bounds and what lies between, refuses the rest', () => {
+    const parse = intInRange(1, 64);
+    assert.equal(parse('1'), 1);
+    assert.equal(parse('64'), 64);
+    for (const bad of ['0', '65', '1.5', '0x10', '', '99999999999'])
+      assert.throws(() => parse(bad), InvalidArgumentError, bad);
   });
 });

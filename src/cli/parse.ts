@@ -19,6 +19,25 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+/**
+ * A commander parser for an integer flag in [min, max]. The bound is a flag's own where the config
+ * file's schema has one (the same limit either way): past it a run would build, say, 10^11 instances
+ * and never finish instead of failing at once.
+ */
+export function intInRange(min: number, max: number): (value: string) => number {
+  return (value: string): number => {
+    const n = decimalNumber(value);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`'${value}' is not an integer in ${min}..${max}.`);
+    return n;
+  };
+}
+
+/** Most instances of a cluster from flags (sim, demo): the config schema's bound on `cluster.instances`. */
+export const INSTANCES_MAX = 100_000;
+/** Largest tensor-parallel degree from a flag: the config schema's bound on `cluster.tp`. */
+export const TP_MAX = 64;
+
 /** Commander parser for a non-negative integer flag. */
 export function nonNegativeInt(value: string): number {
   const n = decimalNumber(value);

@@ -12,7 +12,7 @@ import { isPlacementCluster, type SimConfigFile, toPlacementSettings } from '../
 import { CONTROL_INTERVAL_MS_DEFAULT, type ControlSettings } from '../twin/control-host.ts';
 import { type PlacementSettings, placementCluster } from '../twin/placement-host.ts';
 import type { SimResult } from '../twin/simulator.ts';
-import { nonNegativeInt, positiveInt, positiveNumber } from './parse.ts';
+import { intInRange, positiveNumber } from './parse.ts';
 import { parseAutoscalerList } from './sim-autoscaler-compare.ts';
 
 /**
@@ -22,6 +22,9 @@ import { parseAutoscalerList } from './sim-autoscaler-compare.ts';
  * SLO attainment read as its own. Each slot is a modelled instance, idle ones cost little to simulate.
  */
 export const AUTOSCALER_POOL_DEFAULT = 16;
+
+/** Most instances of an autoscaled pool: the config schema's bound on `maxInstances`. */
+export const POOL_INSTANCES_MAX = 10_000;
 
 /** Where an autoscaled run's pool came from, for the line under its table. */
 export type PoolSource = 'max-instances' | 'config' | 'instances' | 'default';
@@ -48,13 +51,13 @@ export function autoscalerOptions(): Option[] {
         'Several, comma-separated (e.g. kpa,slo-planner,static): run each on the same workload and seed and compare them',
     ).argParser(parseAutoscalerList),
     new Option('--min-instances <n>', 'with --autoscaler: fewest instances (default 1)').argParser(
-      nonNegativeInt,
+      intInRange(0, POOL_INSTANCES_MAX),
     ),
     new Option(
       '--max-instances <n>',
       `with --autoscaler: the pool, most instances (default: --instances when given, else ${AUTOSCALER_POOL_DEFAULT}, ` +
         'or --min-instances if that is more); static runs all of them. The line under the table says which applied',
-    ).argParser(positiveInt),
+    ).argParser(intInRange(1, POOL_INSTANCES_MAX)),
     new Option(
       '--control-interval-ms <ms>',
       `with --autoscaler: how often the loop runs (default ${CONTROL_INTERVAL_MS_DEFAULT})`,

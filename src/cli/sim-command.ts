@@ -16,7 +16,16 @@ import { MULTI_MODEL_MAX, type RateStage } from '../workload/spec.ts';
 import { parseStages } from '../workload/synthetic.ts';
 import { DecisionLogWriter } from './decision-log.ts';
 import { checkOutputFiles } from './output-file.ts';
-import { fraction, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './parse.ts';
+import {
+  fraction,
+  INSTANCES_MAX,
+  intInRange,
+  nonNegativeInt,
+  nonNegativeNumber,
+  positiveInt,
+  positiveNumber,
+  TP_MAX,
+} from './parse.ts';
 import { withProgress, withSteps } from './progress.ts';
 import {
   type AutoscalerFlags,
@@ -171,14 +180,24 @@ export function registerSimCommand(program: Command): void {
       'multiply the trace arrival rate by k (k > 1 compresses time; default 1)',
       positiveNumber,
     )
-    .option('--instances <n>', 'number of engine instances', positiveInt, SIM_DEFAULTS.instances)
+    .option(
+      '--instances <n>',
+      `number of engine instances, 1 to ${INSTANCES_MAX}`,
+      intInRange(1, INSTANCES_MAX),
+      SIM_DEFAULTS.instances,
+    )
     .addOption(new Option('--gpu <id>', 'GPU of every instance').choices(gpuIds()).default(SIM_DEFAULTS.gpu))
     .addOption(
       new Option('--model <id>', 'model every instance serves')
         .choices(modelIds())
         .default(SIM_DEFAULTS.model),
     )
-    .option('--tp <n>', 'tensor-parallel degree per instance', positiveInt, SIM_DEFAULTS.tp)
+    .option(
+      '--tp <n>',
+      `tensor-parallel degree per instance, 1 to ${TP_MAX}`,
+      intInRange(1, TP_MAX),
+      SIM_DEFAULTS.tp,
+    )
     .option(
       '--policy <name>',
       `routing policy: a type (${routingPolicyNames().join(', ')}) or a name from the config's policies`,
