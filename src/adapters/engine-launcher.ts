@@ -70,6 +70,7 @@ export function localEngineLauncher(
         return healthy(engine, options, startMs, signal);
       }
       counts.fresh++;
+      let readies = 0;
       const engines = await startLocalEngines({
         count: 1,
         engine: options.engine,
@@ -77,6 +78,13 @@ export function localEngineLauncher(
         readyTimeoutMs: options.startTimeoutMs,
         ...(options.restart !== undefined ? { restart: options.restart } : {}),
         log: (line) => log(line.replace(/^\[engine 0\]/, `[engine ${index}]`)),
+        // The first ready is the actuator's to announce; a restart's only shows here.
+        onReady: (_, engine, elapsedMs) => {
+          if (readies++ > 0)
+            log(
+              `[engine ${index}] restarted: ready at ${engine.url} (pid ${engine.pid}, ${(elapsedMs / 1000).toFixed(1)} s)`,
+            );
+        },
         onExit: (_, code, exitSignal) => {
           log(`[engine ${index}] exited (${exitSignal ?? `code ${code}`})`);
           options.onExit?.(index, false);

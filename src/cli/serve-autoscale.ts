@@ -412,6 +412,9 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
   try {
     for (const [m, p] of pools.entries()) {
       p.initial = (settled[m] ?? []).map((s) => (s as PromiseFulfilledResult<LaunchedEngine>).value);
+      // As a fixed pool's engines are announced (the actuator announces only those it starts later).
+      const of = o.models.length > 1 ? `${p.model.served}: ` : '';
+      for (const [k, e] of p.initial.entries()) say(`${of}engine ${k} ready at ${e.url} (pid ${e.pid})`);
       p.loop = createAutoscaler(
         settings.name,
         {
