@@ -145,6 +145,11 @@ describe('bad values name their flag', () => {
     );
   });
 
+  it('sim --trace, --rate-curve, --servegen-file with an empty path name the flag', async () => {
+    for (const flag of ['--trace', '--rate-curve', '--servegen-file'])
+      await assertUsageError([...SIM, flag, ''], new RegExp(`${flag} <[^>]+>' argument '' is invalid`));
+  });
+
   it('sim --stages in hex or with a stray comma', async () => {
     await assertUsageError([...SIM, '--stages', '0x10:5'], /invalid stages '0x10:5'/);
     await assertUsageError([...SIM, '--stages', '8:5,'], /stage 2 of 2 is empty/);

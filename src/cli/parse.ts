@@ -38,6 +38,12 @@ export const INSTANCES_MAX = 100_000;
 /** Largest tensor-parallel degree from a flag: the config schema's bound on `cluster.tp`. */
 export const TP_MAX = 64;
 
+/** Commander parser for a file path flag: an empty one would otherwise fail later, naming no flag. */
+export function filePath(value: string): string {
+  if (value.trim() === '') throw new InvalidArgumentError('a file path may not be empty.');
+  return value;
+}
+
 /** Commander parser for a non-negative integer flag. */
 export function nonNegativeInt(value: string): number {
   const n = decimalNumber(value);

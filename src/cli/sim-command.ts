@@ -17,6 +17,7 @@ import { parseStages } from '../workload/synthetic.ts';
 import { DecisionLogWriter } from './decision-log.ts';
 import { checkOutputFiles } from './output-file.ts';
 import {
+  filePath,
   fraction,
   INSTANCES_MAX,
   intInRange,
@@ -127,7 +128,9 @@ export function registerSimCommand(program: Command): void {
       new Option(
         '--trace <path>',
         'replay a trace: a file (Azure LLM 2023 CSV, Mooncake JSONL(.gz), Vidur CSV) or sample:azure-conv, sample:mooncake-conversation',
-      ).conflicts('workload'),
+      )
+        .argParser(filePath)
+        .conflicts('workload'),
     )
     .addOption(
       new Option(

@@ -5,7 +5,7 @@
 import { Option } from 'commander';
 import { assertNever } from '../core/assert.ts';
 import { invalidArgument } from '../core/errors.ts';
-import { nonNegativeNumber, positiveNumber } from './parse.ts';
+import { filePath, nonNegativeNumber, positiveNumber } from './parse.ts';
 
 /** The time-varying kinds `--workload` accepts. */
 export const TIME_VARYING_WORKLOADS = ['sinusoid', 'rate-curve', 'bursts', 'servegen'] as const;
@@ -61,7 +61,9 @@ export function timeVaryingOptions(): Option[] {
       'rate curve: CSV of time_s,rate points (s, req/s), linear between them; an optional time_s,rate header and # comment ' +
         'lines; the first point at 0, times increasing, rates >= 0 and not all 0, at least two; the run ends at the last ' +
         '(implies --workload rate-curve). A bad line fails before the run, naming file:line',
-    ).conflicts('trace'),
+    )
+      .argParser(filePath)
+      .conflicts('trace'),
     new Option(
       '--burst-rate <req/s>',
       'bursts: rate during a burst (required; --rate, also required, is the rate between bursts)',
@@ -74,7 +76,9 @@ export function timeVaryingOptions(): Option[] {
     new Option(
       '--servegen-file <f>',
       'servegen: per-client 600 s windows (combined CSV, a chunk-N-trace.csv, a directory of them, or sample:servegen-m-small-day2); implies --workload servegen (required with it)',
-    ).conflicts('trace'),
+    )
+      .argParser(filePath)
+      .conflicts('trace'),
     new Option('--scale <x>', "servegen: multiply every client's rate by x (default 1)").argParser(
       positiveNumber,
     ),
