@@ -95,7 +95,7 @@ export function registerSleepMetrics(registry: Registry, pools: readonly Sleepin
       }
     },
   });
-  // Boots happen once per model at start-up: counters, read from the actuators at each scrape.
+  // Boots happen at most once per model: counters, read from the actuators at each scrape.
   const bootCounter = (name: string, help: string, key: 'boots' | 'bootFailures') =>
     new Counter({
       name,
@@ -109,7 +109,7 @@ export function registerSleepMetrics(registry: Registry, pools: readonly Sleepin
     });
   bootCounter(
     'switchyard_sleep_boots_total',
-    'Engines of the model launched straight into sleep at start-up (boot into sleep), before any request',
+    'Engines of the model launched straight into sleep (boot into sleep), before any request',
     'boots',
   );
   bootCounter(
@@ -140,9 +140,9 @@ export interface BootCap {
  * Boot into sleep in `serve` (docs/serverless.md, "Sleep mode (live)"): from start-up, each pass
  * boots the models `liveBootList` names (the twin's `bootQueue`: demand first, name-hash order, once
  * per model; within the sleeper counts and the cap's free room, boots still launching taking a
- * loaded model's place). Passes run every `everyMs` until one finds no demand waiting, no boot
- * launching and nothing left to boot: boots are a start-up phase, not a standing rule (a model
- * skipped for the bounds is not booted later when a place frees).
+ * loaded model's place). Passes run every `everyMs` while any model never started: as the twin boots
+ * at every decision, a model skipped for the bounds boots once a place frees (a sleeper stopped, a
+ * model unloaded). They end when every model has run, as none is booted twice.
  */
 export class SleepBooter {
   private timer: NodeJS.Timeout | undefined;
@@ -168,7 +168,7 @@ export class SleepBooter {
     this.timer = undefined;
   }
 
-  /** Boots what the rule allows now; false when there is nothing left to wait for. */
+  /** Boots what the rule allows now; false when there is nothing left to wait for (every model ran). */
   pass(nowMs: number): boolean {
     const candidates: LiveBootCandidate[] = this.pools.map((p) => ({
       id: p.model,
@@ -182,7 +182,8 @@ export class SleepBooter {
     const byModel = new Map(this.pools.map((p) => [p.model, p]));
     const booted = list.filter((model) => byModel.get(model)?.actuator.boot(nowMs) === true);
     const demandWaits = candidates.some((c) => c.held > 0 && c.active === 0);
-    return booted.length > 0 || demandWaits || this.launching() > 0;
+    const neverStarted = this.pools.some((p) => !p.actuator.everStarted);
+    return booted.length > 0 || demandWaits || this.launching() > 0 || neverStarted;
   }
 
   /**
