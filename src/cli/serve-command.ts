@@ -21,6 +21,7 @@ import { onEverySignal } from '../adapters/process-signals.ts';
 import { autoscalerNames } from '../control/autoscalers/registry.ts';
 import { EVICTION_POLICIES } from '../control/serverless/live-eviction.ts';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
+import { checkGgufHeader } from '../engine-servers/llama/gguf-header.ts';
 import { type GatewayConfig, loadGatewayConfig, parseGatewayConfig } from '../gateway/config.ts';
 import { parseCorsListFlag } from '../gateway/cors.ts';
 import { type Gateway, startGateway } from '../gateway/gateway.ts';
@@ -238,6 +239,8 @@ function checkLlamaModel(
   } catch {
     throw invalidArgument('model', path, 'a readable GGUF file');
   }
+  // Not a GGUF at all: said now, not by each engine (with --min-instances 0, at the first request).
+  checkGgufHeader(path);
   const free = freemem();
   const gib = (n: number) => `${(n / GIB).toFixed(1)} GiB`;
   if (bytes > free)

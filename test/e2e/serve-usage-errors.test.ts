@@ -2,8 +2,9 @@
  * `switchyard serve` start-up errors an operator meets first, each as one line and exit 2 before
  * any engine starts, with real processes: a host that is not this machine's or does not resolve
  * (with --port 0 the probe was skipped, the engines started, and the gateway's listen() crashed
- * with a stack trace), and autoscaler bounds from the config that contradict each other (the line
- * named flags nobody gave). Deadlines here only guard against hangs.
+ * with a stack trace), a llama model file that is no GGUF (with the model at zero engines it was
+ * found only at its first request), and autoscaler bounds from the config that contradict each
+ * other (the line named flags nobody gave). Deadlines here only guard against hangs.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,6 +40,31 @@ describe('serve refuses at start-up', () => {
     writeFileSync(config, 'port: 0\nhost: no-such-host.invalid\n');
     const run = await runCli(['serve', '--config', config, '--engines', '1'], 30_000);
     assertUsageLine(run, /^switchyard: host no-such-host\.invalid does not resolve/);
+  });
+
+  it('a llama --model that is no GGUF file, even with the model at zero engines', async () => {
+    const model = join(dir, 'notes.gguf');
+    writeFileSync(model, 'not a model\n');
+    const run = await runCli(
+      [
+        'serve',
+        '--port',
+        '0',
+        '--engine',
+        'llama',
+        '--model',
+        `m=${model}`,
+        '--autoscaler',
+        'static',
+        '--min-instances',
+        '0',
+      ],
+      30_000,
+    );
+    assertUsageLine(
+      run,
+      /^switchyard: invalid model '.*notes\.gguf': expected a GGUF model file \(no GGUF header\)/,
+    );
   });
 
   it("the config's autoscaler bounds the wrong way round, naming them as the config does", async () => {

@@ -14,7 +14,7 @@
  * identity) followed by `<|assistant|>\n`, so the next turn of a conversation, rendered the same
  * way, extends this request's tokens and reuses them. The model's own chat template is not applied.
  */
-import { closeSync, fstatSync, openSync, readSync, rmSync, statSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import {
   getLlama,
   type Llama,
@@ -35,6 +35,7 @@ import type {
   GenerationUsage,
 } from '../backend.ts';
 import { engineAsleep } from '../sleep-mode.ts';
+import { checkGgufHeader } from './gguf-header.ts';
 import { LlamaSleep } from './sleep.ts';
 
 export { SEQUENCES_DEFAULT, THREADS_DEFAULT } from './defaults.ts';
@@ -223,52 +224,6 @@ export function pickSlot<S extends { busy: boolean; releasedAt: number }>(
   if (best === undefined || oldest === undefined) return undefined;
   if (best.shared >= reuseMin || best.slot === oldest) return best;
   return { slot: oldest, shared: shared(oldest) };
-}
-
-/** Smallest encoding of one metadata pair (empty key, type, one byte) and of one tensor description. */
-const GGUF_KV_BYTES_MIN = 13;
-const GGUF_TENSOR_BYTES_MIN = 28;
-
-/**
- * Throws SY_ERR_INVALID_ARGUMENT naming `path` unless it is a readable file with a GGUF v2/v3 header
- * whose counts fit in the file. llama.cpp rejects a bad file by itself, but node-llama-cpp reads the
- * header first and a garbage count can make it allocate without bound.
- */
-export function checkGgufHeader(path: string): void {
-  const invalid = (why: string) =>
-    new SwitchyardError(
-      'SY_ERR_INVALID_ARGUMENT',
-      `invalid model '${path}': expected a GGUF model file (${why})`,
-      {
-        param: 'model',
-      },
-    );
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (error) {
-    throw invalid((error as NodeJS.ErrnoException).code ?? 'unreadable');
-  }
-  try {
-    const size = fstatSync(fd).size;
-    const header = Buffer.alloc(24);
-    let read: number;
-    try {
-      read = readSync(fd, header, 0, 24, 0);
-    } catch (error) {
-      throw invalid((error as NodeJS.ErrnoException).code ?? 'unreadable');
-    }
-    if (read < 24 || header.toString('latin1', 0, 4) !== 'GGUF') throw invalid('no GGUF header');
-    const version = header.readUInt32LE(4);
-    if (version !== 2 && version !== 3) throw invalid(`GGUF version ${version}, expected 2 or 3`);
-    const tensors = header.readBigUInt64LE(8);
-    const pairs = header.readBigUInt64LE(16);
-    if (tensors * BigInt(GGUF_TENSOR_BYTES_MIN) + pairs * BigInt(GGUF_KV_BYTES_MIN) > BigInt(size)) {
-      throw invalid(`${tensors} tensors and ${pairs} metadata pairs do not fit in ${size} bytes`);
-    }
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function modelIdFromPath(path: string): string {
