@@ -150,10 +150,39 @@ function effectiveConfig(flags: ServeFlags): GatewayConfig {
   if (flags.policy !== undefined)
     overrides['routing'] = { policy: flags.policy, policies: base.routing?.policies ?? {} };
   if (flags.scrapeIntervalMs !== undefined) overrides['scrapeIntervalMs'] = flags.scrapeIntervalMs;
-  const config = parseGatewayConfig({ ...base, ...overrides }, {});
+  const config = withFlagNames(() => parseGatewayConfig({ ...base, ...overrides }, {}), overrides);
   // Fail on a bad policy name before any engine starts.
   if (config.routing !== undefined) createConfiguredPolicy(config.routing.policy, config.routing.policies);
   return config;
+}
+
+/** The flag that sets each config field serve's flags override, for the error that names it. */
+const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
+  port: '--port',
+  host: '--host',
+  adminKey: '--admin-key',
+  scrapeIntervalMs: '--scrape-interval-ms',
+};
+
+/**
+ * Runs `parse`; a config error about a field a flag set names the flag and its value instead (the
+ * operator typed `--scrape-interval-ms 1`, not `scrapeIntervalMs`).
+ */
+function withFlagNames<T>(parse: () => T, overrides: Readonly<Record<string, unknown>>): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (!(error instanceof SwitchyardError) || error.code !== 'SY_ERR_INVALID_CONFIG') throw error;
+    let message = error.message;
+    for (const [field, flag] of Object.entries(FLAG_OF_FIELD)) {
+      if (!(field in overrides)) continue;
+      // A key is never echoed back.
+      const named = field === 'adminKey' ? `${flag}:` : `${flag} ${String(overrides[field])}:`;
+      message = message.replace(`gateway config: ${field}:`, named).replace(`; ${field}:`, `; ${named}`);
+    }
+    if (message === error.message) throw error;
+    throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', message, { param: 'flags' });
+  }
 }
 
 /** Commander parser of a CORS list flag (`parseCorsListFlag`): a bad list is a usage error. */

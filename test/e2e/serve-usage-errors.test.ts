@@ -4,7 +4,8 @@
  * (with --port 0 the probe was skipped, the engines started, and the gateway's listen() crashed
  * with a stack trace), a llama model file that is no GGUF (with the model at zero engines it was
  * found only at its first request), and autoscaler bounds from the config that contradict each
- * other (the line named flags nobody gave). Deadlines here only guard against hangs.
+ * other (the line named flags nobody gave), and a flag value only the config schema checks (the line
+ * named the config field, and echoed --admin-key). Deadlines here only guard against hangs.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -65,6 +66,18 @@ describe('serve refuses at start-up', () => {
       run,
       /^switchyard: invalid model '.*notes\.gguf': expected a GGUF model file \(no GGUF header\)/,
     );
+  });
+
+  it('a flag value the config schema refuses, named as the flag (and a key never echoed)', async () => {
+    const run = await runCli(
+      ['serve', '--port', '0', '--scrape-interval-ms', '1', '--admin-key', 'short'],
+      30_000,
+    );
+    assertUsageLine(
+      run,
+      /^switchyard: --admin-key: Too small: .*; --scrape-interval-ms 1: Too small: expected number to be >=10/,
+    );
+    assert.doesNotMatch(run.stderr, /short|scrapeIntervalMs/);
   });
 
   it("the config's autoscaler bounds the wrong way round, naming them as the config does", async () => {
