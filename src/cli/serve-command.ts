@@ -12,6 +12,7 @@ import { createServer } from 'node:net';
 import { freemem } from 'node:os';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import {
+  LOCAL_ENGINES_MAX,
   type LocalEngines,
   READY_TIMEOUT_MS_DEFAULT,
   RESTART_POLICY_DEFAULT,
@@ -334,6 +335,26 @@ function portError(host: string, port: number, error: NodeJS.ErrnoException): Sw
   );
 }
 
+/**
+ * Local engines are processes on this machine: at most LOCAL_ENGINES_MAX of a fixed pool, or per
+ * model of an autoscaled one (the actuator would spawn up to --max-instances of them under load).
+ */
+function checkEngineCounts(flags: ServeFlags, autoscale: AutoscaleSettings | undefined): void {
+  const [flag, n] =
+    autoscale === undefined
+      ? ['--engines', engineCount(flags)]
+      : [
+          flags.maxInstances !== undefined ? '--max-instances' : "the config's autoscaler.maxInstances",
+          autoscale.maxInstances,
+        ];
+  if (n > LOCAL_ENGINES_MAX)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `${flag} ${n}: expected at most ${LOCAL_ENGINES_MAX} local engines${autoscale === undefined ? '' : ' per model'} (each is a process on this machine)`,
+      { param: flag === '--engines' ? 'engines' : 'max-instances' },
+    );
+}
+
 /** Everything checked before starting anything; returns the config and the engine flags. */
 async function prepare(flags: ServeFlags): Promise<{
   config: GatewayConfig;
@@ -350,6 +371,7 @@ async function prepare(flags: ServeFlags): Promise<{
       { param: 'model' },
     );
   if (config.backends.length === 0) {
+    checkEngineCounts(flags, autoscale);
     args = engineArgs(flags);
     const names = new Set<string>();
     for (const spec of flags.models.length > 0 ? flags.models : [{ model: '', served: undefined }]) {

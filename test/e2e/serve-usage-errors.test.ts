@@ -5,7 +5,8 @@
  * with a stack trace), a llama model file that is no GGUF (with the model at zero engines it was
  * found only at its first request), and autoscaler bounds from the config that contradict each
  * other (the line named flags nobody gave), and a flag value only the config schema checks (the line
- * named the config field, and echoed --admin-key). Deadlines here only guard against hangs.
+ * named the config field), and more local engines than the bound (the count was checked only after
+ * its start line, an autoscaled pool's --max-instances never). Deadlines here only guard against hangs.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -78,6 +79,20 @@ describe('serve refuses at start-up', () => {
       /^switchyard: --admin-key: Too small: .*; --scrape-interval-ms 1: Too small: expected number to be >=10/,
     );
     assert.doesNotMatch(run.stderr, /short|scrapeIntervalMs/);
+  });
+
+  it('more local engines than the bound, fixed or autoscaled', async () => {
+    const fixed = await runCli(['serve', '--port', '0', '--engines', '300'], 30_000);
+    assertUsageLine(fixed, /^switchyard: --engines 300: expected at most 256 local engines/);
+    // The actuator would have spawned up to 100,000 engine processes under load.
+    const pooled = await runCli(
+      ['serve', '--port', '0', '--autoscaler', 'kpa', '--max-instances', '100000'],
+      30_000,
+    );
+    assertUsageLine(
+      pooled,
+      /^switchyard: --max-instances 100000: expected at most 256 local engines per model/,
+    );
   });
 
   it("the config's autoscaler bounds the wrong way round, naming them as the config does", async () => {
