@@ -661,7 +661,7 @@ export function registerServeCommand(program: Command): void {
     )
     .option(
       '--served-model-name <name>',
-      'local sim engines: the model name requests use (e.g. meta-llama/Llama-3.1-8B-Instruct; default --model)',
+      'local engines: the model name requests use (e.g. meta-llama/Llama-3.1-8B-Instruct; default --model, a GGUF file its base name)',
     )
     .option('--gpu <id>', 'GPU the local sim engines model', 'h100')
     .option('--time-scale <x>', 'local sim engines: wall time per modelled time', positiveNumber)
