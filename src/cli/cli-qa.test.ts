@@ -155,6 +155,16 @@ describe('bad values name their flag', () => {
     await assertUsageError([...SIM, '--stages', '8:5,'], /stage 2 of 2 is empty/);
   });
 
+  it('fidelity: an unknown GPU in one of several cases names its file', async () => {
+    const good = fileURLToPath(new URL('../../data/fidelity/h100-llama-3.1-8b-c1.yaml', import.meta.url));
+    const bad = join(dir, 'bad-gpu.yaml');
+    writeFileSync(bad, readFileSync(good, 'utf8').replace('gpu: h100', 'gpu: h900'));
+    await assertUsageError(
+      ['fidelity', '--no-progress', good, bad],
+      /fidelity case '.*bad-gpu\.yaml': unknown gpu 'h900'/,
+    );
+  });
+
   it('plan-gpus --gpus with an unknown GPU (it read as one without a price)', async () => {
     await assertUsageError(
       [

@@ -56,7 +56,7 @@ export function registerFidelityCommand(program: Command): void {
         checkOutputFile('json', flags.json);
       }
       // Every file is validated before any case runs, so a typo in the last one fails at once.
-      const cases = paths.map(loadFidelityCase);
+      const cases = paths.map((path) => inCase(`fidelity case '${path}'`, () => loadFidelityCase(path)));
       const seen = new Set<string>();
       for (const c of cases) {
         if (seen.has(c.name))
@@ -69,7 +69,7 @@ export function registerFidelityCommand(program: Command): void {
           step(c.name, `case ${i + 1} of ${cases.length}`);
           // Let the bar draw between cases.
           await new Promise((resolve) => setImmediate(resolve));
-          out.push(runCase(c));
+          out.push(inCase(`fidelity case '${c.name}'`, () => runCase(c)));
         }
         return out;
       });
@@ -88,6 +88,23 @@ export function registerFidelityCommand(program: Command): void {
         process.stdout.write(`wrote ${flags.json}\n`);
       }
     });
+}
+
+/**
+ * Runs `work`, prefixing a handled error's message with the case it is about (an unknown GPU or
+ * a TP the model cannot split by would otherwise not say which of many files holds it).
+ */
+function inCase<T>(label: string, work: () => T): T {
+  try {
+    return work();
+  } catch (error) {
+    if (!(error instanceof SwitchyardError) || error.message.includes(label)) throw error;
+    throw new SwitchyardError(
+      error.code,
+      `${label}: ${error.message}`,
+      error.details as Record<string, unknown>,
+    );
+  }
 }
 
 /**
