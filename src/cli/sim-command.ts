@@ -185,7 +185,7 @@ export function registerSimCommand(program: Command): void {
     )
     .option(
       '--instances <n>',
-      `number of engine instances, 1 to ${INSTANCES_MAX}`,
+      `number of engine instances, 1 to ${INSTANCES_MAX} (with --autoscaler and no --max-instances: the pool)`,
       intInRange(1, INSTANCES_MAX),
       SIM_DEFAULTS.instances,
     )
