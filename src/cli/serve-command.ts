@@ -55,7 +55,8 @@ interface ServeFlags {
   readonly allowedMethods?: string[];
   readonly allowedHeaders?: string[];
   readonly allowCredentials?: boolean;
-  readonly timeScale?: number;
+  /** As typed (checked by `positiveNumber`): passed on to each engine unchanged. */
+  readonly timeScale?: string;
   readonly scrapeIntervalMs?: number;
   readonly engineStartTimeoutMs: number;
   readonly autoscaler?: string;
@@ -226,7 +227,7 @@ function engineArgs(
   }
   const args = ['--gpu', flags.gpu, '--model', spec.model || DEFAULT_SIM_MODEL];
   if (spec.served !== undefined) args.push('--served-model-name', spec.served);
-  if (flags.timeScale !== undefined) args.push('--time-scale', String(flags.timeScale));
+  if (flags.timeScale !== undefined) args.push('--time-scale', flags.timeScale);
   return args;
 }
 
@@ -664,7 +665,11 @@ export function registerServeCommand(program: Command): void {
       'local engines: the model name requests use (e.g. meta-llama/Llama-3.1-8B-Instruct; default --model, a GGUF file its base name)',
     )
     .option('--gpu <id>', 'GPU the local sim engines model', 'h100')
-    .option('--time-scale <x>', 'local sim engines: wall time per modelled time', positiveNumber)
+    .option('--time-scale <x>', 'local sim engines: wall time per modelled time', (value: string) => {
+      // Checked here, before any engine starts; the engines get the text as typed.
+      positiveNumber(value);
+      return value;
+    })
     .addOption(
       new Option(
         '--policy <name>',
