@@ -1,7 +1,7 @@
 /**
  * End-to-end: scale to zero with real processes. `switchyard serve` fronts two llama models at zero
- * engines (`--min-instances 0`): `tiny` (the tiny random-weight GGUF) and `broken` (a file whose GGUF
- * header the engine refuses). /v1/models lists both before any engine runs. The first request to
+ * engines (`--min-instances 0`): `tiny` (the tiny random-weight GGUF) and `broken` (that file cut
+ * short: its header passes, its tensors do not load). /v1/models lists both before any engine runs. The first request to
  * `tiny` starts its engine and is answered; requests arriving while it starts are held and all
  * answered; a later request is warm (not held); after the keep-alive (the last request's
  * `keep_alive: 0`) the engine stops, and the next request starts it again. Requests to `broken` get
@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, it } from 'node:test';
@@ -77,9 +77,10 @@ const replicas = (m: Map<string, number>, model: string, phase: string) =>
 
 it('starts a model on its first request, holds what arrives meanwhile, stops it after the keep-alive, and fails the requests of an engine that cannot start', async () => {
   const tiny = ensureTinyLlamaGguf(join(ROOT, TINY_LLAMA_DEFAULT_PATH));
-  // A GGUF magic with a version no reader knows: the engine exits 2 before it is ready.
+  // The tiny model cut short: its header passes serve's check, llama.cpp refuses its tensors, and
+  // the engine exits 2 before it is ready. (A file with no valid header is refused by serve itself.)
   const broken = join(dir, 'broken.gguf');
-  writeFileSync(broken, Buffer.concat([Buffer.from('GGUF'), Buffer.alloc(60, 9)]));
+  writeFileSync(broken, readFileSync(tiny).subarray(0, 300_000));
 
   const { url, stderr, stop } = await startServe(
     [
