@@ -25,6 +25,16 @@ describe('rate-curve files', () => {
     ]);
   });
 
+  it('reads a spreadsheet export: quoted cells and empty cells at the end', () => {
+    assert.deepEqual(parseRateCurve('"time_s","rate",\n"0","1",\n"60","2",,\n', 'c.csv'), [
+      { timeS: 0, rateRps: 1 },
+      { timeS: 60, rateRps: 2 },
+    ]);
+    assert.throws(() => parseRateCurve('0,1,\n60,2,5\n', 'c.csv'), {
+      message: /^c\.csv:2: expected 2 columns/,
+    });
+  });
+
   it('takes the usual names for the two columns as a header', () => {
     for (const header of ['time,rate', 'T,RPS', 't_s,req/s', 'seconds,qps', 'time_s,rate_rps'])
       assert.deepEqual(parseRateCurve(`${header}\n0,1\n60,2\n`, 'c.csv'), [

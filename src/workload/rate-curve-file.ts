@@ -14,8 +14,24 @@ export const RATE_CURVE_POINTS_MAX = 1_000_000;
 
 const NUMBER_RE = /^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$/;
 
-function parseCell(cell: string): number | undefined {
+/** A cell without its spaces and the double quotes a spreadsheet may put around it. */
+function unquote(cell: string): string {
   const s = cell.trim();
+  return s.length >= 2 && s.startsWith('"') && s.endsWith('"') ? s.slice(1, -1).trim() : s;
+}
+
+/**
+ * A line's cells, less the empty ones a spreadsheet export leaves at the end (`0,2,`): they hold
+ * nothing, so dropping them reads the same point.
+ */
+function cellsOf(text: string): string[] {
+  const cells = text.split(',').map(unquote);
+  while (cells.length > 2 && cells.at(-1) === '') cells.pop();
+  return cells;
+}
+
+function parseCell(cell: string): number | undefined {
+  const s = unquote(cell);
   if (!NUMBER_RE.test(s)) return undefined;
   const n = Number(s);
   return Number.isFinite(n) ? n : undefined;
@@ -31,7 +47,7 @@ export function parseRateCurve(text: string, file: string): RatePoint[] {
   let lastLine = 1;
   for (const [i, line] of lines.entries()) {
     lastLine = line.number;
-    const cells = line.text.split(',');
+    const cells = cellsOf(line.text);
     if (i === 0 && cells.length === 2 && parseCell(cells[0] as string) === undefined) {
       checkHeader(cells, line.text, file, line.number);
       continue;
