@@ -270,8 +270,6 @@ function checkLlamaModel(
   } catch {
     throw invalidArgument('model', path, 'a readable GGUF file');
   }
-  // Not a GGUF at all: said now, not by each engine (with --min-instances 0, at the first request).
-  checkGgufHeader(path);
   const free = freemem();
   const gib = (n: number) => `${(n / GIB).toFixed(1)} GiB`;
   if (bytes > free)
@@ -284,6 +282,8 @@ function checkLlamaModel(
     warn(
       `switchyard serve: warning: ${count} llama engines x ${gib(bytes)} model = ${gib(bytes * count)}, more than the ${gib(free)} free; each engine loads the model (use --engines 1 or fewer engines)`,
     );
+  // Not a GGUF at all: said now, not by each engine (with --min-instances 0, at the first request).
+  checkGgufHeader(path);
 }
 
 /**
