@@ -5,7 +5,8 @@
  * for a GGUF model), and a usage error exits 2 with one line. SIGTERM / SIGINT drain (ready and new
  * requests answer 503, in-flight requests finish, bounded by drainTimeoutMs); a second signal says
  * what is still draining; a third ends the drain at once, every open stream getting an SSE error and
- * `[DONE]`. Then the local engines stop and it exits 0.
+ * `[DONE]`. Then the local engines stop and it exits 0. A signal during start-up stops the engines
+ * still starting (a launch is aborted, not awaited) and exits 0 with a line.
  */
 import { statSync } from 'node:fs';
 import { createServer } from 'node:net';
