@@ -58,18 +58,20 @@ describe('sim --autoscaler pool', () => {
   });
 
   it('is --instances when given, --max-instances over both, and at least --min-instances', async () => {
-    const json = join(dir, 'pool.json');
-    const given = await runCli([...LOAD, '--instances', '3', '--json', json]);
-    assert.equal(given.code, 0, given.stderr);
-    assert.equal(poolOf(json), 3);
+    const json = (name: string): string => join(dir, `pool-${name}.json`);
+    // Three processes at once: each writes its own report.
+    const [given, max, min] = await Promise.all([
+      runCli([...LOAD, '--instances', '3', '--json', json('given')]),
+      runCli([...LOAD, '--instances', '3', '--max-instances', '5', '--json', json('max')]),
+      // Was refused as "invalid max-instances '4'", a flag the user never gave.
+      runCli([...LOAD, '--min-instances', '20', '--json', json('min')]),
+    ]);
+    for (const run of [given, max, min]) assert.equal(run.code, 0, run.stderr);
+    assert.equal(poolOf(json('given')), 3);
     assert.match(given.stdout, /pool: 1 to 3 instances \(the most: the cluster size/);
-    const max = await runCli([...LOAD, '--instances', '3', '--max-instances', '5', '--json', json]);
-    assert.equal(poolOf(json), 5);
+    assert.equal(poolOf(json('max')), 5);
     assert.match(max.stdout, /pool: 1 to 5 instances \(the most: --max-instances\)/);
-    // Was refused as "invalid max-instances '4'", a flag the user never gave.
-    const min = await runCli([...LOAD, '--min-instances', '20', '--json', json]);
-    assert.equal(min.code, 0, min.stderr);
-    assert.equal(poolOf(json), 20);
+    assert.equal(poolOf(json('min')), 20);
   });
 
   it("is the config file's cluster size when it gives one (it was the flag's default, 4)", async () => {
