@@ -150,6 +150,15 @@ describe('bad values name their flag', () => {
       await assertUsageError([...SIM, flag, ''], new RegExp(`${flag} <[^>]+>' argument '' is invalid`));
   });
 
+  it("sim --rate-curve with a --duration past the curve's end (the run stopped at the end, the label said otherwise)", async () => {
+    const curve = join(dir, 'curve.csv');
+    writeFileSync(curve, 'time_s,rate\n0,2\n120,4\n');
+    await assertUsageError(
+      [...SIM, '--rate-curve', curve, '--duration', '121'],
+      /invalid duration '121': expected at most the rate curve's end, 120 s/,
+    );
+  });
+
   it('sim --stages in hex or with a stray comma', async () => {
     await assertUsageError([...SIM, '--stages', '0x10:5'], /invalid stages '0x10:5'/);
     await assertUsageError([...SIM, '--stages', '8:5,'], /stage 2 of 2 is empty/);

@@ -5,6 +5,7 @@
 import { Option } from 'commander';
 import { assertNever } from '../core/assert.ts';
 import { invalidArgument } from '../core/errors.ts';
+import { readRateCurve } from '../workload/rate-curve-file.ts';
 import { filePath, nonNegativeNumber, positiveNumber } from './parse.ts';
 
 /** The time-varying kinds `--workload` accepts. */
@@ -181,6 +182,21 @@ export function timeVaryingWorkload(
   return specOf(kind, flags, common);
 }
 
+/**
+ * A rate curve ends at its last point: a --duration past it would be printed as the run's length
+ * while the run stopped earlier. (A config file's `repeat: true` loops a curve.)
+ */
+function checkDurationWithinCurve(file: string, durationS: number | undefined): void {
+  if (durationS === undefined) return;
+  const endS = readRateCurve(file).at(-1)?.timeS ?? 0;
+  if (durationS > endS)
+    throw invalidArgument(
+      'duration',
+      durationS,
+      `at most the rate curve's end, ${endS} s (${file} ends there; a config file's workload with repeat: true loops it)`,
+    );
+}
+
 /** The spec of one kind from its flags; without --duration or --requests a periodic kind runs one period. */
 function specOf(
   kind: Kind,
@@ -218,8 +234,11 @@ function specOf(
         ...(unbounded ? { durationS: burstS + gapS } : {}),
       };
     }
-    case 'rate-curve':
-      return { kind, file: required(flags.rateCurve, 'rate-curve', kind), ...common };
+    case 'rate-curve': {
+      const file = required(flags.rateCurve, 'rate-curve', kind);
+      checkDurationWithinCurve(file, flags.duration);
+      return { kind, file, ...common };
+    }
     case 'servegen':
       return {
         kind,
