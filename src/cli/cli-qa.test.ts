@@ -11,6 +11,7 @@ import { describe, it, mock } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { main, USAGE_EXIT_CODE } from './main.ts';
 import { checkOutputFile } from './output-file.ts';
+import { alignColumns } from './plan-gpus-command.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-cli-qa-'));
 /** A regular file: a path under it cannot be created, even by root. */
@@ -191,5 +192,21 @@ describe('bad values name their flag', () => {
       ],
       /invalid gpus 'zz': expected GPUs from .*h100/,
     );
+  });
+});
+
+describe('plan-gpus table', () => {
+  it('widens each column to its widest cell (a billion req/s overran the fixed widths)', () => {
+    const lines = alignColumns(
+      [
+        ['instances', 'gpu', '$/hour', 'utilization'],
+        ['35246001', 'h200', '$373607610.60', '100%'],
+      ],
+      [true, false, true, true],
+    );
+    assert.deepEqual(lines, [
+      '  instances  gpu          $/hour  utilization',
+      '   35246001  h200  $373607610.60  100%',
+    ]);
   });
 });

@@ -91,25 +91,53 @@ function usd(x: number): string {
   return `$${x.toFixed(2)}`;
 }
 
+/**
+ * Rows of cells as lines, each column as wide as its widest cell (a plan for a billion req/s has
+ * eight-digit counts and nine-digit dollars), right-aligned where `right` says, two spaces apart.
+ */
+export function alignColumns(rows: readonly (readonly string[])[], right: readonly boolean[]): string[] {
+  const widths = right.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows.map((r) =>
+    `  ${r
+      .map((cell, c) =>
+        c === r.length - 1 ? cell : right[c] ? cell.padStart(widths[c] ?? 0) : cell.padEnd(widths[c] ?? 0),
+      )
+      .join('  ')}`.trimEnd(),
+  );
+}
+
 /** The plan as text: the mix, then where each bucket's requests go. */
 export function formatPlan(plan: GpuPlan, prices: GpuPrices): string {
   const lines = [
     `${plan.model} at ${plan.rateRps} req/s: ${usd(plan.usdPerHour)}/hour on ${plan.gpuCount} GPUs`,
     '',
-    '  instances  gpu         tp  $/hour     utilization',
+    ...alignColumns(
+      [
+        ['instances', 'gpu', 'tp', '$/hour', 'utilization'],
+        ...plan.variants.map((v) => [
+          String(v.instances),
+          v.variant.gpu,
+          String(v.variant.tp),
+          usd(v.usdPerHour),
+          `${(v.utilization * 100).toFixed(0)}%`,
+        ]),
+      ],
+      [true, false, true, true, true],
+    ),
+    '',
+    ...alignColumns(
+      [
+        ['bucket (tokens)', 'share', 'req/s', 'served by'],
+        ...plan.buckets.map((b) => [
+          b.bucket,
+          `${(b.share * 100).toFixed(1)}%`,
+          b.rateRps.toFixed(2),
+          b.slices.map((x) => `${x.gpu}/tp${x.tp} ${(x.fraction * 100).toFixed(0)}%`).join(', '),
+        ]),
+      ],
+      [false, true, true, false],
+    ),
   ];
-  for (const v of plan.variants) {
-    lines.push(
-      `  ${String(v.instances).padStart(9)}  ${v.variant.gpu.padEnd(10)}  ${String(v.variant.tp).padStart(2)}  ${usd(v.usdPerHour).padEnd(9)}  ${(v.utilization * 100).toFixed(0)}%`,
-    );
-  }
-  lines.push('', '  bucket (tokens)                     share  req/s    served by');
-  for (const b of plan.buckets) {
-    const slices = b.slices.map((s) => `${s.gpu}/tp${s.tp} ${(s.fraction * 100).toFixed(0)}%`).join(', ');
-    lines.push(
-      `  ${b.bucket.padEnd(34)}  ${(b.share * 100).toFixed(1).padStart(5)}%  ${b.rateRps.toFixed(2).padStart(7)}  ${slices}`,
-    );
-  }
   const unpriced = [
     ...new Set(plan.skipped.filter((s) => s.reason.startsWith('no price')).map((s) => s.gpu)),
   ];
