@@ -20,12 +20,16 @@ import { availableParallelism } from 'node:os';
 import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { planPd } from '../src/control/pd-planner/plan.ts';
+import { Rng } from '../src/core/rng.ts';
+import { kvLink } from '../src/model/kv-link.ts';
 import { PD_CONDITIONAL_RULES, type PdConditionalRule } from '../src/policies/disagg/conditional.ts';
 import { parseWithSchema } from '../src/twin/config.ts';
 import { GOODPUT_DEFAULTS, goodputSweep, scaleWorkload } from '../src/twin/goodput.ts';
 import { PD_LINK_DEFAULT, PD_POLICY_DEFAULT } from '../src/twin/pd-host.ts';
 import type { SimSummary } from '../src/twin/report/types.ts';
 import { offeredRateRps, runTwinSpec, type TwinSettings } from '../src/twin/run.ts';
+import { createWorkload } from '../src/workload/create.ts';
 import { type WorkloadSpec, workloadSpecSchema } from '../src/workload/spec.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -227,6 +231,41 @@ function runPool(jobs: readonly Job[], workers: number): Promise<JobResult[]> {
   });
 }
 
+// ---- the planner's pick ----
+
+/** Requests of a workload the planner reads, as `--plan-pd --trace` reads a trace's. */
+const PLAN_LENGTHS_MAX = 3000;
+
+/**
+ * What `switchyard sim --plan-pd --gpus 8 --tp 1` plans for a workload and SLO (the lengths of its
+ * own requests, the page's link, rate unbounded): the split the sweep can then judge. TP 1, the one
+ * TP the page's clusters run. Undefined when no TP-1 split meets the SLOs in the model.
+ */
+function plannedSplit(w: WorkloadCase, sloKind: 'tight' | 'loose'): Layout | undefined {
+  const slo = w[sloKind];
+  const spec = parseWithSchema(workloadSpecSchema, { ...w.workload, slo }, 'workload');
+  const lengths: { inputTokens: number; generatedTokens: number }[] = [];
+  for (const r of createWorkload(spec, new Rng(SEED))) {
+    lengths.push({ inputTokens: r.inputTokens, generatedTokens: Math.max(1, r.trueOutputTokens) });
+    if (lengths.length >= PLAN_LENGTHS_MAX) break;
+  }
+  try {
+    const plan = planPd({
+      model: MODEL,
+      gpu: GPU,
+      gpus: GPUS,
+      rateRps: Number.POSITIVE_INFINITY,
+      lengths,
+      objectives: { ttftMs: slo.ttftMs, tpotMs: slo.tpotMs, attainment: TARGET },
+      link: kvLink(PD_LINK_DEFAULT),
+      tpDegrees: [1],
+    });
+    return { prefill: plan.split.prefill.instances, decode: plan.split.decode.instances };
+  } catch {
+    return undefined;
+  }
+}
+
 // ---- the page ----
 
 const f0 = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : '∞');
@@ -340,18 +379,22 @@ function renderDoc(results: readonly JobResult[], wallS: number, workers: number
   }
   lines.push('', '## Summary', '');
   lines.push(
-    '| workload | SLO | colocated goodput/GPU | best P/D split | its goodput/GPU | P/D vs colocated | best conditional (rule, split) | its goodput/GPU | conditional vs colocated | conditional vs P/D |',
-    '|---|---|---:|---|---:|---:|---|---:|---:|---:|',
+    '| workload | SLO | colocated goodput/GPU | best P/D split | its goodput/GPU | P/D vs colocated | planned split (`--plan-pd --tp 1`) | its goodput/GPU | planned vs best | best conditional (rule, split) | its goodput/GPU | conditional vs colocated | conditional vs P/D |',
+    '|---|---|---:|---|---:|---:|---|---:|---:|---|---:|---:|---:|',
   );
   const vs = verdicts(results);
   for (const v of vs) {
     const pd = v.best?.goodputRps ?? 0;
     const c = bestConditionalOf(v);
     const cg = c?.goodputRps ?? 0;
+    const planned = plannedSplit(v.w, v.sloKind);
+    const pr = planned === undefined ? undefined : find(results, v.w.key, v.sloKind, planned);
+    const pg = pr?.goodputRps ?? 0;
     lines.push(
-      `| ${v.w.title} | ${v.sloKind} | ${f2(v.colocated / GPUS)} | ${v.best ? label(v.best.job.layout) : 'n/a'} | ${f2(pd / GPUS)} | ${ratio(pd, v.colocated)} | ${c ? label(c.job.layout) : 'n/a'} | ${f2(cg / GPUS)} | ${ratio(cg, v.colocated)} | ${ratio(cg, pd)} |`,
+      `| ${v.w.title} | ${v.sloKind} | ${f2(v.colocated / GPUS)} | ${v.best ? label(v.best.job.layout) : 'n/a'} | ${f2(pd / GPUS)} | ${ratio(pd, v.colocated)} | ${planned ? label(planned) : 'none meets the SLOs'} | ${f2(pg / GPUS)} | ${ratio(pg, pd)} | ${c ? label(c.job.layout) : 'n/a'} | ${f2(cg / GPUS)} | ${ratio(cg, v.colocated)} | ${ratio(cg, pd)} |`,
     );
   }
+  lines.push('', ...plannerVerdict(results, vs));
   lines.push('', 'Each rule at its own best split:', '');
   lines.push(
     `| workload | SLO | ${PD_CONDITIONAL_RULES.map((r) => `${r}: split | goodput/GPU | vs P/D`).join(' | ')} |`,
@@ -438,6 +481,29 @@ function whereItWinsAndLoses(vs: readonly Verdict[]): string[] {
     '  SLO-meeting requests per GPU. It does not do more work; it keeps the tail inside the SLO.',
     '- **The split matters as much as the choice.** Only the best one or two splits beat colocated; a planner',
     '  (`switchyard sim --plan-pd`) or a sweep like this one has to pick it per workload and SLO.',
+  ];
+}
+
+/**
+ * How the planner's pick (src/control/pd-planner, analytic, no simulation) fares against the sweep
+ * of every split: on how many settings it is the best (within the sweep's resolution), and what it
+ * gives up elsewhere.
+ */
+function plannerVerdict(results: readonly JobResult[], vs: readonly Verdict[]): string[] {
+  const misses: string[] = [];
+  let hits = 0;
+  for (const v of vs) {
+    const planned = plannedSplit(v.w, v.sloKind);
+    const pg = planned === undefined ? 0 : (find(results, v.w.key, v.sloKind, planned)?.goodputRps ?? 0);
+    const best = v.best?.goodputRps ?? 0;
+    if (pg * MARGIN >= best) hits++;
+    else
+      misses.push(
+        `${v.w.title}, ${v.sloKind} (${planned ? label(planned) : 'no plan'}: ${ratio(pg, best)} against ${v.best ? label(v.best.job.layout) : 'n/a'})`,
+      );
+  }
+  return [
+    `**The planner's pick** (\`switchyard sim --plan-pd --gpus ${GPUS} --tp 1\` on each workload's lengths, SLOs and link; analytic, simulates nothing) is the best split, within ${pctOf(MARGIN)}, on ${hits} of ${vs.length} settings${misses.length > 0 ? `; elsewhere: ${misses.join('; ')}` : ''}.`,
   ];
 }
 
