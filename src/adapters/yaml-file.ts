@@ -4,7 +4,7 @@
  * config, the sim config and fidelity cases all fail the same way.
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, YAMLError } from 'yaml';
 import { type ErrorCode, SwitchyardError } from '../core/errors.ts';
 
 /** How a loader wants its failures reported. */
@@ -34,10 +34,38 @@ export function readYamlFile(path: string, what: string, errors: YamlFileErrors 
   try {
     return parseYaml(text) as unknown;
   } catch (error) {
-    throw new SwitchyardError(
-      'SY_ERR_INVALID_CONFIG',
-      `${what} is not valid YAML: ${(error as Error).message}`,
-      details,
-    );
+    if (!(error instanceof YAMLError)) throw error;
+    const where = yamlErrorWhere(error, text);
+    throw new SwitchyardError('SY_ERR_INVALID_CONFIG', `${what} is not valid YAML: ${where.text}`, {
+      ...details,
+      ...where.details,
+    });
   }
+}
+
+/** Longest source excerpt an error quotes. */
+const YAML_EXCERPT_CHARS_MAX = 80;
+
+/**
+ * One line for a YAML error: `line L, column C: <message> (<code>); near "<source>"`. The library's
+ * own message ends in a multi-line excerpt with a caret (and a blank line where the error sits on an
+ * empty line); the position and code come from its `linePos` and `code` instead, and the excerpt is
+ * the last non-blank source line at or before the error.
+ */
+export function yamlErrorWhere(
+  error: YAMLError,
+  text: string,
+): { text: string; details: Record<string, unknown> } {
+  const message = (error.message.split(/ at line \d+, column \d+:/)[0] ?? error.message).trim();
+  const pos = error.linePos?.[0];
+  if (pos === undefined) return { text: `${message} (${error.code})`, details: { yamlCode: error.code } };
+  const lines = text.split(/\r?\n/);
+  let near = '';
+  for (let i = Math.min(pos.line, lines.length) - 1; i >= 0 && near === ''; i--)
+    near = (lines[i] ?? '').trim();
+  if (near.length > YAML_EXCERPT_CHARS_MAX) near = `${near.slice(0, YAML_EXCERPT_CHARS_MAX)}...`;
+  return {
+    text: `line ${pos.line}, column ${pos.col}: ${message} (${error.code})${near === '' ? '' : `; near ${JSON.stringify(near)}`}`,
+    details: { line: pos.line, column: pos.col, yamlCode: error.code },
+  };
 }
