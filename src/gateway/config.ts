@@ -42,52 +42,70 @@ const httpUrl = z
 
 const path = z.string().startsWith('/').max(1024);
 
+/**
+ * Why a backend's URL (trailing slashes already dropped) is refused, or undefined. A URL ending in
+ * `/v1` is the OpenAI client's base URL (LiteLLM's `api_base`, the openai SDK's `base_url`), copied
+ * where the gateway wants the server's root as vLLM production-stack's `--static-backends` does: the
+ * gateway appends `/v1/...` and the health path itself, so it would call `/v1/v1/...` and
+ * `/v1/health` (404s and "no healthy instance"). Refused rather than rewritten, so the URL the
+ * gateway calls is always the one written (docs/gateway.md, Backends).
+ */
+export function backendUrlProblem(id: string, url: string): string | undefined {
+  if (!/\/v1$/i.test(url)) return undefined;
+  return `backend '${id}': url '${url}' ends in /v1 (an OpenAI client's base URL); give the server's root, url: ${url.slice(0, -3)}: the gateway appends /v1/... and the health path itself`;
+}
+
 /** One engine behind the gateway. */
-export const backendConfigSchema = z.strictObject({
-  /** Unique instance id (policies and the admin API name instances by it). */
-  id: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'expected 1-64 characters of [A-Za-z0-9._:-]'),
-  type: z.enum(BACKEND_TYPES),
-  /** Base URL: the gateway appends /v1/... (a trailing slash is dropped). */
-  url: httpUrl,
-  /** Model ids the engine serves (what requests name). */
-  models: z.array(z.string().min(1).max(512)).min(1).max(256),
-  /**
-   * The phases this engine serves (docs/disaggregation.md). `both` (the default): whole requests.
-   * `prefill` / `decode`: one side of a disaggregated pair; the model's requests then run the
-   * engines' own P/D protocol (`pdProtocol`) through a prefill and a decode instance.
-   */
-  role: z.enum(BACKEND_ROLES).default('both'),
-  /** With role prefill or decode: whose P/D protocol the engine speaks (vLLM's NIXL proxy flow, SGLang's bootstrap rooms). */
-  pdProtocol: z.enum(PD_PROTOCOLS).optional(),
-  /** SGLang prefill backends: the port of the engine's bootstrap server (SGLang's --disaggregation-bootstrap-port). Default: the URL's port. */
-  bootstrapPort: z.number().int().min(1).max(65_535).optional(),
-  /** GPU class from the catalogue: KV sizing, and policies that predict time (goodput, mooncake, preble). */
-  gpu: z.string().min(1).default('h100'),
-  tp: z.number().int().min(1).max(64).default(1),
-  /**
-   * The catalogue model (src/model/models.ts) whose performance this engine has, with `gpu` and `tp`,
-   * for policies that predict time. Absent: the first of `models` that is a catalogue id or a
-   * catalogue model's Hugging Face name (case-insensitive), e.g. meta-llama/Llama-3.1-8B-Instruct.
-   */
-  perfModel: z.string().min(1).max(128).optional(),
-  /** Prometheus metrics path; null: do not scrape. Default: /metrics, except type openai (null). */
-  metricsPath: path.nullable().optional(),
-  /** Health-check path. Default: /health, except type openai (/v1/models). */
-  healthPath: path.optional(),
-  /** vLLM-format KV events over ZMQ (tcp://host:port). */
-  kvEvents: z
-    .string()
-    .regex(/^tcp:\/\/[^\s]+:\d+$/, 'expected tcp://host:port')
-    .optional(),
-  /** ZMQ topic to subscribe to ('' = all). */
-  kvEventsTopic: z.string().max(256).optional(),
-  /** The served model's tokenizer and the engine's block hashing: precise kv-events routing for non-built-in engines. */
-  tokenizer: tokenizerConfigSchema.optional(),
-  /** Sent upstream as `Authorization: Bearer <apiKey>` (hosted OpenAI-compatible APIs). */
-  apiKey: z.string().min(1).optional(),
-  /** Keep-alive connections the gateway may hold open to this backend. */
-  connectionsMax: z.number().int().min(1).max(4096).default(256),
-});
+export const backendConfigSchema = z
+  .strictObject({
+    /** Unique instance id (policies and the admin API name instances by it). */
+    id: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'expected 1-64 characters of [A-Za-z0-9._:-]'),
+    type: z.enum(BACKEND_TYPES),
+    /** Base URL: the gateway appends /v1/... (a trailing slash is dropped). */
+    url: httpUrl,
+    /** Model ids the engine serves (what requests name). */
+    models: z.array(z.string().min(1).max(512)).min(1).max(256),
+    /**
+     * The phases this engine serves (docs/disaggregation.md). `both` (the default): whole requests.
+     * `prefill` / `decode`: one side of a disaggregated pair; the model's requests then run the
+     * engines' own P/D protocol (`pdProtocol`) through a prefill and a decode instance.
+     */
+    role: z.enum(BACKEND_ROLES).default('both'),
+    /** With role prefill or decode: whose P/D protocol the engine speaks (vLLM's NIXL proxy flow, SGLang's bootstrap rooms). */
+    pdProtocol: z.enum(PD_PROTOCOLS).optional(),
+    /** SGLang prefill backends: the port of the engine's bootstrap server (SGLang's --disaggregation-bootstrap-port). Default: the URL's port. */
+    bootstrapPort: z.number().int().min(1).max(65_535).optional(),
+    /** GPU class from the catalogue: KV sizing, and policies that predict time (goodput, mooncake, preble). */
+    gpu: z.string().min(1).default('h100'),
+    tp: z.number().int().min(1).max(64).default(1),
+    /**
+     * The catalogue model (src/model/models.ts) whose performance this engine has, with `gpu` and `tp`,
+     * for policies that predict time. Absent: the first of `models` that is a catalogue id or a
+     * catalogue model's Hugging Face name (case-insensitive), e.g. meta-llama/Llama-3.1-8B-Instruct.
+     */
+    perfModel: z.string().min(1).max(128).optional(),
+    /** Prometheus metrics path; null: do not scrape. Default: /metrics, except type openai (null). */
+    metricsPath: path.nullable().optional(),
+    /** Health-check path. Default: /health, except type openai (/v1/models). */
+    healthPath: path.optional(),
+    /** vLLM-format KV events over ZMQ (tcp://host:port). */
+    kvEvents: z
+      .string()
+      .regex(/^tcp:\/\/[^\s]+:\d+$/, 'expected tcp://host:port')
+      .optional(),
+    /** ZMQ topic to subscribe to ('' = all). */
+    kvEventsTopic: z.string().max(256).optional(),
+    /** The served model's tokenizer and the engine's block hashing: precise kv-events routing for non-built-in engines. */
+    tokenizer: tokenizerConfigSchema.optional(),
+    /** Sent upstream as `Authorization: Bearer <apiKey>` (hosted OpenAI-compatible APIs). */
+    apiKey: z.string().min(1).optional(),
+    /** Keep-alive connections the gateway may hold open to this backend. */
+    connectionsMax: z.number().int().min(1).max(4096).default(256),
+  })
+  .superRefine((b, ctx) => {
+    const problem = backendUrlProblem(b.id, b.url);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['url'], message: problem });
+  });
 export type BackendConfig = z.infer<typeof backendConfigSchema>;
 
 /** A tenant: an API key, its name and the admission limits of `tenantConfigSchema`. */
