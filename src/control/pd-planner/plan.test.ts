@@ -184,6 +184,22 @@ describe('P/D planner', () => {
     assert.deepEqual([plan.split.prefill.instances, plan.split.decode.instances], [4, 4]);
   });
 
+  it('prices short prompts batched into one prefill step, as an engine runs them', () => {
+    // 200 in / 400 out at TTFT 200 / TPOT 10 ms (scripts/pd-robust.ts, chat-tight): the twin's
+    // goodput per GPU is 30.7 at 1:7 and 28.7 at 2:6. One prompt per step, one prefill instance
+    // looked too slow for the load seven decode instances carry, and the plan took 2:6.
+    const plan = planPd({
+      ...BASE,
+      lengths: [{ inputTokens: 200, generatedTokens: 400 }],
+      tpDegrees: [1],
+      objectives: { ttftMs: 200, tpotMs: 10, attainment: 0.9 },
+    });
+    assert.deepEqual([plan.split.prefill.instances, plan.split.decode.instances], [1, 7]);
+    // Prompts too long to share a step are priced as before: one per step.
+    const long = planPd({ ...BASE, lengths: [{ inputTokens: 8000, generatedTokens: 500 }], tpDegrees: [1] });
+    assert.ok(long.split.prefill.instances >= 2);
+  });
+
   it('with fixed TP degrees, searches only those, and refuses a budget below one instance per side', () => {
     const plan = planPd({ ...BASE, tpDegrees: [2] });
     assert.equal(plan.split.prefill.tp, 2);

@@ -13,6 +13,7 @@ import { modelSpec } from '../../model/models.ts';
 import type { ModelSpec } from '../../model/types.ts';
 import {
   type CapacityFn,
+  type EngineLimits,
   type EngineOptions,
   engineLimits,
   perfModelCapacity,
@@ -274,7 +275,14 @@ function pairCaps(ctx: Context, tpP: number, tpD: number): PhaseCaps {
     const budgetMs = o.ttftMs - added;
     prefill.push(
       budgetMs > 0
-        ? disagg(pVariant, { ttftMs: budgetMs }, b.inputTokens, b.generatedTokens).requestsPerS
+        ? Math.max(
+            disagg(pVariant, { ttftMs: budgetMs }, b.inputTokens, b.generatedTokens).requestsPerS,
+            batchedPrefillRps(
+              engineLimits(input.gpu, input.model, tpP, input.engine ?? {}),
+              b.inputTokens,
+              budgetMs,
+            ),
+          )
         : 0,
     );
     const dVariant = { model: input.model, gpu: input.gpu, tp: tpD, role: 'decode' as const };
@@ -285,6 +293,28 @@ function pairCaps(ctx: Context, tpP: number, tpD: number): PhaseCaps {
     decode.push(decodeRps * SATURATION_SHARE_MAX);
   }
   return { prefill, decode, transferMs };
+}
+
+/**
+ * Prompts per second a prefill instance serves when it batches several short prompts into one step
+ * (up to the step's token budget and max_num_seqs), as vLLM's scheduler does: the largest batch whose
+ * step, waited for about one and a half times (the step in progress, then its own), stays within the
+ * TTFT budget, planned on at most SATURATION_SHARE_MAX of its rate. 0 when not even two fit.
+ */
+function batchedPrefillRps(limits: EngineLimits, inputTokens: number, budgetMs: number): number {
+  const kMax = Math.min(limits.maxNumSeqs, Math.floor(limits.maxNumBatchedTokens / inputTokens));
+  for (let k = kMax; k >= 2; k--) {
+    const stepMs = limits.perf.stepTimeMs({
+      prefillSeqs: k,
+      prefillTokens: k * inputTokens,
+      prefillAttentionPairs: (k * inputTokens * (inputTokens + 1)) / 2,
+      decodeSeqs: 0,
+      decodeContextTokens: 0,
+      commonPrefixTokens: 0,
+    });
+    if (1.5 * stepMs <= budgetMs) return (SATURATION_SHARE_MAX * k * 1000) / stepMs;
+  }
+  return 0;
 }
 
 interface Context {
