@@ -160,6 +160,13 @@ describe('bad values name their flag', () => {
     );
   });
 
+  it('sim --control-interval-ms below the floor (0.001 ms never finished)', async () => {
+    await assertUsageError(
+      [...SIM, '--autoscaler', 'kpa', '--control-interval-ms', '0.001'],
+      /invalid control-interval-ms '0\.001': expected at least 100 ms/,
+    );
+  });
+
   it('sim --stages in hex or with a stray comma', async () => {
     await assertUsageError([...SIM, '--stages', '0x10:5'], /invalid stages '0x10:5'/);
     await assertUsageError([...SIM, '--stages', '8:5,'], /stage 2 of 2 is empty/);

@@ -26,6 +26,13 @@ export const AUTOSCALER_POOL_DEFAULT = 16;
 /** Most instances of an autoscaled pool: the config schema's bound on `maxInstances`. */
 export const POOL_INSTANCES_MAX = 10_000;
 
+/**
+ * Shortest control interval a run takes. Each tick costs the twin real work: at 1 ms a 10-minute run
+ * took over a minute, at 0.001 ms it never ended; and a loop ticking faster than the scrapes it
+ * reads (every 75 ms by default) sees nothing new.
+ */
+export const CONTROL_INTERVAL_MS_MIN = 100;
+
 /** Where an autoscaled run's pool came from, for the line under its table. */
 export type PoolSource = 'max-instances' | 'config' | 'instances' | 'default';
 
@@ -60,7 +67,7 @@ export function autoscalerOptions(): Option[] {
     ).argParser(intInRange(1, POOL_INSTANCES_MAX)),
     new Option(
       '--control-interval-ms <ms>',
-      `with --autoscaler: how often the loop runs (default ${CONTROL_INTERVAL_MS_DEFAULT})`,
+      `with --autoscaler: how often the loop runs, at least ${CONTROL_INTERVAL_MS_MIN} (default ${CONTROL_INTERVAL_MS_DEFAULT})`,
     ).argParser(positiveNumber),
     new Option(
       '--weights-tier <tier>',
@@ -98,6 +105,12 @@ export function controlFromFlags(
     }
     return undefined;
   }
+  if (flags.controlIntervalMs !== undefined && !(flags.controlIntervalMs >= CONTROL_INTERVAL_MS_MIN))
+    throw invalidArgument(
+      given.controlIntervalMs !== undefined ? 'control-interval-ms' : 'autoscaler.intervalMs',
+      flags.controlIntervalMs,
+      `at least ${CONTROL_INTERVAL_MS_MIN} ms`,
+    );
   const minInstances = flags.minInstances ?? 1;
   const maxInstances = flags.maxInstances ?? instances ?? Math.max(AUTOSCALER_POOL_DEFAULT, minInstances);
   if (maxInstances < Math.max(1, minInstances)) {
