@@ -57,8 +57,9 @@ export interface StandbyStats {
 export interface StandbyEngine {
   readonly pid: number;
   /**
-   * Sends the model and resolves with the engine once it printed its ready line. Rejects (and kills
-   * the process) when it exits first or stays silent past `readyTimeoutMs`. Its stderr lines go to
+   * Sends the model and resolves with the engine once it printed its ready line. Rejects (once the
+   * process it stopped has exited) when it exits first, stays silent past `readyTimeoutMs` or
+   * `signal` aborts. Its stderr lines go to
    * `log` from then on.
    */
   hand(
@@ -223,20 +224,27 @@ export class StandbyEngines {
     return new Promise((resolve, reject) => {
       let ready = false;
       let stopping = false;
+      let failed = false;
       const onAbort = (): void => fail('was cancelled (start no longer wanted)');
       const fail = (why: string): void => {
+        // Its own exit, seen after a cancel or timeout stopped it, is the same failure.
+        if (failed) return;
+        failed = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         w.lines.off('line', onLine);
-        void stopProcess(w);
-        reject(
-          new SwitchyardError(
-            'SY_ERR_UPSTREAM',
-            withStderrTail(
-              `standby llama engine (pid ${w.proc.pid}) given ${order.model} ${why}`,
-              w.stderrTail(),
+        // Rejected once the process is gone, as a fresh engine's cancelled start is: the caller
+        // frees its slot on the rejection and may start another engine in the memory this one held.
+        void stopProcess(w).then(() =>
+          reject(
+            new SwitchyardError(
+              'SY_ERR_UPSTREAM',
+              withStderrTail(
+                `standby llama engine (pid ${w.proc.pid}) given ${order.model} ${why}`,
+                w.stderrTail(),
+              ),
+              { param: 'engine' },
             ),
-            { param: 'engine' },
           ),
         );
       };
