@@ -52,6 +52,7 @@ import {
 } from './config.ts';
 import { ACCEPTED_ENCODING, contentEncodingRefusal } from './content-encoding.ts';
 import { Cors, handleCors } from './cors.ts';
+import { roleCheckOf } from './engine-role.ts';
 import type { FeedTarget, SignalFeeds } from './feeds.ts';
 import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
 import { bearerToken, sendError, sendJson, sideReadFor } from './http-util.ts';
@@ -565,6 +566,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       url: b.url + healthPathOf(b),
       headers: b.apiKey === undefined ? {} : { authorization: `Bearer ${b.apiKey}` },
       state: new HealthState(this.config.healthCheck),
+      role: roleCheckOf(b),
     };
     this.healthTargets.push(health);
     const backend = new Backend(b, instance, health);
@@ -809,6 +811,12 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       scaleFromZero: this.modelBuffer?.statsJson(),
       batch: this.batch?.stats,
       pd: this.pd.statsJson(),
+      /** Each ejected instance and why (a wrong P/D role, failed checks, a stall). */
+      ejected: Object.fromEntries(
+        this.backends
+          .filter((b) => !b.instance.healthy)
+          .map((b) => [b.id, b.health.ejectedReason ?? 'ejected']),
+      ),
       ...Object.fromEntries(Object.entries(this.hostStats).map(([k, f]) => [k, f()])),
       policy: this.policy.name,
       draining: this.draining,
@@ -1417,6 +1425,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     // Its last scrape may describe a killed process (a restart comes back empty): live-view.ts.
     if (!healthy) backend.instance.forgetSignals(this.nowMs());
     this.log(`switchyard: instance ${id} ${healthy ? 're-admitted' : 'ejected'}: ${reason}`);
+    backend.health.ejectedReason = healthy ? undefined : reason;
     if (healthy) {
       backend.progress.readmitted(this.nowMs());
       // Its signals were forgotten at ejection: scrape now, not after the scraper's error backoff.

@@ -19,6 +19,7 @@
 import { type Dispatcher, request } from 'undici';
 import type { HealthState } from '../policies/reliability.ts';
 import type { HealthCheckConfig } from './config.ts';
+import type { RoleCheck } from './engine-role.ts';
 
 /** The ejection state machine lives with the twin's, in one pure module. */
 export { HealthState } from '../policies/reliability.ts';
@@ -37,10 +38,21 @@ export interface HealthTarget {
   readonly url: string;
   readonly headers: Record<string, string>;
   readonly state: HealthState;
+  /**
+   * The engine's P/D role, asked at successful checks until it matched once (engine-role.ts): a
+   * mismatch ejects the instance at once and keeps it out until the engine reports the configured role.
+   */
+  readonly role?: RoleCheck | undefined;
+  /** Why the instance is ejected (the gateway sets it at each ejection, clears it at re-admission). */
+  ejectedReason?: string | undefined;
 }
 
-/** What one check found. */
-type Verdict = { kind: 'ok' } | { kind: 'fail'; reason: string } | { kind: 'none' };
+/** What one check found: `eject` takes the instance out at once (a wrong P/D role), not after strikes. */
+type Verdict =
+  | { kind: 'ok' }
+  | { kind: 'fail'; reason: string }
+  | { kind: 'eject'; reason: string }
+  | { kind: 'none' };
 
 /**
  * A deadline of `timeoutMs` of free event loop: ticks every `tickMs`; each tick credits the time
@@ -167,7 +179,26 @@ export class HealthChecker {
       if (target.state.succeed()) this.onChange(target.id, true, 'health checks pass');
     } else if (verdict.kind === 'fail' && target.state.fail()) {
       this.onChange(target.id, false, verdict.reason);
+    } else if (verdict.kind === 'eject') {
+      // As many strikes as ejection takes; an instance already out stays out without a new log line.
+      let ejected = false;
+      for (let k = 0; k < this.config.failuresToEject && target.state.healthy; k++)
+        ejected = target.state.fail();
+      if (ejected) this.onChange(target.id, false, verdict.reason);
     }
+  }
+
+  /**
+   * A passed check of `target` whose engine's role is not yet known to match: asks it, within the
+   * round's deadline (an answer cut by it is no verdict on the role: asked again next round).
+   */
+  private async roleVerdict(target: HealthTarget, signal: AbortSignal): Promise<Verdict> {
+    const role = target.role;
+    if (role === undefined || role.matched) return { kind: 'ok' };
+    const finding = await role.ask(this.dispatcher, target.headers, signal);
+    if (finding.kind === 'mismatch') return { kind: 'eject', reason: finding.reason };
+    if (finding.kind === 'match') role.matched = true;
+    return { kind: 'ok' };
   }
 
   /**
@@ -196,7 +227,7 @@ export class HealthChecker {
       });
       head = true;
       await res.body.dump();
-      if (res.statusCode >= 200 && res.statusCode < 300) return { kind: 'ok' };
+      if (res.statusCode >= 200 && res.statusCode < 300) return await this.roleVerdict(target, round);
       return { kind: 'fail', reason: `health check answered ${res.statusCode}` };
     } catch (error) {
       if (own.signal.aborted) {
