@@ -652,7 +652,7 @@ export function registerServeCommand(program: Command): void {
     .option('--host <host>', 'interface to listen on (default 127.0.0.1 or the config)')
     .option(
       '--engines <n>',
-      `local engines to start when the config names no backends (default ${DEFAULT_ENGINES.sim} sim, ${DEFAULT_ENGINES.llama} llama)`,
+      `local engines to start when the config names no backends (default ${DEFAULT_ENGINES.sim} sim, ${DEFAULT_ENGINES.llama} llama; at most ${LOCAL_ENGINES_MAX})`,
       positiveInt,
     )
     .addOption(new Option('--engine <kind>', 'local engine kind').choices(['sim', 'llama']).default('sim'))
@@ -715,7 +715,11 @@ export function registerServeCommand(program: Command): void {
       "autoscaler: engines always running per model (default 1; 0: a model's engines start on its first request and stop after --keep-alive-ms without one)",
       nonNegativeInt,
     )
-    .option('--max-instances <n>', 'autoscaler: most engines at once (default 4 sim, 1 llama)', positiveInt)
+    .option(
+      '--max-instances <n>',
+      `autoscaler: most engines at once per model (default 4 sim, 1 llama; at most ${LOCAL_ENGINES_MAX} local engines)`,
+      positiveInt,
+    )
     .option('--autoscaler-interval-ms <ms>', 'autoscaler: time between decisions (default 2000)', positiveInt)
     .option(
       '--keep-alive-ms <ms>',

@@ -81,7 +81,12 @@ describe('serve refuses at start-up', () => {
     assert.doesNotMatch(run.stderr, /short|scrapeIntervalMs/);
   });
 
-  it('more local engines than the bound, fixed or autoscaled', async () => {
+  it('more local engines than the bound, fixed or autoscaled, which --help states', async () => {
+    const help = await runCli(['serve', '--help'], 30_000);
+    assert.equal(help.code, 0, help.stderr);
+    const flat = help.stdout.replace(/\s+/g, ' ');
+    assert.match(flat, /--engines <n> [^()]*\([^)]*; at most 256\)/);
+    assert.match(flat, /--max-instances <n> [^()]*\([^)]*; at most 256 local engines\)/);
     const fixed = await runCli(['serve', '--port', '0', '--engines', '300'], 30_000);
     assertUsageLine(fixed, /^switchyard: --engines 300: expected at most 256 local engines/);
     // The actuator would have spawned up to 100,000 engine processes under load.
