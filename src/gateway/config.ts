@@ -52,7 +52,7 @@ const path = z.string().startsWith('/').max(1024);
  */
 export function backendUrlProblem(id: string, url: string): string | undefined {
   if (!/\/v1$/i.test(url)) return undefined;
-  return `backend '${id}': url '${url}' ends in /v1 (an OpenAI client's base URL); give the server's root, url: ${url.slice(0, -3)}: the gateway appends /v1/... and the health path itself`;
+  return `backend '${id}': url '${url}' ends in /v1 (an OpenAI client's base URL); write the server's root instead, url: ${url.slice(0, -3)} (the gateway appends /v1/... and the health path itself)`;
 }
 
 /** One engine behind the gateway. */
