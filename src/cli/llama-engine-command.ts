@@ -253,7 +253,7 @@ export function registerLlamaEngineCommand(engine: Command): void {
     .option('--threads <n>', 'CPU threads for evaluation', positiveInt, THREADS_DEFAULT)
     .option(
       '--context-size <tokens>',
-      "tokens per sequence, at most the model's training context (default: that context, at most 4096)",
+      "tokens per sequence, at most the model's context (its training context, or its GGUF's RoPE scaling's reach; default: the training context, at most 4096)",
       positiveInt,
     )
     .option('--served-model-name <name>', 'model name requests must use (default: the file name)')

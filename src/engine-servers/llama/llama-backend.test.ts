@@ -12,6 +12,7 @@ import {
   LlamaBackend,
   LlamaRuntime,
   loadModelAndContext,
+  modelContextMax,
   pickSlot,
 } from './llama-backend.ts';
 import { ensureSizedLlamaGguf, ensureTinyLlamaGguf, sizedLlamaShape } from './tiny-gguf.ts';
@@ -348,5 +349,27 @@ describe('a wake whose context cannot be created', { timeout: 60_000 }, () => {
       await runtime.llama.dispose();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('modelContextMax', () => {
+  test('is the training context without scaling, or with a type or factor that extends nothing', () => {
+    assert.equal(modelContextMax(4096, undefined), 4096);
+    assert.equal(modelContextMax(4096, {}), 4096);
+    assert.equal(modelContextMax(4096, { scaling: { type: 'none', factor: 4 } }), 4096);
+    assert.equal(modelContextMax(4096, { scaling: { type: 'longrope', factor: 4 } }), 4096);
+    assert.equal(modelContextMax(4096, { scaling: { type: 'yarn', factor: 1 } }), 4096);
+  });
+
+  test("reaches the factor times the training context (YaRN: its original context's)", () => {
+    assert.equal(
+      modelContextMax(32_768, { scaling: { type: 'yarn', factor: 4, original_context_length: 32_768 } }),
+      131_072,
+    );
+    assert.equal(modelContextMax(4096, { scaling: { type: 'yarn', factor: 2 } }), 8192);
+    assert.equal(modelContextMax(2048, { scaling: { type: 'linear', factor: 2 } }), 4096);
+    // A factor with no type is linear in llama.cpp, as is the older scale_linear key.
+    assert.equal(modelContextMax(2048, { scaling: { factor: 4 } }), 8192);
+    assert.equal(modelContextMax(2048, { scale_linear: 2 }), 4096);
   });
 });

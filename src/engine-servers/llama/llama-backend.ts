@@ -226,6 +226,33 @@ export function pickSlot<S extends { busy: boolean; releasedAt: number }>(
   return { slot: oldest, shared: shared(oldest) };
 }
 
+/** A GGUF's `<arch>.rope` metadata, the part that extends the context. */
+export interface GgufRope {
+  readonly scale_linear?: number;
+  readonly scaling?: {
+    readonly type?: string;
+    readonly factor?: number;
+    readonly original_context_length?: number;
+  };
+}
+
+/**
+ * The longest context a model serves: its training context, or further when its GGUF carries RoPE
+ * scaling, which llama.cpp applies from the metadata (a factor with no type is linear there, and
+ * `rope.scale_linear` is the older key for it): the factor times the training context, for YaRN
+ * times its original context when given. vLLM's max_model_len rule (`_get_and_verify_max_len`)
+ * derives the same length from a config's rope_scaling (Qwen2.5's YaRN factor 4 on 32,768 tokens:
+ * 131,072). Other scaling types (none, longrope) and factors of 1 or less extend nothing.
+ */
+export function modelContextMax(trainedTokens: number, rope: GgufRope | undefined): number {
+  const type = rope?.scaling?.type ?? 'linear';
+  const factor = rope?.scaling?.factor ?? rope?.scale_linear;
+  if ((type !== 'linear' && type !== 'yarn') || factor === undefined || !(factor > 1)) return trainedTokens;
+  const original = rope?.scaling?.original_context_length;
+  const base = type === 'yarn' && original !== undefined && original > 0 ? original : trainedTokens;
+  return Math.max(trainedTokens, Math.floor(base * factor));
+}
+
 function modelIdFromPath(path: string): string {
   const name = path.split(/[\\/]/).pop() ?? path;
   return name.replace(/\.gguf$/i, '');
@@ -434,15 +461,18 @@ export class LlamaBackend implements EngineBackend {
     for (const line of messages.held.splice(0)) log(line);
     startup.mark('weights');
     const trained = model.trainContextSize;
+    const contextMax = modelContextMax(trained, model.fileInfo.architectureMetadata.rope);
     const contextSize = options.contextSize ?? Math.min(trained, CONTEXT_SIZE_MAX_DEFAULT);
-    if (contextSize > trained) {
+    if (contextSize > contextMax) {
       // As vLLM refuses a max_model_len above the model's own (a ValueError unless
       // VLLM_ALLOW_LONG_MAX_MODEL_LEN=1; vllm-project/vllm#7080): a longer context is untrained, and
       // its KV is allocated up front (100M tokens grew the process past 8 GiB before anything failed).
       await llama.dispose();
       throw new SwitchyardError(
         'SY_ERR_INVALID_ARGUMENT',
-        `context size ${contextSize}: expected at most the model's training context of ${trained} tokens (${options.modelPath})`,
+        contextMax === trained
+          ? `context size ${contextSize}: expected at most the model's training context of ${trained} tokens (${options.modelPath})`
+          : `context size ${contextSize}: expected at most the model's ${contextMax} tokens (trained on ${trained}, extended by its RoPE scaling) (${options.modelPath})`,
         { param: 'context-size' },
       );
     }

@@ -37,6 +37,11 @@ export interface TinyLlamaShape {
   readonly seed: number;
   /** How layer weights are drawn; default 'normal' (the tiny model's). */
   readonly weights?: WeightDistribution;
+  /**
+   * YaRN RoPE scaling written as `llama.rope.scaling.*` (a context extended past training, as
+   * Qwen2.5's long-context GGUFs carry it); none by default, so the tiny model's bytes are unchanged.
+   */
+  readonly ropeScalingYarn?: { readonly factor: number; readonly originalContextLength: number };
 }
 
 /** Normal draws (the tiny model) or uniform ones of the same variance (ten times cheaper: large models). */
@@ -325,6 +330,17 @@ function randomWeights(rng: Rng, n: number, std: number, distribution: WeightDis
   return m;
 }
 
+/** The `llama.rope.scaling.*` pairs of a shape with YaRN scaling; none otherwise. */
+function ropeScalingMeta(shape: TinyLlamaShape): [string, MetaValue][] {
+  const yarn = shape.ropeScalingYarn;
+  if (yarn === undefined) return [];
+  return [
+    ['llama.rope.scaling.type', { t: 'str', v: 'yarn' }],
+    ['llama.rope.scaling.factor', { t: 'f32', v: yarn.factor }],
+    ['llama.rope.scaling.original_context_length', { t: 'u32', v: yarn.originalContextLength }],
+  ];
+}
+
 /** The model's metadata pairs (architecture, shape, tokenizer). */
 function llamaMeta(shape: TinyLlamaShape, vocab: Vocab, name: string): [string, MetaValue][] {
   const headDim = shape.embeddingLength / shape.headCount;
@@ -341,6 +357,7 @@ function llamaMeta(shape: TinyLlamaShape, vocab: Vocab, name: string): [string, 
     ['llama.attention.layer_norm_rms_epsilon', { t: 'f32', v: 1e-5 }],
     ['llama.rope.dimension_count', { t: 'u32', v: headDim }],
     ['llama.rope.freq_base', { t: 'f32', v: 10_000 }],
+    ...ropeScalingMeta(shape),
     ['llama.vocab_size', { t: 'u32', v: vocab.tokens.length }],
     ['tokenizer.ggml.model', { t: 'str', v: 'gpt2' }],
     ['tokenizer.ggml.pre', { t: 'str', v: 'gpt-2' }],
