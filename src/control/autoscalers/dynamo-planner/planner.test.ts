@@ -291,3 +291,18 @@ test('issue 10528: the queue at the frontend does not enter the decision', () =>
     calm.targets.map((t) => [variantKey(t.variant), t.replicas]),
   );
 });
+
+test('scale from zero: an empty pool with arrivals or held requests starts replicas at once', () => {
+  const ctx = context({ minReplicas: 0 });
+  const loop = createDynamoPlanner(ctx, params({ predictor: 'constant' }));
+  const cluster = new ScriptedCluster(ctx, 0);
+  const replicas = cluster.run(loop, [
+    minute(0), // t = 60 s: no traffic, stays at 0
+    { window: { arrivals: 0, queuedAtEnd: 5 } }, // 120 s: requests held, nothing served
+  ]);
+  assert.deepEqual(replicas, [0, 1], 'held requests with no instance wake the pool during warm-up');
+  const sized = new ScriptedCluster(ctx, 0).run(createDynamoPlanner(ctx, params({ predictor: 'constant' })), [
+    minute(0, { arrivals: 600 }),
+  ]);
+  assert.deepEqual(sized, [1], 'lengths unknown: one replica');
+});

@@ -95,6 +95,12 @@ export function createDynamoPlanner(context: ControlContext, params: DynamoPlann
     name: 'dynamo-planner',
     decide(obs: ControlObservation): ControlDecision {
       sinceMs ??= obs.history[0]?.startMs ?? obs.window.startMs;
+      const woken = wake(obs);
+      if (woken !== undefined) {
+        // Held until the next adjustment, so the instances just started are not drained at once.
+        held = woken;
+        return woken;
+      }
       if (obs.nowMs - sinceMs < intervalMs) {
         if (last === undefined) {
           return current(
@@ -115,6 +121,38 @@ export function createDynamoPlanner(context: ControlContext, params: DynamoPlann
       return last;
     },
   };
+
+  /**
+   * Scale from zero: a pool with no instance serves nothing, so its completions (the default demand)
+   * and its engines' signals stay at zero and the interval rule would keep it empty while requests
+   * wait. Dynamo's planner counts requests at the frontend, which sees them with no worker up; here
+   * the host's window (arrivals, requests held) stands in for it. An empty pool with demand gets the
+   * replicas the window's arrival rate needs (at least 1) at once, not at the next adjustment.
+   * Only with a minimum of 0: above it the host never lets a pool empty.
+   */
+  function wake(obs: ControlObservation): ControlDecision | undefined {
+    const w = obs.window;
+    if (context.minReplicas > 0 || (w.arrivals === 0 && w.queuedAtEnd === 0)) return undefined;
+    const now = currentCounts(pools, obs);
+    const empty = pools.mode === 'agg' ? now.both === 0 : now.prefill === 0 || now.decode === 0;
+    if (!empty) return undefined;
+    const spanS = (w.endMs - w.startMs) / 1000;
+    const rateRps = spanS > 0 ? Math.max(w.arrivals, w.queuedAtEnd) / spanS : 0;
+    const isl = Number.isFinite(w.meanInputTokens) ? w.meanInputTokens : inputs.predict();
+    const osl = outputs.predict();
+    const facts = `${w.arrivals} arrived, ${w.queuedAtEnd} waiting at the host with no instance (${rateRps.toFixed(2)} req/s)`;
+    const sized = rateRps > 0 && isl > 0 && osl > 0 ? sizePools(pools, rateRps, isl, osl) : undefined;
+    const at = (n: number): number => Math.max(1, n);
+    const counts =
+      sized === undefined || typeof sized === 'string'
+        ? { both: at(now.both), prefill: at(now.prefill), decode: at(now.decode) }
+        : {
+            both: at(Math.max(now.both, sized.counts.both)),
+            prefill: at(Math.max(now.prefill, sized.counts.prefill)),
+            decode: at(Math.max(now.decode, sized.counts.decode)),
+          };
+    return decision(context, pools, counts, `scale from zero: ${facts}`);
+  }
 
   function feed(load: IntervalLoad): void {
     requests.observe(load.requests);
@@ -270,11 +308,14 @@ function current(
   obs: ControlObservation,
   reason: string,
 ): ControlDecision {
+  return decision(context, pools, currentCounts(pools, obs), reason);
+}
+
+/** Each pool's instances that are not draining (pending, starting or ready). */
+function currentCounts(pools: Pools, obs: ControlObservation): PoolCounts {
   const count = (v: Variant): number =>
     obs.instances.filter((i) => i.phase !== 'draining' && variantKey(i.variant) === variantKey(v)).length;
-  const counts =
-    pools.mode === 'agg'
-      ? { both: count(pools.both), prefill: 0, decode: 0 }
-      : { both: 0, prefill: count(pools.prefill), decode: count(pools.decode) };
-  return decision(context, pools, counts, reason);
+  return pools.mode === 'agg'
+    ? { both: count(pools.both), prefill: 0, decode: 0 }
+    : { both: 0, prefill: count(pools.prefill), decode: count(pools.decode) };
 }
