@@ -79,7 +79,7 @@ function pdPolicyHelp(): string {
     'with a disaggregated run: a pair policy picks the prefill and the decode instance (then not with --policy ' +
     'or --compare)' +
     pairs +
-    `\nany other routing policy picks only the decode instance, over decode instances only, the prefill by --policy (default ${PD_POLICY_DEFAULT})`
+    `\nany other routing policy picks only the decode instance, over decode instances only, the prefill by --policy (the header's policy, default round-robin); default --pd-policy ${PD_POLICY_DEFAULT}`
   );
 }
 
@@ -216,10 +216,13 @@ export function formatPdLine(pd: PdOutcome | undefined): string {
   if (pd === undefined) return '';
   const gb = (pd.kvBytesMoved / 1e9).toFixed(1);
   return (
+    // The run's header names the prefill side's policy (--policy, or the pair's prefill half); the
+    // decode side runs --pd-policy, so this line names it too.
     `P/D ${pd.prefillInstances} prefill + ${pd.decodeInstances} decode over ${pd.link}: ${pd.transfers} transfers, ` +
     `${pd.transferMsMean.toFixed(2)} ms mean, ${pd.transferMsP99.toFixed(2)} ms p99, ${gb} GB of KV, ` +
     `${pd.reserveWaitMsMean.toFixed(2)} ms mean wait for decode blocks; ` +
     `prefills ${pd.localPrefills} local, ${pd.remotePrefills} remote` +
-    `${pd.conditional !== undefined ? ` (--pd-conditional ${pd.conditional})` : ''}\n`
+    `${pd.conditional !== undefined ? ` (--pd-conditional ${pd.conditional})` : ''}` +
+    `; decode instance picked by ${pd.policy} (--pd-policy)\n`
   );
 }
