@@ -7,7 +7,7 @@ import { Option } from 'commander';
 import { SERVERLESS_POLICY_NAMES } from '../control/serverless/index.ts';
 import { MAX_REPLICAS_DEFAULT } from '../control/serverless/policies.ts';
 import { invalidArgument } from '../core/errors.ts';
-import { parseWithSchema } from '../twin/config.ts';
+import { parseWithSchema, SIM_DEFAULTS } from '../twin/config.ts';
 import { fittingTp, gpuNodes, type ServerlessSettings } from '../twin/serverless-host.ts';
 import { multiModelRoster } from '../workload/multi-model.ts';
 import { workloadSpecSchema } from '../workload/spec.ts';
@@ -25,6 +25,8 @@ export interface ServerlessFlags {
   /** False with `--no-sleep`: switchyard without sleep mode (commander's default is true). */
   sleep?: boolean | undefined;
   gpu: string;
+  /** `--model`: with --serverless-policy, every served model's base (see `basesOf`). */
+  model?: string | undefined;
 }
 
 /** The options to register on `sim`. */
@@ -62,6 +64,7 @@ export function serverlessOptions(): Option[] {
 export function serverlessFromFlags(
   flags: ServerlessFlags,
   workload: Readonly<Record<string, unknown>>,
+  fromCli?: (name: string) => boolean,
 ): ServerlessSettings | undefined {
   if (flags.serverlessPolicy === undefined) {
     for (const [key, flag] of [
@@ -86,7 +89,7 @@ export function serverlessFromFlags(
   const perNode = flags.gpusPerNode ?? GPUS_PER_NODE_DEFAULT;
   const nodes = gpuNodes(flags.gpus, perNode, flags.gpu);
   const largestNode = Math.max(...nodes.map((n) => n.gpus));
-  const models = multiModelRoster(spec).map((m) => {
+  const models = multiModelRoster({ ...spec, bases: basesOf(flags, spec.bases, fromCli) }).map((m) => {
     const tp = fittingTp(m.base, flags.gpu, largestNode);
     return {
       ...m,
@@ -104,4 +107,27 @@ export function serverlessFromFlags(
     models,
     ...(flags.sleep === false ? { sleep: false as const } : {}),
   };
+}
+
+/**
+ * The served models' bases: `--model` given puts every one on it (so a model that does not fit
+ * `--gpu` is refused, as in a plain run, instead of the catalogue mix running silently); else the
+ * workload's `bases`, or the default mix. Without `fromCli`, a `--model` other than the default
+ * counts as given. A config's `workload.bases` and a different `--model` together are refused.
+ */
+function basesOf(
+  flags: ServerlessFlags,
+  bases: readonly string[] | undefined,
+  fromCli?: (name: string) => boolean,
+): readonly string[] | undefined {
+  const model = flags.model;
+  const given = model !== undefined && (fromCli?.('model') ?? model !== SIM_DEFAULTS.model);
+  if (!given) return bases;
+  if (bases !== undefined && !(bases.length === 1 && bases[0] === model))
+    throw invalidArgument(
+      'model',
+      model,
+      `one base for every served model, or the workload's bases (${bases.join(', ')}) without --model`,
+    );
+  return [model];
 }
