@@ -36,7 +36,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--rate <req/s>', `mean arrival rate, or inf to send everything at once (default ${d.rateRps})`)
     .option(
       '--workload <kind|file>',
-      'arrivals: poisson (default), gamma (with --cv or --burstiness) or constant (evenly paced, every gap 1/rate); ' +
+      'arrivals: poisson (default), gamma (shaped by --cv or --burstiness; without either cv 1, which is Poisson, as in sim, and reported as poisson) or constant (evenly paced, every gap 1/rate); ' +
         "or a YAML/JSON file holding the twin's workload block (any kind sim takes: sinusoid, servegen, " +
         'multi-model, sessions, ...) or a sim config with one: the requests the twin would simulate for --seed, ' +
         'sent live (see docs/bench.md)',

@@ -459,7 +459,8 @@ function syntheticSource(
 
 /**
  * --workload and --stages: constant arrivals refuse --cv and --burstiness (their gaps do not vary);
- * gamma needs one of them to differ from Poisson, poisson refuses them.
+ * gamma takes them (without either it is cv 1, Poisson, as sim's gamma without --cv), poisson
+ * refuses them.
  */
 function arrivalOf(flags: BenchFlags): {
   constant: boolean;
