@@ -39,7 +39,11 @@ export function detectTraceFormat(text: string, file: string): TraceFormat {
   throw traceParseError(
     file,
     first?.number ?? 1,
-    `cannot tell the trace format from the header or the extension; pass one of ${TRACE_FORMATS.join(', ')}`,
+    // No command-line flag sets the format (sim's --trace takes a path only): the workload block's
+    // `format` key does, in a sim config or a bench --workload file.
+    `cannot tell the trace format from the header or the extension; set the workload's format to one of ` +
+      `${TRACE_FORMATS.join(', ')} in a workload block (sim --config, bench --workload <file>: workload: {kind: trace, trace: <file>, format: azure}), ` +
+      'or give a Mooncake trace a .jsonl name',
   );
 }
 
