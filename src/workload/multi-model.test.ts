@@ -260,7 +260,7 @@ describe('multi-model spec errors', () => {
   });
 
   it('servegen: a start past the file or a missing file fails before any arrival', () => {
-    assertRejects({ models: 2, rateRps: 1, source: 'servegen', startH: 30 }, 'startH');
+    assertRejects({ models: 2, rateRps: 1, source: 'servegen', startH: 30 }, 'startH (--start-h)');
     assertRejects(
       { models: 2, rateRps: 1, source: 'servegen', servegenFile: '/nonexistent/sg.csv' },
       'servegen-file',
