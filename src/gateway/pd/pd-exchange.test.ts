@@ -226,11 +226,7 @@ describe('SGLang flow', () => {
     assert.equal(bodies(p0!)[0]?.['bootstrap_port'], 8998);
     assert.ok(posted(d0!).length >= 1, 'd0 was tried and failed');
     assert.equal(new Set(rooms).size, rooms.length, 'each pair its own room');
-    assert.equal(
-      rooms.length,
-      posted(d0!).length + posted(d1!).length,
-      'one prefill leg per decode attempt',
-    );
+    assert.equal(rooms.length, posted(d0!).length + posted(d1!).length, 'one prefill leg per decode attempt');
   });
 });
 
