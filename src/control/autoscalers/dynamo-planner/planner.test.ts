@@ -172,7 +172,7 @@ test('interval load: demand summed, input weighted by arrivals, output by comple
   assert.equal(l.requests, 20);
   assert.equal(l.durationS, 180);
   assert.equal(l.inputTokens, 1750);
-  assert.equal(l.outputTokens, 250);
+  assert.equal(l.completedOutputTokensMean, 250);
   assert.equal(
     intervalLoad(ws, 60_000, 180_000, 'arrivals').requests,
     30,

@@ -62,7 +62,7 @@ export interface IntervalLoad {
   /** Arrival-weighted mean prompt tokens; NaN with no arrivals. */
   readonly inputTokens: number;
   /** Completion-weighted mean output tokens; NaN with no completions. */
-  readonly outputTokens: number;
+  readonly completedOutputTokensMean: number;
 }
 
 /** The pools the planner sizes: one aggregated pool, or a prefill and a decode pool. */
@@ -159,7 +159,7 @@ export function createDynamoPlanner(context: ControlContext, params: DynamoPlann
     // Dynamo turns an idle interval's undefined means into 0s; a 0-token forecast would then size
     // the next busy interval for empty requests, so lengths from idle intervals are skipped here.
     if (Number.isFinite(load.inputTokens)) inputs.observe(load.inputTokens);
-    if (Number.isFinite(load.outputTokens)) outputs.observe(load.outputTokens);
+    if (Number.isFinite(load.completedOutputTokensMean)) outputs.observe(load.completedOutputTokensMean);
   }
 
   function plan(load: IntervalLoad, obs: ControlObservation): ControlDecision {
@@ -254,7 +254,7 @@ export function intervalLoad(
     durationS: (nowMs - sinceMs) / 1000,
     requests,
     inputTokens: arrivals > 0 ? inputSum / arrivals : Number.NaN,
-    outputTokens: completions > 0 ? outputSum / completions : Number.NaN,
+    completedOutputTokensMean: completions > 0 ? outputSum / completions : Number.NaN,
   };
 }
 

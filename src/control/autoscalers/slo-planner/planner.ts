@@ -167,6 +167,7 @@ class PlannerState {
       maxExtra: params.budgetHeadroomMax - 1,
     });
     this.meanInputTokens = params.inputTokens;
+    // A configured prior (what operators expect), replaced by finished answers' lengths as they come.
     this.meanOutputTokens = params.outputTokens;
     const ttftMs = this.objectives.ttftMs ?? params.ttftMs;
     const spanWindows = Math.max(1, Math.round(ttftMs / context.intervalMs));
