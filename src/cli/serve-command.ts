@@ -11,7 +11,7 @@
 import { statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { freemem } from 'node:os';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import {
   LOCAL_ENGINES_MAX,
   type LocalEngines,
@@ -25,12 +25,11 @@ import { EVICTION_POLICIES } from '../control/serverless/live-eviction.ts';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { checkGgufHeader } from '../engine-servers/llama/gguf-header.ts';
 import { type GatewayConfig, loadGatewayConfig, parseGatewayConfig } from '../gateway/config.ts';
-import { parseCorsListFlag } from '../gateway/cors.ts';
 import { type Gateway, startGateway } from '../gateway/gateway.ts';
 import { gpuSpec } from '../model/gpus.ts';
 import { modelSpec } from '../model/models.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
-import { nonNegativeInt, positiveInt, positiveNumber, tcpPort } from './parse.ts';
+import { positiveInt, positiveNumber, tcpPort } from './parse.ts';
 import {
   type AutoscaledPool,
   type AutoscaleSettings,
@@ -38,6 +37,7 @@ import {
   autoscaleSettings,
   startAutoscaledPool,
 } from './serve-autoscale.ts';
+import { CONFIG_FLAG_PARSERS } from './serve-config-flags.ts';
 
 /** Flags of `switchyard serve`. */
 interface ServeFlags {
@@ -153,50 +153,12 @@ function effectiveConfig(flags: ServeFlags): GatewayConfig {
   if (flags.policy !== undefined)
     overrides['routing'] = { policy: flags.policy, policies: base.routing?.policies ?? {} };
   if (flags.scrapeIntervalMs !== undefined) overrides['scrapeIntervalMs'] = flags.scrapeIntervalMs;
-  const config = withFlagNames(() => parseGatewayConfig({ ...base, ...overrides }, {}), overrides);
+  // Each flag's value was checked at the flag (serve-config-flags.ts); this checks the file's fields
+  // and how the fields combine.
+  const config = parseGatewayConfig({ ...base, ...overrides }, {});
   // Fail on a bad policy name before any engine starts.
   if (config.routing !== undefined) createConfiguredPolicy(config.routing.policy, config.routing.policies);
   return config;
-}
-
-/** The flag that sets each config field serve's flags override, for the error that names it. */
-const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
-  port: '--port',
-  host: '--host',
-  adminKey: '--admin-key',
-  scrapeIntervalMs: '--scrape-interval-ms',
-};
-
-/**
- * Runs `parse`; a config error about a field a flag set names the flag and its value instead (the
- * operator typed `--scrape-interval-ms 1`, not `scrapeIntervalMs`).
- */
-function withFlagNames<T>(parse: () => T, overrides: Readonly<Record<string, unknown>>): T {
-  try {
-    return parse();
-  } catch (error) {
-    if (!(error instanceof SwitchyardError) || error.code !== 'SY_ERR_INVALID_CONFIG') throw error;
-    let message = error.message;
-    for (const [field, flag] of Object.entries(FLAG_OF_FIELD)) {
-      if (!(field in overrides)) continue;
-      // A key is never echoed back.
-      const named = field === 'adminKey' ? `${flag}:` : `${flag} ${String(overrides[field])}:`;
-      message = message.replace(`gateway config: ${field}:`, named).replace(`; ${field}:`, `; ${named}`);
-    }
-    if (message === error.message) throw error;
-    throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', message, { param: 'flags' });
-  }
-}
-
-/** Commander parser of a CORS list flag (`parseCorsListFlag`): a bad list is a usage error. */
-function corsListFlag(flag: string): (value: string) => string[] {
-  return (value) => {
-    try {
-      return parseCorsListFlag(value, flag);
-    } catch (error) {
-      throw new InvalidArgumentError((error as Error).message);
-    }
-  };
 }
 
 /** The CORS flags given, as fields of the config's `cors` block; undefined when none was. */
@@ -649,7 +611,11 @@ export function registerServeCommand(program: Command): void {
         'any it starts --engines local engines. See docs/gateway.md.',
     )
     .option('--port <port>', 'port to listen on (0: any free port; default 8080 or the config)', tcpPort)
-    .option('--host <host>', 'interface to listen on (default 127.0.0.1 or the config)')
+    .option(
+      '--host <host>',
+      'interface to listen on (default 127.0.0.1 or the config)',
+      CONFIG_FLAG_PARSERS.host,
+    )
     .option(
       '--engines <n>',
       `local engines to start when the config names no backends (default ${DEFAULT_ENGINES.sim} sim, ${DEFAULT_ENGINES.llama} llama; at most ${LOCAL_ENGINES_MAX})`,
@@ -678,27 +644,31 @@ export function registerServeCommand(program: Command): void {
       ),
     )
     .option('--config <file>', 'gateway config (YAML)')
-    .option('--admin-key <key>', 'enable /admin/* with this bearer key')
+    .option(
+      '--admin-key <key>',
+      'enable /admin/* with this bearer key (8 to 1024 characters)',
+      CONFIG_FLAG_PARSERS['admin-key'],
+    )
     .option(
       '--allowed-origins <list>',
       'CORS: origins a browser page may call from, as vLLM takes it (a JSON list, \'["https://app.example"]\') or comma-separated; default ["*"] or the config\'s cors block (docs/gateway.md)',
-      corsListFlag('allowed-origins'),
+      CONFIG_FLAG_PARSERS['allowed-origins'],
     )
     .option(
       '--allowed-methods <list>',
       'CORS: methods a preflight may ask for (JSON list or comma-separated; default ["*"])',
-      corsListFlag('allowed-methods'),
+      CONFIG_FLAG_PARSERS['allowed-methods'],
     )
     .option(
       '--allowed-headers <list>',
       'CORS: request headers a preflight may ask for (JSON list or comma-separated; default ["*"])',
-      corsListFlag('allowed-headers'),
+      CONFIG_FLAG_PARSERS['allowed-headers'],
     )
     .option('--allow-credentials', 'CORS: answer Access-Control-Allow-Credentials: true (default off)')
     .option(
       '--scrape-interval-ms <ms>',
       "time between scrapes of each engine's /metrics, also each scrape's deadline up to 1 s (default 75 or the config)",
-      positiveInt,
+      CONFIG_FLAG_PARSERS['scrape-interval-ms'],
     )
     .option(
       '--engine-start-timeout-ms <ms>',
@@ -713,23 +683,27 @@ export function registerServeCommand(program: Command): void {
     .option(
       '--min-instances <n>',
       "autoscaler: engines always running per model (default 1; 0: a model's engines start on its first request and stop after --keep-alive-ms without one)",
-      nonNegativeInt,
+      CONFIG_FLAG_PARSERS['min-instances'],
     )
     .option(
       '--max-instances <n>',
       `autoscaler: most engines at once per model (default 4 sim, 1 llama; at most ${LOCAL_ENGINES_MAX} local engines)`,
       positiveInt,
     )
-    .option('--autoscaler-interval-ms <ms>', 'autoscaler: time between decisions (default 2000)', positiveInt)
+    .option(
+      '--autoscaler-interval-ms <ms>',
+      'autoscaler: time between decisions (default 2000)',
+      CONFIG_FLAG_PARSERS['autoscaler-interval-ms'],
+    )
     .option(
       '--keep-alive-ms <ms>',
       "with --min-instances 0: how long a model's engines stay up after its last request (default 300000; a request's keep_alive overrides it)",
-      nonNegativeInt,
+      CONFIG_FLAG_PARSERS['keep-alive-ms'],
     )
     .option(
       '--max-loaded-models <n>',
       'with --min-instances 0: most models with an engine up at once; a request for another stops an idle one (--eviction) or waits until one is idle (default: no cap)',
-      positiveInt,
+      CONFIG_FLAG_PARSERS['max-loaded-models'],
     )
     .addOption(
       new Option(
@@ -740,12 +714,12 @@ export function registerServeCommand(program: Command): void {
     .option(
       '--standby-engines <n>',
       'llama with --autoscaler: standby engines (node-llama-cpp loaded, no model) a cold start is handed to; 0: spawn fresh (default 1 with --min-instances 0, else 0)',
-      nonNegativeInt,
+      CONFIG_FLAG_PARSERS['standby-engines'],
     )
     .option(
       '--warm-cache-mb <mb>',
       "llama with --autoscaler: MiB of stopped models' GGUF files kept in the page cache (default with --min-instances 0: a quarter of MemAvailable, at most 16 GiB; 0: off)",
-      nonNegativeInt,
+      CONFIG_FLAG_PARSERS['warm-cache-mb'],
     )
     .option(
       '--prewarm',
@@ -755,16 +729,20 @@ export function registerServeCommand(program: Command): void {
       '--sleep',
       "with --min-instances 0: past the keep-alive an idle engine sleeps (vLLM's POST /sleep?level=1) instead of stopping, and the model's next request wakes it (a sim engine: ~1 s modelled; llama: a model reload from the page cache), not a start; the twin's --no-sleep is its opposite",
     )
-    .option('--max-sleepers <n>', 'with --sleep: most engines asleep on this node (default 8)', positiveInt)
+    .option(
+      '--max-sleepers <n>',
+      'with --sleep: most engines asleep on this node (default 8)',
+      CONFIG_FLAG_PARSERS['max-sleepers'],
+    )
     .option(
       '--max-sleepers-per-model <n>',
       'with --sleep: most engines asleep per model (default 1)',
-      positiveInt,
+      CONFIG_FLAG_PARSERS['max-sleepers-per-model'],
     )
     .option(
       '--sleep-max-ms <ms>',
       "with --sleep: an engine asleep this long is stopped (default 60000, the twin's loneSleepMaxMs)",
-      positiveInt,
+      CONFIG_FLAG_PARSERS['sleep-max-ms'],
     )
     .option(
       '--boot-sleep',
