@@ -58,7 +58,7 @@ describe('RoleCheck against a server', () => {
     answers.clear();
     assert.deepEqual(await ask('prefill'), { kind: 'match' }, 'no server-info route');
     answers.set('/server_info', { status: 503, body: '' });
-    assert.deepEqual(await ask('prefill'), { kind: 'unknown' });
+    assert.deepEqual(await ask('prefill'), { kind: 'unknown', reason: 'GET /server_info answered 503' });
     answers.set('/server_info', { status: 200, body: 'x'.repeat(ROLE_ANSWER_BYTES_MAX + 1) });
     assert.deepEqual(await ask('prefill'), { kind: 'match' }, 'a page past the bound is not read');
   });
@@ -83,6 +83,8 @@ describe('RoleCheck against a server', () => {
 
   it('gives up on a connection error as unknown', async () => {
     const check = roleCheckOf({ id: 'b', type: 'sglang', url: 'http://127.0.0.1:1', role: 'prefill' });
-    assert.deepEqual(await check?.ask(agent, {}, new AbortController().signal), { kind: 'unknown' });
+    const found = await check?.ask(agent, {}, new AbortController().signal);
+    assert.equal(found?.kind, 'unknown');
+    assert.match((found as { reason: string }).reason, /^GET \/server_info failed: .*ECONNREFUSED/);
   });
 });

@@ -65,9 +65,13 @@ export type RoleFinding =
   /** The engine reports another role. */
   | { readonly kind: 'mismatch'; readonly reason: string }
   /** No answer this time (a connection error, a 5xx): asked again at the next successful check. */
-  | { readonly kind: 'unknown' };
+  | { readonly kind: 'unknown'; readonly reason: string };
 
-/** One backend's role check: asked at successful health checks until it matched once. */
+/**
+ * One backend's role check: asked at successful health checks until it matched once. A P/D side
+ * (`gates`) takes no request before that: the gateway registers it ejected, and a check that gets no
+ * answer on the role keeps it out.
+ */
 export class RoleCheck {
   /** Set once the engine reported the configured role (or cannot report one). */
   matched = false;
@@ -79,6 +83,16 @@ export class RoleCheck {
     private readonly source: RoleSource,
   ) {}
 
+  /** A prefill or decode side: out of service until its engine confirmed the role. */
+  get gates(): boolean {
+    return this.configured !== 'both';
+  }
+
+  /** Where the engine is asked (its first path), for log lines and `/stats`. */
+  get where(): string {
+    return this.source.paths[0] ?? '';
+  }
+
   /** Asks the engine its role (`headers` as the health check's, `signal` the round's). */
   async ask(
     dispatcher: Dispatcher,
@@ -89,11 +103,13 @@ export class RoleCheck {
       let answer: { status: number; body: string; truncated: boolean };
       try {
         answer = await fetchBounded(this.baseUrl + path, dispatcher, headers, signal);
-      } catch {
-        return { kind: 'unknown' };
+      } catch (error) {
+        const why = signal.aborted ? "no answer within the check's timeout" : (error as Error).message;
+        return { kind: 'unknown', reason: `GET ${path} failed: ${why}` };
       }
       if (answer.status === 404) continue;
-      if (answer.status < 200 || answer.status >= 300) return { kind: 'unknown' };
+      if (answer.status < 200 || answer.status >= 300)
+        return { kind: 'unknown', reason: `GET ${path} answered ${answer.status}` };
       // A page cut at the bound may lack what it would have said: trusted as configured.
       if (answer.truncated) return { kind: 'match' };
       const reported = this.source.read(answer.body);

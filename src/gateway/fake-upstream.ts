@@ -1,7 +1,7 @@
 /**
  * A small OpenAI-compatible upstream on loopback, for the gateway's tests and benchmarks: answers
  * chat and completion requests (streaming or not) with a fixed number of tokens, serves /health,
- * /metrics (vLLM names) and /v1/models, and can be told to misbehave (fail with a status, cut a
+ * /metrics (vLLM names) and /v1/models (any other GET outside /v1/: 404), and can be told to misbehave (fail with a status, cut a
  * stream, stall, end a stream without `[DONE]`, send a truncated JSON answer). Not a model of an
  * engine: src/engine-servers/sim is that; a test that passes against this upstream says nothing
  * about how a real engine behaves.
@@ -102,6 +102,12 @@ function answer(
     if (path === '/v1/models') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model' }] }));
+      return;
+    }
+    // Any other GET (an SGLang role probe's /server_info): no such route, as a real server answers.
+    if (!path.startsWith('/v1/')) {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: `no route GET ${path}`, type: 'not_found_error' } }));
       return;
     }
   }

@@ -54,7 +54,7 @@ import { ACCEPTED_ENCODING, contentEncodingRefusal } from './content-encoding.ts
 import { Cors, handleCors } from './cors.ts';
 import { roleCheckOf } from './engine-role.ts';
 import type { FeedTarget, SignalFeeds } from './feeds.ts';
-import { HealthChecker, HealthState, type HealthTarget } from './health.ts';
+import { HealthChecker, HealthState, type HealthTarget, pendingRole } from './health.ts';
 import { bearerToken, sendError, sendJson, sideReadFor } from './http-util.ts';
 import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
@@ -155,7 +155,8 @@ export interface Gateway {
   readonly modelBuffer: ModelBuffer<unknown> | undefined;
   /**
    * Adds a backend at run time, in service at once (the caller checked its health): in the view,
-   * health-checked and scraped. It may serve only models the gateway started with (/v1/models is
+   * health-checked and scraped. A prefill or decode side whose engine reports its role (sim,
+   * sglang) is in service once a check, run at once, confirmed the role (engine-role.ts). It may serve only models the gateway started with (/v1/models is
    * fixed). Throws SY_ERR_INVALID_CONFIG for a bad or duplicate backend.
    */
   addBackend(backend: z.input<typeof backendConfigSchema>): void;
@@ -561,13 +562,20 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       kvBlocksTotal: defaultKvBlocks(b.gpu, perfModelIdOf(b) ?? b.models[0], b.tp),
       blockSize: 16,
     });
+    const role = roleCheckOf(b);
     const health: HealthTarget = {
       id: b.id,
       url: b.url + healthPathOf(b),
       headers: b.apiKey === undefined ? {} : { authorization: `Bearer ${b.apiKey}` },
       state: new HealthState(this.config.healthCheck),
-      role: roleCheckOf(b),
+      role,
     };
+    if (role?.gates === true) {
+      // A P/D side takes no request before its engine confirmed the role: out until a check admits it.
+      health.state.healthy = false;
+      instance.healthy = false;
+      health.ejectedReason = `${pendingRole(health)}: not asked yet`;
+    }
     this.healthTargets.push(health);
     const backend = new Backend(b, instance, health);
     this.backends.push(backend);
@@ -597,8 +605,10 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
         { param: 'models' },
       );
     this.perfModels.add(b, [this.policy.name, ...Object.keys(this.config.routing?.policies ?? {})]);
-    this.registerBackend(b);
+    const backend = this.registerBackend(b);
     this.feeds.add?.(feedTargetOf(b));
+    // A P/D side is asked its role now, not at the next round (it is out of service until then).
+    if (backend.health.role?.gates === true) void this.health.checkNow(backend.health);
     this.step();
     this.releaseHeld();
   }

@@ -15,6 +15,11 @@
  *
  * Passive evidence: the gateway calls `noteProgress(id)` when a backend delivers proxied bytes; a
  * check that timed out on a backend that delivered bytes since the check began is not a strike.
+ *
+ * P/D roles (engine-role.ts): a passed check asks the engine its role until it matched once. A P/D
+ * side (`RoleCheck.gates`) starts ejected and is admitted only when its engine confirms the role; a
+ * check that cannot tell (the role question failed, the health check failed) keeps it out, naming why
+ * (logged once per new reason). The gateway asks a backend added at run time at once (`checkNow`).
  */
 import { type Dispatcher, request } from 'undici';
 import type { HealthState } from '../policies/reliability.ts';
@@ -47,11 +52,15 @@ export interface HealthTarget {
   ejectedReason?: string | undefined;
 }
 
-/** What one check found: `eject` takes the instance out at once (a wrong P/D role), not after strikes. */
+/**
+ * What one check found: `eject` takes the instance out at once (a wrong P/D role), not after strikes;
+ * `unconfirmed` keeps a P/D side out that passed the health check but whose role is not known yet.
+ */
 type Verdict =
-  | { kind: 'ok' }
+  | { kind: 'ok'; reason?: string }
   | { kind: 'fail'; reason: string }
   | { kind: 'eject'; reason: string }
+  | { kind: 'unconfirmed'; reason: string }
   | { kind: 'none' };
 
 /**
@@ -106,6 +115,8 @@ export class HealthChecker {
   private closed = false;
   /** performance.now() of the last bytes each backend delivered to a proxied request. */
   private readonly progressMs = new Map<string, number>();
+  /** Why each target out of service was last said to be out (a new reason is said again). */
+  private readonly told = new WeakMap<HealthTarget, string>();
 
   /** `targets` is the caller's list, read at each round: it may add and remove targets between rounds. */
   constructor(
@@ -121,7 +132,20 @@ export class HealthChecker {
   }
 
   /** One round over every target, in parallel; resolves when all answered or timed out. */
-  async checkAll(): Promise<void> {
+  checkAll(): Promise<void> {
+    // The gateway may add or remove targets while a round runs: verdicts go to this round's targets.
+    return this.round([...this.targets]);
+  }
+
+  /**
+   * A round of one: `target` (a backend added at run time) checked now rather than at the next
+   * round, under the same deadline. A P/D side is admitted here once its engine confirms the role.
+   */
+  checkNow(target: HealthTarget): Promise<void> {
+    return this.round([target]);
+  }
+
+  private async round(targets: readonly HealthTarget[]): Promise<void> {
     const round = new AbortController();
     let lagged = false;
     const deadline = new LoopFreeDeadline(this.config.timeoutMs, (l) => {
@@ -129,8 +153,6 @@ export class HealthChecker {
       round.abort();
     });
     try {
-      // The gateway may add or remove targets while a round runs: verdicts go to this round's targets.
-      const targets = [...this.targets];
       const verdicts = await Promise.all(targets.map((t) => this.probe(t, round.signal, () => lagged)));
       if (this.closed) return;
       for (const [i, t] of targets.entries()) this.apply(t, verdicts[i]!);
@@ -176,16 +198,39 @@ export class HealthChecker {
 
   private apply(target: HealthTarget, verdict: Verdict): void {
     if (verdict.kind === 'ok') {
-      if (target.state.succeed()) this.onChange(target.id, true, 'health checks pass');
-    } else if (verdict.kind === 'fail' && target.state.fail()) {
-      this.onChange(target.id, false, verdict.reason);
+      if (target.state.succeed()) {
+        this.told.delete(target);
+        this.onChange(target.id, true, verdict.reason ?? 'health checks pass');
+      }
+    } else if (verdict.kind === 'fail') {
+      if (target.state.fail()) this.out(target, verdict.reason);
+      // A P/D side never admitted: why it is still out.
+      else if (this.unconfirmed(target)) this.sayOut(target, `${pendingRole(target)}: ${verdict.reason}`);
     } else if (verdict.kind === 'eject') {
-      // As many strikes as ejection takes; an instance already out stays out without a new log line.
+      // As many strikes as ejection takes; an instance already out says the new reason only.
       let ejected = false;
       for (let k = 0; k < this.config.failuresToEject && target.state.healthy; k++)
         ejected = target.state.fail();
-      if (ejected) this.onChange(target.id, false, verdict.reason);
-    }
+      if (ejected) this.out(target, verdict.reason);
+      else this.sayOut(target, verdict.reason);
+    } else if (verdict.kind === 'unconfirmed') this.sayOut(target, verdict.reason);
+  }
+
+  /** `target` was just ejected for `reason`. */
+  private out(target: HealthTarget, reason: string): void {
+    this.told.set(target, reason);
+    this.onChange(target.id, false, reason);
+  }
+
+  /** `target` is out already: says `reason` if it is a new one. */
+  private sayOut(target: HealthTarget, reason: string): void {
+    if (target.state.healthy || this.told.get(target) === reason) return;
+    this.out(target, reason);
+  }
+
+  /** A P/D side whose engine has not yet confirmed its role (so it is out of service). */
+  private unconfirmed(target: HealthTarget): boolean {
+    return target.role?.gates === true && !target.role.matched;
   }
 
   /**
@@ -197,7 +242,15 @@ export class HealthChecker {
     if (role === undefined || role.matched) return { kind: 'ok' };
     const finding = await role.ask(this.dispatcher, target.headers, signal);
     if (finding.kind === 'mismatch') return { kind: 'eject', reason: finding.reason };
-    if (finding.kind === 'match') role.matched = true;
+    if (finding.kind === 'match') {
+      role.matched = true;
+      return {
+        kind: 'ok',
+        reason: `health checks pass; role ${role.configured} confirmed (its ${role.where})`,
+      };
+    }
+    // A P/D side stays out until its role is known; a whole-request backend is served meanwhile.
+    if (role.gates) return { kind: 'unconfirmed', reason: `${pendingRole(target)}: ${finding.reason}` };
     return { kind: 'ok' };
   }
 
@@ -239,4 +292,12 @@ export class HealthChecker {
       round.removeEventListener('abort', cut);
     }
   }
+}
+
+/** The start of the reason a P/D side is out before its engine confirmed the role. */
+export function pendingRole(target: Pick<HealthTarget, 'role'>): string {
+  const role = target.role;
+  return role === undefined
+    ? 'role not checked'
+    : `role ${role.configured} not yet confirmed (its ${role.where})`;
 }
