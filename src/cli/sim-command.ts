@@ -10,7 +10,9 @@ import { parseWithSchema, SIM_DEFAULTS, type SimConfigFile, simConfigFileSchema 
 import { type Fault, parseFault, RELIABILITY_DEFAULTS, toFault } from '../twin/faults.ts';
 import { GOODPUT_DEFAULTS, type GoodputResult } from '../twin/goodput.ts';
 import { formatComparisonTable, formatSummaryTable } from '../twin/report/table.ts';
+import type { SimSummary } from '../twin/report/types.ts';
 import { type PolicyRun, runExperiment, runTwin, type TwinSettings, writeOutputs } from '../twin/run.ts';
+import type { SimResult } from '../twin/simulator.ts';
 import { DEFAULT_DECLARED_MAX_TOKENS, parseDeclaredMaxTokens } from '../workload/declared.ts';
 import { MULTI_MODEL_MAX, type RateStage } from '../workload/spec.ts';
 import { parseStages } from '../workload/synthetic.ts';
@@ -386,7 +388,7 @@ export function registerSimCommand(program: Command): void {
       }
       if (runs.length === 1) {
         const run = runs[0] as PolicyRun;
-        process.stdout.write(`${formatSummaryTable(run.result.summary, { color })}\n`);
+        process.stdout.write(`${formatSummaryTable(summaryForTable(run.result), { color })}\n`);
         const reliability = run.result.summary.reliability;
         if (reliability !== undefined)
           process.stdout.write(
@@ -454,6 +456,16 @@ export function formatGoodput(goodput: GoodputResult): string {
     ...lines,
     `goodput: ${goodput.goodputRps.toFixed(2)} req/s`,
   ].join('\n');
+}
+
+/**
+ * The summary the table prints: a P/D run's header names both sides' policies, `policy X (prefill)
+ * / Y (decode)`, where the summary itself (and its JSON) holds the prefill side's alone.
+ */
+export function summaryForTable(result: Pick<SimResult, 'summary' | 'pd'>): SimSummary {
+  const { summary, pd } = result;
+  if (pd === undefined) return summary;
+  return { ...summary, policy: `${summary.policy} (prefill) / ${pd.policy} (decode)` };
 }
 
 /** Reads and validates a YAML config file. */
