@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { SwitchyardError } from '../../core/errors.ts';
 import { kvLink } from '../../model/kv-link.ts';
 import { readTraceLengths } from '../../workload/traces/read.ts';
+import { perfModelCapacity } from '../capacity.ts';
 import { type PdPlanInput, type PdSplit, planPd } from './plan.ts';
 
 const BASE: PdPlanInput = {
@@ -198,6 +199,79 @@ describe('P/D planner', () => {
     // Prompts too long to share a step are priced as before: one per step.
     const long = planPd({ ...BASE, lengths: [{ inputTokens: 8000, generatedTokens: 500 }], tpDegrees: [1] });
     assert.ok(long.split.prefill.instances >= 2);
+  });
+
+  it('prices the work of requests that miss the SLOs: an engine prefills and decodes them all the same', () => {
+    // 8% of prompts are 100k tokens: each prefill alone outlasts TTFT, so they never count as
+    // goodput, but every one of them still takes an instance its prefill time. The plan left them
+    // out of both pools and planned 115 req/s on 5 prefill GPUs, which would need 8% x 115 x 6.7 s
+    // = 61 GPUs of prefill for them alone.
+    const objectives = { ttftMs: 2000, tpotMs: 50, attainment: 0.9 };
+    const lengths = [
+      { inputTokens: 2000, generatedTokens: 200, weight: 92 },
+      { inputTokens: 100_000, generatedTokens: 1000, weight: 8 },
+    ];
+    const plan = planPd({ ...BASE, lengths, objectives, tpDegrees: [1] }).split;
+    const prefillMs = perfModelCapacity()(
+      { model: 'llama-3.1-8b', gpu: 'h100', tp: 1, role: 'prefill' },
+      {},
+      100_000,
+      1000,
+    ).prefillMs;
+    const longPrefillGpus = (plan.arrivalRpsMax * 0.08 * prefillMs) / 1000;
+    assert.ok(
+      longPrefillGpus <= prefillGpus(plan),
+      `${longPrefillGpus} GPUs of long prefills on ${prefillGpus(plan)}`,
+    );
+    assert.ok(Math.abs(plan.servedShare - 0.92) < 1e-12);
+  });
+
+  it('queues the whole mix on one prefill queue: a shape that barely meets TTFT does not set the rate', () => {
+    // 5% of prompts are 9,000 tokens, a 218 ms prefill against 300 ms of TTFT. Priced as a queue of
+    // its own, that shape allowed its instance ~10% utilisation and dragged the mix to 43% of the
+    // short-prompt rate; on a queue shared with the short prompts the wait allowed is the 90th
+    // percentile request's slack, and the mix keeps about what its extra work allows (half again as
+    // much prefill work as the short prompts bring).
+    const objectives = { ttftMs: 300, tpotMs: 50, attainment: 0.9 };
+    const short = planPd({
+      ...BASE,
+      lengths: [{ inputTokens: 1000, generatedTokens: 100 }],
+      objectives,
+      tpDegrees: [1],
+    }).split;
+    const mixed = planPd({
+      ...BASE,
+      lengths: [
+        { inputTokens: 1000, generatedTokens: 100, weight: 95 },
+        { inputTokens: 9000, generatedTokens: 100, weight: 5 },
+      ],
+      objectives,
+      tpDegrees: [1],
+    }).split;
+    const ratio = mixed.arrivalRpsMax / short.arrivalRpsMax;
+    assert.ok(ratio > 0.55, `mix at ${ratio} of the short-prompt rate`);
+  });
+
+  it("plans the Mooncake conversation sample's best split of the twin's at TP 1 (ib-400, TTFT 3000 / TPOT 20 ms)", () => {
+    // The results page (docs/results/disaggregation.md, Mooncake conversation, tight; first 600 s,
+    // the sample's first 1,750 requests): 4:4 0.37, 5:3 0.62, 6:2 0.46, 7:1 0.20 req/s per GPU.
+    // The 32k+ prompts (9% of requests, mean 60k) missed TTFT by their bucket's mean and were left
+    // out of both pools, and a 58k-token bucket priced on a queue of its own set the prefill rate:
+    // the plan took 6:2 (7:1 on the whole sample).
+    const all = readTraceLengths('sample:mooncake-conversation').map((p) => ({
+      inputTokens: Math.max(1, p.inputTokens),
+      generatedTokens: Math.max(1, p.outputTokens),
+    }));
+    for (const lengths of [all.slice(0, 1750), all]) {
+      const plan = planPd({
+        ...BASE,
+        lengths,
+        tpDegrees: [1],
+        link: kvLink('ib-400'),
+        objectives: { ttftMs: 3000, tpotMs: 20, attainment: 0.9 },
+      });
+      assert.deepEqual([plan.split.prefill.instances, plan.split.decode.instances], [5, 3]);
+    }
   });
 
   it('with fixed TP degrees, searches only those, and refuses a budget below one instance per side', () => {

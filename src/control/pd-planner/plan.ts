@@ -117,6 +117,8 @@ export interface PdPlan {
   readonly perGpuGainVsColocated: number | undefined;
 }
 
+const MS_PER_S = 1000;
+
 /** TP degrees searched by default: one GPU to a whole 8-GPU node. */
 export const PD_TP_DEGREES: readonly number[] = [1, 2, 4, 8];
 /** The largest GPU budget planned (the search is linear in it). */
@@ -191,14 +193,7 @@ function atMeanLengths(buckets: readonly LengthBucket[], lengths: readonly PdLen
   const sums = buckets.map(() => ({ weight: 0, input: 0, generated: 0 }));
   for (const l of lengths) {
     const weight = l.weight ?? 1;
-    const i = buckets.findIndex(
-      (b) =>
-        l.inputTokens >= b.inputTokensMin &&
-        l.inputTokens <= b.inputTokensMax &&
-        l.generatedTokens >= b.generatedTokensMin &&
-        l.generatedTokens <= b.generatedTokensMax,
-    );
-    const sum = sums[i];
+    const sum = sums[bucketOf(buckets, l)];
     if (sum === undefined || weight === 0) continue;
     sum.weight += weight;
     sum.input += weight * l.inputTokens;
@@ -213,6 +208,32 @@ function atMeanLengths(buckets: readonly LengthBucket[], lengths: readonly PdLen
       generatedTokens: Math.max(1, Math.round(sum.generated / sum.weight)),
     };
   });
+}
+
+/** The index of the bucket `l` falls in (-1 for none). */
+function bucketOf(buckets: readonly LengthBucket[], l: PdLength): number {
+  return buckets.findIndex(
+    (b) =>
+      l.inputTokens >= b.inputTokensMin &&
+      l.inputTokens <= b.inputTokensMax &&
+      l.generatedTokens >= b.generatedTokensMin &&
+      l.generatedTokens <= b.generatedTokensMax,
+  );
+}
+
+/** The lengths of the mix with their buckets, sorted; lengths of no weight are left out. */
+function mixRequests(buckets: readonly LengthBucket[], lengths: readonly PdLength[]): MixRequest[] {
+  const out: MixRequest[] = [];
+  for (const l of lengths) {
+    const weight = l.weight ?? 1;
+    const bucket = bucketOf(buckets, l);
+    if (weight > 0 && bucket >= 0)
+      out.push({ inputTokens: l.inputTokens, generatedTokens: l.generatedTokens, weight, bucket });
+  }
+  // In a fixed order, so that sums over them do not depend on the order the lengths came in.
+  return out.sort(
+    (a, b) => a.inputTokens - b.inputTokens || a.generatedTokens - b.generatedTokens || a.weight - b.weight,
+  );
 }
 
 /** The TP degrees whose instance fits the GPU and the budget (a split needs one GPU for the other side). */
@@ -248,60 +269,118 @@ function mixRate(buckets: readonly LengthBucket[], caps: Caps, served: readonly 
   return secondsPerRequest > 0 ? 1 / secondsPerRequest : 0;
 }
 
-interface PhaseCaps {
-  readonly prefill: Caps;
-  readonly decode: Caps;
+/** What one instance of each pool of a (prefill tp, decode tp) pair sustains over the mix. */
+interface PairRates {
+  /** Arrival rate one prefill instance sustains with the served share's TTFT met, req/s. */
+  readonly prefill: number;
+  /** Arrival rate one decode instance sustains with TPOT met, req/s. */
+  readonly decode: number;
+  /** Share of requests that meet both objectives at those rates. */
+  readonly servedShare: number;
   /** Weighted mean of what the transfer adds to TTFT, ms. */
   readonly transferMs: number;
 }
 
-/** Per-bucket capacities of a (prefill tp, decode tp) pair; the prefill's TTFT budget loses the transfer. */
-function pairCaps(ctx: Context, tpP: number, tpD: number): PhaseCaps {
-  const { input, buckets, disagg, model, link } = ctx;
+/**
+ * The two pools of a (prefill tp, decode tp) pair. Every request of the mix is prefilled and
+ * decoded, whether or not it can meet the objectives (an engine serves it all the same; only the
+ * goodput leaves it out), so each pool's rate is set by all of the work.
+ *
+ * Decode: 1 / sum(share / capacity) over the buckets (each request takes 1 / capacity of an
+ * instance's batch); a bucket that cannot meet TPOT at any batch takes its share at the largest
+ * batch the KV cache holds.
+ *
+ * Prefill: one queue per instance in front of the whole mix (Pollaczek-Khinchine, M/G/1): at
+ * arrival rate r, mean wait W = r E[e^2] / (2 (1 - r E[e])), e each prompt's occupancy of the
+ * instance (its chunked prefill alone, or its part of a batched step for prompts short enough to
+ * batch). A request meets TTFT when W + its prefill + its KV transfer fits; the wait allowed is the
+ * largest that still leaves the attainment target's share of requests (those whose decode bucket
+ * meets TPOT) within TTFT, and the rate is the one that makes that the wait. Each request of the
+ * mix is checked at its own length, not its bucket's mean: the bucket of the longest prompts spans
+ * everything above 32k tokens, and its mean (60k on the Mooncake sample) misses TTFT where most of
+ * its requests meet it.
+ */
+function pairRates(ctx: Context, tpP: number, tpD: number): PairRates | undefined {
+  const { input, buckets, requests, disagg } = ctx;
   const o = input.objectives;
-  const prefill: number[] = [];
-  const decode: number[] = [];
-  let transferMs = 0;
+  const limits = engineLimits(input.gpu, input.model, tpP, input.engine ?? {});
+  const pVariant = { model: input.model, gpu: input.gpu, tp: tpP, role: 'prefill' as const };
+  const dVariant = { model: input.model, gpu: input.gpu, tp: tpD, role: 'decode' as const };
+  // Decode: every bucket's requests take their share of the batch.
+  let decodeSecondsPerRequest = 0;
+  const decodeOk: boolean[] = [];
   for (const b of buckets) {
-    const pVariant = { model: input.model, gpu: input.gpu, tp: tpP, role: 'prefill' as const };
-    const alone = disagg(pVariant, { ttftMs: o.ttftMs }, b.inputTokens, b.generatedTokens);
-    const added = kvTransfer(model, b.inputTokens, link, {
-      prefillTp: tpP,
-      decodeTp: tpD,
-      layerwise: input.layerwise === true,
-      prefillMs: alone.prefillMs,
-    }).ttftAddedMs;
-    transferMs += b.share * added;
-    const budgetMs = o.ttftMs - added;
-    prefill.push(
-      budgetMs > 0
-        ? Math.max(
-            disagg(pVariant, { ttftMs: budgetMs }, b.inputTokens, b.generatedTokens).requestsPerS,
-            batchedPrefillRps(
-              engineLimits(input.gpu, input.model, tpP, input.engine ?? {}),
-              b.inputTokens,
-              budgetMs,
-            ),
-          )
-        : 0,
-    );
-    const dVariant = { model: input.model, gpu: input.gpu, tp: tpD, role: 'decode' as const };
     // The largest batch whose step meets TPOT holds TPOT on average only: planned at that batch, a
     // decode pool's batch swings above it half the time. Planned on at most SATURATION_SHARE_MAX of
     // it, as the colocated baseline's chunked model is (capacity.ts).
-    const decodeRps = disagg(dVariant, { tpotMs: o.tpotMs }, b.inputTokens, b.generatedTokens).requestsPerS;
-    decode.push(decodeRps * SATURATION_SHARE_MAX);
+    const withinTpot = disagg(dVariant, { tpotMs: o.tpotMs }, b.inputTokens, b.generatedTokens).requestsPerS;
+    decodeOk.push(withinTpot > 0);
+    const rps =
+      withinTpot > 0 ? withinTpot : disagg(dVariant, {}, b.inputTokens, b.generatedTokens).requestsPerS;
+    if (rps > 0) decodeSecondsPerRequest += b.share / (rps * SATURATION_SHARE_MAX);
   }
-  return { prefill, decode, transferMs };
+  // Prefill: each request's occupancy, prefill and transfer.
+  let weight = 0;
+  let e1 = 0;
+  let e2 = 0;
+  let transferMs = 0;
+  const fits: { readonly slackMs: number; readonly weight: number }[] = [];
+  for (const r of requests) {
+    const alone = disagg(pVariant, {}, r.inputTokens, r.generatedTokens).prefillMs;
+    const added = transferAddedMs(ctx, r.inputTokens, tpP, tpD, alone);
+    const occupancyMs = Math.min(alone, batchedPrefillMsPerPrompt(limits, r.inputTokens, o.ttftMs - added));
+    weight += r.weight;
+    e1 += r.weight * occupancyMs;
+    e2 += r.weight * occupancyMs * occupancyMs;
+    transferMs += r.weight * added;
+    if (decodeOk[r.bucket] === true) fits.push({ slackMs: o.ttftMs - added - alone, weight: r.weight });
+  }
+  if (weight <= 0) return undefined;
+  e1 /= weight;
+  e2 /= weight;
+  // The wait allowed: the largest that leaves the target's share of requests within TTFT.
+  fits.sort((a, b) => b.slackMs - a.slackMs);
+  let share = 0;
+  let waitMs = Number.NaN;
+  for (const f of fits) {
+    share += f.weight / weight;
+    if (share >= o.attainment - 1e-12) {
+      waitMs = f.slackMs;
+      break;
+    }
+  }
+  if (!(waitMs > 0)) return undefined;
+  // Every request with at least that slack meets TTFT at that wait.
+  const servedShare = fits.reduce((sum, f) => sum + (f.slackMs >= waitMs ? f.weight / weight : 0), 0);
+  // W = r e2 / (2 (1 - r e1))  <=>  r = W / (e2 / 2 + W e1), per ms.
+  const prefill = (MS_PER_S * waitMs) / (e2 / 2 + waitMs * e1);
+  return {
+    prefill,
+    decode: decodeSecondsPerRequest > 0 ? 1 / decodeSecondsPerRequest : 0,
+    servedShare,
+    transferMs: transferMs / weight,
+  };
+}
+
+/** What the KV transfer of `tokens` adds to TTFT on the pair's link, ms. */
+function transferAddedMs(ctx: Context, tokens: number, tpP: number, tpD: number, prefillMs: number): number {
+  return kvTransfer(ctx.model, tokens, ctx.link, {
+    prefillTp: tpP,
+    decodeTp: tpD,
+    layerwise: ctx.input.layerwise === true,
+    prefillMs,
+  }).ttftAddedMs;
 }
 
 /**
- * Prompts per second a prefill instance serves when it batches several short prompts into one step
- * (up to the step's token budget and max_num_seqs), as vLLM's scheduler does: the largest batch whose
- * step, waited for about one and a half times (the step in progress, then its own), stays within the
- * TTFT budget, planned on at most SATURATION_SHARE_MAX of its rate. 0 when not even two fit.
+ * A short prompt's share of a batched prefill step, ms: an engine's scheduler runs several short
+ * prompts in one step (up to the step's token budget and max_num_seqs), and each then occupies the
+ * instance for step / k. The largest batch whose step, waited for about one and a half times (the
+ * step in progress, then its own), stays within the TTFT budget. Infinity when not even two fit.
+ * One 200-token prompt per step leaves an H100 mostly idle; priced that way, the chat plans took a
+ * prefill instance too many.
  */
-function batchedPrefillRps(limits: EngineLimits, inputTokens: number, budgetMs: number): number {
+function batchedPrefillMsPerPrompt(limits: EngineLimits, inputTokens: number, budgetMs: number): number {
   const kMax = Math.min(limits.maxNumSeqs, Math.floor(limits.maxNumBatchedTokens / inputTokens));
   for (let k = kMax; k >= 2; k--) {
     const stepMs = limits.perf.stepTimeMs({
@@ -312,14 +391,23 @@ function batchedPrefillRps(limits: EngineLimits, inputTokens: number, budgetMs: 
       decodeContextTokens: 0,
       commonPrefixTokens: 0,
     });
-    if (1.5 * stepMs <= budgetMs) return (SATURATION_SHARE_MAX * k * 1000) / stepMs;
+    if (1.5 * stepMs <= budgetMs) return stepMs / k;
   }
-  return 0;
+  return Number.POSITIVE_INFINITY;
+}
+
+/** One length of the mix, with the bucket it falls in. */
+interface MixRequest {
+  readonly inputTokens: number;
+  readonly generatedTokens: number;
+  readonly weight: number;
+  readonly bucket: number;
 }
 
 interface Context {
   readonly input: PdPlanInput;
   readonly buckets: readonly LengthBucket[];
+  readonly requests: readonly MixRequest[];
   readonly model: ModelSpec;
   readonly link: KvLink;
   readonly disagg: CapacityFn;
@@ -343,12 +431,12 @@ function better(
 
 /** The best split of one (prefill tp, decode tp) pair, or undefined when it cannot meet the objectives. */
 function bestSplitOfPair(ctx: Context, tpP: number, tpD: number): PdSplit | undefined {
-  const caps = pairCaps(ctx, tpP, tpD);
-  const served = ctx.buckets.map((_, i) => (caps.prefill[i] as number) > 0 && (caps.decode[i] as number) > 0);
-  const servedShare = ctx.buckets.reduce((sum, b, i) => sum + (served[i] === true ? b.share : 0), 0);
+  const rates = pairRates(ctx, tpP, tpD);
+  if (rates === undefined || !(rates.prefill > 0 && rates.decode > 0)) return undefined;
+  const { servedShare } = rates;
   if (servedShare < ctx.input.objectives.attainment - 1e-12) return undefined;
-  const rateP = mixRate(ctx.buckets, caps.prefill, served);
-  const rateD = mixRate(ctx.buckets, caps.decode, served);
+  const rateP = rates.prefill;
+  const rateD = rates.decode;
   const budget = ctx.input.gpus;
   let best: PdSplit | undefined;
   for (let np = 1; np * tpP + tpD <= budget; np++) {
@@ -369,7 +457,7 @@ function bestSplitOfPair(ctx: Context, tpP: number, tpD: number): PdSplit | unde
         goodputPerGpuRps: goodputRps / gpus,
         servedShare,
         limitedBy: np * rateP <= nd * rateD ? 'prefill' : 'decode',
-        transferTtftAddedMs: caps.transferMs,
+        transferTtftAddedMs: rates.transferMs,
         meetsRate: arrivalRpsMax >= ctx.input.rateRps,
       };
       if (better(candidate, best)) best = candidate;
@@ -429,6 +517,7 @@ export function planPd(input: PdPlanInput): PdPlan {
   const ctx: Context = {
     input,
     buckets,
+    requests: mixRequests(buckets, input.lengths),
     model,
     link: input.link ?? kvLink(PD_DEFAULT_LINK),
     // md1: a prefill pool queues whole prompts; its TTFT must hold with the wait, as chunked's does.
