@@ -249,6 +249,6 @@ if (process.env.RECORD_STORELESS_PD === '1') {
   const { writeFileSync } = await import('node:fs');
   writeFileSync(
     new URL('./fixtures/storeless-pd.json', import.meta.url),
-    `${JSON.stringify(storelessPdRecord(), null, 1)}\n`,
+    `${JSON.stringify(storelessPdRecord(), null, 2)}\n`,
   );
 }

@@ -409,3 +409,16 @@ function storelessRecord(): Record<string, unknown> {
   }
   return JSON.parse(JSON.stringify(out));
 }
+
+/**
+ * Writes the fixture: `RECORD_STORELESS=1 node --import tsx --test src/twin/kv-store.test.ts`. Only
+ * for a change meant to move the twin's figures (say why in the commit): the run above must then
+ * match what it writes.
+ */
+if (process.env.RECORD_STORELESS === '1') {
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(
+    new URL('./fixtures/storeless-mooncake.json', import.meta.url),
+    `${JSON.stringify(storelessRecord(), null, 2)}\n`,
+  );
+}
