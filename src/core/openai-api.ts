@@ -27,8 +27,10 @@ const message = z.looseObject({
 
 const common = {
   model: z.string().min(1).max(512),
-  stream: z.boolean().optional(),
-  stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullish(),
+  // null is absent, as vLLM's `bool | None` / `str | None` fields read it (clients that write every
+  // field, set or not, send `"stream": null`, `"user": null`).
+  stream: z.boolean().nullish(),
+  stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
   max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().gt(0).max(1).nullish(),
@@ -37,7 +39,7 @@ const common = {
   n: z.number().int().min(1).max(N_MAX).nullish(),
   stop: z.union([z.string(), z.array(z.string()).max(16)]).nullish(),
   seed: z.number().int().nullish(),
-  user: z.string().max(256).optional(),
+  user: z.string().max(256).nullish(),
   /** vLLM's extension: scheduling priority (vLLM: lower first; Switchyard maps it, see gateway). */
   priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
 };
@@ -65,7 +67,7 @@ export const completionBodySchema = z.looseObject({
       .min(1)
       .max(PROMPTS_MAX),
   ]),
-  echo: z.boolean().optional(),
+  echo: z.boolean().nullish(),
 });
 
 /** A request body, parsed and normalised for routing and generation. */
@@ -205,7 +207,7 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
     presencePenalty: common.presence_penalty ?? undefined,
     seed: common.seed ?? undefined,
     priority: common.priority,
-    user: common.user,
+    user: common.user ?? undefined,
   };
 }
 

@@ -38,6 +38,14 @@ export function clientErrorOf(error: NodeJS.ErrnoException): SwitchyardError {
       return new SwitchyardError('SY_ERR_REQUEST_TOO_LARGE', 'request head too large', { param: 'headers' });
     case 'ERR_HTTP_REQUEST_TIMEOUT':
       return new SwitchyardError('SY_ERR_REQUEST_TIMEOUT', 'request not received in time');
+    case 'HPE_PAUSED_H2_UPGRADE':
+      // HTTP/2's connection preface ("PRI * HTTP/2.0"): curl --http2-prior-knowledge, an h2c-only
+      // client. The gateway speaks HTTP/1.1 (as vLLM's uvicorn server does); say so.
+      return new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        'HTTP/2 without TLS (prior knowledge) is not served: the gateway speaks HTTP/1.1; send the request over HTTP/1.1',
+        { param: 'protocol' },
+      );
     default:
       return new SwitchyardError(
         'SY_ERR_INVALID_ARGUMENT',

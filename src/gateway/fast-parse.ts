@@ -38,8 +38,9 @@ function nullish(v: unknown): boolean {
   return v === undefined || v === null;
 }
 
+/** A boolean, or absent (null too, as vLLM's `bool | None` fields take it). */
 function optionalBoolean(v: unknown): boolean {
-  return v === undefined || typeof v === 'boolean';
+  return nullish(v) || typeof v === 'boolean';
 }
 
 function tokenLimit(v: unknown): boolean {
@@ -76,7 +77,7 @@ function commonValid(b: Json): boolean {
   const seed = b['seed'];
   if (!nullish(seed) && !Number.isSafeInteger(seed)) return false;
   const user = b['user'];
-  if (user !== undefined && !(typeof user === 'string' && user.length <= 256)) return false;
+  if (!nullish(user) && !(typeof user === 'string' && user.length <= 256)) return false;
   const priority = b['priority'];
   if (
     priority !== undefined &&
@@ -175,7 +176,7 @@ export function parseBody(kind: 'chat' | 'completion', body: unknown): ParsedCom
     presencePenalty: (body['presence_penalty'] ?? undefined) as number | undefined,
     seed: nullish(seed) ? undefined : (seed as number),
     priority: body['priority'] as number | undefined,
-    user: body['user'] as string | undefined,
+    user: (body['user'] ?? undefined) as string | undefined,
   };
 }
 
@@ -283,7 +284,7 @@ function chatRouting(body: Json, prefixBlocksMax: number): RoutingFields | undef
     promptTokens: Math.max(1, Math.ceil(writer.length / CHARS_PER_TOKEN)),
     prefix: writer.chain(prefixBlocksMax),
     priority: body['priority'] as number | undefined,
-    user: body['user'] as string | undefined,
+    user: (body['user'] ?? undefined) as string | undefined,
   };
 }
 
@@ -303,6 +304,6 @@ function completionRouting(body: Json, prefixBlocksMax: number): RoutingFields |
         ? tokenPrefixChain(prompt.ids, TEXT_BLOCK_TOKENS, prefixBlocksMax)
         : textPrefixChain(prompt.text, prefixBlocksMax),
     priority: body['priority'] as number | undefined,
-    user: body['user'] as string | undefined,
+    user: (body['user'] ?? undefined) as string | undefined,
   };
 }

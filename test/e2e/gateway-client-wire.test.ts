@@ -1,0 +1,148 @@
+/**
+ * End-to-end: client wire formats found by running clients the project had not met against a live
+ * gateway (notes of task I, stop 25), each request here byte for byte as the client sent it.
+ *
+ * - A client that writes every field of its request type, set or not (a Python dataclass sent
+ *   through `asdict`, a Java or .NET client serialising nulls) sends `"stream": null`,
+ *   `"user": null`, completions' `"echo": null` and `"stream_options": {"include_usage": null}`.
+ *   vLLM reads these as absent (`bool | None`, `str | None`: vllm/entrypoints/openai/
+ *   chat_completion/protocol.py, completion/protocol.py); the gateway refused them with 400. Both a
+ *   real backend (a recorder standing for vLLM, which must get the bytes unchanged) and a built-in
+ *   sim engine must serve them.
+ * - `curl --http2-prior-knowledge` (HTTP/2's connection preface on a plain socket) got
+ *   "malformed HTTP request (HPE_PAUSED_H2_UPGRADE)"; the answer now says the gateway speaks HTTP/1.1.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type FakeUpstream, startFakeUpstream } from '../../src/gateway/fake-upstream.ts';
+import {
+  assertErrorBody,
+  MODEL,
+  post,
+  simBackend,
+  sseData,
+  startSims,
+  startTestGateway,
+  Teardown,
+  type TestGateway,
+} from './support/cluster.ts';
+import { openSocket, readUntilClose } from './support/raw-http.ts';
+
+const teardown = new Teardown();
+/** The model the recorder serves (a `vllm` backend: bodies go to it unchanged). */
+const REAL = 'real-model';
+let gw: TestGateway;
+let upstream: FakeUpstream;
+
+before(async () => {
+  upstream = await startFakeUpstream(REAL);
+  teardown.add(() => upstream.close());
+  const sims = await startSims(1, ['--time-scale', '0.05', '--kv-events', 'none'], teardown);
+  gw = await startTestGateway(
+    {
+      backends: [
+        ...sims.engines.map((e, i) => simBackend(`sim${i}`, e, false)),
+        { id: 'rec', type: 'vllm', url: upstream.url, models: [REAL], metricsPath: null },
+      ],
+    },
+    teardown,
+  );
+});
+
+after(() => teardown.run());
+
+/**
+ * A chat body as a client that serialises every field of its request type writes it: the fields it
+ * did not set are null (this is what `json.dumps(dataclasses.asdict(req))` gives for an
+ * OpenAI-shaped dataclass with None defaults).
+ */
+function allFieldsChat(model: string): string {
+  return (
+    `{"model": "${model}", "messages": [{"role": "user", "content": "Hello there"}], ` +
+    '"max_tokens": 4, "max_completion_tokens": null, "temperature": null, "top_p": null, "n": null, ' +
+    '"stream": null, "stream_options": null, "stop": null, "presence_penalty": null, ' +
+    '"frequency_penalty": null, "seed": null, "user": null, "tools": null, "tool_choice": null, ' +
+    '"response_format": null, "logprobs": null, "top_logprobs": null, "logit_bias": null}'
+  );
+}
+
+function allFieldsCompletion(model: string): string {
+  return (
+    `{"model": "${model}", "prompt": "Once upon a time", "max_tokens": 4, "echo": null, ` +
+    '"stream": null, "stream_options": null, "user": null, "suffix": null, "best_of": null, ' +
+    '"logprobs": null, "n": null, "stop": null, "temperature": null, "top_p": null, "seed": null}'
+  );
+}
+
+interface Usage {
+  readonly completion_tokens: number;
+}
+
+describe('a client that sends every field, null when unset', () => {
+  it('chat: a real backend gets the bytes unchanged; a sim engine answers', async () => {
+    const before = upstream.received.length;
+    const body = allFieldsChat(REAL);
+    const real = await post(gw.url, '/v1/chat/completions', body);
+    assert.equal(real.status, 200, real.text);
+    assert.equal(upstream.received.length, before + 1);
+    assert.equal(upstream.received.at(-1)?.body, body);
+
+    const sim = await post(gw.url, '/v1/chat/completions', allFieldsChat(MODEL));
+    assert.equal(sim.status, 200, sim.text);
+    const answer = JSON.parse(sim.text) as { object: string; usage: Usage };
+    assert.equal(answer.object, 'chat.completion', 'stream: null is not a stream');
+    assert.equal(answer.usage.completion_tokens, 4);
+  });
+
+  it('completions: echo, stream and user null', async () => {
+    const body = allFieldsCompletion(REAL);
+    const real = await post(gw.url, '/v1/completions', body);
+    assert.equal(real.status, 200, real.text);
+    assert.equal(upstream.received.at(-1)?.body, body);
+
+    const sim = await post(gw.url, '/v1/completions', allFieldsCompletion(MODEL));
+    assert.equal(sim.status, 200, sim.text);
+    assert.equal((JSON.parse(sim.text) as { usage: Usage }).usage.completion_tokens, 4);
+  });
+
+  it('a stream whose stream_options.include_usage is null is served (no usage chunk asked for)', async () => {
+    const body =
+      `{"model": "${MODEL}", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, ` +
+      '"stream": true, "stream_options": {"include_usage": null}, "user": null}';
+    const reply = await post(gw.url, '/v1/chat/completions', body);
+    assert.equal(reply.status, 200, reply.text);
+    const data = sseData(reply.text);
+    assert.equal(data.at(-1), '[DONE]');
+  });
+
+  it('a wrong type is still refused naming the field', async () => {
+    const reply = await post(
+      gw.url,
+      '/v1/chat/completions',
+      `{"model": "${MODEL}", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}`,
+    );
+    const e = assertErrorBody(reply.text, reply.status);
+    assert.equal(reply.status, 400);
+    assert.equal(e.error.param, 'stream');
+  });
+});
+
+describe('HTTP/2 prior knowledge', () => {
+  it('the connection preface gets a 400 saying the gateway speaks HTTP/1.1', async () => {
+    const socket = await openSocket(gw.url);
+    const closed = readUntilClose(socket, 5000);
+    // What curl --http2-prior-knowledge sends first: the preface, then an empty SETTINGS frame.
+    socket.write(
+      Buffer.concat([
+        Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'),
+        Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+      ]),
+    );
+    const raw = await closed;
+    assert.match(raw, /^HTTP\/1\.1 400 /);
+    const body = raw.slice(raw.indexOf('\r\n\r\n') + 4);
+    const e = assertErrorBody(body, 400);
+    assert.equal(e.error.param, 'protocol');
+    assert.match(e.error.message, /HTTP\/1\.1/);
+  });
+});
