@@ -516,7 +516,17 @@ export function resolveSettings(
   // The flag names the link; a file's minTokens stays.
   if (flags.kvStore !== undefined) engine.kvStore = { ...engine.kvStore, kind: 'peer', link: flags.kvStore };
   const workload = workloadFromFlags(flags, file.workload, fromCli);
-  const serverless = serverlessFromFlags(flags, workload);
+  // A serverless run's GPU and base model: a flag given, else the file's uniform cluster (as a plain
+  // run's), never commander's defaults over the file.
+  const serverless = serverlessFromFlags(
+    {
+      ...flags,
+      gpu: pick('gpu', flags.gpu, fileCluster?.gpu),
+      model: pick('model', flags.model, fileCluster?.model),
+    },
+    workload,
+    (name) => fromCli(name) || (name === 'model' && fileCluster?.model !== undefined),
+  );
   if (serverless !== undefined && (placed !== undefined || flags.autoscaler !== undefined))
     throw invalidArgument(
       'serverless-policy',

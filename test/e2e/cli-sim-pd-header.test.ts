@@ -1,6 +1,7 @@
 /**
- * A disaggregated run names both of its policies: the header the prefill side's (--policy), the P/D
- * line the decode side's (--pd-policy), so `--pd-policy least-request` is visible in the output.
+ * A disaggregated run names both of its policies: the header both sides' (--policy for the prefill
+ * side, --pd-policy for the decode side), the P/D line the decode side's again, so
+ * `--pd-policy least-request` is visible in the output.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -20,6 +21,10 @@ test('--pd-policy least-request: the P/D line names it as the decode picker', as
     '--no-progress',
   ]);
   assert.equal(run.code, 0, run.stderr);
-  assert.match(run.stdout, /^policy round-robin /m, 'the header: the prefill side, --policy default');
+  assert.match(
+    run.stdout,
+    /^policy round-robin \(prefill\) \/ least-request \(decode\) · /m,
+    'the header: the prefill side (--policy default), then the decode side',
+  );
   assert.match(run.stdout, /decode instance picked by least-request \(--pd-policy\)/);
 });
