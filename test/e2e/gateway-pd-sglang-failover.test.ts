@@ -101,7 +101,9 @@ before(async () => {
     { id: 'p0', url: frontUrl, bootstrapPort: boot.port },
     { id: 'p1', url: p1.url },
   ];
-  const lone = [{ id: 'p0', url: closed, bootstrapPort: boot.port }];
+  // Type vllm: an engine that reports no P/D role, so the gateway goes by the configured one (a
+  // sim backend stays out of service until its engine confirms its role, which a closed port never does).
+  const lone = [{ id: 'p0', type: 'vllm', url: closed, bootstrapPort: boot.port }];
   // Health checks of the closed port would eject p0 before the test runs (then no prefill leg is
   // sent at all: 503 SY_ERR_NO_INSTANCE); kept eligible, each attempt's prefill leg is refused.
   const loneExtra = { limits: { retries: 1 }, healthCheck: { failuresToEject: 1000 } };
