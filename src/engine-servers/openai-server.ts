@@ -92,7 +92,8 @@ export interface OpenAiServer {
   readonly inFlight: number;
   /**
    * Stops accepting (new requests get 503), waits up to `graceMs` (default CLOSE_GRACE_MS_DEFAULT)
-   * for in-flight generations, then drops the remaining connections and closes the backend.
+   * for in-flight generations, ends those still running with 503 SY_ERR_DRAINING (mid-stream: an SSE
+   * error event and `[DONE]`), then drops the remaining connections and closes the backend.
    */
   close(graceMs?: number): Promise<void>;
 }
@@ -274,7 +275,8 @@ class CompletionResponse implements GenerationSink {
     this.server.generationEnded(undefined, 0);
     if (this.ended) return;
     this.ended = true;
-    if (!this.started) {
+    // A whole answer is sent at the end: nothing of it went out yet, whatever was generated.
+    if (!this.started || !this.parsed.stream) {
       sendError(this.res, error, this.server.closingHeaders());
       return;
     }
@@ -344,6 +346,16 @@ function minTokensOf(body: unknown, parsed: ParsedCompletionRequest, honoured: b
   return v as number;
 }
 
+/** A generation whose response is open, as a shutdown past its grace ends it. */
+interface RunningGeneration {
+  readonly response: CompletionResponse | ResponsesResponse;
+  readonly controller: AbortController;
+  readonly res: ServerResponse;
+}
+
+/** After a shutdown's grace, the longest wait for the error answers to reach the sockets. */
+const FLUSH_MS_MAX = 1000;
+
 /** The server proper; `startOpenAiServer` is its public face. */
 class EngineHttpServer {
   readonly metrics: VllmMetrics;
@@ -353,6 +365,8 @@ class EngineHttpServer {
   private active = 0;
   private closing = false;
   private drained: (() => void) | undefined;
+  /** Generations whose response is still open: what a shutdown past its grace ends with an error. */
+  private readonly running = new Set<RunningGeneration>();
   private readonly bodyBytesMax: number;
   private readonly retryAfter: string;
   private readonly modelsBody: string;
@@ -417,10 +431,40 @@ class EngineHttpServer {
         });
       }
       this.drained = undefined;
+      await this.endRunning(graceMs);
       this.http.closeAllConnections();
       await this.backend.close();
       await closed;
     }
+  }
+
+  /**
+   * Ends every generation still running when the grace ran out with 503 SY_ERR_DRAINING, as each
+   * protocol carries an error (a JSON error before the answer began; an SSE error event and `[DONE]`
+   * mid-stream; a Responses `error` event), stops it, and waits (at most FLUSH_MS_MAX) until those
+   * answers were handed to the sockets, so that closing the connections next cuts nothing.
+   */
+  private async endRunning(graceMs: number): Promise<void> {
+    if (this.running.size === 0) return;
+    const error = new SwitchyardError(
+      'SY_ERR_DRAINING',
+      `the engine shut down before this request finished: its shutdown timeout (${graceMs / 1000} s) ran out`,
+    );
+    const flushed: Promise<void>[] = [];
+    for (const g of [...this.running]) {
+      if (g.response.done) continue;
+      flushed.push(new Promise<void>((resolve) => g.res.once('close', () => resolve())));
+      g.response.onError(error);
+      g.controller.abort();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(flushed),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, FLUSH_MS_MAX);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Headers that end keep-alive while the server drains. */
@@ -625,7 +669,10 @@ class EngineHttpServer {
         ? new ResponsesResponse(this, res, parsed, id, created, arrivalMs, echo)
         : new CompletionResponse(this, res, parsed, id, created, arrivalMs, continuousUsage(parsed, body));
     const controller = new AbortController();
+    const generation: RunningGeneration = { response, controller, res };
+    this.running.add(generation);
     res.on('close', () => {
+      this.running.delete(generation);
       if (response.done) return;
       response.abandon();
       controller.abort();

@@ -274,7 +274,8 @@ export class ResponsesResponse implements GenerationSink {
     this.host.generationEnded(undefined, 0);
     if (this.ended) return;
     this.ended = true;
-    if (!this.started) {
+    // A whole answer is sent at the end: nothing of it went out yet, whatever was generated.
+    if (!this.started || !this.parsed.stream) {
       sendError(this.res, error, this.host.closingHeaders());
       return;
     }
