@@ -260,6 +260,10 @@ export function builtinEngineRefusal(
   const b = body as Record<string, unknown>;
   for (const { param, defaults, why } of BUILTIN_UNSUPPORTED) {
     if (!asked(b[param], defaults)) continue;
+    // Tools the request forbids calling (`tool_choice: "none"`) only describe: vLLM serves such a
+    // request as plain text (it renders the tools into the prompt), and so does a built-in engine.
+    if (param === 'tools' && b['tool_choice'] === 'none') continue;
+    if (param === 'functions' && b['function_call'] === 'none') continue;
     return new SwitchyardError(
       'SY_ERR_UNSUPPORTED_PARAMETER',
       `parameter '${param}' is not supported by the built-in engines: ${why}; ` +

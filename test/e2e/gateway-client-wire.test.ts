@@ -9,6 +9,9 @@
  *   chat_completion/protocol.py, completion/protocol.py); the gateway refused them with 400. Both a
  *   real backend (a recorder standing for vLLM, which must get the bytes unchanged) and a built-in
  *   sim engine must serve them.
+ * - `tools` with `tool_choice: "none"` to a built-in engine was 400 naming `tools`; vLLM serves such
+ *   a request as text (no tool may be called), and so does the sim now. With `auto` (the default
+ *   when tools are given) it is still refused, as vLLM without --enable-auto-tool-choice refuses it.
  * - `curl --http2-prior-knowledge` (HTTP/2's connection preface on a plain socket) got
  *   "malformed HTTP request (HPE_PAUSED_H2_UPGRADE)"; the answer now says the gateway speaks HTTP/1.1.
  */
@@ -124,6 +127,43 @@ describe('a client that sends every field, null when unset', () => {
     const e = assertErrorBody(reply.text, reply.status);
     assert.equal(reply.status, 400);
     assert.equal(e.error.param, 'stream');
+  });
+});
+
+describe('tools on a model that cannot call them (a built-in engine)', () => {
+  const tools = [
+    {
+      type: 'function',
+      function: { name: 'get_weather', parameters: { type: 'object', properties: {} } },
+    },
+  ];
+  const messages = [{ role: 'user', content: 'weather?' }];
+
+  it('tools with tool_choice "none" are served as text, as vLLM serves them', async () => {
+    // The openai Python client's bytes for tools=[...], tool_choice="none".
+    const reply = await post(gw.url, '/v1/chat/completions', {
+      messages,
+      model: MODEL,
+      max_tokens: 3,
+      tool_choice: 'none',
+      tools,
+    });
+    assert.equal(reply.status, 200, reply.text);
+    const answer = JSON.parse(reply.text) as {
+      choices: { finish_reason: string; message: { content: string; tool_calls?: unknown } }[];
+    };
+    assert.equal(answer.choices[0]?.message.tool_calls, undefined);
+    assert.equal(answer.choices[0]?.finish_reason, 'length');
+  });
+
+  it('tools that may be called (auto, the default) are refused naming tools', async () => {
+    for (const choice of [{}, { tool_choice: 'auto' }]) {
+      const reply = await post(gw.url, '/v1/chat/completions', { messages, model: MODEL, tools, ...choice });
+      const e = assertErrorBody(reply.text, reply.status);
+      assert.equal(reply.status, 400);
+      assert.equal(e.error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
+      assert.equal(e.error.param, 'tools');
+    }
   });
 });
 
