@@ -10,37 +10,15 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { startLocalEngines } from '../../src/adapters/local-engines.ts';
 import { StandbyEngines } from '../../src/adapters/standby-engines.ts';
 import { tinyLlamaModel } from './support/llama.ts';
+import { pidsWith } from './support/processes.ts';
+import { until } from './support/wait.ts';
 
 /** Guard against a hang, not a performance bound. */
 const HANG_GUARD_MS = 60_000;
-
-/** Pids of live processes whose command line holds `marker`. */
-function pidsWith(marker: string): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(marker)) pids.push(Number(name));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return pids;
-}
-
-async function until(what: string, check: () => boolean): Promise<void> {
-  const deadline = Date.now() + HANG_GUARD_MS;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 test('an aborted start stops the engine still starting and rejects without waiting for its ready line', async () => {
   const marker = `cancel-${randomUUID()}`;
@@ -60,7 +38,7 @@ test('an aborted start stops the engine still starting and rejects without waiti
     (error: Error) => error.message,
   );
   // The child runs (its runtime loaded) and will never be ready.
-  await until('the standby line', () => lines.some((l) => l.includes('"event":"standby"')));
+  await until('the standby line', () => lines.some((l) => l.includes('"event":"standby"')), HANG_GUARD_MS);
   assert.equal(pidsWith(marker).length, 1, 'one engine child runs');
   abort.abort();
   assert.match(await outcome, /engine start cancelled/);
@@ -81,7 +59,7 @@ test('an aborted hand-over to a standby engine rejects once the engine exited', 
   const pool = new StandbyEngines({ size: 1, args: [], standbyTimeoutMs: HANG_GUARD_MS, log: () => {} });
   pool.start();
   try {
-    await until('a standby engine', () => pool.stats().idle === 1);
+    await until('a standby engine', () => pool.stats().idle === 1, HANG_GUARD_MS);
     const taken = pool.take();
     assert.ok(taken !== undefined);
     const abort = new AbortController();

@@ -8,13 +8,14 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { BIN } from './support/cli.ts';
+import { pidsWith } from './support/processes.ts';
+import { until } from './support/wait.ts';
 
 /** Guard against a hang, not a performance bound. */
 const HANG_GUARD_MS = 60_000;
@@ -33,28 +34,6 @@ after(() => {
   for (const pid of pidsWith(HOLD, 'environ')) process.kill(pid, 'SIGKILL');
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** Pids of live processes (not this one) whose command line (or environment) holds `marker`. */
-function pidsWith(marker: string, where: 'cmdline' | 'environ' = 'cmdline'): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${name}/${where}`, 'utf8').includes(marker)) pids.push(Number(name));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return pids;
-}
-
-async function until(what: string, check: () => boolean): Promise<void> {
-  const deadline = Date.now() + HANG_GUARD_MS;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** Starts serve with `args`, signals it once its engines run, and returns how it ended. */
 async function signalDuringStart(args: readonly string[], signal: NodeJS.Signals) {
@@ -75,7 +54,7 @@ async function signalDuringStart(args: readonly string[], signal: NodeJS.Signals
   );
   // Serve's own command line holds the marker too: its engines are the others.
   const engines = () => pidsWith(marker).filter((pid) => pid !== proc.pid);
-  await until('the engine children', () => engines().length > 0);
+  await until('the engine children', () => engines().length > 0, HANG_GUARD_MS);
   proc.kill(signal);
   const end = await exited;
   // The stop is SIGTERM then, past a grace period, SIGKILL: both are done when serve exits.
