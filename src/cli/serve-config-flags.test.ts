@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { describe, it, mock } from 'node:test';
-import { main, USAGE_EXIT_CODE } from './main.ts';
+import { describe, it } from 'node:test';
+import { runCliInProcess } from './cli-test-support.ts';
+import { USAGE_EXIT_CODE } from './main.ts';
 
 /**
  * A config file that does not exist: a flag that got through would make the run stop there (a
@@ -14,19 +15,9 @@ import { main, USAGE_EXIT_CODE } from './main.ts';
  */
 const MISSING_CONFIG = join('/nonexistent', 'serve-config-flags.yaml');
 
-/** `switchyard serve ...args` in this process: its exit code and what it wrote to stderr. */
-async function serve(args: readonly string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  const err = mock.method(process.stderr, 'write', (chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    const code = await main(['node', 'switchyard', 'serve', '--config', MISSING_CONFIG, ...args]);
-    return { code, stderr };
-  } finally {
-    err.mock.restore();
-  }
+/** `switchyard serve --config MISSING_CONFIG ...args` in this process. */
+function serve(args: readonly string[]): Promise<{ code: number; stderr: string }> {
+  return runCliInProcess(['serve', '--config', MISSING_CONFIG, ...args]);
 }
 
 /** A usage error for `flag` with `value`, its problem matching `problem`, nothing read. */
