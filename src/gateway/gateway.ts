@@ -746,6 +746,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
           return;
         }
         case '/v1/models':
+          if (!this.modelsAllowed(req, res)) return;
           res.writeHead(200, {
             'content-type': 'application/json',
             'content-length': Buffer.byteLength(this.modelsJson),
@@ -778,6 +779,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     this.drainBody(req);
     const get = method === 'GET' || method === 'HEAD';
     if (get && path.startsWith('/v1/models/')) {
+      if (!this.modelsAllowed(req, res)) return;
       this.modelById(res, path.slice('/v1/models/'.length));
       return;
     }
@@ -792,6 +794,21 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       res,
       new SwitchyardError('SY_ERR_NOT_FOUND', `unknown route ${method} ${path}`, { param: 'path' }),
     );
+  }
+
+  /**
+   * With tenants configured, /v1/models and /v1/models/{id} answer a tenant's key only (401
+   * otherwise, counted), as every completion route does and as vLLM's --api-key guards every /v1
+   * route: a client with a wrong key learns it at `models.list()`, not at its first completion.
+   * True when the request may go on.
+   */
+  private modelsAllowed(req: IncomingMessage, res: ServerResponse): boolean {
+    if (this.tenants.size === 0) return true;
+    const key = bearerToken(req.headers.authorization);
+    if (key !== undefined && this.tenants.has(key)) return true;
+    const message = key === undefined ? 'missing API key (Authorization: Bearer <key>)' : 'invalid API key';
+    this.rejectEarly(res, new SwitchyardError('SY_ERR_UNAUTHORIZED', message, { param: 'authorization' }));
+    return false;
   }
 
   /** `GET /v1/models/{id}`: the model's entry from /v1/models, or 404 naming it. */

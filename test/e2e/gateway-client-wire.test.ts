@@ -12,6 +12,8 @@
  * - `tools` with `tool_choice: "none"` to a built-in engine was 400 naming `tools`; vLLM serves such
  *   a request as text (no tool may be called), and so does the sim now. With `auto` (the default
  *   when tools are given) it is still refused, as vLLM without --enable-auto-tool-choice refuses it.
+ * - With tenants configured, `models.list()` with a wrong key or none answered 200 (only the
+ *   completion routes checked the key); vLLM with --api-key answers 401 on every /v1 route.
  * - `curl --http2-prior-knowledge` (HTTP/2's connection preface on a plain socket) got
  *   "malformed HTTP request (HPE_PAUSED_H2_UPGRADE)"; the answer now says the gateway speaks HTTP/1.1.
  */
@@ -164,6 +166,44 @@ describe('tools on a model that cannot call them (a built-in engine)', () => {
       assert.equal(e.error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
       assert.equal(e.error.param, 'tools');
     }
+  });
+});
+
+describe('/v1/models with tenants configured', () => {
+  let keyed: TestGateway;
+  before(async () => {
+    keyed = await startTestGateway(
+      {
+        backends: [{ id: 'rec', type: 'vllm', url: upstream.url, models: [REAL], metricsPath: null }],
+        tenants: [{ key: 'team-key-0001', name: 'team' }],
+      },
+      teardown,
+    );
+  });
+
+  it('answers a tenant key only, as vLLM --api-key guards every /v1 route', async () => {
+    // What the openai Python client sends for models.list() / models.retrieve(id).
+    const get = (path: string, key?: string) =>
+      fetch(`${keyed.url}${path}`, {
+        headers: key === undefined ? {} : { authorization: `Bearer ${key}`, accept: 'application/json' },
+      });
+    for (const path of ['/v1/models', `/v1/models/${REAL}`]) {
+      for (const key of [undefined, 'wrong']) {
+        const res = await get(path, key);
+        const e = assertErrorBody(await res.text(), res.status, `${path} key ${String(key)}`);
+        assert.equal(res.status, 401);
+        assert.equal(e.error.param, 'authorization');
+      }
+      const ok = await get(path, 'team-key-0001');
+      assert.equal(ok.status, 200, path);
+    }
+    const list = (await (await get('/v1/models', 'team-key-0001')).json()) as { data: { id: string }[] };
+    assert.deepEqual(
+      list.data.map((m) => m.id),
+      [REAL],
+    );
+    const stats = (await (await fetch(`${keyed.url}/stats`)).json()) as { rejected: Record<string, number> };
+    assert.equal(stats.rejected['SY_ERR_UNAUTHORIZED'], 4);
   });
 });
 
