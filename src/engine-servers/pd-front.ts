@@ -29,8 +29,11 @@ export const PREFILL_ANSWER_BYTES_MAX = 1 << 20;
 const INNER_SOCKETS_MAX = 1024;
 /** Idle keep-alive connections from the gateway stay open this long (longer than its pool's idle). */
 const FRONT_KEEP_ALIVE_MS = 30_000;
-/** On close, connections still busy after this long are cut. */
-const CLOSE_GRACE_MS = 1000;
+/**
+ * On close, connections still busy this long after the inner server's grace are cut: by then the
+ * inner server ended what still ran with an error, which the front relays.
+ */
+const CLOSE_FLUSH_MS = 1000;
 
 /** A whole answer from the inner server. */
 export interface InnerAnswer {
@@ -131,13 +134,21 @@ export abstract class PdFrontBase {
     });
   }
 
-  /** Stops listening; busy connections are cut after CLOSE_GRACE_MS. */
-  close(): Promise<void> {
+  /**
+   * Stops listening; connections still busy after `graceMs` (the inner server's grace) plus
+   * CLOSE_FLUSH_MS are cut. The answers under way go on meanwhile: the inner server ends them,
+   * in time or with an error event at its grace.
+   */
+  close(graceMs = 0): Promise<void> {
     return new Promise((resolve) => {
-      this.http.close(() => resolve());
+      const cut = setTimeout(() => this.http.closeAllConnections(), graceMs + CLOSE_FLUSH_MS);
+      cut.unref();
+      this.http.close(() => {
+        clearTimeout(cut);
+        this.agent.destroy();
+        resolve();
+      });
       this.http.closeIdleConnections();
-      setTimeout(() => this.http.closeAllConnections(), CLOSE_GRACE_MS).unref();
-      this.agent.destroy();
     });
   }
 
@@ -288,8 +299,9 @@ export async function servePdFront(options: ServePdFrontOptions): Promise<void> 
   parent.stop();
   process.stderr.on('error', () => {});
   process.stderr.write(`switchyard engine ${options.engine} (P/D ${options.role}): ${why}, draining\n`);
-  await front.close();
-  await inner.close(why === 'parent-gone' ? 1000 : options.shutdownTimeoutS * 1000);
+  // Both at once: the front relays what the inner server still answers (in time, or its error event).
+  const graceMs = why === 'parent-gone' ? 1000 : options.shutdownTimeoutS * 1000;
+  await Promise.all([front.close(graceMs), inner.close(graceMs)]);
   await options.release(false);
   if (why === 'parent-gone') process.exit(0);
 }

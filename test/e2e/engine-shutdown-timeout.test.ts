@@ -112,3 +112,43 @@ describe('engine shutdown timeout', { timeout: 90_000 }, () => {
     assert.equal((JSON.parse(w.text) as { error: { code: string } }).error.code, 'SY_ERR_DRAINING');
   });
 });
+
+describe('P/D engine shutdown timeout', { timeout: 90_000 }, () => {
+  it('relays streams past 1 s until the shutdown timeout, then the inner server error event', async () => {
+    // A decode side passes a request without P/D fields through to its inner engine whole.
+    const engine = await spawnSim(
+      [
+        '--time-scale',
+        '1',
+        '--kv-events',
+        'none',
+        '--pd-role',
+        'decode',
+        '--pd-protocol',
+        'vllm',
+        '--shutdown-timeout',
+        '3',
+      ],
+      0,
+      teardown,
+    );
+    let streaming!: () => void;
+    const started = new Promise<void>((resolve) => {
+      streaming = resolve;
+    });
+    const chat = post(
+      engine.url,
+      '/v1/chat/completions',
+      { model: MODEL, messages, max_tokens: 4000, stream: true },
+      () => streaming(),
+    );
+    await started;
+    await engine.kill('SIGTERM');
+    const answer = await chat;
+    const events = answer.text.trimEnd().split('\n\n');
+    assert.equal(events.at(-1), 'data: [DONE]');
+    const error = JSON.parse((events.at(-2) as string).slice('data: '.length)) as { error: { code: string } };
+    assert.equal(error.error.code, 'SY_ERR_DRAINING');
+    assert.match(answer.text, /shutdown timeout \(3 s\) ran out/);
+  });
+});
