@@ -224,6 +224,14 @@ describe('P/D planner', () => {
       `${longPrefillGpus} GPUs of long prefills on ${prefillGpus(plan)}`,
     );
     assert.ok(Math.abs(plan.servedShare - 0.92) < 1e-12);
+    // The colocated baseline runs them too (it planned 121 req/s on 8 GPUs: 65 GPUs of their prefills).
+    const colocated = planPd({ ...BASE, lengths, objectives, tpDegrees: [1] }).colocated;
+    assert.ok(colocated !== undefined);
+    const colocatedLongGpus = (colocated.arrivalRpsMax * 0.08 * prefillMs) / 1000;
+    assert.ok(
+      colocatedLongGpus <= colocated.gpus,
+      `${colocatedLongGpus} GPUs of long prefills on ${colocated.gpus}`,
+    );
   });
 
   it('queues the whole mix on one prefill queue: a shape that barely meets TTFT does not set the rate', () => {

@@ -275,7 +275,7 @@ interface PairRates {
   readonly prefill: number;
   /** Arrival rate one decode instance sustains with TPOT met, req/s. */
   readonly decode: number;
-  /** Share of requests that meet both objectives at those rates. */
+  /** Share of requests that can meet both objectives at all. */
   readonly servedShare: number;
   /** Weighted mean of what the transfer adds to TTFT, ms. */
   readonly transferMs: number;
@@ -350,8 +350,9 @@ function pairRates(ctx: Context, tpP: number, tpD: number): PairRates | undefine
     }
   }
   if (!(waitMs > 0)) return undefined;
-  // Every request with at least that slack meets TTFT at that wait.
-  const servedShare = fits.reduce((sum, f) => sum + (f.slackMs >= waitMs ? f.weight / weight : 0), 0);
+  // The share that can meet both objectives at all, as the colocated baseline counts it (at the
+  // rate, the wait leaves about the target's share within TTFT).
+  const servedShare = fits.reduce((sum, f) => sum + (f.slackMs >= 0 ? f.weight / weight : 0), 0);
   // W = r e2 / (2 (1 - r e1))  <=>  r = W / (e2 / 2 + W e1), per ms.
   const prefill = (MS_PER_S * waitMs) / (e2 / 2 + waitMs * e1);
   return {
@@ -481,7 +482,18 @@ function bestColocated(ctx: Context, tps: readonly number[]): ColocatedSplit | u
     const served = caps.map((c) => c > 0);
     const servedShare = buckets.reduce((sum, b, i) => sum + (served[i] === true ? b.share : 0), 0);
     if (servedShare < o.attainment - 1e-12) continue;
-    const rate = mixRate(buckets, caps, served);
+    // A shape that cannot meet the SLOs is served all the same: it takes its share of the
+    // instance at the rate the instance runs it with no objectives, as on the P/D pools.
+    const work = buckets.map((b, i) =>
+      served[i] === true
+        ? (caps[i] as number)
+        : ctx.colocated(variant, {}, b.inputTokens, b.generatedTokens).requestsPerS,
+    );
+    const rate = mixRate(
+      buckets,
+      work,
+      work.map((w) => w > 0),
+    );
     for (let n = 1; n * tp <= input.gpus; n++) {
       const arrivalRpsMax = n * rate;
       const goodputRps = arrivalRpsMax * servedShare;
