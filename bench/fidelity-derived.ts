@@ -28,7 +28,8 @@
  *
  * One engine core per stage (one instance, as in the issue), constant arrivals from t = 0, figures
  * over the requests arriving after the first quarter of the stage; saturation by the fidelity
- * harness's rule (in flight at arrival: last fifth against the second fifth, > 1.5x and > 4).
+ * harness's rule (isSaturated: the requests queued at each arrival, sent and without a first token,
+ * last fifth against the second fifth, > 1.5x and > 4).
  * With `--max-concurrency C` the client holds at most C requests in flight, as `vllm bench serve
  * --max-concurrency C` does: a request due while C are unanswered waits at the client and is sent
  * (and timed from) when the oldest-freed slot frees, first come first sent; stage membership stays
@@ -47,6 +48,7 @@ import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { isSaturated } from '../src/twin/fidelity/observe.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -198,13 +200,20 @@ const median = (xs: readonly number[]): number => {
   return s.length === 0 ? Number.NaN : (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2;
 };
 
-/** The fidelity harness's saturation rule (src/twin/fidelity/observe.ts, isSaturated). */
-function saturated(inFlight: readonly number[]): boolean {
-  if (inFlight.length < 20) return false;
-  const fifth = Math.floor(inFlight.length / 5);
-  const second = mean(inFlight.slice(fifth, 2 * fifth));
-  const last = mean(inFlight.slice(inFlight.length - fifth));
-  return last > second * 1.5 && last - second > 4;
+/**
+ * Requests queued in the engine when each was sent: sent before it and without a first token yet.
+ * Sends are in order and every first token follows its send, so a request sent later has none yet:
+ * it is k minus the first tokens at or before send k (a pointer walk over them sorted).
+ */
+function engineQueue(sentMs: readonly number[], firstTokenMs: readonly number[]): number[] {
+  const firsts = [...firstTokenMs].sort((a, b) => a - b);
+  const queued: number[] = [];
+  let started = 0;
+  for (let k = 0; k < sentMs.length; k++) {
+    while (started < firsts.length && (firsts[started] as number) <= (sentMs[k] as number)) started++;
+    queued.push(k - started);
+  }
+  return queued;
 }
 
 // Modules of the tree under test, loaded by path so the same loop runs the old and the new twin
@@ -250,7 +259,6 @@ function runStage(model: string, tp: number, rate: number): StageFigures {
   const gapMs = 1000 / rate;
   const n = Math.round(rate * seconds);
   const warmupMs = seconds * 1000 * WARMUP_FRACTION;
-  const inFlight: number[] = [];
   const sentMs: number[] = [];
   let runningSum = 0;
   let steps = 0;
@@ -276,7 +284,6 @@ function runStage(model: string, tp: number, rate: number): StageFigures {
       if (!lagged && freedMs >= nowMs && freedMs > next * gapMs) break;
       const arrivalMs =
         freedMs >= nowMs && freedMs > next * gapMs ? nowMs + CLIENT_LAG_MS : Math.max(next * gapMs, freedMs);
-      inFlight.push(next - done.length);
       sentMs.push(arrivalMs);
       core.add(
         {
@@ -318,10 +325,16 @@ function runStage(model: string, tp: number, rate: number): StageFigures {
   return {
     ttftMs: mean(steady.map((r) => r.firstTokenMs - r.arrivalMs)),
     perTokenMs: mean(steady.map((r) => (r.finishMs - r.firstTokenMs) / (r.request.outputTokens - 1))),
-    saturated: saturated(inFlight),
+    // The harness's rule, on this tree's harness whichever tree's twin runs.
+    saturated: isSaturated(
+      engineQueue(
+        sentMs,
+        done.map((r) => r.firstTokenMs),
+      ),
+    ),
     meanRunning: runningSum / Math.max(1, steps),
     preemptions: done.reduce((a, r) => a + r.preemptions, 0),
-    clientBound: saturated(clientQueue(sentMs, gapMs)),
+    clientBound: isSaturated(clientQueue(sentMs, gapMs)),
     clientWaitMsMean: mean(waits),
     clientWaitMsP90: waits[Math.min(waits.length - 1, Math.floor(0.9 * waits.length))] ?? Number.NaN,
     sentRps: sentSpanS > 0 ? (steadySent.length - 1) / sentSpanS : 0,

@@ -4,12 +4,13 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import type { TwinRequest } from '../../workload/types.ts';
-import { type FidelityCaseInput, parseFidelityCase } from './case.ts';
+import { type FidelityCase, type FidelityCaseInput, loadFidelityCase, parseFidelityCase } from './case.ts';
 import { compareAll, compareRow, errorPct, median } from './compare.ts';
 import { isSaturated, RequestLog, SATURATION_SAMPLES_MIN } from './observe.ts';
 import { fmtSignedPct, formatFidelityTable } from './report.ts';
 import { type CaseRow, cappedSource, replayOpenLoop, runCase } from './run-case.ts';
 
+const REPO = join(import.meta.dirname, '..', '..', '..');
 const measured = { ttftMs: { mean: 50, p90: 80 }, perTokenMs: { mean: 10 }, saturated: false };
 
 function openCase(over: Partial<FidelityCaseInput> = {}): FidelityCaseInput {
@@ -70,6 +71,26 @@ describe('case format', () => {
     assert.throws(() => parseFidelityCase(openCase({ gpu: 'tpu' })), { code: 'SY_ERR_UNKNOWN_NAME' });
   });
 
+  it('reads Hugging Face and nvidia-smi names as the catalogue ids, and refuses an ambiguous GPU', () => {
+    const c = parseFidelityCase(
+      openCase({ model: 'meta-llama/Llama-3.1-8B-Instruct', gpu: 'NVIDIA H100 80GB HBM3' }),
+    );
+    assert.deepEqual([c.model, c.gpu], ['llama-3.1-8b', 'h100']);
+    assert.throws(() => parseFidelityCase(openCase({ gpu: 'A100' })), {
+      code: 'SY_ERR_UNKNOWN_NAME',
+      message: /ambiguous gpu 'A100'.*'a100-40gb' or 'a100-80gb'/,
+    });
+  });
+
+  it("says in one sentence which keys a length distribution's kind takes", () => {
+    const w = openCase().workload as Record<string, unknown>;
+    const input = { kind: 'uniform', min: 570, max: 790 };
+    assert.throws(() => parseFidelityCase(openCase({ workload: { ...w, input } as never })), {
+      code: 'SY_ERR_INVALID_CONFIG',
+      message: /^fidelity case: workload\.input: uniform takes lo and hi; got min and max$/,
+    });
+  });
+
   it('needs exactly one of rateRps and stages, a limit at one rate, and measured figures somewhere', () => {
     const w = openCase().workload as Record<string, unknown>;
     const stages = [{ rateRps: 2, durationS: 10 }];
@@ -126,12 +147,12 @@ describe('case format', () => {
 });
 
 describe('saturation', () => {
-  it('a flat number in flight is not saturation, however noisy', () => {
+  it('a flat queue is not saturation, however noisy', () => {
     const flat = Array.from({ length: 200 }, (_, i) => 10 + (i % 7));
     assert.equal(isSaturated(flat), false);
   });
 
-  it('a number in flight that keeps growing is', () => {
+  it('a queue that keeps growing is', () => {
     const growing = Array.from({ length: 200 }, (_, i) => Math.floor(i / 4));
     assert.equal(isSaturated(growing), true);
   });
@@ -279,7 +300,7 @@ describe('runCase', () => {
         ['open#2', false],
       ],
     );
-    // In flight follows the rate (4x here), which the trend test over the whole run reads as a queue.
+    // In flight follows the rate (4x here): a trend test on it over the whole run would read a queue.
     const [, low, high] = rows;
     assert.ok(low !== undefined && high !== undefined);
     assert.ok(high.predicted.e2eMs.mean * 8 > 3 * low.predicted.e2eMs.mean * 2);
@@ -299,6 +320,93 @@ describe('runCase', () => {
     );
     const [row] = runCase(c).rows;
     assert.equal(row?.predicted.saturated, true);
+  });
+
+  /** 512-token prompts and 256-token answers on one H100 held to 16 sequences: about 8.7 req/s. */
+  function sixteenSeqs(workload: Record<string, unknown>): FidelityCaseInput {
+    return openCase({
+      engine: { maxNumSeqs: 16 },
+      workload: {
+        arrival: 'constant',
+        input: { kind: 'fixed', tokens: 512 },
+        output: { kind: 'fixed', tokens: 256 },
+        ...workload,
+      } as never,
+    });
+  }
+
+  it('a short run below capacity is not saturated, though its batch is still filling when arrivals stop', () => {
+    // 20 s of arrivals against an E2E of about 11.5 s: in flight rises 20 -> 120 for the whole run
+    // (the ramp the old in-flight rule read as a queue), while no request waits to start.
+    const { result, log } = replayOpenLoop(
+      parseFidelityCase(
+        openCase({
+          workload: {
+            arrival: 'poisson',
+            rateRps: 10,
+            requests: 200,
+            input: { kind: 'fixed', tokens: 512 },
+            output: { kind: 'fixed', tokens: 1024 },
+          },
+        }),
+      ),
+    );
+    const [row] = result.rows;
+    assert.equal(row?.predicted.saturated, false);
+    assert.ok(row.predicted.ttftMs.p99 < 200, `TTFT p99 ${row.predicted.ttftMs.p99} ms`);
+    assert.ok(isSaturated(Array.from(log.inFlightAtArrival)), 'in flight does grow through the run');
+  });
+
+  it('a short run far above capacity is saturated: its queue grows within seconds', () => {
+    const [row] = runCase(parseFidelityCase(sixteenSeqs({ rateRps: 40, requests: 200 }))).rows;
+    assert.equal(row?.predicted.saturated, true);
+  });
+
+  it('a long run just under capacity is not saturated', () => {
+    // 8.5 req/s against about 8.7: 15 of 16 sequences busy for 235 s.
+    const { result, log } = replayOpenLoop(parseFidelityCase(sixteenSeqs({ rateRps: 8.5, requests: 2000 })));
+    assert.equal(result.rows[0]?.predicted.saturated, false);
+    assert.ok(Math.max(...log.inFlightAtArrival) >= 14, 'the engine is nearly full');
+    // Just over capacity the same run is.
+    const [over] = runCase(parseFidelityCase(sixteenSeqs({ rateRps: 9.5, requests: 2000 }))).rows;
+    assert.equal(over?.predicted.saturated, true);
+  });
+
+  it('stages rising across capacity: the stages below are not saturated, the one past it and the run are', () => {
+    const c = parseFidelityCase({
+      ...sixteenSeqs({
+        stages: [
+          { rateRps: 4, durationS: 30, measured },
+          { rateRps: 8, durationS: 60, measured },
+          { rateRps: 12, durationS: 30, measured },
+        ],
+      }),
+    });
+    assert.deepEqual(
+      runCase(c).rows.map((r) => [r.label, r.predicted.saturated]),
+      [
+        ['open', true],
+        ['open#1', false],
+        ['open#2', false],
+        ['open#3', true],
+      ],
+    );
+  });
+
+  it('the shipped 70B TP8 ShareGPT case is not saturated at 16 or 8 req/s with 200 requests, nor with 1,000', () => {
+    const shipped = loadFidelityCase(
+      join(REPO, 'data', 'fidelity', 'a100-40gb-llama-3.3-70b-tp8-sharegpt-qps16.yaml'),
+    );
+    assert.equal(shipped.workload.arrival, 'poisson');
+    for (const [rateRps, requests] of [
+      [16, 200],
+      [8, 200],
+      [8, 1000],
+    ] as const) {
+      const c = { ...shipped, workload: { ...shipped.workload, rateRps, requests } } as FidelityCase;
+      const [row] = runCase(c).rows;
+      assert.equal(row?.predicted.saturated, false, `${rateRps} req/s x ${requests}`);
+    }
   });
 
   for (const concurrency of [1, 4, 16]) {

@@ -1,7 +1,7 @@
 /**
  * Per-request timings of a twin run, recorded through the routing hooks every host calls
  * (onRouted, onFirstToken, onCompleted, onFailed). The twin's summary pools every request; a
- * fidelity case needs them split by stage and needs the number in flight at each arrival, so the
+ * fidelity case needs them split by stage and needs the number queued at each arrival, so the
  * harness wraps the run's policy in an observer instead of reaching into the simulator.
  */
 import { reject } from '../../core/decision.ts';
@@ -24,7 +24,13 @@ export class RequestLog {
   readonly generatedTokens: Int32Array;
   /** Requests routed and not yet ended when this one was routed (itself excluded). */
   readonly inFlightAtArrival: Int32Array;
+  /**
+   * Requests routed, without a first token and not ended when this one was routed (itself
+   * excluded): the engine's queue and its prefills in progress. Saturation reads this (isSaturated).
+   */
+  readonly queuedAtArrival: Int32Array;
   private inFlight = 0;
+  private queued = 0;
   /** Requests that ended without an answer (the engine could never fit them, or a failure). */
   failed = 0;
   /** Requests that ended, answered or not. */
@@ -37,6 +43,7 @@ export class RequestLog {
     this.finishMs = new Float64Array(size).fill(Number.NaN);
     this.generatedTokens = new Int32Array(size);
     this.inFlightAtArrival = new Int32Array(size);
+    this.queuedAtArrival = new Int32Array(size);
   }
 
   /** A capped source's scheduled time of a request it is about to send. */
@@ -47,13 +54,16 @@ export class RequestLog {
   routed(index: number, arrivalMs: number): void {
     this.arrive(index, arrivalMs);
     this.inFlightAtArrival[index] = this.inFlight++;
+    this.queuedAtArrival[index] = this.queued++;
   }
 
   firstToken(index: number, nowMs: number): void {
+    this.leaveQueue(index);
     this.firstTokenMs[index] = nowMs;
   }
 
   completed(index: number, nowMs: number, tokens: number): void {
+    this.leaveQueue(index);
     this.finishMs[index] = nowMs;
     this.generatedTokens[index] = tokens;
     this.inFlight--;
@@ -64,14 +74,23 @@ export class RequestLog {
   refused(index: number, arrivalMs: number): void {
     this.arrive(index, arrivalMs);
     this.inFlightAtArrival[index] = this.inFlight;
+    this.queuedAtArrival[index] = this.queued;
     this.failed++;
     this.ended++;
   }
 
-  endedUnanswered(): void {
+  /** A routed request that ended without an answer. */
+  endedUnanswered(index: number): void {
+    this.leaveQueue(index);
     this.failed++;
     this.inFlight--;
     this.ended++;
+  }
+
+  /** A routed request leaves the queue at its first token, or when it ends without one. */
+  private leaveQueue(index: number): void {
+    if (Number.isNaN(this.firstTokenMs[index] as number) && Number.isNaN(this.finishMs[index] as number))
+      this.queued--;
   }
 
   private arrive(index: number, arrivalMs: number): void {
@@ -116,7 +135,7 @@ export function observed(inner: RoutingPolicy, log: RequestLog): RoutingPolicy {
       inner.onCompleted?.(request, instanceId, nowMs, generatedTokens);
     },
     onFailed(request, instanceId, nowMs) {
-      log.endedUnanswered();
+      log.endedUnanswered(requestIndex(request));
       inner.onFailed?.(request, instanceId, nowMs);
     },
     ...(inner.onKvEvent !== undefined ? { onKvEvent: inner.onKvEvent.bind(inner) } : {}),
@@ -131,7 +150,11 @@ export interface PredictedFigures {
   readonly e2eMs: LatencyStats;
   /** Completed requests over the span from the first arrival to the last finish. */
   readonly throughputRps: number;
-  /** In flight grew through the window: the twin fell behind the offered load (see isSaturated). */
+  /**
+   * The requests queued at each arrival (routed, no first token yet) grew through the window: the
+   * twin fell behind the offered load (see isSaturated). False where the window is too short for a
+   * queue to form, whatever its running batch did.
+   */
   readonly saturated: boolean;
   readonly requests: number;
   readonly completed: number;
@@ -159,7 +182,7 @@ export function figuresOf(log: RequestLog, fromMs: number, toMs: number): Predic
   const ttft: number[] = [];
   const perToken: number[] = [];
   const e2e: number[] = [];
-  const inFlight: number[] = [];
+  const queued: number[] = [];
   let firstArrivalMs = Number.POSITIVE_INFINITY;
   let lastFinishMs = Number.NEGATIVE_INFINITY;
   let requests = 0;
@@ -167,7 +190,7 @@ export function figuresOf(log: RequestLog, fromMs: number, toMs: number): Predic
     if (!inWindow(log, i, fromMs, toMs)) continue;
     const arrival = log.arrivalMs[i] as number;
     requests++;
-    inFlight.push(log.inFlightAtArrival[i] as number);
+    queued.push(log.queuedAtArrival[i] as number);
     firstArrivalMs = Math.min(firstArrivalMs, arrival);
     const finish = log.finishMs[i] as number;
     if (Number.isNaN(finish)) continue;
@@ -184,7 +207,7 @@ export function figuresOf(log: RequestLog, fromMs: number, toMs: number): Predic
     perTokenMs: latencyStats(perToken),
     e2eMs: latencyStats(e2e),
     throughputRps: spanS > 0 ? e2e.length / spanS : 0,
-    saturated: isSaturated(inFlight),
+    saturated: isSaturated(queued),
     requests,
     completed: e2e.length,
   };
@@ -236,19 +259,24 @@ export function clientFiguresOf(
 export const SATURATION_SAMPLES_MIN = 20;
 
 /**
- * Whether the number in flight grew through a window of arrivals (in arrival order): below
- * capacity it hovers around rate x latency; past it the queue, and so the number in flight, grows
- * with time. The mean over the last fifth of arrivals is compared with the mean over the second
- * fifth (the first is warm-up): saturated when it grew by more than half and by more than 4
- * requests (so that a few requests of noise at low load never count).
+ * Whether a queue grew through a window of arrivals: `queued` holds, in arrival order, the number
+ * waiting at each (in the engine: routed, no first token yet; at a capped client: due, not sent).
+ * Below capacity a queue hovers around rate x wait, a few requests; past it, it grows with time.
+ * The mean over the last fifth of arrivals is compared with the mean over the second fifth (the
+ * first is warm-up): saturated when it grew by more than half and by more than 4 requests (so that
+ * a few requests of noise at low load never count).
+ *
+ * Feed it a queue, not the number in flight: from an empty engine the running batch ramps up for
+ * about one E2E, so in a run a few E2Es long the number in flight grows below capacity too. A run
+ * too short for a queue to form is not saturated (docs/fidelity.md, "What each figure means").
  */
-export function isSaturated(inFlightAtArrival: readonly number[]): boolean {
-  const n = inFlightAtArrival.length;
+export function isSaturated(queued: readonly number[]): boolean {
+  const n = queued.length;
   if (n < SATURATION_SAMPLES_MIN) return false;
   const fifth = Math.floor(n / 5);
   const mean = (from: number, to: number) => {
     let sum = 0;
-    for (let i = from; i < to; i++) sum += inFlightAtArrival[i] as number;
+    for (let i = from; i < to; i++) sum += queued[i] as number;
     return sum / (to - from);
   };
   const early = mean(fifth, 2 * fifth);

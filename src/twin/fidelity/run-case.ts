@@ -116,9 +116,9 @@ export function replayOpenLoop(c: FidelityCase): { result: CaseResult; log: Requ
       label: c.name,
       load: `${w.stages !== undefined ? 'stages' : `${w.rateRps} req/s`}${capped}`,
       measured: c.measured,
-      // Over stages of different rates the number in flight follows the rate, so the trend test
-      // would call a rising staircase saturated: a staged run saturates when one of its stages does
-      // (and its client queue, by the same reading, grows when one stage's does).
+      // A staged run saturates when one of its stages does (and its client queue grows when one
+      // stage's does): a trend test over the whole run would weigh a stage past capacity against
+      // the others, and the queue at each arrival follows each stage's rate.
       predicted: w.stages !== undefined ? stagedWhole(whole, anyStageSaturated, anyStageClientBound) : whole,
     });
   }
