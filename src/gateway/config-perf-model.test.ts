@@ -3,8 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SwitchyardError } from '../core/errors.ts';
 import type { InstanceView } from '../core/view.ts';
-import { MODELS } from '../model/models.ts';
-import { gatewayPerfModels, HF_ALIASES, parseGatewayConfig, perfModelIdOf } from './config.ts';
+import { gatewayPerfModels, parseGatewayConfig, perfModelIdOf } from './config.ts';
 
 const backend = (over: Record<string, unknown> = {}) => ({
   id: 'b0',
@@ -75,8 +74,29 @@ describe('backend perfModel', () => {
     assert.equal(perfModelIdOf({ models: ['meta-llama/Meta-Llama-3.1-8B-Instruct'] }), 'llama-3.1-8b');
     assert.equal(perfModelIdOf({ models: ['mistralai/Mixtral-8x7B-v0.1'] }), 'mixtral-8x7b');
     assert.equal(perfModelIdOf({ models: ['acme/bot'] }), undefined);
-    // Every alias names a catalogue model.
-    for (const id of Object.values(HF_ALIASES)) assert.ok(MODELS.has(id), id);
+    // A Hugging Face name without its organisation, and an explicit perfModel written as one.
+    assert.equal(perfModelIdOf({ models: ['Llama-2-7b-chat-hf'] }), 'llama-2-7b');
+    assert.equal(perfModelIdOf({ models: ['acme/bot'], perfModel: 'Qwen/Qwen2.5-7B' }), 'qwen2.5-7b');
+    // Another organisation's copy is not guessed at.
+    assert.equal(perfModelIdOf({ models: ['acme/Llama-2-7b-hf'] }), undefined);
+  });
+
+  it('reads vendor GPU and Hugging Face perfModel names as the catalogue ids', () => {
+    const config = parseGatewayConfig(
+      {
+        backends: [
+          backend({
+            models: ['acme/bot'],
+            perfModel: 'meta-llama/Llama-2-7b-hf',
+            gpu: 'NVIDIA H100 80GB HBM3',
+          }),
+        ],
+      },
+      {},
+    );
+    assert.equal(config.backends[0]?.gpu, 'h100');
+    assert.equal(config.backends[0]?.perfModel, 'llama-2-7b');
+    gatewayPerfModels(config).require(['goodput']);
   });
 
   it('gives policies the mapped performance model by instance id', () => {
@@ -115,7 +135,7 @@ describe('backend perfModel', () => {
 
   it('checks the GPU and TP of the mapping too', () => {
     const gpu = gatewayPerfModels(parseGatewayConfig({ backends: [backend({ gpu: 'cpu' })] }, {}));
-    invalidConfig(() => gpu.require(['goodput']), 'backends.0.gpu', "unknown GPU 'cpu'");
+    invalidConfig(() => gpu.require(['goodput']), 'backends.0.gpu', "unknown gpu 'cpu'");
     const model = gatewayPerfModels(parseGatewayConfig({ backends: [backend({ perfModel: 'gpt-9' })] }, {}));
     invalidConfig(() => model.require(['goodput']), 'backends.0.perfModel', "unknown model 'gpt-9'");
     const tp = gatewayPerfModels(parseGatewayConfig({ backends: [backend({ tp: 3 })] }, {}));

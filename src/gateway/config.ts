@@ -9,8 +9,8 @@ import { kvEventsRefusal, policyTypeOf, tokenizerConfigSchema } from '../adapter
 import { readYamlFile } from '../adapters/yaml-file.ts';
 import { EVICTION_POLICIES } from '../control/serverless/live-eviction.ts';
 import { SwitchyardError } from '../core/errors.ts';
-import { GPUS, gpuIds } from '../model/gpus.ts';
-import { MODELS, modelIds } from '../model/models.ts';
+import { findGpuId, resolveGpuId } from '../model/gpus.ts';
+import { findModelId, modelIds, resolveModelId } from '../model/models.ts';
 import { perfModelFor } from '../model/perf.ts';
 import { admissionConfigSchema, tenantConfigSchema } from '../policies/admission/config.ts';
 import {
@@ -75,15 +75,29 @@ export const backendConfigSchema = z
     pdProtocol: z.enum(PD_PROTOCOLS).optional(),
     /** SGLang prefill backends: the port of the engine's bootstrap server (SGLang's --disaggregation-bootstrap-port). Default: the URL's port. */
     bootstrapPort: z.number().int().min(1).max(65_535).optional(),
-    /** GPU class from the catalogue: KV sizing, and policies that predict time (goodput, mooncake, preble). */
-    gpu: z.string().min(1).default('h100'),
+    /**
+     * GPU class from the catalogue: KV sizing, and policies that predict time (goodput, mooncake,
+     * preble). Vendor names are read as the catalogue id they mean (`NVIDIA H100 80GB HBM3`: h100;
+     * src/model/gpus.ts resolveGpuId); a name that means none is kept, and refused only where used.
+     */
+    gpu: z
+      .string()
+      .min(1)
+      .default('h100')
+      .transform((gpu) => findGpuId(gpu) ?? gpu),
     tp: z.number().int().min(1).max(64).default(1),
     /**
      * The catalogue model (src/model/models.ts) whose performance this engine has, with `gpu` and `tp`,
      * for policies that predict time. Absent: the first of `models` that is a catalogue id or a
-     * catalogue model's Hugging Face name (case-insensitive), e.g. meta-llama/Llama-3.1-8B-Instruct.
+     * Hugging Face name of a catalogue model (src/model/models.ts resolveModelId, any case), e.g.
+     * meta-llama/Llama-3.1-8B-Instruct. Such a name here is read as the catalogue id it means.
      */
-    perfModel: z.string().min(1).max(128).optional(),
+    perfModel: z
+      .string()
+      .min(1)
+      .max(128)
+      .transform((model) => findModelId(model) ?? model)
+      .optional(),
     /** Prometheus metrics path; null: do not scrape. Default: /metrics, except type openai (null). */
     metricsPath: path.nullable().optional(),
     /** Health-check path. Default: /health, except type openai (/v1/models). */
@@ -402,38 +416,15 @@ export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
 export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
 
 /**
- * Hugging Face names of checkpoints with the same architecture as a catalogue model (its `hfName`
- * is the other variant): base and instruct/chat variants share their config.json on the Hub (layers,
- * hidden size, heads, KV heads, FFN size), so they share a performance model. Also the Llama 3.1
- * repositories' names before Meta renamed them (`Meta-Llama-3.1-*`, which the Hub still redirects).
- */
-export const HF_ALIASES: Readonly<Record<string, string>> = {
-  'meta-llama/llama-2-7b-chat-hf': 'llama-2-7b',
-  'meta-llama/llama-2-70b-chat-hf': 'llama-2-70b',
-  'meta-llama/llama-3.1-8b': 'llama-3.1-8b',
-  'meta-llama/meta-llama-3.1-8b': 'llama-3.1-8b',
-  'meta-llama/meta-llama-3.1-8b-instruct': 'llama-3.1-8b',
-  'meta-llama/llama-3.1-70b': 'llama-3.1-70b',
-  'meta-llama/meta-llama-3.1-70b': 'llama-3.1-70b',
-  'meta-llama/meta-llama-3.1-70b-instruct': 'llama-3.1-70b',
-  'codellama/codellama-34b-hf': 'codellama-34b',
-  'qwen/qwen2.5-7b': 'qwen2.5-7b',
-  'mistralai/mixtral-8x7b-v0.1': 'mixtral-8x7b',
-};
-
-/**
  * The catalogue model a backend's performance model is: its `perfModel`, else the first of its
- * `models` that is a catalogue id, a catalogue model's Hugging Face name (`hfName`), or one of
- * `HF_ALIASES`, compared case-insensitively. Undefined when none is.
+ * `models` that names a catalogue model: its id or a Hugging Face name of the same architecture, in
+ * any case (src/model/models.ts resolveModelId). Undefined when none is.
  */
 export function perfModelIdOf(b: Pick<BackendConfig, 'models' | 'perfModel'>): string | undefined {
-  if (b.perfModel !== undefined) return b.perfModel;
+  if (b.perfModel !== undefined) return findModelId(b.perfModel) ?? b.perfModel;
   for (const served of b.models) {
-    const name = served.toLowerCase();
-    const alias = Object.hasOwn(HF_ALIASES, name) ? HF_ALIASES[name] : undefined;
-    if (alias !== undefined) return alias;
-    for (const [id, spec] of MODELS)
-      if (id.toLowerCase() === name || spec.hfName.toLowerCase() === name) return id;
+    const id = findModelId(served);
+    if (id !== undefined) return id;
   }
   return undefined;
 }
@@ -446,10 +437,16 @@ function perfModelProblem(b: BackendConfig): { field: string; message: string } 
       field: 'perfModel',
       message: `serves ${b.models.map((m) => `'${m}'`).join(', ')}, none a catalogue model; set perfModel to one of ${modelIds().join(', ')}`,
     };
-  if (!MODELS.has(model))
-    return { field: 'perfModel', message: `unknown model '${model}'; valid: ${modelIds().join(', ')}` };
-  if (!GPUS.has(b.gpu))
-    return { field: 'gpu', message: `unknown GPU '${b.gpu}'; valid: ${gpuIds().join(', ')}` };
+  try {
+    resolveModelId(model);
+  } catch (error) {
+    return { field: 'perfModel', message: (error as Error).message };
+  }
+  try {
+    resolveGpuId(b.gpu);
+  } catch (error) {
+    return { field: 'gpu', message: (error as Error).message };
+  }
   try {
     perfModelFor(b.gpu, model, b.tp);
   } catch (error) {
@@ -481,7 +478,8 @@ export function gatewayPerfModels(config: GatewayConfig): GatewayPerfModels {
   const problems: string[] = [];
   for (const [i, b] of config.backends.entries()) {
     const problem = perfModelProblem(b);
-    if (problem === undefined) refs.set(b.id, { gpu: b.gpu, model: perfModelIdOf(b) as string, tp: b.tp });
+    if (problem === undefined)
+      refs.set(b.id, { gpu: findGpuId(b.gpu) ?? b.gpu, model: perfModelIdOf(b) as string, tp: b.tp });
     else problems.push(`backends.${i}.${problem.field}: backend '${b.id}' ${problem.message}`);
   }
   const named = config.routing?.policies ?? {};
@@ -509,7 +507,7 @@ export function gatewayPerfModels(config: GatewayConfig): GatewayPerfModels {
     add(b, policies) {
       const problem = perfModelProblem(b);
       if (problem === undefined) {
-        refs.set(b.id, { gpu: b.gpu, model: perfModelIdOf(b) as string, tp: b.tp });
+        refs.set(b.id, { gpu: findGpuId(b.gpu) ?? b.gpu, model: perfModelIdOf(b) as string, tp: b.tp });
         return;
       }
       const needing = policies.filter((p) => policyNeedsPerfModel(p, named));

@@ -1,6 +1,6 @@
-import { unknownName } from '../core/errors.ts';
 import type { GpuId } from '../core/ids.ts';
 import { GB, MiB, TFLOPS } from '../core/units.ts';
+import { closeIds, NAME_CHARS_MAX, normalizeName, unknownCatalogueName } from './names.ts';
 import type { GpuCalibration, GpuSpec } from './types.ts';
 
 /*
@@ -168,9 +168,119 @@ export function gpuIds(): GpuId[] {
   return [...GPUS.keys()];
 }
 
-/** The GPU with this id; throws SY_ERR_UNKNOWN_NAME listing the valid ids. */
+/** How nvidia-smi and vendors name a catalogue GPU: its chip, its memory and its form factor. */
+interface GpuNaming {
+  /** The product name without memory or form factor, lower case (`a100`, `h100`, `l40s`). */
+  family: string;
+  /** Memory as marketed, GB (what `-80gb` in a name says). */
+  memoryGb: number;
+  /** SXM module on an NVLink baseboard, or PCIe card (figures above: NVLink 900 / 600 GB/s or PCIe 64). */
+  form: 'sxm' | 'pcie';
+}
+
+/** The naming of each catalogue GPU, read off its `name` above. */
+const GPU_NAMING: Readonly<Record<GpuId, GpuNaming>> = {
+  'a100-40gb': { family: 'a100', memoryGb: 40, form: 'sxm' },
+  'a100-80gb': { family: 'a100', memoryGb: 80, form: 'sxm' },
+  h100: { family: 'h100', memoryGb: 80, form: 'sxm' },
+  h200: { family: 'h200', memoryGb: 141, form: 'sxm' },
+  l40s: { family: 'l40s', memoryGb: 48, form: 'pcie' },
+  l4: { family: 'l4', memoryGb: 24, form: 'pcie' },
+  a10g: { family: 'a10g', memoryGb: 24, form: 'pcie' },
+  a40: { family: 'a40', memoryGb: 48, form: 'pcie' },
+};
+for (const id of GPUS.keys())
+  if (GPU_NAMING[id] === undefined) throw new Error(`GPU catalogue: no naming for ${id}`);
+
+/**
+ * Parts often named that the catalogue does not model, and why (a near id would be a wrong guess).
+ * Sources: NVIDIA's L40 and A10 datasheets (BF16 dense 181 and 125 TFLOPS) against the L40S and A10G
+ * entries above.
+ */
+const GPU_NOT_MODELLED: Readonly<Record<string, string>> = {
+  l40: "the L40 is not the L40S (about half the L40S's BF16 tensor rate); it is not in the catalogue",
+  a10: "the A10 is not AWS's A10G (the a10g entry's 70 TFLOPS BF16 figure is A10G-specific); it is not in the catalogue",
+};
+
+/** Words in GPU names that say nothing the catalogue distinguishes (vendor, memory type). */
+const GPU_NOISE_WORDS = new Set(['nvidia', 'tesla', 'hbm2', 'hbm2e', 'hbm3', 'hbm3e', 'gpu']);
+
+/** Every spelling of a catalogue GPU for suggestions: its id, its family and its name without `NVIDIA`. */
+const GPU_KEYS: ReadonlyMap<string, GpuId> = new Map(
+  GPU_LIST.flatMap((g): [string, GpuId][] => [
+    [g.id, g.id],
+    [GPU_NAMING[g.id]?.family ?? g.id, g.id],
+    [normalizeName(g.name.replace(/^NVIDIA\s+/i, '')), g.id],
+  ]),
+);
+
+/**
+ * The catalogue id a user's GPU name means: the id itself or in any case, or a vendor name read as
+ * its words: chip (`h100`), memory (`80gb`, `80g`), form factor (`sxm`, `sxm4`, `sxm5`, `pcie`,
+ * `nvl`), with `NVIDIA`, `Tesla` and the memory type (`HBM3`) ignored, in any order and separated by
+ * spaces, `-` or `_`. So `H100`, `H100-SXM`, `h100-80gb` and nvidia-smi's `NVIDIA H100 80GB HBM3`
+ * give `h100`; `A100-SXM4-80GB` and `A100 40GB` give the A100 of that memory. Refused with a reason
+ * rather than mapped to a near entry: a PCIe or NVL part of an SXM entry (other clocks, bandwidth and
+ * interconnect; e.g. `H100 PCIe`, `H100 NVL`), a memory size the catalogue lacks, a name that fits
+ * several entries (`A100`: give the memory). Throws SY_ERR_UNKNOWN_NAME listing the ids.
+ */
+export function resolveGpuId(name: string): GpuId {
+  if (GPUS.has(name)) return name;
+  const refuse = (options: Parameters<typeof unknownCatalogueName>[3] = {}): never => {
+    throw unknownCatalogueName('gpu', name, gpuIds(), options);
+  };
+  const normalized = normalizeName(name);
+  if (GPUS.has(normalized)) return normalized;
+  if (normalized.length > NAME_CHARS_MAX) refuse();
+  let memoryGb: number | undefined;
+  let form: 'sxm' | 'pcie' | 'nvl' | undefined;
+  const rest: string[] = [];
+  for (const word of normalized.split(/-+/)) {
+    const memory = /^(\d+)gb?$/.exec(word);
+    if (word === '' || GPU_NOISE_WORDS.has(word)) continue;
+    if (memory !== null) memoryGb = Number(memory[1]);
+    else if (/^sxm\d?$/.test(word)) form = 'sxm';
+    else if (/^pcie\d?$/.test(word)) form = 'pcie';
+    else if (word === 'nvl') form = 'nvl';
+    else rest.push(word);
+  }
+  const family = rest.length === 1 ? rest[0] : undefined;
+  const notModelled = family === undefined ? undefined : GPU_NOT_MODELLED[family];
+  if (notModelled !== undefined) refuse({ detail: notModelled });
+  const ofFamily = gpuIds().filter((id) => family !== undefined && GPU_NAMING[id]?.family === family);
+  if (ofFamily.length === 0) refuse({ suggestions: closeIds(name, GPU_KEYS) });
+  const ofForm = ofFamily.filter((id) => form === undefined || GPU_NAMING[id]?.form === form);
+  if (ofForm.length === 0) {
+    const entries = ofFamily.map((id) => `${id} (${GPUS.get(id)?.name})`).join(', ');
+    refuse({
+      detail:
+        form === 'sxm'
+          ? `the catalogue's ${entries} is a PCIe card, not an SXM module`
+          : `the catalogue models ${entries}; ${form === 'nvl' ? 'an NVL' : 'a PCIe'} card has other clocks, memory bandwidth and interconnect, so it is not modelled`,
+    });
+  }
+  const ofMemory = ofForm.filter((id) => memoryGb === undefined || GPU_NAMING[id]?.memoryGb === memoryGb);
+  if (ofMemory.length === 0) {
+    const sizes = ofForm.map((id) => `${id}: ${GPU_NAMING[id]?.memoryGb} GB`).join(', ');
+    refuse({ detail: `the catalogue has no ${memoryGb} GB ${family} (${sizes})` });
+  }
+  if (ofMemory.length > 1) refuse({ ambiguous: true, detail: 'give the memory size', suggestions: ofMemory });
+  return ofMemory[0] as GpuId;
+}
+
+/** resolveGpuId without the throw: the id a name means, or undefined when it means none (or is refused). */
+export function findGpuId(name: string): GpuId | undefined {
+  if (GPUS.has(name)) return name;
+  try {
+    return resolveGpuId(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The GPU a name means (resolveGpuId's rules); throws SY_ERR_UNKNOWN_NAME listing the valid ids. */
 export function gpuSpec(id: GpuId): GpuSpec {
-  const gpu = GPUS.get(id);
-  if (gpu === undefined) throw unknownName('gpu', id, gpuIds());
+  const gpu = GPUS.get(id) ?? GPUS.get(resolveGpuId(id));
+  if (gpu === undefined) throw unknownCatalogueName('gpu', id, gpuIds());
   return gpu;
 }

@@ -1,5 +1,5 @@
-import { unknownName } from '../core/errors.ts';
 import type { ModelId } from '../core/ids.ts';
+import { closeIds, normalizeName, unknownCatalogueName } from './names.ts';
 import type { ModelSpec } from './types.ts';
 
 /**
@@ -186,10 +186,84 @@ export function modelIds(): ModelId[] {
   return [...MODELS.keys()];
 }
 
-/** The model with this id; throws SY_ERR_UNKNOWN_NAME listing the valid ids. */
+/**
+ * Other Hugging Face names of checkpoints with exactly a catalogue entry's shapes (config.json's
+ * layers, hidden, heads, KV heads, FFN and vocabulary), besides its `hfName`. A chat or instruct
+ * fine-tune has the same shapes as its base model (fine-tuning changes weights, not dimensions), so
+ * either name models the same; `-hf` is the Transformers-format copy of Meta's checkpoint.
+ * `Meta-Llama-3.1-*` is the name Meta's Llama 3.1 repositories had at release. Qwen2.5-7B (base)
+ * declares a 131,072-token context where the instruct model declares 32,768; the shapes are the
+ * same. Left out on purpose: quantised checkpoints (AWQ, GPTQ, FP8: other weight and KV bytes than
+ * the catalogue's 2), other sizes, and the Code Llama 7B/13B (another vocabulary).
+ */
+const MODEL_HF_ALIASES: Readonly<Record<ModelId, readonly string[]>> = {
+  'llama-2-7b': ['meta-llama/Llama-2-7b', 'meta-llama/Llama-2-7b-chat', 'meta-llama/Llama-2-7b-chat-hf'],
+  'llama-2-70b': ['meta-llama/Llama-2-70b', 'meta-llama/Llama-2-70b-chat', 'meta-llama/Llama-2-70b-chat-hf'],
+  'llama-3.1-8b': [
+    'meta-llama/Llama-3.1-8B',
+    'meta-llama/Meta-Llama-3.1-8B',
+    'meta-llama/Meta-Llama-3.1-8B-Instruct',
+  ],
+  'llama-3.1-70b': [
+    'meta-llama/Llama-3.1-70B',
+    'meta-llama/Meta-Llama-3.1-70B',
+    'meta-llama/Meta-Llama-3.1-70B-Instruct',
+  ],
+  'codellama-34b': [
+    'codellama/CodeLlama-34b-hf',
+    'meta-llama/CodeLlama-34b-hf',
+    'meta-llama/CodeLlama-34b-Instruct-hf',
+  ],
+  'qwen2.5-7b': ['Qwen/Qwen2.5-7B'],
+  'mixtral-8x7b': ['mistralai/Mixtral-8x7B-v0.1'],
+};
+
+/**
+ * Every spelling a model answers to, normalised (names.ts), to its id: the id, and each Hugging Face
+ * name with its organisation and without. Two entries claiming one spelling is a catalogue bug.
+ */
+const MODEL_KEYS: ReadonlyMap<string, ModelId> = (() => {
+  const keys = new Map<string, ModelId>();
+  const claim = (spelling: string, id: ModelId): void => {
+    const key = normalizeName(spelling);
+    const owner = keys.get(key);
+    if (owner !== undefined && owner !== id)
+      throw new Error(`model catalogue: '${key}' names ${owner} and ${id}`);
+    keys.set(key, id);
+  };
+  for (const m of MODEL_LIST) {
+    claim(m.id, m.id);
+    for (const hf of [m.hfName, ...(MODEL_HF_ALIASES[m.id] ?? [])]) {
+      claim(hf, m.id);
+      claim(hf.slice(hf.lastIndexOf('/') + 1), m.id);
+    }
+  }
+  return keys;
+})();
+
+/**
+ * The catalogue id a user's model name means: the id itself, the id in any case, or a Hugging Face
+ * name of the same architecture (the entry's `hfName` or an alias above; with its organisation or
+ * without, any case), e.g. `meta-llama/Llama-2-7b-hf` and `Llama-2-7b-chat-hf` give `llama-2-7b`.
+ * A name with another organisation is not guessed at. Throws SY_ERR_UNKNOWN_NAME listing the ids,
+ * with "did you mean" when one is close.
+ */
+export function resolveModelId(name: string): ModelId {
+  if (MODELS.has(name)) return name;
+  const id = MODEL_KEYS.get(normalizeName(name));
+  if (id !== undefined) return id;
+  throw unknownCatalogueName('model', name, modelIds(), { suggestions: closeIds(name, MODEL_KEYS) });
+}
+
+/** resolveModelId without the throw: the id a name means, or undefined when it means none. */
+export function findModelId(name: string): ModelId | undefined {
+  return MODELS.has(name) ? name : MODEL_KEYS.get(normalizeName(name));
+}
+
+/** The model a name means (resolveModelId's rules); throws SY_ERR_UNKNOWN_NAME listing the valid ids. */
 export function modelSpec(id: ModelId): ModelSpec {
-  const model = MODELS.get(id);
-  if (model === undefined) throw unknownName('model', id, modelIds());
+  const model = MODELS.get(id) ?? MODELS.get(resolveModelId(id));
+  if (model === undefined) throw unknownCatalogueName('model', id, modelIds());
   return model;
 }
 

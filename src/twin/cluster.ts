@@ -7,19 +7,22 @@ import {
   signalsFresh,
 } from '../core/view.ts';
 import type { EngineCore } from '../engine-core/engine-core.ts';
+import { gpuNameSchema, modelNameSchema } from '../model/names-schema.ts';
 
 /** One group of identical instances. */
 export const instanceGroupSchema = z
   .object({
     count: z.number().int().min(1).max(100_000),
-    gpu: z.string(),
+    /** A catalogue GPU; a vendor name (`H100-SXM`) is read as its id. */
+    gpu: gpuNameSchema,
     /** The model id the instances serve (what requests name). */
     model: z.string(),
     /**
      * The catalogue model (src/model/models.ts) whose performance and weights they have, when the
-     * served id is another name for it (a fine-tune `m07` of `llama-3.1-8b`); default `model`.
+     * served id is another name for it (a fine-tune `m07` of `llama-3.1-8b`); default `model`. A
+     * Hugging Face name (`meta-llama/Llama-3.1-8B-Instruct`) is read as its id.
      */
-    base: z.string().optional(),
+    base: modelNameSchema.optional(),
     tp: z.number().int().min(1).max(64).default(1),
   })
   .strict();

@@ -4,7 +4,13 @@ import { Rng } from '../core/rng.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import { createWorkload } from '../workload/create.ts';
-import { engineConfigsFor, toEngineConfig } from './config.ts';
+import {
+  engineConfigsFor,
+  parseWithSchema,
+  simConfigFileSchema,
+  toClusterSpec,
+  toEngineConfig,
+} from './config.ts';
 import { runSimulation } from './simulator.ts';
 
 test("unset batch limits take vllm serve's defaults for the GPU; explicit options win", () => {
@@ -87,4 +93,29 @@ test("the simulator builds each group's engines from that group's options", () =
   assert.ok(second !== undefined && second.requests > 0);
   assert.equal(split.rejected, second.requests);
   assert.equal(split.completed, split.perInstance[0]?.requests);
+});
+
+test('a config file may name GPUs and models as vendors and Hugging Face do; the run sees catalogue ids', () => {
+  const file = parseWithSchema(
+    simConfigFileSchema,
+    { cluster: { instances: 2, gpu: 'NVIDIA H100 80GB HBM3', model: 'meta-llama/Llama-3.1-8B-Instruct' } },
+    'config',
+  );
+  assert.deepEqual(toClusterSpec(file.cluster).groups, [
+    { count: 2, gpu: 'h100', model: 'llama-3.1-8b', tp: 1 },
+  ]);
+  const groups = parseWithSchema(
+    simConfigFileSchema,
+    {
+      cluster: {
+        groups: [{ count: 1, gpu: 'A100-SXM4-80GB', model: 'bot', base: 'Qwen/Qwen2.5-7B-Instruct' }],
+      },
+    },
+    'config',
+  );
+  assert.deepEqual(toClusterSpec(groups.cluster).groups, [
+    { count: 1, gpu: 'a100-80gb', model: 'bot', base: 'qwen2.5-7b', tp: 1 },
+  ]);
+  // An unknown name is kept and refused where used, as before, with SY_ERR_UNKNOWN_NAME.
+  assert.throws(() => toEngineConfig({}, 'H100 PCIe'), { code: 'SY_ERR_UNKNOWN_NAME', message: /PCIe card/ });
 });

@@ -5,7 +5,8 @@ import { SwitchyardError } from '../core/errors.ts';
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from '../engine-core/types.ts';
 import { vllmServeBatchDefaults } from '../model/engines.ts';
 import { gpuSpec } from '../model/gpus.ts';
-import { MODELS, modelIds } from '../model/models.ts';
+import { findModelId, modelIds, resolveModelId } from '../model/models.ts';
+import { gpuNameSchema, modelNameSchema } from '../model/names-schema.ts';
 import { batchSectionSchema } from './batch-jobs.ts';
 import { type ClusterSpec, clusterSpecSchema } from './cluster.ts';
 import { FAULTS_MAX, faultEntrySchema, reliabilitySchema } from './faults.ts';
@@ -50,8 +51,9 @@ export const engineOptionsSchema = z
 const uniformClusterSchema = z
   .object({
     instances: z.number().int().min(1).max(100_000),
-    gpu: z.string(),
-    model: z.string(),
+    /** Catalogue GPU and model; vendor and Hugging Face names are read as their ids. */
+    gpu: gpuNameSchema,
+    model: modelNameSchema,
     tp: z.number().int().min(1).max(64),
   })
   .partial()
@@ -61,10 +63,13 @@ const uniformClusterSchema = z
 const placedModelSchema = z.strictObject({
   /** The served id requests name. */
   id: z.string().min(1).max(200),
-  /** The catalogue model it runs as; default `id` (which must then be a catalogue model). */
-  base: z.string().min(1).optional(),
-  /** Its GPU type; may be left out when every node has the same type. */
-  gpu: z.string().min(1).optional(),
+  /**
+   * The catalogue model it runs as; default `id` (which must then be a catalogue model). A Hugging
+   * Face name is read as its id.
+   */
+  base: z.string().min(1).pipe(modelNameSchema).optional(),
+  /** Its GPU type; may be left out when every node has the same type. A vendor name is read as its id. */
+  gpu: z.string().min(1).pipe(gpuNameSchema).optional(),
   tp: z.number().int().min(1).max(64).default(1),
   /** Higher is served first and may take GPUs from lower ones. */
   priority: z.number().int().min(-1_000_000).max(1_000_000).default(0),
@@ -105,13 +110,14 @@ export const placementClusterSchema = z
         ctx.addIssue({ code: 'custom', path: ['models', i, ...path], message });
       if (seen.has(m.id)) issue(['id'], `duplicate model id '${m.id}'`);
       seen.add(m.id);
-      const base = m.base ?? m.id;
-      if (!MODELS.has(base)) {
-        const what =
-          m.base === undefined
-            ? `'${m.id}' is not a catalogue model: give a base`
-            : `unknown model '${base}'`;
-        issue([m.base === undefined ? 'id' : 'base'], `${what}; valid: ${modelIds().join(', ')}`);
+      if (m.base === undefined && findModelId(m.id) === undefined) {
+        issue(['id'], `'${m.id}' is not a catalogue model: give a base; valid: ${modelIds().join(', ')}`);
+      } else if (m.base !== undefined) {
+        try {
+          resolveModelId(m.base);
+        } catch (error) {
+          issue(['base'], (error as Error).message);
+        }
       }
       if (m.gpu === undefined && types.length > 1) {
         issue(['gpu'], `required: the nodes have several GPU types (${types.join(', ')})`);
@@ -163,7 +169,7 @@ export function toPlacementSettings(cluster: PlacementClusterFile): PlacementSet
     heldWaitMs: cluster.heldWaitMs,
     models: cluster.models.map((m) => ({
       id: m.id,
-      base: m.base ?? m.id,
+      base: m.base ?? findModelId(m.id) ?? m.id,
       gpu: m.gpu ?? onlyType,
       tp: m.tp,
       priority: m.priority,

@@ -5,7 +5,7 @@
  * generators receive.
  */
 import { z } from 'zod';
-import { MODELS, modelIds } from '../model/models.ts';
+import { catalogueModelSchema } from '../model/names-schema.ts';
 import { declaredMaxTokensSchema } from './declared.ts';
 
 const tokenCount = z.number().int().nonnegative();
@@ -14,12 +14,54 @@ const positive = z.number().positive().finite();
 /** Trace formats, as in src/workload/types.ts. */
 export const traceFormatSchema = z.enum(['azure', 'mooncake', 'vidur']);
 
+/** The keys each length distribution kind takes: required, then optional. */
+const LENGTH_DIST_KEYS = {
+  fixed: [['tokens'], []],
+  uniform: [['lo', 'hi'], []],
+  lognormal: [
+    ['mean', 'cv'],
+    ['min', 'max'],
+  ],
+  empirical: [['trace'], ['format', 'column']],
+} as const satisfies Record<string, readonly [readonly string[], readonly string[]]>;
+
+/** `a, b and c` (or `a, b or c`). */
+function listed(words: readonly string[], conjunction: 'and' | 'or' = 'and'): string {
+  return words.length <= 1
+    ? (words[0] ?? '')
+    : `${words.slice(0, -1).join(', ')} ${conjunction} ${words.at(-1)}`;
+}
+
+/**
+ * One sentence for a length distribution of the wrong shape (an unknown kind, a key its kind does
+ * not take, or a required key left out), e.g. "uniform takes lo and hi; got min and max", with the
+ * path it is about (`kind`, or the distribution itself), or undefined when the shape is right and
+ * the values are left to the schema.
+ */
+export function lengthDistShapeProblem(value: unknown): { path: string[]; message: string } | undefined {
+  const kinds = listed(Object.keys(LENGTH_DIST_KEYS), 'or');
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return { path: [], message: `a length distribution is an object with a kind (${kinds})` };
+  const { kind, ...rest } = value as Record<string, unknown>;
+  if (typeof kind !== 'string' || !Object.hasOwn(LENGTH_DIST_KEYS, kind))
+    return {
+      path: ['kind'],
+      message: `kind must be ${kinds}${kind === undefined ? '' : ` (got ${JSON.stringify(kind)})`}`,
+    };
+  const [required, optional] = LENGTH_DIST_KEYS[kind as keyof typeof LENGTH_DIST_KEYS];
+  const given = Object.keys(rest);
+  const allowed: readonly string[] = [...required, ...optional];
+  if (given.every((k) => allowed.includes(k)) && required.every((k) => given.includes(k))) return undefined;
+  const takes = `${kind} takes ${listed(required)}${optional.length > 0 ? `, optionally ${listed(optional)}` : ''}`;
+  return { path: [], message: `${takes}; got ${given.length > 0 ? listed(given) : 'no other key'}` };
+}
+
 /**
  * A distribution of token counts (or, for `turns`, of counts). `empirical` samples a column of a
  * trace's records (`column` defaults to the role: input-like roles read `inputTokens`, `output`
  * reads `outputTokens`); it also accepts Vidur length-statistics files that have no arrival times.
  */
-export const lengthDistSchema = z.discriminatedUnion('kind', [
+const lengthDistUnion = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('fixed'), tokens: tokenCount }),
   z
     .strictObject({ kind: z.literal('uniform'), lo: tokenCount, hi: tokenCount })
@@ -43,6 +85,20 @@ export const lengthDistSchema = z.discriminatedUnion('kind', [
     column: z.enum(['input', 'output']).optional(),
   }),
 ]);
+
+/**
+ * A length distribution (lengthDistUnion's kinds). One of the wrong shape fails with one sentence
+ * naming its kind's keys (lengthDistShapeProblem) rather than an issue per key; values out of range
+ * keep the schema's own messages.
+ */
+export const lengthDistSchema = z.preprocess((value, ctx) => {
+  const problem = lengthDistShapeProblem(value);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', ...problem });
+  return value;
+}, lengthDistUnion) as unknown as z.ZodType<
+  z.output<typeof lengthDistUnion>,
+  z.input<typeof lengthDistUnion>
+>;
 
 const sloSchema = z.strictObject({ ttftMs: positive, tpotMs: positive });
 
@@ -346,13 +402,7 @@ export const multiModelSpecSchema = z
   .strictObject({
     kind: z.literal('multi-model'),
     models: z.number().int().min(1).max(MULTI_MODEL_MAX),
-    bases: z
-      .array(
-        z.string().refine((id) => MODELS.has(id), { message: `a catalogue model: ${modelIds().join(', ')}` }),
-      )
-      .min(1)
-      .max(MULTI_MODEL_MAX)
-      .optional(),
+    bases: z.array(catalogueModelSchema).min(1).max(MULTI_MODEL_MAX).optional(),
     zipfExponent: z.number().nonnegative().finite().default(1),
     rateRps: positive.optional(),
     modelRatesRps: z.array(positive).min(1).max(MULTI_MODEL_MAX).optional(),

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { GpuId } from '../../core/ids.ts';
-import { GPUS, gpuIds } from '../../model/gpus.ts';
+import { catalogueGpuSchema } from '../../model/names-schema.ts';
 
 /** Most nodes one cluster config may list (bounds the placement's state and its work per call). */
 export const CLUSTER_NODES_MAX = 10_000;
@@ -24,14 +24,8 @@ export interface ClusterNode {
 export const clusterNodeSchema = z
   .object({
     id: z.string().min(1).max(200),
-    gpu: z.string().superRefine((gpu, ctx) => {
-      if (!GPUS.has(gpu)) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `unknown GPU type '${gpu}'; valid: ${gpuIds().sort().join(', ')}`,
-        });
-      }
-    }),
+    /** A catalogue GPU, by id or vendor name (`NVIDIA H100 80GB HBM3`), read as its id. */
+    gpu: catalogueGpuSchema,
     gpus: z.number().int().min(1).max(GPUS_PER_NODE_MAX),
   })
   .strict();

@@ -297,6 +297,9 @@ test('inconsistent placements are refused with SY_ERR_INVALID_ARGUMENT', () => {
 test('cluster nodes load from the cluster config, and bad fields are named', () => {
   const nodes = parseClusterNodes({ groups: [], nodes: [{ id: 'n1', gpu: 'h100', gpus: 8 }] });
   assert.deepEqual(nodes, [{ id: 'n1', gpu: 'h100', gpus: 8 }]);
+  // nvidia-smi's name for the part reads as its catalogue id.
+  const smi = parseClusterNodes({ nodes: [{ id: 'n1', gpu: 'NVIDIA A100-SXM4-80GB', gpus: 8 }] });
+  assert.deepEqual(smi, [{ id: 'n1', gpu: 'a100-80gb', gpus: 8 }]);
   const code = (section: unknown): string => {
     try {
       parseClusterNodes(section);
@@ -318,7 +321,7 @@ test('cluster nodes load from the cluster config, and bad fields are named', () 
   );
   assert.match(
     code({ nodes: [{ id: 'n1', gpu: 'h900', gpus: 8 }] }),
-    /cluster\.nodes\.0\.gpu: unknown GPU type 'h900'; valid: .*h100/,
+    /cluster\.nodes\.0\.gpu: unknown gpu 'h900'; valid: .*h100/,
   );
   assert.match(
     code({

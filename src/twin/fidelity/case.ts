@@ -10,9 +10,8 @@
 
 import { z } from 'zod';
 import { readYamlFile } from '../../adapters/yaml-file.ts';
-import { unknownName } from '../../core/errors.ts';
-import { gpuIds } from '../../model/gpus.ts';
-import { modelIds } from '../../model/models.ts';
+import { resolveGpuId } from '../../model/gpus.ts';
+import { resolveModelId } from '../../model/models.ts';
 import { lengthDistSchema, rateStageSchema, STAGES_MAX } from '../../workload/spec.ts';
 import { engineOptionsSchema, parseWithSchema } from '../config.ts';
 import { casePrefixSchema } from './prefix.ts';
@@ -201,13 +200,13 @@ export type LatencyFigures = z.output<typeof latencyFiguresSchema>;
 
 /**
  * Validates a case. Schema problems fail with SY_ERR_INVALID_CONFIG naming each path; a model or
- * GPU the catalogue lacks with SY_ERR_UNKNOWN_NAME listing the ones it has.
+ * GPU the catalogue lacks with SY_ERR_UNKNOWN_NAME listing the ones it has. `model` and `gpu` may be
+ * written as vLLM, Hugging Face or nvidia-smi name them (`meta-llama/Llama-2-7b-hf`,
+ * `NVIDIA H100 80GB HBM3`: resolveModelId, resolveGpuId); the case carries the catalogue ids.
  */
 export function parseFidelityCase(value: unknown, where = 'fidelity case'): FidelityCase {
   const c = parseWithSchema(fidelityCaseSchema, value, where);
-  if (!modelIds().includes(c.model)) throw unknownName('model', c.model, modelIds());
-  if (!gpuIds().includes(c.gpu)) throw unknownName('gpu', c.gpu, gpuIds());
-  return c;
+  return { ...c, model: resolveModelId(c.model), gpu: resolveGpuId(c.gpu) };
 }
 
 /** Reads and validates a case file (YAML, of which JSON is a subset). */
