@@ -7,7 +7,7 @@
  * one common rate (colocated's goodput rate). The set is fixed in /work/notes/s24/c-results.md.
  *
  *   node --import tsx scripts/pd-robust.ts --out /tmp/pd-robust.json [--only a,b] [--seeds 1,2,3]
- *     [--kinds colocated,plain,pair,conditional] [--jobs 2]
+ *     [--kinds colocated,plain,pair,conditional] [--rules dynamo,switchyard,slo] [--jobs 2]
  *   node --import tsx scripts/pd-robust.ts --report /tmp/pd-robust.json   # markdown tables
  */
 import { fork } from 'node:child_process';
@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { planPd } from '../src/control/pd-planner/plan.ts';
 import { Rng } from '../src/core/rng.ts';
 import { kvLink } from '../src/model/kv-link.ts';
-import type { PdConditionalRule } from '../src/policies/disagg/conditional.ts';
+import { PD_CONDITIONAL_RULES, type PdConditionalRule } from '../src/policies/disagg/conditional.ts';
 import { parseWithSchema } from '../src/twin/config.ts';
 import { GOODPUT_DEFAULTS, goodputSweep, scaleWorkload } from '../src/twin/goodput.ts';
 import { offeredRateRps, runTwinSpec, type TwinSettings } from '../src/twin/run.ts';
@@ -33,7 +33,8 @@ const BISECT_STEPS = 6;
 /** A loss counts past this factor (the results page's MARGIN). */
 const MARGIN = 1.03;
 const PAIRS = ['round-robin', 'load-aware', 'prefix-aware', 'mooncake'] as const;
-const RULES: readonly PdConditionalRule[] = ['dynamo', 'switchyard'];
+/** Every conditional rule; `--rules` runs a subset. */
+const RULES: readonly PdConditionalRule[] = PD_CONDITIONAL_RULES;
 
 interface Setting {
   readonly key: string;
@@ -314,7 +315,12 @@ function planOf(s: Setting, seed: number): PlanRecord {
   }
 }
 
-function layoutsOf(s: Setting, plan: PlanRecord, kinds: ReadonlySet<string>): Layout[] {
+function layoutsOf(
+  s: Setting,
+  plan: PlanRecord,
+  kinds: ReadonlySet<string>,
+  rules: readonly PdConditionalRule[],
+): Layout[] {
   const g = s.gpus;
   const p = plan.prefill;
   const d = plan.decode;
@@ -331,7 +337,7 @@ function layoutsOf(s: Setting, plan: PlanRecord, kinds: ReadonlySet<string>): La
   if (kinds.has('conditional')) {
     const condSplits = [...splits.filter(ok)];
     if (!condSplits.some(([a]) => a === 1)) condSplits.push([1, g - 1]);
-    for (const rule of RULES)
+    for (const rule of rules)
       for (const [a, b] of condSplits) out.push({ kind: 'conditional', prefill: a, decode: b, rule });
   }
   return out;
@@ -391,6 +397,7 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       seeds: { type: 'string' },
       kinds: { type: 'string' },
+      rules: { type: 'string' },
       jobs: { type: 'string' },
       report: { type: 'string' },
       /** A previous --out file: its sweeps of the same setting, seed and cluster are reused, not rerun. */
@@ -407,6 +414,9 @@ async function main(): Promise<void> {
   const seeds = (values.seeds ?? '1,2,3').split(',').map(Number);
   const kinds = new Set((values.kinds ?? 'colocated,plain,pair,conditional').split(','));
   const workers = Number(values.jobs ?? 2);
+  const rules = (values.rules?.split(',') ?? RULES) as PdConditionalRule[];
+  for (const r of rules)
+    if (!RULES.includes(r)) throw new Error(`--rules: unknown rule ${r} (${RULES.join(', ')})`);
   const plans = settings.flatMap((s) => seeds.map((seed) => planOf(s, seed)));
   for (const p of plans)
     process.stderr.write(`plan ${p.setting} s${p.seed}: ${p.prefill}:${p.decode} (free TP: ${p.free})\n`);
@@ -442,7 +452,7 @@ async function main(): Promise<void> {
     for (const seed of seeds) {
       const plan = plans.find((p) => p.setting === s.key && p.seed === seed) as PlanRecord;
       const c = colo.find((r) => r.job.setting === s.key && r.job.seed === seed);
-      for (const layout of layoutsOf(s, plan, kinds))
+      for (const layout of layoutsOf(s, plan, kinds, rules))
         rest.push({ setting: s.key, seed, layout, attainScale: c?.scale });
     }
   const results = [...colo, ...(await runOrReuse(rest))];
@@ -459,6 +469,7 @@ function report(file: RunFile): string {
   const pct = (a: number, b: number): string =>
     b > 0 ? `${a >= b ? '+' : ''}${((a / b - 1) * 100).toFixed(0)}%` : 'n/a';
   const keys = [...new Set(file.results.map((r) => r.job.setting))];
+  const sloRows: { vsSwitchyard: number; vsBar: number }[] = [];
   for (const key of keys) {
     const s = settingOf(key);
     lines.push(`### ${key} (${s.gpus} GPUs, ${s.link}, ${s.ttftMs}/${s.tpotMs} ms)`, '');
@@ -511,6 +522,7 @@ function report(file: RunFile): string {
       const colo = g((l) => l.kind === 'colocated');
       const sw = g((l) => l.rule === 'switchyard');
       const dy = g((l) => l.rule === 'dynamo');
+      const slo = g((l) => l.rule === 'slo');
       const gp = (r: JobResult | undefined): number => r?.goodputRps ?? 0;
       const planTxt =
         plan === undefined
@@ -522,10 +534,25 @@ function report(file: RunFile): string {
           `; colocated ${f2(gp(colo) / s.gpus)}; best switchyard ${sw ? label(sw.job.layout) : ''} ${f2(gp(sw) / s.gpus)} vs dynamo ${dy ? label(dy.job.layout) : ''} ${f2(gp(dy) / s.gpus)} (${pct(gp(sw), gp(dy))}), vs best plain ${pct(gp(sw), gp(bestPlain))}, vs colocated ${pct(gp(sw), gp(colo))}` +
           `; pairs at plan vs least-request ${f2(gp(planned) / s.gpus)}: ${PAIRS.map((n) => `${n} ${pct(pairAt(n), gp(planned))}`).join(', ')}`,
       );
+      if (slo !== undefined) {
+        const bar = Math.max(gp(dy), gp(colo));
+        lines.push(
+          `  - slo ${label(slo.job.layout)} ${f2(gp(slo) / s.gpus)}: vs best switchyard ${pct(gp(slo), gp(sw))}, vs the better of dynamo and colocated ${pct(gp(slo), bar)}`,
+        );
+        sloRows.push({ vsSwitchyard: gp(sw) > 0 ? gp(slo) / gp(sw) : 1, vsBar: bar > 0 ? gp(slo) / bar : 1 });
+      }
     }
     lines.push('');
   }
   void MARGIN;
+  if (sloRows.length > 0) {
+    const even = sloRows.filter((r) => r.vsSwitchyard >= 0.99).length;
+    const worst = Math.min(...sloRows.map((r) => r.vsBar));
+    lines.push(
+      `slo over ${sloRows.length} (setting, seed) pairs: at least best switchyard - 1% on ${even}; worst against the better of dynamo and colocated ${((worst - 1) * 100).toFixed(1)}%`,
+      '',
+    );
+  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -26,6 +26,7 @@ import type { ModelSpec, PerfModel } from '../model/types.ts';
 import {
   decidePrefill,
   decisionInputFromViews,
+  LocalStallLedger,
   type PdConditionalRule,
 } from '../policies/disagg/conditional.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
@@ -134,6 +135,8 @@ export class PdHandoffs<T> {
   decodePrefillTokensMax = 0;
   /** Remote requests recomputed on the decode side after a preemption (the twin counts them). */
   importRecomputes = 0;
+  /** The `slo` rule's record of the local prefills sent to each decode instance. */
+  private readonly stalls = new LocalStallLedger();
 
   constructor(
     readonly settings: PdSettings,
@@ -159,7 +162,8 @@ export class PdHandoffs<T> {
    * With a conditional rule: whether `request`, arrived at decode instance `decode`, prefills on
    * the prefill pool (true) or locally (false, counted here). The inputs are the gateway's views
    * and the router's estimate of the decode instance's cached prefix; `chunkTokens` is the decode
-   * engine's per-step token budget. Without a rule: always true.
+   * engine's per-step token budget. Without a rule: always true. The `slo` rule reads the request's
+   * SLO and records a local request's stall at its arrival time, as the gateway does.
    */
   prefillsRemotely(
     request: Request,
@@ -175,10 +179,21 @@ export class PdHandoffs<T> {
       prefillTp: this.tp,
       decodeTp: this.tp,
     }).ttftAddedMs;
-    const input = decisionInputFromViews(request.inputTokens, prefixHitTokens, decode, prefill, transferMs);
-    const remote = decidePrefill(rule, input, perf, chunkTokens).remote;
-    if (!remote) this.localPrefills++;
-    return remote;
+    const slo = request.slo;
+    const horizonMs = slo?.ttftMs ?? 0;
+    const recentLocalStallMs =
+      slo === undefined ? 0 : this.stalls.recentMs(decode.id, request.arrivalMs, horizonMs);
+    const input = decisionInputFromViews(request.inputTokens, prefixHitTokens, decode, prefill, transferMs, {
+      slo,
+      recentLocalStallMs,
+    });
+    const decision = decidePrefill(rule, input, perf, chunkTokens);
+    if (!decision.remote) {
+      this.localPrefills++;
+      if (rule === 'slo' && slo !== undefined)
+        this.stalls.add(decode.id, request.arrivalMs, horizonMs, decision.stallMs ?? 0);
+    }
+    return decision.remote;
   }
 
   /** Queues a hand-off at its decode instance, behind those already waiting there. */

@@ -196,7 +196,7 @@ function view(role: 'prefill' | 'decode', more: Partial<InstanceView> = {}): Ins
   } as InstanceView;
 }
 
-function conditionalHandoffs(rule: 'dynamo' | 'switchyard'): PdHandoffs<null> {
+function conditionalHandoffs(rule: 'dynamo' | 'switchyard' | 'slo'): PdHandoffs<null> {
   return new PdHandoffs<null>({ ...pd(1, 1), conditional: rule }, modelSpec('llama-3.1-8b'), 1, 16);
 }
 
@@ -255,6 +255,49 @@ test('--pd-conditional switchyard: local behind a queued prefill pool, remote fo
   const off = new PdHandoffs<null>(pd(1, 1), modelSpec('llama-3.1-8b'), 1, 16);
   assert.equal(decide(off, 64), true);
   assert.equal(off.outcome().localPrefills, 0);
+});
+
+test('--pd-conditional slo: remote while the pool is quick, then local within the decode budget, which recovers', () => {
+  const slo = { ttftMs: 500, tpotMs: 25 };
+  const quick = [view('prefill', { inFlight: 1, pendingPrefillTokens: 1000 })];
+  const slow = [view('prefill', { inFlight: 8, pendingPrefillTokens: 20_000 })];
+  const h = conditionalHandoffs('slo');
+  const decide = (arrivalMs: number, pool: InstanceView[], withSlo = true) =>
+    h.prefillsRemotely(
+      makeTwinRequest({
+        id: `r${arrivalMs}`,
+        inputTokens: 1000,
+        trueOutputTokens: 10,
+        arrivalMs,
+        ...(withSlo ? { slo } : {}),
+      }),
+      0,
+      decodeBusy,
+      pool,
+      PERF,
+      8192,
+    );
+  assert.equal(decide(0, quick), true);
+  // Behind a slow pool: a burst 1 ms apart stays local only while the decode instance's budget lasts.
+  const burst = Array.from({ length: 100 }, (_, i) => decide(1 + i, slow));
+  const local = burst.filter((r) => !r).length;
+  assert.equal(burst[0], false);
+  assert.equal(burst[burst.length - 1], true, 'the budget is spent: later arrivals go remote');
+  assert.ok(local > 1 && local < 50, `${local} local`);
+  assert.equal(h.outcome().localPrefills, local);
+  // Five TTFT SLOs later the recorded stall has decayed (e^-5): local again.
+  assert.equal(decide(101 + 5 * slo.ttftMs, slow), false);
+  // Without an SLO the request is decided as `switchyard` decides it, and records nothing.
+  const sw = conditionalHandoffs('switchyard');
+  const swDecide = sw.prefillsRemotely(
+    makeTwinRequest({ id: 'x', inputTokens: 1000, trueOutputTokens: 10, arrivalMs: 102 }),
+    0,
+    decodeBusy,
+    slow,
+    PERF,
+    8192,
+  );
+  assert.equal(decide(102, slow, false), swDecide);
 });
 
 /** A prefill-side policy (least-request) that notes the prefill instance's KV blocks in use at each pick. */
@@ -336,7 +379,7 @@ test('a prefill instance whose blocks are held for transfers holds its queue bac
   assert.equal(waiting.get('probe'), 1);
 });
 
-function conditional(rule: 'dynamo' | 'switchyard', p = 1, d = 1): PdSettings {
+function conditional(rule: 'dynamo' | 'switchyard' | 'slo', p = 1, d = 1): PdSettings {
   return { ...pd(p, d), conditional: rule };
 }
 
@@ -391,18 +434,36 @@ test('conditional runs: every request completes, short ones local, remote ones n
   assert.equal(remote.summary.completed, longOnly.length);
   assert.equal(remote.pd?.localPrefills, 0);
   assert.equal(remote.pd?.decodePrefillTokensMax, 1);
-  for (const rule of ['dynamo', 'switchyard'] as const) {
+  for (const rule of ['dynamo', 'switchyard', 'slo'] as const) {
     const s = runPd(requests, conditional(rule, 2, 2));
     assert.equal(s.summary.completed, 300, rule);
     assert.equal(s.pd?.conditional, rule);
   }
 });
 
+test('conditional slo in the twin: requests with an SLO run to completion on both paths, a tighter TPOT keeps fewer local', () => {
+  // 300 Poisson requests at 40 req/s on 1 prefill + 2 decode instances: the prefill pool queues.
+  const withSlo = (tpotMs: number) => poisson(300, 40).map((r) => ({ ...r, slo: { ttftMs: 400, tpotMs } }));
+  const loose = runPd(withSlo(60), conditional('slo', 1, 2));
+  const tight = runPd(withSlo(12), conditional('slo', 1, 2));
+  for (const r of [loose, tight]) {
+    assert.equal(r.summary.completed, 300);
+    assert.equal((r.pd?.localPrefills as number) + (r.pd?.remotePrefills as number), 300);
+    assert.equal(r.pd?.importRecomputes, 0);
+  }
+  assert.ok((loose.pd?.localPrefills as number) > 0, 'a queued pool and a loose TPOT: some local');
+  assert.ok((loose.pd?.remotePrefills as number) > 0, 'a quick pool takes some');
+  assert.ok(
+    (tight.pd?.localPrefills as number) < (loose.pd?.localPrefills as number),
+    `tight ${tight.pd?.localPrefills} vs loose ${loose.pd?.localPrefills}`,
+  );
+});
+
 test('conditional runs are deterministic: the same seed gives the same JSON', () => {
   const requests = poisson(300, 15);
   const strip = (r: SimResult) =>
     JSON.stringify({ ...r.summary, wallSeconds: 0, eventsPerWallS: 0, decisionUs: 0, pd: r.pd });
-  for (const rule of ['dynamo', 'switchyard'] as const) {
+  for (const rule of ['dynamo', 'switchyard', 'slo'] as const) {
     const settings = () => ({ ...conditional(rule, 1, 2), decodePolicy: createRoutingPolicy('random') });
     const a = runPd(requests, settings(), 7);
     const b = runPd(requests, settings(), 7);

@@ -3,10 +3,11 @@
  * `SimInstance`s and the gateway's `LiveView`, from views.ts): the twin's host (`PdHandoffs` of
  * src/twin/pd-host.ts) and the gateway's (`PdConditional` of src/gateway/pd/pd-conditional.ts) must
  * build the same `PrefillDecisionInput` for the same request, decode instance and prefill pool, and
- * so decide the same, under both rules and with the default and another link. The prefix hit comes
+ * so decide the same, under every rule and with the default and another link. The prefix hit comes
  * from each host's own estimate, fed the same prompts; both run `DecodePrefixEstimate`'s algorithm
  * (the twin's copy is private to its simulator, so this file feeds the twin side through the shared
- * class).
+ * class). Under `slo` the requests carry an SLO, and the twin side's LocalStallLedger figure is
+ * rebuilt here the way PdHandoffs keeps it.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -24,7 +25,9 @@ import {
   CONDITIONAL_CHUNK_TOKENS_DEFAULT,
   CONDITIONAL_LINK_DEFAULT,
   DecodePrefixEstimate,
+  decidePrefill,
   decisionInputFromViews,
+  LocalStallLedger,
   PD_CONDITIONAL_RULES,
   type PdConditionalRule,
   type PrefillDecisionInput,
@@ -147,10 +150,13 @@ async function compareHosts(
   const chunkTokens = DEFAULT_ENGINE_CONFIG.maxNumBatchedTokens;
   const live = new PdConditional(rule, link, CONDITIONAL_CHUNK_TOKENS_DEFAULT, gatewayContext());
   const seen = { local: 0, remote: 0 };
+  // A TTFT SLO short enough that the prefill pool does not meet half of it for long prompts.
+  const slo = rule === 'slo' ? { ttftMs: 80, tpotMs: 40 } : undefined;
+  const ledger = new LocalStallLedger();
   for (let k = 0; k < 48; k++) {
     // Lengths from 200 to 9,600 tokens; every third repeats an earlier prompt (a learned prefix).
     const id = k % 3 === 2 ? 20_000 + k - 2 : 20_000 + k;
-    const request: Request = viewRequest(id, 200 * (1 + (id % 48)), nowMs);
+    const request: Request = { ...viewRequest(id, 200 * (1 + (id % 48)), nowMs + k), slo };
     const d = DECODE[k % DECODE.length] as number;
     const twinDecode = twinView[d] as InstanceView;
     const liveDecode = liveView[d] as InstanceView;
@@ -160,12 +166,24 @@ async function compareHosts(
       prefillTp: 1,
       decodeTp: 1,
     }).ttftAddedMs;
-    const twinInput = decisionInputFromViews(request.inputTokens, hit, twinDecode, twinPool, transferMs);
+    const recentLocalStallMs =
+      slo === undefined ? 0 : ledger.recentMs(twinDecode.id, request.arrivalMs, slo.ttftMs);
+    const twinInput = decisionInputFromViews(request.inputTokens, hit, twinDecode, twinPool, transferMs, {
+      slo,
+      recentLocalStallMs,
+    });
     assert.deepEqual(live.input(request, liveDecode, livePool), twinInput, `request ${k}: inputs differ`);
     const twinRemote = twin.prefillsRemotely(request, hit, twinDecode, twinPool, perf, chunkTokens);
     twinPrefixes.learn(twinDecode.id, request);
     const liveRemote = live.decide(request, liveDecode, livePool);
     assert.equal(liveRemote, twinRemote, `request ${k}: decisions differ`);
+    if (slo !== undefined && !twinRemote)
+      ledger.add(
+        twinDecode.id,
+        request.arrivalMs,
+        slo.ttftMs,
+        decidePrefill(rule, twinInput, perf, chunkTokens).stallMs ?? 0,
+      );
     seen[liveRemote ? 'remote' : 'local']++;
   }
   assert.deepEqual(live.stats, { localPrefills: seen.local, remotePrefills: seen.remote });

@@ -14,6 +14,8 @@ import { perfModelFor } from '../../model/perf.ts';
 import {
   CONDITIONAL_CHUNK_TOKENS_DEFAULT,
   DYNAMO_MAX_LOCAL_PREFILL_TOKENS,
+  LocalStallLedger,
+  sloDecision,
   switchyardDecision,
 } from '../../policies/disagg/conditional.ts';
 import { defaultPolicyContext } from '../../policies/routing/registry.ts';
@@ -122,7 +124,7 @@ describe('gateway config pd.conditional', () => {
     );
     assert.match(
       configError({ backends: backends(), pd: { link: 'nvlink' } }),
-      /pd\.link: link applies to conditional disaggregation; set pd\.conditional \(dynamo, switchyard\)/,
+      /pd\.link: link applies to conditional disaggregation; set pd\.conditional \(dynamo, switchyard, slo\)/,
     );
     assert.match(
       configError({ backends: backends(), pd: { conditional: 'dynamo', link: 'wifi' } }),
@@ -202,6 +204,7 @@ describe('PdConditional (the live host of the rules)', () => {
       decodeRunning: 4,
       decodeContextTokensMean: (0.1 * 10_000 * 16) / 4,
       transferMs,
+      decodePendingPrefillTokens: 0,
     });
     assert.ok(transferMs > 0);
     rule.decide(r, decode, prefill);
@@ -243,5 +246,45 @@ describe('PdConditional (the live host of the rules)', () => {
     assert.equal(rule.decide(request(20, 300), view({ id: 'd2', role: 'decode' }), prefill), false);
     // A long prompt onto a busy decode batch goes remote.
     assert.equal(rule.decide(request(21, 16000), decode, prefill), true);
+  });
+
+  it('slo: reads the request SLO and the decode backlog, and spends a per-instance budget the twin spends too', () => {
+    const context = defaultPolicyContext();
+    const rule = new PdConditional('slo', 'ib-400', CONDITIONAL_CHUNK_TOKENS_DEFAULT, context);
+    const busy = view({ id: 'd0', role: 'decode', running: 16, kvUsage: 0.2, pendingPrefillTokens: 700 });
+    const slow = [view({ id: 'p0', role: 'prefill', inFlight: 8, pendingPrefillTokens: 20_000 })];
+    const slo = { ttftMs: 500, tpotMs: 25 };
+    const perf = context.perfModel(busy);
+    const at = (k: number, arrivalMs: number): Request => ({ ...request(k, 1000), arrivalMs, slo });
+    const input = rule.input(at(1, 0), busy, slow);
+    assert.deepEqual([input.slo, input.recentLocalStallMs, input.decodePendingPrefillTokens], [slo, 0, 700]);
+    // A burst 1 ms apart behind a slow pool, decided beside a ledger fed as the twin feeds its own.
+    const ledger = new LocalStallLedger();
+    const decisions: boolean[] = [];
+    for (let i = 0; i < 60; i++) {
+      const r = at(100 + i, i);
+      const expectedInput = {
+        ...rule.input(r, busy, slow),
+        recentLocalStallMs: ledger.recentMs('d0', i, 500),
+      };
+      assert.deepEqual(rule.input(r, busy, slow), expectedInput, `${i}`);
+      const expected = sloDecision(expectedInput, perf, CONDITIONAL_CHUNK_TOKENS_DEFAULT);
+      const remote = rule.decide(r, busy, slow);
+      assert.equal(remote, expected.remote, `${i}`);
+      if (!remote) ledger.add('d0', i, 500, expected.stallMs as number);
+      decisions.push(remote);
+    }
+    assert.equal(decisions[0], false);
+    assert.equal(decisions.at(-1), true, 'the budget is spent: later arrivals go remote');
+    assert.deepEqual(rule.stats, {
+      localPrefills: decisions.filter((r) => !r).length,
+      remotePrefills: decisions.filter((r) => r).length,
+    });
+    // Another decode instance has its own budget; a quick pool takes the request whatever the budget.
+    assert.equal(
+      rule.decide(at(200, 60), view({ id: 'd1', role: 'decode', running: 16, kvUsage: 0.2 }), slow),
+      false,
+    );
+    assert.equal(rule.decide(at(201, 60), busy, [view({ id: 'p0', role: 'prefill' })]), true);
   });
 });

@@ -23,6 +23,7 @@ import {
   decidePrefill,
   decisionInputFromViews,
   dynamoDecision,
+  LocalStallLedger,
   type PdConditionalRule,
   type PrefillDecisionInput,
 } from '../../policies/disagg/conditional.ts';
@@ -40,6 +41,8 @@ export interface PdConditionalStats {
 export class PdConditional {
   readonly stats: PdConditionalStats = { localPrefills: 0, remotePrefills: 0 };
   private readonly prefixes = new DecodePrefixEstimate();
+  /** The `slo` rule's record of the local prefills sent to each decode instance. */
+  private readonly stalls = new LocalStallLedger();
   private readonly link: KvLink;
 
   /**
@@ -67,21 +70,35 @@ export class PdConditional {
         ? 0
         : kvTransfer(perf.model, request.inputTokens, this.link, { prefillTp: perf.tp, decodeTp: perf.tp })
             .ttftAddedMs;
-    return decisionInputFromViews(request.inputTokens, hit, decode, prefill, transferMs);
+    const slo = request.slo;
+    const recentLocalStallMs =
+      slo === undefined ? 0 : this.stalls.recentMs(decode.id, request.arrivalMs, slo.ttftMs);
+    return decisionInputFromViews(request.inputTokens, hit, decode, prefill, transferMs, {
+      slo,
+      recentLocalStallMs,
+    });
   }
 
   /**
    * Whether `request` prefills on the prefill pool (true) or on `decode` itself (false), counted
    * unless `count` is false (a retry's new decision for a request already counted: the counters
    * count requests). A decode instance without a performance model (one added at run time) under
-   * `switchyard` goes remote, the path every request takes without a rule.
+   * `switchyard` or `slo` goes remote, the path every request takes without a rule. Under `slo` a
+   * local request's stall is recorded at its arrival time (the gateway's clock), as the twin does.
    */
   decide(request: Request, decode: InstanceView, prefill: readonly InstanceView[], count = true): boolean {
     const input = this.input(request, decode, prefill);
     const perf = this.perfOf(decode);
     let remote: boolean;
     if (this.rule === 'dynamo') remote = dynamoDecision(input).remote;
-    else remote = perf === undefined || decidePrefill(this.rule, input, perf, this.chunkTokens).remote;
+    else if (perf === undefined) remote = true;
+    else {
+      const decision = decidePrefill(this.rule, input, perf, this.chunkTokens);
+      remote = decision.remote;
+      const slo = request.slo;
+      if (!remote && this.rule === 'slo' && slo !== undefined)
+        this.stalls.add(decode.id, request.arrivalMs, slo.ttftMs, decision.stallMs ?? 0);
+    }
     // Local or remote, the prompt's KV ends up on the decode instance: the router learns it is there.
     this.prefixes.learn(decode.id, request);
     if (!count) return remote;

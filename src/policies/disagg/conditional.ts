@@ -5,20 +5,22 @@
  * decode instance's prefix-cache match as the router estimates it, that instance's running decodes,
  * and the prefill pool's queue as the router sees it. Nothing about the request's future.
  *
- * Two rules:
+ * Three rules:
  * - `dynamo`: NVIDIA Dynamo's disaggregated router — remote when the uncached prompt (prompt less
  *   prefix hit) is longer than `max_local_prefill_length` (Dynamo's DisaggRouterConf default: 1000
  *   tokens) and the prefill queue is not full; local otherwise.
  * - `switchyard`: the option that adds the least latency summed over the requests it touches,
  *   estimated with the performance model (see docs/disaggregation.md, "Conditional disaggregation").
+ * - `slo`: remote while the prefill pool meets the TTFT SLO with room; past that, local within a
+ *   TPOT budget of the decode instance that counts the local prefills already sent to it.
  */
-import type { Request } from '../../core/request.ts';
+import type { Request, Slo } from '../../core/request.ts';
 import type { InstanceView } from '../../core/view.ts';
 import type { PerfModel } from '../../model/types.ts';
 import { PrefixCacheIndex } from '../routing/prefix-cache-index.ts';
 
 /** The rules `--pd-conditional` takes. */
-export const PD_CONDITIONAL_RULES = ['dynamo', 'switchyard'] as const;
+export const PD_CONDITIONAL_RULES = ['dynamo', 'switchyard', 'slo'] as const;
 /** One of PD_CONDITIONAL_RULES. */
 export type PdConditionalRule = (typeof PD_CONDITIONAL_RULES)[number];
 
@@ -43,6 +45,23 @@ export const CONDITIONAL_LINK_DEFAULT = 'ib-400';
  */
 export const CONDITIONAL_CHUNK_TOKENS_DEFAULT = 8192;
 
+/**
+ * The `slo` rule sends a request to the prefill pool while its estimated remote TTFT is at most
+ * this share of the TTFT SLO: a queue that deep already keeps the pool busy, and the rest of the SLO
+ * is margin for the estimate (the queue is the least-loaded instance's, the prefill pick may differ).
+ */
+export const SLO_REMOTE_TTFT_SHARE = 0.5;
+/**
+ * The `slo` rule's TPOT target as a share of the TPOT SLO: the decode instance's mean step time, local
+ * prefills included, is kept under it, so that most requests (the goodput target is 90%) meet the SLO.
+ */
+export const SLO_TPOT_SHARE = 0.9;
+
+/** Whether `rule` predicts time, and so needs a performance model per decode instance. */
+export function ruleNeedsPerfModel(rule: PdConditionalRule): boolean {
+  return rule !== 'dynamo';
+}
+
 /** What the decision sees, as a live decode worker would know it. */
 export interface PrefillDecisionInput {
   /** The request's prompt length. */
@@ -61,6 +80,20 @@ export interface PrefillDecisionInput {
   readonly decodeContextTokensMean: number;
   /** The KV transfer's added time for the whole prompt (src/model/kv-link.ts ttftAddedMs). */
   readonly transferMs: number;
+  /**
+   * Prompt tokens this host sent to the decode instance to prefill itself and has not yet seen the
+   * first token of (its host accounting, InstanceView.pendingPrefillTokens): the local prefills
+   * queued ahead of this one. Undefined counts as 0.
+   */
+  readonly decodePendingPrefillTokens?: number | undefined;
+  /** The request's SLO (config in the gateway, the workload's in the twin); the `slo` rule reads it. */
+  readonly slo?: Slo | undefined;
+  /**
+   * Stall (decode step time beyond decode-only steps) of the local prefills this host sent to the
+   * decode instance under the `slo` rule, decayed with the TTFT SLO as time constant
+   * (LocalStallLedger). Undefined counts as 0.
+   */
+  readonly recentLocalStallMs?: number | undefined;
 }
 
 /** The decision and the estimates behind it (the `switchyard` rule fills the estimates). */
@@ -70,6 +103,11 @@ export interface PrefillDecision {
   readonly localCostMs?: number;
   /** Estimated latency added by prefilling remotely (queue + prefill + transfer). */
   readonly remoteCostMs?: number;
+  /**
+   * The `slo` rule: the decode step time this request's local prefill adds beyond decode-only steps
+   * (what a host records in its LocalStallLedger when the request stays local).
+   */
+  readonly stallMs?: number;
 }
 
 /** Dynamo's rule: remote when the uncached prompt exceeds the threshold and the queue has room. */
@@ -97,16 +135,67 @@ export function switchyardDecision(
   perf: PerfModel,
   chunkTokens: number,
 ): PrefillDecision {
+  const e = estimates(input, perf, chunkTokens);
+  const localCostMs = e.ownMs + input.decodeRunning * e.stallMs;
+  return { remote: e.remoteTtftMs <= localCostMs, localCostMs, remoteCostMs: e.remoteTtftMs };
+}
+
+/**
+ * The SLO-aware rule. Remote while the estimated remote TTFT (as in `switchyard`) is at most
+ * SLO_REMOTE_TTFT_SHARE of the TTFT SLO: the prefill pool is the capacity a decode batch does not
+ * pay for. Past that, local if the decode instance has TPOT budget left and local is the sooner
+ * first token; remote otherwise.
+ *
+ * The budget is a rate, not a per-request check, since every arrival at a loaded cluster makes the
+ * same choice: with `d` the decode-only step time of the running batch and `T` the TPOT SLO, the
+ * decode instance may spend a share `1 - d / (SLO_TPOT_SHARE * T)` of its time on prefill stall
+ * (step time beyond decode-only) and keep its mean step under SLO_TPOT_SHARE * T. The stall of the
+ * local prefills it was sent, decayed with the TTFT SLO `H` as time constant (so `recent / H` is its
+ * recent stall rate), plus this request's own must stay within that share of `H`. The local TTFT
+ * counts the local prompts already queued there (`decodePendingPrefillTokens`) ahead of this one.
+ * Without an SLO it decides as `switchyard`.
+ */
+export function sloDecision(
+  input: PrefillDecisionInput,
+  perf: PerfModel,
+  chunkTokens: number,
+): PrefillDecision {
+  const slo = input.slo;
+  if (slo === undefined) return switchyardDecision(input, perf, chunkTokens);
+  const e = estimates(input, perf, chunkTokens);
+  const base = { localCostMs: e.localTtftMs, remoteCostMs: e.remoteTtftMs, stallMs: e.stallMs };
+  if (e.remoteTtftMs <= SLO_REMOTE_TTFT_SHARE * slo.ttftMs) return { remote: true, ...base };
+  const share = Math.max(0, 1 - e.decodeOnlyMs / (SLO_TPOT_SHARE * slo.tpotMs));
+  const withinBudget = (input.recentLocalStallMs ?? 0) + e.stallMs <= share * slo.ttftMs;
+  return { remote: !(withinBudget && e.localTtftMs < e.remoteTtftMs), ...base };
+}
+
+interface Estimates {
+  /** One decode-only step of the running batch (0 when none runs). */
+  readonly decodeOnlyMs: number;
+  /** Local: the request's own prefill steps. */
+  readonly ownMs: number;
+  /** Local: the request's first token, behind the local prompts queued there (`switchyard` ignores them). */
+  readonly localTtftMs: number;
+  /** Local: the step time its own chunks add beyond decode-only steps. */
+  readonly stallMs: number;
+  /** Remote: queue + prefill + transfer + the first decode step. */
+  readonly remoteTtftMs: number;
+}
+
+/**
+ * Both options' times. Local: the uncached prompt runs in chunks of `chunkTokens` mixed into the
+ * decode instance's steps, after the local prompts queued there. Remote: the prefill queue ahead,
+ * the whole prompt's prefill (the prefill instance's cache is not known here, so nothing is taken as
+ * cached), the transfer, and the decode step giving the first token.
+ */
+function estimates(input: PrefillDecisionInput, perf: PerfModel, chunkTokens: number): Estimates {
   const cached = Math.min(input.prefixHitTokens, Math.max(0, input.promptTokens - 1));
   const uncached = input.promptTokens - cached;
   const decodeOnlyMs =
     input.decodeRunning > 0 ? perf.decodeStepTimeMs(input.decodeRunning, input.decodeContextTokensMean) : 0;
-  let localTtftMs = 0;
-  let stallMs = 0;
-  for (let done = 0; done < uncached; ) {
-    const chunk = Math.min(chunkTokens, uncached - done);
-    const before = cached + done;
-    const stepMs = perf.stepTimeMs({
+  const mixedStepMs = (chunk: number, before: number): number =>
+    perf.stepTimeMs({
       prefillSeqs: 1,
       prefillTokens: chunk,
       prefillAttentionPairs: chunk * before + (chunk * (chunk + 1)) / 2,
@@ -114,16 +203,28 @@ export function switchyardDecision(
       decodeContextTokens: input.decodeRunning * input.decodeContextTokensMean,
       commonPrefixTokens: 0,
     });
-    localTtftMs += stepMs;
+  // Local prompts queued ahead (their cached prefixes unknown here: each chunk taken on its own).
+  let aheadMs = 0;
+  const ahead = input.decodePendingPrefillTokens ?? 0;
+  for (let done = 0; done < ahead; ) {
+    const chunk = Math.min(chunkTokens, ahead - done);
+    aheadMs += mixedStepMs(chunk, 0);
+    done += chunk;
+  }
+  let ownMs = 0;
+  let stallMs = 0;
+  for (let done = 0; done < uncached; ) {
+    const chunk = Math.min(chunkTokens, uncached - done);
+    const stepMs = mixedStepMs(chunk, cached + done);
+    ownMs += stepMs;
     stallMs += Math.max(0, stepMs - decodeOnlyMs);
     done += chunk;
   }
-  const localCostMs = localTtftMs + input.decodeRunning * stallMs;
   const queueMs = input.prefillQueueTokens > 0 ? perf.prefillTimeMs(input.prefillQueueTokens) : 0;
   // The first token then comes from the decode instance's next step, with this request in it.
   const firstStepMs = perf.decodeStepTimeMs(input.decodeRunning + 1, input.decodeContextTokensMean);
-  const remoteCostMs = queueMs + perf.prefillTimeMs(input.promptTokens) + input.transferMs + firstStepMs;
-  return { remote: remoteCostMs <= localCostMs, localCostMs, remoteCostMs };
+  const remoteTtftMs = queueMs + perf.prefillTimeMs(input.promptTokens) + input.transferMs + firstStepMs;
+  return { decodeOnlyMs, ownMs, localTtftMs: aheadMs + ownMs, stallMs, remoteTtftMs };
 }
 
 /** The decision of `rule`. */
@@ -133,14 +234,18 @@ export function decidePrefill(
   perf: PerfModel,
   chunkTokens: number,
 ): PrefillDecision {
-  return rule === 'dynamo' ? dynamoDecision(input) : switchyardDecision(input, perf, chunkTokens);
+  if (rule === 'dynamo') return dynamoDecision(input);
+  if (rule === 'slo') return sloDecision(input, perf, chunkTokens);
+  return switchyardDecision(input, perf, chunkTokens);
 }
 
 /**
  * The decision's input from what a live gateway sees (src/core/view.ts): the decode instance's
  * running batch and its KV in use (for their mean context), the prefill pool's in-flight requests
- * and the least pending prefill tokens among its instances (host accounting, fresh in both hosts).
- * `prefixHitTokens` is the router's own estimate of the decode instance's cached prefix.
+ * and the least pending prefill tokens among its instances (host accounting, fresh in both hosts),
+ * and the decode instance's own pending prefill tokens (host accounting: local prompts queued there).
+ * `prefixHitTokens` is the router's own estimate of the decode instance's cached prefix; `slo`, for
+ * the `slo` rule, the request's SLO and the decode instance's LocalStallLedger figure.
  */
 export function decisionInputFromViews(
   promptTokens: number,
@@ -148,6 +253,7 @@ export function decisionInputFromViews(
   decode: InstanceView,
   prefill: readonly InstanceView[],
   transferMs: number,
+  slo?: { readonly slo: Slo | undefined; readonly recentLocalStallMs: number },
 ): PrefillDecisionInput {
   const kvTokens = decode.kvUsage * decode.kvBlocksTotal * decode.blockSize;
   let queueTokens = Number.POSITIVE_INFINITY;
@@ -165,6 +271,8 @@ export function decisionInputFromViews(
     decodeRunning: decode.running,
     decodeContextTokensMean: decode.running > 0 ? kvTokens / decode.running : 0,
     transferMs,
+    decodePendingPrefillTokens: decode.pendingPrefillTokens,
+    ...(slo?.slo === undefined ? {} : { slo: slo.slo, recentLocalStallMs: slo.recentLocalStallMs }),
   };
 }
 
@@ -187,5 +295,27 @@ export class DecodePrefixEstimate {
   /** `request`'s prompt is now on `decodeId` (computed there or moved there). */
   learn(decodeId: string, request: Request): void {
     this.index.learn(this.index.register(decodeId), request.prefix);
+  }
+}
+
+/**
+ * The `slo` rule's memory, per decode instance: the stall of the local prefills this host sent
+ * there, decayed exponentially with the TTFT SLO as time constant, on the host's clock (the
+ * requests' arrival times). Both hosts keep one and record each local decision's `stallMs`.
+ */
+export class LocalStallLedger {
+  private readonly byDecode = new Map<string, { ms: number; atMs: number }>();
+
+  /** The decayed stall of `decodeId` at `atMs` (an earlier time than the last record counts as it). */
+  recentMs(decodeId: string, atMs: number, horizonMs: number): number {
+    const entry = this.byDecode.get(decodeId);
+    if (entry === undefined) return 0;
+    return entry.ms * Math.exp(-Math.max(0, atMs - entry.atMs) / horizonMs);
+  }
+
+  /** Adds `stallMs` at `atMs` to `decodeId`. */
+  add(decodeId: string, atMs: number, horizonMs: number, stallMs: number): void {
+    const ms = this.recentMs(decodeId, atMs, horizonMs) + stallMs;
+    this.byDecode.set(decodeId, { ms, atMs: Math.max(atMs, this.byDecode.get(decodeId)?.atMs ?? atMs) });
   }
 }
