@@ -79,6 +79,8 @@ interface ServeFlags {
   readonly bootSleep?: boolean;
   /** Every `--model` given, parsed (the first is also `model` / `servedModelName`). */
   readonly models: readonly ModelSpec[];
+  /** The flags given on the command line, by attribute name (`timeScale`): not commander's defaults. */
+  readonly given: ReadonlySet<string>;
 }
 
 /** One `--model [NAME=]ID|PATH`: the catalogue id or GGUF path, and the name requests use if given. */
@@ -88,7 +90,7 @@ interface ModelSpec {
 }
 
 /** The flags as commander gives them: `--model` may repeat. */
-type RawServeFlags = Omit<ServeFlags, 'model' | 'models'> & { readonly model?: readonly string[] };
+type RawServeFlags = Omit<ServeFlags, 'model' | 'models' | 'given'> & { readonly model?: readonly string[] };
 
 /** `NAME=ID|PATH` or `ID|PATH` (a path may hold '=' only after a '/'). */
 function parseModelSpec(value: string): ModelSpec {
@@ -106,7 +108,7 @@ function parseModelSpec(value: string): ModelSpec {
 }
 
 /** The flags with `--model` parsed: one model as before, several for per-model pools. */
-function serveFlags(raw: RawServeFlags): ServeFlags {
+function serveFlags(raw: RawServeFlags, given: ReadonlySet<string>): ServeFlags {
   const models = (raw.model ?? []).map(parseModelSpec);
   const first = models[0];
   if (models.length > 1 && raw.servedModelName !== undefined)
@@ -126,6 +128,7 @@ function serveFlags(raw: RawServeFlags): ServeFlags {
   const served = first?.served ?? raw.servedModelName;
   return {
     ...raw,
+    given,
     // The one pool's model carries the name too: the autoscaled pools name engines from `models`.
     models:
       raw.servedModelName === undefined
@@ -299,6 +302,39 @@ function portError(host: string, port: number, error: NodeJS.ErrnoException): Sw
   );
 }
 
+/** The flags that shape local engines, by attribute; `sim` marks those of sim engines alone. */
+const LOCAL_ENGINE_FLAGS: readonly { key: keyof ServeFlags; flag: string; sim?: true }[] = [
+  { key: 'engines', flag: 'engines' },
+  { key: 'engine', flag: 'engine' },
+  { key: 'model', flag: 'model' },
+  { key: 'servedModelName', flag: 'served-model-name' },
+  { key: 'gpu', flag: 'gpu', sim: true },
+  { key: 'timeScale', flag: 'time-scale', sim: true },
+  { key: 'engineStartTimeoutMs', flag: 'engine-start-timeout-ms' },
+];
+
+/**
+ * A local-engine flag given where it would do nothing is a usage error, not ignored: with backends in
+ * the config no local engine starts, and llama engines model no GPU and run in real time.
+ */
+function checkLocalEngineFlags(flags: ServeFlags, configuredBackends: boolean): void {
+  for (const { key, flag, sim } of LOCAL_ENGINE_FLAGS) {
+    if (!flags.given.has(key)) continue;
+    if (configuredBackends)
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `--${flag} sets up local engines, but the config names backends and none starts; drop --${flag} or the config's backends`,
+        { param: flag },
+      );
+    if (sim === true && flags.engine !== 'sim')
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `--${flag} applies to sim engines only (--engine sim), not --engine ${flags.engine}`,
+        { param: flag },
+      );
+  }
+}
+
 /**
  * Local engines are processes on this machine: at most LOCAL_ENGINES_MAX of a fixed pool, or per
  * model of an autoscaled one (the actuator would spawn up to --max-instances of them under load).
@@ -326,6 +362,7 @@ async function prepare(flags: ServeFlags): Promise<{
   autoscale: AutoscaleSettings | undefined;
 }> {
   const config = effectiveConfig(flags);
+  checkLocalEngineFlags(flags, config.backends.length > 0);
   const autoscale = autoscaleSettings(flags, config, DEFAULT_ENGINES[flags.engine]);
   let args: string[] | undefined;
   if (flags.models.length > 1 && (autoscale === undefined || config.backends.length > 0))
@@ -656,12 +693,12 @@ export function registerServeCommand(program: Command): void {
     )
     .option(
       '--allowed-methods <list>',
-      'CORS: methods a preflight may ask for (JSON list or comma-separated; default ["*"])',
+      'CORS: methods a preflight may ask for (JSON list or comma-separated; default ["*"] or the config\'s cors block)',
       CONFIG_FLAG_PARSERS['allowed-methods'],
     )
     .option(
       '--allowed-headers <list>',
-      'CORS: request headers a preflight may ask for (JSON list or comma-separated; default ["*"])',
+      'CORS: request headers a preflight may ask for (JSON list or comma-separated; default ["*"] or the config\'s cors block)',
       CONFIG_FLAG_PARSERS['allowed-headers'],
     )
     .option('--allow-credentials', 'CORS: answer Access-Control-Allow-Credentials: true (default off)')
@@ -757,7 +794,8 @@ export function registerServeCommand(program: Command): void {
         'Three models, at most two loaded; a request for the third stops the idle one cheapest to reload:\n' +
         '  switchyard serve --model a=llama-3.1-8b --model b=qwen2.5-7b --model c=llama-2-7b --autoscaler static --min-instances 0 --max-loaded-models 2 --eviction cost-aware\n',
     )
-    .action(async (flags: RawServeFlags) => {
-      await runServe(serveFlags(flags));
+    .action(async (flags: RawServeFlags, command: Command) => {
+      const given = Object.keys(flags).filter((key) => command.getOptionValueSource(key) === 'cli');
+      await runServe(serveFlags(flags, new Set(given)));
     });
 }
