@@ -21,7 +21,11 @@ export const PROMPTS_MAX = 2048;
 const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
 const message = z.looseObject({
   role: z.enum(['system', 'developer', 'user', 'assistant', 'tool', 'function']),
-  content: z.union([z.string(), z.array(contentPart), z.null()]).optional(),
+  content: z
+    .union([z.string(), z.array(contentPart), z.null()], {
+      error: 'expected a string, a list of content parts ({"type": ..., "text": ...}) or null',
+    })
+    .optional(),
   name: z.string().optional(),
 });
 
@@ -44,6 +48,9 @@ const common = {
   priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
 };
 
+/** What a completions `prompt` may be, for the 400 that names a bad one. */
+const PROMPT_SHAPES = `expected a string, 1 to ${PROMPTS_MAX} strings, a list of token ids, or 1 to ${PROMPTS_MAX} lists of token ids`;
+
 /** `POST /v1/chat/completions`. */
 export const chatCompletionBodySchema = z.looseObject({
   ...common,
@@ -58,15 +65,18 @@ export const chatCompletionBodySchema = z.looseObject({
  */
 export const completionBodySchema = z.looseObject({
   ...common,
-  prompt: z.union([
-    z.string(),
-    z.array(z.string()).min(1).max(PROMPTS_MAX),
-    z.array(z.number().int().min(0)).min(1),
-    z
-      .array(z.array(z.number().int().min(0)).min(1))
-      .min(1)
-      .max(PROMPTS_MAX),
-  ]),
+  prompt: z.union(
+    [
+      z.string(),
+      z.array(z.string()).min(1).max(PROMPTS_MAX),
+      z.array(z.number().int().min(0)).min(1),
+      z
+        .array(z.array(z.number().int().min(0)).min(1))
+        .min(1)
+        .max(PROMPTS_MAX),
+    ],
+    { error: PROMPT_SHAPES },
+  ),
   echo: z.boolean().nullish(),
 });
 
@@ -147,6 +157,24 @@ function pyTruthy(v: unknown): boolean {
 }
 
 /**
+ * The 400 for a completions body without a prompt, saying what the body looks like instead: a chat
+ * body (`messages`) sent to /v1/completions, or vLLM's `prompt_embeds` alone (which needs the
+ * engine's --enable-prompt-embeds, and whose length the gateway cannot count). Undefined when it has one.
+ */
+function missingPromptRefusal(body: Record<string, unknown>): SwitchyardError | undefined {
+  if (body['prompt'] !== undefined && body['prompt'] !== null) return undefined;
+  let hint = '';
+  if (body['messages'] !== undefined) hint = '; this body has messages: send it to /v1/chat/completions';
+  else if (body['prompt_embeds'] !== undefined)
+    hint = '; prompt_embeds without a prompt is not served (send the prompt as text or token ids)';
+  return new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    `invalid request body: prompt: required, ${PROMPT_SHAPES}${hint}`,
+    { param: 'prompt' },
+  );
+}
+
+/**
  * Parses a chat or completion body (already JSON-decoded). Throws SwitchyardError
  * SY_ERR_INVALID_ARGUMENT naming the first bad field.
  */
@@ -171,6 +199,8 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
     promptText = renderChat(r.data.messages.map((m) => ({ role: m.role, content: contentText(m.content) })));
     maxGiven = r.data.max_completion_tokens ?? r.data.max_tokens;
   } else {
+    const missing = missingPromptRefusal(body as Record<string, unknown>);
+    if (missing !== undefined) throw missing;
     const r = completionBodySchema.safeParse(body);
     if (!r.success) throw invalidBody(r.error.issues);
     common = r.data;

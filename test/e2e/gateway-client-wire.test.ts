@@ -14,6 +14,9 @@
  *   when tools are given) it is still refused, as vLLM without --enable-auto-tool-choice refuses it.
  * - With tenants configured, `models.list()` with a wrong key or none answered 200 (only the
  *   completion routes checked the key); vLLM with --api-key answers 401 on every /v1 route.
+ * - A chat body posted to /v1/completions (a common slip), a missing prompt, or a prompt or message
+ *   content of a wrong type got "prompt: Invalid input": the 400 now lists the shapes and, for a
+ *   body with `messages`, names /v1/chat/completions.
  * - `curl --http2-prior-knowledge` (HTTP/2's connection preface on a plain socket) got
  *   "malformed HTTP request (HPE_PAUSED_H2_UPGRADE)"; the answer now says the gateway speaks HTTP/1.1.
  */
@@ -129,6 +132,38 @@ describe('a client that sends every field, null when unset', () => {
     const e = assertErrorBody(reply.text, reply.status);
     assert.equal(reply.status, 400);
     assert.equal(e.error.param, 'stream');
+  });
+});
+
+describe('bodies sent to the wrong shape get a 400 that says what to send', () => {
+  it('a chat body posted to /v1/completions names the chat route', async () => {
+    const reply = await post(gw.url, '/v1/completions', {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 3,
+    });
+    const e = assertErrorBody(reply.text, reply.status);
+    assert.equal(reply.status, 400);
+    assert.equal(e.error.param, 'prompt');
+    assert.match(e.error.message, /prompt: required, expected a string/);
+    assert.match(e.error.message, /send it to \/v1\/chat\/completions/);
+  });
+
+  it('a prompt or a message content of the wrong type lists the shapes it may take', async () => {
+    const prompt = await post(gw.url, '/v1/completions', { model: MODEL, prompt: { text: 'hi' } });
+    assert.equal(prompt.status, 400);
+    assert.match(
+      assertErrorBody(prompt.text, 400).error.message,
+      /prompt: expected a string, 1 to 2048 strings/,
+    );
+    const content = await post(gw.url, '/v1/chat/completions', {
+      model: MODEL,
+      messages: [{ role: 'user', content: 5 }],
+    });
+    assert.equal(content.status, 400);
+    const e = assertErrorBody(content.text, 400);
+    assert.equal(e.error.param, 'messages.0.content');
+    assert.match(e.error.message, /expected a string, a list of content parts/);
   });
 });
 
