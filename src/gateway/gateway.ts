@@ -101,6 +101,12 @@ export interface GatewayOptions {
     /** Their keep-alive when a request sets none (default KEEP_ALIVE_MS_DEFAULT, Ollama's 5 min). */
     readonly keepAliveMs?: number;
     wake(model: string, waiting: number): void;
+    /**
+     * An engine for `model` is starting now (it will be added with addBackend once ready). On a
+     * drain, the requests such a model holds wait for it, within drainTimeoutMs; the others fail at
+     * once with SY_ERR_DRAINING. Default: none is (all fail at once).
+     */
+    starting?(model: string): boolean;
   };
 }
 
@@ -274,6 +280,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
   requestTap: RequestTap | undefined;
   hostStats: Record<string, () => unknown> = {};
   readonly modelBuffer: ModelBuffer<HeldRequest> | undefined;
+  /** `scaleFromZero.starting`: whether an engine for a model is starting (a drain waits for it). */
+  private scaleFromZeroStarting: ((model: string) => boolean) | undefined;
   private readonly healthAgent = new Agent({ connections: 4, keepAliveTimeout: 10_000 });
   private readonly feeds: SignalFeeds;
   private readonly log: (line: string) => void;
@@ -1202,6 +1210,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
   private createModelBuffer(models: readonly string[], options: GatewayOptions): ModelBuffer<HeldRequest> {
     const l = this.limits;
     const wake = options.scaleFromZero?.wake ?? (() => {});
+    this.scaleFromZeroStarting = options.scaleFromZero?.starting?.bind(options.scaleFromZero);
     const keepAliveMsDefault = options.scaleFromZero?.keepAliveMs ?? KEEP_ALIVE_MS_DEFAULT;
     return new ModelBuffer<HeldRequest>(
       models,
@@ -1221,6 +1230,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
             this.stats.fail('client_abort');
             this.requestTap?.ended(h.request, false, 0, this.nowMs());
           } else this.releaseOne(h);
+          // After the whole release (the rest of the model's requests go live in the same turn).
+          if (this.draining) queueMicrotask(() => this.settleDrain());
         },
         reject: (h, error, retryAfterMs, held) => {
           this.queuedBytes.release(h.request.tenant, h.bytes);
@@ -1229,6 +1240,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
           if (!held) return this.rejectEarly(h.res, error, retryAfterMs);
           this.stats.held--;
           this.failHeld(h.res, error, retryAfterMs);
+          this.settleDrain();
         },
         wake: (model, waiting) => wake(model, waiting),
       },
@@ -1271,6 +1283,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
         this.stats.fail('client_abort');
         this.queuedBytes.release(h.request.tenant, h.bytes);
         this.requestTap?.ended(h.request, false, 0, this.nowMs());
+        this.settleDrain();
       });
     }
     return true;
@@ -1562,12 +1575,21 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
         );
       else this.admission.onFailed(ex.request, now);
     }
-    if (this.live.size === 0 && this.drainWaiters.length > 0) {
-      const waiters = this.drainWaiters;
-      this.drainWaiters = [];
-      for (const w of waiters) w();
-    }
+    this.settleDrain();
     this.step();
+  }
+
+  /** Nothing left for a drain to wait for: no live request, none held for a starting engine. */
+  private drained(): boolean {
+    return this.live.size === 0 && (this.modelBuffer?.size ?? 0) === 0;
+  }
+
+  /** Ends a drain in progress once nothing is left (a request finished or left the buffer). */
+  private settleDrain(): void {
+    if (this.drainWaiters.length === 0 || !this.drained()) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
   }
 
   // ---- shutdown ----
@@ -1576,12 +1598,20 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     if (this.drainPromise !== undefined) return this.drainPromise;
     this.draining = true;
     this.batch?.stop();
-    this.modelBuffer?.failAll(
-      new SwitchyardError('SY_ERR_DRAINING', 'gateway is shutting down before the model had an instance'),
+    // A held request whose engine is starting may still be served within the drain; the others
+    // could only wait for a start that will not come.
+    const starting = this.scaleFromZeroStarting;
+    this.modelBuffer?.failWhere(
+      (model) => starting?.(model) !== true,
+      new SwitchyardError(
+        'SY_ERR_DRAINING',
+        'gateway is shutting down and no engine is starting for the model',
+        { param: 'model' },
+      ),
       1000,
     );
     this.drainPromise = new Promise<void>((resolve) => {
-      if (this.live.size === 0) return resolve();
+      if (this.drained()) return resolve();
       const end = (): void => {
         clearTimeout(timer);
         this.endDrain = undefined;
@@ -1602,7 +1632,9 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
   drainStatus(): { inFlight: number; streaming: number; queued: number } {
     let streaming = 0;
     for (const ex of this.live) if (ex.stream && ex.committed) streaming++;
-    return { inFlight: this.live.size, streaming, queued: this.stats.queued };
+    // Held for a starting engine: waiting, as a queued request does.
+    const held = this.modelBuffer?.size ?? 0;
+    return { inFlight: this.live.size + held, streaming, queued: this.stats.queued + held };
   }
 
   close(): Promise<void> {
@@ -1614,6 +1646,14 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
         'gateway shut down before the request finished',
       );
       for (const ex of [...this.live]) ex.fail(leftover);
+      this.modelBuffer?.failAll(
+        new SwitchyardError(
+          'SY_ERR_DRAINING',
+          `gateway shut down before the model's engine was ready (drainTimeoutMs ${this.config.drainTimeoutMs})`,
+          { param: 'model' },
+        ),
+        1000,
+      );
       if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
       if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
       this.health.stop();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { SwitchyardError } from '../core/errors.ts';
+import { SwitchyardError } from '../core/errors.ts';
 import { keepAliveMsOf, ModelBuffer, type ModelBufferLimits } from './model-buffer.ts';
 
 const LIMITS: ModelBufferLimits = {
@@ -43,6 +43,30 @@ function harness(limits: ModelBufferLimits = LIMITS) {
 }
 
 describe('ModelBuffer', () => {
+  it('fails the held requests of the models picked, keeping the others (a drain)', () => {
+    const h = harness();
+    h.buffer.hold('a', 'a1');
+    h.buffer.hold('b', 'b1');
+    h.buffer.hold('a', 'a2');
+    const asked: string[] = [];
+    const n = h.buffer.failWhere(
+      (m) => {
+        asked.push(m);
+        return m === 'a';
+      },
+      new SwitchyardError('SY_ERR_DRAINING', 'shutting down'),
+      1000,
+    );
+    assert.equal(n, 2);
+    assert.deepEqual(asked, ['a', 'b'], 'only models holding requests are asked');
+    assert.deepEqual(
+      h.rejected.map((r) => `${r.item} ${r.code}`),
+      ['a1 SY_ERR_DRAINING', 'a2 SY_ERR_DRAINING'],
+    );
+    assert.equal(h.buffer.waiting('b'), 1);
+    assert.equal(h.buffer.stats.failed, 2);
+  });
+
   it('holds per model, wakes on each hold, and releases in arrival order once the model is in service', () => {
     const h = harness();
     assert.ok(h.buffer.hold('a', 'a1'));

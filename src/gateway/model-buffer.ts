@@ -220,8 +220,17 @@ export class ModelBuffer<T> {
 
   /** Fails every held request with `error` (the gateway shuts down). */
   failAll(error: SwitchyardError, retryAfterMs: number): number {
+    return this.failWhere(() => true, error, retryAfterMs);
+  }
+
+  /**
+   * Fails with `error` the held requests of every model `which` picks (a shutdown: the models whose
+   * engine is not starting); returns how many.
+   */
+  failWhere(which: (model: string) => boolean, error: SwitchyardError, retryAfterMs: number): number {
     let n = 0;
-    for (const model of this.queues.keys()) n += this.failEntries(model, error, retryAfterMs);
+    for (const model of this.queues.keys())
+      if (this.waiting(model) > 0 && which(model)) n += this.failEntries(model, error, retryAfterMs);
     return n;
   }
 
