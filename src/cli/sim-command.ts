@@ -1,9 +1,7 @@
 import { type Command, Option } from 'commander';
 import { readYamlFile } from '../adapters/yaml-file.ts';
 import { invalidArgument } from '../core/errors.ts';
-import { gpuIds } from '../model/gpus.ts';
 import { KV_LINK_NAMES, type KvLinkName } from '../model/kv-link.ts';
-import { modelIds } from '../model/models.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import { fixedBatchJob } from '../twin/batch-jobs.ts';
 import { parseWithSchema, SIM_DEFAULTS, type SimConfigFile, simConfigFileSchema } from '../twin/config.ts';
@@ -16,6 +14,7 @@ import type { SimResult } from '../twin/simulator.ts';
 import { DEFAULT_DECLARED_MAX_TOKENS, parseDeclaredMaxTokens } from '../workload/declared.ts';
 import { MULTI_MODEL_MAX, type RateStage } from '../workload/spec.ts';
 import { parseStages } from '../workload/synthetic.ts';
+import { gpuFlag, gpuFlagHelp, modelFlag, modelFlagHelp } from './catalogue-flags.ts';
 import { DecisionLogWriter } from './decision-log.ts';
 import { checkOutputFiles } from './output-file.ts';
 import {
@@ -124,7 +123,7 @@ export function registerSimCommand(program: Command): void {
     )
     .option(
       '--config <file>',
-      'YAML file with any of: seed, policy, cluster, engine, workload, slo, output (flags override it)',
+      `YAML file with any of: ${Object.keys(simConfigFileSchema.shape).join(', ')} (a flag given overrides it; examples/sim.yaml)`,
     )
     .addOption(
       new Option(
@@ -191,12 +190,8 @@ export function registerSimCommand(program: Command): void {
       intInRange(1, INSTANCES_MAX),
       SIM_DEFAULTS.instances,
     )
-    .addOption(new Option('--gpu <id>', 'GPU of every instance').choices(gpuIds()).default(SIM_DEFAULTS.gpu))
-    .addOption(
-      new Option('--model <id>', 'model every instance serves')
-        .choices(modelIds())
-        .default(SIM_DEFAULTS.model),
-    )
+    .option('--gpu <id>', gpuFlagHelp('GPU of every instance'), gpuFlag, SIM_DEFAULTS.gpu)
+    .option('--model <id>', modelFlagHelp('model every instance serves'), modelFlag, SIM_DEFAULTS.model)
     .option(
       '--tp <n>',
       `tensor-parallel degree per instance, 1 to ${TP_MAX}`,

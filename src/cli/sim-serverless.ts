@@ -40,7 +40,7 @@ export function serverlessOptions(): Option[] {
     ).choices([...SERVERLESS_POLICY_NAMES]),
     new Option(
       '--gpus <n>',
-      'with --serverless-policy or --plan-pd: GPUs of the cluster (of --gpu type)',
+      "with --serverless-policy or --plan-pd: GPUs of the cluster, of --gpu type (with --serverless-policy and no --gpu: the config's cluster.gpu)",
     ).argParser(positiveInt),
     new Option(
       '--gpus-per-node <n>',
