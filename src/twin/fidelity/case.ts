@@ -8,11 +8,15 @@
  * day it exists; `workload.arrival` is a discriminated union a new arrival kind joins.
  */
 
+import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { readYamlFile } from '../../adapters/yaml-file.ts';
+import { SwitchyardError } from '../../core/errors.ts';
 import { resolveGpuId } from '../../model/gpus.ts';
 import { resolveModelId } from '../../model/models.ts';
 import { lengthDistSchema, rateStageSchema, STAGES_MAX } from '../../workload/spec.ts';
+import { isSampleRef } from '../../workload/traces/samples.ts';
 import { engineOptionsSchema, parseWithSchema } from '../config.ts';
 import { casePrefixSchema } from './prefix.ts';
 
@@ -209,8 +213,61 @@ export function parseFidelityCase(value: unknown, where = 'fidelity case'): Fide
   return { ...c, model: resolveModelId(c.model), gpu: resolveGpuId(c.gpu) };
 }
 
-/** Reads and validates a case file (YAML, of which JSON is a subset). */
+/**
+ * Reads and validates a case file (YAML, of which JSON is a subset). A relative `empirical` trace
+ * path is taken from the case file's folder, so a case runs from any directory; where no file is
+ * there, from the current directory (cases written before read it so, from the repository root).
+ * Both existing with different contents is refused (resolveCaseTrace).
+ */
 export function loadFidelityCase(path: string): FidelityCase {
-  const value = readYamlFile(path, `fidelity case '${path}'`);
-  return parseFidelityCase(value, `fidelity case '${path}'`);
+  const where = `fidelity case '${path}'`;
+  const c = parseFidelityCase(readYamlFile(path, where), where);
+  const w = c.workload;
+  const caseDir = dirname(resolve(path));
+  const withTrace = <D extends { kind: string }>(d: D, field: 'input' | 'output'): D =>
+    d.kind === 'empirical' && 'trace' in d && typeof d.trace === 'string'
+      ? {
+          ...d,
+          trace: resolveCaseTrace(d.trace, caseDir, process.cwd(), `${where}: workload.${field}.trace`),
+        }
+      : d;
+  return {
+    ...c,
+    workload: { ...w, input: withTrace(w.input, 'input'), output: withTrace(w.output, 'output') },
+  };
+}
+
+/**
+ * Where a case's trace path points: unchanged when absolute or a bundled `sample:`; else beside the
+ * case (`caseDir`), else from `cwd`. Refused, naming both, when both exist and differ (which one the
+ * author meant cannot be told, and the wrong one would silently change every length); SY_ERR_NOT_FOUND,
+ * naming both, when neither exists.
+ */
+export function resolveCaseTrace(trace: string, caseDir: string, cwd: string, where: string): string {
+  if (isSampleRef(trace) || isAbsolute(trace)) return trace;
+  const beside = resolve(caseDir, trace);
+  const fromCwd = resolve(cwd, trace);
+  const besideExists = isFile(beside);
+  const cwdExists = isFile(fromCwd);
+  if (besideExists && cwdExists && !sameFile(beside, fromCwd))
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_CONFIG',
+      `${where}: '${trace}' names two different files, ${beside} (beside the case) and ${fromCwd} (from the current directory); rename one, or give an absolute path`,
+    );
+  if (besideExists) return beside;
+  if (cwdExists) return fromCwd;
+  throw new SwitchyardError(
+    'SY_ERR_NOT_FOUND',
+    `${where}: no file '${trace}' beside the case (${beside}) or in the current directory (${fromCwd})`,
+  );
+}
+
+function isFile(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false })?.isFile() === true;
+}
+
+/** The same file, or two with the same bytes. */
+function sameFile(a: string, b: string): boolean {
+  if (realpathSync(a) === realpathSync(b)) return true;
+  return readFileSync(a).equals(readFileSync(b));
 }

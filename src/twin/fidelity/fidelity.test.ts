@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
@@ -143,6 +144,96 @@ describe('case format', () => {
     assert.throws(() => parseFidelityCase(openCase({ measured: { ttftMs: {}, saturated: false } })), {
       message: /at least one/,
     });
+  });
+});
+
+describe('empirical trace paths', () => {
+  const SHIPPED_LENGTHS = join('data', 'fidelity', 'lengths', 'sharegpt-200-seed0-llama3.csv');
+  /** A case file in `dir` whose input and output lengths come from the trace `trace`. */
+  function writeCase(dir: string, trace: string): string {
+    const c = openCase({
+      workload: {
+        arrival: 'constant',
+        rateRps: 2,
+        requests: 30,
+        input: { kind: 'empirical', trace, format: 'vidur' },
+        output: { kind: 'empirical', trace, format: 'vidur' },
+      },
+    });
+    const path = join(dir, 'case.json');
+    writeFileSync(path, JSON.stringify(c));
+    return path;
+  }
+  /** Runs `body` with the current directory `cwd`, then goes back. */
+  function inDir<T>(cwd: string, body: () => T): T {
+    const before = process.cwd();
+    process.chdir(cwd);
+    try {
+      return body();
+    } finally {
+      process.chdir(before);
+    }
+  }
+  const csv = (rows: readonly [number, number][]) =>
+    `num_prefill_tokens,num_decode_tokens\n${rows.map((r) => r.join(',')).join('\n')}\n`;
+
+  it('reads a relative trace beside the case file, whatever the current directory', () => {
+    const root = mkdtempSync(join(tmpdir(), 'sy-fidelity-'));
+    try {
+      const caseDir = join(root, 'cases');
+      const elsewhere = join(root, 'elsewhere');
+      mkdirSync(join(caseDir, 'lengths'), { recursive: true });
+      mkdirSync(elsewhere);
+      writeFileSync(join(caseDir, 'lengths', 'l.csv'), csv([[300, 40]]));
+      const path = writeCase(caseDir, 'lengths/l.csv');
+      const c = inDir(elsewhere, () => loadFidelityCase(path));
+      assert.equal((c.workload.input as { trace: string }).trace, join(caseDir, 'lengths', 'l.csv'));
+      const [row] = inDir(elsewhere, () => runCase(c)).rows;
+      assert.equal(row?.predicted.completed, 30);
+      // Every request has the trace's 40 output tokens: the per-token time spans 39 gaps.
+      const withLengths = inDir(elsewhere, () => replayOpenLoop(c)).log;
+      assert.deepEqual(new Set(withLengths.generatedTokens), new Set([40]));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('falls back to the current directory (the shipped cases name theirs from the repository root)', () => {
+    const root = mkdtempSync(join(tmpdir(), 'sy-fidelity-'));
+    try {
+      const path = writeCase(root, SHIPPED_LENGTHS);
+      const c = inDir(REPO, () => loadFidelityCase(path));
+      assert.equal((c.workload.output as { trace: string }).trace, join(REPO, SHIPPED_LENGTHS));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a path that names different files beside the case and from the current directory, naming both', () => {
+    const root = mkdtempSync(join(tmpdir(), 'sy-fidelity-'));
+    try {
+      mkdirSync(join(root, 'data', 'fidelity', 'lengths'), { recursive: true });
+      writeFileSync(join(root, SHIPPED_LENGTHS), csv([[300, 40]]));
+      const path = writeCase(root, SHIPPED_LENGTHS);
+      assert.throws(() => inDir(REPO, () => loadFidelityCase(path)), {
+        code: 'SY_ERR_INVALID_CONFIG',
+        message: new RegExp(
+          `workload\\.input\\.trace: .*names two different files, ${join(root, SHIPPED_LENGTHS)} \\(beside the case\\) and ${join(REPO, SHIPPED_LENGTHS)} \\(from the current directory\\)`,
+        ),
+      });
+      // The same bytes in both places are one trace: taken from beside the case.
+      writeFileSync(join(root, SHIPPED_LENGTHS), readFileSync(join(REPO, SHIPPED_LENGTHS)));
+      const c = inDir(REPO, () => loadFidelityCase(path));
+      assert.equal((c.workload.input as { trace: string }).trace, join(root, SHIPPED_LENGTHS));
+      // Neither: not found, naming both places.
+      const missing = writeCase(root, 'nowhere.csv');
+      assert.throws(() => inDir(REPO, () => loadFidelityCase(missing)), {
+        code: 'SY_ERR_NOT_FOUND',
+        message: /no file 'nowhere\.csv' beside the case \(.*\) or in the current directory/,
+      });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 
