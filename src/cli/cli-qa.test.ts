@@ -197,7 +197,7 @@ describe('bad values name their flag', () => {
         '--gpus',
         'h100,zz',
       ],
-      /invalid gpus 'zz': expected GPUs from .*h100/,
+      /unknown gpu 'zz'; valid: .*h100/,
     );
   });
 });

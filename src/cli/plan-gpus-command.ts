@@ -9,9 +9,10 @@ import { type GpuPlan, planGpuMix } from '../control/gpu-choice/choose.ts';
 import { type GpuPrices, parseGpuPrices } from '../control/gpu-choice/prices.ts';
 import type { LengthSample } from '../control/gpu-choice/workload.ts';
 import { invalidArgument } from '../core/errors.ts';
-import { gpuIds } from '../model/gpus.ts';
+import { resolveGpuId } from '../model/gpus.ts';
 import { writeTextFile } from '../twin/fidelity/write.ts';
 import { readTraceLengths } from '../workload/traces/read.ts';
+import { modelFlag, modelFlagHelp } from './catalogue-flags.ts';
 import { checkOutputFile } from './output-file.ts';
 import { decimalNumber, positiveInt, positiveNumber } from './parse.ts';
 
@@ -44,14 +45,12 @@ function listOf(value: string | undefined): string[] | undefined {
   return items.length > 0 ? items : undefined;
 }
 
-/** --gpus: known GPU ids only; an unknown one would otherwise read as a GPU without a price. */
+/**
+ * --gpus: catalogue GPUs only (ids, or names resolveGpuId reads as one), as ids; an unknown one
+ * would otherwise read as a GPU without a price. Throws SY_ERR_UNKNOWN_NAME saying why and listing the ids.
+ */
 function gpuList(value: string | undefined): string[] | undefined {
-  const known: readonly string[] = gpuIds();
-  return listOf(value)?.map((gpu) => {
-    if (!known.includes(gpu))
-      throw invalidArgument('gpus', gpu, `GPUs from ${known.join(', ')}, comma-separated`);
-    return gpu;
-  });
+  return listOf(value)?.map(resolveGpuId);
 }
 
 function tpDegrees(value: string | undefined): number[] | undefined {
@@ -159,7 +158,7 @@ export function registerPlanGpusCommand(program: Command): void {
         'bucket, then a small integer program picks instance counts and splits each bucket between them at ' +
         'the least cost per hour. Method and simplifications: src/control/gpu-choice/README.md.',
     )
-    .requiredOption('--model <id>', 'model from the catalogue, e.g. llama-3.1-8b')
+    .requiredOption('--model <id>', modelFlagHelp('model from the catalogue'), modelFlag)
     .requiredOption('--rate <rps>', 'total request rate to serve, requests per second', positiveNumber)
     .option('--slo-ttft-ms <ms>', 'time-to-first-token objective (omit: unconstrained)', positiveNumber)
     .option('--slo-tpot-ms <ms>', 'time-per-output-token objective (omit: unconstrained)', positiveNumber)

@@ -97,6 +97,29 @@ test('fidelity refuses a bad case with one line naming the path', async () => {
   assert.match(missing.stderr, /SY_ERR_NOT_FOUND/);
 });
 
+test('fidelity reads names copied from Hugging Face and nvidia-smi, and refuses an ambiguous GPU', async () => {
+  const shipped = readFileSync(CASE, 'utf8');
+  const aliased = join(dir, 'aliased.yaml');
+  writeFileSync(
+    aliased,
+    shipped
+      .replace('model: llama-3.1-8b', 'model: meta-llama/Llama-3.1-8B-Instruct')
+      .replace('gpu: a40', 'gpu: NVIDIA A40'),
+  );
+  const [run, original] = await Promise.all([cli(['fidelity', aliased]), cli(['fidelity', CASE])]);
+  assert.equal(run.code, 0, run.stderr);
+  // The same case under other names: the same table, figure for figure.
+  assert.equal(run.stdout, original.stdout);
+  const ambiguous = join(dir, 'ambiguous.yaml');
+  writeFileSync(ambiguous, shipped.replace('gpu: a40', 'gpu: A100'));
+  const refused = await cli(['fidelity', ambiguous]);
+  assert.equal(refused.code, 2);
+  assert.match(
+    refused.stderr,
+    /ambiguous gpu 'A100': give the memory size; did you mean 'a100-40gb' or 'a100-80gb'\?.*SY_ERR_UNKNOWN_NAME/,
+  );
+});
+
 test('fidelity: a shared prefix cuts the predicted TTFT, and a bad prefix block is refused naming its key', async () => {
   const caseWith = (prefix: string, input: number): string =>
     [

@@ -46,6 +46,18 @@ describe('gpu-choice prices', () => {
     assert.match(message, /gpus\.3\.gpu: 'a100-80gb' is listed twice/);
   });
 
+  it("reads a row's vendor GPU name as the catalogue id, and says why a PCIe part is refused", () => {
+    const doc = shipped();
+    const rows = (doc['gpus'] as Record<string, unknown>[]).filter((r) => r['gpu'] === 'h100');
+    const prices = parseGpuPrices({
+      ...doc,
+      gpus: rows.map((r) => ({ ...r, gpu: 'NVIDIA H100 80GB HBM3' })),
+    });
+    assert.deepEqual([...prices.table.keys()], ['h100']);
+    const message = problems({ ...doc, gpus: rows.map((r) => ({ ...r, gpu: 'H100 PCIe' })) });
+    assert.match(message, /gpus\.0\.gpu: unknown gpu 'H100 PCIe': the catalogue models h100 .*PCIe card/);
+  });
+
   it('rejects a table without a source URL and unknown keys', () => {
     const doc = shipped();
     const source = doc['source'] as Record<string, unknown>;

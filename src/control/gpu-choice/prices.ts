@@ -6,7 +6,8 @@
 import { z } from 'zod';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { GpuId } from '../../core/ids.ts';
-import { gpuIds } from '../../model/gpus.ts';
+import { gpuIds, resolveGpuId } from '../../model/gpus.ts';
+import { gpuNameSchema } from '../../model/names-schema.ts';
 
 /** How far a row's usdPerGpuHour may sit from instanceUsdPerHour / gpusPerInstance (rounding). */
 const PER_GPU_TOLERANCE_USD = 0.01;
@@ -15,7 +16,8 @@ export const PRICE_ROWS_MAX = 64;
 
 const priceRowSchema = z
   .object({
-    gpu: z.string().min(1),
+    /** A catalogue GPU; a vendor name (`NVIDIA H100 80GB HBM3`) is read as its id. */
+    gpu: z.string().min(1).pipe(gpuNameSchema),
     /** The cloud instance the price is for, e.g. p5.48xlarge. */
     instance: z.string().min(1),
     gpusPerInstance: z.number().int().min(1).max(16),
@@ -66,7 +68,11 @@ function rowProblems(rows: GpuPriceFile['gpus']): string[] {
   const problems: string[] = [];
   rows.forEach((row, i) => {
     if (!known.has(row.gpu)) {
-      problems.push(`gpus.${i}.gpu: unknown gpu '${row.gpu}'; valid: ${[...known].sort().join(', ')}`);
+      try {
+        resolveGpuId(row.gpu);
+      } catch (error) {
+        problems.push(`gpus.${i}.gpu: ${(error as Error).message}`);
+      }
     }
     if (seen.has(row.gpu)) problems.push(`gpus.${i}.gpu: '${row.gpu}' is listed twice`);
     seen.add(row.gpu);
