@@ -353,6 +353,11 @@ interface RunningGeneration {
   readonly res: ServerResponse;
 }
 
+/** What a request the engine will not start gets once it shuts down: another engine may serve it. */
+function shuttingDown(): SwitchyardError {
+  return new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine is shutting down');
+}
+
 /** After a shutdown's grace, the longest wait for the error answers to reach the sockets. */
 const FLUSH_MS_MAX = 1000;
 
@@ -367,6 +372,8 @@ class EngineHttpServer {
   private drained: (() => void) | undefined;
   /** Generations whose response is still open: what a shutdown past its grace ends with an error. */
   private readonly running = new Set<RunningGeneration>();
+  /** Requests whose body is still arriving: a shutdown waits for them too, then answers them 503. */
+  private readonly reading = new Set<ServerResponse>();
   private readonly bodyBytesMax: number;
   private readonly retryAfter: string;
   private readonly modelsBody: string;
@@ -421,7 +428,7 @@ class EngineHttpServer {
       this.closing = true;
       const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
       this.http.closeIdleConnections();
-      if (this.active > 0) {
+      if (this.active > 0 || this.reading.size > 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, graceMs);
           this.drained = () => {
@@ -445,12 +452,18 @@ class EngineHttpServer {
    * answers were handed to the sockets, so that closing the connections next cuts nothing.
    */
   private async endRunning(graceMs: number): Promise<void> {
-    if (this.running.size === 0) return;
+    if (this.running.size === 0 && this.reading.size === 0) return;
+    const flushed: Promise<void>[] = [];
+    // Not started: answered as a request that came after the shutdown began.
+    for (const res of [...this.reading]) {
+      if (res.headersSent || res.destroyed) continue;
+      flushed.push(new Promise<void>((resolve) => res.once('close', () => resolve())));
+      sendError(res, shuttingDown(), { connection: 'close' });
+    }
     const error = new SwitchyardError(
       'SY_ERR_DRAINING',
       `the engine shut down before this request finished: its shutdown timeout (${graceMs / 1000} s) ran out`,
     );
-    const flushed: Promise<void>[] = [];
     for (const g of [...this.running]) {
       if (g.response.done) continue;
       flushed.push(new Promise<void>((resolve) => g.res.once('close', () => resolve())));
@@ -480,7 +493,12 @@ class EngineHttpServer {
   generationEnded(reason: FinishReason | undefined, seconds: number): void {
     this.active--;
     if (reason !== undefined) this.metrics.observeFinish(reason, seconds);
-    if (this.active === 0) this.drained?.();
+    this.settle();
+  }
+
+  /** Ends the shutdown's wait once nothing runs and no body is still arriving. */
+  private settle(): void {
+    if (this.active === 0 && this.reading.size === 0) this.drained?.();
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -589,18 +607,29 @@ class EngineHttpServer {
   private async body(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
     if (this.closing) {
       req.resume();
-      sendError(res, new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine is shutting down'), {
-        connection: 'close',
-      });
+      sendError(res, shuttingDown(), { connection: 'close' });
       return undefined;
     }
+    this.reading.add(res);
+    let body: unknown;
     try {
-      return parseJson(await readBody(req, this.bodyBytesMax));
+      body = parseJson(await readBody(req, this.bodyBytesMax));
     } catch (error) {
+      // Answered already (the shutdown's grace ran out while it arrived): nothing more to say.
+      if (res.headersSent) return undefined;
       const tooBig = error instanceof SwitchyardError && error.code === 'SY_ERR_REQUEST_TOO_LARGE';
       sendError(res, error as Error, tooBig ? { connection: 'close' } : {});
       return undefined;
+    } finally {
+      this.reading.delete(res);
+      this.settle();
     }
+    // Arrived whole after the shutdown began (or was answered by it): not started.
+    if (this.closing) {
+      if (!res.headersSent) sendError(res, shuttingDown(), { connection: 'close' });
+      return undefined;
+    }
+    return body;
   }
 
   private checkModel(model: string): void {

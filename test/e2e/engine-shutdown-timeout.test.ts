@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { MODEL, spawnSim, Teardown } from './support/cluster.ts';
+import { openSocket, readUntilClose } from './support/raw-http.ts';
 
 const teardown = new Teardown();
 after(() => teardown.run());
@@ -150,5 +151,23 @@ describe('P/D engine shutdown timeout', { timeout: 90_000 }, () => {
     const error = JSON.parse((events.at(-2) as string).slice('data: '.length)) as { error: { code: string } };
     assert.equal(error.error.code, 'SY_ERR_DRAINING');
     assert.match(answer.text, /shutdown timeout \(3 s\) ran out/);
+  });
+});
+
+describe('engine shutdown while a request body is still arriving', { timeout: 60_000 }, () => {
+  it('answers it 503 instead of closing the connection on it', async () => {
+    const engine = await spawnSim(['--kv-events', 'none', '--shutdown-timeout', '1'], 0, teardown);
+    const socket = await openSocket(engine.url);
+    const answer = readUntilClose(socket, ANSWER_GUARD_MS);
+    const body = JSON.stringify({ model: MODEL, messages, max_tokens: 4 });
+    // The head and half the body: the rest never comes.
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await engine.kill('SIGTERM');
+    const text = await answer;
+    assert.match(text, /^HTTP\/1\.1 503 /, text);
+    assert.match(text, /"code":"SY_ERR_NO_INSTANCE"/, 'not started: as a request after the shutdown began');
   });
 });
