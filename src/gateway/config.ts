@@ -165,10 +165,12 @@ export const limitsConfigSchema = z.strictObject({
   /** A body not fully received this long after its request head ends with 408 and a closed connection. */
   bodyReadTimeoutMs: z.number().int().min(1).max(86_400_000).default(30_000),
   /**
-   * Open connections one client address may hold; one more is answered 429 and closed unread. 512
-   * leaves room for `switchyard bench`'s default 256 connections from one host (or a proxy in front).
+   * Open connections one client address may hold; one more is answered 429 and closed unread. 4096
+   * leaves room for `vllm bench serve` run as it defaults (1000 prompts sent at once, no
+   * --max-concurrency: one connection each, from one host; vLLM sets no such bound) four times over,
+   * and for a proxy in front.
    */
-  connectionsPerClientMax: z.number().int().min(1).max(1_000_000).default(512),
+  connectionsPerClientMax: z.number().int().min(1).max(1_000_000).default(4096),
   /** JSON nesting depth a body may have; a deeper one gets 400 before it is parsed. */
   jsonDepthMax: z.number().int().min(2).max(100_000).default(64),
   /** Bytes of bodies being read at once, all clients together; one past it is read, dropped and answered 503. */

@@ -17,6 +17,8 @@
  * - A chat body posted to /v1/completions (a common slip), a missing prompt, or a prompt or message
  *   content of a wrong type got "prompt: Invalid input": the 400 now lists the shapes and, for a
  *   body with `messages`, names /v1/chat/completions.
+ * - `vllm bench serve` with its defaults holds 1000 connections at once from one host; the per-address
+ *   bound (limits.connectionsPerClientMax, then 512) refused 488 of them with 429.
  * - `curl --http2-prior-knowledge` (HTTP/2's connection preface on a plain socket) got
  *   "malformed HTTP request (HPE_PAUSED_H2_UPGRADE)"; the answer now says the gateway speaks HTTP/1.1.
  */
@@ -259,5 +261,34 @@ describe('HTTP/2 prior knowledge', () => {
     const e = assertErrorBody(body, 400);
     assert.equal(e.error.param, 'protocol');
     assert.match(e.error.message, /HTTP\/1\.1/);
+  });
+});
+
+// Last: its 1000 connections may still be counted while their closes arrive.
+describe('a benchmark that opens one connection per request, all at once', () => {
+  it('1000 connections from one address are all served under the default limits', async () => {
+    // `vllm bench serve` as it defaults: 1000 prompts, request rate inf, no --max-concurrency, so
+    // its aiohttp connector (limit 0: unbounded) holds 1000 connections at once. The old default
+    // bound (512 per client address) answered 488 of them 429 SY_ERR_TOO_MANY_CONNECTIONS.
+    // Keep-alive requests: an answered connection stays open (and counted), as the benchmark's do
+    // while their streams run.
+    const count = 1000;
+    const sockets = await Promise.all(Array.from({ length: count }, () => openSocket(gw.url)));
+    teardown.add(() => {
+      for (const socket of sockets) socket.destroy();
+    });
+    const firstChunks = sockets.map(
+      (socket) =>
+        new Promise<string>((resolve, reject) => {
+          socket.setEncoding('utf8');
+          socket.once('data', (chunk: string) => resolve(chunk));
+          socket.once('error', reject);
+        }),
+    );
+    for (const socket of sockets) socket.write('GET /health HTTP/1.1\r\nHost: gw\r\n\r\n');
+    const statuses = (await Promise.all(firstChunks)).map((raw) => raw.slice(9, 12));
+    for (const socket of sockets) socket.destroy();
+    const refused = statuses.filter((s) => s !== '200');
+    assert.equal(refused.length, 0, `${refused.length} of ${count} not 200 (first: ${refused[0]})`);
   });
 });
