@@ -1,0 +1,30 @@
+/** Flags naming a catalogue GPU or model take vendor and Hugging Face names and yield ids. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { InvalidArgumentError } from 'commander';
+import { gpuFlag, gpuFlagHelp, modelFlag, modelFlagHelp } from './catalogue-flags.ts';
+
+describe('catalogue flags', () => {
+  it('yield the catalogue id of a vendor or Hugging Face name', () => {
+    assert.equal(gpuFlag('h100'), 'h100');
+    assert.equal(gpuFlag('NVIDIA H100 80GB HBM3'), 'h100');
+    assert.equal(modelFlag('meta-llama/Llama-2-7b-hf'), 'llama-2-7b');
+  });
+
+  it('turn a refusal into a usage error with its message', () => {
+    assert.throws(
+      () => gpuFlag('H100 NVL'),
+      (error: unknown) => {
+        assert.ok(error instanceof InvalidArgumentError);
+        assert.match(error.message, /^unknown gpu 'H100 NVL': the catalogue models h100 .*; valid: .*\.$/);
+        return true;
+      },
+    );
+    assert.throws(() => modelFlag('llama3.1-8b'), /did you mean 'llama-3\.1-8b'\?/);
+  });
+
+  it('help lists the ids and says other names are read as them', () => {
+    assert.match(gpuFlagHelp('GPU'), /^GPU: a100-40gb, .*a40 \(nvidia-smi names/);
+    assert.match(modelFlagHelp('model'), /^model: llama-2-7b, .*\(Hugging Face names/);
+  });
+});
