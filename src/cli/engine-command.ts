@@ -5,6 +5,7 @@ import { serveEngine } from '../engine-servers/run-engine.ts';
 import { openKvPublisher } from '../engine-servers/sim/kv-publisher.ts';
 import { PdEngine, servePdEngine } from '../engine-servers/sim/pd-engine.ts';
 import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
+import { gpuFlag } from './catalogue-flags.ts';
 import { registerLlamaEngineCommand } from './llama-engine-command.ts';
 import { fraction, positiveInt, positiveNumber, tcpPort } from './parse.ts';
 
@@ -143,7 +144,12 @@ export function registerEngineCommand(program: Command): void {
     )
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free port)', tcpPort, 8000)
-    .option('--gpu <id>', 'GPU whose performance is modelled (see `switchyard sim --help`)', 'h100')
+    .option(
+      '--gpu <id>',
+      'GPU whose performance is modelled (ids or nvidia-smi names, see `switchyard sim --help`)',
+      gpuFlag,
+      'h100',
+    )
     .option('--model <id>', 'model whose performance and KV size are modelled', 'llama-3.1-8b')
     .option('--served-model-name <name>', 'model name requests must use (default: --model)')
     .option('--tp <n>', 'tensor-parallel GPUs', positiveInt, 1)
