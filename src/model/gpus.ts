@@ -1,6 +1,6 @@
 import type { GpuId } from '../core/ids.ts';
 import { GB, MiB, TFLOPS } from '../core/units.ts';
-import { closeIds, NAME_CHARS_MAX, normalizeName, unknownCatalogueName } from './names.ts';
+import { NAME_CHARS_MAX, normalizeName, unknownCatalogueName } from './names.ts';
 import type { GpuCalibration, GpuSpec } from './types.ts';
 
 /*
@@ -205,14 +205,18 @@ const GPU_NOT_MODELLED: Readonly<Record<string, string>> = {
 /** Words in GPU names that say nothing the catalogue distinguishes (vendor, memory type). */
 const GPU_NOISE_WORDS = new Set(['nvidia', 'tesla', 'hbm2', 'hbm2e', 'hbm3', 'hbm3e', 'gpu']);
 
-/** Every spelling of a catalogue GPU for suggestions: its id, its family and its name without `NVIDIA`. */
-const GPU_KEYS: ReadonlyMap<string, GpuId> = new Map(
-  GPU_LIST.flatMap((g): [string, GpuId][] => [
-    [g.id, g.id],
-    [GPU_NAMING[g.id]?.family ?? g.id, g.id],
-    [normalizeName(g.name.replace(/^NVIDIA\s+/i, '')), g.id],
-  ]),
-);
+/**
+ * Catalogue GPUs whose chip name extends the one written or is extended by it (`h100x`, `h1`:
+ * h100), for "did you mean". Not by edit distance: one letter apart is another generation (B200,
+ * H200; A100, H100), which a suggestion must not pass off as close.
+ */
+function gpuIdsNear(family: string | undefined): GpuId[] {
+  if (family === undefined || family.length < 2) return [];
+  return gpuIds().filter((id) => {
+    const f = GPU_NAMING[id]?.family ?? id;
+    return f.startsWith(family) || family.startsWith(f);
+  });
+}
 
 /**
  * The catalogue id a user's GPU name means: the id itself or in any case, or a vendor name read as
@@ -248,7 +252,7 @@ export function resolveGpuId(name: string): GpuId {
   const notModelled = family === undefined ? undefined : GPU_NOT_MODELLED[family];
   if (notModelled !== undefined) refuse({ detail: notModelled });
   const ofFamily = gpuIds().filter((id) => family !== undefined && GPU_NAMING[id]?.family === family);
-  if (ofFamily.length === 0) refuse({ suggestions: closeIds(name, GPU_KEYS) });
+  if (ofFamily.length === 0) refuse({ suggestions: gpuIdsNear(family) });
   const ofForm = ofFamily.filter((id) => form === undefined || GPU_NAMING[id]?.form === form);
   if (ofForm.length === 0) {
     const entries = ofFamily.map((id) => `${id} (${GPUS.get(id)?.name})`).join(', ');

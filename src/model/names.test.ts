@@ -141,6 +141,9 @@ describe('GPU names', () => {
       /^unknown gpu 'h900'; valid: a100-40gb, .*l40s$/,
     );
     assert.match(refusal(() => resolveGpuId('H100X')).message, /did you mean 'h100'\?/);
+    // One letter apart is another generation, not a near name.
+    for (const name of ['B200', 'GH200', 'A10X'])
+      assert.doesNotMatch(refusal(() => resolveGpuId(name)).message, /did you mean/, name);
     assert.match(refusal(() => resolveGpuId('x'.repeat(1000))).message, /^unknown gpu 'x{200}…'; valid/);
   });
 });
