@@ -1053,6 +1053,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       });
     } catch (error) {
       this.internalError(res, error);
+    } finally {
+      this.settleDrain();
     }
   }
 
@@ -1062,6 +1064,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     r.res.shouldKeepAlive = false;
     this.rejectEarly(r.res, error, r.retryAfterMs);
     r.close();
+    this.settleDrain();
   }
 
   /** Offers a parsed request to admission (completions and embeddings) and starts it or holds it. */
@@ -1579,9 +1582,12 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     this.step();
   }
 
-  /** Nothing left for a drain to wait for: no live request, none held for a starting engine. */
+  /**
+   * Nothing left for a drain to wait for: no live request, no body still arriving (sent before the
+   * drain began), none held for a starting engine.
+   */
   private drained(): boolean {
-    return this.live.size === 0 && (this.modelBuffer?.size ?? 0) === 0;
+    return this.live.size === 0 && this.reading.size === 0 && (this.modelBuffer?.size ?? 0) === 0;
   }
 
   /** Ends a drain in progress once nothing is left (a request finished or left the buffer). */
@@ -1646,6 +1652,12 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
         'gateway shut down before the request finished',
       );
       for (const ex of [...this.live]) ex.fail(leftover);
+      // A body still arriving when the drain ended: answered, not cut with its connection.
+      const unread = new SwitchyardError(
+        'SY_ERR_DRAINING',
+        'gateway shut down before the request body arrived',
+      );
+      for (const r of [...this.reading]) r.fail(unread);
       this.modelBuffer?.failAll(
         new SwitchyardError(
           'SY_ERR_DRAINING',

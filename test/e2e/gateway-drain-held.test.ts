@@ -20,6 +20,7 @@ import {
   spawnSim,
   Teardown,
 } from './support/cluster.ts';
+import { openSocket, readUntilClose } from './support/raw-http.ts';
 import { until } from './support/wait.ts';
 
 const teardown = new Teardown();
@@ -107,5 +108,27 @@ describe('drain with requests held for a model at zero', { timeout: 90_000 }, ()
     await closed;
     assert.equal(held(gw), 0);
     assert.equal(gw.stats.inFlight, 0);
+  });
+});
+
+describe('drain with a request body still arriving', { timeout: 60_000 }, () => {
+  it('answers it 503 SY_ERR_DRAINING when the drain ends, instead of cutting it', async () => {
+    const e = await spawnSim(['--time-scale', '0.05', '--kv-events', 'none'], 0, teardown);
+    const gw = await startGateway(
+      { port: 0, backends: [simBackend('e0', e, false)], drainTimeoutMs: 500 },
+      { log: () => {} },
+    );
+    const socket = await openSocket(gw.url);
+    const answer = readUntilClose(socket, GUARD_MS);
+    const body = JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+    // The head and part of the body: the rest never comes.
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await gw.close();
+    const text = await answer;
+    assert.match(text, /^HTTP\/1\.1 503 /, text);
+    assert.match(text, /"code":"SY_ERR_DRAINING"/);
   });
 });
