@@ -1,15 +1,16 @@
 /**
  * The twin's command line as a new user meets it: bad values and unwritable report paths are usage
- * errors (exit 2) that name the flag, before any work runs. Runs the CLI in this process (main).
+ * errors (exit 2) that name the flag, before any work runs. Runs the CLI in this process (runCliInProcess).
  * The autoscaler's pool, which needs the printed table: test/e2e/cli-sim-qa.test.ts.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it, mock } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { main, USAGE_EXIT_CODE } from './main.ts';
+import { runCliInProcess as runCli } from './cli-test-support.ts';
+import { USAGE_EXIT_CODE } from './main.ts';
 import { checkOutputFile } from './output-file.ts';
 import { alignColumns } from './plan-gpus-command.ts';
 
@@ -24,23 +25,6 @@ mkdirSync(FOLDER);
 interface Run {
   code: number;
   stderr: string;
-}
-
-/**
- * Runs `switchyard ...args` in this process, capturing stderr. Not stdout: the test runner reports
- * through it (a run that wrongly goes ahead prints its table there, and fails on its exit code).
- */
-async function runCli(args: readonly string[]): Promise<Run> {
-  let stderr = '';
-  const err = mock.method(process.stderr, 'write', (chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    return { code: await main(['node', 'switchyard', ...args]), stderr };
-  } finally {
-    err.mock.restore();
-  }
 }
 
 async function assertUsageError(args: readonly string[], message: RegExp): Promise<Run> {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { describe, it, mock } from 'node:test';
+import { describe, it } from 'node:test';
 import { InvalidArgumentError } from 'commander';
-import { main, USAGE_EXIT_CODE } from './main.ts';
+import { runCliInProcess as runCli } from './cli-test-support.ts';
+import { USAGE_EXIT_CODE } from './main.ts';
 import {
   fraction,
   intInRange,
@@ -12,20 +13,6 @@ import {
   TCP_PORT_MAX,
   tcpPort,
 } from './parse.ts';
-
-/** Runs the CLI with `args`, capturing what it writes to stderr. */
-async function runCli(args: readonly string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  const write = mock.method(process.stderr, 'write', (chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    return { code: await main(['node', 'switchyard', ...args]), stderr };
-  } finally {
-    write.mock.restore();
-  }
-}
 
 describe('tcpPort', () => {
   it('accepts 0 (any free port), 8000 and 65535', () => {
