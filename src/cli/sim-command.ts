@@ -1,7 +1,8 @@
 import { type Command, Option } from 'commander';
 import { readYamlFile } from '../adapters/yaml-file.ts';
-import { invalidArgument } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { KV_LINK_NAMES, type KvLinkName } from '../model/kv-link.ts';
+import { resolveModelId } from '../model/models.ts';
 import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/registry.ts';
 import { fixedBatchJob } from '../twin/batch-jobs.ts';
 import { parseWithSchema, SIM_DEFAULTS, type SimConfigFile, simConfigFileSchema } from '../twin/config.ts';
@@ -469,6 +470,28 @@ export function loadConfigFile(path: string): SimConfigFile {
   return parseWithSchema(simConfigFileSchema, value ?? {}, `config file '${path}'`);
 }
 
+/**
+ * A serverless run's file that names both `cluster.model` (every served model's base) and other
+ * `workload.bases`: refused naming those two fields, since no `--model` was given to blame.
+ */
+function checkFileBases(model: string | undefined, bases: unknown): void {
+  if (model === undefined || !Array.isArray(bases)) return;
+  // Compared as catalogue ids (a Hugging Face name is its id); a name neither reads as is refused later.
+  const id = (name: unknown): unknown => {
+    try {
+      return typeof name === 'string' ? resolveModelId(name) : name;
+    } catch {
+      return name;
+    }
+  };
+  if (bases.length === 1 && id(bases[0]) === id(model)) return;
+  throw new SwitchyardError(
+    'SY_ERR_INVALID_CONFIG',
+    `config: cluster.model '${model}' and workload.bases (${bases.join(', ')}) disagree: with --serverless-policy, cluster.model is every served model's base; drop one of them, or give --model`,
+    { param: 'cluster.model' },
+  );
+}
+
 /** Merges flags over the config file: a flag given on the command line wins, then the file, then defaults. */
 export function resolveSettings(
   flags: SimFlags,
@@ -513,6 +536,8 @@ export function resolveSettings(
   const workload = workloadFromFlags(flags, file.workload, fromCli);
   // A serverless run's GPU and base model: a flag given, else the file's uniform cluster (as a plain
   // run's), never commander's defaults over the file.
+  if (flags.serverlessPolicy !== undefined && !fromCli('model'))
+    checkFileBases(fileCluster?.model, workload['bases']);
   const serverless = serverlessFromFlags(
     {
       ...flags,

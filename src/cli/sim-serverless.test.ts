@@ -62,6 +62,16 @@ describe('sim --serverless-policy over a config file', () => {
     });
   });
 
+  it("refuses the file's cluster.model with other workload.bases naming those fields, not --model", () => {
+    assert.throws(() => serverless(configFile({ model: 'qwen2.5-7b' }, { bases: ['opt-13b'] })), {
+      code: 'SY_ERR_INVALID_CONFIG',
+      message: /cluster\.model 'qwen2\.5-7b' and workload\.bases \(opt-13b\) disagree/,
+    });
+    // The same base under its Hugging Face name agrees.
+    const s = serverless(configFile({ model: 'qwen2.5-7b' }, { bases: ['Qwen/Qwen2.5-7B-Instruct'] }));
+    assert.deepEqual([...new Set(s.models.map((m) => m.base))], ['qwen2.5-7b']);
+  });
+
   it('without a config file: the defaults, and the workload mix of bases', () => {
     const s = serverless(configFile({}));
     assert.deepEqual([...new Set(s.nodes.map((n) => n.gpu))], ['h100']);
