@@ -441,6 +441,11 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
           models: o.models.map((m) => m.served),
           keepAliveMs: settings.keepAliveMs,
           wake: (model, waiting) => byModel.get(model)?.runner?.wake(waiting),
+          // A drain serves what a model holds while its engine starts (or wakes); else SY_ERR_DRAINING.
+          starting: (model) => {
+            const c = byModel.get(model)?.actuator?.counts();
+            return c !== undefined && c.pending + c.starting > 0;
+          },
         },
       }
     : {};

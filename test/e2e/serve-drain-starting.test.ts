@@ -1,0 +1,141 @@
+/**
+ * End-to-end: SIGTERM while a model's engine starts, with real processes. `switchyard serve` fronts
+ * sim models a and b at zero engines (`--min-instances 0`, `--max-loaded-models 1`). A request to a
+ * starts a's engine, which the test freezes (SIGSTOP to its process group) as soon as it exists: a
+ * slow start, made deterministic. A request to b is held too, but no engine starts for it (the cap
+ * is full and a is not idle). Then serve gets SIGTERM:
+ *
+ * - b's request, for which nothing is starting, is answered 503 SY_ERR_DRAINING at once (while a's
+ *   engine is still frozen);
+ * - a's request waits for its starting engine (serve passes the gateway `scaleFromZero.starting`),
+ *   which, thawed, is added during the drain and serves it: 200. Before that wiring it got 503 too.
+ *
+ * Serve then exits 0. Linux only (/proc). Deadlines here only guard against hangs.
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { after, it } from 'node:test';
+import { startServe } from './support/serve.ts';
+import { killAll, until } from './support/wait.ts';
+
+/** Guard against a hang, not a performance bound. */
+const HANG_GUARD_MS = 60_000;
+const waitFor = (what: string, check: () => Promise<boolean> | boolean): Promise<void> =>
+  until(what, check, HANG_GUARD_MS, 5);
+
+const children: ChildProcess[] = [];
+let frozen: number | undefined;
+after(async () => {
+  if (frozen !== undefined) signalGroup(frozen, 'SIGCONT');
+  await killAll(children);
+});
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // Gone already.
+  }
+}
+
+/**
+ * The pids of `ppid`'s engine children that run the engine in a process group of their own. Before
+ * its exec a fresh child still holds its parent's descriptors: frozen then, it would keep serve's
+ * pipes open.
+ */
+function engineChildren(ppid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // "pid (comm) state ppid pgrp ...": comm may hold spaces, so read after its closing parenthesis.
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const [, parent, group] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(parent) !== ppid || group !== name) continue;
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      if (argv.includes('engine')) out.push(Number(name));
+    } catch {
+      // It exited while we looked.
+    }
+  }
+  return out;
+}
+
+/** A chat completion for `model`: its status and error code, if any. */
+async function chat(url: string, model: string): Promise<{ status: number; code: string | undefined }> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }),
+  });
+  const body = (await res.json()) as { error?: { code: string } };
+  return { status: res.status, code: body.error?.code };
+}
+
+async function waiting(url: string): Promise<Record<string, number>> {
+  const s = (await (await fetch(`${url}/stats`)).json()) as {
+    scaleFromZero: { waiting: Record<string, number> };
+  };
+  return s.scaleFromZero.waiting;
+}
+
+it('on SIGTERM serves a request held for an engine that is starting, and refuses at once one held for none', {
+  skip: existsSync('/proc/self/stat') ? false : 'needs /proc',
+}, async () => {
+  const serve = await startServe(
+    [
+      '--time-scale',
+      '0.05',
+      ...['a', 'b'].flatMap((m) => ['--model', `${m}=llama-3.1-8b`]),
+      '--autoscaler',
+      'static',
+      '--min-instances',
+      '0',
+      '--max-instances',
+      '1',
+      '--autoscaler-interval-ms',
+      '100',
+      '--max-loaded-models',
+      '1',
+    ],
+    children,
+  );
+  const { url, stderr } = serve;
+  const servePid = serve.proc.pid as number;
+  assert.deepEqual(engineChildren(servePid), [], 'no engine at rest');
+
+  // a's request starts its engine, frozen the moment it exists.
+  const forA = chat(url, 'a');
+  let engine: number | undefined;
+  await waitFor("a's engine process", () => {
+    engine = engineChildren(servePid)[0];
+    return engine !== undefined;
+  });
+  signalGroup(engine as number, 'SIGSTOP');
+  frozen = engine;
+  await waitFor("a's request held", async () => (await waiting(url))['a'] === 1);
+
+  // b's request is held with no engine starting: the cap's one place is a's, and a is not idle.
+  const forB = chat(url, 'b');
+  await waitFor("b's request held", async () => (await waiting(url))['b'] === 1);
+  await waitFor('b waiting for the cap', () => stderr.some((l) => /'b' waits: 1 model\(s\) loaded/.test(l)));
+  assert.deepEqual(engineChildren(servePid), [engine], 'one engine, a');
+  assert.ok(!stderr.some((l) => / engine 0 ready at /.test(l)), "a's engine is still starting");
+
+  // The drain: b fails at once, while a's engine is still frozen.
+  serve.proc.kill('SIGTERM');
+  assert.deepEqual(await forB, { status: 503, code: 'SY_ERR_DRAINING' });
+  await waitFor('the drain line', () => stderr.some((l) => /SIGTERM: draining/.test(l)));
+  assert.equal(serve.proc.exitCode, null, 'serve waits for the starting engine');
+
+  // a's engine goes on starting, is added during the drain, and serves the held request.
+  signalGroup(engine as number, 'SIGCONT');
+  frozen = undefined;
+  assert.deepEqual(await forA, { status: 200, code: undefined });
+  assert.equal(await serve.exited, 0, stderr.join('\n'));
+  assert.ok(
+    stderr.some((l) => / engine 0 ready at /.test(l)),
+    stderr.join('\n'),
+  );
+});
