@@ -8,14 +8,16 @@
  *   npm run results:disaggregation                    # writes docs/results/disaggregation.md
  *   npm run results:disaggregation -- --out /tmp/x.md # elsewhere
  *   npm run results:disaggregation -- --jobs 1        # child processes (default: all cores)
+ *   npm run results:disaggregation -- --json /tmp/r.json      # also save the sweeps' results
+ *   npm run results:disaggregation -- --from-json /tmp/r.json # re-render them (prose edits), no runs
  *
  * Splits are tried, not planned: with N = 4 there are three (1:3, 2:2, 3:1), cheap enough to sweep
  * all and report the best, which is what a planner should have picked. Conditional disaggregation
- * (`--pd-conditional dynamo|switchyard`) is swept at every split too: keeping some prefills on the
+ * (`--pd-conditional dynamo|switchyard|slo`) is swept at every split too: keeping some prefills on the
  * decode pool moves work between the pools, so its best split need not be plain P/D's.
  */
 import { fork } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -356,10 +358,12 @@ function renderDoc(results: readonly JobResult[], wallS: number, workers: number
     'at that rate, over all requests (a rejected one counts as ∞). Seed 1; requests declare the default',
     'max_tokens, never their true length.',
     '',
-    '**Conditional disaggregation** (`--pd-conditional dynamo|switchyard`, [the rules](../disaggregation.md#conditional-disaggregation)):',
+    '**Conditional disaggregation** (`--pd-conditional dynamo|switchyard|slo`, [the rules](../disaggregation.md#conditional-disaggregation)):',
     'the decode instance is picked at arrival and prefills the request itself when its rule says so (Dynamo:',
     'the uncached prompt is at most 1,000 tokens, or the prefill pool holds more than 2 requests per',
-    'instance; Switchyard: whichever adds less latency, from the performance model); otherwise as P/D. It is',
+    'instance; Switchyard: whichever adds less latency, from the performance model; SLO: remote while the',
+    "prefill pool's estimated TTFT is within half the TTFT SLO, else local within a share of each decode",
+    "instance's step time that the TPOT SLO leaves for prefill stalls); otherwise as P/D. It is",
     "swept at every split, not only at plain P/D's best one: the decode pool takes on part of the",
     'prefill work, so the split it wants is not the same (fewer prefill GPUs when most prompts stay',
     'local), and comparing at a split chosen for another policy would understate it. "local" in the',
@@ -562,11 +566,32 @@ function whereConditionalWinsAndLoses(vs: readonly Verdict[]): string[] {
 
 // ---- entry ----
 
+/** What `--json` saves and `--from-json` renders again. */
+interface SavedRun {
+  readonly results: JobResult[];
+  readonly wallS: number;
+  readonly workers: number;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { out: { type: 'string' }, jobs: { type: 'string' } },
+    options: {
+      out: { type: 'string' },
+      jobs: { type: 'string' },
+      json: { type: 'string' },
+      'from-json': { type: 'string' },
+    },
   });
   process.chdir(ROOT);
+  const out = values.out ?? DOC;
+  mkdirSync(dirname(out), { recursive: true });
+  // --from-json re-renders a saved run (the page's prose changed, the sweeps did not): no twin runs.
+  if (values['from-json'] !== undefined) {
+    const saved = JSON.parse(readFileSync(values['from-json'], 'utf8')) as SavedRun;
+    writeFileSync(out, renderDoc(saved.results, saved.wallS, saved.workers));
+    process.stdout.write(`wrote ${relative(process.cwd(), out)} from ${values['from-json']}\n`);
+    return;
+  }
   const jobs: Job[] = [];
   for (const w of WORKLOADS)
     for (const sloKind of ['tight', 'loose'] as const)
@@ -577,8 +602,8 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const results = await runPool(jobs, workers);
   const wallS = (Date.now() - t0) / 1000;
-  const out = values.out ?? DOC;
-  mkdirSync(dirname(out), { recursive: true });
+  if (values.json !== undefined)
+    writeFileSync(values.json, JSON.stringify({ results, wallS, workers } satisfies SavedRun));
   writeFileSync(out, renderDoc(results, wallS, workers));
   process.stdout.write(
     `wrote ${relative(process.cwd(), out)} (${jobs.length} sweeps, ${wallS.toFixed(0)} s)\n`,

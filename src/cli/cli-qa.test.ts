@@ -181,7 +181,7 @@ describe('bad values name their flag', () => {
         '--gpus',
         'h100,zz',
       ],
-      /unknown gpu 'zz'; valid: .*h100/,
+      /invalid gpus: unknown gpu 'zz'; valid: .*h100/,
     );
   });
 });

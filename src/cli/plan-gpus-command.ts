@@ -8,7 +8,7 @@ import { readYamlFile } from '../adapters/yaml-file.ts';
 import { type GpuPlan, planGpuMix } from '../control/gpu-choice/choose.ts';
 import { type GpuPrices, parseGpuPrices } from '../control/gpu-choice/prices.ts';
 import type { LengthSample } from '../control/gpu-choice/workload.ts';
-import { invalidArgument } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { resolveGpuId } from '../model/gpus.ts';
 import { writeTextFile } from '../twin/fidelity/write.ts';
 import { readTraceLengths } from '../workload/traces/read.ts';
@@ -50,7 +50,15 @@ function listOf(value: string | undefined): string[] | undefined {
  * would otherwise read as a GPU without a price. Throws SY_ERR_UNKNOWN_NAME saying why and listing the ids.
  */
 function gpuList(value: string | undefined): string[] | undefined {
-  return listOf(value)?.map(resolveGpuId);
+  return listOf(value)?.map((name) => {
+    try {
+      return resolveGpuId(name);
+    } catch (error) {
+      // The resolver's message names the GPU; a usage error must also name the flag.
+      if (!(error instanceof SwitchyardError)) throw error;
+      throw new SwitchyardError(error.code, `invalid gpus: ${error.message}`, { param: 'gpus', value: name });
+    }
+  });
 }
 
 function tpDegrees(value: string | undefined): number[] | undefined {

@@ -58,7 +58,7 @@ export function pdOptions(): Option[] {
   ];
 }
 
-/** `--pd-conditional`'s help: who decides, and the two rules (src/policies/disagg/conditional.ts). */
+/** `--pd-conditional`'s help: who decides, and the three rules (src/policies/disagg/conditional.ts). */
 const PD_CONDITIONAL_HELP =
   'with a disaggregated run: conditional disaggregation. The decode instance is picked at arrival (--pd-policy) ' +
   'and a rule decides, from what a gateway sees, whether it prefills the request itself or the prefill pool does ' +
@@ -67,7 +67,10 @@ const PD_CONDITIONAL_HELP =
   `and the prefill pool holds at most ${PREFILL_QUEUE_PER_INSTANCE_MAX} requests per instance; else local` +
   '\n  switchyard: the option adding the least latency summed over the requests it touches (performance model): ' +
   "local = the chunked prefill plus the stall it puts on this instance's running decodes; " +
-  "remote = the prefill pool's queue, the prefill, the KV transfer and the first decode step";
+  "remote = the prefill pool's queue, the prefill, the KV transfer and the first decode step" +
+  "\n  slo: remote while the prefill pool's estimated TTFT is within half the request's TTFT SLO; past that, local " +
+  "within a per-decode-instance share of step time the TPOT SLO leaves for prefill stalls (shared by a burst's " +
+  'arrivals), else remote; without an SLO it decides as switchyard';
 
 /**
  * `--pd-policy`'s help: a pair policy picks both sides (one line each), any other routing policy the

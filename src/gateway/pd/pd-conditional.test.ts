@@ -140,16 +140,17 @@ describe('gateway config pd.conditional', () => {
     );
   });
 
-  it('refuses to start switchyard when a decode backend has no performance model; dynamo needs none', () => {
+  it('refuses to start switchyard or slo when a decode backend has no performance model; dynamo needs none', () => {
     const mk = (rule: string) =>
       parseGatewayConfig({ backends: backends('vllm', 'm'), pd: { conditional: rule } }, {});
-    assert.throws(
-      () => new LiveGateway(mk('switchyard'), { log: () => {} }),
-      (e: unknown) =>
-        e instanceof SwitchyardError &&
-        e.code === 'SY_ERR_INVALID_CONFIG' &&
-        /pd\.conditional 'switchyard' .*backend 'd0'/.test(e.message),
-    );
+    for (const rule of ['switchyard', 'slo'])
+      assert.throws(
+        () => new LiveGateway(mk(rule), { log: () => {} }),
+        (e: unknown) =>
+          e instanceof SwitchyardError &&
+          e.code === 'SY_ERR_INVALID_CONFIG' &&
+          new RegExp(`pd\\.conditional '${rule}' .*backend 'd0'`).test(e.message),
+      );
     new LiveGateway(mk('dynamo'), { log: () => {} });
   });
 

@@ -48,6 +48,7 @@ import { SwitchyardError } from '../../core/errors.ts';
 import type { KvEvent } from '../../core/kv-events.ts';
 import type { Request } from '../../core/request.ts';
 import type { ClusterView, InstanceRole, InstanceView } from '../../core/view.ts';
+import { ruleNeedsPerfModel } from '../../policies/disagg/conditional.ts';
 import { createPairPolicy, type PairPolicy, pairNeedsPerfModel } from '../../policies/disagg/pair.ts';
 import { isEligible } from '../../policies/routing/eligible.ts';
 import type { PolicyContext, RoutingPolicy } from '../../policies/routing/types.ts';
@@ -180,7 +181,8 @@ export class PdRuntime {
       this.pair = createPairPolicy(config.pairPolicy, config.params, perfModels.context);
     }
     if (config.conditional === undefined) return;
-    if (config.conditional === 'switchyard') requirePerfModels(perfModels.context, instances);
+    if (ruleNeedsPerfModel(config.conditional))
+      requirePerfModels(config.conditional, perfModels.context, instances);
     const { link, chunkTokens } = conditionalSettingsOf(config);
     this.rule = new PdConditional(config.conditional, link, chunkTokens, perfModels.context);
   }
@@ -749,7 +751,7 @@ function errorMessageOf(body: Buffer): string {
  * Throws SY_ERR_INVALID_CONFIG, naming each, when a decode instance has no performance model: the
  * `switchyard` rule predicts prefill, decode-step and transfer times with it.
  */
-function requirePerfModels(context: PolicyContext, instances: readonly InstanceView[]): void {
+function requirePerfModels(rule: string, context: PolicyContext, instances: readonly InstanceView[]): void {
   const problems: string[] = [];
   for (const instance of instances) {
     if (instance.role !== 'decode') continue;
@@ -762,7 +764,7 @@ function requirePerfModels(context: PolicyContext, instances: readonly InstanceV
   if (problems.length > 0)
     throw new SwitchyardError(
       'SY_ERR_INVALID_CONFIG',
-      `gateway config: pd.conditional 'switchyard' predicts time and needs a performance model per decode backend (backends[].perfModel, gpu, tp): ${problems.join('; ')}`,
+      `gateway config: pd.conditional '${rule}' predicts time and needs a performance model per decode backend (backends[].perfModel, gpu, tp): ${problems.join('; ')}`,
       { param: 'perfModel', problems },
     );
 }
