@@ -180,8 +180,19 @@ function drainedAt(perS: number, forMs: number, config: Record<string, unknown> 
   const offer = (t: number) => ctl.offer(req(`q${n++}`, { arrivalMs: t }), saturated(t));
   for (let i = 0; i < 5; i++) offer(0);
   const stepMs = 1000 / perS;
+  // Each request completes SERVICE_MS after it is sent: five in flight over 500 ms (Little's law:
+  // the same rate as the drain), the evidence shedding waits for.
+  const SERVICE_MS = 5 * stepMs;
+  const sent: { request: Request; atMs: number }[] = [];
   for (let t = stepMs; t <= forMs; t += stepMs) {
-    for (const r of ctl.drain(view(t, 1)).dispatch) ctl.onDispatched(r, t);
+    while (sent.length > 0 && (sent[0]?.atMs ?? 0) + SERVICE_MS <= t) {
+      const done = sent.shift() as { request: Request; atMs: number };
+      ctl.onCompleted(done.request, { inputTokens: 100, completionTokens: 50 }, t);
+    }
+    for (const r of ctl.drain(view(t, 1)).dispatch) {
+      ctl.onDispatched(r, t);
+      sent.push({ request: r, atMs: t });
+    }
     offer(t); // keep the backlog at five
   }
   return ctl;

@@ -36,6 +36,9 @@ const MINUTE_MS = 60_000;
  */
 const SHED_LANES_EXACT_MAX = 64;
 
+/** Completions the service-time mean runs over (older ones fade out as a running mean's would). */
+const SERVICE_SAMPLES_MAX = 64;
+
 /** A queued request. */
 interface Entry {
   readonly request: Request;
@@ -82,6 +85,8 @@ interface InFlight {
   /** Left from the queue (not passed straight through): only those measure the drain rate. */
   readonly fromQueue: boolean;
   confirmed: boolean;
+  /** When the host sent it (`onDispatched`): its completion measures the service time. */
+  sentMs: number | undefined;
 }
 
 /** EDF: earlier deadline first, then earlier arrival, then smaller id (a total order). */
@@ -120,6 +125,13 @@ class Controller implements AdmissionQueue {
   private queuedTotal = 0;
   /** A request's token cost counts its expected output, learnt from completions (never the true length). */
   private readonly lengths = new OutputLengthEstimator();
+  /** Mean time from send to completion over the last SERVICE_SAMPLES_MAX completions (running mean). */
+  private serviceMs = 0;
+  private serviceSamples = 0;
+  /** Sent requests in flight and the sum of their send times (whole ms after `sentBaseMs`). */
+  private sentInFlight = 0;
+  private sentSumMs = 0;
+  private sentBaseMs: number | undefined = undefined;
 
   constructor(
     private readonly config: AdmissionConfig,
@@ -248,6 +260,10 @@ class Controller implements AdmissionQueue {
     const record = this.inFlight.get(request.id);
     if (record === undefined || record.confirmed) return;
     record.confirmed = true;
+    this.sentBaseMs ??= nowMs;
+    record.sentMs = Math.round(nowMs - this.sentBaseMs);
+    this.sentInFlight += 1;
+    this.sentSumMs += record.sentMs;
     if (record.fromQueue) record.band.drainRate.observe(nowMs);
   }
 
@@ -255,6 +271,7 @@ class Controller implements AdmissionQueue {
     this.lengths.observe(request, usage.completionTokens);
     const record = this.inFlight.get(request.id);
     if (record === undefined) return;
+    if (record.sentMs !== undefined) this.observeService(nowMs - (this.sentBaseMs ?? 0) - record.sentMs);
     const { inputWeight, outputWeight } = this.config.vtc;
     // Input was charged at release from the request's own count; settle any difference now.
     const cost =
@@ -532,18 +549,50 @@ class Controller implements AdmissionQueue {
     if (lane.queue.size === 0) band.lastLeftCounter = lane.counter;
     lane.tenant.inFlight += 1;
     if (band.offline) this.offlineInFlightCount += 1;
-    this.inFlight.set(request.id, { band, lane, fromQueue, confirmed: false });
+    this.inFlight.set(request.id, { band, lane, fromQueue, confirmed: false, sentMs: undefined });
     this.counts.dispatched += 1;
   }
 
   private finish(request: Request, record: InFlight, nowMs: number): void {
     this.inFlight.delete(request.id);
+    if (record.sentMs !== undefined) {
+      this.sentInFlight -= 1;
+      this.sentSumMs -= record.sentMs;
+    }
     record.lane.tenant.inFlight -= 1;
     record.lane.tenant.lastActiveMs = nowMs;
     if (record.band.offline) this.offlineInFlightCount -= 1;
   }
 
   // --- shedding estimates -------------------------------------------------------------------------
+
+  private observeService(ms: number): void {
+    this.serviceSamples = Math.min(this.serviceSamples + 1, SERVICE_SAMPLES_MAX);
+    this.serviceMs += (Math.max(0, ms) - this.serviceMs) / this.serviceSamples;
+  }
+
+  /**
+   * The rate a band's queue is expected to drain at, for shedding: the larger of the cluster's
+   * throughput by Little's law (requests in flight / service time) and the band's measured drain
+   * rate out of its backlog. The service time is the mean over recent completions; before the
+   * first completion, the mean age of the requests in flight (each will have run at least that
+   * long, so the throughput read from it is optimistic: at a burst's start, when every slot was
+   * filled a moment ago, it is very high and nothing is shed; a request that has held the only slot
+   * for seconds gives a low one). Undefined while nothing is in flight or nothing has been sent.
+   * A past drain rate alone is no bound on the future one: behind engines full of long generations
+   * a queue may see no dispatch for seconds and then hundreds at once, as the running batch ends.
+   */
+  private shedPerMs(band: Band, nowMs: number): number | undefined {
+    const inFlight = this.inFlight.size;
+    if (inFlight === 0) return undefined;
+    let serviceMs = this.serviceMs;
+    if (this.serviceSamples === 0) {
+      if (this.sentInFlight === 0 || this.sentBaseMs === undefined) return undefined;
+      serviceMs = nowMs - this.sentBaseMs - this.sentSumMs / this.sentInFlight;
+    }
+    const throughput = inFlight / Math.max(1, serviceMs);
+    return Math.max(throughput, band.drainRate.perMs(nowMs) ?? 0);
+  }
 
   /**
    * Estimated queueing wait for a new request of `lane`, from the band's drain rate: the requests that
@@ -552,7 +601,7 @@ class Controller implements AdmissionQueue {
    * request's, capped by what u has queued. Undefined while the band has no drain-rate history.
    */
   private estimateWaitMs(band: Band, lane: Lane, nowMs: number, own = lane.queue.size): number | undefined {
-    const perMs = band.drainRate.perMsAtMost(nowMs);
+    const perMs = this.shedPerMs(band, nowMs);
     if (perMs === undefined) return undefined;
     let ahead = this.queuedAtOrAbove(band) - band.queued + own;
     for (const other of band.backlogged) {
@@ -565,14 +614,14 @@ class Controller implements AdmissionQueue {
 
   /** Estimated wait of a request that would arrive in `band` now for a new tenant (everyone's turn first). */
   private bandWaitMs(band: Band, nowMs: number): number | undefined {
-    const perMs = band.drainRate.perMsAtMost(nowMs);
+    const perMs = this.shedPerMs(band, nowMs);
     if (perMs === undefined) return undefined;
     return (this.queuedAtOrAbove(band) + 1) / perMs;
   }
 
   /** A lower bound on any queued request's wait in `band`: the bands above it go first. */
   private bandAboveWaitMs(band: Band, nowMs: number): number | undefined {
-    const perMs = band.drainRate.perMsAtMost(nowMs);
+    const perMs = this.shedPerMs(band, nowMs);
     if (perMs === undefined) return undefined;
     return (this.queuedAtOrAbove(band) - band.queued + 1) / perMs;
   }

@@ -12,6 +12,10 @@
  * of history is not read as a tenth of the rate). The clock stops while the queue is empty: an idle
  * queue says nothing about how fast the cluster frees capacity, and pass-through dispatches measure
  * demand, not capacity, so only dispatches out of a backlog count.
+ *
+ * It is a record of the past, not a bound on the future: behind engines full of long generations a
+ * queue may see no dispatch for seconds and then hundreds as the running batch ends, so shedding
+ * does not read a quiet start as the cluster's speed (see the controller's `shedPerMs`).
  */
 export class DrainRate {
   private count = 0;
@@ -44,20 +48,6 @@ export class DrainRate {
     const spanMs = this.spanMs * decay + this.windowMs * (1 - decay);
     if (spanMs < this.windowMs * MIN_SPAN_FRACTION || count < 1) return undefined;
     return count / spanMs;
-  }
-
-  /**
-   * An upper bound on the rate for shedding: `perMs` when known; while the queue has been busy for
-   * at least a tenth of the window with less than one dispatch, one dispatch per weighted span (the
-   * queue is draining at most that fast, so a wait computed from it is a lower bound). Undefined
-   * with too little busy time to say anything. Read-only, like `perMs`.
-   */
-  perMsAtMost(nowMs: number): number | undefined {
-    const decay = this.decayTo(nowMs);
-    const count = this.count * decay;
-    const spanMs = this.spanMs * decay + this.windowMs * (1 - decay);
-    if (spanMs < this.windowMs * MIN_SPAN_FRACTION) return undefined;
-    return Math.max(1, count) / spanMs;
   }
 
   /** The decay factor from the last update to `nowMs`: 1 unless the queue was busy meanwhile. */
