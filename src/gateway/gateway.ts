@@ -639,6 +639,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     }
     this.view.remove(id);
     this.feeds.remove?.(id);
+    this.pd.conditional?.forgetBackend(id);
     void backend.pool.destroy();
     return true;
   }

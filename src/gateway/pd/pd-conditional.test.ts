@@ -14,6 +14,7 @@ import { perfModelFor } from '../../model/perf.ts';
 import {
   CONDITIONAL_CHUNK_TOKENS_DEFAULT,
   DYNAMO_MAX_LOCAL_PREFILL_TOKENS,
+  LOCAL_STALL_LEDGER_ENTRIES_MAX,
   LocalStallLedger,
   sloDecision,
   switchyardDecision,
@@ -287,5 +288,64 @@ describe('PdConditional (the live host of the rules)', () => {
       false,
     );
     assert.equal(rule.decide(at(201, 60), busy, [view({ id: 'p0', role: 'prefill' })]), true);
+  });
+
+  it('slo: a retry takes back the stall its failed local attempt recorded; the final pick keeps it once', () => {
+    const context = defaultPolicyContext();
+    const rule = new PdConditional('slo', 'ib-400', CONDITIONAL_CHUNK_TOKENS_DEFAULT, context);
+    const slow = [view({ id: 'p0', role: 'prefill', inFlight: 8, pendingPrefillTokens: 20_000 })];
+    const slo = { ttftMs: 500, tpotMs: 25 };
+    const d0 = view({ id: 'd0', role: 'decode', running: 16, kvUsage: 0.2 });
+    const d1 = view({ id: 'd1', role: 'decode', running: 16, kvUsage: 0.2 });
+    const r: Request = { ...request(1, 1000), arrivalMs: 0, slo };
+    assert.equal(rule.decide(r, d0, slow), false);
+    const recorded = rule.input(r, d0, slow).recentLocalStallMs as number;
+    assert.ok(recorded > 0);
+    // Its attempt on d0 failed: the retry decides at d1 with the same request.
+    assert.equal(rule.decide(r, d1, slow, false), false);
+    assert.equal(rule.input(r, d0, slow).recentLocalStallMs, 0, 'nothing left on the instance that failed');
+    assert.equal(rule.input(r, d1, slow).recentLocalStallMs, recorded, 'recorded once, at the final pick');
+    // A retry gone remote takes it back too; another request's record on d1 stays.
+    const other: Request = { ...request(2, 1000), arrivalMs: 0, slo };
+    assert.equal(rule.decide(other, d1, slow), false);
+    const both = rule.input(other, d1, slow).recentLocalStallMs as number;
+    assert.equal(rule.decide(r, d0, [view({ id: 'p0', role: 'prefill' })], false), true);
+    assert.ok(Math.abs((rule.input(r, d1, slow).recentLocalStallMs as number) - (both - recorded)) < 1e-9);
+    assert.equal(rule.input(r, d0, slow).recentLocalStallMs, 0);
+    assert.deepEqual(rule.stats, { localPrefills: 2, remotePrefills: 0 });
+  });
+
+  it('slo: a removed backend leaves the ledger, and the ledger stays bounded whatever ids come and go', () => {
+    const rule = new PdConditional('slo', 'ib-400', CONDITIONAL_CHUNK_TOKENS_DEFAULT, defaultPolicyContext());
+    const slow = [view({ id: 'p0', role: 'prefill', inFlight: 8, pendingPrefillTokens: 20_000 })];
+    const slo = { ttftMs: 500, tpotMs: 25 };
+    const d = (id: string) => view({ id, role: 'decode', running: 16, kvUsage: 0.2 });
+    assert.equal(rule.decide({ ...request(1, 1000), arrivalMs: 0, slo }, d('d0'), slow), false);
+    assert.equal(rule.ledgerSize, 1);
+    rule.forgetBackend('d0');
+    assert.equal(rule.ledgerSize, 0);
+    // An autoscaler's churn: a new decode id every 10 ms, never removed through the gateway.
+    for (let k = 0; k < 3 * LOCAL_STALL_LEDGER_ENTRIES_MAX; k++)
+      rule.decide({ ...request(10 + k, 1000), arrivalMs: 10 * k, slo }, d(`e${k}`), slow);
+    assert.ok(rule.ledgerSize <= LOCAL_STALL_LEDGER_ENTRIES_MAX, `${rule.ledgerSize} entries`);
+  });
+
+  it('slo: the gateway drops a removed decode backend from the ledger (removeBackend)', async () => {
+    const gw = new LiveGateway(parseGatewayConfig({ backends: backends(), pd: { conditional: 'slo' } }, {}), {
+      log: () => {},
+    });
+    try {
+      gw.addBackend({ id: 'd1', type: 'vllm', url: 'http://127.0.0.1:9', models: [MODEL], role: 'decode' });
+      const rule = (gw as unknown as { pd: PdRuntime }).pd.conditional as PdConditional;
+      const slow = [view({ id: 'p0', role: 'prefill', inFlight: 8, pendingPrefillTokens: 20_000 })];
+      const d1 = view({ id: 'd1', role: 'decode', running: 16, kvUsage: 0.2 });
+      const r: Request = { ...request(1, 1000), arrivalMs: 0, slo: { ttftMs: 500, tpotMs: 25 } };
+      assert.equal(rule.decide(r, d1, slow), false);
+      assert.equal(rule.ledgerSize, 1);
+      assert.equal(gw.removeBackend('d1'), true);
+      assert.equal(rule.ledgerSize, 0);
+    } finally {
+      await gw.close();
+    }
   });
 });

@@ -24,6 +24,7 @@ import {
   decisionInputFromViews,
   dynamoDecision,
   LocalStallLedger,
+  type LocalStallRecord,
   type PdConditionalRule,
   type PrefillDecisionInput,
 } from '../../policies/disagg/conditional.ts';
@@ -43,6 +44,12 @@ export class PdConditional {
   private readonly prefixes = new DecodePrefixEstimate();
   /** The `slo` rule's record of the local prefills sent to each decode instance. */
   private readonly stalls = new LocalStallLedger();
+  /**
+   * The stall each request's local decision recorded, until the request object is collected: a
+   * retry's decision takes it back first, so a request's stall is on the ledger once, at the decode
+   * instance its last decision picked.
+   */
+  private readonly recorded = new WeakMap<Request, LocalStallRecord>();
   private readonly link: KvLink;
 
   /**
@@ -85,8 +92,22 @@ export class PdConditional {
    * count requests). A decode instance without a performance model (one added at run time) under
    * `switchyard` or `slo` goes remote, the path every request takes without a rule. Under `slo` a
    * local request's stall is recorded at its arrival time (the gateway's clock), as the twin does.
+   *
+   * A retry (the same request deciding again after its attempt failed) first takes back the stall
+   * its earlier local decision recorded, whatever the new decision, so it neither counts against its
+   * own retry nor stays on the instance that failed it. Physically: a local attempt fails over
+   * (connect, 429, 5xx) mostly before the engine prefilled anything, so it stalled no decode there;
+   * one that failed after firstByteTimeoutMs (120 s by default, far past any TTFT SLO, the ledger's
+   * time constant) may have stalled that batch, but by then its record had decayed to nothing on the
+   * arrival clock, so taking it back changes no later decision. The twin has no retries: its ledger
+   * never withdraws.
    */
   decide(request: Request, decode: InstanceView, prefill: readonly InstanceView[], count = true): boolean {
+    const earlier = this.recorded.get(request);
+    if (earlier !== undefined && request.slo !== undefined) {
+      this.stalls.withdraw(earlier, request.slo.ttftMs);
+      this.recorded.delete(request);
+    }
     const input = this.input(request, decode, prefill);
     const perf = this.perfOf(decode);
     let remote: boolean;
@@ -97,7 +118,10 @@ export class PdConditional {
       remote = decision.remote;
       const slo = request.slo;
       if (!remote && this.rule === 'slo' && slo !== undefined)
-        this.stalls.add(decode.id, request.arrivalMs, slo.ttftMs, decision.stallMs ?? 0);
+        this.recorded.set(
+          request,
+          this.stalls.add(decode.id, request.arrivalMs, slo.ttftMs, decision.stallMs ?? 0),
+        );
     }
     // Local or remote, the prompt's KV ends up on the decode instance: the router learns it is there.
     this.prefixes.learn(decode.id, request);
@@ -105,6 +129,16 @@ export class PdConditional {
     if (remote) this.stats.remotePrefills++;
     else this.stats.localPrefills++;
     return remote;
+  }
+
+  /** A backend removed at run time: its ledger entry goes (the ledger is bounded besides). */
+  forgetBackend(id: string): void {
+    this.stalls.forget(id);
+  }
+
+  /** Decode instances the `slo` rule's ledger holds an entry for (bounded; for tests). */
+  get ledgerSize(): number {
+    return this.stalls.size;
   }
 
   /** `decode`'s performance model, or undefined when its backend has none. */

@@ -299,12 +299,37 @@ export class DecodePrefixEstimate {
 }
 
 /**
+ * Decode instances a LocalStallLedger keeps at most (a bound on its map whatever ids come and go;
+ * the live gateway also forgets a removed backend's entry, PdConditional.forgetBackend).
+ */
+export const LOCAL_STALL_LEDGER_ENTRIES_MAX = 1024;
+/** A decayed stall under this (ms) counts as none: such an entry may be dropped to bound the map. */
+const LOCAL_STALL_NEGLIGIBLE_MS = 1e-6;
+
+/** One stall a LocalStallLedger recorded (`add`), to take back with `withdraw`. */
+export interface LocalStallRecord {
+  readonly decodeId: string;
+  /** The entry's time once the stall was added (the later of the record's and the entry's). */
+  readonly atMs: number;
+  readonly stallMs: number;
+}
+
+/**
  * The `slo` rule's memory, per decode instance: the stall of the local prefills this host sent
  * there, decayed exponentially with the TTFT SLO as time constant, on the host's clock (the
  * requests' arrival times). Both hosts keep one and record each local decision's `stallMs`.
+ * Bounded: past `maxEntries` decode instances, entries decayed to nothing go first, then the one
+ * recorded longest ago.
  */
 export class LocalStallLedger {
   private readonly byDecode = new Map<string, { ms: number; atMs: number }>();
+
+  constructor(private readonly maxEntries = LOCAL_STALL_LEDGER_ENTRIES_MAX) {}
+
+  /** Decode instances with an entry. */
+  get size(): number {
+    return this.byDecode.size;
+  }
 
   /** The decayed stall of `decodeId` at `atMs` (an earlier time than the last record counts as it). */
   recentMs(decodeId: string, atMs: number, horizonMs: number): number {
@@ -313,9 +338,44 @@ export class LocalStallLedger {
     return entry.ms * Math.exp(-Math.max(0, atMs - entry.atMs) / horizonMs);
   }
 
-  /** Adds `stallMs` at `atMs` to `decodeId`. */
-  add(decodeId: string, atMs: number, horizonMs: number, stallMs: number): void {
+  /** Adds `stallMs` at `atMs` to `decodeId`; what was recorded, for `withdraw`. */
+  add(decodeId: string, atMs: number, horizonMs: number, stallMs: number): LocalStallRecord {
     const ms = this.recentMs(decodeId, atMs, horizonMs) + stallMs;
-    this.byDecode.set(decodeId, { ms, atMs: Math.max(atMs, this.byDecode.get(decodeId)?.atMs ?? atMs) });
+    const at = Math.max(atMs, this.byDecode.get(decodeId)?.atMs ?? atMs);
+    this.byDecode.set(decodeId, { ms, atMs: at });
+    if (this.byDecode.size > this.maxEntries) this.prune(at, horizonMs, decodeId);
+    return { decodeId, atMs: at, stallMs };
+  }
+
+  /**
+   * Takes back a stall `add` recorded, as decayed since (with `horizonMs`, the horizon it was
+   * recorded with: exact while the instance's records share it). Nothing if its entry is gone.
+   */
+  withdraw(record: LocalStallRecord, horizonMs: number): void {
+    const entry = this.byDecode.get(record.decodeId);
+    if (entry === undefined) return;
+    const ms = entry.ms - record.stallMs * Math.exp(-Math.max(0, entry.atMs - record.atMs) / horizonMs);
+    if (ms < LOCAL_STALL_NEGLIGIBLE_MS) this.byDecode.delete(record.decodeId);
+    else this.byDecode.set(record.decodeId, { ms, atMs: entry.atMs });
+  }
+
+  /** Drops `decodeId`'s entry (the instance is gone). */
+  forget(decodeId: string): void {
+    this.byDecode.delete(decodeId);
+  }
+
+  /** Back to `maxEntries`: entries decayed to nothing at `atMs`, then the oldest; `keep` stays. */
+  private prune(atMs: number, horizonMs: number, keep: string): void {
+    for (const id of [...this.byDecode.keys()])
+      if (id !== keep && this.recentMs(id, atMs, horizonMs) < LOCAL_STALL_NEGLIGIBLE_MS)
+        this.byDecode.delete(id);
+    while (this.byDecode.size > this.maxEntries) {
+      let oldest: string | undefined;
+      let oldestAt = Number.POSITIVE_INFINITY;
+      for (const [id, entry] of this.byDecode)
+        if (id !== keep && entry.atMs < oldestAt) [oldest, oldestAt] = [id, entry.atMs];
+      if (oldest === undefined) return;
+      this.byDecode.delete(oldest);
+    }
   }
 }
