@@ -206,15 +206,17 @@ const GPU_NOT_MODELLED: Readonly<Record<string, string>> = {
 const GPU_NOISE_WORDS = new Set(['nvidia', 'tesla', 'hbm2', 'hbm2e', 'hbm3', 'hbm3e', 'gpu']);
 
 /**
- * Catalogue GPUs whose chip name extends the one written or is extended by it (`h100x`, `h1`:
- * h100), for "did you mean". Not by edit distance: one letter apart is another generation (B200,
- * H200; A100, H100), which a suggestion must not pass off as close.
+ * Catalogue GPUs whose chip name is the one written with letters added or dropped at its end
+ * (`h100x`: h100; `l4x`: l4), for "did you mean". Not by edit distance nor when the difference has
+ * a digit: one letter or digit apart is another chip (B200, H200; A100, H100; H20, H200; A4, A40),
+ * which a suggestion must not pass off as close.
  */
 function gpuIdsNear(family: string | undefined): GpuId[] {
   if (family === undefined || family.length < 2) return [];
   return gpuIds().filter((id) => {
     const f = GPU_NAMING[id]?.family ?? id;
-    return f.startsWith(family) || family.startsWith(f);
+    const [shorter, longer] = f.length <= family.length ? [f, family] : [family, f];
+    return longer.startsWith(shorter) && !/\d/.test(longer.slice(shorter.length));
   });
 }
 

@@ -141,8 +141,11 @@ describe('GPU names', () => {
       /^unknown gpu 'h900'; valid: a100-40gb, .*l40s$/,
     );
     assert.match(refusal(() => resolveGpuId('H100X')).message, /did you mean 'h100'\?/);
+    assert.match(refusal(() => resolveGpuId('l4x')).message, /did you mean 'l4'\?/);
     // One letter apart is another generation, not a near name.
-    for (const name of ['B200', 'GH200', 'A10X'])
+    // A name that extends or is extended by a catalogue chip by digits is another chip too (the
+    // H20 is a China-market Hopper, the A4 an Ampere workstation card), not a shortened id.
+    for (const name of ['B200', 'GH200', 'A10X', 'H20', 'A4', 'L40X'])
       assert.doesNotMatch(refusal(() => resolveGpuId(name)).message, /did you mean/, name);
     assert.match(refusal(() => resolveGpuId('x'.repeat(1000))).message, /^unknown gpu 'x{200}…'; valid/);
   });
