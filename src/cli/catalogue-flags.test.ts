@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InvalidArgumentError } from 'commander';
-import { gpuFlag, gpuFlagHelp, modelFlag, modelFlagHelp } from './catalogue-flags.ts';
+import { gpuFlag, gpuFlagHelp, modelFlag, modelFlagHelp, servedModelFlag } from './catalogue-flags.ts';
 
 describe('catalogue flags', () => {
   it('yield the catalogue id of a vendor or Hugging Face name', () => {
@@ -21,6 +21,11 @@ describe('catalogue flags', () => {
       },
     );
     assert.throws(() => modelFlag('llama3.1-8b'), /did you mean 'llama-3\.1-8b'\?/);
+  });
+
+  it('a served model flag is checked like a model flag but keeps the name as typed', () => {
+    assert.equal(servedModelFlag('meta-llama/Llama-2-7b-hf'), 'meta-llama/Llama-2-7b-hf');
+    assert.throws(() => servedModelFlag('llama3.1-8b'), InvalidArgumentError);
   });
 
   it('help lists the ids and says other names are read as them', () => {

@@ -23,6 +23,15 @@ function flagParser(resolve: (name: string) => string): (value: string) => strin
 export const gpuFlag = flagParser(resolveGpuId);
 /** Parser for a flag naming a catalogue model: yields its id. */
 export const modelFlag = flagParser(resolveModelId);
+/**
+ * Parser for a flag naming a catalogue model that is also a served name (`engine sim --model`, whose
+ * served name defaults to it): checked like modelFlag, but yields the value as typed, as vLLM serves
+ * a model under the name it was given.
+ */
+export const servedModelFlag = flagParser((name) => {
+  resolveModelId(name);
+  return name;
+});
 
 /** Help text for a GPU flag: the ids, and that vendor names are accepted. */
 export function gpuFlagHelp(what: string): string {

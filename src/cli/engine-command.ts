@@ -5,7 +5,7 @@ import { serveEngine } from '../engine-servers/run-engine.ts';
 import { openKvPublisher } from '../engine-servers/sim/kv-publisher.ts';
 import { PdEngine, servePdEngine } from '../engine-servers/sim/pd-engine.ts';
 import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
-import { gpuFlag } from './catalogue-flags.ts';
+import { gpuFlag, servedModelFlag } from './catalogue-flags.ts';
 import { registerLlamaEngineCommand } from './llama-engine-command.ts';
 import { fraction, positiveInt, positiveNumber, tcpPort } from './parse.ts';
 
@@ -150,7 +150,12 @@ export function registerEngineCommand(program: Command): void {
       gpuFlag,
       'h100',
     )
-    .option('--model <id>', 'model whose performance and KV size are modelled', 'llama-3.1-8b')
+    .option(
+      '--model <id>',
+      'model whose performance and KV size are modelled (ids or Hugging Face names, see `switchyard sim --help`)',
+      servedModelFlag,
+      'llama-3.1-8b',
+    )
     .option('--served-model-name <name>', 'model name requests must use (default: --model)')
     .option('--tp <n>', 'tensor-parallel GPUs', positiveInt, 1)
     .option('--block-size <tokens>', 'tokens per KV block', positiveInt, 16)

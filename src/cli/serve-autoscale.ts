@@ -442,9 +442,11 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
           keepAliveMs: settings.keepAliveMs,
           wake: (model, waiting) => byModel.get(model)?.runner?.wake(waiting),
           // A drain serves what a model holds while its engine starts (or wakes); else SY_ERR_DRAINING.
+          // `sleeping` counts too: a request held for a model asked for a wake, and the actuator wakes
+          // an engine whose sleep is still in flight as soon as that sleep completes.
           starting: (model) => {
             const c = byModel.get(model)?.actuator?.counts();
-            return c !== undefined && c.pending + c.starting > 0;
+            return c !== undefined && c.pending + c.starting + c.sleeping > 0;
           },
         },
       }
