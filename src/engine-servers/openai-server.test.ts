@@ -122,7 +122,7 @@ test('non-streaming chat and completion answers have OpenAI shapes and usage wit
   assert.equal(backend.calls[1]!.input.request.maxTokens, 16, 'default max_tokens');
 });
 
-test('streaming chat sends the role, one chunk per token, the finish, the usage chunk, then [DONE]', async () => {
+test('streaming chat sends the role, one chunk per token (the last with the finish), the usage chunk, then [DONE]', async () => {
   const backend = new FakeBackend();
   backend.onGenerate = instant(2);
   const server = await serve(backend);
@@ -139,17 +139,74 @@ test('streaming chat sends the role, one chunk per token, the finish, the usage 
   const choices = events.map((e) => (e['choices'] as Json[])[0]);
   assert.deepEqual(choices[0].delta, { role: 'assistant', content: '' });
   assert.deepEqual(choices[1].delta, { content: ' tok' });
-  assert.deepEqual(choices[2].delta, { content: ' tok' });
-  assert.deepEqual(choices[3].delta, {});
-  assert.equal(choices[3].finish_reason, 'length');
-  assert.equal(events.length, 5);
-  assert.deepEqual(events[4]!['choices'], []);
-  assert.equal((events[4]!['usage'] as Json).completion_tokens, 2);
+  assert.equal(choices[1].finish_reason, null);
+  // vLLM's finishing chunk: the last token's delta, its finish_reason and stop_reason.
+  assert.deepEqual(choices[2], {
+    index: 0,
+    delta: { content: ' tok' },
+    logprobs: null,
+    finish_reason: 'length',
+    stop_reason: null,
+  });
+  assert.equal(events.length, 4);
+  assert.deepEqual(events[3]!['choices'], []);
+  assert.equal((events[3]!['usage'] as Json).completion_tokens, 2);
   for (const e of events) {
     assert.equal(e['object'], 'chat.completion.chunk');
     assert.equal(e['id'], events[0]!['id']);
   }
-  for (const e of events.slice(0, 4)) assert.equal(e['usage'], null);
+  for (const e of events.slice(0, 3)) assert.equal(e['usage'], null);
+});
+
+test('a finish with no token in its turn (an EOS after the last text) gets its own chunk with empty text', async () => {
+  const backend = new FakeBackend();
+  backend.onGenerate = (input, sink) => {
+    setImmediate(() => {
+      sink.onText(' tok', 1);
+      setImmediate(() =>
+        sink.onFinish('stop', {
+          promptTokens: input.request.promptTokens,
+          completionTokens: 2,
+          cachedTokens: 0,
+        }),
+      );
+    });
+  };
+  const server = await serve(backend);
+  for (const path of ['chat/completions', 'completions']) {
+    const chat = path === 'chat/completions';
+    const body = chat
+      ? { model: 'fake-model', messages: [{ role: 'user', content: 'hi' }], stream: true }
+      : { model: 'fake-model', prompt: 'x', stream: true };
+    const { events, done } = sseEvents(await (await post(`${server.url}/v1/${path}`, body)).text());
+    assert.ok(done);
+    const choices = events.map((e) => (e['choices'] as Json[])[0]).slice(chat ? 1 : 0);
+    assert.equal(choices.length, 2, path);
+    assert.equal(choices[0].finish_reason, null);
+    assert.equal(chat ? choices[0].delta.content : choices[0].text, ' tok');
+    assert.equal(choices[1].finish_reason, 'stop');
+    assert.equal(chat ? choices[1].delta.content : choices[1].text, '');
+  }
+});
+
+test('continuous usage: each chunk counts the tokens up to it, the finishing one all of them', async () => {
+  const backend = new FakeBackend();
+  backend.onGenerate = instant(3);
+  const server = await serve(backend);
+  const res = await post(`${server.url}/v1/completions`, {
+    model: 'fake-model',
+    prompt: 'x',
+    stream: true,
+    stream_options: { include_usage: true, continuous_usage_stats: true },
+  });
+  const { events } = sseEvents(await res.text());
+  assert.equal(events.length, 4);
+  assert.deepEqual(
+    events.map((e) => (e['usage'] as Json).completion_tokens),
+    [1, 2, 3, 3],
+  );
+  assert.equal((events[2]!['choices'] as Json[])[0].finish_reason, 'length');
+  assert.equal((events[2]!['choices'] as Json[])[0].text, ' tok');
 });
 
 test('streaming completions send text_completion chunks and no usage chunk unless asked', async () => {
@@ -159,13 +216,20 @@ test('streaming completions send text_completion chunks and no usage chunk unles
   const res = await post(`${server.url}/v1/completions`, { model: 'fake-model', prompt: 'x', stream: true });
   const { events, done } = sseEvents(await res.text());
   assert.ok(done);
-  assert.equal(events.length, 4);
+  assert.equal(events.length, 3);
   for (const e of events) {
     assert.equal(e['object'], 'text_completion');
     assert.equal('usage' in e, false);
   }
   assert.equal((events[0]!['choices'] as Json[])[0].text, ' tok');
-  assert.equal((events[3]!['choices'] as Json[])[0].finish_reason, 'length');
+  assert.equal((events[1]!['choices'] as Json[])[0].finish_reason, null);
+  assert.deepEqual((events[2]!['choices'] as Json[])[0], {
+    index: 0,
+    text: ' tok',
+    logprobs: null,
+    finish_reason: 'length',
+    stop_reason: null,
+  });
 });
 
 test('bad requests get OpenAI-style errors with the right status', async () => {

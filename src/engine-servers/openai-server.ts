@@ -176,6 +176,13 @@ function parseJson(buffer: Buffer): unknown {
  * token chunk is built once per request; each token then costs one JSON string escape and a write.
  * With vLLM's `stream_options.continuous_usage_stats` (and `include_usage`) every chunk carries the
  * usage so far, as vLLM's do: the prompt tokens and the completion tokens delivered up to it.
+ *
+ * As vLLM's streams do, the finish_reason rides on the last token's chunk (vLLM's serving_chat.py
+ * and serving_completion.py stream one chunk per engine output, the finishing output's carrying the
+ * finish_reason; chat's adds `stop_reason`), not on an extra empty chunk: a token chunk is written a
+ * microtask late, so a finish that comes in the same turn as the last token (the sim's always does;
+ * the llama backend's too) is merged into it. A finish with no token before it (an EOS, a stop
+ * string cut at a chunk's start) gets a chunk of its own with empty text, as vLLM's EOS step does.
  */
 class CompletionResponse implements GenerationSink {
   private started = false;
@@ -189,6 +196,16 @@ class CompletionResponse implements GenerationSink {
   private readonly chunkChoiceEnd: string;
   /** Tokens delivered so far (continuous usage). */
   private completionTokens = 0;
+  /** The last token chunk's text, not written yet (streams): the finish may still join it. */
+  private pendingText: string | undefined = undefined;
+  /** `completionTokens` when the pending text came. */
+  private pendingTokens = 0;
+  /** A microtask will write the pending chunk. */
+  private flushQueued = false;
+  private readonly flushCallback = (): void => {
+    this.flushQueued = false;
+    this.flushPending();
+  };
   private text = '';
   private readonly arrivalMs: number;
 
@@ -230,11 +247,29 @@ class CompletionResponse implements GenerationSink {
     if (this.ended) return;
     if (!this.started) this.start();
     this.completionTokens += tokens;
-    if (!this.parsed.stream) this.text += text;
-    else if (!this.continuousUsage) this.res.write(this.chunkHead + JSON.stringify(text) + this.chunkTail);
+    if (!this.parsed.stream) {
+      this.text += text;
+      return;
+    }
+    this.flushPending();
+    this.pendingText = text;
+    this.pendingTokens = this.completionTokens;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flushCallback);
+    }
+  }
+
+  /** Writes the pending token chunk, if any (no finish came in its turn). */
+  private flushPending(): void {
+    const text = this.pendingText;
+    if (text === undefined) return;
+    this.pendingText = undefined;
+    if (this.ended) return;
+    if (!this.continuousUsage) this.res.write(this.chunkHead + JSON.stringify(text) + this.chunkTail);
     else
       this.res.write(
-        `${this.chunkHead}${JSON.stringify(text)}${this.chunkChoiceEnd}${this.usageMember(this.completionTokens)}}\n\n`,
+        `${this.chunkHead}${JSON.stringify(text)}${this.chunkChoiceEnd}${this.usageMember(this.pendingTokens)}}\n\n`,
       );
   }
 
@@ -243,16 +278,19 @@ class CompletionResponse implements GenerationSink {
     this.settled = true;
     this.server.generationEnded(reason, (performance.now() - this.arrivalMs) / 1000);
     if (this.ended) return;
-    this.ended = true;
     const res = this.res;
     const parsed = this.parsed;
     const reasonJson = JSON.stringify(reason);
     if (parsed.stream) {
       if (!this.started) this.start();
+      this.ended = true;
+      // The last token's text, with the finish (vLLM's finishing chunk); "" when none is pending.
+      const lastText = JSON.stringify(this.pendingText ?? '');
+      this.pendingText = undefined;
       let out =
         parsed.kind === 'chat'
-          ? `data: {"id":"${this.id}","object":"chat.completion.chunk","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":${reasonJson}}]${this.usageMember(usage.completionTokens, usage.promptTokens)}}\n\n`
-          : `data: {"id":"${this.id}","object":"text_completion","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"text":"","logprobs":null,"finish_reason":${reasonJson},"stop_reason":null}]${this.usageMember(usage.completionTokens, usage.promptTokens)}}\n\n`;
+          ? `data: {"id":"${this.id}","object":"chat.completion.chunk","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"delta":{"content":${lastText}},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":null}]${this.usageMember(usage.completionTokens, usage.promptTokens)}}\n\n`
+          : `data: {"id":"${this.id}","object":"text_completion","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"text":${lastText},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":null}]${this.usageMember(usage.completionTokens, usage.promptTokens)}}\n\n`;
       if (parsed.includeUsage) {
         const object = parsed.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
         out += `data: {"id":"${this.id}","object":"${object}","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[],"usage":${usageJson(usage)}}\n\n`;
@@ -260,6 +298,7 @@ class CompletionResponse implements GenerationSink {
       res.end(out + SSE_DONE);
       return;
     }
+    this.ended = true;
     const choice =
       parsed.kind === 'chat'
         ? `{"index":0,"message":{"role":"assistant","content":${JSON.stringify(this.text)}},"logprobs":null,"finish_reason":${reasonJson}}`
@@ -274,6 +313,8 @@ class CompletionResponse implements GenerationSink {
     this.settled = true;
     this.server.generationEnded(undefined, 0);
     if (this.ended) return;
+    // Tokens delivered before the error go out first.
+    this.flushPending();
     this.ended = true;
     // A whole answer is sent at the end: nothing of it went out yet, whatever was generated.
     if (!this.started || !this.parsed.stream) {

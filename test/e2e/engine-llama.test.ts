@@ -105,16 +105,21 @@ test('a completion and a streamed chat come back with tokens and usage', async (
   let contentChunks = 0;
   let usage: OpenAI.CompletionUsage | null | undefined;
   let finish: string | null | undefined;
+  /** The last chunk with a choice: vLLM puts the finish_reason on the last token's chunk. */
+  let lastChoice: { delta: string; finish: string | null | undefined } | undefined;
   for await (const chunk of stream) {
     const delta = chunk.choices[0]?.delta.content ?? '';
     if (delta !== '') contentChunks++;
     content += delta;
     finish = chunk.choices[0]?.finish_reason ?? finish;
+    if (chunk.choices.length > 0) lastChoice = { delta, finish: chunk.choices[0]?.finish_reason };
     if (chunk.usage) usage = chunk.usage;
   }
   assert.ok(contentChunks >= 2, `streamed in ${contentChunks} chunk(s)`);
   assert.ok(content.length > 0);
   assert.equal(finish, 'length');
+  assert.equal(lastChoice?.finish, 'length');
+  assert.notEqual(lastChoice?.delta, '', 'the finish rides on the last token, not on an empty chunk');
   assert.equal(usage?.completion_tokens, 10);
   assert.ok((usage?.prompt_tokens ?? 0) > 10);
 });

@@ -697,19 +697,17 @@ export class LlamaBackend implements EngineBackend {
           if (stops.length > 0) {
             const at = firstStopIndex(held, stops);
             if (at >= 0) {
-              emit(held.slice(0, at), heldTokens);
-              held = '';
-              heldTokens = 0;
+              held = held.slice(0, at);
               reason = 'stop';
               break;
             }
             const keep = heldBackLength(held, stops);
-            if (keep < held.length) {
+            if (keep < held.length && completionTokens < job.limit) {
               emit(held.slice(0, held.length - keep), heldTokens);
               held = held.slice(held.length - keep);
               heldTokens = 0;
             }
-          } else {
+          } else if (completionTokens < job.limit) {
             emit(held, heldTokens);
             held = '';
             heldTokens = 0;
@@ -723,12 +721,14 @@ export class LlamaBackend implements EngineBackend {
         held += this.model.detokenize(pendingTokens, false, recentTokens);
         heldTokens += pendingTokens.length;
       }
-      emit(held, heldTokens);
       const exportPath = this.kvState?.exportPath(job.input.id);
       if (exportPath !== undefined) await this.exportState(job, slot, exportPath);
       ended = true;
       const usage: GenerationUsage = { promptTokens, completionTokens, cachedTokens: shared };
       this.release(job, slot);
+      // The last text and the finish in one turn: the server puts the finish_reason on the last
+      // token's chunk, as vLLM does.
+      emit(held, heldTokens);
       job.sink.onFinish(reason, usage);
     } catch (error) {
       if (ended) return;
