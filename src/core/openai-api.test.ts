@@ -87,6 +87,62 @@ describe('parseCompletionBody', () => {
     );
   });
 
+  it("reads completions' max_tokens 0 with echo as vLLM's echo without generation (1 for its own use)", () => {
+    const r = parseCompletionBody('completion', {
+      model: 'm',
+      prompt: 'x',
+      max_tokens: 0,
+      echo: true,
+      logprobs: 1,
+    });
+    assert.equal(r.maxTokens, 1);
+    assert.equal(r.maxTokensGiven, true);
+    for (const echo of [undefined, null, false])
+      assert.equal(
+        codeOf(() => parseCompletionBody('completion', { model: 'm', prompt: 'x', max_tokens: 0, echo })),
+        'SY_ERR_INVALID_ARGUMENT:max_tokens',
+      );
+    assert.throws(
+      () => parseCompletionBody('completion', { model: 'm', prompt: 'x', max_tokens: 0 }),
+      /0 only with "echo": true/,
+    );
+    assert.equal(
+      codeOf(() =>
+        parseCompletionBody('chat', {
+          model: 'm',
+          messages: [{ role: 'user', content: 'x' }],
+          max_tokens: 0,
+          echo: true,
+        }),
+      ),
+      'SY_ERR_INVALID_ARGUMENT:max_tokens',
+    );
+  });
+
+  it('takes any integer priority (vLLM: int) and clamps it to +-1,000,000 for its own use', () => {
+    const messages = [{ role: 'user', content: 'x' }];
+    // As the wire carries them: int64's ends arrive as JSON numbers (rounded past 2^53).
+    const cases: [string, number][] = [
+      ['7', 7],
+      ['-1000000', -1_000_000],
+      ['5000000', 1_000_000],
+      ['-9223372036854775808', -1_000_000],
+      ['9223372036854775807', 1_000_000],
+    ];
+    for (const [given, used] of cases) {
+      const body: unknown = JSON.parse(
+        `{"model": "m", "messages": [{"role": "user", "content": "x"}], "priority": ${given}}`,
+      );
+      assert.equal(parseCompletionBody('chat', body).priority, used, given);
+    }
+    assert.equal(parseCompletionBody('chat', { model: 'm', messages }).priority, undefined);
+    for (const bad of [1.5, '3', null, Number.NaN])
+      assert.equal(
+        codeOf(() => parseCompletionBody('chat', { model: 'm', messages, priority: bad })),
+        'SY_ERR_INVALID_ARGUMENT:priority',
+      );
+  });
+
   it('frames SSE events', () => {
     assert.equal(sseEvent({ a: 1 }), 'data: {"a":1}\n\n');
     assert.equal(SSE_DONE, 'data: [DONE]\n\n');

@@ -17,6 +17,12 @@ export const MAX_TOKENS_LIMIT = 1 << 20;
 export const N_MAX = 128;
 /** Prompts one completions request may carry as a list (OpenAI's own limit is 2048 too). */
 export const PROMPTS_MAX = 2048;
+/**
+ * The bound on |priority| Switchyard itself uses (queue ordering, the built-in engines' scheduler).
+ * A body may name any integer, as vLLM's `priority: int` takes: the normalised `priority` is clamped
+ * to this bound, and the body is relayed with the value it named.
+ */
+export const PRIORITY_USED_ABS_MAX = 1_000_000;
 
 const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
 const message = z.looseObject({
@@ -44,8 +50,12 @@ const common = {
   stop: z.union([z.string(), z.array(z.string()).max(16)]).nullish(),
   seed: z.number().int().nullish(),
   user: z.string().max(256).nullish(),
-  /** vLLM's extension: scheduling priority (vLLM: lower first; Switchyard maps it, see gateway). */
-  priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
+  /**
+   * vLLM's extension: scheduling priority (vLLM: lower first; Switchyard maps it, see gateway). Any
+   * integer, as vLLM's `int` (JSON numbers past 2^53 arrive rounded, still integers); clamped for
+   * Switchyard's own use (PRIORITY_USED_ABS_MAX).
+   */
+  priority: z.number().refine(Number.isInteger, { error: 'expected an integer' }).optional(),
 };
 
 /** What a completions `prompt` may be, for the 400 that names a bad one. */
@@ -63,22 +73,35 @@ export const chatCompletionBodySchema = z.looseObject({
  * prompt). The gateway passes a list through to real backends; the built-in engines refuse more
  * than one prompt (see `builtinEngineRefusal`).
  */
-export const completionBodySchema = z.looseObject({
-  ...common,
-  prompt: z.union(
-    [
-      z.string(),
-      z.array(z.string()).min(1).max(PROMPTS_MAX),
-      z.array(z.number().int().min(0)).min(1),
-      z
-        .array(z.array(z.number().int().min(0)).min(1))
-        .min(1)
-        .max(PROMPTS_MAX),
-    ],
-    { error: PROMPT_SHAPES },
-  ),
-  echo: z.boolean().nullish(),
-});
+export const completionBodySchema = z
+  .looseObject({
+    ...common,
+    prompt: z.union(
+      [
+        z.string(),
+        z.array(z.string()).min(1).max(PROMPTS_MAX),
+        z.array(z.number().int().min(0)).min(1),
+        z
+          .array(z.array(z.number().int().min(0)).min(1))
+          .min(1)
+          .max(PROMPTS_MAX),
+      ],
+      { error: PROMPT_SHAPES },
+    ),
+    echo: z.boolean().nullish(),
+    // 0 is vLLM's "echo without generation" (with echo: the prompt comes back, e.g. for its logprobs).
+    max_tokens: z.number().int().min(0).max(MAX_TOKENS_LIMIT).nullish(),
+  })
+  .check((ctx) => {
+    if (ctx.value.max_tokens === 0 && ctx.value.echo !== true)
+      ctx.issues.push({
+        code: 'custom',
+        input: ctx.value.max_tokens,
+        path: ['max_tokens'],
+        message:
+          'expected an integer of at least 1 (0 only with "echo": true, which returns the prompt without generating)',
+      });
+  });
 
 /** A request body, parsed and normalised for routing and generation. */
 export interface ParsedCompletionRequest {
@@ -222,7 +245,9 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
     model: common.model,
     stream: common.stream === true,
     includeUsage: common.stream_options?.include_usage === true,
-    maxTokens: maxGiven ?? DEFAULT_MAX_TOKENS,
+    // Completions' echo-only `max_tokens: 0` counts as 1 for Switchyard's own use (vLLM too runs one
+    // step for it); the body relays the 0.
+    maxTokens: maxGiven === 0 ? 1 : (maxGiven ?? DEFAULT_MAX_TOKENS),
     maxTokensGiven: maxGiven !== undefined && maxGiven !== null,
     promptText,
     promptTokenIds,
@@ -236,7 +261,10 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
     frequencyPenalty: common.frequency_penalty ?? undefined,
     presencePenalty: common.presence_penalty ?? undefined,
     seed: common.seed ?? undefined,
-    priority: common.priority,
+    priority:
+      common.priority === undefined
+        ? undefined
+        : Math.max(-PRIORITY_USED_ABS_MAX, Math.min(PRIORITY_USED_ABS_MAX, common.priority)),
     user: common.user ?? undefined,
   };
 }
