@@ -76,6 +76,13 @@ describe('parseBodyFields for a Responses body', () => {
     assert.ok(second.inputTokens > first.inputTokens);
   });
 
+  it('takes any integer priority, as vLLM does, clamped for the gateway own ordering', () => {
+    const big = fields({ model: MODEL, input: 'hi', priority: 5_000_000 });
+    assert.equal(big.priority, 1_000_000);
+    const low = fields({ model: MODEL, input: 'hi', priority: Number.MIN_SAFE_INTEGER });
+    assert.equal(low.priority, -1_000_000);
+  });
+
   it('reads model, max_output_tokens, stream, priority and user; items without a role carry no text', () => {
     const r = fields({
       model: MODEL,

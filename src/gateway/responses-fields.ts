@@ -12,9 +12,10 @@
  * in front of several engines cannot promise the instance it picks holds it.
  */
 import { SwitchyardError } from '../core/errors.ts';
+import { PRIORITY_USED_ABS_MAX } from '../core/openai-api.ts';
 import { responsesMaxOutputTokens, responsesMessages } from '../core/responses-api.ts';
 import { CHARS_PER_TOKEN, renderChat, textPrefixChain } from '../core/text-prefix.ts';
-import { PRIORITY_ABS_MAX, ROUTING_PREFIX_BLOCKS_MAX, type RoutingFields } from './fast-parse.ts';
+import { ROUTING_PREFIX_BLOCKS_MAX, type RoutingFields } from './fast-parse.ts';
 
 /** The routing fields of a Responses body: chat's, read from its own field names. */
 export type ResponsesFields = RoutingFields;
@@ -50,11 +51,8 @@ export function parseResponsesFields(
     throw invalid('stream', 'expected a boolean');
   const maxTokens = responsesMaxOutputTokens(body);
   const priority = body['priority'];
-  if (
-    priority !== undefined &&
-    !(Number.isSafeInteger(priority) && Math.abs(priority as number) <= PRIORITY_ABS_MAX)
-  )
-    throw invalid('priority', `expected an integer in [-${PRIORITY_ABS_MAX}, ${PRIORITY_ABS_MAX}]`);
+  // Any integer, as vLLM's Responses request takes it; relayed as sent, clamped for our own use.
+  if (priority !== undefined && !Number.isInteger(priority)) throw invalid('priority', 'expected an integer');
   const user = body['user'];
   if (user !== undefined && user !== null && !(typeof user === 'string' && user.length <= 256))
     throw invalid('user', 'expected a string of at most 256 characters');
@@ -65,7 +63,10 @@ export function parseResponsesFields(
     maxTokens,
     promptTokens: Math.max(1, Math.ceil(text.length / CHARS_PER_TOKEN)),
     prefix: textPrefixChain(text, prefixBlocksMax),
-    priority: priority as number | undefined,
+    priority:
+      priority === undefined
+        ? undefined
+        : Math.max(-PRIORITY_USED_ABS_MAX, Math.min(PRIORITY_USED_ABS_MAX, priority as number)),
     user: typeof user === 'string' ? user : undefined,
   };
 }
