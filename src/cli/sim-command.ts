@@ -557,7 +557,7 @@ export function resolveSettings(
     placed === undefined
       ? controlFromFlags(flags, file.autoscaler, givenInstances(flags, file, fromCli))
       : undefined;
-  const pd = pdFromFlags(flags, fromCli);
+  const pd = pdFromFlags(flags, fromCli, Object.keys(file.policies ?? {}));
   const pdPools = pdPoolsFromFlags(flags, pd, control, file.autoscaler, fromCli);
   return {
     seed: pick('seed', flags.seed, file.seed),

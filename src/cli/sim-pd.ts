@@ -4,7 +4,7 @@
  * (src/twin/pd-host.ts). `--link` also sets the link `--plan-pd` plans with.
  */
 import { Option } from 'commander';
-import { invalidArgument, SwitchyardError } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError, unknownName } from '../core/errors.ts';
 import { KV_LINK_NAMES } from '../model/kv-link.ts';
 import {
   DYNAMO_MAX_LOCAL_PREFILL_TOKENS,
@@ -19,6 +19,7 @@ import {
   pdPairParamNames,
   pdPairPolicyDescription,
 } from '../policies/disagg/pair.ts';
+import { routingPolicyNames } from '../policies/routing/registry.ts';
 import { PD_LINK_DEFAULT, PD_POLICY_DEFAULT, type PdOutcome } from '../twin/pd-host.ts';
 import type { PdRunSettings } from '../twin/run.ts';
 import { positiveInt } from './parse.ts';
@@ -104,11 +105,13 @@ function pdParamsHelp(): string {
 /**
  * The P/D block from the flags, or undefined without `--prefill-instances`/`--decode-instances`
  * (then `--pd-policy` is refused; `--link` may still serve `--plan-pd`). `fromCli` says which flags
- * the command line gave: a pair policy refuses `--policy` and `--compare`.
+ * the command line gave: a pair policy refuses `--policy` and `--compare`. `named`: the config's
+ * named routing policies, which `--pd-policy` may name as well as a pair policy or a policy type.
  */
 export function pdFromFlags(
   flags: PdFlags,
   fromCli: (name: string) => boolean = () => false,
+  named: readonly string[] = [],
 ): PdRunSettings | undefined {
   const { prefillInstances, decodeInstances } = flags;
   if (prefillInstances === undefined && decodeInstances === undefined) {
@@ -152,6 +155,10 @@ export function pdFromFlags(
       `no --instances with --prefill-instances and --decode-instances: the cluster is their ${prefillInstances} + ${decodeInstances} instances`,
     );
   const pdPolicy = flags.pdPolicy ?? PD_POLICY_DEFAULT;
+  // An unknown name fails here, naming the flag and listing the pair policies too (the routing
+  // registry's own error names neither).
+  const valid = [...new Set([...PD_PAIR_POLICIES, ...routingPolicyNames(), ...named])];
+  if (!valid.includes(pdPolicy)) throw unknownName('pd-policy', pdPolicy, valid);
   const pdParams =
     flags.pdParams !== undefined
       ? pairParamsOf(flags.pdParams, pdPolicy, flags.pdPolicy === undefined)

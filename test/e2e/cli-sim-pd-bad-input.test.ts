@@ -30,7 +30,7 @@ const CASES: [string, string[], RegExp][] = [
   [
     'an unknown pd policy',
     [...PD, '--pd-policy', 'no-such'],
-    /unknown routing policy 'no-such'; valid: .*round-robin.*\[SY_ERR_UNKNOWN_NAME\]/,
+    /unknown pd-policy 'no-such'; valid: .*load-aware.*prefix-aware.*round-robin.*\[SY_ERR_UNKNOWN_NAME\]/,
   ],
   [
     'an unknown conditional rule',
