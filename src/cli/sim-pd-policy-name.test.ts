@@ -34,7 +34,9 @@ describe('sim --pd-policy names', () => {
       assert.equal(pdFromFlags({ ...cluster, pdPolicy: name })?.pdPolicy, name);
     const settings = resolveSettings(
       simFlags({ ...cluster, pdPolicy: 'sticky' }),
-      { policies: { sticky: { type: 'prefix-affinity', params: {} } } } as Parameters<typeof resolveSettings>[1],
+      { policies: { sticky: { type: 'prefix-affinity', params: {} } } } as Parameters<
+        typeof resolveSettings
+      >[1],
       fromCli(['prefill-instances', 'decode-instances', 'pd-policy']),
     );
     assert.equal(settings.pd?.pdPolicy, 'sticky');
