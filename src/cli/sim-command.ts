@@ -145,7 +145,7 @@ export function registerSimCommand(program: Command): void {
     .option(
       '--models <n>',
       `multi-model: number of served models, 1 to ${MULTI_MODEL_MAX} (required with it)`,
-      positiveInt,
+      intInRange(1, MULTI_MODEL_MAX),
     )
     .option(
       '--zipf <s>',
