@@ -135,6 +135,25 @@ describe('bad values name their flag', () => {
       await assertUsageError([...SIM, flag, ''], new RegExp(`${flag} <[^>]+>' argument '' is invalid`));
   });
 
+  it('sim --duration past 31 days is refused naming the flag (1e12 s generated arrivals for hours)', async () => {
+    await assertUsageError(
+      [
+        ...SIM,
+        '--workload',
+        'sinusoid',
+        '--rate-min',
+        '1',
+        '--rate-max',
+        '2',
+        '--period-s',
+        '10',
+        '--duration',
+        '1e12',
+      ],
+      /--duration.*more than 2678400 s \(31 days\)/,
+    );
+  });
+
   it("sim --rate-curve with a --duration past the curve's end (the run stopped at the end, the label said otherwise)", async () => {
     const curve = join(dir, 'curve.csv');
     writeFileSync(curve, 'time_s,rate\n0,2\n120,4\n');

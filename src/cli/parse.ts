@@ -74,6 +74,22 @@ export function positiveNumber(value: string): number {
   return n;
 }
 
+/**
+ * The longest simulated time `sim --duration` takes: 31 days, past the longest public trace the twin
+ * replays (ServeGen's 14 days). Without a bound `--duration 1e12` generated arrivals for hours.
+ */
+export const SIM_DURATION_MAX_S = 31 * 24 * 3600;
+
+/** Commander parser for `sim --duration`: a positive number of seconds, at most SIM_DURATION_MAX_S. */
+export function simDurationSeconds(value: string): number {
+  const n = positiveNumber(value);
+  if (n > SIM_DURATION_MAX_S)
+    throw new InvalidArgumentError(
+      `'${value}' is more than ${SIM_DURATION_MAX_S} s (31 days) of simulated time.`,
+    );
+  return n;
+}
+
 /** Commander parser for a fraction in (0, 1]. */
 export function fraction(value: string): number {
   const n = decimalNumber(value);

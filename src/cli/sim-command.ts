@@ -27,6 +27,7 @@ import {
   nonNegativeNumber,
   positiveInt,
   positiveNumber,
+  simDurationSeconds,
   TP_MAX,
 } from './parse.ts';
 import { withProgress, withSteps } from './progress.ts';
@@ -175,8 +176,8 @@ export function registerSimCommand(program: Command): void {
       '--duration <s>',
       'stop arrivals after s seconds of simulated time (default: where the workload ends: a trace, rate curve, ServeGen ' +
         'file or --stages at its end, a sinusoid after one period, bursts after one gap and burst, multi-model after ' +
-        '3600 s, poisson, gamma and constant after --requests)',
-      positiveNumber,
+        '3600 s, poisson, gamma and constant after --requests; at most 31 days)',
+      simDurationSeconds,
     )
     .option('--input-tokens <n>', 'prompt length of generated requests (default 1024)', positiveInt)
     .option('--output-tokens <n>', 'output length of generated requests (default 128)', positiveInt)
