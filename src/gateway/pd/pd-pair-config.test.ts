@@ -66,7 +66,7 @@ describe('gateway config pd:', () => {
     for (const pd of [{}, { params: {} }])
       assert.match(
         configError({ backends: pdBackends(), pd }),
-        /pd: the block sets neither pairPolicy \(round-robin.*\) nor conditional \(dynamo, switchyard\)/,
+        /pd: the block sets neither pairPolicy \(round-robin.*\) nor conditional \(dynamo, switchyard, slo\)/,
       );
     // Either one alone is enough.
     assert.equal(
