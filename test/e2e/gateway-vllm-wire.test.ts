@@ -16,15 +16,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type FakeUpstream, startFakeUpstream } from '../../src/gateway/fake-upstream.ts';
+import type { FakeUpstream } from '../../src/gateway/fake-upstream.ts';
 import {
   assertErrorBody,
   MODEL,
   post,
-  simBackend,
   sseData,
-  startSims,
-  startTestGateway,
+  startSimAndRecorder,
   Teardown,
   type TestGateway,
 } from './support/cluster.ts';
@@ -36,18 +34,7 @@ let gw: TestGateway;
 let upstream: FakeUpstream;
 
 before(async () => {
-  upstream = await startFakeUpstream(REAL);
-  teardown.add(() => upstream.close());
-  const sims = await startSims(1, ['--time-scale', '0.05', '--kv-events', 'none'], teardown);
-  gw = await startTestGateway(
-    {
-      backends: [
-        ...sims.engines.map((e, i) => simBackend(`sim${i}`, e, false)),
-        { id: 'rec', type: 'vllm', url: upstream.url, models: [REAL], metricsPath: null },
-      ],
-    },
-    teardown,
-  );
+  ({ gw, upstream } = await startSimAndRecorder(REAL, teardown));
 });
 
 after(() => teardown.run());

@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { type LocalEngine, startLocalEngines } from '../../../src/adapters/local-engines.ts';
 import { ERRORS } from '../../../src/core/errors.ts';
+import { type FakeUpstream, startFakeUpstream } from '../../../src/gateway/fake-upstream.ts';
 import {
   type Gateway,
   type GatewayConfigInput,
@@ -261,6 +262,30 @@ export async function startTestGateway(
   );
   teardown.add(() => gateway.close());
   return { gateway, url: gateway.url, logs };
+}
+
+/**
+ * A gateway over one sim engine (model MODEL, time scale 0.05) and a recording `vllm` backend for
+ * `realModel` (bodies reach it unchanged): the set-up of the wire-format tests, which check what a
+ * real backend receives and what a built-in engine answers for the same client bytes.
+ */
+export async function startSimAndRecorder(
+  realModel: string,
+  teardown: Teardown,
+): Promise<{ readonly gw: TestGateway; readonly upstream: FakeUpstream }> {
+  const upstream = await startFakeUpstream(realModel);
+  teardown.add(() => upstream.close());
+  const sims = await startSims(1, ['--time-scale', '0.05', '--kv-events', 'none'], teardown);
+  const gw = await startTestGateway(
+    {
+      backends: [
+        ...sims.engines.map((e, i) => simBackend(`sim${i}`, e, false)),
+        { id: 'rec', type: 'vllm', url: upstream.url, models: [realModel], metricsPath: null },
+      ],
+    },
+    teardown,
+  );
+  return { gw, upstream };
 }
 
 // ---- HTTP ----
