@@ -16,7 +16,8 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, it } from 'node:test';
-import { startServe } from './support/serve.ts';
+import { signalGroup } from './support/processes.ts';
+import { ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
 import { killAll, until } from './support/wait.ts';
 
 /** Guard against a hang, not a performance bound. */
@@ -30,14 +31,6 @@ after(async () => {
   if (frozen !== undefined) signalGroup(frozen, 'SIGCONT');
   await killAll(children);
 });
-
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // Gone already.
-  }
-}
 
 /**
  * The pids of `ppid`'s engine children that run the engine in a process group of their own. Before
@@ -88,14 +81,7 @@ it('on SIGTERM serves a request held for an engine that is starting, and refuses
       '--time-scale',
       '0.05',
       ...['a', 'b'].flatMap((m) => ['--model', `${m}=llama-3.1-8b`]),
-      '--autoscaler',
-      'static',
-      '--min-instances',
-      '0',
-      '--max-instances',
-      '1',
-      '--autoscaler-interval-ms',
-      '100',
+      ...ONE_REPLICA_FROM_ZERO_ARGS,
       '--max-loaded-models',
       '1',
     ],

@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, it } from 'node:test';
+import { signalGroup } from './support/processes.ts';
 import { ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
@@ -26,14 +27,6 @@ after(async () => {
   if (frozen !== undefined) signalGroup(frozen, 'SIGCONT');
   await killAll(children);
 });
-
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // Gone already.
-  }
-}
 
 /**
  * The pid of `ppid`'s engine child once it runs the engine in a process group of its own, or

@@ -17,3 +17,12 @@ export function pidsWith(marker: string, where: 'cmdline' | 'environ' = 'cmdline
   }
   return pids;
 }
+
+/** Sends `signal` to the process group `pid` leads (SIGSTOP/SIGCONT to freeze an engine); gone is fine. */
+export function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // Gone already.
+  }
+}
