@@ -10,6 +10,9 @@ import type { EngineSleep } from './sleep-mode.ts';
 /** Why a generation ended, in OpenAI's words. */
 export type FinishReason = 'stop' | 'length' | 'abort';
 
+/** vLLM's `stop_reason`: the stop string matched, or the stop token id sampled. */
+export type StopReason = string | number;
+
 /** Token counts of a finished generation. */
 export interface GenerationUsage {
   readonly promptTokens: number;
@@ -22,7 +25,11 @@ export interface GenerationUsage {
 export interface GenerationSink {
   /** One or more new tokens, as text. */
   onText(text: string, tokens: number): void;
-  onFinish(reason: FinishReason, usage: GenerationUsage): void;
+  /**
+   * The generation ended. `stopReason` is vLLM's `stop_reason`: with reason 'stop', the stop string
+   * that ended it (or the token id, for `stop_token_ids`); absent for an EOS or any other end.
+   */
+  onFinish(reason: FinishReason, usage: GenerationUsage, stopReason?: StopReason): void;
   /** The generation failed (the backend refused it or broke); `status` is the HTTP status to answer with. */
   onError(error: Error & { status?: number; code?: string }): void;
 }

@@ -103,6 +103,8 @@ test('non-streaming chat and completion answers have OpenAI shapes and usage wit
       message: { role: 'assistant', content: ' tok tok tok' },
       logprobs: null,
       finish_reason: 'length',
+      // vLLM's ChatCompletionResponseChoice: null unless a stop string or stop token ended it.
+      stop_reason: null,
     },
   ]);
   const promptTokens = backend.calls[0]!.input.request.promptTokens;
@@ -155,7 +157,8 @@ test('streaming chat sends the role, one chunk per token (the last with the fini
     assert.equal(e['object'], 'chat.completion.chunk');
     assert.equal(e['id'], events[0]!['id']);
   }
-  for (const e of events.slice(0, 3)) assert.equal(e['usage'], null);
+  // vLLM's chat chunks leave `usage` out until the usage chunk (serving_chat.py, exclude_unset).
+  for (const e of events.slice(0, 3)) assert.equal('usage' in e, false, JSON.stringify(e));
 });
 
 test('a finish with no token in its turn (an EOS after the last text) gets its own chunk with empty text', async () => {
@@ -219,7 +222,8 @@ test('streaming completions send text_completion chunks and no usage chunk unles
   assert.equal(events.length, 3);
   for (const e of events) {
     assert.equal(e['object'], 'text_completion');
-    assert.equal('usage' in e, false);
+    // vLLM's completions chunks always carry "usage": null (serving_completion.py, exclude_unset=False).
+    assert.equal(e['usage'], null);
   }
   assert.equal((events[0]!['choices'] as Json[])[0].text, ' tok');
   assert.equal((events[1]!['choices'] as Json[])[0].finish_reason, null);
@@ -230,6 +234,87 @@ test('streaming completions send text_completion chunks and no usage chunk unles
     finish_reason: 'length',
     stop_reason: null,
   });
+});
+
+test("usage in stream chunks as vLLM's: chat's leave the key out, completions' carry null, with or without include_usage", async () => {
+  const backend = new FakeBackend();
+  backend.onGenerate = instant(2);
+  const server = await serve(backend);
+  for (const includeUsage of [true, false]) {
+    const chat = sseEvents(
+      await (
+        await post(`${server.url}/v1/chat/completions`, {
+          model: 'fake-model',
+          messages: [{ role: 'user', content: 'hi' }],
+          stream: true,
+          ...(includeUsage ? { stream_options: { include_usage: true } } : {}),
+        })
+      ).text(),
+    );
+    // The role chunk, two token chunks (the last with the finish), then the usage chunk if asked.
+    assert.equal(chat.events.length, includeUsage ? 4 : 3);
+    for (const e of chat.events.slice(0, 3)) assert.equal('usage' in e, false, JSON.stringify(e));
+    if (includeUsage) assert.equal((chat.events[3]!['usage'] as Json).completion_tokens, 2);
+    const completion = sseEvents(
+      await (
+        await post(`${server.url}/v1/completions`, {
+          model: 'fake-model',
+          prompt: 'x',
+          stream: true,
+          ...(includeUsage ? { stream_options: { include_usage: true } } : {}),
+        })
+      ).text(),
+    );
+    assert.equal(completion.events.length, includeUsage ? 3 : 2);
+    for (const e of completion.events.slice(0, 2)) assert.equal(e['usage'], null, JSON.stringify(e));
+    if (includeUsage) assert.equal((completion.events[2]!['usage'] as Json).completion_tokens, 2);
+  }
+});
+
+test('stop_reason names the stop string that ended a sim generation (JSON and streams), null otherwise', async () => {
+  const backend = new SimBackend({
+    modelId: 'sim',
+    gpu: 'h100',
+    model: 'llama-3.1-8b',
+    tp: 1,
+    timeScale: 0.01,
+  });
+  const server = await serve(backend);
+  const bodies = {
+    chat: { model: 'sim', messages: [{ role: 'user', content: 'Which track?' }], seed: 5 },
+    completions: { model: 'sim', prompt: 'Which track?', seed: 5 },
+  };
+  for (const [kind, base] of Object.entries(bodies)) {
+    const path = kind === 'chat' ? 'chat/completions' : 'completions';
+    const choice = async (extra: Record<string, unknown>): Promise<Json> =>
+      ((await (await post(`${server.url}/v1/${path}`, { ...base, max_tokens: 24, ...extra })).json()) as Json)
+        .choices[0];
+    const textOf = (c: Json): string => (kind === 'chat' ? c.message.content : c.text);
+    // The same seed gives the same filler text: a word from its middle is a stop string it meets.
+    const free = await choice({});
+    assert.equal(free.finish_reason, 'length');
+    assert.equal(free.stop_reason, null, `${kind}: no stop string, stop_reason null`);
+    const word = textOf(free)
+      .split(' ')
+      .filter((w: string) => w.length > 0)[8] as string;
+    const stopped = await choice({ stop: ['no such words here', word] });
+    assert.equal(stopped.finish_reason, 'stop');
+    assert.equal(stopped.stop_reason, word, `${kind}: stop_reason names the string matched`);
+    assert.ok(!textOf(stopped).includes(word));
+    const stream = sseEvents(
+      await (
+        await post(`${server.url}/v1/${path}`, {
+          ...base,
+          max_tokens: 24,
+          stop: ['no such words here', word],
+          stream: true,
+        })
+      ).text(),
+    );
+    const last = (stream.events.at(-1)!['choices'] as Json[])[0];
+    assert.equal(last.finish_reason, 'stop');
+    assert.equal(last.stop_reason, word, `${kind} stream: the finishing chunk names it`);
+  }
 });
 
 test('bad requests get OpenAI-style errors with the right status', async () => {

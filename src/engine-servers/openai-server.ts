@@ -37,7 +37,7 @@ import {
   parseCompletionBody,
   SSE_DONE,
 } from '../core/openai-api.ts';
-import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage } from './backend.ts';
+import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage, StopReason } from './backend.ts';
 import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './embeddings.ts';
 import { errorBody, sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
 import { parseResponsesBody, ResponsesResponse, responsesEcho } from './responses.ts';
@@ -220,7 +220,6 @@ class CompletionResponse implements GenerationSink {
     private readonly continuousUsage: boolean,
   ) {
     this.arrivalMs = arrivalMs;
-    const usageNull = parsed.includeUsage ? ',"usage":null' : '';
     if (parsed.kind === 'chat') {
       this.chunkHead = `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"delta":{"content":`;
       this.chunkChoiceEnd = '},"logprobs":null,"finish_reason":null}]';
@@ -228,14 +227,19 @@ class CompletionResponse implements GenerationSink {
       this.chunkHead = `data: {"id":"${id}","object":"text_completion","created":${created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"text":`;
       this.chunkChoiceEnd = ',"logprobs":null,"finish_reason":null,"stop_reason":null}]';
     }
-    this.chunkTail = `${this.chunkChoiceEnd}${usageNull}}\n\n`;
+    this.chunkTail = `${this.chunkChoiceEnd}${this.usageMember(0)}}\n\n`;
   }
 
-  /** A chunk's usage member: the counts so far (continuous usage), null (include_usage), or none. */
+  /**
+   * A chunk's usage member. With continuous usage, the counts so far. Otherwise as vLLM serialises
+   * its chunks: chat's leave the key out (serving_chat.py dumps them with `exclude_unset=True`, the
+   * usage unset), completions' always carry `"usage":null` (serving_completion.py dumps them with
+   * `exclude_unset=False`), whether or not `include_usage` asked for the usage chunk.
+   */
   private usageMember(completionTokens: number, promptTokens = this.parsed.promptTokens): string {
     if (this.continuousUsage)
       return `,"usage":{"prompt_tokens":${promptTokens},"completion_tokens":${completionTokens},"total_tokens":${promptTokens + completionTokens}}`;
-    return this.parsed.includeUsage ? ',"usage":null' : '';
+    return this.parsed.kind === 'chat' ? '' : ',"usage":null';
   }
 
   /** The client is gone (or the response ended): nothing more may be written. */
@@ -273,7 +277,7 @@ class CompletionResponse implements GenerationSink {
       );
   }
 
-  onFinish(reason: FinishReason, usage: GenerationUsage): void {
+  onFinish(reason: FinishReason, usage: GenerationUsage, stopReason?: StopReason): void {
     if (this.settled) return;
     this.settled = true;
     this.server.generationEnded(reason, (performance.now() - this.arrivalMs) / 1000);
@@ -281,6 +285,8 @@ class CompletionResponse implements GenerationSink {
     const res = this.res;
     const parsed = this.parsed;
     const reasonJson = JSON.stringify(reason);
+    // vLLM's stop_reason: the stop string (or stop token id) that ended it, else null.
+    const stopJson = reason === 'stop' && stopReason !== undefined ? JSON.stringify(stopReason) : 'null';
     if (parsed.stream) {
       if (!this.started) this.start();
       this.ended = true;
@@ -289,8 +295,8 @@ class CompletionResponse implements GenerationSink {
       this.pendingText = undefined;
       let out =
         parsed.kind === 'chat'
-          ? `data: {"id":"${this.id}","object":"chat.completion.chunk","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"delta":{"content":${lastText}},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":null}]${this.usageMember(usage.completionTokens, usage.promptTokens)}}\n\n`
-          : `data: {"id":"${this.id}","object":"text_completion","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"text":${lastText},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":null}]${this.usageMember(usage.completionTokens, usage.promptTokens)}}\n\n`;
+          ? `data: {"id":"${this.id}","object":"chat.completion.chunk","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"delta":{"content":${lastText}},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":${stopJson}}]${this.usageMember(usage.completionTokens, usage.promptTokens)}}\n\n`
+          : `data: {"id":"${this.id}","object":"text_completion","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[{"index":0,"text":${lastText},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":${stopJson}}]${this.usageMember(usage.completionTokens, usage.promptTokens)}}\n\n`;
       if (parsed.includeUsage) {
         const object = parsed.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
         out += `data: {"id":"${this.id}","object":"${object}","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[],"usage":${usageJson(usage)}}\n\n`;
@@ -301,8 +307,8 @@ class CompletionResponse implements GenerationSink {
     this.ended = true;
     const choice =
       parsed.kind === 'chat'
-        ? `{"index":0,"message":{"role":"assistant","content":${JSON.stringify(this.text)}},"logprobs":null,"finish_reason":${reasonJson}}`
-        : `{"index":0,"text":${JSON.stringify(this.text)},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":null}`;
+        ? `{"index":0,"message":{"role":"assistant","content":${JSON.stringify(this.text)}},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":${stopJson}}`
+        : `{"index":0,"text":${JSON.stringify(this.text)},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":${stopJson}}`;
     const object = parsed.kind === 'chat' ? 'chat.completion' : 'text_completion';
     const body = `{"id":"${this.id}","object":"${object}","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[${choice}],"usage":${usageJson(usage)}}`;
     sendJson(res, 200, body, this.server.closingHeaders());

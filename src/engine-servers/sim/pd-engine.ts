@@ -330,12 +330,16 @@ export class PdSimBackend implements EngineBackend {
     const wrapped: GenerationSink = {
       onText: (text, n) => sink.onText(text, n),
       onError: (error) => sink.onError(error),
-      onFinish: (reason, usage) =>
-        sink.onFinish(reason, {
-          promptTokens: prompt,
-          completionTokens: usage.completionTokens,
-          cachedTokens: Math.max(usage.cachedTokens, prompt - 1),
-        }),
+      onFinish: (reason, usage, stopReason) =>
+        sink.onFinish(
+          reason,
+          {
+            promptTokens: prompt,
+            completionTokens: usage.completionTokens,
+            cachedTokens: Math.max(usage.cachedTokens, prompt - 1),
+          },
+          stopReason,
+        ),
     };
     this.inner.generate({ ...input, request: { ...input.request, promptTokens: 1 } }, wrapped);
   }

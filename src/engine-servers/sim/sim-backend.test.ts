@@ -248,6 +248,7 @@ test('findStopCut finds a stop string across token boundaries and ignores empty 
   const stop = text.slice(37, 45);
   const cut = findStopCut(9, 50, ['', stop]);
   assert.equal(cut?.chars, text.indexOf(stop));
+  assert.equal(cut?.stop, stop, 'the stop string matched (vLLM stop_reason)');
   let upTo = '';
   for (let i = 0; i < (cut?.tokens ?? 0); i++) upTo += fillerToken(9, i);
   assert.ok(

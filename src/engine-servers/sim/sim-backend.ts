@@ -161,10 +161,14 @@ export function fillerToken(seed: number, index: number): string {
   return WORDS[(h ^ (h >>> 13)) & WORD_MASK]!;
 }
 
-/** Where a stop string cuts a generation: after `tokens` tokens, keeping `chars` characters. */
+/**
+ * Where a stop string cuts a generation: after `tokens` tokens, keeping `chars` characters; `stop`
+ * is the string matched (vLLM's `stop_reason`).
+ */
 export interface StopCut {
   readonly tokens: number;
   readonly chars: number;
+  readonly stop: string;
 }
 
 /**
@@ -189,14 +193,18 @@ export function findStopCut(
     const token = fillerToken(seed, i);
     tail += token;
     let at = -1;
+    let matched = '';
     if (i >= minTokens) {
       const newFrom = tail.length - token.length;
       for (const stop of live) {
         const j = tail.indexOf(stop, Math.max(0, newFrom - stop.length + 1));
-        if (j >= 0 && (at < 0 || j < at)) at = j;
+        if (j >= 0 && (at < 0 || j < at)) {
+          at = j;
+          matched = stop;
+        }
       }
     }
-    if (at >= 0) return { tokens: i + 1, chars: tailAt + at };
+    if (at >= 0) return { tokens: i + 1, chars: tailAt + at, stop: matched };
     if (tail.length > keep) {
       tailAt += tail.length - keep;
       tail = tail.slice(tail.length - keep);
@@ -574,7 +582,8 @@ export class SimBackend implements EngineBackend {
       completionTokens: request.outputTokens,
       cachedTokens: result.cachedPromptTokens,
     };
-    seq.sink.onFinish(seq.stopCut === undefined ? 'length' : 'stop', usage);
+    if (seq.stopCut === undefined) seq.sink.onFinish('length', usage);
+    else seq.sink.onFinish('stop', usage, seq.stopCut.stop);
   }
 
   /** Hands the sequence its tokens up to `produced`, the text cut where a stop string begins. */
