@@ -115,14 +115,39 @@ describe('gateway config', () => {
   });
 
   it('substitutes ${VAR} and ${VAR:-default}, and names a missing variable', () => {
-    const c = parseGatewayConfig(
+    const c = substituteEnv(
       { adminKey: '${ADMIN}', tenants: [{ key: '${KEY:-fallback-key}', name: 't' }] },
       { ADMIN: 'secret-admin' },
-    );
+    ) as { adminKey: string; tenants: { key: string }[] };
     assert.equal(c.adminKey, 'secret-admin');
     assert.equal(c.tenants[0]?.key, 'fallback-key');
-    assert.match(configError({ adminKey: '${NOPE}' }), /adminKey: environment variable NOPE is not set/);
+    assert.throws(
+      () => substituteEnv({ adminKey: '${NOPE}' }, {}),
+      /adminKey: environment variable NOPE is not set/,
+    );
     assert.deepEqual(substituteEnv(['a${X}b', 3, null], { X: '-' }), ['a-b', 3, null]);
+  });
+
+  it('substitutes in a config file only: values given as objects (flags, a loaded config) stay as they are', () => {
+    // An --admin-key with `${` in it, merged into the config after the file was read.
+    for (const key of ['admin-key-${X}', 'admin-key-${X:-y}', 'admin-${X}-${Y}'])
+      assert.equal(parseGatewayConfig({ adminKey: key }, {}).adminKey, key);
+    // A variable whose value contains `${` is substituted once: validating the loaded config again
+    // (startGateway does) keeps it.
+    const dir = mkdtempSync(join(tmpdir(), 'sy-gw-config-'));
+    try {
+      const file = join(dir, 'gw.yaml');
+      writeFileSync(file, 'adminKey: ${SY_TEST_ADMIN}\n');
+      const loaded = loadGatewayConfig(file, { SY_TEST_ADMIN: 'admin-${SY_TEST_UNSET_VAR}-1' });
+      assert.equal(loaded.adminKey, 'admin-${SY_TEST_UNSET_VAR}-1');
+      assert.equal(parseGatewayConfig(loaded).adminKey, 'admin-${SY_TEST_UNSET_VAR}-1');
+      assert.throws(
+        () => loadGatewayConfig(file, {}),
+        /adminKey: environment variable SY_TEST_ADMIN is not set/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('merges tenants into the admission config by name and refuses a tenant named twice', () => {

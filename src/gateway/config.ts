@@ -575,13 +575,18 @@ export function substituteEnv(
   return value;
 }
 
-/** Validates a config object; a failure is SY_ERR_INVALID_CONFIG naming every bad path (and the valid keys). */
+/**
+ * Validates a config object; a failure is SY_ERR_INVALID_CONFIG naming every bad path (and the valid
+ * keys). Its strings are taken as they are: `${VAR}` substitution belongs to a config file's text
+ * (`loadGatewayConfig`), not to flag values merged in later (an `--admin-key` may contain `${`) nor
+ * to a config already loaded (substituting twice would rewrite a variable's value that contains
+ * `${`). `_env` is not read: callers from before substitution moved to `loadGatewayConfig` pass one.
+ */
 export function parseGatewayConfig(
   value: unknown,
-  env: Readonly<Record<string, string | undefined>> = process.env,
+  _env?: Readonly<Record<string, string | undefined>>,
 ): GatewayConfig {
-  const substituted = substituteEnv(value ?? {}, env);
-  const result = gatewayConfigSchema.safeParse(substituted);
+  const result = gatewayConfigSchema.safeParse(value ?? {});
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
     const where = issue.path.length > 0 ? issue.path.map(String).join('.') : '(top level)';
@@ -598,7 +603,10 @@ export function parseGatewayConfig(
   });
 }
 
-/** Reads and validates a YAML (or JSON) config file. */
+/**
+ * Reads and validates a YAML (or JSON) config file, replacing `${VAR}` and `${VAR:-default}` in its
+ * string values from `env` (once: a variable's value is not substituted again).
+ */
 export function loadGatewayConfig(
   file: string,
   env: Readonly<Record<string, string | undefined>> = process.env,
@@ -607,7 +615,7 @@ export function loadGatewayConfig(
     unreadableCode: 'SY_ERR_INVALID_CONFIG',
     param: 'config',
   });
-  return parseGatewayConfig(doc ?? {}, env);
+  return parseGatewayConfig(substituteEnv(doc ?? {}, env));
 }
 
 interface ZodDefLike {
