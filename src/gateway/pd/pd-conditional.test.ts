@@ -330,6 +330,27 @@ describe('PdConditional (the live host of the rules)', () => {
     assert.ok(rule.ledgerSize <= LOCAL_STALL_LEDGER_ENTRIES_MAX, `${rule.ledgerSize} entries`);
   });
 
+  it("slo: a retry after its decode backend was removed and re-added leaves the new incarnation's stall", () => {
+    const rule = new PdConditional('slo', 'ib-400', CONDITIONAL_CHUNK_TOKENS_DEFAULT, defaultPolicyContext());
+    const slow = [view({ id: 'p0', role: 'prefill', inFlight: 8, pendingPrefillTokens: 20_000 })];
+    const slo = { ttftMs: 500, tpotMs: 25 };
+    const d0 = view({ id: 'd0', role: 'decode', running: 16, kvUsage: 0.2 });
+    const d1 = view({ id: 'd1', role: 'decode', running: 16, kvUsage: 0.2 });
+    // A long prompt stays local at d0; d0 is removed (its attempt fails) and comes back under its id.
+    const r: Request = { ...request(1, 4000), arrivalMs: 0, slo };
+    assert.equal(rule.decide(r, d0, slow), false);
+    const old = rule.input(r, d0, slow).recentLocalStallMs as number;
+    rule.forgetBackend('d0');
+    // The re-added d0 takes a shorter local prefill: its ledger starts fresh with that one's stall.
+    const other: Request = { ...request(2, 1000), arrivalMs: 0, slo };
+    assert.equal(rule.decide(other, d0, slow), false);
+    const fresh = rule.input(other, d0, slow).recentLocalStallMs as number;
+    assert.ok(fresh > 0 && fresh < old, `${fresh} < ${old}`);
+    // The first request's retry goes to d1: its withdraw is for the removed incarnation, ignored.
+    assert.equal(rule.decide(r, d1, slow, false), false);
+    assert.equal(rule.input(other, d0, slow).recentLocalStallMs, fresh);
+  });
+
   it('slo: the gateway drops a removed decode backend from the ledger (removeBackend)', async () => {
     const gw = new LiveGateway(parseGatewayConfig({ backends: backends(), pd: { conditional: 'slo' } }, {}), {
       log: () => {},

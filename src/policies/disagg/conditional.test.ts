@@ -191,3 +191,24 @@ test('LocalStallLedger: decays with the horizon as time constant, per decode ins
   ledger.add('d0', 600, 500, 10);
   assert.ok(Math.abs(ledger.recentMs('d0', 600, 500) - (40 / Math.E + 10)) < 1e-9);
 });
+
+test('LocalStallLedger: a withdraw for an entry since dropped leaves a newer entry of the same id alone', () => {
+  const ledger = new LocalStallLedger();
+  const old = ledger.add('d0', 0, 500, 40);
+  // The instance is removed, then one comes back under its id and takes a local prefill.
+  ledger.forget('d0');
+  ledger.add('d0', 10, 500, 25);
+  ledger.withdraw(old, 500);
+  assert.equal(ledger.recentMs('d0', 10, 500), 25, 'the late withdraw of the old incarnation is ignored');
+  // Within one incarnation a withdraw still takes its record back.
+  const mine = ledger.add('d0', 10, 500, 5);
+  ledger.withdraw(mine, 500);
+  assert.ok(Math.abs(ledger.recentMs('d0', 10, 500) - 25) < 1e-9);
+  // An entry dropped because its stall was taken back to nothing starts a new incarnation too.
+  const a = ledger.add('d1', 0, 500, 7);
+  ledger.withdraw(a, 500);
+  assert.equal(ledger.size, 1);
+  ledger.add('d1', 0, 500, 9);
+  ledger.withdraw(a, 500);
+  assert.equal(ledger.recentMs('d1', 0, 500), 9);
+});

@@ -309,6 +309,11 @@ const LOCAL_STALL_NEGLIGIBLE_MS = 1e-6;
 /** One stall a LocalStallLedger recorded (`add`), to take back with `withdraw`. */
 export interface LocalStallRecord {
   readonly decodeId: string;
+  /**
+   * Which entry of `decodeId` took it: each entry the ledger creates gets a new number, so a record
+   * made before the entry was dropped (`forget`, pruning) never touches one created after.
+   */
+  readonly entry: number;
   /** The entry's time once the stall was added (the later of the record's and the entry's). */
   readonly atMs: number;
   readonly stallMs: number;
@@ -322,7 +327,10 @@ export interface LocalStallRecord {
  * recorded longest ago.
  */
 export class LocalStallLedger {
-  private readonly byDecode = new Map<string, { ms: number; atMs: number }>();
+  /** Per decode instance: the decayed stall as of `atMs`, and the entry's number (`LocalStallRecord.entry`). */
+  private readonly byDecode = new Map<string, { ms: number; atMs: number; entry: number }>();
+  /** The number the next entry created gets. */
+  private nextEntry = 0;
 
   constructor(private readonly maxEntries = LOCAL_STALL_LEDGER_ENTRIES_MAX) {}
 
@@ -341,22 +349,26 @@ export class LocalStallLedger {
   /** Adds `stallMs` at `atMs` to `decodeId`; what was recorded, for `withdraw`. */
   add(decodeId: string, atMs: number, horizonMs: number, stallMs: number): LocalStallRecord {
     const ms = this.recentMs(decodeId, atMs, horizonMs) + stallMs;
-    const at = Math.max(atMs, this.byDecode.get(decodeId)?.atMs ?? atMs);
-    this.byDecode.set(decodeId, { ms, atMs: at });
+    const existing = this.byDecode.get(decodeId);
+    const at = Math.max(atMs, existing?.atMs ?? atMs);
+    const entry = existing?.entry ?? this.nextEntry++;
+    this.byDecode.set(decodeId, { ms, atMs: at, entry });
     if (this.byDecode.size > this.maxEntries) this.prune(at, horizonMs, decodeId);
-    return { decodeId, atMs: at, stallMs };
+    return { decodeId, entry, atMs: at, stallMs };
   }
 
   /**
    * Takes back a stall `add` recorded, as decayed since (with `horizonMs`, the horizon it was
-   * recorded with: exact while the instance's records share it). Nothing if its entry is gone.
+   * recorded with: exact while the instance's records share it). Nothing if the entry that took it
+   * is gone, even when the instance has a newer one (a removed backend re-added under its id starts
+   * fresh: a late withdraw from its earlier incarnation would undercount the new one's stall).
    */
   withdraw(record: LocalStallRecord, horizonMs: number): void {
     const entry = this.byDecode.get(record.decodeId);
-    if (entry === undefined) return;
+    if (entry === undefined || entry.entry !== record.entry) return;
     const ms = entry.ms - record.stallMs * Math.exp(-Math.max(0, entry.atMs - record.atMs) / horizonMs);
     if (ms < LOCAL_STALL_NEGLIGIBLE_MS) this.byDecode.delete(record.decodeId);
-    else this.byDecode.set(record.decodeId, { ms, atMs: entry.atMs });
+    else this.byDecode.set(record.decodeId, { ms, atMs: entry.atMs, entry: entry.entry });
   }
 
   /** Drops `decodeId`'s entry (the instance is gone). */
