@@ -1,0 +1,141 @@
+/**
+ * End-to-end: SIGTERM while a request is held for a model whose engine is going to sleep, with real
+ * processes. `switchyard serve --min-instances 0 --sleep` fronts sim model m. A first request starts
+ * m's engine; the test then freezes the engine (SIGSTOP to its process group), so that when the
+ * keep-alive runs out serve's `POST /sleep` reaches a stopped process and stays in flight as long
+ * as the test needs: a sleep under way, made deterministic (/stats `sleep.models.m.sleeping` is 1).
+ * A second request for m is held: its wake waits for the sleep to complete. Then serve gets SIGTERM:
+ *
+ * - the held request is not refused: serve's drain waits for a model whose engine is going to
+ *   sleep (its `scaleFromZero.starting` counts the actuator's `sleeping` engines, 380ff25), since
+ *   the sleep's completion wakes the engine for it (local-actuator putToSleep). Without that count
+ *   it got 503 SY_ERR_DRAINING at once;
+ * - thawed, the engine completes its sleep, is woken (same process, no new start), added during the
+ *   drain, and serves the held request: 200. Serve then exits 0.
+ *
+ * Linux only (/proc). Deadlines here only guard against hangs.
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { after, it } from 'node:test';
+import { signalGroup } from './support/processes.ts';
+import { chatStatus, ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
+import { killAll, until } from './support/wait.ts';
+
+/** Guard against a hang, not a performance bound. */
+const HANG_GUARD_MS = 60_000;
+const waitFor = (what: string, check: () => Promise<boolean> | boolean): Promise<void> =>
+  until(what, check, HANG_GUARD_MS, 5);
+
+const children: ChildProcess[] = [];
+let frozen: number | undefined;
+after(async () => {
+  if (frozen !== undefined) signalGroup(frozen, 'SIGCONT');
+  await killAll(children);
+});
+
+/** The pids of `ppid`'s engine children that run the engine in a process group of their own. */
+function engineChildren(ppid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // "pid (comm) state ppid pgrp ...": comm may hold spaces, so read after its closing parenthesis.
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const [, parent, group] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(parent) !== ppid || group !== name) continue;
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      if (argv.includes('engine')) out.push(Number(name));
+    } catch {
+      // It exited while we looked.
+    }
+  }
+  return out;
+}
+
+interface Stats {
+  sleep: { models: Record<string, { sleeps: number; wakes: number; sleeping: number; starts: number }> };
+  scaleFromZero: { waiting: Record<string, number> };
+}
+
+async function stats(url: string): Promise<Stats> {
+  return (await (await fetch(`${url}/stats`)).json()) as Stats;
+}
+
+/** A chat completion for `model`: its status and error code, if any. */
+async function chat(url: string, model: string): Promise<{ status: number; code: string | undefined }> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }),
+  });
+  const body = (await res.json()) as { error?: { code: string } };
+  return { status: res.status, code: body.error?.code };
+}
+
+it('on SIGTERM waits for a held request whose engine is going to sleep, and serves it once the engine wakes', {
+  skip: existsSync('/proc/self/stat') ? false : 'needs /proc',
+}, async () => {
+  const serve = await startServe(
+    [
+      '--time-scale',
+      '0.05',
+      '--model',
+      'm=llama-3.1-8b',
+      ...ONE_REPLICA_FROM_ZERO_ARGS,
+      '--keep-alive-ms',
+      '300',
+      '--sleep',
+    ],
+    children,
+  );
+  const { url, stderr } = serve;
+  const servePid = serve.proc.pid as number;
+
+  // A cold start answers the first request; the engine is frozen right after, still ready.
+  assert.equal(await chatStatus(url, 'm'), 200);
+  const engines = engineChildren(servePid);
+  assert.equal(engines.length, 1, stderr.join('\n'));
+  const engine = engines[0] as number;
+  signalGroup(engine, 'SIGSTOP');
+  frozen = engine;
+
+  // Past the keep-alive serve sends POST /sleep, which the frozen engine cannot answer.
+  await waitFor(
+    'the engine going to sleep',
+    async () => (await stats(url)).sleep.models['m']?.sleeping === 1,
+  );
+  const m = (await stats(url)).sleep.models['m'];
+  assert.deepEqual([m?.sleeps, m?.wakes, m?.starts], [0, 0, 1], 'not asleep yet; one start');
+
+  // A request for m now is held: the only engine is on its way to sleep.
+  let settled = false;
+  const held = chat(url, 'm').finally(() => {
+    settled = true;
+  });
+  await waitFor('the request held', async () => (await stats(url)).scaleFromZero.waiting['m'] === 1);
+
+  // The drain begins while the sleep is still in flight: the held request is not refused.
+  serve.proc.kill('SIGTERM');
+  await waitFor('the drain line', () => stderr.some((l) => /SIGTERM: draining/.test(l)));
+  // Serve's own /stats still answers during the drain: the request is still held, serve still runs.
+  const waitingNow = await stats(url).then(
+    (s) => s.scaleFromZero.waiting['m'],
+    (error: Error) => `no /stats: ${error.message}`,
+  );
+  if (settled) assert.fail(`answered during the drain, the engine frozen: ${JSON.stringify(await held)}`);
+  assert.equal(waitingNow, 1, 'still held');
+  assert.equal(serve.proc.exitCode, null, 'serve waits for the engine going to sleep');
+
+  // Thawed: the sleep completes, the engine is woken for the held request and serves it.
+  signalGroup(engine, 'SIGCONT');
+  frozen = undefined;
+  assert.deepEqual(await held, { status: 200, code: undefined });
+  assert.equal(await serve.exited, 0, stderr.join('\n'));
+  assert.ok(
+    stderr.some((l) => new RegExp(`engine 0 awake at .* \\(pid ${engine},`).test(l)),
+    stderr.join('\n'),
+  );
+  assert.equal(stderr.filter((l) => / engine 0 ready at /.test(l)).length, 1, 'no new start');
+});
