@@ -1,12 +1,14 @@
 /**
  * One model's pool of modelled instances in the twin, and the machinery every control host shares:
  * moving each SimInstance through stopped -> (pending ->) starting -> ready -> draining -> stopped,
- * billing GPUs from the start to the release, the model's traffic windows, its instance counts over
- * time, and the scale-from-zero buffer for requests that find no ready instance.
+ * billing GPUs from the start to the release or the run's end (whichever is first), the model's
+ * traffic windows, its instance counts over time, and the scale-from-zero buffer for requests that
+ * find no ready instance.
  *
  * It decides nothing: a coordinator says which slot to start, reserve or drain. ControlHost drives
  * one pool from one loop; PlacementHost drives one pool per model from the cluster's placement.
  */
+import { GpuBill } from '../control/serverless/gpu-bill.ts';
 import { TrafficWindowAccumulator } from '../control/traffic-window.ts';
 import type {
   InstancePhase,
@@ -104,7 +106,8 @@ export class ModelPool {
   private readonly ran: boolean[];
   /** The earliest ready time of a starting instance; kept by `setPhase`. */
   private nextReadyMs = Number.POSITIVE_INFINITY;
-  private gpuMs = 0;
+  /** Instances stopped: their GPU-ms, clipped at the run's end. */
+  private readonly bill = new GpuBill();
   private coldStartCount = 0;
   private readonly series: InstanceCountPoint[] = [];
   private seriesStride = 1;
@@ -302,6 +305,7 @@ export class ModelPool {
 
   /** An online request completed. */
   completion(result: FinishedRequest): void {
+    this.bill.settle(result.finishMs);
     const output = result.request.outputTokens;
     const ttftMs = result.firstTokenMs - result.arrivalMs;
     const tpotMs = output > 1 ? (result.finishMs - result.firstTokenMs) / (output - 1) : 0;
@@ -368,13 +372,37 @@ export class ModelPool {
     return this.series;
   }
 
+  /**
+   * The points of `instancesOverTime` up to the run's end, `endMs`: ticks after the last completion
+   * (held requests waiting out their deadline) are past what `gpuHoursAt(endMs)` bills.
+   */
+  instancesUntil(endMs: number): readonly InstanceCountPoint[] {
+    const endS = endMs / 1000;
+    let n = this.series.length;
+    while (n > 1 && (this.series[n - 1] as InstanceCountPoint).timeS > endS) n--;
+    return n === this.series.length ? this.series : this.series.slice(0, n);
+  }
+
+  /**
+   * The run's end is at or after `atMs` (some model's request completed then): bills of instances
+   * stopped by then are final. Completions of the pool's own model settle it too.
+   */
+  settle(atMs: number): void {
+    this.bill.settle(atMs);
+  }
+
   get coldStarts(): number {
     return this.coldStartCount;
   }
 
-  /** GPU-hours billed so far, plus what instances still holding GPUs would owe up to `endMs`. */
+  /**
+   * GPU-hours up to the run's end, `endMs` (its last completion, at or after every completion the
+   * pool saw): each instance from its start to its stop or `endMs`, whichever is first. A keep-alive
+   * or a held request's deadline may stop an instance after the last completion; that tail is not
+   * billed, as it is not for instances still running at the end.
+   */
   gpuHoursAt(endMs: number): number {
-    let ms = this.gpuMs;
+    let ms = this.bill.totalMs(endMs);
     for (let k = 0; k < this.phase.length; k++) {
       const p = this.phase[k];
       if (p === 'starting' || p === 'ready' || p === 'draining') ms += this.billMs(k, endMs);
@@ -386,7 +414,8 @@ export class ModelPool {
 
   private stop(k: number, nowMs: number): void {
     const p = this.phase[k];
-    if (p === 'starting' || p === 'ready' || p === 'draining') this.gpuMs += this.billMs(k, nowMs);
+    if (p === 'starting' || p === 'ready' || p === 'draining')
+      this.bill.close(this.startedAtMs[k] as number, nowMs, (this.instances[k] as SimInstance).tp);
     this.readyAtMs[k] = Number.POSITIVE_INFINITY;
     this.setPhase(k, 'stopped', nowMs);
     this.options.onStopped?.(k, nowMs);

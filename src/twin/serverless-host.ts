@@ -64,7 +64,7 @@ import { activationReserveBytes, weightBytesPerGpu } from '../model/kv.ts';
 import { modelSpec } from '../model/models.ts';
 import { startupTimeMs } from '../model/startup.ts';
 import { GrowableFloat64 } from '../stats/growable.ts';
-import { type LatencyStats, latencyStats } from '../stats/percentiles.ts';
+import { latencyStats } from '../stats/percentiles.ts';
 import type { ClusterSpec, SimInstance } from './cluster.ts';
 import {
   ArmedTimes,
@@ -136,8 +136,24 @@ export interface ServerlessModelOutcome extends ModelOutcome {
   readonly evicted: number;
 }
 
-/** TTFT of one kind of request, ms. */
-export type TtftStats = Omit<LatencyStats, 'count'>;
+/**
+ * TTFT of one kind of request, ms, and how many requests it covers. With none (`count` 0) every
+ * figure is null, not the 0 ms no request saw (JSON carries no NaN).
+ */
+export interface TtftStats {
+  readonly mean: number | null;
+  readonly p50: number | null;
+  readonly p90: number | null;
+  readonly p99: number | null;
+  readonly count: number;
+}
+
+/** TTFT stats of `values` (see TtftStats). */
+export function ttftStats(values: Float64Array): TtftStats {
+  if (values.length === 0) return { mean: null, p50: null, p90: null, p99: null, count: 0 };
+  const { mean, p50, p90, p99 } = latencyStats(values);
+  return { mean, p50, p90, p99, count: values.length };
+}
 
 /** What a serverless run adds to its result. */
 export interface ServerlessOutcome {
@@ -294,6 +310,8 @@ export class ServerlessHost implements TwinControl {
   private wakes = 0;
   private wakeMsSum = 0;
   private stoppedAsleep = 0;
+  /** The latest completion seen (online or offline): the run's end is no earlier. */
+  private lastFinishMs = 0;
 
   constructor(
     private readonly settings: ServerlessSettings,
@@ -412,6 +430,7 @@ export class ServerlessHost implements TwinControl {
 
   onFinish(result: FinishedRequest, instance: SimInstance, offline: boolean): void {
     const m = this.byId.get(instance.model);
+    if (result.finishMs > this.lastFinishMs) this.lastFinishMs = result.finishMs;
     if (!offline) {
       m?.pool.completion(result);
       const ttftMs = result.firstTokenMs - result.arrivalMs;
@@ -487,13 +506,10 @@ export class ServerlessHost implements TwinControl {
         preempted: m.evicted,
         shortTicks: m.shortTicks,
         // Full per-model series would make the JSON grow with models x ticks: every k-th point.
-        instancesOverTime: thinned(m.pool.instancesOverTime, MODEL_SERIES_POINTS_MAX),
+        instancesOverTime: thinned(m.pool.instancesUntil(endMs), MODEL_SERIES_POINTS_MAX),
       };
     });
-    const stats = (v: GrowableFloat64): TtftStats => {
-      const { mean, p50, p90, p99 } = latencyStats(v.view());
-      return { mean, p50, p90, p99 };
-    };
+    const stats = (v: GrowableFloat64): TtftStats => ttftStats(v.view());
     const loneGpuHours = (this.book?.loneGpuMs(endMs) ?? 0) / 3_600_000;
     this.closed = {
       sleep: {
@@ -529,7 +545,8 @@ export class ServerlessHost implements TwinControl {
       gpuHours: models.reduce((s, m) => s + m.gpuHours, 0) + loneGpuHours,
       coldStarts: models.reduce((s, m) => s + m.coldStarts, 0),
       startupMs: Math.max(...models.map((m) => m.startupMs)),
-      instancesOverTime: sumSeries(this.models.map((m) => m.pool.instancesOverTime)),
+      // Up to the run's end, as the bills: ticks after the last completion are left out.
+      instancesOverTime: sumSeries(this.models.map((m) => m.pool.instancesUntil(endMs))),
       models,
     };
   }
@@ -538,7 +555,10 @@ export class ServerlessHost implements TwinControl {
 
   /** Stops what the policy no longer wants, then starts what it wants, waiting requests first. */
   private tick(nowMs: number): void {
+    // Bills closed before the latest completion are final (each bill ends at the run's end).
+    this.book?.settle(this.lastFinishMs);
     for (const m of this.models) {
+      m.pool.settle(this.lastFinishMs);
       m.pool.sweepDrained(nowMs);
       m.startupMs = this.bestStartupMs(m, nowMs);
     }

@@ -6,6 +6,7 @@ export {
   IDLE_GAPS_MAX,
   PRIOR_WEIGHT_GAPS,
 } from './forecast.ts';
+export { GpuBill } from './gpu-bill.ts';
 export {
   type LiveSleepConfig,
   type LiveSleepInput,

@@ -10,6 +10,7 @@
 import { invalidArgument } from '../../core/errors.ts';
 import type { ModelId } from '../../core/ids.ts';
 import { GiB, MS_PER_S } from '../../core/units.ts';
+import { GpuBill } from './gpu-bill.ts';
 
 /**
  * GPU memory a sleeping engine keeps per GPU: CUDA context, captured CUDA graphs and allocator
@@ -170,7 +171,8 @@ export class SleepBook {
   private readonly gpus = new Map<string, Gpu[]>();
   private readonly sleepers = new Map<string, Sleeper>();
   private readonly awakeAt = new Map<string, { node: string; gpus: number[] }>();
-  private loneGpuMsClosed = 0;
+  /** GPUs no longer held by sleepers alone: their GPU-ms, clipped at the run's end. */
+  private readonly loneBill = new GpuBill();
   private seq = 0;
 
   /**
@@ -566,13 +568,21 @@ export class SleepBook {
     return (this.node(node)[index] as Gpu).awake;
   }
 
-  /** GPU-ms billed to GPUs held by sleepers alone, up to `endMs`. */
+  /**
+   * GPU-ms billed to GPUs held by sleepers alone, up to the run's end `endMs` (no earlier than any
+   * `settle`): a GPU released after it is billed up to it, as one still held is.
+   */
   loneGpuMs(endMs: number): number {
-    let ms = this.loneGpuMsClosed;
+    let ms = this.loneBill.totalMs(endMs);
     for (const gpus of this.gpus.values()) {
       for (const g of gpus) if (g.aloneSinceMs !== undefined) ms += Math.max(0, endMs - g.aloneSinceMs);
     }
     return ms;
+  }
+
+  /** The run's end is at or after `atMs` (a completion then): lone GPUs released by then are billed whole. */
+  settle(atMs: number): void {
+    this.loneBill.settle(atMs);
   }
 
   /** Sleepers now. */
@@ -586,7 +596,7 @@ export class SleepBook {
 
   private closeLone(g: Gpu, nowMs: number): void {
     if (g.aloneSinceMs === undefined) return;
-    this.loneGpuMsClosed += Math.max(0, nowMs - g.aloneSinceMs);
+    this.loneBill.close(g.aloneSinceMs, nowMs, 1);
     g.aloneSinceMs = undefined;
   }
 
