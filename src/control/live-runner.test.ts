@@ -3,9 +3,11 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { ManualClock } from '../core/clock.ts';
 import type { Request } from '../core/request.ts';
+import { createAutoscaler } from './autoscalers/registry.ts';
+import { TEST_VARIANT, testContext } from './autoscalers/test-support.ts';
 import { registerRunnerMetrics } from './live-runner.ts';
-import type { EngineLauncher } from './local-actuator.ts';
-import { fakeEngine, fixedLoop, flush, oneSlotActuator, testRunner } from './test-support.ts';
+import { type EngineLauncher, LocalActuator } from './local-actuator.ts';
+import { fakeEngine, fixedLoop, flush, IDLE_BACKENDS, oneSlotActuator, testRunner } from './test-support.ts';
 
 /** A model's pool of at most one engine, at zero, whose launches resolve at once. */
 function zeroPool(model: string, keepAliveMs: number, loopReplicas = 0) {
@@ -97,5 +99,58 @@ describe('LiveControlRunner, scale to zero', () => {
     assert.match(text, /switchyard_desired_replicas\{model="a",role="both"\} 1/);
     assert.match(text, /switchyard_desired_replicas\{model="b",role="both"\} 0/);
     assert.match(text, /switchyard_replicas\{model="a",role="both",phase="starting"\} 1/);
+  });
+});
+
+describe('LiveControlRunner, a cold start under load', () => {
+  it("APA sizes the pool from the gateway's held requests while none is ready", () => {
+    const clock = new ManualClock(0);
+    const launched: number[] = [];
+    // Engines that never finish starting: the whole test is one cold start.
+    const launcher: EngineLauncher = {
+      launch: (index) => {
+        launched.push(index);
+        return new Promise(() => {});
+      },
+    };
+    const actuator = new LocalActuator({
+      variant: TEST_VARIANT,
+      maxInstances: 16,
+      launcher,
+      clock,
+      backends: IDLE_BACKENDS,
+    });
+    const context = testContext({ minReplicas: 0, maxReplicas: 16, intervalMs: 1000 });
+    let held = 0;
+    const runner = testRunner({
+      loop: createAutoscaler('apa', context),
+      actuator,
+      model: TEST_VARIANT.model,
+      intervalMs: 1000,
+      clock,
+      queued: () => held,
+      scaleToZero: { keepAliveMs: () => 300_000 },
+    });
+    const desired: number[] = [];
+    for (let second = 0; second < 5; second++) {
+      // 20 requests a second of 8,000-token prompts, all held by the gateway's buffer.
+      for (let k = 0; k < 20; k++) {
+        const atMs = second * 1000 + k * 50;
+        runner.arrived(
+          { id: `r${held}`, model: TEST_VARIANT.model, inputTokens: 8000, arrivalMs: atMs } as Request,
+          atMs,
+        );
+        held++;
+        runner.wake(held, atMs);
+      }
+      clock.set((second + 1) * 1000);
+      runner.tick();
+      desired.push(runner.desired);
+    }
+    // 20, 40, ... 100 held x 8,000 tokens over one H100's 419,648-token cache, at 0.5 per replica:
+    // 1, 2, 3, 4, 4 instances wanted, each step at most doubling what is on the way.
+    assert.deepEqual(desired, [1, 2, 3, 4, 4]);
+    assert.equal(launched.length, 4);
+    assert.match(runner.reason, /apa .*ready 0, current 4, from 100 request\(s\) held at the host/);
   });
 });

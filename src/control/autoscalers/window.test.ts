@@ -34,4 +34,8 @@ test('a TrailingWindow keeps (at - span, at], always its newest value, and at mo
   for (let i = 0; i < TRAILING_WINDOW_VALUES_MAX + 10; i++) dense.record(i, i);
   assert.equal(dense.size, TRAILING_WINDOW_VALUES_MAX);
   assert.equal(dense.min(), 10, 'the oldest values go first');
+  dense.clear();
+  assert.deepEqual([dense.max(), Number.isNaN(dense.mean())], [Number.NEGATIVE_INFINITY, true], 'cleared');
+  dense.record(5, 2);
+  assert.deepEqual([dense.size, dense.mean()], [1, 2], 'and it fills again from the next value');
 });

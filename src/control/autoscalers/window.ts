@@ -80,6 +80,11 @@ export class TrailingWindow {
     if (drop > 0) this.values = this.values.slice(drop);
   }
 
+  /** Forgets every value (what it held no longer describes the present). */
+  clear(): void {
+    this.values = [];
+  }
+
   /** Mean of the values held; NaN when empty. */
   mean(): number {
     if (this.values.length === 0) return Number.NaN;

@@ -149,6 +149,83 @@ test('scale to zero only when minReplicas allows, and back to one when requests 
   assert.equal(totalReplicas(cold), 1);
 });
 
+/** A cold start: none ready, `starting` on the way, `held` requests of `prompt` tokens at the host. */
+const cold = (starting: number, held: number, prompt = 8000): ScriptTick => ({
+  ready: 0,
+  starting,
+  arrivals: 40,
+  window: { queuedAtEnd: held, meanInputTokens: prompt },
+});
+
+/** Runs ticks where each decision's instances are all still starting (a cold start longer than the run). */
+function coldStart(
+  loop: ControlLoop,
+  context: ControlContext,
+  held: readonly number[],
+  prompt = 8000,
+): number[] {
+  const cluster = new ScriptedCluster(context, 0);
+  let starting = 1; // the host's wake-up started one at the first request
+  return held.map((h) => {
+    starting = totalReplicas(cluster.step(loop, cold(starting, h, prompt)));
+    return starting;
+  });
+}
+
+test('from zero, requests held at the host size the pool while the first instances start (kvUsage)', () => {
+  const zero = testContext({ minReplicas: 0, maxReplicas: 16 });
+  // llama-3.1-8b on one H100 holds 419,648 KV tokens (performance model, vLLM's defaults). 256 held
+  // 8,000-token prompts need 4.88 caches: 9.8x the 0.5 target, so ceil(9.76) = 10, doubling per tick.
+  const n = coldStart(createAutoscaler('apa', zero), zero, [40, 120, 256, 256, 256, 256]);
+  assert.deepEqual(n, [2, 4, 8, 10, 10, 10]);
+  const d = new ScriptedCluster(zero, 0).step(createAutoscaler('apa', zero), cold(1, 256));
+  assert.match(
+    d.reason,
+    /^apa up: kvUsage 4\.880 per replica.*ready 0, current 1, from 256 request\(s\) held/,
+  );
+  // A few short prompts fit in one instance's cache: one, as before.
+  assert.deepEqual(coldStart(createAutoscaler('apa', zero), zero, [10, 20], 1024), [1, 1]);
+});
+
+test('from zero, a held request counts as one of running, waiting or in-flight', () => {
+  const zero = testContext({ minReplicas: 0, maxReplicas: 16 });
+  for (const metric of ['running', 'waiting', 'inFlight']) {
+    const loop = apa(zero, { ...BARE, metric });
+    // 45 held at 10 per replica: 5, reached at the scale-up rate.
+    assert.deepEqual(coldStart(loop, zero, [45, 45, 45, 45]), [2, 4, 5, 5], metric);
+  }
+});
+
+test('from zero, the KV size last seen on an instance converts held requests', () => {
+  const zero = testContext({ minReplicas: 0, maxReplicas: 16 });
+  const loop = createAutoscaler('apa', zero);
+  const cluster = new ScriptedCluster(zero, 1);
+  // An instance of 1,000 blocks of 16 tokens (16,000 tokens) was seen, then the pool went to zero.
+  cluster.step(loop, { ready: 1, signals: { kvUsage: 0.5 } });
+  // 10 held 1,600-token prompts fill one such cache: 2x the target.
+  const d = cluster.step(loop, { ...cold(1, 10, 1600) });
+  assert.equal(totalReplicas(d), 2);
+  assert.match(d.reason, /kvUsage 1\.000 per replica/);
+});
+
+test('from zero with no way to convert held requests (a model outside the catalogue), it holds one', () => {
+  const gguf = { ...testContext().variants[0], model: 'my-finetune.gguf' } as ControlContext['variants'][0];
+  const zero = testContext({ minReplicas: 0, maxReplicas: 16, variants: [gguf] });
+  const n = coldStart(createAutoscaler('apa', zero), zero, [256, 256]);
+  assert.deepEqual(n, [1, 1]);
+});
+
+test('the held-request estimate never enters the averaging window', () => {
+  const zero = testContext({ minReplicas: 0, maxReplicas: 16 });
+  const loop = createAutoscaler('apa', zero); // 60 s window
+  const cluster = new ScriptedCluster(zero, 0);
+  for (let i = 0; i < 5; i++) cluster.step(loop, cold(4, 100, 8000));
+  // The first instance is ready and reads 0.5, on target: the window holds that reading alone.
+  const d = cluster.step(loop, { ready: 1, starting: 3, signals: { kvUsage: 0.5 } });
+  assert.match(d.reason, /kvUsage 0\.500 per replica/);
+  assert.equal(totalReplicas(d), 4, 'what is on the way is kept');
+});
+
 test('the same script gives the same decisions', () => {
   const context = testContext({ minReplicas: 1 });
   const script = [...repeat(5, spread(30)), ...repeat(5, spread(300)), ...repeat(40, spread(10))];

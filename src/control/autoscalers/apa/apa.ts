@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import type { InstanceView } from '../../../core/view.ts';
+import { engineLimits } from '../../capacity.ts';
 import type { ControlContext, ControlDecision, ControlLoop, ControlObservation } from '../../types.ts';
 import { singleVariantDecision } from '../../types.ts';
 import { activeCount, readyCount, TrailingWindow } from '../window.ts';
@@ -60,6 +61,12 @@ class Apa implements ControlLoop {
   private readonly totals: TrailingWindow;
   private readonly upRecommendations: TrailingWindow;
   private readonly downRecommendations: TrailingWindow;
+  /** Mean prompt tokens of the latest window with arrivals. */
+  private promptTokens: number | undefined;
+  /** KV cache tokens of one instance, as last reported in the view. */
+  private kvTokens: number | undefined;
+  /** The performance model's KV cache tokens per instance; null when it has none for the variant. */
+  private modelKv: number | null | undefined;
 
   constructor(
     private readonly context: ControlContext,
@@ -75,10 +82,13 @@ class Apa implements ControlLoop {
     const current = activeCount(o);
     const ready = readyCount(o);
     const demand = o.window.arrivals > 0 || o.window.queuedAtEnd > 0;
-    const total = this.measure(o, ready);
-    if (total === undefined) {
-      // No instance reports an engine signal (none ready yet): hold, but never sit at zero with
-      // requests waiting at the host.
+    this.learn(o);
+    const measured = this.measure(o, ready);
+    // With no instance ready, the requests held at the host are the load the first ones will take.
+    const held = measured === undefined && ready === 0 ? this.heldLoad(o.window.queuedAtEnd) : undefined;
+    if (measured === undefined && held === undefined) {
+      // No instance reports an engine signal (none ready yet) and nothing held says what the load
+      // is: hold, but never sit at zero with requests waiting at the host.
       const replicas = demand ? Math.max(1, current) : current;
       return singleVariantDecision(
         this.context,
@@ -86,14 +96,80 @@ class Apa implements ControlLoop {
         `apa: no ${this.p.metric} reported, holding ${replicas}`,
       );
     }
-    this.totals.record(o.nowMs, total);
-    // The mean total over the window, shared by the replicas that report it now.
-    const perReplica = this.totals.mean() / Math.max(1, ready);
+    let perReplica: number;
+    if (measured === undefined) {
+      // The backlog as it stands, not averaged: it only grows until an instance is ready. The first
+      // instances' own readings then start the window afresh (estimates never enter it).
+      this.totals.clear();
+      perReplica = held ?? 0;
+    } else {
+      this.totals.record(o.nowMs, measured);
+      // The mean total over the window, shared by the replicas that report it now.
+      perReplica = this.totals.mean() / Math.max(1, ready);
+    }
     const ratio = perReplica / this.target;
     const recommended = this.recommend(ratio, ready, current);
     const stabilised = this.stabilise(o.nowMs, recommended, current);
     const replicas = demand && stabilised === 0 ? 1 : stabilised;
-    return singleVariantDecision(this.context, replicas, this.reason(perReplica, ready, current, replicas));
+    const from = measured === undefined ? o.window.queuedAtEnd : undefined;
+    return singleVariantDecision(
+      this.context,
+      replicas,
+      this.reason(perReplica, ready, current, replicas, from),
+    );
+  }
+
+  /** Keeps what turns held requests into the signal's units: prompt length and KV cache size. */
+  private learn(o: ControlObservation): void {
+    if (Number.isFinite(o.window.meanInputTokens) && o.window.meanInputTokens > 0)
+      this.promptTokens = o.window.meanInputTokens;
+    for (const v of o.view.instances) {
+      const kv = v.kvBlocksTotal * v.blockSize;
+      if (!v.draining && kv > 0) {
+        this.kvTokens = kv;
+        break;
+      }
+    }
+  }
+
+  /**
+   * Requests held at the host (no instance ready) as a total of the engine signal: each is a request
+   * the first instances will run (`running`, `waiting`, `inFlight`: one each), holding at least its
+   * prompt's KV (`kvUsage`: held x mean prompt tokens / one instance's KV cache, the size last seen
+   * on an instance, else the performance model's for the variant). Undefined when none is held or
+   * the conversion is unknown (no prompt seen, a model the catalogue lacks).
+   */
+  private heldLoad(held: number): number | undefined {
+    if (!(held > 0)) return undefined;
+    switch (this.p.metric) {
+      case 'running':
+      case 'waiting':
+      case 'inFlight':
+        return held;
+      case 'kvUsage': {
+        const kvTokens = this.kvTokens ?? this.modelKvTokens();
+        if (this.promptTokens === undefined || kvTokens === undefined) return undefined;
+        return (held * this.promptTokens) / kvTokens;
+      }
+      default:
+        // The traffic signals already count held requests (they arrived and are in the host).
+        return undefined;
+    }
+  }
+
+  /** One instance's KV cache in tokens by the performance model (vLLM's defaults); undefined if unknown. */
+  private modelKvTokens(): number | undefined {
+    if (this.modelKv === null) return undefined;
+    if (this.modelKv === undefined) {
+      const v = this.context.variants[0];
+      try {
+        this.modelKv = v === undefined ? null : engineLimits(v.gpu, v.model, v.tp).kvCacheTokens;
+      } catch {
+        // A model or GPU outside the catalogue (a GGUF file): no size until an instance reports one.
+        this.modelKv = null;
+      }
+    }
+    return this.modelKv ?? undefined;
   }
 
   /** The signal summed over ready instances (engine) or over the window (traffic); undefined if none reports. */
@@ -151,13 +227,20 @@ class Apa implements ControlLoop {
     return current;
   }
 
-  private reason(perReplica: number, ready: number, current: number, replicas: number): string {
+  private reason(
+    perReplica: number,
+    ready: number,
+    current: number,
+    replicas: number,
+    held: number | undefined,
+  ): string {
     const lo = this.target * (1 - this.p.downFluctuationTolerance);
     const hi = this.target * (1 + this.p.upFluctuationTolerance);
     const move = replicas > current ? 'up' : replicas < current ? 'down' : 'hold';
+    const from = held === undefined ? '' : `, from ${held} request(s) held at the host`;
     return (
       `apa ${move}: ${this.p.metric} ${fmt(perReplica)} per replica, band ${fmt(lo)}..${fmt(hi)}` +
-      ` around ${fmt(this.target)} -> ${replicas} (ready ${ready}, current ${current})`
+      ` around ${fmt(this.target)} -> ${replicas} (ready ${ready}, current ${current}${from})`
     );
   }
 }
