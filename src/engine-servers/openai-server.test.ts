@@ -317,6 +317,32 @@ test('stop_reason names the stop string that ended a sim generation (JSON and st
   }
 });
 
+test('stop_token_ids: none, null or [] is served; token ids are refused by name, never ignored', async () => {
+  const backend = new FakeBackend();
+  backend.onGenerate = instant(1);
+  const server = await serve(backend);
+  for (const path of ['chat/completions', 'completions']) {
+    const base =
+      path === 'chat/completions'
+        ? { model: 'fake-model', messages: [{ role: 'user', content: 'hi' }] }
+        : { model: 'fake-model', prompt: 'x' };
+    for (const ids of [null, []]) {
+      const res = await post(`${server.url}/v1/${path}`, { ...base, stop_token_ids: ids });
+      assert.equal(res.status, 200, `${path} ${JSON.stringify(ids)}`);
+      await res.arrayBuffer();
+    }
+    const refused = await post(`${server.url}/v1/${path}`, { ...base, stop_token_ids: [128009] });
+    assert.equal(refused.status, 400);
+    const error = ((await refused.json()) as Json).error;
+    assert.equal(error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
+    assert.equal(error.param, 'stop_token_ids');
+    const bad = await post(`${server.url}/v1/${path}`, { ...base, stop_token_ids: ['eos'] });
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as Json).error.code, 'SY_ERR_INVALID_ARGUMENT');
+  }
+  assert.equal(backend.calls.length, 4, 'only the servable ones reached the backend');
+});
+
 test('bad requests get OpenAI-style errors with the right status', async () => {
   const backend = new FakeBackend();
   backend.onGenerate = instant(1);

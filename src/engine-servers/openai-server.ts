@@ -393,6 +393,29 @@ function minTokensOf(body: unknown, parsed: ParsedCompletionRequest, honoured: b
   return v as number;
 }
 
+/**
+ * vLLM's `stop_token_ids`: absent, null or empty is served; a list of token ids is refused with 400
+ * SY_ERR_UNSUPPORTED_PARAMETER (the built-in engines match no token ids: the sim's filler has none,
+ * the llama backend does not read them), rather than an answer that ignores it; anything else is
+ * 400 SY_ERR_INVALID_ARGUMENT naming it, as vLLM answers.
+ */
+function checkStopTokenIds(body: unknown): void {
+  const v = (body as { stop_token_ids?: unknown }).stop_token_ids;
+  if (v === undefined || v === null) return;
+  if (!(Array.isArray(v) && v.every((id) => Number.isSafeInteger(id) && (id as number) >= 0)))
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `invalid request body: stop_token_ids: expected a list of token ids, got ${String(JSON.stringify(v)).slice(0, 40)}`,
+      { param: 'stop_token_ids' },
+    );
+  if (v.length > 0)
+    throw new SwitchyardError(
+      'SY_ERR_UNSUPPORTED_PARAMETER',
+      "parameter 'stop_token_ids' is not supported by the built-in engines: they match no token ids; remove it, or route the model to a vllm or sglang backend",
+      { param: 'stop_token_ids' },
+    );
+}
+
 /** A generation whose response is open, as a shutdown past its grace ends it. */
 interface RunningGeneration {
   readonly response: CompletionResponse | ResponsesResponse;
@@ -709,7 +732,10 @@ class EngineHttpServer {
           ? parseResponsesBody(body)
           : withCompletionsDefault(parseCompletionBody(kind, body), body);
       if (kind === 'responses') echo = responsesEcho(body);
-      else minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
+      else {
+        minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
+        checkStopTokenIds(body);
+      }
       this.checkModel(parsed.model);
       const refusal = kind === 'responses' ? undefined : builtinEngineRefusal(kind, body);
       if (refusal !== undefined) throw refusal;
