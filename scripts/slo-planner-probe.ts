@@ -12,6 +12,8 @@
  *   ... --policy least-request  # another routing policy (default round-robin, as the results page)
  *
  *   ... --clairvoyant 20 # the results page's clairvoyant bound (20 s spans), hour by hour
+ *   ... --against c.json # the planner's asked replica-hours above a `--clairvoyant 20 --json c.json`
+ *                        # run's (same load and seed), hour by hour and by cause
  *
  * Loads: `diurnal` is docs/results/autoscaling.md's day (the committed ServeGen slice at 0.022x);
  * `servegen` any ServeGen file (`--file`, `--scale`, `--start-h`, `--clients a,b`); `sinusoid` the
@@ -30,7 +32,7 @@
  * same from language_m-large_trace.tar.gz with clients 61 73 143 91 34 (the five with the most
  * requests over hours 120 to 144), `--scale 0.05 --start-h 120`.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createSloPlanner, sloPlannerParams } from '../src/control/autoscalers/slo-planner/planner.ts';
 import {
@@ -55,6 +57,7 @@ const { values: args } = parseArgs({
     static: { type: 'string' },
     json: { type: 'string' },
     clairvoyant: { type: 'string' },
+    against: { type: 'string' },
     seed: { type: 'string', default: '1' },
     policy: { type: 'string', default: 'round-robin' },
     'rate-min': { type: 'string', default: '1' },
@@ -195,6 +198,8 @@ function main(): void {
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
   if (!isStatic) process.stdout.write(attribution(ticks));
+  if (!isStatic && spanS === undefined && args.against !== undefined)
+    process.stdout.write(againstBound(ticks, boundTicks(args.against), params.targetUtilization));
   if (args.json !== undefined) writeFileSync(args.json, JSON.stringify({ ...out, ticks }));
 }
 
@@ -274,6 +279,60 @@ function attribution(ticks: readonly Tick[]): string {
     ),
   ];
   return `${lines.join('\n')}\n`;
+}
+
+/** The per-tick asked counts of a `--clairvoyant S --json FILE` run. */
+function boundTicks(file: string): number[] {
+  const j = JSON.parse(readFileSync(file, 'utf8')) as { ticks?: { wanted: number }[] };
+  if (!Array.isArray(j.ticks)) throw new Error(`--against ${file}: no ticks (write it with --json)`);
+  return j.ticks.map((k) => k.wanted);
+}
+
+/**
+ * The planner's asked replica-hours against the bound's, tick by tick, split into layers: the rate
+ * term at the model's full per-replica capacity against the bound's count (the forecast, negative
+ * where the bound, which sees each burst coming, asks more), the target utilisation on top, the
+ * burst term above the rate term, attainment headroom, and the scale-down hold and release (negative
+ * where a need above the pool was cut to it). The layers sum to the difference.
+ */
+function againstBound(ticks: readonly Tick[], bound: readonly number[], utilization: number): string {
+  if (ticks.length < 2) return '';
+  const dtH = ((ticks[1] as Tick).t - (ticks[0] as Tick).t) / 3600;
+  const cols = ['planner', 'bound', 'forecast', 'utilisation', 'bursts', 'headroom', 'hold'] as const;
+  const zero = (): Record<(typeof cols)[number], number> =>
+    Object.fromEntries(cols.map((c) => [c, 0])) as Record<(typeof cols)[number], number>;
+  const hourly = new Map<number, ReturnType<typeof zero>>();
+  const total = zero();
+  ticks.forEach((k, i) => {
+    const b = bound[i] ?? 0;
+    const full = Math.ceil(k.forRate * utilization - 1e-9);
+    const rate = Math.min(Math.ceil(k.forRate - 1e-9), k.needed);
+    const both = Math.min(Math.ceil(Math.max(k.forRate, k.forBursts) - 1e-9), k.needed);
+    const parts = {
+      planner: k.wanted,
+      bound: b,
+      forecast: full - b,
+      utilisation: rate - full,
+      bursts: both - rate,
+      headroom: k.needed - both,
+      hold: k.wanted - k.needed,
+    };
+    const h = Math.floor(k.t / 3600);
+    const e = hourly.get(h) ?? zero();
+    for (const c of cols) {
+      e[c] += parts[c] * dtH;
+      total[c] += parts[c] * dtH;
+    }
+    hourly.set(h, e);
+  });
+  const row = (label: string, e: ReturnType<typeof zero>): string =>
+    `${label.padStart(5)} ${cols.map((c) => e[c].toFixed(1).padStart(c.length)).join(' ')}`;
+  return `${[
+    'replica-hours asked against the bound, by cause',
+    `hour  ${cols.join(' ')}`,
+    ...[...hourly.entries()].map(([h, e]) => row(String(h), e)),
+    row('all', total),
+  ].join('\n')}\n`;
 }
 
 main();
