@@ -306,3 +306,43 @@ test('scale from zero: an empty pool with arrivals or held requests starts repli
   ]);
   assert.deepEqual(sized, [1], 'lengths unknown: one replica');
 });
+
+test('scale from zero: sized for the arrival rate through the cold start, the same in both hosts', () => {
+  const ctx = context({ minReplicas: 0 });
+  /** A planner that served 2 req/s of 8,000 / 1,000 tokens, then went to zero when idle. */
+  const warmedThenIdle = () => {
+    const loop = createDynamoPlanner(ctx, params({ predictor: 'constant', minEndpoint: 0 }));
+    const cluster = new ScriptedCluster(ctx, 1);
+    const n = cluster.run(loop, [minute(120), minute(120), minute(120), minute(0), minute(0), minute(0)]);
+    assert.deepEqual(n, [1, 1, 1, 1, 1, 0], 'an idle interval with minEndpoint 0 empties the pool');
+    return { loop, cluster };
+  };
+  // 600 arrivals in a minute (10 req/s over 2 per replica: 5), none served yet. The live gateway
+  // started one instance at the first request; the twin leaves the start to this tick.
+  const cold = (starting: number) => ({
+    ready: 0,
+    starting,
+    window: { arrivals: 600, queuedAtEnd: 256, meanInputTokens: 8000 },
+  });
+  const live = warmedThenIdle();
+  const twin = warmedThenIdle();
+  const a = live.cluster.step(live.loop, cold(1));
+  const b = twin.cluster.step(twin.loop, cold(0));
+  assert.equal(totalReplicas(a), 5, 'one instance already starting does not stop the sizing');
+  assert.equal(totalReplicas(b), 5);
+  assert.match(a.reason, /^scale from zero: 600 arrived, 256 waiting .*\(10\.00 req\/s\)/);
+  // Still none ready a tick later: sized again (never fewer than on the way), not held at 1.
+  assert.equal(totalReplicas(live.cluster.step(live.loop, { ...cold(5) })), 5);
+});
+
+test('scale from zero: the interval after a cold start starts when the pool can serve', () => {
+  const ctx = context({ minReplicas: 0 });
+  const loop = createDynamoPlanner(ctx, params({ predictor: 'constant', minEndpoint: 0 }));
+  const cluster = new ScriptedCluster(ctx, 1);
+  cluster.run(loop, [minute(120), minute(120), minute(120), minute(0), minute(0), minute(0)]);
+  const cold = { ready: 0, starting: 0, window: { arrivals: 600, queuedAtEnd: 256, meanInputTokens: 8000 } };
+  assert.equal(totalReplicas(cluster.step(loop, cold)), 5);
+  // Ready, serving 10 req/s: the next adjustment is a whole interval on, over what the pool served.
+  const after = cluster.run(loop, [minute(600, { arrivals: 600 }), minute(600), minute(600)]);
+  assert.deepEqual(after, [5, 5, 5], 'no adjustment over the idle interval drains the new pool');
+});

@@ -97,8 +97,11 @@ export function createDynamoPlanner(context: ControlContext, params: DynamoPlann
       sinceMs ??= obs.history[0]?.startMs ?? obs.window.startMs;
       const woken = wake(obs);
       if (woken !== undefined) {
-        // Held until the next adjustment, so the instances just started are not drained at once.
+        // Held until the next adjustment, a whole interval after the pool's last tick with none
+        // ready: the instances just started are not drained at once, and the interval it measures
+        // starts when the pool can serve (a cold start completes nothing).
         held = woken;
+        sinceMs = obs.nowMs;
         return woken;
       }
       if (obs.nowMs - sinceMs < intervalMs) {
@@ -123,24 +126,29 @@ export function createDynamoPlanner(context: ControlContext, params: DynamoPlann
   };
 
   /**
-   * Scale from zero: a pool with no instance serves nothing, so its completions (the default demand)
-   * and its engines' signals stay at zero and the interval rule would keep it empty while requests
-   * wait. Dynamo's planner counts requests at the frontend, which sees them with no worker up; here
-   * the host's window (arrivals, requests held) stands in for it. An empty pool with demand gets the
-   * replicas the window's arrival rate needs (at least 1) at once, not at the next adjustment.
-   * Only with a minimum of 0: above it the host never lets a pool empty.
+   * Scale from zero: a pool with no ready instance serves nothing, so its completions (the default
+   * demand) and its engines' signals stay at zero and the interval rule would keep it empty while
+   * requests wait. Dynamo's planner counts requests at the frontend, which sees them with no worker
+   * up; here the host's window (arrivals, requests held) stands in for it. While no instance is
+   * ready and requests arrive or are held, every tick sizes the pool for the window's arrival rate
+   * (at least 1, never fewer than already on the way), not the next adjustment. It goes on through
+   * the cold start, whether the host started one instance at the first request (the live gateway's
+   * wake-up) or left that to this tick (the twin), so both hosts get the same count. The rate is
+   * arrivals per second, which count every held request once as it arrived; the number held is a
+   * backlog, not a rate. Only with a minimum of 0: above it the host never lets a pool empty.
    */
   function wake(obs: ControlObservation): ControlDecision | undefined {
     const w = obs.window;
     if (context.minReplicas > 0 || (w.arrivals === 0 && w.queuedAtEnd === 0)) return undefined;
+    const ready = countsWhere(pools, obs, (i) => i.phase === 'ready');
+    const cold = pools.mode === 'agg' ? ready.both === 0 : ready.prefill === 0 || ready.decode === 0;
+    if (!cold) return undefined;
     const now = currentCounts(pools, obs);
-    const empty = pools.mode === 'agg' ? now.both === 0 : now.prefill === 0 || now.decode === 0;
-    if (!empty) return undefined;
     const spanS = (w.endMs - w.startMs) / 1000;
-    const rateRps = spanS > 0 ? Math.max(w.arrivals, w.queuedAtEnd) / spanS : 0;
+    const rateRps = spanS > 0 ? w.arrivals / spanS : 0;
     const isl = Number.isFinite(w.meanInputTokens) ? w.meanInputTokens : inputs.predict();
     const osl = outputs.predict();
-    const facts = `${w.arrivals} arrived, ${w.queuedAtEnd} waiting at the host with no instance (${rateRps.toFixed(2)} req/s)`;
+    const facts = `${w.arrivals} arrived, ${w.queuedAtEnd} waiting at the host with no instance ready (${rateRps.toFixed(2)} req/s)`;
     const sized = rateRps > 0 && isl > 0 && osl > 0 ? sizePools(pools, rateRps, isl, osl) : undefined;
     const at = (n: number): number => Math.max(1, n);
     const counts =
@@ -313,8 +321,17 @@ function current(
 
 /** Each pool's instances that are not draining (pending, starting or ready). */
 function currentCounts(pools: Pools, obs: ControlObservation): PoolCounts {
+  return countsWhere(pools, obs, (i) => i.phase !== 'draining');
+}
+
+/** Each pool's instances that pass `keep`. */
+function countsWhere(
+  pools: Pools,
+  obs: ControlObservation,
+  keep: (i: ControlObservation['instances'][number]) => boolean,
+): PoolCounts {
   const count = (v: Variant): number =>
-    obs.instances.filter((i) => i.phase !== 'draining' && variantKey(i.variant) === variantKey(v)).length;
+    obs.instances.filter((i) => keep(i) && variantKey(i.variant) === variantKey(v)).length;
   return pools.mode === 'agg'
     ? { both: count(pools.both), prefill: 0, decode: 0 }
     : { both: 0, prefill: count(pools.prefill), decode: count(pools.decode) };
