@@ -80,6 +80,8 @@ interface Tick {
   readonly wanted: number;
   readonly needed: number;
   readonly forRate: number;
+  /** The part of `forRate` for the backlog (requests waiting at the host and in engines). */
+  readonly forBacklog: number;
   readonly forBursts: number;
   readonly headroom: number;
   /** The detected season's autocorrelation at its period (0: none). */
@@ -169,6 +171,7 @@ function main(): void {
           wanted,
           needed: r.needed,
           forRate: (r.demand + backlogRps) / r.perReplica,
+          forBacklog: backlogRps / r.perReplica,
           forBursts: r.forBursts,
           headroom: r.headroom,
           seasonR: r.seasonR,
@@ -289,29 +292,41 @@ function boundTicks(file: string): number[] {
 }
 
 /**
- * The planner's asked replica-hours against the bound's, tick by tick, split into layers: the rate
- * term at the model's full per-replica capacity against the bound's count (the forecast, negative
- * where the bound, which sees each burst coming, asks more), the target utilisation on top, the
- * burst term above the rate term, attainment headroom, and the scale-down hold and release (negative
- * where a need above the pool was cut to it). The layers sum to the difference.
+ * The planner's asked replica-hours against the bound's, tick by tick, split into layers: the
+ * forecast's rate term at the model's full per-replica capacity against the bound's count (negative
+ * where the bound, which sees each burst coming, asks more), the backlog term on top (the reaction
+ * to requests already waiting), the target utilisation on top of both, the burst term above the
+ * rate term, attainment headroom, and the scale-down hold and release (negative where a need above
+ * the pool was cut to it). The layers sum to the difference.
  */
 function againstBound(ticks: readonly Tick[], bound: readonly number[], utilization: number): string {
   if (ticks.length < 2) return '';
   const dtH = ((ticks[1] as Tick).t - (ticks[0] as Tick).t) / 3600;
-  const cols = ['planner', 'bound', 'forecast', 'utilisation', 'bursts', 'headroom', 'hold'] as const;
+  const cols = [
+    'planner',
+    'bound',
+    'forecast',
+    'backlog',
+    'utilisation',
+    'bursts',
+    'headroom',
+    'hold',
+  ] as const;
   const zero = (): Record<(typeof cols)[number], number> =>
     Object.fromEntries(cols.map((c) => [c, 0])) as Record<(typeof cols)[number], number>;
   const hourly = new Map<number, ReturnType<typeof zero>>();
   const total = zero();
   ticks.forEach((k, i) => {
     const b = bound[i] ?? 0;
+    const demand = Math.ceil((k.forRate - k.forBacklog) * utilization - 1e-9);
     const full = Math.ceil(k.forRate * utilization - 1e-9);
     const rate = Math.min(Math.ceil(k.forRate - 1e-9), k.needed);
     const both = Math.min(Math.ceil(Math.max(k.forRate, k.forBursts) - 1e-9), k.needed);
     const parts = {
       planner: k.wanted,
       bound: b,
-      forecast: full - b,
+      forecast: demand - b,
+      backlog: full - demand,
       utilisation: rate - full,
       bursts: both - rate,
       headroom: k.needed - both,
