@@ -48,8 +48,8 @@ const llama = await getLlama({
 const native = openKvNative(addonPath);
 const model = await llama.loadModel({ modelPath });
 const contextOptions = { contextSize: 1024, sequences: 1 };
-const contexts = await Promise.all([1, 2, 3, 4].map(() => model.createContext(contextOptions)));
-const [a, b, c, d] = contexts as [LlamaContext, LlamaContext, LlamaContext, LlamaContext];
+const contexts = await Promise.all([1, 2, 3, 4, 5].map(() => model.createContext(contextOptions)));
+const [a, b, c, d, e] = contexts as [LlamaContext, LlamaContext, LlamaContext, LlamaContext, LlamaContext];
 const text = 'The quick brown fox jumps over the lazy dog, again and again, near the river bank. '.repeat(6);
 const prompt = model.tokenize(text);
 const head = prompt.slice(0, -1);
@@ -62,26 +62,33 @@ try {
   const { fileSize } = await source.saveStateToFile(file);
   const saved = await native.saveSequenceState(source);
   const fileBytes = readFileSync(file);
-  // llama.cpp's sequence-state file: magic, version, token count, the tokens, then the state; the
-  // buffer form: its own magic and the sequence id (8 bytes), then the same state.
-  const header = 12 + 4 * head.length;
+  // The buffer is laid out as the file: the same bytes.
   const sameBytes =
-    fileBytes.byteLength - header === saved.bytes - 8 &&
-    Buffer.compare(fileBytes.subarray(header), saved.buffer.subarray(8, saved.bytes)) === 0;
-  const sameTokens = saved.tokens.length === head.length && saved.tokens.every((t, i) => t === head[i]);
+    saved.bytes === fileSize && Buffer.compare(fileBytes, saved.buffer.subarray(0, saved.bytes)) === 0;
+  const sameTokens = saved.tokens === head.length;
 
+  const same = (x: readonly Token[], y: readonly Token[]): boolean =>
+    x.length === y.length && x.every((t, i) => t === y[i]);
   const single = await generate(d.getSequence(), prompt);
   const fromBuffer = b.getSequence();
-  await native.loadSequenceState(fromBuffer, saved.buffer, saved.bytes, saved.tokens);
-  const bufferHeld = fromBuffer.contextTokens.length;
+  await native.loadSequenceState(fromBuffer, saved.buffer, saved.bytes);
+  const heldTokens = same(fromBuffer.contextTokens, head);
   const viaBuffer = await generate(fromBuffer, last);
   const fromFile = c.getSequence();
   await fromFile.loadStateFromFile(file, { acceptRisk: true });
   const viaFile = await generate(fromFile, last);
+  // A file's bytes set through the buffer API (a file-path prefill, a buffer-path decode).
+  const crossed = e.getSequence();
+  await native.loadSequenceState(crossed, fileBytes, fileBytes.byteLength);
+  const viaFileBytes = await generate(crossed, last);
 
-  const same = (x: Token[], y: Token[]): boolean => x.length === y.length && x.every((t, i) => t === y[i]);
   const ok =
-    sameBytes && sameTokens && bufferHeld === head.length && same(viaBuffer, single) && same(viaFile, single);
+    sameBytes &&
+    sameTokens &&
+    heldTokens &&
+    same(viaBuffer, single) &&
+    same(viaFile, single) &&
+    same(viaFileBytes, single);
   console.log(
     JSON.stringify({
       ok,
@@ -90,10 +97,11 @@ try {
       fileBytes: fileSize,
       sameBytes,
       sameTokens,
-      bufferHeld,
+      heldTokens,
       single: single.join(','),
       viaBuffer: viaBuffer.join(','),
       viaFile: viaFile.join(','),
+      viaFileBytes: viaFileBytes.join(','),
     }),
   );
   process.exitCode = ok ? 0 : 1;

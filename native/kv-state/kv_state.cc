@@ -150,7 +150,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("seqStateSize", Napi::Function::New(env, SeqStateSize));
     exports.Set("seqStateRead", Napi::Function::New(env, SeqStateRead));
     exports.Set("seqStateWrite", Napi::Function::New(env, SeqStateWrite));
-    exports.Set("abiTag", Napi::String::New(env, "node-llama-cpp-3.21.1"));
+    // llama.cpp's sequence-state file header (llama.h) and the magic llama_state_seq_get_data puts
+    // before the state (`io_magic` in src/llama-context.cpp, not in a header; the build's self-test
+    // fails if it is wrong): JS lays a state out as the file would hold it (kv-native.ts).
+    exports.Set("seqFileMagic", Napi::Number::New(env, LLAMA_STATE_SEQ_MAGIC));
+    exports.Set("seqFileVersion", Napi::Number::New(env, LLAMA_STATE_SEQ_VERSION));
+    exports.Set("bufferMagic", Napi::Number::New(env, 0xaf143cd8u));
     return exports;
 }
 

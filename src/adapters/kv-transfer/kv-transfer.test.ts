@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, createServer, type Socket } from 'node:net';
+import { type AddressInfo, createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -312,6 +312,94 @@ describe('KV state transfer over loopback', () => {
     while (short.held > 0) await new Promise((r) => setTimeout(r, 5));
     assert.equal(existsSync(path), false);
     assert.equal(short.stats.releasedTimeout, 1);
+    await short.close();
+  });
+
+  test('a state in memory arrives into memory byte for byte; its buffer comes back once collected', async () => {
+    const source = Buffer.concat([state, randomBytes(100)]); // longer than the state: only `bytes` go
+    const released: Buffer[] = [];
+    const id = server.offerBuffer(source, state.length, 42, (b) => released.push(b));
+    const asked: number[] = [];
+    const got = await fetchKvState({
+      host: '127.0.0.1',
+      port,
+      transferId: id,
+      buffer: (bytes) => {
+        asked.push(bytes);
+        return Buffer.alloc(bytes + 7);
+      },
+    });
+    assert.deepEqual(asked, [state.length]);
+    assert.equal(got.bytes, state.length);
+    assert.equal(got.tokens, 42);
+    assert.deepEqual(got.buffer?.subarray(0, got.bytes), state);
+    while (released.length === 0) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(released[0], source, 'the same buffer, given back once');
+    assert.equal(released.length, 1);
+  });
+
+  test('memory and files mix: a state in memory fetched into a file, a file fetched into memory', async () => {
+    const id = server.offerBuffer(Buffer.from(state), state.length, 3);
+    const out = join(dir, 'm.out');
+    await fetchKvState({ host: '127.0.0.1', port, transferId: id, path: out });
+    assert.deepEqual(readFileSync(out), state);
+    const got = await fetchKvState({
+      host: '127.0.0.1',
+      port,
+      transferId: offer('m.state'),
+      buffer: (bytes) => Buffer.allocUnsafe(bytes),
+    });
+    assert.deepEqual(got.buffer, state);
+  });
+
+  test('a state in memory: a dropped connection is retried and the state arrives whole', async () => {
+    const id = server.offerBuffer(Buffer.from(state), state.length, 5);
+    const proxy = await droppingProxy(port, 1 << 20, 1);
+    const got = await fetchKvState({
+      host: '127.0.0.1',
+      port: proxy.port,
+      transferId: id,
+      buffer: (bytes) => Buffer.alloc(bytes),
+    });
+    proxy.server.close();
+    assert.equal(got.attempts, 2);
+    assert.deepEqual(got.buffer, state);
+  });
+
+  test('a buffer released by timeout while a socket still sends from it comes back only after the send', async () => {
+    const short = new KvStateServer({ releaseTimeoutMs: 300 });
+    const shortPort = await short.listen('127.0.0.1', 0);
+    const big = randomBytes(32 << 20);
+    const released: Buffer[] = [];
+    const id = short.offerBuffer(big, big.length, 1, (b) => released.push(b));
+    // A client that asks, then reads nothing: 32 MiB do not fit the socket buffers, so the server's
+    // writes (views of `big`) stay queued past the release timeout.
+    const socket = createConnection({ host: '127.0.0.1', port: shortPort });
+    await once(socket, 'connect');
+    socket.pause();
+    socket.write(controlFrame(FrameType.hello, { transferId: id }));
+    while (short.held > 0) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(short.stats.releasedTimeout, 1);
+    assert.equal(released.length, 0, 'not given back while the socket still holds views of it');
+    // Once given back the buffer may be reused at once: what the client reads after that must still
+    // be the state (the socket took copies, not views, by then).
+    const expected = Buffer.from(big);
+    const pieces: Buffer[] = [];
+    let ended = false;
+    const decoder = new FrameDecoder({
+      onData: (p) => pieces.push(Buffer.from(p)),
+      onControl: (type) => {
+        if (type === FrameType.end) ended = true;
+      },
+    });
+    socket.on('data', (c: Buffer) => decoder.push(c));
+    socket.resume();
+    while (released.length === 0) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(released[0], big);
+    big.fill(0);
+    while (!ended) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(Buffer.concat(pieces).equals(expected), 'the state arrived intact');
+    socket.destroy();
     await short.close();
   });
 

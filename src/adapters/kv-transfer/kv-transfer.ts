@@ -30,7 +30,7 @@ import {
 import { type AddressInfo, createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { SwitchyardError } from '../../core/errors.ts';
-import { controlFrame, FrameDecoder, FrameType, frameHeader } from './framing.ts';
+import { controlFrame, DATA_FRAME_BYTES_MAX, FrameDecoder, FrameType, frameHeader } from './framing.ts';
 
 /** Bytes of state per DATA frame the server sends (one file read each). */
 export const CHUNK_BYTES_DEFAULT = 1 << 20;
@@ -39,6 +39,11 @@ export const CHUNK_BYTES_DEFAULT = 1 << 20;
  * back once the socket took it): enough that a file read is always under way while the socket sends.
  */
 export const READ_AHEAD_CHUNKS = 4;
+/**
+ * DATA frame size for a state sent from memory: larger than a file chunk, since no read buffer is
+ * behind it (fewer socket writes; the receiver never holds a frame whole).
+ */
+export const BUFFER_FRAME_BYTES = 4 << 20;
 /** Chunk buffers a server keeps for reuse across transfers (16 MiB at the default chunk size). */
 export const SEND_BUFFERS_KEPT_MAX = 16;
 /**
@@ -62,12 +67,18 @@ export const SERVER_KEEP_ALIVE_MS_DEFAULT = 30_000;
 /** Connections a server serves at once, kept-alive ones included; more are closed at once. */
 export const CONNECTIONS_MAX = 256;
 
-/** A state on offer. */
+/** A state on offer: a file, or bytes in memory (llama.cpp's buffer state API, src/engine-servers/llama/kv-native.ts). */
 interface Offer {
-  readonly path: string;
+  readonly path?: string;
+  readonly buffer?: Buffer;
+  /** Told once the server is done with `buffer`: released, and no connection still sending from it. */
+  readonly onRelease?: (buffer: Buffer) => void;
   readonly bytes: number;
   readonly tokens: number;
   readonly timer: NodeJS.Timeout;
+  /** Connections whose socket has not yet taken all of `buffer`. */
+  sending: number;
+  released: boolean;
 }
 
 /** Counters of a KvStateServer. */
@@ -137,8 +148,29 @@ export class KvStateServer {
    * Returns its transfer id; throws SY_ERR_OVERLOADED when `offersMax` states are held already.
    */
   offer(path: string, bytes: number, tokens: number): string {
+    if (this.offers.size >= this.offersMax) rmSync(path, { force: true });
+    return this.add({ path }, bytes, tokens);
+  }
+
+  /**
+   * Offers the state in `buffer[0, bytes)`, sent straight from memory (no file read, no copy in this
+   * process: the socket writes views of it). The buffer must not change until `onRelease` gives it
+   * back (after a decode collected it or the release timeout, once no connection still sends from
+   * it). Throws SY_ERR_OVERLOADED as `offer` does (the buffer is given back first).
+   */
+  offerBuffer(buffer: Buffer, bytes: number, tokens: number, onRelease?: (buffer: Buffer) => void): string {
+    if (bytes > buffer.byteLength)
+      throw new RangeError(`a ${bytes}-byte state in a ${buffer.byteLength}-byte buffer`);
+    if (this.offers.size >= this.offersMax) onRelease?.(buffer);
+    return this.add(onRelease === undefined ? { buffer } : { buffer, onRelease }, bytes, tokens);
+  }
+
+  private add(
+    source: { path: string } | { buffer: Buffer; onRelease?: (buffer: Buffer) => void },
+    bytes: number,
+    tokens: number,
+  ): string {
     if (this.offers.size >= this.offersMax) {
-      rmSync(path, { force: true });
       throw new SwitchyardError(
         'SY_ERR_OVERLOADED',
         `this prefill engine holds ${this.offersMax} KV states no decode has collected (offersMax); retry later`,
@@ -147,7 +179,7 @@ export class KvStateServer {
     const id = randomUUID();
     const timer = setTimeout(() => this.release(id, 'timeout'), this.releaseTimeoutMs);
     timer.unref();
-    this.offers.set(id, { path, bytes, tokens, timer });
+    this.offers.set(id, { ...source, bytes, tokens, timer, sending: 0, released: false });
     this.stats.offered++;
     return id;
   }
@@ -169,7 +201,9 @@ export class KvStateServer {
     if (offer === undefined) return;
     this.offers.delete(id);
     clearTimeout(offer.timer);
-    rmSync(offer.path, { force: true });
+    offer.released = true;
+    if (offer.path !== undefined) rmSync(offer.path, { force: true });
+    if (offer.buffer !== undefined && offer.sending === 0) offer.onRelease?.(offer.buffer);
     if (why === 'collected') this.stats.releasedCollected++;
     else this.stats.releasedTimeout++;
   }
@@ -224,10 +258,14 @@ export class KvStateServer {
       );
       return;
     }
+    if (offer.buffer !== undefined) {
+      this.sendBuffer(socket, offer, offer.buffer);
+      return;
+    }
     let file: number | undefined;
     const reads: Promise<{ buffer: Buffer; bytes: number }>[] = [];
     try {
-      file = openSync(offer.path, 'r');
+      file = openSync(offer.path as string, 'r');
       socket.write(controlFrame(FrameType.meta, { bytes: offer.bytes, tokens: offer.tokens }));
       const out = new BufferGate(READ_AHEAD_CHUNKS, socket);
       let readTo = 0;
@@ -268,6 +306,38 @@ export class KvStateServer {
       await Promise.allSettled(reads);
       if (file !== undefined) closeSync(file);
     }
+  }
+
+  /**
+   * Streams a state held in memory: META, DATA frames that are views of the buffer (written at once,
+   * corked together; the socket holds references, nothing is copied in this process), END. The
+   * offer's buffer is not given back while a socket still holds views of it.
+   */
+  private sendBuffer(socket: Socket, offer: Offer, buffer: Buffer): void {
+    const frameBytes = Math.min(DATA_FRAME_BYTES_MAX, Math.max(this.chunkBytes, BUFFER_FRAME_BYTES));
+    offer.sending++;
+    let settled = false;
+    const taken = (): void => {
+      if (settled) return;
+      settled = true;
+      offer.sending--;
+      if (offer.released && offer.sending === 0) offer.onRelease?.(buffer);
+    };
+    socket.once('close', taken);
+    socket.cork();
+    socket.write(controlFrame(FrameType.meta, { bytes: offer.bytes, tokens: offer.tokens }));
+    for (let at = 0; at < offer.bytes; at += frameBytes) {
+      const bytes = Math.min(frameBytes, offer.bytes - at);
+      socket.write(frameHeader(FrameType.data, bytes));
+      socket.write(buffer.subarray(at, at + bytes));
+      this.stats.bytesSent += bytes;
+    }
+    socket.write(frameHeader(FrameType.end, 0), () => {
+      socket.off('close', taken);
+      taken();
+    });
+    socket.uncork();
+    this.stats.served++;
   }
 
   /** Reads the chunk at `position` (all of it, or the rest of a `bytes`-long state) into a buffer. */
@@ -378,6 +448,8 @@ export interface KvFetchResult {
   readonly attempts: number;
   /** Most bytes that were waiting for the sink at once. */
   readonly peakInFlightBytes: number;
+  /** With the `buffer` option: the buffer holding the state in `[0, bytes)`. */
+  readonly buffer?: Buffer;
 }
 
 /** Where and how to fetch a state. */
@@ -387,6 +459,12 @@ export interface KvFetchOptions {
   readonly transferId: string;
   /** A new sink per attempt (default: positional writes to `path`). */
   readonly sink?: () => Writable;
+  /**
+   * Receive into memory instead of a file: called at META with the state's size, it returns a buffer
+   * at least that long (one kept for reuse, or a new one); the result's `buffer` holds the state.
+   * The whole state is then in memory at once (the in-flight bound still bounds the receive buffers).
+   */
+  readonly buffer?: (bytes: number) => Buffer;
   /**
    * The file to write, when no `sink` is given. An existing file is overwritten in place and then cut
    * to the state's size: a file kept for reuse keeps its pages (on tmpfs, allocating and zeroing
@@ -447,6 +525,10 @@ export async function fetchKvState(options: KvFetchOptions): Promise<KvFetchResu
 
 /** Where a fetch's DATA goes, piece by piece, each at its offset in the state. */
 interface PieceSink {
+  /** At META: the state's size (a memory sink takes its buffer). */
+  begin?(bytes: number): void;
+  /** A memory sink's buffer, after finish. */
+  readonly buffer?: Buffer | undefined;
   /** Writes `piece` (a view into a receive buffer) at `position`; `done` once its memory is free. */
   write(piece: Buffer, position: number, done: (error?: Error | null) => void): void;
   /** After the last piece was done: the state is `bytes` long and stored. */
@@ -499,6 +581,31 @@ class FileSink implements PieceSink {
   }
 }
 
+/** A state received into one buffer (the caller's, at META): each piece copied to its offset. */
+class BufferSink implements PieceSink {
+  buffer: Buffer | undefined;
+
+  constructor(private readonly take: (bytes: number) => Buffer) {}
+
+  begin(bytes: number): void {
+    const buffer = this.take(bytes);
+    if (buffer.byteLength < bytes)
+      throw new Error(`a ${buffer.byteLength}-byte buffer for a ${bytes}-byte state`);
+    this.buffer = buffer;
+  }
+
+  write(piece: Buffer, position: number, done: (error?: Error | null) => void): void {
+    piece.copy(this.buffer as Buffer, position);
+    done();
+  }
+
+  async finish(): Promise<void> {}
+
+  abort(): void {
+    this.buffer = undefined;
+  }
+}
+
 /** A caller's Writable as a sink (pieces arrive in order, so positions are implied). */
 class StreamSink implements PieceSink {
   constructor(
@@ -525,6 +632,7 @@ class StreamSink implements PieceSink {
 
 function openSink(options: KvFetchOptions, onError: (error: Error) => void): PieceSink {
   if (options.sink !== undefined) return new StreamSink(options.sink(), onError);
+  if (options.buffer !== undefined) return new BufferSink(options.buffer);
   if (options.path === undefined) throw new Error('fetchKvState needs a sink or a path');
   return new FileSink(options.path);
 }
@@ -864,7 +972,13 @@ function transferOn(
       socket.setTimeout(0);
       socket.write(controlFrame(FrameType.done, {}));
       keepIdle(connection);
-      resolve({ bytes: meta.bytes, tokens: meta.tokens, peakInFlightBytes: peak });
+      const buffer = sink?.buffer;
+      resolve({
+        bytes: meta.bytes,
+        tokens: meta.tokens,
+        peakInFlightBytes: peak,
+        ...(buffer === undefined ? {} : { buffer }),
+      });
     };
     const pieceDone = (buffer: Buffer, bytes: number, error?: Error | null): void => {
       if (error) {
@@ -894,6 +1008,9 @@ function transferOn(
       onControl: (type, payload) => {
         if (type === FrameType.meta && meta === undefined) {
           meta = JSON.parse(payload.toString('utf8')) as { bytes: number; tokens: number };
+          if (!Number.isSafeInteger(meta.bytes) || meta.bytes < 0)
+            throw new Error('META without a byte count');
+          sink?.begin?.(meta.bytes);
         } else if (type === FrameType.end && meta !== undefined && !ended) {
           ended = true;
           if (inFlight === 0) finish().catch(fail);

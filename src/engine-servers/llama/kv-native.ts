@@ -38,7 +38,15 @@ interface KvNativeAddon {
   seqStateSize(ctx: object, seqId: number): number;
   seqStateRead(ctx: object, seqId: number, target: Uint8Array): Promise<number>;
   seqStateWrite(ctx: object, seqId: number, source: Uint8Array, length?: number): Promise<number>;
+  readonly seqFileMagic: number;
+  readonly seqFileVersion: number;
+  readonly bufferMagic: number;
 }
+
+/** llama.cpp's sequence-state file header: magic, version, token count (uint32 each). */
+const FILE_HEADER_BYTES = 12;
+/** What llama_state_seq_get_data writes before the state: its magic and the sequence id. */
+const BUFFER_PREFIX_BYTES = 8;
 
 /** What the build wrote beside the addon. */
 export interface KvNativeStamp {
@@ -175,23 +183,35 @@ export class KvNative {
   }
 
   /**
-   * Copies the sequence's state (llama_state_seq_get_data) into `reuse` when it is large enough, else
-   * into a new buffer; returns the buffer, the state's bytes and the tokens it holds.
+   * The sequence's state laid out exactly as llama.cpp's sequence-state file (what saveStateToFile
+   * writes: magic, version, token count, the tokens, the state), in `reuse` when it is large enough,
+   * else in a new buffer. llama_state_seq_get_data writes the state in place (its own 8-byte prefix
+   * lands on the tokens' end, which are written after it): one copy, from the KV cache to the buffer.
+   * Either side of a pair may use files or buffers: the bytes on the wire are the same.
    */
   async saveSequenceState(
     sequence: LlamaContextSequence,
     reuse?: Buffer,
-  ): Promise<{ buffer: Buffer; bytes: number; tokens: Token[] }> {
+  ): Promise<{ buffer: Buffer; bytes: number; tokens: number }> {
     const s = this.internals(sequence);
     const evaluatorLock = await acquireLock([s._lock, 'evaluate']);
     const contextLock = await acquireLock([s._context, 'context']);
     try {
       s._ensureNotDisposed();
       const ctx = s._context._ctx;
+      const tokens = s.contextTokens;
+      const head = FILE_HEADER_BYTES + 4 * tokens.length;
       const size = this.addon.seqStateSize(ctx, s._sequenceId);
-      const buffer = reuse !== undefined && reuse.byteLength >= size ? reuse : Buffer.allocUnsafeSlow(size);
-      const bytes = await this.addon.seqStateRead(ctx, s._sequenceId, buffer);
-      return { buffer, bytes, tokens: s.contextTokens.slice() };
+      if (size < BUFFER_PREFIX_BYTES) throw new Error(`llama.cpp gave a ${size}-byte sequence state`);
+      const bytes = head - BUFFER_PREFIX_BYTES + size;
+      const buffer = reuse !== undefined && reuse.byteLength >= bytes ? reuse : Buffer.allocUnsafeSlow(bytes);
+      await this.addon.seqStateRead(ctx, s._sequenceId, buffer.subarray(head - BUFFER_PREFIX_BYTES, bytes));
+      buffer.writeUInt32LE(this.addon.seqFileMagic, 0);
+      buffer.writeUInt32LE(this.addon.seqFileVersion, 4);
+      buffer.writeUInt32LE(tokens.length, 8);
+      for (let i = 0; i < tokens.length; i++)
+        buffer.writeUInt32LE(tokens[i] as number, FILE_HEADER_BYTES + 4 * i);
+      return { buffer, bytes, tokens: tokens.length };
     } finally {
       contextLock.dispose();
       evaluatorLock.dispose();
@@ -199,20 +219,30 @@ export class KvNative {
   }
 
   /**
-   * Sets the sequence's state from `source[0, bytes)` (llama_state_seq_set_data), the state holding
-   * `tokens`; as node-llama-cpp's loadStateFromFile, the sequence's history is replaced. A state
-   * llama.cpp refuses leaves the sequence empty and throws.
+   * Sets the sequence's state from `source[0, bytes)`, laid out as llama.cpp's sequence-state file
+   * (saveSequenceState's, or a file's bytes); as node-llama-cpp's loadStateFromFile, the sequence's
+   * history is replaced. The 8 bytes before the state (the tokens' end, read first) are overwritten
+   * with llama_state_seq_set_data's prefix, so `source` is changed. A state llama.cpp refuses leaves
+   * the sequence empty and throws.
    */
-  async loadSequenceState(
-    sequence: LlamaContextSequence,
-    source: Uint8Array,
-    bytes: number,
-    tokens: readonly Token[],
-  ): Promise<void> {
+  async loadSequenceState(sequence: LlamaContextSequence, source: Buffer, bytes: number): Promise<void> {
     const s = this.internals(sequence);
-    if (tokens.length > s.contextSize) {
-      throw new Error(`the state holds ${tokens.length} tokens, more than the sequence's ${s.contextSize}`);
+    if (bytes < FILE_HEADER_BYTES || bytes > source.byteLength)
+      throw new Error(`a ${bytes}-byte state is too short`);
+    if (
+      source.readUInt32LE(0) !== this.addon.seqFileMagic ||
+      source.readUInt32LE(4) !== this.addon.seqFileVersion
+    ) {
+      throw new Error('not a llama.cpp sequence state of this version (magic or version differ)');
     }
+    const count = source.readUInt32LE(8);
+    if (count > s.contextSize) {
+      throw new Error(`the state holds ${count} tokens, more than the sequence's ${s.contextSize}`);
+    }
+    const head = FILE_HEADER_BYTES + 4 * count;
+    if (head + 1 > bytes) throw new Error(`a ${bytes}-byte state cannot hold ${count} tokens and their KV`);
+    const tokens: Token[] = new Array(count);
+    for (let i = 0; i < count; i++) tokens[i] = source.readUInt32LE(FILE_HEADER_BYTES + 4 * i) as Token;
     const evaluatorLock = await acquireLock([s._lock, 'evaluate']);
     const contextLock = await acquireLock([s._context, 'context']);
     try {
@@ -223,8 +253,14 @@ export class KvNative {
       s._loadedTokenPredictions.length = 0;
       s._nextTokenIndex = 0;
       s._contextTokens = [];
-      await this.addon.seqStateWrite(s._context._ctx, s._sequenceId, source, bytes);
-      s._contextTokens = tokens.slice();
+      source.writeUInt32LE(this.addon.bufferMagic, head - BUFFER_PREFIX_BYTES);
+      source.writeInt32LE(s._sequenceId, head - 4);
+      await this.addon.seqStateWrite(
+        s._context._ctx,
+        s._sequenceId,
+        source.subarray(head - BUFFER_PREFIX_BYTES, bytes),
+      );
+      s._contextTokens = tokens;
       s._nextTokenIndex = tokens.length;
       s._loadedTokenPredictions.length = 0;
     } finally {
