@@ -13,7 +13,9 @@
  *
  *   ... --clairvoyant 20 # the results page's clairvoyant bound (20 s spans), hour by hour
  *   ... --against c.json # the planner's asked replica-hours above a `--clairvoyant 20 --json c.json`
- *                        # run's (same load and seed), hour by hour and by cause
+ *                        # run's (same load and seed), hour by hour and by cause; a file whose
+ *                        # ticks do not line up with this run's (another load, --hours, --start-h)
+ *                        # is refused, as is --against with --static or --clairvoyant
  *
  * Loads: `diurnal` is docs/results/autoscaling.md's day (the committed ServeGen slice at 0.022x);
  * `servegen` any ServeGen file (`--file`, `--scale`, `--start-h`, `--clients a,b`); `sinusoid` the
@@ -139,6 +141,10 @@ function parseReason(reason: string): Pick<Tick, 'needed' | 'forBursts' | 'headr
 }
 
 function main(): void {
+  // Read before the run (which may take minutes), so a bad file fails at once.
+  const bound = args.against === undefined ? undefined : boundTicks(args.against);
+  if (bound !== undefined && (args.static !== undefined || args.clairvoyant !== undefined))
+    usage('--against compares a slo-planner run with the bound: drop --static and --clairvoyant');
   const { workload: w, maxInstances: poolDefault } = workload();
   const pool = Number(args['max-instances'] ?? args.static ?? poolDefault);
   const ticks: Tick[] = [];
@@ -201,8 +207,11 @@ function main(): void {
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
   if (!isStatic) process.stdout.write(attribution(ticks));
-  if (!isStatic && spanS === undefined && args.against !== undefined)
-    process.stdout.write(againstBound(ticks, boundTicks(args.against), params.targetUtilization));
+  if (bound !== undefined) {
+    const misfit = tickMismatch(ticks, bound);
+    if (misfit !== undefined) usage(`--against ${args.against}: ${misfit}`);
+    process.stdout.write(againstBound(ticks, bound, params.targetUtilization));
+  }
   if (args.json !== undefined) writeFileSync(args.json, JSON.stringify({ ...out, ticks }));
 }
 
@@ -284,11 +293,50 @@ function attribution(ticks: readonly Tick[]): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** A bad flag or file: one line on stderr, exit 2. */
+function usage(message: string): never {
+  process.stderr.write(`slo-planner-probe: ${message}\n`);
+  process.exit(2);
+}
+
+/** One tick of the bound's run: its time (s) and the count it asked for. */
+interface BoundTick {
+  readonly t: number;
+  readonly wanted: number;
+}
+
 /** The per-tick asked counts of a `--clairvoyant S --json FILE` run. */
-function boundTicks(file: string): number[] {
-  const j = JSON.parse(readFileSync(file, 'utf8')) as { ticks?: { wanted: number }[] };
-  if (!Array.isArray(j.ticks)) throw new Error(`--against ${file}: no ticks (write it with --json)`);
-  return j.ticks.map((k) => k.wanted);
+function boundTicks(file: string): BoundTick[] {
+  let j: { ticks?: unknown };
+  try {
+    j = JSON.parse(readFileSync(file, 'utf8')) as { ticks?: unknown };
+  } catch (error) {
+    usage(`--against ${file}: ${(error as Error).message}`);
+  }
+  const ticks = j.ticks;
+  const ok = (k: unknown): k is BoundTick =>
+    typeof k === 'object' &&
+    k !== null &&
+    Number.isFinite((k as BoundTick).t) &&
+    Number.isFinite((k as BoundTick).wanted);
+  if (!Array.isArray(ticks) || !ticks.every(ok))
+    usage(`--against ${file}: no ticks with t and wanted (write it with --clairvoyant S --json FILE)`);
+  return ticks;
+}
+
+/**
+ * Why `bound` cannot be set against `ticks` tick by tick (another length, another tick time: a run
+ * of another load, --hours, --start-h or interval), or undefined when it can.
+ */
+function tickMismatch(ticks: readonly Tick[], bound: readonly BoundTick[]): string | undefined {
+  const span = (xs: readonly { t: number }[]): string =>
+    xs.length === 0 ? 'none' : `t ${xs[0]?.t} s to ${xs.at(-1)?.t} s`;
+  if (ticks.length !== bound.length)
+    return `${bound.length} ticks (${span(bound)}), this run has ${ticks.length} (${span(ticks)}): use the same load, --hours, --start-h and --seed`;
+  const i = ticks.findIndex((k, n) => Math.abs(k.t - (bound[n] as BoundTick).t) > 1e-6);
+  if (i >= 0)
+    return `tick ${i} is at ${(bound[i] as BoundTick).t} s, this run's at ${(ticks[i] as Tick).t} s: use the same load, --hours, --start-h and --seed`;
+  return undefined;
 }
 
 /**
@@ -299,7 +347,7 @@ function boundTicks(file: string): number[] {
  * rate term, attainment headroom, and the scale-down hold and release (negative where a need above
  * the pool was cut to it). The layers sum to the difference.
  */
-function againstBound(ticks: readonly Tick[], bound: readonly number[], utilization: number): string {
+function againstBound(ticks: readonly Tick[], bound: readonly BoundTick[], utilization: number): string {
   if (ticks.length < 2) return '';
   const dtH = ((ticks[1] as Tick).t - (ticks[0] as Tick).t) / 3600;
   const cols = [
@@ -317,7 +365,7 @@ function againstBound(ticks: readonly Tick[], bound: readonly number[], utilizat
   const hourly = new Map<number, ReturnType<typeof zero>>();
   const total = zero();
   ticks.forEach((k, i) => {
-    const b = bound[i] ?? 0;
+    const b = (bound[i] as BoundTick).wanted;
     const demand = Math.ceil((k.forRate - k.forBacklog) * utilization - 1e-9);
     const full = Math.ceil(k.forRate * utilization - 1e-9);
     const rate = Math.min(Math.ceil(k.forRate - 1e-9), k.needed);
