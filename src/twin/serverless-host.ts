@@ -619,8 +619,9 @@ export class ServerlessHost implements TwinControl {
       for (const node of this.cache.nodeIds()) {
         const gpus = book.prestartGpus(node, m.spec.tp, initBytes, t);
         if (gpus === undefined) continue;
-        const startupMs = this.cache.estimate(m.spec.id, node, t).startupMs;
         if (!this.cache.pinDram(m.spec.id, node, t).ok) continue;
+        // Its weights are read like any load's: a lane of the tier they come from.
+        const startupMs = this.cache.readForSleep(m.spec.id, node, t).startupMs;
         const s = book.prestart(m.spec.id, node, gpus, t, t + startupMs, initBytes);
         m.everStarted = true;
         this.prestarts++;
@@ -662,8 +663,8 @@ export class ServerlessHost implements TwinControl {
         if (!this.cache.fits(id, node)) continue;
         const gpus = book.bootGpus(node, m.spec.tp, initBytes, t, book.gpusWithSleepers < gpusNeeded);
         if (gpus === undefined) continue;
-        const startupMs = this.cache.estimate(id, node, t).startupMs;
         if (!this.cache.pinDram(id, node, t).ok) continue;
+        const startupMs = this.cache.readForSleep(id, node, t).startupMs;
         const s = book.boot(id, node, gpus, t, t + startupMs, initBytes);
         m.everStarted = true;
         this.prestarts++;

@@ -54,6 +54,24 @@ describe('model cache', () => {
     assert.equal(second.engineInitMs, terms.processInitMs + terms.compileMs + terms.cudaGraphCaptureMs);
   });
 
+  it('an engine started into sleep reads its weights through the tier’s lane: a start after it queues', () => {
+    const c = cache();
+    const read = c.readForSleep('ft-1', 'n1', 0);
+    assert.equal(read.fromTier, 'remote');
+    assert.equal(read.queuedMs, 0);
+    // It takes no GPU, lands in the SSD cache, and counts as a load of the store.
+    assert.equal(c.freeGpus('n1'), 8);
+    assert.deepEqual(c.contains('ft-1', 'n1'), ['ssd', 'remote']);
+    assert.equal(c.snapshot().loadsByTier.remote, 1);
+    // The next read from the store waits for the node's one remote lane.
+    const next = c.load('ft-2', 'n1', 1000);
+    assert.equal(next.fromTier, 'remote');
+    assert.ok(
+      Math.abs(next.queuedMs - (read.weightsMs - 1000)) < 1e-6,
+      `${next.queuedMs} vs ${read.weightsMs}`,
+    );
+  });
+
   it('reads from the fastest tier holding the model: remote, then DRAM once cached', () => {
     const c = cache();
     assert.deepEqual(c.contains('ft-1', 'n1'), ['remote']);

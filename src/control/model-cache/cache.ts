@@ -290,6 +290,24 @@ export class ModelCache {
     return { ...estimate, instanceId: instance.id, readyAtMs: instance.readyAtMs, evicted };
   }
 
+  /**
+   * Reads `model`'s weights for an engine started straight into sleep on `node` at `nowMs` (its GPUs
+   * are the sleep books', its DRAM copy the caller's `pinDram`): as a load does, from the fastest
+   * tier holding them, queueing FIFO for that tier's lane, landing in the SSD cache when read from the
+   * remote store, and counted as a load of that tier. Returns the start-up it takes from now.
+   */
+  readForSleep(model: ModelId, node: string, nowMs: number): StartupEstimate {
+    this.#advance(nowMs);
+    const m = this.#model(model);
+    const n = this.#node(node);
+    const estimate = this.estimate(model, node, nowMs);
+    const lane = earliestLane(n.tiers[estimate.fromTier]);
+    n.tiers[estimate.fromTier].laneFreeAtMs[lane.index] = nowMs + estimate.queuedMs + estimate.weightsMs;
+    this.#loadsByTier[estimate.fromTier] += 1;
+    if (estimate.fromTier === 'remote') this.#insert(n, 'ssd', m);
+    return estimate;
+  }
+
   /** Stops the newest instance of `model` on `node`; SY_ERR_NOT_FOUND when there is none. */
   unload(model: ModelId, node: string, nowMs: number): UnloadResult {
     this.#model(model);
