@@ -42,6 +42,7 @@ import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './em
 import { errorBody, sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
 import { parseResponsesBody, ResponsesResponse, responsesEcho } from './responses.ts';
 import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
+import { refuseUnhonouredVllmExtras } from './vllm-extras.ts';
 import { VllmMetrics } from './vllm-metrics.ts';
 
 export {
@@ -735,6 +736,7 @@ class EngineHttpServer {
       else {
         minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
         checkStopTokenIds(body);
+        refuseUnhonouredVllmExtras(body);
       }
       this.checkModel(parsed.model);
       const refusal = kind === 'responses' ? undefined : builtinEngineRefusal(kind, body);
