@@ -226,6 +226,22 @@ test('the held-request estimate never enters the averaging window', () => {
   assert.equal(totalReplicas(d), 4, 'what is on the way is kept');
 });
 
+test("readings from before the pool lost its last ready instance do not enter the new instances' average", () => {
+  const zero = testContext({ minReplicas: 0, maxReplicas: 16 }); // 2 s ticks, 60 s window
+  const loop = createAutoscaler('apa', zero);
+  const cluster = new ScriptedCluster(zero, 2);
+  // Two instances at twice the target (kvUsage 1.0 each), held at two by a cap of 2.
+  const busy = { ready: 2, signals: { kvUsage: 1 } };
+  for (let i = 0; i < 3; i++) cluster.step(loop, busy);
+  // Both are gone within the window (a crash, a replacement) and requests are held meanwhile.
+  cluster.step(loop, cold(2, 10, 1000));
+  // The replacements read 0.5, on target: their average is their own reading, not 0.875 with the
+  // old instances' 1.0s, which would scale up.
+  const d = cluster.step(loop, { ready: 2, signals: { kvUsage: 0.5 } });
+  assert.match(d.reason, /^apa hold: kvUsage 0\.500 per replica/);
+  assert.equal(totalReplicas(d), 2);
+});
+
 test('the same script gives the same decisions', () => {
   const context = testContext({ minReplicas: 1 });
   const script = [...repeat(5, spread(30)), ...repeat(5, spread(300)), ...repeat(40, spread(10))];
