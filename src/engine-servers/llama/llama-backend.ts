@@ -14,7 +14,7 @@
  * identity) followed by `<|assistant|>\n`, so the next turn of a conversation, rendered the same
  * way, extends this request's tokens and reuses them. The model's own chat template is not applied.
  */
-import { rmSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import {
   getLlama,
   type Llama,
@@ -111,24 +111,34 @@ export async function loadModelAndContext(
 }
 
 /**
+ * A sequence state a P/D decode fetched: a file (node-llama-cpp's loadStateFromFile reads it) or
+ * bytes in memory laid out as that file (llama.cpp's buffer state API, kv-native.ts, sets them).
+ */
+export type KvStateRef = { readonly path: string } | { readonly buffer: Buffer; readonly bytes: number };
+
+/**
  * How a P/D engine (pd.ts) moves sequence states through the backend, keyed by the generation's id.
  * The backend asks at the start of each generation whether a state is to be loaded first (decode
- * side) and at its end whether its state is to be saved (prefill side).
+ * side) and at its end whether its state is to be saved (prefill side); the P/D engine does the
+ * saving and loading, through files or buffers.
  */
 export interface KvStateHooks {
   /**
-   * Undefined: not a P/D decode. Otherwise the path of the fetched state file, or undefined when the
-   * fetch failed (the backend then prefills locally).
+   * Undefined: not a P/D decode. Otherwise the fetched state, or undefined when the fetch failed
+   * (the backend then prefills locally).
    */
-  fetchState(id: string): Promise<string | undefined> | undefined;
-  /** Where to save this generation's sequence state when it ends; undefined: no save. */
-  exportPath(id: string): string | undefined;
-  /** The save's outcome, the file at `path` (called before the generation's onFinish). */
-  exported(id: string, path: string, result: { bytes: number; tokens: number } | Error): void;
+  fetchState(id: string): Promise<KvStateRef | undefined> | undefined;
+  /** Sets a fetched state on the sequence (its history is replaced); throws when llama.cpp refuses it. */
+  loadState(state: KvStateRef, sequence: LlamaContextSequence): Promise<void>;
+  /**
+   * Undefined: this generation's state is not wanted. Otherwise saves the sequence's state (the
+   * prompt's KV) and settles when it is saved or the save failed (the P/D engine keeps the outcome).
+   */
+  saveState(id: string, sequence: LlamaContextSequence): Promise<void> | undefined;
   /** A fetched state that llama.cpp refused to load (the backend prefilled locally instead). */
   loadFailed(id: string, error: Error): void;
-  /** The backend is done with a fetched state's file (loaded or refused). */
-  doneWith(path: string): void;
+  /** The backend is done with a fetched state (loaded or refused). */
+  doneWith(state: KvStateRef): void;
 }
 
 /** One sequence of the context and what the backend knows of it. */
@@ -609,30 +619,24 @@ export class LlamaBackend implements EngineBackend {
    * the prompt tokens it now holds. A fetch that failed leaves the slot as it was (`shared` of the
    * local prefix cache); a load that failed clears it (0): either way the rest is prefilled here.
    */
-  private async importState(job: Job, slot: Slot, fetching: Promise<string | undefined>, shared: number) {
-    const path = await fetching;
-    if (path === undefined) return shared;
+  private async importState(
+    job: Job,
+    slot: Slot,
+    fetching: Promise<KvStateRef | undefined>,
+    shared: number,
+  ): Promise<number> {
+    const hooks = this.kvState as KvStateHooks;
+    const state = await fetching;
+    if (state === undefined) return shared;
     try {
-      await slot.sequence.loadStateFromFile(path, { acceptRisk: true });
+      await hooks.loadState(state, slot.sequence);
       return this.sharedPrefix(slot, job.tokens);
     } catch (error) {
-      this.kvState?.loadFailed(job.input.id, error as Error);
+      hooks.loadFailed(job.input.id, error as Error);
       await slot.sequence.clearHistory().catch(() => undefined);
       return 0;
     } finally {
-      this.kvState?.doneWith(path);
-    }
-  }
-
-  /** A P/D prefill: saves the sequence's state (the prompt's KV) where the P/D engine asked. */
-  private async exportState(job: Job, slot: Slot, path: string): Promise<void> {
-    const hooks = this.kvState as KvStateHooks;
-    try {
-      const { fileSize } = await slot.sequence.saveStateToFile(path);
-      hooks.exported(job.input.id, path, { bytes: fileSize, tokens: slot.sequence.contextTokens.length });
-    } catch (error) {
-      rmSync(path, { force: true });
-      hooks.exported(job.input.id, path, error as Error);
+      hooks.doneWith(state);
     }
   }
 
@@ -721,8 +725,9 @@ export class LlamaBackend implements EngineBackend {
         held += this.model.detokenize(pendingTokens, false, recentTokens);
         heldTokens += pendingTokens.length;
       }
-      const exportPath = this.kvState?.exportPath(job.input.id);
-      if (exportPath !== undefined) await this.exportState(job, slot, exportPath);
+      // A P/D prefill: the P/D engine saves the sequence's state (the prompt's KV).
+      const saving = this.kvState?.saveState(job.input.id, sequence);
+      if (saving !== undefined) await saving;
       ended = true;
       const usage: GenerationUsage = { promptTokens, completionTokens, cachedTokens: shared };
       this.release(job, slot);

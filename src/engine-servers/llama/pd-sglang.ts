@@ -26,8 +26,6 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { performance } from 'node:perf_hooks';
-import { fetchKvState, IN_FLIGHT_BYTES_MAX_DEFAULT } from '../../adapters/kv-transfer/kv-transfer.ts';
 import { SwitchyardError } from '../../core/errors.ts';
 import {
   FRONT_BODY_BYTES_MAX,
@@ -37,7 +35,7 @@ import {
   sendError,
   sendJson,
 } from '../pd-front.ts';
-import type { LlamaBackend } from './llama-backend.ts';
+import type { KvStateRef, LlamaBackend } from './llama-backend.ts';
 import {
   clientTarget,
   type LlamaPd,
@@ -452,9 +450,9 @@ export class LlamaSglangFront extends PdFrontBase {
     // not retried); a state fetched all the same is dropped below.
     const left = new AbortController();
     res.on('close', () => left.abort(new Error('the client left')));
-    let path: string | undefined;
+    let state: KvStateRef;
     try {
-      path = await this.receive(host, port, room, left.signal);
+      state = await this.receive(host, port, room, left.signal);
     } catch (error) {
       if (res.destroyed) return;
       this.sg.stats.transferFailures++;
@@ -464,16 +462,19 @@ export class LlamaSglangFront extends PdFrontBase {
       );
     }
     if (res.destroyed) {
-      this.pd.doneWith(path);
+      this.pd.doneWith(state);
       return;
     }
     const tag = this.newTag();
-    this.pd.expectLoad(tag, path);
+    this.pd.expectLoad(tag, state);
     this.proxy(res, clientTarget(req, Buffer.from(JSON.stringify(body))), tag);
   }
 
-  /** The room's state in a local file: the bootstrap's answer, then the TCP fetch (with its retry). */
-  private async receive(host: string, port: number, room: string, signal: AbortSignal): Promise<string> {
+  /**
+   * The room's state, here (in memory or a local file): the bootstrap's answer, then the TCP fetch
+   * (with its retry).
+   */
+  private async receive(host: string, port: number, room: string, signal: AbortSignal): Promise<KvStateRef> {
     const waitMs = this.sg.options.kvWaitTimeoutMs;
     const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     let response: Response;
@@ -492,26 +493,12 @@ export class LlamaSglangFront extends PdFrontBase {
           : String(answer['message'] ?? response.status);
       throw new Error(`room ${room} on ${where}: ${why}`);
     }
-    const path = this.pd.statePath();
-    const startMs = performance.now();
-    try {
-      const got = await fetchKvState({
-        host: String(answer['kv_host']),
-        port: Number(answer['kv_port']),
-        transferId: String(answer['transfer_id']),
-        path,
-        inFlightBytesMax: this.pd.options.kvInFlightBytesMax ?? IN_FLIGHT_BYTES_MAX_DEFAULT,
-        onRetry: () => this.pd.stats.transferRetries++,
-        signal,
-      });
-      this.pd.stats.imported++;
-      this.pd.stats.importedBytes += got.bytes;
-      this.pd.stats.fetchMsTotal += performance.now() - startMs;
-      return path;
-    } catch (error) {
-      this.pd.doneWith(path);
-      throw error;
-    }
+    return this.pd.fetchRemote({
+      host: String(answer['kv_host']),
+      port: Number(answer['kv_port']),
+      transferId: String(answer['transfer_id']),
+      signal,
+    });
   }
 }
 

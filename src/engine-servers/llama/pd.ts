@@ -4,8 +4,8 @@
  * a real KV state moving between the engines:
  *
  * - prefill: a request whose `kv_transfer_params` carry `do_remote_decode: true` runs as usual (the
- *   gateway sends max_tokens 1); when it ends, its sequence's state (the prompt's KV, llama.cpp's
- *   sequence-state file) is saved to a file and offered on the engine's KV server
+ *   gateway sends max_tokens 1); when it ends, its sequence's state (the prompt's KV, laid out as
+ *   llama.cpp's sequence-state file) is saved and offered on the engine's KV server
  *   (src/adapters/kv-transfer/), and the answer gains `kv_transfer_params` naming that server
  *   (`remote_host`, `remote_port`) and the state (`remote_request_id`).
  * - decode: a request with `do_remote_prefill: true` fetches the state over TCP before it starts,
@@ -13,15 +13,23 @@
  *   same tokens as one engine would give. A transfer that fails after its retry, or a state llama.cpp
  *   will not load, is prefilled locally instead (the answer is the same, only slower).
  *
+ * States move through memory when the optional KV-state addon is built (kv-native.ts: llama.cpp's
+ * `llama_state_seq_get_data` into a buffer the KV server sends from, and `_set_data` from the buffer
+ * the decode received into), else through files (node-llama-cpp's saveStateToFile on a tmpfs file
+ * the server reads, and loadStateFromFile on the file the decode wrote). The bytes on the wire are
+ * the same either way, so a buffer engine and a file engine pair up. `/pd/stats` says which
+ * (`kvStateApi`, and why in `kvStateApiReason`), and so does a log line at start.
+ *
  * Like the `sim` P/D engine, a small front server (../pd-front.ts) on the public port reads and writes
  * `kv_transfer_params` and proxies to the ordinary OpenAI server on a loopback port, tagging P/D
  * requests (x-request-id) so the backend's hooks (`KvStateHooks`) know which generation is which.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { LlamaContextSequence } from 'node-llama-cpp';
 import {
   fetchKvState,
   IN_FLIGHT_BYTES_MAX_DEFAULT,
@@ -42,7 +50,8 @@ import {
   sendJson,
   servePdFront,
 } from '../pd-front.ts';
-import type { KvStateHooks, LlamaBackend } from './llama-backend.ts';
+import { type KvNative, loadKvNative } from './kv-native.ts';
+import type { KvStateHooks, KvStateRef, LlamaBackend } from './llama-backend.ts';
 import type { SglangPdStats } from './pd-sglang.ts';
 
 /** One side of a llama P/D pair. */
@@ -57,6 +66,13 @@ export interface LlamaPdOptions {
   readonly kvInFlightBytesMax?: number;
   /** Where states are written; default a fresh folder in /dev/shm (memory) or the temp dir. */
   readonly stateDir?: string;
+  /**
+   * 'auto' (default): buffers when the KV-state addon loads (kv-native.ts), else files. 'file':
+   * files always.
+   */
+  readonly stateApi?: 'auto' | 'file';
+  /** Where the start's one line on the state API goes (default stderr). */
+  readonly log?: (line: string) => void;
 }
 
 /** Counters of the P/D side (`GET /pd/stats`). */
@@ -76,6 +92,17 @@ export interface LlamaPdStats {
   /** Wall milliseconds spent saving states (prefill) and fetching them over TCP (decode), summed. */
   saveMsTotal: number;
   fetchMsTotal: number;
+  /** Decode: wall milliseconds spent setting fetched states on sequences, summed. */
+  loadMsTotal: number;
+  /**
+   * How states are saved and loaded: 'buffer' (llama.cpp's buffer state API, the KV-state addon) or
+   * 'file' (node-llama-cpp's file API); filled in by `statsJson`.
+   */
+  kvStateApi?: 'buffer' | 'file';
+  /** With 'file': why not buffers (not built, turned off, built for another version, ...). */
+  kvStateApiReason?: string;
+  /** Saves and loads the addon failed at, each then done through a file instead. */
+  bufferApiFailures: number;
   /** Prefill: the KV server's counters (offered, served, released). */
   server?: KvStateServer['stats'];
   /** With --pd-protocol sglang: the rooms (pd-sglang.ts). */
@@ -92,6 +119,15 @@ export interface LlamaPdStats {
  * freed and allocated again for every transfer); more are deleted.
  */
 export const STATE_FILES_KEPT_MAX = 4;
+/**
+ * State buffers each side keeps for reuse (a prefill's once their offer ended, a decode's once
+ * loaded): a fresh buffer is mapped memory whose first touch page-faults; at most this many bytes.
+ */
+export const STATE_BUFFERS_KEPT_BYTES_MAX = 256 << 20;
+export const STATE_BUFFERS_KEPT_MAX = 4;
+
+/** A saved state the prefill has not yet offered: a file, or a buffer (`bytes` of it). */
+type SavedState = { bytes: number; tokens: number } & ({ path: string } | { buffer: Buffer });
 
 /** Where a decode fetches its state (the prefill's `kv_transfer_params`). */
 interface RemoteState {
@@ -111,18 +147,18 @@ export class LlamaPd implements KvStateHooks {
   private readonly ownsDir: boolean;
   private nextFile = 0;
   /** Prefill: tags to save, and what the save gave. */
-  private readonly exports = new Map<
-    string,
-    { bytes: number; tokens: number; path: string } | Error | null
-  >();
+  private readonly exports = new Map<string, SavedState | Error | null>();
+  /** State buffers free for the next save (prefill) or fetch (decode), and their bytes. */
+  private readonly freeBuffers: Buffer[] = [];
+  private freeBufferBytes = 0;
+  /** The buffer state API, once asked (after node-llama-cpp loaded: the first save, load or stats). */
+  private nativeApi: { api: KvNative | undefined; reason?: string } | undefined;
   /** Decode: tags to load, and from where. */
   private readonly imports = new Map<string, RemoteState>();
   /** Decode: fetched-state files free for the next fetch. */
   private readonly freeFiles: string[] = [];
   /** Decode: tags whose state was fetched before the generation (SGLang's flow, pd-sglang.ts). */
-  private readonly fetched = new Map<string, string>();
-  /** Prefill: when each tag's save began. */
-  private readonly saveStartMs = new Map<string, number>();
+  private readonly fetched = new Map<string, KvStateRef>();
 
   constructor(readonly options: LlamaPdOptions) {
     this.stats = {
@@ -137,6 +173,8 @@ export class LlamaPd implements KvStateHooks {
       localPrefills: 0,
       saveMsTotal: 0,
       fetchMsTotal: 0,
+      loadMsTotal: 0,
+      bufferApiFailures: 0,
     };
     this.ownsDir = options.stateDir === undefined;
     this.dir =
@@ -149,14 +187,34 @@ export class LlamaPd implements KvStateHooks {
     }
   }
 
-  /** Starts the KV server (prefill side). */
+  /** The buffer state API, or undefined (files) with the reason; decided once. */
+  private native(): KvNative | undefined {
+    if (this.nativeApi === undefined) {
+      if (this.options.stateApi === 'file') this.nativeApi = { api: undefined, reason: 'stateApi: file' };
+      else {
+        const got = loadKvNative();
+        this.nativeApi = got.ok ? { api: got.api } : { api: undefined, reason: got.reason };
+      }
+    }
+    return this.nativeApi.api;
+  }
+
+  /** Starts the KV server (prefill side) and says which state API this engine uses. */
   async start(): Promise<void> {
+    const native = this.native();
+    const line =
+      native === undefined
+        ? `llama P/D (${this.options.role}): KV states move through files (the buffer state API is unavailable: ${this.nativeApi?.reason})`
+        : `llama P/D (${this.options.role}): KV states move through memory (llama.cpp's buffer state API, the KV-state addon)`;
+    (this.options.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(line);
     if (this.server !== undefined)
       this.kvPort = await this.server.listen(this.options.kvHost, this.options.kvPort);
   }
 
   async close(): Promise<void> {
     await this.server?.close();
+    this.freeBuffers.length = 0;
+    this.freeBufferBytes = 0;
     if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -175,18 +233,84 @@ export class LlamaPd implements KvStateHooks {
     this.exports.delete(tag);
     if (got === null || got === undefined) return undefined;
     if (got instanceof Error) return got;
-    const transferId = (this.server as KvStateServer).offer(got.path, got.bytes, got.tokens);
+    const server = this.server as KvStateServer;
+    const transferId =
+      'path' in got
+        ? server.offer(got.path, got.bytes, got.tokens)
+        : server.offerBuffer(got.buffer, got.bytes, got.tokens, (buffer) => this.keepBuffer(buffer));
     return { bytes: got.bytes, tokens: got.tokens, transferId };
   }
 
-  /** Decode: a file to fetch a state into (one kept for reuse, or a new one); hand it back with doneWith. */
-  statePath(): string {
-    return this.freeFiles.pop() ?? this.newPath();
+  /** A state buffer of at least `bytes`: a kept one when one is large enough, else a new one. */
+  private takeBuffer(bytes: number): Buffer {
+    const at = this.freeBuffers.findIndex((b) => b.byteLength >= bytes);
+    if (at < 0) return Buffer.allocUnsafeSlow(bytes);
+    const [buffer] = this.freeBuffers.splice(at, 1) as [Buffer];
+    this.freeBufferBytes -= buffer.byteLength;
+    return buffer;
   }
 
-  /** Decode: the generation tagged `tag` is to start from the state already fetched into `path`. */
-  expectLoad(tag: string, path: string): void {
-    this.fetched.set(tag, path);
+  /** Keeps a state buffer for reuse, within STATE_BUFFERS_KEPT_MAX and _BYTES_MAX (else the GC's). */
+  private keepBuffer(buffer: Buffer): void {
+    if (this.freeBuffers.includes(buffer)) return;
+    if (
+      this.freeBuffers.length >= STATE_BUFFERS_KEPT_MAX ||
+      this.freeBufferBytes + buffer.byteLength > STATE_BUFFERS_KEPT_BYTES_MAX
+    )
+      return;
+    this.freeBuffers.push(buffer);
+    this.freeBufferBytes += buffer.byteLength;
+  }
+
+  /**
+   * Decode: fetches the state at `remote` into a buffer (the buffer state API) or a file, counting it
+   * in the stats; throws what fetchKvState throws (the caller decides: local prefill, or a 502).
+   */
+  async fetchRemote(remote: RemoteState): Promise<KvStateRef> {
+    const startMs = performance.now();
+    const common = {
+      ...remote,
+      inFlightBytesMax: this.options.kvInFlightBytesMax ?? IN_FLIGHT_BYTES_MAX_DEFAULT,
+      onRetry: () => this.stats.transferRetries++,
+    };
+    let state: KvStateRef;
+    let bytes: number;
+    if (this.native() !== undefined) {
+      let taken: Buffer | undefined;
+      try {
+        const got = await fetchKvState({
+          ...common,
+          buffer: (bytes) => {
+            // A retry asks again: the previous attempt's buffer is reused.
+            if (taken === undefined || taken.byteLength < bytes) taken = this.takeBuffer(bytes);
+            return taken;
+          },
+        });
+        state = { buffer: got.buffer as Buffer, bytes: got.bytes };
+        bytes = got.bytes;
+      } catch (error) {
+        if (taken !== undefined) this.keepBuffer(taken);
+        throw error;
+      }
+    } else {
+      const path = this.freeFiles.pop() ?? this.newPath();
+      try {
+        bytes = (await fetchKvState({ ...common, path })).bytes;
+      } catch (error) {
+        this.doneWith({ path });
+        throw error;
+      }
+      state = { path };
+    }
+    this.stats.imported++;
+    this.stats.importedBytes += bytes;
+    this.stats.fetchMsTotal += performance.now() - startMs;
+    return state;
+  }
+
+  /** Decode: the generation tagged `tag` is to start from `state`, already fetched (SGLang's flow). */
+  expectLoad(tag: string, state: KvStateRef): void {
+    this.fetched.set(tag, state);
   }
 
   /** Decode: the generation tagged `tag` is to start from the state at `remote`. */
@@ -197,19 +321,30 @@ export class LlamaPd implements KvStateHooks {
   /** Forgets a tag whose request ended before its generation ran. */
   forget(tag: string): void {
     const got = this.exports.get(tag);
-    if (got !== null && got !== undefined && !(got instanceof Error)) rmSync(got.path, { force: true });
+    if (got !== null && got !== undefined && !(got instanceof Error)) this.discard(got);
     this.exports.delete(tag);
     this.imports.delete(tag);
-    const path = this.fetched.get(tag);
+    const state = this.fetched.get(tag);
     this.fetched.delete(tag);
-    if (path !== undefined) this.doneWith(path);
+    if (state !== undefined) this.doneWith(state);
   }
 
   /** `GET /pd/stats`: the counters, and on a decode its KV client connections as of now. */
   statsJson(): LlamaPdStats {
-    return this.options.role === 'decode'
-      ? { ...this.stats, connections: kvConnectionCounters() }
-      : this.stats;
+    const api: 'file' | 'buffer' = this.native() === undefined ? 'file' : 'buffer';
+    const reason = this.nativeApi?.reason;
+    const stats = {
+      ...this.stats,
+      kvStateApi: api,
+      ...(reason === undefined ? {} : { kvStateApiReason: reason }),
+    };
+    return this.options.role === 'decode' ? { ...stats, connections: kvConnectionCounters() } : stats;
+  }
+
+  /** A saved state that will not be offered: its file deleted, or its buffer kept for reuse. */
+  private discard(saved: SavedState): void {
+    if ('path' in saved) rmSync(saved.path, { force: true });
+    else this.keepBuffer(saved.buffer);
   }
 
   noteRequest(maxTokens: unknown): void {
@@ -220,7 +355,7 @@ export class LlamaPd implements KvStateHooks {
 
   // ---- KvStateHooks ----
 
-  fetchState(id: string): Promise<string | undefined> | undefined {
+  fetchState(id: string): Promise<KvStateRef | undefined> | undefined {
     const tag = tagOf(id);
     const ready = this.fetched.get(tag);
     if (ready !== undefined) {
@@ -230,56 +365,88 @@ export class LlamaPd implements KvStateHooks {
     const remote = this.imports.get(tag);
     if (remote === undefined) return undefined;
     this.imports.delete(tag);
-    const path = this.freeFiles.pop() ?? this.newPath();
+    return this.fetchRemote(remote).catch((error) => {
+      // A fetch the client's leaving stopped is no failed transfer: nothing is prefilled for it.
+      if (!(error instanceof KvFetchAbortedError)) this.stats.localPrefills++;
+      return undefined;
+    });
+  }
+
+  async loadState(state: KvStateRef, sequence: LlamaContextSequence): Promise<void> {
     const startMs = performance.now();
-    return fetchKvState({
-      ...remote,
-      path,
-      inFlightBytesMax: this.options.kvInFlightBytesMax ?? IN_FLIGHT_BYTES_MAX_DEFAULT,
-      onRetry: () => this.stats.transferRetries++,
-    }).then(
-      (got) => {
-        this.stats.imported++;
-        this.stats.importedBytes += got.bytes;
-        this.stats.fetchMsTotal += performance.now() - startMs;
-        return path;
+    if ('path' in state) await sequence.loadStateFromFile(state.path, { acceptRisk: true });
+    else {
+      const native = this.native() as KvNative;
+      try {
+        await native.loadSequenceState(sequence, state.buffer, state.bytes);
+      } catch (error) {
+        // A refusal of the state itself would refuse it from a file too; anything else (the addon's
+        // context check) is retried through a file, so the transferred KV is still used.
+        if (
+          /refused the state|not a llama\.cpp sequence state|tokens, more than/.test((error as Error).message)
+        )
+          throw error;
+        this.stats.bufferApiFailures++;
+        const path = this.newPath();
+        try {
+          writeFileSync(path, state.buffer.subarray(0, state.bytes));
+          await sequence.loadStateFromFile(path, { acceptRisk: true });
+        } finally {
+          rmSync(path, { force: true });
+        }
+      }
+    }
+    this.stats.loadMsTotal += performance.now() - startMs;
+  }
+
+  saveState(id: string, sequence: LlamaContextSequence): Promise<void> | undefined {
+    const tag = tagOf(id);
+    if (!this.exports.has(tag)) return undefined;
+    const startMs = performance.now();
+    return this.save(sequence).then(
+      (saved) => {
+        this.stats.saveMsTotal += performance.now() - startMs;
+        if (!this.exports.has(tag)) return this.discard(saved);
+        this.stats.exported++;
+        this.exports.set(tag, saved);
       },
-      (error) => {
-        this.doneWith(path);
-        // A fetch the client's leaving stopped is no failed transfer: nothing is prefilled for it.
-        if (!(error instanceof KvFetchAbortedError)) this.stats.localPrefills++;
-        return undefined;
+      (error: Error) => {
+        this.stats.saveMsTotal += performance.now() - startMs;
+        this.stats.exportFailures++;
+        if (this.exports.has(tag)) this.exports.set(tag, error);
       },
     );
   }
 
-  exportPath(id: string): string | undefined {
-    const tag = tagOf(id);
-    if (!this.exports.has(tag)) return undefined;
-    this.saveStartMs.set(tag, performance.now());
-    return this.newPath();
-  }
-
-  exported(id: string, path: string, result: { bytes: number; tokens: number } | Error): void {
-    const tag = tagOf(id);
-    this.stats.saveMsTotal += performance.now() - (this.saveStartMs.get(tag) ?? performance.now());
-    this.saveStartMs.delete(tag);
-    if (!this.exports.has(tag)) {
+  /** Saves a sequence's state into a buffer (the buffer state API; a file if that fails) or a file. */
+  private async save(sequence: LlamaContextSequence): Promise<SavedState> {
+    const native = this.native();
+    if (native !== undefined) {
+      const reuse = this.freeBuffers.pop();
+      if (reuse !== undefined) this.freeBufferBytes -= reuse.byteLength;
+      try {
+        const got = await native.saveSequenceState(sequence, reuse);
+        if (reuse !== undefined && got.buffer !== reuse) this.keepBuffer(reuse);
+        return { buffer: got.buffer, bytes: got.bytes, tokens: got.tokens };
+      } catch {
+        if (reuse !== undefined) this.keepBuffer(reuse);
+        this.stats.bufferApiFailures++;
+      }
+    }
+    const path = this.newPath();
+    try {
+      const { fileSize } = await sequence.saveStateToFile(path);
+      return { path, bytes: fileSize, tokens: sequence.contextTokens.length };
+    } catch (error) {
       rmSync(path, { force: true });
-      return;
+      throw error;
     }
-    if (result instanceof Error) {
-      this.stats.exportFailures++;
-      this.exports.set(tag, result);
-      return;
-    }
-    this.stats.exported++;
-    this.exports.set(tag, { ...result, path });
   }
 
-  doneWith(path: string): void {
-    if (this.freeFiles.length < STATE_FILES_KEPT_MAX) this.freeFiles.push(path);
-    else rmSync(path, { force: true });
+  doneWith(state: KvStateRef): void {
+    if (!('path' in state)) this.keepBuffer(state.buffer);
+    else if (this.freeFiles.length < STATE_FILES_KEPT_MAX) this.freeFiles.push(state.path);
+    else rmSync(state.path, { force: true });
   }
 
   loadFailed(): void {
