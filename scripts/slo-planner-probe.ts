@@ -13,9 +13,9 @@
  *
  *   ... --clairvoyant 20 # the results page's clairvoyant bound (20 s spans), hour by hour
  *   ... --against c.json # the planner's asked replica-hours above a `--clairvoyant 20 --json c.json`
- *                        # run's (same load and seed), hour by hour and by cause; a file whose
- *                        # ticks do not line up with this run's (another load, --hours, --start-h)
- *                        # is refused, as is --against with --static or --clairvoyant
+ *                        # run's (same load and seed), hour by hour and by cause; a file of
+ *                        # another load (other request count: --hours, --start-h, --seed) or
+ *                        # interval is refused, as is --against with --static or --clairvoyant
  *
  * Loads: `diurnal` is docs/results/autoscaling.md's day (the committed ServeGen slice at 0.022x);
  * `servegen` any ServeGen file (`--file`, `--scale`, `--start-h`, `--clients a,b`); `sinusoid` the
@@ -208,9 +208,9 @@ function main(): void {
   process.stdout.write(`${JSON.stringify(out)}\n`);
   if (!isStatic) process.stdout.write(attribution(ticks));
   if (bound !== undefined) {
-    const misfit = tickMismatch(ticks, bound);
+    const misfit = boundMismatch(bound, args.load, m.requests, ticks);
     if (misfit !== undefined) usage(`--against ${args.against}: ${misfit}`);
-    process.stdout.write(againstBound(ticks, bound, params.targetUtilization));
+    process.stdout.write(againstBound(ticks, bound.ticks, params.targetUtilization));
   }
   if (args.json !== undefined) writeFileSync(args.json, JSON.stringify({ ...out, ticks }));
 }
@@ -305,11 +305,18 @@ interface BoundTick {
   readonly wanted: number;
 }
 
-/** The per-tick asked counts of a `--clairvoyant S --json FILE` run. */
-function boundTicks(file: string): BoundTick[] {
-  let j: { ticks?: unknown };
+/** What `--against` reads of a `--clairvoyant S --json FILE` run: its load, its requests and its ticks. */
+interface BoundRun {
+  readonly load: unknown;
+  readonly requests: unknown;
+  readonly ticks: readonly BoundTick[];
+}
+
+/** The per-tick asked counts of a `--clairvoyant S --json FILE` run, with its load and request count. */
+function boundTicks(file: string): BoundRun {
+  let j: { load?: unknown; requests?: unknown; ticks?: unknown };
   try {
-    j = JSON.parse(readFileSync(file, 'utf8')) as { ticks?: unknown };
+    j = JSON.parse(readFileSync(file, 'utf8')) as typeof j;
   } catch (error) {
     usage(`--against ${file}: ${(error as Error).message}`);
   }
@@ -321,21 +328,30 @@ function boundTicks(file: string): BoundTick[] {
     Number.isFinite((k as BoundTick).wanted);
   if (!Array.isArray(ticks) || !ticks.every(ok))
     usage(`--against ${file}: no ticks with t and wanted (write it with --clairvoyant S --json FILE)`);
-  return ticks;
+  return { load: j.load, requests: j.requests, ticks };
 }
 
 /**
- * Why `bound` cannot be set against `ticks` tick by tick (another length, another tick time: a run
- * of another load, --hours, --start-h or interval), or undefined when it can.
+ * Why `bound` is not a run of this run's load (another --load, --hours, --start-h, scale or seed: its
+ * request count differs) or its ticks are not this run's (another interval), or undefined. The two
+ * runs may end a few ticks apart (each runs until its last completion); past the bound's end its
+ * count is 0, as before.
  */
-function tickMismatch(ticks: readonly Tick[], bound: readonly BoundTick[]): string | undefined {
-  const span = (xs: readonly { t: number }[]): string =>
-    xs.length === 0 ? 'none' : `t ${xs[0]?.t} s to ${xs.at(-1)?.t} s`;
-  if (ticks.length !== bound.length)
-    return `${bound.length} ticks (${span(bound)}), this run has ${ticks.length} (${span(ticks)}): use the same load, --hours, --start-h and --seed`;
-  const i = ticks.findIndex((k, n) => Math.abs(k.t - (bound[n] as BoundTick).t) > 1e-6);
-  if (i >= 0)
-    return `tick ${i} is at ${(bound[i] as BoundTick).t} s, this run's at ${(ticks[i] as Tick).t} s: use the same load, --hours, --start-h and --seed`;
+function boundMismatch(
+  bound: BoundRun,
+  load: string,
+  requests: number,
+  ticks: readonly Tick[],
+): string | undefined {
+  const same = 'use the same load, --hours, --start-h, scale and --seed';
+  if (bound.load !== load || bound.requests !== requests)
+    return `a run of ${String(bound.load)} with ${String(bound.requests)} requests, this one ${load} with ${requests}: ${same}`;
+  const n = Math.min(ticks.length, bound.ticks.length);
+  for (let i = 0; i < n; i++) {
+    const at = (bound.ticks[i] as BoundTick).t;
+    if (Math.abs(at - (ticks[i] as Tick).t) > 1e-6)
+      return `its tick ${i} is at ${at} s, this run's at ${(ticks[i] as Tick).t} s: ${same}`;
+  }
   return undefined;
 }
 
@@ -365,7 +381,7 @@ function againstBound(ticks: readonly Tick[], bound: readonly BoundTick[], utili
   const hourly = new Map<number, ReturnType<typeof zero>>();
   const total = zero();
   ticks.forEach((k, i) => {
-    const b = (bound[i] as BoundTick).wanted;
+    const b = bound[i]?.wanted ?? 0;
     const demand = Math.ceil((k.forRate - k.forBacklog) * utilization - 1e-9);
     const full = Math.ceil(k.forRate * utilization - 1e-9);
     const rate = Math.min(Math.ceil(k.forRate - 1e-9), k.needed);
