@@ -6,6 +6,7 @@
  */
 import type { ParsedCompletionRequest } from '../core/openai-api.ts';
 import type { EngineSleep } from './sleep-mode.ts';
+import type { VllmSampling } from './vllm-extras.ts';
 
 /** Why a generation ended, in OpenAI's words. */
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -45,6 +46,8 @@ export interface GenerationInput {
    * for a backend with `honoursMinTokens`; the server refuses it for any other.
    */
   readonly minTokens?: number;
+  /** vLLM's sampling extras the request set (top_k, min_p, repetition_penalty), checked. */
+  readonly sampling?: VllmSampling;
 }
 
 /** The live signals a backend exposes under vLLM's metric names. */

@@ -42,7 +42,7 @@ import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './em
 import { errorBody, sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
 import { parseResponsesBody, ResponsesResponse, responsesEcho } from './responses.ts';
 import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
-import { refuseUnhonouredVllmExtras } from './vllm-extras.ts';
+import { refuseUnhonouredVllmExtras, type VllmSampling, vllmSamplingOf } from './vllm-extras.ts';
 import { VllmMetrics } from './vllm-metrics.ts';
 
 export {
@@ -726,6 +726,8 @@ class EngineHttpServer {
     let echo = '';
     /** vLLM's min_tokens (0: none). */
     let minTokens = 0;
+    /** vLLM's sampling extras (top_k, min_p, repetition_penalty) the request set. */
+    let sampling: VllmSampling = {};
     try {
       // A Responses body is generated as the chat request with its conversation (responses.ts).
       parsed =
@@ -737,6 +739,7 @@ class EngineHttpServer {
         minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
         checkStopTokenIds(body);
         refuseUnhonouredVllmExtras(body);
+        sampling = vllmSamplingOf(body);
       }
       this.checkModel(parsed.model);
       const refusal = kind === 'responses' ? undefined : builtinEngineRefusal(kind, body);
@@ -784,7 +787,13 @@ class EngineHttpServer {
     this.active++;
     try {
       this.backend.generate(
-        { id, request: parsed, signal: controller.signal, ...(minTokens > 0 ? { minTokens } : {}) },
+        {
+          id,
+          request: parsed,
+          signal: controller.signal,
+          ...(minTokens > 0 ? { minTokens } : {}),
+          ...(Object.keys(sampling).length > 0 ? { sampling } : {}),
+        },
         response,
       );
     } catch (error) {

@@ -14,8 +14,9 @@
  * `structured_outputs` replaced). A request `chat_template` is refused by vLLM too unless it runs
  * with --trust-request-chat-template (serving_chat.py).
  *
- * Sampling fields (top_k, min_p, repetition_penalty, ...) are not here: the sim's filler text has no
- * distribution to sample from, and the llama backend maps them itself (llama-backend.ts).
+ * vLLM's sampling extras (`top_k`, `min_p`, `repetition_penalty`) are checked here as vLLM checks
+ * them (`vllmSamplingOf`) and handed to the backend: the llama backend applies them; the sim's filler
+ * text has no distribution to sample from, as with temperature and top_p.
  */
 import { SwitchyardError } from '../core/errors.ts';
 
@@ -81,4 +82,50 @@ export function refuseUnhonouredVllmExtras(body: unknown): void {
       { param },
     );
   }
+}
+
+/**
+ * vLLM's sampling extras, checked as vLLM checks them (SamplingParams: `top_k` an integer, -1 or 0
+ * for no cut, else at least 1; `min_p` in [0, 1]; `repetition_penalty` above 0), each 400
+ * SY_ERR_INVALID_ARGUMENT naming the field when wrong. Null or absent, and values that cut nothing
+ * (`min_p` 0, `repetition_penalty` 1), are left out; `top_k` -1 is given as 0 (no cut).
+ */
+export interface VllmSampling {
+  readonly topK?: number;
+  readonly minP?: number;
+  readonly repetitionPenalty?: number;
+}
+
+function badSampling(param: string, expected: string, value: unknown): SwitchyardError {
+  return new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    `invalid request body: ${param}: expected ${expected}, got ${String(JSON.stringify(value)).slice(0, 40)}`,
+    { param },
+  );
+}
+
+/** The sampling extras of a (decoded) chat or completion body; throws for a wrong one. */
+export function vllmSamplingOf(body: unknown): VllmSampling {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return {};
+  const b = body as Record<string, unknown>;
+  const out: { topK?: number; minP?: number; repetitionPenalty?: number } = {};
+  const topK = b['top_k'];
+  if (topK !== undefined && topK !== null) {
+    if (!(Number.isSafeInteger(topK) && (topK as number) >= -1))
+      throw badSampling('top_k', 'an integer, -1 or 0 (no cut) or at least 1', topK);
+    out.topK = Math.max(0, topK as number);
+  }
+  const minP = b['min_p'];
+  if (minP !== undefined && minP !== null) {
+    if (!(typeof minP === 'number' && minP >= 0 && minP <= 1))
+      throw badSampling('min_p', 'a number from 0 to 1', minP);
+    if (minP > 0) out.minP = minP;
+  }
+  const penalty = b['repetition_penalty'];
+  if (penalty !== undefined && penalty !== null) {
+    if (!(typeof penalty === 'number' && Number.isFinite(penalty) && penalty > 0))
+      throw badSampling('repetition_penalty', 'a number above 0 (1: none)', penalty);
+    if (penalty !== 1) out.repetitionPenalty = penalty;
+  }
+  return out;
 }

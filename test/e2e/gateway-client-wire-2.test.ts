@@ -10,6 +10,10 @@
  *   with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field (src/engine-servers/vllm-extras.ts); a
  *   real backend (a recorder standing for vLLM) still gets the bytes unchanged, and a field that
  *   asks for nothing (null, an empty list, structured_outputs without a constraint) is served.
+ * - vLLM's sampling extras `top_k`, `min_p` and `repetition_penalty` were ignored by the llama engine
+ *   (and wrong values such as `"top_k": "x"` or `"min_p": 2` served by both built-in engines, where
+ *   vLLM answers 400). The llama engine applies them now (node-llama-cpp's topK, minP and repeat
+ *   penalty over the prompt and output, as vLLM's), and a wrong value is 400 naming the field.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -20,9 +24,11 @@ import {
   post,
   sseData,
   startSimAndRecorder,
+  startTestGateway,
   Teardown,
   type TestGateway,
 } from './support/cluster.ts';
+import { type LlamaEngine, startLlamaEngine, stopLlamaEngines, tinyLlamaModel } from './support/llama.ts';
 
 const teardown = new Teardown();
 /** The model the recorder serves (a `vllm` backend: bodies go to it unchanged). */
@@ -110,4 +116,69 @@ describe("vLLM's extra fields a built-in engine cannot honour", () => {
     assert.equal(stream.status, 200, stream.text);
     assert.equal(sseData(stream.text).at(-1), '[DONE]');
   });
+});
+
+describe("vLLM's sampling extras on the built-in engines", () => {
+  let llama: LlamaEngine | undefined;
+  let lgw: TestGateway;
+  const LLAMA = 'tiny-pd';
+  const local = new Teardown();
+
+  before(async () => {
+    llama = await startLlamaEngine(['--model', tinyLlamaModel()]);
+    lgw = await startTestGateway(
+      { backends: [{ id: 'l0', type: 'llama', url: llama.url, models: [LLAMA] }] },
+      local,
+    );
+  });
+
+  after(async () => {
+    await local.run();
+    await stopLlamaEngines([llama]);
+  });
+
+  /** The text of a llama chat answer to the openai SDK's bytes with `extra`. */
+  async function llamaText(extra: string): Promise<string> {
+    const body = `{"messages":[{"role":"user","content":"Tell me a story"}],"model":"${LLAMA}","max_tokens":16,${extra}}`;
+    const reply = await post(lgw.url, '/v1/chat/completions', body);
+    assert.equal(reply.status, 200, reply.text);
+    return (JSON.parse(reply.text) as { choices: { message: { content: string } }[] }).choices[0]!.message
+      .content;
+  }
+
+  it('llama: top_k 1 and min_p 1 are greedy whatever the seed', async () => {
+    const greedy = await llamaText('"temperature":0');
+    const seeded = await Promise.all([1, 2, 3].map((seed) => llamaText(`"seed":${seed}`)));
+    assert.ok(new Set(seeded).size > 1 || seeded[0] !== greedy, 'seeds 1-3 sample differently');
+    for (const seed of [1, 2, 3]) {
+      assert.equal(await llamaText(`"top_k":1,"seed":${seed}`), greedy, `top_k 1, seed ${seed}`);
+      assert.equal(await llamaText(`"min_p":1,"seed":${seed}`), greedy, `min_p 1, seed ${seed}`);
+    }
+  });
+
+  it('llama: repetition_penalty changes a greedy answer; 1 is none', async () => {
+    const greedy = await llamaText('"temperature":0');
+    assert.equal(await llamaText('"temperature":0,"repetition_penalty":1'), greedy);
+    assert.notEqual(await llamaText('"temperature":0,"repetition_penalty":1.9'), greedy);
+  });
+
+  for (const [extra, param] of [
+    ['"top_k":"x"', 'top_k'],
+    ['"top_k":-2', 'top_k'],
+    ['"min_p":2', 'min_p'],
+    ['"repetition_penalty":0', 'repetition_penalty'],
+  ] as const) {
+    it(`${extra} is refused naming ${param} (sim and llama)`, async () => {
+      for (const [url, model] of [
+        [gw.url, MODEL],
+        [lgw.url, LLAMA],
+      ] as const) {
+        const reply = await post(url, '/v1/chat/completions', PY_CHAT(model, extra));
+        assert.equal(reply.status, 400, `${model}: ${reply.text}`);
+        const e = assertErrorBody(reply.text, 400);
+        assert.equal(e.error.code, 'SY_ERR_INVALID_ARGUMENT');
+        assert.equal(e.error.param, param);
+      }
+    });
+  }
 });

@@ -20,6 +20,7 @@ import {
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
+  type LlamaContextSequenceRepeatPenalty,
   LlamaLogLevel,
   type LlamaModel,
   type Token,
@@ -35,6 +36,7 @@ import type {
   GenerationUsage,
 } from '../backend.ts';
 import { engineAsleep } from '../sleep-mode.ts';
+import type { VllmSampling } from '../vllm-extras.ts';
 import { checkGgufHeader } from './gguf-header.ts';
 import { LlamaSleep } from './sleep.ts';
 
@@ -179,6 +181,34 @@ export function refuseUnimplementedSampling(request: ParsedCompletionRequest): v
       { param },
     );
   }
+}
+
+/**
+ * node-llama-cpp's options for vLLM's sampling extras: `top_k` (0: no cut) and `min_p` as they are;
+ * `repetition_penalty` as llama.cpp's repeat penalty (the same rule as vLLM's: a seen token's
+ * positive logit divided by it, a negative one multiplied) over `punished`, the prompt and the
+ * output so far, as vLLM applies it, not llama.cpp's window of the last 64 tokens. Absent: nothing
+ * (node-llama-cpp's defaults stay).
+ */
+export function vllmSamplingOptions(
+  sampling: VllmSampling | undefined,
+  punished: Token[] | undefined,
+  contextSize: number,
+): { topK?: number; minP?: number; repeatPenalty?: LlamaContextSequenceRepeatPenalty } {
+  if (sampling === undefined) return {};
+  return {
+    ...(sampling.topK === undefined ? {} : { topK: sampling.topK }),
+    ...(sampling.minP === undefined ? {} : { minP: sampling.minP }),
+    ...(sampling.repetitionPenalty === undefined || punished === undefined
+      ? {}
+      : {
+          repeatPenalty: {
+            punishTokens: () => punished,
+            maxPunishTokens: contextSize,
+            penalty: sampling.repetitionPenalty,
+          },
+        }),
+  };
 }
 
 /** The longest suffix of `text` that is a proper prefix of one of `stops` (what must be held back). */
@@ -659,6 +689,8 @@ export class LlamaBackend implements EngineBackend {
     let heldTokens = 0;
     let recentTokens: Token[] = job.tokens.slice(-8);
     let reason: FinishReason = 'length';
+    /** vLLM's repetition_penalty punishes every token of the prompt and the output so far. */
+    const punished = job.input.sampling?.repetitionPenalty === undefined ? undefined : [...job.tokens];
     const emit = (text: string, tokens: number): void => {
       if (text.length > 0 || tokens > 0) job.sink.onText(text, tokens);
     };
@@ -672,6 +704,7 @@ export class LlamaBackend implements EngineBackend {
         // OpenAI's default is no nucleus cut (node-llama-cpp's own default is 0.95).
         topP: request.topP ?? 1,
         ...(request.seed === undefined ? {} : { seed: request.seed }),
+        ...vllmSamplingOptions(job.input.sampling, punished, this.contextSize),
         yieldEogToken: true,
       });
       try {
@@ -687,6 +720,7 @@ export class LlamaBackend implements EngineBackend {
           }
           if (this.startup.markToken()) this.log(startupLogLine(this.startup.report(), 'llama'));
           completionTokens++;
+          if (punished !== undefined) punished.push(token);
           this.generationTokensTotal++;
           pendingTokens.push(token);
           const piece = this.model.detokenize(pendingTokens, false, recentTokens);
