@@ -280,6 +280,28 @@ describe('control host', () => {
     assert.deepEqual(new Set(log.map((e) => `${e.atMs} ${e.instance}`)), new Set(['7000 i0']));
   });
 
+  it("instancesOverTime ends at the run's end, where gpuHours stops billing", () => {
+    // Served by one instance until 3 s; a request at 20 s is held at zero (the loop wants 0) until its
+    // deadline and refused: the host ticks on past the last completion, which the series must not show.
+    const seen: ControlObservation[] = [];
+    const early = constant(2, 2);
+    const late = constant(1, 1).map((r) => ({ ...r, id: `late${r.id}`, arrivalMs: r.arrivalMs + 20_000 }));
+    const result = runSimulation(
+      [...early, ...late],
+      options(
+        settings(
+          scripted((t) => (t < 3000 ? 1 : 0), seen),
+          { minInstances: 0 },
+        ),
+      ),
+    );
+    const ticksAfter = seen.filter((o) => o.nowMs > 20_000).length;
+    assert.ok(ticksAfter > 0, 'the host ticked while the late request was held');
+    const series = result.instancesOverTime ?? [];
+    const last = series[series.length - 1];
+    assert.ok(last !== undefined && last.timeS < 20, `series ends at ${last?.timeS} s`);
+  });
+
   it('rejects a pool that is not maxInstances of one variant', () => {
     const seen: ControlObservation[] = [];
     assert.throws(

@@ -445,7 +445,7 @@ export class ControlHost implements Actuator, TwinControl {
       gpuHours: this.pool.gpuHoursAt(endMs),
       coldStarts: this.pool.coldStarts,
       startupMs: this.startupMs,
-      instancesOverTime: this.pool.instancesOverTime,
+      instancesOverTime: this.pool.instancesUntil(endMs),
     };
   }
 

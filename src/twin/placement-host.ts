@@ -282,7 +282,7 @@ export class PlacementHost implements TwinControl {
         sloAttainment: judged > 0 ? r.sloMet / judged : 0,
         preempted: m.preempted,
         shortTicks: m.shortTicks,
-        instancesOverTime: m.pool.instancesOverTime,
+        instancesOverTime: m.pool.instancesUntil(endMs),
       };
     });
     return {
