@@ -5,6 +5,9 @@
  *   npm run bench:kv-transfer                       # 128 MiB payload, 5 runs; tiny-model engines
  *   npm run bench:kv-transfer -- --mb 256 --runs 7 --json out/kv-transfer.json
  *
+ * The KV-state addon (`npm run build:kv-native`) is built first when it is not (best effort): with
+ * it, the engines save and load states with llama.cpp's buffer state API and no file at either end.
+ *
  * 1. Transfer path. A sender process (this file with --serve) holds a state file in /dev/shm and
  *    offers it on a KvStateServer (src/adapters/kv-transfer/, the code a prefill engine runs); this
  *    process fetches it with fetchKvState into a file of its own (what a decode engine does): disk
@@ -15,18 +18,23 @@
  *    figure fetches the same state into a sink that drops it: the protocol without the file write
  *    that llama.cpp's file-only state API imposes. The KV fetches reuse the process's kept-alive
  *    connection, as a decode engine does; raw TCP opens one per transfer (at 128 MiB the set-up is
- *    noise). Then small states (1,150 KiB): KV on the kept connection and on a fresh one, raw TCP on a
+ *    noise). The buffer path: the same state offered from memory (`offerBuffer`, DATA frames that are
+ *    views of it: what a prefill engine with the addon sends from llama_state_seq_get_data's buffer)
+ *    and fetched into one reused buffer (`fetchKvState({buffer})`, what such a decode engine hands to
+ *    llama_state_seq_set_data): no file at either end. Then small states (1,150 KiB): KV on the kept connection and on a fresh one, raw TCP on a
  *    fresh one. CPU time per transfer is read for both processes, all threads.
  * 2. Between two engines. A prefill and a decode engine (`switchyard engine llama --pd-role ...`,
  *    tiny model) serve vLLM's P/D flow on long prompts; the decode engine's /pd/stats gives the bytes
  *    it fetched and the time its fetches took (connect to file written), the prefill's the time its
  *    saves took. Raw TCP moves the same bytes per request on a fresh connection, as the engines do.
+ *    Twice: engines on the buffer state API (when the addon is built), then engines on files
+ *    (SWITCHYARD_KV_NATIVE=0).
  * 3. Mixed load (`--decodes`, `--long-prompts`): running generations (short prompts, 1,500 tokens,
  *    streamed) while long prompts (about 2,500 tokens) arrive one after another; first on one engine,
  *    then on a P/D pair through vLLM's flow. TPOT: the running generations' gaps between tokens;
  *    TTFT: the long prompts' (a P/D one counts its prefill leg and the decode's first token).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
   linkSync,
   mkdirSync,
@@ -77,13 +85,16 @@ async function serve(bytes: number, offers: number): Promise<void> {
   const payload = Buffer.alloc(bytes);
   for (let i = 0; i < bytes; i += 4096) payload.writeUInt32LE(i, i);
   writeFileSync(base, payload);
-  const kv = new KvStateServer({ offersMax: 2 * offers + 1 + SMALL_OFFERS });
+  const kv = new KvStateServer({ offersMax: 3 * offers + 2 + 2 * SMALL_OFFERS });
   const kvPort = await kv.listen('127.0.0.1', 0);
   const ids: string[] = [];
   for (let i = 0; i <= 2 * offers; i++) {
     linkSync(base, `${base}.${i}`);
     ids.push(kv.offer(`${base}.${i}`, bytes, 0));
   }
+  // The buffer path: the same bytes offered from memory (the buffer is never given back or changed).
+  const bufferIds: string[] = [];
+  for (let i = 0; i <= offers; i++) bufferIds.push(kv.offerBuffer(payload, bytes, 0));
   // Small states the size of the tiny model's (first bytes of the same payload).
   writeFileSync(`${base}.small`, payload.subarray(0, Math.min(bytes, SMALL_STATE_BYTES)));
   const smallIds: string[] = [];
@@ -91,6 +102,9 @@ async function serve(bytes: number, offers: number): Promise<void> {
     linkSync(`${base}.small`, `${base}.small.${i}`);
     smallIds.push(kv.offer(`${base}.small.${i}`, Math.min(bytes, SMALL_STATE_BYTES), 0));
   }
+  const smallBufferIds: string[] = [];
+  for (let i = 0; i < SMALL_OFFERS; i++)
+    smallBufferIds.push(kv.offerBuffer(payload, Math.min(bytes, SMALL_STATE_BYTES), 0));
   const raw = createServer({ noDelay: true }, (socket) => {
     socket.once('data', async (head: Buffer) => {
       // The state's own bytes in order (not one cache-hot MiB over and over).
@@ -107,7 +121,7 @@ async function serve(bytes: number, offers: number): Promise<void> {
   });
   await new Promise<void>((r) => raw.listen(0, '127.0.0.1', () => r()));
   process.stdout.write(
-    `${JSON.stringify({ kvPort, rawPort: (raw.address() as AddressInfo).port, ids, smallIds })}\n`,
+    `${JSON.stringify({ kvPort, rawPort: (raw.address() as AddressInfo).port, ids, smallIds, bufferIds, smallBufferIds })}\n`,
   );
   process.stdin.resume();
   process.stdin.on('end', () => {
@@ -175,7 +189,7 @@ async function firstLine(child: ChildProcess): Promise<Record<string, unknown>> 
   return JSON.parse(line) as Record<string, unknown>;
 }
 
-type Way = 'raw' | 'rawData' | 'kv' | 'mem';
+type Way = 'raw' | 'rawData' | 'kv' | 'mem' | 'buf';
 
 /** CPU milliseconds process `pid` (the sender) has used, all threads (Linux: /proc). */
 function cpuMsOf(pid: number): number {
@@ -209,9 +223,11 @@ async function transferPath(bytes: number, runs: number) {
     rawPort: number;
     ids: string[];
     smallIds: string[];
+    bufferIds: string[];
+    smallBufferIds: string[];
   };
   const dir = mkdtempSync(join(SHM, 'kv-bench-in-'));
-  const ways = ['raw', 'rawData', 'kv', 'mem'] as const;
+  const ways = ['raw', 'rawData', 'kv', 'mem', 'buf'] as const;
   const wallMs = Object.fromEntries(ways.map((w) => [w, [] as number[]])) as Record<Way, number[]>;
   const cpuMs = Object.fromEntries(ways.map((w) => [w, [] as number[]])) as Record<Way, number[]>;
   const senderCpuMs = Object.fromEntries(ways.map((w) => [w, [] as number[]])) as Record<Way, number[]>;
@@ -237,6 +253,15 @@ async function transferPath(bytes: number, runs: number) {
   await rawFetch(info.rawPort, bytes); // warm-up, every way
   await rawFetch(info.rawPort, bytes, 'data');
   await fetchKvState({ host: '127.0.0.1', port: info.kvPort, transferId: info.ids[runs] as string, path });
+  // The buffer path's receiving buffer, kept and reused as a decode engine keeps its state buffers.
+  const target = Buffer.allocUnsafeSlow(bytes);
+  const intoTarget = { buffer: () => target };
+  await fetchKvState({
+    host: '127.0.0.1',
+    port: info.kvPort,
+    transferId: info.bufferIds[runs] as string,
+    ...intoTarget,
+  });
   for (let i = 0; i < runs; i++) {
     await timed('raw', () => rawFetch(info.rawPort, bytes));
     await timed('rawData', () => rawFetch(info.rawPort, bytes, 'data'));
@@ -257,6 +282,14 @@ async function transferPath(bytes: number, runs: number) {
         sink: dropSink,
       }),
     );
+    await timed('buf', () =>
+      fetchKvState({
+        host: '127.0.0.1',
+        port: info.kvPort,
+        transferId: info.bufferIds[i] as string,
+        ...intoTarget,
+      }),
+    );
   }
   // Small states: fixed costs (connection, HELLO/META, files) against raw TCP of the same bytes.
   const smallBytes = Math.min(bytes, SMALL_STATE_BYTES);
@@ -264,6 +297,7 @@ async function transferPath(bytes: number, runs: number) {
   const smallKvMs: number[] = [];
   const smallKvFreshMs: number[] = [];
   const smallRawMs: number[] = [];
+  const smallBufMs: number[] = [];
   const smallPath = join(dir, 'small');
   for (const [i, id] of info.smallIds.entries()) {
     const fresh = i % 2 === 1;
@@ -272,9 +306,19 @@ async function transferPath(bytes: number, runs: number) {
     await fetchKvState({ host: '127.0.0.1', port: info.kvPort, transferId: id, path: smallPath });
     const kvMsSmall = performance.now() - start;
     const rawMsSmall = await rawFetch(info.rawPort, smallBytes);
+    // The buffer path on the kept-alive connection (the one the file fetch left, or a fresh one).
+    const startBuf = performance.now();
+    await fetchKvState({
+      host: '127.0.0.1',
+      port: info.kvPort,
+      transferId: info.smallBufferIds[i] as string,
+      ...intoTarget,
+    });
+    const bufMsSmall = performance.now() - startBuf;
     if (i === 0) continue; // warm-up
     (fresh ? smallKvFreshMs : smallKvMs).push(kvMsSmall);
     smallRawMs.push(rawMsSmall);
+    smallBufMs.push(bufMsSmall);
   }
   rmSync(dir, { recursive: true, force: true });
   const raw = median(wallMs.raw);
@@ -297,6 +341,11 @@ async function transferPath(bytes: number, runs: number) {
     kvToMemoryMsMedian: mem,
     kvToMemoryGbps: gbps(bytes, mem),
     kvToMemoryRatio: raw / mem,
+    bufferMsMedian: median(wallMs.buf),
+    bufferGbps: gbps(bytes, median(wallMs.buf)),
+    bufferRatio: raw / median(wallMs.buf),
+    /** Each run's buffer-path time over the raw TCP run just before it. */
+    bufferRatioPerRun: wallMs.buf.map((b, i) => (wallMs.raw[i] as number) / b),
     /** CPU milliseconds per transfer, both processes and all their threads (median). */
     cpuMsMedian: cpu,
     /** Of which the sender's. */
@@ -309,6 +358,8 @@ async function transferPath(bytes: number, runs: number) {
       kvFreshConnectionMsMedian: median(smallKvFreshMs),
       rawMsMedian: median(smallRawMs),
       ratio: median(smallRawMs) / median(smallKvMs),
+      bufferMsMedian: median(smallBufMs),
+      bufferRatio: median(smallRawMs) / median(smallBufMs),
     },
     rawPort: info.rawPort,
     child,
@@ -319,6 +370,7 @@ async function startEngine(
   model: string,
   role: string | undefined,
   sequences = 1,
+  stateApi: 'auto' | 'file' = 'auto',
 ): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(
     process.execPath,
@@ -336,7 +388,10 @@ async function startEngine(
       '4096',
       ...(role === undefined ? [] : ['--pd-role', role]),
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: stateApi === 'file' ? { ...process.env, SWITCHYARD_KV_NATIVE: '0' } : process.env,
+    },
   );
   const ready = await firstLine(child);
   return { child, url: ready['url'] as string };
@@ -352,9 +407,12 @@ async function post(url: string, body: Record<string, unknown>): Promise<Record<
   return (await r.json()) as Record<string, unknown>;
 }
 
-async function betweenEngines(requests: number, rawPort: number) {
+async function betweenEngines(requests: number, rawPort: number, stateApi: 'auto' | 'file') {
   const model = ensureTinyLlamaGguf(join(ROOT, TINY_LLAMA_DEFAULT_PATH));
-  const [prefill, decode] = await Promise.all([startEngine(model, 'prefill'), startEngine(model, 'decode')]);
+  const [prefill, decode] = await Promise.all([
+    startEngine(model, 'prefill', 1, stateApi),
+    startEngine(model, 'decode', 1, stateApi),
+  ]);
   try {
     const rawMs: number[] = [];
     let bytesEach = 0;
@@ -382,8 +440,10 @@ async function betweenEngines(requests: number, rawPort: number) {
     const fetchMs = d.fetchMsTotal / d.imported;
     const raw = median(rawMs);
     return {
+      kvStateApi: d.kvStateApi,
       requests,
       stateBytes: bytesEach,
+      loadMsMean: d.loadMsTotal / d.imported,
       fetchMsMean: fetchMs,
       saveMsMean: p.saveMsTotal / p.exported,
       rawMsMedian: raw,
@@ -500,6 +560,18 @@ async function mixedLoad(decodes: number, longPrompts: number) {
   return { decodes, longPrompts, single: alone, pd };
 }
 
+/** Builds the KV-state addon when it is not (best effort); says whether the engines will use it. */
+function ensureKvNative(): string {
+  const build = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'scripts', 'build-kv-native.ts'), '--best-effort'],
+    {
+      encoding: 'utf8',
+    },
+  );
+  return `${build.stdout}${build.stderr}`.trim().split('\n').at(-1) ?? '';
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -518,24 +590,44 @@ async function main(): Promise<void> {
   const runs = Number(values.runs);
   if (values.serve === true) return serve(Number(values.bytes), runs);
   const bytes = Number(values.mb) * (1 << 20);
+  const native = ensureKvNative();
   const load = loadavg()[0]?.toFixed(2);
   const path = await transferPath(bytes, runs);
   const { child: _child, ...pathOut } = path;
   if (values['path-only'] === true) {
     path.child.stdin!.end();
-    console.log(JSON.stringify({ loadAvg1m: load, ...pathOut }, null, 2));
+    console.log(
+      JSON.stringify({ loadAvg1m: load, loadAvg1mEnd: loadavg()[0]?.toFixed(2), ...pathOut }, null, 2),
+    );
     return;
   }
-  const engines = await betweenEngines(Number(values.requests), path.rawPort);
+  const engines = await betweenEngines(Number(values.requests), path.rawPort, 'auto');
+  const enginesFile = await betweenEngines(Number(values.requests), path.rawPort, 'file');
   path.child.stdin!.end();
   const mixed = await mixedLoad(Number(values.decodes), Number(values['long-prompts']));
-  const out = { loadAvg1m: load, transferPath: pathOut, betweenEngines: engines, mixedLoad: mixed };
+  const out = {
+    loadAvg1m: load,
+    loadAvg1mEnd: loadavg()[0]?.toFixed(2),
+    kvNative: native,
+    transferPath: pathOut,
+    betweenEngines: engines,
+    betweenEnginesFile: enginesFile,
+    mixedLoad: mixed,
+  };
   const f = (x: number, d = 2) => x.toFixed(d);
-  console.log(`KV transfer over loopback (load average ${load})`);
+  console.log(
+    `KV transfer over loopback (load average ${load} at the start, ${out.loadAvg1mEnd} at the end)`,
+  );
+  console.log(`  the KV-state addon: ${native}`);
   console.log(
     `  transfer path, ${values.mb} MiB, median of ${runs}: raw TCP ${f(path.rawGbps)} Gb/s (${f(path.rawMsMedian, 1)} ms), ` +
       `KV transfer ${f(path.kvGbps)} Gb/s (${f(path.kvMsMedian, 1)} ms), ratio ${f(path.ratio)}x raw; ` +
       `peak in flight ${(path.peakInFlightBytesMax / (1 << 20)).toFixed(2)} MiB`,
+  );
+  console.log(
+    `  buffer path (state sent from memory, received into one reused buffer: no files), median of ${runs}: ` +
+      `${f(path.bufferGbps)} Gb/s (${f(path.bufferMsMedian, 1)} ms), ratio ${f(path.bufferRatio)}x raw ` +
+      `(per run: ${path.bufferRatioPerRun.map((r) => f(r)).join(', ')})`,
   );
   console.log(
     `  raw TCP with node's default reads (64 KiB, a fresh buffer each): ${f(path.rawDataReadsGbps)} Gb/s ` +
@@ -549,13 +641,15 @@ async function main(): Promise<void> {
     `  small states on the transfer path, ${path.small.runs} of ${(path.small.bytes / 1024).toFixed(0)} KiB: ` +
       `KV on the kept-alive connection ${f(path.small.kvMsMedian)} ms (on a fresh one ` +
       `${f(path.small.kvFreshConnectionMsMedian)} ms), raw TCP on a fresh connection ${f(path.small.rawMsMedian)} ms, ` +
-      `ratio ${f(path.small.ratio)}x raw`,
+      `ratio ${f(path.small.ratio)}x raw; buffer path ${f(path.small.bufferMsMedian)} ms, ${f(path.small.bufferRatio)}x raw`,
   );
-  console.log(
-    `  between two llama engines, ${engines.requests} states of ${(engines.stateBytes / 1024).toFixed(0)} KiB: ` +
-      `fetch ${f(engines.fetchMsMean)} ms (${f(engines.engineGbps)} Gb/s), raw TCP ${f(engines.rawMsMedian)} ms ` +
-      `(${f(engines.rawGbps)} Gb/s), ratio ${f(engines.ratio)}x raw; save ${f(engines.saveMsMean)} ms each`,
-  );
+  for (const e of [engines, enginesFile]) {
+    console.log(
+      `  between two llama engines (${e.kvStateApi} state API), ${e.requests} states of ${(e.stateBytes / 1024).toFixed(0)} KiB: ` +
+        `fetch ${f(e.fetchMsMean)} ms (${f(e.engineGbps)} Gb/s), raw TCP ${f(e.rawMsMedian)} ms ` +
+        `(${f(e.rawGbps)} Gb/s), ratio ${f(e.ratio)}x raw; save ${f(e.saveMsMean)} ms, load ${f(e.loadMsMean)} ms each`,
+    );
+  }
   for (const [name, m] of [
     ['one engine', mixed.single],
     ['P/D pair  ', mixed.pd],
@@ -567,7 +661,8 @@ async function main(): Promise<void> {
     );
   }
   console.log(
-    `KV transfer throughput ${f(path.kvGbps)} Gb/s, raw TCP ${f(path.rawGbps)} Gb/s, ratio ${f(path.ratio)}`,
+    `KV transfer throughput ${f(path.bufferGbps)} Gb/s (buffer path; file path ${f(path.kvGbps)} Gb/s, ` +
+      `${f(path.ratio)}x), raw TCP ${f(path.rawGbps)} Gb/s, ratio ${f(path.bufferRatio)}`,
   );
   if (values.json !== undefined) {
     mkdirSync(dirname(values.json), { recursive: true });

@@ -90,6 +90,28 @@ export class FrameDecoder {
     }
   }
 
+  /** Payload bytes left in the DATA frame under way (0 between frames or in a control frame). */
+  get dataRemaining(): number {
+    return this.type === FrameType.data ? this.remaining : 0;
+  }
+
+  /** Header bytes still wanted before the next frame starts (0 inside a frame). */
+  get headerWanted(): number {
+    return this.type === undefined ? FRAME_HEADER_BYTES - this.headerFill : 0;
+  }
+
+  /**
+   * Counts `bytes` of the DATA frame under way as received without seeing them: the caller read them
+   * straight to where they belong (a receiver that reads into its destination).
+   */
+  skipData(bytes: number): void {
+    if (this.type !== FrameType.data || bytes > this.remaining) {
+      throw new Error(`${bytes} DATA bytes skipped outside a DATA frame or past its end`);
+    }
+    this.remaining -= bytes;
+    if (this.remaining === 0) this.endFrame();
+  }
+
   /** True between frames (a clean place for the stream to end). */
   get idle(): boolean {
     return this.type === undefined && this.headerFill === 0;

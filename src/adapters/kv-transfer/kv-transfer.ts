@@ -30,7 +30,14 @@ import {
 import { type AddressInfo, createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { SwitchyardError } from '../../core/errors.ts';
-import { controlFrame, DATA_FRAME_BYTES_MAX, FrameDecoder, FrameType, frameHeader } from './framing.ts';
+import {
+  controlFrame,
+  DATA_FRAME_BYTES_MAX,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  FrameType,
+  frameHeader,
+} from './framing.ts';
 
 /** Bytes of state per DATA frame the server sends (one file read each). */
 export const CHUNK_BYTES_DEFAULT = 1 << 20;
@@ -581,7 +588,12 @@ class FileSink implements PieceSink {
   }
 }
 
-/** A state received into one buffer (the caller's, at META): each piece copied to its offset. */
+/**
+ * A state received into one buffer (the caller's, at META). Its connection reads DATA payload
+ * straight into the buffer at its offset (`transferOn`'s `nextBuffer`: the socket's reads land in a
+ * view of it, no copy); pieces that arrived in a receive buffer anyway (those after a frame header
+ * in the same read) are copied to their offset.
+ */
 class BufferSink implements PieceSink {
   buffer: Buffer | undefined;
 
@@ -742,6 +754,11 @@ interface TransferHandlers {
   onRead(bytes: number, buffer: Buffer): boolean;
   /** The connection failed or closed. */
   onGone(error: Error): void;
+  /**
+   * Where the next socket read goes, when the transfer wants it somewhere of its own (a state
+   * received into memory reads DATA straight into its buffer); undefined: a receive buffer.
+   */
+  nextBuffer?(): Buffer | undefined;
 }
 
 /** Counters of this process's kept-alive KV connections (for tests and `/pd/stats`). */
@@ -788,7 +805,7 @@ class KvConnection {
       port,
       noDelay: true,
       onread: {
-        buffer: () => this.buffers.next(),
+        buffer: () => this.handlers?.nextBuffer?.() ?? this.buffers.next(),
         callback: (bytes: number, buffer: Uint8Array): boolean => {
           if (this.handlers === undefined) {
             // Bytes while idle: the server broke the protocol; this connection is not reused.
@@ -939,6 +956,10 @@ function transferOn(
     let paused = false;
     /** The buffer of the read being decoded. */
     let reading: Buffer = buffers.current;
+    /** A view of the memory sink's buffer the next read was given (DATA read straight in place). */
+    let direct: Buffer | undefined;
+    /** The next read of a frame header, when the read after it is to go in place. */
+    const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     const onAbort = (): void => fail(abortedError(options));
     const fail = (error: Error): void => {
       if (settled) return;
@@ -1022,11 +1043,36 @@ function transferOn(
       },
     });
     connection.handlers = {
+      nextBuffer: () => {
+        direct = undefined;
+        const target = sink instanceof BufferSink ? sink.buffer : undefined;
+        if (settled || target === undefined || meta === undefined || received >= meta.bytes) return undefined;
+        const inFrame = decoder.dataRemaining;
+        if (inFrame > 0) {
+          direct = target.subarray(received, received + Math.min(inFrame, meta.bytes - received));
+          return direct;
+        }
+        // Between frames, more DATA to come: read just the header, so the payload after it is read
+        // in place (a receive buffer would take up to a MiB of it, to be copied).
+        const wanted = decoder.headerWanted;
+        return wanted > 0 ? header.subarray(0, wanted) : undefined;
+      },
       onRead: (bytes, buffer) => {
         if (settled) return false;
         if (!answered) {
           answered = true;
           onAnswered?.();
+        }
+        if (direct !== undefined && buffer === direct) {
+          direct = undefined;
+          try {
+            decoder.skipData(bytes);
+          } catch (error) {
+            fail(error as Error);
+            return false;
+          }
+          received += bytes;
+          return true;
         }
         reading = buffer;
         try {
