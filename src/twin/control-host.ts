@@ -380,9 +380,15 @@ export class ControlHost implements Actuator, TwinControl {
     this.pool.arrival(request.inputTokens, nowMs);
   }
 
-  onFinish(result: FinishedRequest, instance: SimInstance, offline: boolean): void {
-    if (!offline) this.pool.completion(result);
+  /** `wholeRequest` false: a P/D prefill leg ended, its request not yet done (see `ModelPool.completion`). */
+  onFinish(result: FinishedRequest, instance: SimInstance, offline: boolean, wholeRequest = true): void {
+    if (!offline) this.pool.completion(result, wholeRequest);
     this.onEnded(instance, result.finishMs);
+  }
+
+  /** A request of this model completed elsewhere (its decode leg) at `atMs`: settles the GPU bill. */
+  settle(atMs: number): void {
+    this.pool.settle(atMs);
   }
 
   onFailed(_request: Request, nowMs: number): void {

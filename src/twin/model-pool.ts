@@ -303,9 +303,13 @@ export class ModelPool {
     this.tally.arrived++;
   }
 
-  /** An online request completed. */
-  completion(result: FinishedRequest): void {
-    this.bill.settle(result.finishMs);
+  /**
+   * An online request completed (`wholeRequest`), or one leg of it did (a P/D prefill leg, whose
+   * request may still be refused at its decode pick): only a whole request's completion is a time the
+   * run's end cannot precede, so only it settles the bill.
+   */
+  completion(result: FinishedRequest, wholeRequest = true): void {
+    if (wholeRequest) this.bill.settle(result.finishMs);
     const output = result.request.outputTokens;
     const ttftMs = result.firstTokenMs - result.arrivalMs;
     const tpotMs = output > 1 ? (result.finishMs - result.firstTokenMs) / (output - 1) : 0;

@@ -242,7 +242,7 @@ export class PdPoolsHost implements TwinControl {
   onFinish(result: FinishedRequest, instance: SimInstance, offline: boolean): void {
     const id = result.request.id;
     if (instance.role === 'prefill') {
-      this.prefill.onFinish(result, instance, offline);
+      this.prefill.onFinish(result, instance, offline, false);
       this.decodeLegSinceMs.set(id, result.finishMs);
       if (!offline) this.decode.onArrival(result.request, result.finishMs);
       return;
@@ -250,6 +250,8 @@ export class PdPoolsHost implements TwinControl {
     const sinceMs = this.decodeLegSinceMs.get(id) ?? result.arrivalMs;
     this.decodeLegSinceMs.delete(id);
     this.decode.onFinish({ ...result, arrivalMs: sinceMs }, instance, offline);
+    // The request is whole only now: the prefill pool's bill settles here, not at its leg's end.
+    if (!offline) this.prefill.settle(result.finishMs);
     if (!offline) this.front?.completion(result);
   }
 

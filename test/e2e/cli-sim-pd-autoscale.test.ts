@@ -136,3 +136,22 @@ test('the colocated bounds, a pool that could empty, and pool flags without --au
   assert.notEqual(without.code, 0);
   assert.match(without.stderr, /max-prefill-instances[\s\S]*--autoscaler[\s\S]*SY_ERR_INVALID_ARGUMENT/);
 });
+
+test('a run whose last requests are refused at the decode pick, after their prefill, closes its books', async () => {
+  // Mooncake's early rejection refuses each request at its decode pick (TPOT 1 ms cannot be met),
+  // after its prefill leg ended: that leg's end is no completion, so the run's end (none) may not
+  // be checked against it (it was: "the run's end 0 ms precedes a completion at 1733 ms").
+  const json = join(dir, 'refused-at-decode.json');
+  const run = await runCli([
+    ...['sim', '--workload', 'poisson', '--rate', '2', '--requests', '3'],
+    ...['--input-tokens', '8000', '--output-tokens', '200'],
+    ...['--prefill-instances', '1', '--decode-instances', '1', '--pd-policy', 'mooncake'],
+    ...['--slo-tpot-ms', '1', '--autoscaler', 'slo-planner'],
+    ...['--max-prefill-instances', '2', '--max-decode-instances', '2', '--no-progress', '--json', json],
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  const out = JSON.parse(readFileSync(json, 'utf8')) as RunJson;
+  assert.equal(out.requests, 3);
+  assert.equal(out.completed, 0, 'every request refused at its decode pick');
+  assert.ok(Number.isFinite(out.pdPools.prefill.gpuHours));
+});
