@@ -11,6 +11,10 @@
  * - `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`, `GET /metrics` (vLLM's metric names).
  * - OpenAI parameters the engines do not implement (tools, response_format, logprobs, n > 1, ...)
  *   get 400 SY_ERR_UNSUPPORTED_PARAMETER naming them (`builtinEngineRefusal`), never silence.
+ *   vLLM's extras likewise (`vllm-extras.ts`: guided decoding, prompt_logprobs, ...); its sampling
+ *   extras (top_k, min_p, repetition_penalty) are checked and handed to the backend.
+ * - A completions list of prompts (not streamed): one generation per prompt, one answer
+ *   (`prompt-list.ts`), as vLLM's.
  * - A known path with the wrong method: 405 SY_ERR_METHOD_NOT_ALLOWED with an Allow header.
  *
  * Errors are OpenAI-style JSON from SwitchyardError: a bad body 400, a wrong model 404, a body past
@@ -39,6 +43,7 @@ import {
 } from '../core/openai-api.ts';
 import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage, StopReason } from './backend.ts';
 import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './embeddings.ts';
+import { PromptListResponse } from './prompt-list.ts';
 import { errorBody, sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
 import { parseResponsesBody, ResponsesResponse, responsesEcho } from './responses.ts';
 import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
@@ -417,9 +422,21 @@ function checkStopTokenIds(body: unknown): void {
     );
 }
 
+/**
+ * The prompts of a completions body a built-in engine serves as a list (prompt-list.ts): a list of
+ * more than one prompt (strings, or lists of token ids) in a request that does not stream. Else
+ * undefined (one prompt, or a streamed list, which builtinEngineRefusal refuses).
+ */
+function servedPromptList(body: unknown): readonly unknown[] | undefined {
+  const b = body as { prompt?: unknown; stream?: unknown };
+  const prompt = b.prompt;
+  if (!Array.isArray(prompt) || prompt.length < 2 || typeof prompt[0] === 'number') return undefined;
+  return b.stream === true ? undefined : prompt;
+}
+
 /** A generation whose response is open, as a shutdown past its grace ends it. */
 interface RunningGeneration {
-  readonly response: CompletionResponse | ResponsesResponse;
+  readonly response: CompletionResponse | ResponsesResponse | PromptListResponse;
   readonly controller: AbortController;
   readonly res: ServerResponse;
 }
@@ -728,6 +745,8 @@ class EngineHttpServer {
     let minTokens = 0;
     /** vLLM's sampling extras (top_k, min_p, repetition_penalty) the request set. */
     let sampling: VllmSampling = {};
+    /** A completions prompt list served one generation per prompt (prompt-list.ts), else undefined. */
+    let listed: ParsedCompletionRequest[] | undefined;
     try {
       // A Responses body is generated as the chat request with its conversation (responses.ts).
       parsed =
@@ -742,8 +761,18 @@ class EngineHttpServer {
         sampling = vllmSamplingOf(body);
       }
       this.checkModel(parsed.model);
-      const refusal = kind === 'responses' ? undefined : builtinEngineRefusal(kind, body);
+      const prompts = kind === 'completion' ? servedPromptList(body) : undefined;
+      const refusal =
+        kind === 'responses'
+          ? undefined
+          : builtinEngineRefusal(
+              kind,
+              prompts === undefined ? body : { ...(body as object), prompt: prompts[0] },
+            );
       if (refusal !== undefined) throw refusal;
+      listed = prompts?.map((prompt) =>
+        withCompletionsDefault(parseCompletionBody('completion', { ...(body as object), prompt }), body),
+      );
       const maxWaiting = this.options.maxWaiting;
       if (maxWaiting !== undefined) {
         const waiting = this.backend.signals().waiting;
@@ -771,6 +800,10 @@ class EngineHttpServer {
         : `${this.idBase}${(this.nextId++).toString(36)}`;
     const id = kind === 'responses' ? `resp_${tag}` : `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${tag}`;
     const created = Math.floor(Date.now() / 1000);
+    if (listed !== undefined) {
+      this.servePromptList(res, listed, id, created, arrivalMs, minTokens, sampling);
+      return;
+    }
     const response =
       kind === 'responses'
         ? new ResponsesResponse(this, res, parsed, id, created, arrivalMs, echo)
@@ -798,6 +831,56 @@ class EngineHttpServer {
       );
     } catch (error) {
       response.onError(error as Error);
+    }
+  }
+
+  /** A completions prompt list: one generation per prompt, one answer (prompt-list.ts). */
+  private servePromptList(
+    res: ServerResponse,
+    listed: readonly ParsedCompletionRequest[],
+    id: string,
+    created: number,
+    arrivalMs: number,
+    minTokens: number,
+    sampling: VllmSampling,
+  ): void {
+    const controller = new AbortController();
+    const first = listed[0] as ParsedCompletionRequest;
+    const response = new PromptListResponse(
+      this,
+      res,
+      first.model,
+      id,
+      created,
+      arrivalMs,
+      listed.length,
+      () => controller.abort(),
+    );
+    const generation: RunningGeneration = { response, controller, res };
+    this.running.add(generation);
+    res.on('close', () => {
+      this.running.delete(generation);
+      if (response.done) return;
+      response.abandon();
+      controller.abort();
+    });
+    for (const [i, request] of listed.entries()) {
+      this.active++;
+      const sink = response.sink(i);
+      try {
+        this.backend.generate(
+          {
+            id: `${id}-${i}`,
+            request,
+            signal: controller.signal,
+            ...(minTokens > 0 ? { minTokens } : {}),
+            ...(Object.keys(sampling).length > 0 ? { sampling } : {}),
+          },
+          sink,
+        );
+      } catch (error) {
+        sink.onError(error as Error);
+      }
     }
   }
 

@@ -14,6 +14,10 @@
  *   (and wrong values such as `"top_k": "x"` or `"min_p": 2` served by both built-in engines, where
  *   vLLM answers 400). The llama engine applies them now (node-llama-cpp's topK, minP and repeat
  *   penalty over the prompt and output, as vLLM's), and a wrong value is 400 naming the field.
+ * - LangChain's `OpenAI` (and `VLLMOpenAI`) sends `batch()` / `generate()` as ONE completions request
+ *   with `"prompt": [...]` (up to 20 prompts); the built-in engines refused any list of more than one
+ *   prompt. They serve it now as vLLM does: one generation per prompt, `choices[i]` with index i
+ *   answering `prompt[i]`, usage summed (streamed lists are still refused, naming `prompt`).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -118,6 +122,64 @@ describe("vLLM's extra fields a built-in engine cannot honour", () => {
   });
 });
 
+/** LangChain 1.x `OpenAI(...).batch(["a", "b"])`: its body, byte for byte. */
+const LANGCHAIN_BATCH = (model: string): string =>
+  `{"model":"${model}","prompt":["a","b"],"frequency_penalty":0,"logprobs":null,"max_tokens":5,"n":1,"presence_penalty":0,"seed":null,"temperature":0.7,"top_p":1}`;
+
+interface ListAnswer {
+  readonly object: string;
+  readonly choices: readonly { index: number; text: string; finish_reason: string }[];
+  readonly usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+}
+
+describe('a completions prompt list (LangChain OpenAI.batch)', () => {
+  it('sim: one choice per prompt, in order, usage summed', async () => {
+    const reply = await post(gw.url, '/v1/completions', LANGCHAIN_BATCH(MODEL));
+    assert.equal(reply.status, 200, reply.text);
+    const answer = JSON.parse(reply.text) as ListAnswer;
+    assert.equal(answer.object, 'text_completion');
+    assert.deepEqual(
+      answer.choices.map((c) => [c.index, c.finish_reason]),
+      [
+        [0, 'length'],
+        [1, 'length'],
+      ],
+    );
+    for (const c of answer.choices) assert.ok(c.text.length > 0);
+    assert.equal(answer.usage.completion_tokens, 10);
+    assert.equal(answer.usage.total_tokens, answer.usage.prompt_tokens + 10);
+  });
+
+  it('sim: lists of token ids too; a streamed list is still refused naming prompt', async () => {
+    const ids = await post(
+      gw.url,
+      '/v1/completions',
+      `{"model":"${MODEL}","prompt":[[1,2,3],[4,5],[6]],"max_tokens":2}`,
+    );
+    assert.equal(ids.status, 200, ids.text);
+    const answer = JSON.parse(ids.text) as ListAnswer;
+    assert.deepEqual(
+      answer.choices.map((c) => c.index),
+      [0, 1, 2],
+    );
+    assert.equal(answer.usage.prompt_tokens, 6);
+    const stream = await post(
+      gw.url,
+      '/v1/completions',
+      `{"model":"${MODEL}","prompt":["a","b"],"stream":true}`,
+    );
+    assert.equal(stream.status, 400, stream.text);
+    assert.equal(assertErrorBody(stream.text, 400).error.param, 'prompt');
+  });
+
+  it('a real backend gets the bytes unchanged', async () => {
+    const bytes = LANGCHAIN_BATCH(REAL);
+    const real = await post(gw.url, '/v1/completions', bytes);
+    assert.equal(real.status, 200, real.text);
+    assert.equal(upstream.received.at(-1)?.body, bytes);
+  });
+});
+
 describe("vLLM's sampling extras on the built-in engines", () => {
   let llama: LlamaEngine | undefined;
   let lgw: TestGateway;
@@ -160,6 +222,49 @@ describe("vLLM's sampling extras on the built-in engines", () => {
     const greedy = await llamaText('"temperature":0');
     assert.equal(await llamaText('"temperature":0,"repetition_penalty":1'), greedy);
     assert.notEqual(await llamaText('"temperature":0,"repetition_penalty":1.9'), greedy);
+  });
+
+  it('llama: a prompt list answers each prompt as a request of its own would (greedy)', async () => {
+    const one = async (prompt: string): Promise<string> => {
+      const r = await post(lgw.url, '/v1/completions', {
+        model: LLAMA,
+        prompt,
+        max_tokens: 8,
+        temperature: 0,
+      });
+      assert.equal(r.status, 200, r.text);
+      return (JSON.parse(r.text) as ListAnswer).choices[0]!.text;
+    };
+    const prompts = ['Once upon a time', 'The cat', 'Hello'];
+    const reply = await post(lgw.url, '/v1/completions', {
+      model: LLAMA,
+      prompt: prompts,
+      max_tokens: 8,
+      temperature: 0,
+    });
+    assert.equal(reply.status, 200, reply.text);
+    const answer = JSON.parse(reply.text) as ListAnswer;
+    assert.deepEqual(
+      answer.choices.map((c) => c.text),
+      [await one(prompts[0]!), await one(prompts[1]!), await one(prompts[2]!)],
+    );
+    assert.equal(answer.usage.completion_tokens, 24);
+  });
+
+  it('llama: one prompt of the list it cannot serve fails the request with its 400', async () => {
+    const long = 'word '.repeat(1200);
+    const reply = await post(lgw.url, '/v1/completions', {
+      model: LLAMA,
+      prompt: ['hi', long],
+      max_tokens: 4,
+    });
+    assert.equal(reply.status, 400, reply.text);
+    assert.equal(assertErrorBody(reply.text, 400).error.code, 'SY_ERR_INVALID_ARGUMENT');
+    // The engine is idle again: a request after it is served.
+    assert.equal(
+      (await post(lgw.url, '/v1/completions', { model: LLAMA, prompt: 'hi', max_tokens: 2 })).status,
+      200,
+    );
   });
 
   for (const [extra, param] of [
