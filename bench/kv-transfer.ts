@@ -21,7 +21,9 @@
  *    noise). The buffer path: the same state offered from memory (`offerBuffer`, DATA frames that are
  *    views of it: what a prefill engine with the addon sends from llama_state_seq_get_data's buffer)
  *    and fetched into one reused buffer (`fetchKvState({buffer})`, what such a decode engine hands to
- *    llama_state_seq_set_data): no file at either end. Then small states (1,150 KiB): KV on the kept connection and on a fresh one, raw TCP on a
+ *    llama_state_seq_set_data): no file at either end. A fourth raw figure reads raw TCP into one
+ *    state-sized buffer at each read's offset, as the buffer path does: what the baseline costs
+ *    when the bytes are kept in memory rather than dropped in one cache-hot MiB. Then small states (1,150 KiB): KV on the kept connection and on a fresh one, raw TCP on a
  *    fresh one. CPU time per transfer is read for both processes, all threads.
  * 2. Between two engines. A prefill and a decode engine (`switchyard engine llama --pd-role ...`,
  *    tiny model) serve vLLM's P/D flow on long prompts; the decode engine's /pd/stats gives the bytes
@@ -136,7 +138,11 @@ async function serve(bytes: number, offers: number): Promise<void> {
  * reads: about a sixteenth of the reads of node's default); `data`: node's default reads (64 KiB at
  * most, a fresh buffer each), the baseline of the figures before the KV client read that way.
  */
-function rawFetch(port: number, bytes: number, mode: 'onread' | 'data' = 'onread'): Promise<number> {
+function rawFetch(
+  port: number,
+  bytes: number,
+  mode: 'onread' | 'data' | 'memory' = 'onread',
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const start = performance.now();
     let got = 0;
@@ -144,6 +150,18 @@ function rawFetch(port: number, bytes: number, mode: 'onread' | 'data' = 'onread
       host: '127.0.0.1',
       port,
       noDelay: true,
+      ...(mode === 'memory'
+        ? {
+            // Each read lands at its offset in one state-sized buffer (as the buffer path's reads do).
+            onread: {
+              buffer: () => (got < bytes ? rawTarget(bytes).subarray(got) : rawReadBuffer),
+              callback: (n: number) => {
+                got += n;
+                return true;
+              },
+            },
+          }
+        : {}),
       ...(mode === 'onread'
         ? {
             onread: {
@@ -172,6 +190,12 @@ function rawFetch(port: number, bytes: number, mode: 'onread' | 'data' = 'onread
   });
 }
 const rawReadBuffer = Buffer.alloc(1 << 20);
+let rawMemory: Buffer | undefined;
+/** Raw TCP into memory: one reused buffer the size of the state (touched once, so no page faults). */
+function rawTarget(bytes: number): Buffer {
+  if (rawMemory === undefined || rawMemory.byteLength < bytes) rawMemory = Buffer.alloc(bytes);
+  return rawMemory;
+}
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -189,7 +213,7 @@ async function firstLine(child: ChildProcess): Promise<Record<string, unknown>> 
   return JSON.parse(line) as Record<string, unknown>;
 }
 
-type Way = 'raw' | 'rawData' | 'kv' | 'mem' | 'buf';
+type Way = 'raw' | 'rawData' | 'rawMem' | 'kv' | 'mem' | 'buf';
 
 /** CPU milliseconds process `pid` (the sender) has used, all threads (Linux: /proc). */
 function cpuMsOf(pid: number): number {
@@ -227,7 +251,7 @@ async function transferPath(bytes: number, runs: number) {
     smallBufferIds: string[];
   };
   const dir = mkdtempSync(join(SHM, 'kv-bench-in-'));
-  const ways = ['raw', 'rawData', 'kv', 'mem', 'buf'] as const;
+  const ways = ['raw', 'rawData', 'rawMem', 'kv', 'mem', 'buf'] as const;
   const wallMs = Object.fromEntries(ways.map((w) => [w, [] as number[]])) as Record<Way, number[]>;
   const cpuMs = Object.fromEntries(ways.map((w) => [w, [] as number[]])) as Record<Way, number[]>;
   const senderCpuMs = Object.fromEntries(ways.map((w) => [w, [] as number[]])) as Record<Way, number[]>;
@@ -265,6 +289,7 @@ async function transferPath(bytes: number, runs: number) {
   for (let i = 0; i < runs; i++) {
     await timed('raw', () => rawFetch(info.rawPort, bytes));
     await timed('rawData', () => rawFetch(info.rawPort, bytes, 'data'));
+    await timed('rawMem', () => rawFetch(info.rawPort, bytes, 'memory'));
     await timed('kv', async () => {
       const got = await fetchKvState({
         host: '127.0.0.1',
@@ -341,6 +366,9 @@ async function transferPath(bytes: number, runs: number) {
     kvToMemoryMsMedian: mem,
     kvToMemoryGbps: gbps(bytes, mem),
     kvToMemoryRatio: raw / mem,
+    rawIntoMemoryMsMedian: median(wallMs.rawMem),
+    rawIntoMemoryGbps: gbps(bytes, median(wallMs.rawMem)),
+    bufferToRawIntoMemoryRatio: median(wallMs.rawMem) / median(wallMs.buf),
     bufferMsMedian: median(wallMs.buf),
     bufferGbps: gbps(bytes, median(wallMs.buf)),
     bufferRatio: raw / median(wallMs.buf),
@@ -628,6 +656,10 @@ async function main(): Promise<void> {
     `  buffer path (state sent from memory, received into one reused buffer: no files), median of ${runs}: ` +
       `${f(path.bufferGbps)} Gb/s (${f(path.bufferMsMedian, 1)} ms), ratio ${f(path.bufferRatio)}x raw ` +
       `(per run: ${path.bufferRatioPerRun.map((r) => f(r)).join(', ')})`,
+  );
+  console.log(
+    `  raw TCP into memory (each read at its offset in one state-sized buffer, as the buffer path reads): ` +
+      `${f(path.rawIntoMemoryGbps)} Gb/s (${f(path.rawIntoMemoryMsMedian, 1)} ms); buffer path ${f(path.bufferToRawIntoMemoryRatio)}x that`,
   );
   console.log(
     `  raw TCP with node's default reads (64 KiB, a fresh buffer each): ${f(path.rawDataReadsGbps)} Gb/s ` +
