@@ -1,12 +1,14 @@
 /**
- * A completions request with a list of prompts, as vLLM serves it (serving_completion.py): one
- * generation per prompt, one answer whose `choices[i]` answers `prompt[i]` (`index` i) and whose
- * `usage` sums them. LangChain's `OpenAI` / `VLLMOpenAI` sends its `batch()` and `generate()` this
- * way (up to 20 prompts in one request). The built-in engines serve it without streaming; a
- * streamed list is still refused (builtinEngineRefusal).
+ * A request for several choices, as vLLM serves it (serving_completion.py, serving_chat.py): a
+ * completions list of prompts and/or `n` > 1. One generation per choice; one answer whose
+ * `choices[k]` (`index` k = prompt index x n + j) is the j-th sample for prompt `k / n`, and whose
+ * `usage` counts each prompt's tokens once and sums the completions. LangChain's `OpenAI` /
+ * `VLLMOpenAI` sends its `batch()` and `generate()` as one list (up to 20 prompts a request). The
+ * built-in engines serve these without streaming; a streamed one is still refused
+ * (builtinEngineRefusal).
  *
- * Each prompt is its own generation for the engine's accounting (as vLLM's are its own requests):
- * `generationEnded` once per prompt. The answer goes out when all have ended; the first error
+ * Each choice is its own generation for the engine's accounting (as vLLM's are its own requests):
+ * `generationEnded` once per choice. The answer goes out when all have ended; the first error
  * answers the request and stops the rest.
  */
 import type { ServerResponse } from 'node:http';
@@ -29,7 +31,7 @@ interface Choice {
 }
 
 /** One answer over `count` generations, each fed through `sink(i)`. */
-export class PromptListResponse {
+export class MultiChoiceResponse {
   private readonly choices: Choice[];
   private settledCount = 0;
   private started = false;
@@ -39,11 +41,14 @@ export class PromptListResponse {
   constructor(
     private readonly host: PromptListHost,
     private readonly res: ServerResponse,
+    private readonly kind: 'chat' | 'completion',
     private readonly model: string,
     private readonly id: string,
     private readonly created: number,
     private readonly arrivalMs: number,
     count: number,
+    /** Choices per prompt (`n`): choice k answers prompt floor(k / n). */
+    private readonly perPrompt: number,
     /** Stops the generations still running (after an error). */
     private readonly stopAll: () => void,
   ) {
@@ -107,18 +112,26 @@ export class PromptListResponse {
     let cachedTokens = 0;
     const parts: string[] = [];
     for (const [i, c] of this.choices.entries()) {
-      promptTokens += c.usage?.promptTokens ?? 0;
+      // A prompt's tokens count once, however many samples it has (as vLLM's usage).
+      if (i % this.perPrompt === 0) {
+        promptTokens += c.usage?.promptTokens ?? 0;
+        cachedTokens += c.usage?.cachedTokens ?? 0;
+      }
       completionTokens += c.usage?.completionTokens ?? 0;
-      cachedTokens += c.usage?.cachedTokens ?? 0;
       const stop = c.reason === 'stop' && c.stopReason !== undefined ? JSON.stringify(c.stopReason) : 'null';
+      const output =
+        this.kind === 'chat'
+          ? `"message":{"role":"assistant","content":${JSON.stringify(c.text)}}`
+          : `"text":${JSON.stringify(c.text)}`;
       parts.push(
-        `{"index":${i},"text":${JSON.stringify(c.text)},"logprobs":null,"finish_reason":${JSON.stringify(c.reason ?? null)},"stop_reason":${stop}}`,
+        `{"index":${i},${output},"logprobs":null,"finish_reason":${JSON.stringify(c.reason ?? null)},"stop_reason":${stop}}`,
       );
     }
     const usage =
       `{"prompt_tokens":${promptTokens},"completion_tokens":${completionTokens},` +
       `"total_tokens":${promptTokens + completionTokens},"prompt_tokens_details":{"cached_tokens":${cachedTokens}}}`;
-    const body = `{"id":"${this.id}","object":"text_completion","created":${this.created},"model":${JSON.stringify(this.model)},"choices":[${parts.join(',')}],"usage":${usage}}`;
+    const object = this.kind === 'chat' ? 'chat.completion' : 'text_completion';
+    const body = `{"id":"${this.id}","object":"${object}","created":${this.created},"model":${JSON.stringify(this.model)},"choices":[${parts.join(',')}],"usage":${usage}}`;
     sendJson(this.res, 200, body, this.host.closingHeaders());
   }
 }

@@ -13,8 +13,8 @@
  *   get 400 SY_ERR_UNSUPPORTED_PARAMETER naming them (`builtinEngineRefusal`), never silence.
  *   vLLM's extras likewise (`vllm-extras.ts`: guided decoding, prompt_logprobs, ...); its sampling
  *   extras (top_k, min_p, repetition_penalty) are checked and handed to the backend.
- * - A completions list of prompts (not streamed): one generation per prompt, one answer
- *   (`prompt-list.ts`), as vLLM's.
+ * - Several choices (a completions list of prompts, `n` > 1), not streamed: one generation per
+ *   choice, one answer (`multi-choice.ts`), as vLLM's.
  * - A known path with the wrong method: 405 SY_ERR_METHOD_NOT_ALLOWED with an Allow header.
  *
  * Errors are OpenAI-style JSON from SwitchyardError: a bad body 400, a wrong model 404, a body past
@@ -43,7 +43,7 @@ import {
 } from '../core/openai-api.ts';
 import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage, StopReason } from './backend.ts';
 import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './embeddings.ts';
-import { PromptListResponse } from './prompt-list.ts';
+import { MultiChoiceResponse } from './multi-choice.ts';
 import { errorBody, sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
 import { parseResponsesBody, ResponsesResponse, responsesEcho } from './responses.ts';
 import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
@@ -422,21 +422,40 @@ function checkStopTokenIds(body: unknown): void {
     );
 }
 
+/** The most choices (prompts x n) a built-in engine generates for one request. */
+export const BUILTIN_CHOICES_MAX = 2048;
+
 /**
- * The prompts of a completions body a built-in engine serves as a list (prompt-list.ts): a list of
- * more than one prompt (strings, or lists of token ids) in a request that does not stream. Else
- * undefined (one prompt, or a streamed list, which builtinEngineRefusal refuses).
+ * The choices a built-in engine serves as several generations (multi-choice.ts), for a request
+ * that does not stream and asks for more than one: a completions list of more than one prompt
+ * (strings, or lists of token ids) and/or `n` > 1. Undefined otherwise (one choice, or a streamed
+ * request, which builtinEngineRefusal refuses). More than BUILTIN_CHOICES_MAX is 400 naming `n`.
  */
-function servedPromptList(body: unknown): readonly unknown[] | undefined {
-  const b = body as { prompt?: unknown; stream?: unknown };
+function servedChoices(
+  kind: 'chat' | 'completion',
+  body: unknown,
+): { readonly prompts: readonly unknown[] | undefined; readonly n: number } | undefined {
+  const b = body as { prompt?: unknown; stream?: unknown; n?: unknown };
   const prompt = b.prompt;
-  if (!Array.isArray(prompt) || prompt.length < 2 || typeof prompt[0] === 'number') return undefined;
-  return b.stream === true ? undefined : prompt;
+  const prompts =
+    kind === 'completion' && Array.isArray(prompt) && prompt.length > 1 && typeof prompt[0] !== 'number'
+      ? prompt
+      : undefined;
+  const n = typeof b.n === 'number' && Number.isSafeInteger(b.n) && b.n > 1 ? b.n : 1;
+  if (b.stream === true || (prompts === undefined && n === 1)) return undefined;
+  const count = (prompts?.length ?? 1) * n;
+  if (count > BUILTIN_CHOICES_MAX)
+    throw new SwitchyardError(
+      'SY_ERR_UNSUPPORTED_PARAMETER',
+      `${count} choices (prompts x n) are more than the built-in engines generate for one request (${BUILTIN_CHOICES_MAX}); split the request`,
+      { param: 'n' },
+    );
+  return { prompts, n };
 }
 
 /** A generation whose response is open, as a shutdown past its grace ends it. */
 interface RunningGeneration {
-  readonly response: CompletionResponse | ResponsesResponse | PromptListResponse;
+  readonly response: CompletionResponse | ResponsesResponse | MultiChoiceResponse;
   readonly controller: AbortController;
   readonly res: ServerResponse;
 }
@@ -745,8 +764,8 @@ class EngineHttpServer {
     let minTokens = 0;
     /** vLLM's sampling extras (top_k, min_p, repetition_penalty) the request set. */
     let sampling: VllmSampling = {};
-    /** A completions prompt list served one generation per prompt (prompt-list.ts), else undefined. */
-    let listed: ParsedCompletionRequest[] | undefined;
+    /** Several choices, one generation each (multi-choice.ts), and `n`; else undefined. */
+    let listed: { readonly requests: ParsedCompletionRequest[]; readonly n: number } | undefined;
     try {
       // A Responses body is generated as the chat request with its conversation (responses.ts).
       parsed =
@@ -761,18 +780,36 @@ class EngineHttpServer {
         sampling = vllmSamplingOf(body);
       }
       this.checkModel(parsed.model);
-      const prompts = kind === 'completion' ? servedPromptList(body) : undefined;
-      const refusal =
-        kind === 'responses'
-          ? undefined
-          : builtinEngineRefusal(
-              kind,
-              prompts === undefined ? body : { ...(body as object), prompt: prompts[0] },
-            );
+      const choices = kind === 'responses' ? undefined : servedChoices(kind, body);
+      // Served as several generations: each is a one-prompt, one-choice request.
+      const one =
+        choices === undefined
+          ? body
+          : {
+              ...(body as object),
+              n: 1,
+              ...(choices.prompts === undefined ? {} : { prompt: choices.prompts[0] }),
+            };
+      const refusal = kind === 'responses' ? undefined : builtinEngineRefusal(kind, one);
       if (refusal !== undefined) throw refusal;
-      listed = prompts?.map((prompt) =>
-        withCompletionsDefault(parseCompletionBody('completion', { ...(body as object), prompt }), body),
-      );
+      if (choices !== undefined) {
+        const perPrompt =
+          choices.prompts === undefined
+            ? [parsed]
+            : choices.prompts.map((prompt) =>
+                withCompletionsDefault(
+                  parseCompletionBody('completion', { ...(body as object), prompt }),
+                  body,
+                ),
+              );
+        // A seed gives the request's j-th sample seed + j, so the n samples differ (and repeat).
+        const requests = perPrompt.flatMap((r) =>
+          Array.from({ length: choices.n }, (_, j) =>
+            r.seed === undefined ? r : { ...r, seed: r.seed + j },
+          ),
+        );
+        listed = { requests, n: choices.n };
+      }
       const maxWaiting = this.options.maxWaiting;
       if (maxWaiting !== undefined) {
         const waiting = this.backend.signals().waiting;
@@ -801,7 +838,7 @@ class EngineHttpServer {
     const id = kind === 'responses' ? `resp_${tag}` : `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${tag}`;
     const created = Math.floor(Date.now() / 1000);
     if (listed !== undefined) {
-      this.servePromptList(res, listed, id, created, arrivalMs, minTokens, sampling);
+      this.serveChoices(res, listed.requests, listed.n, id, created, arrivalMs, minTokens, sampling);
       return;
     }
     const response =
@@ -834,10 +871,11 @@ class EngineHttpServer {
     }
   }
 
-  /** A completions prompt list: one generation per prompt, one answer (prompt-list.ts). */
-  private servePromptList(
+  /** Several choices: one generation each, one answer (multi-choice.ts). */
+  private serveChoices(
     res: ServerResponse,
     listed: readonly ParsedCompletionRequest[],
+    n: number,
     id: string,
     created: number,
     arrivalMs: number,
@@ -846,14 +884,16 @@ class EngineHttpServer {
   ): void {
     const controller = new AbortController();
     const first = listed[0] as ParsedCompletionRequest;
-    const response = new PromptListResponse(
+    const response = new MultiChoiceResponse(
       this,
       res,
+      first.kind,
       first.model,
       id,
       created,
       arrivalMs,
       listed.length,
+      n,
       () => controller.abort(),
     );
     const generation: RunningGeneration = { response, controller, res };

@@ -17,7 +17,9 @@
  * - LangChain's `OpenAI` (and `VLLMOpenAI`) sends `batch()` / `generate()` as ONE completions request
  *   with `"prompt": [...]` (up to 20 prompts); the built-in engines refused any list of more than one
  *   prompt. They serve it now as vLLM does: one generation per prompt, `choices[i]` with index i
- *   answering `prompt[i]`, usage summed (streamed lists are still refused, naming `prompt`).
+ *   answering `prompt[i]`, usage summed (streamed lists are still refused, naming `prompt`). The
+ *   same for `n` > 1 (the openai SDKs' `n=2`, LangChain's `ChatOpenAI(n=2)`), which was refused:
+ *   choice k = prompt x n + j, each prompt's tokens counted once in usage, as vLLM's.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -180,6 +182,40 @@ describe('a completions prompt list (LangChain OpenAI.batch)', () => {
   });
 });
 
+describe('n > 1 (openai SDK `n=2`)', () => {
+  it('sim chat: two choices, prompt tokens counted once; a seed repeats the pair', async () => {
+    const one = JSON.parse((await post(gw.url, '/v1/chat/completions', PY_CHAT(MODEL, '"seed":5'))).text) as {
+      usage: { prompt_tokens: number };
+    };
+    const texts: string[][] = [];
+    for (let k = 0; k < 2; k++) {
+      const reply = await post(gw.url, '/v1/chat/completions', PY_CHAT(MODEL, '"n":2,"seed":5'));
+      assert.equal(reply.status, 200, reply.text);
+      const answer = JSON.parse(reply.text) as {
+        object: string;
+        choices: { index: number; message: { content: string } }[];
+        usage: { prompt_tokens: number; completion_tokens: number };
+      };
+      assert.equal(answer.object, 'chat.completion');
+      assert.deepEqual(
+        answer.choices.map((c) => c.index),
+        [0, 1],
+      );
+      assert.equal(answer.usage.prompt_tokens, one.usage.prompt_tokens);
+      assert.equal(answer.usage.completion_tokens, 8);
+      texts.push(answer.choices.map((c) => c.message.content));
+    }
+    assert.notEqual(texts[0]![0], texts[0]![1], 'the two samples differ');
+    assert.deepEqual(texts[1], texts[0], 'the same seed gives the same pair');
+  });
+
+  it('sim: a streamed n=2 is still refused naming n', async () => {
+    const reply = await post(gw.url, '/v1/chat/completions', PY_CHAT(MODEL, '"n":2,"stream":true'));
+    assert.equal(reply.status, 400, reply.text);
+    assert.equal(assertErrorBody(reply.text, 400).error.param, 'n');
+  });
+});
+
 describe("vLLM's sampling extras on the built-in engines", () => {
   let llama: LlamaEngine | undefined;
   let lgw: TestGateway;
@@ -248,6 +284,27 @@ describe("vLLM's sampling extras on the built-in engines", () => {
       answer.choices.map((c) => c.text),
       [await one(prompts[0]!), await one(prompts[1]!), await one(prompts[2]!)],
     );
+    assert.equal(answer.usage.completion_tokens, 24);
+  });
+
+  it('llama: a prompt list with n=2 orders choices prompt by prompt (greedy)', async () => {
+    const reply = await post(lgw.url, '/v1/completions', {
+      model: LLAMA,
+      prompt: ['The cat', 'Hello'],
+      n: 2,
+      max_tokens: 6,
+      temperature: 0,
+    });
+    assert.equal(reply.status, 200, reply.text);
+    const answer = JSON.parse(reply.text) as ListAnswer;
+    const texts = answer.choices.map((c) => c.text);
+    assert.deepEqual(
+      answer.choices.map((c) => c.index),
+      [0, 1, 2, 3],
+    );
+    assert.equal(texts[0], texts[1]);
+    assert.equal(texts[2], texts[3]);
+    assert.notEqual(texts[0], texts[2]);
     assert.equal(answer.usage.completion_tokens, 24);
   });
 
