@@ -73,6 +73,8 @@ try {
   const fromBuffer = b.getSequence();
   await native.loadSequenceState(fromBuffer, saved.buffer, saved.bytes);
   const heldTokens = same(fromBuffer.contextTokens, head);
+  // The buffer's bytes are put back after the load (its 8 bytes before the state are lent to it).
+  const restored = Buffer.compare(fileBytes, saved.buffer.subarray(0, saved.bytes)) === 0;
   const viaBuffer = await generate(fromBuffer, last);
   const fromFile = c.getSequence();
   await fromFile.loadStateFromFile(file, { acceptRisk: true });
@@ -86,6 +88,7 @@ try {
     sameBytes &&
     sameTokens &&
     heldTokens &&
+    restored &&
     same(viaBuffer, single) &&
     same(viaFile, single) &&
     same(viaFileBytes, single);
@@ -98,6 +101,7 @@ try {
       sameBytes,
       sameTokens,
       heldTokens,
+      restored,
       single: single.join(','),
       viaBuffer: viaBuffer.join(','),
       viaFile: viaFile.join(','),

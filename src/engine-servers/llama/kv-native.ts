@@ -17,7 +17,7 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { acquireLock } from 'lifecycle-utils';
 import type { LlamaContextSequence, Token } from 'node-llama-cpp';
@@ -148,7 +148,7 @@ function loadOnce(): KvNativeState {
 /** Loads the addon at `path` (the build's self-test loads one not yet in place). */
 export function openKvNative(path: string): KvNative {
   const require = createRequire(import.meta.url);
-  return new KvNative(require(path) as KvNativeAddon);
+  return new KvNative(require(resolve(path)) as KvNativeAddon);
 }
 
 /** For tests: forget the loaded state (the addon itself stays loaded in the process). */
@@ -222,8 +222,8 @@ export class KvNative {
    * Sets the sequence's state from `source[0, bytes)`, laid out as llama.cpp's sequence-state file
    * (saveSequenceState's, or a file's bytes); as node-llama-cpp's loadStateFromFile, the sequence's
    * history is replaced. The 8 bytes before the state (the tokens' end, read first) are overwritten
-   * with llama_state_seq_set_data's prefix, so `source` is changed. A state llama.cpp refuses leaves
-   * the sequence empty and throws.
+   * with llama_state_seq_set_data's prefix during the call, and put back after it. A state llama.cpp
+   * refuses leaves the sequence empty and throws.
    */
   async loadSequenceState(sequence: LlamaContextSequence, source: Buffer, bytes: number): Promise<void> {
     const s = this.internals(sequence);
@@ -253,13 +253,16 @@ export class KvNative {
       s._loadedTokenPredictions.length = 0;
       s._nextTokenIndex = 0;
       s._contextTokens = [];
-      source.writeUInt32LE(this.addon.bufferMagic, head - BUFFER_PREFIX_BYTES);
+      const prefixAt = head - BUFFER_PREFIX_BYTES;
+      const kept = Buffer.from(source.subarray(prefixAt, head));
+      source.writeUInt32LE(this.addon.bufferMagic, prefixAt);
       source.writeInt32LE(s._sequenceId, head - 4);
-      await this.addon.seqStateWrite(
-        s._context._ctx,
-        s._sequenceId,
-        source.subarray(head - BUFFER_PREFIX_BYTES, bytes),
-      );
+      try {
+        await this.addon.seqStateWrite(s._context._ctx, s._sequenceId, source.subarray(prefixAt, bytes));
+      } finally {
+        // The state's bytes as they came (a caller may still load them from a file).
+        kept.copy(source, prefixAt);
+      }
       s._contextTokens = tokens;
       s._nextTokenIndex = tokens.length;
       s._loadedTokenPredictions.length = 0;
