@@ -71,6 +71,12 @@ export interface EngineBackend {
   readonly modelId: string;
   /** Optional: true when `generate` honours `GenerationInput.minTokens` (vLLM's min_tokens). */
   readonly honoursMinTokens?: boolean;
+  /**
+   * Optional: true when each request must stay one generation under its own id (a P/D side: the KV
+   * transfer is keyed by the request id), so the server refuses a prompt list or `n` > 1 rather than
+   * serving them as several generations (multi-choice.ts).
+   */
+  readonly oneGenerationPerRequest?: boolean;
   /** Starts a generation; output arrives through the sink, asynchronously. */
   generate(input: GenerationInput, sink: GenerationSink): void;
   signals(): BackendSignals;

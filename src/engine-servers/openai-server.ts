@@ -780,7 +780,10 @@ class EngineHttpServer {
         sampling = vllmSamplingOf(body);
       }
       this.checkModel(parsed.model);
-      const choices = kind === 'responses' ? undefined : servedChoices(kind, body);
+      const choices =
+        kind === 'responses' || this.backend.oneGenerationPerRequest === true
+          ? undefined
+          : servedChoices(kind, body);
       // Served as several generations: each is a one-prompt, one-choice request.
       const one =
         choices === undefined

@@ -386,6 +386,11 @@ export class LlamaBackend implements EngineBackend {
   private readonly startup: StartupClock;
   private readonly log: (line: string) => void;
   private readonly kvState: KvStateHooks | undefined;
+
+  /** A P/D side (with KV state hooks): the transfer is keyed by the request id. */
+  get oneGenerationPerRequest(): boolean {
+    return this.kvState !== undefined;
+  }
   /** Sleep mode, with `enableSleepMode` (./sleep.ts); undefined otherwise (its routes answer 404). */
   readonly sleepMode: LlamaSleep | undefined;
 

@@ -312,6 +312,9 @@ export class PdSimBackend implements EngineBackend {
     return this.inner.modelId;
   }
 
+  /** A P/D side: the transfer is keyed by the request id, one generation per request. */
+  readonly oneGenerationPerRequest = true;
+
   /** The inner sim's: `generate` hands it `minTokens` with the rest of the input. */
   get honoursMinTokens(): boolean {
     return this.inner.honoursMinTokens === true;
