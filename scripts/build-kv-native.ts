@@ -49,7 +49,14 @@ const LIBLLAMA = 'libllama.v0.4.0.so';
 class Skip extends Error {}
 
 function run(command: string, args: string[], options: { cwd?: string; input?: string } = {}): string {
-  const result = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 << 20, ...options });
+  // Bounded: this runs from npm's install hook, which a hung compiler or self-test must not hang.
+  const result = spawnSync(command, args, {
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+    timeout: 300_000,
+    killSignal: 'SIGKILL',
+    ...options,
+  });
   if (result.error !== undefined) throw new Skip(`${command}: ${result.error.message}`);
   if (result.status !== 0) {
     const lines = `${result.stderr}\n${result.stdout}`.trim().split('\n');
