@@ -27,12 +27,14 @@ import type { FakeUpstream } from '../../src/gateway/fake-upstream.ts';
 import {
   assertErrorBody,
   MODEL,
+  metricSum,
   post,
   sseData,
   startSimAndRecorder,
   startTestGateway,
   Teardown,
   type TestGateway,
+  until,
 } from './support/cluster.ts';
 import { type LlamaEngine, startLlamaEngine, stopLlamaEngines, tinyLlamaModel } from './support/llama.ts';
 
@@ -306,6 +308,32 @@ describe("vLLM's sampling extras on the built-in engines", () => {
     assert.equal(texts[2], texts[3]);
     assert.notEqual(texts[0], texts[2]);
     assert.equal(answer.usage.completion_tokens, 24);
+  });
+
+  it('llama: a client that leaves stops every generation of its list', async () => {
+    const gauge = async (name: string): Promise<number> => {
+      const text = await (await fetch(`${llama!.url}/metrics`)).text();
+      return metricSum(text, name);
+    };
+    const before = await gauge('vllm:generation_tokens_total');
+    const controller = new AbortController();
+    const pending = fetch(`${lgw.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: LLAMA, prompt: ['a', 'b', 'c'], n: 2, max_tokens: 900 }),
+      signal: controller.signal,
+    }).catch(() => undefined);
+    await until('the list runs', async () => (await gauge('vllm:num_requests_running')) > 0);
+    controller.abort();
+    await pending;
+    await until(
+      'every generation stopped',
+      async () =>
+        (await gauge('vllm:num_requests_running')) === 0 && (await gauge('vllm:num_requests_waiting')) === 0,
+    );
+    // Six generations of up to 900 tokens: stopped, they made far fewer.
+    const made = (await gauge('vllm:generation_tokens_total')) - before;
+    assert.ok(made < 900, `${made} tokens generated after the client left`);
   });
 
   it('llama: one prompt of the list it cannot serve fails the request with its 400', async () => {
