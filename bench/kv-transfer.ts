@@ -600,6 +600,25 @@ function ensureKvNative(): string {
   return `${build.stdout}${build.stderr}`.trim().split('\n').at(-1) ?? '';
 }
 
+const HELP = `Usage: npm run bench:kv-transfer -- [options]
+
+KV state transfer between built-in llama engines (buffer state API and file path) against raw TCP of
+the same bytes over loopback, side by side in one run, with the ratios. Builds the optional KV-state
+addon first when it is missing (best effort; without it only the file path runs).
+
+Options:
+  --mb N            payload of the transfer-path runs, MiB (default 128)
+  --runs N          alternating runs of each path after one warm-up; medians compared (default 5)
+  --requests N      P/D requests between two real engines (default 8)
+  --decodes N       running generations in the mixed-load part (default 2)
+  --long-prompts N  long prompts arriving during the mixed load (default 6)
+  --path-only       only the transfer path (part 1): seconds, for trying changes
+  --json FILE       write every figure as JSON
+  -h, --help        this text
+
+Figures and what bounds them: docs/benchmarks.md, "KV transfer between llama engines".
+`;
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -613,9 +632,28 @@ async function main(): Promise<void> {
       json: { type: 'string' },
       /** Only the transfer path (part 1): seconds instead of half a minute, for trying changes. */
       'path-only': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
+  if (values.help === true) {
+    process.stdout.write(HELP);
+    return;
+  }
   const runs = Number(values.runs);
+  for (const [flag, value] of [
+    ['--mb', values.mb],
+    ['--runs', values.runs],
+    ['--requests', values.requests],
+    ['--decodes', values.decodes],
+    ['--long-prompts', values['long-prompts']],
+  ] as const) {
+    if (!(Number.isInteger(Number(value)) && Number(value) >= 1)) {
+      process.stderr.write(
+        `kv-transfer: ${flag} takes a whole number >= 1; got ${value} (--help lists the options)\n`,
+      );
+      process.exit(2);
+    }
+  }
   if (values.serve === true) return serve(Number(values.bytes), runs);
   const bytes = Number(values.mb) * (1 << 20);
   const native = ensureKvNative();
@@ -702,4 +740,11 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+try {
+  await main();
+} catch (error) {
+  // A bad flag is a usage error: one line, not a stack.
+  if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') !== true) throw error;
+  process.stderr.write(`kv-transfer: ${(error as Error).message} (--help lists the options)\n`);
+  process.exit(2);
+}
