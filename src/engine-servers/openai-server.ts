@@ -167,7 +167,9 @@ function tooLarge(bytes: number, limit: number): SwitchyardError {
 
 function parseJson(buffer: Buffer): unknown {
   try {
-    return JSON.parse(buffer.toString('utf8'));
+    // A leading UTF-8 byte order mark is skipped, as vLLM's server (Python's json.loads) skips it.
+    const bom = buffer.length >= 3 && buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf;
+    return JSON.parse(buffer.toString('utf8', bom ? 3 : 0));
   } catch (error) {
     throw new SwitchyardError(
       'SY_ERR_INVALID_ARGUMENT',

@@ -61,10 +61,21 @@ export interface BodyFields {
   readonly inputTokensCapped?: number | undefined;
 }
 
+/**
+ * The text of a JSON body: UTF-8, a leading byte order mark skipped (vLLM's server reads such a
+ * body: Python's json.loads takes bytes with a BOM; `curl -d @file` sends one from a file saved
+ * with it). The bytes forwarded to a backend are left as they came.
+ */
+export function jsonText(body: Buffer): string {
+  return body.length >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf
+    ? body.toString('utf8', 3)
+    : body.toString('utf8');
+}
+
 /** The JSON value of `body`; invalid JSON throws the 400 the gateway answers. */
 export function decodeBody(body: Buffer): unknown {
   try {
-    return JSON.parse(body.toString('utf8'));
+    return JSON.parse(jsonText(body));
   } catch (error) {
     throw new SwitchyardError(
       'SY_ERR_INVALID_ARGUMENT',
