@@ -7,7 +7,7 @@ import type { LlamaModel } from 'node-llama-cpp';
 import { parseCompletionBody } from '../../core/openai-api.ts';
 import type { FinishReason, GenerationUsage } from '../backend.ts';
 import {
-  firstStopIndex,
+  firstStop,
   heldBackLength,
   LlamaBackend,
   LlamaRuntime,
@@ -24,14 +24,14 @@ describe('stop strings', () => {
     assert.equal(heldBackLength('abc##', ['###', 'c#']), 2);
     assert.equal(heldBackLength('x', []), 0);
     assert.equal(heldBackLength('xa', ['ab']), 1);
-    // Only proper prefixes are held: a whole stop string is firstStopIndex's to find.
+    // Only proper prefixes are held: a whole stop string is firstStop's to find.
     assert.equal(heldBackLength('ab', ['ab']), 0);
   });
 
-  test('firstStopIndex finds the earliest of several stop strings', () => {
-    assert.equal(firstStopIndex('one two three', ['three', 'two']), 4);
-    assert.equal(firstStopIndex('one two', ['four']), -1);
-    assert.equal(firstStopIndex('abc', ['']), -1);
+  test('firstStop finds the earliest of several stop strings, and which', () => {
+    assert.deepEqual(firstStop('one two three', ['three', 'two']), { at: 4, stop: 'two' });
+    assert.equal(firstStop('one two', ['four']), undefined);
+    assert.equal(firstStop('abc', ['']), undefined);
   });
 });
 
@@ -66,6 +66,8 @@ interface Outcome {
   chunks: number;
   tokens: number;
   reason: FinishReason | 'error';
+  /** The stop string or token id the backend names (vLLM's stop_reason). */
+  stopReason?: string | number | undefined;
   usage: GenerationUsage | undefined;
   error: (Error & { status?: number; code?: string }) | undefined;
 }
@@ -96,8 +98,9 @@ function run(
           out.chunks++;
           options.onChunk?.(text);
         },
-        onFinish(reason, usage) {
+        onFinish(reason, usage, stopReason) {
           out.reason = reason;
+          out.stopReason = stopReason;
           out.usage = usage;
           resolve(out);
         },
@@ -176,6 +179,7 @@ describe('LlamaBackend on the tiny model', { timeout: 120_000 }, () => {
     const expected = free.text.slice(0, free.text.indexOf(stop));
     const stopped = await run(backend, { ...body, stop: [stop, 'never-appears-here'] });
     assert.equal(stopped.reason, 'stop');
+    assert.equal(stopped.stopReason, stop, 'the matched stop string is named, as vLLM names it');
     assert.equal(stopped.text, expected);
     assert.ok((stopped.usage?.completionTokens ?? 0) < 24);
   });

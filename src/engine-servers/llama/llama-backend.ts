@@ -225,13 +225,16 @@ export function heldBackLength(text: string, stops: readonly string[]): number {
   return held;
 }
 
-/** The earliest index where one of `stops` occurs in `text`, or -1. */
-export function firstStopIndex(text: string, stops: readonly string[]): number {
-  let first = -1;
+/**
+ * The earliest place where one of `stops` occurs in `text` and which stop string it is (vLLM reports
+ * it as `stop_reason`), or undefined.
+ */
+export function firstStop(text: string, stops: readonly string[]): { at: number; stop: string } | undefined {
+  let first: { at: number; stop: string } | undefined;
   for (const stop of stops) {
     if (stop.length === 0) continue;
-    const i = text.indexOf(stop);
-    if (i >= 0 && (first < 0 || i < first)) first = i;
+    const at = text.indexOf(stop);
+    if (at >= 0 && (first === undefined || at < first.at)) first = { at, stop };
   }
   return first;
 }
@@ -694,6 +697,8 @@ export class LlamaBackend implements EngineBackend {
     let heldTokens = 0;
     let recentTokens: Token[] = job.tokens.slice(-8);
     let reason: FinishReason = 'length';
+    /** The stop string that ended the generation (vLLM's stop_reason); undefined for EOS or length. */
+    let stopReason: string | undefined;
     /** vLLM's repetition_penalty punishes every token of the prompt and the output so far. */
     const punished = job.input.sampling?.repetitionPenalty === undefined ? undefined : [...job.tokens];
     const emit = (text: string, tokens: number): void => {
@@ -738,10 +743,11 @@ export class LlamaBackend implements EngineBackend {
           pendingTokens = [];
           held += piece;
           if (stops.length > 0) {
-            const at = firstStopIndex(held, stops);
-            if (at >= 0) {
-              held = held.slice(0, at);
+            const match = firstStop(held, stops);
+            if (match !== undefined) {
+              held = held.slice(0, match.at);
               reason = 'stop';
+              stopReason = match.stop;
               break;
             }
             const keep = heldBackLength(held, stops);
@@ -773,7 +779,7 @@ export class LlamaBackend implements EngineBackend {
       // The last text and the finish in one turn: the server puts the finish_reason on the last
       // token's chunk, as vLLM does.
       emit(held, heldTokens);
-      job.sink.onFinish(reason, usage);
+      job.sink.onFinish(reason, usage, stopReason);
     } catch (error) {
       if (ended) return;
       if (!this.closed) await sequence.clearHistory().catch(() => undefined);
