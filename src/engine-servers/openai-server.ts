@@ -429,9 +429,9 @@ export const BUILTIN_CHOICES_MAX = 2048;
 
 /**
  * The choices a built-in engine serves as several generations (multi-choice.ts), for a request
- * that does not stream and asks for more than one: a completions list of more than one prompt
- * (strings, or lists of token ids) and/or `n` > 1. Undefined otherwise (one choice, or a streamed
- * request, which builtinEngineRefusal refuses). More than BUILTIN_CHOICES_MAX is 400 naming `n`.
+ * that asks for more than one: a completions list of more than one prompt (strings, or lists of
+ * token ids) and/or `n` > 1. Undefined for one choice. A streamed one, or more than
+ * BUILTIN_CHOICES_MAX, is 400 SY_ERR_UNSUPPORTED_PARAMETER naming `n` (or `prompt`).
  */
 function servedChoices(
   kind: 'chat' | 'completion',
@@ -444,7 +444,15 @@ function servedChoices(
       ? prompt
       : undefined;
   const n = typeof b.n === 'number' && Number.isSafeInteger(b.n) && b.n > 1 ? b.n : 1;
-  if (b.stream === true || (prompts === undefined && n === 1)) return undefined;
+  if (prompts === undefined && n === 1) return undefined;
+  if (b.stream === true)
+    throw new SwitchyardError(
+      'SY_ERR_UNSUPPORTED_PARAMETER',
+      n > 1
+        ? `n=${n} is not supported on a stream by the built-in engines: they stream one choice per request; send stream: false, or n streamed requests`
+        : `a prompt list of ${prompts?.length} prompts is not supported on a stream by the built-in engines: send stream: false, or one streamed request per prompt`,
+      { param: n > 1 ? 'n' : 'prompt' },
+    );
   const count = (prompts?.length ?? 1) * n;
   if (count > BUILTIN_CHOICES_MAX)
     throw new SwitchyardError(

@@ -218,7 +218,9 @@ describe('n > 1 (openai SDK `n=2`)', () => {
   it('sim: a streamed n=2 is still refused naming n', async () => {
     const reply = await post(gw.url, '/v1/chat/completions', PY_CHAT(MODEL, '"n":2,"stream":true'));
     assert.equal(reply.status, 400, reply.text);
-    assert.equal(assertErrorBody(reply.text, 400).error.param, 'n');
+    const e = assertErrorBody(reply.text, 400);
+    assert.equal(e.error.param, 'n');
+    assert.match(e.error.message, /n=2 is not supported on a stream/);
   });
 });
 
