@@ -24,6 +24,7 @@
  * `kv_transfer_params` and proxies to the ordinary OpenAI server on a loopback port, tagging P/D
  * requests (x-request-id) so the backend's hooks (`KvStateHooks`) know which generation is which.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -125,6 +126,12 @@ export const STATE_FILES_KEPT_MAX = 4;
  */
 export const STATE_BUFFERS_KEPT_BYTES_MAX = 256 << 20;
 export const STATE_BUFFERS_KEPT_MAX = 4;
+/**
+ * The largest state a decode receives into memory: Node's largest Buffer (4 GiB on Node 20). A larger
+ * state (a long prompt on a large model) is fetched into a file, as without the addon; a prefill's
+ * buffer for it cannot be had either, so it saves it to a file (`bufferApiFailures`).
+ */
+export const STATE_BUFFER_BYTES_MAX = bufferConstants.MAX_LENGTH;
 
 /** A saved state the prefill has not yet offered: a file, or a buffer (`bytes` of it). */
 type SavedState = { bytes: number; tokens: number } & ({ path: string } | { buffer: Buffer });
@@ -273,14 +280,23 @@ export class LlamaPd implements KvStateHooks {
       inFlightBytesMax: this.options.kvInFlightBytesMax ?? IN_FLIGHT_BYTES_MAX_DEFAULT,
       onRetry: () => this.stats.transferRetries++,
     };
-    let state: KvStateRef;
-    let bytes: number;
+    let state: KvStateRef | undefined;
+    let bytes = 0;
     if (this.native() !== undefined) {
       let taken: Buffer | undefined;
+      /** A state too large for a buffer (seen at META): that fetch is stopped, and it comes into a file. */
+      let tooLarge = false;
+      const stop = new AbortController();
       try {
         const got = await fetchKvState({
           ...common,
+          signal: remote.signal === undefined ? stop.signal : AbortSignal.any([remote.signal, stop.signal]),
           buffer: (bytes) => {
+            if (bytes > STATE_BUFFER_BYTES_MAX) {
+              tooLarge = true;
+              stop.abort();
+              throw new Error(`a ${bytes}-byte state is larger than a buffer may be`);
+            }
             // A retry asks again: the previous attempt's buffer is reused.
             if (taken === undefined || taken.byteLength < bytes) taken = this.takeBuffer(bytes);
             return taken;
@@ -290,9 +306,10 @@ export class LlamaPd implements KvStateHooks {
         bytes = got.bytes;
       } catch (error) {
         if (taken !== undefined) this.keepBuffer(taken);
-        throw error;
+        if (!tooLarge || remote.signal?.aborted === true) throw error;
       }
-    } else {
+    }
+    if (state === undefined) {
       const path = this.freeFiles.pop() ?? this.newPath();
       try {
         bytes = (await fetchKvState({ ...common, path })).bytes;
