@@ -74,7 +74,7 @@ describe('X-Request-Id on a colocated request', { timeout: 30_000 }, () => {
     const refusals = [
       await post(gw.url, '/v1/chat/completions', { ...chatBody, model: 'no-such-model' }, withId),
       await post(gw.url, '/v1/chat/completions', '{"model":', withId),
-      await post(gw.url, '/v1/chat/completions', { ...chatBody, n: 2 }, withId),
+      await post(gw.url, '/v1/chat/completions', { ...chatBody, logprobs: true }, withId),
     ];
     assert.deepEqual(
       refusals.map((r) => [r.status, r.headers.get('x-request-id')]),

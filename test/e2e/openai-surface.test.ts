@@ -246,7 +246,8 @@ describe('the built-in sim engines behind the gateway', { timeout: 120_000 }, ()
       ['logprobs', { logprobs: true }],
       ['top_logprobs', { top_logprobs: 2 }],
       ['logit_bias', { logit_bias: { '7': 1 } }],
-      ['n', { n: 2 }],
+      // n > 1 and prompt lists are served unless streamed (as vLLM serves them; streamed, refused).
+      ['n', { n: 2, stream: true }],
     ];
     for (const [param, extra] of chatCases) {
       const body = { model: MODEL, messages, max_tokens: 3, ...extra };
@@ -263,7 +264,7 @@ describe('the built-in sim engines behind the gateway', { timeout: 120_000 }, ()
       ['logprobs', { logprobs: 0 }],
       ['best_of', { best_of: 2 }],
       ['suffix', { suffix: 'tail' }],
-      ['prompt', { prompt: ['one', 'two'] }],
+      ['prompt', { prompt: ['one', 'two'], stream: true }],
     ];
     for (const [param, extra] of completionCases) {
       const body = { model: MODEL, prompt: 'hello', max_tokens: 3, ...extra };
@@ -435,7 +436,7 @@ describe('the llama engine refuses what it does not implement', { timeout: 120_0
       ['response_format', { response_format: { type: 'json_object' } }],
       ['logprobs', { logprobs: true }],
       ['logit_bias', { logit_bias: { '3': 1 } }],
-      ['n', { n: 3 }],
+      ['n', { n: 3, stream: true }],
     ] as const) {
       await refused(
         () =>
