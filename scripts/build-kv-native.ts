@@ -38,6 +38,7 @@ import {
   KV_NATIVE_NODE_LLAMA_CPP_VERSION,
   KV_NATIVE_STAMP,
   type KvNativeStamp,
+  readKvNativeStamp,
 } from '../src/engine-servers/llama/kv-native.ts';
 
 const { values } = parseArgs({ options: { 'best-effort': { type: 'boolean' }, force: { type: 'boolean' } } });
@@ -103,9 +104,11 @@ function build(): string {
     libllama: { path: libllama, size: statSync(libllama).size },
   };
   if (values.force !== true && existsSync(KV_NATIVE_ADDON) && existsSync(KV_NATIVE_STAMP)) {
-    const old = JSON.parse(readFileSync(KV_NATIVE_STAMP, 'utf8')) as KvNativeStamp;
+    // A stamp that cannot be read (a write cut short) means a rebuild, not a failed build.
+    const old = readKvNativeStamp(KV_NATIVE_STAMP);
     const sourceTime = statSync(source).mtimeMs;
     if (
+      typeof old !== 'string' &&
       old.nodeLlamaCpp === stampNow.nodeLlamaCpp &&
       old.nodeModules === stampNow.nodeModules &&
       old.libllama.path === libllama &&
@@ -167,7 +170,8 @@ function build(): string {
     renameSync(out, `${KV_NATIVE_ADDON}.tmp`);
     renameSync(`${KV_NATIVE_ADDON}.tmp`, KV_NATIVE_ADDON);
     const stamp: KvNativeStamp = { ...stampNow, builtAt: new Date().toISOString(), selfTest: result };
-    writeFileSync(KV_NATIVE_STAMP, `${JSON.stringify(stamp, null, 2)}\n`);
+    writeFileSync(`${KV_NATIVE_STAMP}.tmp`, `${JSON.stringify(stamp, null, 2)}\n`);
+    renameSync(`${KV_NATIVE_STAMP}.tmp`, KV_NATIVE_STAMP);
     const parsed = JSON.parse(result) as { stateBytes: number; promptTokens: number };
     return `built ${KV_NATIVE_ADDON} (self-test: ${parsed.promptTokens}-token prompt, ${parsed.stateBytes}-byte state, same tokens and bytes as the file path)`;
   } finally {

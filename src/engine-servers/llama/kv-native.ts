@@ -115,12 +115,8 @@ function loadOnce(): KvNativeState {
   if (!existsSync(KV_NATIVE_ADDON) || !existsSync(KV_NATIVE_STAMP)) {
     return { ok: false, reason: 'not built (npm run build:kv-native)' };
   }
-  let stamp: KvNativeStamp;
-  try {
-    stamp = JSON.parse(readFileSync(KV_NATIVE_STAMP, 'utf8')) as KvNativeStamp;
-  } catch (error) {
-    return { ok: false, reason: `its stamp is unreadable: ${(error as Error).message}` };
-  }
+  const stamp = readKvNativeStamp(KV_NATIVE_STAMP);
+  if (typeof stamp === 'string') return { ok: false, reason: `its stamp is unreadable: ${stamp}` };
   const version = nodeLlamaCppVersion();
   if (version !== KV_NATIVE_NODE_LLAMA_CPP_VERSION || stamp.nodeLlamaCpp !== version) {
     return {
@@ -143,6 +139,32 @@ function loadOnce(): KvNativeState {
   } catch (error) {
     return { ok: false, reason: `failed to load: ${(error as Error).message.split('\n')[0]}` };
   }
+}
+
+/**
+ * The stamp at `path`, or why it cannot be read (missing, not JSON, a field missing or of the wrong
+ * type: a write cut short). The build rebuilds over such a stamp; a load falls back to files.
+ */
+export function readKvNativeStamp(path: string): KvNativeStamp | string {
+  let got: unknown;
+  try {
+    got = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const s = got as Partial<KvNativeStamp> | null;
+  if (
+    typeof s !== 'object' ||
+    s === null ||
+    typeof s.nodeLlamaCpp !== 'string' ||
+    typeof s.nodeModules !== 'string' ||
+    typeof s.libllama !== 'object' ||
+    s.libllama === null ||
+    typeof s.libllama.path !== 'string' ||
+    typeof s.libllama.size !== 'number'
+  )
+    return 'not a stamp (nodeLlamaCpp, nodeModules, libllama.path and libllama.size wanted)';
+  return s as KvNativeStamp;
 }
 
 /** Loads the addon at `path` (the build's self-test loads one not yet in place). */
