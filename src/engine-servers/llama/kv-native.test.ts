@@ -4,11 +4,13 @@
  * hook deleted the addon and printed "not built") and a load falls back to files with the reason.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { readKvNativeStamp } from './kv-native.ts';
+import { fileURLToPath } from 'node:url';
+import { lockModuleMismatch, readKvNativeStamp } from './kv-native.ts';
 
 describe('readKvNativeStamp', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kv-native-stamp-'));
@@ -43,5 +45,42 @@ describe('readKvNativeStamp', () => {
       assert.equal(typeof got, 'string', name);
     }
     assert.equal(typeof readKvNativeStamp(join(dir, 'none.json')), 'string');
+  });
+});
+
+describe('lockModuleMismatch', () => {
+  const root = mkdtempSync(join(tmpdir(), 'kv-native-locks-'));
+  after(() => rmSync(root, { recursive: true, force: true }));
+  const pkg = (dir: string, name: string): void => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', main: 'index.js' }));
+    writeFileSync(join(dir, 'index.js'), '');
+  };
+  /** An install tree: lifecycle-utils hoisted, and with `nested` a copy under node-llama-cpp too. */
+  const tree = (name: string, nested: boolean): { from: string; main: string } => {
+    const at = join(root, name);
+    const nlc = join(at, 'node_modules', 'node-llama-cpp');
+    pkg(join(at, 'node_modules', 'lifecycle-utils'), 'lifecycle-utils');
+    pkg(nlc, 'node-llama-cpp');
+    if (nested) pkg(join(nlc, 'node_modules', 'lifecycle-utils'), 'lifecycle-utils');
+    return { from: join(at, 'src', 'kv-native.js'), main: join(nlc, 'index.js') };
+  };
+
+  it('passes when node-llama-cpp resolves the same lifecycle-utils (hoisted, as installed now)', () => {
+    const { from, main } = tree('hoisted', false);
+    assert.equal(lockModuleMismatch(from, main), undefined);
+    // This checkout's own install.
+    assert.equal(
+      lockModuleMismatch(
+        fileURLToPath(new URL('./kv-native.ts', import.meta.url)),
+        createRequire(import.meta.url).resolve('node-llama-cpp'),
+      ),
+      undefined,
+    );
+  });
+
+  it('says so when node-llama-cpp has its own copy (its locks would not be ours)', () => {
+    const { from, main } = tree('nested', true);
+    assert.match(lockModuleMismatch(from, main) ?? '', /another lifecycle-utils/);
   });
 });

@@ -15,7 +15,7 @@
  * `loadSequenceState` resets the sequence's JS-side bookkeeping exactly as `loadStateFromFile` does
  * in 3.21.1 (the tokens a state holds travel beside it: the buffer form carries none).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -124,6 +124,11 @@ function loadOnce(): KvNativeState {
       reason: `built for node-llama-cpp ${stamp.nodeLlamaCpp}, written for ${KV_NATIVE_NODE_LLAMA_CPP_VERSION}, installed ${version ?? 'none'} (npm run build:kv-native)`,
     };
   }
+  const locks = lockModuleMismatch(
+    fileURLToPath(import.meta.url),
+    createRequire(import.meta.url).resolve('node-llama-cpp'),
+  );
+  if (locks !== undefined) return { ok: false, reason: locks };
   if (stamp.nodeModules !== process.versions.modules) {
     return {
       ok: false,
@@ -138,6 +143,25 @@ function loadOnce(): KvNativeState {
     return { ok: true, api: openKvNative(KV_NATIVE_ADDON) };
   } catch (error) {
     return { ok: false, reason: `failed to load: ${(error as Error).message.split('\n')[0]}` };
+  }
+}
+
+/**
+ * Why the lifecycle-utils this file takes node-llama-cpp's locks with (resolved from `from`) is not
+ * the one node-llama-cpp itself uses (resolved from its entry, `nodeLlamaCppMain`), or undefined
+ * when it is. Its locks live in a module-level map: another copy (an install that nests one under
+ * node-llama-cpp; the root does not depend on lifecycle-utils itself) would lock nothing, and a state
+ * call could run beside a decode on the same context.
+ */
+export function lockModuleMismatch(from: string, nodeLlamaCppMain: string): string | undefined {
+  try {
+    const ours = realpathSync(createRequire(from).resolve('lifecycle-utils'));
+    const theirs = realpathSync(createRequire(nodeLlamaCppMain).resolve('lifecycle-utils'));
+    return ours === theirs
+      ? undefined
+      : `node-llama-cpp locks with another lifecycle-utils (${theirs}) than kv-native.ts (${ours})`;
+  } catch (error) {
+    return `cannot resolve lifecycle-utils: ${(error as Error).message.split('\n')[0]}`;
   }
 }
 
