@@ -61,7 +61,9 @@ function run(command: string, args: string[], options: { cwd?: string; input?: s
   if (result.error !== undefined) throw new Skip(`${command}: ${result.error.message}`);
   if (result.status !== 0) {
     const lines = `${result.stderr}\n${result.stdout}`.trim().split('\n');
-    throw new Skip(`${command} ${args[0] ?? ''} failed (${result.status}): ${lines.slice(-6).join(' | ')}`);
+    throw new Skip(
+      `${command} ${args[0] ?? ''} failed (${result.status ?? result.signal}): ${lines.slice(-6).join(' | ')}`,
+    );
   }
   return result.stdout;
 }

@@ -61,7 +61,12 @@ export interface KvNativeStamp {
 interface SequenceInternals {
   _sequenceId: number;
   _lock: object;
-  _context: { _ctx: object; contextSize: number };
+  _context: {
+    _ctx: object;
+    contextSize: number;
+    /** Holds off the context's disposal while a handle is alive (node-llama-cpp's DisposeGuard). */
+    _backendContextDisposeGuard: { createPreventDisposalHandle(): { dispose(): void } };
+  };
   _contextTokens: Token[];
   _nextTokenIndex: number;
   _loadedTokenPredictions: unknown[];
@@ -251,7 +256,14 @@ export class KvNative {
       if (size < BUFFER_PREFIX_BYTES) throw new Error(`llama.cpp gave a ${size}-byte sequence state`);
       const bytes = head - BUFFER_PREFIX_BYTES + size;
       const buffer = reuse !== undefined && reuse.byteLength >= bytes ? reuse : Buffer.allocUnsafeSlow(bytes);
-      await this.addon.seqStateRead(ctx, s._sequenceId, buffer.subarray(head - BUFFER_PREFIX_BYTES, bytes));
+      // The native call runs on the thread pool: the context must not be freed under it (an engine
+      // closing while a save runs), as node-llama-cpp guards its own evaluations.
+      const keep = s._context._backendContextDisposeGuard.createPreventDisposalHandle();
+      try {
+        await this.addon.seqStateRead(ctx, s._sequenceId, buffer.subarray(head - BUFFER_PREFIX_BYTES, bytes));
+      } finally {
+        keep.dispose();
+      }
       buffer.writeUInt32LE(this.addon.seqFileMagic, 0);
       buffer.writeUInt32LE(this.addon.seqFileVersion, 4);
       buffer.writeUInt32LE(tokens.length, 8);
@@ -303,9 +315,11 @@ export class KvNative {
       const kept = Buffer.from(source.subarray(prefixAt, head));
       source.writeUInt32LE(this.addon.bufferMagic, prefixAt);
       source.writeInt32LE(s._sequenceId, head - 4);
+      const keep = s._context._backendContextDisposeGuard.createPreventDisposalHandle();
       try {
         await this.addon.seqStateWrite(s._context._ctx, s._sequenceId, source.subarray(prefixAt, bytes));
       } finally {
+        keep.dispose();
         // The state's bytes as they came (a caller may still load them from a file).
         kept.copy(source, prefixAt);
       }
