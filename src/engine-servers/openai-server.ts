@@ -859,29 +859,9 @@ class EngineHttpServer {
         ? new ResponsesResponse(this, res, parsed, id, created, arrivalMs, echo)
         : new CompletionResponse(this, res, parsed, id, created, arrivalMs, continuousUsage(parsed, body));
     const controller = new AbortController();
-    const generation: RunningGeneration = { response, controller, res };
-    this.running.add(generation);
-    res.on('close', () => {
-      this.running.delete(generation);
-      if (response.done) return;
-      response.abandon();
-      controller.abort();
-    });
+    this.track({ response, controller, res });
     this.active++;
-    try {
-      this.backend.generate(
-        {
-          id,
-          request: parsed,
-          signal: controller.signal,
-          ...(minTokens > 0 ? { minTokens } : {}),
-          ...(Object.keys(sampling).length > 0 ? { sampling } : {}),
-        },
-        response,
-      );
-    } catch (error) {
-      response.onError(error as Error);
-    }
+    this.generate(id, parsed, controller.signal, minTokens, sampling, response);
   }
 
   /** Several choices: one generation each, one answer (multi-choice.ts). */
@@ -909,7 +889,16 @@ class EngineHttpServer {
       n,
       () => controller.abort(),
     );
-    const generation: RunningGeneration = { response, controller, res };
+    this.track({ response, controller, res });
+    for (const [i, request] of listed.entries()) {
+      this.active++;
+      this.generate(`${id}-${i}`, request, controller.signal, minTokens, sampling, response.sink(i));
+    }
+  }
+
+  /** Counts a generation as running until its connection closes; an unfinished one is then abandoned and aborted. */
+  private track(generation: RunningGeneration): void {
+    const { response, controller, res } = generation;
     this.running.add(generation);
     res.on('close', () => {
       this.running.delete(generation);
@@ -917,23 +906,30 @@ class EngineHttpServer {
       response.abandon();
       controller.abort();
     });
-    for (const [i, request] of listed.entries()) {
-      this.active++;
-      const sink = response.sink(i);
-      try {
-        this.backend.generate(
-          {
-            id: `${id}-${i}`,
-            request,
-            signal: controller.signal,
-            ...(minTokens > 0 ? { minTokens } : {}),
-            ...(Object.keys(sampling).length > 0 ? { sampling } : {}),
-          },
-          sink,
-        );
-      } catch (error) {
-        sink.onError(error as Error);
-      }
+  }
+
+  /** Hands one generation to the backend (min_tokens and sampling extras only when set); a throw goes to `sink`. */
+  private generate(
+    id: string,
+    request: ParsedCompletionRequest,
+    signal: AbortSignal,
+    minTokens: number,
+    sampling: VllmSampling,
+    sink: GenerationSink,
+  ): void {
+    try {
+      this.backend.generate(
+        {
+          id,
+          request,
+          signal,
+          ...(minTokens > 0 ? { minTokens } : {}),
+          ...(Object.keys(sampling).length > 0 ? { sampling } : {}),
+        },
+        sink,
+      );
+    } catch (error) {
+      sink.onError(error as Error);
     }
   }
 
