@@ -31,34 +31,34 @@ function asked(value: unknown): boolean {
 /** `structured_outputs`' constraint keys (vLLM's StructuredOutputsParams.all_constraints_none). */
 const STRUCTURED_CONSTRAINTS = ['json', 'regex', 'choice', 'grammar', 'json_object', 'structural_tag'];
 
+/** True when `value` is set at all (0 and false included): the fields vLLM reads as `is not None`. */
+function present(value: unknown): boolean {
+  return value !== undefined && value !== null;
+}
+
+const GUIDED = 'structured output (guided decoding) is not implemented';
+const LOGIT_CONSTRAINTS = 'token-level logit constraints are not implemented';
+
 const REFUSED: readonly { param: string; why: string; asks?: (v: unknown) => boolean }[] = [
   {
     param: 'structured_outputs',
-    why: 'structured output (guided decoding) is not implemented',
+    why: GUIDED,
     asks: (v) =>
       typeof v === 'object' &&
       v !== null &&
       STRUCTURED_CONSTRAINTS.some((k) => asked((v as Record<string, unknown>)[k])),
   },
-  { param: 'guided_json', why: 'structured output (guided decoding) is not implemented' },
-  { param: 'guided_regex', why: 'structured output (guided decoding) is not implemented' },
-  { param: 'guided_choice', why: 'structured output (guided decoding) is not implemented' },
-  { param: 'guided_grammar', why: 'structured output (guided decoding) is not implemented' },
-  {
-    param: 'prompt_logprobs',
-    why: 'log probabilities are not computed',
-    asks: (v) => v !== undefined && v !== null,
-  },
-  { param: 'allowed_token_ids', why: 'token-level logit constraints are not implemented' },
-  { param: 'bad_words', why: 'token-level logit constraints are not implemented' },
+  { param: 'guided_json', why: GUIDED },
+  { param: 'guided_regex', why: GUIDED },
+  { param: 'guided_choice', why: GUIDED },
+  { param: 'guided_grammar', why: GUIDED },
+  { param: 'prompt_logprobs', why: 'log probabilities are not computed', asks: present },
+  { param: 'allowed_token_ids', why: LOGIT_CONSTRAINTS },
+  { param: 'bad_words', why: LOGIT_CONSTRAINTS },
   { param: 'logits_processors', why: 'logits processors are not implemented' },
   { param: 'use_beam_search', why: 'beam search is not implemented' },
   { param: 'return_token_ids', why: 'token ids are not returned' },
-  {
-    param: 'truncate_prompt_tokens',
-    why: 'prompt truncation is not implemented',
-    asks: (v) => v !== undefined && v !== null,
-  },
+  { param: 'truncate_prompt_tokens', why: 'prompt truncation is not implemented', asks: present },
   {
     param: 'chat_template',
     why: 'a request chat template is not applied (vLLM refuses one too unless started with --trust-request-chat-template)',
