@@ -17,10 +17,10 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { after, it } from 'node:test';
-import { signalGroup } from './support/processes.ts';
-import { chatStatus, ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
+import { engineChildren, Freezer } from './support/processes.ts';
+import { chatAnswer, chatStatus, oneSleepingModelArgs, startServe } from './support/serve.ts';
 import { killAll, until } from './support/wait.ts';
 
 /** Guard against a hang, not a performance bound. */
@@ -29,30 +29,11 @@ const waitFor = (what: string, check: () => Promise<boolean> | boolean): Promise
   until(what, check, HANG_GUARD_MS, 5);
 
 const children: ChildProcess[] = [];
-let frozen: number | undefined;
+const freezer = new Freezer();
 after(async () => {
-  if (frozen !== undefined) signalGroup(frozen, 'SIGCONT');
+  freezer.thawAll();
   await killAll(children);
 });
-
-/** The pids of `ppid`'s engine children that run the engine in a process group of their own. */
-function engineChildren(ppid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      // "pid (comm) state ppid pgrp ...": comm may hold spaces, so read after its closing parenthesis.
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const [, parent, group] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(parent) !== ppid || group !== name) continue;
-      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      if (argv.includes('engine')) out.push(Number(name));
-    } catch {
-      // It exited while we looked.
-    }
-  }
-  return out;
-}
 
 interface Stats {
   sleep: { models: Record<string, { sleeps: number; wakes: number; sleeping: number; starts: number }> };
@@ -63,33 +44,10 @@ async function stats(url: string): Promise<Stats> {
   return (await (await fetch(`${url}/stats`)).json()) as Stats;
 }
 
-/** A chat completion for `model`: its status and error code, if any. */
-async function chat(url: string, model: string): Promise<{ status: number; code: string | undefined }> {
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }),
-  });
-  const body = (await res.json()) as { error?: { code: string } };
-  return { status: res.status, code: body.error?.code };
-}
-
 it('on SIGTERM waits for a held request whose engine is going to sleep, and serves it once the engine wakes', {
   skip: existsSync('/proc/self/stat') ? false : 'needs /proc',
 }, async () => {
-  const serve = await startServe(
-    [
-      '--time-scale',
-      '0.05',
-      '--model',
-      'm=llama-3.1-8b',
-      ...ONE_REPLICA_FROM_ZERO_ARGS,
-      '--keep-alive-ms',
-      '300',
-      '--sleep',
-    ],
-    children,
-  );
+  const serve = await startServe(oneSleepingModelArgs(0.05), children);
   const { url, stderr } = serve;
   const servePid = serve.proc.pid as number;
 
@@ -98,8 +56,7 @@ it('on SIGTERM waits for a held request whose engine is going to sleep, and serv
   const engines = engineChildren(servePid);
   assert.equal(engines.length, 1, stderr.join('\n'));
   const engine = engines[0] as number;
-  signalGroup(engine, 'SIGSTOP');
-  frozen = engine;
+  freezer.freeze(engine);
 
   // Past the keep-alive serve sends POST /sleep, which the frozen engine cannot answer.
   await waitFor(
@@ -111,7 +68,7 @@ it('on SIGTERM waits for a held request whose engine is going to sleep, and serv
 
   // A request for m now is held: the only engine is on its way to sleep.
   let settled = false;
-  const held = chat(url, 'm').finally(() => {
+  const held = chatAnswer(url, 'm').finally(() => {
     settled = true;
   });
   await waitFor('the request held', async () => (await stats(url)).scaleFromZero.waiting['m'] === 1);
@@ -129,8 +86,7 @@ it('on SIGTERM waits for a held request whose engine is going to sleep, and serv
   assert.equal(serve.proc.exitCode, null, 'serve waits for the engine going to sleep');
 
   // Thawed: the sleep completes, the engine is woken for the held request and serves it.
-  signalGroup(engine, 'SIGCONT');
-  frozen = undefined;
+  freezer.thaw(engine);
   assert.deepEqual(await held, { status: 200, code: undefined });
   assert.equal(await serve.exited, 0, stderr.join('\n'));
   assert.ok(

@@ -14,10 +14,10 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { after, it } from 'node:test';
-import { signalGroup } from './support/processes.ts';
-import { ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
+import { engineChildren, Freezer } from './support/processes.ts';
+import { chatAnswer, ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
 import { killAll, until } from './support/wait.ts';
 
 /** Guard against a hang, not a performance bound. */
@@ -26,45 +26,11 @@ const waitFor = (what: string, check: () => Promise<boolean> | boolean): Promise
   until(what, check, HANG_GUARD_MS, 5);
 
 const children: ChildProcess[] = [];
-let frozen: number | undefined;
+const freezer = new Freezer();
 after(async () => {
-  if (frozen !== undefined) signalGroup(frozen, 'SIGCONT');
+  freezer.thawAll();
   await killAll(children);
 });
-
-/**
- * The pids of `ppid`'s engine children that run the engine in a process group of their own. Before
- * its exec a fresh child still holds its parent's descriptors: frozen then, it would keep serve's
- * pipes open.
- */
-function engineChildren(ppid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      // "pid (comm) state ppid pgrp ...": comm may hold spaces, so read after its closing parenthesis.
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const [, parent, group] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(parent) !== ppid || group !== name) continue;
-      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      if (argv.includes('engine')) out.push(Number(name));
-    } catch {
-      // It exited while we looked.
-    }
-  }
-  return out;
-}
-
-/** A chat completion for `model`: its status and error code, if any. */
-async function chat(url: string, model: string): Promise<{ status: number; code: string | undefined }> {
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }),
-  });
-  const body = (await res.json()) as { error?: { code: string } };
-  return { status: res.status, code: body.error?.code };
-}
 
 async function waiting(url: string): Promise<Record<string, number>> {
   const s = (await (await fetch(`${url}/stats`)).json()) as {
@@ -92,18 +58,17 @@ it('on SIGTERM serves a request held for an engine that is starting, and refuses
   assert.deepEqual(engineChildren(servePid), [], 'no engine at rest');
 
   // a's request starts its engine, frozen the moment it exists.
-  const forA = chat(url, 'a');
+  const forA = chatAnswer(url, 'a');
   let engine: number | undefined;
   await waitFor("a's engine process", () => {
     engine = engineChildren(servePid)[0];
     return engine !== undefined;
   });
-  signalGroup(engine as number, 'SIGSTOP');
-  frozen = engine;
+  freezer.freeze(engine as number);
   await waitFor("a's request held", async () => (await waiting(url))['a'] === 1);
 
   // b's request is held with no engine starting: the cap's one place is a's, and a is not idle.
-  const forB = chat(url, 'b');
+  const forB = chatAnswer(url, 'b');
   await waitFor("b's request held", async () => (await waiting(url))['b'] === 1);
   await waitFor('b waiting for the cap', () => stderr.some((l) => /'b' waits: 1 model\(s\) loaded/.test(l)));
   assert.deepEqual(engineChildren(servePid), [engine], 'one engine, a');
@@ -116,8 +81,7 @@ it('on SIGTERM serves a request held for an engine that is starting, and refuses
   assert.equal(serve.proc.exitCode, null, 'serve waits for the starting engine');
 
   // a's engine goes on starting, is added during the drain, and serves the held request.
-  signalGroup(engine as number, 'SIGCONT');
-  frozen = undefined;
+  freezer.thaw(engine as number);
   assert.deepEqual(await forA, { status: 200, code: undefined });
   assert.equal(await serve.exited, 0, stderr.join('\n'));
   assert.ok(

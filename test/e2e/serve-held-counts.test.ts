@@ -10,9 +10,9 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { after, it } from 'node:test';
-import { signalGroup } from './support/processes.ts';
+import { engineChildren, Freezer } from './support/processes.ts';
 import { ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
@@ -22,33 +22,11 @@ const waitFor = (what: string, check: () => Promise<boolean> | boolean): Promise
   until(what, check, HANG_GUARD_MS, 5);
 
 const children: ChildProcess[] = [];
-let frozen: number | undefined;
+const freezer = new Freezer();
 after(async () => {
-  if (frozen !== undefined) signalGroup(frozen, 'SIGCONT');
+  freezer.thawAll();
   await killAll(children);
 });
-
-/**
- * The pid of `ppid`'s engine child once it runs the engine in a process group of its own, or
- * undefined. Before its exec a fresh child still holds its parent's descriptors (and command line):
- * frozen then, it would keep serve's pipes open.
- */
-function engineChild(ppid: number): number | undefined {
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      // "pid (comm) state ppid pgrp ...": comm may hold spaces, so read after its closing parenthesis.
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const [, parent, group] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(parent) !== ppid || group !== name) continue;
-      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      if (argv.includes('engine')) return Number(name);
-    } catch {
-      // It exited while we looked.
-    }
-  }
-  return undefined;
-}
 
 const BODIES: Record<string, Record<string, unknown>> = {
   '/v1/chat/completions': { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 },
@@ -105,7 +83,7 @@ it('counts requests held while the engine starts in /stats and the gauges, and b
   );
   const { url } = serve;
   const servePid = serve.proc.pid as number;
-  assert.equal(engineChild(servePid), undefined, 'no engine at rest');
+  assert.deepEqual(engineChildren(servePid), [], 'no engine at rest');
   const rest = await counts(url);
   assert.deepEqual([rest.inFlight, rest.queued], [0, 0]);
 
@@ -113,11 +91,10 @@ it('counts requests held while the engine starts in /stats and the gauges, and b
   const answers = [post(url, '/v1/chat/completions')];
   let engine: number | undefined;
   await waitFor('the engine process', () => {
-    engine = engineChild(servePid);
+    engine = engineChildren(servePid)[0];
     return engine !== undefined;
   });
-  signalGroup(engine as number, 'SIGSTOP');
-  frozen = engine;
+  freezer.freeze(engine as number);
   answers.push(post(url, '/v1/completions'), post(url, '/v1/embeddings'), post(url, '/v1/chat/completions'));
   const abort = new AbortController();
   const leaver = post(url, '/v1/chat/completions', abort.signal);
@@ -140,8 +117,7 @@ it('counts requests held while the engine starts in /stats and the gauges, and b
   assert.equal(left.scaleFromZero.waiting['m'], 4);
 
   // The engine goes on starting: every held request is sent on and answered; the counts are back at 0.
-  signalGroup(engine as number, 'SIGCONT');
-  frozen = undefined;
+  freezer.thaw(engine as number);
   assert.deepEqual(await Promise.all(answers), [200, 200, 200, 200]);
   await waitFor('nothing in flight', async () => (await stats(url)).inFlight === 0);
   const end = await counts(url);

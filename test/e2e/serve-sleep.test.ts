@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { after, it } from 'node:test';
 import { tinyLlamaModel } from './support/llama.ts';
-import { chatStatus, ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
+import { chatStatus, ONE_REPLICA_FROM_ZERO_ARGS, oneSleepingModelArgs, startServe } from './support/serve.ts';
 import { killAll, until } from './support/wait.ts';
 
 const HANG_GUARD_MS = 30_000;
@@ -51,19 +51,7 @@ async function isSleeping(engineUrl: string): Promise<boolean> {
 }
 
 it('sleeps an idle engine past its keep-alive, wakes it for the next requests, and starts afresh when a sleeper died', async () => {
-  const { url, stderr } = await startServe(
-    [
-      '--time-scale',
-      '0.1',
-      '--model',
-      'm=llama-3.1-8b',
-      ...ONE_REPLICA_FROM_ZERO_ARGS,
-      '--keep-alive-ms',
-      '300',
-      '--sleep',
-    ],
-    children,
-  );
+  const { url, stderr } = await startServe(oneSleepingModelArgs(0.1), children);
   const ready = () => stderr.filter((l) => / engine 0 ready at /.test(l));
   const m = async () => (await stats(url)).sleep.models['m'] as ModelSleep;
 

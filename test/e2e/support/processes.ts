@@ -1,6 +1,7 @@
 /**
  * Finding the processes an e2e test started, by a marker in their command line (a random served
- * model name, say) or their environment (a preload path), through /proc.
+ * model name, say), their environment (a preload path) or their parent (serve's engine children),
+ * through /proc; freezing and thawing them.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
@@ -24,5 +25,50 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): void {
     process.kill(-pid, signal);
   } catch {
     // Gone already.
+  }
+}
+
+/**
+ * The pids of `ppid`'s engine children that run the engine in a process group of their own. Before
+ * its exec a fresh child still holds its parent's descriptors (and command line): frozen then, it
+ * would keep serve's pipes open.
+ */
+export function engineChildren(ppid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // "pid (comm) state ppid pgrp ...": comm may hold spaces, so read after its closing parenthesis.
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const [, parent, group] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(parent) !== ppid || group !== name) continue;
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      if (argv.includes('engine')) out.push(Number(name));
+    } catch {
+      // It exited while we looked.
+    }
+  }
+  return out;
+}
+
+/**
+ * Process groups a test froze (SIGSTOP), a slow start or sleep made deterministic: `thaw` one when
+ * the test goes on; `thawAll` in the file's `after` (before killing) leaves none stopped.
+ */
+export class Freezer {
+  private readonly frozen = new Set<number>();
+
+  freeze(pid: number): void {
+    signalGroup(pid, 'SIGSTOP');
+    this.frozen.add(pid);
+  }
+
+  thaw(pid: number): void {
+    signalGroup(pid, 'SIGCONT');
+    this.frozen.delete(pid);
+  }
+
+  thawAll(): void {
+    for (const pid of this.frozen) this.thaw(pid);
   }
 }

@@ -81,13 +81,44 @@ export const ONE_REPLICA_FROM_ZERO_ARGS: readonly string[] = [
   '100',
 ];
 
+/**
+ * Serve's flags for one sim model m (llama-3.1-8b) at `timeScale`, one replica from zero, that sleeps
+ * past a 300 ms keep-alive instead of stopping: the sleep tests' common setup.
+ */
+export function oneSleepingModelArgs(timeScale: number): string[] {
+  return [
+    '--time-scale',
+    String(timeScale),
+    '--model',
+    'm=llama-3.1-8b',
+    ...ONE_REPLICA_FROM_ZERO_ARGS,
+    '--keep-alive-ms',
+    '300',
+    '--sleep',
+  ];
+}
+
 /** A short chat completion for `model` through serve at `url`; resolves with its status (body read). */
 export async function chatStatus(url: string, model: string): Promise<number> {
+  return (await chatAnswer(url, model)).status;
+}
+
+/** As `chatStatus`, with the error code of an answer that carries one (an OpenAI error body). */
+export async function chatAnswer(
+  url: string,
+  model: string,
+): Promise<{ status: number; code: string | undefined }> {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }], max_tokens: 4 }),
   });
-  await res.arrayBuffer();
-  return res.status;
+  const text = await res.text();
+  let code: string | undefined;
+  try {
+    code = (JSON.parse(text) as { error?: { code?: string } } | null)?.error?.code;
+  } catch {
+    // Not JSON: no code.
+  }
+  return { status: res.status, code };
 }
