@@ -12,14 +12,14 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { loadKvNative } from '../../src/engine-servers/llama/kv-native.ts';
-import { VLLM_PREFILL_KV_PARAMS } from '../../src/gateway/pd/pd-bodies.ts';
 import {
-  LLAMA_MODEL,
   type LlamaEngine,
+  llamaCompletion,
   llamaPdStats,
   startLlamaEngine,
   stopLlamaEngines,
   tinyLlamaModel,
+  vllmPdCompletion,
 } from './support/llama.ts';
 
 /** Starts an engine with SWITCHYARD_KV_NATIVE=0 (files), restoring the environment after the spawn. */
@@ -62,27 +62,6 @@ after(async () => {
   await stopLlamaEngines([single, prefillBuffer, decodeBuffer, prefillFile, decodeFile]);
 });
 
-interface Answer {
-  text: string;
-  usage: {
-    prompt_tokens: number;
-    completion_tokens: number;
-    prompt_tokens_details: { cached_tokens: number };
-  };
-  kv_transfer_params?: Record<string, unknown>;
-}
-
-async function post(url: string, body: Record<string, unknown>): Promise<Answer> {
-  const r = await fetch(`${url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: LLAMA_MODEL, ...body }),
-  });
-  const json = (await r.json()) as { choices: { text: string }[] } & Answer;
-  assert.equal(r.status, 200, JSON.stringify(json));
-  return { ...json, text: json.choices[0]?.text ?? '' };
-}
-
 const PROMPT = 'The quick brown fox jumps over the lazy dog near the river bank. '.repeat(10);
 const SAMPLINGS = [{ temperature: 0 }, { temperature: 0.9, seed: 11 }];
 
@@ -111,15 +90,9 @@ test('buffer and file engines pair every way, each with one engine tokens, from 
   ];
   for (const sampling of SAMPLINGS) {
     const request = { prompt: PROMPT, max_tokens: 20, ...sampling };
-    const alone = await post(single.url, request);
+    const alone = await llamaCompletion(single.url, request);
     for (const [name, prefill, decode] of pairs) {
-      const first = await post(prefill.url, {
-        ...request,
-        max_tokens: 1,
-        kv_transfer_params: { ...VLLM_PREFILL_KV_PARAMS },
-      });
-      assert.ok(first.kv_transfer_params !== undefined, `${name}: the prefill offered its state`);
-      const second = await post(decode.url, { ...request, kv_transfer_params: first.kv_transfer_params });
+      const { decode: second } = await vllmPdCompletion(prefill, decode, request);
       assert.equal(second.text, alone.text, `${name}, ${JSON.stringify(sampling)}`);
       assert.equal(second.usage.completion_tokens, 20);
       assert.equal(

@@ -14,14 +14,16 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { droppingProxy } from '../../src/adapters/kv-transfer/test-support.ts';
 import type { LlamaPdStats } from '../../src/engine-servers/llama/pd.ts';
-import { VLLM_PREFILL_KV_PARAMS } from '../../src/gateway/pd/pd-bodies.ts';
 import {
   LLAMA_MODEL,
+  type LlamaAnswer,
   type LlamaEngine,
+  llamaCompletion,
   llamaPdStats,
   startLlamaEngine,
   stopLlamaEngines,
   tinyLlamaModel,
+  vllmPdCompletion,
 } from './support/llama.ts';
 import { writePdConfig } from './support/pd.ts';
 import { startServe } from './support/serve.ts';
@@ -46,45 +48,11 @@ after(async () => {
   await stopLlamaEngines([single, prefill, decode]);
 });
 
-interface Answer {
-  text: string;
-  usage: {
-    prompt_tokens: number;
-    completion_tokens: number;
-    prompt_tokens_details: { cached_tokens: number };
-  };
-  kv_transfer_params?: Record<string, unknown>;
-}
-
-async function post(url: string, body: Record<string, unknown>): Promise<Answer> {
-  const r = await fetch(`${url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: MODEL, ...body }),
-  });
-  const json = (await r.json()) as { choices: { text: string }[] } & Answer;
-  assert.equal(r.status, 200, JSON.stringify(json));
-  return { ...json, text: json.choices[0]?.text ?? '' };
-}
-
-/** vLLM's flow, as the gateway drives it: a one-token prefill, then the decode with its params. */
-async function pdCompletion(
+/** vLLM's flow on this file's pair (see vllmPdCompletion). */
+const pdCompletion = (
   request: Record<string, unknown>,
-  edit: (params: Record<string, unknown>) => Promise<Record<string, unknown>> = async (p) => p,
-): Promise<{ prefill: Answer; decode: Answer }> {
-  const first = await post(prefill.url, {
-    ...request,
-    max_tokens: 1,
-    stream: false,
-    kv_transfer_params: { ...VLLM_PREFILL_KV_PARAMS },
-  });
-  assert.ok(first.kv_transfer_params !== undefined, 'the prefill answer carries kv_transfer_params');
-  const second = await post(decode.url, {
-    ...request,
-    kv_transfer_params: await edit(first.kv_transfer_params),
-  });
-  return { prefill: first, decode: second };
-}
+  edit?: (params: Record<string, unknown>) => Promise<Record<string, unknown>>,
+) => vllmPdCompletion(prefill, decode, request, edit);
 
 const PROMPTS = [
   'Once upon a time, in a land far away, there lived seven kings and twelve queens who ruled',
@@ -101,7 +69,7 @@ test('P/D gives the same tokens as one engine (greedy and seeded), from the tran
   for (const prompt of PROMPTS) {
     for (const sampling of SAMPLINGS) {
       const request = { prompt, max_tokens: 24, ...sampling };
-      const alone = await post(single.url, request);
+      const alone = await llamaCompletion(single.url, request);
       const pd = await pdCompletion(request);
       assert.equal(pd.decode.text, alone.text, `${JSON.stringify(sampling)} on '${prompt.slice(0, 20)}'`);
       assert.equal(pd.decode.usage.completion_tokens, 24);
@@ -125,8 +93,8 @@ test('P/D gives the same tokens as one engine (greedy and seeded), from the tran
 
 test('a decode streams its answer, the same text', async () => {
   const request = { prompt: PROMPTS[0], max_tokens: 16, temperature: 0 };
-  const alone = await post(single.url, request);
-  const first = await post(prefill.url, {
+  const alone = await llamaCompletion(single.url, request);
+  const first = await llamaCompletion(prefill.url, {
     ...request,
     max_tokens: 1,
     kv_transfer_params: { do_remote_decode: true },
@@ -159,13 +127,13 @@ async function throughDroppingProxy(
   afterBytes: number,
   drops: number,
 ): Promise<{
-  alone: Answer;
-  pd: { prefill: Answer; decode: Answer };
+  alone: LlamaAnswer;
+  pd: { prefill: LlamaAnswer; decode: LlamaAnswer };
   before: LlamaPdStats;
   after: LlamaPdStats;
 }> {
   const before = await llamaPdStats(decode);
-  const alone = await post(single.url, request);
+  const alone = await llamaCompletion(single.url, request);
   let proxy: { server: Server; port: number } | undefined;
   const pd = await pdCompletion(request, async (params) => {
     proxy = await droppingProxy(params['remote_port'] as number, afterBytes, drops);
@@ -207,8 +175,8 @@ test("through switchyard serve: the gateway's vLLM flow drives the llama pair, s
     const serve = await startServe(['--config', config], children);
     const before = await llamaPdStats(decode);
     const request = { prompt: PROMPTS[1], max_tokens: 20, temperature: 0 };
-    const alone = await post(single.url, request);
-    const viaGateway = await post(serve.url, request);
+    const alone = await llamaCompletion(single.url, request);
+    const viaGateway = await llamaCompletion(serve.url, request);
     const after = await llamaPdStats(decode);
     assert.equal(viaGateway.text, alone.text);
     assert.equal(after.imported - before.imported, 1, "the decode engine loaded the prefill engine's state");

@@ -1,14 +1,16 @@
 /**
  * The e2e tests' built-in llama engines: `switchyard engine llama` as a real child process on the
  * tiny model (two sequences, a 1024-token context), started on port 0 and read from its ready line,
- * and the P/D stats those tests compare.
+ * the P/D stats those tests compare, and completions on them (vLLM's P/D flow included).
  */
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { LlamaPdStats } from '../../../src/engine-servers/llama/pd.ts';
 import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../../src/engine-servers/llama/tiny-gguf.ts';
+import { VLLM_PREFILL_KV_PARAMS } from '../../../src/gateway/pd/pd-bodies.ts';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'switchyard.mjs');
@@ -72,4 +74,51 @@ export async function stopLlamaEngines(engines: readonly (LlamaEngine | undefine
 /** A llama engine's `/pd/stats`. */
 export async function llamaPdStats(e: LlamaEngine): Promise<LlamaPdStats> {
   return (await (await fetch(`${e.url}/pd/stats`)).json()) as LlamaPdStats;
+}
+
+/** A completion answer from a llama engine: its first choice's text, usage and KV transfer params. */
+export interface LlamaAnswer {
+  text: string;
+  usage: {
+    prompt_tokens: number;
+    completion_tokens: number;
+    prompt_tokens_details: { cached_tokens: number };
+  };
+  kv_transfer_params?: Record<string, unknown>;
+}
+
+/** A `/v1/completions` request for LLAMA_MODEL at `url`; asserts a 200. */
+export async function llamaCompletion(url: string, body: Record<string, unknown>): Promise<LlamaAnswer> {
+  const r = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: LLAMA_MODEL, ...body }),
+  });
+  const json = (await r.json()) as { choices: { text: string }[] } & LlamaAnswer;
+  assert.equal(r.status, 200, JSON.stringify(json));
+  return { ...json, text: json.choices[0]?.text ?? '' };
+}
+
+/**
+ * vLLM's P/D flow, as the gateway drives it: a one-token prefill on `prefill`, then `request` on
+ * `decode` with the prefill's kv_transfer_params (passed through `edit` first).
+ */
+export async function vllmPdCompletion(
+  prefill: LlamaEngine,
+  decode: LlamaEngine,
+  request: Record<string, unknown>,
+  edit: (params: Record<string, unknown>) => Promise<Record<string, unknown>> = async (p) => p,
+): Promise<{ prefill: LlamaAnswer; decode: LlamaAnswer }> {
+  const first = await llamaCompletion(prefill.url, {
+    ...request,
+    max_tokens: 1,
+    stream: false,
+    kv_transfer_params: { ...VLLM_PREFILL_KV_PARAMS },
+  });
+  assert.ok(first.kv_transfer_params !== undefined, 'the prefill answer carries kv_transfer_params');
+  const second = await llamaCompletion(decode.url, {
+    ...request,
+    kv_transfer_params: await edit(first.kv_transfer_params),
+  });
+  return { prefill: first, decode: second };
 }
