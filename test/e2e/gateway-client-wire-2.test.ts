@@ -23,14 +23,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { FakeUpstream } from '../../src/gateway/fake-upstream.ts';
 import {
   assertErrorBody,
   MODEL,
   metricSum,
   post,
+  simAndRecorder,
   sseData,
-  startSimAndRecorder,
   startTestGateway,
   Teardown,
   type TestGateway,
@@ -38,17 +37,9 @@ import {
 } from './support/cluster.ts';
 import { type LlamaEngine, startLlamaEngine, stopLlamaEngines, tinyLlamaModel } from './support/llama.ts';
 
-const teardown = new Teardown();
 /** The model the recorder serves (a `vllm` backend: bodies go to it unchanged). */
 const REAL = 'real-model';
-let gw: TestGateway;
-let upstream: FakeUpstream;
-
-before(async () => {
-  ({ gw, upstream } = await startSimAndRecorder(REAL, teardown));
-});
-
-after(() => teardown.run());
+const wire = simAndRecorder(REAL);
 
 /** Bodies as the openai Python SDK 2.x writes them for `create(..., extra_body={...})`. */
 interface Usage {
@@ -60,40 +51,38 @@ const PY_CHAT = (model: string, extra: string): string =>
 const PY_COMPLETION = (model: string, extra: string): string =>
   `{"model":"${model}","prompt":"Once upon","max_tokens":4,${extra}}`;
 
-const REFUSED: readonly { path: string; body: (m: string) => string; param: string }[] = [
-  {
-    path: '/v1/chat/completions',
-    body: (m) => PY_CHAT(m, '"guided_json":{"type":"object","properties":{"a":{"type":"string"}}}'),
-    param: 'guided_json',
-  },
-  {
-    path: '/v1/chat/completions',
-    body: (m) => PY_CHAT(m, '"structured_outputs":{"regex":"[a-z]+"}'),
-    param: 'structured_outputs',
-  },
-  { path: '/v1/chat/completions', body: (m) => PY_CHAT(m, '"prompt_logprobs":0'), param: 'prompt_logprobs' },
-  {
-    path: '/v1/completions',
-    body: (m) => PY_COMPLETION(m, '"guided_choice":["yes","no"]'),
-    param: 'guided_choice',
-  },
-  { path: '/v1/completions', body: (m) => PY_COMPLETION(m, '"bad_words":["the"]'), param: 'bad_words' },
-  {
-    path: '/v1/completions',
-    body: (m) => PY_COMPLETION(m, '"return_token_ids":true'),
-    param: 'return_token_ids',
-  },
-  {
-    path: '/v1/chat/completions',
-    body: (m) => PY_CHAT(m, '"chat_template":"{{ messages[0].content }}"'),
-    param: 'chat_template',
-  },
+/** A refused field's case: a body for a model on `path`, and the field the 400 names. */
+interface RefusedCase {
+  readonly path: string;
+  readonly body: (model: string) => string;
+  readonly param: string;
+}
+
+/** Cases on `path`: `extra` in the SDK's chat or completions body, the 400 naming `param`. */
+const refusedIn =
+  (path: '/v1/chat/completions' | '/v1/completions') =>
+  (param: string, extra: string): RefusedCase => ({
+    path,
+    body: (m) => (path === '/v1/completions' ? PY_COMPLETION(m, extra) : PY_CHAT(m, extra)),
+    param,
+  });
+const inChat = refusedIn('/v1/chat/completions');
+const inCompletion = refusedIn('/v1/completions');
+
+const REFUSED: readonly RefusedCase[] = [
+  inChat('guided_json', '"guided_json":{"type":"object","properties":{"a":{"type":"string"}}}'),
+  inChat('structured_outputs', '"structured_outputs":{"regex":"[a-z]+"}'),
+  inChat('prompt_logprobs', '"prompt_logprobs":0'),
+  inCompletion('guided_choice', '"guided_choice":["yes","no"]'),
+  inCompletion('bad_words', '"bad_words":["the"]'),
+  inCompletion('return_token_ids', '"return_token_ids":true'),
+  inChat('chat_template', '"chat_template":"{{ messages[0].content }}"'),
 ];
 
 describe("vLLM's extra fields a built-in engine cannot honour", () => {
   for (const { path, body, param } of REFUSED) {
     it(`${param} on ${path}: refused naming it; a real backend gets the bytes`, async () => {
-      const sim = await post(gw.url, path, body(MODEL));
+      const sim = await post(wire.gw.url, path, body(MODEL));
       assert.equal(sim.status, 400, sim.text);
       const e = assertErrorBody(sim.text, 400);
       assert.equal(e.error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
@@ -101,15 +90,15 @@ describe("vLLM's extra fields a built-in engine cannot honour", () => {
       assert.match(e.error.message, new RegExp(`'${param}' is not supported by the built-in engines`));
 
       const bytes = body(REAL);
-      const real = await post(gw.url, path, bytes);
+      const real = await post(wire.gw.url, path, bytes);
       assert.equal(real.status, 200, real.text);
-      assert.equal(upstream.received.at(-1)?.body, bytes);
+      assert.equal(wire.upstream.received.at(-1)?.body, bytes);
     });
   }
 
   it('a stream asking for guided_json is refused before any chunk', async () => {
     const reply = await post(
-      gw.url,
+      wire.gw.url,
       '/v1/chat/completions',
       PY_CHAT(MODEL, '"stream":true,"guided_json":{"type":"object"}'),
     );
@@ -122,9 +111,13 @@ describe("vLLM's extra fields a built-in engine cannot honour", () => {
       '"guided_json":null,"bad_words":[],"prompt_logprobs":null,"return_token_ids":false,' +
       '"structured_outputs":{"json":null,"disable_any_whitespace":true},"chat_template":null,' +
       '"top_k":5,"min_p":0.1,"repetition_penalty":1.1,"chat_template_kwargs":{"enable_thinking":false}';
-    const chat = await post(gw.url, '/v1/chat/completions', PY_CHAT(MODEL, extras));
+    const chat = await post(wire.gw.url, '/v1/chat/completions', PY_CHAT(MODEL, extras));
     assert.equal(chat.status, 200, chat.text);
-    const stream = await post(gw.url, '/v1/completions', PY_COMPLETION(MODEL, `"stream":true,${extras}`));
+    const stream = await post(
+      wire.gw.url,
+      '/v1/completions',
+      PY_COMPLETION(MODEL, `"stream":true,${extras}`),
+    );
     assert.equal(stream.status, 200, stream.text);
     assert.equal(sseData(stream.text).at(-1), '[DONE]');
   });
@@ -142,7 +135,7 @@ interface ListAnswer {
 
 describe('a completions prompt list (LangChain OpenAI.batch)', () => {
   it('sim: one choice per prompt, in order, usage summed', async () => {
-    const reply = await post(gw.url, '/v1/completions', LANGCHAIN_BATCH(MODEL));
+    const reply = await post(wire.gw.url, '/v1/completions', LANGCHAIN_BATCH(MODEL));
     assert.equal(reply.status, 200, reply.text);
     const answer = JSON.parse(reply.text) as ListAnswer;
     assert.equal(answer.object, 'text_completion');
@@ -160,7 +153,7 @@ describe('a completions prompt list (LangChain OpenAI.batch)', () => {
 
   it('sim: lists of token ids too; a streamed list is still refused naming prompt', async () => {
     const ids = await post(
-      gw.url,
+      wire.gw.url,
       '/v1/completions',
       `{"model":"${MODEL}","prompt":[[1,2,3],[4,5],[6]],"max_tokens":2}`,
     );
@@ -172,7 +165,7 @@ describe('a completions prompt list (LangChain OpenAI.batch)', () => {
     );
     assert.equal(answer.usage.prompt_tokens, 6);
     const stream = await post(
-      gw.url,
+      wire.gw.url,
       '/v1/completions',
       `{"model":"${MODEL}","prompt":["a","b"],"stream":true}`,
     );
@@ -182,20 +175,22 @@ describe('a completions prompt list (LangChain OpenAI.batch)', () => {
 
   it('a real backend gets the bytes unchanged', async () => {
     const bytes = LANGCHAIN_BATCH(REAL);
-    const real = await post(gw.url, '/v1/completions', bytes);
+    const real = await post(wire.gw.url, '/v1/completions', bytes);
     assert.equal(real.status, 200, real.text);
-    assert.equal(upstream.received.at(-1)?.body, bytes);
+    assert.equal(wire.upstream.received.at(-1)?.body, bytes);
   });
 });
 
 describe('n > 1 (openai SDK `n=2`)', () => {
   it('sim chat: two choices, prompt tokens counted once; a seed repeats the pair', async () => {
-    const one = JSON.parse((await post(gw.url, '/v1/chat/completions', PY_CHAT(MODEL, '"seed":5'))).text) as {
+    const one = JSON.parse(
+      (await post(wire.gw.url, '/v1/chat/completions', PY_CHAT(MODEL, '"seed":5'))).text,
+    ) as {
       usage: { prompt_tokens: number };
     };
     const texts: string[][] = [];
     for (let k = 0; k < 2; k++) {
-      const reply = await post(gw.url, '/v1/chat/completions', PY_CHAT(MODEL, '"n":2,"seed":5'));
+      const reply = await post(wire.gw.url, '/v1/chat/completions', PY_CHAT(MODEL, '"n":2,"seed":5'));
       assert.equal(reply.status, 200, reply.text);
       const answer = JSON.parse(reply.text) as {
         object: string;
@@ -216,7 +211,7 @@ describe('n > 1 (openai SDK `n=2`)', () => {
   });
 
   it('sim: a streamed n=2 is still refused naming n', async () => {
-    const reply = await post(gw.url, '/v1/chat/completions', PY_CHAT(MODEL, '"n":2,"stream":true'));
+    const reply = await post(wire.gw.url, '/v1/chat/completions', PY_CHAT(MODEL, '"n":2,"stream":true'));
     assert.equal(reply.status, 400, reply.text);
     const e = assertErrorBody(reply.text, 400);
     assert.equal(e.error.param, 'n');
@@ -366,7 +361,7 @@ describe("vLLM's sampling extras on the built-in engines", () => {
   ] as const) {
     it(`${extra} is refused naming ${param} (sim and llama)`, async () => {
       for (const [url, model] of [
-        [gw.url, MODEL],
+        [wire.gw.url, MODEL],
         [lgw.url, LLAMA],
       ] as const) {
         const reply = await post(url, '/v1/chat/completions', PY_CHAT(model, extra));
@@ -382,7 +377,7 @@ describe("vLLM's sampling extras on the built-in engines", () => {
 describe('a body with a UTF-8 byte order mark (curl -d @file saved with one)', () => {
   const bom = Buffer.from([0xef, 0xbb, 0xbf]);
   const send = (bytes: Buffer): Promise<Response> =>
-    fetch(`${gw.url}/v1/chat/completions`, {
+    fetch(`${wire.gw.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: bytes,
@@ -399,6 +394,6 @@ describe('a body with a UTF-8 byte order mark (curl -d @file saved with one)', (
     const bytes = Buffer.concat([bom, Buffer.from(PY_CHAT(REAL, '"stream":false'))]);
     // The recorder's own JSON.parse refuses the mark (vLLM's does not); what matters is what it got.
     await (await send(bytes)).text();
-    assert.equal(upstream.received.at(-1)?.body, bytes.toString('utf8'));
+    assert.equal(wire.upstream.received.at(-1)?.body, bytes.toString('utf8'));
   });
 });

@@ -23,31 +23,21 @@
  *   "malformed HTTP request (HPE_PAUSED_H2_UPGRADE)"; the answer now says the gateway speaks HTTP/1.1.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import type { FakeUpstream } from '../../src/gateway/fake-upstream.ts';
+import { before, describe, it } from 'node:test';
 import {
   assertErrorBody,
   MODEL,
   post,
+  simAndRecorder,
   sseData,
-  startSimAndRecorder,
   startTestGateway,
-  Teardown,
   type TestGateway,
 } from './support/cluster.ts';
 import { openSocket, readUntilClose } from './support/raw-http.ts';
 
-const teardown = new Teardown();
 /** The model the recorder serves (a `vllm` backend: bodies go to it unchanged). */
 const REAL = 'real-model';
-let gw: TestGateway;
-let upstream: FakeUpstream;
-
-before(async () => {
-  ({ gw, upstream } = await startSimAndRecorder(REAL, teardown));
-});
-
-after(() => teardown.run());
+const wire = simAndRecorder(REAL);
 
 /**
  * A chat body as a client that serialises every field of its request type writes it: the fields it
@@ -78,14 +68,14 @@ interface Usage {
 
 describe('a client that sends every field, null when unset', () => {
   it('chat: a real backend gets the bytes unchanged; a sim engine answers', async () => {
-    const before = upstream.received.length;
+    const before = wire.upstream.received.length;
     const body = allFieldsChat(REAL);
-    const real = await post(gw.url, '/v1/chat/completions', body);
+    const real = await post(wire.gw.url, '/v1/chat/completions', body);
     assert.equal(real.status, 200, real.text);
-    assert.equal(upstream.received.length, before + 1);
-    assert.equal(upstream.received.at(-1)?.body, body);
+    assert.equal(wire.upstream.received.length, before + 1);
+    assert.equal(wire.upstream.received.at(-1)?.body, body);
 
-    const sim = await post(gw.url, '/v1/chat/completions', allFieldsChat(MODEL));
+    const sim = await post(wire.gw.url, '/v1/chat/completions', allFieldsChat(MODEL));
     assert.equal(sim.status, 200, sim.text);
     const answer = JSON.parse(sim.text) as { object: string; usage: Usage };
     assert.equal(answer.object, 'chat.completion', 'stream: null is not a stream');
@@ -94,11 +84,11 @@ describe('a client that sends every field, null when unset', () => {
 
   it('completions: echo, stream and user null', async () => {
     const body = allFieldsCompletion(REAL);
-    const real = await post(gw.url, '/v1/completions', body);
+    const real = await post(wire.gw.url, '/v1/completions', body);
     assert.equal(real.status, 200, real.text);
-    assert.equal(upstream.received.at(-1)?.body, body);
+    assert.equal(wire.upstream.received.at(-1)?.body, body);
 
-    const sim = await post(gw.url, '/v1/completions', allFieldsCompletion(MODEL));
+    const sim = await post(wire.gw.url, '/v1/completions', allFieldsCompletion(MODEL));
     assert.equal(sim.status, 200, sim.text);
     assert.equal((JSON.parse(sim.text) as { usage: Usage }).usage.completion_tokens, 4);
   });
@@ -107,7 +97,7 @@ describe('a client that sends every field, null when unset', () => {
     const body =
       `{"model": "${MODEL}", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, ` +
       '"stream": true, "stream_options": {"include_usage": null}, "user": null}';
-    const reply = await post(gw.url, '/v1/chat/completions', body);
+    const reply = await post(wire.gw.url, '/v1/chat/completions', body);
     assert.equal(reply.status, 200, reply.text);
     const data = sseData(reply.text);
     assert.equal(data.at(-1), '[DONE]');
@@ -115,7 +105,7 @@ describe('a client that sends every field, null when unset', () => {
 
   it('a wrong type is still refused naming the field', async () => {
     const reply = await post(
-      gw.url,
+      wire.gw.url,
       '/v1/chat/completions',
       `{"model": "${MODEL}", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}`,
     );
@@ -127,7 +117,7 @@ describe('a client that sends every field, null when unset', () => {
 
 describe('bodies sent to the wrong shape get a 400 that says what to send', () => {
   it('a chat body posted to /v1/completions names the chat route', async () => {
-    const reply = await post(gw.url, '/v1/completions', {
+    const reply = await post(wire.gw.url, '/v1/completions', {
       model: MODEL,
       messages: [{ role: 'user', content: 'hi' }],
       max_tokens: 3,
@@ -140,13 +130,13 @@ describe('bodies sent to the wrong shape get a 400 that says what to send', () =
   });
 
   it('a prompt or a message content of the wrong type lists the shapes it may take', async () => {
-    const prompt = await post(gw.url, '/v1/completions', { model: MODEL, prompt: { text: 'hi' } });
+    const prompt = await post(wire.gw.url, '/v1/completions', { model: MODEL, prompt: { text: 'hi' } });
     assert.equal(prompt.status, 400);
     assert.match(
       assertErrorBody(prompt.text, 400).error.message,
       /prompt: expected a string, 1 to 2048 strings/,
     );
-    const content = await post(gw.url, '/v1/chat/completions', {
+    const content = await post(wire.gw.url, '/v1/chat/completions', {
       model: MODEL,
       messages: [{ role: 'user', content: 5 }],
     });
@@ -168,7 +158,7 @@ describe('tools on a model that cannot call them (a built-in engine)', () => {
 
   it('tools with tool_choice "none" are served as text, as vLLM serves them', async () => {
     // The openai Python client's bytes for tools=[...], tool_choice="none".
-    const reply = await post(gw.url, '/v1/chat/completions', {
+    const reply = await post(wire.gw.url, '/v1/chat/completions', {
       messages,
       model: MODEL,
       max_tokens: 3,
@@ -185,7 +175,12 @@ describe('tools on a model that cannot call them (a built-in engine)', () => {
 
   it('tools that may be called (auto, the default) are refused naming tools', async () => {
     for (const choice of [{}, { tool_choice: 'auto' }]) {
-      const reply = await post(gw.url, '/v1/chat/completions', { messages, model: MODEL, tools, ...choice });
+      const reply = await post(wire.gw.url, '/v1/chat/completions', {
+        messages,
+        model: MODEL,
+        tools,
+        ...choice,
+      });
       const e = assertErrorBody(reply.text, reply.status);
       assert.equal(reply.status, 400);
       assert.equal(e.error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
@@ -199,10 +194,10 @@ describe('/v1/models with tenants configured', () => {
   before(async () => {
     keyed = await startTestGateway(
       {
-        backends: [{ id: 'rec', type: 'vllm', url: upstream.url, models: [REAL], metricsPath: null }],
+        backends: [{ id: 'rec', type: 'vllm', url: wire.upstream.url, models: [REAL], metricsPath: null }],
         tenants: [{ key: 'team-key-0001', name: 'team' }],
       },
-      teardown,
+      wire.teardown,
     );
   });
 
@@ -234,7 +229,7 @@ describe('/v1/models with tenants configured', () => {
 
 describe('HTTP/2 prior knowledge', () => {
   it('the connection preface gets a 400 saying the gateway speaks HTTP/1.1', async () => {
-    const socket = await openSocket(gw.url);
+    const socket = await openSocket(wire.gw.url);
     const closed = readUntilClose(socket, 5000);
     // What curl --http2-prior-knowledge sends first: the preface, then an empty SETTINGS frame.
     socket.write(
@@ -261,8 +256,8 @@ describe('a benchmark that opens one connection per request, all at once', () =>
     // Keep-alive requests: an answered connection stays open (and counted), as the benchmark's do
     // while their streams run.
     const count = 1000;
-    const sockets = await Promise.all(Array.from({ length: count }, () => openSocket(gw.url)));
-    teardown.add(() => {
+    const sockets = await Promise.all(Array.from({ length: count }, () => openSocket(wire.gw.url)));
+    wire.teardown.add(() => {
       for (const socket of sockets) socket.destroy();
     });
     const firstChunks = sockets.map(

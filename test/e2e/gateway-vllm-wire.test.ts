@@ -15,29 +15,12 @@
  *   400 naming max_tokens and saying why.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import type { FakeUpstream } from '../../src/gateway/fake-upstream.ts';
-import {
-  assertErrorBody,
-  MODEL,
-  post,
-  sseData,
-  startSimAndRecorder,
-  Teardown,
-  type TestGateway,
-} from './support/cluster.ts';
+import { describe, it } from 'node:test';
+import { assertErrorBody, MODEL, post, simAndRecorder, sseData } from './support/cluster.ts';
 
-const teardown = new Teardown();
 /** The model the recorder serves (a `vllm` backend: bodies go to it unchanged). */
 const REAL = 'real-model';
-let gw: TestGateway;
-let upstream: FakeUpstream;
-
-before(async () => {
-  ({ gw, upstream } = await startSimAndRecorder(REAL, teardown));
-});
-
-after(() => teardown.run());
+const wire = simAndRecorder(REAL);
 
 interface Chunk {
   readonly choices: {
@@ -62,7 +45,11 @@ describe('a sim engine stream, as vLLM sends it', () => {
         kind === 'chat'
           ? `{"model": "${MODEL}", "messages": [{"role": "user", "content": "Hello there"}], "max_completion_tokens": ${maxTokens}, "stream": true, "stream_options": {"include_usage": true}}`
           : `{"model": "${MODEL}", "prompt": "Once upon a time", "max_tokens": ${maxTokens}, "stream": true, "stream_options": {"include_usage": true}, "ignore_eos": true}`;
-      const reply = await post(gw.url, kind === 'chat' ? '/v1/chat/completions' : '/v1/completions', body);
+      const reply = await post(
+        wire.gw.url,
+        kind === 'chat' ? '/v1/chat/completions' : '/v1/completions',
+        body,
+      );
       assert.equal(reply.status, 200, reply.text);
       const { chunks, done } = chunksOf(reply.text);
       assert.ok(done);
@@ -94,12 +81,12 @@ describe('priority outside +-1,000,000 (vLLM: any int)', () => {
   for (const priority of ['5000000', '-9223372036854775808', '9223372036854775807']) {
     it(`priority ${priority}: relayed unchanged to a real backend, served by a sim engine`, async () => {
       const body = `{"model": "${REAL}", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "priority": ${priority}}`;
-      const real = await post(gw.url, '/v1/chat/completions', body);
+      const real = await post(wire.gw.url, '/v1/chat/completions', body);
       assert.equal(real.status, 200, real.text);
-      assert.equal(upstream.received.at(-1)?.body, body);
+      assert.equal(wire.upstream.received.at(-1)?.body, body);
 
       const sim = await post(
-        gw.url,
+        wire.gw.url,
         '/v1/completions',
         `{"model": "${MODEL}", "prompt": "hi", "max_tokens": 3, "priority": ${priority}}`,
       );
@@ -109,7 +96,7 @@ describe('priority outside +-1,000,000 (vLLM: any int)', () => {
 
   it('a priority that is not an integer is still refused naming it', async () => {
     const reply = await post(
-      gw.url,
+      wire.gw.url,
       '/v1/chat/completions',
       `{"model": "${REAL}", "messages": [{"role": "user", "content": "hi"}], "priority": 1.5}`,
     );
@@ -121,14 +108,14 @@ describe('priority outside +-1,000,000 (vLLM: any int)', () => {
 describe('completions max_tokens 0 with echo (vLLM: echo without generation)', () => {
   it('relayed unchanged to a real backend', async () => {
     const body = `{"model": "${REAL}", "prompt": "The capital of France is", "max_tokens": 0, "echo": true, "logprobs": 1}`;
-    const reply = await post(gw.url, '/v1/completions', body);
+    const reply = await post(wire.gw.url, '/v1/completions', body);
     assert.equal(reply.status, 200, reply.text);
-    assert.equal(upstream.received.at(-1)?.body, body);
+    assert.equal(wire.upstream.received.at(-1)?.body, body);
   });
 
   it('a sim engine refuses echo by name (not implemented there)', async () => {
     const reply = await post(
-      gw.url,
+      wire.gw.url,
       '/v1/completions',
       `{"model": "${MODEL}", "prompt": "The capital of France is", "max_tokens": 0, "echo": true}`,
     );
@@ -141,7 +128,7 @@ describe('completions max_tokens 0 with echo (vLLM: echo without generation)', (
   it('without echo, 0 is refused naming max_tokens and saying why', async () => {
     for (const echo of ['', ', "echo": false']) {
       const reply = await post(
-        gw.url,
+        wire.gw.url,
         '/v1/completions',
         `{"model": "${REAL}", "prompt": "hi", "max_tokens": 0${echo}}`,
       );
@@ -154,7 +141,7 @@ describe('completions max_tokens 0 with echo (vLLM: echo without generation)', (
 
   it('chat max_tokens 0 stays refused (vLLM refuses it too)', async () => {
     const reply = await post(
-      gw.url,
+      wire.gw.url,
       '/v1/chat/completions',
       `{"model": "${REAL}", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0, "echo": true}`,
     );

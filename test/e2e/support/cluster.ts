@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type LocalEngine, startLocalEngines } from '../../../src/adapters/local-engines.ts';
 import { ERRORS } from '../../../src/core/errors.ts';
@@ -286,6 +287,40 @@ export async function startSimAndRecorder(
     teardown,
   );
   return { gw, upstream };
+}
+
+/** The wire-format tests' set-up (startSimAndRecorder) and the teardown that stops it. */
+export interface SimAndRecorder {
+  readonly gw: TestGateway;
+  readonly upstream: FakeUpstream;
+  /** Run by the file's `after` hook: a test may add what it starts. */
+  readonly teardown: Teardown;
+}
+
+/**
+ * A test file's startSimAndRecorder set-up: registers the file's `before` hook, which starts it,
+ * and its `after` hook, which runs the teardown. Read `gw` and `upstream` in tests only.
+ */
+export function simAndRecorder(realModel: string): SimAndRecorder {
+  const teardown = new Teardown();
+  let started: { readonly gw: TestGateway; readonly upstream: FakeUpstream } | undefined;
+  const get = () => {
+    if (started === undefined) throw new Error('the gateway is read before its before hook ran');
+    return started;
+  };
+  before(async () => {
+    started = await startSimAndRecorder(realModel, teardown);
+  });
+  after(() => teardown.run());
+  return {
+    get gw() {
+      return get().gw;
+    },
+    get upstream() {
+      return get().upstream;
+    },
+    teardown,
+  };
 }
 
 // ---- HTTP ----
