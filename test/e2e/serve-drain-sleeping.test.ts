@@ -16,24 +16,18 @@
  * Linux only (/proc). Deadlines here only guard against hangs.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { after, it } from 'node:test';
-import { engineChildren, Freezer } from './support/processes.ts';
+import { it } from 'node:test';
+import { engineChildren, freezingHooks } from './support/processes.ts';
 import { chatAnswer, chatStatus, oneSleepingModelArgs, startServe } from './support/serve.ts';
-import { killAll, until } from './support/wait.ts';
+import { until } from './support/wait.ts';
 
 /** Guard against a hang, not a performance bound. */
 const HANG_GUARD_MS = 60_000;
 const waitFor = (what: string, check: () => Promise<boolean> | boolean): Promise<void> =>
   until(what, check, HANG_GUARD_MS, 5);
 
-const children: ChildProcess[] = [];
-const freezer = new Freezer();
-after(async () => {
-  freezer.thawAll();
-  await killAll(children);
-});
+const { children, freezer } = freezingHooks();
 
 interface Stats {
   sleep: { models: Record<string, { sleeps: number; wakes: number; sleeping: number; starts: number }> };

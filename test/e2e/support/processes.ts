@@ -3,7 +3,10 @@
  * model name, say), their environment (a preload path) or their parent (serve's engine children),
  * through /proc; freezing and thawing them.
  */
+import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { after } from 'node:test';
+import { killAll } from './wait.ts';
 
 /** Pids of live processes other than this one whose command line (or environment) holds `marker`. */
 export function pidsWith(marker: string, where: 'cmdline' | 'environ' = 'cmdline'): number[] {
@@ -71,4 +74,18 @@ export class Freezer {
   thawAll(): void {
     for (const pid of this.frozen) this.thaw(pid);
   }
+}
+
+/**
+ * A test file's set-up for freezing serve's engines: the children it starts and a Freezer, with the
+ * file's `after` hook registered, which thaws every frozen group and then kills the children.
+ */
+export function freezingHooks(): { readonly children: ChildProcess[]; readonly freezer: Freezer } {
+  const children: ChildProcess[] = [];
+  const freezer = new Freezer();
+  after(async () => {
+    freezer.thawAll();
+    await killAll(children);
+  });
+  return { children, freezer };
 }
