@@ -541,8 +541,32 @@ function checkOk(spec: Spec, a: Answer): string | undefined {
   if (spec.path.startsWith('/v1/embeddings'))
     return object === 'list' ? undefined : `embeddings object ${object}`;
   if (object !== 'chat.completion' && object !== 'text_completion') return `object ${String(object)}`;
-  if (!Array.isArray(body.choices) || body.choices.length !== 1) return 'choices';
+  if (!Array.isArray(body.choices)) return 'choices';
+  const expected = expectedChoices(spec);
+  if (expected !== undefined && body.choices.length !== expected) return 'choices';
+  if (body.choices.some((c, i) => (c as { index?: unknown }).index !== i)) return 'choice index';
   return undefined;
+}
+
+/**
+ * Choices a served body must answer with: n per prompt (vLLM's), a completions prompt list giving one
+ * prompt per entry (a flat list of token ids is one prompt). Undefined when the body cannot say.
+ */
+function expectedChoices(spec: Spec): number | undefined {
+  let body: { n?: unknown; prompt?: unknown };
+  try {
+    body = JSON.parse(String(spec.body)) as typeof body;
+  } catch {
+    return undefined;
+  }
+  const n = body.n === undefined || body.n === null ? 1 : body.n;
+  if (typeof n !== 'number' || !Number.isInteger(n)) return undefined;
+  const prompt = body.prompt;
+  const prompts =
+    Array.isArray(prompt) && prompt.length > 0 && prompt.every((p) => typeof p !== 'number')
+      ? prompt.length
+      : 1;
+  return n * prompts;
 }
 
 /** The first thing wrong with an answer, or undefined. */
