@@ -7,7 +7,15 @@ import { createAutoscaler } from './autoscalers/registry.ts';
 import { TEST_VARIANT, testContext } from './autoscalers/test-support.ts';
 import { registerRunnerMetrics } from './live-runner.ts';
 import { type EngineLauncher, LocalActuator } from './local-actuator.ts';
-import { fakeEngine, fixedLoop, flush, IDLE_BACKENDS, oneSlotActuator, testRunner } from './test-support.ts';
+import {
+  fakeEngine,
+  fixedLoop,
+  flush,
+  IDLE_BACKENDS,
+  neverStartingLauncher,
+  oneSlotActuator,
+  testRunner,
+} from './test-support.ts';
 
 /** A model's pool of at most one engine, at zero, whose launches resolve at once. */
 function zeroPool(model: string, keepAliveMs: number, loopReplicas = 0) {
@@ -107,12 +115,7 @@ describe('LiveControlRunner, a cold start under load', () => {
     const clock = new ManualClock(0);
     const launched: number[] = [];
     // Engines that never finish starting: the whole test is one cold start.
-    const launcher: EngineLauncher = {
-      launch: (index) => {
-        launched.push(index);
-        return new Promise(() => {});
-      },
-    };
+    const launcher = neverStartingLauncher(launched);
     const actuator = new LocalActuator({
       variant: TEST_VARIANT,
       maxInstances: 16,

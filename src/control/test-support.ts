@@ -33,6 +33,16 @@ export function fakeEngine(model: string, onStop: () => void = () => {}): Launch
   };
 }
 
+/** A launcher whose engines never finish starting (a cold start that lasts the whole test); records each launch's index. */
+export function neverStartingLauncher(launched: number[]): EngineLauncher {
+  return {
+    launch: (index) => {
+      launched.push(index);
+      return new Promise(() => {});
+    },
+  };
+}
+
 /** An actuator of one slot of TEST_VARIANT, in front of IDLE_BACKENDS. */
 export function oneSlotActuator(launcher: EngineLauncher, clock: ManualClock): LocalActuator {
   return new LocalActuator({

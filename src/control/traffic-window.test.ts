@@ -4,7 +4,8 @@ import { ManualClock } from '../core/clock.ts';
 import type { Request } from '../core/request.ts';
 import { TEST_VARIANT } from './autoscalers/test-support.ts';
 import { LiveControlRunner } from './live-runner.ts';
-import { type EngineLauncher, LocalActuator } from './local-actuator.ts';
+import { LocalActuator } from './local-actuator.ts';
+import { neverStartingLauncher } from './test-support.ts';
 import { TrafficWindowAccumulator } from './traffic-window.ts';
 import type { ControlLoop, ControlObservation } from './types.ts';
 
@@ -57,12 +58,7 @@ describe('LiveControlRunner', () => {
   it('hands the loop a window of what the tap heard and applies its decision', () => {
     const clock = new ManualClock(0);
     const launched: number[] = [];
-    const launcher: EngineLauncher = {
-      launch: (index) => {
-        launched.push(index);
-        return new Promise(() => {});
-      },
-    };
+    const launcher = neverStartingLauncher(launched);
     const actuator = new LocalActuator({
       variant: TEST_VARIANT,
       maxInstances: 3,
