@@ -54,6 +54,9 @@ export function clientErrorOf(error: NodeJS.ErrnoException): SwitchyardError {
   }
 }
 
+/** Socket errors that say the client's connection broke, not that its request was malformed. */
+const CONNECTION_BROKEN: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT']);
+
 /** Sockets already given their one refusal (the parser may report each later chunk again). */
 const answered = new WeakSet<Duplex>();
 
@@ -101,6 +104,13 @@ export function answerClientError(host: ClientErrorHost, error: NodeJS.ErrnoExce
   const reading = host.readingFor(pending);
   if (reading !== undefined && !reading.req.complete) {
     reading.fail(e);
+    return;
+  }
+  // The client broke the connection (a reset: it closed with the answer unread, as an aborted
+  // fetch does) while its request is answered: that request ends as a client abort, counted by its
+  // own accounting. Nothing was refused, and nothing can be written to a reset socket.
+  if (CONNECTION_BROKEN.has(error.code ?? '')) {
+    socket.destroy();
     return;
   }
   // It is being answered: a bad request pipelined behind it. Let the answer finish, then refuse
