@@ -23,7 +23,12 @@ import {
 import type { PolicyContext } from '../policies/routing/types.ts';
 import { batchConfigSchema } from './batch/config.ts';
 import { corsConfigSchema } from './cors.ts';
-import { KEEP_ALIVE_MS_MAX, SCALE_FROM_ZERO_BUFFER_MAX, SCALE_FROM_ZERO_WAIT_MS } from './model-buffer.ts';
+import {
+  KEEP_ALIVE_MS_MAX,
+  SCALE_FROM_ZERO_BUFFER_MAX,
+  SCALE_FROM_ZERO_HELD_MAX,
+  SCALE_FROM_ZERO_WAIT_MS,
+} from './model-buffer.ts';
 import { pdConfigProblems, pdGatewayConfigSchema, pdPairConfigProblems } from './pd/pd-config.ts';
 
 /** Engine kinds a backend may be. They differ in defaults (metrics, health path), not in protocol. */
@@ -220,9 +225,16 @@ export const limitsConfigSchema = z.strictObject({
   // ---- scale from zero (src/gateway/model-buffer.ts): models `switchyard serve` may run at zero instances ----
   /**
    * Requests one such model holds while it has no instance; one more is refused 429
-   * SY_ERR_SCALE_BUFFER_FULL with Retry-After. Default SCALE_FROM_ZERO_BUFFER_MAX (256).
+   * SY_ERR_SCALE_BUFFER_FULL with Retry-After. Default SCALE_FROM_ZERO_BUFFER_MAX (4096: a whole
+   * 120 s wait's arrivals at 34 req/s).
    */
   scaleFromZeroBufferMax: z.number().int().min(1).max(1_000_000).default(SCALE_FROM_ZERO_BUFFER_MAX),
+  /**
+   * Requests all such models together hold; one more is refused the same way (429
+   * SY_ERR_SCALE_BUFFER_FULL). Default SCALE_FROM_ZERO_HELD_MAX (16384: four full model buffers);
+   * held bodies also count against queuedBytesMax.
+   */
+  scaleFromZeroHeldMax: z.number().int().min(1).max(1_000_000).default(SCALE_FROM_ZERO_HELD_MAX),
   /**
    * Longest wait of a held request for the model's first instance; past it 503
    * SY_ERR_COLD_START_TIMEOUT. Default SCALE_FROM_ZERO_WAIT_MS (120 s: a large model's cold start).

@@ -1220,6 +1220,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       models,
       {
         perModelMax: l.scaleFromZeroBufferMax,
+        totalMax: l.scaleFromZeroHeldMax,
         waitMs: l.scaleFromZeroWaitMs,
         keepAliveMsDefault,
         keepAliveMsMax: l.keepAliveMsMax,

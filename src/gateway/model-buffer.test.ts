@@ -5,6 +5,7 @@ import { keepAliveMsOf, ModelBuffer, type ModelBufferLimits } from './model-buff
 
 const LIMITS: ModelBufferLimits = {
   perModelMax: 3,
+  totalMax: 100,
   waitMs: 1000,
   keepAliveMsDefault: 300_000,
   keepAliveMsMax: 3_600_000,
@@ -102,6 +103,48 @@ describe('ModelBuffer', () => {
     assert.ok(h.buffer.hold('b', 'b1'));
     assert.equal(h.buffer.stats.overflowed, 1);
     assert.equal(h.buffer.stats.held, 4);
+  });
+
+  it('refuses past the bound on all models together, naming it, and holds again once one leaves', () => {
+    const h = harness({ ...LIMITS, totalMax: 4 });
+    for (const item of ['a1', 'a2', 'a3']) assert.ok(h.buffer.hold('a', item));
+    assert.ok(h.buffer.hold('b', 'b1'));
+    // Model b holds 1 of its 3, but the gateway holds 4 of 4.
+    assert.equal(h.buffer.hold('b', 'b2'), false);
+    assert.deepEqual(
+      h.rejected.map((r) => [r.item, r.code]),
+      [['b2', 'SY_ERR_SCALE_BUFFER_FULL']],
+    );
+    assert.ok((h.rejected[0]?.retryAfterMs ?? 0) > 0);
+    assert.equal(h.buffer.stats.overflowed, 1);
+    h.buffer.releaseWhere((m) => m === 'a');
+    assert.ok(h.buffer.hold('b', 'b3'));
+    assert.equal(h.buffer.size, 2);
+  });
+
+  it('names the bound a refusal met', () => {
+    const errors: string[] = [];
+    const make = (totalMax: number) =>
+      new ModelBuffer<string>(
+        ['a', 'b'],
+        { ...LIMITS, perModelMax: 1, totalMax },
+        {
+          nowMs: () => 0,
+          release: () => {},
+          reject: (_item, error) => errors.push(error.message),
+          wake: () => {},
+          schedule: () => () => {},
+        },
+      );
+    const perModel = make(10);
+    perModel.hold('a', 'a1');
+    perModel.hold('a', 'a2');
+    const total = make(1);
+    total.hold('a', 'a1');
+    total.hold('b', 'b1');
+    assert.match(errors[0] ?? '', /limits\.scaleFromZeroBufferMax 1\b/);
+    assert.match(errors[1] ?? '', /holds 1 requests .*limits\.scaleFromZeroHeldMax 1\b/);
+    assert.throws(() => make(0), /totalMax 0/);
   });
 
   it('answers a request that waited past waitMs with 503 SY_ERR_COLD_START_TIMEOUT, and only those', () => {

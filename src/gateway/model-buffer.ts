@@ -4,8 +4,9 @@
  * (Knative's activator plays this part in front of a revision at zero). The first request held asks
  * the host for an instance at once (`wake`), not at the loop's next tick; when an instance of the
  * model is in service the gateway releases the model's requests, in arrival order, into admission
- * and routing like any other. Nothing is dropped silently: a request past the model's bound is
- * refused 429 `SY_ERR_SCALE_BUFFER_FULL`, one that waits `waitMs` gets 503
+ * and routing like any other. Nothing is dropped silently: a request past the model's bound, or past
+ * the bound on all models' held requests together, is refused 429 `SY_ERR_SCALE_BUFFER_FULL` (their
+ * bodies also count against the gateway's queued bytes), one that waits `waitMs` gets 503
  * `SY_ERR_COLD_START_TIMEOUT`, and when the engine fails to start the host fails the model's held
  * requests with 503 `SY_ERR_COLD_START_FAILED` (each with Retry-After). A client that leaves while
  * held is removed (`remove`). `stats` counts every way out. The gateway counts a held request as
@@ -18,8 +19,22 @@
  */
 import { SwitchyardError } from '../core/errors.ts';
 
-/** Requests one model may hold while it has no instance (`limits.scaleFromZeroBufferMax`'s default). */
-export const SCALE_FROM_ZERO_BUFFER_MAX = 256;
+/**
+ * Requests one model may hold while it has no instance (`limits.scaleFromZeroBufferMax`'s default,
+ * and the twin's). 4096 holds every arrival of a whole default wait (120 s) at up to 34 req/s, so a
+ * model's cold start (about 47 s for an 8B from NVMe) at 20 req/s, about 940 arrivals, is decided by
+ * the deadline, not cut by the bound (256 refused 670-736 of 6,100 such requests); it equals the
+ * admission `online` band's queue depth the held requests are released into, and stays below
+ * Knative's activator, which queues up to 10,000 per revision (knative/serving
+ * pkg/activator/net/throttler.go `breakerQueueDepth`).
+ */
+export const SCALE_FROM_ZERO_BUFFER_MAX = 4096;
+/**
+ * Requests all models together may hold (`limits.scaleFromZeroHeldMax`'s default): four full model
+ * buffers. With many on-demand models it bounds the held requests' fixed cost (connection, parsed
+ * request); their bodies are bounded by `limits.queuedBytesMax`, which they count against.
+ */
+export const SCALE_FROM_ZERO_HELD_MAX = 16_384;
 /**
  * Longest wait of a held request for an instance (`limits.scaleFromZeroWaitMs`'s default): a few
  * minutes covers a large model's cold start from a remote store; the built-in engines start in seconds.
@@ -38,6 +53,8 @@ export const COLD_START_FAILED_RETRY_AFTER_MS = 5000;
 export interface ModelBufferLimits {
   /** Held requests per model. */
   readonly perModelMax: number;
+  /** Held requests, all models together. */
+  readonly totalMax: number;
   /** Longest wait of one held request. */
   readonly waitMs: number;
   /** A model's keep-alive when a request does not set one. */
@@ -115,6 +132,8 @@ export class ModelBuffer<T> {
   ) {
     if (!(Number.isInteger(limits.perModelMax) && limits.perModelMax >= 1))
       throw new RangeError(`perModelMax ${limits.perModelMax}: expected an integer >= 1`);
+    if (!(Number.isInteger(limits.totalMax) && limits.totalMax >= 1))
+      throw new RangeError(`totalMax ${limits.totalMax}: expected an integer >= 1`);
     if (!(limits.waitMs > 0)) throw new RangeError(`waitMs ${limits.waitMs}: expected > 0`);
     for (const m of models) this.queues.set(m, []);
     this.schedule = host.schedule?.bind(host) ?? defaultSchedule;
@@ -158,18 +177,16 @@ export class ModelBuffer<T> {
 
   /**
    * Holds `item` for `model` (which has no instance in service) and wakes the host; past the model's
-   * bound it is refused at once (429 SY_ERR_SCALE_BUFFER_FULL) instead. Returns whether it is held.
+   * bound, or the bound on all models' held requests, it is refused at once (429
+   * SY_ERR_SCALE_BUFFER_FULL) instead. Returns whether it is held.
    */
   hold(model: string, item: T): boolean {
     const queue = this.queues.get(model);
     if (queue === undefined) throw new RangeError(`model '${model}' is not on demand`);
-    if (queue.length >= this.limits.perModelMax) {
+    const full = this.fullReason(model, queue.length);
+    if (full !== undefined) {
       this.stats.overflowed++;
-      const error = new SwitchyardError(
-        'SY_ERR_SCALE_BUFFER_FULL',
-        `model '${model}' has no instance yet and already holds ${queue.length} requests waiting for one (limits.scaleFromZeroBufferMax); retry later`,
-        { param: 'model' },
-      );
+      const error = new SwitchyardError('SY_ERR_SCALE_BUFFER_FULL', full, { param: 'model' });
       this.host.reject(item, error, SCALE_FROM_ZERO_RETRY_AFTER_MS, false);
       this.host.wake(model, queue.length);
       return false;
@@ -180,6 +197,16 @@ export class ModelBuffer<T> {
     this.arm(nowMs);
     this.host.wake(model, queue.length);
     return true;
+  }
+
+  /** Why one more request for `model` (holding `waiting`) cannot be held, or undefined when it can. */
+  private fullReason(model: string, waiting: number): string | undefined {
+    if (waiting >= this.limits.perModelMax)
+      return `model '${model}' has no instance yet and already holds ${waiting} requests waiting for one (limits.scaleFromZeroBufferMax ${this.limits.perModelMax}); retry later`;
+    const total = this.size;
+    if (total >= this.limits.totalMax)
+      return `model '${model}' has no instance yet and the gateway already holds ${total} requests waiting for instances of their models (limits.scaleFromZeroHeldMax ${this.limits.totalMax}); retry later`;
+    return undefined;
   }
 
   /** `item`'s client left while it waited: drop it (nothing to answer). False when it is not held. */

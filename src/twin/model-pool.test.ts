@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { GpuBill } from '../control/serverless/gpu-bill.ts';
+import type { Request } from '../core/request.ts';
 import type { FinishedRequest } from '../engine-core/types.ts';
+import { limitsConfigSchema } from '../gateway/config.ts';
 import type { SimInstance } from './cluster.ts';
-import { type InstanceCountPoint, ModelPool } from './model-pool.ts';
+import { HELD_REQUESTS_MAX_DEFAULT, type InstanceCountPoint, ModelPool } from './model-pool.ts';
 
 /** The pool reads only these of an instance; an idle one (nothing in flight) stops at once. */
 function instances(n: number, tp: number): SimInstance[] {
@@ -111,4 +113,20 @@ test('GpuBill clips each closed interval at the end and folds those closed befor
   bill.close(3000, 3000, 4);
   bill.close(3000, 3500, 0);
   assert.equal(bill.totalMs(4000), 5700);
+});
+
+test('a model at zero holds every arrival of a 47 s cold start at 20 req/s by default, as the gateway would', () => {
+  // The gateway's default and the twin's are one constant.
+  assert.equal(HELD_REQUESTS_MAX_DEFAULT, limitsConfigSchema.parse({}).scaleFromZeroBufferMax);
+  const p = pool(1, 1);
+  p.start(0, 0, 47_000);
+  const verdicts = new Map<string, number>();
+  // 20 req/s until the start completes: 940 arrivals, all within the 120 s wait.
+  for (let t = 0; t < 47_000; t += 50) {
+    const v = p.hold({ id: `r${t}` } as unknown as Request, false, t);
+    verdicts.set(v, (verdicts.get(v) ?? 0) + 1);
+  }
+  assert.deepEqual([...verdicts], [['held', 940]]);
+  p.finishStarts(47_000);
+  assert.equal(p.releaseHeld().length, 940);
 });

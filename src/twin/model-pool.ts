@@ -19,16 +19,18 @@ import type {
 } from '../control/types.ts';
 import type { Request } from '../core/request.ts';
 import type { FinishedRequest } from '../engine-core/types.ts';
+import { SCALE_FROM_ZERO_BUFFER_MAX } from '../gateway/model-buffer.ts';
 import type { ClusterSpec, SimInstance } from './cluster.ts';
 
 /** Points `instancesOverTime` keeps at most; beyond, every other point goes and the stride doubles. */
 export const INSTANCE_SERIES_POINTS_MAX = 2000;
 /**
  * Requests one model's scale-from-zero buffer holds by default; past it, arrivals are refused with
- * SY_ERR_SCALE_BUFFER_FULL. The live gateway's default (`limits.scaleFromZeroBufferMax`), so the
- * twin refuses what the gateway would.
+ * SY_ERR_SCALE_BUFFER_FULL. The live gateway's default (`limits.scaleFromZeroBufferMax`, the same
+ * constant), so the twin refuses what the gateway would. The gateway's bound on all models' held
+ * requests together (`limits.scaleFromZeroHeldMax`) is not modelled.
  */
-export const HELD_REQUESTS_MAX_DEFAULT = 256;
+export const HELD_REQUESTS_MAX_DEFAULT = SCALE_FROM_ZERO_BUFFER_MAX;
 /**
  * How long a held request waits for a ready instance by default, ms: above the modelled start-up of
  * the catalogue's mid-size models from NVMe (about 47 s for an 8B on an H100), with room for a start
