@@ -130,7 +130,7 @@ export function registerSimCommand(program: Command): void {
     .addOption(
       new Option(
         '--trace <path>',
-        'replay a trace: a file (Azure LLM 2023 CSV, Mooncake JSONL(.gz), Vidur CSV) or sample:azure-conv, sample:mooncake-conversation',
+        'replay a trace: a file (Azure LLM 2023 or 2024 CSV, Mooncake JSONL(.gz), Vidur CSV) or sample:azure-conv, sample:mooncake-conversation',
       )
         .argParser(filePath)
         .conflicts('workload'),

@@ -77,3 +77,44 @@ describe('Azure timestamps', () => {
     }
   });
 });
+
+describe('Azure 2024 timestamps (UTC offsets)', () => {
+  it('read the week-long files: offsets, and rows with and without a fraction', () => {
+    // As AzureLLMInferenceTrace_conv_1week.csv writes them (DynamoLLM, HPCA'25).
+    const text = [
+      HEADER,
+      '2024-05-10 00:00:00+00:00,1020,129',
+      '2024-05-10 00:00:00.009930+00:00,374,44',
+      '2024-05-10 00:00:01.5+00:00,396,109',
+    ].join('\n');
+    const records = azureReader.parse(text, 'conv_1week.csv');
+    assert.deepEqual(
+      records.map((r) => r.arrivalMs),
+      [0, 9.93, 1500],
+    );
+    assert.equal(records[1]?.inputTokens, 374);
+  });
+
+  it('convert an offset to UTC, across midnight', () => {
+    const utc = parseAzureTimestamp('2024-05-10 00:30:00Z');
+    const east = parseAzureTimestamp('2024-05-10 02:30:00+02:00');
+    const west = parseAzureTimestamp('2024-05-09T17:30:00-0700');
+    const naive = parseAzureTimestamp('2024-05-10 00:30:00');
+    assert.ok(utc && east && west && naive);
+    assert.deepEqual(east, utc);
+    assert.deepEqual(west, utc);
+    assert.deepEqual(naive, utc);
+    const lateWest = parseAzureTimestamp('2024-05-10 23:00:00-02:00');
+    const nextDay = parseAzureTimestamp('2024-05-11 01:00:00');
+    assert.ok(lateWest && nextDay);
+    assert.equal(azureDeltaMs(lateWest, nextDay), 0);
+  });
+
+  it('refuse an impossible offset, naming the row and the column', () => {
+    assert.equal(parseAzureTimestamp('2024-05-10 00:00:00+25:00'), undefined);
+    assert.throws(
+      () => azureReader.parse(`${HEADER}\n2024-05-10 00:00:00+00:99,1,2`, 'x.csv'),
+      /x\.csv:2: TIMESTAMP '2024-05-10 00:00:00\+00:99'/,
+    );
+  });
+});

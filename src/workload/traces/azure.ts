@@ -1,6 +1,9 @@
 /**
- * Azure LLM inference trace 2023 (Splitwise, ISCA'24): CSV `TIMESTAMP,ContextTokens,GeneratedTokens`
- * with wall-clock stamps such as `2023-11-16 18:17:03.9799600` (time zone unstated).
+ * Azure LLM inference traces: CSV `TIMESTAMP,ContextTokens,GeneratedTokens` with wall-clock stamps.
+ * The 2023 files (Splitwise, ISCA'24) write `2023-11-16 18:17:03.9799600` (time zone unstated);
+ * the 2024 week-long files (DynamoLLM, HPCA'25) write `2024-05-10 00:00:00.009930+00:00`, some
+ * rows without the fraction. A stamp with a UTC offset (`+00:00`, `-0700`, `Z`) is read as that
+ * instant; one without is read as UTC, so a file of either kind (or a mix) keeps its spacing.
  *
  * Stamps are parsed by hand into (day number, nanoseconds of day) and subtracted as integers, so
  * there is no Date, no time-zone or DST shift, and the 100 ns ticks survive: two rows 0.1 µs apart
@@ -33,7 +36,19 @@ export interface AzureInstant {
   readonly nsOfDay: number;
 }
 
-const STAMP_RE = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?$/;
+const STAMP_RE =
+  /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?: ?(Z|[+-]\d{2}(?::?\d{2})?))?$/i;
+
+/** Minutes east of UTC of an offset as ISO 8601 writes it (`Z`, `+00:00`, `-0700`, `+05`), or undefined. */
+function offsetMinutes(text: string | undefined): number | undefined {
+  if (text === undefined || text.toUpperCase() === 'Z') return 0;
+  const sign = text[0] === '-' ? -1 : 1;
+  const digits = text.slice(1).replace(':', '');
+  const hours = Number(digits.slice(0, 2));
+  const minutes = digits.length > 2 ? Number(digits.slice(2)) : 0;
+  if (hours > 23 || minutes > 59) return undefined;
+  return sign * (hours * 60 + minutes);
+}
 
 /** Days from 1970-01-01 to a civil date (H. Hinnant's days_from_civil). */
 export function daysFromCivil(year: number, month: number, day: number): number {
@@ -68,13 +83,14 @@ function daysInMonth(year: number, month: number): number {
 }
 
 /**
- * Parses `YYYY-MM-DD HH:MM:SS[.fffffffff]` (a `T` separator is accepted too); undefined when the
- * text is not such a stamp or names an impossible date or time.
+ * Parses `YYYY-MM-DD HH:MM:SS[.fffffffff][offset]` (a `T` separator is accepted too; the offset is
+ * `Z` or `±HH[:MM]`, and the instant is returned in UTC); undefined when the text is not such a
+ * stamp or names an impossible date, time or offset.
  */
 export function parseAzureTimestamp(text: string): AzureInstant | undefined {
   const m = STAMP_RE.exec(text.trim());
   if (m === null) return undefined;
-  const [, ys, mos, ds, hs, mis, ss, frac] = m;
+  const [, ys, mos, ds, hs, mis, ss, frac, zone] = m;
   const year = Number(ys);
   const month = Number(mos);
   const dayOfMonth = Number(ds);
@@ -83,11 +99,20 @@ export function parseAzureTimestamp(text: string): AzureInstant | undefined {
   const second = Number(ss);
   if (month < 1 || month > 12 || dayOfMonth < 1 || dayOfMonth > daysInMonth(year, month)) return undefined;
   if (hour > 23 || minute > 59 || second > 59) return undefined;
+  const eastMin = offsetMinutes(zone);
+  if (eastMin === undefined) return undefined;
   const fracNs = frac === undefined ? 0 : Number(frac.padEnd(9, '0'));
-  return {
-    day: daysFromCivil(year, month, dayOfMonth),
-    nsOfDay: ((hour * 60 + minute) * 60 + second) * NS_PER_S + fracNs,
-  };
+  // Local time minus the offset is UTC; a shift across midnight moves the day (|offset| < 1 day).
+  let day = daysFromCivil(year, month, dayOfMonth);
+  let nsOfDay = ((hour * 60 + minute - eastMin) * 60 + second) * NS_PER_S + fracNs;
+  if (nsOfDay < 0) {
+    nsOfDay += NS_PER_DAY;
+    day -= 1;
+  } else if (nsOfDay >= NS_PER_DAY) {
+    nsOfDay -= NS_PER_DAY;
+    day += 1;
+  }
+  return { day, nsOfDay };
 }
 
 /** Milliseconds from `from` to `to`, computed in integer nanoseconds first. */
@@ -121,7 +146,7 @@ function parseAzure(text: string, file: string): TraceRecord[] {
       throw traceParseError(
         file,
         line.number,
-        `TIMESTAMP ${excerpt(stamp)} is not 'YYYY-MM-DD HH:MM:SS.fffffff'`,
+        `TIMESTAMP ${excerpt(stamp)} is not 'YYYY-MM-DD HH:MM:SS[.fffffff][+HH:MM]'`,
       );
     }
     first ??= instant;
@@ -176,7 +201,7 @@ function writeAzure(records: readonly TraceRecord[]): string {
   return `${COLUMNS.join(',')}\n${rows.join('\n')}\n`;
 }
 
-/** Reader for the Azure LLM 2023 CSV traces (conv and code). */
+/** Reader for the Azure LLM CSV traces (2023 and 2024, conv and code). */
 export const azureReader: TraceReader = {
   format: 'azure',
   blockTokens: undefined,

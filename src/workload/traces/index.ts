@@ -1,4 +1,4 @@
-/** Trace readers: Azure LLM 2023 CSV, Mooncake JSONL (plain or gzipped), Vidur processed CSV. */
+/** Trace readers: Azure LLM 2023/2024 CSV, Mooncake JSONL (plain or gzipped), Vidur processed CSV. */
 
 export type { AzureInstant } from './azure.ts';
 export { azureDeltaMs, azureReader, formatAzureTimestamp, parseAzureTimestamp } from './azure.ts';
