@@ -187,53 +187,43 @@ function withRate<T extends RateFields>(d: T): Omit<T, 'rateRps'> & { rateRps: n
 }
 
 /**
+ * The schema of a renewal kind (poisson, gamma, constant): `kind`, the rate fields, the kind's own
+ * `extra` fields, input and output lengths, the request and limit fields; bounded or staged, rate
+ * consistent, and rateRps filled from the stages (`withRate`). The kinds differ only in `extra` and
+ * in how the generator spaces arrivals.
+ */
+function renewalSpecSchema<K extends string, E extends z.ZodRawShape>(kind: K, extra: E) {
+  const fields = z.strictObject({
+    kind: z.literal(kind),
+    ...rateFields,
+    ...extra,
+    input: lengthDistSchema,
+    output: lengthDistSchema,
+    ...requestFields,
+    ...limitFields,
+  });
+  // The rate fields are `fields`' own; TypeScript cannot see that through the generic `extra`.
+  type Fields = z.output<typeof fields> & RateFields;
+  return fields
+    .refine((d) => boundedOrStaged(d as Fields), BOUNDED)
+    .refine((d) => rateConsistent(d as Fields), RATE)
+    .transform((d) => withRate(d as Fields));
+}
+
+/**
  * Poisson arrivals at `rateRps` (or in `stages`), lengths drawn independently per request, no
  * shared prefixes.
  */
-export const poissonSpecSchema = z
-  .strictObject({
-    kind: z.literal('poisson'),
-    ...rateFields,
-    input: lengthDistSchema,
-    output: lengthDistSchema,
-    ...requestFields,
-    ...limitFields,
-  })
-  .refine(boundedOrStaged, BOUNDED)
-  .refine(rateConsistent, RATE)
-  .transform(withRate);
+export const poissonSpecSchema = renewalSpecSchema('poisson', {});
 
 /** Gamma-renewal arrivals: mean rate `rateRps`, inter-arrival CV `cv` (1 is Poisson, >1 bursty). */
-export const gammaSpecSchema = z
-  .strictObject({
-    kind: z.literal('gamma'),
-    ...rateFields,
-    cv: positive,
-    input: lengthDistSchema,
-    output: lengthDistSchema,
-    ...requestFields,
-    ...limitFields,
-  })
-  .refine(boundedOrStaged, BOUNDED)
-  .refine(rateConsistent, RATE)
-  .transform(withRate);
+export const gammaSpecSchema = renewalSpecSchema('gamma', { cv: positive });
 
 /**
  * Constant-rate arrivals, as load generators that pace requests evenly send them: request k of a
  * stage arrives k / rateRps seconds after the stage starts (the first at its start).
  */
-export const constantSpecSchema = z
-  .strictObject({
-    kind: z.literal('constant'),
-    ...rateFields,
-    input: lengthDistSchema,
-    output: lengthDistSchema,
-    ...requestFields,
-    ...limitFields,
-  })
-  .refine(boundedOrStaged, BOUNDED)
-  .refine(rateConsistent, RATE)
-  .transform(withRate);
+export const constantSpecSchema = renewalSpecSchema('constant', {});
 
 /**
  * Shared system prompts: `groups` prompts of `prefixTokens` each, picked with Zipf popularity
