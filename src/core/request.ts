@@ -44,6 +44,12 @@ export interface Request {
    * once the request completes (the twin keeps it on its own engine-side type, never here).
    */
   readonly maxTokens: number | undefined;
+  /**
+   * Generations the request asks for when more than one: `n` choices for each prompt of a
+   * completions prompt list (n x prompts); absent means one. `maxTokens` bounds each generation, so
+   * the request may generate up to generations x maxTokens, and its usage counts them all.
+   */
+  readonly generations?: number | undefined;
   /** Arrival time on the host's clock. */
   readonly arrivalMs: number;
   readonly slo: Slo | undefined;

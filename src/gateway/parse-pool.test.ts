@@ -106,6 +106,8 @@ const CORPUS: readonly [string, ExchangeKind, Buffer][] = [
     json({ model: 'm', prompt: Array.from({ length: 5000 }, (_, i) => i % 997) }),
   ],
   ['completion, nested token ids', 'completion', json({ model: 'm', prompt: [[1, 2, 3, 4]] })],
+  ['completion, a list of prompts, n 2', 'completion', json({ model: 'm', prompt: ['a', 'b', 'c'], n: 2 })],
+  ['chat, n 3', 'chat', json({ model: 'm', messages: [{ role: 'user', content: 'hi' }], n: 3 })],
   ['completion, negative token id', 'completion', json({ model: 'm', prompt: [1, -2] })],
   ['completion, no prompt', 'completion', json({ model: 'm' })],
   ['embeddings, text', 'embeddings', json({ model: 'e', input: 'a sentence' })],

@@ -179,6 +179,7 @@ function fieldsOfReply(r: Extract<ParseReply, { ok: true }>): BodyFields {
     prefix,
     // Embeddings only, as the main thread's parse gives it (absent, not undefined, otherwise).
     ...(r.inputTokensCapped === undefined ? {} : { inputTokensCapped: r.inputTokensCapped }),
+    ...(r.generations === undefined ? {} : { generations: r.generations }),
   };
 }
 

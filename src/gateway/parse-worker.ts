@@ -46,6 +46,7 @@ export default function parseTask(task: ParseTask): ParseReply {
       model: f.model,
       inputTokens: f.inputTokens,
       inputTokensCapped: f.inputTokensCapped,
+      generations: f.generations,
       maxTokens: f.maxTokens,
       stream: f.stream,
       priority: f.priority,

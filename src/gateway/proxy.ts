@@ -654,7 +654,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
     // Without usage in a JSON answer, the count is unknown (not the declared max_tokens).
     const outputTokens = this.usageTokens();
     ex.host.attemptEnded(ex, this.backend, true, outputTokens);
-    ex.finishOk(outputTokens ?? ex.request.maxTokens ?? 0, this.last);
+    const declared =
+      ex.request.maxTokens === undefined ? 0 : ex.request.maxTokens * (ex.request.generations ?? 1);
+    ex.finishOk(outputTokens ?? declared, this.last);
   }
 
   /** Why a finished non-SSE body is not whole, or undefined when it is. */

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { tokenizerConfigSchema } from '../adapters/tokenizer/config.ts';
 import { loadPromptTokenizer } from '../adapters/tokenizer/load.ts';
 import { DEFAULT_BANDS } from '../policies/admission/config.ts';
+import type { ExchangeKind } from './proxy.ts';
 import {
   bodyFields,
   buildRequest,
@@ -91,6 +92,26 @@ describe('buildRequest = requestOf(parseBodyFields) (the parse worker sends the 
     assert.equal(direct.stream, true);
     assert.equal(direct.request.maxTokens, 9);
     assert.equal(direct.request.sessionId, 's1');
+  });
+
+  it('counts the generations a body asks for (n x prompts), through the parse worker too', () => {
+    const cases: [ExchangeKind, Record<string, unknown>, number | undefined][] = [
+      ['chat', { messages: [{ role: 'user', content: 'hi' }], n: 3, max_tokens: 8 }, 3],
+      ['chat', { messages: [{ role: 'user', content: 'hi' }], n: 1 }, undefined],
+      ['completion', { prompt: ['a', 'bb', 'ccc'], max_tokens: 8 }, 3],
+      ['completion', { prompt: ['a', 'bb'], n: 2 }, 4],
+      ['completion', { prompt: [[1, 2], [3], [4, 5]], n: 2 }, 6],
+      // A flat list of ids is one prompt.
+      ['completion', { prompt: [1, 2, 3], n: 2 }, 2],
+      ['completion', { prompt: 'x' }, undefined],
+    ];
+    for (const [kind, fields, generations] of cases) {
+      const body = Buffer.from(JSON.stringify({ model: 'm', ...fields }));
+      const built = buildRequest(ctx, kind, body, undefined, headers, 0).request;
+      assert.equal(built.generations, generations, JSON.stringify(fields));
+      assert.equal('generations' in built, generations !== undefined, 'absent for one generation');
+      assert.deepEqual(requestOf(ctx, parseBodyFields(kind, body), undefined, headers, 0).request, built);
+    }
   });
 
   it('refuses a model not served here after the parse, with the same 404', () => {

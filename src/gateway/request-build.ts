@@ -59,6 +59,11 @@ export interface BodyFields {
    * instead of `inputTokens` when every backend of the model refuses longer inputs.
    */
   readonly inputTokensCapped?: number | undefined;
+  /**
+   * Generations asked for (n x prompts of a completions list), present only when more than one
+   * (`Request.generations`).
+   */
+  readonly generations?: number | undefined;
 }
 
 /**
@@ -112,6 +117,7 @@ export function fieldsOf(kind: ExchangeKind, json: unknown): BodyFields {
   }
   // The Responses API's fields have the same meaning as chat's; only their names and shapes differ.
   const parsed: RoutingFields = kind === 'responses' ? parseResponsesFields(json) : parseRouting(kind, json);
+  const generations = kind === 'responses' ? 1 : generationsOf(kind, json);
   return {
     model: parsed.model,
     inputTokens: parsed.promptTokens,
@@ -120,7 +126,24 @@ export function fieldsOf(kind: ExchangeKind, json: unknown): BodyFields {
     priority: parsed.priority,
     user: parsed.user,
     prefix: parsed.prefix,
+    ...(generations > 1 ? { generations } : {}),
   };
+}
+
+/**
+ * Generations a chat or completion body that passed `parseRouting` asks for: `n` (choices per
+ * prompt) times the prompts of a completions list (a list of strings or of token-id lists; a flat
+ * list of ids is one prompt). vLLM generates each, and its usage counts them all.
+ */
+export function generationsOf(kind: 'chat' | 'completion', json: unknown): number {
+  const b = json as Record<string, unknown>;
+  const n = typeof b['n'] === 'number' && b['n'] > 1 ? b['n'] : 1;
+  const prompt = b['prompt'];
+  const prompts =
+    kind === 'completion' && Array.isArray(prompt) && prompt.length > 1 && typeof prompt[0] !== 'number'
+      ? prompt.length
+      : 1;
+  return n * prompts;
 }
 
 /** `fieldsOf` a raw body: what the main thread and a parse worker both run. */
@@ -209,6 +232,7 @@ export function requestOf(
         ? fields.inputTokensCapped
         : fields.inputTokens,
     maxTokens: fields.maxTokens,
+    ...(fields.generations === undefined ? {} : { generations: fields.generations }),
     arrivalMs,
     slo: ctx.slo,
     prefix: fields.prefix,

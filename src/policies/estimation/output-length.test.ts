@@ -52,3 +52,16 @@ test('the same completions in the same order give the same estimates (determinis
   };
   assert.deepEqual(run(), run());
 });
+
+test('a request of several generations (n x prompts) is estimated as that many, each capped, and teaches per generation', () => {
+  const e = new OutputLengthEstimator();
+  const prior = OUTPUT_LENGTH_DEFAULTS.priorTokens;
+  assert.equal(e.estimate(req('n4', { generations: 4 })), 4 * prior);
+  // max_tokens bounds each choice, not the request.
+  assert.equal(e.estimate(req('n4-cap', { generations: 4, maxTokens: 40 })), 160);
+  // Usage counts every choice: 6 generations of 100 tokens teach a mean of 100, not 600.
+  const learnt = new OutputLengthEstimator({ priorWeight: 0 });
+  for (let i = 0; i < 5; i++) learnt.observe(req(`r${i}`, { generations: 6 }), 600);
+  assert.equal(learnt.estimate(req('one')), 100);
+  assert.equal(learnt.estimate(req('three', { generations: 3 })), 300);
+});

@@ -10,7 +10,10 @@
  *
  *   est(g) = (n_g · mean_g + priorWeight · est(parent)) / (n_g + priorWeight)
  *
- * and finally clamped to [1, maxTokens]: no request generates past its declared limit. Each group's
+ * and finally clamped to [1, maxTokens]: no generation runs past its declared limit. A request of
+ * several generations (`n` > 1, a prompt list: `Request.generations`) is estimated as that many times
+ * one generation's estimate, and its generated total (usage counts every choice) is learnt per
+ * generation. Each group's
  * mean is a running mean whose sample count stops growing at `windowSamples`, so it follows drift.
  * The groups live in one table bounded by `keysMax` entries, least recently used dropped first
  * (Map insertion order: deterministic). Pure: no clock, no randomness, no I/O.
@@ -61,7 +64,10 @@ export class OutputLengthEstimator {
     return this.groups.size;
   }
 
-  /** The expected output tokens of `request`, in [1, request.maxTokens]. Read-only. */
+  /**
+   * The expected output tokens of `request`, all its generations together: each in [1,
+   * request.maxTokens]. Read-only.
+   */
   estimate(request: Request): number {
     const w = this.config.priorWeight;
     let est = this.all.n === 0 ? this.config.priorTokens : shrink(this.all, this.config.priorTokens, w);
@@ -70,12 +76,17 @@ export class OutputLengthEstimator {
       if (g !== undefined) est = shrink(g, est, w);
     }
     const capped = request.maxTokens === undefined ? est : Math.min(est, request.maxTokens);
-    return Math.max(1, capped);
+    return Math.max(1, capped) * generationsOf(request);
   }
 
-  /** A request finished having generated `generatedTokens` (undefined: unknown, ignored). */
+  /**
+   * A request finished having generated `generatedTokens`, all its generations together (undefined:
+   * unknown, ignored); each group learns the mean of one generation.
+   */
   observe(request: Request, generatedTokens: number | undefined): void {
     if (generatedTokens === undefined || !(generatedTokens >= 0) || !Number.isFinite(generatedTokens)) return;
+    const generations = generationsOf(request);
+    if (generations !== 1) generatedTokens /= generations;
     this.update(this.all, generatedTokens);
     if (this.config.keysMax === 0) return;
     for (const key of keysOf(request)) {
@@ -96,6 +107,12 @@ export class OutputLengthEstimator {
     g.n = Math.min(g.n + 1, this.config.windowSamples);
     g.meanTokens += (tokens - g.meanTokens) / g.n;
   }
+}
+
+/** Generations `request` asks for (n x prompts), 1 when it does not say. */
+function generationsOf(request: Request): number {
+  const g = request.generations;
+  return g !== undefined && Number.isInteger(g) && g > 1 ? g : 1;
 }
 
 /** A group's mean shrunk towards its parent's estimate. */
