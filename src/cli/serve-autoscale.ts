@@ -88,11 +88,12 @@ export interface AutoscaleFlags {
   readonly standbyEngines?: number;
   readonly warmCacheMb?: number;
   readonly prewarm?: boolean;
+  /** Sleep mode: idle engines sleep instead of stopping (src/control/serverless/live-sleep.ts). */
   readonly sleep?: boolean;
   readonly maxSleepers?: number;
   readonly maxSleepersPerModel?: number;
   readonly sleepMaxMs?: number;
-  /** True with `--boot-sleep`: boot into sleep at start-up (off by default). */
+  /** True with `--boot-sleep`: boot into sleep at start-up, off by default (src/cli/serve-sleep.ts). */
   readonly bootSleep?: boolean;
 }
 

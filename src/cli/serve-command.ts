@@ -32,6 +32,7 @@ import { createConfiguredPolicy, routingPolicyNames } from '../policies/routing/
 import { positiveInt, positiveNumber, tcpPort } from './parse.ts';
 import {
   type AutoscaledPool,
+  type AutoscaleFlags,
   type AutoscaleSettings,
   attachExportOnly,
   autoscaleSettings,
@@ -39,11 +40,10 @@ import {
 } from './serve-autoscale.ts';
 import { CONFIG_FLAG_PARSERS } from './serve-config-flags.ts';
 
-/** Flags of `switchyard serve`. */
-interface ServeFlags {
+/** Flags of `switchyard serve`: the autoscaling ones (AutoscaleFlags, serve-autoscale.ts) and these. */
+interface ServeFlags extends AutoscaleFlags {
   readonly port?: number;
   readonly host?: string;
-  readonly engines?: number;
   readonly engine: 'sim' | 'llama';
   readonly model?: string;
   readonly servedModelName?: string;
@@ -60,23 +60,6 @@ interface ServeFlags {
   readonly timeScale?: string;
   readonly scrapeIntervalMs?: number;
   readonly engineStartTimeoutMs: number;
-  readonly autoscaler?: string;
-  readonly minInstances?: number;
-  readonly maxInstances?: number;
-  readonly autoscalerIntervalMs?: number;
-  readonly keepAliveMs?: number;
-  readonly maxLoadedModels?: number;
-  readonly eviction?: string;
-  readonly standbyEngines?: number;
-  readonly warmCacheMb?: number;
-  readonly prewarm?: boolean;
-  /** Sleep mode: idle engines sleep instead of stopping (src/control/serverless/live-sleep.ts). */
-  readonly sleep?: boolean;
-  readonly maxSleepers?: number;
-  readonly maxSleepersPerModel?: number;
-  readonly sleepMaxMs?: number;
-  /** True with `--boot-sleep`: boot into sleep at start-up, off by default (src/cli/serve-sleep.ts). */
-  readonly bootSleep?: boolean;
   /** Every `--model` given, parsed (the first is also `model` / `servedModelName`). */
   readonly models: readonly ModelSpec[];
   /** The flags given on the command line, by attribute name (`timeScale`): not commander's defaults. */
