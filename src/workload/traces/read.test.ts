@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -8,6 +8,7 @@ import { SwitchyardError } from '../../core/errors.ts';
 import { assertArrivalsOrdered, assertSameRecords, assertTraceParseError } from './conformance.ts';
 import { detectTraceFormat, readTrace, readTraceLengths } from './read.ts';
 import { resolveTraceRef, SAMPLES_DIR } from './samples.ts';
+import { decodeTraceBytes, TRACE_TEXT_BYTES_MAX } from './text.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sy-traces-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -142,6 +143,45 @@ describe('readTrace', () => {
     const path = join(dir, 'corrupt.jsonl.gz');
     writeFileSync(path, Buffer.from([0x1f, 0x8b, 8, 0, 1, 2, 3]));
     assertTraceParseError(() => readTrace(path), path, 1);
+  });
+});
+
+describe('traces over the size bound', () => {
+  it('a plain file over the bound is refused before it is read, in one line', () => {
+    // Sparse: no disk or memory is spent on it. Before, V8's "Cannot create a string longer than
+    // 0x1fffffe8 characters" came out with a stack trace.
+    const path = join(dir, 'huge.csv');
+    writeFileSync(path, 'arrived_at,num_prefill_tokens,num_decode_tokens\n');
+    truncateSync(path, TRACE_TEXT_BYTES_MAX + 1);
+    assertTraceParseError(() => readTrace(path), path, 1);
+    assert.throws(
+      () => readTrace(path),
+      /bytes \(512 MiB\) on disk; a trace is read whole, at most 536,870,888 bytes \(512 MiB\) of text/,
+    );
+    assert.throws(() => readTraceLengths(path), /on disk/);
+  });
+
+  it('text or gzip over the bound says so (not "corrupt gzip")', () => {
+    const text = Buffer.from('arrived_at,num_prefill_tokens,num_decode_tokens\n0,1,2\n');
+    assert.equal(decodeTraceBytes(text, 'ok.csv', text.length), text.toString());
+    assert.throws(
+      () => decodeTraceBytes(text, 'big.csv', text.length - 1),
+      /^.*big\.csv:1: .* of text; a trace is read whole/,
+    );
+    assert.throws(
+      () => decodeTraceBytes(gzipSync(text), 'big.csv.gz', text.length - 1),
+      (err: unknown) =>
+        err instanceof SwitchyardError &&
+        err.code === 'SY_ERR_TRACE_PARSE' &&
+        /big\.csv\.gz:1: decompresses to more than/.test(err.message) &&
+        !/corrupt/.test(err.message),
+    );
+  });
+
+  it('a folder is SY_ERR_NOT_FOUND naming it, not a raw EISDIR', () => {
+    const path = join(dir, 'a-folder.csv');
+    mkdirSync(path);
+    assert.throws(() => readTrace(path), isCode('SY_ERR_NOT_FOUND'));
   });
 });
 

@@ -2,13 +2,20 @@
  * Reading a trace from disk: resolve `sample:` names, read the bytes, gunzip when the magic bytes
  * say so, pick the format (given, or detected from the first line, then the extension) and parse.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { Trace, TraceFormat, TraceRecord } from '../types.ts';
 import { azureReader } from './azure.ts';
 import { mooncakeReader } from './mooncake.ts';
 import { resolveTraceRef } from './samples.ts';
-import { decodeTraceBytes, nonBlankLines, traceParseError } from './text.ts';
+import {
+  decodeTraceBytes,
+  formatBytes,
+  nonBlankLines,
+  TRACE_TEXT_BYTES_MAX,
+  traceParseError,
+  traceTooLargeError,
+} from './text.ts';
 import type { TraceReader } from './types.ts';
 import { parseVidurLengths, vidurReader } from './vidur.ts';
 
@@ -47,12 +54,23 @@ export function detectTraceFormat(text: string, file: string): TraceFormat {
   );
 }
 
-/** Reads a file's bytes, turning a missing file into SY_ERR_NOT_FOUND. */
+/**
+ * Reads a file's bytes, turning a missing file into SY_ERR_NOT_FOUND. A file over the text bound is
+ * refused before it is read (gzip compresses, so a compressed file over it decompresses over it).
+ */
 function readBytes(path: string, ref: string): Buffer {
   try {
+    const size = statSync(path).size;
+    if (size > TRACE_TEXT_BYTES_MAX)
+      throw traceTooLargeError(path, `${formatBytes(size)} on disk`, TRACE_TEXT_BYTES_MAX);
     return readFileSync(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EISDIR')
+      throw new SwitchyardError('SY_ERR_NOT_FOUND', `trace ${path} is a folder, not a file`, {
+        param: 'trace',
+        path,
+      });
     if (code === 'ENOENT' || code === 'ENOTDIR') {
       throw new SwitchyardError(
         'SY_ERR_NOT_FOUND',

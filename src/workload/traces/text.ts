@@ -3,11 +3,33 @@
  * their 1-based numbers, strict number parsing and the one parse-error constructor, so every
  * reader reports `file:line: what` the same way.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { gunzipSync } from 'node:zlib';
 import { SwitchyardError } from '../../core/errors.ts';
 
 /** Largest decompressed trace we accept; V8 strings top out near 512 MiB anyway. */
 export const TRACE_BYTES_MAX = 512 * 1024 * 1024;
+
+/**
+ * Most bytes of text one trace file may hold: a file is read whole into one string, which V8 caps
+ * just under 512 MiB (buffer.constants.MAX_STRING_LENGTH, in UTF-16 units; traces are ASCII).
+ */
+export const TRACE_TEXT_BYTES_MAX = Math.min(TRACE_BYTES_MAX, bufferConstants.MAX_STRING_LENGTH);
+
+/** The one error for a trace over the size bound, with what to do about it. */
+export function traceTooLargeError(file: string, what: string, maxBytes: number): SwitchyardError {
+  return traceParseError(
+    file,
+    1,
+    `${what}; a trace is read whole, at most ${formatBytes(maxBytes)} of text: ` +
+      'replay a slice of it (e.g. the header and the first rows: head -n 2000001 FILE > part.csv)',
+  );
+}
+
+/** `536,870,888 bytes (512 MiB)`: exact, and readable. */
+export function formatBytes(bytes: number): string {
+  return `${bytes.toLocaleString('en-US')} bytes (${Math.round(bytes / 2 ** 20).toLocaleString('en-US')} MiB)`;
+}
 
 /** Error for a malformed trace line: names the file, the 1-based line and what was wrong. */
 export function traceParseError(file: string, line: number, what: string): SwitchyardError {
@@ -19,15 +41,23 @@ export function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 }
 
-/** Turns file bytes into text, gunzipping when the gzip magic is present (the extension is not trusted). */
-export function decodeTraceBytes(bytes: Uint8Array, file: string): string {
+/**
+ * Turns file bytes into text, gunzipping when the gzip magic is present (the extension is not
+ * trusted). More than `maxBytes` of text (plain or decompressed) fails with one line saying so,
+ * not with V8's string-length error.
+ */
+export function decodeTraceBytes(bytes: Uint8Array, file: string, maxBytes = TRACE_TEXT_BYTES_MAX): string {
   let raw = bytes;
   if (isGzip(bytes)) {
     try {
-      raw = gunzipSync(bytes, { maxOutputLength: TRACE_BYTES_MAX });
+      raw = gunzipSync(bytes, { maxOutputLength: maxBytes });
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+        throw traceTooLargeError(file, `decompresses to more than ${formatBytes(maxBytes)}`, maxBytes);
       throw traceParseError(file, 1, `corrupt gzip data (${(err as Error).message})`);
     }
+  } else if (raw.byteLength > maxBytes) {
+    throw traceTooLargeError(file, `${formatBytes(raw.byteLength)} of text`, maxBytes);
   }
   const text = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8');
   // A UTF-8 byte-order mark would otherwise glue itself to the first header name.
