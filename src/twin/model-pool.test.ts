@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { GpuBill } from '../control/serverless/gpu-bill.ts';
+import { GpuBill, OPEN_INTERVALS_MAX } from '../control/serverless/gpu-bill.ts';
 import type { Request } from '../core/request.ts';
 import type { FinishedRequest } from '../engine-core/types.ts';
 import { limitsConfigSchema } from '../gateway/config.ts';
@@ -113,6 +113,31 @@ test('GpuBill clips each closed interval at the end and folds those closed befor
   bill.close(3000, 3000, 4);
   bill.close(3000, 3500, 0);
   assert.equal(bill.totalMs(4000), 5700);
+});
+
+test('GpuBill keeps a bounded list for a pool that never completes, and bills exactly at any end after what it folded', () => {
+  const bill = new GpuBill();
+  // 10,000 starts and stops of 1-3 GPUs, 20 s held every 30 s, and no completion: nothing settles.
+  const intervals: [number, number, number][] = [];
+  for (let k = 0; k < 10_000; k++) intervals.push([k * 30_000, k * 30_000 + 20_000, 1 + (k % 3)]);
+  for (const [from, to, gpus] of intervals) {
+    bill.close(from, to, gpus);
+    assert.ok(bill.unsettled <= OPEN_INTERVALS_MAX, `${bill.unsettled} unsettled`);
+  }
+  const folded = bill.foldedThroughMs;
+  const lastMs = (intervals.at(-1) as [number, number, number])[1];
+  assert.ok(folded > 0 && folded < lastMs, `folded through ${folded}`);
+  const exact = (endMs: number): number =>
+    intervals.reduce((ms, [from, to, gpus]) => ms + Math.max(0, Math.min(to, endMs) - from) * gpus, 0);
+  // Ends inside the kept tail, in a gap, past everything: clipped exactly as without the bound.
+  for (const endMs of [folded, folded + 10_000, lastMs - 5000, lastMs - 15_000, lastMs, lastMs + 1e6])
+    assert.equal(bill.totalMs(endMs), exact(endMs), `end ${endMs}`);
+  // An end before what was billed whole cannot be billed exactly: refused, as an end before a completion.
+  assert.throws(() => bill.totalMs(folded - 1), /billed whole/);
+  // A completion folds the rest as before.
+  bill.settle(lastMs);
+  assert.equal(bill.unsettled, 0);
+  assert.equal(bill.totalMs(lastMs), exact(lastMs));
 });
 
 test('a model at zero holds every arrival of a 47 s cold start at 20 req/s by default, as the gateway would', () => {
