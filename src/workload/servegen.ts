@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { list as listTar } from 'tar';
 import { invalidArgument, SwitchyardError, unknownName } from '../core/errors.ts';
 import type { Rng } from '../core/rng.ts';
+import { MinHeap } from '../policies/admission/heap.ts';
 import { defaultsOf } from './common.ts';
 import { type LengthsLoader, pairSampler } from './lengths.ts';
 import type { WorkloadSpecOf } from './spec.ts';
@@ -325,44 +326,16 @@ interface HeapEntry {
 
 /** Merges sorted streams by time; ties go to the lower stream index, so the order is deterministic. */
 function* mergeSorted(streams: readonly Iterator<number>[]): Generator<number> {
-  const heap: HeapEntry[] = [];
-  const less = (a: HeapEntry, b: HeapEntry) => a.t < b.t || (a.t === b.t && a.i < b.i);
-  const push = (e: HeapEntry) => {
-    heap.push(e);
-    for (let k = heap.length - 1; k > 0; ) {
-      const p = (k - 1) >> 1;
-      if (!less(heap[k] as HeapEntry, heap[p] as HeapEntry)) break;
-      [heap[k], heap[p]] = [heap[p] as HeapEntry, heap[k] as HeapEntry];
-      k = p;
-    }
-  };
-  const pop = () => {
-    const top = heap[0] as HeapEntry;
-    const last = heap.pop() as HeapEntry;
-    if (heap.length > 0) {
-      heap[0] = last;
-      for (let k = 0; ; ) {
-        const l = 2 * k + 1;
-        const r = l + 1;
-        let m = k;
-        if (l < heap.length && less(heap[l] as HeapEntry, heap[m] as HeapEntry)) m = l;
-        if (r < heap.length && less(heap[r] as HeapEntry, heap[m] as HeapEntry)) m = r;
-        if (m === k) break;
-        [heap[k], heap[m]] = [heap[m] as HeapEntry, heap[k] as HeapEntry];
-        k = m;
-      }
-    }
-    return top;
-  };
+  const heap = new MinHeap<HeapEntry>((a, b) => a.t < b.t || (a.t === b.t && a.i < b.i));
   for (const [i, s] of streams.entries()) {
     const r = s.next();
-    if (r.done !== true) push({ t: r.value, i });
+    if (r.done !== true) heap.push({ t: r.value, i });
   }
-  while (heap.length > 0) {
-    const { t, i } = pop();
+  while (heap.size > 0) {
+    const { t, i } = heap.pop() as HeapEntry;
     yield t;
     const r = (streams[i] as Iterator<number>).next();
-    if (r.done !== true) push({ t: r.value, i });
+    if (r.done !== true) heap.push({ t: r.value, i });
   }
 }
 

@@ -10,6 +10,7 @@
 import { CHAIN_ROOT, chainHash } from '../core/hash.ts';
 import type { PrefixChain } from '../core/request.ts';
 import type { Rng } from '../core/rng.ts';
+import { MinHeap } from '../policies/admission/heap.ts';
 import { gammaArrivals } from './arrivals.ts';
 import { buildRequest, defaultsOf } from './common.ts';
 import { type LengthsLoader, lengthSampler, pairSampler } from './lengths.ts';
@@ -111,51 +112,6 @@ function earlier(a: Session, b: Session): boolean {
   return a.nextMs < b.nextMs || (a.nextMs === b.nextMs && a.seq < b.seq);
 }
 
-/** Binary min-heap of sessions by (nextMs, seq). */
-class SessionHeap {
-  private readonly items: Session[] = [];
-
-  get size(): number {
-    return this.items.length;
-  }
-
-  peek(): Session | undefined {
-    return this.items[0];
-  }
-
-  push(s: Session): void {
-    const a = this.items;
-    a.push(s);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!earlier(a[i] as Session, a[p] as Session)) break;
-      [a[i], a[p]] = [a[p] as Session, a[i] as Session];
-      i = p;
-    }
-  }
-
-  pop(): Session | undefined {
-    const a = this.items;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length === 0 || last === undefined) return top;
-    a[0] = last;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < a.length && earlier(a[l] as Session, a[m] as Session)) m = l;
-      if (r < a.length && earlier(a[r] as Session, a[m] as Session)) m = r;
-      if (m === i) break;
-      [a[i], a[m]] = [a[m] as Session, a[i] as Session];
-      i = m;
-    }
-    return top;
-  }
-}
-
 /**
  * Multi-turn sessions. A session's tokens are one growing stream (system prompt, user message,
  * answer, user message, …), so turn n + 1's chain extends turn n's: same leading hashes, more
@@ -179,7 +135,8 @@ export function* sessionRequests(
   const thinkRatePerMs = 1 / (spec.thinkTimeMeanS * 1000);
   const { maxRequests, durationMs } = limitsOf(spec);
   const defaults = defaultsOf(spec);
-  const open = new SessionHeap();
+  // Open sessions by (nextMs, seq): seq is unique, so the pop order is fixed.
+  const open = new MinHeap<Session>(earlier);
   let nextStartMs = starts.nextGapMs();
   let sessions = 0;
   let emitted = 0;
