@@ -266,8 +266,6 @@ export class PlacementHost implements TwinControl {
   /** Closes the books: per model, and the run's totals (counts summed tick by tick). */
   finish(endMs: number): ControlOutcome {
     const models: ModelOutcome[] = this.models.map((m) => {
-      const r = m.pool.requests;
-      const judged = r.completed + r.failed;
       return {
         model: m.spec.id,
         base: m.spec.base,
@@ -276,10 +274,7 @@ export class PlacementHost implements TwinControl {
         gpuHours: m.pool.gpuHoursAt(endMs),
         coldStarts: m.pool.coldStarts,
         startupMs: m.pool.startupMs,
-        requests: r.arrived,
-        completed: r.completed,
-        rejected: r.failed,
-        sloAttainment: judged > 0 ? r.sloMet / judged : 0,
+        ...requestFiguresOf(m.pool),
         preempted: m.preempted,
         shortTicks: m.shortTicks,
         instancesOverTime: m.pool.instancesUntil(endMs),
@@ -455,6 +450,24 @@ export class PlacementHost implements TwinControl {
   private refreshView(): void {
     this.deps.view.instances = routableInPools(this.models);
   }
+}
+
+/**
+ * A model's online request figures as its ModelOutcome gives them: arrived, completed, rejected
+ * (failed), and SLO attainment over completed plus rejected (0 with neither). Both multi-model hosts
+ * (this one and serverless-host.ts) report them so.
+ */
+export function requestFiguresOf(
+  pool: ModelPool,
+): Pick<ModelOutcome, 'requests' | 'completed' | 'rejected' | 'sloAttainment'> {
+  const r = pool.requests;
+  const judged = r.completed + r.failed;
+  return {
+    requests: r.arrived,
+    completed: r.completed,
+    rejected: r.failed,
+    sloAttainment: judged > 0 ? r.sloMet / judged : 0,
+  };
 }
 
 /** The per-model series summed point by point (the pools record at the same ticks). */

@@ -84,7 +84,7 @@ import {
   pooledCluster,
   routableInPools,
 } from './model-pool.ts';
-import { sumSeries } from './placement-host.ts';
+import { requestFiguresOf, sumSeries } from './placement-host.ts';
 import type { TailStats } from './report/types.ts';
 
 /** Models one serverless run may serve (each has a pool of SimInstances). */
@@ -487,8 +487,6 @@ export class ServerlessHost implements TwinControl {
 
   finish(endMs: number): ControlOutcome {
     const models: ServerlessModelOutcome[] = this.models.map((m) => {
-      const r = m.pool.requests;
-      const judged = r.completed + r.failed;
       return {
         coldRequests: m.coldRequests,
         evicted: m.evicted,
@@ -499,10 +497,7 @@ export class ServerlessHost implements TwinControl {
         gpuHours: m.pool.gpuHoursAt(endMs),
         coldStarts: m.pool.coldStarts,
         startupMs: m.startupMs,
-        requests: r.arrived,
-        completed: r.completed,
-        rejected: r.failed,
-        sloAttainment: judged > 0 ? r.sloMet / judged : 0,
+        ...requestFiguresOf(m.pool),
         preempted: m.evicted,
         shortTicks: m.shortTicks,
         // Full per-model series would make the JSON grow with models x ticks: every k-th point.
