@@ -12,6 +12,7 @@
 import type { TraceRecord } from '../types.ts';
 import {
   checkOrder,
+  csvCell,
   excerpt,
   headerColumns,
   NO_HASH_IDS,
@@ -88,7 +89,7 @@ function daysInMonth(year: number, month: number): number {
  * stamp or names an impossible date, time or offset.
  */
 export function parseAzureTimestamp(text: string): AzureInstant | undefined {
-  const m = STAMP_RE.exec(text.trim());
+  const m = STAMP_RE.exec(csvCell(text));
   if (m === null) return undefined;
   const [, ys, mos, ds, hs, mis, ss, frac, zone] = m;
   const year = Number(ys);
@@ -151,7 +152,7 @@ function parseAzure(text: string, file: string): TraceRecord[] {
     }
     first ??= instant;
     const arrivalMs = azureDeltaMs(first, instant);
-    checkOrder(file, line.number, previousMs, arrivalMs, ' ms');
+    checkOrder(file, line.number, previousMs, arrivalMs, 'TIMESTAMP');
     previousMs = arrivalMs;
     records.push({
       arrivalMs,

@@ -36,7 +36,7 @@ function parseMooncake(text: string, file: string): TraceRecord[] {
     }
     if (records.length === 0) firstMs = timestamp;
     const arrivalMs = timestamp - firstMs;
-    checkOrder(file, line.number, previousMs, arrivalMs, ' ms');
+    checkOrder(file, line.number, previousMs, arrivalMs, 'timestamp');
     previousMs = arrivalMs;
     records.push({
       arrivalMs,
@@ -56,9 +56,12 @@ function tokenField(o: Record<string, unknown>, key: string, fail: (what: string
   return v;
 }
 
-/** `hash_ids` is optional (an absent list means no prefix identity); when present it must be ids. */
+/**
+ * `hash_ids` is optional: absent or null (as pandas' `to_json` writes a missing list) means no
+ * prefix identity; when present it must be ids.
+ */
 function hashIdsField(v: unknown, fail: (what: string) => Error): readonly number[] {
-  if (v === undefined) return NO_HASH_IDS;
+  if (v === undefined || v === null) return NO_HASH_IDS;
   if (!Array.isArray(v))
     throw fail(`'hash_ids' must be an array of integers, got ${excerpt(JSON.stringify(v))}`);
   if (v.length === 0) return NO_HASH_IDS;

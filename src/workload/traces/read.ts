@@ -9,6 +9,7 @@ import { azureReader } from './azure.ts';
 import { mooncakeReader } from './mooncake.ts';
 import { resolveTraceRef } from './samples.ts';
 import {
+  csvCell,
   decodeTraceBytes,
   formatBytes,
   nonBlankLines,
@@ -38,11 +39,24 @@ export function detectTraceFormat(text: string, file: string): TraceFormat {
   if (first !== undefined) {
     const head = first.text.trim();
     if (head.startsWith('{')) return 'mooncake';
-    const names = head.split(',').map((c) => c.trim().toLowerCase());
+    if (head.startsWith('['))
+      throw traceParseError(
+        file,
+        first.number,
+        'a JSON array: a Mooncake trace is JSON lines, one request object per line ' +
+          "(jq -c '.[]' FILE > FILE.jsonl converts an array)",
+      );
+    const names = head.split(',').map((c) => csvCell(c).toLowerCase());
     if (names.includes('contexttokens') || names.includes('generatedtokens')) return 'azure';
     if (names.includes('num_prefill_tokens') || names.includes('arrived_at')) return 'vidur';
   }
   if (/\.jsonl(\.gz)?$/i.test(file)) return 'mooncake';
+  if (first === undefined && text.trim() === '')
+    throw traceParseError(
+      file,
+      1,
+      'empty file: no header and no records (a trace needs at least one request)',
+    );
   throw traceParseError(
     file,
     first?.number ?? 1,

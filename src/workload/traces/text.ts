@@ -87,12 +87,23 @@ export function nonBlankLines(text: string): TraceLine[] {
   return out;
 }
 
+/**
+ * A CSV cell's value: trimmed, and without one pair of surrounding double quotes (spreadsheets and
+ * some CSV writers quote every cell; the trace formats hold no commas or quotes inside a cell).
+ */
+export function csvCell(cell: string): string {
+  const s = cell.trim();
+  return s.length >= 2 && s.charCodeAt(0) === 34 && s.charCodeAt(s.length - 1) === 34
+    ? s.slice(1, -1).trim()
+    : s;
+}
+
 const INT_RE = /^\d+$/;
 const DECIMAL_RE = /^\d+(?:\.\d*)?(?:[eE][-+]?\d+)?$/;
 
 /** A token count: a non-negative safe integer written in plain digits, or undefined. */
 export function parseTokenCount(cell: string): number | undefined {
-  const s = cell.trim();
+  const s = csvCell(cell);
   if (!INT_RE.test(s)) return undefined;
   const n = Number(s);
   return Number.isSafeInteger(n) ? n : undefined;
@@ -100,7 +111,7 @@ export function parseTokenCount(cell: string): number | undefined {
 
 /** A non-negative finite decimal (e.g. `4.314579`, `1e-3`), or undefined. */
 export function parseNonNegativeDecimal(cell: string): number | undefined {
-  const s = cell.trim();
+  const s = csvCell(cell);
   if (!DECIMAL_RE.test(s)) return undefined;
   const n = Number(s);
   return Number.isFinite(n) ? n : undefined;
@@ -121,7 +132,7 @@ export function headerColumns<K extends string>(
   required: readonly K[],
   what: string,
 ): { readonly index: Record<K, number>; readonly width: number } {
-  const names = header.text.split(',').map((c) => c.trim().toLowerCase());
+  const names = header.text.split(',').map((c) => csvCell(c).toLowerCase());
   const index = {} as Record<K, number>;
   const missing: string[] = [];
   for (const key of required) {
@@ -139,19 +150,23 @@ export function headerColumns<K extends string>(
   return { index, width: names.length };
 }
 
-/** Fails unless arrival times never go backwards: the twin replays in order and we do not sort silently. */
+/**
+ * Fails unless arrival times never go backwards: the twin replays in order and we do not sort
+ * silently. `field` is the column or key the time comes from, so the line names what to sort by.
+ */
 export function checkOrder(
   file: string,
   line: number,
-  previous: number,
-  current: number,
-  unit: string,
+  previousMs: number,
+  currentMs: number,
+  field: string,
 ): void {
-  if (current < previous) {
+  if (currentMs < previousMs) {
     throw traceParseError(
       file,
       line,
-      `arrival time ${current}${unit} is earlier than the previous row's ${previous}${unit}; trace rows must be sorted by arrival`,
+      `${field} goes back in time: at ${currentMs} ms from the first row, before the previous row's ${previousMs} ms; ` +
+        `trace rows must be sorted by arrival (sort the file by ${field} first)`,
     );
   }
 }

@@ -8,6 +8,7 @@
 import type { TraceRecord } from '../types.ts';
 import {
   checkOrder,
+  csvCell,
   excerpt,
   headerColumns,
   NO_HASH_IDS,
@@ -31,7 +32,7 @@ function vidurRows(
   const lines = nonBlankLines(text);
   const header = lines[0];
   if (header === undefined) throw traceParseError(file, 1, 'empty file: expected a Vidur CSV header');
-  const names = header.text.split(',').map((c) => c.trim().toLowerCase());
+  const names = header.text.split(',').map((c) => csvCell(c).toLowerCase());
   if (requireArrival && !names.includes(ARRIVAL) && names.includes(PREFILL)) {
     throw traceParseError(
       file,
@@ -84,7 +85,7 @@ function parseVidur(text: string, file: string): TraceRecord[] {
     }
     if (records.length === 0) firstMs = arrivalS * 1000;
     const arrivalMs = arrivalS * 1000 - firstMs;
-    checkOrder(file, line.number, previousMs, arrivalMs, ' ms');
+    checkOrder(file, line.number, previousMs, arrivalMs, ARRIVAL);
     previousMs = arrivalMs;
     records.push({
       arrivalMs,

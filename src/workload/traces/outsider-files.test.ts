@@ -1,0 +1,102 @@
+/**
+ * Trace files as an outsider's tools write them: quoted CSV cells, a JSON array instead of JSON
+ * lines, an empty file, `hash_ids: null`, rows out of order. Each either reads as the plain file
+ * does or fails with one line naming the file, the line and the field.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { assertTraceParseError } from './conformance.ts';
+import { readTrace } from './read.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'sy-outsider-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('trace files as other tools write them', () => {
+  it('quoted CSV cells (a spreadsheet export) read as the plain file', () => {
+    const plain = file(
+      'azure.csv',
+      'TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:50.99,396,109\n',
+    );
+    const quoted = file(
+      'azure-quoted.csv',
+      '"TIMESTAMP","ContextTokens","GeneratedTokens"\n"2023-11-16 18:15:46.68","374","44"\n"2023-11-16 18:15:50.99","396","109"\n',
+    );
+    assert.deepEqual(readTrace(quoted).records, readTrace(plain).records);
+    const vidur = file(
+      'vidur-quoted.csv',
+      '"arrived_at","num_prefill_tokens","num_decode_tokens"\n"0.0","374","44"\n"4.314579","396","109"\n',
+    );
+    assert.deepEqual(
+      readTrace(vidur).records.map((r) => [r.arrivalMs, r.inputTokens, r.outputTokens]),
+      [
+        [0, 374, 44],
+        [4314.579, 396, 109],
+      ],
+    );
+  });
+
+  it('an empty file says it is empty', () => {
+    for (const name of ['empty.csv', 'empty.jsonl']) {
+      const path = file(name, '\n\n');
+      assertTraceParseError(() => readTrace(path), path, 1);
+      assert.throws(() => readTrace(path), /: empty file/);
+    }
+  });
+
+  it('a JSON array is named as such, with how to turn it into JSON lines', () => {
+    const path = file('mooncake.json', '[{"timestamp": 0, "input_length": 10, "output_length": 2}]\n');
+    assertTraceParseError(() => readTrace(path), path, 1);
+    assert.throws(() => readTrace(path), /a JSON array: a Mooncake trace is JSON lines/);
+  });
+
+  it('Mooncake hash_ids null means no prefix ids, as absent does', () => {
+    const path = file(
+      'nulls.jsonl',
+      '{"timestamp": 0, "input_length": 10, "output_length": 2, "hash_ids": null}\n{"timestamp": 5, "input_length": 10, "output_length": 2}\n',
+    );
+    assert.deepEqual(
+      readTrace(path).records.map((r) => r.hashIds),
+      [[], []],
+    );
+  });
+
+  it('rows out of order name the field to sort by', () => {
+    const cases: [string, string, string, number][] = [
+      [
+        'azure-unsorted.csv',
+        'TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:50,1,2\n2023-11-16 18:15:46,1,2\n',
+        'TIMESTAMP',
+        3,
+      ],
+      [
+        'mc-unsorted.jsonl',
+        '{"timestamp": 5, "input_length": 1, "output_length": 1}\n{"timestamp": 1, "input_length": 1, "output_length": 1}\n',
+        'timestamp',
+        2,
+      ],
+      [
+        'vidur-unsorted.csv',
+        'arrived_at,num_prefill_tokens,num_decode_tokens\n4,1,2\n\n1,1,2\n',
+        'arrived_at',
+        4,
+      ],
+    ];
+    for (const [name, text, field, line] of cases) {
+      const path = file(name, text);
+      assertTraceParseError(() => readTrace(path), path, line);
+      assert.throws(
+        () => readTrace(path),
+        new RegExp(`${field} goes back in time: .* \\(sort the file by ${field} first\\)`),
+      );
+    }
+  });
+});
