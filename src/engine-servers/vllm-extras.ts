@@ -14,9 +14,10 @@
  * `structured_outputs` replaced). A request `chat_template` is refused by vLLM too unless it runs
  * with --trust-request-chat-template (serving_chat.py).
  *
- * vLLM's sampling extras (`top_k`, `min_p`, `repetition_penalty`) are checked here as vLLM checks
- * them (`vllmSamplingOf`) and handed to the backend: the llama backend applies them; the sim's filler
- * text has no distribution to sample from, as with temperature and top_p.
+ * vLLM's sampling extras (`top_k`, `min_p`, `repetition_penalty`, `ignore_eos`) are checked here as
+ * vLLM checks them (`vllmSamplingOf`) and handed to the backend: the llama backend applies them; the
+ * sim's filler text has no distribution to sample from, as with temperature and top_p, and always
+ * runs to max_tokens (as with ignore_eos).
  */
 import { SwitchyardError } from '../core/errors.ts';
 
@@ -86,14 +87,17 @@ export function refuseUnhonouredVllmExtras(body: unknown): void {
 
 /**
  * vLLM's sampling extras, checked as vLLM checks them (SamplingParams: `top_k` an integer, -1 or 0
- * for no cut, else at least 1; `min_p` in [0, 1]; `repetition_penalty` above 0), each 400
- * SY_ERR_INVALID_ARGUMENT naming the field when wrong. Null or absent, and values that cut nothing
- * (`min_p` 0, `repetition_penalty` 1), are left out; `top_k` -1 is given as 0 (no cut).
+ * for no cut, else at least 1; `min_p` in [0, 1]; `repetition_penalty` above 0; `ignore_eos` a
+ * boolean), each 400 SY_ERR_INVALID_ARGUMENT naming the field when wrong. Null or absent, and values
+ * that change nothing (`min_p` 0, `repetition_penalty` 1, `ignore_eos` false), are left out; `top_k`
+ * -1 is given as 0 (no cut).
  */
 export interface VllmSampling {
   readonly topK?: number;
   readonly minP?: number;
   readonly repetitionPenalty?: number;
+  /** vLLM's `ignore_eos`: generate past end-of-generation tokens, to max_tokens or a stop string. */
+  readonly ignoreEos?: true;
 }
 
 function badSampling(param: string, expected: string, value: unknown): SwitchyardError {
@@ -108,7 +112,7 @@ function badSampling(param: string, expected: string, value: unknown): Switchyar
 export function vllmSamplingOf(body: unknown): VllmSampling {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return {};
   const b = body as Record<string, unknown>;
-  const out: { topK?: number; minP?: number; repetitionPenalty?: number } = {};
+  const out: { topK?: number; minP?: number; repetitionPenalty?: number; ignoreEos?: true } = {};
   const topK = b['top_k'];
   if (topK !== undefined && topK !== null) {
     if (!(Number.isSafeInteger(topK) && (topK as number) >= -1))
@@ -126,6 +130,11 @@ export function vllmSamplingOf(body: unknown): VllmSampling {
     if (!(typeof penalty === 'number' && Number.isFinite(penalty) && penalty > 0))
       throw badSampling('repetition_penalty', 'a number above 0 (1: none)', penalty);
     if (penalty !== 1) out.repetitionPenalty = penalty;
+  }
+  const ignoreEos = b['ignore_eos'];
+  if (ignoreEos !== undefined && ignoreEos !== null) {
+    if (typeof ignoreEos !== 'boolean') throw badSampling('ignore_eos', 'true or false', ignoreEos);
+    if (ignoreEos) out.ignoreEos = true;
   }
   return out;
 }

@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import type { LlamaModel } from 'node-llama-cpp';
 import { parseCompletionBody } from '../../core/openai-api.ts';
 import type { FinishReason, GenerationUsage } from '../backend.ts';
+import type { VllmSampling } from '../vllm-extras.ts';
 import {
   firstStop,
   heldBackLength,
@@ -15,7 +16,13 @@ import {
   modelContextMax,
   pickSlot,
 } from './llama-backend.ts';
-import { ensureSizedLlamaGguf, ensureTinyLlamaGguf, sizedLlamaShape } from './tiny-gguf.ts';
+import {
+  ensureSizedLlamaGguf,
+  ensureTinyLlamaGguf,
+  sizedLlamaShape,
+  TINY_LLAMA_SHAPE,
+  writeLlamaGguf,
+} from './tiny-gguf.ts';
 
 describe('stop strings', () => {
   test('heldBackLength keeps the longest suffix that may start a stop string', () => {
@@ -76,7 +83,12 @@ interface Outcome {
 function run(
   backend: LlamaBackend,
   body: Record<string, unknown>,
-  options: { kind?: 'chat' | 'completion'; signal?: AbortSignal; onChunk?: (text: string) => void } = {},
+  options: {
+    kind?: 'chat' | 'completion';
+    signal?: AbortSignal;
+    onChunk?: (text: string) => void;
+    sampling?: VllmSampling;
+  } = {},
 ): Promise<Outcome> {
   const kind = options.kind ?? 'completion';
   const request = parseCompletionBody(kind, { model: backend.modelId, ...body });
@@ -90,7 +102,12 @@ function run(
   };
   return new Promise((resolve) => {
     backend.generate(
-      { id: `t${Math.random()}`, request, signal: options.signal ?? new AbortController().signal },
+      {
+        id: `t${Math.random()}`,
+        request,
+        signal: options.signal ?? new AbortController().signal,
+        ...(options.sampling === undefined ? {} : { sampling: options.sampling }),
+      },
       {
         onText(text, tokens) {
           out.text += text;
@@ -166,6 +183,15 @@ describe('LlamaBackend on the tiny model', { timeout: 120_000 }, () => {
     const g1 = await run(backend, { prompt: 'Greedy.', max_tokens: 10, temperature: 0 });
     const g2 = await run(backend, { prompt: 'Greedy.', max_tokens: 10, temperature: 0 });
     assert.equal(g1.text, g2.text);
+  });
+
+  test("top_k absent samples from every token, as vLLM's default (not node-llama-cpp's 40)", async () => {
+    const body = { prompt: 'Tell me a story.', max_tokens: 48, temperature: 1.5, seed: 3 };
+    const absent = await run(backend, body);
+    const all = await run(backend, body, { sampling: { topK: 0 } });
+    const top40 = await run(backend, body, { sampling: { topK: 40 } });
+    assert.notEqual(all.text, top40.text, 'the seed must sample past the 40 likeliest tokens');
+    assert.equal(absent.text, all.text);
   });
 
   test('a stop string ends the text before it, with finish reason stop', async () => {
@@ -375,5 +401,45 @@ describe('modelContextMax', () => {
     // A factor with no type is linear in llama.cpp, as is the older scale_linear key.
     assert.equal(modelContextMax(2048, { scaling: { factor: 4 } }), 8192);
     assert.equal(modelContextMax(2048, { scale_linear: 2 }), 4096);
+  });
+});
+
+describe('ignore_eos on a model whose greedy answer is end-of-generation at once', {
+  timeout: 120_000,
+}, () => {
+  let dir: string;
+  let backend: LlamaBackend;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sy-llama-eos-'));
+    const modelPath = join(dir, 'eos.gguf');
+    writeLlamaGguf(modelPath, { ...TINY_LLAMA_SHAPE, eosBias: 20 });
+    backend = await LlamaBackend.open({ modelPath, sequences: 1, maxWaiting: 2, contextSize: 256 });
+  });
+
+  after(async () => {
+    await backend?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('without it the generation ends at the EOS token; with it, it runs to max_tokens', async () => {
+    const body = { prompt: 'Hello there, model.', max_tokens: 8, temperature: 0 };
+    const ended = await run(backend, body);
+    assert.equal(ended.error, undefined);
+    assert.equal(ended.reason, 'stop');
+    assert.equal(ended.stopReason, undefined, 'an EOS end names no stop string');
+    assert.equal(ended.usage?.completionTokens, 0);
+    const ignored = await run(backend, body, { sampling: { ignoreEos: true } });
+    assert.equal(ignored.error, undefined);
+    assert.equal(ignored.reason, 'length');
+    assert.equal(ignored.usage?.completionTokens, 8);
+    assert.equal(ignored.tokens, 8, 'every generated token is reported, EOS ones too');
+    // Sampled, too: every step may draw the EOS token and the generation goes on.
+    const sampled = await run(
+      backend,
+      { ...body, temperature: 1, seed: 5, max_tokens: 32 },
+      { sampling: { ignoreEos: true } },
+    );
+    assert.equal(sampled.usage?.completionTokens, 32);
   });
 });

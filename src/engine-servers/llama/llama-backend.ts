@@ -187,17 +187,18 @@ export function refuseUnimplementedSampling(request: ParsedCompletionRequest): v
  * node-llama-cpp's options for vLLM's sampling extras: `top_k` (0: no cut) and `min_p` as they are;
  * `repetition_penalty` as llama.cpp's repeat penalty (the same rule as vLLM's: a seen token's
  * positive logit divided by it, a negative one multiplied) over `punished`, the prompt and the
- * output so far, as vLLM applies it, not llama.cpp's window of the last 64 tokens. Absent: nothing
- * (node-llama-cpp's defaults stay).
+ * output so far, as vLLM applies it, not llama.cpp's window of the last 64 tokens. `top_k` absent is
+ * 0, vLLM's default (every token), not node-llama-cpp's 40; the others absent: nothing (node-llama-cpp's
+ * defaults, which cut nothing, stay). `ignore_eos` is not a sampler option: `run` reads it.
  */
 export function vllmSamplingOptions(
   sampling: VllmSampling | undefined,
   punished: Token[] | undefined,
   contextSize: number,
 ): { topK?: number; minP?: number; repeatPenalty?: LlamaContextSequenceRepeatPenalty } {
-  if (sampling === undefined) return {};
+  if (sampling === undefined) return { topK: 0 };
   return {
-    ...(sampling.topK === undefined ? {} : { topK: sampling.topK }),
+    topK: sampling.topK ?? 0,
     ...(sampling.minP === undefined ? {} : { minP: sampling.minP }),
     ...(sampling.repetitionPenalty === undefined || punished === undefined
       ? {}
@@ -699,6 +700,8 @@ export class LlamaBackend implements EngineBackend {
     let reason: FinishReason = 'length';
     /** The stop string that ended the generation (vLLM's stop_reason); undefined for EOS or length. */
     let stopReason: string | undefined;
+    /** vLLM's ignore_eos: end-of-generation tokens count as generated and the generation goes on. */
+    const ignoreEos = job.input.sampling?.ignoreEos === true;
     /** vLLM's repetition_penalty punishes every token of the prompt and the output so far. */
     const punished = job.input.sampling?.repetitionPenalty === undefined ? undefined : [...job.tokens];
     const emit = (text: string, tokens: number): void => {
@@ -724,7 +727,7 @@ export class LlamaBackend implements EngineBackend {
             reason = 'abort';
             break;
           }
-          if (this.model.isEogToken(token)) {
+          if (!ignoreEos && this.model.isEogToken(token)) {
             reason = 'stop';
             break;
           }

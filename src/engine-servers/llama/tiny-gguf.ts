@@ -42,6 +42,11 @@ export interface TinyLlamaShape {
    * Qwen2.5's long-context GGUFs carry it); none by default, so the tiny model's bytes are unchanged.
    */
   readonly ropeScalingYarn?: { readonly factor: number; readonly originalContextLength: number };
+  /**
+   * The logit bias of `</s>` (default -6, as `<s>`: generation keeps away from it). A high one (say
+   * 20) makes greedy generation end at once, for tests of end-of-generation handling (ignore_eos).
+   */
+  readonly eosBias?: number;
 }
 
 /** Normal draws (the tiny model) or uniform ones of the same variance (ten times cheaper: large models). */
@@ -119,7 +124,7 @@ interface Vocab {
   readonly eos: number;
 }
 
-function buildVocab(): Vocab {
+function buildVocab(eosBias = -6): Vocab {
   const tokens = byteToUnicode();
   const bias = tokens.map((_, b) => {
     if (b === 0x20) return 0.5;
@@ -139,7 +144,7 @@ function buildVocab(): Vocab {
   const eos = tokens.length;
   tokens.push('</s>');
   types.push(TOKEN_TYPE_CONTROL, TOKEN_TYPE_CONTROL);
-  bias.push(-6, -6);
+  bias.push(-6, eosBias);
   return { tokens, types, bias, merges, bos, eos };
 }
 
@@ -454,7 +459,7 @@ function modelName(shape: TinyLlamaShape): string {
 
 /** The file's pieces for a shape; the random draws happen as the pieces are taken. */
 function llamaPieces(shape: TinyLlamaShape): Generator<Uint8Array> {
-  const vocab = buildVocab();
+  const vocab = buildVocab(shape.eosBias);
   return ggufPieces(llamaMeta(shape, vocab, modelName(shape)), llamaTensors(shape, vocab));
 }
 
@@ -465,7 +470,7 @@ export function tinyLlamaGguf(shape: TinyLlamaShape = TINY_LLAMA_SHAPE): Uint8Ar
 
 /** The size in bytes of the GGUF file of a shape, computed without drawing a weight. */
 export function llamaGgufBytes(shape: TinyLlamaShape): number {
-  const vocab = buildVocab();
+  const vocab = buildVocab(shape.eosBias);
   const tensors = llamaTensors(shape, vocab);
   const header = encodeHeader(llamaMeta(shape, vocab, modelName(shape)), tensors).length;
   return header + tensors.reduce((sum, t) => sum + paddedBytes(t), 0);
