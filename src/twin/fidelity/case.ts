@@ -27,14 +27,34 @@ export const CASE_REQUESTS_MAX = 200_000;
 /** Most concurrent clients of a closed-loop case, and the largest client cap of an open-loop one. */
 export const CONCURRENCY_MAX = 4096;
 
+/**
+ * zod's error option for a strict object: an unknown key is named with the keys the object takes
+ * (`unknown key 'p95'; takes mean, p50, p90, p99`), and a value that is not an object says what
+ * one looks like; other problems keep zod's message.
+ */
+function strictKeys(takes: readonly string[], example: string) {
+  return {
+    error: (issue: { code?: string; keys?: readonly PropertyKey[]; input?: unknown }) => {
+      if (issue.code === 'unrecognized_keys')
+        return `unknown key ${(issue.keys ?? []).map((k) => `'${String(k)}'`).join(', ')}; takes ${takes.join(', ')}`;
+      if (issue.code === 'invalid_type' && issue.input !== undefined)
+        return `expected an object such as ${example}, got ${JSON.stringify(issue.input)}`;
+      return undefined;
+    },
+  };
+}
+
 /** Figures of one latency, as a benchmark reports them (any subset; at least one). */
 export const latencyFiguresSchema = z
-  .strictObject({
-    mean: positive.optional(),
-    p50: positive.optional(),
-    p90: positive.optional(),
-    p99: positive.optional(),
-  })
+  .strictObject(
+    {
+      mean: positive.optional(),
+      p50: positive.optional(),
+      p90: positive.optional(),
+      p99: positive.optional(),
+    },
+    strictKeys(['mean', 'p50', 'p90', 'p99 (ms)'], '{ mean: 50, p90: 80 }'),
+  )
   .refine((f) => Object.values(f).some((v) => v !== undefined), {
     message: 'give at least one of mean, p50, p90, p99',
   });
@@ -46,25 +66,36 @@ export const latencyFiguresSchema = z
  * client cap (`maxConcurrency`), the run fell behind its rate whichever queue grew (the client's
  * shows as a throughput below the rate), which the twin's `client-bound` is compared with.
  */
-export const measuredSchema = z.strictObject({
-  ttftMs: latencyFiguresSchema.optional(),
-  perTokenMs: latencyFiguresSchema.optional(),
-  e2eMs: latencyFiguresSchema.optional(),
-  /** Completed requests per second over the run, where the source gives it. */
-  throughputRps: positive.optional(),
-  saturated: z.boolean(),
-  /**
-   * Figures shown but kept out of the summary medians, with the reason (e.g. a TTFT the GPU's peak
-   * FLOP/s cannot produce for the stated prompts, which points at prompt caching the source does
-   * not describe). The table marks them.
-   */
-  excluded: z
-    .strictObject({
-      figures: z.array(z.enum(['ttftMs', 'perTokenMs', 'e2eMs'])).min(1),
-      reason: z.string().min(1),
-    })
-    .optional(),
-});
+export const measuredSchema = z.strictObject(
+  {
+    ttftMs: latencyFiguresSchema.optional(),
+    perTokenMs: latencyFiguresSchema.optional(),
+    e2eMs: latencyFiguresSchema.optional(),
+    /** Completed requests per second over the run, where the source gives it. */
+    throughputRps: positive.optional(),
+    saturated: z.boolean({
+      error: (issue) =>
+        issue.input === undefined
+          ? 'required: true if the engine fell behind the offered load (its TTFT grew through the run), else false'
+          : `expected true or false, got ${JSON.stringify(issue.input)}`,
+    }),
+    /**
+     * Figures shown but kept out of the summary medians, with the reason (e.g. a TTFT the GPU's peak
+     * FLOP/s cannot produce for the stated prompts, which points at prompt caching the source does
+     * not describe). The table marks them.
+     */
+    excluded: z
+      .strictObject({
+        figures: z.array(z.enum(['ttftMs', 'perTokenMs', 'e2eMs'])).min(1),
+        reason: z.string().min(1),
+      })
+      .optional(),
+  },
+  strictKeys(
+    ['ttftMs', 'perTokenMs', 'e2eMs', 'throughputRps', 'saturated', 'excluded'],
+    '{ ttftMs: { mean: 50 }, saturated: false }',
+  ),
+);
 
 /** Where a measurement comes from: enough for a reader to find it and judge it. */
 export const sourceSchema = z.strictObject({

@@ -1,0 +1,108 @@
+/**
+ * Fidelity cases as someone outside the project writes them for a held-out run (vLLM on H100,
+ * Llama-2 / CodeLlama / Mixtral by their Hugging Face names, constant-rate stages of 600 s): the
+ * spellings they copy resolve to catalogue ids, and a missing or misspelt measured field fails with
+ * one line naming the path and what the field takes.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type FidelityCaseInput, parseFidelityCase } from './case.ts';
+
+const stage = (rateRps: number, measured: Record<string, unknown>) => ({ rateRps, durationS: 600, measured });
+
+function heldOutCase(
+  model: string,
+  gpu: string,
+  tp: number,
+  over: Record<string, unknown> = {},
+): FidelityCaseInput {
+  return {
+    name: 'held-out',
+    source: { title: 'run', url: 'https://example.org/run', engine: 'vLLM v0.15.1' },
+    model,
+    gpu,
+    tp,
+    engine: { maxNumBatchedTokens: 2048, maxNumSeqs: 128 },
+    workload: {
+      arrival: 'constant',
+      stages: [
+        stage(5, { ttftMs: { mean: 40 }, perTokenMs: { mean: 12 }, saturated: false }),
+        stage(20, { ttftMs: { p50: 60, p90: 90, p99: 140 }, perTokenMs: { p50: 20 }, saturated: false }),
+      ],
+      input: { kind: 'uniform', lo: 570, hi: 790 },
+      output: { kind: 'fixed', tokens: 250 },
+    },
+    ...over,
+  } as FidelityCaseInput;
+}
+
+function withStageMeasured(measured: Record<string, unknown>): FidelityCaseInput {
+  const c = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1);
+  return { ...c, workload: { ...c.workload, stages: [stage(5, measured)] } } as FidelityCaseInput;
+}
+
+describe('held-out style cases', () => {
+  it('resolve Hugging Face model names and vendor GPU names', () => {
+    const cases: [string, string, number, string, string][] = [
+      ['meta-llama/Llama-2-7b-hf', 'H100', 1, 'llama-2-7b', 'h100'],
+      ['meta-llama/Llama-2-70b-hf', 'NVIDIA H100 80GB HBM3', 4, 'llama-2-70b', 'h100'],
+      ['codellama/CodeLlama-34b-Instruct-hf', 'H100-SXM5-80GB', 2, 'codellama-34b', 'h100'],
+      ['mistralai/Mixtral-8x7B-Instruct-v0.1', 'H100', 2, 'mixtral-8x7b', 'h100'],
+    ];
+    for (const [model, gpu, tp, modelId, gpuId] of cases) {
+      const c = parseFidelityCase(heldOutCase(model, gpu, tp));
+      assert.equal(c.model, modelId, model);
+      assert.equal(c.gpu, gpuId, gpu);
+    }
+  });
+
+  it('take a lognormal output and stages measured by mean only or by percentiles only', () => {
+    const c = parseFidelityCase(
+      heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, {
+        workload: {
+          ...heldOutCase('x', 'y', 1).workload,
+          output: { kind: 'lognormal', mean: 250, cv: 0.3 },
+        },
+      }),
+    );
+    assert.equal(c.workload.arrival === 'constant' && c.workload.stages?.length, 2);
+  });
+});
+
+describe('a measured field missing or misspelt', () => {
+  it('saturated omitted: says it is required and what it means', () => {
+    assert.throws(() => parseFidelityCase(withStageMeasured({ ttftMs: { mean: 40 } })), {
+      code: 'SY_ERR_INVALID_CONFIG',
+      message:
+        /workload\.stages\.0\.measured\.saturated: required: true if the engine fell behind the offered load .*, else false/,
+    });
+  });
+
+  it('saturated as a word: says true or false', () => {
+    assert.throws(() => parseFidelityCase(withStageMeasured({ ttftMs: { mean: 40 }, saturated: 'no' })), {
+      message: /measured\.saturated: expected true or false, got "no"/,
+    });
+  });
+
+  it('a p95 (which some benchmarks print): names the figures a latency takes', () => {
+    assert.throws(
+      () => parseFidelityCase(withStageMeasured({ ttftMs: { mean: 40, p95: 70 }, saturated: false })),
+      {
+        message: /measured\.ttftMs: unknown key 'p95'; takes mean, p50, p90, p99/,
+      },
+    );
+  });
+
+  it('a snake_case figure: names the figures measured takes', () => {
+    assert.throws(() => parseFidelityCase(withStageMeasured({ ttft_ms: { mean: 40 }, saturated: false })), {
+      message:
+        /measured: unknown key 'ttft_ms'; takes ttftMs, perTokenMs, e2eMs, throughputRps, saturated, excluded/,
+    });
+  });
+
+  it('a bare number for a latency: shows the object it should be', () => {
+    assert.throws(() => parseFidelityCase(withStageMeasured({ ttftMs: 40, saturated: false })), {
+      message: /measured\.ttftMs: expected an object such as \{ mean: 50, p90: 80 \}, got 40/,
+    });
+  });
+});
