@@ -69,6 +69,14 @@ describe('held-out style cases', () => {
   });
 });
 
+describe('size', () => {
+  it('20 stages of 600 s at 20 req/s (240,000 requests) is one case', () => {
+    const c = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1);
+    const stages = Array.from({ length: 20 }, () => stage(20, { ttftMs: { mean: 40 }, saturated: false }));
+    assert.ok(parseFidelityCase({ ...c, workload: { ...c.workload, stages } } as FidelityCaseInput));
+  });
+});
+
 describe('a measured field missing or misspelt', () => {
   it('saturated omitted: says it is required and what it means', () => {
     assert.throws(() => parseFidelityCase(withStageMeasured({ ttftMs: { mean: 40 } })), {

@@ -110,7 +110,7 @@ describe('case format', () => {
   });
 
   it('refuses a workload that would send more requests than a case may', () => {
-    const stages = [{ rateRps: 100, durationS: 3000, measured }];
+    const stages = [{ rateRps: 100, durationS: 6000, measured }];
     const { measured: _m, ...bare } = openCase();
     const w = {
       arrival: 'constant',
@@ -118,7 +118,7 @@ describe('case format', () => {
       input: { kind: 'fixed', tokens: 10 },
       output: { kind: 'fixed', tokens: 10 },
     };
-    assert.throws(() => parseFidelityCase({ ...bare, workload: w as never }), { message: /at most 200000/ });
+    assert.throws(() => parseFidelityCase({ ...bare, workload: w as never }), { message: /at most 500000/ });
     // The same stages cut by durationS fit.
     assert.ok(parseFidelityCase({ ...bare, workload: { ...w, durationS: 60 } as never }));
   });
