@@ -379,8 +379,8 @@ export class PdExchange extends Exchange {
   private prefillFailure: string | undefined;
   /** SGLang: the next pair retries one whose prefill leg failed (counted in prefillRetries). */
   private prefillRetry = false;
-  /** Aborts the prefill legs still open when the exchange ends. */
-  private readonly legs = new Set<AbortController>();
+  /** The prefill legs still open, with their backends: aborted when the exchange ends or one stalls. */
+  private readonly legs = new Map<AbortController, Backend>();
   /**
    * The decode backend picked at arrival (a pair deciding at arrival), held in its host accounting
    * until the first decode attempt takes it or the exchange ends.
@@ -493,8 +493,25 @@ export class PdExchange extends Exchange {
   }
 
   private abortLegs(): void {
-    for (const c of this.legs) c.abort(new Error('the request ended'));
+    for (const c of this.legs.keys()) c.abort(new Error('the request ended'));
     this.legs.clear();
+  }
+
+  /**
+   * A prefill leg whose instance the sweep declared stalled (src/gateway/stall.ts) is a request it has
+   * not answered: the leg is aborted now, as an attempt there is re-routed, so the request goes on to
+   * another prefill instance (vLLM: prefillWithRetry; SGLang: a new pair) or fails, instead of
+   * waiting out limits.firstByteTimeoutMs on a frozen engine.
+   */
+  override checkTimers(now: number): void {
+    for (const [controller, backend] of this.legs)
+      if (backend.progress.stalled)
+        controller.abort(
+          new Error(
+            `stalled (no response byte for ${this.host.limits.stallAfterMs} ms, limits.stallAfterMs)`,
+          ),
+        );
+    super.checkTimers(now);
   }
 
   /**
@@ -635,13 +652,15 @@ export class PdExchange extends Exchange {
   private async prefillLeg(backend: Backend, body: Buffer, keep: boolean): Promise<Leg> {
     const policy = this.pdHost.prefillPolicy();
     const controller = new AbortController();
-    this.legs.add(controller);
+    this.legs.set(controller, backend);
     const timeoutMs = this.host.limits.firstByteTimeoutMs;
     const timer = setTimeout(
       () => controller.abort(new Error(`no answer within ${timeoutMs} ms (limits.firstByteTimeoutMs)`)),
       timeoutMs,
     );
     const tokens = this.request.inputTokens;
+    // The leg is outstanding work on the instance for stall detection, as an attempt is (proxy.ts).
+    backend.progress.started(this.host.nowMs(), backend.instance.inFlight);
     backend.instance.sent(tokens);
     this.runtime.stats.prefills++;
     policy.onRouted?.(this.request, backend.id, this.host.nowMs());
@@ -654,6 +673,7 @@ export class PdExchange extends Exchange {
         body,
         signal: controller.signal,
       });
+      backend.progress.byte(this.host.coarseNowMs);
       const status = response.statusCode;
       const ok = status >= 200 && status < 300;
       const answer = ok
