@@ -126,7 +126,7 @@ interface Vocab {
 
 function buildVocab(eosBias = -6): Vocab {
   const tokens = byteToUnicode();
-  const bias = tokens.map((_, b) => {
+  const bias = tokens.map((_, b): number => {
     if (b === 0x20) return 0.5;
     if ((b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a)) return 0;
     if (b >= 0x21 && b <= 0x7e) return -1;
