@@ -32,7 +32,9 @@ export const SCALE_FROM_ZERO_BUFFER_MAX = 4096;
 /**
  * Requests all models together may hold (`limits.scaleFromZeroHeldMax`'s default): four full model
  * buffers. With many on-demand models it bounds the held requests' fixed cost (connection, parsed
- * request); their bodies are bounded by `limits.queuedBytesMax`, which they count against.
+ * request: about 12 KiB of the gateway's RSS each, measured with 2,000 and 4,000 small chat requests
+ * held, so about 190 MiB when full); their bodies are bounded by `limits.queuedBytesMax`, which they
+ * count against.
  */
 export const SCALE_FROM_ZERO_HELD_MAX = 16_384;
 /**
