@@ -104,6 +104,19 @@ describe('gateway scale from zero', () => {
     assert.deepEqual([s?.held, s?.overflowed, s?.expired], [1, 1, 1]);
   });
 
+  it('refuses past the bound on all models together (limits.scaleFromZeroHeldMax), naming it', async () => {
+    const { gw } = await zeroGateway({ scaleFromZeroHeldMax: 1, scaleFromZeroWaitMs: 50 });
+    const first = chat(gw, 'z');
+    await until(() => gw.modelBuffer?.waiting('z') === 1);
+    const second = await chat(gw, 'z');
+    assert.equal(second.status, 429);
+    assert.ok(Number(second.headers.get('retry-after')) > 0);
+    const body = (await second.json()) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, 'SY_ERR_SCALE_BUFFER_FULL');
+    assert.match(body.error.message, /limits\.scaleFromZeroHeldMax 1\b/);
+    assert.equal((await first).status, 503);
+  });
+
   it('drops a request whose client left, gives its bytes back, and fails what is held at shutdown', async () => {
     const { gw } = await zeroGateway();
     const abort = new AbortController();
