@@ -109,7 +109,7 @@ export function formatBenchReport(s: BenchSummary, options: { color?: boolean } 
   const c = s.concurrency;
   const over =
     c.overLimit === 0
-      ? 'never reached'
+      ? 'no request found it full'
       : `${fmtNumber(c.overLimit)} requests found it full and ${c.overflow === 'wait' ? 'waited' : 'were dropped'}`;
   lines.push(
     `max concurrency ${fmtNumber(c.max)} (${c.overflow}): ${over} · peak ${fmtNumber(c.peak)} outstanding · ` +
