@@ -39,7 +39,10 @@ export const ERRORS = {
   SY_ERR_READING_BYTES_FULL: { status: 503, type: 'server_error' },
   /** Large bodies waiting for a parse worker already hold their bound: this one was dropped; retry later. */
   SY_ERR_PARSE_QUEUE_FULL: { status: 503, type: 'server_error' },
-  /** A model with no instance already holds limits.scaleFromZeroBufferMax requests while it starts: retry later. */
+  /**
+   * A model with no instance already holds limits.scaleFromZeroBufferMax requests while it starts, or all
+   * models together hold limits.scaleFromZeroHeldMax: retry later.
+   */
   SY_ERR_SCALE_BUFFER_FULL: { status: 429, type: 'rate_limit_error' },
   /** A request for a model with no instance waited limits.scaleFromZeroWaitMs and none became ready. */
   SY_ERR_COLD_START_TIMEOUT: { status: 503, type: 'server_error' },
