@@ -3,7 +3,7 @@ import { exitIfParentGoesBeforeServing } from '../adapters/process-signals.ts';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
 import { openKvPublisher } from '../engine-servers/sim/kv-publisher.ts';
-import { PdEngine, servePdEngine } from '../engine-servers/sim/pd-engine.ts';
+import { PdEngine, type ServePdOptions, servePdEngine } from '../engine-servers/sim/pd-engine.ts';
 import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
 import { gpuFlag, servedModelFlag } from './catalogue-flags.ts';
 import { registerLlamaEngineCommand } from './llama-engine-command.ts';
@@ -102,26 +102,20 @@ async function runSimEngine(flags: SimEngineFlags): Promise<void> {
     await publisher?.close();
     throw error;
   }
-  if (pd !== undefined) {
-    await servePdEngine(backend, pd, {
-      host: flags.host,
-      port: flags.port,
-      maxWaiting: flags.maxWaiting,
-      shutdownTimeoutS: flags.shutdownTimeout,
-      kvEvents: publisher?.endpoint ?? null,
-      release: async () => publisher?.close(),
-    });
-    return;
-  }
-  await serveEngine(backend, {
-    engine: 'sim',
+  // Served alone or as one side of a P/D pair, from the same flags.
+  const serving: ServePdOptions = {
     host: flags.host,
     port: flags.port,
     maxWaiting: flags.maxWaiting,
     shutdownTimeoutS: flags.shutdownTimeout,
     kvEvents: publisher?.endpoint ?? null,
     release: async () => publisher?.close(),
-  });
+  };
+  if (pd !== undefined) {
+    await servePdEngine(backend, pd, serving);
+    return;
+  }
+  await serveEngine(backend, { engine: 'sim', ...serving });
 }
 
 /** Registers `switchyard engine` with its `sim` and `llama` engines. */
