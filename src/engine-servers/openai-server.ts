@@ -104,6 +104,21 @@ export interface OpenAiServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/**
+ * Starts `server` listening on `host:port` (0: a free port) and resolves with the port it got; a
+ * listen error (the port taken, a bad host) rejects. For the engine's OpenAI server and the P/D
+ * front server (pd-front.ts).
+ */
+export function listenOn(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
 function usageJson(usage: GenerationUsage): string {
   return (
     `{"prompt_tokens":${usage.promptTokens},"completion_tokens":${usage.completionTokens},` +
@@ -531,13 +546,7 @@ class EngineHttpServer {
   }
 
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(port, host, () => {
-        this.http.off('error', reject);
-        resolve((this.http.address() as AddressInfo).port);
-      });
-    });
+    return listenOn(this.http, host, port);
   }
 
   async close(graceMs: number): Promise<void> {

@@ -14,11 +14,10 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { untilSignal, whenParentGone } from '../adapters/process-signals.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import type { EngineBackend } from './backend.ts';
-import { startOpenAiServer } from './openai-server.ts';
+import { listenOn, startOpenAiServer } from './openai-server.ts';
 import type { EngineReadyLine } from './run-engine.ts';
 
 /** Request bodies the front server reads, as the OpenAI server bounds them. */
@@ -125,13 +124,7 @@ export abstract class PdFrontBase {
 
   /** Listens; resolves with the port. */
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(port, host, () => {
-        this.http.off('error', reject);
-        resolve((this.http.address() as AddressInfo).port);
-      });
-    });
+    return listenOn(this.http, host, port);
   }
 
   /**
