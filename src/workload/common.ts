@@ -87,3 +87,13 @@ export function makeTwinRequest(
 ): TwinRequest {
   return { ...makeRequest(fields), trueOutputTokens: fields.trueOutputTokens };
 }
+
+/**
+ * A token count a request can be served with: at least 1. Public traces hold rows with 0 prompt or
+ * 0 output tokens (BurstGPT's failed requests answer 0 tokens); vLLM takes no empty prompt and no
+ * `max_tokens` 0, and the twin's engine asserts both are positive, so trace replay and empirical
+ * lengths serve such a row as 1 token (a prefill-only request) instead of crashing the run.
+ */
+export function servableTokens(n: number): number {
+  return n >= 1 ? n : 1;
+}

@@ -5,6 +5,7 @@
  */
 import { assertNever } from '../core/assert.ts';
 import type { Rng } from '../core/rng.ts';
+import { servableTokens } from './common.ts';
 import type { LengthDist } from './spec.ts';
 import { type LengthPair, readTraceLengths } from './traces/read.ts';
 import type { TraceFormat } from './types.ts';
@@ -15,18 +16,30 @@ export type LengthRole = 'input' | 'output';
 /** Loads a trace's lengths; createWorkload passes a cached one so each file is read once. */
 export type LengthsLoader = (trace: string, format: TraceFormat | undefined) => readonly LengthPair[];
 
-/** A loader that reads each (trace, format) once. */
+/**
+ * A loader that reads each (trace, format) once. A row's 0 prompt or 0 output tokens become 1
+ * (servableTokens: the engine serves no empty prompt and no zero-token answer).
+ */
 export function cachedLengthsLoader(read: LengthsLoader = readTraceLengths): LengthsLoader {
   const cache = new Map<string, readonly LengthPair[]>();
   return (trace, format) => {
     const key = `${format ?? ''}\u0000${trace}`;
     let lengths = cache.get(key);
     if (lengths === undefined) {
-      lengths = read(trace, format);
+      lengths = servableLengths(read(trace, format));
       cache.set(key, lengths);
     }
     return lengths;
   };
+}
+
+/** The pairs with every count at least 1; the same array when none is 0. */
+function servableLengths(lengths: readonly LengthPair[]): readonly LengthPair[] {
+  if (lengths.every((p) => p.inputTokens >= 1 && p.outputTokens >= 1)) return lengths;
+  return lengths.map((p) => ({
+    inputTokens: servableTokens(p.inputTokens),
+    outputTokens: servableTokens(p.outputTokens),
+  }));
 }
 
 /** Draws one count per call. */

@@ -13,7 +13,13 @@
 import { invalidArgument } from '../core/errors.ts';
 import type { ModelId, TenantId } from '../core/ids.ts';
 import { NO_PREFIX, type PrefixChain, type Slo } from '../core/request.ts';
-import { buildRequest, DEFAULT_REQUEST_FIELDS, type RequestDefaults, restartable } from './common.ts';
+import {
+  buildRequest,
+  DEFAULT_REQUEST_FIELDS,
+  type RequestDefaults,
+  restartable,
+  servableTokens,
+} from './common.ts';
 import type { DeclaredMaxTokens } from './declared.ts';
 import type { RequestSource, Trace, TraceRecord, TwinRequest } from './types.ts';
 
@@ -71,8 +77,9 @@ function validate(o: TraceRequestOptions): void {
 
 /**
  * The requests of a trace, in order, with ids `r0`, `r1`, … (numbered within the slice). Output
- * arrival = (record arrival - startS) / rateScale, so the slice starts at 0. Re-iterable: each
- * iteration replays from the start.
+ * arrival = (record arrival - startS) / rateScale, so the slice starts at 0. A row with 0 prompt or
+ * 0 output tokens is served with 1 (servableTokens). Re-iterable: each iteration replays from the
+ * start.
  */
 export function traceRequests(trace: Trace, options: TraceRequestOptions = {}): RequestSource {
   validate(options);
@@ -100,8 +107,8 @@ export function traceRequests(trace: Trace, options: TraceRequestOptions = {}): 
       yield buildRequest(
         defaults,
         n,
-        r.inputTokens,
-        r.outputTokens,
+        servableTokens(r.inputTokens),
+        servableTokens(r.outputTokens),
         (r.arrivalMs - startMs) / rateScale,
         prefix,
         undefined,
