@@ -102,21 +102,28 @@ export function localEngineLauncher(
         throw slotError(error, index);
       });
       const engine = engines.engines[0] as (typeof engines.engines)[number];
-      return healthy(
-        {
-          url: engine.url,
-          kvEvents: engine.kvEvents,
-          model: engine.model,
-          get pid() {
-            return engine.pid;
-          },
-          stop: () => engines.stop(),
-        },
-        options,
-        startMs,
-        signal,
-      );
+      return healthy(handedOn(engine, { stop: () => engines.stop() }), options, startMs, signal);
     },
+  };
+}
+
+/**
+ * `engine` as a launcher hands it on: its URL, KV-event endpoint and model, its pid read through (a
+ * getter, so it follows the supervisor's restarts), and `calls` (its stop and, with sleep mode, its
+ * sleep and wake) in place of any of its own. Launchers that wrap another's engines build theirs so.
+ */
+export function handedOn(
+  engine: Pick<LaunchedEngine, 'url' | 'kvEvents' | 'model' | 'pid'>,
+  calls: Pick<LaunchedEngine, 'stop' | 'sleep' | 'wakeUp'>,
+): LaunchedEngine {
+  return {
+    url: engine.url,
+    kvEvents: engine.kvEvents,
+    model: engine.model,
+    get pid() {
+      return engine.pid;
+    },
+    ...calls,
   };
 }
 

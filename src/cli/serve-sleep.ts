@@ -6,6 +6,7 @@
  * `SleepBooter` boots never-started models into sleep at start-up (the twin's boot into sleep).
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { handedOn } from '../adapters/engine-launcher.ts';
 import type { EngineLauncher, LaunchedEngine, LocalActuator } from '../control/local-actuator.ts';
 import { type LiveBootCandidate, liveBootList, type SleeperCount } from '../control/serverless/live-sleep.ts';
 import { SwitchyardError } from '../core/errors.ts';
@@ -44,18 +45,11 @@ export function sleepingLauncher(launcher: EngineLauncher, timeoutMs: number): E
   return {
     async launch(index: number, signal?: AbortSignal): Promise<LaunchedEngine> {
       const e = await launcher.launch(index, signal);
-      return {
-        url: e.url,
-        kvEvents: e.kvEvents,
-        model: e.model,
-        // A getter: the pid follows the supervisor's restarts.
-        get pid() {
-          return e.pid;
-        },
+      return handedOn(e, {
         stop: () => e.stop(),
         sleep: () => postSleepApi(e.url, '/sleep?level=1', timeoutMs),
         wakeUp: () => postSleepApi(e.url, '/wake_up', timeoutMs),
-      };
+      });
     },
   };
 }

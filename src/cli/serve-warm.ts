@@ -5,7 +5,7 @@
  * cache within a byte budget (src/adapters/model-warmer.ts), re-read every WARM_REFRESH_EVERY_MS
  * so pages the kernel evicted come back.
  */
-import type { LaunchCounts } from '../adapters/engine-launcher.ts';
+import { handedOn, type LaunchCounts } from '../adapters/engine-launcher.ts';
 import { ModelWarmer, warmCacheBytesDefault } from '../adapters/model-warmer.ts';
 import { STANDBY_ENGINES_MAX, StandbyEngines } from '../adapters/standby-engines.ts';
 import type { EngineLauncher, LaunchedEngine } from '../control/local-actuator.ts';
@@ -132,18 +132,12 @@ export function warmStart(
         // Loaded now: its pages are the engine's to keep, the budget goes to stopped models.
         warmer?.forget(file);
         const engine = await inner.launch(index, signal);
-        return {
-          url: engine.url,
-          kvEvents: engine.kvEvents,
-          model: engine.model,
-          get pid() {
-            return engine.pid;
-          },
+        return handedOn(engine, {
           stop: async () => {
             await engine.stop();
             warmOnStop(file);
           },
-        };
+        });
       },
     }),
     stats: (counts) => ({
