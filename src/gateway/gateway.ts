@@ -964,8 +964,12 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     pool.parse(kind, body).then(
       (fields) =>
         this.guard(res, () => {
-          // The client left while its body was parsed: nothing to answer, nothing to send.
-          if (res.destroyed || res.socket?.destroyed === true) return;
+          // The client left while its body was parsed: nothing to answer or send, but it is counted
+          // as a client that leaves while its body is read is (rejected, SY_ERR_INVALID_ARGUMENT).
+          if (res.destroyed || res.socket?.destroyed === true) {
+            if (!res.headersSent && !res.writableEnded) this.stats.reject('SY_ERR_INVALID_ARGUMENT');
+            return;
+          }
           if (this.draining)
             this.rejectEarly(res, new SwitchyardError('SY_ERR_DRAINING', 'gateway is shutting down'));
           else this.goWith(res, fields, go);
