@@ -8,6 +8,7 @@ import { fixedBatchJob } from '../twin/batch-jobs.ts';
 import { parseWithSchema, SIM_DEFAULTS, type SimConfigFile, simConfigFileSchema } from '../twin/config.ts';
 import { type Fault, parseFault, RELIABILITY_DEFAULTS, toFault } from '../twin/faults.ts';
 import { GOODPUT_DEFAULTS, type GoodputResult } from '../twin/goodput.ts';
+import { poolFigures, sharedGpus } from '../twin/report/pool.ts';
 import { formatComparisonTable, formatSummaryTable } from '../twin/report/table.ts';
 import type { SimSummary } from '../twin/report/types.ts';
 import { type PolicyRun, runExperiment, runTwin, type TwinSettings, writeOutputs } from '../twin/run.ts';
@@ -385,7 +386,8 @@ export function registerSimCommand(program: Command): void {
       }
       if (runs.length === 1) {
         const run = runs[0] as PolicyRun;
-        process.stdout.write(`${formatSummaryTable(summaryForTable(run.result), { color })}\n`);
+        const pool = poolFigures(run.result, sharedGpus(settings));
+        process.stdout.write(`${formatSummaryTable(summaryForTable(run.result), { color, pool })}\n`);
         const reliability = run.result.summary.reliability;
         if (reliability !== undefined)
           process.stdout.write(
@@ -419,7 +421,7 @@ export function registerSimCommand(program: Command): void {
         settings.control?.autoscaler ??
         pdPoolsLabel(settings.pdPools) ??
         runs[0]?.result.models?.map((m) => `${m.model}:${m.autoscaler}`).join(', ');
-      writeOutputs(runs, settings.output, label);
+      writeOutputs(runs, settings.output, label, sharedGpus(settings));
       process.stdout.write(wroteLines(settings.output));
     });
   for (const option of timeVaryingOptions()) sim.addOption(option);

@@ -323,12 +323,14 @@ export function runExperiment(
 
 /**
  * Writes the JSON summary and the HTML report where asked; `autoscaler` (the run's control loop,
- * if any) labels the HTML report's replicas chart.
+ * if any) labels the HTML report's replicas chart; `sharedGpus` (report/pool.ts) is the GPUs of the
+ * nodes a multi-model or serverless pool's slots share, which the report names beside its slots.
  */
 export function writeOutputs(
   runs: readonly PolicyRun[],
   output: TwinSettings['output'],
   autoscaler?: string,
+  sharedGpus?: number,
 ): void {
   const withGoodput = (run: PolicyRun) => ({
     name: run.result.summary.policy,
@@ -369,7 +371,7 @@ export function writeOutputs(
     const reports = runs.map((run) => ({
       ...run.result.report,
       ...(run.goodput !== undefined ? { goodputRps: run.goodput.goodputRps, goodputSweep: run.goodput } : {}),
-      ...(autoscaler !== undefined ? controlReport(run.result, autoscaler) : {}),
+      ...(autoscaler !== undefined ? controlReport(run.result, autoscaler, sharedGpus) : {}),
     }));
     writeText(output.html, renderHtmlReport(reports));
   }

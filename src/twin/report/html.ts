@@ -8,8 +8,10 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { assert } from '../../core/assert.ts';
 import { fmtMs, fmtNumber, fmtPct, fmtQty, fmtSeconds, fmtSi, fmtTarget } from '../../stats/format.ts';
+import { batchFinishedText, batchSecondsText, batchStatusText } from './batch.ts';
 import { CLIENT_JS } from './html-client.ts';
-import { type ControlledReportData, REPLICAS_CLIENT_JS, replicasSection } from './replicas.ts';
+import { billedGpuSeconds, instancesText, type PoolFigures } from './pool.ts';
+import { type ControlledReportData, REPLICAS_CLIENT_JS, replicasSection, reportPool } from './replicas.ts';
 import { instanceCells } from './table.ts';
 import type { LatencyStats, SimReportData, SimSummary } from './types.ts';
 
@@ -170,10 +172,11 @@ function header(runs: readonly ControlledReportData[], title: string, options: H
       distinct(runs, (s) => String(s.seed)),
     ),
   );
+  // A controlled run's instances are its pool's slots, on the GPUs named beside them.
   items.push(
     metaItem(
       'instances',
-      distinct(runs, (s) => fmtNumber(s.instances)),
+      [...new Set(runs.map((r) => instancesText(r.summary.instances, reportPool(r))))].join(' | '),
     ),
   );
   items.push(
@@ -251,11 +254,58 @@ function singleRejectedNote(s: SimSummary): string {
   return `<p class="note flag">Completed requests only: ${fmtNumber(s.rejected)} rejected requests are left out.${escapeHtml(all)}</p>`;
 }
 
-function summaryCards(s: SimSummary): string {
+/**
+ * The GPU-seconds card: the summary's figure for a fixed cluster; for a pool, GPU-seconds billed,
+ * with the summary's gpuSeconds (every slot for the whole run) beneath as the pool's ceiling.
+ */
+function gpuSecondsCard(s: SimSummary, pool: PoolFigures | undefined): string {
+  if (pool === undefined) return card('GPU-seconds', fmtQty(s.gpuSeconds));
+  const of = pool.shared
+    ? `of ${fmtQty(pool.gpus * s.simulatedSeconds)} on ${fmtNumber(pool.gpus)} GPUs; `
+    : '';
+  return card(
+    'GPU-seconds billed',
+    fmtQty(billedGpuSeconds(pool)),
+    `${of}pool ceiling ${fmtQty(s.gpuSeconds)} (all ${fmtNumber(s.instances)} slots, whole run)`,
+  );
+}
+
+/** Offline batch jobs, one row each (their requests are not in the online figures); empty without. */
+function batchTable(s: SimSummary): string {
+  const jobs = s.batchJobs ?? [];
+  if (jobs.length === 0) return '';
+  const rows = jobs.map((j) => [
+    j.id,
+    batchStatusText(j),
+    fmtNumber(j.total),
+    fmtNumber(j.completed),
+    fmtNumber(j.failed),
+    fmtNumber(j.expired),
+    batchSecondsText(j.submittedS),
+    batchFinishedText(j),
+    batchSecondsText(j.deadlineS),
+  ]);
+  return (
+    '<h3>Batch jobs</h3>' +
+    table(
+      ['job', 'status', 'requests', 'completed', 'failed', 'expired', 'submitted', 'finished', 'deadline'],
+      rows,
+      rows.map(() => ['', 'l']),
+    ) +
+    '<p class="note">Offline requests: not in the request counts, latencies, SLO attainment or throughput ' +
+    'above, which are online requests only; the per-instance table counts them.</p>'
+  );
+}
+
+function summaryCards(s: SimSummary, pool?: PoolFigures): string {
   const rejected = s.requests > 0 ? `${fmtPct(s.rejected / s.requests)} of requests` : '';
   const speedup = s.wallSeconds > 0 ? `${fmtSi(s.simulatedSeconds / s.wallSeconds)}× real time` : '';
   return `<div class="cards">${[
-    card('completed', fmtNumber(s.completed), `of ${fmtNumber(s.requests)} requests`),
+    card(
+      'completed',
+      fmtNumber(s.completed),
+      `of ${fmtNumber(s.requests)} ${(s.batchJobs?.length ?? 0) > 0 ? 'online ' : ''}requests`,
+    ),
     card('rejected', fmtNumber(s.rejected), rejected),
     card('SLO attainment, both', fmtPct(s.sloAttainment.both), 'TTFT and TPOT targets met'),
     card('SLO attainment, TTFT', fmtPct(s.sloAttainment.ttft), `TTFT ≤ ${fmtTarget(s.slo.ttftMs)} ms`),
@@ -264,7 +314,7 @@ function summaryCards(s: SimSummary): string {
     card('tokens', `${fmtSi(s.inputTokens)} in`, `${fmtSi(s.outputTokens)} out`),
     card('prefix hit rate', fmtPct(s.prefixHitRate)),
     card('preemptions', fmtNumber(s.preemptions)),
-    card('GPU-seconds', fmtQty(s.gpuSeconds)),
+    gpuSecondsCard(s, pool),
     card('simulated', fmtSeconds(s.simulatedSeconds), `${fmtSi(s.events)} events`),
     card(
       'wall',
@@ -522,12 +572,13 @@ export function renderHtmlReport(
     ? `<section><h2>Comparison</h2>${comparisonTable(runs)}${runs
         .map(
           (r, i) =>
-            `<details><summary>${escapeHtml(runName(r, i))}: details</summary>${summaryCards(r.summary)}` +
-            `${latencyTable(r.summary)}${instanceTable(r.summary, rowsMax)}</details>`,
+            `<details><summary>${escapeHtml(runName(r, i))}: details</summary>${summaryCards(r.summary, reportPool(r))}` +
+            `${latencyTable(r.summary)}${batchTable(r.summary)}${instanceTable(r.summary, rowsMax)}</details>`,
         )
         .join('')}</section>`
-    : `<section><h2>Summary</h2>${summaryCards(runs[0]!.summary)}${latencyTable(runs[0]!.summary)}` +
+    : `<section><h2>Summary</h2>${summaryCards(runs[0]!.summary, reportPool(runs[0]!))}${latencyTable(runs[0]!.summary)}` +
       (anyRejected(runs) ? singleRejectedNote(runs[0]!.summary) : '') +
+      batchTable(runs[0]!.summary) +
       `<details><summary>Per-instance table (${fmtNumber(runs[0]!.summary.perInstance.length)})</summary>` +
       `${instanceTable(runs[0]!.summary, rowsMax)}</details></section>`;
 

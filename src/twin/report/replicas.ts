@@ -7,6 +7,7 @@
 import { fmtNumber } from '../../stats/format.ts';
 import type { InstanceCountPoint } from '../control-host.ts';
 import type { SimResult } from '../simulator.ts';
+import { type PoolFigures, poolFigures } from './pool.ts';
 import type { SimReportData } from './types.ts';
 
 /** What an autoscaled run adds to its report data (inlined in the page with the rest). */
@@ -15,6 +16,12 @@ export interface ReplicasData {
   readonly gpuHours: number;
   readonly coldStarts: number;
   readonly instancesOverTime: readonly InstanceCountPoint[];
+  /**
+   * GPUs the pool runs on (pool.ts's PoolFigures): the nodes' where its slots share them
+   * (`sharedGpus` true), else the slots' own. Optional: report data from before it lacks it.
+   */
+  readonly gpus?: number;
+  readonly sharedGpus?: boolean;
 }
 
 /** Report data of a run that may have run under an autoscaler. */
@@ -22,17 +29,35 @@ export interface ControlledReportData extends SimReportData {
   readonly control?: ReplicasData;
 }
 
-/** The `control` field for a run's report data; empty for a run without an autoscaler. */
-export function controlReport(result: SimResult, autoscaler: string): { control?: ReplicasData } {
-  if (result.gpuHours === undefined) return {};
+/**
+ * The `control` field for a run's report data; empty for a run without an autoscaler. `shared`:
+ * the GPUs of the nodes the pool's slots share (pool.ts's sharedGpus), when they do.
+ */
+export function controlReport(
+  result: SimResult,
+  autoscaler: string,
+  shared?: number,
+): { control?: ReplicasData } {
+  const pool = poolFigures(result, shared);
+  if (result.gpuHours === undefined || pool === undefined) return {};
   return {
     control: {
       autoscaler,
       gpuHours: result.gpuHours,
       coldStarts: result.coldStarts ?? 0,
       instancesOverTime: result.instancesOverTime ?? [],
+      gpus: pool.gpus,
+      sharedGpus: pool.shared,
     },
   };
+}
+
+/** A run's pool figures from its report data; undefined for a run without a control loop. */
+export function reportPool(run: ControlledReportData): PoolFigures | undefined {
+  const c = run.control;
+  if (c === undefined) return undefined;
+  const own = run.summary.perInstance.reduce((n, p) => n + p.tp, 0);
+  return { gpuHours: c.gpuHours, gpus: c.gpus ?? own, shared: c.sharedGpus ?? false };
 }
 
 /** The most instances ready at any point of a run's series. */

@@ -5,6 +5,8 @@
 
 import Table from 'cli-table3';
 import { fmtMs, fmtNumber, fmtPct, fmtQty, fmtSeconds, fmtSi, fmtTarget } from '../../stats/format.ts';
+import { formatBatchJobs } from './batch.ts';
+import { gpuSecondsText, instancesText, type PoolFigures } from './pool.ts';
 import type { ComparisonRow, LatencyStats, SimSummary, TailStats } from './types.ts';
 
 /** Options shared by the table formatters. */
@@ -17,6 +19,12 @@ export interface TableOptions {
 export interface SummaryTableOptions extends TableOptions {
   /** Instances listed one per row before a "... N more" line (default 16; 0 hides the table). */
   readonly instanceRowsMax?: number;
+  /**
+   * A run under a control loop (autoscaler, multi-model placement, serverless, P/D pools): the
+   * header names the summary's instances as the pool's slots and its GPUs, and the GPU-seconds line
+   * prints what was billed beside the pool's ceiling (`gpuSeconds`). Undefined: a fixed cluster.
+   */
+  readonly pool?: PoolFigures | undefined;
 }
 
 const ANSI = {
@@ -69,9 +77,10 @@ function allE2e(s: SimSummary): TailStats {
 }
 
 /**
- * A compact summary of one run: counts, latency table, SLO attainment, throughput, cache and cost
- * figures, simulator speed, then a per-instance table (the first `instanceRowsMax` instances and a
- * "... N more" line).
+ * A compact summary of one run: counts (online ones, with a line per offline batch job when there
+ * are any), latency table, SLO attainment, throughput, cache and cost figures (for a pool, GPU-seconds
+ * billed beside the pool's ceiling), simulator speed, then a per-instance table (the first
+ * `instanceRowsMax` instances and a "... N more" line).
  */
 export function formatSummaryTable(summary: SimSummary, options: SummaryTableOptions = {}): string {
   const color = options.color ?? false;
@@ -79,14 +88,17 @@ export function formatSummaryTable(summary: SimSummary, options: SummaryTableOpt
   const lines: string[] = [];
   lines.push(
     paint(
-      `policy ${s.policy} · workload ${s.workload} · seed ${s.seed} · ${fmtNumber(s.instances)} instances`,
+      `policy ${s.policy} · workload ${s.workload} · seed ${s.seed} · ${instancesText(s.instances, options.pool)}`,
       ANSI.bold,
       color,
     ),
   );
   const rejectedShare = s.requests > 0 ? ` (${fmtPct(s.rejected / s.requests)})` : '';
+  // With batch jobs, the counts and every figure below but the instance table are online requests'.
+  const batch = formatBatchJobs(s.batchJobs);
   lines.push(
-    `requests ${fmtNumber(s.requests)} · completed ${fmtNumber(s.completed)} · rejected ${fmtNumber(s.rejected)}${rejectedShare}`,
+    `${batch.length > 0 ? 'online ' : ''}requests ${fmtNumber(s.requests)} · completed ${fmtNumber(s.completed)} · rejected ${fmtNumber(s.rejected)}${rejectedShare}`,
+    ...batch,
   );
 
   const lat = newTable(['latency (ms)', 'mean', 'p50', 'p90', 'p99'], color);
@@ -123,9 +135,11 @@ export function formatSummaryTable(summary: SimSummary, options: SummaryTableOpt
   );
   lines.push(
     `prefix hit rate ${fmtPct(s.prefixHitRateAll ?? s.prefixHitRate)} of all prompt tokens ` +
-      `(${fmtPct(s.prefixHitRate)} of those looked up) · preemptions ${fmtNumber(s.preemptions)} · ` +
-      `GPU-seconds ${fmtQty(s.gpuSeconds)}`,
+      `(${fmtPct(s.prefixHitRate)} of those looked up) · preemptions ${fmtNumber(s.preemptions)}` +
+      (options.pool === undefined ? ` · GPU-seconds ${fmtQty(s.gpuSeconds)}` : ''),
   );
+  // A pool's gpuSeconds bills every slot for the whole run: printed as the ceiling, beside the bill.
+  if (options.pool !== undefined) lines.push(gpuSecondsText(s, options.pool));
   const speedup = s.wallSeconds > 0 ? ` (${fmtSi(s.simulatedSeconds / s.wallSeconds)}× real time)` : '';
   lines.push(
     paint(
@@ -137,11 +151,14 @@ export function formatSummaryTable(summary: SimSummary, options: SummaryTableOpt
   );
 
   const rowsMax = options.instanceRowsMax ?? 16;
-  if (rowsMax > 0 && s.perInstance.length > 0) lines.push(formatInstances(s, rowsMax, color));
+  if (rowsMax > 0 && s.perInstance.length > 0)
+    lines.push(
+      formatInstances(s, rowsMax, color, options.pool === undefined ? 'instances' : 'instance slots'),
+    );
   return lines.join('\n');
 }
 
-function formatInstances(s: SimSummary, rowsMax: number, color: boolean): string {
+function formatInstances(s: SimSummary, rowsMax: number, color: boolean, noun: string): string {
   const t = newTable(
     ['instance', 'gpu', 'model', 'tp', 'requests', 'util', 'KV mean', 'KV max', 'hit rate', 'preempt'],
     color,
@@ -151,7 +168,7 @@ function formatInstances(s: SimSummary, rowsMax: number, color: boolean): string
     t.push(instanceCells(p));
   }
   const more = s.perInstance.length - rowsMax;
-  return more > 0 ? `${t.toString()}\n… ${fmtNumber(more)} more instances` : t.toString();
+  return more > 0 ? `${t.toString()}\n… ${fmtNumber(more)} more ${noun}` : t.toString();
 }
 
 /** Which way is better for a comparison column, for highlighting. */

@@ -1,0 +1,79 @@
+/**
+ * What the text and HTML summaries say about a run under a control loop (`--autoscaler`, a
+ * multi-model cluster, `--serverless-policy`, P/D pools). Such a run's summary describes the whole
+ * pool: `instances` counts every slot a loop may fill and `gpuSeconds` bills every slot for the
+ * whole run, a ceiling (a serverless run of 32 models on 8 GPUs has 128 slots, 16x what the GPUs
+ * can give). The loop's cost is `gpuHours`; these helpers print both, each under its own name. The
+ * JSON keeps its fields and meanings (docs/autoscaling.md).
+ */
+
+import { fmtNumber, fmtQty, fmtSeconds } from '../../stats/format.ts';
+import type { SimSummary } from './types.ts';
+
+/** A controlled run's pool as the summaries print it. */
+export interface PoolFigures {
+  /** GPU-hours the loop's instances were billed (the JSON's `gpuHours`). */
+  readonly gpuHours: number;
+  /**
+   * GPUs the pool runs on: the nodes' GPUs where its slots share them (`shared`), else the slots'
+   * own GPUs (the sum of their TP degrees).
+   */
+  readonly gpus: number;
+  /** Whether the slots share the nodes' GPUs (multi-model placement, serverless). */
+  readonly shared: boolean;
+}
+
+/** The nodes behind a run, where its slots share them: a serverless run's or a multi-model cluster's. */
+export interface SharedNodes {
+  readonly serverless?: { readonly nodes: readonly { readonly gpus: number }[] } | undefined;
+  readonly placement?: { readonly nodes: readonly { readonly gpus: number }[] } | undefined;
+}
+
+/** GPUs of the nodes a run's slots share; undefined when each slot has its own (or no loop runs). */
+export function sharedGpus(settings: SharedNodes): number | undefined {
+  const nodes = settings.serverless?.nodes ?? settings.placement?.nodes;
+  return nodes?.reduce((n, node) => n + node.gpus, 0);
+}
+
+/**
+ * The pool figures of a run, or undefined for a run without a control loop (no `gpuHours`).
+ * `shared`: the GPUs of the nodes the slots share (`sharedGpus`), when they do.
+ */
+export function poolFigures(
+  result: { readonly gpuHours?: number | undefined; readonly summary: Pick<SimSummary, 'perInstance'> },
+  shared?: number,
+): PoolFigures | undefined {
+  if (result.gpuHours === undefined) return undefined;
+  if (shared !== undefined) return { gpuHours: result.gpuHours, gpus: shared, shared: true };
+  const own = result.summary.perInstance.reduce((n, p) => n + p.tp, 0);
+  return { gpuHours: result.gpuHours, gpus: own, shared: false };
+}
+
+/** The instances phrase of a summary's header: `8 instances`, or a pool's `pool of 128 instance slots on 8 GPUs`. */
+export function instancesText(instances: number, pool: PoolFigures | undefined): string {
+  if (pool === undefined) return `${fmtNumber(instances)} instances`;
+  return `pool of ${fmtNumber(instances)} instance slots on ${fmtNumber(pool.gpus)} GPUs`;
+}
+
+/** GPU-seconds billed to the loop's instances (gpuHours in seconds). */
+export function billedGpuSeconds(pool: PoolFigures): number {
+  return pool.gpuHours * 3600;
+}
+
+/**
+ * A controlled run's GPU-seconds line: billed, what shared GPUs could give over the run, and the
+ * summary's `gpuSeconds` named as the pool's ceiling, e.g. `GPU-seconds billed 14,443 (of 14,446
+ * that 8 GPUs give in 1,805.7 s) · pool ceiling 231,133 (all 128 slots for the whole run)`.
+ */
+export function gpuSecondsText(
+  s: Pick<SimSummary, 'gpuSeconds' | 'instances' | 'simulatedSeconds'>,
+  pool: PoolFigures,
+): string {
+  const of = pool.shared
+    ? ` (of ${fmtQty(pool.gpus * s.simulatedSeconds)} that ${fmtNumber(pool.gpus)} GPUs give in ${fmtSeconds(s.simulatedSeconds)})`
+    : '';
+  return (
+    `GPU-seconds billed ${fmtQty(billedGpuSeconds(pool))}${of} · ` +
+    `pool ceiling ${fmtQty(s.gpuSeconds)} (all ${fmtNumber(s.instances)} slots for the whole run)`
+  );
+}
