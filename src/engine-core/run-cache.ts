@@ -34,37 +34,6 @@ const REC_STRIDE = 4;
 const POOL_INITIAL = 1024;
 
 /**
- * Which entries of a pool of fixed-size Int32 entries (`stride` each) are free: freed ones, linked
- * through their field `link` and reused last-freed first, then those never used (from `top` up).
- * RunPools keeps one for its records and one for its runs.
- */
-class FreeList {
-  private head = NONE;
-  private top = 0;
-  private readonly stride: number;
-  private readonly link: number;
-
-  constructor(stride: number, link: number) {
-    this.stride = stride;
-    this.link = link;
-  }
-
-  /** A free entry of `pool`: the last freed, else the next never used (the caller grows `pool` when that lies past its end). */
-  take(pool: Int32Array): number {
-    const u = this.head;
-    if (u === NONE) return this.top++;
-    this.head = pool[u * this.stride + this.link] as number;
-    return u;
-  }
-
-  /** Entry `u` of `pool` is free again. */
-  give(pool: Int32Array, u: number): void {
-    pool[u * this.stride + this.link] = this.head;
-    this.head = u;
-  }
-}
-
-/**
  * The records and runs of every RunCache of one forest, in typed arrays with free lists.
  *
  * A record is one instance's cached blocks of one prefix node: the head of its runs, its cache, and
@@ -81,13 +50,15 @@ class FreeList {
 class RunPools {
   /** Records: REC_STRIDE int32 fields each. */
   rec = new Int32Array(POOL_INITIAL * REC_STRIDE);
-  private readonly recFree = new FreeList(REC_STRIDE, R_NEXT);
+  private recFree = NONE;
+  private recTop = 0;
 
   /** Runs: RUN_STRIDE int32 entries each, the last two the stamp (see `runStamp`). */
   run = new Int32Array(POOL_INITIAL * RUN_STRIDE);
   /** The same memory as doubles: run u's stamp is `runStamp[u * 4 + STAMP]`, IN_USE unless free. */
   runStamp = new Float64Array(this.run.buffer);
-  private readonly runFree = new FreeList(RUN_STRIDE, NEXT);
+  private runFree = NONE;
+  private runTop = 0;
   private caches = 0;
   private readonly forest: PrefixForest;
 
@@ -101,8 +72,13 @@ class RunPools {
   }
 
   newRecord(node: number, cache: number): number {
-    const r = this.recFree.take(this.rec);
-    if (r * REC_STRIDE >= this.rec.length) this.growRecords();
+    let r = this.recFree;
+    if (r !== NONE) {
+      this.recFree = this.rec[r * REC_STRIDE + R_NEXT] as number;
+    } else {
+      r = this.recTop++;
+      if (r * REC_STRIDE >= this.rec.length) this.growRecords();
+    }
     const rec = this.rec;
     const b = r * REC_STRIDE;
     rec[b + R_CACHE] = cache;
@@ -129,13 +105,19 @@ class RunPools {
     }
     rec[b + R_NODE] = NONE;
     rec[b + R_CACHE] = NONE;
-    this.recFree.give(rec, r);
+    rec[b + R_NEXT] = this.recFree;
+    this.recFree = r;
   }
 
   /** A new run [lo, hi) of record `rec` with `ref` references, in use, linked after `prev` (NONE: first). */
   newRun(rec: number, lo: number, hi: number, ref: number, prev: number): number {
-    const u = this.runFree.take(this.run);
-    if (u * RUN_STRIDE >= this.run.length) this.growRuns();
+    let u = this.runFree;
+    if (u !== NONE) {
+      this.runFree = this.run[u * RUN_STRIDE + NEXT] as number;
+    } else {
+      u = this.runTop++;
+      if (u * RUN_STRIDE >= this.run.length) this.growRuns();
+    }
     const run = this.run;
     const b = u * RUN_STRIDE;
     run[b + LO] = lo;
@@ -164,7 +146,8 @@ class RunPools {
     if (next !== NONE) run[next * RUN_STRIDE + PREV] = prev;
     this.runStamp[u * 4 + STAMP] = IN_USE;
     run[b + REC] = NONE;
-    this.runFree.give(run, u);
+    run[b + NEXT] = this.runFree;
+    this.runFree = u;
   }
 
   private growRecords(): void {
