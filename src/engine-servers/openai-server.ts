@@ -23,6 +23,7 @@
  * Node's HTTP parser refuses (garbage, HTTP/1.1 without Host) gets a JSON 400 too, then the
  * connection closes.
  */
+import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import {
   createServer,
@@ -181,6 +182,11 @@ function tooLarge(bytes: number, limit: number): SwitchyardError {
 }
 
 function parseJson(buffer: Buffer): unknown {
+  // Bytes that are not UTF-8 are refused, not decoded with U+FFFD in their place (vLLM: 400).
+  if (!isUtf8(buffer))
+    throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'invalid request body: not JSON (not UTF-8)', {
+      param: 'body',
+    });
   try {
     // A leading UTF-8 byte order mark is skipped, as vLLM's server (Python's json.loads) skips it.
     const bom = buffer.length >= 3 && buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf;

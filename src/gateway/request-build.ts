@@ -3,6 +3,7 @@
  * tenant, priority, token counts, prefix chain. Moved out of gateway.ts so the rules for what a
  * client may claim about its own request (priority, cost) live in one place next to their tests.
  */
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type { PromptTokenizer } from '../adapters/tokenizer/load.ts';
 import { SwitchyardError } from '../core/errors.ts';
@@ -77,8 +78,17 @@ export function jsonText(body: Buffer): string {
     : body.toString('utf8');
 }
 
-/** The JSON value of `body`; invalid JSON throws the 400 the gateway answers. */
+/**
+ * The JSON value of `body`; invalid JSON throws the 400 the gateway answers. So do bytes that are
+ * not UTF-8 (JSON text is UTF-8, RFC 8259 section 8.1): decoding them would replace each bad byte
+ * with U+FFFD and serve a prompt the client never sent. vLLM refuses such a body too (400: FastAPI
+ * fails json.loads' decode with "There was an error parsing the body").
+ */
 export function decodeBody(body: Buffer): unknown {
+  if (!isUtf8(body))
+    throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'request body is not valid JSON: not UTF-8', {
+      param: 'body',
+    });
   try {
     return JSON.parse(jsonText(body));
   } catch (error) {
