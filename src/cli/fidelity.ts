@@ -1,4 +1,4 @@
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
@@ -109,16 +109,32 @@ function inCase<T>(label: string, work: () => T): T {
 
 /**
  * `--json` takes an optional value, so in `fidelity --json a.yaml b.yaml` commander hands a.yaml to
- * --json and the report would overwrite that case. A case file, or any .yaml/.yml path, is refused.
+ * --json and the report would overwrite that case. A case file, any .yaml/.yml path, or an existing
+ * file that holds a case (a JSON case: `fidelity --json a.json b.json`) is refused.
  */
 export function checkJsonNotACase(json: string, cases: readonly string[]): void {
   const target = resolve(json);
-  if (cases.some((c) => resolve(c) === target) || /\.ya?ml$/i.test(json))
+  if (cases.some((c) => resolve(c) === target) || /\.ya?ml$/i.test(json) || holdsACase(target))
     throw invalidArgument(
       'json',
       json,
       'a .json file to write the report to, not a case file (put the case files first, or write --json=FILE)',
     );
+}
+
+/** Most bytes of an existing --json target read to tell whether it is a case (cases are small). */
+const CASE_PROBE_BYTES = 1024 * 1024;
+
+/** True when `path` is an existing file whose JSON is an object with a case's `source` and `workload`. */
+function holdsACase(path: string): boolean {
+  const stat = statSync(path, { throwIfNoEntry: false });
+  if (stat === undefined || !stat.isFile() || stat.size > CASE_PROBE_BYTES) return false;
+  try {
+    const value: unknown = JSON.parse(readFileSync(path, 'utf8').replace(/^\uFEFF/, ''));
+    return typeof value === 'object' && value !== null && 'source' in value && 'workload' in value;
+  } catch {
+    return false;
+  }
 }
 
 /** Files as given, folders replaced by their case files (sorted); fails on a missing path or none found. */
