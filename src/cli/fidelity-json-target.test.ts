@@ -52,5 +52,6 @@ describe('fidelity --json target', () => {
     const notJson = join(dir, 'notes.json');
     writeFileSync(notJson, 'not json');
     checkJsonNotACase(notJson, []);
+    checkJsonNotACase(join(notJson, 'under-a-file.json'), []);
   });
 });

@@ -127,9 +127,10 @@ const CASE_PROBE_BYTES = 1024 * 1024;
 
 /** True when `path` is an existing file whose JSON is an object with a case's `source` and `workload`. */
 function holdsACase(path: string): boolean {
-  const stat = statSync(path, { throwIfNoEntry: false });
-  if (stat === undefined || !stat.isFile() || stat.size > CASE_PROBE_BYTES) return false;
   try {
+    // A path that cannot be a file (under a file, say) is left to checkOutputFile's error.
+    const stat = statSync(path, { throwIfNoEntry: false });
+    if (stat === undefined || !stat.isFile() || stat.size > CASE_PROBE_BYTES) return false;
     const value: unknown = JSON.parse(readFileSync(path, 'utf8').replace(/^\uFEFF/, ''));
     return typeof value === 'object' && value !== null && 'source' in value && 'workload' in value;
   } catch {
