@@ -23,6 +23,7 @@ import {
 import type { PolicyContext } from '../policies/routing/types.ts';
 import { batchConfigSchema } from './batch/config.ts';
 import { corsConfigSchema } from './cors.ts';
+import { ENGINE_PRIORITY_ORDERS } from './engine-priority.ts';
 import {
   KEEP_ALIVE_MS_MAX,
   SCALE_FROM_ZERO_BUFFER_MAX,
@@ -120,6 +121,14 @@ export const backendConfigSchema = z
     apiKey: z.string().min(1).optional(),
     /** Keep-alive connections the gateway may hold open to this backend. */
     connectionsMax: z.number().int().min(1).max(4096).default(256),
+    /**
+     * How the engine's scheduler reads a body's `priority` (engine-priority.ts): `lower-first`
+     * (vLLM with --scheduling-policy priority; the built-in engines), `higher-first` (SGLang with
+     * --enable-priority-scheduling), `none` (no priority scheduling: the body goes as sent). The
+     * gateway sends each request's own priority in that order. Default: `lower-first` for sim and
+     * llama, `none` for the rest.
+     */
+    enginePriority: z.enum(ENGINE_PRIORITY_ORDERS).optional(),
   })
   .superRefine((b, ctx) => {
     const problem = backendUrlProblem(b.id, b.url);

@@ -25,6 +25,7 @@ import { SSE_DONE, sseEvent } from '../core/openai-api.ts';
 import type { Request } from '../core/request.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import type { BackendConfig, LimitsConfig } from './config.ts';
+import { bodyWithEnginePriority, type EnginePriorityOrder, enginePriorityOf } from './engine-priority.ts';
 import type { HealthTarget } from './health.ts';
 import { sendError } from './http-util.ts';
 import type { LiveInstance } from './live-view.ts';
@@ -66,6 +67,8 @@ export class Backend {
   /** Headers sent upstream with every proxied request (shared, never mutated). */
   readonly headers: Record<string, string>;
   readonly paths: Record<ExchangeKind, string>;
+  /** How its engine reads a body's `priority`: the gateway's priority goes in that order (upstreamBody). */
+  readonly priorityOrder: EnginePriorityOrder;
   /** When it last delivered a byte and became busy: what stall detection reads. */
   readonly progress = new BackendProgress();
   /** One log line per failure status per UPSTREAM_ERROR_LOG_EVERY_MS, with a count of the rest. */
@@ -89,6 +92,7 @@ export class Backend {
       config.apiKey === undefined
         ? { 'content-type': 'application/json' }
         : { 'content-type': 'application/json', authorization: `Bearer ${config.apiKey}` };
+    this.priorityOrder = enginePriorityOf(config);
     this.paths = {
       chat: this.basePath + UPSTREAM_PATH.chat,
       completion: this.basePath + UPSTREAM_PATH.completion,
@@ -422,7 +426,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
           path: this.backend.paths[ex.kind],
           method: 'POST',
           headers: upstreamHeaders(this.backend, ex.upstreamRequestId),
-          body: ex.body,
+          body: upstreamBody(ex.kind, ex.body, this.backend, ex.request.priority),
           blocking: true,
         },
         this,
@@ -742,6 +746,16 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     return digits > 0 ? n : undefined;
   }
+}
+
+/**
+ * The body `backend` gets for a request of `kind` with the gateway's `priority` (after the tenant
+ * rule and the batch band): `body` with its `priority` in the engine's own order (engine-priority.ts),
+ * `body` itself when nothing changes. Embeddings go as sent (no engine schedules them by priority).
+ */
+export function upstreamBody(kind: ExchangeKind, body: Buffer, backend: Backend, priority: number): Buffer {
+  if (kind === 'embeddings') return body;
+  return bodyWithEnginePriority(body, backend.priorityOrder, priority);
 }
 
 /** An engine's answer that refused a request (a 4xx or 3xx): its status, head and body (bounded). */

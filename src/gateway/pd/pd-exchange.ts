@@ -62,6 +62,7 @@ import {
   type ExchangeKind,
   type ExchangeOutcome,
   relayEngineRefusal,
+  upstreamBody,
   upstreamHeaders,
 } from '../proxy.ts';
 import { type AttemptFailure, isConnectError } from '../retry.ts';
@@ -670,7 +671,7 @@ export class PdExchange extends Exchange {
         path: backend.paths[this.kind],
         method: 'POST',
         headers: upstreamHeaders(backend, this.upstreamRequestId),
-        body,
+        body: upstreamBody(this.kind, body, backend, this.request.priority),
         signal: controller.signal,
       });
       backend.progress.byte(this.host.coarseNowMs);
