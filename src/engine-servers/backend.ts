@@ -4,6 +4,7 @@
  * backend (node-llama-cpp on the CPU). The server parses bodies, streams SSE, serves /metrics,
  * /health and /v1/models; a backend only generates and reports its signals.
  */
+import { SwitchyardError } from '../core/errors.ts';
 import type { ParsedCompletionRequest } from '../core/openai-api.ts';
 import type { EngineSleep } from './sleep-mode.ts';
 import type { VllmSampling } from './vllm-extras.ts';
@@ -33,6 +34,27 @@ export interface GenerationSink {
   onFinish(reason: FinishReason, usage: GenerationUsage, stopReason?: StopReason): void;
   /** The generation failed (the backend refused it or broke); `status` is the HTTP status to answer with. */
   onError(error: Error & { status?: number; code?: string }): void;
+}
+
+/**
+ * The 400 for a prompt given as token ids with one outside a vocabulary of `vocabSize` tokens, in
+ * vLLM's words ("Token id X is out of vocabulary", vllm/v1/engine/input_processor.py, a 400 from its
+ * OpenAI server); undefined when every id is below `vocabSize` (or no ids were given).
+ */
+export function outOfVocabulary(
+  ids: readonly number[] | undefined,
+  vocabSize: number,
+): SwitchyardError | undefined {
+  if (ids === undefined) return undefined;
+  for (const id of ids) {
+    if (id < vocabSize) continue;
+    return new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `Token id ${id} is out of vocabulary: this model's ids run from 0 to ${vocabSize - 1}`,
+      { param: 'prompt' },
+    );
+  }
+  return undefined;
 }
 
 /** One generation to run. */

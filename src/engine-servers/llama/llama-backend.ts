@@ -27,13 +27,14 @@ import {
 } from 'node-llama-cpp';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { ParsedCompletionRequest } from '../../core/openai-api.ts';
-import type {
-  BackendSignals,
-  EngineBackend,
-  FinishReason,
-  GenerationInput,
-  GenerationSink,
-  GenerationUsage,
+import {
+  type BackendSignals,
+  type EngineBackend,
+  type FinishReason,
+  type GenerationInput,
+  type GenerationSink,
+  type GenerationUsage,
+  outOfVocabulary,
 } from '../backend.ts';
 import { engineAsleep } from '../sleep-mode.ts';
 import type { VllmSampling } from '../vllm-extras.ts';
@@ -552,15 +553,8 @@ export class LlamaBackend implements EngineBackend {
   tokenizePrompt(input: GenerationInput): Token[] {
     const request = input.request;
     if (request.promptTokenIds !== undefined) {
-      const vocab = this.vocabularySize;
-      const bad = request.promptTokenIds.find((id) => id >= vocab);
-      if (bad !== undefined) {
-        throw new SwitchyardError(
-          'SY_ERR_INVALID_ARGUMENT',
-          `prompt token id ${bad} is outside the vocabulary of ${vocab} tokens`,
-          { param: 'prompt' },
-        );
-      }
+      const outside = outOfVocabulary(request.promptTokenIds, this.vocabularySize);
+      if (outside !== undefined) throw outside;
       return [...request.promptTokenIds] as Token[];
     }
     const text = request.kind === 'chat' ? request.promptText + CHAT_GENERATION_CUE : request.promptText;

@@ -34,12 +34,13 @@ import { gpuSpec } from '../../model/gpus.ts';
 import { kvBlocksThatFit } from '../../model/kv.ts';
 import { perfModelFor } from '../../model/perf.ts';
 import type { PerfModel } from '../../model/types.ts';
-import type {
-  BackendSignals,
-  EngineBackend,
-  GenerationInput,
-  GenerationSink,
-  GenerationUsage,
+import {
+  type BackendSignals,
+  type EngineBackend,
+  type GenerationInput,
+  type GenerationSink,
+  type GenerationUsage,
+  outOfVocabulary,
 } from '../backend.ts';
 import { engineAsleep } from '../sleep-mode.ts';
 import { SimSleep, simWakeTimes } from './sleep.ts';
@@ -265,6 +266,8 @@ export class SimBackend implements EngineBackend {
   private readonly kvSink: KvEventSink | undefined;
   /** The model's context length (prompt + output tokens); undefined when the model names none. */
   private readonly contextTokensMax: number | undefined;
+  /** The model's vocabulary (the catalogue's): prompt token ids at or past it are refused. */
+  private readonly vocabSize: number;
   private kvBuffer: KvEvent[] = [];
   private readonly active = new Map<string, SimSequence>();
   private readonly t0 = performance.now();
@@ -324,6 +327,7 @@ export class SimBackend implements EngineBackend {
     this.timeScale = timeScale;
     this.lagMaxModelMs = LAG_MAX_WALL_MS / timeScale;
     this.kvSink = options.kvEvents;
+    this.vocabSize = perf.model.vocabSize;
     const ctx = perf.model.contextTokensMax;
     this.contextTokensMax = Number.isSafeInteger(ctx) && ctx > 0 ? ctx : undefined;
     const listener: EngineListener = {
@@ -370,6 +374,11 @@ export class SimBackend implements EngineBackend {
     const req = input.request;
     if (input.signal.aborted) {
       sink.onFinish('abort', { promptTokens: req.promptTokens, completionTokens: 0, cachedTokens: 0 });
+      return;
+    }
+    const outside = outOfVocabulary(req.promptTokenIds, this.vocabSize);
+    if (outside !== undefined) {
+      sink.onError(outside);
       return;
     }
     let maxTokens: number;
