@@ -224,4 +224,18 @@ describe('keepAliveMsOf', () => {
       );
     }
   });
+  it('names a number too large for a double as it was sent, not as null', () => {
+    for (const [text, shown] of [
+      ['{"keep_alive": 1e999}', '1e999'],
+      ['{"keep_alive":-2E400,"model":"a"}', '-2E400'],
+      ['{"keep_alive":5,"keep_alive":1e999}', '1e999'],
+    ]) {
+      assert.throws(
+        () => keepAliveMsOf(Buffer.from(text as string), 3_600_000),
+        (e: SwitchyardError) =>
+          e.details?.['param'] === 'keep_alive' && e.message.startsWith(`invalid keep_alive ${shown}:`),
+        text,
+      );
+    }
+  });
 });

@@ -329,6 +329,20 @@ export class ModelBuffer<T> {
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
+/** The last `"keep_alive": <number>` of a body as written (JSON.parse keeps the last of duplicates). */
+const KEEP_ALIVE_NUMBER = /"keep_alive"\s*:\s*(-?[0-9][0-9.eE+-]*)/g;
+
+/**
+ * `value` as the client wrote it, for an error message: a number too large for a double (1e999)
+ * parses to Infinity, which JSON.stringify would show as null; its text is found in the body.
+ */
+function sentText(body: Buffer, value: unknown): string {
+  if (typeof value !== 'number' || Number.isFinite(value)) return JSON.stringify(value);
+  let last: string | undefined;
+  for (const m of body.toString('utf8').matchAll(KEEP_ALIVE_NUMBER)) last = m[1];
+  return last ?? String(value);
+}
+
 /**
  * The `keep_alive` of a JSON request body in ms, or undefined when it has none. As Ollama: a number
  * is seconds, a string a duration ("500ms", "90s", "5m", "1h"; a bare number is seconds), a negative
@@ -347,7 +361,7 @@ export function keepAliveMsOf(body: Buffer, maxMs: number): number | undefined {
   const bad = (): SwitchyardError =>
     new SwitchyardError(
       'SY_ERR_INVALID_ARGUMENT',
-      `invalid keep_alive ${JSON.stringify(value)}: expected seconds (a number) or a duration like "90s", "5m", "1h", at most ${maxMs} ms (limits.keepAliveMsMax)`,
+      `invalid keep_alive ${sentText(body, value)}: expected seconds (a number) or a duration like "90s", "5m", "1h", at most ${maxMs} ms (limits.keepAliveMsMax)`,
       { param: 'keep_alive' },
     );
   let ms: number;
