@@ -114,3 +114,15 @@ describe('a measured field missing or misspelt', () => {
     });
   });
 });
+
+describe('a gamma arrival without its cv', () => {
+  it('says cv is required and what it is', () => {
+    const c = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1);
+    assert.throws(
+      () => parseFidelityCase({ ...c, workload: { ...c.workload, arrival: 'gamma' } } as FidelityCaseInput),
+      {
+        message: /workload\.cv: required with arrival gamma: the coefficient of variation of the gaps/,
+      },
+    );
+  });
+});

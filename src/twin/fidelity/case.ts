@@ -142,7 +142,22 @@ const openRate = {
 export const caseWorkloadSchema = z.discriminatedUnion('arrival', [
   z.strictObject({ arrival: z.literal('poisson'), ...openRate, ...lengths, ...limits }),
   z.strictObject({ arrival: z.literal('constant'), ...openRate, ...lengths, ...limits }),
-  z.strictObject({ arrival: z.literal('gamma'), cv: positive, ...openRate, ...lengths, ...limits }),
+  z.strictObject({
+    arrival: z.literal('gamma'),
+    /** The coefficient of variation of the gaps (1: Poisson; vllm bench serve's --burstiness B is 1/sqrt(B)). */
+    cv: z
+      .number({
+        error: (issue) =>
+          issue.input === undefined
+            ? 'required with arrival gamma: the coefficient of variation of the gaps (1 is Poisson; --burstiness B is cv 1/sqrt(B))'
+            : undefined,
+      })
+      .positive()
+      .finite(),
+    ...openRate,
+    ...lengths,
+    ...limits,
+  }),
   /**
    * Closed loop, as `vllm bench serve --max-concurrency C --request-rate inf`: C clients start at
    * once and each sends its next request when its previous answer ends, until `requests` are sent.
