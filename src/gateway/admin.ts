@@ -116,12 +116,27 @@ export function handleAdmin(
           gateway.rejectEarly(res, result.error);
           return;
         }
-        let name: unknown;
+        let parsed: unknown;
         try {
-          name = (JSON.parse(result.body.toString('utf8')) as { policy?: unknown })?.policy;
+          parsed = JSON.parse(result.body.toString('utf8'));
         } catch {
-          name = undefined;
+          parsed = undefined;
         }
+        const isObject = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed);
+        // Strict, as config parsing is: a key it does not know is named, not ignored.
+        const unknownKey = isObject ? Object.keys(parsed).find((k) => k !== 'policy') : undefined;
+        if (unknownKey !== undefined) {
+          gateway.rejectEarly(
+            res,
+            new SwitchyardError(
+              'SY_ERR_INVALID_ARGUMENT',
+              `unknown key ${JSON.stringify(unknownKey)} in the body; valid: policy (a body {"policy": "<name>"})`,
+              { param: unknownKey },
+            ),
+          );
+          return;
+        }
+        const name = isObject ? (parsed as { policy?: unknown }).policy : undefined;
         if (typeof name !== 'string') {
           gateway.rejectEarly(
             res,
