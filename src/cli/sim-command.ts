@@ -131,7 +131,7 @@ export function registerSimCommand(program: Command): void {
     .addOption(
       new Option(
         '--trace <path>',
-        'replay a trace: a file (Azure LLM 2023 or 2024 CSV, Mooncake JSONL(.gz), Vidur CSV) or sample:azure-conv, sample:mooncake-conversation',
+        'replay a trace: a file (Azure LLM 2023 or 2024 CSV, Mooncake JSONL(.gz) with timestamp in ms, Vidur CSV with arrived_at in s) or sample:azure-conv, sample:mooncake-conversation',
       )
         .argParser(filePath)
         .conflicts('workload'),
@@ -184,7 +184,7 @@ export function registerSimCommand(program: Command): void {
     .option('--output-tokens <n>', 'output length of generated requests (default 128)', positiveInt)
     .option(
       '--rate-scale <k>',
-      'multiply the trace arrival rate by k (k > 1 compresses time; default 1)',
+      "multiply the trace arrival rate by k (k > 1 compresses time; default 1); a file in other units than its format's: 0.001 for a Mooncake file in seconds, 1000 for a Vidur file in ms",
       positiveNumber,
     )
     .option(
