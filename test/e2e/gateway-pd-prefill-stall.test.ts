@@ -23,7 +23,7 @@ import {
 } from './support/cluster.ts';
 
 const teardown = new Teardown();
-let prefills: SimEngine[];
+let prefills: readonly SimEngine[];
 let gw: TestGateway;
 
 /** Far above anything the cases wait: only the stall path can end a leg on a frozen engine in time. */
