@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { bodyWithEnginePriority, enginePriorityOf, enginePriorityValue } from './engine-priority.ts';
+import {
+  bodyWithEnginePriority,
+  enginePriorityOf,
+  enginePriorityValue,
+  noteBodyPriority,
+} from './engine-priority.ts';
+import { bodyFields } from './request-build.ts';
 
 const rewrite = (body: string, order: Parameters<typeof bodyWithEnginePriority>[1], p: number): string =>
   bodyWithEnginePriority(Buffer.from(body), order, p).toString();
@@ -89,5 +95,28 @@ describe('bodyWithEnginePriority', () => {
           else if (expected['priority'] !== undefined) expected['priority'] = 0;
           assert.deepEqual(out, expected, `${body} ${order} ${p}`);
         }
+  });
+
+  it('a body the gateway parsed is judged by its parsed priority, the bytes only read to edit them', () => {
+    const quoted = Buffer.from('{"model":"m","prompt":"say \\"priority\\": 1","max_tokens":3}');
+    noteBodyPriority(quoted, undefined);
+    assert.equal(bodyWithEnginePriority(quoted, 'lower-first', 0), quoted);
+    assert.equal(
+      bodyWithEnginePriority(quoted, 'lower-first', 2).toString(),
+      '{"priority":-2,"model":"m","prompt":"say \\"priority\\": 1","max_tokens":3}',
+    );
+    const said = Buffer.from('{"model":"m","prompt":"hi","priority":3}');
+    noteBodyPriority(said, 3);
+    assert.equal(bodyWithEnginePriority(said, 'higher-first', 3), said);
+    assert.equal(
+      bodyWithEnginePriority(said, 'lower-first', 0).toString(),
+      '{"model":"m","prompt":"hi","priority":0}',
+    );
+  });
+
+  it('bodyFields notes what it parsed (escaped key included)', () => {
+    const body = Buffer.from('{"model":"m","prompt":"hi","max_tokens":3,"priorit\\u0079":-4}');
+    assert.equal(bodyFields({ tokenizers: new Map() }, 'completion', body).priority, -4);
+    assert.equal(bodyWithEnginePriority(body, 'lower-first', 4), body);
   });
 });

@@ -58,6 +58,20 @@ export function enginePriorityValue(order: EnginePriorityOrder, priority: number
   }
 }
 
+/**
+ * The top-level `priority` each client body was parsed with (null: none), noted where the gateway
+ * parses it (request-build.ts bodyFields, parse-pool.ts), so the common case needs no look at the
+ * bytes. Keyed by the body Buffer itself: it goes upstream as that same object.
+ */
+const PARSED_PRIORITY = new WeakMap<Buffer, number | null>();
+/** Values at or past this were clamped by a parse (responses-fields.ts): not the body's own. */
+const NOTED_ABS_MAX = 1_000_000;
+
+/** Notes the top-level `priority` `body` was parsed with (undefined: it has none). */
+export function noteBodyPriority(body: Buffer, priority: number | undefined): void {
+  PARSED_PRIORITY.set(body, priority ?? null);
+}
+
 const PRIORITY_KEY = Buffer.from('"priority"');
 // A key may spell a letter as \u00XX: p r i o t y are \u0070 \u0072 \u0069 \u006f \u0074 \u0079.
 const ESCAPED_6 = Buffer.from('\\u006');
@@ -71,6 +85,10 @@ const ESCAPED_7 = Buffer.from('\\u007');
 export function bodyWithEnginePriority(body: Buffer, order: EnginePriorityOrder, priority: number): Buffer {
   if (order === 'none') return body;
   const wanted = enginePriorityValue(order, priority);
+  const noted = PARSED_PRIORITY.get(body);
+  if (noted === null) return wanted === undefined ? body : insertMember(body, wanted);
+  if (noted !== undefined && Math.abs(noted) < NOTED_ABS_MAX && noted === (wanted ?? 0)) return body;
+  // Not parsed here (a P/D leg's rebuilt body), or a value to replace: look at the bytes.
   const mayHaveKey =
     body.indexOf(PRIORITY_KEY) !== -1 || body.indexOf(ESCAPED_6) !== -1 || body.indexOf(ESCAPED_7) !== -1;
   if (!mayHaveKey) return wanted === undefined ? body : insertMember(body, wanted);

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { SwitchyardError } from '../core/errors.ts';
 import type { PrefixChain } from '../core/request.ts';
+import { noteBodyPriority } from './engine-priority.ts';
 import type { ParseReply, ParseTask } from './parse-worker.ts';
 import type { ExchangeKind } from './proxy.ts';
 import { type BodyFields, parseBodyFields } from './request-build.ts';
@@ -111,12 +112,16 @@ export class ParsePool {
     } catch {
       // The worker died or hit a bug: parse here, as before the pool (same answer or same 500).
       this.stats.fallbacks++;
-      return parseBodyFields(kind, body);
+      const fields = parseBodyFields(kind, body);
+      noteBodyPriority(body, fields.priority);
+      return fields;
     }
     this.stats.offThread++;
     if (!reply.ok)
       throw new SwitchyardError(reply.code, reply.message, reply.details as Record<string, unknown>);
-    return fieldsOfReply(reply);
+    const fields = fieldsOfReply(reply);
+    noteBodyPriority(body, fields.priority);
+    return fields;
   }
 
   private piscina(): Piscina<ParseTask, ParseReply> {

@@ -9,6 +9,7 @@ import type { PromptTokenizer } from '../adapters/tokenizer/load.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { NO_PREFIX, type Request, type Slo } from '../core/request.ts';
 import { estimateTokens } from '../core/text-prefix.ts';
+import { noteBodyPriority } from './engine-priority.ts';
 import { parseRouting, type RoutingFields } from './fast-parse.ts';
 import type { ExchangeKind } from './proxy.ts';
 import { parseResponsesFields } from './responses-fields.ts';
@@ -181,6 +182,7 @@ export function bodyFields(
 ): BodyFields {
   const json = decodeBody(body);
   const fields = fieldsOf(kind, json);
+  noteBodyPriority(body, fields.priority);
   const tokenizer = ctx.tokenizers.get(fields.model);
   if (tokenizer === undefined || kind === 'embeddings') return fields;
   // The body passed parseRouting (parseResponsesFields), so its shape is known good.
