@@ -124,7 +124,7 @@ export function handleAdmin(
         }
         const isObject = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed);
         // Strict, as config parsing is: a key it does not know is named, not ignored.
-        const unknownKey = isObject ? Object.keys(parsed).find((k) => k !== 'policy') : undefined;
+        const unknownKey = isObject ? Object.keys(parsed as object).find((k) => k !== 'policy') : undefined;
         if (unknownKey !== undefined) {
           gateway.rejectEarly(
             res,
