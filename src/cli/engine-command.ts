@@ -173,7 +173,7 @@ export function registerEngineCommand(program: Command): void {
     .addOption(
       new Option(
         '--scheduling-policy <policy>',
-        'fcfs: arrival order; priority: lower `priority` first, preempting',
+        "fcfs: arrival order; priority: lower body `priority` first, preempting (vLLM's sign; the gateway sends its own priority, higher first, negated: backend enginePriority lower-first)",
       )
         .choices(['fcfs', 'priority'])
         .default('fcfs'),
