@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Command } from 'commander';
-import { firstSentence, HELP_WIDTH_MAX, helpConfiguration, helpWidth, reflowProse } from './help.ts';
+import {
+  firstSentence,
+  HELP_WIDTH_MAX,
+  helpConfiguration,
+  helpWidth,
+  reflowProse,
+  wrapLines,
+} from './help.ts';
 import { buildProgram } from './main.ts';
 
 test('reflowProse joins the lines of a paragraph and keeps blank and indented lines', () => {
@@ -56,3 +63,23 @@ for (const width of [80, 120]) {
     }
   });
 }
+
+test('wrapLines wraps every line, hanging the continuation of an indented one under it', () => {
+  const text = 'prose that is too long to fit\n  item: a list item that is too long\nshort';
+  assert.equal(
+    wrapLines(text, 16),
+    'prose that is\ntoo long to fit\n  item: a list\n    item that is\n    too long\nshort',
+  );
+  assert.equal(wrapLines('averyveryverylongword and', 8), 'averyveryverylongword\nand');
+});
+
+test('sim --help: no line of an option with a list of choices runs past the width', async () => {
+  const program = await buildProgram();
+  const sim = program.commands.find((c) => c.name() === 'sim') as Command;
+  sim.configureHelp(helpConfiguration(100));
+  const long = sim
+    .helpInformation()
+    .split('\n')
+    .filter((l) => l.length > 100);
+  assert.deepEqual(long, []);
+});

@@ -74,5 +74,48 @@ export function helpConfiguration(width: number = helpWidth()): HelpConfiguratio
     argumentDescription(this: Help, argument) {
       return reflowProse(base.argumentDescription.call(this, argument));
     },
+    // commander leaves a description holding an indented line unwrapped altogether (it takes it
+    // for hand-formatted), so an option with a list of choices printed its prose and every item
+    // on one line each, however long. Prose is reflowed above; here every line is wrapped.
+    preformatted: () => false,
+    boxWrap(this: Help, str: string, width: number) {
+      return wrapLines(str, width, (s) => this.displayWidth(s));
+    },
   };
+}
+
+/** Continuation lines of an indented line sit this much deeper than it. */
+const HANGING_INDENT = 2;
+
+/**
+ * Wraps each line of `text` at whitespace to `width` columns (a word longer than the width stays
+ * whole). An indented line keeps its indent, and its continuation lines hang under it
+ * (HANGING_INDENT deeper), so a list item reads as one item.
+ */
+export function wrapLines(
+  text: string,
+  width: number,
+  displayWidth: (s: string) => number = (s) => s.length,
+): string {
+  const out: string[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    if (displayWidth(line) <= width) {
+      out.push(line);
+      continue;
+    }
+    const indent = /^\s*/.exec(line)?.[0] ?? '';
+    const hang = indent === '' ? '' : indent + ' '.repeat(HANGING_INDENT);
+    let current = indent;
+    for (const word of line.slice(indent.length).split(/\s+/)) {
+      if (word === '') continue;
+      const candidate = current.trim() === '' ? current + word : `${current} ${word}`;
+      if (displayWidth(candidate) <= width || current.trim() === '') current = candidate;
+      else {
+        out.push(current);
+        current = hang + word;
+      }
+    }
+    out.push(current);
+  }
+  return out.join('\n');
 }

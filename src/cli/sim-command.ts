@@ -298,7 +298,7 @@ export function registerSimCommand(program: Command): void {
     .option('--batch-output-tokens <n>', 'output length of batch requests', positiveInt, 256)
     .option(
       '--decision-log <file>',
-      'write every routing decision as JSON lines (request, time, instance or rejection code); with a multi-model cluster, placement decisions too (time, line)',
+      'write every routing decision as JSON lines ({"request","atMs","instance"} or, refused, "reject" with its code); with a multi-model cluster, placement decisions too ({"atMs","placement"}; P/D pool scale lines add "pool")',
     )
     .option(
       '--json <file>',
