@@ -1,4 +1,12 @@
 /**
+ * Open client connections, all addresses together; one more is answered 429 and closed unread, as
+ * past connectionsPerClientMax (three loopback addresses held 12,000 idle sockets without it).
+ * Absent: CONNECTIONS_MAX_PER_CLIENT_MULTIPLE (4) times connectionsPerClientMax, 16,384 by default
+ * (`connectionsMaxOf`); an idle connection costs the gateway 5-9 KiB of RSS, so about 80-150 MiB.
+ * Keep it below the process's file-descriptor limit (`ulimit -n`), which also holds the gateway's
+ * upstream connections.
+ */
+/**
  * The gateway's configuration: one strict zod schema (unknown keys fail and name the valid ones),
  * loaded from YAML with `${VAR}` / `${VAR:-default}` substitution in string values, every default in
  * one place. docs/gateway.md is the reference.
@@ -185,6 +193,14 @@ export const limitsConfigSchema = z.strictObject({
    * and for a proxy in front.
    */
   connectionsPerClientMax: z.number().int().min(1).max(1_000_000).default(4096),
+  /**
+   * Open client connections, all addresses together; one more is answered 429 and closed unread, as
+   * past connectionsPerClientMax (three loopback addresses held 12,000 idle sockets without it).
+   * Absent: CONNECTIONS_MAX_PER_CLIENT_MULTIPLE (4) times connectionsPerClientMax, 16,384 by default
+   * (`connectionsMaxOf`): an idle connection costs the gateway 5-9 KiB of RSS, so about 80-150 MiB. Keep it below the process's file-descriptor limit (`ulimit -n`), which
+   * must also hold the gateway's upstream connections.
+   */
+  connectionsMax: z.number().int().min(1).max(10_000_000).optional(),
   /** JSON nesting depth a body may have; a deeper one gets 400 before it is parsed. */
   jsonDepthMax: z.number().int().min(2).max(100_000).default(64),
   /** Bytes of bodies being read at once, all clients together; one past it is read, dropped and answered 503. */
@@ -253,6 +269,16 @@ export const limitsConfigSchema = z.strictObject({
   keepAliveMsMax: z.number().int().min(0).max(604_800_000).default(KEEP_ALIVE_MS_MAX),
 });
 export type LimitsConfig = z.infer<typeof limitsConfigSchema>;
+
+/** limits.connectionsMax's default, in clients at the per-address bound (connectionsPerClientMax). */
+export const CONNECTIONS_MAX_PER_CLIENT_MULTIPLE = 4;
+
+/** limits.connectionsMax, or its default: CONNECTIONS_MAX_PER_CLIENT_MULTIPLE x connectionsPerClientMax. */
+export function connectionsMaxOf(
+  limits: Pick<LimitsConfig, 'connectionsMax' | 'connectionsPerClientMax'>,
+): number {
+  return limits.connectionsMax ?? CONNECTIONS_MAX_PER_CLIENT_MULTIPLE * limits.connectionsPerClientMax;
+}
 
 export const healthCheckConfigSchema = z.strictObject({
   intervalMs: z.number().int().min(10).max(600_000).default(1000),

@@ -40,6 +40,7 @@ import {
   admissionInput,
   type BackendConfig,
   backendConfigSchema,
+  connectionsMaxOf,
   type GatewayConfig,
   type GatewayConfigInput,
   type GatewayPerfModels,
@@ -291,7 +292,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
   private readonly reading = new Set<Reading>();
   /** Bytes those bodies hold, against limits.readingBytesMax. */
   readonly readingBudget: ReadingBudget;
-  /** Open connections per client address, against limits.connectionsPerClientMax. */
+  /** Open client connections, per address (limits.connectionsPerClientMax) and in all (connectionsMax). */
   private readonly clientConnections: ClientConnections;
   /** What the raw-socket refusals (client-errors.ts) need of the gateway. */
   private readonly clientErrorHost: ClientErrorHost;
@@ -403,7 +404,10 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     // sweep (Node's own requestTimeout is set just past it, as a backstop).
     const headersTimeoutMs = Math.min(this.limits.requestTimeoutMs, 60_000);
     this.readingBudget = new ReadingBudget(this.limits.readingBytesMax);
-    this.clientConnections = new ClientConnections(this.limits.connectionsPerClientMax);
+    this.clientConnections = new ClientConnections(
+      this.limits.connectionsPerClientMax,
+      connectionsMaxOf(this.limits),
+    );
     this.clientErrorHost = {
       readingFor: (res) => {
         for (const r of this.reading) if (r.res === res) return r;
