@@ -78,6 +78,22 @@ it('a built-in engine refuses it too', async () => {
   assertNotUtf8(await send(engine.url, chat(LATIN1_E_ACUTE)), 'sim engine');
 });
 
+it('a sim P/D prefill engine refuses it too (its front passes it to the inner server as it came)', async () => {
+  const prefill = await startSims(
+    1,
+    ['--time-scale', '0.05', '--kv-events', 'none', '--pd-protocol', 'vllm', '--pd-role', 'prefill'],
+    teardown,
+  );
+  const engine = prefill.engines[0] as SimCluster['engines'][number];
+  const body = Buffer.concat([
+    Buffer.from(`{"model":"${MODEL}","max_tokens":1,"kv_transfer_params":{"do_remote_decode":true},`),
+    Buffer.from('"messages":[{"role":"user","content":"caf'),
+    LATIN1_E_ACUTE,
+    Buffer.from('"}]}'),
+  ]);
+  assertNotUtf8(await send(engine.url, body), 'sim P/D prefill');
+});
+
 it('a valid UTF-8 body (é as two bytes) is served', async () => {
   const reply = await send(gw.url, chat(Buffer.from('é', 'utf8')));
   assert.equal(reply.status, 200, reply.text);

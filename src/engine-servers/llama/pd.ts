@@ -24,7 +24,7 @@
  * `kv_transfer_params` and proxies to the ordinary OpenAI server on a loopback port, tagging P/D
  * requests (x-request-id) so the backend's hooks (`KvStateHooks`) know which generation is which.
  */
-import { constants as bufferConstants } from 'node:buffer';
+import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -601,6 +601,8 @@ export function clientTarget(req: IncomingMessage, body: Buffer | IncomingMessag
 
 /** A client's body as a JSON object, or undefined (not JSON, or not an object): passed through as it came. */
 export function parseJsonObject(raw: Buffer): Record<string, unknown> | undefined {
+  // Bytes that are not UTF-8 go through as they came, for the inner server's 400.
+  if (!isUtf8(raw)) return undefined;
   try {
     const value: unknown = JSON.parse(raw.toString('utf8'));
     if (typeof value === 'object' && value !== null && !Array.isArray(value))

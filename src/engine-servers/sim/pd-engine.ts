@@ -42,6 +42,7 @@
  * `switchyard_pd_kv_held_*` series, not in its pool either (the core frees a finished request's
  * blocks). Every wait and every table has a bound.
  */
+import { isUtf8 } from 'node:buffer';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SwitchyardError } from '../../core/errors.ts';
@@ -460,6 +461,8 @@ export class PdFrontServer extends PdFrontBase {
     const raw = await readBody(req, FRONT_BODY_BYTES_MAX);
     let body: Record<string, unknown>;
     try {
+      // Bytes that are not UTF-8 go through as they came, for the inner server's 400.
+      if (!isUtf8(raw)) throw new Error('not UTF-8');
       const value: unknown = JSON.parse(raw.toString('utf8'));
       if (typeof value !== 'object' || value === null || Array.isArray(value))
         throw new Error('not an object');
