@@ -33,7 +33,10 @@ export const ERRORS = {
   SY_ERR_QUEUE_BYTES_FULL: { status: 503, type: 'server_error' },
   /** The tenant's queued request bodies would pass limits.tenantQueuedBytesMax: retry later. */
   SY_ERR_TENANT_QUEUE_BYTES_FULL: { status: 429, type: 'rate_limit_error' },
-  /** The client address already holds limits.connectionsPerClientMax connections to the gateway. */
+  /**
+   * The client address already holds limits.connectionsPerClientMax connections to the gateway, or all
+   * clients together hold limits.connectionsMax.
+   */
   SY_ERR_TOO_MANY_CONNECTIONS: { status: 429, type: 'rate_limit_error' },
   /** Bodies being read already hold limits.readingBytesMax: this one was read and dropped; retry later. */
   SY_ERR_READING_BYTES_FULL: { status: 503, type: 'server_error' },
