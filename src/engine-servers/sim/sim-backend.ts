@@ -29,6 +29,7 @@ import {
   type EngineRequest,
   type FinishedRequest,
 } from '../../engine-core/types.ts';
+import { contextOverflow, fitsContext } from '../../model/context.ts';
 import { vllmServeBatchDefaults } from '../../model/engines.ts';
 import { gpuSpec } from '../../model/gpus.ts';
 import { kvBlocksThatFit } from '../../model/kv.ts';
@@ -500,14 +501,15 @@ export class SimBackend implements EngineBackend {
   private outputTokensAllowed(req: ParsedCompletionRequest): number {
     const ctx = this.contextTokensMax;
     if (ctx === undefined) return req.maxTokens;
-    const room = ctx - req.promptTokens;
-    if (room >= 1 && (!req.maxTokensGiven || req.maxTokens <= room)) return Math.min(req.maxTokens, room);
-    const asked = req.maxTokensGiven ? req.maxTokens : 1;
+    // The rule the twin applies too (src/model/context.ts).
+    const declared = req.maxTokensGiven ? req.maxTokens : undefined;
+    if (fitsContext(ctx, req.promptTokens, declared)) return Math.min(req.maxTokens, ctx - req.promptTokens);
+    const over = contextOverflow(ctx, req.promptTokens, declared);
     throw new SwitchyardError(
       'SY_ERR_INVALID_ARGUMENT',
       `this model's maximum context length is ${ctx} tokens, but the request asks for ` +
-        `${req.promptTokens + asked} (${req.promptTokens} in the prompt, ${asked} in the completion)`,
-      { param: req.maxTokensGiven && room >= 1 ? 'max_tokens' : 'prompt', contextTokensMax: ctx },
+        `${over.requestedTokens} (${req.promptTokens} in the prompt, ${over.completionTokens} in the completion)`,
+      { param: over.param, contextTokensMax: ctx },
     );
   }
 
