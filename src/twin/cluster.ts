@@ -64,6 +64,11 @@ export interface SimInstanceExtras {
   readonly newEngine?: (() => EngineCore) | undefined;
   /** Its role in a disaggregated (P/D) cluster; default 'both' (colocated). */
   readonly role?: InstanceRole | undefined;
+  /**
+   * The context length its engine serves (the base's catalogue `contextTokensMax`): a request past
+   * it is refused where it arrives (src/model/context.ts). Default: no limit.
+   */
+  readonly contextTokensMax?: number | undefined;
 }
 
 /**
@@ -96,6 +101,8 @@ export class SimInstance extends HostAccounting implements InstanceView {
   engine: EngineCore;
   /** The catalogue model whose performance and weights it has (`model` is the served id). */
   readonly base: string;
+  /** The context length its engine enforces on each request (Infinity: none). */
+  readonly contextTokensMax: number;
   private readonly newEngine: (() => EngineCore) | undefined;
   /** The counters of engines dropped at restarts. */
   private retired = { steps: 0, busyMs: 0, preemptions: 0, prefixHitTokens: 0, prefixQueryTokens: 0 };
@@ -126,6 +133,7 @@ export class SimInstance extends HostAccounting implements InstanceView {
     super();
     this.engine = engine;
     this.base = more.base ?? model;
+    this.contextTokensMax = more.contextTokensMax ?? Number.POSITIVE_INFINITY;
     this.role = more.role ?? 'both';
     this.newEngine = more.newEngine;
     this.models = [model];

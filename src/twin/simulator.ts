@@ -15,6 +15,7 @@ import { EngineCore } from '../engine-core/engine-core.ts';
 import { engineBlockHashes } from '../engine-core/prefix.ts';
 import { PrefixForest } from '../engine-core/prefix-forest.ts';
 import type { EngineConfig, EngineListener, EngineRequest } from '../engine-core/types.ts';
+import { fitsContext } from '../model/context.ts';
 import { kvBlocksThatFit } from '../model/kv.ts';
 import { perfModelFor } from '../model/perf.ts';
 import type { PerfModel } from '../model/types.ts';
@@ -576,8 +577,8 @@ class Twin {
 
   /**
    * Routes a request (attempt `attempt`, after failing on `tried`); false when the policy rejected
-   * it (already counted). Under faults the instance picked may be down: the attempt fails to connect
-   * and is retried or failed, and the request still counts as sent.
+   * it or the engine picked refused it (already counted). Under faults the instance picked may be
+   * down: the attempt fails to connect and is retried or failed, and the request still counts as sent.
    */
   private route(request: Request, offline: boolean, attempt = 0, tried = NONE_TRIED): boolean {
     this.view.nowMs = this.nowMs;
@@ -607,15 +608,25 @@ class Twin {
       this.connectFailed(request, offline, instance, attempt, tried);
       return true;
     }
+    // Admission hands back the object the workload made: a TwinRequest, whose true length only the engine reads.
+    // A P/D prefill runs as a request of one output token (vLLM's proxy sends max_tokens 1).
+    const outputTokens = this.pd === undefined ? (request as TwinRequest).trueOutputTokens : 1;
+    // The engine checks the request before any work: past its model's context it answers 400. The
+    // live client (bench --workload, a trace replay) sends the output length as max_tokens.
+    if (!fitsContext(instance.contextTokensMax, request.inputTokens, outputTokens)) {
+      instance.routed++;
+      this.policy.onRouted?.(request, instance.id, this.nowMs);
+      this.policy.onFailed?.(request, instance.id, this.nowMs);
+      this.refusedByEngine(request, offline);
+      return false;
+    }
     const prefix = this.prefixOf(request, instance);
     // With a KV store the engine may load a longer prefix another instance holds (src/twin/kv-store.ts).
     const fetch = this.fetches === undefined ? undefined : this.planFetch(request, instance, prefix);
     const engineRequest: TwinEngineRequest = {
       id: request.id,
       inputTokens: request.inputTokens,
-      // Admission hands back the object the workload made: a TwinRequest, whose true length only the engine reads.
-      // A P/D prefill runs as a request of one output token (vLLM's proxy sends max_tokens 1).
-      outputTokens: this.pd === undefined ? (request as TwinRequest).trueOutputTokens : 1,
+      outputTokens,
       arrivalMs: request.arrivalMs,
       priority: request.priority,
       ...prefix,
@@ -970,8 +981,21 @@ class Twin {
    * its reasonOf), not `rejected{code}`. It is still not served: `rejected` counts it.
    */
   private failAccepted(request: Request, code: ErrorCode, offline: boolean): void {
+    this.failWithReason(request, code.slice('SY_ERR_'.length).toLowerCase(), offline);
+  }
+
+  /**
+   * The engine a request reached refused it on arrival: its prompt plus output pass the model's
+   * context (src/model/context.ts), a 400 as vLLM and the sim engine answer. The live gateway
+   * relays an engine's 4xx and counts the request accepted, then `failed{upstream_4xx}`; so does
+   * the twin (not served, so `rejected` counts it too). The caller tells the policy and admission.
+   */
+  private refusedByEngine(request: Request, offline: boolean): void {
+    this.failWithReason(request, 'upstream_4xx', offline);
+  }
+
+  private failWithReason(request: Request, reason: string, offline: boolean): void {
     this.notServed(request, offline);
-    const reason = code.slice('SY_ERR_'.length).toLowerCase();
     this.failedByReason.set(reason, (this.failedByReason.get(reason) ?? 0) + 1);
   }
 
@@ -1264,7 +1288,12 @@ class Twin {
             options.engine.blockSize,
             this.view,
             this.scrapeIntervalMs,
-            { base: group.base, newEngine: restart, role },
+            {
+              base: group.base,
+              newEngine: restart,
+              role,
+              contextTokensMax: modelPerf.model.contextTokensMax,
+            },
           ),
         );
       }
@@ -1357,16 +1386,22 @@ class Twin {
   private prefilled(twin: TwinEngineRequest, nowMs: number): void {
     const pd = this.pd as PdHandoffs<PdPayload>;
     const request = twin.source;
+    const decodePolicy = pd.settings.decodePolicy;
     const chosen = this.pdDecodeAt?.get(request.id);
     if (chosen !== undefined) {
       // Conditional: the decode instance was picked at arrival and counts the request since then.
       (this.pdDecodeAt as Map<string, number>).delete(request.id);
       const decode = this.instances[chosen] as SimInstance;
+      if (!this.fitsDecode(request, decode)) {
+        decode.ended(0, true);
+        decodePolicy.onFailed?.(request, decode.id, nowMs);
+        this.decodeRefused(twin, nowMs);
+        return;
+      }
       pd.enqueue(pd.handoff(request, this.pdPayload(twin), chosen, nowMs));
       this.startTransfers(decode);
       return;
     }
-    const decodePolicy = pd.settings.decodePolicy;
     this.decodeView.nowMs = nowMs;
     this.view.nowMs = nowMs;
     const decision = decodePolicy.decide(this.decodeView as ClusterView, request, this.pdRng);
@@ -1379,6 +1414,13 @@ class Twin {
     }
     const decode = findInstance(this.instances, decision.instanceId);
     this.digest = chainHash(this.digest, decode.index);
+    if (!this.fitsDecode(request, decode)) {
+      decode.routed++;
+      decodePolicy.onRouted?.(request, decode.id, nowMs);
+      decodePolicy.onFailed?.(request, decode.id, nowMs);
+      this.decodeRefused(twin, nowMs);
+      return;
+    }
     // A request whose whole KV could never fit the decode instance ends as the engine's own refusal would.
     if (cannotFit(request, decode)) {
       this.reject(request, 'SY_ERR_CAPACITY', twin.offline);
@@ -1391,6 +1433,28 @@ class Twin {
     decodePolicy.onRouted?.(request, decode.id, nowMs);
     pd.enqueue(pd.handoff(request, this.pdPayload(twin), decode.index, nowMs));
     this.startTransfers(decode);
+  }
+
+  /**
+   * Whether the decode leg fits its engine's context: the client's request (prompt and output) goes
+   * there as sent, after the prefill leg's one token passed (route).
+   */
+  private fitsDecode(request: Request, decode: SimInstance): boolean {
+    return fitsContext(
+      decode.contextTokensMax,
+      request.inputTokens,
+      (request as TwinRequest).trueOutputTokens,
+    );
+  }
+
+  /**
+   * The decode leg of a prefilled request was refused (past the context): the request fails as the
+   * gateway counts a decode attempt's 400, and the prefill instance frees the KV it held for it.
+   */
+  private decodeRefused(twin: TwinEngineRequest, nowMs: number): void {
+    this.refusedByEngine(twin.source, twin.offline);
+    this.admission?.onFailed(twin.source, nowMs);
+    this.releasePrefillKv(twin.instance, twin.source.id);
   }
 
   /**
@@ -1436,6 +1500,12 @@ class Twin {
         instance: decode.id,
         code: undefined,
       });
+      if (!this.fitsDecode(request, decode)) {
+        decode.ended(request.inputTokens, true);
+        decodePolicy.onFailed?.(request, decode.id, this.nowMs);
+        this.refusedByEngine(request, offline);
+        return false;
+      }
       this.decodeWhole(request, offline, decode);
       return true;
     }

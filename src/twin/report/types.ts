@@ -118,8 +118,11 @@ export interface SimSummary {
    * Requests the live gateway would count accepted and then failed, by its failure reason, when any:
    * a request held in the scale-from-zero buffer past its bound is `cold_start_timeout` (the
    * gateway's `failed{cold_start_timeout}`), one a fault run fails (engine crashed mid-stream,
-   * retries spent) is `upstream` (`failed{upstream}`); neither is a rejection. They got no answer,
-   * so `rejected` (online requests not served, the +∞ of the `All` tails) counts them too.
+   * retries spent) is `upstream` (`failed{upstream}`), one an engine refused on arrival because its
+   * prompt plus output pass the model's context (src/model/context.ts) is `upstream_4xx` (the
+   * gateway relays the engine's 400 and counts `failed{upstream_4xx}`); none is a rejection. They
+   * got no answer, so `rejected` (online requests not served, the +∞ of the `All` tails) counts them
+   * too.
    */
   readonly failedByReason?: Readonly<Record<string, number>>;
   /** Faults injected and what the reliability rules did about them; present only in fault runs. */

@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseCompletionBody } from '../core/openai-api.ts';
+import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
+import type { GenerationSink } from '../engine-servers/backend.ts';
+import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
+import { createRoutingPolicy } from '../policies/routing/registry.ts';
+import { makeTwinRequest } from '../workload/common.ts';
+import type { TwinRequest } from '../workload/types.ts';
+import type { PdSettings } from './pd-host.ts';
+import { runSimulation, type SimOptions } from './simulator.ts';
+
+/**
+ * The twin refuses what the live engine refuses: a prompt plus output past the model's context
+ * (Llama-2-7B: 4,096 tokens) fails where an instance receives it, counted as the gateway counts an
+ * engine's 400 (`failed{upstream_4xx}`), and the requests that fit are served as before.
+ */
+
+const MODEL = 'llama-2-7b';
+const CONTEXT = 4096;
+
+function options(count: number, more: Partial<SimOptions> = {}): SimOptions {
+  return {
+    seed: 1,
+    cluster: { groups: [{ count, gpu: 'h100', model: MODEL, tp: 1 }] },
+    engine: DEFAULT_ENGINE_CONFIG,
+    policy: createRoutingPolicy('round-robin'),
+    slo: { ttftMs: 2000, tpotMs: 100 },
+    workload: 'test',
+    ...more,
+  };
+}
+
+function shortOnes(n: number): TwinRequest[] {
+  return Array.from({ length: n }, (_, k) =>
+    makeTwinRequest({ id: `s${k}`, inputTokens: 512 + 16 * k, trueOutputTokens: 64, arrivalMs: 100 * k }),
+  );
+}
+
+test('a twin run with one request past the context among short ones: it fails upstream_4xx, the rest as before', () => {
+  const short = shortOnes(20);
+  const long = makeTwinRequest({ id: 'long', inputTokens: 5000, trueOutputTokens: 100, arrivalMs: 450 });
+  const withLong = [...short.slice(0, 5), long, ...short.slice(5)];
+  const base = runSimulation(short, options(1)).summary;
+  const s = runSimulation(withLong, options(1)).summary;
+  assert.equal(s.requests, 21);
+  assert.equal(s.completed, 20);
+  assert.equal(s.rejected, 1);
+  assert.deepEqual(s.failedByReason, { upstream_4xx: 1 });
+  assert.equal(s.rejectedByCode, undefined, 'an engine 400 is a failure after acceptance, not a refusal');
+  // It reached no engine: the short requests' latencies are those of the run without it.
+  assert.deepEqual([s.ttftMs, s.tpotMs, s.e2eMs], [base.ttftMs, base.tpotMs, base.e2eMs]);
+  assert.equal(s.outputTokens, base.outputTokens);
+  assert.equal(s.perInstance[0]?.requests, 21, 'it was routed to the instance, which refused it');
+});
+
+/** The sim engine's answer to a prompt of `promptTokens` (4 characters a token) with `maxTokens`. */
+function live(b: SimBackend, promptTokens: number, maxTokens: number): Promise<number | 'ok'> {
+  const request = parseCompletionBody('completion', {
+    model: MODEL,
+    prompt: 'abcd'.repeat(promptTokens),
+    max_tokens: maxTokens,
+  });
+  return new Promise((resolve) => {
+    const sink: GenerationSink = {
+      onText() {},
+      onFinish(_reason, usage) {
+        assert.equal(usage.promptTokens, promptTokens);
+        resolve('ok');
+      },
+      onError(error) {
+        resolve((error as { status?: number }).status ?? -1);
+      },
+    };
+    b.generate({ id: `p${promptTokens}-m${maxTokens}`, request, signal: new AbortController().signal }, sink);
+  });
+}
+
+test('the sim engine and the twin agree on the boundary: prompt + max_tokens == context is served, +1 refused', async () => {
+  const b = new SimBackend({ modelId: MODEL, gpu: 'h100', model: MODEL, tp: 1, timeScale: 0.01 });
+  const prompt = 4000;
+  const fits = CONTEXT - prompt;
+  assert.deepEqual(await Promise.all([live(b, prompt, fits), live(b, prompt, fits + 1)]), ['ok', 400]);
+  await b.close();
+  const twin = runSimulation(
+    [
+      makeTwinRequest({ id: 'at', inputTokens: prompt, trueOutputTokens: fits, arrivalMs: 0 }),
+      makeTwinRequest({ id: 'past', inputTokens: prompt, trueOutputTokens: fits + 1, arrivalMs: 1 }),
+    ],
+    options(1),
+  ).summary;
+  assert.equal(twin.completed, 1);
+  assert.deepEqual(twin.failedByReason, { upstream_4xx: 1 });
+});
+
+function pd(more: Partial<PdSettings> = {}): PdSettings {
+  return {
+    prefillInstances: 1,
+    decodeInstances: 1,
+    link: 'ib-400',
+    decodePolicy: createRoutingPolicy('least-request'),
+    ...more,
+  };
+}
+
+test('P/D: a prompt that fills the context fails on its prefill leg, one whose output passes it on its decode leg', () => {
+  const short = shortOnes(10);
+  // The prefill leg asks for 1 token: 4,096 + 1 is past the context. The decode leg asks for the output.
+  const fullPrompt = makeTwinRequest({
+    id: 'full',
+    inputTokens: CONTEXT,
+    trueOutputTokens: 10,
+    arrivalMs: 150,
+  });
+  const longAnswer = makeTwinRequest({
+    id: 'answer',
+    inputTokens: 4000,
+    trueOutputTokens: 200,
+    arrivalMs: 160,
+  });
+  // A short prompt with a long answer: conditional P/D keeps it local, where its one leg is refused.
+  const local = makeTwinRequest({ id: 'local', inputTokens: 100, trueOutputTokens: 4000, arrivalMs: 170 });
+  const requests = [...short.slice(0, 2), fullPrompt, longAnswer, local, ...short.slice(2)];
+  for (const settings of [pd(), pd({ decodeAtArrival: true }), pd({ conditional: 'dynamo' })]) {
+    const label = JSON.stringify({
+      decodeAtArrival: settings.decodeAtArrival,
+      conditional: settings.conditional,
+    });
+    const result = runSimulation(
+      requests,
+      options(2, { pd: settings, policy: createRoutingPolicy('least-request') }),
+    );
+    const s = result.summary;
+    assert.equal(s.completed, 10, label);
+    assert.deepEqual(s.failedByReason, { upstream_4xx: 3 }, label);
+    assert.equal(s.outputTokens, 10 * 64, label);
+  }
+  // Without the rule: the refused decode legs' prompts were prefilled but crossed no link.
+  const plain = runSimulation(
+    requests,
+    options(2, { pd: pd(), policy: createRoutingPolicy('least-request') }),
+  );
+  assert.equal(plain.pd?.transfers, 10);
+  assert.deepEqual(
+    plain.summary.perInstance.map((x) => x.requests),
+    [13, 12],
+    'the prefill instance saw all three (refusing the full prompt), the decode instance the other two',
+  );
+});
