@@ -114,6 +114,21 @@ describe('bodyWithEnginePriority', () => {
     );
   });
 
+  it('a body opening with a UTF-8 BOM (which the gateway and the engines read) is edited past it', () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const insert = Buffer.concat([bom, Buffer.from(' {"model":"m"}')]);
+    assert.deepEqual(
+      bodyWithEnginePriority(insert, 'lower-first', 5),
+      Buffer.concat([bom, Buffer.from(' {"priority":-5,"model":"m"}')]),
+    );
+    const replace = Buffer.concat([bom, Buffer.from('{"model":"m","priority":5}')]);
+    noteBodyPriority(replace, 5);
+    assert.deepEqual(
+      bodyWithEnginePriority(replace, 'lower-first', 5),
+      Buffer.concat([bom, Buffer.from('{"model":"m","priority":-5}')]),
+    );
+  });
+
   it('bodyFields notes what it parsed (escaped key included)', () => {
     const body = Buffer.from('{"model":"m","prompt":"hi","max_tokens":3,"priorit\\u0079":-4}');
     assert.equal(bodyFields({ tokenizers: new Map() }, 'completion', body).priority, -4);

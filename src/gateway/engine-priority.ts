@@ -106,7 +106,7 @@ export function bodyWithEnginePriority(body: Buffer, order: EnginePriorityOrder,
 
 /** `body` with `"priority":value` as its object's first member. */
 function insertMember(body: Buffer, value: number): Buffer {
-  const open = skipWs(body, 0);
+  const open = skipWs(body, bomLength(body));
   if (body[open] !== 0x7b) return body;
   const empty = body[skipWs(body, open + 1)] === 0x7d;
   return Buffer.concat([
@@ -128,7 +128,7 @@ interface Span {
  * object this walk understands.
  */
 function topLevelMember(body: Buffer, name: string): Span | undefined | 'unreadable' {
-  let i = skipWs(body, 0);
+  let i = skipWs(body, bomLength(body));
   if (body[i] !== 0x7b) return 'unreadable';
   i = skipWs(body, i + 1);
   if (body[i] === 0x7d) return undefined;
@@ -162,6 +162,15 @@ function keyOf(body: Buffer, start: number, end: number): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * 3 when `body` opens with a UTF-8 BOM, else 0: the gateway reads such a body (request-build.ts
+ * jsonText) and so do the engines (Python's json.loads, the built-in engines), so its priority is
+ * edited past the BOM, which stays.
+ */
+function bomLength(body: Buffer): number {
+  return body.length >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
 }
 
 function skipWs(body: Buffer, i: number): number {
