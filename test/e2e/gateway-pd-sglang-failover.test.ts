@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort, MODEL, type SimEngine, startSims, Teardown } from './support/cluster.ts';
-import { balancedStats, chat, json, pdStats } from './support/pd.ts';
+import { balancedStats, chat, json, pdStats, untilInService } from './support/pd.ts';
 import { type ServeProcess, startServe } from './support/serve.ts';
 import { killAll, until } from './support/wait.ts';
 
@@ -111,6 +111,10 @@ before(async () => {
     startServe(['--config', config(dir, 'failover', pair)], children),
     startServe(['--config', config(dir, 'alone', lone, loneExtra)], children),
   ]);
+  // The first test counts on round robin's first pair going to p0: every side in service first (on
+  // a loaded machine p0's role check, through the front, may miss serve's first health round).
+  await untilInService(failover.url, ['p0', 'p1', 'd0']);
+  await untilInService(alone.url, ['p0', 'd0']);
 });
 
 after(async () => {

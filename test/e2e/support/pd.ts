@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { MODEL, REQUEST_DEADLINE_MS, type SimCluster, startSims, Teardown } from './cluster.ts';
-import { type ServeProcess, startServe } from './serve.ts';
-import { killAll, until } from './wait.ts';
+import { SERVE_START_GUARD_MS, type ServeProcess, startServe } from './serve.ts';
+import { killAll, scrapeMetrics, until } from './wait.ts';
 
 /** One P/D backend of a serve config. */
 export interface PdBackend {
@@ -128,7 +128,33 @@ async function startSimPd(
     extra: { routing: { policy: 'round-robin' }, ...options.extra },
   });
   const serve = await startServe(['--config', config], children);
+  await untilInService(
+    serve.url,
+    backends.map((b) => b.id),
+  );
   return { prefill, decode, serve };
+}
+
+/**
+ * Waits until the gateway at `url` has every instance in `ids` in service (its
+ * `switchyard_gateway_instance_healthy` gauge is 1). A P/D side stays out until a health check
+ * confirms its engine's role; serve listens after one round, and on a loaded machine that round may
+ * time out for some of them (then they come in a round later). Tests that count on every side
+ * taking requests from the first one (round robin's order, say) wait for this first.
+ */
+export async function untilInService(url: string, ids: readonly string[]): Promise<void> {
+  await until(
+    `${ids.join(', ')} in service`,
+    async () => {
+      const up = new Set<string>();
+      for (const [sample, value] of await scrapeMetrics(url)) {
+        const id = /^switchyard_gateway_instance_healthy\{.*instance="([^"]*)"/.exec(sample)?.[1];
+        if (id !== undefined && value === 1) up.add(id);
+      }
+      return ids.every((id) => up.has(id));
+    },
+    SERVE_START_GUARD_MS,
+  );
 }
 
 /** A JSON call: its status and body. */
