@@ -19,6 +19,7 @@ import { lengthDistSchema, rateStageSchema, STAGES_MAX } from '../../workload/sp
 import { isSampleRef } from '../../workload/traces/samples.ts';
 import { engineOptionsSchema, parseWithSchema } from '../config.ts';
 import { casePrefixSchema } from './prefix.ts';
+import { checkCaseContext } from './run-case.ts';
 
 const positive = z.number().positive().finite();
 
@@ -263,7 +264,8 @@ export function parseFidelityCase(value: unknown, where = 'fidelity case'): Fide
 }
 
 /**
- * Reads and validates a case file (YAML, of which JSON is a subset). A relative `empirical` trace
+ * Reads and validates a case file (YAML, of which JSON is a subset), its drawn requests included:
+ * one past the model's context is refused (checkCaseContext). A relative `empirical` trace
  * path is taken from the case file's folder, so a case runs from any directory; where no file is
  * there, from the current directory (cases written before read it so, from the repository root).
  * Both existing with different contents is refused (resolveCaseTrace).
@@ -280,10 +282,13 @@ export function loadFidelityCase(path: string): FidelityCase {
           trace: resolveCaseTrace(d.trace, caseDir, process.cwd(), `${where}: workload.${field}.trace`),
         }
       : d;
-  return {
+  const loaded = {
     ...c,
     workload: { ...w, input: withTrace(w.input, 'input'), output: withTrace(w.output, 'output') },
   };
+  // Requests past the model's context are refused here, before any case runs (run-case.ts).
+  checkCaseContext(loaded);
+  return loaded;
 }
 
 /**

@@ -7,6 +7,8 @@
 import { assert } from '../../core/assert.ts';
 import { SwitchyardError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
+import { fitsContext } from '../../model/context.ts';
+import { modelSpec } from '../../model/models.ts';
 import { createConfiguredPolicy } from '../../policies/routing/registry.ts';
 import { createWorkload } from '../../workload/create.ts';
 import type { WorkloadSpecInput } from '../../workload/spec.ts';
@@ -81,8 +83,8 @@ function runOpenLoop(c: FidelityCase): CaseResult {
 export function replayOpenLoop(c: FidelityCase): { result: CaseResult; log: RequestLog } {
   const w = c.workload;
   assert(w.arrival !== 'closed-loop', 'replayOpenLoop: closed-loop case');
-  // The same streams `switchyard sim --seed` draws, so a case can be rerun there by hand.
-  const requests = withCasePrefix(c, [...createWorkload(openLoopSpec(c), new Rng(c.seed).fork('workload'))]);
+  const requests = openLoopRequests(c);
+  checkCaseContext(c, requests);
   const cap = w.maxConcurrency;
   const log = new RequestLog(requests.length);
   simulateInto(c, cap === undefined ? requests : cappedSource(requests, cap, log, CLIENT_POLL_MS), log);
@@ -137,15 +139,8 @@ function stagedWhole(whole: PredictedFigures, saturated: boolean, clientBound: b
 function runClosedLoop(c: FidelityCase): CaseResult {
   const w = c.workload;
   assert(w.arrival === 'closed-loop', 'runClosedLoop: open-loop case');
-  // Lengths as an open-loop run of the same size would draw them; the send times are the loop's.
-  const spec: WorkloadSpecInput = {
-    kind: 'constant',
-    rateRps: 1,
-    input: w.input,
-    output: w.output,
-    maxRequests: w.requests,
-  };
-  const drawn = withCasePrefix(c, [...createWorkload(spec, new Rng(c.seed).fork('workload'))]);
+  const drawn = closedLoopRequests(c);
+  checkCaseContext(c, drawn);
   // A closed loop is a capped client with every request due at once.
   const base = drawn.map((r) => ({ ...r, arrivalMs: 0 }));
   const log = new RequestLog(base.length);
@@ -158,6 +153,58 @@ function runClosedLoop(c: FidelityCase): CaseResult {
     predicted: { ...figuresOf(log, 0, Number.POSITIVE_INFINITY), saturated: false },
   };
   return { name: c.name, source: c.source, rows: [row], failed: log.failed };
+}
+
+/** An open-loop case's requests at their scheduled times, the shared prefix in front. */
+function openLoopRequests(c: FidelityCase): TwinRequest[] {
+  // The same streams `switchyard sim --seed` draws, so a case can be rerun there by hand.
+  return withCasePrefix(c, [...createWorkload(openLoopSpec(c), new Rng(c.seed).fork('workload'))]);
+}
+
+/** A closed-loop case's requests in sending order, the shared prefix in front (times: the loop's). */
+function closedLoopRequests(c: FidelityCase): TwinRequest[] {
+  const w = c.workload;
+  assert(w.arrival === 'closed-loop', 'closedLoopRequests: open-loop case');
+  // Lengths as an open-loop run of the same size would draw them; the send times are the loop's.
+  const spec: WorkloadSpecInput = {
+    kind: 'constant',
+    rateRps: 1,
+    input: w.input,
+    output: w.output,
+    maxRequests: w.requests,
+  };
+  return withCasePrefix(c, [...createWorkload(spec, new Rng(c.seed).fork('workload'))]);
+}
+
+/**
+ * Refuses a case one of whose requests would not fit its model's context: a prompt (shared prefix
+ * included) plus output past the catalogue's `contextTokensMax` (src/model/context.ts). The engine
+ * would answer it 400 before any work, as vLLM does, and the twin would fail it (`failed
+ * upstream_4xx`) and compare figures over fewer requests than the source measured; a case exists to
+ * compare, so it fails with SY_ERR_INVALID_CONFIG naming the case, the model, the limit and the first
+ * such request. `requests`: the case's draw (drawn here when not given, as the run draws it).
+ */
+export function checkCaseContext(c: FidelityCase, requests?: readonly TwinRequest[]): void {
+  const drawn =
+    requests ?? (c.workload.arrival === 'closed-loop' ? closedLoopRequests(c) : openLoopRequests(c));
+  const contextTokensMax = modelSpec(c.model).contextTokensMax;
+  let first: TwinRequest | undefined;
+  let over = 0;
+  for (const r of drawn) {
+    if (fitsContext(contextTokensMax, r.inputTokens, r.trueOutputTokens)) continue;
+    first ??= r;
+    over++;
+  }
+  if (first === undefined) return;
+  const n = (x: number): string => x.toLocaleString('en-US');
+  throw new SwitchyardError(
+    'SY_ERR_INVALID_CONFIG',
+    `case '${c.name}': ${n(over)} of ${n(drawn.length)} requests pass ${c.model}'s context of ` +
+      `${n(contextTokensMax)} tokens (the first, ${first.id}: ${n(first.inputTokens)} prompt + ` +
+      `${n(first.trueOutputTokens)} output = ${n(first.inputTokens + first.trueOutputTokens)}); an engine ` +
+      'refuses such a request with 400, so the twin would compare over the rest. Bound the lengths ' +
+      "(a lognormal's max, a fixed or uniform length) or pick a model with a longer context",
+  );
 }
 
 /**
