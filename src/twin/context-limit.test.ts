@@ -8,6 +8,7 @@ import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import { makeTwinRequest } from '../workload/common.ts';
 import type { TwinRequest } from '../workload/types.ts';
 import type { PdSettings } from './pd-host.ts';
+import { formatSummaryTable } from './report/table.ts';
 import { runSimulation, type SimOptions } from './simulator.ts';
 
 /**
@@ -52,6 +53,12 @@ test('a twin run with one request past the context among short ones: it fails up
   assert.deepEqual([s.ttftMs, s.tpotMs, s.e2eMs], [base.ttftMs, base.tpotMs, base.e2eMs]);
   assert.equal(s.outputTokens, base.outputTokens);
   assert.equal(s.perInstance[0]?.requests, 21, 'it was routed to the instance, which refused it');
+  // The text summary says why it was not served.
+  assert.match(
+    formatSummaryTable(s),
+    /rejected 1 \(4\.8%\)\n1 of them refused by their engine: prompt \+ output past the model's context/,
+  );
+  assert.doesNotMatch(formatSummaryTable(base), /refused by their engine/);
 });
 
 /** The sim engine's answer to a prompt of `promptTokens` (4 characters a token) with `maxTokens`. */

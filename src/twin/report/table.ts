@@ -100,6 +100,13 @@ export function formatSummaryTable(summary: SimSummary, options: SummaryTableOpt
     `${batch.length > 0 ? 'online ' : ''}requests ${fmtNumber(s.requests)} · completed ${fmtNumber(s.completed)} · rejected ${fmtNumber(s.rejected)}${rejectedShare}`,
     ...batch,
   );
+  // Engine 400s say why: the run's lengths, not its policy, lost these (src/model/context.ts).
+  const pastContext = s.failedByReason?.['upstream_4xx'] ?? 0;
+  if (pastContext > 0)
+    lines.push(
+      `${fmtNumber(pastContext)} of them refused by their engine: prompt + output past the model's context ` +
+        "(failed upstream_4xx, as the gateway counts an engine's 400)",
+    );
 
   const lat = newTable(['latency (ms)', 'mean', 'p50', 'p90', 'p99'], color);
   lat.push(
