@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { serverlessFromFlags } from '../cli/sim-serverless.ts';
 import { parseCompletionBody } from '../core/openai-api.ts';
+import { Rng } from '../core/rng.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
 import type { GenerationSink } from '../engine-servers/backend.ts';
 import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import { makeTwinRequest } from '../workload/common.ts';
+import { createWorkload, parseWorkloadSpec } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
 import type { PdSettings } from './pd-host.ts';
 import { formatSummaryTable } from './report/table.ts';
+import { runTwin, type TwinSettings } from './run.ts';
 import { runSimulation, type SimOptions } from './simulator.ts';
 
 /**
@@ -153,4 +157,40 @@ test('P/D: a prompt that fills the context fails on its prefill leg, one whose o
     [13, 12],
     'the prefill instance saw all three (refusing the full prompt), the decode instance the other two',
   );
+});
+
+test('serverless: a model on a Llama-2 base refuses its past-context requests, the Llama-3.1 model serves its own', () => {
+  const workload = {
+    kind: 'multi-model',
+    models: 2,
+    bases: ['llama-3.1-8b', MODEL],
+    modelRatesRps: [0.2, 0.2],
+    onMeanS: 60,
+    offMeanS: 60,
+    durationS: 600,
+    input: { kind: 'fixed', tokens: 5000 },
+    output: { kind: 'fixed', tokens: 64 },
+  };
+  const settings: TwinSettings = {
+    seed: 3,
+    policy: 'least-request',
+    policies: {},
+    cluster: { groups: [] },
+    engine: {},
+    workload,
+    slo: { ttftMs: 2000, tpotMs: 100 },
+    output: {},
+    expectedRequests: undefined,
+    serverless: serverlessFromFlags(
+      { serverlessPolicy: 'keep-alive', gpus: 2, keepAliveS: 30, gpu: 'h100' },
+      workload,
+    ),
+  };
+  const requests = [...createWorkload(parseWorkloadSpec(workload), new Rng(3).fork('workload'))];
+  const onLlama2 = requests.filter((r) => r.model === 'm1').length;
+  assert.ok(onLlama2 > 0 && onLlama2 < requests.length);
+  const s = runTwin(settings).summary;
+  assert.equal(s.requests, requests.length);
+  assert.deepEqual(s.failedByReason, { upstream_4xx: onLlama2 });
+  assert.equal(s.completed, requests.length - onLlama2);
 });
