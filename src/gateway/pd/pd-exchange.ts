@@ -405,7 +405,17 @@ export class PdExchange extends Exchange {
     res: ServerResponse,
   ) {
     super(pdHost, kind, request, body, stream, res);
-    this.clientBody = body;
+    // The protocols' bodies are rebuilt with JSON.parse (pd-bodies.ts), which refuses a UTF-8 BOM
+    // that the gateway's own parse accepted (request-build.ts jsonText): it goes no further.
+    this.clientBody =
+      body.length >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? body.subarray(3) : body;
+  }
+
+  /** vLLM's pair, whose failure to build a body ends the request (500) instead of going unhandled. */
+  private startVllmPair(): void {
+    this.vllmPair().catch((error: unknown) => {
+      this.fail(new SwitchyardError('SY_ERR_INTERNAL', `internal error: ${(error as Error).message}`));
+    });
   }
 
   /** A new pair: the protocol's prefill leg, then the decode attempt (Exchange.next picks and sends it). */
@@ -417,7 +427,7 @@ export class PdExchange extends Exchange {
       return;
     }
     if (!this.decodePickedAtArrival && this.runtime.decodeAtArrival && !this.pickDecodeFirst()) return;
-    if (this.protocol === 'vllm') void this.vllmPair();
+    if (this.protocol === 'vllm') this.startVllmPair();
     else this.sglangPair();
   }
 
@@ -439,7 +449,7 @@ export class PdExchange extends Exchange {
     this.decided = true;
     this.decodeFirst = picked;
     if (!this.local) {
-      void this.vllmPair();
+      this.startVllmPair();
       return;
     }
     // No pair: the decode instance serves the client's request as a colocated one would.
