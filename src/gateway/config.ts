@@ -1,12 +1,4 @@
 /**
- * Open client connections, all addresses together; one more is answered 429 and closed unread, as
- * past connectionsPerClientMax (three loopback addresses held 12,000 idle sockets without it).
- * Absent: CONNECTIONS_MAX_PER_CLIENT_MULTIPLE (4) times connectionsPerClientMax, 16,384 by default
- * (`connectionsMaxOf`); an idle connection costs the gateway 5-9 KiB of RSS, so about 80-150 MiB.
- * Keep it below the process's file-descriptor limit (`ulimit -n`), which also holds the gateway's
- * upstream connections.
- */
-/**
  * The gateway's configuration: one strict zod schema (unknown keys fail and name the valid ones),
  * loaded from YAML with `${VAR}` / `${VAR:-default}` substitution in string values, every default in
  * one place. docs/gateway.md is the reference.
