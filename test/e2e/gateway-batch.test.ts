@@ -297,6 +297,27 @@ describe('Batch API through the gateway', { timeout: 180_000 }, () => {
     assert.equal(done.output_file_id ?? null, null);
   });
 
+  it('fails an input file that is not valid UTF-8 rather than serve altered prompts', async () => {
+    // The bad bytes sit in the prompt, where a decoder's U+FFFD would be served without a word.
+    const line = Buffer.from(chatLine('a'));
+    const at = line.indexOf('say ') + 4;
+    const bad = Buffer.concat([
+      line.subarray(0, at),
+      Buffer.from([0xc3, 0x28]),
+      line.subarray(at),
+      Buffer.from('\n'),
+    ]);
+    const file = await client.files.create({ file: await toFile(bad, 'input.jsonl'), purpose: 'batch' });
+    const created = await client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    const done = await waitFor(client, created.id, finished);
+    assert.equal(done.status, 'failed');
+    assert.match(done.errors?.data?.[0]?.message ?? '', /not valid UTF-8/);
+  });
+
   it('refuses bad uploads and creates with OpenAI-style errors', async () => {
     await assert.rejects(
       client.files.create({ file: await toFile(Buffer.from('x'), 'a.jsonl'), purpose: 'fine-tune' }),

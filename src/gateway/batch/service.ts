@@ -11,6 +11,7 @@
  * `linesMax` per batch. A request admission refused for lack of room is offered again after
  * `retryDelayMs`, until the batch's completion window closes.
  */
+import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { closeSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -365,10 +366,10 @@ export class BatchService {
   /** Reads and validates the input; refused lines go straight to the error file. */
   private async load(a: Active): Promise<void> {
     const input = this.files.get(a.record.input_file_id);
-    let text: string;
+    let bytes: Buffer;
     try {
       if (input === undefined) throw new Error('the input file was deleted');
-      text = await readFile(this.contentPath(input), 'utf8');
+      bytes = await readFile(this.contentPath(input));
     } catch (error) {
       this.failValidation(a, [
         {
@@ -380,6 +381,20 @@ export class BatchService {
       ]);
       return;
     }
+    // Decoding would turn bad bytes into U+FFFD and serve altered prompts, as a request body is
+    // refused for (400): the whole file is refused instead.
+    if (!isUtf8(bytes)) {
+      this.failValidation(a, [
+        {
+          code: 'SY_ERR_INVALID_ARGUMENT',
+          message: 'input file: not valid UTF-8',
+          param: 'input_file_id',
+          line: null,
+        },
+      ]);
+      return;
+    }
+    const text = bytes.toString('utf8');
     if (a.record.status !== 'validating' && a.record.status !== 'in_progress') {
       this.windDown(a.record.id);
       return;
