@@ -198,8 +198,18 @@ test('a shared prefix shows up as prefix-cache hits and as KV events matching th
   const subscriber = new KvEventSubscriber({ onEvents: (_id, batch) => events.push(...batch) });
   subscriber.connect('fast', fast.kvEvents!);
   try {
-    // ZMQ subscriptions take a moment to reach the publisher.
-    await new Promise((r) => setTimeout(r, 300));
+    // ZMQ's slow joiner: the subscription reaches the publisher some time after connect (seconds on a
+    // loaded machine), and what the engine publishes before is lost. Probe prompts, which share no
+    // block with the ones below, until the subscriber hears one.
+    let probes = 0;
+    await until('the subscription to reach the engine', async () => {
+      const prompt = `subscription probe ${probes++} `.repeat(20);
+      assert.equal(
+        (await post(fast, '/v1/completions', { model: 'sim-e2e', prompt, max_tokens: 1 })).status,
+        200,
+      );
+      return events.length > 0;
+    });
     const system = 'You are a careful assistant. Answer in one short sentence please. '.repeat(20);
     const body = (question: string) => ({
       model: 'sim-e2e',
