@@ -5,7 +5,7 @@
  */
 import { SwitchyardError } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
-import { createWorkload } from '../workload/create.ts';
+import { createWorkload, traceLimit } from '../workload/create.ts';
 import { formatDeclaredMaxTokens } from '../workload/declared.ts';
 import { readTrace } from '../workload/traces/read.ts';
 import { OpenAiClient } from './client.ts';
@@ -35,7 +35,9 @@ export function buildPlan(options: BenchOptions): { plan: BenchPlan; prompts: Pr
     return { plan, prompts: new PromptSynth(options.seed) };
   }
   if (s.kind === 'trace') {
-    const trace = readTrace(s.trace);
+    // Read only as far as the plan goes (tracePlan slices in trace time, before scaling).
+    const durationS = s.durationS === undefined ? undefined : s.durationS * s.rateScale;
+    const trace = readTrace(s.trace, undefined, traceLimit(0, durationS, s.requests));
     const plan = tracePlan(trace, { rateScale: s.rateScale, requests: s.requests, durationS: s.durationS });
     return { plan, prompts: new PromptSynth(options.seed, trace.blockTokens) };
   }

@@ -22,6 +22,7 @@ import { renewalRequests } from './synthetic.ts';
 import { profileOf, timeVaryingRequests } from './time-varying.ts';
 import { traceRequests } from './trace-source.ts';
 import { readTrace } from './traces/read.ts';
+import type { TraceReadLimit } from './traces/text.ts';
 import type { RequestSource } from './types.ts';
 
 /**
@@ -61,7 +62,8 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
   const load = cachedLengthsLoader();
   switch (s.kind) {
     case 'trace':
-      return traceRequests(readTrace(s.trace, s.format), {
+      // Read only as far as the replay goes (trace-source.ts slices the same way).
+      return traceRequests(readTrace(s.trace, s.format, traceLimit(s.startS, s.durationS, s.maxRequests)), {
         rateScale: s.rateScale,
         startS: s.startS,
         ...(s.durationS === undefined ? {} : { durationS: s.durationS }),
@@ -108,6 +110,20 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
     default:
       return assertNever(s, 'workload kind');
   }
+}
+
+/** What a trace replay of [startS, startS + durationS), at most maxRequests requests, needs read. */
+export function traceLimit(
+  startS: number | undefined,
+  durationS: number | undefined,
+  maxRequests: number | undefined,
+): TraceReadLimit {
+  const startMs = (startS ?? 0) * 1000;
+  return {
+    startMs,
+    ...(durationS === undefined ? {} : { endMs: startMs + durationS * 1000 }),
+    ...(maxRequests === undefined ? {} : { maxRecords: maxRequests }),
+  };
 }
 
 /**

@@ -15,10 +15,12 @@ import {
   csvCell,
   excerpt,
   headerColumns,
+  limitStop,
   NO_HASH_IDS,
   nonBlankLines,
   parseTokenCount,
   type TraceLine,
+  type TraceReadLimit,
   traceParseError,
 } from './text.ts';
 import type { TraceReader } from './types.ts';
@@ -124,15 +126,23 @@ export function azureDeltaMs(from: AzureInstant, to: AzureInstant): number {
 const COLUMNS = ['TIMESTAMP', 'ContextTokens', 'GeneratedTokens'] as const;
 
 function parseAzure(text: string, file: string): TraceRecord[] {
-  const lines = nonBlankLines(text);
-  const header = lines[0];
-  if (header === undefined) throw traceParseError(file, 1, 'empty file: expected an Azure CSV header');
-  const { index, width } = headerColumns(header, file, COLUMNS, 'Azure trace');
+  return parseAzureLines(nonBlankLines(text), file);
+}
+
+function parseAzureLines(lines: Iterable<TraceLine>, file: string, limit?: TraceReadLimit): TraceRecord[] {
+  const stop = limitStop(limit);
+  let header: TraceLine | undefined;
+  let index: Record<(typeof COLUMNS)[number], number> | undefined;
+  let width = 0;
   const records: TraceRecord[] = [];
   let first: AzureInstant | undefined;
   let previousMs = 0;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i] as TraceLine;
+  for (const line of lines) {
+    if (header === undefined || index === undefined) {
+      header = line;
+      ({ index, width } = headerColumns(header, file, COLUMNS, 'Azure trace'));
+      continue;
+    }
     const cells = line.text.split(',');
     if (cells.length !== width) {
       throw traceParseError(
@@ -160,7 +170,9 @@ function parseAzure(text: string, file: string): TraceRecord[] {
       outputTokens: tokenCell(cells, index.GeneratedTokens, 'GeneratedTokens', file, line.number),
       hashIds: NO_HASH_IDS,
     });
+    if (stop(arrivalMs)) break;
   }
+  if (header === undefined) throw traceParseError(file, 1, 'empty file: expected an Azure CSV header');
   if (records.length === 0) throw traceParseError(file, header.number + 1, 'no records after the header');
   return records;
 }
@@ -207,5 +219,6 @@ export const azureReader: TraceReader = {
   format: 'azure',
   blockTokens: undefined,
   parse: parseAzure,
+  parseLines: parseAzureLines,
   write: writeAzure,
 };

@@ -4,15 +4,27 @@
  * a reusable KV block). Gzip is handled by the caller (readTrace sniffs the magic bytes).
  */
 import type { TraceRecord } from '../types.ts';
-import { checkOrder, excerpt, NO_HASH_IDS, nonBlankLines, traceParseError } from './text.ts';
+import {
+  checkOrder,
+  excerpt,
+  limitStop,
+  NO_HASH_IDS,
+  nonBlankLines,
+  type TraceLine,
+  type TraceReadLimit,
+  traceParseError,
+} from './text.ts';
 import type { TraceReader } from './types.ts';
 
 /** Tokens covered by one Mooncake hash id. */
 export const MOONCAKE_BLOCK_TOKENS = 512;
 
 function parseMooncake(text: string, file: string): TraceRecord[] {
-  const lines = nonBlankLines(text);
-  if (lines.length === 0) throw traceParseError(file, 1, 'empty file: expected JSON lines');
+  return parseMooncakeLines(nonBlankLines(text), file);
+}
+
+function parseMooncakeLines(lines: Iterable<TraceLine>, file: string, limit?: TraceReadLimit): TraceRecord[] {
+  const stop = limitStop(limit);
   const records: TraceRecord[] = [];
   let firstMs = 0;
   let previousMs = 0;
@@ -44,7 +56,9 @@ function parseMooncake(text: string, file: string): TraceRecord[] {
       outputTokens: tokenField(o, 'output_length', fail),
       hashIds: hashIdsField(o['hash_ids'], fail),
     });
+    if (stop(arrivalMs)) break;
   }
+  if (records.length === 0) throw traceParseError(file, 1, 'empty file: expected JSON lines');
   return records;
 }
 
@@ -93,5 +107,6 @@ export const mooncakeReader: TraceReader = {
   format: 'mooncake',
   blockTokens: MOONCAKE_BLOCK_TOKENS,
   parse: parseMooncake,
+  parseLines: parseMooncakeLines,
   write: writeMooncake,
 };

@@ -2,7 +2,7 @@
  * Reading a trace from disk: resolve `sample:` names, read the bytes, gunzip when the magic bytes
  * say so, pick the format (given, or detected from the first line, then the extension) and parse.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { Trace, TraceFormat, TraceRecord } from '../types.ts';
 import { azureReader } from './azure.ts';
@@ -10,10 +10,12 @@ import { mooncakeReader } from './mooncake.ts';
 import { resolveTraceRef } from './samples.ts';
 import {
   csvCell,
-  decodeTraceBytes,
+  fileLines,
   formatBytes,
   nonBlankLines,
   TRACE_TEXT_BYTES_MAX,
+  type TraceLine,
+  type TraceReadLimit,
   traceParseError,
   traceTooLargeError,
 } from './text.ts';
@@ -35,7 +37,11 @@ export const TRACE_FORMATS: readonly TraceFormat[] = Object.keys(TRACE_READERS) 
  * decide between Azure and Vidur), falling back to the file extension.
  */
 export function detectTraceFormat(text: string, file: string): TraceFormat {
-  const first = nonBlankLines(text.slice(0, 64 * 1024))[0];
+  return detectFromFirstLine(nonBlankLines(text.slice(0, 64 * 1024))[0], file);
+}
+
+/** detectTraceFormat on a file's first non-blank line (undefined: the file has none). */
+function detectFromFirstLine(first: TraceLine | undefined, file: string): TraceFormat {
   if (first !== undefined) {
     const head = first.text.trim();
     if (head.startsWith('{')) return 'mooncake';
@@ -51,7 +57,7 @@ export function detectTraceFormat(text: string, file: string): TraceFormat {
     if (names.includes('num_prefill_tokens') || names.includes('arrived_at')) return 'vidur';
   }
   if (/\.jsonl(\.gz)?$/i.test(file)) return 'mooncake';
-  if (first === undefined && text.trim() === '')
+  if (first === undefined)
     throw traceParseError(
       file,
       1,
@@ -69,22 +75,22 @@ export function detectTraceFormat(text: string, file: string): TraceFormat {
 }
 
 /**
- * Reads a file's bytes, turning a missing file into SY_ERR_NOT_FOUND. A file over the text bound is
- * refused before it is read (gzip compresses, so a compressed file over it decompresses over it).
+ * Checks a trace file before it is read, turning a missing file into SY_ERR_NOT_FOUND. A file over
+ * the text bound is refused before it is read (gzip compresses, so a compressed file over it
+ * decompresses over it).
  */
-function readBytes(path: string, ref: string): Buffer {
+function checkFile(path: string, ref: string): void {
   try {
-    const size = statSync(path).size;
-    if (size > TRACE_TEXT_BYTES_MAX)
-      throw traceTooLargeError(path, `${formatBytes(size)} on disk`, TRACE_TEXT_BYTES_MAX);
-    return readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EISDIR')
+    const stat = statSync(path);
+    if (stat.isDirectory())
       throw new SwitchyardError('SY_ERR_NOT_FOUND', `trace ${path} is a folder, not a file`, {
         param: 'trace',
         path,
       });
+    if (stat.size > TRACE_TEXT_BYTES_MAX)
+      throw traceTooLargeError(path, `${formatBytes(stat.size)} on disk`, TRACE_TEXT_BYTES_MAX);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
       throw new SwitchyardError(
         'SY_ERR_NOT_FOUND',
@@ -99,6 +105,36 @@ function readBytes(path: string, ref: string): Buffer {
   }
 }
 
+/**
+ * A file's non-blank lines as they stream in, and the format: the one given, else detected from
+ * the first line (read ahead and put back).
+ */
+function openLines(
+  path: string,
+  format: TraceFormat | undefined,
+): { readonly lines: Iterable<TraceLine>; readonly format: TraceFormat } {
+  const it = fileLines(path, path);
+  if (format !== undefined) return { lines: it, format };
+  const head = it.next();
+  const first = head.done === true ? undefined : head.value;
+  let fmt: TraceFormat;
+  try {
+    fmt = detectFromFirstLine(first, path);
+  } catch (err) {
+    it.return();
+    throw err;
+  }
+  function* all(): Generator<TraceLine, void, undefined> {
+    try {
+      if (first !== undefined) yield first;
+      yield* it;
+    } finally {
+      it.return();
+    }
+  }
+  return { lines: all(), format: fmt };
+}
+
 /** Parses trace text already in memory; `file` names it in errors and in `Trace.source`. */
 export function parseTrace(text: string, file: string, format?: TraceFormat): Trace {
   const fmt = format ?? detectTraceFormat(text, file);
@@ -108,15 +144,18 @@ export function parseTrace(text: string, file: string, format?: TraceFormat): Tr
 
 /**
  * Reads a trace from a path or a bundled sample (`sample:azure-conv`, `sample:mooncake-conversation`).
- * Plain or gzipped (detected by magic bytes). Arrival times are relative to the first record and
+ * Plain or gzipped (detected by magic bytes), streamed: with a `limit` the reading stops once the
+ * records the run replays are in (rows after them are neither read nor checked). Arrival times are relative to the first record and
  * non-decreasing; rows out of order are rejected rather than sorted. Errors: SY_ERR_UNKNOWN_NAME
  * (sample), SY_ERR_NOT_FOUND (file), SY_ERR_TRACE_PARSE (`file:line: what`).
  */
-export function readTrace(pathOrSample: string, format?: TraceFormat): Trace {
+export function readTrace(pathOrSample: string, format?: TraceFormat, limit?: TraceReadLimit): Trace {
   const { path, format: sampleFormat } = resolveTraceRef(pathOrSample);
-  const text = decodeTraceBytes(readBytes(path, pathOrSample), path);
-  const trace = parseTrace(text, path, format ?? sampleFormat);
-  return { ...trace, source: pathOrSample };
+  checkFile(path, pathOrSample);
+  const { lines, format: fmt } = openLines(path, format ?? sampleFormat);
+  const reader = TRACE_READERS[fmt];
+  const records = reader.parseLines(lines, path, limit);
+  return { source: pathOrSample, format: fmt, blockTokens: reader.blockTokens, records };
 }
 
 /** Input and output lengths of one request, without its arrival. */
@@ -131,9 +170,9 @@ export interface LengthPair {
  */
 export function readTraceLengths(pathOrSample: string, format?: TraceFormat): readonly LengthPair[] {
   const { path, format: sampleFormat } = resolveTraceRef(pathOrSample);
-  const text = decodeTraceBytes(readBytes(path, pathOrSample), path);
-  const fmt = format ?? sampleFormat ?? detectTraceFormat(text, path);
+  checkFile(path, pathOrSample);
+  const { lines, format: fmt } = openLines(path, format ?? sampleFormat);
   const records: readonly TraceRecord[] =
-    fmt === 'vidur' ? parseVidurLengths(text, path) : TRACE_READERS[fmt].parse(text, path);
+    fmt === 'vidur' ? parseVidurLengths(lines, path) : TRACE_READERS[fmt].parseLines(lines, path);
   return records;
 }

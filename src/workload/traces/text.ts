@@ -4,6 +4,8 @@
  * reader reports `file:line: what` the same way.
  */
 import { constants as bufferConstants } from 'node:buffer';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { gunzipSync } from 'node:zlib';
 import { SwitchyardError } from '../../core/errors.ts';
 
@@ -85,6 +87,91 @@ export function nonBlankLines(text: string): TraceLine[] {
     out.push({ text: s, number: i + 1 });
   }
   return out;
+}
+
+/** Bytes read from the file per step of a streaming read. */
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * The non-blank lines of a file, read a chunk at a time, with the same numbering, BOM and CRLF
+ * handling as `decodeTraceBytes` + `nonBlankLines`. A caller that stops iterating early stops the
+ * reading: memory follows the lines kept, not the file. A gzip file (by the magic bytes) is
+ * decompressed whole first (node's zlib decompresses synchronously only in one call), and its
+ * lines are then cut from those bytes the same way, never one string of the whole text. More than
+ * `maxBytes` of text fails as decodeTraceBytes does.
+ */
+export function* fileLines(
+  path: string,
+  file: string,
+  maxBytes = TRACE_TEXT_BYTES_MAX,
+): Generator<TraceLine, void, undefined> {
+  const fd = openSync(path, 'r');
+  try {
+    const chunk = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+    let n = readSync(fd, chunk, 0, chunk.length, null);
+    let inflated: Buffer | undefined;
+    let at = 0;
+    if (isGzip(chunk.subarray(0, n))) {
+      const parts: Buffer[] = [Buffer.from(chunk.subarray(0, n))];
+      for (
+        let m = readSync(fd, chunk, 0, chunk.length, null);
+        m > 0;
+        m = readSync(fd, chunk, 0, chunk.length, null)
+      )
+        parts.push(Buffer.from(chunk.subarray(0, m)));
+      const bytes = Buffer.concat(parts);
+      parts.length = 0;
+      try {
+        inflated = gunzipSync(bytes, { maxOutputLength: maxBytes });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+          throw traceTooLargeError(file, `decompresses to more than ${formatBytes(maxBytes)}`, maxBytes);
+        throw traceParseError(file, 1, `corrupt gzip data (${(err as Error).message})`);
+      }
+    }
+    /** The next piece of text bytes (empty at the end). */
+    const next = (): Buffer => {
+      if (inflated !== undefined) {
+        const piece = inflated.subarray(at, at + READ_CHUNK_BYTES);
+        at += piece.length;
+        return piece;
+      }
+      const piece = chunk.subarray(0, n);
+      at += n;
+      if (at > maxBytes) throw traceTooLargeError(file, `${formatBytes(at)} of text`, maxBytes);
+      return piece;
+    };
+    const decoder = new StringDecoder('utf8');
+    let rest = '';
+    let number = 0;
+    let bomChecked = false;
+    for (;;) {
+      const raw = next();
+      const done = raw.length === 0;
+      let text = rest + (done ? decoder.end() : decoder.write(raw));
+      // A UTF-8 byte-order mark would otherwise glue itself to the first header name.
+      if (!bomChecked && text.length > 0) {
+        if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+        bomChecked = true;
+      }
+      let from = 0;
+      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', from)) {
+        number++;
+        let s = text.slice(from, nl);
+        from = nl + 1;
+        if (s.endsWith('\r')) s = s.slice(0, -1);
+        if (s.trim() !== '') yield { text: s, number };
+      }
+      rest = text.slice(from);
+      if (done) break;
+      if (inflated === undefined) n = readSync(fd, chunk, 0, chunk.length, null);
+    }
+    number++;
+    if (rest.endsWith('\r')) rest = rest.slice(0, -1);
+    if (rest.trim() !== '') yield { text: rest, number };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -173,3 +260,32 @@ export function checkOrder(
 
 /** Frozen empty hash-id list shared by every record of a format without prefix ids. */
 export const NO_HASH_IDS: readonly number[] = Object.freeze([]) as readonly number[];
+
+/**
+ * What a run needs of a trace, so a reader can stop early: the records up to the `maxRecords`-th
+ * arriving at or after `startMs`, or up to the first arriving at or after `endMs` (both in ms from
+ * the first record). The kept records replay exactly as the whole file's would (trace-source.ts
+ * slices the same way). Rows after the stop are not read, so they are not checked either.
+ */
+export interface TraceReadLimit {
+  readonly startMs?: number;
+  readonly endMs?: number;
+  readonly maxRecords?: number;
+}
+
+/**
+ * A per-read predicate: called with each kept record's arrival (after it is kept), true once the
+ * limit is met. Without a limit it is never true. At least one record is always kept.
+ */
+export function limitStop(limit: TraceReadLimit | undefined): (arrivalMs: number) => boolean {
+  if (limit === undefined) return () => false;
+  const startMs = limit.startMs ?? 0;
+  const endMs = limit.endMs ?? Number.POSITIVE_INFINITY;
+  const maxRecords = limit.maxRecords ?? Number.POSITIVE_INFINITY;
+  let inSlice = 0;
+  return (arrivalMs) => {
+    if (arrivalMs >= endMs) return true;
+    if (arrivalMs >= startMs) inSlice++;
+    return inSlice >= maxRecords;
+  };
+}

@@ -1,4 +1,5 @@
 import type { TraceFormat, TraceRecord } from '../types.ts';
+import type { TraceLine, TraceReadLimit } from './text.ts';
 
 /**
  * One trace format: a parser from file text to records and a writer back to that format. Each
@@ -13,6 +14,11 @@ export interface TraceReader {
    * record. `file` names the source in errors (`SY_ERR_TRACE_PARSE`, `file:line: what`).
    */
   parse(text: string, file: string): TraceRecord[];
+  /**
+   * Parses a file's non-blank lines as they stream in (text.ts `fileLines`), stopping once `limit`
+   * is met; same records and errors as `parse` on the lines read.
+   */
+  parseLines(lines: Iterable<TraceLine>, file: string, limit?: TraceReadLimit): TraceRecord[];
   /** Writes records in this format (used for fixtures and round-trip tests). */
   write(records: readonly TraceRecord[]): string;
 }

@@ -11,11 +11,13 @@ import {
   csvCell,
   excerpt,
   headerColumns,
+  limitStop,
   NO_HASH_IDS,
   nonBlankLines,
   parseNonNegativeDecimal,
   parseTokenCount,
   type TraceLine,
+  type TraceReadLimit,
   traceParseError,
 } from './text.ts';
 import type { TraceReader } from './types.ts';
@@ -24,14 +26,10 @@ const ARRIVAL = 'arrived_at';
 const PREFILL = 'num_prefill_tokens';
 const DECODE = 'num_decode_tokens';
 
-function vidurRows(
-  text: string,
-  file: string,
-  requireArrival: boolean,
-): { readonly rows: readonly TraceLine[]; readonly header: TraceLine } {
-  const lines = nonBlankLines(text);
-  const header = lines[0];
-  if (header === undefined) throw traceParseError(file, 1, 'empty file: expected a Vidur CSV header');
+/**
+ * Checks a Vidur header line: a length-statistics file (no arrival column) is refused as a trace.
+ */
+function checkVidurHeader(header: TraceLine, file: string, requireArrival: boolean): void {
   const names = header.text.split(',').map((c) => csvCell(c).toLowerCase());
   if (requireArrival && !names.includes(ARRIVAL) && names.includes(PREFILL)) {
     throw traceParseError(
@@ -41,8 +39,32 @@ function vidurRows(
         `use it for lengths only (readTraceLengths, or an 'empirical' length distribution)`,
     );
   }
-  if (lines.length < 2) throw traceParseError(file, header.number + 1, 'no records after the header');
-  return { rows: lines.slice(1), header };
+}
+
+/**
+ * Walks a Vidur CSV's lines: the header is checked, then `row` gets each data line with the
+ * columns found. Stops when `row` returns true. Fails on an empty file or one without rows.
+ */
+function walkVidur<K extends string>(
+  lines: Iterable<TraceLine>,
+  file: string,
+  requireArrival: boolean,
+  required: readonly K[],
+  row: (line: TraceLine, index: Record<K, number>, width: number) => boolean,
+): void {
+  let header: TraceLine | undefined;
+  let columns: { readonly index: Record<K, number>; readonly width: number } | undefined;
+  for (const line of lines) {
+    if (header === undefined) {
+      header = line;
+      checkVidurHeader(header, file, requireArrival);
+      continue;
+    }
+    columns ??= headerColumns(header, file, required, 'Vidur trace');
+    if (row(line, columns.index, columns.width)) break;
+  }
+  if (header === undefined) throw traceParseError(file, 1, 'empty file: expected a Vidur CSV header');
+  if (columns === undefined) throw traceParseError(file, header.number + 1, 'no records after the header');
 }
 
 function cellsOf(line: TraceLine, width: number, file: string): string[] {
@@ -67,12 +89,15 @@ function tokens(cells: readonly string[], at: number, name: string, file: string
 }
 
 function parseVidur(text: string, file: string): TraceRecord[] {
-  const { rows, header } = vidurRows(text, file, true);
-  const { index, width } = headerColumns(header, file, [ARRIVAL, PREFILL, DECODE], 'Vidur trace');
+  return parseVidurLines(nonBlankLines(text), file);
+}
+
+function parseVidurLines(lines: Iterable<TraceLine>, file: string, limit?: TraceReadLimit): TraceRecord[] {
+  const stop = limitStop(limit);
   const records: TraceRecord[] = [];
   let firstMs = 0;
   let previousMs = 0;
-  for (const line of rows) {
+  walkVidur(lines, file, true, [ARRIVAL, PREFILL, DECODE], (line, index, width) => {
     const cells = cellsOf(line, width, file);
     const arrivalCell = cells[index[ARRIVAL]] as string;
     const arrivalS = parseNonNegativeDecimal(arrivalCell);
@@ -93,26 +118,29 @@ function parseVidur(text: string, file: string): TraceRecord[] {
       outputTokens: tokens(cells, index[DECODE], DECODE, file, line.number),
       hashIds: NO_HASH_IDS,
     });
-  }
+    return stop(arrivalMs);
+  });
   return records;
 }
 
 /**
  * Reads only the lengths of a Vidur CSV, with or without `arrived_at` (the arrival times, if any, are
- * ignored and every record gets arrivalMs 0).
+ * ignored and every record gets arrivalMs 0). Takes the text, or its lines as they stream in.
  */
-export function parseVidurLengths(text: string, file: string): TraceRecord[] {
-  const { rows, header } = vidurRows(text, file, false);
-  const { index, width } = headerColumns(header, file, [PREFILL, DECODE], 'Vidur trace');
-  return rows.map((line) => {
+export function parseVidurLengths(text: string | Iterable<TraceLine>, file: string): TraceRecord[] {
+  const records: TraceRecord[] = [];
+  const lines = typeof text === 'string' ? nonBlankLines(text) : text;
+  walkVidur(lines, file, false, [PREFILL, DECODE], (line, index, width) => {
     const cells = cellsOf(line, width, file);
-    return {
+    records.push({
       arrivalMs: 0,
       inputTokens: tokens(cells, index[PREFILL], PREFILL, file, line.number),
       outputTokens: tokens(cells, index[DECODE], DECODE, file, line.number),
       hashIds: NO_HASH_IDS,
-    };
+    });
+    return false;
   });
+  return records;
 }
 
 function writeVidur(records: readonly TraceRecord[]): string {
@@ -126,5 +154,6 @@ export const vidurReader: TraceReader = {
   format: 'vidur',
   blockTokens: undefined,
   parse: parseVidur,
+  parseLines: parseVidurLines,
   write: writeVidur,
 };

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { Rng } from '../../core/rng.ts';
+import { createWorkload, traceLimit } from '../create.ts';
+import { traceRequests } from '../trace-source.ts';
+import type { TwinRequest } from '../types.ts';
+import { readTrace } from './read.ts';
+import { SAMPLES_DIR } from './samples.ts';
+import { fileLines, nonBlankLines } from './text.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'sy-trace-stream-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Two good rows, then a broken one: a run that needs only the first two never reads it. */
+const AZURE_BROKEN_ROW_3 = [
+  'TIMESTAMP,ContextTokens,GeneratedTokens',
+  '2023-11-16 18:15:46.6805900,374,44',
+  '2023-11-16 18:15:50.0000000,200,10',
+  '2023-11-16 18:15:55.0000000,oops,10',
+  '2023-11-16 18:15:56.0000000,100,10',
+].join('\n');
+
+function requests(spec: Record<string, unknown>): TwinRequest[] {
+  return [...createWorkload({ kind: 'trace', ...spec } as never, new Rng(1))];
+}
+
+describe('streamed trace reading', () => {
+  it('a replay of N requests reads only as far as its N-th row', () => {
+    const file = join(dir, 'broken-row-3.csv');
+    writeFileSync(file, AZURE_BROKEN_ROW_3);
+    const two = requests({ trace: file, maxRequests: 2 });
+    assert.deepEqual(
+      two.map((r) => [r.arrivalMs, r.inputTokens]),
+      [
+        [0, 374],
+        [3319.41, 200],
+      ],
+    );
+    // The whole file still fails on row 3, naming it, as before.
+    assert.throws(() => requests({ trace: file }), /broken-row-3\.csv:4: ContextTokens 'oops'/);
+    assert.throws(() => requests({ trace: file, maxRequests: 3 }), /:4: ContextTokens/);
+  });
+
+  it('a replay with a duration stops at the first row past it (gzip too)', () => {
+    const file = join(dir, 'broken-row-3.csv.gz');
+    writeFileSync(file, gzipSync(AZURE_BROKEN_ROW_3));
+    assert.equal(requests({ trace: file, durationS: 3 }).length, 1);
+    assert.throws(() => requests({ trace: file, durationS: 9 }), /:4: ContextTokens/);
+  });
+
+  it('the slice replays as the whole file would, on the bundled samples', () => {
+    for (const sample of ['sample:azure-conv', 'sample:mooncake-conversation']) {
+      const slices: { startS?: number; durationS?: number; maxRequests?: number }[] = [
+        { maxRequests: 1 },
+        { maxRequests: 500 },
+        { durationS: 30 },
+        { startS: 60, maxRequests: 40 },
+      ];
+      for (const o of slices) {
+        // Every record read, then sliced by the replay (as before), against the limited read.
+        const whole = [...traceRequests(readTrace(sample), o)];
+        const limit = traceLimit(o.startS, o.durationS, o.maxRequests);
+        const part = readTrace(sample, undefined, limit);
+        assert.ok(part.records.length < readTrace(sample).records.length, `${sample} read it all`);
+        assert.deepEqual([...traceRequests(part, o)], whole, `${sample} ${JSON.stringify(o)}`);
+      }
+      assert.equal(readTrace(sample, undefined, { maxRecords: 10 }).records.length, 10);
+    }
+  });
+
+  it('cuts lines across read chunks as a whole-text split does (CRLF, UTF-8, BOM, no final newline)', () => {
+    // Over 2 MiB, so lines, CRLFs and multi-byte characters straddle the 1 MiB reads.
+    const rows: string[] = ['\uFEFFh\u00e9ader'];
+    for (let i = 0; rows.join('\r\n').length < 2.5 * 2 ** 20; i++)
+      rows.push(i % 7 === 0 ? '' : `${i},\u00e9\u20ac\u{1F600},${'x'.repeat(i % 300)}`);
+    const text = rows.join('\r\n');
+    for (const [name, bytes] of [
+      ['plain.csv', Buffer.from(text)],
+      ['zipped.csv', gzipSync(text)],
+    ] as const) {
+      const file = join(dir, name);
+      writeFileSync(file, bytes);
+      assert.deepEqual([...fileLines(file, file)], nonBlankLines(text.slice(1)), name);
+    }
+  });
+
+  it('the bundled Azure sample streams to the same lines', () => {
+    const file = join(SAMPLES_DIR, 'azure-conv.csv');
+    assert.deepEqual([...fileLines(file, file)], nonBlankLines(readFileSync(file, 'utf8')));
+  });
+});
