@@ -11,6 +11,7 @@ import type { LengthSample } from '../control/gpu-choice/workload.ts';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import { resolveGpuId } from '../model/gpus.ts';
 import { writeTextFile } from '../twin/fidelity/write.ts';
+import { servableTokens } from '../workload/common.ts';
 import { readTraceLengths } from '../workload/traces/read.ts';
 import { modelFlag, modelFlagHelp } from './catalogue-flags.ts';
 import { checkOutputFile } from './output-file.ts';
@@ -79,9 +80,11 @@ function lengthsOf(flags: PlanGpusFlags): readonly LengthSample[] {
   // A trace's recorded output lengths are history (what completed requests generated), the same
   // figure a live host measures after the fact: never a pending request's future.
   if (flags.trace !== undefined) {
+    // A row with 0 prompt or 0 output tokens (BurstGPT's failed requests) is served as 1 token,
+    // as trace replay serves it (servableTokens): no engine takes an empty prompt or max_tokens 0.
     return readTraceLengths(flags.trace).map((p) => ({
-      inputTokens: p.inputTokens,
-      generatedTokens: p.outputTokens,
+      inputTokens: servableTokens(p.inputTokens),
+      generatedTokens: servableTokens(p.outputTokens),
     }));
   }
   if (flags.inputTokens === undefined || flags.outputTokens === undefined) {
