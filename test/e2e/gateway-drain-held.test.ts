@@ -12,14 +12,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { type Gateway, startGateway } from '../../src/gateway/index.ts';
-import {
-  MODEL,
-  REQUEST_DEADLINE_MS,
-  type SimEngine,
-  simBackend,
-  spawnSim,
-  Teardown,
-} from './support/cluster.ts';
+import { MODEL, type SimEngine, simBackend, spawnSim, Teardown } from './support/cluster.ts';
 import { openSocket, readUntilClose } from './support/raw-http.ts';
 import { until } from './support/wait.ts';
 
@@ -28,6 +21,13 @@ after(() => teardown.run());
 
 /** Hang guard on a request being held: not a performance bound. */
 const GUARD_MS = 15_000;
+/**
+ * The drain's bound while a sim engine starts, and (longer) the client's deadline on a held request:
+ * hang guards. On a loaded machine (load 13 on 2 cores) the held request was still waiting for
+ * its engine's start at the shared 20 s request deadline, and the client gave up first.
+ */
+const START_DRAIN_MS = 60_000;
+const HELD_DEADLINE_MS = 90_000;
 
 /** How each test's `wake` answers: start a sim engine, pretend one is starting, or do nothing. */
 type Wake = 'engine' | 'forever' | 'none';
@@ -70,7 +70,7 @@ async function chat(gw: Gateway): Promise<{ status: number; code: string | undef
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }),
-    signal: AbortSignal.timeout(REQUEST_DEADLINE_MS),
+    signal: AbortSignal.timeout(HELD_DEADLINE_MS),
   });
   const body = (await r.json()) as { error?: { code: string } };
   return { status: r.status, code: body.error?.code };
@@ -78,9 +78,9 @@ async function chat(gw: Gateway): Promise<{ status: number; code: string | undef
 
 const held = (gw: Gateway): number => gw.modelBuffer?.waiting(MODEL) ?? 0;
 
-describe('drain with requests held for a model at zero', { timeout: 90_000 }, () => {
+describe('drain with requests held for a model at zero', { timeout: 4 * HELD_DEADLINE_MS }, () => {
   it('serves a held request whose engine is starting', async () => {
-    const { gw, engine } = await gatewayFromZero('engine', 30_000);
+    const { gw, engine } = await gatewayFromZero('engine', START_DRAIN_MS);
     const answer = chat(gw);
     await until('the request held', () => held(gw) === 1, GUARD_MS);
     assert.ok(engine() !== undefined, 'its engine is starting');
