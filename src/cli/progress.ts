@@ -42,22 +42,24 @@ export async function withProgress<T>(
 export async function withSteps<T>(
   enabled: boolean,
   work: (step: (policy: string, what: string) => void) => T | Promise<T>,
+  stream: NodeJS.WritableStream & { isTTY?: boolean } = process.stderr,
 ): Promise<T> {
-  if (!enabled || process.stderr.isTTY !== true) return await work(() => {});
+  if (!enabled || stream.isTTY !== true) return await work(() => {});
   const bar = new cliProgress.SingleBar(
     {
-      stream: process.stderr,
-      format: 'runs {value} | {policy}: {what}',
+      stream,
+      // {run} is 'policy: what' once a run is under way; before the first it says so.
+      format: 'runs {value} | {run}',
       hideCursor: true,
       clearOnComplete: true,
     },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(0, 0, { policy: '', what: '' });
+  bar.start(0, 0, { run: 'starting' });
   let runs = 0;
   try {
     return await work((policy, what) => {
-      bar.update(++runs, { policy, what });
+      bar.update(++runs, { run: `${policy}: ${what}` });
     });
   } finally {
     bar.stop();
