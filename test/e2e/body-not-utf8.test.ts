@@ -6,33 +6,13 @@
  * "There was an error parsing the body"). A valid multi-byte UTF-8 body is still served.
  */
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
-import {
-  assertErrorBody,
-  MODEL,
-  type SimCluster,
-  simBackend,
-  startSims,
-  startTestGateway,
-  Teardown,
-  type TestGateway,
-} from './support/cluster.ts';
+import { it } from 'node:test';
+import { assertErrorBody, MODEL, startSims } from './support/cluster.ts';
+import { QUICK_SIM_ARGS, simGateway } from './support/sim-gateway.ts';
 
 /** Bodies of this many bytes or more go to the gateway's parse worker. */
 const OFF_THREAD_BYTES = 4096;
-const teardown = new Teardown();
-let sims: SimCluster;
-let gw: TestGateway;
-
-before(async () => {
-  sims = await startSims(1, ['--time-scale', '0.05', '--kv-events', 'none'], teardown);
-  const engine = sims.engines[0] as SimCluster['engines'][number];
-  gw = await startTestGateway(
-    { backends: [simBackend('e0', engine, false)], limits: { offThreadParseBytes: OFF_THREAD_BYTES } },
-    teardown,
-  );
-});
-after(() => teardown.run());
+const setup = simGateway({ limits: { offThreadParseBytes: OFF_THREAD_BYTES } });
 
 /** A chat body whose content is `text` then `bytes`, padded with `pad` ASCII words. */
 function chat(bytes: Buffer, pad = 0): Buffer {
@@ -69,22 +49,21 @@ it('the gateway refuses a body that is not UTF-8, on its event loop and on a par
   const small = chat(LATIN1_E_ACUTE);
   const large = chat(LATIN1_E_ACUTE, OFF_THREAD_BYTES);
   assert.ok(small.length < OFF_THREAD_BYTES && large.length >= OFF_THREAD_BYTES);
-  assertNotUtf8(await send(gw.url, small), 'gateway, event loop');
-  assertNotUtf8(await send(gw.url, large), 'gateway, parse worker');
+  assertNotUtf8(await send(setup.gw.url, small), 'gateway, event loop');
+  assertNotUtf8(await send(setup.gw.url, large), 'gateway, parse worker');
 });
 
 it('a built-in engine refuses it too', async () => {
-  const engine = sims.engines[0] as SimCluster['engines'][number];
-  assertNotUtf8(await send(engine.url, chat(LATIN1_E_ACUTE)), 'sim engine');
+  assertNotUtf8(await send(setup.engine.url, chat(LATIN1_E_ACUTE)), 'sim engine');
 });
 
 it('a sim P/D prefill engine refuses it too (its front passes it to the inner server as it came)', async () => {
   const prefill = await startSims(
     1,
-    ['--time-scale', '0.05', '--kv-events', 'none', '--pd-protocol', 'vllm', '--pd-role', 'prefill'],
-    teardown,
+    [...QUICK_SIM_ARGS, '--pd-protocol', 'vllm', '--pd-role', 'prefill'],
+    setup.teardown,
   );
-  const engine = prefill.engines[0] as SimCluster['engines'][number];
+  const engine = prefill.engines[0] as (typeof prefill.engines)[number];
   const body = Buffer.concat([
     Buffer.from(`{"model":"${MODEL}","max_tokens":1,"kv_transfer_params":{"do_remote_decode":true},`),
     Buffer.from('"messages":[{"role":"user","content":"caf'),
@@ -95,6 +74,6 @@ it('a sim P/D prefill engine refuses it too (its front passes it to the inner se
 });
 
 it('a valid UTF-8 body (é as two bytes) is served', async () => {
-  const reply = await send(gw.url, chat(Buffer.from('é', 'utf8')));
+  const reply = await send(setup.gw.url, chat(Buffer.from('é', 'utf8')));
   assert.equal(reply.status, 200, reply.text);
 });

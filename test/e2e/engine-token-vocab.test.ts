@@ -7,32 +7,13 @@
  * of the vocabulary is still served.
  */
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
-import {
-  assertErrorBody,
-  MODEL,
-  post,
-  type SimCluster,
-  simBackend,
-  startSims,
-  startTestGateway,
-  Teardown,
-  type TestGateway,
-} from './support/cluster.ts';
+import { it } from 'node:test';
+import { assertErrorBody, MODEL, post } from './support/cluster.ts';
+import { simGateway } from './support/sim-gateway.ts';
 
 /** llama-3.1-8b's vocabulary (src/model/models.ts). */
 const VOCAB = 128_256;
-const teardown = new Teardown();
-let engineUrl: string;
-let gw: TestGateway;
-
-before(async () => {
-  const sims: SimCluster = await startSims(1, ['--time-scale', '0.05', '--kv-events', 'none'], teardown);
-  const engine = sims.engines[0] as SimCluster['engines'][number];
-  engineUrl = engine.url;
-  gw = await startTestGateway({ backends: [simBackend('e0', engine, false)] }, teardown);
-});
-after(() => teardown.run());
+const setup = simGateway();
 
 async function refused(base: string, prompt: unknown, id: number, extra: object = {}): Promise<void> {
   const reply = await post(base, '/v1/completions', { model: MODEL, prompt, max_tokens: 2, ...extra });
@@ -45,11 +26,11 @@ async function refused(base: string, prompt: unknown, id: number, extra: object 
 }
 
 it('the sim engine refuses a prompt token id past its vocabulary', async () => {
-  await refused(engineUrl, [VOCAB], VOCAB);
-  await refused(engineUrl, [1, 2, 1e15], 1e15);
-  await refused(engineUrl, [5, VOCAB + 7], VOCAB + 7, { stream: true });
+  await refused(setup.engine.url, [VOCAB], VOCAB);
+  await refused(setup.engine.url, [1, 2, 1e15], 1e15);
+  await refused(setup.engine.url, [5, VOCAB + 7], VOCAB + 7, { stream: true });
   await refused(
-    engineUrl,
+    setup.engine.url,
     [
       [1, 2],
       [3, VOCAB],
@@ -59,11 +40,11 @@ it('the sim engine refuses a prompt token id past its vocabulary', async () => {
 });
 
 it('through the gateway the client gets the same 400', async () => {
-  await refused(gw.url, [VOCAB], VOCAB);
+  await refused(setup.gw.url, [VOCAB], VOCAB);
 });
 
 it('the last id of the vocabulary is served', async () => {
-  const reply = await post(engineUrl, '/v1/completions', {
+  const reply = await post(setup.engine.url, '/v1/completions', {
     model: MODEL,
     prompt: [0, VOCAB - 1],
     max_tokens: 2,

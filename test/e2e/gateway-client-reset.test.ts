@@ -9,34 +9,14 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { after, before, describe, it } from 'node:test';
-import {
-  type GatewayStatsJson,
-  getJson,
-  MODEL,
-  simBackend,
-  startSims,
-  startTestGateway,
-  Teardown,
-  type TestGateway,
-  until,
-} from './support/cluster.ts';
+import { describe, it } from 'node:test';
+import { type GatewayStatsJson, getJson, MODEL, until } from './support/cluster.ts';
 import { openSocket } from './support/raw-http.ts';
+import { simGateway } from './support/sim-gateway.ts';
 
-const teardown = new Teardown();
-let gw: TestGateway;
+const setup = simGateway();
 
-before(async () => {
-  const sims = await startSims(1, ['--time-scale', '0.05', '--kv-events', 'none'], teardown);
-  gw = await startTestGateway(
-    { backends: sims.engines.map((e, i) => simBackend(`sim${i}`, e, false)) },
-    teardown,
-  );
-});
-
-after(() => teardown.run());
-
-const stats = (): Promise<GatewayStatsJson> => getJson<GatewayStatsJson>(`${gw.url}/stats`);
+const stats = (): Promise<GatewayStatsJson> => getJson<GatewayStatsJson>(`${setup.gw.url}/stats`);
 
 function head(bodyBytes: number): string {
   return `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${bodyBytes}\r\n\r\n`;
@@ -53,7 +33,7 @@ describe('a client that resets its connection', () => {
       max_tokens: 20_000,
       stream: true,
     });
-    const socket = await openSocket(gw.url);
+    const socket = await openSocket(setup.gw.url);
     socket.on('error', () => {});
     socket.write(head(Buffer.byteLength(body)) + body);
     await once(socket, 'data');
@@ -71,7 +51,7 @@ describe('a client that resets its connection', () => {
 
   it('mid-body (never accepted): counted once, as a refusal', async () => {
     const before = await stats();
-    const socket = await openSocket(gw.url);
+    const socket = await openSocket(setup.gw.url);
     socket.on('error', () => {});
     socket.write(`${head(1000)}{"model":`);
     await new Promise((r) => setTimeout(r, 200));

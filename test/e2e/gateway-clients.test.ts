@@ -11,33 +11,13 @@
  * compressed request body is refused with 415 and the connection serves the next request.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import {
-  type GatewayStatsJson,
-  getJson,
-  MODEL,
-  post,
-  simBackend,
-  startSims,
-  startTestGateway,
-  Teardown,
-  type TestGateway,
-} from './support/cluster.ts';
+import { type GatewayStatsJson, getJson, MODEL, post } from './support/cluster.ts';
 import { openSocket, readUntilClose } from './support/raw-http.ts';
+import { simGateway } from './support/sim-gateway.ts';
 
-const teardown = new Teardown();
-let gw: TestGateway;
-
-before(async () => {
-  const sims = await startSims(1, ['--time-scale', '0.05', '--kv-events', 'none'], teardown);
-  gw = await startTestGateway(
-    { backends: sims.engines.map((e, i) => simBackend(`sim${i}`, e, false)) },
-    teardown,
-  );
-});
-
-after(() => teardown.run());
+const setup = simGateway();
 
 interface Usage {
   readonly prompt_tokens: number;
@@ -95,7 +75,7 @@ function readAsVllmBench(status: number, text: string, kind: 'completion' | 'cha
 describe('vllm bench serve through the gateway', { timeout: 30_000 }, () => {
   it('its completions request: tokens in choices[0].text, usage in the last chunk', async () => {
     const reply = await post(
-      gw.url,
+      setup.gw.url,
       '/v1/completions',
       {
         model: MODEL,
@@ -117,7 +97,7 @@ describe('vllm bench serve through the gateway', { timeout: 30_000 }, () => {
   });
 
   it('its chat request: max_completion_tokens, content parts, delta.content', async () => {
-    const reply = await post(gw.url, '/v1/chat/completions', {
+    const reply = await post(setup.gw.url, '/v1/chat/completions', {
       model: MODEL,
       messages: [{ role: 'user', content: [{ type: 'text', text: 'Describe a hump yard.' }] }],
       max_completion_tokens: 9,
@@ -135,7 +115,11 @@ describe('vllm bench serve through the gateway', { timeout: 30_000 }, () => {
 describe('a completions request without max_tokens', { timeout: 30_000 }, () => {
   it("gets 16 tokens, OpenAI's and vLLM's default; an explicit null lifts it, as in vLLM", async () => {
     const tokens = async (extra: Record<string, unknown>) => {
-      const reply = await post(gw.url, '/v1/completions', { model: MODEL, prompt: 'Once upon', ...extra });
+      const reply = await post(setup.gw.url, '/v1/completions', {
+        model: MODEL,
+        prompt: 'Once upon',
+        ...extra,
+      });
       assert.equal(reply.status, 200, reply.text);
       return (JSON.parse(reply.text) as { usage: Usage }).usage.completion_tokens;
     };
@@ -148,13 +132,13 @@ describe('a completions request without max_tokens', { timeout: 30_000 }, () => 
 describe("vLLM's continuous_usage_stats through the gateway", { timeout: 30_000 }, () => {
   for (const kind of ['completion', 'chat'] as const) {
     it(`${kind}: every chunk carries the usage so far; the last counts agree`, async () => {
-      const completedBefore = (await getJson<GatewayStatsJson>(`${gw.url}/stats`)).completed;
+      const completedBefore = (await getJson<GatewayStatsJson>(`${setup.gw.url}/stats`)).completed;
       const maxTokens = 7;
       const body =
         kind === 'chat'
           ? { messages: [{ role: 'user', content: 'Count the cars.' }] }
           : { prompt: 'Count the cars.' };
-      const reply = await post(gw.url, kind === 'chat' ? '/v1/chat/completions' : '/v1/completions', {
+      const reply = await post(setup.gw.url, kind === 'chat' ? '/v1/chat/completions' : '/v1/completions', {
         model: MODEL,
         ...body,
         max_tokens: maxTokens,
@@ -177,13 +161,13 @@ describe("vLLM's continuous_usage_stats through the gateway", { timeout: 30_000 
       assert.equal(finish?.choices?.[0]?.finish_reason, 'length');
       assert.equal(finish?.usage?.completion_tokens, maxTokens, 'the finish chunk has the final count');
       assert.equal(out.outputTokens, maxTokens, 'and so has the usage chunk');
-      const stats = await getJson<GatewayStatsJson>(`${gw.url}/stats`);
+      const stats = await getJson<GatewayStatsJson>(`${setup.gw.url}/stats`);
       assert.equal(stats.completed - completedBefore, 1);
     });
   }
 
   it('without include_usage, continuous_usage_stats adds nothing (as vLLM reads it)', async () => {
-    const reply = await post(gw.url, '/v1/completions', {
+    const reply = await post(setup.gw.url, '/v1/completions', {
       model: MODEL,
       prompt: 'hi',
       max_tokens: 3,
@@ -206,7 +190,7 @@ describe("vLLM's min_tokens through the gateway (genai-perf's fixed output lengt
 }, () => {
   /** A completion with the same seed (the same filler text), with or without min_tokens. */
   const complete = (extra: Record<string, unknown>) =>
-    post(gw.url, '/v1/completions', {
+    post(setup.gw.url, '/v1/completions', {
       model: MODEL,
       prompt: 'Which track?',
       max_tokens: 40,
@@ -235,7 +219,7 @@ describe("vLLM's min_tokens through the gateway (genai-perf's fixed output lengt
       assert.deepEqual([e.code, e.param], ['SY_ERR_INVALID_ARGUMENT', 'min_tokens'], reply.text);
     }
     // genai-perf's fixed length: min_tokens = max_tokens with ignore_eos.
-    const fixed = await post(gw.url, '/v1/chat/completions', {
+    const fixed = await post(setup.gw.url, '/v1/chat/completions', {
       model: MODEL,
       messages: [{ role: 'user', content: 'hi' }],
       max_tokens: 6,
@@ -249,11 +233,11 @@ describe("vLLM's min_tokens through the gateway (genai-perf's fixed output lengt
 
 describe('a compressed request body', { timeout: 30_000 }, () => {
   it('is 415 SY_ERR_UNSUPPORTED_MEDIA_TYPE with Accept-Encoding: identity; the connection goes on', async () => {
-    const rejectedBefore = (await getJson<GatewayStatsJson>(`${gw.url}/stats`)).rejected;
+    const rejectedBefore = (await getJson<GatewayStatsJson>(`${setup.gw.url}/stats`)).rejected;
     const json = JSON.stringify({ model: MODEL, prompt: 'hi', max_tokens: 2 });
     const gz = gzipSync(json);
-    const host = new URL(gw.url).host;
-    const socket = await openSocket(gw.url);
+    const host = new URL(setup.gw.url).host;
+    const socket = await openSocket(setup.gw.url);
     const answers = readUntilClose(socket, 15_000);
     // Two requests on one connection: the gzip one, then a plain one that closes it.
     socket.write(
@@ -275,7 +259,7 @@ describe('a compressed request body', { timeout: 30_000 }, () => {
       [body.error.code, body.error.param],
       ['SY_ERR_UNSUPPORTED_MEDIA_TYPE', 'content-encoding'],
     );
-    const stats = await getJson<GatewayStatsJson>(`${gw.url}/stats`);
+    const stats = await getJson<GatewayStatsJson>(`${setup.gw.url}/stats`);
     assert.equal(
       (stats.rejected['SY_ERR_UNSUPPORTED_MEDIA_TYPE'] ?? 0) -
         (rejectedBefore['SY_ERR_UNSUPPORTED_MEDIA_TYPE'] ?? 0),
