@@ -14,39 +14,36 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import OpenAI, { toFile } from 'openai';
 import {
   MODEL,
   metricSum,
   post,
   type Reply,
-  type SimEngine,
   scrape,
   spawnSim,
   startTestGateway,
   Teardown,
-  type TestGateway,
   until,
 } from './support/cluster.ts';
+import { fileSetUp } from './support/file-set-up.ts';
 
-const teardown = new Teardown();
-let dir: string;
-let engine: SimEngine;
-let gw: TestGateway;
 /** Hang guard for one request (not a bound on speed). */
 const DEADLINE_MS = 60_000;
 /** Time for a request the gateway sent to reach the engine's queue. */
 const SETTLE_MS = 300;
 
-before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'switchyard-priority-'));
-  engine = await spawnSim(
+/** One priority-scheduling sim engine with one sequence slot behind the gateway (batch API on). */
+const setup = fileSetUp(new Teardown(), ['engine', 'gw'], async (teardown) => {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-priority-'));
+  teardown.add(() => rmSync(dir, { recursive: true, force: true }));
+  const engine = await spawnSim(
     ['--kv-events', 'none', '--scheduling-policy', 'priority', '--max-num-seqs', '1'],
     0,
     teardown,
   );
-  gw = await startTestGateway(
+  const gw = await startTestGateway(
     {
       backends: [{ id: 'sim0', type: 'sim', url: engine.url, models: [MODEL] }],
       limits: { clientPriorityMax: 10 },
@@ -54,20 +51,16 @@ before(async () => {
     },
     teardown,
   );
-});
-
-after(async () => {
-  await teardown.run();
-  rmSync(dir, { recursive: true, force: true });
+  return { engine, gw };
 });
 
 async function engineRunning(): Promise<number> {
-  return metricSum(await scrape(engine.url), 'vllm:num_requests_running');
+  return metricSum(await scrape(setup.engine.url), 'vllm:num_requests_running');
 }
 
 /** Requests the gateway has sent upstream and not finished (its /stats `inFlight`). */
 async function gatewayInFlight(): Promise<number> {
-  const res = await fetch(`${gw.url}/stats`, { signal: AbortSignal.timeout(DEADLINE_MS) });
+  const res = await fetch(`${setup.gw.url}/stats`, { signal: AbortSignal.timeout(DEADLINE_MS) });
   return ((await res.json()) as { inFlight: number }).inFlight;
 }
 
@@ -89,7 +82,7 @@ function send(prompt: string, maxTokens: number, finished: string[], priority?: 
     ignore_eos: true,
     ...(priority === undefined ? {} : { priority }),
   };
-  return post(gw.url, '/v1/completions', body, { deadlineMs: DEADLINE_MS }).then((r) => {
+  return post(setup.gw.url, '/v1/completions', body, { deadlineMs: DEADLINE_MS }).then((r) => {
     finished.push(prompt);
     return r;
   });
@@ -122,7 +115,12 @@ describe('gateway priority on a priority-scheduling engine', { timeout: 120_000 
   it('a Batch API request yields to an online request sent after it', async () => {
     const finished: string[] = [];
     const { blocker } = await occupyEngine(finished);
-    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 20_000 });
+    const client = new OpenAI({
+      baseURL: `${setup.gw.url}/v1`,
+      apiKey: 'none',
+      maxRetries: 0,
+      timeout: 20_000,
+    });
     const line = JSON.stringify({
       custom_id: 'offline',
       method: 'POST',

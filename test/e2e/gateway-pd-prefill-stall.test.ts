@@ -8,7 +8,7 @@
  * The first-byte timeout here is 10 minutes; each case's own timeout is only a hang guard.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import {
   type GatewayStatsJson,
   getJson,
@@ -18,21 +18,19 @@ import {
   startSims,
   startTestGateway,
   Teardown,
-  type TestGateway,
   until,
 } from './support/cluster.ts';
-
-const teardown = new Teardown();
-let prefills: readonly SimEngine[];
-let gw: TestGateway;
+import { fileSetUp } from './support/file-set-up.ts';
+import { QUICK_SIM_ARGS } from './support/sim-gateway.ts';
 
 /** Far above anything the cases wait: only the stall path can end a leg on a frozen engine in time. */
 const FIRST_BYTE_TIMEOUT_MS = 600_000;
 const HANG_GUARD_MS = 60_000;
 
-before(async () => {
-  const engine = ['--time-scale', '0.05', '--kv-events', 'none', '--pd-protocol', 'vllm'];
-  prefills = (await startSims(2, [...engine, '--pd-role', 'prefill'], teardown)).engines;
+/** Two vLLM-protocol prefill sims and one decode sim behind the gateway. */
+const setup = fileSetUp(new Teardown(), ['prefills', 'gw'], async (teardown) => {
+  const engine = [...QUICK_SIM_ARGS, '--pd-protocol', 'vllm'];
+  const prefills = (await startSims(2, [...engine, '--pd-role', 'prefill'], teardown)).engines;
   const decode = (await startSims(1, [...engine, '--pd-role', 'decode', '--kv-link-gbps', '400'], teardown))
     .engines[0] as SimEngine;
   const backend = (id: string, url: string, role: 'prefill' | 'decode') => ({
@@ -43,7 +41,7 @@ before(async () => {
     role,
     pdProtocol: 'vllm' as const,
   });
-  gw = await startTestGateway(
+  const gw = await startTestGateway(
     {
       backends: [
         ...prefills.map((p, i) => backend(`p${i}`, p.url, 'prefill')),
@@ -59,25 +57,24 @@ before(async () => {
   teardown.add(() => {
     for (const p of prefills) if (p.alive()) process.kill(p.pid, 'SIGCONT');
   });
+  return { prefills, gw };
 });
-
-after(() => teardown.run());
 
 const chat = () =>
   post(
-    gw.url,
+    setup.gw.url,
     '/v1/chat/completions',
     { model: MODEL, messages: [{ role: 'user', content: 'hello there' }], max_tokens: 4 },
     { deadlineMs: HANG_GUARD_MS },
   );
 
-const stats = (): Promise<GatewayStatsJson> => getJson<GatewayStatsJson>(`${gw.url}/stats`);
+const stats = (): Promise<GatewayStatsJson> => getJson<GatewayStatsJson>(`${setup.gw.url}/stats`);
 
 describe('a vLLM prefill engine that freezes', () => {
   it('its prefill legs are re-routed to the other prefill instance', { timeout: HANG_GUARD_MS }, async () => {
-    await until('both prefill instances healthy', () => gw.gateway.view.get('p0')?.healthy === true);
+    await until('both prefill instances healthy', () => setup.gw.gateway.view.get('p0')?.healthy === true);
     assert.equal((await chat()).status, 200);
-    process.kill((prefills[0] as SimEngine).pid, 'SIGSTOP');
+    process.kill((setup.prefills[0] as SimEngine).pid, 'SIGSTOP');
     // Round-robin: half of these legs go to the frozen p0 first.
     const replies = await Promise.all(Array.from({ length: 4 }, chat));
     assert.deepEqual(
@@ -93,7 +90,7 @@ describe('a vLLM prefill engine that freezes', () => {
   it('with no prefill instance left, the request fails naming the stall', {
     timeout: HANG_GUARD_MS,
   }, async () => {
-    process.kill((prefills[1] as SimEngine).pid, 'SIGSTOP');
+    process.kill((setup.prefills[1] as SimEngine).pid, 'SIGSTOP');
     const r = await chat();
     assert.equal(r.status, 502, r.text);
     const error = (JSON.parse(r.text) as { error: { code: string; message: string } }).error;

@@ -7,21 +7,24 @@ import type { Teardown } from './cluster.ts';
 
 /**
  * Registers the file's `before` hook, which runs `start(teardown)`, and its `after` hook, which runs
- * `teardown`. Returns an object whose `keys` read the same fields of what `start` made (in tests
- * only: one read before the hook ran throws) and whose `teardown` a test may add what it starts to.
+ * `teardown`. The object returned reads each of `keys` from what `start` made (list every field:
+ * the hook fails if one is left out; a read before the hook ran throws) and holds `teardown`, to
+ * which a test may add what it starts.
  * Only a type is imported from cluster.ts, so cluster.ts may use this too.
  */
-export function fileSetUp<T extends object, K extends keyof T>(
+export function fileSetUp<T extends object>(
   teardown: Teardown,
-  keys: readonly K[],
+  keys: readonly (keyof T)[],
   start: (teardown: Teardown) => Promise<T>,
-): Pick<T, K> & { readonly teardown: Teardown } {
+): Readonly<T> & { readonly teardown: Teardown } {
   let started: T | undefined;
   before(async () => {
     started = await start(teardown);
+    const unread = Object.keys(started).filter((key) => !keys.includes(key as keyof T));
+    if (unread.length > 0) throw new Error(`fileSetUp: keys leave out ${unread.join(', ')}`);
   });
   after(() => teardown.run());
-  const view = { teardown } as Pick<T, K> & { readonly teardown: Teardown };
+  const view = { teardown } as Readonly<T> & { readonly teardown: Teardown };
   for (const key of keys) {
     Object.defineProperty(view, key, {
       enumerable: true,
