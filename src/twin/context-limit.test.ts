@@ -12,7 +12,8 @@ import { createWorkload, parseWorkloadSpec } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
 import type { PdSettings } from './pd-host.ts';
 import { formatSummaryTable } from './report/table.ts';
-import { runTwin, type TwinSettings } from './run.ts';
+import { runTwin } from './run.ts';
+import { serverlessTwinSettings } from './serverless-test-support.ts';
 import { runSimulation, type SimOptions } from './simulator.ts';
 
 /**
@@ -171,21 +172,10 @@ test('serverless: a model on a Llama-2 base refuses its past-context requests, t
     input: { kind: 'fixed', tokens: 5000 },
     output: { kind: 'fixed', tokens: 64 },
   };
-  const settings: TwinSettings = {
-    seed: 3,
-    policy: 'least-request',
-    policies: {},
-    cluster: { groups: [] },
-    engine: {},
+  const settings = serverlessTwinSettings(
     workload,
-    slo: { ttftMs: 2000, tpotMs: 100 },
-    output: {},
-    expectedRequests: undefined,
-    serverless: serverlessFromFlags(
-      { serverlessPolicy: 'keep-alive', gpus: 2, keepAliveS: 30, gpu: 'h100' },
-      workload,
-    ),
-  };
+    serverlessFromFlags({ serverlessPolicy: 'keep-alive', gpus: 2, keepAliveS: 30, gpu: 'h100' }, workload),
+  );
   const requests = [...createWorkload(parseWorkloadSpec(workload), new Rng(3).fork('workload'))];
   const onLlama2 = requests.filter((r) => r.model === 'm1').length;
   assert.ok(onLlama2 > 0 && onLlama2 < requests.length);

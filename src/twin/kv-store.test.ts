@@ -26,6 +26,7 @@ import {
 import { type PlacementSettings, placementCluster } from './placement-host.ts';
 import { summaryToJson } from './report/json.ts';
 import { runTwin } from './run.ts';
+import { serverlessTwinSettings } from './serverless-test-support.ts';
 import { type PrefixCacheMode, runSimulation, type SimOptions, type SimResult } from './simulator.ts';
 
 /**
@@ -371,22 +372,7 @@ test('a kvStore is refused with placement and serverless, saying why', () => {
     workload,
   );
   assert.ok(serverless !== undefined);
-  assert.throws(
-    () =>
-      runTwin({
-        seed: 3,
-        policy: 'least-request',
-        policies: {},
-        cluster: { groups: [] },
-        engine: { kvStore: ROCE },
-        workload,
-        slo: { ttftMs: 2000, tpotMs: 100 },
-        output: {},
-        expectedRequests: undefined,
-        serverless,
-      }),
-    why,
-  );
+  assert.throws(() => runTwin(serverlessTwinSettings(workload, serverless, { kvStore: ROCE })), why);
 });
 
 /**

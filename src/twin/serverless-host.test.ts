@@ -4,6 +4,7 @@ import { serverlessFromFlags } from '../cli/sim-serverless.ts';
 import { startupTimeMs } from '../model/startup.ts';
 import { runTwin, type TwinSettings } from './run.ts';
 import { fittingTp, gpuNodes, type ServerlessSettings } from './serverless-host.ts';
+import { serverlessTwinSettings } from './serverless-test-support.ts';
 
 /** Two fine-tunes taking turns on `gpus` H100s for 20 simulated minutes. */
 function settings(
@@ -25,21 +26,13 @@ function settings(
     input: { kind: 'fixed', tokens: 512 },
     output: { kind: 'fixed', tokens: 64 },
   };
-  return {
-    seed: 3,
-    policy: 'least-request',
-    policies: {},
-    cluster: { groups: [] },
-    engine: {},
+  return serverlessTwinSettings(
     workload,
-    slo: { ttftMs: 2000, tpotMs: 100 },
-    output: {},
-    expectedRequests: undefined,
-    serverless: withSleep(
+    withSleep(
       serverlessFromFlags({ serverlessPolicy: policy, gpus, keepAliveS: 30, gpu: 'h100' }, workload),
       sleep,
     ),
-  };
+  );
 }
 
 function withSleep(
