@@ -14,28 +14,12 @@
  * - `stream_options` without `stream: true` is vLLM's 400 naming `stream_options`.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import {
-  MODEL,
-  post,
-  simBackend,
-  sseData,
-  startSims,
-  startTestGateway,
-  Teardown,
-  type TestGateway,
-} from './support/cluster.ts';
+import { describe, it } from 'node:test';
+import { MODEL, post, sseData } from './support/cluster.ts';
 import { balancedStats, chat, json, pdStats, simPdCluster } from './support/pd.ts';
+import { simGateway } from './support/sim-gateway.ts';
 
-const teardown = new Teardown();
-let gw: TestGateway;
-
-before(async () => {
-  const sims = await startSims(1, ['--time-scale', '0.05', '--kv-events', 'none'], teardown);
-  gw = await startTestGateway({ backends: [simBackend('sim0', sims.engines[0] as never, false)] }, teardown);
-});
-
-after(() => teardown.run());
+const setup = simGateway();
 
 const pd = simPdCluster({ protocol: 'vllm', prefills: 1, decodes: 1, releaseMs: 60_000 });
 
@@ -43,13 +27,13 @@ const chatBody = { model: MODEL, messages: [{ role: 'user', content: 'Name a hum
 
 describe('X-Request-Id on a colocated request', { timeout: 30_000 }, () => {
   it("reaches the engine, which names the request after it (chat, and a streamed completion's chunks)", async () => {
-    const r = await post(gw.url, '/v1/chat/completions', chatBody, {
+    const r = await post(setup.gw.url, '/v1/chat/completions', chatBody, {
       headers: { 'x-request-id': 'bench-7' },
     });
     assert.equal(r.status, 200, r.text);
     assert.equal((JSON.parse(r.text) as { id: string }).id, 'chatcmpl-bench-7');
     const s = await post(
-      gw.url,
+      setup.gw.url,
       '/v1/completions',
       { model: MODEL, prompt: 'A classification track', max_tokens: 4, stream: true },
       { headers: { 'X-Request-Id': 'bench-8' } },
@@ -64,17 +48,17 @@ describe('X-Request-Id on a colocated request', { timeout: 30_000 }, () => {
 
   it("is echoed on every answer: a success, a stream, the gateway's own refusal, an engine's 4xx", async () => {
     const withId = { headers: { 'x-request-id': 'trace-42' } };
-    const ok = await post(gw.url, '/v1/chat/completions', chatBody, withId);
+    const ok = await post(setup.gw.url, '/v1/chat/completions', chatBody, withId);
     assert.equal(ok.status, 200, ok.text);
     assert.equal(ok.headers.get('x-request-id'), 'trace-42');
-    const stream = await post(gw.url, '/v1/chat/completions', { ...chatBody, stream: true }, withId);
+    const stream = await post(setup.gw.url, '/v1/chat/completions', { ...chatBody, stream: true }, withId);
     assert.equal(stream.status, 200, stream.text);
     assert.equal(sseData(stream.text).at(-1), '[DONE]');
     assert.equal(stream.headers.get('x-request-id'), 'trace-42');
     const refusals = [
-      await post(gw.url, '/v1/chat/completions', { ...chatBody, model: 'no-such-model' }, withId),
-      await post(gw.url, '/v1/chat/completions', '{"model":', withId),
-      await post(gw.url, '/v1/chat/completions', { ...chatBody, logprobs: true }, withId),
+      await post(setup.gw.url, '/v1/chat/completions', { ...chatBody, model: 'no-such-model' }, withId),
+      await post(setup.gw.url, '/v1/chat/completions', '{"model":', withId),
+      await post(setup.gw.url, '/v1/chat/completions', { ...chatBody, logprobs: true }, withId),
     ];
     assert.deepEqual(
       refusals.map((r) => [r.status, r.headers.get('x-request-id')]),
@@ -88,14 +72,14 @@ describe('X-Request-Id on a colocated request', { timeout: 30_000 }, () => {
   });
 
   it("is the gateway's own uuid hex when the client sent none, one per request, not sent upstream", async () => {
-    const r = await post(gw.url, '/v1/chat/completions', chatBody);
+    const r = await post(setup.gw.url, '/v1/chat/completions', chatBody);
     assert.equal(r.status, 200, r.text);
     const header = r.headers.get('x-request-id') ?? '';
     assert.match(header, /^[0-9a-f]{32}$/);
     const id = (JSON.parse(r.text) as { id: string }).id;
     assert.match(id, /^chatcmpl-.+/);
     assert.notEqual(id, `chatcmpl-${header}`, 'the engine named it itself, as vLLM does without a header');
-    const s = await post(gw.url, '/v1/completions', {
+    const s = await post(setup.gw.url, '/v1/completions', {
       model: MODEL,
       prompt: 'A hump',
       max_tokens: 3,
@@ -105,7 +89,7 @@ describe('X-Request-Id on a colocated request', { timeout: 30_000 }, () => {
     assert.match(streamId, /^[0-9a-f]{32}$/);
     assert.notEqual(streamId, header, 'one id per request');
     assert.equal(sseData(s.text).at(-1), '[DONE]');
-    const refused = await post(gw.url, '/v1/chat/completions', { ...chatBody, model: 'no-such-model' });
+    const refused = await post(setup.gw.url, '/v1/chat/completions', { ...chatBody, model: 'no-such-model' });
     assert.equal(refused.status, 404);
     assert.match(refused.headers.get('x-request-id') ?? '', /^[0-9a-f]{32}$/);
   });
@@ -114,7 +98,7 @@ describe('X-Request-Id on a colocated request', { timeout: 30_000 }, () => {
 describe('stream_options without stream: true', { timeout: 30_000 }, () => {
   it("is vLLM's 400 naming stream_options; empty or null options pass, as vLLM reads them", async () => {
     for (const extra of [{}, { stream: false }]) {
-      const r = await post(gw.url, '/v1/chat/completions', {
+      const r = await post(setup.gw.url, '/v1/chat/completions', {
         ...chatBody,
         ...extra,
         stream_options: { include_usage: true },
@@ -126,7 +110,7 @@ describe('stream_options without stream: true', { timeout: 30_000 }, () => {
       assert.match(error.message, /stream=True/);
     }
     for (const options of [{}, null]) {
-      const r = await post(gw.url, '/v1/completions', {
+      const r = await post(setup.gw.url, '/v1/completions', {
         model: MODEL,
         prompt: 'x',
         max_tokens: 2,
