@@ -373,7 +373,7 @@ export function registerSimCommand(program: Command): void {
         const log = flags.decisionLog !== undefined ? new DecisionLogWriter(flags.decisionLog) : undefined;
         try {
           const result = await withProgress(flags.progress, settings.expectedRequests, (onProgress) =>
-            runTwin(settings, onProgress, log?.write, log?.writePlacement),
+            runTwin(settings, onProgress, log?.write, log?.writePlacement, warnLine),
           );
           runs = [{ result, goodput: undefined }];
         } finally {
@@ -381,7 +381,11 @@ export function registerSimCommand(program: Command): void {
         }
       } else {
         runs = await withSteps(flags.progress, (step) =>
-          runExperiment(settings, policies, { goodput: flags.goodput === true, onRun: step }),
+          runExperiment(settings, policies, {
+            goodput: flags.goodput === true,
+            onRun: step,
+            onWarning: warnLine,
+          }),
         );
       }
       if (runs.length === 1) {
@@ -630,6 +634,14 @@ function goodputTarget(value: string): number {
   if (!(x > 0 && x <= 1))
     throw invalidArgument('goodput-target', value, 'a fraction in (0, 1], e.g. 0.9 or 0.99');
   return x;
+}
+
+/**
+ * Writes a warning line (a trace in the wrong time unit) to stderr; the run goes on. On a terminal
+ * the progress bar's line is cleared first (the bar redraws below it on its next update).
+ */
+function warnLine(line: string): void {
+  process.stderr.write(`${process.stderr.isTTY === true ? '\r\x1b[K' : ''}${line}\n`);
 }
 
 /** Builds the workload spec from flags, over the config file's workload when no source flag is given. */

@@ -15,7 +15,14 @@ import {
 } from '../policies/disagg/pair.ts';
 import { createConfiguredPolicy, defaultPolicyContext } from '../policies/routing/registry.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
-import { createWorkload } from '../workload/create.ts';
+import {
+  createWorkload,
+  describeReplayRate,
+  type ReplayStats,
+  replayStats,
+  traceReplay,
+  traceUnitWarning,
+} from '../workload/create.ts';
 import { formatDeclaredMaxTokens } from '../workload/declared.ts';
 import { describeMultiModel } from '../workload/multi-model.ts';
 import { describeServegen } from '../workload/servegen.ts';
@@ -183,9 +190,10 @@ export function runTwin(
   onProgress?: (arrived: number, simulatedMs: number) => void,
   onDecision?: (entry: DecisionLogEntry) => void,
   onPlacement?: (entry: PlacementLogEntry) => void,
+  onWarning?: (line: string) => void,
 ): SimResult {
   const spec = parseWithSchema(workloadSpecSchema, settings.workload, 'workload');
-  return runTwinSpec(settings, spec, onProgress, onDecision, onPlacement);
+  return runTwinSpec(settings, spec, onProgress, onDecision, onPlacement, onWarning);
 }
 
 /** Runs one twin simulation on an already validated workload spec. */
@@ -195,12 +203,22 @@ export function runTwinSpec(
   onProgress?: (arrived: number, simulatedMs: number) => void,
   onDecision?: (entry: DecisionLogEntry) => void,
   onPlacement?: (entry: PlacementLogEntry) => void,
+  /** Told a trace replay's time-unit warning (see traceUnitWarning), if it has one. */
+  onWarning?: (line: string) => void,
 ): SimResult {
   const rng = new Rng(settings.seed);
   // Requests carry the run's SLO unless the workload gives its own, so SLO-aware policies aim at
   // what the run measures.
   const withSlo: WorkloadSpec = spec.slo !== undefined ? spec : { ...spec, slo: settings.slo };
-  const source = createWorkload(withSlo, rng.fork('workload'));
+  // A trace's replayed count, span and rate go in the header, and a rate implausible for the
+  // format's time unit is warned about (the run goes on).
+  const replay = withSlo.kind === 'trace' ? traceReplay(withSlo) : undefined;
+  const source = replay?.source ?? createWorkload(withSlo, rng.fork('workload'));
+  const stats = replay !== undefined ? replayStats(arrivalsOf(replay.source)) : undefined;
+  if (replay !== undefined && stats !== undefined && spec.kind === 'trace') {
+    const warning = traceUnitWarning(spec.trace, replay.format, stats, spec.rateScale);
+    if (warning !== undefined) onWarning?.(warning);
+  }
   const pd = settings.pd;
   const pair = pairPolicyOf(settings);
   const cluster =
@@ -221,7 +239,7 @@ export function runTwinSpec(
     engineByGroup: engineConfigsFor(settings.engine, cluster),
     policy: pair?.prefill ?? buildPolicy(settings),
     slo: settings.slo,
-    workload: describeWorkload(spec),
+    workload: describeWorkload(spec, stats),
     ...(onProgress !== undefined ? { onProgress } : {}),
     admission: settings.admission,
     batchJobs: settings.batchJobs?.map((job) => buildBatchJob(job, rng.fork('batch'))),
@@ -294,15 +312,18 @@ export function runExperiment(
     goodput: boolean;
     goodputTargets?: readonly number[];
     onRun?: (policy: string, what: string) => void;
+    /** Told the trace replay's time-unit warning once (see runTwinSpec). */
+    onWarning?: (line: string) => void;
   },
 ): PolicyRun[] {
   const spec = parseWithSchema(workloadSpecSchema, settings.workload, 'workload');
   const baseRate = options.goodput ? offeredRateRps(spec, settings.seed) : 0;
   const target = settings.goodputTarget ?? GOODPUT_DEFAULTS.targetAttainment;
-  return policies.map((policy) => {
+  return policies.map((policy, i) => {
     const perPolicy = { ...settings, policy };
     options.onRun?.(policy, 'base rate');
-    const result = runTwinSpec(perPolicy, spec);
+    const warn = i === 0 ? options.onWarning : undefined;
+    const result = runTwinSpec(perPolicy, spec, undefined, undefined, undefined, warn);
     if (!options.goodput) return { result, goodput: undefined };
     const attainmentAt = new Map<number, number>([[1, result.summary.sloAttainment.both]]);
     const evaluate = (scale: number) => {
@@ -396,8 +417,15 @@ function writeText(path: string, text: string): void {
   writeFileSync(path, text);
 }
 
-/** A one-line label for a workload spec, for reports. */
-export function describeWorkload(spec: WorkloadSpec): string {
+function* arrivalsOf(source: Iterable<{ readonly arrivalMs: number }>): Generator<number> {
+  for (const r of source) yield r.arrivalMs;
+}
+
+/**
+ * A one-line label for a workload spec, for reports. A trace replay's label gives what is replayed
+ * (`replay`: count, span, rate) in place of the --requests/--duration limits when it is known.
+ */
+export function describeWorkload(spec: WorkloadSpec, replay?: ReplayStats): string {
   const limit = [
     spec.maxRequests !== undefined ? `${spec.maxRequests} requests` : '',
     spec.durationS !== undefined ? `${spec.durationS} s` : '',
@@ -407,8 +435,10 @@ export function describeWorkload(spec: WorkloadSpec): string {
   const declared = `, max_tokens ${formatDeclaredMaxTokens(spec.declaredMaxTokens)}`;
   const tail = `${limit.length > 0 ? ` (${limit})` : ''}${declared}`;
   switch (spec.kind) {
-    case 'trace':
-      return `trace ${spec.trace}${spec.rateScale !== 1 ? ` at ${spec.rateScale}x rate` : ''}${tail}`;
+    case 'trace': {
+      const what = replay !== undefined ? ` (${describeReplayRate(replay)})${declared}` : tail;
+      return `trace ${spec.trace}${spec.rateScale !== 1 ? ` at ${spec.rateScale}x rate` : ''}${what}`;
+    }
     case 'poisson':
       return `poisson ${describeRate(spec)}${tail}`;
     case 'gamma':

@@ -23,7 +23,7 @@ import { profileOf, timeVaryingRequests } from './time-varying.ts';
 import { traceRequests } from './trace-source.ts';
 import { readTrace } from './traces/read.ts';
 import type { TraceReadLimit } from './traces/text.ts';
-import type { RequestSource } from './types.ts';
+import type { RequestSource, TraceFormat } from './types.ts';
 
 /**
  * Validates a workload spec. An unknown `kind` fails with SY_ERR_UNKNOWN_NAME listing the kinds;
@@ -62,18 +62,7 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
   const load = cachedLengthsLoader();
   switch (s.kind) {
     case 'trace':
-      // Read only as far as the replay goes (trace-source.ts slices the same way).
-      return traceRequests(readTrace(s.trace, s.format, traceLimit(s.startS, s.durationS, s.maxRequests)), {
-        rateScale: s.rateScale,
-        startS: s.startS,
-        ...(s.durationS === undefined ? {} : { durationS: s.durationS }),
-        ...(s.maxRequests === undefined ? {} : { maxRequests: s.maxRequests }),
-        model: s.model,
-        tenant: s.tenant,
-        priority: s.priority,
-        ...(s.slo === undefined ? {} : { slo: s.slo }),
-        declaredMaxTokens: s.declaredMaxTokens,
-      });
+      return traceReplay(s).source;
     case 'poisson':
     case 'gamma':
     case 'constant':
@@ -110,6 +99,115 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
     default:
       return assertNever(s, 'workload kind');
   }
+}
+
+/** A trace replay's requests, and the format its file was read in. */
+export interface TraceReplay {
+  readonly source: RequestSource;
+  readonly format: TraceFormat;
+}
+
+/** The replay of a validated trace spec; the file is read now (only as far as the replay goes). */
+export function traceReplay(s: Extract<WorkloadSpec, { kind: 'trace' }>): TraceReplay {
+  // Read only as far as the replay goes (trace-source.ts slices the same way).
+  const trace = readTrace(s.trace, s.format, traceLimit(s.startS, s.durationS, s.maxRequests));
+  const source = traceRequests(trace, {
+    rateScale: s.rateScale,
+    startS: s.startS,
+    ...(s.durationS === undefined ? {} : { durationS: s.durationS }),
+    ...(s.maxRequests === undefined ? {} : { maxRequests: s.maxRequests }),
+    model: s.model,
+    tenant: s.tenant,
+    priority: s.priority,
+    ...(s.slo === undefined ? {} : { slo: s.slo }),
+    declaredMaxTokens: s.declaredMaxTokens,
+  });
+  return { source, format: trace.format };
+}
+
+/** Count, span (first to last arrival) and mean rate of the requests a replay sends. */
+export interface ReplayStats {
+  readonly requests: number;
+  readonly spanS: number;
+  /** (requests - 1) / spanS: arrivals per second between the first and the last; 0 with under 2 requests, Infinity when all arrive at once. */
+  readonly rateRps: number;
+}
+
+/** ReplayStats of arrival times in ms (in order, as a replay sends them). */
+export function replayStats(arrivalsMs: Iterable<number>): ReplayStats {
+  let requests = 0;
+  let first = 0;
+  let last = 0;
+  for (const ms of arrivalsMs) {
+    if (requests === 0) first = ms;
+    last = ms;
+    requests++;
+  }
+  const spanS = (last - first) / 1000;
+  const rateRps = requests < 2 ? 0 : spanS > 0 ? (requests - 1) / spanS : Number.POSITIVE_INFINITY;
+  return { requests, spanS, rateRps };
+}
+
+/** The arrival unit of the formats whose stamps are plain numbers (Azure's are wall-clock dates). */
+const TRACE_UNITS: Partial<Record<TraceFormat, string>> = { mooncake: 'ms', vidur: 's' };
+/** Fewer requests than this are too few to judge a rate by. */
+export const UNIT_CHECK_MIN_REQUESTS = 100;
+/** Above this mean rate (or all requests within 1 s) a replay is taken as stamped in the next-larger unit. */
+export const UNIT_CHECK_DENSE_RPS = 1000;
+/**
+ * Below this mean rate (1 request a minute) a replay is taken as stamped in the next-smaller unit.
+ * Not 1 an hour: a real trace at 5.5 req/s (Splitwise conv) in ms read as s replays at 20 an hour.
+ */
+export const UNIT_CHECK_SPARSE_RPS = 1 / 60;
+
+/**
+ * A one-line warning when a replay's rate is implausible for its format's time unit (see
+ * docs/workloads.md, "Trace files"), else undefined. Judged on what is replayed, after --rate-scale
+ * (`rateScale`), so a file already rescaled does not warn; the fix named keeps that scale.
+ */
+export function traceUnitWarning(
+  file: string,
+  format: TraceFormat,
+  stats: ReplayStats,
+  rateScale: number,
+): string | undefined {
+  const unit = TRACE_UNITS[format];
+  if (unit === undefined || stats.requests < UNIT_CHECK_MIN_REQUESTS) return undefined;
+  const rate = describeReplayRate(stats);
+  const dense = stats.rateRps > UNIT_CHECK_DENSE_RPS || stats.spanS <= 1;
+  if (dense) {
+    const other = unit === 'ms' ? 'seconds' : 'a unit 1000x larger';
+    return (
+      `warning: trace ${file}: ${rate} is implausibly dense for ${format} stamps in ${unit}; ` +
+      `if they are in ${other}, --rate-scale ${fmtScale(rateScale * 0.001)} replays it as meant`
+    );
+  }
+  if (stats.rateRps < UNIT_CHECK_SPARSE_RPS) {
+    const other = unit === 's' ? 'milliseconds' : 'microseconds';
+    return (
+      `warning: trace ${file}: ${rate} is implausibly sparse for ${format} stamps in ${unit}; ` +
+      `if they are in ${other}, --rate-scale ${fmtScale(rateScale * 1000)} replays it as meant`
+    );
+  }
+  return undefined;
+}
+
+/** "6 requests over 5 s, 1 req/s", for headers and warnings. */
+export function describeReplayRate(stats: ReplayStats): string {
+  const n = `${stats.requests} request${stats.requests === 1 ? '' : 's'}`;
+  if (stats.requests < 2) return n;
+  if (stats.spanS === 0) return `${n} all at the same instant`;
+  return `${n} over ${fmtFigure(stats.spanS)} s, ${fmtFigure(stats.rateRps)} req/s`;
+}
+
+/** Up to 3 significant digits, no exponent for everyday sizes. */
+function fmtFigure(x: number): string {
+  if (x >= 100) return String(Math.round(x));
+  return String(Number(x.toPrecision(3)));
+}
+
+function fmtScale(x: number): string {
+  return String(Number(x.toPrecision(6)));
 }
 
 /** What a trace replay of [startS, startS + durationS), at most maxRequests requests, needs read. */
