@@ -5,9 +5,10 @@
  */
 import { SwitchyardError } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
-import { createWorkload, traceLimit } from '../workload/create.ts';
+import { createWorkload, replayStats, traceLimit, traceUnitWarning } from '../workload/create.ts';
 import { formatDeclaredMaxTokens } from '../workload/declared.ts';
 import { readTrace } from '../workload/traces/read.ts';
+import type { TraceFormat } from '../workload/types.ts';
 import { OpenAiClient } from './client.ts';
 import { type BenchOptions, namesOwnModels } from './options.ts';
 import { syntheticPlan, tracePlan, workloadPlan } from './plan.ts';
@@ -80,6 +81,19 @@ function workloadDescription(
 export interface BenchHooks extends RunHooks {
   /** Called before the first request, with the plan's size (when known) and the model. */
   readonly onStart?: (total: number | undefined, model: string) => void;
+  /**
+   * Told, before anything is sent, when a --trace plan's rate is implausible for the format's time
+   * unit (see traceUnitWarning); the run goes on. Default: the line is written to stderr.
+   */
+  readonly onWarning?: (line: string) => void;
+}
+
+/** The time-unit warning of a --trace plan (judged on what is sent, after --rate-scale), if any. */
+export function planUnitWarning(options: BenchOptions, plan: BenchPlan): string | undefined {
+  const s = options.source;
+  if (s.kind !== 'trace') return undefined;
+  const stats = replayStats(Array.from(plan.requests, (r) => r.atMs));
+  return traceUnitWarning(s.trace, plan.workload['format'] as TraceFormat, stats, s.rateScale);
 }
 
 /**
@@ -88,6 +102,8 @@ export interface BenchHooks extends RunHooks {
  */
 export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): Promise<BenchSummary> {
   const { plan, prompts } = buildPlan(options);
+  const warning = planUnitWarning(options, plan);
+  if (warning !== undefined) (hooks.onWarning ?? ((line) => process.stderr.write(`${line}\n`)))(warning);
   const client = new OpenAiClient({
     baseUrl: options.url,
     apiKey: options.apiKey,
