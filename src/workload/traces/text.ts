@@ -44,21 +44,28 @@ export function isGzip(bytes: Uint8Array): boolean {
 }
 
 /**
+ * Gunzips a trace file's bytes: more than `maxBytes` of output fails with one line saying so, damaged
+ * data as a parse error at line 1.
+ */
+function gunzipTrace(bytes: Uint8Array, file: string, maxBytes: number): Buffer {
+  try {
+    return gunzipSync(bytes, { maxOutputLength: maxBytes });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+      throw traceTooLargeError(file, `decompresses to more than ${formatBytes(maxBytes)}`, maxBytes);
+    throw traceParseError(file, 1, `corrupt gzip data (${(err as Error).message})`);
+  }
+}
+
+/**
  * Turns file bytes into text, gunzipping when the gzip magic is present (the extension is not
  * trusted). More than `maxBytes` of text (plain or decompressed) fails with one line saying so,
  * not with V8's string-length error.
  */
 export function decodeTraceBytes(bytes: Uint8Array, file: string, maxBytes = TRACE_TEXT_BYTES_MAX): string {
   let raw = bytes;
-  if (isGzip(bytes)) {
-    try {
-      raw = gunzipSync(bytes, { maxOutputLength: maxBytes });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
-        throw traceTooLargeError(file, `decompresses to more than ${formatBytes(maxBytes)}`, maxBytes);
-      throw traceParseError(file, 1, `corrupt gzip data (${(err as Error).message})`);
-    }
-  } else if (raw.byteLength > maxBytes) {
+  if (isGzip(bytes)) raw = gunzipTrace(bytes, file, maxBytes);
+  else if (raw.byteLength > maxBytes) {
     throw traceTooLargeError(file, `${formatBytes(raw.byteLength)} of text`, maxBytes);
   }
   const text = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8');
@@ -121,13 +128,7 @@ export function* fileLines(
         parts.push(Buffer.from(chunk.subarray(0, m)));
       const bytes = Buffer.concat(parts);
       parts.length = 0;
-      try {
-        inflated = gunzipSync(bytes, { maxOutputLength: maxBytes });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
-          throw traceTooLargeError(file, `decompresses to more than ${formatBytes(maxBytes)}`, maxBytes);
-        throw traceParseError(file, 1, `corrupt gzip data (${(err as Error).message})`);
-      }
+      inflated = gunzipTrace(bytes, file, maxBytes);
     }
     /** The next piece of text bytes (empty at the end). */
     const next = (): Buffer => {
