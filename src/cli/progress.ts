@@ -65,3 +65,11 @@ export async function withSteps<T>(
     bar.stop();
   }
 }
+
+/**
+ * Writes a warning line (a trace in the wrong time unit) to stderr; the run goes on. On a terminal
+ * the progress bar's line is cleared first (the bar redraws below it on its next update).
+ */
+export function warnLine(line: string): void {
+  process.stderr.write(`${process.stderr.isTTY === true ? '\r\x1b[K' : ''}${line}\n`);
+}

@@ -20,7 +20,7 @@ import { controlReport, peakReady } from '../twin/report/replicas.ts';
 import { controlJson, runTwinSpec, type TwinSettings } from '../twin/run.ts';
 import type { SimResult } from '../twin/simulator.ts';
 import { workloadSpecSchema } from '../workload/spec.ts';
-import { withSteps } from './progress.ts';
+import { warnLine, withSteps } from './progress.ts';
 import { describeCluster, wroteLines } from './sim-header.ts';
 
 /** The baseline the `x static` column divides by: every instance of the pool all the time. */
@@ -167,11 +167,13 @@ export function runAutoscalers(
   settings: TwinSettings,
   names: readonly string[],
   onRun?: (name: string, what: string) => void,
+  /** Told a trace replay's time-unit warning once (the runs share the workload). */
+  onWarning?: (line: string) => void,
 ): AutoscalerRun[] {
   const control = settings.control;
   if (control === undefined) throw invalidArgument('autoscaler', names.join(','), 'an autoscaler');
   const spec = parseWithSchema(workloadSpecSchema, settings.workload, 'workload');
-  return names.map((name) => {
+  return names.map((name, i) => {
     onRun?.(name, 'run');
     return {
       name,
@@ -181,6 +183,10 @@ export function runAutoscalers(
           control: { ...control, autoscaler: name, params: control.paramsByName?.[name] ?? {} },
         },
         spec,
+        undefined,
+        undefined,
+        undefined,
+        i === 0 ? onWarning : undefined,
       ),
     };
   });
@@ -247,7 +253,7 @@ export async function compareAutoscalers(
   options: { policies: number; goodput: boolean; decisionLog: boolean; progress: boolean; color: boolean },
 ): Promise<void> {
   checkAutoscalerComparison(names, options);
-  const runs = await withSteps(options.progress, (step) => runAutoscalers(settings, names, step));
+  const runs = await withSteps(options.progress, (step) => runAutoscalers(settings, names, step, warnLine));
   process.stdout.write(autoscalerHeader(settings, runs));
   process.stdout.write(`${formatAutoscalerTable(runs.map(autoscalerRow), { color: options.color })}\n`);
   writeAutoscalerOutputs(runs, settings.output);

@@ -31,7 +31,7 @@ import {
   simDurationSeconds,
   TP_MAX,
 } from './parse.ts';
-import { withProgress, withSteps } from './progress.ts';
+import { warnLine, withProgress, withSteps } from './progress.ts';
 import {
   type AutoscalerFlags,
   autoscalerOptions,
@@ -634,14 +634,6 @@ function goodputTarget(value: string): number {
   if (!(x > 0 && x <= 1))
     throw invalidArgument('goodput-target', value, 'a fraction in (0, 1], e.g. 0.9 or 0.99');
   return x;
-}
-
-/**
- * Writes a warning line (a trace in the wrong time unit) to stderr; the run goes on. On a terminal
- * the progress bar's line is cleared first (the bar redraws below it on its next update).
- */
-function warnLine(line: string): void {
-  process.stderr.write(`${process.stderr.isTTY === true ? '\r\x1b[K' : ''}${line}\n`);
 }
 
 /** Builds the workload spec from flags, over the config file's workload when no source flag is given. */

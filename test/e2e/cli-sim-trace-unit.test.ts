@@ -57,3 +57,26 @@ test('sim --trace: a seconds-stamped Mooncake file warns once and runs; a real s
     /workload trace sample:mooncake-conversation \(300 requests over \d+ s, [\d.]+ req\/s\)/,
   );
 });
+
+test('sim --trace with several autoscalers: the time-unit warning is said once, not once per run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sy-trace-unit-cmp-'));
+  const file = join(dir, 'conv-seconds.jsonl');
+  const rows = Array.from(
+    { length: 200 },
+    (_, i) => `{"timestamp": ${i * 0.5}, "input_length": 64, "output_length": 8, "hash_ids": [${i}]}`,
+  );
+  writeFileSync(file, `${rows.join('\n')}\n`);
+  const run = await runCli([
+    'sim',
+    '--trace',
+    file,
+    '--autoscaler',
+    'kpa,static',
+    '--max-instances',
+    '2',
+    '--no-progress',
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  const warnings = run.stderr.split('\n').filter((l) => l.startsWith('warning: trace'));
+  assert.equal(warnings.length, 1, run.stderr);
+});
