@@ -10,12 +10,15 @@
  * balance with nothing in flight.
  */
 import assert from 'node:assert/strict';
+import { isUtf8 } from 'node:buffer';
 import { connect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Pool } from 'undici';
 import { builtinEngineRefusal, parseCompletionBody } from '../../src/core/openai-api.ts';
+import { outOfVocabulary } from '../../src/engine-servers/backend.ts';
+import { modelSpec } from '../../src/model/models.ts';
 import {
   assertErrorBody,
   type GatewayStatsJson,
@@ -569,6 +572,17 @@ function expectedChoices(spec: Spec): number | undefined {
   return n * prompts;
 }
 
+/** Every prompt token id a completions body gives (one list, or a list of lists), else the parse's. */
+function promptIds(
+  body: unknown,
+  parsed: ReturnType<typeof parseCompletionBody>,
+): readonly number[] | undefined {
+  const prompt = (body as { prompt?: unknown } | null)?.prompt;
+  if (Array.isArray(prompt) && prompt.every((p) => Array.isArray(p)))
+    return (prompt as unknown[][]).flat().filter((x): x is number => typeof x === 'number');
+  return parsed.promptTokenIds;
+}
+
 /** The first thing wrong with an answer, or undefined. */
 /**
  * Differential check against the schema (core's parseCompletionBody): a chat or completion body the
@@ -581,15 +595,31 @@ function checkAgainstSchema(spec: Spec, a: Answer): string | undefined {
     return undefined;
   const kind = spec.path === PATHS[0] ? 'chat' : spec.path === PATHS[1] ? 'completion' : undefined;
   if (kind === undefined) return undefined;
+  const bytes = Buffer.from(spec.body);
+  // Bytes that are not UTF-8 are refused before any schema (as vLLM's front refuses a body it
+  // cannot decode), never decoded with U+FFFD and served.
+  if (!isUtf8(bytes))
+    return a.status === 400 && a.text.includes('"param":"body"')
+      ? undefined
+      : `a body that is not UTF-8 must get 400 naming body, the gateway answered ${a.status}: ${a.text.slice(0, 200)}`;
   let model: string;
   let body: unknown;
+  let parsed: ReturnType<typeof parseCompletionBody>;
   try {
-    body = JSON.parse(Buffer.from(spec.body).toString('utf8'));
-    model = parseCompletionBody(kind, body).model;
+    body = JSON.parse(bytes.toString('utf8'));
+    parsed = parseCompletionBody(kind, body);
+    model = parsed.model;
   } catch {
     return undefined;
   }
-  if (model !== MODEL || a.status === 200) return undefined;
+  if (model !== MODEL) return undefined;
+  // Prompt token ids past the model's vocabulary get the engine's 400 (vLLM's "out of vocabulary").
+  const oov = outOfVocabulary(promptIds(body, parsed), modelSpec(MODEL).vocabSize);
+  if (oov !== undefined)
+    return a.status === 400 && a.text.includes('out of vocabulary') && a.text.includes('"param":"prompt"')
+      ? undefined
+      : `prompt ids past the vocabulary must get 400 naming prompt, the gateway answered ${a.status}: ${a.text.slice(0, 200)}`;
+  if (a.status === 200) return undefined;
   if (a.status === 400 && /"param":"max_tokens"/.test(a.text)) return undefined;
   const refusal = builtinEngineRefusal(kind, body);
   if (
