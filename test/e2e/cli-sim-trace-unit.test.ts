@@ -13,15 +13,19 @@ import { runCli } from './support/cli.ts';
 
 const SMALL = ['--instances', '1', '--no-progress'];
 
-test('sim --trace: a seconds-stamped Mooncake file warns once and runs; a real sample does not warn', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sy-trace-unit-'));
-  const file = join(dir, 'conv-seconds.jsonl');
-  // 200 requests 0.5 s apart, stamped in seconds (0, 0.5, 1, ...): read as ms, 2000 req/s.
+/** A Mooncake file of 200 requests 0.5 s apart, stamped in seconds (0, 0.5, 1, ...): read as ms, 2000 req/s. */
+function secondsStampedTrace(): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'sy-trace-unit-')), 'conv-seconds.jsonl');
   const rows = Array.from(
     { length: 200 },
     (_, i) => `{"timestamp": ${i * 0.5}, "input_length": 64, "output_length": 8, "hash_ids": [${i}]}`,
   );
   writeFileSync(file, `${rows.join('\n')}\n`);
+  return file;
+}
+
+test('sim --trace: a seconds-stamped Mooncake file warns once and runs; a real sample does not warn', async () => {
+  const file = secondsStampedTrace();
   const run = await runCli(['sim', '--trace', file, '--requests', '2000', ...SMALL]);
   assert.equal(run.code, 0, run.stderr);
   const warnings = run.stderr.split('\n').filter((l) => l.startsWith('warning: trace'));
@@ -59,13 +63,7 @@ test('sim --trace: a seconds-stamped Mooncake file warns once and runs; a real s
 });
 
 test('sim --trace with several autoscalers: the time-unit warning is said once, not once per run', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sy-trace-unit-cmp-'));
-  const file = join(dir, 'conv-seconds.jsonl');
-  const rows = Array.from(
-    { length: 200 },
-    (_, i) => `{"timestamp": ${i * 0.5}, "input_length": 64, "output_length": 8, "hash_ids": [${i}]}`,
-  );
-  writeFileSync(file, `${rows.join('\n')}\n`);
+  const file = secondsStampedTrace();
   const run = await runCli([
     'sim',
     '--trace',
