@@ -286,6 +286,8 @@ class Twin {
   private readonly rejectedByCode = new Map<ErrorCode, number>();
   /** Accepted requests that failed (held too long, upstream), by the gateway's reason (failAccepted). */
   private readonly failedByReason = new Map<string, number>();
+  /** Of failedByReason's upstream_4xx: those whose whole KV needed more blocks than the engine holds. */
+  private refusedPastKvCache = 0;
   /** Wall time of every DECISION_TIMING_EVERY-th decide call, in microseconds (host-side timing). */
   private readonly decideUs = new LatencyHistogram();
   private decisions = 0;
@@ -986,12 +988,15 @@ class Twin {
 
   /**
    * The engine a request reached refused it on arrival: its prompt plus output pass the model's
-   * context (src/model/context.ts), a 400 as vLLM and the sim engine answer. The live gateway
-   * relays an engine's 4xx and counts the request accepted, then `failed{upstream_4xx}`; so does
-   * the twin (not served, so `rejected` counts it too). The caller tells the policy and admission.
+   * context (src/model/context.ts), a 400 as vLLM and the sim engine answer, or (`pastKvCache`) its
+   * whole KV needs more blocks than the engine's cache holds, a 400 naming max_tokens from the sim
+   * engine. The live gateway relays an engine's 4xx and counts the request accepted, then
+   * `failed{upstream_4xx}`; so does the twin (not served, so `rejected` counts it too), never a
+   * SY_ERR_CAPACITY the live gateway would not answer. The caller tells the policy and admission.
    */
-  private refusedByEngine(request: Request, offline: boolean): void {
+  private refusedByEngine(request: Request, offline: boolean, pastKvCache = false): void {
     this.failWithReason(request, 'upstream_4xx', offline);
+    if (pastKvCache) this.refusedPastKvCache++;
   }
 
   private failWithReason(request: Request, reason: string, offline: boolean): void {
@@ -1209,11 +1214,11 @@ class Twin {
       }
     };
     const onReject: NonNullable<EngineListener['onReject']> = (request, _reason, nowMs) => {
-      // The engine can never fit this request's KV: it ends as an explicit rejection.
+      // The engine can never fit this request's KV: it answers 400, as the live sim engine does.
       const twin = request as TwinEngineRequest;
       twin.instance.ended(twin.hostPrefillTokens, twin.prefillPending);
       this.faults?.live[twin.instance.index]?.delete(twin);
-      this.reject(twin.source, 'SY_ERR_CAPACITY', twin.offline);
+      this.refusedByEngine(twin.source, twin.offline, true);
       policy.onFailed?.(twin.source, twin.instance.id, nowMs);
       this.admission?.onFailed(twin.source, nowMs);
       this.batches?.onFailed(twin.source, nowMs);
@@ -1421,9 +1426,9 @@ class Twin {
       this.decodeRefused(twin, nowMs);
       return;
     }
-    // A request whose whole KV could never fit the decode instance ends as the engine's own refusal would.
+    // A request whose whole KV could never fit the decode instance ends as the engine's own 400 would.
     if (cannotFit(request, decode)) {
-      this.reject(request, 'SY_ERR_CAPACITY', twin.offline);
+      this.refusedByEngine(request, twin.offline, true);
       this.admission?.onFailed(request, nowMs);
       this.releasePrefillKv(twin.instance, request.id);
       return;
@@ -1482,8 +1487,9 @@ class Twin {
     }
     const decode = findInstance(this.instances, decision.instanceId);
     this.digest = chainHash(this.digest, decode.index);
+    // Its decode leg would be refused by the decode engine's 400 (KV past its cache), wherever it prefills.
     if (cannotFit(request, decode)) {
-      this.reject(request, 'SY_ERR_CAPACITY', offline);
+      this.refusedByEngine(request, offline, true);
       return false;
     }
     // Without a rule (a pair deciding at arrival) every request prefills remotely.
@@ -1650,6 +1656,7 @@ class Twin {
       ...base,
       ...(this.rejectedByCode.size > 0 ? { rejectedByCode } : {}),
       ...(this.failedByReason.size > 0 ? { failedByReason } : {}),
+      ...(this.refusedPastKvCache > 0 ? { refusedPastKvCache: this.refusedPastKvCache } : {}),
       ...(batch !== undefined ? { batchJobs: batch } : {}),
       ...(this.faults !== undefined ? { reliability: this.faults.summary(this.faultCount) } : {}),
       ...(kvStore !== undefined ? { kvStore } : {}),

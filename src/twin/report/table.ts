@@ -100,13 +100,24 @@ export function formatSummaryTable(summary: SimSummary, options: SummaryTableOpt
     `${batch.length > 0 ? 'online ' : ''}requests ${fmtNumber(s.requests)} · completed ${fmtNumber(s.completed)} · rejected ${fmtNumber(s.rejected)}${rejectedShare}`,
     ...batch,
   );
-  // Engine 400s say why: the run's lengths, not its policy, lost these (src/model/context.ts).
-  const pastContext = s.failedByReason?.['upstream_4xx'] ?? 0;
-  if (pastContext > 0)
+  // Engine 400s say why: the run's lengths or engine size, not its policy, lost these (src/model/context.ts).
+  const pastKvCache = s.refusedPastKvCache ?? 0;
+  const pastContext = (s.failedByReason?.['upstream_4xx'] ?? 0) - pastKvCache;
+  const causes = (
+    [
+      [pastContext, "prompt + output past the model's context"],
+      [pastKvCache, 'prompt + output need more KV blocks than its cache holds'],
+    ] as const
+  ).filter(([n]) => n > 0);
+  if (causes.length > 0) {
+    // One cause reads "N of them refused by their engine: <cause>"; two give each its count.
+    const why =
+      causes.length === 1 ? causes[0]?.[1] : causes.map(([n, t]) => `${fmtNumber(n)} ${t}`).join(', ');
     lines.push(
-      `${fmtNumber(pastContext)} of them refused by their engine: prompt + output past the model's context ` +
+      `${fmtNumber(pastContext + pastKvCache)} of them refused by their engine: ${why} ` +
         "(failed upstream_4xx, as the gateway counts an engine's 400)",
     );
+  }
 
   const lat = newTable(['latency (ms)', 'mean', 'p50', 'p90', 'p99'], color);
   lat.push(

@@ -119,12 +119,17 @@ export interface SimSummary {
    * a request held in the scale-from-zero buffer past its bound is `cold_start_timeout` (the
    * gateway's `failed{cold_start_timeout}`), one a fault run fails (engine crashed mid-stream,
    * retries spent) is `upstream` (`failed{upstream}`), one an engine refused on arrival because its
-   * prompt plus output pass the model's context (src/model/context.ts) is `upstream_4xx` (the
-   * gateway relays the engine's 400 and counts `failed{upstream_4xx}`); none is a rejection. They
-   * got no answer, so `rejected` (online requests not served, the +∞ of the `All` tails) counts them
-   * too.
+   * prompt plus output pass the model's context (src/model/context.ts), or whose whole KV needs more
+   * blocks than the engine's cache holds, is `upstream_4xx` (the gateway relays the engine's 400 and
+   * counts `failed{upstream_4xx}`); none is a rejection. They got no answer, so `rejected` (online
+   * requests not served, the +∞ of the `All` tails) counts them too.
    */
   readonly failedByReason?: Readonly<Record<string, number>>;
+  /**
+   * Of `failedByReason.upstream_4xx`, the requests refused because their whole KV (prompt plus
+   * output) needs more blocks than the engine's cache holds, when any; the rest passed the context.
+   */
+  readonly refusedPastKvCache?: number;
   /** Faults injected and what the reliability rules did about them; present only in fault runs. */
   readonly reliability?: ReliabilitySummary;
   /**
