@@ -9,7 +9,11 @@ import { admitConnection, ClientConnections, clientAddressOf } from './client-co
 describe('ClientConnections on a real loopback server', () => {
   const connections = new ClientConnections(2);
   const rejected: ErrorCode[] = [];
-  const host = { readingFor: () => undefined, countRejection: (code: ErrorCode) => rejected.push(code) };
+  const host = {
+    readingFor: () => undefined,
+    countRejection: (code: ErrorCode) => rejected.push(code),
+    countIdleTimeout: () => {},
+  };
   let server: Server;
   let port = 0;
   const admitted: Socket[] = [];

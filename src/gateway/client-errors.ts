@@ -21,6 +21,8 @@ export interface ClientErrorHost {
   readingFor(res: ServerResponse): Reading | undefined;
   /** Counts a refusal (the `rejected` counters). */
   countRejection(code: ErrorCode): void;
+  /** Counts a connection closed at the head timeout before it sent a byte: no request, so no refusal. */
+  countIdleTimeout(): void;
 }
 
 /** A whole HTTP/1.1 error answer that closes the connection, as bytes for a raw socket. */
@@ -72,6 +74,7 @@ export function answerOnSocket(
   socket: Duplex,
   error: SwitchyardError,
   headers?: Record<string, string>,
+  count: () => void = () => host.countRejection(error.code),
 ): void {
   if (answered.has(socket)) return;
   answered.add(socket);
@@ -79,7 +82,7 @@ export function answerOnSocket(
     socket.destroy();
     return;
   }
-  host.countRejection(error.code);
+  count();
   // Ending (not destroying) lets the answer reach a client still sending; the linger bounds it.
   socket.end(rawErrorResponse(error, headers));
   setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
@@ -95,7 +98,13 @@ export function answerClientError(host: ClientErrorHost, error: NodeJS.ErrnoExce
   const e = clientErrorOf(error);
   const pending = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
   if (pending === undefined || pending === null) {
-    answerOnSocket(host, socket, e);
+    // A new connection that sent nothing by the head timeout (a browser's preconnect, a client's
+    // spare pooled socket) is closed with Node's 408, but it carried no request to refuse: it is
+    // counted apart, so `rejected` counts only requests. (A keep-alive connection idle after a
+    // request is closed silently at keepAliveTimeout instead, and never gets here.)
+    const idle =
+      error.code === 'ERR_HTTP_REQUEST_TIMEOUT' && (socket as { bytesRead?: number }).bytesRead === 0;
+    answerOnSocket(host, socket, e, undefined, idle ? () => host.countIdleTimeout() : undefined);
     return;
   }
   // The handler holds a request on this connection. Its body not yet whole: the broken body is that

@@ -414,6 +414,9 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
         return sideReadFor(res);
       },
       countRejection: (code) => this.stats.reject(code),
+      countIdleTimeout: () => {
+        this.stats.idleConnectionsTimedOut++;
+      },
     };
     this.server = createServer(
       {

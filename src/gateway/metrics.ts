@@ -27,6 +27,11 @@ export class GatewayStats {
   readonly failed = new Map<FailureReason, number>();
   readonly rejected = new Map<ErrorCode, number>();
   retries = 0;
+  /**
+   * Client connections closed with 408 at the head timeout before they sent a byte: no request
+   * came, so they are not in `rejected` (client-errors.ts).
+   */
+  idleConnectionsTimedOut = 0;
   /** Requests held in the admission queue (part of inFlight). */
   queued = 0;
   /**
@@ -61,6 +66,7 @@ export class GatewayStats {
       completed: this.completed,
       failed: Object.fromEntries([...this.failed].sort(([a], [b]) => (a < b ? -1 : 1))),
       failedTotal: this.failedTotal,
+      idleConnectionsTimedOut: this.idleConnectionsTimedOut,
       inFlight: this.inFlight,
       queued: this.queuedTotal,
       rejected: Object.fromEntries([...this.rejected].sort(([a], [b]) => (a < b ? -1 : 1))),
@@ -100,6 +106,11 @@ export class GatewayMetrics {
     );
     counter('requests_completed_total', 'Accepted requests that completed', () => stats.completed);
     counter('retries_total', 'Upstream attempts retried on another instance', () => stats.retries);
+    counter(
+      'idle_connections_timed_out_total',
+      'Client connections closed with 408 at the head timeout before sending a byte (no request: not in requests_rejected_total)',
+      () => stats.idleConnectionsTimedOut,
+    );
     new Counter({
       name: `${p}requests_failed_total`,
       help: 'Accepted requests that failed, by reason',
