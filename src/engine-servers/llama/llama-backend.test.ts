@@ -12,6 +12,7 @@ import {
   heldBackLength,
   LlamaBackend,
   LlamaRuntime,
+  llamaSeed,
   loadModelAndContext,
   modelContextMax,
   pickSlot,
@@ -442,4 +443,16 @@ describe('ignore_eos on a model whose greedy answer is end-of-generation at once
     );
     assert.equal(sampled.usage?.completionTokens, 32);
   });
+});
+
+test('llamaSeed: every safe integer maps into [0, 2^32 - 2], negatives apart, 0xFFFFFFFF never', () => {
+  assert.equal(llamaSeed(0), 0);
+  assert.equal(llamaSeed(7), 7);
+  assert.equal(llamaSeed(-1), 2 ** 32 - 2);
+  assert.equal(llamaSeed(-2), 2 ** 32 - 3);
+  assert.equal(llamaSeed(2 ** 32 - 1), 0);
+  for (const seed of [Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER, 2 ** 32, -(2 ** 40) + 3]) {
+    const s = llamaSeed(seed);
+    assert.ok(Number.isInteger(s) && s >= 0 && s < 2 ** 32 - 1, `${seed} -> ${s}`);
+  }
 });

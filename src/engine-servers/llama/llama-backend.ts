@@ -14,6 +14,7 @@
  * identity) followed by `<|assistant|>\n`, so the next turn of a conversation, rendered the same
  * way, extends this request's tokens and reuses them. The model's own chat template is not applied.
  */
+import { randomInt } from 'node:crypto';
 import { statSync } from 'node:fs';
 import {
   getLlama,
@@ -87,6 +88,18 @@ export interface LlamaBackendOptions {
   readonly kvState?: KvStateHooks;
   /** vLLM's `--enable-sleep-mode`: sleep frees the context and model, a wake reloads them (./sleep.ts). */
   readonly enableSleepMode?: boolean;
+}
+
+/** llama.cpp's seeds are uint32 below 0xFFFFFFFF (its LLAMA_DEFAULT_SEED, "random"). */
+const SEED_END = 2 ** 32 - 1;
+
+/**
+ * A client's seed (any safe integer, as vLLM takes an int64) as the seed llama.cpp samples with:
+ * node-llama-cpp clamps a negative seed to 0 (seeds -1 and -2 sampled alike), and llama.cpp reads
+ * 0xFFFFFFFF as "pick a random seed", so seeds go modulo 2^32 - 1 into [0, 2^32 - 2].
+ */
+export function llamaSeed(seed: number): number {
+  return ((seed % SEED_END) + SEED_END) % SEED_END;
 }
 
 /** How the model and context were loaded: a wake from sleep loads them again the same way. */
@@ -710,7 +723,10 @@ export class LlamaBackend implements EngineBackend {
         temperature: request.temperature ?? 1,
         // OpenAI's default is no nucleus cut (node-llama-cpp's own default is 0.95).
         topP: request.topP ?? 1,
-        ...(request.seed === undefined ? {} : { seed: request.seed }),
+        // Without a seed every generation samples on its own, as vLLM's unseeded requests do:
+        // node-llama-cpp's default seed is the current second, which gave the n choices of one
+        // request, and every request of that second with the same prompt, the same text.
+        seed: request.seed === undefined ? randomInt(SEED_END) : llamaSeed(request.seed),
         ...vllmSamplingOptions(job.input.sampling, punished, this.contextSize),
         yieldEogToken: true,
       });
