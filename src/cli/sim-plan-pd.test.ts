@@ -4,6 +4,9 @@
  * of a disaggregated run, which the plan would ignore, are refused naming each.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { type PlanPdFlags, planPdFromFlags } from './sim-plan-pd.ts';
 import { fromCli } from './sim-test-support.ts';
@@ -39,6 +42,42 @@ describe('sim --plan-pd flags', () => {
         code: 'SY_ERR_INVALID_ARGUMENT',
         message: new RegExp(`invalid gpus '${gpus}': expected at least 8 GPUs for TP 4`),
       });
+  });
+
+  it('plans the output the engine generates: the true length cut at --declared-max-tokens, as the run does', () => {
+    // The twin generates min(true, cap) tokens (cap:4096 by default); a plan for the uncut 8000 would
+    // size decode for twice the tokens any request of the run produces.
+    const long = planPdFromFlags({ ...BASE, outputTokens: 8000 });
+    const atCap = planPdFromFlags({ ...BASE, outputTokens: 4096 });
+    assert.deepEqual(long.split, atCap.split);
+    const uncut = planPdFromFlags({ ...BASE, outputTokens: 8000, declaredMaxTokens: 'none' });
+    assert.ok(
+      uncut.split.goodputRps < atCap.split.goodputRps,
+      `${uncut.split.goodputRps} < ${atCap.split.goodputRps}`,
+    );
+    const cut = planPdFromFlags({ ...BASE, outputTokens: 8000, declaredMaxTokens: 'cap:256' });
+    assert.deepEqual(cut.split, planPdFromFlags(BASE).split);
+  });
+
+  it("plans a trace's rows with the output the run generates (rows past the cap cut to it)", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-plan-pd-'));
+    try {
+      const rows = (out: number) =>
+        Array.from({ length: 20 }, (_, i) =>
+          JSON.stringify({ timestamp: i * 100, input_length: 4096, output_length: i % 4 === 0 ? out : 256 }),
+        );
+      const huge = join(dir, 'huge.jsonl');
+      writeFileSync(huge, `${rows(200_000).join('\n')}\n`);
+      const capped = join(dir, 'capped.jsonl');
+      writeFileSync(capped, `${rows(4096).join('\n')}\n`);
+      const { inputTokens: _in, outputTokens: _out, ...trace } = BASE;
+      assert.deepEqual(
+        planPdFromFlags({ ...trace, trace: huge }).split,
+        planPdFromFlags({ ...trace, trace: capped }).split,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   const runFlags: [string, Partial<PlanPdFlags>][] = [

@@ -10,6 +10,13 @@ import { invalidArgument } from '../core/errors.ts';
 import { type KvLink, kvLink } from '../model/kv-link.ts';
 import type { PdConditionalRule } from '../policies/disagg/conditional.ts';
 import { GOODPUT_DEFAULTS } from '../twin/goodput.ts';
+import { servableTokens } from '../workload/common.ts';
+import {
+  DEFAULT_DECLARED_MAX_TOKENS,
+  declaredMaxTokens,
+  generatedTokens,
+  parseDeclaredMaxTokens,
+} from '../workload/declared.ts';
 import { readTraceLengths } from '../workload/traces/read.ts';
 
 /** The flags the plan reads, as commander hands them over. */
@@ -24,6 +31,8 @@ export interface PlanPdFlags {
   trace?: string;
   inputTokens?: number;
   outputTokens?: number;
+  /** `--declared-max-tokens`: the run cuts each output at it, so the plan does too (default cap:4096). */
+  declaredMaxTokens?: string | undefined;
   sloTtftMs: number;
   sloTpotMs: number;
   goodputTarget?: number;
@@ -62,7 +71,7 @@ export function planPdOptions(): Option[] {
     new Option(
       '--plan-pd',
       'print the planned prefill/decode split on --gpus G GPUs of --gpu (counts and TP degrees, predicted goodput per GPU, ' +
-        'the colocated cluster beside it) for the lengths (--input-tokens/--output-tokens or --trace), --rate and SLOs ' +
+        'the colocated cluster beside it) for the lengths (--input-tokens/--output-tokens or --trace; outputs cut at --declared-max-tokens as the run cuts them), --rate and SLOs ' +
         '(--slo-ttft-ms, --slo-tpot-ms, --goodput-target), and exit without simulating; with --rate, the fewest GPUs ' +
         'that sustain it, without, the most goodput from all G; TP degrees 1, 2, 4, 8 on each side, or only --tp N ' +
         'when given (the TP a disaggregated run can use); --json FILE writes the plan',
@@ -75,7 +84,18 @@ export function planPdOptions(): Option[] {
   ];
 }
 
+/**
+ * The lengths planned for: each request's prompt, and the output the run's engine generates, the
+ * true length cut at the declared max_tokens (cap:4096 unless --declared-max-tokens says otherwise),
+ * as trace replay and generated workloads serve them (workload/common.ts buildRequest). Planning
+ * the uncut length would size decode for tokens no request of the run produces.
+ */
 function lengthsOf(flags: PlanPdFlags): PdLength[] {
+  const declared = parseDeclaredMaxTokens(flags.declaredMaxTokens ?? DEFAULT_DECLARED_MAX_TOKENS);
+  const generated = (trueTokens: number): number => {
+    const out = servableTokens(trueTokens);
+    return generatedTokens(declaredMaxTokens(declared, out), out);
+  };
   if (flags.trace !== undefined) {
     if (flags.inputTokens !== undefined || flags.outputTokens !== undefined)
       throw invalidArgument(
@@ -84,11 +104,11 @@ function lengthsOf(flags: PlanPdFlags): PdLength[] {
         'either --trace or --input-tokens/--output-tokens, not both',
       );
     return readTraceLengths(flags.trace).map((p) => ({
-      inputTokens: Math.max(1, p.inputTokens),
-      generatedTokens: Math.max(1, p.outputTokens),
+      inputTokens: servableTokens(p.inputTokens),
+      generatedTokens: generated(p.outputTokens),
     }));
   }
-  return [{ inputTokens: flags.inputTokens ?? 1024, generatedTokens: flags.outputTokens ?? 128 }];
+  return [{ inputTokens: flags.inputTokens ?? 1024, generatedTokens: generated(flags.outputTokens ?? 128) }];
 }
 
 /**
