@@ -6,6 +6,7 @@
  * What each engine does with the KV (a modelled wait, or a real state over TCP) stays in its module:
  * a subclass routes requests (`handle`) and uses the machinery here to reach the inner server.
  */
+import { randomBytes } from 'node:crypto';
 import {
   Agent,
   createServer,
@@ -98,6 +99,12 @@ export abstract class PdFrontBase {
   private readonly http: Server;
   private readonly agent = new Agent({ keepAlive: true, maxSockets: INNER_SOCKETS_MAX });
   private nextTag = 0;
+  /**
+   * Starts every tag: the inner server names its answer after the tag (`chatcmpl-TAG`), and a
+   * counter alone gave each engine, and each restart of one, the same ids (two decode engines
+   * behind one gateway answered `cmpl-pd0` both).
+   */
+  private readonly tagBase = `pd${randomBytes(4).toString('hex')}`;
 
   constructor(
     protected readonly innerPort: number,
@@ -147,7 +154,7 @@ export abstract class PdFrontBase {
 
   /** A fresh tag for a P/D request (the inner server's generation id is `cmpl-TAG`). */
   protected newTag(): string {
-    return `pd${(this.nextTag++).toString(36)}`;
+    return `${this.tagBase}${(this.nextTag++).toString(36)}`;
   }
 
   /** A whole answer from the inner server (bounded by `bytesMax`), the request tagged when `tag` is set. */
