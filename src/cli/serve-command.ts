@@ -6,7 +6,8 @@
  * requests answer 503, in-flight requests finish, bounded by drainTimeoutMs); a second signal says
  * what is still draining; a third ends the drain at once, every open stream getting an SSE error and
  * `[DONE]`. Then the local engines stop and it exits 0. A signal during start-up stops the engines
- * still starting (a launch is aborted, not awaited) and exits 0 with a line.
+ * still starting (a launch is aborted, not awaited) and exits 0 with a line. An unhandled rejection is
+ * logged and serving goes on; an uncaught exception is logged and exits 1 (./serve-process-errors.ts).
  */
 import { statSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -39,6 +40,7 @@ import {
   startAutoscaledPool,
 } from './serve-autoscale.ts';
 import { CONFIG_FLAG_PARSERS } from './serve-config-flags.ts';
+import { watchProcessErrors } from './serve-process-errors.ts';
 
 /** Flags of `switchyard serve`: the autoscaling ones (AutoscaleFlags, serve-autoscale.ts) and these. */
 interface ServeFlags extends AutoscaleFlags {
@@ -580,6 +582,16 @@ async function startServing(
 
 async function runServe(flags: ServeFlags): Promise<void> {
   const say = (line: string) => process.stderr.write(`switchyard serve: ${line}\n`);
+  // A rejection nothing handled is logged and serving goes on; an uncaught exception exits 1 (see the module).
+  const unwatchErrors = watchProcessErrors(say);
+  try {
+    await serveWithProcessErrorsWatched(flags, say);
+  } finally {
+    unwatchErrors();
+  }
+}
+
+async function serveWithProcessErrorsWatched(flags: ServeFlags, say: (line: string) => void): Promise<void> {
   const prepared = await prepare(flags);
   const state = { stopping: false };
   const startup = watchStartup(say);
