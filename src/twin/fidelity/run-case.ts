@@ -53,6 +53,14 @@ export function runCase(c: FidelityCase): CaseResult {
   return c.workload.arrival === 'closed-loop' ? runClosedLoop(c) : runOpenLoop(c);
 }
 
+/**
+ * What a case's requests declare as max_tokens: their output length. Benchmark clients send it so
+ * (`vllm bench serve` sets max_tokens to each request's output length, and with --ignore-eos the
+ * engine generates all of it); `switchyard sim`'s default, a 4096 cap, would cut longer outputs
+ * short and compare a shorter run against the measured one.
+ */
+const BENCH_MAX_TOKENS = 'exact';
+
 /** The workload spec of an open-loop case, as `switchyard sim` would take it. */
 export function openLoopSpec(c: FidelityCase): WorkloadSpecInput {
   const w = c.workload;
@@ -65,7 +73,7 @@ export function openLoopSpec(c: FidelityCase): WorkloadSpecInput {
     ...(w.requests !== undefined ? { maxRequests: w.requests } : {}),
     ...(w.durationS !== undefined ? { durationS: w.durationS } : {}),
   };
-  const lengths = { input: w.input, output: w.output };
+  const lengths = { input: w.input, output: w.output, declaredMaxTokens: BENCH_MAX_TOKENS };
   switch (w.arrival) {
     case 'gamma':
       return { kind: 'gamma', cv: w.cv, ...rate, ...lengths, ...limits };
@@ -171,6 +179,7 @@ function closedLoopRequests(c: FidelityCase): TwinRequest[] {
     rateRps: 1,
     input: w.input,
     output: w.output,
+    declaredMaxTokens: BENCH_MAX_TOKENS,
     maxRequests: w.requests,
   };
   return withCasePrefix(c, [...createWorkload(spec, new Rng(c.seed).fork('workload'))]);
