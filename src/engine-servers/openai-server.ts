@@ -43,6 +43,7 @@ import {
   SSE_DONE,
 } from '../core/openai-api.ts';
 import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage, StopReason } from './backend.ts';
+import { refuseNonTextParts } from './content-parts.ts';
 import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './embeddings.ts';
 import { MultiChoiceResponse } from './multi-choice.ts';
 import { errorBody, sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
@@ -797,11 +798,14 @@ class EngineHttpServer {
         kind === 'responses'
           ? parseResponsesBody(body)
           : withCompletionsDefault(parseCompletionBody(kind, body), body);
-      if (kind === 'responses') echo = responsesEcho(body);
-      else {
+      if (kind === 'responses') {
+        echo = responsesEcho(body);
+        refuseNonTextParts((body as { input?: unknown }).input, 'input');
+      } else {
         minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
         checkStopTokenIds(body);
         refuseUnhonouredVllmExtras(body);
+        if (kind === 'chat') refuseNonTextParts((body as { messages?: unknown }).messages, 'messages');
         sampling = vllmSamplingOf(body);
       }
       this.checkModel(parsed.model);

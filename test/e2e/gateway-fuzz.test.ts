@@ -16,8 +16,10 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Pool } from 'undici';
+import type { SwitchyardError } from '../../src/core/errors.ts';
 import { builtinEngineRefusal, parseCompletionBody } from '../../src/core/openai-api.ts';
 import { outOfVocabulary } from '../../src/engine-servers/backend.ts';
+import { refuseNonTextParts } from '../../src/engine-servers/content-parts.ts';
 import { modelSpec } from '../../src/model/models.ts';
 import {
   assertErrorBody,
@@ -588,7 +590,8 @@ function promptIds(
  * Differential check against the schema (core's parseCompletionBody): a chat or completion body the
  * schema accepts, naming the served model, must be served. The only refusals allowed are the engine's
  * own 400 on max_tokens (a request whose KV does not fit its pool) and the built-in engines' 400 for
- * a parameter they do not implement (`builtinEngineRefusal`).
+ * a parameter they do not implement (`builtinEngineRefusal`) or a content part that is not text
+ * (`refuseNonTextParts`).
  */
 function checkAgainstSchema(spec: Spec, a: Answer): string | undefined {
   if (spec.method !== 'POST' || spec.body === undefined || spec.kind.startsWith('oversized'))
@@ -621,7 +624,7 @@ function checkAgainstSchema(spec: Spec, a: Answer): string | undefined {
       : `prompt ids past the vocabulary must get 400 naming prompt, the gateway answered ${a.status}: ${a.text.slice(0, 200)}`;
   if (a.status === 200) return undefined;
   if (a.status === 400 && /"param":"max_tokens"/.test(a.text)) return undefined;
-  const refusal = builtinEngineRefusal(kind, body);
+  const refusal = builtinEngineRefusal(kind, body) ?? nonTextPartRefusal(kind, body);
   if (
     a.status === 400 &&
     refusal !== undefined &&
@@ -629,6 +632,17 @@ function checkAgainstSchema(spec: Spec, a: Answer): string | undefined {
   )
     return undefined;
   return `the schema accepts this body, the gateway answered ${a.status}: ${a.text.slice(0, 200)}`;
+}
+
+/** The built-in engines' refusal of a chat content part that is not text (content-parts.ts), if any. */
+function nonTextPartRefusal(kind: 'chat' | 'completion', body: unknown): SwitchyardError | undefined {
+  if (kind !== 'chat') return undefined;
+  try {
+    refuseNonTextParts((body as { messages?: unknown }).messages, 'messages');
+  } catch (error) {
+    return error as SwitchyardError;
+  }
+  return undefined;
 }
 
 function check(spec: Spec, a: Answer): string | undefined {
