@@ -203,6 +203,9 @@ test('bounds: no scale-up at maxReplicas, none below max(1, minReplicas), and mi
   assert.deepEqual(counts(floor.decide(observe([{ v: H100 }, { v: H100 }]))), { [h]: 2 }, 'idle pair at min');
   const fill = createSaturation(context({ minReplicas: 2 }), DEFAULTS);
   assert.deepEqual(counts(fill.decide(observe([{ v: H100 }]))), { [h]: 1, [a]: 1 });
+  // From an empty pool (time 0), the whole minimum at once, not one a tick.
+  const empty = createSaturation(context({ minReplicas: 3 }), DEFAULTS);
+  assert.deepEqual(counts(empty.decide(observe([], { arrivals: 0 }))), { [a]: 3 });
 });
 
 test('from zero: requests at the host wake one cheapest replica; no requests, no replica', () => {

@@ -141,8 +141,15 @@ function chooseStep(
   obs: ControlObservation,
 ): Step {
   const total = sum(base);
+  // The whole gap at once: one a tick, the run's first ticks (which see the pool the loop asked for
+  // at time 0 and hold for it) would drain what the host provisioned and start it again, cold.
   if (total < context.minReplicas)
-    return add(base, cheapest(costs), `below minReplicas ${context.minReplicas}`);
+    return add(
+      base,
+      cheapest(costs),
+      `below minReplicas ${context.minReplicas}`,
+      context.minReplicas - total,
+    );
   if (total === 0) {
     // WVA's scale-from-zero: requests waiting at the host wake the model with one cheapest replica.
     const demand = obs.window.arrivals + obs.window.queuedAtEnd;
@@ -180,9 +187,9 @@ function remove(base: ReadonlyMap<string, number>, v: Variant, reason: string): 
   return { targets: next, reason };
 }
 
-function add(base: ReadonlyMap<string, number>, v: Variant, reason: string): Step {
+function add(base: ReadonlyMap<string, number>, v: Variant, reason: string, count = 1): Step {
   const next = new Map(base);
-  next.set(variantKey(v), (base.get(variantKey(v)) ?? 0) + 1);
+  next.set(variantKey(v), (base.get(variantKey(v)) ?? 0) + count);
   return { targets: next, reason };
 }
 
