@@ -74,6 +74,12 @@ export function registerBenchCommand(program: Command): void {
       '--tenant-key <name=key,...>',
       "with --workload FILE: the API key each of the workload's tenants is sent with (the gateway's tenant is the key's)",
     )
+    .option(
+      '--engine-priority <order>',
+      "with --workload FILE: how the target orders the body's priority: gateway (as written: higher is more important), " +
+        'lower-first (vLLM, the built-in engines: sent negated), higher-first, none (not sent) ' +
+        "(default: told from GET /v1/models' owned_by)",
+    )
     .option('--max-concurrency <n>', `bound on outstanding requests (default ${d.maxConcurrency})`)
     .option(
       '--overflow <mode>',

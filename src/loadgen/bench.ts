@@ -12,6 +12,12 @@ import type { TraceFormat } from '../workload/types.ts';
 import { OpenAiClient } from './client.ts';
 import { type BenchOptions, namesOwnModels } from './options.ts';
 import { syntheticPlan, tracePlan, workloadPlan } from './plan.ts';
+import {
+  type BenchPriorityOrder,
+  priorityOrderLine,
+  priorityOrderOf,
+  specSetsPriority,
+} from './priority-order.ts';
 import { PromptSynth } from './prompts.ts';
 import { type RunHooks, runPlan } from './runner.ts';
 
@@ -97,6 +103,28 @@ export function planUnitWarning(options: BenchOptions, plan: BenchPlan): string 
 }
 
 /**
+ * The order a --workload run sends priorities in: --engine-priority's, else told from the target's
+ * `owned_by` (a gateway: as written; unknown: as written, with a warning). Says before the run,
+ * when the workload sets priorities, what it applies unless the flag named it.
+ */
+function workloadPriorityOrder(
+  options: BenchOptions,
+  url: string,
+  ownedBy: string | undefined,
+  hooks: BenchHooks,
+): BenchPriorityOrder | undefined {
+  const source = options.source;
+  if (source.kind !== 'workload') return undefined;
+  if (source.enginePriority !== undefined) return source.enginePriority;
+  const order = priorityOrderOf(ownedBy);
+  if (specSetsPriority(source.file.spec)) {
+    const line = priorityOrderLine(url, ownedBy, order);
+    if (line !== undefined) (hooks.onWarning ?? ((l) => process.stderr.write(`${l}\n`)))(line);
+  }
+  return order ?? 'gateway';
+}
+
+/**
  * Runs a benchmark. Fails before sending anything when the server cannot be reached
  * or names no model when none was given (SY_ERR_UPSTREAM).
  */
@@ -126,6 +154,12 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
         { param: '--model' },
       );
     }
+    const priorityOrder = workloadPriorityOrder(
+      options,
+      client.url,
+      models.owners.get(model) ?? models.owners.values().next().value,
+      hooks,
+    );
     hooks.onStart?.(plan.total, model);
     const label = plan.ownModels === true && options.model === undefined ? OWN_MODELS : model;
     return await runPlan(
@@ -141,7 +175,9 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
         overflow: options.overflow,
         slo: { ttftMs: options.sloTtftMs, tpotMs: options.sloTpotMs },
         saveRequests: options.saveRequests,
-        ...(options.source.kind === 'workload' ? { tenantKeys: options.source.tenantKeys } : {}),
+        ...(options.source.kind === 'workload'
+          ? { tenantKeys: options.source.tenantKeys, priorityOrder }
+          : {}),
       },
       {
         url: client.url,

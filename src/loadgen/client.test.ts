@@ -163,14 +163,24 @@ test('timeouts, refused connections and cancellation are failures with a reason,
 
 test('listModels: the ids, none, an error status, SY_ERR_UPSTREAM when unreachable', async () => {
   const s = await fake({ model: 'm-1' });
-  assert.deepEqual(await client(s.url).listModels(), { status: 200, ids: ['m-1'], error: undefined });
+  assert.deepEqual(await client(s.url).listModels(), {
+    status: 200,
+    ids: ['m-1'],
+    owners: new Map(),
+    error: undefined,
+  });
   const empty = await fake({ noModels: true });
   assert.deepEqual((await client(empty.url).listModels()).ids, []);
   const locked = await raw((_req, res) => {
     res.writeHead(401, { 'content-type': 'application/json' });
     res.end('{"error":{"message":"bad key","code":"invalid_api_key"}}');
   });
-  assert.deepEqual(await client(locked).listModels(), { status: 401, ids: [], error: 'bad key' });
+  assert.deepEqual(await client(locked).listModels(), {
+    status: 401,
+    ids: [],
+    owners: new Map(),
+    error: 'bad key',
+  });
   const closed = await raw(() => {});
   const port = new URL(closed).port;
   await servers.pop()?.close();

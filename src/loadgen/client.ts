@@ -162,6 +162,8 @@ function httpReason(status: number, body: string): { reason: string; error: stri
 export interface ModelList {
   readonly status: number;
   readonly ids: readonly string[];
+  /** Each listed model's `owned_by`, when it has one (which server this is: see priority-order.ts). */
+  readonly owners: ReadonlyMap<string, string>;
   /** The error message of a non-2xx or unreadable answer. */
   readonly error: string | undefined;
 }
@@ -242,16 +244,23 @@ export class OpenAiClient {
     }
     const text = await readLimited(res.body, 1 << 20);
     const status = res.statusCode;
-    if (status < 200 || status >= 300) return { status, ids: [], error: httpReason(status, text).error };
+    const owners = new Map<string, string>();
+    if (status < 200 || status >= 300)
+      return { status, ids: [], owners, error: httpReason(status, text).error };
     try {
       const body = JSON.parse(text) as { data?: unknown };
       const data = Array.isArray(body.data) ? body.data : [];
-      const ids = data
-        .map((m) => (typeof m === 'object' && m !== null ? (m as { id?: unknown }).id : undefined))
-        .filter((id): id is string => typeof id === 'string' && id.length > 0);
-      return { status, ids, error: undefined };
+      const ids: string[] = [];
+      for (const m of data) {
+        if (typeof m !== 'object' || m === null) continue;
+        const { id, owned_by: owner } = m as { id?: unknown; owned_by?: unknown };
+        if (typeof id !== 'string' || id.length === 0) continue;
+        ids.push(id);
+        if (typeof owner === 'string') owners.set(id, owner);
+      }
+      return { status, ids, owners, error: undefined };
     } catch {
-      return { status, ids: [], error: `not JSON: ${text.slice(0, 80)}` };
+      return { status, ids: [], owners, error: `not JSON: ${text.slice(0, 80)}` };
     }
   }
 

@@ -16,6 +16,7 @@ import {
   type TracePlanOptions,
   TWIN_DEFAULT_TENANT,
 } from './plan.ts';
+import { BENCH_PRIORITY_ORDERS, type BenchPriorityOrder } from './priority-order.ts';
 import { OVERFLOW_MODES, type OverflowMode } from './runner.ts';
 import { readWorkloadFile, type WorkloadFile } from './workload-file.ts';
 
@@ -70,6 +71,8 @@ export interface BenchFlags {
    * with (the gateway names a request's tenant by its key).
    */
   tenantKey?: string;
+  /** With --workload FILE: the order the target reads `priority` in (default: told from /v1/models). */
+  enginePriority?: string;
   maxConcurrency?: string;
   overflow?: string;
   timeoutS?: string;
@@ -97,6 +100,8 @@ export type BenchSource =
       readonly durationS: number | undefined;
       /** API keys by the workload's tenant names (--tenant-key); empty without the flag. */
       readonly tenantKeys: ReadonlyMap<string, string>;
+      /** --engine-priority; undefined: told from the target's /v1/models (priority-order.ts). */
+      readonly enginePriority: BenchPriorityOrder | undefined;
     };
 
 /** The arrival kinds --workload names; any other value is a workload file. */
@@ -206,6 +211,12 @@ export function resolveBenchOptions(flags: BenchFlags): BenchOptions {
       : isWorkloadFile(flags.workload)
         ? workloadSource(flags, requests, durationS)
         : syntheticSource(flags, requests, durationS);
+  if (flags.enginePriority !== undefined && source.kind !== 'workload')
+    throw conflict(
+      'engine-priority',
+      flags.enginePriority,
+      'only with --workload FILE (whose requests carry priorities)',
+    );
   if (flags.tenantKey !== undefined && source.kind !== 'workload')
     throw conflict(
       'tenant-key',
@@ -325,6 +336,10 @@ function workloadSource(
     requests,
     durationS,
     tenantKeys,
+    enginePriority:
+      flags.enginePriority === undefined
+        ? undefined
+        : oneOf('--engine-priority', flags.enginePriority, BENCH_PRIORITY_ORDERS),
   };
 }
 

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { assert } from '../core/assert.ts';
 import type { Attempt, CompletionCall, Endpoint } from './client.ts';
 import { type ConcurrencyFacts, MetricsCollector, type RunDescription, type SloTargets } from './metrics.ts';
+import { type BenchPriorityOrder, sentPriority } from './priority-order.ts';
 import type { PromptSynth } from './prompts.ts';
 import type { BenchPlan, BenchSummary, PlannedRequest, RequestRecord } from './types.ts';
 
@@ -36,6 +37,8 @@ export interface RunSettings {
   readonly saveRequests: boolean;
   /** API keys by tenant name (--tenant-key): a request of such a tenant is sent with its key. */
   readonly tenantKeys?: ReadonlyMap<string, string> | undefined;
+  /** The order the target reads a body's `priority` in (priority-order.ts); default `gateway`, as planned. */
+  readonly priorityOrder?: BenchPriorityOrder | undefined;
 }
 
 /** Progress of a run, for a progress bar. */
@@ -101,7 +104,9 @@ export async function runPlan(
     });
 
   const t0 = now();
+  const priorityOrder = settings.priorityOrder ?? 'gateway';
   const launch = (item: PlannedRequest, sentMs: number): void => {
+    const priority = sentPriority(priorityOrder, item.priority);
     const call: CompletionCall = {
       endpoint: settings.endpoint,
       model: item.model ?? settings.model,
@@ -110,7 +115,7 @@ export async function runPlan(
       stream: settings.stream,
       ignoreEos: settings.ignoreEos,
       ...(item.sessionId !== undefined ? { sessionId: item.sessionId } : {}),
-      ...(item.priority !== undefined ? { priority: item.priority } : {}),
+      ...(priority !== undefined ? { priority } : {}),
       ...tenantKey(settings.tenantKeys, item.tenant),
     };
     const task = sender.send(call, cancel.signal).then((attempt) => {

@@ -22,6 +22,8 @@ export interface FakeServerOptions {
   readonly noUsage?: boolean;
   /** Answer /v1/models with an empty list. */
   readonly noModels?: boolean;
+  /** The model's `owned_by` in /v1/models (none by default), as a server names itself there. */
+  readonly ownedBy?: string;
 }
 
 /** One completion request the fake server received. */
@@ -65,7 +67,18 @@ export async function startFakeServer(options: FakeServerOptions = {}): Promise<
     if (req.method === 'GET' && req.url === '/v1/models') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(
-        JSON.stringify({ object: 'list', data: options.noModels ? [] : [{ id: model, object: 'model' }] }),
+        JSON.stringify({
+          object: 'list',
+          data: options.noModels
+            ? []
+            : [
+                {
+                  id: model,
+                  object: 'model',
+                  ...(options.ownedBy !== undefined ? { owned_by: options.ownedBy } : {}),
+                },
+              ],
+        }),
       );
       return;
     }
