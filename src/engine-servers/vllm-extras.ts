@@ -17,7 +17,8 @@
  * vLLM's sampling extras (`top_k`, `min_p`, `repetition_penalty`, `ignore_eos`) are checked here as
  * vLLM checks them (`vllmSamplingOf`) and handed to the backend: the llama backend applies them; the
  * sim's filler text has no distribution to sample from, as with temperature and top_p, and always
- * runs to max_tokens (as with ignore_eos).
+ * runs to max_tokens (as with ignore_eos). `include_stop_str_in_output` is checked alike, and both
+ * backends keep the stop string that ended the text.
  */
 import { SwitchyardError } from '../core/errors.ts';
 
@@ -98,6 +99,8 @@ export interface VllmSampling {
   readonly repetitionPenalty?: number;
   /** vLLM's `ignore_eos`: generate past end-of-generation tokens, to max_tokens or a stop string. */
   readonly ignoreEos?: true;
+  /** vLLM's `include_stop_str_in_output`: the stop string that ended the text stays in it. */
+  readonly includeStopStr?: true;
 }
 
 function badSampling(param: string, expected: string, value: unknown): SwitchyardError {
@@ -112,7 +115,13 @@ function badSampling(param: string, expected: string, value: unknown): Switchyar
 export function vllmSamplingOf(body: unknown): VllmSampling {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return {};
   const b = body as Record<string, unknown>;
-  const out: { topK?: number; minP?: number; repetitionPenalty?: number; ignoreEos?: true } = {};
+  const out: {
+    topK?: number;
+    minP?: number;
+    repetitionPenalty?: number;
+    ignoreEos?: true;
+    includeStopStr?: true;
+  } = {};
   const topK = b['top_k'];
   if (topK !== undefined && topK !== null) {
     if (!(Number.isSafeInteger(topK) && (topK as number) >= -1))
@@ -135,6 +144,13 @@ export function vllmSamplingOf(body: unknown): VllmSampling {
   if (ignoreEos !== undefined && ignoreEos !== null) {
     if (typeof ignoreEos !== 'boolean') throw badSampling('ignore_eos', 'true or false', ignoreEos);
     if (ignoreEos) out.ignoreEos = true;
+  }
+  // Served silently before: a client asking for the stop string in the text got it cut.
+  const includeStop = b['include_stop_str_in_output'];
+  if (includeStop !== undefined && includeStop !== null) {
+    if (typeof includeStop !== 'boolean')
+      throw badSampling('include_stop_str_in_output', 'true or false', includeStop);
+    if (includeStop) out.includeStopStr = true;
   }
   return out;
 }

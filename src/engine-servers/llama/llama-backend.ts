@@ -709,6 +709,7 @@ export class LlamaBackend implements EngineBackend {
     let stopReason: string | undefined;
     /** vLLM's ignore_eos: end-of-generation tokens count as generated and the generation goes on. */
     const ignoreEos = job.input.sampling?.ignoreEos === true;
+    const includeStop = job.input.sampling?.includeStopStr === true;
     /** vLLM's repetition_penalty punishes every token of the prompt and the output so far. */
     const punished = job.input.sampling?.repetitionPenalty === undefined ? undefined : [...job.tokens];
     const emit = (text: string, tokens: number): void => {
@@ -758,7 +759,8 @@ export class LlamaBackend implements EngineBackend {
           if (stops.length > 0) {
             const match = firstStop(held, stops);
             if (match !== undefined) {
-              held = held.slice(0, match.at);
+              // vLLM's include_stop_str_in_output keeps the stop string; the text after it goes.
+              held = held.slice(0, match.at + (includeStop ? match.stop.length : 0));
               reason = 'stop';
               stopReason = match.stop;
               break;

@@ -392,7 +392,12 @@ export class SimBackend implements EngineBackend {
     const nowMs = this.modelNowMs();
     const id = `${input.id}#${this.nextId++}`;
     const seed = textSeed(req, id);
-    const stopCut = findStopCut(seed, maxTokens, req.stop, input.minTokens ?? 0);
+    const found = findStopCut(seed, maxTokens, req.stop, input.minTokens ?? 0);
+    // vLLM's include_stop_str_in_output: the text keeps the stop string (it ends in the last token).
+    const stopCut =
+      found !== undefined && input.sampling?.includeStopStr === true
+        ? { ...found, chars: found.chars + found.stop.length }
+        : found;
     const request: EngineRequest = {
       id,
       inputTokens: req.promptTokens,
