@@ -212,7 +212,7 @@ export function formatControlLine(result: SimResult): string {
     return (
       `  ${m.model} (${m.base}, priority ${m.priority}, ${m.autoscaler}): ` +
       `${m.gpuHours.toFixed(3)} GPU-hours, ` +
-      `${m.coldStarts} cold starts, peak ${mPeak} ready, ${m.preempted} preempted, ` +
+      `${m.coldStarts} cold starts, peak ${mPeak} ready, ${m.preempted} instances preempted for higher priority, ` +
       `${(m.sloAttainment * 100).toFixed(1)}% of ${m.requests} requests within SLO\n`
     );
   });

@@ -8,7 +8,7 @@ import { fixedBatchJob } from '../twin/batch-jobs.ts';
 import { parseWithSchema, SIM_DEFAULTS, type SimConfigFile, simConfigFileSchema } from '../twin/config.ts';
 import { type Fault, parseFault, RELIABILITY_DEFAULTS, toFault } from '../twin/faults.ts';
 import { GOODPUT_DEFAULTS, type GoodputResult } from '../twin/goodput.ts';
-import { poolFigures, sharedGpus } from '../twin/report/pool.ts';
+import { gpuBudget, poolFigures, sharedGpus } from '../twin/report/pool.ts';
 import { formatComparisonTable, formatSummaryTable } from '../twin/report/table.ts';
 import type { SimSummary } from '../twin/report/types.ts';
 import { type PolicyRun, runExperiment, runTwin, type TwinSettings, writeOutputs } from '../twin/run.ts';
@@ -390,7 +390,7 @@ export function registerSimCommand(program: Command): void {
       }
       if (runs.length === 1) {
         const run = runs[0] as PolicyRun;
-        const pool = poolFigures(run.result, sharedGpus(settings));
+        const pool = poolFigures(run.result, sharedGpus(settings), gpuBudget(settings));
         process.stdout.write(`${formatSummaryTable(summaryForTable(run.result), { color, pool })}\n`);
         const reliability = run.result.summary.reliability;
         if (reliability !== undefined)
@@ -425,7 +425,7 @@ export function registerSimCommand(program: Command): void {
         settings.control?.autoscaler ??
         pdPoolsLabel(settings.pdPools) ??
         runs[0]?.result.models?.map((m) => `${m.model}:${m.autoscaler}`).join(', ');
-      writeOutputs(runs, settings.output, label, sharedGpus(settings));
+      writeOutputs(runs, settings.output, label, sharedGpus(settings), gpuBudget(settings));
       process.stdout.write(wroteLines(settings.output));
     });
   for (const option of timeVaryingOptions()) sim.addOption(option);

@@ -352,6 +352,7 @@ export function writeOutputs(
   output: TwinSettings['output'],
   autoscaler?: string,
   sharedGpus?: number,
+  gpuBudget?: number,
 ): void {
   const withGoodput = (run: PolicyRun) => ({
     name: run.result.summary.policy,
@@ -392,7 +393,7 @@ export function writeOutputs(
     const reports = runs.map((run) => ({
       ...run.result.report,
       ...(run.goodput !== undefined ? { goodputRps: run.goodput.goodputRps, goodputSweep: run.goodput } : {}),
-      ...(autoscaler !== undefined ? controlReport(run.result, autoscaler, sharedGpus) : {}),
+      ...(autoscaler !== undefined ? controlReport(run.result, autoscaler, sharedGpus, gpuBudget) : {}),
     }));
     writeText(output.html, renderHtmlReport(reports));
   }

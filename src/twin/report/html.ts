@@ -10,7 +10,7 @@ import { assert } from '../../core/assert.ts';
 import { fmtMs, fmtNumber, fmtPct, fmtQty, fmtSeconds, fmtSi, fmtTarget } from '../../stats/format.ts';
 import { batchFinishedText, batchSecondsText, batchStatusText } from './batch.ts';
 import { CLIENT_JS } from './html-client.ts';
-import { billedGpuSeconds, instancesText, type PoolFigures } from './pool.ts';
+import { billedGpuSeconds, gpusGiving, instancesText, type PoolFigures } from './pool.ts';
 import { type ControlledReportData, REPLICAS_CLIENT_JS, replicasSection, reportPool } from './replicas.ts';
 import { instanceCells } from './table.ts';
 import type { LatencyStats, SimReportData, SimSummary } from './types.ts';
@@ -260,9 +260,8 @@ function singleRejectedNote(s: SimSummary): string {
  */
 function gpuSecondsCard(s: SimSummary, pool: PoolFigures | undefined): string {
   if (pool === undefined) return card('GPU-seconds', fmtQty(s.gpuSeconds));
-  const of = pool.shared
-    ? `of ${fmtQty(pool.gpus * s.simulatedSeconds)} on ${fmtNumber(pool.gpus)} GPUs; `
-    : '';
+  const giving = gpusGiving(pool, s.simulatedSeconds);
+  const of = pool.shared ? `of ${fmtQty(giving.gpuSeconds)} on ${giving.text}; ` : '';
   return card(
     'GPU-seconds billed',
     fmtQty(billedGpuSeconds(pool)),
@@ -313,7 +312,8 @@ function summaryCards(s: SimSummary, pool?: PoolFigures): string {
     card('throughput', `${fmtQty(s.throughputTokPerS)} tok/s`, `${fmtQty(s.throughputReqPerS)} req/s`),
     card('tokens', `${fmtSi(s.inputTokens)} in`, `${fmtSi(s.outputTokens)} out`),
     card('prefix hit rate', fmtPct(s.prefixHitRate)),
-    card('preemptions', fmtNumber(s.preemptions)),
+    // The engines' request preemptions (KV ran out, or a higher priority came): not instances preempted.
+    card('request preemptions', fmtNumber(s.preemptions), 'by the engines, each recomputed'),
     gpuSecondsCard(s, pool),
     card('simulated', fmtSeconds(s.simulatedSeconds), `${fmtSi(s.events)} events`),
     card(
@@ -331,7 +331,7 @@ function instanceTable(s: SimSummary, rowsMax: number): string {
   const left = rows.map(() => ['', 'l', 'l']);
   return (
     table(
-      ['instance', 'gpu', 'model', 'tp', 'requests', 'util', 'KV mean', 'KV max', 'hit rate', 'preempt'],
+      ['instance', 'gpu', 'model', 'tp', 'requests', 'util', 'KV mean', 'KV max', 'hit rate', 'req preempt'],
       rows,
       left,
     ) + note
@@ -358,7 +358,7 @@ const COMPARE_COLUMNS: readonly CompareColumn[] = [
   { head: 'SLO\nboth', better: 'high', value: (r) => r.summary.sloAttainment.both, format: fmtPct },
   { head: 'output\ntok/s', better: 'high', value: (r) => r.summary.throughputTokPerS, format: fmtQty },
   { head: 'hit\nrate', better: 'high', value: (r) => r.summary.prefixHitRate, format: fmtPct },
-  { head: 'preempt', better: 'low', value: (r) => r.summary.preemptions, format: (x) => fmtNumber(x) },
+  { head: 'req preempt', better: 'low', value: (r) => r.summary.preemptions, format: (x) => fmtNumber(x) },
   { head: 'rejected', better: 'low', value: (r) => r.summary.rejected, format: (x) => fmtNumber(x) },
 ];
 

@@ -21,12 +21,16 @@ export interface PoolFigures {
   readonly gpus: number;
   /** Whether the slots share the nodes' GPUs (multi-model placement, serverless). */
   readonly shared: boolean;
+  /** Most GPUs held at once (a multi-model cluster's `gpuBudget`), when the run sets one. */
+  readonly budget?: number;
 }
 
 /** The nodes behind a run, where its slots share them: a serverless run's or a multi-model cluster's. */
 export interface SharedNodes {
   readonly serverless?: { readonly nodes: readonly { readonly gpus: number }[] } | undefined;
-  readonly placement?: { readonly nodes: readonly { readonly gpus: number }[] } | undefined;
+  readonly placement?:
+    | { readonly nodes: readonly { readonly gpus: number }[]; readonly gpuBudget?: number | undefined }
+    | undefined;
 }
 
 /** GPUs of the nodes a run's slots share; undefined when each slot has its own (or no loop runs). */
@@ -35,24 +39,57 @@ export function sharedGpus(settings: SharedNodes): number | undefined {
   return nodes?.reduce((n, node) => n + node.gpus, 0);
 }
 
+/** A multi-model cluster's GPU budget (most GPUs held at once), when it sets one. */
+export function gpuBudget(settings: SharedNodes): number | undefined {
+  return settings.placement?.gpuBudget;
+}
+
 /**
  * The pool figures of a run, or undefined for a run without a control loop (no `gpuHours`).
- * `shared`: the GPUs of the nodes the slots share (`sharedGpus`), when they do.
+ * `shared`: the GPUs of the nodes the slots share (`sharedGpus`), when they do; `budget`: the most
+ * of them held at once (`gpuBudget`), when set.
  */
 export function poolFigures(
   result: { readonly gpuHours?: number | undefined; readonly summary: Pick<SimSummary, 'perInstance'> },
   shared?: number,
+  budget?: number,
 ): PoolFigures | undefined {
   if (result.gpuHours === undefined) return undefined;
-  if (shared !== undefined) return { gpuHours: result.gpuHours, gpus: shared, shared: true };
+  if (shared !== undefined)
+    return {
+      gpuHours: result.gpuHours,
+      gpus: shared,
+      shared: true,
+      ...(budget !== undefined ? { budget } : {}),
+    };
   const own = result.summary.perInstance.reduce((n, p) => n + p.tp, 0);
   return { gpuHours: result.gpuHours, gpus: own, shared: false };
 }
 
-/** The instances phrase of a summary's header: `8 instances`, or a pool's `pool of 128 instance slots on 8 GPUs`. */
+/**
+ * The instances phrase of a summary's header: `8 instances`, or a pool's `pool of 128 instance
+ * slots on 8 GPUs`, with `, budget 6 GPUs` when a budget caps the GPUs held at once.
+ */
 export function instancesText(instances: number, pool: PoolFigures | undefined): string {
   if (pool === undefined) return `${fmtNumber(instances)} instances`;
-  return `pool of ${fmtNumber(instances)} instance slots on ${fmtNumber(pool.gpus)} GPUs`;
+  const budget = pool.budget !== undefined ? `, budget ${fmtNumber(pool.budget)} GPUs` : '';
+  return `pool of ${fmtNumber(instances)} instance slots on ${fmtNumber(pool.gpus)} GPUs${budget}`;
+}
+
+/**
+ * What the shared GPUs could give over `seconds`, and how to say so: the budget's GPUs where one
+ * caps them (`a budget of 6 of the 8 GPUs`), else all of the nodes' (`8 GPUs`).
+ */
+export function gpusGiving(
+  pool: PoolFigures,
+  seconds: number,
+): { readonly gpuSeconds: number; readonly text: string } {
+  if (pool.budget !== undefined && pool.budget < pool.gpus)
+    return {
+      gpuSeconds: pool.budget * seconds,
+      text: `a budget of ${fmtNumber(pool.budget)} of the ${fmtNumber(pool.gpus)} GPUs`,
+    };
+  return { gpuSeconds: pool.gpus * seconds, text: `${fmtNumber(pool.gpus)} GPUs` };
 }
 
 /** GPU-seconds billed to the loop's instances (gpuHours in seconds). */
@@ -69,8 +106,10 @@ export function gpuSecondsText(
   s: Pick<SimSummary, 'gpuSeconds' | 'instances' | 'simulatedSeconds'>,
   pool: PoolFigures,
 ): string {
+  const giving = gpusGiving(pool, s.simulatedSeconds);
+  const verb = giving.text.startsWith('a budget') ? 'gives' : 'give';
   const of = pool.shared
-    ? ` (of ${fmtQty(pool.gpus * s.simulatedSeconds)} that ${fmtNumber(pool.gpus)} GPUs give in ${fmtSeconds(s.simulatedSeconds)})`
+    ? ` (of ${fmtQty(giving.gpuSeconds)} that ${giving.text} ${verb} in ${fmtSeconds(s.simulatedSeconds)})`
     : '';
   return (
     `GPU-seconds billed ${fmtQty(billedGpuSeconds(pool))}${of} · ` +

@@ -22,6 +22,8 @@ export interface ReplicasData {
    */
   readonly gpus?: number;
   readonly sharedGpus?: boolean;
+  /** Most of those GPUs held at once (a multi-model cluster's `gpuBudget`), when set. */
+  readonly gpuBudget?: number;
 }
 
 /** Report data of a run that may have run under an autoscaler. */
@@ -31,14 +33,16 @@ export interface ControlledReportData extends SimReportData {
 
 /**
  * The `control` field for a run's report data; empty for a run without an autoscaler. `shared`:
- * the GPUs of the nodes the pool's slots share (pool.ts's sharedGpus), when they do.
+ * the GPUs of the nodes the pool's slots share (pool.ts's sharedGpus), when they do; `budget`: the
+ * most of them held at once (pool.ts's gpuBudget), when set.
  */
 export function controlReport(
   result: SimResult,
   autoscaler: string,
   shared?: number,
+  budget?: number,
 ): { control?: ReplicasData } {
-  const pool = poolFigures(result, shared);
+  const pool = poolFigures(result, shared, budget);
   if (result.gpuHours === undefined || pool === undefined) return {};
   return {
     control: {
@@ -48,6 +52,7 @@ export function controlReport(
       instancesOverTime: result.instancesOverTime ?? [],
       gpus: pool.gpus,
       sharedGpus: pool.shared,
+      ...(pool.budget !== undefined ? { gpuBudget: pool.budget } : {}),
     },
   };
 }
@@ -57,7 +62,12 @@ export function reportPool(run: ControlledReportData): PoolFigures | undefined {
   const c = run.control;
   if (c === undefined) return undefined;
   const own = run.summary.perInstance.reduce((n, p) => n + p.tp, 0);
-  return { gpuHours: c.gpuHours, gpus: c.gpus ?? own, shared: c.sharedGpus ?? false };
+  return {
+    gpuHours: c.gpuHours,
+    gpus: c.gpus ?? own,
+    shared: c.sharedGpus ?? false,
+    ...(c.gpuBudget !== undefined ? { budget: c.gpuBudget } : {}),
+  };
 }
 
 /** The most instances ready at any point of a run's series. */

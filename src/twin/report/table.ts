@@ -153,7 +153,7 @@ export function formatSummaryTable(summary: SimSummary, options: SummaryTableOpt
   );
   lines.push(
     `prefix hit rate ${fmtPct(s.prefixHitRateAll ?? s.prefixHitRate)} of all prompt tokens ` +
-      `(${fmtPct(s.prefixHitRate)} of those looked up) · preemptions ${fmtNumber(s.preemptions)}` +
+      `(${fmtPct(s.prefixHitRate)} of those looked up) · request preemptions ${fmtNumber(s.preemptions)}` +
       (options.pool === undefined ? ` · GPU-seconds ${fmtQty(s.gpuSeconds)}` : ''),
   );
   // A pool's gpuSeconds bills every slot for the whole run: printed as the ceiling, beside the bill.
@@ -178,7 +178,7 @@ export function formatSummaryTable(summary: SimSummary, options: SummaryTableOpt
 
 function formatInstances(s: SimSummary, rowsMax: number, color: boolean, noun: string): string {
   const t = newTable(
-    ['instance', 'gpu', 'model', 'tp', 'requests', 'util', 'KV mean', 'KV max', 'hit rate', 'preempt'],
+    ['instance', 'gpu', 'model', 'tp', 'requests', 'util', 'KV mean', 'KV max', 'hit rate', 'req preempt'],
     color,
     3,
   );
