@@ -435,6 +435,12 @@ describe('ignore_eos on a model whose greedy answer is end-of-generation at once
     assert.equal(ignored.reason, 'length');
     assert.equal(ignored.usage?.completionTokens, 8);
     assert.equal(ignored.tokens, 8, 'every generated token is reported, EOS ones too');
+    // As vLLM streams them: the EOS token's text is "" (special tokens are not rendered, vLLM's
+    // skip_special_tokens default), and each token is still its own delta, so a streaming client
+    // sees one empty-content chunk per EOS token, each counted in usage (vLLM drops a delta only
+    // when it has neither text nor token ids, serving_chat.py / serving_completion.py).
+    assert.equal(ignored.text, '');
+    assert.equal(ignored.chunks, 8, 'one delta per generated token, EOS ones included');
     // Sampled, too: every step may draw the EOS token and the generation goes on.
     const sampled = await run(
       backend,
