@@ -53,7 +53,13 @@ interface Choice {
 
 /** A greedy completion's choice (streamed chunks joined), the body fields in `extra`. */
 async function complete(url: string, model: string, extra: Record<string, unknown>): Promise<Choice> {
-  const body = { model, prompt: 'Once upon a time', max_tokens: 24, temperature: 0, ...extra };
+  const body: Record<string, unknown> = {
+    model,
+    prompt: 'Once upon a time',
+    max_tokens: 24,
+    temperature: 0,
+    ...extra,
+  };
   const reply = await post(url, '/v1/completions', JSON.stringify(body));
   assert.equal(reply.status, 200, reply.text);
   if (body['stream'] !== true) return (JSON.parse(reply.text) as { choices: Choice[] }).choices[0] as Choice;
