@@ -357,6 +357,22 @@ export function registerSimCommand(program: Command): void {
           flags.compare,
           'one routing policy with --autoscaler (a policy comparison drops its GPU-hours and cold starts): run each policy alone',
         );
+      // The same for the runs under other control loops (serverless, P/D pools, a multi-model
+      // cluster): their comparison would lose gpuHours, coldStarts and the rest as silently.
+      const controlledBy =
+        settings.serverless !== undefined
+          ? '--serverless-policy'
+          : settings.pdPools !== undefined
+            ? '--autoscaler'
+            : settings.placement !== undefined
+              ? 'a multi-model cluster'
+              : undefined;
+      if (controlledBy !== undefined && policies.length > 1)
+        throw invalidArgument(
+          'compare',
+          flags.compare,
+          `one routing policy with ${controlledBy} (a policy comparison drops its GPU-hours and cold starts): run each policy alone`,
+        );
       if (autoscalers.length > 1) {
         const options = { goodput: flags.goodput === true, decisionLog: flags.decisionLog !== undefined };
         const one = { ...settings, policy: policies[0] ?? settings.policy };

@@ -27,6 +27,8 @@ export interface ServerlessFlags {
   gpu: string;
   /** `--model`: with --serverless-policy, every served model's base (see `basesOf`). */
   model?: string | undefined;
+  /** `--tp`: given, every served model's TP (see `tpOf`); else each the smallest that fits. */
+  tp?: number | undefined;
 }
 
 /** The options to register on `sim`. */
@@ -89,8 +91,11 @@ export function serverlessFromFlags(
   const perNode = flags.gpusPerNode ?? GPUS_PER_NODE_DEFAULT;
   const nodes = gpuNodes(flags.gpus, perNode, flags.gpu);
   const largestNode = Math.max(...nodes.map((n) => n.gpus));
+  const givenTp = tpOf(flags, largestNode, fromCli);
   const models = multiModelRoster({ ...spec, bases: basesOf(flags, spec.bases, fromCli) }).map((m) => {
-    const tp = fittingTp(m.base, flags.gpu, largestNode);
+    // A given TP must hold the model's weights itself (fittingTp up to it throws, naming the model).
+    const tp = givenTp ?? fittingTp(m.base, flags.gpu, largestNode);
+    if (givenTp !== undefined) fittingTp(m.base, flags.gpu, givenTp);
     return {
       ...m,
       gpu: flags.gpu,
@@ -107,6 +112,27 @@ export function serverlessFromFlags(
     models,
     ...(flags.sleep === false ? { sleep: false as const } : {}),
   };
+}
+
+/**
+ * `--tp` when the user gave it (without `fromCli`, any TP but 1 counts as given): every served
+ * model runs at it, which must fit in a node (a TP group never spans nodes); else undefined, and
+ * each model takes the smallest TP that holds its weights. Before, a given `--tp` was dropped.
+ */
+function tpOf(
+  flags: ServerlessFlags,
+  largestNode: number,
+  fromCli?: (name: string) => boolean,
+): number | undefined {
+  const tp = flags.tp;
+  if (tp === undefined || !(fromCli?.('tp') ?? tp !== SIM_DEFAULTS.tp)) return undefined;
+  if (tp > largestNode)
+    throw invalidArgument(
+      'tp',
+      tp,
+      `at most the GPUs of the largest node (${largestNode}): a TP group stays in one node`,
+    );
+  return tp;
 }
 
 /**
