@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { fmtMs, fmtNumber } from '../stats/format.ts';
 import type { ClusterSpec } from '../twin/cluster.ts';
-import type { PolicyRun, TwinSettings } from '../twin/run.ts';
+import { type PolicyRun, simulatedCluster, type TwinSettings } from '../twin/run.ts';
 
 /** `4x h100 llama-3.1-8b` (with `tp2` when tensor-parallel), groups joined by `+`. */
 export function describeCluster(cluster: ClusterSpec): string {
@@ -24,9 +24,12 @@ export function comparisonHeader(settings: TwinSettings, runs: readonly PolicyRu
   if (runs.length < 2 || first === undefined) return '';
   const s = first.result.summary;
   const policies = runs.map((r) => r.result.summary.policy).join(', ');
+  // The cluster the runs simulated (a P/D run's, with its roles), not the flags' default one.
+  const pd = settings.pd;
+  const roles = pd !== undefined ? `${pd.prefillInstances} prefill + ${pd.decodeInstances} decode: ` : '';
   return (
     `compare ${policies}\n` +
-    `workload ${s.workload} · seed ${s.seed} · ${fmtNumber(s.instances)} instances (${describeCluster(settings.cluster)})\n` +
+    `workload ${s.workload} · seed ${s.seed} · ${fmtNumber(s.instances)} instances (${roles}${describeCluster(simulatedCluster(settings))})\n` +
     `SLO TTFT ≤ ${fmtMs(settings.slo.ttftMs)} ms · TPOT ≤ ${fmtMs(settings.slo.tpotMs)} ms\n`
   );
 }

@@ -221,16 +221,7 @@ export function runTwinSpec(
   }
   const pd = settings.pd;
   const pair = pairPolicyOf(settings);
-  const cluster =
-    pd !== undefined
-      ? pdCluster(settings.cluster, pd, settings.pdPools)
-      : settings.serverless !== undefined
-        ? serverlessCluster(settings.serverless)
-        : settings.placement !== undefined
-          ? placementCluster(settings.placement)
-          : settings.control === undefined
-            ? settings.cluster
-            : controlPool(settings.cluster, settings.control.maxInstances);
+  const cluster = simulatedCluster(settings);
   return runSimulation(source, {
     seed: settings.seed,
     cluster,
@@ -264,6 +255,18 @@ export function runTwinSpec(
             decodeAtArrival: pair?.decodeAt === 'arrival',
           },
   });
+}
+
+/**
+ * The cluster a run simulates: `settings.cluster` itself, or the pool built from it (P/D's prefill
+ * plus decode instances, a serverless or multi-model run's slots, an autoscaler's pool).
+ */
+export function simulatedCluster(settings: TwinSettings): ClusterSpec {
+  if (settings.pd !== undefined) return pdCluster(settings.cluster, settings.pd, settings.pdPools);
+  if (settings.serverless !== undefined) return serverlessCluster(settings.serverless);
+  if (settings.placement !== undefined) return placementCluster(settings.placement);
+  if (settings.control === undefined) return settings.cluster;
+  return controlPool(settings.cluster, settings.control.maxInstances);
 }
 
 /** The P/D cluster: the run's one group of GPU, model and TP, prefill plus decode instances of it. */
