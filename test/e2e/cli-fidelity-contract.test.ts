@@ -1,0 +1,87 @@
+/**
+ * Issue 12's harness as a user would drive it: `switchyard fidelity FILE` on a case written by hand
+ * in the documented format (docs/fidelity.md) with names copied from Hugging Face and nvidia-smi,
+ * the engine options of the issue's measurements and constant-rate stages, one row per stage.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { runCli } from './support/cli.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'switchyard-fidelity-contract-'));
+
+const STAGED_CASE = `name: user-staged
+source: { title: a user's staged run, url: "https://example.org/run", engine: vLLM 0.15.1 }
+model: meta-llama/Llama-2-7b-hf
+gpu: NVIDIA H100 80GB HBM3
+tp: 1
+engine: { maxNumBatchedTokens: 2048, maxNumSeqs: 128 }
+workload:
+  arrival: constant
+  stages:
+    - { rateRps: 3, durationS: 20, measured: { ttftMs: { mean: 40, p90: 60 }, perTokenMs: { mean: 9 }, e2eMs: { mean: 2300 }, saturated: false } }
+    - { rateRps: 6, durationS: 20, measured: { ttftMs: { mean: 45 }, perTokenMs: { mean: 10, p90: 12 }, saturated: false } }
+  input: { kind: uniform, lo: 570, hi: 790 }
+  output: { kind: fixed, tokens: 100 }
+`;
+
+interface Figure {
+  figure: string;
+  stat: string;
+  measuredMs: number;
+  predictedMs: number;
+  errorPct: number;
+}
+
+test('fidelity FILE --json on a hand-written staged case: one row per stage, each measured figure predicted', async () => {
+  const file = join(dir, 'user-staged.yaml');
+  writeFileSync(file, STAGED_CASE);
+  const run = await runCli(['fidelity', file, '--json', '--no-progress']);
+  assert.equal(run.code, 0, run.stderr);
+  const json = JSON.parse(run.stdout) as {
+    cases: {
+      name: string;
+      rows: {
+        label: string;
+        load: string;
+        figures: Figure[];
+        saturation: string;
+        predicted: { ttftMs: { mean: number; p50: number; p90: number; p99: number; count: number } };
+      }[];
+    }[];
+    summary: { rows: number; ttftMedianAbsErrorPct: number | null; perTokenMedianAbsErrorPct: number | null };
+  };
+  assert.equal(json.cases.length, 1);
+  const [c] = json.cases;
+  assert.equal(c?.name, 'user-staged');
+  assert.deepEqual(
+    c?.rows.map((r) => [r.label, r.load]),
+    [
+      ['user-staged#1', '3 req/s'],
+      ['user-staged#2', '6 req/s'],
+    ],
+  );
+  const asked = [
+    ['ttftMs:mean', 'ttftMs:p90', 'perTokenMs:mean', 'e2eMs:mean'],
+    ['ttftMs:mean', 'perTokenMs:mean', 'perTokenMs:p90'],
+  ];
+  c?.rows.forEach((row, k) => {
+    assert.deepEqual(
+      row.figures.map((f) => `${f.figure}:${f.stat}`).sort(),
+      [...(asked[k] as string[])].sort(),
+      row.label,
+    );
+    for (const f of row.figures) {
+      assert.ok(Number.isFinite(f.predictedMs) && f.predictedMs > 0, `${row.label} ${f.figure}`);
+      assert.ok(Math.abs(f.errorPct - ((f.predictedMs - f.measuredMs) / f.measuredMs) * 100) < 1e-9);
+    }
+    // A stage's figures are over the requests that arrived in it: a constant 3 or 6 req/s for 20 s.
+    assert.equal(row.predicted.ttftMs.count, k === 0 ? 60 : 120, row.label);
+    assert.equal(row.saturation, 'agree', `${row.label}: an unloaded 7B on an H100 does not saturate`);
+  });
+  assert.equal(json.summary.rows, 2);
+  assert.equal(typeof json.summary.ttftMedianAbsErrorPct, 'number');
+  assert.equal(typeof json.summary.perTokenMedianAbsErrorPct, 'number');
+});
