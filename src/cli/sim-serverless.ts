@@ -42,7 +42,7 @@ export function serverlessOptions(): Option[] {
     ).choices([...SERVERLESS_POLICY_NAMES]),
     new Option(
       '--gpus <n>',
-      "with --serverless-policy or --plan-pd: GPUs of the cluster, of --gpu type (with --serverless-policy and no --gpu: the config's cluster.gpu)",
+      "with --serverless-policy or --plan-pd: GPUs of the cluster, of --gpu type (with --serverless-policy and no --gpu: the config's cluster.gpu; with --plan-pd at least 2, a prefill and a decode GPU)",
     ).argParser(positiveInt),
     new Option(
       '--gpus-per-node <n>',
