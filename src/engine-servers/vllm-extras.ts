@@ -18,7 +18,9 @@
  * vLLM checks them (`vllmSamplingOf`) and handed to the backend: the llama backend applies them; the
  * sim's filler text has no distribution to sample from, as with temperature and top_p, and always
  * runs to max_tokens (as with ignore_eos). `include_stop_str_in_output` is checked alike, and both
- * backends keep the stop string that ended the text.
+ * backends keep the stop string that ended the text. The chat rendering fields
+ * `add_generation_prompt` and `continue_final_message` are checked alike (both true is 400, as
+ * vLLM's); the llama backend renders the prompt by them, the sim's filler does not read it.
  */
 import { SwitchyardError } from '../core/errors.ts';
 
@@ -101,6 +103,12 @@ export interface VllmSampling {
   readonly ignoreEos?: true;
   /** vLLM's `include_stop_str_in_output`: the stop string that ended the text stays in it. */
   readonly includeStopStr?: true;
+  /**
+   * vLLM's chat rendering fields: `add_generation_prompt: false` renders no assistant cue after the
+   * messages; `continue_final_message: true` leaves the last message open, so the model continues it
+   * (a client's "prefill" of the answer) rather than starting a new turn.
+   */
+  readonly chatEnd?: 'no-generation-prompt' | 'continue-final-message';
 }
 
 function badSampling(param: string, expected: string, value: unknown): SwitchyardError {
@@ -109,6 +117,14 @@ function badSampling(param: string, expected: string, value: unknown): Switchyar
     `invalid request body: ${param}: expected ${expected}, got ${String(JSON.stringify(value)).slice(0, 40)}`,
     { param },
   );
+}
+
+/** A boolean field of `b` (undefined when absent or null); 400 naming it when not a boolean. */
+function booleanField(b: Record<string, unknown>, param: string): boolean | undefined {
+  const value = b[param];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'boolean') throw badSampling(param, 'true or false', value);
+  return value;
 }
 
 /** The sampling extras of a (decoded) chat or completion body; throws for a wrong one. */
@@ -121,6 +137,7 @@ export function vllmSamplingOf(body: unknown): VllmSampling {
     repetitionPenalty?: number;
     ignoreEos?: true;
     includeStopStr?: true;
+    chatEnd?: 'no-generation-prompt' | 'continue-final-message';
   } = {};
   const topK = b['top_k'];
   if (topK !== undefined && topK !== null) {
@@ -152,5 +169,17 @@ export function vllmSamplingOf(body: unknown): VllmSampling {
       throw badSampling('include_stop_str_in_output', 'true or false', includeStop);
     if (includeStop) out.includeStopStr = true;
   }
+  const generationPrompt = booleanField(b, 'add_generation_prompt');
+  const continueFinal = booleanField(b, 'continue_final_message');
+  // vLLM's check_generation_prompt: both asked for at once is a contradiction.
+  if (continueFinal === true && generationPrompt === true)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      'invalid request body: continue_final_message: cannot be true with add_generation_prompt true ' +
+        '(send "add_generation_prompt": false to continue the last message)',
+      { param: 'continue_final_message' },
+    );
+  if (continueFinal === true) out.chatEnd = 'continue-final-message';
+  else if (generationPrompt === false) out.chatEnd = 'no-generation-prompt';
   return out;
 }

@@ -90,6 +90,17 @@ export interface LlamaBackendOptions {
   readonly enableSleepMode?: boolean;
 }
 
+/**
+ * A chat prompt as the model reads it: the rendered messages (each ends with a newline), then the
+ * assistant cue; without the cue for vLLM's `add_generation_prompt: false`; with the last message
+ * left open (its closing newline off) for `continue_final_message: true`, so the answer continues it.
+ */
+export function chatPrompt(rendered: string, end: VllmSampling['chatEnd']): string {
+  if (end === 'continue-final-message') return rendered.endsWith('\n') ? rendered.slice(0, -1) : rendered;
+  if (end === 'no-generation-prompt') return rendered;
+  return rendered + CHAT_GENERATION_CUE;
+}
+
 /** llama.cpp's seeds are uint32 below 0xFFFFFFFF (its LLAMA_DEFAULT_SEED, "random"). */
 const SEED_END = 2 ** 32 - 1;
 
@@ -570,7 +581,8 @@ export class LlamaBackend implements EngineBackend {
       if (outside !== undefined) throw outside;
       return [...request.promptTokenIds] as Token[];
     }
-    const text = request.kind === 'chat' ? request.promptText + CHAT_GENERATION_CUE : request.promptText;
+    const text =
+      request.kind === 'chat' ? chatPrompt(request.promptText, input.sampling?.chatEnd) : request.promptText;
     const tokens = this.model.tokenize(text, false);
     const bos = this.model.tokens.bos;
     if (bos !== null && this.model.tokens.shouldPrependBosToken) tokens.unshift(bos);
