@@ -17,7 +17,6 @@ import {
   type TraceLine,
   type TraceReadLimit,
   traceParseError,
-  traceTooLargeError,
 } from './text.ts';
 import type { TraceReader } from './types.ts';
 import { parseVidurLengths, vidurReader } from './vidur.ts';
@@ -77,9 +76,11 @@ function detectFromFirstLine(first: TraceLine | undefined, file: string): TraceF
 /**
  * Checks a trace file before it is read, turning a missing file into SY_ERR_NOT_FOUND. A file over
  * the text bound is refused before it is read (gzip compresses, so a compressed file over it
- * decompresses over it).
+ * decompresses over it), unless the read is `limited`: a run that replays only the file's start
+ * (--requests, --duration) streams it and stops there, and the reading itself fails once it passes
+ * the bound (fileLines), so a week-long trace's first hour replays without cutting the file first.
  */
-function checkFile(path: string, ref: string): void {
+function checkFile(path: string, ref: string, limited = false): void {
   try {
     const stat = statSync(path);
     if (stat.isDirectory())
@@ -87,8 +88,14 @@ function checkFile(path: string, ref: string): void {
         param: 'trace',
         path,
       });
-    if (stat.size > TRACE_TEXT_BYTES_MAX)
-      throw traceTooLargeError(path, `${formatBytes(stat.size)} on disk`, TRACE_TEXT_BYTES_MAX);
+    if (stat.size > TRACE_TEXT_BYTES_MAX && !limited)
+      throw traceParseError(
+        path,
+        1,
+        `${formatBytes(stat.size)} on disk; a trace is read whole, at most ${formatBytes(TRACE_TEXT_BYTES_MAX)} of text: ` +
+          'replay its start (--requests N or --duration S stop the reading there) or a slice of it ' +
+          '(e.g. the header and the first rows: head -n 2000001 FILE > part.csv)',
+      );
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
@@ -151,11 +158,20 @@ export function parseTrace(text: string, file: string, format?: TraceFormat): Tr
  */
 export function readTrace(pathOrSample: string, format?: TraceFormat, limit?: TraceReadLimit): Trace {
   const { path, format: sampleFormat } = resolveTraceRef(pathOrSample);
-  checkFile(path, pathOrSample);
+  checkFile(path, pathOrSample, isLimited(limit));
   const { lines, format: fmt } = openLines(path, format ?? sampleFormat);
   const reader = TRACE_READERS[fmt];
   const records = reader.parseLines(lines, path, limit);
   return { source: pathOrSample, format: fmt, blockTokens: reader.blockTokens, records };
+}
+
+/** Whether a read stops before the file's end: at a record count or an arrival time. */
+function isLimited(limit: TraceReadLimit | undefined): boolean {
+  if (limit === undefined) return false;
+  return (
+    (limit.maxRecords !== undefined && Number.isFinite(limit.maxRecords)) ||
+    (limit.endMs !== undefined && Number.isFinite(limit.endMs))
+  );
 }
 
 /** Input and output lengths of one request, without its arrival. */

@@ -96,6 +96,13 @@ export function nonBlankLines(text: string): TraceLine[] {
   return out;
 }
 
+/**
+ * Longest line a streamed trace may hold, in characters: a Mooncake row of a million-token prompt
+ * lists about 2,000 hash ids (some 16 KB), so a line past this is no trace row; the bound keeps a
+ * file without line breaks from being gathered into one string of up to the whole text bound.
+ */
+export const TRACE_LINE_CHARS_MAX = 16 * 2 ** 20;
+
 /** Bytes read from the file per step of a streaming read. */
 const READ_CHUNK_BYTES = 1024 * 1024;
 
@@ -139,7 +146,14 @@ export function* fileLines(
       }
       const piece = chunk.subarray(0, n);
       at += n;
-      if (at > maxBytes) throw traceTooLargeError(file, `${formatBytes(at)} of text`, maxBytes);
+      // Only a read that stops early opens a file over the bound (read.ts checkFile): its rows ran past it.
+      if (at > maxBytes)
+        throw traceParseError(
+          file,
+          number + 1,
+          `the rows this run replays go on past the first ${formatBytes(maxBytes)} of the file, the most of a trace's text ` +
+            'that is read: replay fewer --requests or a shorter --duration, or cut the file (e.g. head -n 2000001 FILE > part.csv)',
+        );
       return piece;
     };
     const decoder = new StringDecoder('utf8');
@@ -156,7 +170,9 @@ export function* fileLines(
         bomChecked = true;
       }
       let from = 0;
-      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', from)) {
+      // The carried part holds no line break: look for one only in what came after it, so a long
+      // line costs one scan, not one per chunk it spans.
+      for (let nl = text.indexOf('\n', rest.length); nl >= 0; nl = text.indexOf('\n', from)) {
         number++;
         let s = text.slice(from, nl);
         from = nl + 1;
@@ -164,6 +180,13 @@ export function* fileLines(
         if (s.trim() !== '') yield { text: s, number };
       }
       rest = text.slice(from);
+      if (rest.length > TRACE_LINE_CHARS_MAX)
+        throw traceParseError(
+          file,
+          number + 1,
+          `no line break in ${formatBytes(rest.length)}: a trace holds one request per line, ` +
+            `none longer than ${TRACE_LINE_CHARS_MAX / 2 ** 20} MiB; is this a trace file?`,
+        );
       if (done) break;
       if (inflated === undefined) n = readSync(fd, chunk, 0, chunk.length, null);
     }
