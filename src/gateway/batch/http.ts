@@ -375,6 +375,9 @@ function multipartParser(req: IncomingMessage, service: BatchService): busboy.Bu
   try {
     return busboy({
       headers: req.headers,
+      // A plain filename="..." is read as UTF-8: the openai SDKs (undici's FormData, httpx) and curl
+      // write it so, and busboy's default, latin1, turned "données.jsonl" into "donnÃ©es.jsonl".
+      defParamCharset: 'utf8',
       limits: { files: 1, fields: 8, fieldSize: 1024, fileSize: service.config.fileBytesMax, parts: 16 },
     });
   } catch (error) {
