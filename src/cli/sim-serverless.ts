@@ -88,6 +88,13 @@ export function serverlessFromFlags(
     throw invalidArgument('serverless-policy', flags.serverlessPolicy, 'a run with --workload multi-model');
   }
   if (flags.gpus === undefined) throw invalidArgument('gpus', 'missing', '--gpus G with --serverless-policy');
+  // Only switchyard has sleep mode: for the baselines the flag would change nothing, without a word.
+  if (flags.sleep === false && flags.serverlessPolicy !== 'switchyard')
+    throw invalidArgument(
+      'no-sleep',
+      flags.serverlessPolicy,
+      '--serverless-policy switchyard (the baselines have no sleep mode)',
+    );
   const perNode = flags.gpusPerNode ?? GPUS_PER_NODE_DEFAULT;
   const nodes = gpuNodes(flags.gpus, perNode, flags.gpu);
   const largestNode = Math.max(...nodes.map((n) => n.gpus));

@@ -105,6 +105,12 @@ test('--compare with --serverless-policy is refused: its table and JSON would dr
   assert.match(run.stderr, /invalid compare .*--serverless-policy.*SY_ERR_INVALID_ARGUMENT/);
 });
 
+test('--no-sleep with a baseline policy is refused: only switchyard has sleep mode', async () => {
+  const run = await runCli(contractArgs('serverlessllm', join(dir, 'no-sleep.json'), ['--no-sleep']));
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(run.stderr, /invalid no-sleep 'serverlessllm': expected --serverless-policy switchyard/);
+});
+
 test('--tp with --serverless-policy runs every model at that TP, and one that does not fit a node is refused', async () => {
   const out = join(dir, 'tp2.json');
   const run = await runCli(contractArgs('keep-alive', out, ['--gpus', '4', '--tp', '2']));
