@@ -175,7 +175,8 @@ export function registerSimCommand(program: Command): void {
     )
     .option(
       '--duration <s>',
-      'stop arrivals after s seconds of simulated time (default: where the workload ends: a trace, rate curve, ServeGen ' +
+      'stop arrivals after s seconds of simulated time (a trace at --rate-scale k: its first s x k seconds) ' +
+        '(default: where the workload ends: a trace, rate curve, ServeGen ' +
         'file or --stages at its end, a sinusoid after one period, bursts after one gap and burst, multi-model after ' +
         '3600 s, poisson, gamma and constant after --requests; at most 31 days)',
       simDurationSeconds,
@@ -652,6 +653,15 @@ function goodputTarget(value: string): number {
   return x;
 }
 
+/**
+ * A trace workload's durationS for --duration: the flag counts simulated seconds (as bench's does),
+ * the spec the trace's own seconds before --rate-scale divides them (trace-source.ts), so S
+ * simulated seconds at K x are S x K of the file's. Empty without --duration.
+ */
+function traceDuration(durationS: number | undefined, rateScale: number | undefined): { durationS?: number } {
+  return durationS === undefined ? {} : { durationS: durationS * (rateScale ?? 1) };
+}
+
 /** Builds the workload spec from flags, over the config file's workload when no source flag is given. */
 function workloadFromFlags(
   flags: SimFlags,
@@ -673,6 +683,7 @@ function workloadFromFlags(
       trace: flags.trace,
       ...(flags.rateScale !== undefined ? { rateScale: flags.rateScale } : {}),
       ...limits,
+      ...traceDuration(flags.duration, flags.rateScale),
     };
   }
   const timeVarying = timeVaryingWorkload(flags, limits);
@@ -682,6 +693,13 @@ function workloadFromFlags(
   if (!generated) {
     const merged: Record<string, unknown> = { ...fileWorkload, ...limits };
     if (fromCli('rateScale')) merged['rateScale'] = flags.rateScale;
+    if (merged['kind'] === 'trace') {
+      const rateScale = merged['rateScale'];
+      Object.assign(
+        merged,
+        traceDuration(flags.duration, typeof rateScale === 'number' ? rateScale : undefined),
+      );
+    }
     if (fromCli('rate')) {
       merged['rateRps'] = flags.rate;
       delete merged['stages'];
