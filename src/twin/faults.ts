@@ -17,8 +17,8 @@
  */
 import { z } from 'zod';
 import { SwitchyardError } from '../core/errors.ts';
+import { MinHeap } from '../core/heap.ts';
 import type { Request } from '../core/request.ts';
-import { MinHeap } from '../policies/admission/heap.ts';
 import { type BackoffConfig, HealthState, type HealthThresholds } from '../policies/reliability.ts';
 
 /** What goes wrong. */

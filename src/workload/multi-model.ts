@@ -22,6 +22,7 @@
  */
 
 import { invalidArgument } from '../core/errors.ts';
+import { MinHeap } from '../core/heap.ts';
 import type { ModelId } from '../core/ids.ts';
 import { NO_PREFIX } from '../core/request.ts';
 import type { Rng } from '../core/rng.ts';
@@ -208,46 +209,12 @@ interface Next {
   k: number;
 }
 
-/** Orders by time, ties to the lower model index, so the merged order is deterministic. */
+/**
+ * Orders by time, ties to the lower model index: a strict total order (one entry per model), so the
+ * merged order is deterministic whatever the heap's layout.
+ */
 function before(a: Next, b: Next): boolean {
   return a.t < b.t || (a.t === b.t && a.k < b.k);
-}
-
-/** A binary min-heap of each model's next arrival. */
-class ArrivalHeap {
-  private readonly items: Next[] = [];
-
-  get size(): number {
-    return this.items.length;
-  }
-
-  push(e: Next): void {
-    const h = this.items;
-    h.push(e);
-    for (let i = h.length - 1; i > 0; ) {
-      const p = (i - 1) >> 1;
-      if (!before(h[i] as Next, h[p] as Next)) break;
-      [h[i], h[p]] = [h[p] as Next, h[i] as Next];
-      i = p;
-    }
-  }
-
-  pop(): Next {
-    const h = this.items;
-    const top = h[0] as Next;
-    const last = h.pop() as Next;
-    if (h.length === 0) return top;
-    h[0] = last;
-    for (let i = 0; ; ) {
-      const l = 2 * i + 1;
-      let m = i;
-      if (l < h.length && before(h[l] as Next, h[m] as Next)) m = l;
-      if (l + 1 < h.length && before(h[l + 1] as Next, h[m] as Next)) m = l + 1;
-      if (m === i) return top;
-      [h[i], h[m]] = [h[m] as Next, h[i] as Next];
-      i = m;
-    }
-  }
 }
 
 /**
@@ -269,14 +236,14 @@ export function* multiModelRequests(
   const defaults: RequestDefaults[] = multiModelRoster(spec).map((m) => ({ ...base, model: m.id }));
   // Forked by index, not id: the id's padding changes with the number of models.
   const streams = rates.map((r, k) => streamOf(k, r, arrivals.fork(`model ${k}`)));
-  const heap = new ArrivalHeap();
+  const heap = new MinHeap<Next>(before);
   for (const [k, s] of streams.entries()) {
     const r = s.next();
     if (r.done !== true) heap.push({ t: r.value, k });
   }
   const { maxRequests, durationMs } = limitsOf(spec);
   for (let i = 0; i < maxRequests && heap.size > 0; i++) {
-    const { t, k } = heap.pop();
+    const { t, k } = heap.pop() as Next;
     if (t >= durationMs) return;
     lengths.sample();
     yield buildRequest(

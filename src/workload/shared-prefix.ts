@@ -8,9 +8,9 @@
  * so two workloads with different seeds never share a prefix by accident.
  */
 import { CHAIN_ROOT, chainHash } from '../core/hash.ts';
+import { MinHeap } from '../core/heap.ts';
 import type { PrefixChain } from '../core/request.ts';
 import type { Rng } from '../core/rng.ts';
-import { MinHeap } from '../policies/admission/heap.ts';
 import { gammaArrivals } from './arrivals.ts';
 import { buildRequest, defaultsOf } from './common.ts';
 import { type LengthsLoader, lengthSampler, pairSampler } from './lengths.ts';

@@ -7,13 +7,13 @@
  */
 import { assert } from '../../core/assert.ts';
 import type { ErrorCode } from '../../core/errors.ts';
+import { MinHeap } from '../../core/heap.ts';
 import type { Request } from '../../core/request.ts';
 import type { ClusterView } from '../../core/view.ts';
 import { OutputLengthEstimator } from '../estimation/output-length.ts';
 import { type AdmissionConfig, type BandConfig, parseAdmissionConfig, type TenantConfig } from './config.ts';
 import { DrainRate } from './drain-rate.ts';
 import { CapacityProjection } from './gate.ts';
-import { MinHeap } from './heap.ts';
 import { TokenBucket } from './token-bucket.ts';
 import type {
   AdmissionHostOptions,
