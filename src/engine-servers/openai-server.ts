@@ -790,6 +790,8 @@ class EngineHttpServer {
     let minTokens = 0;
     /** vLLM's sampling extras (top_k, min_p, repetition_penalty) the request set. */
     let sampling: VllmSampling = {};
+    /** vLLM's body `request_id` (chat and completions), when a string. */
+    let bodyRequestId: string | undefined;
     /** Several choices, one generation each (multi-choice.ts), and `n`; else undefined. */
     let listed: { readonly requests: ParsedCompletionRequest[]; readonly n: number } | undefined;
     try {
@@ -805,6 +807,7 @@ class EngineHttpServer {
         minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
         checkStopTokenIds(body);
         refuseUnhonouredVllmExtras(body);
+        bodyRequestId = requestIdOf(body);
         if (kind === 'chat') refuseNonTextParts((body as { messages?: unknown }).messages, 'messages');
         sampling = vllmSamplingOf(body);
       }
@@ -862,11 +865,12 @@ class EngineHttpServer {
       sendError(res, error as Error);
       return;
     }
-    const requestHeader = req.headers['x-request-id'];
-    const tag =
-      typeof requestHeader === 'string' && requestHeader.length > 0 && requestHeader.length <= 128
-        ? requestHeader
-        : `${this.idBase}${(this.nextId++).toString(36)}`;
+    // As vLLM's _base_request_id: the X-Request-Id header, else the body's `request_id` (vLLM's
+    // extra field, which the engines ignored), else a fresh id.
+    const named = [req.headers['x-request-id'], bodyRequestId].find(
+      (v): v is string => typeof v === 'string' && v.length > 0 && v.length <= 128,
+    );
+    const tag = named ?? `${this.idBase}${(this.nextId++).toString(36)}`;
     const id = kind === 'responses' ? `resp_${tag}` : `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${tag}`;
     const created = Math.floor(Date.now() / 1000);
     if (listed !== undefined) {
@@ -1025,4 +1029,22 @@ export async function startOpenAiServer(
     },
     close: (graceMs = CLOSE_GRACE_MS_DEFAULT) => server.close(graceMs),
   };
+}
+
+/**
+ * vLLM's body `request_id` (a string: its pydantic model refuses anything else, 400 naming it);
+ * undefined when absent or null.
+ */
+function requestIdOf(body: unknown): string | undefined {
+  const value = (body as { request_id?: unknown }).request_id;
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string')
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      'invalid request body: request_id: expected a string',
+      {
+        param: 'request_id',
+      },
+    );
+  return value;
 }

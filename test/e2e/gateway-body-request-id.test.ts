@@ -1,0 +1,53 @@
+/**
+ * End-to-end: vLLM's body `request_id` names the answer, through the gateway (task A of stop 28,
+ * the live path reviewed as unseen clients use it).
+ *
+ * vLLM names a chat or completions answer after the `X-Request-Id` header, else after the body's
+ * `request_id` (its extra field, sent through the SDKs' `extra_body`), else a fresh id. The built-in
+ * engines read the header only: a client correlating answers by the `request_id` it sent found
+ * another id, and a `request_id` that is not a string (vLLM's 400) was served. Both are as vLLM's now
+ * (src/engine-servers/openai-server.ts).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { assertErrorBody, MODEL, post, simAndRecorder } from './support/cluster.ts';
+
+const wire = simAndRecorder('real-model');
+
+async function answerId(path: string, body: Record<string, unknown>, headers = {}): Promise<string> {
+  const reply = await post(wire.gw.url, path, JSON.stringify(body), { headers });
+  assert.equal(reply.status, 200, reply.text);
+  return (JSON.parse(reply.text) as { id: string }).id;
+}
+
+const CHAT = { model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 };
+const COMPLETION = { model: MODEL, prompt: 'hi', max_tokens: 2 };
+
+describe("vLLM's body request_id", () => {
+  it('names the chat and the completions answer', async () => {
+    assert.equal(
+      await answerId('/v1/chat/completions', { ...CHAT, request_id: 'job-17' }),
+      'chatcmpl-job-17',
+    );
+    assert.equal(await answerId('/v1/completions', { ...COMPLETION, request_id: 'job-18' }), 'cmpl-job-18');
+  });
+
+  it('the X-Request-Id header wins over it; null or absent gives a fresh id', async () => {
+    const id = await answerId(
+      '/v1/chat/completions',
+      { ...CHAT, request_id: 'from-body' },
+      { 'x-request-id': 'from-header' },
+    );
+    assert.equal(id, 'chatcmpl-from-header');
+    const a = await answerId('/v1/chat/completions', { ...CHAT, request_id: null });
+    const b = await answerId('/v1/chat/completions', CHAT);
+    assert.match(a, /^chatcmpl-\S+$/);
+    assert.notEqual(a, b);
+  });
+
+  it('a request_id that is not a string is 400 naming it', async () => {
+    const reply = await post(wire.gw.url, '/v1/chat/completions', JSON.stringify({ ...CHAT, request_id: 5 }));
+    assert.equal(reply.status, 400, reply.text);
+    assert.equal(assertErrorBody(reply.text, 400).error.param, 'request_id');
+  });
+});
