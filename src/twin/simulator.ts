@@ -618,7 +618,7 @@ class Twin {
     if (!fitsContext(instance.contextTokensMax, request.inputTokens, outputTokens)) {
       instance.routed++;
       this.policy.onRouted?.(request, instance.id, this.nowMs);
-      this.policy.onFailed?.(request, instance.id, this.nowMs);
+      engineRefusalHooks(this.policy, request, instance.id, this.nowMs, this.pd !== undefined);
       this.refusedByEngine(request, offline);
       return false;
     }
@@ -1219,7 +1219,12 @@ class Twin {
       twin.instance.ended(twin.hostPrefillTokens, twin.prefillPending);
       this.faults?.live[twin.instance.index]?.delete(twin);
       this.refusedByEngine(twin.source, twin.offline, true);
-      policy.onFailed?.(twin.source, twin.instance.id, nowMs);
+      const prefillLeg = twin.pdPhase === 'prefill';
+      const hooked = twin.pdPhase === 'decode' ? decodePolicy : policy;
+      engineRefusalHooks(hooked, twin.source, twin.instance.id, nowMs, prefillLeg);
+      // A refused prefill leg ends the request (the gateway relays the 400): a decode instance
+      // picked at arrival lets go of its hold, as the live exchange's end releases it.
+      if (prefillLeg) this.releaseDecodeHold(twin.source);
       this.admission?.onFailed(twin.source, nowMs);
       this.batches?.onFailed(twin.source, nowMs);
     };
@@ -1386,56 +1391,44 @@ class Twin {
 
   /**
    * A prefill ended: the decode pick (its own policy over the decode pool, as the gateway's second
-   * pick), then the hand-off waits there for its blocks.
+   * pick; or the instance picked at arrival), then the decode attempt: its policy hears onRouted
+   * now, as the gateway's attemptStarted, and the hand-off waits there for its blocks. An attempt
+   * the decode engine refuses (past the context, or a KV that can never fit) ends as its 400 does.
    */
   private prefilled(twin: TwinEngineRequest, nowMs: number): void {
     const pd = this.pd as PdHandoffs<PdPayload>;
     const request = twin.source;
     const decodePolicy = pd.settings.decodePolicy;
     const chosen = this.pdDecodeAt?.get(request.id);
+    let decode: SimInstance;
     if (chosen !== undefined) {
-      // Conditional: the decode instance was picked at arrival and counts the request since then.
+      // Picked at arrival: the decode instance counts the request since then (its hold).
       (this.pdDecodeAt as Map<string, number>).delete(request.id);
-      const decode = this.instances[chosen] as SimInstance;
-      if (!this.fitsDecode(request, decode)) {
-        decode.ended(0, true);
-        decodePolicy.onFailed?.(request, decode.id, nowMs);
-        this.decodeRefused(twin, nowMs);
+      decode = this.instances[chosen] as SimInstance;
+    } else {
+      this.decodeView.nowMs = nowMs;
+      this.view.nowMs = nowMs;
+      const decision = decodePolicy.decide(this.decodeView as ClusterView, request, this.pdRng);
+      if (decision.kind === 'reject') {
+        this.digest = chainHash(this.digest, 0xfffffffe);
+        this.reject(request, decision.code, twin.offline);
+        this.admission?.onFailed(request, nowMs);
+        this.releasePrefillKv(twin.instance, request.id);
         return;
       }
-      pd.enqueue(pd.handoff(request, this.pdPayload(twin), chosen, nowMs));
-      this.startTransfers(decode);
-      return;
+      decode = findInstance(this.instances, decision.instanceId);
+      this.digest = chainHash(this.digest, decode.index);
+      decode.sent(0); // its KV arrives: the decode instance prefills nothing of it
     }
-    this.decodeView.nowMs = nowMs;
-    this.view.nowMs = nowMs;
-    const decision = decodePolicy.decide(this.decodeView as ClusterView, request, this.pdRng);
-    if (decision.kind === 'reject') {
-      this.digest = chainHash(this.digest, 0xfffffffe);
-      this.reject(request, decision.code, twin.offline);
-      this.admission?.onFailed(request, nowMs);
-      this.releasePrefillKv(twin.instance, request.id);
-      return;
-    }
-    const decode = findInstance(this.instances, decision.instanceId);
-    this.digest = chainHash(this.digest, decode.index);
-    if (!this.fitsDecode(request, decode)) {
-      decode.routed++;
-      decodePolicy.onRouted?.(request, decode.id, nowMs);
-      decodePolicy.onFailed?.(request, decode.id, nowMs);
-      this.decodeRefused(twin, nowMs);
-      return;
-    }
-    // A request whose whole KV could never fit the decode instance ends as the engine's own 400 would.
-    if (cannotFit(request, decode)) {
-      this.refusedByEngine(request, twin.offline, true);
-      this.admission?.onFailed(request, nowMs);
-      this.releasePrefillKv(twin.instance, request.id);
-      return;
-    }
-    decode.sent(0); // its KV arrives: the decode instance prefills nothing of it
     decode.routed++;
     decodePolicy.onRouted?.(request, decode.id, nowMs);
+    const pastContext = !this.fitsDecode(request, decode);
+    if (pastContext || cannotFit(request, decode)) {
+      decode.ended(0, true);
+      engineRefusalHooks(decodePolicy, request, decode.id, nowMs, false);
+      this.decodeRefused(twin, nowMs, !pastContext);
+      return;
+    }
     pd.enqueue(pd.handoff(request, this.pdPayload(twin), decode.index, nowMs));
     this.startTransfers(decode);
   }
@@ -1453,11 +1446,12 @@ class Twin {
   }
 
   /**
-   * The decode leg of a prefilled request was refused (past the context): the request fails as the
-   * gateway counts a decode attempt's 400, and the prefill instance frees the KV it held for it.
+   * The decode leg of a prefilled request was refused (past the context, or `pastKvCache`): the
+   * request fails as the gateway counts a decode attempt's 400, and the prefill instance frees the
+   * KV it held for it.
    */
-  private decodeRefused(twin: TwinEngineRequest, nowMs: number): void {
-    this.refusedByEngine(twin.source, twin.offline);
+  private decodeRefused(twin: TwinEngineRequest, nowMs: number, pastKvCache: boolean): void {
+    this.refusedByEngine(twin.source, twin.offline, pastKvCache);
     this.admission?.onFailed(twin.source, nowMs);
     this.releasePrefillKv(twin.instance, twin.source.id);
   }
@@ -1487,43 +1481,53 @@ class Twin {
     }
     const decode = findInstance(this.instances, decision.instanceId);
     this.digest = chainHash(this.digest, decode.index);
-    // Its decode leg would be refused by the decode engine's 400 (KV past its cache), wherever it prefills.
-    if (cannotFit(request, decode)) {
-      this.refusedByEngine(request, offline, true);
-      return false;
-    }
     // Without a rule (a pair deciding at arrival) every request prefills remotely.
     const remote = pd.settings.conditional === undefined || this.prefillsRemotely(request, decode);
     // A remote request's KV arrives: the decode instance prefills nothing of it (as the gateway counts).
     decode.sent(remote ? 0 : request.inputTokens);
-    decode.routed++;
-    decodePolicy.onRouted?.(request, decode.id, this.nowMs);
     if (!remote) {
-      // Kept local: the decode instance is where it runs, so that is the routing decision logged.
+      // Kept local: the decode attempt goes out now (the gateway's attemptStarted).
+      decode.routed++;
+      decodePolicy.onRouted?.(request, decode.id, this.nowMs);
+      // The decode instance is where it runs, so that is the routing decision logged.
       this.options.onDecision?.({
         requestId: request.id,
         atMs: this.nowMs,
         instance: decode.id,
         code: undefined,
       });
-      if (!this.fitsDecode(request, decode)) {
+      const pastContext = !this.fitsDecode(request, decode);
+      if (pastContext || cannotFit(request, decode)) {
         decode.ended(request.inputTokens, true);
-        decodePolicy.onFailed?.(request, decode.id, this.nowMs);
-        this.refusedByEngine(request, offline);
+        engineRefusalHooks(decodePolicy, request, decode.id, this.nowMs, false);
+        this.refusedByEngine(request, offline, !pastContext);
         return false;
       }
       this.decodeWhole(request, offline, decode);
       return true;
     }
+    // Remote: the decode instance holds the request from now, as the gateway's pick at arrival does;
+    // its decode attempt (and the policy's onRouted) comes when the prefill ends (prefilled). A KV
+    // its engine could never fit is refused then, by that attempt's 400, after the prefill ran.
     const decodeAt = this.pdDecodeAt as Map<string, number>;
     decodeAt.set(request.id, decode.index);
     if (this.route(request, offline)) return true;
-    // The prefill pool refused it (counted): the decode instance never gets it, nor counts it routed.
-    decodeAt.delete(request.id);
-    decode.routed--;
-    decode.ended(0, true);
-    decodePolicy.onFailed?.(request, decode.id, this.nowMs);
+    // The prefill pool refused it (counted): no decode attempt went out, the hold ends.
+    this.releaseDecodeHold(request);
     return false;
+  }
+
+  /**
+   * A request picked for a decode instance at arrival ended before its decode attempt (its prefill
+   * refused): the instance lets go of it, as the gateway's exchange releases its hold when it ends.
+   * The decode policy hears nothing, never having been told of an attempt.
+   */
+  private releaseDecodeHold(request: Request): void {
+    const decodeAt = this.pdDecodeAt;
+    const index = decodeAt?.get(request.id);
+    if (decodeAt === undefined || index === undefined) return;
+    decodeAt.delete(request.id);
+    (this.instances[index] as SimInstance).ended(0, true);
   }
 
   /** The conditional rule's verdict for a request whose decode instance is `decode`. */
@@ -1711,6 +1715,23 @@ class Twin {
  */
 function pdRoles(prefillSlots: number, count: number): InstanceRole[] {
   return Array.from({ length: count }, (_, i) => (i < prefillSlots ? 'prefill' : 'decode'));
+}
+
+/**
+ * What a routing policy hears when the engine it picked answers a 4xx (its verdict on the request),
+ * as the live gateway tells it: a proxied attempt (a colocated request, a P/D decode attempt) ends
+ * `ok` for the instance (proxy.ts endCollected) with onCompleted and no token count; a vLLM prefill
+ * leg (`prefillLeg`) that fails hears onFailed (pd-exchange.ts prefillLeg). onRouted came before.
+ */
+function engineRefusalHooks(
+  policy: RoutingPolicy,
+  request: Request,
+  instanceId: string,
+  nowMs: number,
+  prefillLeg: boolean,
+): void {
+  if (prefillLeg) policy.onFailed?.(request, instanceId, nowMs);
+  else policy.onCompleted?.(request, instanceId, nowMs, undefined);
 }
 
 /** Whether the request's whole KV (prompt and answer) could never fit the instance's blocks. */
