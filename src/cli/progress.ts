@@ -1,37 +1,48 @@
 import cliProgress from 'cli-progress';
 
-/** Reports progress: requests that have arrived, and the simulated time reached. */
-export type ProgressFn = (arrived: number, simulatedMs: number) => void;
+/**
+ * Reports progress: requests that have arrived, and the simulated time reached; `total`, the run's
+ * request count when the run knows it (a trace replay counts its requests before it starts).
+ */
+export type ProgressFn = (arrived: number, simulatedMs: number, total?: number) => void;
 
 /**
- * Runs `work` with a progress bar on stderr when `enabled` and stderr is a terminal. With a known
- * total the bar fills; without one it counts.
+ * Runs `work` with a progress bar on `stream` (stderr) when `enabled` and it is a terminal. With a
+ * known total (given, or told by the run's first report, which wins: a trace may hold fewer
+ * requests than --requests) the bar fills; without one it counts.
  */
 export async function withProgress<T>(
   enabled: boolean,
   total: number | undefined,
   work: (onProgress: ProgressFn) => T | Promise<T>,
+  stream: NodeJS.WritableStream & { isTTY?: boolean } = process.stderr,
 ): Promise<T> {
-  if (!enabled || process.stderr.isTTY !== true) return await work(() => {});
-  const bar = new cliProgress.SingleBar(
-    {
-      stream: process.stderr,
-      format:
-        total !== undefined
-          ? 'simulating [{bar}] {percentage}% | {value}/{total} requests | t={simS} s'
-          : 'simulating {value} requests | t={simS} s',
-      hideCursor: true,
-      clearOnComplete: true,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  bar.start(total ?? 0, 0, { simS: '0' });
+  if (!enabled || stream.isTTY !== true) return await work(() => {});
+  let bar: cliProgress.SingleBar | undefined;
+  /** The bar, drawn at the run's first report, when its total is known if it ever is. */
+  const open = (n: number | undefined): cliProgress.SingleBar => {
+    const b = new cliProgress.SingleBar(
+      {
+        stream,
+        format:
+          n !== undefined
+            ? 'simulating [{bar}] {percentage}% | {value}/{total} requests | t={simS} s'
+            : 'simulating {value} requests | t={simS} s',
+        hideCursor: true,
+        clearOnComplete: true,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    b.start(n ?? 0, 0, { simS: '0' });
+    return b;
+  };
   try {
-    return await work((arrived, simulatedMs) => {
+    return await work((arrived, simulatedMs, known) => {
+      bar ??= open(known ?? total);
       bar.update(arrived, { simS: (simulatedMs / 1000).toFixed(0) });
     });
   } finally {
-    bar.stop();
+    bar?.stop();
   }
 }
 

@@ -184,10 +184,16 @@ export function buildPolicy(settings: TwinSettings): RoutingPolicy {
   return withEarlyReject(inner, settings.earlyReject, context);
 }
 
+/**
+ * Told as a run goes: requests arrived, simulated time reached, and the run's request count when it
+ * is known up front (a trace replay's).
+ */
+export type ProgressReport = (arrived: number, simulatedMs: number, total?: number) => void;
+
 /** Runs one twin simulation from resolved settings. */
 export function runTwin(
   settings: TwinSettings,
-  onProgress?: (arrived: number, simulatedMs: number) => void,
+  onProgress?: ProgressReport,
   onDecision?: (entry: DecisionLogEntry) => void,
   onPlacement?: (entry: PlacementLogEntry) => void,
   onWarning?: (line: string) => void,
@@ -200,7 +206,7 @@ export function runTwin(
 export function runTwinSpec(
   settings: TwinSettings,
   spec: WorkloadSpec,
-  onProgress?: (arrived: number, simulatedMs: number) => void,
+  onProgress?: ProgressReport,
   onDecision?: (entry: DecisionLogEntry) => void,
   onPlacement?: (entry: PlacementLogEntry) => void,
   /** Told a trace replay's time-unit warning (see traceUnitWarning), if it has one. */
@@ -231,7 +237,13 @@ export function runTwinSpec(
     policy: pair?.prefill ?? buildPolicy(settings),
     slo: settings.slo,
     workload: describeWorkload(spec, stats),
-    ...(onProgress !== undefined ? { onProgress } : {}),
+    ...(onProgress !== undefined
+      ? {
+          // A trace replay's count is known before the run: a progress bar can fill.
+          onProgress: (arrived: number, simulatedMs: number) =>
+            onProgress(arrived, simulatedMs, stats?.requests),
+        }
+      : {}),
     admission: settings.admission,
     batchJobs: settings.batchJobs?.map((job) => buildBatchJob(job, rng.fork('batch'))),
     scrapeIntervalMs: settings.scrapeIntervalMs,
