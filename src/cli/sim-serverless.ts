@@ -29,6 +29,9 @@ export interface ServerlessFlags {
   model?: string | undefined;
   /** `--tp`: given, every served model's TP (see `tpOf`); else each the smallest that fits. */
   tp?: number | undefined;
+  /** The engines' batch limits where given: they size the KV cache a TP leaves (`fittingTp`). */
+  maxNumSeqs?: number | undefined;
+  maxNumBatchedTokens?: number | undefined;
 }
 
 /** The options to register on `sim`. */
@@ -99,10 +102,14 @@ export function serverlessFromFlags(
   const nodes = gpuNodes(flags.gpus, perNode, flags.gpu);
   const largestNode = Math.max(...nodes.map((n) => n.gpus));
   const givenTp = tpOf(flags, largestNode, fromCli);
+  const engine = {
+    ...(flags.maxNumSeqs !== undefined ? { maxNumSeqs: flags.maxNumSeqs } : {}),
+    ...(flags.maxNumBatchedTokens !== undefined ? { maxNumBatchedTokens: flags.maxNumBatchedTokens } : {}),
+  };
   const models = multiModelRoster({ ...spec, bases: basesOf(flags, spec.bases, fromCli) }).map((m) => {
     // A given TP must hold the model's weights itself (fittingTp up to it throws, naming the model).
-    const tp = givenTp ?? fittingTp(m.base, flags.gpu, largestNode);
-    if (givenTp !== undefined) fittingTp(m.base, flags.gpu, givenTp);
+    const tp = givenTp ?? fittingTp(m.base, flags.gpu, largestNode, engine);
+    if (givenTp !== undefined) fittingTp(m.base, flags.gpu, givenTp, engine);
     return {
       ...m,
       gpu: flags.gpu,

@@ -74,14 +74,20 @@ test('without sleep mode, with a GPU per model nothing is evicted and each model
   );
 });
 
-test('nodes and TP: 20 GPUs in nodes of 8; a 70B base takes two H100s', () => {
+test('nodes and TP: 20 GPUs in nodes of 8; a 70B base takes four H100s', () => {
   assert.deepEqual(
     gpuNodes(20, 8, 'h100').map((n) => n.gpus),
     [8, 8, 4],
   );
   assert.equal(fittingTp('llama-3.1-8b', 'h100', 8), 1);
-  assert.equal(fittingTp('llama-3.1-70b', 'h100', 8), 2);
-  assert.throws(() => fittingTp('llama-3.1-70b', 'h100', 1));
+  // Two H100s hold its weights, but at the 1024 sequences an H100 engine runs, KV for under 1,100
+  // tokens: every request refused. Four leave KV for a step's 8,192 tokens and more.
+  assert.equal(fittingTp('llama-3.1-70b', 'h100', 8), 4);
+  assert.throws(() => fittingTp('llama-3.1-70b', 'h100', 2), /KV cache for 8192 tokens/);
+  // With 256 sequences (as --max-num-seqs 256) the reserve is smaller and two H100s do.
+  assert.equal(fittingTp('llama-3.1-70b', 'h100', 8, { maxNumSeqs: 256 }), 2);
+  // Llama-2-70B's 32k vocabulary keeps the sampler's reserve small: two H100s at the defaults.
+  assert.equal(fittingTp('llama-2-70b', 'h100', 8), 2);
   assert.throws(() => gpuNodes(0, 8, 'h100'));
 });
 

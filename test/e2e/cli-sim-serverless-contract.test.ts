@@ -105,6 +105,19 @@ test('--compare with --serverless-policy is refused: its table and JSON would dr
   assert.match(run.stderr, /invalid compare .*--serverless-policy.*SY_ERR_INVALID_ARGUMENT/);
 });
 
+test('--model llama-3.1-70b on H100s: each model at a TP that leaves KV cache for its requests (TP 4, not 2)', async () => {
+  const out = join(dir, '70b.json');
+  const run = await runCli(contractArgs('keep-alive', out, ['--gpus', '8', '--model', 'llama-3.1-70b']));
+  assert.equal(run.code, 0, run.stderr);
+  const j = JSON.parse(readFileSync(out, 'utf8'));
+  assert.ok(
+    (j.perInstance as { tp: number }[]).every((i) => i.tp === 4),
+    'every slot is TP 4',
+  );
+  assert.equal(j.failedByReason?.upstream_4xx, undefined, 'no request refused for want of KV cache');
+  assert.ok(j.completed > 0 && j.gpuHours > 0, `${j.completed} completed, ${j.gpuHours} GPU-hours`);
+});
+
 test('--no-sleep with a baseline policy is refused: only switchyard has sleep mode', async () => {
   const run = await runCli(contractArgs('serverlessllm', join(dir, 'no-sleep.json'), ['--no-sleep']));
   assert.equal(run.code, 2, run.stderr);
