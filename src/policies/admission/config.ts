@@ -38,7 +38,10 @@ export const DEFAULT_BANDS: readonly BandConfig[] = [
 export const tenantConfigSchema = z.strictObject({
   /** When set, replaces the priority on the tenant's requests (the operator's word beats the client's). */
   priority: z.number().int().optional(),
-  /** Requests per minute (token bucket: burst and sustained rate). */
+  /**
+   * Requests per minute (token bucket: the sustained rate, and the burst when at least 1). A fraction
+   * is a slower rate with a burst of one: 0.5 serves one request every two minutes.
+   */
   rpm: z.number().positive().optional(),
   /** Tokens per minute, counting input + max output tokens at admission. */
   tpm: z.number().positive().optional(),

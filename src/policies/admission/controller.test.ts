@@ -104,6 +104,23 @@ test('RPM: a token bucket rejects with the exact wait and refills over time', ()
   assert.equal(ctl.offer(req('other', { tenant: 'u' }), view(1000)).kind, 'dispatch');
 });
 
+test('RPM below 1: one request passes, then one every 60/rpm s, each refusal with the wait as Retry-After', () => {
+  const ctl = createAdmissionController({ tenants: { t: { rpm: 0.5 } } });
+  assert.equal(ctl.offer(req('first', { tenant: 't' }), view(0)).kind, 'dispatch');
+  const over = ctl.offer(req('over', { tenant: 't' }), view(0));
+  assert.ok(over.kind === 'reject' && over.code === 'SY_ERR_RATE_LIMITED');
+  // One token at 0.5 per minute: two minutes.
+  assert.equal(over.retryAfterMs, 120_000);
+  const later = ctl.offer(req('later', { tenant: 't' }), view(30_000));
+  assert.ok(later.kind === 'reject');
+  assert.equal(later.retryAfterMs, 90_000);
+  assert.equal(ctl.offer(req('early', { tenant: 't' }), view(119_999)).kind, 'reject');
+  assert.equal(ctl.offer(req('on-time', { tenant: 't' }), view(120_000)).kind, 'dispatch');
+  // The burst stays one: four idle minutes do not bank two requests.
+  assert.equal(ctl.offer(req('idle-1', { tenant: 't' }), view(360_000)).kind, 'dispatch');
+  assert.equal(ctl.offer(req('idle-2', { tenant: 't' }), view(360_000)).kind, 'reject');
+});
+
 test('TPM counts input + expected output (capped by max_tokens) at admission; retryAfterMs is the time until the bucket has room', () => {
   const ctl = createAdmissionController({ tenants: { t: { tpm: 6000 } } });
   // No completion seen yet: the expected output is the estimator's prior (256), capped here at 200.

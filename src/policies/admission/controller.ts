@@ -355,7 +355,12 @@ class Controller implements AdmissionQueue {
       name,
       config,
       weight: config.weight ?? 1,
-      rpm: config.rpm === undefined ? undefined : new TokenBucket(config.rpm, MINUTE_MS, nowMs),
+      // A request costs one token, so a fractional rpm (0.5: one request every two minutes) still
+      // holds a burst of one; at 1 and above the burst is the rpm itself.
+      rpm:
+        config.rpm === undefined
+          ? undefined
+          : new TokenBucket(config.rpm, MINUTE_MS, nowMs, Math.max(1, config.rpm)),
       tpm: config.tpm === undefined ? undefined : new TokenBucket(config.tpm, MINUTE_MS, nowMs),
       lanes: [],
       queued: 0,
@@ -389,8 +394,9 @@ class Controller implements AdmissionQueue {
 
   /** A rejection when the tenant's RPM or TPM bucket lacks room, else undefined. */
   private rateLimited(tenant: Tenant, tokens: number, nowMs: number): OfferResult | undefined {
-    // An absent bucket waits 0; a present one answers undefined when the cost exceeds its capacity.
-    const rpmWaitMs = tenant.rpm === undefined ? 0 : tenant.rpm.waitMs(1, nowMs);
+    // An absent bucket waits 0; a present one answers undefined when the cost exceeds its capacity,
+    // which the rpm bucket's (at least 1) never is.
+    const rpmWaitMs = tenant.rpm === undefined ? 0 : (tenant.rpm.waitMs(1, nowMs) ?? 0);
     const tpmWaitMs = tenant.tpm === undefined ? 0 : tenant.tpm.waitMs(tokens, nowMs);
     if (tpmWaitMs === undefined)
       return this.reject(
@@ -398,8 +404,6 @@ class Controller implements AdmissionQueue {
         `request needs ${tokens} tokens (input + expected output); tenant '${tenant.name}' tpm is ${tenant.config.tpm}`,
         undefined,
       );
-    if (rpmWaitMs === undefined)
-      return this.reject('SY_ERR_RATE_LIMITED', `tenant '${tenant.name}' rpm is below 1`, undefined);
     if (rpmWaitMs === 0 && tpmWaitMs === 0) return undefined;
     const which = rpmWaitMs >= tpmWaitMs ? `rpm ${tenant.config.rpm}` : `tpm ${tenant.config.tpm}`;
     return this.reject(

@@ -30,6 +30,32 @@ test('token bucket: waitMs is exact, rounded up, and waiting it always finds roo
   );
 });
 
+test('token bucket: a rate below the capacity refills at the rate, and waiting the wait finds room', () => {
+  fc.assert(
+    fc.property(
+      fc.double({ min: 0.01, max: 1, noNaN: true }),
+      fc.array(fc.integer({ min: 0, max: 500_000 }), { maxLength: 20 }),
+      (rate, gaps) => {
+        const bucket = new TokenBucket(rate, 60_000, 0, 1);
+        let now = 0;
+        bucket.take(1, now);
+        // An empty bucket of one token at `rate` per minute is full again after 60/rate s.
+        assert.equal(bucket.waitMs(1, now), Math.ceil(60_000 / rate - 1e-9));
+        for (const gap of gaps) {
+          now += gap;
+          const wait = bucket.waitMs(1, now);
+          assert.ok(wait !== undefined && wait >= 0);
+          assert.equal(bucket.waitMs(1, now + wait), 0);
+          now += wait;
+          bucket.take(1, now);
+          // Never more than one token banked, however long the gap.
+          assert.ok(bucket.available(now) < 1);
+        }
+      },
+    ),
+  );
+});
+
 test('drain rate: a steady rate is measured without start-up bias, and idle time is not counted', () => {
   const rate = new DrainRate(10_000);
   rate.setBusy(true, 0);

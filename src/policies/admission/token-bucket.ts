@@ -1,7 +1,8 @@
 /**
- * A token bucket refilled continuously from the caller's clock: `capacity` tokens, refilled at
- * `capacity` per `windowMs` (so an RPM or TPM limit is both the burst and the sustained rate). Pure: the
- * time comes in as an argument, never from a clock.
+ * A token bucket refilled continuously from the caller's clock: `rate` tokens per `windowMs`, holding
+ * at most `capacity` (by default the rate, so an RPM or TPM limit is both the burst and the sustained
+ * rate). A rate below one request per window still needs a burst of one to let any request through:
+ * that is the caller's `capacity`. Pure: the time comes in as an argument, never from a clock.
  */
 export class TokenBucket {
   private tokens: number;
@@ -9,9 +10,10 @@ export class TokenBucket {
 
   /** A full bucket at `nowMs`. */
   constructor(
-    readonly capacity: number,
+    readonly rate: number,
     readonly windowMs: number,
     nowMs: number,
+    readonly capacity: number = rate,
   ) {
     this.tokens = capacity;
     this.lastMs = nowMs;
@@ -20,7 +22,7 @@ export class TokenBucket {
   /** Tokens available at `nowMs`. A query changes nothing, so probing any time is safe. */
   available(nowMs: number): number {
     if (nowMs <= this.lastMs) return this.tokens;
-    return Math.min(this.capacity, this.tokens + ((nowMs - this.lastMs) * this.capacity) / this.windowMs);
+    return Math.min(this.capacity, this.tokens + ((nowMs - this.lastMs) * this.rate) / this.windowMs);
   }
 
   /**
@@ -32,8 +34,8 @@ export class TokenBucket {
     if (cost > this.capacity) return undefined;
     const missing = cost - this.available(nowMs);
     if (missing <= ROUNDING_SLACK) return 0;
-    // Multiply before dividing: capacity / windowMs is inexact and would round some waits up by 1 ms.
-    return Math.ceil((missing * this.windowMs) / this.capacity - WAIT_SLACK_MS);
+    // Multiply before dividing: rate / windowMs is inexact and would round some waits up by 1 ms.
+    return Math.ceil((missing * this.windowMs) / this.rate - WAIT_SLACK_MS);
   }
 
   /** Takes `cost` tokens at `nowMs`; the caller checked `waitMs(cost) === 0` first. */
