@@ -32,10 +32,10 @@ import {
   type ServerResponse,
   STATUS_CODES,
 } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
+import { listenOn } from '../core/listen.ts';
 import {
   builtinEngineRefusal,
   type ParsedCompletionRequest,
@@ -104,21 +104,6 @@ export interface OpenAiServer {
    * error event and `[DONE]`), then drops the remaining connections and closes the backend.
    */
   close(graceMs?: number): Promise<void>;
-}
-
-/**
- * Starts `server` listening on `host:port` (0: a free port) and resolves with the port it got; a
- * listen error (the port taken, a bad host) rejects. For the engine's OpenAI server and the P/D
- * front server (pd-front.ts).
- */
-export function listenOn(server: Server, host: string, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
 }
 
 function usageJson(usage: GenerationUsage): string {

@@ -17,8 +17,9 @@ import {
 } from 'node:http';
 import { untilSignal, whenParentGone } from '../adapters/process-signals.ts';
 import { SwitchyardError } from '../core/errors.ts';
+import { listenOn } from '../core/listen.ts';
 import type { EngineBackend } from './backend.ts';
-import { listenOn, startOpenAiServer } from './openai-server.ts';
+import { startOpenAiServer } from './openai-server.ts';
 import type { EngineReadyLine } from './run-engine.ts';
 
 /** Request bodies the front server reads, as the OpenAI server bounds them. */

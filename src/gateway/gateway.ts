@@ -15,6 +15,7 @@ import { kvEventsRefusal, policyTypeOf } from '../adapters/tokenizer/config.ts';
 import type { PromptTokenizer } from '../adapters/tokenizer/load.ts';
 import { loadModelTokenizers } from '../adapters/tokenizer/models.ts';
 import { SwitchyardError } from '../core/errors.ts';
+import { listenOn } from '../core/listen.ts';
 import type { Request, Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
 import type { ClusterView, InstanceRole, InstanceView } from '../core/view.ts';
@@ -486,15 +487,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
 
   /** Binds the port, starts health checks and feeds. */
   async listen(awaitHealth: boolean): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.config.port, this.config.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
+    this.port = await listenOn(this.server, this.config.host, this.config.port);
     const address = this.server.address() as AddressInfo;
-    this.port = address.port;
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     this.url = `http://${host}:${this.port}`;
     this.feeds.start(

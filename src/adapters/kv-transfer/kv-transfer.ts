@@ -27,9 +27,10 @@ import {
   openSync,
   rmSync,
 } from 'node:fs';
-import { type AddressInfo, createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { SwitchyardError } from '../../core/errors.ts';
+import { listenOn } from '../../core/listen.ts';
 import {
   controlFrame,
   DATA_FRAME_BYTES_MAX,
@@ -136,13 +137,7 @@ export class KvStateServer {
 
   /** Listens on `host:port` (0: a free port); resolves with the port. */
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve((this.server.address() as AddressInfo).port);
-      });
-    });
+    return listenOn(this.server, host, port);
   }
 
   /** States on offer now. */

@@ -25,8 +25,8 @@
  * asked for that no prefill fills is dropped after the wait bound, a failed room after the wait bound.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { SwitchyardError } from '../../core/errors.ts';
+import { listenOn } from '../../core/listen.ts';
 import {
   FRONT_BODY_BYTES_MAX,
   PdFrontBase,
@@ -270,13 +270,7 @@ export class LlamaSglang {
       else sendJson(res, 404, { error: 'not found: this port serves GET /pd/bootstrap/{room} only' });
     });
     this.bootstrapServer = server;
-    this.bootstrapPort = await new Promise<number>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.options.bootstrapPort, this.pd.options.kvHost, () => {
-        server.off('error', reject);
-        resolve((server.address() as AddressInfo).port);
-      });
-    });
+    this.bootstrapPort = await listenOn(server, this.pd.options.kvHost, this.options.bootstrapPort);
   }
 
   async close(): Promise<void> {
