@@ -11,7 +11,14 @@ import { GOODPUT_DEFAULTS, type GoodputResult } from '../twin/goodput.ts';
 import { gpuBudget, poolFigures, sharedGpus } from '../twin/report/pool.ts';
 import { formatComparisonTable, formatSummaryTable } from '../twin/report/table.ts';
 import type { SimSummary } from '../twin/report/types.ts';
-import { type PolicyRun, runExperiment, runTwin, type TwinSettings, writeOutputs } from '../twin/run.ts';
+import {
+  assertWorkloadSends,
+  type PolicyRun,
+  runExperiment,
+  runTwin,
+  type TwinSettings,
+  writeOutputs,
+} from '../twin/run.ts';
 import type { SimResult } from '../twin/simulator.ts';
 import { DEFAULT_DECLARED_MAX_TOKENS, parseDeclaredMaxTokens } from '../workload/declared.ts';
 import { MULTI_MODEL_MAX, type RateStage } from '../workload/spec.ts';
@@ -349,6 +356,8 @@ export function registerSimCommand(program: Command): void {
         );
       // Build every policy once up front, so a bad name fails before any simulation runs.
       for (const name of policies) createConfiguredPolicy(name, settings.policies);
+      // An empty workload would report zeros that read as results (and sweep a goodput of 0).
+      assertWorkloadSends(settings);
       const autoscalers = splitNames(settings.control?.autoscaler ?? '');
       // A policy comparison's table and JSON have no GPU-hours, cold starts or instances over time:
       // under an autoscaler they would be dropped without a word.

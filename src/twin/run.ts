@@ -185,6 +185,30 @@ export function buildPolicy(settings: TwinSettings): RoutingPolicy {
 }
 
 /**
+ * Refuses a run whose workload sends no request (a ServeGen window, a rate curve or a trace slice
+ * with no arrival in the span asked for): its report would be all zeros, SLO attainment 0% of
+ * nothing and a goodput of 0 req/s, which read as results. A run with batch jobs may leave the
+ * online workload empty. A trace replay is not drawn here (its file would be read twice); an
+ * empty slice of one is refused the same way from its replay's count (runTwinSpec).
+ */
+export function assertWorkloadSends(settings: TwinSettings): void {
+  if ((settings.batchJobs?.length ?? 0) > 0) return;
+  const spec = parseWithSchema(workloadSpecSchema, settings.workload, 'workload');
+  if (spec.kind === 'trace') return;
+  const first = createWorkload(spec, new Rng(settings.seed).fork('workload'))[Symbol.iterator]().next();
+  if (first.done === true) throw noRequestsError(spec);
+}
+
+function noRequestsError(spec: WorkloadSpec, replay?: ReplayStats): SwitchyardError {
+  return new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    `the workload sends no requests (${describeWorkload(spec, replay)}): nothing to simulate; ` +
+      'pick a span where its rate is not 0 (--start-h, --duration, the clients or the trace slice)',
+    { param: 'workload' },
+  );
+}
+
+/**
  * Told as a run goes: requests arrived, simulated time reached, and the run's request count when it
  * is known up front (a trace replay's).
  */
@@ -221,6 +245,8 @@ export function runTwinSpec(
   const replay = withSlo.kind === 'trace' ? traceReplay(withSlo) : undefined;
   const source = replay?.source ?? createWorkload(withSlo, rng.fork('workload'));
   const stats = replay !== undefined ? replayStats(arrivalsOf(replay.source)) : undefined;
+  if (stats !== undefined && stats.requests === 0 && (settings.batchJobs?.length ?? 0) === 0)
+    throw noRequestsError(withSlo, stats);
   if (replay !== undefined && stats !== undefined && spec.kind === 'trace') {
     const warning = traceUnitWarning(spec.trace, replay.format, stats, spec.rateScale);
     if (warning !== undefined) onWarning?.(warning);
