@@ -292,7 +292,8 @@ export class Exchange {
   }
 
   private failAfterAttempts(last: { failure: AttemptFailure; detail: string; status: number }): void {
-    const tried = this.tried.join(', ');
+    // Each instance once, in the order first tried: retries of one instance are not more instances.
+    const tried = [...new Set(this.tried)].join(', ');
     const retryAfterMs = this.upstreamRetryAfterMs;
     if (last.failure === 'status-429') {
       this.fail(
