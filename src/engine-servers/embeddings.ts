@@ -47,14 +47,13 @@ const WRITE_SLICE_FLOATS = 1 << 16;
 
 const embeddingBodySchema = z.looseObject({
   model: z.string().min(1).max(512),
+  // The counts (1 to EMBEDDING_INPUTS_MAX inputs, tokens per input) are checked after the shape: a
+  // bound inside a union member fails that member, and zod then reports only "Invalid input".
   input: z.union([
     z.string(),
-    z.array(z.string()).min(1).max(EMBEDDING_INPUTS_MAX),
-    z.array(z.number().int().min(0)).min(1).max(EMBEDDING_TOKENS_MAX),
-    z
-      .array(z.array(z.number().int().min(0)).min(1).max(EMBEDDING_TOKENS_MAX))
-      .min(1)
-      .max(EMBEDDING_INPUTS_MAX),
+    z.array(z.string()),
+    z.array(z.number().int().min(0)),
+    z.array(z.array(z.number().int().min(0)).min(1)),
   ]),
   encoding_format: z.enum(['float', 'base64']).optional(),
   dimensions: z.number().int().min(1).max(EMBEDDING_DIMENSIONS_MAX).optional(),
@@ -129,6 +128,18 @@ export function parseEmbeddingBody(body: unknown): EmbeddingRequest {
     throw invalid(param, String(first?.message));
   }
   const { texts, tokenIds, tokens } = inputTexts(r.data.input);
+  if (texts.length === 0) {
+    throw invalid(
+      'input',
+      `no inputs; send a string, or a list of 1 to ${EMBEDDING_INPUTS_MAX} strings or token-id lists`,
+    );
+  }
+  if (texts.length > EMBEDDING_INPUTS_MAX) {
+    throw invalid(
+      'input',
+      `${texts.length} inputs; the limit is ${EMBEDDING_INPUTS_MAX} per request (send them in several requests)`,
+    );
+  }
   const promptTokens = checkedTokens(tokens);
   if (promptTokens > EMBEDDING_TOKENS_MAX) {
     throw invalid(
