@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { traceLimit } from '../create.ts';
-import { readTrace } from './read.ts';
+import { readTrace, readTraceLengths } from './read.ts';
 import { fileLines, TRACE_TEXT_BYTES_MAX } from './text.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sy-trace-big-'));
@@ -45,6 +45,21 @@ describe('a trace file past the text bound', () => {
       code: 'SY_ERR_TRACE_PARSE',
       message: /week\.csv:1: .* on disk; a trace is read whole, at most .*MiB\) of text/,
     });
+  });
+
+  it('a replay is told of --requests/--duration; a read of its lengths (plan-gpus, plan-pd) only of a slice', () => {
+    assert.throws(
+      () => readTrace(path),
+      /replay its start \(--requests N or --duration S stop the reading there\) or a slice/,
+    );
+    assert.throws(
+      () => readTraceLengths(path),
+      (err: Error) => {
+        assert.match(err.message, /of text: use a slice of it/);
+        assert.doesNotMatch(err.message, /--requests/);
+        return true;
+      },
+    );
   });
 
   it('replays its first requests or its first seconds when that is all a run needs', () => {

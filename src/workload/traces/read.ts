@@ -80,7 +80,7 @@ function detectFromFirstLine(first: TraceLine | undefined, file: string): TraceF
  * (--requests, --duration) streams it and stops there, and the reading itself fails once it passes
  * the bound (fileLines), so a week-long trace's first hour replays without cutting the file first.
  */
-function checkFile(path: string, ref: string, limited = false): void {
+function checkFile(path: string, ref: string, read: 'replay' | 'limited' | 'lengths'): void {
   try {
     const stat = statSync(path);
     if (stat.isDirectory())
@@ -88,13 +88,16 @@ function checkFile(path: string, ref: string, limited = false): void {
         param: 'trace',
         path,
       });
-    if (stat.size > TRACE_TEXT_BYTES_MAX && !limited)
+    if (stat.size > TRACE_TEXT_BYTES_MAX && read !== 'limited')
       throw traceParseError(
         path,
         1,
         `${formatBytes(stat.size)} on disk; a trace is read whole, at most ${formatBytes(TRACE_TEXT_BYTES_MAX)} of text: ` +
-          'replay its start (--requests N or --duration S stop the reading there) or a slice of it ' +
-          '(e.g. the header and the first rows: head -n 2000001 FILE > part.csv)',
+          // Only a replay can stop early; lengths are read from the whole file.
+          (read === 'replay'
+            ? 'replay its start (--requests N or --duration S stop the reading there) or '
+            : 'use ') +
+          'a slice of it (e.g. the header and the first rows: head -n 2000001 FILE > part.csv)',
       );
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -158,7 +161,7 @@ export function parseTrace(text: string, file: string, format?: TraceFormat): Tr
  */
 export function readTrace(pathOrSample: string, format?: TraceFormat, limit?: TraceReadLimit): Trace {
   const { path, format: sampleFormat } = resolveTraceRef(pathOrSample);
-  checkFile(path, pathOrSample, isLimited(limit));
+  checkFile(path, pathOrSample, isLimited(limit) ? 'limited' : 'replay');
   const { lines, format: fmt } = openLines(path, format ?? sampleFormat);
   const reader = TRACE_READERS[fmt];
   const records = reader.parseLines(lines, path, limit);
@@ -186,7 +189,7 @@ export interface LengthPair {
  */
 export function readTraceLengths(pathOrSample: string, format?: TraceFormat): readonly LengthPair[] {
   const { path, format: sampleFormat } = resolveTraceRef(pathOrSample);
-  checkFile(path, pathOrSample);
+  checkFile(path, pathOrSample, 'lengths');
   const { lines, format: fmt } = openLines(path, format ?? sampleFormat);
   const records: readonly TraceRecord[] =
     fmt === 'vidur' ? parseVidurLengths(lines, path) : TRACE_READERS[fmt].parseLines(lines, path);
