@@ -23,6 +23,7 @@ import {
   type Placement,
   type PlacementAction,
   placeReplicas,
+  unfitReason,
 } from '../control/placement/index.ts';
 import type {
   ControlContext,
@@ -33,10 +34,11 @@ import type {
   Variant,
 } from '../control/types.ts';
 import { variantKey } from '../control/types.ts';
-import { invalidArgument } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import type { GpuId, InstanceId, ModelId } from '../core/ids.ts';
 import type { Request } from '../core/request.ts';
 import type { FinishedRequest } from '../engine-core/types.ts';
+import type { KvSizingOptions } from '../model/kv.ts';
 import type { ClusterSpec, SimInstance } from './cluster.ts';
 import {
   ArmedTimes,
@@ -88,6 +90,11 @@ export interface PlacedModel
   readonly priority: number;
   /** What its loop plans for and its attainment measures; default the run's SLO. */
   readonly slo?: ServiceObjectives | undefined;
+  /**
+   * The batch limits its engines run with, for placement's fit check (`ModelWant.engine`); the
+   * simulator fills them from the model's engine config. Unset: `vllm serve`'s on its GPU.
+   */
+  readonly engine?: KvSizingOptions | undefined;
 }
 
 /** SimOptions.placement: the nodes, the budget, the models and their loops' common interval. */
@@ -153,6 +160,17 @@ export class PlacementHost implements TwinControl {
     }
     this.intervalMs = settings.intervalMs ?? CONTROL_INTERVAL_MS_DEFAULT;
     this.models = settings.models.map((spec) => this.buildModel(spec, instances));
+    // A model placement could never place would sit out the whole run with every request refused
+    // and nothing in the summary saying why: refuse the run, with placement's reason.
+    for (const m of this.models) {
+      const why = unfitReason(settings.nodes, m.spec, m.variant, settings.gpuMemoryUtilization);
+      if (why !== undefined) {
+        throw new SwitchyardError('SY_ERR_CAPACITY', `cluster.models ${m.spec.id}: ${why}`, {
+          param: 'cluster.models',
+          model: m.spec.id,
+        });
+      }
+    }
     for (const m of this.models) this.byId.set(m.spec.id, m);
     this.nextTickMs = this.intervalMs;
   }
@@ -311,6 +329,7 @@ export class PlacementHost implements TwinControl {
         priority: m.spec.priority,
         minReplicas: m.spec.minInstances,
         targets: [{ variant: m.variant, replicas }],
+        engine: m.spec.engine,
       });
     }
     const { gpuBudget, gpuMemoryUtilization } = this.settings;

@@ -59,16 +59,10 @@ import { invalidArgument } from '../core/errors.ts';
 import type { GpuId, ModelId } from '../core/ids.ts';
 import type { Request } from '../core/request.ts';
 import type { FinishedRequest } from '../engine-core/types.ts';
-import { vllmServeBatchDefaults } from '../model/engines.ts';
 import { gpuSpec } from '../model/gpus.ts';
-import {
-  activationReserveBytes,
-  type KvSizingOptions,
-  kvBytesPerTokenPerGpu,
-  weightBytesPerGpu,
-} from '../model/kv.ts';
-import { modelSpec } from '../model/models.ts';
+import type { KvSizingOptions } from '../model/kv.ts';
 import { startupTimeMs } from '../model/startup.ts';
+import { smallestFittingTp, tpFit } from '../model/tp-fit.ts';
 import { GrowableFloat64 } from '../stats/growable.ts';
 import { latencyStats } from '../stats/percentiles.ts';
 import type { ClusterSpec, SimInstance } from './cluster.ts';
@@ -229,31 +223,21 @@ export function gpuNodes(total: number, perNode: number, gpu: GpuId): ClusterNod
 
 /**
  * The smallest power-of-two TP, up to `maxTp`, at which one shard of `base` and the engine's reserve
- * fit 0.9 of a `gpu` (placement's fit rule) with KV cache left for at least one step's token budget
- * (max_num_batched_tokens) or the model's context if shorter; SY_ERR_INVALID_ARGUMENT when none does. The reserve is sized with the
- * batch limits the engines run with: `engine`'s where given, else `vllm serve`'s on that GPU. (Sized
- * with 256 sequences while an H100 engine runs 1024, Llama-3.1-70B took TP 2 and had KV for under
- * 1,100 tokens: every request of a serverless run was refused.)
+ * fit 0.9 of a `gpu` with KV cache left for at least one step's token budget (max_num_batched_tokens)
+ * or the model's context if shorter (src/model/tp-fit.ts, the rule placement checks too);
+ * SY_ERR_INVALID_ARGUMENT when none does. The reserve is sized with the batch limits the engines run
+ * with: `engine`'s where given, else `vllm serve`'s on that GPU. (Sized with 256 sequences while an
+ * H100 engine runs 1024, Llama-3.1-70B took TP 2 and had KV for under 1,100 tokens: every request
+ * of a serverless run was refused.)
  */
 export function fittingTp(base: ModelId, gpu: GpuId, maxTp: number, engine: KvSizingOptions = {}): number {
-  const spec = modelSpec(base);
-  const g = gpuSpec(gpu);
-  const defaults = vllmServeBatchDefaults(g);
-  const limits = {
-    maxNumSeqs: engine.maxNumSeqs ?? defaults.maxNumSeqs,
-    maxNumBatchedTokens: engine.maxNumBatchedTokens ?? defaults.maxNumBatchedTokens,
-  };
-  // One step's tokens, or one request of the model's whole context when that is shorter (OPT: 2,048).
-  const kvTokens = Math.min(limits.maxNumBatchedTokens, spec.contextTokensMax);
-  const budget = g.hbmBytes * 0.9;
-  for (let tp = 1; tp <= maxTp; tp *= 2) {
-    const kv = budget - weightBytesPerGpu(spec, tp) - activationReserveBytes(spec, tp, limits);
-    if (kv >= kvTokens * kvBytesPerTokenPerGpu(spec, tp)) return tp;
-  }
+  const tp = smallestFittingTp(base, gpu, maxTp, { engine });
+  if (tp !== undefined) return tp;
+  const { kvTokensNeeded } = tpFit(base, gpu, 1, { engine });
   throw invalidArgument(
     'model',
     base,
-    `a model that fits ${maxTp} ${gpu} GPUs with KV cache for ${kvTokens} tokens`,
+    `a model that fits ${maxTp} ${gpu} GPUs with KV cache for ${kvTokensNeeded} tokens`,
   );
 }
 

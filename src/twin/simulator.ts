@@ -1159,7 +1159,30 @@ class Twin {
     if (placement === undefined) return new ControlHost(control as ControlSettings, this.instances, deps);
     if (control !== undefined)
       throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'control and placement are exclusive');
-    return new PlacementHost(placement, this.instances, deps);
+    return new PlacementHost(this.placementWithEngines(placement), this.instances, deps);
+  }
+
+  /**
+   * Placement's fit check sized as the engines are: each model's batch limits from its group's
+   * engine config, and the engines' memory share unless the settings give one.
+   */
+  private placementWithEngines(placement: PlacementSettings): PlacementSettings {
+    const { cluster, engine, engineByGroup } = this.options;
+    return {
+      ...placement,
+      gpuMemoryUtilization: placement.gpuMemoryUtilization ?? engine.gpuMemoryUtilization,
+      models: placement.models.map((m) => {
+        const g = cluster.groups.findIndex((group) => group.model === m.id);
+        const config = engineByGroup?.[g] ?? engine;
+        return {
+          ...m,
+          engine: m.engine ?? {
+            maxNumSeqs: config.maxNumSeqs,
+            maxNumBatchedTokens: config.maxNumBatchedTokens,
+          },
+        };
+      }),
+    };
   }
 
   private buildInstances(): SimInstance[] {

@@ -19,4 +19,5 @@ export {
   type PlacementPlan,
   placeReplicas,
   type Unplaced,
+  unfitReason,
 } from './placement.ts';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SwitchyardError } from '../../core/errors.ts';
+import { smallestFittingTp } from '../../model/tp-fit.ts';
 import type { Variant } from '../types.ts';
 import {
   type ClusterNode,
@@ -362,5 +363,43 @@ test('served ids on a catalogue base: each is its own model, the fit check reads
   assert.throws(
     () => placeReplicas([node('n1')], [], [ft('m02', 'llama-9', 1, 1)]),
     /unknown model 'llama-9'/,
+  );
+});
+
+test('a TP that fits the weights but leaves KV for under one step is unfit (the serverless TP rule)', () => {
+  // Llama-3.1-70B at TP 2 on H100s: its weights fit, but with the reserve sized for the 1,024
+  // sequences vllm serve runs there, KV is left for 378 tokens: nearly every request of a normal
+  // prompt would be refused. TP 4, which the serverless host picks, fits.
+  const nodes = [node('node-1', 8)];
+  const plan = placeReplicas(nodes, [], [want(LARGE, 1, 1, 2)]);
+  assert.deepEqual(plan.actions, []);
+  assert.equal(plan.unplaced[0]?.kind, 'unfit');
+  assert.match(
+    plan.unplaced[0]?.reason ?? '',
+    /llama-3\.1-70b at tp2 leaves KV cache for \d+ tokens, under the 8192 of one step .*\(fits on: h100 tp4\)/,
+  );
+  assert.equal(places(placeReplicas(nodes, [], [want(LARGE, 1, 1, 4)])).length, 1);
+  // The same check the serverless host's TP choice makes, for every catalogue model and GPU.
+  for (const m of [SMALL, OTHER, LARGE]) {
+    for (const gpu of ['h100', 'a100-80gb', 'l4']) {
+      const chosen = smallestFittingTp(m, gpu, 8);
+      const hint = placeReplicas([node('n', 8, gpu)], [], [want(m, 1, 1, 64, 0, gpu)]).unplaced[0]?.reason;
+      assert.match(
+        hint ?? '',
+        chosen === undefined ? /fits no GPU type present/ : new RegExp(`fits on: ${gpu} tp${chosen}\\)`),
+      );
+    }
+  }
+  // The engines' batch limits size the check: with 256 sequences and 2,048 tokens a step, TP 2 has room.
+  const small = placeReplicas(
+    nodes,
+    [],
+    [{ ...want(LARGE, 1, 1, 2), engine: { maxNumSeqs: 256, maxNumBatchedTokens: 2048 } }],
+  );
+  assert.deepEqual(small.unplaced, []);
+  // And the engine's memory share: at gpu_memory_utilization 0.95 TP 2 leaves room too.
+  assert.deepEqual(
+    placeReplicas(nodes, [], [want(LARGE, 1, 1, 2)], { gpuMemoryUtilization: 0.95 }).unplaced,
+    [],
   );
 });

@@ -8,8 +8,14 @@ import { invalidArgument, SwitchyardError } from '../../core/errors.ts';
 import type { InstanceId, ModelId } from '../../core/ids.ts';
 import { GiB } from '../../core/units.ts';
 import { gpuSpec } from '../../model/gpus.ts';
-import { activationReserveBytes, weightBytesPerGpu } from '../../model/kv.ts';
+import type { KvSizingOptions } from '../../model/kv.ts';
 import { modelSpec } from '../../model/models.ts';
+import {
+  GPU_MEMORY_UTILIZATION_DEFAULT,
+  smallestFittingTp,
+  type TpFitOptions,
+  tpFit,
+} from '../../model/tp-fit.ts';
 import type { ReplicaTarget, Variant } from '../types.ts';
 import { variantKey } from '../types.ts';
 import type { ClusterNode } from './nodes.ts';
@@ -17,7 +23,7 @@ import type { ClusterNode } from './nodes.ts';
 /** Most placements one call accepts (every running and draining instance of the cluster). */
 export const PLACEMENTS_MAX = 100_000;
 /** The share of a GPU's memory an engine may use when none is given (vLLM's default). */
-export const DEFAULT_GPU_MEMORY_UTILIZATION = 0.9;
+export const DEFAULT_GPU_MEMORY_UTILIZATION = GPU_MEMORY_UTILIZATION_DEFAULT;
 
 /** An instance holding GPUs: where it runs. */
 export interface Placement {
@@ -48,6 +54,12 @@ export interface ModelWant {
   readonly targets: readonly ReplicaTarget[];
   /** Instances a higher-priority model may never take below. */
   readonly minReplicas: number;
+  /**
+   * The batch limits its engines run with (max_num_seqs, max_num_batched_tokens): they size the
+   * engine's reserve and the KV cache a TP must leave (src/model/tp-fit.ts). Unset fields: `vllm
+   * serve`'s defaults on the variant's GPU.
+   */
+  readonly engine?: KvSizingOptions | undefined;
 }
 
 /** Optional limits. */
@@ -320,7 +332,7 @@ function scaleUp(state: State, want: ModelWant, target: ReplicaTarget): void {
   const key = variantKey(variant);
   const missing = target.replicas - liveCount(state, (p) => variantKey(p.variant) === key);
   if (missing <= 0) return;
-  const unfit = unfitReason(state, variant);
+  const unfit = unfitReason(state.nodes, want, variant, state.utilization);
   if (unfit !== undefined) {
     state.unplaced.push({
       model: want.model,
@@ -520,50 +532,53 @@ function place(state: State, variant: Variant, node: ClusterNode, waits: Instanc
 
 /**
  * Why the variant can never be placed here, or undefined when it can: its GPU type on no node, no
- * node of the type with `tp` GPUs, or the model's weights and the engine's reserve not fitting one
- * GPU's share at this TP. The message says which (GPU type, TP) present would fit, if any.
+ * node of the type with `tp` GPUs, or no room at this TP (src/model/tp-fit.ts, the rule the
+ * serverless host's TP choice uses): one shard's weights and the engine's reserve must fit one GPU's
+ * share with KV cache left for one step's tokens (or the model's context if shorter). A TP that fits
+ * the weights alone, as Llama-3.1-70B at TP 2 on H100s does, leaves KV for so few tokens that its
+ * engine refuses nearly every request. The message says which (GPU type, TP) present would fit, if
+ * any. A host may ask before its run starts, to refuse a model that could never be placed.
  */
-function unfitReason(state: State, variant: Variant): string | undefined {
-  const sizes = state.nodes.filter((n) => n.gpu === variant.gpu).map((n) => n.gpus);
-  const base = state.wants.get(variant.model)?.base ?? variant.model;
+export function unfitReason(
+  nodes: readonly ClusterNode[],
+  want: Pick<ModelWant, 'base' | 'engine'>,
+  variant: Variant,
+  gpuMemoryUtilization = DEFAULT_GPU_MEMORY_UTILIZATION,
+): string | undefined {
+  const sizes = nodes.filter((n) => n.gpu === variant.gpu).map((n) => n.gpus);
+  const base = want.base ?? variant.model;
   const model = modelSpec(base);
-  const hint = (): string => fitHint(state, base);
+  const options: TpFitOptions = { engine: want.engine, gpuMemoryUtilization };
+  const hint = (): string => fitHint(nodes, base, options);
   if (sizes.length === 0) {
     return `no node has ${variant.gpu} GPUs (${hint()})`;
   }
   if (Math.max(...sizes) < variant.tp) {
     return `no ${variant.gpu} node has ${variant.tp} GPUs (largest: ${Math.max(...sizes)}) (${hint()})`;
   }
-  const gpu = gpuSpec(variant.gpu);
-  const need = perGpuBytes(base, variant.tp);
-  const budget = gpu.hbmBytes * state.utilization;
-  if (need <= budget) return undefined;
+  const fit = tpFit(base, variant.gpu, variant.tp, options);
+  if (fit.fits) return undefined;
   const gib = (x: number): string => (x / GiB).toFixed(1);
+  const name = variant.model === model.id ? model.id : `${variant.model} (${model.id})`;
+  const where = `a ${variant.gpu} gives ${gib(fit.budgetBytes)} GiB at gpu_memory_utilization ${gpuMemoryUtilization}`;
+  if (fit.needBytes > fit.budgetBytes) {
+    return `${name} at tp${variant.tp} needs ${gib(fit.needBytes)} GiB per GPU (weights and engine reserve), ${where} (${hint()})`;
+  }
   return (
-    `${variant.model === model.id ? model.id : `${variant.model} (${model.id})`} at tp${variant.tp} needs ${gib(need)} GiB per GPU (weights and engine reserve), ` +
-    `a ${gpu.id} gives ${gib(budget)} GiB at gpu_memory_utilization ${state.utilization} (${hint()})`
+    `${name} at tp${variant.tp} leaves KV cache for ${fit.kvTokens} tokens, under the ${fit.kvTokensNeeded} ` +
+    `of one step (max_num_batched_tokens, or the model's context if shorter): its weights and engine reserve ` +
+    `take ${gib(fit.needBytes)} GiB per GPU, ${where} (${hint()})`
   );
 }
 
-/** Weights of one shard plus the engine's activation and buffer reserve (src/model/kv.ts). */
-function perGpuBytes(model: ModelId, tp: number): number {
-  const spec = modelSpec(model);
-  return weightBytesPerGpu(spec, tp) + activationReserveBytes(spec, tp);
-}
-
 /** For each GPU type present, the smallest power-of-two TP that fits the model within one node. */
-function fitHint(state: State, model: ModelId): string {
+function fitHint(nodes: readonly ClusterNode[], model: ModelId, options: TpFitOptions): string {
   const largest = new Map<string, number>();
-  for (const n of state.nodes) largest.set(n.gpu, Math.max(largest.get(n.gpu) ?? 0, n.gpus));
+  for (const n of nodes) largest.set(n.gpu, Math.max(largest.get(n.gpu) ?? 0, n.gpus));
   const fits: string[] = [];
   for (const gpu of [...largest.keys()].sort(compareStrings)) {
-    const budget = gpuSpec(gpu).hbmBytes * state.utilization;
-    for (let tp = 1; tp <= (largest.get(gpu) ?? 0); tp *= 2) {
-      if (perGpuBytes(model, tp) <= budget) {
-        fits.push(`${gpu} tp${tp}`);
-        break;
-      }
-    }
+    const tp = smallestFittingTp(model, gpu, largest.get(gpu) ?? 0, options);
+    if (tp !== undefined) fits.push(`${gpu} tp${tp}`);
   }
   return fits.length > 0 ? `fits on: ${fits.join(', ')}` : `${model} fits no GPU type present`;
 }
