@@ -20,6 +20,7 @@ import { SwitchyardError } from '../core/errors.ts';
 import { listenOn } from '../core/listen.ts';
 import type { EngineBackend } from './backend.ts';
 import { startOpenAiServer } from './openai-server.ts';
+import { clientRequestName, renameAnswerId, TagRenamer } from './pd-rename.ts';
 import type { EngineReadyLine } from './run-engine.ts';
 
 /** Request bodies the front server reads, as the OpenAI server bounds them. */
@@ -106,12 +107,19 @@ export abstract class PdFrontBase {
    * behind one gateway answered `cmpl-pd0` both).
    */
   private readonly tagBase = `pd${randomBytes(4).toString('hex')}`;
+  /**
+   * The client's X-Request-Id of each request being answered: the answer is named after it, as the
+   * colocated engine names it, while the inner server sees only the front's tags (pd-rename.ts).
+   */
+  private readonly names = new WeakMap<ServerResponse, string>();
 
   constructor(
     protected readonly innerPort: number,
     private readonly label: string,
   ) {
     this.http = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+      const name = clientRequestName(req.headers['x-request-id']);
+      if (name !== undefined) this.names.set(res, name);
       this.handle(req, res).catch((error: unknown) =>
         sendError(
           res,
@@ -192,16 +200,37 @@ export abstract class PdFrontBase {
     });
   }
 
-  /** Sends a whole inner answer to the client as it came. */
+  /** Sends a whole inner answer to the client as it came, its id named after the client's. */
   protected relay(res: ServerResponse, answer: InnerAnswer): void {
+    const name = this.names.get(res);
+    if (name !== undefined && answer.status >= 200 && answer.status < 300) {
+      const out = parseObject(answer.body);
+      if (out !== undefined) {
+        this.answer(res, out);
+        return;
+      }
+    }
     res.writeHead(answer.status, { ...answer.headers, 'content-length': answer.body.length });
     res.end(answer.body);
   }
 
-  /** Proxies to the inner server, streaming the answer back; a client that leaves aborts it. */
-  protected proxy(res: ServerResponse, target: PassTarget, tag?: string): void {
-    const headers = { ...target.headers };
-    if (tag !== undefined) headers['x-request-id'] = tag;
+  /** A 200 JSON answer built from an inner one, its id named after the client's X-Request-Id. */
+  protected answer(res: ServerResponse, out: Record<string, unknown>): void {
+    const name = this.names.get(res);
+    if (name !== undefined) renameAnswerId(out, name);
+    sendJson(res, 200, out);
+  }
+
+  /**
+   * Proxies to the inner server, streaming the answer back; a client that leaves aborts it. The
+   * inner request always carries a tag of the front's own (a fresh one when none is given), never
+   * the client's id, so a client's id cannot reach the tag-keyed P/D state; the answer's ids are
+   * renamed to the client's id on the way out.
+   */
+  protected proxy(res: ServerResponse, target: PassTarget, given?: string): void {
+    const tag = given ?? this.newTag();
+    const headers = { ...target.headers, 'x-request-id': tag };
+    const name = this.names.get(res);
     const upstream = request(
       {
         host: '127.0.0.1',
@@ -212,19 +241,26 @@ export abstract class PdFrontBase {
         headers,
       },
       (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
+        if (name === undefined) {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+          return;
+        }
+        // Renaming changes the length: the answer goes out chunked.
+        const { 'content-length': _length, ...out } = r.headers;
+        res.writeHead(r.statusCode ?? 502, out);
+        r.pipe(new TagRenamer(tag, name)).pipe(res);
       },
     );
     upstream.on('error', (error) => {
-      if (tag !== undefined) this.untag(tag);
+      this.untag(tag);
       sendError(
         res,
         new SwitchyardError('SY_ERR_INTERNAL', `${this.label}: the engine failed: ${error.message}`),
       );
     });
     res.on('close', () => {
-      if (tag !== undefined) this.untag(tag);
+      this.untag(tag);
       if (!res.writableFinished) upstream.destroy();
     });
     if (target.body instanceof Buffer) upstream.end(target.body);
@@ -305,4 +341,16 @@ export async function servePdFront(options: ServePdFrontOptions): Promise<void> 
   await Promise.all([front.close(graceMs), inner.close(graceMs)]);
   await options.release(false);
   if (why === 'parent-gone') process.exit(0);
+}
+
+/** A JSON object from `bytes`, or undefined (not JSON, not an object). */
+function parseObject(bytes: Buffer): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(bytes.toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -555,7 +555,7 @@ export class LlamaPdFront extends PdFrontBase {
         remote_request_id: got.transferId,
         tp_size: 1,
       };
-      sendJson(res, 200, out);
+      this.answer(res, out);
     } finally {
       this.pd.forget(tag);
     }

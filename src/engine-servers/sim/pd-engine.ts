@@ -519,7 +519,7 @@ export class PdFrontServer extends PdFrontBase {
       tp_size: this.pd.options.tp,
       remote_request_id: id,
     };
-    sendJson(res, 200, out);
+    this.answer(res, out);
   }
 
   private async sglangPrefill(
