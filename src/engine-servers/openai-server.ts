@@ -857,27 +857,40 @@ class EngineHttpServer {
     );
     const tag = named ?? `${this.idBase}${(this.nextId++).toString(36)}`;
     const id = kind === 'responses' ? `resp_${tag}` : `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${tag}`;
+    // The answers write the id between JSON quotes as it is: a client's id (a header may hold a quote
+    // or a backslash, a body request_id any character) goes in JSON-escaped, or one quote broke the
+    // JSON and one line break cut a streamed event in two. The backend gets the id as sent.
+    const idJson = JSON.stringify(id).slice(1, -1);
     const created = Math.floor(Date.now() / 1000);
     if (listed !== undefined) {
-      this.serveChoices(res, listed.requests, listed.n, id, created, arrivalMs, minTokens, sampling);
+      this.serveChoices(res, listed.requests, listed.n, id, idJson, created, arrivalMs, minTokens, sampling);
       return;
     }
     const response =
       kind === 'responses'
-        ? new ResponsesResponse(this, res, parsed, id, created, arrivalMs, echo)
-        : new CompletionResponse(this, res, parsed, id, created, arrivalMs, continuousUsage(parsed, body));
+        ? new ResponsesResponse(this, res, parsed, idJson, created, arrivalMs, echo)
+        : new CompletionResponse(
+            this,
+            res,
+            parsed,
+            idJson,
+            created,
+            arrivalMs,
+            continuousUsage(parsed, body),
+          );
     const controller = new AbortController();
     this.track({ response, controller, res });
     this.active++;
     this.generate(id, parsed, controller.signal, minTokens, sampling, response);
   }
 
-  /** Several choices: one generation each, one answer (multi-choice.ts). */
+  /** Several choices: one generation each, one answer (multi-choice.ts); `idJson` is `id` JSON-escaped. */
   private serveChoices(
     res: ServerResponse,
     listed: readonly ParsedCompletionRequest[],
     n: number,
     id: string,
+    idJson: string,
     created: number,
     arrivalMs: number,
     minTokens: number,
@@ -890,7 +903,7 @@ class EngineHttpServer {
       res,
       first.kind,
       first.model,
-      id,
+      idJson,
       created,
       arrivalMs,
       listed.length,

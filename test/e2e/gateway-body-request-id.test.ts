@@ -45,6 +45,33 @@ describe("vLLM's body request_id", () => {
     assert.notEqual(a, b);
   });
 
+  it('an id with quotes, backslashes or line breaks is JSON-escaped in the answer, streamed or not', async () => {
+    // The id was written into the answer's JSON unescaped: a quote broke the JSON, and a line break in
+    // a streamed answer cut an SSE event in two. vLLM's answer carries the id as sent, escaped.
+    const raw = 'job "7" \\ part\n\ndata: [DONE]';
+    assert.equal(await answerId('/v1/chat/completions', { ...CHAT, request_id: raw }), `chatcmpl-${raw}`);
+    assert.equal(await answerId('/v1/completions', { ...COMPLETION, request_id: raw }), `cmpl-${raw}`);
+    const header = 'hdr "8" \\ x';
+    assert.equal(
+      await answerId('/v1/chat/completions', CHAT, { 'x-request-id': header }),
+      `chatcmpl-${header}`,
+    );
+    const streamed = await post(
+      wire.gw.url,
+      '/v1/chat/completions',
+      JSON.stringify({ ...CHAT, request_id: raw, stream: true }),
+    );
+    assert.equal(streamed.status, 200, streamed.text);
+    const events = streamed.text.split('\n\n').filter((e) => e.length > 0);
+    assert.equal(events.at(-1), 'data: [DONE]');
+    const chunks = events.slice(0, -1);
+    assert.ok(chunks.length >= 2, streamed.text);
+    for (const event of chunks) {
+      assert.ok(event.startsWith('data: {'), event);
+      assert.equal((JSON.parse(event.slice('data: '.length)) as { id: string }).id, `chatcmpl-${raw}`);
+    }
+  });
+
   it('a request_id that is not a string is 400 naming it', async () => {
     const reply = await post(wire.gw.url, '/v1/chat/completions', JSON.stringify({ ...CHAT, request_id: 5 }));
     assert.equal(reply.status, 400, reply.text);
