@@ -663,6 +663,37 @@ function goodputTarget(value: string): number {
 }
 
 /**
+ * The generated workloads' flags, each of which a trace replay would ignore (--rate is not the
+ * replay's rate, --input-tokens not its prompts): refused with --trace, naming the flag and what a
+ * trace takes instead. `--plan-pd` reads --rate with a trace and never gets here.
+ */
+const NOT_WITH_TRACE: readonly (readonly [attribute: string, flag: string, instead: string])[] = [
+  ['rate', 'rate', '; --rate-scale K replays it K times as fast'],
+  ['cv', 'cv', ''],
+  ['inputTokens', 'input-tokens', ': a trace gives each prompt length'],
+  ['outputTokens', 'output-tokens', ': a trace gives each output length (--declared-max-tokens caps it)'],
+  ['scale', 'scale', ' (servegen); --rate-scale K replays a trace K times as fast'],
+  ['startH', 'start-h', ' (servegen)'],
+  ['servegenClients', 'servegen-clients', ' (servegen)'],
+  ['rateMin', 'rate-min', ' (sinusoid)'],
+  ['rateMax', 'rate-max', ' (sinusoid)'],
+  ['periodS', 'period-s', ' (sinusoid)'],
+  ['burstRate', 'burst-rate', ' (bursts)'],
+  ['burstS', 'burst-s', ' (bursts)'],
+  ['gapS', 'gap-s', ' (bursts)'],
+];
+
+function checkTraceFlags(trace: string, fromCli: (name: string) => boolean): void {
+  for (const [attribute, flag, instead] of NOT_WITH_TRACE)
+    if (fromCli(attribute))
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `--${flag} does not apply to a trace replay (--trace ${trace}), which would ignore it${instead}`,
+        { param: flag },
+      );
+}
+
+/**
  * A trace workload's durationS for --duration: the flag counts simulated seconds (as bench's does),
  * the spec the trace's own seconds before --rate-scale divides them (trace-source.ts), so S
  * simulated seconds at K x are S x K of the file's. Empty without --duration.
@@ -687,6 +718,7 @@ function workloadFromFlags(
   };
   checkMultiModelFlags(flags, fileWorkload);
   if (flags.trace !== undefined) {
+    checkTraceFlags(flags.trace, fromCli);
     return {
       kind: 'trace',
       trace: flags.trace,
