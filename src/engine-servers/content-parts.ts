@@ -10,8 +10,12 @@
  */
 import { SwitchyardError } from '../core/errors.ts';
 
-/** Part types whose `text` is the whole of what they say (chat's, and the Responses API's). */
-const TEXT_PART_TYPES: ReadonlySet<string> = new Set(['text', 'input_text', 'output_text']);
+/**
+ * Part types that are text (chat's, and the Responses API's). `refusal` is an assistant's earlier
+ * refusal replayed in the history (the openai SDKs' refusal part): text, which vLLM serves on any
+ * model, so a conversation holding one is served, not refused as media.
+ */
+const TEXT_PART_TYPES: ReadonlySet<string> = new Set(['text', 'input_text', 'output_text', 'refusal']);
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -52,6 +52,17 @@ describe('content parts a built-in engine cannot read', () => {
     assert.equal(answer.usage.completion_tokens, 4);
   });
 
+  it("sim chat: an assistant message's refusal part (the openai SDK's, replayed in history) is served", async () => {
+    // A refusal part is text the model wrote, not media: vLLM reads it as text for any model, so a
+    // conversation holding an earlier refusal must go on being served.
+    const body =
+      `{"model":"${MODEL}","max_tokens":4,"messages":[{"role":"user","content":"hi"},` +
+      '{"role":"assistant","content":[{"type":"refusal","refusal":"I cannot help with that."}]},' +
+      '{"role":"user","content":"then say hello"}]}';
+    const reply = await post(wire.gw.url, '/v1/chat/completions', body);
+    assert.equal(reply.status, 200, reply.text);
+  });
+
   it('sim Responses: an input_image part is 400 naming it; input_text alone is served', async () => {
     const body = (parts: string): string =>
       `{"model":"${MODEL}","input":[{"role":"user","content":[${parts}]}],"max_output_tokens":4}`;
