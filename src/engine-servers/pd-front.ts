@@ -214,6 +214,17 @@ export abstract class PdFrontBase {
     res.end(answer.body);
   }
 
+  /**
+   * A completion body read by the front: without a usable X-Request-Id, its vLLM `request_id` names
+   * the answer, as the OpenAI server takes it (a request_id that is not a string goes on to the
+   * inner server, which refuses it naming it).
+   */
+  protected nameFromBody(res: ServerResponse, body: Record<string, unknown>): void {
+    if (this.names.has(res)) return;
+    const name = clientRequestName(body['request_id']);
+    if (name !== undefined) this.names.set(res, name);
+  }
+
   /** A 200 JSON answer built from an inner one, its id named after the client's X-Request-Id. */
   protected answer(res: ServerResponse, out: Record<string, unknown>): void {
     const name = this.names.get(res);

@@ -9,11 +9,12 @@ import { Transform, type TransformCallback } from 'node:stream';
 /** Longest X-Request-Id that names an answer (the OpenAI server's own bound). */
 const NAME_CHARS_MAX = 128;
 
-/** The client's name for a request: its X-Request-Id when that is 1 to 128 characters. */
-export function clientRequestName(header: string | string[] | undefined): string | undefined {
-  return typeof header === 'string' && header.length > 0 && header.length <= NAME_CHARS_MAX
-    ? header
-    : undefined;
+/**
+ * The client's name for a request from an X-Request-Id header or a body `request_id`: the value when
+ * it is a string of 1 to 128 characters, else undefined (the OpenAI server's rule).
+ */
+export function clientRequestName(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length > 0 && value.length <= NAME_CHARS_MAX ? value : undefined;
 }
 
 /** Answer id prefixes of the OpenAI server: chat, completion, response. */

@@ -10,7 +10,8 @@
  * - vLLM: the client (as vLLM's proxy does) calls the prefill engine, then the decode engine with the
  *   prefill's kv_transfer_params, both with X-Request-Id; the gateway's own vLLM pair sends a fresh
  *   id per pair instead (src/gateway/pd/pd-exchange.ts), so this is engine to engine.
- * - SGLang: through the gateway, which passes the client's id to both legs.
+ * - SGLang: through the gateway, which passes the client's id to both legs; without the header,
+ *   vLLM's body `request_id` names the answer, as on a colocated engine.
  *
  * Each pair of same-id requests has prompts of different lengths: a decode that took the other's
  * KV would report the other's prompt as cached.
@@ -32,10 +33,14 @@ const body = (words: number, extra: Record<string, unknown> = {}) => ({
 async function post(
   url: string,
   value: unknown,
+  header: string | null = SAME,
 ): Promise<{ status: number; body: Record<string, unknown>; text: string }> {
   const r = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-request-id': SAME },
+    headers: {
+      'content-type': 'application/json',
+      ...(header === null ? {} : { 'x-request-id': header }),
+    },
     body: JSON.stringify(value),
     signal: AbortSignal.timeout(REQUEST_DEADLINE_MS),
   });
@@ -104,5 +109,10 @@ describe('P/D answers carry the client X-Request-Id', { timeout: 90_000 }, () =>
       .map((e) => JSON.parse(e.slice('data: '.length)) as { id: string });
     assert.ok(events.length >= 8, streamed.text);
     for (const e of events) assert.equal(e.id, `chatcmpl-${SAME}`);
+
+    // Without the header, vLLM's body request_id names it, as on a colocated engine.
+    const byBody = await post(url, body(50, { request_id: 'from-body' }), null);
+    assert.equal(byBody.status, 200, byBody.text);
+    assert.equal(byBody.body['id'], 'chatcmpl-from-body');
   });
 });

@@ -375,6 +375,7 @@ export class LlamaSglangFront extends PdFrontBase {
     }
     const raw = await readBody(req, FRONT_BODY_BYTES_MAX);
     const body = parseJsonObject(raw);
+    if (body !== undefined) this.nameFromBody(res, body);
     const fields = body === undefined ? undefined : takeBootstrap(body);
     if (body === undefined || fields === undefined) {
       this.proxy(res, clientTarget(req, body === undefined ? raw : Buffer.from(JSON.stringify(body))));

@@ -507,6 +507,7 @@ export class LlamaPdFront extends PdFrontBase {
     }
     const raw = await readBody(req, FRONT_BODY_BYTES_MAX);
     const body = parseJsonObject(raw);
+    if (body !== undefined) this.nameFromBody(res, body);
     const params = body?.['kv_transfer_params'] as Record<string, unknown> | undefined;
     if (body === undefined || params === undefined || params === null) {
       this.proxy(res, clientTarget(req, raw));

@@ -471,6 +471,7 @@ export class PdFrontServer extends PdFrontBase {
       this.pass(req, res, path, raw);
       return;
     }
+    this.nameFromBody(res, body);
     const { role, protocol } = this.pd.options;
     const requestId = vllmRequestId(kind, req.headers['x-request-id']);
     if (role === 'prefill' && protocol === 'vllm') return this.vllmPrefill(kind, path, body, res, requestId);
