@@ -47,6 +47,7 @@ export type {
   WorkloadSpecOf,
 } from './spec.ts';
 export {
+  idleStagesProblem,
   lengthDistSchema,
   MULTI_MODEL_MAX,
   meanStageRateRps,

@@ -131,8 +131,32 @@ function bounded(d: { maxRequests?: number | undefined; durationS?: number | und
 /** Most stages one workload may have (a bound on the spec, like every list we accept). */
 export const STAGES_MAX = 1000;
 
-/** One stage of a staged run: arrivals at `rateRps` for `durationS` seconds. */
-export const rateStageSchema = z.strictObject({ rateRps: positive, durationS: positive });
+/**
+ * One stage of a staged run: arrivals at `rateRps` for `durationS` seconds. Rate 0 is an idle
+ * stretch (a pause between bursts, time to scale to zero): no arrivals, and the next stage starts
+ * `durationS` later. A list must end with a busy stage (`idleStagesProblem`).
+ */
+export const rateStageSchema = z.strictObject({
+  rateRps: z.number().nonnegative().finite(),
+  durationS: positive,
+});
+
+/**
+ * What is wrong with a stage list's idle (rate 0) stages, or undefined: every stage idle (no request
+ * would arrive), or an idle last stage. A run ends with its last completion, so an idle stretch at
+ * the end would never be simulated (nor would a load generator wait it out): it is refused rather
+ * than silently cut.
+ */
+export function idleStagesProblem(stages: readonly { rateRps: number }[]): string | undefined {
+  if (stages.length === 0) return undefined;
+  if (stages.every((s) => s.rateRps === 0)) return 'every stage has rate 0: no request would arrive';
+  if (stages.at(-1)?.rateRps === 0)
+    return (
+      `the last stage (${stages.length} of ${stages.length}) has rate 0: a run ends with its last ` +
+      'request, so an idle stretch at the end is never simulated; idle stages go before or between busy ones'
+    );
+  return undefined;
+}
 
 /**
  * What the renewal kinds (poisson, gamma, constant) share: one rate, or rate stages run back to
@@ -207,6 +231,10 @@ function renewalSpecSchema<K extends string, E extends z.ZodRawShape>(kind: K, e
   return fields
     .refine((d) => boundedOrStaged(d as Fields), BOUNDED)
     .refine((d) => rateConsistent(d as Fields), RATE)
+    .superRefine((d, ctx) => {
+      const problem = idleStagesProblem((d as Fields).stages ?? []);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['stages'], message: problem });
+    })
     .transform((d) => withRate(d as Fields));
 }
 

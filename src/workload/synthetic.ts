@@ -9,7 +9,7 @@ import type { Rng } from '../core/rng.ts';
 import { type ArrivalProcess, constantArrivals, gammaArrivals, poissonArrivals } from './arrivals.ts';
 import { buildRequest, defaultsOf, type RequestDefaults } from './common.ts';
 import { type LengthsLoader, type PairSampler, pairSampler } from './lengths.ts';
-import { type RateStage, STAGES_MAX, type WorkloadSpecOf } from './spec.ts';
+import { idleStagesProblem, type RateStage, STAGES_MAX, type WorkloadSpecOf } from './spec.ts';
 import type { TwinRequest } from './types.ts';
 
 /** When a generated stream stops: whichever comes first. */
@@ -94,6 +94,11 @@ export function* arrivalTimesMs(
   let startMs = 0;
   for (const stage of stages) {
     const endMs = startMs + stage.durationS * 1000;
+    if (stage.rateRps === 0) {
+      // An idle stretch: nothing arrives, and the next stage starts at its end.
+      startMs = endMs;
+      continue;
+    }
     if (kind === 'constant') {
       const gapMs = 1000 / stage.rateRps;
       for (let k = 0; ; k++) {
@@ -153,13 +158,14 @@ function stageNumber(text: string): number {
 
 /**
  * Parses `--stages`: comma-separated `rate:seconds` pairs, e.g. `8:600,20:600` (8 req/s for 600 s,
- * then 20 req/s for 600 s). A malformed list fails with SY_ERR_INVALID_ARGUMENT naming the pair
+ * then 20 req/s for 600 s); rate 0 is an idle stretch (`8:60,0:120,8:60`), refused as the last stage
+ * or as every stage (`idleStagesProblem`). A malformed list fails with SY_ERR_INVALID_ARGUMENT naming the pair
  * (an empty one, from a stray comma, by its position in the list).
  */
 export function parseStages(text: string, param = 'stages'): RateStage[] {
   const parts = text.split(',').map((p) => p.trim());
   if (parts.length > STAGES_MAX) throw invalidArgument(param, text, `at most ${STAGES_MAX} stages`);
-  return parts.map((part, i) => {
+  const stages = parts.map((part, i) => {
     if (part === '')
       throw invalidArgument(
         param,
@@ -171,15 +177,18 @@ export function parseStages(text: string, param = 'stages'): RateStage[] {
     const durationS = stageNumber(match?.[2] ?? '');
     if (
       match === null ||
-      !(rateRps > 0 && Number.isFinite(rateRps)) ||
+      !(rateRps >= 0 && Number.isFinite(rateRps)) ||
       !(durationS > 0 && Number.isFinite(durationS))
     ) {
       throw invalidArgument(
         param,
         part,
-        'rate:seconds with both positive decimal numbers (req/s and s), e.g. 8:600 (stages are comma-separated)',
+        'rate:seconds with decimal numbers, a rate >= 0 (req/s) and a positive duration (s), e.g. 8:600, or 0:60 for an idle stretch (stages are comma-separated)',
       );
     }
     return { rateRps, durationS };
   });
+  const problem = idleStagesProblem(stages);
+  if (problem !== undefined) throw invalidArgument(param, text, problem);
+  return stages;
 }

@@ -15,7 +15,7 @@ import { readYamlFile } from '../../adapters/yaml-file.ts';
 import { SwitchyardError } from '../../core/errors.ts';
 import { resolveGpuId } from '../../model/gpus.ts';
 import { resolveModelId } from '../../model/models.ts';
-import { lengthDistSchema, rateStageSchema, STAGES_MAX } from '../../workload/spec.ts';
+import { idleStagesProblem, lengthDistSchema, rateStageSchema, STAGES_MAX } from '../../workload/spec.ts';
 import { isSampleRef } from '../../workload/traces/samples.ts';
 import { engineOptionsSchema, parseWithSchema } from '../config.ts';
 import { casePrefixSchema } from './prefix.ts';
@@ -212,6 +212,17 @@ export const fidelityCaseSchema = z
         path: ['workload'],
         message: `about ${Math.round(expectedRequests(w))} requests; a case may send at most ${CASE_REQUESTS_MAX}`,
       });
+    const idle = stages === undefined ? undefined : idleStagesProblem(stages);
+    if (idle !== undefined) ctx.addIssue({ code: 'custom', path: ['workload', 'stages'], message: idle });
+    // An idle stage (rate 0) sends nothing, so a figure measured over it has nothing to compare with.
+    stages?.forEach((s, k) => {
+      if (s.rateRps === 0 && s.measured !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['workload', 'stages', k, 'measured'],
+          message: `stage ${k + 1} has rate 0: no request arrives in it, so it has no figures to compare; drop its measured figures`,
+        });
+    });
     const stageMeasured = stages?.some((s) => s.measured !== undefined) ?? false;
     if (c.measured === undefined && !stageMeasured)
       ctx.addIssue({
