@@ -43,7 +43,7 @@ export function registerBenchCommand(program: Command): void {
     )
     .option(
       '--stages <list>',
-      'rate stages in one run instead of --rate: comma-separated rate:seconds, e.g. 8:600,20:600; the run ends with the last stage',
+      'rate stages in one run instead of --rate: comma-separated rate:seconds, e.g. 8:600,20:600 (rate 0: an idle stretch, not last); the run ends with the last stage',
     )
     .option(
       '--burstiness <k>',

@@ -165,7 +165,7 @@ export function registerSimCommand(program: Command): void {
     .addOption(
       new Option(
         '--stages <list>',
-        'rate stages in one run instead of --rate: comma-separated rate:seconds, e.g. 8:600,20:600; the run ends with the last stage',
+        'rate stages in one run instead of --rate: comma-separated rate:seconds, e.g. 8:600,20:600 (rate 0: an idle stretch, not last); the run ends with the last stage',
       )
         .argParser((value: string) => parseStages(value))
         .conflicts(['rate', 'trace']),
