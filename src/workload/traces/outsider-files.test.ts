@@ -44,6 +44,34 @@ describe('trace files as other tools write them', () => {
     );
   });
 
+  it('token counts written as floats (a pandas float column) read as the integers; a fraction is refused', () => {
+    const floats = file(
+      'vidur-floats.csv',
+      'arrived_at,num_prefill_tokens,num_decode_tokens\n0.0,374.0,44.0\n4.314579,396.,109.00\n',
+    );
+    assert.deepEqual(
+      readTrace(floats).records.map((r) => [r.inputTokens, r.outputTokens]),
+      [
+        [374, 44],
+        [396, 109],
+      ],
+    );
+    const azure = file(
+      'azure-floats.csv',
+      'TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374.0,44.0\n',
+    );
+    assert.deepEqual(
+      readTrace(azure).records.map((r) => [r.inputTokens, r.outputTokens]),
+      [[374, 44]],
+    );
+    const half = file('vidur-half.csv', 'arrived_at,num_prefill_tokens,num_decode_tokens\n0,374.5,44\n');
+    assertTraceParseError(() => readTrace(half), half, 2);
+    assert.throws(
+      () => readTrace(half),
+      /num_prefill_tokens '374\.5' is not a non-negative integer token count/,
+    );
+  });
+
   it('an empty file says it is empty', () => {
     for (const name of ['empty.csv', 'empty.jsonl']) {
       const path = file(name, '\n\n');

@@ -209,10 +209,14 @@ export function csvCell(cell: string): string {
     : s;
 }
 
-const INT_RE = /^\d+$/;
+/** Digits, optionally with a fraction of zeros: pandas writes an integer column that held a gap as `374.0`. */
+const INT_RE = /^\d+(?:\.0*)?$/;
 const DECIMAL_RE = /^\d+(?:\.\d*)?(?:[eE][-+]?\d+)?$/;
 
-/** A token count: a non-negative safe integer written in plain digits, or undefined. */
+/**
+ * A token count: a non-negative safe integer written in plain digits (`374`, or `374.0` as pandas
+ * writes a float column), or undefined; a fraction that is not zero (`374.5`) is no count.
+ */
 export function parseTokenCount(cell: string): number | undefined {
   const s = csvCell(cell);
   if (!INT_RE.test(s)) return undefined;
