@@ -131,7 +131,10 @@ export function observed(inner: RoutingPolicy, log: RequestLog): RoutingPolicy {
       inner.onFirstToken?.(request, instanceId, nowMs);
     },
     onCompleted(request, instanceId, nowMs, generatedTokens) {
-      log.completed(requestIndex(request), nowMs, generatedTokens ?? 0);
+      // No token count is how a host reports an engine's 4xx answer (the gateway's and, since
+      // 6e62a8a, the twin's hook order for a refusal): the request ended unanswered.
+      if (generatedTokens === undefined) log.endedUnanswered(requestIndex(request));
+      else log.completed(requestIndex(request), nowMs, generatedTokens);
       inner.onCompleted?.(request, instanceId, nowMs, generatedTokens);
     },
     onFailed(request, instanceId, nowMs) {
