@@ -4,13 +4,14 @@
  * the engine options of the issue's measurements and constant-rate stages, one row per stage.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { runCli } from './support/cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-fidelity-contract-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 const STAGED_CASE = `name: user-staged
 source: { title: a user's staged run, url: "https://example.org/run", engine: vLLM 0.15.1 }

@@ -6,13 +6,14 @@
  * run's fields and adds gpuHours, instancesOverTime and coldStarts, with figures that agree.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { runCli } from './support/cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-autoscaler-contract-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const AUTOSCALERS = ['kpa', 'apa', 'saturation', 'dynamo-planner', 'slo-planner', 'static'] as const;
 const MIN = 2;
 const MAX = 4;

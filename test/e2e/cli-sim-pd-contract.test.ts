@@ -4,13 +4,14 @@
  * `switchyard sim ... --plan-pd --gpus G` for odd and tiny G. Real CLI processes.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { runCli, simPdArgs } from './support/cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-pd-contract-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const LINKS = ['nvlink', 'ib-400', 'roce-200', 'tcp-100'] as const;
 const PAIR_POLICIES = ['round-robin', 'load-aware', 'prefix-aware', 'mooncake'] as const;
 const SMALL = { rate: 4, requests: 60, inputTokens: 2000, outputTokens: 32, prefills: 1, decodes: 3 };

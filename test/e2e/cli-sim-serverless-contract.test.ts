@@ -6,13 +6,14 @@
  * Flags that would be dropped without a word are refused instead. Real CLI processes.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { runCli } from './support/cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-serverless-contract-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const POLICIES = ['keep-alive', 'serverlessllm', 'switchyard'] as const;
 const GPUS = 3;
 
