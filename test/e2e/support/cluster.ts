@@ -336,10 +336,10 @@ export interface Reply {
   readonly totalMs: number;
 }
 
-/** Why a request got no complete reply: the deadline passed, or the connection broke. */
+/** Why a request got no complete reply: the deadline passed, the caller gave up, or the connection broke. */
 export class NoReply extends Error {
   constructor(
-    readonly kind: 'deadline' | 'network',
+    readonly kind: 'deadline' | 'aborted' | 'network',
     message: string,
     readonly partial: string,
   ) {
@@ -349,17 +349,21 @@ export class NoReply extends Error {
 
 /**
  * POSTs a JSON body (a string is sent as is) and reads the whole response, timing the first chunk.
- * Rejects with `NoReply` when `deadlineMs` passes or the connection breaks.
+ * Rejects with `NoReply` when `deadlineMs` passes, `signal` aborts (the client gives up when the
+ * test says so, not after a time) or the connection breaks.
  */
 export async function post(
   base: string,
   path: string,
   body: unknown,
-  options: { headers?: Record<string, string>; deadlineMs?: number } = {},
+  options: { headers?: Record<string, string>; deadlineMs?: number; signal?: AbortSignal } = {},
 ): Promise<Reply> {
   const deadlineMs = options.deadlineMs ?? REQUEST_DEADLINE_MS;
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), deadlineMs);
+  const giveUp = (): void => controller.abort();
+  options.signal?.addEventListener('abort', giveUp, { once: true });
+  if (options.signal?.aborted) controller.abort();
   const start = performance.now();
   let partial = '';
   try {
@@ -387,11 +391,13 @@ export async function post(
       totalMs: performance.now() - start,
     };
   } catch (error) {
+    if (options.signal?.aborted) throw new NoReply('aborted', `${path}: the client gave up`, partial);
     if (controller.signal.aborted)
       throw new NoReply('deadline', `${path}: no complete reply within ${deadlineMs} ms`, partial);
     throw new NoReply('network', `${path}: ${(error as Error).message}`, partial);
   } finally {
     clearTimeout(timer);
+    options.signal?.removeEventListener('abort', giveUp);
   }
 }
 
