@@ -147,7 +147,9 @@ test('timeouts, refused connections and cancellation are failures with a reason,
   const slow = await fake({ firstTokenMs: 2000 });
   const t = await client(slow.url, 150).send(CALL);
   assert.equal(t.reason, 'timeout');
-  assert.ok(t.e2eMs >= 140 && t.e2eMs < 1500, `timed out after ${t.e2eMs}`);
+  // Not before its 150 ms; no upper bound in wall time (a loaded machine runs timers late): the
+  // reason already says the timer ended it, not the server's answer (its first token at 2000 ms).
+  assert.ok(t.e2eMs >= 140, `timed out after ${t.e2eMs}`);
 
   const closed = await raw(() => {});
   const port = new URL(closed).port;
