@@ -35,12 +35,17 @@
  *   engine out of reach ends the request with 502 SY_ERR_KV_TRANSFER_FAILED. A client that leaves
  *   (a gateway cancelling the attempt) ends the wait at once, as SGLang's decode aborts it.
  *
- * Skipping the prefill: the engine core has no call to import KV, so a decode runs the request as a
- * one-token prompt (the last prompt token is recomputed, as vLLM's decode side does) and reports the
- * full prompt in usage, with the transferred tokens as cached. The transferred KV is therefore not
- * counted in the decode engine's block pool; the prefill side's held KV is counted in its
- * `switchyard_pd_kv_held_*` series, not in its pool either (the core frees a finished request's
- * blocks). Every wait and every table has a bound.
+ * Skipping the prefill: a decode runs the whole request with all its prompt tokens but the last
+ * imported (EngineRequest.importedTokens, as the twin's decode does; the last token is recomputed, as
+ * vLLM's decode side does), and reports the full prompt in usage, with the transferred tokens as
+ * cached. Its KV, prompt and output, takes blocks of the decode engine's pool, and the engine's
+ * checks see the whole request, as vLLM's decode engine checks it: a prompt plus max_tokens past the
+ * model's context is refused 400 before any KV is read (the prefill side then frees its KV at the
+ * release timeout, as vLLM's prefill does when no decode reads it), a request whose KV could never
+ * fit the pool is refused 400, and without max_tokens the output gets what the context leaves after
+ * the whole prompt. The prefill side's held KV is counted in its `switchyard_pd_kv_held_*` series,
+ * not in its pool (the core frees a finished request's blocks). Every wait and every table has a
+ * bound.
  */
 import { isUtf8 } from 'node:buffer';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -60,6 +65,7 @@ import {
   servePdFront,
 } from '../pd-front.ts';
 import type { ServeEngineOptions } from '../run-engine.ts';
+import type { SimBackend } from './sim-backend.ts';
 
 /** The P/D side an engine plays and how. */
 export interface PdEngineOptions {
@@ -300,12 +306,13 @@ export class PdEngine {
 }
 
 /**
- * The sim backend with the P/D side: a request whose prompt was transferred runs as a one-token
- * prompt (see the module comment) and reports its full prompt, the transferred part as cached.
+ * The sim backend with the P/D side: a request whose prompt was transferred runs with all its prompt
+ * tokens but the last imported (see the module comment) and reports its full prompt, the transferred
+ * part as cached.
  */
 export class PdSimBackend implements EngineBackend {
   constructor(
-    private readonly inner: EngineBackend,
+    private readonly inner: SimBackend,
     private readonly pd: PdEngine,
   ) {}
 
@@ -330,7 +337,8 @@ export class PdSimBackend implements EngineBackend {
     }
     this.pd.transferred.delete(tag);
     const prompt = input.request.promptTokens;
-    this.pd.stats.skippedPrefillTokens += Math.max(0, prompt - 1);
+    const imported = Math.max(0, Math.min(tokens, prompt) - 1);
+    this.pd.stats.skippedPrefillTokens += imported;
     const wrapped: GenerationSink = {
       onText: (text, n) => sink.onText(text, n),
       onError: (error) => sink.onError(error),
@@ -340,12 +348,12 @@ export class PdSimBackend implements EngineBackend {
           {
             promptTokens: prompt,
             completionTokens: usage.completionTokens,
-            cachedTokens: Math.max(usage.cachedTokens, prompt - 1),
+            cachedTokens: Math.max(usage.cachedTokens, imported),
           },
           stopReason,
         ),
     };
-    this.inner.generate({ ...input, request: { ...input.request, promptTokens: 1 } }, wrapped);
+    this.inner.generate(input, wrapped, imported);
   }
 
   signals(): ReturnType<EngineBackend['signals']> {
@@ -397,6 +405,7 @@ export class PdFrontServer extends PdFrontBase {
   constructor(
     private readonly pd: PdEngine,
     innerPort: number,
+    private readonly backend: SimBackend,
   ) {
     super(innerPort, 'P/D front');
   }
@@ -484,6 +493,24 @@ export class PdFrontServer extends PdFrontBase {
     return parseCompletionBody(kind, body).promptTokens;
   }
 
+  /**
+   * A decode past the model's context (prompt plus max_tokens, the whole request) is refused before
+   * its KV is read, as vLLM's decode API server refuses it: the error, else undefined. The engine
+   * checks again when the request runs (a completion's default max_tokens is added there).
+   */
+  private pastContext(
+    kind: 'chat' | 'completion',
+    body: Record<string, unknown>,
+  ): SwitchyardError | undefined {
+    try {
+      this.backend.outputTokensAllowed(parseCompletionBody(kind, body));
+      return undefined;
+    } catch (error) {
+      if (error instanceof SwitchyardError) return error;
+      throw error;
+    }
+  }
+
   private noteMaxTokens(body: Record<string, unknown>): void {
     this.pd.stats.requests++;
     const key = String(body['max_tokens'] ?? body['max_completion_tokens'] ?? 'unset');
@@ -569,6 +596,8 @@ export class PdFrontServer extends PdFrontBase {
     if (params?.['do_remote_prefill'] !== true)
       return this.pass(undefined, res, path, Buffer.from(JSON.stringify(body)));
     this.noteMaxTokens(body);
+    const refused = this.pastContext(kind, body);
+    if (refused !== undefined) return sendError(res, refused);
     const tokens = this.promptTokens(kind, body);
     const bytes = this.pd.kvBytes(tokens);
     await sleep(this.pd.transferWallMs(bytes));
@@ -612,6 +641,8 @@ export class PdFrontServer extends PdFrontBase {
     if (typeof host !== 'string' || typeof port !== 'number' || typeof room !== 'number')
       return this.pass(undefined, res, path, Buffer.from(JSON.stringify(body)));
     this.noteMaxTokens(body);
+    const refused = this.pastContext(kind, body);
+    if (refused !== undefined) return sendError(res, refused);
     const tokens = this.promptTokens(kind, body);
     const base = `http://${host.includes(':') ? `[${host}]` : host}:${port}/pd`;
     const waitMs = this.pd.options.kvWaitTimeoutMs;
@@ -725,7 +756,7 @@ export type ServePdOptions = Omit<ServeEngineOptions, 'engine'>;
  * the OpenAI server on a loopback port, the front server on `host:port`, the ready line naming the
  * front server.
  */
-export function servePdEngine(backend: EngineBackend, pd: PdEngine, options: ServePdOptions): Promise<void> {
+export function servePdEngine(backend: SimBackend, pd: PdEngine, options: ServePdOptions): Promise<void> {
   return servePdFront({
     engine: 'sim',
     role: pd.options.role,
@@ -734,7 +765,7 @@ export function servePdEngine(backend: EngineBackend, pd: PdEngine, options: Ser
     port: options.port,
     maxWaiting: options.maxWaiting,
     shutdownTimeoutS: options.shutdownTimeoutS,
-    front: (innerPort) => new PdFrontServer(pd, innerPort),
+    front: (innerPort) => new PdFrontServer(pd, innerPort, backend),
     addressWhat: '',
     listening: (port) => {
       pd.host = options.host;

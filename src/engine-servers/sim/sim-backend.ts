@@ -358,7 +358,13 @@ export class SimBackend implements EngineBackend {
     return this.core;
   }
 
-  generate(input: GenerationInput, sink: GenerationSink): void {
+  /**
+   * Runs `input`. `importedTokens` (the decode side of a P/D pair, pd-engine.ts): that many prompt
+   * tokens arrived as KV from the prefill engine and are not prefilled here (at most all but the
+   * last, as the core takes them), while the context and KV checks see the whole request, as vLLM's
+   * decode engine checks it.
+   */
+  generate(input: GenerationInput, sink: GenerationSink, importedTokens?: number): void {
     if (this.closed) {
       sink.onError(new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine is shutting down'));
       return;
@@ -369,7 +375,7 @@ export class SimBackend implements EngineBackend {
     }
     if (this.inCore) {
       // Called from a sink inside a step's delivery: join once the core is free again.
-      queueMicrotask(() => this.generate(input, sink));
+      queueMicrotask(() => this.generate(input, sink, importedTokens));
       return;
     }
     const req = input.request;
@@ -406,6 +412,7 @@ export class SimBackend implements EngineBackend {
       // The body's `priority` is vLLM's (lower first); the core's is Switchyard's (higher first).
       priority: req.priority === undefined ? 0 : -req.priority,
       blockHashes: engineBlockHashes(req.prefix, req.promptTokens, this.blockSize),
+      ...(importedTokens === undefined ? {} : { importedTokens }),
     };
     if (!this.core.add(request, nowMs)) {
       const blocks = Math.ceil((req.promptTokens + maxTokens - 1) / this.blockSize);
@@ -501,9 +508,10 @@ export class SimBackend implements EngineBackend {
   /**
    * The output tokens a request may generate: max_tokens when the prompt plus it fit the model's
    * context; without max_tokens, the default or what the context leaves. Throws 400 otherwise,
-   * naming max_tokens (or prompt when the prompt alone fills the context), as vLLM does.
+   * naming max_tokens (or prompt when the prompt alone fills the context), as vLLM does. Public for
+   * the P/D decode side, which refuses before it reads the prefill's KV (pd-engine.ts).
    */
-  private outputTokensAllowed(req: ParsedCompletionRequest): number {
+  outputTokensAllowed(req: ParsedCompletionRequest): number {
     const ctx = this.contextTokensMax;
     if (ctx === undefined) return req.maxTokens;
     // The rule the twin applies too (src/model/context.ts).
