@@ -794,7 +794,7 @@ class EngineHttpServer {
         refuseUnhonouredVllmExtras(body);
         bodyRequestId = requestIdOf(body);
         if (kind === 'chat') refuseNonTextParts((body as { messages?: unknown }).messages, 'messages');
-        sampling = vllmSamplingOf(body);
+        sampling = vllmSamplingOf(body, kind);
       }
       this.checkModel(parsed.model);
       const choices =

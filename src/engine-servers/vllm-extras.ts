@@ -19,8 +19,9 @@
  * sim's filler text has no distribution to sample from, as with temperature and top_p, and always
  * runs to max_tokens (as with ignore_eos). `include_stop_str_in_output` is checked alike, and both
  * backends keep the stop string that ended the text. The chat rendering fields
- * `add_generation_prompt` and `continue_final_message` are checked alike (both true is 400, as
- * vLLM's); the llama backend renders the prompt by them, the sim's filler does not read it.
+ * `add_generation_prompt` and `continue_final_message` are checked alike on chat bodies (both true
+ * is 400, as vLLM's); the llama backend renders the prompt by them, the sim's filler does not read
+ * it. vLLM's completions request has neither field, and ignores them there, so they are not read.
  */
 import { SwitchyardError } from '../core/errors.ts';
 
@@ -127,8 +128,12 @@ function booleanField(b: Record<string, unknown>, param: string): boolean | unde
   return value;
 }
 
-/** The sampling extras of a (decoded) chat or completion body; throws for a wrong one. */
-export function vllmSamplingOf(body: unknown): VllmSampling {
+/**
+ * The sampling extras of a (decoded) chat or completion body; throws for a wrong one. The chat
+ * rendering fields are read on chat bodies only: vLLM's CompletionRequest has neither field nor its
+ * check, so a completions body carrying them (even both true, or not booleans) is served.
+ */
+export function vllmSamplingOf(body: unknown, kind: 'chat' | 'completion'): VllmSampling {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return {};
   const b = body as Record<string, unknown>;
   const out: {
@@ -169,6 +174,7 @@ export function vllmSamplingOf(body: unknown): VllmSampling {
       throw badSampling('include_stop_str_in_output', 'true or false', includeStop);
     if (includeStop) out.includeStopStr = true;
   }
+  if (kind === 'completion') return out;
   const generationPrompt = booleanField(b, 'add_generation_prompt');
   const continueFinal = booleanField(b, 'continue_final_message');
   // vLLM's check_generation_prompt: both asked for at once is a contradiction.

@@ -113,4 +113,22 @@ describe('chat rendering fields', { timeout: 120_000 }, () => {
       }
     }
   });
+
+  it('a completions body carrying the chat fields is served (vLLM has them on chat only)', async () => {
+    const cases = [
+      { continue_final_message: true, add_generation_prompt: true },
+      { add_generation_prompt: 'no', continue_final_message: 1 },
+    ];
+    for (const [url, model] of [
+      [wire.gw.url, MODEL],
+      [lgw.url, LLAMA_MODEL],
+    ] as const) {
+      for (const extra of cases) {
+        const body = { model, prompt: 'Hello', max_tokens: 2, ...extra };
+        const reply = await post(url, '/v1/completions', JSON.stringify(body));
+        assert.equal(reply.status, 200, `${model} ${JSON.stringify(extra)}: ${reply.text}`);
+        assert.equal(JSON.parse(reply.text).object, 'text_completion');
+      }
+    }
+  });
 });
