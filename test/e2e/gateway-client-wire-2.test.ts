@@ -22,7 +22,7 @@
  *   choice k = prompt x n + j, each prompt's tokens counted once in usage, as vLLM's.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import {
   assertErrorBody,
   MODEL,
@@ -30,12 +30,9 @@ import {
   post,
   simAndRecorder,
   sseData,
-  startTestGateway,
-  Teardown,
-  type TestGateway,
   until,
 } from './support/cluster.ts';
-import { type LlamaEngine, startLlamaEngine, stopLlamaEngines, tinyLlamaModel } from './support/llama.ts';
+import { LLAMA_MODEL, llamaGateway } from './support/llama.ts';
 
 /** The model the recorder serves (a `vllm` backend: bodies go to it unchanged). */
 const REAL = 'real-model';
@@ -220,28 +217,13 @@ describe('n > 1 (openai SDK `n=2`)', () => {
 });
 
 describe("vLLM's sampling extras on the built-in engines", () => {
-  let llama: LlamaEngine | undefined;
-  let lgw: TestGateway;
-  const LLAMA = 'tiny-pd';
-  const local = new Teardown();
-
-  before(async () => {
-    llama = await startLlamaEngine(['--model', tinyLlamaModel()]);
-    lgw = await startTestGateway(
-      { backends: [{ id: 'l0', type: 'llama', url: llama.url, models: [LLAMA] }] },
-      local,
-    );
-  });
-
-  after(async () => {
-    await local.run();
-    await stopLlamaEngines([llama]);
-  });
+  const llama = llamaGateway();
+  const LLAMA = LLAMA_MODEL;
 
   /** The text of a llama chat answer to the openai SDK's bytes with `extra`. */
   async function llamaText(extra: string): Promise<string> {
     const body = `{"messages":[{"role":"user","content":"Tell me a story"}],"model":"${LLAMA}","max_tokens":16,${extra}}`;
-    const reply = await post(lgw.url, '/v1/chat/completions', body);
+    const reply = await post(llama.gw.url, '/v1/chat/completions', body);
     assert.equal(reply.status, 200, reply.text);
     return (JSON.parse(reply.text) as { choices: { message: { content: string } }[] }).choices[0]!.message
       .content;
@@ -265,7 +247,7 @@ describe("vLLM's sampling extras on the built-in engines", () => {
 
   it('llama: a prompt list answers each prompt as a request of its own would (greedy)', async () => {
     const one = async (prompt: string): Promise<string> => {
-      const r = await post(lgw.url, '/v1/completions', {
+      const r = await post(llama.gw.url, '/v1/completions', {
         model: LLAMA,
         prompt,
         max_tokens: 8,
@@ -275,7 +257,7 @@ describe("vLLM's sampling extras on the built-in engines", () => {
       return (JSON.parse(r.text) as ListAnswer).choices[0]!.text;
     };
     const prompts = ['Once upon a time', 'The cat', 'Hello'];
-    const reply = await post(lgw.url, '/v1/completions', {
+    const reply = await post(llama.gw.url, '/v1/completions', {
       model: LLAMA,
       prompt: prompts,
       max_tokens: 8,
@@ -291,7 +273,7 @@ describe("vLLM's sampling extras on the built-in engines", () => {
   });
 
   it('llama: a prompt list with n=2 orders choices prompt by prompt (greedy)', async () => {
-    const reply = await post(lgw.url, '/v1/completions', {
+    const reply = await post(llama.gw.url, '/v1/completions', {
       model: LLAMA,
       prompt: ['The cat', 'Hello'],
       n: 2,
@@ -313,12 +295,12 @@ describe("vLLM's sampling extras on the built-in engines", () => {
 
   it('llama: a client that leaves stops every generation of its list', async () => {
     const gauge = async (name: string): Promise<number> => {
-      const text = await (await fetch(`${llama!.url}/metrics`)).text();
+      const text = await (await fetch(`${llama.engine.url}/metrics`)).text();
       return metricSum(text, name);
     };
     const before = await gauge('vllm:generation_tokens_total');
     const controller = new AbortController();
-    const pending = fetch(`${lgw.url}/v1/completions`, {
+    const pending = fetch(`${llama.gw.url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ model: LLAMA, prompt: ['a', 'b', 'c'], n: 2, max_tokens: 900 }),
@@ -339,7 +321,7 @@ describe("vLLM's sampling extras on the built-in engines", () => {
 
   it('llama: one prompt of the list it cannot serve fails the request with its 400', async () => {
     const long = 'word '.repeat(1200);
-    const reply = await post(lgw.url, '/v1/completions', {
+    const reply = await post(llama.gw.url, '/v1/completions', {
       model: LLAMA,
       prompt: ['hi', long],
       max_tokens: 4,
@@ -348,7 +330,7 @@ describe("vLLM's sampling extras on the built-in engines", () => {
     assert.equal(assertErrorBody(reply.text, 400).error.code, 'SY_ERR_INVALID_ARGUMENT');
     // The engine is idle again: a request after it is served.
     assert.equal(
-      (await post(lgw.url, '/v1/completions', { model: LLAMA, prompt: 'hi', max_tokens: 2 })).status,
+      (await post(llama.gw.url, '/v1/completions', { model: LLAMA, prompt: 'hi', max_tokens: 2 })).status,
       200,
     );
   });
@@ -362,7 +344,7 @@ describe("vLLM's sampling extras on the built-in engines", () => {
     it(`${extra} is refused naming ${param} (sim and llama)`, async () => {
       for (const [url, model] of [
         [wire.gw.url, MODEL],
-        [lgw.url, LLAMA],
+        [llama.gw.url, LLAMA],
       ] as const) {
         const reply = await post(url, '/v1/chat/completions', PY_CHAT(model, extra));
         assert.equal(reply.status, 400, `${model}: ${reply.text}`);

@@ -11,32 +11,11 @@
  *   alike. A seed is now taken modulo 2^32.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { post, startTestGateway, Teardown, type TestGateway } from './support/cluster.ts';
-import {
-  LLAMA_MODEL,
-  type LlamaEngine,
-  startLlamaEngine,
-  stopLlamaEngines,
-  tinyLlamaModel,
-} from './support/llama.ts';
+import { describe, it } from 'node:test';
+import { post } from './support/cluster.ts';
+import { LLAMA_MODEL, llamaGateway } from './support/llama.ts';
 
-const teardown = new Teardown();
-let llama: LlamaEngine | undefined;
-let gw: TestGateway;
-
-before(async () => {
-  llama = await startLlamaEngine(['--model', tinyLlamaModel()]);
-  gw = await startTestGateway(
-    { backends: [{ id: 'l0', type: 'llama', url: llama.url, models: [LLAMA_MODEL] }] },
-    teardown,
-  );
-});
-
-after(async () => {
-  await teardown.run();
-  await stopLlamaEngines([llama]);
-});
+const llama = llamaGateway();
 
 interface ChatAnswer {
   choices: { index: number; message: { content: string } }[];
@@ -46,7 +25,7 @@ interface ChatAnswer {
 /** A chat answer at temperature 1 to one fixed prompt, with the body fields in `extra`. */
 async function chat(extra: string): Promise<ChatAnswer> {
   const body = `{"model":"${LLAMA_MODEL}","messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":16,"temperature":1${extra}}`;
-  const reply = await post(gw.url, '/v1/chat/completions', body);
+  const reply = await post(llama.gw.url, '/v1/chat/completions', body);
   assert.equal(reply.status, 200, reply.text);
   return JSON.parse(reply.text) as ChatAnswer;
 }

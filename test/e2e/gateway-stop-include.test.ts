@@ -9,41 +9,12 @@
  * 400 naming the field (src/engine-servers/vllm-extras.ts, sim/sim-backend.ts, llama/llama-backend.ts).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import {
-  assertErrorBody,
-  MODEL,
-  post,
-  simAndRecorder,
-  startTestGateway,
-  Teardown,
-  type TestGateway,
-} from './support/cluster.ts';
-import {
-  LLAMA_MODEL,
-  type LlamaEngine,
-  startLlamaEngine,
-  stopLlamaEngines,
-  tinyLlamaModel,
-} from './support/llama.ts';
+import { describe, it } from 'node:test';
+import { assertErrorBody, MODEL, post, simAndRecorder } from './support/cluster.ts';
+import { LLAMA_MODEL, llamaGateway } from './support/llama.ts';
 
 const wire = simAndRecorder('real-model');
-const local = new Teardown();
-let llama: LlamaEngine | undefined;
-let lgw: TestGateway;
-
-before(async () => {
-  llama = await startLlamaEngine(['--model', tinyLlamaModel()]);
-  lgw = await startTestGateway(
-    { backends: [{ id: 'l0', type: 'llama', url: llama.url, models: [LLAMA_MODEL] }] },
-    local,
-  );
-});
-
-after(async () => {
-  await local.run();
-  await stopLlamaEngines([llama]);
-});
+const llama = llamaGateway();
 
 interface Choice {
   text: string;
@@ -96,12 +67,12 @@ describe('include_stop_str_in_output', { timeout: 120_000 }, () => {
   });
 
   it('llama: the stop string stays in the text, streamed or not', async () => {
-    await checkIncluded(lgw.url, LLAMA_MODEL);
+    await checkIncluded(llama.gw.url, LLAMA_MODEL);
   });
 
   it('a value that is not a boolean is 400 naming the field', async () => {
-    for (const url of [wire.gw.url, lgw.url]) {
-      const model = url === lgw.url ? LLAMA_MODEL : MODEL;
+    for (const url of [wire.gw.url, llama.gw.url]) {
+      const model = url === llama.gw.url ? LLAMA_MODEL : MODEL;
       const body = { model, prompt: 'hi', max_tokens: 2, stop: ['x'], include_stop_str_in_output: 'yes' };
       const reply = await post(url, '/v1/completions', JSON.stringify(body));
       assert.equal(reply.status, 400, reply.text);

@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import type { LlamaPdStats } from '../../../src/engine-servers/llama/pd.ts';
 import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../../src/engine-servers/llama/tiny-gguf.ts';
 import { VLLM_PREFILL_KV_PARAMS } from '../../../src/gateway/pd/pd-bodies.ts';
+import { startTestGateway, Teardown, type TestGateway } from './cluster.ts';
+import { fileSetUp } from './file-set-up.ts';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'switchyard.mjs');
@@ -69,6 +71,34 @@ export async function startLlamaEngine(args: readonly string[]): Promise<LlamaEn
 export async function stopLlamaEngines(engines: readonly (LlamaEngine | undefined)[]): Promise<void> {
   for (const e of engines) e?.child.kill('SIGTERM');
   await Promise.all(engines.map((e) => e?.exited));
+}
+
+/** A llama engine on the tiny model and a gateway whose one backend (`l0`) it is. */
+export interface LlamaGateway {
+  readonly engine: LlamaEngine;
+  readonly gw: TestGateway;
+}
+
+/**
+ * Starts a llama engine on the tiny model (default flags) and a gateway in front of it;
+ * `teardown` closes the gateway, then stops the engine.
+ */
+export async function startLlamaGateway(teardown: Teardown): Promise<LlamaGateway> {
+  const engine = await startLlamaEngine(['--model', tinyLlamaModel()]);
+  teardown.add(() => stopLlamaEngines([engine]));
+  const gw = await startTestGateway(
+    { backends: [{ id: 'l0', type: 'llama', url: engine.url, models: [LLAMA_MODEL] }] },
+    teardown,
+  );
+  return { engine, gw };
+}
+
+/**
+ * A test file's (or describe block's) startLlamaGateway set-up (fileSetUp): its `before` hook starts
+ * it, its `after` hook stops it. Read `engine` and `gw` in tests only.
+ */
+export function llamaGateway(): LlamaGateway & { readonly teardown: Teardown } {
+  return fileSetUp(new Teardown(), ['engine', 'gw'], startLlamaGateway);
 }
 
 /** A llama engine's `/pd/stats`. */
