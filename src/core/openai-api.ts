@@ -134,11 +134,23 @@ export interface ParsedCompletionRequest {
   readonly user: string | undefined;
 }
 
+/**
+ * The text a chat content part puts in the prompt: its `text`, or for a `refusal` part (an
+ * assistant's earlier refusal replayed in the history) its `refusal`, which vLLM's chat_utils renders
+ * as text too; undefined for a part without text (media, refused elsewhere).
+ */
+export function chatPartText(part: unknown): string | undefined {
+  if (typeof part !== 'object' || part === null) return undefined;
+  const p = part as { type?: unknown; text?: unknown; refusal?: unknown };
+  const text = p.type === 'refusal' ? p.refusal : p.text;
+  return typeof text === 'string' ? text : undefined;
+}
+
 function contentText(content: z.infer<typeof message>['content']): string {
   if (content === undefined || content === null) return '';
   if (typeof content === 'string') return content;
   let out = '';
-  for (const part of content) if (typeof part.text === 'string') out += part.text;
+  for (const part of content) out += chatPartText(part) ?? '';
   return out;
 }
 

@@ -63,6 +63,23 @@ describe('content parts a built-in engine cannot read', () => {
     assert.equal(reply.status, 200, reply.text);
   });
 
+  it("sim chat: a refusal part's text counts in the prompt, as vLLM renders it as text", async () => {
+    const REFUSAL = 'I cannot help with that, not today and not with any of those tools.';
+    const promptTokens = async (assistant: string): Promise<number> => {
+      const body =
+        `{"model":"${MODEL}","max_tokens":1,"messages":[{"role":"user","content":"hi"},` +
+        `{"role":"assistant","content":${assistant}},{"role":"user","content":"then say hello"}]}`;
+      const reply = await post(wire.gw.url, '/v1/chat/completions', body);
+      assert.equal(reply.status, 200, reply.text);
+      return (JSON.parse(reply.text) as { usage: { prompt_tokens: number } }).usage.prompt_tokens;
+    };
+    const asPart = await promptTokens(`[{"type":"refusal","refusal":"${REFUSAL}"}]`);
+    const asString = await promptTokens(JSON.stringify(REFUSAL));
+    const empty = await promptTokens('""');
+    assert.ok(asString > empty, `the refusal text costs tokens (${asString} vs ${empty})`);
+    assert.equal(asPart, asString, 'a refusal part counts as its text would');
+  });
+
   it('sim Responses: an input_image part is 400 naming it; input_text alone is served', async () => {
     const body = (parts: string): string =>
       `{"model":"${MODEL}","input":[{"role":"user","content":[${parts}]}],"max_output_tokens":4}`;

@@ -70,6 +70,13 @@ test('tokenizer: content parts are joined by newlines, other message fields reac
   const joined = [system, { role: 'user', content: `${parts[0]?.text}\n${parts[1]?.text}` }];
   const t = tokenizer.tokenizeBody('chat', { messages: [system, { role: 'user', content: parts }] });
   assert.deepEqual(t.prefix, tokenizer.chain(tokenizer.chatIds(joined)));
+  // A refusal part (an assistant's earlier refusal replayed) is text to vLLM's chat_utils.
+  const refusal = [system, { role: 'assistant', content: [{ type: 'refusal', refusal: user.content }] }];
+  const refusalText = [system, { role: 'assistant', content: user.content }];
+  assert.deepEqual(
+    tokenizer.tokenizeBody('chat', { messages: refusal }).prefix,
+    tokenizer.chain(tokenizer.chatIds(refusalText)),
+  );
   // add_generation_prompt: false drops the assistant header the default adds.
   const without = tokenizer.tokenizeBody('chat', { messages: chat.messages, add_generation_prompt: false });
   assert.ok(without.promptTokens < chat.tokenIds.length);
