@@ -39,11 +39,6 @@ traceReaderConformance(azureReader, {
     { name: 'a malformed timestamp', text: `${HEADER}\n2023/11/16 18:15:46,1,2`, line: 2 },
     { name: 'an impossible date', text: `${HEADER}\n2023-02-30 18:15:46.1,1,2`, line: 2 },
     { name: 'an impossible time', text: `${HEADER}\n2023-11-16 24:00:00.1,1,2`, line: 2 },
-    {
-      name: 'out-of-order timestamps',
-      text: `${HEADER}\n\n2023-11-16 18:15:46.68,1,2\n2023-11-16 18:15:46.67,1,2`,
-      line: 4,
-    },
   ],
   arrivalQuantumMs: 1e-4,
   carriesHashIds: false,

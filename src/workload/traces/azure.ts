@@ -11,7 +11,6 @@
  */
 import type { TraceRecord } from '../types.ts';
 import {
-  checkOrder,
   csvCell,
   excerpt,
   headerColumns,
@@ -19,8 +18,10 @@ import {
   NO_HASH_IDS,
   nonBlankLines,
   parseTokenCount,
+  sortByArrival,
   type TraceLine,
   type TraceReadLimit,
+  type TraceWarn,
   traceParseError,
 } from './text.ts';
 import type { TraceReader } from './types.ts';
@@ -129,14 +130,19 @@ function parseAzure(text: string, file: string): TraceRecord[] {
   return parseAzureLines(nonBlankLines(text), file);
 }
 
-function parseAzureLines(lines: Iterable<TraceLine>, file: string, limit?: TraceReadLimit): TraceRecord[] {
+function parseAzureLines(
+  lines: Iterable<TraceLine>,
+  file: string,
+  limit?: TraceReadLimit,
+  warn?: TraceWarn,
+): TraceRecord[] {
   const stop = limitStop(limit);
   let header: TraceLine | undefined;
   let index: Record<(typeof COLUMNS)[number], number> | undefined;
   let width = 0;
   const records: TraceRecord[] = [];
   let first: AzureInstant | undefined;
-  let previousMs = 0;
+  let stoppedEarly = false;
   for (const line of lines) {
     if (header === undefined || index === undefined) {
       header = line;
@@ -162,19 +168,20 @@ function parseAzureLines(lines: Iterable<TraceLine>, file: string, limit?: Trace
     }
     first ??= instant;
     const arrivalMs = azureDeltaMs(first, instant);
-    checkOrder(file, line.number, previousMs, arrivalMs, 'TIMESTAMP');
-    previousMs = arrivalMs;
     records.push({
       arrivalMs,
       inputTokens: tokenCell(cells, index.ContextTokens, 'ContextTokens', file, line.number),
       outputTokens: tokenCell(cells, index.GeneratedTokens, 'GeneratedTokens', file, line.number),
       hashIds: NO_HASH_IDS,
     });
-    if (stop(arrivalMs)) break;
+    if (stop(arrivalMs)) {
+      stoppedEarly = true;
+      break;
+    }
   }
   if (header === undefined) throw traceParseError(file, 1, 'empty file: expected an Azure CSV header');
   if (records.length === 0) throw traceParseError(file, header.number + 1, 'no records after the header');
-  return records;
+  return sortByArrival(records, file, 'TIMESTAMP', stoppedEarly, warn);
 }
 
 function tokenCell(cells: readonly string[], at: number, name: string, file: string, line: number): number {

@@ -32,11 +32,6 @@ traceReaderConformance(mooncakeReader, {
     { name: 'a fractional output length', text: row(0, 1, 1.5), line: 1 },
     { name: 'a non-numeric hash id', text: row(0, 1, 1, [0, 'x']), line: 1 },
     { name: 'hash_ids not an array', text: row(0, 1, 1, 7), line: 1 },
-    {
-      name: 'out-of-order timestamps',
-      text: `${row(10, 1, 1)}\n${row(20, 1, 1)}\n${row(15, 1, 1)}`,
-      line: 3,
-    },
   ],
   arrivalQuantumMs: 1,
   carriesHashIds: true,

@@ -5,13 +5,14 @@
  */
 import type { TraceRecord } from '../types.ts';
 import {
-  checkOrder,
   excerpt,
   limitStop,
   NO_HASH_IDS,
   nonBlankLines,
+  sortByArrival,
   type TraceLine,
   type TraceReadLimit,
+  type TraceWarn,
   traceParseError,
 } from './text.ts';
 import type { TraceReader } from './types.ts';
@@ -23,11 +24,16 @@ function parseMooncake(text: string, file: string): TraceRecord[] {
   return parseMooncakeLines(nonBlankLines(text), file);
 }
 
-function parseMooncakeLines(lines: Iterable<TraceLine>, file: string, limit?: TraceReadLimit): TraceRecord[] {
+function parseMooncakeLines(
+  lines: Iterable<TraceLine>,
+  file: string,
+  limit?: TraceReadLimit,
+  warn?: TraceWarn,
+): TraceRecord[] {
   const stop = limitStop(limit);
   const records: TraceRecord[] = [];
   let firstMs = 0;
-  let previousMs = 0;
+  let stoppedEarly = false;
   for (const line of lines) {
     const fail = (what: string) => traceParseError(file, line.number, what);
     let row: unknown;
@@ -48,18 +54,19 @@ function parseMooncakeLines(lines: Iterable<TraceLine>, file: string, limit?: Tr
     }
     if (records.length === 0) firstMs = timestamp;
     const arrivalMs = timestamp - firstMs;
-    checkOrder(file, line.number, previousMs, arrivalMs, 'timestamp');
-    previousMs = arrivalMs;
     records.push({
       arrivalMs,
       inputTokens: tokenField(o, 'input_length', fail),
       outputTokens: tokenField(o, 'output_length', fail),
       hashIds: hashIdsField(o['hash_ids'], fail),
     });
-    if (stop(arrivalMs)) break;
+    if (stop(arrivalMs)) {
+      stoppedEarly = true;
+      break;
+    }
   }
   if (records.length === 0) throw traceParseError(file, 1, 'empty file: expected JSON lines');
-  return records;
+  return sortByArrival(records, file, 'timestamp', stoppedEarly, warn);
 }
 
 function tokenField(o: Record<string, unknown>, key: string, fail: (what: string) => Error): number {

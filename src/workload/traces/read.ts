@@ -16,6 +16,7 @@ import {
   TRACE_TEXT_BYTES_MAX,
   type TraceLine,
   type TraceReadLimit,
+  type TraceWarn,
   traceParseError,
 } from './text.ts';
 import type { TraceReader } from './types.ts';
@@ -155,17 +156,40 @@ export function parseTrace(text: string, file: string, format?: TraceFormat): Tr
 /**
  * Reads a trace from a path or a bundled sample (`sample:azure-conv`, `sample:mooncake-conversation`).
  * Plain or gzipped (detected by magic bytes), streamed: with a `limit` the reading stops once the
- * records the run replays are in (rows after them are neither read nor checked). Arrival times are relative to the first record and
- * non-decreasing; rows out of order are rejected rather than sorted. Errors: SY_ERR_UNKNOWN_NAME
- * (sample), SY_ERR_NOT_FOUND (file), SY_ERR_TRACE_PARSE (`file:line: what`).
+ * records the run replays are in (rows after them are neither read nor checked). Records come
+ * back sorted by arrival, the earliest at 0: rows out of order in the file are sorted stably (equal
+ * stamps keep file order) and `warn` (default: once per message on stderr, after `warning: `) gets one line saying how
+ * many and how far back. Errors: SY_ERR_UNKNOWN_NAME (sample), SY_ERR_NOT_FOUND (file),
+ * SY_ERR_TRACE_PARSE (`file:line: what`).
  */
-export function readTrace(pathOrSample: string, format?: TraceFormat, limit?: TraceReadLimit): Trace {
+export function readTrace(
+  pathOrSample: string,
+  format?: TraceFormat,
+  limit?: TraceReadLimit,
+  warn: TraceWarn = warnOnceOnStderr,
+): Trace {
   const { path, format: sampleFormat } = resolveTraceRef(pathOrSample);
   checkFile(path, pathOrSample, isLimited(limit) ? 'limited' : 'replay');
   const { lines, format: fmt } = openLines(path, format ?? sampleFormat);
   const reader = TRACE_READERS[fmt];
-  const records = reader.parseLines(lines, path, limit);
+  const records = reader.parseLines(lines, path, limit, warn);
   return { source: pathOrSample, format: fmt, blockTokens: reader.blockTokens, records };
+}
+
+/** Messages already written by warnOnceOnStderr; bounded, since a process reads few traces. */
+const warned = new Set<string>();
+const WARNED_MAX = 256;
+
+/**
+ * Writes a reader's warning to stderr once per process: one run reads its trace once per compared
+ * policy or planner pass, and the user needs the line once.
+ */
+function warnOnceOnStderr(line: string): void {
+  if (warned.has(line)) return;
+  if (warned.size >= WARNED_MAX) warned.clear();
+  warned.add(line);
+  // On a terminal a progress bar may own the line: clear it first (as cli/progress.ts warnLine).
+  process.stderr.write(`${process.stderr.isTTY === true ? '\r\x1b[K' : ''}warning: ${line}\n`);
 }
 
 /** Whether a read stops before the file's end: at a record count or an arrival time. */

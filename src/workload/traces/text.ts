@@ -8,6 +8,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { gunzipSync } from 'node:zlib';
 import { SwitchyardError } from '../../core/errors.ts';
+import type { TraceRecord } from '../types.ts';
 
 /** Largest decompressed trace we accept; V8 strings top out near 512 MiB anyway. */
 export const TRACE_BYTES_MAX = 512 * 1024 * 1024;
@@ -265,25 +266,56 @@ export function headerColumns<K extends string>(
   return { index, width: names.length };
 }
 
+/** Called with one human-readable line when a read had to fix something up (rows out of order). */
+export type TraceWarn = (line: string) => void;
+
 /**
- * Fails unless arrival times never go backwards: the twin replays in order and we do not sort
- * silently. `field` is the column or key the time comes from, so the line names what to sort by.
+ * Puts records read in file order into arrival order, stably (rows on one stamp keep their file
+ * order), and rebases arrivals so the earliest is 0. Real traces often have jittered or per-client
+ * interleaved stamps; a replay must still work, so the rows are sorted rather than refused, and
+ * `warn` gets one line saying how many rows stepped back (below the latest stamp before them) and
+ * by how much at most. `stoppedEarly`: the read stopped at a --requests/--duration point, so rows
+ * further on in the file were not read; one stamped inside the window is then not replayed, and
+ * the line says so. `field` names the column or key the time comes from. Deterministic: same rows,
+ * same result. Returns `records` itself when it is already in order.
  */
-export function checkOrder(
+export function sortByArrival(
+  records: TraceRecord[],
   file: string,
-  line: number,
-  previousMs: number,
-  currentMs: number,
   field: string,
-): void {
-  if (currentMs < previousMs) {
-    throw traceParseError(
-      file,
-      line,
-      `${field} goes back in time: at ${currentMs} ms from the first row, before the previous row's ${previousMs} ms; ` +
-        `trace rows must be sorted by arrival (sort the file by ${field} first)`,
-    );
+  stoppedEarly: boolean,
+  warn?: TraceWarn,
+): TraceRecord[] {
+  let latest = Number.NEGATIVE_INFINITY;
+  let outOfOrder = 0;
+  let maxBackMs = 0;
+  for (const r of records) {
+    if (r.arrivalMs < latest) {
+      outOfOrder++;
+      maxBackMs = Math.max(maxBackMs, latest - r.arrivalMs);
+    } else {
+      latest = r.arrivalMs;
+    }
   }
+  if (outOfOrder === 0) return records;
+  // Array.prototype.sort is stable (ES2019), so equal stamps keep file order.
+  const sorted = records.slice().sort((a, b) => a.arrivalMs - b.arrivalMs);
+  const base = (sorted[0] as TraceRecord).arrivalMs;
+  const rebased = base === 0 ? sorted : sorted.map((r) => ({ ...r, arrivalMs: r.arrivalMs - base }));
+  warn?.(
+    `trace ${file}: ${outOfOrder} ${outOfOrder === 1 ? 'row was' : 'rows were'} out of order ` +
+      `(up to ${formatBack(maxBackMs)} back); replayed sorted by ${field}` +
+      (stoppedEarly
+        ? '; the read stopped at the --requests/--duration point, so a row further on in the file stamped before it is not replayed'
+        : ''),
+  );
+  return rebased;
+}
+
+/** A step back in time for the out-of-order warning: ms under a second, else seconds. */
+function formatBack(ms: number): string {
+  if (ms < 1000) return `${Number(ms.toPrecision(3))} ms`;
+  return `${Number((ms / 1000).toPrecision(3))} s`;
 }
 
 /** Frozen empty hash-id list shared by every record of a format without prefix ids. */

@@ -22,7 +22,6 @@ traceReaderConformance(vidurReader, {
     { name: 'a non-numeric arrival', text: `${HEADER}\nsoon,1,2`, line: 2 },
     { name: 'a negative arrival', text: `${HEADER}\n-1,1,2`, line: 2 },
     { name: 'a negative token count', text: `${HEADER}\n0,-1,2`, line: 2 },
-    { name: 'out-of-order arrivals', text: `${HEADER}\n0,1,2\n2.5,1,2\n2.4,1,2`, line: 4 },
     {
       name: 'a length-statistics file without arrivals',
       text: 'num_prefill_tokens,num_decode_tokens,num_total_tokens,pd_ratio\n3772,54,3826,69.85',

@@ -7,7 +7,6 @@
  */
 import type { TraceRecord } from '../types.ts';
 import {
-  checkOrder,
   csvCell,
   excerpt,
   headerColumns,
@@ -16,8 +15,10 @@ import {
   nonBlankLines,
   parseNonNegativeDecimal,
   parseTokenCount,
+  sortByArrival,
   type TraceLine,
   type TraceReadLimit,
+  type TraceWarn,
   traceParseError,
 } from './text.ts';
 import type { TraceReader } from './types.ts';
@@ -92,11 +93,16 @@ function parseVidur(text: string, file: string): TraceRecord[] {
   return parseVidurLines(nonBlankLines(text), file);
 }
 
-function parseVidurLines(lines: Iterable<TraceLine>, file: string, limit?: TraceReadLimit): TraceRecord[] {
+function parseVidurLines(
+  lines: Iterable<TraceLine>,
+  file: string,
+  limit?: TraceReadLimit,
+  warn?: TraceWarn,
+): TraceRecord[] {
   const stop = limitStop(limit);
   const records: TraceRecord[] = [];
   let firstMs = 0;
-  let previousMs = 0;
+  let stoppedEarly = false;
   walkVidur(lines, file, true, [ARRIVAL, PREFILL, DECODE], (line, index, width) => {
     const cells = cellsOf(line, width, file);
     const arrivalCell = cells[index[ARRIVAL]] as string;
@@ -110,17 +116,16 @@ function parseVidurLines(lines: Iterable<TraceLine>, file: string, limit?: Trace
     }
     if (records.length === 0) firstMs = arrivalS * 1000;
     const arrivalMs = arrivalS * 1000 - firstMs;
-    checkOrder(file, line.number, previousMs, arrivalMs, ARRIVAL);
-    previousMs = arrivalMs;
     records.push({
       arrivalMs,
       inputTokens: tokens(cells, index[PREFILL], PREFILL, file, line.number),
       outputTokens: tokens(cells, index[DECODE], DECODE, file, line.number),
       hashIds: NO_HASH_IDS,
     });
-    return stop(arrivalMs);
+    stoppedEarly = stop(arrivalMs);
+    return stoppedEarly;
   });
-  return records;
+  return sortByArrival(records, file, ARRIVAL, stoppedEarly, warn);
 }
 
 /**
