@@ -5,34 +5,15 @@
  * engine; one at the bound is served. Before, zod's union answered only "input: Invalid input".
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { EMBEDDING_INPUTS_MAX } from '../../src/engine-servers/embeddings.ts';
-import {
-  assertErrorBody,
-  MODEL,
-  post,
-  type SimCluster,
-  simBackend,
-  startSims,
-  startTestGateway,
-  Teardown,
-} from './support/cluster.ts';
+import { assertErrorBody, MODEL, post } from './support/cluster.ts';
+import { simGateway } from './support/sim-gateway.ts';
 
-const teardown = new Teardown();
-let sims: SimCluster;
-let url = '';
+const setUp = simGateway();
 
-before(async () => {
-  sims = await startSims(1, ['--kv-events', 'none'], teardown);
-  ({ url } = await startTestGateway(
-    { backends: sims.engines.map((e, i) => simBackend(`e${i}`, e)) },
-    teardown,
-  ));
-});
-
-after(() => teardown.run());
-
-const embed = (input: unknown) => post(url, '/v1/embeddings', { model: MODEL, input, dimensions: 8 });
+const embed = (input: unknown) =>
+  post(setUp.gw.url, '/v1/embeddings', { model: MODEL, input, dimensions: 8 });
 
 describe('gateway embeddings: the input count', { timeout: 60_000 }, () => {
   it('refuses one input past the limit, naming the count and the limit', async () => {

@@ -4,42 +4,22 @@
  * minutes). Before, every request of such a tenant was refused with no Retry-After at all.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import {
-  assertErrorBody,
-  MODEL,
-  post,
-  type SimCluster,
-  simBackend,
-  startSims,
-  startTestGateway,
-  Teardown,
-} from './support/cluster.ts';
+import { describe, it } from 'node:test';
+import { assertErrorBody, MODEL, post } from './support/cluster.ts';
+import { simGateway } from './support/sim-gateway.ts';
 
-const teardown = new Teardown();
-let sims: SimCluster;
-
-before(async () => {
-  sims = await startSims(1, ['--kv-events', 'none'], teardown);
+const setUp = simGateway({
+  tenants: [
+    { key: 'sk-slow', name: 'slow', rpm: 0.5 },
+    { key: 'sk-fast', name: 'fast', rpm: 1.5 },
+  ],
 });
-
-after(() => teardown.run());
 
 describe('gateway tenant rpm below 1', { timeout: 60_000 }, () => {
   it('serves one request, then refuses with Retry-After until the next token', async () => {
-    const { url } = await startTestGateway(
-      {
-        backends: sims.engines.map((e, i) => simBackend(`e${i}`, e)),
-        tenants: [
-          { key: 'sk-slow', name: 'slow', rpm: 0.5 },
-          { key: 'sk-fast', name: 'fast', rpm: 1.5 },
-        ],
-      },
-      teardown,
-    );
     const send = (key: string, i: number) =>
       post(
-        url,
+        setUp.gw.url,
         '/v1/completions',
         { model: MODEL, prompt: `hi ${i}`, max_tokens: 2 },
         {

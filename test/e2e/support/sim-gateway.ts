@@ -30,15 +30,17 @@ export interface SimGateway {
 }
 
 /**
- * Starts `count` quick sim engines and a gateway whose backends are those engines (ids `sim0`,
- * `sim1`, ...; KV events off) plus `config`; `teardown` stops them all.
+ * Starts `count` sim engines (quick ones unless `simArgs` says otherwise; keep `--kv-events none`
+ * among them) and a gateway whose backends are those engines (ids `sim0`, `sim1`, ...; KV events
+ * off) plus `config`; `teardown` stops them all.
  */
 export async function startSimGateway(
   teardown: Teardown,
   config: SimGatewayConfig = {},
   count = 1,
+  simArgs: readonly string[] = QUICK_SIM_ARGS,
 ): Promise<SimGateway> {
-  const sims = await startSims(count, QUICK_SIM_ARGS, teardown);
+  const sims = await startSims(count, simArgs, teardown);
   const gw = await startTestGateway(
     { ...config, backends: sims.engines.map((e, i) => simBackend(`sim${i}`, e, false)) },
     teardown,
@@ -53,8 +55,9 @@ export async function startSimGateway(
 export function simGateway(
   config: SimGatewayConfig = {},
   count = 1,
+  simArgs: readonly string[] = QUICK_SIM_ARGS,
 ): SimGateway & { readonly teardown: Teardown } {
   return fileSetUp(new Teardown(), ['sims', 'engine', 'gw'], (teardown) =>
-    startSimGateway(teardown, config, count),
+    startSimGateway(teardown, config, count, simArgs),
   );
 }
