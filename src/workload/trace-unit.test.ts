@@ -4,7 +4,7 @@
  * trace replay sends in place of its --requests limit.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -85,8 +85,9 @@ test('the bundled samples replay at plausible rates: no warning, whole or in par
   }
 });
 
-test('describeWorkload: a trace replay shows what it sends, not the --requests limit', () => {
+test('describeWorkload: a trace replay shows what it sends, not the --requests limit', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sy-trace-unit-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'six.csv');
   writeFileSync(
     file,

@@ -4,13 +4,14 @@
  * percentiles that count rejected requests. Real child processes on the bundled samples.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { type CliRun, runCli } from './support/cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-sim-admission-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 function cli(args: string[]): Promise<CliRun> {
   return runCli([...args], 180_000);

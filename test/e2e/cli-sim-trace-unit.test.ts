@@ -5,17 +5,19 @@
  * not warn.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { runCli } from './support/cli.ts';
 
 const SMALL = ['--instances', '1', '--no-progress'];
+const dir = mkdtempSync(join(tmpdir(), 'sy-trace-unit-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A Mooncake file of 200 requests 0.5 s apart, stamped in seconds (0, 0.5, 1, ...): read as ms, 2000 req/s. */
 function secondsStampedTrace(): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'sy-trace-unit-')), 'conv-seconds.jsonl');
+  const file = join(dir, 'conv-seconds.jsonl');
   const rows = Array.from(
     { length: 200 },
     (_, i) => `{"timestamp": ${i * 0.5}, "input_length": 64, "output_length": 8, "hash_ids": [${i}]}`,
