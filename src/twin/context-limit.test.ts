@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { serverlessFromFlags } from '../cli/sim-serverless.ts';
-import { parseCompletionBody } from '../core/openai-api.ts';
 import { Rng } from '../core/rng.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
-import type { GenerationSink } from '../engine-servers/backend.ts';
 import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import { makeTwinRequest } from '../workload/common.ts';
 import { createWorkload, parseWorkloadSpec } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
-import type { PdSettings } from './pd-host.ts';
+import { oneModelOptions, pdSettings, simEngineAnswer } from './refusal-test-support.ts';
 import { formatSummaryTable } from './report/table.ts';
 import { runTwin } from './run.ts';
 import { serverlessTwinSettings } from './serverless-test-support.ts';
@@ -25,17 +23,8 @@ import { runSimulation, type SimOptions } from './simulator.ts';
 const MODEL = 'llama-2-7b';
 const CONTEXT = 4096;
 
-function options(count: number, more: Partial<SimOptions> = {}): SimOptions {
-  return {
-    seed: 1,
-    cluster: { groups: [{ count, gpu: 'h100', model: MODEL, tp: 1 }] },
-    engine: DEFAULT_ENGINE_CONFIG,
-    policy: createRoutingPolicy('round-robin'),
-    slo: { ttftMs: 2000, tpotMs: 100 },
-    workload: 'test',
-    ...more,
-  };
-}
+const options = (count: number, more: Partial<SimOptions> = {}): SimOptions =>
+  oneModelOptions(MODEL, DEFAULT_ENGINE_CONFIG, count, more);
 
 function shortOnes(n: number): TwinRequest[] {
   return Array.from({ length: n }, (_, k) =>
@@ -66,33 +55,14 @@ test('a twin run with one request past the context among short ones: it fails up
   assert.doesNotMatch(formatSummaryTable(base), /refused by their engine/);
 });
 
-/** The sim engine's answer to a prompt of `promptTokens` (4 characters a token) with `maxTokens`. */
-function live(b: SimBackend, promptTokens: number, maxTokens: number): Promise<number | 'ok'> {
-  const request = parseCompletionBody('completion', {
-    model: MODEL,
-    prompt: 'abcd'.repeat(promptTokens),
-    max_tokens: maxTokens,
-  });
-  return new Promise((resolve) => {
-    const sink: GenerationSink = {
-      onText() {},
-      onFinish(_reason, usage) {
-        assert.equal(usage.promptTokens, promptTokens);
-        resolve('ok');
-      },
-      onError(error) {
-        resolve((error as { status?: number }).status ?? -1);
-      },
-    };
-    b.generate({ id: `p${promptTokens}-m${maxTokens}`, request, signal: new AbortController().signal }, sink);
-  });
-}
-
 test('the sim engine and the twin agree on the boundary: prompt + max_tokens == context is served, +1 refused', async () => {
   const b = new SimBackend({ modelId: MODEL, gpu: 'h100', model: MODEL, tp: 1, timeScale: 0.01 });
   const prompt = 4000;
   const fits = CONTEXT - prompt;
-  assert.deepEqual(await Promise.all([live(b, prompt, fits), live(b, prompt, fits + 1)]), ['ok', 400]);
+  assert.deepEqual(
+    await Promise.all([simEngineAnswer(b, MODEL, prompt, fits), simEngineAnswer(b, MODEL, prompt, fits + 1)]),
+    ['ok', 400],
+  );
   await b.close();
   const twin = runSimulation(
     [
@@ -104,16 +74,6 @@ test('the sim engine and the twin agree on the boundary: prompt + max_tokens == 
   assert.equal(twin.completed, 1);
   assert.deepEqual(twin.failedByReason, { upstream_4xx: 1 });
 });
-
-function pd(more: Partial<PdSettings> = {}): PdSettings {
-  return {
-    prefillInstances: 1,
-    decodeInstances: 1,
-    link: 'ib-400',
-    decodePolicy: createRoutingPolicy('least-request'),
-    ...more,
-  };
-}
 
 test('P/D: a prompt that fills the context fails on its prefill leg, one whose output passes it on its decode leg', () => {
   const short = shortOnes(10);
@@ -133,7 +93,11 @@ test('P/D: a prompt that fills the context fails on its prefill leg, one whose o
   // A short prompt with a long answer: conditional P/D keeps it local, where its one leg is refused.
   const local = makeTwinRequest({ id: 'local', inputTokens: 100, trueOutputTokens: 4000, arrivalMs: 170 });
   const requests = [...short.slice(0, 2), fullPrompt, longAnswer, local, ...short.slice(2)];
-  for (const settings of [pd(), pd({ decodeAtArrival: true }), pd({ conditional: 'dynamo' })]) {
+  for (const settings of [
+    pdSettings(),
+    pdSettings({ decodeAtArrival: true }),
+    pdSettings({ conditional: 'dynamo' }),
+  ]) {
     const label = JSON.stringify({
       decodeAtArrival: settings.decodeAtArrival,
       conditional: settings.conditional,
@@ -150,7 +114,7 @@ test('P/D: a prompt that fills the context fails on its prefill leg, one whose o
   // Without the rule: the refused decode legs' prompts were prefilled but crossed no link.
   const plain = runSimulation(
     requests,
-    options(2, { pd: pd(), policy: createRoutingPolicy('least-request') }),
+    options(2, { pd: pdSettings(), policy: createRoutingPolicy('least-request') }),
   );
   assert.equal(plain.pd?.transfers, 10);
   assert.deepEqual(

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseCompletionBody } from '../core/openai-api.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
-import type { GenerationSink } from '../engine-servers/backend.ts';
 import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import { makeTwinRequest } from '../workload/common.ts';
-import type { PdSettings } from './pd-host.ts';
+import { oneModelOptions, pdSettings, simEngineAnswer } from './refusal-test-support.ts';
 import { renderHtmlReport } from './report/html.ts';
 import { summaryToJson } from './report/json.ts';
 import { formatSummaryTable } from './report/table.ts';
@@ -23,38 +21,8 @@ const MODEL = 'llama-3.1-8b';
 /** 64 blocks of 16 tokens: 1,024 tokens of KV, far below the model's 131,072-token context. */
 const ENGINE = { ...DEFAULT_ENGINE_CONFIG, numGpuBlocksOverride: 64 };
 
-function options(count: number, more: Partial<SimOptions> = {}): SimOptions {
-  return {
-    seed: 1,
-    cluster: { groups: [{ count, gpu: 'h100', model: MODEL, tp: 1 }] },
-    engine: ENGINE,
-    policy: createRoutingPolicy('round-robin'),
-    slo: { ttftMs: 2000, tpotMs: 100 },
-    workload: 'test',
-    ...more,
-  };
-}
-
-/** The sim engine's HTTP status for a prompt of `promptTokens` (4 characters a token) with `maxTokens`. */
-function liveStatus(b: SimBackend, promptTokens: number, maxTokens: number): Promise<number | 'ok'> {
-  const request = parseCompletionBody('completion', {
-    model: MODEL,
-    prompt: 'abcd'.repeat(promptTokens),
-    max_tokens: maxTokens,
-  });
-  return new Promise((resolve) => {
-    const sink: GenerationSink = {
-      onText() {},
-      onFinish() {
-        resolve('ok');
-      },
-      onError(error) {
-        resolve((error as { status?: number }).status ?? -1);
-      },
-    };
-    b.generate({ id: `p${promptTokens}-m${maxTokens}`, request, signal: new AbortController().signal }, sink);
-  });
-}
+const options = (count: number, more: Partial<SimOptions> = {}): SimOptions =>
+  oneModelOptions(MODEL, ENGINE, count, more);
 
 test('a request past the KV cache: the live engine answers 400, the twin counts failed upstream_4xx', async () => {
   const b = new SimBackend({
@@ -65,7 +33,10 @@ test('a request past the KV cache: the live engine answers 400, the twin counts 
     engine: ENGINE,
     timeScale: 0.01,
   });
-  assert.deepEqual(await Promise.all([liveStatus(b, 500, 20), liveStatus(b, 2000, 20)]), ['ok', 400]);
+  assert.deepEqual(
+    await Promise.all([simEngineAnswer(b, MODEL, 500, 20), simEngineAnswer(b, MODEL, 2000, 20)]),
+    ['ok', 400],
+  );
   await b.close();
   const result = runSimulation(
     [
@@ -102,16 +73,6 @@ test('a request past the KV cache: the live engine answers 400, the twin counts 
   assert.doesNotMatch(html, /SY_ERR_CAPACITY/);
 });
 
-function pd(more: Partial<PdSettings> = {}): PdSettings {
-  return {
-    prefillInstances: 1,
-    decodeInstances: 1,
-    link: 'ib-400',
-    decodePolicy: createRoutingPolicy('least-request'),
-    ...more,
-  };
-}
-
 test('P/D: a request whose KV can never fit the decode instance fails upstream_4xx, as its decode leg would', () => {
   // The prefill leg (one output token) fits 64 blocks; the decode leg (prompt + 400 output) does not.
   const requests = [
@@ -119,7 +80,11 @@ test('P/D: a request whose KV can never fit the decode instance fails upstream_4
     makeTwinRequest({ id: 'b', inputTokens: 900, trueOutputTokens: 400, arrivalMs: 10 }),
     makeTwinRequest({ id: 'c', inputTokens: 300, trueOutputTokens: 20, arrivalMs: 20 }),
   ];
-  for (const settings of [pd(), pd({ decodeAtArrival: true }), pd({ conditional: 'dynamo' })]) {
+  for (const settings of [
+    pdSettings(),
+    pdSettings({ decodeAtArrival: true }),
+    pdSettings({ conditional: 'dynamo' }),
+  ]) {
     const label = JSON.stringify({
       decodeAtArrival: settings.decodeAtArrival,
       conditional: settings.conditional,
