@@ -8,6 +8,7 @@ import { Option } from 'commander';
 import { type PdLength, type PdPlan, planPd } from '../control/pd-planner/plan.ts';
 import { invalidArgument } from '../core/errors.ts';
 import { type KvLink, kvLink } from '../model/kv-link.ts';
+import { modelSpec } from '../model/models.ts';
 import type { PdConditionalRule } from '../policies/disagg/conditional.ts';
 import { GOODPUT_DEFAULTS } from '../twin/goodput.ts';
 import { servableTokens } from '../workload/common.ts';
@@ -207,6 +208,13 @@ export function formatPdPlan(plan: PdPlan): string {
           widths,
         ),
   ];
+  if (plan.pastContextRequests > 0) {
+    const n = plan.pastContextRequests;
+    lines.push(
+      `left out ${n} ${n === 1 ? 'request' : 'requests'} past ${plan.model}'s ` +
+        `${modelSpec(plan.model).contextTokensMax}-token context (prompt plus output): the run refuses ${n === 1 ? 'it' : 'them'}`,
+    );
+  }
   if (plan.perGpuGainVsColocated !== undefined)
     lines.push(`goodput per GPU vs colocated: ${plan.perGpuGainVsColocated.toFixed(2)}x`);
   if (Number.isFinite(plan.rateRps) && !s.meetsRate)

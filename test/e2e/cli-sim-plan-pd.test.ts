@@ -1,6 +1,6 @@
 /** `switchyard sim --plan-pd --gpus 8` as a real child process: the table, --json, and its refusals. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -54,4 +54,23 @@ test('sim --plan-pd refuses a missing or too small --gpus, naming the flag', asy
     assert.notEqual(run.code, 0);
     assert.match(run.stderr, /invalid gpus .*\[SY_ERR_INVALID_ARGUMENT\]/);
   }
+});
+
+test('sim --plan-pd --trace leaves out requests past the model context and says how many', async () => {
+  // llama-3.1-8b (the default model) has a 131072-token context: two rows of 200k-token prompts.
+  const trace = join(dir, 'past-context.csv');
+  const rows = Array.from({ length: 20 }, (_, i) => {
+    const stamp = `2024-05-10 00:00:${String(i).padStart(2, '0')}.0000000`;
+    return `${stamp},${i % 10 === 3 ? 200_000 : 1000},100`;
+  });
+  writeFileSync(trace, `TIMESTAMP,ContextTokens,GeneratedTokens\n${rows.join('\n')}\n`);
+  const file = join(dir, 'past-context.json');
+  const run = await runCli(['sim', '--plan-pd', '--gpus', '8', '--trace', trace, '--json', file]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(
+    run.stdout,
+    /left out 2 requests past llama-3\.1-8b's 131072-token context \(prompt plus output\): the run refuses them/,
+  );
+  const plan = JSON.parse(readFileSync(file, 'utf8')) as { pastContextRequests: number };
+  assert.equal(plan.pastContextRequests, 2);
 });

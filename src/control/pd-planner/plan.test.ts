@@ -39,6 +39,22 @@ describe('P/D planner', () => {
     }
   });
 
+  it('leaves out requests past the context (the run refuses them) and says how many', () => {
+    const fit = { inputTokens: 1024, generatedTokens: 256 };
+    // llama-3.1-8b's context is 131072: 131000 + 73 passes it by one, 131000 + 72 reaches it exactly.
+    const past = { inputTokens: 131_000, generatedTokens: 73 };
+    const edge = { inputTokens: 131_000, generatedTokens: 72 };
+    const plain = planPd({ ...BASE, lengths: [fit, fit, fit] });
+    const mixed = planPd({ ...BASE, lengths: [fit, past, fit, past, fit] });
+    assert.equal(plain.pastContextRequests, 0);
+    assert.equal(mixed.pastContextRequests, 2);
+    assert.deepEqual(mixed.split, plain.split);
+    // The edge request stays in the plan (a 131k prompt misses a 1 s TTFT, hence the 50% target).
+    const objectives = { ...BASE.objectives, attainment: 0.5 };
+    assert.equal(planPd({ ...BASE, objectives, lengths: [fit, edge] }).pastContextRequests, 0);
+    assert.throws(() => planPd({ ...BASE, lengths: [past, past] }), invalid('lengths'));
+  });
+
   it('a tight TPOT pushes the decode pool to a higher TP or more instances', () => {
     const loose = planPd(BASE).split;
     const tight = planPd({ ...BASE, objectives: { ...BASE.objectives, tpotMs: 12 } }).split;

@@ -8,6 +8,7 @@
  */
 import { invalidArgument, SwitchyardError } from '../../core/errors.ts';
 import type { GpuId, ModelId } from '../../core/ids.ts';
+import { fitsContext } from '../../model/context.ts';
 import { type KvLink, kvLink, kvTransfer } from '../../model/kv-link.ts';
 import { modelSpec } from '../../model/models.ts';
 import type { ModelSpec } from '../../model/types.ts';
@@ -115,6 +116,11 @@ export interface PdPlan {
   readonly colocated: ColocatedSplit | undefined;
   /** split.goodputPerGpuRps / colocated.goodputPerGpuRps; undefined without a colocated baseline. */
   readonly perGpuGainVsColocated: number | undefined;
+  /**
+   * Lengths left out of the plan because prompt plus output passes the model's context: the run's
+   * engine refuses them before any work (model/context.ts), so they take no capacity.
+   */
+  readonly pastContextRequests: number;
 }
 
 const MS_PER_S = 1000;
@@ -525,11 +531,20 @@ function bestColocated(ctx: Context, tps: readonly number[]): ColocatedSplit | u
 export function planPd(input: PdPlanInput): PdPlan {
   validate(input);
   const model = modelSpec(input.model);
-  const buckets = bucketsOf(input.lengths);
+  const lengths = withinContext(input.lengths, model.contextTokensMax);
+  const pastContextRequests = input.lengths.length - lengths.length;
+  if (lengths.length === 0)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `every request planned for passes ${input.model}'s ${model.contextTokensMax}-token context ` +
+        '(prompt plus output); the run would refuse them all',
+      { param: 'lengths', model: input.model, contextTokensMax: model.contextTokensMax },
+    );
+  const buckets = bucketsOf(lengths);
   const ctx: Context = {
     input,
     buckets,
-    requests: mixRequests(buckets, input.lengths),
+    requests: mixRequests(buckets, lengths),
     model,
     link: input.link ?? kvLink(PD_DEFAULT_LINK),
     // md1: a prefill pool queues whole prompts; its TTFT must hold with the wait, as chunked's does.
@@ -568,5 +583,20 @@ export function planPd(input: PdPlanInput): PdPlan {
       colocated !== undefined && colocated.goodputPerGpuRps > 0
         ? best.goodputPerGpuRps / colocated.goodputPerGpuRps
         : undefined,
+    pastContextRequests,
   };
+}
+
+/**
+ * The lengths an engine serves: a request whose prompt plus output (the run sends the output as
+ * max_tokens) passes the context is refused before any work, so planning capacity for it would
+ * size pools for work no one does. Malformed lengths stay in, for bucketsOf to name.
+ */
+function withinContext(lengths: readonly PdLength[], contextTokensMax: number): readonly PdLength[] {
+  return lengths.filter(
+    (l) =>
+      !Number.isInteger(l.inputTokens) ||
+      !Number.isInteger(l.generatedTokens) ||
+      fitsContext(contextTokensMax, l.inputTokens, l.generatedTokens),
+  );
 }
