@@ -7,15 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import {
-  closeSync,
-  ftruncateSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +15,7 @@ import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { alive } from './support/processes.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 /** Guard against a hang, not a performance bound. */
@@ -78,16 +71,6 @@ async function startServe(args: string[]): Promise<Serve & { url: string }> {
   });
   const url = /listening on (http:\/\/\S+)/.exec(s.stdout.join('\n'))?.[1] as string;
   return { ...s, url };
-}
-
-/** Alive and not a zombie (an orphan's zombie waits for a reaper that may never come). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 function enginePids(stderr: readonly string[]): number[] {

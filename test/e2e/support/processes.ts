@@ -22,6 +22,17 @@ export function pidsWith(marker: string, where: 'cmdline' | 'environ' = 'cmdline
   return pids;
 }
 
+/** Whether `pid` is alive and not a zombie (an exited child its parent has not reaped yet). */
+export function alive(pid: number): boolean {
+  try {
+    // "pid (comm) state ...": comm may hold spaces, so read after its closing parenthesis.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 /** Sends `signal` to the process group `pid` leads (SIGSTOP/SIGCONT to freeze an engine); gone is fine. */
 export function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {

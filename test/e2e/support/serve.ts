@@ -24,16 +24,17 @@ export interface ServeProcess {
 }
 
 /**
- * Starts `switchyard serve --port 0 ...args`, records the child in `children` (for the file's
- * `killAll`), and resolves once it prints its listening line; rejects with its stderr if it exits
- * first.
+ * Starts `switchyard serve --port 0 ...args` (with `options.nodeArgs`, such as a preload, given to
+ * node before the script), records the child in `children` (for the file's `killAll`), and resolves
+ * once it prints its listening line; rejects with its stderr if it exits first.
  */
 export async function startServe(
   args: readonly string[],
   children: ChildProcess[],
-  options: { readonly env?: NodeJS.ProcessEnv } = {},
+  options: { readonly env?: NodeJS.ProcessEnv; readonly nodeArgs?: readonly string[] } = {},
 ): Promise<ServeProcess> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
+  const nodeArgs = options.nodeArgs ?? [];
+  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'serve', '--port', '0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(options.env === undefined ? {} : { env: options.env }),
   });
