@@ -6,6 +6,7 @@
 import { resolve } from 'node:path';
 import { fmtMs, fmtNumber } from '../stats/format.ts';
 import type { ClusterSpec } from '../twin/cluster.ts';
+import { countText } from '../twin/report/pool.ts';
 import { type PolicyRun, simulatedCluster, type TwinSettings } from '../twin/run.ts';
 
 /** `4x h100 llama-3.1-8b` (with `tp2` when tensor-parallel), groups joined by `+`. */
@@ -29,7 +30,7 @@ export function comparisonHeader(settings: TwinSettings, runs: readonly PolicyRu
   const roles = pd !== undefined ? `${pd.prefillInstances} prefill + ${pd.decodeInstances} decode: ` : '';
   return (
     `compare ${policies}\n` +
-    `workload ${s.workload} · seed ${s.seed} · ${fmtNumber(s.instances)} instances (${roles}${describeCluster(simulatedCluster(settings))})\n` +
+    `workload ${s.workload} · seed ${s.seed} · ${countText(s.instances, 'instance')} (${roles}${describeCluster(simulatedCluster(settings))})\n` +
     `SLO TTFT ≤ ${fmtMs(settings.slo.ttftMs)} ms · TPOT ≤ ${fmtMs(settings.slo.tpotMs)} ms\n`
   );
 }

@@ -66,12 +66,17 @@ export function poolFigures(
   return { gpuHours: result.gpuHours, gpus: own, shared: false };
 }
 
+/** `1 instance`, `8 instances`: a count with its noun, singular for one. */
+export function countText(n: number, noun: string): string {
+  return `${fmtNumber(n)} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 /**
  * The instances phrase of a summary's header: `8 instances`, or a pool's `pool of 128 instance
  * slots on 8 GPUs`, with `, budget 6 GPUs` when a budget caps the GPUs held at once.
  */
 export function instancesText(instances: number, pool: PoolFigures | undefined): string {
-  if (pool === undefined) return `${fmtNumber(instances)} instances`;
+  if (pool === undefined) return countText(instances, 'instance');
   const budget = pool.budget !== undefined ? `, budget ${fmtNumber(pool.budget)} GPUs` : '';
   return `pool of ${fmtNumber(instances)} instance slots on ${fmtNumber(pool.gpus)} GPUs${budget}`;
 }
