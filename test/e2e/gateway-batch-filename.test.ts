@@ -12,36 +12,19 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import OpenAI, { toFile } from 'openai';
-import {
-  MODEL,
-  simBackend,
-  startSims,
-  startTestGateway,
-  Teardown,
-  type TestGateway,
-} from './support/cluster.ts';
+import { MODEL } from './support/cluster.ts';
+import { simGateway } from './support/sim-gateway.ts';
 
-const teardown = new Teardown();
-let dir: string;
-let gw: TestGateway;
-let client: OpenAI;
+const dir = mkdtempSync(join(tmpdir(), 'switchyard-batch-name-'));
+const setUp = simGateway({ batch: { dir } });
+// Added first, so run last: after the gateway has closed.
+setUp.teardown.add(() => rmSync(dir, { recursive: true, force: true }));
 
-before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'switchyard-batch-name-'));
-  const sims = await startSims(1, ['--time-scale', '0.05'], teardown);
-  gw = await startTestGateway(
-    { backends: sims.engines.map((e, i) => simBackend(`sim${i}`, e)), batch: { dir } },
-    teardown,
-  );
-  client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 20_000 });
-});
-
-after(async () => {
-  await teardown.run();
-  rmSync(dir, { recursive: true, force: true });
-});
+/** An openai SDK client of the gateway (made per use: the gateway starts in the file's before hook). */
+const client = (): OpenAI =>
+  new OpenAI({ baseURL: `${setUp.gw.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 20_000 });
 
 const LINE = JSON.stringify({
   custom_id: 'a',
@@ -53,13 +36,13 @@ const LINE = JSON.stringify({
 describe('uploaded file names', () => {
   for (const name of ['données.jsonl', '日本語 🎉.jsonl']) {
     it(`the openai SDK's ${JSON.stringify(name)} comes back as written`, async () => {
-      const file = await client.files.create({
+      const file = await client().files.create({
         file: await toFile(Buffer.from(`${LINE}\n`), name),
         purpose: 'batch',
       });
       assert.equal(file.filename, name);
-      assert.equal((await client.files.retrieve(file.id)).filename, name);
-      const listed = (await client.files.list()).data.find((f) => f.id === file.id);
+      assert.equal((await client().files.retrieve(file.id)).filename, name);
+      const listed = (await client().files.list()).data.find((f) => f.id === file.id);
       assert.equal(listed?.filename, name);
     });
   }
@@ -70,7 +53,7 @@ describe('uploaded file names', () => {
       `--${boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n` +
       `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename*=UTF-8''na%C3%AFve.jsonl\r\n` +
       `Content-Type: application/jsonl\r\n\r\n${LINE}\n\r\n--${boundary}--\r\n`;
-    const r = await fetch(`${gw.url}/v1/files`, {
+    const r = await fetch(`${setUp.gw.url}/v1/files`, {
       method: 'POST',
       headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
       body,

@@ -8,16 +8,9 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import { after, before, describe, it } from 'node:test';
-import {
-  type GatewayStatsJson,
-  getJson,
-  simBackend,
-  startSims,
-  startTestGateway,
-  Teardown,
-  type TestGateway,
-} from './support/cluster.ts';
+import { describe, it } from 'node:test';
+import { type GatewayStatsJson, getJson } from './support/cluster.ts';
+import { simGateway } from './support/sim-gateway.ts';
 
 /** The head timeout the gateway derives from it: min(requestTimeoutMs, 60 s). */
 const REQUEST_TIMEOUT_MS = 1000;
@@ -45,42 +38,38 @@ function sample(exposition: string, name: string): number | undefined {
 }
 
 describe('an idle client connection closed at the head timeout', { timeout: 60_000 }, () => {
-  const teardown = new Teardown();
-  let gw: TestGateway;
-
-  before(async () => {
-    const sims = await startSims(1, ['--time-scale', '1', '--kv-events', 'none'], teardown);
-    const engine = sims.engines[0];
-    assert.ok(engine !== undefined);
-    gw = await startTestGateway(
-      { backends: [simBackend('e0', engine, false)], limits: { requestTimeoutMs: REQUEST_TIMEOUT_MS } },
-      teardown,
-    );
-  });
-  after(() => teardown.run());
+  // No request reaches the engine: its time scale does not matter.
+  const setUp = simGateway({ limits: { requestTimeoutMs: REQUEST_TIMEOUT_MS } });
 
   it('is answered 408 and closed, counted apart from rejected requests in /stats and /metrics', async () => {
-    const [idleA, idleB] = await Promise.all([sendAndWaitClose(gw.url, ''), sendAndWaitClose(gw.url, '')]);
+    const [idleA, idleB] = await Promise.all([
+      sendAndWaitClose(setUp.gw.url, ''),
+      sendAndWaitClose(setUp.gw.url, ''),
+    ]);
     for (const text of [idleA, idleB]) {
       assert.match(text, /^HTTP\/1\.1 408 /, text);
       assert.match(text, /SY_ERR_REQUEST_TIMEOUT/);
     }
-    const stats = await getJson<GatewayStatsJson & { idleConnectionsTimedOut?: number }>(`${gw.url}/stats`);
+    const stats = await getJson<GatewayStatsJson & { idleConnectionsTimedOut?: number }>(
+      `${setUp.gw.url}/stats`,
+    );
     assert.deepEqual(stats.rejected, {}, 'no request was sent, so none was rejected');
     assert.equal(stats.idleConnectionsTimedOut, 2);
     assert.equal(stats.accepted, 0);
-    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    const metrics = await (await fetch(`${setUp.gw.url}/metrics`)).text();
     assert.doesNotMatch(metrics, /switchyard_gateway_requests_rejected_total\{/);
     assert.equal(sample(metrics, 'switchyard_gateway_idle_connections_timed_out_total'), 2);
   });
 
   it('a stalled request head is still a rejected request', async () => {
-    const text = await sendAndWaitClose(gw.url, 'POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n');
+    const text = await sendAndWaitClose(setUp.gw.url, 'POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n');
     assert.match(text, /^HTTP\/1\.1 408 /, text);
-    const stats = await getJson<GatewayStatsJson & { idleConnectionsTimedOut?: number }>(`${gw.url}/stats`);
+    const stats = await getJson<GatewayStatsJson & { idleConnectionsTimedOut?: number }>(
+      `${setUp.gw.url}/stats`,
+    );
     assert.deepEqual(stats.rejected, { SY_ERR_REQUEST_TIMEOUT: 1 });
     assert.equal(stats.idleConnectionsTimedOut, 2, 'unchanged: this connection sent bytes of a request');
-    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    const metrics = await (await fetch(`${setUp.gw.url}/metrics`)).text();
     assert.match(metrics, /switchyard_gateway_requests_rejected_total\{code="SY_ERR_REQUEST_TIMEOUT"\} 1\n/);
   });
 });
