@@ -775,7 +775,7 @@ class EngineHttpServer {
     let minTokens = 0;
     /** vLLM's sampling extras (top_k, min_p, repetition_penalty) the request set. */
     let sampling: VllmSampling = {};
-    /** vLLM's body `request_id` (chat and completions), when a string. */
+    /** vLLM's body `request_id` (chat, completions and Responses), when a string. */
     let bodyRequestId: string | undefined;
     /** Several choices, one generation each (multi-choice.ts), and `n`; else undefined. */
     let listed: { readonly requests: ParsedCompletionRequest[]; readonly n: number } | undefined;
@@ -788,6 +788,7 @@ class EngineHttpServer {
       if (kind === 'responses') {
         echo = responsesEcho(body);
         refuseNonTextParts((body as { input?: unknown }).input, 'input');
+        bodyRequestId = requestIdOf(body);
       } else {
         minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
         checkStopTokenIds(body);
@@ -852,11 +853,17 @@ class EngineHttpServer {
     }
     // As vLLM's _base_request_id: the X-Request-Id header, else the body's `request_id` (vLLM's
     // extra field, which the engines ignored), else a fresh id.
-    const named = [req.headers['x-request-id'], bodyRequestId].find(
-      (v): v is string => typeof v === 'string' && v.length > 0 && v.length <= 128,
-    );
+    const usable = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 128;
+    const named = [req.headers['x-request-id'], bodyRequestId].find(usable);
     const tag = named ?? `${this.idBase}${(this.nextId++).toString(36)}`;
-    const id = kind === 'responses' ? `resp_${tag}` : `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${tag}`;
+    // vLLM's Responses answer is named after the body's request_id itself (ResponsesResponse's
+    // id = request.request_id, default resp_<uuid>), which the header does not override.
+    const id =
+      kind === 'responses'
+        ? usable(bodyRequestId)
+          ? bodyRequestId
+          : `resp_${tag}`
+        : `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${tag}`;
     // The answers write the id between JSON quotes as it is: a client's id (a header may hold a quote
     // or a backslash, a body request_id any character) goes in JSON-escaped, or one quote broke the
     // JSON and one line break cut a streamed event in two. The backend gets the id as sent.

@@ -6,6 +6,7 @@
  * What each engine does with the KV (a modelled wait, or a real state over TCP) stays in its module:
  * a subclass routes requests (`handle`) and uses the machinery here to reach the inner server.
  */
+import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import {
   Agent,
@@ -112,6 +113,8 @@ export abstract class PdFrontBase {
    * colocated engine names it, while the inner server sees only the front's tags (pd-rename.ts).
    */
   private readonly names = new WeakMap<ServerResponse, string>();
+  /** Requests whose name is the whole answer id (a Responses body's request_id), not its suffix. */
+  private readonly wholeNames = new WeakSet<ServerResponse>();
 
   constructor(
     protected readonly innerPort: number,
@@ -120,7 +123,10 @@ export abstract class PdFrontBase {
     this.http = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
       const name = clientRequestName(req.headers['x-request-id']);
       if (name !== undefined) this.names.set(res, name);
-      this.handle(req, res).catch((error: unknown) =>
+      const path = (req.url ?? '/').split('?')[0];
+      const served =
+        req.method === 'POST' && path === '/v1/responses' ? this.responses(req, res) : this.handle(req, res);
+      served.catch((error: unknown) =>
         sendError(
           res,
           error instanceof SwitchyardError
@@ -225,6 +231,32 @@ export abstract class PdFrontBase {
     if (name !== undefined) this.names.set(res, name);
   }
 
+  /**
+   * A Responses request, the same on every P/D front (it is served by the inner engine alone): vLLM
+   * names its answer after the body's `request_id` itself, over the header, as the OpenAI server
+   * does. The id is taken out of the body, so the inner server names the answer after the front's
+   * tag (a client's id must not reach the tag-keyed P/D state), and the answer's `resp_TAG` becomes
+   * the id on the way out. A request_id that is not a usable name goes in as it came (the inner
+   * server refuses one that is not a string, naming it).
+   */
+  private async responses(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const raw = await readBody(req, FRONT_BODY_BYTES_MAX);
+    // Bytes that are not UTF-8 go through as they came, for the inner server's 400.
+    const body = isUtf8(raw) ? parseObject(raw) : undefined;
+    const name = body === undefined ? undefined : clientRequestName(body['request_id']);
+    let out = raw;
+    if (body !== undefined && name !== undefined) {
+      delete body['request_id'];
+      out = Buffer.from(JSON.stringify(body));
+      this.names.set(res, name);
+      this.wholeNames.add(res);
+    }
+    const headers: Record<string, string | number> = { 'content-length': out.length };
+    for (const h of ['content-type', 'accept'])
+      if (typeof req.headers[h] === 'string') headers[h] = req.headers[h] as string;
+    this.proxy(res, { path: req.url ?? '/v1/responses', method: 'POST', headers, body: out });
+  }
+
   /** A 200 JSON answer built from an inner one, its id named after the client's X-Request-Id. */
   protected answer(res: ServerResponse, out: Record<string, unknown>): void {
     const name = this.names.get(res);
@@ -260,7 +292,9 @@ export abstract class PdFrontBase {
         // Renaming changes the length: the answer goes out chunked.
         const { 'content-length': _length, ...out } = r.headers;
         res.writeHead(r.statusCode ?? 502, out);
-        r.pipe(new TagRenamer(tag, name)).pipe(res);
+        // A whole-id name replaces the inner id `resp_TAG` itself, not only its tag.
+        const from = this.wholeNames.has(res) ? `resp_${tag}` : tag;
+        r.pipe(new TagRenamer(from, name)).pipe(res);
       },
     );
     upstream.on('error', (error) => {

@@ -72,6 +72,36 @@ describe("vLLM's body request_id", () => {
     }
   });
 
+  it("names a Responses answer as it is, over the header, streamed or not (vLLM's id = request_id)", async () => {
+    // vLLM's ResponsesRequest has `request_id` (default resp_<uuid>) and its answer's id is that
+    // value itself; the engines named a Responses answer after the header only.
+    const RESPONSES = { model: MODEL, input: 'hi', max_output_tokens: 2 };
+    assert.equal(await answerId('/v1/responses', { ...RESPONSES, request_id: 'job-19' }), 'job-19');
+    const overHeader = await answerId(
+      '/v1/responses',
+      { ...RESPONSES, request_id: 'from-body' },
+      { 'x-request-id': 'from-header' },
+    );
+    assert.equal(overHeader, 'from-body');
+    assert.match(await answerId('/v1/responses', RESPONSES), /^resp_\S+$/);
+    const streamed = await post(
+      wire.gw.url,
+      '/v1/responses',
+      JSON.stringify({ ...RESPONSES, request_id: 'job "20"', stream: true }),
+    );
+    assert.equal(streamed.status, 200, streamed.text);
+    const ids = streamed.text
+      .split('\n')
+      .filter((l) => l.startsWith('data: {'))
+      .map((l) => (JSON.parse(l.slice('data: '.length)) as { response?: { id?: string } }).response?.id)
+      .filter((id) => id !== undefined);
+    assert.ok(ids.length >= 2, streamed.text);
+    for (const id of ids) assert.equal(id, 'job "20"');
+    const bad = await post(wire.gw.url, '/v1/responses', JSON.stringify({ ...RESPONSES, request_id: 5 }));
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal(assertErrorBody(bad.text, 400).error.param, 'request_id');
+  });
+
   it('a request_id that is not a string is 400 naming it', async () => {
     const reply = await post(wire.gw.url, '/v1/chat/completions', JSON.stringify({ ...CHAT, request_id: 5 }));
     assert.equal(reply.status, 400, reply.text);

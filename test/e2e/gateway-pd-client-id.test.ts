@@ -92,6 +92,28 @@ describe('P/D answers carry the client X-Request-Id', { timeout: 90_000 }, () =>
     assert.equal(ub.prompt_tokens_details?.cached_tokens, ub.prompt_tokens - 1, JSON.stringify(ub));
   });
 
+  it("vLLM engines: a Responses answer is named after the body's request_id as it is, as colocated", async () => {
+    // vLLM's Responses answer id is the body's request_id itself; the header does not name it. The
+    // front keeps the client's id from the inner server (its tags key the P/D state) and renames.
+    const url = `${vllm.decode.engines[0]!.url}/v1/responses`;
+    const request = { model: MODEL, input: 'word '.repeat(20), max_output_tokens: 4, request_id: 'resp "9"' };
+    const whole = await post(url, request);
+    assert.equal(whole.status, 200, whole.text);
+    assert.equal(whole.body['id'], 'resp "9"');
+    const streamed = await post(url, { ...request, stream: true });
+    assert.equal(streamed.status, 200, streamed.text);
+    const ids = streamed.text
+      .split('\n')
+      .filter((l) => l.startsWith('data: {'))
+      .map((l) => (JSON.parse(l.slice('data: '.length)) as { response?: { id?: string } }).response?.id)
+      .filter((id) => id !== undefined);
+    assert.ok(ids.length >= 2, streamed.text);
+    for (const id of ids) assert.equal(id, 'resp "9"');
+    // Without it, the header names it as before.
+    const byHeader = await post(url, { ...request, request_id: undefined });
+    assert.equal(byHeader.body['id'], `resp_${SAME}`);
+  });
+
   it('SGLang through the gateway: same-id requests at once, streamed and not, each its own', async () => {
     const url = `${sglang.serve.url}/v1/chat/completions`;
     const [a, b] = await Promise.all([post(url, body(100)), post(url, body(300))]);
