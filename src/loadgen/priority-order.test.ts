@@ -7,28 +7,16 @@
  * real ones answer (test/e2e/bench-priority-order.test.ts checks the real gateway and sim engine).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { stringify } from 'yaml';
+import { test } from 'node:test';
 import { SwitchyardError } from '../core/errors.ts';
 import { runBench } from './bench.ts';
 import { type BenchFlags, resolveBenchOptions } from './options.ts';
 import { sentPriority, specSetsPriority } from './priority-order.ts';
 import { startFakeServer } from './test-server.ts';
+import { WORKLOAD_BENCH_FLAGS, workloadFiles } from './workload-file-test-support.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'switchyard-priority-order-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-let files = 0;
-function fileOf(doc: unknown): string {
-  const path = join(dir, `w${files++}.yaml`);
-  writeFileSync(path, stringify(doc));
-  return path;
-}
-
-const BASE: BenchFlags = { url: 'http://127.0.0.1:8000', stream: true, ignoreEos: true, progress: false };
+const { fileOf } = workloadFiles('switchyard-priority-order-');
+const BASE = WORKLOAD_BENCH_FLAGS;
 const spec = (priority: number): Record<string, unknown> => ({
   kind: 'poisson',
   rateRps: 50,

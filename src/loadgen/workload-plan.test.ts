@@ -5,11 +5,8 @@
  * chain shares exactly the blocks the twin's chain shares.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { stringify } from 'yaml';
+import { test } from 'node:test';
 import { loadConfigFile, resolveSettings } from '../cli/sim-command.ts';
 import { fromCli, simFlags } from '../cli/sim-test-support.ts';
 import { SwitchyardError } from '../core/errors.ts';
@@ -25,19 +22,10 @@ import { PLAN_COUNT_MAX } from './plan.ts';
 import { formatBenchReport } from './report.ts';
 import { startFakeServer } from './test-server.ts';
 import type { PlannedRequest } from './types.ts';
+import { WORKLOAD_BENCH_FLAGS, workloadFiles } from './workload-file-test-support.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'switchyard-workload-plan-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-let files = 0;
-/** Writes `doc` as a YAML (or JSON) file and returns its path. */
-function fileOf(doc: unknown, ext: 'yaml' | 'json' = 'yaml'): string {
-  const path = join(dir, `w${files++}.${ext}`);
-  writeFileSync(path, ext === 'json' ? JSON.stringify(doc) : stringify(doc));
-  return path;
-}
-
-const BASE: BenchFlags = { url: 'http://127.0.0.1:8000', stream: true, ignoreEos: true, progress: false };
+const { dir, fileOf } = workloadFiles('switchyard-workload-plan-');
+const BASE = WORKLOAD_BENCH_FLAGS;
 
 function planOf(path: string, extra: Partial<BenchFlags> = {}): PlannedRequest[] {
   const options = resolveBenchOptions({ ...BASE, workload: path, ...extra });
