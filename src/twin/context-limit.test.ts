@@ -8,7 +8,7 @@ import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import { makeTwinRequest } from '../workload/common.ts';
 import { createWorkload, parseWorkloadSpec } from '../workload/create.ts';
 import type { TwinRequest } from '../workload/types.ts';
-import { oneModelOptions, pdSettings, simEngineAnswer } from './refusal-test-support.ts';
+import { oneModelOptions, pdSettings, pdVariants, simEngineAnswer } from './refusal-test-support.ts';
 import { formatSummaryTable } from './report/table.ts';
 import { runTwin } from './run.ts';
 import { serverlessTwinSettings } from './serverless-test-support.ts';
@@ -93,15 +93,7 @@ test('P/D: a prompt that fills the context fails on its prefill leg, one whose o
   // A short prompt with a long answer: conditional P/D keeps it local, where its one leg is refused.
   const local = makeTwinRequest({ id: 'local', inputTokens: 100, trueOutputTokens: 4000, arrivalMs: 170 });
   const requests = [...short.slice(0, 2), fullPrompt, longAnswer, local, ...short.slice(2)];
-  for (const settings of [
-    pdSettings(),
-    pdSettings({ decodeAtArrival: true }),
-    pdSettings({ conditional: 'dynamo' }),
-  ]) {
-    const label = JSON.stringify({
-      decodeAtArrival: settings.decodeAtArrival,
-      conditional: settings.conditional,
-    });
+  for (const { settings, label } of pdVariants()) {
     const result = runSimulation(
       requests,
       options(2, { pd: settings, policy: createRoutingPolicy('least-request') }),

@@ -4,7 +4,7 @@ import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
 import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
 import { makeTwinRequest } from '../workload/common.ts';
-import { oneModelOptions, pdSettings, simEngineAnswer } from './refusal-test-support.ts';
+import { oneModelOptions, pdVariants, simEngineAnswer } from './refusal-test-support.ts';
 import { renderHtmlReport } from './report/html.ts';
 import { summaryToJson } from './report/json.ts';
 import { formatSummaryTable } from './report/table.ts';
@@ -80,15 +80,7 @@ test('P/D: a request whose KV can never fit the decode instance fails upstream_4
     makeTwinRequest({ id: 'b', inputTokens: 900, trueOutputTokens: 400, arrivalMs: 10 }),
     makeTwinRequest({ id: 'c', inputTokens: 300, trueOutputTokens: 20, arrivalMs: 20 }),
   ];
-  for (const settings of [
-    pdSettings(),
-    pdSettings({ decodeAtArrival: true }),
-    pdSettings({ conditional: 'dynamo' }),
-  ]) {
-    const label = JSON.stringify({
-      decodeAtArrival: settings.decodeAtArrival,
-      conditional: settings.conditional,
-    });
+  for (const { settings, label } of pdVariants()) {
     const s = runSimulation(
       requests,
       options(2, { pd: settings, policy: createRoutingPolicy('least-request') }),

@@ -44,6 +44,19 @@ export function pdSettings(more: Partial<PdSettings> = {}): PdSettings {
 }
 
 /**
+ * The P/D variants the refusal tests run a case under (plain, decode at arrival, conditional as
+ * Dynamo's), each with a label naming it for the assertions' messages.
+ */
+export function pdVariants(): { readonly settings: PdSettings; readonly label: string }[] {
+  return [pdSettings(), pdSettings({ decodeAtArrival: true }), pdSettings({ conditional: 'dynamo' })].map(
+    (settings) => ({
+      settings,
+      label: JSON.stringify({ decodeAtArrival: settings.decodeAtArrival, conditional: settings.conditional }),
+    }),
+  );
+}
+
+/**
  * The sim engine's answer to a completion for `model` with a prompt of `promptTokens` (4 characters
  * a token) and `maxTokens`: 'ok' when served (its usage must count that prompt), else the error's
  * HTTP status.
