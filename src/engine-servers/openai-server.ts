@@ -34,8 +34,8 @@ import {
 } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
+import { listenOn } from '../adapters/listen.ts';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
-import { listenOn } from '../core/listen.ts';
 import {
   builtinEngineRefusal,
   type ParsedCompletionRequest,

@@ -16,9 +16,9 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import { listenOn } from '../adapters/listen.ts';
 import { untilSignal, whenParentGone } from '../adapters/process-signals.ts';
 import { SwitchyardError } from '../core/errors.ts';
-import { listenOn } from '../core/listen.ts';
 import type { EngineBackend } from './backend.ts';
 import { startOpenAiServer } from './openai-server.ts';
 import { clientRequestName, renameAnswerId, TagRenamer } from './pd-rename.ts';

@@ -30,7 +30,7 @@ import {
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { SwitchyardError } from '../../core/errors.ts';
-import { listenOn } from '../../core/listen.ts';
+import { listenOn } from '../listen.ts';
 import {
   controlFrame,
   DATA_FRAME_BYTES_MAX,

@@ -25,8 +25,8 @@
  * asked for that no prefill fills is dropped after the wait bound, a failed room after the wait bound.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listenOn } from '../../adapters/listen.ts';
 import { SwitchyardError } from '../../core/errors.ts';
-import { listenOn } from '../../core/listen.ts';
 import {
   FRONT_BODY_BYTES_MAX,
   PdFrontBase,
