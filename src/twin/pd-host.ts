@@ -61,12 +61,20 @@ export interface PdSettings {
    */
   readonly pdPolicy?: string | undefined;
   readonly pdParams?: Readonly<Record<string, unknown>> | undefined;
+  /**
+   * How long a prefill instance holds the KV of a request whose decode leg never reads it (the decode
+   * engine refused it, or the decode pick rejected it) before freeing it: the prefill engine's
+   * `--kv-release-timeout-ms` (vLLM's VLLM_NIXL_ABORT_REQUEST_TIMEOUT). Undefined: that flag's default.
+   */
+  readonly kvReleaseTimeoutMs?: number | undefined;
 }
 
 /** The default decode-side policy: least outstanding requests, as a live gateway would run it. */
 export const PD_POLICY_DEFAULT = 'least-request';
 /** The default link: one 400 Gb/s InfiniBand NIC per GPU. */
 export const PD_LINK_DEFAULT = 'ib-400';
+/** The sim P/D prefill engine's default `--kv-release-timeout-ms` (src/cli/engine-command.ts). */
+export const PD_KV_RELEASE_TIMEOUT_MS_DEFAULT = 120_000;
 
 /** A P/D run's figures for its JSON (`pd`). */
 export interface PdOutcome {

@@ -58,7 +58,13 @@ import {
   tokensToFetch,
 } from './kv-store.ts';
 import { RunMetrics, SeriesRecorder } from './metrics.ts';
-import { type Handoff, PdHandoffs, type PdOutcome, type PdSettings } from './pd-host.ts';
+import {
+  type Handoff,
+  PD_KV_RELEASE_TIMEOUT_MS_DEFAULT,
+  PdHandoffs,
+  type PdOutcome,
+  type PdSettings,
+} from './pd-host.ts';
 import { PdPoolsHost, type PdPoolsOutcome, type PdPoolsSettings } from './pd-pools.ts';
 import { PlacementHost, type PlacementSettings } from './placement-host.ts';
 import { ClusterSeriesRecorder } from './report/cluster-series.ts';
@@ -240,6 +246,7 @@ const RETRY = -8;
 const CONTROL = -9;
 const PD_TRANSFER = -10;
 const KV_FETCH = -11;
+const PD_KV_RELEASE = -12;
 const NONE_TRIED: readonly string[] = Object.freeze([]);
 const PROGRESS_EVERY = 4096;
 /** The host times one decide call in this many. */
@@ -314,6 +321,13 @@ class Twin {
    * its arrival, until its prefill ends; undefined otherwise.
    */
   private readonly pdDecodeAt: Map<string, number> | undefined;
+  /**
+   * Prefill KV no decode leg will read (its decode refused or rejected), freed at `atMs`: the prefill
+   * engine's release timeout after the refusal. In time order (one timeout, pushed as time goes on);
+   * bounded, since each entry holds at least one of the prefill pool's blocks.
+   */
+  private readonly pdAbandoned: { atMs: number; prefill: number; requestId: string }[] = [];
+  private pdAbandonedHead = 0;
   /** With a rule: the router's learned index of what each decode instance caches (its estimate). */
   private readonly decodePrefixes: PrefixCacheIndex | undefined;
   /** With a rule: the perf model and per-step token budget the rule estimates the decode side with. */
@@ -405,10 +419,15 @@ class Twin {
       for (const instance of this.instances) instance.scrape(0);
       this.armScrape();
     }
+    // The time of the last event other than an abandoned KV's release: a release after every answer
+    // changes nothing but the freed blocks, so the run ends at the event before it, as live.
+    let lastMs = 0;
     while (queue.length > 0) {
       this.nowMs = queue.peekTime();
       const payload = queue.pop();
+      if (payload !== PD_KV_RELEASE) lastMs = this.nowMs;
       if (payload >= 0) this.stepEnded(this.instances[payload] as SimInstance);
+      else if (payload === PD_KV_RELEASE) this.abandonedKvDue();
       else if (payload === SAMPLE) this.sample();
       else if (payload === SCRAPE) this.scrape();
       else if (payload === HEALTH_CHECK) this.healthCheck();
@@ -425,6 +444,7 @@ class Twin {
         this.armScrape();
       }
     }
+    this.nowMs = lastMs;
     this.options.onProgress?.(this.arrived, this.nowMs);
     return this.result();
   }
@@ -445,6 +465,9 @@ class Twin {
     if (faults !== undefined) t = Math.min(t, faults.nextEdgeMs, faults.nextHealthMs, faults.nextRetryMs);
     if (this.control !== undefined) t = Math.min(t, this.control.nextEventMs);
     if (this.pd !== undefined) t = Math.min(t, this.pd.nextEndMs, this.prefillStepEndMs());
+    // An abandoned KV's release may let a prefill instance held up for blocks start again.
+    const abandoned = this.pdAbandoned[this.pdAbandonedHead];
+    if (abandoned !== undefined && abandoned.atMs < t) t = abandoned.atMs;
     // A fetched prefix's request joins its engine then.
     if (this.fetches !== undefined) t = Math.min(t, this.fetches.nextEndMs);
     return t;
@@ -1436,7 +1459,7 @@ class Twin {
         this.digest = chainHash(this.digest, 0xfffffffe);
         this.reject(request, decision.code, twin.offline);
         this.admission?.onFailed(request, nowMs);
-        this.releasePrefillKv(twin.instance, request.id);
+        this.abandonPrefillKv(twin.instance, request.id, nowMs);
         return;
       }
       decode = findInstance(this.instances, decision.instanceId);
@@ -1470,13 +1493,41 @@ class Twin {
 
   /**
    * The decode leg of a prefilled request was refused (past the context, or `pastKvCache`): the
-   * request fails as the gateway counts a decode attempt's 400, and the prefill instance frees the
-   * KV it held for it.
+   * request fails as the gateway counts a decode attempt's 400, and the prefill instance holds the
+   * KV it kept for it until its release timeout (abandonPrefillKv).
    */
   private decodeRefused(twin: TwinEngineRequest, nowMs: number, pastKvCache: boolean): void {
     this.refusedByEngine(twin.source, twin.offline, pastKvCache);
     this.admission?.onFailed(twin.source, nowMs);
-    this.releasePrefillKv(twin.instance, twin.source.id);
+    this.abandonPrefillKv(twin.instance, twin.source.id, nowMs);
+  }
+
+  /**
+   * No decode leg will read the KV the prefill instance kept for a request: as the live prefill
+   * engine (vLLM's NIXL connector; the sim P/D engine), it holds the blocks until its release timeout
+   * (PdSettings.kvReleaseTimeoutMs) and frees them then.
+   */
+  private abandonPrefillKv(prefill: SimInstance, requestId: string, nowMs: number): void {
+    const settings = (this.pd as PdHandoffs<PdPayload>).settings;
+    const atMs = nowMs + (settings.kvReleaseTimeoutMs ?? PD_KV_RELEASE_TIMEOUT_MS_DEFAULT);
+    this.pdAbandoned.push({ atMs, prefill: prefill.index, requestId });
+    this.queue.push(atMs, PD_KV_RELEASE);
+  }
+
+  /** Frees the abandoned prefill KV whose release timeout has come. */
+  private abandonedKvDue(): void {
+    const due = this.pdAbandoned;
+    while (this.pdAbandonedHead < due.length) {
+      const entry = due[this.pdAbandonedHead] as (typeof due)[number];
+      if (entry.atMs > this.nowMs) break;
+      this.pdAbandonedHead++;
+      this.releasePrefillKv(this.instances[entry.prefill] as SimInstance, entry.requestId);
+    }
+    // Drop the freed entries once they are half the array, so it stays as long as the held ones.
+    if (this.pdAbandonedHead * 2 >= due.length) {
+      due.splice(0, this.pdAbandonedHead);
+      this.pdAbandonedHead = 0;
+    }
   }
 
   /**
