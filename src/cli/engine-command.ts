@@ -5,6 +5,7 @@ import { serveEngine } from '../engine-servers/run-engine.ts';
 import { openKvPublisher } from '../engine-servers/sim/kv-publisher.ts';
 import { PdEngine, type ServePdOptions, servePdEngine } from '../engine-servers/sim/pd-engine.ts';
 import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
+import { PD_KV_RELEASE_TIMEOUT_MS_DEFAULT } from '../model/kv-release.ts';
 import { gpuFlag, servedModelFlag } from './catalogue-flags.ts';
 import { registerLlamaEngineCommand } from './llama-engine-command.ts';
 import { fraction, positiveInt, positiveNumber, tcpPort } from './parse.ts';
@@ -223,7 +224,7 @@ export function registerEngineCommand(program: Command): void {
       '--kv-release-timeout-ms <ms>',
       "with --pd-role prefill: KV no decode collected is released after this long (vLLM's VLLM_NIXL_ABORT_REQUEST_TIMEOUT)",
       positiveInt,
-      120_000,
+      PD_KV_RELEASE_TIMEOUT_MS_DEFAULT,
     )
     .option(
       '--kv-wait-timeout-ms <ms>',

@@ -4,9 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Command } from 'commander';
+import { PD_KV_RELEASE_TIMEOUT_MS_DEFAULT } from '../model/kv-release.ts';
 import { checkPairPolicy } from '../policies/disagg/pair.ts';
 import { runTwin, type TwinSettings } from '../twin/run.ts';
-import { resolveSettings } from './sim-command.ts';
+import { registerSimCommand, resolveSettings } from './sim-command.ts';
 import { type PdFlags, pdFromFlags } from './sim-pd.ts';
 import { fromCli, simFlags } from './sim-test-support.ts';
 
@@ -165,3 +167,51 @@ describe('--pd-params reaches the pair policy the twin runs', () => {
     });
   });
 });
+
+describe('sim --kv-release-timeout-ms', () => {
+  it('carries the timeout into the P/D settings the twin runs with', () => {
+    const extra = { ...cluster, kvReleaseTimeoutMs: 5_000 };
+    const settings = resolveSettings(simFlags(extra), {}, fromCli(Object.keys(extra)));
+    assert.equal(settings.pd?.kvReleaseTimeoutMs, 5_000);
+    // Unset, the field stays absent: the twin then uses the shared default.
+    const plain = resolveSettings(simFlags(cluster), {}, fromCli(Object.keys(cluster)));
+    assert.equal(plain.pd !== undefined && 'kvReleaseTimeoutMs' in plain.pd, false);
+  });
+
+  it('is refused on a colocated run, naming the flag', () => {
+    assert.throws(() => pdFromFlags({ kvReleaseTimeoutMs: 5_000 }), {
+      code: 'SY_ERR_INVALID_ARGUMENT',
+      message:
+        /invalid kv-release-timeout-ms '5000': expected only with --prefill-instances and --decode-instances/,
+    });
+  });
+
+  for (const bad of ['0', '-5', '1.5', 'soon'])
+    it(`refuses '${bad}' on the command line: a positive integer of ms`, async () => {
+      const program = new Command()
+        .exitOverride()
+        .configureOutput({ writeErr: () => {}, writeOut: () => {} });
+      registerSimCommand(program);
+      await assert.rejects(
+        program.parseAsync(['sim', ...CLUSTER_ARGS, '--kv-release-timeout-ms', bad], { from: 'user' }),
+        { message: new RegExp(`option '--kv-release-timeout-ms <ms>' argument '${bad}' is invalid`) },
+      );
+    });
+
+  it('--help explains it, with the shared default', () => {
+    const program = new Command();
+    registerSimCommand(program);
+    // Commander wraps help lines: compare with the whitespace collapsed.
+    const help = (program.commands.find((c) => c.name() === 'sim')?.helpInformation() ?? '').replace(
+      /\s+/g,
+      ' ',
+    );
+    assert.match(
+      help,
+      /--kv-release-timeout-ms <ms> with a disaggregated run: a prefill instance holds the KV/,
+    );
+    assert.match(help, new RegExp(`a positive integer, default ${PD_KV_RELEASE_TIMEOUT_MS_DEFAULT}\\b`));
+  });
+});
+
+const CLUSTER_ARGS = ['--prefill-instances', '2', '--decode-instances', '2'];

@@ -1,11 +1,12 @@
 /**
  * The disaggregation flags of `switchyard sim` (`--prefill-instances`, `--decode-instances`,
- * `--link`, `--pd-policy`, `--pd-params`, `--pd-conditional`) and the P/D block they build
+ * `--link`, `--pd-policy`, `--pd-params`, `--pd-conditional`, `--kv-release-timeout-ms`) and the P/D block they build
  * (src/twin/pd-host.ts). `--link` also sets the link `--plan-pd` plans with.
  */
 import { Option } from 'commander';
 import { invalidArgument, SwitchyardError, unknownName } from '../core/errors.ts';
 import { KV_LINK_NAMES } from '../model/kv-link.ts';
+import { PD_KV_RELEASE_TIMEOUT_MS_DEFAULT } from '../model/kv-release.ts';
 import {
   DYNAMO_MAX_LOCAL_PREFILL_TOKENS,
   PD_CONDITIONAL_RULES,
@@ -33,6 +34,8 @@ export interface PdFlags {
   /** `--pd-params`: a JSON object, parsed and checked here. */
   pdParams?: string | undefined;
   pdConditional?: PdConditionalRule | undefined;
+  /** `--kv-release-timeout-ms`: how long a prefill instance holds KV no decode reads. */
+  kvReleaseTimeoutMs?: number | undefined;
   /** `--instances`: refused with P and D when given on the command line. */
   instances?: number | undefined;
 }
@@ -56,6 +59,13 @@ export function pdOptions(): Option[] {
     new Option('--pd-policy <name>', pdPolicyHelp()),
     new Option('--pd-params <json>', pdParamsHelp()),
     new Option('--pd-conditional <rule>', PD_CONDITIONAL_HELP).choices([...PD_CONDITIONAL_RULES]),
+    new Option(
+      '--kv-release-timeout-ms <ms>',
+      'with a disaggregated run: a prefill instance holds the KV of a request whose decode never reads it ' +
+        '(the decode engine refused it, or the decode pick rejected it) this long before freeing it, as the ' +
+        "sim engine's --kv-release-timeout-ms (vLLM's VLLM_NIXL_ABORT_REQUEST_TIMEOUT); " +
+        `a positive integer, default ${PD_KV_RELEASE_TIMEOUT_MS_DEFAULT}`,
+    ).argParser(positiveInt),
   ];
 }
 
@@ -133,6 +143,12 @@ export function pdFromFlags(
         flags.pdParams,
         'only with --prefill-instances and --decode-instances',
       );
+    if (flags.kvReleaseTimeoutMs !== undefined)
+      throw invalidArgument(
+        'kv-release-timeout-ms',
+        flags.kvReleaseTimeoutMs,
+        'only with --prefill-instances and --decode-instances (a colocated run moves no KV between instances)',
+      );
     // A colocated run moves no KV between instances: the link would be ignored.
     if (flags.link !== undefined)
       throw invalidArgument(
@@ -180,6 +196,7 @@ export function pdFromFlags(
     pdPolicy,
     ...(pdParams !== undefined ? { pdParams } : {}),
     ...(flags.pdConditional !== undefined ? { conditional: flags.pdConditional } : {}),
+    ...(flags.kvReleaseTimeoutMs !== undefined ? { kvReleaseTimeoutMs: flags.kvReleaseTimeoutMs } : {}),
   };
 }
 

@@ -52,6 +52,7 @@ export interface PlanPdFlags {
   pdPolicy?: string | undefined;
   pdParams?: string | undefined;
   pdConditional?: PdConditionalRule | undefined;
+  kvReleaseTimeoutMs?: number | undefined;
 }
 
 /**
@@ -64,6 +65,7 @@ const SIMULATION_ONLY_FLAGS = [
   ['pdPolicy', 'pd-policy'],
   ['pdParams', 'pd-params'],
   ['pdConditional', 'pd-conditional'],
+  ['kvReleaseTimeoutMs', 'kv-release-timeout-ms'],
 ] as const;
 
 /** The options to register on `sim`. */

@@ -73,8 +73,8 @@ export interface PdSettings {
 export const PD_POLICY_DEFAULT = 'least-request';
 /** The default link: one 400 Gb/s InfiniBand NIC per GPU. */
 export const PD_LINK_DEFAULT = 'ib-400';
-/** The sim P/D prefill engine's default `--kv-release-timeout-ms` (src/cli/engine-command.ts). */
-export const PD_KV_RELEASE_TIMEOUT_MS_DEFAULT = 120_000;
+/** The sim P/D prefill engine's default `--kv-release-timeout-ms`, re-exported for the twin's modules. */
+export { PD_KV_RELEASE_TIMEOUT_MS_DEFAULT } from '../model/kv-release.ts';
 
 /** A P/D run's figures for its JSON (`pd`). */
 export interface PdOutcome {

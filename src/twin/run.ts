@@ -133,6 +133,11 @@ export interface PdRunSettings {
   readonly pdParams?: Readonly<Record<string, unknown>> | undefined;
   /** Conditional disaggregation's rule (`--pd-conditional`); undefined: every request disaggregates. */
   readonly conditional?: PdConditionalRule | undefined;
+  /**
+   * How long a prefill instance holds a KV no decode reads before freeing it, ms (`--kv-release-timeout-ms`,
+   * PdSettings.kvReleaseTimeoutMs); undefined: PD_KV_RELEASE_TIMEOUT_MS_DEFAULT (src/model/kv-release.ts).
+   */
+  readonly kvReleaseTimeoutMs?: number | undefined;
 }
 
 /**
