@@ -3,10 +3,11 @@
  * before anything is sent, naming the --rate-scale that fixes it; a real sample does not warn.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { writeSecondsStampedMooncake } from '../workload/traces/seconds-stamped-test-support.ts';
 import { buildPlan, planUnitWarning, runBench } from './bench.ts';
 import { type BenchFlags, resolveBenchOptions } from './options.ts';
 
@@ -16,19 +17,8 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 // Port 1 on loopback: nothing listens, so the run stops at GET /v1/models, after the warning.
 const BASE: BenchFlags = { url: 'http://127.0.0.1:1', stream: true, ignoreEos: true, progress: false };
 
-/** 200 Mooncake rows 0.5 s apart, stamped in seconds (read as ms: 2000 req/s). */
-function secondsStamped(): string {
-  const file = join(dir, 'conv-seconds.jsonl');
-  const rows = Array.from(
-    { length: 200 },
-    (_, i) => `{"timestamp": ${i * 0.5}, "input_length": 64, "output_length": 8, "hash_ids": [${i}]}`,
-  );
-  writeFileSync(file, `${rows.join('\n')}\n`);
-  return file;
-}
-
 test('bench --trace: a seconds-stamped Mooncake file warns once before the run, naming --rate-scale 0.001', async () => {
-  const file = secondsStamped();
+  const file = writeSecondsStampedMooncake(dir);
   const warnings: string[] = [];
   const options = resolveBenchOptions({ ...BASE, trace: file });
   await assert.rejects(

@@ -5,29 +5,19 @@
  * not warn.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { writeSecondsStampedMooncake } from '../../src/workload/traces/seconds-stamped-test-support.ts';
 import { runCli } from './support/cli.ts';
 
 const SMALL = ['--instances', '1', '--no-progress'];
 const dir = mkdtempSync(join(tmpdir(), 'sy-trace-unit-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** A Mooncake file of 200 requests 0.5 s apart, stamped in seconds (0, 0.5, 1, ...): read as ms, 2000 req/s. */
-function secondsStampedTrace(): string {
-  const file = join(dir, 'conv-seconds.jsonl');
-  const rows = Array.from(
-    { length: 200 },
-    (_, i) => `{"timestamp": ${i * 0.5}, "input_length": 64, "output_length": 8, "hash_ids": [${i}]}`,
-  );
-  writeFileSync(file, `${rows.join('\n')}\n`);
-  return file;
-}
-
 test('sim --trace: a seconds-stamped Mooncake file warns once and runs; a real sample does not warn', async () => {
-  const file = secondsStampedTrace();
+  const file = writeSecondsStampedMooncake(dir);
   const run = await runCli(['sim', '--trace', file, '--requests', '2000', ...SMALL]);
   assert.equal(run.code, 0, run.stderr);
   const warnings = run.stderr.split('\n').filter((l) => l.startsWith('warning: trace'));
@@ -65,7 +55,7 @@ test('sim --trace: a seconds-stamped Mooncake file warns once and runs; a real s
 });
 
 test('sim --trace with several autoscalers: the time-unit warning is said once, not once per run', async () => {
-  const file = secondsStampedTrace();
+  const file = writeSecondsStampedMooncake(dir);
   const run = await runCli([
     'sim',
     '--trace',
