@@ -17,6 +17,7 @@ import {
 import type { LlamaRuntime } from '../engine-servers/llama/llama-backend.ts';
 import { StartupClock } from '../engine-servers/llama/startup.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
+import { PD_KV_RELEASE_TIMEOUT_MS_DEFAULT } from '../model/kv-release.ts';
 import { positiveInt, positiveNumber, tcpPort } from './parse.ts';
 
 /** The flags of `switchyard engine llama`, as commander hands them over. */
@@ -287,9 +288,10 @@ export function registerLlamaEngineCommand(engine: Command): void {
     .option('--kv-port <port>', "a prefill's KV server port (0: any free port)", tcpPort, 0)
     .option(
       '--kv-release-timeout-ms <ms>',
-      'a prefill deletes a KV state no decode fetched after this long',
+      "with --pd-role prefill: a KV state no decode fetched is deleted after this long (vLLM's\n" +
+        'VLLM_NIXL_ABORT_REQUEST_TIMEOUT; the same default as the sim engine and the twin)',
       positiveInt,
-      60_000,
+      PD_KV_RELEASE_TIMEOUT_MS_DEFAULT,
     )
     .addOption(
       new Option(

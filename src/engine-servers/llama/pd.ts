@@ -38,9 +38,9 @@ import {
   KvFetchAbortedError,
   KvStateServer,
   kvConnectionCounters,
-  RELEASE_TIMEOUT_MS_DEFAULT,
 } from '../../adapters/kv-transfer/kv-transfer.ts';
 import { SwitchyardError } from '../../core/errors.ts';
+import { PD_KV_RELEASE_TIMEOUT_MS_DEFAULT } from '../../model/kv-release.ts';
 import {
   FRONT_BODY_BYTES_MAX,
   type PassTarget,
@@ -61,7 +61,10 @@ export interface LlamaPdOptions {
   /** Interface and port of the prefill side's KV server (0: a free port). */
   readonly kvHost: string;
   readonly kvPort: number;
-  /** A prefill deletes a state no decode collected after this long. */
+  /**
+   * A prefill deletes a state no decode collected after this long; default the sim engine's and the
+   * twin's, PD_KV_RELEASE_TIMEOUT_MS_DEFAULT (src/model/kv-release.ts).
+   */
   readonly kvReleaseTimeoutMs?: number;
   /** A decode lets this many fetched bytes wait for the disk before it pauses the socket. */
   readonly kvInFlightBytesMax?: number;
@@ -188,7 +191,7 @@ export class LlamaPd implements KvStateHooks {
       options.stateDir ?? mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'switchyard-kv-'));
     if (options.role === 'prefill') {
       this.server = new KvStateServer({
-        releaseTimeoutMs: options.kvReleaseTimeoutMs ?? RELEASE_TIMEOUT_MS_DEFAULT,
+        releaseTimeoutMs: options.kvReleaseTimeoutMs ?? PD_KV_RELEASE_TIMEOUT_MS_DEFAULT,
       });
       this.stats.server = this.server.stats;
     }
