@@ -5,6 +5,7 @@ import {
   type AutoscalerRow,
   formatAutoscalerTable,
   parseAutoscalerList,
+  poolSize,
   xStatic,
 } from './sim-autoscaler-compare.ts';
 
@@ -42,6 +43,12 @@ describe('autoscaler comparison', () => {
     const without = formatAutoscalerTable([row('kpa', 1.5), row('apa', 2)]);
     assert.doesNotMatch(without, /x\s*│|static/);
     assert.match(without, /kpa\s+│\s+1\.500\s+│\s+99\.0%/);
+  });
+
+  it('names the pool in the header as a range, a fixed count, or one instance', () => {
+    assert.equal(poolSize(1, 24), '1-24 instances');
+    assert.equal(poolSize(4, 4), '4 instances');
+    assert.equal(poolSize(1, 1), '1 instance');
   });
 
   it('takes one name or several, each known and once', () => {

@@ -192,6 +192,12 @@ export function runAutoscalers(
   });
 }
 
+/** The pool's bounds in words: `1-24 instances`, `4 instances` when fixed, `1 instance`. */
+export function poolSize(min: number, max: number): string {
+  const count = min === max ? `${max}` : `${min}-${max}`;
+  return `${count} ${max === 1 ? 'instance' : 'instances'}`;
+}
+
 /** What ran, above the table: the autoscalers, the workload, the seed, the pool and the SLO. */
 export function autoscalerHeader(settings: TwinSettings, runs: readonly AutoscalerRun[]): string {
   const first = runs[0];
@@ -201,7 +207,7 @@ export function autoscalerHeader(settings: TwinSettings, runs: readonly Autoscal
   const pool = describeCluster(controlPool(settings.cluster, control.maxInstances));
   return (
     `compare autoscalers ${runs.map((r) => r.name).join(', ')} · policy ${s.policy}\n` +
-    `workload ${s.workload} · seed ${s.seed} · pool ${control.minInstances}-${control.maxInstances} instances (${pool})\n` +
+    `workload ${s.workload} · seed ${s.seed} · pool ${poolSize(control.minInstances, control.maxInstances)} (${pool})\n` +
     `SLO TTFT ≤ ${fmtMs(settings.slo.ttftMs)} ms · TPOT ≤ ${fmtMs(settings.slo.tpotMs)} ms\n`
   );
 }
