@@ -203,7 +203,54 @@ const GPU_NOT_MODELLED: Readonly<Record<string, string>> = {
 };
 
 /** Words in GPU names that say nothing the catalogue distinguishes (vendor, memory type). */
-const GPU_NOISE_WORDS = new Set(['nvidia', 'tesla', 'hbm2', 'hbm2e', 'hbm3', 'hbm3e', 'gpu']);
+const GPU_NOISE_WORDS = new Set([
+  'nvidia',
+  'tesla',
+  'hbm',
+  'hbm2',
+  'hbm2e',
+  'hbm3',
+  'hbm3e',
+  'gpu',
+  // NVIDIA's product pages: "NVIDIA H100 Tensor Core GPU".
+  'tensor',
+  'core',
+]);
+
+/**
+ * A GPU name's words, normalised: brackets, commas and slashes read as separators, a memory size
+ * written apart from its unit joined (`80 GB`: `80gb`), and a form factor written onto the chip split
+ * off (`H100SXM5`: `h100`, `sxm5`).
+ */
+function gpuWords(name: string): string[] {
+  const spaced = normalizeName(name.replace(/[()[\],/]+/g, ' '));
+  const words = spaced.replace(/(^|-)(\d+)-(gb?)(?=-|$)/g, '$1$2$3').split(/-+/);
+  return words.flatMap((word) => {
+    const glued = /^([a-z]+\d+[a-z]?)(sxm\d?|pcie\d?|nvl)$/.exec(word);
+    return glued === null ? [word] : [glued[1] as string, glued[2] as string];
+  });
+}
+
+/** A count of GPUs written into a name (`8x H100`, `8xH100`, `H100 x8`), and the rest of the name. */
+function gpuCount(name: string): { count: number; rest: string } | undefined {
+  const words = gpuWords(name);
+  // `4 x H100`: the count and the `x` as words of their own.
+  const apart = words.findIndex((w, i) => /^\d+$/.test(w) && words[i + 1] === 'x');
+  if (apart >= 0)
+    return {
+      count: Number(words[apart]),
+      rest: [...words.slice(0, apart), ...words.slice(apart + 2)].join('-'),
+    };
+  for (const [i, word] of words.entries()) {
+    const m = /^(?:(\d+)x([a-z].*)?|x(\d+)|([a-z]+\d+[a-z]?)x(\d+))$/.exec(word);
+    if (m === null) continue;
+    const count = Number(m[1] ?? m[3] ?? m[5]);
+    const left = m[2] ?? m[4];
+    const rest = [...words.slice(0, i), ...(left !== undefined ? [left] : []), ...words.slice(i + 1)];
+    return { count, rest: rest.join('-') };
+  }
+  return undefined;
+}
 
 /**
  * Catalogue GPUs whose chip name is the one written with letters added or dropped at its end
@@ -238,10 +285,19 @@ export function resolveGpuId(name: string): GpuId {
   const normalized = normalizeName(name);
   if (GPUS.has(normalized)) return normalized;
   if (normalized.length > NAME_CHARS_MAX) refuse();
+  const counted = gpuCount(name);
+  if (counted !== undefined) {
+    const one = findGpuId(counted.rest);
+    refuse({
+      detail:
+        `a GPU name names one GPU, not ${counted.count}: write gpu: ${one ?? 'the GPU alone'} and the ` +
+        'count as tp (GPUs per engine) times instances (engines)',
+    });
+  }
   let memoryGb: number | undefined;
   let form: 'sxm' | 'pcie' | 'nvl' | undefined;
   const rest: string[] = [];
-  for (const word of normalized.split(/-+/)) {
+  for (const word of gpuWords(name)) {
     const memory = /^(\d+)gb?$/.exec(word);
     if (word === '' || GPU_NOISE_WORDS.has(word)) continue;
     if (memory !== null) memoryGb = Number(memory[1]);

@@ -1,5 +1,5 @@
 import type { ModelId } from '../core/ids.ts';
-import { closeIds, normalizeName, unknownCatalogueName } from './names.ts';
+import { checkpointName, closeIds, normalizeName, unknownCatalogueName } from './names.ts';
 import type { ModelSpec } from './types.ts';
 
 /**
@@ -242,22 +242,71 @@ const MODEL_KEYS: ReadonlyMap<string, ModelId> = (() => {
 })();
 
 /**
+ * Org-less spellings with their `-` removed (`llama27b`), to their id: papers and benchmark tables
+ * write `Llama2-7B` and `CodeLlama34B`. A compact form two entries share would be dropped (none does).
+ */
+const COMPACT_KEYS: ReadonlyMap<string, ModelId> = (() => {
+  const compact = new Map<string, ModelId | null>();
+  for (const [key, id] of MODEL_KEYS) {
+    if (key.includes('/')) continue;
+    const c = key.replace(/-/g, '');
+    const owner = compact.get(c);
+    compact.set(c, owner === undefined || owner === id ? id : null);
+  }
+  return new Map([...compact].filter((e): e is [string, ModelId] => e[1] !== null));
+})();
+
+/**
+ * Words after a model's name that name a fine-tune or a format of the same shapes (a chat or
+ * instruct model has its base model's config.json dimensions; `-hf` is the Transformers copy), so
+ * `CodeLlama-34b-Instruct` and `Mixtral-8x7B-Instruct` are the entries they extend.
+ */
+const SAME_SHAPES_SUFFIX = /-(?:chat|instruct|hf|base)$/;
+
+/** The id an org-less, normalised name means: exactly, without `-`, or less a same-shapes suffix. */
+function findOrgless(name: string): ModelId | undefined {
+  let base = name;
+  for (;;) {
+    const id = MODEL_KEYS.get(base) ?? COMPACT_KEYS.get(base.replace(/-/g, ''));
+    if (id !== undefined || !SAME_SHAPES_SUFFIX.test(base)) return id;
+    base = base.replace(SAME_SHAPES_SUFFIX, '');
+  }
+}
+
+/**
  * The catalogue id a user's model name means: the id itself, the id in any case, or a Hugging Face
  * name of the same architecture (the entry's `hfName` or an alias above; with its organisation or
  * without, any case), e.g. `meta-llama/Llama-2-7b-hf` and `Llama-2-7b-chat-hf` give `llama-2-7b`.
- * A name with another organisation is not guessed at. Throws SY_ERR_UNKNOWN_NAME listing the ids,
- * with "did you mean" when one is close.
+ * Also read: a Hub address, a revision after `@`, a local checkpoint folder (names.ts
+ * checkpointName); without an organisation, `-` left out (`Llama2-7B`) and a chat/instruct/hf suffix
+ * (`Mixtral-8x7B-Instruct`). A name with another organisation is not guessed at (it may be a
+ * quantised or altered copy): the refusal says which entry has that name and what to write. Throws
+ * SY_ERR_UNKNOWN_NAME listing the ids, with "did you mean" when one is close.
  */
 export function resolveModelId(name: string): ModelId {
-  if (MODELS.has(name)) return name;
-  const id = MODEL_KEYS.get(normalizeName(name));
+  const id = findModelId(name);
   if (id !== undefined) return id;
-  throw unknownCatalogueName('model', name, modelIds(), { suggestions: closeIds(name, MODEL_KEYS) });
+  const checkpoint = checkpointName(name);
+  const key = normalizeName(checkpoint);
+  const slash = key.indexOf('/');
+  const namesake = slash < 0 ? undefined : MODEL_KEYS.get(key.slice(slash + 1));
+  const spec = namesake === undefined ? undefined : MODELS.get(namesake);
+  if (spec !== undefined)
+    throw unknownCatalogueName('model', name, modelIds(), {
+      detail:
+        `'${checkpoint.slice(0, slash)}' is not the organisation of the catalogue's ${spec.id} ` +
+        `(${spec.hfName}), and another organisation's copy may be quantised or altered: if its ` +
+        'config.json is the same, write the id',
+      suggestions: [spec.id],
+    });
+  throw unknownCatalogueName('model', name, modelIds(), { suggestions: closeIds(checkpoint, MODEL_KEYS) });
 }
 
 /** resolveModelId without the throw: the id a name means, or undefined when it means none. */
 export function findModelId(name: string): ModelId | undefined {
-  return MODELS.has(name) ? name : MODEL_KEYS.get(normalizeName(name));
+  if (MODELS.has(name)) return name;
+  const key = normalizeName(checkpointName(name));
+  return MODEL_KEYS.get(key) ?? (key.includes('/') ? undefined : findOrgless(key));
 }
 
 /** The model a name means (resolveModelId's rules); throws SY_ERR_UNKNOWN_NAME listing the valid ids. */

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { SwitchyardError } from '../core/errors.ts';
 import { findGpuId, GPUS, gpuSpec, resolveGpuId } from './gpus.ts';
 import { findModelId, MODELS, modelSpec, resolveModelId } from './models.ts';
-import { closeIds, editDistance, normalizeName } from './names.ts';
+import { checkpointName, closeIds, editDistance, normalizeName } from './names.ts';
 import { catalogueGpuSchema, catalogueModelSchema, gpuNameSchema } from './names-schema.ts';
 
 /** The SY_ERR_UNKNOWN_NAME a resolve throws, for its message and details. */
@@ -66,15 +66,68 @@ describe('model names', () => {
   });
 
   it('suggests a close id, never one of another size', () => {
-    assert.match(refusal(() => resolveModelId('llama3.1-8b')).message, /did you mean 'llama-3\.1-8b'\?/);
-    assert.match(
-      refusal(() => resolveModelId('Mixtral-8x7B-Instruct')).message,
-      /did you mean 'mixtral-8x7b'\?/,
-    );
+    assert.match(refusal(() => resolveModelId('llama-3.1-8bb')).message, /did you mean 'llama-3\.1-8b'\?/);
+    assert.match(refusal(() => resolveModelId('Mixtral-8x7B-AWQ')).message, /did you mean 'mixtral-8x7b'\?/);
     assert.deepEqual(refusal(() => resolveModelId('acme/Llama-2-7b-hf')).details?.['suggestions'], [
       'llama-2-7b',
     ]);
     assert.doesNotMatch(refusal(() => resolveModelId('meta-llama/Llama-2-13b-hf')).message, /did you mean/);
+  });
+});
+
+describe('model names as an outside evaluator copies them', () => {
+  it('reads a Hub address, a revision and a local checkpoint folder as the checkpoint they name', () => {
+    const cases: [string, string][] = [
+      ['https://huggingface.co/meta-llama/Llama-2-7b-hf', 'llama-2-7b'],
+      ['huggingface.co/meta-llama/Llama-2-70b-chat-hf/', 'llama-2-70b'],
+      ['https://huggingface.co/codellama/CodeLlama-34b-Instruct-hf/tree/main', 'codellama-34b'],
+      ['meta-llama/Llama-2-7b-hf@main', 'llama-2-7b'],
+      ['mistralai/Mixtral-8x7B-Instruct-v0.1@41bd4c9e7e4fb318ca40e721131d4933966c2cc1', 'mixtral-8x7b'],
+      ['/models/Llama-2-7b-chat-hf', 'llama-2-7b'],
+      ['/data/models/meta-llama/Llama-2-70b-chat-hf/', 'llama-2-70b'],
+      ['./CodeLlama-34b-Instruct-hf', 'codellama-34b'],
+      [
+        '/root/.cache/huggingface/hub/models--mistralai--Mixtral-8x7B-Instruct-v0.1/snapshots/41bd4c9e',
+        'mixtral-8x7b',
+      ],
+    ];
+    for (const [name, id] of cases) {
+      assert.equal(resolveModelId(name), id, name);
+      assert.equal(findModelId(name), id, name);
+    }
+    assert.equal(
+      checkpointName('https://huggingface.co/meta-llama/Llama-2-7b-hf@v1'),
+      'meta-llama/Llama-2-7b-hf',
+    );
+  });
+
+  it('takes short names papers and tables write: no `-` before the version, a chat/instruct suffix', () => {
+    const cases: [string, string][] = [
+      ['Llama2-7B', 'llama-2-7b'],
+      ['llama2-70b-chat', 'llama-2-70b'],
+      ['CodeLlama34B', 'codellama-34b'],
+      ['CodeLlama-34b-Instruct', 'codellama-34b'],
+      ['codellama-34b-instruct', 'codellama-34b'],
+      ['Mixtral-8x7B-Instruct', 'mixtral-8x7b'],
+      ['llama3.1-8b', 'llama-3.1-8b'],
+    ];
+    for (const [name, id] of cases) assert.equal(resolveModelId(name), id, name);
+  });
+
+  it('still refuses quantised copies, other sizes and other organisations, saying what to write', () => {
+    for (const name of [
+      'Llama-2-7B-Chat-AWQ',
+      'Llama2-13B',
+      'CodeLlama-7b-Instruct',
+      'meta-llama/Llama-2-7b-hf:main',
+    ])
+      assert.equal(findModelId(name), undefined, name);
+    const error = refusal(() => resolveModelId('NousResearch/Llama-2-7b-hf'));
+    assert.match(
+      error.message,
+      /^unknown model 'NousResearch\/Llama-2-7b-hf': 'NousResearch' is not the organisation of the catalogue's llama-2-7b \(meta-llama\/Llama-2-7b-hf\).*write the id; did you mean 'llama-2-7b'\?; valid: /,
+    );
+    assert.equal(findModelId('https://huggingface.co/NousResearch/Llama-2-7b-hf'), undefined);
   });
 });
 
@@ -106,6 +159,32 @@ describe('GPU names', () => {
     ];
     for (const [name, id] of cases) assert.equal(resolveGpuId(name), id, name);
     assert.equal(gpuSpec('NVIDIA H100 80GB HBM3'), GPUS.get('h100'));
+  });
+
+  it('takes memory written apart from its unit, brackets, a glued form factor and the marketing name', () => {
+    const cases: [string, string][] = [
+      ['H100 80 GB', 'h100'],
+      ['H100 SXM5 (80 GB)', 'h100'],
+      ['H100 (80GB)', 'h100'],
+      ['H100SXM5', 'h100'],
+      ['H100 SXM, 80GB', 'h100'],
+      ['NVIDIA H100 Tensor Core GPU', 'h100'],
+      ['A100 SXM4 / 80 GB', 'a100-80gb'],
+    ];
+    for (const [name, id] of cases) assert.equal(resolveGpuId(name), id, name);
+    assert.match(refusal(() => resolveGpuId('H100PCIe')).message, /a PCIe card has other clocks/);
+  });
+
+  it('refuses a GPU count in the name, saying to write the GPU alone and the count as tp and instances', () => {
+    for (const name of ['8x H100', '8xH100', 'H100x8', '4 x H100 SXM', 'NVIDIA H100 80GB HBM3 (x4)']) {
+      const error = refusal(() => resolveGpuId(name));
+      assert.match(
+        error.message,
+        /: a GPU name names one GPU, not [48]: write gpu: h100 and the count as tp/,
+        name,
+      );
+    }
+    assert.match(refusal(() => resolveGpuId('2x A100')).message, /write gpu: the GPU alone and the count/);
   });
 
   it('refuses a PCIe or NVL part of an SXM entry with the reason, not the SXM figures', () => {

@@ -18,6 +18,26 @@ export function normalizeName(name: string): string {
     .replace(/[\s_]+/g, '-');
 }
 
+/**
+ * The checkpoint a model name names, as it is copied from where a run was set up: a Hugging Face
+ * address (`https://huggingface.co/meta-llama/Llama-2-7b-hf`, `/tree/main` after it), a name with a
+ * revision (`meta-llama/Llama-2-7b-hf@main`, `@<commit>`: a revision changes weights, not
+ * config.json's shapes), or the local folder vLLM's `--model` was given (`/models/Llama-2-7b-hf`,
+ * the Hub cache's `.../models--meta-llama--Llama-2-7b-hf/snapshots/<commit>`), which benchmark
+ * results record as the model. Gives `org/name` or `name`, spelling kept; any other name unchanged.
+ */
+export function checkpointName(name: string): string {
+  let s = name.trim().slice(0, NAME_CHARS_MAX * 2);
+  s = s.replace(/^(?:https?:\/\/)?(?:www\.)?(?:huggingface\.co|hf\.co)\//i, '');
+  s = s.replace(/\/(?:tree|blob|resolve|commit)\/.*$/, '');
+  s = s.replace(/@[\w.-]+$/, '');
+  s = s.replace(/\/+$/, '');
+  const cache = /(?:^|\/)models--([^/]+?)--([^/]+)(?:\/|$)/.exec(s);
+  if (cache !== null) return `${cache[1]}/${cache[2]}`;
+  const isPath = /^(?:\/|\.{1,2}\/|~\/)/.test(s) || s.split('/').length > 2;
+  return isPath ? s.slice(s.lastIndexOf('/') + 1) : s;
+}
+
 /** The digit groups of a name, e.g. `llama-3.1-8b` gives `3,1,8`: sizes and versions a suggestion must keep. */
 function digitGroups(name: string): string {
   return (name.match(/\d+/g) ?? []).join(',');
