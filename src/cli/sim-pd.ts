@@ -46,7 +46,7 @@ export function pdOptions(): Option[] {
     new Option(
       '--prefill-instances <n>',
       'with --decode-instances: a disaggregated cluster of n prefill-role instances (of --gpu, --model, --tp) routed by --policy; ' +
-        'JSON adds pd {prefillInstances, decodeInstances, link, policy, params, transferMsMean, transferMsP99, kvBytesMoved}',
+        'JSON adds pd {prefillInstances, decodeInstances, link, policy, params, kvReleaseTimeoutMs, transferMsMean, transferMsP99, kvBytesMoved}',
     ).argParser(positiveInt),
     new Option(
       '--decode-instances <n>',

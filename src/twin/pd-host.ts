@@ -22,6 +22,7 @@
 import type { Request } from '../core/request.ts';
 import type { InstanceView } from '../core/view.ts';
 import { type KvLink, type KvTransfer, kvLink, kvTransfer } from '../model/kv-link.ts';
+import { PD_KV_RELEASE_TIMEOUT_MS_DEFAULT } from '../model/kv-release.ts';
 import type { ModelSpec, PerfModel } from '../model/types.ts';
 import {
   decidePrefill,
@@ -85,6 +86,11 @@ export interface PdOutcome {
   readonly policy: string;
   /** The pair policy's `--pd-params` as given ({} when none: its defaults). */
   readonly params: Readonly<Record<string, unknown>>;
+  /**
+   * The prefill instances' KV release timeout the run used, ms (`--kv-release-timeout-ms`, or
+   * PD_KV_RELEASE_TIMEOUT_MS_DEFAULT): how long a KV no decode reads stays held.
+   */
+  readonly kvReleaseTimeoutMs: number;
   /** Transfers that started (one per request that reached a decode instance's blocks). */
   readonly transfers: number;
   readonly transferMsMean: number;
@@ -269,6 +275,7 @@ export class PdHandoffs<T> {
       link: this.link.name,
       policy: this.settings.pdPolicy ?? this.settings.decodePolicy.name,
       params: this.settings.pdParams ?? {},
+      kvReleaseTimeoutMs: this.settings.kvReleaseTimeoutMs ?? PD_KV_RELEASE_TIMEOUT_MS_DEFAULT,
       transfers: this.transferMs.length,
       transferMsMean: transfers.mean,
       transferMsP99: transfers.p99,
@@ -301,6 +308,7 @@ export function pdJson(outcome: PdOutcome | undefined): Record<string, JsonValue
       link: outcome.link,
       policy: outcome.policy,
       params: toJsonValue(outcome.params),
+      kvReleaseTimeoutMs: outcome.kvReleaseTimeoutMs,
       transfers: outcome.transfers,
       transferMsMean: roundFloat(outcome.transferMsMean),
       transferMsP99: roundFloat(outcome.transferMsP99),

@@ -4,7 +4,7 @@
  * `switchyard sim ... --plan-pd --gpus G` for odd and tiny G. Real CLI processes.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -109,5 +109,35 @@ test('sim --plan-pd --gpus G plans a split for tiny, odd and larger G', async ()
       new RegExp(`disaggregated\\s+${s.prefill.instances} x tp${s.prefill.tp}\\s`),
       `G=${g}`,
     );
+  }
+});
+
+test('sim --kv-release-timeout-ms: the JSON echoes the timeout used, and a refused decode leg holds the prefill KV that long', async () => {
+  // At --gpu-memory-utilization 0.26 an H100 holds ~4,480 tokens of
+  // Llama-3.1-8B KV. 'refused' (3,000 + 3,000) prefills but can never fit the decode instance: 400,
+  // its prefill KV never read. 'next' (2,000) fits the prefill instance only once that KV is freed.
+  const trace = join(dir, 'refused-decode.jsonl');
+  writeFileSync(
+    trace,
+    '{"timestamp":0,"input_length":3000,"output_length":3000,"hash_ids":[1]}\n' +
+      '{"timestamp":10,"input_length":2000,"output_length":20,"hash_ids":[2]}\n',
+  );
+  const base = ['sim', '--trace', trace, '--prefill-instances', '1', '--decode-instances', '1'];
+  const common = ['--gpu-memory-utilization', '0.26', '--no-progress'];
+  const cases = [
+    { flag: ['--kv-release-timeout-ms', '5000'], heldMs: 5_000 },
+    { flag: [], heldMs: 120_000 },
+  ];
+  for (const { flag, heldMs } of cases) {
+    const out = join(dir, `release-${heldMs}.json`);
+    const run = await runCli([...base, ...common, ...flag, '--json', out]);
+    assert.equal(run.code, 0, run.stderr);
+    const j = JSON.parse(readFileSync(out, 'utf8'));
+    assert.equal(j.pd.kvReleaseTimeoutMs, heldMs, 'the JSON says which timeout the run used');
+    assert.deepEqual(j.failedByReason, { upstream_4xx: 1 });
+    assert.equal(j.completed, 1);
+    // 'next' starts once the release frees the blocks: not before, and not long after.
+    assert.ok(j.ttftMs.p50 >= heldMs, `TTFT ${j.ttftMs.p50} ms, before the ${heldMs} ms release`);
+    assert.ok(j.ttftMs.p50 < heldMs + 1_000, `TTFT ${j.ttftMs.p50} ms, long after the ${heldMs} ms release`);
   }
 });
