@@ -121,7 +121,7 @@ export class MultiChoiceResponse {
       const stop = c.reason === 'stop' && c.stopReason !== undefined ? JSON.stringify(c.stopReason) : 'null';
       const output =
         this.kind === 'chat'
-          ? `"message":{"role":"assistant","content":${JSON.stringify(c.text)}}`
+          ? `"message":{"role":"assistant","content":${JSON.stringify(c.text)},"refusal":null}`
           : `"text":${JSON.stringify(c.text)}`;
       parts.push(
         `{"index":${i},${output},"logprobs":null,"finish_reason":${JSON.stringify(c.reason ?? null)},"stop_reason":${stop}}`,

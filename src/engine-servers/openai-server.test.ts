@@ -100,7 +100,7 @@ test('non-streaming chat and completion answers have OpenAI shapes and usage wit
   assert.deepEqual(body.choices, [
     {
       index: 0,
-      message: { role: 'assistant', content: ' tok tok tok' },
+      message: { role: 'assistant', content: ' tok tok tok', refusal: null },
       logprobs: null,
       finish_reason: 'length',
       // vLLM's ChatCompletionResponseChoice: null unless a stop string or stop token ended it.

@@ -320,9 +320,11 @@ class CompletionResponse implements GenerationSink {
       return;
     }
     this.ended = true;
+    // `refusal: null` as OpenAI and vLLM send it: the openai SDKs type ChatCompletionMessage.refusal
+    // as `string | null` (required), so a client testing `message.refusal === null` needs the key.
     const choice =
       parsed.kind === 'chat'
-        ? `{"index":0,"message":{"role":"assistant","content":${JSON.stringify(this.text)}},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":${stopJson}}`
+        ? `{"index":0,"message":{"role":"assistant","content":${JSON.stringify(this.text)},"refusal":null},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":${stopJson}}`
         : `{"index":0,"text":${JSON.stringify(this.text)},"logprobs":null,"finish_reason":${reasonJson},"stop_reason":${stopJson}}`;
     const object = parsed.kind === 'chat' ? 'chat.completion' : 'text_completion';
     const body = `{"id":"${this.id}","object":"${object}","created":${this.created},"model":${JSON.stringify(parsed.model)},"choices":[${choice}],"usage":${usageJson(usage)}}`;
