@@ -32,9 +32,11 @@ const METADATA_VALUE_CHARS_MAX = 512;
  * free as uploads end, which no one can predict; a second is the smallest Retry-After there is.
  */
 const UPLOADS_FULL_RETRY_AFTER_MS = 1000;
-/** A list's page size, at most and by default (OpenAI's). */
+/** A batch list's page size, at most and by default (OpenAI's). */
 const LIST_LIMIT_MAX = 100;
 const LIST_LIMIT_DEFAULT = 20;
+/** A file list's page size, at most and by default (OpenAI's: 1 to 10,000, default 10,000). */
+const FILE_LIST_LIMIT_MAX = 10_000;
 
 /** True for a path this module answers. */
 export function isBatchApiPath(path: string): boolean {
@@ -90,7 +92,7 @@ export function handleBatchApi(
       upload(service, req, res, owner, host);
       break;
     case 'GET files':
-      sendJson(res, 200, { object: 'list', data: service.listFiles(owner).map(publicFile), has_more: false });
+      listFiles(service, res, url, owner);
       break;
     case 'GET files/:id':
       sendJson(res, 200, publicFile(service.file(key, owner)));
@@ -142,20 +144,49 @@ function content(
   });
 }
 
-function listBatches(service: BatchService, res: ServerResponse, url: URL, owner: string): void {
+/** A list's `limit` query parameter: `fallback` when absent, else an integer from 1 to `max` (400 otherwise). */
+function pageLimit(url: URL, fallback: number, max: number): number {
   const limitText = url.searchParams.get('limit');
-  const limit = limitText === null ? LIST_LIMIT_DEFAULT : Number(limitText);
-  if (!Number.isInteger(limit) || limit < 1 || limit > LIST_LIMIT_MAX)
-    throw invalid(`limit: expected an integer from 1 to ${LIST_LIMIT_MAX}, got '${limitText}'`, 'limit');
-  const after = url.searchParams.get('after') ?? undefined;
-  const page = service.list(owner, limit, after);
+  const limit = limitText === null ? fallback : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > max)
+    throw invalid(`limit: expected an integer from 1 to ${max}, got '${limitText}'`, 'limit');
+  return limit;
+}
+
+/** A page as OpenAI's cursor lists answer it (the SDKs page on `has_more` and `last_id`). */
+function sendPage<T extends { readonly id: string }>(
+  res: ServerResponse,
+  page: { readonly data: readonly T[]; readonly hasMore: boolean },
+  shape: (item: T) => unknown,
+): void {
   sendJson(res, 200, {
     object: 'list',
-    data: page.data.map(publicBatch),
+    data: page.data.map(shape),
     first_id: page.data[0]?.id ?? null,
     last_id: page.data[page.data.length - 1]?.id ?? null,
     has_more: page.hasMore,
   });
+}
+
+function listBatches(service: BatchService, res: ServerResponse, url: URL, owner: string): void {
+  const limit = pageLimit(url, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX);
+  const after = url.searchParams.get('after') ?? undefined;
+  sendPage(res, service.list(owner, limit, after), publicBatch);
+}
+
+/**
+ * GET /v1/files with OpenAI's query: `purpose`, `order` (`desc`, newest first, by default), `after`
+ * and `limit` (up to 10,000). They were ignored: the openai SDK's `files.list({ purpose: 'batch' })`
+ * got the batches' output files too, oldest first, and `limit: 1` got every file.
+ */
+function listFiles(service: BatchService, res: ServerResponse, url: URL, owner: string): void {
+  const limit = pageLimit(url, FILE_LIST_LIMIT_MAX, FILE_LIST_LIMIT_MAX);
+  const order = url.searchParams.get('order') ?? 'desc';
+  if (order !== 'asc' && order !== 'desc')
+    throw invalid(`order: expected 'asc' or 'desc', got '${order}'`, 'order');
+  const purpose = url.searchParams.get('purpose') ?? undefined;
+  const after = url.searchParams.get('after') ?? undefined;
+  sendPage(res, service.listFiles(owner, { purpose, order, after, limit }), publicFile);
 }
 
 function createBatch(

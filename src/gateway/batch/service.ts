@@ -48,6 +48,14 @@ export interface BatchHost {
   log(line: string): void;
 }
 
+/** What a `GET /v1/files` asks for (OpenAI's query parameters, checked by the route). */
+export interface FileListQuery {
+  readonly purpose: string | undefined;
+  readonly order: 'asc' | 'desc';
+  readonly after: string | undefined;
+  readonly limit: number;
+}
+
 /** Gateway codes that mean "no room now": the request is offered again later, not failed. */
 const NO_ROOM = new Set([
   'SY_ERR_OVERLOADED',
@@ -105,7 +113,10 @@ export class BatchService {
     private readonly host: BatchHost,
   ) {
     this.store = new BatchStore(config.dir);
-    for (const f of this.store.readAll<StoredFile>(this.store.filesDir)) this.files.set(f.id, f);
+    // Uploads in time order, as they were before a restart (the directory's order is the ids').
+    const files = this.store.readAll<StoredFile>(this.store.filesDir);
+    files.sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : 1));
+    for (const f of files) this.files.set(f.id, f);
     const records = this.store.readAll<BatchRecord>(this.store.batchesDir);
     records.sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : 1));
     for (const r of records) this.batches.set(r.id, r);
@@ -208,8 +219,22 @@ export class BatchService {
     return f;
   }
 
-  listFiles(owner: string): StoredFile[] {
-    return [...this.files.values()].filter((f) => f.owner === owner);
+  /**
+   * A page of `owner`'s files, as OpenAI's `GET /v1/files` pages them: only `purpose`'s when given,
+   * in upload order (`asc`) or newest first (`desc`), starting after the file `after` names (an id
+   * not in the list: an empty page).
+   */
+  listFiles(owner: string, query: FileListQuery): { data: StoredFile[]; hasMore: boolean } {
+    const mine = [...this.files.values()].filter(
+      (f) => f.owner === owner && (query.purpose === undefined || f.purpose === query.purpose),
+    );
+    if (query.order === 'desc') mine.reverse();
+    let start = 0;
+    if (query.after !== undefined) {
+      const i = mine.findIndex((f) => f.id === query.after);
+      start = i < 0 ? mine.length : i + 1;
+    }
+    return { data: mine.slice(start, start + query.limit), hasMore: start + query.limit < mine.length };
   }
 
   /** Absolute path of a file's bytes. */

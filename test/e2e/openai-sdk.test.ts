@@ -1,0 +1,172 @@
+/**
+ * End-to-end: what the official `openai` npm SDK (6.x, the devDependency) expects of the gateway in
+ * front of real sim engines, where its types or its helpers found the gateway wanting (stop 29,
+ * task D: the live gateway as unseen clients use it; docs/gateway.md "Clients checked").
+ *
+ * - A chat answer's `message.refusal`: the SDK types it `string | null` (required) and OpenAI and
+ *   vLLM send `null`; the built-in engines left the key out, so `message.refusal === null` was false.
+ * - `files.list({ purpose, order, limit, after })`: the gateway ignored the query, so `purpose:
+ *   'batch'` listed the batches' output files too, oldest first, and `limit: 1` got every file.
+ * - A tenant over its RPM gets 429 with a Retry-After the SDK's own retry waits for (it honours up
+ *   to 60 s), so a client with the SDK's default retries gets its answer on the retry.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import OpenAI, { RateLimitError, toFile } from 'openai';
+import { MODEL } from './support/cluster.ts';
+import { simGateway } from './support/sim-gateway.ts';
+
+const KEY = 'sk-e2e-openai-sdk-main';
+const LIMITED_KEY = 'sk-e2e-openai-sdk-limited';
+/** The limited tenant's RPM: a bucket of 60 refilled one a second, so its 429s say Retry-After: 1. */
+const LIMITED_RPM = 60;
+
+const dir = mkdtempSync(join(tmpdir(), 'switchyard-openai-sdk-'));
+const setUp = simGateway(
+  {
+    batch: { dir },
+    tenants: [
+      { key: KEY, name: 'main' },
+      { key: LIMITED_KEY, name: 'limited', rpm: LIMITED_RPM },
+    ],
+  },
+  2,
+);
+// Added first, so run last: after the gateway has closed.
+setUp.teardown.add(() => rmSync(dir, { recursive: true, force: true }));
+
+/** An SDK client of the gateway (made per use: the gateway starts in the file's before hook). */
+const client = (options: { apiKey?: string; maxRetries?: number; fetch?: typeof fetch } = {}): OpenAI =>
+  new OpenAI({ baseURL: `${setUp.gw.url}/v1`, apiKey: KEY, maxRetries: 0, timeout: 20_000, ...options });
+
+const messages = [{ role: 'user' as const, content: 'Hello there, how are you?' }];
+
+describe('chat answers as the SDK types them', () => {
+  it('message.refusal is null, one choice or n, and the message goes back as the next turn', async () => {
+    const one = await client().chat.completions.create({ model: MODEL, messages, max_tokens: 4 });
+    const two = await client().chat.completions.create({ model: MODEL, messages, max_tokens: 4, n: 2 });
+    const choices = [...one.choices, ...two.choices];
+    assert.equal(choices.length, 3);
+    for (const c of choices) {
+      assert.equal(c.message.role, 'assistant');
+      assert.equal(typeof c.message.content, 'string');
+      assert.equal(c.message.refusal, null, JSON.stringify(c.message));
+    }
+    // What a chat loop does: the answer's message, as received, is the next request's history.
+    const next = await client().chat.completions.create({
+      model: MODEL,
+      messages: [
+        ...messages,
+        (one.choices[0] as (typeof one.choices)[0]).message,
+        { role: 'user', content: 'more' },
+      ],
+      max_tokens: 2,
+    });
+    assert.equal(next.choices[0]?.message.refusal, null);
+  });
+});
+
+describe('files.list with its query', () => {
+  it('filters by purpose, lists newest first by default, and pages by limit and after', async () => {
+    const line = JSON.stringify({
+      custom_id: 'q',
+      method: 'POST',
+      url: '/v1/completions',
+      body: { model: MODEL, prompt: 'x', max_tokens: 1 },
+    });
+    const uploaded: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const f = await client().files.create({
+        file: await toFile(Buffer.from(`${line}\n`), `f${i}.jsonl`),
+        purpose: 'batch',
+      });
+      uploaded.push(f.id);
+    }
+    // A finished batch leaves an output file (purpose batch_output) among them.
+    let batch = await client().batches.create({
+      input_file_id: uploaded[0] as string,
+      endpoint: '/v1/completions',
+      completion_window: '24h',
+    });
+    for (let i = 0; i < 400 && batch.status !== 'completed' && batch.status !== 'failed'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      batch = await client().batches.retrieve(batch.id);
+    }
+    assert.equal(batch.status, 'completed');
+    const output = batch.output_file_id as string;
+
+    const all = async (query: OpenAI.Files.FileListParams): Promise<string[]> => {
+      const ids: string[] = [];
+      for await (const f of client().files.list(query)) ids.push(f.id);
+      return ids;
+    };
+    const newestFirst = [...uploaded].reverse();
+    assert.deepEqual(await all({ purpose: 'batch' }), newestFirst);
+    assert.deepEqual(await all({ purpose: 'batch', order: 'asc' }), uploaded);
+    assert.deepEqual(await all({ purpose: 'batch_output' }), [output]);
+    assert.deepEqual(await all({}), [output, ...newestFirst]);
+
+    // One file a page: the SDK follows has_more and last_id through all four.
+    const page = await client().files.list({ limit: 1 });
+    assert.deepEqual(
+      page.data.map((f) => f.id),
+      [output],
+    );
+    assert.equal(page.has_more, true);
+    assert.deepEqual(await all({ limit: 1 }), [output, ...newestFirst]);
+    assert.deepEqual(await all({ after: newestFirst[0] as string, purpose: 'batch' }), newestFirst.slice(1));
+
+    const bad = await client()
+      .files.list({ order: 'sideways' as 'asc' })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    assert.ok(bad instanceof OpenAI.BadRequestError, String(bad));
+    assert.equal(bad.code, 'SY_ERR_INVALID_ARGUMENT');
+    assert.equal(bad.param, 'order');
+  });
+});
+
+describe("the SDK's retry of a 429", () => {
+  it('a tenant over its RPM gets RateLimitError with Retry-After, and the retrying client its answer', async () => {
+    // Every attempt the SDK makes, as it made it (its retry count header) and as answered.
+    const attempts: { retryCount: string | null; status: number; retryAfter: string | null }[] = [];
+    const recording: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      const headers = new Headers(init?.headers);
+      attempts.push({
+        retryCount: headers.get('x-stainless-retry-count'),
+        status: res.status,
+        retryAfter: res.headers.get('retry-after'),
+      });
+      return res;
+    };
+    const once = client({ apiKey: LIMITED_KEY });
+    let refused: unknown;
+    for (let i = 0; i < 4 * LIMITED_RPM && refused === undefined; i++)
+      refused = await once.chat.completions.create({ model: MODEL, messages, max_tokens: 1 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    assert.ok(refused instanceof RateLimitError, String(refused));
+    assert.equal(refused.code, 'SY_ERR_RATE_LIMITED');
+    assert.equal(refused.type, 'rate_limit_error');
+    assert.equal(refused.headers?.get('retry-after'), '1');
+
+    // The bucket is empty now, and refills one request a second: the retrying client's first attempt
+    // may be refused, and then its retry waits the Retry-After and is served.
+    const retrying = client({ apiKey: LIMITED_KEY, maxRetries: 2, fetch: recording });
+    for (let i = 0; i < 4 * LIMITED_RPM && !attempts.some((a) => a.status === 429); i++) {
+      const answer = await retrying.chat.completions.create({ model: MODEL, messages, max_tokens: 1 });
+      assert.equal(answer.object, 'chat.completion');
+    }
+    const first429 = attempts.findIndex((a) => a.status === 429);
+    assert.ok(first429 >= 0, JSON.stringify(attempts));
+    assert.deepEqual(attempts[first429], { retryCount: '0', status: 429, retryAfter: '1' });
+    assert.deepEqual(attempts.slice(first429 + 1), [{ retryCount: '1', status: 200, retryAfter: null }]);
+  });
+});
