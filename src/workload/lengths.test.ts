@@ -35,6 +35,19 @@ describe('length distributions', () => {
     assert.deepEqual(draw({ kind: 'lognormal', mean: 99.6, cv: 0, min: 1 }, 2), [100, 100]);
   });
 
+  it('normal has the requested mean and spread, clipped to [min, max] and rounded', () => {
+    const xs = draw({ kind: 'normal', mean: 680, stdDev: 60, min: 1 }, 100_000);
+    const sd = Math.sqrt(mean(xs.map((x) => (x - mean(xs)) ** 2)));
+    assert.ok(Math.abs(mean(xs) - 680) < 1, `mean ${mean(xs)}`);
+    assert.ok(Math.abs(sd - 60) < 1, `sd ${sd}`);
+    const clipped = draw({ kind: 'normal', mean: 680, stdDev: 100, min: 570, max: 790 }, 10_000);
+    assert.ok(clipped.every((x) => x >= 570 && x <= 790 && Number.isInteger(x)));
+    // About 14% of draws fall below 570 and are clipped to it, as inference-perf's np.clip does.
+    const atMin = clipped.filter((x) => x === 570).length / clipped.length;
+    assert.ok(atMin > 0.12 && atMin < 0.16, `at min ${atMin}`);
+    assert.deepEqual(draw({ kind: 'normal', mean: 249.6, stdDev: 0, min: 1 }, 2), [250, 250]);
+  });
+
   it('empirical draws values of the trace column', () => {
     const trace = readTraceLengths('sample:azure-conv');
     const inputs = new Set(trace.map((r) => r.inputTokens));

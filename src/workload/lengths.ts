@@ -1,6 +1,6 @@
 /**
- * Length distributions: fixed, uniform, lognormal (by mean and CV) and empirical (resampled from a
- * trace). A PairSampler draws a request's (input, output) pair; when both sides are empirical over
+ * Length distributions: fixed, uniform, lognormal (by mean and CV), normal (by mean and standard
+ * deviation, clipped) and empirical (resampled from a trace). A PairSampler draws a request's (input, output) pair; when both sides are empirical over
  * the same trace it draws one record for both, keeping the trace's length correlation.
  */
 import { assertNever } from '../core/assert.ts';
@@ -86,6 +86,21 @@ class LogNormal implements LengthSampler {
   }
 }
 
+/** Normal with the given mean and standard deviation, clipped to [min, max], then rounded. */
+class Normal implements LengthSampler {
+  constructor(
+    private readonly rng: Rng,
+    private readonly mean: number,
+    private readonly stdDev: number,
+    private readonly min: number,
+    private readonly max: number,
+  ) {}
+  sample(): number {
+    const x = this.mean + this.stdDev * this.rng.normal();
+    return Math.round(Math.max(this.min, Math.min(this.max, x)));
+  }
+}
+
 class Empirical implements LengthSampler {
   constructor(
     private readonly rng: Rng,
@@ -121,6 +136,10 @@ export function lengthSampler(
       return dist.cv === 0
         ? new Fixed(Math.max(dist.min, Math.min(dist.max ?? Number.POSITIVE_INFINITY, Math.round(dist.mean))))
         : new LogNormal(rng, dist.mean, dist.cv, dist.min, dist.max ?? Number.POSITIVE_INFINITY);
+    case 'normal':
+      return dist.stdDev === 0
+        ? new Fixed(Math.round(Math.max(dist.min, Math.min(dist.max ?? Number.POSITIVE_INFINITY, dist.mean))))
+        : new Normal(rng, dist.mean, dist.stdDev, dist.min, dist.max ?? Number.POSITIVE_INFINITY);
     case 'empirical':
       return new Empirical(rng, column(load(dist.trace, dist.format), dist.column ?? role));
     default:

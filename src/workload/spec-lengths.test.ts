@@ -27,12 +27,37 @@ describe('length distribution shape', () => {
   });
 
   it('names the kinds for a missing or unknown kind, or a value that is no object', () => {
-    assert.deepEqual(issues({ kind: 'normal', mean: 3 }), [
-      'kind: kind must be fixed, uniform, lognormal or empirical (got "normal")',
+    assert.deepEqual(issues({ kind: 'gaussian', mean: 3 }), [
+      'kind: kind must be fixed, uniform, lognormal, normal or empirical (got "gaussian")',
     ]);
-    assert.deepEqual(issues({ lo: 1, hi: 2 }), ['kind: kind must be fixed, uniform, lognormal or empirical']);
+    assert.deepEqual(issues({ lo: 1, hi: 2 }), [
+      "kind: kind must be fixed, uniform, lognormal, normal or empirical: these keys are uniform's, so add kind: uniform",
+    ]);
+    assert.deepEqual(issues({ x: 1 }), ['kind: kind must be fixed, uniform, lognormal, normal or empirical']);
+  });
+
+  it('says how to write a bare number or a mean alone', () => {
     assert.deepEqual(issues(512), [
-      ': a length distribution is an object with a kind (fixed, uniform, lognormal or empirical)',
+      ': a length distribution is an object with a kind (fixed, uniform, lognormal, normal or empirical): for 512 tokens in every request, { kind: fixed, tokens: 512 }',
+    ]);
+    assert.deepEqual(issues({ mean: 250 }), [
+      'kind: kind must be fixed, uniform, lognormal, normal or empirical: a mean alone is { kind: fixed, tokens: <mean> } (every request that long), or give its spread: { kind: normal, mean, stdDev } or { kind: lognormal, mean, cv }',
+    ]);
+  });
+
+  it('takes normal by mean and stdDev, optionally min and max, and names its keys', () => {
+    assert.deepEqual(lengthDistSchema.parse({ kind: 'normal', mean: 680, stdDev: 60, max: 790 }), {
+      kind: 'normal',
+      mean: 680,
+      stdDev: 60,
+      min: 1,
+      max: 790,
+    });
+    assert.deepEqual(issues({ kind: 'normal', mean: 680, sd: 60 }), [
+      ': normal takes mean and stdDev, optionally min and max; got mean and sd',
+    ]);
+    assert.deepEqual(issues({ kind: 'normal', mean: 680, stdDev: 60, min: 790, max: 570 }), [
+      'max: min must be <= max',
     ]);
   });
 

@@ -22,6 +22,10 @@ const LENGTH_DIST_KEYS = {
     ['mean', 'cv'],
     ['min', 'max'],
   ],
+  normal: [
+    ['mean', 'stdDev'],
+    ['min', 'max'],
+  ],
   empirical: [['trace'], ['format', 'column']],
 } as const satisfies Record<string, readonly [readonly string[], readonly string[]]>;
 
@@ -33,6 +37,20 @@ function listed(words: readonly string[], conjunction: 'and' | 'or' = 'and'): st
 }
 
 /**
+ * For a distribution written without its kind, what its keys say it is (`{ lo, hi }` is uniform),
+ * or, for a mean alone, the two ways to write one: a fixed length, or a spread around it.
+ */
+function kindHint(keys: readonly string[]): string {
+  if (keys.length === 1 && keys[0] === 'mean')
+    return ': a mean alone is { kind: fixed, tokens: <mean> } (every request that long), or give its spread: { kind: normal, mean, stdDev } or { kind: lognormal, mean, cv }';
+  const fits = Object.entries(LENGTH_DIST_KEYS).filter(([, [required, optional]]) => {
+    const allowed: readonly string[] = [...required, ...optional];
+    return required.every((k) => keys.includes(k)) && keys.every((k) => allowed.includes(k));
+  });
+  return fits.length === 1 ? `: these keys are ${fits[0]?.[0]}'s, so add kind: ${fits[0]?.[0]}` : '';
+}
+
+/**
  * One sentence for a length distribution of the wrong shape (an unknown kind, a key its kind does
  * not take, or a required key left out), e.g. "uniform takes lo and hi; got min and max", with the
  * path it is about (`kind`, or the distribution itself), or undefined when the shape is right and
@@ -41,12 +59,21 @@ function listed(words: readonly string[], conjunction: 'and' | 'or' = 'and'): st
 export function lengthDistShapeProblem(value: unknown): { path: string[]; message: string } | undefined {
   const kinds = listed(Object.keys(LENGTH_DIST_KEYS), 'or');
   if (typeof value !== 'object' || value === null || Array.isArray(value))
-    return { path: [], message: `a length distribution is an object with a kind (${kinds})` };
+    return {
+      path: [],
+      message:
+        `a length distribution is an object with a kind (${kinds})` +
+        (typeof value === 'number'
+          ? `: for ${value} tokens in every request, { kind: fixed, tokens: ${value} }`
+          : ''),
+    };
   const { kind, ...rest } = value as Record<string, unknown>;
   if (typeof kind !== 'string' || !Object.hasOwn(LENGTH_DIST_KEYS, kind))
     return {
       path: ['kind'],
-      message: `kind must be ${kinds}${kind === undefined ? '' : ` (got ${JSON.stringify(kind)})`}`,
+      message:
+        `kind must be ${kinds}${kind === undefined ? '' : ` (got ${JSON.stringify(kind)})`}` +
+        (kind === undefined ? kindHint(Object.keys(rest)) : ''),
     };
   const [required, optional] = LENGTH_DIST_KEYS[kind as keyof typeof LENGTH_DIST_KEYS];
   const given = Object.keys(rest);
@@ -73,6 +100,20 @@ const lengthDistUnion = z.discriminatedUnion('kind', [
       mean: positive,
       /** Coefficient of variation (stddev / mean); 0 means always `mean`. */
       cv: z.number().nonnegative().finite(),
+      min: tokenCount.default(1),
+      max: tokenCount.optional(),
+    })
+    .refine((d) => d.max === undefined || d.min <= d.max, { message: 'min must be <= max', path: ['max'] }),
+  z
+    .strictObject({
+      kind: z.literal('normal'),
+      /**
+       * A normal distribution by its mean and standard deviation, drawn, clipped to [min, max] and
+       * rounded, as inference-perf's `normal` lengths (mean, std_dev, min, max) and llmperf's
+       * --mean/--stddev-input-tokens draw them.
+       */
+      mean: positive,
+      stdDev: z.number().nonnegative().finite(),
       min: tokenCount.default(1),
       max: tokenCount.optional(),
     })
