@@ -25,8 +25,9 @@ import {
 } from '../workload/create.ts';
 import { formatDeclaredMaxTokens } from '../workload/declared.ts';
 import { describeMultiModel } from '../workload/multi-model.ts';
+import { idleTailOf, readRateCurve } from '../workload/rate-curve-file.ts';
 import { describeServegen } from '../workload/servegen.ts';
-import { type WorkloadSpec, workloadSpecSchema } from '../workload/spec.ts';
+import { type WorkloadSpec, type WorkloadSpecOf, workloadSpecSchema } from '../workload/spec.ts';
 import { describeRate } from '../workload/synthetic.ts';
 import { describeTimeVarying } from '../workload/time-varying.ts';
 import { type BatchJobSpec, buildBatchJob } from './batch-jobs.ts';
@@ -231,6 +232,27 @@ export function runTwin(
   return runTwinSpec(settings, spec, onProgress, onDecision, onPlacement, onWarning);
 }
 
+/**
+ * The warning for a rate curve whose trailing rows have rate 0 within the run (`--duration` or the
+ * curve's end): the twin ends a run at its last completion, so that idle tail is not simulated and
+ * its GPU time not billed. Undefined when the curve arrives to its end, loops, or is cut by a
+ * `--requests` count or a `--duration` inside its busy part.
+ */
+export function rateCurveTailWarning(spec: WorkloadSpecOf<'rate-curve'>): string | undefined {
+  if (spec.repeat || spec.maxRequests !== undefined) return undefined;
+  const points = spec.points ?? (spec.file !== undefined ? readRateCurve(spec.file) : []);
+  const tail = idleTailOf(points);
+  if (tail === undefined) return undefined;
+  const endS = Math.min(spec.durationS ?? tail.endS, tail.endS);
+  if (!(tail.fromS < endS)) return undefined;
+  const name = spec.file !== undefined ? `rate curve ${spec.file}` : 'rate curve';
+  return (
+    `warning: ${name}: the rate is 0 from ${tail.fromS} s to ${endS} s; the run ends at its ` +
+    `last completion, so those idle seconds are not simulated (GPU-seconds, an autoscaler's GPU-hours and ` +
+    `its scale-downs leave them out); end the curve at its last positive rate, or --duration ${tail.fromS}, to silence this`
+  );
+}
+
 /** Runs one twin simulation on an already validated workload spec. */
 export function runTwinSpec(
   settings: TwinSettings,
@@ -254,6 +276,10 @@ export function runTwinSpec(
     throw noRequestsError(withSlo, stats);
   if (replay !== undefined && stats !== undefined && spec.kind === 'trace') {
     const warning = traceUnitWarning(spec.trace, replay.format, stats, spec.rateScale);
+    if (warning !== undefined) onWarning?.(warning);
+  }
+  if (spec.kind === 'rate-curve') {
+    const warning = rateCurveTailWarning(spec);
     if (warning !== undefined) onWarning?.(warning);
   }
   const pd = settings.pd;

@@ -160,3 +160,24 @@ export function readRateCurve(path: string): RatePoint[] {
   }
   return parseRateCurve(decodeTraceBytes(bytes, path), path);
 }
+
+/** A rate curve's idle tail: its rate is 0 from `fromS` to its last point at `endS`. */
+export interface RateCurveIdleTail {
+  readonly fromS: number;
+  readonly endS: number;
+}
+
+/**
+ * Where a curve's rate falls to 0 for good before its last point (its trailing rows of rate 0), or
+ * undefined when it arrives until its end. The twin ends a run at its last completion, so such a
+ * tail is not simulated; the caller warns (runTwinSpec).
+ */
+export function idleTailOf(points: readonly RatePoint[]): RateCurveIdleTail | undefined {
+  let k = points.length;
+  while (k > 0 && (points[k - 1] as RatePoint).rateRps === 0) k--;
+  // The rate is linear between points: it reaches 0 at the first of the trailing zero points.
+  const first = points[k];
+  const last = points.at(-1);
+  if (first === undefined || last === undefined || !(first.timeS < last.timeS)) return undefined;
+  return { fromS: first.timeS, endS: last.timeS };
+}
