@@ -56,8 +56,10 @@ const embeddingBodySchema = z.looseObject({
     z.array(z.array(z.number().int().min(0)).min(1)),
   ]),
   encoding_format: z.enum(['float', 'base64']).optional(),
-  dimensions: z.number().int().min(1).max(EMBEDDING_DIMENSIONS_MAX).optional(),
-  user: z.string().max(256).optional(),
+  // null is "absent" for these two, as in vLLM's request (Optional[...] = None): the Python openai
+  // SDK sends `dimensions=None` as null. encoding_format has no null there, nor here.
+  dimensions: z.number().int().min(1).max(EMBEDDING_DIMENSIONS_MAX).nullish(),
+  user: z.string().max(256).nullish(),
 });
 
 /** A checked embeddings request. */

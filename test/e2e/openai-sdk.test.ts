@@ -69,6 +69,29 @@ describe('chat answers as the SDK types them', () => {
   });
 });
 
+describe('embeddings as the SDKs ask for them', () => {
+  it('base64 by default (decoded by the SDK) equals float; null dimensions and user are absent', async () => {
+    const input = ['first text', 'second text'];
+    const byDefault = await client().embeddings.create({ model: MODEL, input });
+    const floats = await client().embeddings.create({ model: MODEL, input, encoding_format: 'float' });
+    assert.equal(byDefault.data.length, 2);
+    for (const [i, d] of byDefault.data.entries()) {
+      const f = floats.data[i]?.embedding ?? [];
+      assert.ok(f.length > 0);
+      // base64 carries float32: the same vector to float32 precision.
+      assert.deepEqual(d.embedding, Array.from(Float32Array.from(f)));
+    }
+    // The Python SDK sends `dimensions=None` and `user=None` as null; vLLM reads them as absent.
+    const nulls = await client().embeddings.create({
+      model: MODEL,
+      input,
+      dimensions: null as unknown as number,
+      user: null as unknown as string,
+    });
+    assert.deepEqual(nulls.data, byDefault.data);
+  });
+});
+
 describe('files.list with its query', () => {
   it('filters by purpose, lists newest first by default, and pages by limit and after', async () => {
     const line = JSON.stringify({
