@@ -92,13 +92,45 @@ describe('a measured field missing or misspelt', () => {
     });
   });
 
-  it('a p95 (which some benchmarks print): names the figures a latency takes', () => {
+  it('a p95 (which inference-perf, GuideLLM and genai-perf print) is taken', () => {
+    const c = parseFidelityCase(withStageMeasured({ ttftMs: { mean: 40, p95: 70 }, saturated: false }));
+    const stage = c.workload.arrival === 'constant' ? c.workload.stages?.[0] : undefined;
+    assert.deepEqual(stage?.measured?.ttftMs, { mean: 40, p95: 70 });
+  });
+
+  it('a median, or a statistic not compared: says what to write', () => {
+    assert.throws(() => parseFidelityCase(withStageMeasured({ ttftMs: { median: 40 }, saturated: false })), {
+      message:
+        /measured\.ttftMs: unknown key 'median'; takes mean, p50, p90, p95, p99 \(ms\) \(the median is p50\)/,
+    });
     assert.throws(
-      () => parseFidelityCase(withStageMeasured({ ttftMs: { mean: 40, p95: 70 }, saturated: false })),
+      () => parseFidelityCase(withStageMeasured({ ttftMs: { mean: 40, min: 9, p75: 50 }, saturated: false })),
       {
-        message: /measured\.ttftMs: unknown key 'p95'; takes mean, p50, p90, p99/,
+        message:
+          /unknown key 'min', 'p75'; .* \('min' is not compared: leave it out; 'p75' is not compared: leave it out\)/,
       },
     );
+  });
+
+  it("a figure under a load tester's name: names this format's figure, or why it is not compared", () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [
+        { tpotMs: { mean: 12 } },
+        /unknown key 'tpotMs'; .* \(TPOT, \(E2E - TTFT\) \/ \(output tokens - 1\) per request, is perTokenMs\)/,
+      ],
+      [{ tpot_ms: { mean: 12 } }, /is perTokenMs\)/],
+      [{ itlMs: { mean: 12 } }, /\(ITL is not compared: .*give it as perTokenMs: \{ mean \}\)/],
+      [{ latencyMs: { mean: 3000 } }, /unknown key 'latencyMs'; .* \(write e2eMs\)/],
+      [{ e2eS: { mean: 3 } }, /\(e2eMs is in ms: e2eMs: \{ mean: <seconds x 1000> \}\)/],
+      [{ ttft_ms: { mean: 40 } }, /\(write ttftMs\)/],
+      [
+        { outputThroughputTps: 1200 },
+        /\(token throughput is not compared: leave it out, or give completed requests per second as throughputRps\)/,
+      ],
+      [{ requestThroughput: 4.9 }, /\(completed requests per second is throughputRps\)/],
+    ];
+    for (const [figure, message] of cases)
+      assert.throws(() => parseFidelityCase(withStageMeasured({ ...figure, saturated: false })), { message });
   });
 
   it('a snake_case figure: names the figures measured takes', () => {

@@ -36,16 +36,39 @@ export const CONCURRENCY_MAX = 4096;
  * (`unknown key 'p95'; takes mean, p50, p90, p99`), and a value that is not an object says what
  * one looks like; other problems keep zod's message.
  */
-function strictKeys(takes: readonly string[], example: string) {
+function strictKeys(
+  takes: readonly string[],
+  example: string,
+  hint: (key: string) => string | undefined = () => undefined,
+) {
   return {
     error: (issue: { code?: string; keys?: readonly PropertyKey[]; input?: unknown }) => {
-      if (issue.code === 'unrecognized_keys')
-        return `unknown key ${(issue.keys ?? []).map((k) => `'${String(k)}'`).join(', ')}; takes ${takes.join(', ')}`;
+      if (issue.code === 'unrecognized_keys') {
+        const keys = (issue.keys ?? []).map(String);
+        const hints = [...new Set(keys.map(hint).filter((h) => h !== undefined))];
+        return (
+          `unknown key ${keys.map((k) => `'${k}'`).join(', ')}; takes ${takes.join(', ')}` +
+          (hints.length > 0 ? ` (${hints.join('; ')})` : '')
+        );
+      }
       if (issue.code === 'invalid_type' && issue.input !== undefined)
         return `expected an object such as ${example}, got ${JSON.stringify(issue.input)}`;
       return undefined;
     },
   };
+}
+
+/**
+ * What to write instead of a statistic a load tester prints that a latency does not take: the
+ * median is p50; other statistics are not compared (so leaving them out loses nothing the run shows).
+ */
+function statHint(key: string): string | undefined {
+  const k = key.toLowerCase().replace(/[\s_-]/g, '');
+  if (k === 'median' || k === 'p50.0') return `the median is p50`;
+  if (/^(p\d+(\.\d+)?|min|max|std|stddev|stdev|sd|count|n)$/.test(k))
+    return `'${key}' is not compared: leave it out`;
+  if (k === 'avg' || k === 'average') return 'the average is mean';
+  return undefined;
 }
 
 /** Figures of one latency, as a benchmark reports them (any subset; at least one). */
@@ -55,13 +78,44 @@ export const latencyFiguresSchema = z
       mean: positive.optional(),
       p50: positive.optional(),
       p90: positive.optional(),
+      p95: positive.optional(),
       p99: positive.optional(),
     },
-    strictKeys(['mean', 'p50', 'p90', 'p99 (ms)'], '{ mean: 50, p90: 80 }'),
+    strictKeys(['mean', 'p50', 'p90', 'p95', 'p99 (ms)'], '{ mean: 50, p90: 80 }', statHint),
   )
   .refine((f) => Object.values(f).some((v) => v !== undefined), {
-    message: 'give at least one of mean, p50, p90, p99',
+    message: 'give at least one of mean, p50, p90, p95, p99',
   });
+
+/**
+ * What to write instead of a measured figure named as a load tester or another tool names it: the
+ * same figure under this format's name, or why it is not compared.
+ */
+function measuredHint(key: string): string | undefined {
+  const k = key.toLowerCase().replace(/[\s_-]/g, '');
+  const unit = /(ms|s|sec|seconds)$/.exec(k)?.[1];
+  const base = unit === undefined ? k : k.slice(0, -unit.length);
+  const seconds = unit !== undefined && unit !== 'ms';
+  const inMs = (name: string) =>
+    seconds ? `${name} is in ms: ${name}: { mean: <seconds x 1000> }` : `write ${name}`;
+  if (['ttft', 'timetofirsttoken'].includes(base)) return inMs('ttftMs');
+  if (['e2e', 'e2el', 'latency', 'requestlatency', 'e2elatency', 'endtoend'].includes(base))
+    return inMs('e2eMs');
+  if (['tpot', 'timeperoutputtoken', 'pertoken'].includes(base))
+    return `TPOT, (E2E - TTFT) / (output tokens - 1) per request, is ${inMs('perTokenMs').replace('write ', '')}`;
+  if (['itl', 'intertokenlatency'].includes(base))
+    return (
+      "ITL is not compared: the twin times each request's first token and finish, not every token; " +
+      "vLLM's mean ITL is the mean TPOT where every request has the same output length, so then give it as perTokenMs: { mean }"
+    );
+  if (['ntpot', 'normalizedtimeperoutputtoken'].includes(base))
+    return 'NTPOT (E2E / output tokens) is not compared: give TPOT as perTokenMs, or E2E as e2eMs';
+  if (/throughput|tokenspers|tps$/.test(k) && k !== 'throughputrps')
+    return /request|rps|reqs/.test(k)
+      ? 'completed requests per second is throughputRps'
+      : 'token throughput is not compared: leave it out, or give completed requests per second as throughputRps';
+  return undefined;
+}
 
 /**
  * What was measured. `perTokenMs` is (E2E - TTFT) / (output tokens - 1) per request, which vLLM's
@@ -98,6 +152,7 @@ export const measuredSchema = z.strictObject(
   strictKeys(
     ['ttftMs', 'perTokenMs', 'e2eMs', 'throughputRps', 'saturated', 'excluded'],
     '{ ttftMs: { mean: 50 }, saturated: false }',
+    measuredHint,
   ),
 );
 

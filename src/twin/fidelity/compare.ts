@@ -3,15 +3,15 @@
  * verdicts side by side, and the summary over all rows (median absolute error of TTFT and of the
  * per-token time, and how many rows the twin saturates that the real engine did not).
  */
-import type { LatencyStats } from '../../stats/percentiles.ts';
 import type { LatencyFigures } from './case.ts';
+import type { FigureStats } from './observe.ts';
 import type { CaseResult, CaseRow } from './run-case.ts';
 
 /** The latencies a case can give. */
 export const FIGURES = ['ttftMs', 'perTokenMs', 'e2eMs'] as const;
 export type Figure = (typeof FIGURES)[number];
 /** The statistics a figure can give, in table order. */
-export const STATS = ['mean', 'p50', 'p90', 'p99'] as const;
+export const STATS = ['mean', 'p50', 'p90', 'p95', 'p99'] as const;
 export type Stat = (typeof STATS)[number];
 
 /** One figure of one row. */
@@ -99,7 +99,7 @@ export function compareRow(row: CaseRow): RowComparison {
   for (const figure of FIGURES) {
     const measured: LatencyFigures | undefined = row.measured[figure];
     if (measured === undefined) continue;
-    const predicted: LatencyStats = row.predicted[figure];
+    const predicted: FigureStats = row.predicted[figure];
     for (const stat of STATS) {
       const m = measured[stat];
       if (m === undefined) continue;

@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import type { TwinRequest } from '../../workload/types.ts';
 import { type FidelityCase, type FidelityCaseInput, loadFidelityCase, parseFidelityCase } from './case.ts';
 import { compareAll, compareRow, errorPct, median } from './compare.ts';
-import { isSaturated, RequestLog, SATURATION_SAMPLES_MIN } from './observe.ts';
+import { figureStats, isSaturated, RequestLog, SATURATION_SAMPLES_MIN } from './observe.ts';
 import { fmtSignedPct, formatFidelityTable } from './report.ts';
 import { type CaseRow, cappedSource, replayOpenLoop, runCase } from './run-case.ts';
 
@@ -268,7 +268,14 @@ describe('comparison', () => {
     assert.equal(median([]), null);
   });
 
-  const stats = (mean: number) => ({ mean, p50: mean, p90: mean * 2, p99: mean * 3, count: 10 });
+  const stats = (mean: number) => ({
+    mean,
+    p50: mean,
+    p90: mean * 2,
+    p95: mean * 2.5,
+    p99: mean * 3,
+    count: 10,
+  });
   const row = (label: string, ttftMean: number, saturated: boolean): CaseRow => ({
     label,
     load: '1 req/s',
@@ -282,6 +289,18 @@ describe('comparison', () => {
       requests: 10,
       completed: 10,
     },
+  });
+
+  it("compares a measured p95 with the twin's exact 95th percentile, shown as 'p95'", () => {
+    const r = compareRow({ ...row('p', 100, false), measured: { ttftMs: { p95: 200 }, saturated: false } });
+    assert.deepEqual(
+      r.figures.map((f) => [f.figure, f.stat, f.predictedMs]),
+      [['ttftMs', 'p95', 250]],
+    );
+    assert.match(formatFidelityTable([r]), /TTFT p95/);
+    const ones = Array.from({ length: 100 }, (_, i) => i + 1);
+    assert.equal(figureStats(ones).p95, 95.05);
+    assert.equal(figureStats([]).p95, 0);
   });
 
   it('compares every statistic the measurement gives and flags twin-only saturation', () => {

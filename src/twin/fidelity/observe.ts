@@ -7,7 +7,7 @@
 import { reject } from '../../core/decision.ts';
 import type { Request } from '../../core/request.ts';
 import type { RoutingPolicy } from '../../policies/routing/types.ts';
-import { type LatencyStats, latencyStats } from '../../stats/percentiles.ts';
+import { type LatencyStats, latencyStats, latencyStatsSorted, quantileSorted } from '../../stats/percentiles.ts';
 
 /** Timings of requests r0 … r(n-1), by index; NaN where a request never got that far. */
 export class RequestLog {
@@ -145,12 +145,23 @@ export function observed(inner: RoutingPolicy, log: RequestLog): RoutingPolicy {
   };
 }
 
+/** A latency's statistics with the p95 that load testers (inference-perf, GuideLLM, genai-perf) print. */
+export interface FigureStats extends LatencyStats {
+  readonly p95: number;
+}
+
+/** FigureStats of some values (zeros, count 0, for none, as latencyStats). */
+export function figureStats(values: readonly number[]): FigureStats {
+  const sorted = Float64Array.from(values).sort();
+  return { ...latencyStatsSorted(sorted), p95: quantileSorted(sorted, 0.95) };
+}
+
 /** What the twin predicts for one window of requests. */
 export interface PredictedFigures {
-  readonly ttftMs: LatencyStats;
+  readonly ttftMs: FigureStats;
   /** (finish - first token) / (tokens - 1) per request with more than one output token. */
-  readonly perTokenMs: LatencyStats;
-  readonly e2eMs: LatencyStats;
+  readonly perTokenMs: FigureStats;
+  readonly e2eMs: FigureStats;
   /** Completed requests over the span from the first arrival to the last finish. */
   readonly throughputRps: number;
   /**
@@ -206,9 +217,9 @@ export function figuresOf(log: RequestLog, fromMs: number, toMs: number): Predic
   }
   const spanS = (lastFinishMs - firstArrivalMs) / 1000;
   return {
-    ttftMs: latencyStats(ttft),
-    perTokenMs: latencyStats(perToken),
-    e2eMs: latencyStats(e2e),
+    ttftMs: figureStats(ttft),
+    perTokenMs: figureStats(perToken),
+    e2eMs: figureStats(e2e),
     throughputRps: spanS > 0 ? e2e.length / spanS : 0,
     saturated: isSaturated(queued),
     requests,
