@@ -918,7 +918,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
    * and the answer written to `res` (a capture, not a socket). The one way in for batch requests.
    */
   dispatchInternal(
-    kind: 'chat' | 'completion',
+    kind: ExchangeKind,
     body: Buffer,
     tenant: string,
     hints: OfferHints,

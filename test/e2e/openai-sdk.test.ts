@@ -154,6 +154,55 @@ describe('files.list with its query', () => {
   });
 });
 
+describe('batches on every endpoint the gateway serves', () => {
+  it('/v1/embeddings and /v1/responses batches run, and their output lines hold the answers', async () => {
+    const run = async (url: '/v1/embeddings' | '/v1/responses', bodies: object[]): Promise<unknown[]> => {
+      const lines = bodies.map((body, i) =>
+        JSON.stringify({ custom_id: `c${i}`, method: 'POST', url, body }),
+      );
+      const file = await client().files.create({
+        file: await toFile(Buffer.from(`${lines.join('\n')}\n`), 'in.jsonl'),
+        purpose: 'batch',
+      });
+      let batch = await client().batches.create({
+        input_file_id: file.id,
+        endpoint: url,
+        completion_window: '24h',
+      });
+      assert.equal(batch.endpoint, url);
+      for (let i = 0; i < 400 && !['completed', 'failed'].includes(batch.status); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        batch = await client().batches.retrieve(batch.id);
+      }
+      assert.equal(batch.status, 'completed', JSON.stringify(batch));
+      assert.deepEqual(batch.request_counts, { total: bodies.length, completed: bodies.length, failed: 0 });
+      const text = await (await client().files.content(batch.output_file_id as string)).text();
+      const out = text
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { custom_id: string; response: { status_code: number; body: unknown } });
+      out.sort((a, b) => (a.custom_id < b.custom_id ? -1 : 1));
+      for (const o of out) assert.equal(o.response.status_code, 200);
+      return out.map((o) => o.response.body);
+    };
+    const embedded = (await run('/v1/embeddings', [
+      { model: MODEL, input: 'one' },
+      { model: MODEL, input: ['two', 'three'], dimensions: 8 },
+    ])) as OpenAI.CreateEmbeddingResponse[];
+    assert.deepEqual(
+      embedded.map((e) => e.data.map((d) => d.embedding.length)),
+      [[384], [8, 8]],
+    );
+    const direct = await client().embeddings.create({ model: MODEL, input: 'one', encoding_format: 'float' });
+    assert.deepEqual(embedded[0]?.data[0]?.embedding, direct.data[0]?.embedding);
+    const responses = (await run('/v1/responses', [
+      { model: MODEL, input: 'hello', max_output_tokens: 3 },
+    ])) as OpenAI.Responses.Response[];
+    assert.equal(responses[0]?.object, 'response');
+    assert.equal(responses[0]?.usage?.output_tokens, 3);
+  });
+});
+
 describe("the SDK's retry of a 429", () => {
   it('a tenant over its RPM gets RateLimitError with Retry-After, and the retrying client its answer', async () => {
     // Every attempt the SDK makes, as it made it (its retry count header) and as answered.

@@ -16,7 +16,7 @@ import busboy from 'busboy';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { LimitsConfig } from '../config.ts';
 import { bodyTimeBound, readBody, sendError, sendJson, sideBodyBounds } from '../http-util.ts';
-import { isBatchEndpoint } from './lines.ts';
+import { BATCH_ENDPOINTS, isBatchEndpoint } from './lines.ts';
 import type { BatchService } from './service.ts';
 import { publicBatch } from './state.ts';
 import type { StoredFile } from './store.ts';
@@ -213,7 +213,7 @@ function createBatch(
         throw invalid('input_file_id: expected a string', 'input_file_id');
       if (!isBatchEndpoint(o['endpoint']))
         throw invalid(
-          `endpoint: expected '/v1/chat/completions' or '/v1/completions', got ${JSON.stringify(o['endpoint'])}`,
+          `endpoint: expected one of ${Object.keys(BATCH_ENDPOINTS).join(', ')}, got ${JSON.stringify(o['endpoint'])}`,
           'endpoint',
         );
       if (o['completion_window'] !== '24h')

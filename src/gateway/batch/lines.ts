@@ -12,12 +12,17 @@
  * No I/O here: the host layer (service.ts) reads the file and writes the results.
  */
 import { SwitchyardError } from '../../core/errors.ts';
-import { parseRouting } from '../fast-parse.ts';
+import { fieldsOf } from '../request-build.ts';
 
-/** The endpoints a batch may target, and the gateway's name for each. */
+/**
+ * The endpoints a batch may target (OpenAI's Batch API's, but moderations and images, which the
+ * gateway does not serve), and the gateway's name for each.
+ */
 export const BATCH_ENDPOINTS = {
   '/v1/chat/completions': 'chat',
   '/v1/completions': 'completion',
+  '/v1/embeddings': 'embeddings',
+  '/v1/responses': 'responses',
 } as const;
 export type BatchEndpoint = keyof typeof BATCH_ENDPOINTS;
 
@@ -164,7 +169,8 @@ function checkLine(
   if ((body as Record<string, unknown>)['stream'] === true)
     return refuse('SY_ERR_INVALID_ARGUMENT', 'body.stream: batch requests cannot stream');
   try {
-    parseRouting(BATCH_ENDPOINTS[endpoint], body);
+    // The checks the gateway makes of a client's body on that endpoint (an engine may refuse more).
+    fieldsOf(BATCH_ENDPOINTS[endpoint], body);
   } catch (error) {
     if (!(error instanceof SwitchyardError)) throw error;
     return refuse(error.code, `body: ${error.message}`);

@@ -18,6 +18,7 @@ import { readFile } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { OfferHints } from '../../policies/admission/types.ts';
+import type { ExchangeKind } from '../proxy.ts';
 import { type CapturedAnswer, CaptureResponse } from './capture.ts';
 import type { BatchConfig } from './config.ts';
 import {
@@ -34,13 +35,7 @@ import { BatchStore, type StoredFile } from './store.ts';
 /** What the service needs from the gateway. */
 export interface BatchHost {
   /** Sends one request down the clients' path (admission with `hints`, routing, proxy) into `res`. */
-  dispatch(
-    kind: 'chat' | 'completion',
-    body: Buffer,
-    tenant: string,
-    hints: OfferHints,
-    res: ServerResponse,
-  ): void;
+  dispatch(kind: ExchangeKind, body: Buffer, tenant: string, hints: OfferHints, res: ServerResponse): void;
   /** The host clock admission runs on (ms). */
   nowMs(): number;
   /** Requests the offline band's queue can still take (nothing is offered while it is full). */
