@@ -308,6 +308,15 @@ the same arrivals, start-ups included, so the start-up time that wakes save pays
 ${sections.join('\n')}
 ## Reading the figures
 
+- **A model with no instance ready yet is started into sleep even while its requests wait** (Dec 7;
+  before, only models with no request held were): in a cluster where every loaded model is within a
+  burst, the policy offers no victim for a fresh start, and the models with sleepers take the GPUs in
+  turns by wakes and swaps, so a model that had never run had no way in (24 models, Zipf 1.4, 4 GPUs, the
+  CLI's defaults otherwise: m16's 618 requests all refused). Only B and D move: B refuses 209 -> 110, its
+  *p99 with refused* 95.7 -> 84.2 s, *after the first 10 min* 14.9 -> 17.1 s; D 54.9 -> 54.4 s (0.56x),
+  after 10 min 6.3 -> 7.6 s (0.07x -> 0.08x), refused 20 -> 17; A and C are unchanged. Letting every
+  model with no instance and no sleeper in, whether it had run or not, also moved A after 10 min 25.8 ->
+  19.4 s but B's share answered within 2 s 75.8% -> 68.4% and after 10 min 14.9 -> 21.1 s: not kept.
 - **The scale-from-zero buffer holds 4096 requests per model, not 256** (Dec 6; the gateway's
   \`limits.scaleFromZeroBufferMax\` and the twin's default, one constant): only B moves, the one setting
   where a model's arrivals during a start passed 256. Requests not served fall there for every policy
@@ -350,9 +359,9 @@ ${sections.join('\n')}
   minute's requests wait a start-up either way; src/control/serverless/README.md ("Measured") has the
   variants tried and the per-seed figures.
 - **Sleep mode now makes most later starts wakes.** Switchyard's starts are 95-99% wakes (A 1,193 of
-  1,261; D 3,438 of 3,471) against 51 of 300 and 2,493 of 2,774 before sleep mode's later steps, and its
-  *p99 past first starts* falls where models time-share GPUs: D 6.3 s against 93.3 s for ServerlessLLM,
-  B 17.2 s against 105-112 s for every baseline, A 21.0 s against 44-45 s. The changes, built one at a
+  1,261; D 3,459 of 3,496) against 51 of 300 and 2,493 of 2,774 before sleep mode's later steps, and its
+  *p99 past first starts* falls where models time-share GPUs: D 7.2 s against 93.3 s for ServerlessLLM,
+  B 20.6 s against 105-112 s for every baseline, A 21.0 s against 44-45 s. The changes, built one at a
   time and each measured on all four settings (docs/serverless.md has the steps): the per-GPU memory
   rule (before, every GPU kept room for the largest served model's whole KV pool and held at most 2
   sleepers; now an 8B's GPU holds 14), drain-and-swap, engines started into sleep, letting a waiting
@@ -371,21 +380,21 @@ ${sections.join('\n')}
 - **The headline p99 is still a start-up in A, C and D** (0.88x, 0.95x, 0.56x): the requests waiting
   for a model's first instance (3.0-3.3% of requests) are more than the 1% a p99 ignores, and those of
   the first minute wait a start-up whatever is done at the first decision. After the first 10 min
-  D is at 0.07x (6.3 s against 94.7 s). In B every baseline refuses over 1% (p99 ∞) while Switchyard
-  refuses 209 of 35,779 (p99 95.7 s; 14.9 s after the first 10 min).
+  D is at 0.08x (7.6 s against 94.7 s). In B every baseline refuses over 1% (p99 ∞) while Switchyard
+  refuses 110 of 35,779 (p99 84.2 s; 17.1 s after the first 10 min).
 - **B is over-subscribed for every policy, and its "met" says little on its own.** The fixed keep-alive
   asks for 15.3 GPUs on average on B's 8 (1.9x; D: 27.4 on 16, 1.7x): at on-off 300/30 s most models are
   on at once, so any policy that gives a loaded model its own GPUs makes models wait for starts in turn,
   and each baseline either refuses (keep-alive 21.9%) or thrashes (ServerlessLLM: 86.6% of completed
   requests cold, 1.6% refused). B's target is met only because every baseline's p99 is ∞. The equal-footing
   table under each setting judges every policy on all its requests, a refused one a miss: in B
-  Switchyard answers 93.5% within 10 s and 98.0% within 60 s, against 64.5% / 70.4% (keep-alive) and
-  22.6% / 84.7% (ServerlessLLM); in D 97.5% / 99.1% against at best 63.8% / 79.7%. Where the cluster
+  Switchyard answers 92.5% within 10 s and 98.2% within 60 s, against 64.5% / 70.4% (keep-alive) and
+  22.6% / 84.7% (ServerlessLLM); in D 97.4% / 99.1% against at best 63.8% / 79.7%. Where the cluster
   holds the models in use (A, C) the shares within 60 s are level (99.2-100%), and within 2 s
   Switchyard is behind in C (77.9% against 93.3%: its many short waits for a swap or a wake miss a
   2 s bound that the baselines' warm requests meet), ahead in A (76.5% against 74.2%).
 - **The price is more cold requests, each short**: a model drained for another waits for its turn back,
-  so cold shares rise (C 40% against 7%; B 38% against 18% for keep-alive) while the cold median falls
+  so cold shares rise (C 40% against 7%; B 34% against 18% for keep-alive) while the cold median falls
   from 25-65 s to 1.4-4.0 s.
 - Engines started into sleep beside an awake instance cost no GPU time of their own under the billing
   rule (booted ones, when booting is on, hold a free GPU, billed as held by sleepers alone). Each reads its weights
