@@ -86,3 +86,67 @@ test('fidelity FILE --json on a hand-written staged case: one row per stage, eac
   assert.equal(typeof json.summary.ttftMedianAbsErrorPct, 'number');
   assert.equal(typeof json.summary.perTokenMedianAbsErrorPct, 'number');
 });
+
+/**
+ * An outside evaluator's case in JSON, as they copy it: the model with a revision, the GPU as a spec
+ * sheet writes it, prompt lengths as inference-perf's normal (mean, std_dev, min, max), a p95.
+ */
+const EVALUATOR_CASE = {
+  name: 'evaluator-normal',
+  source: { title: 'an evaluator run', url: 'https://example.org/run', engine: 'vLLM v0.15.1' },
+  model: 'meta-llama/Llama-2-7b-chat-hf@main',
+  gpu: 'H100 SXM5 (80 GB)',
+  tp: 1,
+  engine: { maxNumBatchedTokens: 2048, maxNumSeqs: 128 },
+  workload: {
+    arrival: 'constant',
+    stages: [
+      {
+        rateRps: 4,
+        durationS: 15,
+        measured: { ttftMs: { mean: 40, p95: 70 }, perTokenMs: { p95: 12 }, saturated: false },
+      },
+    ],
+    input: { kind: 'normal', mean: 680, stdDev: 60, min: 570, max: 790 },
+    output: { kind: 'fixed', tokens: 100 },
+  },
+};
+
+test('fidelity on an evaluator JSON case: names resolved and reported, normal lengths, p95 compared, same bytes twice', async () => {
+  const file = join(dir, 'evaluator-normal.json');
+  writeFileSync(file, JSON.stringify(EVALUATOR_CASE, null, 2));
+  const run = await runCli(['fidelity', file, '--json', '--no-progress']);
+  assert.equal(run.code, 0, run.stderr);
+  const again = await runCli(['fidelity', file, '--json', '--no-progress']);
+  assert.equal(again.stdout, run.stdout, 'the same case gives the same bytes');
+  const json = JSON.parse(run.stdout) as {
+    cases: {
+      model: string;
+      gpu: string;
+      tp: number;
+      instances: number;
+      rows: {
+        figures: Figure[];
+        predicted: { ttftMs: { p95: number; p90: number; p99: number; count: number } };
+      }[];
+    }[];
+  };
+  const [c] = json.cases;
+  assert.deepEqual([c?.model, c?.gpu, c?.tp, c?.instances], ['llama-2-7b', 'h100', 1, 1]);
+  const [row] = c?.rows ?? [];
+  assert.deepEqual(
+    row?.figures.map((f) => `${f.figure}:${f.stat}`),
+    ['ttftMs:mean', 'ttftMs:p95', 'perTokenMs:p95'],
+  );
+  const ttft = row?.predicted.ttftMs;
+  assert.equal(row?.figures[1]?.predictedMs, ttft?.p95);
+  assert.ok(ttft !== undefined && ttft.p90 <= ttft.p95 && ttft.p95 <= ttft.p99, JSON.stringify(ttft));
+  assert.equal(ttft?.count, 60);
+  const table = await runCli(['fidelity', file, '--no-progress']);
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(table.stdout, /TTFT p95/);
+  assert.match(
+    table.stdout,
+    /^evaluator-normal: llama-2-7b on h100, TP 1; vLLM v0\.15\.1, https:\/\/example\.org\/run$/m,
+  );
+});

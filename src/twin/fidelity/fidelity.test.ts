@@ -268,6 +268,7 @@ describe('comparison', () => {
     assert.equal(median([]), null);
   });
 
+  const setup = { model: 'llama-2-7b', gpu: 'h100', tp: 1, instances: 1 };
   const stats = (mean: number) => ({
     mean,
     p50: mean,
@@ -324,10 +325,17 @@ describe('comparison', () => {
       {
         name: 'x',
         source: { title: 't', url: 'u', engine: 'e' },
+        setup,
         rows: [row('a', 150, false), row('b', 80, false)],
         failed: 0,
       },
-      { name: 'y', source: { title: 't', url: 'u', engine: 'e' }, rows: [row('c', 100, true)], failed: 0 },
+      {
+        name: 'y',
+        source: { title: 't', url: 'u', engine: 'e' },
+        setup,
+        rows: [row('c', 100, true)],
+        failed: 0,
+      },
     ];
     const { summary } = compareAll(results);
     assert.equal(summary.rows, 3);
@@ -345,7 +353,7 @@ describe('comparison', () => {
     };
     const source = { title: 't', url: 'u', engine: 'e' };
     const { rows, summary } = compareAll([
-      { name: 'x', source, rows: [marked, row('b', 110, false)], failed: 0 },
+      { name: 'x', source, setup, rows: [marked, row('b', 110, false)], failed: 0 },
     ]);
     assert.equal(summary.ttftMedianAbsErrorPct, 10);
     assert.equal(summary.ttftRows, 1);

@@ -100,7 +100,9 @@ export function formatFidelitySummary(summary: FidelitySummary): string {
 export function formatCaseNotes(results: readonly CaseResult[]): string {
   const lines: string[] = [];
   for (const r of results) {
-    lines.push(`${r.name}: ${r.source.engine}, ${r.source.url}`);
+    const { model, gpu, tp, instances } = r.setup;
+    const engines = instances > 1 ? `, ${instances} instances` : '';
+    lines.push(`${r.name}: ${model} on ${gpu}, TP ${tp}${engines}; ${r.source.engine}, ${r.source.url}`);
     if (r.failed > 0) lines.push(`  ${r.failed} requests refused or failed in the twin`);
     for (const row of r.rows) {
       const excluded = row.measured.excluded;
@@ -111,7 +113,10 @@ export function formatCaseNotes(results: readonly CaseResult[]): string {
   return lines.join('\n');
 }
 
-/** Everything as one JSON value: per case its source and rows, then the summary. */
+/**
+ * Everything as one JSON value: per case its source, the catalogue model and GPU it ran (`model`,
+ * `gpu`, `tp`, `instances`) and its rows, then the summary.
+ */
 export function fidelityJson(
   results: readonly CaseResult[],
   rows: readonly RowComparison[],
@@ -122,6 +127,7 @@ export function fidelityJson(
     cases: results.map((r) => ({
       name: r.name,
       source: r.source,
+      ...r.setup,
       failed: r.failed,
       rows: r.rows.map((row) => ({ ...byLabel.get(row.label), predicted: row.predicted })),
     })),

@@ -43,9 +43,27 @@ export interface CaseRow {
 export interface CaseResult {
   readonly name: string;
   readonly source: FidelityCase['source'];
+  /**
+   * What the twin ran: the catalogue ids the case's model and GPU names resolved to (a case may
+   * write `meta-llama/Llama-2-7b-hf`, `NVIDIA H100 80GB HBM3`), its TP and its instances, so a
+   * reader can check the names were read as meant.
+   */
+  readonly setup: CaseSetup;
   readonly rows: readonly CaseRow[];
   /** Requests the engine refused or failed (e.g. a prompt larger than the whole KV cache). */
   readonly failed: number;
+}
+
+/** The catalogue model and GPU a case ran on, with its tensor parallelism and engine count. */
+export interface CaseSetup {
+  readonly model: string;
+  readonly gpu: string;
+  readonly tp: number;
+  readonly instances: number;
+}
+
+function setupOf(c: FidelityCase): CaseSetup {
+  return { model: c.model, gpu: c.gpu, tp: c.tp, instances: c.instances };
 }
 
 /** Runs one case in the twin. Deterministic: the same case gives the same result. */
@@ -132,7 +150,7 @@ export function replayOpenLoop(c: FidelityCase): { result: CaseResult; log: Requ
       predicted: w.stages !== undefined ? stagedWhole(whole, anyStageSaturated, anyStageClientBound) : whole,
     });
   }
-  return { result: { name: c.name, source: c.source, rows, failed: log.failed }, log };
+  return { result: { name: c.name, source: c.source, setup: setupOf(c), rows, failed: log.failed }, log };
 }
 
 /** A staged run's whole-run figures with the verdicts its stages gave. */
@@ -160,7 +178,7 @@ function runClosedLoop(c: FidelityCase): CaseResult {
     // A closed loop never holds more than its clients: it slows down instead of queueing.
     predicted: { ...figuresOf(log, 0, Number.POSITIVE_INFINITY), saturated: false },
   };
-  return { name: c.name, source: c.source, rows: [row], failed: log.failed };
+  return { name: c.name, source: c.source, setup: setupOf(c), rows: [row], failed: log.failed };
 }
 
 /** An open-loop case's requests at their scheduled times, the shared prefix in front. */
