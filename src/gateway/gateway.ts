@@ -209,6 +209,21 @@ const GATEWAY_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
 ]);
 
 /**
+ * The OpenAI route a client meant when it asked for `path`, if its base URL was off by the `/v1`
+ * segment: `/chat/completions` (an OpenAI SDK given `http://host:port` as its baseURL, which must
+ * end in `/v1`) or `/v1/v1/chat/completions` (`/v1` written twice); the Batch API's paths only when
+ * `batchApi` (it is served). Undefined for any other path.
+ */
+export function meantRoute(path: string, batchApi: boolean): string | undefined {
+  const meant = path.startsWith('/v1/v1/') ? path.slice('/v1'.length) : `/v1${path}`;
+  const openAi =
+    (GATEWAY_ROUTE_METHODS.has(meant) && meant.startsWith('/v1/')) ||
+    meant.startsWith('/v1/models/') ||
+    (batchApi && isBatchApiPath(meant));
+  return openAi ? meant : undefined;
+}
+
+/**
  * The /v1/models entries, one per served model. A model only built-in engines (sim, llama) serve
  * says `"embeddings": "hash"`: their /v1/embeddings are deterministic hash vectors, not meaning.
  */
@@ -800,9 +815,15 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       sendError(res, new SwitchyardError('SY_ERR_METHOD_NOT_ALLOWED', message, { param: 'method' }));
       return;
     }
+    // vLLM answers only "Not Found"; a client whose base URL lacks (or doubles) `/v1` is told so.
+    const meant = meantRoute(path, this.batch !== undefined);
+    const hint =
+      meant === undefined
+        ? ''
+        : `; did you mean ${meant}? An OpenAI client's base URL ends in /v1 (http://host:port/v1)`;
     sendError(
       res,
-      new SwitchyardError('SY_ERR_NOT_FOUND', `unknown route ${method} ${path}`, { param: 'path' }),
+      new SwitchyardError('SY_ERR_NOT_FOUND', `unknown route ${method} ${path}${hint}`, { param: 'path' }),
     );
   }
 

@@ -203,6 +203,40 @@ describe('batches on every endpoint the gateway serves', () => {
   });
 });
 
+describe('a base URL without /v1', () => {
+  it("the SDK's NotFoundError names the route meant and the base URL to write", async () => {
+    const missing = new OpenAI({ baseURL: setUp.gw.url, apiKey: KEY, maxRetries: 0, timeout: 20_000 });
+    const doubled = new OpenAI({
+      baseURL: `${setUp.gw.url}/v1/v1`,
+      apiKey: KEY,
+      maxRetries: 0,
+      timeout: 20_000,
+    });
+    const calls: [string, () => Promise<unknown>][] = [
+      [
+        '/v1/chat/completions',
+        () => missing.chat.completions.create({ model: MODEL, messages, max_tokens: 1 }),
+      ],
+      ['/v1/models', () => missing.models.list()],
+      ['/v1/files', () => missing.files.list()],
+      ['/v1/embeddings', () => doubled.embeddings.create({ model: MODEL, input: 'x' })],
+    ];
+    for (const [meant, call] of calls) {
+      const e = await call().then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      assert.ok(e instanceof OpenAI.NotFoundError, String(e));
+      assert.equal(e.code, 'SY_ERR_NOT_FOUND');
+      assert.match(e.message, new RegExp(`did you mean ${meant}\\? An OpenAI client's base URL ends in /v1`));
+    }
+    // Any other unknown path says only that.
+    const other = await fetch(`${setUp.gw.url}/v2/chat`);
+    assert.equal(other.status, 404);
+    assert.doesNotMatch(await other.text(), /did you mean/);
+  });
+});
+
 describe("the SDK's retry of a 429", () => {
   it('a tenant over its RPM gets RateLimitError with Retry-After, and the retrying client its answer', async () => {
     // Every attempt the SDK makes, as it made it (its retry count header) and as answered.
