@@ -2,7 +2,7 @@
  * KV transfer between two built-in `llama` engines against raw TCP, measured side by side in one run
  * over loopback (issue 15).
  *
- *   npm run bench:kv-transfer                       # 128 MiB payload, 5 runs; tiny-model engines
+ *   npm run bench:kv-transfer                       # 128 MiB payload, 15 rounds; tiny-model engines
  *   npm run bench:kv-transfer -- --mb 256 --runs 7 --json out/kv-transfer.json
  *
  * The KV-state addon (`npm run build:kv-native`) is built first when it is not (best effort): with
@@ -13,9 +13,13 @@
  *    process fetches it with fetchKvState into a file of its own (what a decode engine does): disk
  *    read, framing, socket, disk write. Raw TCP: the same sender writes the same number of bytes from
  *    memory on a plain socket in 1 MiB writes and this process counts and drops them (no framing, no
- *    files: the most loopback gives). Runs alternate raw and KV after one warm-up of each; medians
- *    are compared. The receiving file is kept and overwritten, as a decode engine does. A third
- *    figure fetches the same state into a sink that drops it: the protocol without the file write
+ *    files: the most loopback gives). After one warm-up of each way, each round runs the buffer path
+ *    (below) between raw TCP and raw TCP into memory (raw, buffer, memory; the next round memory,
+ *    buffer, raw), then the other ways. The verdict is the median of the per-round ratios (runs back
+ *    to back, so the machine's load weighs on both alike) with a 95 % bootstrap interval: the target
+ *    is met when the whole interval is at or above 0.8x, not met when it is all below, else
+ *    undecided; each way's median is printed as before. The receiving file is kept and overwritten,
+ *    as a decode engine does. A third figure fetches the same state into a sink that drops it: the protocol without the file write
  *    that llama.cpp's file-only state API imposes. The KV fetches reuse the process's kept-alive
  *    connection, as a decode engine does; raw TCP opens one per transfer (at 128 MiB the set-up is
  *    noise). The buffer path: the same state offered from memory (`offerBuffer`, DATA frames that are
@@ -203,6 +207,63 @@ function median(xs: readonly number[]): number {
   return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
+/** The issue's target: the buffer path at least this fraction of raw TCP's throughput. */
+const TARGET_RATIO = 0.8;
+
+/** A deterministic PRNG (mulberry32), so a run's bootstrap interval is reproducible from its times. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Resamples of the paired ratios for the bootstrap interval of their median. */
+const BOOTSTRAP_RESAMPLES = 4000;
+
+/**
+ * Per-round ratios `base[i] / candidate[i]` (throughput of the candidate over the baseline's, each
+ * pair run back to back), their median, a 95 % percentile-bootstrap interval of that median, and
+ * the verdict against TARGET_RATIO: `met` when the whole interval is at or above it, `not met` when
+ * it is all below, else `undecided` (the noise is larger than the distance to the target). Every
+ * pair counts: none is dropped.
+ */
+function pairedRatio(base: readonly number[], candidate: readonly number[]) {
+  const ratios = candidate.map((c, i) => (base[i] as number) / c);
+  const random = mulberry32(0x5eed15);
+  const medians: number[] = [];
+  for (let b = 0; b < BOOTSTRAP_RESAMPLES; b++) {
+    const sample = ratios.map(() => ratios[Math.floor(random() * ratios.length)] as number);
+    medians.push(median(sample));
+  }
+  medians.sort((x, y) => x - y);
+  const low = medians[Math.floor(0.025 * (medians.length - 1))] as number;
+  const high = medians[Math.ceil(0.975 * (medians.length - 1))] as number;
+  return {
+    pairs: ratios.length,
+    median: median(ratios),
+    ci95: [low, high] as [number, number],
+    min: Math.min(...ratios),
+    max: Math.max(...ratios),
+    atLeastTarget: ratios.filter((r) => r >= TARGET_RATIO).length,
+    verdict: low >= TARGET_RATIO ? 'met' : high < TARGET_RATIO ? 'not met' : 'undecided',
+    ratios,
+  };
+}
+
+/** One line for a paired ratio: median, interval, spread, how many pairs reach the target. */
+function pairedLine(p: ReturnType<typeof pairedRatio>): string {
+  const f = (x: number) => x.toFixed(2);
+  return (
+    `median of ${p.pairs} adjacent pairs ${f(p.median)}x (95 % bootstrap interval ${f(p.ci95[0])} to ${f(p.ci95[1])}; ` +
+    `pairs ${f(p.min)} to ${f(p.max)}, ${p.atLeastTarget} of ${p.pairs} at least ${TARGET_RATIO}x): target ${TARGET_RATIO}x ${p.verdict}`
+  );
+}
+
 const gbps = (bytes: number, ms: number): number => (bytes * 8) / (ms / 1000) / 1e9;
 
 async function firstLine(child: ChildProcess): Promise<Record<string, unknown>> {
@@ -286,10 +347,25 @@ async function transferPath(bytes: number, runs: number) {
     transferId: info.bufferIds[runs] as string,
     ...intoTarget,
   });
+  // Each round runs the buffer path between the two baselines it is compared with, in the order
+  // raw, buf, rawMem and then rawMem, buf, raw (ABC CBA): each buffer run has a raw run next to it,
+  // and a load that drifts within a round weighs on both sides alike. The ratios are taken per
+  // round (the adjacent runs), then summarised by their median with a bootstrap interval.
+  const bufferRun = (i: number) => () =>
+    fetchKvState({
+      host: '127.0.0.1',
+      port: info.kvPort,
+      transferId: info.bufferIds[i] as string,
+      ...intoTarget,
+    });
   for (let i = 0; i < runs; i++) {
-    await timed('raw', () => rawFetch(info.rawPort, bytes));
+    const order: Way[] = i % 2 === 0 ? ['raw', 'buf', 'rawMem'] : ['rawMem', 'buf', 'raw'];
+    for (const way of order) {
+      if (way === 'raw') await timed('raw', () => rawFetch(info.rawPort, bytes));
+      else if (way === 'rawMem') await timed('rawMem', () => rawFetch(info.rawPort, bytes, 'memory'));
+      else await timed('buf', bufferRun(i));
+    }
     await timed('rawData', () => rawFetch(info.rawPort, bytes, 'data'));
-    await timed('rawMem', () => rawFetch(info.rawPort, bytes, 'memory'));
     await timed('kv', async () => {
       const got = await fetchKvState({
         host: '127.0.0.1',
@@ -305,14 +381,6 @@ async function transferPath(bytes: number, runs: number) {
         port: info.kvPort,
         transferId: info.ids[runs + 1 + i] as string,
         sink: dropSink,
-      }),
-    );
-    await timed('buf', () =>
-      fetchKvState({
-        host: '127.0.0.1',
-        port: info.kvPort,
-        transferId: info.bufferIds[i] as string,
-        ...intoTarget,
       }),
     );
   }
@@ -372,8 +440,12 @@ async function transferPath(bytes: number, runs: number) {
     bufferMsMedian: median(wallMs.buf),
     bufferGbps: gbps(bytes, median(wallMs.buf)),
     bufferRatio: raw / median(wallMs.buf),
-    /** Each run's buffer-path time over the raw TCP run just before it. */
+    /** Each round's raw TCP time over its buffer-path time (the two runs are adjacent). */
     bufferRatioPerRun: wallMs.buf.map((b, i) => (wallMs.raw[i] as number) / b),
+    /** The verdict's figure: the per-round ratios' median, a 95 % bootstrap interval, min and max. */
+    bufferRatioPaired: pairedRatio(wallMs.raw, wallMs.buf),
+    /** The same against raw TCP read into a state-sized buffer. */
+    bufferToRawIntoMemoryPaired: pairedRatio(wallMs.rawMem, wallMs.buf),
     /** CPU milliseconds per transfer, both processes and all their threads (median). */
     cpuMsMedian: cpu,
     /** Of which the sender's. */
@@ -608,7 +680,9 @@ addon first when it is missing (best effort; without it only the file path runs)
 
 Options:
   --mb N            payload of the transfer-path runs, MiB (default 128)
-  --runs N          alternating runs of each path after one warm-up; medians compared (default 5)
+  --runs N          rounds after one warm-up of each path (default 15); each round runs the
+                    buffer path between raw TCP and raw TCP into memory (ABC, then CBA);
+                    the verdict is the per-round ratios' median with a 95 % bootstrap interval
   --requests N      P/D requests between two real engines (default 8)
   --decodes N       running generations in the mixed-load part (default 2)
   --long-prompts N  long prompts arriving during the mixed load (default 6)
@@ -625,7 +699,7 @@ async function main(): Promise<void> {
       serve: { type: 'boolean' },
       bytes: { type: 'string' },
       mb: { type: 'string', default: '128' },
-      runs: { type: 'string', default: '5' },
+      runs: { type: 'string', default: '15' },
       requests: { type: 'string', default: '8' },
       decodes: { type: 'string', default: '2' },
       'long-prompts': { type: 'string', default: '6' },
@@ -665,6 +739,12 @@ async function main(): Promise<void> {
     console.log(
       JSON.stringify({ loadAvg1m: load, loadAvg1mEnd: loadavg()[0]?.toFixed(2), ...pathOut }, null, 2),
     );
+    console.log(`buffer path vs raw TCP: ${pairedLine(path.bufferRatioPaired)}`);
+    console.log(`buffer path vs raw TCP into memory: ${pairedLine(path.bufferToRawIntoMemoryPaired)}`);
+    console.log(
+      `medians of the ${runs} runs of each: raw TCP ${path.rawMsMedian.toFixed(1)} ms, buffer path ` +
+        `${path.bufferMsMedian.toFixed(1)} ms, ratio of medians ${path.bufferRatio.toFixed(2)}x`,
+    );
     return;
   }
   const engines = await betweenEngines(Number(values.requests), path.rawPort, 'auto');
@@ -699,6 +779,10 @@ async function main(): Promise<void> {
     `  raw TCP into memory (each read at its offset in one state-sized buffer, as the buffer path reads): ` +
       `${f(path.rawIntoMemoryGbps)} Gb/s (${f(path.rawIntoMemoryMsMedian, 1)} ms); buffer path ${f(path.bufferToRawIntoMemoryRatio)}x that`,
   );
+  console.log(`  buffer path vs raw TCP, per round: ${pairedLine(path.bufferRatioPaired)}`);
+  console.log(
+    `  buffer path vs raw TCP into memory, per round: ${pairedLine(path.bufferToRawIntoMemoryPaired)}`,
+  );
   console.log(
     `  raw TCP with node's default reads (64 KiB, a fresh buffer each): ${f(path.rawDataReadsGbps)} Gb/s ` +
       `(${f(path.rawDataReadsMsMedian, 1)} ms); KV transfer ${f(path.ratioToRawDataReads)}x that`,
@@ -732,7 +816,9 @@ async function main(): Promise<void> {
   }
   console.log(
     `KV transfer throughput ${f(path.bufferGbps)} Gb/s (buffer path; file path ${f(path.kvGbps)} Gb/s, ` +
-      `${f(path.ratio)}x), raw TCP ${f(path.rawGbps)} Gb/s, ratio ${f(path.bufferRatio)}`,
+      `${f(path.ratio)}x), raw TCP ${f(path.rawGbps)} Gb/s, ratio ${f(path.bufferRatio)} ` +
+      `(per round: median ${f(path.bufferRatioPaired.median)}, 95 % interval ${f(path.bufferRatioPaired.ci95[0])} ` +
+      `to ${f(path.bufferRatioPaired.ci95[1])}: target ${path.bufferRatioPaired.verdict})`,
   );
   if (values.json !== undefined) {
     mkdirSync(dirname(values.json), { recursive: true });
