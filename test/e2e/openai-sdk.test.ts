@@ -7,6 +7,7 @@
  *   vLLM send `null`; the built-in engines left the key out, so `message.refusal === null` was false.
  * - `files.list({ purpose, order, limit, after })`: the gateway ignored the query, so `purpose:
  *   'batch'` listed the batches' output files too, oldest first, and `limit: 1` got every file.
+ * - An AbortController mid-stream (chat, responses) frees the engine's sequence.
  * - A tenant over its RPM gets 429 with a Retry-After the SDK's own retry waits for (it honours up
  *   to 60 s), so a client with the SDK's default retries gets its answer on the retry.
  */
@@ -16,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import OpenAI, { RateLimitError, toFile } from 'openai';
-import { MODEL } from './support/cluster.ts';
+import { type GatewayStatsJson, getJson, MODEL, metricSum, scrape, until } from './support/cluster.ts';
 import { simGateway } from './support/sim-gateway.ts';
 
 const KEY = 'sk-e2e-openai-sdk-main';
@@ -200,6 +201,58 @@ describe('batches on every endpoint the gateway serves', () => {
     ])) as OpenAI.Responses.Response[];
     assert.equal(responses[0]?.object, 'response');
     assert.equal(responses[0]?.usage?.output_tokens, 3);
+  });
+});
+
+describe('an AbortController mid-stream', () => {
+  it('ends the SDK stream, counts a client abort, and the engine drops the sequence', async () => {
+    const stats = () => getJson<GatewayStatsJson>(`${setUp.gw.url}/stats`);
+    const engines = async (): Promise<{ running: number; aborted: number }> => {
+      let running = 0;
+      let aborted = 0;
+      for (const e of setUp.sims.engines) {
+        const text = await scrape(e.url);
+        running += metricSum(text, 'vllm:num_requests_running');
+        aborted += metricSum(text, 'vllm:request_success_total', 'finished_reason="abort"');
+      }
+      return { running, aborted };
+    };
+    const abortsBefore = (await stats()).failed['client_abort'] ?? 0;
+    const engineAbortsBefore = (await engines()).aborted;
+    const streams: [string, (signal: AbortSignal) => Promise<AsyncIterable<unknown>>][] = [
+      [
+        'chat',
+        (signal) =>
+          client().chat.completions.create(
+            { model: MODEL, messages, max_tokens: 5000, stream: true },
+            { signal },
+          ),
+      ],
+      [
+        'responses',
+        (signal) =>
+          client().responses.create(
+            { model: MODEL, input: 'hi', max_output_tokens: 5000, stream: true },
+            { signal },
+          ),
+      ],
+    ];
+    for (const [what, open] of streams) {
+      const controller = new AbortController();
+      const stream = await open(controller.signal);
+      let seen = 0;
+      // The SDK ends the iteration quietly once aborted (events already received may still come).
+      for await (const _ of stream) if (++seen === 2) controller.abort();
+      assert.ok(seen >= 2 && seen < 5000, `${what}: ${seen} events`);
+    }
+    await until('both aborts counted and in flight back to 0', async () => {
+      const s = await stats();
+      return (s.failed['client_abort'] ?? 0) - abortsBefore === 2 && s.inFlight === 0;
+    });
+    await until('the engines abort both sequences', async () => {
+      const e = await engines();
+      return e.running === 0 && e.aborted - engineAbortsBefore === 2;
+    });
   });
 });
 
