@@ -353,8 +353,35 @@ export function loadFidelityCase(path: string): FidelityCase {
     workload: { ...w, input: withTrace(w.input, 'input'), output: withTrace(w.output, 'output') },
   };
   // Requests past the model's context are refused here, before any case runs (run-case.ts).
-  checkCaseContext(loaded);
+  try {
+    checkCaseContext(loaded);
+  } catch (error) {
+    throw lengthsFileHint(error, where);
+  }
   return loaded;
+}
+
+/**
+ * A case's lengths file whose format cannot be told (a CSV of per-request lengths with its own
+ * column names, say): the trace reader's refusal, with how a case writes such a file. Other errors
+ * unchanged.
+ */
+function lengthsFileHint(error: unknown, where: string): unknown {
+  if (
+    !(error instanceof SwitchyardError) ||
+    error.code !== 'SY_ERR_TRACE_PARSE' ||
+    !error.message.includes('cannot tell the trace format')
+  )
+    return error;
+  const [location] = error.message.split(': cannot tell');
+  return new SwitchyardError(
+    'SY_ERR_TRACE_PARSE',
+    `${where}: ${location}: cannot tell this lengths file's format. A CSV of per-request lengths is read ` +
+      'with the header num_prefill_tokens,num_decode_tokens (prompt and output tokens, one row per ' +
+      'request; other columns are ignored): rename its columns so; an Azure trace (ContextTokens, ' +
+      'GeneratedTokens) and Mooncake JSON lines (.jsonl) are read as they are',
+    error.details,
+  );
 }
 
 /**

@@ -235,6 +235,31 @@ describe('empirical trace paths', () => {
       rmSync(root, { recursive: true, force: true });
     }
   });
+
+  it('a CSV of per-request lengths under its own column names: says which header a case reads', () => {
+    const root = mkdtempSync(join(tmpdir(), 'sy-fidelity-'));
+    try {
+      writeFileSync(join(root, 'mine.csv'), 'input_tokens,output_tokens\n600,250\n700,240\n');
+      // As an evaluator writes it: no format (the shipped cases say vidur).
+      const lengths = { kind: 'empirical' as const, trace: 'mine.csv' };
+      const path = join(root, 'mine-case.json');
+      const c = openCase({
+        workload: { arrival: 'constant', rateRps: 2, requests: 30, input: lengths, output: lengths },
+      });
+      writeFileSync(path, JSON.stringify(c));
+      assert.throws(() => loadFidelityCase(path), {
+        code: 'SY_ERR_TRACE_PARSE',
+        message: new RegExp(
+          `^fidelity case '.*': ${join(root, 'mine.csv')}:1: cannot tell this lengths file's format\\. A CSV of per-request lengths is read with the header num_prefill_tokens,num_decode_tokens`,
+        ),
+      });
+      // Renamed as the message says, it reads.
+      writeFileSync(join(root, 'mine.csv'), 'num_prefill_tokens,num_decode_tokens\n600,250\n700,240\n');
+      assert.equal(loadFidelityCase(path).workload.input.kind, 'empirical');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('saturation', () => {

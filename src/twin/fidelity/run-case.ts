@@ -230,7 +230,7 @@ export function checkCaseContext(c: FidelityCase, requests?: readonly TwinReques
       `${n(contextTokensMax)} tokens (the first, ${first.id}: ${n(first.inputTokens)} prompt + ` +
       `${n(first.trueOutputTokens)} output = ${n(first.inputTokens + first.trueOutputTokens)}); an engine ` +
       'refuses such a request with 400, so the twin would compare over the rest. Bound the lengths ' +
-      "(a lognormal's max, a fixed or uniform length) or pick a model with a longer context",
+      "(a lognormal's or normal's max, a fixed or uniform length) or pick a model with a longer context",
   );
 }
 
