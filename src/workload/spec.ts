@@ -109,8 +109,9 @@ const lengthDistUnion = z.discriminatedUnion('kind', [
       kind: z.literal('normal'),
       /**
        * A normal distribution by its mean and standard deviation, drawn, clipped to [min, max] and
-       * rounded, as inference-perf's `normal` lengths (mean, std_dev, min, max) and llmperf's
-       * --mean/--stddev-input-tokens draw them.
+       * rounded, as inference-perf's `normal` lengths (mean, std_dev, min, max) draw them. llmperf's
+       * --mean/--stddev-input-tokens truncate instead and redraw below 1: under half a token apart on
+       * average, and the same wherever the mean is a few standard deviations above 0.
        */
       mean: positive,
       stdDev: z.number().nonnegative().finite(),
