@@ -9,6 +9,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { gunzipSync } from 'node:zlib';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { TraceRecord } from '../types.ts';
+import { GunzipPieces } from './gunzip-stream.ts';
 
 /** Largest decompressed trace we accept; V8 strings top out near 512 MiB anyway. */
 export const TRACE_BYTES_MAX = 512 * 1024 * 1024;
@@ -110,10 +111,10 @@ const READ_CHUNK_BYTES = 1024 * 1024;
 /**
  * The non-blank lines of a file, read a chunk at a time, with the same numbering, BOM and CRLF
  * handling as `decodeTraceBytes` + `nonBlankLines`. A caller that stops iterating early stops the
- * reading: memory follows the lines kept, not the file. A gzip file (by the magic bytes) is
- * decompressed whole first (node's zlib decompresses synchronously only in one call), and its
- * lines are then cut from those bytes the same way, never one string of the whole text. More than
- * `maxBytes` of text fails as decodeTraceBytes does.
+ * reading: memory follows the lines kept, not the file. A gzip file (by the magic bytes) streams
+ * the same way, decompressed a piece at a time (gunzip-stream.ts), so its memory and an early stop
+ * are a plain file's too. Reading past `maxBytes` of text (plain or decompressed) fails, naming the
+ * line it reached.
  */
 export function* fileLines(
   path: string,
@@ -121,38 +122,30 @@ export function* fileLines(
   maxBytes = TRACE_TEXT_BYTES_MAX,
 ): Generator<TraceLine, void, undefined> {
   const fd = openSync(path, 'r');
+  let gunzip: GunzipPieces | undefined;
   try {
     const chunk = Buffer.allocUnsafe(READ_CHUNK_BYTES);
     let n = readSync(fd, chunk, 0, chunk.length, null);
-    let inflated: Buffer | undefined;
     let at = 0;
-    if (isGzip(chunk.subarray(0, n))) {
-      const parts: Buffer[] = [Buffer.from(chunk.subarray(0, n))];
-      for (
-        let m = readSync(fd, chunk, 0, chunk.length, null);
-        m > 0;
-        m = readSync(fd, chunk, 0, chunk.length, null)
-      )
-        parts.push(Buffer.from(chunk.subarray(0, m)));
-      const bytes = Buffer.concat(parts);
-      parts.length = 0;
-      inflated = gunzipTrace(bytes, file, maxBytes);
-    }
+    if (isGzip(chunk.subarray(0, n))) gunzip = new GunzipPieces(path);
     /** The next piece of text bytes (empty at the end). */
     const next = (): Buffer => {
-      if (inflated !== undefined) {
-        const piece = inflated.subarray(at, at + READ_CHUNK_BYTES);
-        at += piece.length;
-        return piece;
-      }
-      const piece = chunk.subarray(0, n);
-      at += n;
-      // Only a read that stops early opens a file over the bound (read.ts checkFile): its rows ran past it.
+      let piece: Buffer;
+      if (gunzip !== undefined) {
+        try {
+          piece = gunzip.next();
+        } catch (err) {
+          throw traceParseError(file, number + 1, `corrupt gzip data (${(err as Error).message})`);
+        }
+      } else piece = chunk.subarray(0, n);
+      at += piece.length;
+      // Only a read that stops early opens a file over the bound (read.ts checkFile), or a gzip
+      // file whose text is: its rows ran past it.
       if (at > maxBytes)
         throw traceParseError(
           file,
           number + 1,
-          `the rows this run replays go on past the first ${formatBytes(maxBytes)} of the file, the most of a trace's text ` +
+          `the rows this run replays go on past the first ${formatBytes(maxBytes)} of the file${gunzip !== undefined ? "'s decompressed text" : ''}, the most of a trace's text ` +
             'that is read: replay fewer --requests or a shorter --duration, or cut the file (e.g. head -n 2000001 FILE > part.csv)',
         );
       return piece;
@@ -189,12 +182,13 @@ export function* fileLines(
             `none longer than ${TRACE_LINE_CHARS_MAX / 2 ** 20} MiB; is this a trace file?`,
         );
       if (done) break;
-      if (inflated === undefined) n = readSync(fd, chunk, 0, chunk.length, null);
+      if (gunzip === undefined) n = readSync(fd, chunk, 0, chunk.length, null);
     }
     number++;
     if (rest.endsWith('\r')) rest = rest.slice(0, -1);
     if (rest.trim() !== '') yield { text: rest, number };
   } finally {
+    gunzip?.close();
     closeSync(fd);
   }
 }
