@@ -7,7 +7,12 @@
 import { reject } from '../../core/decision.ts';
 import type { Request } from '../../core/request.ts';
 import type { RoutingPolicy } from '../../policies/routing/types.ts';
-import { type LatencyStats, latencyStats, latencyStatsSorted, quantileSorted } from '../../stats/percentiles.ts';
+import {
+  type LatencyStats,
+  latencyStats,
+  latencyStatsSorted,
+  quantileSorted,
+} from '../../stats/percentiles.ts';
 
 /** Timings of requests r0 … r(n-1), by index; NaN where a request never got that far. */
 export class RequestLog {
