@@ -196,6 +196,42 @@ test('a model with no instance ready yet whose requests wait is started into sle
   assert.equal(r.summary.rejected, 0);
 });
 
+test('a swap for a TP 4 sleeper behind several blockers, one stopping at once, runs to the end (was: a crash)', () => {
+  // m01, a 70B at TP 4 among 8Bs, sleeps on four GPUs held by four models' instances; draining the
+  // first idle one stops it at once, which swapped for m01 again and stopped a later blocker before
+  // the first loop reached it: drainForSwap read the gone instance (TypeError at 1316 s).
+  const workload = {
+    kind: 'multi-model',
+    models: 16,
+    zipfExponent: 1.4,
+    rateRps: 10,
+    bases: [
+      'llama-3.1-8b',
+      'llama-3.1-70b',
+      'llama-3.1-8b',
+      'qwen2.5-7b',
+      'llama-3.1-8b',
+      'llama-3.1-8b',
+      'qwen2.5-7b',
+      'llama-3.1-8b',
+      'llama-2-7b',
+    ],
+    durationS: 1320,
+    input: { kind: 'fixed', tokens: 1024 },
+    output: { kind: 'fixed', tokens: 128 },
+  };
+  const serverless = serverlessFromFlags(
+    { serverlessPolicy: 'switchyard', gpus: 8, keepAliveS: 300, gpu: 'h100' },
+    workload,
+  );
+  const r = runTwin({ ...serverlessTwinSettings(workload, serverless), seed: 2 });
+  const s = r.serverless;
+  assert.ok(s !== undefined);
+  assert.ok(s.sleep.swaps > 0, JSON.stringify(s.sleep));
+  assert.equal(r.summary.completed + r.summary.rejected, r.summary.requests);
+  assert.ok((r.gpuHours ?? 0) * 3600 <= 8 * r.summary.simulatedSeconds * (1 + 1e-9));
+});
+
 test('boot into sleep (opt-in): models never asked for start into sleep on free GPUs, so first starts are wakes; off by default', () => {
   const rare = { modelRatesRps: [0.02, 0.02, 0.02, 0.02], onMeanS: 60, offMeanS: 600 };
   const hold = { loneSleepMaxMs: 3_600_000, bootIntoSleep: true };

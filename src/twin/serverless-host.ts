@@ -952,8 +952,11 @@ export class ServerlessHost implements TwinControl {
   }
 
   private drainForSwap(cacheId: string, forModel: Served, nowMs: number): void {
-    const where = this.slotOfCacheId.get(cacheId) as { m: Served; k: number; node: string };
-    if (where.m.pool.phaseOf(where.k) !== 'ready') return;
+    // Gone already: draining an earlier blocker of the same sleeper stopped it at once (idle), and
+    // that stop woke or swapped for `forModel` again, stopping this one (a TP 4 sleeper behind four
+    // blockers; before, a crash: 16 models with a 70B among 8Bs on 8 GPUs, seed 2).
+    const where = this.slotOfCacheId.get(cacheId);
+    if (where === undefined || where.m.pool.phaseOf(where.k) !== 'ready') return;
     this.sleepOnStop.add(cacheId);
     this.drainingFor.set(cacheId, forModel);
     this.note(
