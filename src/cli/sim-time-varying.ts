@@ -6,7 +6,7 @@ import { Option } from 'commander';
 import { assertNever } from '../core/assert.ts';
 import { invalidArgument } from '../core/errors.ts';
 import { readRateCurve } from '../workload/rate-curve-file.ts';
-import { filePath, nonNegativeNumber, positiveNumber } from './parse.ts';
+import { filePath, nonNegativeNumber, positiveNumber, SIM_DURATION_MAX_S } from './parse.ts';
 
 /** The time-varying kinds `--workload` accepts. */
 export const TIME_VARYING_WORKLOADS = ['sinusoid', 'rate-curve', 'bursts', 'servegen'] as const;
@@ -198,6 +198,27 @@ function checkDurationWithinCurve(file: string, durationS: number | undefined): 
     );
 }
 
+/**
+ * Without --duration or --requests a kind runs for a length its own flags or file imply (a period, a
+ * gap and a burst, a curve's last time): it is bounded as --duration is, since `--period-s 1e9` or a
+ * curve written in milliseconds would otherwise generate arrivals for hours instead of failing.
+ */
+function checkImpliedLength(
+  param: string,
+  value: unknown,
+  lengthS: number,
+  what: string,
+  inSeconds = 'write it in seconds',
+): void {
+  if (lengthS > SIM_DURATION_MAX_S)
+    throw invalidArgument(
+      param,
+      value,
+      `${what} of at most ${SIM_DURATION_MAX_S} s (31 days) without --duration or --requests, got ${lengthS} s: ` +
+        `${inSeconds}, or give --duration (at most ${SIM_DURATION_MAX_S}) or --requests`,
+    );
+}
+
 /** The spec of one kind from its flags; without --duration or --requests a periodic kind runs one period. */
 function specOf(
   kind: Kind,
@@ -213,6 +234,7 @@ function specOf(
       // Checked here so the message names the flags; the spec's own check names its fields.
       if (rateMaxRps < rateMinRps)
         throw invalidArgument('rate-max', rateMaxRps, `at least --rate-min (${rateMinRps})`);
+      if (unbounded) checkImpliedLength('period-s', periodS, periodS, 'a period');
       return {
         kind,
         rateMinRps,
@@ -225,6 +247,7 @@ function specOf(
     case 'bursts': {
       const burstS = required(flags.burstS, 'burst-s', kind);
       const gapS = required(flags.gapS, 'gap-s', kind);
+      if (unbounded) checkImpliedLength('gap-s', gapS, burstS + gapS, '--gap-s + --burst-s');
       return {
         kind,
         baseRateRps: required(flags.rate, 'rate', kind),
@@ -238,6 +261,14 @@ function specOf(
     case 'rate-curve': {
       const file = required(flags.rateCurve, 'rate-curve', kind);
       checkDurationWithinCurve(file, flags.duration);
+      if (unbounded)
+        checkImpliedLength(
+          'rate-curve',
+          file,
+          readRateCurve(file).at(-1)?.timeS ?? 0,
+          'a last time_s',
+          'write its times in seconds (from milliseconds: divide by 1000)',
+        );
       return { kind, file, ...common };
     }
     case 'servegen':
