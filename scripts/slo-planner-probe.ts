@@ -10,6 +10,8 @@
  *   ... --static 22      # static provisioning with 22 instances instead of the planner
  *   ... --json out.json  # the per-tick series too
  *   ... --policy least-request  # another routing policy (default round-robin, as the results page)
+ *   ... --admission '{"gate":{"waitingMax":1}}'  # an admission queue in front of routing (the
+ *                        # config `switchyard serve` takes under `admission:`; none by default)
  *
  *   ... --clairvoyant 20 # the results page's clairvoyant bound (20 s spans), hour by hour
  *   ... --against c.json # the planner's asked replica-hours above a `--clairvoyant 20 --json c.json`
@@ -62,6 +64,7 @@ const { values: args } = parseArgs({
     against: { type: 'string' },
     seed: { type: 'string', default: '1' },
     policy: { type: 'string', default: 'round-robin' },
+    admission: { type: 'string' },
     'rate-min': { type: 'string', default: '1' },
     'rate-max': { type: 'string', default: '24' },
     'period-s': { type: 'string', default: '900' },
@@ -197,10 +200,12 @@ function main(): void {
     load: args.load,
     ...(args.load === 'sinusoid' ? { workload: w } : {}),
     ...(args.policy === 'round-robin' ? {} : { policy: args.policy }),
+    ...(admission === undefined ? {} : { admission }),
     params: JSON.parse(args.params),
     gpuHours: r.gpuHours,
     attainment: m.sloAttainment.both,
     requests: m.requests,
+    completed: m.completed,
     missed,
     coldStarts: r.coldStarts,
     wallS,
@@ -217,6 +222,21 @@ function main(): void {
 
 const SLO = { ttftMs: 3000, tpotMs: 50 };
 
+/** `--admission`: the admission queue's config (validated by its schema when the run starts). */
+const admission: Record<string, unknown> | undefined =
+  args.admission === undefined ? undefined : jsonFlag('--admission', args.admission);
+
+/** A JSON object flag, or a usage error naming it. */
+function jsonFlag(flag: string, text: string): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // reported below
+  }
+  usage(`${flag} wants a JSON object, got ${text}`);
+}
+
 function settingsWith(
   w: Record<string, unknown>,
   pool: number,
@@ -225,6 +245,7 @@ function settingsWith(
   return {
     seed: Number(args.seed),
     policy: args.policy,
+    ...(admission === undefined ? {} : { admission }),
     policies: {},
     cluster: { groups: [{ count: pool, gpu: 'h100', model: 'llama-3.1-8b', tp: 1 }] },
     engine: {},
