@@ -158,3 +158,52 @@ describe('a gamma arrival without its cv', () => {
     );
   });
 });
+
+describe("keys as vLLM and other tools' configs name them", () => {
+  it("engine options under vLLM's own names (engine arguments, flags) are read as this format's", () => {
+    const c = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, {
+      engine: { max_num_batched_tokens: 2048, '--max-num-seqs': 128, 'gpu-memory-utilization': 0.9 },
+    });
+    assert.deepEqual(parseFidelityCase(c).engine, {
+      maxNumBatchedTokens: 2048,
+      maxNumSeqs: 128,
+      gpuMemoryUtilization: 0.9,
+    });
+  });
+
+  it('an engine option given twice, tensor parallelism in engine, or an option the twin lacks: an issue naming it', () => {
+    const twice = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, {
+      engine: { max_num_seqs: 128, maxNumSeqs: 64 },
+    });
+    assert.throws(() => parseFidelityCase(twice), {
+      message: /engine\.maxNumSeqs: maxNumSeqs given twice, as max_num_seqs and maxNumSeqs; give one/,
+    });
+    const tp = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, { engine: { tensor_parallel_size: 2 } });
+    assert.throws(() => parseFidelityCase(tp), {
+      message: /engine\.tensor_parallel_size: tensor parallelism is the case's top-level tp/,
+    });
+    const unknown = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, { engine: { enforce_eager: true } });
+    assert.throws(() => parseFidelityCase(unknown), { message: /engine: Unrecognized key: "enforce_eager"/ });
+  });
+
+  it('a top-level, stage or source key under another name says which key it is', () => {
+    const c = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1);
+    assert.throws(() => parseFidelityCase({ ...c, tensor_parallel_size: 1 } as FidelityCaseInput), {
+      message:
+        /^fidelity case: \(top level\): unknown key 'tensor_parallel_size'; takes name, .* \(tensor parallelism is tp\)/,
+    });
+    const { source: _, ...unsourced } = c;
+    assert.throws(() => parseFidelityCase(unsourced as FidelityCaseInput), {
+      message:
+        /source: required: an object such as \{ title: our run, url: https:\/\/\.\.\., engine: vLLM 0\.15\.1 \}/,
+    });
+    const stages = [{ rate: 5, duration: 600, measured: { ttftMs: { mean: 40 }, saturated: false } }];
+    assert.throws(
+      () => parseFidelityCase({ ...c, workload: { ...c.workload, stages } } as unknown as FidelityCaseInput),
+      {
+        message:
+          /workload\.stages\.0: unknown key 'rate', 'duration'; takes rateRps, durationS, measured \(the rate is rateRps \(req\/s\); the length is durationS \(s\)\)/,
+      },
+    );
+  });
+});

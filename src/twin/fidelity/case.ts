@@ -51,8 +51,10 @@ function strictKeys(
           (hints.length > 0 ? ` (${hints.join('; ')})` : '')
         );
       }
-      if (issue.code === 'invalid_type' && issue.input !== undefined)
-        return `expected an object such as ${example}, got ${JSON.stringify(issue.input)}`;
+      if (issue.code === 'invalid_type')
+        return issue.input === undefined
+          ? `required: an object such as ${example}`
+          : `expected an object such as ${example}, got ${JSON.stringify(issue.input)}`;
       return undefined;
     },
   };
@@ -157,19 +159,79 @@ export const measuredSchema = z.strictObject(
 );
 
 /** Where a measurement comes from: enough for a reader to find it and judge it. */
-export const sourceSchema = z.strictObject({
-  title: z.string().min(1),
-  url: z.string().min(1),
-  /** The engine and version measured, e.g. `vLLM 0.23.0`. */
-  engine: z.string().min(1),
-  /** When it was published or accessed (free text, e.g. 2026-03). */
-  date: z.string().min(1).optional(),
-  /** What the case assumes beyond the source (lengths not published, a GPU variant, …). */
-  note: z.string().min(1).optional(),
-});
+export const sourceSchema = z.strictObject(
+  {
+    title: z.string().min(1),
+    url: z.string().min(1),
+    /** The engine and version measured, e.g. `vLLM 0.23.0`. */
+    engine: z.string().min(1),
+    /** When it was published or accessed (free text, e.g. 2026-03). */
+    date: z.string().min(1).optional(),
+    /** What the case assumes beyond the source (lengths not published, a GPU variant, …). */
+    note: z.string().min(1).optional(),
+  },
+  strictKeys(
+    ['title', 'url', 'engine', 'date', 'note'],
+    '{ title: our run, url: https://..., engine: vLLM 0.15.1 }',
+  ),
+);
+
+/** What to write instead of a stage key another tool's config uses. */
+function stageHint(key: string): string | undefined {
+  const k = key.toLowerCase().replace(/[\s_-]/g, '');
+  if (['rate', 'qps', 'rps', 'requestrate', 'ratereqs'].includes(k)) return 'the rate is rateRps (req/s)';
+  if (['duration', 'durations', 'durationsec', 'seconds', 'time'].includes(k))
+    return 'the length is durationS (s)';
+  return undefined;
+}
 
 /** A stage of a staged run, with the figures measured over the requests that arrived in it. */
-export const measuredStageSchema = rateStageSchema.extend({ measured: measuredSchema.optional() }).strict();
+export const measuredStageSchema = z.strictObject(
+  { ...rateStageSchema.shape, measured: measuredSchema.optional() },
+  strictKeys(['rateRps', 'durationS', 'measured'], '{ rateRps: 5, durationS: 600 }', stageHint),
+);
+
+/** The engine options' names (vLLM's flags in camelCase). */
+const ENGINE_OPTIONS: ReadonlySet<string> = new Set(Object.keys(engineOptionsSchema.shape));
+
+/**
+ * The engine options as vLLM names them are read as this format's: `max_num_batched_tokens` (the
+ * engine argument) and `--max-num-batched-tokens` (the flag) are `maxNumBatchedTokens`. Only names
+ * of options the twin has are renamed; both spellings of one option is an issue, and vLLM's
+ * `tensor_parallel_size` says it is the case's `tp`. Anything else goes on to the strict schema.
+ */
+function engineOptionsAsVllmNames(value: unknown, ctx: z.RefinementCtx): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+  const out: Record<string, unknown> = {};
+  const writtenAs = new Map<string, string>();
+  for (const [key, v] of Object.entries(value)) {
+    const camel = key.replace(/^-+/, '').replace(/[-_]+([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    if (camel === 'tensorParallelSize')
+      ctx.addIssue({ code: 'custom', path: [key], message: "tensor parallelism is the case's top-level tp" });
+    const name = camel !== key && ENGINE_OPTIONS.has(camel) ? camel : key;
+    const before = writtenAs.get(name);
+    if (before !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: [key],
+        message: `${name} given twice, as ${before} and ${key}; give one`,
+      });
+    writtenAs.set(name, key);
+    out[name] = v;
+  }
+  return out;
+}
+
+/** What to write instead of a top-level key another tool's config uses. */
+function caseHint(key: string): string | undefined {
+  const k = key.toLowerCase().replace(/[\s_-]/g, '');
+  if (['tensorparallelsize', 'tensorparallel', 'tpsize'].includes(k)) return 'tensor parallelism is tp';
+  if (['replicas', 'engines', 'numinstances'].includes(k)) return 'engines behind one router are instances';
+  if (['hardware', 'accelerator', 'device', 'gpus', 'gputype'].includes(k)) return 'the GPU is gpu';
+  if (['modelname', 'modelid', 'checkpoint'].includes(k)) return 'the model is model';
+  if (['engineargs', 'vllm', 'server', 'serverargs'].includes(k)) return "vLLM's options are engine";
+  return undefined;
+}
 
 /**
  * Prompt lengths: `input` is what follows the shared prefix when `prefix` is set (the prompt is
@@ -228,22 +290,47 @@ export const caseWorkloadSchema = z.discriminatedUnion('arrival', [
 
 /** One case file. */
 export const fidelityCaseSchema = z
-  .strictObject({
-    /** A short unique id, used as the row label. */
-    name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
-    description: z.string().min(1).optional(),
-    source: sourceSchema,
-    model: z.string().min(1),
-    gpu: z.string().min(1),
-    tp: z.number().int().min(1).max(64).default(1),
-    /** Instances behind one round-robin router (1: a single engine, as most benchmarks run). */
-    instances: z.number().int().min(1).max(64).default(1),
-    engine: engineOptionsSchema.default({}),
-    workload: caseWorkloadSchema,
-    seed: z.number().int().min(0).max(0xffffffff).default(1),
-    /** Figures over the whole run; optional where every stage has its own. */
-    measured: measuredSchema.optional(),
-  })
+  .strictObject(
+    {
+      /** A short unique id, used as the row label. */
+      name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
+      description: z.string().min(1).optional(),
+      source: sourceSchema,
+      model: z.string().min(1),
+      gpu: z.string().min(1),
+      tp: z.number().int().min(1).max(64).default(1),
+      /** Instances behind one round-robin router (1: a single engine, as most benchmarks run). */
+      instances: z.number().int().min(1).max(64).default(1),
+      /** The twin's engine options; vLLM's snake_case and --flag names are read (engineOptionsAsVllmNames). */
+      engine: (
+        z.preprocess(engineOptionsAsVllmNames, engineOptionsSchema) as unknown as z.ZodType<
+          z.output<typeof engineOptionsSchema>,
+          z.input<typeof engineOptionsSchema>
+        >
+      ).default({}),
+      workload: caseWorkloadSchema,
+      seed: z.number().int().min(0).max(0xffffffff).default(1),
+      /** Figures over the whole run; optional where every stage has its own. */
+      measured: measuredSchema.optional(),
+    },
+    strictKeys(
+      [
+        'name',
+        'description',
+        'source',
+        'model',
+        'gpu',
+        'tp',
+        'instances',
+        'engine',
+        'workload',
+        'seed',
+        'measured',
+      ],
+      '{ name, source, model, gpu, workload, measured }',
+      caseHint,
+    ),
+  )
   .superRefine((c, ctx) => {
     const w = c.workload;
     const stages = w.arrival === 'closed-loop' ? undefined : w.stages;
