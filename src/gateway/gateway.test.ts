@@ -248,6 +248,12 @@ describe('gateway proxying', () => {
   });
 });
 
+/**
+ * A first-byte or request bound the tests wait out: far above what a healthy exchange with an
+ * in-process fake takes on a loaded machine, far below the test's own timeout.
+ */
+const SLOW_BOUND_MS = 1500;
+
 describe('gateway retries and failures', () => {
   it('retries another instance on 5xx, 429 and refused connections, before the first byte', async () => {
     const [good, bad] = await fakes(2);
@@ -319,10 +325,14 @@ describe('gateway retries and failures', () => {
   });
 
   it('retries after a first-byte timeout, and answers 504 past the request timeout', async () => {
+    // The bounds are wide, not what is tested: a loaded machine can hold this process (gateway and
+    // fakes alike) for hundreds of ms, and a 100 ms first-byte bound then timed out the fast
+    // engine too (504), a 150 ms request bound the request body (408). Each slow fake answers
+    // three times its bound after it: the deadline sweep comes first whatever the load.
     const [slow, fast] = await fakes(2);
-    (slow as FakeUpstream).behaviour.delayMs = 2000;
+    (slow as FakeUpstream).behaviour.delayMs = 3 * SLOW_BOUND_MS;
     const gw = await gateway([slow as FakeUpstream, fast as FakeUpstream], {
-      limits: { firstByteTimeoutMs: 100, retryBackoffBaseMs: 1, retryBackoffMaxMs: 2 },
+      limits: { firstByteTimeoutMs: SLOW_BOUND_MS, retryBackoffBaseMs: 1, retryBackoffMaxMs: 2 },
     });
     const r = await post(gw, '/v1/chat/completions', chat());
     assert.equal(r.status, 200);
@@ -330,8 +340,8 @@ describe('gateway retries and failures', () => {
     assert.equal(gw.stats.retries, 1);
 
     const [slow2] = await fakes(1);
-    (slow2 as FakeUpstream).behaviour.delayMs = 3000;
-    const gw2 = await gateway([slow2 as FakeUpstream], { limits: { requestTimeoutMs: 150 } });
+    (slow2 as FakeUpstream).behaviour.delayMs = 3 * SLOW_BOUND_MS;
+    const gw2 = await gateway([slow2 as FakeUpstream], { limits: { requestTimeoutMs: SLOW_BOUND_MS } });
     const r2 = await post(gw2, '/v1/chat/completions', chat());
     assert.equal(r2.status, 504);
     assert.equal(errorCode(r2), 'SY_ERR_TIMEOUT');
