@@ -56,6 +56,25 @@ export function sideReadFor(res: ServerResponse): Reading | undefined {
   return sideReads.get(res);
 }
 
+/**
+ * Registers a body read that does not go through `readBody` (a streamed upload) as a side read, so
+ * the server's clientError finds it when the client leaves mid-body and calls its `fail` once, as
+ * for any other read. Without it that clientError took the body's end for a bad request pipelined
+ * behind it and waited for an answer that only the read's own timer would give. Returns the
+ * function that removes the entry; call it once the read has ended.
+ */
+export function trackSideRead(
+  req: IncomingMessage,
+  res: ServerResponse,
+  handlers: Pick<Reading, 'fail' | 'expire'>,
+): () => void {
+  const reading: Reading = { req, res, deadlineMs: Number.POSITIVE_INFINITY, ...handlers };
+  sideReads.set(res, reading);
+  return () => {
+    if (sideReads.get(res) === reading) sideReads.delete(res);
+  };
+}
+
 /** Longest wait for a timed-out read's answer to drain before its connection is cut (as body-reader.ts). */
 const CLOSE_LINGER_MS = 2000;
 

@@ -15,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import busboy from 'busboy';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { LimitsConfig } from '../config.ts';
-import { bodyTimeBound, readBody, sendError, sendJson, sideBodyBounds } from '../http-util.ts';
+import { bodyTimeBound, readBody, sendError, sendJson, sideBodyBounds, trackSideRead } from '../http-util.ts';
 import { BATCH_ENDPOINTS, isBatchEndpoint } from './lines.ts';
 import type { BatchService } from './service.ts';
 import { publicBatch } from './state.ts';
@@ -365,6 +365,7 @@ function receive(
     if (finished) return;
     finished = true;
     stopTimers();
+    untrack();
     // Every end of an upload comes here exactly once (answered, refused, timed out, client gone,
     // malformed): the slot is given back after the file is closed and the answer written.
     void finish()
@@ -393,6 +394,15 @@ function receive(
   parser.on('error', once);
   req.pipe(parser);
   const stopTimers = uploadTimers(host.limits, req, abandon);
+  // A client that half-closes mid-body (FIN) makes Node's parser fail: the server's clientError
+  // must find this upload and give it up, else the slot and the file were held until the timer.
+  const untrack = trackSideRead(req, res, {
+    fail: abandon,
+    expire: () =>
+      abandon(
+        new SwitchyardError('SY_ERR_REQUEST_TIMEOUT', 'upload body not received in time', { param: 'body' }),
+      ),
+  });
   req.on('close', () => {
     if (!req.complete) abandon(invalid('the client closed the connection mid-upload', 'body'));
   });
