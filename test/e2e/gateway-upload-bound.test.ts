@@ -26,7 +26,18 @@ import {
   until,
 } from './support/cluster.ts';
 
-const BODY_READ_TIMEOUT_MS = 400;
+/**
+ * The shared gateway's bound on a body that stops: not under test there, and far longer than any
+ * test holds an upload open. At 400 ms a loaded machine (load 15+) let the held upload of the first
+ * test time out (408) before the second upload came, which was then taken (200, not 429), and its
+ * file was left behind for the "client leaves" test to find.
+ */
+const BODY_READ_TIMEOUT_MS = 60_000;
+/**
+ * The 408 test's own gateway's bound: that test waits it out, and the whole upload that follows
+ * must arrive within it, so it keeps a wide margin over a loaded machine's pauses.
+ */
+const STALLED_BODY_TIMEOUT_MS = 2000;
 /** Small, so a too-large upload is refused while streaming (the declared-size check lets it in). */
 const FILE_BYTES_MAX = 4096;
 /** Client-side bound on one exchange: a hang guard, far past any deadline under test. */
@@ -118,21 +129,21 @@ describe('batch.uploadsInFlightMax', { timeout: 60_000 }, () => {
   const teardown = new Teardown();
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-upload-bound-'));
   let gw: TestGateway;
-  const stats = (): Promise<Stats> => getJson<Stats>(`${gw.url}/stats`);
+  const stats = (url = gw.url): Promise<Stats> => getJson<Stats>(`${url}/stats`);
   /** Upload files on disk (finished or partial). */
   const uploadsLeft = (): string[] => {
     const files = join(dir, 'files');
     return existsSync(files) ? readdirSync(files).filter((f) => f.endsWith('.data')) : [];
   };
   /** The slot is back: /stats says so, and a whole upload is taken (200) and then deleted. */
-  const assertSlotFree = async (): Promise<void> => {
-    await until('no upload in flight', async () => (await stats()).batch.uploadsInFlight === 0);
-    const next = await uploadWhole(gw.url, LINES);
+  const assertSlotFree = async (url = gw.url): Promise<void> => {
+    await until('no upload in flight', async () => (await stats(url)).batch.uploadsInFlight === 0);
+    const next = await uploadWhole(url, LINES);
     assert.equal(next.status, 200, next.text);
     const id = (JSON.parse(next.text) as { id: string }).id;
-    const gone = await fetch(`${gw.url}/v1/files/${id}`, { method: 'DELETE' });
+    const gone = await fetch(`${url}/v1/files/${id}`, { method: 'DELETE' });
     assert.equal(gone.status, 200, await gone.text());
-    assert.equal((await stats()).batch.uploadsInFlight, 0);
+    assert.equal((await stats(url)).batch.uploadsInFlight, 0);
   };
 
   before(async () => {
@@ -156,9 +167,10 @@ describe('batch.uploadsInFlightMax', { timeout: 60_000 }, () => {
     const held = multipart(LINES);
     const socket = await open(gw.url);
     socket.write(uploadHead(held.body.length, held.type) + held.body.slice(0, -40));
+    // Its file too: the file is opened asynchronously, after the slot is taken.
     await until(
       'the first upload is being received',
-      async () => (await stats()).batch.uploadsInFlight === 1,
+      async () => (await stats()).batch.uploadsInFlight === 1 && uploadsLeft().length === 1,
     );
 
     const refused = await uploadWhole(gw.url, LINES);
@@ -199,18 +211,31 @@ describe('batch.uploadsInFlightMax', { timeout: 60_000 }, () => {
   });
 
   it('gives the slot back after a 408 (the body stopped)', async () => {
+    // Its own gateway, with a bound short enough to wait out (the shared one's is 60 s).
+    const stallDir = mkdtempSync(join(tmpdir(), 'switchyard-upload-bound-408-'));
+    teardown.add(() => rmSync(stallDir, { recursive: true, force: true }));
+    const strict = await startTestGateway(
+      {
+        backends: [],
+        batch: { dir: stallDir, uploadsInFlightMax: 1, fileBytesMax: FILE_BYTES_MAX },
+        limits: { bodyReadTimeoutMs: STALLED_BODY_TIMEOUT_MS },
+      },
+      teardown,
+    );
     const form = multipart(LINES);
-    const socket = await open(gw.url);
+    const socket = await open(strict.url);
     const answer = readAnswer(socket);
     socket.write(uploadHead(form.body.length, form.type) + form.body.slice(0, -40));
     const late = await answer;
     assert.equal(late.status, 408, late.body);
     assert.equal(assertErrorBody(late.body, late.status).error.code, 'SY_ERR_REQUEST_TIMEOUT');
     socket.destroy();
-    await assertSlotFree();
+    await assertSlotFree(strict.url);
   });
 
   it('gives the slot back when the client leaves mid-upload', async () => {
+    // The client half-closes (FIN) mid-body; the shared gateway's 60 s body bound cannot be what
+    // frees the slot (at 400 ms it was, and the gateway's own miss went unseen).
     const form = multipart(LINES);
     const socket = await open(gw.url);
     socket.write(uploadHead(form.body.length, form.type) + form.body.slice(0, -40));
