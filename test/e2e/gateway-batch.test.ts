@@ -231,20 +231,25 @@ describe('Batch API through the gateway', { timeout: 180_000 }, () => {
   });
 
   it('offers a timed-out request again up to timeoutRetriesMax, then writes the timeout as its result', async () => {
+    // Also the bound on this test's own API calls (Node's head timeout is min(it, 60 s)). At 300 ms
+    // a loaded machine (load 15+) timed out the short request too (6 offers, or 3 failed) or an API
+    // call's head (408), in 5 of 8 runs.
+    const REQUEST_TIMEOUT_MS = 5000;
     const strict = await startTestGateway(
       {
         backends: sims.engines.map((e, i) => simBackend(`sim${i}`, e)),
-        limits: { requestTimeoutMs: 300 },
+        limits: { requestTimeoutMs: REQUEST_TIMEOUT_MS },
         batch: { dir: tempDir(), timeoutRetriesMax: 1, retryDelayMs: 20 },
       },
       teardown,
     );
     const c = new OpenAI({ baseURL: `${strict.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 20_000 });
-    // The sim generates exactly max_tokens: 2000 tokens take far longer than 300 ms, 1 token does not.
+    // The sim generates exactly max_tokens: 20,000 tokens take over a minute at time scale 0.5
+    // (a loaded machine only slows them), 12x the bound; 1 token takes well under it.
     const inputId = await upload(c, [
-      chatLine('long-0', {}, { max_tokens: 2000 }),
+      chatLine('long-0', {}, { max_tokens: 20_000 }),
       chatLine('short', {}, { max_tokens: 1 }),
-      chatLine('long-1', {}, { max_tokens: 2000 }),
+      chatLine('long-1', {}, { max_tokens: 20_000 }),
     ]);
     const created = await c.batches.create({
       input_file_id: inputId,
