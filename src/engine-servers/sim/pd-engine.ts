@@ -43,9 +43,16 @@
  * model's context is refused 400 before any KV is read (the prefill side then frees its KV at the
  * release timeout, as vLLM's prefill does when no decode reads it), a request whose KV could never
  * fit the pool is refused 400, and without max_tokens the output gets what the context leaves after
- * the whole prompt. The prefill side's held KV is counted in its `switchyard_pd_kv_held_*` series,
- * not in its pool (the core frees a finished request's blocks). Every wait and every table has a
- * bound.
+ * the whole prompt.
+ *
+ * Held KV stays in the prefill engine's pool, as vLLM's prefill keeps the blocks a NIXL transfer
+ * reads allocated (and counted in vllm:kv_cache_usage_perc) until the decode's notify or the abort
+ * timeout, and as the twin's prefill does (EngineRequest.holdKvAfterFinish): a prefill leg runs in
+ * the core with its blocks kept after it finishes, and the release (collected or timed out) frees
+ * them. So they count in the engine's KV usage and the waiting requests they keep out wait for
+ * them; the `switchyard_pd_kv_held_*` series count the same transfers and their bytes. Held
+ * transfers are bounded by the pool (each keeps at least one block) and by PD_TRANSFERS_MAX.
+ * Every wait and every table has a bound.
  */
 import { isUtf8 } from 'node:buffer';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -57,6 +64,7 @@ import { modelSpec } from '../../model/models.ts';
 import type { EngineBackend, GenerationInput, GenerationSink } from '../backend.ts';
 import {
   FRONT_BODY_BYTES_MAX,
+  type InnerAnswer,
   PdFrontBase,
   PREFILL_ANSWER_BYTES_MAX,
   readBody,
@@ -132,6 +140,8 @@ interface Held {
   waiters: (() => void)[];
   /** vLLM: the prefill's request id as vLLM names it (`chatcmpl-<X-Request-Id>`), before its suffix. */
   requestId?: string;
+  /** The prefill's request in the engine core, whose blocks the release frees. */
+  coreId?: string;
 }
 
 /** The P/D state of one engine; the front server and the backend wrapper share it. */
@@ -144,6 +154,13 @@ export class PdEngine {
   private readonly held = new Map<string, Held>();
   /** Inner request tags whose prompt was transferred: the backend skips their prefill. */
   readonly transferred = new Map<string, number>();
+  /**
+   * Inner request tags of prefill legs in flight: the backend keeps their KV after they finish and
+   * names the core request here (undefined until the core takes it). Only requests in flight.
+   */
+  readonly exporting = new Map<string, string | undefined>();
+  /** Frees the blocks the core request `coreId` kept (set by the backend wrapper). */
+  releaseKv: (coreId: string) => void = () => {};
   private readonly kvBytesPerToken: number;
   private nextBlock = 0;
 
@@ -203,11 +220,14 @@ export class PdEngine {
    * The prefill of `key` finished: it holds `tokens` of KV until collected or timed out (vLLM: for
    * the request `requestId`).
    */
-  hold(key: string, tokens: number, requestId?: string): void {
+  hold(key: string, tokens: number, requestId?: string, coreId?: string): void {
     const h = this.entry(key);
+    if (h.coreId !== undefined) this.releaseKv(h.coreId);
     h.state = 'ready';
     h.tokens = tokens;
     if (requestId !== undefined) h.requestId = requestId;
+    if (coreId === undefined) delete h.coreId;
+    else h.coreId = coreId;
     h.bytes = this.kvBytes(tokens);
     this.stats.heldTransfers++;
     this.stats.heldBytes += h.bytes;
@@ -274,6 +294,7 @@ export class PdEngine {
     if (this.held.get(key) !== h) return;
     this.held.delete(key);
     if (h.timer !== undefined) clearTimeout(h.timer);
+    if (h.coreId !== undefined) this.releaseKv(h.coreId);
     if (h.state === 'ready') {
       this.stats.heldTransfers--;
       this.stats.heldBytes -= h.bytes;
@@ -314,7 +335,9 @@ export class PdSimBackend implements EngineBackend {
   constructor(
     private readonly inner: SimBackend,
     private readonly pd: PdEngine,
-  ) {}
+  ) {
+    pd.releaseKv = (coreId) => inner.releaseExport(coreId);
+  }
 
   get modelId(): string {
     return this.inner.modelId;
@@ -330,6 +353,24 @@ export class PdSimBackend implements EngineBackend {
 
   generate(input: GenerationInput, sink: GenerationSink): void {
     const tag = input.id.slice(input.id.indexOf('-') + 1);
+    if (this.pd.exporting.has(tag)) {
+      // A prefill leg: its KV stays in the pool after it finishes, until the front holds it for a
+      // decode; one that finishes after the front stopped waiting for it is freed at once.
+      let coreId: string | undefined;
+      const held: GenerationSink = {
+        onText: (text, n) => sink.onText(text, n),
+        onError: (error) => sink.onError(error),
+        onFinish: (reason, usage, stopReason) => {
+          if (coreId !== undefined && !this.pd.exporting.has(tag)) this.inner.releaseExport(coreId);
+          sink.onFinish(reason, usage, stopReason);
+        },
+      };
+      this.inner.generate(input, held, undefined, (id) => {
+        coreId = id;
+        if (this.pd.exporting.has(tag)) this.pd.exporting.set(tag, id);
+      });
+      return;
+    }
     const tokens = this.pd.transferred.get(tag);
     if (tokens === undefined) {
       this.inner.generate(input, sink);
@@ -531,11 +572,14 @@ export class PdFrontServer extends PdFrontBase {
     if (this.pd.full) return sendError(res, overloaded());
     this.noteMaxTokens(body);
     const tokens = this.promptTokens(kind, body);
-    const answer = await this.inner(path, body, PREFILL_ANSWER_BYTES_MAX);
-    if (answer.status < 200 || answer.status >= 300) return this.relay(res, answer);
+    const { answer, coreId } = await this.prefillLeg(path, body);
+    if (answer.status < 200 || answer.status >= 300) {
+      if (coreId !== undefined) this.pd.releaseKv(coreId);
+      return this.relay(res, answer);
+    }
     // vLLM's internal id: the request id plus 8 random characters, named in the notify.
     const id = `${requestId}-${randomBytes(4).toString('hex')}`;
-    this.pd.hold(`v:${id}`, tokens, requestId);
+    this.pd.hold(`v:${id}`, tokens, requestId, coreId);
     const out = JSON.parse(answer.body.toString('utf8')) as Record<string, unknown>;
     out['kv_transfer_params'] = {
       do_remote_prefill: true,
@@ -571,17 +615,46 @@ export class PdFrontServer extends PdFrontBase {
     body['stream'] = false;
     delete body['stream_options'];
     let tokens: number;
-    let answer: { status: number; headers: Record<string, string>; body: Buffer };
+    let leg: Awaited<ReturnType<PdFrontServer['prefillLeg']>>;
     try {
       tokens = this.promptTokens(kind, body);
-      answer = await this.inner(path, body, PREFILL_ANSWER_BYTES_MAX);
+      leg = await this.prefillLeg(path, body);
     } catch (error) {
       this.pd.failed(key);
       throw error;
     }
-    if (answer.status >= 200 && answer.status < 300) this.pd.hold(key, tokens);
-    else this.pd.failed(key);
+    const { answer, coreId } = leg;
+    if (answer.status >= 200 && answer.status < 300) this.pd.hold(key, tokens, undefined, coreId);
+    else {
+      if (coreId !== undefined) this.pd.releaseKv(coreId);
+      this.pd.failed(key);
+    }
     this.relay(res, answer);
+  }
+
+  /**
+   * Runs a prefill leg on the inner server, its KV kept in the pool after it finishes (the backend
+   * wrapper sees its tag in `exporting`): the answer and the core request whose blocks it keeps
+   * (undefined when the core never took it). A leg whose answer never came frees them.
+   */
+  private async prefillLeg(
+    path: string,
+    body: Record<string, unknown>,
+  ): Promise<{ answer: InnerAnswer; coreId: string | undefined }> {
+    const tag = this.newTag();
+    this.pd.exporting.set(tag, undefined);
+    let answer: InnerAnswer;
+    try {
+      answer = await this.inner(path, body, PREFILL_ANSWER_BYTES_MAX, tag);
+    } catch (error) {
+      const coreId = this.pd.exporting.get(tag);
+      this.pd.exporting.delete(tag);
+      if (coreId !== undefined) this.pd.releaseKv(coreId);
+      throw error;
+    }
+    const coreId = this.pd.exporting.get(tag);
+    this.pd.exporting.delete(tag);
+    return { answer, coreId };
   }
 
   private async vllmDecode(

@@ -362,9 +362,16 @@ export class SimBackend implements EngineBackend {
    * Runs `input`. `importedTokens` (the decode side of a P/D pair, pd-engine.ts): that many prompt
    * tokens arrived as KV from the prefill engine and are not prefilled here (at most all but the
    * last, as the core takes them), while the context and KV checks see the whole request, as vLLM's
-   * decode engine checks it.
+   * decode engine checks it. `exportKv` (the prefill side of a P/D pair): the request keeps its KV
+   * blocks in the pool after it finishes (EngineRequest.holdKvAfterFinish, as the twin's prefill
+   * does) until `releaseExport` of the core id `exportKv` is handed once the core takes it.
    */
-  generate(input: GenerationInput, sink: GenerationSink, importedTokens?: number): void {
+  generate(
+    input: GenerationInput,
+    sink: GenerationSink,
+    importedTokens?: number,
+    exportKv?: (coreId: string) => void,
+  ): void {
     if (this.closed) {
       sink.onError(new SwitchyardError('SY_ERR_NO_INSTANCE', 'the engine is shutting down'));
       return;
@@ -375,7 +382,7 @@ export class SimBackend implements EngineBackend {
     }
     if (this.inCore) {
       // Called from a sink inside a step's delivery: join once the core is free again.
-      queueMicrotask(() => this.generate(input, sink, importedTokens));
+      queueMicrotask(() => this.generate(input, sink, importedTokens, exportKv));
       return;
     }
     const req = input.request;
@@ -413,6 +420,7 @@ export class SimBackend implements EngineBackend {
       priority: req.priority === undefined ? 0 : -req.priority,
       blockHashes: engineBlockHashes(req.prefix, req.promptTokens, this.blockSize),
       ...(importedTokens === undefined ? {} : { importedTokens }),
+      ...(exportKv === undefined ? {} : { holdKvAfterFinish: true }),
     };
     if (!this.core.add(request, nowMs)) {
       const blocks = Math.ceil((req.promptTokens + maxTokens - 1) / this.blockSize);
@@ -430,7 +438,28 @@ export class SimBackend implements EngineBackend {
     const seq = new SimSequence(request, seed, stopCut, sink, input.signal, this);
     this.active.set(id, seq);
     input.signal.addEventListener('abort', seq.onAbort, { once: true });
+    exportKv?.(id);
     this.kick();
+  }
+
+  /**
+   * Frees the KV blocks a finished request of `generate`'s `exportKv` kept (the decode side read
+   * them, or the release timeout passed); nothing when it keeps none (it was aborted, or a sleep
+   * dropped the pool). Requests that waited for those blocks are admitted at the next step.
+   */
+  releaseExport(coreId: string): void {
+    if (this.inCore) {
+      queueMicrotask(() => this.releaseExport(coreId));
+      return;
+    }
+    if (!this.core.releaseExport(coreId)) return;
+    this.flushKv();
+    this.kick();
+  }
+
+  /** KV blocks finished requests keep for a transfer out (`exportKv`), all together. */
+  get exportHeldBlocks(): number {
+    return this.core.exportHeldBlocks;
   }
 
   signals(): BackendSignals {
