@@ -321,3 +321,37 @@ test("a prompt plus max_tokens past the model's context length is refused with 4
   assert.equal(fits.usage?.completionTokens, 72);
   await b.close();
 });
+
+test("exportKv keeps a finished request's blocks in the pool until releaseExport (the P/D prefill side)", async () => {
+  const b = backend({ engine: { numGpuBlocksOverride: 8 } });
+  const request = parseCompletionBody('completion', { model: MODEL, prompt: 'x'.repeat(300), max_tokens: 1 });
+  let coreId: string | undefined;
+  const finished = new Promise<FinishReason>((resolve, reject) =>
+    b.generate(
+      { id: 'cmpl-leg', request, signal: new AbortController().signal },
+      { onText() {}, onFinish: (reason) => resolve(reason), onError: reject },
+      undefined,
+      (id) => {
+        coreId = id;
+      },
+    ),
+  );
+  assert.equal(await finished, 'length');
+  assert.ok(coreId !== undefined, 'the hook named the core request');
+  const held = b.engine.kvBlocksUsed;
+  assert.ok(held > 0, 'the finished leg still holds its blocks');
+  assert.equal(b.exportHeldBlocks, held);
+  // Another prompt needing more than the free blocks waits for the held ones.
+  const other = generate(b, 'y'.repeat(300), 1);
+  // The step its arrival kicked (queued first) found nothing it could admit: the core is idle.
+  await new Promise((r) => setImmediate(r));
+  const s = b.signals();
+  assert.deepEqual([s.waiting, s.running, b.engine.busy], [1, 0, false], 'it waits behind the held KV');
+  b.releaseExport(coreId);
+  const o = await other;
+  assert.equal(o.reason, 'length');
+  assert.equal(b.exportHeldBlocks, 0);
+  b.releaseExport(coreId);
+  assert.equal(b.engine.kvBlocksUsed, 0, 'a second release frees nothing more');
+  await b.close();
+});
