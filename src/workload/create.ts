@@ -13,6 +13,7 @@ import { checkReplay, readServegen, servegenRequests } from './servegen.ts';
 import { sessionRequests, systemPromptRequests } from './shared-prefix.ts';
 import {
   type LengthDist,
+  WORKLOAD_DURATION_MAX_S,
   WORKLOAD_KINDS,
   type WorkloadSpec,
   type WorkloadSpecInput,
@@ -24,6 +25,26 @@ import { traceRequests } from './trace-source.ts';
 import { readTrace } from './traces/read.ts';
 import type { TraceReadLimit } from './traces/text.ts';
 import type { RequestSource, TraceFormat } from './types.ts';
+
+/**
+ * A rate curve with no durationS or maxRequests runs to its last point: bounded as durationS is, so
+ * a curve written in milliseconds fails saying so instead of generating arrivals for hours.
+ */
+function checkCurveEnd(
+  s: Extract<WorkloadSpec, { kind: 'rate-curve' }>,
+  filePoints: readonly { timeS: number }[] | undefined,
+): void {
+  if (s.durationS !== undefined || s.maxRequests !== undefined) return;
+  const endS = (s.points ?? filePoints ?? []).at(-1)?.timeS ?? 0;
+  if (endS <= WORKLOAD_DURATION_MAX_S) return;
+  const where = s.file !== undefined ? ` (${s.file})` : '';
+  throw new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    `invalid workload spec: the rate curve${where} ends at ${endS} s, more than ${WORKLOAD_DURATION_MAX_S} s (31 days): ` +
+      'write its times in seconds (from milliseconds: divide by 1000), or set durationS or maxRequests',
+    { endS, maxS: WORKLOAD_DURATION_MAX_S },
+  );
+}
 
 /**
  * Validates a workload spec. An unknown `kind` fails with SY_ERR_UNKNOWN_NAME listing the kinds;
@@ -79,6 +100,7 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
     case 'rate-curve': {
       // Files are read (and a curve checked) now, so a bad one fails before the run starts.
       const points = s.kind === 'rate-curve' && s.file !== undefined ? readRateCurve(s.file) : undefined;
+      if (s.kind === 'rate-curve') checkCurveEnd(s, points);
       preload(load, s.input, s.output);
       profileOf(s, points);
       return restartable(() => timeVaryingRequests(s, root, load, points));

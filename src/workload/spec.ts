@@ -154,10 +154,22 @@ const requestFields = {
   declaredMaxTokens: declaredMaxTokensSchema,
 };
 
+/**
+ * The longest a workload may run: 31 days, past the longest public trace (ServeGen's 14 days), the
+ * bound `sim --duration` has too. Without it `durationS: 1000000000` (or a duration written in
+ * milliseconds) generated arrivals for hours instead of failing.
+ */
+export const WORKLOAD_DURATION_MAX_S = 31 * 24 * 3600;
+
 /** Where a workload stops; synthetic kinds must set at least one. */
 const limitFields = {
   maxRequests: z.number().int().nonnegative().optional(),
-  durationS: positive.optional(),
+  durationS: positive
+    .max(
+      WORKLOAD_DURATION_MAX_S,
+      `at most ${WORKLOAD_DURATION_MAX_S} s (31 days); durationS is in seconds (from milliseconds: divide by 1000)`,
+    )
+    .optional(),
 };
 
 const blockTokens = z.number().int().positive().default(16);
