@@ -54,6 +54,13 @@ async function until(check: () => boolean): Promise<void> {
   while (!check()) await sleep(5);
 }
 
+/**
+ * The cold-start wait of the bound tests: the second request must arrive while the first is held,
+ * and the test then waits it out. At 50 ms a loaded machine (load 13-16) let the first expire
+ * before the second came (503, not 429: 7 of 8 runs failed).
+ */
+const HELD_WAIT_MS = 2000;
+
 const codeOf = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
 
 describe('gateway scale from zero', () => {
@@ -89,7 +96,7 @@ describe('gateway scale from zero', () => {
   });
 
   it('refuses past the buffer bound with 429 and Retry-After, and times out a wait with 503', async () => {
-    const { gw } = await zeroGateway({ scaleFromZeroBufferMax: 1, scaleFromZeroWaitMs: 50 });
+    const { gw } = await zeroGateway({ scaleFromZeroBufferMax: 1, scaleFromZeroWaitMs: HELD_WAIT_MS });
     const first = chat(gw, 'z');
     await until(() => gw.modelBuffer?.waiting('z') === 1);
     const second = await chat(gw, 'z');
@@ -105,7 +112,7 @@ describe('gateway scale from zero', () => {
   });
 
   it('refuses past the bound on all models together (limits.scaleFromZeroHeldMax), naming it', async () => {
-    const { gw } = await zeroGateway({ scaleFromZeroHeldMax: 1, scaleFromZeroWaitMs: 50 });
+    const { gw } = await zeroGateway({ scaleFromZeroHeldMax: 1, scaleFromZeroWaitMs: HELD_WAIT_MS });
     const first = chat(gw, 'z');
     await until(() => gw.modelBuffer?.waiting('z') === 1);
     const second = await chat(gw, 'z');
