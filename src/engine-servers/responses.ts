@@ -6,7 +6,8 @@
  *
  * - Without `stream`: one `response` object (`object: 'response'`, `output` with one assistant
  *   `message` item holding one `output_text` part, `usage` with `input_tokens`, `output_tokens`,
- *   `total_tokens` and the cached prompt tokens; `instructions`, `metadata` and `user` echoed).
+ *   `total_tokens` and the cached prompt tokens; `instructions`, `metadata`, `user` and
+ *   `tool_choice` echoed, and `temperature`/`top_p` as sent, else 1, the sampling the engines use).
  * - With `stream`: typed events (an `event:` line and `data:` JSON with the same `type` and a
  *   `sequence_number`) in OpenAI's order, so the SDKs' stream helpers (`client.responses.stream`),
  *   which build the response from the events, can follow it: `response.created` and
@@ -107,8 +108,10 @@ const METADATA_KEY_CHARS_MAX = 64;
 const METADATA_VALUE_CHARS_MAX = 512;
 
 /**
- * The request fields a response object echoes (`instructions`, `metadata`, `user`), as the JSON
- * members to splice into it; a `metadata` that is not a map of at most 16 short strings is 400.
+ * The request fields a response object echoes (`tool_choice`, `instructions`, `metadata`, `user`),
+ * as the JSON members to splice into it; a `metadata` that is not a map of at most 16 short strings
+ * is 400. `tool_choice` is the request's `none` or else `auto`, OpenAI's default (parseResponsesBody
+ * refuses any other).
  */
 export function responsesEcho(body: unknown): string {
   const b = isObject(body) ? body : {};
@@ -125,8 +128,9 @@ export function responsesEcho(body: unknown): string {
     if (k.length > METADATA_KEY_CHARS_MAX || typeof v !== 'string' || v.length > METADATA_VALUE_CHARS_MAX)
       throw bad();
   const text = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : 'null');
+  const toolChoice = b['tool_choice'] === 'none' ? 'none' : 'auto';
   return (
-    `"instructions":${text(b['instructions'])},"metadata":${JSON.stringify(metadata)},` +
+    `"tool_choice":"${toolChoice}","instructions":${text(b['instructions'])},"metadata":${JSON.stringify(metadata)},` +
     `"user":${text(b['user'])},"previous_response_id":null,"text":{"format":{"type":"text"}},` +
     `"truncation":"disabled"`
   );
@@ -348,8 +352,9 @@ export class ResponsesResponse implements GenerationSink {
       `"error":null,"incomplete_details":${status === 'incomplete' ? INCOMPLETE_DETAILS : null},` +
       `"model":${JSON.stringify(p.model)},"output":${output},` +
       `"max_output_tokens":${p.maxTokensGiven ? p.maxTokens : null},` +
-      `"temperature":${p.temperature ?? null},"top_p":${p.topP ?? null},` +
-      `"parallel_tool_calls":false,"tool_choice":"none","tools":[],"store":false,${this.echo},` +
+      // The sampling the engine used: the request's, else 1, the built-in engines' default (and OpenAI's).
+      `"temperature":${p.temperature ?? 1},"top_p":${p.topP ?? 1},` +
+      `"parallel_tool_calls":false,"tools":[],"store":false,${this.echo},` +
       `"usage":${usage === undefined ? null : usageJson(usage)}}`
     );
   }

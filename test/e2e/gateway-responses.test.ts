@@ -79,6 +79,10 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
       assert.ok(response.output_text.length > 0, 'output_text');
       assert.equal(response.usage?.output_tokens, 6);
       assert.ok((response.usage?.input_tokens ?? 0) > 0);
+      // Omitted fields echo what the engine used: OpenAI's defaults (tool_choice auto, sampling 1).
+      assert.equal(response.tool_choice, 'auto');
+      assert.equal(response.temperature, 1);
+      assert.equal(response.top_p, 1);
       served.add(servedByResponse(response.id));
     }
     assert.deepEqual([...served].sort(), [0, 1], 'round robin uses both engines');
@@ -208,6 +212,17 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
       top_logprobs: 0,
     });
     assert.equal(off.usage?.output_tokens, 2);
+    assert.equal(off.tool_choice, 'auto');
+    // What the request sent is echoed.
+    const sent = await client.responses.create({
+      model: MODEL,
+      input: 'hi',
+      max_output_tokens: 2,
+      tool_choice: 'none',
+      temperature: 0.5,
+      top_p: 0.25,
+    });
+    assert.deepEqual([sent.tool_choice, sent.temperature, sent.top_p], ['none', 0.5, 0.25]);
   });
 
   it('refuses bad bodies with 400, a stable code and the field named', async () => {
