@@ -27,7 +27,7 @@ test('fidelity on a shipped case prints measured and predicted figures, errors a
   assert.match(run.stdout, /TTFT median\s*│\s*220\s*│\s*[\d,.]+\s*│\s*[+-][\d,.]+%/);
   assert.match(run.stdout, /saturated\s*│\s*no\s*│\s*(no|yes)\s*│\s*(ok|TWIN ONLY)/);
   // This case keeps its TTFT out of the medians (the table marks it and the notes say why).
-  assert.match(run.stdout, /median \|error\|: TTFT n\/a; per-token [\d.]+% over 1 rows; E2E n\/a/);
+  assert.match(run.stdout, /median \|error\|: TTFT n\/a; per-token [\d.]+% over 1 row; E2E n\/a/);
   assert.match(run.stdout, /TTFT p99\s*│\s*243\s*│\s*[\d,.]+\s*│\s*[+-][\d,.]+% \(x\)/);
   assert.match(run.stdout, /https:\/\/www\.databasemart\.com\/blog\/vllm-gpu-benchmark-a40/);
   // Same input, same output: the twin is deterministic and the table holds no wall-clock field.

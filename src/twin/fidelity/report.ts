@@ -81,14 +81,21 @@ function statName(stat: Stat): string {
   return stat === 'p50' ? 'median' : stat;
 }
 
+/** `1 row`, `n rows`. */
+function rowCount(n: number): string {
+  return `${n} ${n === 1 ? 'row' : 'rows'}`;
+}
+
 /** The summary lines under the table. */
 export function formatFidelitySummary(summary: FidelitySummary): string {
-  const pct = (x: number | null, n: number) => (x === null ? 'n/a' : `${fmtNumber(x, 1)}% over ${n} rows`);
+  const pct = (x: number | null, n: number) =>
+    x === null ? 'n/a' : `${fmtNumber(x, 1)}% over ${rowCount(n)}`;
   return [
     `median |error|: TTFT ${pct(summary.ttftMedianAbsErrorPct, summary.ttftRows)}; ` +
       `per-token ${pct(summary.perTokenMedianAbsErrorPct, summary.perTokenRows)}; ` +
       `E2E ${pct(summary.e2eMedianAbsErrorPct, summary.e2eRows)} (mean where the source gives it, else median)`,
-    `saturation: ${summary.twinOnlySaturations} of ${summary.rows} rows saturate in the twin only, ` +
+    `saturation: ${summary.twinOnlySaturations} of ${rowCount(summary.rows)} ` +
+      `${summary.twinOnlySaturations === 1 ? 'saturates' : 'saturate'} in the twin only, ` +
       `${summary.realOnlySaturations} in reality only`,
     ...(summary.excludedFigures > 0
       ? [`(x): ${summary.excludedFigures} figures shown but left out of the medians; the case says why`]
