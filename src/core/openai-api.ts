@@ -103,6 +103,9 @@ export const completionBodySchema = z
       });
   });
 
+/** The request field that sets the output token limit (ParsedCompletionRequest.maxTokensField). */
+export type MaxTokensField = 'max_tokens' | 'max_completion_tokens' | 'max_output_tokens';
+
 /** A request body, parsed and normalised for routing and generation. */
 export interface ParsedCompletionRequest {
   readonly kind: 'chat' | 'completion';
@@ -112,6 +115,12 @@ export interface ParsedCompletionRequest {
   readonly maxTokens: number;
   /** True when the client named a limit (max_tokens / max_completion_tokens). */
   readonly maxTokensGiven: boolean;
+  /**
+   * The field the limit is named by in the client's API, for errors that blame it: chat's
+   * `max_completion_tokens` when sent (it wins over `max_tokens`), Responses' `max_output_tokens`
+   * (parseResponsesBody), else `max_tokens`.
+   */
+  readonly maxTokensField: MaxTokensField;
   /** The prompt as text (chat rendered canonically); empty when given as token ids. */
   readonly promptText: string;
   /** The prompt's token ids when the client sent ids. */
@@ -224,6 +233,7 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
   let promptText = '';
   let promptTokenIds: readonly number[] | undefined;
   let maxGiven: number | null | undefined;
+  let maxTokensField: MaxTokensField = 'max_tokens';
   /** Prompt tokens of the prompts after the first (a completions list). */
   let morePromptTokens = 0;
   let common: z.infer<typeof completionBodySchema> | z.infer<typeof chatCompletionBodySchema>;
@@ -233,6 +243,8 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
     common = r.data;
     promptText = renderChat(r.data.messages.map((m) => ({ role: m.role, content: contentText(m.content) })));
     maxGiven = r.data.max_completion_tokens ?? r.data.max_tokens;
+    if (r.data.max_completion_tokens !== undefined && r.data.max_completion_tokens !== null)
+      maxTokensField = 'max_completion_tokens';
   } else {
     const missing = missingPromptRefusal(body as Record<string, unknown>);
     if (missing !== undefined) throw missing;
@@ -261,6 +273,7 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
     // step for it); the body relays the 0.
     maxTokens: maxGiven === 0 ? 1 : (maxGiven ?? DEFAULT_MAX_TOKENS),
     maxTokensGiven: maxGiven !== undefined && maxGiven !== null,
+    maxTokensField,
     promptText,
     promptTokenIds,
     promptTokens:

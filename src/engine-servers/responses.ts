@@ -165,7 +165,8 @@ export function parseResponsesBody(body: unknown): ParsedCompletionRequest {
   // The sampling fields mean the same in both APIs; anything else the engine ignores, as vLLM does.
   for (const field of ['stream', 'temperature', 'top_p', 'seed', 'priority', 'user'])
     if (b[field] !== undefined && b[field] !== null) chat[field] = b[field];
-  return parseCompletionBody('chat', chat);
+  // The limit is max_output_tokens here: an error blaming it names that.
+  return { ...parseCompletionBody('chat', chat), maxTokensField: 'max_output_tokens' };
 }
 
 /**

@@ -164,6 +164,8 @@ export function parseBody(kind: 'chat' | 'completion', body: unknown): ParsedCom
     includeUsage: isObject(so) && so['include_usage'] === true,
     maxTokens: nullish(maxGiven) ? DEFAULT_MAX_TOKENS : (maxGiven as number),
     maxTokensGiven: !nullish(maxGiven),
+    maxTokensField:
+      kind === 'chat' && !nullish(body['max_completion_tokens']) ? 'max_completion_tokens' : 'max_tokens',
     promptText,
     promptTokenIds,
     promptTokens:

@@ -232,6 +232,15 @@ describe('LlamaBackend on the tiny model', { timeout: 120_000 }, () => {
     const out = await run(backend, { prompt: 'x', max_tokens: 100_000 });
     assert.equal(out.error?.code, 'SY_ERR_INVALID_ARGUMENT');
     assert.equal(out.error?.status, 400);
+    assert.equal((out.error as { details?: { param?: string } }).details?.param, 'max_tokens');
+  });
+
+  test("the context 400 names the chat client's max_completion_tokens, not max_tokens", async () => {
+    const body = { messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 100_000 };
+    const out = await run(backend, body, { kind: 'chat' });
+    assert.equal(out.error?.status, 400);
+    assert.equal((out.error as { details?: { param?: string } }).details?.param, 'max_completion_tokens');
+    assert.match(out.error?.message ?? '', /plus max_completion_tokens 100000 exceed the context/);
   });
 
   test('an abort ends the generation early with finish reason abort', async () => {

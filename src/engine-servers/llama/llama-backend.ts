@@ -615,9 +615,9 @@ export class LlamaBackend implements EngineBackend {
       sink.onError(
         new SwitchyardError(
           'SY_ERR_INVALID_ARGUMENT',
-          `the prompt's ${tokens.length} tokens plus max_tokens ${request.maxTokensGiven ? request.maxTokens : 1} ` +
+          `the prompt's ${tokens.length} tokens plus ${request.maxTokensGiven ? `${request.maxTokensField} ${request.maxTokens}` : 'max_tokens 1'} ` +
             `exceed the context of ${this.contextSize} tokens per sequence`,
-          { param: request.maxTokensGiven ? 'max_tokens' : 'prompt' },
+          { param: request.maxTokensGiven ? request.maxTokensField : 'prompt' },
         ),
       );
       return;

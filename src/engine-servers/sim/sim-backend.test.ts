@@ -11,6 +11,7 @@ import { modelSpec } from '../../model/models.ts';
 import { perfModelFor } from '../../model/perf.ts';
 import type { PerfModel } from '../../model/types.ts';
 import type { FinishReason, GenerationSink, GenerationUsage } from '../backend.ts';
+import { parseResponsesBody } from '../responses.ts';
 import { fillerToken, findStopCut, SimBackend, type SimBackendOptions } from './sim-backend.ts';
 
 const MODEL = 'sim-test';
@@ -320,6 +321,33 @@ test("a prompt plus max_tokens past the model's context length is refused with 4
   assert.equal(fits.error, undefined);
   assert.equal(fits.usage?.completionTokens, 72);
   await b.close();
+});
+
+test('the context-length 400 names the limit field the client sent: max_completion_tokens, max_output_tokens, max_tokens', () => {
+  const b = backend();
+  const prompt = 'x'.repeat(131_000 * 4);
+  const messages = [{ role: 'user', content: prompt }];
+  const blamed = (request: ReturnType<typeof parseCompletionBody>): string | undefined => {
+    try {
+      b.outputTokensAllowed(request);
+    } catch (error) {
+      return (error as { details?: { param?: string } }).details?.param;
+    }
+    return undefined;
+  };
+  const chat = (body: Record<string, unknown>) =>
+    parseCompletionBody('chat', { model: MODEL, messages, ...body });
+  assert.equal(blamed(chat({ max_completion_tokens: 100 })), 'max_completion_tokens');
+  assert.equal(blamed(chat({ max_completion_tokens: 100, max_tokens: 5 })), 'max_completion_tokens');
+  assert.equal(blamed(chat({ max_tokens: 100 })), 'max_tokens');
+  assert.equal(
+    blamed(parseResponsesBody({ model: MODEL, input: prompt, max_output_tokens: 100 })),
+    'max_output_tokens',
+  );
+  assert.equal(
+    blamed(parseCompletionBody('completion', { model: MODEL, prompt, max_tokens: 100 })),
+    'max_tokens',
+  );
 });
 
 test("exportKv keeps a finished request's blocks in the pool until releaseExport (the P/D prefill side)", async () => {

@@ -551,7 +551,7 @@ export class SimBackend implements EngineBackend {
       'SY_ERR_INVALID_ARGUMENT',
       `this model's maximum context length is ${ctx} tokens, but the request asks for ` +
         `${over.requestedTokens} (${req.promptTokens} in the prompt, ${over.completionTokens} in the completion)`,
-      { param: over.param, contextTokensMax: ctx },
+      { param: over.param === 'max_tokens' ? req.maxTokensField : over.param, contextTokensMax: ctx },
     );
   }
 
