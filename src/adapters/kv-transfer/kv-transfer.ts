@@ -30,6 +30,7 @@ import {
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { SwitchyardError } from '../../core/errors.ts';
+import { PD_KV_RELEASE_TIMEOUT_MS_DEFAULT } from '../../model/kv-release.ts';
 import { listenOn } from '../listen.ts';
 import {
   controlFrame,
@@ -65,8 +66,6 @@ export const RETRIES_MAX_DEFAULT = 1;
 export const IDLE_TIMEOUT_MS_DEFAULT = 10_000;
 /** States a server holds at once; one more offer is refused. */
 export const OFFERS_MAX_DEFAULT = 1024;
-/** A state no decode collected is deleted after this long (vLLM's NIXL abort timeout plays this part). */
-export const RELEASE_TIMEOUT_MS_DEFAULT = 60_000;
 /**
  * A server closes a connection silent this long: longer than a client keeps an idle one
  * (CLIENT_KEEP_ALIVE_MS), so the client is normally the side that closes.
@@ -103,6 +102,7 @@ export interface KvServerStats {
 export interface KvStateServerOptions {
   readonly chunkBytes?: number;
   readonly offersMax?: number;
+  /** A state no decode collected is deleted after this long (default: the shared P/D KV release timeout, src/model/kv-release.ts). */
   readonly releaseTimeoutMs?: number;
   /** A connection silent this long (a kept-alive one between transfers, or a stalled one) is closed. */
   readonly keepAliveMs?: number;
@@ -129,7 +129,7 @@ export class KvStateServer {
   constructor(options: KvStateServerOptions = {}) {
     this.chunkBytes = options.chunkBytes ?? CHUNK_BYTES_DEFAULT;
     this.offersMax = options.offersMax ?? OFFERS_MAX_DEFAULT;
-    this.releaseTimeoutMs = options.releaseTimeoutMs ?? RELEASE_TIMEOUT_MS_DEFAULT;
+    this.releaseTimeoutMs = options.releaseTimeoutMs ?? PD_KV_RELEASE_TIMEOUT_MS_DEFAULT;
     this.store = new BufferStore(this.chunkBytes, SEND_BUFFERS_KEPT_MAX);
     this.keepAliveMs = options.keepAliveMs ?? SERVER_KEEP_ALIVE_MS_DEFAULT;
     this.server = createServer({ noDelay: true }, (socket) => this.serve(socket));
