@@ -40,8 +40,18 @@ const setUp = simGateway(
 setUp.teardown.add(() => rmSync(dir, { recursive: true, force: true }));
 
 /** An SDK client of the gateway (made per use: the gateway starts in the file's before hook). */
+/** A batch's wait, as gateway-batch.test.ts allows it: CI machines run the suite at high load. */
+const BATCH_WAIT_MS = 90_000;
+/** The SDK's own request timeout: a bound on a hang, not what any test measures. */
+const SDK_TIMEOUT_MS = 60_000;
 const client = (options: { apiKey?: string; maxRetries?: number; fetch?: typeof fetch } = {}): OpenAI =>
-  new OpenAI({ baseURL: `${setUp.gw.url}/v1`, apiKey: KEY, maxRetries: 0, timeout: 20_000, ...options });
+  new OpenAI({
+    baseURL: `${setUp.gw.url}/v1`,
+    apiKey: KEY,
+    maxRetries: 0,
+    timeout: SDK_TIMEOUT_MS,
+    ...options,
+  });
 
 const messages = [{ role: 'user' as const, content: 'Hello there, how are you?' }];
 
@@ -115,10 +125,14 @@ describe('files.list with its query', () => {
       endpoint: '/v1/completions',
       completion_window: '24h',
     });
-    for (let i = 0; i < 400 && batch.status !== 'completed' && batch.status !== 'failed'; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      batch = await client().batches.retrieve(batch.id);
-    }
+    await until(
+      'the batch to finish',
+      async () => {
+        batch = await client().batches.retrieve(batch.id);
+        return batch.status === 'completed' || batch.status === 'failed';
+      },
+      BATCH_WAIT_MS,
+    );
     assert.equal(batch.status, 'completed');
     const output = batch.output_file_id as string;
 
@@ -171,10 +185,14 @@ describe('batches on every endpoint the gateway serves', () => {
         completion_window: '24h',
       });
       assert.equal(batch.endpoint, url);
-      for (let i = 0; i < 400 && !['completed', 'failed'].includes(batch.status); i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        batch = await client().batches.retrieve(batch.id);
-      }
+      await until(
+        `the ${url} batch to finish`,
+        async () => {
+          batch = await client().batches.retrieve(batch.id);
+          return ['completed', 'failed'].includes(batch.status);
+        },
+        BATCH_WAIT_MS,
+      );
       assert.equal(batch.status, 'completed', JSON.stringify(batch));
       assert.deepEqual(batch.request_counts, { total: bodies.length, completed: bodies.length, failed: 0 });
       const text = await (await client().files.content(batch.output_file_id as string)).text();
@@ -258,12 +276,17 @@ describe('an AbortController mid-stream', () => {
 
 describe('a base URL without /v1', () => {
   it("the SDK's NotFoundError names the route meant and the base URL to write", async () => {
-    const missing = new OpenAI({ baseURL: setUp.gw.url, apiKey: KEY, maxRetries: 0, timeout: 20_000 });
+    const missing = new OpenAI({
+      baseURL: setUp.gw.url,
+      apiKey: KEY,
+      maxRetries: 0,
+      timeout: SDK_TIMEOUT_MS,
+    });
     const doubled = new OpenAI({
       baseURL: `${setUp.gw.url}/v1/v1`,
       apiKey: KEY,
       maxRetries: 0,
-      timeout: 20_000,
+      timeout: SDK_TIMEOUT_MS,
     });
     const calls: [string, () => Promise<unknown>][] = [
       [
