@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import { WORKLOAD_DURATION_MAX_S } from '../workload/spec.ts';
 
 /**
  * A number written in decimal (digits, an optional fraction and exponent, a sign). Number() alone
@@ -75,10 +76,11 @@ export function positiveNumber(value: string): number {
 }
 
 /**
- * The longest simulated time `sim --duration` takes: 31 days, past the longest public trace the twin
- * replays (ServeGen's 14 days). Without a bound `--duration 1e12` generated arrivals for hours.
+ * The longest simulated time `sim --duration` takes: the workload spec's own bound on `durationS`
+ * (31 days, past the longest public trace the twin replays, ServeGen's 14 days), so the flag and a
+ * config file agree. Without a bound `--duration 1e12` generated arrivals for hours.
  */
-export const SIM_DURATION_MAX_S = 31 * 24 * 3600;
+export const SIM_DURATION_MAX_S = WORKLOAD_DURATION_MAX_S;
 
 /** Commander parser for `sim --duration`: a positive number of seconds, at most SIM_DURATION_MAX_S. */
 export function simDurationSeconds(value: string): number {
