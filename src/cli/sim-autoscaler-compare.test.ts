@@ -48,6 +48,7 @@ describe('autoscaler comparison', () => {
   it('names the pool in the header as a range, a fixed count, or one instance', () => {
     assert.equal(poolSize(1, 24), '1-24 instances');
     assert.equal(poolSize(4, 4), '4 instances');
+    assert.equal(poolSize(0, 1), '0-1 instances');
     assert.equal(poolSize(1, 1), '1 instance');
   });
 

@@ -195,7 +195,7 @@ export function runAutoscalers(
 /** The pool's bounds in words: `1-24 instances`, `4 instances` when fixed, `1 instance`. */
 export function poolSize(min: number, max: number): string {
   const count = min === max ? `${max}` : `${min}-${max}`;
-  return `${count} ${max === 1 ? 'instance' : 'instances'}`;
+  return `${count} ${min === max && max === 1 ? 'instance' : 'instances'}`;
 }
 
 /** What ran, above the table: the autoscalers, the workload, the seed, the pool and the SLO. */
