@@ -3,6 +3,7 @@
  * over loopback (issue 15).
  *
  *   npm run bench:kv-transfer                       # 128 MiB payload, 15 rounds; tiny-model engines
+ *   npm run bench:kv-transfer -- --engine-state-mb 96 # larger engines moving ~96 MiB states
  *   npm run bench:kv-transfer -- --mb 256 --runs 7 --json out/kv-transfer.json
  *
  * The KV-state addon (`npm run build:kv-native`) is built first when it is not (best effort): with
@@ -34,7 +35,12 @@
  *    it fetched and the time its fetches took (connect to file written), the prefill's the time its
  *    saves took. Raw TCP moves the same bytes per request on a fresh connection, as the engines do.
  *    Twice: engines on the buffer state API (when the addon is built), then engines on files
- *    (SWITCHYARD_KV_NATIVE=0).
+ *    (SWITCHYARD_KV_NATIVE=0). Those states are small (1.1 MiB), so fixed costs (event loops, round
+ *    trips) weigh on the ratio; a third pair (`--no-large-engines` skips it) runs a larger
+ *    random-weight model (width 256, as deep as `--engine-state-mb N` needs, default 32 MiB of state
+ *    for the same prompt; written once into .cache/models/) for `--large-requests` requests (default
+ *    4), on the buffer state API: the throughput figure. Each request's fetch, raw TCP and prefill
+ *    wall time are printed and kept in the JSON (`betweenLargeEngines`).
  * 3. Mixed load (`--decodes`, `--long-prompts`): running generations (short prompts, 1,500 tokens,
  *    streamed) while long prompts (about 2,500 tokens) arrive one after another; first on one engine,
  *    then on a P/D pair through vLLM's flow. TPOT: the running generations' gaps between tokens;
@@ -53,7 +59,7 @@ import {
 } from 'node:fs';
 import { type AddressInfo, createConnection, createServer } from 'node:net';
 import { loadavg } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
@@ -65,7 +71,13 @@ import {
   KvStateServer,
 } from '../src/adapters/kv-transfer/kv-transfer.ts';
 import type { LlamaPdStats } from '../src/engine-servers/llama/pd.ts';
-import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../src/engine-servers/llama/tiny-gguf.ts';
+import {
+  ensureSizedLlamaGguf,
+  ensureTinyLlamaGguf,
+  TINY_LLAMA_DEFAULT_PATH,
+  TINY_LLAMA_SHAPE,
+  type TinyLlamaShape,
+} from '../src/engine-servers/llama/tiny-gguf.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
@@ -497,6 +509,7 @@ async function startEngine(
   return { child, url: ready['url'] as string };
 }
 
+/** Posts a completion; the engine serves its model under the file's name, so `body.model` must say it. */
 async function post(url: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
   const r = await fetch(`${url}/v1/completions`, {
     method: 'POST',
@@ -507,25 +520,65 @@ async function post(url: string, body: Record<string, unknown>): Promise<Record<
   return (await r.json()) as Record<string, unknown>;
 }
 
-async function betweenEngines(requests: number, rawPort: number, stateApi: 'auto' | 'file') {
-  const model = ensureTinyLlamaGguf(join(ROOT, TINY_LLAMA_DEFAULT_PATH));
+/** Width of the larger engines' model: narrow, so a prefill costs little beside the state it leaves. */
+const LARGE_WIDTH = 256;
+/** About the tokens of part 2's prompt (its tiny-model state is 1,150 KiB at 512 bytes a token). */
+const PROMPT_TOKENS_ABOUT = 2200;
+
+/**
+ * The random-weight model whose state for part 2's prompt takes about `stateMiB` MiB: width 256 (4
+ * heads, 2 KV heads of 64), as many layers as the F16 KV bytes per token (layers x 2 x 2 KV heads x
+ * 64 x 2 bytes = 512 bytes a layer) need. Written once into .cache/models/ and reused.
+ */
+function largeEngineModel(stateMiB: number): { path: string; shape: TinyLlamaShape } {
+  const kvBytesPerTokenPerLayer = 2 * (LARGE_WIDTH / 2) * 2;
+  const blockCount = Math.ceil((stateMiB * (1 << 20)) / (kvBytesPerTokenPerLayer * PROMPT_TOKENS_ABOUT));
+  const shape: TinyLlamaShape = {
+    embeddingLength: LARGE_WIDTH,
+    blockCount,
+    headCount: 4,
+    headCountKv: 2,
+    feedForwardLength: 3 * LARGE_WIDTH,
+    contextLength: TINY_LLAMA_SHAPE.contextLength,
+    seed: TINY_LLAMA_SHAPE.seed,
+    weights: 'uniform',
+  };
+  const path = join(ROOT, '.cache', 'models', `random-llama-${blockCount}x${LARGE_WIDTH}.gguf`);
+  return { path: ensureSizedLlamaGguf(path, shape), shape };
+}
+
+async function betweenEngines(
+  requests: number,
+  rawPort: number,
+  stateApi: 'auto' | 'file',
+  model: string = ensureTinyLlamaGguf(join(ROOT, TINY_LLAMA_DEFAULT_PATH)),
+) {
+  const modelName = basename(model, '.gguf');
   const [prefill, decode] = await Promise.all([
     startEngine(model, 'prefill', 1, stateApi),
     startEngine(model, 'decode', 1, stateApi),
   ]);
   try {
     const rawMs: number[] = [];
+    /** Each request's fetch (the decode's fetchMsTotal before and after it): a first one pays page faults. */
+    const fetchMsEach: number[] = [];
+    /** Each prefill request's wall time (the prompt's prefill, the state's save, the reply). */
+    const prefillMsEach: number[] = [];
     let bytesEach = 0;
     for (let i = 0; i < requests; i++) {
       const prompt = `request ${i}: ${'the prefill engine computes this long prompt once. '.repeat(60)}`;
+      const prefillStart = performance.now();
       const first = await post(prefill.url, {
+        model: modelName,
         prompt,
         max_tokens: 1,
         temperature: 0,
         kv_transfer_params: { do_remote_decode: true },
       });
+      prefillMsEach.push(performance.now() - prefillStart);
       const before = (await (await fetch(`${decode.url}/pd/stats`)).json()) as LlamaPdStats;
       await post(decode.url, {
+        model: modelName,
         prompt,
         max_tokens: 4,
         temperature: 0,
@@ -533,6 +586,7 @@ async function betweenEngines(requests: number, rawPort: number, stateApi: 'auto
       });
       const after = (await (await fetch(`${decode.url}/pd/stats`)).json()) as LlamaPdStats;
       bytesEach = after.importedBytes - before.importedBytes;
+      fetchMsEach.push(after.fetchMsTotal - before.fetchMsTotal);
       rawMs.push(await rawFetch(rawPort, bytesEach));
     }
     const d = (await (await fetch(`${decode.url}/pd/stats`)).json()) as LlamaPdStats;
@@ -540,11 +594,18 @@ async function betweenEngines(requests: number, rawPort: number, stateApi: 'auto
     const fetchMs = d.fetchMsTotal / d.imported;
     const raw = median(rawMs);
     return {
+      model: modelName,
       kvStateApi: d.kvStateApi,
       requests,
       stateBytes: bytesEach,
       loadMsMean: d.loadMsTotal / d.imported,
       fetchMsMean: fetchMs,
+      fetchMsEach,
+      rawMsEach: rawMs,
+      fetchMsMedian: median(fetchMsEach),
+      /** Raw TCP's median over the fetches' median: the first fetch (a fresh state buffer) weighs less. */
+      ratioOfMedians: raw / median(fetchMsEach),
+      prefillMsEach,
       saveMsMean: p.saveMsTotal / p.exported,
       rawMsMedian: raw,
       engineGbps: gbps(bytesEach, fetchMs),
@@ -684,6 +745,12 @@ Options:
                     buffer path between raw TCP and raw TCP into memory (ABC, then CBA);
                     the verdict is the per-round ratios' median with a 95 % bootstrap interval
   --requests N      P/D requests between two real engines (default 8)
+  --engine-state-mb N
+                    state per request between the two larger engines, MiB (default 32): a
+                    random-weight model of width 256, as deep as that needs, built once into
+                    .cache/models/
+  --large-requests N  P/D requests between the larger engines (default 4)
+  --no-large-engines  skip the larger engines
   --decodes N       running generations in the mixed-load part (default 2)
   --long-prompts N  long prompts arriving during the mixed load (default 6)
   --path-only       only the transfer path (part 1): seconds, for trying changes
@@ -701,6 +768,9 @@ async function main(): Promise<void> {
       mb: { type: 'string', default: '128' },
       runs: { type: 'string', default: '15' },
       requests: { type: 'string', default: '8' },
+      'engine-state-mb': { type: 'string', default: '32' },
+      'large-requests': { type: 'string', default: '4' },
+      'no-large-engines': { type: 'boolean' },
       decodes: { type: 'string', default: '2' },
       'long-prompts': { type: 'string', default: '6' },
       json: { type: 'string' },
@@ -718,6 +788,8 @@ async function main(): Promise<void> {
     ['--mb', values.mb],
     ['--runs', values.runs],
     ['--requests', values.requests],
+    ['--engine-state-mb', values['engine-state-mb']],
+    ['--large-requests', values['large-requests']],
     ['--decodes', values.decodes],
     ['--long-prompts', values['long-prompts']],
   ] as const) {
@@ -749,6 +821,14 @@ async function main(): Promise<void> {
   }
   const engines = await betweenEngines(Number(values.requests), path.rawPort, 'auto');
   const enginesFile = await betweenEngines(Number(values.requests), path.rawPort, 'file');
+  let enginesLarge: (Awaited<ReturnType<typeof betweenEngines>> & { layers: number }) | undefined;
+  if (values['no-large-engines'] !== true) {
+    const large = largeEngineModel(Number(values['engine-state-mb']));
+    enginesLarge = {
+      layers: large.shape.blockCount,
+      ...(await betweenEngines(Number(values['large-requests']), path.rawPort, 'auto', large.path)),
+    };
+  }
   path.child.stdin!.end();
   const mixed = await mixedLoad(Number(values.decodes), Number(values['long-prompts']));
   const out = {
@@ -758,6 +838,7 @@ async function main(): Promise<void> {
     transferPath: pathOut,
     betweenEngines: engines,
     betweenEnginesFile: enginesFile,
+    betweenLargeEngines: enginesLarge ?? null,
     mixedLoad: mixed,
   };
   const f = (x: number, d = 2) => x.toFixed(d);
@@ -802,6 +883,16 @@ async function main(): Promise<void> {
       `  between two llama engines (${e.kvStateApi} state API), ${e.requests} states of ${(e.stateBytes / 1024).toFixed(0)} KiB: ` +
         `fetch ${f(e.fetchMsMean)} ms (${f(e.engineGbps)} Gb/s), raw TCP ${f(e.rawMsMedian)} ms ` +
         `(${f(e.rawGbps)} Gb/s), ratio ${f(e.ratio)}x raw; save ${f(e.saveMsMean)} ms, load ${f(e.loadMsMean)} ms each`,
+    );
+  }
+  if (enginesLarge !== undefined) {
+    const e = enginesLarge;
+    console.log(
+      `  between two larger llama engines (${e.model}.gguf: ${e.layers} layers of width ${LARGE_WIDTH}, ${e.kvStateApi} state API), ` +
+        `${e.requests} states of ${(e.stateBytes / (1 << 20)).toFixed(1)} MiB: ` +
+        `fetch median ${f(e.fetchMsMedian)} ms (${f(gbps(e.stateBytes, e.fetchMsMedian))} Gb/s), raw TCP median ${f(e.rawMsMedian)} ms ` +
+        `(${f(e.rawGbps)} Gb/s), ratio ${f(e.ratioOfMedians)}x raw (fetch mean ${f(e.fetchMsMean)} ms, ${f(e.ratio)}x); save ${f(e.saveMsMean)} ms, load ${f(e.loadMsMean)} ms each; ` +
+        `prefill request ${f(median(e.prefillMsEach), 0)} ms (median); per request: fetch ${e.fetchMsEach.map((x) => f(x, 1)).join(', ')} ms, raw TCP ${e.rawMsEach.map((x) => f(x, 1)).join(', ')} ms`,
     );
   }
   for (const [name, m] of [
