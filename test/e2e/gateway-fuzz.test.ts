@@ -623,7 +623,8 @@ function checkAgainstSchema(spec: Spec, a: Answer): string | undefined {
       ? undefined
       : `prompt ids past the vocabulary must get 400 naming prompt, the gateway answered ${a.status}: ${a.text.slice(0, 200)}`;
   if (a.status === 200) return undefined;
-  if (a.status === 400 && /"param":"max_tokens"/.test(a.text)) return undefined;
+  // The engine's context-length refusal names the limit field the client sent (maxTokensField).
+  if (a.status === 400 && /"param":"(max_tokens|max_completion_tokens)"/.test(a.text)) return undefined;
   const refusal = builtinEngineRefusal(kind, body) ?? nonTextPartRefusal(kind, body);
   if (
     a.status === 400 &&
