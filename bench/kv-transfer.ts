@@ -70,6 +70,7 @@ import {
   fetchKvState,
   KvStateServer,
 } from '../src/adapters/kv-transfer/kv-transfer.ts';
+import { Rng } from '../src/core/rng.ts';
 import type { LlamaPdStats } from '../src/engine-servers/llama/pd.ts';
 import {
   ensureSizedLlamaGguf,
@@ -222,18 +223,6 @@ function median(xs: readonly number[]): number {
 /** The target: the buffer path at least this fraction of raw TCP's throughput. */
 const TARGET_RATIO = 0.8;
 
-/** A deterministic PRNG (mulberry32), so a run's bootstrap interval is reproducible from its times. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Resamples of the paired ratios for the bootstrap interval of their median. */
 const BOOTSTRAP_RESAMPLES = 4000;
 
@@ -246,10 +235,11 @@ const BOOTSTRAP_RESAMPLES = 4000;
  */
 function pairedRatio(base: readonly number[], candidate: readonly number[]) {
   const ratios = candidate.map((c, i) => (base[i] as number) / c);
-  const random = mulberry32(0x5eed15);
+  // Seeded (src/core/rng.ts), so a run's bootstrap interval is reproducible from its times.
+  const random = new Rng(0x5eed15);
   const medians: number[] = [];
   for (let b = 0; b < BOOTSTRAP_RESAMPLES; b++) {
-    const sample = ratios.map(() => ratios[Math.floor(random() * ratios.length)] as number);
+    const sample = ratios.map(() => ratios[random.int(ratios.length)] as number);
     medians.push(median(sample));
   }
   medians.sort((x, y) => x - y);
