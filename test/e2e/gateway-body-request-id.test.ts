@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assertErrorBody, MODEL, post, simAndRecorder } from './support/cluster.ts';
+import { assertErrorBody, MODEL, post, simAndRecorder, streamedResponseIds } from './support/cluster.ts';
 
 const wire = simAndRecorder('real-model');
 
@@ -90,11 +90,7 @@ describe("vLLM's body request_id", () => {
       JSON.stringify({ ...RESPONSES, request_id: 'job "20"', stream: true }),
     );
     assert.equal(streamed.status, 200, streamed.text);
-    const ids = streamed.text
-      .split('\n')
-      .filter((l) => l.startsWith('data: {'))
-      .map((l) => (JSON.parse(l.slice('data: '.length)) as { response?: { id?: string } }).response?.id)
-      .filter((id) => id !== undefined);
+    const ids = streamedResponseIds(streamed.text);
     assert.ok(ids.length >= 2, streamed.text);
     for (const id of ids) assert.equal(id, 'job "20"');
     const bad = await post(wire.gw.url, '/v1/responses', JSON.stringify({ ...RESPONSES, request_id: 5 }));

@@ -18,7 +18,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MODEL, REQUEST_DEADLINE_MS } from './support/cluster.ts';
+import { MODEL, REQUEST_DEADLINE_MS, streamedResponseIds } from './support/cluster.ts';
 import { simPdCluster } from './support/pd.ts';
 
 const SAME = 'client-id "7"';
@@ -102,11 +102,7 @@ describe('P/D answers carry the client X-Request-Id', { timeout: 90_000 }, () =>
     assert.equal(whole.body['id'], 'resp "9"');
     const streamed = await post(url, { ...request, stream: true });
     assert.equal(streamed.status, 200, streamed.text);
-    const ids = streamed.text
-      .split('\n')
-      .filter((l) => l.startsWith('data: {'))
-      .map((l) => (JSON.parse(l.slice('data: '.length)) as { response?: { id?: string } }).response?.id)
-      .filter((id) => id !== undefined);
+    const ids = streamedResponseIds(streamed.text);
     assert.ok(ids.length >= 2, streamed.text);
     for (const id of ids) assert.equal(id, 'resp "9"');
     // Without it, the header names it as before.

@@ -538,3 +538,12 @@ export interface GatewayStatsJson {
   rejected: Record<string, number>;
   retries: number;
 }
+
+/** The `response.id` of every Responses SSE event in a streamed answer that carries one, in order. */
+export function streamedResponseIds(text: string): string[] {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('data: {'))
+    .map((l) => (JSON.parse(l.slice('data: '.length)) as { response?: { id?: string } }).response?.id)
+    .filter((id): id is string => id !== undefined);
+}
