@@ -206,6 +206,35 @@ test('a request whose KV can never fit is refused with 400 naming max_tokens', a
   await b.close();
 });
 
+test('the KV-capacity 400 names the limit field the client sent: max_completion_tokens, max_output_tokens, max_tokens', async () => {
+  const b = backend({ engine: { numGpuBlocksOverride: 4 } });
+  const prompt = 'x'.repeat(200);
+  const refusal = (request: ReturnType<typeof parseCompletionBody>) =>
+    new Promise<(Error & { details?: { param?: string } }) | undefined>((resolve) => {
+      b.generate(
+        { id: `kv${Math.random()}`, request, signal: new AbortController().signal },
+        { onText() {}, onFinish: () => resolve(undefined), onError: (error) => resolve(error) },
+      );
+    });
+  const chat = (body: Record<string, unknown>) =>
+    parseCompletionBody('chat', { model: MODEL, messages: [{ role: 'user', content: prompt }], ...body });
+  const cases: [ReturnType<typeof parseCompletionBody>, string][] = [
+    [chat({ max_completion_tokens: 100 }), 'max_completion_tokens'],
+    [chat({ max_completion_tokens: 100, max_tokens: 5 }), 'max_completion_tokens'],
+    [chat({ max_tokens: 100 }), 'max_tokens'],
+    [parseResponsesBody({ model: MODEL, input: prompt, max_output_tokens: 100 }), 'max_output_tokens'],
+    [parseCompletionBody('completion', { model: MODEL, prompt, max_tokens: 100 }), 'max_tokens'],
+  ];
+  for (const [request, field] of cases) {
+    const error = await refusal(request);
+    assert.equal((error as { status?: number } | undefined)?.status, 400, field);
+    assert.equal(error?.details?.param, field);
+    assert.match(error!.message, new RegExp(`^invalid ${field} '100'`));
+  }
+  assert.equal(b.signals().waiting, 0);
+  await b.close();
+});
+
 test('close ends pending generations with an error and refuses new ones', async () => {
   const b = backend({ perf: fixedStepPerf(50), timeScale: 1 });
   const pending = generate(b, 'long', 1000);

@@ -424,13 +424,16 @@ export class SimBackend implements EngineBackend {
     };
     if (!this.core.add(request, nowMs)) {
       const blocks = Math.ceil((req.promptTokens + maxTokens - 1) / this.blockSize);
+      // Names the limit field the client sent (max_completion_tokens, max_output_tokens), as the
+      // context-length 400 does (outputTokensAllowed).
+      const field = req.maxTokensField;
       sink.onError(
         new SwitchyardError(
           'SY_ERR_INVALID_ARGUMENT',
-          `invalid max_tokens '${maxTokens}': a prompt of ${req.promptTokens} tokens plus ${maxTokens} ` +
+          `invalid ${field} '${maxTokens}': a prompt of ${req.promptTokens} tokens plus ${maxTokens} ` +
             `output tokens needs ${blocks} KV blocks of ${this.blockSize} tokens, and this engine holds ` +
             `${this.core.kvBlocksTotal}`,
-          { param: 'max_tokens' },
+          { param: field },
         ),
       );
       return;
