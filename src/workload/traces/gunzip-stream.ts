@@ -13,10 +13,25 @@ export const GUNZIP_PIECE_BYTES = 1024 * 1024;
 
 /**
  * Longest wait for the worker's next piece: the worker answers within a read and an inflate of
- * one piece, so a wait this long means it is gone (it could not start, or was killed), and the read
- * fails rather than hang.
+ * one piece, so a wait this long means it is gone (it could not start, or was killed) or its reads
+ * block (a pipe nobody writes to), and the read fails with GunzipTimeoutError rather than hang.
  */
-const PIECE_WAIT_MS = 60_000;
+export const GUNZIP_PIECE_WAIT_MS = 60_000;
+
+/**
+ * The worker gave no piece within the wait bound: not damaged data (the bytes read so far were
+ * sound), so the caller reports it as a timeout, not as a corrupt file.
+ */
+export class GunzipTimeoutError extends Error {
+  /** The bound that passed, in milliseconds. */
+  readonly waitMs: number;
+
+  constructor(waitMs: number) {
+    super(`no decompressed data for ${waitMs / 1000} s: the gunzip worker stopped or its reads block`);
+    this.name = 'GunzipTimeoutError';
+    this.waitMs = waitMs;
+  }
+}
 
 // The shared buffer: four int32 slots of control, then the piece (or an error's message).
 const STATE = 0;
@@ -84,8 +99,11 @@ export class GunzipPieces {
   private readonly data: Uint8Array;
   private readonly worker: Worker;
   private finished = false;
+  private readonly waitMs: number;
 
-  constructor(path: string) {
+  /** `waitMs`: the bound on one wait for the next piece (GUNZIP_PIECE_WAIT_MS). */
+  constructor(path: string, waitMs = GUNZIP_PIECE_WAIT_MS) {
+    this.waitMs = waitMs;
     const shared = new SharedArrayBuffer(CONTROL_BYTES + GUNZIP_PIECE_BYTES);
     this.control = new Int32Array(shared, 0, 4);
     this.data = new Uint8Array(shared, CONTROL_BYTES);
@@ -96,15 +114,16 @@ export class GunzipPieces {
 
   /**
    * The next piece of decompressed bytes (a copy; empty once the file ended). Throws an Error with
-   * zlib's or the file system's message when reading or decompressing failed.
+   * zlib's or the file system's message when reading or decompressing failed, and a
+   * GunzipTimeoutError when no piece came within the wait bound.
    */
   next(): Buffer {
     if (this.finished) return Buffer.alloc(0);
     let state = Atomics.load(this.control, STATE);
     if (state === EMPTY) {
-      if (Atomics.wait(this.control, STATE, EMPTY, PIECE_WAIT_MS) === 'timed-out') {
+      if (Atomics.wait(this.control, STATE, EMPTY, this.waitMs) === 'timed-out') {
         this.close();
-        throw new Error(`no decompressed data for ${PIECE_WAIT_MS / 1000} s: the gunzip worker stopped`);
+        throw new GunzipTimeoutError(this.waitMs);
       }
       state = Atomics.load(this.control, STATE);
     }

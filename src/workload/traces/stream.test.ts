@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -122,6 +123,35 @@ describe('streamed trace reading', () => {
         requests({ trace: plain, ...limits }),
         JSON.stringify(limits),
       );
+  });
+
+  it('a gzip reader whose next piece never comes fails as a timeout naming the file and the bound, not as corrupt data', {
+    skip: process.platform === 'win32' ? 'needs mkfifo' : false,
+  }, () => {
+    // A pipe that starts like a gzip file, then sends nothing while its writer stays open: the
+    // worker's read blocks, as on a stalled network file.
+    const fifo = join(dir, 'stalled.csv.gz');
+    execFileSync('mkfifo', [fifo]);
+    // Read-write on Linux never blocks, and keeps a writer open so the reader's open does not block.
+    const writer = openSync(fifo, 'r+');
+    try {
+      writeSync(writer, Buffer.from([0x1f, 0x8b]));
+      assert.throws(
+        () => [...fileLines(fifo, 'stalled.csv.gz', 2 ** 20, 200)],
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'SY_ERR_TIMEOUT');
+          assert.match(
+            err.message,
+            /^stalled\.csv\.gz:1: no decompressed text came for 0\.2 s, the bound on one wait/,
+          );
+          assert.doesNotMatch(err.message, /corrupt/);
+          return true;
+        },
+      );
+    } finally {
+      // Its last writer gone, the worker's blocked read ends.
+      closeSync(writer);
+    }
   });
 
   it('the bundled Azure sample streams to the same lines', () => {

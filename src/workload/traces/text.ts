@@ -9,7 +9,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { gunzipSync } from 'node:zlib';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { TraceRecord } from '../types.ts';
-import { GunzipPieces } from './gunzip-stream.ts';
+import { GUNZIP_PIECE_WAIT_MS, GunzipPieces, GunzipTimeoutError } from './gunzip-stream.ts';
 
 /** Largest decompressed trace we accept; V8 strings top out near 512 MiB anyway. */
 export const TRACE_BYTES_MAX = 512 * 1024 * 1024;
@@ -114,12 +114,14 @@ const READ_CHUNK_BYTES = 1024 * 1024;
  * reading: memory follows the lines kept, not the file. A gzip file (by the magic bytes) streams
  * the same way, decompressed a piece at a time (gunzip-stream.ts), so its memory and an early stop
  * are a plain file's too. Reading past `maxBytes` of text (plain or decompressed) fails, naming the
- * line it reached.
+ * line it reached; a gzip piece that does not come within `gunzipWaitMs` fails with SY_ERR_TIMEOUT
+ * (not as corrupt data: what was read was sound).
  */
 export function* fileLines(
   path: string,
   file: string,
   maxBytes = TRACE_TEXT_BYTES_MAX,
+  gunzipWaitMs = GUNZIP_PIECE_WAIT_MS,
 ): Generator<TraceLine, void, undefined> {
   const fd = openSync(path, 'r');
   let gunzip: GunzipPieces | undefined;
@@ -127,7 +129,7 @@ export function* fileLines(
     const chunk = Buffer.allocUnsafe(READ_CHUNK_BYTES);
     let n = readSync(fd, chunk, 0, chunk.length, null);
     let at = 0;
-    if (isGzip(chunk.subarray(0, n))) gunzip = new GunzipPieces(path);
+    if (isGzip(chunk.subarray(0, n))) gunzip = new GunzipPieces(path, gunzipWaitMs);
     /** The next piece of text bytes (empty at the end). */
     const next = (): Buffer => {
       let piece: Buffer;
@@ -135,6 +137,15 @@ export function* fileLines(
         try {
           piece = gunzip.next();
         } catch (err) {
+          if (err instanceof GunzipTimeoutError)
+            throw new SwitchyardError(
+              'SY_ERR_TIMEOUT',
+              `${file}:${number + 1}: no decompressed text came for ${err.waitMs / 1000} s, the bound on ` +
+                "one wait for the gzip reader's next piece: its worker stopped or its reads of the file " +
+                'block (a pipe or network file that sends nothing); the data read so far was sound. ' +
+                'Retry, or decompress the file first (gunzip -k FILE) and replay the plain file',
+              { file, line: number + 1, waitMs: err.waitMs },
+            );
           throw traceParseError(file, number + 1, `corrupt gzip data (${(err as Error).message})`);
         }
       } else piece = chunk.subarray(0, n);
