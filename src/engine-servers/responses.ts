@@ -190,10 +190,15 @@ function refuseItemsNotMessages(input: unknown): void {
   }
 }
 
-/** The `usage` object of a Responses answer. */
+/**
+ * The `usage` object of a Responses answer. OpenAI's schema makes `input_tokens_details` carry
+ * both `cached_tokens` and `cache_write_tokens` (required in both SDKs' types: openai-python's
+ * pydantic model fails validation without it); the built-in engines report no cache writes, so 0.
+ */
 function usageJson(usage: GenerationUsage): string {
   return (
-    `{"input_tokens":${usage.promptTokens},"input_tokens_details":{"cached_tokens":${usage.cachedTokens}},` +
+    `{"input_tokens":${usage.promptTokens},` +
+    `"input_tokens_details":{"cached_tokens":${usage.cachedTokens},"cache_write_tokens":0},` +
     `"output_tokens":${usage.completionTokens},"output_tokens_details":{"reasoning_tokens":0},` +
     `"total_tokens":${usage.promptTokens + usage.completionTokens}}`
   );

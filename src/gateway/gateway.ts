@@ -223,6 +223,34 @@ export function meantRoute(path: string, batchApi: boolean): string | undefined 
   return openAi ? meant : undefined;
 }
 
+/** SGLang's native generation routes, which `bench_serving --backend sglang` (its default) calls. */
+const SGLANG_NATIVE_ROUTES: ReadonlySet<string> = new Set(['/generate']);
+
+/**
+ * What an unknown route's 404 adds to "unknown route METHOD PATH" for a client that took the
+ * gateway for another server: a base URL off by `/v1` (meantRoute); a stored response asked for
+ * by id (`GET /v1/responses/{id}`, its input items, cancel, delete: the openai SDKs' `responses.
+ * retrieve()`), which the gateway cannot have, since the built-in engines answer `store: false`
+ * and a backend's stored responses are not reachable by id through a router; SGLang's native
+ * `/generate` (SGLang's `bench_serving` by default). Empty for any other path.
+ */
+export function unknownRouteHint(path: string, batchApi: boolean): string {
+  const meant = meantRoute(path, batchApi);
+  if (meant !== undefined)
+    return `; did you mean ${meant}? An OpenAI client's base URL ends in /v1 (http://host:port/v1)`;
+  if (path.startsWith('/v1/responses/'))
+    return (
+      '; the gateway stores no responses (the built-in engines answer store: false) and routes only ' +
+      'POST /v1/responses, so none can be retrieved, listed, cancelled or deleted by id'
+    );
+  if (SGLANG_NATIVE_ROUTES.has(path))
+    return (
+      "; this is SGLang's native API: the gateway serves the OpenAI API (/v1/completions, " +
+      "/v1/chat/completions); SGLang's bench_serving reaches it with --backend sglang-oai or sglang-oai-chat"
+    );
+  return '';
+}
+
 /**
  * The /v1/models entries, one per served model. A model only built-in engines (sim, llama) serve
  * says `"embeddings": "hash"`: their /v1/embeddings are deterministic hash vectors, not meaning.
@@ -815,12 +843,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       sendError(res, new SwitchyardError('SY_ERR_METHOD_NOT_ALLOWED', message, { param: 'method' }));
       return;
     }
-    // vLLM answers only "Not Found"; a client whose base URL lacks (or doubles) `/v1` is told so.
-    const meant = meantRoute(path, this.batch !== undefined);
-    const hint =
-      meant === undefined
-        ? ''
-        : `; did you mean ${meant}? An OpenAI client's base URL ends in /v1 (http://host:port/v1)`;
+    // vLLM answers only "Not Found"; a client that took the gateway for another API is told so.
+    const hint = unknownRouteHint(path, this.batch !== undefined);
     sendError(
       res,
       new SwitchyardError('SY_ERR_NOT_FOUND', `unknown route ${method} ${path}${hint}`, { param: 'path' }),

@@ -1,0 +1,108 @@
+/**
+ * End-to-end: what the Python clients found wanting in `switchyard serve` over sim engines (stop
+ * 30, task F: openai-python 3.22 sync and async, langchain-openai 1.6, and the request formats of
+ * `vllm bench serve` and SGLang's `bench_serving`, run by hand against the gateway; the project
+ * does not depend on Python, so each finding is held here with the Node SDK and fetch, in
+ * docs/gateway.md "Clients checked").
+ *
+ * - A Responses answer's `usage.input_tokens_details` had `cached_tokens` only; both SDKs type
+ *   `cache_write_tokens` as required, and openai-python's pydantic `Response` model fails
+ *   validation without it (`Response.model_validate(...)`: "Field required"), in a JSON answer and
+ *   in a stream's final event alike.
+ * - `responses.retrieve(id)` got "unknown route GET /v1/responses/resp_..." with nothing saying
+ *   why; SGLang's `bench_serving` as it defaults (`--backend sglang`, its native `/generate`) got a
+ *   bare "unknown route POST /generate". Both 404s now say what the gateway serves instead.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import OpenAI from 'openai';
+import { MODEL } from './support/cluster.ts';
+import { simGateway } from './support/sim-gateway.ts';
+
+const setUp = simGateway();
+
+/** The SDK's own request timeout: a bound on a hang, not what any test measures. */
+const SDK_TIMEOUT_MS = 60_000;
+const client = (): OpenAI =>
+  new OpenAI({ baseURL: `${setUp.gw.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: SDK_TIMEOUT_MS });
+
+/** Asserts a Responses usage object has every field the SDKs' types require. */
+function assertResponsesUsage(usage: OpenAI.Responses.ResponseUsage | null | undefined, what: string): void {
+  assert.ok(usage, `${what}: no usage`);
+  assert.equal(usage.output_tokens, 3, what);
+  assert.equal(usage.total_tokens, usage.input_tokens + usage.output_tokens, what);
+  assert.deepEqual(
+    Object.keys(usage.input_tokens_details).sort(),
+    ['cache_write_tokens', 'cached_tokens'],
+    `${what}: ${JSON.stringify(usage)}`,
+  );
+  assert.equal(usage.input_tokens_details.cache_write_tokens, 0, what);
+  assert.equal(typeof usage.input_tokens_details.cached_tokens, 'number', what);
+  assert.equal(usage.output_tokens_details.reasoning_tokens, 0, what);
+}
+
+describe('Responses usage as the SDKs type it', () => {
+  it('input_tokens_details carries cache_write_tokens, answered whole and streamed', async () => {
+    const whole = await client().responses.create({ model: MODEL, input: 'hi there', max_output_tokens: 3 });
+    assertResponsesUsage(whole.usage, 'JSON answer');
+
+    const stream = await client().responses.create({
+      model: MODEL,
+      input: 'hi there',
+      max_output_tokens: 3,
+      stream: true,
+    });
+    let last: OpenAI.Responses.ResponseStreamEvent | undefined;
+    for await (const event of stream) last = event;
+    // The sim never ends on its own: cut at max_output_tokens, the stream ends `response.incomplete`.
+    assert.equal(last?.type, 'response.incomplete');
+    assertResponsesUsage(last.response.usage, 'final stream event');
+  });
+});
+
+describe('404s for clients that took the gateway for another API', () => {
+  it("responses.retrieve() is told responses are not stored; SGLang's /generate is told the backend to use", async () => {
+    const created = await client().responses.create({ model: MODEL, input: 'x', max_output_tokens: 1 });
+    // The Node SDK's Response type has no `store`; the answer carries it.
+    assert.equal((created as unknown as { store: unknown }).store, false);
+    const calls: [string, () => Promise<unknown>][] = [
+      ['retrieve', () => client().responses.retrieve(created.id)],
+      ['delete', () => client().responses.delete(created.id)],
+      ['input items', () => client().responses.inputItems.list(created.id)],
+    ];
+    for (const [what, call] of calls) {
+      const e = await call().then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      assert.ok(e instanceof OpenAI.NotFoundError, `${what}: ${String(e)}`);
+      assert.equal(e.code, 'SY_ERR_NOT_FOUND', what);
+      assert.equal(e.param, 'path', what);
+      assert.match(e.message, /the gateway stores no responses .* by id/, what);
+    }
+
+    // SGLang bench_serving's default backend posts its native body to /generate.
+    const sglang = await fetch(`${setUp.gw.url}/generate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        text: 'hi',
+        sampling_params: { max_new_tokens: 4, ignore_eos: true },
+        stream: true,
+      }),
+    });
+    assert.equal(sglang.status, 404);
+    const body = (await sglang.json()) as { error: { message: string; code: string } };
+    assert.equal(body.error.code, 'SY_ERR_NOT_FOUND');
+    assert.match(body.error.message, /^unknown route POST \/generate; this is SGLang's native API/);
+    assert.match(body.error.message, /--backend sglang-oai or sglang-oai-chat/);
+
+    // Other unknown paths say only that.
+    const other = await fetch(`${setUp.gw.url}/v2/generate`, { method: 'POST', body: '{}' });
+    assert.equal(other.status, 404);
+    assert.equal(
+      ((await other.json()) as { error: { message: string } }).error.message,
+      'unknown route POST /v2/generate',
+    );
+  });
+});
