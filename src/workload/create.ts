@@ -9,12 +9,14 @@ import { restartable } from './common.ts';
 import { cachedLengthsLoader, type LengthsLoader } from './lengths.ts';
 import { multiModelRequests, rankedClients } from './multi-model.ts';
 import { readRateCurve } from './rate-curve-file.ts';
+import type { RatePoint } from './rate-profile.ts';
 import { checkReplay, readServegen, servegenRequests } from './servegen.ts';
 import { sessionRequests, systemPromptRequests } from './shared-prefix.ts';
 import {
   type LengthDist,
   WORKLOAD_DURATION_MAX_S,
   WORKLOAD_KINDS,
+  WORKLOAD_REQUESTS_MAX,
   type WorkloadSpec,
   type WorkloadSpecInput,
   workloadSpecSchema,
@@ -43,6 +45,85 @@ function checkCurveEnd(
     `invalid workload spec: the rate curve${where} ends at ${endS} s, more than ${WORKLOAD_DURATION_MAX_S} s (31 days): ` +
       'write its times in seconds (from milliseconds: divide by 1000), or set durationS or maxRequests',
     { endS, maxS: WORKLOAD_DURATION_MAX_S },
+  );
+}
+
+/** `1,234,567`: counts in messages. */
+function fmtCount(n: number): string {
+  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'unbounded';
+}
+
+/**
+ * The requests an open-loop workload is expected to send, before maxRequests cuts it, with how
+ * that figure was reached; undefined for the kinds a file bounds (trace, servegen, multi-model
+ * from ServeGen). Sessions count one request per session (each has at least one turn).
+ */
+function expectedRequests(
+  s: WorkloadSpec,
+  filePoints: readonly RatePoint[] | undefined,
+): { count: number; how: string } | undefined {
+  const d = s.durationS;
+  const over = (rate: number, rateName: string) => ({
+    count: d === undefined ? Number.POSITIVE_INFINITY : rate * d,
+    how: `${rateName} ${rate} x durationS (--duration) ${d ?? 'unset'}`,
+  });
+  switch (s.kind) {
+    case 'poisson':
+    case 'gamma':
+    case 'constant': {
+      if (s.stages === undefined) return over(s.rateRps, 'rateRps (--rate)');
+      let count = 0;
+      let at = 0;
+      for (const stage of s.stages) {
+        const seconds = d === undefined ? stage.durationS : Math.max(0, Math.min(stage.durationS, d - at));
+        count += stage.rateRps * seconds;
+        at += stage.durationS;
+      }
+      return {
+        count,
+        how: `the stages (--stages)${d === undefined ? '' : ` over durationS (--duration) ${d}`}`,
+      };
+    }
+    case 'system-prompts':
+      return over(s.rateRps, 'rateRps');
+    case 'sessions':
+      return over(s.sessionRateRps, 'sessionRateRps');
+    case 'multi-model':
+      if (s.source === 'servegen') return undefined;
+      return over(s.rateRps ?? (s.modelRatesRps ?? []).reduce((a, b) => a + b, 0), 'rateRps (--rate)');
+    case 'sinusoid':
+    case 'bursts':
+    case 'rate-curve': {
+      const profile = profileOf(s, filePoints);
+      const endS = Math.min(d ?? Number.POSITIVE_INFINITY, profile.endS);
+      return {
+        count: Number.isFinite(endS) ? profile.cumulative(endS) : Number.POSITIVE_INFINITY,
+        how: `the ${s.kind} rate over ${Number.isFinite(endS) ? `${endS} s` : 'no end'}`,
+      };
+    }
+    case 'trace':
+    case 'servegen':
+      return undefined;
+    default:
+      return assertNever(s, 'workload kind');
+  }
+}
+
+/**
+ * An open-loop workload expected to send more than WORKLOAD_REQUESTS_MAX requests (a high rate over
+ * a long duration, with no smaller maxRequests) fails now, naming the fields and their flags,
+ * rather than running for years.
+ */
+function checkRequestCount(s: WorkloadSpec, filePoints: readonly RatePoint[] | undefined): void {
+  const expected = expectedRequests(s, filePoints);
+  if (expected === undefined) return;
+  if (Math.min(expected.count, s.maxRequests ?? Number.POSITIVE_INFINITY) <= WORKLOAD_REQUESTS_MAX) return;
+  throw new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    `invalid workload spec: about ${fmtCount(expected.count)} requests (${expected.how}), more than ` +
+      `${fmtCount(WORKLOAD_REQUESTS_MAX)}, the most one run holds: lower the rate or durationS (--duration), ` +
+      `or cut it with maxRequests (--requests) of at most ${WORKLOAD_REQUESTS_MAX}`,
+    { param: 'workload.maxRequests', expectedRequests: expected.count, maxRequests: WORKLOAD_REQUESTS_MAX },
   );
 }
 
@@ -79,6 +160,10 @@ export function parseWorkloadSpec(input: unknown): WorkloadSpec {
  */
 export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng): RequestSource {
   const s = parseWorkloadSpec(spec);
+  // Files are read (and a curve checked) now, so a bad one fails before the run starts.
+  const points = s.kind === 'rate-curve' && s.file !== undefined ? readRateCurve(s.file) : undefined;
+  if (s.kind === 'rate-curve') checkCurveEnd(s, points);
+  checkRequestCount(s, points);
   const root = rng.fork('workload');
   const load = cachedLengthsLoader();
   switch (s.kind) {
@@ -98,9 +183,6 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
     case 'sinusoid':
     case 'bursts':
     case 'rate-curve': {
-      // Files are read (and a curve checked) now, so a bad one fails before the run starts.
-      const points = s.kind === 'rate-curve' && s.file !== undefined ? readRateCurve(s.file) : undefined;
-      if (s.kind === 'rate-curve') checkCurveEnd(s, points);
       preload(load, s.input, s.output);
       profileOf(s, points);
       return restartable(() => timeVaryingRequests(s, root, load, points));

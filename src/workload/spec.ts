@@ -161,9 +161,26 @@ const requestFields = {
  */
 export const WORKLOAD_DURATION_MAX_S = 31 * 24 * 3600;
 
+/**
+ * The most requests one workload may hold (50 million, past a full ServeGen day's 45.9 million).
+ * The twin keeps four latency figures per request for exact percentiles (32 bytes, and a sorted
+ * copy at the end) and simulates some 20,000 requests a second, so `maxRequests: 1e12` (or
+ * `sim --requests 1e12`) would run for years and exhaust memory instead of failing; createWorkload
+ * checks an open-loop workload's expected count (rate x duration) against it too.
+ */
+export const WORKLOAD_REQUESTS_MAX = 50_000_000;
+
 /** Where a workload stops; synthetic kinds must set at least one. */
 const limitFields = {
-  maxRequests: z.number().int().nonnegative().optional(),
+  maxRequests: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(
+      WORKLOAD_REQUESTS_MAX,
+      `at most ${WORKLOAD_REQUESTS_MAX} requests in one run (sim/bench --requests has the same bound)`,
+    )
+    .optional(),
   durationS: positive
     .max(
       WORKLOAD_DURATION_MAX_S,
