@@ -223,21 +223,30 @@ export function meantRoute(path: string, batchApi: boolean): string | undefined 
   return openAi ? meant : undefined;
 }
 
+/** The Responses API's routes below /v1/responses/ that name no response id (OpenAI's token count and compaction). */
+const RESPONSES_UNSERVED: ReadonlySet<string> = new Set([
+  '/v1/responses/input_tokens',
+  '/v1/responses/compact',
+]);
+
 /** SGLang's native generation routes, which `bench_serving --backend sglang` (its default) calls. */
 const SGLANG_NATIVE_ROUTES: ReadonlySet<string> = new Set(['/generate']);
 
 /**
  * What an unknown route's 404 adds to "unknown route METHOD PATH" for a client that took the
  * gateway for another server: a base URL off by `/v1` (meantRoute); a stored response asked for
- * by id (`GET /v1/responses/{id}`, its input items, cancel, delete: the openai SDKs' `responses.
- * retrieve()`), which the gateway cannot have, since the built-in engines answer `store: false`
- * and a backend's stored responses are not reachable by id through a router; SGLang's native
- * `/generate` (SGLang's `bench_serving` by default). Empty for any other path.
+ * by id (`GET /v1/responses/{id}`, its input items, cancel, delete: the openai SDKs'
+ * `responses.retrieve()`), which the gateway cannot have: the built-in engines answer `store:
+ * false`, and a backend's stored responses are not reachable by id through a router; the id-less
+ * Responses routes (`input_tokens`, `compact`), told what is served; SGLang's native `/generate`
+ * (SGLang's `bench_serving` by default). Empty for any other path.
  */
 export function unknownRouteHint(path: string, batchApi: boolean): string {
   const meant = meantRoute(path, batchApi);
   if (meant !== undefined)
     return `; did you mean ${meant}? An OpenAI client's base URL ends in /v1 (http://host:port/v1)`;
+  if (RESPONSES_UNSERVED.has(path))
+    return '; the gateway routes only POST /v1/responses of the Responses API';
   if (path.startsWith('/v1/responses/'))
     return (
       '; the gateway stores no responses (the built-in engines answer store: false) and routes only ' +

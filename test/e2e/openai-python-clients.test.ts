@@ -10,7 +10,7 @@
  *   validation without it (`Response.model_validate(...)`: "Field required"), in a JSON answer and
  *   in a stream's final event alike.
  * - `responses.retrieve(id)` got "unknown route GET /v1/responses/resp_..." with nothing saying
- *   why; SGLang's `bench_serving` as it defaults (`--backend sglang`, its native `/generate`) got a
+ *   why (and `responses.input_tokens.count()` a bare "unknown route" too); SGLang's `bench_serving` as it defaults (`--backend sglang`, its native `/generate`) got a
  *   bare "unknown route POST /generate". Both 404s now say what the gateway serves instead.
  */
 import assert from 'node:assert/strict';
@@ -80,6 +80,18 @@ describe('404s for clients that took the gateway for another API', () => {
       assert.equal(e.param, 'path', what);
       assert.match(e.message, /the gateway stores no responses .* by id/, what);
     }
+
+    // The Responses routes that name no response: told what is served, not that nothing is stored.
+    const count = await fetch(`${setUp.gw.url}/v1/responses/input_tokens`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, input: 'x' }),
+    });
+    assert.equal(count.status, 404);
+    assert.equal(
+      ((await count.json()) as { error: { message: string } }).error.message,
+      'unknown route POST /v1/responses/input_tokens; the gateway routes only POST /v1/responses of the Responses API',
+    );
 
     // SGLang bench_serving's default backend posts its native body to /generate.
     const sglang = await fetch(`${setUp.gw.url}/generate`, {
