@@ -10,8 +10,9 @@
  *   validation without it (`Response.model_validate(...)`: "Field required"), in a JSON answer and
  *   in a stream's final event alike.
  * - `responses.retrieve(id)` got "unknown route GET /v1/responses/resp_..." with nothing saying
- *   why (and `responses.input_tokens.count()` a bare "unknown route" too); SGLang's `bench_serving` as it defaults (`--backend sglang`, its native `/generate`) got a
- *   bare "unknown route POST /generate". Both 404s now say what the gateway serves instead.
+ *   why (and `responses.input_tokens.count()` a bare "unknown route" too); SGLang's
+ *   `bench_serving` as it defaults (`--backend sglang`, its native `/generate`) got a bare
+ *   "unknown route POST /generate". These 404s now say what the gateway serves instead.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
