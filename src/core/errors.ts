@@ -13,6 +13,12 @@ export const ERRORS = {
   SY_ERR_REQUEST_TOO_LARGE: { status: 413, type: 'invalid_request_error' },
   SY_ERR_CAPACITY: { status: 507, type: 'server_error' },
   SY_ERR_RATE_LIMITED: { status: 429, type: 'rate_limit_error' },
+  /**
+   * A request whose token cost (input + expected output) is more than its tenant's whole TPM bucket:
+   * no wait can admit it, so it is not a 429 (which clients retry) but a 413 saying to shorten the
+   * request or raise the tenant's `tpm`.
+   */
+  SY_ERR_REQUEST_OVER_TPM: { status: 413, type: 'invalid_request_error' },
   SY_ERR_OVERLOADED: { status: 429, type: 'rate_limit_error' },
   SY_ERR_SLO_UNREACHABLE: { status: 429, type: 'rate_limit_error' },
   SY_ERR_NO_INSTANCE: { status: 503, type: 'server_error' },

@@ -104,8 +104,9 @@ describe('embeddings admission through the gateway (tenant TPM 10,000)', () => {
       });
     const vllmReply = await embed('e-vllm');
     const vllmBody = (await vllmReply.json()) as { error: { code: string } };
-    assert.equal(vllmReply.status, 429);
-    assert.equal(vllmBody.error.code, 'SY_ERR_RATE_LIMITED');
+    // 15,000 tokens is more than the whole 10,000 bucket: refused for good, not a 429.
+    assert.equal(vllmReply.status, 413);
+    assert.equal(vllmBody.error.code, 'SY_ERR_REQUEST_OVER_TPM');
     const simReply = await embed('e-sim');
     assert.equal(simReply.status, 200, await simReply.text());
   });

@@ -134,9 +134,11 @@ test('TPM counts input + expected output (capped by max_tokens) at admission; re
   assert.ok(partial.kind === 'reject');
   assert.equal(partial.retryAfterMs, 6000);
   assert.equal(ctl.offer(big('refilled'), view(10_000)).kind, 'dispatch');
-  // A request larger than the whole bucket can never pass: no Retry-After.
+  // A request larger than the whole bucket can never pass: not a 429 (clients retry those) but
+  // SY_ERR_REQUEST_OVER_TPM, with no Retry-After, naming the bucket's size.
   const huge = ctl.offer(req('huge', { tenant: 't', inputTokens: 7000 }), view(60_000));
-  assert.ok(huge.kind === 'reject' && huge.code === 'SY_ERR_RATE_LIMITED');
+  assert.ok(huge.kind === 'reject' && huge.code === 'SY_ERR_REQUEST_OVER_TPM', JSON.stringify(huge));
+  assert.match(huge.reason, /more than tenant 't''s whole tpm of 6000 tokens a minute, so no wait admits it/);
   assert.equal(huge.retryAfterMs, undefined);
   // A refused request takes nothing from the buckets.
   assert.equal(ctl.offer(big('after-huge'), view(60_000)).kind, 'dispatch');

@@ -398,10 +398,13 @@ class Controller implements AdmissionQueue {
     // which the rpm bucket's (at least 1) never is.
     const rpmWaitMs = tenant.rpm === undefined ? 0 : (tenant.rpm.waitMs(1, nowMs) ?? 0);
     const tpmWaitMs = tenant.tpm === undefined ? 0 : tenant.tpm.waitMs(tokens, nowMs);
+    // Past the bucket's whole capacity no wait admits it: a 429 would only be retried forever.
     if (tpmWaitMs === undefined)
       return this.reject(
-        'SY_ERR_RATE_LIMITED',
-        `request needs ${tokens} tokens (input + expected output); tenant '${tenant.name}' tpm is ${tenant.config.tpm}`,
+        'SY_ERR_REQUEST_OVER_TPM',
+        `request needs ${tokens} tokens (input + expected output, max_tokens caps the output), more than ` +
+          `tenant '${tenant.name}''s whole tpm of ${tenant.config.tpm} tokens a minute, so no wait admits it: ` +
+          "shorten the prompt or lower max_tokens, or raise the tenant's tpm",
         undefined,
       );
     if (rpmWaitMs === 0 && tpmWaitMs === 0) return undefined;
