@@ -55,7 +55,9 @@ export function autoscalerOptions(): Option[] {
     new Option(
       '--autoscaler <name>',
       `run a control loop over the instances: ${names.map((n) => `${n} (${autoscalerDescription(n)})`).join('; ')}. ` +
-        'Several, comma-separated (e.g. kpa,slo-planner,static): run each on the same workload and seed and compare them',
+        'Several, comma-separated (e.g. kpa,slo-planner,static): run each on the same workload and seed and compare them. ' +
+        "GPU-hours are billed, and the loop ticks, to the later of the last completion and the workload's declared end " +
+        '(--duration, else where its arrivals end: stages, a rate curve, a ServeGen file; a trace or --requests: the last arrival)',
     ).argParser(parseAutoscalerList),
     new Option('--min-instances <n>', 'with --autoscaler: fewest instances (default 1)').argParser(
       intInRange(0, POOL_INSTANCES_MAX),

@@ -62,7 +62,8 @@ export function timeVaryingOptions(): Option[] {
       'rate curve: CSV of time_s,rate points (s, req/s), linear between them; an optional time_s,rate header and # comment ' +
         'lines; the first point at 0, times increasing, rates >= 0 and not all 0, at least two; arrivals end at the last ' +
         '(implies --workload rate-curve). A bad line fails before the run, naming file:line; trailing rows of rate 0 ' +
-        'are warned about: the run ends with its last request, so that idle tail is not simulated',
+        'are warned about without --autoscaler: such a run ends with its last request, so that idle tail is not simulated ' +
+        "(under --autoscaler the loop ticks and bills GPU-hours to the curve's end)",
     )
       .argParser(filePath)
       .conflicts('trace'),

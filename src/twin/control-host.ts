@@ -142,7 +142,10 @@ export interface ScaleEvent {
 /** What a controlled run adds to its result. */
 export interface ControlOutcome {
   readonly autoscaler: string;
-  /** GPU-hours billed: every GPU from its instance's start to its release (or the run's end). */
+  /**
+   * GPU-hours billed: every GPU from its instance's start to its release or the run's end (the later
+   * of the last completion and the workload's declared end), whichever is first.
+   */
   readonly gpuHours: number;
   /** Instances started after time 0 (those provisioned before the run are not cold starts). */
   readonly coldStarts: number;
@@ -442,8 +445,9 @@ export class ControlHost implements Actuator, TwinControl {
   }
 
   /**
-   * Closes the books at the run's end (the twin passes its last completion, the end its summary's
-   * gpuSeconds use): GPUs still held are billed up to `endMs`.
+   * Closes the books at the run's end: the twin passes the later of its last completion and the
+   * workload's declared end (src/twin/workload-end.ts), having ticked the loop until then. GPUs
+   * still held are billed up to `endMs`.
    */
   finish(endMs: number): ControlOutcome {
     return {

@@ -379,8 +379,9 @@ export class ModelPool {
   }
 
   /**
-   * The points of `instancesOverTime` up to the run's end, `endMs`: ticks after the last completion
-   * (held requests waiting out their deadline) are past what `gpuHoursAt(endMs)` bills.
+   * The points of `instancesOverTime` up to the run's end, `endMs` (the later of the last completion
+   * and the workload's declared end): ticks after it (held requests waiting out their deadline) are
+   * past what `gpuHoursAt(endMs)` bills.
    */
   instancesUntil(endMs: number): readonly InstanceCountPoint[] {
     const endS = endMs / 1000;
@@ -402,10 +403,10 @@ export class ModelPool {
   }
 
   /**
-   * GPU-hours up to the run's end, `endMs` (its last completion, at or after every completion the
-   * pool saw): each instance from its start to its stop or `endMs`, whichever is first. A keep-alive
-   * or a held request's deadline may stop an instance after the last completion; that tail is not
-   * billed, as it is not for instances still running at the end.
+   * GPU-hours up to the run's end, `endMs` (the later of its last completion and the workload's
+   * declared end, so at or after every completion the pool saw): each instance from its start to its
+   * stop or `endMs`, whichever is first. A keep-alive or a held request's deadline may stop an
+   * instance after that end; that tail is not billed, as it is not for instances still running then.
    */
   gpuHoursAt(endMs: number): number {
     let ms = this.bill.totalMs(endMs);

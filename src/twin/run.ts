@@ -52,6 +52,7 @@ import {
 import { controlReport } from './report/replicas.ts';
 import { type ServerlessSettings, serverlessCluster } from './serverless-host.ts';
 import { type DecisionLogEntry, runSimulation, type SimResult } from './simulator.ts';
+import { workloadEnd } from './workload-end.ts';
 
 /** Everything that defines one twin run, resolved from flags and config. */
 export interface TwinSettings {
@@ -232,11 +233,22 @@ export function runTwin(
   return runTwinSpec(settings, spec, onProgress, onDecision, onPlacement, onWarning);
 }
 
+/** Whether a run has a control loop (an autoscaler, a multi-model or serverless cluster, P/D pools). */
+export function isControlled(settings: TwinSettings): boolean {
+  return (
+    settings.control !== undefined ||
+    settings.placement !== undefined ||
+    settings.serverless !== undefined ||
+    settings.pdPools !== undefined
+  );
+}
+
 /**
  * The warning for a rate curve whose trailing rows have rate 0 within the run (`--duration` or the
- * curve's end): the twin ends a run at its last completion, so that idle tail is not simulated and
- * its GPU time not billed. Undefined when the curve arrives to its end, loops, or is cut by a
- * `--requests` count or a `--duration` inside its busy part.
+ * curve's end), for a run without a control loop: the twin ends such a run at its last completion,
+ * so that idle tail is not simulated and its GPU-seconds not counted (a controlled run ticks and
+ * bills to the declared end: src/twin/workload-end.ts). Undefined when the curve arrives to its end,
+ * loops, or is cut by a `--requests` count or a `--duration` inside its busy part.
  */
 export function rateCurveTailWarning(spec: WorkloadSpecOf<'rate-curve'>): string | undefined {
   if (spec.repeat || spec.maxRequests !== undefined) return undefined;
@@ -247,9 +259,9 @@ export function rateCurveTailWarning(spec: WorkloadSpecOf<'rate-curve'>): string
   if (!(tail.fromS < endS)) return undefined;
   const name = spec.file !== undefined ? `rate curve ${spec.file}` : 'rate curve';
   return (
-    `warning: ${name}: the rate is 0 from ${tail.fromS} s to ${endS} s; the run ends at its ` +
-    `last completion, so those idle seconds are not simulated (GPU-seconds, an autoscaler's GPU-hours and ` +
-    `its scale-downs leave them out); end the curve at its last positive rate, or --duration ${tail.fromS}, to silence this`
+    `warning: ${name}: the rate is 0 from ${tail.fromS} s to ${endS} s; a run without --autoscaler ends at its ` +
+    `last completion, so those idle seconds are not simulated (its GPU-seconds leave them out; an autoscaler's ` +
+    `GPU-hours count them); end the curve at its last positive rate, or --duration ${tail.fromS}, to silence this`
   );
 }
 
@@ -278,7 +290,8 @@ export function runTwinSpec(
     const warning = traceUnitWarning(spec.trace, replay.format, stats, spec.rateScale);
     if (warning !== undefined) onWarning?.(warning);
   }
-  if (spec.kind === 'rate-curve') {
+  const controlled = isControlled(settings);
+  if (spec.kind === 'rate-curve' && !controlled) {
     const warning = rateCurveTailWarning(spec);
     if (warning !== undefined) onWarning?.(warning);
   }
@@ -312,6 +325,8 @@ export function runTwinSpec(
     serverless: settings.serverless,
     onPlacement,
     pdPools: settings.pdPools,
+    // Only a controlled run bills to the declared end (a ServeGen file without a duration is read for it).
+    workloadEnd: controlled ? workloadEnd(withSlo) : undefined,
     pd:
       pd === undefined
         ? undefined
@@ -471,11 +486,15 @@ export function writeOutputs(
   }
 }
 
-/** What an autoscaled run adds to its JSON: GPU-hours billed, cold starts, instance counts over time. */
+/**
+ * What an autoscaled run adds to its JSON: GPU-hours billed, where the bills end, cold starts,
+ * instance counts over time.
+ */
 export function controlJson(result: SimResult): Record<string, JsonValue> {
   if (result.gpuHours === undefined) return {};
   return {
     gpuHours: roundFloat(result.gpuHours),
+    ...(result.billedUntilS !== undefined ? { billedUntilS: roundFloat(result.billedUntilS) } : {}),
     coldStarts: result.coldStarts ?? 0,
     instancesOverTime: toJsonValue(result.instancesOverTime ?? []),
     // A multi-model run (placement): each model's figures and the placement lines.

@@ -171,8 +171,10 @@ test('a model not yet asked for is started into sleep beside an awake one, so it
   // each read its weights through a tier's lane (a start into sleep too: four loads, all from the store).
   assert.equal(s.loadsByTier.remote + s.loadsByTier.dram + s.loadsByTier.ssd, 4);
   assert.equal(s.loadsByTier.remote, 4);
-  // Started into sleep only on the GPU billed anyway: billing stays within the run's span.
-  assert.ok((r.gpuHours ?? 0) <= r.summary.simulatedSeconds / 3600 + 1e-9);
+  // Started into sleep only on the GPU billed anyway: billing stays within the run's span (one GPU
+  // to the later of the last completion and the workload's declared end).
+  assert.ok((r.billedUntilS ?? 0) >= r.summary.simulatedSeconds);
+  assert.ok((r.gpuHours ?? 0) <= (r.billedUntilS ?? 0) / 3600 + 1e-9);
   const off = runTwin(settings('switchyard', 1, false, rare)).serverless;
   assert.equal(off?.sleep.prestarts, 0);
 });

@@ -70,6 +70,7 @@ import { PlacementHost, type PlacementSettings } from './placement-host.ts';
 import { ClusterSeriesRecorder } from './report/cluster-series.ts';
 import type { BatchJobSummary, SimReportData, SimSummary } from './report/types.ts';
 import { ServerlessHost, type ServerlessOutcome, type ServerlessSettings } from './serverless-host.ts';
+import { billedEndMs, declaredEndMs, type WorkloadEnd } from './workload-end.ts';
 
 /** Everything one twin run needs besides the workload. */
 export interface SimOptions {
@@ -168,6 +169,12 @@ export interface SimOptions {
    * slots first; `pd`'s counts are the pools' sizes at time 0. Undefined: fixed pools.
    */
   readonly pdPools?: PdPoolsSettings | undefined;
+  /**
+   * Where the workload declares it ends (src/twin/workload-end.ts): a run under a control loop keeps
+   * its loops ticking and bills GPU-hours until the later of that and its last completion.
+   * Undefined: to the last completion.
+   */
+  readonly workloadEnd?: WorkloadEnd | undefined;
 }
 
 /** How the twin's engine cores keep their prefix caches (SimOptions.prefixCache). */
@@ -187,8 +194,16 @@ export interface SimResult {
   readonly report: SimReportData;
   /** A digest of every routing decision (request and instance), to check determinism cheaply. */
   readonly decisionDigest: string;
-  /** With `control`: GPU-hours billed, each instance from its start to its release or the run's end. */
+  /**
+   * With `control`: GPU-hours billed, each instance from its start to its release or `billedUntilS`,
+   * whichever is first.
+   */
   readonly gpuHours?: number;
+  /**
+   * With `control`: where the bills (and `instancesOverTime`) end, s: the later of the last
+   * completion and the workload's declared end (SimOptions.workloadEnd).
+   */
+  readonly billedUntilS?: number;
   /** With `control`: instance counts by phase and the loop's wish, sampled at its ticks. */
   readonly instancesOverTime?: readonly InstanceCountPoint[];
   /** With `control`: instances started after time 0. */
@@ -285,6 +300,8 @@ class Twin {
   private pending: Request | undefined;
   private nextJob = 0;
   private arrived = 0;
+  /** The latest arrival of the workload's source, ms. */
+  private lastArrivalMs = 0;
   private nowMs = 0;
   private digest = 0x12345678;
   private nextSampleMs = 0;
@@ -544,6 +561,7 @@ class Twin {
     const request = this.pending as Request;
     this.pullNext();
     this.arrived++;
+    this.lastArrivalMs = request.arrivalMs;
     this.metrics.requests++;
     this.metrics.inputTokens += request.inputTokens;
     if (this.control !== undefined && !this.isOffline(request)) this.control.onArrival(request, this.nowMs);
@@ -1123,10 +1141,21 @@ class Twin {
 
   /** A control event: starts that are due become ready, and the loop runs when its tick is due. */
   private controlEvent(): void {
-    (this.control as TwinControl).onEvent(this.nowMs);
-    // Like the sample tick, the control tick must not keep the run alive on its own.
-    if (this.hasWork()) this.armControl();
+    const control = this.control as TwinControl;
+    control.onEvent(this.nowMs);
+    // Like the sample tick, the control tick must not keep the run alive on its own, except up to
+    // the workload's declared end: that idle tail is billed, so the loops may scale down in it.
+    if (this.hasWork() || control.nextEventMs <= this.declaredEndMs()) this.armControl();
     if (this.admission !== undefined && this.admission.queued > 0) this.admit();
+  }
+
+  /**
+   * The workload's declared end (SimOptions.workloadEnd) once the source ran dry; before that the
+   * source keeps the run going anyway (Infinity).
+   */
+  private declaredEndMs(): number {
+    if (this.pending !== undefined) return Number.POSITIVE_INFINITY;
+    return declaredEndMs(this.options.workloadEnd, this.arrived, this.lastArrivalMs);
   }
 
   private armControl(): void {
@@ -1765,13 +1794,26 @@ class Twin {
   /** What a controlled run adds to its result; nothing without control. */
   private controlOutcome(): Pick<
     SimResult,
-    'gpuHours' | 'instancesOverTime' | 'coldStarts' | 'models' | 'placementLog' | 'serverless'
+    | 'gpuHours'
+    | 'billedUntilS'
+    | 'instancesOverTime'
+    | 'coldStarts'
+    | 'models'
+    | 'placementLog'
+    | 'serverless'
   > {
-    const outcome = this.control?.finish(this.metrics.lastFinishMs);
-    if (outcome === undefined) return {};
+    if (this.control === undefined) return {};
+    const endMs = billedEndMs(
+      this.options.workloadEnd,
+      this.arrived,
+      this.lastArrivalMs,
+      this.metrics.lastFinishMs,
+    );
+    const outcome = this.control.finish(endMs);
     const { gpuHours, instancesOverTime, coldStarts, models, placementLog } = outcome;
     return {
       gpuHours,
+      billedUntilS: endMs / 1000,
       instancesOverTime,
       coldStarts,
       ...(models !== undefined ? { models } : {}),

@@ -77,10 +77,13 @@ function checkControlled(
     j['requests'],
     `${name}: no request lost`,
   );
-  // Billed GPU-seconds fit in the pool for the whole run (the JSON rounds to 6 figures).
+  // Billed GPU-seconds fit in the pool for the whole run, which ends at the later of the last
+  // completion and the workload's declared end, `billedUntilS` (the JSON rounds to 6 figures).
   const billedS = (j['gpuHours'] as number) * 3600;
+  const untilS = j['billedUntilS'] as number;
+  assert.ok(untilS >= (j['simulatedSeconds'] as number), `${name}: billed until ${untilS} s`);
   assert.ok(billedS > 0, `${name}: something was billed`);
-  assert.ok(billedS <= max * (j['simulatedSeconds'] as number) * (1 + 1e-5), `${name}: ${billedS} s billed`);
+  assert.ok(billedS <= max * untilS * (1 + 1e-5), `${name}: ${billedS} s billed`);
   const series = j.instancesOverTime;
   assert.ok(series.length > 10, `${name}: ${series.length} points`);
   let lastS = -1;

@@ -10,7 +10,7 @@ import { assert } from '../../core/assert.ts';
 import { fmtMs, fmtNumber, fmtPct, fmtQty, fmtSeconds, fmtSi, fmtTarget } from '../../stats/format.ts';
 import { batchFinishedText, batchSecondsText, batchStatusText } from './batch.ts';
 import { CLIENT_JS } from './html-client.ts';
-import { billedGpuSeconds, gpusGiving, instancesText, type PoolFigures } from './pool.ts';
+import { billedGpuSeconds, gpusGiving, instancesText, type PoolFigures, poolSpan } from './pool.ts';
 import { type ControlledReportData, REPLICAS_CLIENT_JS, replicasSection, reportPool } from './replicas.ts';
 import { instanceCells } from './table.ts';
 import type { LatencyStats, SimReportData, SimSummary } from './types.ts';
@@ -260,12 +260,14 @@ function singleRejectedNote(s: SimSummary): string {
  */
 function gpuSecondsCard(s: SimSummary, pool: PoolFigures | undefined): string {
   if (pool === undefined) return card('GPU-seconds', fmtQty(s.gpuSeconds));
-  const giving = gpusGiving(pool, s.simulatedSeconds);
+  const span = poolSpan(s, pool);
+  const giving = gpusGiving(pool, span.seconds);
   const of = pool.shared ? `of ${fmtQty(giving.gpuSeconds)} on ${giving.text}; ` : '';
+  const to = span.seconds > s.simulatedSeconds ? `, to ${fmtSeconds(span.seconds)}` : '';
   return card(
     'GPU-seconds billed',
     fmtQty(billedGpuSeconds(pool)),
-    `${of}pool ceiling ${fmtQty(s.gpuSeconds)} (all ${fmtNumber(s.instances)} slots, whole run)`,
+    `${of}pool ceiling ${fmtQty(span.ceilingGpuSeconds)} (all ${fmtNumber(s.instances)} slots, whole run${to})`,
   );
 }
 

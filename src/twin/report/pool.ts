@@ -23,6 +23,13 @@ export interface PoolFigures {
   readonly shared: boolean;
   /** Most GPUs held at once (a multi-model cluster's `gpuBudget`), when the run sets one. */
   readonly budget?: number;
+  /**
+   * Where the bills end, s (the result's `billedUntilS`: the later of the last completion and the
+   * workload's declared end), when known; the pool's ceiling and what its GPUs give span it.
+   */
+  readonly billedUntilS?: number;
+  /** The slots' own GPUs (the sum of their TP degrees), for the ceiling over `billedUntilS`. */
+  readonly slotGpus?: number;
 }
 
 /** The nodes behind a run, where its slots share them: a serverless run's or a multi-model cluster's. */
@@ -50,20 +57,41 @@ export function gpuBudget(settings: SharedNodes): number | undefined {
  * of them held at once (`gpuBudget`), when set.
  */
 export function poolFigures(
-  result: { readonly gpuHours?: number | undefined; readonly summary: Pick<SimSummary, 'perInstance'> },
+  result: {
+    readonly gpuHours?: number | undefined;
+    readonly billedUntilS?: number | undefined;
+    readonly summary: Pick<SimSummary, 'perInstance'>;
+  },
   shared?: number,
   budget?: number,
 ): PoolFigures | undefined {
   if (result.gpuHours === undefined) return undefined;
+  const own = result.summary.perInstance.reduce((n, p) => n + p.tp, 0);
+  const until = result.billedUntilS !== undefined ? { billedUntilS: result.billedUntilS, slotGpus: own } : {};
   if (shared !== undefined)
     return {
       gpuHours: result.gpuHours,
       gpus: shared,
       shared: true,
       ...(budget !== undefined ? { budget } : {}),
+      ...until,
     };
-  const own = result.summary.perInstance.reduce((n, p) => n + p.tp, 0);
-  return { gpuHours: result.gpuHours, gpus: own, shared: false };
+  return { gpuHours: result.gpuHours, gpus: own, shared: false, ...until };
+}
+
+/**
+ * The span a pool's figures cover, s, and its ceiling (every slot for that span), GPU-seconds: the
+ * summary's simulated seconds and `gpuSeconds`, or the bills' longer span when they run past the
+ * last completion to the workload's declared end.
+ */
+export function poolSpan(
+  s: Pick<SimSummary, 'gpuSeconds' | 'simulatedSeconds'>,
+  pool: PoolFigures,
+): { readonly seconds: number; readonly ceilingGpuSeconds: number } {
+  const until = pool.billedUntilS;
+  if (until === undefined || pool.slotGpus === undefined || !(until > s.simulatedSeconds))
+    return { seconds: s.simulatedSeconds, ceilingGpuSeconds: s.gpuSeconds };
+  return { seconds: until, ceilingGpuSeconds: pool.slotGpus * until };
 }
 
 /** `1 instance`, `8 instances`: a count with its noun, singular for one. */
@@ -111,13 +139,16 @@ export function gpuSecondsText(
   s: Pick<SimSummary, 'gpuSeconds' | 'instances' | 'simulatedSeconds'>,
   pool: PoolFigures,
 ): string {
-  const giving = gpusGiving(pool, s.simulatedSeconds);
+  const span = poolSpan(s, pool);
+  const giving = gpusGiving(pool, span.seconds);
   const verb = giving.text.startsWith('a budget') ? 'gives' : 'give';
   const of = pool.shared
-    ? ` (of ${fmtQty(giving.gpuSeconds)} that ${giving.text} ${verb} in ${fmtSeconds(s.simulatedSeconds)})`
+    ? ` (of ${fmtQty(giving.gpuSeconds)} that ${giving.text} ${verb} in ${fmtSeconds(span.seconds)})`
     : '';
+  // Past the last completion the bills run to the workload's declared end: say so.
+  const to = span.seconds > s.simulatedSeconds ? `, billed to ${fmtSeconds(span.seconds)}` : '';
   return (
     `GPU-seconds billed ${fmtQty(billedGpuSeconds(pool))}${of} · ` +
-    `pool ceiling ${fmtQty(s.gpuSeconds)} (all ${fmtNumber(s.instances)} slots for the whole run)`
+    `pool ceiling ${fmtQty(span.ceilingGpuSeconds)} (all ${fmtNumber(s.instances)} slots for the whole run${to})`
   );
 }

@@ -24,6 +24,8 @@ export interface ReplicasData {
   readonly sharedGpus?: boolean;
   /** Most of those GPUs held at once (a multi-model cluster's `gpuBudget`), when set. */
   readonly gpuBudget?: number;
+  /** Where the bills end, s (SimResult's `billedUntilS`); optional: report data from before it lacks it. */
+  readonly billedUntilS?: number;
 }
 
 /** Report data of a run that may have run under an autoscaler. */
@@ -53,6 +55,7 @@ export function controlReport(
       gpus: pool.gpus,
       sharedGpus: pool.shared,
       ...(pool.budget !== undefined ? { gpuBudget: pool.budget } : {}),
+      ...(result.billedUntilS !== undefined ? { billedUntilS: result.billedUntilS } : {}),
     },
   };
 }
@@ -67,6 +70,7 @@ export function reportPool(run: ControlledReportData): PoolFigures | undefined {
     gpus: c.gpus ?? own,
     shared: c.sharedGpus ?? false,
     ...(c.gpuBudget !== undefined ? { budget: c.gpuBudget } : {}),
+    ...(c.billedUntilS !== undefined ? { billedUntilS: c.billedUntilS, slotGpus: own } : {}),
   };
 }
 
