@@ -338,7 +338,12 @@ export function registerSimCommand(program: Command): void {
       // Before any work: a run whose report cannot be written is a run lost.
       checkOutputFiles({ json: flags.json, html: flags.html, 'decision-log': flags.decisionLog });
       // --plan-pd only plans (src/control/pd-planner): nothing below runs.
-      if (flags.planPd === true) return runPlanPd(flags, fromCli);
+      if (flags.planPd === true)
+        return runPlanPd(
+          flags,
+          fromCli,
+          command.options.map((o) => ({ name: o.attributeName(), flag: o.long ?? o.flags })),
+        );
       const file = flags.config !== undefined ? loadConfigFile(flags.config) : {};
       const settings = resolveSettings(flags, file, fromCli);
       // The config file's output paths, where no flag replaces them.

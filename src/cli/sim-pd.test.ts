@@ -23,6 +23,14 @@ describe('sim P/D flags a run would ignore', () => {
     });
   });
 
+  it('refuses --pd-layerwise on a run, colocated or disaggregated: the twin moves the whole KV', () => {
+    for (const flags of [{ pdLayerwise: true }, { ...cluster, pdLayerwise: true }])
+      assert.throws(() => pdFromFlags(flags), {
+        code: 'SY_ERR_INVALID_ARGUMENT',
+        message: /invalid pd-layerwise 'true': expected only with --plan-pd/,
+      });
+  });
+
   it('refuses --instances given with P and D, and takes its default silently', () => {
     assert.throws(() => pdFromFlags({ ...cluster, instances: 4 }, fromCli(['instances'])), {
       code: 'SY_ERR_INVALID_ARGUMENT',

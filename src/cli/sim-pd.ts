@@ -38,6 +38,8 @@ export interface PdFlags {
   kvReleaseTimeoutMs?: number | undefined;
   /** `--instances`: refused with P and D when given on the command line. */
   instances?: number | undefined;
+  /** `--pd-layerwise`: a `--plan-pd` flag only; refused on a run, which would ignore it. */
+  pdLayerwise?: boolean | undefined;
 }
 
 /** The options to register on `sim`. */
@@ -124,6 +126,15 @@ export function pdFromFlags(
   named: readonly string[] = [],
 ): PdRunSettings | undefined {
   const { prefillInstances, decodeInstances } = flags;
+  // The twin's P/D transfer is vLLM's NIXL flow, the whole KV after the prefill (pd-host.ts): a run
+  // asked for layer-by-layer transfers would get whole ones without a word.
+  if (flags.pdLayerwise === true)
+    throw invalidArgument(
+      'pd-layerwise',
+      'true',
+      'only with --plan-pd: a simulated disaggregated run moves the whole KV after the prefill ' +
+        "(vLLM's NIXL connector); the twin has no layer-by-layer transfer",
+    );
   if (prefillInstances === undefined && decodeInstances === undefined) {
     if (flags.pdPolicy !== undefined)
       throw invalidArgument(

@@ -8,6 +8,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { Command } from 'commander';
+import { registerSimCommand } from './sim-command.ts';
 import { type PlanPdFlags, planPdFromFlags } from './sim-plan-pd.ts';
 import { fromCli } from './sim-test-support.ts';
 
@@ -94,4 +96,65 @@ describe('sim --plan-pd flags', () => {
         message: new RegExp(`invalid ${flag} .*no --${flag} with --plan-pd`),
       });
     });
+
+  it('refuses a --tp the model cannot split into as a run does, not as a capacity shortfall', () => {
+    assert.throws(() => planPdFromFlags({ ...BASE, tp: 3 }, fromCli(['tp'])), {
+      code: 'SY_ERR_INVALID_ARGUMENT',
+      message: /invalid tp '3': expected a divisor of llama-3.1-8b's 32 attention heads/,
+    });
+  });
+});
+
+/** `sim ...args` through the real command, its stdout captured; rejects with the action's error. */
+async function sim(args: readonly string[]): Promise<string> {
+  const program = new Command().exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });
+  registerSimCommand(program);
+  let out = '';
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    out += String(chunk);
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    await program.parseAsync(['sim', ...args], { from: 'user' });
+  } finally {
+    process.stdout.write = write;
+  }
+  return out;
+}
+
+describe('sim --plan-pd refuses the flags it does not read', () => {
+  const PLAN = ['--plan-pd', '--gpus', '8', '--no-progress'];
+  // Each was dropped without a word: the plan printed as if planned for it.
+  const ignored: [string, string[]][] = [
+    ['stages', ['--stages', '5:60,10:60']],
+    ['cv', ['--cv', '3']],
+    ['requests', ['--trace', 'sample:azure-conv', '--requests', '10']],
+    ['rate-scale', ['--trace', 'sample:azure-conv', '--rate-scale', '4']],
+    ['compare', ['--compare', 'random,round-robin']],
+    ['goodput', ['--goodput']],
+    ['autoscaler', ['--autoscaler', 'kpa']],
+    ['kv-store', ['--kv-store', 'nvlink']],
+    ['instances', ['--instances', '3']],
+    ['policy', ['--policy', 'random']],
+  ];
+  for (const [flag, args] of ignored)
+    it(`refuses --${flag}, naming it`, async () => {
+      await assert.rejects(sim([...PLAN, ...args]), {
+        code: 'SY_ERR_INVALID_ARGUMENT',
+        message: new RegExp(
+          `invalid ${flag} '.*': expected no --${flag} with --plan-pd, which does not read it`,
+        ),
+      });
+    });
+
+  it('refuses --workload other than poisson, the arrivals it plans for, and takes poisson', async () => {
+    await assert.rejects(sim([...PLAN, '--workload', 'constant']), {
+      code: 'SY_ERR_INVALID_ARGUMENT',
+      message: /invalid workload 'constant': expected poisson or no --workload with --plan-pd/,
+    });
+    const plain = await sim(PLAN);
+    assert.match(plain, /^P\/D plan: /);
+    assert.equal(await sim([...PLAN, '--workload', 'poisson', '--seed', '7', '--no-prefix-caching']), plain);
+  });
 });

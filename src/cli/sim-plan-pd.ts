@@ -9,6 +9,7 @@ import { type PdLength, type PdPlan, planPd } from '../control/pd-planner/plan.t
 import { invalidArgument } from '../core/errors.ts';
 import { type KvLink, kvLink } from '../model/kv-link.ts';
 import { modelSpec } from '../model/models.ts';
+import { validateTp } from '../model/perf.ts';
 import type { PdConditionalRule } from '../policies/disagg/conditional.ts';
 import { GOODPUT_DEFAULTS } from '../twin/goodput.ts';
 import { servableTokens } from '../workload/common.ts';
@@ -68,6 +69,84 @@ const SIMULATION_ONLY_FLAGS = [
   ['kvReleaseTimeoutMs', 'kv-release-timeout-ms'],
 ] as const;
 
+/**
+ * The `sim` options `--plan-pd` reads (attribute names), or that change nothing it could read: any
+ * other option given on the command line is refused, since the plan would drop it without a word
+ * (`--workload constant`, `--stages`, `--requests` on a trace, `--kv-store`... would read as planned
+ * for). `seed` and `progress` are harmless (the plan draws nothing and draws no bar);
+ * `prefixCaching` (`--no-prefix-caching`) asks for what the plan already assumes, every prompt
+ * priced whole; `workload` is checked on its own (poisson, the arrivals the plan's queues assume,
+ * is read).
+ */
+const PLAN_PD_READS: ReadonlySet<string> = new Set([
+  'planPd',
+  'gpus',
+  'gpu',
+  'model',
+  'tp',
+  'rate',
+  'trace',
+  'inputTokens',
+  'outputTokens',
+  'declaredMaxTokens',
+  'sloTtftMs',
+  'sloTpotMs',
+  'goodputTarget',
+  'maxNumSeqs',
+  'maxNumBatchedTokens',
+  'blockSize',
+  'gpuMemoryUtilization',
+  'link',
+  'pdLayerwise',
+  'json',
+  'seed',
+  'progress',
+  'prefixCaching',
+  'workload',
+  'config',
+  ...SIMULATION_ONLY_FLAGS.map(([key]) => key),
+]);
+
+/** One option of `sim`, as commander describes it: its attribute name and its long flag. */
+export interface SimOptionName {
+  readonly name: string;
+  readonly flag: string;
+}
+
+/**
+ * Refuses, naming the flag, every option given on the command line that `--plan-pd` does not read
+ * (PLAN_PD_READS), and `--workload` other than poisson: the plan's prefill queues are M/G/1, Poisson
+ * arrivals at --rate, so a constant or bursty workload would be planned as Poisson without a word.
+ */
+export function refuseFlagsPlanIgnores(
+  options: readonly SimOptionName[],
+  fromCli: (name: string) => boolean,
+  flags: object,
+): void {
+  const values = flags as Record<string, unknown>;
+  for (const { name, flag } of options) {
+    if (!fromCli(name) || PLAN_PD_READS.has(name)) continue;
+    throw invalidArgument(
+      flag.replace(/^--/, ''),
+      String(values[name]),
+      `no ${flag} with --plan-pd, which does not read it: the plan reads --model, --gpu, --tp, --gpus, ` +
+        'the lengths (--input-tokens/--output-tokens or --trace, --declared-max-tokens), --rate, the SLOs ' +
+        '(--slo-ttft-ms, --slo-tpot-ms, --goodput-target), --link, --pd-layerwise and the engine limits ' +
+        '(--max-num-seqs, --max-num-batched-tokens, --block-size, --gpu-memory-utilization); ' +
+        'run the planned split with --prefill-instances and --decode-instances to simulate the rest',
+    );
+  }
+  const workload = values.workload;
+  if (fromCli('workload') && typeof workload === 'string' && workload !== 'poisson')
+    throw invalidArgument(
+      'workload',
+      workload,
+      'poisson or no --workload with --plan-pd: the plan assumes Poisson arrivals at --rate ' +
+        '(M/G/1 prefill queues); simulate the planned split with --prefill-instances and --decode-instances ' +
+        `under --workload ${workload}`,
+    );
+}
+
 /** The options to register on `sim`. */
 export function planPdOptions(): Option[] {
   return [
@@ -77,7 +156,8 @@ export function planPdOptions(): Option[] {
         'the colocated cluster beside it) for the lengths (--input-tokens/--output-tokens or --trace; outputs cut at --declared-max-tokens as the run cuts them), --rate and SLOs ' +
         '(--slo-ttft-ms, --slo-tpot-ms, --goodput-target), and exit without simulating; with --rate, the fewest GPUs ' +
         'that sustain it, without, the most goodput from all G; TP degrees 1, 2, 4, 8 on each side, or only --tp N ' +
-        'when given (the TP a disaggregated run can use); --json FILE writes the plan',
+        'when given (the TP a disaggregated run can use); --json FILE writes the plan; a flag it does not read ' +
+        '(--workload other than poisson, --stages, --requests, --policy...) is refused',
     ),
     new Option(
       '--pd-layerwise',
@@ -121,6 +201,7 @@ function lengthsOf(flags: PlanPdFlags): PdLength[] {
 export function planPdFromFlags(
   flags: PlanPdFlags,
   fromCli: (name: string) => boolean = () => false,
+  options: readonly SimOptionName[] = [],
 ): PdPlan {
   if (flags.gpus === undefined) throw invalidArgument('gpus', 'missing', '--gpus G with --plan-pd');
   // The plan reads flags only; a config file's cluster or SLOs would be silently ignored.
@@ -136,7 +217,11 @@ export function planPdFromFlags(
           'run the planned split with --prefill-instances and --decode-instances, without --plan-pd',
       );
   }
+  refuseFlagsPlanIgnores(options, fromCli, flags);
   const link: KvLink | undefined = flags.link !== undefined ? kvLink(flags.link) : undefined;
+  // A TP degree the engines cannot run is refused as a run refuses it (not a capacity error saying
+  // no split serves the SLOs, which sends the user to loosen them).
+  if (fromCli('tp') && flags.tp !== undefined) validateTp(modelSpec(flags.model), flags.tp);
   // The twin runs one TP on every instance: a plan asked for at --tp N must be one it can run.
   const tpDegrees = fromCli('tp') && flags.tp !== undefined ? [flags.tp] : undefined;
   return planPd({
@@ -227,8 +312,12 @@ export function formatPdPlan(plan: PdPlan): string {
 }
 
 /** Runs `--plan-pd`: prints the table, writes --json, simulates nothing. */
-export function runPlanPd(flags: PlanPdFlags, fromCli: (name: string) => boolean = () => false): void {
-  const plan = planPdFromFlags(flags, fromCli);
+export function runPlanPd(
+  flags: PlanPdFlags,
+  fromCli: (name: string) => boolean = () => false,
+  options: readonly SimOptionName[] = [],
+): void {
+  const plan = planPdFromFlags(flags, fromCli, options);
   process.stdout.write(formatPdPlan(plan));
   if (flags.json !== undefined) {
     // JSON has no Infinity: an unbounded rate is written as null.
