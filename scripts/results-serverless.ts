@@ -294,8 +294,8 @@ transient, when every model is still at zero; the same window for every policy, 
 *p99 past first starts* = TTFT p99 of completed requests other than the first
 starts' (refused not counted). GPU-hours: **a GPU is billed while any instance holds it** — awake,
 starting or asleep — the same rule for every row: each instance from its start to its release, plus the
-time a GPU is held by sleepers alone (in brackets), each up to the run's end (its last completion) if
-released later, as the instance counts over time end there. A GPU held by sleepers alone counts as an idle GPU in
+time a GPU is held by sleepers alone (in brackets), each up to the run's end (the later of its last
+completion and the workload's duration, \`billedUntilS\`) if released later, as the instance counts over time end there. A GPU held by sleepers alone counts as an idle GPU in
 Switchyard's idle account (src/control/serverless/README.md). It is kept 60 s whatever it is worth; after
 that, each decision, GPUs held by sleepers alone are kept in order of their sleepers' value (the cold
 requests a fresh start of each would make wait, times the chance of a request before it could finish)
