@@ -23,6 +23,11 @@ export const PROMPTS_MAX = 2048;
  * to this bound, and the body is relayed with the value it named.
  */
 export const PRIORITY_USED_ABS_MAX = 1_000_000;
+/**
+ * The largest `seed` magnitude taken: vLLM's int64 bounds as JSON numbers read them (2^63 - 1
+ * arrives as 2^63; -2^63 exactly).
+ */
+export const SEED_ABS_MAX = 2 ** 63;
 
 const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
 const message = z.looseObject({
@@ -48,7 +53,17 @@ const common = {
   presence_penalty: z.number().min(-2).max(2).nullish(),
   n: z.number().int().min(1).max(N_MAX).nullish(),
   stop: z.union([z.string(), z.array(z.string()).max(16)]).nullish(),
-  seed: z.number().int().nullish(),
+  /**
+   * vLLM's `seed` is an int64 (`ge`/`le` torch.long's bounds) and OpenAI's an integer: a Python
+   * client's 64-bit seed (a nanosecond timestamp, `random.getrandbits(63)`) is served there.
+   * `.int()` would stop at 2^53 (safe integers); past it JSON numbers arrive rounded, still integers
+   * (2^63 - 1 reads as 2^63), and the bytes forwarded to a backend are the client's, unrounded.
+   */
+  seed: z
+    .number()
+    .refine(Number.isInteger, { error: 'expected an integer' })
+    .refine((v) => Math.abs(v) <= SEED_ABS_MAX, { error: 'expected an integer from -2^63 to 2^63 - 1' })
+    .nullish(),
   user: z.string().max(256).nullish(),
   /**
    * vLLM's extension: scheduling priority (vLLM: lower first; Switchyard maps it, see gateway). Any

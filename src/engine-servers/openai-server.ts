@@ -828,7 +828,7 @@ class EngineHttpServer {
         // A seed gives the request's j-th sample seed + j, so the n samples differ (and repeat).
         const requests = perPrompt.flatMap((r) =>
           Array.from({ length: choices.n }, (_, j) =>
-            r.seed === undefined ? r : { ...r, seed: r.seed + j },
+            r.seed === undefined ? r : { ...r, seed: sampleSeed(r.seed, j) },
           ),
         );
         listed = { requests, n: choices.n };
@@ -1054,4 +1054,14 @@ function requestIdOf(body: unknown): string | undefined {
       },
     );
   return value;
+}
+
+/**
+ * The seed of sample `j` of a seeded request: `seed + j`. A seed past 2^52 in magnitude (an int64
+ * seed: JSON numbers there are spaced 2 and more apart, so `seed + j` would round back to `seed` and
+ * the n samples would repeat one another) is first taken modulo 2^52, keeping `+ j` exact.
+ */
+export function sampleSeed(seed: number, j: number): number {
+  const base = Math.abs(seed) < 2 ** 52 ? seed : seed % 2 ** 52;
+  return base + j;
 }

@@ -69,7 +69,10 @@ const common = {
   stop: mostly(
     fc.oneof(fc.string({ maxLength: 4 }), fc.array(fc.string({ maxLength: 2 }), { maxLength: 20 })),
   ),
-  seed: mostly(fc.integer()),
+  // Past 2^53 too: int64 seeds (as a Python client sends them) up to vLLM's bounds, and past them.
+  seed: mostly(
+    fc.oneof(fc.integer(), fc.constantFrom(2 ** 53 + 2, 2 ** 63, -(2 ** 63), 2 ** 64, -(2 ** 64), 0.5)),
+  ),
   user: mostly(fc.string({ maxLength: 8 })),
   priority: mostly(fc.integer({ min: -5, max: 5 })),
   extension: anyValue,

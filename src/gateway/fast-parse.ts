@@ -11,6 +11,7 @@ import {
   MAX_TOKENS_LIMIT,
   type ParsedCompletionRequest,
   parseCompletionBody,
+  SEED_ABS_MAX,
 } from '../core/openai-api.ts';
 import type { PrefixChain } from '../core/request.ts';
 import {
@@ -75,7 +76,7 @@ function commonValid(b: Json): boolean {
     for (const s of stop) if (typeof s !== 'string') return false;
   }
   const seed = b['seed'];
-  if (!nullish(seed) && !Number.isSafeInteger(seed)) return false;
+  if (!nullish(seed) && !(Number.isInteger(seed) && Math.abs(seed as number) <= SEED_ABS_MAX)) return false;
   const user = b['user'];
   if (!nullish(user) && !(typeof user === 'string' && user.length <= 256)) return false;
   const priority = b['priority'];

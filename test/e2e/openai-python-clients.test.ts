@@ -13,6 +13,8 @@
  *   why (and `responses.input_tokens.count()` a bare "unknown route" too); SGLang's
  *   `bench_serving` as it defaults (`--backend sglang`, its native `/generate`) got a bare
  *   "unknown route POST /generate". These 404s now say what the gateway serves instead.
+ * - A `seed` past 2^53 (a Python int: a nanosecond timestamp, `random.getrandbits(63)`) was 400
+ *   "expected int to be <=9007199254740991"; vLLM takes any int64 seed, OpenAI any integer.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -117,5 +119,51 @@ describe('404s for clients that took the gateway for another API', () => {
       ((await other.json()) as { error: { message: string } }).error.message,
       'unknown route POST /v2/generate',
     );
+  });
+});
+
+/** POSTs a raw JSON text (digits a JavaScript number cannot hold) and returns the status and body. */
+async function postRaw(
+  path: string,
+  body: string,
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${setUp.gw.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+describe('int64 seeds, as Python clients send them', () => {
+  it('are served up to 2^63 - 1 (same seed, same text; n samples differ), and refused past it naming seed', async () => {
+    const chat = (seed: string, n = 1): string =>
+      `{"model":"${MODEL}","messages":[{"role":"user","content":"hi"}],"max_tokens":6,"n":${n},"seed":${seed}}`;
+    const texts = async (body: string): Promise<string[]> => {
+      const r = await postRaw('/v1/chat/completions', body);
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      return (r.json['choices'] as { message: { content: string } }[]).map((c) => c.message.content);
+    };
+    for (const seed of ['9223372036854775807', '-9223372036854775808', '1733550000123456789']) {
+      const [first] = await texts(chat(seed));
+      const [again] = await texts(chat(seed));
+      assert.equal(again, first, `seed ${seed}`);
+      const two = await texts(chat(seed, 2));
+      assert.equal(two.length, 2);
+      assert.notEqual(two[0], two[1], `seed ${seed}: the n samples repeat one another`);
+    }
+    const completion = await postRaw(
+      '/v1/completions',
+      `{"model":"${MODEL}","prompt":"x","max_tokens":2,"seed":9223372036854775807}`,
+    );
+    assert.equal(completion.status, 200, JSON.stringify(completion.json));
+
+    for (const seed of ['18446744073709551616', '1.5']) {
+      const r = await postRaw('/v1/chat/completions', chat(seed));
+      assert.equal(r.status, 400, `seed ${seed}`);
+      const error = r.json['error'] as { code: string; param: string };
+      assert.equal(error.code, 'SY_ERR_INVALID_ARGUMENT');
+      assert.equal(error.param, 'seed');
+    }
   });
 });
