@@ -468,6 +468,12 @@ async function transferPath(bytes: number, runs: number) {
   };
 }
 
+/**
+ * `--kv-reserve-mib` of the P/D engines (main's `--engine-kv-reserve-mib`; unset: the engines'
+ * default, auto): 0 runs them as before stop 30, with no state buffer reserved at start.
+ */
+let engineKvReserveMib: string | undefined;
+
 async function startEngine(
   model: string,
   role: string | undefined,
@@ -489,6 +495,9 @@ async function startEngine(
       '--context-size',
       '4096',
       ...(role === undefined ? [] : ['--pd-role', role]),
+      ...(role === undefined || engineKvReserveMib === undefined
+        ? []
+        : ['--kv-reserve-mib', engineKvReserveMib]),
     ],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -554,6 +563,13 @@ async function betweenEngines(
     const fetchMsEach: number[] = [];
     /** Each prefill request's wall time (the prompt's prefill, the state's save, the reply). */
     const prefillMsEach: number[] = [];
+    /**
+     * The decode process's CPU milliseconds (all threads) over each decode request: the fetch, the
+     * load and 4 tokens. Wall times on a busy machine swing with the load; CPU shows what a first
+     * transfer costs beyond the others.
+     */
+    const decodeCpuMsEach: number[] = [];
+    const decodePid = decode.child.pid as number;
     let bytesEach = 0;
     for (let i = 0; i < requests; i++) {
       const prompt = `request ${i}: ${'the prefill engine computes this long prompt once. '.repeat(60)}`;
@@ -567,6 +583,7 @@ async function betweenEngines(
       });
       prefillMsEach.push(performance.now() - prefillStart);
       const before = (await (await fetch(`${decode.url}/pd/stats`)).json()) as LlamaPdStats;
+      const cpuBefore = cpuMsOf(decodePid);
       await post(decode.url, {
         model: modelName,
         prompt,
@@ -574,6 +591,7 @@ async function betweenEngines(
         temperature: 0,
         kv_transfer_params: first['kv_transfer_params'],
       });
+      decodeCpuMsEach.push(cpuMsOf(decodePid) - cpuBefore);
       const after = (await (await fetch(`${decode.url}/pd/stats`)).json()) as LlamaPdStats;
       bytesEach = after.importedBytes - before.importedBytes;
       fetchMsEach.push(after.fetchMsTotal - before.fetchMsTotal);
@@ -596,6 +614,12 @@ async function betweenEngines(
       /** Raw TCP's median over the fetches' median: the first fetch (a fresh state buffer) weighs less. */
       ratioOfMedians: raw / median(fetchMsEach),
       prefillMsEach,
+      decodeCpuMsEach,
+      /** The state buffer each engine reserved at start (bytes) and how long that took (ms). */
+      decodeReservedBytes: d.stateBufferReservedBytes,
+      decodeReserveMs: d.stateBufferReserveMs,
+      prefillReservedBytes: p.stateBufferReservedBytes,
+      prefillReserveMs: p.stateBufferReserveMs,
       saveMsMean: p.saveMsTotal / p.exported,
       rawMsMedian: raw,
       engineGbps: gbps(bytesEach, fetchMs),
@@ -741,6 +765,9 @@ Options:
                     .cache/models/
   --large-requests N  P/D requests between the larger engines (default 4)
   --no-large-engines  skip the larger engines
+  --engine-kv-reserve-mib auto|N
+                    the P/D engines' --kv-reserve-mib (default: theirs, auto); 0 reserves no
+                    state buffer at start, as before stop 30
   --decodes N       running generations in the mixed-load part (default 2)
   --long-prompts N  long prompts arriving during the mixed load (default 6)
   --path-only       only the transfer path (part 1): seconds, for trying changes
@@ -761,6 +788,7 @@ async function main(): Promise<void> {
       'engine-state-mb': { type: 'string', default: '32' },
       'large-requests': { type: 'string', default: '4' },
       'no-large-engines': { type: 'boolean' },
+      'engine-kv-reserve-mib': { type: 'string' },
       decodes: { type: 'string', default: '2' },
       'long-prompts': { type: 'string', default: '6' },
       json: { type: 'string' },
@@ -791,6 +819,7 @@ async function main(): Promise<void> {
     }
   }
   if (values.serve === true) return serve(Number(values.bytes), runs);
+  engineKvReserveMib = values['engine-kv-reserve-mib'];
   const bytes = Number(values.mb) * (1 << 20);
   const native = ensureKvNative();
   const load = loadavg()[0]?.toFixed(2);
@@ -882,7 +911,9 @@ async function main(): Promise<void> {
         `${e.requests} states of ${(e.stateBytes / (1 << 20)).toFixed(1)} MiB: ` +
         `fetch median ${f(e.fetchMsMedian)} ms (${f(gbps(e.stateBytes, e.fetchMsMedian))} Gb/s), raw TCP median ${f(e.rawMsMedian)} ms ` +
         `(${f(e.rawGbps)} Gb/s), ratio ${f(e.ratioOfMedians)}x raw (fetch mean ${f(e.fetchMsMean)} ms, ${f(e.ratio)}x); save ${f(e.saveMsMean)} ms, load ${f(e.loadMsMean)} ms each; ` +
-        `prefill request ${f(median(e.prefillMsEach), 0)} ms (median); per request: fetch ${e.fetchMsEach.map((x) => f(x, 1)).join(', ')} ms, raw TCP ${e.rawMsEach.map((x) => f(x, 1)).join(', ')} ms`,
+        `prefill request ${f(median(e.prefillMsEach), 0)} ms (median); per request: fetch ${e.fetchMsEach.map((x) => f(x, 1)).join(', ')} ms, raw TCP ${e.rawMsEach.map((x) => f(x, 1)).join(', ')} ms, ` +
+        `decode CPU ${e.decodeCpuMsEach.map((x) => f(x, 1)).join(', ')} ms; state buffer reserved at start: decode ` +
+        `${f(e.decodeReservedBytes / (1 << 20), 1)} MiB (${f(e.decodeReserveMs, 0)} ms), prefill ${f(e.prefillReservedBytes / (1 << 20), 1)} MiB (${f(e.prefillReserveMs, 0)} ms)`,
     );
   }
   for (const [name, m] of [

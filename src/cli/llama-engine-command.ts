@@ -5,20 +5,34 @@
  * part of its start-up that does not need one, and takes the model from stdin: a pre-started engine
  * for a node to hand the next cold model to.
  */
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { preReadFile } from '../adapters/model-warmer.ts';
 import { exitIfParentGoesBeforeServing } from '../adapters/process-signals.ts';
 import { invalidArgument } from '../core/errors.ts';
 import {
   KV_WAIT_TIMEOUT_MS_DEFAULT,
   SEQUENCES_DEFAULT,
+  STATE_BUFFERS_KEPT_BYTES_MAX,
+  STATE_RESERVE_AUTO_BYTES_MAX,
   THREADS_DEFAULT,
 } from '../engine-servers/llama/defaults.ts';
 import type { LlamaRuntime } from '../engine-servers/llama/llama-backend.ts';
 import { StartupClock } from '../engine-servers/llama/startup.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
 import { PD_KV_RELEASE_TIMEOUT_MS_DEFAULT } from '../model/kv-release.ts';
-import { positiveInt, positiveNumber, tcpPort } from './parse.ts';
+import { intInRange, positiveInt, positiveNumber, tcpPort } from './parse.ts';
+
+/** Commander parser of --kv-reserve-mib: 'auto' or whole MiB up to the kept state buffers' bound. */
+function reserveMib(value: string): number | 'auto' {
+  if (value === 'auto') return 'auto';
+  try {
+    return intInRange(0, STATE_BUFFERS_KEPT_BYTES_MAX >> 20)(value);
+  } catch {
+    throw new InvalidArgumentError(
+      `'${value}' is neither auto nor a whole number of MiB in 0..${STATE_BUFFERS_KEPT_BYTES_MAX >> 20}.`,
+    );
+  }
+}
 
 /** The flags of `switchyard engine llama`, as commander hands them over. */
 interface LlamaEngineFlags {
@@ -41,6 +55,8 @@ interface LlamaEngineFlags {
   pdRole?: string;
   kvPort: number;
   kvReleaseTimeoutMs: number;
+  /** P/D: the state buffer reserved at start, MiB, or 'auto' (pd.ts `stateReserve`). */
+  kvReserveMib: number | 'auto';
   /** P/D: vLLM's kv_transfer_params flow (pd.ts, the default) or SGLang's bootstrap rooms (pd-sglang.ts). */
   pdProtocol?: 'vllm' | 'sglang';
   bootstrapPort?: number;
@@ -158,6 +174,7 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
             kvHost: flags.host,
             kvPort: flags.kvPort,
             kvReleaseTimeoutMs: flags.kvReleaseTimeoutMs,
+            stateReserve: flags.kvReserveMib === 'auto' ? 'auto' : flags.kvReserveMib * (1 << 20),
           });
     let model = flags.model;
     let servedModelName = flags.servedModelName;
@@ -195,6 +212,8 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
       await pd?.close();
       throw error;
     });
+    // The first transfer's state buffer, reserved and touched now rather than by that transfer.
+    pd?.reserveStateBuffer({ contextSize: backend.contextSize, architecture: backend.architecture });
     // Where the engine listens and its queue and drain bounds, whichever server it runs.
     const listen = {
       host: flags.host,
@@ -292,6 +311,14 @@ export function registerLlamaEngineCommand(engine: Command): void {
         'VLLM_NIXL_ABORT_REQUEST_TIMEOUT; the same default as the sim engine and the twin)',
       positiveInt,
       PD_KV_RELEASE_TIMEOUT_MS_DEFAULT,
+    )
+    .option(
+      '--kv-reserve-mib <MiB>',
+      'with --pd-role: the state buffer reserved and pre-faulted at start, so the first KV transfer does\n' +
+        "not pay for fresh memory: auto (one sequence's largest state, the model's KV bytes per token x\n" +
+        `--context-size, at most ${STATE_RESERVE_AUTO_BYTES_MAX >> 20} MiB), a size in MiB (at most ${STATE_BUFFERS_KEPT_BYTES_MAX >> 20}), or 0 for none`,
+      reserveMib,
+      'auto',
     )
     .addOption(
       new Option(

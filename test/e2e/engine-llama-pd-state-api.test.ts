@@ -12,7 +12,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { loadKvNative } from '../../src/engine-servers/llama/kv-native.ts';
+import { kvStateBytesMax, kvStateShape } from '../../src/engine-servers/llama/pd.ts';
+import { TINY_LLAMA_SHAPE } from '../../src/engine-servers/llama/tiny-gguf.ts';
 import {
+  LLAMA_MODEL,
   type LlamaEngine,
   llamaCompletion,
   llamaPdStats,
@@ -118,4 +121,37 @@ test('buffer and file engines pair every way, each with one engine tokens, from 
     assert.equal(s.bufferApiFailures, 0);
   }
   assert.equal(pb.server?.releasedCollected, 2 * SAMPLINGS.length);
+});
+
+test('buffer engines reserve one full sequence state at start and move every state through it', async () => {
+  // The tiny model's KV shape, and the engines' context per sequence (as a too-long request names it).
+  const shape = kvStateShape({
+    block_count: TINY_LLAMA_SHAPE.blockCount,
+    embedding_length: TINY_LLAMA_SHAPE.embeddingLength,
+    attention: { head_count: TINY_LLAMA_SHAPE.headCount, head_count_kv: TINY_LLAMA_SHAPE.headCountKv },
+  });
+  assert.ok(shape !== undefined);
+  const tooLong = await fetch(`${decodeBuffer.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: LLAMA_MODEL, prompt: 'hello', max_tokens: 1_000_000 }),
+  });
+  assert.equal(tooLong.status, 400);
+  const contextSize = Number(/the context of (\d+) tokens per sequence/.exec(await tooLong.text())?.[1]);
+  assert.ok(contextSize > 0);
+  const [pb, db, pf, df] = await Promise.all(
+    [prefillBuffer, decodeBuffer, prefillFile, decodeFile].map(llamaPdStats),
+  );
+  for (const s of [pb, db]) {
+    assert.equal(s?.stateBufferReservedBytes, built === undefined ? kvStateBytesMax(shape, contextSize) : 0);
+    // The transfers of the test before, one at a time: each side's reserved buffer served them all.
+    if (built === undefined) assert.equal(s?.stateBuffersAllocated, 0, JSON.stringify(s));
+  }
+  for (const s of [pf, df]) assert.equal(s?.stateBufferReservedBytes, 0, 'files: nothing reserved');
+  // A real state is within the bound the reservation is sized by, and near it.
+  const { prefill } = await vllmPdCompletion(prefillBuffer, decodeBuffer, { prompt: PROMPT, max_tokens: 2 });
+  const after = await llamaPdStats(decodeBuffer);
+  const bytes = after.importedBytes - (db?.importedBytes ?? 0);
+  const bound = kvStateBytesMax(shape, prefill.usage.prompt_tokens);
+  assert.ok(bytes <= bound && bound - bytes < 256, `a ${bytes}-byte state, bound ${bound}`);
 });

@@ -15,3 +15,13 @@ export const THREADS_DEFAULT = 1;
  * whose first-byte timeout would end the request first.
  */
 export const KV_WAIT_TIMEOUT_MS_DEFAULT = 30_000;
+/**
+ * Bytes of state buffers a P/D llama engine keeps for reuse (pd.ts): a fresh buffer is mapped memory
+ * whose first touch page-faults. Also the most `--kv-reserve-mib` reserves.
+ */
+export const STATE_BUFFERS_KEPT_BYTES_MAX = 256 << 20;
+/**
+ * The most `--kv-reserve-mib auto` reserves: half of STATE_BUFFERS_KEPT_BYTES_MAX, so that buffers of
+ * other sizes are still kept beside it. A state larger than the reservation gets a fresh buffer.
+ */
+export const STATE_RESERVE_AUTO_BYTES_MAX = STATE_BUFFERS_KEPT_BYTES_MAX / 2;

@@ -454,6 +454,11 @@ export class LlamaBackend implements EngineBackend {
         : undefined;
   }
 
+  /** The model's GGUF architecture metadata (layers, heads): a P/D engine sizes its state buffer from it. */
+  get architecture(): LlamaModel['fileInfo']['architectureMetadata'] {
+    return this.model.fileInfo.architectureMetadata;
+  }
+
   /** Sleep: frees the context (every sequence's KV) and the model; the GGUF stays in the page cache. */
   private async unloadModel(): Promise<void> {
     await this.context.dispose();

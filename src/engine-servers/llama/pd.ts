@@ -25,7 +25,7 @@
  * requests (x-request-id) so the backend's hooks (`KvStateHooks`) know which generation is which.
  */
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +51,7 @@ import {
   sendJson,
   servePdFront,
 } from '../pd-front.ts';
+import { STATE_BUFFERS_KEPT_BYTES_MAX, STATE_RESERVE_AUTO_BYTES_MAX } from './defaults.ts';
 import { type KvNative, loadKvNative } from './kv-native.ts';
 import type { KvStateHooks, KvStateRef, LlamaBackend } from './llama-backend.ts';
 import type { SglangPdStats } from './pd-sglang.ts';
@@ -77,6 +78,94 @@ export interface LlamaPdOptions {
   readonly stateApi?: 'auto' | 'file';
   /** Where the start's one line on the state API goes (default stderr). */
   readonly log?: (line: string) => void;
+  /**
+   * The state buffer reserved and pre-faulted when the model is known (`reserveStateBuffer`), so that
+   * the first transfer does not pay for fresh memory: 'auto' (default) one sequence's largest state
+   * (the model's KV bytes per token x the context size, `kvStateBytesMax`), at most
+   * STATE_RESERVE_AUTO_BYTES_MAX; a number of bytes (at most STATE_BUFFERS_KEPT_BYTES_MAX); 0 none.
+   * Only with the buffer state API (files are not reserved).
+   */
+  readonly stateReserve?: 'auto' | number;
+}
+
+/**
+ * What a llama.cpp sequence state holds per token and layer: the model's KV shape (GGUF metadata),
+ * with the F16 KV cache node-llama-cpp creates by default (the backend sets no other type).
+ */
+export interface KvStateShape {
+  readonly layers: number;
+  /** K and V bytes of one token over all layers. */
+  readonly kvBytesPerToken: number;
+}
+
+/** The GGUF architecture metadata fields the KV shape comes from (node-llama-cpp's `architectureMetadata`). */
+export interface KvArchitecture {
+  readonly block_count?: number;
+  readonly embedding_length?: number;
+  readonly attention?: {
+    readonly head_count?: number | readonly number[];
+    readonly head_count_kv?: number | readonly number[];
+    readonly key_length?: number;
+    readonly value_length?: number;
+  };
+}
+
+/** Bytes of one K or V element in node-llama-cpp's default KV cache (F16). */
+const F16_BYTES = 2;
+
+/** The KV shape of a model from its GGUF metadata, or undefined when the metadata lacks a field. */
+export function kvStateShape(arch: KvArchitecture): KvStateShape | undefined {
+  const layers = arch.block_count;
+  const heads = arch.attention?.head_count;
+  const kvHeads = arch.attention?.head_count_kv ?? heads;
+  if (layers === undefined || !(layers > 0) || kvHeads === undefined) return undefined;
+  const at = (x: number | readonly number[] | undefined, layer: number): number | undefined =>
+    typeof x === 'number' ? x : x?.[layer];
+  let kvBytesPerToken = 0;
+  for (let layer = 0; layer < layers; layer++) {
+    const h = at(heads, layer);
+    const perHead =
+      arch.embedding_length !== undefined && h !== undefined && h > 0 ? arch.embedding_length / h : undefined;
+    const k = arch.attention?.key_length ?? perHead;
+    const v = arch.attention?.value_length ?? perHead;
+    const n = at(kvHeads, layer);
+    if (k === undefined || v === undefined || n === undefined) return undefined;
+    kvBytesPerToken += n * (k + v) * F16_BYTES;
+  }
+  return { layers, kvBytesPerToken };
+}
+
+/**
+ * A sequence state's bytes beside its KV, as llama.cpp writes it in the file layout that moves on the
+ * wire (measured on node-llama-cpp 3.21.1's llama.cpp: 28 bytes, 24 per layer, 16 per token besides
+ * the KV: the token, its position and sequence ids), rounded up.
+ */
+const STATE_FIXED_BYTES_MAX = 64;
+const STATE_LAYER_BYTES_MAX = 32;
+const STATE_TOKEN_BYTES_EXTRA = 16;
+
+/**
+ * The bytes `reserve` (a LlamaPdOptions.stateReserve) comes to for a model: 'auto' one sequence's
+ * largest state, at most STATE_RESERVE_AUTO_BYTES_MAX (0 when the metadata lacks the KV shape).
+ */
+export function stateReserveBytes(
+  reserve: 'auto' | number,
+  model: { readonly contextSize: number; readonly architecture: KvArchitecture },
+): number {
+  if (reserve !== 'auto') return reserve;
+  const shape = kvStateShape(model.architecture);
+  return shape === undefined
+    ? 0
+    : Math.min(kvStateBytesMax(shape, model.contextSize), STATE_RESERVE_AUTO_BYTES_MAX);
+}
+
+/** The largest state a sequence of `tokens` tokens gives on a model of `shape`. */
+export function kvStateBytesMax(shape: KvStateShape, tokens: number): number {
+  return (
+    STATE_FIXED_BYTES_MAX +
+    STATE_LAYER_BYTES_MAX * shape.layers +
+    tokens * (shape.kvBytesPerToken + STATE_TOKEN_BYTES_EXTRA)
+  );
 }
 
 /** Counters of the P/D side (`GET /pd/stats`). */
@@ -107,6 +196,14 @@ export interface LlamaPdStats {
   kvStateApiReason?: string;
   /** Saves and loads the addon failed at, each then done through a file instead. */
   bufferApiFailures: number;
+  /**
+   * The state buffer reserved and pre-faulted at start (`stateReserve`), in bytes (0: none), and the
+   * wall milliseconds that took (part of the engine's start).
+   */
+  stateBufferReservedBytes: number;
+  stateBufferReserveMs: number;
+  /** State buffers allocated fresh for a save or a fetch (not a kept or reserved one). */
+  stateBuffersAllocated: number;
   /** Prefill: the KV server's counters (offered, served, released). */
   server?: KvStateServer['stats'];
   /** With --pd-protocol sglang: the rooms (pd-sglang.ts). */
@@ -125,9 +222,10 @@ export interface LlamaPdStats {
 export const STATE_FILES_KEPT_MAX = 4;
 /**
  * State buffers each side keeps for reuse (a prefill's once their offer ended, a decode's once
- * loaded): a fresh buffer is mapped memory whose first touch page-faults; at most this many bytes.
+ * loaded): a fresh buffer is mapped memory whose first touch page-faults; at most
+ * STATE_BUFFERS_KEPT_BYTES_MAX bytes (defaults.ts, for the CLI's help) and this many buffers.
  */
-export const STATE_BUFFERS_KEPT_BYTES_MAX = 256 << 20;
+export { STATE_BUFFERS_KEPT_BYTES_MAX, STATE_RESERVE_AUTO_BYTES_MAX };
 export const STATE_BUFFERS_KEPT_MAX = 4;
 /**
  * The largest state a decode receives into memory: Node's largest Buffer (4 GiB on Node 20). A larger
@@ -185,7 +283,19 @@ export class LlamaPd implements KvStateHooks {
       fetchMsTotal: 0,
       loadMsTotal: 0,
       bufferApiFailures: 0,
+      stateBufferReservedBytes: 0,
+      stateBufferReserveMs: 0,
+      stateBuffersAllocated: 0,
     };
+    const reserve = options.stateReserve;
+    if (
+      reserve !== undefined &&
+      reserve !== 'auto' &&
+      !(Number.isInteger(reserve) && reserve >= 0 && reserve <= STATE_BUFFERS_KEPT_BYTES_MAX)
+    )
+      throw new RangeError(
+        `stateReserve ${reserve}: expected 'auto' or whole bytes in 0..${STATE_BUFFERS_KEPT_BYTES_MAX}`,
+      );
     this.ownsDir = options.stateDir === undefined;
     this.dir =
       options.stateDir ?? mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'switchyard-kv-'));
@@ -221,6 +331,30 @@ export class LlamaPd implements KvStateHooks {
       this.kvPort = await this.server.listen(this.options.kvHost, this.options.kvPort);
   }
 
+  /**
+   * Reserves the state buffer the first save (prefill) or fetch (decode) uses, and touches every page
+   * of it now, at start: a fresh buffer is mapped memory whose pages each fault on first touch, which
+   * the first transfer otherwise pays for (between two engines with 32.7 MiB states it took 132 ms
+   * where the later ones took 10 to 19, docs/benchmarks.md issue 15, stop 30). Sized by
+   * `stateReserve` from the model's KV shape and the context size (tokens per sequence); a size the
+   * kept-buffer bounds would not keep is not reserved. Returns the bytes reserved (0: none).
+   */
+  reserveStateBuffer(model: { readonly contextSize: number; readonly architecture: KvArchitecture }): number {
+    const bytes = stateReserveBytes(this.options.stateReserve ?? 'auto', model);
+    if (bytes === 0 || this.native() === undefined || this.stats.stateBufferReservedBytes > 0) return 0;
+    if (
+      this.freeBufferBytes + bytes > STATE_BUFFERS_KEPT_BYTES_MAX ||
+      this.freeBuffers.length >= STATE_BUFFERS_KEPT_MAX
+    )
+      return 0;
+    const startMs = performance.now();
+    const buffer = prefaultedBuffer(bytes);
+    this.keepBuffer(buffer);
+    this.stats.stateBufferReservedBytes = bytes;
+    this.stats.stateBufferReserveMs = performance.now() - startMs;
+    return bytes;
+  }
+
   async close(): Promise<void> {
     await this.server?.close();
     this.freeBuffers.length = 0;
@@ -254,7 +388,10 @@ export class LlamaPd implements KvStateHooks {
   /** A state buffer of at least `bytes`: a kept one when one is large enough, else a new one. */
   private takeBuffer(bytes: number): Buffer {
     const at = this.freeBuffers.findIndex((b) => b.byteLength >= bytes);
-    if (at < 0) return Buffer.allocUnsafeSlow(bytes);
+    if (at < 0) {
+      this.stats.stateBuffersAllocated++;
+      return Buffer.allocUnsafeSlow(bytes);
+    }
     const [buffer] = this.freeBuffers.splice(at, 1) as [Buffer];
     this.freeBufferBytes -= buffer.byteLength;
     return buffer;
@@ -446,6 +583,7 @@ export class LlamaPd implements KvStateHooks {
       if (reuse !== undefined) this.freeBufferBytes -= reuse.byteLength;
       try {
         const got = await native.saveSequenceState(sequence, reuse);
+        if (got.buffer !== reuse) this.stats.stateBuffersAllocated++;
         if (reuse !== undefined && got.buffer !== reuse) this.keepBuffer(reuse);
         return { buffer: got.buffer, bytes: got.bytes, tokens: got.tokens };
       } catch {
@@ -473,6 +611,36 @@ export class LlamaPd implements KvStateHooks {
     this.stats.imported--;
     this.stats.localPrefills++;
   }
+}
+
+/**
+ * A buffer of `bytes` whose every page has been touched both ways a transfer touches it: written by
+ * the kernel (a read from /dev/zero, as a socket's reads land in a decode's buffer and as a prefill's
+ * socket reads what it sends) and by this process (a fill, as llama.cpp's `_get_data` writes and
+ * `_set_data` reads it). On bare metal the first touch maps a page for both; on the shared VM the
+ * benchmarks ran on (2 vCPUs) each way paid its own first touch: a first 32.7 MiB fetch into a buffer
+ * filled by JavaScript alone still took about 50 ms of system CPU more than the later ones, and one
+ * pre-faulted by /dev/zero alone made the first pass over it from JavaScript take 50 ms (stop 30).
+ * Without /dev/zero (not Linux) the fill does it alone.
+ */
+export function prefaultedBuffer(bytes: number): Buffer {
+  const buffer = Buffer.allocUnsafeSlow(bytes);
+  try {
+    const fd = openSync('/dev/zero', 'r');
+    try {
+      for (let at = 0; at < bytes; ) {
+        const n = readSync(fd, buffer, at, bytes - at, null);
+        if (n <= 0) break;
+        at += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // No /dev/zero: the fill below touches every page.
+  }
+  buffer.fill(0);
+  return buffer;
 }
 
 /** The tag the front server put in x-request-id (the generation id is `cmpl-TAG` / `chatcmpl-TAG`). */
