@@ -39,7 +39,9 @@ export {
   type ServerlessPlan,
   type ServerlessPolicy,
   type ServerlessPolicyName,
+  STARVED_WAIT_MS_DEFAULT,
   sleeperValue,
+  starved,
   type VictimCandidate,
 } from './policies.ts';
 export {

@@ -7,6 +7,8 @@ import {
   keepValue,
   pausedInBurst,
   type ServerlessModelView,
+  STARVED_WAIT_MS_DEFAULT,
+  starved,
   type VictimCandidate,
 } from './policies.ts';
 
@@ -137,6 +139,53 @@ test('switchyard does not stop an instance pausing within a burst, nor one worth
   const prewarm = view('rare', history(1_200_000, 3, nowMs - 1_000_000), nowMs);
   const offered = [{ instanceId: 'valuable@n1#1', node: 'n1', gpus: 1, model: valuable }];
   assert.deepEqual(createServerlessPolicy('switchyard').victims(offered, prewarm, nowMs), []);
+});
+
+test('aging: a model held past starvedWaitMs with no instance may take instances within a burst of models ready since before its wait began', () => {
+  const nowMs = 1_000_000;
+  const loadedAtMs = nowMs - 400_000;
+  // Two 8Bs pausing within their bursts (a request every second, the last 2 s ago), one idle past a
+  // pause and worth more than the start (asked every 20 s, the last 70 s ago); all three loaded at
+  // loadedAtMs. A fourth within a burst, loaded 5 s ago: it has not had its turn yet.
+  const busyA = view('busyA', history(1000, 64, nowMs - 2000), nowMs, { active: 1 });
+  const busyB = view('busyB', history(1000, 64, nowMs - 2000), nowMs, { active: 1 });
+  const valuable = view('valuable', history(20_000, 60, nowMs - 70_000), nowMs, { active: 1 });
+  const fresh = view('fresh', history(1000, 64, nowMs - 2000), nowMs, { active: 1 });
+  assert.ok(pausedInBurst(busyA, 60_000) && pausedInBurst(fresh, 60_000) && !pausedInBurst(valuable, 60_000));
+  const candidates: VictimCandidate[] = [
+    { instanceId: 'busyA@n1#1', node: 'n1', gpus: 1, model: busyA },
+    { instanceId: 'valuable@n1#2', node: 'n1', gpus: 1, model: valuable },
+    { instanceId: 'busyB@n1#3', node: 'n1', gpus: 1, model: busyB },
+    { instanceId: 'fresh@n1#4', node: 'n1', gpus: 1, model: fresh },
+  ];
+  // A large model (TP 2 here) asked rarely, one request held: worth less than every loaded one.
+  const big = (waitedMs: number) =>
+    view('big', history(60_000, 10, nowMs - waitedMs), nowMs, {
+      gpus: 2,
+      held: 1,
+      inSystem: 1,
+      heldWaitedMs: waitedMs,
+    });
+  const policy = createServerlessPolicy('switchyard', { keepAliveMs: 60_000, intervalMs: TICK_MS });
+  // The decisions see who is loaded since when.
+  policy.plan([busyA, busyB, valuable], loadedAtMs);
+  policy.plan([busyA, busyB, valuable, fresh], nowMs - 5000);
+  // Held for a moment: the victim rule as before offers nothing (all pausing, or worth more).
+  assert.ok(!starved(big(2000), STARVED_WAIT_MS_DEFAULT));
+  assert.deepEqual(policy.victims(candidates, big(2000), nowMs), []);
+  // Held past the bound with no instance: every idle instance of a model ready (loaded past a
+  // start-up) since before its wait began, the one past a pause first; not the one loaded 5 s ago.
+  assert.ok(starved(big(STARVED_WAIT_MS_DEFAULT), STARVED_WAIT_MS_DEFAULT));
+  const offered = policy.victims(candidates, big(STARVED_WAIT_MS_DEFAULT), nowMs).map((c) => c.instanceId);
+  assert.deepEqual(offered, ['valuable@n1#2', 'busyA@n1#1', 'busyB@n1#3']);
+  // Waiting since before they were ready: they got in first, and keep their turn.
+  assert.deepEqual(policy.victims(candidates, big(380_000), nowMs), []);
+  // A model with an instance starting or ready is not starved, however long its requests wait.
+  assert.ok(!starved({ ...big(60_000), active: 1 }, STARVED_WAIT_MS_DEFAULT));
+  assert.deepEqual(policy.victims(candidates, { ...big(60_000), active: 1 }, nowMs), []);
+  // The baselines are unchanged: the fixed keep-alive never stops another model.
+  assert.deepEqual(createServerlessPolicy('keep-alive').victims(candidates, big(60_000), nowMs), []);
+  assert.throws(() => createServerlessPolicy('switchyard', { starvedWaitMs: -1 }), SwitchyardError);
 });
 
 test('plans are deterministic: the same calls give the same answers', () => {

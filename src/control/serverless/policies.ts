@@ -41,6 +41,15 @@ export const FORECAST_GAPS_MIN_DEFAULT = 4;
  * back and forth, each trade paying a start-up.
  */
 export const PREWARM_EVICT_RATIO_DEFAULT = 0.5;
+/**
+ * Switchyard (aging, against lock-out): how long a model's requests may wait held with no instance
+ * of it starting or ready before it may take victims the victim rule otherwise spares (instances
+ * pausing within a burst, or worth more than its start). Normally a start begins within a decision
+ * or two of the first held request (a free GPU, a wake, a swap or a victim); a model still waiting
+ * after 30 s is being passed over, and with the host's 120 s deadline on held requests (the twin's
+ * HELD_WAIT_MS_DEFAULT) and a ~45-100 s start-up, waiting much longer means serving none of them.
+ */
+export const STARVED_WAIT_MS_DEFAULT = 30_000;
 
 /** What the gateway knows about one model at a decision. */
 export interface ServerlessModelView {
@@ -131,6 +140,8 @@ export interface ServerlessParams {
   readonly loneHoldMinMs?: number | undefined;
   /** ... and stopped after this long whatever its value (sleep.ts `loneHoldMaxMs`). */
   readonly loneHoldMaxMs?: number | undefined;
+  /** Held this long with no instance, a model may take instances the victim rule spares (`starved`). */
+  readonly starvedWaitMs?: number | undefined;
 }
 
 interface Resolved {
@@ -144,6 +155,7 @@ interface Resolved {
   readonly prewarmValueMin: number;
   readonly loneHoldMinMs: number;
   readonly loneHoldMaxMs: number;
+  readonly starvedWaitMs: number;
 }
 
 /** Builds a policy by name; SY_ERR_UNKNOWN_NAME lists the valid names. */
@@ -174,14 +186,16 @@ export function createServerlessPolicy(name: string, params: ServerlessParams = 
     case 'switchyard': {
       const budget = new IdleAccount();
       const gpuBudget = new GpuAccount();
+      const loaded = new LoadedSince();
       return {
         name,
         nodeChoice: 'startup-aware',
         plan: (models, nowMs, lone = []) => {
+          loaded.update(models, nowMs);
           const keepLone = holdLone(models, nowMs, p, gpuBudget, lone);
           return { instances: forecastPlan(models, nowMs, p, budget, keepLone), keepLone };
         },
-        victims: (candidates, forModel, nowMs) => cheapestVictims(candidates, forModel, nowMs, p),
+        victims: (candidates, forModel, nowMs) => cheapestVictims(candidates, forModel, nowMs, p, loaded),
       };
     }
     default:
@@ -201,6 +215,7 @@ function resolve(params: ServerlessParams): Resolved {
     prewarmValueMin: params.prewarmValueMin ?? PREWARM_VALUE_MIN_DEFAULT,
     loneHoldMinMs: params.loneHoldMinMs ?? LONE_SLEEP_MAX_MS_DEFAULT,
     loneHoldMaxMs: params.loneHoldMaxMs ?? LONE_HOLD_MAX_MS_DEFAULT,
+    starvedWaitMs: params.starvedWaitMs ?? STARVED_WAIT_MS_DEFAULT,
   };
   if (!(r.keepAliveMs >= 0)) throw invalidArgument('keepAliveMs', r.keepAliveMs, 'ms >= 0');
   if (!(r.concurrencyTarget > 0)) throw invalidArgument('concurrencyTarget', r.concurrencyTarget, '> 0');
@@ -214,6 +229,7 @@ function resolve(params: ServerlessParams): Resolved {
   if (!(r.loneHoldMinMs >= 0)) throw invalidArgument('loneHoldMinMs', r.loneHoldMinMs, 'ms >= 0');
   if (!(r.loneHoldMaxMs >= r.loneHoldMinMs))
     throw invalidArgument('loneHoldMaxMs', r.loneHoldMaxMs, `ms >= loneHoldMinMs (${r.loneHoldMinMs})`);
+  if (!(r.starvedWaitMs >= 0)) throw invalidArgument('starvedWaitMs', r.starvedWaitMs, 'ms >= 0');
   return r;
 }
 
@@ -476,30 +492,86 @@ function leastRecentlyUsed(candidates: readonly VictimCandidate[]): VictimCandid
 }
 
 /**
+ * Whether `m` is starved (aging): requests held for at least `starvedWaitMs` with no instance of it
+ * starting or ready. `heldWaitedMs` runs from the first request held while none was (the host resets
+ * it only once nothing is held), so a model whose held requests keep being refused at their deadline
+ * while new ones arrive keeps aging.
+ */
+export function starved(m: ServerlessModelView, starvedWaitMs: number): boolean {
+  return m.held > 0 && m.active === 0 && (m.heldWaitedMs ?? 0) >= starvedWaitMs;
+}
+
+/**
+ * Since when each model has had an instance starting or ready without a break, as the decisions saw
+ * it (one entry per model with one: bounded by the models). What a starved model may take from a
+ * model within a burst depends on it: only a model that has served (held its GPUs past its start-up)
+ * for at least as long as the starved one has waited has had its turn.
+ */
+class LoadedSince {
+  private readonly sinceMs = new Map<ModelId, number>();
+
+  update(models: readonly ServerlessModelView[], nowMs: number): void {
+    for (const m of models) {
+      if (m.active === 0) this.sinceMs.delete(m.id);
+      else if (!this.sinceMs.has(m.id)) this.sinceMs.set(m.id, nowMs);
+    }
+  }
+
+  /** How long `m` has served: loaded for this long, less one start-up; 0 if not seen loaded yet. */
+  servedMs(m: ServerlessModelView, nowMs: number): number {
+    const since = this.sinceMs.get(m.id);
+    return since === undefined ? 0 : Math.max(0, nowMs - since - m.startupMs);
+  }
+}
+
+/**
  * Switchyard's victims: instances idle for an idle period (not a pause within a burst), the
  * cheapest to lose first (keepValue: load time x popularity, ties by instance id), and only those
  * worth less than what the start gains: for a model with requests
  * waiting, the requests it expects over one start-up (those held and those coming at its busy pace)
  * per GPU; for a pre-warm, prewarmEvictRatio of its own keepValue.
+ *
+ * Aging, against lock-out: a starved model (`starved`) may also take any idle instance whose model
+ * has served at least as long as the starved model has waited (`LoadedSince`: ready since before its
+ * wait began), whether within a burst or worth more than the start; after those the rule above
+ * offers, past-a-pause ones first, each cheapest first. Without it a model whose start needs more
+ * GPUs than the pauses ever leave idle at once (a TP 4 start among busy 8Bs), or one worth less than
+ * every loaded model, waits all hour; with the condition, a model that got its GPUs while the starved
+ * one waited (a cluster's first minute, every model waiting) keeps its turn.
  */
 function cheapestVictims(
   candidates: readonly VictimCandidate[],
   forModel: ServerlessModelView,
   nowMs: number,
   p: Resolved,
+  loaded: LoadedSince,
 ): VictimCandidate[] {
-  // An instance paused within a burst is as good as busy: stopping it only moves the cold start.
-  const valued = candidates
-    .filter((c) => !pausedInBurst(c.model, p.keepAliveMs))
-    .map((c) => ({ c, value: keepValue(c.model, nowMs, p.intervalMs) }));
   const gain =
     forModel.held > 0
       ? (forModel.held + forModel.arrivals.burstRate() * forModel.startupMs) / forModel.gpus
       : keepValue(forModel, nowMs, p.intervalMs) * p.prewarmEvictRatio;
-  return valued
-    .filter((v) => v.value < gain)
-    .sort((a, b) => a.value - b.value || compareStrings(a.c.instanceId, b.c.instanceId))
-    .map((v) => v.c);
+  // Aging: a starved model may also take an instance its model has had a turn on at least as long.
+  const waitedMs = starved(forModel, p.starvedWaitMs)
+    ? (forModel.heldWaitedMs ?? 0)
+    : Number.POSITIVE_INFINITY;
+  return (
+    candidates
+      .map((c) => ({
+        c,
+        // An instance paused within a burst is as good as busy: stopping it only moves the cold start.
+        paused: pausedInBurst(c.model, p.keepAliveMs),
+        value: keepValue(c.model, nowMs, p.intervalMs),
+      }))
+      .filter((v) => (!v.paused && v.value < gain) || loaded.servedMs(v.c.model, nowMs) >= waitedMs)
+      // Those the rule offers without aging first: they come first whether or not it applies.
+      .sort(
+        (a, b) =>
+          Number(a.paused) - Number(b.paused) ||
+          a.value - b.value ||
+          compareStrings(a.c.instanceId, b.c.instanceId),
+      )
+      .map((v) => v.c)
+  );
 }
 
 function compareStrings(a: string, b: string): number {
