@@ -76,7 +76,8 @@ export const ERRORS = {
   SY_ERR_ENGINE_BUSY: { status: 409, type: 'invalid_request_error' },
   /**
    * A request body in a content coding the host does not decode (`Content-Encoding: gzip`): RFC
-   * 9110's 415, with `Accept-Encoding: identity` saying what it takes.
+   * 9110's 415, with `Accept-Encoding: identity` saying what it takes; or one whose Content-Type is
+   * not application/json (none, text/plain, a form), which vLLM refuses too (`param` content-type).
    */
   SY_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error' },
   /**

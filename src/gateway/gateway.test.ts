@@ -236,10 +236,14 @@ describe('gateway proxying', () => {
     const [u] = await fakes(1);
     const gw = await gateway([u as FakeUpstream], { limits: { bodyBytesMax: 2048 } });
     const status = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(`${gw.url}/v1/completions`, { method: 'POST' }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
+      const req = httpRequest(
+        `${gw.url}/v1/completions`,
+        { method: 'POST', headers: { 'content-type': 'application/json' } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
       req.on('error', reject);
       for (let i = 0; i < 10; i++) req.write('x'.repeat(1000));
       req.end();
@@ -357,6 +361,7 @@ describe('gateway retries and failures', () => {
     const controller = new AbortController();
     const res = await fetch(`${gw.url}/v1/chat/completions`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify(chat({ stream: true })),
       signal: controller.signal,
     });

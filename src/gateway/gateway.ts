@@ -53,6 +53,7 @@ import {
   perfModelIdOf,
 } from './config.ts';
 import { ACCEPTED_ENCODING, contentEncodingRefusal } from './content-encoding.ts';
+import { contentTypeRefusal } from './content-type.ts';
 import { Cors, handleCors } from './cors.ts';
 import { roleCheckOf } from './engine-role.ts';
 import type { FeedTarget, SignalFeeds } from './feeds.ts';
@@ -1073,6 +1074,11 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     if (encoding !== undefined) {
       res.setHeader('accept-encoding', ACCEPTED_ENCODING);
       this.refuseBody(req, res, kind, encoding);
+      return;
+    }
+    const type = contentTypeRefusal(req.headers['content-type']);
+    if (type !== undefined) {
+      this.refuseBody(req, res, kind, type);
       return;
     }
     // The body's bounds (time, size, bytes held, depth) live in body-reader.ts; the sweep expires it.

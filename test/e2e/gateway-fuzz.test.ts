@@ -411,8 +411,9 @@ const contentType = fc
       path,
       headers: type === '' ? {} : { 'content-type': type },
       body: text,
-      // A JSON body under another content type may be served; a form body never parses.
-      expect: form ? { status: 400 } : 'any',
+      // Any media type but application/json (none included) is 415, as vLLM refuses it; under
+      // application/json a form body never parses.
+      expect: !type.startsWith('application/json') ? { status: 415 } : form ? { status: 400 } : 'any',
     };
   });
 
@@ -596,6 +597,8 @@ function promptIds(
 function checkAgainstSchema(spec: Spec, a: Answer): string | undefined {
   if (spec.method !== 'POST' || spec.body === undefined || spec.kind.startsWith('oversized'))
     return undefined;
+  // A body not sent as application/json is refused (415) before any schema, as vLLM refuses it.
+  if (!(spec.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')) return undefined;
   const kind = spec.path === PATHS[0] ? 'chat' : spec.path === PATHS[1] ? 'completion' : undefined;
   if (kind === undefined) return undefined;
   const bytes = Buffer.from(spec.body);
