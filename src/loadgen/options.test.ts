@@ -93,3 +93,20 @@ test('a trace source keeps its caps and scale', () => {
     durationS: undefined,
   });
 });
+
+test('a run holds at most 50 million requests (WORKLOAD_REQUESTS_MAX, as sim): --requests, or --rate x --duration without it', () => {
+  fails({ requests: '1e12' }, /--requests '1e12': expected an integer from 1 to 50000000/);
+  fails({ requests: '50000001' }, /--requests '50000001': expected an integer from 1 to 50000000/);
+  assert.equal(resolveBenchOptions({ ...BASE, requests: '50000000' }).source.requests, 50_000_000);
+  fails(
+    { rate: '1000', duration: '1000000' },
+    /invalid --rate 1000 x --duration 1000000: about 1,000,000,000 requests, more than 50,000,000.*--requests/,
+  );
+  fails({ stages: '1000000:100,5:10' }, /invalid --stages '1000000:100,5:10': about 100,000,050 requests/);
+  // --requests cuts it, and --duration cuts the stages: both are taken.
+  assert.equal(
+    resolveBenchOptions({ ...BASE, rate: '1000', duration: '1000000', requests: '10' }).source.requests,
+    10,
+  );
+  resolveBenchOptions({ ...BASE, stages: '1000000:100,5:10', duration: '40' });
+});

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { invalidArgument, SwitchyardError, unknownName } from '../core/errors.ts';
 import { multiModelId } from '../workload/multi-model.ts';
-import { meanStageRateRps, type WorkloadSpec } from '../workload/spec.ts';
+import { meanStageRateRps, WORKLOAD_REQUESTS_MAX, type WorkloadSpec } from '../workload/spec.ts';
 import { parseStages } from '../workload/synthetic.ts';
 import { ENDPOINTS, type Endpoint, parseBaseUrl } from './client.ts';
 import {
@@ -203,7 +203,9 @@ export function resolveBenchOptions(flags: BenchFlags): BenchOptions {
   const endpoint = oneOf('--endpoint', flags.endpoint ?? BENCH_DEFAULTS.endpoint, ENDPOINTS);
   const overflow = oneOf('--overflow', flags.overflow ?? BENCH_DEFAULTS.overflow, OVERFLOW_MODES);
   const requests =
-    flags.requests === undefined ? undefined : parseInteger('requests', flags.requests, 1, 1e9);
+    flags.requests === undefined
+      ? undefined
+      : parseInteger('requests', flags.requests, 1, WORKLOAD_REQUESTS_MAX);
   const durationS = flags.duration === undefined ? undefined : parsePositive('duration', flags.duration);
   const source =
     flags.trace !== undefined
@@ -455,6 +457,7 @@ function syntheticSource(
       'needs --requests: at an infinite rate every request goes at t = 0',
     );
   }
+  checkExpectedRequests(flags, rateRps, arrival.stages, requests, durationS);
   return {
     kind: 'synthetic',
     rateRps,
@@ -497,6 +500,42 @@ function arrivalOf(flags: BenchFlags): {
     );
   const stages = flags.stages === undefined ? undefined : parseStages(flags.stages, '--stages');
   return { constant: kind === 'constant', stages };
+}
+
+/**
+ * A synthetic run with no --requests is bounded by its expected count, --rate x --duration (or the
+ * stages' sum, cut at --duration), at WORKLOAD_REQUESTS_MAX as `sim` is: every finished request
+ * keeps its latencies (and ITLs) for the summary, so `--rate 1000 --duration 1e9` would grow until
+ * memory ran out instead of failing at once.
+ */
+function checkExpectedRequests(
+  flags: BenchFlags,
+  rateRps: number,
+  stages: ReturnType<typeof parseStages> | undefined,
+  requests: number | undefined,
+  durationS: number | undefined,
+): void {
+  if (requests !== undefined) return;
+  let expected = 0;
+  if (stages !== undefined) {
+    let at = 0;
+    for (const s of stages) {
+      const seconds =
+        durationS === undefined ? s.durationS : Math.max(0, Math.min(s.durationS, durationS - at));
+      expected += s.rateRps * seconds;
+      at += s.durationS;
+    }
+  } else if (durationS !== undefined) expected = rateRps * durationS;
+  if (expected <= WORKLOAD_REQUESTS_MAX) return;
+  const given =
+    stages !== undefined ? `--stages '${flags.stages}'` : `--rate ${rateRps} x --duration ${durationS}`;
+  throw new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    `invalid ${given}: about ${Math.round(expected).toLocaleString('en-US')} requests, more than ` +
+      `${WORKLOAD_REQUESTS_MAX.toLocaleString('en-US')}, the most one run holds: lower the rate or --duration, ` +
+      `or cut it with --requests (at most ${WORKLOAD_REQUESTS_MAX})`,
+    { param: stages !== undefined ? '--stages' : '--duration', expectedRequests: expected },
+  );
 }
 
 function kebab(key: string): string {
