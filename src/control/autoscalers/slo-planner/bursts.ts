@@ -83,6 +83,21 @@ export class BurstTracker {
   }
 
   /**
+   * The largest span count among the last `spans` spans recorded (0 before any), as the upper edge
+   * of its histogram bin (the unit `quantile` answers in): what the bursts of the recent past
+   * reached, to tell a burst size that recurs from one seen once.
+   */
+  recentMax(spans: number): number {
+    const n = Math.min(Math.max(0, Math.floor(spans)), this.sumsCount);
+    let max = 0;
+    for (let k = 1; k <= n; k++) {
+      const v = this.sums[(this.sumsHead - k + this.sums.length) % this.sums.length] as number;
+      if (v > max) max = v;
+    }
+    return binUpper(binOf(max));
+  }
+
+  /**
    * The excess of a span's arrivals over what the rate expected that a fraction `q` of the
    * lookback's requests arrived in or under (request-weighted, as `quantile`): the burst on top of
    * the rate, for a load whose rate is forecast well enough that the rest is known in advance.

@@ -62,6 +62,13 @@ export const TREND_MIN_T = 2;
 /** ...and a line explains this much of the level's variance over the fit. */
 export const TREND_MIN_R2 = 0.9;
 
+/**
+ * Arrivals whose learnt index of dispersion (`dispersionIndex`) is at most this are taken as
+ * Poisson: Poisson's is 1, a bursty client's several times it (the ServeGen days' stay between 2
+ * and 19 after their first minutes; the planner's lone-spike rule reads it).
+ */
+export const POISSON_DISPERSION_MAX = 1.5;
+
 /** Standard deviations of Poisson noise beyond which a window is a change of level, not noise. */
 export const JUMP_SIGMAS = 4;
 
@@ -217,6 +224,14 @@ export class RateForecaster {
       periodCorrelation: this.periodBuckets > 0 ? this.periodR : 0,
       peakRps,
     };
+  }
+
+  /**
+   * The arrivals' index of dispersion as learnt (about the last hundred windows' squared deviation
+   * from the level over its expected count): about 1 for Poisson arrivals, cv^2 for a bursty client.
+   */
+  get dispersionIndex(): number {
+    return this.dispersion;
   }
 
   /** The period found (or configured), ms; 0 when none. */

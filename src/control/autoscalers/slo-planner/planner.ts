@@ -15,7 +15,7 @@ import type {
 import { singleVariantDecision } from '../../types.ts';
 import { BurstTracker } from './bursts.ts';
 import { ErrorBudget } from './error-budget.ts';
-import { JUMP_CONFIRM_MS, type RateForecast, RateForecaster } from './forecast.ts';
+import { JUMP_CONFIRM_MS, POISSON_DISPERSION_MAX, type RateForecast, RateForecaster } from './forecast.ts';
 
 const positive = z.number().positive().finite();
 
@@ -69,6 +69,16 @@ export const sloPlannerParams = z.strictObject({
   /** How far back the burst sizes are taken from, ms. */
   burstLookbackMs: positive.default(1_800_000),
   /**
+   * Under Poisson arrivals (learnt index of dispersion at most 1.5), no confident season and a
+   * burst quantile that is mostly excess over the level (a spike, not a peak of the rate), a
+   * burst size is planned for only while a span at least that large arrived within this long, ms
+   * (default 10 minutes, a third of the lookback): a lone spike on a Poisson stream stops holding
+   * prefill capacity this long after it ended (and its dispersion has settled) instead of for the
+   * whole lookback. A bursty client's arrivals are over-dispersed and keep the lookback's quantile.
+   * At least the lookback: off.
+   */
+  burstRecurMs: positive.default(600_000),
+  /**
    * The request-weighted quantile of burst sizes planned for (default: the attainment target).
    * Lower trades standing capacity for the tail of the largest bursts waiting past the TTFT target.
    */
@@ -118,6 +128,8 @@ class PlannerState {
   private readonly forecaster: RateForecaster;
   private readonly bursts: BurstTracker;
   private readonly burstScale: number;
+  /** `burstRecurMs` in control windows. */
+  private readonly burstRecurWindows: number;
   private readonly objectives: ServiceObjectives;
   private readonly startupMs: number;
   private readonly downDelayMs: number;
@@ -175,6 +187,7 @@ class PlannerState {
       spanWindows,
       Math.max(1, Math.round(params.burstLookbackMs / context.intervalMs)),
     );
+    this.burstRecurWindows = Math.max(1, Math.round(params.burstRecurMs / context.intervalMs));
     // Windows longer than the TTFT target: count a TTFT's share of them (arrivals spread evenly).
     this.burstScale = Math.min(1, ttftMs / (spanWindows * context.intervalMs));
   }
@@ -231,7 +244,17 @@ class PlannerState {
    */
   private burstSize(q: number, f: RateForecast): number {
     const spans = this.bursts.quantile(q);
-    if (!this.confidentSeason(f)) return spans;
+    if (!this.confidentSeason(f)) {
+      // Poisson arrivals (a bursty client's never are) bring no bursts of their own beyond what
+      // their rate's spans show. When most of the quantile's span was excess over what the level
+      // expected (a spike, not a peak of the rate: a season not yet confident brings its peak back
+      // within the lookback), a size no span reached within `burstRecurMs` was a spike that has not
+      // come back, so plan for what the recent spans reached instead.
+      if (this.forecaster.dispersionIndex > POISSON_DISPERSION_MAX) return spans;
+      if (this.burstRecurWindows >= this.bursts.lookbackWindows) return spans;
+      if (2 * this.bursts.excessQuantile(q) <= spans) return spans;
+      return Math.min(spans, this.bursts.recentMax(this.burstRecurWindows));
+    }
     const spanS = (this.bursts.spanWindows * this.context.intervalMs) / 1000;
     return Math.min(spans, this.bursts.excessQuantile(q) + f.peakRps * spanS);
   }
