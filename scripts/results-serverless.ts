@@ -308,6 +308,14 @@ the same arrivals, start-ups included, so the start-up time that wakes save pays
 ${sections.join('\n')}
 ## Reading the figures
 
+- **Aging: a model kept waiting takes its turn** (Dec 7, issue 14): a model whose requests have been held
+  30 s with no instance starting or ready may also take idle instances the victim rule spares (within a
+  burst, or worth more than its start), but only of models ready since before its wait began. Before, a
+  llama-3.1-70b at TP 4 among busy 8Bs and, on another setting, a codellama-34b were never served all
+  run (src/control/serverless/README.md, "Aging"). Only B's two Switchyard rows and D's without sleep
+  move: Switchyard's B 84.2 -> 83.5 s, refused 110 -> 107, *after the first 10 min* 17.1 -> 20.4 s;
+  without sleep B refuses 3,571 -> 2,372 and D 1,603 -> 671 (both still ∞); A, C, D's Switchyard row
+  and the baselines are unchanged.
 - **A model with no instance ready yet is started into sleep even while its requests wait** (Dec 7;
   before, only models with no request held were): in a cluster where every loaded model is within a
   burst, the policy offers no victim for a fresh start, and the models with sleepers take the GPUs in
