@@ -5,8 +5,12 @@
  * one line naming the path and what the field takes.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { type FidelityCaseInput, parseFidelityCase } from './case.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { stringify } from 'yaml';
+import { type FidelityCaseInput, loadFidelityCase, parseFidelityCase } from './case.ts';
 
 const stage = (rateRps: number, measured: Record<string, unknown>) => ({ rateRps, durationS: 600, measured });
 
@@ -183,7 +187,40 @@ describe("keys as vLLM and other tools' configs name them", () => {
       message: /engine\.tensor_parallel_size: tensor parallelism is the case's top-level tp/,
     });
     const unknown = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, { engine: { enforce_eager: true } });
-    assert.throws(() => parseFidelityCase(unknown), { message: /engine: Unrecognized key: "enforce_eager"/ });
+    assert.throws(() => parseFidelityCase(unknown), {
+      message:
+        /engine: 'enforce_eager': not an engine option the twin models; leave it out\. engine takes blockSize, maxNumSeqs/,
+    });
+  });
+
+  it("vLLM serve options copied into engine: one line naming them all, with engine's keys, not zod's bare 'Unrecognized key'", () => {
+    const copied = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, {
+      engine: {
+        max_num_batched_tokens: 2048,
+        dtype: 'float16',
+        max_model_len: 4096,
+        enable_chunked_prefill: true,
+      },
+    });
+    assert.throws(
+      () => parseFidelityCase(copied),
+      (error: Error) => {
+        assert.match(
+          error.message,
+          /engine: 'dtype', 'max_model_len', 'enable_chunked_prefill': not an engine option the twin models; leave them out\. engine takes blockSize, maxNumSeqs, maxNumBatchedTokens/,
+        );
+        assert.match(error.message, /the twin serves the model's own context length/);
+        assert.doesNotMatch(error.message, /Unrecognized key/);
+        return true;
+      },
+    );
+  });
+
+  it('a percentile in capitals, as results tables print it, says to write it in lower case, not that it is not compared', () => {
+    const c = withStageMeasured({ ttftMs: { P90: 70 }, saturated: false });
+    assert.throws(() => parseFidelityCase(c), {
+      message: /measured\.ttftMs: unknown key 'P90'; takes mean, p50, p90, p95, p99 \(ms\) \(write p90\)/,
+    });
   });
 
   it('a top-level, stage or source key under another name says which key it is', () => {
@@ -205,5 +242,40 @@ describe("keys as vLLM and other tools' configs name them", () => {
           /workload\.stages\.0: unknown key 'rate', 'duration'; takes rateRps, durationS, measured \(the rate is rateRps \(req\/s\); the length is durationS \(s\)\)/,
       },
     );
+  });
+});
+
+describe('a file of several cases', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sy-fidelity-outsider-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const one = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1);
+
+  it('a JSON list of cases is refused saying one case per file, without echoing the list back', () => {
+    const path = join(dir, 'all.json');
+    writeFileSync(path, JSON.stringify([one, { ...one, name: 'second' }]));
+    assert.throws(
+      () => loadFidelityCase(path),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'SY_ERR_INVALID_CONFIG');
+        assert.match(
+          error.message,
+          /a file holds one case .* this one holds a list of 2: write each case to its own file/,
+        );
+        assert.doesNotMatch(error.message, /example\.org/);
+        return true;
+      },
+    );
+  });
+
+  it("YAML documents one after another ('---') are refused saying one case per file", () => {
+    const path = join(dir, 'all.yaml');
+    writeFileSync(path, `${stringify(one)}---\n${stringify({ ...one, name: 'second' })}`);
+    assert.throws(() => loadFidelityCase(path), {
+      code: 'SY_ERR_INVALID_CONFIG',
+      message:
+        /a file holds one case, and this one has several YAML documents .*write each case to its own file/,
+    });
+    writeFileSync(path, stringify(one));
+    assert.equal(loadFidelityCase(path).model, 'llama-2-7b');
   });
 });

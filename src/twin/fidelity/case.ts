@@ -67,6 +67,9 @@ function strictKeys(
 function statHint(key: string): string | undefined {
   const k = key.toLowerCase().replace(/[\s_-]/g, '');
   if (k === 'median' || k === 'p50.0') return `the median is p50`;
+  // `P90`, `p90.0` as a results table prints them: the statistic this format takes, in its spelling.
+  const taken = /^p(50|90|95|99)(\.0+)?$/.exec(k)?.[1];
+  if (taken !== undefined) return `write p${taken}`;
   if (/^(p\d+(\.\d+)?|min|max|std|stddev|stdev|sd|count|n)$/.test(k))
     return `'${key}' is not compared: leave it out`;
   if (k === 'avg' || k === 'average') return 'the average is mean';
@@ -219,7 +222,35 @@ function engineOptionsAsVllmNames(value: unknown, ctx: z.RefinementCtx): unknown
     writtenAs.set(name, key);
     out[name] = v;
   }
+  // vLLM's other options, as a serve command line is copied (enforce_eager, dtype, max_model_len):
+  // one issue naming them all with what `engine` takes, instead of the strict schema's bare
+  // 'Unrecognized key' per run of the command.
+  const unknown = Object.keys(out).filter((k) => !ENGINE_OPTIONS.has(k) && k !== 'tensorParallelSize');
+  if (unknown.length > 0) {
+    const hints = [...new Set(unknown.map(engineHint).filter((h) => h !== undefined))];
+    ctx.addIssue({
+      code: 'custom',
+      path: [],
+      message:
+        `${unknown.map((k) => `'${k}'`).join(', ')}: not an engine option the twin models; leave ` +
+        `${unknown.length === 1 ? 'it' : 'them'} out. engine takes ${[...ENGINE_OPTIONS].join(', ')} ` +
+        "(or vLLM's snake_case and --flag names of these)" +
+        (hints.length > 0 ? ` (${hints.join('; ')})` : ''),
+    });
+    for (const k of unknown) delete out[k];
+  }
   return out;
+}
+
+/** Why a vLLM option outside `engine`'s keys needs no counterpart, where a reader would wonder. */
+function engineHint(key: string): string | undefined {
+  const k = key.toLowerCase().replace(/[\s_-]/g, '');
+  if (k === 'enablechunkedprefill')
+    return "the twin always chunks prefills under the token budget, as vLLM's V1 engine";
+  if (k === 'maxmodellen') return "the twin serves the model's own context length";
+  if (k === 'tensorparallelsize' || k === 'tp') return "tensor parallelism is the case's top-level tp";
+  if (k === 'enforceeager') return 'the twin models CUDA-graph decode as vLLM runs it by default';
+  return undefined;
 }
 
 /** What to write instead of a top-level key another tool's config uses. */
@@ -425,7 +456,20 @@ export function parseFidelityCase(value: unknown, where = 'fidelity case'): Fide
  */
 export function loadFidelityCase(path: string): FidelityCase {
   const where = `fidelity case '${path}'`;
-  const c = parseFidelityCase(readYamlFile(path, where), where);
+  let value: unknown;
+  try {
+    value = readYamlFile(path, where);
+  } catch (error) {
+    throw oneCasePerFileHint(error, where);
+  }
+  // A list of cases would be refused with the whole list echoed back as 'got [...]'.
+  if (Array.isArray(value))
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_CONFIG',
+      `${where}: a file holds one case (an object with name, source, model, gpu, workload); this one holds a ` +
+        `list of ${value.length}: write each case to its own file (a staged run is one case, its stages under workload.stages)`,
+    );
+  const c = parseFidelityCase(value, where);
   const w = c.workload;
   const caseDir = dirname(resolve(path));
   const withTrace = <D extends { kind: string }>(d: D, field: 'input' | 'output'): D =>
@@ -446,6 +490,17 @@ export function loadFidelityCase(path: string): FidelityCase {
     throw lengthsFileHint(error, where);
   }
   return loaded;
+}
+
+/** A YAML file of several documents (`---` between cases): the parser's refusal, with what to do. */
+function oneCasePerFileHint(error: unknown, where: string): unknown {
+  if (!(error instanceof SwitchyardError) || !error.message.includes('MULTIPLE_DOCS')) return error;
+  return new SwitchyardError(
+    'SY_ERR_INVALID_CONFIG',
+    `${where}: a file holds one case, and this one has several YAML documents ('---' between them): ` +
+      'write each case to its own file (a staged run is one case, its stages under workload.stages)',
+    error.details,
+  );
 }
 
 /**
