@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { WORKLOAD_DURATION_MAX_S } from '../workload/spec.ts';
+import { WORKLOAD_DURATION_MAX_S, WORKLOAD_REQUESTS_MAX } from '../workload/spec.ts';
 
 /**
  * A number written in decimal (digits, an optional fraction and exponent, a sign). Number() alone
@@ -88,6 +88,19 @@ export function simDurationSeconds(value: string): number {
   if (n > SIM_DURATION_MAX_S)
     throw new InvalidArgumentError(
       `'${value}' is more than ${SIM_DURATION_MAX_S} s (31 days) of simulated time.`,
+    );
+  return n;
+}
+
+/**
+ * Commander parser for `sim --requests`: a positive integer, at most WORKLOAD_REQUESTS_MAX (the
+ * workload spec's own bound on maxRequests), so the refusal names the flag.
+ */
+export function simRequestCount(value: string): number {
+  const n = positiveInt(value);
+  if (n > WORKLOAD_REQUESTS_MAX)
+    throw new InvalidArgumentError(
+      `'${value}' is more than ${WORKLOAD_REQUESTS_MAX} requests, the most one run holds (the twin keeps each request's latencies).`,
     );
   return n;
 }

@@ -36,6 +36,7 @@ import {
   positiveInt,
   positiveNumber,
   simDurationSeconds,
+  simRequestCount,
   TP_MAX,
 } from './parse.ts';
 import { warnLine, withProgress, withSteps } from './progress.ts';
@@ -177,8 +178,9 @@ export function registerSimCommand(program: Command): void {
     )
     .option(
       '--requests <n>',
-      'stop after n requests (default: the whole trace, or 1000 generated)',
-      positiveInt,
+      'stop after n requests (default: the whole trace, or 1000 generated; at most 50,000,000, ' +
+        'and --rate x --duration may come to no more without it)',
+      simRequestCount,
     )
     .option(
       '--duration <s>',
