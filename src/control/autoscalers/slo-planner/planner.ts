@@ -130,6 +130,8 @@ class PlannerState {
   private readonly burstScale: number;
   /** `burstRecurMs` in control windows. */
   private readonly burstRecurWindows: number;
+  /** The largest burst size taken for a spike that has not come back (0: none); see `burstSize`. */
+  private spikeSpan = 0;
   private readonly objectives: ServiceObjectives;
   private readonly startupMs: number;
   private readonly downDelayMs: number;
@@ -252,8 +254,17 @@ class PlannerState {
       // come back, so plan for what the recent spans reached instead.
       if (this.forecaster.dispersionIndex > POISSON_DISPERSION_MAX) return spans;
       if (this.burstRecurWindows >= this.bursts.lookbackWindows) return spans;
-      if (2 * this.bursts.excessQuantile(q) <= spans) return spans;
-      return Math.min(spans, this.bursts.recentMax(this.burstRecurWindows));
+      const recent = this.bursts.recentMax(this.burstRecurWindows);
+      if (recent >= spans) {
+        // Nothing left to cut: any spike taken for one has left the quantile.
+        this.spikeSpan = 0;
+        return spans;
+      }
+      // A quantile no larger than a spike already taken for one is that spike's spans: its early
+      // ones, of high excess, leave the lookback first, and the rest must not read as a rate's peak.
+      if (2 * this.bursts.excessQuantile(q) <= spans && spans > this.spikeSpan) return spans;
+      this.spikeSpan = Math.max(this.spikeSpan, spans);
+      return recent;
     }
     const spanS = (this.bursts.spanWindows * this.context.intervalMs) / 1000;
     return Math.min(spans, this.bursts.excessQuantile(q) + f.peakRps * spanS);

@@ -56,3 +56,33 @@ test('a lone spike on a Poisson stream stops holding replicas once it has not co
   assert.equal(last?.desired, 1, `desired at ${last?.timeS} s: ${last?.desired}`);
   assert.equal(last?.ready, 1);
 });
+
+test('the spike leaving the 30-minute lookback does not bring its replicas back', () => {
+  // The same spike on a 3,600 s curve: its early spans (high excess over the level) leave the
+  // lookback first, at 2,412 s; the rest was then read as a rate's peak and asked 3 instances again
+  // for 222 s. Once taken for a spike, the spike's remaining spans stay one.
+  const r = runTwin(
+    settings(
+      {
+        kind: 'rate-curve',
+        points: [
+          { timeS: 0, rateRps: 2 },
+          { timeS: 600, rateRps: 2 },
+          { timeS: 610, rateRps: 40 },
+          { timeS: 640, rateRps: 40 },
+          { timeS: 650, rateRps: 2 },
+          { timeS: 3600, rateRps: 2 },
+        ],
+        input: { kind: 'fixed', tokens: 2000 },
+        output: { kind: 'fixed', tokens: 200 },
+      },
+      { ttftMs: 2000, tpotMs: 50 },
+      8,
+    ),
+  );
+  const series = r.instancesOverTime ?? [];
+  const after = series.filter((p) => p.timeS >= 1800);
+  assert.ok(after.length > 0);
+  const most = Math.max(...after.map((p) => p.desired));
+  assert.equal(most, 1, `desired from 1,800 s on reaches ${most}`);
+});
