@@ -8,29 +8,16 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { SwitchyardError } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
+import { FIXED_LENGTHS, refusal } from './bound-test-support.ts';
 import { createWorkload, parseWorkloadSpec } from './create.ts';
 import { WORKLOAD_DURATION_MAX_S } from './spec.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-duration-bound-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const lengths = {
-  input: { kind: 'fixed' as const, tokens: 100 },
-  output: { kind: 'fixed' as const, tokens: 10 },
-};
+const lengths = FIXED_LENGTHS;
 const sinusoid = { kind: 'sinusoid', rateMinRps: 1, rateMaxRps: 2, periodS: 600, ...lengths };
-
-function refusal(f: () => unknown): SwitchyardError {
-  try {
-    f();
-  } catch (e) {
-    assert.ok(e instanceof SwitchyardError, String(e));
-    return e;
-  }
-  assert.fail('not refused');
-}
 
 describe('workload length bound (31 days)', () => {
   it('durationS past 31 days is refused, saying it is in seconds', () => {

@@ -7,25 +7,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { runCliInProcess } from '../cli/cli-test-support.ts';
 import { USAGE_EXIT_CODE } from '../cli/main.ts';
-import { SwitchyardError } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
+import { FIXED_LENGTHS, refusal } from './bound-test-support.ts';
 import { createWorkload, parseWorkloadSpec } from './create.ts';
 import { WORKLOAD_DURATION_MAX_S, WORKLOAD_REQUESTS_MAX } from './spec.ts';
 
-const lengths = {
-  input: { kind: 'fixed' as const, tokens: 100 },
-  output: { kind: 'fixed' as const, tokens: 10 },
-};
-
-function refusal(f: () => unknown): SwitchyardError {
-  try {
-    f();
-  } catch (e) {
-    assert.ok(e instanceof SwitchyardError, String(e));
-    return e;
-  }
-  assert.fail('not refused');
-}
+const lengths = FIXED_LENGTHS;
 
 const build = (spec: Record<string, unknown>) => createWorkload(spec as never, new Rng(1));
 
