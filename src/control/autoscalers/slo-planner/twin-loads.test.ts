@@ -26,10 +26,12 @@ function settings(
   };
 }
 
-test('a lone spike on a Poisson stream stops holding replicas once it has not come back', () => {
-  // 2 req/s of 2,000/200 tokens (one replica), 40 req/s for 30 s at 610 s, to 1,800 s. The spike's
-  // spans were the lookback's 99% burst quantile for 30 minutes: 4 replicas to the end.
-  const r = runTwin(
+/**
+ * 2 req/s of 2,000/200 tokens (one replica), 40 req/s for 30 s at 610 s, then 2 req/s to `endS`,
+ * under the planner with up to 8 replicas and SLOs of 2 s TTFT and 50 ms TPOT.
+ */
+function spikeRun(endS: number) {
+  return runTwin(
     settings(
       {
         kind: 'rate-curve',
@@ -39,7 +41,7 @@ test('a lone spike on a Poisson stream stops holding replicas once it has not co
           { timeS: 610, rateRps: 40 },
           { timeS: 640, rateRps: 40 },
           { timeS: 650, rateRps: 2 },
-          { timeS: 1800, rateRps: 2 },
+          { timeS: endS, rateRps: 2 },
         ],
         input: { kind: 'fixed', tokens: 2000 },
         output: { kind: 'fixed', tokens: 200 },
@@ -48,6 +50,12 @@ test('a lone spike on a Poisson stream stops holding replicas once it has not co
       8,
     ),
   );
+}
+
+test('a lone spike on a Poisson stream stops holding replicas once it has not come back', () => {
+  // 2 req/s of 2,000/200 tokens (one replica), 40 req/s for 30 s at 610 s, to 1,800 s. The spike's
+  // spans were the lookback's 99% burst quantile for 30 minutes: 4 replicas to the end.
+  const r = spikeRun(1800);
   const series = r.instancesOverTime ?? [];
   assert.ok(series.length > 0);
   const peak = Math.max(...series.map((p) => p.ready));
@@ -61,25 +69,7 @@ test('the spike leaving the 30-minute lookback does not bring its replicas back'
   // The same spike on a 3,600 s curve: its early spans (high excess over the level) leave the
   // lookback first, at 2,412 s; the rest was then read as a rate's peak and asked 3 instances again
   // for 222 s. Once taken for a spike, the spike's remaining spans stay one.
-  const r = runTwin(
-    settings(
-      {
-        kind: 'rate-curve',
-        points: [
-          { timeS: 0, rateRps: 2 },
-          { timeS: 600, rateRps: 2 },
-          { timeS: 610, rateRps: 40 },
-          { timeS: 640, rateRps: 40 },
-          { timeS: 650, rateRps: 2 },
-          { timeS: 3600, rateRps: 2 },
-        ],
-        input: { kind: 'fixed', tokens: 2000 },
-        output: { kind: 'fixed', tokens: 200 },
-      },
-      { ttftMs: 2000, tpotMs: 50 },
-      8,
-    ),
-  );
+  const r = spikeRun(3600);
   const series = r.instancesOverTime ?? [];
   const after = series.filter((p) => p.timeS >= 1800);
   assert.ok(after.length > 0);
