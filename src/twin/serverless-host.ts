@@ -547,7 +547,8 @@ export class ServerlessHost implements TwinControl {
       gpuHours: models.reduce((s, m) => s + m.gpuHours, 0) + loneGpuHours,
       coldStarts: models.reduce((s, m) => s + m.coldStarts, 0),
       startupMs: Math.max(...models.map((m) => m.startupMs)),
-      // Up to the run's end, as the bills: ticks after the last completion are left out.
+      // Up to the run's end, as the bills: ticks after it (the later of the last completion and the
+      // workload's declared end) are left out.
       instancesOverTime: sumSeries(this.models.map((m) => m.pool.instancesUntil(endMs))),
       models,
     };
