@@ -216,6 +216,22 @@ describe("keys as vLLM and other tools' configs name them", () => {
     );
   });
 
+  it('arrival left out or misspelt says it is required or not an arrival, and lists each, not a bare discriminator error', () => {
+    const c = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1);
+    const { arrival: _, ...unpaced } = c.workload as Record<string, unknown>;
+    assert.throws(() => parseFidelityCase({ ...c, workload: unpaced } as FidelityCaseInput), {
+      message:
+        /workload\.arrival: required: constant \(evenly paced at rateRps, as load testers send\), poisson, gamma \(with cv\) or closed-loop/,
+    });
+    const misspelt = {
+      ...c,
+      workload: { ...c.workload, arrival: 'constant-rate' },
+    } as unknown as FidelityCaseInput;
+    assert.throws(() => parseFidelityCase(misspelt), {
+      message: /workload\.arrival: "constant-rate" is not an arrival; write constant /,
+    });
+  });
+
   it('a percentile in capitals, as results tables print it, says to write it in lower case, not that it is not compared', () => {
     const c = withStageMeasured({ ttftMs: { P90: 70 }, saturated: false });
     assert.throws(() => parseFidelityCase(c), {

@@ -288,36 +288,52 @@ const openRate = {
 };
 
 /** How requests arrive: open loop at a rate (or in stages), or closed loop at a concurrency. */
-export const caseWorkloadSchema = z.discriminatedUnion('arrival', [
-  z.strictObject({ arrival: z.literal('poisson'), ...openRate, ...lengths, ...limits }),
-  z.strictObject({ arrival: z.literal('constant'), ...openRate, ...lengths, ...limits }),
-  z.strictObject({
-    arrival: z.literal('gamma'),
-    /** The coefficient of variation of the gaps (1: Poisson; vllm bench serve's --burstiness B is 1/sqrt(B)). */
-    cv: z
-      .number({
-        error: (issue) =>
-          issue.input === undefined
-            ? 'required with arrival gamma: the coefficient of variation of the gaps (1 is Poisson; --burstiness B is cv 1/sqrt(B))'
-            : undefined,
-      })
-      .positive()
-      .finite(),
-    ...openRate,
-    ...lengths,
-    ...limits,
-  }),
-  /**
-   * Closed loop, as `vllm bench serve --max-concurrency C --request-rate inf`: C clients start at
-   * once and each sends its next request when its previous answer ends, until `requests` are sent.
-   */
-  z.strictObject({
-    arrival: z.literal('closed-loop'),
-    concurrency: z.number().int().min(1).max(CONCURRENCY_MAX),
-    ...lengths,
-    requests: z.number().int().min(1).max(CASE_REQUESTS_MAX),
-  }),
-]);
+export const caseWorkloadSchema = z.discriminatedUnion(
+  'arrival',
+  [
+    z.strictObject({ arrival: z.literal('poisson'), ...openRate, ...lengths, ...limits }),
+    z.strictObject({ arrival: z.literal('constant'), ...openRate, ...lengths, ...limits }),
+    z.strictObject({
+      arrival: z.literal('gamma'),
+      /** The coefficient of variation of the gaps (1: Poisson; vllm bench serve's --burstiness B is 1/sqrt(B)). */
+      cv: z
+        .number({
+          error: (issue) =>
+            issue.input === undefined
+              ? 'required with arrival gamma: the coefficient of variation of the gaps (1 is Poisson; --burstiness B is cv 1/sqrt(B))'
+              : undefined,
+        })
+        .positive()
+        .finite(),
+      ...openRate,
+      ...lengths,
+      ...limits,
+    }),
+    /**
+     * Closed loop, as `vllm bench serve --max-concurrency C --request-rate inf`: C clients start at
+     * once and each sends its next request when its previous answer ends, until `requests` are sent.
+     */
+    z.strictObject({
+      arrival: z.literal('closed-loop'),
+      concurrency: z.number().int().min(1).max(CONCURRENCY_MAX),
+      ...lengths,
+      requests: z.number().int().min(1).max(CASE_REQUESTS_MAX),
+    }),
+  ],
+  {
+    // zod's own 'Invalid discriminator value' says neither that arrival is missing nor what each is.
+    error: (issue) => {
+      if (issue.code !== 'invalid_union') return undefined;
+      const input = issue.input as { arrival?: unknown } | undefined;
+      const arrival = typeof input === 'object' && input !== null ? input.arrival : undefined;
+      return (
+        (arrival === undefined ? 'required: ' : `${JSON.stringify(arrival)} is not an arrival; write `) +
+        'constant (evenly paced at rateRps, as load testers send), poisson, gamma (with cv) or closed-loop ' +
+        '(concurrency clients)'
+      );
+    },
+  },
+);
 
 /** One case file. */
 export const fidelityCaseSchema = z
