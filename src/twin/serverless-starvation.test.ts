@@ -30,5 +30,8 @@ test('a 70B at TP 4 among three busy 8Bs on four GPUs is served (was: locked out
   assert.ok(big.completed >= big.requests / 2, `70B: ${big.completed} of ${big.requests} served`);
   for (const m of r.models ?? []) assert.ok(m.completed + m.rejected === m.requests, m.model);
   assert.equal(r.summary.completed + r.summary.rejected, r.summary.requests);
-  assert.ok((r.gpuHours ?? 0) <= (4 * r.summary.simulatedSeconds) / 3600 + 1e-9);
+  // Billed to the run's end, the later of the last completion and --duration (billedUntilS).
+  const endS = r.billedUntilS ?? r.summary.simulatedSeconds;
+  assert.ok(endS >= 1200 && endS >= r.summary.simulatedSeconds, `billed until ${endS} s`);
+  assert.ok((r.gpuHours ?? 0) <= (4 * endS) / 3600 + 1e-9, `${r.gpuHours} GPU-hours`);
 });
