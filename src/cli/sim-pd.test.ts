@@ -23,12 +23,14 @@ describe('sim P/D flags a run would ignore', () => {
     });
   });
 
-  it('refuses --pd-layerwise on a run, colocated or disaggregated: the twin moves the whole KV', () => {
-    for (const flags of [{ pdLayerwise: true }, { ...cluster, pdLayerwise: true }])
-      assert.throws(() => pdFromFlags(flags), {
-        code: 'SY_ERR_INVALID_ARGUMENT',
-        message: /invalid pd-layerwise 'true': expected only with --plan-pd/,
-      });
+  it('refuses --pd-layerwise on a colocated run, and carries it into a disaggregated one', () => {
+    assert.throws(() => pdFromFlags({ pdLayerwise: true }), {
+      code: 'SY_ERR_INVALID_ARGUMENT',
+      message: /invalid pd-layerwise 'true': expected only with --prefill-instances and --decode-instances/,
+    });
+    assert.equal(pdFromFlags({ ...cluster, pdLayerwise: true })?.layerwise, true);
+    // Without the flag the settings carry none, as before.
+    assert.equal('layerwise' in (pdFromFlags(cluster) ?? {}), false);
   });
 
   it('refuses --instances given with P and D, and takes its default silently', () => {

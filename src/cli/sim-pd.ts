@@ -38,7 +38,7 @@ export interface PdFlags {
   kvReleaseTimeoutMs?: number | undefined;
   /** `--instances`: refused with P and D when given on the command line. */
   instances?: number | undefined;
-  /** `--pd-layerwise`: a `--plan-pd` flag only; refused on a run, which would ignore it. */
+  /** `--pd-layerwise`: layer-by-layer KV sending, for a disaggregated run (as for `--plan-pd`). */
   pdLayerwise?: boolean | undefined;
 }
 
@@ -48,7 +48,7 @@ export function pdOptions(): Option[] {
     new Option(
       '--prefill-instances <n>',
       'with --decode-instances: a disaggregated cluster of n prefill-role instances (of --gpu, --model, --tp) routed by --policy; ' +
-        'JSON adds pd {prefillInstances, decodeInstances, link, policy, params, kvReleaseTimeoutMs, transferMsMean, transferMsP99, kvBytesMoved}',
+        'JSON adds pd {prefillInstances, decodeInstances, link, layerwise (only with --pd-layerwise), policy, params, kvReleaseTimeoutMs, transferMsMean, transferMsP99, kvBytesMoved}',
     ).argParser(positiveInt),
     new Option(
       '--decode-instances <n>',
@@ -126,15 +126,6 @@ export function pdFromFlags(
   named: readonly string[] = [],
 ): PdRunSettings | undefined {
   const { prefillInstances, decodeInstances } = flags;
-  // The twin's P/D transfer is vLLM's NIXL flow, the whole KV after the prefill (pd-host.ts): a run
-  // asked for layer-by-layer transfers would get whole ones without a word.
-  if (flags.pdLayerwise === true)
-    throw invalidArgument(
-      'pd-layerwise',
-      'true',
-      'only with --plan-pd: a simulated disaggregated run moves the whole KV after the prefill ' +
-        "(vLLM's NIXL connector); the twin has no layer-by-layer transfer",
-    );
   if (prefillInstances === undefined && decodeInstances === undefined) {
     if (flags.pdPolicy !== undefined)
       throw invalidArgument(
@@ -153,6 +144,13 @@ export function pdFromFlags(
         'pd-params',
         flags.pdParams,
         'only with --prefill-instances and --decode-instances',
+      );
+    // A colocated run moves no KV between instances: layer-by-layer sending would be ignored.
+    if (flags.pdLayerwise === true)
+      throw invalidArgument(
+        'pd-layerwise',
+        'true',
+        'only with --prefill-instances and --decode-instances, or with --plan-pd (a colocated run moves no KV)',
       );
     if (flags.kvReleaseTimeoutMs !== undefined)
       throw invalidArgument(
@@ -208,6 +206,7 @@ export function pdFromFlags(
     ...(pdParams !== undefined ? { pdParams } : {}),
     ...(flags.pdConditional !== undefined ? { conditional: flags.pdConditional } : {}),
     ...(flags.kvReleaseTimeoutMs !== undefined ? { kvReleaseTimeoutMs: flags.kvReleaseTimeoutMs } : {}),
+    ...(flags.pdLayerwise === true ? { layerwise: true } : {}),
   };
 }
 
@@ -256,7 +255,8 @@ export function formatPdLine(pd: PdOutcome | undefined): string {
   return (
     // The run's header names the prefill side's policy (--policy, or the pair's prefill half); the
     // decode side runs --pd-policy, so this line names it too.
-    `P/D ${pd.prefillInstances} prefill + ${pd.decodeInstances} decode over ${pd.link}: ${pd.transfers} transfers, ` +
+    `P/D ${pd.prefillInstances} prefill + ${pd.decodeInstances} decode over ${pd.link}` +
+    `${pd.layerwise ? ' (layer by layer)' : ''}: ${pd.transfers} transfers, ` +
     `${pd.transferMsMean.toFixed(2)} ms mean, ${pd.transferMsP99.toFixed(2)} ms p99, ${gb} GB of KV, ` +
     `${pd.reserveWaitMsMean.toFixed(2)} ms mean wait for decode blocks; ` +
     `prefills ${pd.localPrefills} local, ${pd.remotePrefills} remote` +

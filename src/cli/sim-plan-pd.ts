@@ -161,7 +161,9 @@ export function planPdOptions(): Option[] {
     ),
     new Option(
       '--pd-layerwise',
-      'with --plan-pd: the engine sends KV layer by layer as the prefill runs (Mooncake), so only the last layer adds to TTFT; ' +
+      'with --plan-pd or a disaggregated run (--prefill-instances, --decode-instances): the engine sends KV layer by layer ' +
+        'as the prefill runs (Mooncake), so only the last layer, or the backlog of a link slower than the prefill, adds to TTFT; ' +
+        "a run's hand-off that waits for decode blocks moves its whole KV after the wait; " +
         "default: the whole transfer after the prefill (vLLM's NIXL connector)",
     ),
   ];

@@ -6,7 +6,8 @@
  * with one output token and keeps its KV blocks (EngineRequest.holdKvAfterFinish) until the transfer
  * has ended; the decode instance is picked when the prefill ends, reserves KV blocks for the whole
  * prompt (a request that finds too few waits there, in arrival order), then reads the KV over the
- * link (src/model/kv-link.ts, not layer-wise, so the whole transfer lands on TTFT), and runs the
+ * link (src/model/kv-link.ts, not layer-wise, so the whole transfer lands on TTFT; with
+ * PdSettings.layerwise only the link's backlog does, when the blocks were reserved), and runs the
  * request with every prompt token but the last already computed (EngineRequest.importedTokens). Its
  * first token comes from the decode's first step, as the proxy streams the decode's answer, so
  * TTFT = prefill + reservation wait + transfer + that step.
@@ -68,6 +69,14 @@ export interface PdSettings {
    * `--kv-release-timeout-ms` (vLLM's VLLM_NIXL_ABORT_REQUEST_TIMEOUT). Undefined: that flag's default.
    */
   readonly kvReleaseTimeoutMs?: number | undefined;
+  /**
+   * `--pd-layerwise`: the prefill engine sends each layer's KV as it computes it (Mooncake's
+   * layer-wise prefill), so only the link's backlog past the prefill lands on TTFT
+   * (src/model/kv-link.ts `kvTransfer`). It needs the decode side's blocks reserved when sending
+   * starts: a hand-off that waited for blocks moves its whole KV after the wait. Undefined or false:
+   * vLLM's NIXL flow, the whole KV after the prefill.
+   */
+  readonly layerwise?: boolean | undefined;
 }
 
 /** The default decode-side policy: least outstanding requests, as a live gateway would run it. */
@@ -82,6 +91,8 @@ export interface PdOutcome {
   readonly prefillInstances: number;
   readonly decodeInstances: number;
   readonly link: string;
+  /** `--pd-layerwise` was set (PdSettings.layerwise). */
+  readonly layerwise: boolean;
   /** The `--pd-policy` name (a pair policy, or the routing policy picking the decode side). */
   readonly policy: string;
   /** The pair policy's `--pd-params` as given ({} when none: its defaults). */
@@ -93,6 +104,7 @@ export interface PdOutcome {
   readonly kvReleaseTimeoutMs: number;
   /** Transfers that started (one per request that reached a decode instance's blocks). */
   readonly transfers: number;
+  /** Each started transfer's whole time on the link, ms, layer-wise or not. */
   readonly transferMsMean: number;
   readonly transferMsP99: number;
   /** Distinct KV bytes moved, all transfers together. */
@@ -161,11 +173,18 @@ export class PdHandoffs<T> {
     this.link = kvLink(settings.link);
   }
 
-  /** A hand-off for `request`, prefilled at `nowMs`, to decode instance `decode`. */
-  handoff(request: Request, payload: T, decode: number, nowMs: number): Handoff<T> {
+  /**
+   * A hand-off for `request`, prefilled at `nowMs`, to decode instance `decode`. `prefillStartMs`:
+   * when the prefill engine first scheduled the request (its prefill began computing, not queueing);
+   * with `layerwise`, the link sends alongside the prefill from then, so only what it has not sent by
+   * `nowMs` adds to TTFT.
+   */
+  handoff(request: Request, payload: T, decode: number, nowMs: number, prefillStartMs: number): Handoff<T> {
+    const layerwise = this.settings.layerwise === true;
     const transfer = kvTransfer(this.model, request.inputTokens, this.link, {
       prefillTp: this.tp,
       decodeTp: this.tp,
+      ...(layerwise ? { layerwise, prefillMs: Math.max(0, nowMs - prefillStartMs) } : {}),
     });
     const blocks = Math.ceil(request.inputTokens / this.blockSize);
     this.remotePrefills++;
@@ -236,7 +255,12 @@ export class PdHandoffs<T> {
       const head = queue[0] as Handoff<T>;
       if (!reserve(head)) break;
       queue.shift();
-      head.endMs = nowMs + head.transfer.ttftAddedMs;
+      // Layer-wise sending overlaps the prefill only when the decode side's blocks were there to
+      // receive it, i.e. reserved at the prefill's end without waiting: a hand-off that waited had
+      // its layers computed before there was room, so its whole KV moves now (ttftAddedMs equals
+      // transferMs without layer-wise).
+      const overlapped = nowMs === head.prefilledMs;
+      head.endMs = nowMs + (overlapped ? head.transfer.ttftAddedMs : head.transfer.transferMs);
       this.transferMs.push(head.transfer.transferMs);
       this.reserveWaitMs.push(nowMs - head.prefilledMs);
       this.kvBytes += head.transfer.bytes;
@@ -273,6 +297,7 @@ export class PdHandoffs<T> {
       prefillInstances: this.settings.prefillInstances,
       decodeInstances: this.settings.decodeInstances,
       link: this.link.name,
+      layerwise: this.settings.layerwise === true,
       policy: this.settings.pdPolicy ?? this.settings.decodePolicy.name,
       params: this.settings.pdParams ?? {},
       kvReleaseTimeoutMs: this.settings.kvReleaseTimeoutMs ?? PD_KV_RELEASE_TIMEOUT_MS_DEFAULT,
@@ -306,6 +331,8 @@ export function pdJson(outcome: PdOutcome | undefined): Record<string, JsonValue
       prefillInstances: outcome.prefillInstances,
       decodeInstances: outcome.decodeInstances,
       link: outcome.link,
+      // Only when set, so a run without it keeps its JSON as it was.
+      ...(outcome.layerwise ? { layerwise: true } : {}),
       policy: outcome.policy,
       params: toJsonValue(outcome.params),
       kvReleaseTimeoutMs: outcome.kvReleaseTimeoutMs,

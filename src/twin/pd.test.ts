@@ -221,7 +221,7 @@ test('--pd-conditional dynamo: short prompts stay local, long ones go remote, a 
   assert.equal(ask(3000, 2500, idlePool), false, 'the uncached part is short');
   assert.equal(ask(3000, 0, busyPool), false);
   const req = makeTwinRequest({ id: 'r', inputTokens: 3000, trueOutputTokens: 10, arrivalMs: 0 });
-  h.handoff(req, null, 0, 0);
+  h.handoff(req, null, 0, 0, 0);
   assert.deepEqual(
     [h.outcome().localPrefills, h.outcome().remotePrefills],
     [3, 1],

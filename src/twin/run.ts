@@ -140,6 +140,8 @@ export interface PdRunSettings {
    * PdSettings.kvReleaseTimeoutMs); undefined: PD_KV_RELEASE_TIMEOUT_MS_DEFAULT (src/model/kv-release.ts).
    */
   readonly kvReleaseTimeoutMs?: number | undefined;
+  /** `--pd-layerwise` (PdSettings.layerwise): KV sent layer by layer as the prefill runs. */
+  readonly layerwise?: boolean | undefined;
 }
 
 /**

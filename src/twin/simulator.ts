@@ -1263,7 +1263,7 @@ class Twin {
         if (this.fetches !== undefined) this.fetches.finished(twin, result);
         // The prefill pool's leg ended (an autoscaled pool counts it; a draining instance may stop).
         this.control?.onFinish(result, twin.instance, twin.offline);
-        this.prefilled(twin, result.finishMs);
+        this.prefilled(twin, result.finishMs, result.firstScheduledMs);
         return;
       }
       this.faults?.live[twin.instance.index]?.delete(twin);
@@ -1470,7 +1470,7 @@ class Twin {
    * now, as the gateway's attemptStarted, and the hand-off waits there for its blocks. An attempt
    * the decode engine refuses (past the context, or a KV that can never fit) ends as its 400 does.
    */
-  private prefilled(twin: TwinEngineRequest, nowMs: number): void {
+  private prefilled(twin: TwinEngineRequest, nowMs: number, prefillStartMs: number): void {
     const pd = this.pd as PdHandoffs<PdPayload>;
     const request = twin.source;
     const decodePolicy = pd.settings.decodePolicy;
@@ -1504,7 +1504,7 @@ class Twin {
       this.decodeRefused(twin, nowMs, !pastContext);
       return;
     }
-    pd.enqueue(pd.handoff(request, this.pdPayload(twin), decode.index, nowMs));
+    pd.enqueue(pd.handoff(request, this.pdPayload(twin), decode.index, nowMs, prefillStartMs));
     this.startTransfers(decode);
   }
 
