@@ -312,7 +312,7 @@ export function registerSimCommand(program: Command): void {
     )
     .option(
       '--json <file>',
-      'write the summary as JSON (every figure of the table; with --autoscaler also gpuHours, coldStarts and ' +
+      'write the summary as JSON (every figure of the table; with --autoscaler also gpuHours, billedUntilS, coldStarts and ' +
         'instancesOverTime; with --serverless-policy also ttftMs.cold/.warm; docs/autoscaling.md)',
     )
     .option('--html <file>', 'write a self-contained HTML report with plots')

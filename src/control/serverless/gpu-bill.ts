@@ -1,7 +1,8 @@
 /**
  * GPU-ms billed over closed intervals, each clipped at the run's end.
  *
- * A run's end is its last completion (the twin's `simulatedSeconds`), known only once the run is
+ * A run's end is the later of its last completion (the twin's `simulatedSeconds`) and the
+ * workload's declared end (`billedUntilS`, src/twin/workload-end.ts), known only once the run is
  * over, while a keep-alive timer or a held request's deadline may stop an instance (or free a GPU
  * held by sleepers) after it. Every bill must end there, as the bills of what still holds GPUs at the
  * end do, and as the instance counts over time do: an interval that closes at or before a time the
