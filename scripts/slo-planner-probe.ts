@@ -355,7 +355,8 @@ function boundTicks(file: string): BoundRun {
 /**
  * Why `bound` is not a run of this run's load (another --load, --hours, --start-h, scale or seed: its
  * request count differs) or its ticks are not this run's (another interval), or undefined. The two
- * runs may end a few ticks apart (each runs until its last completion); past the bound's end its
+ * runs may end a few ticks apart (each runs until the later of its last completion and the load's
+ * declared end); past the bound's end its
  * count is 0, as before.
  */
 function boundMismatch(

@@ -62,7 +62,11 @@ export interface ServerlessModelView {
   readonly inSystem: number;
   /** Requests held for an instance (the scale-from-zero buffer). */
   readonly held: number;
-  /** How long the oldest held request has waited, ms (0 or absent when none is held). */
+  /**
+   * How long requests have been held with no break, ms: from the first request held while none was
+   * (the host resets it when the buffer empties), so at least the oldest held request's wait; 0 or
+   * absent when none is held.
+   */
   readonly heldWaitedMs?: number | undefined;
   /** Time since the last arrival or end; 0 while requests are in the system. */
   readonly idleMs: number;

@@ -105,7 +105,8 @@ export function chatPrompt(rendered: string, end: VllmSampling['chatEnd']): stri
 const SEED_END = 2 ** 32 - 1;
 
 /**
- * A client's seed (any safe integer, as vLLM takes an int64) as the seed llama.cpp samples with:
+ * A client's seed (any integer of magnitude up to 2^63, as vLLM takes an int64; a JSON number past
+ * 2^53 arrives rounded) as the seed llama.cpp samples with:
  * node-llama-cpp clamps a negative seed to 0 (seeds -1 and -2 sampled alike), and llama.cpp reads
  * 0xFFFFFFFF as "pick a random seed", so seeds go modulo 2^32 - 1 into [0, 2^32 - 2].
  */
