@@ -17,7 +17,7 @@ test('the ceiling spans billedUntilS when the bills run past the last completion
   assert.ok(text.includes('pool ceiling 4,800 (all 4 slots for the whole run, billed to 1,200.0 s)'), text);
 });
 
-test('without a later end the span is the summary's own, and the text names no end', () => {
+test("without a later end the span is the summary's own, and the text names no end", () => {
   const plain = { gpuHours: 0.082, gpus: 4, shared: false };
   assert.deepEqual(poolSpan(SUMMARY, plain), { seconds: 74, ceilingGpuSeconds: 296 });
   const same = { ...plain, billedUntilS: 74, slotGpus: 4 };
