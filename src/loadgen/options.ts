@@ -7,7 +7,12 @@
 import { existsSync } from 'node:fs';
 import { invalidArgument, SwitchyardError, unknownName } from '../core/errors.ts';
 import { multiModelId } from '../workload/multi-model.ts';
-import { meanStageRateRps, WORKLOAD_REQUESTS_MAX, type WorkloadSpec } from '../workload/spec.ts';
+import {
+  expectedStageRequests,
+  meanStageRateRps,
+  WORKLOAD_REQUESTS_MAX,
+  type WorkloadSpec,
+} from '../workload/spec.ts';
 import { parseStages } from '../workload/synthetic.ts';
 import { ENDPOINTS, type Endpoint, parseBaseUrl } from './client.ts';
 import {
@@ -517,15 +522,8 @@ function checkExpectedRequests(
 ): void {
   if (requests !== undefined) return;
   let expected = 0;
-  if (stages !== undefined) {
-    let at = 0;
-    for (const s of stages) {
-      const seconds =
-        durationS === undefined ? s.durationS : Math.max(0, Math.min(s.durationS, durationS - at));
-      expected += s.rateRps * seconds;
-      at += s.durationS;
-    }
-  } else if (durationS !== undefined) expected = rateRps * durationS;
+  if (stages !== undefined) expected = expectedStageRequests(stages, durationS);
+  else if (durationS !== undefined) expected = rateRps * durationS;
   if (expected <= WORKLOAD_REQUESTS_MAX) return;
   const given =
     stages !== undefined ? `--stages '${flags.stages}'` : `--rate ${rateRps} x --duration ${durationS}`;

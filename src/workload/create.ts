@@ -13,6 +13,7 @@ import type { RatePoint } from './rate-profile.ts';
 import { checkReplay, readServegen, servegenRequests } from './servegen.ts';
 import { sessionRequests, systemPromptRequests } from './shared-prefix.ts';
 import {
+  expectedStageRequests,
   type LengthDist,
   WORKLOAD_DURATION_MAX_S,
   WORKLOAD_KINDS,
@@ -72,15 +73,8 @@ function expectedRequests(
     case 'gamma':
     case 'constant': {
       if (s.stages === undefined) return over(s.rateRps, 'rateRps (--rate)');
-      let count = 0;
-      let at = 0;
-      for (const stage of s.stages) {
-        const seconds = d === undefined ? stage.durationS : Math.max(0, Math.min(stage.durationS, d - at));
-        count += stage.rateRps * seconds;
-        at += stage.durationS;
-      }
       return {
-        count,
+        count: expectedStageRequests(s.stages, d),
         how: `the stages (--stages)${d === undefined ? '' : ` over durationS (--duration) ${d}`}`,
       };
     }

@@ -251,6 +251,22 @@ export function meanStageRateRps(stages: readonly RateStage[]): number {
   return requests / seconds;
 }
 
+/**
+ * The requests `stages` are expected to send (rate x seconds, summed), cut at `durationS` when
+ * given: what the run-size bound (WORKLOAD_REQUESTS_MAX) is checked against, in `sim` and `bench`.
+ */
+export function expectedStageRequests(stages: readonly RateStage[], durationS: number | undefined): number {
+  let count = 0;
+  let at = 0;
+  for (const stage of stages) {
+    const seconds =
+      durationS === undefined ? stage.durationS : Math.max(0, Math.min(stage.durationS, durationS - at));
+    count += stage.rateRps * seconds;
+    at += stage.durationS;
+  }
+  return count;
+}
+
 type RateFields = {
   rateRps?: number | undefined;
   stages?: RateStage[] | undefined;
