@@ -276,25 +276,30 @@ describe('gateway overload', { timeout: 120_000 }, () => {
     };
     const stats = () => getJson<Stats>(`${url}/stats`);
     let floodServed = 0;
-    const flood: { controller: AbortController; reply: Promise<number | 'aborted'> }[] = [];
+    const flood: { controller: AbortController; reply: Promise<number | string> }[] = [];
     const send = (path: string, body: unknown): void => {
       const controller = new AbortController();
-      const reply = fetch(url + path, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: 'Bearer sk-flood' },
-        body: JSON.stringify(body),
-        signal: controller.signal,
-      }).then(
-        async (res) => {
+      // The abort at the end can land while a body is still being read (the answer's headers came,
+      // its body did not): that read rejects too, so the whole exchange is guarded, not only fetch.
+      // Any other failure becomes a string naming it and its cause, which the outcome check below
+      // prints: rethrown here it would be an unhandled rejection, reported without a message.
+      const reply = (async (): Promise<number | string> => {
+        try {
+          const res = await fetch(url + path, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: 'Bearer sk-flood' },
+            body: JSON.stringify(body),
+            signal: controller.signal,
+          });
           await res.arrayBuffer();
           if (res.status === 200) floodServed++;
           return res.status;
-        },
-        (error: Error) => {
-          if (controller.signal.aborted) return 'aborted' as const;
-          throw error;
-        },
-      );
+        } catch (error) {
+          if (controller.signal.aborted) return 'aborted';
+          const cause = (error as { cause?: unknown }).cause;
+          return `${path} failed: ${String(error)}${cause === undefined ? '' : ` (cause: ${String(cause)})`}`;
+        }
+      })();
       flood.push({ controller, reply });
     };
     // About 45 KB of body and chain each (10,000-token prompts); with the embeddings below, more
