@@ -42,7 +42,7 @@ const DEMO = {
   sloTpotMs: 100,
 } as const;
 
-/** Registers `switchyard demo`, what `npm start` runs until the live gateway lands. */
+/** Registers `switchyard demo`, what `npm run demo` runs (`npm start` runs `switchyard serve`). */
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
@@ -87,6 +87,13 @@ export function registerDemoCommand(program: Command): void {
       'run each policy alone, without the shared early-rejection step (goodput and mooncake then refuse on their own)',
     )
     .option('--no-progress', 'do not draw progress bars')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  switchyard demo   (npm run demo: the seven default policies, each with its goodput sweep)\n' +
+        '  switchyard demo --policies least-request,goodput --no-goodput --html out/demo.html\n' +
+        '  switchyard demo --trace sample:azure-conv --instances 4 --rate-scale 8',
+    )
     .action(async (flags: DemoFlags) => {
       const names = flags.policies
         .split(',')

@@ -129,6 +129,13 @@ export function registerEngineCommand(program: Command): void {
         'Once listening it prints one JSON line on stdout:\n' +
         '  {"event":"ready","engine":"sim","url":"http://127.0.0.1:PORT","model":"...","kvEvents":"tcp://...|null"}\n' +
         'SIGTERM or SIGINT stops accepting, lets in-flight requests finish, and exits 0.',
+    )
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  switchyard engine sim --port 8000 --time-scale 0.05 --kv-events none\n' +
+        '  switchyard engine llama --model .cache/models/tiny-llama.gguf --port 8001\n' +
+        "Each command's own --help lists its flags.",
     );
   engine
     .command('sim')
@@ -231,6 +238,17 @@ export function registerEngineCommand(program: Command): void {
       'with --pd-protocol sglang: a decode waits this long for its room on the prefill engine',
       positiveInt,
       30_000,
+    )
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  switchyard engine sim --port 8000   (Llama-3.1-8B on one H100, in real time)\n' +
+        "  curl http://127.0.0.1:8000/v1/completions -H 'content-type: application/json' \\\n" +
+        '    -d \'{"model":"llama-3.1-8b","prompt":"Hello","max_tokens":8}\'\n' +
+        '  # Qwen2.5-7B on an A100-80GB running at most 128 sequences, ten times faster than modelled\n' +
+        '  switchyard engine sim --port 8000 --gpu a100-80gb --model qwen2.5-7b --max-num-seqs 128 --time-scale 0.1\n' +
+        '  # one side of a disaggregated pair (the other: --pd-role decode; docs/disaggregation.md)\n' +
+        '  switchyard engine sim --port 8100 --pd-role prefill --pd-protocol vllm',
     )
     .action(async (flags: SimEngineFlags) => {
       await runSimEngine(flags);

@@ -339,6 +339,14 @@ export function registerLlamaEngineCommand(engine: Command): void {
       positiveInt,
       KV_WAIT_TIMEOUT_MS_DEFAULT,
     )
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  node --import tsx scripts/make-tiny-gguf.ts   (writes .cache/models/tiny-llama.gguf: random weights, gibberish text)\n' +
+        '  switchyard engine llama --model .cache/models/tiny-llama.gguf --port 8001 --sequences 8 --threads 2\n' +
+        "  curl http://127.0.0.1:8001/v1/completions -H 'content-type: application/json' \\\n" +
+        '    -d \'{"model":"tiny-llama","prompt":"Hello","max_tokens":8}\'',
+    )
     .action(async (flags: LlamaEngineFlags) => {
       await runLlamaEngine(flags);
     });
