@@ -81,3 +81,26 @@ function contentText(content: unknown, at: string): string {
   }
   return text;
 }
+
+/**
+ * The event that ends a Responses stream an error cut after its head went out (an engine gone
+ * mid-stream, a timeout, a drain): OpenAI's `error` event (`type`, `sequence_number`, `code`,
+ * `message`, `param`), plus the error object nested as `error`. A chat stream's bare
+ * `data: {"error": ...}` is no Responses event: the Vercel AI SDK's `@ai-sdk/openai` validates every
+ * event against its Responses schemas and reported a page of schema mismatches instead of the
+ * message. The nested object keeps the openai SDKs raising an APIError with the code, as they do
+ * for any event whose data has `error`; the AI SDK reads either form. `sequenceNumber` continues the
+ * stream's numbering (the events relayed so far). No `[DONE]` follows: a Responses stream has none.
+ */
+export function responsesErrorEvent(error: SwitchyardError, sequenceNumber: number): string {
+  const e = error.toJSON().error;
+  const data = {
+    type: 'error',
+    sequence_number: sequenceNumber,
+    code: e.code,
+    message: e.message,
+    param: e.param,
+    error: e,
+  };
+  return `event: error\ndata: ${JSON.stringify(data)}\n\n`;
+}

@@ -10,8 +10,8 @@
  * Until the first byte is written to the client, a failed attempt (connection error, 5xx, 429,
  * first-byte timeout, a stalled backend, a truncated answer) is retried on another instance after a
  * jittered backoff, up to `limits.retries`. After it, a failure ends an SSE stream with an error
- * event and `[DONE]`; a non-streaming response is cut (the socket is destroyed), which no client
- * mistakes for success. A committed response that gets no upstream byte for
+ * event and `[DONE]` (a Responses stream: OpenAI's `error` event, no `[DONE]`); a non-streaming
+ * response is cut (the socket is destroyed), which no client mistakes for success. A committed response that gets no upstream byte for
  * `limits.streamIdleTimeoutMs` ends the same way (SY_ERR_TIMEOUT). Every timer is the gateway's one
  * periodic sweep (`Exchange.checkTimers`), which also re-routes attempts on stalled backends
  * (src/gateway/stall.ts); the per-chunk cost of that bookkeeping is two field writes on a coarse
@@ -23,6 +23,7 @@ import { LogLimiter, withSuppressed } from '../adapters/log-limiter.ts';
 import { type ErrorCode, SwitchyardError } from '../core/errors.ts';
 import { SSE_DONE, sseEvent } from '../core/openai-api.ts';
 import type { Request } from '../core/request.ts';
+import { responsesErrorEvent } from '../core/responses-api.ts';
 import type { RoutingPolicy } from '../policies/routing/types.ts';
 import type { BackendConfig, LimitsConfig } from './config.ts';
 import { bodyWithEnginePriority, type EnginePriorityOrder, enginePriorityOf } from './engine-priority.ts';
@@ -364,8 +365,7 @@ export class Exchange {
       return;
     }
     if (this.stream) {
-      res.write((this.attempt?.resync() ?? '') + sseEvent(error.toJSON()));
-      res.end(SSE_DONE);
+      res.end(this.attempt?.streamErrorTail(error) ?? streamErrorTail(this.kind, undefined, error));
     } else {
       res.destroy();
     }
@@ -504,9 +504,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
     ex.fail(new SwitchyardError('SY_ERR_TIMEOUT', `${detail}; the response is incomplete`));
   }
 
-  /** What an error event appended to this stream must follow (see SseScanner.resync). */
-  resync(): string {
-    return this.scanner?.resync() ?? '';
+  /** What ends this attempt's stream with `error` (see streamErrorTail). */
+  streamErrorTail(error: SwitchyardError): string {
+    return streamErrorTail(this.ex.kind, this.scanner, error);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -624,12 +624,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     const error = new SwitchyardError(
       'SY_ERR_UPSTREAM',
-      `${this.backend.id} ended the stream without a [DONE] event`,
+      `${this.backend.id} ended the stream without ${ex.kind === 'responses' ? 'a response.completed or response.incomplete' : 'a [DONE]'} event`,
     );
     ex.finish({ ok: false, code: error.code }, () => {
       if (ex.res.destroyed) return;
-      ex.res.write(scanner.resync() + sseEvent(error.toJSON()));
-      ex.res.end(SSE_DONE);
+      ex.res.end(streamErrorTail(ex.kind, scanner, error));
     });
   }
 
@@ -747,6 +746,23 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     return digits > 0 ? n : undefined;
   }
+}
+
+/**
+ * What ends a committed stream of `kind` that `error` cut: what completes an event the upstream
+ * left half-sent (SseScanner.resync), then the error as an event of the stream's own API. A
+ * Responses stream gets OpenAI's `error` event numbered after the events relayed
+ * (responsesErrorEvent) and no `[DONE]`; a chat or completion stream the error object as data,
+ * then `[DONE]`.
+ */
+export function streamErrorTail(
+  kind: ExchangeKind,
+  scanner: SseScanner | undefined,
+  error: SwitchyardError,
+): string {
+  const resync = scanner?.resync() ?? '';
+  if (kind === 'responses') return resync + responsesErrorEvent(error, scanner?.events ?? 0);
+  return resync + sseEvent(error.toJSON()) + SSE_DONE;
 }
 
 /**

@@ -1,0 +1,96 @@
+/**
+ * End-to-end: what the Node clients after the openai SDK found wanting in `switchyard serve` (stop
+ * 31, task E: the Vercel AI SDK, `ai` 6 with `@ai-sdk/openai-compatible` 2 and `@ai-sdk/openai` 3,
+ * and LangChain JS, `@langchain/openai` 1.5, run by hand from a folder outside the repository; the
+ * project does not depend on them, so each finding is held here with the requests they send, over
+ * fetch, and what they need of the answer: docs/gateway.md "Clients checked").
+ *
+ * - A Responses stream the gateway had to cut after its head (the engine gone mid-stream, a
+ *   timeout, a drain) ended with a chat stream's `data: {"error": ...}` and `data: [DONE]`, which
+ *   are no Responses events: `@ai-sdk/openai` validates every event against its Responses schemas,
+ *   so `streamText` reported a page of schema mismatches ("Type validation failed ... invalid_union")
+ *   in place of the gateway's message. It now ends with OpenAI's `error` event.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MODEL, sseData, Teardown } from './support/cluster.ts';
+import { fileSetUp } from './support/file-set-up.ts';
+import { startSimGateway } from './support/sim-gateway.ts';
+
+/** One engine at real speed, killed mid-stream by the test that needs it. */
+const doomed = fileSetUp(new Teardown(), ['sims', 'engine', 'gw'], (teardown) =>
+  startSimGateway(teardown, {}, 1, ['--time-scale', '1', '--kv-events', 'none']),
+);
+
+/** One SSE event as a client parses it: the `event:` line's value (if any) and the data. */
+interface SseEvent {
+  readonly event: string | undefined;
+  readonly data: string;
+}
+
+function sseEvents(text: string): SseEvent[] {
+  const out: SseEvent[] = [];
+  for (const block of text.split('\n\n')) {
+    let event: string | undefined;
+    const data: string[] = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith('event: ')) event = line.slice(7);
+      else if (line.startsWith('data: ')) data.push(line.slice(6));
+    }
+    if (data.length > 0) out.push({ event, data: data.join('\n') });
+  }
+  return out;
+}
+
+describe('a Responses stream cut mid-way', () => {
+  it('ends with a Responses error event (type, sequence_number, code, message), no [DONE]', async () => {
+    const res = await fetch(`${doomed.gw.url}/v1/responses`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      // @ai-sdk/openai's streamText body.
+      body: JSON.stringify({
+        model: MODEL,
+        input: [{ role: 'user', content: [{ type: 'input_text', text: 'Talk for a long time.' }] }],
+        max_output_tokens: 2000,
+        stream: true,
+      }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    assert.equal(res.status, 200);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    let killed = false;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+      if (!killed && text.split('event: response.output_text.delta\n').length > 3) {
+        killed = true;
+        await doomed.engine.kill('SIGKILL');
+      }
+    }
+    assert.ok(killed, 'the stream ended before three deltas');
+    const events = sseEvents(text);
+    assert.ok(!sseData(text).includes('[DONE]'), 'a Responses stream has no [DONE]');
+    // Every event is a typed Responses event, numbered in order (what the AI SDK validates).
+    const parsed = events.map((e) => JSON.parse(e.data) as Record<string, unknown>);
+    for (const [i, data] of parsed.entries()) {
+      assert.equal(typeof data['type'], 'string', `event ${i}: ${events[i]?.data}`);
+      assert.equal(data['sequence_number'], i, `event ${i}: ${events[i]?.data}`);
+      assert.equal(events[i]?.event, data['type'], `event ${i}`);
+    }
+    const last = parsed.at(-1) as Record<string, unknown>;
+    assert.equal(last['type'], 'error', JSON.stringify(last));
+    assert.equal(last['code'], 'SY_ERR_UPSTREAM');
+    assert.match(String(last['message']), /failed mid-response/);
+    assert.equal(last['param'], null);
+    // Nested too: the openai SDKs raise an APIError with this code for an event whose data has `error`.
+    assert.deepEqual(last['error'], {
+      message: last['message'],
+      type: 'server_error',
+      code: 'SY_ERR_UPSTREAM',
+      param: null,
+    });
+  });
+});
