@@ -23,9 +23,9 @@
  *   `incomplete_details: {"reason": "max_output_tokens"}` and its message item `incomplete`, as
  *   OpenAI answers; one that ends on its own is `completed`.
  *
- * Stored responses (`previous_response_id`, `conversation`), tools (and a `tool_choice` that
- * demands one), input items that are not messages (tool calls and outputs, item references),
- * structured output (`text.format` other than text), log probabilities and background mode are
+ * Stored responses (`previous_response_id`, `conversation`), tools (but for `tool_choice: "none"`:
+ * served as text, as on chat) and a `tool_choice` that demands one, input items that are not
+ * messages (tool calls and outputs, item references), structured output (`text.format` other than text), log probabilities and background mode are
  * refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored.
  */
 import type { ServerResponse } from 'node:http';
@@ -47,7 +47,8 @@ export interface ResponsesHost {
 /** Responses fields the built-in engines refuse, and why (each is 400 naming the field). */
 const UNSUPPORTED: readonly {
   readonly param: string;
-  readonly asked: (v: unknown) => boolean;
+  /** Whether the body asks for it: `v` is the field's value. */
+  readonly asked: (v: unknown, body: Record<string, unknown>) => boolean;
   readonly why: string;
 }[] = [
   {
@@ -62,7 +63,9 @@ const UNSUPPORTED: readonly {
   },
   {
     param: 'tools',
-    asked: (v) => Array.isArray(v) && v.length > 0,
+    // Tools the request forbids calling (`tool_choice: "none"`) only describe, as on chat
+    // (builtinEngineRefusal): vLLM serves such a request as text, and so does a built-in engine.
+    asked: (v, body) => Array.isArray(v) && v.length > 0 && body['tool_choice'] !== 'none',
     why: 'the built-in engines generate filler text and call no tools',
   },
   {
@@ -149,7 +152,7 @@ export function parseResponsesBody(body: unknown): ParsedCompletionRequest {
     throw invalid('body', 'expected a JSON object');
   const b = body as Record<string, unknown>;
   for (const { param, asked, why } of UNSUPPORTED)
-    if (asked(unsupportedValue(b, param)))
+    if (asked(unsupportedValue(b, param), b))
       throw new SwitchyardError(
         'SY_ERR_UNSUPPORTED_PARAMETER',
         `parameter '${param}' is not supported by the built-in engines: ${why}`,

@@ -10,13 +10,18 @@
  *   are no Responses events: `@ai-sdk/openai` validates every event against its Responses schemas,
  *   so `streamText` reported a page of schema mismatches ("Type validation failed ... invalid_union")
  *   in place of the gateway's message. It now ends with OpenAI's `error` event.
+ * - `tools` with `tool_choice: "none"` on /v1/responses was 400 naming `tools` on the built-in
+ *   engines, while chat serves it (stop 25): the AI SDK's `generateText({ tools, toolChoice: 'none' })`
+ *   through `@ai-sdk/openai`'s default (Responses) model failed where its chat model worked.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MODEL, sseData, Teardown } from './support/cluster.ts';
+import { MODEL, post, sseData, Teardown } from './support/cluster.ts';
 import { fileSetUp } from './support/file-set-up.ts';
-import { startSimGateway } from './support/sim-gateway.ts';
+import { simGateway, startSimGateway } from './support/sim-gateway.ts';
 
+/** Quick engines for the whole answers. */
+const quick = simGateway();
 /** One engine at real speed, killed mid-stream by the test that needs it. */
 const doomed = fileSetUp(new Teardown(), ['sims', 'engine', 'gw'], (teardown) =>
   startSimGateway(teardown, {}, 1, ['--time-scale', '1', '--kv-events', 'none']),
@@ -92,5 +97,58 @@ describe('a Responses stream cut mid-way', () => {
       code: 'SY_ERR_UPSTREAM',
       param: null,
     });
+  });
+});
+
+describe('Responses tools the request forbids calling', () => {
+  // @ai-sdk/openai's body for generateText({ tools, toolChoice: 'none' }) on its Responses model.
+  const body = (toolChoice: string, stream: boolean): object => ({
+    model: MODEL,
+    input: [{ role: 'user', content: [{ type: 'input_text', text: 'weather in Paris?' }] }],
+    max_output_tokens: 4,
+    tools: [
+      {
+        type: 'function',
+        name: 'weather',
+        description: 'the weather in a city',
+        parameters: {
+          $schema: 'http://json-schema.org/draft-07/schema#',
+          type: 'object',
+          properties: { city: { type: 'string' } },
+          required: ['city'],
+          additionalProperties: false,
+        },
+      },
+    ],
+    tool_choice: toolChoice,
+    ...(stream ? { stream: true } : {}),
+  });
+
+  it('are served as text with tool_choice "none", as chat serves them; "auto" is still refused', async () => {
+    const whole = await post(quick.gw.url, '/v1/responses', body('none', false));
+    assert.equal(whole.status, 200, whole.text);
+    const response = JSON.parse(whole.text) as {
+      status: string;
+      tool_choice: string;
+      output: { type: string; content: { text: string }[] }[];
+      usage: { output_tokens: number };
+    };
+    assert.equal(response.status, 'incomplete');
+    assert.equal(response.tool_choice, 'none');
+    assert.equal(response.output[0]?.type, 'message');
+    assert.ok((response.output[0]?.content[0]?.text ?? '').length > 0);
+    assert.equal(response.usage.output_tokens, 4);
+
+    const streamed = await post(quick.gw.url, '/v1/responses', body('none', true));
+    assert.equal(streamed.status, 200, streamed.text);
+    const types = sseData(streamed.text).map((d) => (JSON.parse(d) as { type: string }).type);
+    assert.equal(types.filter((t) => t === 'response.output_text.delta').length, 4, types.join());
+    assert.equal(types.at(-1), 'response.incomplete');
+
+    const auto = await post(quick.gw.url, '/v1/responses', body('auto', false));
+    assert.equal(auto.status, 400, auto.text);
+    const error = (JSON.parse(auto.text) as { error: { code: string; param: string } }).error;
+    assert.equal(error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
+    assert.equal(error.param, 'tools');
   });
 });
