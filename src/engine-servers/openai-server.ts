@@ -17,7 +17,8 @@
  *   choice, one answer (`multi-choice.ts`), as vLLM's.
  * - A known path with the wrong method: 405 SY_ERR_METHOD_NOT_ALLOWED with an Allow header.
  *
- * Errors are OpenAI-style JSON from SwitchyardError: a bad body 400, a wrong model 404, a body past
+ * Errors are OpenAI-style JSON from SwitchyardError: a bad body 400, a body not sent as
+ * `application/json` 415 (the gateway's rule, core/content-type.ts), a wrong model 404, a body past
  * `bodyBytesMax` 413, more than `maxWaiting` queued 429 with Retry-After (the gateway retries it on
  * another instance), shutting down 503. A client that disconnects aborts its generation. A request
  * Node's HTTP parser refuses (garbage, HTTP/1.1 without Host) gets a JSON 400 too, then the
@@ -35,6 +36,7 @@ import {
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { listenOn } from '../adapters/listen.ts';
+import { contentTypeRefusal } from '../core/content-type.ts';
 import { invalidArgument, SwitchyardError } from '../core/errors.ts';
 import {
   builtinEngineRefusal,
@@ -730,15 +732,21 @@ class EngineHttpServer {
       sendError(res, shuttingDown(), { connection: 'close' });
       return undefined;
     }
+    // Not JSON by its Content-Type: 415, as the gateway answers (one rule, core/content-type.ts).
+    // The body is still read (within its bound) so a client still sending sees the answer.
+    const refusal = contentTypeRefusal(req.headers['content-type']);
     this.reading.add(res);
     let body: unknown;
     try {
-      body = parseJson(await readBody(req, this.bodyBytesMax));
+      const raw = await readBody(req, this.bodyBytesMax);
+      if (refusal !== undefined) throw refusal;
+      body = parseJson(raw);
     } catch (error) {
       // Answered already (the shutdown's grace ran out while it arrived): nothing more to say.
       if (res.headersSent) return undefined;
       const tooBig = error instanceof SwitchyardError && error.code === 'SY_ERR_REQUEST_TOO_LARGE';
-      sendError(res, error as Error, tooBig ? { connection: 'close' } : {});
+      // Past the body bound the refusal still wins, as at the gateway, and the connection closes.
+      sendError(res, refusal ?? (error as Error), tooBig ? { connection: 'close' } : {});
       return undefined;
     } finally {
       this.reading.delete(res);

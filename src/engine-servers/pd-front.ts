@@ -18,6 +18,7 @@ import {
 } from 'node:http';
 import { listenOn } from '../adapters/listen.ts';
 import { untilSignal, whenParentGone } from '../adapters/process-signals.ts';
+import { contentTypeRefusal } from '../core/content-type.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import type { EngineBackend } from './backend.ts';
 import { startOpenAiServer } from './openai-server.ts';
@@ -125,7 +126,13 @@ export abstract class PdFrontBase {
       if (name !== undefined) this.names.set(res, name);
       const path = (req.url ?? '/').split('?')[0];
       const served =
-        req.method === 'POST' && path === '/v1/responses' ? this.responses(req, res) : this.handle(req, res);
+        req.method === 'POST' && path === '/v1/responses'
+          ? this.responses(req, res)
+          : req.method === 'POST' &&
+              (path === '/v1/chat/completions' || path === '/v1/completions') &&
+              contentTypeRefusal(req.headers['content-type']) !== undefined
+            ? this.passRefused(req, res)
+            : this.handle(req, res);
       served.catch((error: unknown) =>
         sendError(
           res,
@@ -136,6 +143,18 @@ export abstract class PdFrontBase {
       );
     });
     this.http.keepAliveTimeout = FRONT_KEEP_ALIVE_MS;
+  }
+
+  /**
+   * A chat or completions body that is not JSON by its Content-Type goes to the inner server as it
+   * came, whose refusal (415, core/content-type.ts: the gateway's rule) the client gets. Read here,
+   * it would be parsed, rewritten and sent on as application/json, and served.
+   */
+  private async passRefused(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const headers: Record<string, string> = {};
+    for (const h of ['content-type', 'content-length', 'accept'])
+      if (typeof req.headers[h] === 'string') headers[h] = req.headers[h] as string;
+    this.proxy(res, { path: req.url ?? '/', method: 'POST', headers, body: req });
   }
 
   /** Routes one client request. */

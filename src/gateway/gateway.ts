@@ -15,6 +15,7 @@ import { listenOn } from '../adapters/listen.ts';
 import { kvEventsRefusal, policyTypeOf } from '../adapters/tokenizer/config.ts';
 import type { PromptTokenizer } from '../adapters/tokenizer/load.ts';
 import { loadModelTokenizers } from '../adapters/tokenizer/models.ts';
+import { contentTypeRefusal } from '../core/content-type.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import type { Request, Slo } from '../core/request.ts';
 import { Rng } from '../core/rng.ts';
@@ -53,7 +54,6 @@ import {
   perfModelIdOf,
 } from './config.ts';
 import { ACCEPTED_ENCODING, contentEncodingRefusal } from './content-encoding.ts';
-import { contentTypeRefusal } from './content-type.ts';
 import { Cors, handleCors } from './cors.ts';
 import { roleCheckOf } from './engine-role.ts';
 import type { FeedTarget, SignalFeeds } from './feeds.ts';

@@ -467,7 +467,9 @@ export class PdFrontServer extends PdFrontBase {
     if (method === 'POST' && path === '/pd/notify') return this.notify(req, res);
     const room = /^\/pd\/(bootstrap|release)\/(\d{1,20})$/.exec(path);
     if (room !== null) return this.bootstrap(room[1] as string, room[2] as string, method, res);
-    this.pass(req, res, path, req.headers['content-type'] === undefined ? undefined : req);
+    // The client's body goes on whatever its Content-Type: kept back when it had none, the inner
+    // server waited for the Content-Length it was told (a POST without a type hung, not refused).
+    this.pass(req, res, path, req);
   }
 
   /** vLLM: the decode side read the KV of a transfer; the prefill side releases it. */

@@ -1,13 +1,17 @@
 /**
- * Request bodies of the OpenAI endpoints are JSON, and the gateway takes them only when they say so
+ * Request bodies of the OpenAI endpoints are JSON, and Switchyard takes them only when they say so
  * (`Content-Type: application/json`, any parameters such as `charset` allowed), as vLLM's OpenAI
  * server does (its `validate_json_request` refuses any other media type, a missing one included).
  * Without this a `text/plain` body was parsed as JSON anyway, and `curl -d` (which sends
  * `application/x-www-form-urlencoded`) worked here and failed on vLLM behind the same URL. The
- * refusal is RFC 9110's 415 with the one stable code for bodies the gateway does not take
+ * refusal is RFC 9110's 415 with the one stable code for bodies Switchyard does not take
  * (SY_ERR_UNSUPPORTED_MEDIA_TYPE), saying which header to send.
+ *
+ * One rule for both servers that read these bodies: the gateway (src/gateway/gateway.ts) and the
+ * built-in engines' OpenAI server (src/engine-servers/openai-server.ts), so a client pointed at an
+ * engine directly is answered as one pointed at the gateway.
  */
-import { SwitchyardError } from '../core/errors.ts';
+import { SwitchyardError } from './errors.ts';
 
 /** The one media type a request body of the OpenAI endpoints may have. */
 export const ACCEPTED_CONTENT_TYPE = 'application/json';
