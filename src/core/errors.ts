@@ -75,6 +75,12 @@ export const ERRORS = {
   /** `POST /sleep` while the engine still runs requests: drain it first (in-flight work would be lost). */
   SY_ERR_ENGINE_BUSY: { status: 409, type: 'invalid_request_error' },
   /**
+   * `POST /update_weights_from_disk` named a checkpoint of another architecture or other shapes
+   * (layers, width, heads, KV heads, FFN, vocabulary) than the engine's model: only a fine-tune of
+   * the same base loads in place; the engine keeps its model.
+   */
+  SY_ERR_MODEL_MISMATCH: { status: 400, type: 'invalid_request_error' },
+  /**
    * A request body in a content coding the host does not decode (`Content-Encoding: gzip`): RFC
    * 9110's 415, with `Accept-Encoding: identity` saying what it takes; or one whose Content-Type is
    * not application/json (none, text/plain, a form), which vLLM refuses too (`param` content-type).

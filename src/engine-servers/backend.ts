@@ -8,6 +8,7 @@ import { SwitchyardError } from '../core/errors.ts';
 import type { ParsedCompletionRequest } from '../core/openai-api.ts';
 import type { EngineSleep } from './sleep-mode.ts';
 import type { VllmSampling } from './vllm-extras.ts';
+import type { EngineWeightUpdate } from './weight-update.ts';
 
 /** Why a generation ended, in OpenAI's words. */
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -117,6 +118,11 @@ export interface EngineBackend {
    * `POST /wake_up` and `GET /is_sleeping` to it (sleep-mode.ts); without it they answer 404.
    */
   readonly sleepMode?: EngineSleep | undefined;
+  /**
+   * Optional: SGLang's in-place checkpoint swap: the server then routes `POST /update_weights_from_disk`
+   * to it (weight-update.ts); without it the route answers 404.
+   */
+  readonly weightUpdate?: EngineWeightUpdate | undefined;
   /** Optional: called once the server listens and the ready line is out (the start-up's end). */
   markReady?(): void;
   /** Stops accepting work and frees resources; pending generations end with onError. */

@@ -112,14 +112,14 @@ export function handleSleepRoute(
 }
 
 /**
- * Runs sleep-mode calls one at a time, in order (both built-in engines' rule); a failed call does
- * not stop the ones after it.
+ * Runs sleep-mode calls one at a time, in order (both built-in engines' rule), and a weight swap
+ * (weight-update.ts) between them; a failed call does not stop the ones after it.
  */
 export class SleepCallQueue {
-  private chain: Promise<void> = Promise.resolve();
+  private chain: Promise<unknown> = Promise.resolve();
 
   /** Runs `step` after every call queued before it. */
-  run(step: () => Promise<void>): Promise<void> {
+  run<T = void>(step: () => Promise<T>): Promise<T> {
     const run = this.chain.then(step);
     this.chain = run.catch(() => {});
     return run;

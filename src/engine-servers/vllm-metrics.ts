@@ -47,6 +47,11 @@ export class VllmMetrics {
   private readonly e2e: Histogram;
   private readonly success: Record<FinishReason, Counter.Internal>;
 
+  /** The model served changed (a weight swap): every series is labelled with the new name from now on. */
+  renameModel(modelName: string): void {
+    this.registry.setDefaultLabels({ model_name: modelName, engine: '0' });
+  }
+
   constructor(modelName: string) {
     const registers = [this.registry];
     this.registry.setDefaultLabels({ model_name: modelName, engine: '0' });

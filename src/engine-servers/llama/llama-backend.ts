@@ -37,9 +37,21 @@ import {
   type GenerationUsage,
   outOfVocabulary,
 } from '../backend.ts';
-import { engineAsleep } from '../sleep-mode.ts';
+import { engineAsleep, engineShuttingDown } from '../sleep-mode.ts';
 import type { VllmSampling } from '../vllm-extras.ts';
+import {
+  type EngineWeightUpdate,
+  engineBusyToSwap,
+  engineSwapping,
+  modelMismatch,
+  shapeDifferences,
+  WeightSwapGate,
+  type WeightUpdateRequest,
+  type WeightUpdateResult,
+  weightUpdateMetricsText,
+} from '../weight-update.ts';
 import { checkGgufHeader } from './gguf-header.ts';
+import { type GgufShape, ggufShape, readGgufShape } from './gguf-shape.ts';
 import { LlamaSleep } from './sleep.ts';
 
 export { SEQUENCES_DEFAULT, THREADS_DEFAULT } from './defaults.ts';
@@ -88,6 +100,8 @@ export interface LlamaBackendOptions {
   readonly kvState?: KvStateHooks;
   /** vLLM's `--enable-sleep-mode`: sleep frees the context and model, a wake reloads them (./sleep.ts). */
   readonly enableSleepMode?: boolean;
+  /** Longest load of `POST /update_weights_from_disk` (../weight-update.ts), ms; default 120 s. */
+  readonly weightUpdateTimeoutMs?: number;
 }
 
 /**
@@ -397,7 +411,8 @@ export class LlamaRuntime {
 
 /** An EngineBackend generating with node-llama-cpp on the CPU. Create with `LlamaBackend.open()`. */
 export class LlamaBackend implements EngineBackend {
-  readonly modelId: string;
+  /** The model id served; a weight swap changes it. */
+  private servedId: string;
   /** Tokens each sequence holds at most. */
   readonly contextSize: number;
   readonly sequences: number;
@@ -423,19 +438,29 @@ export class LlamaBackend implements EngineBackend {
   }
   /** Sleep mode, with `enableSleepMode` (./sleep.ts); undefined otherwise (its routes answer 404). */
   readonly sleepMode: LlamaSleep | undefined;
+  /** SGLang's in-place checkpoint swap (../weight-update.ts); undefined on a P/D side. */
+  readonly weightUpdate: EngineWeightUpdate | undefined;
+  /** The loaded model's shape: what a swapped-in checkpoint must match. */
+  private shape: GgufShape;
+  private readonly swapGate: WeightSwapGate;
+  /** A swap loads new weights: generations are refused until it ends. */
+  private swapLoading = false;
 
   private constructor(
     private readonly llama: Llama,
-    /** Replaced by a wake from sleep (disposed while asleep). */
+    /** Replaced by a wake from sleep (disposed while asleep) and by a weight swap. */
     private model: LlamaModel,
     private context: LlamaContext,
     options: LlamaBackendOptions & { startup: StartupClock; log: (line: string) => void },
-    private readonly load: ModelLoad,
+    /** How the model loads: a swap points it at the new checkpoint, which a wake then reloads. */
+    private load: ModelLoad,
   ) {
     this.startup = options.startup;
     this.log = options.log;
     this.kvState = options.kvState;
-    this.modelId = options.modelId ?? modelIdFromPath(options.modelPath);
+    this.servedId = options.modelId ?? modelIdFromPath(options.modelPath);
+    this.shape = ggufShape(model.fileInfo);
+    this.swapGate = new WeightSwapGate(options.weightUpdateTimeoutMs);
     this.contextSize = context.contextSize;
     this.sequences = context.totalSequences;
     this.waitingMax = options.maxWaiting ?? WAITING_MAX_DEFAULT;
@@ -453,6 +478,110 @@ export class LlamaBackend implements EngineBackend {
             reloadModel: () => this.reloadModel(),
           })
         : undefined;
+    const gate = this.swapGate;
+    this.weightUpdate =
+      options.kvState === undefined
+        ? {
+            updateWeightsFromDisk: (request) => this.swapWeights(request),
+            get weightUpdates() {
+              return gate.completed;
+            },
+          }
+        : undefined;
+  }
+
+  /** The model id served (the file's name or --served-model-name; a weight swap's after one). */
+  get modelId(): string {
+    return this.servedId;
+  }
+
+  /**
+   * `POST /update_weights_from_disk` (../weight-update.ts): loads the GGUF at `modelPath` in place of
+   * the current model when its shape (gguf-shape.ts) is the same. Awake, the new model and its
+   * context load first and the old ones are freed only once they are up, so a file llama.cpp cannot
+   * load leaves the engine serving its model; asleep, only the path changes and the next wake loads
+   * it. 409 while requests run or another swap does; generations during the load get 503.
+   */
+  private swapWeights(request: WeightUpdateRequest): Promise<WeightUpdateResult> {
+    if (this.closed) return Promise.reject(engineShuttingDown());
+    const unfinished = this.active.size + this.queue.length;
+    if (unfinished > 0 && !this.swapGate.running) return Promise.reject(engineBusyToSwap(unfinished));
+    return this.swapGate.run(async (answered) => {
+      const path = request.modelPath;
+      const shape = await readGgufShape(path);
+      const differences = shapeDifferences(this.shape, shape);
+      if (differences.length > 0) throw modelMismatch(path, differences);
+      const modelId = request.servedModelName ?? modelIdFromPath(path);
+      const load: ModelLoad = { ...this.load, loadOptions: { ...this.load.loadOptions, modelPath: path } };
+      const step = () => this.swapStep(load, shape, modelId, answered);
+      return this.sleepMode === undefined ? step() : this.sleepMode.exclusive(step);
+    });
+  }
+
+  /** The swap proper, between sleep-mode calls (see swapWeights). */
+  private async swapStep(
+    load: ModelLoad,
+    shape: GgufShape,
+    modelId: string,
+    answered: () => boolean,
+  ): Promise<WeightUpdateResult> {
+    const path = load.loadOptions.modelPath;
+    if (this.sleepMode?.isSleeping === true) {
+      this.load = load;
+      this.shape = shape;
+      this.servedId = modelId;
+      return {
+        modelId,
+        message: `the engine is asleep: ${path} loads at the next wake, served as '${modelId}'`,
+      };
+    }
+    const unfinished = this.active.size + this.queue.length;
+    if (unfinished > 0) throw engineBusyToSwap(unfinished);
+    this.swapLoading = true;
+    try {
+      let loaded: { model: LlamaModel; context: LlamaContext };
+      try {
+        loaded = await loadModelAndContext(this.llama, load);
+      } catch (error) {
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `model_path '${path}' could not be loaded: ${(error as Error).message}; the engine keeps its model`,
+          { param: 'model_path' },
+        );
+      }
+      if (answered() || this.closed) {
+        // Given up (the caller got 504) or shutting down: the old model stays.
+        await loaded.context.dispose();
+        await loaded.model.dispose();
+        throw this.closed
+          ? engineShuttingDown()
+          : new SwitchyardError('SY_ERR_TIMEOUT', 'the swap was given up');
+      }
+      const old = { model: this.model, context: this.context };
+      this.model = loaded.model;
+      this.context = loaded.context;
+      this.resetSlots();
+      this.load = load;
+      this.shape = shape;
+      this.servedId = modelId;
+      await old.context.dispose();
+      await old.model.dispose();
+      return { modelId, message: `loaded ${path}, served as '${modelId}'` };
+    } finally {
+      this.swapLoading = false;
+    }
+  }
+
+  /** Every slot on a fresh sequence of the current context (its KV empty). */
+  private resetSlots(): void {
+    for (const slot of this.slots) {
+      this.slots[slot.index] = {
+        index: slot.index,
+        sequence: this.context.getSequence(),
+        busy: false,
+        releasedAt: 0,
+      };
+    }
   }
 
   /** The model's GGUF architecture metadata (layers, heads): a P/D engine sizes its state buffer from it. */
@@ -471,14 +600,7 @@ export class LlamaBackend implements EngineBackend {
     const { model, context } = await loadModelAndContext(this.llama, this.load);
     this.model = model;
     this.context = context;
-    for (const slot of this.slots) {
-      this.slots[slot.index] = {
-        index: slot.index,
-        sequence: this.context.getSequence(),
-        busy: false,
-        releasedAt: 0,
-      };
-    }
+    this.resetSlots();
   }
 
   /**
@@ -605,6 +727,10 @@ export class LlamaBackend implements EngineBackend {
     }
     if (this.sleepMode?.isSleeping === true) {
       sink.onError(engineAsleep());
+      return;
+    }
+    if (this.swapLoading) {
+      sink.onError(engineSwapping());
       return;
     }
     let tokens: Token[];
@@ -841,7 +967,8 @@ export class LlamaBackend implements EngineBackend {
   extraMetricsText(): string {
     return (
       startupMetricsText(this.startup.report(), this.modelId) +
-      (this.sleepMode?.metricsText(this.modelId) ?? '')
+      (this.sleepMode?.metricsText(this.modelId) ?? '') +
+      (this.weightUpdate === undefined ? '' : weightUpdateMetricsText(this.modelId, this.swapGate.completed))
     );
   }
 

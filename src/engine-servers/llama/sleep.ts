@@ -75,6 +75,17 @@ export class LlamaSleep implements EngineSleep {
     });
   }
 
+  /**
+   * Runs `step` (a weight swap, ../weight-update.ts) between sleep-mode calls, so it sees the engine
+   * either asleep or awake, never half-way; `isSleeping` tells which.
+   */
+  exclusive<T>(step: () => Promise<T>): Promise<T> {
+    return this.calls.run(async () => {
+      this.checkOpen();
+      return step();
+    });
+  }
+
   /** The engine shuts down. */
   close(): void {
     this.closed = true;

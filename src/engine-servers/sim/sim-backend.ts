@@ -33,8 +33,9 @@ import { contextOverflow, fitsContext } from '../../model/context.ts';
 import { vllmServeBatchDefaults } from '../../model/engines.ts';
 import { gpuSpec } from '../../model/gpus.ts';
 import { kvBlocksThatFit } from '../../model/kv.ts';
+import { modelSpec } from '../../model/models.ts';
 import { perfModelFor } from '../../model/perf.ts';
-import type { PerfModel } from '../../model/types.ts';
+import type { ModelSpec, PerfModel } from '../../model/types.ts';
 import {
   type BackendSignals,
   type EngineBackend,
@@ -43,7 +44,18 @@ import {
   type GenerationUsage,
   outOfVocabulary,
 } from '../backend.ts';
-import { engineAsleep } from '../sleep-mode.ts';
+import { engineAsleep, engineShuttingDown } from '../sleep-mode.ts';
+import {
+  type EngineWeightUpdate,
+  engineBusyToSwap,
+  engineSwapping,
+  modelMismatch,
+  shapeDifferences,
+  WeightSwapGate,
+  type WeightUpdateRequest,
+  type WeightUpdateResult,
+  weightUpdateMetricsText,
+} from '../weight-update.ts';
 import { SimSleep, simWakeTimes } from './sleep.ts';
 
 /** Where the backend sends its KV events, one batch per engine step (the ZMQ publisher). */
@@ -71,6 +83,28 @@ export interface SimBackendOptions {
   readonly perf?: PerfModel;
   /** vLLM's `--enable-sleep-mode`: serve `POST /sleep`, `POST /wake_up`, `GET /is_sleeping` (./sleep.ts). */
   readonly enableSleepMode?: boolean;
+  /** Longest modelled load of `POST /update_weights_from_disk` in wall time, ms; default 120 s. */
+  readonly weightUpdateTimeoutMs?: number;
+}
+
+/**
+ * What must be equal for a catalogue model to load in place of another (`POST
+ * /update_weights_from_disk`): every field that sizes a weight or the KV cache.
+ */
+export function simModelShape(model: ModelSpec): Record<string, unknown> {
+  return {
+    layers: model.layers,
+    hiddenSize: model.hiddenSize,
+    heads: model.heads,
+    kvHeads: model.kvHeads,
+    headDim: model.headDim,
+    ffnSize: model.ffnSize,
+    vocabSize: model.vocabSize,
+    experts: model.experts,
+    expertsPerToken: model.expertsPerToken,
+    gatedMlp: model.gatedMlp,
+    dtypeBytes: model.dtypeBytes,
+  };
 }
 
 /**
@@ -250,12 +284,24 @@ class SimSequence {
 
 /** The `sim` engine backend. See the module comment. */
 export class SimBackend implements EngineBackend {
-  readonly modelId: string;
+  /** The model id served; a weight swap changes it. */
+  private servedId: string;
   /** It never ends on its own, and its stop strings wait for `minTokens` (findStopCut). */
   readonly honoursMinTokens = true;
   readonly blockSize: number;
   /** Sleep mode, with `enableSleepMode` (./sleep.ts); undefined otherwise (its routes answer 404). */
   readonly sleepMode: SimSleep | undefined;
+  /** SGLang's in-place checkpoint swap (../weight-update.ts). */
+  readonly weightUpdate: EngineWeightUpdate;
+  private readonly swapGate: WeightSwapGate;
+  /** A swap loads new weights: generations are refused until it ends. */
+  private swapLoading = false;
+  /**
+   * A swap's modelled time on an awake engine: what a full level-2 wake takes (the shard from the
+   * local checkpoint tier, the wake's fixed part, the KV pool re-allocated), as the twin charges a
+   * re-target (src/control/serverless/retarget.ts, `retargetTimeMs`) when the weights come from NVMe.
+   */
+  private readonly swapLoadModelMs: number;
   /** Replaced by an empty core when the engine goes to sleep (KV and prefix cache discarded). */
   private core: EngineCore;
   /** What a fresh core is built from. */
@@ -323,7 +369,7 @@ export class SimBackend implements EngineBackend {
         maxNumSeqs,
         maxNumBatchedTokens,
       });
-    this.modelId = options.modelId;
+    this.servedId = options.modelId;
     this.blockSize = config.blockSize;
     this.timeScale = timeScale;
     this.lagMaxModelMs = LAG_MAX_WALL_MS / timeScale;
@@ -351,6 +397,75 @@ export class SimBackend implements EngineBackend {
             simWakeTimes(perf),
           )
         : undefined;
+    const wake = simWakeTimes(perf);
+    this.swapLoadModelMs = wake.weightsReloadMs + wake.overheadMs + wake.kvReallocMs;
+    const gate = new WeightSwapGate(options.weightUpdateTimeoutMs);
+    this.swapGate = gate;
+    this.weightUpdate = {
+      updateWeightsFromDisk: (request) => this.swapWeights(request),
+      get weightUpdates() {
+        return gate.completed;
+      },
+    };
+  }
+
+  /** The model id served (`--served-model-name`; a weight swap's after one). */
+  get modelId(): string {
+    return this.servedId;
+  }
+
+  /**
+   * `POST /update_weights_from_disk` (../weight-update.ts) with a catalogue model id as `model_path`:
+   * refused unless its shapes (simModelShape) equal the engine's model's. Awake, the engine drops its
+   * KV and prefix cache (they hold the old weights' keys) and takes a level-2 wake's modelled time
+   * (swapLoadModelMs, times --time-scale), refusing generations meanwhile; asleep, it only changes
+   * the id, and the wake is a level-2 one (the new weights from the checkpoint tier).
+   */
+  private swapWeights(request: WeightUpdateRequest): Promise<WeightUpdateResult> {
+    if (this.closed) return Promise.reject(engineShuttingDown());
+    if (this.active.size > 0 && !this.swapGate.running)
+      return Promise.reject(engineBusyToSwap(this.active.size));
+    return this.swapGate.run(async (answered) => {
+      let spec: ModelSpec;
+      try {
+        spec = modelSpec(request.modelPath);
+      } catch (error) {
+        throw new SwitchyardError('SY_ERR_UNKNOWN_NAME', (error as Error).message, { param: 'model_path' });
+      }
+      const differences = shapeDifferences(simModelShape(this.coreArgs[1].model), simModelShape(spec));
+      if (differences.length > 0) throw modelMismatch(request.modelPath, differences);
+      const modelId = request.servedModelName ?? request.modelPath;
+      const step = () => this.swapStep(modelId, answered);
+      return this.sleepMode === undefined ? step() : this.sleepMode.exclusive(step);
+    });
+  }
+
+  /** The swap proper, between sleep-mode calls (see swapWeights). */
+  private async swapStep(modelId: string, answered: () => boolean): Promise<WeightUpdateResult> {
+    if (this.sleepMode?.weightsAsleep === true) {
+      this.sleepMode.weightsReplaced();
+      this.servedId = modelId;
+      return {
+        modelId,
+        message: `the engine is asleep: the weights load at the next wake, served as '${modelId}'`,
+      };
+    }
+    if (this.active.size > 0) throw engineBusyToSwap(this.active.size);
+    this.swapLoading = true;
+    try {
+      await this.dropCaches();
+      const wallMs = Math.ceil(this.swapLoadModelMs * this.timeScale);
+      await new Promise<void>((resolve) => setTimeout(resolve, wallMs).unref());
+      if (this.closed) throw engineShuttingDown();
+      if (answered()) throw new SwitchyardError('SY_ERR_TIMEOUT', 'the swap was given up');
+      this.servedId = modelId;
+      return {
+        modelId,
+        message: `loaded in ${(this.swapLoadModelMs / 1000).toFixed(3)} s modelled (${wallMs} ms wall), served as '${modelId}'`,
+      };
+    } finally {
+      this.swapLoading = false;
+    }
   }
 
   /** The engine core (inspection: tests). */
@@ -378,6 +493,10 @@ export class SimBackend implements EngineBackend {
     }
     if (this.sleepMode?.isSleeping === true) {
       sink.onError(engineAsleep());
+      return;
+    }
+    if (this.swapLoading) {
+      sink.onError(engineSwapping());
       return;
     }
     if (this.inCore) {
@@ -481,9 +600,12 @@ export class SimBackend implements EngineBackend {
     };
   }
 
-  /** The sleep-mode series (./sleep.ts), with --enable-sleep-mode. */
+  /** The sleep-mode series (./sleep.ts), with --enable-sleep-mode, and the weight swaps completed. */
   extraMetricsText(): string {
-    return this.sleepMode?.metricsText(this.modelId) ?? '';
+    return (
+      (this.sleepMode?.metricsText(this.modelId) ?? '') +
+      weightUpdateMetricsText(this.modelId, this.swapGate.completed)
+    );
   }
 
   async close(): Promise<void> {

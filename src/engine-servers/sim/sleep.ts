@@ -127,6 +127,31 @@ export class SimSleep implements EngineSleep {
     ]);
   }
 
+  /** Whether the weights are asleep (the engine holds none on its GPUs). */
+  get weightsAsleep(): boolean {
+    return this.asleep.has('weights');
+  }
+
+  /**
+   * Runs `step` (a weight swap, ../weight-update.ts) between sleep-mode calls, so it sees the engine
+   * asleep or awake, never waking.
+   */
+  exclusive<T>(step: () => Promise<T>): Promise<T> {
+    return this.calls.run(async () => {
+      this.checkOpen();
+      return step();
+    });
+  }
+
+  /**
+   * Another checkpoint replaced the weights while they sleep: the copy a level-1 sleep kept in host
+   * memory is the old model's, so the wake loads the new one from the checkpoint tier, as after a
+   * level-2 sleep.
+   */
+  weightsReplaced(): void {
+    if (this.asleep.has('weights')) this.level = 2;
+  }
+
   /** The engine shuts down: a wake in progress ends at once (its caller hears the shutdown). */
   close(): void {
     this.closed = true;
