@@ -45,6 +45,13 @@ describe('bench --workload constant and --stages', () => {
     assert.match(describeWorkload(plan.workload), /^constant stages 8:600,20:600 \(req\/s:s\)/);
   });
 
+  it('reports the cv that --burstiness gives to three significant digits', () => {
+    const o = resolveBenchOptions({ ...base, rate: '20', burstiness: '0.5', requests: '10' });
+    if (o.source.kind !== 'synthetic') throw new Error('expected a synthetic source');
+    const plan = syntheticPlan({ ...o.source, seed: 1 });
+    assert.match(describeWorkload(plan.workload), /^gamma 20 req\/s cv 1\.41 · /);
+  });
+
   it('refuses what does not go together, naming the flag', () => {
     const bad: Partial<BenchFlags>[] = [
       { workload: 'constant', cv: '2' },

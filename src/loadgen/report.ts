@@ -50,7 +50,8 @@ export function describeWorkload(w: Readonly<Record<string, unknown>>): string {
       : w['rateRps'] === 'inf'
         ? 'all at once'
         : `${String(w['rateRps'])} req/s`;
-  const bursty = w['cv'] !== undefined ? ` cv ${String(w['cv'])}` : '';
+  // --burstiness B gives cv = 1/sqrt(B), which would print with all its digits (0.5: 1.414213562373095).
+  const bursty = typeof w['cv'] === 'number' ? ` cv ${String(Number(w['cv'].toPrecision(3)))}` : '';
   const prefix =
     w['prefixGroups'] !== undefined
       ? ` · ${String(w['prefixGroups'])} shared prefixes of ${String(w['prefixTokens'])} tokens`
