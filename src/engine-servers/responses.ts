@@ -292,14 +292,17 @@ export class ResponsesResponse implements GenerationSink {
       sendError(this.res, error, this.host.closingHeaders());
       return;
     }
-    // Mid-stream: the status is out already, so the error travels as the Responses `error` event.
+    // Mid-stream: the status is out already, so the error travels as the Responses `error` event,
+    // with the error object nested too, as the gateway's own (responsesErrorEvent): the openai SDKs
+    // raise an APIError with its code for data carrying `error`, and read the flat event as a mere event.
     const e = (
       JSON.parse(errorBody(error).body) as { error: { code: unknown; message: unknown; param: unknown } }
     ).error;
     this.res.end(
       this.event(
         'error',
-        `"code":${JSON.stringify(e.code)},"message":${JSON.stringify(e.message)},"param":${JSON.stringify(e.param)}`,
+        `"code":${JSON.stringify(e.code)},"message":${JSON.stringify(e.message)},"param":${JSON.stringify(e.param)},` +
+          `"error":${JSON.stringify(e)}`,
       ),
     );
   }

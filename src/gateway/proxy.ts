@@ -622,6 +622,14 @@ export class Attempt implements Dispatcher.DispatchHandler {
       ex.finishOk(outputTokens, undefined);
       return;
     }
+    if (scanner.endedWithError) {
+      // A Responses server ended the stream with its own error event: the client has the reason
+      // (a drain's SY_ERR_DRAINING, say); a second error would bury it.
+      ex.finish({ ok: false, code: 'SY_ERR_UPSTREAM' }, () => {
+        if (!ex.res.destroyed) ex.res.end();
+      });
+      return;
+    }
     const error = new SwitchyardError(
       'SY_ERR_UPSTREAM',
       `${this.backend.id} ended the stream without ${ex.kind === 'responses' ? 'a response.completed or response.incomplete' : 'a [DONE]'} event`,

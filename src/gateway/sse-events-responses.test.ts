@@ -73,7 +73,15 @@ describe('SseScanner on a Responses stream', () => {
       const { s } = scan(text, 5);
       assert.equal(s.done, false);
       assert.equal(s.deltas, 2);
+      // The server's own error told the client why; a cut stream did not.
+      assert.equal(s.endedWithError, text !== cut);
     }
+    // Only as the last event: a stream that goes on past an error event ended with no error told.
+    const { s } = scan(
+      `${cut}event: error\ndata: {"type":"error"}\n\n${typed(RESPONSES_EVENT.delta, '"delta":"c"')}`,
+      5,
+    );
+    assert.equal(s.endedWithError, false);
   });
 
   it('response.incomplete (max_output_tokens reached) ends the stream too', () => {

@@ -50,6 +50,10 @@ export const RESPONSES_EVENT = {
   completed: 'response.completed',
   /** The response stopped early (max_output_tokens): complete too, with usage. */
   incomplete: 'response.incomplete',
+  /** The server's own error (a drain, a failed generation): not complete, but the error is told. */
+  error: 'error',
+  /** The response failed: the same. */
+  failed: 'response.failed',
 } as const;
 
 /** `"type":"<t>"` and `"type": "<t>"` for each type: the data-line fallback when no `event:` line names it. */
@@ -97,6 +101,11 @@ export class SseScanner {
   done = false;
   /** Responses: `response.output_text.delta` events dispatched (tokens, when usage is missing). */
   deltas = 0;
+  /**
+   * Responses: the last event dispatched was the server's own `error` or `response.failed`. The
+   * stream is not complete, but its client was told why: the gateway appends no second error.
+   */
+  endedWithError = false;
 
   private line = Line.Start;
   /** Bytes of `data` matched in the field name. */
@@ -317,6 +326,7 @@ export class SseScanner {
     const type = this.eventType ?? typeInData(this.eventLine);
     this.events++;
     this.lastLine.copy(this.eventLine);
+    this.endedWithError = type === RESPONSES_EVENT.error || type === RESPONSES_EVENT.failed;
     if (type === RESPONSES_EVENT.delta) this.deltas++;
     else if (type === RESPONSES_EVENT.completed || type === RESPONSES_EVENT.incomplete) this.done = true;
   }

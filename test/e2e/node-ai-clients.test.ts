@@ -10,13 +10,17 @@
  *   are no Responses events: `@ai-sdk/openai` validates every event against its Responses schemas,
  *   so `streamText` reported a page of schema mismatches ("Type validation failed ... invalid_union")
  *   in place of the gateway's message. It now ends with OpenAI's `error` event.
+ * - An engine that ended a Responses stream with its own `error` event (a drain past its shutdown
+ *   timeout) had the gateway append a second one (SY_ERR_UPSTREAM "ended the stream without
+ *   response.completed"), which the openai SDKs raised in place of the engine's SY_ERR_DRAINING:
+ *   the engine's event carried the error flat only, which they yield as a mere event.
  * - `tools` with `tool_choice: "none"` on /v1/responses was 400 naming `tools` on the built-in
  *   engines, while chat serves it (stop 25): the AI SDK's `generateText({ tools, toolChoice: 'none' })`
  *   through `@ai-sdk/openai`'s default (Responses) model failed where its chat model worked.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MODEL, post, sseData, Teardown } from './support/cluster.ts';
+import { MODEL, post, simBackend, spawnSim, sseData, startTestGateway, Teardown } from './support/cluster.ts';
 import { fileSetUp } from './support/file-set-up.ts';
 import { simGateway, startSimGateway } from './support/sim-gateway.ts';
 
@@ -47,44 +51,63 @@ function sseEvents(text: string): SseEvent[] {
   return out;
 }
 
+/**
+ * Streams a long Responses answer from `gatewayUrl` (@ai-sdk/openai's streamText body), calls
+ * `kill` once three text deltas arrived, and reads on to the end.
+ */
+async function readStreamKilling(
+  gatewayUrl: string,
+  kill: () => Promise<void>,
+): Promise<{ text: string; killed: boolean }> {
+  const res = await fetch(`${gatewayUrl}/v1/responses`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: MODEL,
+      input: [{ role: 'user', content: [{ type: 'input_text', text: 'Talk for a long time.' }] }],
+      max_output_tokens: 2000,
+      stream: true,
+    }),
+    signal: AbortSignal.timeout(60_000),
+  });
+  assert.equal(res.status, 200);
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  let killed = false;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+    if (!killed && text.split('event: response.output_text.delta\n').length > 3) {
+      killed = true;
+      await kill();
+    }
+  }
+  return { text, killed };
+}
+
+/**
+ * The events' data, each checked to be a typed Responses event numbered in order, its `event:`
+ * line naming its type (what the AI SDK validates).
+ */
+function responsesEvents(text: string): Record<string, unknown>[] {
+  const events = sseEvents(text);
+  const parsed = events.map((e) => JSON.parse(e.data) as Record<string, unknown>);
+  for (const [i, data] of parsed.entries()) {
+    assert.equal(typeof data['type'], 'string', `event ${i}: ${events[i]?.data}`);
+    assert.equal(data['sequence_number'], i, `event ${i}: ${events[i]?.data}`);
+    assert.equal(events[i]?.event, data['type'], `event ${i}`);
+  }
+  return parsed;
+}
+
 describe('a Responses stream cut mid-way', () => {
   it('ends with a Responses error event (type, sequence_number, code, message), no [DONE]', async () => {
-    const res = await fetch(`${doomed.gw.url}/v1/responses`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      // @ai-sdk/openai's streamText body.
-      body: JSON.stringify({
-        model: MODEL,
-        input: [{ role: 'user', content: [{ type: 'input_text', text: 'Talk for a long time.' }] }],
-        max_output_tokens: 2000,
-        stream: true,
-      }),
-      signal: AbortSignal.timeout(60_000),
-    });
-    assert.equal(res.status, 200);
-    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-    const decoder = new TextDecoder();
-    let text = '';
-    let killed = false;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      text += decoder.decode(value, { stream: true });
-      if (!killed && text.split('event: response.output_text.delta\n').length > 3) {
-        killed = true;
-        await doomed.engine.kill('SIGKILL');
-      }
-    }
+    const { text, killed } = await readStreamKilling(doomed.gw.url, () => doomed.engine.kill('SIGKILL'));
     assert.ok(killed, 'the stream ended before three deltas');
-    const events = sseEvents(text);
     assert.ok(!sseData(text).includes('[DONE]'), 'a Responses stream has no [DONE]');
-    // Every event is a typed Responses event, numbered in order (what the AI SDK validates).
-    const parsed = events.map((e) => JSON.parse(e.data) as Record<string, unknown>);
-    for (const [i, data] of parsed.entries()) {
-      assert.equal(typeof data['type'], 'string', `event ${i}: ${events[i]?.data}`);
-      assert.equal(data['sequence_number'], i, `event ${i}: ${events[i]?.data}`);
-      assert.equal(events[i]?.event, data['type'], `event ${i}`);
-    }
+    const parsed = responsesEvents(text);
     const last = parsed.at(-1) as Record<string, unknown>;
     assert.equal(last['type'], 'error', JSON.stringify(last));
     assert.equal(last['code'], 'SY_ERR_UPSTREAM');
@@ -97,6 +120,36 @@ describe('a Responses stream cut mid-way', () => {
       code: 'SY_ERR_UPSTREAM',
       param: null,
     });
+  });
+});
+
+describe("an engine's own error event on a Responses stream", () => {
+  it('reaches the client alone, nested for the openai SDKs, not followed by a second error', async () => {
+    const teardown = new Teardown();
+    try {
+      // Real time: 2,000 tokens take well past the engine's 1 s shutdown timeout.
+      const engine = await spawnSim(
+        ['--time-scale', '1', '--kv-events', 'none', '--shutdown-timeout', '1'],
+        0,
+        teardown,
+      );
+      const gw = await startTestGateway({ backends: [simBackend('draining', engine, false)] }, teardown);
+      const { text } = await readStreamKilling(gw.url, () => engine.kill('SIGTERM'));
+      const parsed = responsesEvents(text);
+      const errors = parsed.filter((d) => d['type'] === 'error');
+      assert.equal(errors.length, 1, text.slice(-1500));
+      const last = parsed.at(-1) as Record<string, unknown>;
+      assert.equal(last['type'], 'error');
+      assert.equal(last['code'], 'SY_ERR_DRAINING', JSON.stringify(last));
+      assert.deepEqual(last['error'], {
+        message: last['message'],
+        type: 'server_error',
+        code: 'SY_ERR_DRAINING',
+        param: null,
+      });
+    } finally {
+      await teardown.run();
+    }
   });
 });
 
