@@ -494,9 +494,14 @@ function printListening(gateway: Gateway, config: GatewayConfig): void {
 
 /**
  * Waits for the first signal, then drains: a second signal prints what is still draining, a third
- * ends the drain at once (open streams get an SSE error and `[DONE]` from close()).
+ * ends the drain at once (open streams get an SSE error and `[DONE]` from close()). `announce` (the
+ * listening line) runs once the handler is in place.
  */
-async function serveUntilStopped(gateway: Gateway, drainTimeoutMs: number): Promise<void> {
+async function serveUntilStopped(
+  gateway: Gateway,
+  drainTimeoutMs: number,
+  announce: () => void,
+): Promise<void> {
   const say = (line: string) => process.stderr.write(`switchyard serve: ${line}\n`);
   let first: (signal: NodeJS.Signals) => void = () => {};
   const firstSignal = new Promise<NodeJS.Signals>((resolve) => {
@@ -512,6 +517,9 @@ async function serveUntilStopped(gateway: Gateway, drainTimeoutMs: number): Prom
       gateway.stopDraining();
     }
   });
+  // Announced only now: a supervisor that reads the listening line and signals at once must find
+  // the drain handler in place, not Node's default (die at once, exit code null, no line said).
+  announce();
   try {
     const signal = await firstSignal;
     say(`${signal}: draining ${gateway.stats.inFlight} in-flight request(s) (up to ${drainTimeoutMs} ms)`);
@@ -620,9 +628,8 @@ async function serveWithProcessErrorsWatched(flags: ServeFlags, say: (line: stri
           process.stderr.write(`switchyard serve: ${line}\n`),
         )
       : undefined;
-  printListening(gateway, config);
   try {
-    await serveUntilStopped(gateway, config.drainTimeoutMs);
+    await serveUntilStopped(gateway, config.drainTimeoutMs, () => printListening(gateway, config));
   } finally {
     state.stopping = true;
     exported?.stop();

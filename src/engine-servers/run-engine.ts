@@ -61,9 +61,12 @@ export async function serveEngine(backend: EngineBackend, options: ServeEngineOp
     model: backend.modelId,
     kvEvents: options.kvEvents,
   };
+  // Listen for the stop signal before the ready line: a supervisor that signals as soon as it reads
+  // the line must reach this handler, not Node's default (die at once, with no drain).
+  const signalled = untilSignal();
   process.stdout.write(`${JSON.stringify(ready)}\n`);
   backend.markReady?.();
-  const why = await Promise.race([untilSignal(), parent.gone.then(() => 'parent-gone' as const)]);
+  const why = await Promise.race([signalled, parent.gone.then(() => 'parent-gone' as const)]);
   parent.stop();
   if (why === 'parent-gone') {
     // The supervisor held the other end of stderr too: a write may fail with EPIPE, which is no news.
