@@ -184,10 +184,16 @@ function refuseItemsNotMessages(input: unknown): void {
     if (!isObject(item) || item['role'] !== undefined) continue;
     const type = item['type'];
     if (type === undefined || type === 'message') continue;
+    // A reference to an earlier answer is what the Vercel AI SDK's @ai-sdk/openai sends for the
+    // assistant turns of a conversation unless told the server stores nothing: say how.
+    const hint =
+      type === 'item_reference'
+        ? '; send earlier answers as assistant messages (the Vercel AI SDK does with providerOptions: { openai: { store: false } })'
+        : '';
     throw new SwitchyardError(
       'SY_ERR_UNSUPPORTED_PARAMETER',
       `input item of type ${String(JSON.stringify(type)).slice(0, 64)} is not supported by the built-in engines: ` +
-        'they call no tools and store nothing; send messages only',
+        `they call no tools and store nothing; send messages only${hint}`,
       { param: `input[${i}]` },
     );
   }
