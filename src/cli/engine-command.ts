@@ -125,7 +125,8 @@ export function registerEngineCommand(program: Command): void {
     .command('engine')
     .description(
       'Run a built-in engine server: the OpenAI API (/v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings,\n' +
-        '/v1/models), /health, /metrics under vLLM metric names, and vLLM-format KV events over ZMQ.\n' +
+        "/v1/models), /health, /metrics under vLLM metric names, vLLM-format KV events over ZMQ, and SGLang's\n" +
+        'POST /update_weights_from_disk (another checkpoint of the same shape, loaded in place).\n' +
         'Once listening it prints one JSON line on stdout:\n' +
         '  {"event":"ready","engine":"sim","url":"http://127.0.0.1:PORT","model":"...","kvEvents":"tcp://...|null"}\n' +
         'SIGTERM or SIGINT stops accepting, lets in-flight requests finish, and exits 0.',

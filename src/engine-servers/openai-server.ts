@@ -53,6 +53,12 @@ import { parseResponsesBody, ResponsesResponse, responsesEcho } from './response
 import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
 import { refuseUnhonouredVllmExtras, type VllmSampling, vllmSamplingOf } from './vllm-extras.ts';
 import { VllmMetrics } from './vllm-metrics.ts';
+import {
+  parseWeightUpdateBody,
+  sendWeightUpdateDone,
+  sendWeightUpdateError,
+  WEIGHT_UPDATE_PATH,
+} from './weight-update.ts';
 
 export {
   EMBEDDING_DIMENSIONS_DEFAULT,
@@ -504,8 +510,9 @@ class EngineHttpServer {
   private readonly reading = new Set<ServerResponse>();
   private readonly bodyBytesMax: number;
   private readonly retryAfter: string;
-  private readonly modelsBody: string;
-  private readonly modelBody: string;
+  /** /v1/models and /v1/models/{id}: rebuilt when a weight swap changes the model served. */
+  private modelsBody = '';
+  private modelBody = '';
 
   constructor(
     readonly backend: EngineBackend,
@@ -514,19 +521,7 @@ class EngineHttpServer {
     this.metrics = new VllmMetrics(backend.modelId);
     this.bodyBytesMax = options.bodyBytesMax ?? BODY_BYTES_MAX_DEFAULT;
     this.retryAfter = String(options.retryAfterS ?? 1);
-    const model = {
-      id: backend.modelId,
-      object: 'model',
-      created: Math.floor(Date.now() / 1000),
-      owned_by: options.ownedBy ?? 'switchyard',
-      root: backend.modelId,
-      parent: null,
-      // Switchyard's extension: whether /v1/embeddings carries meaning ('model') or is a hash of
-      // the text ('hash': deterministic unit vectors, fine for plumbing, useless for similarity).
-      embeddings: backend.embed === undefined ? 'hash' : 'model',
-    };
-    this.modelBody = JSON.stringify(model);
-    this.modelsBody = JSON.stringify({ object: 'list', data: [model] });
+    this.describeModel();
     // Host-less HTTP/1.1 requests reach `handle`, which answers them in JSON: with Node's own check
     // they would get its empty 400.
     this.http = createServer({ keepAlive: true, noDelay: true, requireHostHeader: false }, (req, res) =>
@@ -539,6 +534,47 @@ class EngineHttpServer {
 
   get inFlight(): number {
     return this.active;
+  }
+
+  /** Builds the /v1/models bodies for the model the backend serves now. */
+  private describeModel(): void {
+    const model = {
+      id: this.backend.modelId,
+      object: 'model',
+      created: Math.floor(Date.now() / 1000),
+      owned_by: this.options.ownedBy ?? 'switchyard',
+      root: this.backend.modelId,
+      parent: null,
+      // Switchyard's extension: whether /v1/embeddings carries meaning ('model') or is a hash of
+      // the text ('hash': deterministic unit vectors, fine for plumbing, useless for similarity).
+      embeddings: this.backend.embed === undefined ? 'hash' : 'model',
+    };
+    this.modelBody = JSON.stringify(model);
+    this.modelsBody = JSON.stringify({ object: 'list', data: [model] });
+  }
+
+  /**
+   * SGLang's `POST /update_weights_from_disk` (weight-update.ts): the backend loads the checkpoint in
+   * place; on success /v1/models and the metrics' model_name follow the new id.
+   */
+  private async updateWeights(req: IncomingMessage, res: ServerResponse, method: string): Promise<void> {
+    const update = this.backend.weightUpdate;
+    if (update === undefined) return;
+    if (method !== 'POST') {
+      req.resume();
+      sendMethodNotAllowed(res, method, WEIGHT_UPDATE_PATH, 'POST');
+      return;
+    }
+    const body = await this.body(req, res);
+    if (body === undefined) return;
+    try {
+      const result = await update.updateWeightsFromDisk(parseWeightUpdateBody(body));
+      this.describeModel();
+      this.metrics.renameModel(this.backend.modelId);
+      sendWeightUpdateDone(res, result);
+    } catch (error) {
+      sendWeightUpdateError(res, error as Error);
+    }
   }
 
   listen(host: string, port: number): Promise<number> {
@@ -670,6 +706,10 @@ class EngineHttpServer {
         void this.scrape(res);
         return;
       default:
+        if (path === WEIGHT_UPDATE_PATH && this.backend.weightUpdate !== undefined) {
+          void this.updateWeights(req, res, method);
+          return;
+        }
         // vLLM's sleep-mode routes, only on an engine started with --enable-sleep-mode.
         if (this.backend.sleepMode !== undefined)
           if (handleSleepRoute(this.backend.sleepMode, req, res, method, path, q < 0 ? '' : url.slice(q)))
