@@ -211,10 +211,16 @@ export function formatControlLine(result: SimResult): string {
     `peak ${peak} ready\n`;
   const models = (result.models ?? []).map((m) => {
     const mPeak = Math.max(0, ...m.instancesOverTime.map((p) => p.ready));
+    // A serverless run's models all have priority 0: its `preempted` are idle instances evicted to
+    // make room for another model's start (ServerlessModelOutcome.evicted), not preemptions by priority.
+    const stopped =
+      'evicted' in m
+        ? `${m.preempted} idle instances stopped for another model`
+        : `${m.preempted} instances preempted for higher priority`;
     return (
       `  ${m.model} (${m.base}, priority ${m.priority}, ${m.autoscaler}): ` +
       `${m.gpuHours.toFixed(3)} GPU-hours, ` +
-      `${m.coldStarts} cold starts, peak ${mPeak} ready, ${m.preempted} instances preempted for higher priority, ` +
+      `${m.coldStarts} cold starts, peak ${mPeak} ready, ${stopped}, ` +
       `${(m.sloAttainment * 100).toFixed(1)}% of ${m.requests} requests within SLO\n`
     );
   });

@@ -86,4 +86,15 @@ test("the engines' request preemptions and a model's instances preempted are nam
     models: [model],
   } as unknown as SimResult);
   assert.match(line, /m2 \(llama-3\.1-8b, priority 1, kpa\): .*2 instances preempted for higher priority/);
+  // A serverless run's model (every one at priority 0): its evictions are not priority preemptions.
+  const serverless = formatControlLine({
+    gpuHours: 0.909,
+    instancesOverTime: [],
+    models: [{ ...model, priority: 0, autoscaler: 'switchyard', preempted: 7, evicted: 7, coldRequests: 9 }],
+  } as unknown as SimResult);
+  assert.match(
+    serverless,
+    /m2 \(llama-3\.1-8b, priority 0, switchyard\): .*7 idle instances stopped for another model/,
+  );
+  assert.doesNotMatch(serverless, /higher priority/);
 });
