@@ -111,6 +111,11 @@ export interface GatewayOptions {
      */
     starting?(model: string): boolean;
   };
+  /**
+   * The Batch API's wall clock, Unix ms (default Date.now): its `*_at` stamps, the completion
+   * window and file expiry. Tests pass their own to reach an hour's expiry without waiting it.
+   */
+  readonly batchWallClockMs?: () => number;
 }
 
 /** A request held for a model with no instance: what `accept` needs to go on with it. */
@@ -436,7 +441,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       signalStaleAfterMs: this.view.staleAfterMs,
     });
     this.driver = new AdmissionDriver(this.admission, this.admissionHost());
-    this.batch = this.createBatchService();
+    this.batch = this.createBatchService(options);
     // Refuse to start, not answer every request 500, when a policy that predicts time has no model.
     this.perfModels = gatewayPerfModels(config);
     this.perfModels.require([this.defaultPolicyName(), ...Object.keys(config.routing?.policies ?? {})]);
@@ -930,11 +935,12 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
 
   // ---- Batch API (src/gateway/batch) ----
 
-  private createBatchService(): BatchService | undefined {
+  private createBatchService(options: GatewayOptions): BatchService | undefined {
     if (this.config.batch === undefined) return undefined;
     return new BatchService(this.config.batch, {
       dispatch: (kind, body, tenant, hints, res) => this.dispatchInternal(kind, body, tenant, hints, res),
       nowMs: () => this.nowMs(),
+      wallClockMs: options.batchWallClockMs ?? Date.now,
       offlineRoom: () => this.admission.offlineRoom,
       log: this.log,
     });

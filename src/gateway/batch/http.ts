@@ -16,6 +16,7 @@ import busboy from 'busboy';
 import { SwitchyardError } from '../../core/errors.ts';
 import type { LimitsConfig } from '../config.ts';
 import { bodyTimeBound, readBody, sendError, sendJson, sideBodyBounds, trackSideRead } from '../http-util.ts';
+import { parseExpiresAfter, parseExpiresAfterFields } from './expiry.ts';
 import { BATCH_ENDPOINTS, isBatchEndpoint } from './lines.ts';
 import type { BatchService } from './service.ts';
 import { publicBatch } from './state.ts';
@@ -221,7 +222,13 @@ function createBatch(
           `completion_window: expected '24h', got ${JSON.stringify(o['completion_window'])}`,
           'completion_window',
         );
-      const batch = service.create(owner, o['input_file_id'], o['endpoint'], metadataOf(o['metadata']));
+      const batch = service.create(
+        owner,
+        o['input_file_id'],
+        o['endpoint'],
+        metadataOf(o['metadata']),
+        parseExpiresAfter(o['output_expires_after'], 'output_expires_after'),
+      );
       sendJson(res, 200, publicBatch(batch));
     } catch (error) {
       if (!(error instanceof SwitchyardError)) throw error;
@@ -298,6 +305,9 @@ function receive(
   const parser = multipartParser(req, service);
   const { id, path } = service.newUpload();
   let purpose: string | undefined;
+  // OpenAI's expires_after, as the SDKs and curl -F send an object in a form: one field per key.
+  let expiresAnchor: string | undefined;
+  let expiresSeconds: string | undefined;
   let filename: string | undefined;
   let bytes = 0;
   let failure: SwitchyardError | undefined;
@@ -308,6 +318,8 @@ function receive(
   };
   parser.on('field', (name, value) => {
     if (name === 'purpose') purpose = value;
+    else if (name === 'expires_after[anchor]') expiresAnchor = value;
+    else if (name === 'expires_after[seconds]') expiresSeconds = value;
   });
   parser.on('file', (name, stream, info) => {
     if (name !== 'file' || written !== undefined) {
@@ -352,7 +364,8 @@ function receive(
       if (filename === undefined) throw invalid("missing the 'file' part", 'file');
       if (purpose !== 'batch')
         throw invalid(`purpose: expected 'batch', got ${JSON.stringify(purpose ?? null)}`, 'purpose');
-      sendJson(res, 200, publicFile(service.addFile(id, owner, filename, bytes)));
+      const expiresAfter = parseExpiresAfterFields(expiresAnchor, expiresSeconds);
+      sendJson(res, 200, publicFile(service.addFile(id, owner, filename, bytes, expiresAfter)));
     } catch (error) {
       service.discardUpload(path);
       if (!(error instanceof SwitchyardError)) throw error;

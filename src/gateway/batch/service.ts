@@ -9,7 +9,10 @@
  * memory, `filesMax` stored uploads, `uploadsInFlightMax` uploads being received at once,
  * `batchesMax` stored records, `fileBytesMax` per upload,
  * `linesMax` per batch. A request admission refused for lack of room is offered again after
- * `retryDelayMs`, until the batch's completion window closes.
+ * `retryDelayMs`, until the batch's completion window closes. A file with an `expires_at` (an
+ * upload's `expires_after`, a batch's `output_expires_after`) is gone once it passes: 404, out of
+ * the list, and its bytes removed at the next tick (kept on disk, though already 404, while an
+ * unfinished batch still reads it as its input).
  */
 import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +24,7 @@ import type { OfferHints } from '../../policies/admission/types.ts';
 import type { ExchangeKind } from '../proxy.ts';
 import { type CapturedAnswer, CaptureResponse } from './capture.ts';
 import type { BatchConfig } from './config.ts';
+import { type ExpiresAfter, expiresAt, isExpired } from './expiry.ts';
 import {
   BATCH_ENDPOINTS,
   type BatchEndpoint,
@@ -38,6 +42,11 @@ export interface BatchHost {
   dispatch(kind: ExchangeKind, body: Buffer, tenant: string, hints: OfferHints, res: ServerResponse): void;
   /** The host clock admission runs on (ms). */
   nowMs(): number;
+  /**
+   * Wall-clock time, Unix ms: the objects' `*_at` stamps, the completion window and file expiry
+   * (expiry.ts). The gateway's is Date.now; a test passes its own (GatewayOptions.batchWallClockMs).
+   */
+  wallClockMs(): number;
   /** Requests the offline band's queue can still take (nothing is offered while it is full). */
   offlineRoom(): number;
   log(line: string): void;
@@ -80,10 +89,6 @@ function newId(prefix: string): string {
   return `${prefix}${randomBytes(12).toString('hex')}`;
 }
 
-function nowS(): number {
-  return Math.floor(Date.now() / 1000);
-}
-
 /** Stored files and batches, and the runner. */
 export class BatchService {
   private readonly store: BatchStore;
@@ -102,6 +107,8 @@ export class BatchService {
   private uploadsInFlight = 0;
   /** Uploads refused because `uploadsInFlightMax` were being received. */
   private uploadsRefused = 0;
+  /** The earliest `expires_at` among stored files (Infinity: none): the tick sweeps only from then. */
+  private nextExpiryS = Number.POSITIVE_INFINITY;
 
   constructor(
     readonly config: BatchConfig,
@@ -112,6 +119,7 @@ export class BatchService {
     const files = this.store.readAll<StoredFile>(this.store.filesDir);
     files.sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : 1));
     for (const f of files) this.files.set(f.id, f);
+    for (const f of files) this.noteExpiry(f);
     const records = this.store.readAll<BatchRecord>(this.store.batchesDir);
     records.sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : 1));
     for (const r of records) this.batches.set(r.id, r);
@@ -185,21 +193,69 @@ export class BatchService {
     return { id, path: this.store.abs(this.store.uploadData(id)) };
   }
 
-  /** Registers an upload whose bytes are at `newUpload().path`. */
-  addFile(id: string, owner: string, filename: string, bytes: number): StoredFile {
+  /** Registers an upload whose bytes are at `newUpload().path`; `expiresAfter`: its expires_after. */
+  addFile(
+    id: string,
+    owner: string,
+    filename: string,
+    bytes: number,
+    expiresAfter?: ExpiresAfter,
+  ): StoredFile {
+    const createdAt = this.nowS();
+    const expires = expiresAt(createdAt, expiresAfter);
     const file: StoredFile = {
       id,
       object: 'file',
       bytes,
-      created_at: nowS(),
+      created_at: createdAt,
       filename,
       purpose: 'batch',
       owner,
       data: this.store.uploadData(id),
+      ...(expires === undefined ? {} : { expires_at: expires }),
     };
     this.store.writeJsonAtomic(this.store.fileMetaPath(id), file);
     this.files.set(id, file);
+    this.noteExpiry(file);
     return file;
+  }
+
+  /** Wall-clock Unix seconds (the host's clock). */
+  private nowS(): number {
+    return Math.floor(this.host.wallClockMs() / 1000);
+  }
+
+  private noteExpiry(file: StoredFile): void {
+    if (file.expires_at !== undefined && file.expires_at < this.nextExpiryS)
+      this.nextExpiryS = file.expires_at;
+  }
+
+  /**
+   * Removes the files whose `expires_at` has come (metadata and bytes), but an input an unfinished
+   * batch still reads: already 404 (`file` checks the clock), it goes once that batch ends. Runs
+   * only once the earliest expiry is due, so a tick costs nothing while none is.
+   */
+  private sweepExpiredFiles(nowS: number): void {
+    if (nowS < this.nextExpiryS) return;
+    const inUse = new Set<string>();
+    for (const b of this.batches.values()) if (!isTerminal(b.status)) inUse.add(b.input_file_id);
+    let next = Number.POSITIVE_INFINITY;
+    for (const f of [...this.files.values()]) {
+      if (f.expires_at === undefined) continue;
+      if (isExpired(f, nowS) && !inUse.has(f.id)) {
+        this.removeFile(f);
+        continue;
+      }
+      // Kept for a batch that reads it: looked at again on the next tick.
+      next = Math.min(next, isExpired(f, nowS) ? nowS + 1 : f.expires_at);
+    }
+    this.nextExpiryS = next;
+  }
+
+  private removeFile(f: StoredFile): void {
+    this.store.removeAbs(this.store.fileMetaPath(f.id));
+    this.store.remove(f.data);
+    this.files.delete(f.id);
   }
 
   /** Removes an abandoned upload's bytes. */
@@ -209,7 +265,9 @@ export class BatchService {
 
   file(id: string, owner: string): StoredFile {
     const f = this.files.get(id);
-    if (f === undefined || f.owner !== owner)
+    // An expired file is gone, as OpenAI's, from the second its expires_at comes (the sweep that
+    // removes its bytes may come a tick later).
+    if (f === undefined || f.owner !== owner || isExpired(f, this.nowS()))
       throw new SwitchyardError('SY_ERR_NOT_FOUND', `no file '${id}'`, { param: 'file_id' });
     return f;
   }
@@ -220,8 +278,12 @@ export class BatchService {
    * not in the list: an empty page).
    */
   listFiles(owner: string, query: FileListQuery): { data: StoredFile[]; hasMore: boolean } {
+    const now = this.nowS();
     const mine = [...this.files.values()].filter(
-      (f) => f.owner === owner && (query.purpose === undefined || f.purpose === query.purpose),
+      (f) =>
+        f.owner === owner &&
+        (query.purpose === undefined || f.purpose === query.purpose) &&
+        !isExpired(f, now),
     );
     if (query.order === 'desc') mine.reverse();
     let start = 0;
@@ -246,9 +308,7 @@ export class BatchService {
           `file '${id}' is the input of batch '${b.id}', which is ${b.status}`,
           { param: 'file_id' },
         );
-    this.store.removeAbs(this.store.fileMetaPath(id));
-    this.store.remove(f.data);
-    this.files.delete(id);
+    this.removeFile(f);
   }
 
   // ---- batches ----
@@ -259,6 +319,7 @@ export class BatchService {
     inputFileId: string,
     endpoint: BatchEndpoint,
     metadata: Record<string, string> | null,
+    outputExpiresAfter?: ExpiresAfter,
   ): BatchRecord {
     const input = this.file(inputFileId, owner);
     if (input.purpose !== 'batch')
@@ -275,7 +336,15 @@ export class BatchService {
         `${this.active.size} batches are running (batch.activeBatchesMax ${this.config.activeBatchesMax})`,
       );
     this.makeRoomForBatch();
-    const record = newBatch(newId('batch_'), owner, endpoint, inputFileId, metadata, nowS());
+    const record = newBatch(
+      newId('batch_'),
+      owner,
+      endpoint,
+      inputFileId,
+      metadata,
+      this.nowS(),
+      outputExpiresAfter,
+    );
     this.save(record);
     this.resume(record);
     return record;
@@ -303,7 +372,7 @@ export class BatchService {
   cancel(id: string, owner: string): BatchRecord {
     const record = this.batch(id, owner);
     if (record.status === 'cancelling' || record.status === 'cancelled') return record;
-    const next = advance(record, 'cancel', nowS());
+    const next = advance(record, 'cancel', this.nowS());
     if (next === undefined)
       throw new SwitchyardError(
         'SY_ERR_INVALID_ARGUMENT',
@@ -345,7 +414,7 @@ export class BatchService {
 
   /** Moves a batch on and stores it; a move the machine lacks is a bug here. */
   private move(a: Active, event: BatchEvent, changes: Parameters<typeof advance>[3] = {}): void {
-    const next = advance(a.record, event, nowS(), changes);
+    const next = advance(a.record, event, this.nowS(), changes);
     if (next === undefined)
       throw new Error(`batch ${a.record.id}: no move '${event}' from ${a.record.status}`);
     a.record = next;
@@ -509,7 +578,7 @@ export class BatchService {
   private send(a: Active, line: BatchLine): void {
     a.inFlight++;
     this.inFlight++;
-    const deadlineMs = this.host.nowMs() + Math.max(0, a.record.expires_at * 1000 - Date.now());
+    const deadlineMs = this.host.nowMs() + Math.max(0, a.record.expires_at * 1000 - this.host.wallClockMs());
     const res = new CaptureResponse((answer) => this.answered(a, line, answer));
     this.host.dispatch(
       BATCH_ENDPOINTS[a.record.endpoint],
@@ -600,18 +669,23 @@ export class BatchService {
     const register = (id: string, relative: string, name: string): string | null => {
       const read = this.store.readResults(relative);
       if (read.lines === 0) return null;
+      // output_expires_after counts from the file's creation (now), not the batch's.
+      const createdAt = this.nowS();
+      const expires = expiresAt(createdAt, a.record.output_expires_after);
       const file: StoredFile = {
         id,
         object: 'file',
         bytes: readFileSync(this.store.abs(relative)).length,
-        created_at: nowS(),
+        created_at: createdAt,
         filename: name,
         purpose: 'batch_output',
         owner: a.record.owner,
         data: relative,
+        ...(expires === undefined ? {} : { expires_at: expires }),
       };
       this.store.writeJsonAtomic(this.store.fileMetaPath(id), file);
       this.files.set(id, file);
+      this.noteExpiry(file);
       return id;
     };
     return {
@@ -625,11 +699,12 @@ export class BatchService {
     this.active.delete(a.record.id);
   }
 
-  /** Re-offers due retries and closes the windows that have passed. */
+  /** Re-offers due retries, closes the windows that have passed and removes expired files. */
   private tick(): void {
-    const now = nowS();
+    const now = this.nowS();
     for (const a of [...this.active.values()])
       if (a.record.status === 'in_progress' && now >= a.record.expires_at) this.expire(a);
+    this.sweepExpiredFiles(now);
     this.pump();
   }
 

@@ -8,6 +8,7 @@
  *   validating | in_progress --cancel--> cancelling --stopped--> cancelled
  *   validating | in_progress --expire--> expired
  */
+import type { ExpiresAfter } from './expiry.ts';
 import type { BatchEndpoint, FileError } from './lines.ts';
 
 /** OpenAI's batch statuses. */
@@ -24,7 +25,7 @@ export type BatchStatus =
 /** What moves a batch from one status to the next. */
 export type BatchEvent = 'validated' | 'invalid' | 'drained' | 'finalized' | 'cancel' | 'stopped' | 'expire';
 
-/** A batch as stored and served (`owner` is stripped from answers). */
+/** A batch as stored and served (`owner` and `output_expires_after` are stripped from answers). */
 export interface BatchRecord {
   readonly id: string;
   readonly object: 'batch';
@@ -48,6 +49,12 @@ export interface BatchRecord {
   readonly metadata: Readonly<Record<string, string>> | null;
   /** The tenant that created it ('default' without tenants). */
   readonly owner: string;
+  /**
+   * The create's `output_expires_after`: its output and error files expire this long after they are
+   * written (expiry.ts). Kept with the record (a restart writes them too), not served: OpenAI's
+   * batch object has no such field.
+   */
+  readonly output_expires_after?: ExpiresAfter;
 }
 
 /** The completion window OpenAI offers, and the only one here. */
@@ -61,6 +68,7 @@ export function newBatch(
   inputFileId: string,
   metadata: Readonly<Record<string, string>> | null,
   nowS: number,
+  outputExpiresAfter?: ExpiresAfter,
 ): BatchRecord {
   return {
     id,
@@ -84,6 +92,7 @@ export function newBatch(
     errors: null,
     metadata,
     owner,
+    ...(outputExpiresAfter === undefined ? {} : { output_expires_after: outputExpiresAfter }),
   };
 }
 
@@ -142,8 +151,8 @@ export function advance(
 }
 
 /** The batch object a client sees. */
-export function publicBatch(record: BatchRecord): Omit<BatchRecord, 'owner'> {
-  const { owner: _owner, ...rest } = record;
+export function publicBatch(record: BatchRecord): Omit<BatchRecord, 'owner' | 'output_expires_after'> {
+  const { owner: _owner, output_expires_after: _expiry, ...rest } = record;
   return rest;
 }
 

@@ -38,6 +38,8 @@ export interface StoredFile {
   readonly owner: string;
   /** Where the bytes are, relative to the store's directory. */
   readonly data: string;
+  /** When it expires (Unix seconds; expiry.ts), absent when it stays until deleted. */
+  readonly expires_at?: number;
 }
 
 /** What a result file holds after a crash is repaired. */
