@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type { Command } from 'commander';
+import { buildProgram } from '../../src/cli/main.ts';
 import { gatewayPerfModels, loadGatewayConfig } from '../../src/gateway/config.ts';
 import { createConfiguredPolicy } from '../../src/policies/routing/registry.ts';
 
@@ -40,4 +42,91 @@ test('examples/profile.yaml builds every profile it names, resolves every perfor
     .filter((l) => !l.startsWith('#'))
     .join('\n');
   assert.equal(example, shown);
+});
+
+/** README.md and docs/*.md (not the generated results pages), by name. */
+function docs(): Map<string, string> {
+  const files = [
+    'README.md',
+    ...readdirSync(join(ROOT, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => `docs/${f}`),
+  ];
+  return new Map(files.map((f) => [f, readFileSync(join(ROOT, f), 'utf8')]));
+}
+
+/** Every command of the CLI by its path (`sim`, `engine sim`), commander's `help` left out. */
+async function cliCommands(): Promise<Map<string, Command>> {
+  const out = new Map<string, Command>();
+  const walk = (cmd: Command, path: string): void => {
+    for (const sub of cmd.commands) {
+      if (sub.name() === 'help') continue;
+      const p = path === '' ? sub.name() : `${path} ${sub.name()}`;
+      out.set(p, sub);
+      walk(sub, p);
+    }
+  };
+  walk(await buildProgram(), '');
+  return out;
+}
+
+/**
+ * The `switchyard` command lines of a doc (`switchyard X`, `npx switchyard X`, `node bin/switchyard.mjs X`,
+ * in code blocks or inline code), continuation lines joined: the command path and its long flags.
+ */
+function docCommandLines(
+  text: string,
+  known: Map<string, Command>,
+): { line: string; path: string; flags: string[] }[] {
+  const joined = text.replace(/\s*\\\n\s*/g, ' ');
+  const out: { line: string; path: string; flags: string[] }[] = [];
+  for (const m of joined.matchAll(
+    /(?:node bin\/switchyard\.mjs|(?<![\w/.-])switchyard) ([a-z][\w-]*(?: [a-z][\w-]*)?)([^\n`|]*)/g,
+  )) {
+    const words = (m[1] as string).split(' ');
+    const path = known.has(words.join(' ')) ? words.join(' ') : (words[0] as string);
+    if (!known.has(path)) continue;
+    const rest = words.length === 2 && path !== words.join(' ') ? `${words[1]}${m[2]}` : (m[2] as string);
+    // A comment after '#' is prose, not flags.
+    const flags = [...(rest.split(' #')[0] as string).matchAll(/(?:^|\s|\[)(--[a-z][\w-]*)/g)].map(
+      (f) => f[1] as string,
+    );
+    out.push({ line: `switchyard ${path}${rest}`.trim(), path, flags });
+  }
+  return out;
+}
+
+test("every switchyard command line in README.md and docs/*.md names a command and only that command's flags", async () => {
+  const known = await cliCommands();
+  let checked = 0;
+  for (const [file, text] of docs()) {
+    for (const { line, path, flags } of docCommandLines(text, known)) {
+      const cmd = known.get(path) as Command;
+      const taken = new Set(cmd.options.flatMap((o) => (o.long === undefined ? [] : [o.long])));
+      for (const flag of flags) {
+        if (flag === '--help') continue;
+        assert.ok(taken.has(flag), `${file}: 'switchyard ${path}' takes no ${flag}: ${line.slice(0, 160)}`);
+      }
+      checked++;
+    }
+  }
+  // README.md alone holds about 30 such lines: a pattern that matches none fails here.
+  assert.ok(checked >= 100, `only ${checked} command lines found`);
+});
+
+test('every npm script and example file the README and docs name exists', () => {
+  const scripts = (
+    JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+  ).scripts;
+  // Files with an extension: a bare folder path may be another project's (vLLM's examples/...).
+  for (const [file, text] of docs()) {
+    for (const m of text.matchAll(/npm run ([\w:-]+)/g)) {
+      assert.ok(scripts[m[1] as string] !== undefined, `${file}: no npm script '${m[1]}'`);
+    }
+    for (const m of text.matchAll(
+      /(?<![\w/.-])((?:examples|data\/fidelity|data\/samples|scripts|bench)\/[\w./-]*\.(?:ts|yaml|csv|json|jsonl|md))/g,
+    )) {
+      assert.ok(existsSync(join(ROOT, m[1] as string)), `${file}: ${m[1]} does not exist`);
+    }
+  }
 });
