@@ -671,11 +671,15 @@ export function registerServeCommand(program: Command): void {
       'local engines: the model name requests use (e.g. meta-llama/Llama-3.1-8B-Instruct; default --model, a GGUF file its base name)',
     )
     .option('--gpu <id>', 'GPU the local sim engines model', 'h100')
-    .option('--time-scale <x>', 'local sim engines: wall time per modelled time', (value: string) => {
-      // Checked here, before any engine starts; the engines get the text as typed.
-      positiveNumber(value);
-      return value;
-    })
+    .option(
+      '--time-scale <x>',
+      'local sim engines: wall time per modelled time (default 1, as modelled; 0.1: ten times faster)',
+      (value: string) => {
+        // Checked here, before any engine starts; the engines get the text as typed.
+        positiveNumber(value);
+        return value;
+      },
+    )
     .addOption(
       new Option(
         '--policy <name>',
@@ -685,7 +689,7 @@ export function registerServeCommand(program: Command): void {
     .option('--config <file>', 'gateway config (YAML)')
     .option(
       '--admin-key <key>',
-      'enable /admin/* with this bearer key (8 to 1024 characters)',
+      "enable /admin/* with this bearer key (8 to 1024 characters; default: the config's adminKey, else /admin/* stays closed)",
       CONFIG_FLAG_PARSERS['admin-key'],
     )
     .option(
@@ -717,7 +721,7 @@ export function registerServeCommand(program: Command): void {
     )
     .option(
       '--autoscaler <name>',
-      `size the local engine pool with a control loop (with configured backends: only export switchyard_desired_replicas): ${autoscalerNames().join(', ')}; parameters in the config's autoscaler block (docs/autoscaling.md)`,
+      `size the local engine pool with a control loop (with configured backends: only export switchyard_desired_replicas): ${autoscalerNames().join(', ')}; parameters in the config's autoscaler block (docs/autoscaling.md). Default: none, a fixed set of --engines`,
     )
     .option(
       '--min-instances <n>',
