@@ -24,6 +24,8 @@ export interface ServerlessFlags {
   keepAliveS?: number | undefined;
   /** False with `--no-sleep`: switchyard without sleep mode (commander's default is true). */
   sleep?: boolean | undefined;
+  /** True with `--retarget`: switchyard's sleep mode also re-targets engines of the same base (opt-in). */
+  retarget?: boolean | undefined;
   gpu: string;
   /** `--model`: with --serverless-policy, every served model's base (see `basesOf`). */
   model?: string | undefined;
@@ -58,6 +60,10 @@ export function serverlessOptions(): Option[] {
     new Option(
       '--no-sleep',
       'with --serverless-policy switchyard: no sleep mode (vLLM level 1: idle engines offload weights to DRAM and wake in ~1 s on their GPUs); instances stop instead',
+    ),
+    new Option(
+      '--retarget',
+      'with --serverless-policy switchyard (sleep mode on): re-target engines, off by default: a model whose requests would wait for a fresh start takes a sleeping or idle engine of another fine-tune of its base (same TP and GPU) and loads its weights in place, without engine init; JSON serverless.retargets',
     ),
   ];
 }
@@ -98,6 +104,13 @@ export function serverlessFromFlags(
       flags.serverlessPolicy,
       '--serverless-policy switchyard (the baselines have no sleep mode)',
     );
+  // Re-targeting is part of switchyard's sleep mode: elsewhere the flag would change nothing.
+  if (flags.retarget === true && (flags.serverlessPolicy !== 'switchyard' || flags.sleep === false))
+    throw invalidArgument(
+      'retarget',
+      flags.serverlessPolicy,
+      '--serverless-policy switchyard with sleep mode on (re-targeting is part of it)',
+    );
   const perNode = flags.gpusPerNode ?? GPUS_PER_NODE_DEFAULT;
   const nodes = gpuNodes(flags.gpus, perNode, flags.gpu);
   const largestNode = Math.max(...nodes.map((n) => n.gpus));
@@ -124,7 +137,11 @@ export function serverlessFromFlags(
     },
     nodes,
     models,
-    ...(flags.sleep === false ? { sleep: false as const } : {}),
+    ...(flags.sleep === false
+      ? { sleep: false as const }
+      : flags.retarget === true
+        ? { sleep: { retarget: true } }
+        : {}),
   };
 }
 

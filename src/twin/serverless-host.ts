@@ -42,7 +42,11 @@ import {
   createServerlessPolicy,
   type LoneGpu,
   nameHash,
+  type RetargetCandidate,
   resolveSleep,
+  retargetable,
+  retargetSleepers,
+  retargetTimeMs,
   type ServerlessModelView,
   type ServerlessParams,
   type ServerlessPolicy,
@@ -183,6 +187,12 @@ export interface ServerlessOutcome {
   readonly evictions: number;
   /** Starts made with no request of the model in the system (forecast pre-warming). */
   readonly prewarms: number;
+  /**
+   * Starts that re-targeted an engine of another model of the same base, TP and GPU type (a
+   * sleeper, or an idle instance the victim rule offered) instead of a fresh start; also in the
+   * run's starts (`coldStarts`) and in `loadsByTier` (the weights' read). 0 with sleep mode off.
+   */
+  readonly retargets: number;
   /** Loads by the tier their weights were read from. */
   readonly loadsByTier: Readonly<Record<SourceTier, number>>;
   /** Mean start-up of the starts made (wakes included), ms. */
@@ -295,6 +305,7 @@ export class ServerlessHost implements TwinControl {
   private coldRefused = 0;
   private evictions = 0;
   private prewarms = 0;
+  private retargets = 0;
   private startupMsSum = 0;
   private starts = 0;
   private closed: ServerlessOutcome | undefined;
@@ -538,6 +549,7 @@ export class ServerlessHost implements TwinControl {
       ),
       evictions: this.evictions,
       prewarms: this.prewarms,
+      retargets: this.retargets,
       loadsByTier: this.cache.snapshot().loadsByTier,
       startupMsMean: this.starts > 0 ? this.startupMsSum / this.starts : 0,
     };
@@ -745,6 +757,10 @@ export class ServerlessHost implements TwinControl {
     // A pre-warm never starts afresh a model that has a sleeper: its first request wakes it (by a
     // swap if need be) in seconds, and a fresh start's ~45 s would keep its requests waiting.
     if (this.book !== undefined && m.pool.heldCount === 0 && this.book.countOf(m.spec.id) > 0) return false;
+    // Requests waiting and no sleeper of its own: an engine of the same base, asleep or idle, is
+    // re-targeted to it (its weights' read, seconds) rather than a fresh start (~45 s).
+    if (this.book?.config.retarget === true && m.pool.heldCount > 0 && this.retarget(this.book, m, k, nowMs))
+      return true;
     let choice = this.chooseNode(m, nowMs);
     if (choice === undefined) {
       if (!this.evictFor(m, nowMs)) return false;
@@ -861,6 +877,89 @@ export class ServerlessHost implements TwinControl {
   }
 
   // ---- sleep mode ----
+
+  /**
+   * Re-targets an engine of another model of the same base, TP and GPU type to `m` (into slot
+   * `k`): first a sleeper whose GPUs no awake instance holds, of a model with nothing waiting, the
+   * least valuable first (`retargetSleepers`); else an idle instance the policy's victim rule offers
+   * for `m` (`victims`: it would stop it for `m` anyway), in the rule's order. The engine keeps its
+   * GPUs and its initialisation; `m`'s weights are read from the fastest tier holding them on that
+   * node, through its lane (`ModelCache.retarget`), plus the wake's fixed costs. False when none can.
+   */
+  private retarget(book: SleepBook, m: Served, k: number, nowMs: number): boolean {
+    const t = this.cacheTime(nowMs);
+    const shape = this.shapeOf(m);
+    const candidates: RetargetCandidate[] = [];
+    for (const x of this.models) {
+      if (x === m || !retargetable(this.shapeOf(x), shape)) continue;
+      const sleepers = book
+        .sleepersOf(x.spec.id)
+        .filter((s) => !book.initialising(s.id, t) && book.blockers(s).length === 0);
+      if (sleepers.length === 0) continue;
+      const view = this.view(x, nowMs);
+      for (const s of sleepers) candidates.push({ id: s.id, engine: this.shapeOf(x), model: view });
+    }
+    const first = retargetSleepers(candidates, shape, nowMs, this.intervalMs)[0];
+    if (first !== undefined) {
+      const s = book.remove(first.id, t);
+      this.cache.unpinDram(s.model, s.node, t);
+      this.note(nowMs, `${s.id} re-targeted to ${m.spec.id} (same base ${m.spec.base})`);
+      this.startRetargeted(book, m, k, s.node, s.gpus, s.model, nowMs);
+      return true;
+    }
+    const idle = this.idleCandidates(m, nowMs).filter((c) => {
+      const where = this.slotOfCacheId.get(c.instanceId);
+      return where !== undefined && retargetable(this.shapeOf(where.m), shape);
+    });
+    if (idle.length === 0) return false;
+    const victim = this.policy.victims(idle, this.view(m, nowMs), nowMs)[0];
+    if (victim === undefined) return false;
+    const where = this.slotOfCacheId.get(victim.instanceId) as { m: Served; k: number; node: string };
+    const at = book.awakeGpus(victim.instanceId);
+    if (at === undefined) return false;
+    const gpus = [...at.gpus];
+    this.note(nowMs, `${victim.instanceId} re-targeted to ${m.spec.id} (same base ${m.spec.base}; idle)`);
+    // Idle: it stops at once (its weights stay in the node's DRAM cache), not asleep: its engine
+    // goes on for `m`.
+    where.m.pool.drain(where.k, nowMs);
+    if (this.slotOfCacheId.has(victim.instanceId)) throw new Error(`${victim.instanceId} did not stop`);
+    this.startRetargeted(book, m, k, where.node, gpus, undefined, nowMs);
+    return true;
+  }
+
+  /** Slot `k` of `m` starts on an engine re-targeted on `node`'s `gpus` (see `retarget`). */
+  private startRetargeted(
+    book: SleepBook,
+    m: Served,
+    k: number,
+    node: string,
+    gpus: readonly number[],
+    released: ModelId | undefined,
+    nowMs: number,
+  ): void {
+    const t = this.cacheTime(nowMs);
+    const r = this.cache.retarget(m.spec.id, node, t, retargetTimeMs(0, book.config), released);
+    const stopped = book.placeAt(r.instanceId, node, gpus, t, this.cache.shardBytes(m.spec.id).perGpuBytes);
+    this.stopSleepers(stopped, nowMs, `no room beside ${r.instanceId}`);
+    // Not a fresh start: a rescue leaves it be, as it does a wake.
+    this.wokenIds.add(r.instanceId);
+    this.readyAtOf.set(r.instanceId, { sinceMs: nowMs, readyAtMs: nowMs + r.startupMs });
+    m.cacheIdOfSlot[k] = r.instanceId;
+    m.everStarted = true;
+    this.slotOfCacheId.set(r.instanceId, { m, k, node });
+    m.pool.start(k, nowMs, r.startupMs);
+    this.retargets++;
+    this.starts++;
+    this.startupMsSum += r.startupMs;
+    this.note(
+      nowMs,
+      `${r.instanceId} start (${this.inSystem(m)} request(s)): re-targeted engine, weights from ${r.fromTier}, ready in ${(r.startupMs / 1000).toFixed(1)} s`,
+    );
+  }
+
+  private shapeOf(m: Served): { model: ModelId; base: ModelId; tp: number; gpu: GpuId } {
+    return { model: m.spec.id, base: m.spec.base, tp: m.spec.tp, gpu: m.spec.gpu };
+  }
 
   /**
    * Puts a stopped instance's engine to sleep on the GPUs it ran on: only if the model has fewer

@@ -410,6 +410,36 @@ export class ModelCache {
     return { ...estimate, instanceId: instance.id, readyAtMs: instance.readyAtMs, evicted: [] };
   }
 
+  /**
+   * An instance of `model` on `node` made from an engine already initialised there for another
+   * model of the same base (re-targeted: its weights replaced in place, src/control/serverless/
+   * retarget.ts). It takes `tp` free GPUs (the caller freed the engine's), reads `model`'s weights
+   * as a load does (the fastest tier holding them, FIFO on that tier's lane, landing in DRAM and in
+   * SSD when read from the store; counted as a load of that tier), and adds `overheadMs` in place of
+   * the engine initialisation. `released`, the model whose weights the engine dropped, is kept in the
+   * node's DRAM cache first (as a stopped instance's are), so the new weights are the more recent.
+   * SY_ERR_CAPACITY when too few GPUs are free.
+   */
+  retarget(model: ModelId, node: string, nowMs: number, overheadMs: number, released?: ModelId): LoadResult {
+    this.#advance(nowMs);
+    const m = this.#model(model);
+    const n = this.#node(node);
+    requireFreeGpus(n, m);
+    if (released !== undefined) this.#insert(n, 'dram', this.#model(released));
+    const read = this.estimate(model, node, nowMs);
+    const lane = earliestLane(n.tiers[read.fromTier]);
+    n.tiers[read.fromTier].laneFreeAtMs[lane.index] = nowMs + read.queuedMs + read.weightsMs;
+    this.#loadsByTier[read.fromTier] += 1;
+    const evicted = this.#landWeights(n, m, read.fromTier);
+    const estimate: StartupEstimate = {
+      ...read,
+      engineInitMs: overheadMs,
+      startupMs: read.queuedMs + read.weightsMs + overheadMs,
+    };
+    const instance = this.#startInstance(n, m, nowMs, estimate);
+    return { ...estimate, instanceId: instance.id, readyAtMs: instance.readyAtMs, evicted };
+  }
+
   /** The cache's state as plain data, nodes in the order given. */
   snapshot(): ModelCacheSnapshot {
     return {

@@ -45,6 +45,13 @@ export {
   type VictimCandidate,
 } from './policies.ts';
 export {
+  type EngineShape,
+  type RetargetCandidate,
+  retargetable,
+  retargetSleepers,
+  retargetTimeMs,
+} from './retarget.ts';
+export {
   BOOT_INTO_SLEEP_DEFAULT,
   type BootCandidate,
   bootQueue,
@@ -54,6 +61,7 @@ export {
   LONE_SLEEP_MAX_MS_DEFAULT,
   type LoneGpu,
   nameHash,
+  RETARGET_DEFAULT,
   resolveSleep,
   SLEEP_RESIDUAL_BYTES_PER_GPU_DEFAULT,
   SLEEPERS_PER_GPU_MAX,

@@ -61,6 +61,16 @@ export const SLEEPERS_PER_GPU_MAX = 64;
  * 0.8 s off C's headline; README.md in this folder has the rule and the figures.
  */
 export const BOOT_INTO_SLEEP_DEFAULT = false;
+/**
+ * Re-targeting (`retarget.ts`): a model whose requests would wait for a fresh start takes a sleeping
+ * engine (or an idle one the victim rule offers) of another model of the same base, TP and GPU type,
+ * and loads its own weights into it in place: its weights' read instead of ~44 s of engine init.
+ * Off by default (opt-in, where sleep mode is): on the results page's settings it fires 1-9 times an
+ * hour (most models already have a sleeper of their own) and failed the acceptance rule fixed
+ * beforehand (A, seed 3: headline p99 52.5 -> 56.4 s); README.md in this folder, "Re-target", has
+ * the rule and the figures.
+ */
+export const RETARGET_DEFAULT = false;
 
 /** Sleep-mode parameters, all optional. */
 export interface SleepParams {
@@ -72,6 +82,8 @@ export interface SleepParams {
   readonly kvFloorBytesPerGpu?: number | undefined;
   /** Start never-started models into sleep on free GPUs (default BOOT_INTO_SLEEP_DEFAULT). */
   readonly bootIntoSleep?: boolean | undefined;
+  /** Re-target engines of the same base instead of fresh starts (default RETARGET_DEFAULT). */
+  readonly retarget?: boolean | undefined;
 }
 
 /** Resolved sleep-mode parameters. */
@@ -86,6 +98,8 @@ export interface SleepConfig {
   readonly kvFloorBytesPerGpu: number;
   /** Whether never-started models boot into sleep on free GPUs (see BOOT_INTO_SLEEP_DEFAULT). */
   readonly bootIntoSleep: boolean;
+  /** Whether engines of the same base are re-targeted instead of fresh starts (see RETARGET_DEFAULT). */
+  readonly retarget: boolean;
 }
 
 /**
@@ -106,7 +120,11 @@ export function resolveSleep(params: SleepParams = {}): SleepConfig {
     kvFloorBytesPerGpu: params.kvFloorBytesPerGpu ?? KV_FLOOR_BYTES_PER_GPU_DEFAULT,
   };
   for (const [k, v] of Object.entries(c)) if (!(v >= 0)) throw invalidArgument(k, v, '>= 0');
-  return { ...c, bootIntoSleep: params.bootIntoSleep ?? BOOT_INTO_SLEEP_DEFAULT };
+  return {
+    ...c,
+    bootIntoSleep: params.bootIntoSleep ?? BOOT_INTO_SLEEP_DEFAULT,
+    retarget: params.retarget ?? RETARGET_DEFAULT,
+  };
 }
 
 /**
@@ -302,6 +320,11 @@ export class SleepBook {
       }
     }
     return stopped;
+  }
+
+  /** The GPUs an awake (or starting) instance holds, if the book has it. */
+  awakeGpus(instanceId: string): { node: string; gpus: readonly number[] } | undefined {
+    return this.awakeAt.get(instanceId);
   }
 
   /** An awake instance left its GPUs (stopped, or about to sleep there); its GPUs, if it had any. */
