@@ -133,6 +133,7 @@ describe('llama engine: POST /update_weights_from_disk', () => {
   it('swaps in the same-shape checkpoint: the new id, and the answers of a fresh engine on it', async () => {
     const done = await swap(engine.url, { model_path: FILE_B, served_model_name: 'ft-b' });
     assert.deepEqual([done.status, done.success], [200, true], done.message);
+    assert.match(done.message, /^loaded .*ft-b\.gguf in \d+\.\d{3} s, served as 'ft-b'$/);
     assert.deepEqual(await models(engine.url), ['ft-b']);
     const old = await complete(engine.url, 'tiny-pd');
     assert.deepEqual([old.status, old.code], [404, 'SY_ERR_NOT_FOUND']);

@@ -538,6 +538,7 @@ export class LlamaBackend implements EngineBackend {
     const unfinished = this.active.size + this.queue.length;
     if (unfinished > 0) throw engineBusyToSwap(unfinished);
     this.swapLoading = true;
+    const t0 = performance.now();
     try {
       let loaded: { model: LlamaModel; context: LlamaContext };
       try {
@@ -566,7 +567,8 @@ export class LlamaBackend implements EngineBackend {
       this.servedId = modelId;
       await old.context.dispose();
       await old.model.dispose();
-      return { modelId, message: `loaded ${path}, served as '${modelId}'` };
+      const seconds = ((performance.now() - t0) / 1000).toFixed(3);
+      return { modelId, message: `loaded ${path} in ${seconds} s, served as '${modelId}'` };
     } finally {
       this.swapLoading = false;
     }
