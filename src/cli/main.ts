@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { SwitchyardError } from '../core/errors.ts';
 import { helpConfiguration } from './help.ts';
+import { commanderUsageLine, QUIET_COMMANDER_ERRORS } from './usage-error.ts';
 
 /** Exit code of a usage error (a bad flag, a bad config): the same in every command. */
 export const USAGE_EXIT_CODE = 2;
@@ -37,7 +38,8 @@ export async function buildProgram(only?: string): Promise<Command> {
     // Before any subcommand is added: subcommands copy the help configuration when created.
     .configureHelp(helpConfiguration())
     .version('0.1.0')
-    .showHelpAfterError('(run with --help for usage)')
+    // Commander prints nothing on a usage error: main prints it as one catalogue line (usage-error.ts).
+    .configureOutput(QUIET_COMMANDER_ERRORS)
     .exitOverride();
   const loaders = only === undefined ? [...COMMANDS.values()] : [COMMANDS.get(only)];
   for (const load of loaders) if (load !== undefined) (await load())(program);
@@ -75,7 +77,12 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (error) {
     // Commander exits 1 for every usage error (unknown option or command, bad or missing value) and 0
     // after --help or --version: usage errors exit USAGE_EXIT_CODE in every command, as our own do.
-    if (error instanceof CommanderError) return error.exitCode === 1 ? USAGE_EXIT_CODE : error.exitCode;
+    if (error instanceof CommanderError) {
+      if (error.exitCode !== 1) return error.exitCode;
+      const line = commanderUsageLine(error);
+      if (line !== undefined) process.stderr.write(line);
+      return USAGE_EXIT_CODE;
+    }
     if (error instanceof SwitchyardError) {
       process.stderr.write(`switchyard: ${error.message} [${error.code}]\n`);
       return USAGE_EXIT_CODE;
