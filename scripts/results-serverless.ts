@@ -96,7 +96,7 @@ const pct = (x: number, of: number): string => (of > 0 ? `${((100 * x) / of).toF
 
 function table(rows: readonly Row[]): string {
   const head =
-    '| policy | requests | cold (share) | of them first starts | refused | starts (wakes) | swaps / into sleep (booted) | TTFT p50 / p99 s | p99 with refused s | p99 after the first 10 min s | cold p50 / p99 s | warm p50 / p99 s | p99 past first starts s | GPU-hours (sleepers alone) | evictions | pre-warms | loads DRAM / SSD / store |\n' +
+    '| policy | requests | cold (share) | of them first starts | refused | starts (wakes / re-targets) | swaps / into sleep (booted) | TTFT p50 / p99 s | p99 with refused s | p99 after the first 10 min s | cold p50 / p99 s | warm p50 / p99 s | p99 past first starts s | GPU-hours (sleepers alone) | evictions | pre-warms | loads DRAM / SSD / store |\n' +
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n';
   return (
     head +
@@ -106,7 +106,7 @@ function table(rows: readonly Row[]): string {
         if (s === undefined) throw new Error('a serverless run without its outcome');
         const sum = r.summary;
         return (
-          `| ${policy} | ${sum.requests} | ${s.coldRequests} (${pct(s.coldRequests, sum.completed)}) | ${s.firstStartColdRequests} (${pct(s.firstStartColdRequests, sum.completed)}) | ${sum.rejected} | ${r.coldStarts ?? 0} (${s.sleep.wakes}) | ${s.sleep.swaps} / ${s.sleep.prestarts} (${s.sleep.boots}) | ` +
+          `| ${policy} | ${sum.requests} | ${s.coldRequests} (${pct(s.coldRequests, sum.completed)}) | ${s.firstStartColdRequests} (${pct(s.firstStartColdRequests, sum.completed)}) | ${sum.rejected} | ${r.coldStarts ?? 0} (${s.sleep.wakes} / ${s.retargets}) | ${s.sleep.swaps} / ${s.sleep.prestarts} (${s.sleep.boots}) | ` +
           `${s1(sum.ttftMs.p50)} / ${s1(sum.ttftMs.p99)} | ${s1(sum.ttftMsAll?.p99 ?? Number.POSITIVE_INFINITY)} | ${s1(s.ttftMsAfterWarmup.p99)} | ` +
           `${s1(s.ttftMs.cold.p50)} / ${s1(s.ttftMs.cold.p99)} | ${s1(s.ttftMs.warm.p50)} / ${s1(s.ttftMs.warm.p99)} | ` +
           `${s1(s.ttftMsAfterFirstStarts.p99)} | ${(r.gpuHours ?? 0).toFixed(2)} (${s.sleep.loneGpuHours.toFixed(2)}) | ${s.evictions} | ${s.prewarms} | ` +
@@ -286,8 +286,10 @@ the same requests as before that split, only named as the gateway names them; TT
 requests; *of them first starts* = cold requests held before their model's first instance of the run was
 ready (every model begins at zero: the baselines start a model only on demand, so these wait for a
 start-up; Switchyard's can be wakes, of an engine started into sleep beside an awake instance before
-the model's first request); *starts (wakes)* = starts, of which
-wakes of a sleeper; *p99 with refused* counts each refused request as slower than any served one (∞ when
+the model's first request); *starts (wakes / re-targets)* = starts, of which
+wakes of a sleeper and re-targets of another fine-tune's engine of the same base (its weights loaded in
+place, no engine init; opt-in, \`--retarget\`, so 0 on this page: src/control/serverless/README.md,
+"Re-target"); *p99 with refused* counts each refused request as slower than any served one (∞ when
 more than 1% were refused), the headline; *p99 after the first 10 min* = the same over the requests
 that arrived after the first 10 minutes (a warm-up window: the standard discard of the cold-cluster
 transient, when every model is still at zero; the same window for every policy, never the headline);

@@ -127,6 +127,31 @@ test('--no-sleep with a baseline policy is refused: only switchyard has sleep mo
   assert.match(run.stderr, /invalid no-sleep 'serverlessllm': expected --serverless-policy switchyard/);
 });
 
+test('--retarget (opt-in) runs switchyard with re-targeting and counts them; refused where it would change nothing', async () => {
+  const out = join(dir, 'retarget.json');
+  const run = await runCli(contractArgs('switchyard', out, ['--retarget']));
+  assert.equal(run.code, 0, run.stderr);
+  const j = JSON.parse(readFileSync(out, 'utf8'));
+  assert.ok(
+    Number.isInteger(j.serverless.retargets) && j.serverless.retargets >= 0,
+    JSON.stringify(j.serverless),
+  );
+  const plainOut = join(dir, 'retarget-default.json');
+  assert.equal((await runCli(contractArgs('switchyard', plainOut))).code, 0);
+  assert.equal(JSON.parse(readFileSync(plainOut, 'utf8')).serverless.retargets, 0);
+  const baseline = await runCli(contractArgs('serverlessllm', join(dir, 'rt-b.json'), ['--retarget']));
+  assert.equal(baseline.code, 2, baseline.stderr);
+  assert.match(
+    baseline.stderr,
+    /invalid retarget 'serverlessllm': expected --serverless-policy switchyard with sleep mode on/,
+  );
+  const noSleep = await runCli(
+    contractArgs('switchyard', join(dir, 'rt-n.json'), ['--retarget', '--no-sleep']),
+  );
+  assert.equal(noSleep.code, 2, noSleep.stderr);
+  assert.match(noSleep.stderr, /invalid retarget 'switchyard'/);
+});
+
 test('--tp with --serverless-policy runs every model at that TP, and one that does not fit a node is refused', async () => {
   const out = join(dir, 'tp2.json');
   const run = await runCli(contractArgs('keep-alive', out, ['--gpus', '4', '--tp', '2']));
