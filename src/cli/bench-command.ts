@@ -26,7 +26,10 @@ export function registerBenchCommand(program: Command): void {
         'report gives TTFT, ITL, TPOT and E2E percentiles, throughput, failures by reason and goodput. ' +
         'See docs/bench.md.',
     )
-    .option('--url <url>', 'base URL of the server, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine)')
+    .option(
+      '--url <url>',
+      'base URL of the server (required), e.g. http://127.0.0.1:8000 (a trailing /v1 is fine)',
+    )
     .option(
       '--endpoint <kind>',
       `chat (/v1/chat/completions) or completions (/v1/completions) (default ${d.endpoint})`,
@@ -54,7 +57,10 @@ export function registerBenchCommand(program: Command): void {
       `Gamma arrivals with inter-arrival coefficient of variation x (> 1 burstier) (default ${d.cv}: Poisson)`,
     )
     .option('--requests <n>', `number of requests (default ${d.requests}, or the whole trace)`)
-    .option('--duration <s>', 'stop scheduling after s seconds of the run')
+    .option(
+      '--duration <s>',
+      'stop scheduling after s seconds of the run (default: none, the run ends when its requests are sent)',
+    )
     .option(
       '--input-tokens <n|lo-hi>',
       `prompt tokens, fixed or uniform in a range (default ${d.inputTokens})`,
@@ -63,8 +69,14 @@ export function registerBenchCommand(program: Command): void {
       '--output-tokens <n|lo-hi>',
       `max_tokens, fixed or uniform in a range (default ${d.outputTokens})`,
     )
-    .option('--prefix-groups <G>', 'G shared system prompts; each request starts with one of them')
-    .option('--prefix-tokens <P>', 'tokens of each shared system prompt (added before --input-tokens)')
+    .option(
+      '--prefix-groups <G>',
+      'G shared system prompts; each request starts with one of them (default: none, with --prefix-tokens)',
+    )
+    .option(
+      '--prefix-tokens <P>',
+      'tokens of each shared system prompt, added before --input-tokens (with --prefix-groups)',
+    )
     .option('--trace <path>', `replay a trace file (Azure CSV, Mooncake JSONL(.gz)) or ${samples}`)
     .option(
       '--rate-scale <k>',
@@ -88,8 +100,11 @@ export function registerBenchCommand(program: Command): void {
     .option('--timeout-s <s>', `per-request timeout (default ${d.timeoutS})`)
     .option('--no-stream', 'ask for whole responses (TTFT is then the E2E; no ITL or TPOT)')
     .option('--no-ignore-eos', 'do not send ignore_eos: true (for servers that reject unknown fields)')
-    .option('--slo-ttft-ms <ms>', 'TTFT target for goodput')
-    .option('--slo-tpot-ms <ms>', 'TPOT target for goodput')
+    .option(
+      '--slo-ttft-ms <ms>',
+      'TTFT target for goodput (default: none; with neither target no goodput line)',
+    )
+    .option('--slo-tpot-ms <ms>', 'TPOT target for goodput (default: none)')
     .option(
       '--seed <n>',
       `seed of arrivals, lengths and prompt text (default ${d.seed}, or a sim config's seed)`,

@@ -169,8 +169,12 @@ export function registerPlanGpusCommand(program: Command): void {
         'bucket, then a small integer program picks instance counts and splits each bucket between them at ' +
         'the least cost per hour. Method and simplifications: src/control/gpu-choice/README.md.',
     )
-    .requiredOption('--model <id>', modelFlagHelp('model from the catalogue'), modelFlag)
-    .requiredOption('--rate <rps>', 'total request rate to serve, requests per second', positiveNumber)
+    .requiredOption('--model <id>', modelFlagHelp('model from the catalogue (required)'), modelFlag)
+    .requiredOption(
+      '--rate <rps>',
+      'total request rate to serve, requests per second (required)',
+      positiveNumber,
+    )
     .option('--slo-ttft-ms <ms>', 'time-to-first-token objective (omit: unconstrained)', positiveNumber)
     .option('--slo-tpot-ms <ms>', 'time-per-output-token objective (omit: unconstrained)', positiveNumber)
     .option('--input-tokens <n>', 'prompt length of every request (with --output-tokens)', positiveInt)
