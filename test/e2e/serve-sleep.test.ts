@@ -10,7 +10,13 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { after, it } from 'node:test';
 import { tinyLlamaModel } from './support/llama.ts';
-import { chatStatus, ONE_REPLICA_FROM_ZERO_ARGS, oneSleepingModelArgs, startServe } from './support/serve.ts';
+import {
+  chatStatus,
+  holdStream,
+  ONE_REPLICA_FROM_ZERO_ARGS,
+  oneSleepingModelArgs,
+  startServe,
+} from './support/serve.ts';
 import { killAll, until } from './support/wait.ts';
 
 const HANG_GUARD_MS = 30_000;
@@ -69,9 +75,13 @@ it('sleeps an idle engine past its keep-alive, wakes it for the next requests, a
   assert.equal((await stats(url)).sleep.sleepers, 1);
   assert.ok(!stderr.some((l) => /engine 0 stopped/.test(l)), 'no stop');
 
-  // The next request is held, wakes the engine (same process, no start), and is answered.
+  // The next request is held, wakes the engine (same process, no start), and is answered. It is a
+  // stream kept open through the checks: with a request in flight the engine cannot go back to
+  // sleep under them (the keep-alive is 300 ms; a loaded machine took longer between the answer
+  // and the /is_sleeping check, which then saw the next sleep).
   const heldBefore = (await stats(url)).scaleFromZero.held;
-  assert.equal(await chatStatus(url, 'm'), 200);
+  const wakeUp = await holdStream(url, 'm');
+  assert.equal(wakeUp.status, 200);
   let s = await m();
   assert.equal(s.wakes, 1);
   assert.equal(s.starts, 1, 'no new start');
@@ -81,6 +91,7 @@ it('sleeps an idle engine past its keep-alive, wakes it for the next requests, a
     stderr.join('\n'),
   );
   assert.equal(await isSleeping(engineUrl as string), false);
+  await wakeUp.close();
 
   // Asleep again; five requests at once during one wake: all answered.
   await waitFor('the engine asleep again', async () => (await m()).sleeps === 2);

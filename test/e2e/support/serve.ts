@@ -123,3 +123,48 @@ export async function chatAnswer(
   }
   return { status: res.status, code };
 }
+
+/** A streaming request held open by `holdStream`. */
+export interface HeldStream {
+  /** The answer's status. */
+  readonly status: number;
+  /** Aborts the request (the gateway then ends it) and waits for the body to settle. */
+  close(): Promise<void>;
+}
+
+/**
+ * Output long enough that a held stream outlives the checks made while it runs (about half a minute
+ * of decoding at the sleep tests' time scale of 0.1): `close()` ends it, not its length.
+ */
+const HELD_STREAM_MAX_TOKENS = 50_000;
+
+/**
+ * A streaming chat completion for `model` through serve at `url`, held open: resolves once its
+ * status and first bytes arrived, with the request still running on an engine. A request in flight
+ * keeps its model's engine up (the keep-alive counts from the last request's end), so checks of an
+ * awake engine made while one is held cannot race the next sleep, however slow the machine.
+ */
+export async function holdStream(url: string, model: string): Promise<HeldStream> {
+  const abort = new AbortController();
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model,
+      messages: [{ role: 'user', content: 'hello' }],
+      max_tokens: HELD_STREAM_MAX_TOKENS,
+      stream: true,
+    }),
+    signal: abort.signal,
+  });
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const first = await reader.read();
+  if (first.done) throw new Error(`the held stream ended at once (status ${res.status})`);
+  return {
+    status: res.status,
+    close: async () => {
+      abort.abort();
+      await reader.read().catch(() => undefined);
+    },
+  };
+}
