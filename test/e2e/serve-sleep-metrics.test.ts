@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { after, it } from 'node:test';
-import { chatStatus, ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
+import { chatStatus, holdStream, ONE_REPLICA_FROM_ZERO_ARGS, startServe } from './support/serve.ts';
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
 const HANG_GUARD_MS = 30_000;
@@ -74,8 +74,11 @@ it('shows sleepers in switchyard_sleeping_replicas, and --max-loaded-models does
   await waitFor("b's engine asleep", async () => (await sleeps('b')) === 1);
   assert.equal((await stats(url)).sleep.sleepers, 2);
 
-  // a's next request wakes a (no start); still nothing evicted.
-  assert.equal(await chatStatus(url, 'a'), 200);
+  // a's next request wakes a (no start); still nothing evicted. It is a stream kept open through
+  // the checks of a awake: with a request in flight a cannot go back to sleep under them (its
+  // keep-alive is 300 ms; on a loaded machine the checks saw a's next sleep under way).
+  const wakeUp = await holdStream(url, 'a');
+  assert.equal(wakeUp.status, 200);
   s = await stats(url);
   assert.deepEqual(s.sleep.models['a'], { ...s.sleep.models['a'], wakes: 1, starts: 1 });
   assert.deepEqual(forRoom(s), []);
@@ -83,4 +86,5 @@ it('shows sleepers in switchyard_sleeping_replicas, and --max-loaded-models does
   assert.deepEqual(await phases(url, 'switchyard_sleeping_replicas', 'a'), { sleeping: 0, asleep: 0 });
   assert.deepEqual(await phases(url, 'switchyard_sleeping_replicas', 'b'), { sleeping: 0, asleep: 1 });
   assert.equal((await phases(url, 'switchyard_replicas', 'a'))['ready'], 1);
+  await wakeUp.close();
 });
