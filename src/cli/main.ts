@@ -40,6 +40,14 @@ export async function buildProgram(only?: string): Promise<Command> {
     .version('0.1.0')
     // Commander prints nothing on a usage error: main prints it as one catalogue line (usage-error.ts).
     .configureOutput(QUIET_COMMANDER_ERRORS)
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  switchyard serve   (npm start: the gateway on http://127.0.0.1:8080 in front of four sim engines)\n' +
+        '  switchyard sim --trace sample:mooncake-conversation --instances 8 --policy least-request\n' +
+        '  switchyard bench --url http://127.0.0.1:8080 --rate 20 --requests 400\n' +
+        "Each command's --help lists its flags with their defaults, and examples; README.md and docs/ explain more.",
+    )
     .exitOverride();
   const loaders = only === undefined ? [...COMMANDS.values()] : [COMMANDS.get(only)];
   for (const load of loaders) if (load !== undefined) (await load())(program);
