@@ -20,6 +20,12 @@ import { alive } from './support/processes.ts';
 const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 /** Guard against a hang, not a performance bound. */
 const HANG_GUARD_MS = 60_000;
+/**
+ * Each test's own hang guard: HANG_GUARD_MS per serve process it runs to completion or to its
+ * listening line. Not a suite-wide bound: on a loaded machine one process start alone took 16 s
+ * (a fresh-clone CI at load 30), and a describe-wide 60 s cancelled the later usage-error tests.
+ */
+const guard = (processes: number) => ({ timeout: HANG_GUARD_MS * processes });
 
 interface Serve {
   readonly child: ChildProcess;
@@ -110,8 +116,8 @@ function dataEvents(body: string): string[] {
     .map((e) => e.slice('data: '.length));
 }
 
-describe('switchyard serve: usage errors before anything starts', { timeout: HANG_GUARD_MS }, () => {
-  it('a port in use exits 2 with one line and starts no engine', async () => {
+describe('switchyard serve: usage errors before anything starts', () => {
+  it('a port in use exits 2 with one line and starts no engine', guard(1), async () => {
     const holder = createServer();
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
     const port = (holder.address() as { port: number }).port;
@@ -126,7 +132,7 @@ describe('switchyard serve: usage errors before anything starts', { timeout: HAN
     }
   });
 
-  it('an unknown --model or --gpu exits 2 with one line before any engine starts', async () => {
+  it('an unknown --model or --gpu exits 2 with one line before any engine starts', guard(2), async () => {
     for (const args of [
       ['--model', 'no-such-model'],
       ['--gpu', 'no-such-gpu'],
@@ -141,29 +147,33 @@ describe('switchyard serve: usage errors before anything starts', { timeout: HAN
     }
   });
 
-  it('a GGUF model larger than free memory exits 2 with one line before any engine starts', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sy-serve-'));
-    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
-    // Sparse: a terabyte by its size, no disk used.
-    const model = join(dir, 'huge.gguf');
-    const fd = openSync(model, 'w');
-    ftruncateSync(fd, 2 ** 40);
-    closeSync(fd);
-    const s = spawnServe(['--port', '0', '--engine', 'llama', '--model', model]);
-    assert.equal(await s.exited, 2);
-    assert.equal(s.stderr.length, 1, s.stderr.join('\n'));
-    assert.match(s.stderr[0] as string, /is 1024\.0 GiB but only [\d.]+ GiB of memory is free/);
-  });
+  it(
+    'a GGUF model larger than free memory exits 2 with one line before any engine starts',
+    guard(1),
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'sy-serve-'));
+      cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+      // Sparse: a terabyte by its size, no disk used.
+      const model = join(dir, 'huge.gguf');
+      const fd = openSync(model, 'w');
+      ftruncateSync(fd, 2 ** 40);
+      closeSync(fd);
+      const s = spawnServe(['--port', '0', '--engine', 'llama', '--model', model]);
+      assert.equal(await s.exited, 2);
+      assert.equal(s.stderr.length, 1, s.stderr.join('\n'));
+      assert.match(s.stderr[0] as string, /is 1024\.0 GiB but only [\d.]+ GiB of memory is free/);
+    },
+  );
 
-  it('a bad flag value exits 2 as well', async () => {
+  it('a bad flag value exits 2 as well', guard(1), async () => {
     const s = spawnServe(['--port', 'eighty']);
     assert.equal(await s.exited, 2);
     assert.match(s.stderr.join('\n'), /--port <port>' argument 'eighty' is invalid/);
   });
 });
 
-describe('switchyard serve: start-up and the gateway dying', { timeout: HANG_GUARD_MS * 2 }, () => {
-  it('prints a line per engine, and its engines exit when the gateway is SIGKILLed', async () => {
+describe('switchyard serve: start-up and the gateway dying', () => {
+  it('prints a line per engine, and its engines exit when the gateway is SIGKILLed', guard(2), async () => {
     const s = await startServe(['--engines', '2']);
     const pids = enginePids(s.stderr);
     assert.equal(pids.length, 2, s.stderr.join('\n'));
@@ -176,8 +186,8 @@ describe('switchyard serve: start-up and the gateway dying', { timeout: HANG_GUA
   });
 });
 
-describe('switchyard serve: signals during a drain', { timeout: HANG_GUARD_MS * 2 }, () => {
-  it('a second signal says what is draining, and the stream still completes', async () => {
+describe('switchyard serve: signals during a drain', () => {
+  it('a second signal says what is draining, and the stream still completes', guard(2), async () => {
     // Ten times slower than modelled: 40 tokens take a few hundred ms to a few s.
     const s = await startServe(['--engines', '1', '--time-scale', '10']);
     const stream = openStream(s.url, 40);
@@ -199,7 +209,7 @@ describe('switchyard serve: signals during a drain', { timeout: HANG_GUARD_MS * 
     assert.ok(!s.stderr.some((l) => l.includes('stopping now')), s.stderr.join('\n'));
   });
 
-  it('a third signal ends open streams with an SSE error and [DONE]', async () => {
+  it('a third signal ends open streams with an SSE error and [DONE]', guard(2), async () => {
     const s = await startServe(['--engines', '1', '--time-scale', '10']);
     const stream = openStream(s.url, 100_000);
     await until('the first chunk', () => stream.text().includes('data: '));
@@ -216,7 +226,7 @@ describe('switchyard serve: signals during a drain', { timeout: HANG_GUARD_MS * 
     assert.equal(await s.exited, 0);
   });
 
-  it('the drain deadline ends open streams the same way', async () => {
+  it('the drain deadline ends open streams the same way', guard(2), async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sy-serve-'));
     cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
     const config = join(dir, 'gateway.yaml');
