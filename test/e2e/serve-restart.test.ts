@@ -84,6 +84,8 @@ async function chat(url: string, content = 'hi', maxTokens = 4): Promise<number>
 /** A prompt of a few KV blocks, and enough output to stay on the engine across several scrapes. */
 const LONG_PROMPT = 'a prompt long enough to hold a few blocks of KV cache on the engine while it decodes';
 const LONG_MAX_TOKENS = 400;
+/** Long requests kept running at once while waiting for a scrape that shows engine 0's KV in use. */
+const LONGS_IN_FLIGHT = 16;
 
 test('a SIGKILLed engine is restarted on its port, re-admitted, and serves again', {
   timeout: HANG_GUARD_MS * 2,
@@ -128,9 +130,21 @@ test('a SIGKILLed engine is restarted on its port, re-admitted, and serves again
   assert.equal(await chat(url), 200);
 
   // Kill engine 0 while its last scrape shows KV in use: long requests until the view shows it.
+  // Up to LONGS_IN_FLIGHT at a time, topped up as they end, for as long as that takes: on a loaded
+  // machine most scrapes time out (their deadline is a fraction of the interval), and a fixed
+  // number of requests could all end before one scrape landed while they ran (a fresh-clone CI at
+  // load 30 timed out here with nothing left running).
   const longs: Promise<unknown>[] = [];
+  let longsInFlight = 0;
   await until('a scrape of engine-0 with KV in use', async () => {
-    if (longs.length < 16) longs.push(chat(url, LONG_PROMPT, LONG_MAX_TOKENS).catch(() => 0));
+    while (longsInFlight < LONGS_IN_FLIGHT) {
+      longsInFlight++;
+      longs.push(
+        chat(url, LONG_PROMPT, LONG_MAX_TOKENS)
+          .catch(() => 0)
+          .finally(() => longsInFlight--),
+      );
+    }
     return (await instances(url)).some((i) => i.id === 'engine-0' && i.kvUsage > 0);
   });
   process.kill(oldPid, 'SIGKILL');
