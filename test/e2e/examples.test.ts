@@ -114,7 +114,7 @@ test("every switchyard command line in README.md and docs/*.md names a command a
   assert.ok(checked >= 100, `only ${checked} command lines found`);
 });
 
-test('every npm script and example file the README and docs name exists', () => {
+test('every npm script, example file and source or test file the README and docs name exists', () => {
   const scripts = (
     JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
   ).scripts;
@@ -124,7 +124,7 @@ test('every npm script and example file the README and docs name exists', () => 
       assert.ok(scripts[m[1] as string] !== undefined, `${file}: no npm script '${m[1]}'`);
     }
     for (const m of text.matchAll(
-      /(?<![\w/.-])((?:examples|data\/fidelity|data\/samples|scripts|bench)\/[\w./-]*\.(?:ts|yaml|csv|json|jsonl|md))/g,
+      /(?<![\w/.-])((?:examples|data\/fidelity|data\/samples|scripts|bench|src|test)\/[\w./-]*\.(?:ts|yaml|csv|json|jsonl|md))/g,
     )) {
       assert.ok(existsSync(join(ROOT, m[1] as string)), `${file}: ${m[1]} does not exist`);
     }
