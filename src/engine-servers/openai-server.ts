@@ -565,7 +565,8 @@ class EngineHttpServer {
       sendMethodNotAllowed(res, method, WEIGHT_UPDATE_PATH, 'POST');
       return;
     }
-    const body = await this.body(req, res);
+    // Refused bodies (415, 413, bad JSON, shutting down) carry SGLang's success/message too.
+    const body = await this.body(req, res, sendWeightUpdateError);
     if (body === undefined) return;
     try {
       const result = await update.updateWeightsFromDisk(parseWeightUpdateBody(body));
@@ -766,10 +767,14 @@ class EngineHttpServer {
   }
 
   /** Reads, parses and checks a body; answers the error itself and returns undefined on failure. */
-  private async body(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+  private async body(
+    req: IncomingMessage,
+    res: ServerResponse,
+    send: (res: ServerResponse, error: Error, headers?: Record<string, string>) => void = sendError,
+  ): Promise<unknown> {
     if (this.closing) {
       req.resume();
-      sendError(res, shuttingDown(), { connection: 'close' });
+      send(res, shuttingDown(), { connection: 'close' });
       return undefined;
     }
     // Not JSON by its Content-Type: 415, as the gateway answers (one rule, core/content-type.ts).
@@ -786,7 +791,7 @@ class EngineHttpServer {
       if (res.headersSent) return undefined;
       const tooBig = error instanceof SwitchyardError && error.code === 'SY_ERR_REQUEST_TOO_LARGE';
       // Past the body bound the refusal still wins, as at the gateway, and the connection closes.
-      sendError(res, refusal ?? (error as Error), tooBig ? { connection: 'close' } : {});
+      send(res, refusal ?? (error as Error), tooBig ? { connection: 'close' } : {});
       return undefined;
     } finally {
       this.reading.delete(res);
@@ -794,7 +799,7 @@ class EngineHttpServer {
     }
     // Arrived whole after the shutdown began (or was answered by it): not started.
     if (this.closing) {
-      if (!res.headersSent) sendError(res, shuttingDown(), { connection: 'close' });
+      if (!res.headersSent) send(res, shuttingDown(), { connection: 'close' });
       return undefined;
     }
     return body;

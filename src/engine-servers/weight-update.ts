@@ -168,10 +168,19 @@ export class WeightSwapGate {
 }
 
 /** Writes a swap's error: the OpenAI error object, with SGLang's `success: false` and `message` beside it. */
-export function sendWeightUpdateError(res: ServerResponse, error: Error): void {
+export function sendWeightUpdateError(
+  res: ServerResponse,
+  error: Error,
+  headers: Record<string, string> = {},
+): void {
   const { status, body } = errorBody(error);
   const parsed = JSON.parse(body) as { error: { message: string } };
-  sendJson(res, status, JSON.stringify({ success: false, message: parsed.error.message, ...parsed }));
+  sendJson(
+    res,
+    status,
+    JSON.stringify({ success: false, message: parsed.error.message, ...parsed }),
+    headers,
+  );
 }
 
 /** Writes a swap's success in SGLang's shape. */
@@ -188,11 +197,18 @@ export function sendWeightUpdateDone(res: ServerResponse, result: WeightUpdateRe
   );
 }
 
-/** `switchyard_engine_weight_updates_total` (swaps completed) as Prometheus text. */
-export function weightUpdateMetricsText(modelName: string, completed: number): string {
-  const name = 'switchyard_engine_weight_updates_total';
+/**
+ * `switchyard_engine_weight_updates_total` (swaps completed) and `switchyard_engine_weight_update_running`
+ * (1 while a swap runs, its load included) as Prometheus text.
+ */
+export function weightUpdateMetricsText(modelName: string, completed: number, running: boolean): string {
+  const label = `{model_name=${JSON.stringify(modelName)}}`;
+  const total = 'switchyard_engine_weight_updates_total';
+  const gauge = 'switchyard_engine_weight_update_running';
   return (
-    `# HELP ${name} In-place checkpoint swaps completed (POST /update_weights_from_disk)\n` +
-    `# TYPE ${name} counter\n${name}{model_name=${JSON.stringify(modelName)}} ${completed}\n`
+    `# HELP ${total} In-place checkpoint swaps completed (POST /update_weights_from_disk)\n` +
+    `# TYPE ${total} counter\n${total}${label} ${completed}\n` +
+    `# HELP ${gauge} Whether a checkpoint swap runs (1) or not (0)\n` +
+    `# TYPE ${gauge} gauge\n${gauge}${label} ${Number(running)}\n`
   );
 }

@@ -19,7 +19,11 @@ import { killAll, scrapeMetrics } from './support/wait.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 const children: ChildProcess[] = [];
-const TIME_SCALE = 0.1;
+/**
+ * Modelled time runs at wall speed: the swap's load (3.0 s for an 8B) and a 400-token generation
+ * (about 3 s) are the windows the 409 and 503 checks land in, once /metrics shows them open.
+ */
+const TIME_SCALE = 1;
 
 async function startEngine(args: string[]): Promise<string> {
   const child = spawn(process.execPath, [BIN, 'engine', 'sim', '--port', '0', ...args], {
@@ -62,6 +66,11 @@ async function chat(url: string, model: string, maxTokens = 2): Promise<{ status
   return { status: res.status, ...(body.error === undefined ? {} : { code: body.error.code }) };
 }
 
+/** Polls /metrics until `series` reads 1 or more (no wall-clock bound: the test's timeout is the guard). */
+async function untilMetric(url: string, series: string): Promise<void> {
+  for (;;) if (((await scrapeMetrics(url)).get(series) ?? 0) >= 1) return;
+}
+
 const models = async (url: string) =>
   ((await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] }).data.map((m) => m.id);
 
@@ -90,17 +99,22 @@ test('refuses another architecture, an unknown model, abort_all_requests and a G
   const abort = await swap(url, { model_path: 'llama-3.1-8b', abort_all_requests: true });
   assert.deepEqual([abort.status, abort.code], [400, 'SY_ERR_UNSUPPORTED_PARAMETER']);
   assert.equal((await fetch(`${url}/update_weights_from_disk`)).status, 405);
+  // Bodies refused before they are read as a swap still carry SGLang's success and message.
+  for (const [headers, body, status] of [
+    [{}, '{"model_path":"llama-3.1-8b"}', 415],
+    [{ 'content-type': 'application/json' }, '{"model_path":', 400],
+  ] as const) {
+    const res = await fetch(`${url}/update_weights_from_disk`, { method: 'POST', headers, body });
+    const json = (await res.json()) as { success: boolean; message: string; error: { message: string } };
+    assert.deepEqual([res.status, json.success, json.message], [status, false, json.error.message]);
+  }
   assert.deepEqual(await models(url), ['ft-a']);
   assert.equal((await chat(url, 'ft-a')).status, 200);
 });
 
 test('a swap with a request running gets 409 and the request ends normally', async () => {
   const running = chat(url, 'ft-a', 400);
-  // The request is in the engine once /metrics says so (no wall-clock wait).
-  for (;;) {
-    const m = await scrapeMetrics(url);
-    if ((m.get('vllm:num_requests_running{model_name="ft-a",engine="0"}') ?? 0) > 0) break;
-  }
+  await untilMetric(url, 'vllm:num_requests_running{model_name="ft-a",engine="0"}');
   const busy = await swap(url, { model_path: 'llama-3.1-8b', served_model_name: 'ft-b' });
   assert.deepEqual([busy.status, busy.code], [409, 'SY_ERR_ENGINE_BUSY']);
   assert.equal((await running).status, 200);
@@ -109,6 +123,7 @@ test('a swap with a request running gets 409 and the request ends normally', asy
 
 test('one swap at a time; generations during the load get 503; then the new id is served', async () => {
   const first = swap(url, { model_path: 'meta-llama/Llama-3.1-8B-Instruct', served_model_name: 'ft-b' });
+  await untilMetric(url, 'switchyard_engine_weight_update_running{model_name="ft-a"}');
   const second = await swap(url, { model_path: 'llama-3.1-8b', served_model_name: 'ft-c' });
   assert.deepEqual([second.status, second.code], [409, 'SY_ERR_ENGINE_BUSY']);
   const during = await chat(url, 'ft-a');

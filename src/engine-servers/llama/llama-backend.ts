@@ -970,7 +970,9 @@ export class LlamaBackend implements EngineBackend {
     return (
       startupMetricsText(this.startup.report(), this.modelId) +
       (this.sleepMode?.metricsText(this.modelId) ?? '') +
-      (this.weightUpdate === undefined ? '' : weightUpdateMetricsText(this.modelId, this.swapGate.completed))
+      (this.weightUpdate === undefined
+        ? ''
+        : weightUpdateMetricsText(this.modelId, this.swapGate.completed, this.swapGate.running))
     );
   }
 

@@ -604,7 +604,7 @@ export class SimBackend implements EngineBackend {
   extraMetricsText(): string {
     return (
       (this.sleepMode?.metricsText(this.modelId) ?? '') +
-      weightUpdateMetricsText(this.modelId, this.swapGate.completed)
+      weightUpdateMetricsText(this.modelId, this.swapGate.completed, this.swapGate.running)
     );
   }
 
