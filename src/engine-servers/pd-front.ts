@@ -394,9 +394,13 @@ export async function servePdFront(options: ServePdFrontOptions): Promise<void> 
     kvEvents: null,
     ...options.listening(port),
   };
+  // Listen for the stop signal before the ready line (as run-engine.ts, c3d45dc): a supervisor that
+  // signals as soon as it reads the line must reach this handler, not Node's default (die at once,
+  // with no drain).
+  const signalled = untilSignal();
   process.stdout.write(`${JSON.stringify(ready)}\n`);
   options.afterReady?.();
-  const why = await Promise.race([untilSignal(), parent.gone.then(() => 'parent-gone' as const)]);
+  const why = await Promise.race([signalled, parent.gone.then(() => 'parent-gone' as const)]);
   parent.stop();
   process.stderr.on('error', () => {});
   process.stderr.write(`switchyard engine ${options.engine} (P/D ${options.role}): ${why}, draining\n`);
