@@ -148,7 +148,7 @@ export function registerDemoCommand(program: Command): void {
           `>= ${Math.round(flags.goodputTarget * 100)}% of requests meet both (the other columns are at the trace rate; ` +
           'percentiles and hit rate count rejected requests, as ∞ and as misses).\n' +
           `Requests declare max_tokens ${flags.declaredMaxTokens}${flags.earlyReject ? '; every policy runs behind the same early-rejection step' : ''}.\n` +
-          'Next: `switchyard sim --help`, or `switchyard demo --html report.html` for plots.\n',
+          'Next: `switchyard sim --help`, or `switchyard demo --html out/report.html` for plots.\n',
       );
       writeOutputs(runs, {
         ...(flags.json !== undefined ? { json: flags.json } : {}),

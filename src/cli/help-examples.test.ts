@@ -94,3 +94,18 @@ test('switchyardLines joins continuation lines and resolve reads the flags', asy
   assert.deepEqual(resolve(lines[0] as string, known)?.flags, ['--url', '--rate']);
   assert.equal(resolve('engine sim --port 1', known)?.path, 'engine sim');
 });
+
+test('help examples write their reports under out/ (ignored by git and biome), never into the checkout', async () => {
+  let checked = 0;
+  for (const { path, cmd } of commands(await buildProgram())) {
+    for (const m of helpText(cmd).matchAll(
+      /--(?:json|html|decision-log)[ =]([^\s'"`)]+\.(?:json|html|jsonl))/g,
+    )) {
+      const file = m[1] as string;
+      // A report written beside the sources made the next `npm test` fail its lint (biome check .).
+      assert.ok(file.startsWith('out/') || file.startsWith('/'), `switchyard ${path} --help writes ${file}`);
+      checked++;
+    }
+  }
+  assert.ok(checked >= 5, `only ${checked} output files found`);
+});

@@ -197,7 +197,7 @@ export function registerPlanGpusCommand(program: Command): void {
         '      --slo-ttft-ms 1000 --slo-tpot-ms 50\n' +
         '  switchyard plan-gpus --model llama-3.1-8b --rate 50 --trace sample:azure-conv --slo-ttft-ms 2000 --slo-tpot-ms 60\n' +
         '  switchyard plan-gpus --model llama-3.1-70b --rate 10 --trace sample:azure-conv --slo-tpot-ms 80 \\\n' +
-        '      --gpus h100,h200,a100-80gb --prices my-prices.yaml --json plan.json',
+        '      --gpus h100,h200,a100-80gb --prices my-prices.yaml --json out/plan.json',
     )
     .action((flags: PlanGpusFlags) => {
       if (typeof flags.json === 'string') checkOutputFile('json', flags.json);

@@ -321,19 +321,19 @@ export function registerSimCommand(program: Command): void {
       'after',
       '\nExamples:\n' +
         '  switchyard sim --trace sample:mooncake-conversation --instances 8 --policy least-request\n' +
-        '  switchyard sim --workload poisson --rate 40 --requests 5000 --input-tokens 2048 --output-tokens 256 --json out.json\n' +
+        '  switchyard sim --workload poisson --rate 40 --requests 5000 --input-tokens 2048 --output-tokens 256 --json out/run.json\n' +
         '  switchyard sim --workload constant --stages 8:600,20:600 --instances 1 --input-tokens 700 --output-tokens 250\n' +
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --instances 4\n' +
         '  switchyard sim --rate-curve day.csv --instances 4   (day.csv: time_s,rate lines, e.g. 0,2 then 3600,20)\n' +
         '  switchyard sim --workload servegen --servegen-file sample:servegen-m-small-day2 --scale 0.01 --start-h 18 --duration 3600\n' +
-        '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa --min-instances 1 --max-instances 8 --json out.json\n' +
-        '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa,slo-planner,static --max-instances 8 --html autoscalers.html\n' +
+        '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa --min-instances 1 --max-instances 8 --json out/kpa.json\n' +
+        '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa,slo-planner,static --max-instances 8 --html out/autoscalers.html\n' +
         '  switchyard sim --workload multi-model --models 64 --zipf 1 --rate 20 --duration 86400   (served ids m00..m63)\n' +
-        '  switchyard sim --workload multi-model --models 64 --zipf 1 --duration 3600 --gpus 8 --serverless-policy switchyard --json out.json\n' +
+        '  switchyard sim --workload multi-model --models 64 --zipf 1 --duration 3600 --gpus 8 --serverless-policy switchyard --json out/serverless.json\n' +
         '  switchyard sim --plan-pd --gpus 8 --input-tokens 4096 --output-tokens 256 --slo-ttft-ms 2000 --slo-tpot-ms 40\n' +
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 16 --period-s 1200 --duration 2400 --input-tokens 4000 --output-tokens 500 --prefill-instances 2 --decode-instances 3 --autoscaler slo-planner   (each pool scaled by its own loop)\n' +
         '  switchyard sim --prefill-instances 2 --decode-instances 2 --pd-policy mooncake --pd-params \'{"decodeAt":"arrival"}\' --slo-tpot-ms 20   (a pair policy\'s parameters, as the gateway\'s pd.params)\n' +
-        '  switchyard sim --config examples/sim.yaml --html report.html',
+        '  switchyard sim --config examples/sim.yaml --html out/report.html',
     )
     .action(async (flags: SimFlags, command: Command) => {
       const fromCli = (name: string): boolean => command.getOptionValueSource(name) === 'cli';
