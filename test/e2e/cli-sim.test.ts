@@ -201,7 +201,7 @@ test('--help explains each option and its default', async () => {
   assert.match(run.stdout, /default: "h100"/);
 });
 
-test('the demo (npm start) compares the routing policies on the bundled trace, with goodput', async () => {
+test('the demo (npm run demo) compares the routing policies on the bundled trace, with goodput', async () => {
   const out = join(dir, 'demo.json');
   const run = await cli(['demo', '--requests', '300', '--json', out]);
   assert.equal(run.code, 0, run.stderr);
