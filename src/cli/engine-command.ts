@@ -5,6 +5,7 @@ import { serveEngine } from '../engine-servers/run-engine.ts';
 import { openKvPublisher } from '../engine-servers/sim/kv-publisher.ts';
 import { PdEngine, type ServePdOptions, servePdEngine } from '../engine-servers/sim/pd-engine.ts';
 import { SimBackend } from '../engine-servers/sim/sim-backend.ts';
+import { WEIGHT_UPDATE_TIMEOUT_MS_DEFAULT } from '../engine-servers/weight-update.ts';
 import { PD_KV_RELEASE_TIMEOUT_MS_DEFAULT } from '../model/kv-release.ts';
 import { gpuFlag, servedModelFlag } from './catalogue-flags.ts';
 import { registerLlamaEngineCommand } from './llama-engine-command.ts';
@@ -37,6 +38,8 @@ interface SimEngineFlags {
   kvWaitTimeoutMs: number;
   /** vLLM's sleep mode: POST /sleep, POST /wake_up, GET /is_sleeping (src/engine-servers/sim/sleep.ts). */
   enableSleepMode?: boolean;
+  /** Longest load of POST /update_weights_from_disk, seconds (src/engine-servers/weight-update.ts). */
+  weightUpdateTimeout: number;
 }
 
 /** The P/D side of a sim engine, or undefined without --pd-role. */
@@ -98,6 +101,7 @@ async function runSimEngine(flags: SimEngineFlags): Promise<void> {
       },
       ...(publisher === undefined ? {} : { kvEvents: publisher }),
       enableSleepMode: flags.enableSleepMode === true,
+      weightUpdateTimeoutMs: flags.weightUpdateTimeout * 1000,
     });
   } catch (error) {
     await publisher?.close();
@@ -204,6 +208,12 @@ export function registerEngineCommand(program: Command): void {
       'tcp://127.0.0.1:*',
     )
     .option('--shutdown-timeout <s>', 'longest wait for in-flight requests on SIGTERM', positiveNumber, 30)
+    .option(
+      '--weight-update-timeout <s>',
+      'longest load of POST /update_weights_from_disk before it is given up (504; the engine keeps its model)',
+      positiveNumber,
+      WEIGHT_UPDATE_TIMEOUT_MS_DEFAULT / 1000,
+    )
     .option(
       '--enable-sleep-mode',
       "vLLM's sleep mode: POST /sleep?level=1|2, POST /wake_up, GET /is_sleeping (a wake takes the\n" +

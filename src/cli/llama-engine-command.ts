@@ -19,6 +19,7 @@ import {
 import type { LlamaRuntime } from '../engine-servers/llama/llama-backend.ts';
 import { StartupClock } from '../engine-servers/llama/startup.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
+import { WEIGHT_UPDATE_TIMEOUT_MS_DEFAULT } from '../engine-servers/weight-update.ts';
 import { PD_KV_RELEASE_TIMEOUT_MS_DEFAULT } from '../model/kv-release.ts';
 import { intInRange, positiveInt, positiveNumber, tcpPort } from './parse.ts';
 
@@ -63,6 +64,8 @@ interface LlamaEngineFlags {
   kvWaitTimeoutMs: number;
   /** vLLM's sleep mode: sleep frees the context and model, a wake reloads them (src/engine-servers/llama/sleep.ts). */
   enableSleepMode?: boolean;
+  /** Longest load of POST /update_weights_from_disk, seconds (src/engine-servers/weight-update.ts). */
+  weightUpdateTimeout: number;
 }
 
 /** Longest line a standby engine reads on stdin for its model (a path and a name fit many times). */
@@ -204,6 +207,7 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
         ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
         ...(pd === undefined ? {} : { kvState: pd }),
         enableSleepMode: flags.enableSleepMode === true,
+        weightUpdateTimeoutMs: flags.weightUpdateTimeout * 1000,
       },
       runtime,
     );
@@ -292,6 +296,12 @@ export function registerLlamaEngineCommand(engine: Command): void {
       '--enable-sleep-mode',
       "vLLM's sleep mode: POST /sleep frees the context and model (the GGUF stays in the page cache),\n" +
         'POST /wake_up reloads them, GET /is_sleeping; without it those routes answer 404',
+    )
+    .option(
+      '--weight-update-timeout <s>',
+      'longest load of POST /update_weights_from_disk before it is given up (504; the engine keeps its model)',
+      positiveNumber,
+      WEIGHT_UPDATE_TIMEOUT_MS_DEFAULT / 1000,
     )
     .option('--no-prefetch', 'do not read the model file into the page cache while the engine starts')
     .option(

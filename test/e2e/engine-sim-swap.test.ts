@@ -154,3 +154,34 @@ test('asleep at level 1, a swap makes the wake reload from the checkpoint tier',
   );
   assert.equal((await chat(url, 'ft-c')).status, 200);
 });
+
+test('a load past --weight-update-timeout answers 504; the engine keeps its model; the late load blocks the next swap until it ends', async () => {
+  const short = await startEngine([
+    '--model',
+    'llama-3.1-8b',
+    '--gpu',
+    'h100',
+    '--served-model-name',
+    'ft-a',
+    '--time-scale',
+    String(TIME_SCALE),
+    '--weight-update-timeout',
+    '0.2',
+  ]);
+  const given = await swap(short, { model_path: 'llama-3.1-8b', served_model_name: 'ft-b' });
+  assert.deepEqual([given.status, given.success, given.code], [504, false, 'SY_ERR_TIMEOUT']);
+  // The modelled load (3.0 s) still runs: one swap at a time, and no generation meanwhile.
+  const next = await swap(short, { model_path: 'llama-3.1-8b', served_model_name: 'ft-c' });
+  assert.deepEqual([next.status, next.code], [409, 'SY_ERR_ENGINE_BUSY']);
+  // Once it ends it is thrown away: the engine serves ft-a, and a swap goes through again.
+  for (;;) {
+    const m = await scrapeMetrics(short);
+    if (m.get('switchyard_engine_weight_update_running{model_name="ft-a"}') === 0) break;
+  }
+  assert.deepEqual(await models(short), ['ft-a']);
+  assert.equal((await chat(short, 'ft-a')).status, 200);
+  assert.equal(
+    (await scrapeMetrics(short)).get('switchyard_engine_weight_updates_total{model_name="ft-a"}'),
+    0,
+  );
+});
