@@ -133,9 +133,16 @@ export function formatSummaryTable(summary: SimSummary, options: SummaryTableOpt
   }
   lines.push(lat.toString());
   if (s.rejected > 0) {
+    // The codes say why (a multi-model workload on a cluster that serves none of its models:
+    // every request SY_ERR_NO_INSTANCE), which the counts alone left to the JSON.
+    const codes = Object.entries(s.rejectedByCode ?? {})
+      .filter(([, n]) => n > 0)
+      .sort((x, y) => y[1] - x[1] || x[0].localeCompare(y[0]))
+      .map(([code, n]) => `${code} ${fmtNumber(n)}`);
     lines.push(
       paint(
-        `"all" rows count the ${fmtNumber(s.rejected)} rejected requests as ∞ (an SLO miss)`,
+        `"all" rows count the ${fmtNumber(s.rejected)} rejected requests as ∞ (an SLO miss)` +
+          (codes.length > 0 ? `; rejected by code: ${codes.join(', ')}` : ''),
         ANSI.dim,
         color,
       ),
