@@ -2,7 +2,8 @@
  * End-to-end: SGLang's `POST /update_weights_from_disk` on the llama engine, real processes. Two
  * GGUFs of the same shape with different random seeds answer a greedy prompt differently; after a
  * swap the engine answers as a fresh engine on the second file does, under the new id. A file of
- * another shape (400 SY_ERR_MODEL_MISMATCH), a missing file (400) and a swap with a request running
+ * another shape (400 SY_ERR_MODEL_MISMATCH), one trained on a shorter context than the engine runs
+ * (400), a missing file (400) and a swap with a request running
  * (409) leave it serving its model. Asleep, a swap only records the file: the wake loads it.
  * Deadlines only guard against hangs.
  */
@@ -19,6 +20,8 @@ const dir = mkdtempSync(join(tmpdir(), 'sy-swap-'));
 const FILE_A = join(dir, 'ft-a.gguf');
 const FILE_B = join(dir, 'ft-b.gguf');
 const FILE_WIDE = join(dir, 'other-base.gguf');
+/** Same shape, trained on 512 tokens: shorter than the engines' --context-size 1024. */
+const FILE_SHORT = join(dir, 'short-context.gguf');
 const PROMPT = 'The quick brown fox jumps over the lazy dog and then';
 
 interface Answer {
@@ -67,6 +70,7 @@ describe('llama engine: POST /update_weights_from_disk', () => {
     writeLlamaGguf(FILE_A, { ...TINY_LLAMA_SHAPE, seed: 101 });
     writeLlamaGguf(FILE_B, { ...TINY_LLAMA_SHAPE, seed: 202 });
     writeLlamaGguf(FILE_WIDE, { ...TINY_LLAMA_SHAPE, feedForwardLength: 256, seed: 101 });
+    writeLlamaGguf(FILE_SHORT, { ...TINY_LLAMA_SHAPE, contextLength: 512, seed: 101 });
     [engine, freshB] = await Promise.all([
       startLlamaEngine(['--model', FILE_A, '--enable-sleep-mode']),
       startLlamaEngine(['--model', FILE_B]),
@@ -96,6 +100,9 @@ describe('llama engine: POST /update_weights_from_disk', () => {
       [missing.status, missing.success, missing.code],
       [400, false, 'SY_ERR_INVALID_ARGUMENT'],
     );
+    const short = await swap(engine.url, { model_path: FILE_SHORT });
+    assert.deepEqual([short.status, short.code], [400, 'SY_ERR_INVALID_ARGUMENT']);
+    assert.match(short.message, /at most 512 tokens per sequence, and this engine runs 1024/);
     const noPath = await swap(engine.url, {});
     assert.deepEqual([noPath.status, noPath.code], [400, 'SY_ERR_INVALID_ARGUMENT']);
     assert.deepEqual(await models(engine.url), ['tiny-pd']);

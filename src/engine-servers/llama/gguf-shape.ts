@@ -7,6 +7,7 @@
 import { type GgufFileInfo, readGgufFileInfo } from 'node-llama-cpp';
 import { SwitchyardError } from '../../core/errors.ts';
 import { checkGgufHeader } from './gguf-header.ts';
+import type { GgufRope } from './llama-backend.ts';
 
 /** The fields compared, in the order a difference is reported. */
 export interface GgufShape {
@@ -44,11 +45,20 @@ export function ggufShape(info: Pick<GgufFileInfo, 'metadata'>): GgufShape {
   };
 }
 
+/** A GGUF's shape and what bounds the context an engine may run it with. */
+export interface GgufCheckpoint {
+  readonly shape: GgufShape;
+  /** `<arch>.context_length`: the training context (0 when absent). */
+  readonly trainedContext: number;
+  /** `<arch>.rope`: RoPE scaling that extends it (llama-backend.ts `modelContextMax`). */
+  readonly rope: GgufRope | undefined;
+}
+
 /**
  * Reads the shape of the GGUF at `path` (its header and metadata, not its tensors). Throws 400
  * SY_ERR_INVALID_ARGUMENT (`param` model_path) when it is not a readable GGUF.
  */
-export async function readGgufShape(path: string): Promise<GgufShape> {
+export async function readGgufShape(path: string): Promise<GgufCheckpoint> {
   const invalid = (message: string) =>
     new SwitchyardError('SY_ERR_INVALID_ARGUMENT', message, { param: 'model_path' });
   try {
@@ -57,9 +67,17 @@ export async function readGgufShape(path: string): Promise<GgufShape> {
     throw invalid((error as Error).message);
   }
   try {
-    return ggufShape(
-      await readGgufFileInfo(path, { readTensorInfo: false, sourceType: 'filesystem', logWarnings: false }),
-    );
+    const info = await readGgufFileInfo(path, {
+      readTensorInfo: false,
+      sourceType: 'filesystem',
+      logWarnings: false,
+    });
+    const shape = ggufShape(info);
+    const arch = (info.metadata as unknown as Record<string, unknown>)[shape.architecture] as
+      | { context_length?: unknown; rope?: GgufRope }
+      | undefined;
+    const trained = Number(arch?.context_length ?? 0);
+    return { shape, trainedContext: Number.isFinite(trained) ? trained : 0, rope: arch?.rope };
   } catch (error) {
     throw invalid(
       `invalid model '${path}': its GGUF metadata could not be read (${(error as Error).message})`,

@@ -508,9 +508,19 @@ export class LlamaBackend implements EngineBackend {
     if (unfinished > 0 && !this.swapGate.running) return Promise.reject(engineBusyToSwap(unfinished));
     return this.swapGate.run(async (answered) => {
       const path = request.modelPath;
-      const shape = await readGgufShape(path);
+      const { shape, trainedContext, rope } = await readGgufShape(path);
       const differences = shapeDifferences(this.shape, shape);
       if (differences.length > 0) throw modelMismatch(path, differences);
+      // The rule LlamaBackend.open applies: no context past what the model was trained on (or its
+      // RoPE scaling extends to); a file that names none is not checked.
+      const contextMax = modelContextMax(trainedContext, rope);
+      if (trainedContext > 0 && this.contextSize > contextMax)
+        throw new SwitchyardError(
+          'SY_ERR_INVALID_ARGUMENT',
+          `model_path '${path}' serves at most ${contextMax} tokens per sequence, and this engine runs ` +
+            `${this.contextSize}: start an engine with a smaller --context-size for it`,
+          { param: 'model_path' },
+        );
       const modelId = request.servedModelName ?? modelIdFromPath(path);
       const load: ModelLoad = { ...this.load, loadOptions: { ...this.load.loadOptions, modelPath: path } };
       const step = () => this.swapStep(load, shape, modelId, answered);
