@@ -328,7 +328,7 @@ export function registerSimCommand(program: Command): void {
         '  switchyard sim --workload servegen --servegen-file sample:servegen-m-small-day2 --scale 0.01 --start-h 18 --duration 3600\n' +
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa --min-instances 1 --max-instances 8 --json out/kpa.json\n' +
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 24 --period-s 600 --duration 1200 --autoscaler kpa,slo-planner,static --max-instances 8 --html out/autoscalers.html\n' +
-        '  switchyard sim --workload multi-model --models 64 --zipf 1 --rate 20 --duration 86400   (served ids m00..m63)\n' +
+        '  switchyard sim --workload multi-model --models 64 --zipf 1 --rate 20 --duration 86400   (served ids m00..m63: a cluster from the flags serves none of them, so all are refused SY_ERR_NO_INSTANCE; the next line serves them)\n' +
         '  switchyard sim --workload multi-model --models 64 --zipf 1 --duration 3600 --gpus 8 --serverless-policy switchyard --json out/serverless.json\n' +
         '  switchyard sim --plan-pd --gpus 8 --input-tokens 4096 --output-tokens 256 --slo-ttft-ms 2000 --slo-tpot-ms 40\n' +
         '  switchyard sim --workload sinusoid --rate-min 1 --rate-max 16 --period-s 1200 --duration 2400 --input-tokens 4000 --output-tokens 500 --prefill-instances 2 --decode-instances 3 --autoscaler slo-planner   (each pool scaled by its own loop)\n' +
