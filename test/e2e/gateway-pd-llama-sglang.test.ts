@@ -158,13 +158,20 @@ describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 },
     const d1 = await llamaPdStats(decode);
     // The gateway retries a pair whose decode failed before its first byte, as a new pair with a
     // prefill leg of its own: on a loaded machine the decode's wait for the room (WAIT_MS) can pass
-    // before the prefill files its state (a fresh-clone CI at load 30 exported 5 states for 4
-    // requests). So the legs are counted by the gateway's own counters, not assumed to be n.
+    // before the prefill files its state, or a leg fail after the decode claimed its room (a
+    // fresh-clone CI at load 30 exported 5 states for 4 requests; a run here claimed 5 rooms). So
+    // the legs are counted by the gateway's own counters, not assumed to be n; and what a retried
+    // pair did on the engines before it failed is bounded by the retries: exactly n without one.
     const retries = g1.retries - g0.retries;
     const legs = g1.pd.prefills - g0.pd.prefills;
     assert.equal(legs, n + retries, 'one prefill leg per request, and one per retried pair');
     assert.equal(p1.exported - p0.exported, legs, 'each prefill leg exported one state');
-    assert.equal((p1.sglang?.roomsClaimed ?? 0) - (p0.sglang?.roomsClaimed ?? 0), n);
+    const byRetries = (what: string, count: number) =>
+      assert.ok(
+        count >= n && count <= n + retries,
+        `${what}: ${count}, for ${n} requests, ${retries} retries`,
+      );
+    byRetries('rooms claimed', (p1.sglang?.roomsClaimed ?? 0) - (p0.sglang?.roomsClaimed ?? 0));
     // A retried pair's first room was filled for no decode: it goes at the release timeout. Without
     // a retry every room was claimed, now.
     const ended = (p: typeof p1) =>
@@ -184,9 +191,9 @@ describe('SGLang P/D on llama engines through the gateway', { timeout: 60_000 },
       );
     const p2 = await llamaPdStats(prefill);
     assert.equal(p2.sglang?.rooms, 0, "every room was claimed (or, a retried pair's, released)");
-    assert.equal((p2.server?.releasedCollected ?? 0) - (p0.server?.releasedCollected ?? 0), n);
+    byRetries('states collected', (p2.server?.releasedCollected ?? 0) - (p0.server?.releasedCollected ?? 0));
     assert.equal(ended(p2), legs, 'every state exported went');
-    assert.equal(d1.imported - d0.imported, n);
+    byRetries('states imported', d1.imported - d0.imported);
     assert.ok(d1.importedBytes > d0.importedBytes);
     assert.equal(d1.localPrefills, 0, 'SGLang never prefills on the decode');
   });
