@@ -21,6 +21,7 @@
  * check that cannot tell (the role question failed, the health check failed) keeps it out, naming why
  * (logged once per new reason). The gateway asks a backend added at run time at once (`checkNow`).
  */
+import { setMaxListeners } from 'node:events';
 import { type Dispatcher, request } from 'undici';
 import type { HealthState } from '../policies/reliability.ts';
 import type { HealthCheckConfig } from './config.ts';
@@ -147,6 +148,10 @@ export class HealthChecker {
 
   private async round(targets: readonly HealthTarget[]): Promise<void> {
     const round = new AbortController();
+    // Up to two 'abort' listeners per target (probe's cut, and undici's for a P/D role check),
+    // each removed when its check ends: past Node's default of 10, a gateway with 11 or more
+    // engines printed a MaxListenersExceededWarning ("possible memory leak") at its first round.
+    setMaxListeners(2 * targets.length + 10, round.signal);
     let lagged = false;
     const deadline = new LoopFreeDeadline(this.config.timeoutMs, (l) => {
       lagged = l;
