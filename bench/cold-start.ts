@@ -25,22 +25,19 @@
  * moment it is handed the model. Cases run in rounds, one start of each per round.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, fsyncSync, mkdirSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ModelWarmer } from '../src/adapters/model-warmer.ts';
 import { ensureSizedLlamaGguf, sizedLlamaShape } from '../src/engine-servers/llama/tiny-gguf.ts';
+import { buildPrivateCli, median, ROOT, sequentialReadS } from './private-build.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** A private build of src/ (tsc, as `npm run build` makes dist/), so others' edits never make it stale. */
 const BUILD_DIR = join(ROOT, '.cache', 'cold-start');
 const BIN = join(BUILD_DIR, 'switchyard.mjs');
-/** 1 MiB reads, as `dd bs=1M`: the copy stays in the CPU's caches, the fastest plain read here. */
-const READ_CHUNK_BYTES = 1 << 20;
 /** Longest wait for one engine's ready line or answer (a hang guard, not a measurement). */
 const ENGINE_WAIT_MS_MAX = 120_000;
 const STAGES = ['runtime', 'import', 'binding', 'weights', 'context', 'listen'] as const;
@@ -58,30 +55,6 @@ const runs = Number(values.runs);
 if (!(sizeMb > 0) || !(Number.isInteger(runs) && runs >= 1)) {
   console.error('usage: cold-start.ts [--size-mb N] [--runs N] [--model PATH.gguf] [--json FILE]');
   process.exit(2);
-}
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
-/** Seconds to read the whole file sequentially, and the bytes read. */
-function sequentialReadS(path: string): { s: number; bytes: number } {
-  const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
-  const fd = openSync(path, 'r');
-  const start = performance.now();
-  let bytes = 0;
-  try {
-    for (;;) {
-      const n = readSync(fd, buffer, 0, READ_CHUNK_BYTES, bytes);
-      if (n === 0) break;
-      bytes += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return { s: (performance.now() - start) / 1000, bytes };
 }
 
 /** Bytes of `path` in the page cache per `fincore`, or undefined where it is missing. */
@@ -112,21 +85,6 @@ function dropFromPageCache(path: string): boolean {
   }
   const resident = residentBytes(path);
   return resident === undefined || resident < statSync(path).size / 100;
-}
-
-/** Compiles src/ (no type check, like `npm run build`) and writes the launcher bin/switchyard.mjs would be. */
-function buildEngine(): void {
-  const t = performance.now();
-  execFileSync(
-    join(ROOT, 'node_modules', '.bin', 'tsc'),
-    ['-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(BUILD_DIR, 'dist'), '--sourceMap', 'false'],
-    { stdio: 'inherit' },
-  );
-  writeFileSync(
-    BIN,
-    "const { main } = await import('./dist/cli/main.js');\nprocess.exitCode = await main(process.argv);\n",
-  );
-  console.log(`engine compiled in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 }
 
 interface Start {
@@ -238,7 +196,7 @@ async function main(): Promise<void> {
     console.log(`model ${model} ready in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   }
   const bytes = statSync(model).size;
-  buildEngine();
+  console.log(`engine compiled in ${buildPrivateCli(BUILD_DIR, BIN).toFixed(1)} s`);
   console.log(
     `model: ${(bytes / 1e6).toFixed(0)} MB` +
       (values.model === undefined

@@ -17,18 +17,17 @@
  * someone's edit never puts tsx's start-up in the figures. Cases alternate, one start of each per
  * round, so the machine's load falls on both alike.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { preReadFile } from '../src/adapters/model-warmer.ts';
 import { ensureSizedLlamaGguf, sizedLlamaShape } from '../src/engine-servers/llama/tiny-gguf.ts';
+import { buildPrivateCli, median, ROOT } from './private-build.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BUILD_DIR = join(ROOT, '.cache', 'serve-cold-start');
 /** Where the compiled serve spawns its engines from (src/adapters: `../../bin/switchyard.mjs`). */
 const BIN = join(BUILD_DIR, 'bin', 'switchyard.mjs');
@@ -48,27 +47,6 @@ const runs = Number(values.runs);
 if (!(sizeMb > 0) || !Number.isInteger(runs) || runs < 1) {
   console.error('usage: serve-cold-start.ts [--size-mb N] [--runs N] [--model PATH.gguf] [--json FILE]');
   process.exit(2);
-}
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
-
-function build(): void {
-  const t = performance.now();
-  execFileSync(
-    join(ROOT, 'node_modules', '.bin', 'tsc'),
-    ['-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(BUILD_DIR, 'dist'), '--sourceMap', 'false'],
-    { stdio: 'inherit' },
-  );
-  mkdirSync(join(BUILD_DIR, 'bin'), { recursive: true });
-  writeFileSync(
-    BIN,
-    "const { main } = await import('../dist/cli/main.js');\nprocess.exitCode = await main(process.argv);\n",
-  );
-  console.log(`serve compiled in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 }
 
 /** A running serve: its URL and its stderr lines. */
@@ -169,7 +147,7 @@ async function main(): Promise<void> {
   const model = values.model ?? join(ROOT, '.cache', 'models', `random-llama-${sizeMb}mb.gguf`);
   if (values.model === undefined) ensureSizedLlamaGguf(model, sizedLlamaShape(sizeMb * 1e6));
   if (!existsSync(model)) throw new Error(`no model at ${model}`);
-  build();
+  console.log(`serve compiled in ${buildPrivateCli(BUILD_DIR, BIN).toFixed(1)} s`);
   const read = await preReadFile(model);
   const bytes = statSync(model).size;
   console.log(

@@ -23,17 +23,16 @@
  * bench/cold-start.ts does, so a stale dist/ never adds tsx's start-up). Prints medians and the ratio
  * fresh / swap.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureSizedLlamaGguf, sizedLlamaShape } from '../src/engine-servers/llama/tiny-gguf.ts';
+import { buildPrivateCli, median, ROOT, sequentialReadS } from './private-build.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BUILD_DIR = join(ROOT, '.cache', 'swap-bench');
 const BIN = join(BUILD_DIR, 'switchyard.mjs');
 /** Longest wait for a ready line (a hang guard, not a measurement). */
@@ -53,43 +52,6 @@ const runs = Number(values.runs);
 if (!(sizeMb > 0) || !(Number.isInteger(runs) && runs >= 1)) {
   console.error('usage: swap-in-place.ts [--size-mb N] [--runs N] [--json FILE]');
   process.exit(2);
-}
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
-/** Reads the whole file (into the page cache); returns the seconds it took. */
-function readWhole(path: string): number {
-  const buffer = Buffer.allocUnsafe(1 << 20);
-  const fd = openSync(path, 'r');
-  const start = performance.now();
-  try {
-    let at = 0;
-    for (;;) {
-      const n = readSync(fd, buffer, 0, buffer.length, at);
-      if (n === 0) break;
-      at += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return (performance.now() - start) / 1000;
-}
-
-/** Compiles src/ into BUILD_DIR and writes the launcher bin/switchyard.mjs would be. */
-function buildEngine(): void {
-  execFileSync(
-    join(ROOT, 'node_modules', '.bin', 'tsc'),
-    ['-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(BUILD_DIR, 'dist'), '--sourceMap', 'false'],
-    { stdio: 'inherit' },
-  );
-  writeFileSync(
-    BIN,
-    "const { main } = await import('./dist/cli/main.js');\nprocess.exitCode = await main(process.argv);\n",
-  );
 }
 
 interface Engine {
@@ -159,10 +121,10 @@ async function main(): Promise<void> {
     ),
   );
   const [fileA, fileB] = files as [string, string];
-  buildEngine();
+  buildPrivateCli(BUILD_DIR, BIN);
   const bytes = statSync(fileA).size;
-  for (const f of files) readWhole(f);
-  const readS = Math.min(...files.map(readWhole));
+  for (const f of files) sequentialReadS(f);
+  const readS = Math.min(...files.map((f) => sequentialReadS(f).s));
   const shape = sizedLlamaShape(sizeMb * 1e6);
   console.log(
     `models: two of ${(bytes / 1e6).toFixed(0)} MB (${shape.blockCount} layers of width ${shape.embeddingLength}, F32; seeds ${SEED_A} and ${SEED_B}), ` +
