@@ -757,12 +757,15 @@ export class ServerlessHost implements TwinControl {
     // A pre-warm never starts afresh a model that has a sleeper: its first request wakes it (by a
     // swap if need be) in seconds, and a fresh start's ~45 s would keep its requests waiting.
     if (this.book !== undefined && m.pool.heldCount === 0 && this.book.countOf(m.spec.id) > 0) return false;
-    // Requests waiting and no sleeper of its own: an engine of the same base, asleep or idle, is
-    // re-targeted to it (its weights' read, seconds) rather than a fresh start (~45 s).
-    if (this.book?.config.retarget === true && m.pool.heldCount > 0 && this.retarget(this.book, m, k, nowMs))
-      return true;
+    // Requests waiting and no sleeper of its own: a sleeping engine of the same base is re-targeted
+    // to it (its weights' read, seconds) rather than a fresh start (~45 s); a sleeper serves nothing.
+    const book = this.book?.config.retarget === true && m.pool.heldCount > 0 ? this.book : undefined;
+    if (book !== undefined && this.retargetSleeper(book, m, k, nowMs)) return true;
     let choice = this.chooseNode(m, nowMs);
     if (choice === undefined) {
+      // No room: an idle instance of the same base that the victim rule would stop for `m` goes on
+      // for `m` instead. With room, the existing rules never stop a warm instance, nor does this.
+      if (book !== undefined && this.retargetIdle(book, m, k, nowMs)) return true;
       if (!this.evictFor(m, nowMs)) return false;
       choice = this.chooseNode(m, nowMs);
       if (choice === undefined) return false;
@@ -879,14 +882,13 @@ export class ServerlessHost implements TwinControl {
   // ---- sleep mode ----
 
   /**
-   * Re-targets an engine of another model of the same base, TP and GPU type to `m` (into slot
-   * `k`): first a sleeper whose GPUs no awake instance holds, of a model with nothing waiting, the
-   * least valuable first (`retargetSleepers`); else an idle instance the policy's victim rule offers
-   * for `m` (`victims`: it would stop it for `m` anyway), in the rule's order. The engine keeps its
-   * GPUs and its initialisation; `m`'s weights are read from the fastest tier holding them on that
-   * node, through its lane (`ModelCache.retarget`), plus the wake's fixed costs. False when none can.
+   * Re-targets a sleeping engine of another model of the same base, TP and GPU type to `m` (into
+   * slot `k`): a sleeper whose GPUs no awake instance holds, of a model with nothing waiting, the
+   * least valuable first (`retargetSleepers`). The engine keeps its GPUs and its initialisation;
+   * `m`'s weights are read from the fastest tier holding them on that node, through its lane
+   * (`ModelCache.retarget`), plus the wake's fixed costs. False when none can.
    */
-  private retarget(book: SleepBook, m: Served, k: number, nowMs: number): boolean {
+  private retargetSleeper(book: SleepBook, m: Served, k: number, nowMs: number): boolean {
     const t = this.cacheTime(nowMs);
     const shape = this.shapeOf(m);
     const candidates: RetargetCandidate[] = [];
@@ -907,6 +909,16 @@ export class ServerlessHost implements TwinControl {
       this.startRetargeted(book, m, k, s.node, s.gpus, s.model, nowMs);
       return true;
     }
+    return false;
+  }
+
+  /**
+   * Re-targets to `m` an idle instance of the same base, TP and GPU type that the policy's victim
+   * rule offers for `m` (`victims`: it would stop it for `m` anyway), in the rule's order; called only
+   * when no node has room for a fresh start. Costs as `retargetSleeper`. False when none can.
+   */
+  private retargetIdle(book: SleepBook, m: Served, k: number, nowMs: number): boolean {
+    const shape = this.shapeOf(m);
     const idle = this.idleCandidates(m, nowMs).filter((c) => {
       const where = this.slotOfCacheId.get(c.instanceId);
       return where !== undefined && retargetable(this.shapeOf(where.m), shape);
