@@ -11,12 +11,15 @@ describe('catalogue flags', () => {
     assert.equal(modelFlag('meta-llama/Llama-2-7b-hf'), 'llama-2-7b');
   });
 
-  it('turn a refusal into a usage error with its message', () => {
+  it('turn a refusal into a usage error with its message and the catalogue code', () => {
     assert.throws(
       () => gpuFlag('H100 NVL'),
       (error: unknown) => {
         assert.ok(error instanceof InvalidArgumentError);
-        assert.match(error.message, /^unknown gpu 'H100 NVL': the catalogue models h100 .*; valid: .*\.$/);
+        assert.match(
+          error.message,
+          /^unknown gpu 'H100 NVL': the catalogue models h100 .*; valid: .*\. \[SY_ERR_UNKNOWN_NAME\]$/,
+        );
         return true;
       },
     );

@@ -4,17 +4,22 @@
  * resolveGpuId) and hand the command the catalogue id; anything else is a usage error whose message
  * says why and lists the ids.
  */
-import { InvalidArgumentError } from 'commander';
+import { SwitchyardError } from '../core/errors.ts';
 import { gpuIds, resolveGpuId } from '../model/gpus.ts';
 import { modelIds, resolveModelId } from '../model/models.ts';
+import { refusal } from './usage-error.ts';
 
-/** `resolve` as a commander parser: its refusal becomes a usage error with the same message. */
+/**
+ * `resolve` as a commander parser: its refusal becomes a usage error with the same message and code
+ * (an unknown name SY_ERR_UNKNOWN_NAME, as the catalogue throws it).
+ */
 function flagParser(resolve: (name: string) => string): (value: string) => string {
   return (value: string): string => {
     try {
       return resolve(value);
     } catch (error) {
-      throw new InvalidArgumentError(`${(error as Error).message}.`);
+      const code = error instanceof SwitchyardError ? error.code : 'SY_ERR_INVALID_ARGUMENT';
+      throw refusal(`${(error as Error).message}.`, code);
     }
   };
 }

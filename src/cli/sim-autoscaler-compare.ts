@@ -22,6 +22,7 @@ import type { SimResult } from '../twin/simulator.ts';
 import { workloadSpecSchema } from '../workload/spec.ts';
 import { warnLine, withSteps } from './progress.ts';
 import { describeCluster, wroteLines } from './sim-header.ts';
+import { refusal } from './usage-error.ts';
 
 /** The baseline the `x static` column divides by: every instance of the pool all the time. */
 export const STATIC_AUTOSCALER = 'static';
@@ -35,8 +36,9 @@ export function parseAutoscalerList(value: string): string {
   const known = autoscalerNames();
   const unknown = names.find((n) => !known.includes(n));
   if (names.length === 0 || unknown !== undefined) {
-    throw new InvalidArgumentError(
+    throw refusal(
       `'${unknown ?? value}' is not an autoscaler; expected one or more of ${known.join(', ')}, comma-separated.`,
+      names.length === 0 ? 'SY_ERR_INVALID_ARGUMENT' : 'SY_ERR_UNKNOWN_NAME',
     );
   }
   if (new Set(names).size !== names.length)

@@ -43,6 +43,28 @@ describe("commander's usage errors print one line with a catalogue code", () => 
     assert.match(command.stderr, /^switchyard: unknown command 'bogus'.*\[SY_ERR_UNKNOWN_NAME\]\n$/);
   });
 
+  it('a name outside a known set is SY_ERR_UNKNOWN_NAME whichever check refuses it', async () => {
+    // A catalogue flag's parser: the catalogue's own code, the flag named, the code not doubled.
+    const model = await run(['sim', '--model', 'no-such-model']);
+    assert.equal(model.code, USAGE_EXIT_CODE);
+    assert.match(
+      model.stderr,
+      /^switchyard: option '--model <id>' argument 'no-such-model' is invalid\. unknown model 'no-such-model'.* \(run with --help for usage\) \[SY_ERR_UNKNOWN_NAME\]\n$/,
+    );
+    assert.equal(model.stderr.match(/SY_ERR_/g)?.length, 1, model.stderr);
+    // A registry parser (--autoscaler) and commander's own choices (--workload).
+    const autoscaler = await run(['sim', '--autoscaler', 'nope']);
+    assert.match(autoscaler.stderr, /^switchyard: .*'nope' is not an autoscaler.*\[SY_ERR_UNKNOWN_NAME\]\n$/);
+    const workload = await run(['sim', '--workload', 'nope']);
+    assert.match(workload.stderr, /^switchyard: .*Allowed choices are .*\[SY_ERR_UNKNOWN_NAME\]\n$/);
+    // The same mistake found after parsing prints the same code.
+    const policy = await run(['sim', '--policy', 'nope']);
+    assert.match(policy.stderr, /\[SY_ERR_UNKNOWN_NAME\]\n$/);
+    // A value that is not a name stays a bad value.
+    const twice = await run(['sim', '--autoscaler', 'kpa,kpa']);
+    assert.match(twice.stderr, /names an autoscaler twice.*\[SY_ERR_INVALID_ARGUMENT\]\n$/);
+  });
+
   it('a flag given without its value', async () => {
     const r = await run(['sim', '--autoscaler']);
     assert.equal(r.code, USAGE_EXIT_CODE);

@@ -1,4 +1,4 @@
-import type { CommanderError } from 'commander';
+import { type CommanderError, InvalidArgumentError } from 'commander';
 import type { ErrorCode } from '../core/errors.ts';
 
 /**
@@ -11,11 +11,31 @@ import type { ErrorCode } from '../core/errors.ts';
 /** The hint every usage line ends with, before its code. */
 const HELP_HINT = '(run with --help for usage)';
 
-/** The catalogue code of a commander usage error: a name outside the known set, else a bad value. */
+/** A refusal's own code, as `refusal` appends it to the message. */
+const TRAILING_CODE = /\s*\[(SY_ERR_[A-Z0-9_]+)\]$/;
+/** How commander refuses a value outside an option's `.choices()`. */
+const CHOICES_REFUSAL = 'Allowed choices are ';
+
+/**
+ * A flag parser's refusal carrying its catalogue code (a name outside a known set is
+ * SY_ERR_UNKNOWN_NAME, as the same mistake caught after parsing is). Commander keeps only the
+ * message of what a parser throws, so the code travels at its end and `commanderUsageLine` takes it
+ * back off.
+ */
+export function refusal(message: string, code: ErrorCode): InvalidArgumentError {
+  return new InvalidArgumentError(`${message} [${code}]`);
+}
+
+/**
+ * The catalogue code of a commander usage error: an unknown option or command, or a value outside an
+ * option's choices, names something outside the known set; any other refusal is a bad value.
+ */
 function codeOf(error: CommanderError): ErrorCode {
-  return error.code === 'commander.unknownOption' || error.code === 'commander.unknownCommand'
-    ? 'SY_ERR_UNKNOWN_NAME'
-    : 'SY_ERR_INVALID_ARGUMENT';
+  if (error.code === 'commander.unknownOption' || error.code === 'commander.unknownCommand')
+    return 'SY_ERR_UNKNOWN_NAME';
+  if (error.code === 'commander.invalidArgument' && error.message.includes(CHOICES_REFUSAL))
+    return 'SY_ERR_UNKNOWN_NAME';
+  return 'SY_ERR_INVALID_ARGUMENT';
 }
 
 /**
@@ -29,6 +49,9 @@ export function commanderUsageLine(error: CommanderError): string | undefined {
     .slice('error: '.length)
     .replace(/\s*\n\s*/g, ' ')
     .trim();
+  const own = TRAILING_CODE.exec(message);
+  if (own !== null)
+    return `switchyard: ${message.slice(0, own.index)} ${HELP_HINT} [${own[1] as ErrorCode}]\n`;
   return `switchyard: ${message} ${HELP_HINT} [${codeOf(error)}]\n`;
 }
 
