@@ -14,6 +14,7 @@ import { type PlacementSettings, placementCluster } from '../twin/placement-host
 import type { SimResult } from '../twin/simulator.ts';
 import { intInRange, positiveNumber } from './parse.ts';
 import { parseAutoscalerList } from './sim-autoscaler-compare.ts';
+import { refusalAsError } from './usage-error.ts';
 
 /**
  * The pool (most instances) of an autoscaled run that gives neither --max-instances nor a cluster
@@ -78,6 +79,15 @@ export function autoscalerOptions(): Option[] {
   ];
 }
 
+/** The config file's `autoscaler.name`, read as `--autoscaler` is; a refusal names the field. */
+function autoscalerOfConfig(name: string): string {
+  try {
+    return parseAutoscalerList(name);
+  } catch (error) {
+    throw refusalAsError(error, 'config autoscaler.name');
+  }
+}
+
 /**
  * The control block for the run, or undefined without --autoscaler (then its flags are refused).
  * `instances`: the cluster's size when the user gave it (--instances or the config's cluster),
@@ -91,7 +101,7 @@ export function controlFromFlags(
   // The config file's block under the flags: a flag wins field by field.
   const flags: AutoscalerFlags = {
     ...given,
-    autoscaler: given.autoscaler ?? (file?.name === undefined ? undefined : parseAutoscalerList(file.name)),
+    autoscaler: given.autoscaler ?? (file?.name === undefined ? undefined : autoscalerOfConfig(file.name)),
     minInstances: given.minInstances ?? file?.minInstances,
     maxInstances: given.maxInstances ?? file?.maxInstances,
     controlIntervalMs: given.controlIntervalMs ?? file?.intervalMs,

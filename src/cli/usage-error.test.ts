@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { main, USAGE_EXIT_CODE } from './main.ts';
 
@@ -63,6 +66,36 @@ describe("commander's usage errors print one line with a catalogue code", () => 
     // A value that is not a name stays a bad value.
     const twice = await run(['sim', '--autoscaler', 'kpa,kpa']);
     assert.match(twice.stderr, /names an autoscaler twice.*\[SY_ERR_INVALID_ARGUMENT\]\n$/);
+  });
+
+  it("the same parser on a config file's field names the field, and prints its line", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'usage-error-'));
+    try {
+      const config = join(dir, 'sim.yaml');
+      writeFileSync(config, 'autoscaler:\n  name: nope\n');
+      const r = await run([
+        'sim',
+        '--config',
+        config,
+        '--workload',
+        'sinusoid',
+        '--rate-min',
+        '1',
+        '--rate-max',
+        '2',
+        '--period-s',
+        '60',
+        '--duration',
+        '60',
+      ]);
+      assert.equal(r.code, USAGE_EXIT_CODE);
+      assert.match(
+        r.stderr,
+        /^switchyard: config autoscaler\.name: 'nope' is not an autoscaler; .*\[SY_ERR_UNKNOWN_NAME\]\n$/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a flag given without its value', async () => {

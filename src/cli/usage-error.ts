@@ -1,5 +1,5 @@
 import { type CommanderError, InvalidArgumentError } from 'commander';
-import type { ErrorCode } from '../core/errors.ts';
+import { type ErrorCode, SwitchyardError } from '../core/errors.ts';
 
 /**
  * Commander's own usage errors (an unknown option or command, a value a flag's parser refuses, a
@@ -24,6 +24,21 @@ const CHOICES_REFUSAL = 'Allowed choices are ';
  */
 export function refusal(message: string, code: ErrorCode): InvalidArgumentError {
   return new InvalidArgumentError(`${message} [${code}]`);
+}
+
+/**
+ * A flag parser's refusal met outside commander (the same parser reading a config file's field): the
+ * handled error it stands for, its message led by `where` (e.g. `config autoscaler.name`), its code
+ * the one `refusal` gave it (else SY_ERR_INVALID_ARGUMENT). Anything else is returned as it is.
+ */
+export function refusalAsError(error: unknown, where: string): unknown {
+  if (!(error instanceof InvalidArgumentError)) return error;
+  const own = TRAILING_CODE.exec(error.message);
+  const message = own === null ? error.message : error.message.slice(0, own.index);
+  return new SwitchyardError(
+    (own?.[1] as ErrorCode | undefined) ?? 'SY_ERR_INVALID_ARGUMENT',
+    `${where}: ${message}`,
+  );
 }
 
 /**
