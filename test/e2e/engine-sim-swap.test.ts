@@ -9,38 +9,24 @@
  * weights kept in host memory are the old model's). Deadlines only guard against hangs.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { simWakeTimes } from '../../src/engine-servers/sim/sleep.ts';
 import { perfModelFor } from '../../src/model/perf.ts';
-import { killAll, scrapeMetrics } from './support/wait.ts';
+import { spawnSim, Teardown } from './support/cluster.ts';
+import { scrapeMetrics } from './support/wait.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
-const children: ChildProcess[] = [];
 /**
  * Modelled time runs at wall speed: the swap's load (3.0 s for an 8B) and a 400-token generation
  * (about 3 s) are the windows the 409 and 503 checks land in, once /metrics shows them open.
  */
 const TIME_SCALE = 1;
 
-async function startEngine(args: string[]): Promise<string> {
-  const child = spawn(process.execPath, [BIN, 'engine', 'sim', '--port', '0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  const stderr: string[] = [];
-  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
-  const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ready line: ${stderr.join('\n')}`)), 60_000);
-    createInterface({ input: child.stdout! }).once('line', (l) => {
-      clearTimeout(timer);
-      resolve(l);
-    });
-    child.once('exit', (code) => reject(new Error(`engine exited ${code}: ${stderr.join('\n')}`)));
-  });
-  return (JSON.parse(line) as { url: string }).url;
+const teardown = new Teardown();
+
+/** A sim engine serving an 8B on an H100 as `ft-a` at wall speed, with `extra` flags; its URL. */
+async function startEngine(extra: string[]): Promise<string> {
+  const base = ['--model', 'llama-3.1-8b', '--gpu', 'h100', '--served-model-name', 'ft-a'];
+  return (await spawnSim([...base, '--time-scale', String(TIME_SCALE), ...extra], 0, teardown)).url;
 }
 
 async function swap(
@@ -76,19 +62,9 @@ const models = async (url: string) =>
 
 let url: string;
 before(async () => {
-  url = await startEngine([
-    '--model',
-    'llama-3.1-8b',
-    '--gpu',
-    'h100',
-    '--served-model-name',
-    'ft-a',
-    '--time-scale',
-    String(TIME_SCALE),
-    '--enable-sleep-mode',
-  ]);
+  url = await startEngine(['--enable-sleep-mode']);
 });
-after(() => killAll(children));
+after(() => teardown.run());
 
 test('refuses another architecture, an unknown model, abort_all_requests and a GET; keeps serving', async () => {
   const other = await swap(url, { model_path: 'llama-3.1-70b' });
@@ -156,18 +132,7 @@ test('asleep at level 1, a swap makes the wake reload from the checkpoint tier',
 });
 
 test('a load past --weight-update-timeout answers 504; the engine keeps its model; the late load blocks the next swap until it ends', async () => {
-  const short = await startEngine([
-    '--model',
-    'llama-3.1-8b',
-    '--gpu',
-    'h100',
-    '--served-model-name',
-    'ft-a',
-    '--time-scale',
-    String(TIME_SCALE),
-    '--weight-update-timeout',
-    '0.2',
-  ]);
+  const short = await startEngine(['--weight-update-timeout', '0.2']);
   const given = await swap(short, { model_path: 'llama-3.1-8b', served_model_name: 'ft-b' });
   assert.deepEqual([given.status, given.success, given.code], [504, false, 'SY_ERR_TIMEOUT']);
   // The modelled load (3.0 s) still runs: one swap at a time, and no generation meanwhile.
