@@ -80,11 +80,14 @@ export interface LlamaGateway {
 }
 
 /**
- * Starts a llama engine on the tiny model (default flags) and a gateway in front of it;
- * `teardown` closes the gateway, then stops the engine.
+ * Starts a llama engine on the tiny model (default flags, then `args`, which win) and a gateway in
+ * front of it; `teardown` closes the gateway, then stops the engine.
  */
-export async function startLlamaGateway(teardown: Teardown): Promise<LlamaGateway> {
-  const engine = await startLlamaEngine(['--model', tinyLlamaModel()]);
+export async function startLlamaGateway(
+  teardown: Teardown,
+  args: readonly string[] = [],
+): Promise<LlamaGateway> {
+  const engine = await startLlamaEngine(['--model', tinyLlamaModel(), ...args]);
   teardown.add(() => stopLlamaEngines([engine]));
   const gw = await startTestGateway(
     { backends: [{ id: 'l0', type: 'llama', url: engine.url, models: [LLAMA_MODEL] }] },
@@ -94,11 +97,11 @@ export async function startLlamaGateway(teardown: Teardown): Promise<LlamaGatewa
 }
 
 /**
- * A test file's (or describe block's) startLlamaGateway set-up (fileSetUp): its `before` hook starts
- * it, its `after` hook stops it. Read `engine` and `gw` in tests only.
+ * A test file's (or describe block's) startLlamaGateway set-up (fileSetUp), with the engine flags
+ * `args`: its `before` hook starts it, its `after` hook stops it. Read `engine` and `gw` in tests only.
  */
-export function llamaGateway(): LlamaGateway & { readonly teardown: Teardown } {
-  return fileSetUp(new Teardown(), ['engine', 'gw'], startLlamaGateway);
+export function llamaGateway(args: readonly string[] = []): LlamaGateway & { readonly teardown: Teardown } {
+  return fileSetUp(new Teardown(), ['engine', 'gw'], (teardown) => startLlamaGateway(teardown, args));
 }
 
 /** A llama engine's `/pd/stats`. */
