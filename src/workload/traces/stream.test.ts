@@ -4,11 +4,13 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
 import { Rng } from '../../core/rng.ts';
 import { createWorkload, traceLimit } from '../create.ts';
 import { traceRequests } from '../trace-source.ts';
 import type { TwinRequest } from '../types.ts';
+import { GunzipPieces } from './gunzip-stream.ts';
 import { readTrace } from './read.ts';
 import { SAMPLES_DIR } from './samples.ts';
 import { fileLines, nonBlankLines } from './text.ts';
@@ -151,6 +153,39 @@ describe('streamed trace reading', () => {
     } finally {
       // Its last writer gone, the worker's blocked read ends.
       closeSync(writer);
+    }
+  });
+
+  it('a gzip reader woken with no piece waits on instead of ending the text there', {
+    skip: process.platform === 'win32' ? 'needs mkfifo' : false,
+  }, () => {
+    // A pipe whose gzip bytes come only after a helper thread has woken the waiting reader five
+    // times with the piece slot still empty (as V8 was seen to do); the reader must read the whole
+    // text, not take the empty slot for the end of the file.
+    const fifo = join(dir, 'late.jsonl.gz');
+    execFileSync('mkfifo', [fifo]);
+    const text = Array.from({ length: 2000 }, (_, i) => `{"timestamp": ${i}, "input_length": 9}`).join('\n');
+    const pieces = new GunzipPieces(fifo, 30_000);
+    const helper = new Worker(
+      `const { workerData } = require('node:worker_threads');
+       const fs = require('node:fs');
+       const pause = new Int32Array(new SharedArrayBuffer(4));
+       for (let i = 0; i < 5; i++) {
+         Atomics.wait(pause, 0, 0, 30);
+         Atomics.notify(workerData.control, 0);
+       }
+       const fd = fs.openSync(workerData.fifo, 'w');
+       fs.writeSync(fd, workerData.gz);
+       fs.closeSync(fd);`,
+      { eval: true, workerData: { control: pieces.controlForTests, fifo, gz: gzipSync(text) } },
+    );
+    try {
+      const read: Buffer[] = [];
+      for (let piece = pieces.next(); piece.length > 0; piece = pieces.next()) read.push(piece);
+      assert.equal(Buffer.concat(read).toString('utf8'), text);
+    } finally {
+      pieces.close();
+      void helper.terminate();
     }
   });
 
