@@ -248,8 +248,8 @@ describe("vLLM's sampling extras on the built-in engines", () => {
   /*
    * One sequence, so that each prompt of the list runs alone, as the single requests do: llama.cpp is
    * not batch-invariant (a prompt decoded beside another can take another greedy token on the tiny
-   * model's flat logits; a CI run under load saw two of three differ), and what this checks is which
-   * choice answers which prompt.
+   * model's flat logits; a CI run under load saw two of three differ), and what these check is which
+   * choice answers which prompt, and that a prompt's n greedy samples agree.
    */
   describe('on an engine that runs one sequence at a time', () => {
     const serial = llamaGateway(['--sequences', '1']);
@@ -280,27 +280,27 @@ describe("vLLM's sampling extras on the built-in engines", () => {
       );
       assert.equal(answer.usage.completion_tokens, 24);
     });
-  });
 
-  it('llama: a prompt list with n=2 orders choices prompt by prompt (greedy)', async () => {
-    const reply = await post(llama.gw.url, '/v1/completions', {
-      model: LLAMA,
-      prompt: ['The cat', 'Hello'],
-      n: 2,
-      max_tokens: 6,
-      temperature: 0,
+    it('llama: a prompt list with n=2 orders choices prompt by prompt (greedy)', async () => {
+      const reply = await post(serial.gw.url, '/v1/completions', {
+        model: LLAMA,
+        prompt: ['The cat', 'Hello'],
+        n: 2,
+        max_tokens: 6,
+        temperature: 0,
+      });
+      assert.equal(reply.status, 200, reply.text);
+      const answer = JSON.parse(reply.text) as ListAnswer;
+      const texts = answer.choices.map((c) => c.text);
+      assert.deepEqual(
+        answer.choices.map((c) => c.index),
+        [0, 1, 2, 3],
+      );
+      assert.equal(texts[0], texts[1]);
+      assert.equal(texts[2], texts[3]);
+      assert.notEqual(texts[0], texts[2]);
+      assert.equal(answer.usage.completion_tokens, 24);
     });
-    assert.equal(reply.status, 200, reply.text);
-    const answer = JSON.parse(reply.text) as ListAnswer;
-    const texts = answer.choices.map((c) => c.text);
-    assert.deepEqual(
-      answer.choices.map((c) => c.index),
-      [0, 1, 2, 3],
-    );
-    assert.equal(texts[0], texts[1]);
-    assert.equal(texts[2], texts[3]);
-    assert.notEqual(texts[0], texts[2]);
-    assert.equal(answer.usage.completion_tokens, 24);
   });
 
   it('llama: a client that leaves stops every generation of its list', async () => {
