@@ -7,7 +7,7 @@
  * (src/adapters/standby-engines.ts) and hands it the model; only when none is waiting does it
  * spawn a fresh engine.
  */
-import type { EngineLauncher, LaunchedEngine } from '../control/local-actuator.ts';
+import type { EngineAssignment, EngineLauncher, LaunchedEngine } from '../control/local-actuator.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { type RestartPolicy, startLocalEngines } from './local-engines.ts';
 import type { StandbyEngines } from './standby-engines.ts';
@@ -54,6 +54,8 @@ export function localEngineLauncher(
   return {
     async launch(index: number, signal?: AbortSignal): Promise<LaunchedEngine> {
       const startMs = performance.now();
+      // Where the process's exits go: this slot's, until a re-target hands it to another pool.
+      let exitTo = (gaveUp: boolean): void => options.onExit?.(index, gaveUp);
       const taken = options.standby?.pool.take();
       if (taken !== undefined && options.standby !== undefined) {
         counts.standby++;
@@ -64,10 +66,13 @@ export function localEngineLauncher(
           { model, servedModelName },
           (line) => log(`[engine ${index}] ${line}`),
           options.startTimeoutMs,
-          () => options.onExit?.(index, true),
+          () => exitTo(true),
           signal,
         );
-        return healthy(engine, options, startMs, signal);
+        const reassign = (to: EngineAssignment): void => {
+          exitTo = to.onExit;
+        };
+        return healthy({ ...engine, reassign }, options, startMs, signal);
       }
       counts.fresh++;
       let readies = 0;
@@ -87,7 +92,7 @@ export function localEngineLauncher(
         },
         onExit: (_, code, exitSignal) => {
           log(`[engine ${index}] exited (${exitSignal ?? `code ${code}`})`);
-          options.onExit?.(index, false);
+          exitTo(false);
         },
         onRestart: (_, restarts, delayMs) =>
           log(
@@ -95,27 +100,33 @@ export function localEngineLauncher(
           ),
         onGiveUp: (_, restarts) => {
           log(`[engine ${index}] died after ${restarts} restarts; giving up on it`);
-          options.onExit?.(index, true);
+          exitTo(true);
         },
         ...(signal === undefined ? {} : { signal }),
       }).catch((error: unknown) => {
         throw slotError(error, index);
       });
       const engine = engines.engines[0] as (typeof engines.engines)[number];
-      return healthy(handedOn(engine, { stop: () => engines.stop() }), options, startMs, signal);
+      const reassign = (to: EngineAssignment): void => {
+        exitTo = to.onExit;
+        engines.setArgs(to.args);
+      };
+      return healthy(handedOn(engine, { stop: () => engines.stop(), reassign }), options, startMs, signal);
     },
   };
 }
 
 /**
  * `engine` as a launcher hands it on: its URL, KV-event endpoint and model, its pid read through (a
- * getter, so it follows the supervisor's restarts), and `calls` (its stop and, with sleep mode, its
- * sleep and wake) in place of any of its own. Launchers that wrap another's engines build theirs so.
+ * getter, so it follows the supervisor's restarts), its `reassign` (re-target) passed through, and
+ * `calls` (its stop and, with sleep mode, its sleep and wake) in place of any of its own. Launchers
+ * that wrap another's engines build theirs so.
  */
 export function handedOn(
-  engine: Pick<LaunchedEngine, 'url' | 'kvEvents' | 'model' | 'pid'>,
-  calls: Pick<LaunchedEngine, 'stop' | 'sleep' | 'wakeUp'>,
+  engine: Pick<LaunchedEngine, 'url' | 'kvEvents' | 'model' | 'pid' | 'reassign'>,
+  calls: Pick<LaunchedEngine, 'stop' | 'sleep' | 'wakeUp' | 'reassign'>,
 ): LaunchedEngine {
+  const reassign = calls.reassign ?? engine.reassign;
   return {
     url: engine.url,
     kvEvents: engine.kvEvents,
@@ -123,6 +134,7 @@ export function handedOn(
     get pid() {
       return engine.pid;
     },
+    ...(reassign === undefined ? {} : { reassign }),
     ...calls,
   };
 }

@@ -59,6 +59,11 @@ export interface LocalEngines {
   readonly engines: readonly LocalEngine[];
   /** SIGTERM to every child, SIGKILL to those still alive after the grace period; resolves when all exited. */
   stop(): Promise<void>;
+  /**
+   * Restarts from now on spawn the children with `args` in place of the options' (a re-target swapped
+   * the model an engine serves in place: a restart must come back on the new model, not the old).
+   */
+  setArgs(args: readonly string[]): void;
 }
 
 /** When and how often a child that died is started again. */
@@ -150,8 +155,11 @@ class Supervisor {
   private stopping = false;
   private readonly log: (line: string) => void;
   private readonly readyTimeoutMs: number;
+  /** What children are spawned with (`setArgs` replaces it for restarts). */
+  private args: readonly string[];
 
   constructor(private readonly options: LocalEnginesOptions) {
+    this.args = options.args;
     this.slots = Array.from({ length: options.count }, (_, i) => new Slot(i));
     this.log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
     this.readyTimeoutMs = options.readyTimeoutMs ?? READY_TIMEOUT_MS_DEFAULT;
@@ -172,7 +180,13 @@ class Supervisor {
       cancel.dispose();
     }
     const engines = this.slots.map((slot) => this.view(slot));
-    return { engines, stop: () => this.stop() };
+    return {
+      engines,
+      stop: () => this.stop(),
+      setArgs: (args) => {
+        this.args = [...args];
+      },
+    };
   }
 
   async stop(): Promise<void> {
@@ -217,7 +231,7 @@ class Supervisor {
   private spawn(slot: Slot): Promise<LocalEngine> {
     const { index } = slot;
     const spawnedMs = performance.now();
-    const proc = spawnEngine([this.options.engine, ...this.options.args, ...this.placeArgs(slot)]);
+    const proc = spawnEngine([this.options.engine, ...this.args, ...this.placeArgs(slot)]);
     const prefix = `[engine ${index}] `;
     const stderrTail = keepStderrTail(proc, (line) => this.log(prefix + line));
     const child: Child = {

@@ -13,7 +13,9 @@
  * past the keep-alive sleeps instead of stopping, within the bounds on sleepers
  * (src/control/serverless/live-sleep.ts), and the model's next request wakes it (docs/serverless.md,
  * "Sleep mode (live)"); with `--boot-sleep` (opt-in, off by default as in the twin) the models
- * also boot straight into sleep at start-up (`SleepBooter`), so a first request is a wake too.
+ * also boot straight into sleep at start-up (`SleepBooter`), so a first request is a wake too; with
+ * `--retarget` a model whose requests wait for a start takes another model's asleep engine of the
+ * same shape, its weights swapped in place (`Retargeter`, src/cli/serve-retarget.ts).
  * Settings come from the config's `autoscaler` block and flags.
  */
 import { type LaunchCounts, localEngineLauncher } from '../adapters/engine-launcher.ts';
@@ -39,6 +41,7 @@ import { SwitchyardError } from '../core/errors.ts';
 import { type GatewayConfig, perfModelIdOf } from '../gateway/config.ts';
 import type { Gateway, GatewayOptions, RequestTap } from '../gateway/gateway.ts';
 import { KEEP_ALIVE_MS_DEFAULT } from '../gateway/model-buffer.ts';
+import { Retargeter, type RetargetPool } from './serve-retarget.ts';
 import {
   type BootCap,
   ENABLE_SLEEP_MODE_FLAG,
@@ -95,6 +98,8 @@ export interface AutoscaleFlags {
   readonly sleepMaxMs?: number;
   /** True with `--boot-sleep`: boot into sleep at start-up, off by default (src/cli/serve-sleep.ts). */
   readonly bootSleep?: boolean;
+  /** True with `--retarget`: re-target asleep engines of another model of the same shape (src/cli/serve-retarget.ts). */
+  readonly retarget?: boolean;
 }
 
 function usage(message: string, param: string): SwitchyardError {
@@ -128,6 +133,7 @@ export function autoscaleSettings(
       'maxSleepersPerModel',
       'sleepMaxMs',
       'bootSleep',
+      'retarget',
     ] as const)
       if (flags[f] !== undefined)
         throw usage(`--${kebab(f)} needs --autoscaler (or an autoscaler block in the config)`, kebab(f));
@@ -217,7 +223,7 @@ function sleepSettingsOf(
 ): LiveSleepConfig | undefined {
   const block = typeof configured === 'object' ? configured : {};
   if (flags.sleep !== true && (configured === undefined || configured === false)) {
-    for (const f of ['maxSleepers', 'maxSleepersPerModel', 'sleepMaxMs', 'bootSleep'] as const)
+    for (const f of ['maxSleepers', 'maxSleepersPerModel', 'sleepMaxMs', 'bootSleep', 'retarget'] as const)
       if (flags[f] !== undefined)
         throw usage(`--${kebab(f)} needs --sleep (or the config's autoscaler.sleep)`, kebab(f));
     return undefined;
@@ -234,6 +240,7 @@ function sleepSettingsOf(
     ...optional('sleepersPerModelMax', flags.maxSleepersPerModel ?? block.maxSleepersPerModel),
     ...optional('sleepMaxMs', flags.sleepMaxMs ?? block.sleepMaxMs),
     ...optional('boot', flags.bootSleep ?? block.boot),
+    ...optional('retarget', flags.retarget ?? block.retarget),
   });
 }
 
@@ -343,6 +350,27 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
   const warm: WarmStart | undefined =
     o.engine === 'llama' ? warmStart(settings, o.startTimeoutMs, say) : undefined;
   const sleepers = settings.sleep === undefined ? undefined : new SleeperCount(settings.sleep);
+  // Read by the re-targeter's pools once `attach` has the gateway.
+  let gatewayOf: Gateway | undefined;
+  const retargeter =
+    settings.sleep?.retarget === true
+      ? new Retargeter(
+          o.models.map((model) =>
+            retargetPoolOf(
+              model,
+              () => byModel.get(model.served),
+              () => gatewayOf,
+            ),
+          ),
+          {
+            engine: o.engine,
+            timeoutMs: o.startTimeoutMs,
+            intervalMs: settings.intervalMs,
+            nowMs: () => performance.now(),
+            say,
+          },
+        )
+      : undefined;
   for (const [m, model] of o.models.entries()) {
     const pool: ModelPool = {
       model,
@@ -361,10 +389,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
           ...(o.models.length > 1
             ? { log: (line: string) => process.stderr.write(`[${model.served}] ${line}\n`) }
             : {}),
-          onExit: (index, gaveUp) => {
-            if (gaveUp) pool.actuator?.engineLost(index);
-            else pool.actuator?.engineExited(index);
-          },
+          onExit: (index, gaveUp) => exitOf(pool, index, gaveUp),
           ...(warm?.standby === undefined
             ? {}
             : { standby: { pool: warm.standby, model: model.variant.model, servedModelName: model.served } }),
@@ -372,6 +397,8 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
         counts,
       ),
     };
+    // Innermost: a re-target hands its engine on through the warm and sleep wrappers, as a launch.
+    if (retargeter !== undefined) pool.launcher = retargeter.launcher(pool.launcher, model.served);
     if (warm !== undefined) pool.launcher = warm.wrap(pool.launcher, model.variant.model);
     if (sleepers !== undefined) pool.launcher = sleepingLauncher(pool.launcher, o.startTimeoutMs);
     pools.push(pool);
@@ -386,7 +413,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
   const sleeping =
     settings.sleep === undefined
       ? ''
-      : `; idle engines sleep (at most ${settings.sleep.sleepersPerModelMax} per model, ${settings.sleep.sleepersMax} in all, stopped after ${settings.sleep.sleepMaxMs} ms asleep)${settings.sleep.boot ? '; models boot into sleep at start-up' : ''}`;
+      : `; idle engines sleep (at most ${settings.sleep.sleepersPerModelMax} per model, ${settings.sleep.sleepersMax} in all, stopped after ${settings.sleep.sleepMaxMs} ms asleep)${settings.sleep.boot ? '; models boot into sleep at start-up' : ''}${settings.sleep.retarget ? "; a model waiting for a start re-targets another model's asleep engine of the same shape" : ''}`;
   say(
     zero
       ? `${o.models.length} model(s) on demand at zero ${o.engine} engines (autoscaler ${settings.name}, up to ${settings.maxInstances} each, keep-alive ${settings.keepAliveMs} ms${capped}${prewarming}${sleeping})`
@@ -459,6 +486,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
     gatewayOptions,
     attach(gateway: Gateway): void {
       const clock = { nowMs: () => performance.now() };
+      gatewayOf = gateway;
       if (zero && settings.maxLoadedModels !== undefined)
         cap = new LoadedModelCap({
           maxLoadedModels: settings.maxLoadedModels,
@@ -505,10 +533,14 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
           sleepers: sleepers.size,
           models: Object.fromEntries(pools.map((p) => [p.model.served, modelSleepStats(p.actuator)])),
         });
+      if (retargeter !== undefined) {
+        retargeter.registerMetrics(gateway.metrics.registry);
+        gateway.hostStats['retarget'] = () => retargeter.stats();
+      }
       if (settings.prewarm)
         gateway.hostStats['prewarms'] = () =>
           Object.fromEntries(pools.map((p) => [p.model.served, p.runner?.prewarms ?? 0]));
-      gateway.requestTap = tapByModel(byModel, cap, clock);
+      gateway.requestTap = tapByModel(byModel, cap, clock, retargeter);
       for (const r of runners) r.start();
       booter?.start(settings.intervalMs);
     },
@@ -527,6 +559,31 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
         warm?.close(),
       ]);
     },
+  };
+}
+
+/** A process of `pool`'s slot `index` exited: its actuator hears it (`gaveUp`: lost for good). */
+function exitOf(pool: ModelPool | undefined, index: number, gaveUp: boolean): void {
+  if (gaveUp) pool?.actuator?.engineLost(index);
+  else pool?.actuator?.engineExited(index);
+}
+
+/** `model`'s pool as the re-targeter reads it (the pool and the gateway exist by its first launch). */
+function retargetPoolOf(
+  model: PoolModel,
+  pool: () => ModelPool | undefined,
+  gateway: () => Gateway | undefined,
+): RetargetPool {
+  return {
+    served: model.served,
+    modelPath: model.variant.model,
+    gpu: model.variant.gpu,
+    args: [...model.args, ENABLE_SLEEP_MODE_FLAG],
+    actuator: () => pool()?.actuator,
+    held: () => gateway()?.modelBuffer?.waiting(model.served) ?? 0,
+    inSystem: () => pool()?.runner?.inSystem ?? 0,
+    lastUsedMs: () => pool()?.runner?.lastUsedMs ?? Number.NEGATIVE_INFINITY,
+    onExit: (index, gaveUp) => exitOf(pool(), index, gaveUp),
   };
 }
 
@@ -656,11 +713,13 @@ function tapByModel(
   pools: ReadonlyMap<string, ModelPool>,
   cap: LoadedModelCap | undefined,
   clock: { nowMs(): number },
+  retargeter: Retargeter | undefined,
 ): RequestTap {
   return {
     arrived: (request, nowMs) => {
       pools.get(request.model)?.runner?.arrived(request, nowMs);
       cap?.arrived(request.model, nowMs);
+      retargeter?.arrived(request.model, nowMs);
     },
     firstByte: (request, nowMs) => pools.get(request.model)?.runner?.firstByte(request, nowMs),
     ended: (request, ok, tokens, nowMs) => {

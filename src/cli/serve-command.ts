@@ -791,6 +791,10 @@ export function registerServeCommand(program: Command): void {
       '--boot-sleep',
       "with --sleep: boot the models into sleep at start-up (each model's engine starts, in the twin's name-hash order within the sleeper bounds and --max-loaded-models, and is put to sleep before any request, so a first request is a wake; requests waiting go first). Off by default: in the twin, over 8 seeds, it made the p99 after the first 10 min worse and most boots went unused",
     )
+    .option(
+      '--retarget',
+      "with --sleep: a model whose requests wait for a fresh start takes another model's asleep engine of the same shape instead (llama: the same GGUF shape; sim: the same catalogue shapes and GPU), if that model holds no request: its weights are swapped in place (POST /update_weights_from_disk, then /wake_up; same process), the twin's sim --retarget; a swap that fails stops that engine and the model starts afresh. Off by default; counted in switchyard_retargets_total{model,from}",
+    )
     .addHelpText(
       'after',
       '\nExample (autoscaled sim engines, gauges switchyard_desired_replicas and switchyard_replicas on /metrics):\n' +

@@ -35,6 +35,7 @@ describe('serve --sleep settings', () => {
       sleepersMax: SLEEPERS_MAX_DEFAULT,
       sleepMaxMs: LONE_SLEEP_MAX_MS_DEFAULT,
       boot: BOOT_INTO_SLEEP_DEFAULT,
+      retarget: false,
     });
     const flagged = autoscaleSettings(
       {
@@ -48,7 +49,13 @@ describe('serve --sleep settings', () => {
       config,
       4,
     );
-    assert.deepEqual(flagged?.sleep, { sleepersPerModelMax: 2, sleepersMax: 3, sleepMaxMs: 5, boot: false });
+    assert.deepEqual(flagged?.sleep, {
+      sleepersPerModelMax: 2,
+      sleepersMax: 3,
+      sleepMaxMs: 5,
+      boot: false,
+      retarget: false,
+    });
     assert.equal(autoscaleSettings({ autoscaler: 'static', minInstances: 0 }, config, 4)?.sleep, undefined);
   });
 
@@ -76,6 +83,7 @@ describe('serve --sleep settings', () => {
       sleepersMax: SLEEPERS_MAX_DEFAULT,
       sleepMaxMs: LONE_SLEEP_MAX_MS_DEFAULT,
       boot: BOOT_INTO_SLEEP_DEFAULT,
+      retarget: false,
     });
     assert.equal(autoscaleSettings({}, withBlock(false), 4)?.sleep, undefined);
     const bounded = withBlock({ maxSleepers: 5, sleepMaxMs: 9000 });
@@ -84,6 +92,7 @@ describe('serve --sleep settings', () => {
       sleepersMax: 5,
       sleepMaxMs: 9000,
       boot: false,
+      retarget: false,
     });
     assert.deepEqual(autoscaleSettings({ maxSleepers: 2 }, bounded, 4)?.sleep?.sleepersMax, 2);
     // The flag turns it on over a config that leaves it off; bounds need one or the other.
@@ -122,6 +131,29 @@ describe('serve --sleep settings', () => {
       /--boot-sleep needs --sleep/,
     );
     assert.throws(() => withBlock({ boot: 'no' }), /autoscaler\.sleep/);
+  });
+
+  it("re-target: off by default; on by --retarget or the block's retarget, refused without sleep mode", () => {
+    const withBlock = (sleep: unknown) =>
+      parseGatewayConfig({ autoscaler: { name: 'static', minInstances: 0, sleep } }, {});
+    const zero = { autoscaler: 'static', minInstances: 0 } as const;
+    assert.equal(autoscaleSettings({ ...zero, sleep: true }, config, 4)?.sleep?.retarget, false);
+    assert.equal(
+      autoscaleSettings({ ...zero, sleep: true, retarget: true }, config, 4)?.sleep?.retarget,
+      true,
+    );
+    assert.equal(autoscaleSettings({}, withBlock({ retarget: true }), 4)?.sleep?.retarget, true);
+    assert.equal(
+      autoscaleSettings({ retarget: true }, withBlock({ retarget: false }), 4)?.sleep?.retarget,
+      true,
+    );
+    refused(() => autoscaleSettings({ ...zero, retarget: true }, config, 4), 'retarget');
+    refused(() => autoscaleSettings({ retarget: true }, config, 4), 'retarget');
+    assert.throws(
+      () => autoscaleSettings({ ...zero, retarget: true }, config, 4),
+      /--retarget needs --sleep/,
+    );
+    assert.throws(() => withBlock({ retarget: 'yes' }), /autoscaler\.sleep/);
   });
 });
 

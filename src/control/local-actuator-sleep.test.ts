@@ -119,6 +119,27 @@ describe('LocalActuator sleep mode', () => {
     );
   });
 
+  it('gives an asleep engine up to another pool without stopping it; its next demand launches afresh', async () => {
+    const { clock, pool, first, launched, count, actuator } = setup();
+    assert.equal(actuator.giveUpSleeper(clock.nowMs()), undefined, 'none asleep: nothing to give');
+    actuator.apply('m', want(0), clock.nowMs());
+    await flush();
+    assert.equal(actuator.giveUpSleeper(clock.nowMs()), first);
+    assert.deepEqual([first.stops, first.wakes], [0, 0], "its process is the taker's now");
+    assert.equal(count.size, 0, 'its sleeper place is free');
+    assert.deepEqual([actuator.counts().asleep, actuator.counts().stopped], [0, 1]);
+    assert.equal(actuator.sleepersGivenUp, 1);
+    assert.equal(actuator.giveUpSleeper(clock.nowMs()), undefined);
+    // Its process exiting later is no business of this pool's slot any more.
+    actuator.engineExited(0);
+    actuator.apply('m', want(1), clock.nowMs());
+    await flush();
+    assert.equal(launched.length, 1, 'a fresh launch');
+    assert.equal(first.wakes, 0);
+    assert.equal(actuator.counts().ready, 1);
+    assert.deepEqual(pool.added, ['engine-0']);
+  });
+
   it('a request while an engine is still going to sleep waits for its wake, not a second engine', async () => {
     const { clock, pool, first, launched, count, actuator } = setup(1, 60_000, 2);
     first.holdSleep = true;

@@ -64,6 +64,19 @@ export interface LaunchedEngine {
   sleep?(): Promise<void>;
   /** Sleep mode: wakes it (vLLM `POST /wake_up`); resolves once it serves again, rejects otherwise. */
   wakeUp?(): Promise<void>;
+  /**
+   * Re-target: the process now serves another model's pool (its weights swapped in place), so its
+   * supervisor restarts it, if it dies, on `to.args` and reports its exits to `to.onExit`.
+   */
+  reassign?(to: EngineAssignment): void;
+}
+
+/** Where a re-targeted engine's process belongs from now on (`LaunchedEngine.reassign`). */
+export interface EngineAssignment {
+  /** The engine flags a restart of the process uses (the model it now serves). */
+  readonly args: readonly string[];
+  /** Its process exited; `gaveUp`: its supervisor will not restart it. */
+  onExit(gaveUp: boolean): void;
 }
 
 /**
@@ -164,6 +177,8 @@ export class LocalActuator implements Actuator {
   readonly bootCounts = { boots: 0, bootFailures: 0, bootsAbandoned: 0 };
   /** The last wake that came up: from the wake's start to ready, in ms (undefined: none yet). */
   lastWakeMs: number | undefined;
+  /** Re-target: asleep engines handed to another model's pool (`giveUpSleeper`). */
+  sleepersGivenUp = 0;
   private readonly slots: Slot[];
   private readonly log: (line: string) => void;
   private closed = false;
@@ -465,6 +480,26 @@ export class LocalActuator implements Actuator {
     if (slept) this.sleepCounts.sleepersStopped++;
     this.log(`engine ${s.index} stopped asleep (${why})`);
     this.stopSlot(s, nowMs);
+  }
+
+  /**
+   * Re-target (serve --retarget): hands one asleep engine's process to another model's pool without
+   * stopping it. Its sleeper place is freed and its slot is stopped at once (free for a later start of
+   * this model); the caller owns the engine from here (swaps its weights or stops it). Undefined
+   * when no engine of this pool is asleep.
+   */
+  giveUpSleeper(nowMs: number): LaunchedEngine | undefined {
+    const s = this.slots.find((x) => x.phase === 'asleep' && !x.died && x.engine !== undefined);
+    if (s === undefined || this.closed) return undefined;
+    const engine = s.engine as LaunchedEngine;
+    this.options.sleep?.release();
+    s.engine = undefined;
+    // A completion of anything still pending on the slot must not touch what starts there next.
+    s.generation++;
+    this.sleepersGivenUp++;
+    this.enter(s, 'stopped', nowMs);
+    this.log(`engine ${s.index} (pid ${engine.pid}) handed asleep to another model`);
+    return engine;
   }
 
   /** Wakes an asleep slot: `starting` until the engine answers its wake, then back in the gateway. */

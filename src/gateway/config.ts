@@ -367,7 +367,9 @@ export const gatewayConfigSchema = z
          * `--sleep-max-ms` override them. Absent or `false`: idle engines stop. `boot` (default
          * false, as the twin's bootIntoSleep: over 8 seeds it cost the p99 after 10 min): `true` (or
          * `--boot-sleep`) boots never-started models' engines straight into sleep at start-up, so a
-         * first request is a wake.
+         * first request is a wake. `retarget` (default false, as the twin's `sleep.retarget`): `true`
+         * (or `--retarget`) lets a model whose requests wait for a fresh start take an asleep engine of
+         * another model of the same shape, its weights swapped in place (docs/serverless.md).
          */
         sleep: z
           .union([
@@ -377,6 +379,7 @@ export const gatewayConfigSchema = z
               maxSleepersPerModel: z.number().int().min(1).max(256).optional(),
               sleepMaxMs: z.number().int().min(1).max(604_800_000).optional(),
               boot: z.boolean().optional(),
+              retarget: z.boolean().optional(),
             }),
           ])
           .optional(),

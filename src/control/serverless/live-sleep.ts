@@ -48,6 +48,12 @@ export interface LiveSleepConfig {
    * 8-seed figures are in README.md).
    */
   readonly boot: boolean;
+  /**
+   * Re-target (`serve --retarget`, the twin's `sleep.retarget`): a model whose requests wait for a
+   * fresh start takes an asleep engine of another model of the same shape (live-retarget.ts). Opt-in,
+   * as in the twin.
+   */
+  readonly retarget: boolean;
 }
 
 /** The bounds with their defaults; SY_ERR_INVALID_ARGUMENT naming a bad one. */
@@ -57,6 +63,7 @@ export function resolveLiveSleep(p: Partial<LiveSleepConfig> = {}): LiveSleepCon
     sleepersMax: p.sleepersMax ?? SLEEPERS_MAX_DEFAULT,
     sleepMaxMs: p.sleepMaxMs ?? LONE_SLEEP_MAX_MS_DEFAULT,
     boot: p.boot ?? BOOT_INTO_SLEEP_DEFAULT,
+    retarget: p.retarget ?? false,
   };
   for (const k of ['sleepersPerModelMax', 'sleepersMax'] as const)
     if (!(Number.isInteger(c[k]) && c[k] >= 1)) throw invalidArgument(k, c[k], 'an integer >= 1');
