@@ -239,13 +239,27 @@ const RESPONSES_UNSERVED: ReadonlySet<string> = new Set([
 const SGLANG_NATIVE_ROUTES: ReadonlySet<string> = new Set(['/generate']);
 
 /**
+ * vLLM's own server routes outside the OpenAI API that clients call: the tokenizer routes (lm-eval's
+ * `local-completions` probes /tokenizer_info and /tokenize to tokenize on the server, with
+ * `tokenizer_backend=auto` or `remote`) and /version. The gateway routes none of them: a request
+ * names no engine, and one engine's tokenizer or version need not be another's.
+ */
+const VLLM_SERVER_ROUTES: ReadonlySet<string> = new Set([
+  '/tokenize',
+  '/detokenize',
+  '/tokenizer_info',
+  '/version',
+]);
+
+/**
  * What an unknown route's 404 adds to "unknown route METHOD PATH" for a client that took the
  * gateway for another server: a base URL off by `/v1` (meantRoute); a stored response asked for
  * by id (`GET /v1/responses/{id}`, its input items, cancel, delete: the openai SDKs'
  * `responses.retrieve()`), which the gateway cannot have: the built-in engines answer `store:
  * false`, and a backend's stored responses are not reachable by id through a router; the id-less
- * Responses routes (`input_tokens`, `compact`), told what is served; SGLang's native `/generate`
- * (SGLang's `bench_serving` by default). Empty for any other path.
+ * Responses routes (`input_tokens`, `compact`), told what is served; vLLM's own /tokenize, /detokenize,
+ * /tokenizer_info and /version; SGLang's native `/generate` (SGLang's `bench_serving` by default).
+ * Empty for any other path.
  */
 export function unknownRouteHint(path: string, batchApi: boolean): string {
   const meant = meantRoute(path, batchApi);
@@ -258,6 +272,12 @@ export function unknownRouteHint(path: string, batchApi: boolean): string {
       '; the gateway stores no responses (the built-in engines answer store: false) and routes only ' +
       'POST /v1/responses, so none can be retrieved, listed, cancelled or deleted by id'
     );
+  if (VLLM_SERVER_ROUTES.has(path))
+    return (
+      "; this is one of vLLM's own server routes, which the gateway does not route (it serves the " +
+      'OpenAI API: /v1/completions, /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models)' +
+      (path === '/version' ? '' : '; tokenize on the client (lm-eval: tokenizer_backend=huggingface)')
+    );
   if (SGLANG_NATIVE_ROUTES.has(path))
     return (
       "; this is SGLang's native API: the gateway serves the OpenAI API (/v1/completions, " +
@@ -267,8 +287,14 @@ export function unknownRouteHint(path: string, batchApi: boolean): string {
 }
 
 /**
- * The /v1/models entries, one per served model. A model only built-in engines (sim, llama) serve
- * says `"embeddings": "hash"`: their /v1/embeddings are deterministic hash vectors, not meaning.
+ * The /v1/models entries, one per served model, with vLLM's ModelCard fields. `root` is what vLLM
+ * names the model's path (its tokenizer): `vllm bench serve` without `--model` reads
+ * `data[0]["root"]` as the tokenizer to load (a KeyError without it, `get_first_model_from_server`
+ * in vllm/benchmarks/serve.py). The gateway knows only the served name, which is vLLM's `root` too
+ * when the engine runs without --served-model-name; `parent` is null, as the built-in engines say
+ * (vLLM names a LoRA adapter's base there; the config does not say which names are adapters). A
+ * model only built-in engines (sim, llama) serve says `"embeddings": "hash"`: their /v1/embeddings
+ * are deterministic hash vectors, not meaning.
  */
 function modelEntries(
   backends: GatewayConfig['backends'],
@@ -285,6 +311,8 @@ function modelEntries(
       object: 'model',
       created: createdS,
       owned_by: 'switchyard',
+      root: id,
+      parent: null,
       ...(builtinOnly ? { embeddings: 'hash' } : {}),
     };
   });

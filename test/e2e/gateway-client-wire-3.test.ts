@@ -1,0 +1,179 @@
+/**
+ * End-to-end: clients first run against `switchyard serve` in stop 32 (notes of task B), each
+ * request here as the client sent it (bytes captured by a logging proxy in front of the gateway).
+ *
+ * - `vllm bench serve` without `--model` asks the server for its model: `get_first_model_from_server`
+ *   (vllm/benchmarks/serve.py) GETs /v1/models over aiohttp and returns `data[0]["id"]` and
+ *   `data[0]["root"]`, the latter the tokenizer it then loads. vLLM's ModelCard has `root` (and
+ *   `parent`); the built-in engines' /v1/models had them, the gateway's had not, so the benchmark
+ *   died with KeyError: 'root' before sending a request. Every entry now has `root` (its id) and
+ *   `parent: null`, in the list and by id.
+ * - EleutherAI's lm-evaluation-harness 0.4.13 (`local-completions`, `local-chat-completions`):
+ *   `generate_until` sends a list of prompts in one completions request (`batch_size`), a `stop`
+ *   list, `seed: 1234`, `temperature: 0`, and `Authorization: Bearer` with no key when
+ *   OPENAI_API_KEY is unset; `loglikelihood` sends token-id prompts with `echo: true`, `logprobs: 1`
+ *   and `max_tokens: 1`. Served (the last: passed unchanged to a vLLM backend, 400 naming the field
+ *   on a built-in engine, which computes no log probabilities).
+ * - lm-eval's default `tokenizer_backend="auto"` probes vLLM's `GET /tokenizer_info` and `POST
+ *   /tokenize` and falls back to a local tokenizer on an error; the gateway routes neither (nor
+ *   /detokenize, /version). Its 404 said only "unknown route"; it now says these are vLLM's own
+ *   routes and to tokenize on the client.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { assertErrorBody, MODEL, post, REQUEST_DEADLINE_MS, simAndRecorder } from './support/cluster.ts';
+
+/** The model the recorder serves (a `vllm` backend: bodies go to it unchanged). */
+const REAL = 'real-model';
+const wire = simAndRecorder(REAL);
+
+/** The headers aiohttp 3.14 sends with a GET (vllm bench serve's model probe) and lm-eval's POSTs. */
+const AIOHTTP = {
+  accept: '*/*',
+  'accept-encoding': 'gzip, deflate',
+  'user-agent': 'Python/3.11 aiohttp/3.14.3',
+} as const;
+
+/** What `requests` sends (lm-eval's tokenizer probe), with lm-eval's JSON content type. */
+const REQUESTS = {
+  accept: '*/*',
+  'accept-encoding': 'gzip, deflate',
+  'user-agent': 'python-requests/2.34.2',
+  'content-type': 'application/json',
+} as const;
+
+interface ModelCard {
+  readonly id: string;
+  readonly root?: unknown;
+  readonly parent?: unknown;
+}
+
+async function get(path: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+  const res = await fetch(wire.gw.url + path, { headers, signal: AbortSignal.timeout(REQUEST_DEADLINE_MS) });
+  return { status: res.status, text: await res.text() };
+}
+
+describe('vllm bench serve without --model', { timeout: 60_000 }, () => {
+  it('reads data[0].id and data[0].root from /v1/models: every entry has root (its id) and parent null', async () => {
+    const r = await get('/v1/models', AIOHTTP);
+    assert.equal(r.status, 200, r.text);
+    const data = (JSON.parse(r.text) as { data: ModelCard[] }).data;
+    assert.deepEqual(
+      data.map((m) => m.id),
+      [MODEL, REAL],
+    );
+    // get_first_model_from_server: `return data["data"][0]["id"], data["data"][0]["root"]`.
+    const first = data[0] as ModelCard;
+    assert.ok(Object.hasOwn(first, 'root'), `no root (vllm bench serve: KeyError 'root'): ${r.text}`);
+    for (const m of data) {
+      assert.equal(m.root, m.id, r.text);
+      assert.ok(Object.hasOwn(m, 'parent') && m.parent === null, r.text);
+    }
+  });
+
+  it('GET /v1/models/{id} has them too', async () => {
+    for (const id of [MODEL, REAL]) {
+      const r = await get(`/v1/models/${encodeURIComponent(id)}`, AIOHTTP);
+      assert.equal(r.status, 200, r.text);
+      const m = JSON.parse(r.text) as ModelCard;
+      assert.equal(m.root, id, r.text);
+      assert.equal(m.parent, null, r.text);
+    }
+  });
+});
+
+/** lm-eval's `local-completions` generate_until body for a batch of two (batch_size=2), as captured. */
+const LM_EVAL_GENERATE = (model: string): string =>
+  `{"prompt": ["Question 0: what?", "Question 1: what?"], "model": "${model}", "max_tokens": 8, ` +
+  '"temperature": 0, "stop": ["\\n\\n", "Question:"], "seed": 1234}';
+
+/** lm-eval's `local-chat-completions` body, as captured. */
+const LM_EVAL_CHAT = (model: string): string =>
+  `{"messages": [{"role": "user", "content": "Q0"}], "model": "${model}", "max_tokens": 8, ` +
+  '"temperature": 0, "stop": ["\\n\\n"], "seed": 1234}';
+
+/** lm-eval's loglikelihood body (tokenized_requests=True): context + continuation token ids. */
+const LM_EVAL_LOGLIKELIHOOD = (model: string): string =>
+  `{"model": "${model}", "prompt": [[791, 8415, 7731], [791, 5679, 10837]], "temperature": 0, ` +
+  '"max_tokens": 1, "logprobs": 1, "seed": 1234, "echo": true}';
+
+/** lm-eval with OPENAI_API_KEY unset: "Bearer" and no key. */
+const LM_EVAL_HEADERS = { ...AIOHTTP, authorization: 'Bearer', 'content-type': 'application/json' };
+
+interface CompletionBody {
+  readonly choices: { index: number; text: string; finish_reason: string }[];
+  readonly usage: { prompt_tokens: number; completion_tokens: number };
+}
+
+describe('lm-evaluation-harness', { timeout: 60_000 }, () => {
+  it('generate_until: a list of prompts with a stop list is one choice per prompt, in order', async () => {
+    const r = await post(wire.gw.url, '/v1/completions', LM_EVAL_GENERATE(MODEL), {
+      headers: LM_EVAL_HEADERS,
+    });
+    assert.equal(r.status, 200, r.text);
+    const body = JSON.parse(r.text) as CompletionBody;
+    assert.deepEqual(
+      body.choices.map((c) => c.index),
+      [0, 1],
+    );
+    for (const c of body.choices) assert.ok(c.text.length > 0, r.text);
+    assert.ok(body.usage.completion_tokens > 0 && body.usage.completion_tokens <= 16, r.text);
+  });
+
+  it('local-chat-completions is served', async () => {
+    const r = await post(wire.gw.url, '/v1/chat/completions', LM_EVAL_CHAT(MODEL), {
+      headers: LM_EVAL_HEADERS,
+    });
+    assert.equal(r.status, 200, r.text);
+    const body = JSON.parse(r.text) as { choices: { message: { content: string } }[] };
+    assert.equal(body.choices.length, 1, r.text);
+  });
+
+  it('loglikelihood reaches a vLLM backend unchanged; a built-in engine answers 400 naming logprobs', async () => {
+    const before = wire.upstream.received.length;
+    const body = LM_EVAL_LOGLIKELIHOOD(REAL);
+    const real = await post(wire.gw.url, '/v1/completions', body, { headers: LM_EVAL_HEADERS });
+    assert.equal(real.status, 200, real.text);
+    assert.equal(wire.upstream.received.length, before + 1);
+    assert.equal(wire.upstream.received.at(-1)?.body, body);
+    const sim = await post(wire.gw.url, '/v1/completions', LM_EVAL_LOGLIKELIHOOD(MODEL), {
+      headers: LM_EVAL_HEADERS,
+    });
+    assert.equal(sim.status, 400, sim.text);
+    const e = assertErrorBody(sim.text, 400, 'loglikelihood on sim');
+    assert.equal(e.error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
+    assert.equal(e.error.param, 'logprobs');
+  });
+
+  it("the tokenizer probe (/tokenizer_info, /tokenize) is a 404 that names vLLM's own routes", async () => {
+    const info = await get('/tokenizer_info', REQUESTS);
+    const tokenize = await post(wire.gw.url, '/tokenize', '{"prompt": "test", "add_special_tokens": false}', {
+      headers: REQUESTS,
+    });
+    const detokenize = await post(wire.gw.url, '/detokenize', `{"model": "${MODEL}", "tokens": [1, 2]}`, {
+      headers: REQUESTS,
+    });
+    const version = await get('/version', REQUESTS);
+    for (const [what, r] of [
+      ['GET /tokenizer_info', info],
+      ['POST /tokenize', tokenize],
+      ['POST /detokenize', detokenize],
+      ['GET /version', version],
+    ] as const) {
+      assert.equal(r.status, 404, `${what}: ${r.text}`);
+      const e = assertErrorBody(r.text, 404, what);
+      assert.equal(e.error.code, 'SY_ERR_NOT_FOUND', what);
+      assert.equal(e.error.param, 'path', what);
+      assert.match(
+        e.error.message,
+        /one of vLLM's own server routes, which the gateway does not route/,
+        what,
+      );
+    }
+    assert.match(
+      JSON.parse(tokenize.text).error.message as string,
+      /tokenize on the client \(lm-eval: tokenizer_backend=huggingface\)/,
+    );
+    assert.doesNotMatch(JSON.parse(version.text).error.message as string, /tokenize/);
+  });
+});
