@@ -16,16 +16,41 @@ const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 /** Most stderr characters kept per child, for the error when it dies before it is ready. */
 const STDERR_TAIL_CHARS = 4000;
 
+/** glibc's tunable that has malloc ask for transparent huge pages (madvise) on what it maps. */
+export const MALLOC_HUGETLB_TUNABLE = 'glibc.malloc.hugetlb';
+
+/**
+ * `env` with `glibc.malloc.hugetlb=1` added to GLIBC_TUNABLES (colon-separated `name=value`s),
+ * unless it already names that tunable (the operator's value wins).
+ *
+ * Why: a llama engine's context creation is almost all the first touch of its KV cache, which
+ * llama.cpp allocates with malloc and clears at once (384 MiB for the default 4 x 4,096 tokens of
+ * the 606 MB bench model). Where THP is `madvise` (Debian's default) those are 4 KiB pages: about
+ * 100,000 page faults, 1.2 s of CPU on the 2-vCPU bench VM, whose faults are expensive. With the
+ * tunable glibc madvises its mappings for huge pages and the faults drop to a few hundred
+ * (docs/benchmarks.md, "Cold start of the llama engine"). glibc reads the tunable only at process
+ * start, so the spawner sets it; other C libraries ignore it, and where THP is `never` it does nothing.
+ */
+export function withMallocHugePages(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const tunables = env['GLIBC_TUNABLES'] ?? '';
+  const named = tunables.split(':').some((t) => t.split('=')[0] === MALLOC_HUGETLB_TUNABLE);
+  if (named) return env;
+  const hugetlb = `${MALLOC_HUGETLB_TUNABLE}=1`;
+  return { ...env, GLIBC_TUNABLES: tunables === '' ? hugetlb : `${tunables}:${hugetlb}` };
+}
+
 /**
  * Spawns `switchyard engine <args>` in its own process group (a terminal's Ctrl-C reaches only us),
  * stdio piped. Its stdin is never written to by default: it only has to stay open while this
  * process lives (see `whenParentGone`); errors on it are the child's exit, reported elsewhere.
+ * A llama engine (`args[0]` is `llama`) gets malloc's huge pages (withMallocHugePages).
  */
 export function spawnEngine(args: readonly string[]): ChildProcess {
+  const env = { ...process.env, [PARENT_PIPE_ENV]: 'stdin' };
   const proc = spawn(process.execPath, [BIN, 'engine', ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
     detached: true,
-    env: { ...process.env, [PARENT_PIPE_ENV]: 'stdin' },
+    env: args[0] === 'llama' ? withMallocHugePages(env) : env,
   });
   proc.stdin?.on('error', () => {});
   return proc;
