@@ -6,7 +6,12 @@
  * - mooncake: the full Mooncake conversation trace (12,031 requests) replayed on 16 H100 instances
  *   of llama-3.1-8b; the bundled sample stands in (and the table says so) when the trace is absent;
  * - poisson: a Poisson workload (1,000,000 requests by default) on 128 such instances at a rate
- *   that loads the cluster without overloading it (see the load line printed for each run).
+ *   that loads the cluster without overloading it (see the load line printed for each run);
+ * - heavy-prefix: a generated Mooncake-format trace with much heavier prefix sharing (long shared
+ *   system prompts, multi-turn sessions whose prompts grow turn by turn to 100k tokens, branches;
+ *   bench/heavy-prefix-trace.ts) on the same 16 instances: where a cost that grows with a prompt's
+ *   or a session's history would show. The current prefix cache only (the per-block one takes
+ *   about 13 s of CPU a replay there).
  *
  * By default each scenario runs twice, back to back, in fresh processes: with the previous prefix cache
  * (`blocks-32bit`, the per-block pool keyed by 32-bit hashes the twin used before) and the current
@@ -22,7 +27,7 @@
  *   --trace PATH              the Mooncake trace (default the shared data path)
  *   --warmup N                full Mooncake replays before the measured one (default 3); the first
  *                             one's figures are reported too ("cold": compilation included)
- *   --only mooncake|poisson   run one scenario
+ *   --only mooncake|poisson|heavy-prefix   run one scenario
  *   --json FILE               also write the figures as JSON
  *   --profile-summary DIR     print the top self-time functions of the largest .cpuprofile in DIR
  *                             (from `node --cpu-prof --cpu-prof-dir=DIR ...`) and exit
@@ -43,6 +48,7 @@ import { type PrefixCacheMode, runSimulation, type SimResult } from '../src/twin
 import { createWorkload } from '../src/workload/create.ts';
 import type { WorkloadSpecInput } from '../src/workload/spec.ts';
 import type { RequestSource } from '../src/workload/types.ts';
+import { heavyPrefixJsonl } from './heavy-prefix-trace.ts';
 
 /** The issue's target: simulated requests per wall second. */
 const TARGET_REQ_PER_S = 50_000;
@@ -51,6 +57,8 @@ const VIDUR_REQ_PER_S = 1_000;
 const MOONCAKE_TRACE = '/work/shared/data/traces/mooncake/conversation_trace.jsonl.gz';
 const MOONCAKE_SAMPLE = 'sample:mooncake-conversation';
 const MIB = 1024 * 1024;
+/** The scenarios, in the order they run. */
+const SCENARIOS = ['mooncake', 'poisson', 'heavy-prefix'] as const;
 /** cli-table3 without rules between rows: one line per row, easy to paste into the docs. */
 const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
 
@@ -161,9 +169,10 @@ function main(): void {
   const repeat = positiveInt(values.repeat, '--repeat');
   const warmupReplays = nonNegativeInt(values.warmup, '--warmup');
   const only = values.only;
-  if (only !== undefined && only !== 'mooncake' && only !== 'poisson') {
-    throw new Error(`--only must be mooncake or poisson, got '${only}'`);
+  if (only !== undefined && !(SCENARIOS as readonly string[]).includes(only)) {
+    throw new Error(`--only must be ${SCENARIOS.join(', ')}; got '${only}'`);
   }
+  const runs = (name: string): boolean => only === undefined || only === name;
   const modeFlag = values['prefix-cache'];
   if (modeFlag === 'compare') {
     compare(process.argv.slice(2), only, repeat, values.json);
@@ -180,9 +189,31 @@ function main(): void {
       ? `${values.trace} not found: the bundled ${MOONCAKE_SAMPLE} stands in`
       : `trace ${trace}`;
   const scenarios: Scenario[] = [];
-  if (only !== 'poisson') scenarios.push(mooncakeScenario(trace, traceNote, undefined));
-  if (only !== 'mooncake') scenarios.push(poissonScenario(rateRps, requests));
+  if (runs('mooncake')) scenarios.push(mooncakeScenario(trace, traceNote, undefined));
+  if (runs('poisson')) scenarios.push(poissonScenario(rateRps, requests));
+  // The generated trace is written once per process, to a temporary file the replays read as a
+  // user's file is read (the reading is part of the 'load s' column, as for the Mooncake trace).
+  const heavyDir = runs('heavy-prefix') ? mkdtempSync(join(tmpdir(), 'twin-speed-heavy-')) : undefined;
+  if (heavyDir !== undefined) {
+    const path = join(heavyDir, 'heavy-prefix.jsonl');
+    writeFileSync(path, heavyPrefixJsonl());
+    scenarios.push(heavyPrefixScenario(path));
+  }
+  try {
+    measureAll(scenarios, mode, rateRps, warmupReplays, values.json);
+  } finally {
+    if (heavyDir !== undefined) rmSync(heavyDir, { recursive: true, force: true });
+  }
+}
 
+/** Warm-up, then each scenario measured, its load line and the table printed. */
+function measureAll(
+  scenarios: readonly Scenario[],
+  mode: PrefixCacheMode,
+  rateRps: number,
+  warmupReplays: number,
+  json: string | undefined,
+): void {
   console.log(
     `twin speed: node ${process.version}, ${process.platform}/${process.arch}, ` +
       `${availableCores()} cores; target ${fmtInt(TARGET_REQ_PER_S)} req/s, Vidur ~${fmtInt(VIDUR_REQ_PER_S)} req/s`,
@@ -191,28 +222,33 @@ function main(): void {
   // replay is short (a fraction of a second) and V8 is still optimizing and growing its young
   // generation through the second one, so it gets `--warmup` whole replays; their times are kept,
   // the first one's reported as the cold figure. The Poisson run is long enough to warm itself.
+  // The heavy-prefix trace gets the same whole warm-up replays as the Mooncake one.
   const warmStart = performance.now();
-  if (only !== 'mooncake') run(poissonScenario(rateRps, 20_000), mode, undefined);
-  const warmups: { simWallS: number; loadWallS: number }[] = [];
-  if (only !== 'poisson') {
+  if (scenarios.some((s) => s.name === 'poisson')) run(poissonScenario(rateRps, 20_000), mode, undefined);
+  const warmups = new Map<string, { simWallS: number; loadWallS: number }[]>();
+  for (const scenario of scenarios) {
+    if (scenario.name === 'poisson') continue;
+    const replays: { simWallS: number; loadWallS: number }[] = [];
     for (let i = 0; i < warmupReplays; i++) {
       const t0 = performance.now();
-      const source = load(mooncakeScenario(trace, traceNote, undefined));
+      const source = load(scenario);
       const loadWallS = (performance.now() - t0) / 1000;
-      const r = simulate(mooncakeScenario(trace, traceNote, undefined), source, mode, undefined);
-      warmups.push({ simWallS: r.summary.wallSeconds, loadWallS });
+      const r = simulate(scenario, source, mode, undefined);
+      replays.push({ simWallS: r.summary.wallSeconds, loadWallS });
     }
+    warmups.set(scenario.name, replays);
   }
   console.log(
     `warm-up: ${((performance.now() - warmStart) / 1000).toFixed(2)} s; prefix cache ${mode}` +
-      (warmups.length > 0
-        ? `; Mooncake warm-up replays ${warmups.map((w) => w.simWallS.toFixed(3)).join(', ')} s`
-        : ''),
+      [...warmups]
+        .filter(([, w]) => w.length > 0)
+        .map(([name, w]) => `; ${name} warm-up replays ${w.map((x) => x.simWallS.toFixed(3)).join(', ')} s`)
+        .join(''),
   );
 
   const figures: Figures[] = [];
   for (const scenario of scenarios) {
-    const f = measure(scenario, mode, scenario.name.startsWith('mooncake') ? warmups : []);
+    const f = measure(scenario, mode, warmups.get(scenario.name) ?? []);
     figures.push(f);
     const l = f.load;
     console.log(
@@ -224,8 +260,8 @@ function main(): void {
     );
   }
   console.log(formatTable(figures));
-  if (values.json !== undefined) {
-    writeFileSync(values.json, `${JSON.stringify({ node: process.version, figures }, null, 2)}\n`);
+  if (json !== undefined) {
+    writeFileSync(json, `${JSON.stringify({ node: process.version, figures }, null, 2)}\n`);
   }
 }
 
@@ -251,15 +287,18 @@ function compare(
     )
       passOn.push(flag);
   }
-  const scenarios = only === undefined ? ['mooncake', 'poisson'] : [only];
+  const scenarios = only === undefined ? [...SCENARIOS] : [only];
   const pair: readonly PrefixCacheMode[] = ['blocks-32bit', 'runs'];
+  // The heavy-prefix trace runs the current cache alone: the per-block one takes ~13 s a replay.
+  const modesOf = (scenario: string): readonly PrefixCacheMode[] =>
+    scenario === 'heavy-prefix' ? ['runs'] : pair;
   const dir = mkdtempSync(join(tmpdir(), 'twin-speed-'));
   const all: Figures[] = [];
   const loadBefore = loadavg();
   try {
     for (let r = 0; r < repeat; r++) {
       for (const scenario of scenarios) {
-        for (const mode of pair) {
+        for (const mode of modesOf(scenario)) {
           const out = join(dir, `${scenario}-${mode}-${r}.json`);
           const args = ['--import', 'tsx', fileURLToPath(import.meta.url), ...passOn];
           args.push('--only', scenario, '--prefix-cache', mode, '--json', out);
@@ -277,7 +316,7 @@ function compare(
   }
   const medians: Figures[] = [];
   for (const scenario of scenarios) {
-    for (const mode of pair) {
+    for (const mode of modesOf(scenario)) {
       const runs = all.filter((f) => f.mode === mode && f.scenario.startsWith(scenario));
       if (runs.length > 0) medians.push(medianRun(runs));
     }
@@ -320,6 +359,21 @@ function compare(
       );
     }
   }
+  const heavy = all.filter((f) => f.scenario === 'heavy-prefix');
+  if (heavy.length > 0) {
+    const h = medianRun(heavy);
+    const moon = medians.find((f) => f.mode === 'runs' && f.scenario.startsWith('mooncake'));
+    // Per request, not per replay: the two traces differ in length, prompts and events.
+    const cpuPerReq = (f: Figures): string => `${((1e6 * f.cpuS) / f.requests).toFixed(1)} µs`;
+    console.log(
+      `heavy-prefix: median ${fmtInt(h.reqPerWallS)} req / wall s (runs ${heavy.map((f) => f.simWallS.toFixed(2)).join(', ')} s; ` +
+        `CPU s ${heavy.map((f) => f.cpuS.toFixed(2)).join(', ')}; ${fmtInt(h.events)} events, ${fmtInt(h.engineSteps)} engine steps)` +
+        (moon === undefined
+          ? ''
+          : `; ${(h.reqPerWallS / moon.reqPerWallS).toFixed(2)}x the Mooncake replay's req / wall s, ` +
+            `CPU per request ${cpuPerReq(h)} against ${cpuPerReq(moon)}`),
+    );
+  }
   if (json !== undefined) {
     writeFileSync(
       json,
@@ -348,6 +402,20 @@ function mooncakeScenario(trace: string, note: string, maxRequests: number | und
       ...(maxRequests !== undefined ? { maxRequests } : {}),
     },
     expectedRequests: maxRequests,
+  };
+}
+
+/**
+ * The generated heavy-prefix trace (bench/heavy-prefix-trace.ts, default options) on the Mooncake
+ * replay's cluster: 16 H100 instances of llama-3.1-8b, least-request routing.
+ */
+function heavyPrefixScenario(path: string): Scenario {
+  return {
+    name: 'heavy-prefix',
+    note: 'generated heavy-prefix trace (12,000 requests, prompts to 100k tokens)',
+    instances: 16,
+    workload: { kind: 'trace', trace: path, rateScale: 1 },
+    expectedRequests: undefined,
   };
 }
 
