@@ -368,6 +368,11 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
             intervalMs: settings.intervalMs,
             nowMs: () => performance.now(),
             say,
+            // The victim's GGUF is no longer loaded: warmed as after its engine's stop.
+            gaveUp: (served) => {
+              const file = o.models.find((m) => m.served === served)?.variant.model;
+              if (file !== undefined) warm?.unloaded(file);
+            },
           },
         )
       : undefined;

@@ -53,6 +53,8 @@ export interface RetargeterOptions {
   /** The host's clock. */
   readonly nowMs: () => number;
   readonly say: (line: string) => void;
+  /** `model`'s asleep engine was taken by another model: its checkpoint is no longer loaded. */
+  readonly gaveUp?: (model: string) => void;
 }
 
 /** Most (to, from) pairs counted: one per ordered pair of models, bounded by the models served. */
@@ -136,6 +138,7 @@ export class Retargeter {
       return undefined;
     }
     engine.reassign?.({ args: wanted.args, onExit: (gaveUp) => wanted.onExit(index, gaveUp) });
+    this.options.gaveUp?.(from);
     return this.swap(engine, wanted, from, index, signal);
   }
 

@@ -64,6 +64,8 @@ export interface WarmStart {
   readonly standby: StandbyEngines | undefined;
   /** `inner`, warming `file` when an engine it launched stops (until `closing`). */
   wrap(inner: EngineLauncher, file: string): EngineLauncher;
+  /** An engine stopped serving `file` without stopping (a re-target took it): warmed as after a stop. */
+  unloaded(file: string): void;
   /** /stats `warmStart`. */
   stats(counts: LaunchCounts): Record<string, unknown>;
   /** Serve is shutting down: engines that stop from now on are not warmed. */
@@ -140,6 +142,7 @@ export function warmStart(
         });
       },
     }),
+    unloaded: warmOnStop,
     stats: (counts) => ({
       standby: standby?.stats() ?? null,
       coldStarts: { standby: counts.standby, fresh: counts.fresh },

@@ -77,8 +77,8 @@ const engineModels = async (engineUrl: string): Promise<string[]> =>
     (m) => m.id,
   );
 
-/** Serve with two llama models at zero, sleeping past a short keep-alive, re-targeting, no standby engine. */
-function serveTwo(a: string, b: string): Promise<ServeProcess> {
+/** Serve with two llama models at zero, sleeping past a short keep-alive, re-targeting, `standby` standby engines. */
+function serveTwo(a: string, b: string, standby = 0): Promise<ServeProcess> {
   return startServe(
     [
       '--engine',
@@ -91,7 +91,7 @@ function serveTwo(a: string, b: string): Promise<ServeProcess> {
       '--keep-alive-ms',
       '400',
       '--standby-engines',
-      '0',
+      String(standby),
       '--sleep',
       '--retarget',
     ],
@@ -156,6 +156,39 @@ describe('serve --retarget (llama)', () => {
     assert.deepEqual(await engineModels(engineUrl), ['b']);
     const models = ((await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] }).data;
     assert.deepEqual(models.map((m) => m.id).sort(), ['a', 'b']);
+    assert.equal(await serve.stop(), 0);
+  });
+
+  it('re-targets an engine handed to a standby engine, before it would hand the next standby one; warms the file given up', async () => {
+    const serve = await serveTwo(FILE_A, FILE_B, 1);
+    const { url, stderr } = serve;
+    const coldStarts = async () =>
+      (
+        (await (await fetch(`${url}/stats`)).json()) as {
+          warmStart: {
+            standby: { idle: number };
+            coldStarts: { standby: number; fresh: number };
+            warmCache: { kept: string[] };
+          };
+        }
+      ).warmStart;
+    await waitFor('a standby engine waiting', async () => (await coldStarts()).standby.idle === 1);
+    const firstB = await complete(url, 'b');
+    assert.equal(firstB.status, 200, stderr.join('\n'));
+    await waitFor('b asleep, a standby engine waiting again', async () => {
+      const standby = (await coldStarts()).standby.idle;
+      return (await sleepOf(url, 'b')).asleep === 1 && standby === 1;
+    });
+    const [engineB] = readies(serve, 'b');
+    const answerA = await complete(url, 'a');
+    assert.equal(answerA.status, 200, stderr.join('\n'));
+    assert.notEqual(answerA.text, firstB.text);
+    assert.deepEqual(readies(serve, 'a'), [engineB], stderr.join('\n'));
+    assert.deepEqual((await coldStarts()).coldStarts, { standby: 1, fresh: 0 }, 'no second hand-over');
+    assert.equal(await retargets(url, 'a', 'b'), 1);
+    // b's GGUF is no longer loaded: it goes to the warm cache as after a stop (a's left it).
+    await waitFor("b's file warm", async () => (await coldStarts()).warmCache.kept.includes(FILE_B));
+    assert.ok(!(await coldStarts()).warmCache.kept.includes(FILE_A));
     assert.equal(await serve.stop(), 0);
   });
 
