@@ -23,6 +23,12 @@
  * `--no-prefetch`, so the warmer's share is not hidden by the engine's own prefetch). And a standby
  * engine (`--standby`: Node, the CLI and node-llama-cpp loaded, its binary checked), timed from the
  * moment it is handed the model. Cases run in rounds, one start of each per round.
+ *
+ * Every engine runs with the environment serve gives a llama engine (adapters/engine-process.ts:
+ * malloc's huge pages through GLIBC_TUNABLES), except the `4 KiB pages` cases, which set
+ * `glibc.malloc.hugetlb=0` to show the start before it, in the same run. The `reserve` case is a
+ * standby engine with `--standby-reserve-mib` sized to the default context's KV cache plus 64 MiB
+ * (engine-servers/llama/memory-reserve.ts).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, fsyncSync, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
@@ -31,7 +37,10 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { MALLOC_HUGETLB_TUNABLE, withMallocHugePages } from '../src/adapters/engine-process.ts';
 import { ModelWarmer } from '../src/adapters/model-warmer.ts';
+import { SEQUENCES_DEFAULT } from '../src/engine-servers/llama/defaults.ts';
+import { readGgufShape } from '../src/engine-servers/llama/gguf-shape.ts';
 import { ensureSizedLlamaGguf, sizedLlamaShape } from '../src/engine-servers/llama/tiny-gguf.ts';
 import { buildPrivateCli, median, ROOT, sequentialReadS } from './private-build.ts';
 
@@ -87,6 +96,20 @@ function dropFromPageCache(path: string): boolean {
   return resident === undefined || resident < statSync(path).size / 100;
 }
 
+/** Tokens per sequence the engine's context gets by default (llama-backend.ts CONTEXT_SIZE_MAX_DEFAULT). */
+const CONTEXT_DEFAULT_MAX = 4096;
+
+/**
+ * MiB for `--standby-reserve-mib`: the default context's KV cache (F16 keys and values, every layer,
+ * SEQUENCES_DEFAULT sequences) plus 64 MiB for llama.cpp's compute and output buffers.
+ */
+async function kvReserveMib(model: string): Promise<number> {
+  const { shape, trainedContext } = await readGgufShape(model);
+  const kvWidth = (Number(shape.embedding) / Number(shape.heads)) * Number(shape.kvHeads);
+  const tokens = SEQUENCES_DEFAULT * Math.min(trainedContext || CONTEXT_DEFAULT_MAX, CONTEXT_DEFAULT_MAX);
+  return Math.ceil((Number(shape.layers) * 2 * kvWidth * 2 * tokens) / 2 ** 20) + 64;
+}
+
 interface Start {
   readyS: number;
   firstTokenS: number;
@@ -127,11 +150,21 @@ function stdoutLines(child: ChildProcess, stderr: string[]) {
  * With `standby`, the engine starts with `--standby` and the clock starts when it is handed the
  * model, once it said it waits for one.
  */
-async function coldStart(model: string, flags: readonly string[], standby = false): Promise<Start> {
+async function coldStart(
+  model: string,
+  flags: readonly string[],
+  standby = false,
+  hugePages = true,
+): Promise<Start> {
   const modelArgs = standby ? ['--standby'] : ['--model', model, '--served-model-name', 'm'];
+  // Serve's environment for a llama engine, or (the comparison) malloc's huge pages turned off.
+  const env = hugePages
+    ? withMallocHugePages(process.env)
+    : { ...process.env, GLIBC_TUNABLES: `${MALLOC_HUGETLB_TUNABLE}=0` };
   let startMs = performance.now();
   const child = spawn(process.execPath, [BIN, 'engine', 'llama', ...modelArgs, '--port', '0', ...flags], {
     stdio: [standby ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    env,
   });
   const stderr: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
@@ -229,6 +262,7 @@ async function main(): Promise<void> {
       ? `limit, disk:       ${(bytes / 1e6).toFixed(0)} MB / ${gbps(diskLimitS)} GB/s = ${diskLimitS.toFixed(3)} s (after posix_fadvise DONTNEED${residentBytes(model) === undefined ? ', not checked: no fincore' : ', checked with fincore'})`
       : 'limit, disk: could not be measured (posix_fadvise DONTNEED through dd did not drop the pages); disk cases skipped',
   );
+  const reserveMib = await kvReserveMib(model);
   const nodeFloor: number[] = [];
   for (let i = 0; i < 3; i++) {
     const t = performance.now();
@@ -236,6 +270,7 @@ async function main(): Promise<void> {
     nodeFloor.push((performance.now() - t) / 1000);
   }
   console.log(`process floor: \`node -e 0\` takes ${median(nodeFloor).toFixed(3)} s`);
+  console.log(`standby reserve (the reserve case): ${reserveMib} MiB`);
 
   // Rounds of every case in turn, so the machine's other work (it varies by the minute) falls on
   // all cases alike rather than on whichever ran at a busy moment.
@@ -243,28 +278,51 @@ async function main(): Promise<void> {
   const cold = () => dropFromPageCache(model);
   const warmer = new ModelWarmer({ budgetBytes: 2 * bytes });
   const warmerS: number[] = [];
-  const plans: { name: string; limitS: number; flags: string[]; before: () => unknown; standby?: boolean }[] =
-    [
-      { name: 'page cache (mmap, prefetch)', limitS: cacheLimitS, flags: [], before: warm },
-      { name: 'page cache, --no-prefetch', limitS: cacheLimitS, flags: ['--no-prefetch'], before: warm },
-      { name: 'page cache, --no-mmap', limitS: cacheLimitS, flags: ['--no-mmap'], before: warm },
-      {
-        name: 'page cache, --context-size 256',
-        limitS: cacheLimitS,
-        flags: ['--context-size', '256'],
-        before: warm,
-      },
-      // A standby engine (node-llama-cpp loaded, its binary checked) handed the model: the clock
-      // starts at the handing over.
-      { name: 'standby, page cache', limitS: cacheLimitS, flags: [], before: warm, standby: true },
-      {
-        name: 'standby, page cache, ctx 256',
-        limitS: cacheLimitS,
-        flags: ['--context-size', '256'],
-        before: warm,
-        standby: true,
-      },
-    ];
+  const plans: {
+    name: string;
+    limitS: number;
+    flags: string[];
+    before: () => unknown;
+    standby?: boolean;
+    hugePages?: boolean;
+  }[] = [
+    { name: 'page cache (mmap, prefetch)', limitS: cacheLimitS, flags: [], before: warm },
+    // The defaults as they started before serve gave its llama engines malloc's huge pages.
+    { name: 'page cache, 4 KiB pages', limitS: cacheLimitS, flags: [], before: warm, hugePages: false },
+    { name: 'page cache, --no-prefetch', limitS: cacheLimitS, flags: ['--no-prefetch'], before: warm },
+    { name: 'page cache, --no-mmap', limitS: cacheLimitS, flags: ['--no-mmap'], before: warm },
+    {
+      name: 'page cache, --context-size 256',
+      limitS: cacheLimitS,
+      flags: ['--context-size', '256'],
+      before: warm,
+    },
+    // A standby engine (node-llama-cpp loaded, its binary checked) handed the model: the clock
+    // starts at the handing over.
+    { name: 'standby, page cache', limitS: cacheLimitS, flags: [], before: warm, standby: true },
+    {
+      name: 'standby, page cache, reserve',
+      limitS: cacheLimitS,
+      flags: ['--standby-reserve-mib', String(reserveMib)],
+      before: warm,
+      standby: true,
+    },
+    {
+      name: 'standby, page cache, 4 KiB',
+      limitS: cacheLimitS,
+      flags: [],
+      before: warm,
+      standby: true,
+      hugePages: false,
+    },
+    {
+      name: 'standby, page cache, ctx 256',
+      limitS: cacheLimitS,
+      flags: ['--context-size', '256'],
+      before: warm,
+      standby: true,
+    },
+  ];
   if (canDrop) {
     plans.push(
       { name: 'disk (mmap, prefetch)', limitS: diskLimitS, flags: [], before: cold },
@@ -291,7 +349,9 @@ async function main(): Promise<void> {
   for (let i = 0; i < runs; i++) {
     for (const [k, plan] of plans.entries()) {
       await plan.before();
-      cases[k]!.starts.push(await coldStart(model, plan.flags, plan.standby === true));
+      cases[k]!.starts.push(
+        await coldStart(model, plan.flags, plan.standby === true, plan.hugePages !== false),
+      );
     }
   }
 

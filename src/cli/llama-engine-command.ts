@@ -17,6 +17,7 @@ import {
   THREADS_DEFAULT,
 } from '../engine-servers/llama/defaults.ts';
 import type { LlamaRuntime } from '../engine-servers/llama/llama-backend.ts';
+import { MEMORY_RESERVE_MIB_MAX, MemoryReserve } from '../engine-servers/llama/memory-reserve.ts';
 import { StartupClock } from '../engine-servers/llama/startup.ts';
 import { serveEngine } from '../engine-servers/run-engine.ts';
 import { WEIGHT_UPDATE_TIMEOUT_MS_DEFAULT } from '../engine-servers/weight-update.ts';
@@ -52,6 +53,8 @@ interface LlamaEngineFlags {
   /** `--no-prefetch` sets it false. */
   prefetch: boolean;
   standby?: boolean;
+  /** With --standby: MiB touched while standing by and freed just before the context (memory-reserve.ts); 0: none. */
+  standbyReserveMib: number;
   /** P/D: the side this engine plays (src/engine-servers/llama/pd.ts); unset: an ordinary engine. */
   pdRole?: string;
   kvPort: number;
@@ -146,6 +149,8 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
     throw invalidArgument('model', flags.model, 'no --model with --standby (the model comes on stdin)');
   if (flags.standby !== true && flags.model === undefined)
     throw invalidArgument('model', '(none)', 'a GGUF model file: --model PATH.gguf');
+  if (flags.standby !== true && flags.standbyReserveMib > 0)
+    throw invalidArgument('standby-reserve-mib', String(flags.standbyReserveMib), 'only with --standby');
   if (flags.pdRole !== undefined && flags.pdRole !== 'prefill' && flags.pdRole !== 'decode')
     throw invalidArgument('pd-role', flags.pdRole, 'prefill or decode');
   if (flags.pdRole !== undefined && flags.enableSleepMode === true)
@@ -182,13 +187,18 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
     let model = flags.model;
     let servedModelName = flags.servedModelName;
     let runtime: LlamaRuntime | undefined;
+    let reserveFreed: Promise<unknown> | undefined;
     if (flags.standby === true) {
       // Everything that does not depend on the model is done; the figures count from the model.
       runtime = await Runtime.start({ threads: flags.threads });
+      const reserve =
+        flags.standbyReserveMib > 0 ? await MemoryReserve.hold(flags.standbyReserveMib) : undefined;
       startup.mark('binding');
       process.stdout.write(`${JSON.stringify({ event: 'standby', engine: 'llama' })}\n`);
       const order = await readStandbyOrder();
       startup.activate();
+      // Freed while the model loads; the context waits for it (LlamaBackendOptions.beforeContext).
+      reserveFreed = reserve?.release().catch(() => undefined);
       model = order.model;
       servedModelName = order.servedModelName ?? servedModelName;
       exitIfParentGoesBeforeServing('switchyard engine llama');
@@ -206,6 +216,7 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
         ...(flags.contextSize === undefined ? {} : { contextSize: flags.contextSize }),
         ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
         ...(pd === undefined ? {} : { kvState: pd }),
+        ...(reserveFreed === undefined ? {} : { beforeContext: reserveFreed }),
         enableSleepMode: flags.enableSleepMode === true,
         weightUpdateTimeoutMs: flags.weightUpdateTimeout * 1000,
       },
@@ -308,6 +319,15 @@ export function registerLlamaEngineCommand(engine: Command): void {
       '--standby',
       'start without a model: load node-llama-cpp, print {"event":"standby"} on stdout, then take the model\n' +
         'from one JSON line on stdin ({"model":"PATH.gguf","servedModelName"?:"NAME"}); start-up figures count from it',
+    )
+    .option(
+      '--standby-reserve-mib <MiB>',
+      'with --standby: memory touched while standing by and freed just before the context is created, so\n' +
+        "the KV cache's first touch reuses pages the machine has just had in use (worth it on VMs that back\n" +
+        "memory lazily); size it to the KV cache (sequences x context x the model's KV bytes per token).\n" +
+        `Resident while the engine stands by. 0 (default): none; at most ${MEMORY_RESERVE_MIB_MAX}`,
+      intInRange(0, MEMORY_RESERVE_MIB_MAX),
+      0,
     )
     .option(
       '--pd-role <role>',

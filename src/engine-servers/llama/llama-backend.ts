@@ -98,6 +98,12 @@ export interface LlamaBackendOptions {
   readonly startup?: StartupClock;
   /** Prefill/decode disaggregation: where sequence states come from and go (pd.ts); default none. */
   readonly kvState?: KvStateHooks;
+  /**
+   * Awaited after the model is loaded and before the context is created: a standby engine's memory
+   * reserve being freed (memory-reserve.ts), so the KV cache takes the pages it leaves. Its failure
+   * is ignored (the context is created all the same).
+   */
+  readonly beforeContext?: Promise<unknown>;
   /** vLLM's `--enable-sleep-mode`: sleep frees the context and model, a wake reloads them (./sleep.ts). */
   readonly enableSleepMode?: boolean;
   /** Longest load of `POST /update_weights_from_disk` (../weight-update.ts), ms; default 120 s. */
@@ -690,6 +696,7 @@ export class LlamaBackend implements EngineBackend {
         { param: 'context-size' },
       );
     }
+    await options.beforeContext?.catch(() => undefined);
     try {
       const contextOptions = { sequences, contextSize, threads };
       const context = await model.createContext(contextOptions).catch((error: Error) => {
