@@ -159,14 +159,24 @@ export interface ParsedCompletionRequest {
 }
 
 /**
- * The text a chat content part puts in the prompt: its `text`, or for a `refusal` part (an
- * assistant's earlier refusal replayed in the history) its `refusal`, which vLLM's chat_utils renders
- * as text too; undefined for a part without text (media, refused elsewhere).
+ * The field that holds a text content part's text: `text`, but `refusal` for a `refusal` part (an
+ * assistant's earlier refusal replayed in the history) and `thinking` for a `thinking` part (a
+ * reasoning model's earlier thinking: litellm's `hosted_vllm` provider turns an assistant message's
+ * `thinking_blocks` into such parts). vLLM's chat_utils renders both as text
+ * (`_parse_chat_message_content_part`).
+ */
+export function chatPartTextField(type: unknown): 'text' | 'refusal' | 'thinking' {
+  return type === 'refusal' || type === 'thinking' ? type : 'text';
+}
+
+/**
+ * The text a chat content part puts in the prompt (its chatPartTextField); undefined for a part
+ * without text (media, refused elsewhere).
  */
 export function chatPartText(part: unknown): string | undefined {
   if (typeof part !== 'object' || part === null) return undefined;
-  const p = part as { type?: unknown; text?: unknown; refusal?: unknown };
-  const text = p.type === 'refusal' ? p.refusal : p.text;
+  const p = part as Record<string, unknown>;
+  const text = p[chatPartTextField(p['type'])];
   return typeof text === 'string' ? text : undefined;
 }
 

@@ -12,10 +12,17 @@ import { SwitchyardError } from '../core/errors.ts';
 
 /**
  * Part types that are text (chat's, and the Responses API's). `refusal` is an assistant's earlier
- * refusal replayed in the history (the openai SDKs' refusal part): text, which vLLM serves on any
- * model, so a conversation holding one is served, not refused as media.
+ * refusal replayed in the history (the openai SDKs' refusal part), `thinking` a reasoning model's
+ * earlier thinking (litellm's `hosted_vllm` provider sends an assistant's `thinking_blocks` so): text,
+ * which vLLM serves on any model, so a conversation holding one is served, not refused as media.
  */
-const TEXT_PART_TYPES: ReadonlySet<string> = new Set(['text', 'input_text', 'output_text', 'refusal']);
+const TEXT_PART_TYPES: ReadonlySet<string> = new Set([
+  'text',
+  'input_text',
+  'output_text',
+  'refusal',
+  'thinking',
+]);
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -40,6 +40,21 @@ const part = fc.oneof(
     weight: 2,
   },
   { arbitrary: fc.record({ type: anyValue, text: anyValue }, { requiredKeys: [] }), weight: 1 },
+  // Text parts whose text is not in `text`: an assistant's refusal, a reasoning model's thinking.
+  {
+    arbitrary: fc.record(
+      { type: fc.constant('refusal'), refusal: mostly(fc.string({ maxLength: 40 })), text: anyValue },
+      { requiredKeys: ['type'] },
+    ),
+    weight: 1,
+  },
+  {
+    arbitrary: fc.record(
+      { type: fc.constant('thinking'), thinking: mostly(fc.string({ maxLength: 40 })), text: anyValue },
+      { requiredKeys: ['type'] },
+    ),
+    weight: 1,
+  },
 );
 const message = mostly(
   fc.record(

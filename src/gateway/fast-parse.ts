@@ -7,6 +7,7 @@
  * agree. Measured on the gateway benchmark's 4 KB chat bodies: about 14 us of zod per request saved.
  */
 import {
+  chatPartTextField,
   DEFAULT_MAX_TOKENS,
   MAX_TOKENS_LIMIT,
   type ParsedCompletionRequest,
@@ -88,6 +89,19 @@ function commonValid(b: Json): boolean {
   return true;
 }
 
+/**
+ * The text a chat content part adds to the prompt, as the schema path's chatPartText reads it (a
+ * refusal's `refusal`, a thinking part's `thinking`, else `text`; '' when that is not a string), or
+ * undefined when the part does not pass the schema (no string `type`, a `text` that is not a string).
+ */
+function fastPartText(part: unknown): string | undefined {
+  if (!isObject(part) || typeof part['type'] !== 'string') return undefined;
+  const t = part['text'];
+  if (t !== undefined && typeof t !== 'string') return undefined;
+  const own = part[chatPartTextField(part['type'])];
+  return typeof own === 'string' ? own : '';
+}
+
 /** The rendered chat text, or undefined when some message does not pass the schema. */
 function chatText(messages: unknown): string | undefined {
   if (!Array.isArray(messages) || messages.length < 1 || messages.length > MESSAGES_MAX) return undefined;
@@ -103,10 +117,8 @@ function chatText(messages: unknown): string | undefined {
     if (typeof content === 'string') text = content;
     else if (Array.isArray(content)) {
       for (const part of content) {
-        if (!isObject(part) || typeof part['type'] !== 'string') return undefined;
-        const t = part['text'];
-        if (t === undefined) continue;
-        if (typeof t !== 'string') return undefined;
+        const t = fastPartText(part);
+        if (t === undefined) return undefined;
         text += t;
       }
     } else if (!nullish(content)) return undefined;
@@ -244,10 +256,8 @@ function writeChat(messages: unknown): boolean {
     if (typeof content === 'string') writer.append(content);
     else if (Array.isArray(content)) {
       for (const part of content) {
-        if (!isObject(part) || typeof part['type'] !== 'string') return false;
-        const t = part['text'];
-        if (t === undefined) continue;
-        if (typeof t !== 'string') return false;
+        const t = fastPartText(part);
+        if (t === undefined) return false;
         writer.append(t);
       }
     } else if (!nullish(content)) return false;

@@ -18,6 +18,14 @@
  *   /tokenize` and falls back to a local tokenizer on an error; the gateway routes neither (nor
  *   /detokenize, /version). Its 404 said only "unknown route"; it now says these are vLLM's own
  *   routes and to tokenize on the client.
+ * - litellm's `hosted_vllm/` provider sends an assistant message's `thinking_blocks` (a reasoning
+ *   model's earlier turn) as content parts `{"type": "thinking", "thinking": ...}` before its text
+ *   (HostedVLLMChatConfig._transform_messages). vLLM reads a `thinking` part as text
+ *   (chat_utils' `_parse_chat_message_content_part`); the built-in engines refused it as media (400
+ *   naming the part). They serve it now, its thinking in the prompt; a `redacted_thinking` part,
+ *   which vLLM cannot parse either, is still refused. The gateway's fast body parse read neither a
+ *   thinking part's nor a refusal part's text (the schema path read the refusal), so its prefix and
+ *   token estimate missed them; both now read the same text (src/gateway/fast-parse.test.ts).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -175,5 +183,56 @@ describe('lm-evaluation-harness', { timeout: 60_000 }, () => {
       /tokenize on the client \(lm-eval: tokenizer_backend=huggingface\)/,
     );
     assert.doesNotMatch(JSON.parse(version.text).error.message as string, /tokenize/);
+  });
+});
+
+/** A chat body as litellm (hosted_vllm) sends a conversation whose assistant turn had thinking blocks. */
+const LITELLM_THINKING = (model: string, assistantContent: string): string =>
+  `{"messages":[{"role":"user","content":"What is the weather in Paris?"},{"role":"assistant","content":${assistantContent}},` +
+  `{"role":"user","content":"And tomorrow?"}],"model":"${model}","max_tokens":3}`;
+
+const THINKING = 'The user asks about the weather in Paris, so I should answer with a short forecast';
+const ANSWER = 'Sunny and mild.';
+
+describe("litellm's hosted_vllm thinking blocks", { timeout: 60_000 }, () => {
+  it('a thinking part is text to a built-in engine: served, its thinking in the prompt', async () => {
+    const parts = JSON.stringify([
+      { type: 'thinking', thinking: THINKING },
+      { type: 'text', text: ANSWER },
+    ]);
+    const r = await post(wire.gw.url, '/v1/chat/completions', LITELLM_THINKING(MODEL, parts));
+    assert.equal(r.status, 200, r.text);
+    const asString = await post(
+      wire.gw.url,
+      '/v1/chat/completions',
+      LITELLM_THINKING(MODEL, JSON.stringify(THINKING + ANSWER)),
+    );
+    const answerOnly = await post(
+      wire.gw.url,
+      '/v1/chat/completions',
+      LITELLM_THINKING(MODEL, JSON.stringify(ANSWER)),
+    );
+    const promptTokens = (t: string): number => (JSON.parse(t) as CompletionBody).usage.prompt_tokens;
+    assert.equal(promptTokens(r.text), promptTokens(asString.text), 'the parts read as their texts in order');
+    assert.ok(promptTokens(r.text) > promptTokens(answerOnly.text), 'the thinking is in the prompt');
+  });
+
+  it('a vLLM backend gets the bytes unchanged; a redacted_thinking part is still refused by a built-in engine', async () => {
+    const parts = JSON.stringify([
+      { type: 'thinking', thinking: THINKING },
+      { type: 'redacted_thinking', data: 'opaque' },
+      { type: 'text', text: ANSWER },
+    ]);
+    const before = wire.upstream.received.length;
+    const body = LITELLM_THINKING(REAL, parts);
+    const real = await post(wire.gw.url, '/v1/chat/completions', body);
+    assert.equal(real.status, 200, real.text);
+    assert.equal(wire.upstream.received.length, before + 1);
+    assert.equal(wire.upstream.received.at(-1)?.body, body);
+    const sim = await post(wire.gw.url, '/v1/chat/completions', LITELLM_THINKING(MODEL, parts));
+    const e = assertErrorBody(sim.text, sim.status, 'redacted_thinking on sim');
+    assert.equal(sim.status, 400);
+    assert.equal(e.error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
+    assert.equal(e.error.param, 'messages[1].content[1]');
   });
 });
