@@ -9,6 +9,7 @@ import {
   SSE_DONE,
   sseEvent,
 } from './openai-api.ts';
+import { responsesMessages } from './responses-api.ts';
 import { TEXT_BLOCK_CHARS } from './text-prefix.ts';
 
 function codeOf(f: () => unknown): string {
@@ -266,5 +267,52 @@ describe('stream_options without a stream (vLLM refuses it before any field chec
       stream_options: { include_usage: true },
     });
     assert.equal(streamed.includeUsage, true);
+  });
+});
+
+describe("a message's content parts (vLLM's chat_utils, 'string' content format)", () => {
+  it('joins the text parts by "\\n", leaving out parts without text or with empty text', () => {
+    const r = parseCompletionBody('chat', {
+      model: 'm',
+      messages: [
+        {
+          role: 'assistant',
+          content: [
+            { type: 'thinking', thinking: 'why' },
+            { type: 'text', text: '' },
+            { type: 'text', text: 'one' },
+            { type: 'refusal', refusal: 'no' },
+          ],
+        },
+        { role: 'user', content: [{ type: 'text', text: 'two' }] },
+      ],
+    });
+    assert.equal(r.promptText, '<|assistant|>\nwhy\none\nno\n<|user|>\ntwo\n');
+  });
+
+  it('reads a Responses input message the same way (vLLM parses it with the chat parser)', () => {
+    const messages = responsesMessages('sys', [
+      {
+        role: 'user',
+        content: [
+          { type: 'input_text', text: 'a' },
+          { type: 'input_text', text: '' },
+          { type: 'input_text', text: 'b' },
+        ],
+      },
+      {
+        type: 'message',
+        role: 'assistant',
+        content: [
+          { type: 'output_text', text: 'c' },
+          { type: 'refusal', refusal: 'd' },
+        ],
+      },
+    ]);
+    assert.deepEqual(messages, [
+      { role: 'system', content: 'sys' },
+      { role: 'user', content: 'a\nb' },
+      { role: 'assistant', content: 'c\nd' },
+    ]);
   });
 });

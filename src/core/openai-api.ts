@@ -180,12 +180,29 @@ export function chatPartText(part: unknown): string | undefined {
   return typeof text === 'string' ? text : undefined;
 }
 
+/**
+ * The prompt text of a message's content parts, as vLLM's chat_utils builds it for a text model
+ * (`_parse_chat_message_content_parts`, 'string' content format): each part's text (chatPartText),
+ * parts without text or with empty text left out (it keeps only truthy results), joined by "\n".
+ * A Responses input message's parts are read the same way (vLLM hands them to the same parser).
+ * SGLang's 'string' format joins `text` parts by a space instead; Switchyard follows vLLM.
+ */
+export function chatPartsText(parts: readonly unknown[]): string {
+  let out = '';
+  let first = true;
+  for (const part of parts) {
+    const t = chatPartText(part);
+    if (t === undefined || t === '') continue;
+    out += first ? t : `\n${t}`;
+    first = false;
+  }
+  return out;
+}
+
 function contentText(content: z.infer<typeof message>['content']): string {
   if (content === undefined || content === null) return '';
   if (typeof content === 'string') return content;
-  let out = '';
-  for (const part of content) out += chatPartText(part) ?? '';
-  return out;
+  return chatPartsText(content);
 }
 
 function invalidBody(issues: z.core.$ZodIssue[]): SwitchyardError {

@@ -5,7 +5,7 @@
  * prompt), so both see the same conversation and refuse the same bad shapes.
  */
 import { SwitchyardError } from './errors.ts';
-import { MAX_TOKENS_LIMIT } from './openai-api.ts';
+import { chatPartsText, MAX_TOKENS_LIMIT } from './openai-api.ts';
 import type { ChatText } from './text-prefix.ts';
 
 /** Input items a body may carry (chat's bound on messages). */
@@ -65,21 +65,21 @@ export function responsesMessages(instructions: unknown, input: unknown): ChatTe
   return messages;
 }
 
-/** The text of a message's content: a string, or the `text` of its parts joined. */
+/**
+ * The text of a message's content: a string, or its parts' text as chat reads it (chatPartsText:
+ * joined by "\n", as vLLM parses a Responses message through its chat parser).
+ */
 function contentText(content: unknown, at: string): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) throw invalid(at, 'expected a string or an array of content parts');
-  let text = '';
   for (let j = 0; j < content.length; j++) {
     const part: unknown = content[j];
     if (!isObject(part) || typeof part['type'] !== 'string')
       throw invalid(`${at}[${j}]`, 'expected a content part with a string type');
     const t = part['text'];
-    if (t === undefined) continue;
-    if (typeof t !== 'string') throw invalid(`${at}[${j}].text`, 'expected a string');
-    text += t;
+    if (t !== undefined && typeof t !== 'string') throw invalid(`${at}[${j}].text`, 'expected a string');
   }
-  return text;
+  return chatPartsText(content);
 }
 
 /**

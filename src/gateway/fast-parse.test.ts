@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parseCompletionBody } from '../core/openai-api.ts';
+import { CHARS_PER_TOKEN, TEXT_BLOCK_CHARS, textPrefixChain } from '../core/text-prefix.ts';
 import { parseBody, parseRouting, ROUTING_PREFIX_BLOCKS_MAX, routingOf } from './fast-parse.ts';
 
 /** Both parsers' outcome: the parsed request, or the error's code, param and message. */
@@ -209,6 +210,29 @@ describe('parseBody (the gateway fast path)', () => {
         outcome(() => parseRouting(kind, body)),
         outcome(() => routingOf(parseCompletionBody(kind, body))),
       );
+    }
+  });
+
+  it('joins a message\'s text parts by "\\n" as the schema path does (vLLM), in the prefix chain and the estimate', () => {
+    const a = 'a'.repeat(TEXT_BLOCK_CHARS * 2 + 3);
+    const b = 'b'.repeat(TEXT_BLOCK_CHARS);
+    const body = {
+      model: 'm',
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: a },
+            { type: 'text', text: '' },
+            { type: 'text', text: b },
+          ],
+        },
+      ],
+    };
+    const text = `<|user|>\n${a}\n${b}\n`;
+    for (const r of [parseBody('chat', body), parseRouting('chat', body)]) {
+      assert.deepEqual(r.prefix.hashes, textPrefixChain(text).hashes);
+      assert.equal(r.promptTokens, Math.ceil(text.length / CHARS_PER_TOKEN));
     }
   });
 

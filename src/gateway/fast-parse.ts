@@ -116,10 +116,11 @@ function chatText(messages: unknown): string | undefined {
     let text = '';
     if (typeof content === 'string') text = content;
     else if (Array.isArray(content)) {
+      // Non-empty part texts joined by "\n", as chatPartsText joins them.
       for (const part of content) {
         const t = fastPartText(part);
         if (t === undefined) return undefined;
-        text += t;
+        if (t !== '') text += text === '' ? t : `\n${t}`;
       }
     } else if (!nullish(content)) return undefined;
     // renderChat's rendering of one message, without its array and object.
@@ -255,10 +256,15 @@ function writeChat(messages: unknown): boolean {
     writer.startMessage(role);
     if (typeof content === 'string') writer.append(content);
     else if (Array.isArray(content)) {
+      // Non-empty part texts joined by "\n", as chatPartsText joins them.
+      let first = true;
       for (const part of content) {
         const t = fastPartText(part);
         if (t === undefined) return false;
+        if (t === '') continue;
+        if (!first) writer.append('\n');
         writer.append(t);
+        first = false;
       }
     } else if (!nullish(content)) return false;
     writer.endMessage();

@@ -50,10 +50,34 @@ describe('parseBodyFields for a Responses body', () => {
         },
       ],
     });
+    // Parts join by "\n" (vLLM parses a Responses message with its chat parser), as a chat
+    // message's parts do.
+    const chatParts = parseBodyFields(
+      'chat',
+      Buffer.from(
+        JSON.stringify({
+          model: MODEL,
+          messages: [
+            { role: 'system', content: SYSTEM },
+            {
+              role: 'user',
+              content: [
+                { type: 'text', text: QUESTION.slice(0, 20) },
+                { type: 'text', text: QUESTION.slice(20) },
+              ],
+            },
+          ],
+        }),
+      ),
+    );
     assert.ok(chat.prefix.hashes.length >= 2, 'the text spans whole blocks');
-    for (const r of [asString, asParts]) {
-      assert.deepEqual(r.prefix, chat.prefix);
-      assert.equal(r.inputTokens, chat.inputTokens);
+    assert.notDeepEqual(chatParts.prefix, chat.prefix);
+    for (const [r, same] of [
+      [asString, chat],
+      [asParts, chatParts],
+    ] as const) {
+      assert.deepEqual(r.prefix, same.prefix);
+      assert.equal(r.inputTokens, same.inputTokens);
     }
   });
 

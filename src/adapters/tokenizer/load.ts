@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { SwitchyardError } from '../../core/errors.ts';
-import { chatPartText } from '../../core/openai-api.ts';
+import { chatPartsText } from '../../core/openai-api.ts';
 import type { PrefixChain } from '../../core/request.ts';
 import { CHARS_PER_TOKEN } from '../../core/text-prefix.ts';
 import { type Sha256, type VllmHashing, vllmNoneHash, vllmPrefixChain } from '../../core/token-blocks.ts';
@@ -111,18 +111,13 @@ function specialTokens(config: Record<string, unknown>): Record<string, string> 
 }
 
 /**
- * The text of a message's content: a string, or its text (and refusal) parts joined by newlines
- * (vLLM's 'string' format).
+ * The text of a message's content: a string, or its text parts joined by newlines (vLLM's 'string'
+ * format; chatPartsText).
  */
 function contentText(content: unknown): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
-  const parts: string[] = [];
-  for (const part of content) {
-    const t = chatPartText(part);
-    if (t !== undefined) parts.push(t);
-  }
-  return parts.join('\n');
+  return chatPartsText(content);
 }
 
 /** Reads a tokenizer and its template from disk; throws SY_ERR_INVALID_CONFIG naming what is wrong. */
