@@ -88,6 +88,26 @@ const cases: {
     policies: ['least-request', 'kv-cost', 'session'],
     hits: true,
   },
+  {
+    // One long system prompt every instance caches (a record per instance on each of its nodes,
+    // looked up in any order: RunCache.recordOf reorders the node's list), sessions growing turn
+    // by turn, in pools small enough that the queue's front is refused and matched again.
+    name: 'sessions behind a shared long system prompt on 12 instances, tight KV pool',
+    workload: {
+      kind: 'sessions',
+      sessionRateRps: 10,
+      turns: { kind: 'uniform', lo: 2, hi: 10 },
+      userTokens: { kind: 'uniform', lo: 200, hi: 2000 },
+      output: { kind: 'uniform', lo: 10, hi: 300 },
+      systemPromptTokens: 6000,
+      blockTokens: 512,
+      maxRequests: 500,
+    },
+    instances: 12,
+    policies: ['least-request', 'session'],
+    hits: true,
+    kvBlocks: 1100,
+  },
 ];
 
 for (const c of cases) {
