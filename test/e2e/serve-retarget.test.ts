@@ -19,8 +19,15 @@ import { ONE_REPLICA_FROM_ZERO_ARGS, type ServeProcess, startServe } from './sup
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
 const HANG_GUARD_MS = 60_000;
-const waitFor = (what: string, check: () => Promise<boolean> | boolean): Promise<void> =>
-  until(what, check, HANG_GUARD_MS, 25);
+/** `until` with the hang guard; a timeout's error carries `log` (serve's stderr) when given. */
+const waitFor = (
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  log: readonly string[] = [],
+): Promise<void> =>
+  until(what, check, HANG_GUARD_MS, 25).catch((error: Error) => {
+    throw new Error(`${error.message}\n${log.join('\n')}`);
+  });
 
 const dir = mkdtempSync(join(tmpdir(), 'sy-serve-retarget-'));
 const FILE_A = join(dir, 'ft-a.gguf');
@@ -213,30 +220,34 @@ describe('serve --retarget (llama)', () => {
     const serve = await serveTwo(FILE_A, fileB);
     const { url, stderr } = serve;
     assert.equal((await complete(url, 'a')).status, 200, stderr.join('\n'));
-    await waitFor('a asleep', async () => (await sleepOf(url, 'a')).asleep === 1);
+    await waitFor('a asleep', async () => (await sleepOf(url, 'a')).asleep === 1, stderr);
     const [[, pidA]] = readies(serve, 'a') as [[string, number]];
     // b's file changes shape after serve read it: serve still takes it for a match, the engine refuses (400).
     writeLlamaGguf(fileB, { ...TINY_LLAMA_SHAPE, feedForwardLength: 256, seed: 202 });
     assert.equal((await complete(url, 'b')).status, 200, stderr.join('\n'));
     const [[, pidB]] = readies(serve, 'b') as [[string, number]];
-    assert.notEqual(pidB, pidA);
+    assert.notEqual(pidB, pidA, stderr.join('\n'));
     assert.ok(
       stderr.some((l) => /b: re-target of a's asleep engine \(pid \d+\) failed .*400/.test(l)),
       stderr.join('\n'),
     );
     assert.equal((await scrapeMetrics(url)).get('switchyard_retarget_failures_total{model="b",from="a"}'), 1);
     assert.equal(await retargets(url, 'b', 'a'), 0);
-    await waitFor("a's engine stopped", () => {
-      try {
-        process.kill(pidA, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    });
+    await waitFor(
+      "a's engine stopped",
+      () => {
+        try {
+          process.kill(pidA, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      stderr,
+    );
     // a, its sleeper gone, starts normally on its next request.
     assert.equal((await complete(url, 'a')).status, 200, stderr.join('\n'));
-    assert.equal((await sleepOf(url, 'a')).starts, 2);
-    assert.equal(await serve.stop(), 0);
+    assert.equal((await sleepOf(url, 'a')).starts, 2, stderr.join('\n'));
+    assert.equal(await serve.stop(), 0, stderr.join('\n'));
   });
 });
