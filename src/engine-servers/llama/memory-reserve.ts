@@ -6,8 +6,8 @@
  * Why: creating a context is almost all the first touch of the KV cache (llama.cpp allocates it and
  * clears it at once; 384 MiB for the default 4 x 4,096 tokens of the 606 MB bench model). On a VM
  * that backs guest memory lazily and takes free pages back (virtio-balloon free page reporting,
- * about 2 s after they are freed), touching never-used memory costs the hypervisor's faults: 0.6 to
- * 1 s of system time for those 384 MiB on the bench's 2-vCPU VM, even with huge pages. Pages freed a
+ * about 2 s after they are freed), touching never-used memory costs the hypervisor's faults: 0.4 to
+ * 0.9 s of system time for those 384 MiB on the bench's 2-vCPU VM, even with huge pages. Pages freed a
  * moment earlier are handed out again first and cost a tenth of that (docs/benchmarks.md, "Cold
  * start of the llama engine"). The price: the reserve is resident while the engine stands by.
  *
