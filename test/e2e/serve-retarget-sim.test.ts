@@ -3,8 +3,9 @@
  * same catalogue model (two fine-tunes of one base: the same shapes) and one of another base, one
  * engine each, from zero. a's engine serves, then sleeps; b's request is answered by that same
  * process after an in-place swap (counted in switchyard_retargets_total{model="b",from="a"}), whose
- * /v1/models then lists b; c, of another shape, starts its own engine; a starts afresh on its next
- * request. Deadlines only guard against hangs.
+ * /v1/models then lists b; c, of another shape, starts its own engine and leaves b's sleeper alone; a's
+ * next request takes b's sleeper back the same way (same process, counted from b). Deadlines only guard
+ * against hangs.
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
