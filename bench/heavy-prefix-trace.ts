@@ -108,7 +108,8 @@ export function heavyPrefixRows(options: HeavyPrefixOptions = DEFAULT_HEAVY_PREF
     let history: number[];
     if (pool.length > 0 && rng.next() < options.branchShare) {
       const from = pool[rng.int(pool.length)] as readonly number[];
-      // A branch keeps a prefix of that history: at least its system prompt's part.
+      // A branch keeps a prefix of that history, half of it or more (which may end inside a long
+      // system prompt: the branch then shares only part of it).
       history = from.slice(0, Math.max(1, Math.ceil(from.length * (0.5 + 0.5 * rng.next()))));
     } else {
       history = [...pickSystem()];
