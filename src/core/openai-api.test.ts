@@ -316,3 +316,51 @@ describe("a message's content parts (vLLM's chat_utils, 'string' content format)
     ]);
   });
 });
+
+describe("vLLM's cache_salt", () => {
+  const system = 'A shared system prompt that spans a few text blocks of the chain. '.repeat(4);
+  const chat = (salt: unknown, question = 'q?') => ({
+    model: 'm',
+    messages: [
+      { role: 'system', content: system },
+      { role: 'user', content: question },
+    ],
+    cache_salt: salt,
+  });
+
+  it('keeps prompts under different salts from sharing any prefix block; one salt shares as before', () => {
+    const plain = parseCompletionBody('chat', chat(undefined)).prefix.hashes;
+    const a = parseCompletionBody('chat', chat('a')).prefix.hashes;
+    const a2 = parseCompletionBody('chat', chat('a', 'another question?')).prefix.hashes;
+    const b = parseCompletionBody('chat', chat('b')).prefix.hashes;
+    assert.ok(plain.length >= 4);
+    assert.deepEqual(parseCompletionBody('chat', chat(null)).prefix.hashes, plain);
+    assert.equal(a.length, plain.length);
+    for (let i = 0; i < a.length; i++) {
+      assert.notEqual(a[i], plain[i]);
+      assert.notEqual(a[i], b[i]);
+    }
+    // The system prompt's blocks are shared under one salt (a prefix of each other's chain).
+    const shared = Math.floor(system.length / TEXT_BLOCK_CHARS);
+    assert.deepEqual(a2.slice(0, shared), a.slice(0, shared));
+    // Token-id prompts too.
+    const ids = Array.from({ length: 64 }, (_, i) => i);
+    assert.notDeepEqual(
+      parseCompletionBody('completion', { model: 'm', prompt: ids, cache_salt: 'a' }).prefix.hashes,
+      parseCompletionBody('completion', { model: 'm', prompt: ids }).prefix.hashes,
+    );
+  });
+
+  it('refuses a salt that is not a non-empty string, naming cache_salt (as vLLM)', () => {
+    for (const salt of ['', 0, true, ['a'], { a: 1 }]) {
+      assert.equal(
+        codeOf(() => parseCompletionBody('chat', chat(salt))),
+        'SY_ERR_INVALID_ARGUMENT:cache_salt',
+      );
+      assert.equal(
+        codeOf(() => parseCompletionBody('completion', { model: 'm', prompt: 'x', cache_salt: salt })),
+        'SY_ERR_INVALID_ARGUMENT:cache_salt',
+      );
+    }
+  });
+});

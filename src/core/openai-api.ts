@@ -5,6 +5,7 @@
  * names must have the right type, so a bad body gets a 400 that names the field.
  */
 import { z } from 'zod';
+import { cacheSaltOf, saltPrefixChain } from './cache-salt.ts';
 import { SwitchyardError } from './errors.ts';
 import type { PrefixChain } from './request.ts';
 import { estimateTokens, renderChat, textPrefixChain, tokenPrefixChain } from './text-prefix.ts';
@@ -156,6 +157,8 @@ export interface ParsedCompletionRequest {
   readonly seed: number | undefined;
   readonly priority: number | undefined;
   readonly user: string | undefined;
+  /** vLLM's cache_salt (already mixed into `prefix`): an engine's own KV reuse keeps salts apart too. */
+  readonly cacheSalt?: string | undefined;
 }
 
 /**
@@ -272,6 +275,7 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
   }
   const streamOptions = streamOptionsRefusal(body);
   if (streamOptions !== undefined) throw streamOptions;
+  const cacheSalt = cacheSaltOf(body);
   let promptText = '';
   let promptTokenIds: readonly number[] | undefined;
   let maxGiven: number | null | undefined;
@@ -321,7 +325,10 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
     promptTokens:
       morePromptTokens +
       (promptTokenIds !== undefined ? promptTokenIds.length : Math.max(1, estimateTokens(promptText))),
-    prefix: promptTokenIds !== undefined ? tokenPrefixChain(promptTokenIds) : textPrefixChain(promptText),
+    prefix: saltPrefixChain(
+      promptTokenIds !== undefined ? tokenPrefixChain(promptTokenIds) : textPrefixChain(promptText),
+      cacheSalt,
+    ),
     stop,
     temperature: common.temperature ?? undefined,
     topP: common.top_p ?? undefined,
@@ -333,6 +340,7 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
         ? undefined
         : Math.max(-PRIORITY_USED_ABS_MAX, Math.min(PRIORITY_USED_ABS_MAX, common.priority)),
     user: common.user ?? undefined,
+    cacheSalt,
   };
 }
 

@@ -14,7 +14,9 @@
  * seed as a string) when the engine runs with PYTHONHASHSEED set, and 32 random bytes otherwise: an
  * engine without a pinned seed has hashes no one else can reproduce, so the operator must pin it
  * (llm-d requires the same). `extra_keys` is None for a text prompt without LoRA, multimodal inputs,
- * cache_salt or prompt embeddings; those are not supported here.
+ * cache_salt or prompt embeddings. A request's `cache_salt` makes the first block's extra keys
+ * `(salt,)` (vLLM's `generate_block_hash_extra_keys`: the salt goes in at token 0 only, and every
+ * later hash chains from that one); LoRA, multimodal and prompt-embedding keys are not reproduced.
  *
  * The CBOR of `(bytes, tuple of ints, None)` uses four item kinds, written here by hand into one
  * reusable buffer (an array header, a byte string, unsigned ints, null): canonical CBOR for them is
@@ -89,6 +91,7 @@ function writeHead(buf: Uint8Array, at: number, major: number, n: number): numbe
 
 /**
  * Canonical CBOR of the tuple vLLM hashes for one block, `(parent, tuple(ids[start:end]), None)`,
+ * or `(parent, tuple(ids[start:end]), (salt,))` when `salt` (the UTF-8 of a cache_salt) is given,
  * written into `out` when it is large enough (else a new buffer); returns the encoded bytes (a view
  * of `out` or the new buffer). Token ids must be non-negative safe integers.
  */
@@ -98,9 +101,11 @@ export function cborBlockKey(
   start: number,
   end: number,
   out?: Uint8Array,
+  salt?: Uint8Array,
 ): Uint8Array {
   const count = end - start;
-  let size = 1 + headBytes(parent.length) + parent.length + headBytes(count) + 1;
+  const extra = salt === undefined ? 1 : 1 + headBytes(salt.length) + salt.length;
+  let size = 1 + headBytes(parent.length) + parent.length + headBytes(count) + extra;
   for (let i = start; i < end; i++) size += headBytes(ids[i] as number);
   const buf = out !== undefined && out.length >= size ? out : new Uint8Array(size);
   let at = writeHead(buf, 0, MAJOR_ARRAY, 3);
@@ -109,7 +114,13 @@ export function cborBlockKey(
   at += parent.length;
   at = writeHead(buf, at, MAJOR_ARRAY, count);
   for (let i = start; i < end; i++) at = writeHead(buf, at, MAJOR_UINT, ids[i] as number);
-  buf[at++] = CBOR_NULL;
+  if (salt === undefined) buf[at++] = CBOR_NULL;
+  else {
+    at = writeHead(buf, at, MAJOR_ARRAY, 1);
+    at = writeHead(buf, at, MAJOR_TEXT, salt.length);
+    buf.set(salt, at);
+    at += salt.length;
+  }
   return buf.subarray(0, at);
 }
 
@@ -136,12 +147,14 @@ export interface VllmHashing {
 }
 
 /**
- * vLLM's block hashes (full 32-byte digests) of the first full blocks of `ids`, at most `maxBlocks`.
+ * vLLM's block hashes (full 32-byte digests) of the first full blocks of `ids`, at most `maxBlocks`,
+ * for a request with `cacheSalt` (vLLM's cache_salt) or none.
  */
 export function vllmBlockHashes(
   ids: ArrayLike<number>,
   hashing: VllmHashing,
   maxBlocks = VLLM_BLOCKS_MAX,
+  cacheSalt?: string,
 ): Uint8Array[] {
   const bs = hashing.blockSize;
   const count = Math.min(Math.floor(ids.length / bs), maxBlocks);
@@ -149,7 +162,14 @@ export function vllmBlockHashes(
   // 3 array/bytes heads + 32-byte parent + bs ids of at most 5 bytes each + null.
   const scratch = new Uint8Array(8 + hashing.noneHash.length + bs * 9);
   let parent = hashing.noneHash;
-  for (let b = 0; b < count; b++) {
+  let b = 0;
+  if (count > 0 && cacheSalt !== undefined) {
+    // The salt is the first block's only extra key; later blocks have none.
+    const salt = new TextEncoder().encode(cacheSalt);
+    parent = hashing.sha256(cborBlockKey(parent, ids, 0, bs, undefined, salt));
+    out[b++] = parent;
+  }
+  for (; b < count; b++) {
     parent = hashing.sha256(cborBlockKey(parent, ids, b * bs, (b + 1) * bs, scratch));
     out[b] = parent;
   }
@@ -172,8 +192,9 @@ export function vllmPrefixChain(
   ids: ArrayLike<number>,
   hashing: VllmHashing,
   maxBlocks = VLLM_BLOCKS_MAX,
+  cacheSalt?: string,
 ): PrefixChain {
-  const digests = vllmBlockHashes(ids, hashing, maxBlocks);
+  const digests = vllmBlockHashes(ids, hashing, maxBlocks, cacheSalt);
   const hashes = new Array<number>(digests.length);
   for (let i = 0; i < digests.length; i++) hashes[i] = blockHashLow32(digests[i] as Uint8Array);
   return { blockTokens: hashing.blockSize, hashes, exact: true };

@@ -166,7 +166,7 @@ export function parseResponsesBody(body: unknown): ParsedCompletionRequest {
   refuseItemsNotMessages(b['input']);
   if (maxTokens !== undefined) chat['max_tokens'] = maxTokens;
   // The sampling fields mean the same in both APIs; anything else the engine ignores, as vLLM does.
-  for (const field of ['stream', 'temperature', 'top_p', 'seed', 'priority', 'user'])
+  for (const field of ['stream', 'temperature', 'top_p', 'seed', 'priority', 'user', 'cache_salt'])
     if (b[field] !== undefined && b[field] !== null) chat[field] = b[field];
   // The limit is max_output_tokens here: an error blaming it names that.
   return { ...parseCompletionBody('chat', chat), maxTokensField: 'max_output_tokens' };

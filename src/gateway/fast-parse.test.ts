@@ -91,6 +91,10 @@ const common = {
   ),
   user: mostly(fc.string({ maxLength: 8 })),
   priority: mostly(fc.integer({ min: -5, max: 5 })),
+  // vLLM's: a non-empty string salts the prefix chain; anything else but null is a 400.
+  cache_salt: mostly(
+    fc.oneof({ arbitrary: fc.string({ maxLength: 3 }), weight: 4 }, { arbitrary: anyValue, weight: 1 }),
+  ),
   extension: anyValue,
 };
 

@@ -6,6 +6,8 @@
  * 400 that names the bad field. fast-parse.test.ts checks, over generated bodies, that both paths
  * agree. Measured on the gateway benchmark's 4 KB chat bodies: about 14 us of zod per request saved.
  */
+
+import { saltPrefixChain } from '../core/cache-salt.ts';
 import {
   chatPartTextField,
   DEFAULT_MAX_TOKENS,
@@ -53,6 +55,12 @@ function nonNegativeInt(v: unknown): boolean {
   return Number.isSafeInteger(v) && (v as number) >= 0;
 }
 
+/** A body's `cache_salt` once commonValid passed it (a non-empty string, or none). */
+function saltOf(b: Json): string | undefined {
+  const salt = b['cache_salt'];
+  return typeof salt === 'string' ? salt : undefined;
+}
+
 /** The fields both endpoints share, checked as strictly as the schema (or more). */
 function commonValid(b: Json): boolean {
   const model = b['model'];
@@ -80,6 +88,8 @@ function commonValid(b: Json): boolean {
   if (!nullish(seed) && !(Number.isInteger(seed) && Math.abs(seed as number) <= SEED_ABS_MAX)) return false;
   const user = b['user'];
   if (!nullish(user) && !(typeof user === 'string' && user.length <= 256)) return false;
+  const salt = b['cache_salt'];
+  if (!nullish(salt) && !(typeof salt === 'string' && salt.length > 0)) return false;
   const priority = b['priority'];
   if (
     priority !== undefined &&
@@ -184,7 +194,10 @@ export function parseBody(kind: 'chat' | 'completion', body: unknown): ParsedCom
     promptTokenIds,
     promptTokens:
       promptTokenIds !== undefined ? promptTokenIds.length : Math.max(1, estimateTokens(promptText)),
-    prefix: promptTokenIds !== undefined ? tokenPrefixChain(promptTokenIds) : textPrefixChain(promptText),
+    prefix: saltPrefixChain(
+      promptTokenIds !== undefined ? tokenPrefixChain(promptTokenIds) : textPrefixChain(promptText),
+      saltOf(body),
+    ),
     stop: nullish(stop) ? [] : typeof stop === 'string' ? [stop] : [...(stop as string[])],
     temperature: nullish(temperature) ? undefined : (temperature as number),
     topP: (body['top_p'] ?? undefined) as number | undefined,
@@ -193,6 +206,7 @@ export function parseBody(kind: 'chat' | 'completion', body: unknown): ParsedCom
     seed: nullish(seed) ? undefined : (seed as number),
     priority: body['priority'] as number | undefined,
     user: (body['user'] ?? undefined) as string | undefined,
+    cacheSalt: saltOf(body),
   };
 }
 
@@ -301,7 +315,7 @@ function chatRouting(body: Json, prefixBlocksMax: number): RoutingFields | undef
     stream: body['stream'] === true,
     maxTokens: nullish(maxGiven) ? undefined : (maxGiven as number),
     promptTokens: Math.max(1, Math.ceil(writer.length / CHARS_PER_TOKEN)),
-    prefix: writer.chain(prefixBlocksMax),
+    prefix: saltPrefixChain(writer.chain(prefixBlocksMax), saltOf(body)),
     priority: body['priority'] as number | undefined,
     user: (body['user'] ?? undefined) as string | undefined,
   };
@@ -318,10 +332,12 @@ function completionRouting(body: Json, prefixBlocksMax: number): RoutingFields |
     stream: body['stream'] === true,
     maxTokens: nullish(maxGiven) ? undefined : (maxGiven as number),
     promptTokens: prompt.ids !== undefined ? prompt.ids.length : Math.max(1, estimateTokens(prompt.text)),
-    prefix:
+    prefix: saltPrefixChain(
       prompt.ids !== undefined
         ? tokenPrefixChain(prompt.ids, TEXT_BLOCK_TOKENS, prefixBlocksMax)
         : textPrefixChain(prompt.text, prefixBlocksMax),
+      saltOf(body),
+    ),
     priority: body['priority'] as number | undefined,
     user: (body['user'] ?? undefined) as string | undefined,
   };

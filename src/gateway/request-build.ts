@@ -211,7 +211,8 @@ function responsesAsChat(body: Readonly<Record<string, unknown>>): Record<string
   else if (Array.isArray(input))
     for (const item of input as Record<string, unknown>[])
       if (typeof item['role'] === 'string') messages.push({ role: item['role'], content: item['content'] });
-  return { messages };
+  // The salt changes the chain as it does chat's (parseResponsesFields checked it).
+  return body['cache_salt'] === undefined ? { messages } : { messages, cache_salt: body['cache_salt'] };
 }
 
 /**

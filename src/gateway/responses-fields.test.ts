@@ -161,3 +161,31 @@ describe('parseBodyFields for a Responses body', () => {
     }
   });
 });
+
+describe("parseBodyFields for a Responses body: vLLM's cache_salt", () => {
+  it('salts the chain as chat salts the same conversation, and refuses a bad salt naming it', () => {
+    const chat = (salt: string) =>
+      parseBodyFields(
+        'chat',
+        Buffer.from(
+          JSON.stringify({
+            model: MODEL,
+            messages: [
+              { role: 'system', content: SYSTEM },
+              { role: 'user', content: QUESTION },
+            ],
+            cache_salt: salt,
+          }),
+        ),
+      );
+    const plain = fields({ model: MODEL, instructions: SYSTEM, input: QUESTION });
+    const salted = fields({ model: MODEL, instructions: SYSTEM, input: QUESTION, cache_salt: 'a' });
+    assert.deepEqual(salted.prefix, chat('a').prefix);
+    assert.notDeepEqual(salted.prefix.hashes, plain.prefix.hashes);
+    assert.notDeepEqual(salted.prefix.hashes, chat('b').prefix.hashes);
+    for (const salt of ['', 3, ['a']]) {
+      const error = refusal({ model: MODEL, input: QUESTION, cache_salt: salt });
+      assert.equal(error.toJSON().error.param, 'cache_salt');
+    }
+  });
+});

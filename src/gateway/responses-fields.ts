@@ -11,6 +11,7 @@
  * Stored responses are refused: `previous_response_id` names state one engine kept, and a gateway
  * in front of several engines cannot promise the instance it picks holds it.
  */
+import { cacheSaltOf, saltPrefixChain } from '../core/cache-salt.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { PRIORITY_USED_ABS_MAX } from '../core/openai-api.ts';
 import { responsesMaxOutputTokens, responsesMessages } from '../core/responses-api.ts';
@@ -56,13 +57,14 @@ export function parseResponsesFields(
   const user = body['user'];
   if (user !== undefined && user !== null && !(typeof user === 'string' && user.length <= 256))
     throw invalid('user', 'expected a string of at most 256 characters');
+  const salt = cacheSaltOf(body);
   const text = renderChat(responsesMessages(body['instructions'], body['input']));
   return {
     model,
     stream: stream === true,
     maxTokens,
     promptTokens: Math.max(1, Math.ceil(text.length / CHARS_PER_TOKEN)),
-    prefix: textPrefixChain(text, prefixBlocksMax),
+    prefix: saltPrefixChain(textPrefixChain(text, prefixBlocksMax), salt),
     priority:
       priority === undefined
         ? undefined

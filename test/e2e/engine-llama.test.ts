@@ -143,6 +143,34 @@ test('a second request sharing a long prefix reports cached tokens and a prefix-
   assert.equal(queriesAfter - queriesBefore, firstPrompt + (second.usage?.prompt_tokens ?? 0));
 });
 
+test("vLLM's cache_salt: a sequence holding another salt's prompt (or an unsalted one) is not reused", async () => {
+  const system = 'You are the salted test assistant. Answer in a few words and stay on topic. '.repeat(12);
+  const cachedOf = async (question: string, salt: string | undefined): Promise<number> => {
+    const res = await fetch(`${engine.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: MODEL,
+        prompt: `${system}Q: ${question}?`,
+        max_tokens: 2,
+        cache_salt: salt,
+      }),
+    });
+    assert.equal(res.status, 200);
+    const usage = ((await res.json()) as { usage: { prompt_tokens_details: { cached_tokens: number } } })
+      .usage;
+    return usage.prompt_tokens_details.cached_tokens;
+  };
+  await cachedOf('one', 'tenant-a');
+  assert.ok((await cachedOf('two', 'tenant-a')) > 100, 'the same salt reuses the prefix');
+  assert.equal(await cachedOf('three', 'tenant-b'), 0);
+  assert.ok((await cachedOf('four', 'tenant-b')) > 100);
+  // Unsalted: none of the salted system prompt (~200 tokens); at most the few first tokens an earlier
+  // test's unsalted prompt shares with it.
+  const unsalted = await cachedOf('five', undefined);
+  assert.ok(unsalted < 20, `cached ${unsalted}`);
+});
+
 test('concurrent requests run on several sequences and all complete', async () => {
   const requests = Array.from({ length: 6 }, (_, i) =>
     openai.completions.create({

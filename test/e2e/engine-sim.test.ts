@@ -242,6 +242,51 @@ test('a shared prefix shows up as prefix-cache hits and as KV events matching th
   }
 });
 
+test("vLLM's cache_salt: no prefix-cache block is shared across salts; a bad salt is 400 naming it", async () => {
+  const system = 'You are a salted assistant. Keep the answers short and plain. '.repeat(20);
+  const cachedOf = async (question: string, salt: unknown, path = '/v1/chat/completions') => {
+    const body =
+      path === '/v1/responses'
+        ? { model: 'sim-e2e', instructions: system, input: question, max_output_tokens: 3, cache_salt: salt }
+        : {
+            model: 'sim-e2e',
+            messages: [
+              { role: 'system', content: system },
+              { role: 'user', content: question },
+            ],
+            max_tokens: 3,
+            cache_salt: salt,
+          };
+    const res = await post(fast, path, body);
+    assert.equal(res.status, 200);
+    const usage = ((await res.json()) as { usage: Record<string, { cached_tokens: number }> }).usage;
+    return (usage['prompt_tokens_details'] ?? usage['input_tokens_details'])!.cached_tokens;
+  };
+  assert.equal(await cachedOf('First question?', 'tenant-a'), 0);
+  // The same salt shares the system prompt's blocks; another salt, or none, shares nothing.
+  assert.ok((await cachedOf('Second question?', 'tenant-a')) >= 300);
+  assert.equal(await cachedOf('Third question?', 'tenant-b'), 0);
+  assert.equal(await cachedOf('Fourth question?', null), 0);
+  // A Responses body is salted the same way (chat renders the same conversation).
+  assert.ok((await cachedOf('Fifth question?', 'tenant-b', '/v1/responses')) >= 300);
+  assert.equal(await cachedOf('Sixth question?', 'tenant-c', '/v1/responses'), 0);
+  for (const salt of ['', 7, ['x']]) {
+    for (const path of ['/v1/chat/completions', '/v1/completions', '/v1/responses']) {
+      const body =
+        path === '/v1/completions'
+          ? { model: 'sim-e2e', prompt: 'x', cache_salt: salt }
+          : path === '/v1/responses'
+            ? { model: 'sim-e2e', input: 'x', cache_salt: salt }
+            : { model: 'sim-e2e', messages: [{ role: 'user', content: 'x' }], cache_salt: salt };
+      const res = await post(fast, path, body);
+      assert.equal(res.status, 400, `${path} ${JSON.stringify(salt)}`);
+      const error = ((await res.json()) as { error: { param: string; message: string } }).error;
+      assert.equal(error.param, 'cache_salt');
+      assert.match(error.message, /cache_salt' must be a non-empty string/);
+    }
+  }
+});
+
 test('a wrong model is 404 and a bad body 400', async () => {
   const wrong = await post(fast, '/v1/chat/completions', {
     model: 'gpt-4',

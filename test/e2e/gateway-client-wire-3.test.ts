@@ -236,3 +236,45 @@ describe("litellm's hosted_vllm thinking blocks", { timeout: 60_000 }, () => {
     assert.equal(e.error.param, 'messages[1].content[1]');
   });
 });
+
+describe("vLLM's cache_salt (litellm's hosted_vllm Responses config always sets one)", {
+  timeout: 60_000,
+}, () => {
+  it('a salted body reaches a vLLM backend unchanged; a bad salt is 400 naming cache_salt, as vLLM answers', async () => {
+    const before = wire.upstream.received.length;
+    const body = JSON.stringify({ model: REAL, input: 'Hello there.', cache_salt: 'litellm-salt-1' });
+    const real = await post(wire.gw.url, '/v1/responses', body);
+    assert.equal(real.status, 200, real.text);
+    assert.equal(wire.upstream.received.length, before + 1);
+    assert.equal(wire.upstream.received.at(-1)?.body, body);
+    const sim = await post(wire.gw.url, '/v1/chat/completions', {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Hello there.' }],
+      max_tokens: 2,
+      cache_salt: 'litellm-salt-1',
+    });
+    assert.equal(sim.status, 200, sim.text);
+    for (const [path, model] of [
+      ['/v1/responses', REAL],
+      ['/v1/chat/completions', REAL],
+      ['/v1/completions', MODEL],
+    ] as const) {
+      const bad =
+        path === '/v1/responses'
+          ? { model, input: 'x', cache_salt: '' }
+          : path === '/v1/completions'
+            ? { model, prompt: 'x', cache_salt: 42 }
+            : { model, messages: [{ role: 'user', content: 'x' }], cache_salt: null, extra: 1 };
+      const res = await post(wire.gw.url, path, bad);
+      if (path === '/v1/chat/completions') {
+        // null is no salt (vLLM's Optional), served.
+        assert.equal(res.status, 200, res.text);
+        continue;
+      }
+      const e = assertErrorBody(res.text, res.status, `bad salt on ${path}`);
+      assert.equal(res.status, 400);
+      assert.equal(e.error.param, 'cache_salt');
+    }
+    assert.equal(wire.upstream.received.length, before + 2, 'the bad salts never reached the backend');
+  });
+});

@@ -87,6 +87,37 @@ test('vllm hashes: chained sha256_cbor block hashes equal the reference for ever
   }
 });
 
+test("vllm hashes: a request's cache_salt is the first block's extra key, as vLLM hashes it", () => {
+  // Reference computed with cbor2 + hashlib as scripts/vllm-block-hashes.py restates vLLM, with the
+  // first block's extra_keys ('tenant-a',) (generate_block_hash_extra_keys: salt at token 0 only):
+  //   none = sha256(cbor2.dumps('0', canonical=True))
+  //   key0 = cbor2.dumps((none, tuple(range(100, 116)), ('tenant-a',)), canonical=True)
+  //   h1 = sha256(cbor2.dumps((sha256(key0), tuple(range(116, 132)), None), canonical=True))
+  const hashing = { blockSize: 16, noneHash: vllmNoneHash('0', nodeSha256), sha256: nodeSha256 };
+  const ids = Array.from({ length: 40 }, (_, i) => 100 + i);
+  const salt = new TextEncoder().encode('tenant-a');
+  assert.equal(
+    hex(cborBlockKey(hashing.noneHash, ids, 0, 16, undefined, salt)),
+    '8358204e1195df020de59e0d65a33a4279f1183e7ae4e5d980e309f8b55adff2e61c3e90186418651866186718681869186a186b186c186d186e186f1870187118721873816874656e616e742d61',
+  );
+  const salted = vllmBlockHashes(ids, hashing, undefined, 'tenant-a').map(hex);
+  assert.deepEqual(salted, [
+    '18cbb49ed7d21f6e6b5ed2dfe523ef9d4df25407f42cdc561a93f8b08d5b18b9',
+    '4415f16386c7d5d70e67c04dbf4b7ee72c20fdebc1f31cbce220bb769b900210',
+  ]);
+  // No block is shared with the unsalted chain or another salt's; the exact chain carries the salt.
+  const plain = vllmBlockHashes(ids, hashing).map(hex);
+  const other = vllmBlockHashes(ids, hashing, undefined, 'tenant-b').map(hex);
+  for (let i = 0; i < 2; i++) {
+    assert.notEqual(salted[i], plain[i]);
+    assert.notEqual(salted[i], other[i]);
+  }
+  assert.deepEqual(
+    vllmPrefixChain(ids, hashing, undefined, 'tenant-a').hashes,
+    salted.map((h) => blockHashLow32(Buffer.from(h, 'hex'))),
+  );
+});
+
 test('vllm hashes: a different seed or block size gives a different chain', () => {
   const [a, b] = REFERENCE.cases.filter((c) => c.name === 'small-ids' && c.blockSize === REFERENCE.blockSize);
   assert.ok(a !== undefined && b !== undefined && a.seed !== b.seed);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SwitchyardError } from '../../core/errors.ts';
-import { blockHashLow32 } from '../../core/token-blocks.ts';
+import { blockHashLow32, vllmPrefixChain } from '../../core/token-blocks.ts';
 import { parseGatewayConfig } from '../../gateway/config.ts';
 import { type TokenizerConfig, tokenizerConfigSchema } from './config.ts';
 import { loadPromptTokenizer, type PromptTokenizer } from './load.ts';
@@ -57,6 +57,22 @@ test('tokenizer: a chat renders and tokenizes to the reference token ids and blo
       name,
     );
   }
+});
+
+test("tokenizer: a body's cache_salt salts the exact chain as vLLM does (first block's extra key)", () => {
+  for (const chat of Object.values(REFERENCE.chats)) {
+    const salted = tokenizer.tokenizeBody('chat', { messages: chat.messages, cache_salt: 'tenant-a' });
+    assert.equal(salted.promptTokens, chat.tokenIds.length);
+    assert.deepEqual(salted.prefix, vllmPrefixChain(chat.tokenIds, tokenizer.hashing, undefined, 'tenant-a'));
+    const plain = chat.hashes.map((h) => blockHashLow32(Buffer.from(h, 'hex')));
+    assert.ok(plain.length > 0);
+    for (let i = 0; i < plain.length; i++) assert.notEqual(salted.prefix.hashes[i], plain[i]);
+  }
+  const ids = (REFERENCE.chats['shared'] as Chat).tokenIds;
+  assert.deepEqual(
+    tokenizer.tokenizeBody('completion', { prompt: ids, cache_salt: 'tenant-a' }).prefix,
+    tokenizer.chain(ids, 'tenant-a'),
+  );
 });
 
 test('tokenizer: content parts are joined by newlines, other message fields reach the template', () => {

@@ -48,8 +48,8 @@ export interface PromptTokenizer {
   chatIds(messages: readonly TemplateMessage[], extra?: Readonly<Record<string, unknown>>): number[];
   /** Token ids of a completion's text prompt (special tokens added, as vLLM's completion endpoint). */
   textIds(text: string): number[];
-  /** The engine's block hashes of some token ids, as an exact prefix chain. */
-  chain(ids: ArrayLike<number>): PrefixChain;
+  /** The engine's block hashes of some token ids (under a request's cache_salt), as an exact prefix chain. */
+  chain(ids: ArrayLike<number>, cacheSalt?: string): PrefixChain;
   /**
    * Token count and exact chain of a chat or completion body that the gateway's parser has already
    * accepted (so its shape is known good).
@@ -162,22 +162,23 @@ export function loadPromptTokenizer(cfg: TokenizerConfig): PromptTokenizer {
   const chatIds = (messages: readonly TemplateMessage[], extra: Readonly<Record<string, unknown>> = {}) =>
     encode(render(messages, extra), false);
   const textIds = (text: string) => encode(text, true);
-  const chain = (ids: ArrayLike<number>) => vllmPrefixChain(ids, hashing);
+  const chain = (ids: ArrayLike<number>, cacheSalt?: string) =>
+    vllmPrefixChain(ids, hashing, undefined, cacheSalt);
   /**
    * Tokenizes at most `promptCharsMax` characters: past it, the first promptCharsMax are encoded and
    * the last TOKENIZE_CUT_MARGIN_TOKENS ids dropped (the cut can change only the pre-token it falls
    * in, so the ids before it are the full text's), and the rest of the text is counted at
    * CHARS_PER_TOKEN.
    */
-  const bounded = (text: string, addSpecial: boolean): TokenizedPrompt => {
+  const bounded = (text: string, addSpecial: boolean, salt: string | undefined): TokenizedPrompt => {
     if (text.length <= cfg.promptCharsMax) {
       const ids = encode(text, addSpecial);
-      return { promptTokens: Math.max(1, ids.length), prefix: chain(ids) };
+      return { promptTokens: Math.max(1, ids.length), prefix: chain(ids, salt) };
     }
     const ids = encode(text.slice(0, cfg.promptCharsMax), addSpecial);
     const rest = Math.ceil((text.length - cfg.promptCharsMax) / CHARS_PER_TOKEN);
     const kept = ids.slice(0, Math.max(0, ids.length - TOKENIZE_CUT_MARGIN_TOKENS));
-    return { promptTokens: ids.length + rest, prefix: chain(kept) };
+    return { promptTokens: ids.length + rest, prefix: chain(kept, salt) };
   };
 
   return {
@@ -186,14 +187,16 @@ export function loadPromptTokenizer(cfg: TokenizerConfig): PromptTokenizer {
     textIds,
     chain,
     tokenizeBody(kind, body) {
+      // The parser has checked the salt (a non-empty string, or none).
+      const salt = typeof body['cache_salt'] === 'string' ? body['cache_salt'] : undefined;
       if (kind === 'chat')
-        return bounded(render(templateMessages(body['messages']), chatExtras(body)), false);
+        return bounded(render(templateMessages(body['messages']), chatExtras(body)), false, salt);
       const prompt = body['prompt'];
       const first: unknown = Array.isArray(prompt) ? prompt[0] : prompt;
-      if (typeof first === 'string') return bounded(first, true);
+      if (typeof first === 'string') return bounded(first, true, salt);
       // Token ids (one prompt, or a batch of one): as they are.
       const ids = (typeof first === 'number' ? prompt : Array.isArray(first) ? first : []) as number[];
-      return { promptTokens: Math.max(1, ids.length), prefix: chain(ids) };
+      return { promptTokens: Math.max(1, ids.length), prefix: chain(ids, salt) };
     },
   };
 }

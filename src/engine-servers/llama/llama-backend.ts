@@ -196,6 +196,11 @@ interface Slot {
   busy: boolean;
   /** Monotonic stamp of the last release (least recently used is the smallest). */
   releasedAt: number;
+  /**
+   * The cache_salt of the request whose tokens the sequence holds: a request under another salt (or
+   * none) shares none of them, as vLLM's salted block hashes share no block.
+   */
+  salt: string | undefined;
 }
 
 /** A request between generate() and its end. */
@@ -474,7 +479,13 @@ export class LlamaBackend implements EngineBackend {
     this.vocabularySize = metadata.tokenizer?.ggml?.tokens?.length ?? Number.POSITIVE_INFINITY;
     this.slots = [];
     for (let i = 0; i < this.sequences; i++) {
-      this.slots.push({ index: i, sequence: context.getSequence(), busy: false, releasedAt: 0 });
+      this.slots.push({
+        index: i,
+        sequence: context.getSequence(),
+        busy: false,
+        releasedAt: 0,
+        salt: undefined,
+      });
     }
     this.sleepMode =
       options.enableSleepMode === true && options.kvState === undefined
@@ -598,6 +609,7 @@ export class LlamaBackend implements EngineBackend {
         sequence: this.context.getSequence(),
         busy: false,
         releasedAt: 0,
+        salt: undefined,
       };
     }
   }
@@ -804,11 +816,17 @@ export class LlamaBackend implements EngineBackend {
   private pump(): void {
     while (!this.closed && this.queue.length > 0) {
       const job = this.queue[0]!;
-      const pick = pickSlot(this.slots, (slot) => this.sharedPrefix(slot, job.tokens), REUSE_MIN_TOKENS);
+      const salt = job.input.request.cacheSalt;
+      const pick = pickSlot(
+        this.slots,
+        (slot) => (slot.salt === salt ? this.sharedPrefix(slot, job.tokens) : 0),
+        REUSE_MIN_TOKENS,
+      );
       if (pick === undefined) return;
       this.queue.shift();
       if (job.onAbort !== undefined) job.input.signal.removeEventListener('abort', job.onAbort);
       pick.slot.busy = true;
+      pick.slot.salt = salt;
       this.active.add(job);
       void this.run(job, pick.slot, pick.shared);
     }
