@@ -92,6 +92,11 @@ export interface BackendSignals {
 export interface EngineBackend {
   /** The model id served (what /v1/models lists and requests must name). */
   readonly modelId: string;
+  /**
+   * Optional: the most tokens (prompt plus output) one request may hold, the limit the backend's
+   * context-length 400 enforces; /v1/models lists it as vLLM's `max_model_len`.
+   */
+  readonly maxModelLen?: number | undefined;
   /** Optional: true when `generate` honours `GenerationInput.minTokens` (vLLM's min_tokens). */
   readonly honoursMinTokens?: boolean;
   /**

@@ -545,6 +545,8 @@ class EngineHttpServer {
       owned_by: this.options.ownedBy ?? 'switchyard',
       root: this.backend.modelId,
       parent: null,
+      // vLLM's and SGLang's: what the context-length 400 enforces (left out when the model names none).
+      ...(this.backend.maxModelLen === undefined ? {} : { max_model_len: this.backend.maxModelLen }),
       // Switchyard's extension: whether /v1/embeddings carries meaning ('model') or is a hash of
       // the text ('hash': deterministic unit vectors, fine for plumbing, useless for similarity).
       embeddings: this.backend.embed === undefined ? 'hash' : 'model',

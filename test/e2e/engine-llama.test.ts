@@ -171,6 +171,21 @@ test("vLLM's cache_salt: a sequence holding another salt's prompt (or an unsalte
   assert.ok(unsalted < 20, `cached ${unsalted}`);
 });
 
+test("/v1/models lists vLLM's max_model_len: the context of one sequence, which its 400 enforces", async () => {
+  const list = (await (await fetch(`${engine.url}/v1/models`)).json()) as { data: Record<string, unknown>[] };
+  const len = list.data[0]!['max_model_len'] as number;
+  assert.ok(Number.isSafeInteger(len) && len > 0, `max_model_len ${len}`);
+  const over = await fetch(`${engine.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: MODEL, prompt: 'Hi', max_tokens: len }),
+  });
+  assert.equal(over.status, 400);
+  const error = ((await over.json()) as { error: { message: string; param: string } }).error;
+  assert.equal(error.param, 'max_tokens');
+  assert.match(error.message, new RegExp(`exceed the context of ${len} tokens per sequence`));
+});
+
 test('concurrent requests run on several sequences and all complete', async () => {
   const requests = Array.from({ length: 6 }, (_, i) =>
     openai.completions.create({

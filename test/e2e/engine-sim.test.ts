@@ -287,6 +287,28 @@ test("vLLM's cache_salt: no prefix-cache block is shared across salts; a bad sal
   }
 });
 
+test("/v1/models lists vLLM's max_model_len: the context length its 400 enforces", async () => {
+  for (const engine of [fast, narrow]) {
+    const list = (await (await fetch(`${engine.url}/v1/models`)).json()) as {
+      data: Record<string, unknown>[];
+    };
+    const card = list.data[0]!;
+    const one = (await (await fetch(`${engine.url}/v1/models/${card['id']}`)).json()) as Record<
+      string,
+      unknown
+    >;
+    assert.equal(one['max_model_len'], card['max_model_len']);
+    const len = card['max_model_len'] as number;
+    assert.ok(Number.isSafeInteger(len) && len > 0, `max_model_len ${len}`);
+    // The prompt plus max_model_len output tokens is one past the limit; the 400 names that limit.
+    const over = await post(engine, '/v1/completions', { model: card['id'], prompt: 'Hi', max_tokens: len });
+    assert.equal(over.status, 400);
+    const error = ((await over.json()) as { error: { message: string; param: string } }).error;
+    assert.equal(error.param, 'max_tokens');
+    assert.match(error.message, new RegExp(`maximum context length is ${len} tokens`));
+  }
+});
+
 test('a wrong model is 404 and a bad body 400', async () => {
   const wrong = await post(fast, '/v1/chat/completions', {
     model: 'gpt-4',

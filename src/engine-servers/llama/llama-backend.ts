@@ -512,6 +512,11 @@ export class LlamaBackend implements EngineBackend {
     return this.servedId;
   }
 
+  /** Tokens one sequence holds (--context-size): the limit of a prompt plus its output. */
+  get maxModelLen(): number {
+    return this.contextSize;
+  }
+
   /**
    * `POST /update_weights_from_disk` (../weight-update.ts): loads the GGUF at `modelPath` in place of
    * the current model when its shape (gguf-shape.ts) is the same. Awake, the new model and its

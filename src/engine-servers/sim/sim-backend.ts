@@ -414,6 +414,11 @@ export class SimBackend implements EngineBackend {
     return this.servedId;
   }
 
+  /** The catalogue model's context length (what outputTokensAllowed enforces); undefined without one. */
+  get maxModelLen(): number | undefined {
+    return this.contextTokensMax;
+  }
+
   /**
    * `POST /update_weights_from_disk` (../weight-update.ts) with a catalogue model id as `model_path`:
    * refused unless its shapes (simModelShape) equal the engine's model's. Awake, the engine drops its
