@@ -7,6 +7,7 @@
 import { SwitchyardError } from '../core/errors.ts';
 import type { ParsedCompletionRequest } from '../core/openai-api.ts';
 import type { EngineSleep } from './sleep-mode.ts';
+import type { Tokenized, TokenizeRequest } from './tokenize.ts';
 import type { VllmSampling } from './vllm-extras.ts';
 import type { EngineWeightUpdate } from './weight-update.ts';
 
@@ -113,6 +114,16 @@ export interface EngineBackend {
    * the endpoint to the server, which answers with deterministic pseudo-embeddings of the text.
    */
   embed?(inputs: readonly string[]): Promise<readonly (readonly number[])[]>;
+  /**
+   * Optional: vLLM's `POST /tokenize` (tokenize.ts): the prompt's tokens as `generate` would count
+   * them (throws a SwitchyardError for a prompt it refuses). Without it the route answers 404.
+   */
+  tokenize?(request: TokenizeRequest): Tokenized;
+  /**
+   * Optional: vLLM's `POST /detokenize`: the text of token ids (throws a SwitchyardError for ids
+   * outside the vocabulary, or when the backend's ids carry no text). Without it the route answers 404.
+   */
+  detokenize?(tokens: readonly number[]): string;
   /**
    * Optional: more Prometheus exposition text appended to `/metrics` (the llama engine's start-up
    * timings), for series that are the backend's own rather than vLLM's.

@@ -9,6 +9,7 @@
  *   (hash vectors, no meaning: /v1/models says `"embeddings": "hash"`); inputs, tokens, dimensions
  *   and the answer's size are bounded, and the answer streams in slices (see embeddings.ts).
  * - `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`, `GET /metrics` (vLLM's metric names).
+ * - vLLM's `POST /tokenize` and `POST /detokenize` (tokenize.ts), on a backend with a tokenizer.
  * - OpenAI parameters the engines do not implement (tools, response_format, logprobs, n > 1, ...)
  *   get 400 SY_ERR_UNSUPPORTED_PARAMETER naming them (`builtinEngineRefusal`), never silence.
  *   vLLM's extras likewise (`vllm-extras.ts`: guided decoding, prompt_logprobs, ...); its sampling
@@ -51,6 +52,7 @@ import { MultiChoiceResponse } from './multi-choice.ts';
 import { errorBody, sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
 import { parseResponsesBody, ResponsesResponse, responsesEcho } from './responses.ts';
 import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
+import { parseDetokenizeBody, parseTokenizeBody, tokenizeResponse } from './tokenize.ts';
 import { refuseUnhonouredVllmExtras, type VllmSampling, vllmSamplingOf } from './vllm-extras.ts';
 import { VllmMetrics } from './vllm-metrics.ts';
 import {
@@ -129,6 +131,8 @@ const ENGINE_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
   ['/v1/embeddings', 'POST'],
   ['/v1/responses', 'POST'],
   ['/v1/models', 'GET, HEAD'],
+  ['/tokenize', 'POST'],
+  ['/detokenize', 'POST'],
   ['/health', 'GET, HEAD'],
   ['/metrics', 'GET, HEAD'],
 ]);
@@ -698,6 +702,16 @@ class EngineHttpServer {
       case 'POST /v1/responses':
         void this.completion('responses', req, res);
         return;
+      case 'POST /tokenize':
+      case 'POST /detokenize':
+        if (this.backend.tokenize === undefined || this.backend.detokenize === undefined) {
+          req.resume();
+          sendError(
+            res,
+            new SwitchyardError('SY_ERR_NOT_FOUND', `no route for ${method} ${path}`, { param: 'path' }),
+          );
+        } else void this.tokenization(path, req, res);
+        return;
       case 'GET /health':
         res.writeHead(this.closing ? 503 : 200, { 'content-length': 0 });
         res.end();
@@ -814,6 +828,32 @@ class EngineHttpServer {
         `model '${model}' not found: this engine serves '${this.backend.modelId}'`,
         { param: 'model' },
       );
+    }
+  }
+
+  /**
+   * vLLM's `POST /tokenize` and `POST /detokenize` (tokenize.ts) on the backend's tokenizer: a bad
+   * body 400 naming the field, another model 404 (as completions answer), an asleep engine 503.
+   */
+  private async tokenization(path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await this.body(req, res);
+    if (body === undefined) return;
+    const backend = this.backend;
+    try {
+      if (backend.sleepMode?.isSleeping === true) throw engineAsleep();
+      if (path === '/tokenize') {
+        const request = parseTokenizeBody(body, backend.modelId);
+        this.checkModel(request.request.model);
+        const tokenized = (backend.tokenize as NonNullable<EngineBackend['tokenize']>)(request);
+        sendJson(res, 200, tokenizeResponse(tokenized, backend.maxModelLen), this.closingHeaders());
+        return;
+      }
+      const request = parseDetokenizeBody(body, backend.modelId);
+      this.checkModel(request.model);
+      const prompt = (backend.detokenize as NonNullable<EngineBackend['detokenize']>)(request.tokens);
+      sendJson(res, 200, JSON.stringify({ prompt }), this.closingHeaders());
+    } catch (error) {
+      sendError(res, error as Error, this.closingHeaders());
     }
   }
 

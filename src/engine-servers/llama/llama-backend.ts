@@ -38,6 +38,7 @@ import {
   outOfVocabulary,
 } from '../backend.ts';
 import { engineAsleep, engineShuttingDown } from '../sleep-mode.ts';
+import type { Tokenized, TokenizeRequest } from '../tokenize.ts';
 import type { VllmSampling } from '../vllm-extras.ts';
 import {
   type EngineWeightUpdate,
@@ -745,15 +746,51 @@ export class LlamaBackend implements EngineBackend {
       if (outside !== undefined) throw outside;
       return [...request.promptTokenIds] as Token[];
     }
-    const text =
-      request.kind === 'chat' ? chatPrompt(request.promptText, input.sampling?.chatEnd) : request.promptText;
-    const tokens = this.model.tokenize(text, false);
-    const bos = this.model.tokens.bos;
-    if (bos !== null && this.model.tokens.shouldPrependBosToken) tokens.unshift(bos);
+    const tokens = this.textTokens(request, input.sampling?.chatEnd, true);
     if (tokens.length === 0) {
       throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'the prompt is empty', { param: 'prompt' });
     }
     return tokens;
+  }
+
+  /** A text prompt's tokens (chat: rendered with its end), BOS first when `addBos` and the model wants it. */
+  private textTokens(
+    request: ParsedCompletionRequest,
+    chatEnd: VllmSampling['chatEnd'],
+    addBos: boolean,
+  ): Token[] {
+    const text = request.kind === 'chat' ? chatPrompt(request.promptText, chatEnd) : request.promptText;
+    const tokens = this.model.tokenize(text, false);
+    const bos = this.model.tokens.bos;
+    if (addBos && bos !== null && this.model.tokens.shouldPrependBosToken) tokens.unshift(bos);
+    return tokens;
+  }
+
+  /** Refuses a tokenizer call while the model is not there (shutting down, or a swap loading). */
+  private checkTokenizer(): void {
+    if (this.closed) throw engineShuttingDown();
+    if (this.swapLoading) throw engineSwapping();
+  }
+
+  /** vLLM's `/tokenize` (../tokenize.ts): the tokens `generate` evaluates for this prompt. */
+  tokenize(t: TokenizeRequest): Tokenized {
+    this.checkTokenizer();
+    const tokens = this.textTokens(t.request, t.chatEnd, t.addSpecialTokens);
+    if (!t.returnTokenStrs) return { tokens };
+    // vLLM's token_strs are the vocabulary's pieces (convert_ids_to_tokens), which the GGUF lists.
+    const vocab = (this.model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: readonly string[] } } })
+      .tokenizer?.ggml?.tokens;
+    const tokenStrs = tokens.map((id) => vocab?.[id] ?? this.model.detokenize([id], true));
+    return { tokens, tokenStrs };
+  }
+
+  /** vLLM's `/detokenize`: the ids' text, special tokens written out (as a tokenizer's decode does). */
+  detokenize(ids: readonly number[]): string {
+    this.checkTokenizer();
+    const outside = outOfVocabulary(ids, this.vocabularySize);
+    if (outside !== undefined)
+      throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', outside.message, { param: 'tokens' });
+    return this.model.detokenize(ids as Token[], true);
   }
 
   generate(input: GenerationInput, sink: GenerationSink): void {

@@ -45,6 +45,7 @@ import {
   outOfVocabulary,
 } from '../backend.ts';
 import { engineAsleep, engineShuttingDown } from '../sleep-mode.ts';
+import { simPieceTokens, type Tokenized, type TokenizeRequest } from '../tokenize.ts';
 import {
   type EngineWeightUpdate,
   engineBusyToSwap,
@@ -486,6 +487,24 @@ export class SimBackend implements EngineBackend {
    * blocks in the pool after it finishes (EngineRequest.holdKvAfterFinish, as the twin's prefill
    * does) until `releaseExport` of the core id `exportKv` is handed once the core takes it.
    */
+  /**
+   * vLLM's `/tokenize` (../tokenize.ts): the sim has no vocabulary; its count is the one `generate`
+   * charges (4 characters a token, at least one), the ids hashes of the pieces (simPieceTokens).
+   */
+  tokenize(t: TokenizeRequest): Tokenized {
+    const pieces = simPieceTokens(t.request.promptText, this.vocabSize);
+    return t.returnTokenStrs ? pieces : { tokens: pieces.tokens };
+  }
+
+  /** vLLM's `/detokenize`: refused, the sim's ids are hashes that carry no text. */
+  detokenize(_tokens: readonly number[]): string {
+    throw new SwitchyardError(
+      'SY_ERR_UNSUPPORTED_PARAMETER',
+      "the sim engine has no vocabulary: its token ids are hashes of 4-character pieces and carry no text, so 'tokens' cannot be turned back into text; detokenize on a llama engine or a vLLM backend",
+      { param: 'tokens' },
+    );
+  }
+
   generate(
     input: GenerationInput,
     sink: GenerationSink,
