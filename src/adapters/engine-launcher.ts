@@ -54,25 +54,31 @@ export function localEngineLauncher(
   return {
     async launch(index: number, signal?: AbortSignal): Promise<LaunchedEngine> {
       const startMs = performance.now();
-      // Where the process's exits go: this slot's, until a re-target hands it to another pool.
+      // Where the process's lines and exits go: this slot's, until a re-target hands it to another
+      // pool (its slot index and its model's log from then on).
+      let slot = index;
+      let sink = log;
       let exitTo = (gaveUp: boolean): void => options.onExit?.(index, gaveUp);
+      const say = (line: string): void => sink(`[engine ${slot}] ${line}`);
+      const reassigned = (to: EngineAssignment): void => {
+        slot = to.index;
+        sink = to.log;
+        exitTo = to.onExit;
+      };
       const taken = options.standby?.pool.take();
       if (taken !== undefined && options.standby !== undefined) {
         counts.standby++;
-        log(`[engine ${index}] handed to standby engine (pid ${taken.pid})`);
+        say(`handed to standby engine (pid ${taken.pid})`);
         const { model, servedModelName } = options.standby;
         // Not restarted in place: a handed engine that dies is lost, and the next request starts another.
         const engine = await taken.hand(
           { model, servedModelName },
-          (line) => log(`[engine ${index}] ${line}`),
+          say,
           options.startTimeoutMs,
           () => exitTo(true),
           signal,
         );
-        const reassign = (to: EngineAssignment): void => {
-          exitTo = to.onExit;
-        };
-        return healthy({ ...engine, reassign }, options, startMs, signal);
+        return healthy({ ...engine, reassign: reassigned }, options, startMs, signal);
       }
       counts.fresh++;
       let readies = 0;
@@ -82,24 +88,23 @@ export function localEngineLauncher(
         args: options.args,
         readyTimeoutMs: options.startTimeoutMs,
         ...(options.restart !== undefined ? { restart: options.restart } : {}),
-        log: (line) => log(line.replace(/^\[engine 0\]/, `[engine ${index}]`)),
+        // The supervisor names its one child `engine 0`: the slot's (current) index replaces it.
+        log: (line) => sink(line.replace(/^\[engine 0\]/, `[engine ${slot}]`)),
         // The first ready is the actuator's to announce; a restart's only shows here.
         onReady: (_, engine, elapsedMs) => {
           if (readies++ > 0)
-            log(
-              `[engine ${index}] restarted: ready at ${engine.url} (pid ${engine.pid}, ${(elapsedMs / 1000).toFixed(1)} s)`,
-            );
+            say(`restarted: ready at ${engine.url} (pid ${engine.pid}, ${(elapsedMs / 1000).toFixed(1)} s)`);
         },
         onExit: (_, code, exitSignal) => {
-          log(`[engine ${index}] exited (${exitSignal ?? `code ${code}`})`);
+          say(`exited (${exitSignal ?? `code ${code}`})`);
           exitTo(false);
         },
         onRestart: (_, restarts, delayMs) =>
-          log(
-            `[engine ${index}] restarting in ${(delayMs / 1000).toFixed(1)} s (restart ${restarts} of at most ${options.restart?.restartsMax})`,
+          say(
+            `restarting in ${(delayMs / 1000).toFixed(1)} s (restart ${restarts} of at most ${options.restart?.restartsMax})`,
           ),
         onGiveUp: (_, restarts) => {
-          log(`[engine ${index}] died after ${restarts} restarts; giving up on it`);
+          say(`died after ${restarts} restarts; giving up on it`);
           exitTo(true);
         },
         ...(signal === undefined ? {} : { signal }),
@@ -108,7 +113,7 @@ export function localEngineLauncher(
       });
       const engine = engines.engines[0] as (typeof engines.engines)[number];
       const reassign = (to: EngineAssignment): void => {
-        exitTo = to.onExit;
+        reassigned(to);
         engines.setArgs(to.args);
       };
       return healthy(handedOn(engine, { stop: () => engines.stop(), reassign }), options, startMs, signal);

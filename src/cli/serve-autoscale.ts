@@ -358,6 +358,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
           o.models.map((model) =>
             retargetPoolOf(
               model,
+              engineLogOf(model, o.models.length),
               () => byModel.get(model.served),
               () => gatewayOf,
             ),
@@ -390,10 +391,7 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
           args: sleepers === undefined ? model.args : [...model.args, ENABLE_SLEEP_MODE_FLAG],
           startTimeoutMs: o.startTimeoutMs,
           restart: RESTART_POLICY_DEFAULT,
-          // Several pools number their engines alike: the model tells their lines apart.
-          ...(o.models.length > 1
-            ? { log: (line: string) => process.stderr.write(`[${model.served}] ${line}\n`) }
-            : {}),
+          log: engineLogOf(model, o.models.length),
           onExit: (index, gaveUp) => exitOf(pool, index, gaveUp),
           ...(warm?.standby === undefined
             ? {}
@@ -573,9 +571,16 @@ function exitOf(pool: ModelPool | undefined, index: number, gaveUp: boolean): vo
   else pool?.actuator?.engineExited(index);
 }
 
+/** Where `model`'s engines' lines go: several pools number their engines alike, so the model tells them apart. */
+function engineLogOf(model: PoolModel, models: number): (line: string) => void {
+  const prefix = models > 1 ? `[${model.served}] ` : '';
+  return (line) => process.stderr.write(`${prefix}${line}\n`);
+}
+
 /** `model`'s pool as the re-targeter reads it (the pool and the gateway exist by its first launch). */
 function retargetPoolOf(
   model: PoolModel,
+  log: (line: string) => void,
   pool: () => ModelPool | undefined,
   gateway: () => Gateway | undefined,
 ): RetargetPool {
@@ -588,6 +593,7 @@ function retargetPoolOf(
     held: () => gateway()?.modelBuffer?.waiting(model.served) ?? 0,
     inSystem: () => pool()?.runner?.inSystem ?? 0,
     lastUsedMs: () => pool()?.runner?.lastUsedMs ?? Number.NEGATIVE_INFINITY,
+    log,
     onExit: (index, gaveUp) => exitOf(pool(), index, gaveUp),
   };
 }

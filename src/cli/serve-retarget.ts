@@ -6,9 +6,9 @@
  * the rule for a victim model; that model's actuator gives its asleep slot up without stopping the
  * process (`LocalActuator.giveUpSleeper`); the engine gets SGLang's `POST /update_weights_from_disk`
  * with the wanted model's file and name, then `POST /wake_up`, and is returned as the launch (same
- * pid). Its supervisor restarts it, if it dies, on the wanted model's flags (`reassign`). A swap or
- * wake that fails (4xx, 5xx, timeout, a dead engine) stops that process and the launch goes on as a
- * fresh one. Counted in `switchyard_retargets_total{model,from}` (and `_failures_total`), /stats
+ * pid). Its supervisor restarts it, if it dies, on the wanted model's flags, and its lines carry the
+ * wanted model's prefix (`reassign`). A swap or wake that fails (4xx, 5xx, timeout, a dead engine)
+ * stops that process and the launch goes on as a fresh one. Counted in `switchyard_retargets_total{model,from}` (and `_failures_total`), /stats
  * `retarget`, and one log line each.
  */
 import { resolve } from 'node:path';
@@ -39,6 +39,8 @@ export interface RetargetPool {
   /** Requests arrived and not ended, held ones included. */
   inSystem(): number;
   lastUsedMs(): number;
+  /** Where this pool's engines' lines go (the launcher's `log`): a re-targeted engine's from then on. */
+  log(line: string): void;
   /** A process of this pool's slot `index` exited (`gaveUp`: no restart): the launcher's `onExit`. */
   onExit(index: number, gaveUp: boolean): void;
 }
@@ -137,7 +139,12 @@ export class Retargeter {
       await given.stop().catch(() => {});
       return undefined;
     }
-    engine.reassign?.({ args: wanted.args, onExit: (gaveUp) => wanted.onExit(index, gaveUp) });
+    engine.reassign?.({
+      args: wanted.args,
+      index,
+      log: (line) => wanted.log(line),
+      onExit: (gaveUp) => wanted.onExit(index, gaveUp),
+    });
     this.options.gaveUp?.(from);
     return this.swap(engine, wanted, from, index, signal);
   }

@@ -66,7 +66,8 @@ export interface LaunchedEngine {
   wakeUp?(): Promise<void>;
   /**
    * Re-target: the process now serves another model's pool (its weights swapped in place), so its
-   * supervisor restarts it, if it dies, on `to.args` and reports its exits to `to.onExit`.
+   * supervisor restarts it, if it dies, on `to.args`, reports its exits to `to.onExit`, and its lines
+   * (its own stderr, its restarts) go to `to.log` under slot `to.index`.
    */
   reassign?(to: EngineAssignment): void;
 }
@@ -75,6 +76,10 @@ export interface LaunchedEngine {
 export interface EngineAssignment {
   /** The engine flags a restart of the process uses (the model it now serves). */
   readonly args: readonly string[];
+  /** Its slot in the pool it now belongs to (its lines' `[engine k]`). */
+  readonly index: number;
+  /** Where its lines go from now on: that pool's log (several models' lines carry their model). */
+  log(line: string): void;
   /** Its process exited; `gaveUp`: its supervisor will not restart it. */
   onExit(gaveUp: boolean): void;
 }

@@ -4,8 +4,9 @@
  * engine each, from zero. a's engine serves, then sleeps; b's request is answered by that same
  * process after an in-place swap (counted in switchyard_retargets_total{model="b",from="a"}), whose
  * /v1/models then lists b; c, of another shape, starts its own engine and leaves b's sleeper alone; a's
- * next request takes b's sleeper back the same way (same process, counted from b). Deadlines only guard
- * against hangs.
+ * next request takes b's sleeper back the same way (same process, counted from b), and b's once more:
+ * the process's own stderr lines then carry b's prefix (`[b] [engine 0]`), not a's. Deadlines only
+ * guard against hangs.
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
@@ -66,5 +67,14 @@ it('re-targets a sleeping sim engine to another fine-tune of its base, never to 
   assert.equal(await chatStatus(url, 'a'), 200, stderr.join('\n'));
   assert.deepEqual(readies('a'), [engineA, engineA], stderr.join('\n'));
   assert.equal((await scrapeMetrics(url)).get('switchyard_retargets_total{model="a",from="b"}'), 1);
+  // Once more to b, then stop: the process's own lines now carry b's prefix, not its first pool's.
+  await until('a asleep again', async () => (await asleep(url, 'a')) === 1, 30_000, 20);
+  assert.equal(await chatStatus(url, 'b'), 200, stderr.join('\n'));
+  assert.deepEqual(readies('b'), [engineA, engineA], stderr.join('\n'));
   assert.equal(await serve.stop(), 0);
+  const drains = stderr.flatMap((l) => {
+    const m = /^\[(\w+)\] \[engine 0\] switchyard engine sim: SIGTERM, draining/.exec(l);
+    return m === null ? [] : [m[1]];
+  });
+  assert.deepEqual(drains.sort(), ['b', 'c'], stderr.join('\n'));
 });
