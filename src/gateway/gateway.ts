@@ -58,7 +58,7 @@ import { Cors, handleCors } from './cors.ts';
 import { roleCheckOf } from './engine-role.ts';
 import type { FeedTarget, SignalFeeds } from './feeds.ts';
 import { HealthChecker, HealthState, type HealthTarget, pendingRole } from './health.ts';
-import { bearerToken, sendError, sendJson, sideReadFor } from './http-util.ts';
+import { bearerToken, bodyTimeBound, sendError, sendJson, sideReadFor } from './http-util.ts';
 import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
 import { KEEP_ALIVE_MS_DEFAULT, ModelBuffer } from './model-buffer.ts';
@@ -85,6 +85,7 @@ import {
 import { assignRequestId } from './request-id.ts';
 import { type AttemptFailure, backoffMs } from './retry.ts';
 import { findStalls } from './stall.ts';
+import { serveTokenization, TOKENIZE_PATHS } from './tokenize-route.ts';
 
 /** Host-side options that are not configuration. */
 export interface GatewayOptions {
@@ -208,6 +209,8 @@ const GATEWAY_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
   ['/v1/embeddings', 'POST'],
   ['/v1/responses', 'POST'],
   ['/v1/models', 'GET, HEAD'],
+  ['/tokenize', 'POST'],
+  ['/detokenize', 'POST'],
   ['/health', 'GET, HEAD'],
   ['/ready', 'GET, HEAD'],
   ['/metrics', 'GET, HEAD'],
@@ -239,17 +242,12 @@ const RESPONSES_UNSERVED: ReadonlySet<string> = new Set([
 const SGLANG_NATIVE_ROUTES: ReadonlySet<string> = new Set(['/generate']);
 
 /**
- * vLLM's own server routes outside the OpenAI API that clients call: the tokenizer routes (lm-eval's
- * `local-completions` probes /tokenizer_info and /tokenize to tokenize on the server, with
- * `tokenizer_backend=auto` or `remote`) and /version. The gateway routes none of them: a request
- * names no engine, and one engine's tokenizer or version need not be another's.
+ * vLLM's own server routes outside the OpenAI API that clients call and the gateway does not route:
+ * /tokenizer_info (lm-eval's `local-completions` probes it with `tokenizer_backend=auto` or
+ * `remote`) and /version. One engine's tokenizer configuration or version need not be another's,
+ * and neither names a model. (/tokenize and /detokenize name one, and are routed: tokenize-route.ts.)
  */
-const VLLM_SERVER_ROUTES: ReadonlySet<string> = new Set([
-  '/tokenize',
-  '/detokenize',
-  '/tokenizer_info',
-  '/version',
-]);
+const VLLM_SERVER_ROUTES: ReadonlySet<string> = new Set(['/tokenizer_info', '/version']);
 
 /**
  * What an unknown route's 404 adds to "unknown route METHOD PATH" for a client that took the
@@ -257,8 +255,8 @@ const VLLM_SERVER_ROUTES: ReadonlySet<string> = new Set([
  * by id (`GET /v1/responses/{id}`, its input items, cancel, delete: the openai SDKs'
  * `responses.retrieve()`), which the gateway cannot have: the built-in engines answer `store:
  * false`, and a backend's stored responses are not reachable by id through a router; the id-less
- * Responses routes (`input_tokens`, `compact`), told what is served; vLLM's own /tokenize, /detokenize,
- * /tokenizer_info and /version; SGLang's native `/generate` (SGLang's `bench_serving` by default).
+ * Responses routes (`input_tokens`, `compact`), told what is served; vLLM's own /tokenizer_info and
+ * /version; SGLang's native `/generate` (SGLang's `bench_serving` by default).
  * Empty for any other path.
  */
 export function unknownRouteHint(path: string, batchApi: boolean): string {
@@ -276,7 +274,7 @@ export function unknownRouteHint(path: string, batchApi: boolean): string {
     return (
       "; this is one of vLLM's own server routes, which the gateway does not route (it serves the " +
       'OpenAI API: /v1/completions, /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models)' +
-      (path === '/version' ? '' : '; tokenize on the client (lm-eval: tokenizer_backend=huggingface)')
+      (path === '/version' ? '' : '; POST /tokenize is routed (lm-eval: tokenizer_backend=remote)')
     );
   if (SGLANG_NATIVE_ROUTES.has(path))
     return (
@@ -827,6 +825,10 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
         this.completion(req, res, 'responses');
         return;
       }
+      if (TOKENIZE_PATHS.has(path)) {
+        this.tokenization(req, res, path);
+        return;
+      }
     } else if (method === 'GET' || method === 'HEAD') {
       switch (path) {
         case '/health': {
@@ -907,6 +909,36 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     const message = key === undefined ? 'missing API key (Authorization: Bearer <key>)' : 'invalid API key';
     this.rejectEarly(res, new SwitchyardError('SY_ERR_UNAUTHORIZED', message, { param: 'authorization' }));
     return false;
+  }
+
+  /**
+   * vLLM's `POST /tokenize` and `POST /detokenize` (tokenize-route.ts): the tenant's key and the
+   * content type checked as on a completion, then forwarded to an instance of the body's model.
+   */
+  private tokenization(req: IncomingMessage, res: ServerResponse, path: string): void {
+    const type = contentTypeRefusal(req.headers['content-type']);
+    const refusal = this.draining ? new SwitchyardError('SY_ERR_DRAINING', 'gateway is shutting down') : type;
+    if (refusal !== undefined || !this.modelsAllowed(req, res)) {
+      this.drainBody(req);
+      if (refusal !== undefined) this.rejectEarly(res, refusal);
+      return;
+    }
+    serveTokenization(
+      {
+        models: this.models,
+        bounds: {
+          bytesMax: this.limits.bodyBytesMax,
+          bytesMaxName: 'limits.bodyBytesMax',
+          ...bodyTimeBound(this.limits),
+        },
+        answerTimeoutMs: this.limits.firstByteTimeoutMs,
+        pick: (model) => this.pickLeastLoaded(this.view.at(this.nowMs()), model),
+        reject: (r, error) => this.rejectEarly(r, error),
+      },
+      req,
+      res,
+      path,
+    );
   }
 
   /** `GET /v1/models/{id}`: the model's entry from /v1/models, or 404 naming it. */

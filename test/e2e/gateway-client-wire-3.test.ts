@@ -15,9 +15,9 @@
  *   and `max_tokens: 1`. Served (the last: passed unchanged to a vLLM backend, 400 naming the field
  *   on a built-in engine, which computes no log probabilities).
  * - lm-eval's default `tokenizer_backend="auto"` probes vLLM's `GET /tokenizer_info` and `POST
- *   /tokenize` and falls back to a local tokenizer on an error; the gateway routes neither (nor
- *   /detokenize, /version). Its 404 said only "unknown route"; it now says these are vLLM's own
- *   routes and to tokenize on the client.
+ *   /tokenize` and falls back to a local tokenizer on an error. The gateway routes /tokenize and
+ *   /detokenize by the body's model (gateway-tokenize.test.ts); /tokenizer_info and /version are a
+ *   404 that says they are vLLM's own routes (it said only "unknown route").
  * - litellm's `hosted_vllm/` provider sends an assistant message's `thinking_blocks` (a reasoning
  *   model's earlier turn) as content parts `{"type": "thinking", "thinking": ...}` before its text
  *   (HostedVLLMChatConfig._transform_messages). vLLM reads a `thinking` part as text
@@ -153,19 +153,11 @@ describe('lm-evaluation-harness', { timeout: 60_000 }, () => {
     assert.equal(e.error.param, 'logprobs');
   });
 
-  it("the tokenizer probe (/tokenizer_info, /tokenize) is a 404 that names vLLM's own routes", async () => {
+  it("the tokenizer probe: /tokenizer_info is a 404 naming vLLM's own routes, /tokenize is routed", async () => {
     const info = await get('/tokenizer_info', REQUESTS);
-    const tokenize = await post(wire.gw.url, '/tokenize', '{"prompt": "test", "add_special_tokens": false}', {
-      headers: REQUESTS,
-    });
-    const detokenize = await post(wire.gw.url, '/detokenize', `{"model": "${MODEL}", "tokens": [1, 2]}`, {
-      headers: REQUESTS,
-    });
     const version = await get('/version', REQUESTS);
     for (const [what, r] of [
       ['GET /tokenizer_info', info],
-      ['POST /tokenize', tokenize],
-      ['POST /detokenize', detokenize],
       ['GET /version', version],
     ] as const) {
       assert.equal(r.status, 404, `${what}: ${r.text}`);
@@ -178,11 +170,24 @@ describe('lm-evaluation-harness', { timeout: 60_000 }, () => {
         what,
       );
     }
-    assert.match(
-      JSON.parse(tokenize.text).error.message as string,
-      /tokenize on the client \(lm-eval: tokenizer_backend=huggingface\)/,
-    );
+    assert.match(JSON.parse(info.text).error.message as string, /POST \/tokenize is routed/);
     assert.doesNotMatch(JSON.parse(version.text).error.message as string, /tokenize/);
+    // lm-eval's probe names no model: with two models served it is 400 naming `model`.
+    const probe = await post(wire.gw.url, '/tokenize', '{"prompt": "test", "add_special_tokens": false}', {
+      headers: REQUESTS,
+    });
+    assert.equal(probe.status, 400, probe.text);
+    assert.equal(assertErrorBody(probe.text, 400).error.param, 'model');
+    // Naming the vLLM backend's model: the bytes reach it unchanged, its answer comes back.
+    const body = `{"prompt": "test", "model": "${REAL}",  "add_special_tokens": false}`;
+    const before = wire.upstream.received.length;
+    const routed = await post(wire.gw.url, '/tokenize', body, { headers: REQUESTS });
+    assert.equal(routed.status, 200, routed.text);
+    const got = wire.upstream.received.slice(before);
+    assert.deepEqual(
+      got.map((r) => [r.path, r.body]),
+      [['/tokenize', body]],
+    );
   });
 });
 

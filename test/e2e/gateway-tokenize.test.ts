@@ -6,6 +6,9 @@
  * - The built-in engines serve them with vLLM's fields: the llama engine with its GGUF's tokenizer,
  *   the sim with its 4-characters-a-token pieces (ids are hashes: /detokenize is refused). The count
  *   equals a completion's usage.prompt_tokens for the same prompt (or chat messages).
+ * - The gateway routes both by the body's model to an instance of it, bytes unchanged, and passes
+ *   the answer back (it answered 404 before); a body without a model goes to the one model served,
+ *   and is 400 naming `model` when several are.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -170,5 +173,41 @@ describe('the built-in engines serve /tokenize and /detokenize', () => {
       post(set.llama.url, '/tokenize', { model: LLAMA_MODEL, prompt: PROMPT }),
     );
     assert.deepEqual(t.tokens, named.tokens);
+  });
+});
+
+describe('the gateway routes /tokenize and /detokenize by the body’s model', () => {
+  cases(
+    () => set.gw.url,
+    () => set.gw.url,
+  );
+
+  it('no model field: 400 naming model when two models are served; the one model when one is', async () => {
+    await refused(post(set.gw.url, '/tokenize', { prompt: PROMPT }), 400, 'model');
+    await refused(post(set.gw.url, '/detokenize', { tokens: [1] }), 400, 'model');
+    await refused(post(set.gw.url, '/tokenize', { model: 7, prompt: PROMPT }), 400, 'model');
+    await refused(post(set.gw.url, '/tokenize', '{"prompt":'), 400, 'body');
+    const teardown = new Teardown();
+    try {
+      const one = await startTestGateway(
+        { backends: [{ id: 'l0', type: 'llama', url: set.llama.url, models: [LLAMA_MODEL] }] },
+        teardown,
+      );
+      const direct = await ok<Tokenized>(post(set.llama.url, '/tokenize', { prompt: PROMPT }));
+      assert.deepEqual(await ok<Tokenized>(post(one.url, '/tokenize', { prompt: PROMPT })), direct);
+      const back = await ok<{ prompt: string }>(
+        post(one.url, '/detokenize', { tokens: direct.tokens.slice(1) }),
+      );
+      assert.equal(back.prompt, PROMPT);
+    } finally {
+      await teardown.run();
+    }
+  });
+
+  it('a wrong method is 405 naming POST', async () => {
+    const r = await fetch(`${set.gw.url}/tokenize`);
+    assert.equal(r.status, 405);
+    assert.equal(r.headers.get('allow'), 'POST');
+    await r.arrayBuffer();
   });
 });
