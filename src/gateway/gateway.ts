@@ -274,7 +274,10 @@ export function unknownRouteHint(path: string, batchApi: boolean): string {
     return (
       "; this is one of vLLM's own server routes, which the gateway does not route (it serves the " +
       'OpenAI API: /v1/completions, /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models)' +
-      (path === '/version' ? '' : '; POST /tokenize is routed (lm-eval: tokenizer_backend=remote)')
+      (path === '/version'
+        ? ''
+        : "; POST /tokenize and /detokenize are routed by the body's model, but lm-eval's remote " +
+          'tokenizer needs this route too: tokenize on the client (lm-eval: tokenizer_backend=huggingface)')
     );
   if (SGLANG_NATIVE_ROUTES.has(path))
     return (
