@@ -71,6 +71,8 @@ export interface AutoscaleSettings {
   readonly standbyEngines: number;
   /** Llama: bytes of stopped models' GGUFs kept in the page cache (0: none). */
   readonly warmCacheBytes: number;
+  /** Llama: MiB each standby engine touches while it waits (`--standby-reserve-mib`; 0: none). */
+  readonly standbyReserveMib: number;
   /** With minInstances 0: start a model ahead of a forecast request (src/control/prewarm.ts). */
   readonly prewarm: boolean;
   /** With minInstances 0: idle engines sleep instead of stopping, within these bounds (undefined: off). */
@@ -90,6 +92,7 @@ export interface AutoscaleFlags {
   readonly engine?: 'sim' | 'llama';
   readonly standbyEngines?: number;
   readonly warmCacheMb?: number;
+  readonly standbyReserveMib?: number;
   readonly prewarm?: boolean;
   /** Sleep mode: idle engines sleep instead of stopping (src/control/serverless/live-sleep.ts). */
   readonly sleep?: boolean;
@@ -127,6 +130,7 @@ export function autoscaleSettings(
       'eviction',
       'standbyEngines',
       'warmCacheMb',
+      'standbyReserveMib',
       'prewarm',
       'sleep',
       'maxSleepers',
@@ -186,6 +190,7 @@ export function autoscaleSettings(
         ...(flags.engine === undefined ? {} : { engine: flags.engine }),
         ...optional('standbyEngines', flags.standbyEngines ?? block?.standbyEngines),
         ...optional('warmCacheMb', flags.warmCacheMb ?? block?.warmCacheMb),
+        ...optional('standbyReserveMib', flags.standbyReserveMib ?? block?.standbyReserveMib),
       },
       minInstances,
     ),

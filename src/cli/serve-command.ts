@@ -765,6 +765,11 @@ export function registerServeCommand(program: Command): void {
       CONFIG_FLAG_PARSERS['warm-cache-mb'],
     )
     .option(
+      '--standby-reserve-mib <mib>',
+      "llama with standby engines: MiB each standby engine touches while it waits and frees just before its context is created, so the KV cache's first touch reuses pages the machine has just had in use (worth it on VMs that back memory lazily; size it to the largest model's KV cache). Resident while the engine waits (default 0: none)",
+      CONFIG_FLAG_PARSERS['standby-reserve-mib'],
+    )
+    .option(
       '--prewarm',
       "with --min-instances 0: start a model ahead of a request forecast from its past arrivals to come within its start-up (the twin's switchyard serverless rule)",
     )

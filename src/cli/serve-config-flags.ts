@@ -89,6 +89,7 @@ export const CONFIG_FLAG_PARSERS = {
   'max-loaded-models': configFieldFlag('max-loaded-models', AUTOSCALER.maxLoadedModels, positiveInt),
   'standby-engines': configFieldFlag('standby-engines', AUTOSCALER.standbyEngines, nonNegativeInt),
   'warm-cache-mb': configFieldFlag('warm-cache-mb', AUTOSCALER.warmCacheMb, nonNegativeInt),
+  'standby-reserve-mib': configFieldFlag('standby-reserve-mib', AUTOSCALER.standbyReserveMib, nonNegativeInt),
   'max-sleepers': configFieldFlag('max-sleepers', SLEEP.maxSleepers, positiveInt),
   'max-sleepers-per-model': configFieldFlag('max-sleepers-per-model', SLEEP.maxSleepersPerModel, positiveInt),
   'sleep-max-ms': configFieldFlag('sleep-max-ms', SLEEP.sleepMaxMs, positiveInt),

@@ -3,25 +3,35 @@ import { describe, it } from 'node:test';
 import { WARM_CACHE_BYTES_MAX_DEFAULT, warmCacheBytesDefault } from '../adapters/model-warmer.ts';
 import { STANDBY_ENGINES_MAX } from '../adapters/standby-engines.ts';
 import { SwitchyardError } from '../core/errors.ts';
+import { MEMORY_RESERVE_MIB_MAX } from '../engine-servers/llama/memory-reserve.ts';
 import { parseGatewayConfig } from '../gateway/config.ts';
 import { autoscaleSettings } from './serve-autoscale.ts';
-import { warmSettingsOf } from './serve-warm.ts';
+import { standbyArgs, warmSettingsOf } from './serve-warm.ts';
 
 describe('warm-start settings', () => {
   it('default to one standby engine and a warm cache for llama models at zero, none otherwise', () => {
     const zero = warmSettingsOf({ engine: 'llama' }, 0);
     assert.equal(zero.standbyEngines, 1);
     assert.ok(zero.warmCacheBytes > 0 && zero.warmCacheBytes <= WARM_CACHE_BYTES_MAX_DEFAULT);
-    assert.deepEqual(warmSettingsOf({ engine: 'llama' }, 1), { standbyEngines: 0, warmCacheBytes: 0 });
-    assert.deepEqual(warmSettingsOf({ engine: 'sim' }, 0), { standbyEngines: 0, warmCacheBytes: 0 });
-    assert.deepEqual(warmSettingsOf({ engine: 'llama', standbyEngines: 2, warmCacheMb: 3 }, 0), {
-      standbyEngines: 2,
-      warmCacheBytes: 3 * 2 ** 20,
-    });
-    assert.deepEqual(warmSettingsOf({ engine: 'llama', standbyEngines: 0, warmCacheMb: 0 }, 0), {
-      standbyEngines: 0,
-      warmCacheBytes: 0,
-    });
+    assert.equal(zero.standbyReserveMib, 0);
+    const none = { standbyEngines: 0, warmCacheBytes: 0, standbyReserveMib: 0 };
+    assert.deepEqual(warmSettingsOf({ engine: 'llama' }, 1), none);
+    assert.deepEqual(warmSettingsOf({ engine: 'sim' }, 0), none);
+    assert.deepEqual(
+      warmSettingsOf({ engine: 'llama', standbyEngines: 2, warmCacheMb: 3, standbyReserveMib: 448 }, 0),
+      { standbyEngines: 2, warmCacheBytes: 3 * 2 ** 20, standbyReserveMib: 448 },
+    );
+    assert.deepEqual(warmSettingsOf({ engine: 'llama', standbyEngines: 0, warmCacheMb: 0 }, 0), none);
+  });
+
+  it('give standby engines the reserve flag only when asked for, after sleep mode', () => {
+    assert.deepEqual(standbyArgs({}), []);
+    assert.deepEqual(standbyArgs({ standbyReserveMib: 0, sleep: {} }), ['--enable-sleep-mode']);
+    assert.deepEqual(standbyArgs({ standbyReserveMib: 448, sleep: {} }), [
+      '--enable-sleep-mode',
+      '--standby-reserve-mib',
+      '448',
+    ]);
   });
 
   it('refuses them for sim engines and past the bound', () => {
@@ -39,6 +49,19 @@ describe('warm-start settings', () => {
       () => warmSettingsOf({ engine: 'llama', standbyEngines: STANDBY_ENGINES_MAX + 1 }, 0),
       'standby-engines',
     );
+    refused(() => warmSettingsOf({ engine: 'sim', standbyReserveMib: 1 }, 0), 'standby-reserve-mib');
+    for (const mib of [-1, 1.5, MEMORY_RESERVE_MIB_MAX + 1])
+      refused(() => warmSettingsOf({ engine: 'llama', standbyReserveMib: mib }, 0), 'standby-reserve-mib');
+    // No standby engine to hold it: none asked for, or models with a minimum (no default pool).
+    refused(
+      () => warmSettingsOf({ engine: 'llama', standbyEngines: 0, standbyReserveMib: 64 }, 0),
+      'standby-reserve-mib',
+    );
+    refused(() => warmSettingsOf({ engine: 'llama', standbyReserveMib: 64 }, 1), 'standby-reserve-mib');
+    assert.equal(
+      warmSettingsOf({ engine: 'llama', standbyReserveMib: MEMORY_RESERVE_MIB_MAX }, 0).standbyReserveMib,
+      MEMORY_RESERVE_MIB_MAX,
+    );
   });
 
   it('the default warm cache is a quarter of MemAvailable, at most the cap', () => {
@@ -49,20 +72,41 @@ describe('warm-start settings', () => {
   it("come from the config's autoscaler block too, the flags overriding it", () => {
     const config = parseGatewayConfig(
       {
-        autoscaler: { name: 'static', minInstances: 0, standbyEngines: 2, warmCacheMb: 5, prewarm: true },
+        autoscaler: {
+          name: 'static',
+          minInstances: 0,
+          standbyEngines: 2,
+          warmCacheMb: 5,
+          standbyReserveMib: 448,
+          prewarm: true,
+        },
       },
       {},
     );
     const fromConfig = autoscaleSettings({ engine: 'llama' }, config, 1);
     assert.equal(fromConfig?.standbyEngines, 2);
     assert.equal(fromConfig?.warmCacheBytes, 5 * 2 ** 20);
+    assert.equal(fromConfig?.standbyReserveMib, 448);
     assert.equal(fromConfig?.prewarm, true);
-    const flagged = autoscaleSettings({ engine: 'llama', standbyEngines: 0, prewarm: false }, config, 1);
+    const flagged = autoscaleSettings(
+      { engine: 'llama', standbyEngines: 0, standbyReserveMib: 0, prewarm: false },
+      config,
+      1,
+    );
     assert.equal(flagged?.standbyEngines, 0);
+    assert.equal(flagged?.standbyReserveMib, 0);
     assert.equal(flagged?.prewarm, false);
     assert.throws(
       () => parseGatewayConfig({ autoscaler: { name: 'static', standbyEngines: 9 } }, {}),
       /standbyEngines/,
+    );
+    assert.throws(
+      () =>
+        parseGatewayConfig(
+          { autoscaler: { name: 'static', standbyReserveMib: MEMORY_RESERVE_MIB_MAX + 1 } },
+          {},
+        ),
+      /standbyReserveMib/,
     );
   });
 });

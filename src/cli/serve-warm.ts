@@ -10,6 +10,7 @@ import { ModelWarmer, warmCacheBytesDefault } from '../adapters/model-warmer.ts'
 import { STANDBY_ENGINES_MAX, StandbyEngines } from '../adapters/standby-engines.ts';
 import type { EngineLauncher, LaunchedEngine } from '../control/local-actuator.ts';
 import { SwitchyardError } from '../core/errors.ts';
+import { MEMORY_RESERVE_MIB_MAX } from '../engine-servers/llama/memory-reserve.ts';
 import { ENABLE_SLEEP_MODE_FLAG } from './serve-sleep.ts';
 
 /** How often the warm cache re-reads the files it keeps (a re-read from the page cache is a memory copy). */
@@ -22,6 +23,8 @@ export interface WarmFlags {
   readonly engine?: 'sim' | 'llama';
   readonly standbyEngines?: number;
   readonly warmCacheMb?: number;
+  /** MiB each standby engine touches while it waits (`engine llama --standby-reserve-mib`). */
+  readonly standbyReserveMib?: number;
 }
 
 function usage(message: string, param: string): SwitchyardError {
@@ -29,18 +32,23 @@ function usage(message: string, param: string): SwitchyardError {
 }
 
 /**
- * `--standby-engines` and `--warm-cache-mb`, checked, with their defaults: with llama engines and
- * models at zero, STANDBY_ENGINES_DEFAULT standby engine and `warmCacheBytesDefault()`; otherwise
- * none (sim engines start in a fraction of a second and have no weights to warm).
+ * `--standby-engines`, `--warm-cache-mb` and `--standby-reserve-mib`, checked, with their defaults:
+ * with llama engines and models at zero, STANDBY_ENGINES_DEFAULT standby engine and
+ * `warmCacheBytesDefault()`; otherwise none (sim engines start in a fraction of a second and have no
+ * weights to warm). No reserve by default: it stays resident while an engine stands by, and its
+ * right size depends on the model that arrives (docs/serverless.md, "Warm starts in serve").
  */
 export function warmSettingsOf(
   flags: WarmFlags,
   minInstances: number,
-): { standbyEngines: number; warmCacheBytes: number } {
+): { standbyEngines: number; warmCacheBytes: number; standbyReserveMib: number } {
   const llama = flags.engine === 'llama';
-  for (const f of ['standbyEngines', 'warmCacheMb'] as const) {
+  for (const [f, flag] of [
+    ['standbyEngines', 'standby-engines'],
+    ['warmCacheMb', 'warm-cache-mb'],
+    ['standbyReserveMib', 'standby-reserve-mib'],
+  ] as const) {
     const value = flags[f];
-    const flag = f === 'standbyEngines' ? 'standby-engines' : 'warm-cache-mb';
     if (value !== undefined && value > 0 && !llama)
       throw usage(`--${flag} applies to --engine llama only`, flag);
   }
@@ -55,7 +63,22 @@ export function warmSettingsOf(
     throw usage(`--warm-cache-mb ${mb}: expected an integer >= 0`, 'warm-cache-mb');
   const warmCacheBytes =
     mb !== undefined ? mb * 2 ** 20 : llama && minInstances === 0 ? warmCacheBytesDefault() : 0;
-  return { standbyEngines, warmCacheBytes };
+  const standbyReserveMib = flags.standbyReserveMib ?? 0;
+  if (
+    !Number.isInteger(standbyReserveMib) ||
+    standbyReserveMib < 0 ||
+    standbyReserveMib > MEMORY_RESERVE_MIB_MAX
+  )
+    throw usage(
+      `--standby-reserve-mib ${standbyReserveMib}: expected an integer in [0, ${MEMORY_RESERVE_MIB_MAX}]`,
+      'standby-reserve-mib',
+    );
+  if (standbyReserveMib > 0 && standbyEngines === 0)
+    throw usage(
+      '--standby-reserve-mib is held by standby engines: with --standby-engines 0 (or models with a minimum) there are none',
+      'standby-reserve-mib',
+    );
+  return { standbyEngines, warmCacheBytes, standbyReserveMib };
 }
 
 /** A node's standby pool and warm cache while serve runs. */
@@ -82,6 +105,8 @@ export function warmStart(
   settings: {
     readonly standbyEngines: number;
     readonly warmCacheBytes: number;
+    /** MiB each standby engine touches while it waits (0: none). */
+    readonly standbyReserveMib?: number;
     /** Sleep mode on (`serve --sleep`): standby engines start with its flag, so a handed engine can sleep. */
     readonly sleep?: unknown;
   },
@@ -89,11 +114,12 @@ export function warmStart(
   say: (line: string) => void,
 ): WarmStart | undefined {
   if (settings.standbyEngines === 0 && settings.warmCacheBytes === 0) return undefined;
+  const reserve = settings.standbyReserveMib ?? 0;
   const standby =
     settings.standbyEngines > 0
       ? new StandbyEngines({
           size: settings.standbyEngines,
-          args: settings.sleep === undefined ? [] : [ENABLE_SLEEP_MODE_FLAG],
+          args: standbyArgs(settings),
           standbyTimeoutMs: startTimeoutMs,
           log: (line) => process.stderr.write(`${line}\n`),
         })
@@ -125,7 +151,7 @@ export function warmStart(
     );
   };
   say(
-    `warm starts: ${settings.standbyEngines} standby llama engine(s), warm cache ${mib(settings.warmCacheBytes)} MiB`,
+    `warm starts: ${settings.standbyEngines} standby llama engine(s)${reserve > 0 ? ` holding ${reserve} MiB each while they wait` : ''}, warm cache ${mib(settings.warmCacheBytes)} MiB`,
   );
   return {
     standby,
@@ -165,6 +191,18 @@ export function warmStart(
       await Promise.all([standby?.close(), refreshing]);
     },
   };
+}
+
+/** The flags every standby engine gets: sleep mode's with `--sleep`, the reserve's when asked for. */
+export function standbyArgs(settings: {
+  readonly standbyReserveMib?: number;
+  readonly sleep?: unknown;
+}): string[] {
+  const reserve = settings.standbyReserveMib ?? 0;
+  return [
+    ...(settings.sleep === undefined ? [] : [ENABLE_SLEEP_MODE_FLAG]),
+    ...(reserve > 0 ? ['--standby-reserve-mib', String(reserve)] : []),
+  ];
 }
 
 function mib(bytes: number): string {
