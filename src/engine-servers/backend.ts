@@ -125,6 +125,12 @@ export interface EngineBackend {
    */
   detokenize?(tokens: readonly number[]): string;
   /**
+   * Optional: vLLM's `GET /tokenizer_info` (tokenize.ts ggufTokenizerInfo): the tokenizer's
+   * configuration (special tokens, model_max_length, chat_template, tokenizer_class). Without it
+   * the route answers 404.
+   */
+  tokenizerInfo?(): Record<string, unknown>;
+  /**
    * Optional: more Prometheus exposition text appended to `/metrics` (the llama engine's start-up
    * timings), for series that are the backend's own rather than vLLM's.
    */

@@ -133,6 +133,7 @@ const ENGINE_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
   ['/v1/models', 'GET, HEAD'],
   ['/tokenize', 'POST'],
   ['/detokenize', 'POST'],
+  ['/tokenizer_info', 'GET, HEAD'],
   ['/health', 'GET, HEAD'],
   ['/metrics', 'GET, HEAD'],
 ]);
@@ -712,6 +713,9 @@ class EngineHttpServer {
           );
         } else void this.tokenization(path, req, res);
         return;
+      case 'GET /tokenizer_info':
+        this.tokenizerInfo(req, res);
+        return;
       case 'GET /health':
         res.writeHead(this.closing ? 503 : 200, { 'content-length': 0 });
         res.end();
@@ -852,6 +856,29 @@ class EngineHttpServer {
       this.checkModel(request.model);
       const prompt = (backend.detokenize as NonNullable<EngineBackend['detokenize']>)(request.tokens);
       sendJson(res, 200, JSON.stringify({ prompt }), this.closingHeaders());
+    } catch (error) {
+      sendError(res, error as Error, this.closingHeaders());
+    }
+  }
+
+  /**
+   * vLLM's `GET /tokenizer_info` (served there with --enable-tokenizer-info-endpoint): the
+   * backend's tokenizer configuration. A backend without one (the sim: no vocabulary) answers 404
+   * saying so; an asleep engine 503.
+   */
+  private tokenizerInfo(req: IncomingMessage, res: ServerResponse): void {
+    req.resume();
+    const backend = this.backend;
+    try {
+      if (backend.tokenizerInfo === undefined)
+        throw new SwitchyardError(
+          'SY_ERR_NOT_FOUND',
+          'no route for GET /tokenizer_info: this engine has no tokenizer configuration (no vocabulary ' +
+            'or special tokens); tokenize on the client',
+          { param: 'path' },
+        );
+      if (backend.sleepMode?.isSleeping === true) throw engineAsleep();
+      sendJson(res, 200, JSON.stringify(backend.tokenizerInfo()), this.closingHeaders());
     } catch (error) {
       sendError(res, error as Error, this.closingHeaders());
     }

@@ -154,3 +154,61 @@ export function simPieceTokens(text: string, vocabSize: number): Required<Tokeni
   }
   return { tokens, tokenStrs };
 }
+
+/** The `tokenizer.*` metadata of a GGUF that `/tokenizer_info` reads (llama.cpp's key names). */
+export interface GgufTokenizerMetadata {
+  readonly ggml?: {
+    readonly model?: string;
+    readonly tokens?: readonly string[];
+    readonly bos_token_id?: number;
+    readonly eos_token_id?: number;
+    readonly padding_token_id?: number;
+    readonly unknown_token_id?: number;
+    readonly add_bos_token?: boolean;
+    readonly add_eos_token?: boolean;
+  };
+  readonly chat_template?: string;
+}
+
+/** The tokenizer class transformers builds from a GGUF's `tokenizer.ggml.model`, as vLLM names it. */
+function tokenizerClassOf(ggmlModel: string | undefined): string {
+  // vLLM answers type(tokenizer).__name__, and its get_cached_tokenizer names the class Cached<...>.
+  // transformers converts an SPM ("llama") vocabulary to LlamaTokenizerFast and a byte-level BPE
+  // ("gpt2") one to a GPT-2 style fast tokenizer (some architectures use their own subclass).
+  if (ggmlModel === 'llama') return 'CachedLlamaTokenizerFast';
+  if (ggmlModel === 'gpt2') return 'CachedGPT2TokenizerFast';
+  return 'CachedPreTrainedTokenizerFast';
+}
+
+/**
+ * vLLM's `GET /tokenizer_info` answer for a GGUF's tokenizer: the Hugging Face tokenizer_config
+ * fields vLLM passes on (its TokenizerInfo: the tokenizer's init_kwargs, `tokenizer_class`,
+ * `chat_template` when there is one), taken from the GGUF's `tokenizer.*` metadata.
+ * `model_max_length` is the engine's context (what it serves), not the training context.
+ * `bos_token_id` and `eos_token_id` are extra (a Hugging Face config has the strings only).
+ * lm-eval's RemoteTokenizer reads `eos_token`, `bos_token`, `pad_token` and `chat_template`.
+ */
+export function ggufTokenizerInfo(
+  tokenizer: GgufTokenizerMetadata | undefined,
+  modelMaxLength: number,
+  addBos: boolean,
+): Record<string, unknown> {
+  const ggml = tokenizer?.ggml;
+  const piece = (id: number | undefined): string | null =>
+    id === undefined ? null : (ggml?.tokens?.[id] ?? null);
+  const info: Record<string, unknown> = {
+    add_bos_token: addBos,
+    add_eos_token: ggml?.add_eos_token ?? false,
+    bos_token: piece(ggml?.bos_token_id),
+    eos_token: piece(ggml?.eos_token_id),
+    pad_token: piece(ggml?.padding_token_id),
+    unk_token: piece(ggml?.unknown_token_id),
+    bos_token_id: ggml?.bos_token_id ?? null,
+    eos_token_id: ggml?.eos_token_id ?? null,
+    model_max_length: modelMaxLength,
+    tokenizer_class: tokenizerClassOf(ggml?.model),
+  };
+  if (typeof tokenizer?.chat_template === 'string' && tokenizer.chat_template !== '')
+    info.chat_template = tokenizer.chat_template;
+  return info;
+}

@@ -38,7 +38,12 @@ import {
   outOfVocabulary,
 } from '../backend.ts';
 import { engineAsleep, engineShuttingDown } from '../sleep-mode.ts';
-import type { Tokenized, TokenizeRequest } from '../tokenize.ts';
+import {
+  type GgufTokenizerMetadata,
+  ggufTokenizerInfo,
+  type Tokenized,
+  type TokenizeRequest,
+} from '../tokenize.ts';
 import type { VllmSampling } from '../vllm-extras.ts';
 import {
   type EngineWeightUpdate,
@@ -760,7 +765,10 @@ export class LlamaBackend implements EngineBackend {
     addBos: boolean,
   ): Token[] {
     const text = request.kind === 'chat' ? chatPrompt(request.promptText, chatEnd) : request.promptText;
-    const tokens = this.model.tokenize(text, false);
+    // Special tokens written in the text (`</s>`, `<|im_end|>`) are those tokens, as a Hugging Face
+    // tokenizer's encode (vLLM's) reads them: lm-eval's remote tokenizer takes the EOS and BOS ids
+    // from /tokenize of their strings (tokenize.ts ggufTokenizerInfo).
+    const tokens = this.model.tokenize(text, true);
     const bos = this.model.tokens.bos;
     if (addBos && bos !== null && this.model.tokens.shouldPrependBosToken) tokens.unshift(bos);
     return tokens;
@@ -782,6 +790,13 @@ export class LlamaBackend implements EngineBackend {
       .tokenizer?.ggml?.tokens;
     const tokenStrs = tokens.map((id) => vocab?.[id] ?? this.model.detokenize([id], true));
     return { tokens, tokenStrs };
+  }
+
+  /** vLLM's `GET /tokenizer_info`: the GGUF tokenizer's configuration (../tokenize.ts ggufTokenizerInfo). */
+  tokenizerInfo(): Record<string, unknown> {
+    this.checkTokenizer();
+    const metadata = this.model.fileInfo.metadata as { tokenizer?: GgufTokenizerMetadata };
+    return ggufTokenizerInfo(metadata.tokenizer, this.contextSize, this.model.tokens.shouldPrependBosToken);
   }
 
   /** vLLM's `/detokenize`: the ids' text, special tokens written out (as a tokenizer's decode does). */
