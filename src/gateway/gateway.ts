@@ -85,7 +85,13 @@ import {
 import { assignRequestId } from './request-id.ts';
 import { type AttemptFailure, backoffMs } from './retry.ts';
 import { findStalls } from './stall.ts';
-import { serveTokenization, TOKENIZE_PATHS } from './tokenize-route.ts';
+import {
+  serveTokenization,
+  serveTokenizerInfo,
+  TOKENIZE_PATHS,
+  TOKENIZER_INFO_PATH,
+  type TokenizeRouteHost,
+} from './tokenize-route.ts';
 
 /** Host-side options that are not configuration. */
 export interface GatewayOptions {
@@ -211,6 +217,7 @@ const GATEWAY_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
   ['/v1/models', 'GET, HEAD'],
   ['/tokenize', 'POST'],
   ['/detokenize', 'POST'],
+  ['/tokenizer_info', 'GET, HEAD'],
   ['/health', 'GET, HEAD'],
   ['/ready', 'GET, HEAD'],
   ['/metrics', 'GET, HEAD'],
@@ -243,11 +250,10 @@ const SGLANG_NATIVE_ROUTES: ReadonlySet<string> = new Set(['/generate']);
 
 /**
  * vLLM's own server routes outside the OpenAI API that clients call and the gateway does not route:
- * /tokenizer_info (lm-eval's `local-completions` probes it with `tokenizer_backend=auto` or
- * `remote`) and /version. One engine's tokenizer configuration or version need not be another's,
- * and neither names a model. (/tokenize and /detokenize name one, and are routed: tokenize-route.ts.)
+ * /version (one engine's version need not be another's, and it names no model). /tokenize,
+ * /detokenize and /tokenizer_info are routed (tokenize-route.ts).
  */
-const VLLM_SERVER_ROUTES: ReadonlySet<string> = new Set(['/tokenizer_info', '/version']);
+const VLLM_SERVER_ROUTES: ReadonlySet<string> = new Set(['/version']);
 
 /**
  * What an unknown route's 404 adds to "unknown route METHOD PATH" for a client that took the
@@ -273,11 +279,7 @@ export function unknownRouteHint(path: string, batchApi: boolean): string {
   if (VLLM_SERVER_ROUTES.has(path))
     return (
       "; this is one of vLLM's own server routes, which the gateway does not route (it serves the " +
-      'OpenAI API: /v1/completions, /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models)' +
-      (path === '/version'
-        ? ''
-        : "; POST /tokenize and /detokenize are routed by the body's model, but lm-eval's remote " +
-          'tokenizer needs this route too: tokenize on the client (lm-eval: tokenizer_backend=huggingface)')
+      'OpenAI API: /v1/completions, /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models)'
     );
   if (SGLANG_NATIVE_ROUTES.has(path))
     return (
@@ -833,6 +835,10 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
         return;
       }
     } else if (method === 'GET' || method === 'HEAD') {
+      if (path === TOKENIZER_INFO_PATH) {
+        this.tokenizerInfo(req, res, method, q < 0 ? '' : url.slice(q + 1));
+        return;
+      }
       switch (path) {
         case '/health': {
           sendJson(res, 200, { status: 'ok' });
@@ -926,22 +932,41 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       if (refusal !== undefined) this.rejectEarly(res, refusal);
       return;
     }
-    serveTokenization(
-      {
-        models: this.models,
-        bounds: {
-          bytesMax: this.limits.bodyBytesMax,
-          bytesMaxName: 'limits.bodyBytesMax',
-          ...bodyTimeBound(this.limits),
-        },
-        answerTimeoutMs: this.limits.firstByteTimeoutMs,
-        pick: (model) => this.pickLeastLoaded(this.view.at(this.nowMs()), model),
-        reject: (r, error) => this.rejectEarly(r, error),
+    serveTokenization(this.tokenizeHost(), req, res, path);
+  }
+
+  /** What tokenize-route.ts needs of this gateway. */
+  private tokenizeHost(): TokenizeRouteHost {
+    return {
+      models: this.models,
+      bounds: {
+        bytesMax: this.limits.bodyBytesMax,
+        bytesMaxName: 'limits.bodyBytesMax',
+        ...bodyTimeBound(this.limits),
       },
-      req,
-      res,
-      path,
-    );
+      answerTimeoutMs: this.limits.firstByteTimeoutMs,
+      pick: (model) => this.pickLeastLoaded(this.view.at(this.nowMs()), model),
+      reject: (r, error) => this.rejectEarly(r, error),
+    };
+  }
+
+  /**
+   * vLLM's `GET /tokenizer_info` (tokenize-route.ts serveTokenizerInfo): the tenant's key checked as
+   * on /v1/models, then an instance of the `?model=` query's model (or the one model) answers.
+   */
+  private tokenizerInfo(
+    req: IncomingMessage,
+    res: ServerResponse,
+    method: 'GET' | 'HEAD',
+    query: string,
+  ): void {
+    this.drainBody(req);
+    if (this.draining) {
+      this.rejectEarly(res, new SwitchyardError('SY_ERR_DRAINING', 'gateway is shutting down'));
+      return;
+    }
+    if (!this.modelsAllowed(req, res)) return;
+    serveTokenizerInfo(this.tokenizeHost(), res, method, query);
   }
 
   /** `GET /v1/models/{id}`: the model's entry from /v1/models, or 404 naming it. */

@@ -16,6 +16,9 @@ import type { Backend } from './proxy.ts';
 /** The gateway paths this module serves. */
 export const TOKENIZE_PATHS: ReadonlySet<string> = new Set(['/tokenize', '/detokenize']);
 
+/** vLLM's tokenizer configuration route, a GET that names no model (serveTokenizerInfo). */
+export const TOKENIZER_INFO_PATH = '/tokenizer_info';
+
 /** What the route needs of the gateway. */
 export interface TokenizeRouteHost {
   /** Every model served. */
@@ -51,7 +54,11 @@ export function tokenizeModel(body: Buffer, models: ReadonlySet<string>): string
     throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'invalid request body: expected a JSON object', {
       param: null,
     });
-  const model = (parsed as { model?: unknown }).model;
+  return servedModel((parsed as { model?: unknown }).model, models);
+}
+
+/** `model` when served here, the only model when it is absent; throws the 400 or the 404. */
+function servedModel(model: unknown, models: ReadonlySet<string>): string {
   if (model === undefined || model === null) {
     if (models.size === 1) return [...models][0] as string;
     throw badModel(
@@ -91,24 +98,54 @@ export function serveTokenization(
       host.reject(res, backend);
       return;
     }
-    void forward(host, backend, path, result.body, res);
+    void forward(host, backend, 'POST', path, result.body, res);
   });
 }
 
-/** Sends `body` to `backend`'s `path` and pipes its answer (status, content-type, body) to `res`. */
+/**
+ * Serves vLLM's `GET /tokenizer_info` (or HEAD): it names no model, so the model is the `model`
+ * query parameter when given (a model not served: 404 naming it), else the one model served (400
+ * naming `model` when several are); one of its instances answers, passed back as it sent it.
+ */
+export function serveTokenizerInfo(
+  host: TokenizeRouteHost,
+  res: ServerResponse,
+  method: 'GET' | 'HEAD',
+  query: string,
+): void {
+  let backend: Backend | SwitchyardError;
+  try {
+    const named = new URLSearchParams(query).get('model');
+    backend = host.pick(servedModel(named === '' ? null : named, host.models));
+  } catch (error) {
+    host.reject(res, error as SwitchyardError);
+    return;
+  }
+  if (backend instanceof SwitchyardError) {
+    host.reject(res, backend);
+    return;
+  }
+  void forward(host, backend, method, '/tokenizer_info', undefined, res);
+}
+
+/** Sends `method path` (with `body`) to `backend` and pipes its answer (status, content-type, body) to `res`. */
 async function forward(
   host: TokenizeRouteHost,
   backend: Backend,
+  method: 'POST' | 'GET' | 'HEAD',
   path: string,
-  body: Buffer,
+  body: Buffer | undefined,
   res: ServerResponse,
 ): Promise<void> {
   try {
     const answer = await backend.pool.request({
-      method: 'POST',
+      method,
       path: backend.basePath + path,
-      headers: { ...backend.headers, 'content-length': String(body.length) },
-      body,
+      headers:
+        body === undefined
+          ? { ...backend.headers }
+          : { ...backend.headers, 'content-length': String(body.length) },
+      ...(body === undefined ? {} : { body }),
       headersTimeout: host.answerTimeoutMs,
       bodyTimeout: host.answerTimeoutMs,
     });

@@ -1,5 +1,6 @@
 /**
- * End-to-end: vLLM's `POST /tokenize` and `POST /detokenize` (task T of stop 32). lm-evaluation-harness's
+ * End-to-end: vLLM's `POST /tokenize`, `POST /detokenize` (task T of stop 32) and `GET
+ * /tokenizer_info` (task U). lm-evaluation-harness's
  * default `tokenizer_backend=auto` probes /tokenize and, on a 404, falls back to a Hugging Face
  * tokenizer it must download (it fails offline).
  *
@@ -9,6 +10,10 @@
  * - The gateway routes both by the body's model to an instance of it, bytes unchanged, and passes
  *   the answer back (it answered 404 before); a body without a model goes to the one model served,
  *   and is 400 naming `model` when several are.
+ * - `GET /tokenizer_info` (the llama engine: its GGUF's tokenizer configuration; the sim, which has
+ *   no vocabulary: 404) is routed by its `?model=` query or to the one model served. lm-eval's
+ *   RemoteTokenizer reads `eos_token`, `bos_token`, `pad_token`, `chat_template` there and takes the
+ *   ids from `/tokenize` of the strings (add_special_tokens false), which must be the special tokens.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -67,6 +72,76 @@ async function ok<T>(reply: Promise<Reply>): Promise<T> {
   const r = await reply;
   assert.equal(r.status, 200, r.text);
   return JSON.parse(r.text) as T;
+}
+
+/** What `GET /tokenizer_info` answers (vLLM's TokenizerInfoResponse: a tokenizer_config). */
+interface TokenizerInfo {
+  readonly tokenizer_class: string;
+  readonly bos_token: string | null;
+  readonly eos_token: string | null;
+  readonly pad_token: string | null;
+  readonly bos_token_id: number | null;
+  readonly eos_token_id: number | null;
+  readonly add_bos_token: boolean;
+  readonly model_max_length: number;
+  readonly chat_template?: string;
+}
+
+async function getOk<T>(url: string): Promise<T> {
+  const r = await fetch(url);
+  const text = await r.text();
+  assert.equal(r.status, 200, text);
+  return JSON.parse(text) as T;
+}
+
+/**
+ * What lm-eval 0.4.13's check_remote_tokenizer_support and RemoteTokenizer do at `base` (bytes as
+ * its `requests` session sends them): GET /tokenizer_info (a dict with `eos_token`), POST /tokenize
+ * `{"prompt": "test", "add_special_tokens": false}`; then eos_token_id and bos_token_id are the first
+ * id of /tokenize of each string. Returns the info and those ids.
+ */
+async function lmEvalRemoteTokenizer(
+  base: string,
+): Promise<{ info: TokenizerInfo; eosId: number | undefined; bosId: number | undefined }> {
+  const info = await getOk<TokenizerInfo>(`${base}/tokenizer_info`);
+  assert.ok('eos_token' in info, 'check_remote_tokenizer_support needs eos_token');
+  const probe = await ok<Tokenized>(
+    post(base, '/tokenize', '{"prompt": "test", "add_special_tokens": false}'),
+  );
+  assert.ok(Array.isArray(probe.tokens));
+  const first = async (text: string | null): Promise<number | undefined> =>
+    text === null
+      ? undefined
+      : (
+          await ok<Tokenized>(
+            post(base, '/tokenize', JSON.stringify({ prompt: text, add_special_tokens: false })),
+          )
+        ).tokens[0];
+  return { info, eosId: await first(info.eos_token), bosId: await first(info.bos_token) };
+}
+
+/** The llama engine's /tokenizer_info agrees with its /tokenize (the checks lm-eval relies on). */
+async function assertLlamaTokenizerInfo(base: string): Promise<TokenizerInfo> {
+  const { info, eosId, bosId } = await lmEvalRemoteTokenizer(base);
+  assert.equal(info.tokenizer_class, 'CachedGPT2TokenizerFast', 'the tiny GGUF is a GPT-2 style BPE');
+  assert.equal(info.bos_token, '<s>');
+  assert.equal(info.eos_token, '</s>');
+  assert.equal(info.pad_token, null);
+  assert.equal(info.add_bos_token, true);
+  assert.equal(info.model_max_length, 1024, 'the engine context');
+  assert.equal(info.chat_template, undefined, 'the tiny GGUF has no chat template');
+  // lm-eval's ids: /tokenize of each string is that one special token.
+  assert.equal(eosId, info.eos_token_id);
+  assert.equal(bosId, info.bos_token_id);
+  const withBos = await ok<Tokenized>(post(base, '/tokenize', { prompt: PROMPT }));
+  assert.equal(withBos.tokens[0], info.bos_token_id, 'the BOS a prompt starts with');
+  assert.equal(withBos.max_model_len, info.model_max_length);
+  const bare = await ok<Tokenized>(post(base, '/tokenize', { prompt: PROMPT, add_special_tokens: false }));
+  const eos = await ok<Tokenized>(
+    post(base, '/tokenize', { prompt: `${PROMPT}${info.eos_token}`, add_special_tokens: false }),
+  );
+  assert.deepEqual(eos.tokens, [...bare.tokens, info.eos_token_id], 'an EOS written in the text is the EOS');
+  return info;
 }
 
 async function refused(reply: Promise<Reply>, status: number, param: string | null): Promise<string> {
@@ -174,6 +249,21 @@ describe('the built-in engines serve /tokenize and /detokenize', () => {
     );
     assert.deepEqual(t.tokens, named.tokens);
   });
+
+  it('llama: GET /tokenizer_info from the GGUF, consistent with /tokenize; the sim: 404', async () => {
+    await assertLlamaTokenizerInfo(set.llama.url);
+    const head = await fetch(`${set.llama.url}/tokenizer_info`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    const sim = await fetch(`${set.simUrl}/tokenizer_info`);
+    const text = await sim.text();
+    assert.equal(sim.status, 404, text);
+    const e = assertErrorBody(text, 404);
+    assert.equal(e.error.code, 'SY_ERR_NOT_FOUND');
+    assert.match(e.error.message, /no tokenizer configuration/);
+    const wrong = await post(set.llama.url, '/tokenizer_info', {});
+    assert.equal(wrong.status, 405, wrong.text);
+    assert.equal(wrong.headers.get('allow'), 'GET, HEAD');
+  });
 });
 
 describe('the gateway routes /tokenize and /detokenize by the body’s model', () => {
@@ -199,6 +289,38 @@ describe('the gateway routes /tokenize and /detokenize by the body’s model', (
         post(one.url, '/detokenize', { tokens: direct.tokens.slice(1) }),
       );
       assert.equal(back.prompt, PROMPT);
+    } finally {
+      await teardown.run();
+    }
+  });
+
+  it('GET /tokenizer_info: by ?model=, or the one model served; 400 naming model among several', async () => {
+    const direct = await getOk<TokenizerInfo>(`${set.llama.url}/tokenizer_info`);
+    assert.deepEqual(await getOk<TokenizerInfo>(`${set.gw.url}/tokenizer_info?model=${LLAMA_MODEL}`), direct);
+    const none = await fetch(`${set.gw.url}/tokenizer_info`);
+    await refused(Promise.resolve({ status: none.status, text: await none.text() } as Reply), 400, 'model');
+    const notServed = await fetch(`${set.gw.url}/tokenizer_info?model=no-such-model`);
+    await refused(
+      Promise.resolve({ status: notServed.status, text: await notServed.text() } as Reply),
+      404,
+      'model',
+    );
+    // The sim's own 404 (no vocabulary) comes back as it sent it.
+    const sim = await fetch(`${set.gw.url}/tokenizer_info?model=${MODEL}`);
+    const simText = await sim.text();
+    assert.equal(sim.status, 404, simText);
+    assert.match(simText, /no tokenizer configuration/);
+    const wrong = await post(set.gw.url, '/tokenizer_info', {});
+    assert.equal(wrong.status, 405, wrong.text);
+    assert.equal(wrong.headers.get('allow'), 'GET, HEAD');
+    // lm-eval against a one-model gateway: its remote tokenizer works as against the engine.
+    const teardown = new Teardown();
+    try {
+      const one = await startTestGateway(
+        { backends: [{ id: 'l0', type: 'llama', url: set.llama.url, models: [LLAMA_MODEL] }] },
+        teardown,
+      );
+      assert.deepEqual(await assertLlamaTokenizerInfo(one.url), direct);
     } finally {
       await teardown.run();
     }
