@@ -87,18 +87,7 @@ export function serveTokenization(
       host.reject(res, result.error);
       return;
     }
-    let backend: Backend | SwitchyardError;
-    try {
-      backend = host.pick(tokenizeModel(result.body, host.models));
-    } catch (error) {
-      host.reject(res, error as SwitchyardError);
-      return;
-    }
-    if (backend instanceof SwitchyardError) {
-      host.reject(res, backend);
-      return;
-    }
-    void forward(host, backend, 'POST', path, result.body, res);
+    pickAndForward(host, res, () => tokenizeModel(result.body, host.models), 'POST', path, result.body);
   });
 }
 
@@ -113,10 +102,28 @@ export function serveTokenizerInfo(
   method: 'GET' | 'HEAD',
   query: string,
 ): void {
+  const model = (): string => {
+    const named = new URLSearchParams(query).get('model');
+    return servedModel(named === '' ? null : named, host.models);
+  };
+  pickAndForward(host, res, model, method, '/tokenizer_info', undefined);
+}
+
+/**
+ * Resolves the request's model (`model` throws the 400 or 404), picks a healthy instance of it (or
+ * answers its 503) and forwards the request there.
+ */
+function pickAndForward(
+  host: TokenizeRouteHost,
+  res: ServerResponse,
+  model: () => string,
+  method: 'POST' | 'GET' | 'HEAD',
+  path: string,
+  body: Buffer | undefined,
+): void {
   let backend: Backend | SwitchyardError;
   try {
-    const named = new URLSearchParams(query).get('model');
-    backend = host.pick(servedModel(named === '' ? null : named, host.models));
+    backend = host.pick(model());
   } catch (error) {
     host.reject(res, error as SwitchyardError);
     return;
@@ -125,7 +132,7 @@ export function serveTokenizerInfo(
     host.reject(res, backend);
     return;
   }
-  void forward(host, backend, method, '/tokenizer_info', undefined, res);
+  void forward(host, backend, method, path, body, res);
 }
 
 /** Sends `method path` (with `body`) to `backend` and pipes its answer (status, content-type, body) to `res`. */
