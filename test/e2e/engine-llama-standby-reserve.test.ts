@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../src/engine-servers/llama/tiny-gguf.ts';
+import { spawnStandbyLlama } from './support/llama.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'switchyard.mjs');
@@ -29,24 +30,8 @@ test(
   linuxOnly,
   async () => {
     const modelPath = ensureTinyLlamaGguf(join(ROOT, TINY_LLAMA_DEFAULT_PATH));
-    const child = spawn(
-      process.execPath,
-      [BIN, 'engine', 'llama', '--standby', '--standby-reserve-mib', String(RESERVE_MIB), '--port', '0'],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
-    );
-    const stdout: string[] = [];
-    const stderr: string[] = [];
-    createInterface({ input: child.stdout! }).on('line', (line) => stdout.push(line));
-    createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const { child, exited, line } = spawnStandbyLlama(['--standby-reserve-mib', String(RESERVE_MIB)]);
     try {
-      const line = async (n: number): Promise<Record<string, unknown>> => {
-        while (stdout.length < n) {
-          assert.equal(child.exitCode, null, stderr.join('\n'));
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        return JSON.parse(stdout[n - 1]!) as Record<string, unknown>;
-      };
       assert.deepEqual(await line(1), { event: 'standby', engine: 'llama' });
       // Touched before the standby line: all of it is resident.
       const standing = rssAnonMib(child.pid!);

@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../src/engine-servers/llama/tiny-gguf.ts';
+import { spawnStandbyLlama } from './support/llama.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'switchyard.mjs');
@@ -258,24 +259,8 @@ test('the engine reports its start-up: stages that add up to ready, ready before
 });
 
 test('a standby engine loads node-llama-cpp first, takes its model on stdin, and counts its start-up from it', async () => {
-  const child = spawn(process.execPath, [BIN, 'engine', 'llama', '--standby', '--port', '0'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => stdout.push(line));
-  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const { child, exited, line } = spawnStandbyLlama();
   try {
-    const line = async (n: number): Promise<Record<string, unknown>> => {
-      const deadline = Date.now() + 60_000;
-      while (stdout.length < n) {
-        assert.equal(child.exitCode, null, stderr.join('\n'));
-        assert.ok(Date.now() < deadline, `no line ${n}: ${stderr.join('\n')}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      return JSON.parse(stdout[n - 1]!) as Record<string, unknown>;
-    };
     assert.deepEqual(await line(1), { event: 'standby', engine: 'llama' });
     child.stdin!.end(`${JSON.stringify({ model: modelPath, servedModelName: 'standby-model' })}\n`);
     const ready = await line(2);

@@ -67,6 +67,37 @@ export async function startLlamaEngine(args: readonly string[]): Promise<LlamaEn
   return { child, url, port: Number(new URL(url).port), ready, exited };
 }
 
+/** A standby llama engine as a child process, its stdout lines read in order. */
+export interface StandbyLlama {
+  readonly child: ChildProcess;
+  readonly stderr: readonly string[];
+  readonly exited: Promise<number | null>;
+  /** The engine's `n`-th stdout line (1-based) as JSON; fails if it exits first or after 60 s. */
+  line(n: number): Promise<Record<string, unknown>>;
+}
+
+/** Spawns `switchyard engine llama --standby --port 0` with `args`; stdin stays open for its model. */
+export function spawnStandbyLlama(args: readonly string[] = []): StandbyLlama {
+  const child = spawn(process.execPath, [BIN, 'engine', 'llama', '--standby', ...args, '--port', '0'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => stdout.push(line));
+  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const line = async (n: number): Promise<Record<string, unknown>> => {
+    const deadline = Date.now() + 60_000; // a hang guard, not a bound on the start
+    while (stdout.length < n) {
+      assert.equal(child.exitCode, null, stderr.join('\n'));
+      assert.ok(Date.now() < deadline, `no line ${n}: ${stderr.join('\n')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return JSON.parse(stdout[n - 1]!) as Record<string, unknown>;
+  };
+  return { child, stderr, exited, line };
+}
+
 /** Sends SIGTERM to each started engine (unstarted ones are skipped) and waits for their exits. */
 export async function stopLlamaEngines(engines: readonly (LlamaEngine | undefined)[]): Promise<void> {
   for (const e of engines) e?.child.kill('SIGTERM');
