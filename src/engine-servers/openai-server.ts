@@ -45,6 +45,7 @@ import {
   parseCompletionBody,
   SSE_DONE,
 } from '../core/openai-api.ts';
+import { VERSION_BODY } from '../gateway/version.ts';
 import type { EngineBackend, FinishReason, GenerationSink, GenerationUsage, StopReason } from './backend.ts';
 import { refuseNonTextParts } from './content-parts.ts';
 import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './embeddings.ts';
@@ -134,6 +135,7 @@ const ENGINE_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
   ['/tokenize', 'POST'],
   ['/detokenize', 'POST'],
   ['/tokenizer_info', 'GET, HEAD'],
+  ['/version', 'GET, HEAD'],
   ['/health', 'GET, HEAD'],
   ['/metrics', 'GET, HEAD'],
 ]);
@@ -722,6 +724,10 @@ class EngineHttpServer {
         return;
       case 'GET /v1/models':
         sendJson(res, 200, this.modelsBody);
+        return;
+      case 'GET /version':
+        // vLLM's `{"version": ...}`: a built-in engine is Switchyard's, so Switchyard's version.
+        sendJson(res, 200, VERSION_BODY);
         return;
       case 'GET /metrics':
         void this.scrape(res);

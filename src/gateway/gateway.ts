@@ -92,6 +92,7 @@ import {
   TOKENIZER_INFO_PATH,
   type TokenizeRouteHost,
 } from './tokenize-route.ts';
+import { VERSION_BODY } from './version.ts';
 
 /** Host-side options that are not configuration. */
 export interface GatewayOptions {
@@ -218,6 +219,7 @@ const GATEWAY_ROUTE_METHODS: ReadonlyMap<string, string> = new Map([
   ['/tokenize', 'POST'],
   ['/detokenize', 'POST'],
   ['/tokenizer_info', 'GET, HEAD'],
+  ['/version', 'GET, HEAD'],
   ['/health', 'GET, HEAD'],
   ['/ready', 'GET, HEAD'],
   ['/metrics', 'GET, HEAD'],
@@ -249,20 +251,13 @@ const RESPONSES_UNSERVED: ReadonlySet<string> = new Set([
 const SGLANG_NATIVE_ROUTES: ReadonlySet<string> = new Set(['/generate']);
 
 /**
- * vLLM's own server routes outside the OpenAI API that clients call and the gateway does not route:
- * /version (one engine's version need not be another's, and it names no model). /tokenize,
- * /detokenize and /tokenizer_info are routed (tokenize-route.ts).
- */
-const VLLM_SERVER_ROUTES: ReadonlySet<string> = new Set(['/version']);
-
-/**
  * What an unknown route's 404 adds to "unknown route METHOD PATH" for a client that took the
  * gateway for another server: a base URL off by `/v1` (meantRoute); a stored response asked for
  * by id (`GET /v1/responses/{id}`, its input items, cancel, delete: the openai SDKs'
  * `responses.retrieve()`), which the gateway cannot have: the built-in engines answer `store:
  * false`, and a backend's stored responses are not reachable by id through a router; the id-less
- * Responses routes (`input_tokens`, `compact`), told what is served; vLLM's own /tokenizer_info and
- * /version; SGLang's native `/generate` (SGLang's `bench_serving` by default).
+ * Responses routes (`input_tokens`, `compact`), told what is served; SGLang's native `/generate`
+ * (SGLang's `bench_serving` by default).
  * Empty for any other path.
  */
 export function unknownRouteHint(path: string, batchApi: boolean): string {
@@ -275,11 +270,6 @@ export function unknownRouteHint(path: string, batchApi: boolean): string {
     return (
       '; the gateway stores no responses (the built-in engines answer store: false) and routes only ' +
       'POST /v1/responses, so none can be retrieved, listed, cancelled or deleted by id'
-    );
-  if (VLLM_SERVER_ROUTES.has(path))
-    return (
-      "; this is one of vLLM's own server routes, which the gateway does not route (it serves the " +
-      'OpenAI API: /v1/completions, /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models)'
     );
   if (SGLANG_NATIVE_ROUTES.has(path))
     return (
@@ -844,6 +834,15 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
           sendJson(res, 200, { status: 'ok' });
           return;
         }
+        case '/version':
+          // vLLM's route, outside /v1 (so no API key, as vLLM's --api-key guards /v1 only): the
+          // gateway's own version, not an engine's (its engines may differ, and it names no model).
+          res.writeHead(200, {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(VERSION_BODY),
+          });
+          res.end(VERSION_BODY);
+          return;
         case '/ready': {
           const r = this.readiness();
           sendJson(res, r.ready ? 200 : 503, {
