@@ -39,6 +39,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { MALLOC_HUGETLB_TUNABLE, withMallocHugePages } from '../src/adapters/engine-process.ts';
 import { ModelWarmer } from '../src/adapters/model-warmer.ts';
+import { defaultContextCells, kvCacheBytes, standbyReserveMibFor } from '../src/core/standby-reserve.ts';
 import { SEQUENCES_DEFAULT } from '../src/engine-servers/llama/defaults.ts';
 import { readGgufShape } from '../src/engine-servers/llama/gguf-shape.ts';
 import { ensureSizedLlamaGguf, sizedLlamaShape } from '../src/engine-servers/llama/tiny-gguf.ts';
@@ -105,9 +106,9 @@ const CONTEXT_DEFAULT_MAX = 4096;
  */
 async function kvReserveMib(model: string): Promise<number> {
   const { shape, trainedContext } = await readGgufShape(model);
-  const kvWidth = (Number(shape.embedding) / Number(shape.heads)) * Number(shape.kvHeads);
-  const tokens = SEQUENCES_DEFAULT * Math.min(trainedContext || CONTEXT_DEFAULT_MAX, CONTEXT_DEFAULT_MAX);
-  return Math.ceil((Number(shape.layers) * 2 * kvWidth * 2 * tokens) / 2 ** 20) + 64;
+  // serve's `--standby-reserve-mib auto` sizes it the same way (src/core/standby-reserve.ts).
+  const cells = defaultContextCells(trainedContext, SEQUENCES_DEFAULT, CONTEXT_DEFAULT_MAX);
+  return standbyReserveMibFor([kvCacheBytes(shape, cells) ?? 0]);
 }
 
 interface Start {

@@ -49,7 +49,13 @@ import {
   SleepBooter,
   sleepingLauncher,
 } from './serve-sleep.ts';
-import { type WarmStart, warmSettingsOf, warmStart } from './serve-warm.ts';
+import {
+  autoStandbyReserve,
+  autoStandbyReserveLine,
+  type WarmStart,
+  warmSettingsOf,
+  warmStart,
+} from './serve-warm.ts';
 
 /** The loop's default tick, as in the twin: Knative's 2 s. */
 export const AUTOSCALER_INTERVAL_MS_DEFAULT = 2000;
@@ -71,8 +77,11 @@ export interface AutoscaleSettings {
   readonly standbyEngines: number;
   /** Llama: bytes of stopped models' GGUFs kept in the page cache (0: none). */
   readonly warmCacheBytes: number;
-  /** Llama: MiB each standby engine touches while it waits (`--standby-reserve-mib`; 0: none). */
-  readonly standbyReserveMib: number;
+  /**
+   * Llama: MiB each standby engine touches while it waits (`--standby-reserve-mib`; 0: none), or
+   * `auto`: sized from the models' GGUFs when the pool starts (`autoStandbyReserve`).
+   */
+  readonly standbyReserveMib: number | 'auto';
   /** With minInstances 0: start a model ahead of a forecast request (src/control/prewarm.ts). */
   readonly prewarm: boolean;
   /** With minInstances 0: idle engines sleep instead of stopping, within these bounds (undefined: off). */
@@ -92,7 +101,7 @@ export interface AutoscaleFlags {
   readonly engine?: 'sim' | 'llama';
   readonly standbyEngines?: number;
   readonly warmCacheMb?: number;
-  readonly standbyReserveMib?: number;
+  readonly standbyReserveMib?: number | 'auto';
   readonly prewarm?: boolean;
   /** Sleep mode: idle engines sleep instead of stopping (src/control/serverless/live-sleep.ts). */
   readonly sleep?: boolean;
@@ -353,7 +362,13 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
   const byModel = new Map<string, ModelPool>();
   const counts: LaunchCounts = { standby: 0, fresh: 0 };
   const warm: WarmStart | undefined =
-    o.engine === 'llama' ? warmStart(settings, o.startTimeoutMs, say) : undefined;
+    o.engine === 'llama'
+      ? warmStart(
+          { ...settings, standbyReserveMib: await standbyReserveOf(settings, o.models, say) },
+          o.startTimeoutMs,
+          say,
+        )
+      : undefined;
   const sleepers = settings.sleep === undefined ? undefined : new SleeperCount(settings.sleep);
   // Read by the re-targeter's pools once `attach` has the gateway.
   let gatewayOf: Gateway | undefined;
@@ -568,6 +583,21 @@ export async function startAutoscaledPool(o: AutoscaledPoolOptions): Promise<Aut
       ]);
     },
   };
+}
+
+/**
+ * The MiB each standby engine holds: the settings' number, or with `auto` the largest KV cache of
+ * `models` (their GGUFs read now, before any engine starts) plus the margin, said in one line.
+ */
+async function standbyReserveOf(
+  settings: AutoscaleSettings,
+  models: readonly PoolModel[],
+  say: (line: string) => void,
+): Promise<number> {
+  if (settings.standbyReserveMib !== 'auto') return settings.standbyReserveMib;
+  const auto = await autoStandbyReserve(models.map((m) => m.variant.model));
+  say(autoStandbyReserveLine(auto));
+  return auto.mib;
 }
 
 /** A process of `pool`'s slot `index` exited: its actuator hears it (`gaveUp`: lost for good). */

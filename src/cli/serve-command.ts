@@ -766,7 +766,7 @@ export function registerServeCommand(program: Command): void {
     )
     .option(
       '--standby-reserve-mib <mib>',
-      "llama with standby engines: MiB each standby engine touches while it waits and frees just before its context is created, so the KV cache's first touch reuses pages the machine has just had in use (worth it on VMs that back memory lazily; size it to the largest model's KV cache). Resident while the engine waits (default 0: none)",
+      "llama with standby engines: MiB each standby engine touches while it waits and frees just before its context is created, so the KV cache's first touch reuses pages the machine has just had in use (worth it on VMs that back memory lazily; size it to the largest model's KV cache). auto: sized so, from the models' GGUFs (largest KV cache at the engines' default context + 64 MiB). Resident while the engine waits (default 0: none)",
       CONFIG_FLAG_PARSERS['standby-reserve-mib'],
     )
     .option(

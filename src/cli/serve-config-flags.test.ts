@@ -80,6 +80,7 @@ describe('serve: config fields set by flags are checked at the flag', () => {
       ['standby-engines', '9', /Too big: expected number to be <=8/],
       ['warm-cache-mb', '1048577', /Too big: expected number to be <=1048576/],
       ['standby-reserve-mib', '65537', /Too big: expected number to be <=65536/],
+      ['standby-reserve-mib', 'big', /'big' is neither auto nor a non-negative integer/],
     ] as const)
       await assertRefused(['--autoscaler', 'kpa', `--${flag}`, value], flag, value, problem);
   });

@@ -54,6 +54,16 @@ function corsList(flag: string): (text: string) => string[] {
   };
 }
 
+/** `--standby-reserve-mib`: `auto` (sized from the models served) or MiB. */
+function autoOrMib(text: string): number | 'auto' {
+  if (text.trim() === 'auto') return 'auto';
+  try {
+    return nonNegativeInt(text);
+  } catch {
+    throw new InvalidArgumentError(`'${text}' is neither auto nor a non-negative integer.`);
+  }
+}
+
 const GATEWAY = gatewayConfigSchema.shape;
 const AUTOSCALER = GATEWAY.autoscaler.unwrap().shape;
 /** The bounds form of `autoscaler.sleep` (`true` or `{maxSleepers, ...}`). */
@@ -89,7 +99,7 @@ export const CONFIG_FLAG_PARSERS = {
   'max-loaded-models': configFieldFlag('max-loaded-models', AUTOSCALER.maxLoadedModels, positiveInt),
   'standby-engines': configFieldFlag('standby-engines', AUTOSCALER.standbyEngines, nonNegativeInt),
   'warm-cache-mb': configFieldFlag('warm-cache-mb', AUTOSCALER.warmCacheMb, nonNegativeInt),
-  'standby-reserve-mib': configFieldFlag('standby-reserve-mib', AUTOSCALER.standbyReserveMib, nonNegativeInt),
+  'standby-reserve-mib': configFieldFlag('standby-reserve-mib', AUTOSCALER.standbyReserveMib, autoOrMib),
   'max-sleepers': configFieldFlag('max-sleepers', SLEEP.maxSleepers, positiveInt),
   'max-sleepers-per-model': configFieldFlag('max-sleepers-per-model', SLEEP.maxSleepersPerModel, positiveInt),
   'sleep-max-ms': configFieldFlag('sleep-max-ms', SLEEP.sleepMaxMs, positiveInt),

@@ -1,12 +1,19 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
 import { WARM_CACHE_BYTES_MAX_DEFAULT, warmCacheBytesDefault } from '../adapters/model-warmer.ts';
 import { STANDBY_ENGINES_MAX } from '../adapters/standby-engines.ts';
 import { SwitchyardError } from '../core/errors.ts';
-import { MEMORY_RESERVE_MIB_MAX } from '../engine-servers/llama/memory-reserve.ts';
+import { MEMORY_RESERVE_MIB_MAX } from '../core/standby-reserve.ts';
+import { TINY_LLAMA_SHAPE, writeLlamaGguf } from '../engine-servers/llama/tiny-gguf.ts';
 import { parseGatewayConfig } from '../gateway/config.ts';
 import { autoscaleSettings } from './serve-autoscale.ts';
-import { standbyArgs, warmSettingsOf } from './serve-warm.ts';
+import { autoStandbyReserve, autoStandbyReserveLine, standbyArgs, warmSettingsOf } from './serve-warm.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'sy-serve-warm-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('warm-start settings', () => {
   it('default to one standby engine and a warm cache for llama models at zero, none otherwise', () => {
@@ -62,6 +69,52 @@ describe('warm-start settings', () => {
       warmSettingsOf({ engine: 'llama', standbyReserveMib: MEMORY_RESERVE_MIB_MAX }, 0).standbyReserveMib,
       MEMORY_RESERVE_MIB_MAX,
     );
+    // `auto` as a number above 0: llama, with a standby engine, kept for the pool to size.
+    assert.equal(warmSettingsOf({ engine: 'llama', standbyReserveMib: 'auto' }, 0).standbyReserveMib, 'auto');
+    refused(() => warmSettingsOf({ engine: 'sim', standbyReserveMib: 'auto' }, 0), 'standby-reserve-mib');
+    refused(
+      () => warmSettingsOf({ engine: 'llama', standbyEngines: 0, standbyReserveMib: 'auto' }, 0),
+      'standby-reserve-mib',
+    );
+  });
+
+  it("sizes an auto reserve from the generated GGUFs' shapes: the largest KV cache at the default context, + 64 MiB", async () => {
+    // The tiny model: 4 layers x 16,384 cells (4 x 4,096) x K+V x 2 KV heads x width 16 x F16 = 8 MiB.
+    const tiny = join(dir, 'tiny.gguf');
+    writeLlamaGguf(tiny, TINY_LLAMA_SHAPE);
+    // 4 KV heads of width 32: 4 x 16,384 x 2 x 128 x 2 = 32 MiB, the largest.
+    const wide = join(dir, 'wide.gguf');
+    writeLlamaGguf(wide, { ...TINY_LLAMA_SHAPE, embeddingLength: 128, headCountKv: 4 });
+    // Wider still, but trained on 512 tokens: 4 x 512 cells, 2 layers x 2 x 256 x 2 = 4 MiB.
+    const short = join(dir, 'short.gguf');
+    writeLlamaGguf(short, {
+      ...TINY_LLAMA_SHAPE,
+      embeddingLength: 256,
+      headCount: 8,
+      headCountKv: 8,
+      blockCount: 2,
+      contextLength: 512,
+    });
+    assert.deepEqual(await autoStandbyReserve([tiny]), { mib: 8 + 64, largest: tiny, kvBytes: 8 * 2 ** 20 });
+    assert.deepEqual(await autoStandbyReserve([short]), {
+      mib: 4 + 64,
+      largest: short,
+      kvBytes: 4 * 2 ** 20,
+    });
+    const both = await autoStandbyReserve([tiny, wide, short]);
+    assert.deepEqual(both, { mib: 32 + 64, largest: wide, kvBytes: 32 * 2 ** 20 });
+    assert.equal(
+      autoStandbyReserveLine(both),
+      `standby reserve auto: 96 MiB (the largest KV cache, ${wide}'s 32 MiB, + 64 MiB)`,
+    );
+    // Not a GGUF: its reader's error, naming the file.
+    const junk = join(dir, 'junk.gguf');
+    writeFileSync(junk, 'not a model');
+    await assert.rejects(autoStandbyReserve([tiny, junk]), (e: SwitchyardError) => {
+      assert.equal(e.code, 'SY_ERR_INVALID_ARGUMENT');
+      assert.match(e.message, /junk\.gguf/);
+      return true;
+    });
   });
 
   it('the default warm cache is a quarter of MemAvailable, at most the cap', () => {
@@ -108,5 +161,14 @@ describe('warm-start settings', () => {
         ),
       /standbyReserveMib/,
     );
+    assert.throws(
+      () => parseGatewayConfig({ autoscaler: { name: 'static', standbyReserveMib: 'big' } }, {}),
+      /standbyReserveMib/,
+    );
+    const auto = parseGatewayConfig(
+      { autoscaler: { name: 'static', minInstances: 0, standbyReserveMib: 'auto' } },
+      {},
+    );
+    assert.equal(autoscaleSettings({ engine: 'llama' }, auto, 1)?.standbyReserveMib, 'auto');
   });
 });

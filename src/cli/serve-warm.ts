@@ -10,7 +10,13 @@ import { ModelWarmer, warmCacheBytesDefault } from '../adapters/model-warmer.ts'
 import { STANDBY_ENGINES_MAX, StandbyEngines } from '../adapters/standby-engines.ts';
 import type { EngineLauncher, LaunchedEngine } from '../control/local-actuator.ts';
 import { SwitchyardError } from '../core/errors.ts';
-import { MEMORY_RESERVE_MIB_MAX } from '../engine-servers/llama/memory-reserve.ts';
+import {
+  defaultContextCells,
+  kvCacheBytes,
+  MEMORY_RESERVE_MIB_MAX,
+  STANDBY_RESERVE_MARGIN_MIB,
+  standbyReserveMibFor,
+} from '../core/standby-reserve.ts';
 import { ENABLE_SLEEP_MODE_FLAG } from './serve-sleep.ts';
 
 /** How often the warm cache re-reads the files it keeps (a re-read from the page cache is a memory copy). */
@@ -23,8 +29,11 @@ export interface WarmFlags {
   readonly engine?: 'sim' | 'llama';
   readonly standbyEngines?: number;
   readonly warmCacheMb?: number;
-  /** MiB each standby engine touches while it waits (`engine llama --standby-reserve-mib`). */
-  readonly standbyReserveMib?: number;
+  /**
+   * MiB each standby engine touches while it waits (`engine llama --standby-reserve-mib`), or `auto`:
+   * sized from the models served when serve starts (`autoStandbyReserve`).
+   */
+  readonly standbyReserveMib?: number | 'auto';
 }
 
 function usage(message: string, param: string): SwitchyardError {
@@ -36,12 +45,13 @@ function usage(message: string, param: string): SwitchyardError {
  * with llama engines and models at zero, STANDBY_ENGINES_DEFAULT standby engine and
  * `warmCacheBytesDefault()`; otherwise none (sim engines start in a fraction of a second and have no
  * weights to warm). No reserve by default: it stays resident while an engine stands by, and its
- * right size depends on the model that arrives (docs/serverless.md, "Warm starts in serve").
+ * right size depends on the model that arrives (docs/serverless.md, "Warm starts in serve"); `auto`
+ * is kept as is, for `autoStandbyReserve` to size once the models' files can be read.
  */
 export function warmSettingsOf(
   flags: WarmFlags,
   minInstances: number,
-): { standbyEngines: number; warmCacheBytes: number; standbyReserveMib: number } {
+): { standbyEngines: number; warmCacheBytes: number; standbyReserveMib: number | 'auto' } {
   const llama = flags.engine === 'llama';
   for (const [f, flag] of [
     ['standbyEngines', 'standby-engines'],
@@ -49,7 +59,7 @@ export function warmSettingsOf(
     ['standbyReserveMib', 'standby-reserve-mib'],
   ] as const) {
     const value = flags[f];
-    if (value !== undefined && value > 0 && !llama)
+    if (value !== undefined && (value === 'auto' || value > 0) && !llama)
       throw usage(`--${flag} applies to --engine llama only`, flag);
   }
   const standbyEngines = flags.standbyEngines ?? (llama && minInstances === 0 ? STANDBY_ENGINES_DEFAULT : 0);
@@ -65,20 +75,68 @@ export function warmSettingsOf(
     mb !== undefined ? mb * 2 ** 20 : llama && minInstances === 0 ? warmCacheBytesDefault() : 0;
   const standbyReserveMib = flags.standbyReserveMib ?? 0;
   if (
-    !Number.isInteger(standbyReserveMib) ||
-    standbyReserveMib < 0 ||
-    standbyReserveMib > MEMORY_RESERVE_MIB_MAX
+    standbyReserveMib !== 'auto' &&
+    (!Number.isInteger(standbyReserveMib) ||
+      standbyReserveMib < 0 ||
+      standbyReserveMib > MEMORY_RESERVE_MIB_MAX)
   )
     throw usage(
-      `--standby-reserve-mib ${standbyReserveMib}: expected an integer in [0, ${MEMORY_RESERVE_MIB_MAX}]`,
+      `--standby-reserve-mib ${standbyReserveMib}: expected auto or an integer in [0, ${MEMORY_RESERVE_MIB_MAX}]`,
       'standby-reserve-mib',
     );
-  if (standbyReserveMib > 0 && standbyEngines === 0)
+  if ((standbyReserveMib === 'auto' || standbyReserveMib > 0) && standbyEngines === 0)
     throw usage(
       '--standby-reserve-mib is held by standby engines: with --standby-engines 0 (or models with a minimum) there are none',
       'standby-reserve-mib',
     );
   return { standbyEngines, warmCacheBytes, standbyReserveMib };
+}
+
+/** `--standby-reserve-mib auto`, sized: the reserve and the model whose KV cache set it. */
+export interface AutoStandbyReserve {
+  /** MiB each standby engine holds: the largest KV cache plus STANDBY_RESERVE_MARGIN_MIB, capped. */
+  readonly mib: number;
+  /** The GGUF with the largest KV cache. */
+  readonly largest: string;
+  /** Its KV cache, bytes. */
+  readonly kvBytes: number;
+}
+
+/**
+ * Sizes `--standby-reserve-mib auto` for standby engines that may be handed any of `files` (GGUFs):
+ * each model's KV cache at the context serve's llama engines create (SEQUENCES_DEFAULT sequences of
+ * min(its training context, CONTEXT_SIZE_MAX_DEFAULT) tokens, F16 keys and values), read from its
+ * GGUF's shape as bench/cold-start.ts does; the largest sets the reserve (src/core/standby-reserve.ts).
+ * Throws SY_ERR_INVALID_ARGUMENT (`standby-reserve-mib`) for a file whose KV cache cannot be sized.
+ */
+export async function autoStandbyReserve(files: readonly string[]): Promise<AutoStandbyReserve> {
+  // Loaded on first use: serve without `auto` never reads a GGUF's metadata here.
+  const [{ readGgufShape }, { CONTEXT_SIZE_MAX_DEFAULT }, { SEQUENCES_DEFAULT }] = await Promise.all([
+    import('../engine-servers/llama/gguf-shape.ts'),
+    import('../engine-servers/llama/llama-backend.ts'),
+    import('../engine-servers/llama/defaults.ts'),
+  ]);
+  let largest: { file: string; bytes: number } | undefined;
+  for (const file of files) {
+    const { shape, trainedContext } = await readGgufShape(file);
+    const cells = defaultContextCells(trainedContext, SEQUENCES_DEFAULT, CONTEXT_SIZE_MAX_DEFAULT);
+    const bytes = kvCacheBytes(shape, cells);
+    if (bytes === undefined)
+      throw usage(
+        `--standby-reserve-mib auto: the KV cache of ${file} cannot be sized from its GGUF metadata (block_count, embedding_length, head counts); give the MiB instead`,
+        'standby-reserve-mib',
+      );
+    if (largest === undefined || bytes > largest.bytes) largest = { file, bytes };
+  }
+  if (largest === undefined)
+    throw usage('--standby-reserve-mib auto: no model to size it for', 'standby-reserve-mib');
+  return { mib: standbyReserveMibFor([largest.bytes]), largest: largest.file, kvBytes: largest.bytes };
+}
+
+/** The line serve writes for an `auto` reserve: what sized it. */
+export function autoStandbyReserveLine(auto: AutoStandbyReserve): string {
+  const capped = auto.mib === MEMORY_RESERVE_MIB_MAX ? `, capped at ${MEMORY_RESERVE_MIB_MAX} MiB` : '';
+  return `standby reserve auto: ${auto.mib} MiB (the largest KV cache, ${auto.largest}'s ${Math.ceil(auto.kvBytes / 2 ** 20)} MiB, + ${STANDBY_RESERVE_MARGIN_MIB} MiB${capped})`;
 }
 
 /** A node's standby pool and warm cache while serve runs. */
@@ -171,6 +229,7 @@ export function warmStart(
     unloaded: warmOnStop,
     stats: (counts) => ({
       standby: standby?.stats() ?? null,
+      standbyReserveMib: reserve,
       coldStarts: { standby: counts.standby, fresh: counts.fresh },
       warmCache:
         warmer === undefined

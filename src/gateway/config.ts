@@ -9,7 +9,7 @@ import { kvEventsRefusal, policyTypeOf, tokenizerConfigSchema } from '../adapter
 import { readYamlFile } from '../adapters/yaml-file.ts';
 import { EVICTION_POLICIES } from '../control/serverless/live-eviction.ts';
 import { SwitchyardError } from '../core/errors.ts';
-import { MEMORY_RESERVE_MIB_MAX } from '../engine-servers/llama/memory-reserve.ts';
+import { MEMORY_RESERVE_MIB_MAX } from '../core/standby-reserve.ts';
 import { findGpuId, resolveGpuId } from '../model/gpus.ts';
 import { findModelId, modelIds, resolveModelId } from '../model/models.ts';
 import { perfModelFor } from '../model/perf.ts';
@@ -360,11 +360,14 @@ export const gatewayConfigSchema = z
          * 16 GiB); prewarm: start a model ahead of a forecast request (default false);
          * standbyReserveMib (`--standby-reserve-mib`): MiB each standby engine touches while it waits
          * and frees just before its context is created (default 0: none; it stays resident while the
-         * engine waits).
+         * engine waits), or `auto`: the largest KV cache of the models served, plus 64 MiB
+         * (src/core/standby-reserve.ts).
          */
         standbyEngines: z.number().int().min(0).max(8).optional(),
         warmCacheMb: z.number().int().min(0).max(1_048_576).optional(),
-        standbyReserveMib: z.number().int().min(0).max(MEMORY_RESERVE_MIB_MAX).optional(),
+        standbyReserveMib: z
+          .union([z.number().int().min(0).max(MEMORY_RESERVE_MIB_MAX), z.literal('auto')])
+          .optional(),
         prewarm: z.boolean().optional(),
         /**
          * Sleep mode (docs/serverless.md, "Sleep mode (live)"): `true` with the default bounds, or

@@ -16,9 +16,10 @@
  */
 import { Worker } from 'node:worker_threads';
 import { SwitchyardError } from '../../core/errors.ts';
+import { MEMORY_RESERVE_MIB_MAX } from '../../core/standby-reserve.ts';
 
-/** Most MiB a reserve may hold (64 GiB): a bound on what a typo can make a standby engine take. */
-export const MEMORY_RESERVE_MIB_MAX = 64 * 1024;
+// The bound lives with the pure sizing (src/core/standby-reserve.ts), where the config reads it too.
+export { MEMORY_RESERVE_MIB_MAX };
 
 /** The worker: touches `workerData` MiB, says so, and holds them until it is terminated. */
 const WORKER_SOURCE = `
