@@ -3,14 +3,20 @@
  * RequestSource out.
  */
 import { assertNever } from '../core/assert.ts';
-import { SwitchyardError, unknownName } from '../core/errors.ts';
+import { invalidArgument, SwitchyardError, unknownName } from '../core/errors.ts';
 import type { Rng } from '../core/rng.ts';
 import { restartable } from './common.ts';
 import { cachedLengthsLoader, type LengthsLoader } from './lengths.ts';
 import { multiModelRequests, rankedClients } from './multi-model.ts';
 import { readRateCurve } from './rate-curve-file.ts';
 import type { RatePoint } from './rate-profile.ts';
-import { checkReplay, readServegen, servegenRequests } from './servegen.ts';
+import {
+  checkReplay,
+  readServegen,
+  type ServegenData,
+  servegenExpectedRequests,
+  servegenRequests,
+} from './servegen.ts';
 import { sessionRequests, systemPromptRequests } from './shared-prefix.ts';
 import {
   expectedStageRequests,
@@ -56,12 +62,14 @@ function fmtCount(n: number): string {
 
 /**
  * The requests an open-loop workload is expected to send, before maxRequests cuts it, with how
- * that figure was reached; undefined for the kinds a file bounds (trace, servegen, multi-model
- * from ServeGen). Sessions count one request per session (each has at least one turn).
+ * that figure was reached; undefined for a trace (its file bounds it) and for the ServeGen kinds
+ * until their file is read (`servegen`: the file bounds the span, not the rate, which --scale
+ * multiplies). Sessions count one request per session (each has at least one turn).
  */
 function expectedRequests(
   s: WorkloadSpec,
   filePoints: readonly RatePoint[] | undefined,
+  servegen: ServegenData | undefined,
 ): { count: number; how: string } | undefined {
   const d = s.durationS;
   const over = (rate: number, rateName: string) => ({
@@ -83,7 +91,16 @@ function expectedRequests(
     case 'sessions':
       return over(s.sessionRateRps, 'sessionRateRps');
     case 'multi-model':
-      if (s.source === 'servegen') return undefined;
+      if (s.source === 'servegen') {
+        if (servegen === undefined) return undefined;
+        const fromS = servegen.firstS + s.startH * 3600;
+        const toS = Math.min(servegen.endS, fromS + (d ?? Number.POSITIVE_INFINITY));
+        const rate = s.rateRps ?? (s.modelRatesRps ?? []).reduce((a, b) => a + b, 0);
+        return {
+          count: rate * (toS - fromS),
+          how: `${s.rateRps !== undefined ? 'rateRps (--rate)' : 'modelRatesRps summed'} ${rate} over ${toS - fromS} s of ${servegen.source}`,
+        };
+      }
       return over(s.rateRps ?? (s.modelRatesRps ?? []).reduce((a, b) => a + b, 0), 'rateRps (--rate)');
     case 'sinusoid':
     case 'bursts':
@@ -95,8 +112,23 @@ function expectedRequests(
         how: `the ${s.kind} rate over ${Number.isFinite(endS) ? `${endS} s` : 'no end'}`,
       };
     }
+    case 'servegen': {
+      if (servegen === undefined) return undefined;
+      const count = servegenExpectedRequests(servegen, s);
+      // Only a scale near the largest double overflows a window's rate: its arrivals would all fall
+      // at one instant, so it is refused whatever maxRequests says.
+      if (!Number.isFinite(count))
+        throw invalidArgument(
+          'rateScale (--scale)',
+          s.rateScale,
+          "a scale at which every window's rate stays finite",
+        );
+      return {
+        count,
+        how: `the clients' rates x rateScale (--scale) ${s.rateScale} over ${d === undefined ? 'the rest of the file' : `durationS (--duration) ${d}`}`,
+      };
+    }
     case 'trace':
-    case 'servegen':
       return undefined;
     default:
       return assertNever(s, 'workload kind');
@@ -108,8 +140,12 @@ function expectedRequests(
  * a long duration, with no smaller maxRequests) fails now, naming the fields and their flags,
  * rather than running for years.
  */
-function checkRequestCount(s: WorkloadSpec, filePoints: readonly RatePoint[] | undefined): void {
-  const expected = expectedRequests(s, filePoints);
+function checkRequestCount(
+  s: WorkloadSpec,
+  filePoints: readonly RatePoint[] | undefined,
+  servegen?: ServegenData,
+): void {
+  const expected = expectedRequests(s, filePoints, servegen);
   if (expected === undefined) return;
   if (Math.min(expected.count, s.maxRequests ?? Number.POSITIVE_INFINITY) <= WORKLOAD_REQUESTS_MAX) return;
   throw new SwitchyardError(
@@ -184,13 +220,17 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
     case 'servegen': {
       const data = readServegen(s.file);
       checkReplay(data, s);
+      checkRequestCount(s, undefined, data);
       preload(load, s.input, s.output);
       return restartable(() => servegenRequests(s, data, root, load));
     }
     case 'multi-model': {
       // The ServeGen file is read (and the span checked) now, so a bad one fails before the run.
       const data = s.source === 'servegen' ? readServegen(s.servegenFile) : undefined;
-      if (data !== undefined) rankedClients(s, data);
+      if (data !== undefined) {
+        rankedClients(s, data);
+        checkRequestCount(s, undefined, data);
+      }
       preload(load, s.input, s.output);
       return restartable(() => multiModelRequests(s, root, load, data));
     }

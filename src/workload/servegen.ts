@@ -339,17 +339,44 @@ function* mergeSorted(streams: readonly Iterator<number>[]): Generator<number> {
   }
 }
 
+/** A replay's span in the source's seconds: from its start to the earlier of its duration and the source's end. */
+function replaySpanS(data: ServegenData, replay: ServegenReplay): { fromS: number; toS: number } {
+  const fromS = data.firstS + replay.startH * 3600;
+  const toS = Math.min(
+    data.endS,
+    replay.durationS === undefined ? Number.POSITIVE_INFINITY : fromS + replay.durationS,
+  );
+  return { fromS, toS };
+}
+
+/**
+ * The requests a replay is expected to send: over every picked client's windows in its span, rate x
+ * scale x the part of the window in the span (what the arrivals average: clientTimesS draws each
+ * window's expected count exactly). The file bounds a replay's length but not its rate: `--scale`
+ * multiplies it, so this is what the run-size bound (WORKLOAD_REQUESTS_MAX) is checked against before
+ * any arrival is drawn. Infinity where a scaled rate overflows.
+ */
+export function servegenExpectedRequests(data: ServegenData, replay: ServegenReplay): number {
+  const { fromS, toS } = replaySpanS(data, replay);
+  let count = 0;
+  for (const c of pickClients(data, replay.clients)) {
+    for (const [i, w] of c.windows.entries()) {
+      const next = c.windows[i + 1]?.startS ?? Number.POSITIVE_INFINITY;
+      const lo = Math.max(w.startS, fromS);
+      const hi = Math.min(w.startS + SERVEGEN_WINDOW_S, next, toS);
+      if (hi > lo && w.rateRps > 0) count += w.rateRps * replay.rateScale * (hi - lo);
+    }
+  }
+  return count;
+}
+
 /** Arrival times (ms) of a replay, all picked clients merged. Each client draws from its own fork. */
 export function servegenArrivalTimesMs(
   data: ServegenData,
   replay: ServegenReplay,
   rng: Rng,
 ): Generator<number> {
-  const fromS = data.firstS + replay.startH * 3600;
-  const toS = Math.min(
-    data.endS,
-    replay.durationS === undefined ? Number.POSITIVE_INFINITY : fromS + replay.durationS,
-  );
+  const { fromS, toS } = replaySpanS(data, replay);
   const streams = pickClients(data, replay.clients).map((c) =>
     clientTimesS(c, fromS, toS, replay.rateScale, rng.fork(`client ${c.id}`)),
   );

@@ -1,0 +1,78 @@
+/**
+ * A ServeGen replay holds at most WORKLOAD_REQUESTS_MAX requests too. The file bounds its span but
+ * not its rate, which --scale multiplies: `sim --servegen-file <deepseek-r1> --scale 1e6 --duration
+ * 60` (about a billion arrivals) ran on with no end in sight, and `--scale 1e308` (rates overflowing
+ * to Infinity, every gap 0) never left its first window; both now fail before the run, naming
+ * --scale, as a plain rate over a long duration does.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { runCliInProcess } from '../cli/cli-test-support.ts';
+import { USAGE_EXIT_CODE } from '../cli/main.ts';
+import { Rng } from '../core/rng.ts';
+import { FIXED_LENGTHS, refusal } from './bound-test-support.ts';
+import { createWorkload } from './create.ts';
+import { readServegen, servegenExpectedRequests } from './servegen.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'sy-servegen-bound-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+/** One client, two 600 s windows at 10 req/s: 12,000 requests at scale 1. */
+const file = join(dir, 'chunk-7-trace.csv');
+writeFileSync(file, '0,10,1.5,Gamma,0.4,2.5\n600,10,2,Gamma,0.25,4\n');
+
+const build = (spec: Record<string, unknown>) => createWorkload(spec as never, new Rng(1));
+const servegen = (rateScale: number, extra: Record<string, unknown> = {}) => ({
+  kind: 'servegen',
+  file,
+  rateScale,
+  ...FIXED_LENGTHS,
+  ...extra,
+});
+
+describe('ServeGen replays and the 50-million request bound', () => {
+  it('counts what the windows send in the span: rate x scale x seconds', () => {
+    const data = readServegen(file);
+    assert.equal(servegenExpectedRequests(data, { rateScale: 1, startH: 0 }), 12_000);
+    assert.equal(servegenExpectedRequests(data, { rateScale: 2, startH: 0, durationS: 900 }), 18_000);
+    assert.equal(servegenExpectedRequests(data, { rateScale: 1, startH: 0.25 }), 3_000);
+  });
+
+  it('a scale past the bound is refused by its expected count, naming --scale, unless maxRequests cuts it', () => {
+    const e = refusal(() => build(servegen(1e4)));
+    assert.equal(e.code, 'SY_ERR_INVALID_ARGUMENT');
+    assert.match(e.message, /about 120,000,000 requests \(the clients' rates x rateScale \(--scale\) 10000/);
+    assert.match(e.message, /more than 50,000,000/);
+    assert.equal([...build(servegen(1e4, { maxRequests: 3 }))].length, 3);
+    // Under the bound is taken (lazily: nothing is drawn here).
+    build(servegen(1e3));
+  });
+
+  it('a scale that overflows a rate is refused even with maxRequests', () => {
+    const e = refusal(() => build(servegen(1e308, { maxRequests: 3 })));
+    assert.equal(e.code, 'SY_ERR_INVALID_ARGUMENT');
+    assert.match(e.message, /invalid rateScale \(--scale\) '1e\+308'/);
+  });
+
+  it('multi-model from ServeGen is counted by its rate over the span', () => {
+    const e = refusal(() =>
+      build({
+        kind: 'multi-model',
+        models: 2,
+        rateRps: 1e5,
+        source: 'servegen',
+        servegenFile: file,
+        ...FIXED_LENGTHS,
+      }),
+    );
+    assert.match(e.message, /about 120,000,000 requests \(rateRps \(--rate\) 100000 over 1200 s/);
+  });
+
+  it('sim refuses such a scale with exit status 2 before simulating', async () => {
+    const r = await runCliInProcess(['sim', '--no-progress', '--servegen-file', file, '--scale', '1e6']);
+    assert.equal(r.code, USAGE_EXIT_CODE);
+    assert.match(r.stderr, /rateScale \(--scale\) 1000000.*SY_ERR_INVALID_ARGUMENT/s);
+  });
+});
