@@ -136,8 +136,11 @@ export function roleCheckOf(b: Pick<BackendConfig, 'id' | 'type' | 'url' | 'role
   return source === undefined ? undefined : new RoleCheck(b.id, b.role, b.url, source);
 }
 
-/** GET `url`: its status and its body, read up to ROLE_ANSWER_BYTES_MAX bytes (`truncated` past them). */
-async function fetchBounded(
+/**
+ * GET `url`: its status and its body, read up to ROLE_ANSWER_BYTES_MAX bytes (`truncated` past them).
+ * Also what reads a backend's /v1/models (model-len.ts).
+ */
+export async function fetchBounded(
   url: string,
   dispatcher: Dispatcher,
   headers: Record<string, string>,

@@ -49,6 +49,8 @@ export interface FakeUpstream {
   readonly received: { path: string; body: string; headers: IncomingMessage['headers'] }[];
   /** Health answers 503 while false. */
   healthy: boolean;
+  /** The `max_model_len` its /v1/models entry carries (vLLM's ModelCard field); absent while undefined. */
+  maxModelLen?: number | undefined;
   close(): Promise<void>;
 }
 
@@ -101,7 +103,8 @@ function answer(
     }
     if (path === '/v1/models') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model' }] }));
+      const len = state.maxModelLen === undefined ? {} : { max_model_len: state.maxModelLen };
+      res.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model', ...len }] }));
       return;
     }
     // Any other GET (an SGLang role probe's /server_info): no such route, as a real server answers.

@@ -62,6 +62,7 @@ import { bearerToken, bodyTimeBound, sendError, sendJson, sideReadFor } from './
 import { type LiveInstance, LiveView } from './live-view.ts';
 import { GatewayMetrics, GatewayStats, reasonOf } from './metrics.ts';
 import { KEEP_ALIVE_MS_DEFAULT, ModelBuffer } from './model-buffer.ts';
+import { ModelLenProbe, smallestModelLen } from './model-len.ts';
 import { PARSE_FULL_RETRY_AFTER_MS, ParsePool } from './parse-pool.ts';
 import {
   attemptPrefillTokens,
@@ -287,12 +288,14 @@ export function unknownRouteHint(path: string, batchApi: boolean): string {
  * when the engine runs without --served-model-name; `parent` is null, as the built-in engines say
  * (vLLM names a LoRA adapter's base there; the config does not say which names are adapters). A
  * model only built-in engines (sim, llama) serve says `"embeddings": "hash"`: their /v1/embeddings
- * are deterministic hash vectors, not meaning.
+ * are deterministic hash vectors, not meaning. `max_model_len` (vLLM's and SGLang's context length)
+ * is `lenOf(id)`: the smallest its backends' own listings report (model-len.ts), absent when none does.
  */
 function modelEntries(
-  backends: GatewayConfig['backends'],
+  backends: readonly BackendConfig[],
   onDemand: readonly string[],
   createdS: number,
+  lenOf: (id: string) => number | undefined,
 ): Record<string, unknown>[] {
   const ids = [...new Set([...backends.flatMap((b) => b.models), ...onDemand])].sort();
   return ids.map((id) => {
@@ -306,6 +309,7 @@ function modelEntries(
       owned_by: 'switchyard',
       root: id,
       parent: null,
+      ...(lenOf(id) === undefined ? {} : { max_model_len: lenOf(id) }),
       ...(builtinOnly ? { embeddings: 'hash' } : {}),
     };
   });
@@ -351,7 +355,12 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
   /** Models whose prompts are tokenized for exact engine block hashes (a backend's `tokenizer`). */
   private readonly tokenizers: Map<string, PromptTokenizer>;
   private readonly instancesByModel = new Map<string, LiveInstance[]>();
-  private readonly modelsJson: string;
+  /** The /v1/models answer, rebuilt when the backends or their reported context lengths change. */
+  private modelsJson = '';
+  /** The models only scale-from-zero serves (listed with no backend yet). */
+  private readonly onDemandModels: readonly string[];
+  /** `created` of every /v1/models entry: when this gateway began serving, in Unix seconds. */
+  private readonly createdS: number;
   private readonly tenants = new Map<string, TenantEntry>();
   private readonly slo: Slo | undefined;
   private readonly server: Server;
@@ -437,11 +446,9 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     // vLLM stamps each ModelCard with the time of the /v1/models call (ModelCard.created's
     // default_factory, vllm/entrypoints/openai/models/protocol.py); a start time is as real and does
     // not change between two calls of one client.
-    const createdS = Math.floor(Date.now() / 1000);
-    this.modelsJson = JSON.stringify({
-      object: 'list',
-      data: modelEntries(config.backends, onDemand, createdS),
-    });
+    this.createdS = Math.floor(Date.now() / 1000);
+    this.onDemandModels = onDemand;
+    this.describeModels();
     this.cors = new Cors(config.cors);
     for (const t of config.tenants) this.tenants.set(t.key, { name: t.name, priority: t.priority });
     this.requestContext = {
@@ -657,6 +664,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       headers: b.apiKey === undefined ? {} : { authorization: `Bearer ${b.apiKey}` },
       state: new HealthState(this.config.healthCheck),
       role,
+      modelLen: new ModelLenProbe(b.url, b.models, () => this.describeModels()),
     };
     if (role?.gates === true) {
       // A P/D side takes no request before its engine confirmed the role: out until a check admits it.
@@ -719,6 +727,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     }
     this.view.remove(id);
     this.feeds.remove?.(id);
+    // Its reported context length no longer bounds the model's.
+    this.describeModels();
     this.pd.conditional?.forgetBackend(id);
     void backend.pool.destroy();
     return true;
@@ -966,6 +976,22 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     }
     if (!this.modelsAllowed(req, res)) return;
     serveTokenizerInfo(this.tokenizeHost(), res, method, query);
+  }
+
+  /**
+   * Builds the /v1/models answer: the models the gateway started with (its configured backends' and
+   * scale-from-zero's), each with the smallest `max_model_len` its current backends reported
+   * (model-len.ts).
+   */
+  private describeModels(): void {
+    // A probe's lengths are of its own backend's models only, so the smallest over all is the model's.
+    const probes = this.backends.flatMap((b) => b.health.modelLen ?? []);
+    this.modelsJson = JSON.stringify({
+      object: 'list',
+      data: modelEntries(this.config.backends, this.onDemandModels, this.createdS, (id) =>
+        smallestModelLen(probes, id),
+      ),
+    });
   }
 
   /** `GET /v1/models/{id}`: the model's entry from /v1/models, or 404 naming it. */

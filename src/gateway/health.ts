@@ -26,6 +26,7 @@ import { type Dispatcher, request } from 'undici';
 import type { HealthState } from '../policies/reliability.ts';
 import type { HealthCheckConfig } from './config.ts';
 import type { RoleCheck } from './engine-role.ts';
+import type { ModelLenProbe } from './model-len.ts';
 
 /** The ejection state machine lives with the twin's, in one pure module. */
 export { HealthState } from '../policies/reliability.ts';
@@ -49,6 +50,11 @@ export interface HealthTarget {
    * mismatch ejects the instance at once and keeps it out until the engine reports the configured role.
    */
   readonly role?: RoleCheck | undefined;
+  /**
+   * The backend's /v1/models, asked at a passed check until it answered and again when the instance
+   * comes back from ejection (model-len.ts): its `max_model_len`s, for the gateway's own /v1/models.
+   */
+  readonly modelLen?: ModelLenProbe | undefined;
   /** Why the instance is ejected (the gateway sets it at each ejection, clears it at re-admission). */
   ejectedReason?: string | undefined;
 }
@@ -148,10 +154,11 @@ export class HealthChecker {
 
   private async round(targets: readonly HealthTarget[]): Promise<void> {
     const round = new AbortController();
-    // Up to two 'abort' listeners per target (probe's cut, and undici's for a P/D role check),
-    // each removed when its check ends: past Node's default of 10, a gateway with 11 or more
-    // engines printed a MaxListenersExceededWarning ("possible memory leak") at its first round.
-    setMaxListeners(2 * targets.length + 10, round.signal);
+    // Up to three 'abort' listeners per target (probe's cut, and undici's for a P/D role check and
+    // for the /v1/models ask), each removed when its check ends: past Node's default of 10, a
+    // gateway with 11 or more engines printed a MaxListenersExceededWarning ("possible memory
+    // leak") at its first round.
+    setMaxListeners(3 * targets.length + 10, round.signal);
     let lagged = false;
     const deadline = new LoopFreeDeadline(this.config.timeoutMs, (l) => {
       lagged = l;
@@ -259,6 +266,13 @@ export class HealthChecker {
     return { kind: 'ok' };
   }
 
+  /** A passed check of `target`: its /v1/models read when due (model-len.ts); never a verdict. */
+  private async askModelLen(target: HealthTarget, signal: AbortSignal): Promise<void> {
+    const probe = target.modelLen;
+    if (probe === undefined || !probe.due(target.state.healthy)) return;
+    await probe.ask(this.dispatcher, target.headers, signal);
+  }
+
   /**
    * One check of `target`, cut when the round's deadline expires (unless its answer's head arrived:
    * then its body, empty for a health answer, is left to undici's body timeout).
@@ -285,7 +299,13 @@ export class HealthChecker {
       });
       head = true;
       await res.body.dump();
-      if (res.statusCode >= 200 && res.statusCode < 300) return await this.roleVerdict(target, round);
+      if (res.statusCode >= 200 && res.statusCode < 300) {
+        const [verdict] = await Promise.all([
+          this.roleVerdict(target, round),
+          this.askModelLen(target, round),
+        ]);
+        return verdict;
+      }
       return { kind: 'fail', reason: `health check answered ${res.statusCode}` };
     } catch (error) {
       if (own.signal.aborted) {
