@@ -939,6 +939,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     if (refusal !== undefined || !this.modelsAllowed(req, res)) {
       this.drainBody(req);
       if (refusal !== undefined) this.rejectEarly(res, refusal);
+      this.stats.tokenizerRequest(path, 'rejected');
       return;
     }
     serveTokenization(this.tokenizeHost(), req, res, path);
@@ -956,6 +957,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       answerTimeoutMs: this.limits.firstByteTimeoutMs,
       pick: (model) => this.pickLeastLoaded(this.view.at(this.nowMs()), model),
       reject: (r, error) => this.rejectEarly(r, error),
+      count: (route, outcome) => this.stats.tokenizerRequest(route, outcome),
     };
   }
 
@@ -972,9 +974,13 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     this.drainBody(req);
     if (this.draining) {
       this.rejectEarly(res, new SwitchyardError('SY_ERR_DRAINING', 'gateway is shutting down'));
+      this.stats.tokenizerRequest(TOKENIZER_INFO_PATH, 'rejected');
       return;
     }
-    if (!this.modelsAllowed(req, res)) return;
+    if (!this.modelsAllowed(req, res)) {
+      this.stats.tokenizerRequest(TOKENIZER_INFO_PATH, 'rejected');
+      return;
+    }
     serveTokenizerInfo(this.tokenizeHost(), res, method, query);
   }
 

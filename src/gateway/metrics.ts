@@ -19,6 +19,15 @@ export function reasonOf(code: ErrorCode): FailureReason {
   return code.slice('SY_ERR_'.length).toLowerCase();
 }
 
+/**
+ * How a vLLM tokenizer-route request (/tokenize, /detokenize, /tokenizer_info; tokenize-route.ts)
+ * ended: `ok`, the backend's 2xx relayed; `backend_error`, its non-2xx relayed (an SGLang backend's
+ * 404, the sim's /detokenize 400); `rejected`, refused by the gateway before any backend (bad body,
+ * model not served, no API key, no healthy instance, shutting down: also in `rejected{code}`);
+ * `failed`, the backend gave no answer (connection error, timeout, a cut answer).
+ */
+export type TokenizerOutcome = 'ok' | 'backend_error' | 'rejected' | 'failed';
+
 /** Plain counters, updated on the hot path. */
 export class GatewayStats {
   accepted = 0;
@@ -32,6 +41,11 @@ export class GatewayStats {
    * came, so they are not in `rejected` (client-errors.ts).
    */
   idleConnectionsTimedOut = 0;
+  /**
+   * Tokenizer-route requests by route, then outcome. They generate nothing and are never accepted,
+   * so they stay out of accepted/completed/failed (their refusals are in `rejected` too).
+   */
+  readonly tokenizer = new Map<string, Map<TokenizerOutcome, number>>();
   /** Requests held in the admission queue (part of inFlight). */
   queued = 0;
   /**
@@ -59,6 +73,16 @@ export class GatewayStats {
     this.rejected.set(code, (this.rejected.get(code) ?? 0) + 1);
   }
 
+  /** One tokenizer-route request on `route` ended with `outcome`. */
+  tokenizerRequest(route: string, outcome: TokenizerOutcome): void {
+    let byOutcome = this.tokenizer.get(route);
+    if (byOutcome === undefined) {
+      byOutcome = new Map();
+      this.tokenizer.set(route, byOutcome);
+    }
+    byOutcome.set(outcome, (byOutcome.get(outcome) ?? 0) + 1);
+  }
+
   /** The JSON form served by /stats and /admin/stats. */
   toJSON(): Record<string, unknown> {
     return {
@@ -71,6 +95,14 @@ export class GatewayStats {
       queued: this.queuedTotal,
       rejected: Object.fromEntries([...this.rejected].sort(([a], [b]) => (a < b ? -1 : 1))),
       retries: this.retries,
+      tokenizer: Object.fromEntries(
+        [...this.tokenizer]
+          .sort(([a], [b]) => (a < b ? -1 : 1))
+          .map(([route, byOutcome]) => [
+            route,
+            Object.fromEntries([...byOutcome].sort(([a], [b]) => (a < b ? -1 : 1))),
+          ]),
+      ),
     };
   }
 }
@@ -129,6 +161,19 @@ export class GatewayMetrics {
       collect() {
         this.reset();
         for (const [code, n] of stats.rejected) this.inc({ code }, n);
+      },
+    });
+    new Counter({
+      name: `${p}tokenizer_requests_total`,
+      help:
+        "vLLM's tokenizer routes (/tokenize, /detokenize, /tokenizer_info), by route and outcome: ok (the backend's 2xx relayed), " +
+        'backend_error (its non-2xx relayed), rejected (refused by the gateway; also in requests_rejected_total), failed (no answer from the backend)',
+      labelNames: ['route', 'outcome'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [route, byOutcome] of stats.tokenizer)
+          for (const [outcome, n] of byOutcome) this.inc({ route, outcome }, n);
       },
     });
     new Gauge({

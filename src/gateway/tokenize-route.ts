@@ -11,6 +11,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SwitchyardError } from '../core/errors.ts';
 import { type ReadBodyBounds, readBody } from './http-util.ts';
+import type { TokenizerOutcome } from './metrics.ts';
 import type { Backend } from './proxy.ts';
 
 /** The gateway paths this module serves. */
@@ -31,6 +32,8 @@ export interface TokenizeRouteHost {
   pick(model: string): Backend | SwitchyardError;
   /** Answers `error` (the gateway's early refusal: counted, OpenAI-style JSON). */
   reject(res: ServerResponse, error: SwitchyardError): void;
+  /** Counts one request on `route` that ended with `outcome` (/stats, /metrics). */
+  count(route: string, outcome: TokenizerOutcome): void;
 }
 
 function badModel(message: string): SwitchyardError {
@@ -84,6 +87,7 @@ export function serveTokenization(
 ): void {
   readBody(req, res, host.bounds, (result) => {
     if (!result.ok) {
+      host.count(path, 'rejected');
       host.reject(res, result.error);
       return;
     }
@@ -125,10 +129,12 @@ function pickAndForward(
   try {
     backend = host.pick(model());
   } catch (error) {
+    host.count(path, 'rejected');
     host.reject(res, error as SwitchyardError);
     return;
   }
   if (backend instanceof SwitchyardError) {
+    host.count(path, 'rejected');
     host.reject(res, backend);
     return;
   }
@@ -160,7 +166,9 @@ async function forward(
     res.writeHead(answer.statusCode, typeof type === 'string' ? { 'content-type': type } : {});
     for await (const chunk of answer.body) res.write(chunk);
     res.end();
+    host.count(path, answer.statusCode >= 200 && answer.statusCode < 300 ? 'ok' : 'backend_error');
   } catch (error) {
+    host.count(path, 'failed');
     if (res.headersSent) {
       res.destroy();
       return;
