@@ -25,6 +25,12 @@ export interface TraceReader {
     limit?: TraceReadLimit,
     warn?: TraceWarn,
   ): TraceRecord[];
+  /**
+   * Optional: parses a whole file's decompressed bytes (no byte-order mark) read in one go; the
+   * same records, warnings and errors as `parseLines` on the file's non-blank lines without a
+   * limit. readTrace uses it for a whole read of a small file (read.ts `readWhole`).
+   */
+  parseBytes?(bytes: Uint8Array, file: string, warn?: TraceWarn): TraceRecord[];
   /** Writes records in this format (used for fixtures and round-trip tests). */
   write(records: readonly TraceRecord[]): string;
 }
