@@ -38,5 +38,10 @@ test('an engine going to sleep counts as sleeping, not asleep, until its sleep r
     [stats['asleep'], stats['sleeping'], stats['sleeps'], stats['sleepFailures']],
     [1, 0, 1, 0],
   );
+  assert.equal(stats['sleepersGivenUp'], 0);
+  // Handed to another model by a re-target: no longer asleep here, counted as given up.
+  assert.equal(actuator.giveUpSleeper(0)?.pid, 1);
+  const given = modelSleepStats(actuator);
+  assert.deepEqual([given['asleep'], given['sleepersGivenUp'], given['sleeps']], [0, 1, 1]);
   await actuator.close();
 });

@@ -211,7 +211,8 @@ export function autoscaleSettings(
 /**
  * One model's `/stats` `sleep.models[m]`: the actuator's sleep counts, engines `asleep` and those
  * still going to sleep (`sleeping`: `POST /sleep` sent) apart (both hold a sleeper place, counted in
- * `sleepers`; only an asleep one can be woken now), starts, and the last wake's time.
+ * `sleepers`; only an asleep one can be woken now), starts, sleepers handed to another model by a
+ * re-target (`sleepersGivenUp`), and the last wake's time.
  */
 export function modelSleepStats(actuator: LocalActuator | undefined): Record<string, number | null> {
   const counts = actuator?.counts();
@@ -222,6 +223,8 @@ export function modelSleepStats(actuator: LocalActuator | undefined): Record<str
     asleep: counts?.asleep ?? 0,
     sleeping: counts?.sleeping ?? 0,
     starts: actuator?.starts ?? 0,
+    // Asleep engines handed to another model (`--retarget`): sleeps end in a wake, a stop or this.
+    sleepersGivenUp: actuator?.sleepersGivenUp ?? 0,
     lastWakeMs: actuator?.lastWakeMs ?? null,
   };
 }
