@@ -28,6 +28,11 @@
  *   --warmup N                full Mooncake replays before the measured one (default 3); the first
  *                             one's figures are reported too ("cold": compilation included)
  *   --only mooncake|poisson|heavy-prefix   run one scenario
+ *   --cli N                   when comparing with the Mooncake scenario: also time N runs of the
+ *                             CLI on it end to end (`switchyard sim`, a fresh process each: start-up,
+ *                             loading, the cold replay, the report); default 3, 0 for none
+ *   --cli-baseline DIR        a built checkout (bin/switchyard.mjs, dist/) whose CLI runs alternate
+ *                             with this one's, for a side-by-side end-to-end figure
  *   --json FILE               also write the figures as JSON
  *   --profile-summary DIR     print the top self-time functions of the largest .cpuprofile in DIR
  *                             (from `node --cpu-prof --cpu-prof-dir=DIR ...`) and exit
@@ -157,6 +162,8 @@ function main(): void {
       'prefix-cache': { type: 'string', default: 'compare' },
       warmup: { type: 'string', default: '3' },
       repeat: { type: 'string', default: '3' },
+      cli: { type: 'string', default: '3' },
+      'cli-baseline': { type: 'string' },
     },
     strict: true,
   });
@@ -175,7 +182,13 @@ function main(): void {
   const runs = (name: string): boolean => only === undefined || only === name;
   const modeFlag = values['prefix-cache'];
   if (modeFlag === 'compare') {
-    compare(process.argv.slice(2), only, repeat, values.json);
+    const cliRuns = nonNegativeInt(values.cli, '--cli');
+    const trace = existsSync(values.trace) ? values.trace : MOONCAKE_SAMPLE;
+    const cli =
+      runs('mooncake') && cliRuns > 0
+        ? { runs: cliRuns, trace, baseline: values['cli-baseline'] }
+        : undefined;
+    compare(process.argv.slice(2), only, repeat, values.json, cli);
     return;
   }
   if (!(MODES as readonly string[]).includes(modeFlag)) {
@@ -274,18 +287,15 @@ function compare(
   only: string | undefined,
   repeat: number,
   json: string | undefined,
+  cli: CliPlan | undefined,
 ): void {
-  // The child gets this run's flags, less the ones this function sets.
+  // The child gets this run's flags, less the ones this function sets or only it reads.
+  const ownFlags = ['--json', '--prefix-cache', '--repeat', '--only', '--cli', '--cli-baseline'];
   const passOn: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i] as string;
-    if (flag === '--json' || flag === '--prefix-cache' || flag === '--repeat' || flag === '--only') i++;
-    else if (
-      !flag.startsWith('--json=') &&
-      !flag.startsWith('--prefix-cache=') &&
-      !flag.startsWith('--only=')
-    )
-      passOn.push(flag);
+    if (ownFlags.includes(flag)) i++;
+    else if (!ownFlags.some((own) => flag.startsWith(`${own}=`))) passOn.push(flag);
   }
   const scenarios = only === undefined ? [...SCENARIOS] : [only];
   const pair: readonly PrefixCacheMode[] = ['blocks-32bit', 'runs'];
@@ -374,12 +384,137 @@ function compare(
             `CPU per request ${cpuPerReq(h)} against ${cpuPerReq(moon)}`),
     );
   }
+  const cliFigures = cli === undefined ? undefined : measureCli(cli);
   if (json !== undefined) {
     writeFileSync(
       json,
-      `${JSON.stringify({ node: process.version, repeat, medians, runs: all }, null, 2)}\n`,
+      `${JSON.stringify({ node: process.version, repeat, medians, runs: all, cli: cliFigures }, null, 2)}\n`,
     );
   }
+}
+
+/** The CLI end-to-end runs asked for: how many, on which trace, against which other checkout. */
+interface CliPlan {
+  readonly runs: number;
+  readonly trace: string;
+  readonly baseline: string | undefined;
+}
+
+/** One end-to-end CLI run of the Mooncake scenario. */
+interface CliRun {
+  /** `this` (the checkout this bench belongs to) or the baseline's directory. */
+  readonly tree: string;
+  /** Wall seconds of the whole process, spawn to exit. */
+  readonly wallS: number;
+  /** The simulation loop inside it (the JSON summary's wallSeconds): the cold replay. */
+  readonly replayS: number;
+  readonly requests: number;
+  readonly loadAvg1: number;
+}
+
+/**
+ * Times `switchyard sim` on the Mooncake scenario end to end, `plan.runs` times, each in a fresh
+ * process, alternating with the baseline checkout's CLI when one is given: what a user running the
+ * twin once waits for (node's start-up, loading the CLI's modules, reading the trace, the cold first
+ * replay, the report). The same cluster, engine settings and policy as the in-process scenario.
+ */
+function measureCli(plan: CliPlan): CliRun[] {
+  const self = fileURLToPath(new URL('..', import.meta.url));
+  const trees = plan.baseline === undefined ? [self] : [plan.baseline, self];
+  for (const tree of trees) {
+    // bin/switchyard.mjs runs src/ through tsx when dist/ is missing or stale: not what a user gets.
+    const stamp = join(tree, 'dist', '.built');
+    if (!existsSync(stamp) || newestSourceMs(join(tree, 'src')) > statSync(stamp).mtimeMs)
+      throw new Error(`--cli: ${tree}'s dist/ is missing or older than its src/ (npm run build there first)`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'twin-speed-cli-'));
+  const out = join(dir, 'summary.json');
+  const runs: CliRun[] = [];
+  const args = [
+    'sim',
+    '--trace',
+    plan.trace,
+    '--instances',
+    '16',
+    '--gpu',
+    'h100',
+    '--model',
+    'llama-3.1-8b',
+    '--policy',
+    POLICY,
+    '--seed',
+    String(SEED),
+    '--max-num-seqs',
+    String(DEFAULT_ENGINE_CONFIG.maxNumSeqs),
+    '--max-num-batched-tokens',
+    String(DEFAULT_ENGINE_CONFIG.maxNumBatchedTokens),
+    '--no-progress',
+    '--json',
+    out,
+  ];
+  try {
+    for (let r = 0; r < plan.runs; r++) {
+      for (const tree of trees) {
+        const loadAvg1 = loadavg()[0] ?? 0;
+        const start = performance.now();
+        const child = spawnSync(process.execPath, [join(tree, 'bin', 'switchyard.mjs'), ...args], {
+          stdio: ['ignore', 'ignore', 'inherit'],
+        });
+        const wallS = (performance.now() - start) / 1000;
+        if (child.status !== 0) throw new Error(`switchyard sim in ${tree} failed (status ${child.status})`);
+        const summary = JSON.parse(readFileSync(out, 'utf8')) as { wallSeconds: number; requests: number };
+        runs.push({
+          tree: tree === self ? 'this' : tree,
+          wallS,
+          replayS: summary.wallSeconds,
+          requests: summary.requests,
+          loadAvg1,
+        });
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const median = (xs: readonly number[]): number => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    return sorted[(sorted.length - 1) >> 1] as number;
+  };
+  const line = (tree: string): string => {
+    const mine = runs.filter((x) => x.tree === tree);
+    const wall = median(mine.map((x) => x.wallS));
+    const replay = median(mine.map((x) => x.replayS));
+    const requests = mine[0]?.requests ?? 0;
+    return (
+      `median ${wall.toFixed(2)} s end to end (${fmtInt(requests / wall)} req / wall s), of it the cold replay ` +
+      `${replay.toFixed(2)} s (${fmtInt(requests / replay)} req / wall s) and ${(wall - replay).toFixed(2)} s the rest ` +
+      `(start-up, loading, report); runs ${mine.map((x) => `${x.wallS.toFixed(2)}/${x.replayS.toFixed(2)}`).join(', ')} s`
+    );
+  };
+  console.log(
+    `\nmooncake through the CLI (switchyard sim ${args.slice(1, -2).join(' ')}), ${plan.runs} run(s) each, ` +
+      `fresh processes${plan.baseline === undefined ? '' : ', alternating'}; load average ` +
+      `${runs.map((x) => x.loadAvg1.toFixed(2)).join(', ')} at each start:`,
+  );
+  if (plan.baseline !== undefined) console.log(`  baseline ${plan.baseline}: ${line(plan.baseline)}`);
+  console.log(`  this checkout: ${line('this')}`);
+  if (plan.baseline !== undefined) {
+    const base = median(runs.filter((x) => x.tree === plan.baseline).map((x) => x.wallS));
+    const mine = median(runs.filter((x) => x.tree === 'this').map((x) => x.wallS));
+    console.log(`  end to end: ${(base / mine).toFixed(2)}x the baseline's speed`);
+  }
+  return runs;
+}
+
+/** Newest mtime (ms) of the non-test .ts files under `dir`, as bin/switchyard.mjs checks dist/ against. */
+function newestSourceMs(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, newestSourceMs(path));
+    else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts'))
+      newest = Math.max(newest, statSync(path).mtimeMs);
+  }
+  return newest;
 }
 
 /** The run with the median simulation wall time (the lower middle one of an even count). */
