@@ -228,7 +228,7 @@ class PlannerState {
     const forBursts = (burst * cap.prefillMs) / (ttftMs * this.params.burstUtilization);
     // Attainment feedback scales whichever requirement binds, never under the error budget's floor.
     const headroom = Math.max(this.headroom, this.budget.floor());
-    const needed = Math.ceil(Math.max(forRate, forBursts) * headroom * (1 - 1e-9));
+    const needed = replicasFor(Math.max(forRate, forBursts) * headroom);
     const seasonNeed = this.seasonNeed(f, backlogRps, perReplica, forBursts, headroom);
     const wanted = this.holdForScaleDown(o.nowMs, needed, seasonNeed);
     return singleVariantDecision(
@@ -391,6 +391,21 @@ class PlannerState {
     );
   }
 }
+
+/**
+ * Replicas for a requirement in replicas: rounded up, less a relative epsilon so a requirement that
+ * is an integer up to rounding does not round up to the next one. A requirement under
+ * NEED_EPSILON_REPLICAS is none: the level's EWMA decays geometrically after the last arrival and in
+ * floating point never reaches 0 (it stops at the smallest subnormal, which x (1 - alpha) rounds back
+ * to), so without this floor `ceil` kept one replica for ever and a pool with minReplicas 0 never
+ * went back to zero however long it stood idle.
+ */
+function replicasFor(requirement: number): number {
+  return requirement < NEED_EPSILON_REPLICAS ? 0 : Math.ceil(requirement * (1 - 1e-9));
+}
+
+/** A requirement below this many replicas counts as none (the release's level uses the same epsilon). */
+const NEED_EPSILON_REPLICAS = 1e-9;
 
 /** Requests waiting: held at the host plus queued inside engines (as scraped). */
 function backlogOf(o: ControlObservation): number {
