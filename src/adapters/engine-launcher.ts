@@ -123,12 +123,12 @@ export function localEngineLauncher(
 
 /**
  * `engine` as a launcher hands it on: its URL, KV-event endpoint and model, its pid read through (a
- * getter, so it follows the supervisor's restarts), its `reassign` (re-target) passed through, and
+ * getter, so it follows the supervisor's restarts), its `reassign` and `retargeted` (re-target) passed through, and
  * `calls` (its stop and, with sleep mode, its sleep and wake) in place of any of its own. Launchers
  * that wrap another's engines build theirs so.
  */
 export function handedOn(
-  engine: Pick<LaunchedEngine, 'url' | 'kvEvents' | 'model' | 'pid' | 'reassign'>,
+  engine: Pick<LaunchedEngine, 'url' | 'kvEvents' | 'model' | 'pid' | 'reassign' | 'retargeted'>,
   calls: Pick<LaunchedEngine, 'stop' | 'sleep' | 'wakeUp' | 'reassign'>,
 ): LaunchedEngine {
   const reassign = calls.reassign ?? engine.reassign;
@@ -140,6 +140,7 @@ export function handedOn(
       return engine.pid;
     },
     ...(reassign === undefined ? {} : { reassign }),
+    ...(engine.retargeted === true ? { retargeted: true } : {}),
     ...calls,
   };
 }

@@ -187,6 +187,7 @@ export class Retargeter {
           return engine.pid;
         },
         ...(engine.reassign === undefined ? {} : { reassign: engine.reassign }),
+        retargeted: true,
       },
       { stop: () => engine.stop() },
     );

@@ -221,4 +221,36 @@ describe('LocalActuator', () => {
     actuator.settle(0);
     assert.deepEqual(pool.removed, ['engine-1']);
   });
+  it("keeps a re-targeted launch's time out of lastStartupMs (a fresh start's, as the twin's policies read)", async () => {
+    const pool = new FakePool();
+    const clock = new ManualClock(0);
+    let retargeted = false;
+    const engine = (index: number): LaunchedEngine => ({
+      url: `http://127.0.0.1:${1000 + index}`,
+      kvEvents: null,
+      model: 'm',
+      pid: index,
+      stop: async () => {},
+      ...(retargeted ? { retargeted: true } : {}),
+    });
+    const launcher: EngineLauncher = { launch: async (index) => engine(index) };
+    const actuator = new LocalActuator({
+      variant: TEST_VARIANT,
+      maxInstances: 2,
+      launcher,
+      backends: pool,
+      clock,
+    });
+    actuator.apply('m', want(1), 0);
+    clock.set(5000);
+    await flush();
+    assert.equal(actuator.lastStartupMs, 5000);
+    retargeted = true;
+    actuator.apply('m', want(2), 6000);
+    clock.set(6300);
+    await flush();
+    assert.equal(actuator.counts().ready, 2);
+    assert.equal(actuator.lastStartupMs, 5000, 'the swap is not a start-up');
+    assert.equal(actuator.lastRetargetMs, 300);
+  });
 });

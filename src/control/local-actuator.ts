@@ -70,6 +70,12 @@ export interface LaunchedEngine {
    * (its own stderr, its restarts) go to `to.log` under slot `to.index`.
    */
   reassign?(to: EngineAssignment): void;
+  /**
+   * Re-target: this launch is another model's asleep process with its weights swapped in place, not
+   * a fresh start, so its time is kept out of `lastStartupMs` (the twin's policies read a model's
+   * fresh start-up there, and an eviction priced at a swap would read as cheap).
+   */
+  readonly retargeted?: boolean;
 }
 
 /** Where a re-targeted engine's process belongs from now on (`LaunchedEngine.reassign`). */
@@ -166,8 +172,13 @@ export class LocalActuator implements Actuator {
   starts = 0;
   /** Engines stopped after a drain. */
   stops = 0;
-  /** The last start that came up: spawn to ready, in ms on the host's clock (undefined: none yet). */
+  /**
+   * The last fresh start that came up: spawn (or a standby's hand-over) to ready, in ms on the host's
+   * clock (undefined: none yet). Re-targeted launches are kept out: `lastRetargetMs`.
+   */
   lastStartupMs: number | undefined;
+  /** The last re-targeted launch that came up: its swap and wake to ready, in ms (undefined: none). */
+  lastRetargetMs: number | undefined;
   /**
    * Sleep mode: engines put to sleep, woken, wakes that failed (a fresh start followed), sleeps that
    * failed (the engine refused or never answered `POST /sleep`: stopped, never asleep), and sleepers
@@ -683,7 +694,8 @@ export class LocalActuator implements Actuator {
     }
     s.engine = engine;
     const nowMs = this.options.clock.nowMs();
-    this.lastStartupMs = nowMs - s.sinceMs;
+    if (engine.retargeted === true) this.lastRetargetMs = nowMs - s.sinceMs;
+    else this.lastStartupMs = nowMs - s.sinceMs;
     this.enter(s, 'ready', nowMs);
     this.log(`engine ${s.index} ready at ${engine.url} (pid ${engine.pid})`);
   }
