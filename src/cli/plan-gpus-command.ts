@@ -16,6 +16,7 @@ import { readTraceLengths } from '../workload/traces/read.ts';
 import { modelFlag, modelFlagHelp } from './catalogue-flags.ts';
 import { checkOutputFile } from './output-file.ts';
 import { decimalNumber, positiveInt, positiveNumber } from './parse.ts';
+import { requireOptions } from './usage-error.ts';
 
 /** The shipped price table (AWS us-east-1 on-demand), resolved from this module so any cwd works. */
 export const DEFAULT_PRICES_FILE = fileURLToPath(
@@ -169,12 +170,8 @@ export function registerPlanGpusCommand(program: Command): void {
         'bucket, then a small integer program picks instance counts and splits each bucket between them at ' +
         'the least cost per hour. Method and simplifications: src/control/gpu-choice/README.md.',
     )
-    .requiredOption('--model <id>', modelFlagHelp('model from the catalogue (required)'), modelFlag)
-    .requiredOption(
-      '--rate <rps>',
-      'total request rate to serve, requests per second (required)',
-      positiveNumber,
-    )
+    .option('--model <id>', modelFlagHelp('model from the catalogue (required)'), modelFlag)
+    .option('--rate <rps>', 'total request rate to serve, requests per second (required)', positiveNumber)
     .option('--slo-ttft-ms <ms>', 'time-to-first-token objective (omit: unconstrained)', positiveNumber)
     .option('--slo-tpot-ms <ms>', 'time-per-output-token objective (omit: unconstrained)', positiveNumber)
     .option('--input-tokens <n>', 'prompt length of every request (with --output-tokens)', positiveInt)
@@ -199,6 +196,8 @@ export function registerPlanGpusCommand(program: Command): void {
         '  switchyard plan-gpus --model llama-3.1-70b --rate 10 --trace sample:azure-conv --slo-tpot-ms 80 \\\n' +
         '      --gpus h100,h200,a100-80gb --prices my-prices.yaml --json out/plan.json',
     )
+    // Not requiredOption: a typo of a required flag must read as the typo (requireOptions).
+    .hook('preAction', (command) => requireOptions(command, ['model', 'rate']))
     .action((flags: PlanGpusFlags) => {
       if (typeof flags.json === 'string') checkOutputFile('json', flags.json);
       const samples = lengthsOf(flags);

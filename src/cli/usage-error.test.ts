@@ -98,6 +98,23 @@ describe("commander's usage errors print one line with a catalogue code", () => 
     }
   });
 
+  it('a mistyped flag beside a required one names the typo, not the required flag', async () => {
+    // plan-gpus requires --model and --rate; '--modle' read as "--model not specified" before.
+    const typo = await run(['plan-gpus', '--modle', 'llama-3.1-8b', '--rate', '2']);
+    assert.equal(typo.code, USAGE_EXIT_CODE);
+    assert.match(
+      typo.stderr,
+      /^switchyard: unknown option '--modle' \(Did you mean --model\?\) \(run with --help for usage\) \[SY_ERR_UNKNOWN_NAME\]\n$/,
+    );
+    // A required flag left out, with no typo, is still named.
+    const missing = await run(['plan-gpus', '--model', 'llama-3.1-8b']);
+    assert.equal(missing.code, USAGE_EXIT_CODE);
+    assert.match(
+      missing.stderr,
+      /^switchyard: required option '--rate <rps>' not specified \(run with --help for usage\) \[SY_ERR_INVALID_ARGUMENT\]\n$/,
+    );
+  });
+
   it('a flag given without its value', async () => {
     const r = await run(['sim', '--autoscaler']);
     assert.equal(r.code, USAGE_EXIT_CODE);

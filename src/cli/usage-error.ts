@@ -1,4 +1,4 @@
-import { type CommanderError, InvalidArgumentError } from 'commander';
+import { type Command, type CommanderError, InvalidArgumentError } from 'commander';
 import { type ErrorCode, SwitchyardError } from '../core/errors.ts';
 
 /**
@@ -75,3 +75,19 @@ export function commanderUsageLine(error: CommanderError): string | undefined {
  * prints no error itself, `main` prints `commanderUsageLine` once the error reaches it.
  */
 export const QUIET_COMMANDER_ERRORS = { outputError: (): void => {} } as const;
+
+/**
+ * Refuses a run that lacks one of `names` (options' attribute names, e.g. `rate`), with the line
+ * commander's `requiredOption` prints. Register it as a `preAction` hook instead of `requiredOption`:
+ * commander checks required options before unknown ones, so a mistyped required flag (`--modle`)
+ * read as "--model not specified" and lost its "Did you mean --model?"; a hook runs after that check.
+ */
+export function requireOptions(command: Command, names: readonly string[]): void {
+  for (const option of command.options) {
+    const name = option.attributeName();
+    if (names.includes(name) && command.getOptionValue(name) === undefined)
+      command.error(`error: required option '${option.flags}' not specified`, {
+        code: 'commander.missingMandatoryOptionValue',
+      });
+  }
+}
