@@ -408,6 +408,11 @@ interface CliRun {
   readonly wallS: number;
   /** The simulation loop inside it (the JSON summary's wallSeconds): the cold replay. */
   readonly replayS: number;
+  /**
+   * CPU seconds of the child process (all its threads), from /proc's counts of reaped children;
+   * undefined where there is no /proc. On a shared machine it moves far less than wall time.
+   */
+  readonly cpuS: number | undefined;
   readonly requests: number;
   readonly loadAvg1: number;
 }
@@ -461,17 +466,20 @@ function measureCli(plan: CliPlan): CliRun[] {
     for (let r = 0; r < plan.runs; r++) {
       for (const tree of trees) {
         const loadAvg1 = loadavg()[0] ?? 0;
+        const cpuBefore = childrenCpuS();
         const start = performance.now();
         const child = spawnSync(process.execPath, [join(tree, 'bin', 'switchyard.mjs'), ...args], {
           stdio: ['ignore', 'ignore', 'inherit'],
         });
         const wallS = (performance.now() - start) / 1000;
+        const cpuAfter = childrenCpuS();
         if (child.status !== 0) throw new Error(`switchyard sim in ${tree} failed (status ${child.status})`);
         const summary = JSON.parse(readFileSync(out, 'utf8')) as { wallSeconds: number; requests: number };
         runs.push({
           tree: tree === self ? 'this' : tree,
           wallS,
           replayS: summary.wallSeconds,
+          cpuS: cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined,
           requests: summary.requests,
           loadAvg1,
         });
@@ -488,11 +496,20 @@ function measureCli(plan: CliPlan): CliRun[] {
     const mine = runs.filter((x) => x.tree === tree);
     const wall = median(mine.map((x) => x.wallS));
     const replay = median(mine.map((x) => x.replayS));
+    const cpus = mine.map((x) => x.cpuS).filter((x) => x !== undefined);
     const requests = mine[0]?.requests ?? 0;
     return (
       `median ${wall.toFixed(2)} s end to end (${fmtInt(requests / wall)} req / wall s), of it the cold replay ` +
       `${replay.toFixed(2)} s (${fmtInt(requests / replay)} req / wall s) and ${(wall - replay).toFixed(2)} s the rest ` +
-      `(start-up, loading, report); runs ${mine.map((x) => `${x.wallS.toFixed(2)}/${x.replayS.toFixed(2)}`).join(', ')} s`
+      `(start-up, loading, report)` +
+      (cpus.length > 0 ? `; CPU ${median(cpus).toFixed(2)} s median` : '') +
+      `; runs (end to end / replay${cpus.length > 0 ? ' / CPU' : ''}) ` +
+      mine
+        .map((x) =>
+          [x.wallS, x.replayS, ...(x.cpuS !== undefined ? [x.cpuS] : [])].map((v) => v.toFixed(2)).join('/'),
+        )
+        .join(', ') +
+      ' s'
     );
   };
   console.log(
@@ -505,9 +522,40 @@ function measureCli(plan: CliPlan): CliRun[] {
   if (plan.baseline !== undefined) {
     const base = median(runs.filter((x) => x.tree === plan.baseline).map((x) => x.wallS));
     const mine = median(runs.filter((x) => x.tree === 'this').map((x) => x.wallS));
-    console.log(`  end to end: ${(base / mine).toFixed(2)}x the baseline's speed`);
+    const cpuOf = (tree: string): number | undefined => {
+      const cpus = runs.filter((x) => x.tree === tree && x.cpuS !== undefined).map((x) => x.cpuS as number);
+      return cpus.length > 0 ? median(cpus) : undefined;
+    };
+    const baseCpu = cpuOf(plan.baseline);
+    const mineCpu = cpuOf('this');
+    console.log(
+      `  end to end: ${(base / mine).toFixed(2)}x the baseline's speed by wall time` +
+        (baseCpu !== undefined && mineCpu !== undefined
+          ? `, ${(baseCpu / mineCpu).toFixed(2)}x by CPU time`
+          : ''),
+    );
   }
   return runs;
+}
+
+/** Clock ticks per second of /proc's CPU counts (USER_HZ: 100 on Linux builds that matter here). */
+const USER_HZ = 100;
+
+/**
+ * CPU seconds (user + system) of this process's children that have exited and been waited for
+ * (/proc/self/stat's cutime and cstime), or undefined without /proc: spawnSync reaps each child,
+ * so the difference around one gives that child's CPU time, all its threads included.
+ */
+function childrenCpuS(): number | undefined {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    // Fields after the command name (which may hold spaces): state is field 3, cutime 16, cstime 17.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[13]) + Number(fields[14]);
+    return Number.isFinite(ticks) ? ticks / USER_HZ : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Newest mtime (ms) of the non-test .ts files under `dir`, as bin/switchyard.mjs checks dist/ against. */
