@@ -2,7 +2,7 @@
  * The time-varying workloads of `switchyard sim`: their flags and the spec they build. Kept out of
  * sim-command.ts so that file only registers the flags and calls in here.
  */
-import { Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { assertNever } from '../core/assert.ts';
 import { invalidArgument } from '../core/errors.ts';
 import { readRateCurve } from '../workload/rate-curve-file.ts';
@@ -92,12 +92,16 @@ export function timeVaryingOptions(): Option[] {
     new Option(
       '--servegen-clients <ids>',
       'servegen: replay only these clients (comma-separated ids; default all)',
-    ).argParser((value: string) =>
-      value
+    ).argParser((value: string) => {
+      const ids = value
         .split(',')
         .map((id) => id.trim())
-        .filter((id) => id.length > 0),
-    ),
+        .filter((id) => id.length > 0);
+      // A repeated id would replay that client twice from the same seed: every arrival doubled.
+      if (new Set(ids).size !== ids.length)
+        throw new InvalidArgumentError(`'${value}' names a client twice.`);
+      return ids;
+    }),
   ];
   for (const o of options)
     o.helpGroup('Time-varying workloads (--workload sinusoid, rate-curve, bursts, servegen):');

@@ -485,7 +485,17 @@ export const servegenSpecSchema = z.strictObject({
   file: z.string().min(1),
   rateScale: positive.default(1),
   startH: z.number().nonnegative().finite().default(0),
-  clients: z.array(z.string().min(1)).min(1).max(SERVEGEN_CLIENTS_MAX).optional(),
+  clients: z
+    .array(z.string().min(1))
+    .min(1)
+    .max(SERVEGEN_CLIENTS_MAX)
+    // A repeated id replayed that client twice from the same seed: every arrival doubled at the
+    // same instant, silently.
+    .refine((ids) => new Set(ids).size === ids.length, {
+      message:
+        'each client id at most once (--servegen-clients): a repeated id would replay its arrivals twice',
+    })
+    .optional(),
   input: lengthDistSchema,
   output: lengthDistSchema,
   ...requestFields,
