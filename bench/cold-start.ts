@@ -105,10 +105,10 @@ const CONTEXT_DEFAULT_MAX = 4096;
  * SEQUENCES_DEFAULT sequences) plus 64 MiB for llama.cpp's compute and output buffers.
  */
 async function kvReserveMib(model: string): Promise<number> {
-  const { shape, trainedContext } = await readGgufShape(model);
+  const { shape, trainedContext, headWidths } = await readGgufShape(model);
   // serve's `--standby-reserve-mib auto` sizes it the same way (src/core/standby-reserve.ts).
   const cells = defaultContextCells(trainedContext, SEQUENCES_DEFAULT, CONTEXT_DEFAULT_MAX);
-  return standbyReserveMibFor([kvCacheBytes(shape, cells) ?? 0]);
+  return standbyReserveMibFor([kvCacheBytes({ ...shape, ...headWidths }, cells) ?? 0]);
 }
 
 interface Start {

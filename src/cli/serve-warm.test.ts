@@ -7,7 +7,7 @@ import { WARM_CACHE_BYTES_MAX_DEFAULT, warmCacheBytesDefault } from '../adapters
 import { STANDBY_ENGINES_MAX } from '../adapters/standby-engines.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import { MEMORY_RESERVE_MIB_MAX } from '../core/standby-reserve.ts';
-import { TINY_LLAMA_SHAPE, writeLlamaGguf } from '../engine-servers/llama/tiny-gguf.ts';
+import { encodeGguf, TINY_LLAMA_SHAPE, writeLlamaGguf } from '../engine-servers/llama/tiny-gguf.ts';
 import { parseGatewayConfig } from '../gateway/config.ts';
 import { autoscaleSettings } from './serve-autoscale.ts';
 import { autoStandbyReserve, autoStandbyReserveLine, standbyArgs, warmSettingsOf } from './serve-warm.ts';
@@ -114,6 +114,36 @@ describe('warm-start settings', () => {
       assert.equal(e.code, 'SY_ERR_INVALID_ARGUMENT');
       assert.match(e.message, /junk\.gguf/);
       return true;
+    });
+  });
+
+  it("sizes an auto reserve with the GGUF's own key and value widths where it gives them (Qwen3's head_dim)", async () => {
+    // Qwen3-0.6B's metadata (no tensors: only the header is read): head_dim 128 where embedding /
+    // heads is 64, as llama.cpp reads `qwen3.attention.key_length` / `value_length`. Its KV cache at
+    // 4 x 4,096 cells is 28 x 8 x (128 + 128) x 2 B x 16,384 = 1,792 MiB; embedding / heads gave 896.
+    const qwen3 = join(dir, 'qwen3-meta.gguf');
+    const u32 = (v: number) => ({ t: 'u32', v }) as const;
+    writeFileSync(
+      qwen3,
+      encodeGguf(
+        [
+          ['general.architecture', { t: 'str', v: 'qwen3' }],
+          ['qwen3.context_length', u32(40_960)],
+          ['qwen3.embedding_length', u32(1024)],
+          ['qwen3.block_count', u32(28)],
+          ['qwen3.feed_forward_length', u32(3072)],
+          ['qwen3.attention.head_count', u32(16)],
+          ['qwen3.attention.head_count_kv', u32(8)],
+          ['qwen3.attention.key_length', u32(128)],
+          ['qwen3.attention.value_length', u32(128)],
+        ],
+        [],
+      ),
+    );
+    assert.deepEqual(await autoStandbyReserve([qwen3]), {
+      mib: 1792 + 64,
+      largest: qwen3,
+      kvBytes: 1792 * 2 ** 20,
     });
   });
 

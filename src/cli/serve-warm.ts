@@ -118,12 +118,12 @@ export async function autoStandbyReserve(files: readonly string[]): Promise<Auto
   ]);
   let largest: { file: string; bytes: number } | undefined;
   for (const file of files) {
-    const { shape, trainedContext } = await readGgufShape(file);
+    const { shape, trainedContext, headWidths } = await readGgufShape(file);
     const cells = defaultContextCells(trainedContext, SEQUENCES_DEFAULT, CONTEXT_SIZE_MAX_DEFAULT);
-    const bytes = kvCacheBytes(shape, cells);
+    const bytes = kvCacheBytes({ ...shape, ...headWidths }, cells);
     if (bytes === undefined)
       throw usage(
-        `--standby-reserve-mib auto: the KV cache of ${file} cannot be sized from its GGUF metadata (block_count, embedding_length, head counts); give the MiB instead`,
+        `--standby-reserve-mib auto: the KV cache of ${file} cannot be sized from its GGUF metadata (block_count, embedding_length, head counts, key and value lengths); give the MiB instead`,
         'standby-reserve-mib',
       );
     if (largest === undefined || bytes > largest.bytes) largest = { file, bytes };

@@ -21,6 +21,21 @@ describe('standby reserve sizing', () => {
     assert.equal(standbyReserveMibFor([kvCacheBytes(shape, cells) as number]), 448);
   });
 
+  it("takes the key and value widths the GGUF gives (llama.cpp's key_length / value_length) over embedding / heads", () => {
+    // Qwen3-0.6B: 28 layers, width 1024, 16 heads but head_dim 128 (not 1024 / 16 = 64), 8 KV heads:
+    // 28 x 8 x (128 + 128) x 2 B = 112 KiB a token, 1,792 MiB at 4 x 4,096 cells (stop 33 review:
+    // embedding / heads gave half, 896).
+    const qwen3 = { layers: 28, embedding: 1024, heads: 16, kvHeads: 8, keyWidth: 128, valueWidth: 128 };
+    assert.equal(kvCacheBytes(qwen3, 1), 112 * 1024);
+    assert.equal(kvCacheBytes(qwen3, 16_384), 1792 * MiB);
+    // Keys and values of different widths count each; absent or null: embedding / heads.
+    assert.equal(kvCacheBytes({ ...qwen3, keyWidth: 192, valueWidth: 128 }, 1), 28 * 8 * (192 + 128) * 2);
+    assert.equal(kvCacheBytes({ ...qwen3, keyWidth: null, valueWidth: undefined }, 1), 28 * 8 * 128 * 2);
+    // Present but not a width: the cache cannot be told.
+    assert.equal(kvCacheBytes({ ...qwen3, keyWidth: 0 }, 1), undefined);
+    assert.equal(kvCacheBytes({ ...qwen3, valueWidth: 'x' }, 1), undefined);
+  });
+
   it('counts the context a model is trained on when shorter, and the default when it names none', () => {
     assert.equal(defaultContextCells(512, 4, 4096), 2048);
     assert.equal(defaultContextCells(0, 4, 4096), 16_384);

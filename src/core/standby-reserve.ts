@@ -30,6 +30,14 @@ export interface KvCacheShape {
   readonly heads: unknown;
   /** `<arch>.attention.head_count_kv`: one number, or one per layer. */
   readonly kvHeads: unknown;
+  /**
+   * `<arch>.attention.key_length` and `value_length`: a key's and a value's width per head, where the
+   * GGUF gives them (llama.cpp reads them over its default of embedding / heads: Qwen3's and Gemma's
+   * head_dim is not that). Absent or null: embedding / heads.
+   */
+  readonly keyWidth?: unknown;
+  /** `<arch>.attention.value_length`, as `keyWidth`. */
+  readonly valueWidth?: unknown;
 }
 
 /** `value` as a positive integer, or undefined. */
@@ -39,9 +47,18 @@ function count(value: unknown): number | undefined {
 }
 
 /**
+ * A per-head width: the GGUF's (`keyWidth`/`valueWidth`) when it gives one, else `fallback`
+ * (embedding / heads, as llama.cpp defaults it); undefined when given but not a positive integer.
+ */
+function headWidth(given: unknown, fallback: number): number | undefined {
+  return given === undefined || given === null ? fallback : count(given);
+}
+
+/**
  * Bytes of the KV cache of a model of `shape` over `cells` cells (sequences x context tokens): every
- * layer keeps a key and a value of `kvHeads x (embedding / heads)` elements per cell, each
- * `typeBytes`. Undefined when the shape lacks a field (the size cannot be told).
+ * layer keeps a key of `kvHeads x keyWidth` and a value of `kvHeads x valueWidth` elements per cell
+ * (each width embedding / heads unless the GGUF gives it), each `typeBytes`. Undefined when the shape
+ * lacks a field (the size cannot be told).
  */
 export function kvCacheBytes(
   shape: KvCacheShape,
@@ -52,14 +69,16 @@ export function kvCacheBytes(
   const embedding = count(shape.embedding);
   const heads = count(shape.heads);
   if (layers === undefined || embedding === undefined || heads === undefined) return undefined;
-  const headWidth = embedding / heads;
+  const keyWidth = headWidth(shape.keyWidth, embedding / heads);
+  const valueWidth = headWidth(shape.valueWidth, embedding / heads);
+  if (keyWidth === undefined || valueWidth === undefined) return undefined;
   // Per-layer KV heads (some architectures vary them): the sum over the layers.
   const perLayer = Array.isArray(shape.kvHeads) ? shape.kvHeads.map(count) : [count(shape.kvHeads)];
   if (perLayer.some((h) => h === undefined)) return undefined;
   const kvHeadsSum = Array.isArray(shape.kvHeads)
     ? (perLayer as number[]).reduce((sum, h) => sum + h, 0)
     : (perLayer[0] as number) * layers;
-  return kvHeadsSum * headWidth * 2 * typeBytes * cells;
+  return kvHeadsSum * (keyWidth + valueWidth) * typeBytes * cells;
 }
 
 /**

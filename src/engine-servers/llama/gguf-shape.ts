@@ -52,6 +52,12 @@ export interface GgufCheckpoint {
   readonly trainedContext: number;
   /** `<arch>.rope`: RoPE scaling that extends it (llama-backend.ts `modelContextMax`). */
   readonly rope: GgufRope | undefined;
+  /**
+   * `<arch>.attention.key_length` and `value_length` (null when absent): the K and V widths per head
+   * that size the KV cache where they differ from embedding / heads (src/core/standby-reserve.ts).
+   * Not part of `shape`, which two checkpoints must share for a swap.
+   */
+  readonly headWidths: { readonly keyWidth: unknown; readonly valueWidth: unknown };
 }
 
 /**
@@ -74,10 +80,22 @@ export async function readGgufShape(path: string): Promise<GgufCheckpoint> {
     });
     const shape = ggufShape(info);
     const arch = (info.metadata as unknown as Record<string, unknown>)[shape.architecture] as
-      | { context_length?: unknown; rope?: GgufRope }
+      | {
+          context_length?: unknown;
+          rope?: GgufRope;
+          attention?: { key_length?: unknown; value_length?: unknown };
+        }
       | undefined;
     const trained = Number(arch?.context_length ?? 0);
-    return { shape, trainedContext: Number.isFinite(trained) ? trained : 0, rope: arch?.rope };
+    return {
+      shape,
+      trainedContext: Number.isFinite(trained) ? trained : 0,
+      rope: arch?.rope,
+      headWidths: {
+        keyWidth: arch?.attention?.key_length ?? null,
+        valueWidth: arch?.attention?.value_length ?? null,
+      },
+    };
   } catch (error) {
     throw invalid(
       `invalid model '${path}': its GGUF metadata could not be read (${(error as Error).message})`,
