@@ -47,6 +47,14 @@ describe('standby reserve sizing', () => {
       kvCacheBytes({ layers: 3, embedding: 64, heads: 4, kvHeads: [4, 2, 2] }, 10, 2),
       8 * 16 * 4 * 10,
     );
+    // A hybrid model's recurrent layers list 0 KV heads (Granite 4 hybrid, Nemotron-H, LFM2): they
+    // hold no KV cache, and the model is still sized. The list must name every layer.
+    assert.equal(
+      kvCacheBytes({ layers: 4, embedding: 64, heads: 4, kvHeads: [0, 2, 0, 2] }, 10, 2),
+      4 * 16 * 2 * 2 * 10,
+    );
+    assert.equal(kvCacheBytes({ layers: 4, embedding: 64, heads: 4, kvHeads: [2, 2] }, 10), undefined);
+    assert.equal(kvCacheBytes({ layers: 2, embedding: 64, heads: 4, kvHeads: [2, -1] }, 10), undefined);
     assert.equal(
       kvCacheBytes({ layers: 2, embedding: 64n, heads: 4n, kvHeads: 2n }, 10, 1),
       2 * 2 * 16 * 2 * 10,

@@ -72,13 +72,29 @@ export function kvCacheBytes(
   const keyWidth = headWidth(shape.keyWidth, embedding / heads);
   const valueWidth = headWidth(shape.valueWidth, embedding / heads);
   if (keyWidth === undefined || valueWidth === undefined) return undefined;
-  // Per-layer KV heads (some architectures vary them): the sum over the layers.
-  const perLayer = Array.isArray(shape.kvHeads) ? shape.kvHeads.map(count) : [count(shape.kvHeads)];
-  if (perLayer.some((h) => h === undefined)) return undefined;
-  const kvHeadsSum = Array.isArray(shape.kvHeads)
-    ? (perLayer as number[]).reduce((sum, h) => sum + h, 0)
-    : (perLayer[0] as number) * layers;
+  const kvHeadsSum = kvHeadsOverLayers(shape.kvHeads, layers);
+  if (kvHeadsSum === undefined) return undefined;
   return kvHeadsSum * (keyWidth + valueWidth) * typeBytes * cells;
+}
+
+/**
+ * KV heads summed over the layers: one positive count for every layer, or a list of one count per
+ * layer (some architectures vary them), where 0 is a layer with no KV cache (a hybrid model's
+ * recurrent layers: Granite 4 hybrid, Nemotron-H, LFM2). Undefined for anything else.
+ */
+function kvHeadsOverLayers(kvHeads: unknown, layers: number): number | undefined {
+  if (!Array.isArray(kvHeads)) {
+    const n = count(kvHeads);
+    return n === undefined ? undefined : n * layers;
+  }
+  if (kvHeads.length !== layers) return undefined;
+  let sum = 0;
+  for (const h of kvHeads) {
+    const n = typeof h === 'bigint' ? Number(h) : h;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) return undefined;
+    sum += n;
+  }
+  return sum;
 }
 
 /**
