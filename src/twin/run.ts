@@ -407,6 +407,15 @@ export function runExperiment(
 ): PolicyRun[] {
   const spec = parseWithSchema(workloadSpecSchema, settings.workload, 'workload');
   const baseRate = options.goodput ? offeredRateRps(spec, settings.seed) : 0;
+  // One request, or all at one instant, has no arrival rate: every point of the sweep would read
+  // 0 req/s and the goodput come out 0 with every request within its SLO.
+  if (options.goodput && !(baseRate > 0))
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      "invalid goodput: expected a workload whose requests arrive over time; this one's have no rate " +
+        '(one request, or all at the same instant), so there is none to sweep: run without --goodput',
+      { param: 'goodput' },
+    );
   const target = settings.goodputTarget ?? GOODPUT_DEFAULTS.targetAttainment;
   return policies.map((policy, i) => {
     const perPolicy = { ...settings, policy };
