@@ -44,13 +44,26 @@ test('examples/profile.yaml builds every profile it names, resolves every perfor
   assert.equal(example, shown);
 });
 
-/** README.md and docs/*.md (not the generated results pages), by name. */
+/** The README.md files under `dir` (relative to the root), depth first. */
+function readmesUnder(dir: string): string[] {
+  return readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f === 'README.md' || f.endsWith('/README.md'))
+    .map((f) => `${dir}/${f}`)
+    .sort();
+}
+
+/**
+ * README.md, docs/*.md (not the generated results pages) and the READMEs under src/ and
+ * data/samples/ (a policy's or engine's own commands), by name.
+ */
 function docs(): Map<string, string> {
   const files = [
     'README.md',
     ...readdirSync(join(ROOT, 'docs'))
       .filter((f) => f.endsWith('.md'))
       .map((f) => `docs/${f}`),
+    ...readmesUnder('src'),
+    ...readmesUnder('data/samples'),
   ];
   return new Map(files.map((f) => [f, readFileSync(join(ROOT, f), 'utf8')]));
 }
@@ -96,7 +109,7 @@ function docCommandLines(
   return out;
 }
 
-test("every switchyard command line in README.md and docs/*.md names a command and only that command's flags", async () => {
+test("every switchyard command line in README.md, docs/*.md and the READMEs under src/ and data/samples/ names a command and only that command's flags", async () => {
   const known = await cliCommands();
   let checked = 0;
   for (const [file, text] of docs()) {
