@@ -202,7 +202,7 @@ const WHOLE_READ_BYTES_MAX = TRACE_LINE_CHARS_MAX;
  * a UTF-8 byte-order mark dropped), or undefined when it should stream instead: not a regular file
  * (a pipe is read as it comes, with the gzip reader's wait bound), over WHOLE_READ_BYTES_MAX of
  * text, or gzip data zlib refuses (the streamed read then reports it as it always has). For the
- * Mooncake conversation trace (3 MB of text) this replaces a worker thread and some 190 hand-overs
+ * Mooncake conversation trace (3 MB of text) this replaces a worker thread and some 185 hand-overs
  * of 16 KB pieces with one inflate, and lets the reader parse bytes instead of line strings.
  */
 function readWhole(path: string): Buffer | undefined {
