@@ -15,7 +15,7 @@ import { USAGE_EXIT_CODE } from '../cli/main.ts';
 import { Rng } from '../core/rng.ts';
 import { FIXED_LENGTHS, refusal } from './bound-test-support.ts';
 import { createWorkload } from './create.ts';
-import { readServegen, servegenExpectedRequests } from './servegen.ts';
+import { parseServegen, readServegen, servegenArrivalTimesMs, servegenExpectedRequests } from './servegen.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sy-servegen-bound-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -74,5 +74,16 @@ describe('ServeGen replays and the 50-million request bound', () => {
     const r = await runCliInProcess(['sim', '--no-progress', '--servegen-file', file, '--scale', '1e6']);
     assert.equal(r.code, USAGE_EXIT_CODE);
     assert.match(r.stderr, /rateScale \(--scale\) 1000000.*SY_ERR_INVALID_ARGUMENT/s);
+  });
+});
+
+describe('a window with a vanishing CV', () => {
+  it('sends its rate x length like any other (its shape was Infinity and its draws NaN: none)', () => {
+    const data = parseServegen('0,1,1e-200,,0,0\n600,1,1,,0,0\n', 'cv.csv', '3');
+    const times = [...servegenArrivalTimesMs(data, { rateScale: 1, startH: 0, durationS: 600 }, new Rng(1))];
+    assert.ok(Math.abs(times.length - 600) <= 1, `${times.length} arrivals in the first window`);
+    // Evenly paced: the CV -> 0 limit of a Gamma renewal process.
+    const gaps = times.slice(1).map((t, i) => t - (times[i] as number));
+    assert.ok(gaps.every((g) => Math.abs(g - 1000) < 1e-6));
   });
 });

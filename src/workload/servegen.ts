@@ -311,12 +311,17 @@ function* clientTimesS(
     const hi = Math.min(w.startS + SERVEGEN_WINDOW_S, next?.startS ?? Number.POSITIVE_INFINITY, toS);
     const rate = w.rateRps * scale;
     if (!(hi > lo) || !(rate > 0)) continue;
-    const shape = 1 / (w.cv * w.cv);
+    // A CV under about 1e-154 squares to 0 and its shape to Infinity, whose Gamma draws are NaN: the
+    // window sent nothing. Capped, the gaps are the rate's own (the limit as the CV goes to 0).
+    const shape = Math.min(1 / (w.cv * w.cv), GAMMA_SHAPE_MAX);
     const gapScaleS = 1 / (rate * shape);
     let t = lo + rng.next() * rng.gamma(shape + 1, gapScaleS);
     for (; t < hi; t += rng.gamma(shape, gapScaleS)) yield t - fromS;
   }
 }
+
+/** The largest Gamma shape drawn from (CV 1e-150): past it a window's gaps are all 1 / rate. */
+const GAMMA_SHAPE_MAX = 1e300;
 
 /** A stream's next time in mergeSorted's heap. */
 interface HeapEntry {
