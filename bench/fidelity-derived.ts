@@ -48,19 +48,43 @@ import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { scriptArgs } from '../scripts/script-args.ts';
 import { isSaturated } from '../src/twin/fidelity/observe.ts';
 
-const { values: flags } = parseArgs({
-  options: {
-    root: { type: 'string' },
-    seconds: { type: 'string', default: '120' },
-    json: { type: 'string' },
-    only: { type: 'string' },
-    'prefix-tokens': { type: 'string', default: '0' },
-    'disable-cascade-attn': { type: 'boolean', default: false },
-    'max-concurrency': { type: 'string' },
-  },
-});
+const USAGE = `Usage: npm run fidelity:derived -- [options]   (node --import tsx bench/fidelity-derived.ts)
+
+The twin now against figures derived from issue 12's error table (docs/fidelity.md, "Held-out-like
+cases (derived)"). Not measurements: an approximation of them.
+
+Options:
+  --seconds S             length of each constant-rate stage, seconds (default 120)
+  --only MODEL            one model of the table (default: all four), e.g. --only llama-2-7b
+  --prefix-tokens P       sensitivity: every prompt shares its first P tokens (default 0)
+  --disable-cascade-attn  with --prefix-tokens: cascade attention off, as vLLM's flag (default: on)
+  --max-concurrency C     sensitivity: the client keeps at most C requests in flight (default: no cap)
+  --root DIR              run the same loop on another tree, e.g. a git archive of 306a5e4 (default:
+                          this checkout; with it, no derived figures are compared)
+  --json FILE             also write the rows as JSON (default: none), e.g. --json out/derived.json
+  -h, --help              this text
+
+Examples:
+  npm run fidelity:derived
+  npm run fidelity:derived -- --prefix-tokens 512 --disable-cascade-attn
+  npm run fidelity:derived -- --max-concurrency 64 --json out/derived.json`;
+
+const { values: flags } = scriptArgs('fidelity:derived', USAGE, () =>
+  parseArgs({
+    options: {
+      root: { type: 'string' },
+      seconds: { type: 'string', default: '120' },
+      json: { type: 'string' },
+      only: { type: 'string' },
+      'prefix-tokens': { type: 'string', default: '0' },
+      'disable-cascade-attn': { type: 'boolean', default: false },
+      'max-concurrency': { type: 'string' },
+    },
+  }),
+);
 
 /** Client cap on requests in flight (sensitivity only); unset: none, as the issue's runs are read. */
 const maxConcurrency =

@@ -20,16 +20,38 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { scriptArgs } from './script-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    'rate-scale': { type: 'string', default: '1' },
-    links: { type: 'string', default: 'roce-200,tcp-100' },
-    policies: { type: 'string' },
-    /** `P,D`: a P/D cluster of P prefill and D decode instances, the policies being pair policies. */
-    pd: { type: 'string' },
-  },
-});
+const USAGE = `Usage: node --import tsx scripts/kv-store-fetch.ts [options]
+
+Fetching a prefix held elsewhere on the Mooncake conversation sample (8 H100s of Llama-3.1-8B):
+no store against a peer store over each link, through switchyard sim. Prints the tables in
+docs/disaggregation.md ("Fetching a prefix held elsewhere").
+
+Options:
+  --rate-scale X   the trace's arrivals sped up X times (default 1), e.g. --rate-scale 2
+  --links LIST     the store's links, comma-separated (default roce-200,tcp-100)
+  --policies LIST  routing policies, or with --pd pair policies, comma-separated (default
+                   mooncake,least-request,kv-cost; with --pd mooncake,load-aware,prefix-aware)
+  --pd P,D         a P/D cluster of P prefill and D decode instances, one run per pair policy,
+                   adding the share meeting TTFT 3 s and TPOT 20 ms (default: none), e.g. --pd 4,4
+  -h, --help       this text
+
+Examples:
+  node --import tsx scripts/kv-store-fetch.ts --rate-scale 2
+  node --import tsx scripts/kv-store-fetch.ts --pd 4,4 --links roce-200`;
+
+const { values: args } = scriptArgs('kv-store-fetch', USAGE, () =>
+  parseArgs({
+    options: {
+      'rate-scale': { type: 'string', default: '1' },
+      links: { type: 'string', default: 'roce-200,tcp-100' },
+      policies: { type: 'string' },
+      /** `P,D`: a P/D cluster of P prefill and D decode instances, the policies being pair policies. */
+      pd: { type: 'string' },
+    },
+  }),
+);
 const PD = args.pd?.split(',').map(Number);
 const POLICIES = (
   args.policies ?? (PD === undefined ? 'mooncake,least-request,kv-cost' : 'mooncake,load-aware,prefix-aware')

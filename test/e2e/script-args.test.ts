@@ -1,0 +1,41 @@
+/**
+ * The scripts the docs tell users to run by hand (`npm run fidelity:derived`, docs/fidelity.md;
+ * scripts/kv-store-fetch.ts, docs/disaggregation.md), as real processes: `--help` prints their
+ * usage and exits 0 before any work, and a mistyped or valueless flag prints one line naming it
+ * with the usage and exits 2, rather than node's parseArgs stack trace (exit 1).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+/** `node --import tsx FILE ...args`: exit status, stdout, stderr. */
+function script(file: string, ...args: string[]): { status: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file, ...args], { cwd: ROOT, encoding: 'utf8' });
+  return { status: r.status, out: r.stdout, err: r.stderr };
+}
+
+for (const [file, flag] of [
+  ['bench/fidelity-derived.ts', '--max-concurrency'],
+  ['scripts/kv-store-fetch.ts', '--rate-scale'],
+] as const) {
+  test(`${file}: --help prints the usage; an unknown or valueless flag one line and the usage, exit 2`, () => {
+    const help = script(file, '--help');
+    assert.equal(help.status, 0, help.err);
+    assert.match(help.out, /^Usage: /);
+    assert.ok(help.out.includes(flag), help.out);
+    assert.equal(help.err, '');
+
+    const typo = script(file, '--bogus-flag');
+    assert.equal(typo.status, 2, typo.err);
+    assert.equal(typo.out, '');
+    assert.match(typo.err, /^[\w:-]+: Unknown option '--bogus-flag'.*\n.*Usage: /s);
+    assert.doesNotMatch(typo.err, /\n\s+at /, 'no stack trace');
+
+    const missing = script(file, flag);
+    assert.equal(missing.status, 2, missing.err);
+    assert.match(missing.err, new RegExp(`^[\\w:-]+: .*'${flag}.*argument missing`));
+  });
+}
