@@ -66,8 +66,9 @@ export interface GenerationInput {
   /** Fires when the client went away; the backend frees the sequence. */
   readonly signal: AbortSignal;
   /**
-   * vLLM's `min_tokens`: no end (EOS or a stop string) before this many tokens. Set (above 0) only
-   * for a backend with `honoursMinTokens`; the server refuses it for any other.
+   * vLLM's `min_tokens`: no end (EOS or a stop string) before this many tokens. Set (above 0) for a
+   * backend with `honoursMinTokens`, or for a request that runs to its max_tokens anyway
+   * (`ignore_eos`, no stop strings: openai-server.ts minTokensOf); the server refuses it otherwise.
    */
   readonly minTokens?: number;
   /** vLLM's sampling extras the request set (top_k, min_p, repetition_penalty), checked. */

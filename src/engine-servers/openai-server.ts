@@ -405,7 +405,11 @@ function continuousUsage(parsed: ParsedCompletionRequest, body: unknown): boolea
 /**
  * vLLM's `min_tokens` (absent or null: 0): an integer from 0 to the request's max_tokens (its
  * default when absent), else 400 naming it, as vLLM answers; above 0 on a backend that cannot honour
- * it, 400 SY_ERR_UNSUPPORTED_PARAMETER rather than an answer that ignores it.
+ * it, 400 SY_ERR_UNSUPPORTED_PARAMETER rather than an answer that ignores it, unless the request
+ * cannot end before max_tokens anyway: `ignore_eos: true`, no `stop` strings (a `stop_token_ids`
+ * list is refused on its own) and a max_tokens given. Benchmarks send exactly that to fix the
+ * output length (genai-perf's and aiperf's `--extra-inputs max_tokens:N min_tokens:N
+ * ignore_eos:true`); the llama engine then runs to max_tokens, which meets any min_tokens up to it.
  */
 function minTokensOf(body: unknown, parsed: ParsedCompletionRequest, honoured: boolean): number {
   const v = (body as { min_tokens?: unknown }).min_tokens;
@@ -416,10 +420,15 @@ function minTokensOf(body: unknown, parsed: ParsedCompletionRequest, honoured: b
       `invalid request body: min_tokens: expected an integer from 0 to max_tokens (${parsed.maxTokens}), got ${String(JSON.stringify(v)).slice(0, 40)}`,
       { param: 'min_tokens' },
     );
-  if ((v as number) > 0 && !honoured)
+  // A given max_tokens: the engine refuses one past its context, so the generation reaches it.
+  const runsToMax =
+    (body as { ignore_eos?: unknown }).ignore_eos === true &&
+    parsed.stop.length === 0 &&
+    parsed.maxTokensGiven;
+  if ((v as number) > 0 && !honoured && !runsToMax)
     throw new SwitchyardError(
       'SY_ERR_UNSUPPORTED_PARAMETER',
-      "parameter 'min_tokens' is not supported by this engine: it may end a sequence earlier; remove it, or route the model to a vllm or sglang backend",
+      "parameter 'min_tokens' is not supported by this engine: it may end a sequence earlier; remove it, send it with ignore_eos: true, max_tokens and no stop strings (the generation then runs to max_tokens), or route the model to a vllm or sglang backend",
       { param: 'min_tokens' },
     );
   return v as number;

@@ -19,12 +19,20 @@
  *   does): the fields it reads are checked here (docs/gateway.md, clients checked in stop 33).
  * - Python langchain-openai 1.6.6 (read from its source: it cannot run here) sends an earlier
  *   assistant turn as a `message` item with `id` and `phase`.
+ * - aiperf and genai-perf (NVIDIA's benchmarks, not installable here; aiperf's ChatEndpoint
+ *   `format_payload` read from its source) fix the output length with `--extra-inputs
+ *   max_tokens:N --extra-inputs min_tokens:N --extra-inputs ignore_eos:true`, as their docs and
+ *   Dynamo's recipes say: `messages`, `model`, `stream`, `max_completion_tokens` (its `--osl`), the
+ *   extras, then `stream_options.include_usage`. The llama engine refused `min_tokens` above 0 (it
+ *   can end at EOS), so every such request was 400; with `ignore_eos: true`, a max_tokens and no
+ *   stop strings it cannot end early, and it now serves them. With a stop string it still refuses.
  * - Fields OpenAI's newer SDKs may add to a chat body (`prompt_cache_key`, `service_tier`,
  *   `verbosity`, `safety_identifier`, `prediction`, ...): accepted, as vLLM ignores what it does not use.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  assertErrorBody,
   MODEL,
   post,
   type Reply,
@@ -208,5 +216,41 @@ describe('what other clients add', () => {
       (m) =>
         `{"model":"${m}","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":4,${extra}}`,
     );
+  });
+});
+
+describe("aiperf's and genai-perf's fixed output length (min_tokens = max_tokens, ignore_eos)", () => {
+  /** aiperf's chat body with `--osl 24 --extra-inputs max_tokens:24 min_tokens:24 ignore_eos:true --streaming`. */
+  const AIPERF = (m: string, extra = ''): string =>
+    `{"messages":[{"role":"user","content":"Tell me about the weather in a short paragraph."}],"model":"${m}","stream":true,"max_completion_tokens":24,"max_tokens":24,"min_tokens":24,"ignore_eos":true${extra},"stream_options":{"include_usage":true}}`;
+
+  it('served on both engines, every answer exactly 24 tokens', async () => {
+    for (const r of await replay('/v1/chat/completions', (m) => AIPERF(m))) {
+      const { last, done } = lastEvent(r.text);
+      assert.ok(done);
+      assert.equal((last['usage'] as { completion_tokens: number }).completion_tokens, 24);
+    }
+    // genai-perf's completions endpoint with the same extras, and Dynamo's `nvext` next to them.
+    for (const r of await replay(
+      '/v1/completions',
+      (m) =>
+        `{"prompt":"Tell me a story.","model":"${m}","stream":false,"max_tokens":16,"min_tokens":16,"ignore_eos":true,"nvext":{"ignore_eos":true}}`,
+    ))
+      assert.equal(
+        (JSON.parse(r.text) as { usage: { completion_tokens: number } }).usage.completion_tokens,
+        16,
+      );
+  });
+
+  it('the llama engine still refuses min_tokens that a stop string or EOS could cut short', async () => {
+    for (const body of [
+      AIPERF(LLAMA_MODEL, ',"stop":["."]'),
+      AIPERF(LLAMA_MODEL).replace('"ignore_eos":true', '"ignore_eos":false'),
+    ]) {
+      const r = await post(set.gw.url, '/v1/chat/completions', body);
+      assert.equal(r.status, 400, r.text);
+      const e = assertErrorBody(r.text, 400).error;
+      assert.deepEqual([e.code, e.param], ['SY_ERR_UNSUPPORTED_PARAMETER', 'min_tokens']);
+    }
   });
 });
