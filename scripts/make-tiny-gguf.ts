@@ -17,11 +17,30 @@ import {
   TINY_LLAMA_DEFAULT_PATH,
   TINY_LLAMA_SHAPE,
 } from '../src/engine-servers/llama/tiny-gguf.ts';
+import { scriptArgs } from './script-args.ts';
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: { 'size-mb': { type: 'string' }, seed: { type: 'string' } },
-});
+const USAGE = `Usage: node --import tsx scripts/make-tiny-gguf.ts [options] [out.gguf]
+
+Writes a random-weight llama model in GGUF (its text is gibberish), for trying the llama engine's
+plumbing; a file already there with the same header and size is kept. out.gguf defaults to
+.cache/models/tiny-llama.gguf, or with --size-mb N to .cache/models/random-llama-<N>mb.gguf.
+
+Options:
+  --size-mb N  a larger model of about N MB, wider and deeper (default: the tiny one, 4 layers of
+               width 64), e.g. --size-mb 600
+  --seed N     with --size-mb: the weights' seed, an integer (default ${TINY_LLAMA_SHAPE.seed})
+  -h, --help   this text
+
+Examples:
+  node --import tsx scripts/make-tiny-gguf.ts
+  node --import tsx scripts/make-tiny-gguf.ts --size-mb 100 --seed 2 .cache/models/b.gguf`;
+
+const { values, positionals } = scriptArgs('make-tiny-gguf', USAGE, () =>
+  parseArgs({
+    allowPositionals: true,
+    options: { 'size-mb': { type: 'string' }, seed: { type: 'string' } },
+  }),
+);
 const sizeMb = values['size-mb'] === undefined ? undefined : Number(values['size-mb']);
 const seed = values.seed === undefined ? TINY_LLAMA_SHAPE.seed : Number(values.seed);
 if ((sizeMb !== undefined && !(sizeMb > 0)) || !Number.isInteger(seed)) {

@@ -1,6 +1,6 @@
 /**
  * The scripts the docs tell users to run by hand (`npm run fidelity:derived`, docs/fidelity.md;
- * scripts/kv-store-fetch.ts, docs/disaggregation.md), as real processes: `--help` prints their
+ * scripts/kv-store-fetch.ts, docs/disaggregation.md; scripts/make-tiny-gguf.ts, README.md), as real processes: `--help` prints their
  * usage and exits 0 before any work, and a mistyped or valueless flag prints one line naming it
  * with the usage and exits 2, rather than node's parseArgs stack trace (exit 1).
  */
@@ -20,6 +20,7 @@ function script(file: string, ...args: string[]): { status: number | null; out: 
 for (const [file, flag] of [
   ['bench/fidelity-derived.ts', '--max-concurrency'],
   ['scripts/kv-store-fetch.ts', '--rate-scale'],
+  ['scripts/make-tiny-gguf.ts', '--size-mb'],
 ] as const) {
   test(`${file}: --help prints the usage; an unknown or valueless flag one line and the usage, exit 2`, () => {
     const help = script(file, '--help');
