@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import type { Command } from 'commander';
 import {
@@ -82,4 +83,13 @@ test('sim --help: no line of an option with a list of choices runs past the widt
     .split('\n')
     .filter((l) => l.length > 100);
   assert.deepEqual(long, []);
+});
+
+test("--version prints package.json's version, the one GET /version answers", async () => {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  const program = await buildProgram();
+  assert.equal(program.version(), pkg.version);
+  assert.notEqual(program.version(), 'unknown');
 });

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { SwitchyardError } from '../core/errors.ts';
+import { SWITCHYARD_VERSION } from '../gateway/version.ts';
 import { helpConfiguration } from './help.ts';
 import { commanderUsageLine, QUIET_COMMANDER_ERRORS } from './usage-error.ts';
 
@@ -37,7 +38,8 @@ export async function buildProgram(only?: string): Promise<Command> {
     )
     // Before any subcommand is added: subcommands copy the help configuration when created.
     .configureHelp(helpConfiguration())
-    .version('0.1.0')
+    // The one version: package.json's, as GET /version on the gateway and engines answers it.
+    .version(SWITCHYARD_VERSION)
     // Commander prints nothing on a usage error: main prints it as one catalogue line (usage-error.ts).
     .configureOutput(QUIET_COMMANDER_ERRORS)
     .addHelpText(
