@@ -6,10 +6,22 @@
  */
 import { z } from 'zod';
 import { catalogueModelSchema } from '../model/names-schema.ts';
+import { ARRIVAL_CV_MAX, ARRIVAL_CV_MIN } from './arrivals.ts';
 import { declaredMaxTokensSchema } from './declared.ts';
 
 const tokenCount = z.number().int().nonnegative();
 const positive = z.number().positive().finite();
+/**
+ * An inter-arrival coefficient of variation. Past these bounds 1 / cv^2 overflows to Infinity or
+ * underflows to 0, every Gamma draw is NaN, and the run hung on NaN arrival times.
+ */
+const arrivalCv = positive
+  .min(ARRIVAL_CV_MIN, {
+    message: `an inter-arrival cv (--cv) of at least ${ARRIVAL_CV_MIN} (its Gamma shape 1/cv^2 must be finite)`,
+  })
+  .max(ARRIVAL_CV_MAX, {
+    message: `an inter-arrival cv (--cv) of at most ${ARRIVAL_CV_MAX} (beyond it a renewal process sends about cv^2/7 arrivals at one instant before its first gap)`,
+  });
 
 /** Trace formats, as in src/workload/types.ts. */
 export const traceFormatSchema = z.enum(['azure', 'mooncake', 'vidur']);
@@ -332,7 +344,7 @@ function renewalSpecSchema<K extends string, E extends z.ZodRawShape>(kind: K, e
 export const poissonSpecSchema = renewalSpecSchema('poisson', {});
 
 /** Gamma-renewal arrivals: mean rate `rateRps`, inter-arrival CV `cv` (1 is Poisson, >1 bursty). */
-export const gammaSpecSchema = renewalSpecSchema('gamma', { cv: positive });
+export const gammaSpecSchema = renewalSpecSchema('gamma', { cv: arrivalCv });
 
 /**
  * Constant-rate arrivals, as load generators that pace requests evenly send them: request k of a
@@ -349,7 +361,7 @@ export const systemPromptsSpecSchema = z
   .strictObject({
     kind: z.literal('system-prompts'),
     rateRps: positive,
-    cv: positive.default(1),
+    cv: arrivalCv.default(1),
     groups: z.number().int().min(1).max(1_000_000),
     prefixTokens: tokenCount,
     zipfExponent: z.number().nonnegative().finite().default(1),
@@ -371,7 +383,7 @@ export const sessionsSpecSchema = z
   .strictObject({
     kind: z.literal('sessions'),
     sessionRateRps: positive,
-    cv: positive.default(1),
+    cv: arrivalCv.default(1),
     turns: lengthDistSchema,
     userTokens: lengthDistSchema,
     output: lengthDistSchema,
@@ -408,7 +420,7 @@ export const RATE_POINTS_MAX = 100_000;
 export const SERVEGEN_CLIENTS_MAX = 10_000;
 
 const modulatedFields = {
-  cv: positive.default(1),
+  cv: arrivalCv.default(1),
   input: lengthDistSchema,
   output: lengthDistSchema,
   ...requestFields,
