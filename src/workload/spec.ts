@@ -110,8 +110,17 @@ const lengthDistUnion = z.discriminatedUnion('kind', [
       kind: z.literal('lognormal'),
       /** Mean of the distribution before clamping and rounding. */
       mean: positive,
-      /** Coefficient of variation (stddev / mean); 0 means always `mean`. */
-      cv: z.number().nonnegative().finite(),
+      /**
+       * Coefficient of variation (stddev / mean); 0 means always `mean`. At most 1e150: past it
+       * cv^2 overflows, the log-normal's sigma is Infinity and every length NaN.
+       */
+      cv: z
+        .number()
+        .nonnegative()
+        .finite()
+        .max(1e150, {
+          message: 'a length cv of at most 1e150 (its square must be finite: every length was NaN)',
+        }),
       min: tokenCount.default(1),
       max: tokenCount.optional(),
     })
