@@ -169,7 +169,7 @@ test('a P/D cluster refuses what it cannot run with, and a cluster of the wrong 
         [],
         options(2, { pd: pd(1, 1), faults: [{ kind: 'crash', instance: 'i0', atMs: 1, durationMs: 1 }] }),
       ),
-    /P\/D cluster runs without/,
+    /P\/D cluster \(--prefill-instances, --decode-instances\) runs without faults \(--fault\)/,
   );
 });
 

@@ -1393,17 +1393,21 @@ class Twin {
     const options = this.options;
     const pd = options.pd;
     if (pd === undefined) return undefined;
-    const others = [
-      options.control,
-      options.placement,
-      options.serverless,
-      options.faults,
-      options.batchJobs,
+    // Named, so the refusal says which one to drop. Its pools do autoscale (`pdPools`, each its own
+    // loop); what it lacks is one loop over a single pool, which a P/D run never gets from the CLI.
+    const others: [unknown, string][] = [
+      [options.control, 'a control loop over one pool (its pools scale with their own loops)'],
+      [options.placement, 'placement (a multi-model cluster)'],
+      [options.serverless, 'serverless (--serverless-policy)'],
+      [options.faults, 'faults (--fault)'],
+      [options.batchJobs, 'batch jobs (--batch-requests)'],
     ];
-    if (others.some((x) => x !== undefined && (!Array.isArray(x) || x.length > 0)))
+    const given = others.filter(([x]) => x !== undefined && (!Array.isArray(x) || x.length > 0));
+    if (given.length > 0)
       throw new SwitchyardError(
         'SY_ERR_INVALID_ARGUMENT',
-        'a P/D cluster runs without autoscaling, placement, serverless, faults or batch jobs',
+        `a P/D cluster (--prefill-instances, --decode-instances) runs without ${given.map(([, what]) => what).join(', ')}`,
+        { param: 'pd' },
       );
     const groups = options.cluster.groups;
     const group = groups[0];
