@@ -593,6 +593,13 @@ export function resolveSettings(
       flags.serverlessPolicy,
       'not with --autoscaler or a multi-model cluster',
     );
+  // The policy starts each model's instances on --gpus; a count given here was silently ignored.
+  if (serverless !== undefined && fromCli('instances'))
+    throw invalidArgument(
+      'instances',
+      flags.instances,
+      'no --instances with --serverless-policy: --gpus sizes the cluster and the policy starts each model its own instances',
+    );
   const control =
     placed === undefined
       ? controlFromFlags(flags, file.autoscaler, givenInstances(flags, file, fromCli))
