@@ -12,11 +12,12 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { TINY_LLAMA_SHAPE, writeLlamaGguf } from '../../src/engine-servers/llama/tiny-gguf.ts';
+import { argvOf, childPids } from './support/processes.ts';
 import { ONE_REPLICA_FROM_ZERO_ARGS, type ServeProcess, startServe } from './support/serve.ts';
 import { killAll, scrapeMetrics, until } from './support/wait.ts';
 
@@ -81,17 +82,7 @@ function awakeModels(m: Map<string, number>): string[] {
 
 /** Serve's engine processes (its children running `engine llama`), by pid. */
 function enginePids(servePid: number): number[] {
-  const pids = readFileSync(`/proc/${servePid}/task/${servePid}/children`, 'utf8')
-    .split(' ')
-    .filter((t) => t.trim() !== '')
-    .map(Number);
-  return pids.filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('engine');
-    } catch {
-      return false;
-    }
-  });
+  return childPids(servePid).filter((pid) => argvOf(pid).includes('engine'));
 }
 
 /** What one case runs: the cap, the keep-alive, standby engines, and the steps before the burst. */

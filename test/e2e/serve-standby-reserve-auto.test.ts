@@ -8,11 +8,12 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { TINY_LLAMA_SHAPE, writeLlamaGguf } from '../../src/engine-servers/llama/tiny-gguf.ts';
+import { argvOf, childPids } from './support/processes.ts';
 import { chatStatus, startServe } from './support/serve.ts';
 import { killAll, until } from './support/wait.ts';
 
@@ -40,25 +41,6 @@ before(() => {
   writeLlamaGguf(SMALL, TINY_LLAMA_SHAPE);
   writeLlamaGguf(WIDE, { ...TINY_LLAMA_SHAPE, embeddingLength: 128, headCountKv: 4 });
 });
-
-/** The processes whose parent is `pid` (/proc/<pid>/task/<tid>/children). */
-function childPids(pid: number): number[] {
-  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-    .split(' ')
-    .filter((t) => t.trim() !== '')
-    .map(Number);
-}
-
-/** A process's argv (/proc/<pid>/cmdline), or [] once it is gone. */
-function argvOf(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-      .split('\0')
-      .filter((a) => a !== '');
-  } catch {
-    return [];
-  }
-}
 
 interface WarmStats {
   readonly standby: { idle: number } | null;

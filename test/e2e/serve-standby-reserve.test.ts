@@ -14,6 +14,7 @@ import { after, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../src/engine-servers/llama/tiny-gguf.ts';
 import { runCli } from './support/cli.ts';
+import { argvOf, childPids } from './support/processes.ts';
 import { chatStatus, startServe } from './support/serve.ts';
 import { killAll, until } from './support/wait.ts';
 
@@ -25,26 +26,6 @@ const linuxOnly = { skip: process.platform !== 'linux' && 'reads /proc' };
 
 const children: ChildProcess[] = [];
 after(() => killAll(children));
-
-/** The processes whose parent is `pid` (/proc/<pid>/task/<tid>/children). */
-function childPids(pid: number): number[] {
-  const tasks = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8');
-  return tasks
-    .split(' ')
-    .filter((t) => t.trim() !== '')
-    .map(Number);
-}
-
-/** A process's argv (/proc/<pid>/cmdline), or [] once it is gone. */
-function argvOf(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-      .split('\0')
-      .filter((a) => a !== '');
-  } catch {
-    return [];
-  }
-}
 
 /** The process's resident anonymous memory, MiB (/proc/<pid>/status RssAnon). */
 function rssAnonMib(pid: number): number {

@@ -22,6 +22,25 @@ export function pidsWith(marker: string, where: 'cmdline' | 'environ' = 'cmdline
   return pids;
 }
 
+/** The processes whose parent is `pid` (/proc/<pid>/task/<pid>/children): serve's engines, say. */
+export function childPids(pid: number): number[] {
+  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+    .split(' ')
+    .filter((t) => t.trim() !== '')
+    .map(Number);
+}
+
+/** A process's argv (/proc/<pid>/cmdline), or [] once it is gone. */
+export function argvOf(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((a) => a !== '');
+  } catch {
+    return [];
+  }
+}
+
 /** Whether `pid` is alive and not a zombie (an exited child its parent has not reaped yet). */
 export function alive(pid: number): boolean {
   try {
