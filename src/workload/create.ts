@@ -30,10 +30,10 @@ import {
 } from './spec.ts';
 import { renewalRequests } from './synthetic.ts';
 import { profileOf, timeVaryingRequests } from './time-varying.ts';
-import { traceRequests } from './trace-source.ts';
+import { firstAtOrAfter, traceRequests } from './trace-source.ts';
 import { readTrace } from './traces/read.ts';
 import type { TraceReadLimit } from './traces/text.ts';
-import type { RequestSource, TraceFormat } from './types.ts';
+import type { RequestSource, TraceFormat, TraceRecord } from './types.ts';
 
 /**
  * A rate curve with no durationS or maxRequests runs to its last point: bounded as durationS is, so
@@ -249,6 +249,7 @@ export interface TraceReplay {
 export function traceReplay(s: Extract<WorkloadSpec, { kind: 'trace' }>): TraceReplay {
   // Read only as far as the replay goes (trace-source.ts slices the same way).
   const trace = readTrace(s.trace, s.format, traceLimit(s.startS, s.durationS, s.maxRequests));
+  checkReplaySpan(trace.records, s);
   const source = traceRequests(trace, {
     rateScale: s.rateScale,
     startS: s.startS,
@@ -261,6 +262,28 @@ export function traceReplay(s: Extract<WorkloadSpec, { kind: 'trace' }>): TraceR
     declaredMaxTokens: s.declaredMaxTokens,
   });
   return { source, format: trace.format };
+}
+
+/**
+ * A trace replay lasts at most WORKLOAD_DURATION_MAX_S of simulated time, as `--duration` does: at
+ * `--rate-scale 1e-6` an hour's trace spreads over a century, and a control loop ticking through it
+ * (every 2 s) never finished. Found from the records (sorted) without building a request.
+ */
+function checkReplaySpan(records: readonly TraceRecord[], s: Extract<WorkloadSpec, { kind: 'trace' }>): void {
+  const startMs = s.startS * 1000;
+  const first = firstAtOrAfter(records, startMs);
+  const endMs = s.durationS === undefined ? Number.POSITIVE_INFINITY : startMs + s.durationS * 1000;
+  const last = Math.min(firstAtOrAfter(records, endMs), first + (s.maxRequests ?? records.length)) - 1;
+  if (last < first) return;
+  const spanS = ((records[last] as TraceRecord).arrivalMs - startMs) / 1000 / s.rateScale;
+  if (spanS <= WORKLOAD_DURATION_MAX_S) return;
+  throw new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    `invalid rateScale (--rate-scale) '${s.rateScale}': expected a replay of at most ${WORKLOAD_DURATION_MAX_S} s ` +
+      `(31 days) of simulated time; its last request would arrive at ${Math.round(spanS)} s: raise --rate-scale, ` +
+      'or cut the trace with --duration or --requests',
+    { param: 'rateScale', replaySpanS: spanS, maxS: WORKLOAD_DURATION_MAX_S },
+  );
 }
 
 /** Count, span (first to last arrival) and mean rate of the requests a replay sends. */

@@ -48,7 +48,7 @@ export interface TraceRequestOptions {
 }
 
 /** Index of the first record arriving at or after `ms` (records are sorted by arrival). */
-function firstAtOrAfter(records: readonly TraceRecord[], ms: number): number {
+export function firstAtOrAfter(records: readonly TraceRecord[], ms: number): number {
   let lo = 0;
   let hi = records.length;
   while (lo < hi) {
