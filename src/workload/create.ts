@@ -55,6 +55,23 @@ function checkCurveEnd(
   );
 }
 
+/**
+ * Stages with no durationS or maxRequests run to their sum: bounded as durationS is (and as a rate
+ * curve's end is), since `--stages 0.00001:1e12` under a control loop ticked through 31,000 years.
+ */
+function checkStagesEnd(s: WorkloadSpec): void {
+  if (s.durationS !== undefined || s.maxRequests !== undefined) return;
+  if (s.kind !== 'poisson' && s.kind !== 'gamma' && s.kind !== 'constant') return;
+  const endS = (s.stages ?? []).reduce((sum, stage) => sum + stage.durationS, 0);
+  if (endS <= WORKLOAD_DURATION_MAX_S) return;
+  throw new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    `invalid workload spec: the stages (--stages) last ${endS} s, more than ${WORKLOAD_DURATION_MAX_S} s (31 days): ` +
+      'write their lengths in seconds, or set durationS (--duration) or maxRequests (--requests)',
+    { param: 'workload.stages', endS, maxS: WORKLOAD_DURATION_MAX_S },
+  );
+}
+
 /** `1,234,567`: counts in messages. */
 function fmtCount(n: number): string {
   return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'unbounded';
@@ -193,6 +210,7 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
   // Files are read (and a curve checked) now, so a bad one fails before the run starts.
   const points = s.kind === 'rate-curve' && s.file !== undefined ? readRateCurve(s.file) : undefined;
   if (s.kind === 'rate-curve') checkCurveEnd(s, points);
+  checkStagesEnd(s);
   checkRequestCount(s, points);
   const root = rng.fork('workload');
   const load = cachedLengthsLoader();
