@@ -72,6 +72,26 @@ function checkStagesEnd(s: WorkloadSpec): void {
   );
 }
 
+/**
+ * A ServeGen replay with no durationS or maxRequests runs to the file's end: bounded as durationS is.
+ * ServeGen's own files span 1 or 14 days, but a file whose stamps are not seconds (a window at
+ * 1e9) spanned 31 years, through which a control loop ticked without end.
+ */
+function checkServegenSpan(
+  s: { durationS?: number | undefined; maxRequests?: number | undefined; startH: number },
+  data: ServegenData,
+): void {
+  if (s.durationS !== undefined || s.maxRequests !== undefined) return;
+  const spanS = data.endS - (data.firstS + s.startH * 3600);
+  if (spanS <= WORKLOAD_DURATION_MAX_S) return;
+  throw new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    `invalid workload spec: ${data.source} spans ${spanS} s from startH (--start-h) ${s.startH}, more than ` +
+      `${WORKLOAD_DURATION_MAX_S} s (31 days): write its timestamp_s in seconds, or set durationS (--duration) or maxRequests (--requests)`,
+    { param: 'workload.durationS', spanS, maxS: WORKLOAD_DURATION_MAX_S },
+  );
+}
+
 /** `1,234,567`: counts in messages. */
 function fmtCount(n: number): string {
   return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'unbounded';
@@ -238,6 +258,7 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
     case 'servegen': {
       const data = readServegen(s.file);
       checkReplay(data, s);
+      checkServegenSpan(s, data);
       checkRequestCount(s, undefined, data);
       preload(load, s.input, s.output);
       return restartable(() => servegenRequests(s, data, root, load));
@@ -247,6 +268,7 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
       const data = s.source === 'servegen' ? readServegen(s.servegenFile) : undefined;
       if (data !== undefined) {
         rankedClients(s, data);
+        checkServegenSpan(s, data);
         checkRequestCount(s, undefined, data);
       }
       preload(load, s.input, s.output);

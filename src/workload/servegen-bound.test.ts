@@ -87,3 +87,34 @@ describe('a window with a vanishing CV', () => {
     assert.ok(gaps.every((g) => Math.abs(g - 1000) < 1e-6));
   });
 });
+
+describe('a ServeGen file spanning more than 31 days', () => {
+  // Windows at 0 s and 1e9 s: 31 years, which a control loop ticked through without end.
+  const far = join(dir, 'chunk-8-trace.csv');
+  writeFileSync(far, '0,1,1,,0,0\n1000000000,1,1,,0,0\n');
+
+  it('is refused without durationS or maxRequests, naming the span; with either it runs', () => {
+    const e = refusal(() => build({ kind: 'servegen', file: far, ...FIXED_LENGTHS }));
+    assert.equal(e.code, 'SY_ERR_INVALID_ARGUMENT');
+    assert.match(
+      e.message,
+      /spans 1000000600 s from startH \(--start-h\) 0, more than 2678400 s \(31 days\)/,
+    );
+    build({ kind: 'servegen', file: far, durationS: 600, ...FIXED_LENGTHS });
+    assert.equal([...build({ kind: 'servegen', file: far, maxRequests: 2, ...FIXED_LENGTHS })].length, 2);
+  });
+
+  it('multi-model from it too', () => {
+    const e = refusal(() =>
+      build({
+        kind: 'multi-model',
+        models: 2,
+        rateRps: 1,
+        source: 'servegen',
+        servegenFile: far,
+        ...FIXED_LENGTHS,
+      }),
+    );
+    assert.match(e.message, /spans 1000000600 s/);
+  });
+});
