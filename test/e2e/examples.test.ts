@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Command } from 'commander';
 import { buildProgram } from '../../src/cli/main.ts';
+import { loadConfigFile } from '../../src/cli/sim-command.ts';
 import { gatewayPerfModels, loadGatewayConfig } from '../../src/gateway/config.ts';
 import { createConfiguredPolicy } from '../../src/policies/routing/registry.ts';
 
@@ -42,6 +43,23 @@ test('examples/profile.yaml builds every profile it names, resolves every perfor
     .filter((l) => !l.startsWith('#'))
     .join('\n');
   assert.equal(example, shown);
+});
+
+test("examples/sim.yaml (README's 'everything from a file') validates and holds what the README says it does", () => {
+  // The README runs it as written (`sim --config examples/sim.yaml`): mixed GPU groups, engine
+  // options, SLOs and outputs; a renamed key fails the schema here before it fails a user.
+  const config = loadConfigFile(join(ROOT, 'examples', 'sim.yaml'));
+  const cluster = config.cluster;
+  assert.ok(cluster !== undefined && 'groups' in cluster, 'a cluster of instance groups');
+  assert.deepEqual(
+    cluster.groups.map((g) => g.gpu),
+    ['h100', 'a100-80gb'],
+  );
+  assert.equal(config.engine?.maxNumBatchedTokens, 8192);
+  assert.deepEqual(config.slo, { ttftMs: 2000, tpotMs: 100 });
+  assert.equal(config.output?.json, 'out/sim.json');
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  assert.ok(readme.includes('sim --config examples/sim.yaml'), 'README no longer runs examples/sim.yaml');
 });
 
 /** The README.md files under `dir` (relative to the root), depth first. */
