@@ -10,14 +10,34 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { Rng } from '../src/core/rng.ts';
 import { createWorkload } from '../src/workload/create.ts';
 import type { WorkloadSpecInput } from '../src/workload/spec.ts';
+import { scriptArgs } from './script-args.ts';
 
 const DAY_S = 86_400;
 const MODELS = 64;
+const DEFAULT_BUNDLE = '../shared/data/traces/servegen/language_m-large_trace.tar.gz';
+const USAGE = `Usage: npx tsx scripts/multi-model-day.ts [SERVEGEN_BUNDLE]
+
+Prints docs/workloads.md's "what a day looks like" table for the multi-model workload: 64 models,
+Zipf 1, 10 req/s, 24 h, seed 1. The servegen column needs a ServeGen category bundle with enough
+clients (default ${DEFAULT_BUNDLE}, its second day; not in this checkout); without the file only the
+on-off column is printed.
+
+Options:
+  -h, --help  this text
+
+Example:
+  npx tsx scripts/multi-model-day.ts ~/ServeGen/language_m-large_trace.tar.gz`;
+
+// A flag was read as the bundle's path before (and, not found, dropped the column silently).
+const { positionals } = scriptArgs('multi-model-day', USAGE, () =>
+  parseArgs({ allowPositionals: true, options: {} }),
+);
 const BUNDLE =
-  process.argv[2] ??
+  positionals[0] ??
   fileURLToPath(new URL('../../shared/data/traces/servegen/language_m-large_trace.tar.gz', import.meta.url));
 
 /** Each model's gaps (s): from 0 to its first request, between requests, from its last to the end. */

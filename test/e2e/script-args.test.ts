@@ -40,3 +40,13 @@ for (const [file, flag] of [
     assert.match(missing.err, new RegExp(`^[\\w:-]+: .*'${flag}.*argument missing`));
   });
 }
+
+test('scripts/multi-model-day.ts (docs/workloads.md): --help prints the usage, a flag is refused, not read as the bundle path', () => {
+  const help = script('scripts/multi-model-day.ts', '--help');
+  assert.equal(help.status, 0, help.err);
+  assert.match(help.out, /^Usage: .*SERVEGEN_BUNDLE/);
+  const typo = script('scripts/multi-model-day.ts', '--bundle', 'x.tar.gz');
+  assert.equal(typo.status, 2, typo.err);
+  assert.equal(typo.out, '');
+  assert.match(typo.err, /^multi-model-day: Unknown option '--bundle'/);
+});
