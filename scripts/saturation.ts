@@ -9,6 +9,7 @@
  * output tokens, max_num_batched_tokens 2048, max_num_seqs 128, constant-rate arrivals); the
  * measured figures are not read.
  */
+import { parseArgs } from 'node:util';
 import { EngineCore } from '../src/engine-core/engine-core.ts';
 import type { EngineConfig, EngineRequest, FinishedRequest } from '../src/engine-core/types.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../src/engine-core/types.ts';
@@ -16,20 +17,47 @@ import { kvBlocksThatFit, kvBytesPerTokenPerGpu, weightBytesPerGpu } from '../sr
 import type { StepBreakdown } from '../src/model/operators/step.ts';
 import { perfModelFor } from '../src/model/perf.ts';
 import type { StepShape } from '../src/model/types.ts';
+import { scriptArgs } from './script-args.ts';
 
-const args = process.argv.slice(2);
-function arg(name: string, fallback: string): string {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
-}
-const rates = arg('rates', '8,20').split(',').map(Number);
-const seconds = Number(arg('seconds', '120'));
-const gpu = arg('gpu', 'h100');
-const models = arg('models', 'llama-2-7b:1,llama-2-70b:4,codellama-34b:2').split(',');
+const USAGE = `Usage: node --import tsx scripts/saturation.ts [options]
+
+Saturation analysis (docs/engine-model.md, "Saturation"): one engine core of the twin under
+constant-rate arrivals, every step's time split by term, and the steady-state figures per rate.
+
+Options:
+  --rates LIST                   arrival rates, req/s, comma-separated (default 8,20)
+  --seconds S                    length of each run, seconds (default 120)
+  --gpu ID                       GPU from the catalogue (default h100)
+  --models LIST                  model:tp pairs, comma-separated
+                                 (default llama-2-7b:1,llama-2-70b:4,codellama-34b:2)
+  --max-num-seqs N               vLLM's max_num_seqs (default 128)
+  --max-num-batched-tokens N     vLLM's max_num_batched_tokens (default 2048)
+  -h, --help                     this text
+
+Example:
+  node --import tsx scripts/saturation.ts --rates 5,10,20 --models llama-2-7b:1 --seconds 60`;
+
+// parseArgs, not a lookup of known names: a mistyped flag (--rate 8) ran the defaults silently.
+const { values: args } = scriptArgs('saturation', USAGE, () =>
+  parseArgs({
+    options: {
+      rates: { type: 'string', default: '8,20' },
+      seconds: { type: 'string', default: '120' },
+      gpu: { type: 'string', default: 'h100' },
+      models: { type: 'string', default: 'llama-2-7b:1,llama-2-70b:4,codellama-34b:2' },
+      'max-num-seqs': { type: 'string', default: '128' },
+      'max-num-batched-tokens': { type: 'string', default: '2048' },
+    },
+  }),
+);
+const rates = args.rates.split(',').map(Number);
+const seconds = Number(args.seconds);
+const gpu = args.gpu;
+const models = args.models.split(',');
 const engine: EngineConfig = {
   ...DEFAULT_ENGINE_CONFIG,
-  maxNumSeqs: Number(arg('max-num-seqs', '128')),
-  maxNumBatchedTokens: Number(arg('max-num-batched-tokens', '2048')),
+  maxNumSeqs: Number(args['max-num-seqs']),
+  maxNumBatchedTokens: Number(args['max-num-batched-tokens']),
 };
 /** Steps before this fraction of the run are warm-up; figures are over requests arriving after it. */
 const WARMUP_FRACTION = 0.25;
