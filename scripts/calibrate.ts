@@ -10,6 +10,7 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import {
   CALIBRATION_TARGET_MEDIAN_ABS_ERROR,
   type CalibrationFile,
@@ -30,6 +31,7 @@ import { calibrationFor, engineProfile } from '../src/model/engines.ts';
 import { GPUS } from '../src/model/gpus.ts';
 import { perfModelFor } from '../src/model/perf.ts';
 import type { GpuCalibration } from '../src/model/types.ts';
+import { scriptArgs } from './script-args.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dataDir = join(repoRoot, 'data/samples/calibration');
@@ -433,13 +435,39 @@ function printPoints(evaluated: readonly EvaluatedPoint[], group: string): void 
   }
 }
 
+const USAGE = `Usage: npm run calibrate -- [options]   (node --import tsx scripts/calibrate.ts)
+
+Checks the performance model against the committed calibration points (data/samples/calibration)
+and writes docs/calibration.md with the committed factors; with --fit, writes nothing and prints
+the fitted factors instead. Runs without ../shared.
+
+Options:
+  --fit            search the factors and print them, to paste into src/model/gpus.ts and
+                   engines.ts (default: off, write the report)
+  --holdout MODEL  with --fit: fit without one model's points, score it out of sample (default:
+                   none), e.g. --holdout bloom-176b
+  --points GROUP   also list that group's points with their predictions (default: none)
+  -h, --help       this text
+
+Examples:
+  npm run calibrate
+  npm run calibrate -- --fit --holdout bloom-176b`;
+
+// parseArgs, not a lookup of known names: a mistyped --fit (--fitt) rewrote docs/calibration.md.
+const { values: flags } = scriptArgs('calibrate', USAGE, () =>
+  parseArgs({
+    options: {
+      fit: { type: 'boolean', default: false },
+      holdout: { type: 'string' },
+      points: { type: 'string' },
+    },
+  }),
+);
 const files = loadFiles();
 const points = [...files.flatMap((f) => f.points), ...loadOperatorPoints()];
-const pointsArg = process.argv.indexOf('--points');
-const pointsGroup = pointsArg >= 0 ? process.argv[pointsArg + 1] : undefined;
-const holdoutArg = process.argv.indexOf('--holdout');
-const holdoutModel = holdoutArg >= 0 ? process.argv[holdoutArg + 1] : undefined;
-if (process.argv.includes('--fit')) {
+const pointsGroup = flags.points;
+const holdoutModel = flags.holdout;
+if (flags.fit) {
   // --holdout MODEL: fit without that model's points, then score only them (out of sample).
   const overrides = fit(holdoutModel === undefined ? points : points.filter((p) => p.model !== holdoutModel));
   printFit(overrides);
