@@ -120,7 +120,7 @@ export function alignColumns(rows: readonly (readonly string[])[], right: readon
 /** The plan as text: the mix, then where each bucket's requests go. */
 export function formatPlan(plan: GpuPlan, prices: GpuPrices): string {
   const lines = [
-    `${plan.model} at ${plan.rateRps} req/s: ${usd(plan.usdPerHour)}/hour on ${plan.gpuCount} GPUs`,
+    `${plan.model} at ${plan.rateRps} req/s: ${usd(plan.usdPerHour)}/hour on ${plan.gpuCount} GPU${plan.gpuCount === 1 ? '' : 's'}`,
     '',
     ...alignColumns(
       [
