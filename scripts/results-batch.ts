@@ -5,9 +5,21 @@
  * settings. Run with `npm run results:batch`.
  */
 import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { fixedBatchJob } from '../src/twin/batch-jobs.ts';
 import { SIM_DEFAULTS } from '../src/twin/config.ts';
 import { runTwin, type TwinSettings } from '../src/twin/run.ts';
+import { scriptArgs } from './script-args.ts';
+
+const USAGE = `Usage: npm run results:batch
+
+Regenerates docs/results/batch.md: runs the twin and rewrites the page. Takes no options.
+
+Options:
+  -h, --help  this text (nothing is run or written)`;
+
+// It took no options and read none: '--help' (or any flag) regenerated the page. A flag is now refused.
+scriptArgs('results:batch', USAGE, () => parseArgs({ options: {} }));
 
 const INSTANCES = 4;
 const SLO = { ttftMs: 500, tpotMs: 50 };

@@ -6,12 +6,24 @@
  * Run with `npm run results:serverless` (a few minutes on two cores).
  */
 import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { serverlessFromFlags } from '../src/cli/sim-serverless.ts';
 import { SERVERLESS_POLICY_NAMES } from '../src/control/serverless/index.ts';
 import { SIM_DEFAULTS } from '../src/twin/config.ts';
 import { HELD_REQUESTS_MAX_DEFAULT, HELD_WAIT_MS_DEFAULT } from '../src/twin/model-pool.ts';
 import { runTwin, type TwinSettings } from '../src/twin/run.ts';
 import type { SimResult } from '../src/twin/simulator.ts';
+import { scriptArgs } from './script-args.ts';
+
+const USAGE = `Usage: npm run results:serverless
+
+Regenerates docs/results/serverless.md (a few minutes on two cores): runs the twin and rewrites the page. Takes no options.
+
+Options:
+  -h, --help  this text (nothing is run or written)`;
+
+// It took no options and read none: '--help' (or any flag) regenerated the page. A flag is now refused.
+scriptArgs('results:serverless', USAGE, () => parseArgs({ options: {} }));
 
 const OUT = 'docs/results/serverless.md';
 const SEED = 1;

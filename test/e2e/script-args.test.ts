@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
@@ -53,3 +54,20 @@ test('scripts/multi-model-day.ts (docs/workloads.md): --help prints the usage, a
   assert.equal(typo.out, '');
   assert.match(typo.err, /^multi-model-day: Unknown option '--bundle'/);
 });
+
+for (const [file, page] of [
+  ['scripts/results-batch.ts', 'docs/results/batch.md'],
+  ['scripts/results-serverless.ts', 'docs/results/serverless.md'],
+] as const) {
+  test(`${file} takes no options: --help prints the usage and a flag is refused, ${page} untouched`, () => {
+    // Before, the script read no argument: either call ran the twin for minutes and rewrote the page.
+    const before = statSync(join(ROOT, page)).mtimeMs;
+    const help = script(file, '--help');
+    assert.equal(help.status, 0, help.err);
+    assert.match(help.out, /^Usage: npm run results:/);
+    const flag = script(file, '--quick');
+    assert.equal(flag.status, 2, flag.err);
+    assert.match(flag.err, /^results:\w+: Unknown option '--quick'/);
+    assert.equal(statSync(join(ROOT, page)).mtimeMs, before);
+  });
+}
