@@ -114,13 +114,9 @@ const lengthDistUnion = z.discriminatedUnion('kind', [
        * Coefficient of variation (stddev / mean); 0 means always `mean`. At most 1e150: past it
        * cv^2 overflows, the log-normal's sigma is Infinity and every length NaN.
        */
-      cv: z
-        .number()
-        .nonnegative()
-        .finite()
-        .max(1e150, {
-          message: 'a length cv of at most 1e150 (its square must be finite: every length was NaN)',
-        }),
+      cv: z.number().nonnegative().finite().max(1e150, {
+        message: 'a length cv of at most 1e150 (its square must be finite: every length was NaN)',
+      }),
       min: tokenCount.default(1),
       max: tokenCount.optional(),
     })

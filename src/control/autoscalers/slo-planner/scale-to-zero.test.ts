@@ -46,5 +46,8 @@ test('min 1 is unchanged: the floor never goes under the pool minimum', () => {
   cluster.run(loop, repeat(30, { arrivals: 20 }));
   const idle = cluster.run(loop, repeat(2_000, { arrivals: 0 }));
   assert.equal(idle.at(-1), 1);
-  assert.ok(idle.every((n) => n >= 1), String(idle.filter((n) => n < 1).length));
+  assert.ok(
+    idle.every((n) => n >= 1),
+    String(idle.filter((n) => n < 1).length),
+  );
 });
