@@ -43,7 +43,7 @@ export function modelLensOf(body: string, models: readonly string[]): Map<string
 export class ModelLenProbe {
   /** The reported `max_model_len` of each of the backend's models that has one. */
   lens: ReadonlyMap<string, number> = new Map();
-  /** Set once the backend answered its listing (2xx or 4xx); cleared by `forget`. */
+  /** Set once the backend answered its listing (2xx or 4xx); never cleared: `due` asks again while it is out. */
   answered = false;
 
   /**
