@@ -167,7 +167,7 @@ export class GatewayMetrics {
       name: `${p}tokenizer_requests_total`,
       help:
         "vLLM's tokenizer routes (/tokenize, /detokenize, /tokenizer_info), by route and outcome: ok (the backend's 2xx relayed), " +
-        'backend_error (its non-2xx relayed), rejected (refused by the gateway; also in requests_rejected_total), failed (no answer from the backend)',
+        'backend_error (its non-2xx relayed), rejected (refused by the gateway; also in requests_rejected_total), failed (no answer from the backend; when none came at all, its 502 is also in requests_rejected_total)',
       labelNames: ['route', 'outcome'],
       registers: [registry],
       collect() {
