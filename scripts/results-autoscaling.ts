@@ -29,6 +29,7 @@ import type { ControlSettings, InstanceCountPoint } from '../src/twin/control-ho
 import { runTwin, type TwinSettings } from '../src/twin/run.ts';
 import type { SimResult } from '../src/twin/simulator.ts';
 import { clairvoyant } from './clairvoyant.ts';
+import { scriptArgs } from './script-args.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SEED = 1;
@@ -43,14 +44,32 @@ const STATIC_TARGET = 0.99;
  */
 const CLAIRVOYANT_SPANS_S = [10, 20, 60];
 
-const { values: args } = parseArgs({
-  options: {
-    only: { type: 'string' },
-    hours: { type: 'string' },
-    out: { type: 'string', default: resolve(ROOT, 'docs/results/autoscaling.md') },
-    'no-progress': { type: 'boolean', default: false },
-  },
-});
+const USAGE = `Usage: npm run results:autoscaling [-- options]
+
+Regenerates docs/results/autoscaling.md and its charts: every autoscaler, static peak provisioning,
+kpa tuned and a clairvoyant planner on the sinusoid and the ServeGen diurnal day, in the twin.
+
+Options:
+  --only NAMES    scenarios, comma-separated: sinusoid, diurnal (default: both)
+  --hours H       simulated hours per run (default: each scenario's own length)
+  --out FILE      where the page goes (default: docs/results/autoscaling.md)
+  --no-progress   no progress bar
+  -h, --help      this text
+
+Example:
+  npm run results:autoscaling -- --only sinusoid --hours 0.5 --out /tmp/a.md
+`;
+
+const { values: args } = scriptArgs('results:autoscaling', USAGE, () =>
+  parseArgs({
+    options: {
+      only: { type: 'string' },
+      hours: { type: 'string' },
+      out: { type: 'string', default: resolve(ROOT, 'docs/results/autoscaling.md') },
+      'no-progress': { type: 'boolean', default: false },
+    },
+  }),
+);
 
 /** One workload and cluster every autoscaler runs on. */
 interface Scenario {

@@ -33,6 +33,7 @@ import type { SimSummary } from '../src/twin/report/types.ts';
 import { offeredRateRps, runTwinSpec, type TwinSettings } from '../src/twin/run.ts';
 import { createWorkload } from '../src/workload/create.ts';
 import { type WorkloadSpec, workloadSpecSchema } from '../src/workload/spec.ts';
+import { scriptArgs } from './script-args.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DOC = resolve(ROOT, 'docs/results/disaggregation.md');
@@ -580,15 +581,34 @@ interface SavedRun {
   readonly workers: number;
 }
 
+const USAGE = `Usage: npm run results:disaggregation [-- options]
+
+Regenerates docs/results/disaggregation.md: a colocated cluster against every P:D split of the same
+GPUs (plain and conditional disaggregation) on the Azure and Mooncake samples and a code-like
+workload, DistServe goodput per GPU by a rate sweep in the twin.
+
+Options:
+  --out FILE        where the page goes (default: docs/results/disaggregation.md)
+  --jobs N          child processes (default: all cores)
+  --json FILE       also save the sweeps' results
+  --from-json FILE  re-render a saved run (no twin runs)
+  -h, --help        this text
+
+Example:
+  npm run results:disaggregation -- --jobs 1 --out /tmp/x.md
+`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      out: { type: 'string' },
-      jobs: { type: 'string' },
-      json: { type: 'string' },
-      'from-json': { type: 'string' },
-    },
-  });
+  const { values } = scriptArgs('results:disaggregation', USAGE, () =>
+    parseArgs({
+      options: {
+        out: { type: 'string' },
+        jobs: { type: 'string' },
+        json: { type: 'string' },
+        'from-json': { type: 'string' },
+      },
+    }),
+  );
   process.chdir(ROOT);
   const out = values.out ?? DOC;
   mkdirSync(dirname(out), { recursive: true });

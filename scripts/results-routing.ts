@@ -38,6 +38,7 @@ import type { SimReportData, SimSummary } from '../src/twin/report/types.ts';
 import { runExperiment, type TwinSettings } from '../src/twin/run.ts';
 import { DEFAULT_DECLARED_MAX_TOKENS } from '../src/workload/declared.ts';
 import { readTrace } from '../src/workload/traces/index.ts';
+import { scriptArgs } from './script-args.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DOC = resolve(ROOT, 'docs/results/routing.md');
@@ -320,36 +321,66 @@ function runJob(settings: readonly Setting[], job: Job): JobResult {
 
 // ---- parent ----
 
+const USAGE = `Usage: npm run results:routing [-- options]
+
+Regenerates docs/results/routing.md: every routing policy on the Mooncake and Azure conversation
+traces (8 and 32 instances, and a held-out Mooncake window), DistServe goodput by a rate sweep at
+each attainment target, fresh and stale engine signals, in the twin.
+
+Options:
+  --jobs N                    child processes (default: all cores)
+  --html DIR                  also one HTML report per setting (base rate)
+  --only 'P1;P2'              policies, semicolon-separated (default: all)
+  --settings S1,S2            settings, e.g. mooncake-8,azure-32 (default: all)
+  --sample                    the committed trace samples, not the full traces
+  --full                      whole traces, no slice
+  --out FILE                  where the page goes (default: docs/results/routing.md)
+  --print                     a one-line summary per job too
+  --save FILE                 save the raw results as JSON
+  --load FILE                 render from a saved run (no twin runs)
+  --merge F1,F2               render from several saved runs merged
+  --fresh-only, --stale-only  only the fresh-signal or only the stale-signal sweeps
+  --targets 0.9,0.99          goodput attainment targets, fractions in (0, 1]
+  --max-num-seqs N, --max-num-batched-tokens N   engine limits (ablations; use with --out)
+  --no-progress               no progress bar
+  -h, --help                  this text
+
+Example:
+  npm run results:routing -- --only 'goodput;mooncake' --settings mooncake-8 --out /tmp/x.md
+`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      jobs: { type: 'string' },
-      html: { type: 'string' },
-      only: { type: 'string' },
-      settings: { type: 'string' },
-      sample: { type: 'boolean', default: false },
-      /** Replays whole traces, no slice. */
-      full: { type: 'boolean', default: false },
-      out: { type: 'string' },
-      /** Also prints a one-line summary per job (for design work). */
-      print: { type: 'boolean', default: false },
-      /** Saves the raw results as JSON, or renders from such a file without running anything. */
-      save: { type: 'string' },
-      load: { type: 'string' },
-      /** Skips the stale-signal sweeps (for design work). */
-      'fresh-only': { type: 'boolean', default: false },
-      /** Only the stale-signal sweeps, on every chosen setting (to add them where the default skips them). */
-      'stale-only': { type: 'boolean', default: false },
-      /** Goodput attainment targets, comma-separated (read by targetsFrom). */
-      targets: { type: 'string' },
-      /** Renders from several saved runs merged (comma-separated --save files). */
-      merge: { type: 'string' },
-      'no-progress': { type: 'boolean', default: false },
-      /** Engine batch limits instead of vllm serve's H100 defaults (ablations; use with --out). */
-      'max-num-seqs': { type: 'string' },
-      'max-num-batched-tokens': { type: 'string' },
-    },
-  });
+  const { values } = scriptArgs('results:routing', USAGE, () =>
+    parseArgs({
+      options: {
+        jobs: { type: 'string' },
+        html: { type: 'string' },
+        only: { type: 'string' },
+        settings: { type: 'string' },
+        sample: { type: 'boolean', default: false },
+        /** Replays whole traces, no slice. */
+        full: { type: 'boolean', default: false },
+        out: { type: 'string' },
+        /** Also prints a one-line summary per job (for design work). */
+        print: { type: 'boolean', default: false },
+        /** Saves the raw results as JSON, or renders from such a file without running anything. */
+        save: { type: 'string' },
+        load: { type: 'string' },
+        /** Skips the stale-signal sweeps (for design work). */
+        'fresh-only': { type: 'boolean', default: false },
+        /** Only the stale-signal sweeps, on every chosen setting (to add them where the default skips them). */
+        'stale-only': { type: 'boolean', default: false },
+        /** Goodput attainment targets, comma-separated (read by targetsFrom). */
+        targets: { type: 'string' },
+        /** Renders from several saved runs merged (comma-separated --save files). */
+        merge: { type: 'string' },
+        'no-progress': { type: 'boolean', default: false },
+        /** Engine batch limits instead of vllm serve's H100 defaults (ablations; use with --out). */
+        'max-num-seqs': { type: 'string' },
+        'max-num-batched-tokens': { type: 'string' },
+      },
+    }),
+  );
   const engine = engineFlags(values['max-num-seqs'], values['max-num-batched-tokens']);
   process.chdir(ROOT);
   const settings = settingsFor(values.sample, values.full);

@@ -1,6 +1,6 @@
 /**
  * The scripts the docs tell users to run by hand (`npm run fidelity:derived`, docs/fidelity.md;
- * scripts/kv-store-fetch.ts, docs/disaggregation.md; scripts/make-tiny-gguf.ts, README.md; scripts/saturation.ts and `npm run calibrate`, docs/engine-model.md), as real processes: `--help` prints their
+ * scripts/kv-store-fetch.ts, docs/disaggregation.md; scripts/make-tiny-gguf.ts, README.md; scripts/saturation.ts and `npm run calibrate`, docs/engine-model.md; `npm run results:autoscaling`, `results:disaggregation`, `results:routing`), as real processes: `--help` prints their
  * usage and exits 0 before any work, and a mistyped or valueless flag prints one line naming it
  * with the usage and exits 2, rather than node's parseArgs stack trace (exit 1).
  */
@@ -25,6 +25,10 @@ for (const [file, flag] of [
   ['scripts/saturation.ts', '--rates'],
   // None of the three runs writes docs/calibration.md: a refusal comes before the report.
   ['scripts/calibrate.ts', '--holdout'],
+  // Nor do the results pages' scripts rewrite their page: the refusal comes before any run.
+  ['scripts/results-autoscaling.ts', '--hours'],
+  ['scripts/results-disaggregation.ts', '--jobs'],
+  ['scripts/results-routing.ts', '--settings'],
 ] as const) {
   test(`${file}: --help prints the usage; an unknown or valueless flag one line and the usage, exit 2`, () => {
     const help = script(file, '--help');
