@@ -92,6 +92,72 @@ function checkServegenSpan(
   );
 }
 
+/**
+ * When a workload cut only by maxRequests is expected to send its last request, s; undefined where
+ * that is not known before the run (traces and ServeGen: their files bound them; sessions: turns
+ * per session vary). A renewal kind's is maxRequests / rate; stages and the time-varying kinds
+ * stop at their own end if the count is not reached first.
+ */
+function expectedEndByCount(
+  s: WorkloadSpec,
+  filePoints: readonly RatePoint[] | undefined,
+): number | undefined {
+  const n = s.maxRequests;
+  if (n === undefined || s.durationS !== undefined || n === 0) return undefined;
+  switch (s.kind) {
+    case 'poisson':
+    case 'gamma':
+    case 'constant': {
+      if (s.stages === undefined) return s.rateRps > 0 ? n / s.rateRps : undefined;
+      let count = 0;
+      let at = 0;
+      for (const stage of s.stages) {
+        if (stage.rateRps > 0 && count + stage.rateRps * stage.durationS >= n)
+          return at + (n - count) / stage.rateRps;
+        count += stage.rateRps * stage.durationS;
+        at += stage.durationS;
+      }
+      return at;
+    }
+    case 'system-prompts':
+      return s.rateRps > 0 ? n / s.rateRps : undefined;
+    case 'multi-model': {
+      if (s.source === 'servegen') return undefined;
+      // The models' rates summed: their on/off periods only make the count arrive later.
+      const rate = s.rateRps ?? (s.modelRatesRps ?? []).reduce((a, b) => a + b, 0);
+      return rate > 0 ? n / rate : undefined;
+    }
+    case 'sinusoid':
+    case 'bursts':
+    case 'rate-curve': {
+      const profile = profileOf(s, filePoints);
+      return Math.min(profile.inverse(n), profile.endS);
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * A workload cut only by maxRequests lasts at most 31 days too, as one cut by durationS, stages or
+ * a curve's end: `sim --rate 0.00001 --requests 100 --autoscaler kpa` simulated 126 days (its loop
+ * ticking every 2 s through them) where `--duration` past 31 days is refused.
+ */
+function checkCountSpan(s: WorkloadSpec, filePoints: readonly RatePoint[] | undefined): void {
+  const endS = expectedEndByCount(s, filePoints);
+  if (endS === undefined || endS <= WORKLOAD_DURATION_MAX_S) return;
+  const days = Number.isFinite(endS)
+    ? `about ${fmtCount(endS)} s (${Math.round(endS / 86_400)} days)`
+    : 'no end';
+  throw new SwitchyardError(
+    'SY_ERR_INVALID_ARGUMENT',
+    `invalid workload spec: maxRequests (--requests) ${s.maxRequests} at the ${s.kind} workload's rate would take ${days} ` +
+      `of simulated time to arrive, more than ${WORKLOAD_DURATION_MAX_S} s (31 days): raise the rate, lower maxRequests, ` +
+      `or set durationS (--duration) of at most ${WORKLOAD_DURATION_MAX_S}`,
+    { param: 'workload.maxRequests', expectedEndS: endS, maxS: WORKLOAD_DURATION_MAX_S },
+  );
+}
+
 /** `1,234,567`: counts in messages. */
 function fmtCount(n: number): string {
   return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'unbounded';
@@ -232,6 +298,7 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
   if (s.kind === 'rate-curve') checkCurveEnd(s, points);
   checkStagesEnd(s);
   checkRequestCount(s, points);
+  checkCountSpan(s, points);
   const root = rng.fork('workload');
   const load = cachedLengthsLoader();
   switch (s.kind) {
