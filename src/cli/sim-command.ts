@@ -532,6 +532,22 @@ function checkFileBases(model: string | undefined, bases: unknown): void {
   );
 }
 
+/**
+ * A serverless run reads its GPU type and base model from a config file's uniform `cluster:`, but
+ * sizes the cluster by --gpus: a file's `instances` (or `groups`) was silently ignored, as
+ * --instances was before it was refused. Refused the same way, naming the key.
+ */
+function checkServerlessCluster(cluster: SimConfigFile['cluster']): void {
+  if (cluster === undefined) return;
+  const key = 'groups' in cluster ? 'groups' : 'instances' in cluster ? 'instances' : undefined;
+  if (key === undefined) return;
+  throw new SwitchyardError(
+    'SY_ERR_INVALID_CONFIG',
+    `config: cluster.${key}: not with --serverless-policy: --gpus sizes the cluster and the policy starts each model its own instances; drop cluster.${key} (cluster.gpu and cluster.model are read)`,
+    { param: `cluster.${key}` },
+  );
+}
+
 /** Merges flags over the config file: a flag given on the command line wins, then the file, then defaults. */
 export function resolveSettings(
   flags: SimFlags,
@@ -600,6 +616,7 @@ export function resolveSettings(
       flags.instances,
       'no --instances with --serverless-policy: --gpus sizes the cluster and the policy starts each model its own instances',
     );
+  if (serverless !== undefined) checkServerlessCluster(file.cluster);
   const control =
     placed === undefined
       ? controlFromFlags(flags, file.autoscaler, givenInstances(flags, file, fromCli))

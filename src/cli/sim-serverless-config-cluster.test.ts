@@ -1,0 +1,55 @@
+/**
+ * A config file's `cluster.instances` (or `cluster.groups`) with --serverless-policy ran exactly as
+ * without it: --gpus sizes a serverless cluster, and the count was silently ignored (as --instances
+ * was before eaceed1 refused it). Now refused naming the key; `cluster.gpu` and `cluster.model` are
+ * still read.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { runCliInProcess } from './cli-test-support.ts';
+import { USAGE_EXIT_CODE } from './main.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'sy-serverless-config-'));
+const WORKLOAD =
+  'workload: { kind: multi-model, models: 2, rateRps: 2, durationS: 30, input: { kind: fixed, tokens: 100 }, output: { kind: fixed, tokens: 10 } }\n';
+
+function config(name: string, cluster: string): string {
+  const path = join(dir, `${name}.yaml`);
+  writeFileSync(path, `cluster: ${cluster}\n${WORKLOAD}`);
+  return path;
+}
+
+const serverless = (path: string) =>
+  runCliInProcess([
+    'sim',
+    '--no-progress',
+    '--config',
+    path,
+    '--serverless-policy',
+    'keep-alive',
+    '--gpus',
+    '2',
+  ]);
+
+test('cluster.instances and cluster.groups with --serverless-policy are refused, naming the key', async () => {
+  for (const [name, cluster, key] of [
+    ['instances', '{ instances: 3 }', 'instances'],
+    ['instances-gpu', '{ instances: 3, gpu: a100-80gb }', 'instances'],
+    ['groups', '{ groups: [{ count: 2, gpu: l4, model: llama-3.1-8b, tp: 1 }] }', 'groups'],
+  ] as const) {
+    const r = await serverless(config(name, cluster));
+    assert.equal(r.code, USAGE_EXIT_CODE, `${name}: ${r.stderr}`);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `config: cluster\\.${key}: not with --serverless-policy: --gpus sizes the cluster.*\\[SY_ERR_INVALID_CONFIG\\]`,
+      ),
+    );
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+  // The GPU type alone is read, as before.
+  assert.equal((await serverless(config('gpu', '{ gpu: a100-80gb }'))).code, 0);
+});
