@@ -8,6 +8,8 @@
  * Run: node --import tsx bench/engine-core-micro.ts
  */
 
+import { parseArgs } from 'node:util';
+import { scriptArgs } from '../scripts/script-args.ts';
 import type { PrefixChain } from '../src/core/request.ts';
 import { EngineCore } from '../src/engine-core/engine-core.ts';
 import { engineBlockHashes } from '../src/engine-core/prefix.ts';
@@ -15,6 +17,21 @@ import { PrefixForest } from '../src/engine-core/prefix-forest.ts';
 import type { EngineListener, EngineRequest } from '../src/engine-core/types.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../src/engine-core/types.ts';
 import type { GpuSpec, ModelSpec, PerfModel, StepShape } from '../src/model/types.ts';
+
+// No options: before, --help (or any flag) went unread and ran the whole bench.
+scriptArgs(
+  'engine-core-micro',
+  `Usage: node --import tsx bench/engine-core-micro.ts
+
+The engine core's step loop alone, with a fake perf model: sequence-steps per wall second with a
+full decode batch, and requests per wall second through a stream of short requests with shared
+prefixes (per-block pool with and without KV events, run-length cache), with and without
+preemption. No options.
+
+Options:
+  -h, --help   this text`,
+  () => parseArgs({ options: {} }),
+);
 
 const perf: PerfModel = {
   gpu: {} as GpuSpec,

@@ -25,6 +25,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { scriptArgs, scriptUsageError } from '../scripts/script-args.ts';
 import { Rng } from '../src/core/rng.ts';
 
 /** Tokens per Mooncake hash id. */
@@ -153,19 +154,40 @@ export function heavyPrefixJsonl(options: HeavyPrefixOptions = DEFAULT_HEAVY_PRE
   return text;
 }
 
+const USAGE = `Usage: node --import tsx bench/heavy-prefix-trace.ts --out FILE [options]
+
+Writes the heavy-prefix Mooncake-format trace that \`npm run bench:twin\` replays (its heavy-prefix
+scenario): long shared system prompts, multi-turn sessions growing to 100k tokens, branches. The
+same options give the same bytes.
+
+Options:
+  --out FILE              where the JSONL goes, gzipped when it ends in .gz (required)
+  --requests N            rows (default ${DEFAULT_HEAVY_PREFIX.requests})
+  --seed S                the generator's seed (default ${DEFAULT_HEAVY_PREFIX.seed})
+  --sessions-per-s R      session arrival rate, Poisson (default ${DEFAULT_HEAVY_PREFIX.sessionsPerS})
+  --mean-turns T          mean turns per session (default ${DEFAULT_HEAVY_PREFIX.meanTurns})
+  --max-turns M           most turns per session (default ${DEFAULT_HEAVY_PREFIX.maxTurns})
+  -h, --help              this text
+
+Example:
+  node --import tsx bench/heavy-prefix-trace.ts --out out/heavy.jsonl.gz --requests 50000`;
+
 function main(): void {
-  const { values } = parseArgs({
-    options: {
-      out: { type: 'string' },
-      requests: { type: 'string' },
-      seed: { type: 'string' },
-      'sessions-per-s': { type: 'string' },
-      'mean-turns': { type: 'string' },
-      'max-turns': { type: 'string' },
-    },
-    strict: true,
-  });
-  if (values.out === undefined) throw new Error('--out FILE is required (.gz for a gzipped file)');
+  const { values } = scriptArgs('heavy-prefix-trace', USAGE, () =>
+    parseArgs({
+      options: {
+        out: { type: 'string' },
+        requests: { type: 'string' },
+        seed: { type: 'string' },
+        'sessions-per-s': { type: 'string' },
+        'mean-turns': { type: 'string' },
+        'max-turns': { type: 'string' },
+      },
+      strict: true,
+    }),
+  );
+  if (values.out === undefined)
+    scriptUsageError('heavy-prefix-trace', USAGE, '--out FILE is required (.gz for a gzipped file)');
   const number = (text: string | undefined, flag: string, fallback: number): number => {
     if (text === undefined) return fallback;
     const n = Number(text);

@@ -13,6 +13,7 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Table from 'cli-table3';
+import { scriptArgs } from '../scripts/script-args.ts';
 import { tokenizerConfigSchema } from '../src/adapters/tokenizer/config.ts';
 import { loadPromptTokenizer, type TemplateMessage } from '../src/adapters/tokenizer/load.ts';
 import { Rng } from '../src/core/rng.ts';
@@ -37,8 +38,23 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number;
 }
 
+const USAGE = `Usage: node --import tsx bench/tokenize.ts [options]
+
+Tokenization cost per request on the gateway's hot path with a backend \`tokenizer\`: chat bodies of
+${SIZES_CHARS.map((c) => c.toLocaleString('en-US')).join(', ')} characters rendered with Qwen3's chat template, tokenized and hashed into
+vLLM's block chain; median and p99 per stage beside the text-chain hashing used without one.
+
+Options:
+  --iterations N    timed requests per body size (default 200)
+  -h, --help        this text
+
+Example:
+  node --import tsx bench/tokenize.ts --iterations 500`;
+
 function main(): void {
-  const { values } = parseArgs({ options: { iterations: { type: 'string', default: '200' } } });
+  const { values } = scriptArgs('tokenize', USAGE, () =>
+    parseArgs({ options: { iterations: { type: 'string', default: '200' } } }),
+  );
   const iterations = Number(values.iterations);
   const loadStart = performance.now();
   const cfg = tokenizerConfigSchema.parse({ path: TOKENIZER, hashSeed: '0' });

@@ -9,16 +9,13 @@
  * against itself gave ratios 0.93 to 1.03). The order within a pair alternates too. The code of
  * each checkout is its own module graph, so neither shares compiled code with the other.
  *
- * Flags:
- *   --a DIR, --b DIR     the two checkouts (B/A ratios are printed: below 1, B is faster)
- *   --pairs N            measured pairs (default 10), after --warmup replays of each (default 3)
- *   --trace PATH         the Mooncake trace (default the shared data path)
- *   --prefix-cache MODE  runs (default), blocks or blocks-32bit, for both
+ * Flags: USAGE below (`--help`).
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { scriptArgs, scriptUsageError } from '../scripts/script-args.ts';
 
 const MOONCAKE_TRACE = '/work/shared/data/traces/mooncake/conversation_trace.jsonl.gz';
 
@@ -28,25 +25,49 @@ interface Replay {
   readonly cpuS: number;
 }
 
+const USAGE = `Usage: node --import tsx bench/twin-ab.ts --a DIR --b DIR [options]
+
+Twin speed, A against B in one process: two checkouts (each with src/, package.json, tsconfig.json)
+replay the Mooncake trace in turn, warmed up, pair after pair; the B/A ratio of each pair's CPU time
+is printed (below 1: B is faster).
+
+Options:
+  --a DIR, --b DIR      the two checkouts (required)
+  --pairs N             measured pairs (default 10)
+  --warmup N            replays of each before the measured pairs (default 3)
+  --trace PATH          the Mooncake trace (default ${MOONCAKE_TRACE})
+  --prefix-cache MODE   runs, blocks or blocks-32bit, for both (default runs)
+  -h, --help            this text
+
+A checkout: e.g. \`git archive <commit> src | tar -x -C /tmp/before\` plus package.json and
+tsconfig.json. Run both orders and take the geometric mean of the ratios (bench/README.md).
+
+Examples:
+  node --import tsx bench/twin-ab.ts --a /tmp/before --b . --pairs 12
+  node --import tsx bench/twin-ab.ts --a . --b /tmp/before --pairs 12`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      a: { type: 'string' },
-      b: { type: 'string' },
-      pairs: { type: 'string', default: '10' },
-      warmup: { type: 'string', default: '3' },
-      trace: { type: 'string', default: MOONCAKE_TRACE },
-      'prefix-cache': { type: 'string', default: 'runs' },
-    },
-    strict: true,
-  });
-  if (values.a === undefined || values.b === undefined) throw new Error('--a DIR and --b DIR are required');
+  const { values } = scriptArgs('twin-ab', USAGE, () =>
+    parseArgs({
+      options: {
+        a: { type: 'string' },
+        b: { type: 'string' },
+        pairs: { type: 'string', default: '10' },
+        warmup: { type: 'string', default: '3' },
+        trace: { type: 'string', default: MOONCAKE_TRACE },
+        'prefix-cache': { type: 'string', default: 'runs' },
+      },
+      strict: true,
+    }),
+  );
+  if (values.a === undefined || values.b === undefined)
+    scriptUsageError('twin-ab', USAGE, '--a DIR and --b DIR are required');
   const pairs = Number(values.pairs);
   const warmup = Number(values.warmup);
   if (!Number.isSafeInteger(pairs) || pairs < 1)
-    throw new Error(`--pairs must be a positive integer, got '${values.pairs}'`);
+    scriptUsageError('twin-ab', USAGE, `--pairs must be a positive integer, got '${values.pairs}'`);
   if (!Number.isSafeInteger(warmup) || warmup < 0)
-    throw new Error(`--warmup must be an integer >= 0, got '${values.warmup}'`);
+    scriptUsageError('twin-ab', USAGE, `--warmup must be an integer >= 0, got '${values.warmup}'`);
   const replayA = await replayer(values.a, values.trace, values['prefix-cache']);
   const replayB = await replayer(values.b, values.trace, values['prefix-cache']);
   for (let i = 0; i < warmup; i++) {

@@ -19,23 +19,7 @@
  * Separate processes, because one process running both has both code paths' types at every call
  * site of the engine core and runs each of them slower than it would alone.
  *
- * Flags:
- *   --prefix-cache MODE       compare (default), runs, blocks or blocks-32bit: one mode, in this process
- *   --repeat N                runs of each mode when comparing (default 3)
- *   --requests N              requests of the Poisson run (default 1000000)
- *   --rate R                  Poisson arrival rate, req/s (default 2000)
- *   --trace PATH              the Mooncake trace (default the shared data path)
- *   --warmup N                full Mooncake replays before the measured one (default 3); the first
- *                             one's figures are reported too ("cold": compilation included)
- *   --only mooncake|poisson|heavy-prefix   run one scenario
- *   --cli N                   when comparing with the Mooncake scenario: also time N runs of the
- *                             CLI on it end to end (`switchyard sim`, a fresh process each: start-up,
- *                             loading, the cold replay, the report); default 3, 0 for none
- *   --cli-baseline DIR        a built checkout (bin/switchyard.mjs, dist/) whose CLI runs alternate
- *                             with this one's, for a side-by-side end-to-end figure
- *   --json FILE               also write the figures as JSON
- *   --profile-summary DIR     print the top self-time functions of the largest .cpuprofile in DIR
- *                             (from `node --cpu-prof --cpu-prof-dir=DIR ...`) and exit
+ * Flags: USAGE below (`npm run bench:twin -- --help`).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -45,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
+import { scriptArgs } from '../scripts/script-args.ts';
 import { Rng } from '../src/core/rng.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../src/engine-core/types.ts';
 import { createRoutingPolicy } from '../src/policies/routing/registry.ts';
@@ -150,23 +135,57 @@ interface Load {
   readonly preemptions: number;
 }
 
+const USAGE = `Usage: npm run bench:twin -- [options]   (node --import tsx bench/twin-speed.ts)
+
+How many simulated requests, events and engine steps the twin gets through per wall second, and its
+peak memory: the Mooncake conversation replay, a long Poisson run and a heavy-prefix trace, with the
+previous prefix cache and the current one side by side (bench/README.md, docs/benchmarks.md).
+
+Options:
+  --prefix-cache MODE       compare (default): each scenario in fresh child processes, blocks-32bit
+                            and runs alternating; runs, blocks or blocks-32bit: that one mode, in
+                            this process
+  --repeat N                runs of each mode when comparing (default 3)
+  --requests N              requests of the Poisson run (default 1000000)
+  --rate R                  Poisson arrival rate, req/s (default 2000)
+  --trace PATH              the Mooncake trace; the bundled sample stands in where it is missing
+                            (default ${MOONCAKE_TRACE})
+  --warmup N                full Mooncake replays before the measured one (default 3); the first
+                            one's figures are reported too ("cold": compilation included)
+  --only SCENARIO           one scenario: mooncake, poisson or heavy-prefix (default: all)
+  --cli N                   when comparing with the Mooncake scenario: also time N runs of
+                            \`switchyard sim\` on it end to end, a fresh process each (default 3; 0: none)
+  --cli-baseline DIR        a built checkout (bin/switchyard.mjs, dist/) whose CLI runs alternate
+                            with this one's (default: none)
+  --json FILE               also write the figures as JSON (default: none)
+  --profile-summary DIR     print the top self-time functions of the largest .cpuprofile in DIR
+                            (from \`node --cpu-prof --cpu-prof-dir=DIR ...\`) and exit
+  -h, --help                this text
+
+Examples:
+  npm run bench:twin
+  npm run bench:twin -- --only mooncake --repeat 5
+  npm run bench:twin -- --requests 200000 --json out/twin.json`;
+
 function main(): void {
-  const { values } = parseArgs({
-    options: {
-      requests: { type: 'string', default: '1000000' },
-      rate: { type: 'string', default: '2000' },
-      trace: { type: 'string', default: MOONCAKE_TRACE },
-      only: { type: 'string' },
-      json: { type: 'string' },
-      'profile-summary': { type: 'string' },
-      'prefix-cache': { type: 'string', default: 'compare' },
-      warmup: { type: 'string', default: '3' },
-      repeat: { type: 'string', default: '3' },
-      cli: { type: 'string', default: '3' },
-      'cli-baseline': { type: 'string' },
-    },
-    strict: true,
-  });
+  const { values } = scriptArgs('bench:twin', USAGE, () =>
+    parseArgs({
+      options: {
+        requests: { type: 'string', default: '1000000' },
+        rate: { type: 'string', default: '2000' },
+        trace: { type: 'string', default: MOONCAKE_TRACE },
+        only: { type: 'string' },
+        json: { type: 'string' },
+        'profile-summary': { type: 'string' },
+        'prefix-cache': { type: 'string', default: 'compare' },
+        warmup: { type: 'string', default: '3' },
+        repeat: { type: 'string', default: '3' },
+        cli: { type: 'string', default: '3' },
+        'cli-baseline': { type: 'string' },
+      },
+      strict: true,
+    }),
+  );
   if (values['profile-summary'] !== undefined) {
     printProfileSummary(values['profile-summary'], 25);
     return;

@@ -35,3 +35,14 @@ export function scriptArgs<T>(
     throw error;
   }
 }
+
+/**
+ * Refuses input that parses but cannot run (a required flag left out, a value out of range) as
+ * `scriptArgs` refuses a parse error: `name: message` and `usage` on stderr, exit 2, rather than a
+ * thrown Error's stack trace.
+ */
+export function scriptUsageError(name: string, usage: string, message: string): never {
+  const text = usage.endsWith('\n') ? usage : `${usage}\n`;
+  process.stderr.write(`${name}: ${message}\n${text}`);
+  process.exit(SCRIPT_USAGE_EXIT_CODE);
+}

@@ -2,7 +2,8 @@
  * The scripts the docs tell users to run by hand (`npm run fidelity:derived`, docs/fidelity.md;
  * scripts/kv-store-fetch.ts, docs/disaggregation.md; scripts/make-tiny-gguf.ts, README.md; scripts/saturation.ts and `npm run calibrate`, docs/engine-model.md; `npm run results:autoscaling`, `results:disaggregation`, `results:routing`), as real processes: `--help` prints their
  * usage and exits 0 before any work, and a mistyped or valueless flag prints one line naming it
- * with the usage and exits 2, rather than node's parseArgs stack trace (exit 1).
+ * with the usage and exits 2, rather than node's parseArgs stack trace (exit 1). The bench scripts
+ * (bench/README.md) likewise, each checked with --help only: never a bench run in a test.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -73,5 +74,68 @@ for (const [file, page] of [
     assert.equal(flag.status, 2, flag.err);
     assert.match(flag.err, /^results:\w+: Unknown option '--quick'/);
     assert.equal(statSync(join(ROOT, page)).mtimeMs, before);
+  });
+}
+
+/**
+ * Every bench script run by hand or started by another bench, with every option it reads (its first
+ * entry takes a value, for the valueless-flag case). A script with no options gets an empty list:
+ * before, --help went unread there and ran the whole bench.
+ */
+const BENCHES: readonly (readonly [file: string, options: readonly string[]])[] = [
+  [
+    'bench/twin-speed.ts',
+    [
+      '--prefix-cache',
+      '--repeat',
+      '--requests',
+      '--rate',
+      '--trace',
+      '--warmup',
+      '--only',
+      '--cli',
+      '--cli-baseline',
+      '--json',
+      '--profile-summary',
+    ],
+  ],
+  ['bench/twin-ab.ts', ['--a', '--b', '--pairs', '--warmup', '--trace', '--prefix-cache']],
+  [
+    'bench/heavy-prefix-trace.ts',
+    ['--out', '--requests', '--seed', '--sessions-per-s', '--mean-turns', '--max-turns'],
+  ],
+  ['bench/routing-decide.ts', ['--instances', '--decisions', '--only']],
+  ['bench/tokenize.ts', ['--iterations']],
+  ['bench/engine-core-micro.ts', []],
+  ['bench/hot-paths.ts', []],
+];
+
+/** `--flag` as a whole word of `text` (so `--cli` is not found inside `--cli-baseline`). */
+function namesFlag(text: string, flag: string): boolean {
+  return new RegExp(`(^|[^\\w-])${flag}(?![\\w-])`).test(text);
+}
+
+for (const [file, options] of BENCHES) {
+  test(`${file}: --help names every option, exit 0; an unknown or valueless flag one line and the usage, exit 2`, () => {
+    const help = script(file, '--help');
+    assert.equal(help.status, 0, help.err);
+    assert.equal(help.err, '');
+    assert.match(help.out, /^Usage: /);
+    for (const option of [...options, '--help'])
+      assert.ok(namesFlag(help.out, option), `${option} in:\n${help.out}`);
+
+    const typo = script(file, '--bogus-flag');
+    assert.equal(typo.status, 2, typo.err);
+    assert.equal(typo.out, '');
+    const [first, second] = typo.err.split('\n');
+    assert.match(first ?? '', /^[\w:-]+: Unknown option '--bogus-flag'/);
+    assert.match(second ?? '', /^Usage: /, 'the usage follows the one line');
+    assert.doesNotMatch(typo.err, /\n\s+at /, 'no stack trace');
+
+    const valued = options[0];
+    if (valued === undefined) return;
+    const missing = script(file, valued);
+    assert.equal(missing.status, 2, missing.err);
+    assert.match(missing.err, new RegExp(`^[\\w:-]+: .*'${valued}.*argument missing`));
   });
 }
