@@ -599,9 +599,14 @@ export function resolveSettings(
       ...flags,
       gpu: pick('gpu', flags.gpu, fileCluster?.gpu),
       model: pick('model', flags.model, fileCluster?.model),
+      // The file's cluster.tp is every served model's TP, as --tp is (it was silently dropped).
+      tp: pick('tp', flags.tp, fileCluster?.tp),
     },
     workload,
-    (name) => fromCli(name) || (name === 'model' && fileCluster?.model !== undefined),
+    (name) =>
+      fromCli(name) ||
+      (name === 'model' && fileCluster?.model !== undefined) ||
+      (name === 'tp' && fileCluster?.tp !== undefined),
   );
   if (serverless !== undefined && (placed !== undefined || flags.autoscaler !== undefined))
     throw invalidArgument(

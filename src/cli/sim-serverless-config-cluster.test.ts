@@ -5,7 +5,7 @@
  * still read.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -52,4 +52,46 @@ test('cluster.instances and cluster.groups with --serverless-policy are refused,
   }
   // The GPU type alone is read, as before.
   assert.equal((await serverless(config('gpu', '{ gpu: a100-80gb }'))).code, 0);
+});
+
+test("cluster.tp is every served model's TP, as --tp is (it was silently dropped)", async () => {
+  const json = join(dir, 'tp.json');
+  const path = config('tp', '{ tp: 2 }');
+  const r = await runCliInProcess([
+    'sim',
+    '--no-progress',
+    '--config',
+    path,
+    '--serverless-policy',
+    'keep-alive',
+    '--gpus',
+    '4',
+    '--json',
+    json,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(readFileSync(json, 'utf8')) as {
+    instances: number;
+    perInstance: { tp: number }[];
+  };
+  // Two models, each at most 4 GPUs / TP 2 = 2 instances: 4 slots (at TP 1: 8).
+  assert.equal(result.instances, 4);
+  assert.ok(result.perInstance.length > 0 && result.perInstance.every((i) => i.tp === 2));
+  // A flag still wins over the file.
+  const flagged = await runCliInProcess([
+    'sim',
+    '--no-progress',
+    '--config',
+    path,
+    '--serverless-policy',
+    'keep-alive',
+    '--gpus',
+    '4',
+    '--tp',
+    '1',
+    '--json',
+    json,
+  ]);
+  assert.equal(flagged.code, 0, flagged.stderr);
+  assert.equal((JSON.parse(readFileSync(json, 'utf8')) as { instances: number }).instances, 8);
 });
