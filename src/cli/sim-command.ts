@@ -622,6 +622,14 @@ export function resolveSettings(
       'no --instances with --serverless-policy: --gpus sizes the cluster and the policy starts each model its own instances',
     );
   if (serverless !== undefined) checkServerlessCluster(file.cluster);
+  // A file's autoscaler block reached the twin, which refused it in its own words ("serverless
+  // excludes control and placement"), naming no key.
+  if (serverless !== undefined && file.autoscaler !== undefined)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_CONFIG',
+      'config: autoscaler: not with --serverless-policy: the policy scales each model itself (--keep-alive-s); drop the autoscaler block',
+      { param: 'autoscaler' },
+    );
   const control =
     placed === undefined
       ? controlFromFlags(flags, file.autoscaler, givenInstances(flags, file, fromCli))

@@ -95,3 +95,11 @@ test("cluster.tp is every served model's TP, as --tp is (it was silently dropped
   assert.equal(flagged.code, 0, flagged.stderr);
   assert.equal((JSON.parse(readFileSync(json, 'utf8')) as { instances: number }).instances, 8);
 });
+
+test('an autoscaler block with --serverless-policy is refused naming it', async () => {
+  const path = join(dir, 'autoscaler.yaml');
+  writeFileSync(path, `autoscaler: { name: kpa, maxInstances: 3 }\n${WORKLOAD}`);
+  const r = await serverless(path);
+  assert.equal(r.code, USAGE_EXIT_CODE);
+  assert.match(r.stderr, /config: autoscaler: not with --serverless-policy.*\[SY_ERR_INVALID_CONFIG\]/);
+});
