@@ -27,6 +27,7 @@ import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
+import { scriptArgs } from '../scripts/script-args.ts';
 import { startLocalEngines } from '../src/adapters/local-engines.ts';
 import { startGateway } from '../src/gateway/index.ts';
 
@@ -36,15 +37,37 @@ const HEALTH_GAP_MS = 10;
 /** Large bodies in flight at most (a stuck gateway must not pile up unbounded sends). */
 const LARGE_IN_FLIGHT_MAX = 16;
 
-const { values: args } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '10' },
-    rates: { type: 'string', default: '0,1,3' },
-    'body-mb': { type: 'string', default: '7.9' },
-    repeat: { type: 'string', default: '2' },
-    profile: { type: 'boolean', default: false },
-  },
-});
+const USAGE = `Usage: npm run bench:large-body-live -- [options]   (node --import tsx bench/gateway-large-body-live.ts)
+
+What large request bodies do to a live gateway's event loop: a gateway in this process in front of
+a switchyard engine sim child, a client sending ~7.9 MB chat bodies at each rate while it probes
+/health; bodies parsed on the event loop against on the worker pool, alternating; ratios pool / loop.
+
+Options:
+  --rates R1,R2     large bodies per second, one phase each way per rate; 0 is the idle baseline
+                    (default 0,1,3)
+  --seconds S       seconds per phase (default 10)
+  --repeat N        phases of each way per rate (default 2)
+  --body-mb MB      each large body's size, MB (default 7.9)
+  --profile         also one profiled phase each way: where the gateway thread's time went per
+                    large body (default: off; it inflates busy time, so its phases are apart)
+  -h, --help        this text
+
+Examples:
+  npm run bench:large-body-live
+  npm run bench:large-body-live -- --seconds 20 --repeat 3 --rates 1,3 --profile`;
+
+const { values: args } = scriptArgs('bench:large-body-live', USAGE, () =>
+  parseArgs({
+    options: {
+      seconds: { type: 'string', default: '10' },
+      rates: { type: 'string', default: '0,1,3' },
+      'body-mb': { type: 'string', default: '7.9' },
+      repeat: { type: 'string', default: '2' },
+      profile: { type: 'boolean', default: false },
+    },
+  }),
+);
 const SECONDS = Number(args.seconds);
 const RATES = args.rates.split(',').map(Number);
 const BODY_BYTES = Math.round(Number(args['body-mb']) * 1e6);

@@ -23,6 +23,7 @@
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { MessageChannel } from 'node:worker_threads';
+import { scriptArgs } from '../scripts/script-args.ts';
 import { parseRouting, ROUTING_PREFIX_BLOCKS_MAX } from '../src/gateway/fast-parse.ts';
 import { jsonDepthExceeds } from '../src/gateway/json-depth.ts';
 import { ParsePool } from '../src/gateway/parse-pool.ts';
@@ -155,10 +156,27 @@ function row(label: string, previous: number, ours: number): string {
   return `  ${label.padEnd(32)}${previous.toFixed(2).padStart(10)}${ours.toFixed(2).padStart(10)}${ratio.padStart(10)}`;
 }
 
+const USAGE = `Usage: npm run bench:large-body -- [options]   (node --import tsx bench/gateway-large-body.ts)
+
+Where a large request body's event-loop time goes in the gateway, in one process: the previous
+intake against the current one per phase, for four body shapes, a nested-array body against the
+depth scan, and the hand-off to a parse worker against a parse on the event loop.
+
+Options:
+  --rounds N        measured rounds per shape, after two warm-up rounds (default 15)
+  --bytes N         the bodies' size in bytes (default 7900000)
+  -h, --help        this text
+
+Examples:
+  npm run bench:large-body
+  npm run bench:large-body -- --rounds 40`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { rounds: { type: 'string', default: '15' }, bytes: { type: 'string', default: '7900000' } },
-  });
+  const { values } = scriptArgs('bench:large-body', USAGE, () =>
+    parseArgs({
+      options: { rounds: { type: 'string', default: '15' }, bytes: { type: 'string', default: '7900000' } },
+    }),
+  );
   const rounds = Number(values.rounds);
   const bytes = Number(values.bytes);
   console.log(

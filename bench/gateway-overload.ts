@@ -12,6 +12,7 @@
  * unguarded burst is far above it.
  */
 import { parseArgs } from 'node:util';
+import { scriptArgs } from '../scripts/script-args.ts';
 import { burst, OVERLOAD_ADMISSION, unloadedTtft } from '../test/e2e/support/burst.ts';
 import {
   percentile,
@@ -25,7 +26,23 @@ const BURST = 48;
 const UNLOADED_SAMPLES = 5;
 const TTFT_RATIO_TARGET = 2.5;
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' } } });
+const USAGE = `Usage: npm run bench:overload -- [options]   (node --import tsx bench/gateway-overload.ts)
+
+Admission under a burst: ${BURST} streaming completions of about 4,000 prompt tokens on two sim engines
+at model speed, through a gateway with the overload test's admission config and through one that
+admits everything; per round the admitted TTFT p50 against the unloaded one (target at most
+${TTFT_RATIO_TARGET}x) and the unguarded burst's.
+
+Options:
+  --rounds N        rounds, each with its own unloaded samples and both gateways (default 3)
+  -h, --help        this text
+
+Example:
+  npm run bench:overload -- --rounds 5`;
+
+const { values } = scriptArgs('bench:overload', USAGE, () =>
+  parseArgs({ options: { rounds: { type: 'string', default: '3' } } }),
+);
 const rounds = Number(values.rounds);
 
 async function main(): Promise<void> {

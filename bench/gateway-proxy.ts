@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Table from 'cli-table3';
 import { request } from 'undici';
+import { scriptArgs } from '../scripts/script-args.ts';
 import { BENCH_MODEL, chatBodies, completionResponse, DEFAULT_BODY_OPTIONS } from './gateway/bodies.ts';
 import { NGINX_BIN, nginxArgs, proxyConfig, toolVersion, upstreamConfig, WRK_BIN } from './gateway/nginx.ts';
 import {
@@ -58,7 +59,13 @@ const TARGET_SSE_EVENTS_PER_S = 100_000;
 const CORE_LOAD = '0';
 const CORE_PROXY = '1';
 
-const HELP = `node --import tsx bench/gateway-proxy.ts [flags]
+const USAGE = `Usage: npm run bench:gateway -- [options]   (node --import tsx bench/gateway-proxy.ts)
+
+Gateway overhead against nginx: the same zero-delay upstream reached directly, through Switchyard's
+gateway, a no-logic Node proxy and nginx, side by side in one run: max req/s, added latency, SSE
+relay. Needs nginx and wrk (apt-get install nginx wrk; NGINX= and WRK= point elsewhere).
+
+Options:
   --repeat N            runs of every measurement; tables give the median (default 3)
   --duration S          seconds per measurement (default 10)
   --connections N       wrk connections for max req/s (default 64)
@@ -67,45 +74,50 @@ const HELP = `node --import tsx bench/gateway-proxy.ts [flags]
   --sse-connections N   concurrent streams for the SSE figure (default 16)
   --policy NAME         the gateway's routing policy (default prefix-affinity)
   --backends N          upstream ports behind each proxy (default 4)
-  --only ROWS           some of: ${ROWS.join(',')}
-  --phases P            some of: ${PHASES.join(',')}
+  --only ROWS           some of: ${ROWS.join(',')} (default: all)
+  --phases P            some of: ${PHASES.join(',')} (default: all)
   --warmup S            seconds of wrk warm-up per path before measuring (default 3)
   --noise-max PCT       redo a measurement (up to 5 times) when other work on the machine used more
                         than PCT% of a core meanwhile (default 20; 200 never redoes)
   --no-pin              do not pin processes with taskset
-  --nice N              run every benchmark process at this niceness (e.g. -10, as root, on a shared machine)
+  --nice N              run every benchmark process at this niceness (default 0; e.g. --nice=-10, as
+                        root, on a shared machine)
   --node-flags=F        extra Node flags for the Node proxies under test (switchyard, node-proxy),
                         space-separated, e.g. --node-flags="--cpu-prof --cpu-prof-dir=/tmp/prof"
-  --gateway-stats DIR   the gateway children write event-loop delay and GC pauses to DIR/{json,sse}.json on exit
-                        (they run bench/gateway/switchyard-child.ts through tsx instead of switchyard serve)
-  --json FILE           also write every run and the medians as JSON`;
+  --gateway-stats DIR   the gateway children write event-loop delay and GC pauses to DIR/{json,sse}.json
+                        on exit (they run bench/gateway/switchyard-child.ts through tsx instead of
+                        switchyard serve; default: off)
+  --json FILE           also write every run and the medians as JSON (default: none)
+  -h, --help            this text
 
-const { values } = parseArgs({
-  options: {
-    repeat: { type: 'string', default: '3' },
-    duration: { type: 'string', default: '10' },
-    connections: { type: 'string', default: '64' },
-    rate: { type: 'string', default: '1000' },
-    events: { type: 'string', default: '1000' },
-    'sse-connections': { type: 'string', default: '16' },
-    policy: { type: 'string', default: 'prefix-affinity' },
-    backends: { type: 'string', default: '4' },
-    only: { type: 'string' },
-    phases: { type: 'string' },
-    warmup: { type: 'string', default: '3' },
-    'no-pin': { type: 'boolean', default: false },
-    nice: { type: 'string', default: '0' },
-    'noise-max': { type: 'string', default: '20' },
-    'node-flags': { type: 'string', default: '' },
-    'gateway-stats': { type: 'string' },
-    json: { type: 'string' },
-    help: { type: 'boolean', default: false },
-  },
-});
-if (values.help) {
-  console.log(HELP);
-  process.exit(0);
-}
+Examples:
+  npm run bench:gateway
+  npm run bench:gateway -- --repeat 5 --json out/gateway.json
+  npm run bench:gateway -- --only direct,switchyard --phases latency --duration 20`;
+
+const { values } = scriptArgs('bench:gateway', USAGE, () =>
+  parseArgs({
+    options: {
+      repeat: { type: 'string', default: '3' },
+      duration: { type: 'string', default: '10' },
+      connections: { type: 'string', default: '64' },
+      rate: { type: 'string', default: '1000' },
+      events: { type: 'string', default: '1000' },
+      'sse-connections': { type: 'string', default: '16' },
+      policy: { type: 'string', default: 'prefix-affinity' },
+      backends: { type: 'string', default: '4' },
+      only: { type: 'string' },
+      phases: { type: 'string' },
+      warmup: { type: 'string', default: '3' },
+      'no-pin': { type: 'boolean', default: false },
+      nice: { type: 'string', default: '0' },
+      'noise-max': { type: 'string', default: '20' },
+      'node-flags': { type: 'string', default: '' },
+      'gateway-stats': { type: 'string' },
+      json: { type: 'string' },
+    },
+  }),
+);
 
 function positiveInt(name: string, text: string): number {
   const n = Number(text);

@@ -10,13 +10,27 @@
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import { parseArgs } from 'node:util';
 import { type Dispatcher, Pool } from 'undici';
+import { scriptArgs, scriptUsageError } from '../../scripts/script-args.ts';
 
-const { values } = parseArgs({ options: { port: { type: 'string' }, upstreams: { type: 'string' } } });
+const USAGE = `Usage: node --import tsx bench/gateway/node-proxy.ts --port P --upstreams P1,P2,...
+
+The gateway benchmark's no-logic Node proxy (bench:gateway starts it): reads each body whole, then
+round-robin over one undici Pool per upstream on 127.0.0.1. No parsing, no policy, no metrics.
+
+Options:
+  --port P              the port it listens on, 127.0.0.1 (required)
+  --upstreams P1,P2     upstream ports on 127.0.0.1, comma-separated (required)
+  -h, --help            this text
+
+Example:
+  node --import tsx bench/gateway/node-proxy.ts --port 8100 --upstreams 8001,8002`;
+
+const { values } = scriptArgs('node-proxy', USAGE, () =>
+  parseArgs({ options: { port: { type: 'string' }, upstreams: { type: 'string' } } }),
+);
 const upstreams = (values.upstreams ?? '').split(',').filter(Boolean);
-if (values.port === undefined || upstreams.length === 0) {
-  console.error('usage: node-proxy.ts --port P --upstreams P1,P2,...');
-  process.exit(2);
-}
+if (values.port === undefined || upstreams.length === 0)
+  scriptUsageError('node-proxy', USAGE, '--port P and --upstreams P1,P2,... are required');
 const pools = upstreams.map(
   (p) =>
     new Pool(`http://127.0.0.1:${p}`, {

@@ -13,22 +13,42 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
+import { scriptArgs, scriptUsageError } from '../../scripts/script-args.ts';
 
-const { values } = parseArgs({
-  options: {
-    url: { type: 'string' },
-    rate: { type: 'string', default: '1000' },
-    duration: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '1' },
-    bodies: { type: 'string' },
-    connections: { type: 'string', default: '64' },
-    path: { type: 'string', default: '/v1/chat/completions' },
-  },
-});
-if (values.url === undefined || values.bodies === undefined) {
-  console.error('usage: open-loop.ts --url URL --bodies FILE.json [--rate N] [--duration S]');
-  process.exit(2);
-}
+const USAGE = `Usage: node --import tsx bench/gateway/open-loop.ts --url URL --bodies FILE.json [options]
+
+The gateway benchmark's open-loop load generator (bench:gateway starts it): POSTs the bodies in turn
+at a fixed rate whatever the responses do, then prints one JSON line: latency percentiles, schedule
+lag, errors. SY_BENCH_DUMP=PREFIX also writes every request's send time and latency to PREFIX-PID.json.
+
+Options:
+  --url URL             the server, e.g. http://127.0.0.1:8100 (required)
+  --bodies FILE.json    a JSON array of request bodies (strings), sent in turn (required)
+  --rate N              requests per second (default 1000)
+  --duration S          measured seconds (default 10)
+  --warmup S            seconds sent first and not counted (default 1)
+  --connections N       the undici Pool's connections (default 64)
+  --path PATH           the request path (default /v1/chat/completions)
+  -h, --help            this text
+
+Example:
+  node --import tsx bench/gateway/open-loop.ts --url http://127.0.0.1:8100 --bodies /tmp/bodies.json --rate 500`;
+
+const { values } = scriptArgs('open-loop', USAGE, () =>
+  parseArgs({
+    options: {
+      url: { type: 'string' },
+      rate: { type: 'string', default: '1000' },
+      duration: { type: 'string', default: '10' },
+      warmup: { type: 'string', default: '1' },
+      bodies: { type: 'string' },
+      connections: { type: 'string', default: '64' },
+      path: { type: 'string', default: '/v1/chat/completions' },
+    },
+  }),
+);
+if (values.url === undefined || values.bodies === undefined)
+  scriptUsageError('open-loop', USAGE, '--url URL and --bodies FILE.json are required');
 const rate = Number(values.rate);
 const durationMs = Number(values.duration) * 1000;
 const warmupMs = Number(values.warmup) * 1000;

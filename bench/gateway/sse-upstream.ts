@@ -10,20 +10,35 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { parseArgs } from 'node:util';
+import { scriptArgs, scriptUsageError } from '../../scripts/script-args.ts';
 import { BENCH_MODEL, chunkEvent, completionResponse } from './bodies.ts';
 
-const { values } = parseArgs({
-  options: {
-    events: { type: 'string', default: '1000' },
-    ports: { type: 'string' },
-  },
-});
+const USAGE = `Usage: node --import tsx bench/gateway/sse-upstream.ts --ports P1,P2,... [--events N]
+
+The gateway benchmark's streaming upstream (bench:gateway starts it): answers stream:true chat
+completions with N chunk events and [DONE] as fast as the socket takes them, other bodies with a
+fixed completion; prints {"ready":true} once every port listens on 127.0.0.1.
+
+Options:
+  --ports P1,P2         ports to listen on, comma-separated (required)
+  --events N            chunk events per streamed response (default 1000)
+  -h, --help            this text
+
+Example:
+  node --import tsx bench/gateway/sse-upstream.ts --events 1000 --ports 8011,8012`;
+
+const { values } = scriptArgs('sse-upstream', USAGE, () =>
+  parseArgs({
+    options: {
+      events: { type: 'string', default: '1000' },
+      ports: { type: 'string' },
+    },
+  }),
+);
 const eventsPerStream = Number(values.events);
 const ports = (values.ports ?? '').split(',').filter(Boolean).map(Number);
-if (!(eventsPerStream >= 1) || ports.length === 0) {
-  console.error('usage: sse-upstream.ts --events N --ports P1,P2,...');
-  process.exit(2);
-}
+if (!(eventsPerStream >= 1) || ports.length === 0)
+  scriptUsageError('sse-upstream', USAGE, '--ports P1,P2,... is required and --events N must be >= 1');
 
 const CHUNK = Buffer.from(chunkEvent(BENCH_MODEL, false));
 const LAST = Buffer.from(chunkEvent(BENCH_MODEL, true));

@@ -12,13 +12,28 @@
 import { writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { scriptArgs, scriptUsageError } from '../../scripts/script-args.ts';
 import { loadGatewayConfig, startGateway } from '../../src/gateway/index.ts';
 
-const { values } = parseArgs({ options: { config: { type: 'string' }, stats: { type: 'string' } } });
-if (values.config === undefined) {
-  console.error('usage: switchyard-child.ts --config FILE.yaml');
-  process.exit(2);
-}
+const USAGE = `Usage: node --import tsx bench/gateway/switchyard-child.ts --config FILE.yaml [--stats FILE.json]
+
+Switchyard's gateway in a process of its own, as bench:gateway --gateway-stats runs it: loads the
+config as switchyard serve --config does, prints {"ready":true,"url":...}, closes on SIGTERM/SIGINT.
+
+Options:
+  --config FILE.yaml    the gateway config (required)
+  --stats FILE.json     on exit, write event-loop delay, GC pauses and memory samples there
+                        (default: none)
+  -h, --help            this text
+
+Example:
+  node --cpu-prof --import tsx bench/gateway/switchyard-child.ts --config /tmp/gw.yaml --stats /tmp/s.json`;
+
+const { values } = scriptArgs('switchyard-child', USAGE, () =>
+  parseArgs({ options: { config: { type: 'string' }, stats: { type: 'string' } } }),
+);
+if (values.config === undefined)
+  scriptUsageError('switchyard-child', USAGE, '--config FILE.yaml is required');
 const gateway = await startGateway(loadGatewayConfig(values.config));
 process.stdout.write(`${JSON.stringify({ ready: true, url: gateway.url, policy: gateway.policyName })}\n`);
 

@@ -108,6 +108,39 @@ const BENCHES: readonly (readonly [file: string, options: readonly string[]])[] 
   ['bench/tokenize.ts', ['--iterations']],
   ['bench/engine-core-micro.ts', []],
   ['bench/hot-paths.ts', []],
+  [
+    'bench/gateway-proxy.ts',
+    [
+      '--repeat',
+      '--duration',
+      '--connections',
+      '--rate',
+      '--events',
+      '--sse-connections',
+      '--policy',
+      '--backends',
+      '--only',
+      '--phases',
+      '--warmup',
+      '--noise-max',
+      '--no-pin',
+      '--nice',
+      '--node-flags',
+      '--gateway-stats',
+      '--json',
+    ],
+  ],
+  // The gateway benchmark's children (gateway-proxy.ts starts them with these flags).
+  ['bench/gateway/node-proxy.ts', ['--port', '--upstreams']],
+  [
+    'bench/gateway/open-loop.ts',
+    ['--url', '--bodies', '--rate', '--duration', '--warmup', '--connections', '--path'],
+  ],
+  ['bench/gateway/sse-upstream.ts', ['--ports', '--events']],
+  ['bench/gateway/switchyard-child.ts', ['--config', '--stats']],
+  ['bench/gateway-large-body.ts', ['--rounds', '--bytes']],
+  ['bench/gateway-large-body-live.ts', ['--rates', '--seconds', '--repeat', '--body-mb', '--profile']],
+  ['bench/gateway-overload.ts', ['--rounds']],
 ];
 
 /** `--flag` as a whole word of `text` (so `--cli` is not found inside `--cli-baseline`). */
@@ -137,5 +170,24 @@ for (const [file, options] of BENCHES) {
     const missing = script(file, valued);
     assert.equal(missing.status, 2, missing.err);
     assert.match(missing.err, new RegExp(`^[\\w:-]+: .*'${valued}.*argument missing`));
+  });
+}
+
+for (const [file, name] of [
+  ['bench/twin-ab.ts', 'twin-ab'],
+  ['bench/heavy-prefix-trace.ts', 'heavy-prefix-trace'],
+  ['bench/gateway/node-proxy.ts', 'node-proxy'],
+  ['bench/gateway/open-loop.ts', 'open-loop'],
+  ['bench/gateway/sse-upstream.ts', 'sse-upstream'],
+  ['bench/gateway/switchyard-child.ts', 'switchyard-child'],
+] as const) {
+  test(`${file} without its required flags: one line naming them and the usage, exit 2`, () => {
+    const r = script(file);
+    assert.equal(r.status, 2, r.err);
+    assert.equal(r.out, '');
+    const [first, second] = r.err.split('\n');
+    assert.match(first ?? '', new RegExp(`^${name}: .*required`));
+    assert.match(second ?? '', /^Usage: /);
+    assert.doesNotMatch(r.err, /\n\s+at /, 'no stack trace');
   });
 }
