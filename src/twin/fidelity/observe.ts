@@ -285,6 +285,13 @@ export const SATURATION_SAMPLES_MIN = 20;
  * first is warm-up): saturated when it grew by more than half and by more than 4 requests (so that
  * a few requests of noise at low load never count).
  *
+ * "Half" is of the window's own queue: what the window started with (its first arrival's count, at
+ * most the second fifth's mean) is taken off. A stage of a staged run starts with the backlog the
+ * stage before left; measured against that backlog, a stage whose queue grows by thousands through
+ * it would pass as flat once the backlog outgrew one stage's growth (20 stages at one rate past
+ * capacity: every stage after the first read 'no'). A window that starts empty (a whole run) is
+ * judged on its level as it always was.
+ *
  * Feed it a queue, not the number in flight: from an empty engine the running batch ramps up for
  * about one E2E, so in a run a few E2Es long the number in flight grows below capacity too. A run
  * too short for a queue to form is not saturated (docs/fidelity.md, "What each figure means").
@@ -300,5 +307,6 @@ export function isSaturated(queued: readonly number[]): boolean {
   };
   const early = mean(fifth, 2 * fifth);
   const late = mean(n - fifth, n);
-  return late - early > Math.max(4, 0.5 * early);
+  const carried = Math.min(queued[0] as number, early);
+  return late - early > Math.max(4, 0.5 * (early - carried));
 }
