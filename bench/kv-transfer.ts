@@ -65,6 +65,7 @@ import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { scriptArgs } from '../scripts/script-args.ts';
 import {
   closeIdleKvConnections,
   fetchKvState,
@@ -747,7 +748,7 @@ function ensureKvNative(): string {
   return `${build.stdout}${build.stderr}`.trim().split('\n').at(-1) ?? '';
 }
 
-const HELP = `Usage: npm run bench:kv-transfer -- [options]
+const USAGE = `Usage: npm run bench:kv-transfer -- [options]   (node --import tsx bench/kv-transfer.ts)
 
 KV state transfer between built-in llama engines (buffer state API and file path) against raw TCP of
 the same bytes over loopback, side by side in one run, with the ratios. Builds the optional KV-state
@@ -774,33 +775,36 @@ Options:
   --json FILE       write every figure as JSON
   -h, --help        this text
 
+Examples:
+  npm run bench:kv-transfer
+  npm run bench:kv-transfer -- --runs 9 --path-only
+  npm run bench:kv-transfer -- --engine-state-mb 96 --large-requests 3 --json out/kv-transfer.json
+
 Figures and what bounds them: docs/benchmarks.md, "KV transfer between llama engines".
 `;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      serve: { type: 'boolean' },
-      bytes: { type: 'string' },
-      mb: { type: 'string', default: '128' },
-      runs: { type: 'string', default: '15' },
-      requests: { type: 'string', default: '8' },
-      'engine-state-mb': { type: 'string', default: '32' },
-      'large-requests': { type: 'string', default: '4' },
-      'no-large-engines': { type: 'boolean' },
-      'engine-kv-reserve-mib': { type: 'string' },
-      decodes: { type: 'string', default: '2' },
-      'long-prompts': { type: 'string', default: '6' },
-      json: { type: 'string' },
-      /** Only the transfer path (part 1): seconds instead of half a minute, for trying changes. */
-      'path-only': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help === true) {
-    process.stdout.write(HELP);
-    return;
-  }
+  const { values } = scriptArgs('bench:kv-transfer', USAGE, () =>
+    parseArgs({
+      options: {
+        // The sender child's flags (transferPath starts this file with them), not the user's.
+        serve: { type: 'boolean' },
+        bytes: { type: 'string' },
+        mb: { type: 'string', default: '128' },
+        runs: { type: 'string', default: '15' },
+        requests: { type: 'string', default: '8' },
+        'engine-state-mb': { type: 'string', default: '32' },
+        'large-requests': { type: 'string', default: '4' },
+        'no-large-engines': { type: 'boolean' },
+        'engine-kv-reserve-mib': { type: 'string' },
+        decodes: { type: 'string', default: '2' },
+        'long-prompts': { type: 'string', default: '6' },
+        json: { type: 'string' },
+        /** Only the transfer path (part 1): seconds instead of half a minute, for trying changes. */
+        'path-only': { type: 'boolean' },
+      },
+    }),
+  );
   const runs = Number(values.runs);
   for (const [flag, value] of [
     ['--mb', values.mb],
@@ -938,11 +942,4 @@ async function main(): Promise<void> {
   }
 }
 
-try {
-  await main();
-} catch (error) {
-  // A bad flag is a usage error: one line, not a stack.
-  if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') !== true) throw error;
-  process.stderr.write(`kv-transfer: ${(error as Error).message} (--help lists the options)\n`);
-  process.exit(2);
-}
+await main();

@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { scriptArgs, scriptUsageError } from '../scripts/script-args.ts';
 import { preReadFile } from '../src/adapters/model-warmer.ts';
 import { ensureSizedLlamaGguf, sizedLlamaShape } from '../src/engine-servers/llama/tiny-gguf.ts';
 import { buildPrivateCli, median, ROOT } from './private-build.ts';
@@ -34,20 +35,41 @@ const BIN = join(BUILD_DIR, 'bin', 'switchyard.mjs');
 /** Guard against a hang, not a measurement bound. */
 const HANG_GUARD_MS = 120_000;
 
-const { values } = parseArgs({
-  options: {
-    'size-mb': { type: 'string', default: '600' },
-    runs: { type: 'string', default: '5' },
-    model: { type: 'string' },
-    json: { type: 'string' },
-  },
-});
+const USAGE = `Usage: npm run bench:serve-cold-start -- [options]   (node --import tsx bench/serve-cold-start.ts)
+
+Cold start through switchyard serve, request arrival to first token, for a llama model at zero
+engines: a fresh engine process per cold start against one handed to a standby engine, alternating
+in one run, beside the engine's own ready and first-token figures.
+
+Options:
+  --runs N          cold starts of each case (default 5)
+  --size-mb N       the random-weight model's size, MB, written once into .cache/models/ (default 600)
+  --model PATH      a GGUF to use instead of the random-weight one (default: none)
+  --json FILE       also write every start's figures as JSON (default: none)
+  -h, --help        this text
+
+Examples:
+  npm run bench:serve-cold-start
+  npm run bench:serve-cold-start -- --runs 3 --model PATH.gguf --json out/serve-cold-start.json`;
+
+const { values } = scriptArgs('bench:serve-cold-start', USAGE, () =>
+  parseArgs({
+    options: {
+      'size-mb': { type: 'string', default: '600' },
+      runs: { type: 'string', default: '5' },
+      model: { type: 'string' },
+      json: { type: 'string' },
+    },
+  }),
+);
 const sizeMb = Number(values['size-mb']);
 const runs = Number(values.runs);
-if (!(sizeMb > 0) || !Number.isInteger(runs) || runs < 1) {
-  console.error('usage: serve-cold-start.ts [--size-mb N] [--runs N] [--model PATH.gguf] [--json FILE]');
-  process.exit(2);
-}
+if (!(sizeMb > 0) || !Number.isInteger(runs) || runs < 1)
+  scriptUsageError(
+    'bench:serve-cold-start',
+    USAGE,
+    `--size-mb must be > 0 and --runs a whole number >= 1; got ${values['size-mb']} and ${values.runs}`,
+  );
 
 /** A running serve: its URL and its stderr lines. */
 interface Serve {

@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { scriptArgs, scriptUsageError } from '../scripts/script-args.ts';
 import { ensureSizedLlamaGguf, sizedLlamaShape } from '../src/engine-servers/llama/tiny-gguf.ts';
 import { buildPrivateCli, median, ROOT, sequentialReadS } from './private-build.ts';
 
@@ -40,19 +41,39 @@ const ENGINE_WAIT_MS_MAX = 120_000;
 const SEED_A = 1;
 const SEED_B = 2;
 
-const { values } = parseArgs({
-  options: {
-    'size-mb': { type: 'string', default: '600' },
-    runs: { type: 'string', default: '5' },
-    json: { type: 'string' },
-  },
-});
+const USAGE = `Usage: npm run bench:swap-in-place -- [options]   (node --import tsx bench/swap-in-place.ts)
+
+A fresh llama engine against an in-place checkpoint swap (POST /update_weights_from_disk), awake and
+asleep, to the first token, with sleep + wake on the same file as the reference; two random-weight
+models of one shape, from the page cache; medians and the ratio fresh / swap.
+
+Options:
+  --runs N          rounds, each running every case once (default 5)
+  --size-mb N       each random-weight model's size, MB, written once into .cache/models/ (default 600)
+  --json FILE       also write every round's times as JSON (default: none)
+  -h, --help        this text
+
+Examples:
+  npm run bench:swap-in-place
+  npm run bench:swap-in-place -- --size-mb 1000 --runs 7 --json out/swap.json`;
+
+const { values } = scriptArgs('bench:swap-in-place', USAGE, () =>
+  parseArgs({
+    options: {
+      'size-mb': { type: 'string', default: '600' },
+      runs: { type: 'string', default: '5' },
+      json: { type: 'string' },
+    },
+  }),
+);
 const sizeMb = Number(values['size-mb']);
 const runs = Number(values.runs);
-if (!(sizeMb > 0) || !(Number.isInteger(runs) && runs >= 1)) {
-  console.error('usage: swap-in-place.ts [--size-mb N] [--runs N] [--json FILE]');
-  process.exit(2);
-}
+if (!(sizeMb > 0) || !(Number.isInteger(runs) && runs >= 1))
+  scriptUsageError(
+    'bench:swap-in-place',
+    USAGE,
+    `--size-mb must be > 0 and --runs a whole number >= 1; got ${values['size-mb']} and ${values.runs}`,
+  );
 
 interface Engine {
   readonly child: ChildProcess;

@@ -141,6 +141,25 @@ const BENCHES: readonly (readonly [file: string, options: readonly string[]])[] 
   ['bench/gateway-large-body.ts', ['--rounds', '--bytes']],
   ['bench/gateway-large-body-live.ts', ['--rates', '--seconds', '--repeat', '--body-mb', '--profile']],
   ['bench/gateway-overload.ts', ['--rounds']],
+  // kv-transfer's --serve and --bytes are its sender child's, not the user's: the usage leaves them out.
+  [
+    'bench/kv-transfer.ts',
+    [
+      '--mb',
+      '--runs',
+      '--requests',
+      '--engine-state-mb',
+      '--large-requests',
+      '--no-large-engines',
+      '--engine-kv-reserve-mib',
+      '--decodes',
+      '--long-prompts',
+      '--path-only',
+      '--json',
+    ],
+  ],
+  ['bench/serve-cold-start.ts', ['--runs', '--size-mb', '--model', '--json']],
+  ['bench/swap-in-place.ts', ['--runs', '--size-mb', '--json']],
 ];
 
 /** `--flag` as a whole word of `text` (so `--cli` is not found inside `--cli-baseline`). */
