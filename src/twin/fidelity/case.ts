@@ -17,7 +17,7 @@ import { resolveGpuId } from '../../model/gpus.ts';
 import { resolveModelId } from '../../model/models.ts';
 import { idleStagesProblem, lengthDistSchema, rateStageSchema, STAGES_MAX } from '../../workload/spec.ts';
 import { isSampleRef } from '../../workload/traces/samples.ts';
-import { engineOptionsSchema, parseWithSchema } from '../config.ts';
+import { engineOptionsSchema } from '../config.ts';
 import { casePrefixSchema } from './prefix.ts';
 import { checkCaseContext } from './run-case.ts';
 
@@ -140,7 +140,9 @@ export const measuredSchema = z.strictObject(
       error: (issue) =>
         issue.input === undefined
           ? 'required: true if the engine fell behind the offered load (its TTFT grew through the run), else false'
-          : `expected true or false, got ${JSON.stringify(issue.input)}`,
+          : typeof issue.input === 'string' && /^\s*(true|false)\s*$/i.test(issue.input)
+            ? `write ${issue.input.trim().toLowerCase()} without quotes`
+            : `expected true or false, got ${JSON.stringify(issue.input)}`,
     }),
     /**
      * Figures shown but kept out of the summary medians, with the reason (e.g. a TTFT the GPU's peak
@@ -459,8 +461,73 @@ export type LatencyFigures = z.output<typeof latencyFiguresSchema>;
  * `NVIDIA H100 80GB HBM3`: resolveModelId, resolveGpuId); the case carries the catalogue ids.
  */
 export function parseFidelityCase(value: unknown, where = 'fidelity case'): FidelityCase {
-  const c = parseWithSchema(fidelityCaseSchema, value, where);
+  // parseWithSchema's error, with zod's 'expected number, received string' said as what to write.
+  const result = fidelityCaseSchema.safeParse(value, { error: writtenAsMessage });
+  if (!result.success) {
+    const problems = result.error.issues.map(
+      (issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(top level)'}: ${issue.message}`,
+    );
+    throw new SwitchyardError('SY_ERR_INVALID_CONFIG', `${where}: ${problems.join('; ')}`, { problems });
+  }
+  const c = result.data;
   return { ...c, model: resolveModelId(c.model), gpu: resolveGpuId(c.gpu) };
+}
+
+/** Seconds per time unit a value may be copied with ("600s", "10 min", "45ms"). */
+const SECONDS_PER: Readonly<Record<string, number>> = {
+  ms: 0.001,
+  s: 1,
+  sec: 1,
+  secs: 1,
+  second: 1,
+  seconds: 1,
+  m: 60,
+  min: 60,
+  mins: 60,
+  minute: 60,
+  minutes: 60,
+  h: 3600,
+  hr: 3600,
+  hour: 3600,
+  hours: 3600,
+};
+const RATE_UNITS: ReadonlySet<string> = new Set(['rps', 'qps', 'req/s', 'reqs/s', 'requests/s', '/s']);
+
+/**
+ * What to write for a number or a boolean given as a string, as it is copied from a results table
+ * or a command line (`"600"`, `"600s"`, `"10 min"`, `"45ms"`, `"5 req/s"`, `"false"`): the value
+ * in the field's unit, from the path (`durationS` seconds, figures under `ttftMs` ms, `rateRps`
+ * req/s). Undefined (zod's own message) otherwise; a field's own message wins over this one.
+ */
+function writtenAsMessage(issue: {
+  code?: string | undefined;
+  expected?: string | undefined;
+  input?: unknown;
+  path?: readonly PropertyKey[] | undefined;
+}): string | undefined {
+  if (issue.code !== 'invalid_type') return undefined;
+  if (issue.expected === 'number' && issue.input === undefined) return 'required: a number';
+  if (typeof issue.input !== 'string') return undefined;
+  const input = issue.input.trim();
+  if (issue.expected === 'boolean')
+    return /^(true|false)$/i.test(input)
+      ? `write ${input.toLowerCase()} without quotes`
+      : `expected true or false, got ${JSON.stringify(issue.input)}`;
+  if (issue.expected !== 'number') return undefined;
+  const parsed = /^([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?)\s*([a-z/]*)$/i.exec(input);
+  if (parsed === null) return `expected a number, got ${JSON.stringify(issue.input)}`;
+  const x = Number(parsed[1]);
+  const unit = (parsed[2] ?? '').toLowerCase();
+  if (unit === '') return `write the number without quotes: ${x}`;
+  const named = [...(issue.path ?? [])].reverse().find((k) => typeof k === 'string' && /(Ms|S|Rps)$/.test(k));
+  const fieldUnit = typeof named === 'string' ? /(Ms|S|Rps)$/.exec(named)?.[1] : undefined;
+  const seconds = SECONDS_PER[unit];
+  const round = (v: number) => Number(v.toPrecision(12));
+  if (seconds !== undefined && fieldUnit === 'S') return `a number of seconds: write ${round(x * seconds)}`;
+  if (seconds !== undefined && fieldUnit === 'Ms')
+    return `a number of ms: write ${round(x * seconds * 1000)}`;
+  if (RATE_UNITS.has(unit) && fieldUnit === 'Rps') return `a number of requests per second: write ${x}`;
+  return `expected a number, got ${JSON.stringify(issue.input)}: write the number without quotes or unit`;
 }
 
 /**

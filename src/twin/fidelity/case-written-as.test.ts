@@ -1,0 +1,92 @@
+/**
+ * Numbers and booleans written as strings, as they are copied from a results table or a command
+ * line ("600", "600s", "10 min", "45 ms", "5 req/s", "false"): refused, each with the value to
+ * write in the field's unit, never zod's bare 'expected number, received string'.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseFidelityCase } from './case.ts';
+
+function caseWith(over: {
+  stage?: Record<string, unknown>;
+  measured?: Record<string, unknown>;
+  tp?: unknown;
+}) {
+  return {
+    name: 'written-as',
+    source: { title: 'run', url: 'https://example.org/run', engine: 'vLLM v0.15.1' },
+    model: 'meta-llama/Llama-2-7b-hf',
+    gpu: 'H100',
+    tp: over.tp ?? 1,
+    workload: {
+      arrival: 'constant',
+      stages: [
+        {
+          rateRps: 5,
+          durationS: 600,
+          measured: { ttftMs: { mean: 30 }, saturated: false, ...over.measured },
+          ...over.stage,
+        },
+      ],
+      input: { kind: 'uniform', lo: 570, hi: 790 },
+      output: { kind: 'fixed', tokens: 250 },
+    },
+  };
+}
+
+function problem(value: unknown): string {
+  try {
+    parseFidelityCase(value);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  assert.fail('expected a refusal');
+}
+
+describe('values written as strings', () => {
+  it('a quoted number says to write it without quotes', () => {
+    assert.match(problem(caseWith({ tp: '4' })), /tp: write the number without quotes: 4$/);
+    assert.match(
+      problem(caseWith({ stage: { rateRps: '5' } })),
+      /workload\.stages\.0\.rateRps: write the number without quotes: 5$/,
+    );
+  });
+
+  it("a duration with a unit is given in the field's unit", () => {
+    assert.match(
+      problem(caseWith({ stage: { durationS: '600s' } })),
+      /durationS: a number of seconds: write 600$/,
+    );
+    assert.match(
+      problem(caseWith({ stage: { durationS: '10 min' } })),
+      /durationS: a number of seconds: write 600$/,
+    );
+    assert.match(
+      problem(caseWith({ measured: { ttftMs: { mean: '0.045s' } } })),
+      /measured\.ttftMs\.mean: a number of ms: write 45$/,
+    );
+    assert.match(
+      problem(caseWith({ measured: { ttftMs: { p99: '120 ms' } } })),
+      /measured\.ttftMs\.p99: a number of ms: write 120$/,
+    );
+    assert.match(
+      problem(caseWith({ stage: { rateRps: '5 req/s' } })),
+      /rateRps: a number of requests per second: write 5$/,
+    );
+  });
+
+  it('a quoted boolean says to write it without quotes; other text is named', () => {
+    assert.match(
+      problem(caseWith({ measured: { saturated: 'false' } })),
+      /saturated: write false without quotes$/,
+    );
+    assert.match(
+      problem(caseWith({ measured: { saturated: 'no' } })),
+      /saturated: expected true or false, got "no"$/,
+    );
+    assert.match(
+      problem(caseWith({ stage: { durationS: 'ten' } })),
+      /durationS: expected a number, got "ten"$/,
+    );
+  });
+});
