@@ -90,3 +90,17 @@ describe('values written as strings', () => {
     );
   });
 });
+
+describe('tensor parallelism under engine', () => {
+  it('says where tp goes, with its value, and never to leave it out (that would run the case at TP 1)', () => {
+    for (const key of ['tensor_parallel_size', '--tensor-parallel-size', 'tensorParallelSize', '-tp']) {
+      const c = { ...caseWith({}), engine: { max_num_seqs: 128, [key]: 4 } };
+      const message = problem(c);
+      assert.match(
+        message,
+        new RegExp(`engine\\.${key}: tensor parallelism is the case's top-level tp: write tp: 4 `),
+      );
+      assert.doesNotMatch(message, /leave/);
+    }
+  });
+});

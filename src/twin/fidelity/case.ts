@@ -211,8 +211,16 @@ function engineOptionsAsVllmNames(value: unknown, ctx: z.RefinementCtx): unknown
   const writtenAs = new Map<string, string>();
   for (const [key, v] of Object.entries(value)) {
     const camel = key.replace(/^-+/, '').replace(/[-_]+([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-    if (camel === 'tensorParallelSize')
-      ctx.addIssue({ code: 'custom', path: [key], message: "tensor parallelism is the case's top-level tp" });
+    // One issue saying where it goes, and nothing else: the 'leave it out' of the options the twin
+    // lacks, said of this one too, would run a TP4 case at TP 1 when followed.
+    if (camel === 'tensorParallelSize' || camel === 'tp') {
+      ctx.addIssue({
+        code: 'custom',
+        path: [key],
+        message: `tensor parallelism is the case's top-level tp: write tp: ${JSON.stringify(v)} beside model and gpu, not under engine`,
+      });
+      continue;
+    }
     const name = camel !== key && ENGINE_OPTIONS.has(camel) ? camel : key;
     const before = writtenAs.get(name);
     if (before !== undefined)
@@ -227,7 +235,7 @@ function engineOptionsAsVllmNames(value: unknown, ctx: z.RefinementCtx): unknown
   // vLLM's other options, as a serve command line is copied (enforce_eager, dtype, max_model_len):
   // one issue naming them all with what `engine` takes, instead of the strict schema's bare
   // 'Unrecognized key' per run of the command.
-  const unknown = Object.keys(out).filter((k) => !ENGINE_OPTIONS.has(k) && k !== 'tensorParallelSize');
+  const unknown = Object.keys(out).filter((k) => !ENGINE_OPTIONS.has(k));
   if (unknown.length > 0) {
     const hints = [...new Set(unknown.map(engineHint).filter((h) => h !== undefined))];
     ctx.addIssue({
@@ -250,7 +258,6 @@ function engineHint(key: string): string | undefined {
   if (k === 'enablechunkedprefill')
     return "the twin always chunks prefills under the token budget, as vLLM's V1 engine";
   if (k === 'maxmodellen') return "the twin serves the model's own context length";
-  if (k === 'tensorparallelsize' || k === 'tp') return "tensor parallelism is the case's top-level tp";
   if (k === 'enforceeager') return 'the twin models CUDA-graph decode as vLLM runs it by default';
   return undefined;
 }
