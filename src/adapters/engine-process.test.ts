@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import { MALLOC_HUGETLB_TUNABLE, spawnEngine, withMallocHugePages } from './engine-process.ts';
+import {
+  MALLOC_HUGETLB_TUNABLE,
+  RESERVE_HEAP_SLACK_MIB,
+  RESERVE_HEAP_TUNABLES,
+  spawnEngine,
+  withMallocHugePages,
+  withReserveHeap,
+} from './engine-process.ts';
 
 test('withMallocHugePages adds the tunable, after any others, and keeps an operator value', () => {
   assert.equal(withMallocHugePages({ PATH: '/bin' })['GLIBC_TUNABLES'], `${MALLOC_HUGETLB_TUNABLE}=1`);
@@ -42,4 +49,24 @@ test('a spawned llama engine runs with malloc huge pages in its environment', {
     proc.kill('SIGTERM');
     await exited;
   }
+});
+
+test('withReserveHeap: one arena, no mmap, a trim threshold above the reserve; an operator value wins', () => {
+  const MiB = 1048576;
+  assert.equal(
+    withReserveHeap({ PATH: '/bin' }, 448)['GLIBC_TUNABLES'],
+    `glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=${(448 + RESERVE_HEAP_SLACK_MIB) * MiB}`,
+  );
+  // After the huge pages, which it does not replace.
+  const both = withReserveHeap(withMallocHugePages({}), 8)['GLIBC_TUNABLES'] ?? '';
+  assert.deepEqual(
+    both.split(':').map((t) => t.split('=')[0]),
+    [MALLOC_HUGETLB_TUNABLE, ...RESERVE_HEAP_TUNABLES],
+  );
+  for (const own of RESERVE_HEAP_TUNABLES) {
+    const env = { GLIBC_TUNABLES: `${own}=4` };
+    assert.equal(withReserveHeap(env, 448), env);
+  }
+  for (const none of [0, -1, 1.5, Number.NaN])
+    assert.equal(withReserveHeap({}, none)['GLIBC_TUNABLES'], undefined);
 });
