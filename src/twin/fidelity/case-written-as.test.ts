@@ -104,3 +104,19 @@ describe('tensor parallelism under engine', () => {
     }
   });
 });
+
+describe('keys in the wrong place or case', () => {
+  it("vLLM's options beside model and gpu say to put them under engine", () => {
+    const c = { ...caseWith({}), max_num_batched_tokens: 2048, '--max-num-seqs': 128 };
+    const message = problem(c);
+    assert.match(message, /max_num_batched_tokens is an engine option: put it under engine/);
+    assert.match(message, /--max-num-seqs is an engine option: put it under engine/);
+  });
+
+  it('Mean, as a table heads it, says to write mean', () => {
+    assert.match(
+      problem(caseWith({ measured: { ttftMs: { Mean: 30 } } })),
+      /unknown key 'Mean'; .*\(write mean\)/,
+    );
+  });
+});

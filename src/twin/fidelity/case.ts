@@ -73,6 +73,7 @@ function statHint(key: string): string | undefined {
   if (/^(p\d+(\.\d+)?|min|max|std|stddev|stdev|sd|count|n)$/.test(k))
     return `'${key}' is not compared: leave it out`;
   if (k === 'avg' || k === 'average') return 'the average is mean';
+  if (k === 'mean') return 'write mean';
   return undefined;
 }
 
@@ -270,6 +271,9 @@ function caseHint(key: string): string | undefined {
   if (['hardware', 'accelerator', 'device', 'gpus', 'gputype'].includes(k)) return 'the GPU is gpu';
   if (['modelname', 'modelid', 'checkpoint'].includes(k)) return 'the model is model';
   if (['engineargs', 'vllm', 'server', 'serverargs'].includes(k)) return "vLLM's options are engine";
+  // vLLM's options copied beside model and gpu (max_num_batched_tokens, --max-num-seqs): they go under engine.
+  const camel = key.replace(/^-+/, '').replace(/[-_]+([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+  if (ENGINE_OPTIONS.has(camel)) return `${key} is an engine option: put it under engine`;
   return undefined;
 }
 
