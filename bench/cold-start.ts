@@ -3,6 +3,7 @@
  *
  *   npm run bench:cold-start                      # a 600 MB random-weight model, 3 runs per case
  *   npm run bench:cold-start -- --size-mb 1000 --runs 5 --json out/cold-start.json
+ *   npm run bench:cold-start -- --cases 'standby, page cache, reserve'   # only the cases it matches
  *
  * The limit is the model file's bytes over the bandwidth of a plain sequential read of that file
  * (1 MiB reads into one buffer), from the page cache and from disk. "From disk" means the file's
@@ -28,16 +29,23 @@
  * malloc's huge pages through GLIBC_TUNABLES), except the `4 KiB pages` cases, which set
  * `glibc.malloc.hugetlb=0` to show the start before it, in the same run. The `reserve` case is a
  * standby engine with `--standby-reserve-mib` sized to the default context's KV cache plus 64 MiB
- * (engine-servers/llama/memory-reserve.ts).
+ * (engine-servers/llama/memory-reserve.ts); the `reserve heap` case is the same engine with
+ * withReserveHeap's malloc tunables too (adapters/engine-process.ts: the KV cache carved from the
+ * freed reserve's own pages). For each start the engine's minor faults and CPU seconds to ready are
+ * read from /proc (standby: from the hand-over). `--cases REGEX` runs only the cases it matches.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, fsyncSync, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { MALLOC_HUGETLB_TUNABLE, withMallocHugePages } from '../src/adapters/engine-process.ts';
+import {
+  MALLOC_HUGETLB_TUNABLE,
+  withMallocHugePages,
+  withReserveHeap,
+} from '../src/adapters/engine-process.ts';
 import { ModelWarmer } from '../src/adapters/model-warmer.ts';
 import { defaultContextCells, kvCacheBytes, standbyReserveMibFor } from '../src/core/standby-reserve.ts';
 import { SEQUENCES_DEFAULT } from '../src/engine-servers/llama/defaults.ts';
@@ -58,12 +66,15 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     model: { type: 'string' },
     json: { type: 'string' },
+    cases: { type: 'string' },
   },
 });
 const sizeMb = Number(values['size-mb']);
 const runs = Number(values.runs);
 if (!(sizeMb > 0) || !(Number.isInteger(runs) && runs >= 1)) {
-  console.error('usage: cold-start.ts [--size-mb N] [--runs N] [--model PATH.gguf] [--json FILE]');
+  console.error(
+    'usage: cold-start.ts [--size-mb N] [--runs N] [--model PATH.gguf] [--json FILE] [--cases REGEX]',
+  );
   process.exit(2);
 }
 
@@ -111,9 +122,26 @@ async function kvReserveMib(model: string): Promise<number> {
   return standbyReserveMibFor([kvCacheBytes({ ...shape, ...headWidths }, cells) ?? 0]);
 }
 
+/** Minor faults and CPU seconds (user, system) of process `pid` so far (/proc/<pid>/stat), or NaNs off Linux. */
+function processCost(pid: number): { faults: number; userS: number; systemS: number } {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): state is field 3, minflt 10, utime 14, stime 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const tick = 100; // USER_HZ on Linux
+    return { faults: Number(f[7]), userS: Number(f[11]) / tick, systemS: Number(f[12]) / tick };
+  } catch {
+    return { faults: Number.NaN, userS: Number.NaN, systemS: Number.NaN };
+  }
+}
+
 interface Start {
   readyS: number;
   firstTokenS: number;
+  /** The engine's minor faults and CPU seconds from spawn (standby: from the hand-over) to ready. */
+  faults: number;
+  userS: number;
+  systemS: number;
   /** The engine's own stage durations (seconds). */
   stagesS: Record<string, number>;
 }
@@ -156,12 +184,17 @@ async function coldStart(
   flags: readonly string[],
   standby = false,
   hugePages = true,
+  reserveHeapMib = 0,
 ): Promise<Start> {
   const modelArgs = standby ? ['--standby'] : ['--model', model, '--served-model-name', 'm'];
   // Serve's environment for a llama engine, or (the comparison) malloc's huge pages turned off.
-  const env = hugePages
-    ? withMallocHugePages(process.env)
-    : { ...process.env, GLIBC_TUNABLES: `${MALLOC_HUGETLB_TUNABLE}=0` };
+  // With `reserveHeapMib`, the reserve's heap too (withReserveHeap: the KV cache on the reserve's pages).
+  const env = withReserveHeap(
+    hugePages
+      ? withMallocHugePages(process.env)
+      : { ...process.env, GLIBC_TUNABLES: `${MALLOC_HUGETLB_TUNABLE}=0` },
+    reserveHeapMib,
+  );
   let startMs = performance.now();
   const child = spawn(process.execPath, [BIN, 'engine', 'llama', ...modelArgs, '--port', '0', ...flags], {
     stdio: [standby ? 'pipe' : 'ignore', 'pipe', 'pipe'],
@@ -171,14 +204,17 @@ async function coldStart(
   createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const waitLine = stdoutLines(child, stderr);
+  let before = { faults: 0, userS: 0, systemS: 0 };
   try {
     if (standby) {
       await waitLine((l) => l.startsWith('{"event":"standby"'));
+      before = processCost(child.pid!);
       startMs = performance.now();
       child.stdin!.end(`${JSON.stringify({ model, servedModelName: 'm' })}\n`);
     }
     const line = await waitLine((l) => l.startsWith('{"event":"ready"'));
     const readyS = (performance.now() - startMs) / 1000;
+    const atReady = processCost(child.pid!);
     const url = (JSON.parse(line) as { url: string }).url;
     const response = await fetch(`${url}/v1/completions`, {
       method: 'POST',
@@ -199,7 +235,14 @@ async function coldStart(
     const innerReady = /^switchyard:engine_startup_ready_seconds\{[^}]*\} (\S+)$/m.exec(metrics);
     if (inner !== null && innerReady !== null)
       stagesS['firstToken'] = Number(inner[1]) - Number(innerReady[1]);
-    return { readyS, firstTokenS, stagesS };
+    return {
+      readyS,
+      firstTokenS,
+      stagesS,
+      faults: atReady.faults - before.faults,
+      userS: atReady.userS - before.userS,
+      systemS: atReady.systemS - before.systemS,
+    };
   } finally {
     child.kill('SIGTERM');
     await exited;
@@ -218,7 +261,20 @@ function summarize(c: CaseResult) {
   const stagesS: Record<string, number> = {};
   for (const stage of [...STAGES, 'firstToken'])
     stagesS[stage] = median(c.starts.map((s) => s.stagesS[stage] ?? Number.NaN));
-  return { name: c.name, limitS: c.limitS, readyS, firstTokenS, stagesS, runs: c.starts };
+  const faults = median(c.starts.map((s) => s.faults));
+  const userS = median(c.starts.map((s) => s.userS));
+  const systemS = median(c.starts.map((s) => s.systemS));
+  return {
+    name: c.name,
+    limitS: c.limitS,
+    readyS,
+    firstTokenS,
+    stagesS,
+    faults,
+    userS,
+    systemS,
+    runs: c.starts,
+  };
 }
 
 async function main(): Promise<void> {
@@ -286,6 +342,8 @@ async function main(): Promise<void> {
     before: () => unknown;
     standby?: boolean;
     hugePages?: boolean;
+    /** withReserveHeap's MiB (0: serve's environment). */
+    reserveHeapMib?: number;
   }[] = [
     { name: 'page cache (mmap, prefetch)', limitS: cacheLimitS, flags: [], before: warm },
     // The defaults as they started before serve gave its llama engines malloc's huge pages.
@@ -307,6 +365,15 @@ async function main(): Promise<void> {
       flags: ['--standby-reserve-mib', String(reserveMib)],
       before: warm,
       standby: true,
+    },
+    {
+      // The same, the KV cache carved from the freed reserve's own pages (withReserveHeap).
+      name: 'standby, page cache, reserve heap',
+      limitS: cacheLimitS,
+      flags: ['--standby-reserve-mib', String(reserveMib)],
+      before: warm,
+      standby: true,
+      reserveHeapMib: reserveMib,
     },
     {
       name: 'standby, page cache, 4 KiB',
@@ -346,12 +413,25 @@ async function main(): Promise<void> {
       { name: 'standby, disk', limitS: diskLimitS, flags: [], before: cold, standby: true },
     );
   }
-  const cases: CaseResult[] = plans.map((p) => ({ name: p.name, limitS: p.limitS, starts: [] }));
+  // `--cases REGEX`: only the cases whose name it matches (the limits above are measured anyway).
+  const chosen =
+    values.cases === undefined ? plans : plans.filter((p) => new RegExp(values.cases!).test(p.name));
+  if (chosen.length === 0) {
+    console.error(`--cases ${values.cases}: no case matches; cases: ${plans.map((p) => p.name).join('; ')}`);
+    process.exit(2);
+  }
+  const cases: CaseResult[] = chosen.map((p) => ({ name: p.name, limitS: p.limitS, starts: [] }));
   for (let i = 0; i < runs; i++) {
-    for (const [k, plan] of plans.entries()) {
+    for (const [k, plan] of chosen.entries()) {
       await plan.before();
       cases[k]!.starts.push(
-        await coldStart(model, plan.flags, plan.standby === true, plan.hugePages !== false),
+        await coldStart(
+          model,
+          plan.flags,
+          plan.standby === true,
+          plan.hugePages !== false,
+          plan.reserveHeapMib,
+        ),
       );
     }
   }
@@ -361,32 +441,42 @@ async function main(): Promise<void> {
   const num = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '-').padStart(8);
   const ratio = (x: number) => (Number.isFinite(x) ? `${x.toFixed(1)}x` : '-').padStart(8);
   console.log(
-    `\n${pad('case', 30)}${'limit s'.padStart(8)}${'ready s'.padStart(8)}${'1st tok'.padStart(8)}${'rdy/lim'.padStart(8)}${'tok/lim'.padStart(8)}`,
+    `\n${pad('case', 34)}${'limit s'.padStart(8)}${'ready s'.padStart(8)}${'1st tok'.padStart(8)}${'rdy/lim'.padStart(8)}${'tok/lim'.padStart(8)}`,
   );
   for (const r of rows) {
     console.log(
-      `${pad(r.name, 30)}${num(r.limitS)}${num(r.readyS)}${num(r.firstTokenS)}${ratio(r.readyS / r.limitS)}${ratio(r.firstTokenS / r.limitS)}`,
+      `${pad(r.name, 34)}${num(r.limitS)}${num(r.readyS)}${num(r.firstTokenS)}${ratio(r.readyS / r.limitS)}${ratio(r.firstTokenS / r.limitS)}`,
     );
   }
   console.log(`\nthe engine's stages (median s): ${pad('', 0)}`);
   console.log(
-    `${pad('case', 30)}${[...STAGES, 'firstTok'].map((s) => s.padStart(9)).join('')}  weights/limit`,
+    `${pad('case', 34)}${[...STAGES, 'firstTok'].map((s) => s.padStart(9)).join('')}  weights/limit`,
   );
   for (const r of rows) {
     console.log(
-      `${pad(r.name, 30)}${[...STAGES, 'firstToken'].map((s) => num(r.stagesS[s] ?? Number.NaN).padStart(9)).join('')}  ${ratio((r.stagesS['weights'] ?? Number.NaN) / r.limitS)}`,
+      `${pad(r.name, 34)}${[...STAGES, 'firstToken'].map((s) => num(r.stagesS[s] ?? Number.NaN).padStart(9)).join('')}  ${ratio((r.stagesS['weights'] ?? Number.NaN) / r.limitS)}`,
+    );
+  }
+  console.log(
+    `\nthe engine's cost to ready (median; standby: from the hand-over): minor faults, CPU s\n${pad('case', 34)}${'faults'.padStart(9)}${'user s'.padStart(9)}${'sys s'.padStart(9)}`,
+  );
+  for (const r of rows) {
+    console.log(
+      `${pad(r.name, 34)}${String(r.faults).padStart(9)}${num(r.userS).padStart(9)}${num(r.systemS).padStart(9)}`,
     );
   }
   const verdict = (r: (typeof rows)[number]) =>
     `ready ${(r.readyS / r.limitS).toFixed(1)}x, first token ${(r.firstTokenS / r.limitS).toFixed(1)}x` +
-    (bytes < 500e6 ? ' (model under 500 MB)' : r.firstTokenS / r.limitS <= 1.5 ? ', met' : ', not met');
+    (bytes < 500e6
+      ? ' (model under 500 MB)'
+      : `; ready ${r.readyS / r.limitS <= 1.5 ? 'met' : 'not met'}, first token ${r.firstTokenS / r.limitS <= 1.5 ? 'met' : 'not met'}`);
   console.log(
     '\ntarget (issue 14): a cold start from the page cache within 1.5x the limit, for a model of 500 MB or more',
   );
   for (const r of rows.filter(
     (r) => r.name === 'page cache (mmap, prefetch)' || r.name.startsWith('standby, page cache'),
   )) {
-    console.log(`  ${pad(r.name, 30)}${verdict(r)}`);
+    console.log(`  ${pad(r.name, 34)}${verdict(r)}`);
   }
   if (warmerS.length > 0) {
     console.log(
