@@ -1,0 +1,78 @@
+/**
+ * What `switchyard` loads as it starts: `--version` needs no command's module (loading them all
+ * was most of its start-up, bench/cli-startup.ts), and a command loads its own alone. A module
+ * hook (node's `module.register`) records every module the process loads, from dist/ or, when
+ * dist/ is stale, from src/ through tsx.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { SWITCHYARD_VERSION } from '../../src/gateway/version.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
+
+/** The command modules src/cli/main.ts loads on demand (sim-command.js, fidelity.ts, ...). */
+const COMMAND_MODULE = /\/cli\/([a-z-]+-command|fidelity)\.(js|ts)$/;
+
+/** Runs switchyard with `args`; returns its stdout and the command modules it loaded. */
+async function loadedBy(args: readonly string[]): Promise<{ stdout: string; commands: string[] }> {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-startup-'));
+  try {
+    const log = join(dir, 'loaded.txt');
+    const hooks = join(dir, 'hooks.mjs');
+    writeFileSync(
+      hooks,
+      "import { appendFileSync } from 'node:fs';\n" +
+        `export async function load(url, context, next) { appendFileSync(${JSON.stringify(log)}, url + '\\n'); return next(url, context); }\n`,
+    );
+    const register = join(dir, 'register.mjs');
+    writeFileSync(
+      register,
+      `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`,
+    );
+    writeFileSync(log, '');
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['--import', register, BIN, ...args], (error, out, err) =>
+        error === null ? resolve(out) : reject(new Error(`${error.message}\n${err}`)),
+      );
+    });
+    const commands = readFileSync(log, 'utf8')
+      .split('\n')
+      .map((url) => COMMAND_MODULE.exec(url)?.[1])
+      .filter((name) => name !== undefined);
+    return { stdout, commands: [...new Set(commands)].sort() };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('--version and -V load no command module; --help loads every one', async () => {
+  for (const flag of ['--version', '-V']) {
+    const { stdout, commands } = await loadedBy([flag]);
+    assert.equal(stdout, `${SWITCHYARD_VERSION}\n`);
+    assert.deepEqual(commands, [], flag);
+  }
+  // The hook sees them when they load: the top-level help lists every command.
+  const help = await loadedBy(['--help']);
+  assert.match(help.stdout, /^Usage: switchyard/);
+  assert.deepEqual(help.commands, [
+    'bench-command',
+    'demo-command',
+    'engine-command',
+    'fidelity',
+    'llama-engine-command',
+    'plan-gpus-command',
+    'serve-command',
+    'sim-command',
+  ]);
+});
+
+test('a command loads its own module alone', async () => {
+  const { stdout, commands } = await loadedBy(['engine', 'sim', '--help']);
+  assert.match(stdout, /^Usage: switchyard engine sim/);
+  assert.deepEqual(commands, ['engine-command', 'llama-engine-command']);
+});
