@@ -152,8 +152,8 @@ const clusterSectionSchema = z.unknown().transform((value, ctx) => {
   const schema = multi ? placementClusterSchema : z.union([uniformClusterSchema, clusterSpecSchema]);
   const result = (schema as z.ZodType<ClusterSection>).safeParse(value);
   if (result.success) return result.data;
-  for (const issue of result.error.issues)
-    ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  for (const issue of explainIssues(result.error.issues))
+    ctx.addIssue({ code: 'custom', message: issue.message, path: [...issue.path] });
   return z.NEVER;
 });
 type ClusterSection = z.infer<typeof uniformClusterSchema> | ClusterSpec | PlacementClusterFile;
@@ -234,11 +234,51 @@ export const simConfigFileSchema = z
   .strict();
 export type SimConfigFile = z.infer<typeof simConfigFileSchema>;
 
+/** A schema issue as reported: where, and what is wrong there. */
+interface Issue {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+}
+
+/** A branch the value does not even begin to match: one wrong type or value at the branch's root. */
+function rootMismatch(branch: readonly z.core.$ZodIssue[]): boolean {
+  return branch.every(
+    (i) => i.path.length === 0 && (i.code === 'invalid_type' || i.code === 'invalid_value'),
+  );
+}
+
+/**
+ * Issues with each union's replaced by those of the branch the value came closest to. Zod reports a
+ * value that matches no branch of a union as "Invalid input" and nothing else: `faults: [{ kind:
+ * crash, instance: i0, atS: 5 }]` said `faults.0: Invalid input`, not that `forS` is missing, and
+ * `cluster: { instances: '4' }` said `cluster: Invalid input`. The closest branch is one the value's
+ * shape matches (not a type or value mismatch at its root) with the fewest issues; when there is
+ * none, the branches' own messages are joined ("expected string" or "expected object").
+ */
+export function explainIssues(issues: readonly z.core.$ZodIssue[]): Issue[] {
+  return issues.flatMap((issue): Issue[] => {
+    if (issue.code !== 'invalid_union' || issue.errors.length === 0) return [issue];
+    const shaped = issue.errors.filter((branch) => !rootMismatch(branch));
+    const candidates = shaped.length > 0 ? shaped : issue.errors;
+    const closest = candidates.reduce((a, b) => (b.length < a.length ? b : a));
+    const inner = explainIssues(closest).map((i) => ({
+      path: [...issue.path, ...i.path],
+      message: i.message,
+    }));
+    if (shaped.length > 0) return inner;
+    const messages = [...new Set(issue.errors.flat().map((i) => i.message))];
+    const joined = messages
+      .map((m, i) => (i === 0 ? m : m.replace(/^Invalid (input|option): /, '')))
+      .join(', or ');
+    return [{ path: issue.path, message: joined }];
+  });
+}
+
 /** Parses a value against a schema; a failure becomes SY_ERR_INVALID_CONFIG naming each bad path. */
 export function parseWithSchema<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
+  const problems = explainIssues(result.error.issues).map((issue) => {
     const path = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
     return `${path}: ${issue.message}`;
   });
