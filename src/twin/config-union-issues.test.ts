@@ -44,3 +44,23 @@ test('a union in a config file names the bad key and what is wrong with it', () 
     /engine\.kvStore\.link\.latencyUs: Invalid input: expected number/,
   );
 });
+
+test('a GPU budget that holds no instance is refused naming cluster.gpuBudget', () => {
+  const cluster = (gpuBudget: number, tp: number) => ({
+    cluster: {
+      nodes: [{ id: 'n1', gpu: 'h100', gpus: 4 }],
+      gpuBudget,
+      models: [{ id: 'llama-3.1-8b', tp, autoscaler: { name: 'kpa', maxInstances: 2 } }],
+    },
+  });
+  // Before, gpuBudget: 0 ran and rejected all 388 requests of a 120 s multi-model load, silently.
+  assert.match(
+    problem(cluster(0, 1)),
+    /cluster\.gpuBudget: 0 GPUs hold no instance \(the smallest model's TP is 1\)/,
+  );
+  assert.match(
+    problem(cluster(1, 2)),
+    /cluster\.gpuBudget: 1 GPUs hold no instance \(the smallest model's TP is 2\)/,
+  );
+  parseWithSchema(simConfigFileSchema, cluster(2, 2), 'config file');
+});

@@ -103,6 +103,14 @@ export const placementClusterSchema = z
   })
   .superRefine((cluster, ctx) => {
     const types = [...new Set(cluster.nodes.map((n) => n.gpu))].sort();
+    // A budget below every model's TP starts nothing: the run rejected every request, silently.
+    const smallestTp = Math.min(...cluster.models.map((m) => m.tp));
+    if (cluster.gpuBudget !== undefined && cluster.gpuBudget < smallestTp)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['gpuBudget'],
+        message: `${cluster.gpuBudget} GPUs hold no instance (the smallest model's TP is ${smallestTp}): every request would be rejected; raise it or leave it out (default: every node's GPUs)`,
+      });
     const seen = new Set<string>();
     const autoscalers = autoscalerNames();
     cluster.models.forEach((m, i) => {
