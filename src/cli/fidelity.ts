@@ -13,7 +13,7 @@ import {
 import { type CaseResult, runCase } from '../twin/fidelity/run-case.ts';
 import { writeTextFile } from '../twin/fidelity/write.ts';
 import { checkOutputFile } from './output-file.ts';
-import { withSteps } from './progress.ts';
+import { withProgress, withSteps } from './progress.ts';
 
 /** Most case files one run reads (a folder of thousands is a mistake, not a benchmark). */
 export const CASE_FILES_MAX = 1000;
@@ -41,7 +41,10 @@ export function registerFidelityCommand(program: Command): void {
       'write the results as JSON to the file, or to stdout instead of the table (give the file after the case ' +
         'files or as --json=FILE: in --json a.yaml b.yaml, a.yaml is taken for the report and refused)',
     )
-    .option('--no-progress', 'do not draw a progress bar over the cases')
+    .option(
+      '--no-progress',
+      'do not draw a progress bar (over the cases, or over the requests of a single case)',
+    )
     .addHelpText(
       'after',
       '\nExamples:\n' +
@@ -63,16 +66,26 @@ export function registerFidelityCommand(program: Command): void {
           throw new SwitchyardError('SY_ERR_INVALID_CONFIG', `two fidelity cases are named '${c.name}'`);
         seen.add(c.name);
       }
-      const results = await withSteps(flags.progress && cases.length > 1, async (step) => {
-        const out: CaseResult[] = [];
-        for (const [i, c] of cases.entries()) {
-          step(c.name, `case ${i + 1} of ${cases.length}`);
-          // Let the bar draw between cases.
-          await new Promise((resolve) => setImmediate(resolve));
-          out.push(inCase(`fidelity case '${c.name}'`, () => runCase(c)));
-        }
-        return out;
-      });
+      // One case (a staged run of hundreds of thousands of requests, say) gets a bar over its
+      // requests; several get one over the cases.
+      const only = cases.length === 1 ? cases[0] : undefined;
+      const results =
+        only !== undefined
+          ? [
+              await withProgress(flags.progress, undefined, (onProgress) =>
+                inCase(`fidelity case '${only.name}'`, () => runCase(only, onProgress)),
+              ),
+            ]
+          : await withSteps(flags.progress, async (step) => {
+              const out: CaseResult[] = [];
+              for (const [i, c] of cases.entries()) {
+                step(c.name, `case ${i + 1} of ${cases.length}`);
+                // Let the bar draw between cases.
+                await new Promise((resolve) => setImmediate(resolve));
+                out.push(inCase(`fidelity case '${c.name}'`, () => runCase(c)));
+              }
+              return out;
+            });
       const { rows, summary } = compareAll(results);
       const json = `${JSON.stringify(fidelityJson(results, rows, summary), null, 2)}\n`;
       if (flags.json === true) {

@@ -66,9 +66,18 @@ function setupOf(c: FidelityCase): CaseSetup {
   return { model: c.model, gpu: c.gpu, tp: c.tp, instances: c.instances };
 }
 
-/** Runs one case in the twin. Deterministic: the same case gives the same result. */
-export function runCase(c: FidelityCase): CaseResult {
-  return c.workload.arrival === 'closed-loop' ? runClosedLoop(c) : runOpenLoop(c);
+/**
+ * How far a case's run has got: requests that ended (answered or not) of the case's total, and the
+ * simulated time reached. Called every few thousand arrivals; for a progress bar.
+ */
+export type CaseProgress = (ended: number, simulatedMs: number, total: number) => void;
+
+/**
+ * Runs one case in the twin. Deterministic: the same case gives the same result (`onProgress`
+ * only watches).
+ */
+export function runCase(c: FidelityCase, onProgress?: CaseProgress): CaseResult {
+  return c.workload.arrival === 'closed-loop' ? runClosedLoop(c, onProgress) : runOpenLoop(c, onProgress);
 }
 
 /**
@@ -101,19 +110,27 @@ export function openLoopSpec(c: FidelityCase): WorkloadSpecInput {
   }
 }
 
-function runOpenLoop(c: FidelityCase): CaseResult {
-  return replayOpenLoop(c).result;
+function runOpenLoop(c: FidelityCase, onProgress?: CaseProgress): CaseResult {
+  return replayOpenLoop(c, onProgress).result;
 }
 
 /** An open-loop case's result with the per-request log it was computed from (for tests and checks). */
-export function replayOpenLoop(c: FidelityCase): { result: CaseResult; log: RequestLog } {
+export function replayOpenLoop(
+  c: FidelityCase,
+  onProgress?: CaseProgress,
+): { result: CaseResult; log: RequestLog } {
   const w = c.workload;
   assert(w.arrival !== 'closed-loop', 'replayOpenLoop: closed-loop case');
   const requests = openLoopRequests(c);
   checkCaseContext(c, requests);
   const cap = w.maxConcurrency;
   const log = new RequestLog(requests.length);
-  simulateInto(c, cap === undefined ? requests : cappedSource(requests, cap, log, CLIENT_POLL_MS), log);
+  simulateInto(
+    c,
+    cap === undefined ? requests : cappedSource(requests, cap, log, CLIENT_POLL_MS),
+    log,
+    onProgress,
+  );
   const capped = cap === undefined ? '' : `, cap ${cap}`;
   const figures = (fromMs: number, toMs: number): PredictedFigures => {
     const predicted = figuresOf(log, fromMs, toMs);
@@ -162,7 +179,7 @@ function stagedWhole(whole: PredictedFigures, saturated: boolean, clientBound: b
   };
 }
 
-function runClosedLoop(c: FidelityCase): CaseResult {
+function runClosedLoop(c: FidelityCase, onProgress?: CaseProgress): CaseResult {
   const w = c.workload;
   assert(w.arrival === 'closed-loop', 'runClosedLoop: open-loop case');
   const drawn = closedLoopRequests(c);
@@ -170,7 +187,7 @@ function runClosedLoop(c: FidelityCase): CaseResult {
   // A closed loop is a capped client with every request due at once.
   const base = drawn.map((r) => ({ ...r, arrivalMs: 0 }));
   const log = new RequestLog(base.length);
-  simulateInto(c, cappedSource(base, w.concurrency, log, CLIENT_POLL_MS), log);
+  simulateInto(c, cappedSource(base, w.concurrency, log, CLIENT_POLL_MS), log, onProgress);
   const row = {
     label: c.name,
     load: `${w.concurrency} in flight`,
@@ -311,8 +328,16 @@ export function cappedSource(
   };
 }
 
-/** One twin run of the case's cluster on these requests (sorted by arrival, ids r0…), into `log`. */
-function simulateInto(c: FidelityCase, source: Iterable<TwinRequest>, log: RequestLog): void {
+/**
+ * One twin run of the case's cluster on these requests (sorted by arrival, ids r0…), into `log`.
+ * Progress counts requests ended, not arrivals: a capped client's polls arrive too.
+ */
+function simulateInto(
+  c: FidelityCase,
+  source: Iterable<TwinRequest>,
+  log: RequestLog,
+  onProgress?: CaseProgress,
+): void {
   const policy = observed(createConfiguredPolicy('round-robin', {}), log);
   runSimulation(source, {
     seed: c.seed,
@@ -323,5 +348,10 @@ function simulateInto(c: FidelityCase, source: Iterable<TwinRequest>, log: Reque
     workload: `fidelity case ${c.name}`,
     cdfPointsMax: 16,
     seriesPointsMax: 16,
+    ...(onProgress !== undefined
+      ? {
+          onProgress: (_arrived: number, simulatedMs: number) => onProgress(log.ended, simulatedMs, log.size),
+        }
+      : {}),
   });
 }
