@@ -41,6 +41,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { scriptArgs, scriptUsageError } from '../scripts/script-args.ts';
 import {
   MALLOC_HUGETLB_TUNABLE,
   withMallocHugePages,
@@ -60,23 +61,46 @@ const BIN = join(BUILD_DIR, 'switchyard.mjs');
 const ENGINE_WAIT_MS_MAX = 120_000;
 const STAGES = ['runtime', 'import', 'binding', 'weights', 'context', 'listen'] as const;
 
-const { values } = parseArgs({
-  options: {
-    'size-mb': { type: 'string', default: '600' },
-    runs: { type: 'string', default: '3' },
-    model: { type: 'string' },
-    json: { type: 'string' },
-    cases: { type: 'string' },
-  },
-});
+const USAGE = `Usage: npm run bench:cold-start -- [options]   (node --import tsx bench/cold-start.ts)
+
+Cold start of the llama engine against the physical limit (the model file's bytes over a plain
+sequential read of it, from the page cache and from disk), in one run: fresh engine processes with
+the defaults, without prefetch, without mmap, with a small context, a restart after the warm
+cache's re-read, standby engines; ready, first token and the engine's own stages.
+
+Options:
+  --runs N          starts of each case, one per round (default 3)
+  --size-mb N       the random-weight model's size, MB, written once into .cache/models/ (default 600)
+  --model PATH      a GGUF to use instead of the random-weight one (default: none)
+  --cases REGEX     only the cases whose name it matches (default: all; one that matches none
+                    lists them), e.g. --cases standby
+  --json FILE       also write the limits and each case's figures as JSON (default: none)
+  -h, --help        this text
+
+Examples:
+  npm run bench:cold-start
+  npm run bench:cold-start -- --size-mb 1000 --runs 5 --json out/cold-start.json
+  npm run bench:cold-start -- --cases 'standby, page cache, reserve'`;
+
+const { values } = scriptArgs('bench:cold-start', USAGE, () =>
+  parseArgs({
+    options: {
+      'size-mb': { type: 'string', default: '600' },
+      runs: { type: 'string', default: '3' },
+      model: { type: 'string' },
+      json: { type: 'string' },
+      cases: { type: 'string' },
+    },
+  }),
+);
 const sizeMb = Number(values['size-mb']);
 const runs = Number(values.runs);
-if (!(sizeMb > 0) || !(Number.isInteger(runs) && runs >= 1)) {
-  console.error(
-    'usage: cold-start.ts [--size-mb N] [--runs N] [--model PATH.gguf] [--json FILE] [--cases REGEX]',
+if (!(sizeMb > 0) || !(Number.isInteger(runs) && runs >= 1))
+  scriptUsageError(
+    'bench:cold-start',
+    USAGE,
+    `--size-mb must be > 0 and --runs a whole number >= 1; got ${values['size-mb']} and ${values.runs}`,
   );
-  process.exit(2);
-}
 
 /** Bytes of `path` in the page cache per `fincore`, or undefined where it is missing. */
 function residentBytes(path: string): number | undefined {

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
@@ -160,6 +160,7 @@ const BENCHES: readonly (readonly [file: string, options: readonly string[]])[] 
   ],
   ['bench/serve-cold-start.ts', ['--runs', '--size-mb', '--model', '--json']],
   ['bench/swap-in-place.ts', ['--runs', '--size-mb', '--json']],
+  ['bench/cold-start.ts', ['--runs', '--size-mb', '--model', '--cases', '--json']],
 ];
 
 /** `--flag` as a whole word of `text` (so `--cli` is not found inside `--cli-baseline`). */
@@ -208,5 +209,37 @@ for (const [file, name] of [
     assert.match(first ?? '', new RegExp(`^${name}: .*required`));
     assert.match(second ?? '', /^Usage: /);
     assert.doesNotMatch(r.err, /\n\s+at /, 'no stack trace');
+  });
+}
+
+/** Bench files that are modules the scripts share, not scripts: nothing to run. */
+const BENCH_MODULES = new Set([
+  'bench/private-build.ts',
+  'bench/gateway/bodies.ts',
+  'bench/gateway/nginx.ts',
+  'bench/gateway/procs.ts',
+  'bench/gateway/switchyard.ts',
+  'bench/gateway/wrk.ts',
+]);
+/**
+ * Any other bench script (a new one, another task's) gets the same checks without the option
+ * names; a new module goes in BENCH_MODULES, since run bare it prints no usage.
+ */
+const listedBenches = new Set([...BENCHES.map(([file]) => file), 'bench/fidelity-derived.ts']);
+for (const file of ['bench', 'bench/gateway'].flatMap((dir) =>
+  readdirSync(join(ROOT, dir))
+    .filter((name) => name.endsWith('.ts'))
+    .map((name) => `${dir}/${name}`),
+)) {
+  if (listedBenches.has(file) || BENCH_MODULES.has(file)) continue;
+  test(`${file} (not listed above): --help prints a usage, exit 0; an unknown flag one line and the usage, exit 2`, () => {
+    const help = script(file, '--help');
+    assert.equal(help.status, 0, help.err);
+    assert.match(help.out, /^Usage: /);
+    const typo = script(file, '--bogus-flag');
+    assert.equal(typo.status, 2, typo.err);
+    const [first, second] = typo.err.split('\n');
+    assert.match(first ?? '', /^[\w:-]+: Unknown option '--bogus-flag'/);
+    assert.match(second ?? '', /^Usage: /);
   });
 }
