@@ -193,8 +193,6 @@ describe('builtinEngineRefusal', () => {
       ['tools', [{ type: 'function', function: { name: 'f' } }]],
       ['tool_choice', 'required'],
       ['functions', [{ name: 'f' }]],
-      ['response_format', { type: 'json_object' }],
-      ['response_format', { type: 'json_schema', json_schema: { name: 's' } }],
       ['logprobs', true],
       ['logprobs', 0],
       ['top_logprobs', 1],
@@ -210,6 +208,8 @@ describe('builtinEngineRefusal', () => {
         param,
       );
     }
+    // Structured output is served (src/engine-servers/structured-output.ts reads it).
+    assert.equal(refusal('chat', { ...chat, response_format: { type: 'json_object' } }), undefined);
     assert.equal(refusal('chat', { ...chat, n: 2 }), 'SY_ERR_UNSUPPORTED_PARAMETER:n');
     assert.equal(
       refusal('completion', { model: 'm', prompt: ['a', 'b'] }),

@@ -361,7 +361,8 @@ function asked(value: unknown, defaults: readonly unknown[] = []): boolean {
 }
 
 /**
- * OpenAI parameters the built-in engines (sim, llama) do not implement, with why. Each is refused
+ * OpenAI parameters the built-in engines (sim, llama) do not implement, with why (`response_format`
+ * they serve: src/engine-servers/structured-output.ts reads it). Each is refused
  * with 400 SY_ERR_UNSUPPORTED_PARAMETER naming it rather than silently ignored; the gateway passes
  * them through untouched to real backends (vLLM, SGLang, llama.cpp's server, OpenAI).
  */
@@ -370,7 +371,6 @@ const BUILTIN_UNSUPPORTED: readonly { param: string; defaults?: readonly unknown
   { param: 'tool_choice', defaults: ['none', 'auto'], why: 'tool calling is not implemented' },
   { param: 'functions', why: 'function calling is not implemented' },
   { param: 'function_call', defaults: ['none', 'auto'], why: 'function calling is not implemented' },
-  { param: 'response_format', defaults: ['text'], why: 'structured output (JSON mode) is not implemented' },
   { param: 'logprobs', why: 'log probabilities are not computed' },
   { param: 'top_logprobs', defaults: [0], why: 'log probabilities are not computed' },
   { param: 'logit_bias', why: 'logit bias is not implemented' },

@@ -7,6 +7,7 @@
 import { SwitchyardError } from '../core/errors.ts';
 import type { ParsedCompletionRequest } from '../core/openai-api.ts';
 import type { EngineSleep } from './sleep-mode.ts';
+import type { StructuredOutput } from './structured-output.ts';
 import type { Tokenized, TokenizeRequest } from './tokenize.ts';
 import type { VllmSampling } from './vllm-extras.ts';
 import type { EngineWeightUpdate } from './weight-update.ts';
@@ -73,6 +74,12 @@ export interface GenerationInput {
   readonly minTokens?: number;
   /** vLLM's sampling extras the request set (top_k, min_p, repetition_penalty), checked. */
   readonly sampling?: VllmSampling;
+  /**
+   * Structured output (response_format, text.format, vLLM's structured_outputs / guided_json /
+   * guided_choice), checked and normalised (structured-output.ts): the text must be a JSON value
+   * valid under the schema, or one of the choices, and the generation ends when it is complete.
+   */
+  readonly structured?: StructuredOutput;
 }
 
 /** The live signals a backend exposes under vLLM's metric names. */

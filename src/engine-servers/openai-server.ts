@@ -10,10 +10,13 @@
  *   and the answer's size are bounded, and the answer streams in slices (see embeddings.ts).
  * - `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`, `GET /metrics` (vLLM's metric names).
  * - vLLM's `POST /tokenize` and `POST /detokenize` (tokenize.ts), on a backend with a tokenizer.
- * - OpenAI parameters the engines do not implement (tools, response_format, logprobs, n > 1, ...)
- *   get 400 SY_ERR_UNSUPPORTED_PARAMETER naming them (`builtinEngineRefusal`), never silence.
- *   vLLM's extras likewise (`vllm-extras.ts`: guided decoding, prompt_logprobs, ...); its sampling
+ * - OpenAI parameters the engines do not implement (tools, logprobs, n > 1, ...) get 400
+ *   SY_ERR_UNSUPPORTED_PARAMETER naming them (`builtinEngineRefusal`), never silence. vLLM's extras
+ *   likewise (`vllm-extras.ts`: regex and grammar constraints, prompt_logprobs, ...); its sampling
  *   extras (top_k, min_p, repetition_penalty) are checked and handed to the backend.
+ * - Structured output (`response_format`, Responses `text.format`, vLLM's `structured_outputs`,
+ *   `guided_json`, `guided_choice`) is checked here (structured-output.ts) and handed to the backend,
+ *   which makes the text a value of the schema (or one of the choices).
  * - Several choices (a completions list of prompts, `n` > 1), not streamed: one generation per
  *   choice, one answer (`multi-choice.ts`), as vLLM's.
  * - A known path with the wrong method: 405 SY_ERR_METHOD_NOT_ALLOWED with an Allow header.
@@ -53,6 +56,7 @@ import { MultiChoiceResponse } from './multi-choice.ts';
 import { errorBody, sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
 import { parseResponsesBody, ResponsesResponse, responsesEcho } from './responses.ts';
 import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
+import { responsesStructuredOutput, type StructuredOutput, structuredOutputOf } from './structured-output.ts';
 import { parseDetokenizeBody, parseTokenizeBody, tokenizeResponse } from './tokenize.ts';
 import { refuseUnhonouredVllmExtras, type VllmSampling, vllmSamplingOf } from './vllm-extras.ts';
 import { VllmMetrics } from './vllm-metrics.ts';
@@ -432,6 +436,22 @@ function minTokensOf(body: unknown, parsed: ParsedCompletionRequest, honoured: b
       { param: 'min_tokens' },
     );
   return v as number;
+}
+
+/**
+ * Refuses what cannot hold with structured output: the text ends when its value closes (the grammar
+ * then allows only an end), so vLLM's `min_tokens` and `ignore_eos`, which forbid that end, are 400
+ * SY_ERR_UNSUPPORTED_PARAMETER naming them rather than a text that runs past the value.
+ */
+function refuseEndlessStructured(minTokens: number, sampling: VllmSampling): void {
+  const param = minTokens > 0 ? 'min_tokens' : sampling.ignoreEos === true ? 'ignore_eos' : undefined;
+  if (param === undefined) return;
+  throw new SwitchyardError(
+    'SY_ERR_UNSUPPORTED_PARAMETER',
+    `parameter '${param}' is not supported with structured output by the built-in engines: the text ends ` +
+      'when its JSON value (or choice) is complete; remove it, or route the model to a vllm or sglang backend',
+    { param },
+  );
 }
 
 /**
@@ -916,6 +936,8 @@ class EngineHttpServer {
     let sampling: VllmSampling = {};
     /** vLLM's body `request_id` (chat, completions and Responses), when a string. */
     let bodyRequestId: string | undefined;
+    /** Structured output the request asks for (structured-output.ts); undefined for free text. */
+    let structured: StructuredOutput | undefined;
     /** Several choices, one generation each (multi-choice.ts), and `n`; else undefined. */
     let listed: { readonly requests: ParsedCompletionRequest[]; readonly n: number } | undefined;
     try {
@@ -928,6 +950,7 @@ class EngineHttpServer {
         echo = responsesEcho(body);
         refuseNonTextParts((body as { input?: unknown }).input, 'input');
         bodyRequestId = requestIdOf(body);
+        structured = responsesStructuredOutput(body);
       } else {
         minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
         checkStopTokenIds(body);
@@ -935,6 +958,8 @@ class EngineHttpServer {
         bodyRequestId = requestIdOf(body);
         if (kind === 'chat') refuseNonTextParts((body as { messages?: unknown }).messages, 'messages');
         sampling = vllmSamplingOf(body, kind);
+        structured = structuredOutputOf(body);
+        if (structured !== undefined) refuseEndlessStructured(minTokens, sampling);
       }
       this.checkModel(parsed.model);
       const choices =
@@ -1009,7 +1034,18 @@ class EngineHttpServer {
     const idJson = JSON.stringify(id).slice(1, -1);
     const created = Math.floor(Date.now() / 1000);
     if (listed !== undefined) {
-      this.serveChoices(res, listed.requests, listed.n, id, idJson, created, arrivalMs, minTokens, sampling);
+      this.serveChoices(
+        res,
+        listed.requests,
+        listed.n,
+        id,
+        idJson,
+        created,
+        arrivalMs,
+        minTokens,
+        sampling,
+        structured,
+      );
       return;
     }
     const response =
@@ -1027,7 +1063,7 @@ class EngineHttpServer {
     const controller = new AbortController();
     this.track({ response, controller, res });
     this.active++;
-    this.generate(id, parsed, controller.signal, minTokens, sampling, response);
+    this.generate(id, parsed, controller.signal, minTokens, sampling, response, structured);
   }
 
   /** Several choices: one generation each, one answer (multi-choice.ts); `idJson` is `id` JSON-escaped. */
@@ -1041,6 +1077,7 @@ class EngineHttpServer {
     arrivalMs: number,
     minTokens: number,
     sampling: VllmSampling,
+    structured: StructuredOutput | undefined,
   ): void {
     const controller = new AbortController();
     const first = listed[0] as ParsedCompletionRequest;
@@ -1059,7 +1096,15 @@ class EngineHttpServer {
     this.track({ response, controller, res });
     for (const [i, request] of listed.entries()) {
       this.active++;
-      this.generate(`${id}-${i}`, request, controller.signal, minTokens, sampling, response.sink(i));
+      this.generate(
+        `${id}-${i}`,
+        request,
+        controller.signal,
+        minTokens,
+        sampling,
+        response.sink(i),
+        structured,
+      );
     }
   }
 
@@ -1075,7 +1120,7 @@ class EngineHttpServer {
     });
   }
 
-  /** Hands one generation to the backend (min_tokens and sampling extras only when set); a throw goes to `sink`. */
+  /** Hands one generation to the backend (min_tokens, sampling extras, structured output only when set); a throw goes to `sink`. */
   private generate(
     id: string,
     request: ParsedCompletionRequest,
@@ -1083,6 +1128,7 @@ class EngineHttpServer {
     minTokens: number,
     sampling: VllmSampling,
     sink: GenerationSink,
+    structured?: StructuredOutput,
   ): void {
     try {
       this.backend.generate(
@@ -1092,6 +1138,7 @@ class EngineHttpServer {
           signal,
           ...(minTokens > 0 ? { minTokens } : {}),
           ...(Object.keys(sampling).length > 0 ? { sampling } : {}),
+          ...(structured === undefined ? {} : { structured }),
         },
         sink,
       );

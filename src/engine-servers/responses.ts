@@ -25,8 +25,10 @@
  *
  * Stored responses (`previous_response_id`, `conversation`), tools (but for `tool_choice: "none"`:
  * served as text, as on chat) and a `tool_choice` that demands one, input items that are not
- * messages (tool calls and outputs, item references), structured output (`text.format` other than text), log probabilities and background mode are
- * refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored.
+ * messages (tool calls and outputs, item references), log probabilities and background mode are
+ * refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored. Structured output
+ * (`text.format` `json_object` or `json_schema`) is served (structured-output.ts), and the response
+ * object echoes the format as sent.
  */
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -80,11 +82,6 @@ const UNSUPPORTED: readonly {
     why: 'the built-in engines call no tools',
   },
   {
-    param: 'text.format',
-    asked: (v) => isObject(v) && isObject(v['format']) && v['format']['type'] !== 'text',
-    why: 'structured output (JSON mode) is not implemented',
-  },
-  {
     param: 'top_logprobs',
     asked: (v) => typeof v === 'number' && v > 0,
     why: 'log probabilities are not computed',
@@ -111,7 +108,8 @@ const METADATA_KEY_CHARS_MAX = 64;
 const METADATA_VALUE_CHARS_MAX = 512;
 
 /**
- * The request fields a response object echoes (`tool_choice`, `instructions`, `metadata`, `user`),
+ * The request fields a response object echoes (`tool_choice`, `instructions`, `metadata`, `user`,
+ * `text.format`),
  * as the JSON members to splice into it; a `metadata` that is not a map of at most 16 short strings
  * is 400. `tool_choice` is the request's `none` or else `auto`, OpenAI's default (parseResponsesBody
  * refuses any other).
@@ -132,9 +130,13 @@ export function responsesEcho(body: unknown): string {
       throw bad();
   const text = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : 'null');
   const toolChoice = b['tool_choice'] === 'none' ? 'none' : 'auto';
+  // The format as sent (OpenAI echoes it); a malformed one is refused by responsesStructuredOutput.
+  const sent = isObject(b['text']) ? b['text']['format'] : undefined;
+  const format =
+    isObject(sent) && typeof sent['type'] === 'string' ? JSON.stringify(sent) : '{"type":"text"}';
   return (
     `"tool_choice":"${toolChoice}","instructions":${text(b['instructions'])},"metadata":${JSON.stringify(metadata)},` +
-    `"user":${text(b['user'])},"previous_response_id":null,"text":{"format":{"type":"text"}},` +
+    `"user":${text(b['user'])},"previous_response_id":null,"text":{"format":${format}},` +
     `"truncation":"disabled"`
   );
 }

@@ -2,16 +2,17 @@
  * vLLM's extra request fields (sent by clients through the OpenAI SDKs' `extra_body`) that the
  * built-in engines cannot honour. Each is refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming it
  * when the request asks for it, rather than an answer that silently ignores it: a client that sent
- * `guided_json` or `structured_outputs` parses the text as JSON, one that sent `prompt_logprobs`
- * or `return_token_ids` reads fields it would never get. Absent, null, false and empty values ask
+ * `guided_regex` parses the text by it, one that sent `prompt_logprobs` or `return_token_ids` reads
+ * fields it would never get. `guided_json`, `guided_choice` and `structured_outputs` (json, choice,
+ * json_object) are served, read by structured-output.ts, which refuses their regex and grammar. Absent, null, false and empty values ask
  * for nothing and are served, as vLLM reads them. The gateway passes these fields to real backends
  * untouched; only the built-in engines answer this.
  *
  * The fields and their meaning follow vLLM's request models (vllm/entrypoints/openai/
- * chat_completion/protocol.py, completion/protocol.py: `structured_outputs`, `prompt_logprobs`,
+ * chat_completion/protocol.py, completion/protocol.py: `prompt_logprobs`,
  * `allowed_token_ids`, `bad_words`, `logits_processors`, `use_beam_search`, `return_token_ids`,
- * `truncate_prompt_tokens`, `chat_template`; the `guided_*` fields of vLLM up to 0.11, which
- * `structured_outputs` replaced). A request `chat_template` is refused by vLLM too unless it runs
+ * `truncate_prompt_tokens`, `chat_template`; the `guided_regex` and `guided_grammar` fields of vLLM
+ * up to 0.11, which `structured_outputs` replaced). A request `chat_template` is refused by vLLM too unless it runs
  * with --trust-request-chat-template (serving_chat.py).
  *
  * vLLM's sampling extras (`top_k`, `min_p`, `repetition_penalty`, `ignore_eos`) are checked here as
@@ -33,29 +34,17 @@ function asked(value: unknown): boolean {
   return true;
 }
 
-/** `structured_outputs`' constraint keys (vLLM's StructuredOutputsParams.all_constraints_none). */
-const STRUCTURED_CONSTRAINTS = ['json', 'regex', 'choice', 'grammar', 'json_object', 'structural_tag'];
-
 /** True when `value` is set at all (0 and false included): the fields vLLM reads as `is not None`. */
 function present(value: unknown): boolean {
   return value !== undefined && value !== null;
 }
 
-const GUIDED = 'structured output (guided decoding) is not implemented';
+const GUIDED =
+  'regular-expression and grammar constraints are not enforced (json and choice are: guided_json, guided_choice, structured_outputs)';
 const LOGIT_CONSTRAINTS = 'token-level logit constraints are not implemented';
 
 const REFUSED: readonly { param: string; why: string; asks?: (v: unknown) => boolean }[] = [
-  {
-    param: 'structured_outputs',
-    why: GUIDED,
-    asks: (v) =>
-      typeof v === 'object' &&
-      v !== null &&
-      STRUCTURED_CONSTRAINTS.some((k) => asked((v as Record<string, unknown>)[k])),
-  },
-  { param: 'guided_json', why: GUIDED },
   { param: 'guided_regex', why: GUIDED },
-  { param: 'guided_choice', why: GUIDED },
   { param: 'guided_grammar', why: GUIDED },
   { param: 'prompt_logprobs', why: 'log probabilities are not computed', asks: present },
   { param: 'allowed_token_ids', why: LOGIT_CONSTRAINTS },

@@ -8,6 +8,8 @@
  *   ignored by the built-in engines: `extra_body={"guided_json": schema}` got free text a client
  *   then fails to parse as JSON, while `response_format` was already refused. They are refused now
  *   with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field (src/engine-servers/vllm-extras.ts); a
+ *   (stop 34: `guided_json`, `guided_choice` and `structured_outputs` json/choice are served now,
+ *   test/e2e/engine-structured-output.test.ts; the cases here are the regex and grammar fields) a
  *   real backend (a recorder standing for vLLM) still gets the bytes unchanged, and a field that
  *   asks for nothing (null, an empty list, structured_outputs without a constraint) is served.
  * - vLLM's sampling extras `top_k`, `min_p` and `repetition_penalty` were ignored by the llama engine
@@ -67,10 +69,10 @@ const inChat = refusedIn('/v1/chat/completions');
 const inCompletion = refusedIn('/v1/completions');
 
 const REFUSED: readonly RefusedCase[] = [
-  inChat('guided_json', '"guided_json":{"type":"object","properties":{"a":{"type":"string"}}}'),
+  inChat('guided_regex', '"guided_regex":"[a-z]+"'),
   inChat('structured_outputs', '"structured_outputs":{"regex":"[a-z]+"}'),
   inChat('prompt_logprobs', '"prompt_logprobs":0'),
-  inCompletion('guided_choice', '"guided_choice":["yes","no"]'),
+  inCompletion('guided_grammar', '"guided_grammar":"root ::= \\"a\\""'),
   inCompletion('bad_words', '"bad_words":["the"]'),
   inCompletion('return_token_ids', '"return_token_ids":true'),
   inChat('chat_template', '"chat_template":"{{ messages[0].content }}"'),
@@ -93,14 +95,14 @@ describe("vLLM's extra fields a built-in engine cannot honour", () => {
     });
   }
 
-  it('a stream asking for guided_json is refused before any chunk', async () => {
+  it('a stream asking for guided_regex is refused before any chunk', async () => {
     const reply = await post(
       wire.gw.url,
       '/v1/chat/completions',
-      PY_CHAT(MODEL, '"stream":true,"guided_json":{"type":"object"}'),
+      PY_CHAT(MODEL, '"stream":true,"guided_regex":"[a-z]+"'),
     );
     assert.equal(reply.status, 400, reply.text);
-    assert.equal(assertErrorBody(reply.text, 400).error.param, 'guided_json');
+    assert.equal(assertErrorBody(reply.text, 400).error.param, 'guided_regex');
   });
 
   it('fields that ask for nothing are served', async () => {

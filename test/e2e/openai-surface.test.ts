@@ -241,8 +241,8 @@ describe('the built-in sim engines behind the gateway', { timeout: 120_000 }, ()
     const chatCases: [string, Record<string, unknown>][] = [
       ['tools', { tools: EVERY_CHAT_FIELD.tools }],
       ['tool_choice', { tool_choice: 'required' }],
-      ['response_format', { response_format: { type: 'json_object' } }],
-      ['response_format', { response_format: EVERY_CHAT_FIELD.response_format }],
+      // json_object and json_schema are served (test/e2e/engine-structured-output.test.ts).
+      ['response_format', { response_format: { type: 'structural_tag' } }],
       ['logprobs', { logprobs: true }],
       ['top_logprobs', { top_logprobs: 2 }],
       ['logit_bias', { logit_bias: { '7': 1 } }],
@@ -433,7 +433,7 @@ describe('the llama engine refuses what it does not implement', { timeout: 120_0
     const messages = [{ role: 'user' as const, content: 'hi' }];
     for (const [param, extra] of [
       ['tools', { tools: EVERY_CHAT_FIELD.tools }],
-      ['response_format', { response_format: { type: 'json_object' } }],
+      ['response_format', { response_format: { type: 'structural_tag' } }],
       ['logprobs', { logprobs: true }],
       ['logit_bias', { logit_bias: { '3': 1 } }],
       ['n', { n: 3, stream: true }],

@@ -64,6 +64,7 @@ export { SEQUENCES_DEFAULT, THREADS_DEFAULT } from './defaults.ts';
 
 import { SEQUENCES_DEFAULT, SEQUENCES_MAX, THREADS_DEFAULT } from './defaults.ts';
 import { StartupClock, type StartupReport, startupLogLine, startupMetricsText } from './startup.ts';
+import { GrammarCache } from './structured-output.ts';
 /** Largest per-sequence context by default (the model's training context if smaller). */
 export const CONTEXT_SIZE_MAX_DEFAULT = 4096;
 /** Bound on the waiting queue by default. */
@@ -462,6 +463,8 @@ export class LlamaBackend implements EngineBackend {
   private readonly swapGate: WeightSwapGate;
   /** A swap loads new weights: generations are refused until it ends. */
   private swapLoading = false;
+  /** Compiled grammars of structured output requests (./structured-output.ts), a bounded LRU. */
+  private readonly grammars: GrammarCache;
 
   private constructor(
     private readonly llama: Llama,
@@ -478,6 +481,7 @@ export class LlamaBackend implements EngineBackend {
     this.servedId = options.modelId ?? modelIdFromPath(options.modelPath);
     this.shape = ggufShape(model.fileInfo);
     this.swapGate = new WeightSwapGate(options.weightUpdateTimeoutMs);
+    this.grammars = new GrammarCache(llama);
     this.contextSize = context.contextSize;
     this.sequences = context.totalSequences;
     this.waitingMax = options.maxWaiting ?? WAITING_MAX_DEFAULT;
@@ -927,6 +931,18 @@ export class LlamaBackend implements EngineBackend {
   private async run(job: Job, slot: Slot, localShared: number): Promise<void> {
     const { request, signal } = job.input;
     const sequence = slot.sequence;
+    // Structured output: llama.cpp's sampler keeps the text inside the constraint's grammar, which
+    // ends the generation (an end-of-generation token) once the value is complete.
+    let grammarEvaluationState: Awaited<ReturnType<GrammarCache['state']>> | undefined;
+    if (job.input.structured !== undefined) {
+      try {
+        grammarEvaluationState = await this.grammars.state(job.input.structured, this.model);
+      } catch (error) {
+        this.release(job, slot);
+        job.sink.onError(error as Error);
+        return;
+      }
+    }
     const stops = request.stop.filter((s) => s.length > 0);
     const promptTokens = job.tokens.length;
     const fetching = this.kvState?.fetchState(job.input.id);
@@ -967,6 +983,7 @@ export class LlamaBackend implements EngineBackend {
         // request, and every request of that second with the same prompt, the same text.
         seed: request.seed === undefined ? randomInt(SEED_END) : llamaSeed(request.seed),
         ...vllmSamplingOptions(job.input.sampling, punished, this.contextSize),
+        ...(grammarEvaluationState === undefined ? {} : { grammarEvaluationState }),
         yieldEogToken: true,
       });
       try {

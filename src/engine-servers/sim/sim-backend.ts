@@ -45,6 +45,7 @@ import {
   outOfVocabulary,
 } from '../backend.ts';
 import { engineAsleep, engineShuttingDown } from '../sleep-mode.ts';
+import { minimalInstance, type StructuredOutput } from '../structured-output.ts';
 import { simPieceTokens, type Tokenized, type TokenizeRequest } from '../tokenize.ts';
 import {
   type EngineWeightUpdate,
@@ -263,8 +264,43 @@ export function textSeed(request: ParsedCompletionRequest, id: string): number {
   return (Math.imul(promptHash ^ (request.seed | 0), 0x9e3779b1) ^ Math.floor(request.seed / 2 ** 32)) >>> 0;
 }
 
+/** Characters per token of a structured answer: the sim's count for text (4, at least one token). */
+const CHARS_PER_TOKEN = 4;
+
+/**
+ * The sim's structured output: schema-valid filler, not language. A JSON schema gets its minimal
+ * instance (../structured-output.ts minimalInstance: required properties, the first enum member or
+ * the const, minItems items, "" and 0), `json_object` gets `{}`, a choice one of the choices (picked
+ * by the text seed, so a seeded request repeats it); as compact JSON text. Throws 400 for a schema
+ * with no instance the builder reaches.
+ */
+export function simStructuredText(structured: StructuredOutput, seed: number): string {
+  if (structured.kind === 'choice') return structured.choices[seed % structured.choices.length] as string;
+  return JSON.stringify(minimalInstance(structured.schema, structured.param));
+}
+
+/**
+ * Where the first of `stops` cuts a structured answer's `text` (a token ends where the stop string
+ * ends), or undefined; `includeStop` keeps the stop string in the text.
+ */
+function fixedStopCut(text: string, stops: readonly string[], includeStop: boolean): StopCut | undefined {
+  let best: StopCut | undefined;
+  let bestAt = Number.POSITIVE_INFINITY;
+  for (const stop of stops) {
+    if (stop.length === 0) continue;
+    const at = text.indexOf(stop);
+    if (at < 0 || at >= bestAt) continue;
+    bestAt = at;
+    const tokens = Math.max(1, Math.ceil((at + stop.length) / CHARS_PER_TOKEN));
+    best = { tokens, chars: includeStop ? at + stop.length : at, stop };
+  }
+  return best;
+}
+
 /** One generation in the core. */
 class SimSequence {
+  /** Structured output's text (simStructuredText), cut by max_tokens or not; undefined: filler. */
+  fixed: { readonly text: string; readonly complete: boolean } | undefined;
   delivered = 0;
   /** Characters handed to the sink so far. */
   deliveredChars = 0;
@@ -548,16 +584,32 @@ export class SimBackend implements EngineBackend {
     const nowMs = this.modelNowMs();
     const id = `${input.id}#${this.nextId++}`;
     const seed = textSeed(req, id);
-    const found = findStopCut(seed, maxTokens, req.stop, input.minTokens ?? 0);
-    // vLLM's include_stop_str_in_output: the text keeps the stop string (it ends in the last token).
-    const stopCut =
-      found !== undefined && input.sampling?.includeStopStr === true
-        ? { ...found, chars: found.chars + found.stop.length }
-        : found;
+    let stopCut: StopCut | undefined;
+    /** Structured output: its text, and the tokens it takes (4 characters a token). */
+    let fixed: { text: string; tokens: number } | undefined;
+    const includeStop = input.sampling?.includeStopStr === true;
+    if (input.structured !== undefined) {
+      let text: string;
+      try {
+        text = simStructuredText(input.structured, seed);
+      } catch (error) {
+        sink.onError(error as Error);
+        return;
+      }
+      fixed = { text, tokens: Math.max(1, Math.ceil(text.length / CHARS_PER_TOKEN)) };
+      const cut = fixedStopCut(text, req.stop, includeStop);
+      if (cut !== undefined && cut.tokens <= maxTokens) stopCut = cut;
+    } else {
+      const found = findStopCut(seed, maxTokens, req.stop, input.minTokens ?? 0);
+      // vLLM's include_stop_str_in_output: the text keeps the stop string (it ends in the last token).
+      stopCut =
+        found !== undefined && includeStop ? { ...found, chars: found.chars + found.stop.length } : found;
+    }
     const request: EngineRequest = {
       id,
       inputTokens: req.promptTokens,
-      outputTokens: stopCut?.tokens ?? maxTokens,
+      // A structured answer ends when its value is complete, like an end-of-sequence token.
+      outputTokens: stopCut?.tokens ?? Math.min(fixed?.tokens ?? maxTokens, maxTokens),
       arrivalMs: nowMs,
       // The body's `priority` is vLLM's (lower first); the core's is Switchyard's (higher first).
       priority: req.priority === undefined ? 0 : -req.priority,
@@ -582,6 +634,7 @@ export class SimBackend implements EngineBackend {
       return;
     }
     const seq = new SimSequence(request, seed, stopCut, sink, input.signal, this);
+    if (fixed !== undefined) seq.fixed = { text: fixed.text, complete: fixed.tokens <= maxTokens };
     this.active.set(id, seq);
     input.signal.addEventListener('abort', seq.onAbort, { once: true });
     exportKv?.(id);
@@ -784,15 +837,21 @@ export class SimBackend implements EngineBackend {
       completionTokens: request.outputTokens,
       cachedTokens: result.cachedPromptTokens,
     };
-    if (seq.stopCut === undefined) seq.sink.onFinish('length', usage);
-    else seq.sink.onFinish('stop', usage, seq.stopCut.stop);
+    if (seq.stopCut !== undefined) seq.sink.onFinish('stop', usage, seq.stopCut.stop);
+    else seq.sink.onFinish(seq.fixed?.complete === true ? 'stop' : 'length', usage);
   }
 
   /** Hands the sequence its tokens up to `produced`, the text cut where a stop string begins. */
   private deliver(seq: SimSequence, produced: number): void {
     const from = seq.delivered;
-    let text = fillerToken(seq.seed, from);
-    for (let i = from + 1; i < produced; i++) text += fillerToken(seq.seed, i);
+    let text: string;
+    if (seq.fixed !== undefined) {
+      // Four characters a token; the last token of a complete answer carries what is left.
+      text = seq.fixed.text.slice(from * CHARS_PER_TOKEN, produced * CHARS_PER_TOKEN);
+    } else {
+      text = fillerToken(seq.seed, from);
+      for (let i = from + 1; i < produced; i++) text += fillerToken(seq.seed, i);
+    }
     seq.delivered = produced;
     this.generationTokensTotal += produced - from;
     const cut = seq.stopCut;
