@@ -60,12 +60,7 @@ export function registerFidelityCommand(program: Command): void {
       }
       // Every file is validated before any case runs, so a typo in the last one fails at once.
       const cases = paths.map((path) => inCase(`fidelity case '${path}'`, () => loadFidelityCase(path)));
-      const seen = new Set<string>();
-      for (const c of cases) {
-        if (seen.has(c.name))
-          throw new SwitchyardError('SY_ERR_INVALID_CONFIG', `two fidelity cases are named '${c.name}'`);
-        seen.add(c.name);
-      }
+      checkUniqueNames(paths, cases);
       // One case (a staged run of hundreds of thousands of requests, say) gets a bar over its
       // requests; several get one over the cases.
       const only = cases.length === 1 ? cases[0] : undefined;
@@ -101,6 +96,24 @@ export function registerFidelityCommand(program: Command): void {
         process.stdout.write(`wrote ${flags.json}\n`);
       }
     });
+}
+
+/**
+ * Refuses two cases with one name (their rows would share labels), naming both files: a folder of
+ * 20 per-stage cases copied from one file shares its name 20 times.
+ */
+export function checkUniqueNames(paths: readonly string[], cases: readonly { name: string }[]): void {
+  const seen = new Map<string, string>();
+  for (const [i, c] of cases.entries()) {
+    const path = paths[i] ?? '?';
+    const before = seen.get(c.name);
+    if (before !== undefined)
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_CONFIG',
+        `two fidelity cases are named '${c.name}': ${before} and ${path}; give each case its own name`,
+      );
+    seen.set(c.name, path);
+  }
 }
 
 /**
