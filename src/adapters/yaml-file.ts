@@ -32,7 +32,9 @@ export function readYamlFile(path: string, what: string, errors: YamlFileErrors 
     );
   }
   try {
-    return parseYaml(text) as unknown;
+    // Merge keys (`<<: *defaults`), YAML 1.1's and what compose files and Helm values use: without
+    // them `<<` was read as a key, and a workload built from an anchor failed as if it had no kind.
+    return parseYaml(text, { merge: true }) as unknown;
   } catch (error) {
     if (!(error instanceof YAMLError)) throw error;
     const where = yamlErrorWhere(error, text);
