@@ -36,6 +36,14 @@ export function readYamlFile(path: string, what: string, errors: YamlFileErrors 
     // them `<<` was read as a key, and a workload built from an anchor failed as if it had no kind.
     return parseYaml(text, { merge: true }) as unknown;
   } catch (error) {
+    // The library refuses a document whose aliases expand past its bound (a "billion laughs" file)
+    // with a bare ReferenceError, which reached the user as a stack trace.
+    if (error instanceof ReferenceError && /alias/i.test(error.message))
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_CONFIG',
+        `${what} is not a usable YAML document: its aliases expand too far (${error.message})`,
+        details,
+      );
     if (!(error instanceof YAMLError)) throw error;
     const where = yamlErrorWhere(error, text);
     throw new SwitchyardError('SY_ERR_INVALID_CONFIG', `${what} is not valid YAML: ${where.text}`, {
