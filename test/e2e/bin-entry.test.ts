@@ -11,6 +11,7 @@ import {
   mkdirSync,
   mkdtempSync,
   rmSync,
+  statSync,
   symlinkSync,
   unlinkSync,
   utimesSync,
@@ -60,12 +61,18 @@ function setMtime(root: string, file: string, seconds: number): void {
   utimesSync(join(root, file), seconds, seconds);
 }
 
-function run(root: string): Promise<Run> {
+/**
+ * Runs the tree's launcher with `--version`, in this process's environment without a parent
+ * launcher's word (SWITCHYARD_DIST_CHECKED), with `env` added.
+ */
+function run(root: string, env: Record<string, string> = {}): Promise<Run> {
+  const childEnv = { ...process.env, ...env };
+  if (env['SWITCHYARD_DIST_CHECKED'] === undefined) delete childEnv['SWITCHYARD_DIST_CHECKED'];
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       [join(root, 'bin/switchyard.mjs'), '--version'],
-      { cwd: root, timeout: 60_000 },
+      { cwd: root, timeout: 60_000, env: childEnv },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
         resolve({ code, stdout, stderr });
@@ -117,4 +124,33 @@ test('without tsx it runs a stale dist/, and with no dist/ either prints one lin
   const lines = none.stderr.trim().split('\n');
   assert.equal(lines.length, 1, none.stderr);
   assert.match(lines[0] as string, /dist\/ is not built; run `npm ci` \(it builds\) or `npm run build`/);
+});
+
+test('a launcher that found dist/ current tells its children, which run it without walking src/ until it is rebuilt', async (t) => {
+  const root = makeTree(true);
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  // This dist/ prints what a child of it would inherit.
+  writeFileSync(
+    join(root, 'dist/cli/main.js'),
+    "export async function main() { process.stdout.write('dist ' + process.env.SWITCHYARD_DIST_CHECKED); return 0; }\n",
+  );
+  const parent = await run(root);
+  assert.equal(parent.code, 0, parent.stderr);
+  const stampMs = String(statSync(join(root, 'dist/.built')).mtimeMs);
+  assert.equal(parent.stdout, `dist ${stampMs}`);
+
+  // An edit after the parent's check: the child runs what its parent runs; a fresh start does not.
+  setMtime(root, 'src/cli/main.ts', Date.now() / 1000);
+  const child = await run(root, { SWITCHYARD_DIST_CHECKED: stampMs });
+  assert.equal(child.code, 0, child.stderr);
+  assert.equal(child.stdout, `dist ${stampMs}`);
+  const fresh = await run(root);
+  assert.equal(fresh.code, 3, fresh.stderr);
+  assert.equal(fresh.stdout, 'src --version');
+
+  // Rebuilt since the parent's check (another stamp, still older than the edit): the child checks.
+  setMtime(root, 'dist/.built', Date.now() / 1000 - 1800);
+  const rebuilt = await run(root, { SWITCHYARD_DIST_CHECKED: stampMs });
+  assert.equal(rebuilt.code, 3, rebuilt.stderr);
+  assert.equal(rebuilt.stdout, 'src --version');
 });
