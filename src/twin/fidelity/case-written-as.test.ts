@@ -4,8 +4,11 @@
  * write in the field's unit, never zod's bare 'expected number, received string'.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { parseFidelityCase } from './case.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { loadFidelityCase, parseFidelityCase } from './case.ts';
 
 function caseWith(over: {
   stage?: Record<string, unknown>;
@@ -118,5 +121,23 @@ describe('keys in the wrong place or case', () => {
       problem(caseWith({ measured: { ttftMs: { Mean: 30 } } })),
       /unknown key 'Mean'; .*\(write mean\)/,
     );
+  });
+});
+
+describe('a JSON case with comments', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sy-case-jsonc-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("says JSON takes no comments and names the line, not the YAML parser's 'implicit keys'", () => {
+    const path = join(dir, 'commented.json');
+    const body = JSON.stringify(caseWith({}), null, 2).split('\n');
+    writeFileSync(path, [body[0], '  // exported from our benchmark', ...body.slice(1)].join('\n'));
+    assert.throws(() => loadFidelityCase(path), {
+      message:
+        /commented\.json': JSON takes no comments, and line 2 is one \('\/\/' or '\/\*'\): delete it, or write the case as YAML/,
+    });
+    // Without the comment it loads.
+    writeFileSync(path, body.join('\n'));
+    assert.equal(loadFidelityCase(path).name, 'written-as');
   });
 });

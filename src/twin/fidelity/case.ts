@@ -550,6 +550,7 @@ function writtenAsMessage(issue: {
  */
 export function loadFidelityCase(path: string): FidelityCase {
   const where = `fidelity case '${path}'`;
+  checkNoJsonComments(path, where);
   let value: unknown;
   try {
     value = readYamlFile(path, where);
@@ -595,6 +596,29 @@ function oneCasePerFileHint(error: unknown, where: string): unknown {
       'write each case to its own file (a staged run is one case, its stages under workload.stages)',
     error.details,
   );
+}
+
+/**
+ * Refuses a .json case with a `//` or `/* *\/` comment line (JSONC, as an editor keeps it). Read as
+ * YAML, such a line fails with 'Implicit keys need to be on a single line', or inside an object
+ * becomes part of the next key (`'// note "name"'`), neither of which says comment. No JSON value
+ * spans lines, so a line that starts so is a comment. An unreadable file is left to the reader.
+ */
+function checkNoJsonComments(path: string, where: string): void {
+  if (!/\.json$/i.test(path)) return;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return;
+  }
+  const line = text.split(/\r?\n/).findIndex((l) => /^\s*(\/\/|\/\*)/.test(l));
+  if (line >= 0)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_CONFIG',
+      `${where}: JSON takes no comments, and line ${line + 1} is one ('//' or '/*'): delete it, or write the ` +
+        'case as YAML (a .yaml file), whose comments start with #',
+    );
 }
 
 /**
