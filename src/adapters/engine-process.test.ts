@@ -51,11 +51,11 @@ test('a spawned llama engine runs with malloc huge pages in its environment', {
   }
 });
 
-test('withReserveHeap: one arena, no mmap, a trim threshold above the reserve; an operator value wins', () => {
+test('withReserveHeap: one arena, no mmap, a top pad above the reserve; an operator value wins', () => {
   const MiB = 1048576;
   assert.equal(
     withReserveHeap({ PATH: '/bin' }, 448)['GLIBC_TUNABLES'],
-    `glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=${(448 + RESERVE_HEAP_SLACK_MIB) * MiB}`,
+    `glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.top_pad=${(448 + RESERVE_HEAP_SLACK_MIB) * MiB}`,
   );
   // After the huge pages, which it does not replace.
   const both = withReserveHeap(withMallocHugePages({}), 8)['GLIBC_TUNABLES'] ?? '';

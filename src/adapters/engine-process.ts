@@ -39,45 +39,48 @@ export function withMallocHugePages(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return { ...env, GLIBC_TUNABLES: tunables === '' ? hugetlb : `${tunables}:${hugetlb}` };
 }
 
-/** MiB above a standby reserve that withReserveHeap's trim threshold allows for (the heap's other free top). */
+/** MiB above a standby reserve that withReserveHeap's heap keeps free at its top (the heap's other free memory). */
 export const RESERVE_HEAP_SLACK_MIB = 64;
 
 /** glibc's tunables withReserveHeap sets; an operator naming any of them keeps the environment as it is. */
 export const RESERVE_HEAP_TUNABLES = [
   'glibc.malloc.arena_max',
   'glibc.malloc.mmap_max',
-  'glibc.malloc.trim_threshold',
+  'glibc.malloc.top_pad',
 ] as const;
 
 /**
  * `env` for a standby llama engine holding a reserve of `reserveMib` MiB (`--standby-reserve-mib`):
- * GLIBC_TUNABLES gains one malloc arena (`arena_max=1`), no mmap'd chunks (`mmap_max=0`) and a trim
- * threshold of the reserve plus RESERVE_HEAP_SLACK_MIB, so the reserve, freed, stays in the
- * process's heap and llama.cpp's KV cache is carved from its pages (already backed: no kernel
- * zeroing, no fresh faults) instead of a fresh mapping. Unless the operator names one of
- * RESERVE_HEAP_TUNABLES, or `reserveMib` is not a positive integer: then `env` as it is.
+ * GLIBC_TUNABLES gains one malloc arena (`arena_max=1`), no mmap'd chunks (`mmap_max=0`) and a top
+ * pad of the reserve plus RESERVE_HEAP_SLACK_MIB, so the reserve, freed, stays in the process's heap
+ * and llama.cpp's KV cache is carved from its pages (already backed: no kernel zeroing, no fresh
+ * faults) instead of a fresh mapping. Unless the operator names one of RESERVE_HEAP_TUNABLES, or
+ * `reserveMib` is not a positive integer: then `env` as it is.
  *
  * Why all three: glibc serves a block over its mmap threshold (32 MiB at most) with its own mapping
  * and unmaps it on free, and a thread's arena cannot hold a block over 64 MiB, so it maps those
  * whatever `mmap_max` says; the reserve (a worker thread's Buffer) and the KV cache (node-llama-cpp's
- * worker thread) meet in one heap only with one arena. The trim threshold keeps the freed reserve
- * from going back to the kernel at once.
+ * worker thread) meet in one heap only with one arena. The top pad is what glibc keeps free at the
+ * top of the heap when it trims, so freeing the reserve returns nothing to the kernel; and since
+ * glibc's first growth of the heap asks for the pad too, the heap has its room before V8 reserves its
+ * address ranges (with a trim threshold instead, V8's ranges sat right above the heap in 7 of 10
+ * standby starts, and glibc grew it with mappings its trim never returns).
  *
- * The price, and why serve does not set it (docs/benchmarks.md, "Stop 34"): what the context does
- * not take of the reserve stays in the heap, and where the heap cannot grow in place (V8's address
- * reservations above it: 7 of 10 standby starts measured) glibc falls back to mappings it never
- * trims, so no large block freed later goes back to the kernel either.
+ * The price, and why serve does not set it (docs/benchmarks.md, "Stop 34"): the heap keeps up to
+ * the pad free for the engine's life, so what the context does not take of the reserve stays
+ * resident (about 50 MiB for the bench model's auto-sized reserve; all of it for a reserve sized for
+ * a larger model), and a KV cache freed by sleep mode stays too.
  */
 export function withReserveHeap(env: NodeJS.ProcessEnv, reserveMib: number): NodeJS.ProcessEnv {
   if (!Number.isInteger(reserveMib) || reserveMib < 1) return env;
   const tunables = env['GLIBC_TUNABLES'] ?? '';
   const names = new Set(tunables.split(':').map((t) => t.split('=')[0]));
   if (RESERVE_HEAP_TUNABLES.some((name) => names.has(name))) return env;
-  const thresholdBytes = (reserveMib + RESERVE_HEAP_SLACK_MIB) * 1048576;
+  const padBytes = (reserveMib + RESERVE_HEAP_SLACK_MIB) * 1048576;
   const heap = [
     'glibc.malloc.arena_max=1',
     'glibc.malloc.mmap_max=0',
-    `glibc.malloc.trim_threshold=${thresholdBytes}`,
+    `glibc.malloc.top_pad=${padBytes}`,
   ].join(':');
   return { ...env, GLIBC_TUNABLES: tunables === '' ? heap : `${tunables}:${heap}` };
 }
