@@ -18,8 +18,10 @@ const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 /** The command modules src/cli/main.ts loads on demand (sim-command.js, fidelity.ts, ...). */
 const COMMAND_MODULE = /\/cli\/([a-z-]+-command|fidelity)\.(js|ts)$/;
 
-/** Runs switchyard with `args`; returns its stdout and the command modules it loaded. */
-async function loadedBy(args: readonly string[]): Promise<{ stdout: string; commands: string[] }> {
+/** Runs switchyard with `args`; returns its stdout, the command modules and every URL it loaded. */
+async function loadedBy(
+  args: readonly string[],
+): Promise<{ stdout: string; commands: string[]; urls: string[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-startup-'));
   try {
     const log = join(dir, 'loaded.txt');
@@ -40,11 +42,9 @@ async function loadedBy(args: readonly string[]): Promise<{ stdout: string; comm
         error === null ? resolve(out) : reject(new Error(`${error.message}\n${err}`)),
       );
     });
-    const commands = readFileSync(log, 'utf8')
-      .split('\n')
-      .map((url) => COMMAND_MODULE.exec(url)?.[1])
-      .filter((name) => name !== undefined);
-    return { stdout, commands: [...new Set(commands)].sort() };
+    const urls = readFileSync(log, 'utf8').split('\n');
+    const commands = urls.map((url) => COMMAND_MODULE.exec(url)?.[1]).filter((name) => name !== undefined);
+    return { stdout, commands: [...new Set(commands)].sort(), urls };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -75,4 +75,26 @@ test('a command loads its own module alone', async () => {
   const { stdout, commands } = await loadedBy(['engine', 'sim', '--help']);
   assert.match(stdout, /^Usage: switchyard engine sim/);
   assert.deepEqual(commands, ['engine-command', 'llama-engine-command']);
+});
+
+test('a sim run whose stderr is no terminal loads no progress bar library', async () => {
+  const run = await loadedBy([
+    'sim',
+    '--workload',
+    'poisson',
+    '--rate',
+    '1',
+    '--requests',
+    '5',
+    '--seed',
+    '1',
+  ]);
+  assert.match(run.stdout, /SLO attainment/);
+  assert.deepEqual(run.commands, ['sim-command']);
+  // The hook sees the command's own modules and CommonJS packages (cli-table3 draws the tables).
+  assert.ok(run.urls.some((url) => url.includes('/node_modules/cli-table3/')));
+  assert.deepEqual(
+    run.urls.filter((url) => url.includes('/node_modules/cli-progress/')),
+    [],
+  );
 });
