@@ -7,6 +7,7 @@ import {
   normalizeSchema,
   responsesStructuredOutput,
   type StructuredOutput,
+  schemaInText,
   structuredOutputOf,
 } from './structured-output.ts';
 
@@ -268,4 +269,19 @@ test('the grammar cache is a bounded LRU, and a failed compile is not kept', asy
   const before = compiles;
   await assert.rejects(cache.grammar(choice('bad')));
   assert.equal(compiles, before + 1, 'compiled again, not served from the cache');
+});
+
+test('schemaInText finds the last JSON Schema a JSON-mode prompt carries, and nothing else', () => {
+  const schema = { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] };
+  // The AI SDK's JSON mode (openai-compatible without supportsStructuredOutputs) writes this.
+  const prompt = `<|system|>\nJSON schema:\n${JSON.stringify(schema)}\nYou MUST answer with a JSON object that matches the JSON schema above.\n<|user|>\nA person {please}, "quoted" text\n`;
+  assert.deepEqual(schemaInText(prompt), schema);
+  assert.deepEqual(minimalInstance(schemaInText(prompt)!), { name: '' });
+  assert.equal(schemaInText('no schema here {"a": 1} and {not json}'), undefined);
+  // One no grammar holds is passed over, not refused (the request asked for any object).
+  assert.equal(
+    schemaInText(JSON.stringify({ type: 'object', properties: { a: { pattern: 'x' } } })),
+    undefined,
+  );
+  assert.equal(schemaInText('{'.repeat(100_000)), undefined);
 });

@@ -703,3 +703,57 @@ export function minimalInstance(schema: JsonSchema, param = 'response_format'): 
   };
   return build(schema, {}, 0);
 }
+
+/** The prompt characters `schemaInText` reads (its end: where a client puts its format instructions). */
+const SCHEMA_SCAN_CHARS = 65_536;
+
+/**
+ * The last JSON Schema written out in `text` (an object with `type: "object"`, `properties` or
+ * `$schema`, that `normalizeSchema` takes), normalised; undefined when there is none. JSON mode
+ * clients put the schema in the prompt and ask for `json_object` (the AI SDK's openai-compatible
+ * provider without `supportsStructuredOutputs`, LangChain's `jsonMode` with format instructions):
+ * a model reads it there, and the sim, which reads no prompt, answers its minimal instance from it,
+ * still a JSON object. One pass over the last SCHEMA_SCAN_CHARS characters finds the top-level
+ * `{...}` spans (quotes tracked only inside them), then the spans are tried from the last.
+ */
+export function schemaInText(text: string): JsonSchema | undefined {
+  const from = Math.max(0, text.length - SCHEMA_SCAN_CHARS);
+  const spans: [number, number][] = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  for (let i = from; i < text.length; i++) {
+    const c = text[i];
+    if (depth === 0) {
+      if (c === '{') {
+        depth = 1;
+        start = i;
+      }
+      continue;
+    }
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{') depth++;
+    else if (c === '}' && --depth === 0) spans.push([start, i + 1]);
+  }
+  for (let k = spans.length - 1; k >= 0; k--) {
+    const [a, b] = spans[k] as [number, number];
+    let value: unknown;
+    try {
+      value = JSON.parse(text.slice(a, b));
+    } catch {
+      continue;
+    }
+    if (!isObject(value)) continue;
+    if (value['type'] !== 'object' && value['properties'] === undefined && value['$schema'] === undefined)
+      continue;
+    try {
+      return normalizeSchema(value, 'response_format');
+    } catch {
+      // Not a schema the engines take: look further back.
+    }
+  }
+  return undefined;
+}

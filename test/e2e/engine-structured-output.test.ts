@@ -333,6 +333,27 @@ for (const engine of ENGINES) {
   });
 }
 
+describe('JSON mode on the sim', () => {
+  it("json_object with a schema in the prompt answers that schema's instance (the AI SDK's JSON mode)", async () => {
+    const schema = JSON.stringify(PERSON);
+    const reply = await post(wire.gw.url, '/v1/chat/completions', {
+      model: MODEL,
+      messages: [
+        {
+          role: 'system',
+          content: `JSON schema:\n${schema}\nYou MUST answer with a JSON object that matches the JSON schema above.`,
+        },
+        { role: 'user', content: 'A person.' },
+      ],
+      response_format: { type: 'json_object' },
+    });
+    assert.equal(reply.status, 200, reply.text);
+    const content = (JSON.parse(reply.text) as ChatAnswer).choices[0]!.message.content;
+    validated(content, PERSON);
+    assert.notEqual(content, '{}');
+  });
+});
+
 describe('pass-through', () => {
   it('a real backend gets response_format and guided_json bytes unchanged', async () => {
     const bytes =

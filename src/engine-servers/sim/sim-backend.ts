@@ -45,7 +45,7 @@ import {
   outOfVocabulary,
 } from '../backend.ts';
 import { engineAsleep, engineShuttingDown } from '../sleep-mode.ts';
-import { minimalInstance, type StructuredOutput } from '../structured-output.ts';
+import { minimalInstance, type StructuredOutput, schemaInText } from '../structured-output.ts';
 import { simPieceTokens, type Tokenized, type TokenizeRequest } from '../tokenize.ts';
 import {
   type EngineWeightUpdate,
@@ -271,12 +271,16 @@ const CHARS_PER_TOKEN = 4;
  * The sim's structured output: schema-valid filler, not language. A JSON schema gets its minimal
  * instance (../structured-output.ts minimalInstance: required properties, the first enum member or
  * the const, minItems items, "" and 0), `json_object` gets `{}`, a choice one of the choices (picked
- * by the text seed, so a seeded request repeats it); as compact JSON text. Throws 400 for a schema
- * with no instance the builder reaches.
+ * by the text seed, so a seeded request repeats it); as compact JSON text. `json_object` with a
+ * JSON Schema written in the prompt (JSON mode clients put it there for the model to read) answers
+ * that schema's instance instead (schemaInText), still an object. Throws 400 for a schema with no
+ * instance the builder reaches.
  */
-export function simStructuredText(structured: StructuredOutput, seed: number): string {
+export function simStructuredText(structured: StructuredOutput, seed: number, prompt = ''): string {
   if (structured.kind === 'choice') return structured.choices[seed % structured.choices.length] as string;
-  return JSON.stringify(minimalInstance(structured.schema, structured.param));
+  // JSON mode with the schema in the prompt (a model reads it there): that schema's instance.
+  const prompted = structured.anyObject ? schemaInText(prompt) : undefined;
+  return JSON.stringify(minimalInstance(prompted ?? structured.schema, structured.param));
 }
 
 /**
@@ -591,7 +595,7 @@ export class SimBackend implements EngineBackend {
     if (input.structured !== undefined) {
       let text: string;
       try {
-        text = simStructuredText(input.structured, seed);
+        text = simStructuredText(input.structured, seed, req.promptText);
       } catch (error) {
         sink.onError(error as Error);
         return;
