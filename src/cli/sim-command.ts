@@ -563,11 +563,18 @@ export function resolveSettings(
     file.cluster !== undefined && !('groups' in file.cluster) && !('models' in file.cluster)
       ? file.cluster
       : undefined;
+  // A cluster flag over a file's groups replaced them with a uniform cluster of the defaults' other
+  // fields (`--gpu a100-80gb` over two groups of 2 ran 4 A100s), so it is refused, naming both.
+  const overGroups = ['instances', 'gpu', 'model', 'tp'].find(fromCli);
+  if (file.cluster !== undefined && 'groups' in file.cluster && overGroups !== undefined)
+    throw invalidArgument(
+      overGroups,
+      flags[overGroups as 'instances' | 'gpu' | 'model' | 'tp'],
+      "no --instances, --gpu, --model or --tp over a config file's cluster.groups, which give each group's; edit the groups, or write a uniform cluster: (instances, gpu, model, tp)",
+    );
   const cluster =
     placed?.cluster ??
-    (file.cluster !== undefined &&
-    'groups' in file.cluster &&
-    !['instances', 'gpu', 'model', 'tp'].some(fromCli)
+    (file.cluster !== undefined && 'groups' in file.cluster
       ? file.cluster
       : {
           groups: [
