@@ -53,6 +53,20 @@ export function nonNegativeInt(value: string): number {
   return n;
 }
 
+/** The largest seed: the twin's Rng keeps 32 bits, as a config file's `seed` says. */
+export const SEED_MAX = 0xffff_ffff;
+
+/**
+ * Commander parser for a seed: an integer in [0, 2^32 - 1]. Past it the Rng kept the low 32 bits,
+ * so `--seed 4294967296` ran seed 0's run, byte for byte, where a config file's `seed` refuses it.
+ */
+export function seedInt(value: string): number {
+  const n = nonNegativeInt(value);
+  if (n > SEED_MAX)
+    throw new InvalidArgumentError(`'${value}' is past the largest seed, ${SEED_MAX} (seeds are 32-bit).`);
+  return n;
+}
+
 /** The largest TCP port number (ports are 16-bit). */
 export const TCP_PORT_MAX = 65_535;
 

@@ -35,6 +35,7 @@ import {
   nonNegativeNumber,
   positiveInt,
   positiveNumber,
+  seedInt,
   simDurationSeconds,
   simRequestCount,
   TP_MAX,
@@ -241,7 +242,12 @@ export function registerSimCommand(program: Command): void {
       'put the shared early-rejection step (refuse what no instance can serve within its SLO) in front of every policy; ' +
         "goodput's and mooncake's own rejection is then off unless configured",
     )
-    .option('--seed <s>', 'seed of every random choice in the run', nonNegativeInt, SIM_DEFAULTS.seed)
+    .option(
+      '--seed <s>',
+      'seed of every random choice in the run (0 to 4294967295)',
+      seedInt,
+      SIM_DEFAULTS.seed,
+    )
     .option('--slo-ttft-ms <x>', 'time-to-first-token target', positiveNumber, SIM_DEFAULTS.sloTtftMs)
     .option('--slo-tpot-ms <y>', 'time-per-output-token target', positiveNumber, SIM_DEFAULTS.sloTpotMs)
     .option(
