@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { type FidelityCaseInput, loadFidelityCase, parseFidelityCase } from './case.ts';
+import { checkCaseContext, runCase } from './run-case.ts';
 
 const stage = (rateRps: number, measured: Record<string, unknown>) => ({ rateRps, durationS: 600, measured });
 
@@ -186,36 +187,73 @@ describe("keys as vLLM and other tools' configs name them", () => {
     assert.throws(() => parseFidelityCase(tp), {
       message: /engine\.tensor_parallel_size: tensor parallelism is the case's top-level tp/,
     });
-    const unknown = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, { engine: { enforce_eager: true } });
+    const unknown = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, { engine: { swap_space: 4 } });
     assert.throws(() => parseFidelityCase(unknown), {
       message:
-        /engine: 'enforce_eager': not an engine option the twin models; leave it out\. engine takes blockSize, maxNumSeqs/,
+        /engine: 'swap_space': not an engine option the twin models; leave it out\. engine takes blockSize, maxNumSeqs/,
     });
   });
 
-  it("vLLM serve options copied into engine: one line naming them all, with engine's keys, not zod's bare 'Unrecognized key'", () => {
+  it('vLLM serve options copied into engine at the values the twin runs are read, and change nothing', () => {
     const copied = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, {
       engine: {
         max_num_batched_tokens: 2048,
         dtype: 'float16',
-        max_model_len: 4096,
+        '--max-model-len': 4096,
         enable_chunked_prefill: true,
+        enforce_eager: false,
       },
     });
+    const plain = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, {
+      engine: { max_num_batched_tokens: 2048 },
+    });
+    assert.deepEqual(parseFidelityCase(copied).engine, { maxNumBatchedTokens: 2048, maxModelLen: 4096 });
+    for (const dtype of ['auto', 'bfloat16', 'BF16', 'half']) {
+      const c = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, { engine: { dtype } });
+      assert.deepEqual(parseFidelityCase(c).engine, {}, dtype);
+    }
+    // The same figures as the case without them (a short run: its first stage only).
+    const short = (c: FidelityCaseInput): FidelityCaseInput =>
+      ({
+        ...c,
+        workload: { ...c.workload, stages: (c.workload as { stages: unknown[] }).stages.slice(0, 1) },
+      }) as FidelityCaseInput;
+    assert.deepEqual(
+      runCase(parseFidelityCase(short(copied))).rows.map((r) => r.predicted),
+      runCase(parseFidelityCase(short(plain))).rows.map((r) => r.predicted),
+    );
+  });
+
+  it('vLLM serve options at values the twin does not run: one issue each, saying what it runs', () => {
+    const other = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, {
+      engine: { enforce_eager: true, enable_chunked_prefill: false, dtype: 'float32', swap_space: 4 },
+    });
     assert.throws(
-      () => parseFidelityCase(copied),
+      () => parseFidelityCase(other),
       (error: Error) => {
-        assert.match(
-          error.message,
-          /engine: 'dtype', 'max_model_len', 'enable_chunked_prefill': not an engine option the twin models; leave them out\. engine takes blockSize, maxNumSeqs, maxNumBatchedTokens/,
-        );
-        assert.match(error.message, /the twin serves the model's own context length/);
+        assert.match(error.message, /engine\.enforce_eager: true: the twin runs CUDA-graph decode/);
+        assert.match(error.message, /engine\.enable_chunked_prefill: false: the twin runs chunked prefill/);
+        assert.match(error.message, /engine\.dtype: "float32": the twin runs the catalogue's 16-bit weights/);
+        assert.match(error.message, /'swap_space': not an engine option the twin models/);
         assert.doesNotMatch(error.message, /Unrecognized key/);
         return true;
       },
     );
   });
 
+  it("max_model_len bounds the case's requests, and past the model's context is refused", () => {
+    const tight = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, { engine: { max_model_len: 900 } });
+    assert.throws(() => checkCaseContext(parseFidelityCase(tight)), {
+      message: /requests pass max_model_len \(engine\.maxModelLen\) of 900 tokens/,
+    });
+    const past = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1, { engine: { max_model_len: 8192 } });
+    assert.throws(() => checkCaseContext(parseFidelityCase(past)), {
+      message: /engine\.maxModelLen 8,192 is past llama-2-7b's context of 4,096 tokens/,
+    });
+  });
+});
+
+describe('workload keys', () => {
   it('arrival left out or misspelt says it is required or not an arrival, and lists each, not a bare discriminator error', () => {
     const c = heldOutCase('meta-llama/Llama-2-7b-hf', 'H100', 1);
     const { arrival: _, ...unpaced } = c.workload as Record<string, unknown>;

@@ -197,8 +197,38 @@ export const measuredStageSchema = z.strictObject(
   strictKeys(['rateRps', 'durationS', 'measured'], '{ rateRps: 5, durationS: 600 }', stageHint),
 );
 
+/**
+ * A case's engine options: the twin's (engineOptionsSchema) and vLLM's `--max-model-len`, which
+ * bounds the requests a case may send (checkCaseContext) and changes nothing else the twin models.
+ */
+export const caseEngineSchema = engineOptionsSchema.extend({
+  maxModelLen: z.number().int().min(1).max(10_000_000).optional(),
+});
+
 /** The engine options' names (vLLM's flags in camelCase). */
-const ENGINE_OPTIONS: ReadonlySet<string> = new Set(Object.keys(engineOptionsSchema.shape));
+const ENGINE_OPTIONS: ReadonlySet<string> = new Set(Object.keys(caseEngineSchema.shape));
+
+const SIXTEEN_BIT = ['auto', 'float16', 'half', 'fp16', 'bfloat16', 'bf16'];
+
+/**
+ * vLLM options the twin models one way only, as a serve command line copies them: the value that
+ * says that way is read and changes nothing (a case copied from `vllm serve ... --dtype bfloat16
+ * --enable-chunked-prefill` runs as it is); any other value is refused saying what the twin runs.
+ */
+const AS_MODELLED: Readonly<Record<string, { accepts: (v: unknown) => boolean; runs: string }>> = {
+  enableChunkedPrefill: {
+    accepts: (v) => v === true,
+    runs: "chunked prefill under the token budget, always, as vLLM's V1 engine (true)",
+  },
+  enforceEager: {
+    accepts: (v) => v === false,
+    runs: 'CUDA-graph decode as vLLM runs it by default (false)',
+  },
+  dtype: {
+    accepts: (v) => typeof v === 'string' && SIXTEEN_BIT.includes(v.toLowerCase()),
+    runs: `the catalogue's 16-bit weights (${SIXTEEN_BIT.join(', ')})`,
+  },
+};
 
 /**
  * The engine options as vLLM names them are read as this format's: `max_num_batched_tokens` (the
@@ -222,6 +252,16 @@ function engineOptionsAsVllmNames(value: unknown, ctx: z.RefinementCtx): unknown
       });
       continue;
     }
+    const modelled = AS_MODELLED[camel];
+    if (modelled !== undefined) {
+      if (!modelled.accepts(v))
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message: `${JSON.stringify(v)}: the twin runs ${modelled.runs}; leave it out or write that`,
+        });
+      continue;
+    }
     const name = camel !== key && ENGINE_OPTIONS.has(camel) ? camel : key;
     const before = writtenAs.get(name);
     if (before !== undefined)
@@ -233,34 +273,22 @@ function engineOptionsAsVllmNames(value: unknown, ctx: z.RefinementCtx): unknown
     writtenAs.set(name, key);
     out[name] = v;
   }
-  // vLLM's other options, as a serve command line is copied (enforce_eager, dtype, max_model_len):
-  // one issue naming them all with what `engine` takes, instead of the strict schema's bare
-  // 'Unrecognized key' per run of the command.
+  // vLLM's other options, as a serve command line is copied: one issue naming them all with what
+  // `engine` takes, instead of the strict schema's bare 'Unrecognized key' per run of the command.
   const unknown = Object.keys(out).filter((k) => !ENGINE_OPTIONS.has(k));
   if (unknown.length > 0) {
-    const hints = [...new Set(unknown.map(engineHint).filter((h) => h !== undefined))];
     ctx.addIssue({
       code: 'custom',
       path: [],
       message:
         `${unknown.map((k) => `'${k}'`).join(', ')}: not an engine option the twin models; leave ` +
         `${unknown.length === 1 ? 'it' : 'them'} out. engine takes ${[...ENGINE_OPTIONS].join(', ')} ` +
-        "(or vLLM's snake_case and --flag names of these)" +
-        (hints.length > 0 ? ` (${hints.join('; ')})` : ''),
+        "(or vLLM's snake_case and --flag names of these), and enableChunkedPrefill, enforceEager and " +
+        'dtype at the values the twin runs',
     });
     for (const k of unknown) delete out[k];
   }
   return out;
-}
-
-/** Why a vLLM option outside `engine`'s keys needs no counterpart, where a reader would wonder. */
-function engineHint(key: string): string | undefined {
-  const k = key.toLowerCase().replace(/[\s_-]/g, '');
-  if (k === 'enablechunkedprefill')
-    return "the twin always chunks prefills under the token budget, as vLLM's V1 engine";
-  if (k === 'maxmodellen') return "the twin serves the model's own context length";
-  if (k === 'enforceeager') return 'the twin models CUDA-graph decode as vLLM runs it by default';
-  return undefined;
 }
 
 /** What to write instead of a top-level key another tool's config uses. */
@@ -363,9 +391,9 @@ export const fidelityCaseSchema = z
       instances: z.number().int().min(1).max(64).default(1),
       /** The twin's engine options; vLLM's snake_case and --flag names are read (engineOptionsAsVllmNames). */
       engine: (
-        z.preprocess(engineOptionsAsVllmNames, engineOptionsSchema) as unknown as z.ZodType<
-          z.output<typeof engineOptionsSchema>,
-          z.input<typeof engineOptionsSchema>
+        z.preprocess(engineOptionsAsVllmNames, caseEngineSchema) as unknown as z.ZodType<
+          z.output<typeof caseEngineSchema>,
+          z.input<typeof caseEngineSchema>
         >
       ).default({}),
       workload: caseWorkloadSchema,

@@ -231,7 +231,17 @@ function closedLoopRequests(c: FidelityCase): TwinRequest[] {
 export function checkCaseContext(c: FidelityCase, requests?: readonly TwinRequest[]): void {
   const drawn =
     requests ?? (c.workload.arrival === 'closed-loop' ? closedLoopRequests(c) : openLoopRequests(c));
-  const contextTokensMax = modelSpec(c.model).contextTokensMax;
+  const modelMax = modelSpec(c.model).contextTokensMax;
+  const n = (x: number): string => x.toLocaleString('en-US');
+  const maxModelLen = c.engine.maxModelLen;
+  if (maxModelLen !== undefined && maxModelLen > modelMax)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_CONFIG',
+      `case '${c.name}': engine.maxModelLen ${n(maxModelLen)} is past ${c.model}'s context of ` +
+        `${n(modelMax)} tokens; vLLM refuses to start with it. Leave it out or write at most ${n(modelMax)}`,
+    );
+  const contextTokensMax = Math.min(modelMax, maxModelLen ?? modelMax);
+  const limit = maxModelLen === undefined ? `${c.model}'s context` : `max_model_len (engine.maxModelLen)`;
   let first: TwinRequest | undefined;
   let over = 0;
   for (const r of drawn) {
@@ -240,15 +250,20 @@ export function checkCaseContext(c: FidelityCase, requests?: readonly TwinReques
     over++;
   }
   if (first === undefined) return;
-  const n = (x: number): string => x.toLocaleString('en-US');
   throw new SwitchyardError(
     'SY_ERR_INVALID_CONFIG',
-    `case '${c.name}': ${n(over)} of ${n(drawn.length)} requests pass ${c.model}'s context of ` +
+    `case '${c.name}': ${n(over)} of ${n(drawn.length)} requests pass ${limit} of ` +
       `${n(contextTokensMax)} tokens (the first, ${first.id}: ${n(first.inputTokens)} prompt + ` +
       `${n(first.trueOutputTokens)} output = ${n(first.inputTokens + first.trueOutputTokens)}); an engine ` +
       'refuses such a request with 400, so the twin would compare over the rest. Bound the lengths ' +
       "(a lognormal's or normal's max, a fixed or uniform length) or pick a model with a longer context",
   );
+}
+
+/** The case's engine options as the twin's engine takes them: without vLLM's max_model_len, a bound on requests only. */
+function twinEngineOptions(c: FidelityCase): Parameters<typeof toEngineConfig>[0] {
+  const { maxModelLen: _bound, ...options } = c.engine;
+  return options;
 }
 
 /**
@@ -259,7 +274,7 @@ export function checkCaseContext(c: FidelityCase, requests?: readonly TwinReques
 function withCasePrefix(c: FidelityCase, requests: TwinRequest[]): TwinRequest[] {
   const prefix = c.workload.prefix;
   if (prefix === undefined) return requests;
-  const { blockSize } = toEngineConfig(c.engine, c.gpu);
+  const { blockSize } = toEngineConfig(twinEngineOptions(c), c.gpu);
   return withSharedPrefix(requests, prefix, blockSize, new Rng(c.seed).fork('prefix'));
 }
 
@@ -342,7 +357,7 @@ function simulateInto(
   runSimulation(source, {
     seed: c.seed,
     cluster: { groups: [{ count: c.instances, gpu: c.gpu, model: c.model, tp: c.tp }] },
-    engine: toEngineConfig(c.engine, c.gpu),
+    engine: toEngineConfig(twinEngineOptions(c), c.gpu),
     policy,
     slo: { ttftMs: SIM_DEFAULTS.sloTtftMs, tpotMs: SIM_DEFAULTS.sloTpotMs },
     workload: `fidelity case ${c.name}`,
