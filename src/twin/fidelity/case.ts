@@ -17,7 +17,7 @@ import { resolveGpuId } from '../../model/gpus.ts';
 import { resolveModelId } from '../../model/models.ts';
 import { idleStagesProblem, lengthDistSchema, rateStageSchema, STAGES_MAX } from '../../workload/spec.ts';
 import { isSampleRef } from '../../workload/traces/samples.ts';
-import { engineOptionsSchema } from '../config.ts';
+import { engineOptionsSchema, explainIssues } from '../config.ts';
 import { casePrefixSchema } from './prefix.ts';
 import { checkCaseContext } from './run-case.ts';
 
@@ -503,7 +503,8 @@ export function parseFidelityCase(value: unknown, where = 'fidelity case'): Fide
   // parseWithSchema's error, with zod's 'expected number, received string' said as what to write.
   const result = fidelityCaseSchema.safeParse(value, { error: writtenAsMessage });
   if (!result.success) {
-    const problems = result.error.issues.map(
+    // explainIssues, as parseWithSchema: a union's 'Invalid input' said from its closest branch.
+    const problems = explainIssues(result.error.issues).map(
       (issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(top level)'}: ${issue.message}`,
     );
     throw new SwitchyardError('SY_ERR_INVALID_CONFIG', `${where}: ${problems.join('; ')}`, { problems });
