@@ -3,7 +3,7 @@
  * request rate and latency objectives, at the prices of a price table (src/control/gpu-choice).
  */
 import { fileURLToPath } from 'node:url';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { readYamlFile } from '../adapters/yaml-file.ts';
 import { type GpuPlan, planGpuMix } from '../control/gpu-choice/choose.ts';
 import { type GpuPrices, parseGpuPrices } from '../control/gpu-choice/prices.ts';
@@ -158,6 +158,23 @@ export function formatPlan(plan: GpuPlan, prices: GpuPrices): string {
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * The highest rate plan-gpus plans for: a billion requests a second is past any cluster (tens of
+ * millions of GPUs). At --rate 1e300 the plan printed "6.6296114778975765e+299 GPUs", counts past
+ * 2^53 that are no longer whole numbers.
+ */
+export const PLAN_RATE_MAX_RPS = 1e9;
+
+/** Parses --rate: a positive number of requests a second, at most PLAN_RATE_MAX_RPS. */
+function planRate(value: string): number {
+  const rate = positiveNumber(value);
+  if (rate > PLAN_RATE_MAX_RPS)
+    throw new InvalidArgumentError(
+      `'${value}' is past ${PLAN_RATE_MAX_RPS.toExponential()} req/s, more than any cluster serves.`,
+    );
+  return rate;
+}
+
 /** Registers `switchyard plan-gpus`. */
 export function registerPlanGpusCommand(program: Command): void {
   program
@@ -171,7 +188,11 @@ export function registerPlanGpusCommand(program: Command): void {
         'the least cost per hour. Method and simplifications: src/control/gpu-choice/README.md.',
     )
     .option('--model <id>', modelFlagHelp('model from the catalogue (required)'), modelFlag)
-    .option('--rate <rps>', 'total request rate to serve, requests per second (required)', positiveNumber)
+    .option(
+      '--rate <rps>',
+      `total request rate to serve, requests per second, at most ${PLAN_RATE_MAX_RPS.toExponential()} (required)`,
+      planRate,
+    )
     .option('--slo-ttft-ms <ms>', 'time-to-first-token objective (omit: unconstrained)', positiveNumber)
     .option('--slo-tpot-ms <ms>', 'time-per-output-token objective (omit: unconstrained)', positiveNumber)
     .option('--input-tokens <n>', 'prompt length of every request (with --output-tokens)', positiveInt)
