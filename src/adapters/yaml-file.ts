@@ -4,8 +4,22 @@
  * config, the sim config and fidelity cases all fail the same way.
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml, YAMLError } from 'yaml';
+import { createRequire } from 'node:module';
+import type { YAMLError } from 'yaml';
 import { type ErrorCode, SwitchyardError } from '../core/errors.ts';
+
+let yamlLibrary: typeof import('yaml') | undefined;
+/**
+ * The yaml library, loaded at the first file read: `sim`, `serve`, `bench`, `fidelity` and
+ * `plan-gpus` import this module, and most of their runs read no YAML (no --config). Loading it was
+ * 0.10 s of CPU of each of their starts (docs/benchmarks.md, "CLI start-up (stop 34)"). Through
+ * require, so that reading stays synchronous: under node, `import 'yaml'` resolves to the same
+ * CommonJS file (the package's "node" export), so its YAMLError is the one class either way.
+ */
+function yaml(): typeof import('yaml') {
+  yamlLibrary ??= createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return yamlLibrary;
+}
 
 /** How a loader wants its failures reported. */
 export interface YamlFileErrors {
@@ -34,7 +48,7 @@ export function readYamlFile(path: string, what: string, errors: YamlFileErrors 
   try {
     // Merge keys (`<<: *defaults`), YAML 1.1's and what compose files and Helm values use: without
     // them `<<` was read as a key, and a workload built from an anchor failed as if it had no kind.
-    return parseYaml(text, { merge: true }) as unknown;
+    return yaml().parse(text, { merge: true }) as unknown;
   } catch (error) {
     // The library refuses a document whose aliases expand past its bound (a "billion laughs" file)
     // with a bare ReferenceError, which reached the user as a stack trace.
@@ -44,7 +58,7 @@ export function readYamlFile(path: string, what: string, errors: YamlFileErrors 
         `${what} is not a usable YAML document: its aliases expand too far (${error.message})`,
         details,
       );
-    if (!(error instanceof YAMLError)) throw error;
+    if (!(error instanceof yaml().YAMLError)) throw error;
     const where = yamlErrorWhere(error, text);
     throw new SwitchyardError('SY_ERR_INVALID_CONFIG', `${what} is not valid YAML: ${where.text}`, {
       ...details,

@@ -2,7 +2,7 @@
  * What `switchyard` loads as it starts: `--version` needs no command's module (loading them all
  * was most of its start-up, bench/cli-startup.ts), and a command loads its own alone. A module
  * hook (node's `module.register`) records every module the process loads, from dist/ or, when
- * dist/ is stale, from src/ through tsx.
+ * dist/ is stale, from src/ through tsx, and require's cache adds what require() loaded.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -32,9 +32,15 @@ async function loadedBy(
         `export async function load(url, context, next) { appendFileSync(${JSON.stringify(log)}, url + '\\n'); return next(url, context); }\n`,
     );
     const register = join(dir, 'register.mjs');
+    // The hook sees what the module graph loads; require() (createRequire) does not pass through
+    // it, so the CommonJS modules in require's cache are added as the process exits.
     writeFileSync(
       register,
-      `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`,
+      "import { appendFileSync } from 'node:fs';\nimport { createRequire, register } from 'node:module';\n" +
+        "import { pathToFileURL } from 'node:url';\n" +
+        `register(${JSON.stringify(pathToFileURL(hooks).href)});\n` +
+        'const cache = createRequire(import.meta.url).cache;\n' +
+        `process.on('exit', () => appendFileSync(${JSON.stringify(log)}, Object.keys(cache).map((p) => pathToFileURL(p).href + '\\n').join('')));\n`,
     );
     writeFileSync(log, '');
     const stdout = await new Promise<string>((resolve, reject) => {
@@ -77,7 +83,7 @@ test('a command loads its own module alone', async () => {
   assert.deepEqual(commands, ['engine-command', 'llama-engine-command']);
 });
 
-test('a sim run whose stderr is no terminal loads no progress bar library', async () => {
+test('a sim run without --config loads no YAML parser, and one whose stderr is no terminal no progress bar library', async () => {
   const run = await loadedBy([
     'sim',
     '--workload',
@@ -94,7 +100,32 @@ test('a sim run whose stderr is no terminal loads no progress bar library', asyn
   // The hook sees the command's own modules and CommonJS packages (cli-table3 draws the tables).
   assert.ok(run.urls.some((url) => url.includes('/node_modules/cli-table3/')));
   assert.deepEqual(
-    run.urls.filter((url) => url.includes('/node_modules/cli-progress/')),
+    run.urls.filter(
+      (url) => url.includes('/node_modules/cli-progress/') || url.includes('/node_modules/yaml/'),
+    ),
     [],
   );
+});
+
+test('a sim run with --config loads the YAML parser and reads the file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-startup-config-'));
+  try {
+    const config = join(dir, 'sim.yaml');
+    writeFileSync(config, 'seed: 7\n');
+    const run = await loadedBy([
+      'sim',
+      '--config',
+      config,
+      '--workload',
+      'poisson',
+      '--rate',
+      '1',
+      '--requests',
+      '5',
+    ]);
+    assert.match(run.stdout, /SLO attainment/);
+    assert.ok(run.urls.some((url) => url.includes('/node_modules/yaml/')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
