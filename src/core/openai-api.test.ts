@@ -190,8 +190,6 @@ describe('builtinEngineRefusal', () => {
 
   it('names each parameter the built-in engines do not implement', () => {
     const cases: [string, unknown][] = [
-      ['tools', [{ type: 'function', function: { name: 'f' } }]],
-      ['tool_choice', 'required'],
       ['functions', [{ name: 'f' }]],
       ['logprobs', true],
       ['logprobs', 0],
@@ -208,6 +206,17 @@ describe('builtinEngineRefusal', () => {
         param,
       );
     }
+    // A chat's tools the engine reads itself (src/engine-servers/tool-calls.ts); completions refuse them.
+    const tools = [{ type: 'function', function: { name: 'f' } }];
+    assert.equal(refusal('chat', { ...chat, tools, tool_choice: 'required' }), undefined);
+    assert.equal(
+      refusal('completion', { model: 'm', prompt: 'x', tools }),
+      'SY_ERR_UNSUPPORTED_PARAMETER:tools',
+    );
+    assert.equal(
+      refusal('completion', { model: 'm', prompt: 'x', tool_choice: 'required' }),
+      'SY_ERR_UNSUPPORTED_PARAMETER:tool_choice',
+    );
     // Structured output is served (src/engine-servers/structured-output.ts reads it).
     assert.equal(refusal('chat', { ...chat, response_format: { type: 'json_object' } }), undefined);
     assert.equal(refusal('chat', { ...chat, n: 2 }), 'SY_ERR_UNSUPPORTED_PARAMETER:n');

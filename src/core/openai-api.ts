@@ -367,8 +367,8 @@ function asked(value: unknown, defaults: readonly unknown[] = []): boolean {
  * them through untouched to real backends (vLLM, SGLang, llama.cpp's server, OpenAI).
  */
 const BUILTIN_UNSUPPORTED: readonly { param: string; defaults?: readonly unknown[]; why: string }[] = [
-  { param: 'tools', why: 'tool calling is not implemented' },
-  { param: 'tool_choice', defaults: ['none', 'auto'], why: 'tool calling is not implemented' },
+  { param: 'tools', why: 'tools are served on chat completions only' },
+  { param: 'tool_choice', defaults: ['none', 'auto'], why: 'tools are served on chat completions only' },
   { param: 'functions', why: 'function calling is not implemented' },
   { param: 'function_call', defaults: ['none', 'auto'], why: 'function calling is not implemented' },
   { param: 'logprobs', why: 'log probabilities are not computed' },
@@ -396,6 +396,9 @@ export function builtinEngineRefusal(
     // Tools the request forbids calling (`tool_choice: "none"`) only describe: vLLM serves such a
     // request as plain text (it renders the tools into the prompt), and so does a built-in engine.
     if (param === 'tools' && b['tool_choice'] === 'none') continue;
+    // A chat's tools the engine reads itself (src/engine-servers/tool-calls.ts): a forced call is
+    // served, `auto` refused there with what to send instead.
+    if (kind === 'chat' && (param === 'tools' || param === 'tool_choice')) continue;
     if (param === 'functions' && b['function_call'] === 'none') continue;
     return new SwitchyardError(
       'SY_ERR_UNSUPPORTED_PARAMETER',

@@ -10,7 +10,9 @@
  *   and the answer's size are bounded, and the answer streams in slices (see embeddings.ts).
  * - `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`, `GET /metrics` (vLLM's metric names).
  * - vLLM's `POST /tokenize` and `POST /detokenize` (tokenize.ts), on a backend with a tokenizer.
- * - OpenAI parameters the engines do not implement (tools, logprobs, n > 1, ...) get 400
+ * - Forced tool calls on chat (`tool_choice` "required" or a named function; tool-calls.ts) are
+ *   generated under the structured-output grammar and answered as `tool_calls`; "auto" is 400.
+ * - OpenAI parameters the engines do not implement (logprobs, echo, ...) get 400
  *   SY_ERR_UNSUPPORTED_PARAMETER naming them (`builtinEngineRefusal`), never silence. vLLM's extras
  *   likewise (`vllm-extras.ts`: regex and grammar constraints, prompt_logprobs, ...); its sampling
  *   extras (top_k, min_p, repetition_penalty) are checked and handed to the backend.
@@ -58,6 +60,7 @@ import { parseResponsesBody, ResponsesResponse, responsesEcho } from './response
 import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
 import { responsesStructuredOutput, type StructuredOutput, structuredOutputOf } from './structured-output.ts';
 import { parseDetokenizeBody, parseTokenizeBody, tokenizeResponse } from './tokenize.ts';
+import { type ToolCalling, ToolCallResponse, toolCallingOf } from './tool-calls.ts';
 import { refuseUnhonouredVllmExtras, type VllmSampling, vllmSamplingOf } from './vllm-extras.ts';
 import { VllmMetrics } from './vllm-metrics.ts';
 import {
@@ -518,7 +521,7 @@ function servedChoices(
 
 /** A generation whose response is open, as a shutdown past its grace ends it. */
 interface RunningGeneration {
-  readonly response: CompletionResponse | ResponsesResponse | MultiChoiceResponse;
+  readonly response: CompletionResponse | ResponsesResponse | MultiChoiceResponse | ToolCallResponse;
   readonly controller: AbortController;
   readonly res: ServerResponse;
 }
@@ -940,6 +943,8 @@ class EngineHttpServer {
     let structured: StructuredOutput | undefined;
     /** Several choices, one generation each (multi-choice.ts), and `n`; else undefined. */
     let listed: { readonly requests: ParsedCompletionRequest[]; readonly n: number } | undefined;
+    /** Forced tool calls (tool-calls.ts), chat only; undefined for none. */
+    let calling: ToolCalling | undefined;
     try {
       // A Responses body is generated as the chat request with its conversation (responses.ts).
       parsed =
@@ -959,9 +964,30 @@ class EngineHttpServer {
         if (kind === 'chat') refuseNonTextParts((body as { messages?: unknown }).messages, 'messages');
         sampling = vllmSamplingOf(body, kind);
         structured = structuredOutputOf(body);
+        if (kind === 'chat') calling = toolCallingOf(body);
+        if (calling !== undefined) {
+          if (structured !== undefined)
+            throw new SwitchyardError(
+              'SY_ERR_UNSUPPORTED_PARAMETER',
+              `parameter '${structured.param}' is not supported beside a forced tool call by the built-in ` +
+                "engines: the arguments follow the tool's parameters schema; send one or the other",
+              { param: structured.param },
+            );
+          structured = calling.structured;
+        }
         if (structured !== undefined) refuseEndlessStructured(minTokens, sampling);
       }
       this.checkModel(parsed.model);
+      if (
+        calling !== undefined &&
+        typeof (body as { n?: unknown }).n === 'number' &&
+        (body as { n: number }).n > 1
+      )
+        throw new SwitchyardError(
+          'SY_ERR_UNSUPPORTED_PARAMETER',
+          'n > 1 is not supported with a forced tool call by the built-in engines; send n requests',
+          { param: 'n' },
+        );
       const choices =
         kind === 'responses' || this.backend.oneGenerationPerRequest === true
           ? undefined
@@ -1051,15 +1077,17 @@ class EngineHttpServer {
     const response =
       kind === 'responses'
         ? new ResponsesResponse(this, res, parsed, idJson, created, arrivalMs, echo)
-        : new CompletionResponse(
-            this,
-            res,
-            parsed,
-            idJson,
-            created,
-            arrivalMs,
-            continuousUsage(parsed, body),
-          );
+        : calling !== undefined
+          ? new ToolCallResponse(this, res, parsed, idJson, created, arrivalMs, calling)
+          : new CompletionResponse(
+              this,
+              res,
+              parsed,
+              idJson,
+              created,
+              arrivalMs,
+              continuousUsage(parsed, body),
+            );
     const controller = new AbortController();
     this.track({ response, controller, res });
     this.active++;

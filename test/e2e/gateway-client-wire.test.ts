@@ -173,7 +173,7 @@ describe('tools on a model that cannot call them (a built-in engine)', () => {
     assert.equal(answer.choices[0]?.finish_reason, 'length');
   });
 
-  it('tools that may be called (auto, the default) are refused naming tools', async () => {
+  it('tools that may be called (auto, the default) are refused naming tool_choice', async () => {
     for (const choice of [{}, { tool_choice: 'auto' }]) {
       const reply = await post(wire.gw.url, '/v1/chat/completions', {
         messages,
@@ -184,7 +184,9 @@ describe('tools on a model that cannot call them (a built-in engine)', () => {
       const e = assertErrorBody(reply.text, reply.status);
       assert.equal(reply.status, 400);
       assert.equal(e.error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
-      assert.equal(e.error.param, 'tools');
+      // Forced calls are served (engine-tool-calls.test.ts); auto is what the engines cannot do.
+      assert.equal(e.error.param, 'tool_choice');
+      assert.match(e.error.message, /--enable-auto-tool-choice/);
     }
   });
 });

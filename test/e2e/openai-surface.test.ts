@@ -239,8 +239,8 @@ describe('the built-in sim engines behind the gateway', { timeout: 120_000 }, ()
   it('answers 400 SY_ERR_UNSUPPORTED_PARAMETER naming each parameter it does not implement', async () => {
     const messages = [{ role: 'user' as const, content: 'hello' }];
     const chatCases: [string, Record<string, unknown>][] = [
-      ['tools', { tools: EVERY_CHAT_FIELD.tools }],
-      ['tool_choice', { tool_choice: 'required' }],
+      // Forced calls are served (test/e2e/engine-tool-calls.test.ts); auto, the default, is not.
+      ['tool_choice', { tools: EVERY_CHAT_FIELD.tools }],
       // json_object and json_schema are served (test/e2e/engine-structured-output.test.ts).
       ['response_format', { response_format: { type: 'structural_tag' } }],
       ['logprobs', { logprobs: true }],
@@ -428,11 +428,11 @@ describe('the llama engine refuses what it does not implement', { timeout: 120_0
     client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
   });
 
-  it('400 naming tools, response_format, logprobs, logit_bias, echo and n; context 400', async () => {
+  it('400 naming tool_choice (auto), response_format, logprobs, logit_bias, echo and n; context 400', async () => {
     const model = (await client.models.list()).data[0]?.id ?? '';
     const messages = [{ role: 'user' as const, content: 'hi' }];
     for (const [param, extra] of [
-      ['tools', { tools: EVERY_CHAT_FIELD.tools }],
+      ['tool_choice', { tools: EVERY_CHAT_FIELD.tools }],
       ['response_format', { response_format: { type: 'structural_tag' } }],
       ['logprobs', { logprobs: true }],
       ['logit_bias', { logit_bias: { '3': 1 } }],
