@@ -101,6 +101,18 @@ if (!(sizeMb > 0) || !(Number.isInteger(runs) && runs >= 1))
     USAGE,
     `--size-mb must be > 0 and --runs a whole number >= 1; got ${values['size-mb']} and ${values.runs}`,
   );
+/**
+ * `--cases` compiled here: a pattern that is no regex is a usage error before the model is written
+ * and the limits measured, not a SyntaxError's stack trace after them.
+ */
+function casesRegex(pattern: string): RegExp {
+  try {
+    return new RegExp(pattern);
+  } catch (error) {
+    return scriptUsageError('bench:cold-start', USAGE, `--cases ${pattern}: ${(error as Error).message}`);
+  }
+}
+const casesPattern = values.cases === undefined ? undefined : casesRegex(values.cases);
 
 /** Bytes of `path` in the page cache per `fincore`, or undefined where it is missing. */
 function residentBytes(path: string): number | undefined {
@@ -438,8 +450,7 @@ async function main(): Promise<void> {
     );
   }
   // `--cases REGEX`: only the cases whose name it matches (the limits above are measured anyway).
-  const chosen =
-    values.cases === undefined ? plans : plans.filter((p) => new RegExp(values.cases!).test(p.name));
+  const chosen = casesPattern === undefined ? plans : plans.filter((p) => casesPattern.test(p.name));
   if (chosen.length === 0) {
     console.error(`--cases ${values.cases}: no case matches; cases: ${plans.map((p) => p.name).join('; ')}`);
     process.exit(2);

@@ -228,6 +228,18 @@ describe('script usages', { concurrency: 3 }, () => {
     });
   }
 
+  test('bench/cold-start.ts --cases that is no regex: one line and the usage, exit 2, before any work', async () => {
+    // Before, the pattern was compiled after the model was written and the limits measured, and a
+    // bad one ended in a SyntaxError's stack trace (exit 1).
+    const r = await script('bench/cold-start.ts', '--cases', '(');
+    assert.equal(r.status, 2, r.err);
+    assert.equal(r.out, '');
+    const [first, second] = r.err.split('\n');
+    assert.match(first ?? '', /^bench:cold-start: --cases \(: Invalid regular expression/);
+    assert.match(second ?? '', /^Usage: /);
+    assert.doesNotMatch(r.err, /\n\s+at /, 'no stack trace');
+  });
+
   /** Bench files that are modules the scripts share, not scripts: nothing to run. */
   const BENCH_MODULES = new Set([
     'bench/private-build.ts',
