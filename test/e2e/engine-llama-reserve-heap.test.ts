@@ -9,22 +9,13 @@
  * `always`, else skipped.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { MALLOC_HUGETLB_TUNABLE, withReserveHeap } from '../../src/adapters/engine-process.ts';
 import { kvCacheBytes, standbyReserveMibFor } from '../../src/core/standby-reserve.ts';
-import {
-  ensureTinyLlamaGguf,
-  TINY_LLAMA_DEFAULT_PATH,
-  TINY_LLAMA_SHAPE,
-} from '../../src/engine-servers/llama/tiny-gguf.ts';
+import { TINY_LLAMA_SHAPE } from '../../src/engine-servers/llama/tiny-gguf.ts';
+import { spawnStandbyLlama, tinyLlamaModel } from './support/llama.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BIN = join(ROOT, 'bin', 'switchyard.mjs');
 const SEQUENCES = 64;
 const CONTEXT = 4096;
 const PAGE = 4096;
@@ -39,8 +30,6 @@ const KV_BYTES =
     SEQUENCES * CONTEXT,
   ) ?? 0;
 const RESERVE_MIB = standbyReserveMibFor([KV_BYTES]);
-/** Guard against a hang, not a bound on the start. */
-const HANG_GUARD_MS = 120_000;
 /** Why the page counts would not mean what the test reads them as, or false. */
 function skipWhy(): string | false {
   if (process.platform !== 'linux') return 'reads /proc/<pid>/stat';
@@ -69,44 +58,23 @@ function minorFaults(pid: number): number {
  * hand-over to ready, and the status of one completion.
  */
 async function faultsToReady(env: NodeJS.ProcessEnv): Promise<{ faults: number; status: number }> {
-  const child = spawn(
-    process.execPath,
+  const engine = spawnStandbyLlama(
     [
-      BIN,
-      'engine',
-      'llama',
-      '--standby',
       '--standby-reserve-mib',
       String(RESERVE_MIB),
       '--sequences',
       String(SEQUENCES),
       '--context-size',
       String(CONTEXT),
-      '--port',
-      '0',
     ],
-    { stdio: ['pipe', 'pipe', 'pipe'], env },
+    env,
   );
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  createInterface({ input: child.stdout! }).on('line', (l) => stdout.push(l));
-  createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const line = async (n: number): Promise<Record<string, unknown>> => {
-    const deadline = Date.now() + HANG_GUARD_MS;
-    while (stdout.length < n) {
-      assert.equal(child.exitCode, null, stderr.join('\n'));
-      assert.ok(Date.now() < deadline, `no line ${n}: ${stderr.join('\n')}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return JSON.parse(stdout[n - 1]!) as Record<string, unknown>;
-  };
+  const { child, stderr } = engine;
   try {
-    assert.deepEqual(await line(1), { event: 'standby', engine: 'llama' });
+    assert.deepEqual(await engine.line(1), { event: 'standby', engine: 'llama' });
     const before = minorFaults(child.pid!);
-    const model = ensureTinyLlamaGguf(join(ROOT, TINY_LLAMA_DEFAULT_PATH));
-    child.stdin!.end(`${JSON.stringify({ model, servedModelName: 'm' })}\n`);
-    const ready = await line(2);
+    child.stdin!.end(`${JSON.stringify({ model: tinyLlamaModel(), servedModelName: 'm' })}\n`);
+    const ready = await engine.line(2);
     assert.equal(ready['event'], 'ready', stderr.join('\n'));
     const faults = minorFaults(child.pid!) - before;
     const answer = await fetch(`${ready['url'] as string}/v1/completions`, {
@@ -116,7 +84,7 @@ async function faultsToReady(env: NodeJS.ProcessEnv): Promise<{ faults: number; 
     });
     await answer.arrayBuffer();
     child.kill('SIGTERM');
-    assert.equal(await exited, 0, stderr.join('\n'));
+    assert.equal(await engine.exited, 0, stderr.join('\n'));
     return { faults, status: answer.status };
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');

@@ -76,10 +76,17 @@ export interface StandbyLlama {
   line(n: number): Promise<Record<string, unknown>>;
 }
 
-/** Spawns `switchyard engine llama --standby --port 0` with `args`; stdin stays open for its model. */
-export function spawnStandbyLlama(args: readonly string[] = []): StandbyLlama {
+/**
+ * Spawns `switchyard engine llama --standby --port 0` with `args` (in `env`, default this process's);
+ * stdin stays open for its model.
+ */
+export function spawnStandbyLlama(
+  args: readonly string[] = [],
+  env: NodeJS.ProcessEnv = process.env,
+): StandbyLlama {
   const child = spawn(process.execPath, [BIN, 'engine', 'llama', '--standby', ...args, '--port', '0'], {
     stdio: ['pipe', 'pipe', 'pipe'],
+    env,
   });
   const stdout: string[] = [];
   const stderr: string[] = [];
