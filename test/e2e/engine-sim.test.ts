@@ -66,7 +66,8 @@ function post(engine: Engine, path: string, body: unknown, signal?: AbortSignal)
   });
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+/** Polls `check` until it holds; the timeout only guards a hang (the ZMQ subscription can take seconds to join on a loaded machine). */
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
