@@ -10,8 +10,9 @@
  *   and the answer's size are bounded, and the answer streams in slices (see embeddings.ts).
  * - `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`, `GET /metrics` (vLLM's metric names).
  * - vLLM's `POST /tokenize` and `POST /detokenize` (tokenize.ts), on a backend with a tokenizer.
- * - Forced tool calls on chat (`tool_choice` "required" or a named function; tool-calls.ts) are
- *   generated under the structured-output grammar and answered as `tool_calls`; "auto" is 400.
+ * - Forced tool calls on chat and Responses (`tool_choice` "required" or a named function;
+ *   tool-calls.ts) are generated under the structured-output grammar and answered as `tool_calls`
+ *   (chat) or `function_call` items (Responses); "auto" is 400.
  * - OpenAI parameters the engines do not implement (logprobs, echo, ...) get 400
  *   SY_ERR_UNSUPPORTED_PARAMETER naming them (`builtinEngineRefusal`), never silence. vLLM's extras
  *   likewise (`vllm-extras.ts`: regex and grammar constraints, prompt_logprobs, ...); its sampling
@@ -56,7 +57,7 @@ import { refuseNonTextParts } from './content-parts.ts';
 import { type EmbeddingRequest, parseEmbeddingBody, writeEmbeddings } from './embeddings.ts';
 import { MultiChoiceResponse } from './multi-choice.ts';
 import { errorBody, sendError, sendJson, sendMethodNotAllowed } from './respond.ts';
-import { parseResponsesBody, ResponsesResponse, responsesEcho } from './responses.ts';
+import { parseResponsesBody, ResponsesResponse, responsesEcho, responsesToolCalling } from './responses.ts';
 import { engineAsleep, handleSleepRoute } from './sleep-mode.ts';
 import { responsesStructuredOutput, type StructuredOutput, structuredOutputOf } from './structured-output.ts';
 import { parseDetokenizeBody, parseTokenizeBody, tokenizeResponse } from './tokenize.ts';
@@ -943,7 +944,7 @@ class EngineHttpServer {
     let structured: StructuredOutput | undefined;
     /** Several choices, one generation each (multi-choice.ts), and `n`; else undefined. */
     let listed: { readonly requests: ParsedCompletionRequest[]; readonly n: number } | undefined;
-    /** Forced tool calls (tool-calls.ts), chat only; undefined for none. */
+    /** Forced tool calls (tool-calls.ts), chat and Responses; undefined for none. */
     let calling: ToolCalling | undefined;
     try {
       // A Responses body is generated as the chat request with its conversation (responses.ts).
@@ -956,6 +957,8 @@ class EngineHttpServer {
         refuseNonTextParts((body as { input?: unknown }).input, 'input');
         bodyRequestId = requestIdOf(body);
         structured = responsesStructuredOutput(body);
+        calling = responsesToolCalling(body, structured);
+        if (calling !== undefined) structured = calling.structured;
       } else {
         minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
         checkStopTokenIds(body);
@@ -1076,7 +1079,7 @@ class EngineHttpServer {
     }
     const response =
       kind === 'responses'
-        ? new ResponsesResponse(this, res, parsed, idJson, created, arrivalMs, echo)
+        ? new ResponsesResponse(this, res, parsed, idJson, created, arrivalMs, echo, calling)
         : calling !== undefined
           ? new ToolCallResponse(this, res, parsed, idJson, created, arrivalMs, calling)
           : new CompletionResponse(

@@ -23,13 +23,21 @@
  *   `incomplete_details: {"reason": "max_output_tokens"}` and its message item `incomplete`, as
  *   OpenAI answers; one that ends on its own is `completed`.
  *
- * Stored responses (`previous_response_id`, `conversation`), tools (but for `tool_choice: "none"`:
- * served as text, as on chat) and a `tool_choice` that demands one, input items that are not
+ * Function tools are served as on chat (tool-calls.ts), in the Responses API's flat form: `tools:
+ * [{"type": "function", "name", "parameters", "strict"?}]` with `tool_choice: {"type": "function",
+ * "name"}` or "required" generates the arguments under the grammar and answers `function_call`
+ * output items (`{"type": "function_call", "id": "fc_...", "call_id": "call_...", "name",
+ * "arguments", "status"}`) instead of the message; streamed, a named call's item is added first and
+ * its arguments follow as `response.function_call_arguments.delta` events, then `.done` and
+ * `response.output_item.done`; a required list's items go out when it closes. "auto", or tools
+ * without a tool_choice, is 400 naming `tool_choice` (as vLLM without an auto tool parser); "none" is
+ * text. Stored responses (`previous_response_id`, `conversation`), input items that are not
  * messages (tool calls and outputs, item references), log probabilities and background mode are
  * refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored. Structured output
  * (`text.format` `json_object` or `json_schema`) is served (structured-output.ts), and the response
  * object echoes the format as sent.
  */
+import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { SwitchyardError } from '../core/errors.ts';
@@ -37,6 +45,8 @@ import { type ParsedCompletionRequest, parseCompletionBody } from '../core/opena
 import { responsesMaxOutputTokens, responsesMessages } from '../core/responses-api.ts';
 import type { FinishReason, GenerationSink, GenerationUsage } from './backend.ts';
 import { errorBody, sendError, sendJson } from './respond.ts';
+import type { StructuredOutput } from './structured-output.ts';
+import { type Call, requiredCalls, type ToolCalling, toolCallingOf } from './tool-calls.ts';
 
 /** What a Responses answer needs of the engine's HTTP server (EngineHttpServer has these). */
 export interface ResponsesHost {
@@ -64,22 +74,9 @@ const UNSUPPORTED: readonly {
     why: 'the built-in engines store no conversations; send the whole conversation as input',
   },
   {
-    param: 'tools',
-    // Tools the request forbids calling (`tool_choice: "none"`) only describe, as on chat
-    // (builtinEngineRefusal): vLLM serves such a request as text, and so does a built-in engine.
-    asked: (v, body) => Array.isArray(v) && v.length > 0 && body['tool_choice'] !== 'none',
-    why: 'the built-in engines generate filler text and call no tools',
-  },
-  {
     param: 'background',
     asked: (v) => v === true,
     why: 'the built-in engines answer in the foreground only',
-  },
-  {
-    // 'none' and 'auto' mean the same as no tools; anything else demands a tool call.
-    param: 'tool_choice',
-    asked: (v) => v !== undefined && v !== null && v !== 'none' && v !== 'auto',
-    why: 'the built-in engines call no tools',
   },
   {
     param: 'top_logprobs',
@@ -108,11 +105,11 @@ const METADATA_KEY_CHARS_MAX = 64;
 const METADATA_VALUE_CHARS_MAX = 512;
 
 /**
- * The request fields a response object echoes (`tool_choice`, `instructions`, `metadata`, `user`,
- * `text.format`),
- * as the JSON members to splice into it; a `metadata` that is not a map of at most 16 short strings
- * is 400. `tool_choice` is the request's `none` or else `auto`, OpenAI's default (parseResponsesBody
- * refuses any other).
+ * The request fields a response object echoes (`parallel_tool_calls`, `tools`, `tool_choice`,
+ * `instructions`, `metadata`, `user`, `text.format`), as the JSON members to splice into it; a
+ * `metadata` that is not a map of at most 16 short strings is 400. `tools` is echoed as sent;
+ * `tool_choice` is the request's `none`, `required` or named function, else `auto`, OpenAI's default
+ * (responsesToolCalling refuses any other).
  */
 export function responsesEcho(body: unknown): string {
   const b = isObject(body) ? body : {};
@@ -129,13 +126,23 @@ export function responsesEcho(body: unknown): string {
     if (k.length > METADATA_KEY_CHARS_MAX || typeof v !== 'string' || v.length > METADATA_VALUE_CHARS_MAX)
       throw bad();
   const text = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : 'null');
-  const toolChoice = b['tool_choice'] === 'none' ? 'none' : 'auto';
+  // A forced call's choice as sent (responsesToolCalling read it); else none, or OpenAI's default.
+  const choice = b['tool_choice'];
+  const toolChoice =
+    choice === 'none' || choice === 'required'
+      ? `"${choice}"`
+      : isObject(choice) && choice['type'] === 'function' && typeof choice['name'] === 'string'
+        ? `{"type":"function","name":${JSON.stringify(choice['name'])}}`
+        : '"auto"';
+  const tools = Array.isArray(b['tools']) ? JSON.stringify(b['tools']) : '[]';
+  // OpenAI's default is true; a request with no tools makes no calls either way.
+  const parallel = typeof b['parallel_tool_calls'] === 'boolean' ? b['parallel_tool_calls'] : tools !== '[]';
   // The format as sent (OpenAI echoes it); a malformed one is refused by responsesStructuredOutput.
   const sent = isObject(b['text']) ? b['text']['format'] : undefined;
   const format =
     isObject(sent) && typeof sent['type'] === 'string' ? JSON.stringify(sent) : '{"type":"text"}';
   return (
-    `"tool_choice":"${toolChoice}","instructions":${text(b['instructions'])},"metadata":${JSON.stringify(metadata)},` +
+    `"parallel_tool_calls":${parallel},"tools":${tools},"tool_choice":${toolChoice},"instructions":${text(b['instructions'])},"metadata":${JSON.stringify(metadata)},` +
     `"user":${text(b['user'])},"previous_response_id":null,"text":{"format":${format}},` +
     `"truncation":"disabled"`
   );
@@ -172,6 +179,28 @@ export function parseResponsesBody(body: unknown): ParsedCompletionRequest {
     if (b[field] !== undefined && b[field] !== null) chat[field] = b[field];
   // The limit is max_output_tokens here: an error blaming it names that.
   return { ...parseCompletionBody('chat', chat), maxTokensField: 'max_output_tokens' };
+}
+
+/**
+ * The forced tool call a Responses body asks for (tool-calls.ts, with the Responses API's flat
+ * `tools: [{"type": "function", "name", "parameters", "strict"}]` and `tool_choice: {"type":
+ * "function", "name"}` or "required"), undefined for none; 400 as on chat for "auto" (or tools
+ * without a tool_choice), a name not listed, a schema the engines cannot hold, a tool that is no
+ * function, and beside `text.format` structured output (`structured`, what the body asks of the text).
+ */
+export function responsesToolCalling(
+  body: unknown,
+  structured: StructuredOutput | undefined,
+): ToolCalling | undefined {
+  const calling = toolCallingOf(body, 'responses');
+  if (calling !== undefined && structured !== undefined)
+    throw new SwitchyardError(
+      'SY_ERR_UNSUPPORTED_PARAMETER',
+      `parameter '${structured.param}' is not supported beside a forced tool call by the built-in ` +
+        "engines: the arguments follow the tool's parameters schema; send one or the other",
+      { param: structured.param },
+    );
+  return calling;
 }
 
 /**
@@ -235,6 +264,8 @@ export class ResponsesResponse implements GenerationSink {
   private readonly partAt: string;
   /** A delta event up to its sequence number, built once; then the number, the text and the end. */
   private readonly deltaHead: string;
+  /** Each function_call item's ids (`fc_...`, `call_...`), made when first written, then kept. */
+  private readonly callIds: { readonly id: string; readonly callId: string }[] = [];
 
   /**
    * `echo`: the request fields the response object repeats (`responsesEcho`), as JSON members.
@@ -247,6 +278,8 @@ export class ResponsesResponse implements GenerationSink {
     private readonly createdAtS: number,
     private readonly arrivalMs: number,
     private readonly echo: string,
+    /** A forced tool call (responsesToolCalling): answered as `function_call` items, not a message. */
+    private readonly calling?: ToolCalling,
   ) {
     this.messageId = `msg_${id.slice(id.indexOf('_') + 1)}`;
     this.partAt = `"item_id":"${this.messageId}","output_index":0,"content_index":0`;
@@ -264,8 +297,17 @@ export class ResponsesResponse implements GenerationSink {
     if (this.ended) return;
     if (!this.started) this.start();
     this.text += text;
-    if (this.parsed.stream)
+    if (!this.parsed.stream) return;
+    if (this.calling === undefined)
       this.res.write(`${this.deltaHead}${this.sequence++},"delta":${JSON.stringify(text)}}\n\n`);
+    // A named call's arguments stream as they come; a required list is sent when it closes.
+    else if (this.calling.mode === 'named' && text !== '')
+      this.res.write(
+        this.event(
+          'response.function_call_arguments.delta',
+          `"item_id":"${this.ids(0).id}","output_index":0,"delta":${JSON.stringify(text)}`,
+        ),
+      );
   }
 
   onFinish(reason: FinishReason, usage: GenerationUsage): void {
@@ -280,12 +322,83 @@ export class ResponsesResponse implements GenerationSink {
       return;
     }
     if (!this.started) this.start();
-    const text = JSON.stringify(this.text);
-    this.res.end(
-      this.event('response.output_text.done', `${this.partAt},"text":${text},"logprobs":[]`) +
-        this.event('response.content_part.done', `${this.partAt},"part":${this.partJson(text)}`) +
-        this.event('response.output_item.done', `"output_index":0,"item":${this.messageJson(status, text)}`) +
-        this.event(`response.${status}`, `"response":${this.responseJson(status, usage)}`),
+    const calls = this.calls();
+    if (calls === undefined) {
+      const text = JSON.stringify(this.text);
+      // A message not announced yet: a required call list cut short, sent whole as text.
+      const head =
+        this.calling === undefined
+          ? ''
+          : this.event(
+              'response.output_item.added',
+              `"output_index":0,"item":${this.messageJson('in_progress', '')}`,
+            ) +
+            this.event('response.content_part.added', `${this.partAt},"part":${this.partJson('""')}`) +
+            this.event('response.output_text.delta', `${this.partAt},"logprobs":[],"delta":${text}`);
+      this.res.end(
+        head +
+          this.event('response.output_text.done', `${this.partAt},"text":${text},"logprobs":[]`) +
+          this.event('response.content_part.done', `${this.partAt},"part":${this.partJson(text)}`) +
+          this.event(
+            'response.output_item.done',
+            `"output_index":0,"item":${this.messageJson(status, text)}`,
+          ) +
+          this.event(`response.${status}`, `"response":${this.responseJson(status, usage)}`),
+      );
+      return;
+    }
+    let out = '';
+    for (const [i, call] of calls.entries()) {
+      const { id } = this.ids(i);
+      const args = JSON.stringify(call.arguments);
+      // The named call's item and argument pieces went out already (start, onText).
+      if (this.calling?.mode !== 'named')
+        out +=
+          this.event(
+            'response.output_item.added',
+            `"output_index":${i},"item":${this.functionCallJson(call.name, '', 'in_progress', i)}`,
+          ) +
+          this.event(
+            'response.function_call_arguments.delta',
+            `"item_id":"${id}","output_index":${i},"delta":${args}`,
+          );
+      out +=
+        this.event(
+          'response.function_call_arguments.done',
+          `"item_id":"${id}","output_index":${i},"name":${JSON.stringify(call.name)},"arguments":${args}`,
+        ) +
+        this.event(
+          'response.output_item.done',
+          `"output_index":${i},"item":${this.functionCallJson(call.name, call.arguments, status, i)}`,
+        );
+    }
+    this.res.end(out + this.event(`response.${status}`, `"response":${this.responseJson(status, usage)}`));
+  }
+
+  /** The calls generated (undefined without tools, or for a required list that does not parse). */
+  private calls(): Call[] | undefined {
+    if (this.calling === undefined) return undefined;
+    return this.calling.mode === 'named'
+      ? [{ name: this.calling.names[0] as string, arguments: this.text }]
+      : requiredCalls(this.text);
+  }
+
+  /** The ids of the `i`th function_call item: made once, as vLLM's (`fc_`, `call_` and random hex). */
+  private ids(i: number): { readonly id: string; readonly callId: string } {
+    while (this.callIds.length <= i)
+      this.callIds.push({
+        id: `fc_${randomBytes(16).toString('hex')}`,
+        callId: `call_${randomBytes(12).toString('hex')}`,
+      });
+    return this.callIds[i] as { readonly id: string; readonly callId: string };
+  }
+
+  /** The `i`th `function_call` output item. */
+  private functionCallJson(name: string, args: string, status: ResponseStatus, i: number): string {
+    const { id, callId } = this.ids(i);
+    return (
+      `{"type":"function_call","id":"${id}","call_id":"${callId}","name":${JSON.stringify(name)},` +
+      `"arguments":${JSON.stringify(args)},"status":"${status}"}`
     );
   }
 
@@ -331,9 +444,25 @@ export class ResponsesResponse implements GenerationSink {
       ...this.host.closingHeaders(),
     });
     const inProgress = this.responseJson('in_progress', undefined);
-    this.res.write(
+    const head =
       this.event('response.created', `"response":${inProgress}`) +
-        this.event('response.in_progress', `"response":${inProgress}`) +
+      this.event('response.in_progress', `"response":${inProgress}`);
+    if (this.calling !== undefined) {
+      // A named call's item opens now, its arguments stream; a required list's items wait for its end.
+      const name = this.calling.names[0] as string;
+      this.res.write(
+        this.calling.mode === 'named'
+          ? head +
+              this.event(
+                'response.output_item.added',
+                `"output_index":0,"item":${this.functionCallJson(name, '', 'in_progress', 0)}`,
+              )
+          : head,
+      );
+      return;
+    }
+    this.res.write(
+      head +
         this.event(
           'response.output_item.added',
           `"output_index":0,"item":${this.messageJson('in_progress', '')}`,
@@ -365,8 +494,13 @@ export class ResponsesResponse implements GenerationSink {
    */
   private responseJson(status: ResponseStatus, usage: GenerationUsage | undefined): string {
     const p = this.parsed;
+    const calls = status === 'in_progress' ? undefined : this.calls();
     const output =
-      status === 'in_progress' ? '[]' : `[${this.messageJson(status, JSON.stringify(this.text))}]`;
+      status === 'in_progress'
+        ? '[]'
+        : calls === undefined
+          ? `[${this.messageJson(status, JSON.stringify(this.text))}]`
+          : `[${calls.map((c, i) => this.functionCallJson(c.name, c.arguments, status, i)).join(',')}]`;
     return (
       `{"id":"${this.id}","object":"response","created_at":${this.createdAtS},"status":"${status}",` +
       `"error":null,"incomplete_details":${status === 'incomplete' ? INCOMPLETE_DETAILS : null},` +
@@ -374,7 +508,7 @@ export class ResponsesResponse implements GenerationSink {
       `"max_output_tokens":${p.maxTokensGiven ? p.maxTokens : null},` +
       // The sampling the engine used: the request's, else 1, the built-in engines' default (and OpenAI's).
       `"temperature":${p.temperature ?? 1},"top_p":${p.topP ?? 1},` +
-      `"parallel_tool_calls":false,"tools":[],"store":false,${this.echo},` +
+      `"store":false,${this.echo},` +
       `"usage":${usage === undefined ? null : usageJson(usage)}}`
     );
   }

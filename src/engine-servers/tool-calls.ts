@@ -15,7 +15,10 @@
  *
  * Streamed, a named call goes out as vLLM streams it: a first delta with the call's id, type, name
  * and first piece of arguments, then argument pieces. A required call list is sent whole when it
- * closes (one delta per call), since its name is known only once parsed.
+ * closes (one delta per call), since its name is known only once parsed. *
+ * The Responses API reads the same choices in its flat form (`toolCallingOf(body, 'responses')`:
+ * `tools: [{"type": "function", "name", "parameters"}]`, `tool_choice: {"type": "function",
+ * "name"}`); responses.ts answers them as `function_call` output items.
  */
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
@@ -53,26 +56,43 @@ interface Tool {
   readonly schema: JsonSchema;
 }
 
+/**
+ * Which API's shape the tools come in: chat nests a function under `function`
+ * (`{"type": "function", "function": {"name", "parameters"}}`), the Responses API lists it flat
+ * (`{"type": "function", "name", "parameters", "strict"}`), and so names its choice
+ * (`{"type": "function", "name"}`).
+ */
+export type ToolsForm = 'chat' | 'responses';
+
+/** Where a tool's function fields are in `form`, as a param path suffix (`.function` or none). */
+function fnAt(form: ToolsForm): string {
+  return form === 'chat' ? '.function' : '';
+}
+
 /** The tools list, each checked (a function with a name; parameters a schema the engines can hold). */
-function readTools(value: unknown): Tool[] {
-  if (!Array.isArray(value))
-    throw invalid('tools', 'expected a list of {"type": "function", "function": {...}}');
+function readTools(value: unknown, form: ToolsForm): Tool[] {
+  const shape =
+    form === 'chat'
+      ? '{"type": "function", "function": {"name": ..., "parameters": ...}}'
+      : '{"type": "function", "name": ..., "parameters": ...} (the built-in engines serve function tools only)';
+  if (!Array.isArray(value)) throw invalid('tools', `expected a list of ${shape}`);
   if (value.length > TOOLS_MAX)
     throw invalid('tools', `${value.length} tools, above the bound of ${TOOLS_MAX}`);
   return value.map((tool, i) => {
     const at = `tools[${i}]`;
-    if (!isObject(tool) || tool['type'] !== 'function' || !isObject(tool['function']))
-      throw invalid(at, 'expected {"type": "function", "function": {"name": ..., "parameters": ...}}');
-    const fn = tool['function'];
+    if (!isObject(tool) || tool['type'] !== 'function' || (form === 'chat' && !isObject(tool['function'])))
+      throw invalid(at, `expected ${shape}`);
+    const fn = form === 'chat' ? (tool['function'] as Record<string, unknown>) : tool;
     const name = fn['name'];
     if (typeof name !== 'string' || name.length === 0 || name.length > 256)
-      throw invalid(`${at}.function.name`, 'expected a name of 1 to 256 characters');
+      throw invalid(`${at}${fnAt(form)}.name`, 'expected a name of 1 to 256 characters');
     const parameters = fn['parameters'];
+    const param = `${at}${fnAt(form)}.parameters`;
     // A function without parameters takes none: its arguments are an empty object.
     const schema =
       parameters === undefined || parameters === null
-        ? normalizeSchema({ type: 'object', properties: {} }, `${at}.function.parameters`)
-        : normalizeSchema(parameters, `${at}.function.parameters`);
+        ? normalizeSchema({ type: 'object', properties: {} }, param)
+        : normalizeSchema(parameters, param);
     return { name, schema };
   });
 }
@@ -86,7 +106,7 @@ function structuredOf(schema: JsonSchema, param: string): StructuredOutput {
  * schema>}`. Each tool's `$defs` move to the root, where `$ref`s resolve; two tools defining one
  * name differently are 400 (their references could not both hold).
  */
-function requiredSchema(tools: readonly Tool[], one: boolean): JsonSchema {
+function requiredSchema(tools: readonly Tool[], one: boolean, form: ToolsForm): JsonSchema {
   const defs: Record<string, unknown> = {};
   const alternatives = tools.map((tool, i) => {
     const { $defs, ...parameters } = tool.schema as Record<string, unknown>;
@@ -95,9 +115,9 @@ function requiredSchema(tools: readonly Tool[], one: boolean): JsonSchema {
         if (name in defs && JSON.stringify(defs[name]) !== JSON.stringify(def))
           throw new SwitchyardError(
             'SY_ERR_UNSUPPORTED_PARAMETER',
-            `parameter 'tools[${i}].function.parameters' is not supported by the built-in engines with ` +
+            `parameter 'tools[${i}]${fnAt(form)}.parameters' is not supported by the built-in engines with ` +
               `tool_choice "required": its $defs/${name} differs from another tool's; give the definitions distinct names`,
-            { param: `tools[${i}].function.parameters` },
+            { param: `tools[${i}]${fnAt(form)}.parameters` },
           );
         defs[name] = def;
       }
@@ -123,8 +143,10 @@ function requiredSchema(tools: readonly Tool[], one: boolean): JsonSchema {
  * parser), a choice naming no listed tool, a malformed list, a schema the engines cannot hold
  * (naming the keyword, as structured output does), or tools beside another output constraint.
  */
-export function toolCallingOf(body: unknown): ToolCalling | undefined {
+export function toolCallingOf(body: unknown, form: ToolsForm = 'chat'): ToolCalling | undefined {
   if (!isObject(body)) return undefined;
+  const namedShape =
+    form === 'chat' ? '{"type": "function", "function": {"name": ...}}' : '{"type": "function", "name": ...}';
   const tools = body['tools'];
   const choice = body['tool_choice'];
   if (choice === 'none') return undefined;
@@ -139,21 +161,28 @@ export function toolCallingOf(body: unknown): ToolCalling | undefined {
       'SY_ERR_UNSUPPORTED_PARAMETER',
       `parameter 'tool_choice' is "auto"${choice === 'auto' ? '' : ' (the default when tools are given)'}, which the ` +
         'built-in engines do not support: as vLLM without --enable-auto-tool-choice and --tool-call-parser, they ' +
-        'call a tool only when told to; send tool_choice "required" or {"type": "function", "function": ' +
-        '{"name": ...}}, or "none" to answer in text',
+        `call a tool only when told to; send tool_choice "required" or ${namedShape}, or "none" to answer in text`,
       { param: 'tool_choice' },
     );
-  const read = readTools(tools);
+  const read = readTools(tools, form);
   if (choice === 'required') {
     const one = body['parallel_tool_calls'] === false;
     return {
       mode: 'required',
       names: read.map((t) => t.name),
-      structured: structuredOf(requiredSchema(read, one), 'tools'),
+      structured: structuredOf(requiredSchema(read, one, form), 'tools'),
     };
   }
-  if (isObject(choice) && choice['type'] === 'function' && isObject(choice['function'])) {
-    const name = choice['function']['name'];
+  const chosen =
+    isObject(choice) && choice['type'] === 'function'
+      ? form === 'chat'
+        ? isObject(choice['function'])
+          ? choice['function']
+          : undefined
+        : choice
+      : undefined;
+  if (chosen !== undefined) {
+    const name = chosen['name'];
     const tool = read.find((t) => t.name === name);
     if (tool === undefined)
       throw invalid(
@@ -162,20 +191,17 @@ export function toolCallingOf(body: unknown): ToolCalling | undefined {
       );
     return { mode: 'named', names: [tool.name], structured: structuredOf(tool.schema, 'tools') };
   }
-  throw invalid(
-    'tool_choice',
-    'expected "none", "auto", "required" or {"type": "function", "function": {"name": ...}}',
-  );
+  throw invalid('tool_choice', `expected "none", "auto", "required" or ${namedShape}`);
 }
 
 /** One generated call. */
-interface Call {
+export interface Call {
   readonly name: string;
   readonly arguments: string;
 }
 
 /** The calls a required list's text holds; undefined when it is no such list (cut at max_tokens). */
-function requiredCalls(text: string): Call[] | undefined {
+export function requiredCalls(text: string): Call[] | undefined {
   let value: unknown;
   try {
     value = JSON.parse(text);

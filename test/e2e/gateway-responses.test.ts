@@ -180,7 +180,11 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
         },
         param: 'text.format.schema',
       },
-      { body: { tool_choice: 'required' }, param: 'tool_choice' },
+      // Function tools are served with a forced choice (engine-responses-tool-calls.test.ts); auto is not.
+      {
+        body: { tools: [{ type: 'function', name: 'f', parameters: {} }], tool_choice: 'auto' },
+        param: 'tool_choice',
+      },
       { body: { top_logprobs: 2 }, param: 'top_logprobs' },
       { body: { include: ['message.output_text.logprobs'] }, param: 'include' },
       {
@@ -262,6 +266,7 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
   });
 
   it('passes fields it does not read through to the engine, which judges them', async () => {
+    // Tools with no tool_choice default to auto, which the engine refuses.
     const reply = await post(gw.url, '/v1/responses', {
       model: MODEL,
       input: 'hi',
@@ -270,7 +275,7 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
     assert.equal(reply.status, 400, reply.text);
     const e = assertErrorBody(reply.text, 400).error;
     assert.equal(e.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
-    assert.equal(e.param, 'tools');
+    assert.equal(e.param, 'tool_choice');
   });
   it('a Responses stream the client abandons is a client abort, and the engine lets the sequence go', async () => {
     const stats0 = await getJson<GatewayStatsJson>(`${gw.url}/stats`);

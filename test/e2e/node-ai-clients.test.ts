@@ -205,7 +205,8 @@ describe('Responses tools the request forbids calling', () => {
     assert.equal(auto.status, 400, auto.text);
     const error = (JSON.parse(auto.text) as { error: { code: string; param: string } }).error;
     assert.equal(error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
-    assert.equal(error.param, 'tools');
+    // As on chat: a forced choice is served (engine-responses-tool-calls.test.ts), auto is not.
+    assert.equal(error.param, 'tool_choice');
   });
 });
 
