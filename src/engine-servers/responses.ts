@@ -224,7 +224,7 @@ function refuseItemsNotMessages(input: unknown): void {
     throw new SwitchyardError(
       'SY_ERR_UNSUPPORTED_PARAMETER',
       `input item of type ${String(JSON.stringify(type)).slice(0, 64)} is not supported by the built-in engines: ` +
-        `they call no tools and store nothing; send messages only${hint}`,
+        `they read messages only (a tool call sent back and its output would be left out of the prompt) and store nothing; send messages only${hint}`,
       { param: `input[${i}]` },
     );
   }
