@@ -3,8 +3,14 @@
  * `engine="0"` as vLLM v1 adds), so every scraper that reads a vLLM reads these too. Gauges and
  * totals come from the backend's signals at scrape time; the request histograms and the finish
  * counter from the server as requests end.
+ *
+ * Kept in plain numbers and written out here in the text format prom-client 0.0.4 writes (same
+ * order, labels, number formatting and escaping; vllm-metrics.test.ts checks the pages byte for
+ * byte against prom-client's), rather than through prom-client: loading prom-client cost about
+ * 0.13 s of CPU on every engine's path to its ready line (docs/benchmarks.md, "CLI start-up (stop
+ * 34)"), and loading it later would make the first scrape wait for it, past the gateway's 75 ms
+ * scrape deadline.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { BackendSignals, FinishReason } from './backend.ts';
 
 /** vLLM's buckets for `vllm:time_to_first_token_seconds`. */
@@ -18,106 +24,134 @@ export const E2E_BUCKETS_S = [
   960.0, 1920.0, 7680.0,
 ];
 
+/** The content type of the Prometheus text format 0.0.4 (prom-client's Registry default). */
+const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/** A sample value as the text format writes it (prom-client's spelling of NaN included). */
+function valueText(value: number): string {
+  if (Number.isNaN(value)) return 'Nan';
+  if (!Number.isFinite(value)) return value < 0 ? '-Inf' : '+Inf';
+  return `${value}`;
+}
+
+/** Help text: backslash and newline escaped. */
+function escapeText(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+/** A label set, `{a="x",b="y"}`; values escaped as the text format requires. */
+function labelsText(labels: readonly (readonly [string, string])[]): string {
+  if (labels.length === 0) return '';
+  return `{${labels.map(([name, value]) => `${name}="${escapeText(value).replace(/"/g, '\\"')}"`).join(',')}}`;
+}
+
+/** A finite number, as prom-client demands of an observation (a TypeError otherwise). */
+function checkedNumber(value: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    throw new TypeError(`Value is not a valid number: ${String(value)}`);
+  }
+  return value;
+}
+
+/** A gauge's value: any number, NaN and infinities included, as prom-client's `set` takes. */
+function gaugeValue(value: number): number {
+  if (typeof value !== 'number') throw new TypeError(`Value is not a valid number: ${String(value)}`);
+  return value;
+}
+
+/** One histogram without labels of its own: the count in each bucket (not cumulative), sum, count. */
+class HistogramValues {
+  readonly inBucket: number[];
+  sum = 0;
+  count = 0;
+  constructor(readonly bounds: readonly number[]) {
+    this.inBucket = bounds.map(() => 0);
+  }
+
+  observe(value: number): void {
+    checkedNumber(value);
+    const i = this.bounds.findIndex((bound) => value <= bound);
+    this.sum += value;
+    this.count += 1;
+    // Past the last bound the value counts in +Inf alone, which is `count`.
+    if (i >= 0) this.inBucket[i] = (this.inBucket[i] as number) + 1;
+  }
+}
+
 /** A backend total exported as a counter: advanced by the signal's growth at each scrape. */
 class TotalFromSignal {
   private last = 0;
+  value = 0;
   constructor(
-    private readonly counter: Counter,
+    readonly name: string,
+    readonly help: string,
     private readonly read: (s: BackendSignals) => number,
   ) {}
 
   update(signals: BackendSignals): void {
     const value = this.read(signals);
-    if (value > this.last) this.counter.inc(value - this.last);
+    if (value > this.last) this.value += value - this.last;
     this.last = Math.max(this.last, value);
   }
 }
 
-/** One server's metrics registry. */
+/** The finish reasons in the order vLLM's counter series are first written (the first finish of each). */
+type SuccessSeries = Map<FinishReason, number>;
+
+/** One server's metrics. */
 export class VllmMetrics {
-  readonly registry = new Registry();
-  private readonly running: Gauge;
-  private readonly waiting: Gauge;
-  private readonly kvUsage: Gauge;
-  private readonly gpuCacheUsage: Gauge;
-  private readonly cacheConfig: Gauge<'block_size' | 'num_gpu_blocks'>;
-  private cacheConfigSet = false;
-  private readonly totals: TotalFromSignal[];
-  private readonly ttft: Histogram;
-  private readonly e2e: Histogram;
-  private readonly success: Record<FinishReason, Counter.Internal>;
+  private defaultLabels: [string, string][];
+  private running = 0;
+  private waiting = 0;
+  private kvUsage = 0;
+  /** `vllm:cache_config_info`'s labels, fixed at the first scrape. */
+  private cacheConfig: [string, string][] | undefined;
+  private readonly totals: TotalFromSignal[] = [
+    new TotalFromSignal(
+      'vllm:prefix_cache_queries_total',
+      'Prefix cache queries, in terms of number of queried tokens.',
+      (s) => s.prefixQueriesTokens,
+    ),
+    new TotalFromSignal(
+      'vllm:prefix_cache_hits_total',
+      'Prefix cache hits, in terms of number of cached tokens.',
+      (s) => s.prefixHitsTokens,
+    ),
+    new TotalFromSignal(
+      'vllm:prompt_tokens_total',
+      'Number of prefill tokens processed.',
+      (s) => s.promptTokensTotal,
+    ),
+    new TotalFromSignal(
+      'vllm:generation_tokens_total',
+      'Number of generation tokens processed.',
+      (s) => s.generationTokensTotal,
+    ),
+    new TotalFromSignal(
+      'vllm:num_preemptions_total',
+      'Cumulative number of preemption from the engine.',
+      (s) => s.preemptionsTotal,
+    ),
+  ];
+  private readonly ttft = new HistogramValues(TTFT_BUCKETS_S);
+  private readonly e2e = new HistogramValues(E2E_BUCKETS_S);
+  /** `vllm:request_success_total` by reason; a reason's series appears at its first finish. */
+  private readonly success: SuccessSeries = new Map();
+
+  constructor(modelName: string) {
+    this.defaultLabels = VllmMetrics.labelsFor(modelName);
+  }
+
+  private static labelsFor(modelName: string): [string, string][] {
+    return [
+      ['model_name', modelName],
+      ['engine', '0'],
+    ];
+  }
 
   /** The model served changed (a weight swap): every series is labelled with the new name from now on. */
   renameModel(modelName: string): void {
-    this.registry.setDefaultLabels({ model_name: modelName, engine: '0' });
-  }
-
-  constructor(modelName: string) {
-    const registers = [this.registry];
-    this.registry.setDefaultLabels({ model_name: modelName, engine: '0' });
-    const gauge = (name: string, help: string): Gauge => new Gauge({ name, help, registers });
-    const counter = (name: string, help: string): Counter => new Counter({ name, help, registers });
-    this.running = gauge('vllm:num_requests_running', 'Number of requests in model execution batches.');
-    this.waiting = gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.');
-    this.kvUsage = gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.');
-    this.gpuCacheUsage = gauge(
-      'vllm:gpu_cache_usage_perc',
-      'GPU KV-cache usage. 1 means 100 percent usage (legacy name of vllm:kv_cache_usage_perc).',
-    );
-    this.cacheConfig = new Gauge({
-      name: 'vllm:cache_config_info',
-      help: 'Information of the LLMEngine CacheConfig',
-      labelNames: ['block_size', 'num_gpu_blocks'],
-      registers,
-    });
-    this.totals = [
-      new TotalFromSignal(
-        counter(
-          'vllm:prefix_cache_queries_total',
-          'Prefix cache queries, in terms of number of queried tokens.',
-        ),
-        (s) => s.prefixQueriesTokens,
-      ),
-      new TotalFromSignal(
-        counter('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.'),
-        (s) => s.prefixHitsTokens,
-      ),
-      new TotalFromSignal(
-        counter('vllm:prompt_tokens_total', 'Number of prefill tokens processed.'),
-        (s) => s.promptTokensTotal,
-      ),
-      new TotalFromSignal(
-        counter('vllm:generation_tokens_total', 'Number of generation tokens processed.'),
-        (s) => s.generationTokensTotal,
-      ),
-      new TotalFromSignal(
-        counter('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.'),
-        (s) => s.preemptionsTotal,
-      ),
-    ];
-    this.ttft = new Histogram({
-      name: 'vllm:time_to_first_token_seconds',
-      help: 'Histogram of time to first token in seconds.',
-      buckets: TTFT_BUCKETS_S,
-      registers,
-    });
-    this.e2e = new Histogram({
-      name: 'vllm:e2e_request_latency_seconds',
-      help: 'Histogram of e2e request latency in seconds.',
-      buckets: E2E_BUCKETS_S,
-      registers,
-    });
-    const success = new Counter({
-      name: 'vllm:request_success_total',
-      help: 'Count of successfully processed requests.',
-      labelNames: ['finished_reason'],
-      registers,
-    });
-    this.success = {
-      stop: success.labels({ finished_reason: 'stop' }),
-      length: success.labels({ finished_reason: 'length' }),
-      abort: success.labels({ finished_reason: 'abort' }),
-    };
+    this.defaultLabels = VllmMetrics.labelsFor(modelName);
   }
 
   /** A generation produced its first token `seconds` after the request arrived. */
@@ -127,27 +161,85 @@ export class VllmMetrics {
 
   /** A generation ended `seconds` after the request arrived. */
   observeFinish(reason: FinishReason, seconds: number): void {
-    this.success[reason].inc();
+    this.success.set(reason, (this.success.get(reason) ?? 0) + 1);
     if (reason !== 'abort') this.e2e.observe(seconds);
   }
 
   /** The exposition text, with gauges and totals read from `signals` now. */
   async render(signals: BackendSignals): Promise<string> {
-    this.running.set(signals.running);
-    this.waiting.set(signals.waiting);
-    this.kvUsage.set(signals.kvUsage);
-    this.gpuCacheUsage.set(signals.kvUsage);
-    if (!this.cacheConfigSet) {
-      this.cacheConfigSet = true;
-      this.cacheConfig
-        .labels({ block_size: String(signals.blockSize), num_gpu_blocks: String(signals.kvBlocksTotal) })
-        .set(1);
-    }
+    this.running = gaugeValue(signals.running);
+    this.waiting = gaugeValue(signals.waiting);
+    this.kvUsage = gaugeValue(signals.kvUsage);
+    this.cacheConfig ??= [
+      ['block_size', String(signals.blockSize)],
+      ['num_gpu_blocks', String(signals.kvBlocksTotal)],
+    ];
     for (const total of this.totals) total.update(signals);
-    return this.registry.metrics();
+    return this.text();
   }
 
+  /** The page: the metrics in the order prom-client registered them, blank lines between. */
+  private text(): string {
+    const defaults = this.defaultLabels;
+    const metric = (name: string, help: string, type: string, samples: string[]): string =>
+      [
+        `# HELP ${escapeText(name)} ${escapeText(help)}`,
+        `# TYPE ${escapeText(name)} ${type}`,
+        ...samples,
+      ].join('\n');
+    const sample = (name: string, own: [string, string][], value: number): string =>
+      `${name}${labelsText([...own, ...defaults])} ${valueText(value)}`;
+    const gauge = (name: string, help: string, value: number): string =>
+      metric(name, help, 'gauge', [sample(name, [], value)]);
+    const histogram = (name: string, help: string, h: HistogramValues): string => {
+      let below = 0;
+      const buckets = h.bounds.map((bound, i) => {
+        below += h.inBucket[i] as number;
+        return sample(`${name}_bucket`, [['le', String(bound)]], below);
+      });
+      return metric(name, help, 'histogram', [
+        ...buckets,
+        sample(`${name}_bucket`, [['le', '+Inf']], h.count),
+        sample(`${name}_sum`, [], h.sum),
+        sample(`${name}_count`, [], h.count),
+      ]);
+    };
+    const pages = [
+      gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', this.running),
+      gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', this.waiting),
+      gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', this.kvUsage),
+      gauge(
+        'vllm:gpu_cache_usage_perc',
+        'GPU KV-cache usage. 1 means 100 percent usage (legacy name of vllm:kv_cache_usage_perc).',
+        this.kvUsage,
+      ),
+      metric(
+        'vllm:cache_config_info',
+        'Information of the LLMEngine CacheConfig',
+        'gauge',
+        this.cacheConfig === undefined ? [] : [sample('vllm:cache_config_info', this.cacheConfig, 1)],
+      ),
+      ...this.totals.map((t) => metric(t.name, t.help, 'counter', [sample(t.name, [], t.value)])),
+      histogram(
+        'vllm:time_to_first_token_seconds',
+        'Histogram of time to first token in seconds.',
+        this.ttft,
+      ),
+      histogram('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', this.e2e),
+      metric(
+        'vllm:request_success_total',
+        'Count of successfully processed requests.',
+        'counter',
+        [...this.success].map(([reason, n]) =>
+          sample('vllm:request_success_total', [['finished_reason', reason]], n),
+        ),
+      ),
+    ];
+    return `${pages.join('\n\n')}\n`;
+  }
+
+  /** The page's content type (Prometheus text format 0.0.4). */
   get contentType(): string {
-    return this.registry.contentType;
+    return CONTENT_TYPE;
   }
 }
