@@ -230,6 +230,11 @@ const AS_MODELLED: Readonly<Record<string, { accepts: (v: unknown) => boolean; r
   },
 };
 
+/** vLLM's engine argument or flag name as this format's option name: `--max-num-seqs`, `max_num_seqs` -> `maxNumSeqs`. */
+function vllmNameAsOption(key: string): string {
+  return key.replace(/^-+/, '').replace(/[-_]+([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
 /**
  * The engine options as vLLM names them are read as this format's: `max_num_batched_tokens` (the
  * engine argument) and `--max-num-batched-tokens` (the flag) are `maxNumBatchedTokens`. Only names
@@ -241,7 +246,7 @@ function engineOptionsAsVllmNames(value: unknown, ctx: z.RefinementCtx): unknown
   const out: Record<string, unknown> = {};
   const writtenAs = new Map<string, string>();
   for (const [key, v] of Object.entries(value)) {
-    const camel = key.replace(/^-+/, '').replace(/[-_]+([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    const camel = vllmNameAsOption(key);
     // One issue saying where it goes, and nothing else: the 'leave it out' of the options the twin
     // lacks, said of this one too, would run a TP4 case at TP 1 when followed.
     if (camel === 'tensorParallelSize' || camel === 'tp') {
@@ -300,7 +305,7 @@ function caseHint(key: string): string | undefined {
   if (['modelname', 'modelid', 'checkpoint'].includes(k)) return 'the model is model';
   if (['engineargs', 'vllm', 'server', 'serverargs'].includes(k)) return "vLLM's options are engine";
   // vLLM's options copied beside model and gpu (max_num_batched_tokens, --max-num-seqs): they go under engine.
-  const camel = key.replace(/^-+/, '').replace(/[-_]+([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+  const camel = vllmNameAsOption(key);
   if (ENGINE_OPTIONS.has(camel)) return `${key} is an engine option: put it under engine`;
   return undefined;
 }
