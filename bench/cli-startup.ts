@@ -20,12 +20,13 @@
  * Run with `npm run bench:cli-startup` (`-- --rounds 15`, `-- --only version,engine-ready`).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { distProblem as staleDist } from '../bin/dist-stamp.mjs';
 import { scriptArgs, scriptUsageError } from '../scripts/script-args.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -116,27 +117,10 @@ interface Tree {
 const trees: Tree[] = [{ label: 'this', root: ROOT }];
 if (values.baseline !== undefined) trees.push({ label: 'baseline', root: resolve(values.baseline) });
 
-/** Newest mtime (ms) of the non-test .ts files under `dir`, as bin/switchyard.mjs compares it. */
-function newestSourceMs(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSourceMs(path));
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts'))
-      newest = Math.max(newest, statSync(path).mtimeMs);
-  }
-  return newest;
-}
-
-/** Why `root`'s launcher would not run its dist/, or undefined when it would. */
+/** Why `root`'s launcher would not run its dist/ (bin/dist-stamp.mjs, the launcher's own rule), or undefined when it would. */
 function distProblem(root: string): string | undefined {
-  let stampMs: number;
-  try {
-    stampMs = statSync(join(root, 'dist', '.built')).mtimeMs;
-  } catch {
-    return `${root}: dist/ is not built`;
-  }
-  return newestSourceMs(join(root, 'src')) > stampMs ? `${root}: dist/ is older than src/` : undefined;
+  const problem = staleDist(root);
+  return problem === undefined ? undefined : `${root}: ${problem}`;
 }
 
 /** The median of a non-empty list. */

@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
+import { distProblem } from '../bin/dist-stamp.mjs';
 import { scriptArgs } from '../scripts/script-args.ts';
 import { Rng } from '../src/core/rng.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../src/engine-core/types.ts';
@@ -447,8 +448,7 @@ function measureCli(plan: CliPlan): CliRun[] {
   const trees = plan.baseline === undefined ? [self] : [plan.baseline, self];
   for (const tree of trees) {
     // bin/switchyard.mjs runs src/ through tsx when dist/ is missing or stale: not what a user gets.
-    const stamp = join(tree, 'dist', '.built');
-    if (!existsSync(stamp) || newestSourceMs(join(tree, 'src')) > statSync(stamp).mtimeMs) {
+    if (distProblem(tree) !== undefined) {
       console.log(
         `\nmooncake through the CLI: not measured, ${tree}'s dist/ is missing or older than its src/ ` +
           '(the CLI would run src/ through tsx); npm run build there first',
@@ -575,18 +575,6 @@ function childrenCpuS(): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Newest mtime (ms) of the non-test .ts files under `dir`, as bin/switchyard.mjs checks dist/ against. */
-function newestSourceMs(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSourceMs(path));
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts'))
-      newest = Math.max(newest, statSync(path).mtimeMs);
-  }
-  return newest;
 }
 
 /** The run with the median simulation wall time (the lower middle one of an even count). */

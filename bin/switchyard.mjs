@@ -7,17 +7,14 @@
 // rebuilt), it runs the sources through tsx instead: slower to start, but never stale code (an
 // engine child of `serve` runs what its parent runs: CHECKED below). The notice goes only to a
 // terminal, so the output that tests and scripts read stays the same.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { distStamp, distProblem as staleDist } from './dist-stamp.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const SRC = join(ROOT, 'src');
-/**
- * Written by `npm run build` after tsc succeeds, dated when the build started, so an edit made
- * during the build counts as newer.
- */
-const STAMP = join(ROOT, 'dist', '.built');
+/** Written by `npm run build` (bin/dist-stamp.mjs says when it is current). */
+const STAMP = distStamp(ROOT);
 /** Set for this process's children, so a whole `serve` with its engines says it once. */
 const NOTED = 'SWITCHYARD_FROM_SOURCE_NOTED';
 /**
@@ -29,31 +26,14 @@ const NOTED = 'SWITCHYARD_FROM_SOURCE_NOTED';
  */
 const CHECKED = 'SWITCHYARD_DIST_CHECKED';
 
-/** Newest mtime (ms) of the non-test .ts files under `dir`; 0 when there is no such directory. */
-function newestSourceMs(dir) {
-  let newest = 0;
-  let entries;
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return 0;
-  }
-  for (const e of entries) {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSourceMs(path));
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts'))
-      newest = Math.max(newest, statSync(path).mtimeMs);
-  }
-  return newest;
-}
-
 /** Why dist/ cannot be used (missing, or older than src/), or undefined when it is current. */
 function distProblem() {
   const stamp = statSync(STAMP, { throwIfNoEntry: false });
   if (stamp === undefined) return 'dist/ is not built';
   const stampMs = String(stamp.mtimeMs);
   if (process.env[CHECKED] === stampMs) return undefined;
-  if (newestSourceMs(SRC) > stamp.mtimeMs) return 'dist/ is older than src/';
+  const problem = staleDist(ROOT, stamp.mtimeMs);
+  if (problem !== undefined) return problem;
   process.env[CHECKED] = stampMs;
   return undefined;
 }

@@ -34,7 +34,8 @@ interface Run {
 function makeTree(withNodeModules: boolean): string {
   const root = mkdtempSync(join(tmpdir(), 'switchyard-bin-'));
   mkdirSync(join(root, 'bin'));
-  copyFileSync(join(REPO, 'bin/switchyard.mjs'), join(root, 'bin/switchyard.mjs'));
+  for (const file of ['bin/switchyard.mjs', 'bin/dist-stamp.mjs'])
+    copyFileSync(join(REPO, file), join(root, file));
   writeFileSync(join(root, 'package.json'), '{"type":"module"}\n');
   mkdirSync(join(root, 'dist/cli'), { recursive: true });
   writeFileSync(
