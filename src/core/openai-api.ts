@@ -287,7 +287,15 @@ export function parseCompletionBody(kind: 'chat' | 'completion', body: unknown):
     const r = chatCompletionBodySchema.safeParse(body);
     if (!r.success) throw invalidBody(r.error.issues);
     common = r.data;
-    promptText = renderChat(r.data.messages.map((m) => ({ role: m.role, content: contentText(m.content) })));
+    // An assistant turn's tool calls render after its content (text-prefix.ts toolCallsText).
+    promptText = renderChat(
+      r.data.messages.map((m) => ({
+        role: m.role,
+        content: contentText(m.content),
+        tool_calls: m['tool_calls'],
+        function_call: m['function_call'],
+      })),
+    );
     maxGiven = r.data.max_completion_tokens ?? r.data.max_tokens;
     if (r.data.max_completion_tokens !== undefined && r.data.max_completion_tokens !== null)
       maxTokensField = 'max_completion_tokens';

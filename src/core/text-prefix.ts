@@ -16,20 +16,70 @@ export const TEXT_BLOCK_TOKENS = 16;
 /** Characters per text block. */
 export const TEXT_BLOCK_CHARS = TEXT_BLOCK_TOKENS * CHARS_PER_TOKEN;
 
-/** A chat message as far as prefix identity cares: its role and its text. */
+/**
+ * A chat message as far as prefix identity cares: its role, its text, and an assistant turn's tool
+ * calls as sent (chat's `tool_calls`, the legacy `function_call`; read by `toolCallsText`). A tool
+ * result (`{"role": "tool", "tool_call_id", "content"}`, legacy `{"role": "function", "name",
+ * "content"}`) is its role and content, as any message.
+ */
 export interface ChatText {
   readonly role: string;
   readonly content: string;
+  /** `[{"id", "type": "function", "function": {"name", "arguments"}}]`, as chat sends it. */
+  readonly tool_calls?: unknown;
+  /** `{"name", "arguments"}`, the legacy form of one call. */
+  readonly function_call?: unknown;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** One call as rendered: `<tool_call>{"name":N,"arguments":A}</tool_call>`; '' for a malformed one. */
+function callText(fn: unknown): string {
+  if (!isRecord(fn) || typeof fn['name'] !== 'string') return '';
+  const args = fn['arguments'];
+  // Arguments are JSON text as the model wrote them; a client that sends an object is read as its JSON.
+  const argsText = typeof args === 'string' ? args : JSON.stringify(args ?? {});
+  return `<tool_call>{"name":${JSON.stringify(fn['name'])},"arguments":${argsText}}</tool_call>`;
 }
 
 /**
- * Renders chat messages as one canonical string: role markers and content, in order. Equal
- * conversations render equal, and a conversation extended by a turn renders as an extension of the
- * shorter one, which is what makes multi-turn prefixes visible.
+ * The text an assistant turn's tool calls add to the prompt after its content: each call on a line
+ * of its own (`<tool_call>{"name":...,"arguments":...}</tool_call>`, the arguments as sent), chat's
+ * `tool_calls` first, then a legacy `function_call`; items that are not calls are left out. '' when
+ * the message has none, so a conversation without tool calls renders as before. `afterText`: the
+ * message's content is non-empty (the first call then starts on a new line).
+ */
+export function toolCallsText(toolCalls: unknown, functionCall: unknown, afterText: boolean): string {
+  let out = '';
+  let sep = afterText;
+  const add = (fn: unknown): void => {
+    const t = callText(fn);
+    if (t === '') return;
+    out += sep ? `\n${t}` : t;
+    sep = true;
+  };
+  if (Array.isArray(toolCalls)) for (const call of toolCalls) if (isRecord(call)) add(call['function']);
+  if (functionCall !== undefined && functionCall !== null) add(functionCall);
+  return out;
+}
+
+/**
+ * Renders chat messages as one canonical string: role markers and content (then an assistant
+ * turn's tool calls, `toolCallsText`), in order. Equal conversations render equal, and a
+ * conversation extended by a turn renders as an extension of the shorter one, which is what makes
+ * multi-turn prefixes visible.
  */
 export function renderChat(messages: readonly ChatText[]): string {
   let out = '';
-  for (const m of messages) out += `<|${m.role}|>\n${m.content}\n`;
+  for (const m of messages) {
+    const calls =
+      m.tool_calls === undefined && m.function_call === undefined
+        ? ''
+        : toolCallsText(m.tool_calls, m.function_call, m.content !== '');
+    out += `<|${m.role}|>\n${m.content}${calls}\n`;
+  }
   return out;
 }
 

@@ -65,6 +65,32 @@ const message = mostly(
         fc.oneof(fc.string({ maxLength: 200 }), fc.array(part, { maxLength: 3 }), fc.constant(null)),
       ),
       name: mostly(fc.string({ maxLength: 5 })),
+      // An assistant turn's calls (chat's and the legacy form), rendered after the content.
+      tool_calls: mostly(
+        fc.array(
+          fc.oneof(
+            fc.record({
+              id: fc.string({ maxLength: 4 }),
+              type: fc.constant('function'),
+              function: fc.record(
+                {
+                  name: mostly(fc.string({ maxLength: 6 })),
+                  arguments: mostly(fc.string({ maxLength: 30 })),
+                },
+                { requiredKeys: [] },
+              ),
+            }),
+            anyValue,
+          ),
+          { maxLength: 2 },
+        ),
+      ),
+      function_call: mostly(
+        fc.record(
+          { name: mostly(fc.string({ maxLength: 6 })), arguments: mostly(fc.string({ maxLength: 30 })) },
+          { requiredKeys: [] },
+        ),
+      ),
     },
     { requiredKeys: ['role'] },
   ),
@@ -238,6 +264,50 @@ describe('parseBody (the gateway fast path)', () => {
       assert.deepEqual(r.prefix.hashes, textPrefixChain(text).hashes);
       assert.equal(r.promptTokens, Math.ceil(text.length / CHARS_PER_TOKEN));
     }
+  });
+
+  it("renders a tool conversation's calls after the assistant's content, the same on both paths (prefix and estimate)", () => {
+    const long = 'w'.repeat(TEXT_BLOCK_CHARS * 2);
+    const body = {
+      model: 'm',
+      messages: [
+        { role: 'user', content: `weather in Paris? ${long}` },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            { id: 'c1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+            { id: 'c2', type: 'function', function: { name: 'get_time', arguments: { tz: 'CET' } } },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'c1', content: `sunny ${long}` },
+        { role: 'assistant', content: 'Checking.', function_call: { name: 'f', arguments: '{}' } },
+        { role: 'function', name: 'f', content: 'ok' },
+      ],
+    };
+    const text =
+      `<|user|>\nweather in Paris? ${long}\n` +
+      '<|assistant|>\n<tool_call>{"name":"get_weather","arguments":{"city":"Paris"}}</tool_call>\n' +
+      '<tool_call>{"name":"get_time","arguments":{"tz":"CET"}}</tool_call>\n' +
+      `<|tool|>\nsunny ${long}\n` +
+      '<|assistant|>\nChecking.\n<tool_call>{"name":"f","arguments":{}}</tool_call>\n' +
+      '<|function|>\nok\n';
+    const slow = parseCompletionBody('chat', body);
+    assert.equal(slow.promptText, text);
+    assert.equal(parseBody('chat', body).promptText, text);
+    for (const r of [slow, parseBody('chat', body), parseRouting('chat', body)]) {
+      assert.deepEqual(r.prefix.hashes, textPrefixChain(text).hashes);
+      assert.equal(r.promptTokens, Math.ceil(text.length / CHARS_PER_TOKEN));
+    }
+    // Without the calls the text is what it was before tool calls rendered: byte for byte.
+    const plain = {
+      model: 'm',
+      messages: [
+        { role: 'user', content: 'hi' },
+        { role: 'assistant', content: 'yo' },
+      ],
+    };
+    assert.equal(parseBody('chat', plain).promptText, '<|user|>\nhi\n<|assistant|>\nyo\n');
   });
 
   it('cuts the routing prefix chain of a huge prompt at ROUTING_PREFIX_BLOCKS_MAX, a prefix of the full chain', () => {

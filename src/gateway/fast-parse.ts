@@ -24,6 +24,7 @@ import {
   TEXT_BLOCK_TOKENS,
   textPrefixChain,
   tokenPrefixChain,
+  toolCallsText,
 } from '../core/text-prefix.ts';
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
@@ -133,8 +134,10 @@ function chatText(messages: unknown): string | undefined {
         if (t !== '') text += text === '' ? t : `\n${t}`;
       }
     } else if (!nullish(content)) return undefined;
+    const calls = m['tool_calls'];
+    const fnCall = m['function_call'];
     // renderChat's rendering of one message, without its array and object.
-    out += `<|${role}|>\n${text}\n`;
+    out += `<|${role}|>\n${text}${calls === undefined && fnCall === undefined ? '' : toolCallsText(calls, fnCall, text !== '')}\n`;
   }
   return out;
 }
@@ -268,6 +271,7 @@ function writeChat(messages: unknown): boolean {
     if (name !== undefined && typeof name !== 'string') return false;
     const content = m['content'];
     writer.startMessage(role);
+    const contentStart = writer.length;
     if (typeof content === 'string') writer.append(content);
     else if (Array.isArray(content)) {
       // Non-empty part texts joined by "\n", as chatPartsText joins them.
@@ -281,6 +285,11 @@ function writeChat(messages: unknown): boolean {
         first = false;
       }
     } else if (!nullish(content)) return false;
+    const calls = m['tool_calls'];
+    const fnCall = m['function_call'];
+    // An assistant turn's tool calls, after its content (renderChat's toolCallsText).
+    if (calls !== undefined || fnCall !== undefined)
+      writer.append(toolCallsText(calls, fnCall, writer.length > contentStart));
     writer.endMessage();
   }
   return true;
