@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Command } from 'commander';
 import { buildProgram } from '../../src/cli/main.ts';
 import { loadConfigFile } from '../../src/cli/sim-command.ts';
 import { gatewayPerfModels, loadGatewayConfig } from '../../src/gateway/config.ts';
+import { pdConfigProblems } from '../../src/gateway/pd/pd-config.ts';
 import { createConfiguredPolicy } from '../../src/policies/routing/registry.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -60,6 +62,38 @@ test("examples/sim.yaml (README's 'everything from a file') validates and holds 
   assert.equal(config.output?.json, 'out/sim.json');
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
   assert.ok(readme.includes('sim --config examples/sim.yaml'), 'README no longer runs examples/sim.yaml');
+});
+
+test("docs/disaggregation.md's P/D configs (pd-llama.yaml, pd-conditional.yaml) validate as gateway configs with a consistent pair", () => {
+  // The guide tells a reader to save these blocks and run `serve --config` on them; a renamed key
+  // or a pair the start-up check refuses fails here before it fails them.
+  const doc = readFileSync(join(ROOT, 'docs', 'disaggregation.md'), 'utf8');
+  const dir = mkdtempSync(join(tmpdir(), 'sy-docs-pd-'));
+  try {
+    for (const [name, type, conditional] of [
+      ['pd-llama.yaml', 'llama', undefined],
+      ['pd-conditional.yaml', 'sim', 'dynamo'],
+    ] as const) {
+      const at = doc.indexOf(`\`\`\`yaml\n# ${name}\n`);
+      assert.ok(at >= 0, `docs/disaggregation.md no longer shows ${name}`);
+      const start = at + '```yaml\n'.length;
+      const file = join(dir, name);
+      writeFileSync(file, doc.slice(start, doc.indexOf('```', start)));
+      const config = loadGatewayConfig(file);
+      assert.deepEqual(
+        config.backends.map((b) => [b.type, b.role, b.pdProtocol]),
+        [
+          [type, 'prefill', 'vllm'],
+          [type, 'decode', 'vllm'],
+        ],
+        name,
+      );
+      assert.deepEqual(pdConfigProblems(config.backends), [], name);
+      assert.equal(config.pd?.conditional, conditional, name);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 /** The README.md files under `dir` (relative to the root), depth first. */
