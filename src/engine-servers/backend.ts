@@ -80,6 +80,14 @@ export interface GenerationInput {
    * valid under the schema, or one of the choices, and the generation ends when it is complete.
    */
   readonly structured?: StructuredOutput;
+  /**
+   * True when the client set no output limit (chat without `max_tokens` / `max_completion_tokens`,
+   * completions without `max_tokens`, Responses without `max_output_tokens`): the request's
+   * `maxTokens` is the server's default, not a limit the client asked for. The `sim` engine, which
+   * has no end-of-sequence token, then reports a generation that reaches that default as ended on
+   * its own ('stop'), as a real model ending on EOS would be; a real model's backend ignores it.
+   */
+  readonly noLimitSet?: boolean;
 }
 
 /** The live signals a backend exposes under vLLM's metric names. */

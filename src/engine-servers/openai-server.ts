@@ -1062,6 +1062,12 @@ class EngineHttpServer {
     // JSON and one line break cut a streamed event in two. The backend gets the id as sent.
     const idJson = JSON.stringify(id).slice(1, -1);
     const created = Math.floor(Date.now() / 1000);
+    // Completions' default of 16 reads as given (withCompletionsDefault); the body says whether it was.
+    const noLimitSet =
+      kind === 'completion'
+        ? (body as { max_tokens?: unknown }).max_tokens === undefined ||
+          (body as { max_tokens?: unknown }).max_tokens === null
+        : !parsed.maxTokensGiven;
     if (listed !== undefined) {
       this.serveChoices(
         res,
@@ -1074,6 +1080,7 @@ class EngineHttpServer {
         minTokens,
         sampling,
         structured,
+        noLimitSet,
       );
       return;
     }
@@ -1094,7 +1101,7 @@ class EngineHttpServer {
     const controller = new AbortController();
     this.track({ response, controller, res });
     this.active++;
-    this.generate(id, parsed, controller.signal, minTokens, sampling, response, structured);
+    this.generate(id, parsed, controller.signal, minTokens, sampling, response, structured, noLimitSet);
   }
 
   /** Several choices: one generation each, one answer (multi-choice.ts); `idJson` is `id` JSON-escaped. */
@@ -1109,6 +1116,7 @@ class EngineHttpServer {
     minTokens: number,
     sampling: VllmSampling,
     structured: StructuredOutput | undefined,
+    noLimitSet: boolean,
   ): void {
     const controller = new AbortController();
     const first = listed[0] as ParsedCompletionRequest;
@@ -1135,6 +1143,7 @@ class EngineHttpServer {
         sampling,
         response.sink(i),
         structured,
+        noLimitSet,
       );
     }
   }
@@ -1151,7 +1160,10 @@ class EngineHttpServer {
     });
   }
 
-  /** Hands one generation to the backend (min_tokens, sampling extras, structured output only when set); a throw goes to `sink`. */
+  /**
+   * Hands one generation to the backend (min_tokens, sampling extras, structured output, no limit
+   * set only when set); a throw goes to `sink`.
+   */
   private generate(
     id: string,
     request: ParsedCompletionRequest,
@@ -1159,7 +1171,8 @@ class EngineHttpServer {
     minTokens: number,
     sampling: VllmSampling,
     sink: GenerationSink,
-    structured?: StructuredOutput,
+    structured: StructuredOutput | undefined,
+    noLimitSet: boolean,
   ): void {
     try {
       this.backend.generate(
@@ -1170,6 +1183,7 @@ class EngineHttpServer {
           ...(minTokens > 0 ? { minTokens } : {}),
           ...(Object.keys(sampling).length > 0 ? { sampling } : {}),
           ...(structured === undefined ? {} : { structured }),
+          ...(noLimitSet ? { noLimitSet } : {}),
         },
         sink,
       );

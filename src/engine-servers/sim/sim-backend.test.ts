@@ -412,3 +412,58 @@ test("exportKv keeps a finished request's blocks in the pool until releaseExport
   assert.equal(b.engine.kvBlocksUsed, 0, 'a second release frees nothing more');
   await b.close();
 });
+
+test("a request that set no limit ends 'stop' at the server's default; one that set a limit, or the context cut, ends 'length'", async () => {
+  /** One chat generation's finish reason and output tokens. */
+  const run = (b: SimBackend, body: Record<string, unknown>, noLimitSet: boolean) =>
+    new Promise<[FinishReason | string, number]>((resolve) => {
+      const request = parseCompletionBody('chat', {
+        model: MODEL,
+        messages: [{ role: 'user', content: 'x'.repeat(400) }],
+        ...body,
+      });
+      b.generate(
+        { id: `r${Math.random()}`, request, signal: never, ...(noLimitSet ? { noLimitSet } : {}) },
+        {
+          onText() {},
+          onFinish: (reason, usage) => resolve([reason, usage.completionTokens]),
+          onError: (error) => resolve([error.message, 0]),
+        },
+      );
+    });
+  const b = backend({ perf: fixedStepPerf(1) });
+  assert.deepEqual(await run(b, {}, true), ['stop', 256], 'no limit set: the default reads as its own end');
+  assert.deepEqual(await run(b, {}, false), ['length', 256], 'a backend caller that says nothing: length');
+  assert.deepEqual(await run(b, { max_tokens: 256 }, false), ['length', 256], 'a limit set and reached');
+  // A context that leaves 40 tokens after the prompt: the model's end, not the default.
+  const promptTokens = parseCompletionBody('chat', {
+    model: MODEL,
+    messages: [{ role: 'user', content: 'x'.repeat(400) }],
+  }).promptTokens;
+  const base = fixedStepPerf(1);
+  const narrow = backend({
+    perf: { ...base, model: { ...base.model, contextTokensMax: promptTokens + 40 } },
+  });
+  assert.deepEqual(await run(narrow, {}, true), ['length', 40], 'cut by the context');
+  // A structured answer cut at the default is unfinished JSON: still length.
+  const request = parseCompletionBody('chat', { model: MODEL, messages: [{ role: 'user', content: 'hi' }] });
+  const cut = await new Promise<FinishReason>((resolve, reject) =>
+    b.generate(
+      {
+        id: 'structured',
+        request: { ...request, maxTokens: 1 },
+        signal: never,
+        noLimitSet: true,
+        structured: {
+          kind: 'json',
+          schema: { type: 'object', properties: { a: { type: 'string' } }, required: ['a'] },
+          anyObject: false,
+          key: 'k',
+          param: 'response_format',
+        },
+      },
+      { onText() {}, onFinish: resolve, onError: reject },
+    ),
+  );
+  assert.equal(cut, 'length');
+});

@@ -12,7 +12,10 @@
  * with `seed` or `temperature: 0` a function of the prompt (and the seed): the same request then
  * gets the same text. A prompt plus max_tokens past the model's context length (the catalogue's
  * `contextTokensMax`) is refused with 400 as vLLM does; without max_tokens the output gets what the
- * context leaves, up to the default. Its prefix identity is the request's prefix chain converted to
+ * context leaves, up to the default. A request that set no limit (GenerationInput.noLimitSet) and
+ * reaches the server's default (256 tokens; completions 16) finishes 'stop', as a model ending on
+ * its own would: the client asked for no limit, so it reached none ('length' where the context cut
+ * it, or a structured answer is unfinished). Its prefix identity is the request's prefix chain converted to
  * engine blocks, so the KV events it publishes name the same hashes the gateway derives from the
  * prompt text.
  */
@@ -305,6 +308,11 @@ function fixedStopCut(text: string, stops: readonly string[], includeStop: boole
 class SimSequence {
   /** Structured output's text (simStructuredText), cut by max_tokens or not; undefined: filler. */
   fixed: { readonly text: string; readonly complete: boolean } | undefined;
+  /**
+   * The filler runs to the server's default limit, not one the client set nor the model's context:
+   * its end is reported as the model's own ('stop').
+   */
+  endsOnItsOwn = false;
   delivered = 0;
   /** Characters handed to the sink so far. */
   deliveredChars = 0;
@@ -639,6 +647,15 @@ export class SimBackend implements EngineBackend {
     }
     const seq = new SimSequence(request, seed, stopCut, sink, input.signal, this);
     if (fixed !== undefined) seq.fixed = { text: fixed.text, complete: fixed.tokens <= maxTokens };
+    // No limit asked for, and the default (not what the context leaves) bounds the filler: a real
+    // model would have ended on its own somewhere, so the default's end reads as that (finish 'stop',
+    // Responses 'completed'), not as a limit the client never set ('length', 'incomplete': the
+    // OpenAI Agents SDK throws on the latter). A structured answer cut short stays 'length': its
+    // JSON is unfinished.
+    seq.endsOnItsOwn =
+      input.noLimitSet === true &&
+      maxTokens === req.maxTokens &&
+      (this.contextTokensMax === undefined || req.promptTokens + maxTokens < this.contextTokensMax);
     this.active.set(id, seq);
     input.signal.addEventListener('abort', seq.onAbort, { once: true });
     exportKv?.(id);
@@ -842,7 +859,8 @@ export class SimBackend implements EngineBackend {
       cachedTokens: result.cachedPromptTokens,
     };
     if (seq.stopCut !== undefined) seq.sink.onFinish('stop', usage, seq.stopCut.stop);
-    else seq.sink.onFinish(seq.fixed?.complete === true ? 'stop' : 'length', usage);
+    else if (seq.fixed !== undefined) seq.sink.onFinish(seq.fixed.complete ? 'stop' : 'length', usage);
+    else seq.sink.onFinish(seq.endsOnItsOwn ? 'stop' : 'length', usage);
   }
 
   /** Hands the sequence its tokens up to `produced`, the text cut where a stop string begins. */
