@@ -18,10 +18,14 @@ const BIN = fileURLToPath(new URL('../../bin/switchyard.mjs', import.meta.url));
 /** The command modules src/cli/main.ts loads on demand (sim-command.js, fidelity.ts, ...). */
 const COMMAND_MODULE = /\/cli\/([a-z-]+-command|fidelity)\.(js|ts)$/;
 
-/** Runs switchyard with `args`; returns its stdout, the command modules and every URL it loaded. */
+/**
+ * Runs switchyard with `args`; returns its stdout and stderr, the command modules and every URL it
+ * loaded. Rejects unless it exits with `code`.
+ */
 async function loadedBy(
   args: readonly string[],
-): Promise<{ stdout: string; commands: string[]; urls: string[] }> {
+  code = 0,
+): Promise<{ stdout: string; stderr: string; commands: string[]; urls: string[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-startup-'));
   try {
     const log = join(dir, 'loaded.txt');
@@ -43,38 +47,43 @@ async function loadedBy(
         `process.on('exit', () => appendFileSync(${JSON.stringify(log)}, Object.keys(cache).map((p) => pathToFileURL(p).href + '\\n').join('')));\n`,
     );
     writeFileSync(log, '');
-    const stdout = await new Promise<string>((resolve, reject) => {
+    const { stdout, stderr } = await new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
       execFile(process.execPath, ['--import', register, BIN, ...args], (error, out, err) =>
-        error === null ? resolve(out) : reject(new Error(`${error.message}\n${err}`)),
+        (error?.code ?? 0) === code
+          ? resolve({ stdout: out, stderr: err })
+          : reject(new Error(`exit ${error?.code ?? 0}, not ${code}: ${error?.message}\n${err}`)),
       );
     });
     const urls = readFileSync(log, 'utf8').split('\n');
     const commands = urls.map((url) => COMMAND_MODULE.exec(url)?.[1]).filter((name) => name !== undefined);
-    return { stdout, commands: [...new Set(commands)].sort(), urls };
+    return { stdout, stderr, commands: [...new Set(commands)].sort(), urls };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-test('--version and -V load no command module; --help loads every one', async () => {
+test('--version, -V, the top-level help and an unknown command load no command module', async () => {
   for (const flag of ['--version', '-V']) {
     const { stdout, commands } = await loadedBy([flag]);
     assert.equal(stdout, `${SWITCHYARD_VERSION}\n`);
     assert.deepEqual(commands, [], flag);
   }
-  // The hook sees them when they load: the top-level help lists every command.
-  const help = await loadedBy(['--help']);
-  assert.match(help.stdout, /^Usage: switchyard/);
-  assert.deepEqual(help.commands, [
-    'bench-command',
-    'demo-command',
-    'engine-command',
-    'fidelity',
-    'llama-engine-command',
-    'plan-gpus-command',
-    'serve-command',
-    'sim-command',
-  ]);
+  // The list of commands comes from main.ts's table (main.test.ts holds it to the real commands).
+  for (const args of [['--help'], ['help']]) {
+    const help = await loadedBy(args);
+    assert.match(help.stdout, /^Usage: switchyard/);
+    assert.match(help.stdout, /\n {2}fidelity \[options\] <files\.\.\.> +Replay published/);
+    assert.deepEqual(help.commands, [], args.join(' '));
+  }
+  const unknown = await loadedBy(['simm'], 2);
+  assert.match(unknown.stderr, /unknown command 'simm' \(Did you mean sim\?\)/);
+  assert.deepEqual(unknown.commands, []);
+});
+
+test('help COMMAND loads that command alone', async () => {
+  const { stdout, commands } = await loadedBy(['help', 'sim']);
+  assert.match(stdout, /^Usage: switchyard sim \[options\]/);
+  assert.deepEqual(commands, ['sim-command']);
 });
 
 test('a command loads its own module alone', async () => {
