@@ -59,7 +59,12 @@ export function registerFidelityCommand(program: Command): void {
         checkOutputFile('json', flags.json);
       }
       // Every file is validated before any case runs, so a typo in the last one fails at once.
-      const cases = paths.map((path) => inCase(`fidelity case '${path}'`, () => loadFidelityCase(path)));
+      const cases = paths.map((path) =>
+        inCase(`fidelity case '${path}'`, () => {
+          checkLineEndings(path);
+          return loadFidelityCase(path);
+        }),
+      );
       checkUniqueNames(paths, cases);
       // One case (a staged run of hundreds of thousands of requests, say) gets a bar over its
       // requests; several get one over the cases.
@@ -162,6 +167,33 @@ function holdsACase(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A carriage return that no line feed follows: the line ending of classic Mac OS files. */
+const LONE_CR = /\r(?!\n)/;
+
+/**
+ * Refuses a case file with a lone CR. The YAML parser does not break lines there: a file saved
+ * with CR line endings read as one comment line (then "expected an object ..., got null"), and a
+ * stray CR at the end as "Implicit map keys need to be followed by map values" (JSON too, where a
+ * CR is whitespace, parsed into a wrong key). A file that cannot be read is left to the loader.
+ */
+export function checkLineEndings(path: string): void {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return;
+  }
+  const at = LONE_CR.exec(text);
+  if (at === null) return;
+  const line = text.slice(0, at.index).split('\n').length;
+  throw new SwitchyardError(
+    'SY_ERR_INVALID_CONFIG',
+    `line ${line} ends in a carriage return without a line feed (a classic Mac OS line ending); ` +
+      'save the file with LF or CRLF line endings',
+    { line },
+  );
 }
 
 /** Files as given, folders replaced by their case files (sorted); fails on a missing path or none found. */
