@@ -190,6 +190,8 @@ test('listModels: the ids, none, an error status, SY_ERR_UPSTREAM when unreachab
     assert.ok(e instanceof SwitchyardError);
     assert.equal(e.code, 'SY_ERR_UPSTREAM');
     assert.match(e.message, new RegExp(`cannot reach http://127.0.0.1:${port}.*connection_refused`));
+    // The refusal says what to do, not only the errno.
+    assert.match(e.message, /nothing listens there: check the URL and port.*ready line/);
     return true;
   });
 });

@@ -236,9 +236,16 @@ export class OpenAiClient {
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (error) {
+      const reason = networkReason(error);
+      // A refused connection is most often a server still loading (started with `&` a moment
+      // ago) or a wrong port: say what to check rather than leave the operator with an errno.
+      const hint =
+        reason === 'connection_refused'
+          ? '; nothing listens there: check the URL and port, and start bench once the server has printed its ready line (or answers GET /health)'
+          : '';
       throw new SwitchyardError(
         'SY_ERR_UPSTREAM',
-        `cannot reach ${this.url}: ${message(error)} (${networkReason(error)})`,
+        `cannot reach ${this.url}: ${message(error)} (${reason})${hint}`,
         { param: 'url', value: this.url },
       );
     }
