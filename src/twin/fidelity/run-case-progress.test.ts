@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseFidelityCase } from './case.ts';
-import { runCase } from './run-case.ts';
+import { replayOpenLoop, runCase } from './run-case.ts';
 
 function staged(maxConcurrency?: number) {
   const stage = { rateRps: 40, durationS: 120, measured: { ttftMs: { mean: 40 }, saturated: false } };
@@ -44,4 +44,38 @@ describe('progress of one case', () => {
       assert.deepEqual(watched, runCase(c));
     });
   }
+});
+
+describe('progress of a saturated case', () => {
+  it('goes on counting while the queue drains after the last arrival', () => {
+    // 200 req/s of 250-token answers on one H100: far past what it serves, so most requests end
+    // after the last one has arrived.
+    const c = parseFidelityCase({
+      name: 'drain',
+      source: { title: 'test', url: 'https://example.org', engine: 'vLLM v0.15.1' },
+      model: 'meta-llama/Llama-2-7b-hf',
+      gpu: 'H100',
+      engine: { maxNumBatchedTokens: 2048, maxNumSeqs: 128 },
+      workload: {
+        arrival: 'constant',
+        rateRps: 200,
+        durationS: 10,
+        input: { kind: 'fixed', tokens: 600 },
+        output: { kind: 'fixed', tokens: 250 },
+      },
+      measured: { ttftMs: { mean: 40 }, saturated: true },
+    });
+    const seen: [number, number][] = [];
+    const { log } = replayOpenLoop(c, (ended, simulatedMs) => seen.push([ended, simulatedMs]));
+    const lastArrivalMs = Math.max(...log.arrivalMs);
+    const endedAtLastArrival = Array.from(log.finishMs).filter((ms) => ms <= lastArrivalMs).length;
+    assert.ok(
+      endedAtLastArrival < log.size / 2,
+      `${endedAtLastArrival} of ${log.size} ended by the last arrival`,
+    );
+    const draining = seen.filter(([ended, ms]) => ms > lastArrivalMs && ended < log.size);
+    // About 200 reports a run: well over 50 while more than half of the requests drain.
+    assert.ok(draining.length > 50, `${draining.length} reports while draining`);
+    assert.equal(seen.at(-1)?.[0], log.size);
+  });
 });

@@ -10,6 +10,7 @@ import { Rng } from '../../core/rng.ts';
 import { fitsContext } from '../../model/context.ts';
 import { modelSpec } from '../../model/models.ts';
 import { createConfiguredPolicy } from '../../policies/routing/registry.ts';
+import type { RoutingPolicy } from '../../policies/routing/types.ts';
 import { createWorkload } from '../../workload/create.ts';
 import type { WorkloadSpecInput } from '../../workload/spec.ts';
 import type { TwinRequest } from '../../workload/types.ts';
@@ -68,7 +69,8 @@ function setupOf(c: FidelityCase): CaseSetup {
 
 /**
  * How far a case's run has got: requests that ended (answered or not) of the case's total, and the
- * simulated time reached. Called every few thousand arrivals; for a progress bar.
+ * simulated time reached. Called every few thousand arrivals, as requests end (about 200 times a run)
+ * and once at the end; for a progress bar.
  */
 export type CaseProgress = (ended: number, simulatedMs: number, total: number) => void;
 
@@ -343,6 +345,42 @@ export function cappedSource(
   };
 }
 
+/** About how many reports a case's run makes from its requests' ends (see reportingEnds). */
+const END_REPORTS = 200;
+
+/**
+ * `policy` that also reports progress as requests end, every 1/END_REPORTS of the case's
+ * requests. The simulator reports only at arrivals (and once at the end), so a saturated case's
+ * bar stood still at its last arrival while the queue it had built drained, which can be most of
+ * the run. Reporting changes no decision and no figure.
+ */
+function reportingEnds(policy: RoutingPolicy, log: RequestLog, onProgress: CaseProgress): RoutingPolicy {
+  const every = Math.max(1, Math.ceil(log.size / END_REPORTS));
+  let next = every;
+  const report = (nowMs: number): void => {
+    if (log.ended < next) return;
+    next = log.ended + every;
+    onProgress(log.ended, nowMs, log.size);
+  };
+  return {
+    ...policy,
+    decide: (view, request, rng) => {
+      const decision = policy.decide(view, request, rng);
+      // A refusal ends a request at its arrival.
+      if (decision.kind === 'reject') report(request.arrivalMs);
+      return decision;
+    },
+    onCompleted(request, instanceId, nowMs, generatedTokens) {
+      policy.onCompleted?.(request, instanceId, nowMs, generatedTokens);
+      report(nowMs);
+    },
+    onFailed(request, instanceId, nowMs) {
+      policy.onFailed?.(request, instanceId, nowMs);
+      report(nowMs);
+    },
+  };
+}
+
 /**
  * One twin run of the case's cluster on these requests (sorted by arrival, ids r0…), into `log`.
  * Progress counts requests ended, not arrivals: a capped client's polls arrive too.
@@ -353,7 +391,8 @@ function simulateInto(
   log: RequestLog,
   onProgress?: CaseProgress,
 ): void {
-  const policy = observed(createConfiguredPolicy('round-robin', {}), log);
+  const watched = observed(createConfiguredPolicy('round-robin', {}), log);
+  const policy = onProgress === undefined ? watched : reportingEnds(watched, log, onProgress);
   runSimulation(source, {
     seed: c.seed,
     cluster: { groups: [{ count: c.instances, gpu: c.gpu, model: c.model, tp: c.tp }] },
