@@ -299,3 +299,25 @@ test("a confident season's trough does not keep standing capacity for its peak's
   assert.ok((seasonal[trough] as number) <= 6, `at the trough: ${seasonal[trough]}`);
   assert.equal(seasonal[trough + 30], today[trough + 30], 'the peak is sized as before');
 });
+
+test('the attainment feedback lets go five minutes after the misses stop, not when an average forgets them', () => {
+  // Five minutes of deep misses (half the requests), then none. The feedback reads the attainment of
+  // the last five minutes: once the misses have left it, the headroom shrinks back (1.5 to 1 in
+  // about four minutes) and the count follows after the scale-down hold and release. An EWMA with a
+  // five-minute time constant stayed under 99% for ln(0.5 / 0.01) = 3.9 time constants (20 minutes)
+  // after them, holding 1.5x capacity for a quarter of an hour that met every request.
+  const loop = createSloPlanner(ctx, params({ periodMs: 0, budgetHeadroomMax: 1 }), flatCapacity(2.5));
+  const cluster = new ScriptedCluster(ctx, 5);
+  const met = { arrivals: 100, window: { completions: 100, sloAttainment: 1 } };
+  cluster.run(loop, repeat(30, met));
+  const missed = cluster.run(
+    loop,
+    repeat(30, { arrivals: 100, window: { completions: 100, sloAttainment: 0.5 } }),
+  );
+  assert.equal(missed.at(-1), 8, 'the headroom reached its bound: 1.5 x 5');
+  const after = cluster.run(loop, repeat(120, met));
+  // Still held while the misses are in the window (30 ticks of 10 s).
+  assert.equal(after[25], 8);
+  // Window clear at tick 30, headroom back to 1 by ~56, hold and release by ~75.
+  assert.equal(after[90], 5, `count 15 minutes after the misses stopped: ${after[90]}`);
+});

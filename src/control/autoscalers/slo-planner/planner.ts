@@ -108,8 +108,15 @@ export const sloPlannerParams = z.strictObject({
 });
 export type SloPlannerParams = z.infer<typeof sloPlannerParams>;
 
-/** The span the attainment feedback averages over, ms: long enough that one burst is not a trend. */
+/** The span the attainment feedback reads, ms: long enough that one burst is not a trend. */
 const HEADROOM_WINDOW_MS = 300_000;
+
+/** One control window's completions and the requests of them that met the SLO. */
+interface Attained {
+  readonly endMs: number;
+  readonly completions: number;
+  readonly met: number;
+}
 
 /**
  * Builds the planner. `capacity` (default: the performance model's, `perfModelCapacity`) says how
@@ -146,8 +153,13 @@ class PlannerState {
   private readonly budget: ErrorBudget;
   /** The forecast's level at the last decision, req/s: what the next window is expected to bring. */
   private lastLevelRps = 0;
-  /** Trailing SLO attainment (EWMA over HEADROOM_WINDOW_MS); NaN before any completion. */
-  private attainment = Number.NaN;
+  /**
+   * The windows of the last HEADROOM_WINDOW_MS with completions, oldest first, and their sums: the
+   * attainment feedback reads their met requests over their completions.
+   */
+  private readonly attained: Attained[] = [];
+  private attainedCompletions = 0;
+  private attainedMet = 0;
   /** Counts wanted at recent ticks, newest last, for the scale-down delay (bounded by the delay). */
   private readonly recent: { atMs: number; replicas: number }[] = [];
   /** The released count's decaying level and when it was last set (see `releaseTimeConstantMs`). */
@@ -305,22 +317,36 @@ class PlannerState {
   }
 
   /**
-   * Slow feedback from measured attainment: its trailing mean over HEADROOM_WINDOW_MS (windows
-   * weighted by their completions) under the target grows the headroom by `headroomStep` a minute
-   * (never past `headroomMax`); at or over it, the headroom shrinks back at the same pace. Latency
-   * itself never enters the count, so a queue that builds in a burst cannot inflate it.
+   * Slow feedback from measured attainment: the attainment of the last HEADROOM_WINDOW_MS (the
+   * windows' met requests over their completions) under the target grows the headroom by
+   * `headroomStep` a minute (never past `headroomMax`); at or over it, the headroom shrinks back at
+   * the same pace. A sliding window, not an average with that time constant: after a deep miss
+   * (half the requests of a rise that outran the start-up) an EWMA stays under 99% for
+   * ln(0.5 / 0.01) = 3.9 time constants, 20 minutes of 1.5x capacity that met every request, where
+   * the window lets go five minutes after the last miss. Latency itself never enters the count, so
+   * a queue that builds in a burst cannot inflate it.
    */
   private adjustHeadroom(o: ControlObservation): void {
     const w = o.window;
-    if (!Number.isFinite(w.sloAttainment) || w.completions <= 0) return;
-    const a = 1 - Math.exp(-(w.endMs - w.startMs) / HEADROOM_WINDOW_MS);
-    this.attainment = Number.isNaN(this.attainment)
-      ? w.sloAttainment
-      : this.attainment + a * (w.sloAttainment - this.attainment);
+    if (Number.isFinite(w.sloAttainment) && w.completions > 0) {
+      const met = w.completions * w.sloAttainment;
+      this.attained.push({ endMs: w.endMs, completions: w.completions, met });
+      this.attainedCompletions += w.completions;
+      this.attainedMet += met;
+    }
+    // Bounded: windows within HEADROOM_WINDOW_MS of the newest (at most that over the interval).
+    while (this.attained.length > 0 && (this.attained[0] as Attained).endMs <= w.endMs - HEADROOM_WINDOW_MS) {
+      const gone = this.attained.shift() as Attained;
+      this.attainedCompletions -= gone.completions;
+      this.attainedMet -= gone.met;
+    }
+    // No completion within the window: nothing measured, the headroom stays as it is.
+    if (this.attained.length === 0 || !(this.attainedCompletions > 0)) return;
+    const attainment = this.attainedMet / this.attainedCompletions;
     const perMinute = (w.endMs - w.startMs) / 60_000;
     const step = this.params.headroomStep ** perMinute;
     this.headroom =
-      this.attainment < (this.objectives.attainment ?? 0.99)
+      attainment < (this.objectives.attainment ?? 0.99)
         ? Math.min(this.params.headroomMax, this.headroom * step)
         : Math.max(1, this.headroom / step);
   }
