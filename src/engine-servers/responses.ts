@@ -4,6 +4,17 @@
  * messages: src/core/responses-api.ts) and generated on the same path as chat, with the same
  * timing; only the answer's shape differs.
  *
+ * A tool round trip sent back as input items (an agent's second turn: the OpenAI Agents SDK, the
+ * AI SDK's `@ai-sdk/openai` Responses model with `store: false`, LangChain's `useResponsesApi`) is
+ * read as chat's: a `function_call` item (`{type, call_id, name, arguments, id?, status?}`) is an
+ * assistant turn with `tool_calls: [{id: call_id, type: "function", function: {name, arguments}}]`,
+ * a `function_call_output` item (`{type, call_id, output}`, output a string or `input_text` parts)
+ * a `{role: "tool", tool_call_id, content}` message, so both count in the prompt (the chat
+ * renderer's tool-call text) and in the gateway's routing text alike. An output whose call_id no
+ * earlier function_call item carries is 400 SY_ERR_INVALID_ARGUMENT naming `input[i]` (as OpenAI
+ * answers one with no stored call to answer); an output part that is not text (an image, a file)
+ * is 400 SY_ERR_UNSUPPORTED_PARAMETER naming `input[i].output[j]`.
+ *
  * - Without `stream`: one `response` object (`object: 'response'`, `output` with one assistant
  *   `message` item holding one `output_text` part, `usage` with `input_tokens`, `output_tokens`,
  *   `total_tokens` and the cached prompt tokens; `instructions`, `metadata`, `user` and
@@ -18,10 +29,11 @@
  *   `response.completed` (or `response.incomplete`) with the whole response. No `[DONE]`: the
  *   Responses stream has none. As for chat, the head goes out with the first token, so a refusal
  *   keeps its HTTP status.
- * - A generation cut by its token limit (finish reason `length`: `max_output_tokens`, or without it
- *   the engine's default, since the sim never ends on its own) is `status: "incomplete"` with
- *   `incomplete_details: {"reason": "max_output_tokens"}` and its message item `incomplete`, as
- *   OpenAI answers; one that ends on its own is `completed`.
+ * - A generation cut by its token limit (finish reason `length`: `max_output_tokens`, or the
+ *   llama engine's default without it) is `status: "incomplete"` with `incomplete_details:
+ *   {"reason": "max_output_tokens"}` and its message item `incomplete`, as OpenAI answers; one that
+ *   ends on its own is `completed`. The sim, which has no end-of-sequence token, ends a request
+ *   without `max_output_tokens` `completed` at its default (GenerationInput.noLimitSet).
  *
  * Function tools are served as on chat (tool-calls.ts), in the Responses API's flat form: `tools:
  * [{"type": "function", "name", "parameters", "strict"?}]` with `tool_choice: {"type": "function",
@@ -31,9 +43,9 @@
  * its arguments follow as `response.function_call_arguments.delta` events, then `.done` and
  * `response.output_item.done`; a required list's items go out when it closes. "auto", or tools
  * without a tool_choice, is 400 naming `tool_choice` (as vLLM without an auto tool parser); "none" is
- * text. Stored responses (`previous_response_id`, `conversation`), input items that are not
- * messages (tool calls and outputs, item references), log probabilities and background mode are
- * refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored. Structured output
+ * text. Stored responses (`previous_response_id`, `conversation`), input items that are neither
+ * messages nor a tool round trip (reasoning items, item references), log probabilities and
+ * background mode are refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored. Structured output
  * (`text.format` `json_object` or `json_schema`) is served (structured-output.ts), and the response
  * object echoes the format as sent.
  */
@@ -172,7 +184,7 @@ export function parseResponsesBody(body: unknown): ParsedCompletionRequest {
     model: b['model'],
     messages: responsesMessages(b['instructions'], b['input']),
   };
-  refuseItemsNotMessages(b['input']);
+  checkInputItems(b['input']);
   if (maxTokens !== undefined) chat['max_tokens'] = maxTokens;
   // The sampling fields mean the same in both APIs; anything else the engine ignores, as vLLM does.
   for (const field of ['stream', 'temperature', 'top_p', 'seed', 'priority', 'user', 'cache_salt'])
@@ -203,18 +215,55 @@ export function responsesToolCalling(
   return calling;
 }
 
+/** Text part types a `function_call_output`'s output list may hold for the built-in engines. */
+const OUTPUT_TEXT_PARTS: ReadonlySet<string> = new Set(['input_text', 'output_text', 'text']);
+
 /**
- * Input items that are not messages (a tool call and its output, a reasoning item, a reference to a
- * stored item), which the shared parse passes over for a real backend to read: the built-in engines
- * cannot, so the first is refused with 400 naming it rather than left out of the prompt.
+ * The input items the built-in engines read besides messages: a tool round trip's `function_call`
+ * and `function_call_output` items (responsesMessages puts them in the prompt). An output must
+ * answer a call sent earlier in the same input (the engines store nothing, so no other call can be
+ * meant; OpenAI answers such an input 400 too): else 400 SY_ERR_INVALID_ARGUMENT naming the item.
+ * An output part that is not text (an image, a file) is 400 SY_ERR_UNSUPPORTED_PARAMETER naming it,
+ * as a message's media part is (content-parts.ts). Any other item that is not a message (a
+ * reasoning item, a reference to a stored item) is refused with 400 naming it rather than left out
+ * of the prompt. The item count is bounded by the input's (RESPONSES_INPUT_ITEMS_MAX).
  */
-function refuseItemsNotMessages(input: unknown): void {
+function checkInputItems(input: unknown): void {
   if (!Array.isArray(input)) return;
+  /** The call_ids of the function_call items read so far. */
+  const calls = new Set<string>();
   for (let i = 0; i < input.length; i++) {
     const item: unknown = input[i];
     if (!isObject(item) || item['role'] !== undefined) continue;
     const type = item['type'];
     if (type === undefined || type === 'message') continue;
+    // responsesMessages checked both items' shapes already (call_id a string, output a string or list).
+    if (type === 'function_call') {
+      calls.add(item['call_id'] as string);
+      continue;
+    }
+    if (type === 'function_call_output') {
+      const callId = item['call_id'] as string;
+      if (!calls.has(callId))
+        throw invalid(
+          `input[${i}]`,
+          `no function_call item with call_id ${JSON.stringify(callId.slice(0, 64))} comes before this ` +
+            'function_call_output; send the call back before its output (the built-in engines store no earlier responses)',
+        );
+      const output = item['output'];
+      if (Array.isArray(output))
+        for (let j = 0; j < output.length; j++) {
+          const partType = (output[j] as Record<string, unknown>)['type'];
+          if (typeof partType === 'string' && OUTPUT_TEXT_PARTS.has(partType)) continue;
+          throw new SwitchyardError(
+            'SY_ERR_UNSUPPORTED_PARAMETER',
+            `output part of type ${String(JSON.stringify(partType)).slice(0, 64)} is not supported by the built-in engines: ` +
+              'they serve text models and read input_text parts only; send the tool output as text',
+            { param: `input[${i}].output[${j}]` },
+          );
+        }
+      continue;
+    }
     // A reference to an earlier answer is what the Vercel AI SDK's @ai-sdk/openai sends for the
     // assistant turns of a conversation unless told the server stores nothing: say how.
     const hint =
@@ -224,7 +273,7 @@ function refuseItemsNotMessages(input: unknown): void {
     throw new SwitchyardError(
       'SY_ERR_UNSUPPORTED_PARAMETER',
       `input item of type ${String(JSON.stringify(type)).slice(0, 64)} is not supported by the built-in engines: ` +
-        `they read messages only (a tool call sent back and its output would be left out of the prompt) and store nothing; send messages only${hint}`,
+        `they read messages and function_call / function_call_output items only and store nothing${hint}`,
       { param: `input[${i}]` },
     );
   }

@@ -107,12 +107,68 @@ describe('parseBodyFields for a Responses body', () => {
     assert.equal(low.priority, -1_000_000);
   });
 
-  it('reads model, max_output_tokens, stream, priority and user; items without a role carry no text', () => {
+  it('routes a tool round trip (function_call, function_call_output items) as chat routes the same turns', () => {
+    const TOOL_OUTPUT = 'sunny and 21 degrees in Paris, light wind from the west';
+    const responses = fields({
+      model: MODEL,
+      instructions: SYSTEM,
+      input: [
+        { role: 'user', content: QUESTION },
+        {
+          type: 'function_call',
+          id: 'fc_1',
+          call_id: 'call_1',
+          name: 'weather',
+          arguments: '{"city":"Paris"}',
+          status: 'completed',
+        },
+        {
+          type: 'function_call_output',
+          call_id: 'call_1',
+          output: [{ type: 'input_text', text: TOOL_OUTPUT }],
+        },
+      ],
+    });
+    const chat = parseBodyFields(
+      'chat',
+      Buffer.from(
+        JSON.stringify({
+          model: MODEL,
+          messages: [
+            { role: 'system', content: SYSTEM },
+            { role: 'user', content: QUESTION },
+            {
+              role: 'assistant',
+              content: null,
+              tool_calls: [
+                {
+                  id: 'call_1',
+                  type: 'function',
+                  function: { name: 'weather', arguments: '{"city":"Paris"}' },
+                },
+              ],
+            },
+            { role: 'tool', tool_call_id: 'call_1', content: TOOL_OUTPUT },
+          ],
+        }),
+      ),
+    );
+    assert.deepEqual(responses.prefix, chat.prefix);
+    assert.equal(responses.inputTokens, chat.inputTokens);
+    // The call and its output are routing text: more than the question alone.
+    const bare = fields({ model: MODEL, instructions: SYSTEM, input: [{ role: 'user', content: QUESTION }] });
+    assert.ok(
+      responses.inputTokens > bare.inputTokens + 20,
+      `${responses.inputTokens} vs ${bare.inputTokens}`,
+    );
+  });
+
+  it('reads model, max_output_tokens, stream, priority and user; items without a role but a tool round trip carry no text', () => {
     const r = fields({
       model: MODEL,
       input: [
         { role: 'user', content: 'hi' },
-        { type: 'function_call_output', call_id: 'c1', output: 'x'.repeat(400) },
+        { type: 'reasoning', id: 'rs_1', summary: [{ type: 'summary_text', text: 'x'.repeat(400) }] },
       ],
       max_output_tokens: 12,
       stream: true,
@@ -125,7 +181,7 @@ describe('parseBodyFields for a Responses body', () => {
     assert.equal(r.stream, true);
     assert.equal(r.priority, -3);
     assert.equal(r.user, 'u1');
-    assert.ok(r.inputTokens < 10, 'the tool output is not routing text');
+    assert.ok(r.inputTokens < 10, 'the reasoning item is not routing text');
     const plain = fields({ model: MODEL, input: 'hi', max_output_tokens: null, stream: null });
     assert.equal(plain.maxTokens, undefined);
     assert.equal(plain.stream, false);
@@ -144,6 +200,25 @@ describe('parseBodyFields for a Responses body', () => {
       [
         { model: MODEL, input: [{ role: 'user', content: [{ type: 'input_text', text: 5 }] }] },
         'input[0].content[0].text',
+      ],
+      // A tool round trip's items, malformed (OpenAI 400s these too).
+      [{ model: MODEL, input: [{ type: 'function_call', name: 'f', arguments: '{}' }] }, 'input[0].call_id'],
+      [{ model: MODEL, input: [{ type: 'function_call', call_id: 'c', arguments: '{}' }] }, 'input[0].name'],
+      [
+        { model: MODEL, input: [{ type: 'function_call', call_id: 'c', name: 'f', arguments: {} }] },
+        'input[0].arguments',
+      ],
+      [
+        { model: MODEL, input: [{ type: 'function_call_output', call_id: '', output: 'x' }] },
+        'input[0].call_id',
+      ],
+      [
+        { model: MODEL, input: [{ type: 'function_call_output', call_id: 'c', output: 5 }] },
+        'input[0].output',
+      ],
+      [
+        { model: MODEL, input: [{ type: 'function_call_output', call_id: 'c', output: [{ text: 'x' }] }] },
+        'input[0].output[0]',
       ],
       [{ model: MODEL, input: 'hi', instructions: 5 }, 'instructions'],
       [{ model: MODEL, input: 'hi', previous_response_id: 'resp_1' }, 'previous_response_id'],
