@@ -743,14 +743,23 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     return true;
   }
 
-  /** Ready: not draining, and every configured model has a healthy, undrained instance. */
+  /**
+   * Ready: not draining, and every configured model has a healthy, undrained instance that has not
+   * failed every health check so far. Ejection waits for `failuresToEject` strikes, so a backend with
+   * nothing listening stayed `healthy` for the first rounds after start-up, and /ready said ready
+   * while every request to it failed (a readiness probe would have sent traffic to the gateway).
+   */
   readiness(): { ready: boolean; reason: string } {
     if (this.draining) return { ready: false, reason: 'gateway is draining' };
     for (const model of this.models) {
       // A model on demand at zero instances is served all the same (its requests wait for one).
       if (this.modelBuffer?.serves(model) === true) continue;
       const ok = this.backends.some(
-        (b) => b.instance.healthy && !b.instance.draining && b.instance.models.includes(model),
+        (b) =>
+          b.instance.healthy &&
+          !b.health.state.neverAnswered &&
+          !b.instance.draining &&
+          b.instance.models.includes(model),
       );
       if (!ok) return { ready: false, reason: `no healthy instance serves model '${model}'` };
     }

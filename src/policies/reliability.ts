@@ -70,4 +70,12 @@ export class HealthState {
   get failureCount(): number {
     return this.failures;
   }
+
+  /**
+   * Failed every check so far and never passed one: an engine not up yet, or nothing at that address.
+   * Still `healthy` until `failuresToEject` strikes (requests may try it), but no evidence it serves.
+   */
+  get neverAnswered(): boolean {
+    return !this.answered && this.failures > 0;
+  }
 }
