@@ -190,7 +190,6 @@ describe('builtinEngineRefusal', () => {
 
   it('names each parameter the built-in engines do not implement', () => {
     const cases: [string, unknown][] = [
-      ['functions', [{ name: 'f' }]],
       ['logprobs', true],
       ['logprobs', 0],
       ['top_logprobs', 1],
@@ -209,6 +208,16 @@ describe('builtinEngineRefusal', () => {
     // A chat's tools the engine reads itself (src/engine-servers/tool-calls.ts); completions refuse them.
     const tools = [{ type: 'function', function: { name: 'f' } }];
     assert.equal(refusal('chat', { ...chat, tools, tool_choice: 'required' }), undefined);
+    // So are the legacy functions (mapped to tools there); completions refuse them.
+    assert.equal(refusal('chat', { ...chat, functions: [{ name: 'f' }], function_call: 'auto' }), undefined);
+    assert.equal(
+      refusal('chat', { ...chat, functions: [{ name: 'f' }], function_call: { name: 'f' } }),
+      undefined,
+    );
+    assert.equal(
+      refusal('completion', { model: 'm', prompt: 'x', functions: [{ name: 'f' }] }),
+      'SY_ERR_UNSUPPORTED_PARAMETER:functions',
+    );
     assert.equal(
       refusal('completion', { model: 'm', prompt: 'x', tools }),
       'SY_ERR_UNSUPPORTED_PARAMETER:tools',

@@ -377,8 +377,12 @@ function asked(value: unknown, defaults: readonly unknown[] = []): boolean {
 const BUILTIN_UNSUPPORTED: readonly { param: string; defaults?: readonly unknown[]; why: string }[] = [
   { param: 'tools', why: 'tools are served on chat completions only' },
   { param: 'tool_choice', defaults: ['none', 'auto'], why: 'tools are served on chat completions only' },
-  { param: 'functions', why: 'function calling is not implemented' },
-  { param: 'function_call', defaults: ['none', 'auto'], why: 'function calling is not implemented' },
+  { param: 'functions', why: 'functions are served on chat completions only' },
+  {
+    param: 'function_call',
+    defaults: ['none', 'auto'],
+    why: 'functions are served on chat completions only',
+  },
   { param: 'logprobs', why: 'log probabilities are not computed' },
   { param: 'top_logprobs', defaults: [0], why: 'log probabilities are not computed' },
   { param: 'logit_bias', why: 'logit bias is not implemented' },
@@ -404,9 +408,13 @@ export function builtinEngineRefusal(
     // Tools the request forbids calling (`tool_choice: "none"`) only describe: vLLM serves such a
     // request as plain text (it renders the tools into the prompt), and so does a built-in engine.
     if (param === 'tools' && b['tool_choice'] === 'none') continue;
-    // A chat's tools the engine reads itself (src/engine-servers/tool-calls.ts): a forced call is
-    // served, `auto` refused there with what to send instead.
-    if (kind === 'chat' && (param === 'tools' || param === 'tool_choice')) continue;
+    // A chat's tools, and the legacy functions, the engine reads itself
+    // (src/engine-servers/tool-calls.ts): forced and auto calls are served, a bad shape refused there.
+    if (
+      kind === 'chat' &&
+      (param === 'tools' || param === 'tool_choice' || param === 'functions' || param === 'function_call')
+    )
+      continue;
     if (param === 'functions' && b['function_call'] === 'none') continue;
     return new SwitchyardError(
       'SY_ERR_UNSUPPORTED_PARAMETER',

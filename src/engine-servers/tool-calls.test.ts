@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SwitchyardError } from '../core/errors.ts';
 import { minimalInstance } from './structured-output.ts';
-import { type ToolCalling, toolCallingOf } from './tool-calls.ts';
+import { type AutoTurn, autoToolChoice, autoTurnsOf, type ToolCalling, toolCallingOf } from './tool-calls.ts';
 
 /** The schema a tool calling is generated under. */
 function schemaOf(calling: ToolCalling | undefined): Record<string, unknown> {
@@ -61,15 +61,7 @@ describe('toolCallingOf', () => {
     assert.deepEqual(minimalInstance(schemaOf(c) as never), {});
   });
 
-  it('refuses auto (and its default), unknown names, bad lists, unholdable schemas, clashing $defs', () => {
-    assert.equal(
-      refusal(() => toolCallingOf({ tools })),
-      'SY_ERR_UNSUPPORTED_PARAMETER:tool_choice',
-    );
-    assert.equal(
-      refusal(() => toolCallingOf({ tools, tool_choice: 'auto' })),
-      'SY_ERR_UNSUPPORTED_PARAMETER:tool_choice',
-    );
+  it('refuses unknown names, bad lists, unholdable schemas, clashing $defs', () => {
     assert.equal(
       refusal(() => toolCallingOf({ tools, tool_choice: { type: 'function', function: { name: 'z' } } })),
       'SY_ERR_INVALID_ARGUMENT:tool_choice',
@@ -104,6 +96,148 @@ describe('toolCallingOf', () => {
     assert.equal(
       refusal(() => toolCallingOf({ tools: clash, tool_choice: 'required' })),
       'SY_ERR_UNSUPPORTED_PARAMETER:tools[1].function.parameters',
+    );
+  });
+});
+
+describe('autoToolChoice (the rule auto follows)', () => {
+  const user = (text: string): AutoTurn => ({ kind: 'user', text });
+  const result: AutoTurn = { kind: 'tool-result', text: '' };
+  const other: AutoTurn = { kind: 'other', text: '' };
+  const names = ['get_time', 'get_weather', 'search'];
+
+  it('calls the first listed tool named in the last user turn, else the first tool', () => {
+    assert.equal(autoToolChoice(names, [user('use get_weather or search')]), 'get_weather');
+    assert.equal(autoToolChoice(names, [user('search, then get_time')]), 'get_time');
+    assert.equal(autoToolChoice(names, [user('hello')]), 'get_time');
+    // A whole word only: not inside a longer word or name.
+    assert.equal(autoToolChoice(names, [user('research my_get_weather, then search.')]), 'search');
+    assert.equal(autoToolChoice(['a', 'b'], [user('please b')]), 'b');
+    // Only the last user turn counts, and case matters.
+    assert.equal(autoToolChoice(names, [user('search'), other, user('GET_WEATHER')]), 'get_time');
+    assert.equal(autoToolChoice(names, []), 'get_time');
+    assert.equal(autoToolChoice([], [user('x')]), undefined);
+  });
+
+  it('answers in text once a tool result follows the last user turn; a new user turn calls again', () => {
+    assert.equal(autoToolChoice(names, [user('search'), other, result]), undefined);
+    assert.equal(autoToolChoice(names, [user('a'), other, result, other]), undefined);
+    assert.equal(autoToolChoice(names, [user('a'), other, result, other, user('search')]), 'search');
+    assert.equal(autoToolChoice(names, [other, result]), undefined);
+  });
+
+  it('reads chat messages (tool and legacy function results) and Responses input', () => {
+    const chat = {
+      messages: [
+        { role: 'system', content: 'S' },
+        {
+          role: 'user',
+          content: [{ type: 'text', text: 'a' }, { type: 'image_url' }, { type: 'text', text: 'b' }],
+        },
+        { role: 'assistant', content: null, tool_calls: [] },
+        { role: 'tool', tool_call_id: 'c', content: 'r' },
+        { role: 'function', name: 'f', content: 'r' },
+      ],
+    };
+    assert.deepEqual(
+      autoTurnsOf(chat, 'chat').map((t) => `${t.kind}:${t.text}`),
+      ['other:', 'user:a\nb', 'other:', 'tool-result:', 'tool-result:'],
+    );
+    assert.deepEqual(autoTurnsOf({ input: 'hi' }, 'responses'), [{ kind: 'user', text: 'hi' }]);
+    const input = [
+      { role: 'user', content: 'q' },
+      { type: 'function_call', call_id: 'c', name: 'f', arguments: '{}' },
+      { type: 'function_call_output', call_id: 'c', output: 'r' },
+    ];
+    assert.deepEqual(
+      autoTurnsOf({ input }, 'responses').map((t) => t.kind),
+      ['user', 'other', 'tool-result'],
+    );
+    assert.deepEqual(autoTurnsOf({ messages: 'x' }, 'chat'), []);
+  });
+});
+
+describe('toolCallingOf: auto and the legacy functions', () => {
+  const ask = (text: string) => [{ role: 'user', content: text }];
+
+  it('auto (sent or the default) is a named call marked auto, by the rule; a tool result: text', () => {
+    for (const body of [
+      { tools, messages: ask('please b') },
+      { tools, tool_choice: 'auto', messages: ask('please b') },
+    ]) {
+      const calling = toolCallingOf(body);
+      assert.equal(calling?.mode, 'named');
+      assert.deepEqual(calling?.names, ['b']);
+      assert.equal(calling?.auto, true);
+      assert.equal(calling?.legacy, false);
+      // Generated under that tool's schema, as a named call is.
+      assert.deepEqual(minimalInstance(schemaOf(calling) as never), { item: { n: '' } });
+    }
+    assert.deepEqual(toolCallingOf({ tools, messages: ask('hi') })?.names, ['a']);
+    const answered = [...ask('b'), { role: 'assistant', tool_calls: [] }, { role: 'tool', content: '1' }];
+    assert.equal(toolCallingOf({ tools, messages: answered }), undefined);
+    assert.equal(
+      toolCallingOf({ tools, tool_choice: { type: 'function', function: { name: 'a' } } })?.auto,
+      false,
+    );
+    // Responses: flat tools, the input's function_call_output.
+    const flat = [{ type: 'function', name: 'f', parameters: A }];
+    assert.deepEqual(toolCallingOf({ tools: flat, input: 'go' }, 'responses')?.names, ['f']);
+    const done = [
+      { role: 'user', content: 'go' },
+      { type: 'function_call_output', call_id: 'c', output: '1' },
+    ];
+    assert.equal(toolCallingOf({ tools: flat, input: done }, 'responses'), undefined);
+  });
+
+  it('maps functions and function_call: a name is named, auto (or none given) by the rule, none is text', () => {
+    const functions = [{ name: 'a', parameters: A }, { name: 'c' }];
+    const named = toolCallingOf({ functions, function_call: { name: 'c' }, messages: ask('x') });
+    assert.equal(named?.legacy, true);
+    assert.equal(named?.auto, false);
+    assert.deepEqual(named?.names, ['c']);
+    const auto = toolCallingOf({ functions, messages: ask('use c') });
+    assert.equal(auto?.legacy, true);
+    assert.equal(auto?.auto, true);
+    assert.deepEqual(auto?.names, ['c']);
+    assert.deepEqual(toolCallingOf({ functions, function_call: 'auto', messages: ask('x') })?.names, ['a']);
+    assert.equal(toolCallingOf({ functions, function_call: 'none', messages: ask('x') }), undefined);
+    const answered = [...ask('c'), { role: 'function', name: 'c', content: '1' }];
+    assert.equal(toolCallingOf({ functions, messages: answered }), undefined);
+    assert.equal(toolCallingOf({ function_call: 'auto', messages: ask('x') }), undefined);
+  });
+
+  it('refuses legacy mixed with tools, a bad function_call, unknown names and bad functions, naming them', () => {
+    const functions = [{ name: 'a', parameters: A }];
+    assert.equal(
+      refusal(() => toolCallingOf({ functions, tools })),
+      'SY_ERR_INVALID_ARGUMENT:functions',
+    );
+    assert.equal(
+      refusal(() => toolCallingOf({ function_call: 'auto', tool_choice: 'required', tools })),
+      'SY_ERR_INVALID_ARGUMENT:function_call',
+    );
+    assert.equal(
+      refusal(() => toolCallingOf({ functions, function_call: 'required' })),
+      'SY_ERR_INVALID_ARGUMENT:function_call',
+    );
+    assert.equal(
+      refusal(() => toolCallingOf({ functions, function_call: { name: 'z' } })),
+      'SY_ERR_INVALID_ARGUMENT:function_call',
+    );
+    assert.equal(
+      refusal(() => toolCallingOf({ function_call: { name: 'a' } })),
+      'SY_ERR_INVALID_ARGUMENT:function_call',
+    );
+    assert.equal(
+      refusal(() => toolCallingOf({ functions: [{}] })),
+      'SY_ERR_INVALID_ARGUMENT:functions[0].name',
+    );
+    assert.equal(
+      refusal(() =>
+        toolCallingOf({ functions: [{ name: 'p', parameters: { type: 'string', pattern: 'a' } }] }),
+      ),
+      'SY_ERR_UNSUPPORTED_PARAMETER:functions[0].parameters',
     );
   });
 });

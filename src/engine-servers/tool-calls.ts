@@ -1,6 +1,6 @@
 /**
- * Forced tool calls on the built-in engines' chat completions, as vLLM serves them without
- * `--enable-auto-tool-choice` (vllm/entrypoints/openai/serving_chat.py, protocol.py):
+ * Tool calls on the built-in engines' chat completions: forced ones as vLLM serves them
+ * (vllm/entrypoints/openai/serving_chat.py, protocol.py), auto ones by a fixed rule:
  *
  * - a named choice, `tool_choice: {"type": "function", "function": {"name": N}}`: the arguments are
  *   generated under the function's `parameters` schema (the structured-output check and grammar,
@@ -10,15 +10,29 @@
  * - `tool_choice: "required"`: a JSON array of `{"name": ..., "parameters": ...}` objects, one
  *   alternative per tool (vLLM's required schema), each item answered as a tool call, finish reason
  *   "tool_calls". `parallel_tool_calls: false` bounds the array to one call.
- * - `"auto"`, or tools with no `tool_choice` (which defaults to auto there): 400, as vLLM answers
- *   without an auto tool parser; `"none"` is served as text with the tools ignored (not read here).
+ * - `"auto"`, or tools with no `tool_choice` (OpenAI's default): a built-in engine has no model to
+ *   decide, so it follows a fixed rule (`autoToolChoice`) that lets an agent loop end: a tool result
+ *   (a `tool` message, a legacy `function` one, a Responses `function_call_output` item) after the
+ *   last user turn is answered in text; otherwise one call, to the first listed tool whose name
+ *   occurs as a whole word in the last user turn's text, else to the first tool. The call is generated as a named one
+ *   and answered as vLLM with `--enable-auto-tool-choice` and a tool parser (hermes, llama3_json)
+ *   answers one: `content: null`, `tool_calls` with a `chatcmpl-tool-` id, finish reason
+ *   "tool_calls" (a call cut by max_tokens keeps the generation's "length"). Streamed as a named call.
+ *   To stop 34 auto was 400, as vLLM without an auto tool parser answers it.
+ * - `"none"` is served as text with the tools ignored (not read here).
+ * - The legacy `functions` and `function_call` (chat only) are read as tools and a choice: a
+ *   `{"name"}` is named, `"auto"` (or none given) auto, `"none"` text; beside `tools` or
+ *   `tool_choice`, 400. Answered in OpenAI's legacy shape: `message.function_call: {name,
+ *   arguments}`, `content: null`, finish reason "function_call" for an auto call ("stop" for a named
+ *   one, as a named tool call); streamed as `delta.function_call`, the name in the first.
  *
  * Streamed, a named call goes out as vLLM streams it: a first delta with the call's id, type, name
  * and first piece of arguments, then argument pieces. A required call list is sent whole when it
- * closes (one delta per call), since its name is known only once parsed. *
+ * closes (one delta per call), since its name is known only once parsed.
+ *
  * The Responses API reads the same choices in its flat form (`toolCallingOf(body, 'responses')`:
  * `tools: [{"type": "function", "name", "parameters"}]`, `tool_choice: {"type": "function",
- * "name"}`); responses.ts answers them as `function_call` output items.
+ * "name"}`, and auto); responses.ts answers a call as a `function_call` output item.
  */
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
@@ -40,6 +54,13 @@ export interface ToolCalling {
   readonly names: readonly string[];
   /** The constraint the arguments (named) or the call list (required) are generated under. */
   readonly structured: StructuredOutput;
+  /**
+   * The call is `auto`'s choice (autoToolChoice), answered as vLLM's auto tool parser answers one:
+   * `content` null and finish reason "tool_calls". Always `named` mode.
+   */
+  readonly auto: boolean;
+  /** Asked in the legacy form (`functions`, `function_call`): answered as `message.function_call`. */
+  readonly legacy: boolean;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -64,23 +85,36 @@ interface Tool {
  */
 export type ToolsForm = 'chat' | 'responses';
 
+/**
+ * How a tools list is read: the two forms above, and chat's legacy `functions` (`[{"name",
+ * "description", "parameters"}]`, the function itself with no `type`).
+ */
+type ListForm = ToolsForm | 'functions';
+
 /** Where a tool's function fields are in `form`, as a param path suffix (`.function` or none). */
-function fnAt(form: ToolsForm): string {
+function fnAt(form: ListForm): string {
   return form === 'chat' ? '.function' : '';
 }
 
 /** The tools list, each checked (a function with a name; parameters a schema the engines can hold). */
-function readTools(value: unknown, form: ToolsForm): Tool[] {
+function readTools(value: unknown, form: ListForm): Tool[] {
+  const list = form === 'functions' ? 'functions' : 'tools';
   const shape =
     form === 'chat'
       ? '{"type": "function", "function": {"name": ..., "parameters": ...}}'
-      : '{"type": "function", "name": ..., "parameters": ...} (the built-in engines serve function tools only)';
-  if (!Array.isArray(value)) throw invalid('tools', `expected a list of ${shape}`);
+      : form === 'functions'
+        ? '{"name": ..., "parameters": ...}'
+        : '{"type": "function", "name": ..., "parameters": ...} (the built-in engines serve function tools only)';
+  if (!Array.isArray(value)) throw invalid(list, `expected a list of ${shape}`);
   if (value.length > TOOLS_MAX)
-    throw invalid('tools', `${value.length} tools, above the bound of ${TOOLS_MAX}`);
+    throw invalid(list, `${value.length} ${list}, above the bound of ${TOOLS_MAX}`);
   return value.map((tool, i) => {
-    const at = `tools[${i}]`;
-    if (!isObject(tool) || tool['type'] !== 'function' || (form === 'chat' && !isObject(tool['function'])))
+    const at = `${list}[${i}]`;
+    if (
+      !isObject(tool) ||
+      (form !== 'functions' && tool['type'] !== 'function') ||
+      (form === 'chat' && !isObject(tool['function']))
+    )
       throw invalid(at, `expected ${shape}`);
     const fn = form === 'chat' ? (tool['function'] as Record<string, unknown>) : tool;
     const name = fn['name'];
@@ -137,45 +171,161 @@ function requiredSchema(tools: readonly Tool[], one: boolean, form: ToolsForm): 
   };
 }
 
+/** A conversation turn as the auto rule reads it: a user's text, a tool's result, or anything else. */
+export interface AutoTurn {
+  readonly kind: 'user' | 'tool-result' | 'other';
+  /** A user turn's text (what the rule looks for tool names in); '' for the others. */
+  readonly text: string;
+}
+
 /**
- * What a (decoded) chat body's `tools` and `tool_choice` ask for: undefined for none (no tools, or
- * `tool_choice: "none"`); a named or required call; or 400: `auto` (as vLLM without an auto tool
- * parser), a choice naming no listed tool, a malformed list, a schema the engines cannot hold
- * (naming the keyword, as structured output does), or tools beside another output constraint.
+ * `tool_choice: "auto"` on the built-in engines, which have no language model to decide: a fixed
+ * rule that lets an agent loop end. A tool result after the last user turn (the loop has called
+ * and been answered): answer in text, undefined. Otherwise call one tool: the first listed whose
+ * name occurs in the last user turn's text as a whole word (case-sensitive, as written; not inside
+ * a longer word: `search` is not in "research"), else the first listed.
+ * With no user turn, any tool result means text. Pure: the same turns, the same answer.
+ */
+export function autoToolChoice(toolNames: readonly string[], turns: readonly AutoTurn[]): string | undefined {
+  let lastUser = turns.length - 1;
+  while (lastUser >= 0 && (turns[lastUser] as AutoTurn).kind !== 'user') lastUser--;
+  for (let i = lastUser + 1; i < turns.length; i++)
+    if ((turns[i] as AutoTurn).kind === 'tool-result') return undefined;
+  const text = lastUser >= 0 ? (turns[lastUser] as AutoTurn).text : '';
+  return toolNames.find((name) => namedIn(text, name)) ?? toolNames[0];
+}
+
+/** Characters a name runs on through (a tool name's own: letters, digits, `_`, `-`). */
+const NAME_CHAR = /[\p{L}\p{N}_-]/u;
+
+/** `name` occurs in `text` as a whole word: not inside a longer name (`a` is not in "please"). */
+function namedIn(text: string, name: string): boolean {
+  if (name === '') return false;
+  for (let at = text.indexOf(name); at !== -1; at = text.indexOf(name, at + 1)) {
+    const before = text[at - 1];
+    const after = text[at + name.length];
+    if ((before === undefined || !NAME_CHAR.test(before)) && (after === undefined || !NAME_CHAR.test(after)))
+      return true;
+  }
+  return false;
+}
+
+/** A content's text for the rule: a string, or its text parts' text joined by "\n"; else ''. */
+function turnText(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  return content
+    .map((part) => (isObject(part) && typeof part['text'] === 'string' ? part['text'] : ''))
+    .filter((t) => t !== '')
+    .join('\n');
+}
+
+/**
+ * The turns of a body's conversation: chat's `messages` (`user`; `tool` and legacy `function`
+ * results), or the Responses `input` (a string is one user turn; `user` messages and
+ * `function_call_output` items).
+ */
+export function autoTurnsOf(body: Record<string, unknown>, form: ToolsForm): AutoTurn[] {
+  const items = form === 'chat' ? body['messages'] : body['input'];
+  if (form === 'responses' && typeof items === 'string') return [{ kind: 'user', text: items }];
+  if (!Array.isArray(items)) return [];
+  return items.map((item): AutoTurn => {
+    if (!isObject(item)) return { kind: 'other', text: '' };
+    const role = item['role'];
+    if (role === 'user') return { kind: 'user', text: turnText(item['content']) };
+    if (form === 'chat' ? role === 'tool' || role === 'function' : item['type'] === 'function_call_output')
+      return { kind: 'tool-result', text: '' };
+    return { kind: 'other', text: '' };
+  });
+}
+
+/**
+ * A chat body's legacy `functions` / `function_call` as tools: undefined when it has neither, else
+ * the `tools`, `tool_choice` they mean (a name becomes a named choice, "auto" and "none" stay; no
+ * `function_call` is auto, OpenAI's default), or 400 beside `tools` or `tool_choice`, or for a
+ * choice of another shape.
+ */
+function legacyAsTools(body: Record<string, unknown>): { tools: unknown; choice: unknown } | undefined {
+  const functions = body['functions'];
+  const call = body['function_call'];
+  const given = (v: unknown): boolean => v !== undefined && v !== null;
+  if (!given(functions) && !given(call)) return undefined;
+  if (given(body['tools']) || given(body['tool_choice']))
+    throw invalid(
+      given(functions) ? 'functions' : 'function_call',
+      'send tools and tool_choice, or the legacy functions and function_call, not both',
+    );
+  const choice =
+    !given(call) || call === 'auto' || call === 'none'
+      ? call
+      : isObject(call) && typeof call['name'] === 'string'
+        ? { type: 'function', name: call['name'] }
+        : undefined;
+  if (choice === undefined && given(call))
+    throw invalid('function_call', 'expected "none", "auto" or {"name": ...}');
+  return { tools: functions, choice };
+}
+
+/**
+ * What a (decoded) chat body's `tools` and `tool_choice` (or legacy `functions` and
+ * `function_call`) ask for: undefined for none (no tools, `tool_choice: "none"`, or `auto` deciding
+ * on text); a named or required call (`auto`'s call is a named one, marked `auto`); or 400: a choice
+ * naming no listed tool, a malformed list, a schema the engines cannot hold (naming the keyword, as
+ * structured output does), or tools beside another output constraint.
  */
 export function toolCallingOf(body: unknown, form: ToolsForm = 'chat'): ToolCalling | undefined {
   if (!isObject(body)) return undefined;
+  const legacy = form === 'chat' ? legacyAsTools(body) : undefined;
+  const listForm: ListForm = legacy !== undefined ? 'functions' : form;
+  const listParam = legacy !== undefined ? 'functions' : 'tools';
+  const choiceParam = legacy !== undefined ? 'function_call' : 'tool_choice';
   const namedShape =
-    form === 'chat' ? '{"type": "function", "function": {"name": ...}}' : '{"type": "function", "name": ...}';
-  const tools = body['tools'];
-  const choice = body['tool_choice'];
+    legacy !== undefined
+      ? '{"name": ...}'
+      : form === 'chat'
+        ? '{"type": "function", "function": {"name": ...}}'
+        : '{"type": "function", "name": ...}';
+  const tools = legacy !== undefined ? legacy.tools : body['tools'];
+  const choice = legacy !== undefined ? legacy.choice : body['tool_choice'];
   if (choice === 'none') return undefined;
   const listed = Array.isArray(tools) ? tools.length > 0 : tools !== undefined && tools !== null;
   if (!listed) {
     if (choice === undefined || choice === null || choice === 'auto') return undefined;
     // vLLM's check_tool_usage: "When using `tool_choice`, `tools` must be set."
-    throw invalid('tool_choice', 'a tool_choice other than "none" or "auto" needs `tools` to be set');
-  }
-  if (choice === undefined || choice === null || choice === 'auto')
-    throw new SwitchyardError(
-      'SY_ERR_UNSUPPORTED_PARAMETER',
-      `parameter 'tool_choice' is "auto"${choice === 'auto' ? '' : ' (the default when tools are given)'}, which the ` +
-        'built-in engines do not support: as vLLM without --enable-auto-tool-choice and --tool-call-parser, they ' +
-        `call a tool only when told to; send tool_choice "required" or ${namedShape}, or "none" to answer in text`,
-      { param: 'tool_choice' },
+    throw invalid(
+      choiceParam,
+      `a ${choiceParam} other than "none" or "auto" needs \`${listParam}\` to be set`,
     );
-  const read = readTools(tools, form);
-  if (choice === 'required') {
+  }
+  const read = readTools(tools, listForm);
+  const marks = { auto: false, legacy: legacy !== undefined };
+  if (choice === undefined || choice === null || choice === 'auto') {
+    const name = autoToolChoice(
+      read.map((t) => t.name),
+      autoTurnsOf(body, form),
+    );
+    const tool = read.find((t) => t.name === name);
+    if (tool === undefined) return undefined;
+    return {
+      mode: 'named',
+      names: [tool.name],
+      structured: structuredOf(tool.schema, listParam),
+      ...marks,
+      auto: true,
+    };
+  }
+  if (choice === 'required' && legacy === undefined) {
     const one = body['parallel_tool_calls'] === false;
     return {
       mode: 'required',
       names: read.map((t) => t.name),
       structured: structuredOf(requiredSchema(read, one, form), 'tools'),
+      ...marks,
     };
   }
   const chosen =
     isObject(choice) && choice['type'] === 'function'
-      ? form === 'chat'
+      ? form === 'chat' && legacy === undefined
         ? isObject(choice['function'])
           ? choice['function']
           : undefined
@@ -186,12 +336,15 @@ export function toolCallingOf(body: unknown, form: ToolsForm = 'chat'): ToolCall
     const tool = read.find((t) => t.name === name);
     if (tool === undefined)
       throw invalid(
-        'tool_choice',
-        `tool ${String(JSON.stringify(name)).slice(0, 300)} is not among the request's tools`,
+        choiceParam,
+        `${legacy !== undefined ? 'function' : 'tool'} ${String(JSON.stringify(name)).slice(0, 300)} is not among the request's ${listParam}`,
       );
-    return { mode: 'named', names: [tool.name], structured: structuredOf(tool.schema, 'tools') };
+    return { mode: 'named', names: [tool.name], structured: structuredOf(tool.schema, listParam), ...marks };
   }
-  throw invalid('tool_choice', `expected "none", "auto", "required" or ${namedShape}`);
+  throw invalid(
+    choiceParam,
+    `expected "none", "auto"${legacy !== undefined ? '' : ', "required"'} or ${namedShape}`,
+  );
 }
 
 /** One generated call. */
@@ -281,11 +434,19 @@ export class ToolCallResponse implements GenerationSink {
     this.res.write(this.chunk(this.namedDelta(text)));
   }
 
-  /** A named call's delta: the first carries the id, type and name (as vLLM streams it). */
+  /**
+   * A named call's delta: the first carries the id, type and name (as vLLM streams it); a legacy
+   * call's is `function_call`, its first with the name (as OpenAI streamed it).
+   */
   private namedDelta(args: string): string {
-    if (this.headSent) return `{"tool_calls":[{"index":0,"function":{"arguments":${JSON.stringify(args)}}}]}`;
+    const first = !this.headSent;
     this.headSent = true;
     const name = JSON.stringify(this.calling.names[0]);
+    if (this.calling.legacy)
+      return first
+        ? `{"function_call":{"name":${name},"arguments":${JSON.stringify(args)}}}`
+        : `{"function_call":{"arguments":${JSON.stringify(args)}}}`;
+    if (!first) return `{"tool_calls":[{"index":0,"function":{"arguments":${JSON.stringify(args)}}}]}`;
     return `{"tool_calls":[{"id":"${this.callId}","type":"function","index":0,"function":{"name":${name},"arguments":${JSON.stringify(args)}}}]}`;
   }
 
@@ -300,8 +461,16 @@ export class ToolCallResponse implements GenerationSink {
     const calls: Call[] | undefined = named
       ? [{ name: this.calling.names[0] as string, arguments: this.text }]
       : requiredCalls(this.text);
-    // vLLM: "tool_calls" for a required list that ended on its own, else the generation's reason.
-    const finish = JSON.stringify(!named && calls !== undefined && reason === 'stop' ? 'tool_calls' : reason);
+    // vLLM: "tool_calls" for a required list or an auto call that ended on its own, else the
+    // generation's reason (a named call: "stop"); a legacy auto call's is OpenAI's "function_call".
+    const { auto, legacy } = this.calling;
+    const finish = JSON.stringify(
+      reason !== 'stop' || (named && !auto) || calls === undefined
+        ? reason
+        : legacy
+          ? 'function_call'
+          : 'tool_calls',
+    );
     const callJson = (call: Call, i: number, id: string): string =>
       `{"id":"${id}","type":"function","index":${i},"function":{"name":${JSON.stringify(call.name)},"arguments":${JSON.stringify(call.arguments)}}}`;
     if (this.parsed.stream) {
@@ -320,14 +489,19 @@ export class ToolCallResponse implements GenerationSink {
       this.res.end(out + SSE_DONE);
       return;
     }
+    // An auto call's content is null, as vLLM's tool parsers give it with no text before the call
+    // (hermes, llama3_json); a named or required call's is "" (serving_chat.py); a legacy call's
+    // null, as OpenAI answered one.
     const message =
       calls === undefined
         ? `{"role":"assistant","content":${JSON.stringify(this.text)},"refusal":null}`
-        : `{"role":"assistant","content":"","refusal":null,"tool_calls":[${calls
-            .map((call, i) =>
-              callJson(call, i, i === 0 ? this.callId : toolCallId()).replace(/,"index":\d+/, ''),
-            )
-            .join(',')}]}`;
+        : legacy
+          ? `{"role":"assistant","content":null,"refusal":null,"function_call":{"name":${JSON.stringify(calls[0]?.name)},"arguments":${JSON.stringify(calls[0]?.arguments)}}}`
+          : `{"role":"assistant","content":${auto ? 'null' : '""'},"refusal":null,"tool_calls":[${calls
+              .map((call, i) =>
+                callJson(call, i, i === 0 ? this.callId : toolCallId()).replace(/,"index":\d+/, ''),
+              )
+              .join(',')}]}`;
     const body = `{"id":"${this.id}","object":"chat.completion","created":${this.created},"model":${JSON.stringify(this.parsed.model)},"choices":[{"index":0,"message":${message},"logprobs":null,"finish_reason":${finish},"stop_reason":null}],"usage":${usageJson(usage)}}`;
     sendJson(this.res, 200, body, this.host.closingHeaders());
   }

@@ -3,8 +3,9 @@
  * gateway (task F, stop 34), in the Responses API's flat form as OpenAI and vLLM shape it: `tools:
  * [{type: "function", name, parameters}]` with `tool_choice: {type: "function", name}` or
  * "required", answered as `function_call` output items (`fc_...` id, `call_...` call_id, the
- * arguments as JSON text), streamed and not; "auto" (and tools without a tool_choice) 400; a
- * parameters schema the engines cannot hold 400 naming it. Before, every Responses request with
+ * arguments as JSON text), streamed and not; a parameters schema the engines cannot hold 400
+ * naming it. "auto" (and tools without a tool_choice), 400 at stop 34, follow the rule of
+ * tool-calls.ts autoToolChoice since stop 35 (task G): one function_call item. Before, every Responses request with
  * `tools` (but `tool_choice: "none"`) was 400 naming `tools`.
  *
  * The llama engine runs the tiny random-weight model: under the grammar its arguments are JSON that
@@ -167,15 +168,30 @@ for (const engine of ENGINES) {
       }
     });
 
-    it('tool_choice auto, and tools without a tool_choice: 400 naming tool_choice and what to send', async () => {
-      for (const extra of [{ tool_choice: 'auto' }, {}]) {
-        const reply = await post(engine.url(), '/v1/responses', BODY(engine.model, extra));
-        assert.equal(reply.status, 400, reply.text);
-        const e = assertErrorBody(reply.text, 400).error;
-        assert.equal(e.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
-        assert.equal(e.param, 'tool_choice');
-        assert.match(e.message, /--enable-auto-tool-choice/);
-        assert.match(e.message, /\{"type": "function", "name": \.\.\.\}/);
+    it('tool_choice auto, and tools without one: one function_call item by the rule, streamed and not', async () => {
+      // The rule (tool-calls.ts autoToolChoice): the first listed tool named in the last user turn,
+      // else the first tool. Before (stop 34) both were 400 naming tool_choice.
+      const cases = [
+        { extra: { tool_choice: 'auto' }, input: 'What is the weather in Paris?', name: 'get_weather' },
+        { extra: {}, input: [{ role: 'user', content: 'Please search for Paris.' }], name: 'search' },
+      ];
+      for (const { extra, input, name } of cases) {
+        const reply = await post(engine.url(), '/v1/responses', BODY(engine.model, { ...extra, input }));
+        assert.equal(reply.status, 200, reply.text);
+        const response = JSON.parse(reply.text) as ResponseJson;
+        assert.equal(response.status, 'completed');
+        assert.equal(response.output.length, 1);
+        checkCall(response.output[0], [name]);
+        assert.equal(response.tool_choice, 'auto');
+        const streamed = await post(
+          engine.url(),
+          '/v1/responses',
+          BODY(engine.model, { ...extra, input, stream: true }),
+        );
+        assert.equal(streamed.status, 200, streamed.text);
+        const final = events(streamed.text).at(-1)?.['response'] as ResponseJson | undefined;
+        assert.equal(final?.output.length, 1);
+        checkCall(final?.output[0], [name]);
       }
     });
 

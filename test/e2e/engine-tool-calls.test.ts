@@ -1,9 +1,12 @@
 /**
  * End-to-end: forced tool calls on both built-in engines' chat completions, through a live gateway
- * (task H, stop 34), as vLLM serves them without --enable-auto-tool-choice: a named
- * `tool_choice` and `"required"`, streamed and not; `auto` (and tools without a tool_choice) 400;
+ * (task H, stop 34), as vLLM serves them: a named `tool_choice` and `"required"`, streamed and not;
  * a parameters schema the engines cannot hold 400 naming the keyword; a tool-call history sent
  * back. Before, every request with `tools` (but `tool_choice: "none"`) was 400 naming `tools`.
+ * Stop 35 (task G): `auto` (and tools without a tool_choice, which were 400) follow the rule of
+ * tool-calls.ts autoToolChoice, answered as vLLM's auto tool parser answers; a tool result after
+ * the last user turn is answered in text and counts in the prompt; the legacy `functions` (400
+ * before) are served in their own answer shape; openai-node's runTools completes a round trip.
  *
  * The llama engine runs the tiny random-weight model: under the grammar its arguments are JSON that
  * validates against the tool's schema. The sim answers the schema's minimal instance.
@@ -184,16 +187,188 @@ for (const engine of ENGINES) {
       }
     });
 
-    it('tool_choice auto, and tools without a tool_choice: 400 naming tool_choice and what to send', async () => {
-      for (const extra of [{ tool_choice: 'auto' }, {}]) {
-        const reply = await post(engine.url(), '/v1/chat/completions', CHAT(engine.model, extra));
-        assert.equal(reply.status, 400, reply.text);
-        const e = assertErrorBody(reply.text, 400).error;
-        assert.equal(e.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
-        assert.equal(e.param, 'tool_choice');
-        assert.match(e.message, /--enable-auto-tool-choice/);
-        assert.match(e.message, /"required"/);
+    it('tool_choice auto, and tools without one: one call by the rule, content null, finish tool_calls, streamed and not', async () => {
+      // The rule (tool-calls.ts autoToolChoice): the first listed tool named in the last user turn,
+      // else the first tool.
+      const cases = [
+        { extra: { tool_choice: 'auto' }, ask: 'What is the weather in Paris?', name: 'get_weather' },
+        { extra: {}, ask: 'Please search for Paris.', name: 'search' },
+      ];
+      for (const { extra, ask, name } of cases)
+        for (const stream of [false, true]) {
+          const body = CHAT(engine.model, { ...extra, stream, messages: [{ role: 'user', content: ask }] });
+          const reply = await post(engine.url(), '/v1/chat/completions', body);
+          assert.equal(reply.status, 200, reply.text);
+          if (stream) {
+            const { calls, content, finish } = streamedCalls(reply.text);
+            assert.equal(calls.length, 1);
+            checkCall(calls[0], [name]);
+            assert.equal(content, '');
+            assert.equal(finish, 'tool_calls');
+          } else {
+            const choice = (JSON.parse(reply.text) as Answer).choices[0]!;
+            assert.equal(choice.message.tool_calls?.length, 1);
+            checkCall(choice.message.tool_calls?.[0], [name]);
+            // As vLLM's auto tool parsers answer a call with no text before it (hermes, llama3_json).
+            assert.equal(choice.message.content, null);
+            assert.equal(choice.finish_reason, 'tool_calls');
+          }
+        }
+    });
+
+    it('auto after a tool result: text; the calls and results count in the prompt', async () => {
+      const first = await post(engine.url(), '/v1/chat/completions', CHAT(engine.model, {}));
+      assert.equal(first.status, 200, first.text);
+      const call = (JSON.parse(first.text) as Answer).choices[0]!.message.tool_calls?.[0] as Call;
+      const history = [
+        { role: 'user', content: 'What is the weather in Paris?' },
+        { role: 'assistant', content: null, tool_calls: [call] },
+        { role: 'tool', tool_call_id: call.id, content: '{"sky": "clear", "celsius": 21}' },
+      ];
+      for (const stream of [false, true]) {
+        const reply = await post(
+          engine.url(),
+          '/v1/chat/completions',
+          CHAT(engine.model, {
+            messages: history,
+            max_tokens: 5,
+            stream,
+            ...(stream ? { stream_options: { include_usage: true } } : {}),
+          }),
+        );
+        assert.equal(reply.status, 200, reply.text);
+        if (stream) {
+          const { calls, content, finish } = streamedCalls(reply.text);
+          assert.equal(calls.length, 0);
+          assert.ok(content.length > 0);
+          assert.equal(finish, 'length');
+        } else {
+          const choice = (JSON.parse(reply.text) as Answer).choices[0]!;
+          assert.equal(choice.message.tool_calls, undefined);
+          assert.equal(typeof choice.message.content, 'string');
+          assert.equal(choice.finish_reason, 'length');
+        }
       }
+      // The assistant's call is in the prompt: the same history without it counts fewer tokens.
+      const usage = async (messages: unknown[]): Promise<number> => {
+        const reply = await post(
+          engine.url(),
+          '/v1/chat/completions',
+          CHAT(engine.model, { messages, max_tokens: 1, tool_choice: 'none' }),
+        );
+        assert.equal(reply.status, 200, reply.text);
+        return (JSON.parse(reply.text) as { usage: { prompt_tokens: number } }).usage.prompt_tokens;
+      };
+      const stripped = [history[0], { role: 'assistant', content: null }, history[2]];
+      const noResult = [history[0], history[1], { role: 'tool', tool_call_id: call.id, content: '' }];
+      const full = await usage(history);
+      assert.ok(full > (await usage(stripped)), 'the tool call counts');
+      assert.ok(full > (await usage(noResult)), 'the tool result counts');
+    });
+
+    it('legacy functions: named answers message.function_call (finish stop), auto finish function_call, then text', async () => {
+      const functions = TOOLS.map((t) => t.function);
+      const legacy = (extra: Record<string, unknown>): Record<string, unknown> => {
+        const { tools: _, ...rest } = CHAT(engine.model, extra);
+        return { ...rest, functions };
+      };
+      interface Legacy {
+        choices: {
+          message: { content: string | null; function_call?: { name: string; arguments: string } };
+          finish_reason: string;
+        }[];
+      }
+      for (const [extra, name, finish] of [
+        [{ function_call: { name: 'search' } }, 'search', 'stop'],
+        [{ function_call: 'auto' }, 'get_weather', 'function_call'],
+        [{}, 'get_weather', 'function_call'],
+      ] as const) {
+        const reply = await post(engine.url(), '/v1/chat/completions', legacy(extra));
+        assert.equal(reply.status, 200, reply.text);
+        const choice = (JSON.parse(reply.text) as Legacy).choices[0]!;
+        assert.equal(choice.message.content, null);
+        assert.equal(choice.message.function_call?.name, name);
+        validated(choice.message.function_call?.arguments ?? '', SCHEMAS[name] as object);
+        assert.equal((choice.message as { tool_calls?: unknown }).tool_calls, undefined);
+        assert.equal(choice.finish_reason, finish);
+      }
+      // Streamed: the name first, then argument pieces, as OpenAI streamed function_call.
+      const streamed = await post(engine.url(), '/v1/chat/completions', legacy({ stream: true }));
+      assert.equal(streamed.status, 200, streamed.text);
+      let fnName = '';
+      let args = '';
+      let finish: string | null = null;
+      for (const data of sseData(streamed.text)) {
+        if (data === '[DONE]') continue;
+        const c = (
+          JSON.parse(data) as {
+            choices: {
+              delta: { function_call?: { name?: string; arguments?: string } };
+              finish_reason: string | null;
+            }[];
+          }
+        ).choices[0]!;
+        if (c.delta.function_call?.name !== undefined) {
+          assert.equal(fnName, '', 'the name comes once');
+          fnName = c.delta.function_call.name;
+        }
+        args += c.delta.function_call?.arguments ?? '';
+        finish = c.finish_reason ?? finish;
+      }
+      assert.equal(fnName, 'get_weather');
+      validated(args, WEATHER);
+      assert.equal(finish, 'function_call');
+      // The function's result sent back (role function): text.
+      const messages = [
+        { role: 'user', content: 'What is the weather in Paris?' },
+        { role: 'assistant', content: null, function_call: { name: fnName, arguments: args } },
+        { role: 'function', name: fnName, content: '{"sky": "clear"}' },
+      ];
+      const after = await post(engine.url(), '/v1/chat/completions', legacy({ messages, max_tokens: 4 }));
+      assert.equal(after.status, 200, after.text);
+      const text = (JSON.parse(after.text) as Legacy).choices[0]!;
+      assert.equal(text.message.function_call, undefined);
+      assert.equal(typeof text.message.content, 'string');
+      // A malformed choice is 400 naming it.
+      const bad = await post(engine.url(), '/v1/chat/completions', legacy({ function_call: 'required' }));
+      assert.equal(bad.status, 400, bad.text);
+      assert.equal(assertErrorBody(bad.text, 400).error.param, 'function_call');
+    });
+
+    // The sim only: runTools throws on an answer that ends by "length" (LengthFinishReasonError, as
+    // against OpenAI), and the llama engine's tiny random-weight model never ends on its own.
+    it('openai-node runTools with auto: a call, the tool run, then a text answer', {
+      skip: engine.name === 'llama',
+    }, async () => {
+      const client = new OpenAI({ baseURL: `${engine.url()}/v1`, apiKey: 'x', maxRetries: 0 });
+      const seen: unknown[] = [];
+      const runner = client.chat.completions.runTools({
+        model: engine.model,
+        messages: [{ role: 'user', content: 'Please search for Paris.' }],
+        // No max_tokens: the answer ends as a model ending on its own ("stop"); runTools throws on a
+        // "length" answer (LengthFinishReasonError), as it does against OpenAI.
+        tools: [
+          {
+            type: 'function',
+            function: {
+              name: 'search',
+              description: 'Search',
+              parameters: SEARCH as unknown as Record<string, unknown>,
+              // Without parse the SDK hands over the arguments' text.
+              function: (args: string) => {
+                seen.push(JSON.parse(args));
+                return '{"hits": 2}';
+              },
+            },
+          },
+        ],
+      });
+      const content = await runner.finalContent();
+      assert.equal(seen.length, 1);
+      validated(JSON.stringify(seen[0]), SEARCH);
+      assert.equal(typeof content, 'string');
+      const roles = runner.messages.map((m) => m.role);
+      assert.deepEqual(roles, ['user', 'assistant', 'tool', 'assistant']);
     });
 
     it('tool_choice none: served as text, tools ignored', async () => {

@@ -11,7 +11,8 @@
  *   sim engine must serve them.
  * - `tools` with `tool_choice: "none"` to a built-in engine was 400 naming `tools`; vLLM serves such
  *   a request as text (no tool may be called), and so does the sim now. With `auto` (the default
- *   when tools are given) it is still refused, as vLLM without --enable-auto-tool-choice refuses it.
+ *   when tools are given) it was refused to stop 34, as vLLM without --enable-auto-tool-choice
+ *   refuses it; since stop 35 the engines answer it by a fixed rule (tool-calls.ts autoToolChoice).
  * - With tenants configured, `models.list()` with a wrong key or none answered 200 (only the
  *   completion routes checked the key); vLLM with --api-key answers 401 on every /v1 route.
  * - A chat body posted to /v1/completions (a common slip), a missing prompt, or a prompt or message
@@ -173,7 +174,7 @@ describe('tools on a model that cannot call them (a built-in engine)', () => {
     assert.equal(answer.choices[0]?.finish_reason, 'length');
   });
 
-  it('tools that may be called (auto, the default) are refused naming tool_choice', async () => {
+  it('tools that may be called (auto, the default) are answered with one call, as vLLM with an auto tool parser', async () => {
     for (const choice of [{}, { tool_choice: 'auto' }]) {
       const reply = await post(wire.gw.url, '/v1/chat/completions', {
         messages,
@@ -181,12 +182,17 @@ describe('tools on a model that cannot call them (a built-in engine)', () => {
         tools,
         ...choice,
       });
-      const e = assertErrorBody(reply.text, reply.status);
-      assert.equal(reply.status, 400);
-      assert.equal(e.error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
-      // Forced calls are served (engine-tool-calls.test.ts); auto is what the engines cannot do.
-      assert.equal(e.error.param, 'tool_choice');
-      assert.match(e.error.message, /--enable-auto-tool-choice/);
+      assert.equal(reply.status, 200, reply.text);
+      const answer = JSON.parse(reply.text) as {
+        choices: {
+          finish_reason: string;
+          message: { content: string | null; tool_calls?: { function: { name: string } }[] };
+        }[];
+      };
+      // 400 naming tool_choice to stop 34; the rule's call since (engine-tool-calls.test.ts).
+      assert.equal(answer.choices[0]?.finish_reason, 'tool_calls');
+      assert.equal(answer.choices[0]?.message.content, null);
+      assert.equal(answer.choices[0]?.message.tool_calls?.[0]?.function.name, 'get_weather');
     }
   });
 });

@@ -180,20 +180,17 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
         },
         param: 'text.format.schema',
       },
-      // Function tools are served with a forced choice (engine-responses-tool-calls.test.ts); auto is not.
-      {
-        body: { tools: [{ type: 'function', name: 'f', parameters: {} }], tool_choice: 'auto' },
-        param: 'tool_choice',
-      },
+      // Function tools are served, forced and auto (engine-responses-tool-calls.test.ts); auto was
+      // refused here to stop 34. A tool that is no function is 400 (the test below).
       { body: { top_logprobs: 2 }, param: 'top_logprobs' },
       { body: { include: ['message.output_text.logprobs'] }, param: 'include' },
       {
-        // An agent's second turn: the tool call and its output, which the sim cannot read.
+        // A reasoning item sent back, which the sim cannot read (a tool call and its output it
+        // reads since stop 35: engine-responses-tool-round-trip.test.ts).
         body: {
           input: [
             { role: 'user', content: 'Weather?' },
-            { type: 'function_call', call_id: 'c1', name: 'weather', arguments: '{}' },
-            { type: 'function_call_output', call_id: 'c1', output: 'sunny' },
+            { type: 'reasoning', id: 'rs_1', summary: [] },
           ],
         },
         param: 'input[1]',
@@ -266,16 +263,16 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
   });
 
   it('passes fields it does not read through to the engine, which judges them', async () => {
-    // Tools with no tool_choice default to auto, which the engine refuses.
+    // Tools the gateway does not read: a tool that is no function, which the engine refuses.
     const reply = await post(gw.url, '/v1/responses', {
       model: MODEL,
       input: 'hi',
-      tools: [{ type: 'function', name: 'f', parameters: {} }],
+      tools: [{ type: 'web_search' }],
     });
     assert.equal(reply.status, 400, reply.text);
     const e = assertErrorBody(reply.text, 400).error;
-    assert.equal(e.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
-    assert.equal(e.param, 'tool_choice');
+    assert.equal(e.code, 'SY_ERR_INVALID_ARGUMENT');
+    assert.equal(e.param, 'tools[0]');
   });
   it('a Responses stream the client abandons is a client abort, and the engine lets the sequence go', async () => {
     const stats0 = await getJson<GatewayStatsJson>(`${gw.url}/stats`);

@@ -180,7 +180,7 @@ describe('Responses tools the request forbids calling', () => {
     ...(stream ? { stream: true } : {}),
   });
 
-  it('are served as text with tool_choice "none", as chat serves them; "auto" is still refused', async () => {
+  it('are served as text with tool_choice "none", as chat serves them; "auto" calls one', async () => {
     const whole = await post(quick.gw.url, '/v1/responses', body('none', false));
     assert.equal(whole.status, 200, whole.text);
     const response = JSON.parse(whole.text) as {
@@ -201,12 +201,12 @@ describe('Responses tools the request forbids calling', () => {
     assert.equal(types.filter((t) => t === 'response.output_text.delta').length, 4, types.join());
     assert.equal(types.at(-1), 'response.incomplete');
 
+    // As on chat: auto is answered with a call by the engines' rule (400 to stop 34;
+    // engine-responses-tool-calls.test.ts).
     const auto = await post(quick.gw.url, '/v1/responses', body('auto', false));
-    assert.equal(auto.status, 400, auto.text);
-    const error = (JSON.parse(auto.text) as { error: { code: string; param: string } }).error;
-    assert.equal(error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
-    // As on chat: a forced choice is served (engine-responses-tool-calls.test.ts), auto is not.
-    assert.equal(error.param, 'tool_choice');
+    assert.equal(auto.status, 200, auto.text);
+    const called = JSON.parse(auto.text) as { output: { type: string }[] };
+    assert.equal(called.output[0]?.type, 'function_call');
   });
 });
 

@@ -239,8 +239,7 @@ describe('the built-in sim engines behind the gateway', { timeout: 120_000 }, ()
   it('answers 400 SY_ERR_UNSUPPORTED_PARAMETER naming each parameter it does not implement', async () => {
     const messages = [{ role: 'user' as const, content: 'hello' }];
     const chatCases: [string, Record<string, unknown>][] = [
-      // Forced calls are served (test/e2e/engine-tool-calls.test.ts); auto, the default, is not.
-      ['tool_choice', { tools: EVERY_CHAT_FIELD.tools }],
+      // Tools are served, forced and auto (test/e2e/engine-tool-calls.test.ts); auto was 400 to stop 34.
       // json_object and json_schema are served (test/e2e/engine-structured-output.test.ts).
       ['response_format', { response_format: { type: 'structural_tag' } }],
       ['logprobs', { logprobs: true }],
@@ -259,6 +258,14 @@ describe('the built-in sim engines behind the gateway', { timeout: 120_000 }, ()
       );
       assert.match(message, new RegExp(param === 'n' ? 'n=2' : `'${param}'`));
     }
+    // Tools with no tool_choice (auto) are answered with a call (the rule of tool-calls.ts).
+    const auto = await client.chat.completions.create({
+      model: MODEL,
+      messages,
+      tools: EVERY_CHAT_FIELD.tools as unknown as OpenAI.ChatCompletionTool[],
+    });
+    assert.equal(auto.choices[0]?.finish_reason, 'tool_calls');
+    assert.equal(auto.choices[0]?.message.tool_calls?.length, 1);
     const completionCases: [string, Record<string, unknown>][] = [
       ['echo', { echo: true }],
       ['logprobs', { logprobs: 0 }],
@@ -428,11 +435,10 @@ describe('the llama engine refuses what it does not implement', { timeout: 120_0
     client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
   });
 
-  it('400 naming tool_choice (auto), response_format, logprobs, logit_bias, echo and n; context 400', async () => {
+  it('400 naming response_format, logprobs, logit_bias, echo and n; context 400', async () => {
     const model = (await client.models.list()).data[0]?.id ?? '';
     const messages = [{ role: 'user' as const, content: 'hi' }];
     for (const [param, extra] of [
-      ['tool_choice', { tools: EVERY_CHAT_FIELD.tools }],
       ['response_format', { response_format: { type: 'structural_tag' } }],
       ['logprobs', { logprobs: true }],
       ['logit_bias', { logit_bias: { '3': 1 } }],
