@@ -6,6 +6,7 @@ import {
   MALLOC_HUGETLB_TUNABLE,
   RESERVE_HEAP_SLACK_MIB,
   RESERVE_HEAP_TUNABLES,
+  reserveHeapIn,
   spawnEngine,
   withMallocHugePages,
   withReserveHeap,
@@ -69,4 +70,13 @@ test('withReserveHeap: one arena, no mmap, a top pad above the reserve; an opera
   }
   for (const none of [0, -1, 1.5, Number.NaN])
     assert.equal(withReserveHeap({}, none)['GLIBC_TUNABLES'], undefined);
+});
+
+test('reserveHeapIn: what withReserveHeap set, not an operator arena or mmap value of their own', () => {
+  assert.equal(reserveHeapIn(withReserveHeap({}, 448)), true);
+  assert.equal(reserveHeapIn(withReserveHeap(withMallocHugePages({}), 448)), true);
+  assert.equal(reserveHeapIn({}), false);
+  assert.equal(reserveHeapIn(withMallocHugePages({})), false);
+  assert.equal(reserveHeapIn({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2:glibc.malloc.mmap_max=0' }), false);
+  assert.equal(reserveHeapIn({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=1' }), false);
 });

@@ -66,10 +66,14 @@ export const RESERVE_HEAP_TUNABLES = [
  * address ranges (with a trim threshold instead, V8's ranges sat right above the heap in 7 of 10
  * standby starts, and glibc grew it with mappings its trim never returns).
  *
- * The price, and why serve does not set it (docs/benchmarks.md, "Stop 34"): the heap keeps up to
- * the pad free for the engine's life, so what the context does not take of the reserve stays
- * resident (about 50 MiB for the bench model's auto-sized reserve; all of it for a reserve sized for
- * a larger model), and a KV cache freed by sleep mode stays too.
+ * The price: glibc obeys the tunables for the engine's life, so the heap would keep up to the pad
+ * free (what the context does not take of the reserve stays resident) and a KV cache freed by sleep
+ * mode would stay too. A standby engine that finds the tunables in its environment (reserveHeapIn)
+ * undoes that once the context is created, and after each large free, with mallopt and malloc_trim
+ * (malloc-trim.ts): the free pages go back, sleep's KV cache included. What it cannot give back is
+ * what llama.cpp allocated on the reserve's already-faulted pages without touching yet (compute
+ * buffers): RssAnon at ready still about 42 MiB above the plain reserve's for the bench model, 15 MiB
+ * after a 540-token prompt; so serve does not set it (docs/benchmarks.md, "Stop 35").
  */
 export function withReserveHeap(env: NodeJS.ProcessEnv, reserveMib: number): NodeJS.ProcessEnv {
   if (!Number.isInteger(reserveMib) || reserveMib < 1) return env;
@@ -83,6 +87,12 @@ export function withReserveHeap(env: NodeJS.ProcessEnv, reserveMib: number): Nod
     `glibc.malloc.top_pad=${padBytes}`,
   ].join(':');
   return { ...env, GLIBC_TUNABLES: tunables === '' ? heap : `${tunables}:${heap}` };
+}
+
+/** Whether `env`'s GLIBC_TUNABLES hold withReserveHeap's arena and mmap settings (an engine started with them). */
+export function reserveHeapIn(env: NodeJS.ProcessEnv): boolean {
+  const tunables = (env['GLIBC_TUNABLES'] ?? '').split(':');
+  return tunables.includes('glibc.malloc.arena_max=1') && tunables.includes('glibc.malloc.mmap_max=0');
 }
 
 /**

@@ -6,6 +6,8 @@
  * for a node to hand the next cold model to.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { reserveHeapIn } from '../adapters/engine-process.ts';
+import { heapControl, returnFreeHeap } from '../adapters/malloc-trim.ts';
 import { preReadFile } from '../adapters/model-warmer.ts';
 import { exitIfParentGoesBeforeServing } from '../adapters/process-signals.ts';
 import { invalidArgument } from '../core/errors.ts';
@@ -23,6 +25,24 @@ import { serveEngine } from '../engine-servers/run-engine.ts';
 import { WEIGHT_UPDATE_TIMEOUT_MS_DEFAULT } from '../engine-servers/weight-update.ts';
 import { PD_KV_RELEASE_TIMEOUT_MS_DEFAULT } from '../model/kv-release.ts';
 import { intInRange, positiveInt, positiveNumber, tcpPort } from './parse.ts';
+
+/**
+ * A standby engine started with the reserve heap (engine-process.ts withReserveHeap): the trim that
+ * puts glibc's top pad and mmap limit back and returns the heap's free pages (malloc-trim.ts), run
+ * after each large free. Where it cannot be had (off glibc Linux, koffi missing), a line says so and
+ * the heap keeps what the tunables let it keep.
+ */
+function reserveHeapTrim(): (() => void) | undefined {
+  const heap = heapControl();
+  if (heap.control !== undefined) {
+    const control = heap.control;
+    return () => {
+      returnFreeHeap(control);
+    };
+  }
+  process.stderr.write(`reserve heap: ${heap.why}; the heap keeps up to the freed reserve resident\n`);
+  return undefined;
+}
 
 /** Commander parser of --kv-reserve-mib: 'auto' or whole MiB up to the kept state buffers' bound. */
 function reserveMib(value: string): number | 'auto' {
@@ -188,11 +208,14 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
     let servedModelName = flags.servedModelName;
     let runtime: LlamaRuntime | undefined;
     let reserveFreed: Promise<unknown> | undefined;
+    let afterFree: (() => void) | undefined;
     if (flags.standby === true) {
       // Everything that does not depend on the model is done; the figures count from the model.
       runtime = await Runtime.start({ threads: flags.threads });
       const reserve =
         flags.standbyReserveMib > 0 ? await MemoryReserve.hold(flags.standbyReserveMib) : undefined;
+      // Bound while standing by (koffi's load is ~30 ms of CPU), called once the context is created.
+      if (reserve !== undefined && reserveHeapIn(process.env)) afterFree = reserveHeapTrim();
       startup.mark('binding');
       process.stdout.write(`${JSON.stringify({ event: 'standby', engine: 'llama' })}\n`);
       const order = await readStandbyOrder();
@@ -217,6 +240,7 @@ async function runLlamaEngine(flags: LlamaEngineFlags): Promise<void> {
         ...(flags.maxWaiting === undefined ? {} : { maxWaiting: flags.maxWaiting }),
         ...(pd === undefined ? {} : { kvState: pd }),
         ...(reserveFreed === undefined ? {} : { beforeContext: reserveFreed }),
+        ...(afterFree === undefined ? {} : { afterFree }),
         enableSleepMode: flags.enableSleepMode === true,
         weightUpdateTimeoutMs: flags.weightUpdateTimeout * 1000,
       },

@@ -111,6 +111,13 @@ export interface LlamaBackendOptions {
    * is ignored (the context is created all the same).
    */
   readonly beforeContext?: Promise<unknown>;
+  /**
+   * Called after the engine frees a large part of its memory (the standby reserve once the context is
+   * created over it, the context and model by sleep, the old ones after a weight swap) to hand the
+   * heap's free pages back to the kernel: the reserve heap's trim (src/adapters/malloc-trim.ts).
+   * Default none. Its failure is ignored.
+   */
+  readonly afterFree?: () => void;
   /** vLLM's `--enable-sleep-mode`: sleep frees the context and model, a wake reloads them (./sleep.ts). */
   readonly enableSleepMode?: boolean;
   /** Longest load of `POST /update_weights_from_disk` (../weight-update.ts), ms; default 120 s. */
@@ -139,6 +146,15 @@ const SEED_END = 2 ** 32 - 1;
  */
 export function llamaSeed(seed: number): number {
   return ((seed % SEED_END) + SEED_END) % SEED_END;
+}
+
+/** Runs LlamaBackendOptions.afterFree, if any; a throw is ignored (memory not returned is no error). */
+function callAfterFree(afterFree: (() => void) | undefined): void {
+  try {
+    afterFree?.();
+  } catch {
+    // Kept resident: the engine serves all the same.
+  }
 }
 
 /** How the model and context were loaded: a wake from sleep loads them again the same way. */
@@ -449,6 +465,7 @@ export class LlamaBackend implements EngineBackend {
   private readonly startup: StartupClock;
   private readonly log: (line: string) => void;
   private readonly kvState: KvStateHooks | undefined;
+  private readonly afterFree: (() => void) | undefined;
 
   /** A P/D side (with KV state hooks): the transfer is keyed by the request id. */
   get oneGenerationPerRequest(): boolean {
@@ -478,6 +495,7 @@ export class LlamaBackend implements EngineBackend {
     this.startup = options.startup;
     this.log = options.log;
     this.kvState = options.kvState;
+    this.afterFree = options.afterFree;
     this.servedId = options.modelId ?? modelIdFromPath(options.modelPath);
     this.shape = ggufShape(model.fileInfo);
     this.swapGate = new WeightSwapGate(options.weightUpdateTimeoutMs);
@@ -609,6 +627,7 @@ export class LlamaBackend implements EngineBackend {
       this.servedId = modelId;
       await old.context.dispose();
       await old.model.dispose();
+      callAfterFree(this.afterFree);
       const seconds = ((performance.now() - t0) / 1000).toFixed(3);
       return { modelId, message: `loaded ${path} in ${seconds} s, served as '${modelId}'` };
     } finally {
@@ -638,6 +657,7 @@ export class LlamaBackend implements EngineBackend {
   private async unloadModel(): Promise<void> {
     await this.context.dispose();
     await this.model.dispose();
+    callAfterFree(this.afterFree);
   }
 
   /** Wake: loads the model (from the page cache) and creates the context as at the start. */
@@ -733,6 +753,8 @@ export class LlamaBackend implements EngineBackend {
           { param: 'context-size' },
         );
       });
+      // The reserve's leftover goes back to the kernel before ready (a trim of a few ms, counted here).
+      callAfterFree(options.afterFree);
       startup.mark('context');
       return new LlamaBackend(
         llama,
