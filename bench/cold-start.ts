@@ -31,8 +31,10 @@
  * standby engine with `--standby-reserve-mib` sized to the default context's KV cache plus 64 MiB
  * (engine-servers/llama/memory-reserve.ts); the `reserve heap` case is the same engine with
  * withReserveHeap's malloc tunables too (adapters/engine-process.ts: the KV cache carved from the
- * freed reserve's own pages). For each start the engine's minor faults and CPU seconds to ready are
- * read from /proc (standby: from the hand-over). `--cases REGEX` runs only the cases it matches.
+ * freed reserve's own pages; the engine then trims its heap, src/adapters/malloc-trim.ts). For each
+ * start the engine's minor faults and CPU seconds to ready are read from /proc (standby: from the
+ * hand-over), and its RssAnon at ready and after the first token. `--cases REGEX` runs only the cases
+ * it matches.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -171,6 +173,16 @@ function processCost(pid: number): { faults: number; userS: number; systemS: num
   }
 }
 
+/** Resident anonymous memory of process `pid`, MiB (/proc/<pid>/status RssAnon), or NaN off Linux. */
+function rssAnonMib(pid: number): number {
+  try {
+    const m = /^RssAnon:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? Number.NaN : Number(m[1]) / 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 interface Start {
   readyS: number;
   firstTokenS: number;
@@ -178,6 +190,9 @@ interface Start {
   faults: number;
   userS: number;
   systemS: number;
+  /** The engine's RssAnon at ready and after the first token, MiB (what it holds; the reserve heap's price). */
+  anonReadyMib: number;
+  anonFirstTokenMib: number;
   /** The engine's own stage durations (seconds). */
   stagesS: Record<string, number>;
 }
@@ -251,6 +266,7 @@ async function coldStart(
     const line = await waitLine((l) => l.startsWith('{"event":"ready"'));
     const readyS = (performance.now() - startMs) / 1000;
     const atReady = processCost(child.pid!);
+    const anonReadyMib = rssAnonMib(child.pid!);
     const url = (JSON.parse(line) as { url: string }).url;
     const response = await fetch(`${url}/v1/completions`, {
       method: 'POST',
@@ -260,6 +276,7 @@ async function coldStart(
     if (response.status !== 200) throw new Error(`completion: ${response.status} ${await response.text()}`);
     await response.arrayBuffer();
     const firstTokenS = (performance.now() - startMs) / 1000;
+    const anonFirstTokenMib = rssAnonMib(child.pid!);
     const metrics = await (await fetch(`${url}/metrics`)).text();
     const stagesS: Record<string, number> = {};
     for (const m of metrics.matchAll(
@@ -278,6 +295,8 @@ async function coldStart(
       faults: atReady.faults - before.faults,
       userS: atReady.userS - before.userS,
       systemS: atReady.systemS - before.systemS,
+      anonReadyMib,
+      anonFirstTokenMib,
     };
   } finally {
     child.kill('SIGTERM');
@@ -300,6 +319,8 @@ function summarize(c: CaseResult) {
   const faults = median(c.starts.map((s) => s.faults));
   const userS = median(c.starts.map((s) => s.userS));
   const systemS = median(c.starts.map((s) => s.systemS));
+  const anonReadyMib = median(c.starts.map((s) => s.anonReadyMib));
+  const anonFirstTokenMib = median(c.starts.map((s) => s.anonFirstTokenMib));
   return {
     name: c.name,
     limitS: c.limitS,
@@ -309,6 +330,8 @@ function summarize(c: CaseResult) {
     faults,
     userS,
     systemS,
+    anonReadyMib,
+    anonFirstTokenMib,
     runs: c.starts,
   };
 }
@@ -493,11 +516,11 @@ async function main(): Promise<void> {
     );
   }
   console.log(
-    `\nthe engine's cost to ready (median; standby: from the hand-over): minor faults, CPU s\n${pad('case', 34)}${'faults'.padStart(9)}${'user s'.padStart(9)}${'sys s'.padStart(9)}`,
+    `\nthe engine's cost to ready (median; standby: from the hand-over): minor faults, CPU s; RssAnon MiB at ready and after the first token\n${pad('case', 34)}${'faults'.padStart(9)}${'user s'.padStart(9)}${'sys s'.padStart(9)}${'anon rdy'.padStart(10)}${'anon tok'.padStart(10)}`,
   );
   for (const r of rows) {
     console.log(
-      `${pad(r.name, 34)}${String(r.faults).padStart(9)}${num(r.userS).padStart(9)}${num(r.systemS).padStart(9)}`,
+      `${pad(r.name, 34)}${String(r.faults).padStart(9)}${num(r.userS).padStart(9)}${num(r.systemS).padStart(9)}${r.anonReadyMib.toFixed(0).padStart(10)}${r.anonFirstTokenMib.toFixed(0).padStart(10)}`,
     );
   }
   const verdict = (r: (typeof rows)[number]) =>
