@@ -251,6 +251,37 @@ export abstract class PdFrontBase {
   }
 
   /**
+   * Why a completion body asks for more than one generation, which a P/D side does not serve yet
+   * (its KV transfer is keyed by the request: one prefilled prompt, one decode): `n` > 1, or a
+   * completions `prompt` list of more than one prompt, streamed or not. Undefined otherwise. A
+   * colocated built-in engine serves them as several generations (multi-choice.ts); refused here,
+   * on both sides, so the client hears that it is the P/D pool, not the engines, that lacks them
+   * (the inner server's own refusal says the built-in engines generate one choice per request).
+   */
+  protected choicesRefusal(path: string, body: Record<string, unknown>): SwitchyardError | undefined {
+    const n = body['n'];
+    if (typeof n === 'number' && Number.isSafeInteger(n) && n > 1)
+      return new SwitchyardError(
+        'SY_ERR_UNSUPPORTED_PARAMETER',
+        `n=${n} is not served by prefill/decode pools yet: a P/D side transfers one prompt's KV to one decode; send ${n} requests, or route the model to instances of role both`,
+        { param: 'n' },
+      );
+    const prompt = body['prompt'];
+    if (
+      path === '/v1/completions' &&
+      Array.isArray(prompt) &&
+      prompt.length > 1 &&
+      typeof prompt[0] !== 'number'
+    )
+      return new SwitchyardError(
+        'SY_ERR_UNSUPPORTED_PARAMETER',
+        `a prompt list of ${prompt.length} prompts is not served by prefill/decode pools yet: a P/D side transfers one prompt's KV to one decode; send one request per prompt, or route the model to instances of role both`,
+        { param: 'prompt' },
+      );
+    return undefined;
+  }
+
+  /**
    * A Responses request, the same on every P/D front (it is served by the inner engine alone): vLLM
    * names its answer after the body's `request_id` itself, over the header, as the OpenAI server
    * does. The id is taken out of the body, so the inner server names the answer after the front's

@@ -376,6 +376,8 @@ export class LlamaSglangFront extends PdFrontBase {
     const raw = await readBody(req, FRONT_BODY_BYTES_MAX);
     const body = parseJsonObject(raw);
     if (body !== undefined) this.nameFromBody(res, body);
+    const many = body === undefined ? undefined : this.choicesRefusal(path, body);
+    if (many !== undefined) return sendError(res, many);
     const fields = body === undefined ? undefined : takeBootstrap(body);
     if (body === undefined || fields === undefined) {
       this.proxy(res, clientTarget(req, body === undefined ? raw : Buffer.from(JSON.stringify(body))));
@@ -397,6 +399,9 @@ export class LlamaSglangFront extends PdFrontBase {
     // SGLang's prefill server runs the prefill only: one token, whatever the request asked.
     body['max_tokens'] = 1;
     if (Object.hasOwn(body, 'max_completion_tokens')) body['max_completion_tokens'] = 1;
+    // vLLM's min_tokens (the decode side reads the client's) may not pass that one token: past it
+    // the leg was refused 400 (max_tokens 1), and with it the request the colocated engine serves.
+    if (typeof body['min_tokens'] === 'number' && body['min_tokens'] > 1) body['min_tokens'] = 1;
     body['stream'] = false;
     delete body['stream_options'];
     const tag = this.newTag();

@@ -48,6 +48,7 @@ import {
   PREFILL_ANSWER_BYTES_MAX,
   readBody,
   type ServePdFrontOptions,
+  sendError,
   sendJson,
   servePdFront,
 } from '../pd-front.ts';
@@ -679,6 +680,8 @@ export class LlamaPdFront extends PdFrontBase {
     const raw = await readBody(req, FRONT_BODY_BYTES_MAX);
     const body = parseJsonObject(raw);
     if (body !== undefined) this.nameFromBody(res, body);
+    const many = body === undefined ? undefined : this.choicesRefusal(path, body);
+    if (many !== undefined) return sendError(res, many);
     const params = body?.['kv_transfer_params'] as Record<string, unknown> | undefined;
     if (body === undefined || params === undefined || params === null) {
       this.proxy(res, clientTarget(req, raw));

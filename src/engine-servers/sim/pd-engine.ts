@@ -524,6 +524,8 @@ export class PdFrontServer extends PdFrontBase {
       return;
     }
     this.nameFromBody(res, body);
+    const many = this.choicesRefusal(path, body);
+    if (many !== undefined) return sendError(res, many);
     const { role, protocol } = this.pd.options;
     const requestId = vllmRequestId(kind, req.headers['x-request-id']);
     if (role === 'prefill' && protocol === 'vllm') return this.vllmPrefill(kind, path, body, res, requestId);
