@@ -748,20 +748,27 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
    * failed every health check so far. Ejection waits for `failuresToEject` strikes, so a backend with
    * nothing listening stayed `healthy` for the first rounds after start-up, and /ready said ready
    * while every request to it failed (a readiness probe would have sent traffic to the gateway).
+   * A prefill/decode model needs such an instance on each side: its completions take both legs.
    */
   readiness(): { ready: boolean; reason: string } {
     if (this.draining) return { ready: false, reason: 'gateway is draining' };
+    const serves = (b: Backend, model: string, role?: 'prefill' | 'decode'): boolean =>
+      b.instance.healthy &&
+      !b.health.state.neverAnswered &&
+      !b.instance.draining &&
+      b.instance.models.includes(model) &&
+      (role === undefined || b.config.role === role);
     for (const model of this.models) {
       // A model on demand at zero instances is served all the same (its requests wait for one).
       if (this.modelBuffer?.serves(model) === true) continue;
-      const ok = this.backends.some(
-        (b) =>
-          b.instance.healthy &&
-          !b.health.state.neverAnswered &&
-          !b.instance.draining &&
-          b.instance.models.includes(model),
-      );
-      if (!ok) return { ready: false, reason: `no healthy instance serves model '${model}'` };
+      if (this.pd.protocolOf(model) !== undefined) {
+        for (const role of ['prefill', 'decode'] as const)
+          if (!this.backends.some((b) => serves(b, model, role)))
+            return { ready: false, reason: `no healthy ${role} instance serves model '${model}'` };
+        continue;
+      }
+      if (!this.backends.some((b) => serves(b, model)))
+        return { ready: false, reason: `no healthy instance serves model '${model}'` };
     }
     if (this.models.size === 0) return { ready: false, reason: 'no backends configured' };
     return { ready: true, reason: 'ok' };

@@ -46,3 +46,44 @@ it('/ready is 503 while the only backend has failed every check, 200 once its en
   const r = await post(url, '/v1/completions', { model: MODEL, prompt: 'hello', max_tokens: 2 });
   assert.equal(r.status, 200, r.text);
 });
+
+it('/ready for a P/D model waits for a live instance on each side, not any one of the pair', async () => {
+  const prefill = await spawnSim(
+    ['--time-scale', '0.05', '--kv-events', 'none', '--pd-role', 'prefill', '--pd-protocol', 'vllm'],
+    0,
+    teardown,
+  );
+  const decodePort = await freePort();
+  const { url } = await startTestGateway(
+    {
+      backends: [
+        { ...simBackend('p0', prefill, false), role: 'prefill', pdProtocol: 'vllm' },
+        {
+          ...simBackend('d0', { url: `http://127.0.0.1:${decodePort}`, kvEvents: null }),
+          role: 'decode',
+          pdProtocol: 'vllm',
+        },
+      ],
+      healthCheck: { intervalMs: 200, timeoutMs: 500, failuresToEject: 50, successesToReadmit: 2 },
+    },
+    teardown,
+  );
+  // The prefill side is up and confirmed; nothing listens for the decode side: completions cannot run.
+  const early = await fetch(`${url}/ready`);
+  assert.equal(early.status, 503);
+  assert.deepEqual(await early.json(), {
+    status: 'not ready',
+    reason: `no healthy decode instance serves model '${MODEL}'`,
+  });
+
+  await spawnSim(
+    ['--time-scale', '0.05', '--kv-events', 'none', '--pd-role', 'decode', '--pd-protocol', 'vllm'],
+    decodePort,
+    teardown,
+  );
+  await until('the gateway is ready once the decode engine answers', async () => {
+    return (await fetch(`${url}/ready`)).status === 200;
+  });
+  const r = await post(url, '/v1/completions', { model: MODEL, prompt: 'hello', max_tokens: 2 });
+  assert.equal(r.status, 200, r.text);
+});
