@@ -42,8 +42,9 @@
  * "arguments", "status"}`) instead of the message; streamed, a named call's item is added first and
  * its arguments follow as `response.function_call_arguments.delta` events, then `.done` and
  * `response.output_item.done`; a required list's items go out when it closes. "auto", or tools
- * without a tool_choice, is 400 naming `tool_choice` (as vLLM without an auto tool parser); "none" is
- * text. Stored responses (`previous_response_id`, `conversation`), input items that are neither
+ * without a tool_choice, follows chat's rule (tool-calls.ts autoToolChoice: text once a
+ * `function_call_output` follows the last user turn, else one `function_call` item; 400 to stop 34);
+ * "none" is text. Stored responses (`previous_response_id`, `conversation`), input items that are neither
  * messages nor a tool round trip (reasoning items, item references), log probabilities and
  * background mode are refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored. Structured output
  * (`text.format` `json_object` or `json_schema`) is served (structured-output.ts), and the response
@@ -196,9 +197,10 @@ export function parseResponsesBody(body: unknown): ParsedCompletionRequest {
 /**
  * The forced tool call a Responses body asks for (tool-calls.ts, with the Responses API's flat
  * `tools: [{"type": "function", "name", "parameters", "strict"}]` and `tool_choice: {"type":
- * "function", "name"}` or "required"), undefined for none; 400 as on chat for "auto" (or tools
- * without a tool_choice), a name not listed, a schema the engines cannot hold, a tool that is no
- * function, and beside `text.format` structured output (`structured`, what the body asks of the text).
+ * "function", "name"}`, "required", or "auto" as chat's rule decides it), undefined for none (or
+ * auto answering in text); 400 as on chat for a name not listed, a schema the engines cannot hold, a
+ * tool that is no function, and beside `text.format` structured output (`structured`, what the body
+ * asks of the text).
  */
 export function responsesToolCalling(
   body: unknown,
