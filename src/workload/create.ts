@@ -75,15 +75,33 @@ function checkStagesEnd(s: WorkloadSpec): void {
 /**
  * A ServeGen replay with no durationS or maxRequests runs to the file's end: bounded as durationS is.
  * ServeGen's own files span 1 or 14 days, but a file whose stamps are not seconds (a window at
- * 1e9) spanned 31 years, through which a control loop ticked without end.
+ * 1e9) spanned 31 years, through which a control loop ticked without end. Cut by maxRequests alone,
+ * it ends at its last request, which must be expected within the 31 days (`expectedWithin`: the
+ * requests expected in the replay's first seconds), as checkCountSpan holds the synthetic kinds to;
+ * `--requests 1000` of that file (600 requests in its first window) ran 31 years too. Multi-model
+ * passes no `expectedWithin`: its count is not checked here.
  */
 function checkServegenSpan(
   s: { durationS?: number | undefined; maxRequests?: number | undefined; startH: number },
   data: ServegenData,
+  expectedWithin?: (durationS: number) => number,
 ): void {
-  if (s.durationS !== undefined || s.maxRequests !== undefined) return;
+  if (s.durationS !== undefined) return;
   const spanS = data.endS - (data.firstS + s.startH * 3600);
   if (spanS <= WORKLOAD_DURATION_MAX_S) return;
+  if (s.maxRequests !== undefined) {
+    if (expectedWithin === undefined) return;
+    const within = expectedWithin(WORKLOAD_DURATION_MAX_S);
+    if (within >= s.maxRequests) return;
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      `invalid workload spec: maxRequests (--requests) ${s.maxRequests} of ${data.source}, which spans ${spanS} s from ` +
+        `startH (--start-h) ${s.startH}, would run past ${WORKLOAD_DURATION_MAX_S} s (31 days): about ` +
+        `${fmtCount(Math.floor(within))} requests are expected by then; lower maxRequests, write its timestamp_s in ` +
+        `seconds, or set durationS (--duration) of at most ${WORKLOAD_DURATION_MAX_S}`,
+      { param: 'workload.maxRequests', spanS, expectedRequests: within, maxS: WORKLOAD_DURATION_MAX_S },
+    );
+  }
   throw new SwitchyardError(
     'SY_ERR_INVALID_ARGUMENT',
     `invalid workload spec: ${data.source} spans ${spanS} s from startH (--start-h) ${s.startH}, more than ` +
@@ -325,7 +343,7 @@ export function createWorkload(spec: WorkloadSpecInput | WorkloadSpec, rng: Rng)
     case 'servegen': {
       const data = readServegen(s.file);
       checkReplay(data, s);
-      checkServegenSpan(s, data);
+      checkServegenSpan(s, data, (durationS) => servegenExpectedRequests(data, { ...s, durationS }));
       checkRequestCount(s, undefined, data);
       preload(load, s.input, s.output);
       return restartable(() => servegenRequests(s, data, root, load));

@@ -104,6 +104,29 @@ describe('a ServeGen file spanning more than 31 days', () => {
     assert.equal([...build({ kind: 'servegen', file: far, maxRequests: 2, ...FIXED_LENGTHS })].length, 2);
   });
 
+  it('cut by maxRequests alone, is refused when the count is not expected within 31 days', () => {
+    // The first window sends about 600 requests; the 601st would come 31 years in.
+    const e = refusal(() => build({ kind: 'servegen', file: far, maxRequests: 1000, ...FIXED_LENGTHS }));
+    assert.equal(e.code, 'SY_ERR_INVALID_ARGUMENT');
+    assert.match(
+      e.message,
+      /maxRequests \(--requests\) 1000 of .*chunk-8-trace\.csv, which spans 1000000600 s from startH \(--start-h\) 0, would run past 2678400 s \(31 days\): about 600 requests are expected by then/,
+    );
+    assert.equal(e.details?.['param'], 'workload.maxRequests');
+    // With a rate that sends the count in the first window, or --duration, it runs.
+    assert.equal(
+      [...build({ kind: 'servegen', file: far, maxRequests: 1000, rateScale: 2, ...FIXED_LENGTHS })].length,
+      1000,
+    );
+    build({ kind: 'servegen', file: far, maxRequests: 1000, durationS: 600, ...FIXED_LENGTHS });
+  });
+
+  it('sim --servegen-file with only --requests is refused with exit status 2 before simulating', async () => {
+    const r = await runCliInProcess(['sim', '--no-progress', '--servegen-file', far, '--requests', '1000']);
+    assert.equal(r.code, USAGE_EXIT_CODE, r.stderr);
+    assert.match(r.stderr, /would run past 2678400 s \(31 days\).*\[SY_ERR_INVALID_ARGUMENT\]/);
+  });
+
   it('multi-model from it too', () => {
     const e = refusal(() =>
       build({
