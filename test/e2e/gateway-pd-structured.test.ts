@@ -284,6 +284,45 @@ const SERVED: {
     },
   },
   {
+    // Task G's rule (stop 35): auto calls the first tool the last user turn names, else the first.
+    name: 'tool_choice auto',
+    extra: { tools: TOOLS, tool_choice: 'auto' },
+    check: (a) => {
+      const calls = message(a).tool_calls as { function: { name: string; arguments: string } }[];
+      assert.equal(calls.length, 1);
+      assert.equal(calls[0]?.function.name, 'get_weather');
+      validates(calls[0]?.function.arguments ?? '', WEATHER);
+      assert.equal(finish(a), 'tool_calls');
+    },
+  },
+  {
+    name: 'tool_choice auto after a tool result',
+    extra: {
+      messages: [
+        { role: 'user', content: 'What is the weather in Paris? '.repeat(8) },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            {
+              id: 'call_1',
+              type: 'function',
+              function: { name: 'get_weather', arguments: '{"city":"Paris","days":1}' },
+            },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'call_1', content: 'sunny' },
+      ],
+      tools: TOOLS,
+      tool_choice: 'auto',
+      max_tokens: 30,
+    },
+    check: (a) => {
+      assert.equal(message(a).tool_calls, undefined);
+      assert.equal(typeof message(a).content, 'string');
+    },
+  },
+  {
     name: 'stop strings',
     extra: { stop: ['e'], max_tokens: 30 },
     check: (a) => assert.ok(!(message(a).content as string).includes('e')),
