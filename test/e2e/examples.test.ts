@@ -96,6 +96,43 @@ test("docs/disaggregation.md's P/D configs (pd-llama.yaml, pd-conditional.yaml) 
   }
 });
 
+test('every YAML config block of the operator guides loads as a gateway config or a sim config', () => {
+  // A reader saves these blocks as files and passes them to `serve --config` or `sim --config`: a
+  // renamed key fails here. Kubernetes manifests (prometheus-adapter, HPA, KEDA) are not ours to load.
+  const dir = mkdtempSync(join(tmpdir(), 'sy-docs-yaml-'));
+  try {
+    let checked = 0;
+    for (const guide of ['serverless', 'autoscaling', 'disaggregation', 'bench', 'workloads']) {
+      const text = readFileSync(join(ROOT, 'docs', `${guide}.md`), 'utf8');
+      for (const m of text.matchAll(/```yaml\n([\s\S]*?)```/g)) {
+        const raw = m[1] as string;
+        if (/^\s*(apiVersion|externalRules):/m.test(raw)) continue;
+        // Blocks inside a list item are indented: strip the common indent.
+        const lines = raw.split('\n');
+        const indent = Math.min(
+          ...lines.filter((l) => l.trim() !== '').map((l) => /^ */.exec(l)?.[0].length ?? 0),
+        );
+        const file = join(dir, `${guide}-${checked}.yaml`);
+        writeFileSync(file, lines.map((l) => l.slice(indent)).join('\n'));
+        const where = `docs/${guide}.md:${text.slice(0, m.index).split('\n').length}`;
+        const problems: string[] = [];
+        for (const load of [() => loadGatewayConfig(file), () => loadConfigFile(file)]) {
+          try {
+            load();
+          } catch (error) {
+            problems.push((error as Error).message);
+          }
+        }
+        assert.ok(problems.length < 2, `${where}: neither config loads it:\n${problems.join('\n')}`);
+        checked++;
+      }
+    }
+    assert.ok(checked >= 9, `only ${checked} YAML blocks found`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 /** The README.md files under `dir` (relative to the root), depth first. */
 function readmesUnder(dir: string): string[] {
   return readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })
