@@ -68,10 +68,17 @@ it('/ready for a P/D model waits for a live instance on each side, not any one o
     },
     teardown,
   );
-  // The prefill side is up and confirmed; nothing listens for the decode side: completions cannot run.
-  const early = await fetch(`${url}/ready`);
+  // Once the prefill side has passed its first check (on a loaded machine that can take a few
+  // rounds after start-up), /ready must name the decode side, where nothing listens: completions
+  // cannot run. A /ready that said 200 with the prefill side alone never meets the wait and fails.
+  let early: { status: number; body: unknown } = { status: 0, body: undefined };
+  await until('/ready names the decode side once the prefill side is confirmed', async () => {
+    const res = await fetch(`${url}/ready`);
+    early = { status: res.status, body: await res.json() };
+    return JSON.stringify(early.body).includes('decode');
+  });
   assert.equal(early.status, 503);
-  assert.deepEqual(await early.json(), {
+  assert.deepEqual(early.body, {
     status: 'not ready',
     reason: `no healthy decode instance serves model '${MODEL}'`,
   });
