@@ -969,7 +969,10 @@ class EngineHttpServer {
         structured = structuredOutputOf(body);
         if (kind === 'chat') calling = toolCallingOf(body);
         if (calling !== undefined) {
-          if (structured !== undefined)
+          // An auto turn the rule answers with a call makes the call and leaves the format to the
+          // text turn that follows (as a model with a tool parser would); a forced call has nothing
+          // to answer in the format.
+          if (structured !== undefined && !calling.auto)
             throw new SwitchyardError(
               'SY_ERR_UNSUPPORTED_PARAMETER',
               `parameter '${structured.param}' is not supported beside a forced tool call by the built-in ` +

@@ -48,7 +48,8 @@
  * messages nor a tool round trip (reasoning items, item references), log probabilities and
  * background mode are refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored. Structured output
  * (`text.format` `json_object` or `json_schema`) is served (structured-output.ts), and the response
- * object echoes the format as sent.
+ * object echoes the format as sent; beside tools, an auto call turn leaves it aside and the text turn
+ * after the `function_call_output` is served under it (stop 35), a forced call beside it is 400.
  */
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
@@ -198,16 +199,19 @@ export function parseResponsesBody(body: unknown): ParsedCompletionRequest {
  * The forced tool call a Responses body asks for (tool-calls.ts, with the Responses API's flat
  * `tools: [{"type": "function", "name", "parameters", "strict"}]` and `tool_choice: {"type":
  * "function", "name"}`, "required", or "auto" as chat's rule decides it), undefined for none (or
- * auto answering in text); 400 as on chat for a name not listed, a schema the engines cannot hold, a
- * tool that is no function, and beside `text.format` structured output (`structured`, what the body
- * asks of the text).
+ * auto answering in text, under `text.format` when one is given); 400 as on chat for a name not
+ * listed, a schema the engines cannot hold, a tool that is no function, and a forced (named or
+ * required) call beside `text.format` structured output (`structured`, what the body asks of the
+ * text). An auto call beside a format is made and the format left to the text turn after it, as the
+ * OpenAI Agents SDK with an `outputType` sends both on every turn.
  */
 export function responsesToolCalling(
   body: unknown,
   structured: StructuredOutput | undefined,
 ): ToolCalling | undefined {
   const calling = toolCallingOf(body, 'responses');
-  if (calling !== undefined && structured !== undefined)
+  // An auto call leaves text.format to the text turn after it (chat's response_format likewise).
+  if (calling !== undefined && structured !== undefined && !calling.auto)
     throw new SwitchyardError(
       'SY_ERR_UNSUPPORTED_PARAMETER',
       `parameter '${structured.param}' is not supported beside a forced tool call by the built-in ` +

@@ -18,7 +18,12 @@
  *   and answered as vLLM with `--enable-auto-tool-choice` and a tool parser (hermes, llama3_json)
  *   answers one: `content: null`, `tool_calls` with a `chatcmpl-tool-` id, finish reason
  *   "tool_calls" (a call cut by max_tokens keeps the generation's "length"). Streamed as a named call.
- *   To stop 34 auto was 400, as vLLM without an auto tool parser answers it.
+ *   To stop 34 auto was 400, as vLLM without an auto tool parser answers it. Beside structured
+ *   output (`response_format`, `text.format`; the OpenAI Agents SDK with an `outputType` sends both
+ *   every turn) a call turn makes the call, its arguments under the tool's schema, and ignores the
+ *   format; the text turn after the tool result is answered under the format (to stop 35 task G a
+ *   call turn was 400). A forced call beside a format stays 400 (openai-server.ts, responses.ts).
+ *   The call's `auto` mark tells the servers which.
  * - `"none"` is served as text with the tools ignored (not read here).
  * - The legacy `functions` and `function_call` (chat only) are read as tools and a choice: a
  *   `{"name"}` is named, `"auto"` (or none given) auto, `"none"` text; beside `tools` or

@@ -47,6 +47,17 @@ const SEARCH = {
   additionalProperties: false,
 } as const;
 const SCHEMAS: Record<string, object> = { get_weather: WEATHER, search: SEARCH };
+/** The final answer's format beside the tools (an agent's outputType); bounded for the random model. */
+const REPORT = {
+  type: 'object',
+  properties: {
+    sky: { enum: ['clear', 'cloudy', 'rain'] },
+    celsius: { type: 'integer', minimum: 0, maximum: 50 },
+    summary: { type: 'string', maxLength: 12 },
+  },
+  required: ['sky', 'celsius', 'summary'],
+  additionalProperties: false,
+} as const;
 /** Flat, as the Responses API lists function tools (not nested under `function`). */
 const TOOLS = [
   { type: 'function', name: 'get_weather', description: 'Weather', parameters: WEATHER, strict: true },
@@ -192,6 +203,43 @@ for (const engine of ENGINES) {
         const final = events(streamed.text).at(-1)?.['response'] as ResponseJson | undefined;
         assert.equal(final?.output.length, 1);
         checkCall(final?.output[0], [name]);
+      }
+    });
+
+    it('auto beside text.format json_schema: a function_call first (format left aside), then JSON under the format; streamed and not', async () => {
+      // The OpenAI Agents SDK with an outputType sends tools and text.format on every turn; to stop
+      // 35 task G the call turn was 400 naming text.format.
+      const text = { format: { type: 'json_schema', name: 'report', schema: REPORT, strict: true } };
+      const ask = { role: 'user', content: 'What is the weather in Paris?' };
+      for (const stream of [false, true]) {
+        const final = async (reply: { status: number; text: string }): Promise<ResponseJson> => {
+          assert.equal(reply.status, 200, reply.text);
+          if (!stream) return JSON.parse(reply.text) as ResponseJson;
+          const last = events(reply.text).at(-1);
+          assert.equal(last?.type, 'response.completed', reply.text.slice(-400));
+          return last?.['response'] as ResponseJson;
+        };
+        const first = await final(
+          await post(engine.url(), '/v1/responses', BODY(engine.model, { text, stream, input: [ask] })),
+        );
+        assert.equal(first.status, 'completed');
+        assert.equal(first.output.length, 1, JSON.stringify(first.output).slice(0, 400));
+        const call = first.output[0] as Item;
+        checkCall(call, ['get_weather']);
+        const input = [
+          ask,
+          { type: 'function_call', call_id: call.call_id, name: call.name, arguments: call.arguments },
+          { type: 'function_call_output', call_id: call.call_id, output: '{"sky": "clear", "celsius": 21}' },
+        ];
+        const second = await final(
+          await post(engine.url(), '/v1/responses', BODY(engine.model, { text, stream, input })),
+        );
+        assert.equal(second.status, 'completed', JSON.stringify(second.output).slice(0, 400));
+        assert.equal(second.output.length, 1);
+        const message = second.output[0] as Item & { content?: { type: string; text: string }[] };
+        assert.equal(message.type, 'message');
+        assert.equal(message.content?.[0]?.type, 'output_text');
+        validated(message.content?.[0]?.text ?? '', REPORT);
       }
     });
 

@@ -47,6 +47,17 @@ const SEARCH = {
   additionalProperties: false,
 } as const;
 const SCHEMAS: Record<string, object> = { get_weather: WEATHER, search: SEARCH };
+/** The final answer's format beside the tools (an agent's outputType); bounded for the random model. */
+const REPORT = {
+  type: 'object',
+  properties: {
+    sky: { enum: ['clear', 'cloudy', 'rain'] },
+    celsius: { type: 'integer', minimum: 0, maximum: 50 },
+    summary: { type: 'string', maxLength: 12 },
+  },
+  required: ['sky', 'celsius', 'summary'],
+  additionalProperties: false,
+} as const;
 const TOOLS = [
   { type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: WEATHER } },
   { type: 'function', function: { name: 'search', parameters: SEARCH } },
@@ -369,6 +380,75 @@ for (const engine of ENGINES) {
       assert.equal(typeof content, 'string');
       const roles = runner.messages.map((m) => m.role);
       assert.deepEqual(roles, ['user', 'assistant', 'tool', 'assistant']);
+    });
+
+    it('auto beside response_format json_schema: a call first (format left aside), then JSON under the format; a forced call beside it 400', async () => {
+      // The OpenAI Agents SDK with an outputType sends tools and the format on every turn; to stop
+      // 35 task G the call turn was 400 naming response_format.
+      const format = {
+        response_format: {
+          type: 'json_schema',
+          json_schema: { name: 'report', schema: REPORT, strict: true },
+        },
+      };
+      for (const stream of [false, true]) {
+        const first = await post(
+          engine.url(),
+          '/v1/chat/completions',
+          CHAT(engine.model, { ...format, stream }),
+        );
+        assert.equal(first.status, 200, first.text);
+        let call: Call;
+        if (stream) {
+          const { calls, content, finish } = streamedCalls(first.text);
+          assert.equal(calls.length, 1, first.text.slice(0, 400));
+          assert.equal(content, '');
+          assert.equal(finish, 'tool_calls');
+          call = calls[0] as Call;
+        } else {
+          const choice = (JSON.parse(first.text) as Answer).choices[0]!;
+          assert.equal(choice.message.tool_calls?.length, 1, first.text.slice(0, 400));
+          assert.equal(choice.message.content, null);
+          assert.equal(choice.finish_reason, 'tool_calls');
+          call = choice.message.tool_calls?.[0] as Call;
+        }
+        checkCall(call, ['get_weather']);
+        const messages = [
+          { role: 'user', content: 'What is the weather in Paris?' },
+          { role: 'assistant', content: null, tool_calls: [{ ...call, type: 'function' }] },
+          { role: 'tool', tool_call_id: call.id, content: '{"sky": "clear", "celsius": 21}' },
+        ];
+        const second = await post(
+          engine.url(),
+          '/v1/chat/completions',
+          CHAT(engine.model, { ...format, stream, messages }),
+        );
+        assert.equal(second.status, 200, second.text);
+        const { calls, content, finish } = stream
+          ? streamedCalls(second.text)
+          : (() => {
+              const choice = (JSON.parse(second.text) as Answer).choices[0]!;
+              return {
+                calls: choice.message.tool_calls ?? [],
+                content: choice.message.content ?? '',
+                finish: choice.finish_reason,
+              };
+            })();
+        assert.equal(calls.length, 0);
+        assert.equal(finish, 'stop', `stream ${stream}: ${content}`);
+        validated(content, REPORT);
+      }
+      for (const tool_choice of [NAMED, 'required']) {
+        const forced = await post(
+          engine.url(),
+          '/v1/chat/completions',
+          CHAT(engine.model, { ...format, tool_choice }),
+        );
+        assert.equal(forced.status, 400, forced.text);
+        const e = assertErrorBody(forced.text, 400).error;
+        assert.equal(e.param, 'response_format', forced.text);
+        assert.equal(e.code, 'SY_ERR_UNSUPPORTED_PARAMETER', forced.text);
+      }
     });
 
     it('tool_choice none: served as text, tools ignored', async () => {
