@@ -10,9 +10,9 @@
  *   and the answer's size are bounded, and the answer streams in slices (see embeddings.ts).
  * - `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`, `GET /metrics` (vLLM's metric names).
  * - vLLM's `POST /tokenize` and `POST /detokenize` (tokenize.ts), on a backend with a tokenizer.
- * - Forced tool calls on chat and Responses (`tool_choice` "required" or a named function;
- *   tool-calls.ts) are generated under the structured-output grammar and answered as `tool_calls`
- *   (chat) or `function_call` items (Responses); "auto" is 400.
+ * - Tool calls on chat and Responses (`tool_choice` "required", a named function, or "auto" by
+ *   tool-calls.ts's fixed rule; the legacy `functions`) are generated under the structured-output
+ *   grammar and answered as `tool_calls` (chat) or `function_call` items (Responses).
  * - OpenAI parameters the engines do not implement (logprobs, echo, ...) get 400
  *   SY_ERR_UNSUPPORTED_PARAMETER naming them (`builtinEngineRefusal`), never silence. vLLM's extras
  *   likewise (`vllm-extras.ts`: regex and grammar constraints, prompt_logprobs, ...); its sampling
