@@ -25,45 +25,104 @@ function yesNo(x: boolean): string {
 
 const VERDICT = { agree: 'ok', 'twin-only': 'TWIN ONLY', 'real-only': 'real only' } as const;
 
-/** The comparison table: case, load, figure, measured, twin, error; a saturation line per row. */
+/**
+ * Lines per cli-table3 table the comparison is drawn in. cli-table3 lays a table out in time
+ * quadratic in its rows (layout-manager.js, fillInTable checks each cell against every cell of every
+ * row above it), so a 1,000-stage case's 4,400 lines took 1.6 s of CPU to draw, 2,000 stages' 5.9 s
+ * (bench/fidelity-table.ts); drawn in pieces of this many lines it takes time linear in its lines.
+ */
+const TABLE_PIECE_LINES = 200;
+/**
+ * The longest table drawn as one: a piece is drawn twice (its widths, then its text), and below
+ * about 2,000 lines the two ways take about as long (bench/fidelity-table.ts).
+ */
+const TABLE_ONE_PIECE_LINES_MAX = 2000;
+
+/**
+ * The comparison table: case, load, figure, measured, twin, error; a saturation line per row. A long
+ * one is drawn in pieces of TABLE_PIECE_LINES with the columns' widths over all of them, and the
+ * pieces' bodies joined under the first one's head: the same text as one table.
+ */
 export function formatFidelityTable(
   rows: readonly RowComparison[],
   options: { color?: boolean } = {},
 ): string {
+  const lines = rows.flatMap(fidelityTableLines);
+  const pieces: string[][][] = [];
+  for (let i = 0; i < lines.length; i += TABLE_PIECE_LINES)
+    pieces.push(lines.slice(i, i + TABLE_PIECE_LINES));
+  const draw = (piece: readonly string[][], colWidths?: readonly number[]): Table.Table => {
+    const table = fidelityTable(options, colWidths);
+    for (const cells of piece) table.push(cells);
+    return table;
+  };
+  if (lines.length <= TABLE_ONE_PIECE_LINES_MAX) return draw(lines).toString();
+  // Drawn alone, a piece's columns are as wide as its own cells: cli-table3 writes those widths into
+  // its options. The table's are the widest.
+  const widths: number[] = [];
+  for (const piece of pieces) {
+    const table = draw(piece);
+    table.toString();
+    table.options.colWidths.forEach((w, k) => {
+      widths[k] = Math.max(widths[k] ?? 0, w ?? 0);
+    });
+  }
+  const out: string[] = [];
+  let bottom = '';
+  for (const [i, piece] of pieces.entries()) {
+    // Top border, head and its rule; a line per body line (no cell wraps); the bottom border.
+    const text = draw(piece, widths).toString().split('\n');
+    const headLines = text.length - piece.length - 1;
+    out.push(...text.slice(i === 0 ? 0 : headLines, -1));
+    bottom = text.at(-1) ?? '';
+  }
+  out.push(bottom);
+  return out.join('\n');
+}
+
+/**
+ * An empty comparison table: its head, alignments and style, and its columns' widths when given
+ * (else its cells'). Exported for tests and the bench.
+ */
+export function fidelityTable(options: { color?: boolean } = {}, colWidths?: readonly number[]): Table.Table {
   const color = options.color === true;
-  const table = new Table({
+  return new Table({
     head: ['case', 'load', 'figure (ms)', 'measured', 'twin', 'error'],
     colAligns: ['left', 'left', 'left', 'right', 'right', 'right'],
     style: { head: color ? ['cyan'] : [], border: color ? ['grey'] : [], compact: true },
+    ...(colWidths !== undefined ? { colWidths: [...colWidths] } : {}),
   });
-  for (const row of rows) {
-    const lines: string[][] = row.figures.map((f) => [
-      `${FIGURE_NAMES[f.figure]} ${statName(f.stat)}`,
-      fmtMs(f.measuredMs),
-      fmtMs(f.predictedMs),
-      `${fmtSignedPct(f.errorPct)}${row.excluded.includes(f.figure) ? ' (x)' : ''}`,
-    ]);
-    if (row.measuredThroughputRps !== undefined) {
-      const m = row.measuredThroughputRps;
-      lines.push([
-        'throughput req/s',
-        fmtMs(m),
-        fmtMs(row.predictedThroughputRps),
-        fmtSignedPct(((row.predictedThroughputRps - m) / m) * 100),
-      ]);
-    }
-    if (row.client !== undefined) lines.push(...clientLines(row.client));
+}
+
+/**
+ * The lines of one case row in the comparison table, six cells each: its label and load on the
+ * first, then a figure per line, throughput, the client's lines and saturation. Exported for tests
+ * and the bench.
+ */
+export function fidelityTableLines(row: RowComparison): string[][] {
+  const lines: string[][] = row.figures.map((f) => [
+    `${FIGURE_NAMES[f.figure]} ${statName(f.stat)}`,
+    fmtMs(f.measuredMs),
+    fmtMs(f.predictedMs),
+    `${fmtSignedPct(f.errorPct)}${row.excluded.includes(f.figure) ? ' (x)' : ''}`,
+  ]);
+  if (row.measuredThroughputRps !== undefined) {
+    const m = row.measuredThroughputRps;
     lines.push([
-      'saturated',
-      yesNo(row.measuredSaturated),
-      row.client !== undefined ? TWIN_STATE[row.client.twin] : yesNo(row.predictedSaturated),
-      VERDICT[row.saturation],
+      'throughput req/s',
+      fmtMs(m),
+      fmtMs(row.predictedThroughputRps),
+      fmtSignedPct(((row.predictedThroughputRps - m) / m) * 100),
     ]);
-    lines.forEach((cells, i) => {
-      table.push([i === 0 ? row.label : '', i === 0 ? row.load : '', ...cells]);
-    });
   }
-  return table.toString();
+  if (row.client !== undefined) lines.push(...clientLines(row.client));
+  lines.push([
+    'saturated',
+    yesNo(row.measuredSaturated),
+    row.client !== undefined ? TWIN_STATE[row.client.twin] : yesNo(row.predictedSaturated),
+    VERDICT[row.saturation],
+  ]);
+  return lines.map((cells, i) => [i === 0 ? row.label : '', i === 0 ? row.load : '', ...cells]);
 }
 
 const TWIN_STATE = { 'client-bound': 'client-bound', saturated: 'yes', no: 'no' } as const;
