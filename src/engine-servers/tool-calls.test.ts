@@ -76,6 +76,10 @@ describe('toolCallingOf', () => {
     );
     assert.equal(
       refusal(() => toolCallingOf({ tools: [{ type: 'web' }], tool_choice: 'required' })),
+      'SY_ERR_UNSUPPORTED_PARAMETER:tools[0]',
+    );
+    assert.equal(
+      refusal(() => toolCallingOf({ tools: [{ function: { name: 'f' } }], tool_choice: 'required' })),
       'SY_ERR_INVALID_ARGUMENT:tools[0]',
     );
     assert.equal(

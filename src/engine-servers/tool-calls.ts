@@ -115,6 +115,16 @@ function readTools(value: unknown, form: ListForm): Tool[] {
     throw invalid(list, `${value.length} ${list}, above the bound of ${TOOLS_MAX}`);
   return value.map((tool, i) => {
     const at = `${list}[${i}]`;
+    // A tool of another type (the Responses API's hosted `web_search`, `file_search`, `mcp`, a
+    // `custom` tool...) is a valid request the engines cannot serve: unsupported, not malformed.
+    const type = isObject(tool) ? tool['type'] : undefined;
+    if (form !== 'functions' && typeof type === 'string' && type !== 'function')
+      throw new SwitchyardError(
+        'SY_ERR_UNSUPPORTED_PARAMETER',
+        `parameter '${at}' is not supported by the built-in engines: a tool of type ` +
+          `${JSON.stringify(type.slice(0, 64))}; they serve function tools only`,
+        { param: at },
+      );
     if (
       !isObject(tool) ||
       (form !== 'functions' && tool['type'] !== 'function') ||

@@ -283,9 +283,10 @@ for (const engine of ENGINES) {
           code: 'SY_ERR_INVALID_ARGUMENT',
         },
         {
+          // A hosted tool: a valid request the engines cannot serve.
           extra: { tools: [{ type: 'web_search' }], tool_choice: 'required' },
           param: 'tools[0]',
-          code: 'SY_ERR_INVALID_ARGUMENT',
+          code: 'SY_ERR_UNSUPPORTED_PARAMETER',
         },
         {
           extra: { tool_choice: NAMED, text: { format: { type: 'json_object' } } },

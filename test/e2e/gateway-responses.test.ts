@@ -263,16 +263,23 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
   });
 
   it('passes fields it does not read through to the engine, which judges them', async () => {
-    // Tools the gateway does not read: a tool that is no function, which the engine refuses.
+    // Tools the gateway does not read: a hosted tool (valid for OpenAI), which the engine cannot
+    // serve: unsupported, naming the tool; a tool that is no object is malformed.
     const reply = await post(gw.url, '/v1/responses', {
       model: MODEL,
       input: 'hi',
-      tools: [{ type: 'web_search' }],
+      tools: [{ type: 'function', name: 'f' }, { type: 'web_search' }],
     });
     assert.equal(reply.status, 400, reply.text);
     const e = assertErrorBody(reply.text, 400).error;
-    assert.equal(e.code, 'SY_ERR_INVALID_ARGUMENT');
-    assert.equal(e.param, 'tools[0]');
+    assert.equal(e.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
+    assert.equal(e.param, 'tools[1]');
+    assert.match(e.message, /"web_search"/);
+    const junk = await post(gw.url, '/v1/responses', { model: MODEL, input: 'hi', tools: ['x'] });
+    assert.equal(junk.status, 400, junk.text);
+    const j = assertErrorBody(junk.text, 400).error;
+    assert.equal(j.code, 'SY_ERR_INVALID_ARGUMENT');
+    assert.equal(j.param, 'tools[0]');
   });
   it('a Responses stream the client abandons is a client abort, and the engine lets the sequence go', async () => {
     const stats0 = await getJson<GatewayStatsJson>(`${gw.url}/stats`);
