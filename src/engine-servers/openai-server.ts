@@ -991,7 +991,7 @@ class EngineHttpServer {
       )
         throw new SwitchyardError(
           'SY_ERR_UNSUPPORTED_PARAMETER',
-          'n > 1 is not supported with a forced tool call by the built-in engines; send n requests',
+          'n > 1 is not supported with tools that may be called (named, "required" or "auto") by the built-in engines; send n requests',
           { param: 'n' },
         );
       const choices =
