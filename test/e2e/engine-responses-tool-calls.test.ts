@@ -14,17 +14,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import OpenAI from 'openai';
-import * as z from 'zod';
-import { assertErrorBody, MODEL, post, simAndRecorder, sseData } from './support/cluster.ts';
-import { LLAMA_MODEL, llamaGateway } from './support/llama.ts';
+import { assertErrorBody, post, sseData } from './support/cluster.ts';
+import { validatedJson } from './support/json-schema.ts';
+import { builtinEngineGateways } from './support/llama.ts';
 
-const wire = simAndRecorder('real-model');
-const llama = llamaGateway();
-
-const ENGINES = [
-  { name: 'sim', url: () => wire.gw.url, model: MODEL },
-  { name: 'llama', url: () => llama.gw.url, model: LLAMA_MODEL },
-] as const;
+const { engines: ENGINES } = builtinEngineGateways();
 
 /** Strings bounded so the random model's JSON closes soon. */
 const WEATHER = {
@@ -74,19 +68,6 @@ const BODY = (model: string, extra: Record<string, unknown>): Record<string, unk
   ...extra,
 });
 
-/** Parses `text` as JSON and validates it against `schema`. */
-function validated(text: string, schema: object): unknown {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    assert.fail(`arguments not JSON: ${JSON.stringify(text.slice(0, 300))}`);
-  }
-  const check = z.fromJSONSchema(schema as never).safeParse(value);
-  assert.ok(check.success, `${text} does not validate: ${JSON.stringify(check.error?.issues)}`);
-  return value;
-}
-
 interface Item {
   type: string;
   id: string;
@@ -111,7 +92,7 @@ function checkCall(item: Item | undefined, names: readonly string[]): void {
   assert.match(item.call_id ?? '', /^call_[0-9a-f]{24}$/);
   assert.equal(item.status, 'completed');
   assert.ok(names.includes(item.name ?? ''), item.name);
-  validated(item.arguments ?? '', SCHEMAS[item.name ?? ''] as object);
+  validatedJson(item.arguments ?? '', SCHEMAS[item.name ?? ''] as object);
 }
 
 /** A Responses stream's events, parsed, in order. */
@@ -239,7 +220,7 @@ for (const engine of ENGINES) {
         const message = second.output[0] as Item & { content?: { type: string; text: string }[] };
         assert.equal(message.type, 'message');
         assert.equal(message.content?.[0]?.type, 'output_text');
-        validated(message.content?.[0]?.text ?? '', REPORT);
+        validatedJson(message.content?.[0]?.text ?? '', REPORT);
       }
     });
 

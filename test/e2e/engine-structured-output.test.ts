@@ -14,6 +14,7 @@ import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import * as z from 'zod';
 import { assertErrorBody, MODEL, post, simAndRecorder, sseData } from './support/cluster.ts';
+import { validatedJson } from './support/json-schema.ts';
 import { LLAMA_MODEL, llamaGateway } from './support/llama.ts';
 
 const REAL = 'real-model';
@@ -60,19 +61,6 @@ const COMPLETION = (model: string, extra: Record<string, unknown>): Record<strin
   ...extra,
 });
 
-/** Parses `text` as JSON and validates it against `schema`; returns the value. */
-function validated(text: string, schema: object): unknown {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    assert.fail(`not JSON: ${JSON.stringify(text.slice(0, 300))}`);
-  }
-  const check = z.fromJSONSchema(schema as never).safeParse(value);
-  assert.ok(check.success, `${text} does not validate: ${JSON.stringify(check.error?.issues)}`);
-  return value;
-}
-
 interface ChatAnswer {
   choices: { message: { content: string }; text: string; finish_reason: string }[];
 }
@@ -106,7 +94,7 @@ for (const engine of ENGINES) {
       );
       assert.equal(reply.status, 200, reply.text);
       const choice = (JSON.parse(reply.text) as ChatAnswer).choices[0]!;
-      validated(choice.message.content, PERSON);
+      validatedJson(choice.message.content, PERSON);
       assert.equal(choice.finish_reason, 'stop');
     });
 
@@ -118,7 +106,7 @@ for (const engine of ENGINES) {
       );
       assert.equal(reply.status, 200, reply.text);
       const { text, finish } = streamed(reply.text);
-      validated(text, PERSON);
+      validatedJson(text, PERSON);
       assert.equal(finish, 'stop');
     });
 
@@ -133,7 +121,7 @@ for (const engine of ENGINES) {
               text: (JSON.parse(reply.text) as ChatAnswer).choices[0]!.text,
               finish: (JSON.parse(reply.text) as ChatAnswer).choices[0]!.finish_reason,
             };
-        validated(text, { type: 'object' });
+        validatedJson(text, { type: 'object' });
         assert.equal(finish, 'stop', `stream ${stream}`);
       }
     });
@@ -145,7 +133,7 @@ for (const engine of ENGINES) {
       ]) {
         const reply = await post(engine.url(), '/v1/completions', COMPLETION(engine.model, extra));
         assert.equal(reply.status, 200, reply.text);
-        validated((JSON.parse(reply.text) as ChatAnswer).choices[0]!.text, PERSON);
+        validatedJson((JSON.parse(reply.text) as ChatAnswer).choices[0]!.text, PERSON);
       }
     });
 
@@ -187,7 +175,7 @@ for (const engine of ENGINES) {
         text: { format: unknown };
       };
       assert.equal(response.status, 'completed');
-      validated(response.output[0]!.content[0]!.text, PERSON);
+      validatedJson(response.output[0]!.content[0]!.text, PERSON);
       assert.deepEqual(response.text.format, format);
       const events = await post(engine.url(), '/v1/responses', { ...body, stream: true, seed: 9 });
       assert.equal(events.status, 200, events.text);
@@ -198,7 +186,7 @@ for (const engine of ENGINES) {
         if (event.type === 'response.output_text.delta') text += event.delta;
         last = event.type;
       }
-      validated(text, PERSON);
+      validatedJson(text, PERSON);
       assert.equal(last, 'response.completed');
     });
 
@@ -349,7 +337,7 @@ describe('JSON mode on the sim', () => {
     });
     assert.equal(reply.status, 200, reply.text);
     const content = (JSON.parse(reply.text) as ChatAnswer).choices[0]!.message.content;
-    validated(content, PERSON);
+    validatedJson(content, PERSON);
     assert.notEqual(content, '{}');
   });
 });

@@ -10,16 +10,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MODEL, post, simAndRecorder } from './support/cluster.ts';
-import { LLAMA_MODEL, llamaGateway } from './support/llama.ts';
+import { post } from './support/cluster.ts';
+import { builtinEngineGateways } from './support/llama.ts';
 
-const wire = simAndRecorder('real-model');
-const llama = llamaGateway();
-
-const ENGINES = [
-  { name: 'sim', url: () => wire.gw.url, model: MODEL },
-  { name: 'llama', url: () => llama.gw.url, model: LLAMA_MODEL },
-] as const;
+const { engines: ENGINES } = builtinEngineGateways();
 
 /** Each client's two chat bodies as sent, less `model`. */
 const CAPTURED: { client: string; first: Record<string, unknown>; second: Record<string, unknown> }[] = [

@@ -14,17 +14,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import OpenAI from 'openai';
-import * as z from 'zod';
-import { assertErrorBody, MODEL, post, simAndRecorder, sseData } from './support/cluster.ts';
-import { LLAMA_MODEL, llamaGateway } from './support/llama.ts';
+import { assertErrorBody, MODEL, post, sseData } from './support/cluster.ts';
+import { validatedJson } from './support/json-schema.ts';
+import { builtinEngineGateways } from './support/llama.ts';
 
-const wire = simAndRecorder('real-model');
-const llama = llamaGateway();
-
-const ENGINES = [
-  { name: 'sim', url: () => wire.gw.url, model: MODEL },
-  { name: 'llama', url: () => llama.gw.url, model: LLAMA_MODEL },
-] as const;
+const { sim: wire, engines: ENGINES } = builtinEngineGateways();
 
 /** Strings bounded so the random model's JSON closes soon. */
 const WEATHER = {
@@ -72,19 +66,6 @@ const CHAT = (model: string, extra: Record<string, unknown>): Record<string, unk
   tools: TOOLS,
   ...extra,
 });
-
-/** Parses `text` as JSON and validates it against `schema`. */
-function validated(text: string, schema: object): unknown {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    assert.fail(`arguments not JSON: ${JSON.stringify(text.slice(0, 300))}`);
-  }
-  const check = z.fromJSONSchema(schema as never).safeParse(value);
-  assert.ok(check.success, `${text} does not validate: ${JSON.stringify(check.error?.issues)}`);
-  return value;
-}
 
 interface Call {
   id: string;
@@ -150,7 +131,7 @@ function checkCall(call: Call | undefined, names: readonly string[]): void {
   assert.match(call.id, /^chatcmpl-tool-[0-9a-f]{32}$/);
   assert.equal(call.type, 'function');
   assert.ok(names.includes(call.function.name), call.function.name);
-  validated(call.function.arguments, SCHEMAS[call.function.name] as object);
+  validatedJson(call.function.arguments, SCHEMAS[call.function.name] as object);
 }
 
 for (const engine of ENGINES) {
@@ -299,7 +280,7 @@ for (const engine of ENGINES) {
         const choice = (JSON.parse(reply.text) as Legacy).choices[0]!;
         assert.equal(choice.message.content, null);
         assert.equal(choice.message.function_call?.name, name);
-        validated(choice.message.function_call?.arguments ?? '', SCHEMAS[name] as object);
+        validatedJson(choice.message.function_call?.arguments ?? '', SCHEMAS[name] as object);
         assert.equal((choice.message as { tool_calls?: unknown }).tool_calls, undefined);
         assert.equal(choice.finish_reason, finish);
       }
@@ -327,7 +308,7 @@ for (const engine of ENGINES) {
         finish = c.finish_reason ?? finish;
       }
       assert.equal(fnName, 'get_weather');
-      validated(args, WEATHER);
+      validatedJson(args, WEATHER);
       assert.equal(finish, 'function_call');
       // The function's result sent back (role function): text.
       const messages = [
@@ -376,7 +357,7 @@ for (const engine of ENGINES) {
       });
       const content = await runner.finalContent();
       assert.equal(seen.length, 1);
-      validated(JSON.stringify(seen[0]), SEARCH);
+      validatedJson(JSON.stringify(seen[0]), SEARCH);
       assert.equal(typeof content, 'string');
       const roles = runner.messages.map((m) => m.role);
       assert.deepEqual(roles, ['user', 'assistant', 'tool', 'assistant']);
@@ -436,7 +417,7 @@ for (const engine of ENGINES) {
             })();
         assert.equal(calls.length, 0);
         assert.equal(finish, 'stop', `stream ${stream}: ${content}`);
-        validated(content, REPORT);
+        validatedJson(content, REPORT);
       }
       for (const tool_choice of [NAMED, 'required']) {
         const forced = await post(

@@ -20,7 +20,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import * as z from 'zod';
 import {
   MODEL,
   REQUEST_DEADLINE_MS,
@@ -30,6 +29,7 @@ import {
   Teardown,
 } from './support/cluster.ts';
 import { fileSetUp } from './support/file-set-up.ts';
+import { validatedJson } from './support/json-schema.ts';
 import {
   LLAMA_MODEL,
   type LlamaEngine,
@@ -213,18 +213,6 @@ async function ask(url: string, body: Record<string, unknown>): Promise<Outcome>
   return { status: r.status, shape: pieces };
 }
 
-/** Parses `text` as JSON and validates it against `schema`. */
-function validates(text: string, schema: object): void {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    assert.fail(`not JSON: ${JSON.stringify(text.slice(0, 300))}`);
-  }
-  const check = z.fromJSONSchema(schema as never).safeParse(value);
-  assert.ok(check.success, `${text} does not validate: ${JSON.stringify(check.error?.issues)}`);
-}
-
 /** The requests each pool must answer as the colocated engine does, and what their answer holds. */
 const SERVED: {
   name: string;
@@ -236,12 +224,12 @@ const SERVED: {
     extra: {
       response_format: { type: 'json_schema', json_schema: { name: 'p', schema: PERSON, strict: true } },
     },
-    check: (a) => validates(message(a).content as string, PERSON),
+    check: (a) => validatedJson(message(a).content as string, PERSON),
   },
   {
     name: 'response_format json_object',
     extra: { response_format: { type: 'json_object' } },
-    check: (a) => validates(message(a).content as string, { type: 'object' }),
+    check: (a) => validatedJson(message(a).content as string, { type: 'object' }),
   },
   {
     name: 'structured_outputs choice',
@@ -264,7 +252,7 @@ const SERVED: {
       assert.equal(calls.length, 1);
       assert.equal(calls[0]?.type, 'function');
       assert.equal(calls[0]?.function.name, 'get_weather');
-      validates(calls[0]?.function.arguments ?? '', WEATHER);
+      validatedJson(calls[0]?.function.arguments ?? '', WEATHER);
       assert.equal(finish(a), 'stop');
     },
   },
@@ -274,7 +262,7 @@ const SERVED: {
     check: (a) => {
       const calls = message(a).tool_calls as { function: { name: string; arguments: string } }[];
       assert.ok(calls.length >= 1);
-      validates(
+      validatedJson(
         JSON.stringify(
           calls.map((c) => ({ name: c.function.name, parameters: JSON.parse(c.function.arguments) })),
         ),
@@ -291,7 +279,7 @@ const SERVED: {
       const calls = message(a).tool_calls as { function: { name: string; arguments: string } }[];
       assert.equal(calls.length, 1);
       assert.equal(calls[0]?.function.name, 'get_weather');
-      validates(calls[0]?.function.arguments ?? '', WEATHER);
+      validatedJson(calls[0]?.function.arguments ?? '', WEATHER);
       assert.equal(finish(a), 'tool_calls');
     },
   },

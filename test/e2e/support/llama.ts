@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { LlamaPdStats } from '../../../src/engine-servers/llama/pd.ts';
 import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../../../src/engine-servers/llama/tiny-gguf.ts';
 import { VLLM_PREFILL_KV_PARAMS } from '../../../src/gateway/pd/pd-bodies.ts';
-import { startTestGateway, Teardown, type TestGateway } from './cluster.ts';
+import { MODEL, simAndRecorder, startTestGateway, Teardown, type TestGateway } from './cluster.ts';
 import { fileSetUp } from './file-set-up.ts';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -192,4 +192,19 @@ export async function vllmPdCompletion(
     kv_transfer_params: await edit(first.kv_transfer_params),
   });
   return { prefill: first, decode: second };
+}
+
+/**
+ * Both built-in engines behind a gateway each, set up once for the file: the sim (a gateway over a
+ * sim engine beside a recording upstream, `simAndRecorder`) and the llama engine on the tiny GGUF
+ * (`llamaGateway`), with the list the engines' e2e files run every case over.
+ */
+export function builtinEngineGateways() {
+  const sim = simAndRecorder('real-model');
+  const llama = llamaGateway();
+  const engines = [
+    { name: 'sim', url: () => sim.gw.url, model: MODEL },
+    { name: 'llama', url: () => llama.gw.url, model: LLAMA_MODEL },
+  ] as const;
+  return { sim, llama, engines };
 }
