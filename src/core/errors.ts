@@ -92,6 +92,14 @@ export const ERRORS = {
    * as vLLM's P/D proxy answers any route but chat and completions.
    */
   SY_ERR_UNSUPPORTED_ENDPOINT: { status: 404, type: 'invalid_request_error' },
+  /**
+   * `POST /v1/responses` named a `previous_response_id` the gateway's response store does not hold
+   * for this tenant (never stored, evicted, expired, deleted, or another tenant's): OpenAI's 400
+   * `previous_response_not_found`, with its message.
+   */
+  SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND: { status: 400, type: 'invalid_request_error' },
+  /** `GET`/`DELETE /v1/responses/{id}` (or its input items) for a response this tenant has not stored: OpenAI's 404. */
+  SY_ERR_RESPONSE_NOT_FOUND: { status: 404, type: 'invalid_request_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 /** One of the stable error codes. */

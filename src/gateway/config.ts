@@ -260,6 +260,26 @@ export const limitsConfigSchema = z.strictObject({
   scaleFromZeroWaitMs: z.number().int().min(1).max(86_400_000).default(SCALE_FROM_ZERO_WAIT_MS),
   /** The largest `keep_alive` a request body may set (Ollama's field); larger is 400. Default 1 h. */
   keepAliveMsMax: z.number().int().min(0).max(604_800_000).default(KEEP_ALIVE_MS_MAX),
+  // ---- the Responses API's store (src/gateway/response-store.ts): in memory, per tenant, LRU ----
+  /**
+   * Responses (`POST /v1/responses` with `store` not false) the gateway keeps, all tenants together,
+   * for `previous_response_id` and `GET`/`DELETE /v1/responses/{id}`; past it the least recently used
+   * goes. 0 stores none (`previous_response_id` is then always 400). Default 10,000.
+   */
+  responseStoreMax: z.number().int().min(0).max(10_000_000).default(10_000),
+  /**
+   * Bytes (request body + answer JSON) the stored responses hold together; past it the least
+   * recently used go, and one larger than this (or than a JSON answer's 16 MiB capture) is not stored.
+   * Default 256 MiB.
+   */
+  responseStoreBytesMax: z
+    .number()
+    .int()
+    .min(1024)
+    .max(2 ** 40)
+    .default(256 * 1024 * 1024),
+  /** Age past which a stored response is gone (the gateway's clock); 0: none. Default 0 (count and bytes bound it). */
+  responseStoreTtlMs: z.number().int().min(0).max(31_536_000_000).default(0),
 });
 export type LimitsConfig = z.infer<typeof limitsConfigSchema>;
 

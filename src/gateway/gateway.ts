@@ -84,6 +84,8 @@ import {
   type TenantEntry,
 } from './request-build.ts';
 import { assignRequestId } from './request-id.ts';
+import { expandPrevious, ResponseCapture, ResponseStore } from './response-store.ts';
+import { answerStoredResponse, responseRouteOf } from './response-store-http.ts';
 import { type AttemptFailure, backoffMs } from './retry.ts';
 import { findStalls } from './stall.ts';
 import {
@@ -242,6 +244,20 @@ export function meantRoute(path: string, batchApi: boolean): string | undefined 
   return openAi ? meant : undefined;
 }
 
+/**
+ * Whether a Responses body says `"store": false` (its answer is then not held to be stored): a byte
+ * search, not a parse. A nested `"store": false` (in metadata) reads the same; such an answer is not
+ * stored.
+ */
+function saysStoreFalse(body: Buffer): boolean {
+  for (let at = body.indexOf('"store"'); at >= 0; at = body.indexOf('"store"', at + 7))
+    if (/^"store"\s*:\s*false/.test(body.toString('latin1', at, at + 40))) return true;
+  return false;
+}
+
+/** The most bytes of one JSON Responses answer held to store it (response-store.ts). */
+const CAPTURE_BYTES_MAX = 16 * 1024 * 1024;
+
 /** The Responses API's routes below /v1/responses/ that name no response id (OpenAI's token count and compaction). */
 const RESPONSES_UNSERVED: ReadonlySet<string> = new Set([
   '/v1/responses/input_tokens',
@@ -253,10 +269,8 @@ const SGLANG_NATIVE_ROUTES: ReadonlySet<string> = new Set(['/generate']);
 
 /**
  * What an unknown route's 404 adds to "unknown route METHOD PATH" for a client that took the
- * gateway for another server: a base URL off by `/v1` (meantRoute); a stored response asked for
- * by id (`GET /v1/responses/{id}`, its input items, cancel, delete: the openai SDKs'
- * `responses.retrieve()`), which the gateway cannot have: the built-in engines answer `store:
- * false`, and a backend's stored responses are not reachable by id through a router; the id-less
+ * gateway for another server: a base URL off by `/v1` (meantRoute); a response route by id the
+ * gateway does not serve (cancel, or any with its response store off); the id-less
  * Responses routes (`input_tokens`, `compact`), told what is served; SGLang's native `/generate`
  * (SGLang's `bench_serving` by default).
  * Empty for any other path.
@@ -269,8 +283,8 @@ export function unknownRouteHint(path: string, batchApi: boolean): string {
     return '; the gateway routes only POST /v1/responses of the Responses API';
   if (path.startsWith('/v1/responses/'))
     return (
-      '; the gateway stores no responses (the built-in engines answer store: false) and routes only ' +
-      'POST /v1/responses, so none can be retrieved, listed, cancelled or deleted by id'
+      '; of stored responses the gateway serves GET and DELETE /v1/responses/{id} and ' +
+      'GET /v1/responses/{id}/input_items (with limits.responseStoreMax above 0); none is cancelled'
     );
   if (SGLANG_NATIVE_ROUTES.has(path))
     return (
@@ -399,6 +413,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
   private readonly parsePool: ParsePool | undefined;
   /** Bytes held by requests in the admission queue, bounded in total and per tenant. */
   readonly queuedBytes: QueuedBytes;
+  /** Stored Responses API answers, per tenant (`previous_response_id`, GET/DELETE by id). */
+  readonly responseStore: ResponseStore;
   private draining = false;
   private drainPromise: Promise<void> | undefined;
   private closePromise: Promise<void> | undefined;
@@ -464,6 +480,14 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       ),
     };
     this.queuedBytes = new QueuedBytes(config.limits.queuedBytesMax, config.limits.tenantQueuedBytesMax);
+    this.responseStore = new ResponseStore(
+      {
+        countMax: config.limits.responseStoreMax,
+        bytesMax: config.limits.responseStoreBytesMax,
+        ttlMs: config.limits.responseStoreTtlMs,
+      },
+      () => this.nowMs(),
+    );
     // Stale engine signals: the gate bounds such an instance by the gateway's own accounting.
     this.admission = createAdmissionController(admissionInput(config), {
       signalStaleAfterMs: this.view.staleAfterMs,
@@ -909,6 +933,11 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       return;
     }
     this.drainBody(req);
+    const stored = responseRouteOf(path);
+    if (stored !== undefined && this.responseStore.enabled && !RESPONSES_UNSERVED.has(path)) {
+      this.storedResponse(req, res, method, stored, q < 0 ? '' : url.slice(q + 1));
+      return;
+    }
     const get = method === 'GET' || method === 'HEAD';
     if (get && path.startsWith('/v1/models/')) {
       if (!this.modelsAllowed(req, res)) return;
@@ -928,6 +957,45 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       res,
       new SwitchyardError('SY_ERR_NOT_FOUND', `unknown route ${method} ${path}${hint}`, { param: 'path' }),
     );
+  }
+
+  /**
+   * `GET`/`DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items` from the response
+   * store, for the request's tenant (its API key, 401 without one when tenants are configured).
+   */
+  private storedResponse(
+    req: IncomingMessage,
+    res: ServerResponse,
+    method: string,
+    route: { id: string; items: boolean },
+    query: string,
+  ): void {
+    let tenant = 'default';
+    if (this.tenants.size > 0) {
+      const key = bearerToken(req.headers.authorization);
+      const entry = key === undefined ? undefined : this.tenants.get(key);
+      if (entry === undefined) {
+        this.clientErrorHost.countRejection('SY_ERR_UNAUTHORIZED');
+        sendError(
+          res,
+          new SwitchyardError(
+            'SY_ERR_UNAUTHORIZED',
+            key === undefined ? 'missing API key (Authorization: Bearer <key>)' : 'invalid API key',
+            {
+              param: 'authorization',
+            },
+          ),
+        );
+        return;
+      }
+      tenant = entry.name;
+    }
+    if (answerStoredResponse(this.responseStore, tenant, res, method, route, new URLSearchParams(query)))
+      return;
+    const allow = route.items ? 'GET' : 'GET, DELETE';
+    res.setHeader('allow', allow);
+    const message = `method ${method} not allowed on ${route.items ? "a stored response's input items" : 'a stored response'}; use ${allow}`;
+    sendError(res, new SwitchyardError('SY_ERR_METHOD_NOT_ALLOWED', message, { param: 'method' }));
   }
 
   /**
@@ -1039,6 +1107,7 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
       ...this.stats.toJSON(),
       admission: this.admission.stats,
       queuedBytes: this.queuedBytes.stats,
+      responseStore: this.responseStore.stats,
       parsePool: this.parsePool?.stats,
       scaleFromZero: this.modelBuffer?.statsJson(),
       batch: this.batch?.stats,
@@ -1254,14 +1323,35 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
         this.rejectEarly(res, result, r.retryAfterMs);
         return;
       }
-      this.withFields(r.kind, result, res, (fields) => {
+      const body = r.kind === 'responses' ? this.withPrevious(result, r.tenant, res) : result;
+      if (body === undefined) return;
+      this.withFields(r.kind, body, res, (fields) => {
         const built = requestOf(this.requestContext, fields, r.tenant, r.req, r.arrivalMs);
-        this.accept(r.kind, built.request, result, built.stream, res);
+        this.accept(r.kind, built.request, body, built.stream, res);
       });
     } catch (error) {
       this.internalError(res, error);
     } finally {
       this.settleDrain();
+    }
+  }
+
+  /**
+   * A Responses body with its `previous_response_id` expanded from the response store (the whole
+   * conversation as input, response-store.ts), or as it came when it names none; undefined when
+   * that was refused (answered on `res`: an id this tenant has not stored).
+   */
+  private withPrevious(
+    body: Buffer,
+    tenant: TenantEntry | undefined,
+    res: ServerResponse,
+  ): Buffer | undefined {
+    try {
+      return expandPrevious(body, tenant?.name ?? 'default', this.responseStore) ?? body;
+    } catch (error) {
+      if (!(error instanceof SwitchyardError)) throw error;
+      this.rejectEarly(res, error);
+      return undefined;
     }
   }
 
@@ -1410,6 +1500,11 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     const ex =
       (kind === 'responses' ? undefined : this.pd.exchange(this, kind, request, body, stream, res)) ??
       new Exchange(this, kind, request, body, stream, res);
+    // A Responses answer is stored unless the body says store: false (checked again at its end).
+    if (kind === 'responses' && this.responseStore.enabled && !saysStoreFalse(body)) {
+      const bytesMax = Math.min(CAPTURE_BYTES_MAX, this.limits.responseStoreBytesMax);
+      ex.capture = new ResponseCapture(this.responseStore, request.tenant, body, bytesMax);
+    }
     if (!held) this.stats.accepted++;
     this.live.add(ex);
     return ex;

@@ -30,6 +30,7 @@ import { bodyWithEnginePriority, type EnginePriorityOrder, enginePriorityOf } fr
 import type { HealthTarget } from './health.ts';
 import { sendError } from './http-util.ts';
 import type { LiveInstance } from './live-view.ts';
+import type { ResponseCapture } from './response-store.ts';
 import { type AttemptFailure, isConnectError, statusFailure } from './retry.ts';
 import { JsonFraming, SseScanner } from './sse-events.ts';
 import { BackendProgress } from './stall.ts';
@@ -184,6 +185,8 @@ export class Exchange {
    * it (the answer's own X-Request-Id is then the gateway's, request-id.ts).
    */
   upstreamRequestId: string | undefined;
+  /** A Responses request whose answer the gateway's response store keeps (response-store.ts). */
+  capture: ResponseCapture | undefined = undefined;
 
   constructor(
     readonly host: ExchangeHost,
@@ -412,6 +415,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
    * `response.created` before any token): the host hears `firstByte` then. Set at a 2xx SSE head.
    */
   private awaitsDelta = false;
+  /** Non-SSE with a capture: every chunk, held until the end (at most capture.bytesMax). */
+  private whole: Buffer[] | undefined = undefined;
+  private wholeBytes = 0;
 
   constructor(
     readonly ex: Exchange,
@@ -531,6 +537,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.awaitsDelta = this.sse && responses;
       if (this.sse) this.scanner = new SseScanner(responses);
       else if (typeof type === 'string' && isJsonType(type)) this.framing = new JsonFraming();
+      if (this.ex.capture !== undefined) this.beginCapture(this.ex.capture, headers['content-length']);
     } else {
       this.mode = Mode.Collect;
     }
@@ -558,10 +565,12 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.sse) {
       const scanner = this.scanner as SseScanner;
       scanner.push(chunk);
+      ex.capture?.sseChunk(chunk);
       if (this.awaitsDelta && scanner.deltas > 0) this.firstDelta();
     } else {
       this.bodyBytes += chunk.length;
       this.framing?.push(chunk);
+      if (this.whole !== undefined && this.holdWhole(chunk)) return;
       // Hold each chunk until the next one (or the end): the last is checked before it goes, and a
       // JSON answer in one chunk leaves in a single write with the head, committed only then.
       const held = this.last;
@@ -577,6 +586,38 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.backend.progress.pausedAttempts++;
       res.once('drain', () => this.drained(controller));
     }
+  }
+
+  /**
+   * A stored Responses answer: a stream is read as it passes; a JSON answer (declared no larger than
+   * the capture holds) is held whole, to go out at its end saying `store: true`.
+   */
+  private beginCapture(capture: ResponseCapture, length: string | string[] | undefined): void {
+    capture.begin(this.sse);
+    if (this.sse || this.framing === undefined) return;
+    if (typeof length === 'string' && Number(length) > capture.bytesMax) capture.tooLarge();
+    else this.whole = [];
+  }
+
+  /**
+   * Holds a captured JSON answer's `chunk`; true when held. Past the capture's bound the capture is
+   * given up: what was held goes out now, and the answer passes on as any other (`chunk` is next).
+   */
+  private holdWhole(chunk: Buffer): boolean {
+    const held = this.whole as Buffer[];
+    if (this.wholeBytes + chunk.length <= (this.ex.capture as ResponseCapture).bytesMax) {
+      held.push(chunk);
+      this.wholeBytes += chunk.length;
+      return true;
+    }
+    this.ex.capture?.tooLarge();
+    this.whole = undefined;
+    const ex = this.ex;
+    if (!ex.committed) ex.commit(this.status, this.headers, false);
+    // The last held chunk stays held, as the pass-through path keeps one: `chunk` follows it.
+    this.last = held.pop();
+    if (!ex.res.destroyed) for (const c of held) ex.res.write(c);
+    return false;
   }
 
   /** A Responses stream's first text delta arrived (or it ended without one): its first token. */
@@ -619,6 +660,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const outputTokens = scanner.usageTokens ?? scanner.tokenEvents;
     ex.host.attemptEnded(ex, this.backend, scanner.done, outputTokens);
     if (scanner.done) {
+      ex.capture?.sseEnded();
       ex.finishOk(outputTokens, undefined);
       return;
     }
@@ -661,6 +703,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       return;
     }
     this.stop();
+    if (this.whole !== undefined) this.endWhole(ex.capture as ResponseCapture, this.whole);
     if (!this.sawFirstByte) ex.host.firstByte(ex, this.backend);
     if (!ex.committed) ex.commit(this.status, this.headers, false);
     // Without usage in a JSON answer, the count is unknown (not the declared max_tokens).
@@ -669,6 +712,16 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const declared =
       ex.request.maxTokens === undefined ? 0 : ex.request.maxTokens * (ex.request.generations ?? 1);
     ex.finishOk(outputTokens ?? declared, this.last);
+  }
+
+  /** A held JSON answer is whole: stored, it goes out as the capture rewrote it (its length with it). */
+  private endWhole(capture: ResponseCapture, held: Buffer[]): void {
+    this.whole = undefined;
+    const body = Buffer.concat(held, this.wholeBytes);
+    const stored = capture.json(body);
+    this.prev = undefined;
+    this.last = stored ?? body;
+    if (stored !== undefined) this.headers = { ...this.headers, 'content-length': String(stored.length) };
   }
 
   /** Why a finished non-SSE body is not whole, or undefined when it is. */

@@ -8,8 +8,9 @@
  * Responses request and the chat request with the same conversation share their prefix chain, and
  * a follow-up turn extends the chain of the turn before it.
  *
- * Stored responses are refused: `previous_response_id` names state one engine kept, and a gateway
- * in front of several engines cannot promise the instance it picks holds it.
+ * `previous_response_id` is expanded from the gateway's response store before this parse
+ * (response-store.ts), so the body read here is the whole conversation; one still named here (a
+ * Batch API line, or the store turned off) is refused: the instance picked need not hold it.
  */
 import { cacheSaltOf, saltPrefixChain } from '../core/cache-salt.ts';
 import { SwitchyardError } from '../core/errors.ts';
@@ -45,7 +46,7 @@ export function parseResponsesFields(
   if (previous !== undefined && previous !== null)
     throw invalid(
       'previous_response_id',
-      'stored responses are not supported through the gateway (it cannot promise the instance it picks holds them); send the whole conversation as input',
+      'not expanded here (a Batch API line, or limits.responseStoreMax 0: the instance picked need not hold it); send the whole conversation as input',
     );
   const stream = body['stream'];
   if (stream !== undefined && stream !== null && typeof stream !== 'boolean')

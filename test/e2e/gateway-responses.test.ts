@@ -238,7 +238,7 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
       { body: { model: MODEL }, param: 'input' },
       { body: { model: MODEL, input: 5 }, param: 'input' },
       {
-        body: { model: MODEL, input: 'hi', previous_response_id: 'resp_123' },
+        body: { model: MODEL, input: 'hi', previous_response_id: 5 },
         param: 'previous_response_id',
       },
       { body: { model: MODEL, input: [{ role: 'robot', content: 'x' }] }, param: 'input[0].role' },
@@ -251,13 +251,13 @@ describe('the Responses API through the gateway', { timeout: 60_000 }, () => {
       assert.equal(e.code, 'SY_ERR_INVALID_ARGUMENT');
       assert.equal(e.param, param);
     }
-    // The openai client sees the same refusal as a typed error.
+    // A response the gateway never stored: OpenAI's 400 previous_response_not_found, as a typed error.
     await assert.rejects(
       client.responses.create({ model: MODEL, input: 'hi', previous_response_id: 'resp_123' }),
       (error: unknown) =>
         error instanceof OpenAI.APIError &&
         error.status === 400 &&
-        error.code === 'SY_ERR_INVALID_ARGUMENT' &&
+        error.code === 'SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND' &&
         error.param === 'previous_response_id',
     );
   });

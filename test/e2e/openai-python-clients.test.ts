@@ -10,7 +10,8 @@
  *   validation without it (`Response.model_validate(...)`: "Field required"), in a JSON answer and
  *   in a stream's final event alike.
  * - `responses.retrieve(id)` got "unknown route GET /v1/responses/resp_..." with nothing saying
- *   why (and `responses.input_tokens.count()` a bare "unknown route" too); SGLang's
+ *   why (the gateway now stores responses and answers it: gateway-response-store.test.ts), and
+ *   `responses.input_tokens.count()` a bare "unknown route"; SGLang's
  *   `bench_serving` as it defaults (`--backend sglang`, its native `/generate`) got a bare
  *   "unknown route POST /generate". These 404s now say what the gateway serves instead.
  * - A `seed` past 2^53 (a Python int: a nanosecond timestamp, `random.getrandbits(63)`) was 400
@@ -64,25 +65,20 @@ describe('Responses usage as the SDKs type it', () => {
 });
 
 describe('404s for clients that took the gateway for another API', () => {
-  it("responses.retrieve() is told responses are not stored; SGLang's /generate is told the backend to use", async () => {
+  it("responses' cancel and id-less routes are told what is served; SGLang's /generate the backend to use", async () => {
     const created = await client().responses.create({ model: MODEL, input: 'x', max_output_tokens: 1 });
-    // The Node SDK's Response type has no `store`; the answer carries it.
-    assert.equal((created as unknown as { store: unknown }).store, false);
-    const calls: [string, () => Promise<unknown>][] = [
-      ['retrieve', () => client().responses.retrieve(created.id)],
-      ['delete', () => client().responses.delete(created.id)],
-      ['input items', () => client().responses.inputItems.list(created.id)],
-    ];
-    for (const [what, call] of calls) {
-      const e = await call().then(
+    // The Node SDK's Response type has no `store`; the answer carries it (the gateway stored it).
+    assert.equal((created as unknown as { store: unknown }).store, true);
+    const e = await client()
+      .responses.cancel(created.id)
+      .then(
         () => undefined,
         (error: unknown) => error,
       );
-      assert.ok(e instanceof OpenAI.NotFoundError, `${what}: ${String(e)}`);
-      assert.equal(e.code, 'SY_ERR_NOT_FOUND', what);
-      assert.equal(e.param, 'path', what);
-      assert.match(e.message, /the gateway stores no responses .* by id/, what);
-    }
+    assert.ok(e instanceof OpenAI.NotFoundError, `cancel: ${String(e)}`);
+    assert.equal(e.code, 'SY_ERR_NOT_FOUND');
+    assert.equal(e.param, 'path');
+    assert.match(e.message, /GET and DELETE \/v1\/responses\/\{id\}.*none is cancelled/);
 
     // The Responses routes that name no response: told what is served, not that nothing is stored.
     const count = await fetch(`${setUp.gw.url}/v1/responses/input_tokens`, {

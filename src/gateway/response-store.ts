@@ -1,0 +1,305 @@
+/**
+ * The gateway's store of Responses API answers (`POST /v1/responses` with `store` not false), so a
+ * client's next turn may name `previous_response_id` and land on any instance: the gateway expands it
+ * to the whole conversation before routing, and answers `GET`/`DELETE /v1/responses/{id}` and
+ * `GET /v1/responses/{id}/input_items` itself. An engine's own store cannot be promised behind a
+ * router (the next turn may go elsewhere); SGLang's model gateway keeps its store in the router too.
+ *
+ * In memory, per tenant (a response stored under one API key is not found under another), bounded by
+ * count and by bytes with least-recently-used eviction, and by an optional age on the gateway's clock.
+ * Lost on restart.
+ */
+import { StringDecoder } from 'node:string_decoder';
+import { SwitchyardError } from '../core/errors.ts';
+
+/** One stored answer: what `GET /v1/responses/{id}` and the next turn's expansion read. */
+export interface StoredResponse {
+  readonly id: string;
+  /** The response object as the client was answered (`store: true`). */
+  readonly response: Record<string, unknown>;
+  /** The whole conversation the engine was sent as input (a chained turn's expanded input), as items. */
+  readonly inputItems: readonly unknown[];
+  /** The answer's output items. */
+  readonly outputItems: readonly unknown[];
+  /** What it is counted as against the byte bound (request + answer JSON). */
+  readonly bytes: number;
+  /** When it was stored, on the gateway's clock. */
+  readonly storedAtMs: number;
+}
+
+/** The store's bounds (config `limits.responseStore*`). */
+export interface ResponseStoreLimits {
+  /** Most responses held, all tenants together; 0 turns the store off. */
+  readonly countMax: number;
+  /** Most bytes held, all tenants together; one larger response is not stored. */
+  readonly bytesMax: number;
+  /** Age past which a response is gone; 0: no age bound (count and bytes only). */
+  readonly ttlMs: number;
+}
+
+/** What the store has done, for /stats. */
+export interface ResponseStoreStats {
+  count: number;
+  bytes: number;
+  stored: number;
+  evicted: number;
+  expired: number;
+  /** Answers not stored: larger than the byte bound, or too large to capture. */
+  tooLarge: number;
+}
+
+/** A bounded, tenant-scoped, least-recently-used store of Responses API answers. */
+export class ResponseStore {
+  /** Insertion order is recency order: a read moves an entry to the end. Keyed tenant NUL id. */
+  private readonly entries = new Map<string, StoredResponse>();
+  readonly stats: ResponseStoreStats = { count: 0, bytes: 0, stored: 0, evicted: 0, expired: 0, tooLarge: 0 };
+
+  constructor(
+    readonly limits: ResponseStoreLimits,
+    private readonly nowMs: () => number,
+  ) {}
+
+  /** Whether anything is ever stored (countMax > 0). */
+  get enabled(): boolean {
+    return this.limits.countMax > 0;
+  }
+
+  /** Stores `entry` for `tenant` (replacing one of the same id), evicting the least recent to fit. */
+  put(tenant: string, entry: Omit<StoredResponse, 'storedAtMs'>): boolean {
+    if (!this.enabled || entry.bytes > this.limits.bytesMax) {
+      this.stats.tooLarge += this.enabled ? 1 : 0;
+      return false;
+    }
+    const key = keyOf(tenant, entry.id);
+    this.remove(key);
+    while (
+      this.entries.size > 0 &&
+      (this.entries.size >= this.limits.countMax || this.stats.bytes + entry.bytes > this.limits.bytesMax)
+    ) {
+      const oldest = this.entries.keys().next().value as string;
+      this.remove(oldest);
+      this.stats.evicted++;
+    }
+    this.entries.set(key, { ...entry, storedAtMs: this.nowMs() });
+    this.stats.count = this.entries.size;
+    this.stats.bytes += entry.bytes;
+    this.stats.stored++;
+    return true;
+  }
+
+  /** The tenant's response `id` (now the most recently used), or undefined: never stored, evicted, expired. */
+  get(tenant: string, id: string): StoredResponse | undefined {
+    const key = keyOf(tenant, id);
+    const entry = this.entries.get(key);
+    if (entry === undefined) return undefined;
+    if (this.limits.ttlMs > 0 && this.nowMs() - entry.storedAtMs >= this.limits.ttlMs) {
+      this.remove(key);
+      this.stats.expired++;
+      return undefined;
+    }
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    return entry;
+  }
+
+  /** Deletes the tenant's response `id`; false when it holds none of that id. */
+  delete(tenant: string, id: string): boolean {
+    if (this.get(tenant, id) === undefined) return false;
+    this.remove(keyOf(tenant, id));
+    return true;
+  }
+
+  private remove(key: string): void {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return;
+    this.entries.delete(key);
+    this.stats.bytes -= entry.bytes;
+    this.stats.count = this.entries.size;
+  }
+}
+
+function keyOf(tenant: string, id: string): string {
+  return `${tenant}\u0000${id}`;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A Responses `input` as items: a string is one user message, as OpenAI lists it. */
+export function inputItemsOf(input: unknown): unknown[] {
+  if (typeof input === 'string') return [{ type: 'message', role: 'user', content: input }];
+  return Array.isArray(input) ? input : [];
+}
+
+/** OpenAI's answer to a `previous_response_id` it holds none of (400, its message). */
+export function previousNotFound(id: string): SwitchyardError {
+  return new SwitchyardError(
+    'SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND',
+    `Previous response with id '${id}' not found.`,
+    {
+      param: 'previous_response_id',
+    },
+  );
+}
+
+/**
+ * `body` (a Responses request) with `previous_response_id` expanded from `store`: the previous
+ * response's input items, then its output items, then this request's input, as `input`; the field
+ * removed, so routing sees the whole conversation and any engine gets a self-contained body.
+ * `instructions` are not carried over (OpenAI's rule: only this request's apply). Undefined when the
+ * body names no previous response (or is no JSON object: the ordinary parse answers that). Throws
+ * 400 for an id that is no string, or one this tenant has no stored response of.
+ */
+export function expandPrevious(body: Buffer, tenant: string, store: ResponseStore): Buffer | undefined {
+  // Most bodies name none: no parse for them.
+  if (!body.includes('"previous_response_id"')) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!isObject(parsed)) return undefined;
+  const id = parsed['previous_response_id'];
+  if (id === undefined || id === null) return undefined;
+  if (typeof id !== 'string' || id.length === 0)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      'invalid request body: previous_response_id: expected a non-empty string',
+      { param: 'previous_response_id' },
+    );
+  const previous = store.enabled ? store.get(tenant, id) : undefined;
+  if (previous === undefined) throw previousNotFound(id);
+  const { previous_response_id: _named, ...rest } = parsed;
+  rest['input'] = [...previous.inputItems, ...previous.outputItems, ...inputItemsOf(parsed['input'])];
+  return Buffer.from(JSON.stringify(rest));
+}
+
+/** A response status whose answer is stored (a failed or cancelled one is not: there is nothing to continue). */
+function storable(response: Record<string, unknown>): boolean {
+  return (
+    typeof response['id'] === 'string' &&
+    (response['status'] === 'completed' || response['status'] === 'incomplete')
+  );
+}
+
+/**
+ * One `POST /v1/responses` exchange's capture of its answer for the store (proxy.ts feeds it): a JSON
+ * answer is held whole (at most `bytesMax`) and rewritten to say `store: true` when stored; a stream's
+ * `response.completed` (or `response.incomplete`) event is read as it passes, the stream itself
+ * untouched and not delayed (its events say what the engine said of `store`).
+ */
+export class ResponseCapture {
+  private sse: SseFinalEvent | undefined = undefined;
+
+  constructor(
+    private readonly store: ResponseStore,
+    private readonly tenant: string,
+    /** The request body as forwarded (a chained turn's expanded one). */
+    private readonly body: Buffer,
+    /** The most bytes of an answer held to store it. */
+    readonly bytesMax: number,
+  ) {}
+
+  /** A 2xx answer begins (each attempt anew). */
+  begin(sse: boolean): void {
+    this.sse = sse ? new SseFinalEvent(this.bytesMax) : undefined;
+  }
+
+  /** A streamed answer's bytes as they pass. */
+  sseChunk(chunk: Buffer): void {
+    this.sse?.push(chunk);
+  }
+
+  /** A streamed answer completed: stores its final response, if it had one. */
+  sseEnded(): void {
+    const response = this.sse?.response();
+    if (response !== undefined) this.keep(response, this.sse?.bytes ?? 0);
+  }
+
+  /** A JSON answer arrived whole: the bytes to send instead (saying `store: true`) when it was stored. */
+  json(whole: Buffer): Buffer | undefined {
+    let response: unknown;
+    try {
+      response = JSON.parse(whole.toString('utf8'));
+    } catch {
+      return undefined;
+    }
+    if (!isObject(response) || !this.keep(response, whole.length)) return undefined;
+    return Buffer.from(JSON.stringify(response));
+  }
+
+  /** The answer was larger than the capture holds: not stored. */
+  tooLarge(): void {
+    this.store.stats.tooLarge++;
+  }
+
+  /** Stores `response` (marked `store: true`) when the request asked and its status allows. */
+  private keep(response: Record<string, unknown>, answerBytes: number): boolean {
+    if (!storable(response)) return false;
+    let request: unknown;
+    try {
+      request = JSON.parse(this.body.toString('utf8'));
+    } catch {
+      return false;
+    }
+    if (!isObject(request) || request['store'] === false) return false;
+    response['store'] = true;
+    const outputItems = Array.isArray(response['output']) ? (response['output'] as unknown[]) : [];
+    return this.store.put(this.tenant, {
+      id: response['id'] as string,
+      response,
+      inputItems: inputItemsOf(request['input']),
+      outputItems,
+      bytes: this.body.length + answerBytes,
+    });
+  }
+}
+
+/**
+ * Reads a Responses stream's final event (`response.completed` / `response.incomplete`) as its bytes
+ * pass: only the event in progress is held, at most `bytesMax` characters (a larger one is dropped).
+ */
+class SseFinalEvent {
+  private readonly decoder = new StringDecoder('utf8');
+  private pending = '';
+  private final: string | undefined = undefined;
+  /** Characters of the final event's data (its share of the store's byte bound). */
+  bytes = 0;
+
+  constructor(private readonly bytesMax: number) {}
+
+  push(chunk: Buffer): void {
+    this.pending += this.decoder.write(chunk);
+    for (;;) {
+      const end = this.pending.indexOf('\n\n');
+      if (end < 0) break;
+      const event = this.pending.slice(0, end);
+      this.pending = this.pending.slice(end + 2);
+      if (event.includes('response.completed') || event.includes('response.incomplete')) this.final = event;
+    }
+    // One event larger than the bound is not held; what follows realigns at the next blank line.
+    if (this.pending.length > this.bytesMax) this.pending = '';
+  }
+
+  /** The final event's response object, if the stream carried one. */
+  response(): Record<string, unknown> | undefined {
+    if (this.final === undefined) return undefined;
+    const data = this.final
+      .split('\n')
+      .filter((line) => line.startsWith('data:'))
+      .map((line) => line.slice(5).trimStart())
+      .join('\n');
+    this.bytes = data.length;
+    try {
+      const event: unknown = JSON.parse(data);
+      if (!isObject(event)) return undefined;
+      const type = event['type'];
+      if (type !== 'response.completed' && type !== 'response.incomplete') return undefined;
+      return isObject(event['response']) ? event['response'] : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}
