@@ -94,12 +94,16 @@ describe('expandPrevious', () => {
     const body = Buffer.from(
       JSON.stringify({ model: 'm', previous_response_id: 'resp_1', input: 'again', instructions: 'new' }),
     );
-    const expanded = JSON.parse((expandPrevious(body, 't', store) as Buffer).toString()) as Record<
-      string,
-      unknown
-    >;
+    const expandedBuffer = expandPrevious(body, 't', store) as Buffer;
+    const expanded = JSON.parse(expandedBuffer.toString()) as Record<string, unknown>;
     assert.equal('previous_response_id' in expanded, false);
     assert.equal(expanded['instructions'], 'new');
+    // Its answer, stored, names the response it continued (the engine saw no such field).
+    const capture = new ResponseCapture(store, 't', expandedBuffer, 1 << 20);
+    const answer = { id: 'resp_2', status: 'completed', previous_response_id: null, output: [] };
+    const sent = JSON.parse(String(capture.json(Buffer.from(JSON.stringify(answer)))));
+    assert.equal(sent['previous_response_id'], 'resp_1');
+    assert.equal(store.get('t', 'resp_2')?.response['previous_response_id'], 'resp_1');
     assert.deepEqual(
       (expanded['input'] as { role: string }[]).map((item) => item.role),
       ['user', 'assistant', 'user'],

@@ -152,6 +152,22 @@ export function previousNotFound(id: string): SwitchyardError {
  * 400 for an id that is no string, or one this tenant has no stored response of.
  */
 export function expandPrevious(body: Buffer, tenant: string, store: ResponseStore): Buffer | undefined {
+  const expanded = expandedBody(body, tenant, store);
+  if (expanded !== undefined) previousOf.set(expanded.body, expanded.previousId);
+  return expanded?.body;
+}
+
+/**
+ * The `previous_response_id` an expanded body was made from (expandPrevious), which the engine no
+ * longer sees: the stored and answered response says it, as OpenAI's does. Weak: gone with the body.
+ */
+const previousOf = new WeakMap<Buffer, string>();
+
+function expandedBody(
+  body: Buffer,
+  tenant: string,
+  store: ResponseStore,
+): { body: Buffer; previousId: string } | undefined {
   // Most bodies name none: no parse for them.
   if (!body.includes('"previous_response_id"')) return undefined;
   let parsed: unknown;
@@ -173,7 +189,7 @@ export function expandPrevious(body: Buffer, tenant: string, store: ResponseStor
   if (previous === undefined) throw previousNotFound(id);
   const { previous_response_id: _named, ...rest } = parsed;
   rest['input'] = [...previous.inputItems, ...previous.outputItems, ...inputItemsOf(parsed['input'])];
-  return Buffer.from(JSON.stringify(rest));
+  return { body: Buffer.from(JSON.stringify(rest)), previousId: id };
 }
 
 /** A response status whose answer is stored (a failed or cancelled one is not: there is nothing to continue). */
@@ -246,6 +262,8 @@ export class ResponseCapture {
     }
     if (!isObject(request) || request['store'] === false) return false;
     response['store'] = true;
+    const previousId = previousOf.get(this.body);
+    if (previousId !== undefined) response['previous_response_id'] = previousId;
     const outputItems = Array.isArray(response['output']) ? (response['output'] as unknown[]) : [];
     return this.store.put(this.tenant, {
       id: response['id'] as string,

@@ -93,6 +93,7 @@ describe('stored responses through the gateway', { timeout: 60_000 }, () => {
       max_output_tokens: 4,
     });
     assert.notEqual(servedBy(second.id), servedBy(first.id), 'round-robin: the other engine answered');
+    assert.equal(second.previous_response_id, first.id);
     // The same conversation sent whole (no instructions: they are not carried over) costs the same.
     const whole = await a.responses.create({
       model: MODEL,
