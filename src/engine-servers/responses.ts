@@ -44,7 +44,7 @@
  * `response.output_item.done`; a required list's items go out when it closes. "auto", or tools
  * without a tool_choice, follows chat's rule (tool-calls.ts autoToolChoice: text once a
  * `function_call_output` follows the last user turn, else one `function_call` item; 400 to stop 34);
- * "none" is text. Stored responses (`previous_response_id`, `conversation`), input items that are neither
+ * "none" is text; `{"type": "allowed_tools", "mode", "tools"}` is its mode over the tools it lists. Stored responses (`previous_response_id`, `conversation`), input items that are neither
  * messages nor a tool round trip (reasoning items, item references), log probabilities and
  * background mode are refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored. Structured output
  * (`text.format` `json_object` or `json_schema`) is served (structured-output.ts), and the response
@@ -122,8 +122,8 @@ const METADATA_VALUE_CHARS_MAX = 512;
  * The request fields a response object echoes (`parallel_tool_calls`, `tools`, `tool_choice`,
  * `instructions`, `metadata`, `user`, `text.format`), as the JSON members to splice into it; a
  * `metadata` that is not a map of at most 16 short strings is 400. `tools` is echoed as sent;
- * `tool_choice` is the request's `none`, `required` or named function, else `auto`, OpenAI's default
- * (responsesToolCalling refuses any other).
+ * `tool_choice` is the request's `none`, `required`, named function or `allowed_tools` (its type,
+ * mode and tools), else `auto`, OpenAI's default (responsesToolCalling refuses any other).
  */
 export function responsesEcho(body: unknown): string {
   const b = isObject(body) ? body : {};
@@ -147,7 +147,9 @@ export function responsesEcho(body: unknown): string {
       ? `"${choice}"`
       : isObject(choice) && choice['type'] === 'function' && typeof choice['name'] === 'string'
         ? `{"type":"function","name":${JSON.stringify(choice['name'])}}`
-        : '"auto"';
+        : isObject(choice) && choice['type'] === 'allowed_tools'
+          ? JSON.stringify({ type: 'allowed_tools', mode: choice['mode'], tools: choice['tools'] })
+          : '"auto"';
   const tools = Array.isArray(b['tools']) ? JSON.stringify(b['tools']) : '[]';
   // OpenAI's default is true; a request with no tools makes no calls either way.
   const parallel = typeof b['parallel_tool_calls'] === 'boolean' ? b['parallel_tool_calls'] : tools !== '[]';

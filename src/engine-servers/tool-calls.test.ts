@@ -245,3 +245,126 @@ describe('toolCallingOf: auto and the legacy functions', () => {
     );
   });
 });
+
+describe('toolCallingOf: allowed_tools, and the order a required list is generated in', () => {
+  const rTools = [
+    { type: 'function', name: 'get_weather', parameters: A },
+    { type: 'function', name: 'final_result', parameters: B },
+  ];
+  /** The tool names of a required schema's alternatives, in order. */
+  const order = (calling: ToolCalling | undefined): string[] => {
+    const items = schemaOf(calling)['items'] as Record<string, unknown>;
+    const alternatives = (items['oneOf'] as Record<string, unknown>[] | undefined) ?? [items];
+    return alternatives.map(
+      (alt) => ((alt['properties'] as Record<string, { const: string }>)['name'] as { const: string }).const,
+    );
+  };
+
+  it('reads both forms: its mode over the subset it lists (pydantic-ai, Responses: required over two)', () => {
+    const responses = toolCallingOf(
+      {
+        input: 'weather?',
+        tools: rTools,
+        tool_choice: {
+          type: 'allowed_tools',
+          mode: 'required',
+          tools: [
+            { type: 'function', name: 'final_result' },
+            { type: 'function', name: 'get_weather' },
+          ],
+        },
+      },
+      'responses',
+    );
+    assert.equal(responses?.mode, 'required');
+    assert.deepEqual(order(responses), ['get_weather', 'final_result']);
+    const chat = toolCallingOf({
+      messages: [{ role: 'user', content: 'x' }],
+      tools,
+      tool_choice: {
+        type: 'allowed_tools',
+        allowed_tools: { mode: 'required', tools: [{ type: 'function', function: { name: 'c' } }] },
+      },
+    });
+    assert.equal(chat?.mode, 'required');
+    assert.deepEqual(chat?.names, ['c']);
+    // auto over the subset: the rule's first tool among those kept, not the first listed.
+    const auto = toolCallingOf({
+      messages: [{ role: 'user', content: 'x' }],
+      tools,
+      tool_choice: {
+        type: 'allowed_tools',
+        allowed_tools: { mode: 'auto', tools: [{ type: 'function', function: { name: 'b' } }] },
+      },
+    });
+    assert.deepEqual([auto?.mode, auto?.names, auto?.auto], ['named', ['b'], true]);
+  });
+
+  it('refuses an unlisted name, another tool type and a malformed choice, naming the place', () => {
+    const chat = (allowed: unknown) => () =>
+      toolCallingOf({ messages: [], tools, tool_choice: { type: 'allowed_tools', allowed_tools: allowed } });
+    assert.equal(
+      refusal(chat({ mode: 'auto', tools: [{ type: 'function', function: { name: 'z' } }] })),
+      'SY_ERR_INVALID_ARGUMENT:tool_choice.allowed_tools.tools[0]',
+    );
+    assert.equal(
+      refusal(chat({ mode: 'sometimes', tools: [] })),
+      'SY_ERR_INVALID_ARGUMENT:tool_choice.allowed_tools.mode',
+    );
+    assert.equal(
+      refusal(chat({ mode: 'auto', tools: [] })),
+      'SY_ERR_INVALID_ARGUMENT:tool_choice.allowed_tools.tools',
+    );
+    assert.equal(
+      refusal(() =>
+        toolCallingOf(
+          {
+            input: 'x',
+            tools: rTools,
+            tool_choice: { type: 'allowed_tools', mode: 'required', tools: [{ type: 'image_generation' }] },
+          },
+          'responses',
+        ),
+      ),
+      'SY_ERR_UNSUPPORTED_PARAMETER:tool_choice.tools[0]',
+    );
+  });
+
+  it('required puts the tools not yet called since the last user turn first (chat and Responses)', () => {
+    const user = { role: 'user', content: 'weather?' };
+    const chatAfter = (name: string) => [
+      user,
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: '1', type: 'function', function: { name, arguments: '{}' } }],
+      },
+      { role: 'tool', tool_call_id: '1', content: 'ok' },
+    ];
+    const chatTools = rTools.map(({ name, parameters }) => ({
+      type: 'function',
+      function: { name, parameters },
+    }));
+    const chat = (messages: unknown[]) =>
+      order(toolCallingOf({ messages, tools: chatTools, tool_choice: 'required' }));
+    assert.deepEqual(chat([user]), ['get_weather', 'final_result']);
+    assert.deepEqual(chat(chatAfter('get_weather')), ['final_result', 'get_weather']);
+    // A new user turn starts over.
+    assert.deepEqual(chat([...chatAfter('get_weather'), user]), ['get_weather', 'final_result']);
+    const responses = order(
+      toolCallingOf(
+        {
+          input: [
+            user,
+            { type: 'function_call', call_id: 'c', name: 'get_weather', arguments: '{}' },
+            { type: 'function_call_output', call_id: 'c', output: 'ok' },
+          ],
+          tools: rTools,
+          tool_choice: 'required',
+        },
+        'responses',
+      ),
+    );
+    assert.deepEqual(responses, ['final_result', 'get_weather']);
+  });
+});

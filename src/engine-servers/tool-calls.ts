@@ -9,7 +9,10 @@
  *   generation's finish reason ("stop"), as vLLM answers a named choice;
  * - `tool_choice: "required"`: a JSON array of `{"name": ..., "parameters": ...}` objects, one
  *   alternative per tool (vLLM's required schema), each item answered as a tool call, finish reason
- *   "tool_calls". `parallel_tool_calls: false` bounds the array to one call.
+ *   "tool_calls". `parallel_tool_calls: false` bounds the array to one call. The alternatives go
+ *   tools not yet called since the last user turn first (`requiredOrder`), which the sim, generating
+ *   the first, follows, so a loop that must call each turn ends (to stop 36 it called the first
+ *   listed tool every turn).
  * - `"auto"`, or tools with no `tool_choice` (OpenAI's default): a built-in engine has no model to
  *   decide, so it follows a fixed rule (`autoToolChoice`) that lets an agent loop end: a tool result
  *   (a `tool` message, a legacy `function` one, a Responses `function_call_output` item) after the
@@ -24,6 +27,11 @@
  *   format; the text turn after the tool result is answered under the format (to stop 35 task G a
  *   call turn was 400). A forced call beside a format stays 400 (openai-server.ts, responses.ts).
  *   The call's `auto` mark tells the servers which.
+ * - `{"type": "allowed_tools", ...}` (OpenAI's, chat nesting `{mode, tools}` under `allowed_tools`,
+ *   the Responses API flat) is its mode, `auto` or `required`, served as above over the listed
+ *   subset of the tools (all of which stay in the prompt). pydantic-ai's OpenAIResponsesModel sends
+ *   it for an agent with tools and a structured output (`mode: "required"` over the tools and
+ *   `final_result`); to stop 36 it was 400 naming tool_choice.
  * - `"none"` is served as text with the tools ignored (not read here).
  * - The legacy `functions` and `function_call` (chat only) are read as tools and a choice: a
  *   `{"name"}` is named, `"auto"` (or none given) auto, `"none"` text; beside `tools` or
@@ -80,6 +88,8 @@ function invalid(param: string, what: string): SwitchyardError {
 interface Tool {
   readonly name: string;
   readonly schema: JsonSchema;
+  /** Its place in the request's list (what a 400 names, also for a subset `allowed_tools` kept). */
+  readonly index: number;
 }
 
 /**
@@ -142,7 +152,7 @@ function readTools(value: unknown, form: ListForm): Tool[] {
       parameters === undefined || parameters === null
         ? normalizeSchema({ type: 'object', properties: {} }, param)
         : normalizeSchema(parameters, param);
-    return { name, schema };
+    return { name, schema, index: i };
   });
 }
 
@@ -157,7 +167,8 @@ function structuredOf(schema: JsonSchema, param: string): StructuredOutput {
  */
 function requiredSchema(tools: readonly Tool[], one: boolean, form: ToolsForm): JsonSchema {
   const defs: Record<string, unknown> = {};
-  const alternatives = tools.map((tool, i) => {
+  const alternatives = tools.map((tool) => {
+    const i = tool.index;
     const { $defs, ...parameters } = tool.schema as Record<string, unknown>;
     if (isObject($defs))
       for (const [name, def] of Object.entries($defs)) {
@@ -255,6 +266,42 @@ export function autoTurnsOf(body: Record<string, unknown>, form: ToolsForm): Aut
 }
 
 /**
+ * The names of the tools called since the last user turn: chat's assistant `tool_calls`, or the
+ * Responses `function_call` items (all of them with no user turn).
+ */
+export function calledSinceLastUser(body: Record<string, unknown>, form: ToolsForm): Set<string> {
+  const items = form === 'chat' ? body['messages'] : body['input'];
+  const called = new Set<string>();
+  if (!Array.isArray(items)) return called;
+  for (const item of items) {
+    if (!isObject(item)) continue;
+    if (item['role'] === 'user') called.clear();
+    else if (form === 'responses' && item['type'] === 'function_call' && typeof item['name'] === 'string')
+      called.add(item['name']);
+    else if (form === 'chat' && item['role'] === 'assistant' && Array.isArray(item['tool_calls']))
+      for (const call of item['tool_calls'])
+        if (isObject(call) && isObject(call['function']) && typeof call['function']['name'] === 'string')
+          called.add(call['function']['name']);
+  }
+  return called;
+}
+
+/**
+ * `tool_choice: "required"` on the built-in engines, the order of its schema's alternatives: the
+ * tools not yet called since the last user turn first, then the rest, each group as listed. The sim
+ * generates a schema's first alternative, so a loop whose every turn must call (pydantic-ai's agent
+ * with tools and a tool output sends "required", or `allowed_tools` required, each turn) moves on
+ * to its next tool, its output tool at last, instead of calling the first one forever; the llama
+ * engine samples among them as before. Pure: the same tools and history, the same order.
+ */
+export function requiredOrder<T extends { readonly name: string }>(
+  tools: readonly T[],
+  called: ReadonlySet<string>,
+): T[] {
+  return [...tools.filter((t) => !called.has(t.name)), ...tools.filter((t) => called.has(t.name))];
+}
+
+/**
  * A chat body's legacy `functions` / `function_call` as tools: undefined when it has neither, else
  * the `tools`, `tool_choice` they mean (a name becomes a named choice, "auto" and "none" stay; no
  * `function_call` is auto, OpenAI's default), or 400 beside `tools` or `tool_choice`, or for a
@@ -279,6 +326,53 @@ function legacyAsTools(body: Record<string, unknown>): { tools: unknown; choice:
   if (choice === undefined && given(call))
     throw invalid('function_call', 'expected "none", "auto" or {"name": ...}');
   return { tools: functions, choice };
+}
+
+/** What an `allowed_tools` choice asks: a mode over a subset of the request's tools. */
+interface AllowedTools {
+  readonly mode: 'auto' | 'required';
+  readonly names: ReadonlySet<string>;
+}
+
+/**
+ * A `tool_choice` of type `allowed_tools` (OpenAI's, both APIs): chat nests it,
+ * `{"type": "allowed_tools", "allowed_tools": {"mode": "auto" | "required", "tools": [{"type":
+ * "function", "function": {"name"}}]}}`; the Responses API lists it flat, `{"type": "allowed_tools",
+ * "mode", "tools": [{"type": "function", "name"}]}` (pydantic-ai sends this form when an agent has
+ * tools and a tool output). Undefined for a choice of another type. A listed tool of another type
+ * (`mcp`, `image_generation`...) is unsupported, as such a tool is in `tools`; a name the tools do
+ * not list, or a malformed choice, 400.
+ */
+function allowedToolsOf(choice: unknown, form: ToolsForm, listed: readonly Tool[]): AllowedTools | undefined {
+  if (!isObject(choice) || choice['type'] !== 'allowed_tools') return undefined;
+  const at = form === 'chat' ? 'tool_choice.allowed_tools' : 'tool_choice';
+  const spec = form === 'chat' ? choice['allowed_tools'] : choice;
+  const entryShape =
+    form === 'chat' ? '{"type": "function", "function": {"name": ...}}' : '{"type": "function", "name": ...}';
+  if (!isObject(spec) || (spec['mode'] !== 'auto' && spec['mode'] !== 'required'))
+    throw invalid(`${at}.mode`, 'expected "auto" or "required"');
+  const tools = spec['tools'];
+  if (!Array.isArray(tools) || tools.length === 0 || tools.length > TOOLS_MAX)
+    throw invalid(`${at}.tools`, `expected a list of 1 to ${TOOLS_MAX} ${entryShape}`);
+  const names = new Set<string>();
+  tools.forEach((entry, i) => {
+    const param = `${at}.tools[${i}]`;
+    const type = isObject(entry) ? entry['type'] : undefined;
+    if (typeof type === 'string' && type !== 'function')
+      throw new SwitchyardError(
+        'SY_ERR_UNSUPPORTED_PARAMETER',
+        `parameter '${param}' is not supported by the built-in engines: a tool of type ` +
+          `${JSON.stringify(type.slice(0, 64))}; they serve function tools only`,
+        { param },
+      );
+    const fn = isObject(entry) ? (form === 'chat' ? entry['function'] : entry) : undefined;
+    const name = isObject(fn) ? fn['name'] : undefined;
+    if (type !== 'function' || typeof name !== 'string') throw invalid(param, `expected ${entryShape}`);
+    if (!listed.some((t) => t.name === name))
+      throw invalid(param, `tool ${JSON.stringify(name).slice(0, 300)} is not among the request's tools`);
+    names.add(name);
+  });
+  return { mode: spec['mode'], names };
 }
 
 /**
@@ -312,9 +406,13 @@ export function toolCallingOf(body: unknown, form: ToolsForm = 'chat'): ToolCall
       `a ${choiceParam} other than "none" or "auto" needs \`${listParam}\` to be set`,
     );
   }
-  const read = readTools(tools, listForm);
+  const listedTools = readTools(tools, listForm);
   const marks = { auto: false, legacy: legacy !== undefined };
-  if (choice === undefined || choice === null || choice === 'auto') {
+  // `allowed_tools` is its mode over the tools it keeps: auto's rule or a required list among them.
+  const allowed = legacy === undefined ? allowedToolsOf(choice, form, listedTools) : undefined;
+  const read = allowed === undefined ? listedTools : listedTools.filter((t) => allowed.names.has(t.name));
+  const mode = allowed?.mode ?? choice;
+  if (mode === undefined || mode === null || mode === 'auto') {
     const name = autoToolChoice(
       read.map((t) => t.name),
       autoTurnsOf(body, form),
@@ -329,12 +427,15 @@ export function toolCallingOf(body: unknown, form: ToolsForm = 'chat'): ToolCall
       auto: true,
     };
   }
-  if (choice === 'required' && legacy === undefined) {
+  if (mode === 'required' && legacy === undefined) {
     const one = body['parallel_tool_calls'] === false;
     return {
       mode: 'required',
       names: read.map((t) => t.name),
-      structured: structuredOf(requiredSchema(read, one, form), 'tools'),
+      structured: structuredOf(
+        requiredSchema(requiredOrder(read, calledSinceLastUser(body, form)), one, form),
+        'tools',
+      ),
       ...marks,
     };
   }
@@ -358,7 +459,7 @@ export function toolCallingOf(body: unknown, form: ToolsForm = 'chat'): ToolCall
   }
   throw invalid(
     choiceParam,
-    `expected "none", "auto"${legacy !== undefined ? '' : ', "required"'} or ${namedShape}`,
+    `expected "none", "auto"${legacy !== undefined ? '' : ', "required", {"type": "allowed_tools", ...}'} or ${namedShape}`,
   );
 }
 
