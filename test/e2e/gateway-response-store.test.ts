@@ -25,6 +25,7 @@ import {
   Teardown,
   type TestGateway,
 } from './support/cluster.ts';
+import { LLAMA_MODEL, startLlamaGateway } from './support/llama.ts';
 import { QUICK_SIM_ARGS } from './support/sim-gateway.ts';
 
 const teardown = new Teardown();
@@ -332,5 +333,39 @@ describe('stored responses over a vLLM-kind upstream', { timeout: 60_000 }, () =
       responseStore: { tooLarge: number; count: number };
     };
     assert.deepEqual([stats.responseStore.tooLarge, stats.responseStore.count], [1, 2]);
+  });
+});
+
+describe('stored responses over the built-in llama engine', { timeout: 120_000 }, () => {
+  it('a JSON first turn, then a streamed chained turn on the whole conversation', async () => {
+    const { gw: llama } = await startLlamaGateway(teardown);
+    const c = clientOf(llama.url, 'unused');
+    const first = await c.responses.create({
+      model: LLAMA_MODEL,
+      input: 'Tell me a story.',
+      max_output_tokens: 4,
+    });
+    assert.equal((first as unknown as { store: unknown }).store, true);
+    const stream = await c.responses.create({
+      model: LLAMA_MODEL,
+      previous_response_id: first.id,
+      input: 'Go on.',
+      max_output_tokens: 4,
+      stream: true,
+    });
+    let final: OpenAI.Responses.Response | undefined;
+    for await (const event of stream)
+      if (event.type === 'response.completed' || event.type === 'response.incomplete') final = event.response;
+    assert.ok(final);
+    // The second prompt holds the first turn's input and answer: more tokens than both of them alone.
+    assert.ok(
+      (final.usage?.input_tokens ?? 0) > (first.usage?.input_tokens ?? 0) + (first.usage?.output_tokens ?? 0),
+      `${final.usage?.input_tokens} after ${JSON.stringify(first.usage)}`,
+    );
+    const items = await c.responses.inputItems.list(final.id, { order: 'asc' });
+    assert.deepEqual(
+      items.data.map((item) => (item as { role?: string }).role),
+      ['user', 'assistant', 'user'],
+    );
   });
 });
