@@ -14,6 +14,7 @@ import {
   priorityRule,
   requestOf,
   requestPriority,
+  SESSION_ID_CHARS_MAX,
 } from './request-build.ts';
 
 describe('requestPriority', () => {
@@ -92,6 +93,21 @@ describe('buildRequest = requestOf(parseBodyFields) (the parse worker sends the 
     assert.equal(direct.stream, true);
     assert.equal(direct.request.maxTokens, 9);
     assert.equal(direct.request.sessionId, 's1');
+  });
+
+  it('bounds a session id in bytes: a long X-Session-Id is kept as a digest, the same for the same header', () => {
+    const body = Buffer.from(JSON.stringify({ model: 'm', prompt: 'hi', user: 'u1' }));
+    const sessionOf = (header: string): string | undefined =>
+      buildRequest(ctx, 'completion', body, undefined, { headers: { 'x-session-id': header } }, 5).request
+        .sessionId;
+    const long = (c: string): string => c.repeat(12_000);
+    const a = sessionOf(long('a'));
+    assert.ok(a !== undefined && a.length <= SESSION_ID_CHARS_MAX, `a ${a?.length}-char session id`);
+    assert.equal(sessionOf(long('a')), a);
+    assert.notEqual(sessionOf(long('b')), a);
+    const atBound = 's'.repeat(SESSION_ID_CHARS_MAX);
+    assert.equal(sessionOf(atBound), atBound);
+    assert.equal(sessionOf(''), 'u1');
   });
 
   it('counts the generations a body asks for (n x prompts), through the parse worker too', () => {

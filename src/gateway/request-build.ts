@@ -4,6 +4,7 @@
  * client may claim about its own request (priority, cost) live in one place next to their tests.
  */
 import { isUtf8 } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { PromptTokenizer } from '../adapters/tokenizer/load.ts';
 import { SwitchyardError } from '../core/errors.ts';
@@ -234,7 +235,6 @@ export function requestOf(
       { param: 'model' },
     );
   }
-  const session = req.headers['x-session-id'];
   const request: Request = {
     id: ctx.nextId(),
     model,
@@ -249,9 +249,27 @@ export function requestOf(
     arrivalMs,
     slo: ctx.slo,
     prefix: fields.prefix,
-    sessionId: typeof session === 'string' && session.length > 0 ? session : fields.user,
+    sessionId: sessionIdOf(req.headers['x-session-id'], fields.user),
   };
   return { request, stream: fields.stream };
+}
+
+/** Longest session id kept as sent: the `user` field's own bound (src/core/openai-api.ts). */
+export const SESSION_ID_CHARS_MAX = 256;
+
+/**
+ * The request's session: its `X-Session-Id` header, else its body's `user`. A header longer than
+ * SESSION_ID_CHARS_MAX is kept as a digest of itself (the same header, the same session): session
+ * ids are keys of tables bounded by count (the output-length estimator's 16,384 groups), so each
+ * key must be bounded in bytes too, or distinct 16 KiB headers would hold 256 MiB there.
+ */
+export function sessionIdOf(
+  header: string | string[] | undefined,
+  user: string | undefined,
+): string | undefined {
+  if (typeof header !== 'string' || header.length === 0) return user;
+  if (header.length <= SESSION_ID_CHARS_MAX) return header;
+  return `sha256:${createHash('sha256').update(header).digest('base64url')}`;
 }
 
 /**
