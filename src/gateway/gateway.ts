@@ -1347,7 +1347,8 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
     res: ServerResponse,
   ): Buffer | undefined {
     try {
-      return expandPrevious(body, tenant?.name ?? 'default', this.responseStore) ?? body;
+      const name = tenant?.name ?? 'default';
+      return expandPrevious(body, name, this.responseStore, this.limits.bodyBytesMax) ?? body;
     } catch (error) {
       if (!(error instanceof SwitchyardError)) throw error;
       this.rejectEarly(res, error);

@@ -94,7 +94,7 @@ describe('expandPrevious', () => {
     const body = Buffer.from(
       JSON.stringify({ model: 'm', previous_response_id: 'resp_1', input: 'again', instructions: 'new' }),
     );
-    const expandedBuffer = expandPrevious(body, 't', store) as Buffer;
+    const expandedBuffer = expandPrevious(body, 't', store, 1 << 20) as Buffer;
     const expanded = JSON.parse(expandedBuffer.toString()) as Record<string, unknown>;
     assert.equal('previous_response_id' in expanded, false);
     assert.equal(expanded['instructions'], 'new');
@@ -111,16 +111,24 @@ describe('expandPrevious', () => {
   });
 
   it('leaves a body naming none as it is; refuses an unknown or malformed id', () => {
-    assert.equal(expandPrevious(Buffer.from('{"model":"m","input":"x"}'), 't', store), undefined);
-    assert.equal(expandPrevious(Buffer.from('{"previous_response_id":null}'), 't', store), undefined);
+    assert.equal(expandPrevious(Buffer.from('{"model":"m","input":"x"}'), 't', store, 1 << 20), undefined);
+    assert.equal(
+      expandPrevious(Buffer.from('{"previous_response_id":null}'), 't', store, 1 << 20),
+      undefined,
+    );
     const unknown = Buffer.from('{"model":"m","previous_response_id":"resp_1","input":"x"}');
     assert.equal(
-      thrownCode(() => expandPrevious(unknown, 'other', store)),
+      thrownCode(() => expandPrevious(unknown, 'other', store, 1 << 20)),
       'SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND',
+    );
+    // A conversation grown past the body bound is refused as a body that large sent whole is.
+    assert.equal(
+      thrownCode(() => expandPrevious(unknown, 't', store, 100)),
+      'SY_ERR_REQUEST_TOO_LARGE',
     );
     const bad = Buffer.from('{"previous_response_id":7}');
     assert.equal(
-      thrownCode(() => expandPrevious(bad, 't', store)),
+      thrownCode(() => expandPrevious(bad, 't', store, 1 << 20)),
       'SY_ERR_INVALID_ARGUMENT',
     );
   });

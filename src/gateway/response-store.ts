@@ -149,10 +149,22 @@ export function previousNotFound(id: string): SwitchyardError {
  * removed, so routing sees the whole conversation and any engine gets a self-contained body.
  * `instructions` are not carried over (OpenAI's rule: only this request's apply). Undefined when the
  * body names no previous response (or is no JSON object: the ordinary parse answers that). Throws
- * 400 for an id that is no string, or one this tenant has no stored response of.
+ * 400 for an id that is no string, or one this tenant has no stored response of; 413 when the
+ * conversation comes to more than `bytesMax` (limits.bodyBytesMax, the bound a body sent whole has).
  */
-export function expandPrevious(body: Buffer, tenant: string, store: ResponseStore): Buffer | undefined {
+export function expandPrevious(
+  body: Buffer,
+  tenant: string,
+  store: ResponseStore,
+  bytesMax: number,
+): Buffer | undefined {
   const expanded = expandedBody(body, tenant, store);
+  if (expanded !== undefined && expanded.body.length > bytesMax)
+    throw new SwitchyardError(
+      'SY_ERR_REQUEST_TOO_LARGE',
+      `the conversation previous_response_id '${expanded.previousId}' expands to is ${expanded.body.length} bytes, over limits.bodyBytesMax ${bytesMax}; start a new conversation`,
+      { param: 'previous_response_id' },
+    );
   if (expanded !== undefined) previousOf.set(expanded.body, expanded.previousId);
   return expanded?.body;
 }
