@@ -157,6 +157,21 @@ describe('script usages', { concurrency: 3 }, () => {
     ['bench/gateway-large-body.ts', ['--rounds', '--bytes']],
     ['bench/gateway-large-body-live.ts', ['--rates', '--seconds', '--repeat', '--body-mb', '--profile']],
     ['bench/gateway-overload.ts', ['--rounds']],
+    [
+      'bench/soak.ts',
+      [
+        '--duration',
+        '--idle',
+        '--seed',
+        '--engine',
+        '--engines',
+        '--clients',
+        '--sample',
+        '--burst-every',
+        '--bench-every',
+        '--out',
+      ],
+    ],
     // kv-transfer's --serve and --bytes are its sender child's, not the user's: the usage leaves them out.
     [
       'bench/kv-transfer.ts',
