@@ -11,6 +11,9 @@
  * sim called the first listed tool every turn, so the loop never ended: now the tools not yet
  * called since the last user turn are generated first (tool-calls.ts requiredOrder). The llama
  * engine (random weights, seeded) must serve the same bodies with calls among the tools.
+ * LangChain's `create_agent(llm, tools, response_format=Model)` (its default ToolStrategy) runs the
+ * same loop with `tool_choice: "required"` on both APIs; its second-turn bodies, captured by a
+ * logging proxy, are replayed last (before: GraphRecursionError, the first tool called every turn).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -180,3 +183,102 @@ for (const engine of ENGINES)
       );
     });
   });
+
+/** LangChain 1.4.2 (langchain-openai 1.6.6) create_agent ToolStrategy: the second turns as sent, less `model`. */
+const LC_WEATHER_PARAMS = { properties: { city: { type: 'string' } }, required: ['city'], type: 'object' };
+const LC_MODEL_PARAMS = {
+  properties: {
+    sky: { enum: ['clear', 'rain'], type: 'string' },
+    celsius: { maximum: 50, minimum: 0, type: 'integer' },
+  },
+  required: ['sky', 'celsius'],
+  type: 'object',
+};
+const LC_CHAT_SECOND = {
+  messages: [
+    { content: 'What is the weather in Paris?', role: 'user' },
+    {
+      content: null,
+      role: 'assistant',
+      tool_calls: [
+        {
+          type: 'function',
+          id: 'chatcmpl-tool-8f5fecf2755e1c1e6b49afa8218d1ccd',
+          function: { name: 'get_weather', arguments: '{"city": ""}' },
+        },
+      ],
+    },
+    { content: 'sunny in ', role: 'tool', tool_call_id: 'chatcmpl-tool-8f5fecf2755e1c1e6b49afa8218d1ccd' },
+  ],
+  max_completion_tokens: 64,
+  seed: 7,
+  stream: false,
+  tool_choice: 'required',
+  tools: [
+    {
+      type: 'function',
+      function: {
+        name: 'get_weather',
+        description: 'Get the weather for a city.',
+        parameters: LC_WEATHER_PARAMS,
+      },
+    },
+    {
+      type: 'function',
+      function: { name: 'Weather', description: 'Weather report.', parameters: LC_MODEL_PARAMS },
+    },
+  ],
+};
+const LC_RESPONSES_SECOND = {
+  input: [
+    { content: 'What is the weather in Paris?', role: 'user', type: 'message' },
+    {
+      arguments: '{"city":""}',
+      call_id: 'call_7d80f18a62663ecac14356d8',
+      name: 'get_weather',
+      type: 'function_call',
+      id: 'fc_f7d1d26dd28386976a423a53383b1b08',
+      status: 'completed',
+    },
+    { type: 'function_call_output', output: 'sunny in ', call_id: 'call_7d80f18a62663ecac14356d8' },
+  ],
+  max_output_tokens: 64,
+  stream: false,
+  tool_choice: 'required',
+  tools: [
+    {
+      type: 'function',
+      name: 'get_weather',
+      description: 'Get the weather for a city.',
+      parameters: LC_WEATHER_PARAMS,
+    },
+    { type: 'function', name: 'Weather', description: 'Weather report.', parameters: LC_MODEL_PARAMS },
+  ],
+};
+
+describe("LangChain create_agent's ToolStrategy second turn on the sim engine", () => {
+  const sim = ENGINES.find((e) => e.name === 'sim')!;
+  it('chat: after the tool result, the call is to the output tool Weather', async () => {
+    const reply = await post(sim.url(), '/v1/chat/completions', { ...LC_CHAT_SECOND, model: sim.model });
+    assert.equal(reply.status, 200, reply.text);
+    const message = (
+      JSON.parse(reply.text) as { choices: { message: { tool_calls: { function: Called }[] } }[] }
+    ).choices[0]!.message;
+    assert.deepEqual(
+      message.tool_calls.map((c) => c.function.name),
+      ['Weather'],
+    );
+    validatedJson(message.tool_calls[0]!.function.arguments, LC_MODEL_PARAMS);
+  });
+  it('Responses: after the function_call_output, a function_call to Weather', async () => {
+    const reply = await post(sim.url(), '/v1/responses', { ...LC_RESPONSES_SECOND, model: sim.model });
+    assert.equal(reply.status, 200, reply.text);
+    const output = (JSON.parse(reply.text) as { output: { type: string; name: string; arguments: string }[] })
+      .output;
+    assert.deepEqual(
+      output.map((o) => [o.type, o.name]),
+      [['function_call', 'Weather']],
+    );
+    validatedJson(output[0]!.arguments, LC_MODEL_PARAMS);
+  });
+});
