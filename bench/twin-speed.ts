@@ -12,6 +12,12 @@
  *   bench/heavy-prefix-trace.ts) on the same 16 instances: where a cost that grows with a prompt's
  *   or a session's history would show. The current prefix cache only (the per-block one takes
  *   about 13 s of CPU a replay there).
+ * - shape-agent, shape-long-context, shape-deep-sessions, shape-bursts, shape-azure (with
+ *   `--shapes`, or one with `--only`): the generated traces of bench/trace-shapes.ts (agent loops
+ *   behind long shared system prompts, 30k-120k-token prompts, sessions of up to 200 turns, bursts
+ *   of 10,000 requests in a second, a 1,000,000-row Azure-format CSV) on the same 16 instances, the
+ *   current cache only, no warm-up replays; each also printed against the figures recorded at
+ *   stop 36 (SHAPE_BEFORE).
  *
  * By default each scenario runs twice, back to back, in fresh processes: with the previous prefix cache
  * (`blocks-32bit`, the per-block pool keyed by 32-bit hashes the twin used before) and the current
@@ -40,6 +46,7 @@ import { createWorkload } from '../src/workload/create.ts';
 import type { WorkloadSpecInput } from '../src/workload/spec.ts';
 import type { RequestSource } from '../src/workload/types.ts';
 import { heavyPrefixJsonl } from './heavy-prefix-trace.ts';
+import { DEFAULT_SHAPE_REQUESTS, SHAPES, type Shape, writeShape } from './trace-shapes.ts';
 
 /** The issue's target: simulated requests per wall second. */
 const TARGET_REQ_PER_S = 50_000;
@@ -50,6 +57,22 @@ const MOONCAKE_SAMPLE = 'sample:mooncake-conversation';
 const MIB = 1024 * 1024;
 /** The scenarios, in the order they run. */
 const SCENARIOS = ['mooncake', 'poisson', 'heavy-prefix'] as const;
+/** The trace-shape scenarios (`--shapes`): `shape-` and a bench/trace-shapes.ts shape. */
+const SHAPE_SCENARIOS = SHAPES.map((shape) => `shape-${shape}`);
+/**
+ * The shape scenarios' figures recorded at stop 36 (35b4731; docs/benchmarks.md, 'Stop 36: trace
+ * shapes'): least-request routing, the current cache, the five in one process, on the 2-core machine
+ * at a load average of 11 to 17 (other work beside it). req / wall s of the simulation loop, and CPU
+ * s of the scenario (loading the trace included), which moves far less with that load. Each later
+ * run prints its ratio to these.
+ */
+const SHAPE_BEFORE: Record<string, { readonly reqPerWallS: number; readonly cpuS: number }> = {
+  'shape-agent': { reqPerWallS: 8388, cpuS: 2.5 },
+  'shape-long-context': { reqPerWallS: 995, cpuS: 1.03 },
+  'shape-deep-sessions': { reqPerWallS: 3066, cpuS: 1.69 },
+  'shape-bursts': { reqPerWallS: 1099, cpuS: 2.23 },
+  'shape-azure': { reqPerWallS: 8355, cpuS: 24.04 },
+};
 /** cli-table3 without rules between rows: one line per row, easy to paste into the docs. */
 const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
 
@@ -64,6 +87,8 @@ interface Scenario {
   readonly note: string;
   readonly instances: number;
   readonly workload: WorkloadSpecInput;
+  /** Routing policy from the registry; POLICY when absent. */
+  readonly policy?: string;
   /** For the progress bar, when known. */
   readonly expectedRequests: number | undefined;
 }
@@ -82,6 +107,7 @@ const MODE_LABEL: Record<PrefixCacheMode, string> = {
 interface Figures {
   readonly scenario: string;
   readonly mode: PrefixCacheMode;
+  readonly policy: string;
   readonly note: string;
   readonly instances: number;
   readonly requests: number;
@@ -153,7 +179,12 @@ Options:
                             (default ${MOONCAKE_TRACE})
   --warmup N                full Mooncake replays before the measured one (default 3); the first
                             one's figures are reported too ("cold": compilation included)
-  --only SCENARIO           one scenario: mooncake, poisson or heavy-prefix (default: all)
+  --only LIST               these scenarios, comma-separated: mooncake, poisson, heavy-prefix,
+                            shape-* (default: all but the shapes)
+  --shapes                  also the trace shapes of bench/trace-shapes.ts: ${SHAPE_SCENARIOS.join(', ')}
+                            (current cache only, no warm-up; the Azure one is 1,000,000 rows)
+  --shape-policy NAME       routing policy of the shape scenarios (default least-request; e.g.
+                            prefix-affinity, which reads KV events and so runs the per-block cache)
   --cli N                   when comparing with the Mooncake scenario: also time N runs of
                             \`switchyard sim\` on it end to end, a fresh process each (default 3; 0: none)
   --cli-baseline DIR        a built checkout (bin/switchyard.mjs, dist/) whose CLI runs alternate
@@ -183,6 +214,8 @@ function main(): void {
         repeat: { type: 'string', default: '3' },
         cli: { type: 'string', default: '3' },
         'cli-baseline': { type: 'string' },
+        shapes: { type: 'boolean', default: false },
+        'shape-policy': { type: 'string', default: POLICY },
       },
       strict: true,
     }),
@@ -195,11 +228,14 @@ function main(): void {
   const rateRps = positiveNumber(values.rate, '--rate');
   const repeat = positiveInt(values.repeat, '--repeat');
   const warmupReplays = nonNegativeInt(values.warmup, '--warmup');
-  const only = values.only;
-  if (only !== undefined && !(SCENARIOS as readonly string[]).includes(only)) {
-    throw new Error(`--only must be ${SCENARIOS.join(', ')}; got '${only}'`);
-  }
-  const runs = (name: string): boolean => only === undefined || only === name;
+  const only = values.only?.split(',');
+  const known = [...SCENARIOS, ...SHAPE_SCENARIOS];
+  const unknown = only?.find((name) => !known.includes(name));
+  if (unknown !== undefined) throw new Error(`--only takes ${known.join(', ')}; got '${unknown}'`);
+  const runs = (name: string): boolean =>
+    only === undefined ? !name.startsWith('shape-') || values.shapes === true : only.includes(name);
+  const shapePolicy = values['shape-policy'];
+  createRoutingPolicy(shapePolicy);
   const modeFlag = values['prefix-cache'];
   if (modeFlag === 'compare') {
     const cliRuns = nonNegativeInt(values.cli, '--cli');
@@ -208,7 +244,8 @@ function main(): void {
       runs('mooncake') && cliRuns > 0
         ? { runs: cliRuns, trace, baseline: values['cli-baseline'] }
         : undefined;
-    compare(process.argv.slice(2), only, repeat, values.json, cli);
+    const all = [...SCENARIOS, ...SHAPE_SCENARIOS].filter(runs);
+    compare(process.argv.slice(2), all, repeat, values.json, cli);
     return;
   }
   if (!(MODES as readonly string[]).includes(modeFlag)) {
@@ -232,10 +269,21 @@ function main(): void {
     writeFileSync(path, heavyPrefixJsonl());
     scenarios.push(heavyPrefixScenario(path));
   }
+  // The shapes likewise, each written to a temporary file and read back as a user's trace.
+  const shapeDir = SHAPE_SCENARIOS.some(runs) ? mkdtempSync(join(tmpdir(), 'twin-speed-shapes-')) : undefined;
+  if (shapeDir !== undefined) {
+    for (const shape of SHAPES) {
+      if (!runs(`shape-${shape}`)) continue;
+      const path = join(shapeDir, shape === 'azure' ? 'azure.csv' : `${shape}.jsonl`);
+      writeShape(shape, path, SEED, DEFAULT_SHAPE_REQUESTS[shape]);
+      scenarios.push(shapeScenario(shape, path, shapePolicy));
+    }
+  }
   try {
     measureAll(scenarios, mode, rateRps, warmupReplays, values.json);
   } finally {
     if (heavyDir !== undefined) rmSync(heavyDir, { recursive: true, force: true });
+    if (shapeDir !== undefined) rmSync(shapeDir, { recursive: true, force: true });
   }
 }
 
@@ -260,7 +308,8 @@ function measureAll(
   if (scenarios.some((s) => s.name === 'poisson')) run(poissonScenario(rateRps, 20_000), mode, undefined);
   const warmups = new Map<string, { simWallS: number; loadWallS: number }[]>();
   for (const scenario of scenarios) {
-    if (scenario.name === 'poisson') continue;
+    // The shapes are long (up to a million requests): measured once, cold, like a user's run.
+    if (scenario.name === 'poisson' || scenario.name.startsWith('shape-')) continue;
     const replays: { simWallS: number; loadWallS: number }[] = [];
     for (let i = 0; i < warmupReplays; i++) {
       const t0 = performance.now();
@@ -293,6 +342,16 @@ function measureAll(
     );
   }
   console.log(formatTable(figures));
+  for (const f of figures) {
+    const before = SHAPE_BEFORE[f.scenario];
+    if (before === undefined || before.reqPerWallS === 0) continue;
+    console.log(
+      `${f.scenario} (${f.policy}): ${fmtInt(f.reqPerWallS)} req / wall s, ${(f.reqPerWallS / before.reqPerWallS).toFixed(2)}x ` +
+        `stop 36's ${fmtInt(before.reqPerWallS)}; CPU ${f.cpuS.toFixed(2)} s against ${before.cpuS.toFixed(2)} s ` +
+        `(${(before.cpuS / f.cpuS).toFixed(2)}x); peak RSS ${f.maxRssMiB.toFixed(0)} MiB` +
+        (f.policy === POLICY ? '' : ` (stop 36's figures are ${POLICY} ones)`),
+    );
+  }
   if (json !== undefined) {
     writeFileSync(json, `${JSON.stringify({ node: process.version, figures }, null, 2)}\n`);
   }
@@ -304,24 +363,27 @@ function measureAll(
  */
 function compare(
   argv: readonly string[],
-  only: string | undefined,
+  scenarios: readonly string[],
   repeat: number,
   json: string | undefined,
   cli: CliPlan | undefined,
 ): void {
   // The child gets this run's flags, less the ones this function sets or only it reads.
   const ownFlags = ['--json', '--prefix-cache', '--repeat', '--only', '--cli', '--cli-baseline'];
+  // Boolean: no value to skip.
+  const ownSwitches = ['--shapes'];
   const passOn: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i] as string;
     if (ownFlags.includes(flag)) i++;
+    else if (ownSwitches.includes(flag)) continue;
     else if (!ownFlags.some((own) => flag.startsWith(`${own}=`))) passOn.push(flag);
   }
-  const scenarios = only === undefined ? [...SCENARIOS] : [only];
   const pair: readonly PrefixCacheMode[] = ['blocks-32bit', 'runs'];
-  // The heavy-prefix trace runs the current cache alone: the per-block one takes ~13 s a replay.
+  // The heavy-prefix trace and the shapes run the current cache alone: the per-block one takes ~13 s
+  // a heavy-prefix replay.
   const modesOf = (scenario: string): readonly PrefixCacheMode[] =>
-    scenario === 'heavy-prefix' ? ['runs'] : pair;
+    scenario === 'heavy-prefix' || scenario.startsWith('shape-') ? ['runs'] : pair;
   const dir = mkdtempSync(join(tmpdir(), 'twin-speed-'));
   const all: Figures[] = [];
   const loadBefore = loadavg();
@@ -614,6 +676,19 @@ function heavyPrefixScenario(path: string): Scenario {
   };
 }
 
+/** A bench/trace-shapes.ts trace written to `path`, on the Mooncake replay's 16 instances. */
+function shapeScenario(shape: Shape, path: string, policy: string): Scenario {
+  const rows = DEFAULT_SHAPE_REQUESTS[shape];
+  return {
+    name: `shape-${shape}`,
+    note: `generated ${shape} trace (bench/trace-shapes.ts, ${fmtInt(rows)} rows), ${policy}`,
+    instances: 16,
+    workload: { kind: 'trace', trace: path, rateScale: 1 },
+    policy,
+    expectedRequests: rows,
+  };
+}
+
 /** The large synthetic run: 128 H100 instances, Poisson arrivals, uniform lengths. */
 function poissonScenario(rateRps: number, requests: number): Scenario {
   return {
@@ -659,7 +734,7 @@ function simulate(
     seed: SEED,
     cluster,
     engine: DEFAULT_ENGINE_CONFIG,
-    policy: createRoutingPolicy(POLICY),
+    policy: createRoutingPolicy(scenario.policy ?? POLICY),
     slo: { ttftMs: 2000, tpotMs: 100 },
     workload: scenario.note,
     prefixCache: mode,
@@ -718,6 +793,7 @@ function measure(
   return {
     scenario: scenario.name,
     mode,
+    policy: scenario.policy ?? POLICY,
     note: scenario.note,
     instances: s.instances,
     requests: s.requests,

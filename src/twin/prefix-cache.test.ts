@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { writeShape } from '../../bench/trace-shapes.ts';
 import { Rng } from '../core/rng.ts';
 import { DEFAULT_ENGINE_CONFIG } from '../engine-core/types.ts';
 import { createRoutingPolicy } from '../policies/routing/registry.ts';
@@ -109,6 +113,59 @@ const cases: {
     kvBlocks: 1100,
   },
 ];
+
+// Small cuts of the bench's trace shapes (bench/trace-shapes.ts), written as a user's files: agent
+// loops behind long shared system prompts, 30k-120k-token prompts, sessions of many turns whose
+// hash_ids extend the previous turn's, a burst of requests in one second, an Azure-format CSV.
+const shapeDir = mkdtempSync(join(tmpdir(), 'prefix-cache-shapes-'));
+after(() => rmSync(shapeDir, { recursive: true, force: true }));
+const shapeTrace = (shape: Parameters<typeof writeShape>[0], rows: number): string => {
+  const path = join(shapeDir, shape === 'azure' ? 'azure.csv' : `${shape}.jsonl`);
+  writeShape(shape, path, 7, rows);
+  return path;
+};
+cases.push(
+  {
+    name: 'trace shape agent',
+    workload: { kind: 'trace', trace: shapeTrace('agent', 700) },
+    instances: 4,
+    policies: ['least-request', 'session'],
+    hits: true,
+  },
+  {
+    // Prompts of 2,000 to 7,500 engine blocks in pools of 12,000: long prompts evict each other and
+    // are preempted (too few rows for a shared document to be read twice: no hits).
+    name: 'trace shape long-context, tight KV pool',
+    workload: { kind: 'trace', trace: shapeTrace('long-context', 60) },
+    instances: 2,
+    policies: ['least-request'],
+    hits: false,
+    kvBlocks: 12_000,
+  },
+  {
+    name: 'trace shape deep-sessions',
+    workload: { kind: 'trace', trace: shapeTrace('deep-sessions', 400) },
+    instances: 4,
+    policies: ['least-request', 'session'],
+    hits: true,
+  },
+  {
+    // 1,500 requests inside one second on 2 instances: deep queues, preemptions.
+    name: 'trace shape bursts, tight KV pool',
+    workload: { kind: 'trace', trace: shapeTrace('bursts', 1500) },
+    instances: 2,
+    policies: ['least-request'],
+    hits: true,
+    kvBlocks: 3000,
+  },
+  {
+    name: 'trace shape azure',
+    workload: { kind: 'trace', trace: shapeTrace('azure', 2000) },
+    instances: 2,
+    policies: ['least-request'],
+    hits: false,
+  },
+);
 
 for (const c of cases) {
   for (const policy of c.policies) {

@@ -113,8 +113,11 @@ describe('script usages', { concurrency: 3 }, () => {
         '--cli-baseline',
         '--json',
         '--profile-summary',
+        '--shapes',
+        '--shape-policy',
       ],
     ],
+    ['bench/trace-shapes.ts', ['--shape', '--out', '--requests', '--seed']],
     ['bench/twin-ab.ts', ['--a', '--b', '--pairs', '--warmup', '--trace', '--prefix-cache']],
     [
       'bench/heavy-prefix-trace.ts',
@@ -227,6 +230,7 @@ describe('script usages', { concurrency: 3 }, () => {
   for (const [file, name] of [
     ['bench/twin-ab.ts', 'twin-ab'],
     ['bench/heavy-prefix-trace.ts', 'heavy-prefix-trace'],
+    ['bench/trace-shapes.ts', 'trace-shapes'],
     ['bench/gateway/node-proxy.ts', 'node-proxy'],
     ['bench/gateway/open-loop.ts', 'open-loop'],
     ['bench/gateway/sse-upstream.ts', 'sse-upstream'],
