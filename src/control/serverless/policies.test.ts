@@ -264,3 +264,32 @@ test('the hard bound stops every lone-sleeper GPU, whatever it is worth and the 
     SwitchyardError,
   );
 });
+
+/**
+ * Rounds of four GPUs held by sleepers alone, each round beginning as the last one's GPUs stop, of
+ * models asked 10 h ago, with nothing the fixed keep-alive would bill: every round is Switchyard's
+ * bill alone. Returns how long each round was held.
+ */
+function overrunRounds(rounds: number): number[] {
+  const policy = createServerlessPolicy('switchyard', { keepAliveMs: 60_000, intervalMs: TICK_MS });
+  const models = [0, 1, 2, 3].map((k) => history(30_000, 5, 120_000 + k));
+  const heldMs: number[] = [];
+  let startMs = 36_000_000;
+  for (let t = startMs; heldMs.length < rounds; t += TICK_MS) {
+    const views = models.map((h, k) => view(`rare${k}`, h, t));
+    const lone = [0, 1, 2, 3].map((k) => ({ aloneMs: t - startMs, models: [k] }));
+    const { keepLone } = policy.plan(views, t, lone);
+    if (keepLone.every((kept) => !kept)) {
+      heldMs.push(t - startMs);
+      startMs = t + TICK_MS;
+    }
+  }
+  return heldMs;
+}
+
+test("the minimum hold is free only until the run's bill passes the fixed keep-alive's by one hold of every GPU", () => {
+  // The first round is the minimum hold (the fixed rule); it leaves the run 4 GPUs x 60 s over the
+  // fixed keep-alive's bill, the slack. Past it, a GPU held by sleepers alone is paid from the GPU
+  // account even within the minimum hold, and the account is in debt: the later rounds stop at once.
+  assert.deepEqual(overrunRounds(3), [60_000, 0, 0]);
+});

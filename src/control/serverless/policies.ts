@@ -369,8 +369,24 @@ class GpuAccount {
     const boundGpuMs = Math.max(1, p.keepAliveMs) * totalGpus;
     this.creditGpuMs += dt * (fixed - billedGpus) + startsGpuMs;
     this.creditGpuMs = Math.max(-boundGpuMs, Math.min(boundGpuMs, this.creditGpuMs));
+    this.runBalanceGpuMs += dt * (fixed - billedGpus) + startsGpuMs;
+    this.peakBilledGpus = Math.max(this.peakBilledGpus, billedGpus);
     this.lastMs = nowMs;
     return fixed + this.creditGpuMs / Math.max(1, p.keepAliveMs);
+  }
+
+  /** The same balance over the whole run, unbounded: one number, what the run's bill is judged by. */
+  private runBalanceGpuMs = 0;
+  /** The most GPUs Switchyard has billed at once in the run. */
+  private peakBilledGpus = 0;
+
+  /**
+   * Whether Switchyard has billed more GPU time than the fixed keep-alive would have over the run so
+   * far, by more than `slackMs` of every GPU it has held at once (what one round of minimum holds
+   * costs: a start-up transient, not an overrun).
+   */
+  overRun(slackMs: number): boolean {
+    return this.runBalanceGpuMs < -slackMs * this.peakBilledGpus;
   }
 }
 
@@ -402,7 +418,11 @@ export function loneGpuValue(
 
 /**
  * Which GPUs held by sleepers alone keep their sleepers (sleep mode). Kept whatever they are worth
- * for loneHoldMinMs (today's fixed rule, so never worse), stopped at loneHoldMaxMs; between, kept in
+ * for loneHoldMinMs (the fixed rule it replaced) while the run's bill is over the fixed
+ * keep-alive's by no more than one minimum hold of the most GPUs billed at once (`overRun`); past that, those within the minimum hold are paid from the
+ * account too, first in line, so an account in debt keeps none (short bursts after long idle
+ * periods: every release held 60 s whatever the account said billed 1.19x the best baseline's
+ * GPU-hours, README "Unseen settings (stop 36)"). Stopped at loneHoldMaxMs; between, kept in
  * order of value (loneGpuValue, at least keepValueMin; ties by their order, node then index) while
  * the whole-GPU account's allowance exceeds what Switchyard bills: the GPU time sleep mode saved
  * against the fixed keep-alive pays for the hold. Without a GPU held by sleepers alone, the account
@@ -418,16 +438,20 @@ function holdLone(
   let billed = lone.length;
   for (const m of models) billed += m.active * m.gpus;
   const allowance = gpuBudget.allowance(models, nowMs, p, billed);
-  const keep = lone.map((g) => g.aloneMs < p.loneHoldMinMs);
+  // The minimum hold is free while the run's bill is within the fixed rule's; past it, it is paid
+  // from the account like the rest, first in line.
+  const free = !gpuBudget.overRun(p.loneHoldMinMs);
+  const keep = lone.map((g) => free && g.aloneMs < p.loneHoldMinMs);
   // Forward: what stays billed whatever is decided here (instances, GPUs within the minimum hold).
   let left = allowance - (billed - lone.length) - keep.filter(Boolean).length;
-  const ranked: { i: number; value: number }[] = [];
+  const ranked: { i: number; value: number; young: boolean }[] = [];
   for (const [i, g] of lone.entries()) {
     if (keep[i] || g.aloneMs >= p.loneHoldMaxMs) continue;
+    const young = g.aloneMs < p.loneHoldMinMs;
     const value = loneGpuValue(g, models, nowMs, p.intervalMs);
-    if (value >= p.keepValueMin) ranked.push({ i, value });
+    if (young || value >= p.keepValueMin) ranked.push({ i, value, young });
   }
-  ranked.sort((a, b) => b.value - a.value || a.i - b.i);
+  ranked.sort((a, b) => Number(b.young) - Number(a.young) || b.value - a.value || a.i - b.i);
   // While any allowance is left a GPU is kept: the account carries the overdraft (less than one GPU
   // for one decision) and repays it from later credit.
   for (const { i } of ranked) {
