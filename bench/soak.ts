@@ -39,6 +39,7 @@ Options:
   --engine KIND    sim or llama (default sim; llama runs the tiny GGUF)
   --engines N      engines to start (default 3 sim, 1 llama)
   --clients N      concurrent client loops (default 24)
+  --policy NAME    serve's routing policy (default: serve's own default)
   --sample S       seconds between samples (default 10)
   --burst-every S  seconds between bursts of 500 (default 60; 0: none)
   --bench-every S  seconds between switchyard bench runs (default 90; 0: none)
@@ -59,6 +60,7 @@ const { values } = scriptArgs('bench:soak', USAGE, () =>
       engine: { type: 'string', default: 'sim' },
       engines: { type: 'string' },
       clients: { type: 'string', default: '24' },
+      policy: { type: 'string' },
       sample: { type: 'string', default: '10' },
       'burst-every': { type: 'string', default: '60' },
       'bench-every': { type: 'string', default: '90' },
@@ -421,8 +423,9 @@ async function main(): Promise<void> {
     engineKind === 'sim'
       ? ['--engine', 'sim', '--time-scale', '0.02']
       : ['--engine', 'llama', '--model', ensureTinyLlamaGguf(TINY_LLAMA_DEFAULT_PATH)];
+  const policyArgs = values.policy === undefined ? [] : ['--policy', values.policy];
   const serve = await startServe(
-    ['--config', configPath, '--engines', String(engineCount), ...engineArgs],
+    ['--config', configPath, '--engines', String(engineCount), ...engineArgs, ...policyArgs],
     children,
     {
       env: {
@@ -436,7 +439,9 @@ async function main(): Promise<void> {
   const gatewayPid = serve.proc.pid as number;
   try {
     model = (JSON.parse(await getText('/v1/models')) as { data: { id: string }[] }).data[0]?.id as string;
-    process.stdout.write(`soak: ${baseUrl} model ${model}, seed ${seed}, ${durationS} s, work dir ${work}\n`);
+    process.stdout.write(
+      `soak: ${baseUrl} model ${model}, policy ${values.policy ?? 'default'}, seed ${seed}, ${durationS} s, work dir ${work}\n`,
+    );
     const startedMs = Date.now();
     await sleep(6000);
     const first = await sample('start', gatewayPid, startedMs);

@@ -169,6 +169,7 @@ describe('script usages', { concurrency: 3 }, () => {
         '--engine',
         '--engines',
         '--clients',
+        '--policy',
         '--sample',
         '--burst-every',
         '--bench-every',
