@@ -315,8 +315,10 @@ function benchRun(): Promise<void> {
   return new Promise((resolve) => {
     const args = [BIN, 'bench', '--url', baseUrl, '--api-key', KEY, '--rate', '20', '--requests', '100'];
     args.push('--input-tokens', '64-512', '--output-tokens', '8-64', '--model', model);
-    execFile(process.execPath, args, { timeout: 300_000, maxBuffer: 16 << 20 }, (error) => {
+    execFile(process.execPath, args, { timeout: 300_000, maxBuffer: 16 << 20 }, (error, _out, err) => {
       count(`bench ${error === null ? 'ok' : 'failed'}`);
+      if (error !== null)
+        process.stdout.write(`switchyard bench failed: ${err.trim().split('\n').slice(-3).join(' / ')}\n`);
       resolve();
     });
   });
