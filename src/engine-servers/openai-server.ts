@@ -957,7 +957,7 @@ class EngineHttpServer {
         refuseNonTextParts((body as { input?: unknown }).input, 'input');
         bodyRequestId = requestIdOf(body);
         structured = responsesStructuredOutput(body);
-        calling = responsesToolCalling(body, structured);
+        calling = responsesToolCalling(body);
         if (calling !== undefined) structured = calling.structured;
       } else {
         minTokens = minTokensOf(body, parsed, this.backend.honoursMinTokens === true);
@@ -968,19 +968,11 @@ class EngineHttpServer {
         sampling = vllmSamplingOf(body, kind);
         structured = structuredOutputOf(body);
         if (kind === 'chat') calling = toolCallingOf(body);
-        if (calling !== undefined) {
-          // An auto turn the rule answers with a call makes the call and leaves the format to the
-          // text turn that follows (as a model with a tool parser would); a forced call has nothing
-          // to answer in the format.
-          if (structured !== undefined && !calling.auto)
-            throw new SwitchyardError(
-              'SY_ERR_UNSUPPORTED_PARAMETER',
-              `parameter '${structured.param}' is not supported beside a forced tool call by the built-in ` +
-                "engines: the arguments follow the tool's parameters schema; send one or the other",
-              { param: structured.param },
-            );
-          structured = calling.structured;
-        }
+        // A call leaves the format aside: an auto turn the rule answers with a call leaves it to the
+        // text turn that follows (as a model with a tool parser would); a forced call (named or
+        // required) has no text to answer in it, and vLLM drops it then (its tool parser's
+        // adjust_request: a forced tool choice overrides the structured output settings).
+        if (calling !== undefined) structured = calling.structured;
         if (structured !== undefined) refuseEndlessStructured(minTokens, sampling);
       }
       this.checkModel(parsed.model);

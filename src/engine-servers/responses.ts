@@ -49,7 +49,8 @@
  * background mode are refused with 400 SY_ERR_UNSUPPORTED_PARAMETER naming the field, never ignored. Structured output
  * (`text.format` `json_object` or `json_schema`) is served (structured-output.ts), and the response
  * object echoes the format as sent; beside tools, an auto call turn leaves it aside and the text turn
- * after the `function_call_output` is served under it (stop 35), a forced call beside it is 400.
+ * after the `function_call_output` is served under it (stop 35), a forced call beside it is
+ * made and the format dropped, as vLLM does (400 to stop 36).
  */
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
@@ -59,7 +60,6 @@ import { type ParsedCompletionRequest, parseCompletionBody } from '../core/opena
 import { responsesMaxOutputTokens, responsesMessages } from '../core/responses-api.ts';
 import type { FinishReason, GenerationSink, GenerationUsage } from './backend.ts';
 import { errorBody, sendError, sendJson } from './respond.ts';
-import type { StructuredOutput } from './structured-output.ts';
 import { type Call, requiredCalls, type ToolCalling, toolCallingOf } from './tool-calls.ts';
 
 /** What a Responses answer needs of the engine's HTTP server (EngineHttpServer has these). */
@@ -198,29 +198,15 @@ export function parseResponsesBody(body: unknown): ParsedCompletionRequest {
 }
 
 /**
- * The forced tool call a Responses body asks for (tool-calls.ts, with the Responses API's flat
- * `tools: [{"type": "function", "name", "parameters", "strict"}]` and `tool_choice: {"type":
- * "function", "name"}`, "required", or "auto" as chat's rule decides it), undefined for none (or
- * auto answering in text, under `text.format` when one is given); 400 as on chat for a name not
- * listed, a schema the engines cannot hold, a tool that is no function, and a forced (named or
- * required) call beside `text.format` structured output (`structured`, what the body asks of the
- * text). An auto call beside a format is made and the format left to the text turn after it, as the
- * OpenAI Agents SDK with an `outputType` sends both on every turn.
+ * The function tool calls a Responses body asks for (tool-calls.ts, flat form), or 400: a choice
+ * naming no listed tool, a schema the engines cannot hold, a tool that is no function. A call
+ * beside `text.format` leaves the format aside: an auto call leaves it to the text turn after it
+ * (the OpenAI Agents SDK with an `outputType` sends both on every turn); a forced one (named,
+ * required, `allowed_tools` required) has no text to answer in it, and vLLM drops it then (to stop
+ * 36 this was 400 naming text.format).
  */
-export function responsesToolCalling(
-  body: unknown,
-  structured: StructuredOutput | undefined,
-): ToolCalling | undefined {
-  const calling = toolCallingOf(body, 'responses');
-  // An auto call leaves text.format to the text turn after it (chat's response_format likewise).
-  if (calling !== undefined && structured !== undefined && !calling.auto)
-    throw new SwitchyardError(
-      'SY_ERR_UNSUPPORTED_PARAMETER',
-      `parameter '${structured.param}' is not supported beside a forced tool call by the built-in ` +
-        "engines: the arguments follow the tool's parameters schema; send one or the other",
-      { param: structured.param },
-    );
-  return calling;
+export function responsesToolCalling(body: unknown): ToolCalling | undefined {
+  return toolCallingOf(body, 'responses');
 }
 
 /** Text part types a `function_call_output`'s output list may hold for the built-in engines. */

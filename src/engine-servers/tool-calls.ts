@@ -25,7 +25,8 @@
  *   output (`response_format`, `text.format`; the OpenAI Agents SDK with an `outputType` sends both
  *   every turn) a call turn makes the call, its arguments under the tool's schema, and ignores the
  *   format; the text turn after the tool result is answered under the format (to stop 35 task G a
- *   call turn was 400). A forced call beside a format stays 400 (openai-server.ts, responses.ts).
+ *   call turn was 400). A forced call beside a format is
+ *   made and the format dropped, as vLLM does (to stop 36, 400; openai-server.ts, responses.ts).
  *   The call's `auto` mark tells the servers which.
  * - `{"type": "allowed_tools", ...}` (OpenAI's, chat nesting `{mode, tools}` under `allowed_tools`,
  *   the Responses API flat) is its mode, `auto` or `required`, served as above over the listed

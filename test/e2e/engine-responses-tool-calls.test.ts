@@ -236,7 +236,7 @@ for (const engine of ENGINES) {
       assert.equal(r.tool_choice, 'none');
     });
 
-    it('refused with 400: a schema the engines cannot hold, an unlisted name, a tool that is no function, tools beside text.format', async () => {
+    it('refused with 400: a schema the engines cannot hold, an unlisted name, a tool that is no function', async () => {
       const cases: { extra: Record<string, unknown>; param: string; code: string }[] = [
         {
           extra: {
@@ -269,11 +269,6 @@ for (const engine of ENGINES) {
           param: 'tools[0]',
           code: 'SY_ERR_UNSUPPORTED_PARAMETER',
         },
-        {
-          extra: { tool_choice: NAMED, text: { format: { type: 'json_object' } } },
-          param: 'text.format',
-          code: 'SY_ERR_UNSUPPORTED_PARAMETER',
-        },
       ];
       for (const { extra, param, code } of cases) {
         const reply = await post(engine.url(), '/v1/responses', BODY(engine.model, extra));
@@ -282,6 +277,20 @@ for (const engine of ENGINES) {
         assert.equal(e.param, param, reply.text);
         assert.equal(e.code, code, reply.text);
       }
+    });
+
+    it('a forced call beside text.format is made, the format dropped (as vLLM; 400 naming text.format to stop 36)', async () => {
+      const reply = await post(
+        engine.url(),
+        '/v1/responses',
+        BODY(engine.model, { tool_choice: NAMED, text: { format: { type: 'json_object' } } }),
+      );
+      assert.equal(reply.status, 200, reply.text);
+      const output = (JSON.parse(reply.text) as { output: { type: string; name?: string }[] }).output;
+      assert.deepEqual(
+        output.map((o) => [o.type, o.name]),
+        [['function_call', NAMED.name]],
+      );
     });
 
     it('openai-node: responses.create and responses.stream with a named choice and required', async () => {

@@ -339,9 +339,10 @@ const REFUSED: { name: string; extra: Record<string, unknown>; param: string }[]
     param: 'response_format.json_schema.schema',
   },
   {
-    name: 'tools beside response_format',
-    extra: { tools: TOOLS, tool_choice: 'required', response_format: { type: 'json_object' } },
-    param: 'response_format',
+    // A forced call beside response_format is served since stop 36 (the format dropped, as vLLM).
+    name: 'a tool that is no function',
+    extra: { tools: [{ type: 'custom', custom: { name: 'x' } }], tool_choice: 'required' },
+    param: 'tools[0]',
   },
   { name: 'logprobs', extra: { logprobs: true, top_logprobs: 2 }, param: 'logprobs' },
   {
