@@ -75,3 +75,38 @@ test('same windows, same forecast', () => {
   feed(b, 0, 90, sinusoid(25 * MIN));
   assert.deepEqual(a.forecast(ta, 3 * MIN), b.forecast(ta, 3 * MIN));
 });
+
+/** Feeds 2 s windows with these arrival counts from `fromMs`; returns the time after the last. */
+function feedWindows(f: RateForecaster, fromMs: number, counts: readonly number[]): number {
+  let t = fromMs;
+  for (const n of counts) {
+    f.observe(t, t + 2_000, n);
+    t += 2_000;
+  }
+  return t;
+}
+
+test('a step out of silence moves the level within the confirmation time, though single windows dip', () => {
+  // As the planner sets it: a level time constant of half a 46.7 s start-up.
+  const f = new RateForecaster({ levelTauMs: 23_350 });
+  const quiet = feedWindows(f, 0, new Array(300).fill(0)); // ten minutes without arrivals
+  // The first 2 s windows of a ServeGen day after an all-zero gap (a bursty client at about 6 req/s):
+  // the 9s and the 7 are under four standard deviations of the climbing level on their own.
+  const t = feedWindows(f, quiet, [16, 21, 9, 15, 9, 7]);
+  const level = f.forecast(t, 60_000).levelRps;
+  // The five windows' mean is 7 req/s; judged window by window the level was still at 2.5 req/s.
+  assert.ok(level > 5, `level ${level} req/s 12 s after the step`);
+});
+
+test("a burst's quiet aftermath ends its run: one window's burst does not move the level", () => {
+  const f = new RateForecaster({ levelTauMs: 23_350 });
+  const steady = feedWindows(
+    f,
+    0,
+    Array.from({ length: 300 }, (_, i) => (i % 2 === 0 ? 8 : 12)),
+  );
+  const t = feedWindows(f, steady, [100, 10, 12, 9, 11, 10, 12]);
+  const level = f.forecast(t, 60_000).levelRps;
+  // The burst's kick in the EWMA decays; no jump to the run's mean (about 12 req/s) is taken.
+  assert.ok(level < 9, `level ${level} req/s after one burst on 5 req/s`);
+});

@@ -134,6 +134,8 @@ export class RateForecaster {
   /** The side (+1, -1) of the run of windows beyond the noise, 0 when none, and their arrivals and span. */
   private pendingJump = 0;
   private pendingArrivals = 0;
+  /** The arrivals the level expected over the pending run's windows, each at its time. */
+  private pendingExpected = 0;
   private pendingSpanMs = 0;
   /** The arrivals' index of dispersion as learnt (see learnDispersion). */
   private dispersion = 1;
@@ -164,20 +166,26 @@ export class RateForecaster {
       this.level = rate;
       return;
     }
+    const expected = (this.level * spanMs) / 1000;
     const side = this.jumpSide(arrivals, spanMs);
     this.learnDispersion(arrivals, spanMs);
-    if (side !== 0 && side === this.pendingJump) {
+    if (this.runContinues(arrivals, expected)) {
       this.pendingArrivals += arrivals;
+      this.pendingExpected += expected;
       this.pendingSpanMs += spanMs;
     } else {
       this.pendingJump = side;
       this.pendingArrivals = arrivals;
+      this.pendingExpected = expected;
       this.pendingSpanMs = spanMs;
     }
     // Beyond the noise on the same side for `jumpConfirmMs` (two windows at least): the level has
     // moved, to the mean rate over those windows. Shorter excursions are bursts, which the burst
     // tracker sizes for and which a replica started now would arrive too late to serve.
-    if (side !== 0 && this.pendingSpanMs >= Math.max(this.opts.jumpConfirmMs, 2 * spanMs - 1e-9)) {
+    if (
+      this.pendingJump !== 0 &&
+      this.pendingSpanMs >= Math.max(this.opts.jumpConfirmMs, 2 * spanMs - 1e-9)
+    ) {
       this.level = (this.pendingArrivals * 1000) / this.pendingSpanMs;
       this.jumpBucket = this.openBucket;
       this.pendingJump = 0;
@@ -195,6 +203,24 @@ export class RateForecaster {
     const expected = Math.max((this.level * spanMs) / 1000, 1);
     const d = (arrivals - expected) ** 2 / expected;
     this.dispersion += DISPERSION_ALPHA * (Math.min(d, DISPERSION_MAX) - this.dispersion);
+  }
+
+  /**
+   * Whether a window extends the pending run of windows beyond the noise. A run starts with one
+   * window beyond JUMP_SIGMAS standard deviations; a later window extends it when it lies on the
+   * run's side of the level and the run's pooled arrivals, this window's included, stay beyond
+   * JUMP_SIGMAS of their pooled expectation. Judging each window alone missed steps of a few
+   * req/s: the level's EWMA climbs towards the new rate within the run, so 2-second windows of a
+   * step from silence to 6 req/s fell back under the bar and reset the run, and the level took
+   * 40 s instead of 10 to move (the ServeGen days' all-zero gaps, stop 36). Below the level, a
+   * burst's quiet aftermath still ends its run, as before.
+   */
+  private runContinues(arrivals: number, expected: number): boolean {
+    if (this.pendingJump === 0 || Math.sign(arrivals - expected) !== this.pendingJump) return false;
+    const pooledExpected = this.pendingExpected + expected;
+    const sd = Math.sqrt(Math.max(1, this.dispersion) * Math.max(pooledExpected, 1));
+    const off = this.pendingArrivals + arrivals - pooledExpected;
+    return Math.sign(off) === this.pendingJump && Math.abs(off) > JUMP_SIGMAS * sd;
   }
 
   /**
