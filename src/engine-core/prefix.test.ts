@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { engineBlockHashes } from './prefix.ts';
+import { engineBlockHashes, engineBlockHashesU32 } from './prefix.ts';
 
 test('a 512-token chain block splits into 32 engine blocks of 16', () => {
   const hashes = engineBlockHashes({ blockTokens: 512, hashes: [1, 2, 3] }, 1400, 16);
@@ -47,4 +47,22 @@ test('a longer prompt extends the same chain', () => {
   const long = engineBlockHashes({ blockTokens: 8, hashes: [5, 6, 7, 8] }, 32, 4);
   assert.deepEqual(long.slice(0, short.length), short);
   assert.equal(long.length, 8);
+});
+
+test("engineBlockHashesU32 (the twin's per-block mode) holds the same hashes as engineBlockHashes", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.nat({ max: 0xffffffff }), { maxLength: 40 }),
+      fc.integer({ min: 1, max: 1024 }),
+      fc.integer({ min: 1, max: 64 }),
+      fc.integer({ min: 0, max: 30_000 }),
+      (chain, blockTokens, blockSize, inputTokens) => {
+        const prefix = { blockTokens, hashes: chain };
+        const wide = engineBlockHashes(prefix, inputTokens, blockSize);
+        const narrow = engineBlockHashesU32(prefix, inputTokens, blockSize);
+        assert.ok(narrow instanceof Uint32Array);
+        assert.deepEqual(Array.from(narrow), wide);
+      },
+    ),
+  );
 });

@@ -24,13 +24,35 @@ import type { PrefixChain } from '../core/request.ts';
  * within those k blocks, and the result is itself a chain (each hash mixes in its parent).
  */
 export function engineBlockHashes(prefix: PrefixChain, inputTokens: number, blockSize: number): number[] {
+  return fillEngineBlockHashes(prefix, inputTokens, blockSize, (count) => new Array<number>(count));
+}
+
+/**
+ * `engineBlockHashes` in a Uint32Array (the hashes are uint32): 4 bytes a block instead of a double's
+ * 8, for the twin, whose per-block mode holds a request's hashes from routing to admission, so a deep
+ * queue of long prompts held them all at once.
+ */
+export function engineBlockHashesU32(
+  prefix: PrefixChain,
+  inputTokens: number,
+  blockSize: number,
+): Uint32Array {
+  return fillEngineBlockHashes(prefix, inputTokens, blockSize, (count) => new Uint32Array(count));
+}
+
+function fillEngineBlockHashes<T extends { [index: number]: number }>(
+  prefix: PrefixChain,
+  inputTokens: number,
+  blockSize: number,
+  make: (count: number) => T,
+): T {
   const chainTokens = prefix.blockTokens;
   assert(Number.isInteger(chainTokens) && chainTokens >= 1, `bad prefix blockTokens ${chainTokens}`);
   assert(Number.isInteger(blockSize) && blockSize >= 1, `bad blockSize ${blockSize}`);
   const chain = prefix.hashes;
   const coveredTokens = Math.min(inputTokens, chain.length * chainTokens);
   const count = coveredTokens > 0 ? Math.floor(coveredTokens / blockSize) : 0;
-  const out = new Array<number>(count);
+  const out = make(count);
   let parent = CHAIN_ROOT;
   let chainIndex = -1;
   let firstInChain = 0;

@@ -12,7 +12,7 @@ import {
   SIGNAL_STALE_AFTER_SCRAPES,
 } from '../core/view.ts';
 import { EngineCore } from '../engine-core/engine-core.ts';
-import { engineBlockHashes } from '../engine-core/prefix.ts';
+import { engineBlockHashesU32 } from '../engine-core/prefix.ts';
 import { PrefixForest } from '../engine-core/prefix-forest.ts';
 import type { EngineConfig, EngineListener, EngineRequest } from '../engine-core/types.ts';
 import { fitsContext } from '../model/context.ts';
@@ -810,7 +810,7 @@ class Twin {
     if (request.prefix.hashes.length === 0) return { blockHashes: NO_BLOCK_HASHES };
     const forest = this.forest;
     if (forest === undefined) {
-      return { blockHashes: engineBlockHashes(request.prefix, request.inputTokens, instance.blockSize) };
+      return { blockHashes: engineBlockHashesU32(request.prefix, request.inputTokens, instance.blockSize) };
     }
     const prefixPath = forest.path(request.prefix, request.inputTokens);
     // The per-block reference never hands paths back: their nodes, and so the ids, stay unique.
