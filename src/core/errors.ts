@@ -100,6 +100,12 @@ export const ERRORS = {
   SY_ERR_PREVIOUS_RESPONSE_NOT_FOUND: { status: 400, type: 'invalid_request_error' },
   /** `GET`/`DELETE /v1/responses/{id}` (or its input items) for a response this tenant has not stored: OpenAI's 404. */
   SY_ERR_RESPONSE_NOT_FOUND: { status: 404, type: 'invalid_request_error' },
+  /**
+   * `POST /v1/responses` input had an `item_reference` to an item none of this tenant's stored
+   * responses holds: OpenAI's 404 "Item with id '...' not found." (its `param` is `input`; ours names
+   * the item, `input[i]`).
+   */
+  SY_ERR_ITEM_NOT_FOUND: { status: 404, type: 'invalid_request_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 /** One of the stable error codes. */

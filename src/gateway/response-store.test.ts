@@ -134,6 +134,97 @@ describe('expandPrevious', () => {
   });
 });
 
+describe('item_reference inputs', () => {
+  const message = (id: string, text: string): object => ({
+    type: 'message',
+    role: 'assistant',
+    id,
+    content: [{ type: 'output_text', text }],
+  });
+  /** A stored turn with one output message `msg_<n>`; turn 2 (chained) holds msg_1 in its input too. */
+  function turn(n: number, inputItems: unknown[] = []): Omit<StoredResponse, 'storedAtMs'> {
+    return { ...entry(`resp_${n}`), inputItems, outputItems: [message(`msg_${n}`, `a${n}`)] };
+  }
+  const reference = (ids: string[]): Buffer =>
+    Buffer.from(
+      JSON.stringify({
+        model: 'm',
+        input: [{ role: 'user', content: 'hi' }, ...ids.map((id) => ({ type: 'item_reference', id }))],
+      }),
+    );
+  const resolved = (store: ResponseStore, ids: string[], tenant = 't'): unknown[] =>
+    (JSON.parse(String(expandPrevious(reference(ids), tenant, store, 1 << 20))) as { input: unknown[] })
+      .input;
+  function thrown(f: () => unknown): [string, string | null] | undefined {
+    try {
+      f();
+    } catch (error) {
+      if (!(error instanceof SwitchyardError)) throw error;
+      return [error.code, error.toJSON().error.param];
+    }
+    return undefined;
+  }
+
+  it('replaces each reference by the stored item, in place; refuses one not held, naming input[i]', () => {
+    const { store } = storeOf(10);
+    store.put('t', turn(1));
+    assert.deepEqual(resolved(store, ['msg_1']), [{ role: 'user', content: 'hi' }, message('msg_1', 'a1')]);
+    assert.deepEqual(
+      thrown(() => expandPrevious(reference(['msg_1', 'msg_9']), 't', store, 1 << 20)),
+      ['SY_ERR_ITEM_NOT_FOUND', 'input[2]'],
+    );
+    // Another tenant's item is not found; a malformed reference is a 400 naming its id.
+    assert.deepEqual(
+      thrown(() => resolved(store, ['msg_1'], 'other')),
+      ['SY_ERR_ITEM_NOT_FOUND', 'input[1]'],
+    );
+    assert.deepEqual(
+      thrown(() => resolved(store, [''])),
+      ['SY_ERR_INVALID_ARGUMENT', 'input[1].id'],
+    );
+    // The store off: references pass as sent, for the engine to answer.
+    assert.equal(expandPrevious(reference(['msg_1']), 't', storeOf(0).store, 1 << 20), undefined);
+  });
+
+  it("resolves alongside previous_response_id, the references in this turn's input", () => {
+    const { store } = storeOf(10);
+    store.put('t', turn(1));
+    const body = Buffer.from(
+      JSON.stringify({
+        model: 'm',
+        previous_response_id: 'resp_1',
+        input: [{ type: 'item_reference', id: 'msg_1' }],
+      }),
+    );
+    const input = (JSON.parse(String(expandPrevious(body, 't', store, 1 << 20))) as { input: unknown[] })
+      .input;
+    assert.deepEqual(input, [message('msg_1', 'a1'), message('msg_1', 'a1')]);
+  });
+
+  it('the index follows eviction, expiry and delete, and a chained turn still holds an earlier item', () => {
+    const { store, clock } = storeOf(2, 1 << 20, 1000);
+    store.put('t', turn(1));
+    store.put('t', turn(2, [message('msg_1', 'a1')]));
+    assert.equal(store.itemCount, 2);
+    // Deleting turn 1 leaves msg_1 found in turn 2's input.
+    store.delete('t', 'resp_1');
+    assert.deepEqual(store.item('t', 'msg_1'), message('msg_1', 'a1'));
+    // Turn 3 and 4 evict turn 2 (count 2): msg_1 and msg_2 are gone with it.
+    store.put('t', turn(3));
+    store.put('t', turn(4));
+    assert.equal(store.item('t', 'msg_1'), undefined);
+    assert.equal(store.item('t', 'msg_2'), undefined);
+    assert.deepEqual(store.item('t', 'msg_4'), message('msg_4', 'a4'));
+    assert.equal(store.itemCount, 2);
+    store.delete('t', 'resp_4');
+    assert.equal(store.item('t', 'msg_4'), undefined);
+    // Expired on the clock: not found, and out of the index.
+    clock.ms = 1000;
+    assert.equal(store.item('t', 'msg_3'), undefined);
+    assert.deepEqual([store.itemCount, store.stats.count, store.stats.expired], [0, 0, 1]);
+  });
+});
+
 describe('ResponseCapture', () => {
   const request = Buffer.from(JSON.stringify({ model: 'm', input: 'hi' }));
   const answer = {

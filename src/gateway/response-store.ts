@@ -52,6 +52,14 @@ export interface ResponseStoreStats {
 export class ResponseStore {
   /** Insertion order is recency order: a read moves an entry to the end. Keyed tenant NUL id. */
   private readonly entries = new Map<string, StoredResponse>();
+  /**
+   * The items with an `id` (input and output) that `item_reference` inputs name, keyed tenant NUL item
+   * id: the entries holding one (a chained turn holds its predecessors' items too), in the order
+   * stored, each with its item. Bounded with `entries`: an entry's removal takes its items out.
+   */
+  private readonly items = new Map<string, Map<string, unknown>>();
+  /** Each entry's keys in `items`, so its removal finds them. */
+  private readonly itemKeysOf = new Map<string, string[]>();
   readonly stats: ResponseStoreStats = { count: 0, bytes: 0, stored: 0, evicted: 0, expired: 0, tooLarge: 0 };
 
   constructor(
@@ -81,6 +89,7 @@ export class ResponseStore {
       this.stats.evicted++;
     }
     this.entries.set(key, { ...entry, storedAtMs: this.nowMs() });
+    this.indexItems(tenant, key, entry);
     this.stats.count = this.entries.size;
     this.stats.bytes += entry.bytes;
     this.stats.stored++;
@@ -89,7 +98,28 @@ export class ResponseStore {
 
   /** The tenant's response `id` (now the most recently used), or undefined: never stored, evicted, expired. */
   get(tenant: string, id: string): StoredResponse | undefined {
-    const key = keyOf(tenant, id);
+    return this.live(keyOf(tenant, id));
+  }
+
+  /**
+   * The item with this `id` (an input or output item) in one of the tenant's stored responses, the
+   * most recently stored holding it first (that response now the most recently used); undefined when
+   * none live holds it.
+   */
+  item(tenant: string, id: string): unknown {
+    const holders = this.items.get(keyOf(tenant, id));
+    if (holders === undefined) return undefined;
+    // A copy: an expired holder is removed from `holders` while this walks it.
+    for (const [key, item] of [...holders].reverse()) if (this.live(key) !== undefined) return item;
+    return undefined;
+  }
+
+  /** Items held (for tests): the index is bounded with the entries. */
+  get itemCount(): number {
+    return this.items.size;
+  }
+
+  private live(key: string): StoredResponse | undefined {
     const entry = this.entries.get(key);
     if (entry === undefined) return undefined;
     if (this.limits.ttlMs > 0 && this.nowMs() - entry.storedAtMs >= this.limits.ttlMs) {
@@ -109,10 +139,29 @@ export class ResponseStore {
     return true;
   }
 
+  private indexItems(tenant: string, key: string, entry: Omit<StoredResponse, 'storedAtMs'>): void {
+    const itemKeys: string[] = [];
+    for (const item of [...entry.inputItems, ...entry.outputItems]) {
+      if (!isObject(item) || typeof item['id'] !== 'string') continue;
+      const itemKey = keyOf(tenant, item['id']);
+      const holders = this.items.get(itemKey) ?? new Map<string, unknown>();
+      holders.set(key, item);
+      this.items.set(itemKey, holders);
+      itemKeys.push(itemKey);
+    }
+    if (itemKeys.length > 0) this.itemKeysOf.set(key, itemKeys);
+  }
+
   private remove(key: string): void {
     const entry = this.entries.get(key);
     if (entry === undefined) return;
     this.entries.delete(key);
+    for (const itemKey of this.itemKeysOf.get(key) ?? []) {
+      const holders = this.items.get(itemKey);
+      holders?.delete(key);
+      if (holders?.size === 0) this.items.delete(itemKey);
+    }
+    this.itemKeysOf.delete(key);
     this.stats.bytes -= entry.bytes;
     this.stats.count = this.entries.size;
   }
@@ -144,13 +193,30 @@ export function previousNotFound(id: string): SwitchyardError {
 }
 
 /**
- * `body` (a Responses request) with `previous_response_id` expanded from `store`: the previous
- * response's input items, then its output items, then this request's input, as `input`; the field
- * removed, so routing sees the whole conversation and any engine gets a self-contained body.
- * `instructions` are not carried over (OpenAI's rule: only this request's apply). Undefined when the
- * body names no previous response (or is no JSON object: the ordinary parse answers that). Throws
- * 400 for an id that is no string, or one this tenant has no stored response of; 413 when the
- * conversation comes to more than `bytesMax` (limits.bodyBytesMax, the bound a body sent whole has).
+ * OpenAI's answer to an `item_reference` input naming an item it holds none of: 404, its message
+ * ("Item with id '...' not found."), `param` the input item's index.
+ */
+export function itemNotFound(id: string, index: number): SwitchyardError {
+  return new SwitchyardError('SY_ERR_ITEM_NOT_FOUND', `Item with id '${id}' not found.`, {
+    param: `input[${index}]`,
+  });
+}
+
+/**
+ * `body` (a Responses request) made self-contained from `store`, so routing sees the whole
+ * conversation and any engine gets a body it can serve alone:
+ * - `previous_response_id`: the previous response's input items, then its output items, then this
+ *   request's input, as `input`; the field removed. `instructions` are not carried over (OpenAI's
+ *   rule: only this request's apply).
+ * - each `item_reference` input item (`{"type": "item_reference", "id"}`, what the Vercel AI SDK
+ *   sends for earlier answers while `store` is true) replaced by the item of that id in one of the
+ *   tenant's stored responses (an output item, or an input item sent with an id).
+ *
+ * Undefined when the body needs neither (or is no JSON object: the ordinary parse answers that).
+ * With the store off, item references pass as sent (the engine answers them). Throws 400 for an id
+ * that is no string, or a `previous_response_id` this tenant has not stored; 404 for a referenced
+ * item it holds none of; 413 when the body comes to more than `bytesMax` (limits.bodyBytesMax, the
+ * bound a body sent whole has).
  */
 export function expandPrevious(
   body: Buffer,
@@ -159,13 +225,18 @@ export function expandPrevious(
   bytesMax: number,
 ): Buffer | undefined {
   const expanded = expandedBody(body, tenant, store);
-  if (expanded !== undefined && expanded.body.length > bytesMax)
+  if (expanded !== undefined && expanded.body.length > bytesMax) {
+    const what =
+      expanded.previousId === undefined
+        ? 'its item_reference inputs expand'
+        : `the conversation previous_response_id '${expanded.previousId}' expands`;
     throw new SwitchyardError(
       'SY_ERR_REQUEST_TOO_LARGE',
-      `the conversation previous_response_id '${expanded.previousId}' expands to is ${expanded.body.length} bytes, over limits.bodyBytesMax ${bytesMax}; start a new conversation`,
-      { param: 'previous_response_id' },
+      `${what} to ${expanded.body.length} bytes, over limits.bodyBytesMax ${bytesMax}; start a new conversation`,
+      { param: expanded.previousId === undefined ? 'input' : 'previous_response_id' },
     );
-  if (expanded !== undefined) previousOf.set(expanded.body, expanded.previousId);
+  }
+  if (expanded?.previousId !== undefined) previousOf.set(expanded.body, expanded.previousId);
   return expanded?.body;
 }
 
@@ -179,9 +250,10 @@ function expandedBody(
   body: Buffer,
   tenant: string,
   store: ResponseStore,
-): { body: Buffer; previousId: string } | undefined {
-  // Most bodies name none: no parse for them.
-  if (!body.includes('"previous_response_id"')) return undefined;
+): { body: Buffer; previousId: string | undefined } | undefined {
+  // Most bodies name neither: no parse for them.
+  const references = store.enabled && body.includes('"item_reference"');
+  if (!references && !body.includes('"previous_response_id"')) return undefined;
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.toString('utf8'));
@@ -190,7 +262,11 @@ function expandedBody(
   }
   if (!isObject(parsed)) return undefined;
   const id = parsed['previous_response_id'];
-  if (id === undefined || id === null) return undefined;
+  const resolved = references ? resolvedReferences(parsed['input'], tenant, store) : undefined;
+  if (id === undefined || id === null) {
+    if (resolved === undefined) return undefined;
+    return { body: Buffer.from(JSON.stringify({ ...parsed, input: resolved })), previousId: undefined };
+  }
   if (typeof id !== 'string' || id.length === 0)
     throw new SwitchyardError(
       'SY_ERR_INVALID_ARGUMENT',
@@ -200,8 +276,34 @@ function expandedBody(
   const previous = store.enabled ? store.get(tenant, id) : undefined;
   if (previous === undefined) throw previousNotFound(id);
   const { previous_response_id: _named, ...rest } = parsed;
-  rest['input'] = [...previous.inputItems, ...previous.outputItems, ...inputItemsOf(parsed['input'])];
+  const input = resolved ?? inputItemsOf(parsed['input']);
+  rest['input'] = [...previous.inputItems, ...previous.outputItems, ...input];
   return { body: Buffer.from(JSON.stringify(rest)), previousId: id };
+}
+
+/**
+ * `input` with each `item_reference` item replaced by the stored item it names, or undefined when it
+ * has none. Throws 400 for a reference whose id is no non-empty string, 404 for one not held.
+ */
+function resolvedReferences(input: unknown, tenant: string, store: ResponseStore): unknown[] | undefined {
+  if (!Array.isArray(input)) return undefined;
+  let resolved: unknown[] | undefined;
+  for (let i = 0; i < input.length; i++) {
+    const item: unknown = input[i];
+    if (!isObject(item) || item['type'] !== 'item_reference') continue;
+    const id = item['id'];
+    if (typeof id !== 'string' || id.length === 0)
+      throw new SwitchyardError(
+        'SY_ERR_INVALID_ARGUMENT',
+        `invalid request body: input[${i}].id: expected a non-empty string`,
+        { param: `input[${i}].id` },
+      );
+    const stored = store.item(tenant, id);
+    if (stored === undefined) throw itemNotFound(id, i);
+    resolved ??= [...input];
+    resolved[i] = stored;
+  }
+  return resolved;
 }
 
 /** A response status whose answer is stored (a failed or cancelled one is not: there is nothing to continue). */

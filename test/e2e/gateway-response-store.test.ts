@@ -18,6 +18,7 @@ import {
   type GatewayStatsJson,
   getJson,
   MODEL,
+  post,
   type SimCluster,
   simBackend,
   startSims,
@@ -333,6 +334,89 @@ describe('stored responses over a vLLM-kind upstream', { timeout: 60_000 }, () =
       responseStore: { tooLarge: number; count: number };
     };
     assert.deepEqual([stats.responseStore.tooLarge, stats.responseStore.count], [1, 2]);
+  });
+});
+
+/**
+ * The two `/v1/responses` bodies `generateText` with `@ai-sdk/openai` 3.0.141's Responses model (ai
+ * 6.0.333) sent for a two-turn conversation, captured by a logging proxy in front of `switchyard
+ * serve` (docs/gateway.md "Stored responses"): the second sends the first answer back as an
+ * `item_reference` to its output message (`store` is on unless told otherwise).
+ */
+const AI_SDK_FIRST = {
+  model: MODEL,
+  input: [{ role: 'user', content: [{ type: 'input_text', text: 'My name is Ada.' }] }],
+  max_output_tokens: 8,
+};
+function aiSdkSecond(messageId: string): Record<string, unknown> {
+  return {
+    model: MODEL,
+    input: [
+      { role: 'user', content: [{ type: 'input_text', text: 'My name is Ada.' }] },
+      { type: 'item_reference', id: messageId },
+      { role: 'user', content: [{ type: 'input_text', text: 'What is my name?' }] },
+    ],
+    max_output_tokens: 8,
+  };
+}
+
+/** What these tests read of a `/v1/responses` answer (a response, or an error). */
+interface Answer {
+  id: string;
+  output: { id: string; type: string }[];
+  usage: { input_tokens: number };
+  error?: { code: string; param: string; message: string };
+}
+
+describe('item_reference inputs resolved from the store', { timeout: 60_000 }, () => {
+  /** POST /v1/responses under a tenant's key: the status and the parsed answer. */
+  async function create(key: string, body: unknown): Promise<{ status: number; json: Answer }> {
+    const reply = await post(gw.url, '/v1/responses', body, { headers: { authorization: `Bearer ${key}` } });
+    return { status: reply.status, json: JSON.parse(reply.text) as Answer };
+  }
+
+  it("the AI SDK's second turn: the reference becomes the stored answer, on the other engine", async () => {
+    const first = await create('sk-a', AI_SDK_FIRST);
+    assert.equal(first.status, 200, JSON.stringify(first.json));
+    const message = first.json.output.find((o) => o.type === 'message');
+    assert.ok(message);
+    const second = await create('sk-a', aiSdkSecond(message.id));
+    assert.equal(second.status, 200, JSON.stringify(second.json));
+    assert.notEqual(servedBy(second.json.id), servedBy(first.json.id), 'round-robin: the other engine');
+    // The same conversation sent whole costs the same.
+    const input = aiSdkSecond(message.id)['input'] as unknown[];
+    input[1] = message;
+    const whole = await create('sk-a', { ...aiSdkSecond(message.id), input, store: false });
+    assert.equal(whole.status, 200, JSON.stringify(whole.json));
+    assert.equal(second.json.usage.input_tokens, whole.json.usage.input_tokens);
+    assert.ok(second.json.usage.input_tokens > first.json.usage.input_tokens + 4);
+    // Stored with the item itself: its input items list the answer, not the reference.
+    const items = await a.responses.inputItems.list(second.json.id, { order: 'asc' });
+    assert.deepEqual(
+      items.data.map((item) => (item as { role?: string }).role),
+      ['user', 'assistant', 'user'],
+    );
+    assert.equal(items.data[1]?.id, message.id);
+  });
+
+  it("an unknown, another tenant's or a deleted item is 404 naming input[i]", async () => {
+    const first = await create('sk-a', AI_SDK_FIRST);
+    const messageId = first.json.output[0]?.id as string;
+    const refused = async (key: string, id: string): Promise<unknown[]> => {
+      const reply = await create(key, aiSdkSecond(id));
+      const error = reply.json.error;
+      return [reply.status, error?.code, error?.param, error?.message];
+    };
+    const notFound = (id: string): unknown[] => [
+      404,
+      'SY_ERR_ITEM_NOT_FOUND',
+      'input[1]',
+      `Item with id '${id}' not found.`,
+    ];
+    assert.deepEqual(await refused('sk-a', 'msg_unknown'), notFound('msg_unknown'));
+    assert.deepEqual(await refused('sk-b', messageId), notFound(messageId));
+    await a.responses.delete(first.json.id);
+    assert.deepEqual(await refused('sk-a', messageId), notFound(messageId));
   });
 });
 

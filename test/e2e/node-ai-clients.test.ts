@@ -15,8 +15,9 @@
  *   response.completed"), which the openai SDKs raised in place of the engine's SY_ERR_DRAINING:
  *   the engine's event carried the error flat only, which they yield as a mere event.
  * - `@ai-sdk/openai`'s Responses model sends an earlier answer back as an `item_reference` unless
- *   `providerOptions.openai.store` is false; the gateway stores no responses, so a conversation's
- *   second turn is 400, as before, but the message now says how to send it instead.
+ *   `providerOptions.openai.store` is false. Since stop 36 the gateway stores responses and resolves
+ *   the reference (gateway-response-store.test.ts replays the SDK's second turn); one it does not
+ *   hold is OpenAI's 404 naming the item.
  * - `tools` with `tool_choice: "none"` on /v1/responses was 400 naming `tools` on the built-in
  *   engines, while chat serves it (stop 25): the AI SDK's `generateText({ tools, toolChoice: 'none' })`
  *   through `@ai-sdk/openai`'s default (Responses) model failed where its chat model worked.
@@ -221,18 +222,18 @@ describe("the AI SDK's second turn on /v1/responses", () => {
     max_output_tokens: 2,
   });
 
-  it('a reference to the earlier answer (store on, its default) is refused with the way out; the message form is served', async () => {
+  it('a reference to an answer the gateway did not store is 404 naming it; the message form is served', async () => {
     const referenced = await post(
       quick.gw.url,
       '/v1/responses',
       turn({ type: 'item_reference', id: 'msg_1' }),
     );
-    assert.equal(referenced.status, 400, referenced.text);
+    assert.equal(referenced.status, 404, referenced.text);
     const error = (JSON.parse(referenced.text) as { error: { code: string; param: string; message: string } })
       .error;
-    assert.equal(error.code, 'SY_ERR_UNSUPPORTED_PARAMETER');
+    assert.equal(error.code, 'SY_ERR_ITEM_NOT_FOUND');
     assert.equal(error.param, 'input[1]');
-    assert.match(error.message, /as assistant messages .*store: false/);
+    assert.equal(error.message, "Item with id 'msg_1' not found.");
     // With providerOptions.openai.store false the SDK sends the answer itself, with its item id.
     const sent = await post(
       quick.gw.url,
