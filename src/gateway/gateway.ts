@@ -1338,8 +1338,9 @@ export class LiveGateway implements Gateway, ExchangeHost, PdHost, BodyReaderHos
 
   /**
    * A Responses body with its `previous_response_id` expanded from the response store (the whole
-   * conversation as input, response-store.ts), or as it came when it names none; undefined when
-   * that was refused (answered on `res`: an id this tenant has not stored).
+   * conversation as input) and its `item_reference` inputs replaced by the stored items
+   * (response-store.ts), or as it came when it has neither; undefined when that was refused (answered
+   * on `res`: an id this tenant has not stored).
    */
   private withPrevious(
     body: Buffer,

@@ -8,9 +8,10 @@
  * Responses request and the chat request with the same conversation share their prefix chain, and
  * a follow-up turn extends the chain of the turn before it.
  *
- * `previous_response_id` is expanded from the gateway's response store before this parse
- * (response-store.ts), so the body read here is the whole conversation; one still named here (a
- * Batch API line, or the store turned off) is refused: the instance picked need not hold it.
+ * `previous_response_id` is expanded, and `item_reference` inputs resolved, from the gateway's
+ * response store before this parse (response-store.ts), so the body read here is the whole
+ * conversation; a `previous_response_id` still named here (a Batch API line, or the store turned
+ * off) is refused: the instance picked need not hold it.
  */
 import { cacheSaltOf, saltPrefixChain } from '../core/cache-salt.ts';
 import { SwitchyardError } from '../core/errors.ts';
