@@ -1032,12 +1032,13 @@ export class ServerlessHost implements TwinControl {
     nowMs: number,
   ): 'pending' | 'none' {
     let waiting = false;
+    const freeGpu = this.chooseNode(m, nowMs) !== undefined;
     for (const s of sleepers) {
       const ids = book.blockers(s);
       const blockers = ids.map((id) => this.swapBlocker(id));
       if (blockers.some((b) => b === undefined)) continue;
       const verdict = swapVerdict(
-        { held: m.pool.heldCount, startupMs: m.startupMs },
+        { held: m.pool.heldCount, startupMs: m.startupMs, freeGpu, waitingSinceMs: m.firstHeldMs },
         blockers as SwapBlocker[],
         nowMs,
       );

@@ -71,6 +71,7 @@ export {
   type SleepParams,
   SWAP_RESIDENCY_MIN_MS_DEFAULT,
   type SwapBlocker,
+  type SwapWaiting,
   swapVerdict,
   WAKE_OVERHEAD_MS_DEFAULT,
   wakeTimeMs,

@@ -156,6 +156,26 @@ test('drain-and-swap: who yields, and the minimum residency', () => {
   assert.equal(swapVerdict(waiting, [{ ...idleBlocker, draining: true, modelHeld: 2 }], 1000), 'wait');
 });
 
+test('drain-and-swap: with a free GPU, a model waits out one residency at most, then starts fresh', () => {
+  // Each blocker is another model's wake, a new residency: waiting on it alone never ends.
+  const blocker = (sinceMs: number) => ({
+    sinceMs,
+    readyAtMs: sinceMs + 1000,
+    modelHeld: 0,
+    draining: false,
+  });
+  const waiting = { held: 2, startupMs: 45_000, freeGpu: true, waitingSinceMs: 100_000 };
+  // Waiting 5 s: the swap is still the quicker bet.
+  assert.equal(swapVerdict(waiting, [blocker(100_000)], 105_000), 'wait');
+  // Waiting a residency, a newer blocker in the way: start fresh on the free GPU.
+  assert.equal(swapVerdict(waiting, [blocker(110_000)], 100_000 + SWAP_RESIDENCY_MIN_MS_DEFAULT), 'none');
+  // No free GPU: it waits as before; a blocker past its residency is drained either way.
+  assert.equal(swapVerdict({ ...waiting, freeGpu: false }, [blocker(110_000)], 115_000), 'wait');
+  assert.equal(swapVerdict(waiting, [blocker(80_000)], 120_000), 'drain');
+  // Blockers draining already: the wake is seconds away, so it waits.
+  assert.equal(swapVerdict(waiting, [{ ...blocker(110_000), draining: true }], 130_000), 'wait');
+});
+
 test('billing: a GPU held by sleepers alone is billed; an awake instance there makes it paid anyway', () => {
   const book = new SleepBook([{ id: 'n1', gpus: 2 }], 72 * GiB, 20 * GiB, config);
   book.placeAwake('a', 'n1', 1, 0, 20 * GiB); // GPU 0
