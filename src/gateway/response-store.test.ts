@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SwitchyardError } from '../core/errors.ts';
-import { expandPrevious, ResponseCapture, ResponseStore, type StoredResponse } from './response-store.ts';
+import {
+  expandPrevious,
+  heldBytesOf,
+  ResponseCapture,
+  ResponseStore,
+  type StoredResponse,
+} from './response-store.ts';
 import { inputItemsPage, responseRouteOf } from './response-store-http.ts';
 
 /** A store on a clock the test moves. */
@@ -244,6 +250,23 @@ describe('ResponseCapture', () => {
     const kept = store.get('t', 'resp_9');
     assert.deepEqual(kept?.inputItems, [{ type: 'message', role: 'user', content: 'hi' }]);
     assert.deepEqual(kept?.outputItems, [{ id: 'msg_9' }]);
+  });
+
+  it('counts a kept answer as the heap it holds: its JSON parsed, plus each indexed item', () => {
+    const items = Array.from({ length: 200 }, (_, i) => ({ id: `msg_${i}`, type: 'message', content: 'x' }));
+    const many = Buffer.from(JSON.stringify({ model: 'm', input: items }));
+    const { store } = storeOf(10, 1 << 30);
+    const capture = new ResponseCapture(store, 't', many, 1 << 20);
+    capture.begin(false);
+    const answerBytes = Buffer.from(JSON.stringify(answer));
+    capture.json(answerBytes);
+    const json = many.length + answerBytes.length;
+    // 201 items with ids (200 sent, one answered) cost more than their JSON: R measured 5.6x at 200 per entry.
+    assert.ok(
+      store.stats.bytes >= json + 201 * 250,
+      `${store.stats.bytes} bytes counted for ${json} of JSON`,
+    );
+    assert.equal(store.stats.bytes, heldBytesOf(json, [...items, { id: 'msg_9' }]));
   });
 
   it('does not store a failed answer, nor one the request asked not to store', () => {

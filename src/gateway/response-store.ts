@@ -21,7 +21,7 @@ export interface StoredResponse {
   readonly inputItems: readonly unknown[];
   /** The answer's output items. */
   readonly outputItems: readonly unknown[];
-  /** What it is counted as against the byte bound (request + answer JSON). */
+  /** What it is counted as against the byte bound: its heap estimate (`heldBytesOf`). */
   readonly bytes: number;
   /** When it was stored, on the gateway's clock. */
   readonly storedAtMs: number;
@@ -379,14 +379,35 @@ export class ResponseCapture {
     const previousId = previousOf.get(this.body);
     if (previousId !== undefined) response['previous_response_id'] = previousId;
     const outputItems = Array.isArray(response['output']) ? (response['output'] as unknown[]) : [];
+    const inputItems = inputItemsOf(request['input']);
     return this.store.put(this.tenant, {
       id: response['id'] as string,
       response,
-      inputItems: inputItemsOf(request['input']),
+      inputItems,
       outputItems,
-      bytes: this.body.length + answerBytes,
+      bytes: heldBytesOf(this.body.length + answerBytes, [...inputItems, ...outputItems]),
     });
   }
+}
+
+/** Heap bytes a stored entry is charged per byte of its JSON: the parsed objects, not the text. */
+const HELD_BYTES_PER_JSON_BYTE = 2;
+/** Heap bytes a stored entry is charged whatever its size: its maps' entries, keys and wrapper objects. */
+const HELD_BYTES_PER_ENTRY = 4096;
+/** Heap bytes each indexed item (one with a string id) is charged: its index key, holder map and entry. */
+const HELD_BYTES_PER_INDEXED_ITEM = 320;
+
+/**
+ * What an entry is counted as against `limits.responseStoreBytesMax`: an estimate of the heap it
+ * holds, not its JSON length. Parsed, the JSON takes about 1.5x its text, and each item with an id
+ * adds an index entry (a chained turn re-sends, and so re-indexes, every earlier item): counting the
+ * JSON alone let an item-heavy load hold 5-7x the bound (measured by heap after GC, 2,000 entries).
+ * The constants round those measurements up.
+ */
+export function heldBytesOf(jsonBytes: number, items: readonly unknown[]): number {
+  let indexed = 0;
+  for (const item of items) if (isObject(item) && typeof item['id'] === 'string') indexed++;
+  return HELD_BYTES_PER_JSON_BYTE * jsonBytes + HELD_BYTES_PER_ENTRY + HELD_BYTES_PER_INDEXED_ITEM * indexed;
 }
 
 /**

@@ -305,7 +305,7 @@ describe('stored responses over a vLLM-kind upstream', { timeout: 60_000 }, () =
     const vllm = await startTestGateway(
       {
         backends: [{ id: 'up', type: 'vllm', url: upstream.url, models: [MODEL] }],
-        limits: { responseStoreBytesMax: 4096 },
+        limits: { responseStoreBytesMax: 16_384 },
       },
       teardown,
     );
@@ -325,9 +325,9 @@ describe('stored responses over a vLLM-kind upstream', { timeout: 60_000 }, () =
       ['user', 'msg_up1', 'user'],
     );
 
-    // About 5 KB of answer in 500-byte writes: more than the 4096 bytes a capture holds.
-    const big = await c.responses.create({ model: MODEL, input: 'long', max_output_tokens: 50 });
-    assert.equal(big.output_text.length, 5000, 'the answer arrived whole');
+    // About 20 KB of answer in 500-byte writes: more than the 16,384 bytes a capture holds.
+    const big = await c.responses.create({ model: MODEL, input: 'long', max_output_tokens: 200 });
+    assert.equal(big.output_text.length, 20_000, 'the answer arrived whole');
     assert.equal((big as unknown as { store: unknown }).store, false);
     assert.equal((await failure(c.responses.retrieve(big.id))).code, 'SY_ERR_RESPONSE_NOT_FOUND');
     const stats = (await getJson(`${vllm.url}/stats`)) as {
