@@ -290,6 +290,14 @@ describe('ResponseCapture', () => {
     capture.sseEnded();
     assert.equal(store.get('t', 'resp_9')?.response['store'], true);
 
+    // One byte a chunk: every blank line falls across two chunks, where the search resumes.
+    const bytewise = storeOf(10).store;
+    const single = new ResponseCapture(bytewise, 't', request, 1 << 20);
+    single.begin(true);
+    for (let at = 0; at < bytes.length; at++) single.sseChunk(bytes.subarray(at, at + 1));
+    single.sseEnded();
+    assert.equal(bytewise.get('t', 'resp_9')?.response['store'], true);
+
     const tight = storeOf(10).store;
     const bounded = new ResponseCapture(tight, 't', request, 100);
     bounded.begin(true);

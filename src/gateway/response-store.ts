@@ -417,6 +417,9 @@ export function heldBytesOf(jsonBytes: number, items: readonly unknown[]): numbe
 class SseFinalEvent {
   private readonly decoder = new StringDecoder('utf8');
   private pending = '';
+  /** Where the next search for a blank line starts: `pending` before it holds none (one large event
+   * in many chunks is scanned once, not once per chunk). */
+  private scanned = 0;
   private final: string | undefined = undefined;
   /** Characters of the final event's data (its share of the store's byte bound). */
   bytes = 0;
@@ -426,14 +429,20 @@ class SseFinalEvent {
   push(chunk: Buffer): void {
     this.pending += this.decoder.write(chunk);
     for (;;) {
-      const end = this.pending.indexOf('\n\n');
+      const end = this.pending.indexOf('\n\n', this.scanned);
       if (end < 0) break;
       const event = this.pending.slice(0, end);
       this.pending = this.pending.slice(end + 2);
+      this.scanned = 0;
       if (event.includes('response.completed') || event.includes('response.incomplete')) this.final = event;
     }
+    // The last character may be the first of a blank line the next chunk completes.
+    this.scanned = Math.max(0, this.pending.length - 1);
     // One event larger than the bound is not held; what follows realigns at the next blank line.
-    if (this.pending.length > this.bytesMax) this.pending = '';
+    if (this.pending.length > this.bytesMax) {
+      this.pending = '';
+      this.scanned = 0;
+    }
   }
 
   /** The final event's response object, if the stream carried one. */
