@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { scriptArgs, scriptUsageError } from '../scripts/script-args.ts';
+import { Rng } from '../src/core/rng.ts';
 import { ensureTinyLlamaGguf, TINY_LLAMA_DEFAULT_PATH } from '../src/engine-servers/llama/tiny-gguf.ts';
 import { BIN } from '../test/e2e/support/cli.ts';
 import { engineChildren } from '../test/e2e/support/processes.ts';
@@ -85,18 +86,9 @@ const sampleS = Math.max(1, num('sample', values.sample, 10));
 const burstEveryS = num('burst-every', values['burst-every'], 60);
 const benchEveryS = num('bench-every', values['bench-every'], 90);
 
-/** mulberry32: the traffic mix's only randomness, so a seed replays the same choices. */
-function prng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = prng(seed);
+/** The traffic mix's only randomness (the project's seeded generator), so a seed replays the same choices. */
+const rng = new Rng(seed);
+const random = (): number => rng.next();
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
 
 const KEY = 'soak-team-key';
